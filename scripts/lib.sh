@@ -1,0 +1,37 @@
+# Shared by scripts/demo and scripts/test: installs what is missing.
+# moto goes into a project-local venv (.venv); redis-server comes from apt.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+MOTO_SPEC='moto[server]>=5.2,<5.3'
+
+as_root() {
+  if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+    echo "need root to run: $* (install it yourself or run as root)" >&2; return 1; fi
+}
+
+apt_install() {
+  echo "installing with apt: $*" >&2
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "$@" >/dev/null
+}
+
+ensure_redis() {
+  if ! command -v redis-server >/dev/null; then apt_install redis-server; fi
+}
+
+ensure_moto() {
+  if [ -x "$ROOT/.venv/bin/moto_server" ]; then return; fi
+  if ! command -v python3 >/dev/null || ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
+    apt_install python3 python3-venv
+  fi
+  echo "installing $MOTO_SPEC into $ROOT/.venv" >&2
+  python3 -m venv "$ROOT/.venv"
+  "$ROOT/.venv/bin/pip" install --quiet --disable-pip-version-check "$MOTO_SPEC"
+}
+
+ensure_deps() {
+  ensure_redis
+  ensure_moto
+  export CUTOVER_MOTO_SERVER="$ROOT/.venv/bin/moto_server"
+}

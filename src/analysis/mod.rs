@@ -1,0 +1,4 @@
+//! Pure analysis over domain types: no I/O.
+
+pub mod reachability;
+pub mod weights;

@@ -1,0 +1,230 @@
+//! Security-group path from an instance to a Redis endpoint: is there an
+//! ingress rule on one of the endpoint's groups that admits the instance?
+
+use std::net::Ipv4Addr;
+
+use serde::Serialize;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SecurityGroup {
+    pub id: String,
+    pub name: String,
+    pub ingress: Vec<IngressRule>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct IngressRule {
+    /// `tcp`, `udp`, `icmp` or `-1` (all).
+    pub protocol: String,
+    pub from_port: Option<u16>,
+    pub to_port: Option<u16>,
+    /// Source security-group ids.
+    pub groups: Vec<String>,
+    /// Source IPv4 CIDRs.
+    pub cidrs: Vec<String>,
+}
+
+impl IngressRule {
+    fn covers_tcp_port(&self, port: u16) -> bool {
+        match self.protocol.as_str() {
+            "-1" | "all" => true,
+            "tcp" | "6" => match (self.from_port, self.to_port) {
+                (Some(f), Some(t)) => f <= port && port <= t,
+                _ => true,
+            },
+            _ => false,
+        }
+    }
+}
+
+/// The instance as the analysis sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Source<'a> {
+    pub instance_id: &'a str,
+    pub private_ip: Option<&'a str>,
+    pub security_groups: &'a [String],
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "verdict", rename_all = "snake_case")]
+pub enum SgPath {
+    /// The rule that lets the instance in.
+    Allowed { via: String },
+    /// Why not, naming the rule that is missing.
+    Blocked { reason: String, fix: Option<MissingRule> },
+    /// The endpoint names no security groups, or they could not be found.
+    Unknown { reason: String },
+}
+
+impl SgPath {
+    pub fn is_allowed(&self) -> bool {
+        matches!(self, SgPath::Allowed { .. })
+    }
+}
+
+/// The ingress rule that would open the path.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MissingRule {
+    pub group_id: String,
+    pub port: u16,
+    pub from_group_id: String,
+}
+
+fn cidr_contains(cidr: &str, ip: &str) -> bool {
+    let (Some((net, bits)), Ok(ip)) = (cidr.split_once('/'), ip.parse::<Ipv4Addr>()) else {
+        return false;
+    };
+    let (Ok(net), Ok(bits)) = (net.parse::<Ipv4Addr>(), bits.parse::<u32>()) else {
+        return false;
+    };
+    if bits > 32 {
+        return false;
+    }
+    let mask = if bits == 0 { 0 } else { u32::MAX << (32 - bits) };
+    (u32::from(net) & mask) == (u32::from(ip) & mask)
+}
+
+fn short(id: &str) -> String {
+    id.to_string()
+}
+
+/// Decides whether any of `endpoint_groups` admits `source` on TCP `port`.
+pub fn sg_path(source: &Source, endpoint_groups: &[SecurityGroup], port: u16) -> SgPath {
+    if endpoint_groups.is_empty() {
+        return SgPath::Unknown {
+            reason: "the Redis endpoint names no security groups; add security_groups to it in the runbook".into(),
+        };
+    }
+    for g in endpoint_groups {
+        for rule in g.ingress.iter().filter(|r| r.covers_tcp_port(port)) {
+            if let Some(src) = rule.groups.iter().find(|sg| source.security_groups.contains(sg)) {
+                return SgPath::Allowed { via: format!("{} allows {port} from {src}", short(&g.id)) };
+            }
+            if let Some(ip) = source.private_ip
+                && let Some(c) = rule.cidrs.iter().find(|c| cidr_contains(c, ip))
+            {
+                return SgPath::Allowed { via: format!("{} allows {port} from {c} ({ip})", short(&g.id)) };
+            }
+        }
+    }
+    let allowed: Vec<String> = endpoint_groups
+        .iter()
+        .flat_map(|g| {
+            g.ingress.iter().filter(|r| r.covers_tcp_port(port)).flat_map(move |r| {
+                r.groups
+                    .iter()
+                    .cloned()
+                    .chain(r.cidrs.iter().cloned())
+                    .map(move |s| format!("{} allows {port} from {s}", short(&g.id)))
+            })
+        })
+        .collect();
+    let has = if source.security_groups.is_empty() {
+        "no security groups".to_string()
+    } else {
+        format!("only {}", source.security_groups.join(", "))
+    };
+    let what = if allowed.is_empty() {
+        format!(
+            "no rule of {} opens port {port}",
+            endpoint_groups.iter().map(|g| g.id.as_str()).collect::<Vec<_>>().join(", ")
+        )
+    } else {
+        allowed.join(", ")
+    };
+    let fix = source.security_groups.first().map(|from| MissingRule {
+        group_id: endpoint_groups[0].id.clone(),
+        port,
+        from_group_id: from.clone(),
+    });
+    let hint = fix
+        .as_ref()
+        .map(|f| format!("; fix: allow {} from {} on {}", f.port, f.from_group_id, f.group_id))
+        .unwrap_or_default();
+    SgPath::Blocked { reason: format!("{what}; instance {} has {has}{hint}", source.instance_id), fix }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn group(id: &str, rules: Vec<IngressRule>) -> SecurityGroup {
+        SecurityGroup { id: id.into(), name: id.into(), ingress: rules }
+    }
+    fn tcp(from: u16, to: u16, groups: &[&str], cidrs: &[&str]) -> IngressRule {
+        IngressRule {
+            protocol: "tcp".into(),
+            from_port: Some(from),
+            to_port: Some(to),
+            groups: groups.iter().map(|s| s.to_string()).collect(),
+            cidrs: cidrs.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn group_reference_allows() {
+        let sgs = vec!["sg-app".to_string()];
+        let src = Source { instance_id: "i-1", private_ip: Some("10.0.1.5"), security_groups: &sgs };
+        let p = sg_path(&src, &[group("sg-redis", vec![tcp(6379, 6379, &["sg-app"], &[])])], 6379);
+        assert_eq!(p, SgPath::Allowed { via: "sg-redis allows 6379 from sg-app".into() });
+    }
+
+    #[test]
+    fn cidr_covering_the_ip_allows_and_one_outside_does_not() {
+        let sgs = vec!["sg-x".to_string()];
+        let src = Source { instance_id: "i-1", private_ip: Some("10.0.1.5"), security_groups: &sgs };
+        assert!(sg_path(&src, &[group("sg-r", vec![tcp(6379, 6379, &[], &["10.0.0.0/16"])])], 6379).is_allowed());
+        assert!(!sg_path(&src, &[group("sg-r", vec![tcp(6379, 6379, &[], &["10.1.0.0/16"])])], 6379).is_allowed());
+        assert!(sg_path(&src, &[group("sg-r", vec![tcp(6379, 6379, &[], &["0.0.0.0/0"])])], 6379).is_allowed());
+        assert!(sg_path(&src, &[group("sg-r", vec![tcp(6379, 6379, &[], &["10.0.1.5/32"])])], 6379).is_allowed());
+    }
+
+    #[test]
+    fn wrong_port_range_or_protocol_blocks() {
+        let sgs = vec!["sg-app".to_string()];
+        let src = Source { instance_id: "i-1", private_ip: None, security_groups: &sgs };
+        assert!(!sg_path(&src, &[group("sg-r", vec![tcp(6380, 6390, &["sg-app"], &[])])], 6379).is_allowed());
+        let mut udp = tcp(6379, 6379, &["sg-app"], &[]);
+        udp.protocol = "udp".into();
+        assert!(!sg_path(&src, &[group("sg-r", vec![udp])], 6379).is_allowed());
+        let mut all = tcp(0, 0, &["sg-app"], &[]);
+        all.protocol = "-1".into();
+        all.from_port = None;
+        all.to_port = None;
+        assert!(sg_path(&src, &[group("sg-r", vec![all])], 6379).is_allowed());
+    }
+
+    #[test]
+    fn blocked_names_the_rule_that_exists_and_the_fix() {
+        let sgs = vec!["sg-0c33".to_string()];
+        let src = Source { instance_id: "i-9", private_ip: Some("10.0.2.9"), security_groups: &sgs };
+        let p = sg_path(&src, &[group("sg-0a00", vec![tcp(6379, 6379, &["sg-0b21"], &[])])], 6379);
+        match p {
+            SgPath::Blocked { reason, fix } => {
+                assert_eq!(
+                    reason,
+                    "sg-0a00 allows 6379 from sg-0b21; instance i-9 has only sg-0c33; fix: allow 6379 from sg-0c33 on sg-0a00"
+                );
+                assert_eq!(
+                    fix,
+                    Some(MissingRule { group_id: "sg-0a00".into(), port: 6379, from_group_id: "sg-0c33".into() })
+                );
+            }
+            other => panic!("expected blocked, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn no_groups_on_endpoint_is_unknown_not_allowed() {
+        let sgs = vec!["sg-a".to_string()];
+        let src = Source { instance_id: "i-1", private_ip: None, security_groups: &sgs };
+        assert!(matches!(sg_path(&src, &[], 6379), SgPath::Unknown { .. }));
+    }
+
+    #[test]
+    fn cidr_parsing_rejects_garbage() {
+        assert!(!cidr_contains("nonsense", "10.0.0.1"));
+        assert!(!cidr_contains("10.0.0.0/33", "10.0.0.1"));
+        assert!(!cidr_contains("10.0.0.0/8", "not-an-ip"));
+    }
+}

@@ -1,0 +1,158 @@
+//! The command line: parses arguments, sets up logging, runs a subcommand and
+//! maps its outcome to an exit status (0 ok, 1 a check failed, 2 bad input).
+
+pub mod plan;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::runbook::{self, Runbook};
+
+#[derive(Debug, Parser)]
+#[command(name = "cutover", version, about = "A terminal cockpit for moving live traffic between AWS environments")]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct GlobalArgs {
+    /// AWS profile (default: the usual AWS_PROFILE / default chain).
+    #[arg(long, global = true)]
+    pub profile: Option<String>,
+    /// AWS region (overrides the runbook's).
+    #[arg(long, global = true)]
+    pub region: Option<String>,
+    /// Refuse every change to AWS or Redis.
+    #[arg(long, global = true)]
+    pub read_only: bool,
+    /// Log file (default: $XDG_STATE_HOME/cutover/cutover.log).
+    #[arg(long, global = true)]
+    pub log_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check a runbook and report every problem as file:line:col.
+    Validate { runbook: PathBuf },
+    /// Print the runbook's phases, rollout steps and gates.
+    Plan { runbook: PathBuf },
+    /// Rehearse a runbook on a local sandbox (moto, redis-server, app servers).
+    #[command(subcommand)]
+    Sandbox(SandboxCommand),
+    /// Start the sandbox from runbooks/demo.toml and watch it live.
+    Demo {
+        #[arg(long, default_value = "runbooks/demo.toml")]
+        runbook: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SandboxCommand {
+    /// Start the sandbox and stay in the foreground until Ctrl-C or SIGTERM.
+    Up {
+        runbook: PathBuf,
+        /// Write AWS_ENDPOINT_URL, credentials, region and Redis URLs here once ready.
+        #[arg(long)]
+        env_file: Option<PathBuf>,
+        /// Use this moto server instead of starting one.
+        #[arg(long)]
+        moto_endpoint: Option<String>,
+    },
+}
+
+/// A failure the user can act on, with the exit status it maps to.
+#[derive(Debug)]
+pub struct Failure {
+    pub status: u8,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn bad_input(message: impl Into<String>) -> Self {
+        Self { status: 2, message: message.into() }
+    }
+}
+
+impl From<runbook::RunbookError> for Failure {
+    fn from(e: runbook::RunbookError) -> Self {
+        Failure::bad_input(e.to_string())
+    }
+}
+
+pub fn load_runbook(path: &Path) -> Result<Runbook, Failure> {
+    Ok(runbook::load(path)?)
+}
+
+fn init_logging(global: &GlobalArgs) -> Option<PathBuf> {
+    let path = global.log_file.clone().unwrap_or_else(crate::paths::default_log_file);
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    let file = std::fs::OpenOptions::new().create(true).append(true).open(&path).ok()?;
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CUTOVER_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,aws_config=warn,aws_smithy_runtime=warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(false)
+        .with_writer(std::sync::Mutex::new(file))
+        .try_init()
+        .ok()?;
+    Some(path)
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let _ = color_eyre::install();
+    let log = init_logging(&cli.global);
+    tracing::info!(command = ?cli.command, "cutover starting");
+    let result = run(cli);
+    match result {
+        Ok(status) => ExitCode::from(status),
+        Err(f) => {
+            eprintln!("{}", f.message);
+            if f.status != 2
+                && let Some(log) = log
+            {
+                eprintln!("(log: {})", log.display());
+            }
+            ExitCode::from(f.status)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<u8, Failure> {
+    match cli.command {
+        Command::Validate { runbook } => {
+            let rb = load_runbook(&runbook)?;
+            let items: usize = rb.phases.iter().map(|p| p.items.len()).sum();
+            println!(
+                "{}: ok ({} environments, {} steps, {} gates, {} phases, {} items)",
+                runbook.display(),
+                rb.environments.len(),
+                rb.rollout.steps.len(),
+                rb.rollout.gates.len(),
+                rb.phases.len(),
+                items
+            );
+            Ok(0)
+        }
+        Command::Plan { runbook } => {
+            let rb = load_runbook(&runbook)?;
+            print!("{}", plan::render_plan(&rb));
+            Ok(0)
+        }
+        Command::Sandbox(SandboxCommand::Up { runbook, env_file, moto_endpoint }) => {
+            let rb = load_runbook(&runbook)?;
+            crate::sandbox::cli::up(rb, &cli.global, env_file, moto_endpoint)
+        }
+        Command::Demo { runbook } => {
+            let rb = load_runbook(&runbook)?;
+            crate::sandbox::cli::demo(rb, &cli.global)
+        }
+    }
+}

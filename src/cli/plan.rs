@@ -1,0 +1,127 @@
+//! `cutover plan`: the runbook as a person reads it before the window.
+
+use std::fmt::Write;
+
+use crate::runbook::duration::format_duration;
+use crate::runbook::*;
+
+pub fn render_plan(rb: &Runbook) -> String {
+    let mut o = String::new();
+    let _ = writeln!(o, "{} ({})", rb.title, rb.name);
+    if !rb.description.is_empty() {
+        let _ = writeln!(o, "{}", rb.description);
+    }
+    if rb.production {
+        let _ =
+            writeln!(o, "PRODUCTION account{}", rb.account_id.as_ref().map(|a| format!(" {a}")).unwrap_or_default());
+    }
+    let _ = writeln!(o, "\nEnvironments");
+    for e in rb.environments.values() {
+        let sel = match &e.instances {
+            InstanceSelector::Tags(t) => t.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","),
+            InstanceSelector::Ids(ids) => ids.join(","),
+        };
+        let _ = writeln!(
+            o,
+            "  {:<14} {}  lb={}  target groups=[{}]  instances={}  redis=[{}]",
+            e.name,
+            e.label,
+            e.load_balancer.as_deref().unwrap_or("-"),
+            e.target_groups.join(", "),
+            sel,
+            e.redis.iter().map(|r| r.name.as_str()).collect::<Vec<_>>().join(", ")
+        );
+    }
+    let d = &rb.dns;
+    let _ = writeln!(o, "\nDNS  {} {} in {} (TTL {}s)", d.record, d.record_type, d.zone, d.ttl);
+    for (env, id) in &d.set_identifiers {
+        let w = d.initial_weights.get(env).map_or("-".into(), |w| w.to_string());
+        let _ = writeln!(o, "  {env:<14} set identifier {id:<16} initial weight {w}");
+    }
+    let r = &rb.rollout;
+    let per_step = r.soak + std::time::Duration::from_secs(u64::from(d.ttl));
+    let total = per_step * r.steps.len() as u32;
+    let _ = writeln!(o, "\nRollout  {} → {}", r.from, r.to);
+    for (i, s) in r.steps.iter().enumerate() {
+        let _ = writeln!(
+            o,
+            "  step {}: {} {}% / {} {}%  then soak {}",
+            i + 1,
+            r.from,
+            100 - s,
+            r.to,
+            s,
+            format_duration(r.soak)
+        );
+    }
+    let _ = writeln!(o, "  at least {} in all (soak + one TTL per step)", format_duration(total));
+    for g in &r.gates {
+        let what = match &g.kind {
+            GateKind::AlarmOk { alarms } => format!("alarms OK: {}", alarms.join(", ")),
+            GateKind::HealthyTargets { environment, min } => format!("≥ {min} healthy targets in {environment}"),
+            GateKind::HttpHealth { environment } => format!("/health 200 on every {environment} instance"),
+            GateKind::RedisReachable { environment } => format!("Redis reachable from every {environment} instance"),
+            GateKind::Metric { environment, metric, stat, max } => {
+                format!("{environment} {} {} ≤ {max}", metric.cloudwatch_name(), stat.cloudwatch_name())
+            }
+            GateKind::Compare { metric, stat, factor } => {
+                format!("{} {} of {} ≤ {factor}× {}", metric.cloudwatch_name(), stat.cloudwatch_name(), r.to, r.from)
+            }
+        };
+        let no_data = match g.no_data {
+            NoDataPolicy::Fail => "fail",
+            NoDataPolicy::Pause => "pause",
+            NoDataPolicy::Pass => "pass",
+        };
+        let _ = writeln!(
+            o,
+            "  gate: {what}  (every {}, abort after {} failure(s), pause after {} error(s) in a row, no data → {no_data})",
+            format_duration(g.interval),
+            g.failure_limit,
+            g.consecutive_error_limit
+        );
+    }
+    for (i, p) in rb.phases.iter().enumerate() {
+        let _ = writeln!(o, "\nPhase {}: {} ({})", i + 1, p.title, p.id);
+        for it in &p.items {
+            let kind = match &it.kind {
+                ItemKind::Manual => "manual".to_string(),
+                ItemKind::Check { check } => format!("check {}", check_name(check)),
+                ItemKind::Action { action } => format!("action {}", action_name(action)),
+            };
+            let rb = it.rollback.as_ref().map(|a| format!("  (rollback: {})", action_name(a))).unwrap_or_default();
+            let _ = writeln!(o, "  [ ] {:<18} {:<28} {}{rb}", it.id, kind, it.title);
+        }
+    }
+    o
+}
+
+pub fn check_name(c: &Check) -> &'static str {
+    match c {
+        Check::TargetsHealthy { .. } => "targets_healthy",
+        Check::RedisReachable { .. } => "redis_reachable",
+        Check::Stickiness { .. } => "stickiness",
+        Check::AlarmOk { .. } => "alarm_ok",
+        Check::HttpOk { .. } => "http_ok",
+        Check::KeyCountsMatch { .. } => "key_counts_match",
+        Check::ZonesEnabled { .. } => "zones_enabled",
+    }
+}
+
+pub fn action_name(a: &Action) -> String {
+    match a {
+        Action::ShiftWeights { to } => format!("shift_weights to {to}%"),
+        Action::Rollout => "rollout".into(),
+        Action::RegisterTargets { environment } => format!("register_targets {environment}"),
+        Action::DeregisterTargets { environment } => format!("deregister_targets {environment}"),
+        Action::SetStickiness { environment, duration } => {
+            format!("set_stickiness {environment} {}", format_duration(*duration))
+        }
+        Action::DisableStickiness { environment } => format!("disable_stickiness {environment}"),
+        Action::AuthorizeRedisIngress { environment } => format!("authorize_redis_ingress {environment}"),
+        Action::RevokeRedisIngress { environment } => format!("revoke_redis_ingress {environment}"),
+        Action::CopyRedis { from_redis, to_redis, .. } => format!("copy_redis {from_redis} → {to_redis}"),
+        Action::StopInstances { environment } => format!("stop_instances {environment}"),
+        Action::StartInstances { environment } => format!("start_instances {environment}"),
+    }
+}

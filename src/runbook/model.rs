@@ -1,0 +1,360 @@
+//! The validated runbook. Everything here has been checked: names resolve,
+//! weights are in range, steps increase to 100, durations parsed.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Serialize;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Runbook {
+    /// Path the runbook was read from, for messages and state-file names.
+    pub source: String,
+    pub name: String,
+    pub title: String,
+    pub description: String,
+    pub region: Option<String>,
+    /// Marks the target account as production: the cockpit shows a red border.
+    pub production: bool,
+    /// When set, cutover refuses to act in any other account.
+    pub account_id: Option<String>,
+    pub environments: BTreeMap<String, Environment>,
+    pub dns: Dns,
+    pub rollout: Rollout,
+    pub alarms: Vec<Alarm>,
+    pub phases: Vec<Phase>,
+    pub sandbox: Option<SandboxSpec>,
+}
+
+impl Runbook {
+    pub fn environment(&self, name: &str) -> Option<&Environment> {
+        self.environments.get(name)
+    }
+
+    /// Every Redis endpoint with the environment it belongs to.
+    pub fn redis_endpoints(&self) -> impl Iterator<Item = (&Environment, &RedisEndpoint)> {
+        self.environments.values().flat_map(|e| e.redis.iter().map(move |r| (e, r)))
+    }
+
+    pub fn redis_endpoint(&self, name: &str) -> Option<&RedisEndpoint> {
+        self.redis_endpoints().map(|(_, r)| r).find(|r| r.name == name)
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Environment {
+    pub name: String,
+    pub label: String,
+    pub load_balancer: Option<String>,
+    pub target_groups: Vec<String>,
+    pub instances: InstanceSelector,
+    pub redis: Vec<RedisEndpoint>,
+    /// Redis endpoints this environment's instances use (their own by default;
+    /// name another environment's for a shared Redis).
+    pub uses_redis: Vec<String>,
+    /// Instance tag holding the instance's health URL.
+    pub health_url_tag: String,
+    /// Health URL per instance, keyed by instance id or Name tag.
+    pub health_urls: BTreeMap<String, String>,
+    /// Template with `{instance_id}`, `{name}` or `{private_ip}`.
+    pub health_url_template: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum InstanceSelector {
+    Tags(BTreeMap<String, String>),
+    Ids(Vec<String>),
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RedisEndpoint {
+    pub name: String,
+    pub environment: String,
+    /// URL as written; `url_env`, when set in the environment, wins.
+    pub url: Option<String>,
+    pub url_env: Option<String>,
+    /// Name of the variable holding the password; never the password.
+    pub password_env: Option<String>,
+    /// The port security-group rules must open (6379 unless the URL says otherwise).
+    pub port: u16,
+    pub security_groups: Vec<String>,
+}
+
+pub const DEFAULT_HEALTH_URL_TAG: &str = "cutover:health-url";
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Dns {
+    pub zone: String,
+    pub record: String,
+    pub record_type: String,
+    pub ttl: u32,
+    /// Environment name to its record's set identifier.
+    pub set_identifiers: BTreeMap<String, String>,
+    /// Weights before the cutover (0–255); the abort target when no step passed.
+    pub initial_weights: BTreeMap<String, u8>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Rollout {
+    pub from: String,
+    pub to: String,
+    /// Percent of traffic on `to` at each step; increasing, ending at 100.
+    pub steps: Vec<u8>,
+    pub soak: Duration,
+    pub gate_interval: Duration,
+    pub gates: Vec<Gate>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Gate {
+    pub kind: GateKind,
+    pub interval: Duration,
+    /// Failed measurements (in total) that abort the rollout.
+    pub failure_limit: u32,
+    /// Provider errors in a row that pause the rollout for a human.
+    pub consecutive_error_limit: u32,
+    pub no_data: NoDataPolicy,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum GateKind {
+    AlarmOk {
+        alarms: Vec<String>,
+    },
+    HealthyTargets {
+        environment: String,
+        min: u32,
+    },
+    HttpHealth {
+        environment: String,
+    },
+    RedisReachable {
+        environment: String,
+    },
+    Metric {
+        environment: String,
+        metric: Metric,
+        stat: Stat,
+        max: f64,
+    },
+    /// The new side's rate must stay within `factor` times the old side's.
+    Compare {
+        metric: Metric,
+        stat: Stat,
+        factor: f64,
+    },
+}
+
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum NoDataPolicy {
+    Fail,
+    Pause,
+    Pass,
+}
+
+/// The ALB metrics cutover reads (namespace AWS/ApplicationELB).
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Metric {
+    RequestCount,
+    #[serde(rename = "HTTPCode_Target_5XX_Count")]
+    Target5xx,
+    #[serde(rename = "HTTPCode_ELB_5XX_Count")]
+    Elb5xx,
+    TargetResponseTime,
+    HealthyHostCount,
+    #[serde(rename = "UnHealthyHostCount")]
+    UnhealthyHostCount,
+}
+
+impl Metric {
+    pub const ALL: [Metric; 6] = [
+        Metric::RequestCount,
+        Metric::Target5xx,
+        Metric::Elb5xx,
+        Metric::TargetResponseTime,
+        Metric::HealthyHostCount,
+        Metric::UnhealthyHostCount,
+    ];
+
+    pub fn cloudwatch_name(self) -> &'static str {
+        match self {
+            Metric::RequestCount => "RequestCount",
+            Metric::Target5xx => "HTTPCode_Target_5XX_Count",
+            Metric::Elb5xx => "HTTPCode_ELB_5XX_Count",
+            Metric::TargetResponseTime => "TargetResponseTime",
+            Metric::HealthyHostCount => "HealthyHostCount",
+            Metric::UnhealthyHostCount => "UnHealthyHostCount",
+        }
+    }
+
+    pub fn from_cloudwatch_name(name: &str) -> Option<Metric> {
+        Metric::ALL.into_iter().find(|m| m.cloudwatch_name() == name)
+    }
+}
+
+/// A CloudWatch statistic: the five basic ones or a percentile (`p99`).
+#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+pub enum Stat {
+    Sum,
+    Average,
+    Minimum,
+    Maximum,
+    SampleCount,
+    Percentile(f64),
+}
+
+impl Stat {
+    pub fn parse(s: &str) -> Option<Stat> {
+        Some(match s {
+            "Sum" => Stat::Sum,
+            "Average" => Stat::Average,
+            "Minimum" => Stat::Minimum,
+            "Maximum" => Stat::Maximum,
+            "SampleCount" => Stat::SampleCount,
+            p => {
+                let v: f64 = p.strip_prefix('p')?.parse().ok()?;
+                if !(v > 0.0 && v < 100.0) {
+                    return None;
+                }
+                Stat::Percentile(v)
+            }
+        })
+    }
+
+    pub fn cloudwatch_name(self) -> String {
+        match self {
+            Stat::Sum => "Sum".into(),
+            Stat::Average => "Average".into(),
+            Stat::Minimum => "Minimum".into(),
+            Stat::Maximum => "Maximum".into(),
+            Stat::SampleCount => "SampleCount".into(),
+            Stat::Percentile(p) => format!("p{p}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Alarm {
+    pub name: String,
+    pub environment: Option<String>,
+    /// What the sandbox creates the alarm on; real alarms are only read.
+    pub metric: Metric,
+    pub stat: Stat,
+    pub threshold: f64,
+    pub period: Duration,
+    pub description: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Phase {
+    pub id: String,
+    pub title: String,
+    pub items: Vec<Item>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Item {
+    pub id: String,
+    pub title: String,
+    pub kind: ItemKind,
+    pub rollback: Option<Action>,
+    pub note: Option<String>,
+    /// Whether `cutover status` fails when this check fails.
+    pub blocking: bool,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ItemKind {
+    Manual,
+    Check { check: Check },
+    Action { action: Action },
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(tag = "check", rename_all = "snake_case")]
+pub enum Check {
+    TargetsHealthy { environment: String },
+    RedisReachable { environment: String },
+    Stickiness { environment: String, duration: Duration },
+    AlarmOk { alarm: String },
+    HttpOk { environment: String },
+    KeyCountsMatch { from_redis: String, to_redis: String, tolerance: u64 },
+    ZonesEnabled { environment: String },
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum Action {
+    /// Put `to` percent of traffic on the rollout's target side.
+    ShiftWeights {
+        to: u8,
+    },
+    /// Run the gated rollout through every step.
+    Rollout,
+    RegisterTargets {
+        environment: String,
+    },
+    DeregisterTargets {
+        environment: String,
+    },
+    SetStickiness {
+        environment: String,
+        duration: Duration,
+    },
+    DisableStickiness {
+        environment: String,
+    },
+    AuthorizeRedisIngress {
+        environment: String,
+    },
+    RevokeRedisIngress {
+        environment: String,
+    },
+    CopyRedis {
+        from_redis: String,
+        to_redis: String,
+        pattern: Option<String>,
+    },
+    StopInstances {
+        environment: String,
+    },
+    StartInstances {
+        environment: String,
+    },
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SandboxSpec {
+    pub seed_keys: u32,
+    /// Availability-zone suffixes (`a`, `b`) each environment's ALB is enabled in.
+    pub load_balancer_zones: BTreeMap<String, Vec<String>>,
+    pub security_groups: Vec<SandboxGroup>,
+    pub instances: Vec<SandboxInstance>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SandboxGroup {
+    pub name: String,
+    pub ingress: Vec<Ingress>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Ingress {
+    pub port: u16,
+    /// A security-group name of the sandbox or an IPv4 CIDR.
+    pub from: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SandboxInstance {
+    pub name: String,
+    pub environment: String,
+    pub zone: String,
+    pub security_groups: Vec<String>,
+    /// The Redis endpoint the app uses; the environment's first by default.
+    pub redis: String,
+}

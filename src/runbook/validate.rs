@@ -1,0 +1,1389 @@
+//! Raw runbook → validated model. Collects every problem, each located at the
+//! value at fault and phrased as `what is wrong; how to fix it`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use super::duration::parse_duration;
+use super::error::{Diagnostic, Locator, RunbookError};
+use super::model::*;
+use super::raw::*;
+
+const FORMAT_REF: &str = "see \"Runbook format\" in README.md";
+
+pub fn parse(file: &str, text: &str) -> Result<Runbook, RunbookError> {
+    let loc = Locator::new(file, text);
+    let raw: RawRunbook = match toml::from_str(text) {
+        Ok(raw) => raw,
+        Err(e) => return Err(RunbookError { diagnostics: vec![toml_diagnostic(&loc, text, &e)] }),
+    };
+    let mut v = Validator { loc, diags: Vec::new() };
+    let runbook = v.runbook(file, raw);
+    if v.diags.is_empty() {
+        Ok(runbook)
+    } else {
+        v.diags.sort_by_key(|d| (d.line, d.col));
+        v.diags.dedup();
+        Err(RunbookError { diagnostics: v.diags })
+    }
+}
+
+const TOP_TABLES: [&str; 4] = ["runbook", "environments", "dns", "rollout"];
+
+fn toml_diagnostic(loc: &Locator, text: &str, e: &toml::de::Error) -> Diagnostic {
+    let message = e
+        .message()
+        .trim()
+        .replace('\n', " ")
+        .replace("expected i64", "expected an integer")
+        .replace("expected f64", "expected a number");
+    if let Some(field) = message.strip_prefix("missing field ") {
+        let name = field.trim_matches('`');
+        if TOP_TABLES.contains(&name) && e.span().is_none_or(|s| s.start == 0) {
+            return loc.whole_file(format!("missing table [{name}]"), format!("add a [{name}] table; {FORMAT_REF}"));
+        }
+    }
+    if message.starts_with("duplicate key")
+        && let Some(span) = e.span()
+        && let Some(key) = text.get(span.clone())
+    {
+        return loc.at(
+            span,
+            format!("duplicate key `{}`", key.trim()),
+            "each key may appear once per table; remove the repeat",
+        );
+    }
+    let hint = if message.starts_with("unknown field") {
+        "remove the key or fix its spelling (the keys allowed here are listed)".to_string()
+    } else if message.starts_with("missing field") {
+        format!("add it to this table; {FORMAT_REF}")
+    } else if message.starts_with("invalid type") {
+        format!("give a value of the expected type; {FORMAT_REF}")
+    } else if message.starts_with("duplicate key") {
+        "each key may appear once per table; remove the repeat".to_string()
+    } else {
+        "fix the TOML syntax here (strings need quotes, tables need [brackets])".to_string()
+    };
+    match e.span() {
+        Some(span) => loc.at(span, message, hint),
+        None => loc.whole_file(message, hint),
+    }
+}
+
+struct Validator<'a> {
+    loc: Locator<'a>,
+    diags: Vec<Diagnostic>,
+}
+
+fn is_ident(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 64 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+fn is_env_var(s: &str) -> bool {
+    !s.is_empty()
+        && !s.starts_with(|c: char| c.is_ascii_digit())
+        && s.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+}
+
+fn is_cidr(s: &str) -> bool {
+    let Some((ip, bits)) = s.split_once('/') else { return false };
+    ip.parse::<std::net::Ipv4Addr>().is_ok() && bits.parse::<u8>().is_ok_and(|b| b <= 32)
+}
+
+fn trim_dot(s: &str) -> &str {
+    s.trim_end_matches('.')
+}
+
+fn one_of(names: impl IntoIterator<Item = impl AsRef<str>>) -> String {
+    let v: Vec<String> = names.into_iter().map(|n| format!("`{}`", n.as_ref())).collect();
+    if v.is_empty() { "(none are declared)".into() } else { v.join(", ") }
+}
+
+const CHECKS: [&str; 7] =
+    ["targets_healthy", "redis_reachable", "stickiness", "alarm_ok", "http_ok", "key_counts_match", "zones_enabled"];
+const ACTIONS: [&str; 11] = [
+    "shift_weights",
+    "rollout",
+    "register_targets",
+    "deregister_targets",
+    "set_stickiness",
+    "disable_stickiness",
+    "authorize_redis_ingress",
+    "revoke_redis_ingress",
+    "copy_redis",
+    "stop_instances",
+    "start_instances",
+];
+const GATES: [&str; 6] = ["alarm_ok", "healthy_targets", "http_health", "redis_reachable", "metric", "compare"];
+
+/// What validation needs to know about names declared elsewhere in the file.
+struct Names {
+    envs: BTreeSet<String>,
+    /// Environments with a load balancer and target groups.
+    lb_envs: BTreeSet<String>,
+    /// Environments whose instances use some Redis.
+    redis_envs: BTreeSet<String>,
+    alarms: BTreeSet<String>,
+    redis: BTreeSet<String>,
+}
+
+impl<'a> Validator<'a> {
+    fn err(&mut self, span: std::ops::Range<usize>, msg: impl Into<String>, hint: impl Into<String>) {
+        let d = self.loc.at(span, msg, hint);
+        self.diags.push(d);
+    }
+
+    fn duration(&mut self, s: &S<String>, what: &str) -> Option<Duration> {
+        match parse_duration(s.get_ref()) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                let (msg, hint) = e.split_once("; ").unwrap_or((&e, ""));
+                self.err(s.span(), format!("{what}: {msg}"), hint.to_string());
+                None
+            }
+        }
+    }
+
+    fn env_ref(&mut self, names: &Names, s: &S<String>) -> String {
+        if !names.envs.contains(s.get_ref()) {
+            self.err(
+                s.span(),
+                format!("unknown environment `{}`", s.get_ref()),
+                format!("use one of {} (declared under [environments])", one_of(&names.envs)),
+            );
+        }
+        s.get_ref().clone()
+    }
+
+    /// Reports an environment that lacks what `kind` works on.
+    fn needs(&mut self, names: &Names, e: &S<String>, kind: &str, lb: bool) {
+        let env = e.get_ref();
+        if !names.envs.contains(env) {
+            return;
+        }
+        if lb && !names.lb_envs.contains(env) {
+            self.err(
+                e.span(),
+                format!("`{kind}` needs a load balancer and target groups, but environment `{env}` has none"),
+                "point it at an environment with load_balancer and target_groups, or remove it",
+            );
+        }
+        if !lb && !names.redis_envs.contains(env) {
+            self.err(
+                e.span(),
+                format!("`{kind}` needs Redis, but environment `{env}` uses none"),
+                "add a redis entry or uses_redis to the environment, or remove it",
+            );
+        }
+    }
+
+    fn redis_ref(&mut self, names: &Names, s: &S<String>) -> String {
+        if !names.redis.contains(s.get_ref()) {
+            self.err(
+                s.span(),
+                format!("unknown Redis endpoint `{}`", s.get_ref()),
+                format!("use one of {} (the `name` of an environment's redis entry)", one_of(&names.redis)),
+            );
+        }
+        s.get_ref().clone()
+    }
+
+    fn ident(&mut self, s: &S<String>, what: &str) {
+        if !is_ident(s.get_ref()) {
+            self.err(
+                s.span(),
+                format!("{what} `{}` is not a valid name", s.get_ref()),
+                "use 1–64 letters, digits, `-` or `_`",
+            );
+        }
+    }
+
+    fn runbook(&mut self, file: &str, raw: RawRunbook) -> Runbook {
+        let header = raw.runbook.get_ref();
+        self.ident(&header.name, "runbook name");
+        if let Some(region) = &header.region {
+            let ok = region.get_ref().split('-').count() >= 3
+                && region.get_ref().chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+            if !ok {
+                self.err(
+                    region.span(),
+                    format!("`{}` is not an AWS region", region.get_ref()),
+                    "write it like eu-west-1 or us-east-1",
+                );
+            }
+        }
+        if let Some(acct) = &header.account_id
+            && (acct.get_ref().len() != 12 || !acct.get_ref().chars().all(|c| c.is_ascii_digit()))
+        {
+            self.err(
+                acct.span(),
+                format!("account_id `{}` is not a 12-digit AWS account id", acct.get_ref()),
+                "write the account id as a quoted 12-digit string, e.g. \"123456789012\"",
+            );
+        }
+
+        let mut names = Names {
+            envs: raw.environments.get_ref().keys().map(|k| k.get_ref().clone()).collect(),
+            lb_envs: raw
+                .environments
+                .get_ref()
+                .iter()
+                .filter(|(_, e)| e.get_ref().load_balancer.is_some() && !e.get_ref().target_groups.is_empty())
+                .map(|(k, _)| k.get_ref().clone())
+                .collect(),
+            redis_envs: raw
+                .environments
+                .get_ref()
+                .iter()
+                .filter(|(_, e)| {
+                    !e.get_ref().redis.is_empty() || e.get_ref().uses_redis.as_ref().is_some_and(|u| !u.is_empty())
+                })
+                .map(|(k, _)| k.get_ref().clone())
+                .collect(),
+            alarms: BTreeSet::new(),
+            redis: BTreeSet::new(),
+        };
+        if raw.environments.get_ref().len() < 2 {
+            self.err(raw.environments.span(), "a runbook needs at least two environments", "declare the side traffic leaves and the side it goes to, e.g. [environments.production] and [environments.staging]");
+        }
+        let mut seen_redis: BTreeMap<String, std::ops::Range<usize>> = BTreeMap::new();
+        for env in raw.environments.get_ref().values() {
+            for r in &env.get_ref().redis {
+                let n = &r.get_ref().name;
+                if seen_redis.contains_key(n.get_ref()) {
+                    self.err(
+                        n.span(),
+                        format!("duplicate Redis endpoint name `{}`", n.get_ref()),
+                        "give every redis entry a name unique in the runbook",
+                    );
+                } else {
+                    seen_redis.insert(n.get_ref().clone(), n.span());
+                }
+            }
+        }
+        names.redis = seen_redis.keys().cloned().collect();
+        let mut seen_alarms = BTreeSet::new();
+        for a in &raw.alarms {
+            let n = &a.get_ref().name;
+            if !seen_alarms.insert(n.get_ref().clone()) {
+                self.err(
+                    n.span(),
+                    format!("duplicate alarm `{}`", n.get_ref()),
+                    "declare each alarm once under [[alarms]]",
+                );
+            }
+        }
+        names.alarms = seen_alarms;
+
+        let environments = raw
+            .environments
+            .get_ref()
+            .iter()
+            .map(|(k, e)| (k.get_ref().clone(), self.environment(&names, k, e.get_ref())))
+            .collect();
+        let rollout = self.rollout(&names, raw.rollout.get_ref());
+        let dns = self.dns(&names, raw.dns.get_ref(), &rollout);
+        let alarms = raw.alarms.iter().map(|a| self.alarm(&names, a.get_ref())).collect();
+        let phases = self.phases(&names, &raw.phases);
+        let sandbox = raw.sandbox.as_ref().map(|s| self.sandbox(&names, raw.environments.get_ref(), s));
+
+        Runbook {
+            source: file.to_string(),
+            name: header.name.get_ref().clone(),
+            title: header.title.clone().unwrap_or_else(|| header.name.get_ref().clone()),
+            description: header.description.clone().unwrap_or_default(),
+            region: header.region.as_ref().map(|r| r.get_ref().clone()),
+            production: header.production,
+            account_id: header.account_id.as_ref().map(|a| a.get_ref().clone()),
+            environments,
+            dns,
+            rollout,
+            alarms,
+            phases,
+            sandbox,
+        }
+    }
+
+    fn environment(&mut self, names: &Names, key: &S<String>, e: &RawEnvironment) -> Environment {
+        self.ident(key, "environment");
+        for tg in &e.target_groups {
+            self.elb_name(tg, "target group", "targetgroup");
+        }
+        if let Some(lb) = &e.load_balancer {
+            self.elb_name(lb, "load balancer", "loadbalancer");
+        }
+        let sel = e.instances.get_ref();
+        let instances = match (&sel.tags, &sel.ids) {
+            (Some(tags), None) if !tags.is_empty() => InstanceSelector::Tags(tags.clone()),
+            (None, Some(ids)) if !ids.is_empty() => {
+                for id in ids {
+                    if !id.get_ref().starts_with("i-") {
+                        self.err(
+                            id.span(),
+                            format!("`{}` is not an instance id", id.get_ref()),
+                            "instance ids look like i-0123456789abcdef0",
+                        );
+                    }
+                }
+                InstanceSelector::Ids(ids.iter().map(|i| i.get_ref().clone()).collect())
+            }
+            _ => {
+                self.err(
+                    e.instances.span(),
+                    "instances must be selected by `tags` or by `ids`, exactly one of them, not empty",
+                    "write instances = { tags = { Environment = \"staging\" } } or instances = { ids = [\"i-…\"] }",
+                );
+                InstanceSelector::Ids(Vec::new())
+            }
+        };
+        let redis: Vec<RedisEndpoint> = e.redis.iter().map(|r| self.redis(key.get_ref(), r.get_ref())).collect();
+        let uses_redis = match &e.uses_redis {
+            Some(list) => list.iter().map(|r| self.redis_ref(names, r)).collect(),
+            None => redis.iter().map(|r| r.name.clone()).collect(),
+        };
+        for (k, url) in &e.health_urls {
+            if k.get_ref().is_empty() {
+                self.err(k.span(), "empty instance key in health_urls", "key health URLs by instance id or Name tag");
+            }
+            self.http_url(url, "health URL");
+        }
+        if let Some(t) = &e.health_url_template {
+            self.http_url(t, "health_url_template");
+            let mut rest = t.get_ref().as_str();
+            while let Some(start) = rest.find('{') {
+                let end = rest[start..].find('}').map(|e| e + start);
+                let Some(end) = end else {
+                    self.err(
+                        t.span(),
+                        "unclosed `{` in health_url_template",
+                        "close the placeholder, e.g. {instance_id}",
+                    );
+                    break;
+                };
+                let name = &rest[start + 1..end];
+                if !["instance_id", "name", "private_ip"].contains(&name) {
+                    self.err(
+                        t.span(),
+                        format!("unknown placeholder `{{{name}}}` in health_url_template"),
+                        "use {instance_id}, {name} or {private_ip}",
+                    );
+                }
+                rest = &rest[end + 1..];
+            }
+        }
+        if let Some(tag) = &e.health_url_tag
+            && tag.get_ref().trim().is_empty()
+        {
+            self.err(
+                tag.span(),
+                "health_url_tag is empty",
+                format!(
+                    "name the instance tag that holds the health URL, or leave it out for `{DEFAULT_HEALTH_URL_TAG}`"
+                ),
+            );
+        }
+        Environment {
+            name: key.get_ref().clone(),
+            label: e.label.clone().unwrap_or_else(|| key.get_ref().clone()),
+            load_balancer: e.load_balancer.as_ref().map(|l| l.get_ref().clone()),
+            target_groups: e.target_groups.iter().map(|t| t.get_ref().clone()).collect(),
+            instances,
+            redis,
+            uses_redis,
+            health_url_tag: e
+                .health_url_tag
+                .as_ref()
+                .map_or_else(|| DEFAULT_HEALTH_URL_TAG.to_string(), |t| t.get_ref().clone()),
+            health_urls: e.health_urls.iter().map(|(k, v)| (k.get_ref().clone(), v.get_ref().clone())).collect(),
+            health_url_template: e.health_url_template.as_ref().map(|t| t.get_ref().clone()),
+        }
+    }
+
+    fn elb_name(&mut self, s: &S<String>, what: &str, arn_part: &str) {
+        let v = s.get_ref();
+        if v.starts_with("arn:") {
+            if !v.starts_with("arn:aws") || !v.contains(&format!(":{arn_part}/")) {
+                self.err(
+                    s.span(),
+                    format!("`{v}` is not a {what} ARN"),
+                    format!("give the {what} name, or an ARN containing `:{arn_part}/`"),
+                );
+            }
+        } else if v.is_empty()
+            || v.len() > 32
+            || !v.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            || v.starts_with('-')
+            || v.ends_with('-')
+        {
+            self.err(
+                s.span(),
+                format!("`{v}` is not a valid {what} name"),
+                "names are 1–32 letters, digits or inner hyphens; or give the full ARN",
+            );
+        }
+    }
+
+    fn http_url(&mut self, s: &S<String>, what: &str) {
+        let v = s.get_ref();
+        if !(v.starts_with("http://") || v.starts_with("https://")) {
+            self.err(
+                s.span(),
+                format!("{what} `{v}` is not an http(s) URL"),
+                "write it like http://127.0.0.1:8080/health",
+            );
+        }
+    }
+
+    fn redis(&mut self, env: &str, r: &RawRedis) -> RedisEndpoint {
+        self.ident(&r.name, "Redis endpoint");
+        if r.url.is_none() && r.url_env.is_none() {
+            self.err(
+                r.name.span(),
+                format!("Redis endpoint `{}` has neither `url` nor `url_env`", r.name.get_ref()),
+                "add url = \"redis://host:6379\" or url_env = \"VARIABLE_HOLDING_THE_URL\"",
+            );
+        }
+        if let Some(url) = &r.url {
+            match reqwest::Url::parse(url.get_ref()) {
+                Ok(u) if u.scheme() == "redis" || u.scheme() == "rediss" => {
+                    if u.password().is_some() {
+                        self.err(url.span(), "a password is written in the Redis URL", "remove it from the runbook, put it in an environment variable and name that variable in password_env");
+                    }
+                    if u.host_str().is_none_or(str::is_empty) {
+                        self.err(
+                            url.span(),
+                            format!("Redis URL `{}` has no host", url.get_ref()),
+                            "write it like redis://host:6379/0",
+                        );
+                    }
+                }
+                _ => self.err(
+                    url.span(),
+                    format!("`{}` is not a Redis URL", url.get_ref()),
+                    "write it like redis://host:6379/0, or rediss:// for TLS",
+                ),
+            }
+        }
+        let url_port = r.url.as_ref().and_then(|u| reqwest::Url::parse(u.get_ref()).ok()).and_then(|u| u.port());
+        let port = match &r.port {
+            Some(p) if !(1..=65535).contains(p.get_ref()) => {
+                self.err(
+                    p.span(),
+                    format!("port {} is outside 1–65535", p.get_ref()),
+                    "give the TCP port Redis listens on in AWS, usually 6379",
+                );
+                6379
+            }
+            Some(p) => *p.get_ref() as u16,
+            None => url_port.unwrap_or(6379),
+        };
+        for var in [&r.url_env, &r.password_env].into_iter().flatten() {
+            if !is_env_var(var.get_ref()) {
+                self.err(
+                    var.span(),
+                    format!("`{}` is not an environment variable name", var.get_ref()),
+                    "use upper-case letters, digits and `_`, e.g. STAGING_REDIS_PASSWORD",
+                );
+            }
+        }
+        for sg in &r.security_groups {
+            if sg.get_ref().trim().is_empty() {
+                self.err(sg.span(), "empty security group", "give a security-group id (sg-…) or name");
+            }
+        }
+        RedisEndpoint {
+            name: r.name.get_ref().clone(),
+            environment: env.to_string(),
+            url: r.url.as_ref().map(|u| u.get_ref().clone()),
+            url_env: r.url_env.as_ref().map(|u| u.get_ref().clone()),
+            password_env: r.password_env.as_ref().map(|p| p.get_ref().clone()),
+            port,
+            security_groups: r.security_groups.iter().map(|s| s.get_ref().clone()).collect(),
+        }
+    }
+
+    fn dns(&mut self, names: &Names, d: &RawDns, rollout: &Rollout) -> Dns {
+        let zone = d.zone.get_ref();
+        let record = d.record.get_ref();
+        let zone_is_id = zone.starts_with("/hostedzone/") || (zone.starts_with('Z') && !zone.contains('.'));
+        if zone.is_empty() {
+            self.err(d.zone.span(), "zone is empty", "give the hosted zone's name (example.com) or id (Z…)");
+        }
+        if !zone_is_id && !zone.is_empty() {
+            let (r, z) = (trim_dot(record).to_ascii_lowercase(), trim_dot(zone).to_ascii_lowercase());
+            if !(r == z || r.ends_with(&format!(".{z}"))) {
+                self.err(
+                    d.record.span(),
+                    format!("record `{record}` is not in zone `{zone}`"),
+                    format!("use a name ending in .{}", trim_dot(zone)),
+                );
+            }
+        }
+        let rtype = d.record_type.get_ref().to_ascii_uppercase();
+        if !["A", "AAAA", "CNAME"].contains(&rtype.as_str()) {
+            self.err(
+                d.record_type.span(),
+                format!("record type `{}` is not supported", d.record_type.get_ref()),
+                "use A, AAAA or CNAME",
+            );
+        }
+        let ttl = *d.ttl.get_ref();
+        if !(0..=2_147_483_647).contains(&ttl) {
+            self.err(
+                d.ttl.span(),
+                format!("ttl {ttl} is out of range"),
+                "give seconds from 0 to 2147483647 (60 is usual during a cutover)",
+            );
+        }
+        let mut seen: BTreeMap<&str, &str> = BTreeMap::new();
+        let mut in_file_order: Vec<_> = d.set_identifiers.get_ref().iter().collect();
+        in_file_order.sort_by_key(|(_, id)| id.span().start);
+        for (env, id) in in_file_order {
+            self.env_ref(names, env);
+            let v = id.get_ref();
+            if v.is_empty() || v.len() > 128 {
+                self.err(
+                    id.span(),
+                    format!("set identifier `{v}` must be 1–128 characters"),
+                    "give each weighted record a short unique identifier",
+                );
+            }
+            if let Some(other) = seen.insert(v, env.get_ref()) {
+                self.err(
+                    id.span(),
+                    format!("duplicate set identifier `{v}` (environment `{other}` uses it too)"),
+                    "give each environment's record its own set identifier",
+                );
+            }
+        }
+        for side in [&rollout.from, &rollout.to] {
+            if names.envs.contains(side) && !d.set_identifiers.get_ref().keys().any(|k| k.get_ref() == side) {
+                self.err(
+                    d.set_identifiers.span(),
+                    format!("environment `{side}` takes part in the rollout but has no set identifier"),
+                    format!("add {side} = \"…\" under [dns.set_identifiers]"),
+                );
+            }
+        }
+        let mut initial_weights = BTreeMap::new();
+        if let Some(w) = &d.initial_weights {
+            for (env, weight) in w.get_ref() {
+                let name = self.env_ref(names, env);
+                let value = *weight.get_ref();
+                if !(0..=255).contains(&value) {
+                    self.err(
+                        weight.span(),
+                        format!("weight {value} is outside 0–255"),
+                        "Route53 weights are integers from 0 to 255",
+                    );
+                } else {
+                    initial_weights.insert(name, value as u8);
+                }
+                if names.envs.contains(env.get_ref())
+                    && !d.set_identifiers.get_ref().keys().any(|k| k.get_ref() == env.get_ref())
+                {
+                    self.err(
+                        env.span(),
+                        format!("environment `{}` has an initial weight but no set identifier", env.get_ref()),
+                        "add it under [dns.set_identifiers] or remove its weight",
+                    );
+                }
+            }
+            for env in d.set_identifiers.get_ref().keys() {
+                if !w.get_ref().keys().any(|k| k.get_ref() == env.get_ref()) {
+                    self.err(
+                        w.span(),
+                        format!("environment `{}` has a set identifier but no initial weight", env.get_ref()),
+                        format!("add {} = <0–255> to initial_weights (the weights abort returns to)", env.get_ref()),
+                    );
+                }
+            }
+        } else {
+            initial_weights.insert(rollout.from.clone(), 100);
+            initial_weights.insert(rollout.to.clone(), 0);
+        }
+        Dns {
+            zone: zone.clone(),
+            record: record.clone(),
+            record_type: rtype,
+            ttl: ttl.clamp(0, i64::from(u32::MAX)) as u32,
+            set_identifiers: d
+                .set_identifiers
+                .get_ref()
+                .iter()
+                .map(|(k, v)| (k.get_ref().clone(), v.get_ref().clone()))
+                .collect(),
+            initial_weights,
+        }
+    }
+
+    fn rollout(&mut self, names: &Names, r: &RawRollout) -> Rollout {
+        let from = self.env_ref(names, &r.from);
+        let to = self.env_ref(names, &r.to);
+        if from == to {
+            self.err(
+                r.to.span(),
+                "rollout `from` and `to` are the same environment",
+                "traffic must move from one environment to another",
+            );
+        }
+        let mut steps = Vec::new();
+        let mut prev: Option<i64> = None;
+        for s in r.steps.get_ref() {
+            let v = *s.get_ref();
+            if !(1..=100).contains(&v) {
+                self.err(
+                    s.span(),
+                    format!("step {v} is outside 1–100"),
+                    "steps are the percent of traffic on the `to` side, from 1 to 100",
+                );
+            } else if prev.is_some_and(|p| v <= p) {
+                self.err(
+                    s.span(),
+                    format!("step {v} does not increase on the step before it ({})", prev.unwrap_or_default()),
+                    "list steps in increasing order, e.g. [10, 25, 50, 100]",
+                );
+            } else {
+                steps.push(v as u8);
+            }
+            prev = Some(v);
+        }
+        match r.steps.get_ref().last() {
+            None => self.err(
+                r.steps.span(),
+                "rollout has no steps",
+                "give steps ending at 100, e.g. steps = [10, 25, 50, 100]",
+            ),
+            Some(last) if (1..=100).contains(last.get_ref()) && *last.get_ref() != 100 => self.err(
+                last.span(),
+                format!("steps end at {} instead of 100", last.get_ref()),
+                "end the steps with 100 so the rollout completes the cutover",
+            ),
+            _ => {}
+        }
+        let soak = self.duration(&r.soak, "soak").unwrap_or_default();
+        let gate_interval = match &r.gate_interval {
+            Some(g) => self.duration(g, "gate_interval").unwrap_or(Duration::from_secs(30)),
+            None => Duration::from_secs(30),
+        };
+        if gate_interval.is_zero() {
+            self.err(
+                r.gate_interval.as_ref().map_or(r.soak.span(), |g| g.span()),
+                "gate_interval is zero",
+                "give a positive interval such as 30s",
+            );
+        }
+        for g in r.gates.iter().filter(|g| g.get_ref().kind.get_ref() == "compare") {
+            for side in [&from, &to] {
+                if names.envs.contains(side) && !names.lb_envs.contains(side) {
+                    self.err(g.get_ref().kind.span(), format!("`compare` needs ALB metrics from both rollout sides, but environment `{side}` has no load balancer"), "use a `metric` gate on the side that has one instead");
+                }
+            }
+        }
+        let gates = r.gates.iter().filter_map(|g| self.gate(names, g.get_ref(), gate_interval)).collect();
+        Rollout { from, to, steps, soak, gate_interval, gates }
+    }
+
+    fn metric(&mut self, m: &S<String>) -> Metric {
+        Metric::from_cloudwatch_name(m.get_ref()).unwrap_or_else(|| {
+            self.err(
+                m.span(),
+                format!("unknown metric `{}`", m.get_ref()),
+                format!("use one of {}", one_of(Metric::ALL.map(|m| m.cloudwatch_name()))),
+            );
+            Metric::RequestCount
+        })
+    }
+
+    fn stat(&mut self, s: Option<&S<String>>, default: Stat) -> Stat {
+        let Some(s) = s else { return default };
+        Stat::parse(s.get_ref()).unwrap_or_else(|| {
+            self.err(
+                s.span(),
+                format!("unknown statistic `{}`", s.get_ref()),
+                "use Sum, Average, Minimum, Maximum, SampleCount or a percentile such as p99",
+            );
+            default
+        })
+    }
+
+    /// Reports each present field that the given kind does not take.
+    fn forbid(&mut self, kind: &str, what: &str, present: &[(&str, Option<std::ops::Range<usize>>)], allowed: &[&str]) {
+        for (name, span) in present {
+            if let Some(span) = span
+                && !allowed.contains(name)
+            {
+                let takes = if allowed.is_empty() { "no parameters".to_string() } else { one_of(allowed) };
+                self.err(
+                    span.clone(),
+                    format!("`{name}` does not apply to a `{kind}` {what}"),
+                    format!("remove it; a `{kind}` {what} takes {takes}"),
+                );
+            }
+        }
+    }
+
+    fn require<'v, T>(
+        &mut self,
+        v: Option<&'v S<T>>,
+        name: &str,
+        kind: &str,
+        at: std::ops::Range<usize>,
+        example: &str,
+    ) -> Option<&'v S<T>> {
+        if v.is_none() {
+            self.err(at, format!("`{kind}` needs `{name}`"), format!("add {name} = {example}"));
+        }
+        v
+    }
+
+    fn gate(&mut self, names: &Names, g: &RawGate, default_interval: Duration) -> Option<Gate> {
+        let kind = g.kind.get_ref().as_str();
+        let at = g.kind.span();
+        let present = [
+            ("environment", g.environment.as_ref().map(|x| x.span())),
+            ("alarms", g.alarms.as_ref().and_then(|a| a.first()).map(|x| x.span())),
+            ("min", g.min.as_ref().map(|x| x.span())),
+            ("metric", g.metric.as_ref().map(|x| x.span())),
+            ("stat", g.stat.as_ref().map(|x| x.span())),
+            ("max", g.max.as_ref().map(|x| x.span())),
+            ("factor", g.factor.as_ref().map(|x| x.span())),
+        ];
+        let kind_value = match kind {
+            "alarm_ok" => {
+                self.forbid(kind, "gate", &present, &["alarms"]);
+                let alarms: Vec<String> = g
+                    .alarms
+                    .iter()
+                    .flatten()
+                    .map(|a| {
+                        if !names.alarms.contains(a.get_ref()) {
+                            self.err(
+                                a.span(),
+                                format!("gate names unknown alarm `{}`", a.get_ref()),
+                                format!("declare it under [[alarms]] or use one of {}", one_of(&names.alarms)),
+                            );
+                        }
+                        a.get_ref().clone()
+                    })
+                    .collect();
+                if alarms.is_empty() {
+                    self.err(
+                        at,
+                        "`alarm_ok` gate names no alarms",
+                        "add alarms = [\"name\", …] naming alarms declared under [[alarms]]",
+                    );
+                }
+                GateKind::AlarmOk { alarms }
+            }
+            "healthy_targets" => {
+                self.forbid(kind, "gate", &present, &["environment", "min"]);
+                if let Some(e) = &g.environment {
+                    self.needs(names, e, kind, true);
+                }
+                let env = self
+                    .require(g.environment.as_ref(), "environment", kind, at.clone(), &env_example(names))
+                    .map(|e| self.env_ref(names, e));
+                let min = self.require(g.min.as_ref(), "min", kind, at, "2").map(|m| {
+                    if *m.get_ref() < 1 || *m.get_ref() > 10_000 {
+                        self.err(
+                            m.span(),
+                            format!("min {} is out of range", m.get_ref()),
+                            "give at least 1 healthy target",
+                        );
+                    }
+                    m.get_ref().clamp(&0, &10_000).to_owned() as u32
+                });
+                GateKind::HealthyTargets { environment: env?, min: min? }
+            }
+            "http_health" | "redis_reachable" => {
+                self.forbid(kind, "gate", &present, &["environment"]);
+                if let (Some(e), "redis_reachable") = (&g.environment, kind) {
+                    self.needs(names, e, kind, false);
+                }
+                let env = self
+                    .require(g.environment.as_ref(), "environment", kind, at, &env_example(names))
+                    .map(|e| self.env_ref(names, e))?;
+                if kind == "http_health" {
+                    GateKind::HttpHealth { environment: env }
+                } else {
+                    GateKind::RedisReachable { environment: env }
+                }
+            }
+            "metric" => {
+                self.forbid(kind, "gate", &present, &["environment", "metric", "stat", "max"]);
+                if let Some(e) = &g.environment {
+                    self.needs(names, e, kind, true);
+                }
+                let env = self
+                    .require(g.environment.as_ref(), "environment", kind, at.clone(), &env_example(names))
+                    .map(|e| self.env_ref(names, e));
+                let metric = self
+                    .require(g.metric.as_ref(), "metric", kind, at.clone(), "\"HTTPCode_Target_5XX_Count\"")
+                    .map(|m| self.metric(m));
+                let stat = self.stat(g.stat.as_ref(), Stat::Sum);
+                let max = self.require(g.max.as_ref(), "max", kind, at, "0").map(|m| {
+                    if !m.get_ref().is_finite() || *m.get_ref() < 0.0 {
+                        self.err(
+                            m.span(),
+                            format!("max {} must be a number ≥ 0", m.get_ref()),
+                            "give the highest acceptable value",
+                        );
+                    }
+                    *m.get_ref()
+                });
+                GateKind::Metric { environment: env?, metric: metric?, stat, max: max? }
+            }
+            "compare" => {
+                self.forbid(kind, "gate", &present, &["metric", "stat", "factor"]);
+                let metric = self
+                    .require(g.metric.as_ref(), "metric", kind, at.clone(), "\"HTTPCode_Target_5XX_Count\"")
+                    .map(|m| self.metric(m));
+                let stat = self.stat(g.stat.as_ref(), Stat::Sum);
+                let factor = self.require(g.factor.as_ref(), "factor", kind, at, "1.5").map(|f| {
+                    if !f.get_ref().is_finite() || *f.get_ref() <= 0.0 {
+                        self.err(
+                            f.span(),
+                            format!("factor {} must be a number > 0", f.get_ref()),
+                            "e.g. 1.5 allows the new side 1.5× the old side's rate",
+                        );
+                    }
+                    *f.get_ref()
+                });
+                GateKind::Compare { metric: metric?, stat, factor: factor? }
+            }
+            other => {
+                self.err(at, format!("unknown gate kind `{other}`"), format!("use one of {}", one_of(GATES)));
+                return None;
+            }
+        };
+        let interval = match &g.interval {
+            Some(i) => self.duration(i, "interval").unwrap_or(default_interval),
+            None => default_interval,
+        };
+        let count = |v: &mut Self, f: &Option<S<i64>>, default: u32, name: &str| -> u32 {
+            match f {
+                None => default,
+                Some(x) if (1..=1000).contains(x.get_ref()) => *x.get_ref() as u32,
+                Some(x) => {
+                    v.err(
+                        x.span(),
+                        format!("{name} {} is out of range", x.get_ref()),
+                        format!("give a count from 1 to 1000 (default {default})"),
+                    );
+                    default
+                }
+            }
+        };
+        let failure_limit = count(self, &g.failure_limit, 1, "failure_limit");
+        let consecutive_error_limit = count(self, &g.consecutive_error_limit, 3, "consecutive_error_limit");
+        let no_data = match g.no_data.as_ref().map(|n| (n, n.get_ref().as_str())) {
+            None => NoDataPolicy::Pause,
+            Some((_, "fail")) => NoDataPolicy::Fail,
+            Some((_, "pause")) => NoDataPolicy::Pause,
+            Some((_, "pass")) => NoDataPolicy::Pass,
+            Some((n, other)) => {
+                self.err(n.span(), format!("unknown no_data policy `{other}`"), "use fail, pause or pass");
+                NoDataPolicy::Pause
+            }
+        };
+        Some(Gate { kind: kind_value, interval, failure_limit, consecutive_error_limit, no_data })
+    }
+
+    fn alarm(&mut self, names: &Names, a: &RawAlarm) -> Alarm {
+        if a.name.get_ref().trim().is_empty() || a.name.get_ref().len() > 255 {
+            self.err(a.name.span(), "alarm name must be 1–255 characters", "give the CloudWatch alarm's exact name");
+        }
+        let environment = a.environment.as_ref().map(|e| self.env_ref(names, e));
+        let metric = a.metric.as_ref().map_or(Metric::Target5xx, |m| self.metric(m));
+        let stat = self.stat(a.stat.as_ref(), Stat::Sum);
+        let period = match &a.period {
+            Some(p) => {
+                let d = self.duration(p, "period").unwrap_or(Duration::from_secs(60));
+                let s = d.as_secs();
+                if d.subsec_millis() != 0 || !(s == 10 || s == 30 || (s >= 60 && s.is_multiple_of(60))) {
+                    self.err(
+                        p.span(),
+                        format!("alarm period {} is not allowed by CloudWatch", p.get_ref()),
+                        "use 10s, 30s or a whole number of minutes",
+                    );
+                }
+                d
+            }
+            None => Duration::from_secs(60),
+        };
+        Alarm {
+            name: a.name.get_ref().clone(),
+            environment,
+            metric,
+            stat,
+            threshold: a.threshold.unwrap_or(0.0),
+            period,
+            description: a.description.clone().unwrap_or_default(),
+        }
+    }
+
+    fn phases(&mut self, names: &Names, phases: &[S<RawPhase>]) -> Vec<Phase> {
+        let mut phase_ids = BTreeSet::new();
+        let mut out = Vec::new();
+        for p in phases {
+            let p = p.get_ref();
+            self.ident(&p.id, "phase id");
+            if !phase_ids.insert(p.id.get_ref().clone()) {
+                self.err(
+                    p.id.span(),
+                    format!("duplicate phase id `{}`", p.id.get_ref()),
+                    "give every phase a unique id",
+                );
+            }
+            let mut item_ids = BTreeSet::new();
+            let mut items = Vec::new();
+            for it in &p.items {
+                let it = it.get_ref();
+                self.ident(&it.id, "item id");
+                if !item_ids.insert(it.id.get_ref().clone()) {
+                    self.err(
+                        it.id.span(),
+                        format!("duplicate item id `{}` in phase `{}`", it.id.get_ref(), p.id.get_ref()),
+                        "give every item of a phase a unique id",
+                    );
+                }
+                if it.title.get_ref().trim().is_empty() {
+                    self.err(it.title.span(), "item title is empty", "say what a person checks or does");
+                }
+                if let Some(item) = self.item(names, it) {
+                    items.push(item);
+                }
+            }
+            out.push(Phase { id: p.id.get_ref().clone(), title: p.title.get_ref().clone(), items });
+        }
+        out
+    }
+
+    fn item(&mut self, names: &Names, it: &RawItem) -> Option<Item> {
+        let params = it.params();
+        let kind = match it.kind.get_ref().as_str() {
+            "manual" => {
+                self.forbid("manual", "item", &params_present(&params), &[]);
+                if let Some(c) = &it.check {
+                    self.err(c.span(), "`check` does not apply to a manual item", "set kind = \"check\" or remove it");
+                }
+                if let Some(a) = &it.action {
+                    self.err(
+                        a.span(),
+                        "`action` does not apply to a manual item",
+                        "set kind = \"action\" or remove it",
+                    );
+                }
+                ItemKind::Manual
+            }
+            "check" => {
+                if let Some(a) = &it.action {
+                    self.err(a.span(), "`action` does not apply to a check item", "set kind = \"action\" or remove it");
+                }
+                if let Some(r) = &it.rollback {
+                    self.err(
+                        r.span(),
+                        "a check item cannot have a rollback",
+                        "move the rollback to the action item it undoes",
+                    );
+                }
+                let Some(c) = &it.check else {
+                    self.err(
+                        it.kind.span(),
+                        "check item has no `check`",
+                        format!("add check = one of {}", one_of(CHECKS)),
+                    );
+                    return None;
+                };
+                ItemKind::Check { check: self.check(names, c, &params)? }
+            }
+            "action" => {
+                if let Some(c) = &it.check {
+                    self.err(c.span(), "`check` does not apply to an action item", "set kind = \"check\" or remove it");
+                }
+                let Some(a) = &it.action else {
+                    self.err(
+                        it.kind.span(),
+                        "action item has no `action`",
+                        format!("add action = one of {}", one_of(ACTIONS)),
+                    );
+                    return None;
+                };
+                ItemKind::Action { action: self.action(names, a, &params)? }
+            }
+            other => {
+                self.err(
+                    it.kind.span(),
+                    format!("item kind `{other}` is not known"),
+                    "use kind = \"manual\", \"check\" or \"action\"",
+                );
+                return None;
+            }
+        };
+        let rollback = it.rollback.as_ref().and_then(|r| {
+            let rb = r.get_ref();
+            self.action(names, &rb.action, &rb.params())
+        });
+        Some(Item {
+            id: it.id.get_ref().clone(),
+            title: it.title.get_ref().clone(),
+            kind,
+            rollback,
+            note: it.note.clone(),
+            blocking: it.blocking.unwrap_or(true),
+        })
+    }
+
+    fn check(&mut self, names: &Names, c: &S<String>, p: &Params) -> Option<Check> {
+        let kind = c.get_ref().as_str();
+        let at = c.span();
+        let present = params_present(p);
+        let env = |v: &mut Self| {
+            v.require(p.environment, "environment", kind, at.clone(), &env_example(names)).map(|e| v.env_ref(names, e))
+        };
+        Some(match kind {
+            "targets_healthy" | "redis_reachable" | "http_ok" | "zones_enabled" => {
+                self.forbid(kind, "check", &present, &["environment"]);
+                if let (Some(e), true) = (p.environment, kind != "http_ok") {
+                    self.needs(names, e, kind, kind != "redis_reachable");
+                }
+                let environment = env(self)?;
+                match kind {
+                    "targets_healthy" => Check::TargetsHealthy { environment },
+                    "redis_reachable" => Check::RedisReachable { environment },
+                    "http_ok" => Check::HttpOk { environment },
+                    _ => Check::ZonesEnabled { environment },
+                }
+            }
+            "stickiness" => {
+                self.forbid(kind, "check", &present, &["environment", "duration"]);
+                if let Some(e) = p.environment {
+                    self.needs(names, e, kind, true);
+                }
+                let environment = env(self);
+                let duration = self.stickiness_duration(kind, p, at);
+                Check::Stickiness { environment: environment?, duration: duration? }
+            }
+            "alarm_ok" => {
+                self.forbid(kind, "check", &present, &["alarm"]);
+                let a = self.require(p.alarm, "alarm", kind, at, "\"staging-5xx\"")?;
+                if !names.alarms.contains(a.get_ref()) {
+                    self.err(
+                        a.span(),
+                        format!("check names unknown alarm `{}`", a.get_ref()),
+                        format!("declare it under [[alarms]] or use one of {}", one_of(&names.alarms)),
+                    );
+                }
+                Check::AlarmOk { alarm: a.get_ref().clone() }
+            }
+            "key_counts_match" => {
+                self.forbid(kind, "check", &present, &["from_redis", "to_redis", "tolerance"]);
+                let (from_redis, to_redis) = self.redis_pair(names, kind, p, at);
+                let tolerance = match p.tolerance {
+                    Some(t) if *t.get_ref() < 0 => {
+                        self.err(
+                            t.span(),
+                            format!("tolerance {} is negative", t.get_ref()),
+                            "give how many keys the counts may differ by (0 for exact)",
+                        );
+                        0
+                    }
+                    Some(t) => *t.get_ref() as u64,
+                    None => 0,
+                };
+                Check::KeyCountsMatch { from_redis: from_redis?, to_redis: to_redis?, tolerance }
+            }
+            other => {
+                self.err(at, format!("unknown check `{other}`"), format!("use one of {}", one_of(CHECKS)));
+                return None;
+            }
+        })
+    }
+
+    fn stickiness_duration(&mut self, kind: &str, p: &Params, at: std::ops::Range<usize>) -> Option<Duration> {
+        let d = self.require(p.duration, "duration", kind, at, "\"24h\"")?;
+        let dur = self.duration(d, "duration")?;
+        if dur.as_secs() < 1 || dur.as_secs() > 604_800 || dur.subsec_millis() != 0 {
+            self.err(
+                d.span(),
+                format!("stickiness duration {} is outside 1s–7d", d.get_ref()),
+                "ALB lb_cookie stickiness lasts 1 second to 7 days (604800 s)",
+            );
+        }
+        Some(dur)
+    }
+
+    fn redis_pair(
+        &mut self,
+        names: &Names,
+        kind: &str,
+        p: &Params,
+        at: std::ops::Range<usize>,
+    ) -> (Option<String>, Option<String>) {
+        let from = self
+            .require(p.from_redis, "from_redis", kind, at.clone(), "\"old-cache\"")
+            .map(|r| self.redis_ref(names, r));
+        let to = self.require(p.to_redis, "to_redis", kind, at, "\"new-cache\"").map(|r| self.redis_ref(names, r));
+        if let (Some(f), Some(t), Some(ts)) = (&from, &to, p.to_redis)
+            && f == t
+        {
+            self.err(
+                ts.span(),
+                "from_redis and to_redis are the same endpoint",
+                "name the source and the destination Redis",
+            );
+        }
+        (from, to)
+    }
+
+    fn action(&mut self, names: &Names, a: &S<String>, p: &Params) -> Option<Action> {
+        let kind = a.get_ref().as_str();
+        let at = a.span();
+        let present = params_present(p);
+        Some(match kind {
+            "shift_weights" => {
+                self.forbid(kind, "action", &present, &["to"]);
+                let to = self.require(p.to, "to", kind, at, "25")?;
+                let v = *to.get_ref();
+                if !(0..=100).contains(&v) {
+                    self.err(
+                        to.span(),
+                        format!("shift to {v}% is outside 0–100"),
+                        "give the percent of traffic the rollout's `to` side should get",
+                    );
+                    return None;
+                }
+                Action::ShiftWeights { to: v as u8 }
+            }
+            "rollout" => {
+                self.forbid(kind, "action", &present, &[]);
+                Action::Rollout
+            }
+            "register_targets"
+            | "deregister_targets"
+            | "disable_stickiness"
+            | "authorize_redis_ingress"
+            | "revoke_redis_ingress"
+            | "stop_instances"
+            | "start_instances" => {
+                self.forbid(kind, "action", &present, &["environment"]);
+                let e = self.require(p.environment, "environment", kind, at, &env_example(names))?;
+                let environment = self.env_ref(names, e);
+                match kind {
+                    "register_targets" | "deregister_targets" | "disable_stickiness" => {
+                        self.needs(names, e, kind, true)
+                    }
+                    "authorize_redis_ingress" | "revoke_redis_ingress" => self.needs(names, e, kind, false),
+                    _ => {}
+                }
+                match kind {
+                    "register_targets" => Action::RegisterTargets { environment },
+                    "deregister_targets" => Action::DeregisterTargets { environment },
+                    "disable_stickiness" => Action::DisableStickiness { environment },
+                    "authorize_redis_ingress" => Action::AuthorizeRedisIngress { environment },
+                    "revoke_redis_ingress" => Action::RevokeRedisIngress { environment },
+                    "stop_instances" => Action::StopInstances { environment },
+                    _ => Action::StartInstances { environment },
+                }
+            }
+            "set_stickiness" => {
+                self.forbid(kind, "action", &present, &["environment", "duration"]);
+                if let Some(e) = p.environment {
+                    self.needs(names, e, kind, true);
+                }
+                let environment = self
+                    .require(p.environment, "environment", kind, at.clone(), &env_example(names))
+                    .map(|e| self.env_ref(names, e));
+                let duration = self.stickiness_duration(kind, p, at);
+                Action::SetStickiness { environment: environment?, duration: duration? }
+            }
+            "copy_redis" => {
+                self.forbid(kind, "action", &present, &["from_redis", "to_redis", "match"]);
+                let (from_redis, to_redis) = self.redis_pair(names, kind, p, at);
+                Action::CopyRedis {
+                    from_redis: from_redis?,
+                    to_redis: to_redis?,
+                    pattern: p.pattern.map(|m| m.get_ref().clone()),
+                }
+            }
+            other => {
+                self.err(at, format!("unknown action `{other}`"), format!("use one of {}", one_of(ACTIONS)));
+                return None;
+            }
+        })
+    }
+
+    fn sandbox(
+        &mut self,
+        names: &Names,
+        raw_envs: &BTreeMap<S<String>, S<RawEnvironment>>,
+        s: &S<RawSandbox>,
+    ) -> SandboxSpec {
+        let sb = s.get_ref();
+        let seed_keys = match &sb.seed_keys {
+            Some(k) if !(0..=1_000_000).contains(k.get_ref()) => {
+                self.err(k.span(), format!("seed_keys {} is out of range", k.get_ref()), "give 0 to 1000000 keys");
+                0
+            }
+            Some(k) => *k.get_ref() as u32,
+            None => 200,
+        };
+        let zone_ok = |z: &str| z.len() == 1 && ('a'..='f').contains(&z.chars().next().unwrap_or(' '));
+        let mut load_balancer_zones = BTreeMap::new();
+        for (env, zones) in &sb.load_balancer_zones {
+            let env = self.env_ref(names, env);
+            for z in zones {
+                if !zone_ok(z.get_ref()) {
+                    self.err(
+                        z.span(),
+                        format!("zone `{}` is not a zone letter", z.get_ref()),
+                        "give availability-zone suffixes a to f, e.g. [\"a\", \"b\"]",
+                    );
+                }
+            }
+            load_balancer_zones.insert(env, zones.iter().map(|z| z.get_ref().clone()).collect());
+        }
+        let group_names: BTreeSet<String> =
+            sb.security_groups.iter().map(|g| g.get_ref().name.get_ref().clone()).collect();
+        let mut seen = BTreeSet::new();
+        let mut security_groups = Vec::new();
+        for g in &sb.security_groups {
+            let g = g.get_ref();
+            self.ident(&g.name, "security group");
+            if !seen.insert(g.name.get_ref().clone()) {
+                self.err(
+                    g.name.span(),
+                    format!("duplicate sandbox security group `{}`", g.name.get_ref()),
+                    "declare each group once",
+                );
+            }
+            let mut ingress = Vec::new();
+            for i in &g.ingress {
+                let i = i.get_ref();
+                let port = *i.port.get_ref();
+                if !(1..=65535).contains(&port) {
+                    self.err(i.port.span(), format!("port {port} is outside 1–65535"), "give a TCP port such as 6379");
+                }
+                let from = i.from.get_ref();
+                if !group_names.contains(from) && !is_cidr(from) {
+                    self.err(
+                        i.from.span(),
+                        format!("ingress source `{from}` is neither a sandbox security group nor a CIDR"),
+                        format!("use one of {} or a CIDR like 10.0.0.0/16", one_of(&group_names)),
+                    );
+                }
+                ingress.push(Ingress { port: port.clamp(1, 65535) as u16, from: from.clone() });
+            }
+            security_groups.push(SandboxGroup { name: g.name.get_ref().clone(), ingress });
+        }
+        let mut seen = BTreeSet::new();
+        let mut instances = Vec::new();
+        for i in &sb.instances {
+            let i = i.get_ref();
+            self.ident(&i.name, "instance name");
+            if !seen.insert(i.name.get_ref().clone()) {
+                self.err(
+                    i.name.span(),
+                    format!("duplicate sandbox instance `{}`", i.name.get_ref()),
+                    "give every instance a unique name",
+                );
+            }
+            let env = self.env_ref(names, &i.environment);
+            if !zone_ok(i.zone.get_ref()) {
+                self.err(
+                    i.zone.span(),
+                    format!("zone `{}` is not a zone letter", i.zone.get_ref()),
+                    "give an availability-zone suffix a to f",
+                );
+            }
+            if i.security_groups.is_empty() {
+                self.err(
+                    i.name.span(),
+                    format!("sandbox instance `{}` has no security group", i.name.get_ref()),
+                    "give it security_groups = [\"…\"] naming groups under [[sandbox.security_groups]]",
+                );
+            }
+            for g in &i.security_groups {
+                if !group_names.contains(g.get_ref()) {
+                    self.err(
+                        g.span(),
+                        format!("unknown sandbox security group `{}`", g.get_ref()),
+                        format!("use one of {}", one_of(&group_names)),
+                    );
+                }
+            }
+            let raw_env = raw_envs.iter().find(|(k, _)| k.get_ref() == &env).map(|(_, e)| e.get_ref());
+            if let Some(e) = raw_env
+                && e.instances.get_ref().tags.is_none()
+            {
+                self.err(
+                    i.environment.span(),
+                    format!("environment `{env}` selects instances by id, which the sandbox cannot create"),
+                    format!("select `{env}` instances by tags for a runbook the sandbox rehearses"),
+                );
+            }
+            let env_redis: Vec<String> = raw_env
+                .map(|e| match &e.uses_redis {
+                    Some(used) => used.iter().map(|r| r.get_ref().clone()).collect(),
+                    None => e.redis.iter().map(|r| r.get_ref().name.get_ref().clone()).collect(),
+                })
+                .unwrap_or_default();
+            let redis = match &i.redis {
+                Some(r) => self.redis_ref(names, r),
+                None => match env_redis.first() {
+                    Some(r) => r.clone(),
+                    None => {
+                        self.err(i.name.span(), format!("sandbox instance `{}` has no Redis to use", i.name.get_ref()), format!("add a redis entry (or uses_redis) to environment `{env}`, or set redis = \"…\" on the instance"));
+                        String::new()
+                    }
+                },
+            };
+            instances.push(SandboxInstance {
+                name: i.name.get_ref().clone(),
+                environment: env,
+                zone: i.zone.get_ref().clone(),
+                security_groups: i.security_groups.iter().map(|g| g.get_ref().clone()).collect(),
+                redis,
+            });
+        }
+        for e in raw_envs.values() {
+            for r in &e.get_ref().redis {
+                let r = r.get_ref();
+                if r.url_env.is_none() {
+                    self.err(r.name.span(), format!("Redis endpoint `{}` has no url_env, so the sandbox cannot point it at its local redis-server", r.name.get_ref()), "add url_env = \"VARIABLE\"; the sandbox writes that variable to its env file");
+                }
+                for g in &r.security_groups {
+                    if !group_names.contains(g.get_ref()) {
+                        self.err(
+                            g.span(),
+                            format!("Redis security group `{}` is not declared in the sandbox", g.get_ref()),
+                            format!(
+                                "declare it under [[sandbox.security_groups]] or use one of {}",
+                                one_of(&group_names)
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+        SandboxSpec { seed_keys, load_balancer_zones, security_groups, instances }
+    }
+}
+
+fn env_example(names: &Names) -> String {
+    format!("\"{}\"", names.envs.iter().next().map_or("staging", |s| s.as_str()))
+}
+
+fn params_present(p: &Params) -> Vec<(&'static str, Option<std::ops::Range<usize>>)> {
+    vec![
+        ("environment", p.environment.map(|x| x.span())),
+        ("alarm", p.alarm.map(|x| x.span())),
+        ("to", p.to.map(|x| x.span())),
+        ("duration", p.duration.map(|x| x.span())),
+        ("from_redis", p.from_redis.map(|x| x.span())),
+        ("to_redis", p.to_redis.map(|x| x.span())),
+        ("match", p.pattern.map(|x| x.span())),
+        ("tolerance", p.tolerance.map(|x| x.span())),
+    ]
+}

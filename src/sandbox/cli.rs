@@ -1,0 +1,98 @@
+//! `cutover sandbox up` and `cutover demo`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::cli::{Failure, GlobalArgs};
+use crate::runbook::Runbook;
+use crate::status::{Collector, probe::ProbePolicy, text};
+
+use super::{Sandbox, SandboxOptions};
+
+fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure { status: 1, message: format!("cannot start the async runtime: {e}") })
+}
+
+fn options(rb: &Runbook, g: &GlobalArgs, moto_endpoint: Option<String>) -> SandboxOptions {
+    SandboxOptions {
+        region: g.region.clone().or_else(|| rb.region.clone()).unwrap_or_else(|| "us-east-1".into()),
+        moto_endpoint,
+        traffic: Default::default(),
+    }
+}
+
+async fn start(rb: &Runbook, opts: SandboxOptions) -> Result<Sandbox, Failure> {
+    Sandbox::up(rb, opts).await.map_err(|e| Failure { status: 1, message: format!("sandbox: {e:#}") })
+}
+
+/// Resolves when Ctrl-C or SIGTERM arrives.
+async fn interrupted() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+pub fn up(
+    rb: Runbook,
+    g: &GlobalArgs,
+    env_file: Option<PathBuf>,
+    moto_endpoint: Option<String>,
+) -> Result<u8, Failure> {
+    let opts = options(&rb, g, moto_endpoint);
+    runtime()?.block_on(async {
+        let sb = start(&rb, opts).await?;
+        if let Some(path) = &env_file
+            && let Err(e) = sb.write_env_file(&rb, path)
+        {
+            sb.down().await;
+            return Err(Failure { status: 1, message: format!("sandbox: {e:#}") });
+        }
+        println!(
+            "sandbox ready: moto at {}, region {}, {} instances, {} Redis",
+            sb.endpoint,
+            sb.region,
+            sb.world.instances.len(),
+            sb.redis_urls.len()
+        );
+        for (k, v) in sb.env_vars(&rb) {
+            println!("  {k}={v}");
+        }
+        if let Some(p) = &env_file {
+            println!("environment written to {} (source it in another shell)", p.display());
+        }
+        println!("Ctrl-C stops the sandbox.");
+        interrupted().await;
+        sb.down().await;
+        println!("sandbox stopped");
+        Ok(0)
+    })
+}
+
+pub fn demo(rb: Runbook, g: &GlobalArgs) -> Result<u8, Failure> {
+    let opts = options(&rb, g, None);
+    runtime()?.block_on(async {
+        let sb = start(&rb, opts).await?;
+        let collector = Collector::new(sb.clients.clone(), ProbePolicy::LoopbackOnly).with_vars(sb.env_vars(&rb));
+        let stop = interrupted();
+        tokio::pin!(stop);
+        loop {
+            let snap = collector.collect(&rb).await;
+            print!(
+                "\x1b[2J\x1b[H{}\n(live sandbox; refreshes every 2 s; Ctrl-C stops it and tears everything down)\n",
+                text::render(&snap)
+            );
+            tokio::select! {
+                _ = &mut stop => break,
+                _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+            }
+        }
+        sb.down().await;
+        println!("sandbox stopped");
+        Ok(0)
+    })
+}

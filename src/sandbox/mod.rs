@@ -1,0 +1,286 @@
+//! The local sandbox: moto, real redis-servers and real app servers on
+//! 127.0.0.1, provisioned from a runbook, so a cutover can be rehearsed.
+//! Nothing here ever connects outside loopback.
+
+pub mod app;
+pub mod cli;
+pub mod firewall;
+pub mod process;
+pub mod provision;
+pub mod traffic;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use color_eyre::eyre::{Result, WrapErr, eyre};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::aws::Clients;
+use crate::runbook::Runbook;
+use firewall::LiveWorld;
+use process::ChildProcess;
+pub use provision::World;
+
+#[derive(Debug, Clone)]
+pub struct SandboxOptions {
+    pub region: String,
+    /// Reuse this moto server instead of starting one.
+    pub moto_endpoint: Option<String>,
+    pub traffic: traffic::TrafficConfig,
+}
+
+pub struct Sandbox {
+    pub endpoint: String,
+    pub region: String,
+    pub world: World,
+    /// Redis endpoint name → URL of its local redis-server.
+    pub redis_urls: BTreeMap<String, String>,
+    pub clients: Clients,
+    children: Vec<ChildProcess>,
+    tasks: Vec<JoinHandle<()>>,
+    shutdown: watch::Sender<bool>,
+    _dir: tempfile::TempDir,
+}
+
+impl Sandbox {
+    pub async fn up(rb: &Runbook, opts: SandboxOptions) -> Result<Sandbox> {
+        let spec = rb.sandbox.clone().ok_or_else(|| eyre!("runbook {} has no [sandbox] section, so it cannot be rehearsed locally; add one (see runbooks/demo.toml)", rb.source))?;
+        let dir = tempfile::Builder::new().prefix("cutover-sandbox-").tempdir()?;
+        let mut children = Vec::new();
+        let (shutdown, _) = watch::channel(false);
+        let mut sb = Sandbox {
+            endpoint: String::new(),
+            region: opts.region.clone(),
+            world: World::default(),
+            redis_urls: BTreeMap::new(),
+            clients: Clients::new(&crate::aws::sandbox_config("http://127.0.0.1:1", &opts.region).await),
+            children: Vec::new(),
+            tasks: Vec::new(),
+            shutdown,
+            _dir: dir,
+        };
+        // From here on, any failure tears down what was started.
+        match sb.start(rb, &spec, &opts, &mut children).await {
+            Ok(()) => {
+                sb.children = children;
+                Ok(sb)
+            }
+            Err(e) => {
+                sb.children = children;
+                sb.down().await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn start(
+        &mut self,
+        rb: &Runbook,
+        spec: &crate::runbook::SandboxSpec,
+        opts: &SandboxOptions,
+        children: &mut Vec<ChildProcess>,
+    ) -> Result<()> {
+        let dir = self._dir.path().to_path_buf();
+        self.endpoint = match &opts.moto_endpoint {
+            Some(e) => e.clone(),
+            None => {
+                let moto = process::start_moto(&dir).await?;
+                let e = format!("http://127.0.0.1:{}", moto.port);
+                children.push(moto);
+                e
+            }
+        };
+        self.clients = Clients::new(&crate::aws::sandbox_config(&self.endpoint, &opts.region).await);
+
+        for (_, r) in rb.redis_endpoints() {
+            let p = process::start_redis(&dir, &r.name).await?;
+            self.redis_urls.insert(r.name.clone(), format!("redis://127.0.0.1:{}/0", p.port));
+            children.push(p);
+        }
+        for (env, r) in rb.redis_endpoints() {
+            let keys = if env.name == rb.rollout.from { spec.seed_keys } else { 0 };
+            seed_redis(&self.redis_urls[&r.name], keys).await.wrap_err_with(|| format!("seeding Redis {}", r.name))?;
+        }
+
+        let mut app_listeners = BTreeMap::new();
+        let mut app_ports = BTreeMap::new();
+        for inst in &spec.instances {
+            let l = TcpListener::bind("127.0.0.1:0").await?;
+            app_ports.insert(inst.name.clone(), l.local_addr()?.port());
+            app_listeners.insert(inst.name.clone(), l);
+        }
+        self.world = provision::provision(rb, spec, &self.clients, &app_ports)
+            .await
+            .wrap_err("creating the runbook's resources in moto")?;
+
+        let live = read_live(&self.clients, &self.world).await?;
+        let (live_tx, live_rx) = watch::channel(live);
+        let clients = self.clients.clone();
+        let world = self.world.clone();
+        let mut stop = self.shutdown.subscribe();
+        self.tasks.push(tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(700)) => {}
+                    _ = stop.changed() => return,
+                }
+                match read_live(&clients, &world).await {
+                    Ok(l) => {
+                        let _ = live_tx.send(l);
+                    }
+                    Err(e) => tracing::warn!(error = %e, "sandbox: cannot read moto; keeping the last rules"),
+                }
+            }
+        }));
+
+        for inst in &self.world.instances {
+            let endpoint = rb.redis_endpoint(&inst.redis);
+            let redis_url = match endpoint {
+                Some(ep) => {
+                    let upstream: SocketAddr =
+                        self.redis_urls[&ep.name].trim_start_matches("redis://").trim_end_matches("/0").parse()?;
+                    let listener = TcpListener::bind("127.0.0.1:0").await?;
+                    let port = listener.local_addr()?.port();
+                    let proxy = firewall::ProxySpec {
+                        instance_id: inst.id.clone(),
+                        endpoint_group_ids: ep
+                            .security_groups
+                            .iter()
+                            .filter_map(|g| self.world.groups.get(g).cloned())
+                            .collect(),
+                        rule_port: ep.port,
+                        upstream,
+                    };
+                    self.tasks.push(tokio::spawn(firewall::serve(listener, proxy, live_rx.clone())));
+                    Some(format!("redis://127.0.0.1:{port}/0"))
+                }
+                None => None,
+            };
+            let listener = app_listeners.remove(&inst.name).ok_or_else(|| eyre!("no listener for {}", inst.name))?;
+            let spec = app::AppSpec { instance_id: inst.id.clone(), name: inst.name.clone(), redis_url };
+            self.tasks.push(tokio::spawn(app::supervise(listener, spec, live_rx.clone())));
+        }
+
+        self.tasks.push(tokio::spawn(traffic::run(
+            rb.clone(),
+            self.world.clone(),
+            self.clients.clone(),
+            opts.traffic.clone(),
+            self.shutdown.subscribe(),
+        )));
+        Ok(())
+    }
+
+    /// Variables a shell needs to point cutover (or the AWS CLI) at the sandbox.
+    pub fn env_vars(&self, rb: &Runbook) -> Vec<(String, String)> {
+        let mut v = vec![
+            ("AWS_ENDPOINT_URL".to_string(), self.endpoint.clone()),
+            ("AWS_ACCESS_KEY_ID".to_string(), "sandbox".to_string()),
+            ("AWS_SECRET_ACCESS_KEY".to_string(), "sandbox".to_string()),
+            ("AWS_REGION".to_string(), self.region.clone()),
+            ("AWS_DEFAULT_REGION".to_string(), self.region.clone()),
+        ];
+        for (_, r) in rb.redis_endpoints() {
+            if let (Some(var), Some(url)) = (&r.url_env, self.redis_urls.get(&r.name)) {
+                v.push((var.clone(), url.clone()));
+            }
+        }
+        v
+    }
+
+    /// Writes the env file atomically, mode 0600.
+    pub fn write_env_file(&self, rb: &Runbook, path: &std::path::Path) -> Result<()> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let body: String = self.env_vars(rb).iter().map(|(k, v)| format!("export {k}={v}\n")).collect();
+        let tmp: PathBuf = path.with_extension("tmp");
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .mode(0o600)
+            .open(&tmp)
+            .wrap_err_with(|| format!("cannot write {}", tmp.display()))?;
+        f.write_all(body.as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path).wrap_err_with(|| format!("cannot write {}", path.display()))?;
+        Ok(())
+    }
+
+    pub fn pids(&self) -> Vec<u32> {
+        self.children.iter().filter_map(|c| c.pid()).collect()
+    }
+
+    /// Stops every task and child process and waits for them.
+    pub async fn down(mut self) {
+        let _ = self.shutdown.send(true);
+        for t in self.tasks.drain(..) {
+            t.abort();
+            let _ = t.await;
+        }
+        for c in &mut self.children {
+            c.stop().await;
+        }
+    }
+}
+
+async fn read_live(aws: &Clients, world: &World) -> Result<LiveWorld> {
+    let ids: Vec<String> = world.groups.values().cloned().collect();
+    let groups = crate::aws::ec2::describe_security_groups(&aws.ec2, &ids).await?;
+    let selector = crate::runbook::InstanceSelector::Ids(world.instances.iter().map(|i| i.id.clone()).collect());
+    let instances = if world.instances.is_empty() {
+        Vec::new()
+    } else {
+        crate::aws::ec2::describe_instances(&aws.ec2, &selector).await?
+    };
+    Ok(LiveWorld { groups, instances })
+}
+
+/// Seeds `n` keys of mixed types, half with a TTL between 10 minutes and 2 hours.
+pub async fn seed_redis(url: &str, n: u32) -> Result<()> {
+    if n == 0 {
+        return Ok(());
+    }
+    let client = redis::Client::open(url)?;
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    let mut pipe = redis::pipe();
+    for i in 0..n {
+        let ttl = 600 + (u64::from(i) * 37) % 6600;
+        let key = match i % 5 {
+            0 => {
+                let k = format!("session:{i}");
+                pipe.set(&k, format!("user-{}", i * 7)).ignore();
+                k
+            }
+            1 => {
+                let k = format!("user:{i}");
+                pipe.hset_multiple(&k, &[("name", format!("user {i}")), ("plan", "pro".to_string())]).ignore();
+                k
+            }
+            2 => {
+                let k = format!("cart:{i}");
+                pipe.rpush(&k, &["sku-1", "sku-2"]).ignore();
+                k
+            }
+            3 => {
+                let k = format!("tags:{i}");
+                pipe.sadd(&k, &["a", "b", "c"]).ignore();
+                k
+            }
+            _ => {
+                let k = format!("rank:{i}");
+                pipe.zadd(&k, "m", f64::from(i)).ignore();
+                k
+            }
+        };
+        if i % 2 == 0 {
+            pipe.expire(&key, ttl as i64).ignore();
+        }
+    }
+    let _: () = pipe.query_async(&mut conn).await?;
+    Ok(())
+}

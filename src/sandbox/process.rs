@@ -1,0 +1,160 @@
+//! Child processes of the sandbox (moto_server, redis-server): found, started
+//! on a free loopback port, waited for, and killed with their parent.
+
+use std::net::{SocketAddr, TcpListener as StdListener};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use color_eyre::eyre::{Result, WrapErr, bail, eyre};
+use tokio::process::{Child, Command};
+
+/// A running child; killed and reaped by `stop`, killed on drop as a fallback.
+pub struct ChildProcess {
+    pub name: String,
+    pub port: u16,
+    child: Child,
+}
+
+impl ChildProcess {
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
+    pub async fn stop(&mut self) {
+        let _ = self.child.start_kill();
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.child.wait()).await;
+    }
+
+    /// True while the process has not exited.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+/// A free TCP port on 127.0.0.1 (bound and released; callers retry on a race).
+pub fn free_port() -> Result<u16> {
+    let l = StdListener::bind("127.0.0.1:0").wrap_err("cannot bind a loopback port")?;
+    Ok(l.local_addr()?.port())
+}
+
+/// Looks for an executable: an explicit env var, `.venv/bin` beside the
+/// working directory or above the cutover binary, then PATH.
+pub fn find_executable(name: &str, env_var: &str) -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os(env_var) {
+        return Some(PathBuf::from(p));
+    }
+    let mut roots: Vec<PathBuf> = Vec::new();
+    if let Ok(cwd) = std::env::current_dir() {
+        roots.push(cwd);
+    }
+    if let Ok(exe) = std::env::current_exe() {
+        roots.extend(exe.ancestors().skip(1).map(Path::to_path_buf));
+    }
+    for root in roots {
+        let p = root.join(".venv/bin").join(name);
+        if p.is_file() {
+            return Some(p);
+        }
+    }
+    std::env::var_os("PATH").and_then(|paths| std::env::split_paths(&paths).map(|d| d.join(name)).find(|p| p.is_file()))
+}
+
+fn spawn(program: &Path, args: &[String], log: &Path) -> Result<Child> {
+    let log_file = std::fs::File::create(log).wrap_err_with(|| format!("cannot create {}", log.display()))?;
+    let mut cmd = Command::new(program);
+    cmd.args(args).stdin(Stdio::null()).stdout(log_file.try_clone()?).stderr(log_file).kill_on_drop(true);
+    // SAFETY: prctl is async-signal-safe; it only asks the kernel to signal
+    // the child when the thread that forked it dies, so no orphan survives.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd.spawn().wrap_err_with(|| format!("cannot start {}", program.display()))
+}
+
+async fn wait_for_port(child: &mut Child, name: &str, port: u16, log: &Path) -> Result<()> {
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    for _ in 0..300 {
+        if let Ok(Some(status)) = child.try_wait() {
+            let tail = std::fs::read_to_string(log).unwrap_or_default();
+            let tail: Vec<&str> = tail.lines().rev().take(5).collect();
+            bail!(
+                "{name} exited ({status}) before listening on {port}: {}",
+                tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
+            );
+        }
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Err(eyre!("{name} did not listen on 127.0.0.1:{port} within 15 s (log: {})", log.display()))
+}
+
+/// Starts `moto_server` on a free loopback port.
+pub async fn start_moto(dir: &Path) -> Result<ChildProcess> {
+    let program = find_executable("moto_server", "CUTOVER_MOTO_SERVER").ok_or_else(|| {
+        eyre!("moto_server not found in .venv/bin or on PATH; run ./scripts/demo or ./scripts/test (they install moto[server] into .venv), or pip install 'moto[server]'")
+    })?;
+    start_on_free_port("moto_server", dir, |port| {
+        (program.clone(), vec!["-H".into(), "127.0.0.1".into(), "-p".into(), port.to_string()])
+    })
+    .await
+}
+
+/// Starts a throwaway `redis-server` (no persistence) on a free loopback port.
+pub async fn start_redis(dir: &Path, name: &str) -> Result<ChildProcess> {
+    let program = find_executable("redis-server", "CUTOVER_REDIS_SERVER").ok_or_else(|| {
+        eyre!("redis-server not found on PATH; run ./scripts/demo or ./scripts/test (they install it with apt), or apt-get install redis-server")
+    })?;
+    let data = dir.join(format!("redis-{name}"));
+    std::fs::create_dir_all(&data)?;
+    start_on_free_port(&format!("redis-server ({name})"), dir, |port| {
+        let args = [
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            &data.display().to_string(),
+            "--daemonize",
+            "no",
+            "--loglevel",
+            "warning",
+        ];
+        (program.clone(), args.iter().map(|s| s.to_string()).collect())
+    })
+    .await
+}
+
+async fn start_on_free_port(
+    name: &str,
+    dir: &Path,
+    command: impl Fn(u16) -> (PathBuf, Vec<String>),
+) -> Result<ChildProcess> {
+    let mut last = None;
+    for attempt in 0..5 {
+        let port = free_port()?;
+        let (program, args) = command(port);
+        let log = dir.join(format!("{}-{attempt}.log", name.split_whitespace().next().unwrap_or(name)));
+        let mut child = spawn(&program, &args, &log)?;
+        match wait_for_port(&mut child, name, port, &log).await {
+            Ok(()) => return Ok(ChildProcess { name: name.to_string(), port, child }),
+            Err(e) => {
+                let _ = child.start_kill();
+                let _ = child.wait().await;
+                last = Some(e);
+            }
+        }
+    }
+    Err(last.unwrap_or_else(|| eyre!("{name} did not start")))
+}

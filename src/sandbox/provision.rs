@@ -1,0 +1,309 @@
+//! Creates in moto what a runbook names: network, security groups, instances,
+//! load balancers, target groups, the weighted records and the alarms.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use aws_sdk_cloudwatch::types::{ComparisonOperator, Dimension, Statistic};
+use aws_sdk_ec2::types::{IpPermission, IpRange, ResourceType, Tag, TagSpecification, UserIdGroupPair};
+use aws_sdk_elasticloadbalancingv2::types::{Action as ElbAction, ActionTypeEnum, ProtocolEnum, TargetDescription};
+use aws_sdk_route53::types::{Change, ChangeAction, ChangeBatch, ResourceRecord, ResourceRecordSet, RrType};
+use color_eyre::eyre::{Result, WrapErr, bail, eyre};
+
+use crate::aws::Clients;
+use crate::aws::elb::arn_suffix;
+use crate::runbook::{InstanceSelector, Runbook, SandboxSpec, Stat};
+
+/// Port the target groups send traffic to (what AWS sees; not a loopback port).
+pub const TARGET_PORT: i32 = 8080;
+
+#[derive(Debug, Clone)]
+pub struct ProvisionedInstance {
+    pub name: String,
+    pub environment: String,
+    pub id: String,
+    pub private_ip: Option<String>,
+    pub health_url: String,
+    pub app_port: u16,
+    pub redis: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct ProvisionedTargetGroup {
+    pub name: String,
+    pub arn: String,
+    pub load_balancer_arn: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct World {
+    pub vpc_id: String,
+    pub groups: BTreeMap<String, String>,
+    pub instances: Vec<ProvisionedInstance>,
+    /// Environment → its target groups (the first carries its metrics).
+    pub target_groups: BTreeMap<String, Vec<ProvisionedTargetGroup>>,
+    pub zone_id: String,
+}
+
+impl World {
+    /// CloudWatch dimensions (TargetGroup, LoadBalancer) of an environment.
+    pub fn dimensions(&self, env: &str) -> Option<Vec<Dimension>> {
+        let tg = self.target_groups.get(env)?.first()?;
+        let mut dims = vec![Dimension::builder().name("TargetGroup").value(arn_suffix(&tg.arn)).build()];
+        if let Some(lb) = &tg.load_balancer_arn {
+            dims.push(Dimension::builder().name("LoadBalancer").value(arn_suffix(lb)).build());
+        }
+        Some(dims)
+    }
+}
+
+fn tag(k: &str, v: &str) -> Tag {
+    Tag::builder().key(k).value(v).build()
+}
+
+fn is_arn(s: &str) -> bool {
+    s.starts_with("arn:")
+}
+
+/// `app_ports` maps instance name to the loopback port its app listens on.
+pub async fn provision(
+    rb: &Runbook,
+    sb: &SandboxSpec,
+    aws: &Clients,
+    app_ports: &BTreeMap<String, u16>,
+) -> Result<World> {
+    let region = &aws.region;
+    let mut world = World::default();
+
+    let vpc = aws.ec2.create_vpc().cidr_block("10.42.0.0/16").send().await.wrap_err("CreateVpc")?;
+    world.vpc_id = vpc.vpc().and_then(|v| v.vpc_id()).ok_or_else(|| eyre!("CreateVpc returned no id"))?.to_string();
+
+    let mut zones: BTreeSet<String> = sb.instances.iter().map(|i| i.zone.clone()).collect();
+    for env in rb.environments.values().filter(|e| e.load_balancer.is_some()) {
+        zones.extend(sb.load_balancer_zones.get(&env.name).cloned().unwrap_or_else(|| vec!["a".into(), "b".into()]));
+    }
+    let mut subnets = BTreeMap::new();
+    for (i, z) in zones.iter().enumerate() {
+        let s = aws
+            .ec2
+            .create_subnet()
+            .vpc_id(&world.vpc_id)
+            .cidr_block(format!("10.42.{}.0/24", i + 1))
+            .availability_zone(format!("{region}{z}"))
+            .send()
+            .await
+            .wrap_err("CreateSubnet")?;
+        subnets.insert(z.clone(), s.subnet().and_then(|s| s.subnet_id()).unwrap_or_default().to_string());
+    }
+
+    for g in &sb.security_groups {
+        let r = aws
+            .ec2
+            .create_security_group()
+            .group_name(&g.name)
+            .description(format!("cutover sandbox: {}", g.name))
+            .vpc_id(&world.vpc_id)
+            .send()
+            .await
+            .wrap_err_with(|| format!("CreateSecurityGroup {}", g.name))?;
+        world.groups.insert(g.name.clone(), r.group_id().unwrap_or_default().to_string());
+    }
+    for g in &sb.security_groups {
+        for rule in &g.ingress {
+            let mut perm = IpPermission::builder()
+                .ip_protocol("tcp")
+                .from_port(i32::from(rule.port))
+                .to_port(i32::from(rule.port));
+            perm = match world.groups.get(&rule.from) {
+                Some(src) => perm.user_id_group_pairs(UserIdGroupPair::builder().group_id(src).build()),
+                None => perm.ip_ranges(IpRange::builder().cidr_ip(&rule.from).build()),
+            };
+            aws.ec2
+                .authorize_security_group_ingress()
+                .group_id(&world.groups[&g.name])
+                .ip_permissions(perm.build())
+                .send()
+                .await
+                .wrap_err_with(|| format!("AuthorizeSecurityGroupIngress on {}", g.name))?;
+        }
+    }
+
+    for inst in &sb.instances {
+        let env = rb.environment(&inst.environment).ok_or_else(|| eyre!("unknown environment {}", inst.environment))?;
+        let port = *app_ports.get(&inst.name).ok_or_else(|| eyre!("no port for {}", inst.name))?;
+        let health_url = format!("http://127.0.0.1:{port}/health");
+        let mut tags =
+            vec![tag("Name", &inst.name), tag(&env.health_url_tag, &health_url), tag("cutover:sandbox", "true")];
+        if let InstanceSelector::Tags(sel) = &env.instances {
+            tags.extend(sel.iter().map(|(k, v)| tag(k, v)));
+        }
+        let sg_ids: Vec<String> = inst.security_groups.iter().map(|g| world.groups[g].clone()).collect();
+        let r = aws
+            .ec2
+            .run_instances()
+            .image_id("ami-12c6146b")
+            .instance_type(aws_sdk_ec2::types::InstanceType::T3Micro)
+            .min_count(1)
+            .max_count(1)
+            .subnet_id(&subnets[&inst.zone])
+            .set_security_group_ids(Some(sg_ids))
+            .tag_specifications(
+                TagSpecification::builder().resource_type(ResourceType::Instance).set_tags(Some(tags)).build(),
+            )
+            .send()
+            .await
+            .wrap_err_with(|| format!("RunInstances {}", inst.name))?;
+        let i = r.instances().first().ok_or_else(|| eyre!("RunInstances returned no instance"))?;
+        world.instances.push(ProvisionedInstance {
+            name: inst.name.clone(),
+            environment: inst.environment.clone(),
+            id: i.instance_id().unwrap_or_default().to_string(),
+            private_ip: i.private_ip_address().map(str::to_string),
+            health_url,
+            app_port: port,
+            redis: inst.redis.clone(),
+        });
+    }
+
+    let mut lb_dns: BTreeMap<String, String> = BTreeMap::new();
+    for env in rb.environments.values() {
+        let mut lb_arn = None;
+        if let Some(lb) = &env.load_balancer {
+            if is_arn(lb) {
+                bail!("the sandbox creates load balancers by name; `{lb}` in environment `{}` is an ARN", env.name);
+            }
+            let zs = sb.load_balancer_zones.get(&env.name).cloned().unwrap_or_else(|| vec!["a".into(), "b".into()]);
+            let r = aws
+                .elb
+                .create_load_balancer()
+                .name(lb)
+                .set_subnets(Some(zs.iter().map(|z| subnets[z].clone()).collect()))
+                .send()
+                .await
+                .wrap_err_with(|| format!("CreateLoadBalancer {lb}"))?;
+            let l = r.load_balancers().first().ok_or_else(|| eyre!("CreateLoadBalancer returned nothing"))?;
+            lb_arn = l.load_balancer_arn().map(str::to_string);
+            lb_dns.insert(env.name.clone(), l.dns_name().unwrap_or_default().to_string());
+        }
+        let members: Vec<&ProvisionedInstance> = world.instances.iter().filter(|i| i.environment == env.name).collect();
+        let mut tgs = Vec::new();
+        for (n, tg) in env.target_groups.iter().enumerate() {
+            if is_arn(tg) {
+                bail!("the sandbox creates target groups by name; `{tg}` in environment `{}` is an ARN", env.name);
+            }
+            let r = aws
+                .elb
+                .create_target_group()
+                .name(tg)
+                .protocol(ProtocolEnum::Http)
+                .port(TARGET_PORT)
+                .vpc_id(&world.vpc_id)
+                .health_check_path("/health")
+                .health_check_interval_seconds(30)
+                .send()
+                .await
+                .wrap_err_with(|| format!("CreateTargetGroup {tg}"))?;
+            let arn = r
+                .target_groups()
+                .first()
+                .and_then(|t| t.target_group_arn())
+                .ok_or_else(|| eyre!("CreateTargetGroup returned nothing"))?
+                .to_string();
+            if !members.is_empty() {
+                let targets = members
+                    .iter()
+                    .map(|i| TargetDescription::builder().id(&i.id).port(TARGET_PORT).build())
+                    .collect::<Vec<_>>();
+                aws.elb
+                    .register_targets()
+                    .target_group_arn(&arn)
+                    .set_targets(Some(targets))
+                    .send()
+                    .await
+                    .wrap_err("RegisterTargets")?;
+            }
+            if n == 0
+                && let Some(lb) = &lb_arn
+            {
+                aws.elb
+                    .create_listener()
+                    .load_balancer_arn(lb)
+                    .protocol(ProtocolEnum::Http)
+                    .port(80)
+                    .default_actions(
+                        ElbAction::builder().r#type(ActionTypeEnum::Forward).target_group_arn(&arn).build(),
+                    )
+                    .send()
+                    .await
+                    .wrap_err("CreateListener")?;
+            }
+            tgs.push(ProvisionedTargetGroup { name: tg.clone(), arn, load_balancer_arn: lb_arn.clone() });
+        }
+        world.target_groups.insert(env.name.clone(), tgs);
+    }
+
+    let dns = &rb.dns;
+    let zone = aws
+        .route53
+        .create_hosted_zone()
+        .name(&dns.zone)
+        .caller_reference(format!("cutover-sandbox-{}-{}", std::process::id(), rand_suffix()))
+        .send()
+        .await
+        .wrap_err("CreateHostedZone")?;
+    world.zone_id =
+        zone.hosted_zone().map(|z| z.id().trim_start_matches("/hostedzone/").to_string()).unwrap_or_default();
+    let mut changes = Vec::new();
+    for (i, (env, set_id)) in dns.set_identifiers.iter().enumerate() {
+        let value = match dns.record_type.as_str() {
+            "CNAME" => lb_dns.get(env).cloned().unwrap_or_else(|| format!("{env}.{}", dns.zone.trim_end_matches('.'))),
+            "AAAA" => format!("2001:db8::{}", i + 1),
+            _ => format!("192.0.2.{}", i + 1),
+        };
+        let weight = i64::from(dns.initial_weights.get(env).copied().unwrap_or(0));
+        let set = ResourceRecordSet::builder()
+            .name(&dns.record)
+            .r#type(RrType::from(dns.record_type.as_str()))
+            .set_identifier(set_id)
+            .weight(weight)
+            .ttl(i64::from(dns.ttl))
+            .resource_records(ResourceRecord::builder().value(value).build()?)
+            .build()?;
+        changes.push(Change::builder().action(ChangeAction::Upsert).resource_record_set(set).build()?);
+    }
+    aws.route53
+        .change_resource_record_sets()
+        .hosted_zone_id(&world.zone_id)
+        .change_batch(
+            ChangeBatch::builder().set_changes(Some(changes)).comment("cutover sandbox: initial weights").build()?,
+        )
+        .send()
+        .await
+        .wrap_err("ChangeResourceRecordSets")?;
+
+    for a in &rb.alarms {
+        let mut req = aws
+            .cloudwatch
+            .put_metric_alarm()
+            .alarm_name(&a.name)
+            .alarm_description(&a.description)
+            .namespace("AWS/ApplicationELB")
+            .metric_name(a.metric.cloudwatch_name())
+            .period(a.period.as_secs() as i32)
+            .evaluation_periods(1)
+            .threshold(a.threshold)
+            .comparison_operator(ComparisonOperator::GreaterThanThreshold);
+        req = match a.stat {
+            Stat::Percentile(_) => req.extended_statistic(a.stat.cloudwatch_name()),
+            s => req.statistic(Statistic::from(s.cloudwatch_name().as_str())),
+        };
+        if let Some(dims) = a.environment.as_deref().and_then(|e| world.dimensions(e)) {
+            req = req.set_dimensions(Some(dims));
+        }
+        req.send().await.wrap_err_with(|| format!("PutMetricAlarm {}", a.name))?;
+    }
+    Ok(world)
+}
+
+fn rand_suffix() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
+}

@@ -1,0 +1,203 @@
+//! Traffic generator: reads the live Route53 weights, sends requests to each
+//! side's instances in proportion (only to instances passing their /health,
+//! as an ALB would, failing open when none pass), and publishes the ALB
+//! metrics of each target group to moto.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use aws_sdk_cloudwatch::types::{MetricDatum, StandardUnit, StatisticSet};
+use tokio::sync::watch;
+
+use super::provision::World;
+use crate::analysis::weights::shares;
+use crate::aws::Clients;
+use crate::runbook::{Metric, Runbook};
+
+#[derive(Debug, Clone)]
+pub struct TrafficConfig {
+    pub requests_per_tick: u32,
+    pub tick: Duration,
+    pub health_every: Duration,
+    pub publish_every: Duration,
+}
+
+impl Default for TrafficConfig {
+    fn default() -> Self {
+        Self {
+            requests_per_tick: 10,
+            tick: Duration::from_secs(1),
+            health_every: Duration::from_secs(3),
+            publish_every: Duration::from_secs(5),
+        }
+    }
+}
+
+#[derive(Debug, Default, Clone)]
+struct Window {
+    requests: u64,
+    target_5xx: u64,
+    elb_5xx: u64,
+    latency_sum: f64,
+    latency_min: f64,
+    latency_max: f64,
+    healthy_samples: Vec<f64>,
+    unhealthy_samples: Vec<f64>,
+}
+
+/// Splits `n` requests by share with largest-remainder rounding.
+pub fn split(n: u32, shares: &[f64]) -> Vec<u32> {
+    let raw: Vec<f64> = shares.iter().map(|s| s * f64::from(n)).collect();
+    let mut out: Vec<u32> = raw.iter().map(|r| r.floor() as u32).collect();
+    let mut left = n.saturating_sub(out.iter().sum());
+    let mut order: Vec<usize> = (0..raw.len()).collect();
+    order.sort_by(|&a, &b| (raw[b] - raw[b].floor()).total_cmp(&(raw[a] - raw[a].floor())));
+    for i in order {
+        if left == 0 {
+            break;
+        }
+        if shares[i] > 0.0 {
+            out[i] += 1;
+            left -= 1;
+        }
+    }
+    out
+}
+
+pub async fn run(rb: Runbook, world: World, aws: Clients, cfg: TrafficConfig, mut shutdown: watch::Receiver<bool>) {
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(2)).no_proxy().build().expect("reqwest client");
+    let sides: Vec<(String, String)> = rb.dns.set_identifiers.iter().map(|(e, s)| (e.clone(), s.clone())).collect();
+    let mut healthy: BTreeMap<String, bool> = BTreeMap::new();
+    let mut windows: BTreeMap<String, Window> = BTreeMap::new();
+    let mut rr: BTreeMap<String, usize> = BTreeMap::new();
+    let mut last_health = Instant::now() - cfg.health_every;
+    let mut last_publish = Instant::now();
+    let mut last_shares: Vec<f64> = Vec::new();
+    let mut tick = tokio::time::interval(cfg.tick);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        if last_health.elapsed() >= cfg.health_every {
+            last_health = Instant::now();
+            for inst in &world.instances {
+                let ok = http.get(&inst.health_url).send().await.map(|r| r.status().is_success()).unwrap_or(false);
+                healthy.insert(inst.id.clone(), ok);
+            }
+            for (env, _) in &sides {
+                let members: Vec<_> = world.instances.iter().filter(|i| &i.environment == env).collect();
+                let up = members.iter().filter(|i| healthy.get(&i.id).copied().unwrap_or(false)).count();
+                let w = windows.entry(env.clone()).or_default();
+                w.healthy_samples.push(up as f64);
+                w.unhealthy_samples.push((members.len() - up) as f64);
+            }
+        }
+        match crate::aws::route53::weighted_records(&aws.route53, &world.zone_id, &rb.dns.record, &rb.dns.record_type)
+            .await
+        {
+            Ok(records) => {
+                let weights: Vec<u8> = sides
+                    .iter()
+                    .map(|(_, id)| records.iter().find(|r| &r.set_identifier == id).map_or(0, |r| r.weight))
+                    .collect();
+                last_shares = shares(&weights);
+            }
+            Err(e) => tracing::warn!(error = %e, "traffic: cannot read weights; keeping the last split"),
+        }
+        let counts = split(cfg.requests_per_tick, &last_shares);
+        for ((env, _), count) in sides.iter().zip(counts) {
+            let members: Vec<_> = world.instances.iter().filter(|i| &i.environment == env).collect();
+            if members.is_empty() || count == 0 {
+                continue;
+            }
+            let up: Vec<_> = members.iter().filter(|i| healthy.get(&i.id).copied().unwrap_or(false)).copied().collect();
+            let pool = if up.is_empty() { members } else { up };
+            for _ in 0..count {
+                let n = rr.entry(env.clone()).or_default();
+                let inst = pool[*n % pool.len()];
+                *n += 1;
+                let url = format!("http://127.0.0.1:{}/", inst.app_port);
+                let started = Instant::now();
+                let result = http.get(&url).send().await;
+                let secs = started.elapsed().as_secs_f64();
+                let w = windows.entry(env.clone()).or_default();
+                w.requests += 1;
+                match result {
+                    Ok(r) if r.status().is_server_error() => w.target_5xx += 1,
+                    Ok(_) => {}
+                    Err(_) => w.elb_5xx += 1,
+                }
+                w.latency_min = if w.requests == 1 { secs } else { w.latency_min.min(secs) };
+                w.latency_max = w.latency_max.max(secs);
+                w.latency_sum += secs;
+            }
+        }
+        if last_publish.elapsed() >= cfg.publish_every {
+            last_publish = Instant::now();
+            for (env, w) in std::mem::take(&mut windows) {
+                if let Some(dims) = world.dimensions(&env) {
+                    publish(&aws, dims, &w).await;
+                }
+            }
+        }
+    }
+}
+
+fn datum(
+    metric: Metric,
+    dims: &[aws_sdk_cloudwatch::types::Dimension],
+    unit: StandardUnit,
+) -> aws_sdk_cloudwatch::types::builders::MetricDatumBuilder {
+    MetricDatum::builder().metric_name(metric.cloudwatch_name()).set_dimensions(Some(dims.to_vec())).unit(unit)
+}
+
+async fn publish(aws: &Clients, dims: Vec<aws_sdk_cloudwatch::types::Dimension>, w: &Window) {
+    let mut data = vec![datum(Metric::RequestCount, &dims, StandardUnit::Count).value(w.requests as f64).build()];
+    // Like an ALB, publish 5xx counts only when there were some.
+    if w.target_5xx > 0 {
+        data.push(datum(Metric::Target5xx, &dims, StandardUnit::Count).value(w.target_5xx as f64).build());
+    }
+    if w.elb_5xx > 0 {
+        data.push(datum(Metric::Elb5xx, &dims, StandardUnit::Count).value(w.elb_5xx as f64).build());
+    }
+    if w.requests > 0 {
+        let stats = StatisticSet::builder()
+            .sample_count(w.requests as f64)
+            .sum(w.latency_sum)
+            .minimum(w.latency_min)
+            .maximum(w.latency_max)
+            .build();
+        data.push(datum(Metric::TargetResponseTime, &dims, StandardUnit::Seconds).statistic_values(stats).build());
+    }
+    for (metric, samples) in
+        [(Metric::HealthyHostCount, &w.healthy_samples), (Metric::UnhealthyHostCount, &w.unhealthy_samples)]
+    {
+        if !samples.is_empty() {
+            let avg = samples.iter().sum::<f64>() / samples.len() as f64;
+            data.push(datum(metric, &dims, StandardUnit::Count).value(avg).build());
+        }
+    }
+    if let Err(e) =
+        aws.cloudwatch.put_metric_data().namespace("AWS/ApplicationELB").set_metric_data(Some(data)).send().await
+    {
+        tracing::warn!(error = %aws_sdk_cloudwatch::error::DisplayErrorContext(&e), "traffic: PutMetricData failed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split;
+
+    #[test]
+    fn split_follows_shares_and_sums_to_n() {
+        assert_eq!(split(10, &[0.9, 0.1]), vec![9, 1]);
+        assert_eq!(split(10, &[1.0, 0.0]), vec![10, 0]);
+        assert_eq!(split(10, &[0.5, 0.5]), vec![5, 5]);
+        assert_eq!(split(10, &[0.75, 0.25]).iter().sum::<u32>(), 10);
+        assert_eq!(split(3, &[0.5, 0.5]).iter().sum::<u32>(), 3);
+        // A side at share 0 never gets a rounding leftover.
+        assert_eq!(split(7, &[1.0, 0.0]), vec![7, 0]);
+        assert!(split(5, &[]).is_empty());
+    }
+}

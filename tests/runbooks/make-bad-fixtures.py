@@ -1,0 +1,177 @@
+# Regenerates tests/runbooks/bad/*.toml from minimal.toml (one mistake each).
+# Then refresh each .err with `cutover validate X.toml 2> X.err` and READ it.
+import os, re, subprocess, sys
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BAD = os.path.join(ROOT, "tests/runbooks/bad")
+base = open(os.path.join(ROOT, "tests/runbooks/minimal.toml")).read()
+HEAD = "# The smallest useful runbook; each tests/runbooks/bad/*.toml changes one thing.\n"
+assert base.startswith(HEAD)
+body = base[len(HEAD):]
+
+SANDBOX_BASE = body.replace(
+    'redis = [{ name = "blue-cache", url = "redis://blue-cache.internal:6379/0" }]',
+    'redis = [{ name = "blue-cache", url_env = "BLUE_REDIS_URL", security_groups = ["blue-redis"] }]',
+) + '''
+[sandbox]
+load_balancer_zones = { blue = ["a"], green = ["a"] }
+
+[[sandbox.security_groups]]
+name = "app"
+
+[[sandbox.security_groups]]
+name = "blue-redis"
+ingress = [{ port = 6379, from = "app" }]
+
+[[sandbox.instances]]
+name = "blue-1"
+environment = "blue"
+zone = "a"
+security_groups = ["app"]
+
+[[sandbox.instances]]
+name = "green-1"
+environment = "green"
+zone = "a"
+security_groups = ["app"]
+redis = "blue-cache"
+'''
+
+def sub(text, old, new, count=1):
+    n = text.count(old)
+    assert n == count, (old, n)
+    return text.replace(old, new)
+
+ITEM_TAIL = '''
+[[phases.items]]
+'''
+F = {}
+def fx(name, comment, *repls, base=None, append=None):
+    t = body if base is None else base
+    for old, new in repls:
+        t = sub(t, old, new)
+    if append:
+        t = t + append
+    F[name] = f"# Mistake: {comment}\n" + t
+
+S = 'soak = "5m"'
+fx("unknown-key", "a top-level key the format does not have", ('[runbook]\n', 'schema = 2\n\n[runbook]\n'))
+fx("unknown-key-nested", "`alarm` (singular) in a gate, which takes `alarms`", ('alarms = ["green-5xx"]', 'alarm = ["green-5xx"]'))
+fx("wrong-type", "ttl written as a string", ('ttl = 60', 'ttl = "60"'))
+fx("toml-syntax", "an unquoted string", ('soak = "5m"', 'soak = 5m'))
+fx("duplicate-key", "the same key twice in one table", ('ttl = 60\n', 'ttl = 60\nttl = 300\n'))
+fx("missing-table", "no [dns] table", ('''[dns]
+zone = "example.com"
+record = "app.example.com"
+type = "CNAME"
+ttl = 60
+set_identifiers = { blue = "blue", green = "green" }
+initial_weights = { blue = 100, green = 0 }
+
+''', ''))
+fx("missing-field", "no soak in [rollout]", ('soak = "5m"\n', ''))
+fx("weight-300", "initial weight above 255", ('initial_weights = { blue = 100, green = 0 }', 'initial_weights = { blue = 300, green = 0 }'))
+fx("weight-negative", "negative initial weight", ('initial_weights = { blue = 100, green = 0 }', 'initial_weights = { blue = 100, green = -1 }'))
+fx("steps-not-increasing", "a step lower than the one before", ('steps = [10, 50, 100]', 'steps = [10, 50, 30, 100]'))
+fx("steps-not-ending-at-100", "the last step is not 100", ('steps = [10, 50, 100]', 'steps = [10, 50, 90]'))
+fx("step-zero", "a step of 0%", ('steps = [10, 50, 100]', 'steps = [0, 50, 100]'))
+fx("step-150", "a step above 100%", ('steps = [10, 50, 100]', 'steps = [10, 50, 150]'))
+fx("empty-steps", "no steps", ('steps = [10, 50, 100]', 'steps = []'))
+fx("gate-unknown-alarm", "a gate naming an alarm not declared", ('alarms = ["green-5xx"]', 'alarms = ["green-500"]'))
+fx("gate-unknown-environment", "a gate naming an environment not declared", ('kind = "alarm_ok"\nalarms = ["green-5xx"]', 'kind = "alarm_ok"\nalarms = ["green-5xx"]\n\n[[rollout.gates]]\nkind = "healthy_targets"\nenvironment = "gren"\nmin = 2'))
+fx("rollout-from-equals-to", "rollout from and to the same environment", ('to = "green"', 'to = "blue"'))
+fx("rollout-unknown-environment", "rollout to an environment not declared", ('to = "green"', 'to = "grean"'))
+fx("duplicate-set-identifiers", "two environments with the same set identifier", ('set_identifiers = { blue = "blue", green = "green" }', 'set_identifiers = { blue = "blue", green = "blue" }'))
+fx("missing-set-identifier", "the rollout's `to` side has no set identifier", ('set_identifiers = { blue = "blue", green = "green" }', 'set_identifiers = { blue = "blue" }'))
+fx("unknown-item-kind", "a phase item of unknown kind", ('kind = "action"', 'kind = "task"'))
+fx("unknown-check", "a check that does not exist", append='''
+[[phases.items]]
+id = "dns"
+title = "Record resolves to green"
+kind = "check"
+check = "dns_resolves"
+environment = "green"
+''')
+fx("unknown-action", "an action that does not exist", ('action = "rollout"', 'action = "shift_traffic"'))
+fx("field-not-for-kind", "`environment` on a rollout action, which takes no parameters", ('action = "rollout"\n', 'action = "rollout"\nenvironment = "green"\n'))
+fx("manual-with-check", "`check` on a manual item", append='''
+[[phases.items]]
+id = "backup"
+title = "Redis snapshot taken"
+kind = "manual"
+check = "alarm_ok"
+''')
+fx("check-with-rollback", "a check item with a rollback", append='''
+[[phases.items]]
+id = "targets"
+title = "Green targets healthy"
+kind = "check"
+check = "targets_healthy"
+environment = "green"
+rollback = { action = "shift_weights", to = 0 }
+''')
+fx("check-missing-environment", "a check without the environment it needs", append='''
+[[phases.items]]
+id = "targets"
+title = "Green targets healthy"
+kind = "check"
+check = "targets_healthy"
+''')
+fx("soak-5-minutes", "a duration written in words", ('soak = "5m"', 'soak = "5 minutes"'))
+fx("stickiness-8d", "stickiness longer than the ALB allows (7 days)", append='''
+[[phases.items]]
+id = "sticky"
+title = "Sticky sessions on green"
+kind = "check"
+check = "stickiness"
+environment = "green"
+duration = "8d"
+''')
+fx("shift-weights-150", "shift_weights above 100%", ('rollback = { action = "shift_weights", to = 0 }', 'rollback = { action = "shift_weights", to = 150 }'))
+fx("redis-url-password", "a password written in the Redis URL", ('url = "redis://blue-cache.internal:6379/0"', 'url = "redis://:hunter2@blue-cache.internal:6379/0"'))
+fx("redis-no-url", "a Redis endpoint with neither url nor url_env", ('redis = [{ name = "blue-cache", url = "redis://blue-cache.internal:6379/0" }]', 'redis = [{ name = "blue-cache" }]'))
+fx("redis-http-scheme", "an http:// URL for Redis", ('url = "redis://blue-cache.internal:6379/0"', 'url = "http://blue-cache.internal:6379/0"'))
+fx("redis-duplicate-name", "two Redis endpoints with one name", ('instances = { tags = { Environment = "green" } }\n', 'instances = { tags = { Environment = "green" } }\nredis = [{ name = "blue-cache", url = "redis://green-cache.internal:6379/0" }]\n'))
+fx("record-not-in-zone", "a record outside the hosted zone", ('record = "app.example.com"', 'record = "app.example.org"'))
+fx("unknown-record-type", "a record type weighted routing cannot shift", ('type = "CNAME"', 'type = "MX"'))
+fx("duplicate-phase-id", "two phases with one id", append='''
+[[phases]]
+id = "traffic"
+title = "After the rollout"
+''')
+fx("duplicate-item-id", "two items of a phase with one id", append='''
+[[phases.items]]
+id = "shift"
+title = "Traffic looks normal"
+kind = "manual"
+''')
+fx("unknown-no-data", "an unknown no_data policy", ('alarms = ["green-5xx"]\n', 'alarms = ["green-5xx"]\nno_data = "ignore"\n'))
+fx("bad-metric-name", "a metric cutover does not read", ('environment = "green"\n\n[[phases]]', 'environment = "green"\nmetric = "HTTPCode_5XX"\n\n[[phases]]'))
+fx("bad-stat", "a statistic CloudWatch does not have", ('environment = "green"\n\n[[phases]]', 'environment = "green"\nstat = "Median"\n\n[[phases]]'))
+fx("unknown-gate-kind", "an unknown gate kind", ('kind = "alarm_ok"', 'kind = "alarms_ok"'))
+fx("alarm-period-45s", "an alarm period CloudWatch does not allow", ('environment = "green"\n\n[[phases]]', 'environment = "green"\nperiod = "45s"\n\n[[phases]]'))
+fx("invalid-item-id", "an item id with a space", ('id = "shift"', 'id = "shift traffic"'))
+fx("instances-tags-and-ids", "instances selected by tags and ids at once", ('instances = { tags = { Environment = "green" } }', 'instances = { tags = { Environment = "green" }, ids = ["i-0123456789abcdef0"] }'))
+fx("account-id-integer", "account_id as a number, not a quoted string", ('name = "minimal"\n', 'name = "minimal"\naccount_id = 123456789012\n'))
+fx("one-environment", "only one environment", ('''[environments.green]
+load_balancer = "green-alb"
+target_groups = ["green-web"]
+instances = { tags = { Environment = "green" } }
+
+''', ''))
+# Sandbox fixtures start from minimal-sandbox.toml.
+fx("sandbox-unknown-security-group", "a sandbox instance in a security group not declared", ('name = "green-1"\nenvironment = "green"\nzone = "a"\nsecurity_groups = ["app"]', 'name = "green-1"\nenvironment = "green"\nzone = "a"\nsecurity_groups = ["web"]'), base=SANDBOX_BASE)
+fx("sandbox-environment-by-ids", "the sandbox cannot create instances selected by id", ('instances = { tags = { Environment = "green" } }', 'instances = { ids = ["i-0123456789abcdef0"] }'), base=SANDBOX_BASE)
+fx("sandbox-redis-without-url-env", "a Redis endpoint the sandbox cannot point at its redis-server", ('url_env = "BLUE_REDIS_URL"', 'url = "redis://blue-cache.internal:6379/0"'), base=SANDBOX_BASE)
+fx("sandbox-bad-zone", "a zone written as a full AZ name", ('name = "blue-1"\nenvironment = "blue"\nzone = "a"', 'name = "blue-1"\nenvironment = "blue"\nzone = "eu-west-1a"'), base=SANDBOX_BASE)
+fx("multi-error", "several mistakes, reported together in line order",
+   ('initial_weights = { blue = 100, green = 0 }', 'initial_weights = { blue = 300, green = 0 }'),
+   ('steps = [10, 50, 100]', 'steps = [10, 50, 30, 100]'),
+   ('soak = "5m"', 'soak = "5 minutes"'),
+   ('alarms = ["green-5xx"]', 'alarms = ["green-500"]'),
+   ('kind = "action"', 'kind = "task"'))
+
+open(os.path.join(ROOT, "tests/runbooks/minimal-sandbox.toml"), "w").write(
+    "# minimal.toml with a [sandbox] section; the sandbox-* bad fixtures change one thing.\n" + SANDBOX_BASE)
+for name, text in F.items():
+    open(os.path.join(BAD, name + ".toml"), "w").write(text)
+print(len(F))

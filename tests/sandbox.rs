@@ -1,0 +1,337 @@
+//! The sandbox against real moto, redis-server and app servers on loopback.
+//! Each test starts its own sandbox (its own moto), so state never leaks.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use aws_sdk_route53::types::{Change, ChangeAction, ChangeBatch, ResourceRecord, ResourceRecordSet, RrType};
+use common::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aws_sdk_sees_what_the_demo_runbook_names() {
+    let rb = runbook("demo.toml");
+    let sb = sandbox(&rb, "eu-west-1").await;
+    let aws = &sb.clients;
+
+    let resp = aws.ec2.describe_instances().send().await.unwrap();
+    let mut names: Vec<String> = resp
+        .reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .filter_map(|i| i.tags().iter().find(|t| t.key() == Some("Name")).and_then(|t| t.value()).map(str::to_string))
+        .collect();
+    names.sort();
+    assert_eq!(names, ["prod-web-1", "prod-web-2", "staging-web-1", "staging-web-2"]);
+    for i in resp.reservations().iter().flat_map(|r| r.instances()) {
+        let url = i
+            .tags()
+            .iter()
+            .find(|t| t.key() == Some("cutover:health-url"))
+            .and_then(|t| t.value())
+            .expect("health-url tag");
+        assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+    }
+
+    let tgs = aws.elb.describe_target_groups().send().await.unwrap();
+    let mut tg_names: Vec<&str> = tgs.target_groups().iter().filter_map(|t| t.target_group_name()).collect();
+    tg_names.sort();
+    assert_eq!(tg_names, ["demo-prod-web", "demo-staging-web"]);
+    for tg in tgs.target_groups() {
+        let health =
+            aws.elb.describe_target_health().target_group_arn(tg.target_group_arn().unwrap()).send().await.unwrap();
+        assert_eq!(health.target_health_descriptions().len(), 2, "{:?}", tg.target_group_name());
+        assert_eq!(tg.health_check_path(), Some("/health"));
+    }
+
+    let zones = aws.route53.list_hosted_zones_by_name().dns_name("demo.cutover.test").send().await.unwrap();
+    let zone = zones.hosted_zones().first().expect("zone").id().to_string();
+    let sets = aws.route53.list_resource_record_sets().hosted_zone_id(&zone).send().await.unwrap();
+    let weights: BTreeMap<String, i64> = sets
+        .resource_record_sets()
+        .iter()
+        .filter_map(|r| Some((r.set_identifier()?.to_string(), r.weight()?)))
+        .collect();
+    assert_eq!(weights, BTreeMap::from([("prod".to_string(), 100), ("staging".to_string(), 0)]));
+
+    let alarms = aws.cloudwatch.describe_alarms().send().await.unwrap();
+    let mut alarm_names: Vec<&str> = alarms.metric_alarms().iter().filter_map(|a| a.alarm_name()).collect();
+    alarm_names.sort();
+    assert_eq!(alarm_names, ["demo-prod-5xx", "demo-staging-5xx"]);
+
+    let pids = sb.pids();
+    assert_eq!(pids.len(), 3, "moto + two redis-servers");
+    sb.down().await;
+    for pid in pids {
+        assert!(process_gone(pid), "process {pid} survived down()");
+    }
+}
+
+async fn health_of(sb: &cutover::sandbox::Sandbox, name: &str) -> (u16, serde_json::Value) {
+    let inst = sb.world.instances.iter().find(|i| i.name == name).unwrap();
+    let resp = reqwest::Client::new().get(&inst.health_url).timeout(Duration::from_secs(5)).send().await.unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_security_group_instance_really_cannot_reach_redis_until_the_rule_exists() {
+    let rb = runbook("demo.toml");
+    let sb = sandbox(&rb, "eu-west-2").await;
+    for name in ["prod-web-1", "prod-web-2", "staging-web-1"] {
+        let (status, body) = health_of(&sb, name).await;
+        assert_eq!(status, 200, "{name}: {body}");
+        assert_eq!(body["redis"]["ok"], true, "{name}: {body}");
+    }
+    let (status, body) = health_of(&sb, "staging-web-2").await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["redis"]["ok"], false);
+    assert!(body["redis"]["error"].as_str().unwrap().contains("timed out"), "{body}");
+
+    // The fix the analysis names: allow 6379 from staging-batch on staging-redis.
+    let g = &sb.world.groups;
+    let perm = aws_sdk_ec2::types::IpPermission::builder()
+        .ip_protocol("tcp")
+        .from_port(6379)
+        .to_port(6379)
+        .user_id_group_pairs(aws_sdk_ec2::types::UserIdGroupPair::builder().group_id(&g["staging-batch"]).build())
+        .build();
+    sb.clients
+        .ec2
+        .authorize_security_group_ingress()
+        .group_id(&g["staging-redis"])
+        .ip_permissions(perm)
+        .send()
+        .await
+        .unwrap();
+    eventually(Duration::from_secs(10), "staging-web-2 to reach Redis", || async {
+        let (status, body) = health_of(&sb, "staging-web-2").await;
+        (status == 200 && body["redis"]["ok"] == true).then_some(())
+    })
+    .await;
+    sb.down().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopped_instance_stops_answering_and_comes_back_when_started() {
+    let rb = runbook("demo.toml");
+    let sb = sandbox(&rb, "eu-west-3").await;
+    let inst = sb.world.instances.iter().find(|i| i.name == "prod-web-1").unwrap().clone();
+    let http = reqwest::Client::new();
+    assert!(http.get(&inst.health_url).send().await.unwrap().status().is_success());
+    sb.clients.ec2.stop_instances().instance_ids(&inst.id).send().await.unwrap();
+    eventually(Duration::from_secs(10), "the stopped instance to refuse connections", || async {
+        http.get(&inst.health_url).timeout(Duration::from_secs(1)).send().await.err().map(|_| ())
+    })
+    .await;
+    sb.clients.ec2.start_instances().instance_ids(&inst.id).send().await.unwrap();
+    eventually(Duration::from_secs(10), "the started instance to answer", || async {
+        http.get(&inst.health_url).send().await.ok().filter(|r| r.status().is_success()).map(|_| ())
+    })
+    .await;
+    sb.down().await;
+}
+
+async fn request_sum(sb: &cutover::sandbox::Sandbox, env: &str, since: aws_smithy_types::DateTime) -> f64 {
+    use aws_sdk_cloudwatch::types::{Metric, MetricDataQuery, MetricStat};
+    let dims = sb.world.dimensions(env).unwrap();
+    let q = MetricDataQuery::builder()
+        .id("r")
+        .metric_stat(
+            MetricStat::builder()
+                .metric(
+                    Metric::builder()
+                        .namespace("AWS/ApplicationELB")
+                        .metric_name("RequestCount")
+                        .set_dimensions(Some(dims))
+                        .build(),
+                )
+                .period(60)
+                .stat("Sum")
+                .build(),
+        )
+        .build();
+    let end = aws_smithy_types::DateTime::from_secs(since.secs() + 3600);
+    let r = sb
+        .clients
+        .cloudwatch
+        .get_metric_data()
+        .metric_data_queries(q)
+        .start_time(since)
+        .end_time(end)
+        .send()
+        .await
+        .unwrap();
+    r.metric_data_results().iter().flat_map(|m| m.values()).sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traffic_generator_metrics_follow_the_weights() {
+    let rb = runbook("demo.toml");
+    let sb = sandbox(&rb, "ap-southeast-1").await;
+    let start = aws_smithy_types::DateTime::from_secs(
+        aws_smithy_types::DateTime::from(std::time::SystemTime::now()).secs() - 5,
+    );
+    eventually(Duration::from_secs(20), "production requests to be published", || async {
+        (request_sum(&sb, "production", start).await > 0.0).then_some(())
+    })
+    .await;
+    assert_eq!(request_sum(&sb, "staging", start).await, 0.0, "staging gets no traffic at weight 0");
+
+    let changes = [("prod", 50), ("staging", 50)].map(|(id, w)| {
+        let set = ResourceRecordSet::builder()
+            .name(&rb.dns.record)
+            .r#type(RrType::Cname)
+            .set_identifier(id)
+            .weight(w)
+            .ttl(10)
+            .resource_records(ResourceRecord::builder().value(format!("{id}.example.test")).build().unwrap())
+            .build()
+            .unwrap();
+        Change::builder().action(ChangeAction::Upsert).resource_record_set(set).build().unwrap()
+    });
+    let batch = ChangeBatch::builder().set_changes(Some(changes.to_vec())).build().unwrap();
+    sb.clients
+        .route53
+        .change_resource_record_sets()
+        .hosted_zone_id(&sb.world.zone_id)
+        .change_batch(batch)
+        .send()
+        .await
+        .unwrap();
+    eventually(Duration::from_secs(20), "staging requests to be published after the shift", || async {
+        (request_sum(&sb, "staging", start).await > 0.0).then_some(())
+    })
+    .await;
+    sb.down().await;
+}
+
+#[test]
+fn sigkill_of_cutover_leaves_no_child_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let env_file = dir.path().join("sandbox.env");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_cutover"))
+        .args([
+            "--log-file",
+            &dir.path().join("log").display().to_string(),
+            "--region",
+            "sa-east-1",
+            "sandbox",
+            "up",
+            "runbooks/demo.toml",
+            "--env-file",
+            &env_file.display().to_string(),
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while !env_file.exists() {
+        assert!(start.elapsed() < Duration::from_secs(60), "sandbox did not get ready");
+        assert!(child.try_wait().unwrap().is_none(), "cutover exited early");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let env = std::fs::read_to_string(&env_file).unwrap();
+    assert!(env.contains("export AWS_ENDPOINT_URL=http://127.0.0.1:"), "{env}");
+    assert!(env.contains("export DEMO_STAGING_REDIS_URL=redis://127.0.0.1:"), "{env}");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&env_file).unwrap().permissions().mode() & 0o777, 0o600);
+    let kids = children_of(child.id());
+    assert_eq!(kids.len(), 3, "moto + two redis-servers, got {kids:?}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let start = std::time::Instant::now();
+    while !kids.iter().all(|&p| process_gone(p)) {
+        assert!(start.elapsed() < Duration::from_secs(10), "children survived SIGKILL: {kids:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn sigterm_tears_the_sandbox_down_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let env_file = dir.path().join("sandbox.env");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_cutover"))
+        .args([
+            "--log-file",
+            &dir.path().join("log").display().to_string(),
+            "--region",
+            "ca-central-1",
+            "sandbox",
+            "up",
+            "runbooks/demo.toml",
+            "--env-file",
+            &env_file.display().to_string(),
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while !env_file.exists() {
+        assert!(start.elapsed() < Duration::from_secs(60), "sandbox did not get ready");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let kids = children_of(child.id());
+    assert_eq!(kids.len(), 3);
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{:?}", out.status);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("sandbox stopped"));
+    assert!(kids.iter().all(|&p| process_gone(p)), "children left: {kids:?}");
+}
+
+fn instance_views(snap: &cutover::status::Snapshot) -> Vec<&cutover::status::InstanceView> {
+    snap.environments.iter().flat_map(|e| e.instances.as_ref().expect("instances readable").iter()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_shipped_runbook_rehearses_in_the_sandbox() {
+    use cutover::status::{Collector, HealthView, probe::ProbePolicy};
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("runbooks");
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".toml"))
+        .collect();
+    names.sort();
+    assert!(names.len() >= 4, "{names:?}");
+    for (i, name) in names.iter().enumerate() {
+        let rb = runbook(name);
+        let sb = sandbox(&rb, ["us-east-2", "us-west-1", "us-west-2", "eu-north-1", "eu-south-1", "me-south-1"][i % 6])
+            .await;
+        let snap = Collector::new(sb.clients.clone(), ProbePolicy::LoopbackOnly)
+            .with_vars(sb.env_vars(&rb))
+            .collect(&rb)
+            .await;
+        let weights: BTreeMap<String, u8> =
+            snap.traffic.as_ref().unwrap().iter().map(|w| (w.environment.clone(), w.weight.unwrap())).collect();
+        assert_eq!(weights, rb.dns.initial_weights, "{name}");
+        let views = instance_views(&snap);
+        assert_eq!(views.len(), rb.sandbox.as_ref().unwrap().instances.len(), "{name}");
+        for v in &views {
+            assert!(matches!(v.health, HealthView::Answered { .. }), "{name}: {:?}", v.health);
+        }
+        for r in &snap.redis {
+            assert!(r.result.is_ok(), "{name}: {r:?}");
+        }
+        if name == "staging-parity.toml" {
+            let unused: Vec<_> = views
+                .iter()
+                .filter(|v| v.zone_not_enabled.is_some())
+                .map(|v| v.instance.name.clone().unwrap())
+                .collect();
+            assert_eq!(unused.len(), 1, "one staging target sits in an AZ the ALB does not enable: {unused:?}");
+            let blocked: Vec<_> = views.iter().filter(|v| v.sg_paths.values().any(|p| !p.is_allowed())).collect();
+            assert_eq!(blocked.len(), 1, "one instance's security group is not allowed into Redis");
+            let HealthView::Answered { status, redis_ok, .. } = &blocked[0].health else { unreachable!() };
+            assert_eq!((*status, *redis_ok), (503, Some(false)));
+            let reason = format!("{:?}", blocked[0].sg_paths);
+            assert!(reason.contains("fix: allow 6379 from"), "{reason}");
+        }
+        sb.down().await;
+    }
+}
