@@ -84,50 +84,57 @@ fn cidr_contains(cidr: &str, ip: &str) -> bool {
     (u32::from(net) & mask) == (u32::from(ip) & mask)
 }
 
-fn short(id: &str) -> String {
-    id.to_string()
-}
+/// Group ids to names, for messages (`sg-0a00 (staging-redis)`).
+pub type GroupNames = std::collections::BTreeMap<String, String>;
 
 /// Decides whether any of `endpoint_groups` admits `source` on TCP `port`.
 pub fn sg_path(source: &Source, endpoint_groups: &[SecurityGroup], port: u16) -> SgPath {
+    sg_path_named(source, endpoint_groups, port, &GroupNames::new())
+}
+
+/// As `sg_path`, naming groups in messages where `names` knows them.
+pub fn sg_path_named(source: &Source, endpoint_groups: &[SecurityGroup], port: u16, names: &GroupNames) -> SgPath {
+    let label = |id: &str| match names.get(id) {
+        Some(n) if !n.is_empty() => format!("{id} ({n})"),
+        _ => id.to_string(),
+    };
     if endpoint_groups.is_empty() {
         return SgPath::Unknown {
             reason: "the Redis endpoint names no security groups; add security_groups to it in the runbook".into(),
         };
     }
-    for g in endpoint_groups {
-        for rule in g.ingress.iter().filter(|r| r.covers_tcp_port(port)) {
-            if let Some(src) = rule.groups.iter().find(|sg| source.security_groups.contains(sg)) {
-                return SgPath::Allowed { via: format!("{} allows {port} from {src}", short(&g.id)) };
-            }
-            if let Some(ip) = source.private_ip
-                && let Some(c) = rule.cidrs.iter().find(|c| cidr_contains(c, ip))
-            {
-                return SgPath::Allowed { via: format!("{} allows {port} from {c} ({ip})", short(&g.id)) };
-            }
+    let open_rules = || {
+        endpoint_groups.iter().flat_map(|g| g.ingress.iter().filter(|r| r.covers_tcp_port(port)).map(move |r| (g, r)))
+    };
+    for (g, rule) in open_rules() {
+        if let Some(src) = rule.groups.iter().find(|sg| source.security_groups.contains(sg)) {
+            return SgPath::Allowed { via: format!("{} allows {port} from {}", label(&g.id), label(src)) };
+        }
+        if let Some(ip) = source.private_ip
+            && let Some(c) = rule.cidrs.iter().find(|c| cidr_contains(c, ip))
+        {
+            return SgPath::Allowed { via: format!("{} allows {port} from {c} ({ip})", label(&g.id)) };
         }
     }
-    let allowed: Vec<String> = endpoint_groups
-        .iter()
-        .flat_map(|g| {
-            g.ingress.iter().filter(|r| r.covers_tcp_port(port)).flat_map(move |r| {
-                r.groups
-                    .iter()
-                    .cloned()
-                    .chain(r.cidrs.iter().cloned())
-                    .map(move |s| format!("{} allows {port} from {s}", short(&g.id)))
-            })
+    let allowed: Vec<String> = open_rules()
+        .flat_map(|(g, r)| {
+            r.groups
+                .iter()
+                .map(|s| label(s))
+                .chain(r.cidrs.iter().cloned())
+                .map(|s| format!("{} allows {port} from {s}", label(&g.id)))
+                .collect::<Vec<_>>()
         })
         .collect();
     let has = if source.security_groups.is_empty() {
         "no security groups".to_string()
     } else {
-        format!("only {}", source.security_groups.join(", "))
+        format!("only {}", source.security_groups.iter().map(|g| label(g)).collect::<Vec<_>>().join(", "))
     };
     let what = if allowed.is_empty() {
         format!(
             "no rule of {} opens port {port}",
-            endpoint_groups.iter().map(|g| g.id.as_str()).collect::<Vec<_>>().join(", ")
+            endpoint_groups.iter().map(|g| label(&g.id)).collect::<Vec<_>>().join(", ")
         )
     } else {
         allowed.join(", ")
@@ -139,7 +146,7 @@ pub fn sg_path(source: &Source, endpoint_groups: &[SecurityGroup], port: u16) ->
     });
     let hint = fix
         .as_ref()
-        .map(|f| format!("; fix: allow {} from {} on {}", f.port, f.from_group_id, f.group_id))
+        .map(|f| format!("; fix: allow {} from {} on {}", f.port, label(&f.from_group_id), label(&f.group_id)))
         .unwrap_or_default();
     SgPath::Blocked { reason: format!("{what}; instance {} has {has}{hint}", source.instance_id), fix }
 }
@@ -212,6 +219,22 @@ mod tests {
             }
             other => panic!("expected blocked, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn messages_name_groups_when_known() {
+        let sgs = vec!["sg-0c33".to_string()];
+        let src = Source { instance_id: "i-9", private_ip: None, security_groups: &sgs };
+        let names: GroupNames = [("sg-0a00", "redis"), ("sg-0b21", "app"), ("sg-0c33", "batch")]
+            .into_iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
+        let p = sg_path_named(&src, &[group("sg-0a00", vec![tcp(6379, 6379, &["sg-0b21"], &[])])], 6379, &names);
+        let SgPath::Blocked { reason, .. } = p else { panic!("expected blocked") };
+        assert_eq!(
+            reason,
+            "sg-0a00 (redis) allows 6379 from sg-0b21 (app); instance i-9 has only sg-0c33 (batch); fix: allow 6379 from sg-0c33 (batch) on sg-0a00 (redis)"
+        );
     }
 
     #[test]

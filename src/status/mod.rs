@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::analysis::reachability::{SgPath, Source, sg_path};
+use crate::analysis::reachability::{GroupNames, SgPath, Source, sg_path_named};
 use crate::analysis::weights::shares;
 use crate::aws::ec2::Instance;
 use crate::aws::elb::{LoadBalancer, TargetGroup};
@@ -225,6 +225,22 @@ impl Collector {
         all_groups.sort();
         all_groups.dedup();
         let groups = crate::aws::ec2::describe_security_groups(&self.clients.ec2, &all_groups).await;
+        // Names of every group a message may mention: endpoint groups, their
+        // rules' sources and the instances' own groups.
+        let mut mentioned: Vec<String> = list.iter().flat_map(|i| i.security_groups.clone()).collect();
+        if let Ok(gs) = &groups {
+            mentioned.extend(gs.iter().flat_map(|g| g.ingress.iter().flat_map(|r| r.groups.clone())));
+        }
+        mentioned.sort();
+        mentioned.dedup();
+        let mut names: GroupNames = match crate::aws::ec2::describe_security_groups(&self.clients.ec2, &mentioned).await
+        {
+            Ok(gs) => gs.into_iter().map(|g| (g.id, g.name)).collect(),
+            Err(_) => GroupNames::new(),
+        };
+        if let Ok(gs) = &groups {
+            names.extend(gs.iter().map(|g| (g.id.clone(), g.name.clone())));
+        }
         let probes = futures::future::join_all(list.iter().map(|i| self.probe(env, i))).await;
         list.into_iter()
             .zip(probes)
@@ -237,7 +253,7 @@ impl Collector {
                             Ok(gs) => {
                                 let mine: Vec<_> = gs.iter().filter(|g| r.security_groups.iter().any(|s| s == &g.id || s == &g.name)).cloned().collect();
                                 let src = Source { instance_id: &instance.id, private_ip: instance.private_ip.as_deref(), security_groups: &instance.security_groups };
-                                sg_path(&src, &mine, r.port)
+                                sg_path_named(&src, &mine, r.port, &names)
                             }
                             Err(e) => SgPath::Unknown { reason: e.to_string() },
                         };
