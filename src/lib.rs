@@ -1,6 +1,7 @@
 pub mod analysis;
 pub mod aws;
 pub mod cli;
+pub mod live;
 pub mod paths;
 pub mod runbook;
 pub mod sandbox;

@@ -284,12 +284,12 @@ fn sigterm_tears_the_sandbox_down_cleanly() {
 }
 
 fn instance_views(snap: &cutover::status::Snapshot) -> Vec<&cutover::status::InstanceView> {
-    snap.environments.iter().flat_map(|e| e.instances.as_ref().expect("instances readable").iter()).collect()
+    snap.environments.iter().flat_map(|e| e.aws.value.as_ref().expect("AWS data read").instances.iter()).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_shipped_runbook_rehearses_in_the_sandbox() {
-    use cutover::status::{Collector, HealthView, probe::ProbePolicy};
+    use cutover::live::HealthProbe;
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("runbooks");
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
@@ -303,33 +303,32 @@ async fn every_shipped_runbook_rehearses_in_the_sandbox() {
         let rb = runbook(name);
         let sb = sandbox(&rb, ["us-east-2", "us-west-1", "us-west-2", "eu-north-1", "eu-south-1", "me-south-1"][i % 6])
             .await;
-        let snap = Collector::new(sb.clients.clone(), ProbePolicy::LoopbackOnly)
-            .with_vars(sb.env_vars(&rb))
-            .collect(&rb)
-            .await;
+        let snap = first_snapshot(&rb, &sb).await;
         let weights: BTreeMap<String, u8> =
-            snap.traffic.as_ref().unwrap().iter().map(|w| (w.environment.clone(), w.weight.unwrap())).collect();
+            snap.traffic.value.as_ref().unwrap().iter().map(|w| (w.environment.clone(), w.weight.unwrap())).collect();
         assert_eq!(weights, rb.dns.initial_weights, "{name}");
         let views = instance_views(&snap);
         assert_eq!(views.len(), rb.sandbox.as_ref().unwrap().instances.len(), "{name}");
         for v in &views {
-            assert!(matches!(v.health, HealthView::Answered { .. }), "{name}: {:?}", v.health);
+            assert!(matches!(v.health.value, Some(HealthProbe::Answered { .. })), "{name}: {:?}", v.health);
         }
         for r in &snap.redis {
-            assert!(r.result.is_ok(), "{name}: {r:?}");
+            assert!(r.view.is_fresh(), "{name}: {r:?}");
         }
         if name == "staging-parity.toml" {
-            let unused: Vec<_> = views
+            let targets: Vec<_> = snap
+                .environments
                 .iter()
-                .filter(|v| v.zone_not_enabled.is_some())
-                .map(|v| v.instance.name.clone().unwrap())
+                .flat_map(|e| e.aws.value.as_ref().unwrap().target_groups.iter().flat_map(|tg| tg.targets.iter()))
                 .collect();
-            assert_eq!(unused.len(), 1, "one staging target sits in an AZ the ALB does not enable: {unused:?}");
+            let unused: Vec<_> = targets.iter().filter(|t| t.zone_enabled == Some(false)).collect();
+            assert_eq!(unused.len(), 1, "one staging target sits in an AZ the ALB does not enable");
+            assert!(unused[0].explanation.as_deref().unwrap().contains("is not enabled on load balancer"));
             let blocked: Vec<_> = views.iter().filter(|v| v.sg_paths.values().any(|p| !p.is_allowed())).collect();
             assert_eq!(blocked.len(), 1, "one instance's security group is not allowed into Redis");
-            let HealthView::Answered { status, redis_ok, .. } = &blocked[0].health else { unreachable!() };
+            let Some(HealthProbe::Answered { status, redis_ok, .. }) = &blocked[0].health.value else { unreachable!() };
             assert_eq!((*status, *redis_ok), (503, Some(false)));
-            let reason = format!("{:?}", blocked[0].sg_paths);
+            let reason = blocked[0].sg_paths.values().next().unwrap().describe();
             assert!(reason.contains("fix: allow 6379 from"), "{reason}");
         }
         sb.down().await;

@@ -60,6 +60,15 @@ impl SgPath {
     pub fn is_allowed(&self) -> bool {
         matches!(self, SgPath::Allowed { .. })
     }
+
+    /// One line for people: `ok (…)`, `BLOCKED: …` or `unknown: …`.
+    pub fn describe(&self) -> String {
+        match self {
+            SgPath::Allowed { via } => format!("ok ({via})"),
+            SgPath::Blocked { reason, .. } => format!("BLOCKED: {reason}"),
+            SgPath::Unknown { reason } => format!("unknown: {reason}"),
+        }
+    }
 }
 
 /// The ingress rule that would open the path.

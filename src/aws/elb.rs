@@ -1,4 +1,4 @@
-//! ELBv2: target groups, their targets' health, attributes and load balancer zones.
+//! ELBv2: load balancers, target groups, their attributes and targets' health.
 
 use serde::Serialize;
 
@@ -16,11 +16,22 @@ pub struct Target {
     pub description: Option<String>,
 }
 
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct TargetGroupAttributes {
+    pub stickiness_enabled: Option<bool>,
+    pub stickiness_type: Option<String>,
+    pub stickiness_duration_seconds: Option<u32>,
+    pub deregistration_delay_seconds: Option<u32>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TargetGroup {
     pub name: String,
     pub arn: String,
     pub load_balancer_arns: Vec<String>,
+    pub health_check_path: Option<String>,
+    pub health_check_interval_seconds: Option<u32>,
+    pub attributes: TargetGroupAttributes,
     pub targets: Vec<Target>,
 }
 
@@ -28,13 +39,10 @@ impl TargetGroup {
     pub fn healthy(&self) -> usize {
         self.targets.iter().filter(|t| t.state == "healthy").count()
     }
-    /// `targetgroup/name/id`, the CloudWatch dimension value.
-    pub fn arn_suffix(&self) -> String {
-        arn_suffix(&self.arn)
-    }
 }
 
-/// The resource part of an ELB ARN (`app/name/id`, `targetgroup/name/id`).
+/// The resource part of an ELB ARN (`app/name/id`, `targetgroup/name/id`):
+/// the value of CloudWatch's LoadBalancer and TargetGroup dimensions.
 pub fn arn_suffix(arn: &str) -> String {
     arn.split_once(":loadbalancer/")
         .map(|(_, s)| s.to_string())
@@ -47,7 +55,24 @@ pub struct LoadBalancer {
     pub name: String,
     pub arn: String,
     pub dns_name: String,
+    /// Availability zones enabled on the load balancer.
     pub zones: Vec<String>,
+}
+
+/// What cutover reads from ELBv2. Narrow on purpose: tests fake it for the
+/// target states moto never produces (initial, unhealthy, Target.NotInUse).
+pub trait LoadBalancing: Send + Sync {
+    fn load_balancer(&self, name_or_arn: &str) -> impl Future<Output = AwsResult<LoadBalancer>> + Send;
+    fn target_groups(&self, names_or_arns: &[String]) -> impl Future<Output = AwsResult<Vec<TargetGroup>>> + Send;
+}
+
+impl LoadBalancing for aws_sdk_elasticloadbalancingv2::Client {
+    async fn load_balancer(&self, name_or_arn: &str) -> AwsResult<LoadBalancer> {
+        load_balancer(self, name_or_arn).await
+    }
+    async fn target_groups(&self, names_or_arns: &[String]) -> AwsResult<Vec<TargetGroup>> {
+        target_groups(self, names_or_arns).await
+    }
 }
 
 pub async fn load_balancer(elb: &aws_sdk_elasticloadbalancingv2::Client, name_or_arn: &str) -> AwsResult<LoadBalancer> {
@@ -65,20 +90,42 @@ pub async fn load_balancer(elb: &aws_sdk_elasticloadbalancingv2::Client, name_or
     })
 }
 
-/// Target groups by name or ARN, each with its targets' health.
+fn attributes(attrs: &[aws_sdk_elasticloadbalancingv2::types::TargetGroupAttribute]) -> TargetGroupAttributes {
+    let get = |k: &str| attrs.iter().find(|a| a.key() == Some(k)).and_then(|a| a.value()).map(str::to_string);
+    TargetGroupAttributes {
+        stickiness_enabled: get("stickiness.enabled").map(|v| v == "true"),
+        stickiness_type: get("stickiness.type"),
+        stickiness_duration_seconds: get("stickiness.lb_cookie.duration_seconds").and_then(|v| v.parse().ok()),
+        deregistration_delay_seconds: get("deregistration_delay.timeout_seconds").and_then(|v| v.parse().ok()),
+    }
+}
+
+/// Target groups by name or ARN (one DescribeTargetGroups for all of them),
+/// each with its attributes and its targets' health, in the order asked.
 pub async fn target_groups(
     elb: &aws_sdk_elasticloadbalancingv2::Client,
     names_or_arns: &[String],
 ) -> AwsResult<Vec<TargetGroup>> {
-    let mut out = Vec::new();
-    for tg_ref in names_or_arns {
-        let mut req = elb.describe_target_groups();
-        req = if tg_ref.starts_with("arn:") { req.target_group_arns(tg_ref) } else { req.names(tg_ref) };
+    if names_or_arns.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (arns, names): (Vec<String>, Vec<String>) = names_or_arns.iter().cloned().partition(|s| s.starts_with("arn:"));
+    let mut found = Vec::new();
+    for (by_arn, values) in [(true, arns), (false, names)] {
+        if values.is_empty() {
+            continue;
+        }
+        let req = elb.describe_target_groups();
+        let req = if by_arn { req.set_target_group_arns(Some(values)) } else { req.set_names(Some(values)) };
         let resp = req.send().await.map_err(|e| sdk_error("DescribeTargetGroups", e))?;
-        let tg = resp
-            .target_groups()
-            .first()
-            .ok_or_else(|| AwsError::not_found("DescribeTargetGroups", format!("target group `{tg_ref}` not found")))?;
+        found.extend(resp.target_groups().to_vec());
+    }
+    let mut out = Vec::new();
+    for wanted in names_or_arns {
+        let tg = found
+            .iter()
+            .find(|t| t.target_group_arn() == Some(wanted.as_str()) || t.target_group_name() == Some(wanted.as_str()))
+            .ok_or_else(|| AwsError::not_found("DescribeTargetGroups", format!("target group `{wanted}` not found")))?;
         let arn = tg.target_group_arn().unwrap_or_default().to_string();
         let health = elb
             .describe_target_health()
@@ -86,6 +133,12 @@ pub async fn target_groups(
             .send()
             .await
             .map_err(|e| sdk_error("DescribeTargetHealth", e))?;
+        let attrs = elb
+            .describe_target_group_attributes()
+            .target_group_arn(&arn)
+            .send()
+            .await
+            .map_err(|e| sdk_error("DescribeTargetGroupAttributes", e))?;
         let targets = health
             .target_health_descriptions()
             .iter()
@@ -96,10 +149,7 @@ pub async fn target_groups(
                     id: t.and_then(|t| t.id()).unwrap_or_default().to_string(),
                     port: t.and_then(|t| t.port()).and_then(|p| u16::try_from(p).ok()),
                     availability_zone: t.and_then(|t| t.availability_zone()).map(str::to_string),
-                    state: h
-                        .and_then(|h| h.state())
-                        .map(|s| s.as_str().to_string())
-                        .unwrap_or_else(|| "unknown".into()),
+                    state: h.and_then(|h| h.state()).map_or_else(|| "unknown".into(), |s| s.as_str().to_string()),
                     reason: h.and_then(|h| h.reason()).map(|r| r.as_str().to_string()),
                     description: h.and_then(|h| h.description()).map(str::to_string),
                 }
@@ -109,6 +159,9 @@ pub async fn target_groups(
             name: tg.target_group_name().unwrap_or_default().to_string(),
             arn,
             load_balancer_arns: tg.load_balancer_arns().to_vec(),
+            health_check_path: tg.health_check_path().map(str::to_string),
+            health_check_interval_seconds: tg.health_check_interval_seconds().and_then(|v| u32::try_from(v).ok()),
+            attributes: attributes(attrs.attributes()),
             targets,
         });
     }

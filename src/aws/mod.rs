@@ -1,16 +1,20 @@
 //! AWS adapters. Each returns domain types; SDK types stay in this folder.
 
+pub mod cloudwatch;
 pub mod ec2;
 pub mod elb;
 pub mod route53;
 
+use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use aws_config::{BehaviorVersion, SdkConfig};
 use aws_sdk_ec2::config::{Credentials, Region};
 use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata};
 
-/// One client per service, built from one SDK config.
+/// One client per service, built from one SDK config, all counting their calls.
 #[derive(Clone, Debug)]
 pub struct Clients {
     pub ec2: aws_sdk_ec2::Client,
@@ -19,24 +23,82 @@ pub struct Clients {
     pub route53: aws_sdk_route53::Client,
     pub sts: aws_sdk_sts::Client,
     pub region: String,
+    pub calls: CallCounter,
 }
 
 impl Clients {
     pub fn new(config: &SdkConfig) -> Self {
+        let calls = CallCounter::default();
+        macro_rules! client {
+            ($svc:ident) => {
+                $svc::Client::from_conf($svc::config::Builder::from(config).interceptor(calls.clone()).build())
+            };
+        }
         Self {
-            ec2: aws_sdk_ec2::Client::new(config),
-            elb: aws_sdk_elasticloadbalancingv2::Client::new(config),
-            cloudwatch: aws_sdk_cloudwatch::Client::new(config),
-            route53: aws_sdk_route53::Client::new(config),
-            sts: aws_sdk_sts::Client::new(config),
+            ec2: client!(aws_sdk_ec2),
+            elb: client!(aws_sdk_elasticloadbalancingv2),
+            cloudwatch: client!(aws_sdk_cloudwatch),
+            route53: client!(aws_sdk_route53),
+            sts: client!(aws_sdk_sts),
             region: config.region().map(|r| r.to_string()).unwrap_or_default(),
+            calls,
         }
     }
 }
 
+/// Counts HTTP requests sent to AWS per operation, retries included.
+#[derive(Clone, Debug, Default)]
+pub struct CallCounter(Arc<Mutex<BTreeMap<String, u64>>>);
+
+impl CallCounter {
+    pub fn total(&self) -> u64 {
+        self.0.lock().map(|m| m.values().sum()).unwrap_or(0)
+    }
+
+    pub fn by_operation(&self) -> BTreeMap<String, u64> {
+        self.0.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+
+    pub fn reset(&self) {
+        if let Ok(mut m) = self.0.lock() {
+            m.clear();
+        }
+    }
+}
+
+impl aws_sdk_ec2::config::Intercept for CallCounter {
+    fn name(&self) -> &'static str {
+        "CallCounter"
+    }
+
+    fn read_before_transmit(
+        &self,
+        _ctx: &aws_sdk_ec2::config::interceptors::BeforeTransmitInterceptorContextRef<'_>,
+        _rc: &aws_sdk_ec2::config::RuntimeComponents,
+        cfg: &mut aws_sdk_ec2::config::ConfigBag,
+    ) -> Result<(), aws_sdk_ec2::error::BoxError> {
+        let op = cfg
+            .load::<aws_smithy_runtime_api::client::orchestrator::Metadata>()
+            .map_or_else(|| "unknown".to_string(), |m| m.name().to_string());
+        if let Ok(mut m) = self.0.lock() {
+            *m.entry(op).or_default() += 1;
+        }
+        Ok(())
+    }
+}
+
+/// Bounds every call: a hung endpoint must never hang the cockpit.
+fn timeouts() -> aws_config::timeout::TimeoutConfig {
+    aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(3))
+        .operation_attempt_timeout(Duration::from_secs(5))
+        .operation_timeout(Duration::from_secs(12))
+        .build()
+}
+
 /// The normal chain (env, profile, SSO); `AWS_ENDPOINT_URL` is honoured.
 pub async fn load_config(region: Option<String>, profile: Option<String>) -> SdkConfig {
-    let mut loader = aws_config::defaults(BehaviorVersion::latest());
+    let mut loader = aws_config::defaults(BehaviorVersion::latest()).timeout_config(timeouts());
     if let Some(r) = region {
         loader = loader.region(Region::new(r));
     }
@@ -49,6 +111,7 @@ pub async fn load_config(region: Option<String>, profile: Option<String>) -> Sdk
 /// A config for the local sandbox: fixed endpoint, dummy credentials.
 pub async fn sandbox_config(endpoint: &str, region: &str) -> SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
+        .timeout_config(timeouts())
         .endpoint_url(endpoint)
         .region(Region::new(region.to_string()))
         .credentials_provider(Credentials::new("sandbox", "sandbox", None, None, "cutover-sandbox"))

@@ -2,6 +2,7 @@
 //! maps its outcome to an exit status (0 ok, 1 a check failed, 2 bad input).
 
 pub mod plan;
+pub mod status;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -24,8 +25,8 @@ pub struct GlobalArgs {
     /// AWS profile (default: the usual AWS_PROFILE / default chain).
     #[arg(long, global = true)]
     pub profile: Option<String>,
-    /// AWS region (overrides the runbook's).
-    #[arg(long, global = true)]
+    /// AWS region (overrides the runbook's; `sandbox up` writes CUTOVER_REGION).
+    #[arg(long, global = true, env = "CUTOVER_REGION")]
     pub region: Option<String>,
     /// Refuse every change to AWS or Redis.
     #[arg(long, global = true)]
@@ -41,6 +42,20 @@ pub enum Command {
     Validate { runbook: PathBuf },
     /// Print the runbook's phases, rollout steps and gates.
     Plan { runbook: PathBuf },
+    /// Snapshot of targets, instances, Redis, weights, alarms, metrics and checks.
+    /// Exit 0 if every blocking check passes, 1 if one does not, 2 on bad input.
+    Status {
+        runbook: PathBuf,
+        /// Stable JSON (schema in README); one object per line with --watch.
+        #[arg(long)]
+        json: bool,
+        /// Refresh until Ctrl-C.
+        #[arg(long)]
+        watch: bool,
+        /// Seconds between refreshes with --watch.
+        #[arg(long, default_value_t = 5)]
+        interval: u64,
+    },
     /// Rehearse a runbook on a local sandbox (moto, redis-server, app servers).
     #[command(subcommand)]
     Sandbox(SandboxCommand),
@@ -145,6 +160,11 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             let rb = load_runbook(&runbook)?;
             print!("{}", plan::render_plan(&rb));
             Ok(0)
+        }
+        Command::Status { runbook, json, watch, interval } => {
+            let rb = load_runbook(&runbook)?;
+            let args = status::StatusArgs { json, watch, interval: std::time::Duration::from_secs(interval.max(1)) };
+            status::run(rb, &cli.global, args)
         }
         Command::Sandbox(SandboxCommand::Up { runbook, env_file, moto_endpoint }) => {
             let rb = load_runbook(&runbook)?;

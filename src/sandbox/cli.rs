@@ -4,8 +4,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::cli::{Failure, GlobalArgs};
+use crate::live::Session;
+use crate::live::workers::WorkerContext;
 use crate::runbook::Runbook;
-use crate::status::{Collector, probe::ProbePolicy, text};
+use crate::status::{probe::ProbePolicy, snapshot, text};
 
 use super::{Sandbox, SandboxOptions};
 
@@ -77,18 +79,21 @@ pub fn demo(rb: Runbook, g: &GlobalArgs) -> Result<u8, Failure> {
     let opts = options(&rb, g, None);
     runtime()?.block_on(async {
         let sb = start(&rb, opts).await?;
-        let collector = Collector::new(sb.clients.clone(), ProbePolicy::LoopbackOnly).with_vars(sb.env_vars(&rb));
+        let mut ctx = WorkerContext::new(rb.clone(), sb.clients.clone(), ProbePolicy::LoopbackOnly);
+        ctx.vars.extend(sb.env_vars(&rb));
+        let mut session = Session::start(std::sync::Arc::new(ctx));
+        session.first_round(&rb, Duration::from_secs(20)).await;
         let stop = interrupted();
         tokio::pin!(stop);
         loop {
-            let snap = collector.collect(&rb).await;
+            let snap = snapshot(&rb, &session.state, &sb.region, std::time::SystemTime::now());
             print!(
                 "\x1b[2J\x1b[H{}\n(live sandbox; refreshes every 2 s; Ctrl-C stops it and tears everything down)\n",
                 text::render(&snap)
             );
             tokio::select! {
                 _ = &mut stop => break,
-                _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                _ = session.run_until(tokio::time::Instant::now() + Duration::from_secs(2)) => {}
             }
         }
         sb.down().await;

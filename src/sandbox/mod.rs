@@ -183,6 +183,7 @@ impl Sandbox {
             ("AWS_SECRET_ACCESS_KEY".to_string(), "sandbox".to_string()),
             ("AWS_REGION".to_string(), self.region.clone()),
             ("AWS_DEFAULT_REGION".to_string(), self.region.clone()),
+            ("CUTOVER_REGION".to_string(), self.region.clone()),
         ];
         for (_, r) in rb.redis_endpoints() {
             if let (Some(var), Some(url)) = (&r.url_env, self.redis_urls.get(&r.name)) {
@@ -209,6 +210,11 @@ impl Sandbox {
         f.sync_all()?;
         std::fs::rename(&tmp, path).wrap_err_with(|| format!("cannot write {}", path.display()))?;
         Ok(())
+    }
+
+    /// The moto server this sandbox started, if it started one.
+    pub fn moto_pid(&self) -> Option<u32> {
+        self.children.iter().find(|c| c.name == "moto_server").and_then(|c| c.pid())
     }
 
     pub fn pids(&self) -> Vec<u32> {

@@ -1,115 +1,110 @@
-//! Plain-text rendering of a snapshot, for `cutover demo` (until the TUI) and
-//! `cutover status`.
+//! Plain-text rendering of a snapshot for `cutover status` and `cutover demo`.
 
 use std::fmt::Write;
 
 use super::*;
 
-fn err(e: &impl std::fmt::Display) -> String {
-    format!("UNAVAILABLE ({e})")
+/// `12s ago`, `STALE (error)`, or `not read yet`.
+fn age<T>(v: &View<T>) -> String {
+    let when = v.age_seconds.map(|a| format!("{a:.0}s ago")).unwrap_or_else(|| "never".into());
+    match (&v.error, v.value.is_some()) {
+        (Some(e), true) => format!("STALE, last good {when}: {e}"),
+        (Some(e), false) => format!("UNAVAILABLE: {e}"),
+        (None, true) => when,
+        (None, false) => "not read yet".into(),
+    }
+}
+
+fn health_line(h: &View<HealthProbe>) -> String {
+    let Some(p) = &h.value else { return age(h) };
+    let s = match p {
+        HealthProbe::NotProbed { reason } => reason.clone(),
+        HealthProbe::Answered { status, latency_ms, redis_ok, redis_error, .. } => {
+            let r = match redis_ok {
+                Some(true) => "redis ok".to_string(),
+                Some(false) => format!("redis DOWN: {}", redis_error.as_deref().unwrap_or("?")),
+                None => "redis not reported".to_string(),
+            };
+            format!("/health {status} in {latency_ms:.0} ms, {r}")
+        }
+        HealthProbe::Failed { error, .. } => format!("/health failed: {error}"),
+    };
+    if h.stale { format!("{s} [{}]", age(h)) } else { s }
 }
 
 pub fn render(s: &Snapshot) -> String {
     let mut o = String::new();
-    let who = match &s.identity {
-        Ok(i) => format!("account {} ({})", i.account, i.arn),
-        Err(e) => err(e),
+    let who = match &s.identity.value {
+        Some(i) => format!("account {} ({})", i.account, i.arn),
+        None => format!("account unknown: {}", age(&s.identity)),
     };
-    let _ = writeln!(o, "runbook {}  region {}  {}", s.runbook, s.region, who);
-    let _ = writeln!(o, "\nTRAFFIC");
-    match &s.traffic {
-        Ok(sides) => {
-            for w in sides {
-                let weight = w.weight.map_or("missing".to_string(), |w| w.to_string());
-                let bar = "#".repeat((w.share_percent / 5.0).round() as usize);
-                let _ = writeln!(
-                    o,
-                    "  {:<12} {:<10} weight {:>7}  {:>5.1}%  {:<20} ttl {}",
-                    w.environment,
-                    w.set_identifier,
-                    weight,
-                    w.share_percent,
-                    bar,
-                    w.ttl.map_or("-".into(), |t| format!("{t}s"))
-                );
-            }
-        }
-        Err(e) => {
-            let _ = writeln!(o, "  {}", err(e));
-        }
+    let _ = writeln!(o, "runbook {}  region {}  {}  at {}", s.runbook, s.region, who, s.generated_at);
+
+    let _ = writeln!(o, "\nTRAFFIC  ({})", age(&s.traffic));
+    for w in s.traffic.value.iter().flatten() {
+        let weight = w.weight.map_or("missing".to_string(), |w| w.to_string());
+        let bar = "#".repeat((w.share_percent / 5.0).round() as usize);
+        let ttl = w.ttl.map_or("-".into(), |t| format!("{t}s"));
+        let _ = writeln!(
+            o,
+            "  {:<12} {:<10} weight {:>7}  {:>5.1}%  {:<20} ttl {ttl}",
+            w.environment, w.set_identifier, weight, w.share_percent, bar
+        );
     }
+
     for env in &s.environments {
-        let _ = writeln!(o, "\n{} ({})", env.name.to_uppercase(), env.label);
-        match &env.target_groups {
-            Ok(tgs) => {
-                for tg in tgs {
-                    let _ = writeln!(o, "  target group {}  {}/{} healthy", tg.name, tg.healthy(), tg.targets.len());
-                    for t in &tg.targets {
-                        let _ = writeln!(
-                            o,
-                            "    {:<22} {:<10} {} {}",
-                            t.id,
-                            t.state,
-                            t.reason.as_deref().unwrap_or(""),
-                            t.description.as_deref().unwrap_or("")
-                        );
-                    }
+        let _ = writeln!(o, "\n{} ({})  AWS {}", env.name.to_uppercase(), env.label, age(&env.aws));
+        let Some(aws) = &env.aws.value else { continue };
+        if let Some(lb) = &aws.load_balancer {
+            let _ = writeln!(o, "  load balancer {}  zones {}", lb.name, lb.zones.join(", "));
+        }
+        for tg in &aws.target_groups {
+            let a = &tg.attributes;
+            let sticky = match (a.stickiness_enabled, &a.stickiness_type, a.stickiness_duration_seconds) {
+                (Some(true), Some(t), Some(d)) => format!("sticky {t} {d}s"),
+                _ => "not sticky".into(),
+            };
+            let _ = writeln!(o, "  target group {}  {}/{} healthy  {sticky}", tg.name, tg.healthy, tg.total);
+            for t in &tg.targets {
+                let tt = &t.target;
+                let _ = writeln!(
+                    o,
+                    "    {:<22} {:<10} {} {}",
+                    tt.id,
+                    tt.state,
+                    tt.reason.as_deref().unwrap_or(""),
+                    tt.description.as_deref().unwrap_or("")
+                );
+                if let Some(x) = &t.explanation {
+                    let _ = writeln!(o, "      {x}");
                 }
-            }
-            Err(e) => {
-                let _ = writeln!(o, "  target groups {}", err(e));
             }
         }
-        match &env.instances {
-            Ok(list) => {
-                for iv in list {
-                    let i = &iv.instance;
-                    let health = match &iv.health {
-                        HealthView::NotProbed { reason } => reason.clone(),
-                        HealthView::Answered { status, latency_ms, redis_ok, redis_error, .. } => {
-                            let r = match redis_ok {
-                                Some(true) => "redis ok".to_string(),
-                                Some(false) => format!("redis DOWN: {}", redis_error.as_deref().unwrap_or("?")),
-                                None => "redis n/a".to_string(),
-                            };
-                            format!("/health {status} in {latency_ms:.0} ms, {r}")
-                        }
-                        HealthView::Failed { error, .. } => format!("/health failed: {error}"),
-                    };
-                    let _ = writeln!(
-                        o,
-                        "  {:<16} {:<20} {:<8} {:<11} {}",
-                        i.name.as_deref().unwrap_or("-"),
-                        i.id,
-                        i.state,
-                        i.availability_zone,
-                        health
-                    );
-                    for (ep, path) in &iv.sg_paths {
-                        let v = match path {
-                            SgPath::Allowed { via } => format!("ok ({via})"),
-                            SgPath::Blocked { reason, .. } => format!("BLOCKED: {reason}"),
-                            SgPath::Unknown { reason } => format!("unknown: {reason}"),
-                        };
-                        let _ = writeln!(o, "      sg path to {ep}: {v}");
-                    }
-                    if let Some(z) = &iv.zone_not_enabled {
-                        let _ = writeln!(o, "      {z}");
-                    }
-                }
-            }
-            Err(e) => {
-                let _ = writeln!(o, "  instances {}", err(e));
+        for iv in &aws.instances {
+            let i = &iv.instance;
+            let _ = writeln!(
+                o,
+                "  {:<16} {:<20} {:<8} {:<11} {}",
+                i.name.as_deref().unwrap_or("-"),
+                i.id,
+                i.state,
+                i.availability_zone,
+                health_line(&iv.health)
+            );
+            for (ep, path) in &iv.sg_paths {
+                let _ = writeln!(o, "      sg path to {ep}: {}", path.describe());
             }
         }
     }
-    let _ = writeln!(o, "\nREDIS (cockpit's own connection)");
+
+    let _ = writeln!(o, "\nREDIS (cutover's own connection)");
     for r in &s.redis {
-        match &r.result {
-            Ok(i) => {
+        match &r.view.value {
+            Some(i) => {
+                let stale = if r.view.stale { format!("  [{}]", age(&r.view)) } else { String::new() };
                 let _ = writeln!(
                     o,
-                    "  {:<16} {:<12} PING {:.1} ms  v{} {}  keys {} ({} expiring)  mem {} KiB",
+                    "  {:<16} {:<12} PING {:.1} ms  v{} {}  keys {} ({} expiring)  mem {} KiB{stale}",
                     r.name,
                     r.environment,
                     i.ping_ms,
@@ -120,21 +115,44 @@ pub fn render(s: &Snapshot) -> String {
                     i.used_memory / 1024
                 );
             }
-            Err(e) => {
-                let _ = writeln!(o, "  {:<16} {:<12} {}", r.name, r.environment, err(e));
+            None => {
+                let _ = writeln!(o, "  {:<16} {:<12} {}", r.name, r.environment, age(&r.view));
             }
         }
     }
-    let _ = writeln!(o, "\nALARMS");
-    match &s.alarms {
-        Ok(list) => {
-            for a in list {
-                let _ = writeln!(o, "  {:<24} {}", a.name, a.state);
+
+    let _ = writeln!(o, "\nALARMS  ({})", age(&s.alarms));
+    for a in s.alarms.value.iter().flatten() {
+        let _ = writeln!(o, "  {:<24} {}", a.name, a.state);
+    }
+
+    let _ = writeln!(o, "\nMETRICS, last 15 min  ({})", age(&s.metrics));
+    for series in s.metrics.value.iter().flatten() {
+        let values = match series.points.last() {
+            None => "no data".to_string(),
+            Some(last) => {
+                let total: f64 = series.points.iter().map(|p| p.1).sum();
+                format!("latest {:<10.3} points {:<3} sum {total:.3}", last.1, series.points.len())
             }
-        }
-        Err(e) => {
-            let _ = writeln!(o, "  {}", err(e));
-        }
+        };
+        let _ = writeln!(
+            o,
+            "  {:<12} {:<28} {:<8} {values}",
+            series.environment,
+            series.metric.cloudwatch_name(),
+            series.stat
+        );
+    }
+
+    let _ = writeln!(o, "\nCHECKS");
+    for c in &s.checks {
+        let mark = match c.outcome {
+            CheckOutcome::Pass => "pass",
+            CheckOutcome::Fail => "FAIL",
+            CheckOutcome::Unknown => "????",
+        };
+        let blocking = if c.blocking { "" } else { " (not blocking)" };
+        let _ = writeln!(o, "  [{mark}] {}/{} {}{blocking}: {}", c.phase, c.item, c.title, c.detail);
     }
     o
 }

@@ -54,3 +54,20 @@ pub fn children_of(pid: u32) -> Vec<u32> {
     }
     out
 }
+
+/// The first complete snapshot of a sandbox, through cutover's own workers.
+pub async fn first_snapshot(rb: &Runbook, sb: &Sandbox) -> cutover::status::Snapshot {
+    let mut session = session(rb, sb);
+    session.first_round(rb, Duration::from_secs(30)).await;
+    assert!(session.state.complete(rb), "every source reported within 30 s");
+    cutover::status::snapshot(rb, &session.state, &sb.region, std::time::SystemTime::now())
+}
+
+/// cutover's workers pointed at a sandbox, as `cutover demo` runs them.
+pub fn session(rb: &Runbook, sb: &Sandbox) -> cutover::live::Session {
+    use cutover::live::workers::WorkerContext;
+    use cutover::status::probe::ProbePolicy;
+    let mut ctx = WorkerContext::new(rb.clone(), sb.clients.clone(), ProbePolicy::LoopbackOnly);
+    ctx.vars.extend(sb.env_vars(rb));
+    cutover::live::Session::start(std::sync::Arc::new(ctx))
+}

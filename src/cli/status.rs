@@ -1,0 +1,78 @@
+//! `cutover status`: a headless snapshot of everything the cockpit shows.
+
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{Failure, GlobalArgs};
+use crate::live::Session;
+use crate::live::workers::WorkerContext;
+use crate::runbook::Runbook;
+use crate::status::probe::ProbePolicy;
+use crate::status::{Snapshot, snapshot, text};
+
+pub struct StatusArgs {
+    pub json: bool,
+    pub watch: bool,
+    pub interval: Duration,
+}
+
+/// Refuses a snapshot taken in an account other than the runbook's.
+fn account_mismatch(rb: &Runbook, snap: &Snapshot) -> Option<Failure> {
+    let want = rb.account_id.as_ref()?;
+    let got = &snap.identity.value.as_ref()?.account;
+    (got != want).then(|| {
+        Failure::bad_input(format!(
+            "{}: runbook is for account {want} but the credentials are for account {got}; use the profile for {want} (--profile)",
+            rb.source
+        ))
+    })
+}
+
+fn print(snap: &Snapshot, args: &StatusArgs) {
+    let mut out = std::io::stdout().lock();
+    let _ = if args.json {
+        let body = if args.watch { serde_json::to_string(snap) } else { serde_json::to_string_pretty(snap) };
+        writeln!(out, "{}", body.unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}")))
+    } else {
+        if args.watch {
+            let _ = write!(out, "\x1b[2J\x1b[H");
+        }
+        write!(out, "{}", text::render(snap))
+    };
+    let _ = out.flush();
+}
+
+pub fn run(rb: Runbook, g: &GlobalArgs, args: StatusArgs) -> Result<u8, Failure> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure { status: 1, message: format!("cannot start the async runtime: {e}") })?;
+    rt.block_on(async {
+        let region = g.region.clone().or_else(|| rb.region.clone());
+        let config = crate::aws::load_config(region, g.profile.clone()).await;
+        let clients = crate::aws::Clients::new(&config);
+        let region = clients.region.clone();
+        let ctx = Arc::new(WorkerContext::new(rb.clone(), clients, ProbePolicy::from_env()));
+        let mut session = Session::start(ctx);
+        session.first_round(&rb, Duration::from_secs(30)).await;
+        let mut snap = snapshot(&rb, &session.state, &region, std::time::SystemTime::now());
+        if let Some(f) = account_mismatch(&rb, &snap) {
+            return Err(f);
+        }
+        print(&snap, &args);
+        if args.watch {
+            let stop = tokio::signal::ctrl_c();
+            tokio::pin!(stop);
+            loop {
+                tokio::select! {
+                    _ = &mut stop => break,
+                    _ = session.run_until(tokio::time::Instant::now() + args.interval) => {}
+                }
+                snap = snapshot(&rb, &session.state, &region, std::time::SystemTime::now());
+                print(&snap, &args);
+            }
+        }
+        Ok(if snap.blocking_checks_pass() { 0 } else { 1 })
+    })
+}

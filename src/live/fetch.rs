@@ -1,0 +1,306 @@
+//! One fetch per source. Each returns domain data or an error string; none
+//! panics, and each is bounded in time by the SDK or its own timeout.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::analysis::reachability::{GroupNames, SecurityGroup};
+use crate::analysis::weights::shares;
+use crate::aws::ec2::Instance;
+use crate::aws::elb::{LoadBalancer, LoadBalancing, TargetGroup};
+use crate::aws::{AwsResult, Clients, sdk_error};
+use crate::runbook::{Environment, RedisEndpoint, Runbook};
+use crate::status::probe::{ProbePolicy, health_url};
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Identity {
+    pub account: String,
+    pub arn: String,
+}
+
+pub async fn identity(clients: &Clients) -> AwsResult<Identity> {
+    let r = clients.sts.get_caller_identity().send().await.map_err(|e| sdk_error("GetCallerIdentity", e))?;
+    Ok(Identity { account: r.account().unwrap_or_default().into(), arn: r.arn().unwrap_or_default().into() })
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SideWeight {
+    pub environment: String,
+    pub set_identifier: String,
+    /// None when the record does not exist.
+    pub weight: Option<u8>,
+    /// Share of traffic Route53 gives it (all-zero weights split equally).
+    pub share_percent: f64,
+    pub ttl: Option<u32>,
+    pub values: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TrafficData {
+    pub zone_id: String,
+    pub sides: Vec<SideWeight>,
+}
+
+/// The runbook's weighted records. `zone_id` caches the zone lookup.
+pub async fn traffic(clients: &Clients, rb: &Runbook, zone_id: &mut Option<String>) -> AwsResult<TrafficData> {
+    let zone = match zone_id {
+        Some(z) => z.clone(),
+        None => {
+            let z = crate::aws::route53::zone_id(&clients.route53, &rb.dns.zone).await?;
+            *zone_id = Some(z.clone());
+            z
+        }
+    };
+    let records =
+        crate::aws::route53::weighted_records(&clients.route53, &zone, &rb.dns.record, &rb.dns.record_type).await?;
+    Ok(TrafficData { zone_id: zone, sides: sides(rb, &records) })
+}
+
+/// Each side's record and share; shares count only the records that exist.
+pub fn sides(rb: &Runbook, records: &[crate::aws::route53::WeightedRecord]) -> Vec<SideWeight> {
+    let found: Vec<_> = rb
+        .dns
+        .set_identifiers
+        .iter()
+        .map(|(env, id)| (env, id, records.iter().find(|r| &r.set_identifier == id)))
+        .collect();
+    let present: Vec<u8> = found.iter().filter_map(|(_, _, r)| r.map(|r| r.weight)).collect();
+    let mut sh = shares(&present).into_iter();
+    found
+        .into_iter()
+        .map(|(env, id, r)| SideWeight {
+            environment: env.clone(),
+            set_identifier: id.clone(),
+            weight: r.map(|r| r.weight),
+            share_percent: if r.is_some() { sh.next().unwrap_or(0.0) * 100.0 } else { 0.0 },
+            ttl: r.and_then(|r| r.ttl),
+            values: r.map(|r| r.values.clone()).unwrap_or_default(),
+        })
+        .collect()
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EnvironmentData {
+    pub load_balancer: Option<LoadBalancer>,
+    pub target_groups: Vec<TargetGroup>,
+    pub instances: Vec<Instance>,
+    /// Security groups of each Redis endpoint the environment uses.
+    pub redis_groups: BTreeMap<String, Vec<SecurityGroup>>,
+    /// Names of every group a message may mention.
+    pub group_names: GroupNames,
+}
+
+/// Everything AWS says about one environment.
+pub async fn environment(
+    elb: &impl LoadBalancing,
+    ec2: &aws_sdk_ec2::Client,
+    rb: &Runbook,
+    env: &Environment,
+) -> AwsResult<EnvironmentData> {
+    let load_balancer = match &env.load_balancer {
+        Some(name) => Some(elb.load_balancer(name).await?),
+        None => None,
+    };
+    let target_groups = elb.target_groups(&env.target_groups).await?;
+    let instances = crate::aws::ec2::describe_instances(ec2, &env.instances).await?;
+    let used: Vec<&RedisEndpoint> = env.uses_redis.iter().filter_map(|n| rb.redis_endpoint(n)).collect();
+    let mut wanted: Vec<String> = used.iter().flat_map(|r| r.security_groups.clone()).collect();
+    wanted.sort();
+    wanted.dedup();
+    let groups = crate::aws::ec2::describe_security_groups(ec2, &wanted).await?;
+    let redis_groups = used
+        .iter()
+        .map(|r| {
+            let mine = groups.iter().filter(|g| r.security_groups.iter().any(|s| s == &g.id || s == &g.name)).cloned();
+            (r.name.clone(), mine.collect())
+        })
+        .collect();
+    let mut mentioned: Vec<String> = instances.iter().flat_map(|i| i.security_groups.clone()).collect();
+    mentioned.extend(groups.iter().flat_map(|g| g.ingress.iter().flat_map(|r| r.groups.clone())));
+    mentioned.retain(|id| !groups.iter().any(|g| &g.id == id));
+    mentioned.sort();
+    mentioned.dedup();
+    // Names are a nicety: a group we may not describe is shown by id.
+    let mut group_names: GroupNames = crate::aws::ec2::describe_security_groups(ec2, &mentioned)
+        .await
+        .map(|gs| gs.into_iter().map(|g| (g.id, g.name)).collect())
+        .unwrap_or_default();
+    group_names.extend(groups.iter().map(|g| (g.id.clone(), g.name.clone())));
+    Ok(EnvironmentData { load_balancer, target_groups, instances, redis_groups, group_names })
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum HealthProbe {
+    NotProbed {
+        reason: String,
+    },
+    Answered {
+        url: String,
+        status: u16,
+        latency_ms: f64,
+        /// What the body says of Redis, when it says.
+        redis_ok: Option<bool>,
+        redis_error: Option<String>,
+        body: String,
+    },
+    Failed {
+        url: String,
+        error: String,
+    },
+}
+
+impl HealthProbe {
+    pub fn is_success(&self) -> bool {
+        matches!(self, HealthProbe::Answered { status, .. } if (200..300).contains(status))
+    }
+}
+
+pub async fn health(http: &reqwest::Client, env: &Environment, inst: &Instance, policy: ProbePolicy) -> HealthProbe {
+    let url = match health_url(env, inst, policy) {
+        Ok(u) => u,
+        Err(reason) => return HealthProbe::NotProbed { reason },
+    };
+    let started = Instant::now();
+    match http.get(&url).send().await {
+        Ok(resp) => {
+            let status = resp.status().as_u16();
+            let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+            let body = resp.text().await.unwrap_or_default();
+            let json: Option<serde_json::Value> = serde_json::from_str(&body).ok();
+            let redis = json.as_ref().and_then(|j| j.get("redis"));
+            HealthProbe::Answered {
+                url,
+                status,
+                latency_ms,
+                redis_ok: redis.and_then(|r| r.get("ok")).and_then(|v| v.as_bool()),
+                redis_error: redis.and_then(|r| r.get("error")).and_then(|v| v.as_str()).map(str::to_string),
+                body: body.chars().take(200).collect(),
+            }
+        }
+        Err(e) => {
+            let error = if e.is_timeout() {
+                "timed out".to_string()
+            } else if e.is_connect() {
+                "connection refused or unreachable".to_string()
+            } else {
+                e.to_string()
+            };
+            HealthProbe::Failed { url, error }
+        }
+    }
+}
+
+/// The URL of a Redis endpoint: `url_env` when set, else `url`, with the
+/// password from `password_env`. `var` looks variables up.
+pub fn redis_url(ep: &RedisEndpoint, var: impl Fn(&str) -> Option<String>) -> Result<String, String> {
+    let mut url = ep.url_env.as_ref().and_then(|v| var(v)).or_else(|| ep.url.clone()).ok_or_else(|| {
+        format!("no URL: set {} or give url in the runbook", ep.url_env.as_deref().unwrap_or("url_env"))
+    })?;
+    if let Some(name) = &ep.password_env {
+        let pw = var(name).ok_or_else(|| format!("password variable {name} is not set"))?;
+        let mut u = reqwest::Url::parse(&url).map_err(|e| format!("bad Redis URL: {e}"))?;
+        u.set_password(Some(&pw)).map_err(|_| "cannot set a password on this URL".to_string())?;
+        url = u.to_string();
+    }
+    Ok(url)
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RedisInfo {
+    pub ping_ms: f64,
+    pub version: String,
+    pub role: String,
+    pub used_memory: u64,
+    pub keys: u64,
+    pub expiring_keys: u64,
+}
+
+fn info_field<'a>(info: &'a str, key: &str) -> Option<&'a str> {
+    info.lines().find_map(|l| l.strip_prefix(key).and_then(|r| r.strip_prefix(':'))).map(str::trim)
+}
+
+/// PING latency, version, role, memory and key counts of one Redis.
+pub async fn redis_info(url: &str) -> Result<RedisInfo, String> {
+    let work = async {
+        let client = redis::Client::open(url).map_err(|e| redact(&e.to_string()))?;
+        let mut c = client.get_multiplexed_async_connection().await.map_err(|e| redact(&e.to_string()))?;
+        let started = Instant::now();
+        let _: String = redis::cmd("PING").query_async(&mut c).await.map_err(|e| e.to_string())?;
+        let ping_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let info: String = redis::cmd("INFO").query_async(&mut c).await.map_err(|e| e.to_string())?;
+        let keys: u64 = redis::cmd("DBSIZE").query_async(&mut c).await.map_err(|e| e.to_string())?;
+        let db = reqwest::Url::parse(url)
+            .ok()
+            .and_then(|u| u.path().trim_start_matches('/').parse::<u32>().ok())
+            .unwrap_or(0);
+        let expiring_keys = info_field(&info, &format!("db{db}"))
+            .and_then(|l| l.split(',').find_map(|kv| kv.strip_prefix("expires=")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        Ok(RedisInfo {
+            ping_ms,
+            version: info_field(&info, "redis_version").unwrap_or("?").to_string(),
+            role: info_field(&info, "role").unwrap_or("?").to_string(),
+            used_memory: info_field(&info, "used_memory").and_then(|v| v.parse().ok()).unwrap_or(0),
+            keys,
+            expiring_keys,
+        })
+    };
+    tokio::time::timeout(Duration::from_secs(2), work).await.unwrap_or_else(|_| Err("timed out after 2 s".into()))
+}
+
+/// Removes any password a message may echo back from a URL.
+pub fn redact(s: &str) -> String {
+    match s.find("://") {
+        Some(i) => match s[i + 3..].find('@') {
+            Some(at) if !s[i + 3..i + 3 + at].contains(' ') => {
+                format!("{}://***@{}", &s[..i], &s[i + 3 + at + 1..])
+            }
+            _ => s.to_string(),
+        },
+        None => s.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn info_fields_and_keyspace() {
+        let info = "# Server\r\nredis_version:7.0.15\r\nrole:master\r\nused_memory:1024\r\n# Keyspace\r\ndb0:keys=10,expires=4,avg_ttl=1\r\n";
+        assert_eq!(info_field(info, "redis_version"), Some("7.0.15"));
+        assert_eq!(info_field(info, "role"), Some("master"));
+        assert_eq!(info_field(info, "db0"), Some("keys=10,expires=4,avg_ttl=1"));
+        assert_eq!(info_field(info, "nope"), None);
+    }
+
+    #[test]
+    fn redaction_hides_userinfo() {
+        assert_eq!(redact("redis://:s3cret@host:6379"), "redis://***@host:6379");
+        assert_eq!(redact("no url here"), "no url here");
+    }
+
+    #[test]
+    fn redis_url_prefers_the_variable_and_adds_the_password() {
+        let ep = RedisEndpoint {
+            name: "c".into(),
+            environment: "e".into(),
+            url: Some("redis://fallback:6379/0".into()),
+            url_env: Some("C_URL".into()),
+            password_env: Some("C_PW".into()),
+            port: 6379,
+            security_groups: vec![],
+        };
+        let vars = |k: &str| match k {
+            "C_URL" => Some("redis://127.0.0.1:7000/0".to_string()),
+            "C_PW" => Some("pw".to_string()),
+            _ => None,
+        };
+        assert_eq!(redis_url(&ep, vars).unwrap(), "redis://:pw@127.0.0.1:7000/0");
+        assert_eq!(redis_url(&ep, |_| None).unwrap_err(), "password variable C_PW is not set");
+    }
+}

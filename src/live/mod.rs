@@ -1,0 +1,211 @@
+//! Live data: workers poll each source on their own schedule and send
+//! timestamped results into one channel; `update` folds them into
+//! `LiveState`, keeping the last good value (marked stale) when a poll fails.
+
+pub mod fetch;
+pub mod workers;
+
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+use crate::aws::cloudwatch::{AlarmState, Series};
+pub use fetch::{EnvironmentData, HealthProbe, Identity, RedisInfo, TrafficData};
+
+/// A source's latest good value and the outcome of its latest poll.
+#[derive(Debug, Clone)]
+pub struct Sourced<T> {
+    pub value: Option<T>,
+    pub updated_at: Option<SystemTime>,
+    /// The latest poll's error; the value, if any, is then stale.
+    pub error: Option<String>,
+    pub error_at: Option<SystemTime>,
+}
+
+impl<T> Default for Sourced<T> {
+    fn default() -> Self {
+        Self { value: None, updated_at: None, error: None, error_at: None }
+    }
+}
+
+impl<T> Sourced<T> {
+    pub fn apply<E: ToString>(&mut self, at: SystemTime, result: Result<T, E>) {
+        match result {
+            Ok(v) => {
+                self.value = Some(v);
+                self.updated_at = Some(at);
+                self.error = None;
+                self.error_at = None;
+            }
+            Err(e) => {
+                self.error = Some(e.to_string());
+                self.error_at = Some(at);
+            }
+        }
+    }
+
+    pub fn is_stale(&self) -> bool {
+        self.error.is_some()
+    }
+
+    /// Polled at least once, successfully or not.
+    pub fn has_reported(&self) -> bool {
+        self.updated_at.is_some() || self.error_at.is_some()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum Update {
+    Identity(Result<Identity, String>),
+    Traffic(Result<TrafficData, String>),
+    Environment {
+        environment: String,
+        result: Result<EnvironmentData, String>,
+    },
+    /// One instance's /health; "not probed" is a value, not an error.
+    Health {
+        instance_id: String,
+        result: Result<HealthProbe, String>,
+    },
+    Redis {
+        endpoint: String,
+        result: Result<RedisInfo, String>,
+    },
+    Alarms(Result<Vec<AlarmState>, String>),
+    Metrics(Result<Vec<Series>, String>),
+}
+
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub at: SystemTime,
+    pub update: Update,
+}
+
+impl Event {
+    pub fn now(update: Update) -> Self {
+        Self { at: SystemTime::now(), update }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct LiveState {
+    pub identity: Sourced<Identity>,
+    pub traffic: Sourced<TrafficData>,
+    pub environments: BTreeMap<String, Sourced<EnvironmentData>>,
+    pub health: BTreeMap<String, Sourced<HealthProbe>>,
+    pub redis: BTreeMap<String, Sourced<RedisInfo>>,
+    pub alarms: Sourced<Vec<AlarmState>>,
+    pub metrics: Sourced<Vec<Series>>,
+}
+
+pub fn update(state: &mut LiveState, event: Event) {
+    let at = event.at;
+    match event.update {
+        Update::Identity(r) => state.identity.apply(at, r),
+        Update::Traffic(r) => state.traffic.apply(at, r),
+        Update::Environment { environment, result } => {
+            state.environments.entry(environment).or_default().apply(at, result)
+        }
+        Update::Health { instance_id, result } => state.health.entry(instance_id).or_default().apply(at, result),
+        Update::Redis { endpoint, result } => state.redis.entry(endpoint).or_default().apply(at, result),
+        Update::Alarms(r) => state.alarms.apply(at, r),
+        Update::Metrics(r) => state.metrics.apply(at, r),
+    }
+}
+
+impl LiveState {
+    /// Every source the runbook implies has reported at least once.
+    pub fn complete(&self, rb: &crate::runbook::Runbook) -> bool {
+        let envs_done = rb.environments.keys().all(|e| self.environments.get(e).is_some_and(Sourced::has_reported));
+        let instances: Vec<&str> = self
+            .environments
+            .values()
+            .filter_map(|s| s.value.as_ref())
+            .flat_map(|d| d.instances.iter().map(|i| i.id.as_str()))
+            .collect();
+        let health_done = instances.iter().all(|id| self.health.get(*id).is_some_and(Sourced::has_reported));
+        let redis_done = rb.redis_endpoints().all(|(_, r)| self.redis.get(&r.name).is_some_and(Sourced::has_reported));
+        self.identity.has_reported()
+            && self.traffic.has_reported()
+            && envs_done
+            && health_done
+            && redis_done
+            && self.alarms.has_reported()
+            && self.metrics.has_reported()
+    }
+}
+
+/// The workers, their channel and the state they feed: the single state owner.
+pub struct Session {
+    pub state: LiveState,
+    pub workers: workers::Workers,
+    rx: tokio::sync::mpsc::Receiver<Event>,
+}
+
+impl Session {
+    pub fn start(ctx: std::sync::Arc<workers::WorkerContext>) -> Self {
+        let (tx, rx) = tokio::sync::mpsc::channel(256);
+        let workers = workers::spawn(ctx, tx);
+        Self { state: LiveState::default(), workers, rx }
+    }
+
+    /// Applies events until `deadline`.
+    pub async fn run_until(&mut self, deadline: tokio::time::Instant) {
+        while let Ok(Some(ev)) = tokio::time::timeout_at(deadline, self.rx.recv()).await {
+            update(&mut self.state, ev);
+        }
+    }
+
+    /// Applies events until every source has reported once, or `limit` passes.
+    pub async fn first_round(&mut self, rb: &crate::runbook::Runbook, limit: std::time::Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        while !self.state.complete(rb) {
+            match tokio::time::timeout_at(deadline, self.rx.recv()).await {
+                Ok(Some(ev)) => update(&mut self.state, ev),
+                _ => break,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn failure_keeps_last_good_value_and_marks_it_stale() {
+        let mut s: Sourced<u32> = Sourced::default();
+        assert!(!s.has_reported());
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(100);
+        s.apply::<String>(t0, Ok(7));
+        assert_eq!((s.value, s.is_stale()), (Some(7), false));
+        let t1 = t0 + Duration::from_secs(10);
+        s.apply(t1, Err("cannot reach AWS"));
+        assert_eq!(s.value, Some(7), "last good value kept");
+        assert!(s.is_stale());
+        assert_eq!(s.updated_at, Some(t0));
+        assert_eq!(s.error.as_deref(), Some("cannot reach AWS"));
+        s.apply::<String>(t1 + Duration::from_secs(5), Ok(8));
+        assert_eq!((s.value, s.is_stale(), s.error_at), (Some(8), false, None));
+    }
+
+    #[test]
+    fn error_before_any_value_has_reported_but_no_value() {
+        let mut s: Sourced<u32> = Sourced::default();
+        s.apply(SystemTime::now(), Err("down"));
+        assert!(s.has_reported());
+        assert!(s.value.is_none());
+    }
+
+    #[test]
+    fn update_routes_each_event_to_its_source() {
+        let mut st = LiveState::default();
+        update(&mut st, Event::now(Update::Redis { endpoint: "a".into(), result: Err("timed out".into()) }));
+        update(&mut st, Event::now(Update::Alarms(Ok(vec![]))));
+        update(&mut st, Event::now(Update::Traffic(Err("Throttling: Rate exceeded".into()))));
+        assert!(st.redis["a"].is_stale());
+        assert!(st.alarms.value.is_some() && !st.alarms.is_stale());
+        assert!(st.traffic.value.is_none() && st.traffic.is_stale());
+        assert!(st.identity.updated_at.is_none());
+    }
+}

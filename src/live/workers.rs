@@ -1,0 +1,283 @@
+//! One tokio task per source, each on its own interval, all sending into one
+//! channel. A slow or failing source never delays another. Throttling backs
+//! off exponentially with jitter; `refresh` wakes every worker at once.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Notify, mpsc, watch};
+use tokio::task::JoinHandle;
+
+use super::{Event, Update, fetch};
+use crate::aws::cloudwatch::{SeriesKey, default_series};
+use crate::aws::ec2::Instance;
+use crate::aws::elb::arn_suffix;
+use crate::aws::{AwsError, AwsErrorKind, Clients};
+use crate::runbook::Runbook;
+use crate::status::probe::ProbePolicy;
+
+#[derive(Debug, Clone)]
+pub struct Intervals {
+    pub identity: Duration,
+    pub traffic: Duration,
+    pub environment: Duration,
+    pub health: Duration,
+    pub redis: Duration,
+    pub alarms: Duration,
+    pub metrics: Duration,
+    /// How far back metrics go.
+    pub metrics_window: Duration,
+}
+
+impl Default for Intervals {
+    /// Well inside AWS limits (Route53 allows about 5 requests/s per account).
+    fn default() -> Self {
+        Self {
+            identity: Duration::from_secs(300),
+            traffic: Duration::from_secs(5),
+            environment: Duration::from_secs(10),
+            health: Duration::from_secs(5),
+            redis: Duration::from_secs(5),
+            alarms: Duration::from_secs(15),
+            metrics: Duration::from_secs(30),
+            metrics_window: Duration::from_secs(15 * 60),
+        }
+    }
+}
+
+/// Delay before the next poll: the interval, doubled per consecutive
+/// throttle up to 5 minutes, times a jitter factor in [0.5, 1.5).
+pub fn next_delay(interval: Duration, throttles: u32, jitter: f64) -> Duration {
+    let cap = Duration::from_secs(300).max(interval);
+    let base = if throttles == 0 { interval } else { interval.saturating_mul(1 << throttles.min(16)).min(cap) };
+    if throttles == 0 { base } else { base.mul_f64(0.5 + jitter.clamp(0.0, 1.0)) }
+}
+
+pub struct WorkerContext {
+    pub rb: Arc<Runbook>,
+    pub clients: Clients,
+    pub http: reqwest::Client,
+    pub policy: ProbePolicy,
+    /// Variables that win over the process environment (a sandbox's Redis URLs).
+    pub vars: BTreeMap<String, String>,
+    pub intervals: Intervals,
+}
+
+impl WorkerContext {
+    pub fn new(rb: Runbook, clients: Clients, policy: ProbePolicy) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .no_proxy()
+            .build()
+            .expect("building an HTTP client without TLS settings cannot fail");
+        Self { rb: Arc::new(rb), clients, http, policy, vars: BTreeMap::new(), intervals: Intervals::default() }
+    }
+
+    fn var(&self, name: &str) -> Option<String> {
+        self.vars.get(name).cloned().or_else(|| std::env::var(name).ok()).filter(|v| !v.is_empty())
+    }
+}
+
+/// The running workers; dropping this stops them.
+pub struct Workers {
+    handles: Vec<JoinHandle<()>>,
+    pub refresh: Arc<Notify>,
+}
+
+impl Workers {
+    /// Polls every source now instead of at its next interval.
+    pub fn refresh_now(&self) {
+        self.refresh.notify_waiters();
+    }
+}
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        for h in &self.handles {
+            h.abort();
+        }
+    }
+}
+
+fn aws_update<T>(r: Result<T, AwsError>) -> (Result<T, String>, bool) {
+    match r {
+        Ok(v) => (Ok(v), false),
+        Err(e) => {
+            let throttled = e.kind == AwsErrorKind::Throttled;
+            (Err(e.to_string()), throttled)
+        }
+    }
+}
+
+/// Runs `poll` forever: send its update, wait (with backoff), repeat.
+fn every<F, Fut>(interval: Duration, refresh: Arc<Notify>, tx: mpsc::Sender<Event>, mut poll: F) -> JoinHandle<()>
+where
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: Future<Output = Vec<(Update, bool)>> + Send,
+{
+    tokio::spawn(async move {
+        let mut throttles = 0u32;
+        loop {
+            let updates = poll().await;
+            let throttled = updates.iter().any(|(_, t)| *t);
+            for (u, _) in updates {
+                if tx.send(Event::now(u)).await.is_err() {
+                    return;
+                }
+            }
+            throttles = if throttled { throttles.saturating_add(1) } else { 0 };
+            let delay = next_delay(interval, throttles, fastrand::f64());
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = refresh.notified() => {}
+            }
+        }
+    })
+}
+
+pub fn spawn(ctx: Arc<WorkerContext>, tx: mpsc::Sender<Event>) -> Workers {
+    let refresh = Arc::new(Notify::new());
+    let iv = ctx.intervals.clone();
+    let mut handles = Vec::new();
+
+    let c = ctx.clone();
+    handles.push(every(iv.identity, refresh.clone(), tx.clone(), move || {
+        let c = c.clone();
+        async move {
+            let (r, t) = aws_update(fetch::identity(&c.clients).await);
+            vec![(Update::Identity(r), t)]
+        }
+    }));
+
+    let c = ctx.clone();
+    let zone = Arc::new(tokio::sync::Mutex::new(None));
+    handles.push(every(iv.traffic, refresh.clone(), tx.clone(), move || {
+        let (c, zone) = (c.clone(), zone.clone());
+        async move {
+            let mut z = zone.lock().await;
+            let (r, t) = aws_update(fetch::traffic(&c.clients, &c.rb, &mut z).await);
+            vec![(Update::Traffic(r), t)]
+        }
+    }));
+
+    let (series_tx, series_rx) = watch::channel(BTreeMap::<String, Vec<SeriesKey>>::new());
+    let series_tx = Arc::new(series_tx);
+    for env_name in ctx.rb.environments.keys() {
+        let (inst_tx, inst_rx) = watch::channel(Vec::<Instance>::new());
+        let inst_tx = Arc::new(inst_tx);
+        let c = ctx.clone();
+        let series_tx = series_tx.clone();
+        let name = env_name.clone();
+        handles.push(every(iv.environment, refresh.clone(), tx.clone(), move || {
+            let (c, inst_tx, series_tx, name) = (c.clone(), inst_tx.clone(), series_tx.clone(), name.clone());
+            async move {
+                let env = &c.rb.environments[&name];
+                let r = fetch::environment(&c.clients.elb, &c.clients.ec2, &c.rb, env).await;
+                if let Ok(data) = &r {
+                    inst_tx.send_replace(data.instances.clone());
+                    let keys = data
+                        .target_groups
+                        .first()
+                        .map(|tg| {
+                            let lb = tg.load_balancer_arns.first().map(|a| arn_suffix(a));
+                            default_series(&name, &arn_suffix(&tg.arn), lb.as_deref())
+                        })
+                        .unwrap_or_default();
+                    series_tx.send_modify(|m| {
+                        m.insert(name.clone(), keys);
+                    });
+                }
+                let (r, t) = aws_update(r);
+                vec![(Update::Environment { environment: name, result: r }, t)]
+            }
+        }));
+
+        let c = ctx.clone();
+        let name = env_name.clone();
+        handles.push(every(iv.health, refresh.clone(), tx.clone(), move || {
+            let (c, inst_rx, name) = (c.clone(), inst_rx.clone(), name.clone());
+            async move {
+                let env = &c.rb.environments[&name];
+                // Until the environment worker has read the instances, wait for them.
+                if inst_rx.borrow().is_empty() {
+                    let mut rx = inst_rx.clone();
+                    let _ = tokio::time::timeout(iv.health, rx.changed()).await;
+                }
+                let instances = inst_rx.borrow().clone();
+                let probes =
+                    futures::future::join_all(instances.iter().map(|i| fetch::health(&c.http, env, i, c.policy))).await;
+                instances
+                    .iter()
+                    .zip(probes)
+                    .map(|(i, p)| (Update::Health { instance_id: i.id.clone(), result: Ok(p) }, false))
+                    .collect()
+            }
+        }));
+    }
+
+    for (_, ep) in ctx.rb.redis_endpoints() {
+        let c = ctx.clone();
+        let name = ep.name.clone();
+        handles.push(every(iv.redis, refresh.clone(), tx.clone(), move || {
+            let (c, name) = (c.clone(), name.clone());
+            async move {
+                let Some(ep) = c.rb.redis_endpoint(&name) else { return Vec::new() };
+                let result = match fetch::redis_url(ep, |v| c.var(v)) {
+                    Ok(url) => fetch::redis_info(&url).await,
+                    Err(e) => Err(e),
+                };
+                vec![(Update::Redis { endpoint: name, result }, false)]
+            }
+        }));
+    }
+
+    let c = ctx.clone();
+    handles.push(every(iv.alarms, refresh.clone(), tx.clone(), move || {
+        let c = c.clone();
+        async move {
+            let names: Vec<String> = c.rb.alarms.iter().map(|a| a.name.clone()).collect();
+            let (r, t) = aws_update(crate::aws::cloudwatch::alarm_states(&c.clients.cloudwatch, &names).await);
+            vec![(Update::Alarms(r), t)]
+        }
+    }));
+
+    let c = ctx.clone();
+    handles.push(every(iv.metrics, refresh.clone(), tx.clone(), move || {
+        let (c, series_rx) = (c.clone(), series_rx.clone());
+        async move {
+            // Wait (up to one interval) until every environment with target groups has said which.
+            let with_groups = c.rb.environments.values().filter(|e| !e.target_groups.is_empty()).count();
+            let mut rx = series_rx.clone();
+            let _ = tokio::time::timeout(iv.metrics, rx.wait_for(|m| m.len() >= with_groups)).await;
+            let keys: Vec<SeriesKey> = series_rx.borrow().values().flatten().cloned().collect();
+            let r = crate::aws::cloudwatch::metric_series(&c.clients.cloudwatch, &keys, iv.metrics_window, 60).await;
+            let (r, t) = aws_update(r);
+            vec![(Update::Metrics(r), t)]
+        }
+    }));
+
+    Workers { handles, refresh }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_throttle_means_the_plain_interval() {
+        assert_eq!(next_delay(Duration::from_secs(5), 0, 0.99), Duration::from_secs(5));
+    }
+
+    #[test]
+    fn throttles_double_with_jitter_and_cap_at_five_minutes() {
+        let i = Duration::from_secs(5);
+        assert_eq!(next_delay(i, 1, 0.5), Duration::from_secs(10));
+        assert_eq!(next_delay(i, 2, 0.5), Duration::from_secs(20));
+        assert_eq!(next_delay(i, 1, 0.0), Duration::from_secs(5));
+        assert_eq!(next_delay(i, 1, 1.0), Duration::from_secs(15));
+        assert_eq!(next_delay(i, 10, 0.5), Duration::from_secs(300));
+        assert_eq!(next_delay(i, 40, 0.5), Duration::from_secs(300));
+        assert!(next_delay(i, 3, 0.7) > next_delay(i, 3, 0.2));
+    }
+}

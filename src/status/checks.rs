@@ -1,0 +1,256 @@
+//! The runbook's check items, evaluated on a snapshot. Stale or missing data
+//! gives `unknown`, never `pass`.
+
+use serde::Serialize;
+
+use super::{EnvironmentAws, Snapshot, View};
+use crate::live::HealthProbe;
+use crate::runbook::{Check, ItemKind, Runbook};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckOutcome {
+    Pass,
+    Fail,
+    Unknown,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckResult {
+    pub phase: String,
+    pub item: String,
+    pub title: String,
+    pub check: String,
+    pub blocking: bool,
+    pub outcome: CheckOutcome,
+    pub detail: String,
+}
+
+type Verdict = (CheckOutcome, String);
+
+fn pass(detail: impl Into<String>) -> Verdict {
+    (CheckOutcome::Pass, detail.into())
+}
+fn fail(detail: impl Into<String>) -> Verdict {
+    (CheckOutcome::Fail, detail.into())
+}
+fn unknown(detail: impl Into<String>) -> Verdict {
+    (CheckOutcome::Unknown, detail.into())
+}
+
+/// The value if fresh, or why the check cannot be decided.
+fn fresh<'a, T>(v: &'a View<T>, what: &str) -> Result<&'a T, Verdict> {
+    match (&v.value, v.stale, &v.error) {
+        (Some(x), false, _) => Ok(x),
+        (_, _, Some(e)) => Err(unknown(format!("{what} unavailable: {e}"))),
+        _ => Err(unknown(format!("{what} not read yet"))),
+    }
+}
+
+fn env_aws<'a>(snap: &'a Snapshot, env: &str) -> Result<&'a EnvironmentAws, Verdict> {
+    let e = snap.environment(env).ok_or_else(|| unknown(format!("environment {env} not in snapshot")))?;
+    fresh(&e.aws, &format!("AWS data of {env}"))
+}
+
+fn targets_healthy(snap: &Snapshot, env: &str) -> Verdict {
+    let aws = match env_aws(snap, env) {
+        Ok(a) => a,
+        Err(v) => return v,
+    };
+    let targets: Vec<_> = aws.target_groups.iter().flat_map(|tg| tg.targets.iter().map(move |t| (tg, t))).collect();
+    if targets.is_empty() {
+        return fail(format!("{env} has no registered targets"));
+    }
+    let bad: Vec<String> = targets
+        .iter()
+        .filter(|(_, t)| t.target.state != "healthy")
+        .map(|(tg, t)| {
+            format!(
+                "{} in {} is {} ({})",
+                t.target.id,
+                tg.name,
+                t.target.state,
+                t.target.reason.as_deref().unwrap_or("-")
+            )
+        })
+        .collect();
+    if bad.is_empty() { pass(format!("{} targets healthy", targets.len())) } else { fail(bad.join("; ")) }
+}
+
+fn zones_enabled(snap: &Snapshot, env: &str) -> Verdict {
+    let aws = match env_aws(snap, env) {
+        Ok(a) => a,
+        Err(v) => return v,
+    };
+    let targets: Vec<_> = aws.target_groups.iter().flat_map(|tg| tg.targets.iter()).collect();
+    if let Some(t) = targets.iter().find(|t| t.zone_enabled == Some(false)) {
+        return fail(t.explanation.clone().unwrap_or_else(|| format!("{}: AZ not enabled", t.target.id)));
+    }
+    if targets.iter().any(|t| t.zone_enabled.is_none()) {
+        return unknown("a target's AZ or the load balancer's zones are unknown");
+    }
+    pass(format!("every target's AZ is enabled ({} targets)", targets.len()))
+}
+
+fn each_instance(snap: &Snapshot, env: &str, judge: impl Fn(&super::InstanceView) -> Verdict) -> Verdict {
+    let aws = match env_aws(snap, env) {
+        Ok(a) => a,
+        Err(v) => return v,
+    };
+    if aws.instances.is_empty() {
+        return fail(format!("{env} has no instances"));
+    }
+    let verdicts: Vec<(String, Verdict)> = aws
+        .instances
+        .iter()
+        .map(|i| (i.instance.name.clone().unwrap_or_else(|| i.instance.id.clone()), judge(i)))
+        .collect();
+    let of = |o: CheckOutcome| {
+        verdicts.iter().filter(|(_, v)| v.0 == o).map(|(n, v)| format!("{n}: {}", v.1)).collect::<Vec<_>>()
+    };
+    let (failed, unknown_) = (of(CheckOutcome::Fail), of(CheckOutcome::Unknown));
+    if !failed.is_empty() {
+        fail(failed.join("; "))
+    } else if !unknown_.is_empty() {
+        unknown(unknown_.join("; "))
+    } else {
+        pass(format!("{} instances", verdicts.len()))
+    }
+}
+
+fn http_ok(snap: &Snapshot, env: &str) -> Verdict {
+    each_instance(snap, env, |i| match fresh(&i.health, "/health") {
+        Err(v) => v,
+        Ok(HealthProbe::Answered { status, .. }) if (200..300).contains(status) => pass("200"),
+        Ok(HealthProbe::Answered { status, .. }) => fail(format!("/health answered {status}")),
+        Ok(HealthProbe::Failed { error, .. }) => fail(format!("/health failed: {error}")),
+        Ok(HealthProbe::NotProbed { reason }) => unknown(reason.clone()),
+    })
+}
+
+fn redis_reachable(snap: &Snapshot, rb: &Runbook, env: &str) -> Verdict {
+    let Some(environment) = rb.environment(env) else { return unknown(format!("no environment {env}")) };
+    let used = &environment.uses_redis;
+    for name in used {
+        if let Some(r) = snap.redis.iter().find(|r| &r.name == name)
+            && let Err(v) = fresh(&r.view, &format!("cutover's own PING of {name}"))
+        {
+            return if r.view.error.is_some() { fail(v.1) } else { v };
+        }
+    }
+    each_instance(snap, env, |i| {
+        for (ep, path) in &i.sg_paths {
+            if !path.is_allowed() {
+                return fail(format!("security-group path to {ep}: {}", path.describe()));
+            }
+        }
+        match fresh(&i.health, "/health") {
+            Err(v) => v,
+            Ok(HealthProbe::Answered { redis_ok: Some(true), .. }) => pass("ok"),
+            Ok(HealthProbe::Answered { redis_ok: Some(false), redis_error, .. }) => {
+                fail(format!("/health reports Redis down: {}", redis_error.as_deref().unwrap_or("?")))
+            }
+            Ok(HealthProbe::Answered { .. }) => unknown("/health does not report Redis"),
+            Ok(HealthProbe::Failed { error, .. }) => fail(format!("/health failed: {error}")),
+            Ok(HealthProbe::NotProbed { reason }) => unknown(reason.clone()),
+        }
+    })
+}
+
+fn stickiness(snap: &Snapshot, env: &str, secs: u64) -> Verdict {
+    let aws = match env_aws(snap, env) {
+        Ok(a) => a,
+        Err(v) => return v,
+    };
+    if aws.target_groups.is_empty() {
+        return fail(format!("{env} has no target groups"));
+    }
+    let bad: Vec<String> = aws
+        .target_groups
+        .iter()
+        .filter_map(|tg| {
+            let a = &tg.attributes;
+            let ok = a.stickiness_enabled == Some(true)
+                && a.stickiness_type.as_deref() == Some("lb_cookie")
+                && a.stickiness_duration_seconds.map(u64::from) == Some(secs);
+            (!ok).then(|| {
+                format!(
+                    "{}: enabled={:?} type={} duration={}s (want lb_cookie {secs}s)",
+                    tg.name,
+                    a.stickiness_enabled.unwrap_or(false),
+                    a.stickiness_type.as_deref().unwrap_or("-"),
+                    a.stickiness_duration_seconds.map_or("-".to_string(), |d| d.to_string())
+                )
+            })
+        })
+        .collect();
+    if bad.is_empty() { pass(format!("lb_cookie {secs}s")) } else { fail(bad.join("; ")) }
+}
+
+fn alarm_ok(snap: &Snapshot, alarm: &str) -> Verdict {
+    let alarms = match fresh(&snap.alarms, "alarms") {
+        Ok(a) => a,
+        Err(v) => return v,
+    };
+    match alarms.iter().find(|a| a.name == alarm) {
+        Some(a) if a.state == "OK" => pass("OK"),
+        Some(a) => fail(format!("{} {}", a.state, a.reason)),
+        None => unknown(format!("alarm {alarm} not read")),
+    }
+}
+
+fn key_counts(snap: &Snapshot, from: &str, to: &str, tolerance: u64) -> Verdict {
+    let get = |n: &str| snap.redis.iter().find(|r| r.name == n);
+    let (Some(a), Some(b)) = (get(from), get(to)) else { return unknown("Redis endpoints not in snapshot") };
+    let (a, b) = match (fresh(&a.view, from), fresh(&b.view, to)) {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(v), _) | (_, Err(v)) => return v,
+    };
+    let diff = a.keys.abs_diff(b.keys);
+    let detail = format!("{from} {} keys, {to} {} keys (difference {diff}, tolerance {tolerance})", a.keys, b.keys);
+    if diff <= tolerance { pass(detail) } else { fail(detail) }
+}
+
+pub fn check_name(c: &Check) -> &'static str {
+    match c {
+        Check::TargetsHealthy { .. } => "targets_healthy",
+        Check::RedisReachable { .. } => "redis_reachable",
+        Check::Stickiness { .. } => "stickiness",
+        Check::AlarmOk { .. } => "alarm_ok",
+        Check::HttpOk { .. } => "http_ok",
+        Check::KeyCountsMatch { .. } => "key_counts_match",
+        Check::ZonesEnabled { .. } => "zones_enabled",
+    }
+}
+
+pub fn evaluate_one(rb: &Runbook, snap: &Snapshot, check: &Check) -> Verdict {
+    match check {
+        Check::TargetsHealthy { environment } => targets_healthy(snap, environment),
+        Check::RedisReachable { environment } => redis_reachable(snap, rb, environment),
+        Check::Stickiness { environment, duration } => stickiness(snap, environment, duration.as_secs()),
+        Check::AlarmOk { alarm } => alarm_ok(snap, alarm),
+        Check::HttpOk { environment } => http_ok(snap, environment),
+        Check::KeyCountsMatch { from_redis, to_redis, tolerance } => key_counts(snap, from_redis, to_redis, *tolerance),
+        Check::ZonesEnabled { environment } => zones_enabled(snap, environment),
+    }
+}
+
+pub fn evaluate(rb: &Runbook, snap: &Snapshot) -> Vec<CheckResult> {
+    rb.phases
+        .iter()
+        .flat_map(|p| p.items.iter().map(move |i| (p, i)))
+        .filter_map(|(p, item)| {
+            let ItemKind::Check { check } = &item.kind else { return None };
+            let (outcome, detail) = evaluate_one(rb, snap, check);
+            Some(CheckResult {
+                phase: p.id.clone(),
+                item: item.id.clone(),
+                title: item.title.clone(),
+                check: check_name(check).to_string(),
+                blocking: item.blocking,
+                outcome,
+                detail,
+            })
+        })
+        .collect()
+}

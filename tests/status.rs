@@ -1,0 +1,393 @@
+//! The live read path and `cutover status`, against the sandbox's real moto,
+//! redis-servers and app servers. Values are compared with what the AWS SDK
+//! reads straight from moto, never with cutover's own reading.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::BufRead;
+use std::time::{Duration, Instant};
+
+use aws_sdk_route53::types::{Change, ChangeAction, ChangeBatch, ResourceRecord, ResourceRecordSet, RrType};
+use common::*;
+use cutover::live::HealthProbe;
+use cutover::sandbox::Sandbox;
+use cutover::status::{CheckOutcome, snapshot};
+
+fn cutover(sb: &Sandbox, rb: &cutover::runbook::Runbook, dir: &std::path::Path) -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_cutover"));
+    c.current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("XDG_STATE_HOME", dir)
+        .env_remove("AWS_PROFILE")
+        .envs(sb.env_vars(rb))
+        .args(["--log-file", &dir.join("log").display().to_string()]);
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_json_equals_what_the_sdk_reads() {
+    let rb = runbook("demo.toml");
+    let sb = sandbox(&rb, "us-east-1").await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = tokio::process::Command::from(cutover(&sb, &rb, dir.path()))
+        .args(["status", "runbooks/demo.toml", "--json"])
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "demo has failing blocking checks; stderr: {stderr}");
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stdout is one JSON document");
+    assert_eq!(j["schema"], 1);
+    assert_eq!(j["region"], "us-east-1");
+    assert_eq!(j["identity"]["value"]["account"], "123456789012");
+
+    // Weights.
+    let sets = sb.clients.route53.list_resource_record_sets().hosted_zone_id(&sb.world.zone_id).send().await.unwrap();
+    let sdk_weights: BTreeMap<String, i64> = sets
+        .resource_record_sets()
+        .iter()
+        .filter_map(|r| Some((r.set_identifier()?.to_string(), r.weight()?)))
+        .collect();
+    let json_weights: BTreeMap<String, i64> = j["traffic"]["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["set_identifier"].as_str().unwrap().to_string(), s["weight"].as_i64().unwrap()))
+        .collect();
+    assert_eq!(json_weights, sdk_weights);
+
+    // Targets: (target group, id, state) from DescribeTargetHealth.
+    let mut sdk_targets = BTreeSet::new();
+    for tg in sb.clients.elb.describe_target_groups().send().await.unwrap().target_groups() {
+        let h = sb
+            .clients
+            .elb
+            .describe_target_health()
+            .target_group_arn(tg.target_group_arn().unwrap())
+            .send()
+            .await
+            .unwrap();
+        for d in h.target_health_descriptions() {
+            sdk_targets.insert((
+                tg.target_group_name().unwrap().to_string(),
+                d.target().unwrap().id().unwrap().to_string(),
+                d.target_health().unwrap().state().unwrap().as_str().to_string(),
+            ));
+        }
+    }
+    let mut json_targets = BTreeSet::new();
+    let mut json_instances = BTreeSet::new();
+    for env in j["environments"].as_array().unwrap() {
+        let aws = &env["aws"];
+        assert_eq!(aws["stale"], false);
+        for tg in aws["value"]["target_groups"].as_array().unwrap() {
+            for t in tg["targets"].as_array().unwrap() {
+                json_targets.insert((
+                    tg["name"].as_str().unwrap().to_string(),
+                    t["id"].as_str().unwrap().to_string(),
+                    t["state"].as_str().unwrap().to_string(),
+                ));
+            }
+        }
+        for i in aws["value"]["instances"].as_array().unwrap() {
+            json_instances.insert((
+                i["id"].as_str().unwrap().to_string(),
+                i["state"].as_str().unwrap().to_string(),
+                i["availability_zone"].as_str().unwrap().to_string(),
+                i["private_ip"].as_str().unwrap().to_string(),
+            ));
+        }
+    }
+    assert_eq!(json_targets, sdk_targets);
+
+    // Instances from DescribeInstances.
+    let sdk_instances: BTreeSet<_> = sb
+        .clients
+        .ec2
+        .describe_instances()
+        .send()
+        .await
+        .unwrap()
+        .reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .map(|i| {
+            (
+                i.instance_id().unwrap().to_string(),
+                i.state().unwrap().name().unwrap().as_str().to_string(),
+                i.placement().unwrap().availability_zone().unwrap().to_string(),
+                i.private_ip_address().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(json_instances, sdk_instances);
+
+    let failing: BTreeSet<String> = j["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["outcome"] == "fail")
+        .map(|c| format!("{}/{}", c["phase"].as_str().unwrap(), c["item"].as_str().unwrap()))
+        .collect();
+    assert_eq!(failing, BTreeSet::from(["validate/redis".into(), "validate/key-counts".into(), "traffic/http".into()]));
+    sb.down().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_security_group_instance_fails_the_path_with_the_rule_named_and_others_pass() {
+    let rb = runbook("demo.toml");
+    let sb = sandbox(&rb, "us-west-2").await;
+    let snap = first_snapshot(&rb, &sb).await;
+    let g = &sb.world.groups;
+    for env in &snap.environments {
+        for i in &env.aws.value.as_ref().unwrap().instances {
+            let name = i.instance.name.clone().unwrap();
+            let path = i.sg_paths.values().next().expect("one Redis endpoint per environment");
+            let Some(HealthProbe::Answered { redis_ok, .. }) = &i.health.value else {
+                panic!("{name}: {:?}", i.health)
+            };
+            if name == "staging-web-2" {
+                let want = format!(
+                    "BLOCKED: {} (staging-redis) allows 6379 from {} (staging-app); instance {} has only {} (staging-batch); fix: allow 6379 from {} (staging-batch) on {} (staging-redis)",
+                    g["staging-redis"],
+                    g["staging-app"],
+                    i.instance.id,
+                    g["staging-batch"],
+                    g["staging-batch"],
+                    g["staging-redis"]
+                );
+                assert_eq!(path.describe(), want);
+                assert_eq!(*redis_ok, Some(false));
+            } else {
+                assert!(path.is_allowed(), "{name}: {}", path.describe());
+                assert_eq!(*redis_ok, Some(true), "{name}");
+            }
+        }
+    }
+    sb.down().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopped_instance_shows_unused_invalid_state_on_the_next_poll() {
+    let rb = runbook("demo.toml");
+    let sb = sandbox(&rb, "eu-central-1").await;
+    let mut session = session(&rb, &sb);
+    session.first_round(&rb, Duration::from_secs(30)).await;
+    let id = sb.world.instances.iter().find(|i| i.name == "prod-web-1").unwrap().id.clone();
+    sb.clients.ec2.stop_instances().instance_ids(&id).send().await.unwrap();
+    session.workers.refresh_now();
+    let start = Instant::now();
+    loop {
+        session.run_until(tokio::time::Instant::now() + Duration::from_millis(500)).await;
+        let snap = snapshot(&rb, &session.state, &sb.region, std::time::SystemTime::now());
+        let prod = snap.environment("production").unwrap().aws.value.as_ref().unwrap();
+        let t = prod.target_groups[0].targets.iter().find(|t| t.target.id == id).unwrap();
+        if t.target.state == "unused" {
+            assert_eq!(t.target.reason.as_deref(), Some("Target.InvalidState"));
+            let inst = prod.instances.iter().find(|i| i.instance.id == id).unwrap();
+            assert_eq!(inst.instance.state, "stopped");
+            let c = snap.checks.iter().find(|c| c.item == "targets").unwrap();
+            assert_eq!(c.outcome, CheckOutcome::Pass, "the check is about staging, which is untouched");
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(15), "stopped target never showed unused");
+    }
+    sb.down().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weights_changed_by_another_client_appear_on_the_next_poll() {
+    let rb = runbook("demo.toml");
+    let sb = sandbox(&rb, "ap-south-1").await;
+    let mut session = session(&rb, &sb);
+    session.first_round(&rb, Duration::from_secs(30)).await;
+    let changes = [("prod", 70), ("staging", 30)].map(|(id, w)| {
+        let set = ResourceRecordSet::builder()
+            .name(&rb.dns.record)
+            .r#type(RrType::Cname)
+            .set_identifier(id)
+            .weight(w)
+            .ttl(10)
+            .resource_records(ResourceRecord::builder().value(format!("{id}.example.test")).build().unwrap())
+            .build()
+            .unwrap();
+        Change::builder().action(ChangeAction::Upsert).resource_record_set(set).build().unwrap()
+    });
+    let batch = ChangeBatch::builder().set_changes(Some(changes.to_vec())).build().unwrap();
+    sb.clients
+        .route53
+        .change_resource_record_sets()
+        .hosted_zone_id(&sb.world.zone_id)
+        .change_batch(batch)
+        .send()
+        .await
+        .unwrap();
+    let start = Instant::now();
+    loop {
+        session.run_until(tokio::time::Instant::now() + Duration::from_millis(500)).await;
+        let sides = session.state.traffic.value.as_ref().unwrap().sides.clone();
+        let got: Vec<(String, Option<u8>, f64)> =
+            sides.iter().map(|s| (s.set_identifier.clone(), s.weight, s.share_percent)).collect();
+        if got == [("prod".to_string(), Some(70), 70.0), ("staging".to_string(), Some(30), 30.0)] {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(12), "weights never updated: {got:?}");
+    }
+    sb.down().await;
+}
+
+/// moto cannot report initial, unhealthy or Target.NotInUse targets, so ELB
+/// is faked through cutover's narrow `LoadBalancing` trait. EC2 stays real.
+struct FakeElb {
+    zones: Vec<String>,
+    targets: Vec<cutover::aws::elb::Target>,
+}
+
+impl cutover::aws::elb::LoadBalancing for FakeElb {
+    async fn load_balancer(&self, name: &str) -> cutover::aws::AwsResult<cutover::aws::elb::LoadBalancer> {
+        Ok(cutover::aws::elb::LoadBalancer {
+            name: name.into(),
+            arn: format!("arn:aws:elasticloadbalancing:us-east-2:123456789012:loadbalancer/app/{name}/1"),
+            dns_name: "x".into(),
+            zones: self.zones.clone(),
+        })
+    }
+    async fn target_groups(&self, names: &[String]) -> cutover::aws::AwsResult<Vec<cutover::aws::elb::TargetGroup>> {
+        Ok(names
+            .iter()
+            .map(|n| cutover::aws::elb::TargetGroup {
+                name: n.clone(),
+                arn: format!("arn:aws:elasticloadbalancing:us-east-2:123456789012:targetgroup/{n}/1"),
+                load_balancer_arns: vec![],
+                health_check_path: Some("/health".into()),
+                health_check_interval_seconds: Some(30),
+                attributes: Default::default(),
+                targets: self.targets.clone(),
+            })
+            .collect())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn not_in_use_initial_and_unhealthy_targets_are_shown_with_reasons_and_the_az_explanation() {
+    use cutover::aws::elb::Target;
+    let rb = runbook("demo.toml");
+    let sb = sandbox(&rb, "us-east-2").await;
+    let id = |n: &str| sb.world.instances.iter().find(|i| i.name == n).unwrap().id.clone();
+    let target = |id: String, state: &str, reason: &str, az: Option<&str>| Target {
+        id,
+        port: Some(8080),
+        availability_zone: az.map(str::to_string),
+        state: state.into(),
+        reason: Some(reason.into()),
+        description: Some(format!("{state} for the test")),
+    };
+    let fake = FakeElb {
+        zones: vec!["us-east-2a".into()],
+        targets: vec![
+            target(id("staging-web-1"), "unhealthy", "Target.ResponseCodeMismatch", None),
+            // staging-web-2 really sits in us-east-2b (moto), which the fake ALB does not enable.
+            target(id("staging-web-2"), "unused", "Target.NotInUse", None),
+            target("i-0000000000000000f".into(), "initial", "Elb.InitialHealthChecking", Some("us-east-2a")),
+        ],
+    };
+    let env = rb.environment("staging").unwrap();
+    let data = cutover::live::fetch::environment(&fake, &sb.clients.ec2, &rb, env).await.unwrap();
+    let mut live = cutover::live::LiveState::default();
+    cutover::live::update(
+        &mut live,
+        cutover::live::Event::now(cutover::live::Update::Environment {
+            environment: "staging".into(),
+            result: Ok(data),
+        }),
+    );
+    let snap = snapshot(&rb, &live, "us-east-2", std::time::SystemTime::now());
+    let tg = &snap.environment("staging").unwrap().aws.value.as_ref().unwrap().target_groups[0];
+    assert_eq!((tg.healthy, tg.total), (0, 3));
+    let t = |n: usize| &tg.targets[n];
+    assert_eq!(t(0).zone_enabled, Some(true));
+    assert_eq!(t(1).zone_enabled, Some(false));
+    assert_eq!(
+        t(1).explanation.as_deref(),
+        Some(
+            "AZ us-east-2b is not enabled on load balancer demo-staging-alb (enabled: us-east-2a); the target gets no traffic"
+        )
+    );
+    assert_eq!(t(2).target.state, "initial");
+
+    let check = |item: &str| snap.checks.iter().find(|c| c.item == item).unwrap().clone();
+    let targets = check("targets");
+    assert_eq!(targets.outcome, CheckOutcome::Fail);
+    assert!(targets.detail.contains("is unhealthy (Target.ResponseCodeMismatch)"), "{}", targets.detail);
+    assert!(targets.detail.contains("is unused (Target.NotInUse)"), "{}", targets.detail);
+    assert!(targets.detail.contains("is initial (Elb.InitialHealthChecking)"), "{}", targets.detail);
+    let zones = check("zones");
+    assert_eq!(zones.outcome, CheckOutcome::Fail);
+    assert!(zones.detail.starts_with("AZ us-east-2b is not enabled"), "{}", zones.detail);
+
+    let text = cutover::status::text::render(&snap);
+    assert!(text.contains("unused     Target.NotInUse"), "{text}");
+    assert!(text.contains("AZ us-east-2b is not enabled on load balancer demo-staging-alb"), "{text}");
+    sb.down().await;
+}
+
+#[test]
+fn moto_frozen_mid_watch_goes_stale_with_the_error_redis_stays_live_and_it_recovers() {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rb = runbook("demo.toml");
+    let sb = rt.block_on(sandbox(&rb, "eu-west-3"));
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = cutover(&sb, &rb, dir.path())
+        .args(["status", "runbooks/demo.toml", "--json", "--watch", "--interval", "1"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<serde_json::Value>();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(serde_json::from_str(&line).expect("each line is JSON")).is_err() {
+                return;
+            }
+        }
+    });
+    let wait_for = |what: &str, limit: Duration, pred: &dyn Fn(&serde_json::Value) -> bool| -> serde_json::Value {
+        let start = Instant::now();
+        loop {
+            let left = limit.checked_sub(start.elapsed()).unwrap_or_else(|| panic!("timed out waiting for {what}"));
+            let v = rx.recv_timeout(left).unwrap_or_else(|_| panic!("timed out waiting for {what}"));
+            if pred(&v) {
+                return v;
+            }
+        }
+    };
+    let aws_fresh = |v: &serde_json::Value| {
+        v["traffic"]["stale"] == false
+            && v["traffic"]["value"].is_array()
+            && v["environments"].as_array().unwrap().iter().all(|e| e["aws"]["stale"] == false)
+    };
+    wait_for("a fresh snapshot", Duration::from_secs(30), &aws_fresh);
+
+    let moto = sb.moto_pid().expect("the sandbox started moto") as i32;
+    unsafe { libc::kill(moto, libc::SIGSTOP) };
+    let stale = wait_for("AWS values to go stale", Duration::from_secs(60), &|v| {
+        v["traffic"]["stale"] == true && v["environments"].as_array().unwrap().iter().all(|e| e["aws"]["stale"] == true)
+    });
+    assert!(stale["traffic"]["value"].is_array(), "the last good weights are kept");
+    assert!(stale["traffic"]["error"].as_str().unwrap().contains("ListResourceRecordSets"), "{}", stale["traffic"]);
+    for r in stale["redis"].as_array().unwrap() {
+        assert_eq!(r["stale"], false, "Redis is not behind moto: {r}");
+    }
+    let checks = stale["checks"].as_array().unwrap();
+    let targets = checks.iter().find(|c| c["item"] == "targets").unwrap();
+    assert_eq!(targets["outcome"], "unknown", "stale data never passes a check: {targets}");
+
+    unsafe { libc::kill(moto, libc::SIGCONT) };
+    wait_for("AWS values to be fresh again", Duration::from_secs(60), &aws_fresh);
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    rt.block_on(sb.down());
+}
