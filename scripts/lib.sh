@@ -20,6 +20,11 @@ ensure_redis() {
   if ! command -v redis-server >/dev/null; then apt_install redis-server; fi
 }
 
+# The cockpit's real-terminal test drives the binary inside tmux.
+ensure_tmux() {
+  if ! command -v tmux >/dev/null; then apt_install tmux; fi
+}
+
 ensure_moto() {
   if [ -x "$ROOT/.venv/bin/moto_server" ]; then return; fi
   if ! command -v python3 >/dev/null || ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
@@ -32,6 +37,7 @@ ensure_moto() {
 
 ensure_deps() {
   ensure_redis
+  ensure_tmux
   ensure_moto
   export CUTOVER_MOTO_SERVER="$ROOT/.venv/bin/moto_server"
 }

@@ -3,6 +3,8 @@ pub mod aws;
 pub mod cli;
 pub mod live;
 pub mod paths;
+pub mod progress;
 pub mod runbook;
 pub mod sandbox;
 pub mod status;
+pub mod tui;

@@ -211,26 +211,28 @@ async fn traffic_generator_metrics_follow_the_weights() {
 fn sigkill_of_cutover_leaves_no_child_behind() {
     let dir = tempfile::tempdir().unwrap();
     let env_file = dir.path().join("sandbox.env");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_cutover"))
-        .args([
-            "--log-file",
-            &dir.path().join("log").display().to_string(),
-            "--region",
-            "sa-east-1",
-            "sandbox",
-            "up",
-            "runbooks/demo.toml",
-            "--env-file",
-            &env_file.display().to_string(),
-        ])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = KillOnDrop(Some(
+        std::process::Command::new(env!("CARGO_BIN_EXE_cutover"))
+            .args([
+                "--log-file",
+                &dir.path().join("log").display().to_string(),
+                "--region",
+                "sa-east-1",
+                "sandbox",
+                "up",
+                "runbooks/demo.toml",
+                "--env-file",
+                &env_file.display().to_string(),
+            ])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    ));
     let start = std::time::Instant::now();
     while !env_file.exists() {
         assert!(start.elapsed() < Duration::from_secs(60), "sandbox did not get ready");
-        assert!(child.try_wait().unwrap().is_none(), "cutover exited early");
+        assert!(child.get().try_wait().unwrap().is_none(), "cutover exited early");
         std::thread::sleep(Duration::from_millis(100));
     }
     let env = std::fs::read_to_string(&env_file).unwrap();
@@ -238,10 +240,10 @@ fn sigkill_of_cutover_leaves_no_child_behind() {
     assert!(env.contains("export DEMO_STAGING_REDIS_URL=redis://127.0.0.1:"), "{env}");
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(std::fs::metadata(&env_file).unwrap().permissions().mode() & 0o777, 0o600);
-    let kids = children_of(child.id());
+    let kids = children_of(child.get().id());
     assert_eq!(kids.len(), 3, "moto + two redis-servers, got {kids:?}");
-    child.kill().unwrap();
-    child.wait().unwrap();
+    child.get().kill().unwrap();
+    child.get().wait().unwrap();
     let start = std::time::Instant::now();
     while !kids.iter().all(|&p| process_gone(p)) {
         assert!(start.elapsed() < Duration::from_secs(10), "children survived SIGKILL: {kids:?}");
@@ -253,31 +255,33 @@ fn sigkill_of_cutover_leaves_no_child_behind() {
 fn sigterm_tears_the_sandbox_down_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     let env_file = dir.path().join("sandbox.env");
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_cutover"))
-        .args([
-            "--log-file",
-            &dir.path().join("log").display().to_string(),
-            "--region",
-            "ca-central-1",
-            "sandbox",
-            "up",
-            "runbooks/demo.toml",
-            "--env-file",
-            &env_file.display().to_string(),
-        ])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = KillOnDrop(Some(
+        std::process::Command::new(env!("CARGO_BIN_EXE_cutover"))
+            .args([
+                "--log-file",
+                &dir.path().join("log").display().to_string(),
+                "--region",
+                "ca-central-1",
+                "sandbox",
+                "up",
+                "runbooks/demo.toml",
+                "--env-file",
+                &env_file.display().to_string(),
+            ])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    ));
     let start = std::time::Instant::now();
     while !env_file.exists() {
         assert!(start.elapsed() < Duration::from_secs(60), "sandbox did not get ready");
         std::thread::sleep(Duration::from_millis(100));
     }
-    let kids = children_of(child.id());
+    let kids = children_of(child.get().id());
     assert_eq!(kids.len(), 3);
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let out = child.wait_with_output().unwrap();
+    unsafe { libc::kill(child.get().id() as i32, libc::SIGTERM) };
+    let out = child.take().wait_with_output().unwrap();
     assert!(out.status.success(), "{:?}", out.status);
     assert!(String::from_utf8_lossy(&out.stdout).contains("sandbox stopped"));
     assert!(kids.iter().all(|&p| process_gone(p)), "children left: {kids:?}");

@@ -337,14 +337,16 @@ fn moto_frozen_mid_watch_goes_stale_with_the_error_redis_stays_live_and_it_recov
     let rb = runbook("demo.toml");
     let sb = rt.block_on(sandbox(&rb, "eu-west-3"));
     let dir = tempfile::tempdir().unwrap();
-    let mut child = cutover(&sb, &rb, dir.path())
-        .args(["status", "runbooks/demo.toml", "--json", "--watch", "--interval", "1"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = KillOnDrop(Some(
+        cutover(&sb, &rb, dir.path())
+            .args(["status", "runbooks/demo.toml", "--json", "--watch", "--interval", "1"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    ));
     let (tx, rx) = std::sync::mpsc::channel::<serde_json::Value>();
-    let stdout = child.stdout.take().unwrap();
+    let stdout = child.get().stdout.take().unwrap();
     std::thread::spawn(move || {
         for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
             if tx.send(serde_json::from_str(&line).expect("each line is JSON")).is_err() {
@@ -370,6 +372,14 @@ fn moto_frozen_mid_watch_goes_stale_with_the_error_redis_stays_live_and_it_recov
     wait_for("a fresh snapshot", Duration::from_secs(30), &aws_fresh);
 
     let moto = sb.moto_pid().expect("the sandbox started moto") as i32;
+    /// Thaws moto even when an assertion fails while it is frozen.
+    struct Thaw(i32);
+    impl Drop for Thaw {
+        fn drop(&mut self) {
+            unsafe { libc::kill(self.0, libc::SIGCONT) };
+        }
+    }
+    let thaw = Thaw(moto);
     unsafe { libc::kill(moto, libc::SIGSTOP) };
     let stale = wait_for("AWS values to go stale", Duration::from_secs(60), &|v| {
         v["traffic"]["stale"] == true && v["environments"].as_array().unwrap().iter().all(|e| e["aws"]["stale"] == true)
@@ -383,10 +393,10 @@ fn moto_frozen_mid_watch_goes_stale_with_the_error_redis_stays_live_and_it_recov
     let targets = checks.iter().find(|c| c["item"] == "targets").unwrap();
     assert_eq!(targets["outcome"], "unknown", "stale data never passes a check: {targets}");
 
-    unsafe { libc::kill(moto, libc::SIGCONT) };
+    drop(thaw);
     wait_for("AWS values to be fresh again", Duration::from_secs(60), &aws_fresh);
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let out = child.wait_with_output().unwrap();
+    unsafe { libc::kill(child.get().id() as i32, libc::SIGINT) };
+    let out = child.take().wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("panicked"), "{stderr}");
     rt.block_on(sb.down());

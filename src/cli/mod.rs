@@ -59,10 +59,15 @@ pub enum Command {
     /// Rehearse a runbook on a local sandbox (moto, redis-server, app servers).
     #[command(subcommand)]
     Sandbox(SandboxCommand),
-    /// Start the sandbox from runbooks/demo.toml and watch it live.
+    /// Open the cockpit on a runbook (also: `cutover <runbook>`).
+    Tui { runbook: PathBuf },
+    /// Start the sandbox from runbooks/demo.toml and open the cockpit on it.
     Demo {
         #[arg(long, default_value = "runbooks/demo.toml")]
         runbook: PathBuf,
+        /// Print a refreshing text status instead of the full-screen cockpit.
+        #[arg(long)]
+        plain: bool,
     },
 }
 
@@ -120,10 +125,29 @@ fn init_logging(global: &GlobalArgs) -> Option<PathBuf> {
     Some(path)
 }
 
+/// `cutover <runbook.toml>` means `cutover tui <runbook.toml>`.
+fn args() -> Vec<std::ffi::OsString> {
+    let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let first_positional = args.iter().skip(1).position(|a| !a.to_string_lossy().starts_with('-')).map(|i| i + 1);
+    if let Some(i) = first_positional
+        && args[i].to_string_lossy().ends_with(".toml")
+        && args[..i]
+            .iter()
+            .skip(1)
+            .all(|a| !["--profile", "--region", "--log-file"].contains(&a.to_string_lossy().as_ref()))
+    {
+        args.insert(i, "tui".into());
+    }
+    args
+}
+
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(args());
     let _ = color_eyre::install();
     let log = init_logging(&cli.global);
+    let mut global = cli.global.clone();
+    global.log_file = log.clone();
+    let cli = Cli { global, command: cli.command };
     tracing::info!(command = ?cli.command, "cutover starting");
     let result = run(cli);
     match result {
@@ -170,9 +194,31 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             let rb = load_runbook(&runbook)?;
             crate::sandbox::cli::up(rb, &cli.global, env_file, moto_endpoint)
         }
-        Command::Demo { runbook } => {
+        Command::Tui { runbook } => {
             let rb = load_runbook(&runbook)?;
-            crate::sandbox::cli::demo(rb, &cli.global)
+            tui(rb, &cli.global)
+        }
+        Command::Demo { runbook, plain } => {
+            let rb = load_runbook(&runbook)?;
+            crate::sandbox::cli::demo(rb, &cli.global, plain)
         }
     }
+}
+
+fn tui(rb: Runbook, g: &GlobalArgs) -> Result<u8, Failure> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure { status: 1, message: format!("cannot start the async runtime: {e}") })?;
+    rt.block_on(async {
+        let region = g.region.clone().or_else(|| rb.region.clone());
+        let config = crate::aws::load_config(region, g.profile.clone()).await;
+        let clients = crate::aws::Clients::new(&config);
+        let region = clients.region.clone();
+        let ctx = crate::live::workers::WorkerContext::new(rb, clients, crate::status::probe::ProbePolicy::from_env());
+        let opts =
+            crate::tui::TuiOptions { profile: g.profile.clone(), read_only: g.read_only, log_file: g.log_file.clone() };
+        crate::tui::run(ctx, region, opts).await.map_err(|m| Failure { status: 1, message: m })?;
+        Ok(0)
+    })
 }

@@ -30,6 +30,11 @@ async fn start(rb: &Runbook, opts: SandboxOptions) -> Result<Sandbox, Failure> {
     Sandbox::up(rb, opts).await.map_err(|e| Failure { status: 1, message: format!("sandbox: {e:#}") })
 }
 
+/// Clients of cutover's own, apart from the sandbox's, so call counts are cutover's.
+pub async fn cutover_clients(sb: &Sandbox) -> crate::aws::Clients {
+    crate::aws::Clients::new(&crate::aws::sandbox_config(&sb.endpoint, &sb.region).await)
+}
+
 /// Resolves when Ctrl-C or SIGTERM arrives.
 async fn interrupted() {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
@@ -75,11 +80,23 @@ pub fn up(
     })
 }
 
-pub fn demo(rb: Runbook, g: &GlobalArgs) -> Result<u8, Failure> {
+pub fn demo(rb: Runbook, g: &GlobalArgs, plain: bool) -> Result<u8, Failure> {
     let opts = options(&rb, g, None);
     runtime()?.block_on(async {
         let sb = start(&rb, opts).await?;
-        let mut ctx = WorkerContext::new(rb.clone(), sb.clients.clone(), ProbePolicy::LoopbackOnly);
+        if !plain {
+            let mut ctx = WorkerContext::new(rb.clone(), cutover_clients(&sb).await, ProbePolicy::LoopbackOnly);
+            ctx.vars.extend(sb.env_vars(&rb));
+            // The sandbox publishes metrics every 5 s: show them sooner than AWS's pace.
+            ctx.intervals.metrics = Duration::from_secs(10);
+            let tui_opts =
+                crate::tui::TuiOptions { profile: None, read_only: g.read_only, log_file: g.log_file.clone() };
+            let result = crate::tui::run(ctx, sb.region.clone(), tui_opts).await;
+            sb.down().await;
+            println!("sandbox stopped");
+            return result.map(|()| 0).map_err(|m| Failure { status: 1, message: m });
+        }
+        let mut ctx = WorkerContext::new(rb.clone(), cutover_clients(&sb).await, ProbePolicy::LoopbackOnly);
         ctx.vars.extend(sb.env_vars(&rb));
         let mut session = Session::start(std::sync::Arc::new(ctx));
         session.first_round(&rb, Duration::from_secs(20)).await;

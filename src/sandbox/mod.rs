@@ -5,6 +5,7 @@
 pub mod app;
 pub mod cli;
 pub mod firewall;
+pub mod latency;
 pub mod process;
 pub mod provision;
 pub mod traffic;

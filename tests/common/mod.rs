@@ -71,3 +71,25 @@ pub fn session(rb: &Runbook, sb: &Sandbox) -> cutover::live::Session {
     ctx.vars.extend(sb.env_vars(rb));
     cutover::live::Session::start(std::sync::Arc::new(ctx))
 }
+
+/// A child process killed (SIGKILL) and reaped when dropped, so a failing
+/// test leaves nothing running.
+pub struct KillOnDrop(pub Option<std::process::Child>);
+
+impl KillOnDrop {
+    pub fn get(&mut self) -> &mut std::process::Child {
+        self.0.as_mut().expect("child present until taken")
+    }
+    pub fn take(&mut self) -> std::process::Child {
+        self.0.take().expect("child present until taken")
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}

@@ -1,0 +1,91 @@
+//! The selectable rows of each pane, after the filter. Shared by `update`
+//! (selection bounds) and `render` (what is drawn).
+
+use super::state::App;
+use crate::status::{InstanceView, TargetView};
+
+fn matches(filter: &str, hay: &[&str]) -> bool {
+    let f = filter.to_ascii_lowercase();
+    f.is_empty() || hay.iter().any(|h| h.to_ascii_lowercase().contains(&f))
+}
+
+pub struct TargetRow<'a> {
+    pub environment: &'a str,
+    pub group: &'a str,
+    pub target: &'a TargetView,
+    pub name: Option<&'a str>,
+}
+
+pub fn targets(app: &App) -> Vec<TargetRow<'_>> {
+    let mut out = Vec::new();
+    for env in &app.snap.environments {
+        let Some(aws) = &env.aws.value else { continue };
+        for tg in &aws.target_groups {
+            for t in &tg.targets {
+                let name = aws
+                    .instances
+                    .iter()
+                    .find(|i| i.instance.id == t.target.id)
+                    .and_then(|i| i.instance.name.as_deref());
+                let hay = [
+                    env.name.as_str(),
+                    tg.name.as_str(),
+                    t.target.id.as_str(),
+                    t.target.state.as_str(),
+                    name.unwrap_or(""),
+                ];
+                if matches(&app.filter, &hay) {
+                    out.push(TargetRow { environment: &env.name, group: &tg.name, target: t, name });
+                }
+            }
+        }
+    }
+    out
+}
+
+pub struct RedisRow<'a> {
+    pub environment: &'a str,
+    pub instance: &'a InstanceView,
+    pub endpoint: &'a str,
+}
+
+/// The instance × endpoint matrix, one row per pair.
+pub fn redis(app: &App) -> Vec<RedisRow<'_>> {
+    let mut out = Vec::new();
+    for env in &app.snap.environments {
+        let Some(aws) = &env.aws.value else { continue };
+        for i in &aws.instances {
+            for ep in i.sg_paths.keys() {
+                let hay =
+                    [env.name.as_str(), i.instance.id.as_str(), i.instance.name.as_deref().unwrap_or(""), ep.as_str()];
+                if matches(&app.filter, &hay) {
+                    out.push(RedisRow { environment: &env.name, instance: i, endpoint: ep });
+                }
+            }
+        }
+    }
+    out
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChecklistRow {
+    Phase { phase: String },
+    Item { phase: String, item: String },
+}
+
+pub fn checklist(app: &App) -> Vec<ChecklistRow> {
+    let mut out = Vec::new();
+    for p in &app.rb.phases {
+        let items: Vec<_> = p
+            .items
+            .iter()
+            .filter(|i| matches(&app.filter, &[p.id.as_str(), p.title.as_str(), i.id.as_str(), i.title.as_str()]))
+            .collect();
+        if items.is_empty() && !app.filter.is_empty() {
+            continue;
+        }
+        out.push(ChecklistRow::Phase { phase: p.id.clone() });
+        out.extend(items.into_iter().map(|i| ChecklistRow::Item { phase: p.id.clone(), item: i.id.clone() }));
+    }
+    out
+}

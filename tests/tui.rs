@@ -1,0 +1,633 @@
+//! The cockpit without a terminal: `update` for every key in every pane, and
+//! insta snapshots of whole screens on ratatui's TestBackend. The data is a
+//! fixed fixture shaped like the demo sandbox, so snapshots are stable.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseButton, MouseEvent, MouseEventKind};
+use cutover::analysis::reachability::{IngressRule, SecurityGroup};
+use cutover::aws::cloudwatch::{AlarmState, Series};
+use cutover::aws::ec2::Instance;
+use cutover::aws::elb::{LoadBalancer, Target, TargetGroup, TargetGroupAttributes};
+use cutover::live::fetch::{EnvironmentData, HealthProbe, Identity, RedisInfo, SideWeight, TrafficData};
+use cutover::live::{Event as LiveEvent, Update};
+use cutover::progress::Progress;
+use cutover::runbook::Metric;
+use cutover::tui::keys::{Action, Keymap};
+use cutover::tui::state::{App, CheckRun, Command, Event, Header, Overlay, Pane, update};
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+
+fn t0() -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_000_000)
+}
+
+fn instance(id: &str, name: &str, az: &str, sg: &str, state: &str) -> Instance {
+    Instance {
+        id: id.into(),
+        name: Some(name.into()),
+        state: state.into(),
+        instance_type: "t3.micro".into(),
+        availability_zone: az.into(),
+        private_ip: Some("10.42.1.10".into()),
+        security_groups: vec![sg.into()],
+        tags: BTreeMap::new(),
+    }
+}
+
+fn target(id: &str, state: &str, reason: Option<&str>) -> Target {
+    Target {
+        id: id.into(),
+        port: Some(8080),
+        availability_zone: None,
+        state: state.into(),
+        reason: reason.map(Into::into),
+        description: None,
+    }
+}
+
+fn env_data(side: &str, instances: Vec<Instance>, targets: Vec<Target>) -> EnvironmentData {
+    let (redis, app) = (format!("sg-{side}redis"), format!("sg-{side}app"));
+    let endpoint = if side == "prod" { "prod-cache" } else { "staging-cache" };
+    let group = SecurityGroup {
+        id: redis.clone(),
+        name: format!("{side}-redis"),
+        ingress: vec![IngressRule {
+            protocol: "tcp".into(),
+            from_port: Some(6379),
+            to_port: Some(6379),
+            groups: vec![app.clone()],
+            cidrs: vec![],
+        }],
+    };
+    let names = [
+        (redis, format!("{side}-redis")),
+        (app, format!("{side}-app")),
+        ("sg-batch".to_string(), "staging-batch".to_string()),
+    ];
+    EnvironmentData {
+        load_balancer: Some(LoadBalancer {
+            name: format!("demo-{side}-alb"),
+            arn: format!("arn:aws:elasticloadbalancing:eu-west-1:123456789012:loadbalancer/app/demo-{side}-alb/1"),
+            dns_name: format!("demo-{side}-alb.example"),
+            zones: vec!["eu-west-1a".into(), "eu-west-1b".into()],
+        }),
+        target_groups: vec![TargetGroup {
+            name: format!("demo-{side}-web"),
+            arn: format!("arn:aws:elasticloadbalancing:eu-west-1:123456789012:targetgroup/demo-{side}-web/1"),
+            load_balancer_arns: vec![],
+            health_check_path: Some("/health".into()),
+            health_check_interval_seconds: Some(30),
+            attributes: TargetGroupAttributes { stickiness_enabled: Some(false), ..Default::default() },
+            targets,
+        }],
+        instances,
+        redis_groups: BTreeMap::from([(endpoint.to_string(), vec![group])]),
+        group_names: names.into_iter().collect(),
+    }
+}
+
+fn ok_health(port: u16) -> HealthProbe {
+    HealthProbe::Answered {
+        url: format!("http://127.0.0.1:{port}/health"),
+        status: 200,
+        latency_ms: 2.0,
+        redis_ok: Some(true),
+        redis_error: None,
+        body: "{}".into(),
+    }
+}
+
+/// The demo as the sandbox starts it: staging-web-2 in a group Redis does not allow.
+fn demo_events(stopped_prod_web_1: bool) -> Vec<LiveEvent> {
+    let at = t0() - Duration::from_secs(3);
+    let ev = |update| LiveEvent { at, update };
+    let p1_state = if stopped_prod_web_1 { "stopped" } else { "running" };
+    let p1_target = if stopped_prod_web_1 {
+        target("i-0prodweb1", "unused", Some("Target.InvalidState"))
+    } else {
+        target("i-0prodweb1", "healthy", None)
+    };
+    let mut out = vec![
+        ev(Update::Identity(Ok(Identity {
+            account: "123456789012".into(),
+            arn: "arn:aws:sts::123456789012:user/moto".into(),
+        }))),
+        ev(Update::Traffic(Ok(TrafficData {
+            zone_id: "Z1".into(),
+            sides: vec![
+                SideWeight {
+                    environment: "production".into(),
+                    set_identifier: "prod".into(),
+                    weight: Some(100),
+                    share_percent: 100.0,
+                    ttl: Some(10),
+                    values: vec![],
+                },
+                SideWeight {
+                    environment: "staging".into(),
+                    set_identifier: "staging".into(),
+                    weight: Some(0),
+                    share_percent: 0.0,
+                    ttl: Some(10),
+                    values: vec![],
+                },
+            ],
+        }))),
+        ev(Update::Environment {
+            environment: "production".into(),
+            result: Ok(env_data(
+                "prod",
+                vec![
+                    instance("i-0prodweb1", "prod-web-1", "eu-west-1a", "sg-prodapp", p1_state),
+                    instance("i-0prodweb2", "prod-web-2", "eu-west-1b", "sg-prodapp", "running"),
+                ],
+                vec![p1_target, target("i-0prodweb2", "healthy", None)],
+            )),
+        }),
+        ev(Update::Environment {
+            environment: "staging".into(),
+            result: Ok(env_data(
+                "staging",
+                vec![
+                    instance("i-0stagweb1", "staging-web-1", "eu-west-1a", "sg-stagingapp", "running"),
+                    instance("i-0stagweb2", "staging-web-2", "eu-west-1b", "sg-batch", "running"),
+                ],
+                vec![target("i-0stagweb1", "healthy", None), target("i-0stagweb2", "healthy", None)],
+            )),
+        }),
+        ev(Update::Health {
+            instance_id: "i-0prodweb1".into(),
+            result: Ok(if stopped_prod_web_1 {
+                HealthProbe::Failed {
+                    url: "http://127.0.0.1:40001/health".into(),
+                    error: "connection refused or unreachable".into(),
+                }
+            } else {
+                ok_health(40001)
+            }),
+        }),
+        ev(Update::Health { instance_id: "i-0prodweb2".into(), result: Ok(ok_health(40002)) }),
+        ev(Update::Health { instance_id: "i-0stagweb1".into(), result: Ok(ok_health(40003)) }),
+        ev(Update::Health {
+            instance_id: "i-0stagweb2".into(),
+            result: Ok(HealthProbe::Answered {
+                url: "http://127.0.0.1:40004/health".into(),
+                status: 503,
+                latency_ms: 801.0,
+                redis_ok: Some(false),
+                redis_error: Some("timed out after 800 ms connecting to Redis".into()),
+                body: "{}".into(),
+            }),
+        }),
+        ev(Update::Alarms(Ok(vec![
+            AlarmState { name: "demo-staging-5xx".into(), state: "OK".into(), reason: String::new() },
+            AlarmState { name: "demo-prod-5xx".into(), state: "OK".into(), reason: String::new() },
+        ]))),
+    ];
+    for (name, keys) in [("prod-cache", 202), ("staging-cache", 0)] {
+        out.push(ev(Update::Redis {
+            endpoint: name.into(),
+            result: Ok(RedisInfo {
+                ping_ms: 0.4,
+                version: "7.0.15".into(),
+                role: "master".into(),
+                used_memory: 1_200_000,
+                keys,
+                expiring_keys: keys / 2,
+            }),
+        }));
+    }
+    let pts =
+        |vals: &[f64]| vals.iter().enumerate().map(|(i, v)| (1_794_999_000 + 60 * i as i64, *v)).collect::<Vec<_>>();
+    out.push(ev(Update::Metrics(Ok(vec![
+        Series {
+            environment: "production".into(),
+            metric: Metric::RequestCount,
+            stat: "Sum".into(),
+            points: pts(&[310.0, 330.0, 320.0, 350.0]),
+        },
+        Series { environment: "production".into(), metric: Metric::Target5xx, stat: "Sum".into(), points: vec![] },
+        Series {
+            environment: "production".into(),
+            metric: Metric::TargetResponseTime,
+            stat: "Average".into(),
+            points: pts(&[0.002, 0.003, 0.002, 0.002]),
+        },
+        Series {
+            environment: "staging".into(),
+            metric: Metric::RequestCount,
+            stat: "Sum".into(),
+            points: pts(&[0.0, 0.0, 0.0, 0.0]),
+        },
+    ]))));
+    out
+}
+
+fn app_with(events: Vec<LiveEvent>) -> App {
+    let rb =
+        cutover::runbook::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("runbooks/demo.toml")).unwrap();
+    let mut app = App::new(
+        rb,
+        "eu-west-1".into(),
+        Header { profile: None, read_only: false },
+        Keymap::default(),
+        Progress::default(),
+        "ana".into(),
+        t0(),
+    );
+    for e in events {
+        update(&mut app, Event::Live(e));
+    }
+    app.log.clear();
+    app
+}
+
+fn demo_app() -> App {
+    app_with(demo_events(false))
+}
+
+fn key(code: KeyCode) -> Event {
+    Event::Key(KeyEvent::new(code, KeyModifiers::NONE))
+}
+
+fn chars(app: &mut App, s: &str) -> Vec<Command> {
+    s.chars().flat_map(|c| update(app, key(KeyCode::Char(c)))).collect()
+}
+
+fn screen(app: &App, w: u16, h: u16) -> String {
+    let mut term = Terminal::new(TestBackend::new(w, h)).unwrap();
+    term.draw(|f| cutover::tui::view::render(app, f)).unwrap();
+    let buf = term.backend().buffer().clone();
+    (0..h)
+        .map(|y| (0..w).map(|x| buf[(x, y)].symbol().to_string()).collect::<String>().trim_end().to_string())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn snap_both(name: &str, app: &mut App) {
+    for (w, h) in [(80, 24), (160, 48)] {
+        app.size = (w, h);
+        insta::assert_snapshot!(format!("{name}_{w}x{h}"), screen(app, w, h));
+    }
+}
+
+// ---------------------------------------------------------------- snapshots
+
+#[test]
+fn snapshot_demo_as_started() {
+    snap_both("demo", &mut demo_app());
+}
+
+#[test]
+fn snapshot_stopped_instance() {
+    let mut app = app_with(demo_events(true));
+    update(&mut app, key(KeyCode::Char('2')));
+    snap_both("stopped_instance", &mut app);
+}
+
+#[test]
+fn snapshot_wrong_security_group_instance_selected() {
+    let mut app = demo_app();
+    update(&mut app, key(KeyCode::Char('3')));
+    for _ in 0..3 {
+        update(&mut app, key(KeyCode::Char('j')));
+    }
+    assert_eq!(app.selected(Pane::Redis), 3);
+    snap_both("wrong_sg_selected", &mut app);
+}
+
+#[test]
+fn snapshot_moto_down_marks_aws_values_stale() {
+    let mut app = demo_app();
+    let at = t0();
+    let err = "ListResourceRecordSets: cannot reach AWS: dispatch failure (connection refused)".to_string();
+    let mut down = vec![
+        Update::Traffic(Err(err.clone())),
+        Update::Alarms(Err("DescribeAlarms: cannot reach AWS: dispatch failure".into())),
+        Update::Metrics(Err("GetMetricData: cannot reach AWS: dispatch failure".into())),
+    ];
+    for env in ["production", "staging"] {
+        down.push(Update::Environment {
+            environment: env.into(),
+            result: Err("DescribeLoadBalancers: cannot reach AWS: dispatch failure".into()),
+        });
+    }
+    for u in down {
+        update(&mut app, Event::Live(LiveEvent { at, update: u }));
+    }
+    assert!(app.log.iter().any(|l| l.text.starts_with("traffic failing, showing last good values")));
+    snap_both("moto_down", &mut app);
+    update(&mut app, key(KeyCode::Char('e')));
+    assert_eq!(app.overlay, Overlay::Errors);
+    let s = screen(&app, 160, 48);
+    assert!(s.contains("traffic: ListResourceRecordSets: cannot reach AWS"), "{s}");
+}
+
+#[test]
+fn snapshot_help_overlay() {
+    let mut app = demo_app();
+    update(&mut app, key(KeyCode::Char('5')));
+    update(&mut app, key(KeyCode::Char('?')));
+    snap_both("help_checklist", &mut app);
+}
+
+#[test]
+fn snapshot_palette() {
+    let mut app = demo_app();
+    update(&mut app, key(KeyCode::Char(':')));
+    chars(&mut app, "pa");
+    snap_both("palette", &mut app);
+}
+
+// ---------------------------------------------------------------- update
+
+#[test]
+fn help_lists_exactly_the_keys_that_dispatch_in_each_pane() {
+    for pane in Pane::ALL {
+        let mut app = demo_app();
+        app.focus = pane;
+        update(&mut app, key(KeyCode::Char('?')));
+        let s = screen(&app, 160, 48);
+        let km = Keymap::default();
+        for b in km.for_pane(pane) {
+            assert!(s.contains(b.help), "{pane:?} help lacks {:?}", b.help);
+        }
+        let pane_only: Vec<_> = km.bindings.iter().filter(|b| b.pane.is_some() && b.pane != Some(pane)).collect();
+        for b in pane_only {
+            assert!(!s.contains(b.help), "{pane:?} help shows {:?} of another pane", b.help);
+        }
+    }
+}
+
+/// Every binding of every pane, pressed with its first key, does what it says.
+#[test]
+fn every_key_in_every_pane() {
+    let km = Keymap::default();
+    for pane in Pane::ALL {
+        for b in km.for_pane(pane) {
+            let mut app = demo_app();
+            app.focus = pane;
+            if pane == Pane::Checklist {
+                app.selected.insert(Pane::Checklist, 3); // prepare/backup, a manual item
+            }
+            let k = b.keys[0];
+            let cmds = update(&mut app, Event::Key(KeyEvent::new(k.code, k.mods)));
+            let ctx = format!("{pane:?} {:?}", b.action);
+            match b.action {
+                Action::NextPane => assert_eq!(
+                    app.focus,
+                    Pane::ALL[(Pane::ALL.iter().position(|p| *p == pane).unwrap() + 1) % 6],
+                    "{ctx}"
+                ),
+                Action::PrevPane => assert_eq!(
+                    app.focus,
+                    Pane::ALL[(Pane::ALL.iter().position(|p| *p == pane).unwrap() + 5) % 6],
+                    "{ctx}"
+                ),
+                Action::FocusTraffic => assert_eq!(app.focus, Pane::Traffic),
+                Action::FocusTargets => assert_eq!(app.focus, Pane::Targets),
+                Action::FocusRedis => assert_eq!(app.focus, Pane::Redis),
+                Action::FocusAlarms => assert_eq!(app.focus, Pane::Alarms),
+                Action::FocusChecklist => assert_eq!(app.focus, Pane::Checklist),
+                Action::FocusLog => assert_eq!(app.focus, Pane::Log),
+                Action::Down => {
+                    let rows = app.row_count(pane);
+                    let start = if pane == Pane::Checklist { 3 } else { 0 };
+                    let want = if rows == 0 { 0 } else { (start + 1).min(rows - 1) };
+                    assert_eq!(app.selected(pane), want, "{ctx} with {rows} rows");
+                }
+                Action::Up => {
+                    let want = if pane == Pane::Checklist { 2 } else { 0 };
+                    assert_eq!(app.selected(pane), want, "{ctx}");
+                }
+                Action::Zoom => assert!(app.zoomed, "{ctx}"),
+                Action::Filter => assert!(matches!(app.overlay, Overlay::Filter { .. }), "{ctx}"),
+                Action::Help => assert_eq!(app.overlay, Overlay::Help, "{ctx}"),
+                Action::ShowErrors => assert_eq!(app.overlay, Overlay::Errors, "{ctx}"),
+                Action::Palette => assert!(matches!(app.overlay, Overlay::Palette { .. }), "{ctx}"),
+                Action::Pause => assert!(app.paused, "{ctx}"),
+                Action::Refresh => assert_eq!(cmds, vec![Command::Refresh], "{ctx}"),
+                Action::Quit => assert!(app.quit && cmds == vec![Command::Quit], "{ctx}"),
+                Action::Tick => {
+                    assert_eq!(cmds, vec![Command::SaveProgress], "{ctx}");
+                    assert_eq!(app.progress.ticks["prepare/backup"].by, "ana");
+                }
+                Action::RunCheck => {
+                    assert!(cmds.is_empty(), "{ctx}: a manual item is not run");
+                    assert!(app.log.back().unwrap().text.contains("is not a check"), "{ctx}");
+                }
+                Action::Note => assert_eq!(
+                    app.overlay,
+                    Overlay::Note { key: "prepare/backup".into(), input: String::new() },
+                    "{ctx}"
+                ),
+            }
+        }
+    }
+}
+
+#[test]
+fn checklist_keys_do_nothing_outside_the_checklist() {
+    for pane in Pane::ALL.into_iter().filter(|p| *p != Pane::Checklist) {
+        let mut app = demo_app();
+        app.focus = pane;
+        assert!(update(&mut app, key(KeyCode::Enter)).is_empty());
+        assert!(update(&mut app, key(KeyCode::Char(' '))).is_empty());
+        assert!(app.progress.ticks.is_empty() && app.runs.is_empty(), "{pane:?}");
+    }
+}
+
+#[test]
+fn enter_runs_a_check_which_finishes_when_fresh_data_has_arrived() {
+    let mut app = demo_app();
+    update(&mut app, key(KeyCode::Char('5')));
+    app.selected.insert(Pane::Checklist, 7); // validate/redis
+    assert_eq!(app.selected_item(), Some(("validate".into(), "redis".into())));
+    assert_eq!(update(&mut app, key(KeyCode::Enter)), vec![Command::Refresh]);
+    assert!(matches!(app.runs["validate/redis"], CheckRun::Running { .. }));
+    // Older data does not finish it; a new round of every source does.
+    app.now = t0() + Duration::from_secs(1);
+    for mut e in demo_events(false) {
+        e.at = t0() + Duration::from_secs(2);
+        update(&mut app, Event::Live(e));
+    }
+    let CheckRun::Done { outcome, detail, .. } = &app.runs["validate/redis"] else { panic!("still running") };
+    assert_eq!(*outcome, cutover::status::CheckOutcome::Fail);
+    assert!(detail.contains("staging-web-2: security-group path to staging-cache: BLOCKED"), "{detail}");
+    assert!(app.log.iter().any(|l| l.text.starts_with("check validate/redis FAILED")));
+}
+
+#[test]
+fn space_ticks_and_unticks_a_manual_item_but_not_a_check() {
+    let mut app = demo_app();
+    app.focus = Pane::Checklist;
+    app.selected.insert(Pane::Checklist, 3);
+    update(&mut app, key(KeyCode::Char(' ')));
+    assert!(app.progress.ticks.contains_key("prepare/backup"));
+    update(&mut app, key(KeyCode::Char(' ')));
+    assert!(!app.progress.ticks.contains_key("prepare/backup"));
+    app.selected.insert(Pane::Checklist, 1); // prepare/alarms, a check
+    assert!(update(&mut app, key(KeyCode::Char(' '))).is_empty());
+    assert!(app.progress.ticks.is_empty());
+}
+
+#[test]
+fn note_typed_and_saved() {
+    let mut app = demo_app();
+    app.focus = Pane::Checklist;
+    app.selected.insert(Pane::Checklist, 3);
+    update(&mut app, key(KeyCode::Char('n')));
+    chars(&mut app, "rdb-1122x");
+    update(&mut app, key(KeyCode::Backspace));
+    assert_eq!(update(&mut app, key(KeyCode::Enter)), vec![Command::SaveProgress]);
+    assert_eq!(app.progress.notes["prepare/backup"], "rdb-1122");
+    assert_eq!(app.overlay, Overlay::None);
+}
+
+#[test]
+fn filter_narrows_rows_and_clears() {
+    let mut app = demo_app();
+    app.focus = Pane::Targets;
+    assert_eq!(app.row_count(Pane::Targets), 4);
+    update(&mut app, key(KeyCode::Char('/')));
+    chars(&mut app, "staging");
+    update(&mut app, key(KeyCode::Enter));
+    assert_eq!(app.filter, "staging");
+    assert_eq!(app.row_count(Pane::Targets), 2);
+    update(&mut app, key(KeyCode::Char('/')));
+    for _ in 0..7 {
+        update(&mut app, key(KeyCode::Backspace));
+    }
+    update(&mut app, key(KeyCode::Enter));
+    assert_eq!(app.row_count(Pane::Targets), 4);
+    // Esc abandons an edit.
+    update(&mut app, key(KeyCode::Char('/')));
+    chars(&mut app, "zzz");
+    update(&mut app, key(KeyCode::Esc));
+    assert_eq!(app.filter, "");
+}
+
+#[test]
+fn palette_runs_the_chosen_action() {
+    let mut app = demo_app();
+    update(&mut app, key(KeyCode::Char(':')));
+    chars(&mut app, "zoom");
+    assert_eq!(app.palette_entries("zoom").len(), 1);
+    update(&mut app, key(KeyCode::Enter));
+    assert!(app.zoomed);
+    assert_eq!(app.overlay, Overlay::None);
+    update(&mut app, key(KeyCode::Esc));
+    assert!(!app.zoomed, "esc leaves zoom");
+}
+
+#[test]
+fn pause_holds_live_data_and_resume_applies_it() {
+    let mut app = demo_app();
+    update(&mut app, key(KeyCode::Char('p')));
+    let moved = Update::Traffic(Ok(TrafficData {
+        zone_id: "Z1".into(),
+        sides: vec![
+            SideWeight {
+                environment: "production".into(),
+                set_identifier: "prod".into(),
+                weight: Some(70),
+                share_percent: 70.0,
+                ttl: Some(10),
+                values: vec![],
+            },
+            SideWeight {
+                environment: "staging".into(),
+                set_identifier: "staging".into(),
+                weight: Some(30),
+                share_percent: 30.0,
+                ttl: Some(10),
+                values: vec![],
+            },
+        ],
+    }));
+    update(&mut app, Event::Live(LiveEvent { at: t0(), update: moved }));
+    assert_eq!(app.snap.traffic.value.as_ref().unwrap()[0].weight, Some(100), "paused: the screen holds still");
+    update(&mut app, key(KeyCode::Char('p')));
+    assert_eq!(app.snap.traffic.value.as_ref().unwrap()[0].weight, Some(70));
+    assert!(
+        app.log.iter().any(|l| l.text == "weights changed: production 100 / staging 0 → production 70 / staging 30")
+    );
+}
+
+#[test]
+fn log_records_target_transitions_but_not_first_readings() {
+    let app = demo_app_with_log();
+    assert!(app.log.iter().all(|l| !l.text.contains("target ")), "first readings are not news: {:?}", app.log);
+    let mut app = app;
+    for e in demo_events(true) {
+        update(&mut app, Event::Live(LiveEvent { at: t0(), ..e }));
+    }
+    assert!(
+        app.log.iter().any(|l| l.text == "target i-0prodweb1: healthy → unused Target.InvalidState"),
+        "{:?}",
+        app.log
+    );
+}
+
+fn demo_app_with_log() -> App {
+    let rb =
+        cutover::runbook::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("runbooks/demo.toml")).unwrap();
+    let mut app = App::new(
+        rb,
+        "eu-west-1".into(),
+        Header { profile: None, read_only: false },
+        Keymap::default(),
+        Progress::default(),
+        "ana".into(),
+        t0(),
+    );
+    for e in demo_events(false) {
+        update(&mut app, Event::Live(e));
+    }
+    app
+}
+
+#[test]
+fn ctrl_c_quits_even_from_a_text_overlay() {
+    let mut app = demo_app();
+    update(&mut app, key(KeyCode::Char('/')));
+    let cmds = update(&mut app, Event::Key(KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL)));
+    assert_eq!(cmds, vec![Command::Quit]);
+}
+
+#[test]
+fn mouse_click_focuses_and_wheel_scrolls() {
+    let mut app = demo_app();
+    app.size = (160, 48);
+    let rects = cutover::tui::layout::panes(ratatui::layout::Rect::new(0, 0, 160, 48), app.focus, false);
+    let redis = rects.iter().find(|(p, _)| *p == Pane::Redis).unwrap().1;
+    let at =
+        |kind| Event::Mouse(MouseEvent { kind, column: redis.x + 3, row: redis.y + 3, modifiers: KeyModifiers::NONE });
+    update(&mut app, at(MouseEventKind::Down(MouseButton::Left)));
+    assert_eq!(app.focus, Pane::Redis);
+    update(&mut app, at(MouseEventKind::ScrollDown));
+    assert_eq!(app.selected(Pane::Redis), 1);
+    update(&mut app, at(MouseEventKind::ScrollUp));
+    assert_eq!(app.selected(Pane::Redis), 0);
+}
+
+#[test]
+fn tiny_terminal_gets_a_message_not_a_crash() {
+    let app = demo_app();
+    let s = screen(&app, 20, 10).split_whitespace().collect::<Vec<_>>().join(" ");
+    assert_eq!(s, "cutover needs at least 40×12; this terminal is 20×10");
+}
+
+#[test]
+fn remapped_keys_drive_dispatch_help_and_key_bar() {
+    let mut app = demo_app();
+    app.keymap = Keymap::default().with_overrides("keys.toml", "quit = \"x\"").unwrap();
+    assert!(update(&mut app, key(KeyCode::Char('q'))).is_empty());
+    update(&mut app, key(KeyCode::Char('?')));
+    let s = screen(&app, 160, 48);
+    assert!(s.lines().any(|l| l.contains(" x  quit")), "{s}");
+    update(&mut app, key(KeyCode::Esc));
+    assert_eq!(update(&mut app, key(KeyCode::Char('x'))), vec![Command::Quit]);
+}

@@ -1,0 +1,106 @@
+//! The real binary in a real terminal: `cutover demo` inside tmux (its own
+//! server socket), driven with send-keys and read with capture-pane.
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn cmd(&self, args: &[&str]) -> std::process::Output {
+        Command::new("tmux")
+            .args(["-L", &self.socket])
+            .args(args)
+            .output()
+            .expect("tmux runs (scripts/test installs it)")
+    }
+    fn screen(&self) -> String {
+        String::from_utf8_lossy(&self.cmd(&["capture-pane", "-p", "-t", "t"]).stdout).into_owned()
+    }
+    fn var(&self, name: &str) -> String {
+        String::from_utf8_lossy(&self.cmd(&["display-message", "-p", "-t", "t", name]).stdout).trim().to_string()
+    }
+    fn keys(&self, keys: &[&str]) {
+        for k in keys {
+            self.cmd(&["send-keys", "-t", "t", k]);
+            std::thread::sleep(Duration::from_millis(150));
+        }
+    }
+    fn wait_for(&self, what: &str, limit: Duration, pred: impl Fn(&str) -> bool) -> String {
+        let start = Instant::now();
+        loop {
+            let s = self.screen();
+            if pred(&s) {
+                return s;
+            }
+            assert!(start.elapsed() < limit, "timed out waiting for {what}; screen:\n{s}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.cmd(&["kill-server"]);
+    }
+}
+
+#[test]
+fn demo_in_a_real_terminal_shows_targets_ticks_an_item_and_restores_the_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let tmux = Tmux { socket: format!("cutover-test-{}", std::process::id()) };
+    let marker = dir.path().join("exited");
+    let command = format!(
+        "cd {root} && XDG_STATE_HOME={state} CUTOVER_OPERATOR=e2e {bin} --log-file {log} --region ap-south-1 demo; echo exit=$? > {marker}; sleep 30",
+        root = env!("CARGO_MANIFEST_DIR"),
+        state = dir.path().display(),
+        bin = env!("CARGO_BIN_EXE_cutover"),
+        log = dir.path().join("log").display(),
+        marker = marker.display(),
+    );
+    let out = tmux.cmd(&["new-session", "-d", "-s", "t", "-x", "160", "-y", "48", &command]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let s = tmux.wait_for("the demo's targets", Duration::from_secs(60), |s| {
+        ["prod-web-1", "prod-web-2", "staging-web-1", "staging-web-2"].iter().all(|n| s.contains(n))
+            && s.contains("4/4 healthy")
+    });
+    assert_eq!(tmux.var("#{alternate_on}"), "1", "the cockpit owns the alternate screen");
+    assert!(s.contains("BLOCKED"), "the wrong security group shows:\n{s}");
+    let pid: u32 = {
+        let out = Command::new("pgrep")
+            .args([
+                "-f",
+                "--newest",
+                &format!("{} --log-file {}", env!("CARGO_BIN_EXE_cutover"), dir.path().join("log").display()),
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().parse().expect("cutover's pid")
+    };
+    let kids = common::children_of(pid);
+    assert_eq!(kids.len(), 3, "moto + two redis-servers: {kids:?}");
+
+    // Checklist: row 3 is prepare/backup, a manual item.
+    tmux.keys(&["5", "j", "j", "j", "Space"]);
+    tmux.wait_for("the tick", Duration::from_secs(10), |s| s.contains("[x] e2e"));
+    let progress = std::fs::read_to_string(dir.path().join("cutover/demo.progress.json")).unwrap();
+    assert!(progress.contains("\"prepare/backup\"") && progress.contains("\"by\": \"e2e\""), "{progress}");
+
+    tmux.keys(&["q"]);
+    let start = Instant::now();
+    while !marker.exists() {
+        assert!(start.elapsed() < Duration::from_secs(20), "cutover did not exit; screen:\n{}", tmux.screen());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(std::fs::read_to_string(&marker).unwrap().trim(), "exit=0");
+    assert_eq!(tmux.var("#{alternate_on}"), "0", "left the alternate screen");
+    assert_eq!(tmux.var("#{cursor_flag}"), "1", "cursor visible again");
+    let s = tmux.screen();
+    assert!(s.contains("sandbox stopped"), "{s}");
+    assert!(kids.iter().all(|&p| common::process_gone(p)), "sandbox processes left: {kids:?}");
+}
