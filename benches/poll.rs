@@ -149,23 +149,20 @@ fn main() {
         c.aws_only = true;
         timed(&c, runs, "AWS calls only").await;
         c.aws_only = false;
-        let g = &sb.world.groups;
-        let perm = aws_sdk_ec2::types::IpPermission::builder()
-            .ip_protocol("tcp")
-            .from_port(6379)
-            .to_port(6379)
-            .user_id_group_pairs(aws_sdk_ec2::types::UserIdGroupPair::builder().group_id(&g["staging-batch"]).build())
-            .build();
-        sb.clients
-            .ec2
-            .authorize_security_group_ingress()
-            .group_id(&g["staging-redis"])
-            .ip_permissions(perm)
-            .send()
-            .await
-            .unwrap();
+        sb.authorize_ingress("staging-redis", "staging-batch", 6379).await.unwrap();
         tokio::time::sleep(Duration::from_secs(2)).await;
         timed(&c, runs, "full poll after the security-group fix (every /health answers at once)").await;
+
+        // moto answers in a few ms, one request at a time; real AWS is a network
+        // round trip away. Put 50 ms in front of every request to see what
+        // concurrency buys there.
+        let moto: std::net::SocketAddr = sb.endpoint.trim_start_matches("http://").parse().unwrap();
+        let (wan, proxy) = cutover::sandbox::latency::delay_proxy(moto, Duration::from_millis(50)).await.unwrap();
+        c.clients =
+            cutover::aws::Clients::new(&cutover::aws::sandbox_config(&format!("http://{wan}"), &sb.region).await);
+        concurrent(&c).await;
+        timed(&c, runs, "full poll with 50 ms added to every AWS request (after the fix)").await;
+        proxy.abort();
         sb.down().await;
     });
 }

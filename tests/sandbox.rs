@@ -6,7 +6,6 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use aws_sdk_route53::types::{Change, ChangeAction, ChangeBatch, ResourceRecord, ResourceRecordSet, RrType};
 use common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -90,21 +89,7 @@ async fn wrong_security_group_instance_really_cannot_reach_redis_until_the_rule_
     assert!(body["redis"]["error"].as_str().unwrap().contains("timed out"), "{body}");
 
     // The fix the analysis names: allow 6379 from staging-batch on staging-redis.
-    let g = &sb.world.groups;
-    let perm = aws_sdk_ec2::types::IpPermission::builder()
-        .ip_protocol("tcp")
-        .from_port(6379)
-        .to_port(6379)
-        .user_id_group_pairs(aws_sdk_ec2::types::UserIdGroupPair::builder().group_id(&g["staging-batch"]).build())
-        .build();
-    sb.clients
-        .ec2
-        .authorize_security_group_ingress()
-        .group_id(&g["staging-redis"])
-        .ip_permissions(perm)
-        .send()
-        .await
-        .unwrap();
+    sb.authorize_ingress("staging-redis", "staging-batch", 6379).await.unwrap();
     eventually(Duration::from_secs(10), "staging-web-2 to reach Redis", || async {
         let (status, body) = health_of(&sb, "staging-web-2").await;
         (status == 200 && body["redis"]["ok"] == true).then_some(())
@@ -179,27 +164,7 @@ async fn traffic_generator_metrics_follow_the_weights() {
     .await;
     assert_eq!(request_sum(&sb, "staging", start).await, 0.0, "staging gets no traffic at weight 0");
 
-    let changes = [("prod", 50), ("staging", 50)].map(|(id, w)| {
-        let set = ResourceRecordSet::builder()
-            .name(&rb.dns.record)
-            .r#type(RrType::Cname)
-            .set_identifier(id)
-            .weight(w)
-            .ttl(10)
-            .resource_records(ResourceRecord::builder().value(format!("{id}.example.test")).build().unwrap())
-            .build()
-            .unwrap();
-        Change::builder().action(ChangeAction::Upsert).resource_record_set(set).build().unwrap()
-    });
-    let batch = ChangeBatch::builder().set_changes(Some(changes.to_vec())).build().unwrap();
-    sb.clients
-        .route53
-        .change_resource_record_sets()
-        .hosted_zone_id(&sb.world.zone_id)
-        .change_batch(batch)
-        .send()
-        .await
-        .unwrap();
+    set_weights_as_another_client(&sb, &rb, &[("prod", 50), ("staging", 50)]).await;
     eventually(Duration::from_secs(20), "staging requests to be published after the shift", || async {
         (request_sum(&sb, "staging", start).await > 0.0).then_some(())
     })
@@ -210,31 +175,7 @@ async fn traffic_generator_metrics_follow_the_weights() {
 #[test]
 fn sigkill_of_cutover_leaves_no_child_behind() {
     let dir = tempfile::tempdir().unwrap();
-    let env_file = dir.path().join("sandbox.env");
-    let mut child = KillOnDrop(Some(
-        std::process::Command::new(env!("CARGO_BIN_EXE_cutover"))
-            .args([
-                "--log-file",
-                &dir.path().join("log").display().to_string(),
-                "--region",
-                "sa-east-1",
-                "sandbox",
-                "up",
-                "runbooks/demo.toml",
-                "--env-file",
-                &env_file.display().to_string(),
-            ])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    ));
-    let start = std::time::Instant::now();
-    while !env_file.exists() {
-        assert!(start.elapsed() < Duration::from_secs(60), "sandbox did not get ready");
-        assert!(child.get().try_wait().unwrap().is_none(), "cutover exited early");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let (mut child, env_file) = spawn_sandbox_up(dir.path(), "sa-east-1", std::process::Stdio::null());
     let env = std::fs::read_to_string(&env_file).unwrap();
     assert!(env.contains("export AWS_ENDPOINT_URL=http://127.0.0.1:"), "{env}");
     assert!(env.contains("export DEMO_STAGING_REDIS_URL=redis://127.0.0.1:"), "{env}");
@@ -254,30 +195,7 @@ fn sigkill_of_cutover_leaves_no_child_behind() {
 #[test]
 fn sigterm_tears_the_sandbox_down_cleanly() {
     let dir = tempfile::tempdir().unwrap();
-    let env_file = dir.path().join("sandbox.env");
-    let mut child = KillOnDrop(Some(
-        std::process::Command::new(env!("CARGO_BIN_EXE_cutover"))
-            .args([
-                "--log-file",
-                &dir.path().join("log").display().to_string(),
-                "--region",
-                "ca-central-1",
-                "sandbox",
-                "up",
-                "runbooks/demo.toml",
-                "--env-file",
-                &env_file.display().to_string(),
-            ])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap(),
-    ));
-    let start = std::time::Instant::now();
-    while !env_file.exists() {
-        assert!(start.elapsed() < Duration::from_secs(60), "sandbox did not get ready");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let (mut child, _env_file) = spawn_sandbox_up(dir.path(), "ca-central-1", std::process::Stdio::piped());
     let kids = children_of(child.get().id());
     assert_eq!(kids.len(), 3);
     unsafe { libc::kill(child.get().id() as i32, libc::SIGTERM) };

@@ -8,7 +8,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::BufRead;
 use std::time::{Duration, Instant};
 
-use aws_sdk_route53::types::{Change, ChangeAction, ChangeBatch, ResourceRecord, ResourceRecordSet, RrType};
 use common::*;
 use cutover::live::HealthProbe;
 use cutover::sandbox::Sandbox;
@@ -201,27 +200,7 @@ async fn weights_changed_by_another_client_appear_on_the_next_poll() {
     let sb = sandbox(&rb, "ap-south-1").await;
     let mut session = session(&rb, &sb);
     session.first_round(&rb, Duration::from_secs(30)).await;
-    let changes = [("prod", 70), ("staging", 30)].map(|(id, w)| {
-        let set = ResourceRecordSet::builder()
-            .name(&rb.dns.record)
-            .r#type(RrType::Cname)
-            .set_identifier(id)
-            .weight(w)
-            .ttl(10)
-            .resource_records(ResourceRecord::builder().value(format!("{id}.example.test")).build().unwrap())
-            .build()
-            .unwrap();
-        Change::builder().action(ChangeAction::Upsert).resource_record_set(set).build().unwrap()
-    });
-    let batch = ChangeBatch::builder().set_changes(Some(changes.to_vec())).build().unwrap();
-    sb.clients
-        .route53
-        .change_resource_record_sets()
-        .hosted_zone_id(&sb.world.zone_id)
-        .change_batch(batch)
-        .send()
-        .await
-        .unwrap();
+    set_weights_as_another_client(&sb, &rb, &[("prod", 70), ("staging", 30)]).await;
     let start = Instant::now();
     loop {
         session.run_until(tokio::time::Instant::now() + Duration::from_millis(500)).await;

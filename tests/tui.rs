@@ -225,21 +225,20 @@ fn demo_events(stopped_prod_web_1: bool) -> Vec<LiveEvent> {
     out
 }
 
-fn app_with(events: Vec<LiveEvent>) -> App {
+/// The demo app after `events`, with the log they wrote.
+fn app_logged(events: Vec<LiveEvent>) -> App {
     let rb =
         cutover::runbook::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("runbooks/demo.toml")).unwrap();
-    let mut app = App::new(
-        rb,
-        "eu-west-1".into(),
-        Header { profile: None, read_only: false },
-        Keymap::default(),
-        Progress::default(),
-        "ana".into(),
-        t0(),
-    );
+    let header = Header { profile: None, read_only: false };
+    let mut app = App::new(rb, "eu-west-1".into(), header, Keymap::default(), Progress::default(), "ana".into(), t0());
     for e in events {
         update(&mut app, Event::Live(e));
     }
+    app
+}
+
+fn app_with(events: Vec<LiveEvent>) -> App {
+    let mut app = app_logged(events);
     app.log.clear();
     app
 }
@@ -558,7 +557,7 @@ fn pause_holds_live_data_and_resume_applies_it() {
 
 #[test]
 fn log_records_target_transitions_but_not_first_readings() {
-    let app = demo_app_with_log();
+    let app = app_logged(demo_events(false));
     assert!(app.log.iter().all(|l| !l.text.contains("target ")), "first readings are not news: {:?}", app.log);
     let mut app = app;
     for e in demo_events(true) {
@@ -569,24 +568,6 @@ fn log_records_target_transitions_but_not_first_readings() {
         "{:?}",
         app.log
     );
-}
-
-fn demo_app_with_log() -> App {
-    let rb =
-        cutover::runbook::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("runbooks/demo.toml")).unwrap();
-    let mut app = App::new(
-        rb,
-        "eu-west-1".into(),
-        Header { profile: None, read_only: false },
-        Keymap::default(),
-        Progress::default(),
-        "ana".into(),
-        t0(),
-    );
-    for e in demo_events(false) {
-        update(&mut app, Event::Live(e));
-    }
-    app
 }
 
 #[test]

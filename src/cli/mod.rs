@@ -104,6 +104,23 @@ impl From<runbook::RunbookError> for Failure {
     }
 }
 
+/// The multi-threaded runtime every async subcommand runs on.
+pub fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure { status: 1, message: format!("cannot start the async runtime: {e}") })
+}
+
+/// AWS clients for a runbook (`--region` wins over the runbook's) and the region they use.
+pub async fn aws_clients(rb: &Runbook, g: &GlobalArgs) -> (crate::aws::Clients, String) {
+    let region = g.region.clone().or_else(|| rb.region.clone());
+    let config = crate::aws::load_config(region, g.profile.clone()).await;
+    let clients = crate::aws::Clients::new(&config);
+    let region = clients.region.clone();
+    (clients, region)
+}
+
 pub fn load_runbook(path: &Path) -> Result<Runbook, Failure> {
     Ok(runbook::load(path)?)
 }
@@ -206,15 +223,8 @@ fn run(cli: Cli) -> Result<u8, Failure> {
 }
 
 fn tui(rb: Runbook, g: &GlobalArgs) -> Result<u8, Failure> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Failure { status: 1, message: format!("cannot start the async runtime: {e}") })?;
-    rt.block_on(async {
-        let region = g.region.clone().or_else(|| rb.region.clone());
-        let config = crate::aws::load_config(region, g.profile.clone()).await;
-        let clients = crate::aws::Clients::new(&config);
-        let region = clients.region.clone();
+    runtime()?.block_on(async {
+        let (clients, region) = aws_clients(&rb, g).await;
         let ctx = crate::live::workers::WorkerContext::new(rb, clients, crate::status::probe::ProbePolicy::from_env());
         let opts =
             crate::tui::TuiOptions { profile: g.profile.clone(), read_only: g.read_only, log_file: g.log_file.clone() };

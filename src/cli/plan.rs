@@ -4,6 +4,7 @@ use std::fmt::Write;
 
 use crate::runbook::duration::format_duration;
 use crate::runbook::*;
+use crate::status::checks::check_name;
 
 pub fn render_plan(rb: &Runbook) -> String {
     let mut o = String::new();
@@ -94,18 +95,6 @@ pub fn render_plan(rb: &Runbook) -> String {
         }
     }
     o
-}
-
-pub fn check_name(c: &Check) -> &'static str {
-    match c {
-        Check::TargetsHealthy { .. } => "targets_healthy",
-        Check::RedisReachable { .. } => "redis_reachable",
-        Check::Stickiness { .. } => "stickiness",
-        Check::AlarmOk { .. } => "alarm_ok",
-        Check::HttpOk { .. } => "http_ok",
-        Check::KeyCountsMatch { .. } => "key_counts_match",
-        Check::ZonesEnabled { .. } => "zones_enabled",
-    }
 }
 
 pub fn action_name(a: &Action) -> String {

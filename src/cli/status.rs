@@ -44,15 +44,8 @@ fn print(snap: &Snapshot, args: &StatusArgs) {
 }
 
 pub fn run(rb: Runbook, g: &GlobalArgs, args: StatusArgs) -> Result<u8, Failure> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Failure { status: 1, message: format!("cannot start the async runtime: {e}") })?;
-    rt.block_on(async {
-        let region = g.region.clone().or_else(|| rb.region.clone());
-        let config = crate::aws::load_config(region, g.profile.clone()).await;
-        let clients = crate::aws::Clients::new(&config);
-        let region = clients.region.clone();
+    super::runtime()?.block_on(async {
+        let (clients, region) = super::aws_clients(&rb, g).await;
         let ctx = Arc::new(WorkerContext::new(rb.clone(), clients, ProbePolicy::from_env()));
         let mut session = Session::start(ctx);
         session.first_round(&rb, Duration::from_secs(30)).await;

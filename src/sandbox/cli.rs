@@ -3,20 +3,13 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::cli::{Failure, GlobalArgs};
+use crate::cli::{Failure, GlobalArgs, runtime};
 use crate::live::Session;
 use crate::live::workers::WorkerContext;
 use crate::runbook::Runbook;
 use crate::status::{probe::ProbePolicy, snapshot, text};
 
 use super::{Sandbox, SandboxOptions};
-
-fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Failure { status: 1, message: format!("cannot start the async runtime: {e}") })
-}
 
 fn options(rb: &Runbook, g: &GlobalArgs, moto_endpoint: Option<String>) -> SandboxOptions {
     SandboxOptions {

@@ -213,6 +213,27 @@ impl Sandbox {
         Ok(())
     }
 
+    /// Allows `port` from group `from` into group `group` (sandbox names), as
+    /// another client would: the out-of-band fix a rehearsal applies by hand.
+    pub async fn authorize_ingress(&self, group: &str, from: &str, port: u16) -> Result<()> {
+        let id = |n: &str| self.world.groups.get(n).cloned().ok_or_else(|| eyre!("no sandbox security group `{n}`"));
+        let perm = aws_sdk_ec2::types::IpPermission::builder()
+            .ip_protocol("tcp")
+            .from_port(i32::from(port))
+            .to_port(i32::from(port))
+            .user_id_group_pairs(aws_sdk_ec2::types::UserIdGroupPair::builder().group_id(id(from)?).build())
+            .build();
+        self.clients
+            .ec2
+            .authorize_security_group_ingress()
+            .group_id(id(group)?)
+            .ip_permissions(perm)
+            .send()
+            .await
+            .wrap_err("AuthorizeSecurityGroupIngress")?;
+        Ok(())
+    }
+
     /// The moto server this sandbox started, if it started one.
     pub fn moto_pid(&self) -> Option<u32> {
         self.children.iter().find(|c| c.name == "moto_server").and_then(|c| c.pid())

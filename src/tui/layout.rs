@@ -29,14 +29,7 @@ pub fn panes(area: Rect, focus: Pane, zoomed: bool) -> Vec<(Pane, Rect)> {
         let [alarms, checklist, log] =
             Layout::vertical([Constraint::Percentage(30), Constraint::Percentage(45), Constraint::Percentage(25)])
                 .areas(right);
-        vec![
-            (Pane::Traffic, traffic),
-            (Pane::Targets, targets),
-            (Pane::Redis, redis),
-            (Pane::Alarms, alarms),
-            (Pane::Checklist, checklist),
-            (Pane::Log, log),
-        ]
+        in_pane_order([traffic, targets, redis, alarms, checklist, log])
     } else {
         // Narrow (80×24): a 2×3 grid, traffic small on top.
         let [top, mid, bottom] =
@@ -46,15 +39,12 @@ pub fn panes(area: Rect, focus: Pane, zoomed: bool) -> Vec<(Pane, Rect)> {
         let [targets, redis] = Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(mid);
         let [checklist, log] =
             Layout::horizontal([Constraint::Percentage(60), Constraint::Percentage(40)]).areas(bottom);
-        vec![
-            (Pane::Traffic, traffic),
-            (Pane::Targets, targets),
-            (Pane::Redis, redis),
-            (Pane::Alarms, alarms),
-            (Pane::Checklist, checklist),
-            (Pane::Log, log),
-        ]
+        in_pane_order([traffic, targets, redis, alarms, checklist, log])
     }
+}
+
+fn in_pane_order(rects: [Rect; 6]) -> Vec<(Pane, Rect)> {
+    Pane::ALL.into_iter().zip(rects).collect()
 }
 
 #[cfg(test)]

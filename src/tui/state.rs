@@ -421,41 +421,56 @@ fn perform(app: &mut App, action: Action) -> Vec<Command> {
     Vec::new()
 }
 
+/// What a key does to a text input.
+enum Edit {
+    Submit,
+    Cancel,
+    /// Typed or erased a character.
+    Changed,
+    Other,
+}
+
+fn edit(input: &mut String, code: KeyCode) -> Edit {
+    match code {
+        KeyCode::Enter => Edit::Submit,
+        KeyCode::Esc => Edit::Cancel,
+        KeyCode::Backspace => {
+            input.pop();
+            Edit::Changed
+        }
+        KeyCode::Char(c) => {
+            input.push(c);
+            Edit::Changed
+        }
+        _ => Edit::Other,
+    }
+}
+
 /// Keys while an overlay is open; text overlays take characters.
 fn overlay_key(app: &mut App, key: KeyEvent) -> Vec<Command> {
-    let ctrl_c = key.code == KeyCode::Char('c') && key.modifiers.contains(KeyModifiers::CONTROL);
-    if ctrl_c {
+    if key.code == KeyCode::Char('c') && key.modifiers.contains(KeyModifiers::CONTROL) {
         app.quit = true;
         return vec![Command::Quit];
     }
     match std::mem::replace(&mut app.overlay, Overlay::None) {
-        Overlay::None => {}
         // Any key closes help and errors.
-        Overlay::Help | Overlay::Errors => {}
-        Overlay::Filter { mut input } => match key.code {
-            KeyCode::Esc => {}
-            KeyCode::Enter => {
+        Overlay::None | Overlay::Help | Overlay::Errors => {}
+        Overlay::Filter { mut input } => match edit(&mut input, key.code) {
+            Edit::Submit => {
                 app.filter = input.trim().to_string();
                 app.selected.clear();
-                app.log(if app.filter.is_empty() {
+                let line = if app.filter.is_empty() {
                     "filter cleared".to_string()
                 } else {
                     format!("filter: {}", app.filter)
-                });
+                };
+                app.log(line);
             }
-            KeyCode::Backspace => {
-                input.pop();
-                app.overlay = Overlay::Filter { input };
-            }
-            KeyCode::Char(c) => {
-                input.push(c);
-                app.overlay = Overlay::Filter { input };
-            }
-            _ => app.overlay = Overlay::Filter { input },
+            Edit::Cancel => {}
+            Edit::Changed | Edit::Other => app.overlay = Overlay::Filter { input },
         },
-        Overlay::Note { key: item, mut input } => match key.code {
-            KeyCode::Esc => {}
-            KeyCode::Enter => {
+        Overlay::Note { key: item, mut input } => match edit(&mut input, key.code) {
+            Edit::Submit => {
                 let text = input.trim().to_string();
                 if text.is_empty() {
                     app.progress.notes.remove(&item);
@@ -465,40 +480,28 @@ fn overlay_key(app: &mut App, key: KeyEvent) -> Vec<Command> {
                 app.log(format!("note on {item}: {text}"));
                 return vec![Command::SaveProgress];
             }
-            KeyCode::Backspace => {
-                input.pop();
-                app.overlay = Overlay::Note { key: item, input };
-            }
-            KeyCode::Char(c) => {
-                input.push(c);
-                app.overlay = Overlay::Note { key: item, input };
-            }
-            _ => app.overlay = Overlay::Note { key: item, input },
+            Edit::Cancel => {}
+            Edit::Changed | Edit::Other => app.overlay = Overlay::Note { key: item, input },
         },
-        Overlay::Palette { mut input, mut selected } => match key.code {
-            KeyCode::Esc => {}
-            KeyCode::Enter => {
-                if let Some((action, _)) = app.palette_entries(&input).get(selected) {
-                    return perform(app, *action);
-                }
-            }
-            KeyCode::Down => {
-                selected = (selected + 1).min(app.palette_entries(&input).len().saturating_sub(1));
-                app.overlay = Overlay::Palette { input, selected };
-            }
-            KeyCode::Up => {
-                app.overlay = Overlay::Palette { input, selected: selected.saturating_sub(1) };
-            }
-            KeyCode::Backspace => {
-                input.pop();
-                app.overlay = Overlay::Palette { input, selected: 0 };
-            }
-            KeyCode::Char(c) => {
-                input.push(c);
-                app.overlay = Overlay::Palette { input, selected: 0 };
-            }
-            _ => app.overlay = Overlay::Palette { input, selected },
-        },
+        Overlay::Palette { mut input, selected } => {
+            let last = |input: &str| app.palette_entries(input).len().saturating_sub(1);
+            let selected = match key.code {
+                KeyCode::Down => (selected + 1).min(last(&input)),
+                KeyCode::Up => selected.saturating_sub(1),
+                _ => match edit(&mut input, key.code) {
+                    Edit::Submit => {
+                        return match app.palette_entries(&input).get(selected) {
+                            Some((action, _)) => perform(app, *action),
+                            None => Vec::new(),
+                        };
+                    }
+                    Edit::Cancel => return Vec::new(),
+                    Edit::Changed => 0,
+                    Edit::Other => selected,
+                },
+            };
+            app.overlay = Overlay::Palette { input, selected };
+        }
     }
     Vec::new()
 }

@@ -93,3 +93,58 @@ impl Drop for KillOnDrop {
         }
     }
 }
+
+/// Sets weighted records the way another client (a colleague's script) would.
+pub async fn set_weights_as_another_client(sb: &Sandbox, rb: &Runbook, weights: &[(&str, i64)]) {
+    use aws_sdk_route53::types::{Change, ChangeAction, ChangeBatch, ResourceRecord, ResourceRecordSet, RrType};
+    let changes: Vec<Change> = weights
+        .iter()
+        .map(|(id, w)| {
+            let set = ResourceRecordSet::builder()
+                .name(&rb.dns.record)
+                .r#type(RrType::from(rb.dns.record_type.as_str()))
+                .set_identifier(*id)
+                .weight(*w)
+                .ttl(i64::from(rb.dns.ttl))
+                .resource_records(ResourceRecord::builder().value(format!("{id}.example.test")).build().unwrap())
+                .build()
+                .unwrap();
+            Change::builder().action(ChangeAction::Upsert).resource_record_set(set).build().unwrap()
+        })
+        .collect();
+    let batch = ChangeBatch::builder().set_changes(Some(changes)).build().unwrap();
+    sb.clients
+        .route53
+        .change_resource_record_sets()
+        .hosted_zone_id(&sb.world.zone_id)
+        .change_batch(batch)
+        .send()
+        .await
+        .unwrap();
+}
+
+/// `cutover sandbox up runbooks/demo.toml` as a child process, once its env file exists.
+pub fn spawn_sandbox_up(
+    dir: &std::path::Path,
+    region: &str,
+    stdout: std::process::Stdio,
+) -> (KillOnDrop, std::path::PathBuf) {
+    let env_file = dir.join("sandbox.env");
+    let log = dir.join("log");
+    let mut child = KillOnDrop(Some(
+        std::process::Command::new(env!("CARGO_BIN_EXE_cutover"))
+            .args(["--log-file", &log.display().to_string(), "--region", region, "sandbox", "up", "runbooks/demo.toml"])
+            .args(["--env-file", &env_file.display().to_string()])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stdout(stdout)
+            .spawn()
+            .unwrap(),
+    ));
+    let start = Instant::now();
+    while !env_file.exists() {
+        assert!(start.elapsed() < Duration::from_secs(60), "sandbox did not get ready");
+        assert!(child.get().try_wait().unwrap().is_none(), "cutover exited early");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    (child, env_file)
+}
