@@ -1,6 +1,9 @@
 pub mod analysis;
+pub mod audit;
 pub mod aws;
 pub mod cli;
+pub mod drive;
+pub mod engine;
 pub mod live;
 pub mod paths;
 pub mod progress;

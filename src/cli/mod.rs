@@ -2,6 +2,7 @@
 //! maps its outcome to an exit status (0 ok, 1 a check failed, 2 bad input).
 
 pub mod plan;
+pub mod shift;
 pub mod status;
 
 use std::path::{Path, PathBuf};
@@ -55,6 +56,27 @@ pub enum Command {
         /// Seconds between refreshes with --watch.
         #[arg(long, default_value_t = 5)]
         interval: u64,
+    },
+    /// Put N% of the traffic on the rollout's `to` side (100−N on `from`): both
+    /// records in one change batch, then wait for INSYNC. Audited.
+    Shift {
+        runbook: PathBuf,
+        /// Percent of traffic for the `to` side.
+        #[arg(long, value_parser = clap::value_parser!(u8).range(0..=100))]
+        to: u8,
+        /// Do it (headless changes need it).
+        #[arg(long)]
+        yes: bool,
+        /// Print the change batch; send nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Print the audit log of a runbook.
+    Audit {
+        runbook: PathBuf,
+        /// A timeline fit for a postmortem.
+        #[arg(long)]
+        markdown: bool,
     },
     /// Rehearse a runbook on a local sandbox (moto, redis-server, app servers).
     #[command(subcommand)]
@@ -206,6 +228,36 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             let rb = load_runbook(&runbook)?;
             let args = status::StatusArgs { json, watch, interval: std::time::Duration::from_secs(interval.max(1)) };
             status::run(rb, &cli.global, args)
+        }
+        Command::Shift { runbook, to, yes, dry_run } => {
+            let rb = load_runbook(&runbook)?;
+            shift::run(rb, &cli.global, shift::ShiftArgs { percent: to, yes, dry_run })
+        }
+        Command::Audit { runbook, markdown } => {
+            let rb = load_runbook(&runbook)?;
+            let log = crate::audit::AuditLog::for_runbook(&rb.name);
+            let lines = log.read().map_err(|e| Failure { status: 1, message: e })?;
+            if markdown {
+                print!("{}", crate::audit::markdown(&rb.name, &lines));
+            } else {
+                for l in &lines {
+                    println!(
+                        "{} {} {} {} [{}] {} → {} {}",
+                        l.time,
+                        l.operator,
+                        l.account.as_deref().unwrap_or("?"),
+                        l.action,
+                        l.stage,
+                        l.before,
+                        l.after,
+                        l.detail
+                    );
+                }
+                if lines.is_empty() {
+                    println!("no audit lines yet ({})", log.path.display());
+                }
+            }
+            Ok(0)
         }
         Command::Sandbox(SandboxCommand::Up { runbook, env_file, moto_endpoint }) => {
             let rb = load_runbook(&runbook)?;

@@ -358,3 +358,19 @@ pub struct SandboxInstance {
     /// The Redis endpoint the app uses; the environment's first by default.
     pub redis: String,
 }
+
+/// Short words for a gate, for logs and the cockpit.
+pub fn gate_label(g: &GateKind) -> String {
+    match g {
+        GateKind::AlarmOk { alarms } => format!("alarms {}", alarms.join(", ")),
+        GateKind::HealthyTargets { environment, min } => format!("≥{min} healthy in {environment}"),
+        GateKind::HttpHealth { environment } => format!("/health of {environment}"),
+        GateKind::RedisReachable { environment } => format!("Redis from {environment}"),
+        GateKind::Metric { environment, metric, stat, max } => {
+            format!("{environment} {} {} ≤ {max}", metric.cloudwatch_name(), stat.cloudwatch_name())
+        }
+        GateKind::Compare { metric, stat, factor } => {
+            format!("{} {} ≤ {factor}× old side", metric.cloudwatch_name(), stat.cloudwatch_name())
+        }
+    }
+}

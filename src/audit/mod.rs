@@ -1,0 +1,139 @@
+//! The audit log: one JSON object per line, appended (O_APPEND), fsynced line
+//! by line, mode 0600. A line that `append` returned Ok for is on disk.
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditLine {
+    pub time: String,
+    pub operator: String,
+    pub account: Option<String>,
+    pub region: String,
+    pub runbook: String,
+    pub action: String,
+    /// intent, applied, insync, failed, refused.
+    pub stage: String,
+    pub before: serde_json::Value,
+    pub after: serde_json::Value,
+    pub detail: String,
+}
+
+pub struct AuditLog {
+    pub path: PathBuf,
+}
+
+impl AuditLog {
+    /// `$XDG_STATE_HOME/cutover/<runbook>.audit.jsonl`.
+    pub fn for_runbook(name: &str) -> Self {
+        Self { path: crate::paths::state_dir().join(format!("{name}.audit.jsonl")) }
+    }
+
+    pub fn append(&self, line: &AuditLine) -> Result<(), String> {
+        let fail = |e: std::io::Error| format!("{}: cannot write the audit log: {e}", self.path.display());
+        if let Some(dir) = self.path.parent() {
+            std::fs::create_dir_all(dir).map_err(fail)?;
+        }
+        let mut body = serde_json::to_vec(line).map_err(|e| e.to_string())?;
+        body.push(b'\n');
+        let mut f = std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(&self.path).map_err(fail)?;
+        f.write_all(&body).map_err(fail)?;
+        f.sync_all().map_err(fail)
+    }
+
+    /// Every line; a torn last line (a crash mid-write) is skipped, not fatal.
+    pub fn read(&self) -> Result<Vec<AuditLine>, String> {
+        let text = match std::fs::read_to_string(&self.path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(format!("{}: cannot read the audit log: {e}", self.path.display())),
+        };
+        let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+        let mut out = Vec::new();
+        for (i, l) in lines.iter().enumerate() {
+            match serde_json::from_str(l) {
+                Ok(line) => out.push(line),
+                Err(_) if i + 1 == lines.len() && !text.ends_with('\n') => {}
+                Err(e) => return Err(format!("{}:{}: damaged audit line: {e}", self.path.display(), i + 1)),
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// A postmortem timeline in Markdown.
+pub fn markdown(runbook: &str, lines: &[AuditLine]) -> String {
+    let mut o = format!(
+        "# Cutover timeline: {runbook}\n\n| time (UTC) | operator | account | action | stage | before | after | detail |\n| --- | --- | --- | --- | --- | --- | --- | --- |\n"
+    );
+    for l in lines {
+        let cell = |v: &serde_json::Value| if v.is_null() { String::new() } else { v.to_string().replace('|', "\\|") };
+        o.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            l.time,
+            l.operator,
+            l.account.as_deref().unwrap_or("?"),
+            l.action,
+            l.stage,
+            cell(&l.before),
+            cell(&l.after),
+            l.detail.replace('|', "\\|")
+        ));
+    }
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn line(stage: &str) -> AuditLine {
+        AuditLine {
+            time: "2026-11-22T05:00:00Z".into(),
+            operator: "ana".into(),
+            account: Some("123456789012".into()),
+            region: "eu-west-1".into(),
+            runbook: "demo".into(),
+            action: "shift_weights".into(),
+            stage: stage.into(),
+            before: serde_json::json!({"prod": 100, "staging": 0}),
+            after: serde_json::json!({"prod": 70, "staging": 30}),
+            detail: String::new(),
+        }
+    }
+
+    #[test]
+    fn appends_lines_in_order_with_mode_0600() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog { path: dir.path().join("a/demo.audit.jsonl") };
+        log.append(&line("intent")).unwrap();
+        log.append(&line("applied")).unwrap();
+        let back = log.read().unwrap();
+        assert_eq!(back.iter().map(|l| l.stage.as_str()).collect::<Vec<_>>(), ["intent", "applied"]);
+        assert_eq!(std::fs::metadata(&log.path).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+
+    #[test]
+    fn a_torn_last_line_is_skipped_but_a_damaged_middle_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog { path: dir.path().join("x.jsonl") };
+        log.append(&line("intent")).unwrap();
+        let mut f = std::fs::OpenOptions::new().append(true).open(&log.path).unwrap();
+        f.write_all(b"{\"time\":\"2026").unwrap();
+        assert_eq!(log.read().unwrap().len(), 1);
+        std::fs::write(&log.path, "garbage\n{}\n").unwrap();
+        assert!(log.read().unwrap_err().contains("x.jsonl:1: damaged audit line"));
+    }
+
+    #[test]
+    fn markdown_timeline_has_a_row_per_line() {
+        let md = markdown("demo", &[line("intent"), line("insync")]);
+        assert!(md.starts_with("# Cutover timeline: demo"));
+        assert_eq!(md.lines().filter(|l| l.starts_with("| 2026")).count(), 2);
+        assert!(md.contains("{\"prod\":100,\"staging\":0}"));
+    }
+}

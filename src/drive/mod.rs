@@ -1,0 +1,4 @@
+//! Changes to AWS: planned from live data, shown before → after, refused under
+//! --read-only or without confirmation, audited before and after.
+
+pub mod shift;

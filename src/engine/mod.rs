@@ -1,0 +1,357 @@
+//! The rollout engine: steps, gates and abort, as plain code. No I/O and no
+//! clock: callers feed it inputs (with the time) and carry out its outputs.
+//!
+//! A step: set the weights → wait until Route53 reports INSYNC → wait one TTL
+//! (resolvers still hold the old answer) → soak, evaluating the gates. A step
+//! passes when the soak time is over and every gate has passed at least once
+//! during it (an empty result is never a success). Then the next step; after
+//! 100%, done.
+//!
+//! Gates: a failed measurement counts toward the gate's failure limit, which
+//! aborts; a provider error counts toward its consecutive-error limit, which
+//! pauses for a human (it never advances and never passes); no data follows
+//! the gate's policy (fail, pause or pass). Abort returns the weights to the
+//! last step whose gates all passed (or the initial weights) and keeps the
+//! plan: `Start` again retries from the step that failed.
+
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+
+use crate::analysis::weights::weights_for_percent;
+use crate::runbook::{Gate, NoDataPolicy, Runbook};
+
+/// Weights as (from side, to side).
+pub type Weights = (u8, u8);
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    pub steps: Vec<u8>,
+    pub soak: Duration,
+    pub ttl: Duration,
+    pub gates: Vec<GateSpec>,
+    /// Weights before the rollout; where an abort with no good step returns.
+    pub initial: Weights,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct GateSpec {
+    pub name: String,
+    pub failure_limit: u32,
+    pub consecutive_error_limit: u32,
+    pub no_data: NoDataPolicy,
+}
+
+impl Plan {
+    /// The runbook's plan, validated before anything is changed.
+    pub fn from_runbook(rb: &Runbook) -> Result<Plan, String> {
+        let r = &rb.rollout;
+        if r.steps.is_empty() || r.steps.last() != Some(&100) {
+            return Err("the rollout's steps must end at 100".into());
+        }
+        if r.steps.windows(2).any(|w| w[0] >= w[1]) || r.steps.iter().any(|s| *s == 0 || *s > 100) {
+            return Err("the rollout's steps must increase, from 1 to 100".into());
+        }
+        let initial = (
+            rb.dns.initial_weights.get(&r.from).copied().unwrap_or(100),
+            rb.dns.initial_weights.get(&r.to).copied().unwrap_or(0),
+        );
+        Ok(Plan {
+            steps: r.steps.clone(),
+            soak: r.soak,
+            ttl: Duration::from_secs(u64::from(rb.dns.ttl)),
+            gates: r.gates.iter().enumerate().map(|(i, g)| GateSpec::of(i, g)).collect(),
+            initial,
+        })
+    }
+
+    pub fn weights_at(&self, step: usize) -> Weights {
+        weights_for_percent(self.steps[step])
+    }
+}
+
+impl GateSpec {
+    fn of(i: usize, g: &Gate) -> GateSpec {
+        GateSpec {
+            name: format!("gate {} ({})", i + 1, crate::runbook::gate_label(&g.kind)),
+            failure_limit: g.failure_limit,
+            consecutive_error_limit: g.consecutive_error_limit,
+            no_data: g.no_data,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Measurement {
+    Pass,
+    Fail(String),
+    NoData,
+    /// The provider (AWS, Redis, HTTP) could not be asked.
+    Error(String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Input {
+    /// Start, or retry after an abort.
+    Start,
+    Tick,
+    /// The weights of `step` were sent (change id for GetChange).
+    ShiftApplied {
+        step: usize,
+        change_id: String,
+    },
+    /// The change of `step` is INSYNC.
+    InSync {
+        step: usize,
+    },
+    Measure {
+        gate: usize,
+        result: Measurement,
+    },
+    Pause,
+    Resume,
+    /// Skip the rest of the current soak (a person confirmed it).
+    Promote,
+    Abort {
+        reason: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    /// Send these weights (both records, one change batch); `step` None is a rollback.
+    SetWeights {
+        weights: Weights,
+        step: Option<usize>,
+    },
+    Log(String),
+    /// Stopped for a human; Resume continues, Abort rolls back.
+    Paused(String),
+    Aborted {
+        reason: String,
+        weights: Weights,
+    },
+    Done,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "phase", rename_all = "snake_case")]
+pub enum Phase {
+    Idle,
+    Shifting,
+    WaitingInsync,
+    WaitingTtl { until: SystemTime },
+    Soaking { since: SystemTime, until: SystemTime },
+    Paused,
+    RollingBack,
+    Aborted,
+    Done,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct GateCounters {
+    pub passes: u32,
+    pub failures: u32,
+    pub consecutive_errors: u32,
+}
+
+/// Everything the engine knows; serializable so a restart resumes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EngineState {
+    pub phase: Phase,
+    /// The step being rolled out.
+    pub step: usize,
+    /// The last step whose gates all passed.
+    pub last_good: Option<usize>,
+    pub counters: Vec<GateCounters>,
+    /// Why it paused or aborted.
+    pub reason: Option<String>,
+    /// What to do on Resume: the phase it paused in.
+    pub paused_from: Option<Box<Phase>>,
+}
+
+impl EngineState {
+    pub fn new(gates: usize) -> Self {
+        Self {
+            phase: Phase::Idle,
+            step: 0,
+            last_good: None,
+            counters: vec![GateCounters::default(); gates],
+            reason: None,
+            paused_from: None,
+        }
+    }
+}
+
+pub struct Engine {
+    pub plan: Plan,
+    pub state: EngineState,
+}
+
+impl Engine {
+    pub fn new(plan: Plan) -> Self {
+        let state = EngineState::new(plan.gates.len());
+        Self { plan, state }
+    }
+
+    /// The weights an abort returns to now.
+    pub fn rollback_weights(&self) -> Weights {
+        self.state.last_good.map_or(self.plan.initial, |s| self.plan.weights_at(s))
+    }
+
+    fn shift_to(&mut self, step: usize) -> Vec<Output> {
+        self.state.step = step;
+        self.state.phase = Phase::Shifting;
+        self.state.counters = vec![GateCounters::default(); self.plan.gates.len()];
+        let w = self.plan.weights_at(step);
+        vec![
+            Output::Log(format!("step {}/{}: shifting to {}/{}", step + 1, self.plan.steps.len(), w.0, w.1)),
+            Output::SetWeights { weights: w, step: Some(step) },
+        ]
+    }
+
+    fn abort(&mut self, reason: String) -> Vec<Output> {
+        let weights = self.rollback_weights();
+        self.state.phase = Phase::Aborted;
+        self.state.reason = Some(reason.clone());
+        self.state.paused_from = None;
+        vec![Output::SetWeights { weights, step: None }, Output::Aborted { reason, weights }]
+    }
+
+    fn pause(&mut self, reason: String) -> Vec<Output> {
+        self.state.paused_from = Some(Box::new(self.state.phase));
+        self.state.phase = Phase::Paused;
+        self.state.reason = Some(reason.clone());
+        vec![Output::Paused(reason)]
+    }
+
+    fn step_passed(&mut self) -> Vec<Output> {
+        let step = self.state.step;
+        self.state.last_good = Some(step);
+        let mut out = vec![Output::Log(format!(
+            "step {}/{} passed at {}%",
+            step + 1,
+            self.plan.steps.len(),
+            self.plan.steps[step]
+        ))];
+        if step + 1 == self.plan.steps.len() {
+            self.state.phase = Phase::Done;
+            out.push(Output::Done);
+        } else {
+            out.extend(self.shift_to(step + 1));
+        }
+        out
+    }
+
+    fn soak_complete(&self, now: SystemTime, until: SystemTime) -> bool {
+        now >= until && self.state.counters.iter().all(|c| c.passes > 0)
+    }
+
+    fn measure(&mut self, gate: usize, result: Measurement) -> Vec<Output> {
+        let Some(spec) = self.plan.gates.get(gate).cloned() else {
+            return vec![Output::Log(format!("measurement for unknown gate {gate} ignored"))];
+        };
+        let result = match result {
+            Measurement::NoData => match spec.no_data {
+                NoDataPolicy::Pass => Measurement::Pass,
+                NoDataPolicy::Fail => Measurement::Fail("no data (policy: fail)".into()),
+                NoDataPolicy::Pause => {
+                    return self.pause(format!("{}: no data; a person must decide (policy: pause)", spec.name));
+                }
+            },
+            r => r,
+        };
+        let c = &mut self.state.counters[gate];
+        match result {
+            Measurement::Pass => {
+                c.passes += 1;
+                c.consecutive_errors = 0;
+                Vec::new()
+            }
+            Measurement::Fail(why) => {
+                c.failures += 1;
+                c.consecutive_errors = 0;
+                let failures = c.failures;
+                if failures >= spec.failure_limit {
+                    self.abort(format!("{} failed {failures} time(s): {why}", spec.name))
+                } else {
+                    vec![Output::Log(format!("{} failed ({failures}/{}): {why}", spec.name, spec.failure_limit))]
+                }
+            }
+            Measurement::Error(why) => {
+                c.consecutive_errors += 1;
+                if c.consecutive_errors >= spec.consecutive_error_limit {
+                    let n = c.consecutive_errors;
+                    self.pause(format!("{}: {n} errors in a row, cannot judge: {why}", spec.name))
+                } else {
+                    vec![Output::Log(format!(
+                        "{} could not be measured ({}/{}): {why}",
+                        spec.name, c.consecutive_errors, spec.consecutive_error_limit
+                    ))]
+                }
+            }
+            Measurement::NoData => unreachable!("mapped above"),
+        }
+    }
+
+    pub fn handle(&mut self, input: Input, now: SystemTime) -> Vec<Output> {
+        use Phase::*;
+        match (self.state.phase, input) {
+            (Idle | Aborted, Input::Start) => {
+                // A retry starts again at the step after the last good one.
+                let next = self.state.last_good.map_or(0, |s| s + 1);
+                self.state.reason = None;
+                if next >= self.plan.steps.len() {
+                    self.state.phase = Done;
+                    return vec![Output::Done];
+                }
+                self.shift_to(next)
+            }
+            (Shifting, Input::ShiftApplied { step, change_id }) if step == self.state.step => {
+                self.state.phase = WaitingInsync;
+                vec![Output::Log(format!("change {change_id} sent; waiting for INSYNC"))]
+            }
+            (WaitingInsync, Input::InSync { step }) if step == self.state.step => {
+                self.state.phase = WaitingTtl { until: now + self.plan.ttl };
+                vec![Output::Log(format!("INSYNC; waiting one TTL ({}s) for resolvers", self.plan.ttl.as_secs()))]
+            }
+            (WaitingTtl { until }, Input::Tick) if now >= until => {
+                self.state.phase = Soaking { since: now, until: now + self.plan.soak };
+                vec![Output::Log(format!("soaking for {}s", self.plan.soak.as_secs()))]
+            }
+            (Soaking { until, .. }, Input::Tick) if self.soak_complete(now, until) => self.step_passed(),
+            (Soaking { .. }, Input::Measure { gate, result }) => self.measure(gate, result),
+            (Soaking { .. } | WaitingTtl { .. } | WaitingInsync | Shifting, Input::Promote) => {
+                vec![Output::Log("promoted: rest of the step skipped by a person".into())]
+                    .into_iter()
+                    .chain(self.step_passed())
+                    .collect()
+            }
+            (Shifting | WaitingInsync | WaitingTtl { .. } | Soaking { .. }, Input::Pause) => {
+                self.pause("paused by a person".into())
+            }
+            (Paused, Input::Resume) => {
+                let from =
+                    self.state.paused_from.take().map_or(Soaking { since: now, until: now + self.plan.soak }, |p| *p);
+                self.state.reason = None;
+                for c in &mut self.state.counters {
+                    c.consecutive_errors = 0;
+                }
+                // A soak resumes with a fresh window: what happened before the pause is not evidence now.
+                self.state.phase = match from {
+                    Soaking { .. } => Soaking { since: now, until: now + self.plan.soak },
+                    other => other,
+                };
+                vec![Output::Log("resumed".into())]
+            }
+            (Shifting | WaitingInsync | WaitingTtl { .. } | Soaking { .. } | Paused, Input::Abort { reason }) => {
+                self.abort(reason)
+            }
+            (_, Input::Tick) => Vec::new(),
+            (phase, input) => vec![Output::Log(format!("ignored {input:?} while {phase:?}"))],
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

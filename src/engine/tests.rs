@@ -1,0 +1,299 @@
+use std::time::{Duration, SystemTime};
+
+use super::*;
+
+fn t(s: u64) -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000 + s)
+}
+
+fn gate(name: &str, failure_limit: u32, consecutive_error_limit: u32, no_data: NoDataPolicy) -> GateSpec {
+    GateSpec { name: name.into(), failure_limit, consecutive_error_limit, no_data }
+}
+
+/// Steps 10, 50, 100; soak 60 s; TTL 10 s; gate 0 aborts on the first failure,
+/// gate 1 tolerates two failures; both pause after 3 errors; gate 1 passes on no data.
+fn plan() -> Plan {
+    Plan {
+        steps: vec![10, 50, 100],
+        soak: Duration::from_secs(60),
+        ttl: Duration::from_secs(10),
+        gates: vec![gate("g0", 1, 3, NoDataPolicy::Pause), gate("g1", 3, 3, NoDataPolicy::Pass)],
+        initial: (100, 0),
+    }
+}
+
+fn weights(out: &[Output]) -> Vec<(Weights, Option<usize>)> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::SetWeights { weights, step } => Some((*weights, *step)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Drives a step from its shift to the start of its soak, at `at`.
+fn to_soak(e: &mut Engine, step: usize, at: u64) {
+    e.handle(Input::ShiftApplied { step, change_id: format!("C{step}") }, t(at));
+    e.handle(Input::InSync { step }, t(at + 1));
+    assert!(matches!(e.state.phase, Phase::WaitingTtl { .. }));
+    assert!(e.handle(Input::Tick, t(at + 5)).is_empty(), "TTL not over yet");
+    e.handle(Input::Tick, t(at + 11));
+    assert!(matches!(e.state.phase, Phase::Soaking { .. }), "{:?}", e.state.phase);
+}
+
+fn pass_all(e: &mut Engine, at: u64) {
+    for g in 0..2 {
+        e.handle(Input::Measure { gate: g, result: Measurement::Pass }, t(at));
+    }
+}
+
+#[test]
+fn plan_from_the_demo_runbook_is_valid() {
+    let rb =
+        crate::runbook::load(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/runbooks/demo.toml"))).unwrap();
+    let p = Plan::from_runbook(&rb).unwrap();
+    assert_eq!(p.steps, vec![10, 25, 50, 100]);
+    assert_eq!(p.initial, (100, 0));
+    assert_eq!(p.gates.len(), 5);
+    assert_eq!(p.weights_at(1), (75, 25));
+}
+
+#[test]
+fn a_full_rollout_reaches_100_with_every_step_gated() {
+    let mut e = Engine::new(plan());
+    let out = e.handle(Input::Start, t(0));
+    assert_eq!(weights(&out), vec![((90, 10), Some(0))]);
+    let mut clock = 0;
+    for step in 0..3 {
+        to_soak(&mut e, step, clock);
+        pass_all(&mut e, clock + 20);
+        assert!(e.handle(Input::Tick, t(clock + 40)).is_empty(), "soak not over");
+        let out = e.handle(Input::Tick, t(clock + 72));
+        assert_eq!(e.state.last_good, Some(step));
+        if step < 2 {
+            assert_eq!(weights(&out), vec![(plan().weights_at(step + 1), Some(step + 1))]);
+        } else {
+            assert!(out.contains(&Output::Done));
+            assert_eq!(e.state.phase, Phase::Done);
+        }
+        clock += 100;
+    }
+}
+
+#[test]
+fn soak_time_alone_never_passes_a_step() {
+    let mut e = Engine::new(plan());
+    e.handle(Input::Start, t(0));
+    to_soak(&mut e, 0, 0);
+    e.handle(Input::Measure { gate: 0, result: Measurement::Pass }, t(20));
+    // Gate 1 has no measurement: the soak is over but the step holds.
+    assert!(e.handle(Input::Tick, t(500)).is_empty());
+    assert!(matches!(e.state.phase, Phase::Soaking { .. }));
+    e.handle(Input::Measure { gate: 1, result: Measurement::Pass }, t(501));
+    assert!(!weights(&e.handle(Input::Tick, t(502))).is_empty());
+}
+
+#[test]
+fn weights_do_not_move_before_insync_and_one_ttl() {
+    let mut e = Engine::new(plan());
+    e.handle(Input::Start, t(0));
+    e.handle(Input::ShiftApplied { step: 0, change_id: "C".into() }, t(0));
+    // Measurements before the soak are not evidence.
+    e.handle(Input::Measure { gate: 0, result: Measurement::Pass }, t(1));
+    e.handle(Input::Measure { gate: 1, result: Measurement::Pass }, t(1));
+    assert!(e.handle(Input::Tick, t(1000)).is_empty(), "still waiting for INSYNC");
+    assert_eq!(e.state.phase, Phase::WaitingInsync);
+    assert!(e.state.counters.iter().all(|c| c.passes == 0));
+    // INSYNC for another step is ignored.
+    e.handle(Input::InSync { step: 1 }, t(1001));
+    assert_eq!(e.state.phase, Phase::WaitingInsync);
+}
+
+#[test]
+fn a_failing_gate_aborts_to_the_last_good_step_and_says_why() {
+    let mut e = Engine::new(plan());
+    e.handle(Input::Start, t(0));
+    to_soak(&mut e, 0, 0);
+    pass_all(&mut e, 20);
+    e.handle(Input::Tick, t(80)); // step 0 good, shifting to step 1
+    to_soak(&mut e, 1, 100);
+    let out =
+        e.handle(Input::Measure { gate: 0, result: Measurement::Fail("alarm staging-5xx in ALARM".into()) }, t(120));
+    assert_eq!(weights(&out), vec![((90, 10), None)]);
+    assert_eq!(e.state.phase, Phase::Aborted);
+    let reason = e.state.reason.clone().unwrap();
+    assert_eq!(reason, "g0 failed 1 time(s): alarm staging-5xx in ALARM");
+    assert!(out.contains(&Output::Aborted { reason, weights: (90, 10) }));
+}
+
+#[test]
+fn failing_in_the_first_step_returns_to_the_initial_weights() {
+    let mut p = plan();
+    p.initial = (255, 0);
+    let mut e = Engine::new(p);
+    e.handle(Input::Start, t(0));
+    to_soak(&mut e, 0, 0);
+    let out = e.handle(Input::Measure { gate: 0, result: Measurement::Fail("5xx".into()) }, t(20));
+    assert_eq!(weights(&out), vec![((255, 0), None)]);
+}
+
+#[test]
+fn failure_limit_counts_failures_in_total() {
+    let mut e = Engine::new(plan());
+    e.handle(Input::Start, t(0));
+    to_soak(&mut e, 0, 0);
+    let fail = || Input::Measure { gate: 1, result: Measurement::Fail("p99 120 ms".into()) };
+    assert!(weights(&e.handle(fail(), t(20))).is_empty());
+    e.handle(Input::Measure { gate: 1, result: Measurement::Pass }, t(25));
+    assert!(weights(&e.handle(fail(), t(30))).is_empty(), "2 of 3");
+    assert_eq!(weights(&e.handle(fail(), t(35))), vec![((100, 0), None)], "a pass in between does not reset the total");
+}
+
+#[test]
+fn provider_errors_pause_and_never_pass_or_advance() {
+    let mut e = Engine::new(plan());
+    e.handle(Input::Start, t(0));
+    to_soak(&mut e, 0, 0);
+    e.handle(Input::Measure { gate: 1, result: Measurement::Pass }, t(12));
+    for i in 0..2 {
+        let out = e.handle(
+            Input::Measure { gate: 0, result: Measurement::Error("DescribeAlarms: cannot reach AWS".into()) },
+            t(20 + i),
+        );
+        assert!(!out.iter().any(|o| matches!(o, Output::Paused(_))));
+    }
+    assert!(e.handle(Input::Tick, t(500)).is_empty(), "errors are not passes");
+    let out = e.handle(
+        Input::Measure { gate: 0, result: Measurement::Error("DescribeAlarms: cannot reach AWS".into()) },
+        t(501),
+    );
+    assert!(matches!(&out[..], [Output::Paused(r)] if r.contains("3 errors in a row")), "{out:?}");
+    assert_eq!(e.state.phase, Phase::Paused);
+    assert!(weights(&out).is_empty(), "a pause changes no weight");
+    assert!(e.handle(Input::Tick, t(9999)).is_empty());
+}
+
+#[test]
+fn an_error_streak_is_broken_by_a_real_measurement() {
+    let mut e = Engine::new(plan());
+    e.handle(Input::Start, t(0));
+    to_soak(&mut e, 0, 0);
+    let err = || Input::Measure { gate: 0, result: Measurement::Error("timeout".into()) };
+    e.handle(err(), t(20));
+    e.handle(err(), t(21));
+    e.handle(Input::Measure { gate: 0, result: Measurement::Pass }, t(22));
+    e.handle(err(), t(23));
+    e.handle(err(), t(24));
+    assert!(matches!(e.state.phase, Phase::Soaking { .. }));
+}
+
+#[test]
+fn no_data_follows_each_policy() {
+    // pause
+    let mut e = Engine::new(plan());
+    e.handle(Input::Start, t(0));
+    to_soak(&mut e, 0, 0);
+    let out = e.handle(Input::Measure { gate: 0, result: Measurement::NoData }, t(20));
+    assert!(matches!(&out[..], [Output::Paused(r)] if r.contains("no data")), "{out:?}");
+    // pass
+    let mut e = Engine::new(plan());
+    e.handle(Input::Start, t(0));
+    to_soak(&mut e, 0, 0);
+    e.handle(Input::Measure { gate: 1, result: Measurement::NoData }, t(20));
+    assert_eq!(e.state.counters[1].passes, 1);
+    // fail
+    let mut p = plan();
+    p.gates[0].no_data = NoDataPolicy::Fail;
+    let mut e = Engine::new(p);
+    e.handle(Input::Start, t(0));
+    to_soak(&mut e, 0, 0);
+    let out = e.handle(Input::Measure { gate: 0, result: Measurement::NoData }, t(20));
+    assert_eq!(weights(&out), vec![((100, 0), None)]);
+    assert!(e.state.reason.as_deref().unwrap().contains("no data (policy: fail)"));
+}
+
+#[test]
+fn resume_after_a_pause_starts_a_fresh_soak_window() {
+    let mut e = Engine::new(plan());
+    e.handle(Input::Start, t(0));
+    to_soak(&mut e, 0, 0);
+    pass_all(&mut e, 20);
+    e.handle(Input::Pause, t(30));
+    assert_eq!(e.state.phase, Phase::Paused);
+    e.handle(Input::Resume, t(1000));
+    assert_eq!(e.state.phase, Phase::Soaking { since: t(1000), until: t(1060) });
+    assert!(e.handle(Input::Tick, t(1030)).is_empty());
+    assert!(!weights(&e.handle(Input::Tick, t(1061))).is_empty());
+}
+
+#[test]
+fn promote_skips_the_rest_of_the_soak() {
+    let mut e = Engine::new(plan());
+    e.handle(Input::Start, t(0));
+    to_soak(&mut e, 0, 0);
+    let out = e.handle(Input::Promote, t(15));
+    assert_eq!(weights(&out), vec![((50, 50), Some(1))]);
+    assert_eq!(e.state.last_good, Some(0));
+}
+
+#[test]
+fn manual_abort_from_a_pause_and_retry_from_the_failed_step() {
+    let mut e = Engine::new(plan());
+    e.handle(Input::Start, t(0));
+    to_soak(&mut e, 0, 0);
+    pass_all(&mut e, 20);
+    e.handle(Input::Tick, t(80));
+    to_soak(&mut e, 1, 100);
+    e.handle(Input::Pause, t(120));
+    let out = e.handle(Input::Abort { reason: "on-call: latency looks odd".into() }, t(130));
+    assert_eq!(weights(&out), vec![((90, 10), None)]);
+    assert_eq!(e.state.reason.as_deref(), Some("on-call: latency looks odd"));
+    // The plan is kept: a retry shifts to the step that did not pass.
+    let out = e.handle(Input::Start, t(500));
+    assert_eq!(weights(&out), vec![((50, 50), Some(1))]);
+}
+
+#[test]
+fn inputs_that_do_not_apply_change_nothing() {
+    let mut e = Engine::new(plan());
+    let before = e.state.clone();
+    for input in [
+        Input::Resume,
+        Input::Promote,
+        Input::InSync { step: 0 },
+        Input::Measure { gate: 0, result: Measurement::Pass },
+        Input::Abort { reason: "x".into() },
+    ] {
+        let out = e.handle(input, t(1));
+        assert!(weights(&out).is_empty());
+    }
+    assert_eq!(e.state, before);
+    // Done ignores everything but ticks and says so.
+    let mut e = Engine::new(Plan { steps: vec![100], ..plan() });
+    e.handle(Input::Start, t(0));
+    to_soak(&mut e, 0, 0);
+    pass_all(&mut e, 20);
+    e.handle(Input::Tick, t(80));
+    assert_eq!(e.state.phase, Phase::Done);
+    assert!(weights(&e.handle(Input::Start, t(90))).is_empty());
+    assert!(weights(&e.handle(Input::Abort { reason: "late".into() }, t(90))).is_empty());
+    // A measurement for a gate that does not exist is logged, not a panic.
+    let mut e = Engine::new(plan());
+    e.handle(Input::Start, t(0));
+    to_soak(&mut e, 0, 0);
+    assert!(matches!(&e.handle(Input::Measure { gate: 9, result: Measurement::Pass }, t(20))[..], [Output::Log(_)]));
+}
+
+#[test]
+fn state_round_trips_through_json_for_resume() {
+    let mut e = Engine::new(plan());
+    e.handle(Input::Start, t(0));
+    to_soak(&mut e, 0, 0);
+    e.handle(Input::Measure { gate: 0, result: Measurement::Pass }, t(20));
+    let json = serde_json::to_string(&e.state).unwrap();
+    let back: EngineState = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, e.state);
+    let mut resumed = Engine { plan: plan(), state: back };
+    resumed.handle(Input::Measure { gate: 1, result: Measurement::Pass }, t(30));
+    assert!(!weights(&resumed.handle(Input::Tick, t(80))).is_empty());
+}

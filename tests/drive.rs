@@ -1,0 +1,146 @@
+//! `cutover shift` against the sandbox's moto. Weights are read back through
+//! the AWS SDK, never through cutover.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::*;
+use cutover::runbook::Runbook;
+use cutover::sandbox::Sandbox;
+
+async fn weights(sb: &Sandbox) -> BTreeMap<String, i64> {
+    let sets = sb.clients.route53.list_resource_record_sets().hosted_zone_id(&sb.world.zone_id).send().await.unwrap();
+    sets.resource_record_sets().iter().filter_map(|r| Some((r.set_identifier()?.to_string(), r.weight()?))).collect()
+}
+
+fn w(prod: i64, staging: i64) -> BTreeMap<String, i64> {
+    BTreeMap::from([("prod".to_string(), prod), ("staging".to_string(), staging)])
+}
+
+async fn cutover(sb: &Sandbox, rb: &Runbook, state: &std::path::Path, args: &[&str]) -> (Option<i32>, String, String) {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_cutover"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("XDG_STATE_HOME", state)
+        .env("CUTOVER_OPERATOR", "on-call")
+        .envs(sb.env_vars(rb))
+        .args(["--log-file", &state.join("log").display().to_string()])
+        .args(args)
+        .output()
+        .await
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn audit(state: &std::path::Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(state.join("cutover/demo.audit.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shift_to_30_leaves_70_30_and_audits_before_and_after() {
+    let rb = runbook("demo.toml");
+    let sb = sandbox(&rb, "us-east-1").await;
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out, err) = cutover(&sb, &rb, dir.path(), &["shift", "runbooks/demo.toml", "--to", "30", "--yes"]).await;
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        out.contains(
+            "account 123456789012 region us-east-1: shift production (prod) 100 → 70, staging (staging) 0 → 30"
+        ),
+        "{out}"
+    );
+    assert!(out.contains("INSYNC after"), "{out}");
+    assert_eq!(weights(&sb).await, w(70, 30));
+    let lines = audit(dir.path());
+    let stages: Vec<&str> = lines.iter().map(|l| l["stage"].as_str().unwrap()).collect();
+    assert_eq!(stages, ["intent", "applied", "insync"]);
+    for l in &lines {
+        assert_eq!(l["before"], serde_json::json!({"production": 100, "staging": 0}));
+        assert_eq!(l["after"], serde_json::json!({"production": 70, "staging": 30}));
+        assert_eq!(l["operator"], "on-call");
+        assert_eq!(l["account"], "123456789012");
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(dir.path().join("cutover/demo.audit.jsonl")).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    // The audit command prints it, and as a postmortem timeline.
+    let (code, md, _) = cutover(&sb, &rb, dir.path(), &["audit", "runbooks/demo.toml", "--markdown"]).await;
+    assert_eq!(code, Some(0));
+    assert_eq!(md.lines().filter(|l| l.starts_with("| 20")).count(), 3, "{md}");
+    sb.down().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_run_read_only_and_missing_yes_change_nothing_and_say_so() {
+    let rb = runbook("demo.toml");
+    let sb = sandbox(&rb, "us-west-1").await;
+    let dir = tempfile::tempdir().unwrap();
+
+    let (code, out, _) =
+        cutover(&sb, &rb, dir.path(), &["shift", "runbooks/demo.toml", "--to", "30", "--dry-run"]).await;
+    assert_eq!(code, Some(0));
+    assert!(out.contains("dry run: nothing was sent"), "{out}");
+    assert!(out.contains("\"Weight\": 70") && out.contains("\"Weight\": 30"), "{out}");
+    assert_eq!(weights(&sb).await, w(100, 0));
+
+    let (code, _, err) =
+        cutover(&sb, &rb, dir.path(), &["--read-only", "shift", "runbooks/demo.toml", "--to", "30", "--yes"]).await;
+    assert_eq!(code, Some(2));
+    assert_eq!(err.trim(), "refused: --read-only forbids changing weights; nothing was changed");
+    assert_eq!(weights(&sb).await, w(100, 0));
+    let lines = audit(dir.path());
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["stage"], "refused");
+
+    let (code, _, err) = cutover(&sb, &rb, dir.path(), &["shift", "runbooks/demo.toml", "--to", "30"]).await;
+    assert_eq!(code, Some(2));
+    assert!(err.starts_with("refused: changing weights needs --yes"), "{err}");
+    assert_eq!(weights(&sb).await, w(100, 0));
+
+    let (code, _, err) = cutover(&sb, &rb, dir.path(), &["shift", "runbooks/demo.toml", "--to", "150", "--yes"]).await;
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("150 is not in 0..=100"), "{err}");
+    assert_eq!(weights(&sb).await, w(100, 0));
+    sb.down().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unequal_ttls_are_refused_before_anything_is_sent() {
+    use aws_sdk_route53::types::{Change, ChangeAction, ChangeBatch, ResourceRecord, ResourceRecordSet, RrType};
+    let rb = runbook("demo.toml");
+    let sb = sandbox(&rb, "eu-west-2").await;
+    let set = ResourceRecordSet::builder()
+        .name(&rb.dns.record)
+        .r#type(RrType::Cname)
+        .set_identifier("staging")
+        .weight(0)
+        .ttl(300)
+        .resource_records(ResourceRecord::builder().value("staging.example.test").build().unwrap())
+        .build()
+        .unwrap();
+    let change = Change::builder().action(ChangeAction::Upsert).resource_record_set(set).build().unwrap();
+    let batch = ChangeBatch::builder().changes(change).build().unwrap();
+    sb.clients
+        .route53
+        .change_resource_record_sets()
+        .hosted_zone_id(&sb.world.zone_id)
+        .change_batch(batch)
+        .send()
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (code, _, err) = cutover(&sb, &rb, dir.path(), &["shift", "runbooks/demo.toml", "--to", "30", "--yes"]).await;
+    assert_eq!(code, Some(2));
+    assert!(err.starts_with("refused: the weighted records' TTLs differ (prod has 10 s, staging has 300 s)"), "{err}");
+    assert_eq!(weights(&sb).await, w(100, 0));
+    assert!(audit(dir.path()).is_empty(), "nothing was attempted");
+    sb.down().await;
+}
