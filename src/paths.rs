@@ -22,6 +22,29 @@ pub fn config_dir() -> PathBuf {
     base("XDG_CONFIG_HOME", ".config").join("cutover")
 }
 
+/// Writes `bytes` so that a crash leaves either the old file or the new one:
+/// temp file, fsync, rename, fsync of the directory. Mode 0600.
+pub fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let mut f = std::fs::OpenOptions::new().create(true).truncate(true).write(true).mode(0o600).open(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent()
+        && let Ok(d) = std::fs::File::open(dir)
+    {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
 pub fn default_log_file() -> PathBuf {
     state_dir().join("cutover.log")
 }

@@ -2,6 +2,7 @@
 //! maps its outcome to an exit status (0 ok, 1 a check failed, 2 bad input).
 
 pub mod plan;
+pub mod rollout;
 pub mod shift;
 pub mod status;
 
@@ -70,6 +71,27 @@ pub enum Command {
         /// Print the change batch; send nothing.
         #[arg(long)]
         dry_run: bool,
+    },
+    /// Step through the runbook's rollout behind its gates; resumes after an
+    /// interruption. Exit 0 done, 1 aborted (rolled back), 3 paused, 2 refused.
+    Rollout {
+        runbook: PathBuf,
+        #[arg(long)]
+        yes: bool,
+        /// Continue from the live weights when they differ from the saved state.
+        #[arg(long)]
+        adopt_live: bool,
+        /// Forget the saved rollout state and start over.
+        #[arg(long)]
+        restart: bool,
+    },
+    /// Roll back to the last step whose gates all passed (or the initial weights).
+    Abort {
+        runbook: PathBuf,
+        #[arg(long)]
+        yes: bool,
+        #[arg(long)]
+        reason: Option<String>,
     },
     /// Print the audit log of a runbook.
     Audit {
@@ -232,6 +254,14 @@ fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Shift { runbook, to, yes, dry_run } => {
             let rb = load_runbook(&runbook)?;
             shift::run(rb, &cli.global, shift::ShiftArgs { percent: to, yes, dry_run })
+        }
+        Command::Rollout { runbook, yes, adopt_live, restart } => {
+            let rb = load_runbook(&runbook)?;
+            rollout::run(rb, &cli.global, yes, adopt_live, restart)
+        }
+        Command::Abort { runbook, yes, reason } => {
+            let rb = load_runbook(&runbook)?;
+            rollout::abort(rb, &cli.global, yes, reason)
         }
         Command::Audit { runbook, markdown } => {
             let rb = load_runbook(&runbook)?;

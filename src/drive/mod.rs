@@ -1,4 +1,6 @@
 //! Changes to AWS: planned from live data, shown before → after, refused under
 //! --read-only or without confirmation, audited before and after.
 
+pub mod gates;
+pub mod rollout;
 pub mod shift;

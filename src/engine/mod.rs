@@ -9,7 +9,8 @@
 //!
 //! Gates: a failed measurement counts toward the gate's failure limit, which
 //! aborts; a provider error counts toward its consecutive-error limit, which
-//! pauses for a human (it never advances and never passes); no data follows
+//! pauses for a human (it never advances and never passes); no data waits
+//! while the soak runs (metrics lag) and, once the soak time is over, follows
 //! the gate's policy (fail, pause or pass). Abort returns the weights to the
 //! last step whose gates all passed (or the initial weights) and keeps the
 //! plan: `Start` again retries from the step that failed.
@@ -247,10 +248,15 @@ impl Engine {
         now >= until && self.state.counters.iter().all(|c| c.passes > 0)
     }
 
-    fn measure(&mut self, gate: usize, result: Measurement) -> Vec<Output> {
+    fn measure(&mut self, gate: usize, result: Measurement, now: SystemTime) -> Vec<Output> {
         let Some(spec) = self.plan.gates.get(gate).cloned() else {
             return vec![Output::Log(format!("measurement for unknown gate {gate} ignored"))];
         };
+        if let (Measurement::NoData, Phase::Soaking { until, .. }) = (&result, self.state.phase)
+            && now < until
+        {
+            return vec![Output::Log(format!("{}: no data yet", spec.name))];
+        }
         let result = match result {
             Measurement::NoData => match spec.no_data {
                 NoDataPolicy::Pass => Measurement::Pass,
@@ -320,7 +326,7 @@ impl Engine {
                 vec![Output::Log(format!("soaking for {}s", self.plan.soak.as_secs()))]
             }
             (Soaking { until, .. }, Input::Tick) if self.soak_complete(now, until) => self.step_passed(),
-            (Soaking { .. }, Input::Measure { gate, result }) => self.measure(gate, result),
+            (Soaking { .. }, Input::Measure { gate, result }) => self.measure(gate, result, now),
             (Soaking { .. } | WaitingTtl { .. } | WaitingInsync | Shifting, Input::Promote) => {
                 vec![Output::Log("promoted: rest of the step skipped by a person".into())]
                     .into_iter()

@@ -188,18 +188,29 @@ fn an_error_streak_is_broken_by_a_real_measurement() {
 }
 
 #[test]
-fn no_data_follows_each_policy() {
+fn no_data_waits_while_the_soak_runs() {
+    let mut e = Engine::new(plan());
+    e.handle(Input::Start, t(0));
+    to_soak(&mut e, 0, 0); // soak from t(11) to t(71)
+    let out = e.handle(Input::Measure { gate: 0, result: Measurement::NoData }, t(20));
+    assert!(matches!(&out[..], [Output::Log(l)] if l.ends_with("no data yet")), "{out:?}");
+    assert!(matches!(e.state.phase, Phase::Soaking { .. }));
+    assert_eq!(e.state.counters[0], GateCounters::default(), "waiting is neither pass nor fail");
+}
+
+#[test]
+fn no_data_after_the_soak_follows_each_policy() {
     // pause
     let mut e = Engine::new(plan());
     e.handle(Input::Start, t(0));
     to_soak(&mut e, 0, 0);
-    let out = e.handle(Input::Measure { gate: 0, result: Measurement::NoData }, t(20));
+    let out = e.handle(Input::Measure { gate: 0, result: Measurement::NoData }, t(80));
     assert!(matches!(&out[..], [Output::Paused(r)] if r.contains("no data")), "{out:?}");
     // pass
     let mut e = Engine::new(plan());
     e.handle(Input::Start, t(0));
     to_soak(&mut e, 0, 0);
-    e.handle(Input::Measure { gate: 1, result: Measurement::NoData }, t(20));
+    e.handle(Input::Measure { gate: 1, result: Measurement::NoData }, t(80));
     assert_eq!(e.state.counters[1].passes, 1);
     // fail
     let mut p = plan();
@@ -207,7 +218,7 @@ fn no_data_follows_each_policy() {
     let mut e = Engine::new(p);
     e.handle(Input::Start, t(0));
     to_soak(&mut e, 0, 0);
-    let out = e.handle(Input::Measure { gate: 0, result: Measurement::NoData }, t(20));
+    let out = e.handle(Input::Measure { gate: 0, result: Measurement::NoData }, t(80));
     assert_eq!(weights(&out), vec![((100, 0), None)]);
     assert!(e.state.reason.as_deref().unwrap().contains("no data (policy: fail)"));
 }

@@ -3,8 +3,6 @@
 //! written atomically (temp file, fsync, rename) with mode 0600.
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -60,23 +58,9 @@ impl Progress {
     }
 
     pub fn save(&self, path: &Path) -> Result<(), String> {
-        let fail = |e: std::io::Error| format!("{}: cannot save checklist progress: {e}", path.display());
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(fail)?;
-        }
-        let tmp = path.with_extension("json.tmp");
         let body = serde_json::to_vec_pretty(self).map_err(|e| e.to_string())?;
-        let mut f =
-            std::fs::OpenOptions::new().create(true).truncate(true).write(true).mode(0o600).open(&tmp).map_err(fail)?;
-        f.write_all(&body).map_err(fail)?;
-        f.sync_all().map_err(fail)?;
-        std::fs::rename(&tmp, path).map_err(fail)?;
-        if let Some(dir) = path.parent()
-            && let Ok(d) = std::fs::File::open(dir)
-        {
-            let _ = d.sync_all();
-        }
-        Ok(())
+        crate::paths::write_atomic(path, &body)
+            .map_err(|e| format!("{}: cannot save checklist progress: {e}", path.display()))
     }
 
     /// Ticks an unticked item or unticks a ticked one; returns the new state.
@@ -105,7 +89,7 @@ mod tests {
         p.save(&path).unwrap();
         assert_eq!(Progress::load(&path).unwrap(), p);
         assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
-        assert!(!path.with_extension("json.tmp").exists());
+        assert!(!dir.path().join("sub/demo.progress.json.tmp").exists());
     }
 
     #[test]

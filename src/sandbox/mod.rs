@@ -12,7 +12,6 @@ pub mod traffic;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use color_eyre::eyre::{Result, WrapErr, eyre};
@@ -196,21 +195,8 @@ impl Sandbox {
 
     /// Writes the env file atomically, mode 0600.
     pub fn write_env_file(&self, rb: &Runbook, path: &std::path::Path) -> Result<()> {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
         let body: String = self.env_vars(rb).iter().map(|(k, v)| format!("export {k}={v}\n")).collect();
-        let tmp: PathBuf = path.with_extension("tmp");
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(true)
-            .write(true)
-            .mode(0o600)
-            .open(&tmp)
-            .wrap_err_with(|| format!("cannot write {}", tmp.display()))?;
-        f.write_all(body.as_bytes())?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path).wrap_err_with(|| format!("cannot write {}", path.display()))?;
-        Ok(())
+        crate::paths::write_atomic(path, body.as_bytes()).wrap_err_with(|| format!("cannot write {}", path.display()))
     }
 
     /// Allows `port` from group `from` into group `group` (sandbox names), as

@@ -1,0 +1,403 @@
+//! Running the rollout: the engine driven by live gate measurements, every
+//! weight change through `shift`, audited, and the state written atomically
+//! after every change so a restart (even after kill -9) resumes.
+
+use std::collections::BTreeMap;
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+
+use super::shift;
+use crate::audit::{AuditLine, AuditLog};
+use crate::aws::Clients;
+use crate::engine::{Engine, EngineState, Input, Output, Phase, Plan, Weights};
+use crate::live::Session;
+use crate::live::workers::WorkerContext;
+use crate::runbook::Runbook;
+use crate::status::probe::ProbePolicy;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RolloutState {
+    pub runbook: String,
+    /// Changes when the steps, soak, TTL or gates change.
+    pub plan_hash: String,
+    pub engine: EngineState,
+    /// The weights cutover last sent.
+    pub applied: Option<Weights>,
+    /// A change sent but not yet seen INSYNC.
+    pub pending_change: Option<String>,
+    pub updated_at: String,
+}
+
+pub fn state_path(name: &str) -> PathBuf {
+    crate::paths::state_dir().join(format!("{name}.rollout.json"))
+}
+
+fn lock_path(name: &str) -> PathBuf {
+    crate::paths::state_dir().join(format!("{name}.rollout.lock"))
+}
+
+/// Where `cutover abort` asks a running rollout to abort.
+pub fn abort_request_path(name: &str) -> PathBuf {
+    crate::paths::state_dir().join(format!("{name}.abort-request"))
+}
+
+/// FNV-1a over the plan's JSON: stable across builds, unlike std's hasher.
+pub fn plan_hash(rb: &Runbook) -> String {
+    let body = serde_json::json!({"steps": rb.rollout.steps, "soak": rb.rollout.soak.as_millis() as u64, "ttl": rb.dns.ttl, "gates": rb.rollout.gates, "from": rb.rollout.from, "to": rb.rollout.to});
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in body.to_string().bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    format!("{h:016x}")
+}
+
+pub fn load_state(name: &str) -> Result<Option<RolloutState>, String> {
+    let path = state_path(name);
+    match std::fs::read_to_string(&path) {
+        Ok(t) => serde_json::from_str(&t)
+            .map(Some)
+            .map_err(|e| format!("{}: damaged rollout state ({e}); move it away to start over", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!("{}: {e}", path.display())),
+    }
+}
+
+pub fn save_state(s: &RolloutState) -> Result<(), String> {
+    let path = state_path(&s.runbook);
+    let body = serde_json::to_vec_pretty(s).map_err(|e| e.to_string())?;
+    crate::paths::write_atomic(&path, &body)
+        .map_err(|e| format!("{}: cannot save the rollout state: {e}", path.display()))
+}
+
+/// An exclusive lock held while a rollout runs (released when dropped).
+pub struct RolloutLock {
+    /// Keeps the descriptor, and with it the flock, alive.
+    _file: std::fs::File,
+}
+
+impl RolloutLock {
+    /// None when another process holds it.
+    pub fn try_take(name: &str) -> Result<Option<RolloutLock>, String> {
+        let path = lock_path(name);
+        if let Some(d) = path.parent() {
+            std::fs::create_dir_all(d).map_err(|e| e.to_string())?;
+        }
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        // SAFETY: flock on a file descriptor we own; no memory is involved.
+        let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        Ok((rc == 0).then_some(RolloutLock { _file: f }))
+    }
+}
+
+pub struct Context {
+    pub rb: Runbook,
+    pub clients: Clients,
+    pub region: String,
+    pub account: String,
+    pub vars: BTreeMap<String, String>,
+    pub adopt_live: bool,
+    pub restart: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Done,
+    Aborted(String),
+    Paused(String),
+}
+
+struct Runner<'a> {
+    cx: &'a Context,
+    engine: Engine,
+    state: RolloutState,
+    log: AuditLog,
+    say: &'a mut dyn FnMut(&str),
+}
+
+impl Runner<'_> {
+    fn persist(&mut self) -> Result<(), String> {
+        self.state.engine = self.engine.state.clone();
+        self.state.updated_at = crate::status::rfc3339(SystemTime::now());
+        save_state(&self.state)
+    }
+
+    fn audit(
+        &self,
+        action: &str,
+        stage: &str,
+        before: Option<Weights>,
+        after: Weights,
+        detail: String,
+    ) -> Result<(), String> {
+        let (from, to) = (&self.cx.rb.rollout.from, &self.cx.rb.rollout.to);
+        let w = |w: Weights| serde_json::json!({ from: w.0, to: w.1 });
+        self.log.append(&AuditLine {
+            time: crate::status::rfc3339(SystemTime::now()),
+            operator: crate::progress::operator(),
+            account: Some(self.cx.account.clone()),
+            region: self.cx.region.clone(),
+            runbook: self.cx.rb.name.clone(),
+            action: action.into(),
+            stage: stage.into(),
+            before: before.map_or(serde_json::Value::Null, w),
+            after: w(after),
+            detail,
+        })
+    }
+
+    /// Sends weights and waits for INSYNC; feeds the engine.
+    async fn set_weights(&mut self, weights: Weights, step: Option<usize>) -> Result<Vec<Output>, String> {
+        let plan = shift::plan(&self.cx.clients, &self.cx.rb, weights).await?;
+        let before = (plan.from.record.weight, plan.to.record.weight);
+        let action = match step {
+            Some(s) => {
+                format!("rollout step {}/{} ({}%)", s + 1, self.engine.plan.steps.len(), self.engine.plan.steps[s])
+            }
+            None => "rollout abort".to_string(),
+        };
+        let mut out = Vec::new();
+        if plan.is_noop() {
+            (self.say)(&format!("{action}: weights already {}/{}", weights.0, weights.1));
+            self.state.applied = Some(weights);
+            if let Some(s) = step {
+                out.extend(
+                    self.engine.handle(
+                        Input::ShiftApplied { step: s, change_id: "(already applied)".into() },
+                        SystemTime::now(),
+                    ),
+                );
+                out.extend(self.engine.handle(Input::InSync { step: s }, SystemTime::now()));
+            }
+            self.persist()?;
+            return Ok(out);
+        }
+        self.audit(&action, "intent", Some(before), weights, plan.describe())?;
+        let change = match shift::apply(&self.cx.clients, &plan).await {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = self.audit(&action, "failed", Some(before), weights, e.to_string());
+                return Err(format!("{action}: the change was not accepted: {e}; weights unchanged"));
+            }
+        };
+        self.state.applied = Some(weights);
+        self.state.pending_change = Some(change.clone());
+        self.audit(&action, "applied", Some(before), weights, format!("change {change}"))?;
+        if let Some(s) = step {
+            out.extend(
+                self.engine.handle(Input::ShiftApplied { step: s, change_id: change.clone() }, SystemTime::now()),
+            );
+        }
+        self.persist()?;
+        (self.say)(&format!("{action}: {} sent as {change}", plan.describe()));
+        let took = shift::wait_insync(&self.cx.clients, &change, Duration::from_secs(300)).await?;
+        self.audit(
+            &action,
+            "insync",
+            Some(before),
+            weights,
+            format!("change {change} INSYNC after {:.1} s", took.as_secs_f64()),
+        )?;
+        self.state.pending_change = None;
+        if let Some(s) = step {
+            out.extend(self.engine.handle(Input::InSync { step: s }, SystemTime::now()));
+        }
+        self.persist()?;
+        Ok(out)
+    }
+}
+
+/// The live weights (from, to), read from Route53.
+pub async fn live_weights(clients: &Clients, rb: &Runbook) -> Result<Weights, String> {
+    let p = shift::plan(clients, rb, (0, 0)).await?;
+    Ok((p.from.record.weight, p.to.record.weight))
+}
+
+pub async fn run(cx: &Context, say: &mut dyn FnMut(&str)) -> Result<Outcome, String> {
+    let rb = &cx.rb;
+    let plan = Plan::from_runbook(rb)?;
+    let _lock = RolloutLock::try_take(&rb.name)?.ok_or_else(|| {
+        format!("another cutover rollout of {} is running (lock {})", rb.name, lock_path(&rb.name).display())
+    })?;
+    let hash = plan_hash(rb);
+    let existing = load_state(&rb.name)?;
+    let mut state = match existing {
+        Some(s) if s.plan_hash != hash && !cx.restart => {
+            return Err(format!(
+                "the runbook's rollout (steps, soak, TTL or gates) changed since this rollout started ({}); rerun with --restart to start over from the live weights",
+                state_path(&rb.name).display()
+            ));
+        }
+        Some(s) if s.plan_hash == hash && !cx.restart => s,
+        _ => RolloutState {
+            runbook: rb.name.clone(),
+            plan_hash: hash,
+            engine: EngineState::new(plan.gates.len()),
+            applied: None,
+            pending_change: None,
+            updated_at: String::new(),
+        },
+    };
+    let live = live_weights(&cx.clients, rb).await?;
+    let expected = state.applied.unwrap_or(plan.initial);
+    if live != expected {
+        if !cx.adopt_live {
+            return Err(format!(
+                "the live weights are {}/{} but the rollout expects {}/{} (someone changed them, or the rollout was interrupted mid-change); check, then rerun with --adopt-live to continue from the live weights",
+                live.0, live.1, expected.0, expected.1
+            ));
+        }
+        say(&format!("adopting the live weights {}/{}", live.0, live.1));
+        state.applied = Some(live);
+    }
+    let _ = std::fs::remove_file(abort_request_path(&rb.name));
+    let mut runner = Runner {
+        cx,
+        engine: Engine { plan, state: state.engine.clone() },
+        state,
+        log: AuditLog::for_runbook(&rb.name),
+        say,
+    };
+
+    let mut ctx = WorkerContext::new(rb.clone(), cx.clients.clone(), ProbePolicy::from_env());
+    ctx.vars.extend(cx.vars.clone());
+    ctx.intervals.traffic = Duration::from_secs(2);
+    ctx.intervals.environment = Duration::from_secs(3);
+    ctx.intervals.health = Duration::from_secs(2);
+    ctx.intervals.redis = Duration::from_secs(2);
+    ctx.intervals.alarms = rb.rollout.gate_interval.min(Duration::from_secs(15));
+    let mut session = Session::start(Arc::new(ctx));
+    session.first_round(rb, Duration::from_secs(30)).await;
+
+    let now = SystemTime::now;
+    let mut outputs = match runner.engine.state.phase {
+        Phase::Idle | Phase::Aborted | Phase::Done => runner.engine.handle(Input::Start, now()),
+        Phase::Paused => runner.engine.handle(Input::Resume, now()),
+        Phase::Shifting | Phase::RollingBack => {
+            let step = runner.engine.state.step;
+            vec![Output::SetWeights { weights: runner.engine.plan.weights_at(step), step: Some(step) }]
+        }
+        Phase::WaitingInsync => {
+            let step = runner.engine.state.step;
+            if let Some(change) = runner.state.pending_change.clone() {
+                shift::wait_insync(&cx.clients, &change, Duration::from_secs(300)).await?;
+            }
+            runner.engine.handle(Input::InSync { step }, now())
+        }
+        Phase::WaitingTtl { .. } | Phase::Soaking { .. } => {
+            let line = format!("resuming step {} of {}", runner.engine.state.step + 1, runner.engine.plan.steps.len());
+            (runner.say)(&line);
+            Vec::new()
+        }
+    };
+    runner.persist()?;
+    let mut last_measured: Vec<Option<SystemTime>> = vec![None; rb.rollout.gates.len()];
+    let mut quiet = std::collections::BTreeSet::new();
+    loop {
+        while !outputs.is_empty() {
+            let mut next = Vec::new();
+            for o in std::mem::take(&mut outputs) {
+                match o {
+                    Output::SetWeights { weights, step } => next.extend(runner.set_weights(weights, step).await?),
+                    Output::Log(line) => {
+                        // "no data yet" is said once per gate and step, not every interval.
+                        if !line.ends_with("no data yet") || quiet.insert((runner.engine.state.step, line.clone())) {
+                            (runner.say)(&line);
+                        }
+                    }
+                    Output::Paused(reason) => {
+                        runner.persist()?;
+                        runner.audit(
+                            "rollout pause",
+                            "paused",
+                            runner.state.applied,
+                            runner.state.applied.unwrap_or(expected),
+                            reason.clone(),
+                        )?;
+                        return Ok(Outcome::Paused(reason));
+                    }
+                    Output::Aborted { reason, weights } => {
+                        runner.persist()?;
+                        runner.audit("rollout abort", "done", None, weights, reason.clone())?;
+                        return Ok(Outcome::Aborted(reason));
+                    }
+                    Output::Done => {
+                        runner.persist()?;
+                        return Ok(Outcome::Done);
+                    }
+                }
+            }
+            outputs = next;
+        }
+        session.run_until(tokio::time::Instant::now() + Duration::from_secs(1)).await;
+        if let Ok(reason) = std::fs::read_to_string(abort_request_path(&rb.name)) {
+            let _ = std::fs::remove_file(abort_request_path(&rb.name));
+            outputs = runner.engine.handle(Input::Abort { reason: reason.trim().to_string() }, now());
+            continue;
+        }
+        outputs = runner.engine.handle(Input::Tick, now());
+        if let Phase::Soaking { since, .. } = runner.engine.state.phase {
+            let snap = crate::status::snapshot(rb, &session.state, &cx.region, now());
+            for (i, g) in rb.rollout.gates.iter().enumerate() {
+                if last_measured[i].is_some_and(|t| now().duration_since(t).unwrap_or_default() < g.interval) {
+                    continue;
+                }
+                last_measured[i] = Some(now());
+                let m = match super::gates::from_snapshot(rb, &g.kind, &snap) {
+                    Some(m) => m,
+                    None => super::gates::metric(&cx.clients, &g.kind, &snap, rb, since).await,
+                };
+                if matches!(m, crate::engine::Measurement::Fail(_) | crate::engine::Measurement::Error(_)) {
+                    (runner.say)(&format!("gate {} ({}): {m:?}", i + 1, crate::runbook::gate_label(&g.kind)));
+                }
+                outputs.extend(runner.engine.handle(Input::Measure { gate: i, result: m }, now()));
+                if runner.engine.state.phase == Phase::Aborted || runner.engine.state.phase == Phase::Paused {
+                    break;
+                }
+            }
+            runner.persist()?;
+        } else if !outputs.is_empty() {
+            runner.persist()?;
+        }
+    }
+}
+
+/// `cutover abort`: asks a running rollout to abort, or, when none runs,
+/// sets the weights back itself. Returns what it did.
+pub async fn abort(cx: &Context, reason: &str, say: &mut dyn FnMut(&str)) -> Result<String, String> {
+    let rb = &cx.rb;
+    let Some(_lock) = RolloutLock::try_take(&rb.name)? else {
+        crate::paths::write_atomic(&abort_request_path(&rb.name), reason.as_bytes()).map_err(|e| e.to_string())?;
+        return Ok("a rollout is running: it was asked to abort and will roll back within a second".into());
+    };
+    let plan = Plan::from_runbook(rb)?;
+    let mut state = load_state(&rb.name)?.unwrap_or(RolloutState {
+        runbook: rb.name.clone(),
+        plan_hash: plan_hash(rb),
+        engine: EngineState::new(plan.gates.len()),
+        applied: None,
+        pending_change: None,
+        updated_at: String::new(),
+    });
+    let engine = Engine { plan, state: state.engine.clone() };
+    let target = engine.rollback_weights();
+    let mut runner = Runner { cx, engine, state: state.clone(), log: AuditLog::for_runbook(&rb.name), say };
+    runner.set_weights(target, None).await?;
+    state = runner.state.clone();
+    state.engine.phase = Phase::Aborted;
+    state.engine.reason = Some(reason.to_string());
+    runner.state = state;
+    runner.engine.state = runner.state.engine.clone();
+    runner.persist()?;
+    runner.audit("rollout abort", "done", None, target, reason.to_string())?;
+    Ok(format!("weights set back to {}/{}", target.0, target.1))
+}
