@@ -3,6 +3,7 @@
 
 pub mod plan;
 pub mod rollout;
+pub mod run;
 pub mod shift;
 pub mod status;
 
@@ -92,6 +93,20 @@ pub enum Command {
         yes: bool,
         #[arg(long)]
         reason: Option<String>,
+    },
+    /// Run one checklist action (phase/item), or its rollback: planned from live
+    /// data, shown before → after, confirmed with --yes, audited.
+    Run {
+        runbook: PathBuf,
+        /// phase/item, as `cutover plan` lists them.
+        item: String,
+        #[arg(long)]
+        yes: bool,
+        #[arg(long)]
+        dry_run: bool,
+        /// Run the item's rollback instead.
+        #[arg(long)]
+        rollback: bool,
     },
     /// Print the audit log of a runbook.
     Audit {
@@ -262,6 +277,10 @@ fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Abort { runbook, yes, reason } => {
             let rb = load_runbook(&runbook)?;
             rollout::abort(rb, &cli.global, yes, reason)
+        }
+        Command::Run { runbook, item, yes, dry_run, rollback } => {
+            let rb = load_runbook(&runbook)?;
+            run::run(rb, &cli.global, run::RunArgs { item, yes, dry_run, rollback })
         }
         Command::Audit { runbook, markdown } => {
             let rb = load_runbook(&runbook)?;

@@ -62,8 +62,9 @@ pub fn abort(rb: Runbook, g: &GlobalArgs, yes: bool, reason: Option<String>) -> 
         let cx = context(rb, g, true, false).await?;
         let reason = reason.unwrap_or_else(|| format!("aborted by {}", crate::progress::operator()));
         let mut say = |l: &str| println!("{l}");
+        let started = std::time::Instant::now();
         let done = rollout::abort(&cx, &reason, &mut say).await.map_err(|e| Failure { status: 1, message: e })?;
-        println!("{done}");
+        println!("{done} ({:.2} s)", started.elapsed().as_secs_f64());
         Ok(0)
     })
 }

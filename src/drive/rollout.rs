@@ -332,6 +332,12 @@ pub async fn run(cx: &Context, say: &mut dyn FnMut(&str)) -> Result<Outcome, Str
                     }
                     Output::Done => {
                         runner.persist()?;
+                        let calls = cx.clients.calls.total();
+                        let steps = runner.engine.plan.steps.len() as u64;
+                        (runner.say)(&format!(
+                            "{calls} AWS calls in this run, {} per step (shifts, INSYNC waits, live polling and gates)",
+                            calls / steps.max(1)
+                        ));
                         return Ok(Outcome::Done);
                     }
                 }

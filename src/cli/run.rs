@@ -1,0 +1,109 @@
+//! `cutover run <runbook> <phase>/<item>`: one checklist action (or, with
+//! --rollback, its rollback), planned from live data, confirmed, audited.
+
+use super::{Failure, GlobalArgs};
+use crate::audit::{AuditLine, AuditLog};
+use crate::drive::actions;
+use crate::runbook::{Action, ItemKind, Runbook};
+
+pub struct RunArgs {
+    pub item: String,
+    pub yes: bool,
+    pub dry_run: bool,
+    pub rollback: bool,
+}
+
+fn find(rb: &Runbook, key: &str, rollback: bool) -> Result<Action, Failure> {
+    let (phase, item) = key.split_once('/').ok_or_else(|| {
+        Failure::bad_input(format!("`{key}` is not phase/item; e.g. validate/redis-ingress (see `cutover plan`)"))
+    })?;
+    let it = rb
+        .phases
+        .iter()
+        .find(|p| p.id == phase)
+        .and_then(|p| p.items.iter().find(|i| i.id == item))
+        .ok_or_else(|| Failure::bad_input(format!("no item {key} in {}; `cutover plan` lists them", rb.source)))?;
+    if rollback {
+        return it.rollback.clone().ok_or_else(|| Failure::bad_input(format!("item {key} names no rollback")));
+    }
+    match &it.kind {
+        ItemKind::Action { action } => Ok(action.clone()),
+        _ => Err(Failure::bad_input(format!(
+            "item {key} is not an action; only actions run (checks run in `cutover status` and the cockpit)"
+        ))),
+    }
+}
+
+pub fn run(rb: Runbook, g: &GlobalArgs, args: RunArgs) -> Result<u8, Failure> {
+    let action = find(&rb, &args.item, args.rollback)?;
+    super::runtime()?.block_on(async {
+        let (clients, region) = super::aws_clients(&rb, g).await;
+        let identity = crate::live::fetch::identity(&clients).await.map_err(|e| Failure { status: 1, message: format!("cannot tell which account this is: {e}") })?;
+        if let Some(want) = &rb.account_id
+            && want != &identity.account
+        {
+            return Err(Failure::bad_input(format!("refused: runbook {} is for account {want} but the credentials are for account {}; nothing was changed", rb.source, identity.account)));
+        }
+        let plan = actions::plan(&clients, &rb, &action).await.map_err(|e| Failure::bad_input(format!("refused: {e}; nothing was changed")))?;
+        println!("account {} region {region}: {} ({})", identity.account, plan.name, args.item);
+        println!("  before: {}", plan.before);
+        println!("  after:  {}", plan.after);
+        if let Some(why) = &plan.noop {
+            println!("nothing to do: {why}");
+            return Ok(0);
+        }
+        for s in &plan.steps {
+            println!("  step: {}", s.describe());
+        }
+        if args.dry_run {
+            println!("dry run: nothing was sent");
+            return Ok(0);
+        }
+        let log = AuditLog::for_runbook(&rb.name);
+        let line = |stage: &str, detail: String| AuditLine {
+            time: crate::status::rfc3339(std::time::SystemTime::now()),
+            operator: crate::progress::operator(),
+            account: Some(identity.account.clone()),
+            region: region.clone(),
+            runbook: rb.name.clone(),
+            action: format!("{} ({})", plan.name, args.item),
+            stage: stage.into(),
+            before: plan.before.clone(),
+            after: plan.after.clone(),
+            detail,
+        };
+        if g.read_only {
+            log.append(&line("refused", "--read-only".into())).map_err(|e| Failure { status: 1, message: e })?;
+            return Err(Failure::bad_input("refused: --read-only forbids changes; nothing was changed"));
+        }
+        if !args.yes {
+            return Err(Failure::bad_input("refused: this change needs --yes (or use the cockpit, which asks); nothing was changed"));
+        }
+        log.append(&line("intent", plan.steps.iter().map(|s| s.describe()).collect::<Vec<_>>().join("; "))).map_err(|e| Failure { status: 1, message: format!("{e}; nothing was changed") })?;
+        for (i, s) in plan.steps.iter().enumerate() {
+            match actions::apply(&clients, s).await {
+                Ok(detail) => {
+                    log.append(&line("applied", format!("{}: {detail}", s.describe()))).map_err(|e| Failure { status: 1, message: e })?;
+                    println!("  done: {}", s.describe());
+                }
+                Err(e) => {
+                    let _ = log.append(&line("failed", format!("{}: {e}", s.describe())));
+                    let applied = plan.steps[..i].iter().map(|s| s.describe()).collect::<Vec<_>>();
+                    return Err(Failure {
+                        status: 1,
+                        message: format!(
+                            "step {} of {} failed: {e}; applied before it: {}; run `cutover run {} {} --rollback --yes` to undo",
+                            i + 1,
+                            plan.steps.len(),
+                            if applied.is_empty() { "nothing".to_string() } else { applied.join("; ") },
+                            rb.source,
+                            args.item
+                        ),
+                    });
+                }
+            }
+        }
+        println!("{} done", plan.name);
+        Ok(0)
+    })
+}

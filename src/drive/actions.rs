@@ -1,0 +1,344 @@
+//! Checklist actions: each planned from live data into concrete steps, shown
+//! as before → after, then applied. Planning reads; only `apply` writes.
+
+use aws_sdk_ec2::types::{IpPermission, UserIdGroupPair};
+use aws_sdk_elasticloadbalancingv2::types::{TargetDescription, TargetGroupAttribute};
+use serde_json::json;
+
+use super::shift;
+use crate::analysis::reachability::{SgPath, Source, sg_path_named};
+use crate::aws::{Clients, sdk_error};
+use crate::live::fetch::{self, EnvironmentData};
+use crate::runbook::{Action, Runbook};
+
+#[derive(Debug, Clone)]
+pub enum Step {
+    AuthorizeIngress { group_id: String, port: u16, from_group_id: String, description: String },
+    RevokeIngress { group_id: String, port: u16, from_group_id: String, description: String },
+    Register { target_group_arn: String, instance_ids: Vec<String>, port: i32 },
+    Deregister { target_group_arn: String, instance_ids: Vec<String> },
+    SetAttributes { target_group_arn: String, attributes: Vec<(String, String)> },
+    Stop { instance_ids: Vec<String> },
+    Start { instance_ids: Vec<String> },
+    Shift(Box<shift::ShiftPlan>),
+}
+
+impl Step {
+    pub fn describe(&self) -> String {
+        match self {
+            Step::AuthorizeIngress { group_id, port, from_group_id, .. } => {
+                format!("allow {port} from {from_group_id} on {group_id}")
+            }
+            Step::RevokeIngress { group_id, port, from_group_id, .. } => {
+                format!("revoke {port} from {from_group_id} on {group_id}")
+            }
+            Step::Register { target_group_arn, instance_ids, port } => {
+                format!("register {} on port {port} in {target_group_arn}", instance_ids.join(", "))
+            }
+            Step::Deregister { target_group_arn, instance_ids } => {
+                format!("deregister {} from {target_group_arn}", instance_ids.join(", "))
+            }
+            Step::SetAttributes { target_group_arn, attributes } => {
+                format!(
+                    "set {} on {target_group_arn}",
+                    attributes.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")
+                )
+            }
+            Step::Stop { instance_ids } => format!("stop {}", instance_ids.join(", ")),
+            Step::Start { instance_ids } => format!("start {}", instance_ids.join(", ")),
+            Step::Shift(p) => format!("shift {}", p.describe()),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ActionPlan {
+    pub name: String,
+    pub steps: Vec<Step>,
+    pub before: serde_json::Value,
+    pub after: serde_json::Value,
+    /// Said when there is nothing to do.
+    pub noop: Option<String>,
+}
+
+async fn env_data(clients: &Clients, rb: &Runbook, env: &str) -> Result<EnvironmentData, String> {
+    let e = rb.environment(env).ok_or_else(|| format!("no environment {env}"))?;
+    fetch::environment(&clients.elb, &clients.ec2, rb, e).await.map_err(|e| e.to_string())
+}
+
+fn tag(rb: &Runbook, env: &str) -> String {
+    format!("cutover: {}/{env}", rb.name)
+}
+
+pub async fn plan(clients: &Clients, rb: &Runbook, action: &Action) -> Result<ActionPlan, String> {
+    let name = crate::cli::plan::action_name(action);
+    let mut p = ActionPlan { name, steps: Vec::new(), before: json!(null), after: json!(null), noop: None };
+    match action {
+        Action::AuthorizeRedisIngress { environment } => {
+            let d = env_data(clients, rb, environment).await?;
+            let env = rb.environment(environment).ok_or("no environment")?;
+            let mut before = Vec::new();
+            for i in &d.instances {
+                let src = Source {
+                    instance_id: &i.id,
+                    private_ip: i.private_ip.as_deref(),
+                    security_groups: &i.security_groups,
+                };
+                for name in &env.uses_redis {
+                    let Some(ep) = rb.redis_endpoint(name) else { continue };
+                    let groups = d.redis_groups.get(name).cloned().unwrap_or_default();
+                    let path = sg_path_named(&src, &groups, ep.port, &d.group_names);
+                    before.push(json!({"instance": i.id, "endpoint": name, "path": path.describe()}));
+                    if let SgPath::Blocked { fix: Some(f), .. } = path {
+                        let dup = p.steps.iter().any(|s| matches!(s, Step::AuthorizeIngress { group_id, from_group_id, port, .. } if *group_id == f.group_id && *from_group_id == f.from_group_id && *port == f.port));
+                        if !dup {
+                            p.steps.push(Step::AuthorizeIngress {
+                                group_id: f.group_id,
+                                port: f.port,
+                                from_group_id: f.from_group_id,
+                                description: tag(rb, environment),
+                            });
+                        }
+                    }
+                }
+            }
+            p.before = json!(before);
+            p.after = json!(p.steps.iter().map(Step::describe).collect::<Vec<_>>());
+            if p.steps.is_empty() {
+                p.noop = Some(format!(
+                    "every instance of {environment} already reaches its Redis through the security groups"
+                ));
+            }
+        }
+        Action::RevokeRedisIngress { environment } => {
+            // Only what cutover itself added for this runbook and environment.
+            let d = env_data(clients, rb, environment).await?;
+            let want = tag(rb, environment);
+            let ids: Vec<String> = d.redis_groups.values().flatten().map(|g| g.id.clone()).collect();
+            let resp = clients
+                .ec2
+                .describe_security_groups()
+                .set_group_ids(Some(ids))
+                .send()
+                .await
+                .map_err(|e| sdk_error("DescribeSecurityGroups", e).to_string())?;
+            for g in resp.security_groups() {
+                for perm in g.ip_permissions() {
+                    for pair in perm.user_id_group_pairs().iter().filter(|u| u.description() == Some(want.as_str())) {
+                        p.steps.push(Step::RevokeIngress {
+                            group_id: g.group_id().unwrap_or_default().into(),
+                            port: perm.from_port().and_then(|v| u16::try_from(v).ok()).unwrap_or(0),
+                            from_group_id: pair.group_id().unwrap_or_default().into(),
+                            description: want.clone(),
+                        });
+                    }
+                }
+            }
+            p.before =
+                json!(p.steps.iter().map(|s| s.describe().replacen("revoke", "allowed:", 1)).collect::<Vec<_>>());
+            p.after = json!([]);
+            if p.steps.is_empty() {
+                p.noop = Some(format!("no ingress rule added by cutover for {environment} exists"));
+            }
+        }
+        Action::RegisterTargets { environment } | Action::DeregisterTargets { environment } => {
+            let register = matches!(action, Action::RegisterTargets { .. });
+            let d = env_data(clients, rb, environment).await?;
+            let mut before = serde_json::Map::new();
+            for tg in &d.target_groups {
+                let registered: Vec<String> = tg.targets.iter().map(|t| t.id.clone()).collect();
+                before.insert(tg.name.clone(), json!(registered));
+                let mine: Vec<String> =
+                    d.instances.iter().filter(|i| i.state != "terminated").map(|i| i.id.clone()).collect();
+                let ids: Vec<String> = if register {
+                    mine.into_iter().filter(|id| !registered.contains(id)).collect()
+                } else {
+                    mine.into_iter().filter(|id| registered.contains(id)).collect()
+                };
+                if ids.is_empty() {
+                    continue;
+                }
+                let port =
+                    tg.targets.first().and_then(|t| t.port).map_or(crate::sandbox::provision::TARGET_PORT, i32::from);
+                p.steps.push(if register {
+                    Step::Register { target_group_arn: tg.arn.clone(), instance_ids: ids, port }
+                } else {
+                    Step::Deregister { target_group_arn: tg.arn.clone(), instance_ids: ids }
+                });
+            }
+            p.before = json!(before);
+            p.after = json!(p.steps.iter().map(Step::describe).collect::<Vec<_>>());
+            if p.steps.is_empty() {
+                p.noop = Some(format!(
+                    "every instance of {environment} is already {}",
+                    if register { "registered" } else { "deregistered" }
+                ));
+            }
+        }
+        Action::SetStickiness { environment, .. } | Action::DisableStickiness { environment } => {
+            let d = env_data(clients, rb, environment).await?;
+            let want: Vec<(String, String)> = match action {
+                Action::SetStickiness { duration, .. } => vec![
+                    ("stickiness.enabled".into(), "true".into()),
+                    ("stickiness.type".into(), "lb_cookie".into()),
+                    ("stickiness.lb_cookie.duration_seconds".into(), duration.as_secs().to_string()),
+                ],
+                _ => vec![("stickiness.enabled".into(), "false".into())],
+            };
+            let mut before = serde_json::Map::new();
+            for tg in &d.target_groups {
+                let a = &tg.attributes;
+                before.insert(tg.name.clone(), json!({"enabled": a.stickiness_enabled, "type": a.stickiness_type, "duration_seconds": a.stickiness_duration_seconds}));
+                let same = match action {
+                    Action::SetStickiness { duration, .. } => {
+                        a.stickiness_enabled == Some(true)
+                            && a.stickiness_type.as_deref() == Some("lb_cookie")
+                            && a.stickiness_duration_seconds.map(u64::from) == Some(duration.as_secs())
+                    }
+                    _ => a.stickiness_enabled != Some(true),
+                };
+                if !same {
+                    p.steps.push(Step::SetAttributes { target_group_arn: tg.arn.clone(), attributes: want.clone() });
+                }
+            }
+            p.before = json!(before);
+            p.after = json!(want.iter().cloned().collect::<std::collections::BTreeMap<_, _>>());
+            if p.steps.is_empty() {
+                p.noop = Some(format!("the target groups of {environment} already have these attributes"));
+            }
+        }
+        Action::StopInstances { environment } | Action::StartInstances { environment } => {
+            let stop = matches!(action, Action::StopInstances { .. });
+            let e = rb.environment(environment).ok_or("no environment")?;
+            let list =
+                crate::aws::ec2::describe_instances(&clients.ec2, &e.instances).await.map_err(|e| e.to_string())?;
+            p.before = json!(
+                list.iter().map(|i| (i.id.clone(), i.state.clone())).collect::<std::collections::BTreeMap<_, _>>()
+            );
+            let ids: Vec<String> = list
+                .iter()
+                .filter(|i| if stop { i.state == "running" || i.state == "pending" } else { i.state == "stopped" })
+                .map(|i| i.id.clone())
+                .collect();
+            p.after = json!(
+                ids.iter()
+                    .map(|id| (id.clone(), if stop { "stopped" } else { "running" }))
+                    .collect::<std::collections::BTreeMap<_, _>>()
+            );
+            if ids.is_empty() {
+                p.noop = Some(format!("no instance of {environment} to {}", if stop { "stop" } else { "start" }));
+            } else {
+                p.steps.push(if stop { Step::Stop { instance_ids: ids } } else { Step::Start { instance_ids: ids } });
+            }
+        }
+        Action::ShiftWeights { to } => {
+            let sp = shift::plan(clients, rb, crate::analysis::weights::weights_for_percent(*to)).await?;
+            p.before = sp.before();
+            p.after = sp.after();
+            if sp.is_noop() {
+                p.noop = Some("the records already have these weights".into());
+            } else {
+                p.steps.push(Step::Shift(Box::new(sp)));
+            }
+        }
+        Action::Rollout => return Err("run the gated rollout with `cutover rollout`".into()),
+        Action::CopyRedis { .. } => {
+            return Err("copying Redis keys is not built yet (the Redis migration issue)".into());
+        }
+    }
+    Ok(p)
+}
+
+fn ingress(port: u16, from: &str, description: &str) -> IpPermission {
+    IpPermission::builder()
+        .ip_protocol("tcp")
+        .from_port(i32::from(port))
+        .to_port(i32::from(port))
+        .user_id_group_pairs(UserIdGroupPair::builder().group_id(from).description(description).build())
+        .build()
+}
+
+/// Applies one step.
+pub async fn apply(clients: &Clients, step: &Step) -> Result<String, String> {
+    match step {
+        Step::AuthorizeIngress { group_id, port, from_group_id, description } => {
+            clients
+                .ec2
+                .authorize_security_group_ingress()
+                .group_id(group_id)
+                .ip_permissions(ingress(*port, from_group_id, description))
+                .send()
+                .await
+                .map_err(|err| sdk_error("AuthorizeSecurityGroupIngress", err).to_string())?;
+        }
+        Step::RevokeIngress { group_id, port, from_group_id, description } => {
+            clients
+                .ec2
+                .revoke_security_group_ingress()
+                .group_id(group_id)
+                .ip_permissions(ingress(*port, from_group_id, description))
+                .send()
+                .await
+                .map_err(|err| sdk_error("RevokeSecurityGroupIngress", err).to_string())?;
+        }
+        Step::Register { target_group_arn, instance_ids, port } => {
+            let targets =
+                instance_ids.iter().map(|id| TargetDescription::builder().id(id).port(*port).build()).collect();
+            clients
+                .elb
+                .register_targets()
+                .target_group_arn(target_group_arn)
+                .set_targets(Some(targets))
+                .send()
+                .await
+                .map_err(|err| sdk_error("RegisterTargets", err).to_string())?;
+        }
+        Step::Deregister { target_group_arn, instance_ids } => {
+            let targets = instance_ids.iter().map(|id| TargetDescription::builder().id(id).build()).collect();
+            clients
+                .elb
+                .deregister_targets()
+                .target_group_arn(target_group_arn)
+                .set_targets(Some(targets))
+                .send()
+                .await
+                .map_err(|err| sdk_error("DeregisterTargets", err).to_string())?;
+        }
+        Step::SetAttributes { target_group_arn, attributes } => {
+            let attrs =
+                attributes.iter().map(|(k, v)| TargetGroupAttribute::builder().key(k).value(v).build()).collect();
+            clients
+                .elb
+                .modify_target_group_attributes()
+                .target_group_arn(target_group_arn)
+                .set_attributes(Some(attrs))
+                .send()
+                .await
+                .map_err(|err| sdk_error("ModifyTargetGroupAttributes", err).to_string())?;
+        }
+        Step::Stop { instance_ids } => {
+            clients
+                .ec2
+                .stop_instances()
+                .set_instance_ids(Some(instance_ids.clone()))
+                .send()
+                .await
+                .map_err(|err| sdk_error("StopInstances", err).to_string())?;
+        }
+        Step::Start { instance_ids } => {
+            clients
+                .ec2
+                .start_instances()
+                .set_instance_ids(Some(instance_ids.clone()))
+                .send()
+                .await
+                .map_err(|err| sdk_error("StartInstances", err).to_string())?;
+        }
+        Step::Shift(p) => {
+            let change = shift::apply(clients, p).await.map_err(|e| e.to_string())?;
+            shift::wait_insync(clients, &change, std::time::Duration::from_secs(300)).await?;
+            return Ok(format!("change {change} INSYNC"));
+        }
+    }
+    Ok("done".into())
+}

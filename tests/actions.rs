@@ -1,0 +1,168 @@
+//! `cutover run` for checklist actions against the sandbox. Effects are read
+//! back through the AWS SDK or observed through the instances themselves.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::*;
+use cutover::runbook::Runbook;
+use cutover::sandbox::Sandbox;
+
+async fn run(sb: &Sandbox, rb: &Runbook, state: &Path, args: &[&str]) -> (Option<i32>, String) {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_cutover"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("XDG_STATE_HOME", state)
+        .envs(sb.env_vars(rb))
+        .args(["--log-file", &state.join("log").display().to_string()])
+        .args(args)
+        .output()
+        .await
+        .unwrap();
+    (out.status.code(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+}
+
+async fn health_ok(sb: &Sandbox, name: &str) -> bool {
+    let url = &sb.world.instances.iter().find(|i| i.name == name).unwrap().health_url;
+    reqwest::get(url).await.is_ok_and(|r| r.status().is_success())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authorizing_the_named_rule_heals_the_wrong_security_group_instance_and_the_rollback_undoes_it() {
+    let rb = runbook("demo.toml");
+    let sb = sandbox(&rb, "us-east-2").await;
+    let dir = tempfile::tempdir().unwrap();
+    let blocked = |snap: &cutover::status::Snapshot| {
+        snap.environment("staging")
+            .unwrap()
+            .aws
+            .value
+            .as_ref()
+            .unwrap()
+            .instances
+            .iter()
+            .filter(|i| i.sg_paths.values().any(|p| !p.is_allowed()))
+            .count()
+    };
+    assert_eq!(blocked(&first_snapshot(&rb, &sb).await), 1);
+
+    let (code, out) =
+        run(&sb, &rb, dir.path(), &["run", "runbooks/demo.toml", "validate/redis-ingress", "--dry-run"]).await;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains(&format!(
+            "step: allow 6379 from {} on {}",
+            sb.world.groups["staging-batch"], sb.world.groups["staging-redis"]
+        )),
+        "{out}"
+    );
+    assert!(out.contains("dry run: nothing was sent"));
+    assert!(!health_ok(&sb, "staging-web-2").await, "a dry run changes nothing");
+
+    let (code, out) =
+        run(&sb, &rb, dir.path(), &["run", "runbooks/demo.toml", "validate/redis-ingress", "--yes"]).await;
+    assert_eq!(code, Some(0), "{out}");
+    // The next poll sees the path open, and the instance really reaches Redis.
+    let snap = first_snapshot(&rb, &sb).await;
+    assert_eq!(blocked(&snap), 0);
+    eventually(Duration::from_secs(10), "staging-web-2's /health", || async {
+        health_ok(&sb, "staging-web-2").await.then_some(())
+    })
+    .await;
+
+    // Running it again is a no-op, not a duplicate rule.
+    let (code, out) =
+        run(&sb, &rb, dir.path(), &["run", "runbooks/demo.toml", "validate/redis-ingress", "--yes"]).await;
+    assert_eq!(code, Some(0));
+    assert!(out.contains("nothing to do"), "{out}");
+
+    // The rollback revokes exactly what cutover added.
+    let (code, out) =
+        run(&sb, &rb, dir.path(), &["run", "runbooks/demo.toml", "validate/redis-ingress", "--rollback", "--yes"])
+            .await;
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(blocked(&first_snapshot(&rb, &sb).await), 1);
+    let staging_app_rule =
+        sb.clients.ec2.describe_security_groups().group_ids(&sb.world.groups["staging-redis"]).send().await.unwrap();
+    let sources: Vec<String> = staging_app_rule.security_groups()[0]
+        .ip_permissions()
+        .iter()
+        .flat_map(|p| p.user_id_group_pairs().iter().filter_map(|u| u.group_id().map(str::to_string)))
+        .collect();
+    assert_eq!(sources, vec![sb.world.groups["staging-app"].clone()], "the runbook's own rule is untouched");
+    let stages: Vec<String> = std::fs::read_to_string(dir.path().join("cutover/demo.audit.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["stage"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(stages, ["intent", "applied", "intent", "applied"]);
+    sb.down().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stickiness_registration_and_stopping_instances_do_what_they_say() {
+    let rb = runbook("staging-parity.toml");
+    let sb = sandbox(&rb, "eu-west-3").await;
+    let dir = tempfile::tempdir().unwrap();
+    let p = "runbooks/staging-parity.toml";
+    let (code, out) = run(&sb, &rb, dir.path(), &["run", p, "shape/sticky", "--yes"]).await;
+    assert_eq!(code, Some(0), "{out}");
+    let tg = &sb.world.target_groups["staging"][0].arn;
+    let attrs = sb.clients.elb.describe_target_group_attributes().target_group_arn(tg).send().await.unwrap();
+    let get =
+        |k: &str| attrs.attributes().iter().find(|a| a.key() == Some(k)).and_then(|a| a.value()).map(str::to_string);
+    assert_eq!(
+        (get("stickiness.enabled"), get("stickiness.type"), get("stickiness.lb_cookie.duration_seconds")),
+        (Some("true".into()), Some("lb_cookie".into()), Some("86400".into()))
+    );
+
+    let (code, out) = run(&sb, &rb, dir.path(), &["run", p, "shape/register", "--rollback", "--yes"]).await;
+    assert_eq!(code, Some(0), "{out}");
+    let health = sb.clients.elb.describe_target_health().target_group_arn(tg).send().await.unwrap();
+    assert!(health.target_health_descriptions().is_empty(), "deregistered");
+    let (code, out) = run(&sb, &rb, dir.path(), &["run", p, "shape/register", "--yes"]).await;
+    assert_eq!(code, Some(0), "{out}");
+    let health = sb.clients.elb.describe_target_health().target_group_arn(tg).send().await.unwrap();
+    assert_eq!(health.target_health_descriptions().len(), 2, "registered again");
+    sb.down().await;
+
+    let rb = runbook("demo.toml");
+    let sb = sandbox(&rb, "ca-central-1").await;
+    let (code, _) =
+        run(&sb, &rb, dir.path(), &["--read-only", "run", "runbooks/demo.toml", "decommission/stop-old", "--yes"])
+            .await;
+    assert_eq!(code, Some(2));
+    assert!(health_ok(&sb, "prod-web-1").await, "read-only stopped nothing");
+    let (code, out) = run(&sb, &rb, dir.path(), &["run", "runbooks/demo.toml", "decommission/stop-old", "--yes"]).await;
+    assert_eq!(code, Some(0), "{out}");
+    let states = |sb: &Sandbox| {
+        let ec2 = sb.clients.ec2.clone();
+        async move {
+            let r = ec2
+                .describe_instances()
+                .filters(aws_sdk_ec2::types::Filter::builder().name("tag:Environment").values("production").build())
+                .send()
+                .await
+                .unwrap();
+            r.reservations()
+                .iter()
+                .flat_map(|r| r.instances())
+                .map(|i| i.state().unwrap().name().unwrap().as_str().to_string())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(states(&sb).await, ["stopped", "stopped"]);
+    eventually(Duration::from_secs(10), "the stopped app to stop answering", || async {
+        (!health_ok(&sb, "prod-web-1").await).then_some(())
+    })
+    .await;
+    let (code, out) =
+        run(&sb, &rb, dir.path(), &["run", "runbooks/demo.toml", "decommission/stop-old", "--rollback", "--yes"]).await;
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(states(&sb).await, ["running", "running"]);
+    let (code, out) = run(&sb, &rb, dir.path(), &["run", "runbooks/demo.toml", "validate/redis"]).await;
+    assert_eq!(code, Some(2));
+    assert!(out.contains("is not an action"), "{out}");
+    sb.down().await;
+}
