@@ -324,7 +324,8 @@ async fn latency_bench() {
     let mut frames: Vec<Instant> = Vec::new();
     let mut last_focus = None;
     let progress = std::env::temp_dir().join(format!("cutover-bench-{}.json", std::process::id()));
-    cutover::tui::event_loop(&mut term, &mut app, input, rx, &w, &progress, |a| {
+    let services = cutover::tui::Services { workers: &w, progress_path: &progress, actions: None };
+    cutover::tui::event_loop(&mut term, &mut app, input, rx, services, |a| {
         if last_focus.is_some_and(|f| f != a.focus) {
             frames.push(Instant::now());
         }

@@ -110,6 +110,12 @@ async fn a_full_rollout_reaches_100_with_every_gate_passing_and_every_step_audit
     }
     assert_eq!(steps, want);
     assert_eq!(rollout_state(dir.path()).unwrap()["engine"]["phase"]["phase"], "done");
+    // Running it again does nothing and says so.
+    let lines_before = audit(dir.path()).len();
+    let (code, out) = run(&sb, &rb, dir.path(), &["rollout", path.to_str().unwrap(), "--yes"]).await;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("already complete"), "{out}");
+    assert_eq!(audit(dir.path()).len(), lines_before);
     sb.down().await;
 }
 
@@ -180,10 +186,14 @@ async fn abort_from_another_shell_rolls_a_running_rollout_back() {
             .spawn()
             .unwrap();
     until_soaking(dir.path(), 2).await;
+    // No manual shift under a running rollout's feet.
+    let (code, out) = run(&sb, &rb, dir.path(), &["shift", path.to_str().unwrap(), "--to", "10", "--yes"]).await;
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("a rollout of demo is running"), "{out}");
     let (code, out) =
         run(&sb, &rb, dir.path(), &["abort", path.to_str().unwrap(), "--yes", "--reason", "p99 looks wrong"]).await;
     assert_eq!(code, Some(0), "{out}");
-    assert!(out.contains("asked to abort"), "{out}");
+    assert!(out.contains("the running rollout rolled back to 75/25"), "{out}");
     let out = child.wait_with_output().await.unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stdout));
     assert_eq!(weights(&sb).await, w(75, 25), "back to step 2, the last good one");

@@ -415,7 +415,11 @@ fn every_key_in_every_pane() {
                 }
                 Action::RunCheck => {
                     assert!(cmds.is_empty(), "{ctx}: a manual item is not run");
-                    assert!(app.log.back().unwrap().text.contains("is not a check"), "{ctx}");
+                    assert!(app.log.back().unwrap().text.contains("is a manual item"), "{ctx}");
+                }
+                Action::Rollback => {
+                    assert!(cmds.is_empty(), "{ctx}");
+                    assert_eq!(app.log.back().unwrap().text, "prepare/backup names no rollback", "{ctx}");
                 }
                 Action::Note => assert_eq!(
                     app.overlay,
@@ -456,6 +460,80 @@ fn enter_runs_a_check_which_finishes_when_fresh_data_has_arrived() {
     assert_eq!(*outcome, cutover::status::CheckOutcome::Fail);
     assert!(detail.contains("staging-web-2: security-group path to staging-cache: BLOCKED"), "{detail}");
     assert!(app.log.iter().any(|l| l.text.starts_with("check validate/redis FAILED")));
+}
+
+fn redis_ingress_plan() -> cutover::drive::actions::ActionPlan {
+    cutover::drive::actions::ActionPlan {
+        name: "authorize_redis_ingress staging".into(),
+        steps: vec![cutover::drive::actions::Step::AuthorizeIngress {
+            group_id: "sg-stagingredis".into(),
+            port: 6379,
+            from_group_id: "sg-batch".into(),
+            description: "cutover: demo/staging".into(),
+        }],
+        before: serde_json::json!([{"instance": "i-0stagweb2", "endpoint": "staging-cache", "path": "BLOCKED"}]),
+        after: serde_json::json!(["allow 6379 from sg-batch on sg-stagingredis"]),
+        noop: None,
+    }
+}
+
+#[test]
+fn enter_on_an_action_plans_it_and_y_applies_it_after_the_popup() {
+    let mut app = demo_app();
+    app.focus = Pane::Checklist;
+    app.selected.insert(Pane::Checklist, 6);
+    assert_eq!(app.selected_item(), Some(("validate".into(), "redis-ingress".into())));
+    let cmds = update(&mut app, key(KeyCode::Enter));
+    assert_eq!(cmds, vec![Command::PlanAction { key: "validate/redis-ingress".into(), rollback: false }]);
+    assert_eq!(app.overlay, Overlay::None, "nothing to confirm until the plan is made");
+    update(&mut app, Event::ActionPlanned { key: "validate/redis-ingress".into(), result: Ok(redis_ingress_plan()) });
+    assert_eq!(app.overlay, Overlay::Confirm { key: "validate/redis-ingress".into() });
+    snap_both("confirm_action", &mut app);
+    // Other keys do not confirm.
+    assert!(update(&mut app, key(KeyCode::Enter)).is_empty());
+    assert!(update(&mut app, key(KeyCode::Char('q'))).is_empty(), "q does not quit past a pending change");
+    assert_eq!(
+        update(&mut app, key(KeyCode::Char('y'))),
+        vec![Command::ApplyAction { key: "validate/redis-ingress".into() }]
+    );
+    assert_eq!(app.overlay, Overlay::None);
+    let cmds = update(
+        &mut app,
+        Event::ActionDone {
+            key: "validate/redis-ingress".into(),
+            result: Ok("authorize_redis_ingress staging done".into()),
+        },
+    );
+    assert_eq!(cmds, vec![Command::Refresh]);
+    assert!(app.action_results["validate/redis-ingress"].0);
+    assert!(screen(&app, 160, 48).contains("✔ done"));
+}
+
+#[test]
+fn n_cancels_a_planned_change_and_read_only_never_plans() {
+    let mut app = demo_app();
+    app.focus = Pane::Checklist;
+    app.selected.insert(Pane::Checklist, 6);
+    update(&mut app, Event::ActionPlanned { key: "validate/redis-ingress".into(), result: Ok(redis_ingress_plan()) });
+    assert!(update(&mut app, key(KeyCode::Char('n'))).is_empty());
+    assert!(app.pending_action.is_none());
+    assert_eq!(app.log.back().unwrap().text, "validate/redis-ingress: cancelled, nothing was changed");
+    // A plan that changes nothing opens no popup.
+    let mut noop = redis_ingress_plan();
+    noop.steps.clear();
+    noop.noop = Some("every instance of staging already reaches its Redis".into());
+    update(&mut app, Event::ActionPlanned { key: "validate/redis-ingress".into(), result: Ok(noop) });
+    assert_eq!(app.overlay, Overlay::None);
+    // The rollback key plans the item's rollback.
+    assert_eq!(
+        update(&mut app, key(KeyCode::Char('b'))),
+        vec![Command::PlanAction { key: "validate/redis-ingress".into(), rollback: true }]
+    );
+    // Read-only: refused before anything is planned.
+    app.header.read_only = true;
+    assert!(update(&mut app, key(KeyCode::Enter)).is_empty());
+    assert!(update(&mut app, key(KeyCode::Char('b'))).is_empty());
+    assert!(app.log.back().unwrap().text.starts_with("refused: read-only"));
 }
 
 #[test]

@@ -91,6 +91,16 @@ fn demo_in_a_real_terminal_shows_targets_ticks_an_item_and_restores_the_terminal
     let progress = std::fs::read_to_string(dir.path().join("cutover/demo.progress.json")).unwrap();
     assert!(progress.contains("\"prepare/backup\"") && progress.contains("\"by\": \"e2e\""), "{progress}");
 
+    // Row 6 is validate/redis-ingress: plan it, confirm it, watch it heal.
+    tmux.keys(&["j", "j", "j", "Enter"]);
+    tmux.wait_for("the confirmation", Duration::from_secs(20), |s| {
+        s.contains("confirm a change") && s.contains("allow 6379 from")
+    });
+    tmux.keys(&["y"]);
+    tmux.wait_for("the fixed path", Duration::from_secs(40), |s| !s.contains("BLOCKED") && s.contains("✔ done"));
+    let audit = std::fs::read_to_string(dir.path().join("cutover/demo.audit.jsonl")).unwrap();
+    assert_eq!(audit.lines().count(), 2, "intent and applied: {audit}");
+
     tmux.keys(&["q"]);
     let start = Instant::now();
     while !marker.exists() {

@@ -39,6 +39,11 @@ impl AuditLog {
         }
         let mut body = serde_json::to_vec(line).map_err(|e| e.to_string())?;
         body.push(b'\n');
+        // A line torn by a crash must not swallow this one: start on a fresh line.
+        let torn = std::fs::read(&self.path).ok().is_some_and(|b| b.last().is_some_and(|c| *c != b'\n'));
+        if torn {
+            body.insert(0, b'\n');
+        }
         let mut f = std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(&self.path).map_err(fail)?;
         f.write_all(&body).map_err(fail)?;
         f.sync_all().map_err(fail)
@@ -51,12 +56,16 @@ impl AuditLog {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(format!("{}: cannot read the audit log: {e}", self.path.display())),
         };
-        let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
         let mut out = Vec::new();
+        let lines: Vec<&str> = text.lines().collect();
         for (i, l) in lines.iter().enumerate() {
+            if l.trim().is_empty() {
+                continue;
+            }
             match serde_json::from_str(l) {
                 Ok(line) => out.push(line),
-                Err(_) if i + 1 == lines.len() && !text.ends_with('\n') => {}
+                // A line torn by a crash (never acknowledged) is skipped.
+                Err(_) if serde_json::from_str::<serde_json::Value>(l).is_err_and(|e| e.is_eof()) => {}
                 Err(e) => return Err(format!("{}:{}: damaged audit line: {e}", self.path.display(), i + 1)),
             }
         }
@@ -127,6 +136,18 @@ mod tests {
         assert_eq!(log.read().unwrap().len(), 1);
         std::fs::write(&log.path, "garbage\n{}\n").unwrap();
         assert!(log.read().unwrap_err().contains("x.jsonl:1: damaged audit line"));
+    }
+
+    #[test]
+    fn a_line_appended_after_a_torn_one_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog { path: dir.path().join("t.jsonl") };
+        log.append(&line("intent")).unwrap();
+        let mut f = std::fs::OpenOptions::new().append(true).open(&log.path).unwrap();
+        f.write_all(b"{\"time\":\"2026").unwrap();
+        log.append(&line("applied")).unwrap();
+        let back = log.read().unwrap();
+        assert_eq!(back.iter().map(|l| l.stage.as_str()).collect::<Vec<_>>(), ["intent", "applied"]);
     }
 
     #[test]

@@ -10,6 +10,10 @@ pub struct WeightedRecord {
     pub weight: u8,
     pub ttl: Option<u32>,
     pub values: Vec<String>,
+    /// Kept on every change: dropping it would send traffic to a dead side.
+    pub health_check_id: Option<String>,
+    /// An alias record (to an ALB); cutover does not change those yet.
+    pub alias_target: Option<String>,
 }
 
 fn strip(id: &str) -> &str {
@@ -79,6 +83,8 @@ pub async fn weighted_records(
                     weight: u8::try_from(w).unwrap_or(u8::MAX),
                     ttl: r.ttl().and_then(|t| u32::try_from(t).ok()),
                     values: r.resource_records().iter().map(|v| v.value().to_string()).collect(),
+                    health_check_id: r.health_check_id().map(str::to_string),
+                    alias_target: r.alias_target().map(|a| a.dns_name().to_string()),
                 });
             }
         }

@@ -38,13 +38,20 @@ pub fn run(rb: Runbook, g: &GlobalArgs, args: RunArgs) -> Result<u8, Failure> {
     let action = find(&rb, &args.item, args.rollback)?;
     super::runtime()?.block_on(async {
         let (clients, region) = super::aws_clients(&rb, g).await;
-        let identity = crate::live::fetch::identity(&clients).await.map_err(|e| Failure { status: 1, message: format!("cannot tell which account this is: {e}") })?;
+        let identity = crate::live::fetch::identity(&clients)
+            .await
+            .map_err(|e| Failure { status: 1, message: format!("cannot tell which account this is: {e}") })?;
         if let Some(want) = &rb.account_id
             && want != &identity.account
         {
-            return Err(Failure::bad_input(format!("refused: runbook {} is for account {want} but the credentials are for account {}; nothing was changed", rb.source, identity.account)));
+            return Err(Failure::bad_input(format!(
+                "refused: runbook {} is for account {want} but the credentials are for account {}; nothing was changed",
+                rb.source, identity.account
+            )));
         }
-        let plan = actions::plan(&clients, &rb, &action).await.map_err(|e| Failure::bad_input(format!("refused: {e}; nothing was changed")))?;
+        let plan = actions::plan(&clients, &rb, &action)
+            .await
+            .map_err(|e| Failure::bad_input(format!("refused: {e}; nothing was changed")))?;
         println!("account {} region {region}: {} ({})", identity.account, plan.name, args.item);
         println!("  before: {}", plan.before);
         println!("  after:  {}", plan.after);
@@ -59,51 +66,39 @@ pub fn run(rb: Runbook, g: &GlobalArgs, args: RunArgs) -> Result<u8, Failure> {
             println!("dry run: nothing was sent");
             return Ok(0);
         }
-        let log = AuditLog::for_runbook(&rb.name);
-        let line = |stage: &str, detail: String| AuditLine {
-            time: crate::status::rfc3339(std::time::SystemTime::now()),
-            operator: crate::progress::operator(),
-            account: Some(identity.account.clone()),
-            region: region.clone(),
-            runbook: rb.name.clone(),
-            action: format!("{} ({})", plan.name, args.item),
-            stage: stage.into(),
-            before: plan.before.clone(),
-            after: plan.after.clone(),
-            detail,
-        };
         if g.read_only {
-            log.append(&line("refused", "--read-only".into())).map_err(|e| Failure { status: 1, message: e })?;
+            let log = AuditLog::for_runbook(&rb.name);
+            let refused = AuditLine {
+                time: crate::status::rfc3339(std::time::SystemTime::now()),
+                operator: crate::progress::operator(),
+                account: Some(identity.account.clone()),
+                region: region.clone(),
+                runbook: rb.name.clone(),
+                action: format!("{} ({})", plan.name, args.item),
+                stage: "refused".into(),
+                before: plan.before.clone(),
+                after: plan.after.clone(),
+                detail: "--read-only".into(),
+            };
+            log.append(&refused).map_err(|e| Failure { status: 1, message: e })?;
             return Err(Failure::bad_input("refused: --read-only forbids changes; nothing was changed"));
         }
         if !args.yes {
-            return Err(Failure::bad_input("refused: this change needs --yes (or use the cockpit, which asks); nothing was changed"));
+            return Err(Failure::bad_input(
+                "refused: this change needs --yes (or use the cockpit, which asks); nothing was changed",
+            ));
         }
-        log.append(&line("intent", plan.steps.iter().map(|s| s.describe()).collect::<Vec<_>>().join("; "))).map_err(|e| Failure { status: 1, message: format!("{e}; nothing was changed") })?;
-        for (i, s) in plan.steps.iter().enumerate() {
-            match actions::apply(&clients, s).await {
-                Ok(detail) => {
-                    log.append(&line("applied", format!("{}: {detail}", s.describe()))).map_err(|e| Failure { status: 1, message: e })?;
-                    println!("  done: {}", s.describe());
-                }
-                Err(e) => {
-                    let _ = log.append(&line("failed", format!("{}: {e}", s.describe())));
-                    let applied = plan.steps[..i].iter().map(|s| s.describe()).collect::<Vec<_>>();
-                    return Err(Failure {
-                        status: 1,
-                        message: format!(
-                            "step {} of {} failed: {e}; applied before it: {}; run `cutover run {} {} --rollback --yes` to undo",
-                            i + 1,
-                            plan.steps.len(),
-                            if applied.is_empty() { "nothing".to_string() } else { applied.join("; ") },
-                            rb.source,
-                            args.item
-                        ),
-                    });
-                }
-            }
-        }
-        println!("{} done", plan.name);
+        let who = actions::Actor {
+            account: identity.account.clone(),
+            region: region.clone(),
+            operator: crate::progress::operator(),
+        };
+        let mut say = |l: &str| println!("  {l}");
+        let done = actions::execute(&clients, &rb, &who, &args.item, &plan, &mut say).await.map_err(|e| Failure {
+            status: 1,
+            message: format!("{e} (`cutover run {} {} --rollback --yes`)", rb.source, args.item),
+        })?;
+        println!("{done}");
         Ok(0)
     })
 }

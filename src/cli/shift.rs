@@ -69,6 +69,15 @@ pub fn run(rb: Runbook, g: &GlobalArgs, args: ShiftArgs) -> Result<u8, Failure> 
                 "refused: changing weights needs --yes (or use the cockpit, which asks); nothing was changed".into(),
             ));
         }
+        // Never under a running rollout's feet.
+        let _lock = crate::drive::rollout::RolloutLock::try_take(&rb.name)
+            .map_err(|e| Failure { status: 1, message: e })?
+            .ok_or_else(|| {
+                refuse(format!(
+                    "refused: a rollout of {} is running; use `cutover abort` or wait; nothing was changed",
+                    rb.name
+                ))
+            })?;
         // The intent is on disk before anything is sent.
         log.append(&line("intent", String::new()))
             .map_err(|e| Failure { status: 1, message: format!("{e}; nothing was changed") })?;

@@ -13,13 +13,38 @@ use crate::runbook::{Action, Runbook};
 
 #[derive(Debug, Clone)]
 pub enum Step {
-    AuthorizeIngress { group_id: String, port: u16, from_group_id: String, description: String },
-    RevokeIngress { group_id: String, port: u16, from_group_id: String, description: String },
-    Register { target_group_arn: String, instance_ids: Vec<String>, port: i32 },
-    Deregister { target_group_arn: String, instance_ids: Vec<String> },
-    SetAttributes { target_group_arn: String, attributes: Vec<(String, String)> },
-    Stop { instance_ids: Vec<String> },
-    Start { instance_ids: Vec<String> },
+    AuthorizeIngress {
+        group_id: String,
+        port: u16,
+        from_group_id: String,
+        description: String,
+    },
+    RevokeIngress {
+        group_id: String,
+        port: u16,
+        from_group_id: String,
+        description: String,
+    },
+    /// `port` None: the target group's own port.
+    Register {
+        target_group_arn: String,
+        instance_ids: Vec<String>,
+        port: Option<i32>,
+    },
+    Deregister {
+        target_group_arn: String,
+        instance_ids: Vec<String>,
+    },
+    SetAttributes {
+        target_group_arn: String,
+        attributes: Vec<(String, String)>,
+    },
+    Stop {
+        instance_ids: Vec<String>,
+    },
+    Start {
+        instance_ids: Vec<String>,
+    },
     Shift(Box<shift::ShiftPlan>),
 }
 
@@ -33,7 +58,8 @@ impl Step {
                 format!("revoke {port} from {from_group_id} on {group_id}")
             }
             Step::Register { target_group_arn, instance_ids, port } => {
-                format!("register {} on port {port} in {target_group_arn}", instance_ids.join(", "))
+                let port = port.map_or("the group's port".to_string(), |p| format!("port {p}"));
+                format!("register {} on {port} in {target_group_arn}", instance_ids.join(", "))
             }
             Step::Deregister { target_group_arn, instance_ids } => {
                 format!("deregister {} from {target_group_arn}", instance_ids.join(", "))
@@ -158,8 +184,8 @@ pub async fn plan(clients: &Clients, rb: &Runbook, action: &Action) -> Result<Ac
                 if ids.is_empty() {
                     continue;
                 }
-                let port =
-                    tg.targets.first().and_then(|t| t.port).map_or(crate::sandbox::provision::TARGET_PORT, i32::from);
+                // Like the targets already there, or the group's own port.
+                let port = tg.targets.first().and_then(|t| t.port).map(i32::from);
                 p.steps.push(if register {
                     Step::Register { target_group_arn: tg.arn.clone(), instance_ids: ids, port }
                 } else {
@@ -283,7 +309,7 @@ pub async fn apply(clients: &Clients, step: &Step) -> Result<String, String> {
         }
         Step::Register { target_group_arn, instance_ids, port } => {
             let targets =
-                instance_ids.iter().map(|id| TargetDescription::builder().id(id).port(*port).build()).collect();
+                instance_ids.iter().map(|id| TargetDescription::builder().id(id).set_port(*port).build()).collect();
             clients
                 .elb
                 .register_targets()
@@ -336,9 +362,66 @@ pub async fn apply(clients: &Clients, step: &Step) -> Result<String, String> {
         }
         Step::Shift(p) => {
             let change = shift::apply(clients, p).await.map_err(|e| e.to_string())?;
-            shift::wait_insync(clients, &change, std::time::Duration::from_secs(300)).await?;
-            return Ok(format!("change {change} INSYNC"));
+            // Accepted is applied: a slow INSYNC is reported, not called a failure.
+            return Ok(match shift::wait_insync(clients, &change, std::time::Duration::from_secs(300)).await {
+                Ok(_) => format!("change {change} INSYNC"),
+                Err(e) => format!("change {change} accepted; {e}"),
+            });
         }
     }
     Ok("done".into())
+}
+
+/// Who is acting where, for audit lines.
+pub struct Actor {
+    pub account: String,
+    pub region: String,
+    pub operator: String,
+}
+
+/// Applies a confirmed plan step by step, audited: intent before anything is
+/// sent, then each step. `say` hears each step done. A failed step stops and
+/// the error says what was applied and how to undo it.
+pub async fn execute(
+    clients: &Clients,
+    rb: &Runbook,
+    who: &Actor,
+    item: &str,
+    plan: &ActionPlan,
+    say: &mut (dyn FnMut(&str) + Send),
+) -> Result<String, String> {
+    let log = crate::audit::AuditLog::for_runbook(&rb.name);
+    let line = |stage: &str, detail: String| crate::audit::AuditLine {
+        time: crate::status::rfc3339(std::time::SystemTime::now()),
+        operator: who.operator.clone(),
+        account: Some(who.account.clone()),
+        region: who.region.clone(),
+        runbook: rb.name.clone(),
+        action: format!("{} ({item})", plan.name),
+        stage: stage.into(),
+        before: plan.before.clone(),
+        after: plan.after.clone(),
+        detail,
+    };
+    log.append(&line("intent", plan.steps.iter().map(Step::describe).collect::<Vec<_>>().join("; ")))
+        .map_err(|e| format!("{e}; nothing was changed"))?;
+    for (i, s) in plan.steps.iter().enumerate() {
+        match apply(clients, s).await {
+            Ok(detail) => {
+                log.append(&line("applied", format!("{}: {detail}", s.describe())))?;
+                say(&format!("done: {}", s.describe()));
+            }
+            Err(e) => {
+                let _ = log.append(&line("failed", format!("{}: {e}", s.describe())));
+                let applied = plan.steps[..i].iter().map(Step::describe).collect::<Vec<_>>();
+                return Err(format!(
+                    "step {} of {} failed: {e}; applied before it: {}; run the item's rollback to undo",
+                    i + 1,
+                    plan.steps.len(),
+                    if applied.is_empty() { "nothing".to_string() } else { applied.join("; ") }
+                ));
+            }
+        }
+    }
+    Ok(format!("{} done", plan.name))
 }

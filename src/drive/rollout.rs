@@ -247,8 +247,13 @@ pub async fn run(cx: &Context, say: &mut dyn FnMut(&str)) -> Result<Outcome, Str
             updated_at: String::new(),
         },
     };
+    if state.engine.phase == Phase::Done {
+        say("this rollout is already complete (--restart runs it again)");
+        return Ok(Outcome::Done);
+    }
     let live = live_weights(&cx.clients, rb).await?;
     let expected = state.applied.unwrap_or(plan.initial);
+    let mut engine = Engine { plan, state: state.engine.clone() };
     if live != expected {
         if !cx.adopt_live {
             return Err(format!(
@@ -258,15 +263,13 @@ pub async fn run(cx: &Context, say: &mut dyn FnMut(&str)) -> Result<Outcome, Str
         }
         say(&format!("adopting the live weights {}/{}", live.0, live.1));
         state.applied = Some(live);
+        // Continue from what the live weights mean, never from a phase they contradict.
+        let active = !matches!(engine.state.phase, Phase::Idle | Phase::Aborted | Phase::Done);
+        if active && live != engine.plan.weights_at(engine.state.step) {
+            engine.state.phase = if live == engine.rollback_weights() { Phase::Aborted } else { Phase::Shifting };
+        }
     }
-    let _ = std::fs::remove_file(abort_request_path(&rb.name));
-    let mut runner = Runner {
-        cx,
-        engine: Engine { plan, state: state.engine.clone() },
-        state,
-        log: AuditLog::for_runbook(&rb.name),
-        say,
-    };
+    let mut runner = Runner { cx, engine, state, log: AuditLog::for_runbook(&rb.name), say };
 
     let mut ctx = WorkerContext::new(rb.clone(), cx.clients.clone(), ProbePolicy::from_env());
     ctx.vars.extend(cx.vars.clone());
@@ -279,6 +282,27 @@ pub async fn run(cx: &Context, say: &mut dyn FnMut(&str)) -> Result<Outcome, Str
     session.first_round(rb, Duration::from_secs(30)).await;
 
     let now = SystemTime::now;
+    // An abort asked for while no rollout ran is acted on first, not dropped.
+    if let Ok(reason) = std::fs::read_to_string(abort_request_path(&rb.name)) {
+        let _ = std::fs::remove_file(abort_request_path(&rb.name));
+        if !matches!(runner.engine.state.phase, Phase::Idle | Phase::Aborted | Phase::Done) {
+            let out = runner.engine.handle(Input::Abort { reason: reason.trim().to_string() }, now());
+            runner.persist()?;
+            for o in out {
+                if let Output::SetWeights { weights, step: None } = o {
+                    runner.set_weights(weights, None).await?;
+                }
+            }
+            return Ok(Outcome::Aborted(reason.trim().to_string()));
+        }
+    }
+    // An abort interrupted before its rollback reached Route53 is finished first.
+    if runner.engine.state.phase == Phase::Aborted && live != runner.engine.rollback_weights() && !cx.adopt_live {
+        let target = runner.engine.rollback_weights();
+        let line = format!("finishing the interrupted rollback to {}/{}", target.0, target.1);
+        (runner.say)(&line);
+        runner.set_weights(target, None).await?;
+    }
     let mut outputs = match runner.engine.state.phase {
         Phase::Idle | Phase::Aborted | Phase::Done => runner.engine.handle(Input::Start, now()),
         Phase::Paused => runner.engine.handle(Input::Resume, now()),
@@ -293,9 +317,16 @@ pub async fn run(cx: &Context, say: &mut dyn FnMut(&str)) -> Result<Outcome, Str
             }
             runner.engine.handle(Input::InSync { step }, now())
         }
-        Phase::WaitingTtl { .. } | Phase::Soaking { .. } => {
+        Phase::WaitingTtl { .. } => {
             let line = format!("resuming step {} of {}", runner.engine.state.step + 1, runner.engine.plan.steps.len());
             (runner.say)(&line);
+            Vec::new()
+        }
+        Phase::Soaking { .. } => {
+            // Measurements from before the interruption are not evidence now.
+            runner.engine.start_soak(now());
+            let (step, steps) = (runner.engine.state.step + 1, runner.engine.plan.steps.len());
+            (runner.say)(&format!("resuming step {step} of {steps} with a fresh soak"));
             Vec::new()
         }
     };
@@ -307,7 +338,13 @@ pub async fn run(cx: &Context, say: &mut dyn FnMut(&str)) -> Result<Outcome, Str
             let mut next = Vec::new();
             for o in std::mem::take(&mut outputs) {
                 match o {
-                    Output::SetWeights { weights, step } => next.extend(runner.set_weights(weights, step).await?),
+                    Output::SetWeights { weights, step } => {
+                        if step.is_none() {
+                            // The abort decision is on disk before its rollback is sent.
+                            runner.persist()?;
+                        }
+                        next.extend(runner.set_weights(weights, step).await?)
+                    }
                     Output::Log(line) => {
                         // "no data yet" is said once per gate and step, not every interval.
                         if !line.ends_with("no data yet") || quiet.insert((runner.engine.state.step, line.clone())) {
@@ -383,7 +420,28 @@ pub async fn abort(cx: &Context, reason: &str, say: &mut dyn FnMut(&str)) -> Res
     let rb = &cx.rb;
     let Some(_lock) = RolloutLock::try_take(&rb.name)? else {
         crate::paths::write_atomic(&abort_request_path(&rb.name), reason.as_bytes()).map_err(|e| e.to_string())?;
-        return Ok("a rollout is running: it was asked to abort and will roll back within a second".into());
+        say("a rollout is running: asked it to abort; waiting for its rollback");
+        let start = std::time::Instant::now();
+        while start.elapsed() < Duration::from_secs(120) {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            if let Ok(Some(s)) = load_state(&rb.name)
+                && s.engine.phase == Phase::Aborted
+                && s.pending_change.is_none()
+                && !abort_request_path(&rb.name).exists()
+            {
+                // Done only when the live weights are the rollback's, not merely
+                // when the decision is on disk.
+                let target = Engine { plan: Plan::from_runbook(rb)?, state: s.engine.clone() }.rollback_weights();
+                let live = live_weights(&cx.clients, rb).await?;
+                if live == target && s.applied == Some(target) {
+                    return Ok(format!("the running rollout rolled back to {}/{}", live.0, live.1));
+                }
+            }
+        }
+        return Err(
+            "the running rollout did not confirm its rollback within 120 s; check `cutover status` and the audit log"
+                .into(),
+        );
     };
     let plan = Plan::from_runbook(rb)?;
     let mut state = load_state(&rb.name)?.unwrap_or(RolloutState {
@@ -394,15 +452,16 @@ pub async fn abort(cx: &Context, reason: &str, say: &mut dyn FnMut(&str)) -> Res
         pending_change: None,
         updated_at: String::new(),
     });
-    let engine = Engine { plan, state: state.engine.clone() };
+    let mut engine = Engine { plan, state: state.engine.clone() };
     let target = engine.rollback_weights();
-    let mut runner = Runner { cx, engine, state: state.clone(), log: AuditLog::for_runbook(&rb.name), say };
+    // The decision is on disk before the rollback is sent: an interrupted
+    // abort is finished by the next `cutover rollout`, never forgotten.
+    engine.state.phase = Phase::Aborted;
+    engine.state.reason = Some(reason.to_string());
+    state.engine = engine.state.clone();
+    let mut runner = Runner { cx, engine, state, log: AuditLog::for_runbook(&rb.name), say };
+    runner.persist()?;
     runner.set_weights(target, None).await?;
-    state = runner.state.clone();
-    state.engine.phase = Phase::Aborted;
-    state.engine.reason = Some(reason.to_string());
-    runner.state = state;
-    runner.engine.state = runner.state.engine.clone();
     runner.persist()?;
     runner.audit("rollout abort", "done", None, target, reason.to_string())?;
     Ok(format!("weights set back to {}/{}", target.0, target.1))

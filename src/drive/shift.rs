@@ -69,6 +69,9 @@ impl ShiftPlan {
             if let Some(ttl) = side.record.ttl {
                 rrs = rrs.ttl(i64::from(ttl));
             }
+            if let Some(hc) = &side.record.health_check_id {
+                rrs = rrs.health_check_id(hc);
+            }
             for v in &side.record.values {
                 rrs = rrs.resource_records(ResourceRecord::builder().value(v).build().map_err(|e| e.to_string())?);
             }
@@ -88,7 +91,7 @@ impl ShiftPlan {
         let change = |side: &Side, w: u8| {
             serde_json::json!({"Action": "UPSERT", "ResourceRecordSet": {
                 "Name": self.name, "Type": self.record_type, "SetIdentifier": side.record.set_identifier,
-                "Weight": w, "TTL": side.record.ttl, "ResourceRecords": side.record.values.iter().map(|v| serde_json::json!({"Value": v})).collect::<Vec<_>>()}})
+                "Weight": w, "TTL": side.record.ttl, "HealthCheckId": side.record.health_check_id, "ResourceRecords": side.record.values.iter().map(|v| serde_json::json!({"Value": v})).collect::<Vec<_>>()}})
         };
         serde_json::json!({"HostedZoneId": self.zone_id, "ChangeBatch": {"Changes": [change(&self.from, self.weights.0), change(&self.to, self.weights.1)]}})
     }
@@ -112,6 +115,14 @@ pub async fn plan(clients: &Clients, rb: &Runbook, weights: Weights) -> Result<S
         Ok(Side { environment: env.to_string(), record })
     };
     let (from, to) = (side(&rb.rollout.from)?, side(&rb.rollout.to)?);
+    for s in [&from, &to] {
+        if let Some(target) = &s.record.alias_target {
+            return Err(format!(
+                "record `{}` is an alias to {target}; cutover does not change alias records yet (a change must keep the alias target and its health evaluation): shift it in the console or with the AWS CLI",
+                s.record.set_identifier
+            ));
+        }
+    }
     if from.record.ttl != to.record.ttl {
         let ttl = |t: Option<u32>| t.map_or("no TTL".to_string(), |t| format!("{t} s"));
         return Err(format!(

@@ -67,7 +67,7 @@ impl Plan {
     }
 
     pub fn weights_at(&self, step: usize) -> Weights {
-        weights_for_percent(self.steps[step])
+        weights_for_percent(self.steps.get(step).copied().unwrap_or(0))
     }
 }
 
@@ -196,8 +196,13 @@ impl Engine {
     }
 
     /// The weights an abort returns to now.
+    /// A last good step the plan no longer has (the runbook changed) falls
+    /// back to the initial weights: never a weight the plan does not contain.
     pub fn rollback_weights(&self) -> Weights {
-        self.state.last_good.map_or(self.plan.initial, |s| self.plan.weights_at(s))
+        match self.state.last_good {
+            Some(s) if s < self.plan.steps.len() => self.plan.weights_at(s),
+            _ => self.plan.initial,
+        }
     }
 
     fn shift_to(&mut self, step: usize) -> Vec<Output> {
@@ -242,6 +247,12 @@ impl Engine {
             out.extend(self.shift_to(step + 1));
         }
         out
+    }
+
+    /// A new soak window; gate counters start from zero.
+    pub fn start_soak(&mut self, now: SystemTime) {
+        self.state.phase = Phase::Soaking { since: now, until: now + self.plan.soak };
+        self.state.counters = vec![GateCounters::default(); self.plan.gates.len()];
     }
 
     fn soak_complete(&self, now: SystemTime, until: SystemTime) -> bool {
@@ -322,7 +333,7 @@ impl Engine {
                 vec![Output::Log(format!("INSYNC; waiting one TTL ({}s) for resolvers", self.plan.ttl.as_secs()))]
             }
             (WaitingTtl { until }, Input::Tick) if now >= until => {
-                self.state.phase = Soaking { since: now, until: now + self.plan.soak };
+                self.start_soak(now);
                 vec![Output::Log(format!("soaking for {}s", self.plan.soak.as_secs()))]
             }
             (Soaking { until, .. }, Input::Tick) if self.soak_complete(now, until) => self.step_passed(),
@@ -343,11 +354,12 @@ impl Engine {
                 for c in &mut self.state.counters {
                     c.consecutive_errors = 0;
                 }
-                // A soak resumes with a fresh window: what happened before the pause is not evidence now.
-                self.state.phase = match from {
-                    Soaking { .. } => Soaking { since: now, until: now + self.plan.soak },
-                    other => other,
-                };
+                // A soak resumes with a fresh window and fresh counters: what
+                // happened before the pause is not evidence now.
+                match from {
+                    Soaking { .. } => self.start_soak(now),
+                    other => self.state.phase = other,
+                }
                 vec![Output::Log("resumed".into())]
             }
             (Shifting | WaitingInsync | WaitingTtl { .. } | Soaking { .. } | Paused, Input::Abort { reason }) => {

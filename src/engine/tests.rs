@@ -234,7 +234,10 @@ fn resume_after_a_pause_starts_a_fresh_soak_window() {
     e.handle(Input::Resume, t(1000));
     assert_eq!(e.state.phase, Phase::Soaking { since: t(1000), until: t(1060) });
     assert!(e.handle(Input::Tick, t(1030)).is_empty());
-    assert!(!weights(&e.handle(Input::Tick, t(1061))).is_empty());
+    // Passes from before the pause are not evidence: the soak needs new ones.
+    assert!(e.handle(Input::Tick, t(1061)).is_empty());
+    pass_all(&mut e, 1062);
+    assert!(!weights(&e.handle(Input::Tick, t(1063))).is_empty());
 }
 
 #[test]
@@ -296,6 +299,14 @@ fn inputs_that_do_not_apply_change_nothing() {
 }
 
 #[test]
+fn rollback_never_uses_a_step_the_plan_no_longer_has() {
+    let mut e = Engine::new(plan());
+    e.state.last_good = Some(7);
+    assert_eq!(e.rollback_weights(), (100, 0));
+    assert_eq!(e.plan.weights_at(9), (100, 0));
+}
+
+#[test]
 fn state_round_trips_through_json_for_resume() {
     let mut e = Engine::new(plan());
     e.handle(Input::Start, t(0));
@@ -307,4 +318,12 @@ fn state_round_trips_through_json_for_resume() {
     let mut resumed = Engine { plan: plan(), state: back };
     resumed.handle(Input::Measure { gate: 1, result: Measurement::Pass }, t(30));
     assert!(!weights(&resumed.handle(Input::Tick, t(80))).is_empty());
+    // A restart mid-soak starts a fresh window with fresh counters.
+    let mut e = Engine::new(plan());
+    e.handle(Input::Start, t(0));
+    to_soak(&mut e, 0, 0);
+    pass_all(&mut e, 20);
+    e.start_soak(t(5000));
+    assert!(e.state.counters.iter().all(|c| c.passes == 0));
+    assert!(e.handle(Input::Tick, t(5061)).is_empty(), "old passes do not finish the step");
 }

@@ -32,6 +32,7 @@ pub enum Action {
     ShowErrors,
     Quit,
     RunCheck,
+    Rollback,
     Tick,
     Note,
 }
@@ -153,7 +154,8 @@ impl Default for Keymap {
                 b(Palette, &[":"], None, "command palette"),
                 b(Help, &["?"], None, "help for this pane"),
                 b(Quit, &["q"], None, "quit"),
-                b(RunCheck, &["enter"], Some(Pane::Checklist), "run the selected check"),
+                b(RunCheck, &["enter"], Some(Pane::Checklist), "run the selected check, or plan the action"),
+                b(Rollback, &["b"], Some(Pane::Checklist), "plan the selected item's rollback"),
                 b(Tick, &["space"], Some(Pane::Checklist), "tick / untick a manual item"),
                 b(Note, &["n"], Some(Pane::Checklist), "attach a note"),
             ],

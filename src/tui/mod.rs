@@ -48,6 +48,11 @@ fn install_panic_hook(log_file: Option<PathBuf>) {
     }));
 }
 
+/// What the loop needs to plan and apply checklist actions.
+pub struct ActionContext {
+    pub clients: crate::aws::Clients,
+}
+
 pub struct TuiOptions {
     pub profile: Option<String>,
     pub read_only: bool,
@@ -72,6 +77,7 @@ pub async fn run(ctx: WorkerContext, region: String, opts: TuiOptions) -> Result
     );
     app.log(format!("checklist progress: {}", progress_path.display()));
 
+    let action_clients = ctx.clients.clone();
     let (tx, rx) = tokio::sync::mpsc::channel(1024);
     let workers = workers::spawn(Arc::new(ctx), tx);
 
@@ -85,23 +91,35 @@ pub async fn run(ctx: WorkerContext, region: String, opts: TuiOptions) -> Result
     let size = terminal.size().map_err(|e| e.to_string())?;
     app.size = (size.width, size.height);
     let input = EventStream::new().map(|r| r.map_err(|e| e.to_string()));
-    event_loop(&mut terminal, &mut app, input, rx, &workers, &progress_path, |_| {}).await?;
+    let actions = ActionContext { clients: action_clients };
+    let services = Services { workers: &workers, progress_path: &progress_path, actions: Some(&actions) };
+    event_loop(&mut terminal, &mut app, input, rx, services, |_| {}).await?;
     drop(workers);
     Ok(())
 }
 
 /// The loop: draw, then wait for input, live data or the clock, fold it in,
 /// carry out the commands. `drawn` is told after every frame (benchmarks).
+/// What the loop works with besides the screen and the app.
+pub struct Services<'a> {
+    pub workers: &'a workers::Workers,
+    pub progress_path: &'a std::path::Path,
+    /// None: actions are refused (benchmarks).
+    pub actions: Option<&'a ActionContext>,
+}
+
 pub async fn event_loop<B: ratatui::backend::Backend>(
     terminal: &mut Terminal<B>,
     app: &mut App,
     mut input: impl futures::Stream<Item = Result<TermEvent, String>> + Unpin,
     mut rx: tokio::sync::mpsc::Receiver<crate::live::Event>,
-    workers: &workers::Workers,
-    progress_path: &std::path::Path,
+    services: Services<'_>,
     mut drawn: impl FnMut(&App),
 ) -> Result<(), String> {
+    let Services { workers, progress_path, actions } = services;
     let mut clock = tokio::time::interval(Duration::from_secs(1));
+    // Planning and applying run off the loop; their results come back here.
+    let (action_tx, mut action_rx) = tokio::sync::mpsc::unbounded_channel::<Event>();
     loop {
         terminal.draw(|f| view::render(app, f)).map_err(|e| format!("cannot draw: {e}"))?;
         drawn(app);
@@ -123,6 +141,7 @@ pub async fn event_loop<B: ratatui::backend::Backend>(
                 cmds
             }
             _ = clock.tick() => state::update(app, Event::Tick(SystemTime::now())),
+            Some(ev) = action_rx.recv() => state::update(app, ev),
         };
         for c in commands {
             match c {
@@ -133,10 +152,61 @@ pub async fn event_loop<B: ratatui::backend::Backend>(
                     }
                 }
                 Command::Quit => app.quit = true,
+                Command::PlanAction { key, rollback } => {
+                    let Some(cx) = actions else {
+                        let _ = action_tx
+                            .send(Event::ActionPlanned { key, result: Err("actions are not available here".into()) });
+                        continue;
+                    };
+                    let (clients, rb, tx) = (cx.clients.clone(), app.rb.clone(), action_tx.clone());
+                    tokio::spawn(async move {
+                        let result = match item_action(&rb, &key, rollback) {
+                            Ok(a) => crate::drive::actions::plan(&clients, &rb, &a).await,
+                            Err(e) => Err(e),
+                        };
+                        let _ = tx.send(Event::ActionPlanned { key, result });
+                    });
+                }
+                Command::ApplyAction { key } => {
+                    let (Some(cx), Some(plan)) = (actions, app.pending_action.take()) else { continue };
+                    let Some(identity) = app.snap.identity.value.clone() else {
+                        app.log(format!("{key}: refused: the account is not known yet; nothing was changed"));
+                        continue;
+                    };
+                    let who = crate::drive::actions::Actor {
+                        account: identity.account,
+                        region: app.region.clone(),
+                        operator: app.operator.clone(),
+                    };
+                    let (clients, rb, tx) = (cx.clients.clone(), app.rb.clone(), action_tx.clone());
+                    tokio::spawn(async move {
+                        let mut say = |_: &str| {};
+                        let result = crate::drive::actions::execute(&clients, &rb, &who, &key, &plan, &mut say).await;
+                        let _ = tx.send(Event::ActionDone { key, result });
+                    });
+                }
             }
         }
         if app.quit {
             return Ok(());
         }
+    }
+}
+
+/// The action of `phase/item`, or its rollback.
+fn item_action(rb: &crate::runbook::Runbook, key: &str, rollback: bool) -> Result<crate::runbook::Action, String> {
+    let (phase, item) = key.split_once('/').ok_or("not phase/item")?;
+    let it = rb
+        .phases
+        .iter()
+        .find(|p| p.id == phase)
+        .and_then(|p| p.items.iter().find(|i| i.id == item))
+        .ok_or("no such item")?;
+    if rollback {
+        return it.rollback.clone().ok_or_else(|| "no rollback".to_string());
+    }
+    match &it.kind {
+        crate::runbook::ItemKind::Action { action } => Ok(action.clone()),
+        _ => Err("not an action".into()),
     }
 }

@@ -9,6 +9,7 @@ use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseButton, MouseEvent,
 use ratatui::layout::{Position, Rect};
 
 use super::keys::{Action, Keymap};
+use crate::drive::actions::ActionPlan;
 use crate::live::{self, LiveState};
 use crate::progress::{Progress, item_key};
 use crate::runbook::{ItemKind, Runbook};
@@ -48,9 +49,21 @@ pub enum Overlay {
     None,
     Help,
     Errors,
-    Palette { input: String, selected: usize },
-    Filter { input: String },
-    Note { key: String, input: String },
+    Palette {
+        input: String,
+        selected: usize,
+    },
+    Filter {
+        input: String,
+    },
+    Note {
+        key: String,
+        input: String,
+    },
+    /// A planned change waiting for y / n; the plan is `App::pending_action`.
+    Confirm {
+        key: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -78,6 +91,15 @@ pub enum Command {
     Refresh,
     SaveProgress,
     Quit,
+    /// Plan an item's action (or its rollback) from live data, off the loop.
+    PlanAction {
+        key: String,
+        rollback: bool,
+    },
+    /// Apply the plan the person confirmed (`App::pending_action`), off the loop.
+    ApplyAction {
+        key: String,
+    },
 }
 
 // Each event is moved once, from the loop into `update`; boxing `Live` buys nothing.
@@ -89,6 +111,14 @@ pub enum Event {
     Live(live::Event),
     /// The clock moved (ages are computed against it).
     Tick(SystemTime),
+    ActionPlanned {
+        key: String,
+        result: Result<ActionPlan, String>,
+    },
+    ActionDone {
+        key: String,
+        result: Result<String, String>,
+    },
 }
 
 pub struct Header {
@@ -117,6 +147,9 @@ pub struct App {
     pub runs: BTreeMap<String, CheckRun>,
     pub log: VecDeque<LogLine>,
     pub quit: bool,
+    pub pending_action: Option<ActionPlan>,
+    /// Outcome of the last action run per item: (succeeded, when).
+    pub action_results: BTreeMap<String, (bool, SystemTime)>,
     /// Derived from `live` after every change; what render draws.
     pub snap: Snapshot,
 }
@@ -155,6 +188,8 @@ impl App {
             runs: BTreeMap::new(),
             log: VecDeque::new(),
             quit: false,
+            pending_action: None,
+            action_results: BTreeMap::new(),
             snap,
         }
     }
@@ -372,22 +407,30 @@ fn perform(app: &mut App, action: Action) -> Vec<Command> {
             app.quit = true;
             return vec![Command::Quit];
         }
-        Action::RunCheck => {
+        Action::RunCheck | Action::Rollback => {
             let Some((phase, item)) = app.selected_item() else { return Vec::new() };
-            let is_check = app
-                .rb
-                .phases
-                .iter()
-                .find(|p| p.id == phase)
-                .and_then(|p| p.items.iter().find(|i| i.id == item))
-                .is_some_and(|i| matches!(i.kind, ItemKind::Check { .. }));
-            if !is_check {
-                app.log(format!(
-                    "{phase}/{item} is not a check; Enter runs checks (actions come with the drive issue)"
-                ));
+            let found =
+                app.rb.phases.iter().find(|p| p.id == phase).and_then(|p| p.items.iter().find(|i| i.id == item));
+            let Some(it) = found.cloned() else { return Vec::new() };
+            let key = item_key(&phase, &item);
+            let rollback = action == Action::Rollback;
+            if rollback && it.rollback.is_none() {
+                app.log(format!("{key} names no rollback"));
                 return Vec::new();
             }
-            let key = item_key(&phase, &item);
+            if rollback || matches!(it.kind, ItemKind::Action { .. }) {
+                if app.header.read_only {
+                    app.log(format!("refused: read-only; {key} was not planned or run"));
+                    return Vec::new();
+                }
+                let what = if rollback { "the rollback of " } else { "" };
+                app.log(format!("planning {what}{key} from live data…"));
+                return vec![Command::PlanAction { key, rollback }];
+            }
+            if !matches!(it.kind, ItemKind::Check { .. }) {
+                app.log(format!("{key} is a manual item: Space ticks it"));
+                return Vec::new();
+            }
             app.runs.insert(key.clone(), CheckRun::Running { since: app.now });
             app.log(format!("check {key} running: waiting for fresh data"));
             return vec![Command::Refresh];
@@ -455,6 +498,20 @@ fn overlay_key(app: &mut App, key: KeyEvent) -> Vec<Command> {
     match std::mem::replace(&mut app.overlay, Overlay::None) {
         // Any key closes help and errors.
         Overlay::None | Overlay::Help | Overlay::Errors => {}
+        Overlay::Confirm { key: item } => match key.code {
+            KeyCode::Char('y') => {
+                if let Some(plan) = &app.pending_action {
+                    let line = format!("applying {} ({item})", plan.name);
+                    app.log(line);
+                    return vec![Command::ApplyAction { key: item }];
+                }
+            }
+            KeyCode::Char('n') | KeyCode::Esc => {
+                app.pending_action = None;
+                app.log(format!("{item}: cancelled, nothing was changed"));
+            }
+            _ => app.overlay = Overlay::Confirm { key: item },
+        },
         Overlay::Filter { mut input } => match edit(&mut input, key.code) {
             Edit::Submit => {
                 app.filter = input.trim().to_string();
@@ -562,6 +619,28 @@ pub fn update(app: &mut App, event: Event) -> Vec<Command> {
             }
             app.check_finished();
             Vec::new()
+        }
+        Event::ActionPlanned { key, result } => {
+            match result {
+                Ok(plan) if plan.noop.is_some() => {
+                    app.log(format!("{key}: nothing to do: {}", plan.noop.unwrap_or_default()))
+                }
+                Ok(plan) => {
+                    app.pending_action = Some(plan);
+                    app.overlay = Overlay::Confirm { key };
+                }
+                Err(e) => app.log(format!("{key}: cannot plan: {e}")),
+            }
+            Vec::new()
+        }
+        Event::ActionDone { key, result } => {
+            let ok = result.is_ok();
+            match result {
+                Ok(s) => app.log(format!("{key}: {s}")),
+                Err(e) => app.log(format!("{key} FAILED: {e}")),
+            }
+            app.action_results.insert(key, (ok, app.now));
+            vec![Command::Refresh]
         }
         Event::Tick(now) => {
             app.now = now;

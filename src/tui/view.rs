@@ -451,7 +451,13 @@ fn checklist(f: &mut Frame, app: &App, area: Rect) {
                             ),
                             (None, None) => ("· pending".to_string(), DIM),
                         },
-                        ItemKind::Action { .. } => ("» action".to_string(), Style::new().fg(Color::Blue)),
+                        ItemKind::Action { .. } => match app.action_results.get(&key) {
+                            Some((true, at)) => (format!("✔ done {}", hhmmss(*at)), Style::new().fg(Color::Green)),
+                            Some((false, at)) => {
+                                (format!("✘ FAILED {}", hhmmss(*at)), Style::new().fg(Color::Red).bold())
+                            }
+                            None => ("» action".to_string(), Style::new().fg(Color::Blue)),
+                        },
                     };
                     let note = if app.progress.notes.contains_key(&key) { " ✎" } else { "" };
                     Line::from(vec![
@@ -538,7 +544,7 @@ fn overlay(f: &mut Frame, app: &App, area: Rect) {
                 Span::raw("close a popup or leave zoom"),
             ]));
             let h = lines.len() as u16 + 2;
-            popup(f, centered(area, 56, h), "help", lines);
+            popup(f, centered(area, 66, h), "help", lines);
         }
         Overlay::Errors => {
             let mut lines = Vec::new();
@@ -596,6 +602,31 @@ fn overlay(f: &mut Frame, app: &App, area: Rect) {
                 ])),
                 r,
             );
+        }
+        Overlay::Confirm { key } => {
+            let Some(plan) = &app.pending_action else { return };
+            let account = app.snap.identity.value.as_ref().map_or("?".to_string(), |i| i.account.clone());
+            let mut lines = vec![
+                Line::from(vec![
+                    Span::styled(format!("{} ", plan.name), Style::new().bold()),
+                    Span::raw(format!("({key}) in account {account}, {}", app.region)),
+                ]),
+                Line::from(vec![Span::styled("before ", DIM), Span::raw(plan.before.to_string())]),
+                Line::from(vec![Span::styled("after  ", DIM), Span::raw(plan.after.to_string())]),
+            ];
+            for s in &plan.steps {
+                lines.push(Line::raw(format!("  • {}", s.describe())));
+            }
+            lines.push(Line::raw(""));
+            lines.push(Line::from(vec![
+                Span::styled(" y ", Style::new().fg(Color::Black).bg(Color::Green)),
+                Span::raw(" apply (audited)   "),
+                Span::styled(" n / esc ", Style::new().fg(Color::Black).bg(Color::Gray)),
+                Span::raw(" cancel"),
+            ]));
+            let title = if app.rb.production { "CONFIRM A CHANGE TO PRODUCTION" } else { "confirm a change" };
+            let h = (lines.len() as u16 + 6).min(area.height);
+            popup(f, centered(area, area.width.saturating_sub(8).min(110), h), title, lines);
         }
         Overlay::Note { key, input } => {
             let lines = vec![
