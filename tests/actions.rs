@@ -3,25 +3,10 @@
 
 mod common;
 
-use std::path::Path;
 use std::time::Duration;
 
 use common::*;
-use cutover::runbook::Runbook;
 use cutover::sandbox::Sandbox;
-
-async fn run(sb: &Sandbox, rb: &Runbook, state: &Path, args: &[&str]) -> (Option<i32>, String) {
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_cutover"))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env("XDG_STATE_HOME", state)
-        .envs(sb.env_vars(rb))
-        .args(["--log-file", &state.join("log").display().to_string()])
-        .args(args)
-        .output()
-        .await
-        .unwrap();
-    (out.status.code(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
-}
 
 async fn health_ok(sb: &Sandbox, name: &str) -> bool {
     let url = &sb.world.instances.iter().find(|i| i.name == name).unwrap().health_url;
@@ -48,7 +33,8 @@ async fn authorizing_the_named_rule_heals_the_wrong_security_group_instance_and_
     assert_eq!(blocked(&first_snapshot(&rb, &sb).await), 1);
 
     let (code, out) =
-        run(&sb, &rb, dir.path(), &["run", "runbooks/demo.toml", "validate/redis-ingress", "--dry-run"]).await;
+        run_cutover_all(&sb, &rb, dir.path(), &["run", "runbooks/demo.toml", "validate/redis-ingress", "--dry-run"])
+            .await;
     assert_eq!(code, Some(0), "{out}");
     assert!(
         out.contains(&format!(
@@ -61,7 +47,7 @@ async fn authorizing_the_named_rule_heals_the_wrong_security_group_instance_and_
     assert!(!health_ok(&sb, "staging-web-2").await, "a dry run changes nothing");
 
     let (code, out) =
-        run(&sb, &rb, dir.path(), &["run", "runbooks/demo.toml", "validate/redis-ingress", "--yes"]).await;
+        run_cutover_all(&sb, &rb, dir.path(), &["run", "runbooks/demo.toml", "validate/redis-ingress", "--yes"]).await;
     assert_eq!(code, Some(0), "{out}");
     // The next poll sees the path open, and the instance really reaches Redis.
     let snap = first_snapshot(&rb, &sb).await;
@@ -73,14 +59,18 @@ async fn authorizing_the_named_rule_heals_the_wrong_security_group_instance_and_
 
     // Running it again is a no-op, not a duplicate rule.
     let (code, out) =
-        run(&sb, &rb, dir.path(), &["run", "runbooks/demo.toml", "validate/redis-ingress", "--yes"]).await;
+        run_cutover_all(&sb, &rb, dir.path(), &["run", "runbooks/demo.toml", "validate/redis-ingress", "--yes"]).await;
     assert_eq!(code, Some(0));
     assert!(out.contains("nothing to do"), "{out}");
 
     // The rollback revokes exactly what cutover added.
-    let (code, out) =
-        run(&sb, &rb, dir.path(), &["run", "runbooks/demo.toml", "validate/redis-ingress", "--rollback", "--yes"])
-            .await;
+    let (code, out) = run_cutover_all(
+        &sb,
+        &rb,
+        dir.path(),
+        &["run", "runbooks/demo.toml", "validate/redis-ingress", "--rollback", "--yes"],
+    )
+    .await;
     assert_eq!(code, Some(0), "{out}");
     assert_eq!(blocked(&first_snapshot(&rb, &sb).await), 1);
     let staging_app_rule =
@@ -106,7 +96,7 @@ async fn stickiness_registration_and_stopping_instances_do_what_they_say() {
     let sb = sandbox(&rb, "eu-west-3").await;
     let dir = tempfile::tempdir().unwrap();
     let p = "runbooks/staging-parity.toml";
-    let (code, out) = run(&sb, &rb, dir.path(), &["run", p, "shape/sticky", "--yes"]).await;
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["run", p, "shape/sticky", "--yes"]).await;
     assert_eq!(code, Some(0), "{out}");
     let tg = &sb.world.target_groups["staging"][0].arn;
     let attrs = sb.clients.elb.describe_target_group_attributes().target_group_arn(tg).send().await.unwrap();
@@ -117,11 +107,11 @@ async fn stickiness_registration_and_stopping_instances_do_what_they_say() {
         (Some("true".into()), Some("lb_cookie".into()), Some("86400".into()))
     );
 
-    let (code, out) = run(&sb, &rb, dir.path(), &["run", p, "shape/register", "--rollback", "--yes"]).await;
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["run", p, "shape/register", "--rollback", "--yes"]).await;
     assert_eq!(code, Some(0), "{out}");
     let health = sb.clients.elb.describe_target_health().target_group_arn(tg).send().await.unwrap();
     assert!(health.target_health_descriptions().is_empty(), "deregistered");
-    let (code, out) = run(&sb, &rb, dir.path(), &["run", p, "shape/register", "--yes"]).await;
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["run", p, "shape/register", "--yes"]).await;
     assert_eq!(code, Some(0), "{out}");
     let health = sb.clients.elb.describe_target_health().target_group_arn(tg).send().await.unwrap();
     assert_eq!(health.target_health_descriptions().len(), 2, "registered again");
@@ -129,12 +119,17 @@ async fn stickiness_registration_and_stopping_instances_do_what_they_say() {
 
     let rb = runbook("demo.toml");
     let sb = sandbox(&rb, "ca-central-1").await;
-    let (code, _) =
-        run(&sb, &rb, dir.path(), &["--read-only", "run", "runbooks/demo.toml", "decommission/stop-old", "--yes"])
-            .await;
+    let (code, _) = run_cutover_all(
+        &sb,
+        &rb,
+        dir.path(),
+        &["--read-only", "run", "runbooks/demo.toml", "decommission/stop-old", "--yes"],
+    )
+    .await;
     assert_eq!(code, Some(2));
     assert!(health_ok(&sb, "prod-web-1").await, "read-only stopped nothing");
-    let (code, out) = run(&sb, &rb, dir.path(), &["run", "runbooks/demo.toml", "decommission/stop-old", "--yes"]).await;
+    let (code, out) =
+        run_cutover_all(&sb, &rb, dir.path(), &["run", "runbooks/demo.toml", "decommission/stop-old", "--yes"]).await;
     assert_eq!(code, Some(0), "{out}");
     let states = |sb: &Sandbox| {
         let ec2 = sb.clients.ec2.clone();
@@ -157,11 +152,16 @@ async fn stickiness_registration_and_stopping_instances_do_what_they_say() {
         (!health_ok(&sb, "prod-web-1").await).then_some(())
     })
     .await;
-    let (code, out) =
-        run(&sb, &rb, dir.path(), &["run", "runbooks/demo.toml", "decommission/stop-old", "--rollback", "--yes"]).await;
+    let (code, out) = run_cutover_all(
+        &sb,
+        &rb,
+        dir.path(),
+        &["run", "runbooks/demo.toml", "decommission/stop-old", "--rollback", "--yes"],
+    )
+    .await;
     assert_eq!(code, Some(0), "{out}");
     assert_eq!(states(&sb).await, ["running", "running"]);
-    let (code, out) = run(&sb, &rb, dir.path(), &["run", "runbooks/demo.toml", "validate/redis"]).await;
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["run", "runbooks/demo.toml", "validate/redis"]).await;
     assert_eq!(code, Some(2));
     assert!(out.contains("is not an action"), "{out}");
     sb.down().await;

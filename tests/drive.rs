@@ -6,7 +6,6 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::*;
-use cutover::runbook::Runbook;
 use cutover::sandbox::Sandbox;
 
 async fn weights(sb: &Sandbox) -> BTreeMap<String, i64> {
@@ -16,24 +15,6 @@ async fn weights(sb: &Sandbox) -> BTreeMap<String, i64> {
 
 fn w(prod: i64, staging: i64) -> BTreeMap<String, i64> {
     BTreeMap::from([("prod".to_string(), prod), ("staging".to_string(), staging)])
-}
-
-async fn cutover(sb: &Sandbox, rb: &Runbook, state: &std::path::Path, args: &[&str]) -> (Option<i32>, String, String) {
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_cutover"))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env("XDG_STATE_HOME", state)
-        .env("CUTOVER_OPERATOR", "on-call")
-        .envs(sb.env_vars(rb))
-        .args(["--log-file", &state.join("log").display().to_string()])
-        .args(args)
-        .output()
-        .await
-        .unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 fn audit(state: &std::path::Path) -> Vec<serde_json::Value> {
@@ -49,7 +30,8 @@ async fn shift_to_30_leaves_70_30_and_audits_before_and_after() {
     let rb = runbook("demo.toml");
     let sb = sandbox(&rb, "us-east-1").await;
     let dir = tempfile::tempdir().unwrap();
-    let (code, out, err) = cutover(&sb, &rb, dir.path(), &["shift", "runbooks/demo.toml", "--to", "30", "--yes"]).await;
+    let (code, out, err) =
+        run_cutover(&sb, &rb, dir.path(), &["shift", "runbooks/demo.toml", "--to", "30", "--yes"]).await;
     assert_eq!(code, Some(0), "{out}{err}");
     assert!(
         out.contains(
@@ -72,7 +54,7 @@ async fn shift_to_30_leaves_70_30_and_audits_before_and_after() {
     let mode = std::fs::metadata(dir.path().join("cutover/demo.audit.jsonl")).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
     // The audit command prints it, and as a postmortem timeline.
-    let (code, md, _) = cutover(&sb, &rb, dir.path(), &["audit", "runbooks/demo.toml", "--markdown"]).await;
+    let (code, md, _) = run_cutover(&sb, &rb, dir.path(), &["audit", "runbooks/demo.toml", "--markdown"]).await;
     assert_eq!(code, Some(0));
     assert_eq!(md.lines().filter(|l| l.starts_with("| 20")).count(), 3, "{md}");
     sb.down().await;
@@ -85,14 +67,14 @@ async fn dry_run_read_only_and_missing_yes_change_nothing_and_say_so() {
     let dir = tempfile::tempdir().unwrap();
 
     let (code, out, _) =
-        cutover(&sb, &rb, dir.path(), &["shift", "runbooks/demo.toml", "--to", "30", "--dry-run"]).await;
+        run_cutover(&sb, &rb, dir.path(), &["shift", "runbooks/demo.toml", "--to", "30", "--dry-run"]).await;
     assert_eq!(code, Some(0));
     assert!(out.contains("dry run: nothing was sent"), "{out}");
     assert!(out.contains("\"Weight\": 70") && out.contains("\"Weight\": 30"), "{out}");
     assert_eq!(weights(&sb).await, w(100, 0));
 
     let (code, _, err) =
-        cutover(&sb, &rb, dir.path(), &["--read-only", "shift", "runbooks/demo.toml", "--to", "30", "--yes"]).await;
+        run_cutover(&sb, &rb, dir.path(), &["--read-only", "shift", "runbooks/demo.toml", "--to", "30", "--yes"]).await;
     assert_eq!(code, Some(2));
     assert_eq!(err.trim(), "refused: --read-only forbids changing weights; nothing was changed");
     assert_eq!(weights(&sb).await, w(100, 0));
@@ -100,12 +82,13 @@ async fn dry_run_read_only_and_missing_yes_change_nothing_and_say_so() {
     assert_eq!(lines.len(), 1);
     assert_eq!(lines[0]["stage"], "refused");
 
-    let (code, _, err) = cutover(&sb, &rb, dir.path(), &["shift", "runbooks/demo.toml", "--to", "30"]).await;
+    let (code, _, err) = run_cutover(&sb, &rb, dir.path(), &["shift", "runbooks/demo.toml", "--to", "30"]).await;
     assert_eq!(code, Some(2));
     assert!(err.starts_with("refused: changing weights needs --yes"), "{err}");
     assert_eq!(weights(&sb).await, w(100, 0));
 
-    let (code, _, err) = cutover(&sb, &rb, dir.path(), &["shift", "runbooks/demo.toml", "--to", "150", "--yes"]).await;
+    let (code, _, err) =
+        run_cutover(&sb, &rb, dir.path(), &["shift", "runbooks/demo.toml", "--to", "150", "--yes"]).await;
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("150 is not in 0..=100"), "{err}");
     assert_eq!(weights(&sb).await, w(100, 0));
@@ -137,7 +120,8 @@ async fn unequal_ttls_are_refused_before_anything_is_sent() {
         .await
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let (code, _, err) = cutover(&sb, &rb, dir.path(), &["shift", "runbooks/demo.toml", "--to", "30", "--yes"]).await;
+    let (code, _, err) =
+        run_cutover(&sb, &rb, dir.path(), &["shift", "runbooks/demo.toml", "--to", "30", "--yes"]).await;
     assert_eq!(code, Some(2));
     assert!(err.starts_with("refused: the weighted records' TTLs differ (prod has 10 s, staging has 300 s)"), "{err}");
     assert_eq!(weights(&sb).await, w(100, 0));

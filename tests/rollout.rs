@@ -32,24 +32,6 @@ fn w(prod: i64, staging: i64) -> BTreeMap<String, i64> {
     BTreeMap::from([("prod".to_string(), prod), ("staging".to_string(), staging)])
 }
 
-fn command(sb: &Sandbox, rb: &Runbook, state: &Path, args: &[&str]) -> std::process::Command {
-    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_cutover"));
-    c.current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env("XDG_STATE_HOME", state)
-        .env("CUTOVER_OPERATOR", "on-call")
-        .envs(sb.env_vars(rb))
-        .args(["--log-file", &state.join("log").display().to_string()])
-        .args(args)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    c
-}
-
-async fn run(sb: &Sandbox, rb: &Runbook, state: &Path, args: &[&str]) -> (Option<i32>, String) {
-    let out = tokio::process::Command::from(command(sb, rb, state, args)).output().await.unwrap();
-    (out.status.code(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
-}
-
 fn audit(state: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(state.join("cutover/demo.audit.jsonl"))
         .unwrap_or_default()
@@ -95,7 +77,7 @@ async fn a_full_rollout_reaches_100_with_every_gate_passing_and_every_step_audit
     let dir = tempfile::tempdir().unwrap();
     let (rb, path) = fast_runbook(dir.path());
     let sb = fixed_sandbox(&rb, "us-east-1").await;
-    let (code, out) = run(&sb, &rb, dir.path(), &["rollout", path.to_str().unwrap(), "--yes"]).await;
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["rollout", path.to_str().unwrap(), "--yes"]).await;
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains("rollout complete: staging has 100%"), "{out}");
     assert_eq!(weights(&sb).await, w(0, 100));
@@ -112,7 +94,7 @@ async fn a_full_rollout_reaches_100_with_every_gate_passing_and_every_step_audit
     assert_eq!(rollout_state(dir.path()).unwrap()["engine"]["phase"]["phase"], "done");
     // Running it again does nothing and says so.
     let lines_before = audit(dir.path()).len();
-    let (code, out) = run(&sb, &rb, dir.path(), &["rollout", path.to_str().unwrap(), "--yes"]).await;
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["rollout", path.to_str().unwrap(), "--yes"]).await;
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains("already complete"), "{out}");
     assert_eq!(audit(dir.path()).len(), lines_before);
@@ -124,10 +106,14 @@ async fn an_alarm_during_a_soak_rolls_back_to_the_last_good_step_and_the_audit_s
     let dir = tempfile::tempdir().unwrap();
     let (rb, path) = fast_runbook(dir.path());
     let sb = fixed_sandbox(&rb, "us-west-2").await;
-    let child =
-        tokio::process::Command::from(command(&sb, &rb, dir.path(), &["rollout", path.to_str().unwrap(), "--yes"]))
-            .spawn()
-            .unwrap();
+    let child = tokio::process::Command::from(cutover_command(
+        &sb,
+        &rb,
+        dir.path(),
+        &["rollout", path.to_str().unwrap(), "--yes"],
+    ))
+    .spawn()
+    .unwrap();
     until_soaking(dir.path(), 1).await;
     sb.clients
         .cloudwatch
@@ -156,13 +142,14 @@ async fn sigkill_during_a_soak_then_restart_resumes_the_same_step_without_duplic
     let dir = tempfile::tempdir().unwrap();
     let (rb, path) = fast_runbook(dir.path());
     let sb = fixed_sandbox(&rb, "eu-central-1").await;
-    let mut child = command(&sb, &rb, dir.path(), &["rollout", path.to_str().unwrap(), "--yes"]).spawn().unwrap();
+    let mut child =
+        cutover_command(&sb, &rb, dir.path(), &["rollout", path.to_str().unwrap(), "--yes"]).spawn().unwrap();
     until_soaking(dir.path(), 1).await;
     child.kill().unwrap();
     child.wait().unwrap();
     assert_eq!(weights(&sb).await, w(75, 25), "killed in step 2's soak");
     let before = audit(dir.path()).len();
-    let (code, out) = run(&sb, &rb, dir.path(), &["rollout", path.to_str().unwrap(), "--yes"]).await;
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["rollout", path.to_str().unwrap(), "--yes"]).await;
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains("resuming step 2 of 4"), "{out}");
     assert_eq!(weights(&sb).await, w(0, 100));
@@ -181,17 +168,27 @@ async fn abort_from_another_shell_rolls_a_running_rollout_back() {
     let dir = tempfile::tempdir().unwrap();
     let (rb, path) = fast_runbook(dir.path());
     let sb = fixed_sandbox(&rb, "ap-south-1").await;
-    let child =
-        tokio::process::Command::from(command(&sb, &rb, dir.path(), &["rollout", path.to_str().unwrap(), "--yes"]))
-            .spawn()
-            .unwrap();
+    let child = tokio::process::Command::from(cutover_command(
+        &sb,
+        &rb,
+        dir.path(),
+        &["rollout", path.to_str().unwrap(), "--yes"],
+    ))
+    .spawn()
+    .unwrap();
     until_soaking(dir.path(), 2).await;
     // No manual shift under a running rollout's feet.
-    let (code, out) = run(&sb, &rb, dir.path(), &["shift", path.to_str().unwrap(), "--to", "10", "--yes"]).await;
+    let (code, out) =
+        run_cutover_all(&sb, &rb, dir.path(), &["shift", path.to_str().unwrap(), "--to", "10", "--yes"]).await;
     assert_eq!(code, Some(2), "{out}");
     assert!(out.contains("a rollout of demo is running"), "{out}");
-    let (code, out) =
-        run(&sb, &rb, dir.path(), &["abort", path.to_str().unwrap(), "--yes", "--reason", "p99 looks wrong"]).await;
+    let (code, out) = run_cutover_all(
+        &sb,
+        &rb,
+        dir.path(),
+        &["abort", path.to_str().unwrap(), "--yes", "--reason", "p99 looks wrong"],
+    )
+    .await;
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains("the running rollout rolled back to 75/25"), "{out}");
     let out = child.wait_with_output().await.unwrap();
@@ -207,16 +204,16 @@ async fn refusals_change_nothing() {
     let (rb, path) = fast_runbook(dir.path());
     let sb = fixed_sandbox(&rb, "eu-north-1").await;
     let p = path.to_str().unwrap();
-    let (code, out) = run(&sb, &rb, dir.path(), &["--read-only", "rollout", p, "--yes"]).await;
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["--read-only", "rollout", p, "--yes"]).await;
     assert_eq!(code, Some(2), "{out}");
     assert!(out.contains("refused: --read-only forbids a rollout"), "{out}");
-    let (code, out) = run(&sb, &rb, dir.path(), &["rollout", p]).await;
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["rollout", p]).await;
     assert_eq!(code, Some(2), "{out}");
-    let (code, out) = run(&sb, &rb, dir.path(), &["--read-only", "abort", p, "--yes"]).await;
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["--read-only", "abort", p, "--yes"]).await;
     assert_eq!(code, Some(2), "{out}");
     // Weights changed behind the rollout's back: refused without --adopt-live.
     set_weights_as_another_client(&sb, &rb, &[("prod", 60), ("staging", 40)]).await;
-    let (code, out) = run(&sb, &rb, dir.path(), &["rollout", p, "--yes"]).await;
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["rollout", p, "--yes"]).await;
     assert_eq!(code, Some(2), "{out}");
     assert!(out.contains("the live weights are 60/40 but the rollout expects 100/0"), "{out}");
     assert_eq!(weights(&sb).await, w(60, 40));

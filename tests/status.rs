@@ -10,32 +10,16 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use cutover::live::HealthProbe;
-use cutover::sandbox::Sandbox;
 use cutover::status::{CheckOutcome, snapshot};
-
-fn cutover(sb: &Sandbox, rb: &cutover::runbook::Runbook, dir: &std::path::Path) -> std::process::Command {
-    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_cutover"));
-    c.current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env("XDG_STATE_HOME", dir)
-        .env_remove("AWS_PROFILE")
-        .envs(sb.env_vars(rb))
-        .args(["--log-file", &dir.join("log").display().to_string()]);
-    c
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_json_equals_what_the_sdk_reads() {
     let rb = runbook("demo.toml");
     let sb = sandbox(&rb, "us-east-1").await;
     let dir = tempfile::tempdir().unwrap();
-    let out = tokio::process::Command::from(cutover(&sb, &rb, dir.path()))
-        .args(["status", "runbooks/demo.toml", "--json"])
-        .output()
-        .await
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "demo has failing blocking checks; stderr: {stderr}");
-    let j: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stdout is one JSON document");
+    let (code, stdout, stderr) = run_cutover(&sb, &rb, dir.path(), &["status", "runbooks/demo.toml", "--json"]).await;
+    assert_eq!(code, Some(1), "demo has failing blocking checks; stderr: {stderr}");
+    let j: serde_json::Value = serde_json::from_str(&stdout).expect("stdout is one JSON document");
     assert_eq!(j["schema"], 1);
     assert_eq!(j["region"], "us-east-1");
     assert_eq!(j["identity"]["value"]["account"], "123456789012");
@@ -317,12 +301,14 @@ fn moto_frozen_mid_watch_goes_stale_with_the_error_redis_stays_live_and_it_recov
     let sb = rt.block_on(sandbox(&rb, "eu-west-3"));
     let dir = tempfile::tempdir().unwrap();
     let mut child = KillOnDrop(Some(
-        cutover(&sb, &rb, dir.path())
-            .args(["status", "runbooks/demo.toml", "--json", "--watch", "--interval", "1"])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap(),
+        cutover_command(
+            &sb,
+            &rb,
+            dir.path(),
+            &["status", "runbooks/demo.toml", "--json", "--watch", "--interval", "1"],
+        )
+        .spawn()
+        .unwrap(),
     ));
     let (tx, rx) = std::sync::mpsc::channel::<serde_json::Value>();
     let stdout = child.get().stdout.take().unwrap();

@@ -180,6 +180,30 @@ pub async fn aws_clients(rb: &Runbook, g: &GlobalArgs) -> (crate::aws::Clients, 
     (clients, region)
 }
 
+/// Who is about to change what: clients, region and the caller's account,
+/// refusing (exit 2) an account other than the runbook's.
+pub struct Acting {
+    pub clients: crate::aws::Clients,
+    pub region: String,
+    pub account: String,
+}
+
+pub async fn acting(rb: &Runbook, g: &GlobalArgs) -> Result<Acting, Failure> {
+    let (clients, region) = aws_clients(rb, g).await;
+    let identity = crate::live::fetch::identity(&clients)
+        .await
+        .map_err(|e| Failure { status: 1, message: format!("cannot tell which account this is: {e}") })?;
+    if let Some(want) = &rb.account_id
+        && want != &identity.account
+    {
+        return Err(Failure::bad_input(format!(
+            "refused: runbook {} is for account {want} but the credentials are for account {}; nothing was changed",
+            rb.source, identity.account
+        )));
+    }
+    Ok(Acting { clients, region, account: identity.account })
+}
+
 pub fn load_runbook(path: &Path) -> Result<Runbook, Failure> {
     Ok(runbook::load(path)?)
 }

@@ -5,19 +5,8 @@ use crate::drive::rollout::{self, Context, Outcome};
 use crate::runbook::Runbook;
 
 async fn context(rb: Runbook, g: &GlobalArgs, adopt_live: bool, restart: bool) -> Result<Context, Failure> {
-    let (clients, region) = super::aws_clients(&rb, g).await;
-    let identity = crate::live::fetch::identity(&clients)
-        .await
-        .map_err(|e| Failure { status: 1, message: format!("cannot tell which account this is: {e}") })?;
-    if let Some(want) = &rb.account_id
-        && want != &identity.account
-    {
-        return Err(Failure::bad_input(format!(
-            "refused: runbook {} is for account {want} but the credentials are for account {}; nothing was changed",
-            rb.source, identity.account
-        )));
-    }
-    Ok(Context { rb, clients, region, account: identity.account, vars: Default::default(), adopt_live, restart })
+    let super::Acting { clients, region, account } = super::acting(&rb, g).await?;
+    Ok(Context { rb, clients, region, account, vars: Default::default(), adopt_live, restart })
 }
 
 fn guard(g: &GlobalArgs, yes: bool, what: &str) -> Result<(), Failure> {

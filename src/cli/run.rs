@@ -37,22 +37,11 @@ fn find(rb: &Runbook, key: &str, rollback: bool) -> Result<Action, Failure> {
 pub fn run(rb: Runbook, g: &GlobalArgs, args: RunArgs) -> Result<u8, Failure> {
     let action = find(&rb, &args.item, args.rollback)?;
     super::runtime()?.block_on(async {
-        let (clients, region) = super::aws_clients(&rb, g).await;
-        let identity = crate::live::fetch::identity(&clients)
-            .await
-            .map_err(|e| Failure { status: 1, message: format!("cannot tell which account this is: {e}") })?;
-        if let Some(want) = &rb.account_id
-            && want != &identity.account
-        {
-            return Err(Failure::bad_input(format!(
-                "refused: runbook {} is for account {want} but the credentials are for account {}; nothing was changed",
-                rb.source, identity.account
-            )));
-        }
+        let super::Acting { clients, region, account } = super::acting(&rb, g).await?;
         let plan = actions::plan(&clients, &rb, &action)
             .await
             .map_err(|e| Failure::bad_input(format!("refused: {e}; nothing was changed")))?;
-        println!("account {} region {region}: {} ({})", identity.account, plan.name, args.item);
+        println!("account {} region {region}: {} ({})", account, plan.name, args.item);
         println!("  before: {}", plan.before);
         println!("  after:  {}", plan.after);
         if let Some(why) = &plan.noop {
@@ -71,7 +60,7 @@ pub fn run(rb: Runbook, g: &GlobalArgs, args: RunArgs) -> Result<u8, Failure> {
             let refused = AuditLine {
                 time: crate::status::rfc3339(std::time::SystemTime::now()),
                 operator: crate::progress::operator(),
-                account: Some(identity.account.clone()),
+                account: Some(account.clone()),
                 region: region.clone(),
                 runbook: rb.name.clone(),
                 action: format!("{} ({})", plan.name, args.item),
@@ -88,11 +77,8 @@ pub fn run(rb: Runbook, g: &GlobalArgs, args: RunArgs) -> Result<u8, Failure> {
                 "refused: this change needs --yes (or use the cockpit, which asks); nothing was changed",
             ));
         }
-        let who = actions::Actor {
-            account: identity.account.clone(),
-            region: region.clone(),
-            operator: crate::progress::operator(),
-        };
+        let who =
+            actions::Actor { account: account.clone(), region: region.clone(), operator: crate::progress::operator() };
         let mut say = |l: &str| println!("  {l}");
         let done = actions::execute(&clients, &rb, &who, &args.item, &plan, &mut say).await.map_err(|e| Failure {
             status: 1,

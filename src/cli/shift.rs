@@ -21,22 +21,11 @@ fn refuse(message: String) -> Failure {
 pub fn run(rb: Runbook, g: &GlobalArgs, args: ShiftArgs) -> Result<u8, Failure> {
     let weights = crate::analysis::weights::weights_for_percent(args.percent);
     super::runtime()?.block_on(async {
-        let (clients, region) = super::aws_clients(&rb, g).await;
-        let identity = crate::live::fetch::identity(&clients)
-            .await
-            .map_err(|e| Failure { status: 1, message: format!("cannot tell which account this is: {e}") })?;
-        if let Some(want) = &rb.account_id
-            && want != &identity.account
-        {
-            return Err(refuse(format!(
-                "refused: runbook {} is for account {want} but the credentials are for account {}; nothing was changed",
-                rb.source, identity.account
-            )));
-        }
+        let super::Acting { clients, region, account } = super::acting(&rb, g).await?;
         let plan = shift::plan(&clients, &rb, weights)
             .await
             .map_err(|e| refuse(format!("refused: {e}; nothing was changed")))?;
-        let who = format!("account {} region {region}", identity.account);
+        let who = format!("account {} region {region}", account);
         println!("{who}: shift {}", plan.describe());
         if plan.is_noop() {
             println!("nothing to change: the records already have these weights");
@@ -51,7 +40,7 @@ pub fn run(rb: Runbook, g: &GlobalArgs, args: ShiftArgs) -> Result<u8, Failure> 
         let line = |stage: &str, detail: String| AuditLine {
             time: crate::status::rfc3339(std::time::SystemTime::now()),
             operator: crate::progress::operator(),
-            account: Some(identity.account.clone()),
+            account: Some(account.clone()),
             region: region.clone(),
             runbook: rb.name.clone(),
             action: format!("shift_weights to {}%", args.percent),

@@ -148,3 +148,34 @@ pub fn spawn_sandbox_up(
     }
     (child, env_file)
 }
+
+/// The cutover binary pointed at a sandbox, with its own state dir and log.
+pub fn cutover_command(sb: &Sandbox, rb: &Runbook, state: &Path, args: &[&str]) -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_cutover"));
+    c.current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("XDG_STATE_HOME", state)
+        .env("CUTOVER_OPERATOR", "on-call")
+        .env_remove("AWS_PROFILE")
+        .envs(sb.env_vars(rb))
+        .args(["--log-file", &state.join("log").display().to_string()])
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    c
+}
+
+/// Runs it to the end: exit code, stdout, stderr.
+pub async fn run_cutover(sb: &Sandbox, rb: &Runbook, state: &Path, args: &[&str]) -> (Option<i32>, String, String) {
+    let out = tokio::process::Command::from(cutover_command(sb, rb, state, args)).output().await.unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// As `run_cutover`, with stdout and stderr together.
+pub async fn run_cutover_all(sb: &Sandbox, rb: &Runbook, state: &Path, args: &[&str]) -> (Option<i32>, String) {
+    let (code, out, err) = run_cutover(sb, rb, state, args).await;
+    (code, format!("{out}{err}"))
+}
