@@ -76,6 +76,8 @@ fn big_live(now: SystemTime) -> Vec<LiveEvent> {
         ev(Update::Identity(Ok(Identity { account: "123456789012".into(), arn: "arn".into() }))),
         ev(Update::Traffic(Ok(TrafficData {
             zone_id: "Z".into(),
+            last_change: None,
+            rollout: None,
             sides: ["blue", "green"]
                 .iter()
                 .map(|e| SideWeight {

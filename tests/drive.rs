@@ -53,6 +53,11 @@ async fn shift_to_30_leaves_70_30_and_audits_before_and_after() {
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(dir.path().join("cutover/demo.audit.jsonl")).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
+    // status knows the change cutover made, and that it is INSYNC.
+    let (_, json, _) = run_cutover(&sb, &rb, dir.path(), &["status", "runbooks/demo.toml", "--json"]).await;
+    let j: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(j["last_change"]["status"], "INSYNC", "{}", j["last_change"]);
+    assert_eq!(j["last_change"]["action"], "shift_weights to 30%");
     // The audit command prints it, and as a postmortem timeline.
     let (code, md, _) = run_cutover(&sb, &rb, dir.path(), &["audit", "runbooks/demo.toml", "--markdown"]).await;
     assert_eq!(code, Some(0));

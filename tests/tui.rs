@@ -116,6 +116,8 @@ fn demo_events(stopped_prod_web_1: bool) -> Vec<LiveEvent> {
         }))),
         ev(Update::Traffic(Ok(TrafficData {
             zone_id: "Z1".into(),
+            last_change: None,
+            rollout: None,
             sides: vec![
                 SideWeight {
                     environment: "production".into(),
@@ -605,6 +607,8 @@ fn pause_holds_live_data_and_resume_applies_it() {
     update(&mut app, key(KeyCode::Char('p')));
     let moved = Update::Traffic(Ok(TrafficData {
         zone_id: "Z1".into(),
+        last_change: None,
+        rollout: None,
         sides: vec![
             SideWeight {
                 environment: "production".into(),

@@ -41,6 +41,59 @@ pub struct SideWeight {
 pub struct TrafficData {
     pub zone_id: String,
     pub sides: Vec<SideWeight>,
+    /// The last weight change cutover made for this runbook, when known.
+    pub last_change: Option<LastChange>,
+    /// The rollout, when one has state: step (1-based), steps, phase.
+    pub rollout: Option<RolloutView>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LastChange {
+    pub change_id: String,
+    pub action: String,
+    /// RFC 3339, from the audit log.
+    pub submitted_at: String,
+    /// PENDING or INSYNC (GetChange), or why it is unknown.
+    pub status: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RolloutView {
+    pub step: usize,
+    pub steps: usize,
+    pub percent: u8,
+    pub phase: String,
+    pub reason: Option<String>,
+}
+
+/// The last change cutover sent for `rb`, from its audit log; GetChange asked
+/// only while it is not yet known INSYNC.
+async fn last_change(clients: &Clients, rb: &Runbook) -> Option<LastChange> {
+    let lines = crate::audit::AuditLog::for_runbook(&rb.name).read().ok()?;
+    let applied = lines.iter().rev().find(|l| l.stage == "applied" && l.detail.starts_with("change "))?;
+    let change_id = applied.detail.trim_start_matches("change ").split_whitespace().next()?.to_string();
+    let insync = lines.iter().any(|l| l.stage == "insync" && l.detail.starts_with(&format!("change {change_id} ")));
+    let status = if insync {
+        "INSYNC".to_string()
+    } else {
+        match clients.route53.get_change().id(&change_id).send().await {
+            Ok(r) => r.change_info().map_or("unknown".into(), |c| c.status().as_str().to_string()),
+            Err(e) => format!("unknown ({})", sdk_error("GetChange", e)),
+        }
+    };
+    Some(LastChange { change_id, action: applied.action.clone(), submitted_at: applied.time.clone(), status })
+}
+
+fn rollout_view(rb: &Runbook) -> Option<RolloutView> {
+    let s = crate::drive::rollout::load_state(&rb.name).ok()??;
+    let phase = serde_json::to_value(&s.engine.phase).ok()?.get("phase")?.as_str()?.to_string();
+    Some(RolloutView {
+        step: s.engine.step + 1,
+        steps: rb.rollout.steps.len(),
+        percent: rb.rollout.steps.get(s.engine.step).copied().unwrap_or(0),
+        phase,
+        reason: s.engine.reason,
+    })
 }
 
 /// The runbook's weighted records. `zone_id` caches the zone lookup.
@@ -55,7 +108,12 @@ pub async fn traffic(clients: &Clients, rb: &Runbook, zone_id: &mut Option<Strin
     };
     let records =
         crate::aws::route53::weighted_records(&clients.route53, &zone, &rb.dns.record, &rb.dns.record_type).await?;
-    Ok(TrafficData { zone_id: zone, sides: sides(rb, &records) })
+    Ok(TrafficData {
+        zone_id: zone,
+        sides: sides(rb, &records),
+        last_change: last_change(clients, rb).await,
+        rollout: rollout_view(rb),
+    })
 }
 
 /// Each side's record and share; shares count only the records that exist.

@@ -29,6 +29,18 @@ pub fn rfc3339(t: SystemTime) -> String {
         .unwrap_or_else(|_| "?".into())
 }
 
+/// `3m`, `45s`, `2h`: how long ago an RFC 3339 time was.
+pub fn age_of(rfc3339_time: &str, now: SystemTime) -> Option<String> {
+    let t = aws_smithy_types::DateTime::from_str(rfc3339_time, aws_smithy_types::date_time::Format::DateTime).ok()?;
+    let then = SystemTime::try_from(t).ok()?;
+    let secs = now.duration_since(then).unwrap_or(Duration::ZERO).as_secs();
+    Some(match secs {
+        s if s < 120 => format!("{s}s"),
+        s if s < 7200 => format!("{}m", s / 60),
+        s => format!("{}h", s / 3600),
+    })
+}
+
 /// A value as shown: the last good one, when, and whether the latest poll failed.
 #[derive(Debug, Clone, Serialize)]
 pub struct View<T> {
@@ -67,6 +79,8 @@ pub struct Snapshot {
     pub generated_at: String,
     pub identity: View<Identity>,
     pub traffic: View<Vec<SideWeight>>,
+    pub last_change: Option<crate::live::fetch::LastChange>,
+    pub rollout: Option<crate::live::fetch::RolloutView>,
     pub environments: Vec<EnvironmentView>,
     pub redis: Vec<RedisView>,
     pub alarms: View<Vec<AlarmState>>,
@@ -225,6 +239,8 @@ pub fn snapshot(rb: &Runbook, live: &LiveState, region: &str, now: SystemTime) -
         generated_at: rfc3339(now),
         identity: View::of(Some(&live.identity), now, Clone::clone),
         traffic: View::of(Some(&live.traffic), now, |t| t.sides.clone()),
+        last_change: live.traffic.value.as_ref().and_then(|t| t.last_change.clone()),
+        rollout: live.traffic.value.as_ref().and_then(|t| t.rollout.clone()),
         environments,
         redis,
         alarms: View::of(Some(&live.alarms), now, Clone::clone),

@@ -41,6 +41,20 @@ pub fn render(s: &Snapshot) -> String {
     let _ = writeln!(o, "runbook {}  region {}  {}  at {}", s.runbook, s.region, who, s.generated_at);
 
     let _ = writeln!(o, "\nTRAFFIC  ({})", age(&s.traffic));
+    if let Some(c) = &s.last_change {
+        let _ = writeln!(o, "  last change {} ({}) at {}: {}", c.change_id, c.action, c.submitted_at, c.status);
+    }
+    if let Some(r) = &s.rollout {
+        let _ = writeln!(
+            o,
+            "  rollout step {}/{} ({}%): {}{}",
+            r.step,
+            r.steps,
+            r.percent,
+            r.phase,
+            r.reason.as_ref().map(|x| format!(" ({x})")).unwrap_or_default()
+        );
+    }
     for w in s.traffic.value.iter().flatten() {
         let weight = w.weight.map_or("missing".to_string(), |w| w.to_string());
         let bar = "#".repeat((w.share_percent / 5.0).round() as usize);

@@ -162,10 +162,14 @@ fn traffic(f: &mut Frame, app: &App, area: Rect) {
         lines.push(Line::styled(v.error.clone().unwrap_or_else(|| "reading Route53…".into()), DIM));
     }
     if inner.height as usize > lines.len() {
-        lines.push(Line::styled(
-            format!("{} {}  rollout: none running", app.rb.dns.record, app.rb.dns.record_type),
-            DIM,
-        ));
+        let rollout = app.snap.rollout.as_ref().map_or("no rollout".to_string(), |r| {
+            format!("rollout step {}/{} ({}%) {}", r.step, r.steps, r.percent, r.phase)
+        });
+        let change = app.snap.last_change.as_ref().map_or(String::new(), |c| {
+            let age = crate::status::age_of(&c.submitted_at, app.now).map_or(String::new(), |a| format!(" {a} ago"));
+            format!("  last change {}{age}", c.status)
+        });
+        lines.push(Line::styled(format!("{rollout}{change}"), DIM));
     }
     f.render_widget(Paragraph::new(lines), inner);
 }
