@@ -86,7 +86,7 @@ async fn last_change(clients: &Clients, rb: &Runbook) -> Option<LastChange> {
 
 fn rollout_view(rb: &Runbook) -> Option<RolloutView> {
     let s = crate::drive::rollout::load_state(&rb.name).ok()??;
-    let phase = serde_json::to_value(&s.engine.phase).ok()?.get("phase")?.as_str()?.to_string();
+    let phase = serde_json::to_value(s.engine.phase).ok()?.get("phase")?.as_str()?.to_string();
     Some(RolloutView {
         step: s.engine.step + 1,
         steps: rb.rollout.steps.len(),
