@@ -694,3 +694,28 @@ fn remapped_keys_drive_dispatch_help_and_key_bar() {
     update(&mut app, key(KeyCode::Esc));
     assert_eq!(update(&mut app, key(KeyCode::Char('x'))), vec![Command::Quit]);
 }
+
+#[test]
+fn the_theme_colours_what_it_names() {
+    let mut app = demo_app();
+    app.theme = cutover::tui::theme::Theme::default()
+        .with_overrides("theme.toml", "ok = \"#010203\"\nbad = \"#0a0b0c\"")
+        .unwrap();
+    let mut term = Terminal::new(TestBackend::new(160, 48)).unwrap();
+    term.draw(|f| cutover::tui::view::render(&app, f)).unwrap();
+    let buf = term.backend().buffer().clone();
+    // `word` on the first row that also shows `row_has`.
+    let find = |row_has: &str, word: &str| {
+        (0..48u16)
+            .find_map(|y| {
+                let row: String = (0..160u16).map(|x| buf[(x, y)].symbol().to_string()).collect();
+                let start = row.find(row_has)?;
+                row[start..].find(word).map(|i| (row[..start + i].chars().count() as u16, y))
+            })
+            .unwrap_or_else(|| panic!("{word} not on screen"))
+    };
+    let (x, y) = find("prod-web-1", "healthy");
+    assert_eq!(buf[(x, y)].fg, ratatui::style::Color::Rgb(1, 2, 3));
+    let (x, y) = find("staging-web-2", "BLOCKED");
+    assert_eq!(buf[(x, y)].fg, ratatui::style::Color::Rgb(10, 11, 12));
+}

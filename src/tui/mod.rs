@@ -6,6 +6,7 @@ pub mod keys;
 pub mod layout;
 pub mod rows;
 pub mod state;
+pub mod theme;
 pub mod view;
 
 use std::io::{Stdout, stdout};
@@ -64,6 +65,7 @@ pub struct TuiOptions {
 pub async fn run(ctx: WorkerContext, region: String, opts: TuiOptions) -> Result<(), String> {
     let rb = (*ctx.rb).clone();
     let keymap = keys::Keymap::load()?;
+    let theme = theme::Theme::load()?;
     let progress_path = crate::progress::path_for(&rb.name);
     let progress = crate::progress::Progress::load(&progress_path)?;
     let mut app = App::new(
@@ -75,6 +77,7 @@ pub async fn run(ctx: WorkerContext, region: String, opts: TuiOptions) -> Result
         crate::progress::operator(),
         SystemTime::now(),
     );
+    app.theme = theme;
     app.log(format!("checklist progress: {}", progress_path.display()));
 
     let action_clients = ctx.clients.clone();

@@ -9,12 +9,11 @@ use ratatui::widgets::{Block, BorderType, Borders, Clear, Paragraph, Wrap};
 use super::layout;
 use super::rows::{self, ChecklistRow};
 use super::state::{App, CheckRun, Overlay, Pane};
+use super::theme::Theme;
 use crate::live::HealthProbe;
 use crate::progress::item_key;
 use crate::runbook::ItemKind;
 use crate::status::{CheckOutcome, View};
-
-const DIM: Style = Style::new().fg(Color::DarkGray);
 
 fn hhmmss(t: std::time::SystemTime) -> String {
     let s = crate::status::rfc3339(t);
@@ -22,33 +21,34 @@ fn hhmmss(t: std::time::SystemTime) -> String {
 }
 
 /// ` 3s`, `STALE`, `—`: a source's age for a pane title.
-fn age<T>(v: &View<T>) -> Span<'static> {
+fn age<T>(th: &Theme, v: &View<T>) -> Span<'static> {
     match (&v.error, v.age_seconds) {
-        (Some(_), _) => Span::styled(" STALE (e: why) ", Style::new().fg(Color::Black).bg(Color::Yellow)),
-        (None, Some(a)) => Span::styled(format!(" {a:.0}s ago "), DIM),
-        (None, None) => Span::styled(" waiting… ", DIM),
+        (Some(_), _) => Span::styled(" STALE (e: why) ", Style::new().fg(Color::Black).bg(th.warn)),
+        (None, Some(a)) => Span::styled(format!(" {a:.0}s ago "), th.dim_style()),
+        (None, None) => Span::styled(" waiting… ", th.dim_style()),
     }
 }
 
-fn state_style(state: &str) -> Style {
+fn state_style(th: &Theme, state: &str) -> Style {
     match state {
-        "healthy" | "OK" | "running" => Style::new().fg(Color::Green),
-        "unhealthy" | "ALARM" | "MISSING" => Style::new().fg(Color::Red).add_modifier(Modifier::BOLD),
-        "initial" | "draining" | "INSUFFICIENT_DATA" | "pending" => Style::new().fg(Color::Yellow),
-        "unused" | "unavailable" | "stopped" => Style::new().fg(Color::Magenta),
+        "healthy" | "OK" | "running" => Style::new().fg(th.ok),
+        "unhealthy" | "ALARM" | "MISSING" => Style::new().fg(th.bad).add_modifier(Modifier::BOLD),
+        "initial" | "draining" | "INSUFFICIENT_DATA" | "pending" => Style::new().fg(th.warn),
+        "unused" | "unavailable" | "stopped" => Style::new().fg(th.idle),
         _ => Style::new(),
     }
 }
 
 fn pane_block<'a>(app: &App, pane: Pane, extra: Vec<Span<'a>>) -> Block<'a> {
+    let th = &app.theme;
     let n = Pane::ALL.iter().position(|p| *p == pane).unwrap_or(0) + 1;
     let focused = app.focus == pane;
     let border = if app.rb.production {
-        Style::new().fg(Color::Red)
+        Style::new().fg(th.bad)
     } else if focused {
-        Style::new().fg(Color::Cyan)
+        Style::new().fg(th.accent)
     } else {
-        DIM
+        th.dim_style()
     };
     let mut title =
         vec![Span::styled(format!(" {n} {} ", pane.title()), if focused { Style::new().bold() } else { Style::new() })];
@@ -78,10 +78,11 @@ fn window(len: usize, selected: usize, height: usize) -> std::ops::Range<usize> 
 }
 
 fn header(f: &mut Frame, app: &App, area: Rect) {
+    let th = &app.theme;
     let account =
         app.snap.identity.value.as_ref().map_or("account ?".to_string(), |i| format!("account {}", i.account));
     let mut spans = vec![
-        Span::styled(" cutover ", Style::new().bold().fg(Color::Black).bg(Color::Cyan)),
+        Span::styled(" cutover ", Style::new().bold().fg(Color::Black).bg(th.accent)),
         Span::raw(format!(
             " {} │ {account} │ {} │ profile {} ",
             app.rb.name,
@@ -90,22 +91,22 @@ fn header(f: &mut Frame, app: &App, area: Rect) {
         )),
     ];
     if app.rb.production {
-        spans.push(Span::styled(" PRODUCTION ", Style::new().bold().fg(Color::White).bg(Color::Red)));
+        spans.push(Span::styled(" PRODUCTION ", Style::new().bold().fg(Color::White).bg(th.bad)));
         spans.push(Span::raw(" "));
     }
     if app.header.read_only {
-        spans.push(Span::styled(" READ-ONLY ", Style::new().bold().fg(Color::Black).bg(Color::Green)));
+        spans.push(Span::styled(" READ-ONLY ", Style::new().bold().fg(Color::Black).bg(th.ok)));
         spans.push(Span::raw(" "));
     }
     if app.paused {
-        spans.push(Span::styled(" PAUSED (p) ", Style::new().bold().fg(Color::Black).bg(Color::Yellow)));
+        spans.push(Span::styled(" PAUSED (p) ", Style::new().bold().fg(Color::Black).bg(th.warn)));
         spans.push(Span::raw(" "));
     }
     if !app.filter.is_empty() {
-        spans.push(Span::styled(format!(" filter: {} ", app.filter), Style::new().fg(Color::Black).bg(Color::Blue)));
+        spans.push(Span::styled(format!(" filter: {} ", app.filter), Style::new().fg(Color::Black).bg(th.info)));
         spans.push(Span::raw(" "));
     }
-    spans.push(Span::styled(format!("{}Z", hhmmss(app.now)), DIM));
+    spans.push(Span::styled(format!("{}Z", hhmmss(app.now)), th.dim_style()));
     f.render_widget(Paragraph::new(Line::from(spans)), area);
 }
 
@@ -138,28 +139,29 @@ fn footer(f: &mut Frame, app: &App, area: Rect) {
 }
 
 fn traffic(f: &mut Frame, app: &App, area: Rect) {
+    let th = &app.theme;
     let v = &app.snap.traffic;
-    let block = pane_block(app, Pane::Traffic, vec![age(v)]);
+    let block = pane_block(app, Pane::Traffic, vec![age(th, v)]);
     let inner = block.inner(area);
     f.render_widget(block, area);
     let mut lines = Vec::new();
     let bar_width = inner.width.saturating_sub(34) as usize;
     for (i, s) in v.value.iter().flatten().enumerate() {
         let filled = ((s.share_percent / 100.0) * bar_width as f64).round() as usize;
-        let style = if v.stale { DIM } else { Style::new() };
+        let style = if v.stale { th.dim_style() } else { Style::new() };
         lines.push(
             Line::from(vec![
                 Span::raw(format!("{:<11.11} ", s.environment)),
                 Span::raw(format!("w {:>3} ", s.weight.map_or("—".into(), |w| w.to_string()))),
-                Span::styled("█".repeat(filled), Style::new().fg(if i == 0 { Color::Blue } else { Color::Green })),
-                Span::styled("░".repeat(bar_width.saturating_sub(filled)), DIM),
+                Span::styled("█".repeat(filled), Style::new().fg(if i == 0 { th.info } else { th.ok })),
+                Span::styled("░".repeat(bar_width.saturating_sub(filled)), th.dim_style()),
                 Span::raw(format!(" {:>5.1}% ttl {}", s.share_percent, s.ttl.map_or("—".into(), |t| format!("{t}s")))),
             ])
             .style(style.patch(selected_style(app, Pane::Traffic, i))),
         );
     }
     if lines.is_empty() {
-        lines.push(Line::styled(v.error.clone().unwrap_or_else(|| "reading Route53…".into()), DIM));
+        lines.push(Line::styled(v.error.clone().unwrap_or_else(|| "reading Route53…".into()), th.dim_style()));
     }
     if inner.height as usize > lines.len() {
         let rollout = app.snap.rollout.as_ref().map_or("no rollout".to_string(), |r| {
@@ -169,12 +171,13 @@ fn traffic(f: &mut Frame, app: &App, area: Rect) {
             let age = crate::status::age_of(&c.submitted_at, app.now).map_or(String::new(), |a| format!(" {a} ago"));
             format!("  last change {}{age}", c.status)
         });
-        lines.push(Line::styled(format!("{rollout}{change}"), DIM));
+        lines.push(Line::styled(format!("{rollout}{change}"), th.dim_style()));
     }
     f.render_widget(Paragraph::new(lines), inner);
 }
 
 fn env_age(app: &App) -> Vec<Span<'static>> {
+    let th = &app.theme;
     let stale = app.snap.environments.iter().find(|e| e.aws.stale);
     let oldest = app
         .snap
@@ -183,13 +186,14 @@ fn env_age(app: &App) -> Vec<Span<'static>> {
         .filter_map(|e| e.aws.age_seconds)
         .fold(None, |m: Option<f64>, a| Some(m.map_or(a, |m| m.max(a))));
     match (stale, oldest) {
-        (Some(_), _) => vec![Span::styled(" STALE (e: why) ", Style::new().fg(Color::Black).bg(Color::Yellow))],
-        (None, Some(a)) => vec![Span::styled(format!(" {a:.0}s ago "), DIM)],
-        _ => vec![Span::styled(" waiting… ", DIM)],
+        (Some(_), _) => vec![Span::styled(" STALE (e: why) ", Style::new().fg(Color::Black).bg(th.warn))],
+        (None, Some(a)) => vec![Span::styled(format!(" {a:.0}s ago "), th.dim_style())],
+        _ => vec![Span::styled(" waiting… ", th.dim_style())],
     }
 }
 
 fn targets(f: &mut Frame, app: &App, area: Rect) {
+    let th = &app.theme;
     let rows = rows::targets(app);
     let healthy = rows.iter().filter(|r| r.target.target.state == "healthy").count();
     let mut extra = vec![Span::raw(format!(" {healthy}/{} healthy ", rows.len()))];
@@ -207,10 +211,14 @@ fn targets(f: &mut Frame, app: &App, area: Rect) {
             let warn = if r.target.zone_enabled == Some(false) { "⚠ " } else { "" };
             Line::from(vec![
                 Span::raw(format!("{:<10.10} {:<15.15} ", r.environment, r.name.unwrap_or(&t.id))),
-                Span::styled(format!("{warn}{:<9}", t.state), state_style(&t.state)),
+                Span::styled(format!("{warn}{:<9}", t.state), state_style(th, &t.state)),
                 Span::raw(format!(" {}", t.reason.as_deref().unwrap_or(""))),
             ])
-            .style(if stale { DIM } else { Style::new() }.patch(selected_style(app, Pane::Targets, i)))
+            .style(if stale { th.dim_style() } else { Style::new() }.patch(selected_style(
+                app,
+                Pane::Targets,
+                i,
+            )))
         })
         .collect();
     let empty = lines.is_empty();
@@ -230,23 +238,24 @@ fn targets(f: &mut Frame, app: &App, area: Rect) {
         None if empty => "no targets yet".into(),
         None => String::new(),
     };
-    f.render_widget(Paragraph::new(text).style(DIM).wrap(Wrap { trim: true }), detail);
+    f.render_widget(Paragraph::new(text).style(th.dim_style()).wrap(Wrap { trim: true }), detail);
 }
 
-fn health_cell(h: &View<HealthProbe>) -> (String, Style) {
+fn health_cell(th: &Theme, h: &View<HealthProbe>) -> (String, Style) {
     match &h.value {
-        None => ("…".into(), DIM),
-        Some(HealthProbe::NotProbed { .. }) => ("not probed".into(), DIM),
+        None => ("…".into(), th.dim_style()),
+        Some(HealthProbe::NotProbed { .. }) => ("not probed".into(), th.dim_style()),
         Some(HealthProbe::Answered { status, redis_ok, .. }) => match redis_ok {
-            Some(true) => (format!("{status} redis ok"), Style::new().fg(Color::Green)),
-            Some(false) => (format!("{status} redis DOWN"), Style::new().fg(Color::Red).bold()),
+            Some(true) => (format!("{status} redis ok"), Style::new().fg(th.ok)),
+            Some(false) => (format!("{status} redis DOWN"), Style::new().fg(th.bad).bold()),
             None => (format!("{status}"), Style::new()),
         },
-        Some(HealthProbe::Failed { .. }) => ("unreachable".into(), Style::new().fg(Color::Red).bold()),
+        Some(HealthProbe::Failed { .. }) => ("unreachable".into(), Style::new().fg(th.bad).bold()),
     }
 }
 
 fn redis(f: &mut Frame, app: &App, area: Rect) {
+    let th = &app.theme;
     let rows = rows::redis(app);
     let block = pane_block(app, Pane::Redis, env_age(app));
     let inner = block.inner(area);
@@ -259,7 +268,7 @@ fn redis(f: &mut Frame, app: &App, area: Rect) {
             "{:<15} {:<13} {:<8} {:<15} {}",
             "instance", "endpoint", "sg path", "own /health", "PING"
         ))
-        .style(DIM),
+        .style(th.dim_style()),
         head,
     );
     let sel = app.selected(Pane::Redis);
@@ -268,21 +277,22 @@ fn redis(f: &mut Frame, app: &App, area: Rect) {
             let r = &rows[i];
             let path = &r.instance.sg_paths[r.endpoint];
             let (sg, sg_style) = if path.is_allowed() {
-                ("ok".to_string(), Style::new().fg(Color::Green))
+                ("ok".to_string(), Style::new().fg(th.ok))
             } else if matches!(path, crate::analysis::reachability::SgPath::Blocked { .. }) {
-                ("BLOCKED".to_string(), Style::new().fg(Color::Red).bold())
+                ("BLOCKED".to_string(), Style::new().fg(th.bad).bold())
             } else {
-                ("?".to_string(), Style::new().fg(Color::Yellow))
+                ("?".to_string(), Style::new().fg(th.warn))
             };
-            let (h, h_style) = health_cell(&r.instance.health);
-            let ping = app.snap.redis.iter().find(|x| x.name == r.endpoint).map_or(("—".to_string(), DIM), |x| {
-                match &x.view.value {
-                    Some(info) if !x.view.stale => (format!("{:.1} ms", info.ping_ms), Style::new().fg(Color::Green)),
-                    Some(_) => ("stale".into(), Style::new().fg(Color::Yellow)),
-                    None if x.view.error.is_some() => ("FAIL".into(), Style::new().fg(Color::Red).bold()),
-                    None => ("…".into(), DIM),
-                }
-            });
+            let (h, h_style) = health_cell(th, &r.instance.health);
+            let ping =
+                app.snap.redis.iter().find(|x| x.name == r.endpoint).map_or(("—".to_string(), th.dim_style()), |x| {
+                    match &x.view.value {
+                        Some(info) if !x.view.stale => (format!("{:.1} ms", info.ping_ms), Style::new().fg(th.ok)),
+                        Some(_) => ("stale".into(), Style::new().fg(th.warn)),
+                        None if x.view.error.is_some() => ("FAIL".into(), Style::new().fg(th.bad).bold()),
+                        None => ("…".into(), th.dim_style()),
+                    }
+                });
             Line::from(vec![
                 Span::raw(format!(
                     "{:<15.15} {:<13.13} ",
@@ -312,7 +322,7 @@ fn redis(f: &mut Frame, app: &App, area: Rect) {
             _ => {}
         }
         let text = if why.is_empty() { "all three paths ok".to_string() } else { why.join(" · ") };
-        f.render_widget(Paragraph::new(text).style(DIM).wrap(Wrap { trim: true }), detail);
+        f.render_widget(Paragraph::new(text).style(th.dim_style()).wrap(Wrap { trim: true }), detail);
     }
     let counts_line: Vec<String> = app
         .snap
@@ -337,7 +347,8 @@ fn sparkline(points: &[(i64, f64)], width: usize) -> String {
 }
 
 fn alarms(f: &mut Frame, app: &App, area: Rect) {
-    let block = pane_block(app, Pane::Alarms, vec![age(&app.snap.alarms)]);
+    let th = &app.theme;
+    let block = pane_block(app, Pane::Alarms, vec![age(th, &app.snap.alarms)]);
     let inner = block.inner(area);
     f.render_widget(block, area);
     let mut lines = Vec::new();
@@ -345,7 +356,7 @@ fn alarms(f: &mut Frame, app: &App, area: Rect) {
         lines.push(
             Line::from(vec![
                 Span::raw(format!("{:<24.24} ", a.name)),
-                Span::styled(a.state.clone(), state_style(&a.state)),
+                Span::styled(a.state.clone(), state_style(th, &a.state)),
             ])
             .style(selected_style(app, Pane::Alarms, i)),
         );
@@ -368,17 +379,18 @@ fn alarms(f: &mut Frame, app: &App, area: Rect) {
         });
         lines.push(Line::from(vec![
             Span::raw(format!("{:<10.10} {:<8} ", s.environment, label)),
-            Span::styled(sparkline(&s.points, spark_w), Style::new().fg(Color::Cyan)),
+            Span::styled(sparkline(&s.points, spark_w), Style::new().fg(th.accent)),
             Span::raw(format!(" {last}")),
         ]));
     }
     if app.snap.metrics.stale {
-        lines.push(Line::styled("metrics STALE (e: why)", Style::new().fg(Color::Yellow)));
+        lines.push(Line::styled("metrics STALE (e: why)", Style::new().fg(th.warn)));
     }
     f.render_widget(Paragraph::new(lines), inner);
 }
 
 fn checklist(f: &mut Frame, app: &App, area: Rect) {
+    let th = &app.theme;
     let rows = rows::checklist(app);
     let block = pane_block(app, Pane::Checklist, Vec::new());
     let inner = block.inner(area);
@@ -412,7 +424,7 @@ fn checklist(f: &mut Frame, app: &App, area: Rect) {
                     let gauge: String = (0..10).map(|k| if k * n < d * 10 { '▰' } else { '▱' }).collect();
                     Line::from(vec![
                         Span::styled(format!("{} ", p.title), Style::new().bold()),
-                        Span::styled(gauge, Style::new().fg(Color::Cyan)),
+                        Span::styled(gauge, Style::new().fg(th.accent)),
                         Span::raw(format!(" {d}/{n}")),
                     ])
                 }
@@ -421,24 +433,21 @@ fn checklist(f: &mut Frame, app: &App, area: Rect) {
                     let key = item_key(phase, item);
                     let (mark, style) = match &it.kind {
                         ItemKind::Manual => match app.progress.ticks.get(&key) {
-                            Some(t) => (
-                                format!("[x] {} {}", t.by, t.at.get(11..16).unwrap_or("")),
-                                Style::new().fg(Color::Green),
-                            ),
+                            Some(t) => {
+                                (format!("[x] {} {}", t.by, t.at.get(11..16).unwrap_or("")), Style::new().fg(th.ok))
+                            }
                             None => ("[ ] manual".to_string(), Style::new()),
                         },
                         ItemKind::Check { .. } => match (app.runs.get(&key), live(&key)) {
-                            (Some(CheckRun::Running { .. }), _) => {
-                                ("… running".to_string(), Style::new().fg(Color::Yellow))
-                            }
+                            (Some(CheckRun::Running { .. }), _) => ("… running".to_string(), Style::new().fg(th.warn)),
                             (Some(CheckRun::Done { outcome: CheckOutcome::Pass, at, .. }), _) => {
-                                (format!("✔ passed {}", hhmmss(*at)), Style::new().fg(Color::Green))
+                                (format!("✔ passed {}", hhmmss(*at)), Style::new().fg(th.ok))
                             }
                             (Some(CheckRun::Done { outcome: CheckOutcome::Fail, at, .. }), _) => {
-                                (format!("✘ FAILED {}", hhmmss(*at)), Style::new().fg(Color::Red).bold())
+                                (format!("✘ FAILED {}", hhmmss(*at)), Style::new().fg(th.bad).bold())
                             }
                             (Some(CheckRun::Done { at, .. }), _) => {
-                                (format!("? unknown {}", hhmmss(*at)), Style::new().fg(Color::Yellow))
+                                (format!("? unknown {}", hhmmss(*at)), Style::new().fg(th.warn))
                             }
                             (None, Some(c)) => (
                                 match c.outcome {
@@ -448,19 +457,17 @@ fn checklist(f: &mut Frame, app: &App, area: Rect) {
                                 }
                                 .to_string(),
                                 match c.outcome {
-                                    CheckOutcome::Pass => DIM.fg(Color::Green),
-                                    CheckOutcome::Fail => DIM.fg(Color::Red),
-                                    CheckOutcome::Unknown => DIM,
+                                    CheckOutcome::Pass => th.dim_style().fg(th.ok),
+                                    CheckOutcome::Fail => th.dim_style().fg(th.bad),
+                                    CheckOutcome::Unknown => th.dim_style(),
                                 },
                             ),
-                            (None, None) => ("· pending".to_string(), DIM),
+                            (None, None) => ("· pending".to_string(), th.dim_style()),
                         },
                         ItemKind::Action { .. } => match app.action_results.get(&key) {
-                            Some((true, at)) => (format!("✔ done {}", hhmmss(*at)), Style::new().fg(Color::Green)),
-                            Some((false, at)) => {
-                                (format!("✘ FAILED {}", hhmmss(*at)), Style::new().fg(Color::Red).bold())
-                            }
-                            None => ("» action".to_string(), Style::new().fg(Color::Blue)),
+                            Some((true, at)) => (format!("✔ done {}", hhmmss(*at)), Style::new().fg(th.ok)),
+                            Some((false, at)) => (format!("✘ FAILED {}", hhmmss(*at)), Style::new().fg(th.bad).bold()),
+                            None => ("» action".to_string(), Style::new().fg(th.info)),
                         },
                     };
                     let note = if app.progress.notes.contains_key(&key) { " ✎" } else { "" };
@@ -495,10 +502,11 @@ fn checklist(f: &mut Frame, app: &App, area: Rect) {
         }
         _ => String::new(),
     };
-    f.render_widget(Paragraph::new(text).style(DIM).wrap(Wrap { trim: true }), detail);
+    f.render_widget(Paragraph::new(text).style(th.dim_style()).wrap(Wrap { trim: true }), detail);
 }
 
 fn log(f: &mut Frame, app: &App, area: Rect) {
+    let th = &app.theme;
     let block = pane_block(app, Pane::Log, Vec::new());
     let inner = block.inner(area);
     f.render_widget(block, area);
@@ -507,7 +515,9 @@ fn log(f: &mut Frame, app: &App, area: Rect) {
         .log
         .iter()
         .skip(app.log.len().saturating_sub(h))
-        .map(|l| Line::from(vec![Span::styled(format!("{} ", hhmmss(l.at)), DIM), Span::raw(l.text.clone())]))
+        .map(|l| {
+            Line::from(vec![Span::styled(format!("{} ", hhmmss(l.at)), th.dim_style()), Span::raw(l.text.clone())])
+        })
         .collect();
     f.render_widget(Paragraph::new(lines), inner);
 }
@@ -518,37 +528,39 @@ fn centered(area: Rect, w: u16, h: u16) -> Rect {
     Rect::new(area.x + (area.width - w) / 2, area.y + (area.height - h) / 2, w, h)
 }
 
-fn popup(f: &mut Frame, area: Rect, title: &str, lines: Vec<Line>) {
+fn popup(f: &mut Frame, th: &Theme, area: Rect, title: &str, lines: Vec<Line>) {
     f.render_widget(Clear, area);
     let block = Block::default()
         .borders(Borders::ALL)
         .border_type(BorderType::Double)
         .title(format!(" {title} "))
-        .border_style(Style::new().fg(Color::Cyan));
+        .border_style(Style::new().fg(th.accent));
     f.render_widget(Paragraph::new(lines).block(block).wrap(Wrap { trim: false }), area);
 }
 
 fn overlay(f: &mut Frame, app: &App, area: Rect) {
+    let th = &app.theme;
     match &app.overlay {
         Overlay::None => {}
         Overlay::Help => {
-            let mut lines = vec![Line::styled(format!("Keys in the {} pane (any key closes)", app.focus.title()), DIM)];
+            let mut lines =
+                vec![Line::styled(format!("Keys in the {} pane (any key closes)", app.focus.title()), th.dim_style())];
             for b in app.keymap.for_pane(app.focus) {
                 lines.push(Line::from(vec![
-                    Span::styled(format!("{:>12}  ", app.keymap.keys_of(b.action)), Style::new().fg(Color::Cyan)),
+                    Span::styled(format!("{:>12}  ", app.keymap.keys_of(b.action)), Style::new().fg(th.accent)),
                     Span::raw(b.help),
                 ]));
             }
             lines.push(Line::from(vec![
-                Span::styled(format!("{:>12}  ", "ctrl-c"), Style::new().fg(Color::Cyan)),
+                Span::styled(format!("{:>12}  ", "ctrl-c"), Style::new().fg(th.accent)),
                 Span::raw("quit from anywhere"),
             ]));
             lines.push(Line::from(vec![
-                Span::styled(format!("{:>12}  ", "esc"), Style::new().fg(Color::Cyan)),
+                Span::styled(format!("{:>12}  ", "esc"), Style::new().fg(th.accent)),
                 Span::raw("close a popup or leave zoom"),
             ]));
             let h = lines.len() as u16 + 2;
-            popup(f, centered(area, 66, h), "help", lines);
+            popup(f, th, centered(area, 66, h), "help", lines);
         }
         Overlay::Errors => {
             let mut lines = Vec::new();
@@ -575,6 +587,7 @@ fn overlay(f: &mut Frame, app: &App, area: Rect) {
             }
             popup(
                 f,
+                th,
                 centered(area, area.width.saturating_sub(6), lines.len() as u16 * 2 + 2),
                 "errors behind stale values",
                 lines,
@@ -583,25 +596,25 @@ fn overlay(f: &mut Frame, app: &App, area: Rect) {
         Overlay::Palette { input, selected } => {
             let entries = app.palette_entries(input);
             let mut lines = vec![Line::from(vec![
-                Span::styled(": ", Style::new().fg(Color::Cyan)),
+                Span::styled(": ", Style::new().fg(th.accent)),
                 Span::raw(input.clone()),
-                Span::styled("▏", Style::new().fg(Color::Cyan)),
+                Span::styled("▏", Style::new().fg(th.accent)),
             ])];
             for (i, (_, label)) in entries.iter().enumerate().take(12) {
                 let style = if i == *selected { Style::new().add_modifier(Modifier::REVERSED) } else { Style::new() };
                 lines.push(Line::styled(format!("  {label}"), style));
             }
             if entries.is_empty() {
-                lines.push(Line::styled("  no command matches", DIM));
+                lines.push(Line::styled("  no command matches", th.dim_style()));
             }
-            popup(f, centered(area, 50, 16), "command palette (enter runs, esc closes)", lines);
+            popup(f, th, centered(area, 50, 16), "command palette (enter runs, esc closes)", lines);
         }
         Overlay::Filter { input } => {
             let r = Rect::new(area.x, area.bottom().saturating_sub(1), area.width, 1);
             f.render_widget(Clear, r);
             f.render_widget(
                 Paragraph::new(Line::from(vec![
-                    Span::styled(" / ", Style::new().fg(Color::Black).bg(Color::Blue)),
+                    Span::styled(" / ", Style::new().fg(Color::Black).bg(th.info)),
                     Span::raw(format!(" {input}▏  (enter applies, esc cancels, empty clears)")),
                 ])),
                 r,
@@ -615,29 +628,29 @@ fn overlay(f: &mut Frame, app: &App, area: Rect) {
                     Span::styled(format!("{} ", plan.name), Style::new().bold()),
                     Span::raw(format!("({key}) in account {account}, {}", app.region)),
                 ]),
-                Line::from(vec![Span::styled("before ", DIM), Span::raw(plan.before.to_string())]),
-                Line::from(vec![Span::styled("after  ", DIM), Span::raw(plan.after.to_string())]),
+                Line::from(vec![Span::styled("before ", th.dim_style()), Span::raw(plan.before.to_string())]),
+                Line::from(vec![Span::styled("after  ", th.dim_style()), Span::raw(plan.after.to_string())]),
             ];
             for s in &plan.steps {
                 lines.push(Line::raw(format!("  • {}", s.describe())));
             }
             lines.push(Line::raw(""));
             lines.push(Line::from(vec![
-                Span::styled(" y ", Style::new().fg(Color::Black).bg(Color::Green)),
+                Span::styled(" y ", Style::new().fg(Color::Black).bg(th.ok)),
                 Span::raw(" apply (audited)   "),
                 Span::styled(" n / esc ", Style::new().fg(Color::Black).bg(Color::Gray)),
                 Span::raw(" cancel"),
             ]));
             let title = if app.rb.production { "CONFIRM A CHANGE TO PRODUCTION" } else { "confirm a change" };
             let h = (lines.len() as u16 + 6).min(area.height);
-            popup(f, centered(area, area.width.saturating_sub(8).min(110), h), title, lines);
+            popup(f, th, centered(area, area.width.saturating_sub(8).min(110), h), title, lines);
         }
         Overlay::Note { key, input } => {
             let lines = vec![
-                Line::styled(format!("note on {key} (enter saves, empty removes, esc cancels)"), DIM),
+                Line::styled(format!("note on {key} (enter saves, empty removes, esc cancels)"), th.dim_style()),
                 Line::raw(format!("{input}▏")),
             ];
-            popup(f, centered(area, 60, 4), "note", lines);
+            popup(f, th, centered(area, 60, 4), "note", lines);
         }
     }
 }
