@@ -102,28 +102,9 @@ async fn dry_run_read_only_and_missing_yes_change_nothing_and_say_so() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unequal_ttls_are_refused_before_anything_is_sent() {
-    use aws_sdk_route53::types::{Change, ChangeAction, ChangeBatch, ResourceRecord, ResourceRecordSet, RrType};
     let rb = runbook("demo.toml");
     let sb = sandbox(&rb, "eu-west-2").await;
-    let set = ResourceRecordSet::builder()
-        .name(&rb.dns.record)
-        .r#type(RrType::Cname)
-        .set_identifier("staging")
-        .weight(0)
-        .ttl(300)
-        .resource_records(ResourceRecord::builder().value("staging.example.test").build().unwrap())
-        .build()
-        .unwrap();
-    let change = Change::builder().action(ChangeAction::Upsert).resource_record_set(set).build().unwrap();
-    let batch = ChangeBatch::builder().changes(change).build().unwrap();
-    sb.clients
-        .route53
-        .change_resource_record_sets()
-        .hosted_zone_id(&sb.world.zone_id)
-        .change_batch(batch)
-        .send()
-        .await
-        .unwrap();
+    upsert_records_as_another_client(&sb, &rb, &[("staging", 0, 300)]).await;
     let dir = tempfile::tempdir().unwrap();
     let (code, _, err) =
         run_cutover(&sb, &rb, dir.path(), &["shift", "runbooks/demo.toml", "--to", "30", "--yes"]).await;

@@ -32,6 +32,13 @@ fn w(prod: i64, staging: i64) -> BTreeMap<String, i64> {
     BTreeMap::from([("prod".to_string(), prod), ("staging".to_string(), staging)])
 }
 
+/// `cutover rollout --yes` in the background.
+fn spawn_rollout(sb: &Sandbox, rb: &Runbook, state: &Path, path: &Path) -> tokio::process::Child {
+    tokio::process::Command::from(cutover_command(sb, rb, state, &["rollout", path.to_str().unwrap(), "--yes"]))
+        .spawn()
+        .unwrap()
+}
+
 fn audit(state: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(state.join("cutover/demo.audit.jsonl"))
         .unwrap_or_default()
@@ -106,14 +113,7 @@ async fn an_alarm_during_a_soak_rolls_back_to_the_last_good_step_and_the_audit_s
     let dir = tempfile::tempdir().unwrap();
     let (rb, path) = fast_runbook(dir.path());
     let sb = fixed_sandbox(&rb, "us-west-2").await;
-    let child = tokio::process::Command::from(cutover_command(
-        &sb,
-        &rb,
-        dir.path(),
-        &["rollout", path.to_str().unwrap(), "--yes"],
-    ))
-    .spawn()
-    .unwrap();
+    let child = spawn_rollout(&sb, &rb, dir.path(), &path);
     until_soaking(dir.path(), 1).await;
     sb.clients
         .cloudwatch
@@ -168,14 +168,7 @@ async fn abort_from_another_shell_rolls_a_running_rollout_back() {
     let dir = tempfile::tempdir().unwrap();
     let (rb, path) = fast_runbook(dir.path());
     let sb = fixed_sandbox(&rb, "ap-south-1").await;
-    let child = tokio::process::Command::from(cutover_command(
-        &sb,
-        &rb,
-        dir.path(),
-        &["rollout", path.to_str().unwrap(), "--yes"],
-    ))
-    .spawn()
-    .unwrap();
+    let child = spawn_rollout(&sb, &rb, dir.path(), &path);
     until_soaking(dir.path(), 2).await;
     // No manual shift under a running rollout's feet.
     let (code, out) =

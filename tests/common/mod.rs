@@ -94,18 +94,25 @@ impl Drop for KillOnDrop {
     }
 }
 
-/// Sets weighted records the way another client (a colleague's script) would.
+/// Sets weighted records the way another client (a colleague's script) would,
+/// with the runbook's TTL.
 pub async fn set_weights_as_another_client(sb: &Sandbox, rb: &Runbook, weights: &[(&str, i64)]) {
+    let records: Vec<(&str, i64, u32)> = weights.iter().map(|(id, w)| (*id, *w, rb.dns.ttl)).collect();
+    upsert_records_as_another_client(sb, rb, &records).await;
+}
+
+/// Upserts weighted records (set identifier, weight, TTL) in one batch.
+pub async fn upsert_records_as_another_client(sb: &Sandbox, rb: &Runbook, records: &[(&str, i64, u32)]) {
     use aws_sdk_route53::types::{Change, ChangeAction, ChangeBatch, ResourceRecord, ResourceRecordSet, RrType};
-    let changes: Vec<Change> = weights
+    let changes: Vec<Change> = records
         .iter()
-        .map(|(id, w)| {
+        .map(|(id, w, ttl)| {
             let set = ResourceRecordSet::builder()
                 .name(&rb.dns.record)
                 .r#type(RrType::from(rb.dns.record_type.as_str()))
                 .set_identifier(*id)
                 .weight(*w)
-                .ttl(i64::from(rb.dns.ttl))
+                .ttl(i64::from(*ttl))
                 .resource_records(ResourceRecord::builder().value(format!("{id}.example.test")).build().unwrap())
                 .build()
                 .unwrap();
