@@ -15,7 +15,7 @@ use cutover::live::{Event as LiveEvent, Update};
 use cutover::progress::Progress;
 use cutover::runbook::Metric;
 use cutover::tui::keys::{Action, Keymap};
-use cutover::tui::state::{App, CheckRun, Command, Event, Header, Overlay, Pane, update};
+use cutover::tui::state::{App, CheckRun, Command, Control, Event, Header, Overlay, Pane, PendingChange, update};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 
@@ -428,6 +428,17 @@ fn every_key_in_every_pane() {
                     Overlay::Note { key: "prepare/backup".into(), input: String::new() },
                     "{ctx}"
                 ),
+                Action::ShiftWeights => assert_eq!(app.overlay, Overlay::ShiftTo { input: String::new() }, "{ctx}"),
+                Action::StartRollout => {
+                    assert_eq!(cmds, vec![Command::PlanRollout { control: Control::Start }], "{ctx}")
+                }
+                Action::PromoteRollout => {
+                    assert_eq!(cmds, vec![Command::PlanRollout { control: Control::Promote }], "{ctx}")
+                }
+                Action::AbortRollout => {
+                    assert_eq!(cmds, vec![Command::PlanRollout { control: Control::Abort }], "{ctx}")
+                }
+                Action::PauseRollout => assert_eq!(cmds, vec![Command::PauseRollout], "{ctx}"),
             }
         }
     }
@@ -488,7 +499,10 @@ fn enter_on_an_action_plans_it_and_y_applies_it_after_the_popup() {
     let cmds = update(&mut app, key(KeyCode::Enter));
     assert_eq!(cmds, vec![Command::PlanAction { key: "validate/redis-ingress".into(), rollback: false }]);
     assert_eq!(app.overlay, Overlay::None, "nothing to confirm until the plan is made");
-    update(&mut app, Event::ActionPlanned { key: "validate/redis-ingress".into(), result: Ok(redis_ingress_plan()) });
+    update(
+        &mut app,
+        Event::Planned { key: "validate/redis-ingress".into(), result: Ok(PendingChange::Item(redis_ingress_plan())) },
+    );
     assert_eq!(app.overlay, Overlay::Confirm { key: "validate/redis-ingress".into() });
     snap_both("confirm_action", &mut app);
     // Other keys do not confirm.
@@ -496,7 +510,7 @@ fn enter_on_an_action_plans_it_and_y_applies_it_after_the_popup() {
     assert!(update(&mut app, key(KeyCode::Char('q'))).is_empty(), "q does not quit past a pending change");
     assert_eq!(
         update(&mut app, key(KeyCode::Char('y'))),
-        vec![Command::ApplyAction { key: "validate/redis-ingress".into() }]
+        vec![Command::Apply { key: "validate/redis-ingress".into() }]
     );
     assert_eq!(app.overlay, Overlay::None);
     let cmds = update(
@@ -516,15 +530,18 @@ fn n_cancels_a_planned_change_and_read_only_never_plans() {
     let mut app = demo_app();
     app.focus = Pane::Checklist;
     app.selected.insert(Pane::Checklist, 6);
-    update(&mut app, Event::ActionPlanned { key: "validate/redis-ingress".into(), result: Ok(redis_ingress_plan()) });
+    update(
+        &mut app,
+        Event::Planned { key: "validate/redis-ingress".into(), result: Ok(PendingChange::Item(redis_ingress_plan())) },
+    );
     assert!(update(&mut app, key(KeyCode::Char('n'))).is_empty());
-    assert!(app.pending_action.is_none());
+    assert!(app.pending_change.is_none());
     assert_eq!(app.log.back().unwrap().text, "validate/redis-ingress: cancelled, nothing was changed");
     // A plan that changes nothing opens no popup.
     let mut noop = redis_ingress_plan();
     noop.steps.clear();
     noop.noop = Some("every instance of staging already reaches its Redis".into());
-    update(&mut app, Event::ActionPlanned { key: "validate/redis-ingress".into(), result: Ok(noop) });
+    update(&mut app, Event::Planned { key: "validate/redis-ingress".into(), result: Ok(PendingChange::Item(noop)) });
     assert_eq!(app.overlay, Overlay::None);
     // The rollback key plans the item's rollback.
     assert_eq!(
@@ -718,4 +735,98 @@ fn the_theme_colours_what_it_names() {
     assert_eq!(buf[(x, y)].fg, ratatui::style::Color::Rgb(1, 2, 3));
     let (x, y) = find("staging-web-2", "BLOCKED");
     assert_eq!(buf[(x, y)].fg, ratatui::style::Color::Rgb(10, 11, 12));
+}
+
+fn shift_plan(from: u8, to: u8, weights: (u8, u8)) -> cutover::drive::shift::ShiftPlan {
+    let side = |env: &str, id: &str, weight: u8| cutover::drive::shift::Side {
+        environment: env.into(),
+        record: cutover::aws::route53::WeightedRecord {
+            set_identifier: id.into(),
+            weight,
+            ttl: Some(10),
+            values: vec!["127.0.0.1".into()],
+            health_check_id: None,
+            alias_target: None,
+        },
+    };
+    cutover::drive::shift::ShiftPlan {
+        zone_id: "Z1".into(),
+        name: "app.demo.test.".into(),
+        record_type: "A".into(),
+        from: side("production", "prod", from),
+        to: side("staging", "staging", to),
+        weights,
+    }
+}
+
+#[test]
+fn w_asks_for_a_percent_plans_the_shift_and_y_applies_it() {
+    let mut app = demo_app();
+    assert!(update(&mut app, key(KeyCode::Char('w'))).is_empty());
+    assert_eq!(app.overlay, Overlay::ShiftTo { input: String::new() });
+    // Not a percent: nothing is planned.
+    for c in ['1', '5', '0'] {
+        update(&mut app, key(KeyCode::Char(c)));
+    }
+    assert!(update(&mut app, key(KeyCode::Enter)).is_empty());
+    assert!(app.log.back().unwrap().text.starts_with("`150` is not a percent"), "{:?}", app.log.back());
+    update(&mut app, key(KeyCode::Char('w')));
+    for c in ['3', '0'] {
+        update(&mut app, key(KeyCode::Char(c)));
+    }
+    assert_eq!(update(&mut app, key(KeyCode::Enter)), vec![Command::PlanShift { percent: 30 }]);
+    let plan = shift_plan(100, 0, (70, 30));
+    update(&mut app, Event::Planned { key: "weights".into(), result: Ok(PendingChange::Shift(Box::new(plan))) });
+    assert_eq!(app.overlay, Overlay::Confirm { key: "weights".into() });
+    let text = screen(&app, 160, 48);
+    assert!(text.contains("shift weights: staging to 30%"), "{text}");
+    assert!(text.contains(r#"before {"production":100,"staging":0}"#), "{text}");
+    assert!(text.contains(r#"after  {"production":70,"staging":30}"#), "{text}");
+    assert_eq!(update(&mut app, key(KeyCode::Char('y'))), vec![Command::Apply { key: "weights".into() }]);
+    // Weights already there: no popup.
+    let same = shift_plan(70, 30, (70, 30));
+    update(&mut app, Event::Planned { key: "weights".into(), result: Ok(PendingChange::Shift(Box::new(same))) });
+    assert_eq!(app.overlay, Overlay::None);
+    assert!(app.log.back().unwrap().text.starts_with("weights: nothing to do"), "{:?}", app.log.back());
+}
+
+#[test]
+fn rollout_keys_plan_start_promote_and_abort_for_confirmation_and_pause_at_once() {
+    let mut app = demo_app();
+    let cases = [
+        ('R', Control::Start, "start the gated rollout"),
+        ('+', Control::Promote, "promote: skip the rest of this step's soak"),
+        ('X', Control::Abort, "ABORT the rollout and roll back"),
+    ];
+    for (k, control, title) in cases {
+        assert_eq!(update(&mut app, key(KeyCode::Char(k))), vec![Command::PlanRollout { control }], "{k}");
+        assert_eq!(app.overlay, Overlay::None, "nothing to confirm before the plan");
+        let lines = vec!["rollback target: 90/10, step 1 (10%)".to_string()];
+        update(
+            &mut app,
+            Event::Planned { key: "rollout".into(), result: Ok(PendingChange::Rollout { control, lines }) },
+        );
+        assert_eq!(app.overlay, Overlay::Confirm { key: "rollout".into() });
+        let text = screen(&app, 160, 48);
+        assert!(text.contains(title), "{text}");
+        assert!(text.contains("rollback target: 90/10"), "{text}");
+        assert!(update(&mut app, key(KeyCode::Char('n'))).is_empty());
+        assert!(app.pending_change.is_none());
+    }
+    // Pausing is the safe direction: no popup.
+    assert_eq!(update(&mut app, key(KeyCode::Char('P'))), vec![Command::PauseRollout]);
+    // A refusal from planning is logged, no popup.
+    update(
+        &mut app,
+        Event::Planned { key: "rollout".into(), result: Err("no rollout is running; nothing to promote".into()) },
+    );
+    assert_eq!(app.overlay, Overlay::None);
+    assert!(app.log.back().unwrap().text.contains("no rollout is running"));
+    // Read-only: every one refused before anything is planned or asked.
+    app.header.read_only = true;
+    for k in ['w', 'R', '+', 'X', 'P'] {
+        assert!(update(&mut app, key(KeyCode::Char(k))).is_empty(), "{k}");
+        assert_eq!(app.overlay, Overlay::None, "{k}");
+        assert!(app.log.back().unwrap().text.starts_with("refused: read-only"), "{k}");
+    }
 }

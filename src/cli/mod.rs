@@ -85,6 +85,10 @@ pub enum Command {
         /// Forget the saved rollout state and start over.
         #[arg(long)]
         restart: bool,
+        /// Print the plan, the live weights, the saved state and the next
+        /// change batch; change nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Roll back to the last step whose gates all passed (or the initial weights).
     Abort {
@@ -93,6 +97,23 @@ pub enum Command {
         yes: bool,
         #[arg(long)]
         reason: Option<String>,
+        /// Print the rollback that would be sent; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Ask the running rollout to pause (it stops for a person; `cutover
+    /// rollout` resumes it).
+    Pause {
+        runbook: PathBuf,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Ask the running rollout to skip the rest of the current step's soak
+    /// and move on (needs --yes: it skips the gates' remaining evidence).
+    Promote {
+        runbook: PathBuf,
+        #[arg(long)]
+        yes: bool,
     },
     /// Run one checklist action (phase/item), or its rollback: planned from live
     /// data, shown before → after, confirmed with --yes, audited.
@@ -294,13 +315,21 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             let rb = load_runbook(&runbook)?;
             shift::run(rb, &cli.global, shift::ShiftArgs { percent: to, yes, dry_run })
         }
-        Command::Rollout { runbook, yes, adopt_live, restart } => {
+        Command::Rollout { runbook, yes, adopt_live, restart, dry_run } => {
             let rb = load_runbook(&runbook)?;
-            rollout::run(rb, &cli.global, yes, adopt_live, restart)
+            rollout::run(rb, &cli.global, rollout::RolloutArgs { yes, adopt_live, restart, dry_run })
         }
-        Command::Abort { runbook, yes, reason } => {
+        Command::Abort { runbook, yes, reason, dry_run } => {
             let rb = load_runbook(&runbook)?;
-            rollout::abort(rb, &cli.global, yes, reason)
+            rollout::abort(rb, &cli.global, yes, reason, dry_run)
+        }
+        Command::Pause { runbook, reason } => {
+            let rb = load_runbook(&runbook)?;
+            rollout::pause(rb, &cli.global, reason)
+        }
+        Command::Promote { runbook, yes } => {
+            let rb = load_runbook(&runbook)?;
+            rollout::promote(rb, &cli.global, yes)
         }
         Command::Run { runbook, item, yes, dry_run, rollback } => {
             let rb = load_runbook(&runbook)?;

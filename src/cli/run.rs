@@ -40,7 +40,7 @@ pub fn run(rb: Runbook, g: &GlobalArgs, args: RunArgs) -> Result<u8, Failure> {
         let super::Acting { clients, region, account } = super::acting(&rb, g).await?;
         let plan = actions::plan(&clients, &rb, &action)
             .await
-            .map_err(|e| Failure::bad_input(format!("refused: {e}; nothing was changed")))?;
+            .map_err(|e| Failure { status: e.exit_status(), message: format!("{e}; nothing was changed") })?;
         println!("account {} region {region}: {} ({})", account, plan.name, args.item);
         println!("  before: {}", plan.before);
         println!("  after:  {}", plan.after);
@@ -77,8 +77,11 @@ pub fn run(rb: Runbook, g: &GlobalArgs, args: RunArgs) -> Result<u8, Failure> {
                 "refused: this change needs --yes (or use the cockpit, which asks); nothing was changed",
             ));
         }
-        let who =
-            actions::Actor { account: account.clone(), region: region.clone(), operator: crate::progress::operator() };
+        let who = crate::drive::Actor {
+            account: account.clone(),
+            region: region.clone(),
+            operator: crate::progress::operator(),
+        };
         let mut say = |l: &str| println!("  {l}");
         let done = actions::execute(&clients, &rb, &who, &args.item, &plan, &mut say).await.map_err(|e| Failure {
             status: 1,

@@ -5,7 +5,7 @@ use aws_sdk_ec2::types::{IpPermission, UserIdGroupPair};
 use aws_sdk_elasticloadbalancingv2::types::{TargetDescription, TargetGroupAttribute};
 use serde_json::json;
 
-use super::shift;
+use super::{PlanError, shift};
 use crate::analysis::reachability::{SgPath, Source, sg_path_named};
 use crate::aws::{Clients, sdk_error};
 use crate::live::fetch::{self, EnvironmentData};
@@ -87,16 +87,16 @@ pub struct ActionPlan {
     pub noop: Option<String>,
 }
 
-async fn env_data(clients: &Clients, rb: &Runbook, env: &str) -> Result<EnvironmentData, String> {
+async fn env_data(clients: &Clients, rb: &Runbook, env: &str) -> Result<EnvironmentData, PlanError> {
     let e = rb.environment(env).ok_or_else(|| format!("no environment {env}"))?;
-    fetch::environment(&clients.elb, &clients.ec2, rb, e).await.map_err(|e| e.to_string())
+    fetch::environment(&clients.elb, &clients.ec2, rb, e).await.map_err(|e| PlanError::Aws(e.to_string()))
 }
 
 fn tag(rb: &Runbook, env: &str) -> String {
     format!("cutover: {}/{env}", rb.name)
 }
 
-pub async fn plan(clients: &Clients, rb: &Runbook, action: &Action) -> Result<ActionPlan, String> {
+pub async fn plan(clients: &Clients, rb: &Runbook, action: &Action) -> Result<ActionPlan, PlanError> {
     let name = crate::cli::plan::action_name(action);
     let mut p = ActionPlan { name, steps: Vec::new(), before: json!(null), after: json!(null), noop: None };
     match action {
@@ -147,7 +147,7 @@ pub async fn plan(clients: &Clients, rb: &Runbook, action: &Action) -> Result<Ac
                 .set_group_ids(Some(ids))
                 .send()
                 .await
-                .map_err(|e| sdk_error("DescribeSecurityGroups", e).to_string())?;
+                .map_err(|e| PlanError::Aws(sdk_error("DescribeSecurityGroups", e).to_string()))?;
             for g in resp.security_groups() {
                 for perm in g.ip_permissions() {
                     for pair in perm.user_id_group_pairs().iter().filter(|u| u.description() == Some(want.as_str())) {
@@ -236,8 +236,9 @@ pub async fn plan(clients: &Clients, rb: &Runbook, action: &Action) -> Result<Ac
         Action::StopInstances { environment } | Action::StartInstances { environment } => {
             let stop = matches!(action, Action::StopInstances { .. });
             let e = rb.environment(environment).ok_or("no environment")?;
-            let list =
-                crate::aws::ec2::describe_instances(&clients.ec2, &e.instances).await.map_err(|e| e.to_string())?;
+            let list = crate::aws::ec2::describe_instances(&clients.ec2, &e.instances)
+                .await
+                .map_err(|e| PlanError::Aws(e.to_string()))?;
             p.before = json!(
                 list.iter().map(|i| (i.id.clone(), i.state.clone())).collect::<std::collections::BTreeMap<_, _>>()
             );
@@ -372,20 +373,13 @@ pub async fn apply(clients: &Clients, step: &Step) -> Result<String, String> {
     Ok("done".into())
 }
 
-/// Who is acting where, for audit lines.
-pub struct Actor {
-    pub account: String,
-    pub region: String,
-    pub operator: String,
-}
-
 /// Applies a confirmed plan step by step, audited: intent before anything is
 /// sent, then each step. `say` hears each step done. A failed step stops and
 /// the error says what was applied and how to undo it.
 pub async fn execute(
     clients: &Clients,
     rb: &Runbook,
-    who: &Actor,
+    who: &super::Actor,
     item: &str,
     plan: &ActionPlan,
     say: &mut (dyn FnMut(&str) + Send),
@@ -402,6 +396,13 @@ pub async fn execute(
         before: plan.before.clone(),
         after: plan.after.clone(),
         detail,
+    };
+    // A weight change never goes under a running rollout's feet.
+    let _lock = match plan.steps.iter().any(|s| matches!(s, Step::Shift(_))) {
+        true => Some(super::rollout::RolloutLock::try_take(&rb.name)?.ok_or_else(|| {
+            format!("refused: a rollout of {} is running; use `cutover abort` or wait; nothing was changed", rb.name)
+        })?),
+        false => None,
     };
     log.append(&line("intent", plan.steps.iter().map(Step::describe).collect::<Vec<_>>().join("; ")))
         .map_err(|e| format!("{e}; nothing was changed"))?;

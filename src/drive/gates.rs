@@ -121,15 +121,28 @@ pub async fn metric(clients: &Clients, g: &GateKind, snap: &Snapshot, rb: &Runbo
     };
     let window = SystemTime::now().duration_since(since).unwrap_or(Duration::ZERO).max(Duration::from_secs(60));
     let keys: Vec<SeriesKey> = match g {
-        GateKind::Metric { environment, metric, stat, .. } => key(environment, *metric, *stat).into_iter().collect(),
+        GateKind::Metric { environment, metric, stat, .. } => match key(environment, *metric, *stat) {
+            Some(k) => vec![k],
+            None => return Measurement::Error(format!("the target groups of {environment} are not known yet")),
+        },
         GateKind::Compare { metric, stat, .. } => {
-            [&rb.rollout.to, &rb.rollout.from].iter().filter_map(|e| key(e, *metric, *stat)).collect()
+            let (new, old) = (&rb.rollout.to, &rb.rollout.from);
+            // Counts are compared as rates per request, so both sides' sums.
+            let stat = if is_count(*metric) { Stat::Sum } else { *stat };
+            let mut keys = Vec::new();
+            for env in [new, old] {
+                match key(env, *metric, stat) {
+                    Some(k) => keys.push(k),
+                    None => return Measurement::Error(format!("the target groups of {env} are not known yet")),
+                }
+            }
+            if is_count(*metric) {
+                keys.extend([new, old].iter().filter_map(|e| key(e, Metric::RequestCount, Stat::Sum)));
+            }
+            keys
         }
         _ => return Measurement::Error("not a metric gate".into()),
     };
-    if keys.is_empty() {
-        return Measurement::Error("the target groups of the gate's environment are not known yet".into());
-    }
     let series = match metric_series(&clients.cloudwatch, &keys, window, 60).await {
         Ok(s) => s,
         Err(e) => return Measurement::Error(e.to_string()),
@@ -137,7 +150,7 @@ pub async fn metric(clients: &Clients, g: &GateKind, snap: &Snapshot, rb: &Runbo
     let since_s = since.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs() as i64 - 60).unwrap_or(0);
     let value = |i: usize| -> Option<f64> {
         let pts: Vec<(i64, f64)> = series.get(i)?.points.iter().filter(|p| p.0 >= since_s).copied().collect();
-        aggregate(keys[i].stat, &pts)
+        aggregate(keys.get(i)?.stat, &pts)
     };
     match g {
         GateKind::Metric { metric, max, environment, .. } => match value(0) {
@@ -145,15 +158,44 @@ pub async fn metric(clients: &Clients, g: &GateKind, snap: &Snapshot, rb: &Runbo
             Some(v) if v <= *max => Measurement::Pass,
             Some(v) => Measurement::Fail(format!("{environment} {} = {v:.3} > {max}", metric.cloudwatch_name())),
         },
-        GateKind::Compare { metric, factor, .. } => match (value(0), value(1)) {
-            (Some(new), Some(old)) if new <= factor * old => Measurement::Pass,
-            (Some(new), Some(old)) => Measurement::Fail(format!(
-                "{} new side {new:.3} > {factor} × old side {old:.3}",
-                metric.cloudwatch_name()
-            )),
-            _ => Measurement::NoData,
-        },
+        GateKind::Compare { metric, factor, .. } => {
+            let side = |i: usize| Side { value: value(i), requests: value(i + 2) };
+            compare(*metric, *factor, side(0), side(1))
+        }
         _ => unreachable!("matched above"),
+    }
+}
+
+/// Metrics that count events; compared as a rate per request.
+fn is_count(m: Metric) -> bool {
+    matches!(m, Metric::Target5xx | Metric::Elb5xx)
+}
+
+/// One side of a compare gate over the soak: the metric and its requests.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Side {
+    value: Option<f64>,
+    requests: Option<f64>,
+}
+
+/// The new side must stay within `factor` × the old side. Counts become rates
+/// per request; a side that served requests but published no 5xx datapoint
+/// had none (ALBs publish no zero). A side with no requests cannot be judged.
+fn compare(metric: Metric, factor: f64, new: Side, old: Side) -> Measurement {
+    let name = metric.cloudwatch_name();
+    let (new_v, old_v, unit) = if is_count(metric) {
+        let rate = |s: Side| match s.requests {
+            Some(r) if r > 0.0 => Some(s.value.unwrap_or(0.0) / r),
+            _ => None,
+        };
+        (rate(new), rate(old), " per request")
+    } else {
+        (new.value, old.value, "")
+    };
+    match (new_v, old_v) {
+        (Some(n), Some(o)) if n <= factor * o => Measurement::Pass,
+        (Some(n), Some(o)) => Measurement::Fail(format!("{name}{unit}: new side {n:.4} > {factor} × old side {o:.4}")),
+        _ => Measurement::NoData,
     }
 }
 
@@ -170,5 +212,42 @@ mod tests {
         assert_eq!(aggregate(Stat::Maximum, &p), Some(3.0));
         assert_eq!(aggregate(Stat::Percentile(99.0), &p), Some(3.0));
         assert_eq!(aggregate(Stat::Sum, &[]), None, "no data is not zero");
+    }
+
+    fn side(value: Option<f64>, requests: Option<f64>) -> Side {
+        Side { value, requests }
+    }
+
+    #[test]
+    fn compare_counts_as_rates_per_request() {
+        // 10 errors in 1,000 requests (1%) against 50 in 10,000 (0.5%).
+        let new = side(Some(10.0), Some(1000.0));
+        let old = side(Some(50.0), Some(10000.0));
+        assert_eq!(compare(Metric::Target5xx, 2.0, new, old), Measurement::Pass, "1% ≤ 2 × 0.5%");
+        assert!(matches!(compare(Metric::Target5xx, 1.5, new, old), Measurement::Fail(m) if m.contains("per request")));
+        // Totals alone would have passed: 10 ≤ 1.5 × 50.
+    }
+
+    #[test]
+    fn compare_treats_a_side_with_requests_but_no_5xx_datapoints_as_zero() {
+        let clean = side(None, Some(1000.0));
+        assert_eq!(compare(Metric::Target5xx, 1.0, clean, side(Some(3.0), Some(1000.0))), Measurement::Pass);
+        assert!(matches!(compare(Metric::Target5xx, 10.0, side(Some(1.0), Some(1000.0)), clean), Measurement::Fail(_)));
+        assert_eq!(compare(Metric::Target5xx, 1.0, clean, clean), Measurement::Pass, "0 ≤ 0");
+    }
+
+    #[test]
+    fn compare_without_requests_on_either_side_is_no_data() {
+        let some = side(Some(1.0), Some(100.0));
+        assert_eq!(compare(Metric::Target5xx, 1.0, side(None, None), some), Measurement::NoData);
+        assert_eq!(compare(Metric::Target5xx, 1.0, some, side(Some(0.0), Some(0.0))), Measurement::NoData);
+    }
+
+    #[test]
+    fn compare_latency_on_the_statistic_itself() {
+        let (fast, slow) = (side(Some(0.05), None), side(Some(0.2), None));
+        assert_eq!(compare(Metric::TargetResponseTime, 1.2, fast, slow), Measurement::Pass);
+        assert!(matches!(compare(Metric::TargetResponseTime, 1.2, slow, fast), Measurement::Fail(_)));
+        assert_eq!(compare(Metric::TargetResponseTime, 1.2, fast, side(None, None)), Measurement::NoData);
     }
 }

@@ -5,3 +5,55 @@ pub mod actions;
 pub mod gates;
 pub mod rollout;
 pub mod shift;
+
+/// Who makes a change, for the audit log.
+#[derive(Debug, Clone)]
+pub struct Actor {
+    pub account: String,
+    pub region: String,
+    pub operator: String,
+}
+
+/// Why a change could not be planned: AWS could not be read (exit 1, try
+/// again), or the change is refused as it stands (exit 2, fix the input).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PlanError {
+    Aws(String),
+    Refused(String),
+}
+
+impl PlanError {
+    pub fn exit_status(&self) -> u8 {
+        match self {
+            PlanError::Aws(_) => 1,
+            PlanError::Refused(_) => 2,
+        }
+    }
+}
+
+impl std::fmt::Display for PlanError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PlanError::Aws(m) => write!(f, "cannot read AWS: {m}"),
+            PlanError::Refused(m) => write!(f, "refused: {m}"),
+        }
+    }
+}
+
+impl From<&str> for PlanError {
+    fn from(m: &str) -> Self {
+        PlanError::Refused(m.to_string())
+    }
+}
+
+impl From<String> for PlanError {
+    fn from(m: String) -> Self {
+        PlanError::Refused(m)
+    }
+}
+
+impl From<PlanError> for String {
+    fn from(e: PlanError) -> Self {
+        e.to_string()
+    }
+}

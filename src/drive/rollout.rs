@@ -40,9 +40,52 @@ fn lock_path(name: &str) -> PathBuf {
     crate::paths::state_dir().join(format!("{name}.rollout.lock"))
 }
 
+/// What another process (`cutover abort`, `pause`, `promote`, the cockpit)
+/// asks a running rollout to do, through a file it reads every second.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Request {
+    Abort,
+    Pause,
+    Promote,
+}
+
+impl Request {
+    /// In the order a rollout acts on them: abort wins.
+    pub const ALL: [Request; 3] = [Request::Abort, Request::Pause, Request::Promote];
+
+    pub fn path(self, name: &str) -> PathBuf {
+        let what = match self {
+            Request::Abort => "abort",
+            Request::Pause => "pause",
+            Request::Promote => "promote",
+        };
+        crate::paths::state_dir().join(format!("{name}.{what}-request"))
+    }
+
+    /// Leaves the request (the text says who and why) for the rollout.
+    pub fn ask(self, name: &str, text: &str) -> Result<(), String> {
+        let path = self.path(name);
+        crate::paths::write_atomic(&path, text.as_bytes()).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// The most urgent waiting request, removed as it is taken.
+    pub fn take(name: &str) -> Option<(Request, String)> {
+        Request::ALL.into_iter().find_map(|r| {
+            let text = std::fs::read_to_string(r.path(name)).ok()?;
+            let _ = std::fs::remove_file(r.path(name));
+            Some((r, text.trim().to_string()))
+        })
+    }
+}
+
 /// Where `cutover abort` asks a running rollout to abort.
 pub fn abort_request_path(name: &str) -> PathBuf {
-    crate::paths::state_dir().join(format!("{name}.abort-request"))
+    Request::Abort.path(name)
+}
+
+/// True while a `cutover rollout` of this runbook holds its lock.
+pub fn is_running(name: &str) -> Result<bool, String> {
+    Ok(RolloutLock::try_take(name)?.is_none())
 }
 
 /// FNV-1a over the plan's JSON: stable across builds, unlike std's hasher.
@@ -121,7 +164,9 @@ struct Runner<'a> {
     engine: Engine,
     state: RolloutState,
     log: AuditLog,
-    say: &'a mut dyn FnMut(&str),
+    say: &'a mut (dyn FnMut(&str) + Send),
+    /// The live weights a rollback moved away from (for its audit line).
+    rolled_back_from: Option<Weights>,
 }
 
 impl Runner<'_> {
@@ -159,6 +204,9 @@ impl Runner<'_> {
     async fn set_weights(&mut self, weights: Weights, step: Option<usize>) -> Result<Vec<Output>, String> {
         let plan = shift::plan(&self.cx.clients, &self.cx.rb, weights).await?;
         let before = (plan.from.record.weight, plan.to.record.weight);
+        if step.is_none() {
+            self.rolled_back_from = Some(before);
+        }
         let action = match step {
             Some(s) => {
                 format!("rollout step {}/{} ({}%)", s + 1, self.engine.plan.steps.len(), self.engine.plan.steps[s])
@@ -199,7 +247,16 @@ impl Runner<'_> {
         }
         self.persist()?;
         (self.say)(&format!("{action}: {} sent as {change}", plan.describe()));
-        let took = shift::wait_insync(&self.cx.clients, &change, Duration::from_secs(300)).await?;
+        // A forward step's wait gives way to an abort; a rollback's does not.
+        let name = self.cx.rb.name.clone();
+        let interrupt = move || step.is_some() && abort_request_path(&name).exists();
+        let took = match shift::wait_insync_or(&self.cx.clients, &change, Duration::from_secs(300), &interrupt).await? {
+            shift::Waited::InSync(took) => took,
+            shift::Waited::Interrupted => {
+                (self.say)(&format!("{action}: abort asked for while waiting for INSYNC"));
+                return Ok(out);
+            }
+        };
         self.audit(
             &action,
             "insync",
@@ -222,7 +279,7 @@ pub async fn live_weights(clients: &Clients, rb: &Runbook) -> Result<Weights, St
     Ok((p.from.record.weight, p.to.record.weight))
 }
 
-pub async fn run(cx: &Context, say: &mut dyn FnMut(&str)) -> Result<Outcome, String> {
+pub async fn run(cx: &Context, say: &mut (dyn FnMut(&str) + Send)) -> Result<Outcome, String> {
     let rb = &cx.rb;
     let plan = Plan::from_runbook(rb)?;
     let _lock = RolloutLock::try_take(&rb.name)?.ok_or_else(|| {
@@ -269,7 +326,7 @@ pub async fn run(cx: &Context, say: &mut dyn FnMut(&str)) -> Result<Outcome, Str
             engine.state.phase = if live == engine.rollback_weights() { Phase::Aborted } else { Phase::Shifting };
         }
     }
-    let mut runner = Runner { cx, engine, state, log: AuditLog::for_runbook(&rb.name), say };
+    let mut runner = Runner { cx, engine, state, log: AuditLog::for_runbook(&rb.name), say, rolled_back_from: None };
 
     let mut ctx = WorkerContext::new(rb.clone(), cx.clients.clone(), ProbePolicy::from_env());
     ctx.vars.extend(cx.vars.clone());
@@ -282,7 +339,11 @@ pub async fn run(cx: &Context, say: &mut dyn FnMut(&str)) -> Result<Outcome, Str
     session.first_round(rb, Duration::from_secs(30)).await;
 
     let now = SystemTime::now;
-    // An abort asked for while no rollout ran is acted on first, not dropped.
+    // An abort asked for while no rollout ran is acted on first, not dropped;
+    // a pause or promote left from then is stale and dropped.
+    for r in [Request::Pause, Request::Promote] {
+        let _ = std::fs::remove_file(r.path(&rb.name));
+    }
     if let Ok(reason) = std::fs::read_to_string(abort_request_path(&rb.name)) {
         let _ = std::fs::remove_file(abort_request_path(&rb.name));
         if !matches!(runner.engine.state.phase, Phase::Idle | Phase::Aborted | Phase::Done) {
@@ -291,6 +352,7 @@ pub async fn run(cx: &Context, say: &mut dyn FnMut(&str)) -> Result<Outcome, Str
             for o in out {
                 if let Output::SetWeights { weights, step: None } = o {
                     runner.set_weights(weights, None).await?;
+                    runner.audit("rollout abort", "done", runner.rolled_back_from, weights, reason.trim().into())?;
                 }
             }
             return Ok(Outcome::Aborted(reason.trim().to_string()));
@@ -303,9 +365,14 @@ pub async fn run(cx: &Context, say: &mut dyn FnMut(&str)) -> Result<Outcome, Str
         (runner.say)(&line);
         runner.set_weights(target, None).await?;
     }
+    // A paused rollout resumes where it paused.
     let mut outputs = match runner.engine.state.phase {
-        Phase::Idle | Phase::Aborted | Phase::Done => runner.engine.handle(Input::Start, now()),
         Phase::Paused => runner.engine.handle(Input::Resume, now()),
+        _ => Vec::new(),
+    };
+    outputs.extend(match runner.engine.state.phase {
+        Phase::Idle | Phase::Aborted | Phase::Done => runner.engine.handle(Input::Start, now()),
+        Phase::Paused => Vec::new(),
         Phase::Shifting | Phase::RollingBack => {
             let step = runner.engine.state.step;
             vec![Output::SetWeights { weights: runner.engine.plan.weights_at(step), step: Some(step) }]
@@ -329,7 +396,7 @@ pub async fn run(cx: &Context, say: &mut dyn FnMut(&str)) -> Result<Outcome, Str
             (runner.say)(&format!("resuming step {step} of {steps} with a fresh soak"));
             Vec::new()
         }
-    };
+    });
     runner.persist()?;
     let mut last_measured: Vec<Option<SystemTime>> = vec![None; rb.rollout.gates.len()];
     let mut quiet = std::collections::BTreeSet::new();
@@ -364,7 +431,7 @@ pub async fn run(cx: &Context, say: &mut dyn FnMut(&str)) -> Result<Outcome, Str
                     }
                     Output::Aborted { reason, weights } => {
                         runner.persist()?;
-                        runner.audit("rollout abort", "done", None, weights, reason.clone())?;
+                        runner.audit("rollout abort", "done", runner.rolled_back_from, weights, reason.clone())?;
                         return Ok(Outcome::Aborted(reason));
                     }
                     Output::Done => {
@@ -382,9 +449,25 @@ pub async fn run(cx: &Context, say: &mut dyn FnMut(&str)) -> Result<Outcome, Str
             outputs = next;
         }
         session.run_until(tokio::time::Instant::now() + Duration::from_secs(1)).await;
-        if let Ok(reason) = std::fs::read_to_string(abort_request_path(&rb.name)) {
-            let _ = std::fs::remove_file(abort_request_path(&rb.name));
-            outputs = runner.engine.handle(Input::Abort { reason: reason.trim().to_string() }, now());
+        if let Some((request, text)) = Request::take(&rb.name) {
+            outputs = match request {
+                Request::Abort => runner.engine.handle(Input::Abort { reason: text }, now()),
+                Request::Pause => {
+                    (runner.say)(&format!("pause asked for: {text}"));
+                    runner.engine.handle(Input::Pause, now())
+                }
+                Request::Promote => {
+                    let step = runner.engine.state.step;
+                    let out = runner.engine.handle(Input::Promote, now());
+                    if runner.engine.state.step != step || runner.engine.state.phase == Phase::Done {
+                        let w = runner.engine.plan.weights_at(step);
+                        let detail = format!("step {} promoted (rest of its soak skipped): {text}", step + 1);
+                        runner.audit("rollout promote", "done", Some(w), w, detail)?;
+                    }
+                    out
+                }
+            };
+            runner.persist()?;
             continue;
         }
         outputs = runner.engine.handle(Input::Tick, now());
@@ -416,7 +499,7 @@ pub async fn run(cx: &Context, say: &mut dyn FnMut(&str)) -> Result<Outcome, Str
 
 /// `cutover abort`: asks a running rollout to abort, or, when none runs,
 /// sets the weights back itself. Returns what it did.
-pub async fn abort(cx: &Context, reason: &str, say: &mut dyn FnMut(&str)) -> Result<String, String> {
+pub async fn abort(cx: &Context, reason: &str, say: &mut (dyn FnMut(&str) + Send)) -> Result<String, String> {
     let rb = &cx.rb;
     let Some(_lock) = RolloutLock::try_take(&rb.name)? else {
         crate::paths::write_atomic(&abort_request_path(&rb.name), reason.as_bytes()).map_err(|e| e.to_string())?;
@@ -459,10 +542,179 @@ pub async fn abort(cx: &Context, reason: &str, say: &mut dyn FnMut(&str)) -> Res
     engine.state.phase = Phase::Aborted;
     engine.state.reason = Some(reason.to_string());
     state.engine = engine.state.clone();
-    let mut runner = Runner { cx, engine, state, log: AuditLog::for_runbook(&rb.name), say };
+    let mut runner = Runner { cx, engine, state, log: AuditLog::for_runbook(&rb.name), say, rolled_back_from: None };
     runner.persist()?;
     runner.set_weights(target, None).await?;
     runner.persist()?;
-    runner.audit("rollout abort", "done", None, target, reason.to_string())?;
+    runner.audit("rollout abort", "done", runner.rolled_back_from, target, reason.to_string())?;
     Ok(format!("weights set back to {}/{}", target.0, target.1))
+}
+
+/// Asks the running rollout to pause or promote, and waits (up to `limit`)
+/// until its saved state shows it did. Refused when none runs.
+pub async fn request(name: &str, req: Request, text: &str, limit: Duration) -> Result<String, String> {
+    let verb = if req == Request::Pause { "pause" } else { "promote" };
+    if !is_running(name)? {
+        let saved =
+            load_state(name)?.map_or("no saved state".to_string(), |s| format!("saved phase {:?}", s.engine.phase));
+        return Err(format!(
+            "refused: no rollout of {name} is running ({saved}); nothing to {verb}. Start or resume one with `cutover rollout`"
+        ));
+    }
+    let before = load_state(name)?.map(|s| s.engine);
+    req.ask(name, text)?;
+    let start = std::time::Instant::now();
+    while start.elapsed() < limit {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let taken = !req.path(name).exists();
+        let Some(now) = load_state(name)?.map(|s| s.engine) else { continue };
+        let moved = before.as_ref().is_none_or(|b| b.step != now.step || b.phase != now.phase);
+        match req {
+            Request::Pause if now.phase == Phase::Paused => {
+                return Ok(format!(
+                    "the rollout paused at step {}; `cutover rollout` resumes it, `cutover abort` rolls back",
+                    now.step + 1
+                ));
+            }
+            Request::Promote
+                if taken && (now.phase == Phase::Done || before.as_ref().is_some_and(|b| b.step != now.step)) =>
+            {
+                return Ok(match now.phase {
+                    Phase::Done => "promoted: the last step passed; the rollout is complete".to_string(),
+                    _ => format!("promoted: the rollout moved on to step {}", now.step + 1),
+                });
+            }
+            Request::Promote if taken && !moved && start.elapsed() > Duration::from_secs(3) => {
+                return Err(format!("the rollout did not promote: it is {:?}, not in a step it can skip", now.phase));
+            }
+            _ => {}
+        }
+    }
+    let _ = std::fs::remove_file(req.path(name));
+    Err(format!(
+        "the rollout did not {verb} within {} s (it acts on requests between waits); the request was withdrawn: check `cutover status` and try again",
+        limit.as_secs()
+    ))
+}
+
+/// What `cutover rollout` would do now, without doing any of it: the plan,
+/// the live weights, the saved state and the next change batch.
+pub async fn preview(cx: &Context) -> Result<Vec<String>, String> {
+    let rb = &cx.rb;
+    let plan = Plan::from_runbook(rb)?;
+    let mut out = vec![format!(
+        "plan: {} (soak {} s, TTL {} s, {} gate(s))",
+        plan.steps.iter().map(|s| format!("{s}%")).collect::<Vec<_>>().join(" → "),
+        plan.soak.as_secs(),
+        plan.ttl.as_secs(),
+        plan.gates.len()
+    )];
+    out.extend(plan.gates.iter().map(|g| format!("  {}", g.name)));
+    let live = live_weights(&cx.clients, rb).await?;
+    out.push(format!("live weights: {} {} / {} {}", rb.rollout.from, live.0, rb.rollout.to, live.1));
+    if is_running(&rb.name)? {
+        out.push("a rollout of this runbook is running now: `cutover rollout` would be refused".into());
+        return Ok(out);
+    }
+    let saved = load_state(&rb.name)?;
+    let state = match saved {
+        Some(s) if s.plan_hash != plan_hash(rb) && !cx.restart => {
+            out.push("would refuse: the rollout changed since the saved state; --restart starts over".into());
+            return Ok(out);
+        }
+        Some(s) if !cx.restart => {
+            out.push(format!("saved state: step {} of {}, {:?}", s.engine.step + 1, plan.steps.len(), s.engine.phase));
+            Some(s)
+        }
+        _ => {
+            out.push("saved state: none; the rollout starts at step 1".into());
+            None
+        }
+    };
+    let expected = state.as_ref().and_then(|s| s.applied).unwrap_or(plan.initial);
+    if live != expected && !cx.adopt_live {
+        out.push(format!(
+            "would refuse: the live weights {}/{} differ from the expected {}/{} (--adopt-live continues from the live ones)",
+            live.0, live.1, expected.0, expected.1
+        ));
+        return Ok(out);
+    }
+    let engine = Engine { plan: plan.clone(), state: state.map_or(EngineState::new(plan.gates.len()), |s| s.engine) };
+    let next = match engine.state.phase {
+        Phase::Done => {
+            out.push("would do nothing: the rollout is complete".into());
+            return Ok(out);
+        }
+        Phase::Idle | Phase::Aborted => engine.state.last_good.map_or(0, |s| s + 1),
+        _ => engine.state.step,
+    };
+    let weights = plan.weights_at(next);
+    let sp = shift::plan(&cx.clients, rb, weights).await?;
+    out.push(format!("would start at step {} of {}: {}", next + 1, plan.steps.len(), sp.describe()));
+    if !sp.is_noop() {
+        out.push(format!("change batch: {}", sp.batch_json()));
+    }
+    Ok(out)
+}
+
+/// What `cutover abort` would do now, without doing it.
+pub async fn abort_preview(cx: &Context) -> Result<Vec<String>, String> {
+    let rb = &cx.rb;
+    let plan = Plan::from_runbook(rb)?;
+    let state = load_state(&rb.name)?;
+    let engine = Engine { plan: plan.clone(), state: state.map_or(EngineState::new(plan.gates.len()), |s| s.engine) };
+    let target = engine.rollback_weights();
+    let why = match engine.state.last_good {
+        Some(s) if s < plan.steps.len() => {
+            format!("step {} ({}%), the last whose gates all passed", s + 1, plan.steps[s])
+        }
+        _ => "the initial weights (no step passed yet)".to_string(),
+    };
+    let mut out = vec![format!("rollback target: {}/{}, {why}", target.0, target.1)];
+    if is_running(&rb.name)? {
+        out.push("a rollout is running: `cutover abort` would ask it to roll back and wait for INSYNC".into());
+    } else {
+        let sp = shift::plan(&cx.clients, rb, target).await?;
+        out.push(format!("would set {}", sp.describe()));
+        if !sp.is_noop() {
+            out.push(format!("change batch: {}", sp.batch_json()));
+        }
+    }
+    Ok(out)
+}
+
+/// Starts `cutover rollout <runbook> --yes` as its own process (its own
+/// process group, so it outlives the cockpit and ignores its Ctrl-C), with
+/// output appended to `<state>/<runbook>.rollout.out`. Returns (pid, output).
+pub fn spawn_detached(rb: &Runbook, global: &[String]) -> Result<(u32, PathBuf), String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::process::CommandExt;
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find the cutover binary: {e}"))?;
+    let out_path = crate::paths::state_dir().join(format!("{}.rollout.out", rb.name));
+    let open = || {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(&out_path)
+            .map_err(|e| format!("{}: {e}", out_path.display()))
+    };
+    let child = std::process::Command::new(exe)
+        .args(global)
+        .arg("rollout")
+        .arg(&rb.source)
+        .arg("--yes")
+        .stdin(std::process::Stdio::null())
+        .stdout(open()?)
+        .stderr(open()?)
+        .process_group(0)
+        .spawn()
+        .map_err(|e| format!("cannot start the rollout: {e}"))?;
+    let pid = child.id();
+    // Reaped when it ends; if the cockpit quits first, init adopts it.
+    std::thread::spawn(move || {
+        let mut child = child;
+        let _ = child.wait();
+    });
+    Ok((pid, out_path))
 }

@@ -8,6 +8,7 @@ use aws_sdk_route53::types::{
 };
 use serde::Serialize;
 
+use super::PlanError;
 use crate::aws::route53::{WeightedRecord, weighted_records, zone_id};
 use crate::aws::{AwsError, Clients, sdk_error};
 use crate::engine::Weights;
@@ -99,11 +100,10 @@ impl ShiftPlan {
 
 /// Plans putting `to_weights` on the records; refuses anything unsafe before
 /// a single byte is sent.
-pub async fn plan(clients: &Clients, rb: &Runbook, weights: Weights) -> Result<ShiftPlan, String> {
-    let zone = zone_id(&clients.route53, &rb.dns.zone).await.map_err(|e| e.to_string())?;
-    let records = weighted_records(&clients.route53, &zone, &rb.dns.record, &rb.dns.record_type)
-        .await
-        .map_err(|e| e.to_string())?;
+pub async fn plan(clients: &Clients, rb: &Runbook, weights: Weights) -> Result<ShiftPlan, PlanError> {
+    let aws = |e: AwsError| PlanError::Aws(e.to_string());
+    let zone = zone_id(&clients.route53, &rb.dns.zone).await.map_err(aws)?;
+    let records = weighted_records(&clients.route53, &zone, &rb.dns.record, &rb.dns.record_type).await.map_err(aws)?;
     let side = |env: &str| -> Result<Side, String> {
         let id = rb.dns.set_identifiers.get(env).ok_or_else(|| format!("environment {env} has no set identifier"))?;
         let record = records.iter().find(|r| &r.set_identifier == id).cloned().ok_or_else(|| {
@@ -117,21 +117,21 @@ pub async fn plan(clients: &Clients, rb: &Runbook, weights: Weights) -> Result<S
     let (from, to) = (side(&rb.rollout.from)?, side(&rb.rollout.to)?);
     for s in [&from, &to] {
         if let Some(target) = &s.record.alias_target {
-            return Err(format!(
+            return Err(PlanError::Refused(format!(
                 "record `{}` is an alias to {target}; cutover does not change alias records yet (a change must keep the alias target and its health evaluation): shift it in the console or with the AWS CLI",
                 s.record.set_identifier
-            ));
+            )));
         }
     }
     if from.record.ttl != to.record.ttl {
         let ttl = |t: Option<u32>| t.map_or("no TTL".to_string(), |t| format!("{t} s"));
-        return Err(format!(
+        return Err(PlanError::Refused(format!(
             "the weighted records' TTLs differ ({} has {}, {} has {}); Route53 needs the same TTL on every record of the group: make them equal first",
             from.record.set_identifier,
             ttl(from.record.ttl),
             to.record.set_identifier,
             ttl(to.record.ttl)
-        ));
+        )));
     }
     Ok(ShiftPlan {
         zone_id: zone,
@@ -161,20 +161,125 @@ pub async fn apply(clients: &Clients, plan: &ShiftPlan) -> Result<String, AwsErr
     Ok(resp.change_info().map(|c| c.id().trim_start_matches("/change/").to_string()).unwrap_or_default())
 }
 
+/// How a wait for INSYNC ended.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Waited {
+    InSync(Duration),
+    /// `interrupt` said stop (an abort was asked for); the change still applies.
+    Interrupted,
+}
+
+/// GetChange failures in a row that end the wait with the error, well before
+/// the time limit: the change was accepted, but its progress cannot be seen.
+const GET_CHANGE_ERRORS: u32 = 5;
+
 /// Polls GetChange until INSYNC (every second, backing off to 5 s), or `limit`.
 pub async fn wait_insync(clients: &Clients, change_id: &str, limit: Duration) -> Result<Duration, String> {
+    match wait_insync_or(clients, change_id, limit, &|| false).await? {
+        Waited::InSync(took) => Ok(took),
+        Waited::Interrupted => Err(format!("waiting for change {change_id} was interrupted")),
+    }
+}
+
+/// As `wait_insync`, and stops early when `interrupt` returns true (checked
+/// every 200 ms).
+pub async fn wait_insync_or(
+    clients: &Clients,
+    change_id: &str,
+    limit: Duration,
+    interrupt: &(dyn Fn() -> bool + Sync),
+) -> Result<Waited, String> {
     let start = Instant::now();
     let mut every = Duration::from_secs(1);
+    let mut errors = 0;
     loop {
         match clients.route53.get_change().id(change_id).send().await {
-            Ok(r) if r.change_info().map(|c| c.status()) == Some(&ChangeStatus::Insync) => return Ok(start.elapsed()),
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %sdk_error("GetChange", e), "GetChange failed; trying again"),
+            Ok(r) if r.change_info().map(|c| c.status()) == Some(&ChangeStatus::Insync) => {
+                return Ok(Waited::InSync(start.elapsed()));
+            }
+            Ok(_) => errors = 0,
+            Err(e) => {
+                let e = sdk_error("GetChange", e);
+                errors += 1;
+                tracing::warn!(error = %e, errors, "GetChange failed");
+                if errors >= GET_CHANGE_ERRORS {
+                    return Err(format!(
+                        "cannot see whether change {change_id} is INSYNC: {errors} GetChange calls failed in a row ({e}); the change was accepted and will still apply"
+                    ));
+                }
+            }
         }
         if start.elapsed() >= limit {
             return Err(format!("change {change_id} still PENDING after {} s", limit.as_secs()));
         }
-        tokio::time::sleep(every).await;
+        let until = Instant::now() + every;
+        while Instant::now() < until {
+            if interrupt() {
+                return Ok(Waited::Interrupted);
+            }
+            tokio::time::sleep(Duration::from_millis(200).min(until - Instant::now())).await;
+        }
         every = (every * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// Carries out a confirmed shift: refused under a running rollout, the intent
+/// audited before anything is sent, then applied and INSYNC audited.
+pub async fn execute(
+    clients: &Clients,
+    rb: &Runbook,
+    who: &super::Actor,
+    plan: &ShiftPlan,
+    say: &mut (dyn FnMut(&str) + Send),
+) -> Result<String, PlanError> {
+    let log = crate::audit::AuditLog::for_runbook(&rb.name);
+    let percent = plan.weights.1;
+    let line = |stage: &str, detail: String| crate::audit::AuditLine {
+        time: crate::status::rfc3339(std::time::SystemTime::now()),
+        operator: who.operator.clone(),
+        account: Some(who.account.clone()),
+        region: who.region.clone(),
+        runbook: rb.name.clone(),
+        action: format!("shift_weights to {percent}%"),
+        stage: stage.into(),
+        before: plan.before(),
+        after: plan.after(),
+        detail,
+    };
+    if plan.is_noop() {
+        return Ok("nothing to change: the records already have these weights".into());
+    }
+    // Never under a running rollout's feet.
+    let _lock = super::rollout::RolloutLock::try_take(&rb.name)?.ok_or_else(|| {
+        PlanError::Refused(format!(
+            "a rollout of {} is running; use `cutover abort` or wait; nothing was changed",
+            rb.name
+        ))
+    })?;
+    // The intent is on disk before anything is sent.
+    log.append(&line("intent", plan.describe())).map_err(|e| PlanError::Aws(format!("{e}; nothing was changed")))?;
+    let change = match apply(clients, plan).await {
+        Ok(id) => id,
+        Err(e) => {
+            let _ = log.append(&line("failed", e.to_string()));
+            return Err(PlanError::Aws(format!("the change was not accepted: {e}; weights are unchanged")));
+        }
+    };
+    log.append(&line("applied", format!("change {change}"))).map_err(PlanError::Aws)?;
+    say(&format!("change {change} sent; waiting for INSYNC"));
+    match wait_insync(clients, &change, Duration::from_secs(300)).await {
+        Ok(took) => {
+            log.append(&line("insync", format!("change {change} INSYNC after {:.1} s", took.as_secs_f64())))
+                .map_err(PlanError::Aws)?;
+            Ok(format!(
+                "{} INSYNC after {:.1} s; resolvers may serve the old answer for one TTL more",
+                plan.describe(),
+                took.as_secs_f64()
+            ))
+        }
+        Err(e) => {
+            let _ = log.append(&line("failed", e.clone()));
+            Err(PlanError::Aws(e))
+        }
     }
 }

@@ -35,6 +35,11 @@ pub enum Action {
     Rollback,
     Tick,
     Note,
+    ShiftWeights,
+    StartRollout,
+    PauseRollout,
+    PromoteRollout,
+    AbortRollout,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -154,6 +159,11 @@ impl Default for Keymap {
                 b(Palette, &[":"], None, "command palette"),
                 b(Help, &["?"], None, "help for this pane"),
                 b(Quit, &["q"], None, "quit"),
+                b(AbortRollout, &["X"], None, "abort the rollout and roll back (confirmed)"),
+                b(PauseRollout, &["P"], None, "pause the running rollout"),
+                b(StartRollout, &["R"], None, "start / resume the gated rollout (confirmed)"),
+                b(PromoteRollout, &["+"], None, "promote: skip the rest of the soak (confirmed)"),
+                b(ShiftWeights, &["w"], None, "shift weights to N% (confirmed, audited)"),
                 b(RunCheck, &["enter"], Some(Pane::Checklist), "run the selected check, or plan the action"),
                 b(Rollback, &["b"], Some(Pane::Checklist), "plan the selected item's rollback"),
                 b(Tick, &["space"], Some(Pane::Checklist), "tick / untick a manual item"),
@@ -223,6 +233,22 @@ impl Keymap {
     pub fn for_pane(&self, pane: Pane) -> Vec<&Binding> {
         let own = self.bindings.iter().filter(|b| b.pane == Some(pane));
         own.chain(self.bindings.iter().filter(|b| b.pane.is_none())).collect()
+    }
+
+    /// As `for_pane`, most urgent first (where space is short, the rest is
+    /// cut): the pane's own keys, the traffic controls, help and quit, then
+    /// the rest.
+    pub fn by_priority(&self, pane: Pane) -> Vec<&Binding> {
+        use Action::*;
+        let rank = |b: &Binding| match b.action {
+            _ if b.pane.is_some() => 0,
+            AbortRollout | PauseRollout | StartRollout | PromoteRollout | ShiftWeights => 1,
+            Help | Quit => 2,
+            _ => 3,
+        };
+        let mut out = self.for_pane(pane);
+        out.sort_by_key(|b| rank(b));
+        out
     }
 
     pub fn keys_of(&self, action: Action) -> String {

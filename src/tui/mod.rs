@@ -52,6 +52,8 @@ fn install_panic_hook(log_file: Option<PathBuf>) {
 /// What the loop needs to plan and apply checklist actions.
 pub struct ActionContext {
     pub clients: crate::aws::Clients,
+    /// Global flags (--profile, --region) for a rollout started from the cockpit.
+    pub global_args: Vec<String>,
 }
 
 pub struct TuiOptions {
@@ -94,7 +96,11 @@ pub async fn run(ctx: WorkerContext, region: String, opts: TuiOptions) -> Result
     let size = terminal.size().map_err(|e| e.to_string())?;
     app.size = (size.width, size.height);
     let input = EventStream::new().map(|r| r.map_err(|e| e.to_string()));
-    let actions = ActionContext { clients: action_clients };
+    let mut global_args = vec!["--region".to_string(), app.region.clone()];
+    if let Some(p) = &opts.profile {
+        global_args.extend(["--profile".to_string(), p.clone()]);
+    }
+    let actions = ActionContext { clients: action_clients, global_args };
     let services = Services { workers: &workers, progress_path: &progress_path, actions: Some(&actions) };
     event_loop(&mut terminal, &mut app, input, rx, services, |_| {}).await?;
     drop(workers);
@@ -155,44 +161,143 @@ pub async fn event_loop<B: ratatui::backend::Backend>(
                     }
                 }
                 Command::Quit => app.quit = true,
-                Command::PlanAction { key, rollback } => {
-                    let Some(cx) = actions else {
-                        let _ = action_tx
-                            .send(Event::ActionPlanned { key, result: Err("actions are not available here".into()) });
-                        continue;
-                    };
-                    let (clients, rb, tx) = (cx.clients.clone(), app.rb.clone(), action_tx.clone());
-                    tokio::spawn(async move {
-                        let result = match item_action(&rb, &key, rollback) {
-                            Ok(a) => crate::drive::actions::plan(&clients, &rb, &a).await,
-                            Err(e) => Err(e),
-                        };
-                        let _ = tx.send(Event::ActionPlanned { key, result });
-                    });
-                }
-                Command::ApplyAction { key } => {
-                    let (Some(cx), Some(plan)) = (actions, app.pending_action.take()) else { continue };
-                    let Some(identity) = app.snap.identity.value.clone() else {
-                        app.log(format!("{key}: refused: the account is not known yet; nothing was changed"));
-                        continue;
-                    };
-                    let who = crate::drive::actions::Actor {
-                        account: identity.account,
-                        region: app.region.clone(),
-                        operator: app.operator.clone(),
-                    };
-                    let (clients, rb, tx) = (cx.clients.clone(), app.rb.clone(), action_tx.clone());
-                    tokio::spawn(async move {
-                        let mut say = |_: &str| {};
-                        let result = crate::drive::actions::execute(&clients, &rb, &who, &key, &plan, &mut say).await;
-                        let _ = tx.send(Event::ActionDone { key, result });
-                    });
-                }
+                Command::PlanAction { .. }
+                | Command::PlanShift { .. }
+                | Command::PlanRollout { .. }
+                | Command::PauseRollout
+                | Command::Apply { .. } => match actions {
+                    Some(cx) => spawn_change(app, cx, c, action_tx.clone()),
+                    None => app.log("changes are not available here; nothing was changed"),
+                },
             }
         }
         if app.quit {
             return Ok(());
         }
+    }
+}
+
+/// Plans or applies a change off the loop; the result comes back as an event.
+fn spawn_change(app: &mut App, cx: &ActionContext, command: Command, tx: tokio::sync::mpsc::UnboundedSender<Event>) {
+    use crate::drive::rollout::{self, Request};
+    use state::{Control, PendingChange};
+    let (clients, rb) = (cx.clients.clone(), app.rb.clone());
+    let identity = app.snap.identity.value.clone();
+    let who = identity.map(|i| crate::drive::Actor {
+        account: i.account,
+        region: app.region.clone(),
+        operator: app.operator.clone(),
+    });
+    let rollout_cx = who.clone().map(|w| rollout::Context {
+        rb: (*rb).clone(),
+        clients: clients.clone(),
+        region: w.region,
+        account: w.account,
+        vars: Default::default(),
+        adopt_live: false,
+        restart: false,
+    });
+    let done_tx = tx.clone();
+    let planned = move |key: &str, result: Result<PendingChange, String>| {
+        let _ = tx.send(Event::Planned { key: key.to_string(), result });
+    };
+    let unknown_account = "refused: the account is not known yet (waiting for STS); nothing was changed".to_string();
+    match command {
+        Command::PlanAction { key, rollback } => {
+            tokio::spawn(async move {
+                let result = match item_action(&rb, &key, rollback) {
+                    Ok(a) => crate::drive::actions::plan(&clients, &rb, &a).await.map_err(String::from),
+                    Err(e) => Err(e),
+                };
+                planned(&key, result.map(PendingChange::Item));
+            });
+        }
+        Command::PlanShift { percent } => {
+            tokio::spawn(async move {
+                let weights = crate::analysis::weights::weights_for_percent(percent);
+                let result = crate::drive::shift::plan(&clients, &rb, weights).await;
+                planned("weights", result.map(|p| PendingChange::Shift(Box::new(p))).map_err(String::from));
+            });
+        }
+        Command::PlanRollout { control } => {
+            let Some(rcx) = rollout_cx else {
+                planned("rollout", Err(unknown_account));
+                return;
+            };
+            tokio::spawn(async move {
+                let result = plan_rollout(&rcx, control).await;
+                planned("rollout", result.map(|lines| PendingChange::Rollout { control, lines }));
+            });
+        }
+        Command::PauseRollout => {
+            let text = format!("paused from the cockpit by {}", app.operator);
+            tokio::spawn(async move {
+                let result = rollout::request(&rb.name, Request::Pause, &text, Duration::from_secs(30)).await;
+                let _ = done_tx.send(Event::ActionDone { key: "rollout".into(), result });
+            });
+        }
+        Command::Apply { key } => {
+            let Some(change) = app.pending_change.take() else { return };
+            let (Some(who), Some(rcx)) = (who, rollout_cx) else {
+                app.log(format!("{key}: {unknown_account}"));
+                return;
+            };
+            let global = cx.global_args.clone();
+            let operator = app.operator.clone();
+            tokio::spawn(async move {
+                let mut say = |_: &str| {};
+                let result = match change {
+                    PendingChange::Item(plan) => {
+                        crate::drive::actions::execute(&clients, &rb, &who, &key, &plan, &mut say).await
+                    }
+                    PendingChange::Shift(plan) => {
+                        crate::drive::shift::execute(&clients, &rb, &who, &plan, &mut say).await.map_err(String::from)
+                    }
+                    PendingChange::Rollout { control: Control::Start, .. } => rollout::spawn_detached(&rb, &global)
+                        .map(|(pid, out)| format!("rollout started as process {pid}; its output: {}", out.display())),
+                    PendingChange::Rollout { control: Control::Promote, .. } => {
+                        let text = format!("promoted from the cockpit by {operator}");
+                        rollout::request(&rb.name, Request::Promote, &text, Duration::from_secs(30)).await
+                    }
+                    PendingChange::Rollout { control: Control::Abort, .. } => {
+                        let reason = format!("aborted from the cockpit by {operator}");
+                        rollout::abort(&rcx, &reason, &mut say).await
+                    }
+                };
+                let _ = done_tx.send(Event::ActionDone { key, result });
+            });
+        }
+        Command::Refresh | Command::SaveProgress | Command::Quit => {}
+    }
+}
+
+/// Checks a rollout control against what runs now, and previews it.
+async fn plan_rollout(cx: &crate::drive::rollout::Context, control: state::Control) -> Result<Vec<String>, String> {
+    use crate::drive::rollout;
+    let name = &cx.rb.name;
+    let running = rollout::is_running(name)?;
+    match control {
+        state::Control::Start if running => Err("a rollout of this runbook is already running".into()),
+        state::Control::Start => {
+            let lines = rollout::preview(cx).await?;
+            match lines.iter().find(|l| l.starts_with("would refuse") || l.starts_with("would do nothing")) {
+                Some(why) => Err(format!("{why}; use `cutover rollout` in a shell to decide")),
+                None => Ok(lines),
+            }
+        }
+        state::Control::Promote if !running => Err("no rollout is running; nothing to promote".into()),
+        state::Control::Promote => {
+            let s = rollout::load_state(name)?.ok_or("the running rollout has saved no state yet")?;
+            let steps = &cx.rb.rollout.steps;
+            Ok(vec![format!(
+                "step {} of {} ({}%), {:?}",
+                s.engine.step + 1,
+                steps.len(),
+                steps.get(s.engine.step).copied().unwrap_or(0),
+                s.engine.phase
+            )])
+        }
+        state::Control::Abort => rollout::abort_preview(cx).await,
     }
 }
 

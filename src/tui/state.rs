@@ -10,6 +10,7 @@ use ratatui::layout::{Position, Rect};
 
 use super::keys::{Action, Keymap};
 use crate::drive::actions::ActionPlan;
+use crate::drive::shift::ShiftPlan;
 use crate::live::{self, LiveState};
 use crate::progress::{Progress, item_key};
 use crate::runbook::{ItemKind, Runbook};
@@ -60,10 +61,83 @@ pub enum Overlay {
         key: String,
         input: String,
     },
-    /// A planned change waiting for y / n; the plan is `App::pending_action`.
+    /// A planned change waiting for y / n; the plan is `App::pending_change`.
     Confirm {
         key: String,
     },
+    /// Typing the percent of traffic for the rollout's `to` side.
+    ShiftTo {
+        input: String,
+    },
+}
+
+/// Rollout controls that change traffic, so they are confirmed first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    /// Start or resume `cutover rollout` as its own process.
+    Start,
+    /// Skip the rest of the current step's soak.
+    Promote,
+    /// Roll back to the last good step.
+    Abort,
+}
+
+/// A change planned from live data, shown in the confirm popup.
+#[derive(Debug, Clone)]
+pub enum PendingChange {
+    Item(ActionPlan),
+    Shift(Box<ShiftPlan>),
+    Rollout { control: Control, lines: Vec<String> },
+}
+
+/// What the confirm popup shows.
+pub struct Summary {
+    pub name: String,
+    pub before: Option<String>,
+    pub after: Option<String>,
+    pub details: Vec<String>,
+}
+
+impl PendingChange {
+    /// Why there is nothing to confirm, if so.
+    pub fn noop(&self) -> Option<String> {
+        match self {
+            PendingChange::Item(p) => p.noop.clone(),
+            PendingChange::Shift(p) if p.is_noop() => Some(format!("the records already have {}", p.after())),
+            _ => None,
+        }
+    }
+
+    pub fn summary(&self) -> Summary {
+        match self {
+            PendingChange::Item(p) => Summary {
+                name: p.name.clone(),
+                before: Some(p.before.to_string()),
+                after: Some(p.after.to_string()),
+                details: p.steps.iter().map(|s| s.describe()).collect(),
+            },
+            PendingChange::Shift(p) => Summary {
+                name: format!("shift weights: {} to {}%", p.to.environment, p.weights.1),
+                before: Some(p.before().to_string()),
+                after: Some(p.after().to_string()),
+                details: vec![p.describe(), "both records in one change batch, then a wait for INSYNC".into()],
+            },
+            PendingChange::Rollout { control, lines } => {
+                let (name, last) = match control {
+                    Control::Start => {
+                        ("start the gated rollout", "runs as its own process: quitting the cockpit does not stop it")
+                    }
+                    Control::Promote => {
+                        ("promote: skip the rest of this step's soak", "the gates' remaining evidence is skipped")
+                    }
+                    Control::Abort => ("ABORT the rollout and roll back", "the weights go back to the target above"),
+                };
+                let mut details = lines.clone();
+                details.push(last.into());
+                Summary { name: name.into(), before: None, after: None, details }
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -96,8 +170,18 @@ pub enum Command {
         key: String,
         rollback: bool,
     },
-    /// Apply the plan the person confirmed (`App::pending_action`), off the loop.
-    ApplyAction {
+    /// Plan setting the rollout's `to` side to `percent`, off the loop.
+    PlanShift {
+        percent: u8,
+    },
+    /// Plan a rollout control (checks and preview), off the loop.
+    PlanRollout {
+        control: Control,
+    },
+    /// Ask the running rollout to pause (safe: no confirmation).
+    PauseRollout,
+    /// Apply the change the person confirmed (`App::pending_change`), off the loop.
+    Apply {
         key: String,
     },
 }
@@ -111,9 +195,9 @@ pub enum Event {
     Live(live::Event),
     /// The clock moved (ages are computed against it).
     Tick(SystemTime),
-    ActionPlanned {
+    Planned {
         key: String,
-        result: Result<ActionPlan, String>,
+        result: Result<PendingChange, String>,
     },
     ActionDone {
         key: String,
@@ -148,7 +232,7 @@ pub struct App {
     pub runs: BTreeMap<String, CheckRun>,
     pub log: VecDeque<LogLine>,
     pub quit: bool,
-    pub pending_action: Option<ActionPlan>,
+    pub pending_change: Option<PendingChange>,
     /// Outcome of the last action run per item: (succeeded, when).
     pub action_results: BTreeMap<String, (bool, SystemTime)>,
     /// Derived from `live` after every change; what render draws.
@@ -190,7 +274,7 @@ impl App {
             runs: BTreeMap::new(),
             log: VecDeque::new(),
             quit: false,
-            pending_action: None,
+            pending_change: None,
             action_results: BTreeMap::new(),
             snap,
         }
@@ -456,6 +540,31 @@ fn perform(app: &mut App, action: Action) -> Vec<Command> {
             app.log(format!("{key} {} by {by}", if ticked { "ticked" } else { "unticked" }));
             return vec![Command::SaveProgress];
         }
+        Action::ShiftWeights
+        | Action::StartRollout
+        | Action::PauseRollout
+        | Action::PromoteRollout
+        | Action::AbortRollout => {
+            if app.header.read_only {
+                app.log("refused: read-only; weights and rollouts are not changed from this cockpit");
+                return Vec::new();
+            }
+            let control = match action {
+                Action::ShiftWeights => {
+                    app.overlay = Overlay::ShiftTo { input: String::new() };
+                    return Vec::new();
+                }
+                Action::PauseRollout => {
+                    app.log("asking the running rollout to pause…");
+                    return vec![Command::PauseRollout];
+                }
+                Action::StartRollout => Control::Start,
+                Action::PromoteRollout => Control::Promote,
+                _ => Control::Abort,
+            };
+            app.log(format!("planning {} from live data…", control_name(control)));
+            return vec![Command::PlanRollout { control }];
+        }
         Action::Note => {
             let Some((phase, item)) = app.selected_item() else { return Vec::new() };
             let key = item_key(&phase, &item);
@@ -464,6 +573,14 @@ fn perform(app: &mut App, action: Action) -> Vec<Command> {
         }
     }
     Vec::new()
+}
+
+fn control_name(c: Control) -> &'static str {
+    match c {
+        Control::Start => "the rollout start",
+        Control::Promote => "the promotion",
+        Control::Abort => "the abort",
+    }
 }
 
 /// What a key does to a text input.
@@ -502,17 +619,29 @@ fn overlay_key(app: &mut App, key: KeyEvent) -> Vec<Command> {
         Overlay::None | Overlay::Help | Overlay::Errors => {}
         Overlay::Confirm { key: item } => match key.code {
             KeyCode::Char('y') => {
-                if let Some(plan) = &app.pending_action {
-                    let line = format!("applying {} ({item})", plan.name);
+                if let Some(change) = &app.pending_change {
+                    let line = format!("applying {} ({item})", change.summary().name);
                     app.log(line);
-                    return vec![Command::ApplyAction { key: item }];
+                    return vec![Command::Apply { key: item }];
                 }
             }
             KeyCode::Char('n') | KeyCode::Esc => {
-                app.pending_action = None;
+                app.pending_change = None;
                 app.log(format!("{item}: cancelled, nothing was changed"));
             }
             _ => app.overlay = Overlay::Confirm { key: item },
+        },
+        Overlay::ShiftTo { mut input } => match edit(&mut input, key.code) {
+            Edit::Submit => match input.trim().parse::<u8>() {
+                Ok(percent) if percent <= 100 => {
+                    let to = app.rb.rollout.to.clone();
+                    app.log(format!("planning {to} to {percent}% from live data…"));
+                    return vec![Command::PlanShift { percent }];
+                }
+                _ => app.log(format!("`{}` is not a percent from 0 to 100; nothing was planned", input.trim())),
+            },
+            Edit::Cancel => {}
+            Edit::Changed | Edit::Other => app.overlay = Overlay::ShiftTo { input },
         },
         Overlay::Filter { mut input } => match edit(&mut input, key.code) {
             Edit::Submit => {
@@ -622,13 +751,13 @@ pub fn update(app: &mut App, event: Event) -> Vec<Command> {
             app.check_finished();
             Vec::new()
         }
-        Event::ActionPlanned { key, result } => {
+        Event::Planned { key, result } => {
             match result {
-                Ok(plan) if plan.noop.is_some() => {
-                    app.log(format!("{key}: nothing to do: {}", plan.noop.unwrap_or_default()))
+                Ok(change) if change.noop().is_some() => {
+                    app.log(format!("{key}: nothing to do: {}", change.noop().unwrap_or_default()))
                 }
-                Ok(plan) => {
-                    app.pending_action = Some(plan);
+                Ok(change) => {
+                    app.pending_change = Some(change);
                     app.overlay = Overlay::Confirm { key };
                 }
                 Err(e) => app.log(format!("{key}: cannot plan: {e}")),

@@ -111,8 +111,10 @@ fn header(f: &mut Frame, app: &App, area: Rect) {
 }
 
 fn footer(f: &mut Frame, app: &App, area: Rect) {
+    use super::keys::Action as A;
     let mut spans = Vec::new();
-    for b in app.keymap.for_pane(app.focus) {
+    let bindings = app.keymap.by_priority(app.focus);
+    for b in bindings {
         if matches!(
             b.action,
             super::keys::Action::FocusTargets
@@ -127,10 +129,15 @@ fn footer(f: &mut Frame, app: &App, area: Rect) {
         }
         let key = app.keymap.keys_of(b.action);
         let key = if matches!(b.action, super::keys::Action::FocusTraffic) { "1-6".to_string() } else { key };
-        let label = if matches!(b.action, super::keys::Action::FocusTraffic) {
-            "panes"
-        } else {
-            b.help.split_whitespace().next().unwrap_or("")
+        let label = match b.action {
+            A::FocusTraffic => "panes",
+            A::Pause => "freeze",
+            A::ShiftWeights => "shift",
+            A::StartRollout => "rollout",
+            A::PauseRollout => "pause",
+            A::PromoteRollout => "promote",
+            A::AbortRollout => "abort",
+            _ => b.help.split_whitespace().next().unwrap_or(""),
         };
         spans.push(Span::styled(format!(" {key} "), Style::new().fg(Color::Black).bg(Color::Gray)));
         spans.push(Span::raw(format!(" {label} ")));
@@ -545,7 +552,7 @@ fn overlay(f: &mut Frame, app: &App, area: Rect) {
         Overlay::Help => {
             let mut lines =
                 vec![Line::styled(format!("Keys in the {} pane (any key closes)", app.focus.title()), th.dim_style())];
-            for b in app.keymap.for_pane(app.focus) {
+            for b in app.keymap.by_priority(app.focus) {
                 lines.push(Line::from(vec![
                     Span::styled(format!("{:>12}  ", app.keymap.keys_of(b.action)), Style::new().fg(th.accent)),
                     Span::raw(b.help),
@@ -620,19 +627,34 @@ fn overlay(f: &mut Frame, app: &App, area: Rect) {
                 r,
             );
         }
+        Overlay::ShiftTo { input } => {
+            let r = Rect::new(area.x, area.bottom().saturating_sub(1), area.width, 1);
+            f.render_widget(Clear, r);
+            let to = &app.rb.rollout.to;
+            f.render_widget(
+                Paragraph::new(Line::from(vec![
+                    Span::styled(" shift ", Style::new().fg(Color::Black).bg(th.warn)),
+                    Span::raw(format!(" {to} to {input}▏%  (enter plans it for confirmation, esc cancels)")),
+                ])),
+                r,
+            );
+        }
         Overlay::Confirm { key } => {
-            let Some(plan) = &app.pending_action else { return };
+            let Some(change) = &app.pending_change else { return };
+            let summary = change.summary();
             let account = app.snap.identity.value.as_ref().map_or("?".to_string(), |i| i.account.clone());
-            let mut lines = vec![
-                Line::from(vec![
-                    Span::styled(format!("{} ", plan.name), Style::new().bold()),
-                    Span::raw(format!("({key}) in account {account}, {}", app.region)),
-                ]),
-                Line::from(vec![Span::styled("before ", th.dim_style()), Span::raw(plan.before.to_string())]),
-                Line::from(vec![Span::styled("after  ", th.dim_style()), Span::raw(plan.after.to_string())]),
-            ];
-            for s in &plan.steps {
-                lines.push(Line::raw(format!("  • {}", s.describe())));
+            let mut lines = vec![Line::from(vec![
+                Span::styled(format!("{} ", summary.name), Style::new().bold()),
+                Span::raw(format!("({key}) in account {account}, {}", app.region)),
+            ])];
+            if let Some(b) = summary.before {
+                lines.push(Line::from(vec![Span::styled("before ", th.dim_style()), Span::raw(b)]));
+            }
+            if let Some(a) = summary.after {
+                lines.push(Line::from(vec![Span::styled("after  ", th.dim_style()), Span::raw(a)]));
+            }
+            for d in &summary.details {
+                lines.push(Line::raw(format!("  • {d}")));
             }
             lines.push(Line::raw(""));
             lines.push(Line::from(vec![
