@@ -13,11 +13,17 @@ use cutover::sandbox::Sandbox;
 
 /// The demo runbook with a 5 s soak, 1 s gates and a 1 s TTL.
 fn fast_runbook(dir: &Path) -> (Runbook, PathBuf) {
+    fast_runbook_with(dir, |t| t)
+}
+
+/// `fast_runbook`, then `edit` on its text.
+fn fast_runbook_with(dir: &Path, edit: impl FnOnce(String) -> String) -> (Runbook, PathBuf) {
     let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("runbooks/demo.toml")).unwrap();
-    let text = text
-        .replace("soak = \"30s\"", "soak = \"5s\"")
-        .replace("gate_interval = \"5s\"", "gate_interval = \"1s\"")
-        .replace("ttl = 10\n", "ttl = 1\n");
+    let text = edit(
+        text.replace("soak = \"30s\"", "soak = \"5s\"")
+            .replace("gate_interval = \"5s\"", "gate_interval = \"1s\"")
+            .replace("ttl = 10\n", "ttl = 1\n"),
+    );
     let path = dir.join("fast.toml");
     std::fs::write(&path, &text).unwrap();
     (cutover::runbook::parse(&path.display().to_string(), &text).unwrap(), path)
@@ -211,5 +217,131 @@ async fn refusals_change_nothing() {
     assert!(out.contains("the live weights are 60/40 but the rollout expects 100/0"), "{out}");
     assert_eq!(weights(&sb).await, w(60, 40));
     assert!(audit(dir.path()).is_empty());
+    sb.down().await;
+}
+
+/// The fast runbook with one gate: the staging alarm, with `policy` for no data.
+fn alarm_gate_only(dir: &Path, policy: &str) -> (Runbook, PathBuf) {
+    fast_runbook_with(dir, |t| {
+        let (head, rest) = t.split_once("[[rollout.gates]]").unwrap();
+        let alarms = &rest[rest.find("[[alarms]]").unwrap()..];
+        format!(
+            "{head}[[rollout.gates]]\nkind = \"alarm_ok\"\nalarms = [\"demo-staging-5xx\"]\nno_data = \"{policy}\"\n\n{alarms}"
+        )
+    })
+}
+
+/// Runs the one-gate rollout with its alarm in INSUFFICIENT_DATA (moto never
+/// evaluates alarms, so it stays there): (exit code, output).
+async fn rollout_without_data(policy: &str, region: &str) -> (Option<i32>, String, BTreeMap<String, i64>) {
+    let dir = tempfile::tempdir().unwrap();
+    let (rb, path) = alarm_gate_only(dir.path(), policy);
+    let sb = sandbox(&rb, region).await;
+    sb.clients
+        .cloudwatch
+        .set_alarm_state()
+        .alarm_name("demo-staging-5xx")
+        .state_value(aws_sdk_cloudwatch::types::StateValue::InsufficientData)
+        .state_reason("test: no datapoints")
+        .send()
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["rollout", path.to_str().unwrap(), "--yes"]).await;
+    assert!(out.contains("no data yet"), "no data waits while the soak runs: {out}");
+    // It waited out the soak (5 s) before following the policy.
+    assert!(started.elapsed() >= Duration::from_secs(5), "{:?}", started.elapsed());
+    let live = weights(&sb).await;
+    sb.down().await;
+    (code, out, live)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gate_without_data_and_policy_pass_lets_the_rollout_complete() {
+    let (code, out, live) = rollout_without_data("pass", "ca-central-1").await;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("rollout complete: staging has 100%"), "{out}");
+    assert_eq!(live, w(0, 100));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gate_without_data_and_policy_fail_aborts_to_the_initial_weights() {
+    let (code, out, live) = rollout_without_data("fail", "sa-east-1").await;
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains(
+            "rollout ABORTED and rolled back: gate 1 (alarms demo-staging-5xx) failed 1 time(s): no data (policy: fail)"
+        ),
+        "{out}"
+    );
+    assert_eq!(live, w(100, 0), "no step passed: back to the initial weights");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gate_without_data_and_policy_pause_stops_for_a_person_without_moving() {
+    let (code, out, live) = rollout_without_data("pause", "ap-southeast-2").await;
+    assert_eq!(code, Some(3), "{out}");
+    assert!(out.contains("rollout PAUSED for a person: gate 1 (alarms demo-staging-5xx): no data; a person must decide (policy: pause)"), "{out}");
+    assert_eq!(live, w(90, 10), "held at step 1: neither advanced nor rolled back");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promote_and_pause_from_another_shell_and_dry_runs_that_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    // A soak long enough that only a promotion moves the rollout on.
+    let (rb, path) = fast_runbook_with(dir.path(), |t| t.replace("soak = \"5s\"", "soak = \"10m\""));
+    let sb = fixed_sandbox(&rb, "eu-west-3").await;
+    let p = path.to_str().unwrap();
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["pause", p]).await;
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("no rollout of demo is running"), "{out}");
+    // Dry run before anything: the plan and the first batch, nothing sent.
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["rollout", p, "--dry-run"]).await;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("would start at step 1 of 4"), "{out}");
+    assert!(out.contains(r#""Weight":90"#) && out.contains(r#""Weight":10"#), "{out}");
+    assert_eq!(weights(&sb).await, w(100, 0));
+    assert!(rollout_state(dir.path()).is_none(), "a dry run writes no state");
+
+    let child = spawn_rollout(&sb, &rb, dir.path(), &path);
+    until_soaking(dir.path(), 0).await;
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["promote", p]).await;
+    assert_eq!(code, Some(2), "promote needs --yes: {out}");
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["promote", p, "--yes"]).await;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("promoted: the rollout moved on to step 2"), "{out}");
+    until_soaking(dir.path(), 1).await;
+    assert_eq!(weights(&sb).await, w(75, 25));
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["pause", p, "--reason", "checking p99"]).await;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("the rollout paused at step 2"), "{out}");
+    let done = child.wait_with_output().await.unwrap();
+    let text = String::from_utf8_lossy(&done.stdout);
+    assert_eq!(done.status.code(), Some(3), "{text}");
+    assert!(text.contains("pause asked for: checking p99"), "{text}");
+    assert_eq!(weights(&sb).await, w(75, 25), "a pause moves no weight");
+
+    // Dry runs while paused: they say what would happen and change nothing.
+    let lines = audit(dir.path()).len();
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["rollout", p, "--dry-run"]).await;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("saved state: step 2 of 4, Paused"), "{out}");
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["abort", p, "--dry-run"]).await;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("rollback target: 90/10, step 1 (10%)"), "{out}");
+    assert!(out.contains("production (prod) 75 → 90, staging (staging) 25 → 10"), "{out}");
+    assert_eq!(weights(&sb).await, w(75, 25));
+    assert_eq!(audit(dir.path()).len(), lines, "dry runs write no audit line");
+
+    // The promotion is audited; the abort's line says what it moved away from.
+    let promote = audit(dir.path()).into_iter().find(|l| l["action"] == "rollout promote").expect("promote audited");
+    assert!(promote["detail"].as_str().unwrap().contains("step 1 promoted"), "{promote}");
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["abort", p, "--yes", "--reason", "enough"]).await;
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(weights(&sb).await, w(90, 10));
+    let last = audit(dir.path()).last().unwrap().clone();
+    assert_eq!(last["action"], "rollout abort");
+    assert_eq!(last["before"], serde_json::json!({"production": 75, "staging": 25}), "{last}");
+    assert_eq!(last["after"], serde_json::json!({"production": 90, "staging": 10}), "{last}");
     sb.down().await;
 }

@@ -813,6 +813,16 @@ fn rollout_keys_plan_start_promote_and_abort_for_confirmation_and_pause_at_once(
         assert!(update(&mut app, key(KeyCode::Char('n'))).is_empty());
         assert!(app.pending_change.is_none());
     }
+    // Enter on the checklist's rollout action plans the same start.
+    app.focus = Pane::Checklist;
+    let row = (0..app.row_count(Pane::Checklist))
+        .find(|i| {
+            app.selected.insert(Pane::Checklist, *i);
+            app.selected_item() == Some(("traffic".into(), "rollout".into()))
+        })
+        .expect("the demo has traffic/rollout");
+    app.selected.insert(Pane::Checklist, row);
+    assert_eq!(update(&mut app, key(KeyCode::Enter)), vec![Command::PlanRollout { control: Control::Start }]);
     // Pausing is the safe direction: no popup.
     assert_eq!(update(&mut app, key(KeyCode::Char('P'))), vec![Command::PauseRollout]);
     // A refusal from planning is logged, no popup.

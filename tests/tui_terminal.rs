@@ -101,6 +101,71 @@ fn demo_in_a_real_terminal_shows_targets_ticks_an_item_and_restores_the_terminal
     let audit = std::fs::read_to_string(dir.path().join("cutover/demo.audit.jsonl")).unwrap();
     assert_eq!(audit.lines().count(), 2, "intent and applied: {audit}");
 
+    // Shift by hand: w, the percent, the popup, y.
+    let weights = |s: &str, prod: &str, staging: &str| {
+        s.lines().any(|l| l.contains("production") && l.contains(&format!("w {prod:>3} ")))
+            && s.lines().any(|l| l.contains("staging ") && l.contains(&format!("w {staging:>3} ")))
+    };
+    tmux.keys(&["w", "3", "0", "Enter"]);
+    tmux.wait_for("the shift popup", Duration::from_secs(20), |s| {
+        s.contains("shift weights: staging to 30%") && s.contains(r#"after  {"production":70,"staging":30}"#)
+    });
+    tmux.keys(&["y"]);
+    tmux.wait_for("70/30 on screen", Duration::from_secs(30), |s| weights(s, "70", "30"));
+    // A rollout from 70/30 would not match its plan: refused, no popup.
+    tmux.keys(&["R"]);
+    tmux.wait_for("the refusal", Duration::from_secs(20), |s| {
+        s.contains("cannot plan: would refuse: the live weights 70/")
+    });
+    // Abort with no rollout running: back to the initial weights.
+    tmux.keys(&["X"]);
+    tmux.wait_for("the abort popup", Duration::from_secs(20), |s| {
+        s.contains("ABORT the rollout and roll back") && s.contains("rollback target: 100/0")
+    });
+    tmux.keys(&["y"]);
+    tmux.wait_for("100/0 on screen", Duration::from_secs(30), |s| weights(s, "100", "0"));
+    // Start the gated rollout: it runs as its own process; then abort it.
+    tmux.keys(&["R"]);
+    tmux.wait_for("the start popup", Duration::from_secs(20), |s| {
+        s.contains("start the gated rollout") && s.contains("would start at step 1 of 4")
+    });
+    tmux.keys(&["y"]);
+    tmux.wait_for("step 1 live", Duration::from_secs(60), |s| {
+        weights(s, "90", "10") && s.contains("rollout step 1/4 (10%)")
+    });
+    let state = dir.path().join("cutover");
+    let running = || {
+        Command::new("pgrep")
+            .args(["-f", &format!("{} --region ap-south-1 rollout", env!("CARGO_BIN_EXE_cutover"))])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
+    assert!(running(), "the rollout runs as its own process");
+    tmux.keys(&["X"]);
+    tmux.wait_for("the abort popup", Duration::from_secs(20), |s| s.contains("a rollout is running"));
+    tmux.keys(&["y"]);
+    tmux.wait_for("the rollback", Duration::from_secs(60), |s| {
+        weights(s, "100", "0") && s.contains("aborted") && s.contains("the running rollout rolled back to 100/0")
+    });
+    let start = Instant::now();
+    while running() {
+        assert!(start.elapsed() < Duration::from_secs(20), "the aborted rollout did not exit");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let out = std::fs::read_to_string(state.join("demo.rollout.out")).unwrap();
+    assert!(out.contains("rollout ABORTED and rolled back: aborted from the cockpit by e2e"), "{out}");
+    let audit = std::fs::read_to_string(state.join("demo.audit.jsonl")).unwrap();
+    let actions: Vec<String> = audit
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .map(|l| format!("{} [{}]", l["action"].as_str().unwrap(), l["stage"].as_str().unwrap()))
+        .collect();
+    for want in ["shift_weights to 30% [insync]", "rollout abort [done]", "rollout step 1/4 (10%) [insync]"] {
+        assert!(actions.iter().any(|a| a == want), "{want} in {actions:?}");
+    }
+
     tmux.keys(&["q"]);
     let start = Instant::now();
     while !marker.exists() {

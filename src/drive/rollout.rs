@@ -683,10 +683,16 @@ pub async fn abort_preview(cx: &Context) -> Result<Vec<String>, String> {
     Ok(out)
 }
 
-/// Starts `cutover rollout <runbook> --yes` as its own process (its own
+/// Starts `cutover rollout <runbook> --yes` as its own process, with the
+/// cockpit's endpoint and Redis variables in `env` (a sandbox's live only in
+/// the cockpit's memory: without them the rollout would talk to real AWS), in its own
 /// process group, so it outlives the cockpit and ignores its Ctrl-C), with
 /// output appended to `<state>/<runbook>.rollout.out`. Returns (pid, output).
-pub fn spawn_detached(rb: &Runbook, global: &[String]) -> Result<(u32, PathBuf), String> {
+pub fn spawn_detached(
+    rb: &Runbook,
+    global: &[String],
+    env: &BTreeMap<String, String>,
+) -> Result<(u32, PathBuf), String> {
     use std::os::unix::fs::OpenOptionsExt;
     use std::os::unix::process::CommandExt;
     let exe = std::env::current_exe().map_err(|e| format!("cannot find the cutover binary: {e}"))?;
@@ -704,6 +710,7 @@ pub fn spawn_detached(rb: &Runbook, global: &[String]) -> Result<(u32, PathBuf),
         .arg("rollout")
         .arg(&rb.source)
         .arg("--yes")
+        .envs(env)
         .stdin(std::process::Stdio::null())
         .stdout(open()?)
         .stderr(open()?)

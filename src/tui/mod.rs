@@ -54,6 +54,8 @@ pub struct ActionContext {
     pub clients: crate::aws::Clients,
     /// Global flags (--profile, --region) for a rollout started from the cockpit.
     pub global_args: Vec<String>,
+    /// The workers' variables (AWS_ENDPOINT_URL, Redis URLs), passed on to it.
+    pub env: std::collections::BTreeMap<String, String>,
 }
 
 pub struct TuiOptions {
@@ -83,6 +85,7 @@ pub async fn run(ctx: WorkerContext, region: String, opts: TuiOptions) -> Result
     app.log(format!("checklist progress: {}", progress_path.display()));
 
     let action_clients = ctx.clients.clone();
+    let action_env = ctx.vars.clone();
     let (tx, rx) = tokio::sync::mpsc::channel(1024);
     let workers = workers::spawn(Arc::new(ctx), tx);
 
@@ -100,7 +103,7 @@ pub async fn run(ctx: WorkerContext, region: String, opts: TuiOptions) -> Result
     if let Some(p) = &opts.profile {
         global_args.extend(["--profile".to_string(), p.clone()]);
     }
-    let actions = ActionContext { clients: action_clients, global_args };
+    let actions = ActionContext { clients: action_clients, global_args, env: action_env };
     let services = Services { workers: &workers, progress_path: &progress_path, actions: Some(&actions) };
     event_loop(&mut terminal, &mut app, input, rx, services, |_| {}).await?;
     drop(workers);
@@ -242,7 +245,7 @@ fn spawn_change(app: &mut App, cx: &ActionContext, command: Command, tx: tokio::
                 app.log(format!("{key}: {unknown_account}"));
                 return;
             };
-            let global = cx.global_args.clone();
+            let (global, env) = (cx.global_args.clone(), cx.env.clone());
             let operator = app.operator.clone();
             tokio::spawn(async move {
                 let mut say = |_: &str| {};
@@ -253,8 +256,11 @@ fn spawn_change(app: &mut App, cx: &ActionContext, command: Command, tx: tokio::
                     PendingChange::Shift(plan) => {
                         crate::drive::shift::execute(&clients, &rb, &who, &plan, &mut say).await.map_err(String::from)
                     }
-                    PendingChange::Rollout { control: Control::Start, .. } => rollout::spawn_detached(&rb, &global)
-                        .map(|(pid, out)| format!("rollout started as process {pid}; its output: {}", out.display())),
+                    PendingChange::Rollout { control: Control::Start, .. } => {
+                        rollout::spawn_detached(&rb, &global, &env).map(|(pid, out)| {
+                            format!("rollout started as process {pid}; its output: {}", out.display())
+                        })
+                    }
                     PendingChange::Rollout { control: Control::Promote, .. } => {
                         let text = format!("promoted from the cockpit by {operator}");
                         rollout::request(&rb.name, Request::Promote, &text, Duration::from_secs(30)).await

@@ -509,6 +509,9 @@ fn perform(app: &mut App, action: Action) -> Vec<Command> {
                     app.log(format!("refused: read-only; {key} was not planned or run"));
                     return Vec::new();
                 }
+                if !rollback && matches!(it.kind, ItemKind::Action { action: crate::runbook::Action::Rollout }) {
+                    return perform(app, Action::StartRollout);
+                }
                 let what = if rollback { "the rollback of " } else { "" };
                 app.log(format!("planning {what}{key} from live data…"));
                 return vec![Command::PlanAction { key, rollback }];
