@@ -345,3 +345,61 @@ async fn promote_and_pause_from_another_shell_and_dry_runs_that_change_nothing()
     assert_eq!(last["after"], serde_json::json!({"production": 90, "staging": 10}), "{last}");
     sb.down().await;
 }
+
+/// Thaws a SIGSTOPped process even when an assertion fails meanwhile.
+struct Thaw(i32);
+
+impl Drop for Thaw {
+    fn drop(&mut self) {
+        // SAFETY: a signal to a pid this test stopped; no memory involved.
+        unsafe { libc::kill(self.0, libc::SIGCONT) };
+    }
+}
+
+/// Fault injection: AWS (moto) frozen for 30 s in the middle of a soak.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aws_down_during_a_soak_pauses_without_advancing_and_a_restart_resumes_the_step() {
+    let dir = tempfile::tempdir().unwrap();
+    // A soak longer than the outage: only the gates' error limit can end it.
+    let (rb, path) = fast_runbook_with(dir.path(), |t| t.replace("soak = \"5s\"", "soak = \"90s\""));
+    let sb = fixed_sandbox(&rb, "me-central-1").await;
+    let child = spawn_rollout(&sb, &rb, dir.path(), &path);
+    until_soaking(dir.path(), 0).await;
+    let moto = sb.moto_pid().expect("the sandbox started moto") as i32;
+    let thaw = Thaw(moto);
+    // SAFETY: as above.
+    unsafe { libc::kill(moto, libc::SIGSTOP) };
+    let frozen_at = Instant::now();
+    let out = tokio::time::timeout(Duration::from_secs(80), child.wait_with_output()).await.expect("paused in time");
+    let out = out.unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "paused for a person, never passed: {text}");
+    assert!(text.contains("errors in a row, cannot judge"), "{text}");
+    let state = rollout_state(dir.path()).unwrap();
+    assert_eq!(state["engine"]["step"], 0, "never advanced: {state}");
+    assert_eq!(state["engine"]["phase"]["phase"], "paused");
+    // The outage goes on to 30 s; then AWS comes back.
+    tokio::time::sleep(Duration::from_secs(30).saturating_sub(frozen_at.elapsed())).await;
+    drop(thaw);
+    assert_eq!(weights(&sb).await, w(90, 10), "no weight moved while AWS was down");
+    let lines = audit(dir.path());
+    let pause = lines.last().unwrap();
+    assert_eq!(pause["action"], "rollout pause", "{pause}");
+    // Recovery: the restart resumes the same step with a fresh soak.
+    let child = spawn_rollout(&sb, &rb, dir.path(), &path);
+    until_soaking(dir.path(), 0).await;
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["abort", path.to_str().unwrap(), "--yes"]).await;
+    assert_eq!(code, Some(0), "{out}");
+    let out = child.wait_with_output().await.unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(weights(&sb).await, w(100, 0));
+    let intents = audit(dir.path()).iter().filter(|l| l["stage"] == "intent").count();
+    assert_eq!(intents, 2, "step 1 once, the rollback once: nothing sent twice");
+    // Every file cutover left is private to its user.
+    for entry in std::fs::read_dir(dir.path().join("cutover")).unwrap() {
+        let entry = entry.unwrap();
+        let mode = std::os::unix::fs::PermissionsExt::mode(&entry.metadata().unwrap().permissions());
+        assert_eq!(mode & 0o077, 0, "{} is mode {mode:o}", entry.path().display());
+    }
+    sb.down().await;
+}

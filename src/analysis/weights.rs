@@ -45,3 +45,41 @@ mod tests {
         assert_eq!(weights_for_percent(200), (0, 100));
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #[test]
+        fn shares_are_fractions_that_sum_to_one(weights in proptest::collection::vec(any::<u8>(), 1..8)) {
+            let s = shares(&weights);
+            prop_assert_eq!(s.len(), weights.len());
+            prop_assert!(s.iter().all(|x| (0.0..=1.0).contains(x)));
+            prop_assert!((s.iter().sum::<f64>() - 1.0).abs() < 1e-9);
+            // All zero: Route53 splits evenly.
+            if weights.iter().all(|w| *w == 0) {
+                prop_assert!(s.iter().all(|x| (x - 1.0 / weights.len() as f64).abs() < 1e-12));
+            }
+            // A larger weight never gets a smaller share.
+            for i in 0..weights.len() {
+                for j in 0..weights.len() {
+                    if weights[i] > weights[j] {
+                        prop_assert!(s[i] > s[j]);
+                    }
+                }
+            }
+        }
+
+        #[test]
+        fn weights_for_a_percent_are_valid_and_exact(p in any::<u8>()) {
+            let (old, new) = weights_for_percent(p);
+            prop_assert_eq!(u16::from(old) + u16::from(new), 100);
+            prop_assert_eq!(new, p.min(100));
+            let s = shares(&[old, new]);
+            prop_assert!((s[1] * 100.0 - f64::from(p.min(100))).abs() < 1e-9, "{s:?}");
+        }
+    }
+}

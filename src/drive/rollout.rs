@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -134,6 +135,7 @@ impl RolloutLock {
             .create(true)
             .truncate(false)
             .write(true)
+            .mode(0o600)
             .open(&path)
             .map_err(|e| format!("{}: {e}", path.display()))?;
         // SAFETY: flock on a file descriptor we own; no memory is involved.
@@ -693,7 +695,6 @@ pub fn spawn_detached(
     global: &[String],
     env: &BTreeMap<String, String>,
 ) -> Result<(u32, PathBuf), String> {
-    use std::os::unix::fs::OpenOptionsExt;
     use std::os::unix::process::CommandExt;
     let exe = std::env::current_exe().map_err(|e| format!("cannot find the cutover binary: {e}"))?;
     let out_path = crate::paths::state_dir().join(format!("{}.rollout.out", rb.name));

@@ -327,3 +327,84 @@ fn state_round_trips_through_json_for_resume() {
     assert!(e.state.counters.iter().all(|c| c.passes == 0));
     assert!(e.handle(Input::Tick, t(5061)).is_empty(), "old passes do not finish the step");
 }
+
+mod properties {
+    //! Random input sequences: whatever arrives, in whatever order, the
+    //! engine never sends a weight its plan does not contain, never passes a
+    //! step whose gates did not all pass, and keeps its counters in bounds.
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn measurement() -> impl Strategy<Value = Measurement> {
+        prop_oneof![
+            3 => Just(Measurement::Pass),
+            1 => Just(Measurement::Fail("bad".into())),
+            1 => Just(Measurement::NoData),
+            1 => Just(Measurement::Error("down".into())),
+        ]
+    }
+
+    fn input() -> impl Strategy<Value = (Input, u64)> {
+        let i = prop_oneof![
+            4 => Just(Input::Tick),
+            1 => Just(Input::Start),
+            2 => (0usize..4).prop_map(|step| Input::ShiftApplied { step, change_id: "C".into() }),
+            2 => (0usize..4).prop_map(|step| Input::InSync { step }),
+            6 => (0usize..3, measurement()).prop_map(|(gate, result)| Input::Measure { gate, result }),
+            1 => Just(Input::Pause),
+            1 => Just(Input::Resume),
+            1 => Just(Input::Promote),
+            1 => Just(Input::Abort { reason: "r".into() }),
+        ];
+        // Time moves on by 0–40 s between inputs.
+        (i, 0u64..40)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+        #[test]
+        fn any_input_sequence_keeps_the_engine_safe(inputs in proptest::collection::vec(input(), 1..200)) {
+            let p = plan();
+            let allowed: Vec<Weights> =
+                (0..p.steps.len()).map(|s| p.weights_at(s)).chain([p.initial]).collect();
+            let mut e = Engine::new(p.clone());
+            let mut now = 0;
+            for (input, dt) in inputs {
+                now += dt;
+                let before = e.state.clone();
+                let promoted = matches!(input, Input::Promote);
+                let out = e.handle(input, t(now));
+                for o in &out {
+                    if let Output::SetWeights { weights, step } = o {
+                        prop_assert!(allowed.contains(weights), "weights {weights:?} not in the plan");
+                        if let Some(s) = step {
+                            prop_assert_eq!(*weights, p.weights_at(*s));
+                        }
+                    }
+                    if let Output::Aborted { weights, .. } = o {
+                        prop_assert_eq!(*weights, e.rollback_weights());
+                    }
+                }
+                // A step is recorded good only by its soak with every gate passed, or a person's promotion.
+                if e.state.last_good != before.last_good && !promoted {
+                    prop_assert!(matches!(before.phase, Phase::Soaking { .. }), "passed from {:?}", before.phase);
+                    prop_assert!(before.counters.iter().all(|c| c.passes > 0), "passed without every gate: {:?}", before.counters);
+                }
+                if let Some(g) = e.state.last_good {
+                    prop_assert!(g < p.steps.len());
+                }
+                // Below its limit, or the engine has stopped (aborted or paused).
+                for (c, spec) in e.state.counters.iter().zip(&p.gates) {
+                    let stopped = matches!(e.state.phase, Phase::Aborted | Phase::Paused);
+                    prop_assert!(c.failures < spec.failure_limit || stopped, "{c:?} while {:?}", e.state.phase);
+                    prop_assert!(c.consecutive_errors < spec.consecutive_error_limit || stopped, "{c:?} while {:?}", e.state.phase);
+                }
+                prop_assert!(e.state.counters.len() == p.gates.len());
+                if e.state.phase == Phase::Done {
+                    prop_assert_eq!(e.state.last_good, Some(p.steps.len() - 1));
+                }
+            }
+        }
+    }
+}
