@@ -840,3 +840,36 @@ fn rollout_keys_plan_start_promote_and_abort_for_confirmation_and_pause_at_once(
         assert!(app.log.back().unwrap().text.starts_with("refused: read-only"), "{k}");
     }
 }
+
+/// Fault injection: the terminal shrunk to 20×10 (and smaller) and back, with
+/// every overlay open: every frame draws, nothing panics, and the full-size
+/// frame afterwards is the same as before.
+#[test]
+fn tiny_terminals_draw_every_overlay_and_the_screen_comes_back() {
+    let mut app = demo_app();
+    let full = screen(&app, 160, 48);
+    let overlays = [
+        Overlay::None,
+        Overlay::Help,
+        Overlay::Errors,
+        Overlay::Palette { input: "pa".into(), selected: 0 },
+        Overlay::Filter { input: "staging".into() },
+        Overlay::ShiftTo { input: "30".into() },
+        Overlay::Note { key: "prepare/backup".into(), input: "note".into() },
+    ];
+    for (w, h) in [(20, 10), (10, 3), (1, 1), (200, 2), (2, 200)] {
+        update(&mut app, Event::Resize(w, h));
+        for o in &overlays {
+            app.overlay = o.clone();
+            for zoomed in [false, true] {
+                app.zoomed = zoomed;
+                let s = screen(&app, w, h);
+                assert_eq!(s.split('\n').count(), h as usize, "{w}×{h} {o:?}");
+            }
+        }
+    }
+    app.overlay = Overlay::None;
+    app.zoomed = false;
+    update(&mut app, Event::Resize(160, 48));
+    assert_eq!(screen(&app, 160, 48), full);
+}

@@ -85,6 +85,13 @@ fn demo_in_a_real_terminal_shows_targets_ticks_an_item_and_restores_the_terminal
     let kids = common::children_of(pid);
     assert_eq!(kids.len(), 3, "moto + two redis-servers: {kids:?}");
 
+    // Fault injection: the terminal shrunk to 20×10 and back; the cockpit keeps drawing.
+    tmux.cmd(&["resize-window", "-t", "t", "-x", "20", "-y", "10"]);
+    tmux.wait_for("a 20×10 frame", Duration::from_secs(10), |s| s.lines().count() <= 10 && !s.trim().is_empty());
+    tmux.cmd(&["resize-window", "-t", "t", "-x", "160", "-y", "48"]);
+    tmux.wait_for("the full screen again", Duration::from_secs(10), |s| s.contains("4/4 healthy"));
+    assert!(!common::process_gone(pid), "still running after the resize");
+
     // Checklist: row 3 is prepare/backup, a manual item.
     tmux.keys(&["5", "j", "j", "j", "Space"]);
     tmux.wait_for("the tick", Duration::from_secs(10), |s| s.contains("[x] e2e"));

@@ -74,6 +74,29 @@ pub enum Update {
     Metrics(Result<Vec<Series>, String>),
 }
 
+impl Update {
+    /// The same source, failed with `error` (a worker that panicked reports
+    /// this for what it last reported, so its values go stale, not silent).
+    pub fn failed(&self, error: &str) -> Update {
+        fn e<T>(error: &str) -> Result<T, String> {
+            Err(error.to_string())
+        }
+        match self {
+            Update::Identity(_) => Update::Identity(e(error)),
+            Update::Traffic(_) => Update::Traffic(e(error)),
+            Update::Environment { environment, .. } => {
+                Update::Environment { environment: environment.clone(), result: e(error) }
+            }
+            Update::Health { instance_id, .. } => {
+                Update::Health { instance_id: instance_id.clone(), result: e(error) }
+            }
+            Update::Redis { endpoint, .. } => Update::Redis { endpoint: endpoint.clone(), result: e(error) },
+            Update::Alarms(_) => Update::Alarms(e(error)),
+            Update::Metrics(_) => Update::Metrics(e(error)),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Event {
     pub at: SystemTime,

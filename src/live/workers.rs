@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::FutureExt;
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 
@@ -111,6 +112,13 @@ fn aws_update<T>(r: Result<T, AwsError>) -> (Result<T, String>, bool) {
 }
 
 /// Runs `poll` forever: send its update, wait (with backoff), repeat.
+fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".into())
+}
+
 fn every<F, Fut>(interval: Duration, refresh: Arc<Notify>, tx: mpsc::Sender<Event>, mut poll: F) -> JoinHandle<()>
 where
     F: FnMut() -> Fut + Send + 'static,
@@ -118,8 +126,21 @@ where
 {
     tokio::spawn(async move {
         let mut throttles = 0u32;
+        // What this worker reported last: a panicking poll fails these.
+        let mut last: Vec<Update> = Vec::new();
         loop {
-            let updates = poll().await;
+            let updates = match std::panic::AssertUnwindSafe(poll()).catch_unwind().await {
+                Ok(u) => {
+                    last = u.iter().map(|(u, _)| u.failed("")).collect();
+                    u
+                }
+                Err(panic) => {
+                    let why = panic_message(&*panic);
+                    tracing::error!(panic = %why, "a live-data worker panicked; it carries on");
+                    let error = format!("internal error while polling (reported in the log): {why}");
+                    last.iter().map(|u| (u.failed(&error), false)).collect()
+                }
+            };
             let throttled = updates.iter().any(|(_, t)| *t);
             for (u, _) in updates {
                 if tx.send(Event::now(u)).await.is_err() {
@@ -262,6 +283,29 @@ pub fn spawn(ctx: Arc<WorkerContext>, tx: mpsc::Sender<Event>) -> Workers {
 
 #[cfg(test)]
 mod tests {
+    #[tokio::test]
+    async fn a_panicking_poll_fails_its_sources_and_the_worker_carries_on() {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        let (tx, mut rx) = super::mpsc::channel(16);
+        let polls = super::Arc::new(AtomicU32::new(0));
+        let p = polls.clone();
+        let worker = super::every(super::Duration::from_millis(5), Default::default(), tx, move || {
+            let k = p.fetch_add(1, Ordering::SeqCst);
+            async move {
+                assert_ne!(k, 1, "injected panic");
+                vec![(super::Update::Alarms(Ok(Vec::new())), false)]
+            }
+        });
+        let mut next = async || rx.recv().await.expect("the worker is alive").update;
+        assert!(matches!(next().await, super::Update::Alarms(Ok(_))));
+        match next().await {
+            super::Update::Alarms(Err(e)) => assert!(e.contains("injected panic"), "{e}"),
+            other => panic!("expected the alarms failed, got {other:?}"),
+        }
+        assert!(matches!(next().await, super::Update::Alarms(Ok(_))), "polling goes on");
+        worker.abort();
+    }
+
     use super::*;
 
     #[test]

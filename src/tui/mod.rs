@@ -38,9 +38,17 @@ impl Drop for TerminalGuard {
     }
 }
 
+/// A panic on the screen's thread restores the terminal before its message
+/// is printed. A panic elsewhere (a worker) goes to the log only: the worker
+/// reports its sources failed and carries on, and the screen stays intact.
 fn install_panic_hook(log_file: Option<PathBuf>) {
     let previous = std::panic::take_hook();
+    let ui = std::thread::current().id();
     std::panic::set_hook(Box::new(move |info| {
+        if std::thread::current().id() != ui {
+            tracing::error!("panic in a background task: {info}");
+            return;
+        }
         restore_terminal();
         previous(info);
         if let Some(log) = &log_file {
