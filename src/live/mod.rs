@@ -87,9 +87,7 @@ impl Update {
             Update::Environment { environment, .. } => {
                 Update::Environment { environment: environment.clone(), result: e(error) }
             }
-            Update::Health { instance_id, .. } => {
-                Update::Health { instance_id: instance_id.clone(), result: e(error) }
-            }
+            Update::Health { instance_id, .. } => Update::Health { instance_id: instance_id.clone(), result: e(error) },
             Update::Redis { endpoint, .. } => Update::Redis { endpoint: endpoint.clone(), result: e(error) },
             Update::Alarms(_) => Update::Alarms(e(error)),
             Update::Metrics(_) => Update::Metrics(e(error)),

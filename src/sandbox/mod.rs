@@ -8,6 +8,7 @@ pub mod firewall;
 pub mod latency;
 pub mod process;
 pub mod provision;
+pub mod throttle;
 pub mod traffic;
 
 use std::collections::BTreeMap;
