@@ -218,7 +218,7 @@ pub async fn acting(rb: &Runbook, g: &GlobalArgs) -> Result<Acting, Failure> {
         && want != &identity.account
     {
         return Err(Failure::bad_input(format!(
-            "refused: runbook {} is for account {want} but the credentials are for account {}; nothing was changed",
+            "refused: runbook {} is for account {want} but the credentials are for account {}; use the profile for {want} (--profile); nothing was changed",
             rb.source, identity.account
         )));
     }

@@ -44,7 +44,8 @@ pub fn run(rb: Runbook, g: &GlobalArgs, args: RunArgs) -> Result<u8, Failure> {
         println!("account {} region {region}: {} ({})", account, plan.name, args.item);
         println!("  before: {}", plan.before);
         println!("  after:  {}", plan.after);
-        if let Some(why) = &plan.noop {
+        // Under --read-only even a no-op is refused: every mutating path says no alike.
+        if let Some(why) = plan.noop.as_ref().filter(|_| !g.read_only) {
             println!("nothing to do: {why}");
             return Ok(0);
         }

@@ -25,7 +25,8 @@ pub fn run(rb: Runbook, g: &GlobalArgs, args: ShiftArgs) -> Result<u8, Failure> 
             .map_err(|e| Failure { status: e.exit_status(), message: format!("{e}; nothing was changed") })?;
         let who = format!("account {} region {region}", account);
         println!("{who}: shift {}", plan.describe());
-        if plan.is_noop() {
+        // Under --read-only even a no-op is refused: every mutating path says no alike.
+        if plan.is_noop() && !g.read_only {
             println!("nothing to change: the records already have these weights");
             return Ok(0);
         }

@@ -1,0 +1,125 @@
+//! Bad input to every headless subcommand: a missing file, a directory, a
+//! file that is not UTF-8, and a runbook for another account. Each gets one
+//! clear line on stderr, exit 2, and nothing changed or written.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::*;
+
+/// Every subcommand that takes a runbook, with the flags that would make it act.
+const SUBCOMMANDS: &[&[&str]] = &[
+    &["validate"],
+    &["plan"],
+    &["status"],
+    &["status", "--json"],
+    &["shift", "--to", "10", "--yes"],
+    &["rollout", "--yes"],
+    &["rollout", "--dry-run"],
+    &["abort", "--yes"],
+    &["pause"],
+    &["promote", "--yes"],
+    &["run", "validate/redis-ingress", "--yes"],
+    &["audit"],
+    &["tui"],
+    &["sandbox", "up"],
+];
+
+fn args_with<'a>(sub: &[&'a str], runbook: &'a str) -> Vec<&'a str> {
+    // The runbook goes right after the subcommand's name(s).
+    let names = if sub[0] == "sandbox" { 2 } else { 1 };
+    let mut v: Vec<&str> = sub[..names].to_vec();
+    v.push(runbook);
+    v.extend_from_slice(&sub[names..]);
+    v
+}
+
+fn run(state: &Path, args: &[&str]) -> (Option<i32>, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_cutover"))
+        .args(args)
+        .env("XDG_STATE_HOME", state)
+        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9") // never reached: input fails first
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn missing_directory_and_non_utf8_runbooks_get_one_clear_line_and_exit_2_from_every_subcommand() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let missing = dir.path().join("nope.toml");
+    let binary = dir.path().join("binary.toml");
+    std::fs::write(&binary, b"[runbook]\nname = \"x\xff\xfe\"\n").unwrap();
+    let cases = [
+        (missing.display().to_string(), "cannot read"),
+        (dir.path().display().to_string(), "is a directory, not a runbook"),
+        (binary.display().to_string(), "is not UTF-8 text"),
+    ];
+    for sub in SUBCOMMANDS {
+        for (path, what) in &cases {
+            let args = args_with(sub, path);
+            let (code, out, err) = run(&state, &args);
+            assert_eq!(code, Some(2), "{args:?}: {out}{err}");
+            assert!(out.is_empty(), "{args:?} printed on stdout: {out}");
+            let lines: Vec<&str> = err.lines().collect();
+            assert_eq!(lines.len(), 1, "{args:?}: one line, got {err}");
+            assert!(lines[0].starts_with(path.as_str()) && lines[0].contains(what), "{args:?}: {err}");
+        }
+    }
+    assert!(
+        !state.join("cutover").exists() || state_files(&state).is_empty(),
+        "nothing written: {:?}",
+        state_files(&state)
+    );
+}
+
+/// Files cutover wrote, apart from its log.
+fn state_files(state: &Path) -> Vec<String> {
+    std::fs::read_dir(state.join("cutover"))
+        .map(|d| {
+            d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n != "cutover.log").collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runbook_for_another_account_is_refused_by_every_subcommand_that_reads_aws() {
+    let rb = runbook("demo.toml");
+    let sb = sandbox(&rb, "eu-south-1").await;
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("runbooks/demo.toml")).unwrap();
+    let other = dir.path().join("other.toml");
+    std::fs::write(&other, text.replace("production = false\n", "production = false\naccount_id = \"999999999999\"\n"))
+        .unwrap();
+    let path = other.to_str().unwrap();
+    for sub in [
+        &["status"][..],
+        &["shift", "--to", "10", "--yes"],
+        &["shift", "--to", "10", "--dry-run"],
+        &["rollout", "--yes"],
+        &["rollout", "--dry-run"],
+        &["abort", "--yes"],
+        &["run", "validate/redis-ingress", "--yes"],
+    ] {
+        let args = args_with(sub, path);
+        let (code, out, err) = run_cutover(&sb, &rb, dir.path(), &args).await;
+        assert_eq!(code, Some(2), "{args:?}: {out}{err}");
+        assert_eq!(err.trim().lines().count(), 1, "{args:?}: one line: {err}");
+        assert!(
+            err.contains("is for account 999999999999 but the credentials are for account 123456789012; use the profile for 999999999999 (--profile)"),
+            "{args:?}: {err}"
+        );
+    }
+    assert!(state_files(dir.path()).is_empty(), "nothing written: {:?}", state_files(dir.path()));
+    sb.down().await;
+}
