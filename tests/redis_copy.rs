@@ -641,3 +641,37 @@ async fn tls_and_auth_with_the_password_never_shown() {
     }
     assert!(!out.stderr.windows(8).any(|w| w == b"pa55word"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ctrl_c_stops_after_the_batches_in_flight_and_says_how_to_resume() {
+    const N: u64 = 10_000;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let (src, dst) = (server(dir.path(), "src").await, server(dir.path(), "dst").await);
+    let (mut s, mut d) = (conn(&src.url).await, conn(&dst.url).await);
+    seed_all_types(&mut s, "c", (N / 6) as usize, Some(600_000)).await;
+    let n = dbsize(&mut s).await;
+    let args = ["redis", "copy", "--from", &src.url, "--to", &dst.url, "--yes", "--scan-count", "50"];
+    let mut child = KillOnDrop(Some(cutover(&state, &[&args[..], &["--rate", "2000"]].concat()).spawn().unwrap()));
+    let start = Instant::now();
+    while checkpoint_copied(&state).unwrap_or(0) < n / 10 {
+        assert!(start.elapsed() < Duration::from_secs(30), "no checkpoint progress");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SAFETY: signals our own child.
+    assert_eq!(unsafe { libc::kill(child.get().id() as i32, libc::SIGINT) }, 0);
+    let out = child.take().wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("interrupted") && err.contains("--resume"), "{err}");
+    let on_target = dbsize(&mut d).await;
+    assert!(on_target < n, "stopped early: {on_target} of {n}");
+    assert_eq!(checkpoint_copied(&state), Some(on_target), "the checkpoint covers every key written");
+    let stages: Vec<String> = audit_stages(&state).iter().map(|l| l["stage"].as_str().unwrap().to_string()).collect();
+    assert_eq!(stages, ["intent", "interrupted"]);
+    let (code, out, err) = run(&state, &[&args[..], &["--resume"]].concat());
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert_eq!(dbsize(&mut d).await, n);
+    let (code, out, _) = run(&state, &["redis", "verify", "--from", &src.url, "--to", &dst.url]);
+    assert_eq!(code, Some(0), "{out}");
+}

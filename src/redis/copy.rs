@@ -440,13 +440,17 @@ impl Ctx {
         if let Expiry::At(ms) = exp {
             let _: u64 = q(t, &mut dst, redis::cmd("PEXPIREAT").arg(&tmp).arg(ms)).await?;
         }
-        if self.overwrite {
-            let _: () = q(t, &mut dst, redis::cmd("RENAME").arg(&tmp).arg(key)).await?;
-        } else if q::<u64>(t, &mut dst, redis::cmd("RENAMENX").arg(&tmp).arg(key)).await? == 0 {
-            let _: u64 = q(t, &mut dst, redis::cmd("DEL").arg(&tmp)).await?;
-            return self.conflict(key);
+        let rename = redis::cmd(if self.overwrite { "RENAME" } else { "RENAMENX" }).arg(&tmp).arg(key).clone();
+        match rename.query_async::<Value>(&mut dst).await {
+            // The expiry passed while we copied: PEXPIREAT removed it.
+            Err(e) if e.to_string().contains("no such key") => Ok(Outcome::Expired),
+            Err(e) => Err(format!("{} {}: {}", t.role, t.redacted(), t.scrub(&e.to_string()))),
+            Ok(Value::Int(0)) => {
+                let _: u64 = q(t, &mut dst, redis::cmd("DEL").arg(&tmp)).await?;
+                self.conflict(key)
+            }
+            Ok(_) => Ok(Outcome::Copied(bytes)),
         }
-        Ok(Outcome::Copied(bytes))
     }
 
     /// Entries in ID order, then the last generated ID. Consumer groups are
