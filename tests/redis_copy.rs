@@ -675,3 +675,44 @@ async fn ctrl_c_stops_after_the_batches_in_flight_and_says_how_to_resume() {
     let (code, out, _) = run(&state, &["redis", "verify", "--from", &src.url, "--to", &dst.url]);
     assert_eq!(code, Some(0), "{out}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_copy_redis_checklist_action_copies_once_and_then_refuses_to_overwrite() {
+    let rb = common::runbook("demo.toml");
+    let sb = common::sandbox(&rb, "ap-south-1").await;
+    let dir = tempfile::tempdir().unwrap();
+    let (mut prod, mut staging) =
+        (conn(&sb.redis_urls["prod-cache"]).await, conn(&sb.redis_urls["staging-cache"]).await);
+    let seeded = dbsize(&mut prod).await;
+    assert!(seeded > 0 && dbsize(&mut staging).await == 0);
+    let item = "validate/copy";
+
+    let (code, out) =
+        common::run_cutover_all(&sb, &rb, dir.path(), &["run", "runbooks/demo.toml", item, "--dry-run"]).await;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("step: copy keys from prod-cache (redis://127.0.0.1:") && out.contains("dry run"), "{out}");
+    assert_eq!(dbsize(&mut staging).await, 0, "a dry run copies nothing");
+
+    let (code, out) =
+        common::run_cutover_all(&sb, &rb, dir.path(), &["run", "runbooks/demo.toml", item, "--yes"]).await;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("copy_redis prod-cache → staging-cache done"), "{out}");
+    assert_eq!(dbsize(&mut staging).await, seeded);
+    let keys: Vec<String> = prod.keys("*").await.unwrap();
+    assert_identical(&mut prod, &mut staging, &keys).await;
+
+    // Again: every key exists now, so nothing is written.
+    let _: () = staging.set(&keys[0], "changed on staging").await.unwrap();
+    let (code, out) =
+        common::run_cutover_all(&sb, &rb, dir.path(), &["run", "runbooks/demo.toml", item, "--yes"]).await;
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains(&format!("{seeded} keys already exist on the target")), "{out}");
+    assert_eq!(staging.get::<_, String>(&keys[0]).await.unwrap(), "changed on staging");
+    let audit = std::fs::read_to_string(dir.path().join("cutover/demo.audit.jsonl")).unwrap();
+    let stages: Vec<String> = audit
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["stage"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(stages, ["intent", "applied", "intent", "failed"]);
+    assert!(audit.contains(&format!("copied {seeded} keys (0 skipped as expired)")), "{audit}");
+}

@@ -331,7 +331,10 @@ impl Ctx {
 
     async fn by_type_all(self: Arc<Self>, keys: Vec<Vec<u8>>, mut c: Counters) -> Result<Counters, String> {
         let outcomes: Vec<Result<Outcome, String>> =
-            futures::stream::iter(keys.iter().map(|k| self.by_type(k))).buffer_unordered(16).collect().await;
+            futures::stream::iter(keys.into_iter().map(|k| by_type_owned(self.clone(), k)))
+                .buffer_unordered(16)
+                .collect()
+                .await;
         for o in outcomes {
             let o = o?;
             if matches!(o, Outcome::Copied(_)) {
@@ -506,6 +509,92 @@ fn stream_info_field(info: &Value, name: &str) -> Option<String> {
     })
 }
 
+/// The SCAN side of a copy: rate limit, stop flag, hook.
+struct Scanner {
+    conn: MultiplexedConnection,
+    from: Endpoint,
+    pattern: Option<String>,
+    count: usize,
+    rate: Option<u64>,
+    hook: Option<ScanHook>,
+    stop: Arc<AtomicBool>,
+    started: Instant,
+    /// Where the next SCAN starts.
+    cursor: u64,
+    done: bool,
+    /// Keys scanned by this run.
+    scanned: u64,
+}
+
+type ScanItem = Result<(Vec<Vec<u8>>, u64), String>;
+
+impl Scanner {
+    /// One SCAN: the keys and the cursor after them.
+    async fn step(mut self) -> Option<(ScanItem, Scanner)> {
+        if self.done || self.stop.load(Ordering::SeqCst) {
+            return None;
+        }
+        if let Some(r) = self.rate.filter(|r| *r > 0) {
+            let due = Duration::from_secs_f64(self.scanned as f64 / r as f64);
+            let el = self.started.elapsed();
+            if due > el {
+                tokio::time::sleep(due - el).await;
+            }
+        }
+        let cmd = scan_cmd(self.cursor, self.pattern.as_deref(), self.count);
+        match q::<(u64, Vec<Vec<u8>>)>(&self.from, &mut self.conn, &cmd).await {
+            Ok((next, keys)) => {
+                if let Some(h) = &self.hook {
+                    h(&keys);
+                }
+                self.scanned += keys.len() as u64;
+                self.cursor = next;
+                self.done = next == 0;
+                Some((Ok((keys, next)), self))
+            }
+            Err(e) => {
+                self.done = true;
+                Some((Err(e), self))
+            }
+        }
+    }
+}
+
+async fn by_type_owned(ctx: Arc<Ctx>, key: Vec<u8>) -> Result<Outcome, String> {
+    ctx.by_type(&key).await
+}
+
+async fn run_batch(ctx: Arc<Ctx>, r: ScanItem) -> Result<(Counters, u64), String> {
+    let (keys, next) = r?;
+    let c = ctx.batch(keys).await?;
+    Ok((c, next))
+}
+
+fn save(opts: &CopyOptions, pf: &Preflight, cursor: u64, total: Counters) -> Result<(), CopyError> {
+    let Some(path) = &opts.checkpoint else { return Ok(()) };
+    let cp = Checkpoint {
+        from: opts.from.redacted(),
+        to: opts.to.redacted(),
+        pattern: opts.pattern.clone(),
+        cursor,
+        counters: total,
+        on_conflict: opts.on_conflict,
+        mode: pf.mode,
+        updated: crate::status::rfc3339(std::time::SystemTime::now()),
+    };
+    checkpoint::save(path, &cp).map_err(CopyError::Failed)
+}
+
+fn total_of(base: Counters, run: &Counters) -> Counters {
+    let mut t = base;
+    t.add(run);
+    t
+}
+
+fn report(pf: &Preflight, started: Instant, run: &Counters, total: Counters, finished: bool) -> CopyProgress {
+    CopyProgress { total, run: *run, estimate: pf.source_keys, elapsed: started.elapsed(), finished }
+}
+
 /// Runs the copy. `progress` is called after every batch and at the end.
 pub async fn copy(
     opts: &CopyOptions,
@@ -529,82 +618,30 @@ pub async fn copy(
     });
     let mut run = Counters::default();
     let mut cursor = opts.resume.as_ref().map_or(0, |c| c.cursor);
-    let save = |cursor: u64, total: Counters| -> Result<(), CopyError> {
-        let Some(path) = &opts.checkpoint else { return Ok(()) };
-        let cp = Checkpoint {
-            from: opts.from.redacted(),
-            to: opts.to.redacted(),
-            pattern: opts.pattern.clone(),
-            cursor,
-            counters: total,
-            on_conflict: opts.on_conflict,
-            mode: pf.mode,
-            updated: crate::status::rfc3339(std::time::SystemTime::now()),
-        };
-        checkpoint::save(path, &cp).map_err(CopyError::Failed)
-    };
-    let total_of = |run: &Counters| {
-        let mut t = base;
-        t.add(run);
-        t
-    };
     // The first checkpoint exists before the first write.
-    save(cursor, base)?;
+    save(opts, pf, cursor, base)?;
 
-    let stop = opts.stop.clone();
-    let (from, scan_conn) = (opts.from.clone(), conns.src.clone());
-    let (pattern, count, rate, hook) = (opts.pattern.clone(), opts.scan_count, opts.rate, opts.after_scan.clone());
-    // (cursor to continue from, finished, scanned so far this run)
-    let scan = futures::stream::unfold((cursor, false, 0u64), move |(cur, done, scanned)| {
-        let (stop, from, pattern, hook) = (stop.clone(), from.clone(), pattern.clone(), hook.clone());
-        let mut conn = scan_conn.clone();
-        async move {
-            if done || stop.load(Ordering::SeqCst) {
-                return None;
-            }
-            if let Some(r) = rate.filter(|r| *r > 0) {
-                let due = Duration::from_secs_f64(scanned as f64 / r as f64);
-                let el = started.elapsed();
-                if due > el {
-                    tokio::time::sleep(due - el).await;
-                }
-            }
-            let res: Result<(u64, Vec<Vec<u8>>), String> =
-                q(&from, &mut conn, &scan_cmd(cur, pattern.as_deref(), count)).await;
-            match res {
-                Ok((next, keys)) => {
-                    if let Some(h) = &hook {
-                        h(&keys);
-                    }
-                    let n = keys.len() as u64;
-                    Some((Ok((keys, next)), (next, next == 0, scanned + n)))
-                }
-                Err(e) => Some((Err(e), (cur, true, scanned))),
-            }
-        }
-    });
+    let scanner = Scanner {
+        conn: conns.src.clone(),
+        from: opts.from.clone(),
+        pattern: opts.pattern.clone(),
+        count: opts.scan_count,
+        rate: opts.rate,
+        hook: opts.after_scan.clone(),
+        stop: opts.stop.clone(),
+        started,
+        cursor,
+        done: false,
+        scanned: 0,
+    };
     let ctx2 = ctx.clone();
-    let batches = Box::pin(scan)
-        .map(move |r| {
-            let ctx = ctx2.clone();
-            async move {
-                let (keys, next) = r?;
-                let c = ctx.batch(keys).await?;
-                Ok::<_, String>((c, next))
-            }
-        })
+    let batches = futures::stream::unfold(scanner, Scanner::step)
+        .map(move |r| run_batch(ctx2.clone(), r))
         .buffered(opts.pipeline.max(1));
     let mut batches = std::pin::pin!(batches);
 
     let mut last_save = Instant::now();
     let mut finished = false;
-    let report = |run: &Counters, total: Counters, finished: bool| CopyProgress {
-        total,
-        run: *run,
-        estimate: pf.source_keys,
-        elapsed: started.elapsed(),
-        finished,
-    };
     while let Some(r) = batches.next().await {
         match r {
             Ok((c, next)) => {
@@ -614,31 +651,31 @@ pub async fn copy(
                     finished = true;
                 }
                 if finished || last_save.elapsed() >= opts.checkpoint_every {
-                    save(cursor, total_of(&run))?;
+                    save(opts, pf, cursor, total_of(base, &run))?;
                     last_save = Instant::now();
                 }
-                progress(&report(&run, total_of(&run), finished));
+                progress(&report(pf, started, &run, total_of(base, &run), finished));
             }
             Err(e) => {
-                let _ = save(cursor, total_of(&run));
+                let _ = save(opts, pf, cursor, total_of(base, &run));
                 return Err(CopyError::Failed(format!(
                     "{e}; {} keys copied so far, the checkpoint keeps the place (--resume continues)",
-                    total_of(&run).copied
+                    total_of(base, &run).copied
                 )));
             }
         }
     }
     let interrupted = !finished;
     if interrupted {
-        save(cursor, total_of(&run))?;
+        save(opts, pf, cursor, total_of(base, &run))?;
     } else if let Some(path) = &opts.checkpoint {
         checkpoint::remove(path).map_err(CopyError::Failed)?;
     }
-    progress(&report(&run, total_of(&run), true));
+    progress(&report(pf, started, &run, total_of(base, &run), true));
     Ok(CopyReport {
         mode: pf.mode,
         mode_reason: pf.mode_reason.clone(),
-        total: total_of(&run),
+        total: total_of(base, &run),
         run,
         seconds: started.elapsed().as_secs_f64(),
         resumed,
