@@ -198,6 +198,28 @@ struct Ctx {
     target_rdb: Option<u16>,
 }
 
+/// Most DUMP payload bytes one group of a batch asks for at once.
+const GROUP_BYTES: u64 = 8 << 20;
+
+/// Splits keys (by size, in order) into runs of at most `budget` bytes; a
+/// key bigger than the budget is a run of its own.
+fn group_sizes(sizes: &[u64], budget: u64) -> Vec<usize> {
+    let mut out = Vec::new();
+    let (mut n, mut bytes) = (0usize, 0u64);
+    for s in sizes {
+        if n > 0 && bytes + s > budget {
+            out.push(n);
+            (n, bytes) = (0, 0);
+        }
+        n += 1;
+        bytes += s;
+    }
+    if n > 0 {
+        out.push(n);
+    }
+    out
+}
+
 /// Outcome of one key.
 enum Outcome {
     Copied(u64),
@@ -239,7 +261,7 @@ impl Ctx {
         if self.mode == Mode::Types {
             return self.by_type_all(keys, c).await;
         }
-        let (mut src, mut dst) = (self.src.clone(), self.dst.clone());
+        let mut src = self.src.clone();
         // Sizes first, so a big key is never DUMPed whole.
         let mut p = redis::pipe();
         for k in &keys {
@@ -252,72 +274,15 @@ impl Ctx {
             match size {
                 None => c.skipped_expired += 1,
                 Some(s) if s > self.chunk_threshold => big.push(k),
-                Some(_) => small.push(k),
+                Some(s) => small.push((k, s)),
             }
         }
-        if !small.is_empty() {
-            let mut p = redis::pipe();
-            for k in &small {
-                p.cmd("PTTL").arg(k).cmd("DUMP").arg(k);
-            }
-            let got: Vec<Value> = qp(&self.from, &mut src, &p).await?;
-            let now = super::now_ms();
-            let mut restore = redis::pipe();
-            restore.ignore_errors();
-            let mut sent: Vec<(Vec<u8>, u64)> = Vec::with_capacity(small.len());
-            let mut vals = got.into_iter();
-            for k in small {
-                let (pttl, dump) = (vals.next(), vals.next());
-                let pttl = match pttl {
-                    Some(Value::Int(i)) => i,
-                    other => return Err(format!("unexpected PTTL reply {other:?}")),
-                };
-                let payload = match dump {
-                    Some(Value::BulkString(b)) => b,
-                    Some(Value::Nil) => {
-                        c.skipped_expired += 1;
-                        continue;
-                    }
-                    other => return Err(format!("unexpected DUMP reply {:?}", other.map(|_| "non-string"))),
-                };
-                let exp = super::expiry(pttl, now);
-                if exp == Expiry::Gone {
-                    c.skipped_expired += 1;
-                    continue;
-                }
-                // A payload the target cannot read goes type by type.
-                if let (Some(v), Some(t)) = (super::payload_rdb_version(&payload), self.target_rdb)
-                    && v > t
-                {
-                    big.push(k);
-                    continue;
-                }
-                let (ttl, abs) = super::restore_ttl(exp);
-                let cmd = restore.cmd("RESTORE").arg(&k).arg(ttl).arg(&payload);
-                if self.overwrite {
-                    cmd.arg("REPLACE");
-                }
-                if abs {
-                    cmd.arg("ABSTTL");
-                }
-                sent.push((k, payload.len() as u64));
-            }
-            if !sent.is_empty() {
-                let results: Vec<Value> = qp(&self.to, &mut dst, &restore).await?;
-                for ((k, len), r) in sent.iter().zip(results) {
-                    match r {
-                        Value::ServerError(e) if e.code() == "BUSYKEY" => c.count(&self.conflict(k)?),
-                        Value::ServerError(e) => {
-                            return Err(format!(
-                                "RESTORE {} on the target failed: {}",
-                                super::show_key(k),
-                                self.to.scrub(&format!("{} {}", e.code(), e.details().unwrap_or("")))
-                            ));
-                        }
-                        _ => c.count(&Outcome::Copied(*len)),
-                    }
-                }
-            }
+        // DUMP in groups of at most GROUP_BYTES (by MEMORY USAGE), so a batch of
+        // large keys never holds more than that in memory at once.
+        let sizes: Vec<u64> = small.iter().map(|(_, s)| *s).collect();
+        let mut keys = small.into_iter().map(|(k, _)| k);
+        for n in group_sizes(&sizes, GROUP_BYTES) {
+            self.dump_restore(keys.by_ref().take(n).collect(), &mut c, &mut big).await?;
         }
         for k in big {
             let o = self.by_type(&k).await?;
@@ -327,6 +292,74 @@ impl Ctx {
             c.count(&o);
         }
         Ok(c)
+    }
+
+    /// PTTL + DUMP pipelined, then RESTORE … ABSTTL pipelined.
+    async fn dump_restore(&self, keys: Vec<Vec<u8>>, c: &mut Counters, big: &mut Vec<Vec<u8>>) -> Result<(), String> {
+        let (mut src, mut dst) = (self.src.clone(), self.dst.clone());
+        let mut p = redis::pipe();
+        for k in &keys {
+            p.cmd("PTTL").arg(k).cmd("DUMP").arg(k);
+        }
+        let got: Vec<Value> = qp(&self.from, &mut src, &p).await?;
+        let now = super::now_ms();
+        let mut restore = redis::pipe();
+        restore.ignore_errors();
+        let mut sent: Vec<(Vec<u8>, u64)> = Vec::with_capacity(keys.len());
+        let mut vals = got.into_iter();
+        for k in keys {
+            let (pttl, dump) = (vals.next(), vals.next());
+            let pttl = match pttl {
+                Some(Value::Int(i)) => i,
+                other => return Err(format!("unexpected PTTL reply {other:?}")),
+            };
+            let payload = match dump {
+                Some(Value::BulkString(b)) => b,
+                Some(Value::Nil) => {
+                    c.skipped_expired += 1;
+                    continue;
+                }
+                other => return Err(format!("unexpected DUMP reply {:?}", other.map(|_| "non-string"))),
+            };
+            let exp = super::expiry(pttl, now);
+            if exp == Expiry::Gone {
+                c.skipped_expired += 1;
+                continue;
+            }
+            // A payload the target cannot read goes type by type.
+            if let (Some(v), Some(t)) = (super::payload_rdb_version(&payload), self.target_rdb)
+                && v > t
+            {
+                big.push(k);
+                continue;
+            }
+            let (ttl, abs) = super::restore_ttl(exp);
+            let cmd = restore.cmd("RESTORE").arg(&k).arg(ttl).arg(&payload);
+            if self.overwrite {
+                cmd.arg("REPLACE");
+            }
+            if abs {
+                cmd.arg("ABSTTL");
+            }
+            sent.push((k, payload.len() as u64));
+        }
+        if !sent.is_empty() {
+            let results: Vec<Value> = qp(&self.to, &mut dst, &restore).await?;
+            for ((k, len), r) in sent.iter().zip(results) {
+                match r {
+                    Value::ServerError(e) if e.code() == "BUSYKEY" => c.count(&self.conflict(k)?),
+                    Value::ServerError(e) => {
+                        return Err(format!(
+                            "RESTORE {} on the target failed: {}",
+                            super::show_key(k),
+                            self.to.scrub(&format!("{} {}", e.code(), e.details().unwrap_or("")))
+                        ));
+                    }
+                    _ => c.count(&Outcome::Copied(*len)),
+                }
+            }
+        }
+        Ok(())
     }
 
     async fn by_type_all(self: Arc<Self>, keys: Vec<Vec<u8>>, mut c: Counters) -> Result<Counters, String> {
@@ -700,6 +733,14 @@ mod tests {
         let map =
             Value::Map(vec![(Value::BulkString(b"last-generated-id".to_vec()), Value::BulkString(b"7-0".to_vec()))]);
         assert_eq!(stream_info_field(&map, "last-generated-id").as_deref(), Some("7-0"));
+    }
+
+    #[test]
+    fn big_batches_are_dumped_in_groups_under_the_budget() {
+        assert_eq!(group_sizes(&[1, 1, 1], 10), [3]);
+        assert_eq!(group_sizes(&[4, 4, 4, 4], 10), [2, 2]);
+        assert_eq!(group_sizes(&[30, 1, 1, 30], 10), [1, 2, 1]);
+        assert!(group_sizes(&[], 10).is_empty());
     }
 
     #[test]
