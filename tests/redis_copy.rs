@@ -705,6 +705,7 @@ async fn the_copy_redis_checklist_action_copies_once_and_then_refuses_to_overwri
         common::run_cutover_all(&sb, &rb, dir.path(), &["run", "runbooks/demo.toml", item, "--yes"]).await;
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains("copy_redis prod-cache → staging-cache done"), "{out}");
+    assert!(out.contains(&format!("progress {seeded}/{seeded}: copied {seeded} keys of ~{seeded}")), "{out}");
     assert_eq!(dbsize(&mut staging).await, seeded);
     let keys: Vec<String> = prod.keys("*").await.unwrap();
     assert_identical(&mut prod, &mut staging, &keys).await;

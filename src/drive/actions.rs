@@ -323,7 +323,20 @@ fn ingress(port: u16, from: &str, description: &str) -> IpPermission {
 }
 
 /// Applies one step.
-pub async fn apply(clients: &Clients, step: &Step) -> Result<String, String> {
+/// How a long step reports progress through `say`: `progress DONE/TOTAL: text`.
+pub fn progress_line(done: u64, total: u64, text: &str) -> String {
+    format!("progress {done}/{total}: {text}")
+}
+
+/// (done, total, text) of a `progress_line`.
+pub fn parse_progress(line: &str) -> Option<(u64, u64, &str)> {
+    let (nums, text) = line.strip_prefix("progress ")?.split_once(": ")?;
+    let (done, total) = nums.split_once('/')?;
+    Some((done.parse().ok()?, total.parse().ok()?, text))
+}
+
+/// Applies one step; a long one (a Redis copy) reports progress to `say`.
+pub async fn apply(clients: &Clients, step: &Step, say: &mut (dyn FnMut(&str) + Send)) -> Result<String, String> {
     match step {
         Step::AuthorizeIngress { group_id, port, from_group_id, description } => {
             clients
@@ -398,7 +411,7 @@ pub async fn apply(clients: &Clients, step: &Step) -> Result<String, String> {
                 .await
                 .map_err(|err| sdk_error("StartInstances", err).to_string())?;
         }
-        Step::CopyRedis(c) => return copy_redis(c).await,
+        Step::CopyRedis(c) => return copy_redis(c, say).await,
         Step::Shift(p) => {
             let change = shift::apply(clients, p).await.map_err(|e| e.to_string())?;
             // Accepted is applied: a slow INSYNC is reported, not called a failure.
@@ -445,7 +458,7 @@ pub async fn execute(
     log.append(&line("intent", plan.steps.iter().map(Step::describe).collect::<Vec<_>>().join("; ")))
         .map_err(|e| format!("{e}; nothing was changed"))?;
     for (i, s) in plan.steps.iter().enumerate() {
-        match apply(clients, s).await {
+        match apply(clients, s, &mut *say).await {
             Ok(detail) => {
                 log.append(&line("applied", format!("{}: {detail}", s.describe())))?;
                 say(&format!("done: {}", s.describe()));
@@ -468,7 +481,7 @@ pub async fn execute(
 /// Copies with `--on-conflict fail` semantics: checks every key first and
 /// writes nothing if the target has one. An interrupted copy of the same pair
 /// (a checkpoint) is resumed instead.
-async fn copy_redis(c: &RedisCopy) -> Result<String, String> {
+async fn copy_redis(c: &RedisCopy, say: &mut (dyn FnMut(&str) + Send)) -> Result<String, String> {
     use crate::redis::copy::{self, CopyOptions};
     let path = crate::redis::checkpoint::path_for(&c.from.redacted(), &c.to.redacted(), c.pattern.as_deref());
     let resume = crate::redis::checkpoint::load(&path)?;
@@ -500,7 +513,15 @@ async fn copy_redis(c: &RedisCopy) -> Result<String, String> {
             ));
         }
     }
-    let r = copy::copy(&opts, conns, &pf, |_| {}).await.map_err(|e| e.message().to_string())?;
+    // At most one progress line a second.
+    let mut last: Option<std::time::Instant> = None;
+    let progress = |p: &crate::redis::progress::CopyProgress| {
+        if p.finished || last.is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(1)) {
+            say(&progress_line(p.total.done(), p.estimate.max(p.total.done()), &p.line()));
+            last = Some(std::time::Instant::now());
+        }
+    };
+    let r = copy::copy(&opts, conns, &pf, progress).await.map_err(|e| e.message().to_string())?;
     Ok(format!(
         "copied {} keys ({} skipped as expired) in {:.1} s; {}",
         r.total.copied, r.total.skipped_expired, r.seconds, pf.mode_reason

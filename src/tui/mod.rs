@@ -183,7 +183,13 @@ pub async fn event_loop<B: ratatui::backend::Backend>(
                     };
                     let (clients, rb, tx) = (cx.clients.clone(), app.rb.clone(), action_tx.clone());
                     tokio::spawn(async move {
-                        let mut say = |_: &str| {};
+                        let (progress_tx, progress_key) = (tx.clone(), key.clone());
+                        let mut say = move |l: &str| {
+                            if let Some((done, total, line)) = crate::drive::actions::parse_progress(l) {
+                                let (key, line) = (progress_key.clone(), line.to_string());
+                                let _ = progress_tx.send(Event::ActionProgress { key, done, total, line });
+                            }
+                        };
                         let result = crate::drive::actions::execute(&clients, &rb, &who, &key, &plan, &mut say).await;
                         let _ = tx.send(Event::ActionDone { key, result });
                     });
