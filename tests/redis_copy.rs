@@ -694,6 +694,18 @@ async fn the_copy_redis_checklist_action_copies_once_and_then_refuses_to_overwri
     let seeded = dbsize(&mut prod).await;
     assert!(seeded > 0 && dbsize(&mut staging).await == 0);
     let item = "validate/copy";
+    // The cockpit plans with the sandbox's variables (not in this process's environment).
+    let action = cutover::runbook::Action::CopyRedis {
+        from_redis: "prod-cache".into(),
+        to_redis: "staging-cache".into(),
+        pattern: None,
+    };
+    let err = cutover::drive::actions::plan(&sb.clients, &rb, &action).await.unwrap_err();
+    assert!(err.starts_with("no URL: set"), "{err}");
+    let vars = sb.env_vars(&rb).into_iter().collect();
+    let plan = cutover::drive::actions::plan_with_vars(&sb.clients, &rb, &action, &vars).await.unwrap();
+    assert!(plan.steps[0].describe().starts_with("copy keys from prod-cache"), "{plan:?}");
+    assert_eq!(plan.before["prod-cache"]["keys"], seeded);
 
     let (code, out) =
         common::run_cutover_all(&sb, &rb, dir.path(), &["run", "runbooks/demo.toml", item, "--dry-run"]).await;

@@ -116,6 +116,16 @@ fn tag(rb: &Runbook, env: &str) -> String {
 }
 
 pub async fn plan(clients: &Clients, rb: &Runbook, action: &Action) -> Result<ActionPlan, String> {
+    plan_with_vars(clients, rb, action, &std::collections::BTreeMap::new()).await
+}
+
+/// As `plan`; `vars` win over the process environment (a sandbox's Redis URLs).
+pub async fn plan_with_vars(
+    clients: &Clients,
+    rb: &Runbook,
+    action: &Action,
+    vars: &std::collections::BTreeMap<String, String>,
+) -> Result<ActionPlan, String> {
     let name = crate::cli::plan::action_name(action);
     let mut p = ActionPlan { name, steps: Vec::new(), before: json!(null), after: json!(null), noop: None };
     match action {
@@ -290,7 +300,7 @@ pub async fn plan(clients: &Clients, rb: &Runbook, action: &Action) -> Result<Ac
         Action::CopyRedis { from_redis, to_redis, pattern } => {
             let endpoint = |role: &'static str, name: &str| -> Result<crate::redis::url::Endpoint, String> {
                 let ep = rb.redis_endpoint(name).ok_or_else(|| format!("no Redis endpoint {name} in the runbook"))?;
-                let url = fetch::redis_url(ep, |v| std::env::var(v).ok())?;
+                let url = fetch::redis_url(ep, |v| vars.get(v).cloned().or_else(|| std::env::var(v).ok()))?;
                 crate::redis::url::Endpoint::parse(role, &url, None, None)
             };
             let (from, to) = (endpoint("source", from_redis)?, endpoint("target", to_redis)?);

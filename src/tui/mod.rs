@@ -52,6 +52,8 @@ fn install_panic_hook(log_file: Option<PathBuf>) {
 /// What the loop needs to plan and apply checklist actions.
 pub struct ActionContext {
     pub clients: crate::aws::Clients,
+    /// Variables that win over the process environment (a sandbox's Redis URLs).
+    pub vars: std::collections::BTreeMap<String, String>,
 }
 
 pub struct TuiOptions {
@@ -80,7 +82,7 @@ pub async fn run(ctx: WorkerContext, region: String, opts: TuiOptions) -> Result
     app.theme = theme;
     app.log(format!("checklist progress: {}", progress_path.display()));
 
-    let action_clients = ctx.clients.clone();
+    let (action_clients, action_vars) = (ctx.clients.clone(), ctx.vars.clone());
     let (tx, rx) = tokio::sync::mpsc::channel(1024);
     let workers = workers::spawn(Arc::new(ctx), tx);
 
@@ -94,7 +96,7 @@ pub async fn run(ctx: WorkerContext, region: String, opts: TuiOptions) -> Result
     let size = terminal.size().map_err(|e| e.to_string())?;
     app.size = (size.width, size.height);
     let input = EventStream::new().map(|r| r.map_err(|e| e.to_string()));
-    let actions = ActionContext { clients: action_clients };
+    let actions = ActionContext { clients: action_clients, vars: action_vars };
     let services = Services { workers: &workers, progress_path: &progress_path, actions: Some(&actions) };
     event_loop(&mut terminal, &mut app, input, rx, services, |_| {}).await?;
     drop(workers);
@@ -162,9 +164,10 @@ pub async fn event_loop<B: ratatui::backend::Backend>(
                         continue;
                     };
                     let (clients, rb, tx) = (cx.clients.clone(), app.rb.clone(), action_tx.clone());
+                    let vars = cx.vars.clone();
                     tokio::spawn(async move {
                         let result = match item_action(&rb, &key, rollback) {
-                            Ok(a) => crate::drive::actions::plan(&clients, &rb, &a).await,
+                            Ok(a) => crate::drive::actions::plan_with_vars(&clients, &rb, &a, &vars).await,
                             Err(e) => Err(e),
                         };
                         let _ = tx.send(Event::ActionPlanned { key, result });
