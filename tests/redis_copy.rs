@@ -492,6 +492,7 @@ async fn a_50_mb_string_and_a_hash_of_a_million_fields_copy_in_chunks() {
         sample: None,
         ttl_tolerance_ms: 1000,
         scan_count: 100,
+        rate: None,
     };
     let v = verify::verify(&vo, conn(&src.url).await, conn(&dst.url).await).await.unwrap();
     assert!(v.ok() && v.checked == 23, "{v:?}");
@@ -513,9 +514,14 @@ async fn verify_finds_a_missing_key_a_wrong_value_a_wrong_type_and_a_wrong_ttl()
         sample: None,
         ttl_tolerance_ms: 1000,
         scan_count: 50,
+        rate: None,
     };
-    let v = verify::verify(&vo, conn(&src.url).await, conn(&dst.url).await).await.unwrap();
+    let paced = VerifyOptions { rate: Some(200), ..vo };
+    let t = Instant::now();
+    let v = verify::verify(&paced, conn(&src.url).await, conn(&dst.url).await).await.unwrap();
     assert!(v.ok() && v.checked == 120, "a fresh copy verifies: {v:?}");
+    assert!(t.elapsed() >= Duration::from_millis(450), "--rate 200 paces 120 keys: {:?}", t.elapsed());
+    let vo = VerifyOptions { rate: None, ..paced };
 
     let _: () = d.del("p:hash:1").await.unwrap();
     let _: () = d.hset("k:hash:2", "a", "tampered").await.unwrap();

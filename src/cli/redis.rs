@@ -110,6 +110,9 @@ pub struct VerifyArgs {
     /// Largest TTL difference accepted, in ms.
     #[arg(long, default_value_t = 1000)]
     pub ttl_tolerance_ms: u64,
+    /// At most this many keys checked per second (default: unlimited).
+    #[arg(long, value_name = "KEYS_PER_S")]
+    pub rate: Option<u64>,
     #[arg(long)]
     pub json: bool,
 }
@@ -413,6 +416,9 @@ fn run_verify(a: VerifyArgs) -> Result<u8, Failure> {
     if a.sample == Some(0) {
         return Err(bad("--sample must be at least 1 (or use --full)"));
     }
+    if a.rate == Some(0) {
+        return Err(bad("--rate must be at least 1 key/s (leave it out for no limit)"));
+    }
     let opts = VerifyOptions {
         from,
         to,
@@ -420,6 +426,7 @@ fn run_verify(a: VerifyArgs) -> Result<u8, Failure> {
         sample: if a.full { None } else { a.sample },
         ttl_tolerance_ms: a.ttl_tolerance_ms,
         scan_count: a.ends.scan_count,
+        rate: a.rate,
     };
     super::runtime()?.block_on(async {
         let src = opts.from.connect().await.map_err(bad)?;

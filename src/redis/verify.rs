@@ -16,6 +16,8 @@ pub struct VerifyOptions {
     pub sample: Option<u64>,
     pub ttl_tolerance_ms: u64,
     pub scan_count: usize,
+    /// Keys per second, at most (default: unlimited).
+    pub rate: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -224,6 +226,16 @@ impl Sides {
     }
 }
 
+/// Sleeps until `done` keys are due at `rate` keys/s.
+async fn pace(rate: Option<u64>, started: std::time::Instant, done: u64) {
+    if let Some(r) = rate.filter(|r| *r > 0) {
+        let due = std::time::Duration::from_secs_f64(done as f64 / r as f64);
+        if let Some(wait) = due.checked_sub(started.elapsed()) {
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
 /// Compares the two sides through connections made by `Endpoint::connect`.
 pub async fn verify(
     opts: &VerifyOptions,
@@ -238,6 +250,7 @@ pub async fn verify(
         counts(&opts.to, &mut d2, pattern, opts.scan_count)
     )?;
     (report.source_keys, report.source_persistent, report.target_keys, report.target_persistent) = (sk, sp, tk, tp);
+    let started = std::time::Instant::now();
     let sides = Sides {
         from: opts.from.clone(),
         to: opts.to.clone(),
@@ -260,6 +273,7 @@ pub async fn verify(
                 if keys.is_empty() {
                     break;
                 }
+                pace(opts.rate, started, report.checked + report.vanished).await;
                 sides.check(keys, &mut report).await?;
                 left -= take;
             }
@@ -280,6 +294,7 @@ pub async fn verify(
                 keys.truncate((limit - seen).min(keys.len() as u64) as usize);
                 seen += keys.len() as u64;
                 if !keys.is_empty() {
+                    pace(opts.rate, started, report.checked + report.vanished).await;
                     sides.check(keys, &mut report).await?;
                 }
                 if next == 0 || seen >= limit {
