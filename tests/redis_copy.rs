@@ -616,7 +616,14 @@ async fn tls_and_auth_with_the_password_never_shown() {
     .unwrap_or_else(|e| panic!("{e:#}"));
     let src =
         start_redis_with(dir.path(), "auth", |_| vec!["--requirepass".into(), "src-pa55word".into()]).await.unwrap();
-    let src_url = format!("redis://:src-pa55word@127.0.0.1:{}/0", src.port);
+    // The source is read as an ACL user that may not run MEMORY USAGE.
+    let admin = format!("redis://:src-pa55word@127.0.0.1:{}/0", src.port);
+    let _: () = redis::cmd("ACL")
+        .arg(&["SETUSER", "copier", "on", ">copier-pa55word", "~*", "&*", "+@all", "-memory"])
+        .query_async(&mut conn(&admin).await)
+        .await
+        .unwrap();
+    let src_url = format!("redis://copier:copier-pa55word@127.0.0.1:{}/0", src.port);
     let mut s = conn(&src_url).await;
     let keys = seed_all_types(&mut s, "t", 20, Some(200_000)).await;
     let to = format!("rediss://127.0.0.1:{}/0", tls.port);
@@ -633,7 +640,7 @@ async fn tls_and_auth_with_the_password_never_shown() {
     let (code, out) = with(&["--tls-ca", &ca]);
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains("copied 120 keys"), "{out}");
-    assert!(out.contains("redis://:***@127.0.0.1"), "the source shows redacted: {out}");
+    assert!(out.contains("redis://copier:***@127.0.0.1"), "the source shows redacted: {out}");
 
     let target =
         Endpoint::parse("target", &to, Some(("X", Some("tls-pa55word".into()))), Some(std::fs::read(&ca).unwrap()))
@@ -649,6 +656,8 @@ async fn tls_and_auth_with_the_password_never_shown() {
     .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{text}");
+    let log = std::fs::read_to_string(state.join("log")).unwrap();
+    assert!(log.contains("MEMORY USAGE refused"), "the ACL user may not size keys: said in the log");
     for f in ["log", "cutover/redis.audit.jsonl"] {
         let body = std::fs::read_to_string(state.join(f)).unwrap();
         assert!(!body.contains("pa55word"), "{f} holds no password");

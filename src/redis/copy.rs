@@ -115,7 +115,15 @@ async fn qp<T: redis::FromRedisValue>(
     c: &mut MultiplexedConnection,
     p: &redis::Pipeline,
 ) -> Result<T, String> {
-    p.query_async(c).await.map_err(|err| format!("{} {}: {}", e.role, e.redacted(), e.scrub(&err.to_string())))
+    p.query_async(c).await.map_err(|err| format!("{} {}: {}", e.role, e.redacted(), short(&e.scrub(&err.to_string()))))
+}
+
+/// A pipeline's error lists every failed command: keep the start.
+pub(crate) fn short(s: &str) -> String {
+    match s.char_indices().nth(300) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_string(),
+    }
 }
 
 async fn server_version(e: &Endpoint, c: &mut MultiplexedConnection) -> Result<String, String> {
@@ -196,6 +204,8 @@ struct Ctx {
     conflict_is_error: bool,
     chunk_threshold: u64,
     target_rdb: Option<u16>,
+    /// The source refused MEMORY USAGE once; every key is DUMPed.
+    no_memory_usage: AtomicBool,
 }
 
 /// Most DUMP payload bytes one group of a batch asks for at once.
@@ -267,7 +277,27 @@ impl Ctx {
         for k in &keys {
             p.cmd("MEMORY").arg("USAGE").arg(k);
         }
-        let sizes: Vec<Option<u64>> = qp(&self.from, &mut src, &p).await?;
+        let sizes: Vec<Option<u64>> = if self.no_memory_usage.load(Ordering::Relaxed) {
+            vec![Some(0); keys.len()]
+        } else {
+            match p.query_async(&mut src).await {
+                Ok(s) => s,
+                // A server (or ACL) without MEMORY USAGE: no big-key detection.
+                Err(e) if ["noperm", "unknown command"].iter().any(|m| e.to_string().to_lowercase().contains(m)) => {
+                    tracing::warn!(source = %self.from, "MEMORY USAGE refused; keys are not checked for size");
+                    self.no_memory_usage.store(true, Ordering::Relaxed);
+                    vec![Some(0); keys.len()]
+                }
+                Err(e) => {
+                    return Err(format!(
+                        "{} {}: {}",
+                        self.from.role,
+                        self.from.redacted(),
+                        self.from.scrub(&e.to_string())
+                    ));
+                }
+            }
+        };
         let mut small = Vec::with_capacity(keys.len());
         let mut big = Vec::new();
         for (k, size) in keys.into_iter().zip(sizes) {
@@ -648,6 +678,7 @@ pub async fn copy(
         conflict_is_error: opts.on_conflict == OnConflict::Fail && !resumed,
         chunk_threshold: opts.chunk_threshold,
         target_rdb: super::rdb_version(&pf.target_version),
+        no_memory_usage: AtomicBool::new(false),
     });
     let mut run = Counters::default();
     let mut cursor = opts.resume.as_ref().map_or(0, |c| c.cursor);

@@ -117,7 +117,9 @@ async fn qp<T: redis::FromRedisValue>(
     c: &mut MultiplexedConnection,
     p: &redis::Pipeline,
 ) -> Result<T, String> {
-    p.query_async(c).await.map_err(|err| format!("{} {}: {}", e.role, e.redacted(), e.scrub(&err.to_string())))
+    p.query_async(c)
+        .await
+        .map_err(|err| format!("{} {}: {}", e.role, e.redacted(), super::copy::short(&e.scrub(&err.to_string()))))
 }
 
 /// (all keys, keys without expiry) of one side.
