@@ -238,7 +238,11 @@ async fn each_conflict_policy() {
         assert_eq!(dbsize(&mut d).await, 2, "fail wrote nothing");
 
         o.on_conflict = OnConflict::Skip;
+        o.rate = Some(1000);
+        let t = Instant::now();
         let r = copy_with(&o).await.unwrap();
+        assert!(t.elapsed() >= Duration::from_millis(400), "--rate 1000 paces 501 keys: {:?}", t.elapsed());
+        o.rate = None;
         assert_eq!((r.total.copied, r.total.skipped_conflict), (499, 2), "{mode:?}: {r:?}");
         assert_eq!(d.get::<_, String>("k250").await.unwrap(), "target's own");
         assert_eq!(d.get::<_, String>("big").await.unwrap(), "target's own");
@@ -319,6 +323,8 @@ async fn the_cli_gates_every_write_and_audits_it() {
         run(&state, &["redis", "copy", "--from", from, "--to", to, "--yes", "--on-conflict", "skip"]);
     assert_eq!(code, Some(0), "{err}");
     assert!(out.contains("copied 119 keys") && out.contains("1 existing"), "{out}");
+    // Not a terminal: plain progress lines on stderr.
+    assert!(err.contains("copied 119 keys of ~120 (1 skipped)") && err.contains("keys/s"), "{err}");
     assert_eq!(d.get::<_, String>("k:string:3").await.unwrap(), "target's own");
 
     let lines = audit_stages(&state);
