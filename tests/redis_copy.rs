@@ -121,6 +121,26 @@ async fn value_of(c: &mut MultiplexedConnection, key: &str) -> (String, Value) {
     (kind, v)
 }
 
+/// (name, last delivered ID, pending count) of each consumer group of a stream.
+async fn stream_groups(c: &mut MultiplexedConnection, key: &str) -> Vec<(String, String, i64)> {
+    let groups: Vec<std::collections::HashMap<String, Value>> =
+        redis::cmd("XINFO").arg("GROUPS").arg(key).query_async(c).await.unwrap();
+    let text = |v: &Value| match v {
+        Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
+        other => format!("{other:?}"),
+    };
+    groups
+        .iter()
+        .map(|g| {
+            let pending = match g["pending"] {
+                Value::Int(n) => n,
+                ref other => panic!("pending: {other:?}"),
+            };
+            (text(&g["name"]), text(&g["last-delivered-id"]), pending)
+        })
+        .collect()
+}
+
 async fn pttl(c: &mut MultiplexedConnection, key: &str) -> i64 {
     redis::cmd("PTTL").arg(key).query_async(c).await.unwrap()
 }
@@ -150,6 +170,13 @@ async fn every_type_with_and_without_ttl_arrives_identical_in_both_modes() {
     // A stream with a consumer group and an empty one: DUMP keeps the group.
     let _: () =
         redis::cmd("XGROUP").arg("CREATE").arg("plain:stream:0").arg("g").arg("0").query_async(&mut s).await.unwrap();
+    let _: Value = redis::cmd("XREADGROUP")
+        .arg(&["GROUP", "g", "c1", "COUNT", "1", "STREAMS", "plain:stream:0", ">"])
+        .query_async(&mut s)
+        .await
+        .unwrap();
+    let read_id = stream_groups(&mut s, "plain:stream:0").await[0].1.clone();
+    assert_eq!(stream_groups(&mut s, "plain:stream:0").await[0].2, 1);
     let _: Value =
         redis::cmd("XADD").arg("empty-stream").arg("5-5").arg("f").arg("v").query_async(&mut s).await.unwrap();
     let _: u64 = redis::cmd("XDEL").arg("empty-stream").arg("5-5").query_async(&mut s).await.unwrap();
@@ -167,9 +194,11 @@ async fn every_type_with_and_without_ttl_arrives_identical_in_both_modes() {
         assert_identical(&mut s, &mut d, &keys).await;
         let last: Value = redis::cmd("XINFO").arg("STREAM").arg("empty-stream").query_async(&mut d).await.unwrap();
         assert!(format!("{last:?}").contains("5-5"), "{mode:?}: the empty stream keeps its last ID: {last:?}");
-        let groups: Vec<Value> =
-            redis::cmd("XINFO").arg("GROUPS").arg("plain:stream:0").query_async(&mut d).await.unwrap();
-        assert_eq!(groups.len(), usize::from(mode == Mode::Dump), "{mode:?}: consumer groups travel with DUMP only");
+        let groups = stream_groups(&mut d, "plain:stream:0").await;
+        assert_eq!(groups.len(), 1, "{mode:?}: the consumer group arrives");
+        let want_pending = if mode == Mode::Dump { 1 } else { 0 };
+        assert_eq!(groups[0].1, read_id, "{mode:?}: with its last delivered ID");
+        assert_eq!(groups[0].2, want_pending, "{mode:?}: pending entries travel with DUMP only");
         // The copy leaves no temporary keys behind.
         let tmp: Vec<String> = d.keys("__cutover_tmp__*").await.unwrap();
         assert!(tmp.is_empty(), "{tmp:?}");

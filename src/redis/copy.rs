@@ -519,8 +519,8 @@ impl Ctx {
         }
     }
 
-    /// Entries in ID order, then the last generated ID. Consumer groups are
-    /// not copied this way (DUMP mode copies them).
+    /// Entries in ID order, the last generated ID and the consumer groups'
+    /// last delivered IDs (DUMP mode also keeps consumers and pending entries).
     async fn stream(
         &self,
         key: &[u8],
@@ -553,6 +553,15 @@ impl Ctx {
             let _: u64 = q(t, dst, redis::cmd("XDEL").arg(tmp).arg("0-1")).await?;
         }
         let _: () = q(t, dst, redis::cmd("XSETID").arg(tmp).arg(&last_id)).await?;
+        // Consumer groups with their last delivered ID; not their consumers or pending entries.
+        let groups: Vec<Value> = q(f, src, redis::cmd("XINFO").arg("GROUPS").arg(key)).await?;
+        for g in &groups {
+            let (Some(name), Some(id)) = (stream_info_field(g, "name"), stream_info_field(g, "last-delivered-id"))
+            else {
+                continue;
+            };
+            let _: () = q(t, dst, redis::cmd("XGROUP").arg("CREATE").arg(tmp).arg(name).arg(id)).await?;
+        }
         Ok(bytes)
     }
 }
