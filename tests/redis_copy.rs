@@ -716,6 +716,9 @@ async fn ctrl_c_stops_after_the_batches_in_flight_and_says_how_to_resume() {
         assert!(start.elapsed() < Duration::from_secs(30), "no checkpoint progress");
         std::thread::sleep(Duration::from_millis(20));
     }
+    let (code, _, err) = run(&state, &args);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("is already running"), "one copy of a pair at a time: {err}");
     // SAFETY: signals our own child.
     assert_eq!(unsafe { libc::kill(child.get().id() as i32, libc::SIGINT) }, 0);
     let out = child.take().wait_with_output().unwrap();

@@ -194,6 +194,16 @@ fn run_copy(a: CopyArgs, g: &GlobalArgs) -> Result<u8, Failure> {
         }
     }
     let cp_path = checkpoint::path_for(&from.redacted(), &to.redacted(), a.ends.pattern.as_deref());
+    let _lock = if a.dry_run {
+        None
+    } else {
+        let lock = checkpoint::CopyLock::try_take(&cp_path).map_err(|e| Failure { status: 1, message: e })?;
+        Some(lock.ok_or_else(|| {
+            bad(format!(
+                "refused: a copy from {from} to {to} is already running; wait for it or stop it; nothing was written"
+            ))
+        })?)
+    };
     let existing = checkpoint::load(&cp_path).map_err(bad)?;
     let resume = match (a.resume, existing) {
         (true, None) => {

@@ -57,9 +57,45 @@ pub fn remove(path: &std::path::Path) -> Result<(), String> {
     }
 }
 
+/// One copy per checkpoint at a time: an flock beside it, held while the value lives.
+pub struct CopyLock {
+    _file: std::fs::File,
+}
+
+impl CopyLock {
+    /// None when another process holds it.
+    pub fn try_take(checkpoint: &std::path::Path) -> Result<Option<CopyLock>, String> {
+        use std::os::fd::AsRawFd;
+        let path = checkpoint.with_extension("lock");
+        if let Some(d) = path.parent() {
+            std::fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
+        }
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        // SAFETY: flock on a descriptor we own; no memory is involved.
+        let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        Ok((rc == 0).then_some(CopyLock { _file: f }))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_lock_is_held_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.json");
+        let held = CopyLock::try_take(&p).unwrap();
+        assert!(held.is_some());
+        assert!(CopyLock::try_take(&p).unwrap().is_none());
+        drop(held);
+        assert!(CopyLock::try_take(&p).unwrap().is_some());
+    }
 
     #[test]
     fn one_checkpoint_per_copy_and_it_round_trips() {
