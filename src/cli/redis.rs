@@ -272,8 +272,8 @@ fn run_copy(a: CopyArgs, g: &GlobalArgs) -> Result<u8, Failure> {
             let first = if c.first.is_empty() { String::new() } else { format!(" (first: {})", c.first.join(", ")) };
             if a.dry_run {
                 let fate = match opts.on_conflict {
-                    OnConflict::Fail if c.count > 0 => "the copy would stop before writing anything",
-                    OnConflict::Fail => "no conflict: the copy would go ahead",
+                    _ if c.count == 0 => "no conflict: the copy would go ahead",
+                    OnConflict::Fail => "the copy would stop before writing anything",
                     OnConflict::Replace => "they would be overwritten",
                     OnConflict::Skip => "they would be left alone and counted",
                 };
@@ -310,6 +310,7 @@ fn run_copy(a: CopyArgs, g: &GlobalArgs) -> Result<u8, Failure> {
                 eprintln!("\nstopping after the batches in flight…");
             }
         });
+        tracing::info!(from = %opts.from, to = %opts.to, mode = ?pf.mode, "redis copy starting");
         let mut view = ProgressView::new();
         let result = copy::copy(&opts, conns.clone_pair(), &pf, |p| view.update(p)).await;
         view.finish();
@@ -322,6 +323,7 @@ fn run_copy(a: CopyArgs, g: &GlobalArgs) -> Result<u8, Failure> {
         };
         match result {
             Ok(r) => {
+                tracing::info!(total = ?r.total, interrupted = r.interrupted, "redis copy ended");
                 let rj = serde_json::to_value(&r).unwrap_or_default();
                 let stage = if r.interrupted { "interrupted" } else { "applied" };
                 log.append(&line(stage, before, after(rj.clone()), String::new()))
@@ -352,6 +354,7 @@ fn run_copy(a: CopyArgs, g: &GlobalArgs) -> Result<u8, Failure> {
                 Ok(0)
             }
             Err(e) => {
+                tracing::warn!(error = e.message(), "redis copy failed");
                 let _ = log.append(&line("failed", before, after(serde_json::Value::Null), e.message().to_string()));
                 Err(copy_failure(e))
             }
