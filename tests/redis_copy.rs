@@ -429,11 +429,15 @@ async fn a_killed_copy_resumes_without_copying_everything_again() {
     let state = dir.path().join("state");
     let (src, dst) = (server(dir.path(), "src").await, server(dir.path(), "dst").await);
     let (mut s, mut d) = (conn(&src.url).await, conn(&dst.url).await);
+    // Every type, half of the keys with a TTL.
+    seed_all_types(&mut s, "plain", (N / 12) as usize, None).await;
+    seed_all_types(&mut s, "ttl", (N / 12) as usize, Some(600_000)).await;
     let mut p = redis::pipe();
-    for i in 0..N {
-        p.cmd("SET").arg(format!("key:{i}")).arg(i).ignore();
+    for i in 0..N % 12 {
+        p.cmd("SET").arg(format!("extra:{i}")).arg(i).ignore();
     }
     let _: () = p.query_async(&mut s).await.unwrap();
+    assert_eq!(dbsize(&mut s).await, N);
     let args = ["redis", "copy", "--from", &src.url, "--to", &dst.url, "--yes", "--scan-count", "100"];
     let mut child = KillOnDrop(Some(cutover(&state, &[&args[..], &["--rate", "4000"]].concat()).spawn().unwrap()));
     // Killed once a checkpoint holds at least a quarter of the keys.
