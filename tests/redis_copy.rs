@@ -578,6 +578,14 @@ async fn verify_finds_a_missing_key_a_wrong_value_a_wrong_type_and_a_wrong_ttl()
     let (code, out, _) = run(&state, &["redis", "verify", "--from", &src.url, "--to", &dst.url, "--sample", "5000"]);
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("missing on target: p:hash:1") && out.contains("DIFFERENT"), "{out}");
+    let (code, out, _) = run(&state, &["redis", "verify", "--from", &src.url, "--to", &dst.url, "--json"]);
+    assert_eq!(code, Some(1));
+    let j: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(
+        (j["missing"].as_u64(), j["type_mismatch"].as_u64(), j["checked"].as_u64()),
+        (Some(1), Some(1), Some(120))
+    );
+    assert_eq!(j["first"][0]["kind"].as_str().map(|k| ["missing", "type", "value", "ttl"].contains(&k)), Some(true));
     let (code, out, _) = run(&state, &["redis", "verify", "--from", &src.url, "--to", &dst.url, "--match", "k:list:*"]);
     assert_eq!(code, Some(0), "keys matching k:list:* are all equal: {out}");
     assert!(out.contains("checked 10 keys"), "{out}");
