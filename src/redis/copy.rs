@@ -357,9 +357,7 @@ impl Ctx {
                 continue;
             }
             // A payload the target cannot read goes type by type.
-            if let (Some(v), Some(t)) = (super::payload_rdb_version(&payload), self.target_rdb)
-                && v > t
-            {
+            if !super::target_reads(&payload, self.target_rdb) {
                 big.push(k);
                 continue;
             }

@@ -78,6 +78,15 @@ pub fn payload_rdb_version(payload: &[u8]) -> Option<u16> {
     (n >= 10).then(|| u16::from_le_bytes([payload[n - 10], payload[n - 9]]))
 }
 
+/// Whether a target that reads up to `target_rdb` can RESTORE this payload
+/// (unknown versions: try it; RESTORE says so if not).
+pub fn target_reads(payload: &[u8], target_rdb: Option<u16>) -> bool {
+    match (payload_rdb_version(payload), target_rdb) {
+        (Some(v), Some(t)) => v <= t,
+        _ => true,
+    }
+}
+
 /// The mode a copy runs in and why, from the versions of both servers.
 pub fn choose_mode(requested: Mode, source_version: &str, target_version: &str) -> Result<(Mode, String), String> {
     let (s, t) = (rdb_version(source_version), rdb_version(target_version));
@@ -214,6 +223,8 @@ mod tests {
         p.extend_from_slice(&[0; 8]);
         assert_eq!(payload_rdb_version(&p), Some(10));
         assert_eq!(payload_rdb_version(&[1, 2]), None);
+        assert!(target_reads(&p, Some(10)) && target_reads(&p, Some(11)) && target_reads(&p, None));
+        assert!(!target_reads(&p, Some(9)), "a 7.0 payload goes type by type to a 6.2 target");
     }
 
     #[test]
