@@ -208,6 +208,9 @@ struct Ctx {
     no_memory_usage: AtomicBool,
 }
 
+/// Keys of one batch rebuilt type by type at once.
+const TYPE_PATH_KEYS_IN_FLIGHT: usize = 64;
+
 /// Most DUMP payload bytes one group of a batch asks for at once.
 const GROUP_BYTES: u64 = 8 << 20;
 
@@ -393,7 +396,7 @@ impl Ctx {
     async fn by_type_all(self: Arc<Self>, keys: Vec<Vec<u8>>, mut c: Counters) -> Result<Counters, String> {
         let outcomes: Vec<Result<Outcome, String>> =
             futures::stream::iter(keys.into_iter().map(|k| by_type_owned(self.clone(), k)))
-                .buffer_unordered(16)
+                .buffer_unordered(TYPE_PATH_KEYS_IN_FLIGHT)
                 .collect()
                 .await;
         for o in outcomes {
