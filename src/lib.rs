@@ -7,6 +7,7 @@ pub mod engine;
 pub mod live;
 pub mod paths;
 pub mod progress;
+pub mod redis;
 pub mod runbook;
 pub mod sandbox;
 pub mod status;

@@ -90,7 +90,8 @@ async fn world(sb: &Sandbox) -> String {
         let attrs = c.elb.describe_target_group_attributes().target_group_arn(arn).send().await.unwrap();
         out += &format!("{arn} {:?} {:?}\n", health.target_health_descriptions(), attrs.attributes());
     }
-    for (name, url) in sb.env_vars(&runbook("demo.toml")).iter().filter(|(k, _)| k.contains("REDIS")) {
+    // The copy's target; the source's count moves with the sandbox's own traffic.
+    for (name, url) in sb.env_vars(&runbook("demo.toml")).iter().filter(|(k, _)| k.contains("STAGING_REDIS")) {
         let mut conn = redis::Client::open(url.as_str()).unwrap().get_multiplexed_async_connection().await.unwrap();
         let n: u64 = redis::cmd("DBSIZE").query_async(&mut conn).await.unwrap();
         out += &format!("{name} {n} keys\n");
@@ -151,13 +152,36 @@ async fn read_only_refuses_every_mutation_headless_and_changes_nothing() {
     ] {
         commands.push(c.iter().map(|s| s.to_string()).collect());
     }
+    let vars: std::collections::BTreeMap<String, String> = sb.env_vars(&rb).into_iter().collect();
+    let (from, to) = (&vars["DEMO_PROD_REDIS_URL"], &vars["DEMO_STAGING_REDIS_URL"]);
+    for policy in ["fail", "replace", "skip"] {
+        commands.push(
+            ["redis", "copy", "--from", from, "--to", to, "--on-conflict", policy, "--yes"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+        );
+    }
     for c in &commands {
         let mut args = vec!["--read-only"];
         args.extend(c.iter().map(String::as_str));
         let (code, out, err) = run_cutover(&sb, &rb, dir.path(), &args).await;
         assert_eq!(code, Some(2), "{args:?}: {out}{err}");
-        assert!(err.contains("read-only"), "{args:?} says why: {err}");
+        // `run` never runs the gated rollout item, read-only or not: it points to `cutover rollout`.
+        let rollout_item = c.iter().any(|a| a == "traffic/rollout") && !c.iter().any(|a| a == "--rollback");
+        let why = if rollout_item { "run the gated rollout with `cutover rollout`" } else { "read-only" };
+        assert!(err.contains(why), "{args:?} says why: {err}");
     }
-    assert_eq!(world(&sb).await, before, "AWS and Redis are exactly as they were");
+    let after = world(&sb).await;
+    assert!(after == before, "AWS and Redis are exactly as they were:\n{}", diff_lines(&before, &after));
     sb.down().await;
+}
+
+fn diff_lines(a: &str, b: &str) -> String {
+    a.lines()
+        .zip(b.lines())
+        .filter(|(x, y)| x != y)
+        .map(|(x, y)| format!("- {x}\n+ {y}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }

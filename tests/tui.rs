@@ -873,3 +873,21 @@ fn tiny_terminals_draw_every_overlay_and_the_screen_comes_back() {
     update(&mut app, Event::Resize(160, 48));
     assert_eq!(screen(&app, 160, 48), full);
 }
+
+#[test]
+fn a_running_redis_copy_shows_a_gauge_until_it_is_done() {
+    let mut app = demo_app();
+    app.focus = Pane::Checklist;
+    app.selected.insert(Pane::Checklist, 8);
+    assert_eq!(app.selected_item(), Some(("validate".into(), "copy".into())));
+    let progress = cutover::drive::actions::progress_line(50, 200, "copied 50 keys of ~200 (0 skipped), 25 keys/s");
+    let (done, total, line) = cutover::drive::actions::parse_progress(&progress).unwrap();
+    let cmds = update(&mut app, Event::ActionProgress { key: "validate/copy".into(), done, total, line: line.into() });
+    assert!(cmds.is_empty());
+    let s = screen(&app, 160, 48);
+    assert!(s.contains("▰▰▰▱▱▱▱▱▱▱ 25%     Copy production keys"), "{s}");
+    assert!(s.contains("copied 50 keys of ~200 (0 skipped), 25 keys/s"), "the selected item's detail: {s}");
+    update(&mut app, Event::ActionDone { key: "validate/copy".into(), result: Ok("copied 200 keys".into()) });
+    let s = screen(&app, 160, 48);
+    assert!(!s.contains("25%") && !s.contains("copied 50 keys") && s.contains("✔ done"), "{s}");
+}

@@ -2,6 +2,7 @@
 //! maps its outcome to an exit status (0 ok, 1 a check failed, 2 bad input).
 
 pub mod plan;
+pub mod redis;
 pub mod rollout;
 pub mod run;
 pub mod shift;
@@ -136,6 +137,9 @@ pub enum Command {
         #[arg(long)]
         markdown: bool,
     },
+    /// Copy Redis data between servers (resumable, TTLs kept) and verify it.
+    #[command(subcommand)]
+    Redis(redis::RedisCommand),
     /// Rehearse a runbook on a local sandbox (moto, redis-server, app servers).
     #[command(subcommand)]
     Sandbox(SandboxCommand),
@@ -364,6 +368,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             }
             Ok(0)
         }
+        Command::Redis(cmd) => redis::run(cmd, &cli.global),
         Command::Sandbox(SandboxCommand::Up { runbook, env_file, moto_endpoint }) => {
             let rb = load_runbook(&runbook)?;
             crate::sandbox::cli::up(rb, &cli.global, env_file, moto_endpoint)

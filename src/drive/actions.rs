@@ -46,6 +46,17 @@ pub enum Step {
         instance_ids: Vec<String>,
     },
     Shift(Box<shift::ShiftPlan>),
+    CopyRedis(Box<RedisCopy>),
+}
+
+/// `copy_redis`: the endpoints resolved from the runbook (URLs redacted in Debug).
+#[derive(Debug, Clone)]
+pub struct RedisCopy {
+    pub from_name: String,
+    pub to_name: String,
+    pub from: crate::redis::url::Endpoint,
+    pub to: crate::redis::url::Endpoint,
+    pub pattern: Option<String>,
 }
 
 impl Step {
@@ -73,6 +84,14 @@ impl Step {
             Step::Stop { instance_ids } => format!("stop {}", instance_ids.join(", ")),
             Step::Start { instance_ids } => format!("start {}", instance_ids.join(", ")),
             Step::Shift(p) => format!("shift {}", p.describe()),
+            Step::CopyRedis(c) => format!(
+                "copy keys{} from {} ({}) to {} ({}) with their TTLs; stop if the target has one of them",
+                c.pattern.as_deref().map(|p| format!(" matching {p}")).unwrap_or_default(),
+                c.from_name,
+                c.from,
+                c.to_name,
+                c.to
+            ),
         }
     }
 }
@@ -97,6 +116,16 @@ fn tag(rb: &Runbook, env: &str) -> String {
 }
 
 pub async fn plan(clients: &Clients, rb: &Runbook, action: &Action) -> Result<ActionPlan, PlanError> {
+    plan_with_vars(clients, rb, action, &std::collections::BTreeMap::new()).await
+}
+
+/// As `plan`; `vars` win over the process environment (a sandbox's Redis URLs).
+pub async fn plan_with_vars(
+    clients: &Clients,
+    rb: &Runbook,
+    action: &Action,
+    vars: &std::collections::BTreeMap<String, String>,
+) -> Result<ActionPlan, PlanError> {
     let name = crate::cli::plan::action_name(action);
     let mut p = ActionPlan { name, steps: Vec::new(), before: json!(null), after: json!(null), noop: None };
     match action {
@@ -269,8 +298,27 @@ pub async fn plan(clients: &Clients, rb: &Runbook, action: &Action) -> Result<Ac
             }
         }
         Action::Rollout => return Err("run the gated rollout with `cutover rollout`".into()),
-        Action::CopyRedis { .. } => {
-            return Err("copying Redis keys is not built yet (the Redis migration issue)".into());
+        Action::CopyRedis { from_redis, to_redis, pattern } => {
+            let endpoint = |role: &'static str, name: &str| -> Result<crate::redis::url::Endpoint, String> {
+                let ep = rb.redis_endpoint(name).ok_or_else(|| format!("no Redis endpoint {name} in the runbook"))?;
+                let url = fetch::redis_url(ep, |v| vars.get(v).cloned().or_else(|| std::env::var(v).ok()))?;
+                crate::redis::url::Endpoint::parse(role, &url, None, None)
+            };
+            let (from, to) = (endpoint("source", from_redis)?, endpoint("target", to_redis)?);
+            let (mut s, mut t) = (from.connect().await?, to.connect().await?);
+            let (sk, se) = crate::redis::copy::key_counts(&from, &mut s).await?;
+            let (tk, te) = crate::redis::copy::key_counts(&to, &mut t).await?;
+            p.before = json!({
+                from_redis.as_str(): {"keys": sk, "expiring": se}, to_redis.as_str(): {"keys": tk, "expiring": te},
+            });
+            p.after = json!({ to_redis.as_str(): format!("+ the keys of {from_redis}{}", pattern.as_deref().map(|p| format!(" matching {p}")).unwrap_or_default()) });
+            p.steps.push(Step::CopyRedis(Box::new(RedisCopy {
+                from_name: from_redis.clone(),
+                to_name: to_redis.clone(),
+                from,
+                to,
+                pattern: pattern.clone(),
+            })));
         }
     }
     Ok(p)
@@ -286,7 +334,20 @@ fn ingress(port: u16, from: &str, description: &str) -> IpPermission {
 }
 
 /// Applies one step.
-pub async fn apply(clients: &Clients, step: &Step) -> Result<String, String> {
+/// How a long step reports progress through `say`: `progress DONE/TOTAL: text`.
+pub fn progress_line(done: u64, total: u64, text: &str) -> String {
+    format!("progress {done}/{total}: {text}")
+}
+
+/// (done, total, text) of a `progress_line`.
+pub fn parse_progress(line: &str) -> Option<(u64, u64, &str)> {
+    let (nums, text) = line.strip_prefix("progress ")?.split_once(": ")?;
+    let (done, total) = nums.split_once('/')?;
+    Some((done.parse().ok()?, total.parse().ok()?, text))
+}
+
+/// Applies one step; a long one (a Redis copy) reports progress to `say`.
+pub async fn apply(clients: &Clients, step: &Step, say: &mut (dyn FnMut(&str) + Send)) -> Result<String, String> {
     match step {
         Step::AuthorizeIngress { group_id, port, from_group_id, description } => {
             clients
@@ -361,6 +422,7 @@ pub async fn apply(clients: &Clients, step: &Step) -> Result<String, String> {
                 .await
                 .map_err(|err| sdk_error("StartInstances", err).to_string())?;
         }
+        Step::CopyRedis(c) => return copy_redis(c, say).await,
         Step::Shift(p) => {
             let change = shift::apply(clients, p).await.map_err(|e| e.to_string())?;
             // Accepted is applied: a slow INSYNC is reported, not called a failure.
@@ -407,7 +469,7 @@ pub async fn execute(
     log.append(&line("intent", plan.steps.iter().map(Step::describe).collect::<Vec<_>>().join("; ")))
         .map_err(|e| format!("{e}; nothing was changed"))?;
     for (i, s) in plan.steps.iter().enumerate() {
-        match apply(clients, s).await {
+        match apply(clients, s, &mut *say).await {
             Ok(detail) => {
                 log.append(&line("applied", format!("{}: {detail}", s.describe())))?;
                 say(&format!("done: {}", s.describe()));
@@ -425,4 +487,56 @@ pub async fn execute(
         }
     }
     Ok(format!("{} done", plan.name))
+}
+
+/// Copies with `--on-conflict fail` semantics: checks every key first and
+/// writes nothing if the target has one. An interrupted copy of the same pair
+/// (a checkpoint) is resumed instead.
+async fn copy_redis(c: &RedisCopy, say: &mut (dyn FnMut(&str) + Send)) -> Result<String, String> {
+    use crate::redis::copy::{self, CopyOptions};
+    let path = crate::redis::checkpoint::path_for(&c.from.redacted(), &c.to.redacted(), c.pattern.as_deref());
+    let _lock = crate::redis::checkpoint::CopyLock::try_take(&path)?
+        .ok_or_else(|| format!("a copy from {} to {} is already running; nothing was written", c.from, c.to))?;
+    let resume = crate::redis::checkpoint::load(&path)?;
+    let opts = CopyOptions {
+        from: c.from.clone(),
+        to: c.to.clone(),
+        pattern: c.pattern.clone(),
+        on_conflict: crate::redis::OnConflict::Fail,
+        mode: crate::redis::Mode::Auto,
+        chunk_threshold: 32 << 20,
+        scan_count: 1000,
+        pipeline: 4,
+        rate: None,
+        checkpoint: Some(path),
+        checkpoint_every: std::time::Duration::from_millis(500),
+        resume,
+        stop: Default::default(),
+        after_scan: None,
+    };
+    let (mut conns, pf) = copy::preflight(&opts).await.map_err(|e| e.message().to_string())?;
+    if opts.resume.is_none() {
+        let found = copy::find_conflicts(&opts, &mut conns).await?;
+        if found.count > 0 {
+            return Err(format!(
+                "{} keys already exist on the target (first: {}); nothing was written. \
+                 To overwrite or keep them use `cutover redis copy --on-conflict replace|skip`",
+                found.count,
+                found.first.join(", ")
+            ));
+        }
+    }
+    // At most one progress line a second.
+    let mut last: Option<std::time::Instant> = None;
+    let progress = |p: &crate::redis::progress::CopyProgress| {
+        if p.finished || last.is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(1)) {
+            say(&progress_line(p.total.done(), p.estimate.max(p.total.done()), &p.line()));
+            last = Some(std::time::Instant::now());
+        }
+    };
+    let r = copy::copy(&opts, conns, &pf, progress).await.map_err(|e| e.message().to_string())?;
+    Ok(format!(
+        "copied {} keys ({} skipped as expired) in {:.1} s; {}",
+        r.total.copied, r.total.skipped_expired, r.seconds, pf.mode_reason
+    ))
 }

@@ -109,6 +109,12 @@ pub async fn start_moto(dir: &Path) -> Result<ChildProcess> {
 
 /// Starts a throwaway `redis-server` (no persistence) on a free loopback port.
 pub async fn start_redis(dir: &Path, name: &str) -> Result<ChildProcess> {
+    start_redis_with(dir, name, |_| Vec::new()).await
+}
+
+/// As `start_redis`, with more arguments given the port (later ones win,
+/// e.g. `--port 0 --tls-port P` for TLS only).
+pub async fn start_redis_with(dir: &Path, name: &str, extra: impl Fn(u16) -> Vec<String>) -> Result<ChildProcess> {
     let program = find_executable("redis-server", "CUTOVER_REDIS_SERVER").ok_or_else(|| {
         eyre!("redis-server not found on PATH; run ./scripts/demo or ./scripts/test (they install it with apt), or apt-get install redis-server")
     })?;
@@ -131,7 +137,9 @@ pub async fn start_redis(dir: &Path, name: &str) -> Result<ChildProcess> {
             "--loglevel",
             "warning",
         ];
-        (program.clone(), args.iter().map(|s| s.to_string()).collect())
+        let mut args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        args.extend(extra(port));
+        (program.clone(), args)
     })
     .await
 }

@@ -62,8 +62,10 @@ pub struct ActionContext {
     pub clients: crate::aws::Clients,
     /// Global flags (--profile, --region) for a rollout started from the cockpit.
     pub global_args: Vec<String>,
-    /// The workers' variables (AWS_ENDPOINT_URL, Redis URLs), passed on to it.
-    pub env: std::collections::BTreeMap<String, String>,
+    /// The workers' variables (a sandbox's endpoint and Redis URLs): they win
+    /// over the process environment when planning, and a rollout started from
+    /// the cockpit gets them.
+    pub vars: std::collections::BTreeMap<String, String>,
 }
 
 pub struct TuiOptions {
@@ -92,8 +94,7 @@ pub async fn run(ctx: WorkerContext, region: String, opts: TuiOptions) -> Result
     app.theme = theme;
     app.log(format!("checklist progress: {}", progress_path.display()));
 
-    let action_clients = ctx.clients.clone();
-    let action_env = ctx.vars.clone();
+    let (action_clients, action_vars) = (ctx.clients.clone(), ctx.vars.clone());
     let (tx, rx) = tokio::sync::mpsc::channel(1024);
     let workers = workers::spawn(Arc::new(ctx), tx);
 
@@ -111,7 +112,7 @@ pub async fn run(ctx: WorkerContext, region: String, opts: TuiOptions) -> Result
     if let Some(p) = &opts.profile {
         global_args.extend(["--profile".to_string(), p.clone()]);
     }
-    let actions = ActionContext { clients: action_clients, global_args, env: action_env };
+    let actions = ActionContext { clients: action_clients, global_args, vars: action_vars };
     let services = Services { workers: &workers, progress_path: &progress_path, actions: Some(&actions) };
     event_loop(&mut terminal, &mut app, input, rx, services, |_| {}).await?;
     drop(workers);
@@ -215,9 +216,12 @@ fn spawn_change(app: &mut App, cx: &ActionContext, command: Command, tx: tokio::
     let unknown_account = "refused: the account is not known yet (waiting for STS); nothing was changed".to_string();
     match command {
         Command::PlanAction { key, rollback } => {
+            let vars = cx.vars.clone();
             tokio::spawn(async move {
                 let result = match item_action(&rb, &key, rollback) {
-                    Ok(a) => crate::drive::actions::plan(&clients, &rb, &a).await.map_err(String::from),
+                    Ok(a) => {
+                        crate::drive::actions::plan_with_vars(&clients, &rb, &a, &vars).await.map_err(String::from)
+                    }
                     Err(e) => Err(e),
                 };
                 planned(&key, result.map(PendingChange::Item));
@@ -253,10 +257,16 @@ fn spawn_change(app: &mut App, cx: &ActionContext, command: Command, tx: tokio::
                 app.log(format!("{key}: {unknown_account}"));
                 return;
             };
-            let (global, env) = (cx.global_args.clone(), cx.env.clone());
+            let (global, env) = (cx.global_args.clone(), cx.vars.clone());
             let operator = app.operator.clone();
             tokio::spawn(async move {
-                let mut say = |_: &str| {};
+                let (progress_tx, progress_key) = (done_tx.clone(), key.clone());
+                let mut say = move |l: &str| {
+                    if let Some((done, total, line)) = crate::drive::actions::parse_progress(l) {
+                        let (key, line) = (progress_key.clone(), line.to_string());
+                        let _ = progress_tx.send(Event::ActionProgress { key, done, total, line });
+                    }
+                };
                 let result = match change {
                     PendingChange::Item(plan) => {
                         crate::drive::actions::execute(&clients, &rb, &who, &key, &plan, &mut say).await

@@ -203,6 +203,13 @@ pub enum Event {
         key: String,
         result: Result<String, String>,
     },
+    /// A running action's progress (a Redis copy): done of total, and a line.
+    ActionProgress {
+        key: String,
+        done: u64,
+        total: u64,
+        line: String,
+    },
 }
 
 pub struct Header {
@@ -235,6 +242,8 @@ pub struct App {
     pub pending_change: Option<PendingChange>,
     /// Outcome of the last action run per item: (succeeded, when).
     pub action_results: BTreeMap<String, (bool, SystemTime)>,
+    /// Progress of running actions: (done, total, line).
+    pub action_progress: BTreeMap<String, (u64, u64, String)>,
     /// Derived from `live` after every change; what render draws.
     pub snap: Snapshot,
 }
@@ -276,6 +285,7 @@ impl App {
             quit: false,
             pending_change: None,
             action_results: BTreeMap::new(),
+            action_progress: BTreeMap::new(),
             snap,
         }
     }
@@ -773,8 +783,13 @@ pub fn update(app: &mut App, event: Event) -> Vec<Command> {
                 Ok(s) => app.log(format!("{key}: {s}")),
                 Err(e) => app.log(format!("{key} FAILED: {e}")),
             }
+            app.action_progress.remove(&key);
             app.action_results.insert(key, (ok, app.now));
             vec![Command::Refresh]
+        }
+        Event::ActionProgress { key, done, total, line } => {
+            app.action_progress.insert(key, (done, total, line));
+            Vec::new()
         }
         Event::Tick(now) => {
             app.now = now;

@@ -471,6 +471,12 @@ fn checklist(f: &mut Frame, app: &App, area: Rect) {
                             ),
                             (None, None) => ("· pending".to_string(), th.dim_style()),
                         },
+                        ItemKind::Action { .. } if app.action_progress.contains_key(&key) => {
+                            let (d, n, _) = &app.action_progress[&key];
+                            let n = (*n).max(1);
+                            let gauge: String = (0..10).map(|k| if k * n < d * 10 { '▰' } else { '▱' }).collect();
+                            (format!("{gauge} {}%", d * 100 / n), Style::new().fg(th.warn))
+                        }
                         ItemKind::Action { .. } => match app.action_results.get(&key) {
                             Some((true, at)) => (format!("✔ done {}", hhmmss(*at)), Style::new().fg(th.ok)),
                             Some((false, at)) => (format!("✘ FAILED {}", hhmmss(*at)), Style::new().fg(th.bad).bold()),
@@ -492,6 +498,9 @@ fn checklist(f: &mut Frame, app: &App, area: Rect) {
         Some(ChecklistRow::Item { phase, item }) => {
             let key = item_key(phase, item);
             let mut parts = Vec::new();
+            if let Some((_, _, line)) = app.action_progress.get(&key) {
+                parts.push(line.clone());
+            }
             if let Some(CheckRun::Done { detail, .. }) = app.runs.get(&key) {
                 parts.push(detail.clone());
             } else if let Some(c) = live(&key) {

@@ -1,0 +1,265 @@
+//! `cutover redis copy` against the usual ways of moving Redis data, in one
+//! run between two local redis-servers: keys/s of each and the ratios, and
+//! the peak RSS of the cutover process.
+//!
+//! (a) benches/redis/scan_get_setex.py: SCAN + GET/SETEX, strings only (redis-py)
+//! (b) benches/redis/dump_restore_pipelined.py: pipelined DUMP/RESTORE (redis-py)
+//! (c) MIGRATE … COPY REPLACE KEYS, 1,000 keys a call (server-side, driven from here)
+//!
+//! Run: `cargo bench --bench redis_copy` (1,000,000 keys; installs redis-py
+//! into .venv when missing). Under `cargo test` it is a smoke test on 2,000
+//! keys without the Python baselines. REDIS_BENCH_KEYS overrides the count.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use cutover::sandbox::process::start_redis;
+use redis::aio::MultiplexedConnection;
+
+async fn conn(port: u16) -> MultiplexedConnection {
+    let c = redis::Client::open(format!("redis://127.0.0.1:{port}/0")).unwrap();
+    let cfg = redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(120)));
+    c.get_multiplexed_async_connection_with_config(&cfg).await.unwrap()
+}
+
+async fn dbsize(c: &mut MultiplexedConnection) -> u64 {
+    redis::cmd("DBSIZE").query_async(c).await.unwrap()
+}
+
+/// `n` small keys: 60% strings, 10% each hash, list, set, sorted set; every
+/// other key with a one-hour TTL.
+async fn seed(c: &mut MultiplexedConnection, n: u64) {
+    let mut p = redis::pipe();
+    for i in 0..n {
+        let k = format!("bench:{i:08}");
+        match i % 10 {
+            0 => p.cmd("HSET").arg(&k).arg("name").arg("n").arg("id").arg(i).ignore(),
+            1 => p.cmd("RPUSH").arg(&k).arg("a").arg("b").arg(i).ignore(),
+            2 => p.cmd("SADD").arg(&k).arg("a").arg("b").arg(i).ignore(),
+            3 => p.cmd("ZADD").arg(&k).arg(1).arg("a").arg(2).arg(i).ignore(),
+            _ => p.cmd("SET").arg(&k).arg(format!("value-{i}-xxxxxxxxxxxxxxxx")).ignore(),
+        };
+        if i % 2 == 0 {
+            p.cmd("EXPIRE").arg(&k).arg(3600).ignore();
+        }
+        if p.len() >= 20_000 {
+            let _: () = p.query_async(c).await.unwrap();
+            p = redis::pipe();
+        }
+    }
+    let _: () = p.query_async(c).await.unwrap();
+}
+
+/// Waits for a child with wait4: exit success and its peak RSS in KiB.
+fn wait_with_rss(child: std::process::Child) -> (bool, u64) {
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: plain FFI; rusage is zeroed and written by the kernel.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
+    assert_eq!(r, pid, "wait4");
+    drop(child);
+    (libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, ru.ru_maxrss as u64)
+}
+
+struct Run {
+    name: &'static str,
+    copied: u64,
+    scanned: u64,
+    seconds: f64,
+}
+
+impl Run {
+    fn keys_per_s(&self) -> f64 {
+        self.scanned as f64 / self.seconds
+    }
+}
+
+fn python(root: &Path) -> Option<PathBuf> {
+    let py = root.join(".venv/bin/python");
+    if !py.is_file() {
+        eprintln!("no {}: run ./scripts/test once (it makes .venv)", py.display());
+        return None;
+    }
+    let has = |py: &Path| {
+        std::process::Command::new(py)
+            .args(["-c", "import redis"])
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !has(&py) {
+        eprintln!("installing redis-py into .venv");
+        let ok = std::process::Command::new(&py)
+            .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "redis>=5,<7"])
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok || !has(&py) {
+            eprintln!("cannot install redis-py into .venv");
+            return None;
+        }
+    }
+    Some(py)
+}
+
+fn python_run(py: &Path, script: &Path, name: &'static str, from: &str, to: &str) -> Run {
+    let out = std::process::Command::new(py).arg(script).args([from, to]).output().unwrap();
+    assert!(out.status.success(), "{}: {}", script.display(), String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    Run {
+        name,
+        copied: v["copied"].as_u64().unwrap(),
+        scanned: v["scanned"].as_u64().unwrap(),
+        seconds: v["seconds"].as_f64().unwrap(),
+    }
+}
+
+/// SCAN COUNT 1000, then MIGRATE … COPY REPLACE KEYS with those keys.
+async fn migrate(src: &mut MultiplexedConnection, to_port: u16) -> Run {
+    let start = Instant::now();
+    let (mut cursor, mut scanned) = (0u64, 0u64);
+    loop {
+        let (next, keys): (u64, Vec<Vec<u8>>) =
+            redis::cmd("SCAN").arg(cursor).arg("COUNT").arg(1000).query_async(src).await.unwrap();
+        scanned += keys.len() as u64;
+        if !keys.is_empty() {
+            let mut m = redis::cmd("MIGRATE");
+            m.arg("127.0.0.1")
+                .arg(to_port)
+                .arg("")
+                .arg(0)
+                .arg(60_000)
+                .arg("COPY")
+                .arg("REPLACE")
+                .arg("KEYS")
+                .arg(&keys);
+            let _: String = m.query_async(src).await.unwrap();
+        }
+        if next == 0 {
+            break;
+        }
+        cursor = next;
+    }
+    Run {
+        name: "(c) MIGRATE COPY REPLACE KEYS ×1000",
+        copied: scanned,
+        scanned,
+        seconds: start.elapsed().as_secs_f64(),
+    }
+}
+
+/// `cutover redis copy` as a child process (so its peak RSS is its own).
+fn cutover_copy(state: &Path, from: &str, to: &str) -> (Run, u64) {
+    let t = Instant::now();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_cutover"))
+        .env("XDG_STATE_HOME", state)
+        .args(["--log-file", &state.join("log").display().to_string()])
+        .args(["redis", "copy", "--from", from, "--to", to, "--yes", "--on-conflict", "replace", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut stdout).unwrap();
+    let (ok, rss_kib) = wait_with_rss(child);
+    let seconds = t.elapsed().as_secs_f64();
+    assert!(ok, "cutover redis copy failed: {stdout:?}");
+    let report: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    let run = Run {
+        name: "cutover redis copy",
+        copied: report["total"]["copied"].as_u64().unwrap(),
+        scanned: report["total"]["scanned"].as_u64().unwrap(),
+        seconds,
+    };
+    (run, rss_kib)
+}
+
+fn median(mut runs: Vec<Run>) -> Run {
+    runs.sort_by(|a, b| a.seconds.total_cmp(&b.seconds));
+    let mid = runs.len() / 2;
+    runs.swap_remove(mid)
+}
+
+fn main() {
+    let bench = std::env::args().any(|a| a == "--bench");
+    let n: u64 = std::env::var("REDIS_BENCH_KEYS").ok().and_then(|v| v.parse().ok()).unwrap_or(if bench {
+        1_000_000
+    } else {
+        2_000
+    });
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    rt.block_on(async {
+        let mut a = start_redis(dir.path(), "source").await.unwrap();
+        let mut b = start_redis(dir.path(), "target").await.unwrap();
+        let (from, to) = (format!("redis://127.0.0.1:{}/0", a.port), format!("redis://127.0.0.1:{}/0", b.port));
+        let (mut s, mut d) = (conn(a.port).await, conn(b.port).await);
+        let t = Instant::now();
+        seed(&mut s, n).await;
+        let total = dbsize(&mut s).await;
+        assert_eq!(total, n);
+        println!(
+            "seeded {n} keys (60% strings, 40% hash/list/set/zset, half with TTLs) in {:.1} s",
+            t.elapsed().as_secs_f64()
+        );
+        let mut runs = Vec::new();
+        let flush = |d: &mut MultiplexedConnection| {
+            let mut d = d.clone();
+            async move {
+                let _: () = redis::cmd("FLUSHALL").query_async(&mut d).await.unwrap();
+            }
+        };
+
+        // cutover and MIGRATE, the fast ones, alternate REPEAT times; the median counts.
+        let repeat: usize = std::env::var("REDIS_BENCH_REPEAT").ok().and_then(|v| v.parse().ok()).unwrap_or(3);
+        let state = dir.path().join("state");
+        let (mut ours, mut theirs, mut rss_kib) = (Vec::new(), Vec::new(), 0);
+        for _ in 0..repeat.max(1) {
+            flush(&mut d).await;
+            let (r, rss) = cutover_copy(&state, &from, &to);
+            assert_eq!(dbsize(&mut d).await, r.copied);
+            rss_kib = rss_kib.max(rss);
+            ours.push(r);
+            flush(&mut d).await;
+            theirs.push(migrate(&mut s, b.port).await);
+            assert_eq!(dbsize(&mut d).await, n);
+        }
+        let all = |v: &[Run]| v.iter().map(|r| format!("{:.2}", r.seconds)).collect::<Vec<_>>().join(", ");
+        println!("cutover seconds: {}; MIGRATE seconds: {} (median counts)", all(&ours), all(&theirs));
+        runs.push(median(ours));
+        let py = if bench { python(root) } else { None };
+        if let Some(py) = &py {
+            for (script, name) in [
+                ("scan_get_setex.py", "(a) redis-py SCAN + GET/SETEX loop"),
+                ("dump_restore_pipelined.py", "(b) redis-py pipelined DUMP/RESTORE"),
+            ] {
+                flush(&mut d).await;
+                let r = python_run(py, &root.join("benches/redis").join(script), name, &from, &to);
+                assert_eq!(dbsize(&mut d).await, r.copied, "{name}");
+                runs.push(r);
+            }
+        } else {
+            println!("(smoke run: the Python baselines run under `cargo bench` only)");
+        }
+        runs.push(median(theirs));
+
+        let ours = runs[0].keys_per_s();
+        println!("{:<40} {:>9} {:>9} {:>8} {:>11} {:>9}", "", "scanned", "copied", "seconds", "keys/s", "cutover/x");
+        for r in &runs {
+            println!(
+                "{:<40} {:>9} {:>9} {:>8.2} {:>11.0} {:>8.2}x",
+                r.name,
+                r.scanned,
+                r.copied,
+                r.seconds,
+                r.keys_per_s(),
+                ours / r.keys_per_s()
+            );
+        }
+        println!("cutover peak RSS (VmHWM via wait4 ru_maxrss): {:.1} MB", rss_kib as f64 / 1024.0);
+        println!("keys/s = keys scanned / wall seconds; cutover's time includes process start and connecting");
+        a.stop().await;
+        b.stop().await;
+    });
+}

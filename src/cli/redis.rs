@@ -1,0 +1,470 @@
+//! `cutover redis copy` and `cutover redis verify`.
+
+use std::io::IsTerminal;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use clap::{Args, Subcommand};
+
+use super::{Failure, GlobalArgs};
+use crate::audit::{AuditLine, AuditLog};
+use crate::redis::copy::{self, CopyError, CopyOptions};
+use crate::redis::progress::{CopyProgress, human_bytes};
+use crate::redis::url::Endpoint;
+use crate::redis::verify::{self, VerifyOptions};
+use crate::redis::{Mode, OnConflict, checkpoint};
+
+#[derive(Debug, Subcommand)]
+pub enum RedisCommand {
+    /// Copy keys (every type, with TTLs) from one Redis to another; resumable.
+    /// Exit 0 done, 1 failed part-way (--resume continues), 2 refused or bad input.
+    Copy(CopyArgs),
+    /// Compare two Redis: key counts, then every key (or a sample). Exit 1 on any difference.
+    Verify(VerifyArgs),
+}
+
+#[derive(Clone, Args)]
+pub struct Ends {
+    /// Source: redis://[:PASSWORD@]HOST:PORT[/DB], or rediss:// for TLS.
+    #[arg(long)]
+    pub from: String,
+    /// Target, as --from.
+    #[arg(long)]
+    pub to: String,
+    /// Take the source's password from this environment variable.
+    #[arg(long, value_name = "VAR")]
+    pub from_password_env: Option<String>,
+    /// Take the target's password from this environment variable.
+    #[arg(long, value_name = "VAR")]
+    pub to_password_env: Option<String>,
+    /// PEM file of the CA that signed the servers' certificates (rediss://).
+    #[arg(long, value_name = "PATH")]
+    pub tls_ca: Option<std::path::PathBuf>,
+    /// Only keys matching this glob (SCAN MATCH).
+    #[arg(long = "match", value_name = "PATTERN")]
+    pub pattern: Option<String>,
+    /// Keys per SCAN (and per pipeline batch).
+    #[arg(long, default_value_t = 1000)]
+    pub scan_count: usize,
+}
+
+// The command is logged with Debug: URLs are redacted there.
+impl std::fmt::Debug for Ends {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use crate::redis::url::redact_text;
+        f.debug_struct("Ends")
+            .field("from", &redact_text(&self.from, None))
+            .field("to", &redact_text(&self.to, None))
+            .field("pattern", &self.pattern)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct CopyArgs {
+    #[command(flatten)]
+    pub ends: Ends,
+    /// What to do with a key the target already has.
+    #[arg(long, value_enum, default_value_t = OnConflict::Fail)]
+    pub on_conflict: OnConflict,
+    /// Continue an interrupted copy from its checkpoint.
+    #[arg(long)]
+    pub resume: bool,
+    /// Forget an interrupted copy's checkpoint and start over.
+    #[arg(long, conflicts_with = "resume")]
+    pub restart: bool,
+    /// Print what would be copied and what conflicts; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Do it (headless changes need it).
+    #[arg(long)]
+    pub yes: bool,
+    /// auto: DUMP/RESTORE unless the target cannot read the source's format.
+    #[arg(long, value_enum, default_value_t = Mode::Auto)]
+    pub mode: Mode,
+    /// Keys bigger than this (bytes, MEMORY USAGE) are copied in chunks.
+    #[arg(long, default_value_t = 32 << 20)]
+    pub chunk_threshold: u64,
+    /// Batches in flight at once.
+    #[arg(long, default_value_t = 4)]
+    pub pipeline: usize,
+    /// At most this many keys per second (default: unlimited).
+    #[arg(long, value_name = "KEYS_PER_S")]
+    pub rate: Option<u64>,
+    /// The final report as one JSON object on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    pub ends: Ends,
+    /// Check N keys (RANDOMKEY; with --match the first N SCAN returns).
+    #[arg(long, value_name = "N", conflicts_with = "full")]
+    pub sample: Option<u64>,
+    /// Check every key (the default).
+    #[arg(long)]
+    pub full: bool,
+    /// Largest TTL difference accepted, in ms.
+    #[arg(long, default_value_t = 1000)]
+    pub ttl_tolerance_ms: u64,
+    /// At most this many keys checked per second (default: unlimited).
+    #[arg(long, value_name = "KEYS_PER_S")]
+    pub rate: Option<u64>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn bad(m: impl Into<String>) -> Failure {
+    Failure::bad_input(m)
+}
+
+fn endpoints(e: &Ends) -> Result<(Endpoint, Endpoint), Failure> {
+    let ca = match &e.tls_ca {
+        Some(p) => Some(std::fs::read(p).map_err(|err| {
+            bad(format!("cannot read --tls-ca {}: {err}; give the PEM file of the servers' CA", p.display()))
+        })?),
+        None => None,
+    };
+    fn pw(v: &Option<String>) -> Option<(&str, Option<String>)> {
+        v.as_deref().map(|name| (name, std::env::var(name).ok()))
+    }
+    let from = Endpoint::parse("source", &e.from, pw(&e.from_password_env), ca.clone()).map_err(bad)?;
+    let to = Endpoint::parse("target", &e.to, pw(&e.to_password_env), ca).map_err(bad)?;
+    if let Some(p) = &e.pattern {
+        crate::redis::check_pattern(p).map_err(bad)?;
+    }
+    if e.scan_count == 0 {
+        return Err(bad("--scan-count must be at least 1"));
+    }
+    if from.redacted() == to.redacted() {
+        return Err(bad(format!("--from and --to are the same Redis ({from}); give two different servers")));
+    }
+    Ok((from, to))
+}
+
+fn audit_log() -> AuditLog {
+    AuditLog { path: crate::paths::state_dir().join("redis.audit.jsonl") }
+}
+
+pub fn run(cmd: RedisCommand, g: &GlobalArgs) -> Result<u8, Failure> {
+    match cmd {
+        RedisCommand::Copy(a) => run_copy(a, g),
+        RedisCommand::Verify(a) => run_verify(a),
+    }
+}
+
+fn run_copy(a: CopyArgs, g: &GlobalArgs) -> Result<u8, Failure> {
+    let (from, to) = endpoints(&a.ends)?;
+    if a.pipeline == 0 {
+        return Err(bad("--pipeline must be at least 1"));
+    }
+    if a.rate == Some(0) {
+        return Err(bad("--rate must be at least 1 key/s (leave it out for no limit)"));
+    }
+    if a.chunk_threshold == 0 {
+        return Err(bad("--chunk-threshold must be at least 1 byte"));
+    }
+    let action = format!("redis_copy {from} → {to}");
+    let log = audit_log();
+    let line = |stage: &str, before: serde_json::Value, after: serde_json::Value, detail: String| AuditLine {
+        time: crate::status::rfc3339(std::time::SystemTime::now()),
+        operator: crate::progress::operator(),
+        account: None,
+        region: String::new(),
+        runbook: String::new(),
+        action: action.clone(),
+        stage: stage.into(),
+        before,
+        after,
+        detail,
+    };
+    if !a.dry_run {
+        if g.read_only {
+            log.append(&line("refused", serde_json::Value::Null, serde_json::Value::Null, "--read-only".into()))
+                .map_err(|e| Failure { status: 1, message: e })?;
+            return Err(bad("refused: --read-only forbids writing to Redis; nothing was written"));
+        }
+        if !a.yes {
+            return Err(bad(format!(
+                "refused: copying into {to} needs --yes (try --dry-run first to see what it would do); nothing was written"
+            )));
+        }
+    }
+    let cp_path = checkpoint::path_for(&from.redacted(), &to.redacted(), a.ends.pattern.as_deref());
+    let _lock = if a.dry_run {
+        None
+    } else {
+        let lock = checkpoint::CopyLock::try_take(&cp_path).map_err(|e| Failure { status: 1, message: e })?;
+        Some(lock.ok_or_else(|| {
+            bad(format!(
+                "refused: a copy from {from} to {to} is already running; wait for it or stop it; nothing was written"
+            ))
+        })?)
+    };
+    let existing = checkpoint::load(&cp_path).map_err(bad)?;
+    let resume = match (a.resume, existing) {
+        (true, None) => {
+            return Err(bad(format!(
+                "--resume: no interrupted copy from {from} to {to}{} to resume; run without --resume",
+                a.ends.pattern.as_deref().map(|p| format!(" matching {p}")).unwrap_or_default()
+            )));
+        }
+        (true, Some(cp)) => {
+            if cp.on_conflict != a.on_conflict {
+                return Err(bad(format!(
+                    "--resume: the interrupted copy used --on-conflict {}; resume with the same policy",
+                    cp.on_conflict.name()
+                )));
+            }
+            Some(cp)
+        }
+        (false, Some(cp)) if !a.restart => {
+            return Err(bad(format!(
+                "an interrupted copy from {from} to {to} has a checkpoint ({} keys copied, {}); \
+                 continue it with --resume, or start over with --restart",
+                cp.counters.copied, cp.updated
+            )));
+        }
+        (false, _) => None,
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let opts = CopyOptions {
+        from,
+        to,
+        pattern: a.ends.pattern.clone(),
+        on_conflict: a.on_conflict,
+        mode: a.mode,
+        chunk_threshold: a.chunk_threshold,
+        scan_count: a.ends.scan_count,
+        pipeline: a.pipeline,
+        rate: a.rate,
+        checkpoint: Some(cp_path.clone()),
+        checkpoint_every: Duration::from_millis(500),
+        resume,
+        stop: stop.clone(),
+        after_scan: None,
+    };
+    super::runtime()?.block_on(async {
+        let (mut conns, pf) = copy::preflight(&opts).await.map_err(copy_failure)?;
+        let what = format!(
+            "copy {} → {}{}: ~{} source keys, target has {} keys; {}; on conflict: {}",
+            opts.from,
+            opts.to,
+            opts.pattern.as_deref().map(|p| format!(" (keys matching {p})")).unwrap_or_default(),
+            pf.source_keys,
+            pf.target_keys,
+            pf.mode_reason,
+            opts.on_conflict.name()
+        );
+        eprintln!("{what}");
+        if let Some(cp) = &opts.resume {
+            eprintln!("resuming at SCAN cursor {} ({} keys already copied)", cp.cursor, cp.counters.copied);
+        }
+        let precheck = a.dry_run || (opts.on_conflict == OnConflict::Fail && opts.resume.is_none());
+        if precheck {
+            eprintln!("checking which keys the target already has (reads only)…");
+            let c = copy::find_conflicts(&opts, &mut conns)
+                .await
+                .map_err(|e| Failure { status: 1, message: format!("{e}; nothing was written") })?;
+            let first = if c.first.is_empty() { String::new() } else { format!(" (first: {})", c.first.join(", ")) };
+            if a.dry_run {
+                let fate = match opts.on_conflict {
+                    _ if c.count == 0 => "no conflict: the copy would go ahead",
+                    OnConflict::Fail => "the copy would stop before writing anything",
+                    OnConflict::Replace => "they would be overwritten",
+                    OnConflict::Skip => "they would be left alone and counted",
+                };
+                println!(
+                    "dry run: nothing was written. {} keys match on the source; {} already exist on the target{first}: {fate}",
+                    c.scanned, c.count
+                );
+                return Ok(0);
+            }
+            if c.count > 0 {
+                return Err(bad(format!(
+                    "refused: {} of {} keys already exist on the target{first}; nothing was written. \
+                     Choose --on-conflict replace or skip, or empty the target",
+                    c.count, c.scanned
+                )));
+            }
+        }
+        let before = serde_json::json!({"target_keys": pf.target_keys, "target_expiring": pf.target_expiring});
+        let plan = serde_json::json!({
+            "source_keys": pf.source_keys, "match": opts.pattern, "on_conflict": opts.on_conflict.name(),
+            "mode": pf.mode, "resume": opts.resume.is_some(),
+        });
+        log.append(&line("intent", before.clone(), plan, what.clone()))
+            .map_err(|e| Failure { status: 1, message: format!("{e}; nothing was written") })?;
+        let watcher = tokio::spawn({
+            let stop = stop.clone();
+            async move {
+                let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+                }
+                stop.store(true, Ordering::SeqCst);
+                eprintln!("\nstopping after the batches in flight…");
+            }
+        });
+        tracing::info!(from = %opts.from, to = %opts.to, mode = ?pf.mode, "redis copy starting");
+        let mut view = ProgressView::new();
+        let result = copy::copy(&opts, conns.clone_pair(), &pf, |p| view.update(p)).await;
+        view.finish();
+        watcher.abort();
+        let after_counts = copy::key_counts(&opts.to, &mut conns.dst).await.ok();
+        let after = |report: serde_json::Value| {
+            serde_json::json!({
+                "target_keys": after_counts.map(|c| c.0), "target_expiring": after_counts.map(|c| c.1), "report": report,
+            })
+        };
+        match result {
+            Ok(r) => {
+                tracing::info!(total = ?r.total, interrupted = r.interrupted, "redis copy ended");
+                let rj = serde_json::to_value(&r).unwrap_or_default();
+                let stage = if r.interrupted { "interrupted" } else { "applied" };
+                log.append(&line(stage, before, after(rj.clone()), String::new()))
+                    .map_err(|e| Failure { status: 1, message: e })?;
+                let t = &r.total;
+                let summary = format!(
+                    "copied {} keys ({}), skipped {} expired and {} existing, {} in chunks; this run {} keys in {:.1} s ({:.0} keys/s)",
+                    t.copied,
+                    human_bytes(t.bytes),
+                    t.skipped_expired,
+                    t.skipped_conflict,
+                    t.chunked,
+                    r.run.copied,
+                    r.seconds,
+                    r.run.done() as f64 / r.seconds.max(1e-9)
+                );
+                if a.json {
+                    println!("{rj}");
+                } else {
+                    println!("{summary}");
+                }
+                if r.interrupted {
+                    eprintln!(
+                        "interrupted: the checkpoint keeps the place; continue with the same command and --resume"
+                    );
+                    return Ok(1);
+                }
+                Ok(0)
+            }
+            Err(e) => {
+                tracing::warn!(error = e.message(), "redis copy failed");
+                let _ = log.append(&line("failed", before, after(serde_json::Value::Null), e.message().to_string()));
+                Err(copy_failure(e))
+            }
+        }
+    })
+}
+
+fn copy_failure(e: CopyError) -> Failure {
+    match e {
+        CopyError::Refused(m) => bad(m),
+        CopyError::Failed(m) => Failure { status: 1, message: m },
+    }
+}
+
+impl copy::Conns {
+    fn clone_pair(&self) -> copy::Conns {
+        copy::Conns { src: self.src.clone(), dst: self.dst.clone() }
+    }
+}
+
+/// A progress bar on a terminal, else a plain line every second (stderr).
+struct ProgressView {
+    bar: Option<indicatif::ProgressBar>,
+    last: Option<Instant>,
+    done: bool,
+}
+
+impl ProgressView {
+    fn new() -> Self {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let b = indicatif::ProgressBar::new(0);
+            b.set_style(
+                indicatif::ProgressStyle::with_template("{bar:30} {pos}/~{len} keys {msg}")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            b
+        });
+        Self { bar, last: None, done: false }
+    }
+
+    fn update(&mut self, p: &CopyProgress) {
+        match &self.bar {
+            Some(b) => {
+                b.set_length(p.estimate.max(p.total.done()));
+                b.set_position(p.total.done());
+                let eta = p.eta().map_or_else(|| "-".into(), |d| format!("{} s", d.as_secs()));
+                b.set_message(format!(
+                    "{:.0} keys/s {}/s ETA {eta}",
+                    p.keys_per_s(),
+                    human_bytes(p.bytes_per_s() as u64)
+                ));
+            }
+            None => {
+                if self.last.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) || (p.finished && !self.done) {
+                    eprintln!("{}", p.line());
+                    self.last = Some(Instant::now());
+                    self.done = p.finished;
+                }
+            }
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(b) = &self.bar {
+            b.finish();
+        }
+    }
+}
+
+fn run_verify(a: VerifyArgs) -> Result<u8, Failure> {
+    let (from, to) = endpoints(&a.ends)?;
+    if a.sample == Some(0) {
+        return Err(bad("--sample must be at least 1 (or use --full)"));
+    }
+    if a.rate == Some(0) {
+        return Err(bad("--rate must be at least 1 key/s (leave it out for no limit)"));
+    }
+    let opts = VerifyOptions {
+        from,
+        to,
+        pattern: a.ends.pattern.clone(),
+        sample: if a.full { None } else { a.sample },
+        ttl_tolerance_ms: a.ttl_tolerance_ms,
+        scan_count: a.ends.scan_count,
+        rate: a.rate,
+    };
+    super::runtime()?.block_on(async {
+        let src = opts.from.connect().await.map_err(bad)?;
+        let dst = opts.to.connect().await.map_err(bad)?;
+        let r = verify::verify(&opts, src, dst).await.map_err(|e| Failure { status: 1, message: e })?;
+        if a.json {
+            println!("{}", serde_json::to_string(&r).unwrap_or_default());
+        } else {
+            println!(
+                "keys without expiry: source {}, target {}{} (all keys: source {}, target {})",
+                r.source_persistent,
+                r.target_persistent,
+                if r.counts_match() { "" } else { " MISMATCH" },
+                r.source_keys,
+                r.target_keys
+            );
+            println!(
+                "checked {} keys: {} missing, {} type mismatch, {} value mismatch, {} TTL mismatch ({} expired while checked)",
+                r.checked, r.missing, r.type_mismatch, r.value_mismatch, r.ttl_mismatch, r.vanished
+            );
+            for d in &r.first {
+                println!("  {d}");
+            }
+            println!("{}", if r.ok() { "OK" } else { "DIFFERENT" });
+        }
+        Ok(if r.ok() { 0 } else { 1 })
+    })
+}

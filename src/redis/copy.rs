@@ -1,0 +1,795 @@
+//! The copy: SCAN the source (COUNT, rate limit), per batch MEMORY USAGE,
+//! then PTTL + DUMP pipelined, then RESTORE … ABSTTL pipelined on the
+//! target; at most `pipeline` batches in flight. Big keys, and every key in
+//! `types` mode, are rebuilt in chunks under a temporary name and renamed.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use redis::Value;
+use redis::aio::MultiplexedConnection;
+use serde::Serialize;
+
+use super::checkpoint::{self, Checkpoint};
+use super::progress::{CopyProgress, Counters};
+use super::url::Endpoint;
+use super::{Expiry, Mode, OnConflict};
+
+pub type ScanHook = Arc<dyn Fn(&[Vec<u8>]) + Send + Sync>;
+
+pub struct CopyOptions {
+    pub from: Endpoint,
+    pub to: Endpoint,
+    pub pattern: Option<String>,
+    pub on_conflict: OnConflict,
+    pub mode: Mode,
+    /// Keys above this many bytes (MEMORY USAGE) are copied in chunks.
+    pub chunk_threshold: u64,
+    pub scan_count: usize,
+    /// Batches in flight at once.
+    pub pipeline: usize,
+    /// Keys per second, at most.
+    pub rate: Option<u64>,
+    /// Where the checkpoint lives; `None`: no checkpoint.
+    pub checkpoint: Option<PathBuf>,
+    pub checkpoint_every: Duration,
+    /// Continue from this checkpoint.
+    pub resume: Option<Checkpoint>,
+    /// Set to stop after the batches in flight (Ctrl-C).
+    pub stop: Arc<AtomicBool>,
+    /// Called with each SCAN batch before its keys are read (tests use it
+    /// to let keys expire in flight).
+    pub after_scan: Option<ScanHook>,
+}
+
+/// What a copy would do, learnt without writing.
+#[derive(Debug, Clone, Serialize)]
+pub struct Preflight {
+    pub source_version: String,
+    pub target_version: String,
+    pub mode: Mode,
+    pub mode_reason: String,
+    /// Source DBSIZE (every key, whatever --match says).
+    pub source_keys: u64,
+    pub target_keys: u64,
+    pub target_expiring: u64,
+}
+
+/// Keys of the source that the target already has.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Conflicts {
+    pub count: u64,
+    pub scanned: u64,
+    /// The first few, for the message.
+    pub first: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CopyReport {
+    pub mode: Mode,
+    pub mode_reason: String,
+    /// Since the first run of this copy.
+    pub total: Counters,
+    /// This run only.
+    pub run: Counters,
+    pub seconds: f64,
+    pub resumed: bool,
+    /// Stopped by Ctrl-C; the checkpoint holds the rest.
+    pub interrupted: bool,
+}
+
+#[derive(Debug)]
+pub enum CopyError {
+    /// Refused before writing anything (exit 2).
+    Refused(String),
+    /// Failed part-way (exit 1); the checkpoint holds what is done.
+    Failed(String),
+}
+
+impl CopyError {
+    pub fn message(&self) -> &str {
+        match self {
+            CopyError::Refused(m) | CopyError::Failed(m) => m,
+        }
+    }
+}
+
+pub struct Conns {
+    pub src: MultiplexedConnection,
+    pub dst: MultiplexedConnection,
+}
+
+async fn q<T: redis::FromRedisValue>(
+    e: &Endpoint,
+    c: &mut MultiplexedConnection,
+    cmd: &redis::Cmd,
+) -> Result<T, String> {
+    cmd.query_async(c).await.map_err(|err| format!("{} {}: {}", e.role, e.redacted(), e.scrub(&err.to_string())))
+}
+
+async fn qp<T: redis::FromRedisValue>(
+    e: &Endpoint,
+    c: &mut MultiplexedConnection,
+    p: &redis::Pipeline,
+) -> Result<T, String> {
+    p.query_async(c).await.map_err(|err| format!("{} {}: {}", e.role, e.redacted(), short(&e.scrub(&err.to_string()))))
+}
+
+/// A pipeline's error lists every failed command: keep the start.
+pub(crate) fn short(s: &str) -> String {
+    match s.char_indices().nth(300) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_string(),
+    }
+}
+
+async fn server_version(e: &Endpoint, c: &mut MultiplexedConnection) -> Result<String, String> {
+    let info: String = q(e, c, redis::cmd("INFO").arg("server")).await?;
+    Ok(super::info_field(&info, "redis_version").unwrap_or("?").to_string())
+}
+
+/// (keys, expiring keys) of the endpoint's database.
+pub async fn key_counts(e: &Endpoint, c: &mut MultiplexedConnection) -> Result<(u64, u64), String> {
+    let info: String = q(e, c, redis::cmd("INFO").arg("keyspace")).await?;
+    Ok(super::keyspace(&info, e.db()))
+}
+
+/// Connects to both ends and decides the mode; reads only.
+pub async fn preflight(opts: &CopyOptions) -> Result<(Conns, Preflight), CopyError> {
+    let mut src = opts.from.connect().await.map_err(CopyError::Refused)?;
+    let mut dst = opts.to.connect().await.map_err(CopyError::Refused)?;
+    let source_version = server_version(&opts.from, &mut src).await.map_err(CopyError::Refused)?;
+    let target_version = server_version(&opts.to, &mut dst).await.map_err(CopyError::Refused)?;
+    let (mode, mode_reason) =
+        super::choose_mode(opts.mode, &source_version, &target_version).map_err(CopyError::Refused)?;
+    let source_keys: u64 = q(&opts.from, &mut src, &redis::cmd("DBSIZE")).await.map_err(CopyError::Refused)?;
+    let (target_keys, target_expiring) = key_counts(&opts.to, &mut dst).await.map_err(CopyError::Refused)?;
+    let pf = Preflight { source_version, target_version, mode, mode_reason, source_keys, target_keys, target_expiring };
+    Ok((Conns { src, dst }, pf))
+}
+
+fn scan_cmd(cursor: u64, pattern: Option<&str>, count: usize) -> redis::Cmd {
+    let mut c = redis::cmd("SCAN");
+    c.arg(cursor);
+    if let Some(p) = pattern {
+        c.arg("MATCH").arg(p);
+    }
+    c.arg("COUNT").arg(count);
+    c
+}
+
+/// SCANs the source and asks the target, without writing, which keys it
+/// already has (the pre-check of `--on-conflict fail`, and of `--dry-run`).
+pub async fn find_conflicts(opts: &CopyOptions, conns: &mut Conns) -> Result<Conflicts, String> {
+    let mut out = Conflicts::default();
+    let mut cursor = 0u64;
+    loop {
+        let (next, keys): (u64, Vec<Vec<u8>>) =
+            q(&opts.from, &mut conns.src, &scan_cmd(cursor, opts.pattern.as_deref(), opts.scan_count)).await?;
+        if !keys.is_empty() {
+            let mut p = redis::pipe();
+            for k in &keys {
+                p.cmd("EXISTS").arg(k);
+            }
+            let found: Vec<u64> = qp(&opts.to, &mut conns.dst, &p).await?;
+            for (k, f) in keys.iter().zip(found) {
+                if f > 0 {
+                    out.count += 1;
+                    if out.first.len() < 5 {
+                        out.first.push(super::show_key(k));
+                    }
+                }
+            }
+        }
+        out.scanned += keys.len() as u64;
+        if next == 0 {
+            return Ok(out);
+        }
+        cursor = next;
+    }
+}
+
+/// Shared by the batches of one copy.
+struct Ctx {
+    from: Endpoint,
+    to: Endpoint,
+    src: MultiplexedConnection,
+    dst: MultiplexedConnection,
+    mode: Mode,
+    overwrite: bool,
+    /// A conflict stops the copy (a fresh `fail` copy whose pre-check passed).
+    conflict_is_error: bool,
+    chunk_threshold: u64,
+    target_rdb: Option<u16>,
+    /// The source refused MEMORY USAGE once; every key is DUMPed.
+    no_memory_usage: AtomicBool,
+}
+
+/// Keys of one batch rebuilt type by type at once.
+const TYPE_PATH_KEYS_IN_FLIGHT: usize = 64;
+
+/// Most DUMP payload bytes one group of a batch asks for at once.
+const GROUP_BYTES: u64 = 8 << 20;
+
+/// Splits keys (by size, in order) into runs of at most `budget` bytes; a
+/// key bigger than the budget is a run of its own.
+fn group_sizes(sizes: &[u64], budget: u64) -> Vec<usize> {
+    let mut out = Vec::new();
+    let (mut n, mut bytes) = (0usize, 0u64);
+    for s in sizes {
+        if n > 0 && bytes + s > budget {
+            out.push(n);
+            (n, bytes) = (0, 0);
+        }
+        n += 1;
+        bytes += s;
+    }
+    if n > 0 {
+        out.push(n);
+    }
+    out
+}
+
+/// Outcome of one key.
+enum Outcome {
+    Copied(u64),
+    Expired,
+    Conflict,
+}
+
+impl Counters {
+    fn count(&mut self, o: &Outcome) {
+        match o {
+            Outcome::Copied(b) => {
+                self.copied += 1;
+                self.bytes += b;
+            }
+            Outcome::Expired => self.skipped_expired += 1,
+            Outcome::Conflict => self.skipped_conflict += 1,
+        }
+    }
+}
+
+impl Ctx {
+    fn conflict(&self, key: &[u8]) -> Result<Outcome, String> {
+        if self.conflict_is_error {
+            Err(format!(
+                "key {} appeared on the target during the copy (the pre-check found none); stopped. \
+                 Rerun with --resume to continue (it overwrites), or choose --on-conflict skip",
+                super::show_key(key)
+            ))
+        } else {
+            Ok(Outcome::Conflict)
+        }
+    }
+
+    async fn batch(self: Arc<Self>, keys: Vec<Vec<u8>>) -> Result<Counters, String> {
+        let mut c = Counters { scanned: keys.len() as u64, ..Default::default() };
+        if keys.is_empty() {
+            return Ok(c);
+        }
+        if self.mode == Mode::Types {
+            return self.by_type_all(keys, c).await;
+        }
+        let mut src = self.src.clone();
+        // Sizes first, so a big key is never DUMPed whole.
+        let mut p = redis::pipe();
+        for k in &keys {
+            p.cmd("MEMORY").arg("USAGE").arg(k);
+        }
+        let sizes: Vec<Option<u64>> = if self.no_memory_usage.load(Ordering::Relaxed) {
+            vec![Some(0); keys.len()]
+        } else {
+            match p.query_async(&mut src).await {
+                Ok(s) => s,
+                // A server (or ACL) without MEMORY USAGE: no big-key detection.
+                Err(e) if ["noperm", "unknown command"].iter().any(|m| e.to_string().to_lowercase().contains(m)) => {
+                    tracing::warn!(source = %self.from, "MEMORY USAGE refused; keys are not checked for size");
+                    self.no_memory_usage.store(true, Ordering::Relaxed);
+                    vec![Some(0); keys.len()]
+                }
+                Err(e) => {
+                    return Err(format!(
+                        "{} {}: {}",
+                        self.from.role,
+                        self.from.redacted(),
+                        self.from.scrub(&e.to_string())
+                    ));
+                }
+            }
+        };
+        let mut small = Vec::with_capacity(keys.len());
+        let mut big = Vec::new();
+        for (k, size) in keys.into_iter().zip(sizes) {
+            match size {
+                None => c.skipped_expired += 1,
+                Some(s) if s > self.chunk_threshold => big.push(k),
+                Some(s) => small.push((k, s)),
+            }
+        }
+        // DUMP in groups of at most GROUP_BYTES (by MEMORY USAGE), so a batch of
+        // large keys never holds more than that in memory at once.
+        let sizes: Vec<u64> = small.iter().map(|(_, s)| *s).collect();
+        let mut keys = small.into_iter().map(|(k, _)| k);
+        for n in group_sizes(&sizes, GROUP_BYTES) {
+            self.dump_restore(keys.by_ref().take(n).collect(), &mut c, &mut big).await?;
+        }
+        for k in big {
+            let o = self.by_type(&k).await?;
+            if matches!(o, Outcome::Copied(_)) {
+                c.chunked += 1;
+            }
+            c.count(&o);
+        }
+        Ok(c)
+    }
+
+    /// PTTL + DUMP pipelined, then RESTORE … ABSTTL pipelined.
+    async fn dump_restore(&self, keys: Vec<Vec<u8>>, c: &mut Counters, big: &mut Vec<Vec<u8>>) -> Result<(), String> {
+        let (mut src, mut dst) = (self.src.clone(), self.dst.clone());
+        let mut p = redis::pipe();
+        for k in &keys {
+            p.cmd("PTTL").arg(k).cmd("DUMP").arg(k);
+        }
+        let got: Vec<Value> = qp(&self.from, &mut src, &p).await?;
+        let now = super::now_ms();
+        let mut restore = redis::pipe();
+        restore.ignore_errors();
+        let mut sent: Vec<(Vec<u8>, u64)> = Vec::with_capacity(keys.len());
+        let mut vals = got.into_iter();
+        for k in keys {
+            let (pttl, dump) = (vals.next(), vals.next());
+            let pttl = match pttl {
+                Some(Value::Int(i)) => i,
+                other => return Err(format!("unexpected PTTL reply {other:?}")),
+            };
+            let payload = match dump {
+                Some(Value::BulkString(b)) => b,
+                Some(Value::Nil) => {
+                    c.skipped_expired += 1;
+                    continue;
+                }
+                other => return Err(format!("unexpected DUMP reply {:?}", other.map(|_| "non-string"))),
+            };
+            let exp = super::expiry(pttl, now);
+            if exp == Expiry::Gone {
+                c.skipped_expired += 1;
+                continue;
+            }
+            // A payload the target cannot read goes type by type.
+            if !super::target_reads(&payload, self.target_rdb) {
+                big.push(k);
+                continue;
+            }
+            let (ttl, abs) = super::restore_ttl(exp);
+            let cmd = restore.cmd("RESTORE").arg(&k).arg(ttl).arg(&payload);
+            if self.overwrite {
+                cmd.arg("REPLACE");
+            }
+            if abs {
+                cmd.arg("ABSTTL");
+            }
+            sent.push((k, payload.len() as u64));
+        }
+        if !sent.is_empty() {
+            let results: Vec<Value> = qp(&self.to, &mut dst, &restore).await?;
+            for ((k, len), r) in sent.iter().zip(results) {
+                match r {
+                    Value::ServerError(e) if e.code() == "BUSYKEY" => c.count(&self.conflict(k)?),
+                    Value::ServerError(e) => {
+                        return Err(format!(
+                            "RESTORE {} on the target failed: {}",
+                            super::show_key(k),
+                            self.to.scrub(&format!("{} {}", e.code(), e.details().unwrap_or("")))
+                        ));
+                    }
+                    _ => c.count(&Outcome::Copied(*len)),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn by_type_all(self: Arc<Self>, keys: Vec<Vec<u8>>, mut c: Counters) -> Result<Counters, String> {
+        let outcomes: Vec<Result<Outcome, String>> =
+            futures::stream::iter(keys.into_iter().map(|k| by_type_owned(self.clone(), k)))
+                .buffer_unordered(TYPE_PATH_KEYS_IN_FLIGHT)
+                .collect()
+                .await;
+        for o in outcomes {
+            let o = o?;
+            if matches!(o, Outcome::Copied(_)) {
+                c.chunked += 1;
+            }
+            c.count(&o);
+        }
+        Ok(c)
+    }
+
+    /// Rebuilds one key on the target in chunks under a temporary name, sets
+    /// its expiry, then renames it into place (RENAMENX when not overwriting).
+    async fn by_type(&self, key: &[u8]) -> Result<Outcome, String> {
+        const ELEMENTS: usize = 5000;
+        const BYTES: u64 = 1 << 20;
+        let (mut src, mut dst) = (self.src.clone(), self.dst.clone());
+        let (f, t) = (&self.from, &self.to);
+        let mut p = redis::pipe();
+        p.cmd("TYPE").arg(key).cmd("PTTL").arg(key);
+        let (kind, pttl): (String, i64) = qp(f, &mut src, &p).await?;
+        let exp = super::expiry(pttl, super::now_ms());
+        if kind == "none" || exp == Expiry::Gone {
+            return Ok(Outcome::Expired);
+        }
+        if !self.overwrite && q::<u64>(t, &mut dst, redis::cmd("EXISTS").arg(key)).await? > 0 {
+            return self.conflict(key);
+        }
+        let mut tmp = b"__cutover_tmp__:".to_vec();
+        tmp.extend_from_slice(key);
+        let _: u64 = q(t, &mut dst, redis::cmd("DEL").arg(&tmp)).await?;
+        let mut bytes = 0u64;
+        match kind.as_str() {
+            "string" => {
+                let len: u64 = q(f, &mut src, redis::cmd("STRLEN").arg(key)).await?;
+                let _: () = q(t, &mut dst, redis::cmd("SET").arg(&tmp).arg("")).await?;
+                let mut off = 0;
+                while off < len {
+                    let part: Vec<u8> =
+                        q(f, &mut src, redis::cmd("GETRANGE").arg(key).arg(off).arg(off + BYTES - 1)).await?;
+                    if part.is_empty() {
+                        break;
+                    }
+                    bytes += part.len() as u64;
+                    off += part.len() as u64;
+                    let _: u64 = q(t, &mut dst, redis::cmd("APPEND").arg(&tmp).arg(part)).await?;
+                }
+            }
+            "hash" | "set" | "zset" => {
+                let (scan, write) = match kind.as_str() {
+                    "hash" => ("HSCAN", "HSET"),
+                    "set" => ("SSCAN", "SADD"),
+                    _ => ("ZSCAN", "ZADD"),
+                };
+                let mut cursor = 0u64;
+                loop {
+                    let (next, items): (u64, Vec<Vec<u8>>) =
+                        q(f, &mut src, redis::cmd(scan).arg(key).arg(cursor).arg("COUNT").arg(ELEMENTS)).await?;
+                    if !items.is_empty() {
+                        let mut w = redis::cmd(write);
+                        w.arg(&tmp);
+                        if kind == "zset" {
+                            // ZSCAN gives member, score; ZADD wants score, member.
+                            for pair in items.chunks(2) {
+                                w.arg(&pair[1]).arg(&pair[0]);
+                            }
+                        } else {
+                            w.arg(&items);
+                        }
+                        bytes += items.iter().map(|i| i.len() as u64).sum::<u64>();
+                        let _: u64 = q(t, &mut dst, &w).await?;
+                    }
+                    if next == 0 {
+                        break;
+                    }
+                    cursor = next;
+                }
+            }
+            "list" => {
+                let mut start = 0usize;
+                loop {
+                    let items: Vec<Vec<u8>> =
+                        q(f, &mut src, redis::cmd("LRANGE").arg(key).arg(start).arg(start + ELEMENTS - 1)).await?;
+                    if items.is_empty() {
+                        break;
+                    }
+                    bytes += items.iter().map(|i| i.len() as u64).sum::<u64>();
+                    let _: u64 = q(t, &mut dst, redis::cmd("RPUSH").arg(&tmp).arg(&items)).await?;
+                    if items.len() < ELEMENTS {
+                        break;
+                    }
+                    start += ELEMENTS;
+                }
+            }
+            "stream" => bytes += self.stream(key, &tmp, &mut src, &mut dst).await?,
+            other => {
+                return Err(format!(
+                    "key {} has type {other}, which cannot be copied type by type; use --mode dump",
+                    super::show_key(key)
+                ));
+            }
+        }
+        if q::<u64>(t, &mut dst, redis::cmd("EXISTS").arg(&tmp)).await? == 0 {
+            // Emptied or deleted on the source while we read it.
+            return Ok(Outcome::Expired);
+        }
+        if let Expiry::At(ms) = exp {
+            let _: u64 = q(t, &mut dst, redis::cmd("PEXPIREAT").arg(&tmp).arg(ms)).await?;
+        }
+        let rename = redis::cmd(if self.overwrite { "RENAME" } else { "RENAMENX" }).arg(&tmp).arg(key).clone();
+        match rename.query_async::<Value>(&mut dst).await {
+            // The expiry passed while we copied: PEXPIREAT removed it.
+            Err(e) if e.to_string().contains("no such key") => Ok(Outcome::Expired),
+            Err(e) => Err(format!("{} {}: {}", t.role, t.redacted(), t.scrub(&e.to_string()))),
+            Ok(Value::Int(0)) => {
+                let _: u64 = q(t, &mut dst, redis::cmd("DEL").arg(&tmp)).await?;
+                self.conflict(key)
+            }
+            Ok(_) => Ok(Outcome::Copied(bytes)),
+        }
+    }
+
+    /// Entries in ID order, the last generated ID and the consumer groups'
+    /// last delivered IDs (DUMP mode also keeps consumers and pending entries).
+    async fn stream(
+        &self,
+        key: &[u8],
+        tmp: &[u8],
+        src: &mut MultiplexedConnection,
+        dst: &mut MultiplexedConnection,
+    ) -> Result<u64, String> {
+        let (f, t) = (&self.from, &self.to);
+        let mut start = "-".to_string();
+        let mut bytes = 0;
+        let mut any = false;
+        loop {
+            let entries: Vec<(String, Vec<Vec<u8>>)> =
+                q(f, src, redis::cmd("XRANGE").arg(key).arg(&start).arg("+").arg("COUNT").arg(1000)).await?;
+            let Some((last, _)) = entries.last() else { break };
+            start = format!("({last}");
+            let mut p = redis::pipe();
+            for (id, fields) in &entries {
+                bytes += fields.iter().map(|x| x.len() as u64).sum::<u64>();
+                p.cmd("XADD").arg(tmp).arg(id).arg(fields).ignore();
+            }
+            let _: () = qp(t, dst, &p).await?;
+            any = true;
+        }
+        let info: Value = q(f, src, redis::cmd("XINFO").arg("STREAM").arg(key)).await?;
+        let last_id = stream_info_field(&info, "last-generated-id").unwrap_or_else(|| "0-0".into());
+        if !any {
+            // An empty stream: create it, then drop the placeholder entry.
+            let _: String = q(t, dst, redis::cmd("XADD").arg(tmp).arg("0-1").arg("_").arg("_")).await?;
+            let _: u64 = q(t, dst, redis::cmd("XDEL").arg(tmp).arg("0-1")).await?;
+        }
+        let _: () = q(t, dst, redis::cmd("XSETID").arg(tmp).arg(&last_id)).await?;
+        // Consumer groups with their last delivered ID; not their consumers or pending entries.
+        let groups: Vec<Value> = q(f, src, redis::cmd("XINFO").arg("GROUPS").arg(key)).await?;
+        for g in &groups {
+            let (Some(name), Some(id)) = (stream_info_field(g, "name"), stream_info_field(g, "last-delivered-id"))
+            else {
+                continue;
+            };
+            let _: () = q(t, dst, redis::cmd("XGROUP").arg("CREATE").arg(tmp).arg(name).arg(id)).await?;
+        }
+        Ok(bytes)
+    }
+}
+
+fn stream_info_field(info: &Value, name: &str) -> Option<String> {
+    let items: Vec<Value> = match info {
+        Value::Array(a) => a.clone(),
+        Value::Map(m) => m.iter().flat_map(|(k, v)| [k.clone(), v.clone()]).collect(),
+        _ => return None,
+    };
+    items.chunks(2).find_map(|kv| match (&kv[0], kv.get(1)) {
+        (Value::BulkString(k), Some(Value::BulkString(v))) if k == name.as_bytes() => {
+            Some(String::from_utf8_lossy(v).into_owned())
+        }
+        (Value::SimpleString(k), Some(Value::SimpleString(v))) if k == name => Some(v.clone()),
+        _ => None,
+    })
+}
+
+/// The SCAN side of a copy: rate limit, stop flag, hook.
+struct Scanner {
+    conn: MultiplexedConnection,
+    from: Endpoint,
+    pattern: Option<String>,
+    count: usize,
+    rate: Option<u64>,
+    hook: Option<ScanHook>,
+    stop: Arc<AtomicBool>,
+    started: Instant,
+    /// Where the next SCAN starts.
+    cursor: u64,
+    done: bool,
+    /// Keys scanned by this run.
+    scanned: u64,
+}
+
+type ScanItem = Result<(Vec<Vec<u8>>, u64), String>;
+
+impl Scanner {
+    /// One SCAN: the keys and the cursor after them.
+    async fn step(mut self) -> Option<(ScanItem, Scanner)> {
+        if self.done || self.stop.load(Ordering::SeqCst) {
+            return None;
+        }
+        if let Some(r) = self.rate.filter(|r| *r > 0) {
+            let due = Duration::from_secs_f64(self.scanned as f64 / r as f64);
+            let el = self.started.elapsed();
+            if due > el {
+                tokio::time::sleep(due - el).await;
+            }
+        }
+        let cmd = scan_cmd(self.cursor, self.pattern.as_deref(), self.count);
+        match q::<(u64, Vec<Vec<u8>>)>(&self.from, &mut self.conn, &cmd).await {
+            Ok((next, keys)) => {
+                if let Some(h) = &self.hook {
+                    h(&keys);
+                }
+                self.scanned += keys.len() as u64;
+                self.cursor = next;
+                self.done = next == 0;
+                Some((Ok((keys, next)), self))
+            }
+            Err(e) => {
+                self.done = true;
+                Some((Err(e), self))
+            }
+        }
+    }
+}
+
+async fn by_type_owned(ctx: Arc<Ctx>, key: Vec<u8>) -> Result<Outcome, String> {
+    ctx.by_type(&key).await
+}
+
+async fn run_batch(ctx: Arc<Ctx>, r: ScanItem) -> Result<(Counters, u64), String> {
+    let (keys, next) = r?;
+    let c = ctx.batch(keys).await?;
+    Ok((c, next))
+}
+
+fn save(opts: &CopyOptions, pf: &Preflight, cursor: u64, total: Counters) -> Result<(), CopyError> {
+    let Some(path) = &opts.checkpoint else { return Ok(()) };
+    let cp = Checkpoint {
+        from: opts.from.redacted(),
+        to: opts.to.redacted(),
+        pattern: opts.pattern.clone(),
+        cursor,
+        counters: total,
+        on_conflict: opts.on_conflict,
+        mode: pf.mode,
+        updated: crate::status::rfc3339(std::time::SystemTime::now()),
+    };
+    checkpoint::save(path, &cp).map_err(CopyError::Failed)
+}
+
+fn total_of(base: Counters, run: &Counters) -> Counters {
+    let mut t = base;
+    t.add(run);
+    t
+}
+
+fn report(pf: &Preflight, started: Instant, run: &Counters, total: Counters, finished: bool) -> CopyProgress {
+    CopyProgress { total, run: *run, estimate: pf.source_keys, elapsed: started.elapsed(), finished }
+}
+
+/// Runs the copy. `progress` is called after every batch and at the end.
+pub async fn copy(
+    opts: &CopyOptions,
+    conns: Conns,
+    pf: &Preflight,
+    mut progress: impl FnMut(&CopyProgress),
+) -> Result<CopyReport, CopyError> {
+    let started = Instant::now();
+    let resumed = opts.resume.is_some();
+    let base = opts.resume.as_ref().map(|c| c.counters).unwrap_or_default();
+    let ctx = Arc::new(Ctx {
+        from: opts.from.clone(),
+        to: opts.to.clone(),
+        src: conns.src.clone(),
+        dst: conns.dst.clone(),
+        mode: pf.mode,
+        overwrite: super::overwrite(opts.on_conflict, resumed),
+        conflict_is_error: opts.on_conflict == OnConflict::Fail && !resumed,
+        chunk_threshold: opts.chunk_threshold,
+        target_rdb: super::rdb_version(&pf.target_version),
+        no_memory_usage: AtomicBool::new(false),
+    });
+    let mut run = Counters::default();
+    let mut cursor = opts.resume.as_ref().map_or(0, |c| c.cursor);
+    // The first checkpoint exists before the first write.
+    save(opts, pf, cursor, base)?;
+
+    let scanner = Scanner {
+        conn: conns.src.clone(),
+        from: opts.from.clone(),
+        pattern: opts.pattern.clone(),
+        count: opts.scan_count,
+        rate: opts.rate,
+        hook: opts.after_scan.clone(),
+        stop: opts.stop.clone(),
+        started,
+        cursor,
+        done: false,
+        scanned: 0,
+    };
+    let ctx2 = ctx.clone();
+    let batches = futures::stream::unfold(scanner, Scanner::step)
+        .map(move |r| run_batch(ctx2.clone(), r))
+        .buffered(opts.pipeline.max(1));
+    let mut batches = std::pin::pin!(batches);
+
+    let mut last_save = Instant::now();
+    let mut finished = false;
+    while let Some(r) = batches.next().await {
+        match r {
+            Ok((c, next)) => {
+                run.add(&c);
+                cursor = next;
+                if next == 0 {
+                    finished = true;
+                }
+                if finished || last_save.elapsed() >= opts.checkpoint_every {
+                    save(opts, pf, cursor, total_of(base, &run))?;
+                    last_save = Instant::now();
+                }
+                progress(&report(pf, started, &run, total_of(base, &run), finished));
+            }
+            Err(e) => {
+                let _ = save(opts, pf, cursor, total_of(base, &run));
+                return Err(CopyError::Failed(format!(
+                    "{e}; {} keys copied so far, the checkpoint keeps the place (--resume continues)",
+                    total_of(base, &run).copied
+                )));
+            }
+        }
+    }
+    let interrupted = !finished;
+    if interrupted {
+        save(opts, pf, cursor, total_of(base, &run))?;
+    } else if let Some(path) = &opts.checkpoint {
+        checkpoint::remove(path).map_err(CopyError::Failed)?;
+    }
+    progress(&report(pf, started, &run, total_of(base, &run), true));
+    Ok(CopyReport {
+        mode: pf.mode,
+        mode_reason: pf.mode_reason.clone(),
+        total: total_of(base, &run),
+        run,
+        seconds: started.elapsed().as_secs_f64(),
+        resumed,
+        interrupted,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_info_fields_are_found_in_resp2_and_resp3_shapes() {
+        let arr = Value::Array(vec![
+            Value::BulkString(b"length".to_vec()),
+            Value::Int(2),
+            Value::BulkString(b"last-generated-id".to_vec()),
+            Value::BulkString(b"5-1".to_vec()),
+        ]);
+        assert_eq!(stream_info_field(&arr, "last-generated-id").as_deref(), Some("5-1"));
+        assert_eq!(stream_info_field(&arr, "nope"), None);
+        let map =
+            Value::Map(vec![(Value::BulkString(b"last-generated-id".to_vec()), Value::BulkString(b"7-0".to_vec()))]);
+        assert_eq!(stream_info_field(&map, "last-generated-id").as_deref(), Some("7-0"));
+    }
+
+    #[test]
+    fn big_batches_are_dumped_in_groups_under_the_budget() {
+        assert_eq!(group_sizes(&[1, 1, 1], 10), [3]);
+        assert_eq!(group_sizes(&[4, 4, 4, 4], 10), [2, 2]);
+        assert_eq!(group_sizes(&[30, 1, 1, 30], 10), [1, 2, 1]);
+        assert!(group_sizes(&[], 10).is_empty());
+    }
+
+    #[test]
+    fn scan_commands_carry_match_and_count() {
+        let c = scan_cmd(7, Some("a:*"), 100);
+        assert_eq!(
+            c.get_packed_command(),
+            redis::cmd("SCAN").arg(7).arg("MATCH").arg("a:*").arg("COUNT").arg(100).get_packed_command()
+        );
+    }
+}

@@ -1,0 +1,263 @@
+//! Redis data migration: `cutover redis copy` and `cutover redis verify`.
+//! Pure decisions live here (version → mode, TTL → RESTORE arguments,
+//! conflict policy, pattern check); the I/O is in `copy` and `verify`.
+
+pub mod checkpoint;
+pub mod copy;
+pub mod progress;
+pub mod url;
+pub mod verify;
+
+use serde::{Deserialize, Serialize};
+
+/// How keys travel: DUMP/RESTORE, or rebuilt type by type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// DUMP/RESTORE when the target reads the source's format, else types.
+    Auto,
+    /// DUMP → RESTORE (exact: encodings, stream groups).
+    Dump,
+    /// Read each key by type (HSCAN, LRANGE…) and write it back (HSET, RPUSH…).
+    Types,
+}
+
+/// What to do with a key that already exists on the target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum OnConflict {
+    /// Check every key first and write nothing if one exists.
+    Fail,
+    /// Overwrite it.
+    Replace,
+    /// Keep the target's key; count it.
+    Skip,
+}
+
+impl OnConflict {
+    pub fn name(self) -> &'static str {
+        match self {
+            OnConflict::Fail => "fail",
+            OnConflict::Replace => "replace",
+            OnConflict::Skip => "skip",
+        }
+    }
+}
+
+/// Whether a write may overwrite. A resumed `fail` copy overwrites: its
+/// pre-check passed on the first run, and keys it wrote after its last
+/// checkpoint cannot be told from foreign ones.
+pub fn overwrite(policy: OnConflict, resumed: bool) -> bool {
+    match policy {
+        OnConflict::Replace => true,
+        OnConflict::Skip => false,
+        OnConflict::Fail => resumed,
+    }
+}
+
+/// The highest RDB (DUMP) version a Redis version writes and reads.
+pub fn rdb_version(redis_version: &str) -> Option<u16> {
+    let mut parts = redis_version.trim().split('.').map(|p| p.parse::<u32>().ok());
+    let major = parts.next()??;
+    let minor = parts.next().flatten().unwrap_or(0);
+    Some(match (major, minor) {
+        (0..=2, _) => 6,
+        (3, 0..=1) => 6,
+        (3, _) => 7,
+        (4, _) => 8,
+        (5 | 6, _) => 9,
+        (7, 0..=1) => 10,
+        (7, 2..=3) => 11,
+        _ => 12,
+    })
+}
+
+/// The RDB version in a DUMP payload's footer (2 bytes LE, then 8 of CRC64).
+pub fn payload_rdb_version(payload: &[u8]) -> Option<u16> {
+    let n = payload.len();
+    (n >= 10).then(|| u16::from_le_bytes([payload[n - 10], payload[n - 9]]))
+}
+
+/// Whether a target that reads up to `target_rdb` can RESTORE this payload
+/// (unknown versions: try it; RESTORE says so if not).
+pub fn target_reads(payload: &[u8], target_rdb: Option<u16>) -> bool {
+    match (payload_rdb_version(payload), target_rdb) {
+        (Some(v), Some(t)) => v <= t,
+        _ => true,
+    }
+}
+
+/// The mode a copy runs in and why, from the versions of both servers.
+pub fn choose_mode(requested: Mode, source_version: &str, target_version: &str) -> Result<(Mode, String), String> {
+    let (s, t) = (rdb_version(source_version), rdb_version(target_version));
+    let newer = matches!((s, t), (Some(s), Some(t)) if s > t);
+    let why = match (s, t) {
+        (Some(s), Some(t)) => {
+            format!("source Redis {source_version} writes RDB {s}, target Redis {target_version} reads up to RDB {t}")
+        }
+        _ => format!("source Redis {source_version}, target Redis {target_version}"),
+    };
+    match requested {
+        Mode::Types => Ok((Mode::Types, "type by type (--mode types)".into())),
+        Mode::Dump if newer => Err(format!("{why}: --mode dump cannot work; use --mode auto or --mode types")),
+        Mode::Dump => Ok((Mode::Dump, "DUMP/RESTORE (--mode dump)".into())),
+        Mode::Auto if newer => Ok((Mode::Types, format!("{why}: copying type by type instead of DUMP/RESTORE"))),
+        Mode::Auto => Ok((Mode::Dump, format!("DUMP/RESTORE ({why})"))),
+    }
+}
+
+/// A key's expiry from its PTTL, read at `now_ms` (Unix ms).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expiry {
+    /// PTTL -2: the key is gone.
+    Gone,
+    /// PTTL -1: no expiry.
+    Never,
+    /// Absolute Unix time in ms (for RESTORE … ABSTTL and PEXPIREAT).
+    At(u64),
+}
+
+pub fn expiry(pttl: i64, now_ms: u64) -> Expiry {
+    match pttl {
+        -1 => Expiry::Never,
+        p if p < 0 => Expiry::Gone,
+        // PTTL 0 still exists for a moment: keep it, expiring now.
+        p => Expiry::At(now_ms + p as u64),
+    }
+}
+
+/// RESTORE's TTL argument and whether ABSTTL goes with it.
+pub fn restore_ttl(e: Expiry) -> (u64, bool) {
+    match e {
+        Expiry::At(ms) => (ms, true),
+        _ => (0, false),
+    }
+}
+
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Rejects glob patterns Redis would read differently than the user meant.
+pub fn check_pattern(p: &str) -> Result<(), String> {
+    if p.is_empty() {
+        return Err("--match is empty; give a glob such as 'user:*' or drop the flag".into());
+    }
+    let b = p.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'\\' if i + 1 == b.len() => {
+                return Err(format!("--match {p:?} ends with a lone backslash; escape it as \\\\ or remove it"));
+            }
+            b'\\' => i += 1,
+            b'[' => {
+                let close = b[i + 1..].iter().position(|c| *c == b']');
+                match close {
+                    Some(c) => i += c + 1,
+                    None => return Err(format!("--match {p:?} has an unclosed '['; close it or escape it as \\[")),
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    Ok(())
+}
+
+/// `INFO` field value.
+pub fn info_field<'a>(info: &'a str, key: &str) -> Option<&'a str> {
+    info.lines().find_map(|l| l.strip_prefix(key).and_then(|r| r.strip_prefix(':'))).map(str::trim)
+}
+
+/// (keys, expiring keys) of database `db` from `INFO keyspace`.
+pub fn keyspace(info: &str, db: u32) -> (u64, u64) {
+    let Some(line) = info_field(info, &format!("db{db}")) else { return (0, 0) };
+    let get = |k: &str| {
+        line.split(',').find_map(|kv| kv.strip_prefix(k).and_then(|v| v.strip_prefix('='))).and_then(|v| v.parse().ok())
+    };
+    (get("keys").unwrap_or(0), get("expires").unwrap_or(0))
+}
+
+/// A key for messages: UTF-8 shown as is, other bytes escaped.
+pub fn show_key(k: &[u8]) -> String {
+    match std::str::from_utf8(k) {
+        Ok(s) => s.to_string(),
+        Err(_) => k.escape_ascii().to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rdb_versions_follow_the_redis_releases() {
+        assert_eq!(rdb_version("5.0.14"), Some(9));
+        assert_eq!(rdb_version("6.2.6"), Some(9));
+        assert_eq!(rdb_version("7.0.15"), Some(10));
+        assert_eq!(rdb_version("7.2.4"), Some(11));
+        assert_eq!(rdb_version("7.4.1"), Some(12));
+        assert_eq!(rdb_version("8.0.0"), Some(12));
+        assert_eq!(rdb_version("4.0.9"), Some(8));
+        assert_eq!(rdb_version("?"), None);
+    }
+
+    #[test]
+    fn a_newer_source_falls_back_to_types_in_auto_and_refuses_forced_dump() {
+        let (m, why) = choose_mode(Mode::Auto, "7.2.4", "7.0.15").unwrap();
+        assert_eq!(m, Mode::Types);
+        assert!(why.contains("RDB 11") && why.contains("RDB 10") && why.contains("type by type"), "{why}");
+        assert_eq!(choose_mode(Mode::Auto, "7.0.15", "7.2.4").unwrap().0, Mode::Dump);
+        assert_eq!(choose_mode(Mode::Auto, "7.0.15", "7.0.15").unwrap().0, Mode::Dump);
+        assert!(choose_mode(Mode::Dump, "7.4.0", "6.2.0").unwrap_err().contains("--mode dump cannot work"));
+        assert_eq!(choose_mode(Mode::Types, "7.0.15", "7.0.15").unwrap().0, Mode::Types);
+        // Unknown versions: DUMP, each payload's footer is still checked.
+        assert_eq!(choose_mode(Mode::Auto, "x", "7.0.0").unwrap().0, Mode::Dump);
+    }
+
+    #[test]
+    fn payload_footer_holds_the_rdb_version() {
+        let mut p = vec![0u8, 3, b'a', b'b', b'c'];
+        p.extend_from_slice(&10u16.to_le_bytes());
+        p.extend_from_slice(&[0; 8]);
+        assert_eq!(payload_rdb_version(&p), Some(10));
+        assert_eq!(payload_rdb_version(&[1, 2]), None);
+        assert!(target_reads(&p, Some(10)) && target_reads(&p, Some(11)) && target_reads(&p, None));
+        assert!(!target_reads(&p, Some(9)), "a 7.0 payload goes type by type to a 6.2 target");
+    }
+
+    #[test]
+    fn pttl_maps_to_restore_arguments() {
+        assert_eq!(expiry(-2, 1000), Expiry::Gone);
+        assert_eq!(expiry(-1, 1000), Expiry::Never);
+        assert_eq!(expiry(500, 1000), Expiry::At(1500));
+        assert_eq!(restore_ttl(Expiry::At(1500)), (1500, true));
+        assert_eq!(restore_ttl(Expiry::Never), (0, false));
+    }
+
+    #[test]
+    fn conflict_policies_decide_overwrites() {
+        assert!(overwrite(OnConflict::Replace, false));
+        assert!(!overwrite(OnConflict::Skip, true));
+        assert!(!overwrite(OnConflict::Fail, false));
+        assert!(overwrite(OnConflict::Fail, true));
+    }
+
+    #[test]
+    fn patterns_are_checked() {
+        assert!(check_pattern("user:*").is_ok());
+        assert!(check_pattern("a[bc]?\\*").is_ok());
+        assert!(check_pattern("").unwrap_err().contains("empty"));
+        assert!(check_pattern("a[bc").unwrap_err().contains("unclosed '['"));
+        assert!(check_pattern("a\\").unwrap_err().contains("lone backslash"));
+    }
+
+    #[test]
+    fn keyspace_counts() {
+        let info = "# Keyspace\r\ndb0:keys=10,expires=4,avg_ttl=1\r\ndb3:keys=2,expires=0,avg_ttl=0\r\n";
+        assert_eq!(keyspace(info, 0), (10, 4));
+        assert_eq!(keyspace(info, 3), (2, 0));
+        assert_eq!(keyspace(info, 1), (0, 0));
+    }
+}

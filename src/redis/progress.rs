@@ -1,0 +1,117 @@
+//! Counters of a copy and what a progress view shows of them.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counters {
+    /// Keys SCAN returned.
+    pub scanned: u64,
+    /// Keys written to the target.
+    pub copied: u64,
+    /// Keys that expired (or were deleted) between SCAN and the read.
+    pub skipped_expired: u64,
+    /// Keys left alone because the target had them (`--on-conflict skip`).
+    pub skipped_conflict: u64,
+    /// Payload bytes written.
+    pub bytes: u64,
+    /// Keys copied type by type in chunks (big keys, or a format the target cannot read).
+    pub chunked: u64,
+}
+
+impl Counters {
+    pub fn add(&mut self, o: &Counters) {
+        self.scanned += o.scanned;
+        self.copied += o.copied;
+        self.skipped_expired += o.skipped_expired;
+        self.skipped_conflict += o.skipped_conflict;
+        self.bytes += o.bytes;
+        self.chunked += o.chunked;
+    }
+
+    /// Keys dealt with (copied or skipped).
+    pub fn done(&self) -> u64 {
+        self.copied + self.skipped_expired + self.skipped_conflict
+    }
+}
+
+/// One update of a running copy.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CopyProgress {
+    /// Since the first run (a resumed copy starts from its checkpoint's counters).
+    pub total: Counters,
+    /// This run only: rates are computed from these.
+    pub run: Counters,
+    /// Source DBSIZE when the copy started (all keys, whatever --match says).
+    pub estimate: u64,
+    pub elapsed: Duration,
+    pub finished: bool,
+}
+
+impl CopyProgress {
+    pub fn keys_per_s(&self) -> f64 {
+        per_s(self.run.done(), self.elapsed)
+    }
+
+    pub fn bytes_per_s(&self) -> f64 {
+        per_s(self.run.bytes, self.elapsed)
+    }
+
+    /// Time left at the current rate, when there is a rate and keys left.
+    pub fn eta(&self) -> Option<Duration> {
+        let rate = self.keys_per_s();
+        let left = self.estimate.saturating_sub(self.total.done());
+        (rate > 0.0 && !self.finished).then(|| Duration::from_secs_f64(left as f64 / rate))
+    }
+
+    /// One plain line, for logs and pipes.
+    pub fn line(&self) -> String {
+        let eta = self.eta().map_or_else(|| "-".to_string(), |d| format!("{} s", d.as_secs()));
+        format!(
+            "copied {} keys of ~{} ({} skipped), {:.0} keys/s, {}/s, ETA {eta}",
+            self.total.copied,
+            self.estimate,
+            self.total.skipped_expired + self.total.skipped_conflict,
+            self.keys_per_s(),
+            human_bytes(self.bytes_per_s() as u64)
+        )
+    }
+}
+
+fn per_s(n: u64, d: Duration) -> f64 {
+    let s = d.as_secs_f64();
+    if s > 0.0 { n as f64 / s } else { 0.0 }
+}
+
+pub fn human_bytes(b: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "KB", "MB", "GB"];
+    let mut v = b as f64;
+    let mut u = 0;
+    while v >= 1000.0 && u + 1 < UNITS.len() {
+        v /= 1000.0;
+        u += 1;
+    }
+    if u == 0 { format!("{b} B") } else { format!("{v:.1} {}", UNITS[u]) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_and_eta_come_from_this_run() {
+        let p = CopyProgress {
+            total: Counters { copied: 600, skipped_expired: 100, ..Default::default() },
+            run: Counters { copied: 200, bytes: 2_000_000, ..Default::default() },
+            estimate: 1700,
+            elapsed: Duration::from_secs(2),
+            finished: false,
+        };
+        assert_eq!(p.keys_per_s(), 100.0);
+        assert_eq!(p.bytes_per_s(), 1_000_000.0);
+        assert_eq!(p.eta(), Some(Duration::from_secs(10)));
+        assert_eq!(p.line(), "copied 600 keys of ~1700 (100 skipped), 100 keys/s, 1.0 MB/s, ETA 10 s");
+        assert_eq!(CopyProgress { finished: true, ..p }.eta(), None);
+    }
+}

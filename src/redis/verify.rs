@@ -1,0 +1,339 @@
+//! `cutover redis verify`: key counts (keys minus expiring keys, which drift),
+//! then every key or a sample: missing, type, value (DUMP bytes, else the
+//! logical value), TTL within a tolerance. Reads only.
+
+use redis::Value;
+use redis::aio::MultiplexedConnection;
+use serde::Serialize;
+
+use super::url::Endpoint;
+
+pub struct VerifyOptions {
+    pub from: Endpoint,
+    pub to: Endpoint,
+    pub pattern: Option<String>,
+    /// `None`: every key.
+    pub sample: Option<u64>,
+    pub ttl_tolerance_ms: u64,
+    pub scan_count: usize,
+    /// Keys per second, at most (default: unlimited).
+    pub rate: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Difference {
+    Missing {
+        key: String,
+    },
+    Type {
+        key: String,
+        source: String,
+        target: String,
+    },
+    Value {
+        key: String,
+    },
+    /// PTTL in ms; -1 is no expiry.
+    Ttl {
+        key: String,
+        source: i64,
+        target: i64,
+    },
+}
+
+impl std::fmt::Display for Difference {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ttl = |v: i64| if v < 0 { "none".to_string() } else { format!("{v} ms") };
+        match self {
+            Difference::Missing { key } => write!(f, "missing on target: {key}"),
+            Difference::Type { key, source, target } => write!(f, "type differs: {key} ({source} → {target})"),
+            Difference::Value { key } => write!(f, "value differs: {key}"),
+            Difference::Ttl { key, source, target } => {
+                write!(f, "TTL differs: {key} (source {}, target {})", ttl(*source), ttl(*target))
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct VerifyReport {
+    /// Keys without an expiry on each side (all keys, or those matching --match).
+    pub source_persistent: u64,
+    pub target_persistent: u64,
+    pub source_keys: u64,
+    pub target_keys: u64,
+    pub checked: u64,
+    pub missing: u64,
+    pub type_mismatch: u64,
+    pub value_mismatch: u64,
+    pub ttl_mismatch: u64,
+    /// Keys gone from the source while being checked (expired).
+    pub vanished: u64,
+    pub first: Vec<Difference>,
+}
+
+impl VerifyReport {
+    pub fn counts_match(&self) -> bool {
+        self.source_persistent == self.target_persistent
+    }
+
+    pub fn ok(&self) -> bool {
+        self.counts_match() && self.missing + self.type_mismatch + self.value_mismatch + self.ttl_mismatch == 0
+    }
+
+    fn note(&mut self, d: Difference) {
+        match d {
+            Difference::Missing { .. } => self.missing += 1,
+            Difference::Type { .. } => self.type_mismatch += 1,
+            Difference::Value { .. } => self.value_mismatch += 1,
+            Difference::Ttl { .. } => self.ttl_mismatch += 1,
+        }
+        if self.first.len() < 10 {
+            self.first.push(d);
+        }
+    }
+}
+
+/// Whether two PTTLs agree: both without expiry, or both expiring within `tol` ms.
+pub fn ttl_ok(source: i64, target: i64, tol: u64) -> bool {
+    match (source, target) {
+        (-1, -1) => true,
+        (s, t) if s >= 0 && t >= 0 => s.abs_diff(t) <= tol,
+        _ => false,
+    }
+}
+
+async fn q<T: redis::FromRedisValue>(
+    e: &Endpoint,
+    c: &mut MultiplexedConnection,
+    cmd: &redis::Cmd,
+) -> Result<T, String> {
+    cmd.query_async(c).await.map_err(|err| format!("{} {}: {}", e.role, e.redacted(), e.scrub(&err.to_string())))
+}
+
+async fn qp<T: redis::FromRedisValue>(
+    e: &Endpoint,
+    c: &mut MultiplexedConnection,
+    p: &redis::Pipeline,
+) -> Result<T, String> {
+    p.query_async(c)
+        .await
+        .map_err(|err| format!("{} {}: {}", e.role, e.redacted(), super::copy::short(&e.scrub(&err.to_string()))))
+}
+
+/// (all keys, keys without expiry) of one side.
+async fn counts(
+    e: &Endpoint,
+    c: &mut MultiplexedConnection,
+    pattern: Option<&str>,
+    scan_count: usize,
+) -> Result<(u64, u64), String> {
+    let Some(p) = pattern else {
+        let (keys, expiring) = super::copy::key_counts(e, c).await?;
+        return Ok((keys, keys.saturating_sub(expiring)));
+    };
+    let (mut all, mut persistent, mut cursor) = (0, 0, 0u64);
+    loop {
+        let (next, keys): (u64, Vec<Vec<u8>>) =
+            q(e, c, redis::cmd("SCAN").arg(cursor).arg("MATCH").arg(p).arg("COUNT").arg(scan_count)).await?;
+        if !keys.is_empty() {
+            let mut pipe = redis::pipe();
+            for k in &keys {
+                pipe.cmd("PTTL").arg(k);
+            }
+            let ttls: Vec<i64> = qp(e, c, &pipe).await?;
+            all += ttls.iter().filter(|t| **t != -2).count() as u64;
+            persistent += ttls.iter().filter(|t| **t == -1).count() as u64;
+        }
+        if next == 0 {
+            return Ok((all, persistent));
+        }
+        cursor = next;
+    }
+}
+
+/// The value of a key in a comparable form (sets and hashes sorted).
+async fn logical(e: &Endpoint, c: &mut MultiplexedConnection, key: &[u8], kind: &str) -> Result<Value, String> {
+    let sorted = |mut v: Vec<Vec<u8>>| {
+        v.sort();
+        Value::Array(v.into_iter().map(Value::BulkString).collect())
+    };
+    Ok(match kind {
+        "string" => q(e, c, redis::cmd("GET").arg(key)).await?,
+        "hash" => {
+            let mut pairs: Vec<(Vec<u8>, Vec<u8>)> = q(e, c, redis::cmd("HGETALL").arg(key)).await?;
+            pairs.sort();
+            Value::Array(pairs.into_iter().flat_map(|(a, b)| [Value::BulkString(a), Value::BulkString(b)]).collect())
+        }
+        "set" => sorted(q(e, c, redis::cmd("SMEMBERS").arg(key)).await?),
+        "zset" => q(e, c, redis::cmd("ZRANGE").arg(key).arg(0).arg(-1).arg("WITHSCORES")).await?,
+        "list" => q(e, c, redis::cmd("LRANGE").arg(key).arg(0).arg(-1)).await?,
+        "stream" => q(e, c, redis::cmd("XRANGE").arg(key).arg("-").arg("+")).await?,
+        other => return Err(format!("key {} has type {other}, which verify cannot compare", super::show_key(key))),
+    })
+}
+
+struct Sides {
+    from: Endpoint,
+    to: Endpoint,
+    src: MultiplexedConnection,
+    dst: MultiplexedConnection,
+    tol: u64,
+}
+
+/// TYPE, PTTL, DUMP of every key, pipelined.
+async fn probe(
+    e: &Endpoint,
+    c: &mut MultiplexedConnection,
+    keys: &[Vec<u8>],
+) -> Result<Vec<(String, i64, Value)>, String> {
+    let mut p = redis::pipe();
+    for k in keys {
+        p.cmd("TYPE").arg(k).cmd("PTTL").arg(k).cmd("DUMP").arg(k);
+    }
+    qp(e, c, &p).await
+}
+
+impl Sides {
+    async fn check(&self, keys: Vec<Vec<u8>>, report: &mut VerifyReport) -> Result<(), String> {
+        let (mut src, mut dst) = (self.src.clone(), self.dst.clone());
+        let (s, t) = tokio::try_join!(probe(&self.from, &mut src, &keys), probe(&self.to, &mut dst, &keys))?;
+        for ((key, (sk, sttl, sdump)), (tk, tttl, tdump)) in keys.iter().zip(s).zip(t) {
+            if sk == "none" {
+                report.vanished += 1;
+                continue;
+            }
+            report.checked += 1;
+            let name = super::show_key(key);
+            if tk == "none" {
+                report.note(Difference::Missing { key: name });
+                continue;
+            }
+            if sk != tk {
+                report.note(Difference::Type { key: name, source: sk, target: tk });
+                continue;
+            }
+            let same = sdump == tdump
+                || logical(&self.from, &mut src, key, &sk).await? == logical(&self.to, &mut dst, key, &tk).await?;
+            if !same {
+                report.note(Difference::Value { key: name });
+                continue;
+            }
+            if !ttl_ok(sttl, tttl, self.tol) {
+                report.note(Difference::Ttl { key: name, source: sttl, target: tttl });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Sleeps until `done` keys are due at `rate` keys/s.
+async fn pace(rate: Option<u64>, started: std::time::Instant, done: u64) {
+    if let Some(r) = rate.filter(|r| *r > 0) {
+        let due = std::time::Duration::from_secs_f64(done as f64 / r as f64);
+        if let Some(wait) = due.checked_sub(started.elapsed()) {
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+/// Compares the two sides through connections made by `Endpoint::connect`.
+pub async fn verify(
+    opts: &VerifyOptions,
+    mut src: MultiplexedConnection,
+    dst: MultiplexedConnection,
+) -> Result<VerifyReport, String> {
+    let mut report = VerifyReport::default();
+    let pattern = opts.pattern.as_deref();
+    let (mut s2, mut d2) = (src.clone(), dst.clone());
+    let ((sk, sp), (tk, tp)) = tokio::try_join!(
+        counts(&opts.from, &mut s2, pattern, opts.scan_count),
+        counts(&opts.to, &mut d2, pattern, opts.scan_count)
+    )?;
+    (report.source_keys, report.source_persistent, report.target_keys, report.target_persistent) = (sk, sp, tk, tp);
+    let started = std::time::Instant::now();
+    let sides = Sides {
+        from: opts.from.clone(),
+        to: opts.to.clone(),
+        src: src.clone(),
+        dst: dst.clone(),
+        tol: opts.ttl_tolerance_ms,
+    };
+    match (opts.sample, pattern) {
+        (Some(n), None) => {
+            // RANDOMKEY, in batches, until n keys (repeats allowed).
+            let mut left = n;
+            while left > 0 {
+                let take = left.min(opts.scan_count as u64);
+                let mut p = redis::pipe();
+                for _ in 0..take {
+                    p.cmd("RANDOMKEY");
+                }
+                let keys: Vec<Option<Vec<u8>>> = qp(&opts.from, &mut src, &p).await?;
+                let keys: Vec<Vec<u8>> = keys.into_iter().flatten().collect();
+                if keys.is_empty() {
+                    break;
+                }
+                pace(opts.rate, started, report.checked + report.vanished).await;
+                sides.check(keys, &mut report).await?;
+                left -= take;
+            }
+        }
+        (sample, _) => {
+            // Every matching key, or the first n SCAN returns.
+            let limit = sample.unwrap_or(u64::MAX);
+            let mut cursor = 0u64;
+            let mut seen = 0u64;
+            loop {
+                let mut c = redis::cmd("SCAN");
+                c.arg(cursor);
+                if let Some(p) = pattern {
+                    c.arg("MATCH").arg(p);
+                }
+                c.arg("COUNT").arg(opts.scan_count);
+                let (next, mut keys): (u64, Vec<Vec<u8>>) = q(&opts.from, &mut src, &c).await?;
+                keys.truncate((limit - seen).min(keys.len() as u64) as usize);
+                seen += keys.len() as u64;
+                if !keys.is_empty() {
+                    pace(opts.rate, started, report.checked + report.vanished).await;
+                    sides.check(keys, &mut report).await?;
+                }
+                if next == 0 || seen >= limit {
+                    break;
+                }
+                cursor = next;
+            }
+        }
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ttls_agree_within_the_tolerance_only() {
+        assert!(ttl_ok(-1, -1, 0));
+        assert!(ttl_ok(10_000, 9_200, 1000));
+        assert!(!ttl_ok(10_000, 8_000, 1000));
+        assert!(!ttl_ok(-1, 5000, 1000));
+        assert!(!ttl_ok(5000, -1, 1000));
+    }
+
+    #[test]
+    fn the_report_keeps_counts_and_the_first_ten() {
+        let mut r = VerifyReport::default();
+        for i in 0..12 {
+            r.note(Difference::Missing { key: format!("k{i}") });
+        }
+        r.note(Difference::Ttl { key: "t".into(), source: 5000, target: -1 });
+        assert_eq!((r.missing, r.ttl_mismatch, r.first.len()), (12, 1, 10));
+        assert!(!r.ok());
+        assert_eq!(
+            Difference::Ttl { key: "t".into(), source: 5000, target: -1 }.to_string(),
+            "TTL differs: t (source 5000 ms, target none)"
+        );
+    }
+}

@@ -1,0 +1,804 @@
+//! `cutover redis copy` and `verify` against real redis-server processes.
+
+mod common;
+
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use common::KillOnDrop;
+use cutover::redis::copy::{self, CopyError, CopyOptions, CopyReport};
+use cutover::redis::url::Endpoint;
+use cutover::redis::verify::{self, Difference, VerifyOptions};
+use cutover::redis::{Mode, OnConflict};
+use cutover::sandbox::process::{ChildProcess, start_redis, start_redis_with};
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncCommands, Value};
+
+struct Srv {
+    _p: ChildProcess,
+    url: String,
+}
+
+async fn server(dir: &Path, name: &str) -> Srv {
+    let p = start_redis(dir, name).await.unwrap_or_else(|e| panic!("{e:#}"));
+    let url = format!("redis://127.0.0.1:{}/0", p.port);
+    Srv { _p: p, url }
+}
+
+async fn conn(url: &str) -> MultiplexedConnection {
+    let c = redis::Client::open(url).unwrap();
+    let cfg = redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(60)));
+    c.get_multiplexed_async_connection_with_config(&cfg).await.unwrap()
+}
+
+fn ep(role: &'static str, url: &str) -> Endpoint {
+    Endpoint::parse(role, url, None, None).unwrap()
+}
+
+fn options(from: &str, to: &str) -> CopyOptions {
+    CopyOptions {
+        from: ep("source", from),
+        to: ep("target", to),
+        pattern: None,
+        on_conflict: OnConflict::Fail,
+        mode: Mode::Auto,
+        chunk_threshold: 32 << 20,
+        scan_count: 100,
+        pipeline: 4,
+        rate: None,
+        checkpoint: None,
+        checkpoint_every: Duration::from_millis(500),
+        resume: None,
+        stop: Arc::new(AtomicBool::new(false)),
+        after_scan: None,
+    }
+}
+
+/// Preflight, the pre-check of `fail`, then the copy, as the CLI does.
+async fn copy_with(opts: &CopyOptions) -> Result<CopyReport, CopyError> {
+    let (mut conns, pf) = copy::preflight(opts).await?;
+    if opts.on_conflict == OnConflict::Fail {
+        let c = copy::find_conflicts(opts, &mut conns).await.map_err(CopyError::Failed)?;
+        if c.count > 0 {
+            return Err(CopyError::Refused(format!("{} conflicts", c.count)));
+        }
+    }
+    copy::copy(opts, conns, &pf, |_| {}).await
+}
+
+async fn dbsize(c: &mut MultiplexedConnection) -> u64 {
+    redis::cmd("DBSIZE").query_async(c).await.unwrap()
+}
+
+/// Every type, `n` of each, under `prefix`; with `ttl_ms` each gets that PTTL.
+async fn seed_all_types(c: &mut MultiplexedConnection, prefix: &str, n: usize, ttl_ms: Option<u64>) -> Vec<String> {
+    let mut keys = Vec::new();
+    let mut p = redis::pipe();
+    for i in 0..n {
+        let k = |t: &str| format!("{prefix}:{t}:{i}");
+        p.cmd("SET").arg(k("string")).arg(format!("value-{i}-\u{e9}\0bin")).ignore();
+        p.cmd("HSET").arg(k("hash")).arg("a").arg(i).arg("b").arg("x".repeat(i % 50)).ignore();
+        p.cmd("RPUSH").arg(k("list")).arg("one").arg("two").arg(i).arg("one").ignore();
+        p.cmd("SADD").arg(k("set")).arg("x").arg("y").arg(i).ignore();
+        p.cmd("ZADD").arg(k("zset")).arg(1.5).arg("a").arg(-2).arg("b").arg("+inf").arg(format!("m{i}")).ignore();
+        p.cmd("XADD").arg(k("stream")).arg("*").arg("f").arg(i).arg("g").arg("v").ignore();
+        p.cmd("XADD").arg(k("stream")).arg("*").arg("f").arg("second").ignore();
+        for t in ["string", "hash", "list", "set", "zset", "stream"] {
+            keys.push(k(t));
+            if let Some(ms) = ttl_ms {
+                p.cmd("PEXPIRE").arg(k(t)).arg(ms).ignore();
+            }
+        }
+    }
+    let _: () = p.query_async(c).await.unwrap();
+    keys
+}
+
+/// The logical value of a key, independent of encodings.
+async fn value_of(c: &mut MultiplexedConnection, key: &str) -> (String, Value) {
+    let kind: String = redis::cmd("TYPE").arg(key).query_async(c).await.unwrap();
+    let v: Value = match kind.as_str() {
+        "string" => c.get(key).await.unwrap(),
+        "hash" => {
+            let mut h: Vec<(Vec<u8>, Vec<u8>)> = c.hgetall(key).await.unwrap();
+            h.sort();
+            Value::Array(h.into_iter().flat_map(|(a, b)| [Value::BulkString(a), Value::BulkString(b)]).collect())
+        }
+        "list" => c.lrange(key, 0, -1).await.unwrap(),
+        "set" => {
+            let mut s: Vec<Vec<u8>> = c.smembers(key).await.unwrap();
+            s.sort();
+            Value::Array(s.into_iter().map(Value::BulkString).collect())
+        }
+        "zset" => redis::cmd("ZRANGE").arg(key).arg(0).arg(-1).arg("WITHSCORES").query_async(c).await.unwrap(),
+        "stream" => redis::cmd("XRANGE").arg(key).arg("-").arg("+").query_async(c).await.unwrap(),
+        "none" => Value::Nil,
+        other => panic!("unexpected type {other}"),
+    };
+    (kind, v)
+}
+
+/// (name, last delivered ID, pending count) of each consumer group of a stream.
+async fn stream_groups(c: &mut MultiplexedConnection, key: &str) -> Vec<(String, String, i64)> {
+    let groups: Vec<std::collections::HashMap<String, Value>> =
+        redis::cmd("XINFO").arg("GROUPS").arg(key).query_async(c).await.unwrap();
+    let text = |v: &Value| match v {
+        Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
+        other => format!("{other:?}"),
+    };
+    groups
+        .iter()
+        .map(|g| {
+            let pending = match g["pending"] {
+                Value::Int(n) => n,
+                ref other => panic!("pending: {other:?}"),
+            };
+            (text(&g["name"]), text(&g["last-delivered-id"]), pending)
+        })
+        .collect()
+}
+
+async fn pttl(c: &mut MultiplexedConnection, key: &str) -> i64 {
+    redis::cmd("PTTL").arg(key).query_async(c).await.unwrap()
+}
+
+/// Every key identical on both sides and TTLs within 1 s.
+async fn assert_identical(src: &mut MultiplexedConnection, dst: &mut MultiplexedConnection, keys: &[String]) {
+    for k in keys {
+        let (a, b) = (value_of(src, k).await, value_of(dst, k).await);
+        assert_ne!(a.0, "none", "{k} exists on the source");
+        assert_eq!(a, b, "{k} arrived identical");
+        let (ta, tb) = (pttl(src, k).await, pttl(dst, k).await);
+        if ta == -1 {
+            assert_eq!(tb, -1, "{k} has no expiry on the target either");
+        } else {
+            assert!(tb > 0 && ta.abs_diff(tb) <= 1000, "{k}: TTL {ta} ms on the source, {tb} ms on the target");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_type_with_and_without_ttl_arrives_identical_in_both_modes() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = server(dir.path(), "src").await;
+    let mut s = conn(&src.url).await;
+    let mut keys = seed_all_types(&mut s, "plain", 30, None).await;
+    keys.extend(seed_all_types(&mut s, "ttl", 30, Some(300_000)).await);
+    // A stream with a consumer group and an empty one: DUMP keeps the group.
+    let _: () =
+        redis::cmd("XGROUP").arg("CREATE").arg("plain:stream:0").arg("g").arg("0").query_async(&mut s).await.unwrap();
+    let _: Value = redis::cmd("XREADGROUP")
+        .arg(&["GROUP", "g", "c1", "COUNT", "1", "STREAMS", "plain:stream:0", ">"])
+        .query_async(&mut s)
+        .await
+        .unwrap();
+    let read_id = stream_groups(&mut s, "plain:stream:0").await[0].1.clone();
+    assert_eq!(stream_groups(&mut s, "plain:stream:0").await[0].2, 1);
+    let _: Value =
+        redis::cmd("XADD").arg("empty-stream").arg("5-5").arg("f").arg("v").query_async(&mut s).await.unwrap();
+    let _: u64 = redis::cmd("XDEL").arg("empty-stream").arg("5-5").query_async(&mut s).await.unwrap();
+    keys.push("empty-stream".into());
+    for mode in [Mode::Dump, Mode::Types] {
+        let dst = server(dir.path(), &format!("dst-{mode:?}")).await;
+        let mut d = conn(&dst.url).await;
+        let mut o = options(&src.url, &dst.url);
+        o.mode = mode;
+        let r = copy_with(&o).await.unwrap();
+        assert_eq!(r.mode, mode);
+        assert_eq!(r.total.copied, keys.len() as u64, "{mode:?}: {r:?}");
+        assert_eq!(r.total.skipped_expired, 0);
+        assert_eq!(dbsize(&mut d).await, keys.len() as u64);
+        assert_identical(&mut s, &mut d, &keys).await;
+        let last: Value = redis::cmd("XINFO").arg("STREAM").arg("empty-stream").query_async(&mut d).await.unwrap();
+        assert!(format!("{last:?}").contains("5-5"), "{mode:?}: the empty stream keeps its last ID: {last:?}");
+        let groups = stream_groups(&mut d, "plain:stream:0").await;
+        assert_eq!(groups.len(), 1, "{mode:?}: the consumer group arrives");
+        let want_pending = if mode == Mode::Dump { 1 } else { 0 };
+        assert_eq!(groups[0].1, read_id, "{mode:?}: with its last delivered ID");
+        assert_eq!(groups[0].2, want_pending, "{mode:?}: pending entries travel with DUMP only");
+        // The copy leaves no temporary keys behind.
+        let tmp: Vec<String> = d.keys("__cutover_tmp__*").await.unwrap();
+        assert!(tmp.is_empty(), "{tmp:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn keys_expiring_in_flight_are_skipped_and_counted_and_match_is_honoured() {
+    let dir = tempfile::tempdir().unwrap();
+    let (src, dst) = (server(dir.path(), "src").await, server(dir.path(), "dst").await);
+    let (mut s, mut d) = (conn(&src.url).await, conn(&dst.url).await);
+    for mode in [Mode::Dump, Mode::Types] {
+        let _: () = redis::cmd("FLUSHALL").query_async(&mut d).await.unwrap();
+        let mut p = redis::pipe();
+        for i in 0..200 {
+            p.cmd("SET").arg(format!("user:stay:{i}")).arg(i).ignore();
+            p.cmd("SET").arg(format!("user:gone:{i}")).arg(i).arg("PX").arg(400).ignore();
+            p.cmd("SET").arg(format!("other:{i}")).arg(i).ignore();
+        }
+        let _: () = p.query_async(&mut s).await.unwrap();
+        let mut o = options(&src.url, &dst.url);
+        o.mode = mode;
+        o.pattern = Some("user:*".into());
+        o.scan_count = 10_000;
+        // The one SCAN batch waits until the `gone` keys have expired.
+        let first = Arc::new(AtomicBool::new(true));
+        o.after_scan = Some(Arc::new(move |keys: &[Vec<u8>]| {
+            if first.swap(false, Ordering::SeqCst) {
+                assert_eq!(keys.len(), 400, "SCAN saw every user key, the expiring ones too");
+                std::thread::sleep(Duration::from_millis(700));
+            }
+        }));
+        let r = copy_with(&o).await.unwrap();
+        assert_eq!((r.total.scanned, r.total.copied, r.total.skipped_expired), (400, 200, 200), "{mode:?}: {r:?}");
+        assert_eq!(dbsize(&mut d).await, 200);
+        let other: Vec<String> = d.keys("other:*").await.unwrap();
+        assert!(other.is_empty(), "--match user:* copied nothing else");
+        let stay: Vec<String> = d.keys("user:stay:*").await.unwrap();
+        assert_eq!(stay.len(), 200);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_conflict_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let (src, dst) = (server(dir.path(), "src").await, server(dir.path(), "dst").await);
+    let (mut s, mut d) = (conn(&src.url).await, conn(&dst.url).await);
+    for i in 0..500 {
+        let _: () = s.set(format!("k{i}"), format!("src{i}")).await.unwrap();
+    }
+    let fields: Vec<(String, u32)> = (0..2000).map(|i| (format!("f{i}"), i)).collect();
+    let _: () = s.hset_multiple("big", &fields).await.unwrap();
+    let _: () = s.hset("big", "f", "src").await.unwrap();
+    for mode in [Mode::Dump, Mode::Types] {
+        let _: () = redis::cmd("FLUSHALL").query_async(&mut d).await.unwrap();
+        let _: () = d.set("k250", "target's own").await.unwrap();
+        let _: () = d.set("big", "target's own").await.unwrap();
+        let mut o = options(&src.url, &dst.url);
+        o.mode = mode;
+        // `big` goes the chunked path, so both paths meet a conflict.
+        o.chunk_threshold = 10_000;
+
+        o.on_conflict = OnConflict::Fail;
+        let e = copy_with(&o).await.unwrap_err();
+        assert!(matches!(e, CopyError::Refused(ref m) if m == "2 conflicts"), "{mode:?}: {e:?}");
+        assert_eq!(dbsize(&mut d).await, 2, "fail wrote nothing");
+
+        o.on_conflict = OnConflict::Skip;
+        o.rate = Some(1000);
+        let t = Instant::now();
+        let r = copy_with(&o).await.unwrap();
+        assert!(t.elapsed() >= Duration::from_millis(400), "--rate 1000 paces 501 keys: {:?}", t.elapsed());
+        o.rate = None;
+        assert_eq!((r.total.copied, r.total.skipped_conflict), (499, 2), "{mode:?}: {r:?}");
+        assert_eq!(d.get::<_, String>("k250").await.unwrap(), "target's own");
+        assert_eq!(d.get::<_, String>("big").await.unwrap(), "target's own");
+        assert_eq!(d.get::<_, String>("k251").await.unwrap(), "src251");
+
+        o.on_conflict = OnConflict::Replace;
+        let r = copy_with(&o).await.unwrap();
+        assert_eq!(
+            (r.total.copied, r.total.skipped_conflict, r.total.chunked),
+            (501, 0, if mode == Mode::Dump { 1 } else { 501 }),
+            "{mode:?}: {r:?}"
+        );
+        assert_eq!(d.get::<_, String>("k250").await.unwrap(), "src250");
+        assert_eq!(d.hget::<_, _, String>("big", "f").await.unwrap(), "src");
+        assert_eq!(dbsize(&mut d).await, 501);
+    }
+}
+
+/// The cutover binary with its own state dir and log file.
+fn cutover(state: &Path, args: &[&str]) -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_cutover"));
+    c.env("XDG_STATE_HOME", state)
+        .env("CUTOVER_OPERATOR", "on-call")
+        .args(["--log-file", &state.join("log").display().to_string()])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    c
+}
+
+fn run(state: &Path, args: &[&str]) -> (Option<i32>, String, String) {
+    let out = cutover(state, args).output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn audit_stages(state: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(state.join("cutover/redis.audit.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cli_gates_every_write_and_audits_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let (src, dst) = (server(dir.path(), "src").await, server(dir.path(), "dst").await);
+    let (mut s, mut d) = (conn(&src.url).await, conn(&dst.url).await);
+    seed_all_types(&mut s, "k", 20, None).await;
+    let _: () = d.set("k:string:3", "target's own").await.unwrap();
+    let (from, to) = (src.url.as_str(), dst.url.as_str());
+
+    let (code, _, err) = run(&state, &["redis", "copy", "--from", from, "--to", to]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("needs --yes") && err.contains("nothing was written"), "{err}");
+
+    let (code, _, err) = run(&state, &["--read-only", "redis", "copy", "--from", from, "--to", to, "--yes"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("refused: --read-only"), "{err}");
+
+    let (code, out, err) = run(&state, &["redis", "copy", "--from", from, "--to", to, "--dry-run"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("dry run: nothing was written. 120 keys match on the source; 1 already exist"), "{out}");
+    assert_eq!(dbsize(&mut d).await, 1, "--dry-run wrote nothing");
+
+    let (code, _, err) = run(&state, &["redis", "copy", "--from", from, "--to", to, "--yes"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("refused: 1 of 120 keys already exist on the target (first: k:string:3)"), "{err}");
+    assert_eq!(dbsize(&mut d).await, 1, "fail wrote nothing");
+
+    let (code, out, err) =
+        run(&state, &["redis", "copy", "--from", from, "--to", to, "--yes", "--on-conflict", "skip"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("copied 119 keys") && out.contains("1 existing"), "{out}");
+    // Not a terminal: plain progress lines on stderr.
+    assert!(err.contains("copied 119 keys of ~120 (1 skipped)") && err.contains("keys/s"), "{err}");
+    assert_eq!(d.get::<_, String>("k:string:3").await.unwrap(), "target's own");
+
+    let lines = audit_stages(&state);
+    let stages: Vec<&str> = lines.iter().map(|l| l["stage"].as_str().unwrap()).collect();
+    assert_eq!(stages, ["refused", "intent", "applied"], "only the read-only refusal and the real copy are audited");
+    assert_eq!(lines[1]["before"]["target_keys"], 1);
+    assert_eq!(lines[2]["after"]["target_keys"], 120);
+    assert_eq!(lines[2]["after"]["report"]["total"]["skipped_conflict"], 1);
+
+    let (code, out, _) = run(&state, &["redis", "verify", "--from", from, "--to", to]);
+    assert_eq!(code, Some(1), "the kept target key differs: {out}");
+    assert!(out.contains("1 value mismatch") && out.contains("value differs: k:string:3"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_input_is_one_line_exit_2_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let (src, dst) = (server(dir.path(), "src").await, server(dir.path(), "dst").await);
+    let (mut s, mut d) = (conn(&src.url).await, conn(&dst.url).await);
+    let _: () = s.set("a", 1).await.unwrap();
+    let _: () =
+        redis::cmd("CONFIG").arg("SET").arg("requirepass").arg("hunter2-secret").query_async(&mut d).await.unwrap();
+    let auth_to = dst.url.replace("redis://", "redis://:hunter2-secret@");
+    let wrong_to = dst.url.replace("redis://", "redis://:wrong-guess@");
+    let dead = format!("redis://127.0.0.1:{}/0", cutover::sandbox::process::free_port().unwrap());
+    let from = src.url.as_str();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["copy", "--from", "http://x:1", "--to", &auth_to, "--yes"], "scheme must be redis or rediss"),
+        (vec!["copy", "--from", from, "--to", &dead, "--yes"], "cannot reach the target"),
+        (vec!["copy", "--from", from, "--to", &wrong_to, "--yes"], "wrong password"),
+        (vec!["copy", "--from", from, "--to", &dst.url, "--yes"], "needs a password"),
+        (vec!["copy", "--from", from, "--to", &auth_to, "--yes", "--match", "a[b"], "unclosed '['"),
+        (vec!["copy", "--from", from, "--to", &auth_to, "--yes", "--resume"], "no interrupted copy"),
+        (vec!["copy", "--from", from, "--to", &auth_to, "--yes", "--rate", "0"], "--rate must be at least 1"),
+        (vec!["copy", "--from", from, "--to", from, "--yes"], "are the same Redis"),
+        (
+            vec!["copy", "--from", from, "--to", &auth_to, "--yes", "--to-password-env", "NOT_SET_ANYWHERE"],
+            "NOT_SET_ANYWHERE is not set",
+        ),
+        (vec!["verify", "--from", from, "--to", &wrong_to, "--sample", "5"], "wrong password"),
+        (vec!["verify", "--from", from, "--to", &auth_to, "--sample", "0"], "--sample must be at least 1"),
+    ];
+    for (args, want) in cases {
+        let mut full = vec!["redis"];
+        full.extend(&args);
+        let (code, out, err) = run(&state, &full);
+        assert_eq!(code, Some(2), "{args:?}: {out}{err}");
+        assert!(err.contains(want), "{args:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{args:?}: one line: {err}");
+        assert!(!format!("{out}{err}").contains("hunter2") && !err.contains("wrong-guess"), "{args:?}: {err}");
+    }
+    // Clap refuses contradictory flags itself.
+    let (code, _, _) = run(&state, &["redis", "copy", "--from", from, "--to", &auth_to, "--resume", "--restart"]);
+    assert_eq!(code, Some(2));
+    let mut d = conn(&auth_to).await;
+    assert_eq!(dbsize(&mut d).await, 0, "nothing was written");
+    let log = std::fs::read_to_string(state.join("log")).unwrap();
+    assert!(log.contains("cutover starting") && !log.contains("hunter2"), "the log never holds the password");
+}
+
+fn checkpoint_copied(state: &Path) -> Option<u64> {
+    let dir = state.join("cutover/redis-copy");
+    let f = std::fs::read_dir(dir).ok()?.flatten().find(|e| e.path().extension().is_some_and(|x| x == "json"))?;
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(f.path()).ok()?).ok()?;
+    v["counters"]["copied"].as_u64()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_copy_resumes_without_copying_everything_again() {
+    const N: u64 = 20_000;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let (src, dst) = (server(dir.path(), "src").await, server(dir.path(), "dst").await);
+    let (mut s, mut d) = (conn(&src.url).await, conn(&dst.url).await);
+    // Every type, half of the keys with a TTL.
+    seed_all_types(&mut s, "plain", (N / 12) as usize, None).await;
+    seed_all_types(&mut s, "ttl", (N / 12) as usize, Some(600_000)).await;
+    let mut p = redis::pipe();
+    for i in 0..N % 12 {
+        p.cmd("SET").arg(format!("extra:{i}")).arg(i).ignore();
+    }
+    let _: () = p.query_async(&mut s).await.unwrap();
+    assert_eq!(dbsize(&mut s).await, N);
+    let args = ["redis", "copy", "--from", &src.url, "--to", &dst.url, "--yes", "--scan-count", "100"];
+    let mut child = KillOnDrop(Some(cutover(&state, &[&args[..], &["--rate", "4000"]].concat()).spawn().unwrap()));
+    // Killed once a checkpoint holds at least a quarter of the keys.
+    let start = Instant::now();
+    while checkpoint_copied(&state).unwrap_or(0) < N / 4 {
+        assert!(start.elapsed() < Duration::from_secs(30), "no checkpoint progress");
+        assert!(child.get().try_wait().unwrap().is_none(), "the copy ended before it was killed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut c = child.take();
+    c.kill().unwrap();
+    c.wait().unwrap();
+    let done_before_kill = dbsize(&mut d).await;
+    assert!((N / 4..N).contains(&done_before_kill), "killed mid-way: {done_before_kill}");
+    let checkpointed = checkpoint_copied(&state).unwrap();
+
+    // Without --resume the checkpoint is not silently thrown away.
+    let (code, _, err) = run(&state, &args);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("continue it with --resume, or start over with --restart"), "{err}");
+
+    let (code, out, err) = run(&state, &[&args[..], &["--resume", "--json"]].concat());
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(err.contains("resuming at SCAN cursor"), "{err}");
+    let report: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let this_run = report["run"]["copied"].as_u64().unwrap();
+    assert_eq!(
+        report["total"]["copied"].as_u64().unwrap(),
+        checkpointed + this_run,
+        "counters carry on from the checkpoint"
+    );
+    let copied_twice = done_before_kill + this_run - N;
+    assert!(copied_twice < done_before_kill, "copied twice {copied_twice} < done before the kill {done_before_kill}");
+    assert!(this_run < N, "the resumed run did not start over: {this_run}");
+    assert_eq!(dbsize(&mut d).await, N);
+    assert_eq!(checkpoint_copied(&state), None, "a finished copy removes its checkpoint");
+
+    let (code, out, _) = run(&state, &["redis", "verify", "--from", &src.url, "--to", &dst.url, "--full"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains(&format!("checked {N} keys: 0 missing, 0 type mismatch, 0 value mismatch, 0 TTL mismatch")),
+        "{out}"
+    );
+    let stages: Vec<String> = audit_stages(&state).iter().map(|l| l["stage"].as_str().unwrap().to_string()).collect();
+    assert_eq!(stages, ["intent", "intent", "applied"], "the killed run left its intent, the resumed one both lines");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_50_mb_string_and_a_hash_of_a_million_fields_copy_in_chunks() {
+    let dir = tempfile::tempdir().unwrap();
+    let (src, dst) = (server(dir.path(), "src").await, server(dir.path(), "dst").await);
+    let (mut s, mut d) = (conn(&src.url).await, conn(&dst.url).await);
+    let chunk: Vec<u8> = (0..1 << 20).map(|i: u32| (i % 251) as u8).collect();
+    let mut p = redis::pipe();
+    for i in 0..50u8 {
+        let mut c = chunk.clone();
+        c[0] = i;
+        p.cmd("APPEND").arg("big:string").arg(c).ignore();
+    }
+    let _: () = p.query_async(&mut s).await.unwrap();
+    let mut p = redis::pipe();
+    for block in 0..100 {
+        let mut c = redis::cmd("HSET");
+        c.arg("big:hash");
+        for i in block * 10_000..(block + 1) * 10_000 {
+            c.arg(format!("field:{i}")).arg(i);
+        }
+        p.add_command(c).ignore();
+    }
+    let _: () = p.query_async(&mut s).await.unwrap();
+    let _: () = s.pexpire("big:hash", 600_000).await.unwrap();
+    let _: () = s.set("small", "x").await.unwrap();
+    // 20 keys of 1 MB: under the threshold, DUMPed in several groups of one batch.
+    let mids: Vec<String> = (0..20).map(|i| format!("mid:{i}")).collect();
+    for (i, k) in mids.iter().enumerate() {
+        let mut c = chunk.clone();
+        c[7] = i as u8;
+        let _: () = s.set(k, c).await.unwrap();
+    }
+    let r = copy_with(&options(&src.url, &dst.url)).await.unwrap();
+    assert_eq!((r.total.copied, r.total.chunked), (23, 2), "{r:?}");
+    assert_identical(&mut s, &mut d, &mids).await;
+    assert_eq!(d.strlen::<_, u64>("big:string").await.unwrap(), 50 << 20);
+    assert_eq!(d.hlen::<_, u64>("big:hash").await.unwrap(), 1_000_000);
+    let (ts, td) = (pttl(&mut s, "big:hash").await, pttl(&mut d, "big:hash").await);
+    assert!(td > 0 && ts.abs_diff(td) <= 1000, "TTL kept: source {ts} ms, target {td} ms");
+    let vo = VerifyOptions {
+        from: ep("source", &src.url),
+        to: ep("target", &dst.url),
+        pattern: None,
+        sample: None,
+        ttl_tolerance_ms: 1000,
+        scan_count: 100,
+        rate: None,
+    };
+    let v = verify::verify(&vo, conn(&src.url).await, conn(&dst.url).await).await.unwrap();
+    assert!(v.ok() && v.checked == 23, "{v:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn verify_finds_a_missing_key_a_wrong_value_a_wrong_type_and_a_wrong_ttl() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let (src, dst) = (server(dir.path(), "src").await, server(dir.path(), "dst").await);
+    let (mut s, mut d) = (conn(&src.url).await, conn(&dst.url).await);
+    seed_all_types(&mut s, "k", 10, Some(300_000)).await;
+    seed_all_types(&mut s, "p", 10, None).await;
+    copy_with(&options(&src.url, &dst.url)).await.unwrap();
+    let vo = VerifyOptions {
+        from: ep("source", &src.url),
+        to: ep("target", &dst.url),
+        pattern: None,
+        sample: None,
+        ttl_tolerance_ms: 1000,
+        scan_count: 50,
+        rate: None,
+    };
+    let paced = VerifyOptions { rate: Some(200), ..vo };
+    let t = Instant::now();
+    let v = verify::verify(&paced, conn(&src.url).await, conn(&dst.url).await).await.unwrap();
+    assert!(v.ok() && v.checked == 120, "a fresh copy verifies: {v:?}");
+    assert!(t.elapsed() >= Duration::from_millis(450), "--rate 200 paces 120 keys: {:?}", t.elapsed());
+    let vo = VerifyOptions { rate: None, ..paced };
+
+    let _: () = d.del("p:hash:1").await.unwrap();
+    let _: () = d.hset("k:hash:2", "a", "tampered").await.unwrap();
+    let _: () = d.del("p:set:3").await.unwrap();
+    let _: () = d.rpush("p:set:3", "now a list").await.unwrap();
+    let _: () = d.pexpire("k:zset:4", 100_000).await.unwrap();
+    let v = verify::verify(&vo, conn(&src.url).await, conn(&dst.url).await).await.unwrap();
+    assert_eq!((v.missing, v.value_mismatch, v.type_mismatch, v.ttl_mismatch), (1, 1, 1, 1), "{v:?}");
+    assert!(!v.counts_match(), "one key fewer without expiry");
+    assert!(v.first.contains(&Difference::Missing { key: "p:hash:1".into() }), "{v:?}");
+    assert!(v.first.contains(&Difference::Value { key: "k:hash:2".into() }));
+    assert!(v.first.contains(&Difference::Type { key: "p:set:3".into(), source: "set".into(), target: "list".into() }));
+    assert!(v.first.iter().any(|x| matches!(x, Difference::Ttl { key, .. } if key == "k:zset:4")));
+
+    let (code, out, _) = run(&state, &["redis", "verify", "--from", &src.url, "--to", &dst.url, "--sample", "5000"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("missing on target: p:hash:1") && out.contains("DIFFERENT"), "{out}");
+    let (code, out, _) = run(&state, &["redis", "verify", "--from", &src.url, "--to", &dst.url, "--json"]);
+    assert_eq!(code, Some(1));
+    let j: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(
+        (j["missing"].as_u64(), j["type_mismatch"].as_u64(), j["checked"].as_u64()),
+        (Some(1), Some(1), Some(120))
+    );
+    assert_eq!(j["first"][0]["kind"].as_str().map(|k| ["missing", "type", "value", "ttl"].contains(&k)), Some(true));
+    let (code, out, _) = run(&state, &["redis", "verify", "--from", &src.url, "--to", &dst.url, "--match", "k:list:*"]);
+    assert_eq!(code, Some(0), "keys matching k:list:* are all equal: {out}");
+    assert!(out.contains("checked 10 keys"), "{out}");
+}
+
+/// A CA and a server certificate for 127.0.0.1 signed by it, made with openssl.
+fn make_certs(dir: &Path) {
+    let sh = |args: &[&str]| {
+        let out = std::process::Command::new("openssl").args(args).current_dir(dir).output().unwrap();
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    sh(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=cutover test CA",
+    ]);
+    sh(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    std::fs::write(dir.join("ext"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n").unwrap();
+    sh(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "ext",
+    ]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_and_auth_with_the_password_never_shown() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    make_certs(dir.path());
+    let d = dir.path().to_path_buf();
+    let tls = start_redis_with(dir.path(), "tls", move |port| {
+        let f = |n: &str| d.join(n).display().to_string();
+        ["--port", "0", "--tls-port", &port.to_string(), "--tls-cert-file", &f("server.pem")]
+            .into_iter()
+            .map(String::from)
+            .chain(["--tls-key-file".into(), f("server.key"), "--tls-ca-cert-file".into(), f("ca.pem")])
+            .chain(["--tls-auth-clients", "no", "--requirepass", "tls-pa55word"].map(String::from))
+            .collect()
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e:#}"));
+    let src =
+        start_redis_with(dir.path(), "auth", |_| vec!["--requirepass".into(), "src-pa55word".into()]).await.unwrap();
+    // The source is read as an ACL user that may not run MEMORY USAGE.
+    let admin = format!("redis://:src-pa55word@127.0.0.1:{}/0", src.port);
+    let _: () = redis::cmd("ACL")
+        .arg(&["SETUSER", "copier", "on", ">copier-pa55word", "~*", "&*", "+@all", "-memory"])
+        .query_async(&mut conn(&admin).await)
+        .await
+        .unwrap();
+    let src_url = format!("redis://copier:copier-pa55word@127.0.0.1:{}/0", src.port);
+    let mut s = conn(&src_url).await;
+    let keys = seed_all_types(&mut s, "t", 20, Some(200_000)).await;
+    let to = format!("rediss://127.0.0.1:{}/0", tls.port);
+    let ca = dir.path().join("ca.pem").display().to_string();
+    let with = |extra: &[&str]| {
+        let mut a = vec!["redis", "copy", "--from", &src_url, "--to", &to, "--to-password-env", "TARGET_PW", "--yes"];
+        a.extend(extra);
+        let out = cutover(&state, &a).env("TARGET_PW", "tls-pa55word").output().unwrap();
+        (out.status.code(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    };
+    let (code, out) = with(&[]);
+    assert_eq!(code, Some(2), "without the CA the certificate is not trusted: {out}");
+    assert!(out.contains("TLS to the target") && out.contains("--tls-ca"), "{out}");
+    let (code, out) = with(&["--tls-ca", &ca]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("copied 120 keys"), "{out}");
+    assert!(out.contains("redis://copier:***@127.0.0.1"), "the source shows redacted: {out}");
+
+    let target =
+        Endpoint::parse("target", &to, Some(("X", Some("tls-pa55word".into()))), Some(std::fs::read(&ca).unwrap()))
+            .unwrap();
+    let mut t = target.connect().await.unwrap();
+    assert_identical(&mut s, &mut t, &keys).await;
+    let out = cutover(
+        &state,
+        &["redis", "verify", "--from", &src_url, "--to", &to, "--tls-ca", &ca, "--to-password-env", "TARGET_PW"],
+    )
+    .env("TARGET_PW", "tls-pa55word")
+    .output()
+    .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    let log = std::fs::read_to_string(state.join("log")).unwrap();
+    assert!(log.contains("MEMORY USAGE refused"), "the ACL user may not size keys: said in the log");
+    for f in ["log", "cutover/redis.audit.jsonl"] {
+        let body = std::fs::read_to_string(state.join(f)).unwrap();
+        assert!(!body.contains("pa55word"), "{f} holds no password");
+    }
+    assert!(!out.stderr.windows(8).any(|w| w == b"pa55word"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ctrl_c_stops_after_the_batches_in_flight_and_says_how_to_resume() {
+    const N: u64 = 10_000;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let (src, dst) = (server(dir.path(), "src").await, server(dir.path(), "dst").await);
+    let (mut s, mut d) = (conn(&src.url).await, conn(&dst.url).await);
+    seed_all_types(&mut s, "c", (N / 6) as usize, Some(600_000)).await;
+    let n = dbsize(&mut s).await;
+    let args = ["redis", "copy", "--from", &src.url, "--to", &dst.url, "--yes", "--scan-count", "50"];
+    let mut child = KillOnDrop(Some(cutover(&state, &[&args[..], &["--rate", "2000"]].concat()).spawn().unwrap()));
+    let start = Instant::now();
+    while checkpoint_copied(&state).unwrap_or(0) < n / 10 {
+        assert!(start.elapsed() < Duration::from_secs(30), "no checkpoint progress");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (code, _, err) = run(&state, &args);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("is already running"), "one copy of a pair at a time: {err}");
+    // SAFETY: signals our own child.
+    assert_eq!(unsafe { libc::kill(child.get().id() as i32, libc::SIGINT) }, 0);
+    let out = child.take().wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("interrupted") && err.contains("--resume"), "{err}");
+    let on_target = dbsize(&mut d).await;
+    assert!(on_target < n, "stopped early: {on_target} of {n}");
+    assert_eq!(checkpoint_copied(&state), Some(on_target), "the checkpoint covers every key written");
+    let stages: Vec<String> = audit_stages(&state).iter().map(|l| l["stage"].as_str().unwrap().to_string()).collect();
+    assert_eq!(stages, ["intent", "interrupted"]);
+    let (code, out, err) = run(&state, &[&args[..], &["--resume"]].concat());
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert_eq!(dbsize(&mut d).await, n);
+    let (code, out, _) = run(&state, &["redis", "verify", "--from", &src.url, "--to", &dst.url]);
+    assert_eq!(code, Some(0), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_copy_redis_checklist_action_copies_once_and_then_refuses_to_overwrite() {
+    let rb = common::runbook("demo.toml");
+    let sb = common::sandbox(&rb, "ap-south-1").await;
+    let dir = tempfile::tempdir().unwrap();
+    let (mut prod, mut staging) =
+        (conn(&sb.redis_urls["prod-cache"]).await, conn(&sb.redis_urls["staging-cache"]).await);
+    let seeded = dbsize(&mut prod).await;
+    assert!(seeded > 0 && dbsize(&mut staging).await == 0);
+    let item = "validate/copy";
+    // The cockpit plans with the sandbox's variables (not in this process's environment).
+    let action = cutover::runbook::Action::CopyRedis {
+        from_redis: "prod-cache".into(),
+        to_redis: "staging-cache".into(),
+        pattern: None,
+    };
+    let err = cutover::drive::actions::plan(&sb.clients, &rb, &action).await.unwrap_err();
+    assert!(err.to_string().starts_with("refused: no URL: set"), "{err}");
+    let vars = sb.env_vars(&rb).into_iter().collect();
+    let plan = cutover::drive::actions::plan_with_vars(&sb.clients, &rb, &action, &vars).await.unwrap();
+    assert!(plan.steps[0].describe().starts_with("copy keys from prod-cache"), "{plan:?}");
+    assert_eq!(plan.before["prod-cache"]["keys"], seeded);
+
+    let (code, out) =
+        common::run_cutover_all(&sb, &rb, dir.path(), &["run", "runbooks/demo.toml", item, "--dry-run"]).await;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("step: copy keys from prod-cache (redis://127.0.0.1:") && out.contains("dry run"), "{out}");
+    assert_eq!(dbsize(&mut staging).await, 0, "a dry run copies nothing");
+
+    let (code, out) =
+        common::run_cutover_all(&sb, &rb, dir.path(), &["run", "runbooks/demo.toml", item, "--yes"]).await;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("copy_redis prod-cache → staging-cache done"), "{out}");
+    assert!(out.contains(&format!("progress {seeded}/{seeded}: copied {seeded} keys of ~{seeded}")), "{out}");
+    assert_eq!(dbsize(&mut staging).await, seeded);
+    let keys: Vec<String> = prod.keys("*").await.unwrap();
+    assert_identical(&mut prod, &mut staging, &keys).await;
+
+    // Again: every key exists now, so nothing is written.
+    let _: () = staging.set(&keys[0], "changed on staging").await.unwrap();
+    let (code, out) =
+        common::run_cutover_all(&sb, &rb, dir.path(), &["run", "runbooks/demo.toml", item, "--yes"]).await;
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains(&format!("{seeded} keys already exist on the target")), "{out}");
+    assert_eq!(staging.get::<_, String>(&keys[0]).await.unwrap(), "changed on staging");
+    let audit = std::fs::read_to_string(dir.path().join("cutover/demo.audit.jsonl")).unwrap();
+    let stages: Vec<String> = audit
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["stage"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(stages, ["intent", "applied", "intent", "failed"]);
+    assert!(audit.contains(&format!("copied {seeded} keys (0 skipped as expired)")), "{audit}");
+}
