@@ -119,11 +119,13 @@ fn demo_in_a_real_terminal_shows_targets_ticks_an_item_and_restores_the_terminal
     });
     tmux.keys(&["y"]);
     tmux.wait_for("70/30 on screen", Duration::from_secs(30), |s| weights(s, "70", "30"));
-    // A rollout from 70/30 would not match its plan: refused, no popup.
+    // A rollout from 70/30 does not match its state: the cockpit shows both and asks.
     tmux.keys(&["R"]);
-    tmux.wait_for("the refusal", Duration::from_secs(20), |s| {
-        s.contains("cannot plan: would refuse: the live weights 70/")
+    tmux.wait_for("the adopt question", Duration::from_secs(20), |s| {
+        s.contains("adopt them and continue?") && s.contains("the live weights 70/30 differ from the expected 100/0")
     });
+    tmux.keys(&["n"]);
+    tmux.wait_for("the cancel", Duration::from_secs(10), |s| s.contains("rollout: cancelled, nothing was changed"));
     // Abort with no rollout running: back to the initial weights.
     tmux.keys(&["X"]);
     tmux.wait_for("the abort popup", Duration::from_secs(20), |s| {

@@ -144,6 +144,7 @@ impl RolloutLock {
     }
 }
 
+#[derive(Clone)]
 pub struct Context {
     pub rb: Runbook,
     pub clients: Clients,
@@ -693,6 +694,7 @@ pub async fn abort_preview(cx: &Context) -> Result<Vec<String>, String> {
 pub fn spawn_detached(
     rb: &Runbook,
     global: &[String],
+    extra: &[&str],
     env: &BTreeMap<String, String>,
 ) -> Result<(u32, PathBuf), String> {
     use std::os::unix::process::CommandExt;
@@ -711,6 +713,7 @@ pub fn spawn_detached(
         .arg("rollout")
         .arg(&rb.source)
         .arg("--yes")
+        .args(extra)
         .envs(env)
         .stdin(std::process::Stdio::null())
         .stdout(open()?)

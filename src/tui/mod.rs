@@ -241,7 +241,7 @@ fn spawn_change(app: &mut App, cx: &ActionContext, command: Command, tx: tokio::
             };
             tokio::spawn(async move {
                 let result = plan_rollout(&rcx, control).await;
-                planned("rollout", result.map(|lines| PendingChange::Rollout { control, lines }));
+                planned("rollout", result.map(|(control, lines)| PendingChange::Rollout { control, lines }));
             });
         }
         Command::PauseRollout => {
@@ -274,8 +274,9 @@ fn spawn_change(app: &mut App, cx: &ActionContext, command: Command, tx: tokio::
                     PendingChange::Shift(plan) => {
                         crate::drive::shift::execute(&clients, &rb, &who, &plan, &mut say).await.map_err(String::from)
                     }
-                    PendingChange::Rollout { control: Control::Start, .. } => {
-                        rollout::spawn_detached(&rb, &global, &env).map(|(pid, out)| {
+                    PendingChange::Rollout { control: c @ (Control::Start | Control::AdoptAndStart), .. } => {
+                        let extra: &[&str] = if c == Control::AdoptAndStart { &["--adopt-live"] } else { &[] };
+                        rollout::spawn_detached(&rb, &global, extra, &env).map(|(pid, out)| {
                             format!("rollout started as process {pid}; its output: {}", out.display())
                         })
                     }
@@ -295,33 +296,56 @@ fn spawn_change(app: &mut App, cx: &ActionContext, command: Command, tx: tokio::
     }
 }
 
-/// Checks a rollout control against what runs now, and previews it.
-async fn plan_rollout(cx: &crate::drive::rollout::Context, control: state::Control) -> Result<Vec<String>, String> {
+/// Checks a rollout control against what runs now, and previews it; a start
+/// whose state the live weights contradict becomes the question whether to
+/// adopt them.
+async fn plan_rollout(
+    cx: &crate::drive::rollout::Context,
+    control: state::Control,
+) -> Result<(state::Control, Vec<String>), String> {
     use crate::drive::rollout;
+    use state::Control;
     let name = &cx.rb.name;
     let running = rollout::is_running(name)?;
     match control {
-        state::Control::Start if running => Err("a rollout of this runbook is already running".into()),
-        state::Control::Start => {
+        Control::Start | Control::AdoptAndStart if running => {
+            Err("a rollout of this runbook is already running".into())
+        }
+        Control::Start | Control::AdoptAndStart => {
             let lines = rollout::preview(cx).await?;
-            match lines.iter().find(|l| l.starts_with("would refuse") || l.starts_with("would do nothing")) {
+            let refusal = |lines: &[String]| {
+                lines.iter().find(|l| l.starts_with("would refuse") || l.starts_with("would do nothing")).cloned()
+            };
+            match refusal(&lines) {
+                Some(why) if why.starts_with("would refuse: the live weights") => {
+                    let adopting = rollout::Context { adopt_live: true, ..cx.clone() };
+                    let mut lines = rollout::preview(&adopting).await?;
+                    if let Some(why) = refusal(&lines) {
+                        return Err(format!("{why}; use `cutover rollout` in a shell to decide"));
+                    }
+                    lines.insert(0, why.trim_start_matches("would refuse: ").to_string());
+                    Ok((Control::AdoptAndStart, lines))
+                }
                 Some(why) => Err(format!("{why}; use `cutover rollout` in a shell to decide")),
-                None => Ok(lines),
+                None => Ok((Control::Start, lines)),
             }
         }
-        state::Control::Promote if !running => Err("no rollout is running; nothing to promote".into()),
-        state::Control::Promote => {
+        Control::Promote if !running => Err("no rollout is running; nothing to promote".into()),
+        Control::Promote => {
             let s = rollout::load_state(name)?.ok_or("the running rollout has saved no state yet")?;
             let steps = &cx.rb.rollout.steps;
-            Ok(vec![format!(
-                "step {} of {} ({}%), {:?}",
-                s.engine.step + 1,
-                steps.len(),
-                steps.get(s.engine.step).copied().unwrap_or(0),
-                s.engine.phase
-            )])
+            Ok((
+                control,
+                vec![format!(
+                    "step {} of {} ({}%), {:?}",
+                    s.engine.step + 1,
+                    steps.len(),
+                    steps.get(s.engine.step).copied().unwrap_or(0),
+                    s.engine.phase
+                )],
+            ))
         }
-        state::Control::Abort => rollout::abort_preview(cx).await,
+        Control::Abort => Ok((control, rollout::abort_preview(cx).await?)),
     }
 }
 

@@ -76,6 +76,9 @@ pub enum Overlay {
 pub enum Control {
     /// Start or resume `cutover rollout` as its own process.
     Start,
+    /// The live weights differ from the rollout's state: continue from them
+    /// (`cutover rollout --adopt-live`).
+    AdoptAndStart,
     /// Skip the rest of the current step's soak.
     Promote,
     /// Roll back to the last good step.
@@ -127,6 +130,10 @@ impl PendingChange {
                     Control::Start => {
                         ("start the gated rollout", "runs as its own process: quitting the cockpit does not stop it")
                     }
+                    Control::AdoptAndStart => (
+                        "the live weights differ from the rollout's: adopt them and continue?",
+                        "runs `cutover rollout --adopt-live` as its own process",
+                    ),
                     Control::Promote => {
                         ("promote: skip the rest of this step's soak", "the gates' remaining evidence is skipped")
                     }
@@ -590,7 +597,7 @@ fn perform(app: &mut App, action: Action) -> Vec<Command> {
 
 fn control_name(c: Control) -> &'static str {
     match c {
-        Control::Start => "the rollout start",
+        Control::Start | Control::AdoptAndStart => "the rollout start",
         Control::Promote => "the promotion",
         Control::Abort => "the abort",
     }

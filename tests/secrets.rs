@@ -1,0 +1,103 @@
+//! Planted secrets (an AWS secret key and session token, Redis passwords)
+//! never appear in anything cutover prints or writes: stdout, stderr, the
+//! log at debug level, audit lines, rollout state, copy checkpoints, JSON.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+
+const AWS_SECRET: &str = "PLANTEDawsSECRETkey0123456789abcdefXYZ";
+const AWS_TOKEN: &str = "PLANTEDsessionTOKEN9876543210zyxwvuQRS";
+const REDIS_PW: &str = "PLANTEDredisPASSWORD4242";
+const WRONG_PW: &str = "PLANTEDwrongPASSWORD1717";
+
+/// Every file under `dir`, recursively, as text.
+fn files(dir: &Path) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(files(&p));
+        } else {
+            out.push((p.display().to_string(), String::from_utf8_lossy(&std::fs::read(&p).unwrap()).into_owned()));
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn planted_secrets_never_appear_in_any_output_or_file() {
+    let rb = runbook("demo.toml");
+    let sb = sandbox(&rb, "ap-east-1").await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    // Two password-protected Redis servers for the copy.
+    let mut servers = Vec::new();
+    for name in ["secret-src", "secret-dst"] {
+        let pw = REDIS_PW.to_string();
+        let s = cutover::sandbox::process::start_redis_with(dir.path(), name, move |_| {
+            vec!["--requirepass".into(), pw.clone()]
+        })
+        .await
+        .unwrap();
+        servers.push(s);
+    }
+    let (src, dst) = (servers[0].port, servers[1].port);
+    let src_url = format!("redis://:{REDIS_PW}@127.0.0.1:{src}/0");
+    let dst_url = format!("redis://:{REDIS_PW}@127.0.0.1:{dst}/0");
+    let mut c = redis::Client::open(src_url.as_str()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    for i in 0..50 {
+        let _: () = redis::cmd("SET").arg(format!("k{i}")).arg(i).query_async(&mut c).await.unwrap();
+    }
+
+    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("runbooks/demo.toml");
+    let d = demo.to_str().unwrap();
+    let wrong = format!("redis://:{WRONG_PW}@127.0.0.1:{dst}/0");
+    let commands: Vec<Vec<&str>> = vec![
+        vec!["status", d],
+        vec!["status", d, "--json"],
+        vec!["shift", d, "--to", "20", "--dry-run"],
+        vec!["shift", d, "--to", "20", "--yes"],
+        vec!["rollout", d, "--dry-run"],
+        vec!["abort", d, "--yes", "--reason", "secrets test"],
+        vec!["run", d, "validate/redis-ingress", "--yes"],
+        vec!["audit", d],
+        vec!["audit", d, "--markdown"],
+        vec!["redis", "copy", "--from", &src_url, "--to", &dst_url, "--dry-run"],
+        vec!["redis", "copy", "--from", &src_url, "--to", &dst_url, "--yes", "--json"],
+        vec!["redis", "verify", "--from", &src_url, "--to", &dst_url, "--json"],
+        vec!["redis", "verify", "--from", &src_url, "--to", &wrong],
+        vec!["redis", "copy", "--from", &src_url, "--to", &wrong, "--yes"],
+        vec!["--read-only", "redis", "copy", "--from", &src_url, "--to", &dst_url, "--yes"],
+    ];
+    let mut outputs = Vec::new();
+    for args in &commands {
+        let mut cmd = cutover_command(&sb, &rb, &state, args);
+        cmd.env("AWS_SECRET_ACCESS_KEY", AWS_SECRET).env("AWS_SESSION_TOKEN", AWS_TOKEN).env("CUTOVER_LOG", "debug");
+        let out = cmd.output().unwrap();
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        outputs.push((format!("output of {args:?}"), text, out.status.code()));
+    }
+    // The commands did their work (a quiet failure would hide nothing).
+    let code = |i: usize| outputs[i].2;
+    assert_eq!(code(3), Some(0), "{}", outputs[3].1);
+    assert_eq!(code(10), Some(0), "{}", outputs[10].1);
+    assert_eq!(code(11), Some(0), "{}", outputs[11].1);
+    assert_eq!(code(13), Some(2), "a wrong password is bad input: {}", outputs[13].1);
+    let mut seen = outputs.into_iter().map(|(w, t, _)| (w, t)).collect::<Vec<_>>();
+    let written = files(&state);
+    assert!(written.iter().any(|(p, _)| p.ends_with("/log") || p.ends_with("cutover.log")), "the log was written: {written:?}");
+    assert!(written.iter().any(|(p, _)| p.ends_with("demo.audit.jsonl")));
+    assert!(written.iter().any(|(p, _)| p.ends_with("redis.audit.jsonl")));
+    seen.extend(written);
+    for (where_, text) in &seen {
+        for secret in [AWS_SECRET, AWS_TOKEN, REDIS_PW, WRONG_PW] {
+            assert!(!text.contains(secret), "{secret} appears in {where_}:\n{text}");
+        }
+    }
+    // Redacted URLs still say which server was meant.
+    assert!(seen.iter().any(|(_, t)| t.contains(&format!("redis://:***@127.0.0.1:{dst}"))));
+    sb.down().await;
+}
