@@ -88,7 +88,10 @@ async fn planted_secrets_never_appear_in_any_output_or_file() {
     assert_eq!(code(13), Some(2), "a wrong password is bad input: {}", outputs[13].1);
     let mut seen = outputs.into_iter().map(|(w, t, _)| (w, t)).collect::<Vec<_>>();
     let written = files(&state);
-    assert!(written.iter().any(|(p, _)| p.ends_with("/log") || p.ends_with("cutover.log")), "the log was written: {written:?}");
+    assert!(
+        written.iter().any(|(p, _)| p.ends_with("/log") || p.ends_with("cutover.log")),
+        "the log was written: {written:?}"
+    );
     assert!(written.iter().any(|(p, _)| p.ends_with("demo.audit.jsonl")));
     assert!(written.iter().any(|(p, _)| p.ends_with("redis.audit.jsonl")));
     seen.extend(written);

@@ -261,7 +261,12 @@ fn run_copy(a: CopyArgs, g: &GlobalArgs) -> Result<u8, Failure> {
         );
         eprintln!("{what}");
         if let Some(cp) = &opts.resume {
-            eprintln!("resuming at SCAN cursor {} ({} keys already copied)", cp.cursor, cp.counters.copied);
+            match cp.resume_cursor(&pf.source_run_id) {
+                (_, Some(why)) => eprintln!("{why}"),
+                (cursor, None) => {
+                    eprintln!("resuming at SCAN cursor {cursor} ({} keys already copied)", cp.counters.copied)
+                }
+            }
         }
         let precheck = a.dry_run || (opts.on_conflict == OnConflict::Fail && opts.resume.is_none());
         if precheck {

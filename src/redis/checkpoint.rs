@@ -20,6 +20,33 @@ pub struct Checkpoint {
     pub mode: super::Mode,
     /// RFC 3339 time of the last write.
     pub updated: String,
+    /// The source's `run_id` when the cursor was taken: a SCAN cursor means
+    /// nothing to a restarted server (its hash seed is new).
+    #[serde(default)]
+    pub source_run_id: Option<String>,
+}
+
+impl Checkpoint {
+    /// Where a resumed copy starts SCAN: the saved cursor, or 0 with the
+    /// reason when the source restarted (or failed over) since it was saved.
+    pub fn resume_cursor(&self, source_run_id: &str) -> (u64, Option<String>) {
+        match &self.source_run_id {
+            Some(id) if id != source_run_id => (
+                0,
+                Some(format!(
+                    "the source restarted since the checkpoint (run_id {} → {}): a SCAN cursor does not survive a restart, so the scan starts over and overwrites what it copied before ({} keys)",
+                    short(id),
+                    short(source_run_id),
+                    self.counters.copied
+                )),
+            ),
+            _ => (self.cursor, None),
+        }
+    }
+}
+
+fn short(id: &str) -> &str {
+    id.get(..8).unwrap_or(id)
 }
 
 /// FNV-1a: stable across Rust versions, unlike `DefaultHasher`.
@@ -115,7 +142,12 @@ mod tests {
             on_conflict: super::super::OnConflict::Fail,
             mode: super::super::Mode::Dump,
             updated: "2026-11-22T06:00:00Z".into(),
+            source_run_id: Some("a1b2c3d4e5".into()),
         };
+        assert_eq!(cp.resume_cursor("a1b2c3d4e5"), (42, None), "same server: the cursor holds");
+        let (cursor, why) = cp.resume_cursor("ffff0000");
+        assert_eq!(cursor, 0, "a restarted source: the scan starts over");
+        assert!(why.unwrap().contains("run_id a1b2c3d4 → ffff0000"));
         save(&p, &cp).unwrap();
         assert_eq!(load(&p).unwrap(), Some(cp));
         remove(&p).unwrap();

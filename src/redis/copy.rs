@@ -56,6 +56,8 @@ pub struct Preflight {
     pub source_keys: u64,
     pub target_keys: u64,
     pub target_expiring: u64,
+    /// The source's `run_id` (changes when it restarts or fails over).
+    pub source_run_id: String,
 }
 
 /// Keys of the source that the target already has.
@@ -126,9 +128,11 @@ pub(crate) fn short(s: &str) -> String {
     }
 }
 
-async fn server_version(e: &Endpoint, c: &mut MultiplexedConnection) -> Result<String, String> {
+/// (redis_version, run_id) from `INFO server`.
+async fn server_info(e: &Endpoint, c: &mut MultiplexedConnection) -> Result<(String, String), String> {
     let info: String = q(e, c, redis::cmd("INFO").arg("server")).await?;
-    Ok(super::info_field(&info, "redis_version").unwrap_or("?").to_string())
+    let field = |f: &str| super::info_field(&info, f).unwrap_or("?").to_string();
+    Ok((field("redis_version"), field("run_id")))
 }
 
 /// (keys, expiring keys) of the endpoint's database.
@@ -141,13 +145,22 @@ pub async fn key_counts(e: &Endpoint, c: &mut MultiplexedConnection) -> Result<(
 pub async fn preflight(opts: &CopyOptions) -> Result<(Conns, Preflight), CopyError> {
     let mut src = opts.from.connect().await.map_err(CopyError::Refused)?;
     let mut dst = opts.to.connect().await.map_err(CopyError::Refused)?;
-    let source_version = server_version(&opts.from, &mut src).await.map_err(CopyError::Refused)?;
-    let target_version = server_version(&opts.to, &mut dst).await.map_err(CopyError::Refused)?;
+    let (source_version, source_run_id) = server_info(&opts.from, &mut src).await.map_err(CopyError::Refused)?;
+    let (target_version, _) = server_info(&opts.to, &mut dst).await.map_err(CopyError::Refused)?;
     let (mode, mode_reason) =
         super::choose_mode(opts.mode, &source_version, &target_version).map_err(CopyError::Refused)?;
     let source_keys: u64 = q(&opts.from, &mut src, &redis::cmd("DBSIZE")).await.map_err(CopyError::Refused)?;
     let (target_keys, target_expiring) = key_counts(&opts.to, &mut dst).await.map_err(CopyError::Refused)?;
-    let pf = Preflight { source_version, target_version, mode, mode_reason, source_keys, target_keys, target_expiring };
+    let pf = Preflight {
+        source_version,
+        target_version,
+        mode,
+        mode_reason,
+        source_keys,
+        target_keys,
+        target_expiring,
+        source_run_id,
+    };
     Ok((Conns { src, dst }, pf))
 }
 
@@ -654,6 +667,7 @@ fn save(opts: &CopyOptions, pf: &Preflight, cursor: u64, total: Counters) -> Res
         on_conflict: opts.on_conflict,
         mode: pf.mode,
         updated: crate::status::rfc3339(std::time::SystemTime::now()),
+        source_run_id: Some(pf.source_run_id.clone()),
     };
     checkpoint::save(path, &cp).map_err(CopyError::Failed)
 }
@@ -691,7 +705,7 @@ pub async fn copy(
         no_memory_usage: AtomicBool::new(false),
     });
     let mut run = Counters::default();
-    let mut cursor = opts.resume.as_ref().map_or(0, |c| c.cursor);
+    let mut cursor = opts.resume.as_ref().map_or(0, |c| c.resume_cursor(&pf.source_run_id).0);
     // The first checkpoint exists before the first write.
     save(opts, pf, cursor, base)?;
 
