@@ -290,9 +290,18 @@ async fn latency_bench() {
     cutover::live::fetch::identity(&clients).await.unwrap();
     println!("one AWS call through the delay proxy: {:.2} s", t.elapsed().as_secs_f64());
 
-    // cutover's loop: workers poll through the slow proxy while keys arrive.
+    // cutover's loop: workers poll through the slow proxies while keys arrive.
     let mut ctx = WorkerContext::new(rb.clone(), clients.clone(), ProbePolicy::LoopbackOnly);
     ctx.vars.extend(sb.env_vars(&rb));
+    // Slow Redis too: every Redis command 2 s late, behind its own delay proxy.
+    let mut redis_proxies = Vec::new();
+    for (var, url) in sb.env_vars(&rb).into_iter().filter(|(k, _)| k.ends_with("_REDIS_URL")) {
+        let u = url::Url::parse(&url).unwrap();
+        let upstream: std::net::SocketAddr = format!("127.0.0.1:{}", u.port().unwrap()).parse().unwrap();
+        let (addr, task) = cutover::sandbox::latency::delay_proxy(upstream, Duration::from_secs(2)).await.unwrap();
+        ctx.vars.insert(var, format!("redis://{addr}{}", u.path()));
+        redis_proxies.push(task);
+    }
     ctx.intervals.traffic = Duration::from_secs(1);
     ctx.intervals.environment = Duration::from_secs(1);
     let (tx, rx) = tokio::sync::mpsc::channel(1024);
@@ -355,11 +364,14 @@ async fn latency_bench() {
         base.push(t.elapsed().as_secs_f64() * 1000.0);
     }
     let (b50, b99) = (pct(&mut base, 0.5), pct(&mut base, 0.99));
-    println!("key-to-frame latency while every AWS call takes >= 2 s:");
+    println!("key-to-frame latency while every AWS call and every Redis command takes >= 2 s:");
     println!("  cutover's event loop ({n} keys, 25 ms apart)    p50 {p50:8.2} ms  p99 {p99:8.2} ms");
     println!("  baseline: await AWS then draw ({} keys)          p50 {b50:8.2} ms  p99 {b99:8.2} ms", base.len());
     println!("  baseline / cutover at p99: {:.0}x", b99 / p99);
     proxy.abort();
+    for t in redis_proxies {
+        t.abort();
+    }
     sb.down().await;
 }
 
