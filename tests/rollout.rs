@@ -420,7 +420,7 @@ async fn sigkill_at_20_points_of_a_rollout_never_leaves_an_unplanned_weight_or_a
     for i in 0..20u64 {
         // Spread over 0.3–8.2 s after start, in a fixed, varied order.
         let delay = Duration::from_millis(300 + (i * 7_919) % 7_900);
-        let adopt = matches!(rollout_state(dir.path()), Some(_)) && {
+        let adopt = rollout_state(dir.path()).is_some() && {
             // A restart refused for weights the kill left unrecorded adopts them.
             let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["rollout", p, "--dry-run"]).await;
             assert_eq!(code, Some(0), "{out}");

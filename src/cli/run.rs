@@ -2,7 +2,7 @@
 //! --rollback, its rollback), planned from live data, confirmed, audited.
 
 use super::{Failure, GlobalArgs};
-use crate::audit::{AuditLine, AuditLog};
+use crate::audit::AuditLog;
 use crate::drive::actions;
 use crate::runbook::{Action, ItemKind, Runbook};
 
@@ -56,21 +56,16 @@ pub fn run(rb: Runbook, g: &GlobalArgs, args: RunArgs) -> Result<u8, Failure> {
             println!("dry run: nothing was sent");
             return Ok(0);
         }
+        let who = crate::drive::Actor {
+            account: account.clone(),
+            region: region.clone(),
+            operator: crate::progress::operator(),
+        };
         if g.read_only {
-            let log = AuditLog::for_runbook(&rb.name);
-            let refused = AuditLine {
-                time: crate::status::rfc3339(std::time::SystemTime::now()),
-                operator: crate::progress::operator(),
-                account: Some(account.clone()),
-                region: region.clone(),
-                runbook: rb.name.clone(),
-                action: format!("{} ({})", plan.name, args.item),
-                stage: "refused".into(),
-                before: plan.before.clone(),
-                after: plan.after.clone(),
-                detail: "--read-only".into(),
-            };
-            log.append(&refused).map_err(|e| Failure { status: 1, message: e })?;
+            let values = (plan.before.clone(), plan.after.clone());
+            let action = format!("{} ({})", plan.name, args.item);
+            let refused = who.audit_line(&rb.name, action, "refused", values, "--read-only".into());
+            AuditLog::for_runbook(&rb.name).append(&refused).map_err(|e| Failure { status: 1, message: e })?;
             return Err(Failure::bad_input("refused: --read-only forbids changes; nothing was changed"));
         }
         if !args.yes {
@@ -78,11 +73,6 @@ pub fn run(rb: Runbook, g: &GlobalArgs, args: RunArgs) -> Result<u8, Failure> {
                 "refused: this change needs --yes (or use the cockpit, which asks); nothing was changed",
             ));
         }
-        let who = crate::drive::Actor {
-            account: account.clone(),
-            region: region.clone(),
-            operator: crate::progress::operator(),
-        };
         let mut say = |l: &str| println!("  {l}");
         let done = actions::execute(&clients, &rb, &who, &args.item, &plan, &mut say).await.map_err(|e| Failure {
             status: 1,

@@ -2,7 +2,7 @@
 //! traffic (the `from` side to 100−N), both records in one batch.
 
 use super::{Failure, GlobalArgs};
-use crate::audit::{AuditLine, AuditLog};
+use crate::audit::AuditLog;
 use crate::drive::shift;
 use crate::runbook::Runbook;
 
@@ -35,21 +35,12 @@ pub fn run(rb: Runbook, g: &GlobalArgs, args: ShiftArgs) -> Result<u8, Failure> 
             println!("{}", serde_json::to_string_pretty(&plan.batch_json()).unwrap_or_default());
             return Ok(0);
         }
+        let who = crate::drive::Actor { account, region, operator: crate::progress::operator() };
         if g.read_only {
-            let log = AuditLog::for_runbook(&rb.name);
-            let refused = AuditLine {
-                time: crate::status::rfc3339(std::time::SystemTime::now()),
-                operator: crate::progress::operator(),
-                account: Some(account.clone()),
-                region: region.clone(),
-                runbook: rb.name.clone(),
-                action: format!("shift_weights to {}%", args.percent),
-                stage: "refused".into(),
-                before: plan.before(),
-                after: plan.after(),
-                detail: "--read-only".into(),
-            };
-            log.append(&refused).map_err(|e| Failure { status: 1, message: e })?;
+            let values = (plan.before(), plan.after());
+            let action = format!("shift_weights to {}%", args.percent);
+            let refused = who.audit_line(&rb.name, action, "refused", values, "--read-only".into());
+            AuditLog::for_runbook(&rb.name).append(&refused).map_err(|e| Failure { status: 1, message: e })?;
             return Err(refuse("refused: --read-only forbids changing weights; nothing was changed".into()));
         }
         if !args.yes {
@@ -57,7 +48,6 @@ pub fn run(rb: Runbook, g: &GlobalArgs, args: ShiftArgs) -> Result<u8, Failure> 
                 "refused: changing weights needs --yes (or use the cockpit, which asks); nothing was changed".into(),
             ));
         }
-        let who = crate::drive::Actor { account, region, operator: crate::progress::operator() };
         let mut say = |l: &str| println!("{l}");
         let done = shift::execute(&clients, &rb, &who, &plan, &mut say)
             .await

@@ -447,17 +447,9 @@ pub async fn execute(
     say: &mut (dyn FnMut(&str) + Send),
 ) -> Result<String, String> {
     let log = crate::audit::AuditLog::for_runbook(&rb.name);
-    let line = |stage: &str, detail: String| crate::audit::AuditLine {
-        time: crate::status::rfc3339(std::time::SystemTime::now()),
-        operator: who.operator.clone(),
-        account: Some(who.account.clone()),
-        region: who.region.clone(),
-        runbook: rb.name.clone(),
-        action: format!("{} ({item})", plan.name),
-        stage: stage.into(),
-        before: plan.before.clone(),
-        after: plan.after.clone(),
-        detail,
+    let line = |stage: &str, detail: String| {
+        let values = (plan.before.clone(), plan.after.clone());
+        who.audit_line(&rb.name, format!("{} ({item})", plan.name), stage, values, detail)
     };
     // A weight change never goes under a running rollout's feet.
     let _lock = match plan.steps.iter().any(|s| matches!(s, Step::Shift(_))) {

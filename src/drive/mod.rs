@@ -14,6 +14,31 @@ pub struct Actor {
     pub operator: String,
 }
 
+impl Actor {
+    /// An audit line of this actor's, stamped now.
+    pub fn audit_line(
+        &self,
+        runbook: &str,
+        action: String,
+        stage: &str,
+        (before, after): (serde_json::Value, serde_json::Value),
+        detail: String,
+    ) -> crate::audit::AuditLine {
+        crate::audit::AuditLine {
+            time: crate::status::rfc3339(std::time::SystemTime::now()),
+            operator: self.operator.clone(),
+            account: Some(self.account.clone()),
+            region: self.region.clone(),
+            runbook: runbook.to_string(),
+            action,
+            stage: stage.into(),
+            before,
+            after,
+            detail,
+        }
+    }
+}
+
 /// Why a change could not be planned: AWS could not be read (exit 1, try
 /// again), or the change is refused as it stands (exit 2, fix the input).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -234,17 +234,8 @@ pub async fn execute(
 ) -> Result<String, PlanError> {
     let log = crate::audit::AuditLog::for_runbook(&rb.name);
     let percent = plan.weights.1;
-    let line = |stage: &str, detail: String| crate::audit::AuditLine {
-        time: crate::status::rfc3339(std::time::SystemTime::now()),
-        operator: who.operator.clone(),
-        account: Some(who.account.clone()),
-        region: who.region.clone(),
-        runbook: rb.name.clone(),
-        action: format!("shift_weights to {percent}%"),
-        stage: stage.into(),
-        before: plan.before(),
-        after: plan.after(),
-        detail,
+    let line = |stage: &str, detail: String| {
+        who.audit_line(&rb.name, format!("shift_weights to {percent}%"), stage, (plan.before(), plan.after()), detail)
     };
     if plan.is_noop() {
         return Ok("nothing to change: the records already have these weights".into());

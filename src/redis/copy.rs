@@ -104,7 +104,8 @@ pub struct Conns {
     pub dst: MultiplexedConnection,
 }
 
-async fn q<T: redis::FromRedisValue>(
+/// A command on `e`; errors name the endpoint, redacted and scrubbed.
+pub(super) async fn q<T: redis::FromRedisValue>(
     e: &Endpoint,
     c: &mut MultiplexedConnection,
     cmd: &redis::Cmd,
@@ -112,7 +113,8 @@ async fn q<T: redis::FromRedisValue>(
     cmd.query_async(c).await.map_err(|err| format!("{} {}: {}", e.role, e.redacted(), e.scrub(&err.to_string())))
 }
 
-async fn qp<T: redis::FromRedisValue>(
+/// As `q`, for a pipeline.
+pub(super) async fn qp<T: redis::FromRedisValue>(
     e: &Endpoint,
     c: &mut MultiplexedConnection,
     p: &redis::Pipeline,

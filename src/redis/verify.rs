@@ -6,6 +6,7 @@ use redis::Value;
 use redis::aio::MultiplexedConnection;
 use serde::Serialize;
 
+use super::copy::{q, qp};
 use super::url::Endpoint;
 
 pub struct VerifyOptions {
@@ -102,24 +103,6 @@ pub fn ttl_ok(source: i64, target: i64, tol: u64) -> bool {
         (s, t) if s >= 0 && t >= 0 => s.abs_diff(t) <= tol,
         _ => false,
     }
-}
-
-async fn q<T: redis::FromRedisValue>(
-    e: &Endpoint,
-    c: &mut MultiplexedConnection,
-    cmd: &redis::Cmd,
-) -> Result<T, String> {
-    cmd.query_async(c).await.map_err(|err| format!("{} {}: {}", e.role, e.redacted(), e.scrub(&err.to_string())))
-}
-
-async fn qp<T: redis::FromRedisValue>(
-    e: &Endpoint,
-    c: &mut MultiplexedConnection,
-    p: &redis::Pipeline,
-) -> Result<T, String> {
-    p.query_async(c)
-        .await
-        .map_err(|err| format!("{} {}: {}", e.role, e.redacted(), super::copy::short(&e.scrub(&err.to_string()))))
 }
 
 /// (all keys, keys without expiry) of one side.
