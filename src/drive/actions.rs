@@ -490,6 +490,13 @@ async fn copy_redis(c: &RedisCopy, say: &mut (dyn FnMut(&str) + Send)) -> Result
     let _lock = crate::redis::checkpoint::CopyLock::try_take(&path)?
         .ok_or_else(|| format!("a copy from {} to {} is already running; nothing was written", c.from, c.to))?;
     let resume = crate::redis::checkpoint::load(&path)?;
+    // A resume overwrites from its cursor on: only a copy begun with `fail` may be finished here.
+    if let Some(cp) = resume.as_ref().filter(|cp| cp.on_conflict != crate::redis::OnConflict::Fail) {
+        return Err(format!(
+            "an interrupted `cutover redis copy --on-conflict {}` of this pair is waiting to be resumed; finish it with that command and --resume (this action copies only with `fail`); nothing was written",
+            cp.on_conflict.name()
+        ));
+    }
     let opts = CopyOptions {
         from: c.from.clone(),
         to: c.to.clone(),

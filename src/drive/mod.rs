@@ -39,18 +39,21 @@ impl Actor {
     }
 }
 
-/// Why a change could not be planned: AWS could not be read (exit 1, try
-/// again), or the change is refused as it stands (exit 2, fix the input).
+/// Why a change could not be planned or made: AWS could not be read (exit 1,
+/// try again), the change is refused as it stands (exit 2, fix the input), or
+/// carrying it out failed (exit 1; the message says what stands).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PlanError {
     Aws(String),
     Refused(String),
+    /// Went wrong while carrying the change out; the message says what stands.
+    Failed(String),
 }
 
 impl PlanError {
     pub fn exit_status(&self) -> u8 {
         match self {
-            PlanError::Aws(_) => 1,
+            PlanError::Aws(_) | PlanError::Failed(_) => 1,
             PlanError::Refused(_) => 2,
         }
     }
@@ -61,6 +64,7 @@ impl std::fmt::Display for PlanError {
         match self {
             PlanError::Aws(m) => write!(f, "cannot read AWS: {m}"),
             PlanError::Refused(m) => write!(f, "refused: {m}"),
+            PlanError::Failed(m) => f.write_str(m),
         }
     }
 }

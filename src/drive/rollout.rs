@@ -3,8 +3,6 @@
 //! after every change so a restart (even after kill -9) resumes.
 
 use std::collections::BTreeMap;
-use std::os::fd::AsRawFd;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -127,20 +125,7 @@ pub struct RolloutLock {
 impl RolloutLock {
     /// None when another process holds it.
     pub fn try_take(name: &str) -> Result<Option<RolloutLock>, String> {
-        let path = lock_path(name);
-        if let Some(d) = path.parent() {
-            std::fs::create_dir_all(d).map_err(|e| e.to_string())?;
-        }
-        let f = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(0o600)
-            .open(&path)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-        // SAFETY: flock on a file descriptor we own; no memory is involved.
-        let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        Ok((rc == 0).then_some(RolloutLock { _file: f }))
+        Ok(crate::paths::try_lock(&lock_path(name))?.map(|f| RolloutLock { _file: f }))
     }
 }
 
@@ -697,6 +682,7 @@ pub fn spawn_detached(
     extra: &[&str],
     env: &BTreeMap<String, String>,
 ) -> Result<(u32, PathBuf), String> {
+    use std::os::unix::fs::OpenOptionsExt;
     use std::os::unix::process::CommandExt;
     let exe = std::env::current_exe().map_err(|e| format!("cannot find the cutover binary: {e}"))?;
     let out_path = crate::paths::state_dir().join(format!("{}.rollout.out", rb.name));

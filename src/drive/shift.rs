@@ -241,27 +241,27 @@ pub async fn execute(
         return Ok("nothing to change: the records already have these weights".into());
     }
     // Never under a running rollout's feet.
-    let _lock = super::rollout::RolloutLock::try_take(&rb.name)?.ok_or_else(|| {
+    let _lock = super::rollout::RolloutLock::try_take(&rb.name).map_err(PlanError::Failed)?.ok_or_else(|| {
         PlanError::Refused(format!(
             "a rollout of {} is running; use `cutover abort` or wait; nothing was changed",
             rb.name
         ))
     })?;
     // The intent is on disk before anything is sent.
-    log.append(&line("intent", plan.describe())).map_err(|e| PlanError::Aws(format!("{e}; nothing was changed")))?;
+    log.append(&line("intent", plan.describe())).map_err(|e| PlanError::Failed(format!("{e}; nothing was changed")))?;
     let change = match apply(clients, plan).await {
         Ok(id) => id,
         Err(e) => {
             let _ = log.append(&line("failed", e.to_string()));
-            return Err(PlanError::Aws(format!("the change was not accepted: {e}; weights are unchanged")));
+            return Err(PlanError::Failed(format!("the change was not accepted: {e}; weights are unchanged")));
         }
     };
-    log.append(&line("applied", format!("change {change}"))).map_err(PlanError::Aws)?;
+    log.append(&line("applied", format!("change {change}"))).map_err(PlanError::Failed)?;
     say(&format!("change {change} sent; waiting for INSYNC"));
     match wait_insync(clients, &change, Duration::from_secs(300)).await {
         Ok(took) => {
             log.append(&line("insync", format!("change {change} INSYNC after {:.1} s", took.as_secs_f64())))
-                .map_err(PlanError::Aws)?;
+                .map_err(PlanError::Failed)?;
             Ok(format!(
                 "{} INSYNC after {:.1} s; resolvers may serve the old answer for one TTL more",
                 plan.describe(),
@@ -270,7 +270,9 @@ pub async fn execute(
         }
         Err(e) => {
             let _ = log.append(&line("failed", e.clone()));
-            Err(PlanError::Aws(e))
+            let accepted =
+                if e.contains("will still apply") { "" } else { "; the change was accepted and will still apply" };
+            Err(PlanError::Failed(format!("{e}{accepted}")))
         }
     }
 }

@@ -111,7 +111,7 @@ fn aws_update<T>(r: Result<T, AwsError>) -> (Result<T, String>, bool) {
     }
 }
 
-/// Runs `poll` forever: send its update, wait (with backoff), repeat.
+/// The message of a caught panic.
 fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
     p.downcast_ref::<&str>()
         .map(|s| s.to_string())
@@ -119,6 +119,8 @@ fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "a panic".into())
 }
 
+/// Runs `poll` forever: send its update, wait (with backoff), repeat. A poll
+/// that panics fails the sources it reported last, and polling goes on.
 fn every<F, Fut>(interval: Duration, refresh: Arc<Notify>, tx: mpsc::Sender<Event>, mut poll: F) -> JoinHandle<()>
 where
     F: FnMut() -> Fut + Send + 'static,

@@ -92,20 +92,7 @@ pub struct CopyLock {
 impl CopyLock {
     /// None when another process holds it.
     pub fn try_take(checkpoint: &std::path::Path) -> Result<Option<CopyLock>, String> {
-        use std::os::fd::AsRawFd;
-        let path = checkpoint.with_extension("lock");
-        if let Some(d) = path.parent() {
-            std::fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
-        }
-        let f = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-        // SAFETY: flock on a descriptor we own; no memory is involved.
-        let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        Ok((rc == 0).then_some(CopyLock { _file: f }))
+        Ok(crate::paths::try_lock(&checkpoint.with_extension("lock"))?.map(|f| CopyLock { _file: f }))
     }
 }
 

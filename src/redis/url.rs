@@ -167,7 +167,8 @@ pub fn redact_text(text: &str, secret: Option<&str>) -> String {
     while let Some(i) = rest.find("://") {
         let (head, tail) = rest.split_at(i + 3);
         out.push_str(head);
-        let end = tail.find(|c: char| c.is_whitespace() || c == '/' || c == '"' || c == '\'').unwrap_or(tail.len());
+        // Up to the end of the token, not the first `/`: a password may hold one unencoded.
+        let end = tail.find(|c: char| c.is_whitespace() || c == '"' || c == '\'').unwrap_or(tail.len());
         match tail[..end].rfind('@') {
             Some(at) => {
                 out.push_str(":***");
@@ -194,6 +195,9 @@ mod tests {
         assert_eq!(format!("{e} {e:?}").matches("s3cret").count(), 0);
         assert_eq!(e.db(), 2);
         assert_eq!(e.scrub("WRONGPASS s3cret at redis://u:s3cret@h:1"), "WRONGPASS *** at redis://:***@h:1");
+        // A password with an unencoded `/` (the URL does not even parse) is hidden all the same.
+        assert_eq!(redact_text("bad URL redis://:ab/cd@h:6379/0 here", None), "bad URL redis://:***@h:6379/0 here");
+        assert_eq!(redact_text("redis://h:6379/0", None), "redis://h:6379/0");
     }
 
     #[test]

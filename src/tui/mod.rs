@@ -205,7 +205,7 @@ fn spawn_change(app: &mut App, cx: &ActionContext, command: Command, tx: tokio::
         clients: clients.clone(),
         region: w.region,
         account: w.account,
-        vars: Default::default(),
+        vars: cx.vars.clone(),
         adopt_live: false,
         restart: false,
     });
