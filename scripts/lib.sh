@@ -35,8 +35,14 @@ ensure_moto() {
   "$ROOT/.venv/bin/pip" install --quiet --disable-pip-version-check "$MOTO_SPEC"
 }
 
+# The Redis TLS test makes its certificates with the openssl CLI.
+ensure_openssl() {
+  if ! command -v openssl >/dev/null; then apt_install openssl; fi
+}
+
 ensure_deps() {
   ensure_redis
+  ensure_openssl
   ensure_tmux
   ensure_moto
   export CUTOVER_MOTO_SERVER="$ROOT/.venv/bin/moto_server"
