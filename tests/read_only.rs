@@ -127,20 +127,7 @@ async fn read_only_refuses_every_mutation_headless_and_changes_nothing() {
         }
     }
     // Every action kind the runbook format has is among them.
-    let all = [
-        "shift_weights",
-        "rollout",
-        "register_targets",
-        "deregister_targets",
-        "set_stickiness",
-        "disable_stickiness",
-        "authorize_redis_ingress",
-        "revoke_redis_ingress",
-        "copy_redis",
-        "stop_instances",
-        "start_instances",
-    ];
-    for k in all {
+    for k in cutover::runbook::ACTION_KINDS {
         assert!(kinds.contains(k), "no item runs {k}: {kinds:?}");
     }
     for c in [

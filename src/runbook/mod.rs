@@ -8,6 +8,7 @@ mod validate;
 
 pub use error::{Diagnostic, RunbookError};
 pub use model::*;
+pub use validate::ACTIONS as ACTION_KINDS;
 
 use std::path::Path;
 

@@ -101,7 +101,8 @@ fn one_of(names: impl IntoIterator<Item = impl AsRef<str>>) -> String {
 
 const CHECKS: [&str; 7] =
     ["targets_healthy", "redis_reachable", "stickiness", "alarm_ok", "http_ok", "key_counts_match", "zones_enabled"];
-const ACTIONS: [&str; 11] = [
+/// Every action kind the runbook format has.
+pub const ACTIONS: [&str; 11] = [
     "shift_weights",
     "rollout",
     "register_targets",
