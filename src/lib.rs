@@ -12,3 +12,8 @@ pub mod runbook;
 pub mod sandbox;
 pub mod status;
 pub mod tui;
+
+/// Records what a reliability scenario showed (shared with the integration tests).
+#[cfg(test)]
+#[path = "../tests/common/reliability.rs"]
+pub(crate) mod reliability;

@@ -81,6 +81,15 @@ fn missing_directory_and_non_utf8_runbooks_get_one_clear_line_and_exit_2_from_ev
         "nothing written: {:?}",
         state_files(&state)
     );
+    record(
+        "bad-input",
+        format!(
+            "{} subcommand forms, each given a missing runbook, a directory and a non-UTF-8 file ({} runs): one line \
+             on stderr starting with the path and saying what is wrong, nothing on stdout, exit 2, no file written",
+            SUBCOMMANDS.len(),
+            SUBCOMMANDS.len() * cases.len()
+        ),
+    );
 }
 
 /// Files cutover wrote, apart from its log.
@@ -102,7 +111,7 @@ async fn a_runbook_for_another_account_is_refused_by_every_subcommand_that_reads
     std::fs::write(&other, text.replace("production = false\n", "production = false\naccount_id = \"999999999999\"\n"))
         .unwrap();
     let path = other.to_str().unwrap();
-    for sub in [
+    let subs = [
         &["status"][..],
         &["shift", "--to", "10", "--yes"],
         &["shift", "--to", "10", "--dry-run"],
@@ -110,7 +119,8 @@ async fn a_runbook_for_another_account_is_refused_by_every_subcommand_that_reads
         &["rollout", "--dry-run"],
         &["abort", "--yes"],
         &["run", "validate/redis-ingress", "--yes"],
-    ] {
+    ];
+    for sub in subs {
         let args = args_with(sub, path);
         let (code, out, err) = run_cutover(&sb, &rb, dir.path(), &args).await;
         assert_eq!(code, Some(2), "{args:?}: {out}{err}");
@@ -122,4 +132,61 @@ async fn a_runbook_for_another_account_is_refused_by_every_subcommand_that_reads
     }
     assert!(state_files(dir.path()).is_empty(), "nothing written: {:?}", state_files(dir.path()));
     sb.down().await;
+    record(
+        "bad-input",
+        format!(
+            "A runbook for account 999999999999 run with the sandbox's credentials by {} subcommand forms that read \
+             AWS: each refused in one line naming both accounts and `--profile`, exit 2, nothing written",
+            subs.len()
+        ),
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runbook_for_another_region_is_refused_where_regional_resources_are_read() {
+    let rb = runbook("demo.toml");
+    let sb = sandbox(&rb, "ap-southeast-3").await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("runbooks/demo.toml");
+    let p = path.to_str().unwrap();
+    // The same moto, asked in a region where the runbook's resources are not.
+    let elsewhere = |args: &[&str]| {
+        let mut c = cutover_command(&sb, &rb, dir.path(), args);
+        c.env("CUTOVER_REGION", "us-west-2");
+        c.output().unwrap()
+    };
+    let subs = [
+        &["status"][..],
+        &["status", "--json"],
+        &["rollout", "--yes"],
+        &["rollout", "--dry-run"],
+        &["run", "validate/redis-ingress", "--yes"],
+        &["run", "validate/redis-ingress", "--dry-run"],
+    ];
+    for sub in subs {
+        let out = elsewhere(&args_with(sub, p));
+        let (stdout, err) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert_eq!(out.status.code(), Some(2), "{sub:?}: {stdout}{err}");
+        assert_eq!(err.trim().lines().count(), 1, "{sub:?}: one line: {err}");
+        assert!(
+            err.contains("none of runbook")
+                && err.contains("(demo-prod-alb, demo-staging-alb) is in region us-west-2; the runbook says eu-west-1"),
+            "{sub:?}: {err}"
+        );
+    }
+    assert!(state_files(dir.path()).is_empty(), "nothing written: {:?}", state_files(dir.path()));
+    // Route53 is global: a weight change (or an abort) is never blocked by a regional read.
+    let out = elsewhere(&["shift", p, "--to", "10", "--dry-run"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    sb.down().await;
+    record(
+        "bad-input",
+        format!(
+            "The demo runbook run against a region holding none of its load balancers by {} subcommand forms that \
+             read regional resources (status, rollout, run): each refused in one line naming the load balancers, the \
+             region in use and the runbook's, exit 2, nothing written; `shift` and `abort` touch only Route53 \
+             (global) and are not blocked",
+            subs.len()
+        ),
+    );
 }

@@ -79,4 +79,12 @@ async fn throttling_keeps_values_live_or_honestly_stale_and_the_call_count_bound
         "AWS calls in {secs} s: {baseline} unthrottled, {partial} with every third throttled, {calls} all throttled"
     );
     sb.down().await;
+    record(
+        "throttling",
+        format!(
+            "The cockpit's workers for {secs} s: {baseline} AWS calls unthrottled; {partial} with every third call \
+             throttled (retries absorbed it, every value fresh); {calls} with every call throttled (backoff; no value \
+             shown as fresh, each source showing the Throttling error), while Redis and /health stayed live"
+        ),
+    );
 }

@@ -162,6 +162,17 @@ async fn read_only_refuses_every_mutation_headless_and_changes_nothing() {
     let after = world(&sb).await;
     assert!(after == before, "AWS and Redis are exactly as they were:\n{}", diff_lines(&before, &after));
     sb.down().await;
+    record(
+        "read-only",
+        format!(
+            "Headless with `--read-only`: {} commands (every action kind of the runbook format: {}; every rollback; \
+             shift, rollout, abort, pause, promote; `redis copy` under each conflict policy) each refused with exit \
+             2, and AWS and the target Redis read back byte for byte as before ({} lines compared)",
+            commands.len(),
+            kinds.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", "),
+            before.lines().count()
+        ),
+    );
 }
 
 fn diff_lines(a: &str, b: &str) -> String {

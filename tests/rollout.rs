@@ -370,16 +370,20 @@ async fn aws_down_during_a_soak_pauses_without_advancing_and_a_restart_resumes_t
     // SAFETY: as above.
     unsafe { libc::kill(moto, libc::SIGSTOP) };
     let frozen_at = Instant::now();
-    let out = tokio::time::timeout(Duration::from_secs(80), child.wait_with_output()).await.expect("paused in time");
+    // Each failed reading takes the SDK's 12 s operation timeout: three in a row take about a minute.
+    let out = tokio::time::timeout(Duration::from_secs(150), child.wait_with_output()).await.expect("paused in time");
     let out = out.unwrap();
+    let paused_after = frozen_at.elapsed();
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(3), "paused for a person, never passed: {text}");
     assert!(text.contains("errors in a row, cannot judge"), "{text}");
+    let why = text.lines().find(|l| l.contains("errors in a row")).unwrap_or("").trim().to_string();
     let state = rollout_state(dir.path()).unwrap();
     assert_eq!(state["engine"]["step"], 0, "never advanced: {state}");
     assert_eq!(state["engine"]["phase"]["phase"], "paused");
     // The outage goes on to 30 s; then AWS comes back.
     tokio::time::sleep(Duration::from_secs(30).saturating_sub(frozen_at.elapsed())).await;
+    let outage = frozen_at.elapsed();
     drop(thaw);
     assert_eq!(weights(&sb).await, w(90, 10), "no weight moved while AWS was down");
     let lines = audit(dir.path());
@@ -396,12 +400,36 @@ async fn aws_down_during_a_soak_pauses_without_advancing_and_a_restart_resumes_t
     let intents = audit(dir.path()).iter().filter(|l| l["stage"] == "intent").count();
     assert_eq!(intents, 2, "step 1 once, the rollback once: nothing sent twice");
     // Every file cutover left is private to its user.
+    let mut files = Vec::new();
     for entry in std::fs::read_dir(dir.path().join("cutover")).unwrap() {
         let entry = entry.unwrap();
         let mode = std::os::unix::fs::PermissionsExt::mode(&entry.metadata().unwrap().permissions());
         assert_eq!(mode & 0o077, 0, "{} is mode {mode:o}", entry.path().display());
+        files.push(entry.file_name().to_string_lossy().into_owned());
     }
+    files.sort();
+    assert!(files.len() >= 3, "state, audit and lock at least: {files:?}");
     sb.down().await;
+    record(
+        "aws-down",
+        format!(
+            "A rollout soaking step 1 (90/10) with moto frozen (SIGSTOP) paused itself after {:.0} s (exit 3: \
+             \"{why}\"), never advancing; after {:.0} s down the weights read back 90/10; once AWS answered, a \
+             restart resumed step 1 with a fresh soak, and an abort returned 100/0: {intents} changes sent in all, \
+             none twice",
+            paused_after.as_secs_f64(),
+            outage.as_secs_f64()
+        ),
+    );
+    record(
+        "file-modes",
+        format!(
+            "All {} files in the state directory after a rollout, a pause, a restart and an abort ({}) have no group \
+             or other permission bits",
+            files.len(),
+            files.iter().map(|f| format!("`{f}`")).collect::<Vec<_>>().join(", ")
+        ),
+    );
 }
 
 /// Fault injection: `cutover rollout` SIGKILLed at 20 points spread over its
@@ -417,6 +445,7 @@ async fn sigkill_at_20_points_of_a_rollout_never_leaves_an_unplanned_weight_or_a
     let p = path.to_str().unwrap();
     let allowed = [w(100, 0), w(90, 10), w(75, 25), w(50, 50), w(0, 100)];
     let mut adopted = 0;
+    let mut kills = 0;
     for i in 0..20u64 {
         // Spread over 0.3–8.2 s after start, in a fixed, varied order.
         let delay = Duration::from_millis(300 + (i * 7_919) % 7_900);
@@ -440,6 +469,7 @@ async fn sigkill_at_20_points_of_a_rollout_never_leaves_an_unplanned_weight_or_a
         let mut c = child.take();
         c.kill().unwrap();
         c.wait().unwrap();
+        kills += 1;
         let live = weights(&sb).await;
         assert!(allowed.contains(&live), "kill {i} after {delay:?} left {live:?}, not in the plan");
         if let Ok(text) = std::fs::read_to_string(dir.path().join("cutover/demo.rollout.json")) {
@@ -465,4 +495,80 @@ async fn sigkill_at_20_points_of_a_rollout_never_leaves_an_unplanned_weight_or_a
     }
     eprintln!("20 kills; {adopted} restarts adopted live weights a kill left unrecorded");
     sb.down().await;
+    record(
+        "sigkill",
+        format!(
+            "A rollout SIGKILLed {kills} times between 0.3 and 8.2 s after each start: after every kill the state and \
+             all {} audit lines parsed and the live weights were ones the plan contains; {adopted} restarts had to \
+             adopt live weights a kill left unrecorded; the last run reached 0/100 with every step INSYNC in the audit",
+            lines.len()
+        ),
+    );
+}
+
+/// Fault injection: a rollout whose every AWS call goes through a throttling
+/// proxy. With every tenth call throttled it moves on as planned (the SDK's
+/// retries absorb it); with every call throttled during a soak it pauses,
+/// never advancing; when the throttling eases, a restart completes, and no
+/// step was sent twice. (At every third call, three polls in a row sometimes
+/// fail after the SDK's three attempts, and the rollout rightly pauses.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttling_during_a_rollout_never_advances_blind_and_a_restart_completes() {
+    use std::sync::atomic::Ordering;
+    let dir = tempfile::tempdir().unwrap();
+    let (rb, path) = fast_runbook_with(dir.path(), |t| t.replace("soak = \"5s\"", "soak = \"20s\""));
+    let sb = fixed_sandbox(&rb, "ap-northeast-3").await;
+    let moto: std::net::SocketAddr = sb.endpoint.trim_start_matches("http://").parse().unwrap();
+    let (addr, proxy, counts) = cutover::sandbox::throttle::throttle_proxy(moto, 10).await.unwrap();
+    let through_proxy = |args: &[&str]| {
+        let mut c = cutover_command(&sb, &rb, dir.path(), args);
+        c.env("AWS_ENDPOINT_URL", format!("http://{addr}"));
+        tokio::process::Command::from(c)
+    };
+    let p = path.to_str().unwrap();
+    let child = through_proxy(&["rollout", p, "--yes"]).spawn().unwrap();
+    until_soaking(dir.path(), 1).await;
+    assert_eq!(weights(&sb).await, w(75, 25), "two steps taken with every tenth call throttled");
+    let throttled_before = counts.throttled.load(Ordering::SeqCst);
+    assert!(throttled_before > 0, "the proxy throttled the rollout's calls");
+
+    // Now every call: the soak cannot be judged, so the rollout stops for a person.
+    counts.every.store(1, Ordering::SeqCst);
+    let out = tokio::time::timeout(Duration::from_secs(120), child.wait_with_output()).await.expect("paused in time");
+    let out = out.unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "paused, never passed: {text}");
+    assert!(text.contains("errors in a row, cannot judge"), "{text}");
+    let why = text.lines().find(|l| l.contains("errors in a row")).unwrap_or("").trim().to_string();
+    assert!(why.contains("Throttling") || why.contains("Rate exceeded") || text.contains("Throttling"), "{text}");
+    let state = rollout_state(dir.path()).unwrap();
+    assert_eq!(state["engine"]["step"], 1, "never advanced: {state}");
+    assert_eq!(weights(&sb).await, w(75, 25), "no weight moved while throttled");
+
+    // Throttling eases to every tenth call: a restart resumes step 2 and completes.
+    counts.every.store(10, Ordering::SeqCst);
+    let out = through_proxy(&["rollout", p, "--yes"]).output().await.unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(weights(&sb).await, w(0, 100));
+    let lines = audit(dir.path());
+    for step in ["1/4 (10%)", "2/4 (25%)", "3/4 (50%)", "4/4 (100%)"] {
+        let action = format!("rollout step {step}");
+        let intents = lines.iter().filter(|l| l["action"] == action.as_str() && l["stage"] == "intent").count();
+        assert_eq!(intents, 1, "{action} sent once: {lines:?}");
+        assert!(lines.iter().any(|l| l["action"] == action.as_str() && l["stage"] == "insync"), "{action}");
+    }
+    let (seen, throttled) = (counts.seen.load(Ordering::SeqCst), counts.throttled.load(Ordering::SeqCst));
+    proxy.abort();
+    sb.down().await;
+    record(
+        "throttling",
+        format!(
+            "A rollout through the proxy with every tenth call throttled took its steps as planned; with every \
+             call throttled during step 2's soak it paused (exit 3: \"{}\"), weights held at 75/25; eased back to \
+             every tenth call, a restart completed to 0/100 with each of the 4 steps sent once and INSYNC \
+             ({throttled} of {seen} calls throttled)",
+            why
+        ),
+    );
 }

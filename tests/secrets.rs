@@ -94,6 +94,15 @@ async fn planted_secrets_never_appear_in_any_output_or_file() {
     );
     assert!(written.iter().any(|(p, _)| p.ends_with("demo.audit.jsonl")));
     assert!(written.iter().any(|(p, _)| p.ends_with("redis.audit.jsonl")));
+    // Every file those commands left is private to its user.
+    for (path, _) in &written {
+        let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(path).unwrap().permissions());
+        assert_eq!(mode & 0o077, 0, "{path} is mode {mode:o}");
+    }
+    let private: Vec<String> = written
+        .iter()
+        .map(|(p, _)| p.strip_prefix(&format!("{}/", state.display())).unwrap_or(p).to_string())
+        .collect();
     seen.extend(written);
     for (where_, text) in &seen {
         for secret in [AWS_SECRET, AWS_TOKEN, REDIS_PW, WRONG_PW] {
@@ -103,4 +112,25 @@ async fn planted_secrets_never_appear_in_any_output_or_file() {
     // Redacted URLs still say which server was meant.
     assert!(seen.iter().any(|(_, t)| t.contains(&format!("redis://:***@127.0.0.1:{dst}"))));
     sb.down().await;
+    let files_read = seen.len() - commands.len();
+    let bytes: usize = seen.iter().map(|(_, t)| t.len()).sum();
+    record(
+        "secrets",
+        format!(
+            "An AWS secret key, a session token and two Redis passwords (right and wrong) planted; {} commands run \
+             with the log at debug level (status, `--json`, shift, rollout, abort, run, audit, redis copy, verify, \
+             `--read-only`): none of the 4 secrets in their stdout or stderr or in the {files_read} files they left \
+             (log, audit lines, state, checkpoints), {bytes} bytes in all; redacted URLs still name the server",
+            commands.len()
+        ),
+    );
+    record(
+        "file-modes",
+        format!(
+            "All {} files the same {} commands left ({}) have no group or other permission bits",
+            private.len(),
+            commands.len(),
+            private.iter().map(|f| format!("`{f}`")).collect::<Vec<_>>().join(", ")
+        ),
+    );
 }

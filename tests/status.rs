@@ -346,6 +346,7 @@ fn moto_frozen_mid_watch_goes_stale_with_the_error_redis_stays_live_and_it_recov
     }
     let thaw = Thaw(moto);
     unsafe { libc::kill(moto, libc::SIGSTOP) };
+    let frozen_at = Instant::now();
     let stale = wait_for("AWS values to go stale", Duration::from_secs(60), &|v| {
         v["traffic"]["stale"] == true && v["environments"].as_array().unwrap().iter().all(|e| e["aws"]["stale"] == true)
     });
@@ -358,11 +359,25 @@ fn moto_frozen_mid_watch_goes_stale_with_the_error_redis_stays_live_and_it_recov
     let targets = checks.iter().find(|c| c["item"] == "targets").unwrap();
     assert_eq!(targets["outcome"], "unknown", "stale data never passes a check: {targets}");
 
+    let stale_after = frozen_at.elapsed();
     drop(thaw);
+    let thawed_at = Instant::now();
     wait_for("AWS values to be fresh again", Duration::from_secs(60), &aws_fresh);
+    let fresh_after = thawed_at.elapsed();
     unsafe { libc::kill(child.get().id() as i32, libc::SIGINT) };
     let out = child.take().wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("panicked"), "{stderr}");
+    record(
+        "aws-down",
+        format!(
+            "`status --watch` with moto frozen (SIGSTOP): every AWS value went STALE within {:.0} s, keeping the last \
+             weights with the error (`{}`); Redis stayed live; the targets check became unknown, never a pass; \
+             fresh again {:.0} s after AWS came back",
+            stale_after.as_secs_f64(),
+            clip(stale["traffic"]["error"].as_str().unwrap_or(""), 100),
+            fresh_after.as_secs_f64(),
+        ),
+    );
     rt.block_on(sb.down());
 }

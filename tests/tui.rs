@@ -2,6 +2,8 @@
 //! insta snapshots of whole screens on ratatui's TestBackend. The data is a
 //! fixed fixture shaped like the demo sandbox, so snapshots are stable.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
@@ -857,7 +859,9 @@ fn tiny_terminals_draw_every_overlay_and_the_screen_comes_back() {
         Overlay::ShiftTo { input: "30".into() },
         Overlay::Note { key: "prepare/backup".into(), input: "note".into() },
     ];
-    for (w, h) in [(20, 10), (10, 3), (1, 1), (200, 2), (2, 200)] {
+    let sizes = [(20, 10), (10, 3), (1, 1), (200, 2), (2, 200)];
+    let mut frames = 0;
+    for (w, h) in sizes {
         update(&mut app, Event::Resize(w, h));
         for o in &overlays {
             app.overlay = o.clone();
@@ -865,6 +869,7 @@ fn tiny_terminals_draw_every_overlay_and_the_screen_comes_back() {
                 app.zoomed = zoomed;
                 let s = screen(&app, w, h);
                 assert_eq!(s.split('\n').count(), h as usize, "{w}×{h} {o:?}");
+                frames += 1;
             }
         }
     }
@@ -872,6 +877,15 @@ fn tiny_terminals_draw_every_overlay_and_the_screen_comes_back() {
     app.zoomed = false;
     update(&mut app, Event::Resize(160, 48));
     assert_eq!(screen(&app, 160, 48), full);
+    common::record(
+        "terminal",
+        format!(
+            "{frames} frames at {} with each of the {} overlays, zoomed and not, drew without a panic; back at \
+             160×48 the screen was identical to before",
+            sizes.iter().map(|(w, h)| format!("{w}×{h}")).collect::<Vec<_>>().join(", "),
+            overlays.len()
+        ),
+    );
 }
 
 #[test]
@@ -890,4 +904,73 @@ fn a_running_redis_copy_shows_a_gauge_until_it_is_done() {
     update(&mut app, Event::ActionDone { key: "validate/copy".into(), result: Ok("copied 200 keys".into()) });
     let s = screen(&app, 160, 48);
     assert!(!s.contains("25%") && !s.contains("copied 50 keys") && s.contains("✔ done"), "{s}");
+}
+
+/// `--read-only` in the cockpit: every key bound in every pane, pressed on
+/// every row and chosen from the palette, then confirmed with `y`, plans or
+/// applies nothing; each mutating action says it was refused.
+#[test]
+fn read_only_no_key_in_any_pane_or_row_plans_or_applies_a_change() {
+    let mutating = |c: &Command| {
+        matches!(
+            c,
+            Command::PlanAction { .. }
+                | Command::PlanShift { .. }
+                | Command::PlanRollout { .. }
+                | Command::PauseRollout
+                | Command::Apply { .. }
+        )
+    };
+    let fresh = |pane: Pane, row: usize| {
+        let mut app = demo_app();
+        app.header.read_only = true;
+        app.focus = pane;
+        app.selected.insert(pane, row);
+        app
+    };
+    let (mut presses, mut refused) = (0, std::collections::BTreeSet::new());
+    for pane in Pane::ALL {
+        let rows = fresh(pane, 0).row_count(pane).max(1);
+        let bindings: Vec<_> = fresh(pane, 0).keymap.for_pane(pane).into_iter().cloned().collect();
+        for row in 0..rows {
+            // (action, Some(key) pressed, or None: chosen as palette entry i)
+            let mut tries: Vec<(Action, Result<KeyEvent, usize>)> = Vec::new();
+            for b in &bindings {
+                tries.extend(b.keys.iter().map(|k| (b.action, Ok(KeyEvent::new(k.code, k.mods)))));
+            }
+            for (i, (action, _)) in fresh(pane, row).palette_entries("").into_iter().enumerate() {
+                tries.push((action, Err(i)));
+            }
+            for (action, how) in tries {
+                let mut app = fresh(pane, row);
+                let mut cmds = match how {
+                    Ok(k) => update(&mut app, Event::Key(k)),
+                    Err(i) => {
+                        app.overlay = Overlay::Palette { input: String::new(), selected: i };
+                        update(&mut app, key(KeyCode::Enter))
+                    }
+                };
+                cmds.extend(update(&mut app, key(KeyCode::Char('y'))));
+                assert!(!cmds.iter().any(mutating), "{pane:?} row {row} {action:?}: {cmds:?}");
+                assert!(app.pending_change.is_none(), "{pane:?} row {row} {action:?}");
+                if app.log.iter().any(|l| l.text.starts_with("refused: read-only")) {
+                    refused.insert(format!("{action:?}"));
+                }
+                presses += 1;
+            }
+        }
+    }
+    let must =
+        ["ShiftWeights", "StartRollout", "PauseRollout", "PromoteRollout", "AbortRollout", "RunCheck", "Rollback"];
+    for a in must {
+        assert!(refused.contains(a), "{a} was never refused: {refused:?}");
+    }
+    common::record(
+        "read-only",
+        format!(
+            "The cockpit with `--read-only`: {presses} presses (every key bound in each of the 6 panes, on every row, \
+             and every palette entry, each followed by `y`) planned and applied nothing; {} said \"refused: read-only\"",
+            refused.iter().map(|a| format!("`{a}`")).collect::<Vec<_>>().join(", ")
+        ),
+    );
 }

@@ -187,4 +187,13 @@ fn demo_in_a_real_terminal_shows_targets_ticks_an_item_and_restores_the_terminal
     let s = tmux.screen();
     assert!(s.contains("sandbox stopped"), "{s}");
     assert!(kids.iter().all(|&p| common::process_gone(p)), "sandbox processes left: {kids:?}");
+    common::record(
+        "terminal",
+        format!(
+            "The real binary in tmux, resized to 20×10 while drawing and back to 160×48: still running and drawing; \
+             after a shift, a background rollout and its abort, `q` exited 0 with the alternate screen left, the \
+             cursor shown and all {} sandbox processes gone",
+            kids.len()
+        ),
+    );
 }

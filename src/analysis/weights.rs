@@ -49,20 +49,24 @@ mod tests {
 #[cfg(test)]
 mod properties {
     use proptest::prelude::*;
+    use proptest::test_runner::{TestCaseError, TestRunner};
 
     use super::*;
 
-    proptest! {
-        #[test]
-        fn shares_are_fractions_that_sum_to_one(weights in proptest::collection::vec(any::<u8>(), 1..8)) {
+    fn runner(cases: u32) -> TestRunner {
+        TestRunner::new(ProptestConfig { cases, failure_persistence: None, ..ProptestConfig::default() })
+    }
+
+    #[test]
+    fn shares_are_fractions_that_sum_to_one() {
+        let cases = 1024;
+        let mut all_zero = 0;
+        let strategy = proptest::collection::vec(any::<u8>(), 1..8);
+        let result = runner(cases).run(&strategy, |weights| -> Result<(), TestCaseError> {
             let s = shares(&weights);
             prop_assert_eq!(s.len(), weights.len());
             prop_assert!(s.iter().all(|x| (0.0..=1.0).contains(x)));
             prop_assert!((s.iter().sum::<f64>() - 1.0).abs() < 1e-9);
-            // All zero: Route53 splits evenly.
-            if weights.iter().all(|w| *w == 0) {
-                prop_assert!(s.iter().all(|x| (x - 1.0 / weights.len() as f64).abs() < 1e-12));
-            }
             // A larger weight never gets a smaller share.
             for i in 0..weights.len() {
                 for j in 0..weights.len() {
@@ -71,15 +75,38 @@ mod properties {
                     }
                 }
             }
+            Ok(())
+        });
+        if let Err(e) = result {
+            panic!("{e}");
         }
+        // All zero: Route53 splits evenly; random bytes rarely are, so every length is tried.
+        for n in 1..8 {
+            let s = shares(&vec![0; n]);
+            assert!(s.iter().all(|x| (x - 1.0 / n as f64).abs() < 1e-12), "{s:?}");
+            all_zero += 1;
+        }
+        crate::reliability::record(
+            "properties",
+            format!(
+                "Route53 weight shares for {cases} random sets of 1–7 weights (0–255): fractions in 0–1 summing to 1, \
+                 a larger weight never a smaller share; all-zero sets of {all_zero} sizes split evenly"
+            ),
+        );
+    }
 
-        #[test]
-        fn weights_for_a_percent_are_valid_and_exact(p in any::<u8>()) {
+    #[test]
+    fn weights_for_every_percent_are_valid_and_exact() {
+        for p in 0..=u8::MAX {
             let (old, new) = weights_for_percent(p);
-            prop_assert_eq!(u16::from(old) + u16::from(new), 100);
-            prop_assert_eq!(new, p.min(100));
+            assert_eq!(u16::from(old) + u16::from(new), 100, "{p}");
+            assert_eq!(new, p.min(100), "{p}");
             let s = shares(&[old, new]);
-            prop_assert!((s[1] * 100.0 - f64::from(p.min(100))).abs() < 1e-9, "{s:?}");
+            assert!((s[1] * 100.0 - f64::from(p.min(100))).abs() < 1e-9, "{p}: {s:?}");
         }
+        crate::reliability::record(
+            "properties",
+            "Every percent 0–255 gives two weights summing to 100 whose share is exactly the percent (capped at 100)",
+        );
     }
 }

@@ -149,6 +149,21 @@ impl AwsError {
     }
 }
 
+/// An error and its causes, each one's own message, without the debug dump
+/// `DisplayErrorContext` appends.
+fn causes(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut next = e.source();
+    while let Some(cause) = next {
+        let text = cause.to_string();
+        if !parts.last().is_some_and(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        next = cause.source();
+    }
+    parts.join(": ")
+}
+
 /// Classifies an SDK error: throttling and connection failures are told apart
 /// so callers can back off or mark values stale.
 pub fn sdk_error<E, R>(operation: &str, e: aws_sdk_ec2::error::SdkError<E, R>) -> AwsError
@@ -159,7 +174,7 @@ where
     use aws_sdk_ec2::error::SdkError;
     let (kind, message) = match &e {
         SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => {
-            (AwsErrorKind::Unreachable, format!("cannot reach AWS: {}", DisplayErrorContext(&e)))
+            (AwsErrorKind::Unreachable, format!("cannot reach AWS: {}", causes(&e)))
         }
         SdkError::ServiceError(s) => {
             let code = s.err().code().unwrap_or("");
@@ -188,3 +203,18 @@ where
 }
 
 pub type AwsResult<T> = Result<T, AwsError>;
+
+#[cfg(test)]
+mod tests {
+    #[tokio::test]
+    async fn an_unreachable_endpoint_is_one_readable_line_without_a_debug_dump() {
+        // Port 9 on loopback: nothing listens, the connection is refused at once.
+        let clients = super::Clients::new(&super::sandbox_config("http://127.0.0.1:9", "us-east-1").await);
+        let e = crate::live::fetch::identity(&clients).await.unwrap_err();
+        assert_eq!(e.kind, super::AwsErrorKind::Unreachable);
+        let text = e.to_string();
+        assert!(text.starts_with("GetCallerIdentity: cannot reach AWS: dispatch failure"), "{text}");
+        assert!(!text.contains('{') && !text.contains("DispatchFailure("), "no debug dump: {text}");
+        assert_eq!(text.lines().count(), 1, "{text}");
+    }
+}

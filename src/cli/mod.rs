@@ -229,6 +229,34 @@ pub async fn acting(rb: &Runbook, g: &GlobalArgs) -> Result<Acting, Failure> {
     Ok(Acting { clients, region, account: identity.account })
 }
 
+/// Refuses (exit 2) a runbook none of whose load balancers is in the region
+/// in use: it is for another region. Not asked of `shift` and `abort`, which
+/// change only Route53 (global) and must never be blocked by a regional read.
+pub async fn in_runbook_region(clients: &crate::aws::Clients, rb: &Runbook, region: &str) -> Result<(), Failure> {
+    let names: Vec<&str> = rb.environments.values().filter_map(|e| e.load_balancer.as_deref()).collect();
+    for name in &names {
+        match crate::aws::elb::load_balancer(&clients.elb, name).await {
+            Ok(_) => return Ok(()),
+            Err(e) if e.kind == crate::aws::AwsErrorKind::NotFound => {}
+            Err(e) => return Err(Failure { status: 1, message: format!("cannot check the runbook's region: {e}") }),
+        }
+    }
+    if names.is_empty() {
+        return Ok(());
+    }
+    let declared = match &rb.region {
+        Some(r) if r != region => {
+            format!("; the runbook says {r}, and --region, CUTOVER_REGION or AWS_REGION overrode it")
+        }
+        _ => String::new(),
+    };
+    Err(Failure::bad_input(format!(
+        "refused: none of runbook {}'s load balancers ({}) is in region {region}{declared}; run it in its own region; nothing was changed",
+        rb.source,
+        names.join(", ")
+    )))
+}
+
 pub fn load_runbook(path: &Path) -> Result<Runbook, Failure> {
     Ok(runbook::load(path)?)
 }

@@ -139,7 +139,7 @@ fn endpoints(e: &Ends) -> Result<(Endpoint, Endpoint), Failure> {
     if e.scan_count == 0 {
         return Err(bad("--scan-count must be at least 1"));
     }
-    if from.redacted() == to.redacted() {
+    if from.server_id() == to.server_id() {
         return Err(bad(format!("--from and --to are the same Redis ({from}); give two different servers")));
     }
     Ok((from, to))
@@ -193,7 +193,7 @@ fn run_copy(a: CopyArgs, g: &GlobalArgs) -> Result<u8, Failure> {
             )));
         }
     }
-    let cp_path = checkpoint::path_for(&from.redacted(), &to.redacted(), a.ends.pattern.as_deref());
+    let cp_path = checkpoint::path_for(&from.server_id(), &to.server_id(), a.ends.pattern.as_deref());
     let _lock = if a.dry_run {
         None
     } else {

@@ -50,6 +50,7 @@ pub fn run(rb: Runbook, g: &GlobalArgs, args: RolloutArgs) -> Result<u8, Failure
     }
     super::runtime()?.block_on(async {
         let cx = context(rb, g, args.adopt_live, args.restart).await?;
+        super::in_runbook_region(&cx.clients, &cx.rb, &cx.region).await?;
         if args.dry_run {
             print_preview(rollout::preview(&cx).await.map_err(failed)?);
             return Ok(0);

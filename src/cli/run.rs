@@ -38,6 +38,7 @@ pub fn run(rb: Runbook, g: &GlobalArgs, args: RunArgs) -> Result<u8, Failure> {
     let action = find(&rb, &args.item, args.rollback)?;
     super::runtime()?.block_on(async {
         let super::Acting { clients, region, account } = super::acting(&rb, g).await?;
+        super::in_runbook_region(&clients, &rb, &region).await?;
         let plan = actions::plan(&clients, &rb, &action)
             .await
             .map_err(|e| Failure { status: e.exit_status(), message: format!("{e}; nothing was changed") })?;

@@ -46,6 +46,7 @@ fn print(snap: &Snapshot, args: &StatusArgs) {
 pub fn run(rb: Runbook, g: &GlobalArgs, args: StatusArgs) -> Result<u8, Failure> {
     super::runtime()?.block_on(async {
         let (clients, region) = super::aws_clients(&rb, g).await;
+        super::in_runbook_region(&clients, &rb, &region).await?;
         let ctx = Arc::new(WorkerContext::new(rb.clone(), clients, ProbePolicy::from_env()));
         let mut session = Session::start(ctx);
         session.first_round(&rb, Duration::from_secs(30)).await;

@@ -486,7 +486,7 @@ pub async fn execute(
 /// (a checkpoint) is resumed instead.
 async fn copy_redis(c: &RedisCopy, say: &mut (dyn FnMut(&str) + Send)) -> Result<String, String> {
     use crate::redis::copy::{self, CopyOptions};
-    let path = crate::redis::checkpoint::path_for(&c.from.redacted(), &c.to.redacted(), c.pattern.as_deref());
+    let path = crate::redis::checkpoint::path_for(&c.from.server_id(), &c.to.server_id(), c.pattern.as_deref());
     let _lock = crate::redis::checkpoint::CopyLock::try_take(&path)?
         .ok_or_else(|| format!("a copy from {} to {} is already running; nothing was written", c.from, c.to))?;
     let resume = crate::redis::checkpoint::load(&path)?;

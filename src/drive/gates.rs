@@ -8,7 +8,7 @@ use crate::aws::Clients;
 use crate::aws::cloudwatch::{SeriesKey, metric_series};
 use crate::aws::elb::arn_suffix;
 use crate::engine::Measurement;
-use crate::live::HealthProbe;
+use crate::live::{HealthProbe, LiveState};
 use crate::runbook::{Check, GateKind, Metric, Runbook, Stat};
 use crate::status::{CheckOutcome, Snapshot, View};
 
@@ -18,6 +18,36 @@ fn fresh<'a, T>(v: &'a View<T>, what: &str) -> Result<&'a T, Measurement> {
         (_, _, Some(e)) => Err(Measurement::Error(format!("{what}: {e}"))),
         _ => Err(Measurement::Error(format!("{what} not read yet"))),
     }
+}
+
+/// When every source a snapshot gate reads has last reported (success or
+/// error): the gate is judged again only on a newer reading, so one failed
+/// poll is one error, not one per gate interval until the next poll. `None`
+/// for metric gates (each query is its own reading) or before any report.
+pub fn reading(state: &LiveState, g: &GateKind) -> Option<SystemTime> {
+    let env = |name: &str| state.environments.get(name);
+    let health_of = |name: &str| -> Vec<Option<SystemTime>> {
+        let ids = env(name).and_then(|e| e.value.as_ref()).map(|d| d.instances.iter().map(|i| i.id.clone()));
+        ids.into_iter().flatten().map(|id| state.health.get(&id).and_then(|h| h.last_outcome())).collect()
+    };
+    let times: Vec<Option<SystemTime>> = match g {
+        GateKind::AlarmOk { .. } => vec![state.alarms.last_outcome()],
+        GateKind::HealthyTargets { environment, .. } => vec![env(environment).and_then(|e| e.last_outcome())],
+        GateKind::HttpHealth { environment } => {
+            let mut t = health_of(environment);
+            t.push(env(environment).and_then(|e| e.last_outcome()));
+            t
+        }
+        GateKind::RedisReachable { environment } => {
+            let mut t = health_of(environment);
+            t.push(env(environment).and_then(|e| e.last_outcome()));
+            t.extend(state.redis.values().map(|r| r.last_outcome()));
+            t
+        }
+        GateKind::Metric { .. } | GateKind::Compare { .. } => return None,
+    };
+    // The oldest source bounds the reading; one never polled does not hold the others back.
+    times.into_iter().flatten().min()
 }
 
 /// A gate judged on the live snapshot; `None` for metric gates.
@@ -202,6 +232,47 @@ fn compare(metric: Metric, factor: f64, new: Side, old: Side) -> Measurement {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_gate_has_a_new_reading_only_when_every_source_it_reads_reported_again() {
+        use crate::aws::ec2::Instance;
+        use crate::live::fetch::EnvironmentData;
+        let t = |s: u64| SystemTime::UNIX_EPOCH + Duration::from_secs(s);
+        let instance = Instance {
+            id: "i-1".into(),
+            name: None,
+            state: "running".into(),
+            instance_type: "t3.micro".into(),
+            availability_zone: "a".into(),
+            private_ip: None,
+            security_groups: vec![],
+            tags: Default::default(),
+        };
+        let data = EnvironmentData {
+            load_balancer: None,
+            target_groups: vec![],
+            instances: vec![instance],
+            redis_groups: Default::default(),
+            group_names: Default::default(),
+        };
+        let mut st = LiveState::default();
+        let targets = GateKind::HealthyTargets { environment: "new".into(), min: 1 };
+        let http = GateKind::HttpHealth { environment: "new".into() };
+        let metric =
+            GateKind::Metric { environment: "new".into(), metric: Metric::Target5xx, stat: Stat::Sum, max: 0.0 };
+        assert_eq!(reading(&st, &targets), None, "nothing reported yet");
+        st.environments.entry("new".into()).or_default().apply::<String>(t(10), Ok(data));
+        assert_eq!(reading(&st, &targets), Some(t(10)));
+        // A failed poll is a new reading (one error), kept until the next poll.
+        st.environments.get_mut("new").unwrap().apply::<String>(t(13), Err("Throttling".into()));
+        assert_eq!(reading(&st, &targets), Some(t(13)));
+        // /health reports every 2 s, the environment every 3 s: the older bounds the reading.
+        st.health.entry("i-1".into()).or_default().apply::<String>(t(14), Err("refused".into()));
+        assert_eq!(reading(&st, &http), Some(t(13)));
+        st.health.get_mut("i-1").unwrap().apply::<String>(t(16), Err("refused".into()));
+        assert_eq!(reading(&st, &http), Some(t(13)), "no new environment poll yet");
+        assert_eq!(reading(&st, &metric), None, "a metric query is its own reading");
+    }
 
     #[test]
     fn aggregation_per_statistic_and_empty_is_no_value() {

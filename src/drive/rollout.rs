@@ -387,6 +387,7 @@ pub async fn run(cx: &Context, say: &mut (dyn FnMut(&str) + Send)) -> Result<Out
     });
     runner.persist()?;
     let mut last_measured: Vec<Option<SystemTime>> = vec![None; rb.rollout.gates.len()];
+    let mut last_reading: Vec<Option<SystemTime>> = vec![None; rb.rollout.gates.len()];
     let mut quiet = std::collections::BTreeSet::new();
     loop {
         while !outputs.is_empty() {
@@ -465,7 +466,12 @@ pub async fn run(cx: &Context, say: &mut (dyn FnMut(&str) + Send)) -> Result<Out
                 if last_measured[i].is_some_and(|t| now().duration_since(t).unwrap_or_default() < g.interval) {
                     continue;
                 }
+                let reading = super::gates::reading(&session.state, &g.kind);
+                if reading.is_some() && reading == last_reading[i] {
+                    continue; // nothing new to judge since the last measurement
+                }
                 last_measured[i] = Some(now());
+                last_reading[i] = reading;
                 let m = match super::gates::from_snapshot(rb, &g.kind, &snap) {
                     Some(m) => m,
                     None => super::gates::metric(&cx.clients, &g.kind, &snap, rb, since).await,

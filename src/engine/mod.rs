@@ -4,8 +4,8 @@
 //! A step: set the weights → wait until Route53 reports INSYNC → wait one TTL
 //! (resolvers still hold the old answer) → soak, evaluating the gates. A step
 //! passes when the soak time is over and every gate has passed at least once
-//! during it (an empty result is never a success). Then the next step; after
-//! 100%, done.
+//! during it, with no error since its last reading (an empty result is never
+//! a success). Then the next step; after 100%, done.
 //!
 //! Gates: a failed measurement counts toward the gate's failure limit, which
 //! aborts; a provider error counts toward its consecutive-error limit, which
@@ -256,7 +256,8 @@ impl Engine {
     }
 
     fn soak_complete(&self, now: SystemTime, until: SystemTime) -> bool {
-        now >= until && self.state.counters.iter().all(|c| c.passes > 0)
+        // A gate whose latest reading was an error is not known to pass now.
+        now >= until && self.state.counters.iter().all(|c| c.passes > 0 && c.consecutive_errors == 0)
     }
 
     fn measure(&mut self, gate: usize, result: Measurement, now: SystemTime) -> Vec<Output> {

@@ -51,6 +51,11 @@ impl<T> Sourced<T> {
     pub fn has_reported(&self) -> bool {
         self.updated_at.is_some() || self.error_at.is_some()
     }
+
+    /// When the latest poll ended, successfully or not.
+    pub fn last_outcome(&self) -> Option<SystemTime> {
+        self.updated_at.max(self.error_at)
+    }
 }
 
 #[derive(Debug, Clone)]

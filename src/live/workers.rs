@@ -112,7 +112,7 @@ fn aws_update<T>(r: Result<T, AwsError>) -> (Result<T, String>, bool) {
 }
 
 /// The message of a caught panic.
-fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+pub(crate) fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
     p.downcast_ref::<&str>()
         .map(|s| s.to_string())
         .or_else(|| p.downcast_ref::<String>().cloned())
@@ -300,12 +300,23 @@ mod tests {
         });
         let mut next = async || rx.recv().await.expect("the worker is alive").update;
         assert!(matches!(next().await, super::Update::Alarms(Ok(_))));
-        match next().await {
-            super::Update::Alarms(Err(e)) => assert!(e.contains("injected panic"), "{e}"),
+        let shown = match next().await {
+            super::Update::Alarms(Err(e)) => {
+                assert!(e.contains("injected panic"), "{e}");
+                e
+            }
             other => panic!("expected the alarms failed, got {other:?}"),
-        }
+        };
         assert!(matches!(next().await, super::Update::Alarms(Ok(_))), "polling goes on");
         worker.abort();
+        crate::reliability::record(
+            "terminal",
+            format!(
+                "A worker whose poll panics reports its sources failed (\"{}\") and polls again; the next poll's \
+                 values arrive",
+                crate::reliability::clip(&shown, 100)
+            ),
+        );
     }
 
     use super::*;

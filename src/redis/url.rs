@@ -75,6 +75,14 @@ impl Endpoint {
         self.url.path().trim_start_matches('/').parse().unwrap_or(0)
     }
 
+    /// Which database this is, however the URL was written: `host:port/db`
+    /// with the defaults filled in (port 6379, db 0), no scheme, user or
+    /// password. Two endpoints with the same id are the same data.
+    pub fn server_id(&self) -> String {
+        let host = self.url.host_str().unwrap_or("").to_ascii_lowercase();
+        format!("{host}:{}/{}", self.url.port().unwrap_or(6379), self.db())
+    }
+
     /// `redis://:***@host:port/db` when there is a password, else the URL.
     pub fn redacted(&self) -> String {
         let mut u = self.url.clone();
@@ -187,6 +195,16 @@ pub fn redact_text(text: &str, secret: Option<&str>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_same_database_has_one_id_however_it_is_written() {
+        let id = |u: &str| Endpoint::parse("source", u, None, None).unwrap().server_id();
+        assert_eq!(id("redis://h:6379/0"), "h:6379/0");
+        assert_eq!(id("redis://H"), id("redis://h:6379/0"));
+        assert_eq!(id("rediss://user:pw@h:6379/"), id("redis://h:6379"));
+        assert_ne!(id("redis://h:6379/1"), id("redis://h:6379/0"));
+        assert_ne!(id("redis://h:6380"), id("redis://h:6379"));
+    }
 
     #[test]
     fn the_password_never_shows() {

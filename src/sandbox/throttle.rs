@@ -1,6 +1,7 @@
 //! A loopback HTTP proxy in front of moto that answers every `nth` request
 //! with AWS's own throttling error for that service (the rest pass through):
-//! throttling rehearsed against real SDK clients, retries and backoff.
+//! throttling rehearsed against real SDK clients, retries and backoff. The
+//! share can change while it runs (`ThrottleCounts::every`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -12,16 +13,17 @@ use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use tokio::task::JoinHandle;
 
-/// Requests seen and requests throttled.
+/// Requests seen and requests throttled, and the current share.
 #[derive(Debug, Default)]
 pub struct ThrottleCounts {
     pub seen: AtomicU64,
     pub throttled: AtomicU64,
+    /// Every `every`-th request is throttled; 0 lets every request through.
+    pub every: AtomicU64,
 }
 
 struct Proxy {
     upstream: SocketAddr,
-    nth: u64,
     http: reqwest::Client,
     counts: Arc<ThrottleCounts>,
 }
@@ -57,7 +59,8 @@ async fn forward(State(p): State<Arc<Proxy>>, req: Request) -> Response {
         return StatusCode::BAD_REQUEST.into_response();
     };
     let n = p.counts.seen.fetch_add(1, Ordering::SeqCst) + 1;
-    if n.is_multiple_of(p.nth) {
+    let every = p.counts.every.load(Ordering::SeqCst);
+    if every > 0 && n.is_multiple_of(every) {
         p.counts.throttled.fetch_add(1, Ordering::SeqCst);
         return throttled(&parts.uri, &body);
     }
@@ -92,13 +95,14 @@ async fn forward(State(p): State<Arc<Proxy>>, req: Request) -> Response {
     }
 }
 
-/// Starts the proxy on a free loopback port; abort the handle to stop it.
+/// Starts the proxy on a free loopback port, throttling every `nth` request
+/// (0: none); abort the handle to stop it.
 pub async fn throttle_proxy(
     upstream: SocketAddr,
     nth: u64,
 ) -> std::io::Result<(SocketAddr, JoinHandle<()>, Arc<ThrottleCounts>)> {
-    let counts = Arc::new(ThrottleCounts::default());
-    let state = Arc::new(Proxy { upstream, nth: nth.max(1), http: reqwest::Client::new(), counts: counts.clone() });
+    let counts = Arc::new(ThrottleCounts { every: AtomicU64::new(nth), ..Default::default() });
+    let state = Arc::new(Proxy { upstream, http: reqwest::Client::new(), counts: counts.clone() });
     let app = axum::Router::new().fallback(forward).with_state(state);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;

@@ -189,6 +189,33 @@ pub async fn event_loop<B: ratatui::backend::Backend>(
     }
 }
 
+/// Runs `work` off the loop and sends the event it ends with. If it panics,
+/// `on_panic` turns the message into its outcome, so the item never stays
+/// "planning…" or "applying…" with nothing said.
+fn spawn_outcome<F>(
+    tx: tokio::sync::mpsc::UnboundedSender<Event>,
+    work: F,
+    on_panic: impl FnOnce(String) -> Event + Send + 'static,
+) -> tokio::task::JoinHandle<()>
+where
+    F: std::future::Future<Output = Event> + Send + 'static,
+{
+    use futures::FutureExt;
+    tokio::spawn(async move {
+        let event = match std::panic::AssertUnwindSafe(work).catch_unwind().await {
+            Ok(e) => e,
+            Err(p) => on_panic(crate::live::workers::panic_message(&*p)),
+        };
+        let _ = tx.send(event);
+    })
+}
+
+/// A planning task's panic as its outcome: nothing was sent.
+fn planning_panicked(key: &str) -> impl FnOnce(String) -> Event + Send + 'static {
+    let key = key.to_string();
+    move |m| Event::Planned { key, result: Err(format!("internal error while planning ({m}); nothing was changed")) }
+}
+
 /// Plans or applies a change off the loop; the result comes back as an event.
 fn spawn_change(app: &mut App, cx: &ActionContext, command: Command, tx: tokio::sync::mpsc::UnboundedSender<Event>) {
     use crate::drive::rollout::{self, Request};
@@ -209,47 +236,61 @@ fn spawn_change(app: &mut App, cx: &ActionContext, command: Command, tx: tokio::
         adopt_live: false,
         restart: false,
     });
-    let done_tx = tx.clone();
-    let planned = move |key: &str, result: Result<PendingChange, String>| {
-        let _ = tx.send(Event::Planned { key: key.to_string(), result });
-    };
+    let planned = |key: &str, result: Result<PendingChange, String>| Event::Planned { key: key.to_string(), result };
     let unknown_account = "refused: the account is not known yet (waiting for STS); nothing was changed".to_string();
     match command {
         Command::PlanAction { key, rollback } => {
             let vars = cx.vars.clone();
-            tokio::spawn(async move {
-                let result = match item_action(&rb, &key, rollback) {
-                    Ok(a) => {
-                        crate::drive::actions::plan_with_vars(&clients, &rb, &a, &vars).await.map_err(String::from)
-                    }
-                    Err(e) => Err(e),
-                };
-                planned(&key, result.map(PendingChange::Item));
-            });
+            let on_panic = planning_panicked(&key);
+            spawn_outcome(
+                tx,
+                async move {
+                    let result = match item_action(&rb, &key, rollback) {
+                        Ok(a) => {
+                            crate::drive::actions::plan_with_vars(&clients, &rb, &a, &vars).await.map_err(String::from)
+                        }
+                        Err(e) => Err(e),
+                    };
+                    planned(&key, result.map(PendingChange::Item))
+                },
+                on_panic,
+            );
         }
         Command::PlanShift { percent } => {
-            tokio::spawn(async move {
-                let weights = crate::analysis::weights::weights_for_percent(percent);
-                let result = crate::drive::shift::plan(&clients, &rb, weights).await;
-                planned("weights", result.map(|p| PendingChange::Shift(Box::new(p))).map_err(String::from));
-            });
+            spawn_outcome(
+                tx,
+                async move {
+                    let weights = crate::analysis::weights::weights_for_percent(percent);
+                    let result = crate::drive::shift::plan(&clients, &rb, weights).await;
+                    planned("weights", result.map(|p| PendingChange::Shift(Box::new(p))).map_err(String::from))
+                },
+                planning_panicked("weights"),
+            );
         }
         Command::PlanRollout { control } => {
             let Some(rcx) = rollout_cx else {
-                planned("rollout", Err(unknown_account));
+                let _ = tx.send(planned("rollout", Err(unknown_account)));
                 return;
             };
-            tokio::spawn(async move {
-                let result = plan_rollout(&rcx, control).await;
-                planned("rollout", result.map(|(control, lines)| PendingChange::Rollout { control, lines }));
-            });
+            spawn_outcome(
+                tx,
+                async move {
+                    let result = plan_rollout(&rcx, control).await;
+                    planned("rollout", result.map(|(control, lines)| PendingChange::Rollout { control, lines }))
+                },
+                planning_panicked("rollout"),
+            );
         }
         Command::PauseRollout => {
             let text = format!("paused from the cockpit by {}", app.operator);
-            tokio::spawn(async move {
-                let result = rollout::request(&rb.name, Request::Pause, &text, Duration::from_secs(30)).await;
-                let _ = done_tx.send(Event::ActionDone { key: "rollout".into(), result });
-            });
+            spawn_outcome(
+                tx,
+                async move {
+                    let result = rollout::request(&rb.name, Request::Pause, &text, Duration::from_secs(30)).await;
+                    Event::ActionDone { key: "rollout".into(), result }
+                },
+                |m| Event::ActionDone { key: "rollout".into(), result: Err(format!("internal error ({m})")) },
+            );
         }
         Command::Apply { key } => {
             let Some(change) = app.pending_change.take() else { return };
@@ -259,8 +300,17 @@ fn spawn_change(app: &mut App, cx: &ActionContext, command: Command, tx: tokio::
             };
             let (global, env) = (cx.global_args.clone(), cx.vars.clone());
             let operator = app.operator.clone();
-            tokio::spawn(async move {
-                let (progress_tx, progress_key) = (done_tx.clone(), key.clone());
+            let progress_tx = tx.clone();
+            let panic_key = key.clone();
+            let on_panic = move |m: String| Event::ActionDone {
+                key: panic_key,
+                result: Err(format!(
+                    "internal error while applying ({m}); the change may be partly made: check the live values and \
+                     the audit log"
+                )),
+            };
+            let work = async move {
+                let progress_key = key.clone();
                 let mut say = move |l: &str| {
                     if let Some((done, total, line)) = crate::drive::actions::parse_progress(l) {
                         let (key, line) = (progress_key.clone(), line.to_string());
@@ -289,8 +339,9 @@ fn spawn_change(app: &mut App, cx: &ActionContext, command: Command, tx: tokio::
                         rollout::abort(&rcx, &reason, &mut say).await
                     }
                 };
-                let _ = done_tx.send(Event::ActionDone { key, result });
-            });
+                Event::ActionDone { key, result }
+            };
+            spawn_outcome(tx, work, on_panic);
         }
         Command::Refresh | Command::SaveProgress | Command::Quit => {}
     }
@@ -364,5 +415,44 @@ fn item_action(rb: &crate::runbook::Runbook, key: &str, rollback: bool) -> Resul
     match &it.kind {
         crate::runbook::ItemKind::Action { action } => Ok(action.clone()),
         _ => Err("not an action".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_planning_or_apply_task_still_ends_with_an_outcome() {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let key = "validate/redis-ingress";
+        let plan = async {
+            panic!("injected planning panic");
+            #[allow(unreachable_code)]
+            Event::Tick(std::time::SystemTime::now())
+        };
+        spawn_outcome(tx.clone(), plan, planning_panicked(key)).await.unwrap();
+        match rx.recv().await {
+            Some(Event::Planned { key: k, result: Err(e) }) => {
+                assert_eq!(k, key);
+                assert!(e.contains("injected planning panic") && e.contains("nothing was changed"), "{e}");
+            }
+            _ => panic!("expected the planning to end with its error"),
+        }
+        let apply = async {
+            panic!("injected apply panic");
+            #[allow(unreachable_code)]
+            Event::Tick(std::time::SystemTime::now())
+        };
+        let on_panic = |m: String| Event::ActionDone { key: "weights".into(), result: Err(m) };
+        spawn_outcome(tx, apply, on_panic).await.unwrap();
+        assert!(
+            matches!(rx.recv().await, Some(Event::ActionDone { result: Err(m), .. }) if m.contains("injected apply"))
+        );
+        crate::reliability::record(
+            "terminal",
+            "A planning task and an apply task that panic each still send their outcome (\"cannot plan: internal \
+             error …; nothing was changed\", or a FAILED line), so no item is left \"planning…\" without an answer",
+        );
     }
 }

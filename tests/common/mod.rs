@@ -7,6 +7,10 @@ use std::time::{Duration, Instant};
 use cutover::runbook::{self, Runbook};
 use cutover::sandbox::{Sandbox, SandboxOptions};
 
+pub mod reliability;
+#[allow(unused_imports)]
+pub use reliability::{clip, record};
+
 pub fn runbook(name: &str) -> Runbook {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("runbooks").join(name);
     runbook::load(&path).unwrap_or_else(|e| panic!("{e}"))
