@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use super::{Failure, GlobalArgs};
-use crate::drive::rollout::{self, Context, Outcome, Request};
+use crate::drive::rollout::{self, Context, Outcome, Request, RolloutError};
 use crate::runbook::Runbook;
 
 async fn context(rb: Runbook, g: &GlobalArgs, adopt_live: bool, restart: bool) -> Result<Context, Failure> {
@@ -24,9 +24,11 @@ fn guard(g: &GlobalArgs, yes: bool, what: &str) -> Result<(), Failure> {
 }
 
 /// A drive error: refusals (bad input, state to reconcile) exit 2, the rest 1.
-fn failed(e: String) -> Failure {
-    let refused = e.starts_with("refused") || e.starts_with("the live weights") || e.contains("changed since");
-    Failure { status: if refused { 2 } else { 1 }, message: e }
+fn failed(e: RolloutError) -> Failure {
+    match e {
+        RolloutError::Refused(message) => Failure { status: 2, message },
+        RolloutError::Failed(message) => Failure { status: 1, message },
+    }
 }
 
 fn print_preview(lines: Vec<String>) {
@@ -52,7 +54,7 @@ pub fn run(rb: Runbook, g: &GlobalArgs, args: RolloutArgs) -> Result<u8, Failure
         let cx = context(rb, g, args.adopt_live, args.restart).await?;
         super::in_runbook_region(&cx.clients, &cx.rb, &cx.region).await?;
         if args.dry_run {
-            print_preview(rollout::preview(&cx).await.map_err(failed)?);
+            print_preview(rollout::preview(&cx).await.map_err(failed)?.lines);
             return Ok(0);
         }
         let mut say = |l: &str| println!("{} {l}", crate::status::rfc3339(std::time::SystemTime::now()).get(11..19).unwrap_or(""));

@@ -50,6 +50,35 @@ pub fn reading(state: &LiveState, g: &GateKind) -> Option<SystemTime> {
     times.into_iter().flatten().min()
 }
 
+/// What a gate needs this tick.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Due {
+    Wait,
+    Measure,
+    /// No new reading of its sources for this long: an error, never a wait
+    /// without end.
+    Stalled(Duration),
+}
+
+/// Its interval not over: wait. A reading it has not judged (or a metric
+/// gate, whose query is the reading): measure. The same reading for
+/// 3 × interval, at least 60 s: its sources are stuck or backing off.
+pub fn due(
+    interval: Duration,
+    since_measured: Option<Duration>,
+    reading: Option<SystemTime>,
+    judged: Option<SystemTime>,
+) -> Due {
+    let Some(since) = since_measured else { return Due::Measure };
+    if since < interval {
+        return Due::Wait;
+    }
+    if reading.is_none() || reading != judged {
+        return Due::Measure;
+    }
+    if since >= (interval * 3).max(Duration::from_secs(60)) { Due::Stalled(since) } else { Due::Wait }
+}
+
 /// A gate judged on the live snapshot; `None` for metric gates.
 pub fn from_snapshot(rb: &Runbook, g: &GateKind, snap: &Snapshot) -> Option<Measurement> {
     Some(match g {
@@ -232,6 +261,20 @@ fn compare(metric: Metric, factor: f64, new: Side, old: Side) -> Measurement {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_gate_is_measured_on_new_readings_and_a_stalled_source_is_an_error() {
+        let (s, t) = (Duration::from_secs, |n: u64| Some(SystemTime::UNIX_EPOCH + Duration::from_secs(n)));
+        let i = s(5);
+        assert_eq!(due(i, None, t(1), None), Due::Measure, "first time");
+        assert_eq!(due(i, Some(s(2)), t(2), t(1)), Due::Wait, "interval not over");
+        assert_eq!(due(i, Some(s(5)), t(2), t(1)), Due::Measure, "a new reading");
+        assert_eq!(due(i, Some(s(5)), None, None), Due::Measure, "a metric gate queries each time");
+        assert_eq!(due(i, Some(s(30)), t(1), t(1)), Due::Wait, "the same reading: wait for the next poll");
+        assert_eq!(due(i, Some(s(60)), t(1), t(1)), Due::Stalled(s(60)), "no new reading for 60 s");
+        assert_eq!(due(s(30), Some(s(60)), t(1), t(1)), Due::Wait, "3 × a 30 s interval is 90 s");
+        assert_eq!(due(s(30), Some(s(90)), t(1), t(1)), Due::Stalled(s(90)));
+    }
 
     #[test]
     fn a_gate_has_a_new_reading_only_when_every_source_it_reads_reported_again() {

@@ -129,6 +129,72 @@ impl RolloutLock {
     }
 }
 
+/// Why a rollout command did not do its work.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RolloutError {
+    /// Nothing was done: the saved state or the live weights must be
+    /// reconciled first, or nothing runs to act on (exit 2).
+    Refused(String),
+    /// AWS, a file or the running rollout failed (exit 1).
+    Failed(String),
+}
+
+impl std::fmt::Display for RolloutError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RolloutError::Refused(m) | RolloutError::Failed(m) => f.write_str(m),
+        }
+    }
+}
+
+impl From<String> for RolloutError {
+    fn from(m: String) -> Self {
+        RolloutError::Failed(m)
+    }
+}
+
+impl From<&str> for RolloutError {
+    fn from(m: &str) -> Self {
+        RolloutError::Failed(m.to_string())
+    }
+}
+
+impl From<super::PlanError> for RolloutError {
+    fn from(e: super::PlanError) -> Self {
+        match e {
+            super::PlanError::Refused(_) => RolloutError::Refused(e.to_string()),
+            _ => RolloutError::Failed(e.to_string()),
+        }
+    }
+}
+
+impl From<RolloutError> for String {
+    fn from(e: RolloutError) -> Self {
+        e.to_string()
+    }
+}
+
+/// What `cutover rollout` would do now: lines to show, and the verdict.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Preview {
+    pub lines: Vec<String>,
+    pub verdict: Verdict,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// It would start or resume.
+    Go,
+    /// Another rollout of this runbook runs now.
+    Running,
+    /// The rollout changed since the saved state (`--restart`).
+    PlanChanged,
+    /// The live weights are not the ones the state expects (`--adopt-live`).
+    LiveWeightsDiffer { live: Weights, expected: Weights },
+    /// The rollout is complete.
+    Complete,
+}
+
 #[derive(Clone)]
 pub struct Context {
     pub rb: Runbook,
@@ -267,7 +333,7 @@ pub async fn live_weights(clients: &Clients, rb: &Runbook) -> Result<Weights, St
     Ok((p.from.record.weight, p.to.record.weight))
 }
 
-pub async fn run(cx: &Context, say: &mut (dyn FnMut(&str) + Send)) -> Result<Outcome, String> {
+pub async fn run(cx: &Context, say: &mut (dyn FnMut(&str) + Send)) -> Result<Outcome, RolloutError> {
     let rb = &cx.rb;
     let plan = Plan::from_runbook(rb)?;
     let _lock = RolloutLock::try_take(&rb.name)?.ok_or_else(|| {
@@ -277,10 +343,10 @@ pub async fn run(cx: &Context, say: &mut (dyn FnMut(&str) + Send)) -> Result<Out
     let existing = load_state(&rb.name)?;
     let mut state = match existing {
         Some(s) if s.plan_hash != hash && !cx.restart => {
-            return Err(format!(
+            return Err(RolloutError::Refused(format!(
                 "the runbook's rollout (steps, soak, TTL or gates) changed since this rollout started ({}); rerun with --restart to start over from the live weights",
                 state_path(&rb.name).display()
-            ));
+            )));
         }
         Some(s) if s.plan_hash == hash && !cx.restart => s,
         _ => RolloutState {
@@ -301,10 +367,10 @@ pub async fn run(cx: &Context, say: &mut (dyn FnMut(&str) + Send)) -> Result<Out
     let mut engine = Engine { plan, state: state.engine.clone() };
     if live != expected {
         if !cx.adopt_live {
-            return Err(format!(
+            return Err(RolloutError::Refused(format!(
                 "the live weights are {}/{} but the rollout expects {}/{} (someone changed them, or the rollout was interrupted mid-change); check, then rerun with --adopt-live to continue from the live weights",
                 live.0, live.1, expected.0, expected.1
-            ));
+            )));
         }
         say(&format!("adopting the live weights {}/{}", live.0, live.1));
         state.applied = Some(live);
@@ -463,18 +529,22 @@ pub async fn run(cx: &Context, say: &mut (dyn FnMut(&str) + Send)) -> Result<Out
         if let Phase::Soaking { since, .. } = runner.engine.state.phase {
             let snap = crate::status::snapshot(rb, &session.state, &cx.region, now());
             for (i, g) in rb.rollout.gates.iter().enumerate() {
-                if last_measured[i].is_some_and(|t| now().duration_since(t).unwrap_or_default() < g.interval) {
-                    continue;
-                }
+                use super::gates::Due;
                 let reading = super::gates::reading(&session.state, &g.kind);
-                if reading.is_some() && reading == last_reading[i] {
-                    continue; // nothing new to judge since the last measurement
+                let since_measured = last_measured[i].map(|t| now().duration_since(t).unwrap_or_default());
+                let due = super::gates::due(g.interval, since_measured, reading, last_reading[i]);
+                if due == Due::Wait {
+                    continue;
                 }
                 last_measured[i] = Some(now());
                 last_reading[i] = reading;
-                let m = match super::gates::from_snapshot(rb, &g.kind, &snap) {
-                    Some(m) => m,
-                    None => super::gates::metric(&cx.clients, &g.kind, &snap, rb, since).await,
+                let m = match (due, super::gates::from_snapshot(rb, &g.kind, &snap)) {
+                    (Due::Stalled(d), _) => crate::engine::Measurement::Error(format!(
+                        "no new reading of its sources for {} s (a poll is stuck or backing off)",
+                        d.as_secs()
+                    )),
+                    (_, Some(m)) => m,
+                    (_, None) => super::gates::metric(&cx.clients, &g.kind, &snap, rb, since).await,
                 };
                 if matches!(m, crate::engine::Measurement::Fail(_) | crate::engine::Measurement::Error(_)) {
                     (runner.say)(&format!("gate {} ({}): {m:?}", i + 1, crate::runbook::gate_label(&g.kind)));
@@ -493,7 +563,7 @@ pub async fn run(cx: &Context, say: &mut (dyn FnMut(&str) + Send)) -> Result<Out
 
 /// `cutover abort`: asks a running rollout to abort, or, when none runs,
 /// sets the weights back itself. Returns what it did.
-pub async fn abort(cx: &Context, reason: &str, say: &mut (dyn FnMut(&str) + Send)) -> Result<String, String> {
+pub async fn abort(cx: &Context, reason: &str, say: &mut (dyn FnMut(&str) + Send)) -> Result<String, RolloutError> {
     let rb = &cx.rb;
     let Some(_lock) = RolloutLock::try_take(&rb.name)? else {
         crate::paths::write_atomic(&abort_request_path(&rb.name), reason.as_bytes()).map_err(|e| e.to_string())?;
@@ -546,14 +616,14 @@ pub async fn abort(cx: &Context, reason: &str, say: &mut (dyn FnMut(&str) + Send
 
 /// Asks the running rollout to pause or promote, and waits (up to `limit`)
 /// until its saved state shows it did. Refused when none runs.
-pub async fn request(name: &str, req: Request, text: &str, limit: Duration) -> Result<String, String> {
+pub async fn request(name: &str, req: Request, text: &str, limit: Duration) -> Result<String, RolloutError> {
     let verb = if req == Request::Pause { "pause" } else { "promote" };
     if !is_running(name)? {
         let saved =
             load_state(name)?.map_or("no saved state".to_string(), |s| format!("saved phase {:?}", s.engine.phase));
-        return Err(format!(
+        return Err(RolloutError::Refused(format!(
             "refused: no rollout of {name} is running ({saved}); nothing to {verb}. Start or resume one with `cutover rollout`"
-        ));
+        )));
     }
     let before = load_state(name)?.map(|s| s.engine);
     req.ask(name, text)?;
@@ -579,21 +649,24 @@ pub async fn request(name: &str, req: Request, text: &str, limit: Duration) -> R
                 });
             }
             Request::Promote if taken && !moved && start.elapsed() > Duration::from_secs(3) => {
-                return Err(format!("the rollout did not promote: it is {:?}, not in a step it can skip", now.phase));
+                return Err(RolloutError::Failed(format!(
+                    "the rollout did not promote: it is {:?}, not in a step it can skip",
+                    now.phase
+                )));
             }
             _ => {}
         }
     }
     let _ = std::fs::remove_file(req.path(name));
-    Err(format!(
+    Err(RolloutError::Failed(format!(
         "the rollout did not {verb} within {} s (it acts on requests between waits); the request was withdrawn: check `cutover status` and try again",
         limit.as_secs()
-    ))
+    )))
 }
 
 /// What `cutover rollout` would do now, without doing any of it: the plan,
 /// the live weights, the saved state and the next change batch.
-pub async fn preview(cx: &Context) -> Result<Vec<String>, String> {
+pub async fn preview(cx: &Context) -> Result<Preview, RolloutError> {
     let rb = &cx.rb;
     let plan = Plan::from_runbook(rb)?;
     let mut out = vec![format!(
@@ -608,13 +681,13 @@ pub async fn preview(cx: &Context) -> Result<Vec<String>, String> {
     out.push(format!("live weights: {} {} / {} {}", rb.rollout.from, live.0, rb.rollout.to, live.1));
     if is_running(&rb.name)? {
         out.push("a rollout of this runbook is running now: `cutover rollout` would be refused".into());
-        return Ok(out);
+        return Ok(Preview { lines: out, verdict: Verdict::Running });
     }
     let saved = load_state(&rb.name)?;
     let state = match saved {
         Some(s) if s.plan_hash != plan_hash(rb) && !cx.restart => {
             out.push("would refuse: the rollout changed since the saved state; --restart starts over".into());
-            return Ok(out);
+            return Ok(Preview { lines: out, verdict: Verdict::PlanChanged });
         }
         Some(s) if !cx.restart => {
             out.push(format!("saved state: step {} of {}, {:?}", s.engine.step + 1, plan.steps.len(), s.engine.phase));
@@ -631,13 +704,13 @@ pub async fn preview(cx: &Context) -> Result<Vec<String>, String> {
             "would refuse: the live weights {}/{} differ from the expected {}/{} (--adopt-live continues from the live ones)",
             live.0, live.1, expected.0, expected.1
         ));
-        return Ok(out);
+        return Ok(Preview { lines: out, verdict: Verdict::LiveWeightsDiffer { live, expected } });
     }
     let engine = Engine { plan: plan.clone(), state: state.map_or(EngineState::new(plan.gates.len()), |s| s.engine) };
     let next = match engine.state.phase {
         Phase::Done => {
             out.push("would do nothing: the rollout is complete".into());
-            return Ok(out);
+            return Ok(Preview { lines: out, verdict: Verdict::Complete });
         }
         Phase::Idle | Phase::Aborted => engine.state.last_good.map_or(0, |s| s + 1),
         _ => engine.state.step,
@@ -648,11 +721,11 @@ pub async fn preview(cx: &Context) -> Result<Vec<String>, String> {
     if !sp.is_noop() {
         out.push(format!("change batch: {}", sp.batch_json()));
     }
-    Ok(out)
+    Ok(Preview { lines: out, verdict: Verdict::Go })
 }
 
 /// What `cutover abort` would do now, without doing it.
-pub async fn abort_preview(cx: &Context) -> Result<Vec<String>, String> {
+pub async fn abort_preview(cx: &Context) -> Result<Vec<String>, RolloutError> {
     let rb = &cx.rb;
     let plan = Plan::from_runbook(rb)?;
     let state = load_state(&rb.name)?;

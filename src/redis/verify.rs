@@ -243,7 +243,9 @@ pub async fn verify(
         dst: dst.clone(),
         tol: opts.ttl_tolerance_ms,
     };
-    match (opts.sample, pattern) {
+    // A sample as large as the keyspace checks every key once instead.
+    let sample = opts.sample.filter(|n| *n < report.source_keys);
+    match (sample, pattern) {
         (Some(n), None) => {
             // RANDOMKEY, in batches, until n keys (repeats allowed).
             let mut left = n;

@@ -287,7 +287,7 @@ fn spawn_change(app: &mut App, cx: &ActionContext, command: Command, tx: tokio::
                 tx,
                 async move {
                     let result = rollout::request(&rb.name, Request::Pause, &text, Duration::from_secs(30)).await;
-                    Event::ActionDone { key: "rollout".into(), result }
+                    Event::ActionDone { key: "rollout".into(), result: result.map_err(String::from) }
                 },
                 |m| Event::ActionDone { key: "rollout".into(), result: Err(format!("internal error ({m})")) },
             );
@@ -332,11 +332,13 @@ fn spawn_change(app: &mut App, cx: &ActionContext, command: Command, tx: tokio::
                     }
                     PendingChange::Rollout { control: Control::Promote, .. } => {
                         let text = format!("promoted from the cockpit by {operator}");
-                        rollout::request(&rb.name, Request::Promote, &text, Duration::from_secs(30)).await
+                        rollout::request(&rb.name, Request::Promote, &text, Duration::from_secs(30))
+                            .await
+                            .map_err(String::from)
                     }
                     PendingChange::Rollout { control: Control::Abort, .. } => {
                         let reason = format!("aborted from the cockpit by {operator}");
-                        rollout::abort(&rcx, &reason, &mut say).await
+                        rollout::abort(&rcx, &reason, &mut say).await.map_err(String::from)
                     }
                 };
                 Event::ActionDone { key, result }
@@ -354,7 +356,7 @@ async fn plan_rollout(
     cx: &crate::drive::rollout::Context,
     control: state::Control,
 ) -> Result<(state::Control, Vec<String>), String> {
-    use crate::drive::rollout;
+    use crate::drive::rollout::{self, Verdict};
     use state::Control;
     let name = &cx.rb.name;
     let running = rollout::is_running(name)?;
@@ -363,22 +365,31 @@ async fn plan_rollout(
             Err("a rollout of this runbook is already running".into())
         }
         Control::Start | Control::AdoptAndStart => {
-            let lines = rollout::preview(cx).await?;
-            let refusal = |lines: &[String]| {
-                lines.iter().find(|l| l.starts_with("would refuse") || l.starts_with("would do nothing")).cloned()
+            let shell = "; use `cutover rollout` in a shell to decide";
+            let refusal = |p: &rollout::Preview| {
+                p.lines
+                    .iter()
+                    .find(|l| l.starts_with("would") || l.contains("would be refused"))
+                    .cloned()
+                    .unwrap_or_default()
             };
-            match refusal(&lines) {
-                Some(why) if why.starts_with("would refuse: the live weights") => {
+            let p = rollout::preview(cx).await?;
+            match p.verdict {
+                Verdict::Go => Ok((Control::Start, p.lines)),
+                Verdict::LiveWeightsDiffer { live, expected } => {
                     let adopting = rollout::Context { adopt_live: true, ..cx.clone() };
-                    let mut lines = rollout::preview(&adopting).await?;
-                    if let Some(why) = refusal(&lines) {
-                        return Err(format!("{why}; use `cutover rollout` in a shell to decide"));
+                    let mut a = rollout::preview(&adopting).await?;
+                    if a.verdict != Verdict::Go {
+                        return Err(format!("{}{shell}", refusal(&a)));
                     }
-                    lines.insert(0, why.trim_start_matches("would refuse: ").to_string());
-                    Ok((Control::AdoptAndStart, lines))
+                    let why = format!(
+                        "the live weights {}/{} differ from the expected {}/{} (--adopt-live continues from the live ones)",
+                        live.0, live.1, expected.0, expected.1
+                    );
+                    a.lines.insert(0, why);
+                    Ok((Control::AdoptAndStart, a.lines))
                 }
-                Some(why) => Err(format!("{why}; use `cutover rollout` in a shell to decide")),
-                None => Ok((Control::Start, lines)),
+                Verdict::Running | Verdict::PlanChanged | Verdict::Complete => Err(format!("{}{shell}", refusal(&p))),
             }
         }
         Control::Promote if !running => Err("no rollout is running; nothing to promote".into()),
