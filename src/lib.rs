@@ -2,6 +2,7 @@ pub mod analysis;
 pub mod audit;
 pub mod aws;
 pub mod cli;
+pub mod crashpoint;
 pub mod drive;
 pub mod engine;
 pub mod live;

@@ -432,76 +432,146 @@ async fn aws_down_during_a_soak_pauses_without_advancing_and_a_restart_resumes_t
     );
 }
 
-/// Fault injection: `cutover rollout` SIGKILLed at 20 points spread over its
-/// run. After every kill the state and every audit line still parse, the live
-/// weights are ones the plan contains, and the next start resumes (adopting
-/// the live weights only when the kill fell between Route53 accepting a change
-/// and the state recording it); then it runs to 100%.
+/// What a kill at a crash point must leave: the live weights (prod, staging)
+/// and what the state says is in flight.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum InFlightLeft {
+    Nothing,
+    /// Written before the send: no change id.
+    NoChangeId,
+    /// Route53 accepted it and the state holds its id.
+    ChangeId,
+}
+
+/// Every crash point of a weight change, in a forward step and in a rollback,
+/// and the soak: what a kill there leaves. Step points die in step 2 of 2
+/// (50% → 100%); rollback points in the rollback from 100% to step 1's 50%.
+const CRASHES: &[(&str, (i64, i64), InFlightLeft)] = &[
+    ("step:after-intent@2", (50, 50), InFlightLeft::Nothing),
+    ("step:after-in-flight-write@2", (50, 50), InFlightLeft::NoChangeId),
+    ("step:after-send@2", (0, 100), InFlightLeft::NoChangeId),
+    ("step:after-applied-audit@2", (0, 100), InFlightLeft::NoChangeId),
+    ("step:after-state-write@2", (0, 100), InFlightLeft::ChangeId),
+    ("step:during-insync@2", (0, 100), InFlightLeft::ChangeId),
+    ("step:after-insync-audit@2", (0, 100), InFlightLeft::ChangeId),
+    ("soak@2", (50, 50), InFlightLeft::Nothing),
+    ("rollback:after-intent", (0, 100), InFlightLeft::Nothing),
+    ("rollback:after-in-flight-write", (0, 100), InFlightLeft::NoChangeId),
+    ("rollback:after-send", (50, 50), InFlightLeft::NoChangeId),
+    ("rollback:after-applied-audit", (50, 50), InFlightLeft::NoChangeId),
+    ("rollback:after-state-write", (50, 50), InFlightLeft::ChangeId),
+    ("rollback:during-insync", (50, 50), InFlightLeft::ChangeId),
+    ("rollback:after-insync-audit", (50, 50), InFlightLeft::ChangeId),
+];
+
+/// Fault injection, made certain: `cutover rollout` dies (SIGKILL to itself,
+/// through `CUTOVER_CRASH_AT`, read only by debug builds) at every boundary
+/// between its writes, each in its own run, with Route53 changes PENDING for
+/// 1.5 s so a kill lands inside an INSYNC wait. After each kill the state and
+/// audit parse and say exactly what was in flight, and the live weights are
+/// the ones that boundary implies. The next run (`rollout`, or `abort` for a
+/// rollback) reconciles without `--adopt-live`: every change Route53 accepted
+/// is confirmed INSYNC and audited before the rollout moves on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigkill_at_20_points_of_a_rollout_never_leaves_an_unplanned_weight_or_a_lost_audit_line() {
+async fn a_kill_at_every_crash_point_is_reconciled_by_the_next_run() {
+    use std::os::unix::process::ExitStatusExt;
     let dir = tempfile::tempdir().unwrap();
-    let (rb, path) = fast_runbook(dir.path());
-    let sb = fixed_sandbox(&rb, "us-west-1").await;
+    let (rb, path) = fast_runbook_with(dir.path(), |t| {
+        t.replace("steps = [10, 25, 50, 100]", "steps = [50, 100]").replace("soak = \"5s\"", "soak = \"3s\"")
+    });
+    assert_eq!(CRASHES.len(), cutover::crashpoint::POINTS.len(), "every crash point is exercised");
+    for p in cutover::crashpoint::POINTS {
+        assert!(CRASHES.iter().any(|(c, ..)| c.split('@').next() == Some(*p)), "{p} is exercised");
+    }
+    let sb = fixed_sandbox(&rb, "sa-east-1").await;
+    let moto: std::net::SocketAddr = sb.endpoint.trim_start_matches("http://").parse().unwrap();
+    let (addr, proxy, faults) = cutover::sandbox::throttle::throttle_proxy(moto, 0).await.unwrap();
+    faults.pending_ms.store(1_500, std::sync::atomic::Ordering::SeqCst);
     let p = path.to_str().unwrap();
-    let allowed = [w(100, 0), w(90, 10), w(75, 25), w(50, 50), w(0, 100)];
-    let mut adopted = 0;
-    let mut kills = 0;
-    for i in 0..20u64 {
-        // Spread over 0.3–8.2 s after start, in a fixed, varied order.
-        let delay = Duration::from_millis(300 + (i * 7_919) % 7_900);
-        let adopt = rollout_state(dir.path()).is_some() && {
-            // A restart refused for weights the kill left unrecorded adopts them.
-            let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["rollout", p, "--dry-run"]).await;
-            assert_eq!(code, Some(0), "{out}");
-            out.contains("would refuse: the live weights")
+    let mut sent_then_killed = 0;
+    for (i, &(point, live_after, left)) in CRASHES.iter().enumerate() {
+        set_weights_as_another_client(&sb, &rb, &[("prod", 100), ("staging", 0)]).await;
+        let state = dir.path().join(format!("state-{i}"));
+        let command = |args: &[&str], crash: Option<&str>| {
+            let mut c = cutover_command(&sb, &rb, &state, args);
+            c.env("AWS_ENDPOINT_URL", format!("http://{addr}"));
+            if let Some(point) = crash {
+                c.env("CUTOVER_CRASH_AT", point);
+            }
+            tokio::process::Command::from(c)
         };
-        adopted += u32::from(adopt);
-        let mut args = vec!["rollout", p, "--yes"];
-        if adopt {
-            args.push("--adopt-live");
+        let rollback = point.starts_with("rollback:");
+        let mut child = command(&["rollout", p, "--yes"], Some(point)).kill_on_drop(true).spawn().unwrap();
+        if rollback {
+            // At 100%, soaking the last step: ask for an abort, as `cutover abort` would.
+            until_soaking(&state, 1).await;
+            std::fs::write(state.join("cutover/demo.abort-request"), "crash test").unwrap();
         }
-        let mut child = KillOnDrop(Some(cutover_command(&sb, &rb, dir.path(), &args).spawn().unwrap()));
-        tokio::time::sleep(delay).await;
-        if let Some(status) = child.get().try_wait().unwrap() {
-            assert_eq!(status.code(), Some(0), "run {i} ended on its own: only by completing");
-            break;
-        }
-        let mut c = child.take();
-        c.kill().unwrap();
-        c.wait().unwrap();
-        kills += 1;
+        let status = tokio::time::timeout(Duration::from_secs(90), child.wait()).await.expect("died in time").unwrap();
+        assert_eq!(status.signal(), Some(libc::SIGKILL), "{point}: the run must die at its crash point, not {status}");
+
+        // What the kill left.
         let live = weights(&sb).await;
-        assert!(allowed.contains(&live), "kill {i} after {delay:?} left {live:?}, not in the plan");
-        if let Ok(text) = std::fs::read_to_string(dir.path().join("cutover/demo.rollout.json")) {
-            serde_json::from_str::<serde_json::Value>(&text).unwrap_or_else(|e| panic!("kill {i}: state {e}: {text}"));
+        assert_eq!(live, w(live_after.0, live_after.1), "{point}: live weights");
+        let saved = rollout_state(&state).unwrap_or_else(|| panic!("{point}: state parses"));
+        let in_flight = &saved["in_flight"];
+        let found = match (in_flight.is_null(), in_flight["change"].is_null()) {
+            (true, _) => InFlightLeft::Nothing,
+            (false, true) => InFlightLeft::NoChangeId,
+            (false, false) => InFlightLeft::ChangeId,
+        };
+        assert_eq!(found, left, "{point}: in flight {in_flight}");
+        let log = cutover::audit::AuditLog { path: state.join("cutover/demo.audit.jsonl") };
+        log.read().unwrap_or_else(|e| panic!("{point}: audit {e}"));
+        // Route53 had accepted the change this point is about: its weights are live.
+        if live == if rollback { w(50, 50) } else { w(0, 100) } {
+            sent_then_killed += 1;
         }
-        let log = cutover::audit::AuditLog { path: dir.path().join("cutover/demo.audit.jsonl") };
-        log.read().unwrap_or_else(|e| panic!("kill {i}: {e}"));
+
+        // The next run reconciles on its own: no --adopt-live.
+        let args: &[&str] = if rollback { &["abort", p, "--yes"] } else { &["rollout", p, "--yes"] };
+        let out = command(args, None).output().await.unwrap();
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert_eq!(out.status.code(), Some(0), "{point}: the next run completes: {text}");
+        assert_eq!(weights(&sb).await, if rollback { w(50, 50) } else { w(0, 100) }, "{point}: {text}");
+        let saved = rollout_state(&state).unwrap();
+        assert!(saved["in_flight"].is_null(), "{point}: nothing left in flight: {saved}");
+
+        // Every change Route53 accepted was confirmed INSYNC in the audit, once.
+        let lines = audit(&state);
+        for l in lines.iter().filter(|l| l["stage"] == "applied") {
+            let change = l["detail"].as_str().unwrap().trim_start_matches("change ");
+            let insync = lines
+                .iter()
+                .filter(|m| {
+                    m["stage"] == "insync"
+                        && m["detail"].as_str().unwrap().starts_with(&format!("change {change} INSYNC"))
+                })
+                .count();
+            assert_eq!(insync, 1, "{point}: change {change} confirmed INSYNC once: {lines:#?}");
+        }
+        for step in ["rollout step 1/2 (50%)", "rollout step 2/2 (100%)"] {
+            assert!(lines.iter().any(|l| l["action"] == step && l["stage"] == "insync"), "{point}: {step}: {lines:#?}");
+        }
+        if rollback {
+            assert!(
+                lines.iter().any(|l| l["action"] == "rollout abort" && l["stage"] == "insync"),
+                "{point}: {lines:#?}"
+            );
+        }
     }
-    // Then to the end, adopting what the last kill left if it must.
-    let (_, out) = run_cutover_all(&sb, &rb, dir.path(), &["rollout", p, "--dry-run"]).await;
-    let mut args = vec!["rollout", p, "--yes"];
-    if out.contains("would refuse: the live weights") {
-        args.push("--adopt-live");
-    }
-    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &args).await;
-    assert_eq!(code, Some(0), "{out}");
-    assert_eq!(weights(&sb).await, w(0, 100));
-    // Every step that was sent reached INSYNC in some run, in plan order.
-    let lines = audit(dir.path());
-    for step in ["1/4 (10%)", "2/4 (25%)", "3/4 (50%)", "4/4 (100%)"] {
-        let action = format!("rollout step {step}");
-        assert!(lines.iter().any(|l| l["action"] == action.as_str() && l["stage"] == "insync"), "{action}: {lines:?}");
-    }
-    eprintln!("20 kills; {adopted} restarts adopted live weights a kill left unrecorded");
+    proxy.abort();
     sb.down().await;
+    assert_eq!(sent_then_killed, 10, "kills that landed after Route53 accepted a change");
     record(
         "sigkill",
         format!(
-            "A rollout SIGKILLed {kills} times between 0.3 and 8.2 s after each start: after every kill the state and \
-             all {} audit lines parsed and the live weights were ones the plan contains; {adopted} restarts had to \
-             adopt live weights a kill left unrecorded; the last run reached 0/100 with every step INSYNC in the audit",
-            lines.len()
+            "A rollout killed (SIGKILL) at each of its {} crash points, each in its own run, with Route53 changes \
+             PENDING for 1.5 s: {sent_then_killed} kills landed after Route53 had accepted a change. After every \
+             kill the state named exactly what was in flight and the live weights were those the point implies; \
+             the next run, without --adopt-live, confirmed every accepted change INSYNC once in the audit and \
+             completed (to 0/100, or the rollback to 50/50)",
+            CRASHES.len()
         ),
     );
 }

@@ -381,3 +381,57 @@ fn moto_frozen_mid_watch_goes_stale_with_the_error_redis_stays_live_and_it_recov
     );
     rt.block_on(sb.down());
 }
+
+/// Regression: with AWS unreachable from the start, `status --json` still
+/// prints every value (the AWS ones with their error, Redis live) and exits 1.
+/// A region check that could not run must not stop the read path; only one
+/// that ran and found none of the runbook's load balancers refuses.
+#[test]
+fn status_with_moto_frozen_from_the_start_prints_every_value_and_exits_1() {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rb = runbook("demo.toml");
+    let sb = rt.block_on(sandbox(&rb, "ca-central-1"));
+    let dir = tempfile::tempdir().unwrap();
+    let moto = sb.moto_pid().expect("the sandbox started moto") as i32;
+    /// Thaws moto even when an assertion fails while it is frozen.
+    struct Thaw(i32);
+    impl Drop for Thaw {
+        fn drop(&mut self) {
+            unsafe { libc::kill(self.0, libc::SIGCONT) };
+        }
+    }
+    let thaw = Thaw(moto);
+    unsafe { libc::kill(moto, libc::SIGSTOP) };
+    let frozen_at = Instant::now();
+    let out = cutover_command(&sb, &rb, dir.path(), &["status", "runbooks/demo.toml", "--json"]).output().unwrap();
+    let took = frozen_at.elapsed();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    drop(thaw);
+    assert_eq!(out.status.code(), Some(1), "stdout: {stdout}\nstderr: {stderr}");
+    let j: serde_json::Value = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {stdout}\nstderr: {stderr}"));
+    assert!(j["traffic"]["value"].is_null(), "nothing was ever read from Route53: {}", j["traffic"]);
+    assert!(j["traffic"]["error"].as_str().unwrap().contains("cannot reach AWS"), "{}", j["traffic"]);
+    for e in j["environments"].as_array().unwrap() {
+        assert!(e["aws"]["error"].is_string(), "each environment's AWS view carries its error: {e}");
+    }
+    let redis = j["redis"].as_array().unwrap();
+    assert!(!redis.is_empty());
+    for r in redis {
+        assert_eq!(r["stale"], false, "Redis is not behind moto: {r}");
+        assert!(r["value"].is_object(), "Redis answered: {r}");
+    }
+    let targets = j["checks"].as_array().unwrap().iter().find(|c| c["item"] == "targets").unwrap();
+    assert_eq!(targets["outcome"], "unknown", "a check on data never read is unknown, never a pass: {targets}");
+    record(
+        "aws-down",
+        format!(
+            "`status --json` with moto frozen (SIGSTOP) before it started: printed the whole snapshot in {:.0} s, \
+             every AWS value failed with its error (`{}`), all {} Redis endpoints live, exit 1",
+            took.as_secs_f64(),
+            clip(j["traffic"]["error"].as_str().unwrap_or(""), 100),
+            redis.len(),
+        ),
+    );
+    rt.block_on(sb.down());
+}

@@ -229,20 +229,28 @@ pub async fn acting(rb: &Runbook, g: &GlobalArgs) -> Result<Acting, Failure> {
     Ok(Acting { clients, region, account: identity.account })
 }
 
-/// Refuses (exit 2) a runbook none of whose load balancers is in the region
-/// in use: it is for another region. Not asked of `shift` and `abort`, which
-/// change only Route53 (global) and must never be blocked by a regional read.
-pub async fn in_runbook_region(clients: &crate::aws::Clients, rb: &Runbook, region: &str) -> Result<(), Failure> {
+/// What the region check found.
+pub enum RegionCheck {
+    /// One of the runbook's load balancers is in the region in use (or it names none).
+    Here,
+    /// The check ran and found none of them: the runbook is for another region (exit 2).
+    Elsewhere(Failure),
+    /// AWS could not be asked, so nothing is known about the region.
+    Unknown(String),
+}
+
+/// Whether any of the runbook's load balancers is in the region in use.
+pub async fn region_check(clients: &crate::aws::Clients, rb: &Runbook, region: &str) -> RegionCheck {
     let names: Vec<&str> = rb.environments.values().filter_map(|e| e.load_balancer.as_deref()).collect();
     for name in &names {
         match crate::aws::elb::load_balancer(&clients.elb, name).await {
-            Ok(_) => return Ok(()),
+            Ok(_) => return RegionCheck::Here,
             Err(e) if e.kind == crate::aws::AwsErrorKind::NotFound => {}
-            Err(e) => return Err(Failure { status: 1, message: format!("cannot check the runbook's region: {e}") }),
+            Err(e) => return RegionCheck::Unknown(e.to_string()),
         }
     }
     if names.is_empty() {
-        return Ok(());
+        return RegionCheck::Here;
     }
     let declared = match &rb.region {
         Some(r) if r != region => {
@@ -250,11 +258,25 @@ pub async fn in_runbook_region(clients: &crate::aws::Clients, rb: &Runbook, regi
         }
         _ => String::new(),
     };
-    Err(Failure::bad_input(format!(
+    RegionCheck::Elsewhere(Failure::bad_input(format!(
         "refused: none of runbook {}'s load balancers ({}) is in region {region}{declared}; run it in its own region; nothing was changed",
         rb.source,
         names.join(", ")
     )))
+}
+
+/// For paths that change something: refuses (exit 2) a runbook for another
+/// region, and fails (exit 1) when the region cannot be checked. Not asked of
+/// `shift` and `abort`, which change only Route53 (global) and must never be
+/// blocked by a regional read.
+pub async fn in_runbook_region(clients: &crate::aws::Clients, rb: &Runbook, region: &str) -> Result<(), Failure> {
+    match region_check(clients, rb, region).await {
+        RegionCheck::Here => Ok(()),
+        RegionCheck::Elsewhere(f) => Err(f),
+        RegionCheck::Unknown(e) => {
+            Err(Failure { status: 1, message: format!("cannot check the runbook's region: {e}") })
+        }
+    }
 }
 
 pub fn load_runbook(path: &Path) -> Result<Runbook, Failure> {

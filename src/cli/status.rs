@@ -46,10 +46,20 @@ fn print(snap: &Snapshot, args: &StatusArgs) {
 pub fn run(rb: Runbook, g: &GlobalArgs, args: StatusArgs) -> Result<u8, Failure> {
     super::runtime()?.block_on(async {
         let (clients, region) = super::aws_clients(&rb, g).await;
-        super::in_runbook_region(&clients, &rb, &region).await?;
-        let ctx = Arc::new(WorkerContext::new(rb.clone(), clients, ProbePolicy::from_env()));
+        let ctx = Arc::new(WorkerContext::new(rb.clone(), clients.clone(), ProbePolicy::from_env()));
         let mut session = Session::start(ctx);
-        session.first_round(&rb, Duration::from_secs(30)).await;
+        // The region check runs beside the first round, and only a check that
+        // ran and found none of the load balancers refuses: during an AWS
+        // outage `status` still shows every value, the AWS ones with their error.
+        let (region_check, ()) = tokio::join!(
+            super::region_check(&clients, &rb, &region),
+            session.first_round(&rb, Duration::from_secs(30))
+        );
+        match region_check {
+            super::RegionCheck::Elsewhere(f) => return Err(f),
+            super::RegionCheck::Unknown(e) => tracing::warn!(error = %e, "status: cannot check the runbook's region"),
+            super::RegionCheck::Here => {}
+        }
         let mut snap = snapshot(&rb, &session.state, &region, std::time::SystemTime::now());
         if let Some(f) = account_mismatch(&rb, &snap) {
             return Err(f);

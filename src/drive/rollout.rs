@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
-use super::shift;
+use super::shift::{self, ShiftPlan};
 use crate::audit::{AuditLine, AuditLog};
 use crate::aws::Clients;
 use crate::engine::{Engine, EngineState, Input, Output, Phase, Plan, Weights};
@@ -26,9 +26,36 @@ pub struct RolloutState {
     pub engine: EngineState,
     /// The weights cutover last sent.
     pub applied: Option<Weights>,
-    /// A change sent but not yet seen INSYNC.
-    pub pending_change: Option<String>,
+    /// A change about to be sent, or sent and not yet seen INSYNC; see
+    /// `Runner::send` for the order of writes around it.
+    #[serde(default)]
+    pub in_flight: Option<InFlight>,
     pub updated_at: String,
+}
+
+/// Weights on their way to Route53, written to the state before the send.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InFlight {
+    /// The live weights it moves away from (for the audit).
+    pub before: Weights,
+    pub weights: Weights,
+    /// The rollout step (0-based) they belong to; None for a rollback.
+    pub step: Option<usize>,
+    /// Route53's change id, once it accepted the batch.
+    pub change: Option<String>,
+}
+
+impl RolloutState {
+    fn new(rb: &Runbook, plan: &Plan) -> Self {
+        RolloutState {
+            runbook: rb.name.clone(),
+            plan_hash: plan_hash(rb),
+            engine: EngineState::new(plan.gates.len()),
+            applied: None,
+            in_flight: None,
+            updated_at: String::new(),
+        }
+    }
 }
 
 pub fn state_path(name: &str) -> PathBuf {
@@ -254,76 +281,225 @@ impl Runner<'_> {
         })
     }
 
-    /// Sends weights and waits for INSYNC; feeds the engine.
+    /// Sets the weights and waits for INSYNC; feeds the engine.
     async fn set_weights(&mut self, weights: Weights, step: Option<usize>) -> Result<Vec<Output>, String> {
         let plan = shift::plan(&self.cx.clients, &self.cx.rb, weights).await?;
-        let before = (plan.from.record.weight, plan.to.record.weight);
         if step.is_none() {
-            self.rolled_back_from = Some(before);
+            self.rolled_back_from = Some((plan.from.record.weight, plan.to.record.weight));
         }
-        let action = match step {
+        if plan.is_noop() && self.state.in_flight.is_none() {
+            // Nothing in flight: these weights were seen INSYNC, or are the initial ones.
+            let line = format!("{}: weights already {}/{}", self.action(step), weights.0, weights.1);
+            (self.say)(&line);
+            self.state.applied = Some(weights);
+            let out = self.confirmed(step, "(already applied)");
+            self.persist()?;
+            return Ok(out);
+        }
+        // With a change still in flight, even the same weights are sent: this
+        // change's INSYNC confirms that one's.
+        let confirming = plan.is_noop().then_some("an earlier change is still in flight");
+        self.send(&plan, step, confirming).await
+    }
+
+    fn action(&self, step: Option<usize>) -> String {
+        match step {
             Some(s) => {
                 format!("rollout step {}/{} ({}%)", s + 1, self.engine.plan.steps.len(), self.engine.plan.steps[s])
             }
             None => "rollout abort".to_string(),
-        };
-        let mut out = Vec::new();
-        if plan.is_noop() {
-            (self.say)(&format!("{action}: weights already {}/{}", weights.0, weights.1));
-            self.state.applied = Some(weights);
-            if let Some(s) = step {
-                out.extend(
-                    self.engine.handle(
-                        Input::ShiftApplied { step: s, change_id: "(already applied)".into() },
-                        SystemTime::now(),
-                    ),
-                );
-                out.extend(self.engine.handle(Input::InSync { step: s }, SystemTime::now()));
-            }
-            self.persist()?;
-            return Ok(out);
         }
-        self.audit(&action, "intent", Some(before), weights, plan.describe())?;
-        let change = match shift::apply(&self.cx.clients, &plan).await {
+    }
+
+    /// Feeds the engine a step's change as applied and INSYNC, as far as its
+    /// phase still waits for them.
+    fn confirmed(&mut self, step: Option<usize>, change: &str) -> Vec<Output> {
+        let mut out = Vec::new();
+        let Some(s) = step else { return out };
+        if self.engine.state.step != s {
+            return out;
+        }
+        if self.engine.state.phase == Phase::Shifting {
+            out.extend(
+                self.engine.handle(Input::ShiftApplied { step: s, change_id: change.into() }, SystemTime::now()),
+            );
+        }
+        if self.engine.state.phase == Phase::WaitingInsync {
+            out.extend(self.engine.handle(Input::InSync { step: s }, SystemTime::now()));
+        }
+        out
+    }
+
+    /// Sends `plan` and waits for INSYNC. `confirming` (why) sends it even
+    /// when it changes nothing: its INSYNC proves an earlier change whose id
+    /// was lost has reached every Route53 server (a zone's changes apply in order).
+    ///
+    /// The order of writes, and why a crash (kill -9) in each window is safe:
+    /// 1. audit `intent`. Crash: nothing sent, state as before; the next run sends again.
+    /// 2. state: `in_flight` (weights, no change id). Crash: the next run reads
+    ///    the live weights: the old ones, nothing was sent (audited `failed`,
+    ///    then sent again); the new ones, it was sent, and a confirming change
+    ///    is sent and waited for (`reconcile`).
+    /// 3. ChangeResourceRecordSets. Crash: as 2; the id is lost, the live weights tell.
+    /// 4. audit `applied` with the change id. Crash: as 2.
+    /// 5. state: `in_flight` with the change id, `applied`, engine ShiftApplied.
+    ///    Crash: the next run waits for that change's INSYNC and audits it.
+    /// 6. GetChange until INSYNC, then audit `insync`. Crash: as 5; an
+    ///    `insync` line already written is not written twice.
+    /// 7. state: no `in_flight`, engine InSync.
+    async fn send(
+        &mut self,
+        plan: &ShiftPlan,
+        step: Option<usize>,
+        confirming: Option<&str>,
+    ) -> Result<Vec<Output>, String> {
+        let weights = plan.weights;
+        let before = (plan.from.record.weight, plan.to.record.weight);
+        let action = self.action(step);
+        let point = if step.is_some() { "step" } else { "rollback" };
+        let what = match confirming {
+            Some(why) => format!("{} (confirming: {why})", plan.describe()),
+            None => plan.describe(),
+        };
+        // An abort does not wait for an earlier step's change: its own INSYNC,
+        // applied after that one, confirms both.
+        let earlier = self.state.in_flight.take().and_then(|mut f| {
+            f.change = f.change.clone().or_else(|| self.recorded_change(&f));
+            f.change.is_some().then_some(f)
+        });
+        self.audit(&action, "intent", Some(before), weights, what.clone())?;
+        crate::crashpoint::here(&format!("{point}:after-intent"));
+        self.state.in_flight = Some(InFlight { before, weights, step, change: None });
+        self.persist()?;
+        crate::crashpoint::here(&format!("{point}:after-in-flight-write"));
+        let change = match shift::apply(&self.cx.clients, plan).await {
             Ok(c) => c,
             Err(e) => {
+                // Not accepted: the weights are what they were.
+                self.state.in_flight = None;
+                self.persist()?;
                 let _ = self.audit(&action, "failed", Some(before), weights, e.to_string());
                 return Err(format!("{action}: the change was not accepted: {e}; weights unchanged"));
             }
         };
-        self.state.applied = Some(weights);
-        self.state.pending_change = Some(change.clone());
+        crate::crashpoint::here(&format!("{point}:after-send"));
         self.audit(&action, "applied", Some(before), weights, format!("change {change}"))?;
-        if let Some(s) = step {
+        crate::crashpoint::here(&format!("{point}:after-applied-audit"));
+        self.state.applied = Some(weights);
+        self.state.in_flight = Some(InFlight { before, weights, step, change: Some(change.clone()) });
+        let mut out = Vec::new();
+        if let Some(s) = step
+            && self.engine.state.phase == Phase::Shifting
+        {
             out.extend(
                 self.engine.handle(Input::ShiftApplied { step: s, change_id: change.clone() }, SystemTime::now()),
             );
         }
         self.persist()?;
-        (self.say)(&format!("{action}: {} sent as {change}", plan.describe()));
+        crate::crashpoint::here(&format!("{point}:after-state-write"));
+        (self.say)(&format!("{action}: {what} sent as {change}"));
+        match self.await_insync(&change, step).await? {
+            Some(more) => out.extend(more),
+            None => (self.say)(&format!("{action}: abort asked for while waiting for INSYNC")),
+        }
+        if let Some(InFlight { before, weights, step, change: Some(c) }) = earlier
+            && !self.insync_audited(&c)
+        {
+            let detail = format!("change {c} INSYNC (the later change {change} applied after it is INSYNC)");
+            self.audit(&self.action(step), "insync", Some(before), weights, detail)?;
+        }
+        Ok(out)
+    }
+
+    /// Steps 6 and 7 of `send`: None when an abort cut a forward step's wait short.
+    async fn await_insync(&mut self, change: &str, step: Option<usize>) -> Result<Option<Vec<Output>>, String> {
+        let point = if step.is_some() { "step" } else { "rollback" };
         // A forward step's wait gives way to an abort; a rollback's does not.
         let name = self.cx.rb.name.clone();
-        let interrupt = move || step.is_some() && abort_request_path(&name).exists();
-        let took = match shift::wait_insync_or(&self.cx.clients, &change, Duration::from_secs(300), &interrupt).await? {
-            shift::Waited::InSync(took) => took,
-            shift::Waited::Interrupted => {
-                (self.say)(&format!("{action}: abort asked for while waiting for INSYNC"));
-                return Ok(out);
+        let first_poll = std::sync::atomic::AtomicBool::new(true);
+        let interrupt = move || {
+            // Once per wait, so `@N` counts changes, not polls.
+            if first_poll.swap(false, std::sync::atomic::Ordering::SeqCst) {
+                crate::crashpoint::here(&format!("{point}:during-insync"));
             }
+            step.is_some() && abort_request_path(&name).exists()
         };
-        self.audit(
-            &action,
-            "insync",
-            Some(before),
-            weights,
-            format!("change {change} INSYNC after {:.1} s", took.as_secs_f64()),
-        )?;
-        self.state.pending_change = None;
-        if let Some(s) = step {
-            out.extend(self.engine.handle(Input::InSync { step: s }, SystemTime::now()));
+        let took = match shift::wait_insync_or(&self.cx.clients, change, Duration::from_secs(300), &interrupt).await? {
+            shift::Waited::InSync(took) => took,
+            shift::Waited::Interrupted => return Ok(None),
+        };
+        if let Some(f) = self.state.in_flight.clone()
+            && !self.insync_audited(change)
+        {
+            let detail = format!("change {change} INSYNC after {:.1} s", took.as_secs_f64());
+            self.audit(&self.action(step), "insync", Some(f.before), f.weights, detail)?;
         }
+        crate::crashpoint::here(&format!("{point}:after-insync-audit"));
+        self.state.in_flight = None;
+        let out = self.confirmed(step, change);
         self.persist()?;
-        Ok(out)
+        Ok(Some(out))
+    }
+
+    /// The id of an in-flight change whose `applied` line reached the audit
+    /// but whose state write did not (a crash between steps 4 and 5 of `send`).
+    fn recorded_change(&self, flight: &InFlight) -> Option<String> {
+        let action = self.action(flight.step);
+        let lines = self.log.read().ok()?;
+        let last_intent = lines.iter().rposition(|l| l.action == action && l.stage == "intent")?;
+        let (from, to) = (&self.cx.rb.rollout.from, &self.cx.rb.rollout.to);
+        let after = serde_json::json!({ from: flight.weights.0, to: flight.weights.1 });
+        lines[last_intent..]
+            .iter()
+            .find(|l| l.action == action && l.stage == "applied" && l.after == after)
+            .and_then(|l| l.detail.strip_prefix("change "))
+            .map(str::to_string)
+    }
+
+    /// Whether the audit already holds this change's `insync` line (a crash
+    /// between writing it and the state).
+    /// Looked for after the change's latest `applied` line only: an id may
+    /// come back again (moto gives every change the same one).
+    fn insync_audited(&self, change: &str) -> bool {
+        let (applied, prefix) = (format!("change {change}"), format!("change {change} INSYNC"));
+        let Ok(lines) = self.log.read() else { return false };
+        let since = lines.iter().rposition(|l| l.stage == "applied" && l.detail == applied).map_or(0, |i| i + 1);
+        lines[since..].iter().any(|l| l.stage == "insync" && l.detail.starts_with(&prefix))
+    }
+
+    /// Settles a change an earlier run left in flight, before anything else
+    /// is decided from the live weights (see `send` for each window).
+    /// `live` is what Route53 holds now; returns the engine's outputs.
+    async fn reconcile(&mut self, live: Weights) -> Result<Vec<Output>, String> {
+        let Some(mut flight) = self.state.in_flight.clone() else { return Ok(Vec::new()) };
+        let action = self.action(flight.step);
+        if flight.change.is_none() {
+            flight.change = self.recorded_change(&flight);
+            self.state.in_flight = Some(flight.clone());
+        }
+        if let Some(change) = &flight.change {
+            (self.say)(&format!("{action}: confirming change {change}, sent before an interruption"));
+            self.state.applied = Some(flight.weights);
+            return Ok(self.await_insync(change, flight.step).await?.unwrap_or_default());
+        }
+        let previous = self.state.applied.unwrap_or(self.engine.plan.initial);
+        if live == flight.weights {
+            (self.say)(&format!(
+                "{action}: {}/{} is live but its change was never recorded (interrupted after sending); sending a confirming change",
+                live.0, live.1
+            ));
+            let plan = shift::plan(&self.cx.clients, &self.cx.rb, flight.weights).await?;
+            return self.send(&plan, flight.step, Some("the first send's change id was lost to an interruption")).await;
+        }
+        if live == previous {
+            let detail = "interrupted before Route53 accepted it; the weights are unchanged".to_string();
+            self.audit(&action, "failed", Some(live), flight.weights, detail)?;
+            self.state.in_flight = None;
+            self.persist()?;
+            (self.say)(&format!("{action}: an earlier run was interrupted before sending; it is sent again"));
+        }
+        // Anything else: someone changed the weights; the live-weights check decides.
+        Ok(Vec::new())
     }
 }
 
@@ -341,7 +517,7 @@ pub async fn run(cx: &Context, say: &mut (dyn FnMut(&str) + Send)) -> Result<Out
     })?;
     let hash = plan_hash(rb);
     let existing = load_state(&rb.name)?;
-    let mut state = match existing {
+    let state = match existing {
         Some(s) if s.plan_hash != hash && !cx.restart => {
             return Err(RolloutError::Refused(format!(
                 "the runbook's rollout (steps, soak, TTL or gates) changed since this rollout started ({}); rerun with --restart to start over from the live weights",
@@ -349,22 +525,24 @@ pub async fn run(cx: &Context, say: &mut (dyn FnMut(&str) + Send)) -> Result<Out
             )));
         }
         Some(s) if s.plan_hash == hash && !cx.restart => s,
-        _ => RolloutState {
-            runbook: rb.name.clone(),
-            plan_hash: hash,
-            engine: EngineState::new(plan.gates.len()),
-            applied: None,
-            pending_change: None,
-            updated_at: String::new(),
-        },
+        _ => RolloutState::new(rb, &plan),
     };
     if state.engine.phase == Phase::Done {
         say("this rollout is already complete (--restart runs it again)");
         return Ok(Outcome::Done);
     }
+    let engine = Engine { plan, state: state.engine.clone() };
+    let mut runner = Runner { cx, engine, state, log: AuditLog::for_runbook(&rb.name), say, rolled_back_from: None };
+    // A change an earlier run left in flight is settled first: confirmed
+    // INSYNC and audited, or found never sent.
     let live = live_weights(&cx.clients, rb).await?;
-    let expected = state.applied.unwrap_or(plan.initial);
-    let mut engine = Engine { plan, state: state.engine.clone() };
+    let mut outputs = runner.reconcile(live).await?;
+    let live = if outputs.is_empty() && runner.state.in_flight.is_none() {
+        live
+    } else {
+        live_weights(&cx.clients, rb).await?
+    };
+    let expected = runner.state.applied.unwrap_or(runner.engine.plan.initial);
     if live != expected {
         if !cx.adopt_live {
             return Err(RolloutError::Refused(format!(
@@ -372,16 +550,20 @@ pub async fn run(cx: &Context, say: &mut (dyn FnMut(&str) + Send)) -> Result<Out
                 live.0, live.1, expected.0, expected.1
             )));
         }
-        say(&format!("adopting the live weights {}/{}", live.0, live.1));
-        state.applied = Some(live);
+        (runner.say)(&format!("adopting the live weights {}/{}", live.0, live.1));
         // Continue from what the live weights mean, never from a phase they contradict.
+        let engine = &mut runner.engine;
         let active = !matches!(engine.state.phase, Phase::Idle | Phase::Aborted | Phase::Done);
-        if active && live != engine.plan.weights_at(engine.state.step) {
+        let at_step = active && live == engine.plan.weights_at(engine.state.step);
+        if active && !at_step {
             engine.state.phase = if live == engine.rollback_weights() { Phase::Aborted } else { Phase::Shifting };
         }
+        // Weights someone else set are confirmed INSYNC before anything builds on them.
+        let step = at_step.then_some(runner.engine.state.step);
+        runner.state.in_flight = Some(InFlight { before: expected, weights: live, step, change: None });
+        runner.state.applied = Some(expected);
+        outputs.extend(runner.reconcile(live).await?);
     }
-    let mut runner = Runner { cx, engine, state, log: AuditLog::for_runbook(&rb.name), say, rolled_back_from: None };
-
     let mut ctx = WorkerContext::new(rb.clone(), cx.clients.clone(), ProbePolicy::from_env());
     ctx.vars.extend(cx.vars.clone());
     ctx.intervals.traffic = Duration::from_secs(2);
@@ -420,10 +602,9 @@ pub async fn run(cx: &Context, say: &mut (dyn FnMut(&str) + Send)) -> Result<Out
         runner.set_weights(target, None).await?;
     }
     // A paused rollout resumes where it paused.
-    let mut outputs = match runner.engine.state.phase {
-        Phase::Paused => runner.engine.handle(Input::Resume, now()),
-        _ => Vec::new(),
-    };
+    if runner.engine.state.phase == Phase::Paused {
+        outputs.extend(runner.engine.handle(Input::Resume, now()));
+    }
     outputs.extend(match runner.engine.state.phase {
         Phase::Idle | Phase::Aborted | Phase::Done => runner.engine.handle(Input::Start, now()),
         Phase::Paused => Vec::new(),
@@ -431,13 +612,8 @@ pub async fn run(cx: &Context, say: &mut (dyn FnMut(&str) + Send)) -> Result<Out
             let step = runner.engine.state.step;
             vec![Output::SetWeights { weights: runner.engine.plan.weights_at(step), step: Some(step) }]
         }
-        Phase::WaitingInsync => {
-            let step = runner.engine.state.step;
-            if let Some(change) = runner.state.pending_change.clone() {
-                shift::wait_insync(&cx.clients, &change, Duration::from_secs(300)).await?;
-            }
-            runner.engine.handle(Input::InSync { step }, now())
-        }
+        // Reconciled above: no change of this step is in flight any more.
+        Phase::WaitingInsync => runner.engine.handle(Input::InSync { step: runner.engine.state.step }, now()),
         Phase::WaitingTtl { .. } => {
             let line = format!("resuming step {} of {}", runner.engine.state.step + 1, runner.engine.plan.steps.len());
             (runner.say)(&line);
@@ -555,6 +731,7 @@ pub async fn run(cx: &Context, say: &mut (dyn FnMut(&str) + Send)) -> Result<Out
                 }
             }
             runner.persist()?;
+            crate::crashpoint::here("soak");
         } else if !outputs.is_empty() {
             runner.persist()?;
         }
@@ -573,7 +750,7 @@ pub async fn abort(cx: &Context, reason: &str, say: &mut (dyn FnMut(&str) + Send
             tokio::time::sleep(Duration::from_millis(200)).await;
             if let Ok(Some(s)) = load_state(&rb.name)
                 && s.engine.phase == Phase::Aborted
-                && s.pending_change.is_none()
+                && s.in_flight.is_none()
                 && !abort_request_path(&rb.name).exists()
             {
                 // Done only when the live weights are the rollback's, not merely
@@ -591,14 +768,7 @@ pub async fn abort(cx: &Context, reason: &str, say: &mut (dyn FnMut(&str) + Send
         );
     };
     let plan = Plan::from_runbook(rb)?;
-    let mut state = load_state(&rb.name)?.unwrap_or(RolloutState {
-        runbook: rb.name.clone(),
-        plan_hash: plan_hash(rb),
-        engine: EngineState::new(plan.gates.len()),
-        applied: None,
-        pending_change: None,
-        updated_at: String::new(),
-    });
+    let mut state = load_state(&rb.name)?.unwrap_or_else(|| RolloutState::new(rb, &plan));
     let mut engine = Engine { plan, state: state.engine.clone() };
     let target = engine.rollback_weights();
     // The decision is on disk before the rollback is sent: an interrupted
@@ -608,6 +778,12 @@ pub async fn abort(cx: &Context, reason: &str, say: &mut (dyn FnMut(&str) + Send
     state.engine = engine.state.clone();
     let mut runner = Runner { cx, engine, state, log: AuditLog::for_runbook(&rb.name), say, rolled_back_from: None };
     runner.persist()?;
+    // A rollback an earlier run left in flight is settled first; a forward
+    // step's is confirmed by this rollback's own INSYNC (see `send`).
+    if runner.state.in_flight.as_ref().is_some_and(|f| f.step.is_none()) {
+        let live = live_weights(&cx.clients, rb).await?;
+        runner.reconcile(live).await?;
+    }
     runner.set_weights(target, None).await?;
     runner.persist()?;
     runner.audit("rollout abort", "done", runner.rolled_back_from, target, reason.to_string())?;
@@ -698,7 +874,22 @@ pub async fn preview(cx: &Context) -> Result<Preview, RolloutError> {
             None
         }
     };
-    let expected = state.as_ref().and_then(|s| s.applied).unwrap_or(plan.initial);
+    let mut expected = state.as_ref().and_then(|s| s.applied).unwrap_or(plan.initial);
+    if let Some(f) = state.as_ref().and_then(|s| s.in_flight.as_ref()) {
+        let change = f.change.as_deref().unwrap_or("whose id was lost");
+        if f.change.is_some() || live == f.weights {
+            out.push(format!(
+                "would first confirm the change an interrupted run left in flight ({}/{}, change {change}) and audit it",
+                f.weights.0, f.weights.1
+            ));
+            expected = f.weights;
+        } else if live == expected {
+            out.push(format!(
+                "an interrupted run never sent {}/{}: would audit that and send it again",
+                f.weights.0, f.weights.1
+            ));
+        }
+    }
     if live != expected && !cx.adopt_live {
         out.push(format!(
             "would refuse: the live weights {}/{} differ from the expected {}/{} (--adopt-live continues from the live ones)",

@@ -1,11 +1,17 @@
-//! A loopback HTTP proxy in front of moto that answers every `nth` request
-//! with AWS's own throttling error for that service (the rest pass through):
-//! throttling rehearsed against real SDK clients, retries and backoff. The
-//! share can change while it runs (`ThrottleCounts::every`).
+//! A loopback HTTP proxy in front of moto that makes it behave as AWS does
+//! where moto is kinder, each switch changeable while it runs:
+//! - every `nth` request answered with AWS's own throttling error for that
+//!   service (throttling rehearsed against real SDK clients, retries, backoff);
+//! - Route53 changes PENDING for a while before INSYNC (moto: INSYNC at once);
+//! - a ChangeResourceRecordSets applied whose reply never arrives (a timeout
+//!   after sending).
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Instant;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
@@ -20,12 +26,34 @@ pub struct ThrottleCounts {
     pub throttled: AtomicU64,
     /// Every `every`-th request is throttled; 0 lets every request through.
     pub every: AtomicU64,
+    /// GetChange says PENDING until this many milliseconds after the change
+    /// was accepted (AWS: usually under 60 s); 0 answers as moto does.
+    pub pending_ms: AtomicU64,
+    /// ChangeResourceRecordSets is applied, then its reply dropped (the
+    /// connection closes with no answer).
+    pub drop_change_replies: AtomicBool,
+    /// Changes accepted through the proxy.
+    pub changes: AtomicU64,
+    /// Each change id this proxy handed out: moto's own id for it (moto gives
+    /// every change the same one; AWS never does) and when it was accepted.
+    accepted: Mutex<HashMap<String, (String, Instant)>>,
 }
 
 struct Proxy {
     upstream: SocketAddr,
     http: reqwest::Client,
     counts: Arc<ThrottleCounts>,
+}
+
+/// The text between `<tag>` and `</tag>`, first occurrence.
+fn xml_field<'a>(body: &'a str, tag: &str) -> Option<&'a str> {
+    let start = body.find(&format!("<{tag}>"))? + tag.len() + 2;
+    let len = body[start..].find(&format!("</{tag}>"))?;
+    Some(&body[start..start + len])
+}
+
+fn change_id(path_or_id: &str) -> String {
+    path_or_id.trim_start_matches("/change/").to_string()
 }
 
 /// The error body AWS sends when it throttles, in the service's protocol.
@@ -64,7 +92,15 @@ async fn forward(State(p): State<Arc<Proxy>>, req: Request) -> Response {
         p.counts.throttled.fetch_add(1, Ordering::SeqCst);
         return throttled(&parts.uri, &body);
     }
-    let path = parts.uri.path_and_query().map_or("/", |q| q.as_str());
+    let mut path = parts.uri.path_and_query().map_or("/", |q| q.as_str()).to_string();
+    let route53 = parts.uri.path().strip_prefix("/2013-04-01/");
+    let is_change = route53.is_some_and(|p| p.ends_with("/rrset") || p.ends_with("/rrset/"));
+    let asked_change = route53.and_then(|p| p.strip_prefix("change/")).map(change_id);
+    if let Some(id) = &asked_change
+        && let Some((upstream_id, _)) = p.counts.accepted.lock().unwrap_or_else(|e| e.into_inner()).get(id)
+    {
+        path = format!("/2013-04-01/change/{upstream_id}");
+    }
     let url = format!("http://{}{path}", p.upstream);
     let method = reqwest::Method::from_bytes(parts.method.as_str().as_bytes()).unwrap_or(reqwest::Method::GET);
     let mut rb = p.http.request(method, url).body(body);
@@ -88,7 +124,33 @@ async fn forward(State(p): State<Arc<Proxy>>, req: Request) -> Response {
                     headers.insert(k, v);
                 }
             }
-            let bytes: Bytes = resp.bytes().await.unwrap_or_default();
+            let mut bytes: Bytes = resp.bytes().await.unwrap_or_default();
+            if is_change && status.is_success() {
+                let text = String::from_utf8_lossy(&bytes).into_owned();
+                if let Some(upstream_id) = xml_field(&text, "Id").map(change_id) {
+                    let n = p.counts.changes.fetch_add(1, Ordering::SeqCst) + 1;
+                    let id = format!("CPROXY{n:08}");
+                    bytes = Bytes::from(text.replace(&format!("/change/{upstream_id}<"), &format!("/change/{id}<")));
+                    let mut accepted = p.counts.accepted.lock().unwrap_or_else(|e| e.into_inner());
+                    accepted.insert(id, (upstream_id, Instant::now()));
+                }
+                if p.counts.drop_change_replies.load(Ordering::SeqCst) {
+                    // Applied in moto; the caller hears nothing until its own timeout.
+                    tokio::time::sleep(std::time::Duration::from_secs(120)).await;
+                    return StatusCode::GATEWAY_TIMEOUT.into_response();
+                }
+            }
+            if let Some(id) = asked_change {
+                let pending = std::time::Duration::from_millis(p.counts.pending_ms.load(Ordering::SeqCst));
+                let accepted = p.counts.accepted.lock().unwrap_or_else(|e| e.into_inner()).get(&id).cloned();
+                if let Some((upstream_id, at)) = accepted {
+                    let mut text = String::from_utf8_lossy(&bytes).replace(&upstream_id, &id);
+                    if at.elapsed() < pending {
+                        text = text.replace("<Status>INSYNC</Status>", "<Status>PENDING</Status>");
+                    }
+                    bytes = Bytes::from(text);
+                }
+            }
             (status, headers, Body::from(bytes)).into_response()
         }
         Err(_) => StatusCode::BAD_GATEWAY.into_response(),

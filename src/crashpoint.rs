@@ -1,0 +1,47 @@
+//! Named points at which a test can make cutover die as `kill -9` would, so
+//! a crash lands in every window between two writes, not only where a timer
+//! happens to fall. Only debug builds (the ones tests run) read
+//! `CUTOVER_CRASH_AT`; in a release build `here` does nothing.
+//!
+//! `CUTOVER_CRASH_AT=NAME` dies the first time the process passes `NAME`;
+//! `NAME@N` the N-th time (to reach a later step).
+
+/// Dies here (SIGKILL to itself) when `CUTOVER_CRASH_AT` names this point.
+pub fn here(point: &str) {
+    #[cfg(debug_assertions)]
+    {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static PASSED: AtomicU32 = AtomicU32::new(0);
+        let Ok(spec) = std::env::var("CUTOVER_CRASH_AT") else { return };
+        let (name, nth) = match spec.split_once('@') {
+            Some((name, n)) => (name, n.parse::<u32>().unwrap_or(1)),
+            None => (spec.as_str(), 1),
+        };
+        if name == point && PASSED.fetch_add(1, Ordering::SeqCst) + 1 == nth {
+            tracing::warn!(point, "CUTOVER_CRASH_AT: dying here");
+            // SIGKILL, not abort(): no handler, no unwinding, no flush, as kill -9.
+            unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+        }
+    }
+    #[cfg(not(debug_assertions))]
+    let _ = point;
+}
+
+/// Every point, for tests that must reach each one.
+pub const POINTS: &[&str] = &[
+    "step:after-intent",
+    "step:after-in-flight-write",
+    "step:after-send",
+    "step:after-applied-audit",
+    "step:after-state-write",
+    "step:during-insync",
+    "step:after-insync-audit",
+    "soak",
+    "rollback:after-intent",
+    "rollback:after-in-flight-write",
+    "rollback:after-send",
+    "rollback:after-applied-audit",
+    "rollback:after-state-write",
+    "rollback:during-insync",
+    "rollback:after-insync-audit",
+];
