@@ -1,7 +1,7 @@
 //! Traffic generator: reads the live Route53 weights, sends requests to each
-//! side's instances in proportion (only to instances passing their /health,
-//! as an ALB would, failing open when none pass), and publishes the ALB
-//! metrics of each target group to moto.
+//! side's instances in proportion (split by the sandbox's own Route53 rule;
+//! only to instances passing their /health, as an ALB would, failing open
+//! when none pass), and publishes the ALB metrics of each target group to moto.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -10,7 +10,7 @@ use aws_sdk_cloudwatch::types::{MetricDatum, StandardUnit, StatisticSet};
 use tokio::sync::watch;
 
 use super::provision::World;
-use crate::analysis::weights::shares;
+use super::rules::route53_shares;
 use crate::aws::Clients;
 use crate::runbook::{Metric, Runbook};
 
@@ -101,7 +101,7 @@ pub async fn run(rb: Runbook, world: World, aws: Clients, cfg: TrafficConfig, mu
                     .iter()
                     .map(|(_, id)| records.iter().find(|r| &r.set_identifier == id).map_or(0, |r| r.weight))
                     .collect();
-                last_shares = shares(&weights);
+                last_shares = route53_shares(&weights);
             }
             Err(e) => tracing::warn!(error = %e, "traffic: cannot read weights; keeping the last split"),
         }
