@@ -32,7 +32,7 @@ fn series(rb: &Runbook, envs: &[fetch::EnvironmentData]) -> Vec<SeriesKey> {
         .filter_map(|(name, d)| {
             let tg = d.target_groups.first()?;
             let lb = tg.load_balancer_arns.first().map(|a| arn_suffix(a));
-            Some(default_series(name, &arn_suffix(&tg.arn), lb.as_deref()))
+            Some(default_series(name, Some(&arn_suffix(&tg.arn)), lb.as_deref()))
         })
         .flatten()
         .collect()

@@ -193,7 +193,9 @@ fn big_live(now: SystemTime) -> Vec<LiveEvent> {
                 environment: (*e).into(),
                 metric: m,
                 stat: "Sum".into(),
+                dimensions: vec![],
                 points: pts.clone(),
+                error: None,
             })
         })
         .collect()))));

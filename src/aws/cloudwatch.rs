@@ -44,15 +44,121 @@ pub async fn alarm_states(cw: &aws_sdk_cloudwatch::Client, names: &[String]) -> 
         .collect())
 }
 
-/// Which series to fetch: one per (target group, metric, statistic).
+/// A dimension set of the AWS/ApplicationELB namespace. The per-zone variants
+/// (`AvailabilityZone, …`) are left out: cutover never reads per zone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Dimensions {
+    /// `LoadBalancer`: the whole load balancer.
+    LoadBalancer,
+    /// `TargetGroup, LoadBalancer`: one target group behind one load balancer.
+    TargetGroupLoadBalancer,
+}
+
+impl Dimensions {
+    /// The dimension names, as CloudWatch spells them.
+    pub fn names(self) -> &'static [&'static str] {
+        match self {
+            Dimensions::LoadBalancer => &["LoadBalancer"],
+            Dimensions::TargetGroupLoadBalancer => &["TargetGroup", "LoadBalancer"],
+        }
+    }
+}
+
+/// The dimension sets AWS publishes `metric` under; the first is the one
+/// cutover queries it with. CloudWatch answers a query on any other set with
+/// no data and no error, so a gate on it would never see a failure.
+///
+/// From "CloudWatch metrics for your Application Load Balancer"
+/// (<https://docs.aws.amazon.com/elasticloadbalancing/latest/application/load-balancer-cloudwatch-metrics.html>,
+/// each metric's Dimensions line and "Metric dimensions for Application Load
+/// Balancers"): the load balancer's own codes (`HTTPCode_ELB_*`) exist per
+/// `LoadBalancer` only, never per target group; target codes, latency and
+/// requests per `TargetGroup, LoadBalancer` and per `LoadBalancer`; host
+/// counts per `TargetGroup, LoadBalancer` only.
+pub fn published_dimensions(metric: Metric) -> &'static [Dimensions] {
+    use Dimensions::*;
+    match metric {
+        Metric::Elb5xx => &[LoadBalancer],
+        Metric::RequestCount | Metric::Target5xx | Metric::TargetResponseTime => {
+            &[TargetGroupLoadBalancer, LoadBalancer]
+        }
+        Metric::HealthyHostCount | Metric::UnhealthyHostCount => &[TargetGroupLoadBalancer],
+    }
+}
+
+/// The dimension set cutover queries `metric` with.
+pub fn query_dimensions(metric: Metric) -> Dimensions {
+    published_dimensions(metric).first().copied().unwrap_or(Dimensions::TargetGroupLoadBalancer)
+}
+
+/// Which series to fetch: one per (environment, metric, statistic).
 #[derive(Debug, Clone, PartialEq)]
 pub struct SeriesKey {
     pub environment: String,
-    /// ARN suffixes: TargetGroup, and LoadBalancer when known.
-    pub target_group: String,
+    /// ARN suffixes, when known.
+    pub target_group: Option<String>,
     pub load_balancer: Option<String>,
     pub metric: Metric,
     pub stat: Stat,
+    /// One of the sets AWS publishes `metric` under.
+    pub dimensions: Dimensions,
+}
+
+impl SeriesKey {
+    /// A series asked for with the metric's own dimension set.
+    pub fn new(
+        environment: &str,
+        target_group: Option<&str>,
+        load_balancer: Option<&str>,
+        metric: Metric,
+        stat: Stat,
+    ) -> SeriesKey {
+        SeriesKey {
+            environment: environment.to_string(),
+            target_group: target_group.map(str::to_string),
+            load_balancer: load_balancer.map(str::to_string),
+            metric,
+            stat,
+            dimensions: query_dimensions(metric),
+        }
+    }
+
+    /// The same series asked for over another dimension set (a rate's
+    /// denominator must count the same requests as its numerator).
+    pub fn with_dimensions(mut self, dimensions: Dimensions) -> SeriesKey {
+        self.dimensions = dimensions;
+        self
+    }
+
+    /// The CloudWatch dimensions, or why this series cannot be asked for
+    /// honestly: a set AWS does not publish, or a value not known.
+    pub fn cloudwatch_dimensions(&self) -> Result<Vec<Dimension>, String> {
+        let name = self.metric.cloudwatch_name();
+        if !published_dimensions(self.metric).contains(&self.dimensions) {
+            return Err(format!(
+                "AWS does not publish {name} per {}; such a query would always be empty",
+                self.dimensions.names().join(", ")
+            ));
+        }
+        self.dimensions
+            .names()
+            .iter()
+            .map(|&dim| {
+                let value = match dim {
+                    "TargetGroup" => self.target_group.as_deref(),
+                    _ => self.load_balancer.as_deref(),
+                };
+                let what = if dim == "TargetGroup" { "target group" } else { "load balancer" };
+                value.map(|v| Dimension::builder().name(dim).value(v).build()).ok_or_else(|| {
+                    format!(
+                        "{name} exists only per {}, and the {what} of {} is not known",
+                        self.dimensions.names().join(", "),
+                        self.environment
+                    )
+                })
+            })
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -60,12 +166,17 @@ pub struct Series {
     pub environment: String,
     pub metric: Metric,
     pub stat: String,
+    /// The dimension names the series was asked for with.
+    pub dimensions: Vec<String>,
     /// Oldest first: (seconds since the epoch, value).
     pub points: Vec<(i64, f64)>,
+    /// Why the series was not asked for; `points` is then empty, and that is
+    /// not "no data".
+    pub error: Option<String>,
 }
 
 /// The series cutover shows for each environment with an ALB.
-pub fn default_series(environment: &str, target_group: &str, load_balancer: Option<&str>) -> Vec<SeriesKey> {
+pub fn default_series(environment: &str, target_group: Option<&str>, load_balancer: Option<&str>) -> Vec<SeriesKey> {
     [
         (Metric::RequestCount, Stat::Sum),
         (Metric::Target5xx, Stat::Sum),
@@ -75,52 +186,44 @@ pub fn default_series(environment: &str, target_group: &str, load_balancer: Opti
         (Metric::UnhealthyHostCount, Stat::Average),
     ]
     .into_iter()
-    .map(|(metric, stat)| SeriesKey {
-        environment: environment.to_string(),
-        target_group: target_group.to_string(),
-        load_balancer: load_balancer.map(str::to_string),
-        metric,
-        stat,
-    })
+    .map(|(metric, stat)| SeriesKey::new(environment, target_group, load_balancer, metric, stat))
     .collect()
 }
 
 /// Every series over the last `window`, in one GetMetricData call (pages
-/// followed; 500 queries at most per call).
+/// followed; 500 queries at most per call). A series that cannot be asked for
+/// honestly is not sent: it comes back with its `error` and no points.
 pub async fn metric_series(
     cw: &aws_sdk_cloudwatch::Client,
     keys: &[SeriesKey],
     window: Duration,
     period_secs: i32,
 ) -> AwsResult<Vec<Series>> {
-    if keys.is_empty() {
-        return Ok(Vec::new());
-    }
+    let dimensions: Vec<Result<Vec<Dimension>, String>> = keys.iter().map(SeriesKey::cloudwatch_dimensions).collect();
     let queries: Vec<MetricDataQuery> = keys
         .iter()
+        .zip(&dimensions)
         .enumerate()
-        .map(|(i, k)| {
-            let mut dims = vec![Dimension::builder().name("TargetGroup").value(&k.target_group).build()];
-            if let Some(lb) = &k.load_balancer {
-                dims.push(Dimension::builder().name("LoadBalancer").value(lb).build());
-            }
+        .filter_map(|(i, (k, dims))| {
             let metric = CwMetric::builder()
                 .namespace("AWS/ApplicationELB")
                 .metric_name(k.metric.cloudwatch_name())
-                .set_dimensions(Some(dims))
+                .set_dimensions(Some(dims.as_ref().ok()?.clone()))
                 .build();
-            MetricDataQuery::builder()
-                .id(format!("q{i}"))
-                .metric_stat(
-                    MetricStat::builder().metric(metric).period(period_secs).stat(k.stat.cloudwatch_name()).build(),
-                )
-                .build()
+            Some(
+                MetricDataQuery::builder()
+                    .id(format!("q{i}"))
+                    .metric_stat(
+                        MetricStat::builder().metric(metric).period(period_secs).stat(k.stat.cloudwatch_name()).build(),
+                    )
+                    .build(),
+            )
         })
         .collect();
     let now = SystemTime::now();
     let mut points: BTreeMap<String, Vec<(i64, f64)>> = BTreeMap::new();
     let mut next: Option<String> = None;
-    loop {
+    while !queries.is_empty() {
         let resp = cw
             .get_metric_data()
             .set_metric_data_queries(Some(queries.clone()))
@@ -141,11 +244,78 @@ pub async fn metric_series(
     }
     Ok(keys
         .iter()
+        .zip(dimensions)
         .enumerate()
-        .map(|(i, k)| {
+        .map(|(i, (k, dims))| {
             let mut pts = points.remove(&format!("q{i}")).unwrap_or_default();
             pts.sort_by_key(|p| p.0);
-            Series { environment: k.environment.clone(), metric: k.metric, stat: k.stat.cloudwatch_name(), points: pts }
+            Series {
+                environment: k.environment.clone(),
+                metric: k.metric,
+                stat: k.stat.cloudwatch_name(),
+                dimensions: k.dimensions.names().iter().map(|n| n.to_string()).collect(),
+                points: pts,
+                error: dims.err(),
+            }
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_metric_is_queried_with_a_dimension_set_aws_publishes() {
+        use Dimensions::*;
+        let queried: Vec<(Metric, Dimensions)> = Metric::ALL.iter().map(|&m| (m, query_dimensions(m))).collect();
+        assert_eq!(
+            queried,
+            [
+                (Metric::RequestCount, TargetGroupLoadBalancer),
+                (Metric::Target5xx, TargetGroupLoadBalancer),
+                (Metric::Elb5xx, LoadBalancer),
+                (Metric::TargetResponseTime, TargetGroupLoadBalancer),
+                (Metric::HealthyHostCount, TargetGroupLoadBalancer),
+                (Metric::UnhealthyHostCount, TargetGroupLoadBalancer),
+            ]
+        );
+        // The load balancer's own codes never exist per target group.
+        assert!(!published_dimensions(Metric::Elb5xx).contains(&TargetGroupLoadBalancer));
+        // A rate of ELB 5xx needs the load balancer's requests.
+        assert!(published_dimensions(Metric::RequestCount).contains(&LoadBalancer));
+        assert!(!published_dimensions(Metric::HealthyHostCount).contains(&LoadBalancer));
+    }
+
+    fn names(dims: &[Dimension]) -> Vec<(&str, &str)> {
+        dims.iter().map(|d| (d.name().unwrap_or_default(), d.value().unwrap_or_default())).collect()
+    }
+
+    #[test]
+    fn series_dimensions_follow_the_table() {
+        let tg = Some("targetgroup/web/1");
+        let lb = Some("app/alb/2");
+        let elb = SeriesKey::new("new", tg, lb, Metric::Elb5xx, Stat::Sum).cloudwatch_dimensions().unwrap();
+        assert_eq!(names(&elb), [("LoadBalancer", "app/alb/2")], "no TargetGroup on the ALB's own codes");
+        let target = SeriesKey::new("new", tg, lb, Metric::Target5xx, Stat::Sum).cloudwatch_dimensions().unwrap();
+        assert_eq!(names(&target), [("TargetGroup", "targetgroup/web/1"), ("LoadBalancer", "app/alb/2")]);
+        let requests = SeriesKey::new("new", tg, lb, Metric::RequestCount, Stat::Sum)
+            .with_dimensions(Dimensions::LoadBalancer)
+            .cloudwatch_dimensions()
+            .unwrap();
+        assert_eq!(names(&requests), [("LoadBalancer", "app/alb/2")]);
+    }
+
+    #[test]
+    fn a_series_aws_would_answer_empty_is_an_error_not_a_query() {
+        let tg = Some("targetgroup/web/1");
+        let no_lb = SeriesKey::new("new", tg, None, Metric::Elb5xx, Stat::Sum).cloudwatch_dimensions();
+        assert!(matches!(&no_lb, Err(e) if e.contains("load balancer of new is not known")), "{no_lb:?}");
+        let no_lb = SeriesKey::new("new", tg, None, Metric::Target5xx, Stat::Sum).cloudwatch_dimensions();
+        assert!(no_lb.is_err(), "TargetGroup alone is not published: {no_lb:?}");
+        let per_tg = SeriesKey::new("new", tg, Some("app/alb/2"), Metric::Elb5xx, Stat::Sum)
+            .with_dimensions(Dimensions::TargetGroupLoadBalancer)
+            .cloudwatch_dimensions();
+        assert!(matches!(&per_tg, Err(e) if e.contains("does not publish")), "{per_tg:?}");
+    }
 }

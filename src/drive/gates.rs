@@ -5,7 +5,7 @@
 use std::time::{Duration, SystemTime};
 
 use crate::aws::Clients;
-use crate::aws::cloudwatch::{SeriesKey, metric_series};
+use crate::aws::cloudwatch::{Dimensions, SeriesKey, metric_series};
 use crate::aws::elb::arn_suffix;
 use crate::engine::Measurement;
 use crate::live::{HealthProbe, LiveState};
@@ -168,37 +168,27 @@ fn aggregate(stat: Stat, points: &[(i64, f64)]) -> Option<f64> {
 pub async fn metric(clients: &Clients, g: &GateKind, snap: &Snapshot, rb: &Runbook, since: SystemTime) -> Measurement {
     let key = |env: &str, metric: Metric, stat: Stat| -> Option<SeriesKey> {
         let aws = snap.environment(env)?.aws.value.as_ref()?;
-        let tg = aws.target_groups.first()?;
+        let tg = aws.target_groups.first().map(|tg| arn_suffix(&tg.arn));
         let lb = aws.load_balancer.as_ref().map(|l| arn_suffix(&l.arn));
-        Some(SeriesKey {
-            environment: env.to_string(),
-            target_group: arn_suffix(&tg.arn),
-            load_balancer: lb,
-            metric,
-            stat,
-        })
+        Some(SeriesKey::new(env, tg.as_deref(), lb.as_deref(), metric, stat))
     };
     let window = SystemTime::now().duration_since(since).unwrap_or(Duration::ZERO).max(Duration::from_secs(60));
     let keys: Vec<SeriesKey> = match g {
         GateKind::Metric { environment, metric, stat, .. } => match key(environment, *metric, *stat) {
             Some(k) => vec![k],
-            None => return Measurement::Error(format!("the target groups of {environment} are not known yet")),
+            None => return Measurement::Error(format!("{environment} has not been read from AWS yet")),
         },
         GateKind::Compare { metric, stat, .. } => {
             let (new, old) = (&rb.rollout.to, &rb.rollout.from);
             // Counts are compared as rates per request, so both sides' sums.
             let stat = if is_count(*metric) { Stat::Sum } else { *stat };
-            let mut keys = Vec::new();
-            for env in [new, old] {
-                match key(env, *metric, stat) {
-                    Some(k) => keys.push(k),
-                    None => return Measurement::Error(format!("the target groups of {env} are not known yet")),
-                }
+            let side =
+                |env: &str| key(env, *metric, stat).ok_or_else(|| format!("{env} has not been read from AWS yet"));
+            let keys = || -> Result<Vec<SeriesKey>, String> { compare_keys(side(new)?, side(old)?) };
+            match keys() {
+                Ok(keys) => keys,
+                Err(e) => return Measurement::Error(e),
             }
-            if is_count(*metric) {
-                keys.extend([new, old].iter().filter_map(|e| key(e, Metric::RequestCount, Stat::Sum)));
-            }
-            keys
         }
         _ => return Measurement::Error("not a metric gate".into()),
     };
@@ -206,6 +196,10 @@ pub async fn metric(clients: &Clients, g: &GateKind, snap: &Snapshot, rb: &Runbo
         Ok(s) => s,
         Err(e) => return Measurement::Error(e.to_string()),
     };
+    // A series that could not be asked for is an error, never "no data".
+    if let Some(e) = series.iter().find_map(|s| s.error.as_ref()) {
+        return Measurement::Error(e.clone());
+    }
     let since_s = since.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs() as i64 - 60).unwrap_or(0);
     let value = |i: usize| -> Option<f64> {
         let pts: Vec<(i64, f64)> = series.get(i)?.points.iter().filter(|p| p.0 >= since_s).copied().collect();
@@ -223,6 +217,32 @@ pub async fn metric(clients: &Clients, g: &GateKind, snap: &Snapshot, rb: &Runbo
         }
         _ => unreachable!("matched above"),
     }
+}
+
+/// The series a compare gate reads: the new and the old side's metric, then
+/// for counts each side's requests over the same dimensions as its metric (a
+/// target group's requests for target codes, the load balancer's for its own
+/// codes), so the rate is a share of the requests it counts.
+fn compare_keys(new: SeriesKey, old: SeriesKey) -> Result<Vec<SeriesKey>, String> {
+    if new.dimensions == Dimensions::LoadBalancer
+        && new.load_balancer.is_some()
+        && new.load_balancer == old.load_balancer
+    {
+        return Err(format!(
+            "both sides are behind load balancer {}, and AWS publishes {} only per load balancer: the sides \
+             cannot be told apart; gate each side with a `metric` gate instead",
+            new.load_balancer.as_deref().unwrap_or_default(),
+            new.metric.cloudwatch_name()
+        ));
+    }
+    let counts = is_count(new.metric);
+    let mut keys = vec![new, old];
+    if counts {
+        let requests: Vec<SeriesKey> =
+            keys.iter().map(|k| SeriesKey { metric: Metric::RequestCount, stat: Stat::Sum, ..k.clone() }).collect();
+        keys.extend(requests);
+    }
+    Ok(keys)
 }
 
 /// Metrics that count events; compared as a rate per request.
@@ -326,6 +346,55 @@ mod tests {
         assert_eq!(aggregate(Stat::Maximum, &p), Some(3.0));
         assert_eq!(aggregate(Stat::Percentile(99.0), &p), Some(3.0));
         assert_eq!(aggregate(Stat::Sum, &[]), None, "no data is not zero");
+    }
+
+    #[test]
+    fn compare_divides_each_count_by_the_requests_over_the_same_dimensions() {
+        let side = |env: &str, lb: &str, metric: Metric| {
+            SeriesKey::new(env, Some(&format!("targetgroup/{env}/1")), Some(lb), metric, Stat::Sum)
+        };
+        let keys =
+            compare_keys(side("new", "app/a/1", Metric::Elb5xx), side("old", "app/b/2", Metric::Elb5xx)).unwrap();
+        let shape: Vec<(&str, Metric, Dimensions)> =
+            keys.iter().map(|k| (k.environment.as_str(), k.metric, k.dimensions)).collect();
+        assert_eq!(
+            shape,
+            [
+                ("new", Metric::Elb5xx, Dimensions::LoadBalancer),
+                ("old", Metric::Elb5xx, Dimensions::LoadBalancer),
+                ("new", Metric::RequestCount, Dimensions::LoadBalancer),
+                ("old", Metric::RequestCount, Dimensions::LoadBalancer),
+            ],
+            "the load balancer's 5xx over the load balancer's requests"
+        );
+        let keys =
+            compare_keys(side("new", "app/a/1", Metric::Target5xx), side("old", "app/b/2", Metric::Target5xx)).unwrap();
+        assert!(keys.iter().all(|k| k.dimensions == Dimensions::TargetGroupLoadBalancer), "{keys:?}");
+        let latency = compare_keys(
+            side("new", "app/a/1", Metric::TargetResponseTime),
+            side("old", "app/b/2", Metric::TargetResponseTime),
+        )
+        .unwrap();
+        assert_eq!(latency.len(), 2, "latency is compared as it is, without requests");
+    }
+
+    #[test]
+    fn compare_of_the_load_balancers_own_codes_on_one_shared_load_balancer_is_an_error() {
+        let side =
+            |env: &str| SeriesKey::new(env, Some("targetgroup/x/1"), Some("app/shared/1"), Metric::Elb5xx, Stat::Sum);
+        let shared = compare_keys(side("new"), side("old"));
+        assert!(matches!(&shared, Err(e) if e.contains("cannot be told apart")), "{shared:?}");
+        // Target codes exist per target group, so a shared load balancer is fine for them.
+        let target = |env: &str| {
+            SeriesKey::new(
+                env,
+                Some(&format!("targetgroup/{env}/1")),
+                Some("app/shared/1"),
+                Metric::Target5xx,
+                Stat::Sum,
+            )
+        };
+        assert!(compare_keys(target("new"), target("old")).is_ok());
     }
 
     fn side(value: Option<f64>, requests: Option<f64>) -> Side {

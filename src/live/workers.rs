@@ -199,14 +199,7 @@ pub fn spawn(ctx: Arc<WorkerContext>, tx: mpsc::Sender<Event>) -> Workers {
                 let r = fetch::environment(&c.clients.elb, &c.clients.ec2, &c.rb, env).await;
                 if let Ok(data) = &r {
                     inst_tx.send_replace(data.instances.clone());
-                    let keys = data
-                        .target_groups
-                        .first()
-                        .map(|tg| {
-                            let lb = tg.load_balancer_arns.first().map(|a| arn_suffix(a));
-                            default_series(&name, &arn_suffix(&tg.arn), lb.as_deref())
-                        })
-                        .unwrap_or_default();
+                    let keys = series_of(&name, data);
                     series_tx.send_modify(|m| {
                         m.insert(name.clone(), keys);
                     });
@@ -281,6 +274,22 @@ pub fn spawn(ctx: Arc<WorkerContext>, tx: mpsc::Sender<Event>) -> Workers {
     }));
 
     Workers { handles, refresh }
+}
+
+/// The series shown for one environment: its load balancer's (the one the
+/// runbook names, else the one its first target group is attached to) and its
+/// first target group's. None without either: there is no ALB to measure.
+fn series_of(environment: &str, data: &fetch::EnvironmentData) -> Vec<SeriesKey> {
+    let tg = data.target_groups.first();
+    let lb = data
+        .load_balancer
+        .as_ref()
+        .map(|l| arn_suffix(&l.arn))
+        .or_else(|| tg.and_then(|t| t.load_balancer_arns.first()).map(|a| arn_suffix(a)));
+    if tg.is_none() && lb.is_none() {
+        return Vec::new();
+    }
+    default_series(environment, tg.map(|t| arn_suffix(&t.arn)).as_deref(), lb.as_deref())
 }
 
 #[cfg(test)]

@@ -7,17 +7,28 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use color_eyre::eyre::{Result, WrapErr};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-use crate::analysis::reachability::{SecurityGroup, Source, sg_path};
-use crate::aws::ec2::Instance;
+use super::rules::{Group, Knock, Permission, reaches};
+
+/// An instance as the sandbox sees it in moto.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LiveInstance {
+    pub id: String,
+    /// pending, running, stopping, stopped, …
+    pub state: String,
+    pub private_ip: Option<String>,
+    /// Security-group ids.
+    pub security_groups: Vec<String>,
+}
 
 /// What moto says now: every sandbox security group and instance.
 #[derive(Debug, Clone, Default)]
 pub struct LiveWorld {
-    pub groups: Vec<SecurityGroup>,
-    pub instances: Vec<Instance>,
+    pub groups: Vec<Group>,
+    pub instances: Vec<LiveInstance>,
 }
 
 pub struct ProxySpec {
@@ -28,19 +39,65 @@ pub struct ProxySpec {
     pub upstream: SocketAddr,
 }
 
-/// Whether moto's current rules let the instance reach the endpoint.
+/// Whether moto's current rules let the instance reach the endpoint, by the
+/// sandbox's own rules (never cutover's analysis, which tests check).
 pub fn admits(world: &LiveWorld, spec: &ProxySpec) -> bool {
     let Some(inst) = world.instances.iter().find(|i| i.id == spec.instance_id) else {
         return false;
     };
-    let groups: Vec<SecurityGroup> =
-        world.groups.iter().filter(|g| spec.endpoint_group_ids.contains(&g.id)).cloned().collect();
-    let source = Source {
-        instance_id: &inst.id,
-        private_ip: inst.private_ip.as_deref(),
-        security_groups: &inst.security_groups,
-    };
-    sg_path(&source, &groups, spec.rule_port).is_allowed()
+    let groups: Vec<Group> = world.groups.iter().filter(|g| spec.endpoint_group_ids.contains(&g.id)).cloned().collect();
+    let knock =
+        Knock { security_groups: &inst.security_groups, private_ip: inst.private_ip.as_deref(), port: spec.rule_port };
+    reaches(&groups, &knock)
+}
+
+/// Reads the groups and instances from EC2 with the SDK alone.
+pub async fn read_live(ec2: &aws_sdk_ec2::Client, group_ids: &[String], instance_ids: &[String]) -> Result<LiveWorld> {
+    let mut world = LiveWorld::default();
+    if !group_ids.is_empty() {
+        let resp = ec2
+            .describe_security_groups()
+            .set_group_ids(Some(group_ids.to_vec()))
+            .send()
+            .await
+            .wrap_err("DescribeSecurityGroups")?;
+        for g in resp.security_groups() {
+            let inbound = g
+                .ip_permissions()
+                .iter()
+                .map(|p| Permission {
+                    protocol: p.ip_protocol().unwrap_or_default().to_string(),
+                    from_port: p.from_port(),
+                    to_port: p.to_port(),
+                    source_groups: p
+                        .user_id_group_pairs()
+                        .iter()
+                        .filter_map(|u| u.group_id())
+                        .map(str::to_string)
+                        .collect(),
+                    cidrs: p.ip_ranges().iter().filter_map(|r| r.cidr_ip()).map(str::to_string).collect(),
+                })
+                .collect();
+            world.groups.push(Group { id: g.group_id().unwrap_or_default().to_string(), inbound });
+        }
+    }
+    if !instance_ids.is_empty() {
+        let resp = ec2
+            .describe_instances()
+            .set_instance_ids(Some(instance_ids.to_vec()))
+            .send()
+            .await
+            .wrap_err("DescribeInstances")?;
+        for i in resp.reservations().iter().flat_map(|r| r.instances()) {
+            world.instances.push(LiveInstance {
+                id: i.instance_id().unwrap_or_default().to_string(),
+                state: i.state().and_then(|s| s.name()).map(|n| n.as_str().to_string()).unwrap_or_default(),
+                private_ip: i.private_ip_address().map(str::to_string),
+                security_groups: i.security_groups().iter().filter_map(|g| g.group_id()).map(str::to_string).collect(),
+            });
+        }
+    }
+    Ok(world)
 }
 
 /// Serves the proxy until the task is aborted.

@@ -8,6 +8,7 @@ pub mod firewall;
 pub mod latency;
 pub mod process;
 pub mod provision;
+pub mod rules;
 pub mod throttle;
 pub mod traffic;
 
@@ -244,15 +245,9 @@ impl Sandbox {
 }
 
 async fn read_live(aws: &Clients, world: &World) -> Result<LiveWorld> {
-    let ids: Vec<String> = world.groups.values().cloned().collect();
-    let groups = crate::aws::ec2::describe_security_groups(&aws.ec2, &ids).await?;
-    let selector = crate::runbook::InstanceSelector::Ids(world.instances.iter().map(|i| i.id.clone()).collect());
-    let instances = if world.instances.is_empty() {
-        Vec::new()
-    } else {
-        crate::aws::ec2::describe_instances(&aws.ec2, &selector).await?
-    };
-    Ok(LiveWorld { groups, instances })
+    let groups: Vec<String> = world.groups.values().cloned().collect();
+    let instances: Vec<String> = world.instances.iter().map(|i| i.id.clone()).collect();
+    firewall::read_live(&aws.ec2, &groups, &instances).await
 }
 
 /// Seeds `n` keys of mixed types, half with a TTL between 10 minutes and 2 hours.

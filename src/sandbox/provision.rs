@@ -11,7 +11,7 @@ use color_eyre::eyre::{Result, WrapErr, bail, eyre};
 
 use crate::aws::Clients;
 use crate::aws::elb::arn_suffix;
-use crate::runbook::{InstanceSelector, Runbook, SandboxSpec, Stat};
+use crate::runbook::{InstanceSelector, Metric, Runbook, SandboxSpec, Stat};
 
 /// Port the target groups send traffic to (what AWS sees; not a loopback port).
 pub const TARGET_PORT: i32 = 8080;
@@ -21,6 +21,8 @@ pub struct ProvisionedInstance {
     pub name: String,
     pub environment: String,
     pub id: String,
+    /// The full availability-zone name (`eu-west-1a`).
+    pub zone: String,
     pub private_ip: Option<String>,
     pub health_url: String,
     pub app_port: u16,
@@ -39,20 +41,41 @@ pub struct World {
     pub vpc_id: String,
     pub groups: BTreeMap<String, String>,
     pub instances: Vec<ProvisionedInstance>,
+    /// Environment → its load balancer's ARN.
+    pub load_balancers: BTreeMap<String, String>,
     /// Environment → its target groups (the first carries its metrics).
     pub target_groups: BTreeMap<String, Vec<ProvisionedTargetGroup>>,
     pub zone_id: String,
 }
 
+// The dimension sets below are the sandbox's own copy of what AWS publishes
+// (written apart from cutover's table in `aws::cloudwatch`, which they check):
+// the load balancer's own codes per `LoadBalancer` and per `AvailabilityZone,
+// LoadBalancer`; target metrics per `TargetGroup, LoadBalancer` and per
+// `LoadBalancer`; host counts per `TargetGroup, LoadBalancer`. A target group
+// behind no load balancer serves no traffic and has no metrics.
 impl World {
-    /// CloudWatch dimensions (TargetGroup, LoadBalancer) of an environment.
-    pub fn dimensions(&self, env: &str) -> Option<Vec<Dimension>> {
+    fn dimension(name: &str, value: impl Into<String>) -> Dimension {
+        Dimension::builder().name(name).value(value).build()
+    }
+
+    /// `LoadBalancer` of an environment.
+    pub fn load_balancer_dimensions(&self, env: &str) -> Option<Vec<Dimension>> {
+        let lb = self.load_balancers.get(env)?;
+        Some(vec![Self::dimension("LoadBalancer", arn_suffix(lb))])
+    }
+
+    /// `AvailabilityZone, LoadBalancer` of an environment, for one zone.
+    pub fn zone_dimensions(&self, env: &str, zone: &str) -> Option<Vec<Dimension>> {
+        let lb = self.load_balancers.get(env)?;
+        Some(vec![Self::dimension("AvailabilityZone", zone), Self::dimension("LoadBalancer", arn_suffix(lb))])
+    }
+
+    /// `TargetGroup, LoadBalancer` of an environment's first target group.
+    pub fn target_group_dimensions(&self, env: &str) -> Option<Vec<Dimension>> {
         let tg = self.target_groups.get(env)?.first()?;
-        let mut dims = vec![Dimension::builder().name("TargetGroup").value(arn_suffix(&tg.arn)).build()];
-        if let Some(lb) = &tg.load_balancer_arn {
-            dims.push(Dimension::builder().name("LoadBalancer").value(arn_suffix(lb)).build());
-        }
-        Some(dims)
+        let lb = tg.load_balancer_arn.as_ref()?;
+        Some(vec![Self::dimension("TargetGroup", arn_suffix(&tg.arn)), Self::dimension("LoadBalancer", arn_suffix(lb))])
     }
 }
 
@@ -157,6 +180,7 @@ pub async fn provision(
             name: inst.name.clone(),
             environment: inst.environment.clone(),
             id: i.instance_id().unwrap_or_default().to_string(),
+            zone: format!("{region}{}", inst.zone),
             private_ip: i.private_ip_address().map(str::to_string),
             health_url,
             app_port: port,
@@ -182,6 +206,9 @@ pub async fn provision(
                 .wrap_err_with(|| format!("CreateLoadBalancer {lb}"))?;
             let l = r.load_balancers().first().ok_or_else(|| eyre!("CreateLoadBalancer returned nothing"))?;
             lb_arn = l.load_balancer_arn().map(str::to_string);
+            if let Some(arn) = &lb_arn {
+                world.load_balancers.insert(env.name.clone(), arn.clone());
+            }
             lb_dns.insert(env.name.clone(), l.dns_name().unwrap_or_default().to_string());
         }
         let members: Vec<&ProvisionedInstance> = world.instances.iter().filter(|i| i.environment == env.name).collect();
@@ -296,8 +323,17 @@ pub async fn provision(
             Stat::Percentile(_) => req.extended_statistic(a.stat.cloudwatch_name()),
             s => req.statistic(Statistic::from(s.cloudwatch_name().as_str())),
         };
-        if let Some(dims) = a.environment.as_deref().and_then(|e| world.dimensions(e)) {
-            req = req.set_dimensions(Some(dims));
+        if let Some(env) = a.environment.as_deref() {
+            // An alarm on a dimension set AWS does not publish would never see data.
+            let dims = match a.metric {
+                Metric::Elb5xx => world.load_balancer_dimensions(env),
+                Metric::RequestCount
+                | Metric::Target5xx
+                | Metric::TargetResponseTime
+                | Metric::HealthyHostCount
+                | Metric::UnhealthyHostCount => world.target_group_dimensions(env),
+            };
+            req = req.set_dimensions(dims);
         }
         req.send().await.wrap_err_with(|| format!("PutMetricAlarm {}", a.name))?;
     }

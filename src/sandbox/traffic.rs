@@ -1,16 +1,18 @@
 //! Traffic generator: reads the live Route53 weights, sends requests to each
-//! side's instances in proportion (only to instances passing their /health,
-//! as an ALB would, failing open when none pass), and publishes the ALB
-//! metrics of each target group to moto.
+//! side's instances in proportion (split by the sandbox's own Route53 rule;
+//! only to instances passing their /health, as an ALB would, failing open
+//! when none pass), and publishes to moto the metrics an ALB would, under
+//! the dimension sets AWS uses.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use aws_sdk_cloudwatch::types::{MetricDatum, StandardUnit, StatisticSet};
+use aws_sdk_cloudwatch::types::builders::MetricDatumBuilder;
+use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit, StatisticSet};
 use tokio::sync::watch;
 
 use super::provision::World;
-use crate::analysis::weights::shares;
+use super::rules::route53_shares;
 use crate::aws::Clients;
 use crate::runbook::{Metric, Runbook};
 
@@ -37,7 +39,8 @@ impl Default for TrafficConfig {
 struct Window {
     requests: u64,
     target_5xx: u64,
-    elb_5xx: u64,
+    /// The load balancer's own 5xx (no target answered), per availability zone.
+    elb_5xx: BTreeMap<String, u64>,
     latency_sum: f64,
     latency_min: f64,
     latency_max: f64,
@@ -101,7 +104,7 @@ pub async fn run(rb: Runbook, world: World, aws: Clients, cfg: TrafficConfig, mu
                     .iter()
                     .map(|(_, id)| records.iter().find(|r| &r.set_identifier == id).map_or(0, |r| r.weight))
                     .collect();
-                last_shares = shares(&weights);
+                last_shares = route53_shares(&weights);
             }
             Err(e) => tracing::warn!(error = %e, "traffic: cannot read weights; keeping the last split"),
         }
@@ -126,7 +129,8 @@ pub async fn run(rb: Runbook, world: World, aws: Clients, cfg: TrafficConfig, mu
                 match result {
                     Ok(r) if r.status().is_server_error() => w.target_5xx += 1,
                     Ok(_) => {}
-                    Err(_) => w.elb_5xx += 1,
+                    // Nothing answered: the load balancer itself returns 502/503.
+                    Err(_) => *w.elb_5xx.entry(inst.zone.clone()).or_default() += 1,
                 }
                 w.latency_min = if w.requests == 1 { secs } else { w.latency_min.min(secs) };
                 w.latency_max = w.latency_max.max(secs);
@@ -136,47 +140,68 @@ pub async fn run(rb: Runbook, world: World, aws: Clients, cfg: TrafficConfig, mu
         if last_publish.elapsed() >= cfg.publish_every {
             last_publish = Instant::now();
             for (env, w) in std::mem::take(&mut windows) {
-                if let Some(dims) = world.dimensions(&env) {
-                    publish(&aws, dims, &w).await;
-                }
+                publish(&aws, &world, &env, &w).await;
             }
         }
     }
 }
 
-fn datum(
-    metric: Metric,
-    dims: &[aws_sdk_cloudwatch::types::Dimension],
-    unit: StandardUnit,
-) -> aws_sdk_cloudwatch::types::builders::MetricDatumBuilder {
+fn datum(metric: Metric, dims: &[Dimension], unit: StandardUnit) -> MetricDatumBuilder {
     MetricDatum::builder().metric_name(metric.cloudwatch_name()).set_dimensions(Some(dims.to_vec())).unit(unit)
 }
 
-async fn publish(aws: &Clients, dims: Vec<aws_sdk_cloudwatch::types::Dimension>, w: &Window) {
-    let mut data = vec![datum(Metric::RequestCount, &dims, StandardUnit::Count).value(w.requests as f64).build()];
-    // Like an ALB, publish 5xx counts only when there were some.
-    if w.target_5xx > 0 {
-        data.push(datum(Metric::Target5xx, &dims, StandardUnit::Count).value(w.target_5xx as f64).build());
-    }
-    if w.elb_5xx > 0 {
-        data.push(datum(Metric::Elb5xx, &dims, StandardUnit::Count).value(w.elb_5xx as f64).build());
-    }
-    if w.requests > 0 {
-        let stats = StatisticSet::builder()
-            .sample_count(w.requests as f64)
-            .sum(w.latency_sum)
-            .minimum(w.latency_min)
-            .maximum(w.latency_max)
-            .build();
-        data.push(datum(Metric::TargetResponseTime, &dims, StandardUnit::Seconds).statistic_values(stats).build());
-    }
-    for (metric, samples) in
-        [(Metric::HealthyHostCount, &w.healthy_samples), (Metric::UnhealthyHostCount, &w.unhealthy_samples)]
-    {
-        if !samples.is_empty() {
-            let avg = samples.iter().sum::<f64>() / samples.len() as f64;
-            data.push(datum(metric, &dims, StandardUnit::Count).value(avg).build());
+/// One window of an environment as an ALB reports it, under the dimension
+/// sets AWS publishes each metric with (see `World`). Nothing without a load
+/// balancer: AWS has no metrics for a target group no load balancer uses.
+fn datums(world: &World, env: &str, w: &Window) -> Vec<MetricDatum> {
+    let Some(per_lb) = world.load_balancer_dimensions(env) else { return Vec::new() };
+    let per_tg = world.target_group_dimensions(env);
+    let mut data = Vec::new();
+    // Target metrics: per target group and per load balancer.
+    for dims in per_tg.iter().chain([&per_lb]) {
+        data.push(datum(Metric::RequestCount, dims, StandardUnit::Count).value(w.requests as f64).build());
+        // Like an ALB, publish 5xx counts only when there were some.
+        if w.target_5xx > 0 {
+            data.push(datum(Metric::Target5xx, dims, StandardUnit::Count).value(w.target_5xx as f64).build());
         }
+        if w.requests > 0 {
+            let stats = StatisticSet::builder()
+                .sample_count(w.requests as f64)
+                .sum(w.latency_sum)
+                .minimum(w.latency_min)
+                .maximum(w.latency_max)
+                .build();
+            data.push(datum(Metric::TargetResponseTime, dims, StandardUnit::Seconds).statistic_values(stats).build());
+        }
+    }
+    // The load balancer's own codes: per load balancer and per zone, never per target group.
+    let elb_5xx: u64 = w.elb_5xx.values().sum();
+    if elb_5xx > 0 {
+        data.push(datum(Metric::Elb5xx, &per_lb, StandardUnit::Count).value(elb_5xx as f64).build());
+        for (zone, n) in &w.elb_5xx {
+            if let Some(dims) = world.zone_dimensions(env, zone) {
+                data.push(datum(Metric::Elb5xx, &dims, StandardUnit::Count).value(*n as f64).build());
+            }
+        }
+    }
+    // Host counts: per target group only.
+    if let Some(dims) = &per_tg {
+        for (metric, samples) in
+            [(Metric::HealthyHostCount, &w.healthy_samples), (Metric::UnhealthyHostCount, &w.unhealthy_samples)]
+        {
+            if !samples.is_empty() {
+                let avg = samples.iter().sum::<f64>() / samples.len() as f64;
+                data.push(datum(metric, dims, StandardUnit::Count).value(avg).build());
+            }
+        }
+    }
+    data
+}
+
+async fn publish(aws: &Clients, world: &World, env: &str, w: &Window) {
+    let data = datums(world, env, w);
+    if data.is_empty() {
+        return;
     }
     if let Err(e) =
         aws.cloudwatch.put_metric_data().namespace("AWS/ApplicationELB").set_metric_data(Some(data)).send().await
@@ -187,7 +212,84 @@ async fn publish(aws: &Clients, dims: Vec<aws_sdk_cloudwatch::types::Dimension>,
 
 #[cfg(test)]
 mod tests {
-    use super::split;
+    use super::*;
+    use crate::sandbox::provision::ProvisionedTargetGroup;
+
+    fn world() -> World {
+        let lb = "arn:aws:elasticloadbalancing:eu-west-1:123456789012:loadbalancer/app/alb/1".to_string();
+        let tg = ProvisionedTargetGroup {
+            name: "web".into(),
+            arn: "arn:aws:elasticloadbalancing:eu-west-1:123456789012:targetgroup/web/2".into(),
+            load_balancer_arn: Some(lb.clone()),
+        };
+        World {
+            load_balancers: BTreeMap::from([("new".to_string(), lb)]),
+            target_groups: BTreeMap::from([("new".to_string(), vec![tg])]),
+            ..World::default()
+        }
+    }
+
+    /// Metric name → the dimension sets it was published under, as name=value lists.
+    fn published(data: &[MetricDatum]) -> BTreeMap<String, Vec<Vec<String>>> {
+        let mut out: BTreeMap<String, Vec<Vec<String>>> = BTreeMap::new();
+        for d in data {
+            let dims = d
+                .dimensions()
+                .iter()
+                .map(|x| format!("{}={}", x.name().unwrap_or_default(), x.value().unwrap_or_default()))
+                .collect();
+            out.entry(d.metric_name().unwrap_or_default().to_string()).or_default().push(dims);
+        }
+        out
+    }
+
+    #[test]
+    fn each_metric_is_published_under_the_dimension_sets_aws_uses() {
+        let w = Window {
+            requests: 10,
+            target_5xx: 1,
+            elb_5xx: BTreeMap::from([("eu-west-1a".to_string(), 2), ("eu-west-1b".to_string(), 1)]),
+            latency_sum: 0.1,
+            latency_min: 0.01,
+            latency_max: 0.02,
+            healthy_samples: vec![2.0],
+            unhealthy_samples: vec![0.0],
+        };
+        let (tg, lb) = ("TargetGroup=targetgroup/web/2", "LoadBalancer=app/alb/1");
+        let per_target = vec![vec![tg.to_string(), lb.to_string()], vec![lb.to_string()]];
+        let per_tg = vec![vec![tg.to_string(), lb.to_string()]];
+        let expected = BTreeMap::from([
+            ("RequestCount".to_string(), per_target.clone()),
+            ("HTTPCode_Target_5XX_Count".to_string(), per_target.clone()),
+            ("TargetResponseTime".to_string(), per_target),
+            (
+                "HTTPCode_ELB_5XX_Count".to_string(),
+                vec![
+                    vec![lb.to_string()],
+                    vec!["AvailabilityZone=eu-west-1a".to_string(), lb.to_string()],
+                    vec!["AvailabilityZone=eu-west-1b".to_string(), lb.to_string()],
+                ],
+            ),
+            ("HealthyHostCount".to_string(), per_tg.clone()),
+            ("UnHealthyHostCount".to_string(), per_tg),
+        ]);
+        assert_eq!(published(&datums(&world(), "new", &w)), expected);
+        let total: Vec<f64> = datums(&world(), "new", &w)
+            .iter()
+            .filter(|d| d.metric_name() == Some("HTTPCode_ELB_5XX_Count") && d.dimensions().len() == 1)
+            .filter_map(|d| d.value())
+            .collect();
+        assert_eq!(total, [3.0], "the load balancer's count sums its zones");
+    }
+
+    #[test]
+    fn no_load_balancer_means_no_metrics() {
+        let w = Window { requests: 10, ..Window::default() };
+        assert!(datums(&world(), "old", &w).is_empty());
+        let mut orphan = world();
+        orphan.load_balancers.clear();
+        assert!(datums(&orphan, "new", &w).is_empty());
+    }
 
     #[test]
     fn split_follows_shares_and_sums_to_n() {

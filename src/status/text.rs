@@ -142,9 +142,10 @@ pub fn render(s: &Snapshot) -> String {
 
     let _ = writeln!(o, "\nMETRICS, last 15 min  ({})", age(&s.metrics));
     for series in s.metrics.value.iter().flatten() {
-        let values = match series.points.last() {
-            None => "no data".to_string(),
-            Some(last) => {
+        let values = match (&series.error, series.points.last()) {
+            (Some(e), _) => format!("not read: {e}"),
+            (None, None) => "no data".to_string(),
+            (None, Some(last)) => {
                 let total: f64 = series.points.iter().map(|p| p.1).sum();
                 format!("latest {:<10.3} points {:<3} sum {total:.3}", last.1, series.points.len())
             }

@@ -374,10 +374,13 @@ fn alarms(f: &mut Frame, app: &App, area: Rect) {
         let label = match s.metric {
             Metric::RequestCount => "requests",
             Metric::Target5xx => "5xx",
+            // The load balancer's own 5xx: a side whose targets refuse connections.
+            Metric::Elb5xx => "lb 5xx",
             Metric::TargetResponseTime => "latency",
             _ => continue,
         };
-        let last = s.points.last().map_or("—".into(), |p| {
+        let missing = if s.error.is_some() { "n/a" } else { "—" };
+        let last = s.points.last().map_or(missing.into(), |p| {
             if s.metric == Metric::TargetResponseTime {
                 format!("{:.0}ms", p.1 * 1000.0)
             } else {

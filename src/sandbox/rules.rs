@@ -1,0 +1,185 @@
+//! The sandbox's own reading of two AWS rules: security-group ingress and
+//! Route53 weighted routing. Deliberately simple, and written apart from
+//! `crate::analysis` (nothing here calls it): the sandbox plays AWS, so an
+//! end-to-end test checks cutover against an independent referee instead of
+//! agreeing with it by construction.
+
+use std::net::Ipv4Addr;
+
+/// One inbound permission of a security group, as EC2 describes it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Permission {
+    /// `tcp`, `udp`, `icmp` or `-1` (every protocol and port).
+    pub protocol: String,
+    pub from_port: Option<i32>,
+    pub to_port: Option<i32>,
+    /// Source security-group ids (UserIdGroupPairs).
+    pub source_groups: Vec<String>,
+    /// Source IPv4 CIDRs.
+    pub cidrs: Vec<String>,
+}
+
+/// A security group: its id and inbound permissions.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Group {
+    pub id: String,
+    pub inbound: Vec<Permission>,
+}
+
+/// The instance knocking on the endpoint's port.
+#[derive(Debug, Clone, Copy)]
+pub struct Knock<'a> {
+    pub security_groups: &'a [String],
+    pub private_ip: Option<&'a str>,
+    pub port: u16,
+}
+
+impl Permission {
+    fn covers_port(&self, port: u16) -> bool {
+        match self.protocol.as_str() {
+            "-1" => true,
+            "tcp" => match (self.from_port, self.to_port) {
+                (Some(from), Some(to)) => from <= i32::from(port) && i32::from(port) <= to,
+                // EC2 always gives tcp rules a range; without one, admit nothing.
+                _ => false,
+            },
+            _ => false,
+        }
+    }
+
+    fn admits_source(&self, knock: &Knock) -> bool {
+        let by_group = self.source_groups.iter().any(|g| knock.security_groups.contains(g));
+        let by_address = knock.private_ip.is_some_and(|ip| self.cidrs.iter().any(|c| ipv4_in_cidr(ip, c)));
+        by_group || by_address
+    }
+}
+
+/// Whether some group of the endpoint has an inbound permission covering the
+/// port whose source is one of the instance's groups or a CIDR holding its
+/// private IP. Security groups only allow; no rule means no path.
+pub fn reaches(endpoint_groups: &[Group], knock: &Knock) -> bool {
+    endpoint_groups.iter().flat_map(|g| &g.inbound).any(|p| p.covers_port(knock.port) && p.admits_source(knock))
+}
+
+/// `10.42.1.7` in `10.42.0.0/16`, by hand: both as 32-bit numbers, compared
+/// on the prefix's leading bits. Anything unparsable contains nothing.
+fn ipv4_in_cidr(ip: &str, cidr: &str) -> bool {
+    let Some((network, prefix)) = cidr.split_once('/') else { return false };
+    let (Ok(ip), Ok(network), Ok(prefix)) =
+        (ip.parse::<Ipv4Addr>(), network.parse::<Ipv4Addr>(), prefix.parse::<u32>())
+    else {
+        return false;
+    };
+    if prefix > 32 {
+        return false;
+    }
+    // Shifting a u32 by 32 overflows: a /0 keeps no bits.
+    let mask = u32::MAX.checked_shl(32 - prefix).unwrap_or(0);
+    u32::from(ip) & mask == u32::from(network) & mask
+}
+
+/// Each weighted record's share of queries: weight / sum of weights; when
+/// every weight is 0, an equal split (Route53's rule for non-alias records).
+pub fn route53_shares(weights: &[u8]) -> Vec<f64> {
+    let sum: f64 = weights.iter().map(|&w| f64::from(w)).sum();
+    if sum == 0.0 {
+        return vec![1.0 / weights.len() as f64; weights.len()];
+    }
+    weights.iter().map(|&w| f64::from(w) / sum).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tcp(from: i32, to: i32) -> Permission {
+        Permission { protocol: "tcp".into(), from_port: Some(from), to_port: Some(to), ..Permission::default() }
+    }
+
+    fn redis_group(inbound: Vec<Permission>) -> Vec<Group> {
+        vec![Group { id: "sg-redis".into(), inbound }]
+    }
+
+    fn knock<'a>(groups: &'a [String], ip: Option<&'a str>, port: u16) -> Knock<'a> {
+        Knock { security_groups: groups, private_ip: ip, port }
+    }
+
+    #[test]
+    fn a_rule_from_the_instances_group_on_the_port_admits_it() {
+        let app = vec!["sg-app".to_string()];
+        let groups = redis_group(vec![Permission { source_groups: vec!["sg-app".into()], ..tcp(6379, 6379) }]);
+        assert!(reaches(&groups, &knock(&app, None, 6379)));
+        // A range covers the ports inside it, ends included.
+        let range = redis_group(vec![Permission { source_groups: vec!["sg-app".into()], ..tcp(6000, 6379) }]);
+        assert!(reaches(&range, &knock(&app, None, 6000)));
+        assert!(!reaches(&range, &knock(&app, None, 6380)));
+    }
+
+    #[test]
+    fn another_group_another_port_or_protocol_is_blocked() {
+        let batch = vec!["sg-batch".to_string()];
+        let app = vec!["sg-app".to_string()];
+        let groups = redis_group(vec![Permission { source_groups: vec!["sg-app".into()], ..tcp(6379, 6379) }]);
+        assert!(!reaches(&groups, &knock(&batch, Some("10.42.1.7"), 6379)), "the instance's group is not a source");
+        assert!(!reaches(&groups, &knock(&app, None, 6380)), "another port");
+        let udp = redis_group(vec![Permission {
+            protocol: "udp".into(),
+            from_port: Some(6379),
+            to_port: Some(6379),
+            source_groups: vec!["sg-app".into()],
+            cidrs: vec![],
+        }]);
+        assert!(!reaches(&udp, &knock(&app, None, 6379)), "udp does not carry Redis");
+        assert!(!reaches(&[], &knock(&app, None, 6379)), "no group, no rule");
+        assert!(!reaches(&redis_group(vec![]), &knock(&app, None, 6379)), "a group with no inbound rule");
+    }
+
+    #[test]
+    fn protocol_all_covers_every_port() {
+        let app = vec!["sg-app".to_string()];
+        let all = redis_group(vec![Permission {
+            protocol: "-1".into(),
+            source_groups: vec!["sg-app".into()],
+            ..Permission::default()
+        }]);
+        assert!(reaches(&all, &knock(&app, None, 6379)));
+        assert!(reaches(&all, &knock(&app, None, 1)));
+    }
+
+    #[test]
+    fn a_cidr_holding_the_private_ip_admits_it() {
+        let none: Vec<String> = vec![];
+        let cidr = |c: &str| redis_group(vec![Permission { cidrs: vec![c.into()], ..tcp(6379, 6379) }]);
+        assert!(reaches(&cidr("10.42.0.0/16"), &knock(&none, Some("10.42.1.7"), 6379)));
+        assert!(reaches(&cidr("10.42.1.7/32"), &knock(&none, Some("10.42.1.7"), 6379)));
+        assert!(reaches(&cidr("0.0.0.0/0"), &knock(&none, Some("10.42.1.7"), 6379)));
+        assert!(!reaches(&cidr("10.43.0.0/16"), &knock(&none, Some("10.42.1.7"), 6379)), "another network");
+        assert!(!reaches(&cidr("10.42.1.8/32"), &knock(&none, Some("10.42.1.7"), 6379)), "another host");
+        assert!(!reaches(&cidr("10.42.0.0/16"), &knock(&none, None, 6379)), "no private IP known");
+        assert!(!reaches(&cidr("10.42.0.0/33"), &knock(&none, Some("10.42.1.7"), 6379)), "not a prefix");
+        assert!(!reaches(&cidr("10.42.0.0"), &knock(&none, Some("10.42.1.7"), 6379)), "not a CIDR");
+    }
+
+    #[test]
+    fn cidr_match_by_hand() {
+        assert!(ipv4_in_cidr("192.168.5.130", "192.168.5.128/25"));
+        assert!(!ipv4_in_cidr("192.168.5.127", "192.168.5.128/25"));
+        assert!(ipv4_in_cidr("8.8.8.8", "0.0.0.0/0"));
+        assert!(!ipv4_in_cidr("not-an-ip", "0.0.0.0/0"));
+    }
+
+    #[test]
+    fn shares_are_weight_over_sum() {
+        assert_eq!(route53_shares(&[90, 10]), [0.9, 0.1]);
+        assert_eq!(route53_shares(&[255, 0]), [1.0, 0.0], "weight 0 gets nothing while another is above 0");
+        assert_eq!(route53_shares(&[1, 3]), [0.25, 0.75]);
+        assert_eq!(route53_shares(&[50, 50, 100]), [0.25, 0.25, 0.5]);
+    }
+
+    #[test]
+    fn all_zero_weights_split_equally() {
+        assert_eq!(route53_shares(&[0, 0]), [0.5, 0.5]);
+        assert_eq!(route53_shares(&[0, 0, 0, 0]), [0.25; 4]);
+        assert!(route53_shares(&[]).is_empty());
+    }
+}

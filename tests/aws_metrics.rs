@@ -1,0 +1,120 @@
+//! ALB metrics as AWS publishes them: the load balancer's own codes
+//! (`HTTPCode_ELB_*`) exist per load balancer, never per target group. The
+//! sandbox publishes them that way, so a gate asking for them per target
+//! group would get no data and, with `no_data = "pass"`, pass while the load
+//! balancer answers 502/503.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use common::*;
+use cutover::engine::Measurement;
+use cutover::runbook::{GateKind, Metric, Runbook, Stat};
+use cutover::sandbox::Sandbox;
+
+/// Stops every instance of `environment`: no target answers, so the load
+/// balancer itself returns 5xx (the traffic generator counts each refused
+/// connection as one `HTTPCode_ELB_5XX_Count`).
+async fn stop_environment(sb: &Sandbox, environment: &str) {
+    let ids: Vec<String> =
+        sb.world.instances.iter().filter(|i| i.environment == environment).map(|i| i.id.clone()).collect();
+    assert!(!ids.is_empty(), "{environment} has instances");
+    sb.clients.ec2.stop_instances().set_instance_ids(Some(ids)).send().await.unwrap();
+}
+
+/// The sum of `HTTPCode_ELB_5XX_Count` per `LoadBalancer` of `environment`,
+/// asked for with the test's own literal dimensions (not cutover's table).
+async fn elb_5xx_per_load_balancer(sb: &Sandbox, environment: &str) -> f64 {
+    use aws_sdk_cloudwatch::types::{Dimension, Metric, MetricDataQuery, MetricStat};
+    let arn = &sb.world.load_balancers[environment];
+    let suffix = arn.split_once(":loadbalancer/").map(|(_, s)| s).unwrap();
+    let metric = Metric::builder()
+        .namespace("AWS/ApplicationELB")
+        .metric_name("HTTPCode_ELB_5XX_Count")
+        .dimensions(Dimension::builder().name("LoadBalancer").value(suffix).build())
+        .build();
+    let query = MetricDataQuery::builder()
+        .id("elb5xx")
+        .metric_stat(MetricStat::builder().metric(metric).period(60).stat("Sum").build())
+        .build();
+    let now = SystemTime::now();
+    let r = sb
+        .clients
+        .cloudwatch
+        .get_metric_data()
+        .metric_data_queries(query)
+        .start_time((now - Duration::from_secs(600)).into())
+        .end_time((now + Duration::from_secs(60)).into())
+        .send()
+        .await
+        .unwrap();
+    r.metric_data_results().iter().flat_map(|m| m.values()).sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gates_on_the_load_balancers_own_5xx_see_them_and_fail() {
+    let rb = runbook("demo.toml");
+    let sb = sandbox(&rb, "eu-central-1").await;
+    let snap = first_snapshot(&rb, &sb).await;
+    let since = SystemTime::now();
+    // Half the traffic on staging, whose every instance then stops.
+    set_weights_as_another_client(&sb, &rb, &[("prod", 50), ("staging", 50)]).await;
+    stop_environment(&sb, "staging").await;
+    eventually(Duration::from_secs(30), "the sandbox to publish staging's ELB 5xx per LoadBalancer", || async {
+        (elb_5xx_per_load_balancer(&sb, "staging").await > 0.0).then_some(())
+    })
+    .await;
+
+    // A metric gate with no_data = "pass": no data would let the rollout on.
+    let gate = GateKind::Metric { environment: "staging".into(), metric: Metric::Elb5xx, stat: Stat::Sum, max: 0.0 };
+    let metric = cutover::drive::gates::metric(&sb.clients, &gate, &snap, &rb, since).await;
+    // Compare: staging's ELB 5xx per request against production's (none).
+    let compare = GateKind::Compare { metric: Metric::Elb5xx, stat: Stat::Sum, factor: 2.0 };
+    let compared = cutover::drive::gates::metric(&sb.clients, &compare, &snap, &rb, since).await;
+    let seen = format!("metric gate: {metric:?}; compare gate: {compared:?}");
+    assert!(
+        matches!(&metric, Measurement::Fail(m) if m.contains("staging HTTPCode_ELB_5XX_Count")),
+        "the ALB returns 5xx, so the metric gate must fail; {seen}"
+    );
+    assert!(
+        matches!(&compared, Measurement::Fail(m) if m.contains("HTTPCode_ELB_5XX_Count per request")),
+        "staging fails nearly every request, production none: the compare gate must fail; {seen}"
+    );
+    sb.down().await;
+}
+
+/// The demo runbook with one gate, on staging's `HTTPCode_ELB_5XX_Count`
+/// with `no_data = "pass"`, two steps, a 20 s soak and a 1 s TTL.
+fn elb_5xx_gate_only(dir: &Path) -> (Runbook, PathBuf) {
+    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("runbooks/demo.toml")).unwrap();
+    let (head, rest) = text.split_once("[[rollout.gates]]").unwrap();
+    let alarms = &rest[rest.find("[[alarms]]").unwrap()..];
+    let head = head
+        .replace("steps = [10, 25, 50, 100]", "steps = [50, 100]")
+        .replace("soak = \"30s\"", "soak = \"20s\"")
+        .replace("gate_interval = \"5s\"", "gate_interval = \"1s\"")
+        .replace("ttl = 10\n", "ttl = 1\n");
+    let gate = "[[rollout.gates]]\nkind = \"metric\"\nenvironment = \"staging\"\n\
+                metric = \"HTTPCode_ELB_5XX_Count\"\nstat = \"Sum\"\nmax = 0\nno_data = \"pass\"\n\n";
+    let text = format!("{head}{gate}{alarms}");
+    let path = dir.join("elb5xx.toml");
+    std::fs::write(&path, &text).unwrap();
+    (cutover::runbook::parse(&path.display().to_string(), &text).unwrap(), path)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollout_gated_on_elb_5xx_aborts_when_the_new_side_refuses_every_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rb, path) = elb_5xx_gate_only(dir.path());
+    let sb = sandbox(&rb, "ap-south-1").await;
+    stop_environment(&sb, "staging").await;
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["rollout", path.to_str().unwrap(), "--yes"]).await;
+    let sets = sb.clients.route53.list_resource_record_sets().hosted_zone_id(&sb.world.zone_id).send().await.unwrap();
+    let staging = sets.resource_record_sets().iter().find(|r| r.set_identifier() == Some("staging")).unwrap().weight();
+    sb.down().await;
+    assert_eq!(code, Some(1), "the rollout must abort, not complete: {out}");
+    assert!(out.contains("staging HTTPCode_ELB_5XX_Count"), "{out}");
+    assert_eq!(staging, Some(0), "rolled back to the initial weights");
+}
