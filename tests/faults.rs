@@ -39,7 +39,7 @@ async fn throttling_keeps_values_live_or_honestly_stale_and_the_call_count_bound
     assert!(baseline > 10, "the baseline polled: {baseline}");
 
     // Every third request throttled: the SDK's retries absorb it and values stay fresh.
-    let (addr, proxy, counts) = cutover::sandbox::throttle::throttle_proxy(moto, 3).await.unwrap();
+    let (addr, proxy, counts) = cutover::sandbox::aws_proxy::start(moto, 3).await.unwrap();
     let (s, partial) = poll_for(&sb, &rb, &format!("http://{addr}"), secs).await;
     let calls = partial;
     proxy.abort();
@@ -58,7 +58,7 @@ async fn throttling_keeps_values_live_or_honestly_stale_and_the_call_count_bound
 
     // Everything throttled: values are marked with the error, never shown as
     // fresh, and the workers back off instead of hammering.
-    let (addr, proxy, counts) = cutover::sandbox::throttle::throttle_proxy(moto, 1).await.unwrap();
+    let (addr, proxy, counts) = cutover::sandbox::aws_proxy::start(moto, 1).await.unwrap();
     let (s, calls) = poll_for(&sb, &rb, &format!("http://{addr}"), secs).await;
     proxy.abort();
     assert_eq!(counts.throttled.load(Ordering::SeqCst), calls, "every request was throttled");

@@ -484,9 +484,8 @@ async fn a_kill_at_every_crash_point_is_reconciled_by_the_next_run() {
         assert!(CRASHES.iter().any(|(c, ..)| c.split('@').next() == Some(*p)), "{p} is exercised");
     }
     let sb = fixed_sandbox(&rb, "sa-east-1").await;
-    let moto: std::net::SocketAddr = sb.endpoint.trim_start_matches("http://").parse().unwrap();
-    let (addr, proxy, faults) = cutover::sandbox::throttle::throttle_proxy(moto, 0).await.unwrap();
-    faults.pending_ms.store(1_500, std::sync::atomic::Ordering::SeqCst);
+    // Route53 as AWS: a change is PENDING for a while before INSYNC.
+    sb.faults.pending_ms.store(1_500, std::sync::atomic::Ordering::SeqCst);
     let p = path.to_str().unwrap();
     let mut sent_then_killed = 0;
     for (i, &(point, live_after, left)) in CRASHES.iter().enumerate() {
@@ -494,7 +493,6 @@ async fn a_kill_at_every_crash_point_is_reconciled_by_the_next_run() {
         let state = dir.path().join(format!("state-{i}"));
         let command = |args: &[&str], crash: Option<&str>| {
             let mut c = cutover_command(&sb, &rb, &state, args);
-            c.env("AWS_ENDPOINT_URL", format!("http://{addr}"));
             if let Some(point) = crash {
                 c.env("CUTOVER_CRASH_AT", point);
             }
@@ -560,7 +558,6 @@ async fn a_kill_at_every_crash_point_is_reconciled_by_the_next_run() {
             );
         }
     }
-    proxy.abort();
     sb.down().await;
     assert_eq!(sent_then_killed, 10, "kills that landed after Route53 accepted a change");
     record(
@@ -589,7 +586,7 @@ async fn throttling_during_a_rollout_never_advances_blind_and_a_restart_complete
     let (rb, path) = fast_runbook_with(dir.path(), |t| t.replace("soak = \"5s\"", "soak = \"20s\""));
     let sb = fixed_sandbox(&rb, "ap-northeast-3").await;
     let moto: std::net::SocketAddr = sb.endpoint.trim_start_matches("http://").parse().unwrap();
-    let (addr, proxy, counts) = cutover::sandbox::throttle::throttle_proxy(moto, 10).await.unwrap();
+    let (addr, proxy, counts) = cutover::sandbox::aws_proxy::start(moto, 10).await.unwrap();
     let through_proxy = |args: &[&str]| {
         let mut c = cutover_command(&sb, &rb, dir.path(), args);
         c.env("AWS_ENDPOINT_URL", format!("http://{addr}"));

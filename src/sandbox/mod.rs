@@ -3,13 +3,13 @@
 //! Nothing here ever connects outside loopback.
 
 pub mod app;
+pub mod aws_proxy;
 pub mod cli;
 pub mod firewall;
 pub mod latency;
 pub mod process;
 pub mod provision;
 pub mod rules;
-pub mod throttle;
 pub mod traffic;
 
 use std::collections::BTreeMap;
@@ -36,7 +36,12 @@ pub struct SandboxOptions {
 }
 
 pub struct Sandbox {
+    /// Where cutover talks to AWS: the AWS-like proxy in front of moto.
     pub endpoint: String,
+    /// moto itself, behind the proxy.
+    pub moto_endpoint: String,
+    /// The proxy's switches (throttling, PENDING time, dropped replies).
+    pub faults: std::sync::Arc<aws_proxy::AwsFaults>,
     pub region: String,
     pub world: World,
     /// Redis endpoint name → URL of its local redis-server.
@@ -56,6 +61,8 @@ impl Sandbox {
         let (shutdown, _) = watch::channel(false);
         let mut sb = Sandbox {
             endpoint: String::new(),
+            moto_endpoint: String::new(),
+            faults: Default::default(),
             region: opts.region.clone(),
             world: World::default(),
             redis_urls: BTreeMap::new(),
@@ -87,7 +94,7 @@ impl Sandbox {
         children: &mut Vec<ChildProcess>,
     ) -> Result<()> {
         let dir = self._dir.path().to_path_buf();
-        self.endpoint = match &opts.moto_endpoint {
+        self.moto_endpoint = match &opts.moto_endpoint {
             Some(e) => e.clone(),
             None => {
                 let moto = process::start_moto(&dir).await?;
@@ -96,6 +103,18 @@ impl Sandbox {
                 e
             }
         };
+        // Everything, the sandbox's own traffic included, reaches moto through
+        // the proxy that makes it answer as AWS does (see `aws_proxy`).
+        let moto: SocketAddr = self
+            .moto_endpoint
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .parse()
+            .wrap_err_with(|| format!("moto endpoint {} is not http://127.0.0.1:PORT", self.moto_endpoint))?;
+        let (proxy, task, faults) = aws_proxy::start(moto, 0).await?;
+        self.tasks.push(task);
+        self.faults = faults;
+        self.endpoint = format!("http://{proxy}");
         self.clients = Clients::new(&crate::aws::sandbox_config(&self.endpoint, &opts.region).await);
 
         for (_, r) in rb.redis_endpoints() {

@@ -21,7 +21,7 @@ use tokio::task::JoinHandle;
 
 /// Requests seen and requests throttled, and the current share.
 #[derive(Debug, Default)]
-pub struct ThrottleCounts {
+pub struct AwsFaults {
     pub seen: AtomicU64,
     pub throttled: AtomicU64,
     /// Every `every`-th request is throttled; 0 lets every request through.
@@ -42,7 +42,7 @@ pub struct ThrottleCounts {
 struct Proxy {
     upstream: SocketAddr,
     http: reqwest::Client,
-    counts: Arc<ThrottleCounts>,
+    counts: Arc<AwsFaults>,
 }
 
 /// The text between `<tag>` and `</tag>`, first occurrence.
@@ -159,11 +159,8 @@ async fn forward(State(p): State<Arc<Proxy>>, req: Request) -> Response {
 
 /// Starts the proxy on a free loopback port, throttling every `nth` request
 /// (0: none); abort the handle to stop it.
-pub async fn throttle_proxy(
-    upstream: SocketAddr,
-    nth: u64,
-) -> std::io::Result<(SocketAddr, JoinHandle<()>, Arc<ThrottleCounts>)> {
-    let counts = Arc::new(ThrottleCounts { every: AtomicU64::new(nth), ..Default::default() });
+pub async fn start(upstream: SocketAddr, nth: u64) -> std::io::Result<(SocketAddr, JoinHandle<()>, Arc<AwsFaults>)> {
+    let counts = Arc::new(AwsFaults { every: AtomicU64::new(nth), ..Default::default() });
     let state = Arc::new(Proxy { upstream, http: reqwest::Client::new(), counts: counts.clone() });
     let app = axum::Router::new().fallback(forward).with_state(state);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
