@@ -175,9 +175,25 @@ async fn a_runbook_for_another_region_is_refused_where_regional_resources_are_re
         );
     }
     assert!(state_files(dir.path()).is_empty(), "nothing written: {:?}", state_files(dir.path()));
-    // Route53 is global: a weight change (or an abort) is never blocked by a regional read.
-    let out = elsewhere(&["shift", p, "--to", "10", "--dry-run"]);
+    // Route53 is global: a weight change or an abort is never blocked by a
+    // regional read. Both run for real and the records say so.
+    let live = || async {
+        let sets =
+            sb.clients.route53.list_resource_record_sets().hosted_zone_id(&sb.world.zone_id).send().await.unwrap();
+        let mut w: Vec<(String, i64)> = sets
+            .resource_record_sets()
+            .iter()
+            .filter_map(|r| Some((r.set_identifier()?.to_string(), r.weight()?)))
+            .collect();
+        w.sort();
+        w
+    };
+    let out = elsewhere(&["shift", p, "--to", "10", "--yes"]);
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(live().await, [("prod".to_string(), 90), ("staging".to_string(), 10)], "shift applied");
+    let out = elsewhere(&["abort", p, "--yes", "--reason", "region test"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(live().await, [("prod".to_string(), 100), ("staging".to_string(), 0)], "abort applied");
     sb.down().await;
     record(
         "bad-input",
@@ -185,7 +201,7 @@ async fn a_runbook_for_another_region_is_refused_where_regional_resources_are_re
             "The demo runbook run against a region holding none of its load balancers by {} subcommand forms that \
              read regional resources (status, rollout, run): each refused in one line naming the load balancers, the \
              region in use and the runbook's, exit 2, nothing written; `shift` and `abort` touch only Route53 \
-             (global) and are not blocked",
+             (global): both ran for real from the other region and the records read back 90/10, then 100/0",
             subs.len()
         ),
     );

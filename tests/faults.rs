@@ -56,24 +56,53 @@ async fn throttling_keeps_values_live_or_honestly_stale_and_the_call_count_bound
         assert!(env.value.is_some() && env.error.is_none(), "{name}: {:?}", env.error);
     }
 
-    // Everything throttled: values are marked with the error, never shown as
-    // fresh, and the workers back off instead of hammering.
-    let (addr, proxy, counts) = cutover::sandbox::aws_proxy::start(moto, 1).await.unwrap();
-    let (s, calls) = poll_for(&sb, &rb, &format!("http://{addr}"), secs).await;
+    // Everything throttled after a first good round: values are marked stale
+    // with the error, never shown as fresh, and the workers back off instead
+    // of hammering, while Redis and /health (not behind AWS) stay live.
+    let (addr, proxy, counts) = cutover::sandbox::aws_proxy::start(moto, 0).await.unwrap();
+    let clients =
+        cutover::aws::Clients::new(&cutover::aws::sandbox_config(&format!("http://{addr}"), &sb.region).await);
+    let mut ctx = WorkerContext::new(rb.clone(), clients.clone(), ProbePolicy::LoopbackOnly);
+    ctx.vars.extend(sb.env_vars(&rb));
+    // Every source polls within the throttled window (metrics default to 30 s).
+    ctx.intervals.metrics = Duration::from_secs(5);
+    ctx.intervals.alarms = Duration::from_secs(5);
+    let mut session = Session::start(Arc::new(ctx));
+    session.first_round(&rb, Duration::from_secs(30)).await;
+    assert!(session.state.traffic.value.is_some() && !session.state.health.is_empty(), "a first good round");
+    counts.every.store(1, Ordering::SeqCst);
+    let (before_calls, before_throttled) = (clients.calls.total(), counts.throttled.load(Ordering::SeqCst));
+    let throttled_from = SystemTime::now();
+    session.run_until(tokio::time::Instant::now() + Duration::from_secs(secs)).await;
     proxy.abort();
-    assert_eq!(counts.throttled.load(Ordering::SeqCst), calls, "every request was throttled");
+    let calls = clients.calls.total() - before_calls;
+    assert_eq!(counts.throttled.load(Ordering::SeqCst) - before_throttled, calls, "every request was throttled");
     assert!(calls <= baseline * 2, "backoff bounds the calls: {calls} vs {baseline} unthrottled");
-    let st = &s.state;
-    assert!(st.traffic.value.is_none(), "no value was ever read, so none is shown");
-    let e = st.traffic.error.as_deref().unwrap_or("");
-    assert!(e.contains("Throttling") || e.contains("Rate exceeded"), "{e}");
+    let st = &session.state;
+    let throttled = |what: &str, error: Option<&str>, stale: bool| {
+        let e = error.unwrap_or("");
+        assert!(stale, "{what} is marked stale");
+        assert!(
+            e.contains("Throttling") || e.contains("Rate exceeded") || e.contains("RequestLimitExceeded"),
+            "{what} shows the throttling error: {e:?}"
+        );
+    };
+    throttled("traffic", st.traffic.error.as_deref(), st.traffic.is_stale());
+    assert!(st.traffic.value.is_some(), "the last good weights are kept");
+    throttled("alarms", st.alarms.error.as_deref(), st.alarms.is_stale());
+    throttled("metrics", st.metrics.error.as_deref(), st.metrics.is_stale());
     for (name, env) in &st.environments {
-        let e = env.error.as_deref().unwrap_or("");
-        assert!(e.contains("RequestLimitExceeded") || e.contains("Throttling"), "{name}: {e}");
+        throttled(name, env.error.as_deref(), env.is_stale());
     }
-    // Redis and /health do not go through AWS: they stay live.
+    // Redis and /health do not go through AWS: they stayed live throughout.
+    let since = SystemTime::now().duration_since(throttled_from).unwrap_or_default();
+    assert!(!st.redis.is_empty() && !st.health.is_empty());
     for (name, r) in &st.redis {
         assert!(r.error.is_none() && recent(r.updated_at, Duration::from_secs(10)), "{name}: {:?}", r.error);
+    }
+    for (id, h) in &st.health {
+        assert!(recent(h.updated_at, Duration::from_secs(10)) && !h.is_stale(), "/health of {id} live: {:?}", h.error);
+        assert!(h.updated_at.is_some_and(|t| t > throttled_from), "{id} probed while AWS was throttled ({since:?})");
     }
     eprintln!(
         "AWS calls in {secs} s: {baseline} unthrottled, {partial} with every third throttled, {calls} all throttled"
@@ -84,7 +113,8 @@ async fn throttling_keeps_values_live_or_honestly_stale_and_the_call_count_bound
         format!(
             "The cockpit's workers for {secs} s: {baseline} AWS calls unthrottled; {partial} with every third call \
              throttled (retries absorbed it, every value fresh); {calls} with every call throttled (backoff; no value \
-             shown as fresh, each source showing the Throttling error), while Redis and /health stayed live"
+             shown as fresh: traffic, alarms, metrics and every environment stale with the Throttling error), \
+             while Redis and every instance's /health stayed live"
         ),
     );
 }

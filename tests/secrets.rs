@@ -55,38 +55,35 @@ async fn planted_secrets_never_appear_in_any_output_or_file() {
     let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("runbooks/demo.toml");
     let d = demo.to_str().unwrap();
     let wrong = format!("redis://:{WRONG_PW}@127.0.0.1:{dst}/0");
-    let commands: Vec<Vec<&str>> = vec![
-        vec!["status", d],
-        vec!["status", d, "--json"],
-        vec!["shift", d, "--to", "20", "--dry-run"],
-        vec!["shift", d, "--to", "20", "--yes"],
-        vec!["rollout", d, "--dry-run"],
-        vec!["abort", d, "--yes", "--reason", "secrets test"],
-        vec!["run", d, "validate/redis-ingress", "--yes"],
-        vec!["audit", d],
-        vec!["audit", d, "--markdown"],
-        vec!["redis", "copy", "--from", &src_url, "--to", &dst_url, "--dry-run"],
-        vec!["redis", "copy", "--from", &src_url, "--to", &dst_url, "--yes", "--json"],
-        vec!["redis", "verify", "--from", &src_url, "--to", &dst_url, "--json"],
-        vec!["redis", "verify", "--from", &src_url, "--to", &wrong],
-        vec!["redis", "copy", "--from", &src_url, "--to", &wrong, "--yes"],
-        vec!["--read-only", "redis", "copy", "--from", &src_url, "--to", &dst_url, "--yes"],
+    // Each command with the exit status it must end with: one that failed
+    // early could pass by leaking nothing.
+    let commands: Vec<(Vec<&str>, i32)> = vec![
+        (vec!["status", d], 1),
+        (vec!["status", d, "--json"], 1),
+        (vec!["shift", d, "--to", "20", "--dry-run"], 0),
+        (vec!["shift", d, "--to", "20", "--yes"], 0),
+        (vec!["rollout", d, "--dry-run"], 0),
+        (vec!["abort", d, "--yes", "--reason", "secrets test"], 0),
+        (vec!["run", d, "validate/redis-ingress", "--yes"], 0),
+        (vec!["audit", d], 0),
+        (vec!["audit", d, "--markdown"], 0),
+        (vec!["redis", "copy", "--from", &src_url, "--to", &dst_url, "--dry-run"], 0),
+        (vec!["redis", "copy", "--from", &src_url, "--to", &dst_url, "--yes", "--json"], 0),
+        (vec!["redis", "verify", "--from", &src_url, "--to", &dst_url, "--json"], 0),
+        (vec!["redis", "verify", "--from", &src_url, "--to", &wrong], 2),
+        (vec!["redis", "copy", "--from", &src_url, "--to", &wrong, "--yes"], 2),
+        (vec!["--read-only", "redis", "copy", "--from", &src_url, "--to", &dst_url, "--yes"], 2),
     ];
     let mut outputs = Vec::new();
-    for args in &commands {
+    for (args, want) in &commands {
         let mut cmd = cutover_command(&sb, &rb, &state, args);
         cmd.env("AWS_SECRET_ACCESS_KEY", AWS_SECRET).env("AWS_SESSION_TOKEN", AWS_TOKEN).env("CUTOVER_LOG", "debug");
         let out = cmd.output().unwrap();
         let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-        outputs.push((format!("output of {args:?}"), text, out.status.code()));
+        assert_eq!(out.status.code(), Some(*want), "{args:?} ended otherwise than expected: {text}");
+        outputs.push((format!("output of {args:?}"), text));
     }
-    // The commands did their work (a quiet failure would hide nothing).
-    let code = |i: usize| outputs[i].2;
-    assert_eq!(code(3), Some(0), "{}", outputs[3].1);
-    assert_eq!(code(10), Some(0), "{}", outputs[10].1);
-    assert_eq!(code(11), Some(0), "{}", outputs[11].1);
-    assert_eq!(code(13), Some(2), "a wrong password is bad input: {}", outputs[13].1);
-    let mut seen = outputs.into_iter().map(|(w, t, _)| (w, t)).collect::<Vec<_>>();
+    let mut seen = outputs;
     let written = files(&state);
     assert!(
         written.iter().any(|(p, _)| p.ends_with("/log") || p.ends_with("cutover.log")),

@@ -360,6 +360,16 @@ fn moto_frozen_mid_watch_goes_stale_with_the_error_redis_stays_live_and_it_recov
     assert_eq!(targets["outcome"], "unknown", "stale data never passes a check: {targets}");
 
     let stale_after = frozen_at.elapsed();
+    // Down for 30 s in all, as the scenario says: no snapshot meanwhile is fresh.
+    let mut while_down = 0;
+    while frozen_at.elapsed() < Duration::from_secs(30) {
+        if let Ok(v) = rx.recv_timeout(Duration::from_millis(500)) {
+            assert!(!aws_fresh(&v), "a snapshot taken while AWS was down showed AWS fresh: {v}");
+            while_down += 1;
+        }
+    }
+    assert!(while_down >= 5, "`--watch` kept printing while AWS was down: {while_down} snapshots");
+    let down_for = frozen_at.elapsed();
     drop(thaw);
     let thawed_at = Instant::now();
     wait_for("AWS values to be fresh again", Duration::from_secs(60), &aws_fresh);
@@ -371,9 +381,11 @@ fn moto_frozen_mid_watch_goes_stale_with_the_error_redis_stays_live_and_it_recov
     record(
         "aws-down",
         format!(
-            "`status --watch` with moto frozen (SIGSTOP): every AWS value went STALE within {:.0} s, keeping the last \
-             weights with the error (`{}`); Redis stayed live; the targets check became unknown, never a pass; \
-             fresh again {:.0} s after AWS came back",
+            "`status --watch` with moto frozen (SIGSTOP) for {:.0} s: every AWS value went STALE within {:.0} s, \
+             keeping the last weights with the error (`{}`), and none of the {while_down} snapshots after that showed \
+             AWS fresh; Redis stayed live; the targets check became unknown, never a pass; fresh again {:.0} s \
+             after AWS came back",
+            down_for.as_secs_f64(),
             stale_after.as_secs_f64(),
             clip(stale["traffic"]["error"].as_str().unwrap_or(""), 100),
             fresh_after.as_secs_f64(),

@@ -51,14 +51,29 @@ pub fn run(rb: Runbook, g: &GlobalArgs, args: StatusArgs) -> Result<u8, Failure>
         // The region check runs beside the first round, and only a check that
         // ran and found none of the load balancers refuses: during an AWS
         // outage `status` still shows every value, the AWS ones with their error.
-        let (region_check, ()) = tokio::join!(
-            super::region_check(&clients, &rb, &region),
-            session.first_round(&rb, Duration::from_secs(30))
-        );
-        match region_check {
-            super::RegionCheck::Elsewhere(f) => return Err(f),
-            super::RegionCheck::Unknown(e) => tracing::warn!(error = %e, "status: cannot check the runbook's region"),
-            super::RegionCheck::Here => {}
+        // A refusal does not wait for the first round.
+        {
+            let check = super::region_check(&clients, &rb, &region);
+            let first_round = session.first_round(&rb, Duration::from_secs(30));
+            tokio::pin!(check, first_round);
+            let mut round_done = false;
+            let found = tokio::select! {
+                found = &mut check => found,
+                () = &mut first_round => {
+                    round_done = true;
+                    check.await
+                }
+            };
+            match found {
+                super::RegionCheck::Elsewhere(f) => return Err(f),
+                super::RegionCheck::Unknown(e) => {
+                    tracing::warn!(error = %e, "status: cannot check the runbook's region")
+                }
+                super::RegionCheck::Here => {}
+            }
+            if !round_done {
+                first_round.await;
+            }
         }
         let mut snap = snapshot(&rb, &session.state, &region, std::time::SystemTime::now());
         if let Some(f) = account_mismatch(&rb, &snap) {
