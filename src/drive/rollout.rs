@@ -467,6 +467,14 @@ impl Runner<'_> {
         lines[since..].iter().any(|l| l.stage == "insync" && l.detail.starts_with(&prefix))
     }
 
+    /// Sends the in-flight weights again and waits for that change's INSYNC:
+    /// Route53 applies a zone's changes in order, so it confirms the earlier one.
+    async fn confirm_by_resending(&mut self, flight: &InFlight, why: &str) -> Result<Vec<Output>, String> {
+        self.state.in_flight = Some(InFlight { change: None, ..flight.clone() });
+        let plan = shift::plan(&self.cx.clients, &self.cx.rb, flight.weights).await?;
+        self.send(&plan, flight.step, Some(why)).await
+    }
+
     /// Settles a change an earlier run left in flight, before anything else
     /// is decided from the live weights (see `send` for each window).
     /// `live` is what Route53 holds now; returns the engine's outputs.
@@ -488,8 +496,7 @@ impl Runner<'_> {
                 "{action}: {}/{} is live but its change was never recorded (interrupted after sending); sending a confirming change",
                 live.0, live.1
             ));
-            let plan = shift::plan(&self.cx.clients, &self.cx.rb, flight.weights).await?;
-            return self.send(&plan, flight.step, Some("the first send's change id was lost to an interruption")).await;
+            return self.confirm_by_resending(&flight, "the first send's change id was lost to an interruption").await;
         }
         if live == previous {
             let detail = "interrupted before Route53 accepted it; the weights are unchanged".to_string();
@@ -560,9 +567,8 @@ pub async fn run(cx: &Context, say: &mut (dyn FnMut(&str) + Send)) -> Result<Out
         }
         // Weights someone else set are confirmed INSYNC before anything builds on them.
         let step = at_step.then_some(runner.engine.state.step);
-        runner.state.in_flight = Some(InFlight { before: expected, weights: live, step, change: None });
-        runner.state.applied = Some(expected);
-        outputs.extend(runner.reconcile(live).await?);
+        let adopted = InFlight { before: expected, weights: live, step, change: None };
+        outputs.extend(runner.confirm_by_resending(&adopted, "adopting live weights set outside this rollout").await?);
     }
     let mut ctx = WorkerContext::new(rb.clone(), cx.clients.clone(), ProbePolicy::from_env());
     ctx.vars.extend(cx.vars.clone());
