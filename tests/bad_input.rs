@@ -130,13 +130,34 @@ async fn a_runbook_for_another_account_is_refused_by_every_subcommand_that_reads
             "{args:?}: {err}"
         );
     }
-    assert!(state_files(dir.path()).is_empty(), "nothing written: {:?}", state_files(dir.path()));
+    // Nothing written but the audit log's `refused` lines, one per form that
+    // would change something (status and dry runs change nothing: no line).
+    assert_eq!(state_files(dir.path()), ["demo.audit.jsonl"], "nothing else written");
+    let audit = std::fs::read_to_string(dir.path().join("cutover/demo.audit.jsonl")).unwrap();
+    let lines: Vec<serde_json::Value> = audit.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let actions: Vec<&str> = lines.iter().map(|l| l["action"].as_str().unwrap()).collect();
+    assert_eq!(
+        actions,
+        [
+            "shift_weights to 10%",
+            "rollout start",
+            "rollout abort",
+            "authorize_redis_ingress staging (validate/redis-ingress)"
+        ],
+        "{audit}"
+    );
+    for l in &lines {
+        assert_eq!(l["stage"], "refused", "{l}");
+        assert_eq!(l["account"], "123456789012", "{l}");
+        assert!(l["detail"].as_str().unwrap().contains("999999999999"), "{l}");
+    }
     sb.down().await;
     record(
         "bad-input",
         format!(
             "A runbook for account 999999999999 run with the sandbox's credentials by {} subcommand forms that read \
-             AWS: each refused in one line naming both accounts and `--profile`, exit 2, nothing written",
+             AWS: each refused in one line naming both accounts and `--profile`, exit 2, nothing written but one \
+             `refused` audit line for each form that would change something",
             subs.len()
         ),
     );

@@ -159,6 +159,36 @@ async fn read_only_refuses_every_mutation_headless_and_changes_nothing() {
         let why = if rollout_item { "run the gated rollout with `cutover rollout`" } else { "read-only" };
         assert!(err.contains(why), "{args:?} says why: {err}");
     }
+    // Every refusal is audited, by `drive::authorise`: one `refused` line per
+    // command (`run` of the rollout item, not its rollback, is refused as bad
+    // input before that).
+    let audited = common::tmux::audit_lines(dir.path(), &rb.name);
+    let runbook_commands = commands.iter().filter(|c| {
+        c[0] != "redis" && (!c.iter().any(|a| a == "traffic/rollout") || c.iter().any(|a| a == "--rollback"))
+    });
+    let want: Vec<&str> = runbook_commands
+        .map(|c| match c[0].as_str() {
+            "shift" => "shift_weights to 30%",
+            "rollout" => "rollout start",
+            "abort" => "rollout abort",
+            "pause" => "rollout pause",
+            "promote" => "rollout promote",
+            _ => "",
+        })
+        .collect();
+    let got: Vec<String> = audited
+        .iter()
+        .map(|l| format!("{} [{}]", l["action"].as_str().unwrap(), l["stage"].as_str().unwrap()))
+        .collect();
+    assert_eq!(audited.len(), want.len(), "one audit line per refused command: {got:#?}");
+    for (line, want) in audited.iter().zip(&want) {
+        assert_eq!(line["stage"], "refused", "{line}");
+        assert_eq!(line["detail"], "--read-only", "{line}");
+        assert!(line["action"].as_str().unwrap().starts_with(want), "{want}: {line}");
+    }
+    let redis_audit = std::fs::read_to_string(dir.path().join("cutover/redis.audit.jsonl")).unwrap_or_default();
+    let redis_refused = redis_audit.lines().filter(|l| l.contains("\"stage\":\"refused\"")).count();
+    assert_eq!(redis_refused, 3, "each `redis copy` refusal audited: {redis_audit}");
     let after = world(&sb).await;
     assert!(after == before, "AWS and Redis are exactly as they were:\n{}", diff_lines(&before, &after));
     sb.down().await;
@@ -167,7 +197,8 @@ async fn read_only_refuses_every_mutation_headless_and_changes_nothing() {
         format!(
             "Headless with `--read-only`: {} commands (every action kind of the runbook format: {}; every rollback; \
              shift, rollout, abort, pause, promote; `redis copy` under each conflict policy) each refused with exit \
-             2, and AWS and the target Redis read back byte for byte as before ({} lines compared)",
+             2 and audited as `refused`, and AWS and the target Redis read back byte for byte as before ({} lines \
+             compared)",
             commands.len(),
             kinds.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", "),
             before.lines().count()
@@ -182,4 +213,75 @@ fn diff_lines(a: &str, b: &str) -> String {
         .map(|(x, y)| format!("- {x}\n+ {y}"))
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// `--read-only` in the cockpit, in a real terminal against the sandbox:
+/// every key and popup that changes something (w, R, X, +, P, Enter on each
+/// checklist action, b on a rollback) says it is refused and writes a
+/// `refused` audit line, and AWS and Redis are left as they were.
+#[test]
+fn read_only_in_the_cockpit_refuses_and_audits_every_change() {
+    use common::tmux::{Tmux, audit_lines, cockpit_script};
+    use std::time::{Duration, Instant};
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let rb = runbook("demo.toml");
+    let sb = rt.block_on(sandbox(&rb, "eu-south-1"));
+    let before = rt.block_on(world(&sb));
+    let marker = dir.path().join("exited");
+    let script = cockpit_script(&sb, &rb, dir.path(), &["--read-only", "tui", "runbooks/demo.toml"], &marker);
+    let tmux = Tmux { socket: format!("cutover-read-only-{}", std::process::id()) };
+    let out = tmux.cmd(&["new-session", "-d", "-s", "t", "-x", "200", "-y", "50", &format!("sh {}", script.display())]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    tmux.wait_for("the live screen", Duration::from_secs(60), |s| s.contains("READ-ONLY") && s.contains("4/4 healthy"));
+    // (keys, the audited action)
+    let presses: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["w"], "shift_weights"),
+        (vec!["R"], "rollout start"),
+        (vec!["X"], "rollout abort"),
+        (vec!["+"], "rollout promote"),
+        (vec!["P"], "rollout pause"),
+        // Checklist rows: 6 validate/redis-ingress, 8 validate/copy, 11 traffic/rollout, 15 decommission/stop-old.
+        (vec!["5", "j", "j", "j", "j", "j", "j", "Enter"], "authorize_redis_ingress staging (validate/redis-ingress)"),
+        (vec!["b"], "revoke_redis_ingress staging (validate/redis-ingress)"),
+        (vec!["j", "j", "Enter"], "copy_redis"),
+        (vec!["j", "j", "j", "Enter"], "rollout (traffic/rollout)"),
+        (vec!["j", "j", "j", "j", "Enter"], "stop_instances production (decommission/stop-old)"),
+    ];
+    for (i, (keys, action)) in presses.iter().enumerate() {
+        tmux.keys(keys);
+        let start = Instant::now();
+        let audit = loop {
+            let audit = audit_lines(dir.path(), &rb.name);
+            if audit.len() > i || start.elapsed() > Duration::from_secs(15) {
+                break audit;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        assert_eq!(audit.len(), i + 1, "one audit line per refusal, after {keys:?}: {audit:#?}");
+        assert_eq!(audit[i]["stage"], "refused", "{}", audit[i]);
+        assert_eq!(audit[i]["detail"], "--read-only", "{}", audit[i]);
+        assert!(audit[i]["action"].as_str().unwrap().starts_with(action), "{action}: {}", audit[i]);
+        assert!(tmux.screen().contains("refused: read-only"), "the refusal on screen after {keys:?}");
+    }
+    let s = tmux.screen();
+    assert!(!s.contains("confirm a change") && !s.contains("shift weights:"), "no popup opened:\n{s}");
+    tmux.keys(&["q"]);
+    let start = Instant::now();
+    while !marker.exists() {
+        assert!(start.elapsed() < Duration::from_secs(20), "cutover did not exit; screen:\n{}", tmux.screen());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let after = rt.block_on(world(&sb));
+    assert!(after == before, "AWS and Redis are exactly as they were:\n{}", diff_lines(&before, &after));
+    rt.block_on(sb.down());
+    record(
+        "read-only",
+        format!(
+            "The cockpit with `--read-only` in a real terminal: {} changes (w, R, X, +, P, Enter on each of the 4 \
+             checklist actions, b on a rollback) each refused on screen with one `refused` audit line, and AWS and \
+             Redis read back as before",
+            presses.len()
+        ),
+    );
 }

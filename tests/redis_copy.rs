@@ -66,7 +66,19 @@ async fn copy_with(opts: &CopyOptions) -> Result<CopyReport, CopyError> {
             return Err(CopyError::Refused(format!("{} conflicts", c.count)));
         }
     }
-    copy::copy(opts, conns, &pf, |_| {}).await
+    // The copy writes only under an `Actor`, from the one constructor there is.
+    let log = cutover::audit::AuditLog {
+        path: std::env::temp_dir().join(format!("redis-copy-test-{}.audit.jsonl", std::process::id())),
+    };
+    let who = cutover::drive::authorise(
+        cutover::drive::Scope::RedisUrls { log: &log },
+        false,
+        "redis_copy",
+        "writing to Redis",
+    )
+    .await
+    .expect("not read-only: authorised");
+    copy::copy(&who, opts, conns, &pf, |_| {}).await
 }
 
 async fn dbsize(c: &mut MultiplexedConnection) -> u64 {

@@ -216,7 +216,12 @@ async fn refusals_change_nothing() {
     assert_eq!(code, Some(2), "{out}");
     assert!(out.contains("the live weights are 60/40 but the rollout expects 100/0"), "{out}");
     assert_eq!(weights(&sb).await, w(60, 40));
-    assert!(audit(dir.path()).is_empty());
+    // Only the two --read-only refusals are audited (by `drive::authorise`); nothing was sent.
+    let lines: Vec<String> = audit(dir.path())
+        .iter()
+        .map(|l| format!("{} [{}] {}", l["action"].as_str().unwrap(), l["stage"].as_str().unwrap(), l["detail"]))
+        .collect();
+    assert_eq!(lines, ["rollout start [refused] \"--read-only\"", "rollout abort [refused] \"--read-only\""]);
     sb.down().await;
 }
 

@@ -563,10 +563,16 @@ fn n_cancels_a_planned_change_and_read_only_never_plans() {
         update(&mut app, key(KeyCode::Char('b'))),
         vec![Command::PlanAction { key: "validate/redis-ingress".into(), rollback: true }]
     );
-    // Read-only: refused before anything is planned.
+    // Read-only: refused before anything is planned; the refusal goes to the loop to be audited.
     app.header.read_only = true;
-    assert!(update(&mut app, key(KeyCode::Enter)).is_empty());
-    assert!(update(&mut app, key(KeyCode::Char('b'))).is_empty());
+    assert_eq!(
+        update(&mut app, key(KeyCode::Enter)),
+        vec![Command::Refused { action: "authorize_redis_ingress staging (validate/redis-ingress)".into() }]
+    );
+    assert_eq!(
+        update(&mut app, key(KeyCode::Char('b'))),
+        vec![Command::Refused { action: "revoke_redis_ingress staging (validate/redis-ingress)".into() }]
+    );
     assert!(app.log.back().unwrap().text.starts_with("refused: read-only"));
 }
 
@@ -849,8 +855,14 @@ fn rollout_keys_plan_start_promote_and_abort_for_confirmation_and_pause_at_once(
     assert!(app.log.back().unwrap().text.contains("no rollout is running"));
     // Read-only: every one refused before anything is planned or asked.
     app.header.read_only = true;
-    for k in ['w', 'R', '+', 'X', 'P'] {
-        assert!(update(&mut app, key(KeyCode::Char(k))).is_empty(), "{k}");
+    for (k, action) in [
+        ('w', "shift_weights"),
+        ('R', "rollout start"),
+        ('+', "rollout promote"),
+        ('X', "rollout abort"),
+        ('P', "rollout pause"),
+    ] {
+        assert_eq!(update(&mut app, key(KeyCode::Char(k))), vec![Command::Refused { action: action.into() }], "{k}");
         assert_eq!(app.overlay, Overlay::None, "{k}");
         assert!(app.log.back().unwrap().text.starts_with("refused: read-only"), "{k}");
     }

@@ -3,51 +3,10 @@
 
 mod common;
 
+use common::tmux::{Tmux, audit_lines, cockpit_script};
+
 use std::process::Command;
 use std::time::{Duration, Instant};
-
-struct Tmux {
-    socket: String,
-}
-
-impl Tmux {
-    fn cmd(&self, args: &[&str]) -> std::process::Output {
-        Command::new("tmux")
-            .args(["-L", &self.socket])
-            .args(args)
-            .output()
-            .expect("tmux runs (scripts/test installs it)")
-    }
-    fn screen(&self) -> String {
-        String::from_utf8_lossy(&self.cmd(&["capture-pane", "-p", "-t", "t"]).stdout).into_owned()
-    }
-    fn var(&self, name: &str) -> String {
-        String::from_utf8_lossy(&self.cmd(&["display-message", "-p", "-t", "t", name]).stdout).trim().to_string()
-    }
-    fn keys(&self, keys: &[&str]) {
-        for k in keys {
-            self.cmd(&["send-keys", "-t", "t", k]);
-            std::thread::sleep(Duration::from_millis(150));
-        }
-    }
-    fn wait_for(&self, what: &str, limit: Duration, pred: impl Fn(&str) -> bool) -> String {
-        let start = Instant::now();
-        loop {
-            let s = self.screen();
-            if pred(&s) {
-                return s;
-            }
-            assert!(start.elapsed() < limit, "timed out waiting for {what}; screen:\n{s}");
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = self.cmd(&["kill-server"]);
-    }
-}
 
 #[test]
 fn demo_in_a_real_terminal_shows_targets_ticks_an_item_and_restores_the_terminal() {
@@ -194,6 +153,102 @@ fn demo_in_a_real_terminal_shows_targets_ticks_an_item_and_restores_the_terminal
              after a shift, a background rollout and its abort, `q` exited 0 with the alternate screen left, the \
              cursor shown and all {} sandbox processes gone",
             kids.len()
+        ),
+    );
+}
+
+/// The Route53 records of the sandbox's zone, read back with the SDK.
+async fn records(sb: &cutover::sandbox::Sandbox) -> String {
+    let r = sb.clients.route53.list_resource_record_sets().hosted_zone_id(&sb.world.zone_id).send().await.unwrap();
+    format!("{:?}", r.resource_record_sets())
+}
+
+/// The cockpit on a runbook for account 999999999999, with the sandbox's
+/// credentials (account 123456789012): every key and popup that changes
+/// something (w then a percent, R, X, +, P, Enter on each checklist action)
+/// is refused with the reason on screen and a `refused` audit line, and
+/// Route53 reads back unchanged.
+#[test]
+fn the_cockpit_refuses_every_change_in_another_account_than_the_runbooks() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let text =
+        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("runbooks/demo.toml")).unwrap();
+    let path = dir.path().join("demo.toml");
+    std::fs::write(&path, text.replace("production = false\n", "production = false\naccount_id = \"999999999999\"\n"))
+        .unwrap();
+    let rb = cutover::runbook::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(rb.account_id.as_deref(), Some("999999999999"));
+    let sb = rt.block_on(common::sandbox(&rb, "eu-north-1"));
+    let before = rt.block_on(records(&sb));
+    let marker = dir.path().join("exited");
+    let script = cockpit_script(&sb, &rb, dir.path(), &["tui", path.to_str().unwrap()], &marker);
+    let tmux = Tmux { socket: format!("cutover-account-{}", std::process::id()) };
+    // Wide enough for a whole refusal on one line of the zoomed log.
+    let out = tmux.cmd(&["new-session", "-d", "-s", "t", "-x", "250", "-y", "50", &format!("sh {}", script.display())]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    tmux.wait_for("the live screen", Duration::from_secs(60), |s| {
+        s.contains("account 123456789012") && s.contains("4/4 healthy")
+    });
+
+    let reason = format!(
+        "refused: runbook {} is for account 999999999999 but the credentials are for account 123456789012; use the profile for 999999999999 (--profile); nothing was changed",
+        path.display()
+    );
+    let count = |s: &str, prefix: &str| s.lines().filter(|l| l.contains(&format!("{prefix}{reason}"))).count();
+    // (keys, what the log line starts with, the audited action)
+    let presses: Vec<(Vec<&str>, &str, &str)> = vec![
+        (vec!["w", "3", "0", "Enter"], "weights: cannot plan: ", "shift_weights to 30%"),
+        (vec!["R"], "rollout: cannot plan: ", "rollout start"),
+        (vec!["X"], "rollout: cannot plan: ", "rollout abort"),
+        (vec!["+"], "rollout: cannot plan: ", "rollout promote"),
+        (vec!["P"], "rollout FAILED: ", "rollout pause"),
+        // Checklist rows: 6 validate/redis-ingress, 8 validate/copy, 11 traffic/rollout, 15 decommission/stop-old.
+        (
+            vec!["5", "j", "j", "j", "j", "j", "j", "Enter"],
+            "validate/redis-ingress: cannot plan: ",
+            "authorize_redis_ingress staging (validate/redis-ingress)",
+        ),
+        (vec!["5", "j", "j", "Enter"], "validate/copy: cannot plan: ", "copy_redis"),
+        (vec!["5", "j", "j", "j", "Enter"], "rollout: cannot plan: ", "rollout start"),
+        (
+            vec!["5", "j", "j", "j", "j", "Enter"],
+            "decommission/stop-old: cannot plan: ",
+            "stop_instances production (decommission/stop-old)",
+        ),
+    ];
+    tmux.keys(&["6", "z"]);
+    for (i, (keys, prefix, action)) in presses.iter().enumerate() {
+        let seen = count(&tmux.screen(), prefix);
+        tmux.keys(keys);
+        tmux.keys(&["6"]);
+        tmux.wait_for(&format!("the refusal of {keys:?}"), Duration::from_secs(20), |s| count(s, prefix) > seen);
+        let audit = audit_lines(dir.path(), "demo");
+        assert_eq!(audit.len(), i + 1, "one audit line per refusal, after {keys:?}: {audit:#?}");
+        let last = &audit[i];
+        assert_eq!(last["stage"], "refused", "{last}");
+        assert!(last["action"].as_str().unwrap().starts_with(action), "{action}: {last}");
+        assert_eq!(last["account"], "123456789012", "{last}");
+        assert!(last["detail"].as_str().unwrap().contains("999999999999"), "{last}");
+    }
+    let s = tmux.screen();
+    assert!(!s.contains("confirm a change") && !s.contains("shift weights:"), "no popup opened:\n{s}");
+    assert_eq!(rt.block_on(records(&sb)), before, "Route53 reads back unchanged");
+    tmux.keys(&["q"]);
+    let start = Instant::now();
+    while !marker.exists() {
+        assert!(start.elapsed() < Duration::from_secs(20), "cutover did not exit; screen:\n{}", tmux.screen());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(std::fs::read_to_string(&marker).unwrap().trim(), "exit=0");
+    rt.block_on(sb.down());
+    common::record(
+        "terminal",
+        format!(
+            "The cockpit on a runbook for account 999999999999 with account 123456789012's credentials: {} changes \
+             (w then 30, R, X, +, P, Enter on each of the 4 checklist actions) each refused with both accounts and \
+             `--profile` on screen and one `refused` audit line, and Route53 read back unchanged",
+            presses.len()
         ),
     );
 }

@@ -205,8 +205,9 @@ pub async fn aws_clients(rb: &Runbook, g: &GlobalArgs) -> (crate::aws::Clients, 
     (clients, region)
 }
 
-/// Who is about to change what: clients, region and the caller's account,
-/// refusing (exit 2) an account other than the runbook's.
+/// What a read-only path (a dry run) works with: clients, region and the
+/// caller's account, refusing (exit 2) an account other than the runbook's.
+/// Paths that change something use `authorised` instead.
 pub struct Acting {
     pub clients: crate::aws::Clients,
     pub region: String,
@@ -218,15 +219,31 @@ pub async fn acting(rb: &Runbook, g: &GlobalArgs) -> Result<Acting, Failure> {
     let identity = crate::live::fetch::identity(&clients)
         .await
         .map_err(|e| Failure { status: 1, message: format!("cannot tell which account this is: {e}") })?;
-    if let Some(want) = &rb.account_id
-        && want != &identity.account
-    {
-        return Err(Failure::bad_input(format!(
-            "refused: runbook {} is for account {want} but the credentials are for account {}; use the profile for {want} (--profile); nothing was changed",
-            rb.source, identity.account
-        )));
+    if let Some(message) = crate::drive::account_mismatch(rb, &identity.account) {
+        return Err(Failure::bad_input(message));
     }
     Ok(Acting { clients, region, account: identity.account })
+}
+
+impl From<crate::drive::Refusal> for Failure {
+    fn from(r: crate::drive::Refusal) -> Self {
+        Failure { status: r.status, message: r.message }
+    }
+}
+
+/// For paths that change something: clients, region and the `Actor` that
+/// `drive::authorise` grants (refusing, audited, under --read-only or in
+/// another account than the runbook's).
+pub async fn authorised(
+    rb: &Runbook,
+    g: &GlobalArgs,
+    action: &str,
+    what: &str,
+) -> Result<(crate::aws::Clients, String, crate::drive::Actor), Failure> {
+    let (clients, region) = aws_clients(rb, g).await;
+    let scope = crate::drive::Scope::Runbook { rb, clients: &clients, region: &region };
+    let who = crate::drive::authorise(scope, g.read_only, action, what).await?;
+    Ok((clients, region, who))
 }
 
 /// What the region check found.

@@ -181,17 +181,18 @@ fn run_copy(a: CopyArgs, g: &GlobalArgs) -> Result<u8, Failure> {
         after,
         detail,
     };
-    if !a.dry_run {
-        if g.read_only {
-            log.append(&line("refused", serde_json::Value::Null, serde_json::Value::Null, "--read-only".into()))
-                .map_err(|e| Failure { status: 1, message: e })?;
-            return Err(bad("refused: --read-only forbids writing to Redis; nothing was written"));
-        }
-        if !a.yes {
-            return Err(bad(format!(
-                "refused: copying into {to} needs --yes (try --dry-run first to see what it would do); nothing was written"
-            )));
-        }
+    let rt = super::runtime()?;
+    // A dry run writes nothing; anything else is authorised first (refusals audited).
+    let who = if a.dry_run {
+        None
+    } else {
+        let scope = crate::drive::Scope::RedisUrls { log: &log };
+        Some(rt.block_on(crate::drive::authorise(scope, g.read_only, &action, "writing to Redis"))?)
+    };
+    if !a.dry_run && !a.yes {
+        return Err(bad(format!(
+            "refused: copying into {to} needs --yes (try --dry-run first to see what it would do); nothing was written"
+        )));
     }
     let cp_path = checkpoint::path_for(&from.server_id(), &to.server_id(), a.ends.pattern.as_deref());
     let _lock = if a.dry_run {
@@ -247,7 +248,7 @@ fn run_copy(a: CopyArgs, g: &GlobalArgs) -> Result<u8, Failure> {
         stop: stop.clone(),
         after_scan: None,
     };
-    super::runtime()?.block_on(async {
+    rt.block_on(async {
         let (mut conns, pf) = copy::preflight(&opts).await.map_err(copy_failure)?;
         let what = format!(
             "copy {} → {}{}: ~{} source keys, target has {} keys; {}; on conflict: {}",
@@ -296,6 +297,7 @@ fn run_copy(a: CopyArgs, g: &GlobalArgs) -> Result<u8, Failure> {
                 )));
             }
         }
+        let Some(who) = who else { return Err(bad("a dry run writes nothing")) };
         let before = serde_json::json!({"target_keys": pf.target_keys, "target_expiring": pf.target_expiring});
         let plan = serde_json::json!({
             "source_keys": pf.source_keys, "match": opts.pattern, "on_conflict": opts.on_conflict.name(),
@@ -317,7 +319,7 @@ fn run_copy(a: CopyArgs, g: &GlobalArgs) -> Result<u8, Failure> {
         });
         tracing::info!(from = %opts.from, to = %opts.to, mode = ?pf.mode, "redis copy starting");
         let mut view = ProgressView::new();
-        let result = copy::copy(&opts, conns.clone_pair(), &pf, |p| view.update(p)).await;
+        let result = copy::copy(&who, &opts, conns.clone_pair(), &pf, |p| view.update(p)).await;
         view.finish();
         watcher.abort();
         let after_counts = copy::key_counts(&opts.to, &mut conns.dst).await.ok();

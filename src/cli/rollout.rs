@@ -6,21 +6,22 @@ use super::{Failure, GlobalArgs};
 use crate::drive::rollout::{self, Context, Outcome, Request, RolloutError};
 use crate::runbook::Runbook;
 
-async fn context(rb: Runbook, g: &GlobalArgs, adopt_live: bool, restart: bool) -> Result<Context, Failure> {
-    let super::Acting { clients, region, account } = super::acting(&rb, g).await?;
-    Ok(Context { rb, clients, region, account, vars: Default::default(), adopt_live, restart })
-}
-
-fn guard(g: &GlobalArgs, yes: bool, what: &str) -> Result<(), Failure> {
-    if g.read_only {
-        return Err(Failure::bad_input(format!("refused: --read-only forbids {what}; nothing was changed")));
-    }
+/// Authorised (`drive::authorise`: --read-only and the account, refusals
+/// audited), then --yes.
+async fn authorised(
+    rb: &Runbook,
+    g: &GlobalArgs,
+    yes: bool,
+    action: &str,
+    what: &str,
+) -> Result<(crate::aws::Clients, String, crate::drive::Actor), Failure> {
+    let authorised = super::authorised(rb, g, action, what).await?;
     if !yes {
         return Err(Failure::bad_input(format!(
             "refused: {what} needs --yes (or use the cockpit, which asks); nothing was changed"
         )));
     }
-    Ok(())
+    Ok(authorised)
 }
 
 /// A drive error: refusals (bad input, state to reconcile) exit 2, the rest 1.
@@ -47,16 +48,16 @@ pub struct RolloutArgs {
 
 /// Exit 0 done, 1 aborted, 3 paused for a person, 2 refused.
 pub fn run(rb: Runbook, g: &GlobalArgs, args: RolloutArgs) -> Result<u8, Failure> {
-    if !args.dry_run {
-        guard(g, args.yes, "a rollout")?;
-    }
     super::runtime()?.block_on(async {
-        let cx = context(rb, g, args.adopt_live, args.restart).await?;
-        super::in_runbook_region(&cx.clients, &cx.rb, &cx.region).await?;
         if args.dry_run {
-            print_preview(rollout::preview(&cx).await.map_err(failed)?.lines);
+            let super::Acting { clients, region, .. } = super::acting(&rb, g).await?;
+            super::in_runbook_region(&clients, &rb, &region).await?;
+            print_preview(rollout::preview(&rb, &clients, args.adopt_live, args.restart).await.map_err(failed)?.lines);
             return Ok(0);
         }
+        let (clients, region, actor) = authorised(&rb, g, args.yes, "rollout start", "a rollout").await?;
+        super::in_runbook_region(&clients, &rb, &region).await?;
+        let cx = Context { rb, clients, actor, vars: Default::default(), adopt_live: args.adopt_live, restart: args.restart };
         let mut say = |l: &str| println!("{} {l}", crate::status::rfc3339(std::time::SystemTime::now()).get(11..19).unwrap_or(""));
         match rollout::run(&cx, &mut say).await {
             Ok(Outcome::Done) => {
@@ -77,15 +78,14 @@ pub fn run(rb: Runbook, g: &GlobalArgs, args: RolloutArgs) -> Result<u8, Failure
 }
 
 pub fn abort(rb: Runbook, g: &GlobalArgs, yes: bool, reason: Option<String>, dry_run: bool) -> Result<u8, Failure> {
-    if !dry_run {
-        guard(g, yes, "an abort")?;
-    }
     super::runtime()?.block_on(async {
-        let cx = context(rb, g, true, false).await?;
         if dry_run {
-            print_preview(rollout::abort_preview(&cx).await.map_err(failed)?);
+            let super::Acting { clients, .. } = super::acting(&rb, g).await?;
+            print_preview(rollout::abort_preview(&rb, &clients).await.map_err(failed)?);
             return Ok(0);
         }
+        let (clients, _, actor) = authorised(&rb, g, yes, "rollout abort", "an abort").await?;
+        let cx = Context { rb, clients, actor, vars: Default::default(), adopt_live: true, restart: false };
         let reason = reason.unwrap_or_else(|| format!("aborted by {}", crate::progress::operator()));
         let mut say = |l: &str| println!("{l}");
         let started = std::time::Instant::now();
@@ -96,23 +96,24 @@ pub fn abort(rb: Runbook, g: &GlobalArgs, yes: bool, reason: Option<String>, dry
 }
 
 /// Pausing changes no AWS resource, so it needs no --yes; a read-only
-/// session still only watches.
+/// session still only watches, and another account's credentials are refused.
 pub fn pause(rb: Runbook, g: &GlobalArgs, reason: Option<String>) -> Result<u8, Failure> {
-    guard(g, true, "pausing a rollout")?;
     let text = reason.unwrap_or_else(|| format!("paused by {}", crate::progress::operator()));
     super::runtime()?.block_on(async {
-        let done = rollout::request(&rb.name, Request::Pause, &text, Duration::from_secs(30)).await.map_err(failed)?;
+        let (_, _, who) = authorised(&rb, g, true, "rollout pause", "pausing a rollout").await?;
+        let done =
+            rollout::request(&who, &rb.name, Request::Pause, &text, Duration::from_secs(30)).await.map_err(failed)?;
         println!("{done}");
         Ok(0)
     })
 }
 
 pub fn promote(rb: Runbook, g: &GlobalArgs, yes: bool) -> Result<u8, Failure> {
-    guard(g, yes, "promoting a step")?;
     let text = format!("promoted by {}", crate::progress::operator());
     super::runtime()?.block_on(async {
+        let (_, _, who) = authorised(&rb, g, yes, "rollout promote", "promoting a step").await?;
         let done =
-            rollout::request(&rb.name, Request::Promote, &text, Duration::from_secs(30)).await.map_err(failed)?;
+            rollout::request(&who, &rb.name, Request::Promote, &text, Duration::from_secs(30)).await.map_err(failed)?;
         println!("{done}");
         Ok(0)
     })

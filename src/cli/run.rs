@@ -2,7 +2,6 @@
 //! --rollback, its rollback), planned from live data, confirmed, audited.
 
 use super::{Failure, GlobalArgs};
-use crate::audit::AuditLog;
 use crate::drive::actions;
 use crate::runbook::{Action, ItemKind, Runbook};
 
@@ -27,6 +26,9 @@ fn find(rb: &Runbook, key: &str, rollback: bool) -> Result<Action, Failure> {
         return it.rollback.clone().ok_or_else(|| Failure::bad_input(format!("item {key} names no rollback")));
     }
     match &it.kind {
+        ItemKind::Action { action: Action::Rollout } => {
+            Err(Failure::bad_input("refused: run the gated rollout with `cutover rollout`; nothing was changed"))
+        }
         ItemKind::Action { action } => Ok(action.clone()),
         _ => Err(Failure::bad_input(format!(
             "item {key} is not an action; only actions run (checks run in `cutover status` and the cockpit)"
@@ -37,38 +39,35 @@ fn find(rb: &Runbook, key: &str, rollback: bool) -> Result<Action, Failure> {
 pub fn run(rb: Runbook, g: &GlobalArgs, args: RunArgs) -> Result<u8, Failure> {
     let action = find(&rb, &args.item, args.rollback)?;
     super::runtime()?.block_on(async {
-        let super::Acting { clients, region, account } = super::acting(&rb, g).await?;
+        // A dry run changes nothing: only the account is checked. Anything
+        // else is authorised first (--read-only, the account; refusals audited).
+        let (clients, region, account, who) = if args.dry_run {
+            let super::Acting { clients, region, account } = super::acting(&rb, g).await?;
+            (clients, region, account, None)
+        } else {
+            let name = format!("{} ({})", crate::cli::plan::action_name(&action), args.item);
+            let (clients, region, who) = super::authorised(&rb, g, &name, "changes").await?;
+            let account = who.account().unwrap_or("?").to_string();
+            (clients, region, account, Some(who))
+        };
         super::in_runbook_region(&clients, &rb, &region).await?;
         let plan = actions::plan(&clients, &rb, &action)
             .await
             .map_err(|e| Failure { status: e.exit_status(), message: format!("{e}; nothing was changed") })?;
-        println!("account {} region {region}: {} ({})", account, plan.name, args.item);
+        println!("account {account} region {region}: {} ({})", plan.name, args.item);
         println!("  before: {}", plan.before);
         println!("  after:  {}", plan.after);
-        // Under --read-only even a no-op is refused: every mutating path says no alike.
-        if let Some(why) = plan.noop.as_ref().filter(|_| !g.read_only) {
+        if let Some(why) = &plan.noop {
             println!("nothing to do: {why}");
             return Ok(0);
         }
         for s in &plan.steps {
             println!("  step: {}", s.describe());
         }
-        if args.dry_run {
+        let Some(who) = who else {
             println!("dry run: nothing was sent");
             return Ok(0);
-        }
-        let who = crate::drive::Actor {
-            account: account.clone(),
-            region: region.clone(),
-            operator: crate::progress::operator(),
         };
-        if g.read_only {
-            let values = (plan.before.clone(), plan.after.clone());
-            let action = format!("{} ({})", plan.name, args.item);
-            let refused = who.audit_line(&rb.name, action, "refused", values, "--read-only".into());
-            AuditLog::for_runbook(&rb.name).append(&refused).map_err(|e| Failure { status: 1, message: e })?;
-            return Err(Failure::bad_input("refused: --read-only forbids changes; nothing was changed"));
-        }
         if !args.yes {
             return Err(Failure::bad_input(
                 "refused: this change needs --yes (or use the cockpit, which asks); nothing was changed",

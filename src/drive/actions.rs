@@ -347,7 +347,12 @@ pub fn parse_progress(line: &str) -> Option<(u64, u64, &str)> {
 }
 
 /// Applies one step; a long one (a Redis copy) reports progress to `say`.
-pub async fn apply(clients: &Clients, step: &Step, say: &mut (dyn FnMut(&str) + Send)) -> Result<String, String> {
+pub async fn apply(
+    clients: &Clients,
+    who: &super::Actor,
+    step: &Step,
+    say: &mut (dyn FnMut(&str) + Send),
+) -> Result<String, String> {
     match step {
         Step::AuthorizeIngress { group_id, port, from_group_id, description } => {
             clients
@@ -422,9 +427,9 @@ pub async fn apply(clients: &Clients, step: &Step, say: &mut (dyn FnMut(&str) + 
                 .await
                 .map_err(|err| sdk_error("StartInstances", err).to_string())?;
         }
-        Step::CopyRedis(c) => return copy_redis(c, say).await,
+        Step::CopyRedis(c) => return copy_redis(who, c, say).await,
         Step::Shift(p) => {
-            let change = shift::apply(clients, p).await.map_err(|e| e.to_string())?;
+            let change = shift::apply(clients, who, p).await.map_err(|e| e.to_string())?;
             // Accepted is applied: a slow INSYNC is reported, not called a failure.
             return Ok(match shift::wait_insync(clients, &change, std::time::Duration::from_secs(300)).await {
                 Ok(_) => format!("change {change} INSYNC"),
@@ -461,7 +466,7 @@ pub async fn execute(
     log.append(&line("intent", plan.steps.iter().map(Step::describe).collect::<Vec<_>>().join("; ")))
         .map_err(|e| format!("{e}; nothing was changed"))?;
     for (i, s) in plan.steps.iter().enumerate() {
-        match apply(clients, s, &mut *say).await {
+        match apply(clients, who, s, &mut *say).await {
             Ok(detail) => {
                 log.append(&line("applied", format!("{}: {detail}", s.describe())))?;
                 say(&format!("done: {}", s.describe()));
@@ -484,7 +489,7 @@ pub async fn execute(
 /// Copies with `--on-conflict fail` semantics: checks every key first and
 /// writes nothing if the target has one. An interrupted copy of the same pair
 /// (a checkpoint) is resumed instead.
-async fn copy_redis(c: &RedisCopy, say: &mut (dyn FnMut(&str) + Send)) -> Result<String, String> {
+async fn copy_redis(who: &super::Actor, c: &RedisCopy, say: &mut (dyn FnMut(&str) + Send)) -> Result<String, String> {
     use crate::redis::copy::{self, CopyOptions};
     let path = crate::redis::checkpoint::path_for(&c.from.server_id(), &c.to.server_id(), c.pattern.as_deref());
     let _lock = crate::redis::checkpoint::CopyLock::try_take(&path)?
@@ -533,7 +538,7 @@ async fn copy_redis(c: &RedisCopy, say: &mut (dyn FnMut(&str) + Send)) -> Result
             last = Some(std::time::Instant::now());
         }
     };
-    let r = copy::copy(&opts, conns, &pf, progress).await.map_err(|e| e.message().to_string())?;
+    let r = copy::copy(who, &opts, conns, &pf, progress).await.map_err(|e| e.message().to_string())?;
     Ok(format!(
         "copied {} keys ({} skipped as expired) in {:.1} s; {}",
         r.total.copied, r.total.skipped_expired, r.seconds, pf.mode_reason

@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 use serde::{Deserialize, Serialize};
 
 use super::shift::{self, ShiftPlan};
-use crate::audit::{AuditLine, AuditLog};
+use crate::audit::AuditLog;
 use crate::aws::Clients;
 use crate::engine::{Engine, EngineState, Input, Output, Phase, Plan, Weights};
 use crate::live::Session;
@@ -222,12 +222,13 @@ pub enum Verdict {
     Complete,
 }
 
+/// What a rollout, or its abort, runs with; `actor` is the authorisation
+/// (`super::authorise`) every change it sends is made under.
 #[derive(Clone)]
 pub struct Context {
     pub rb: Runbook,
     pub clients: Clients,
-    pub region: String,
-    pub account: String,
+    pub actor: super::Actor,
     pub vars: BTreeMap<String, String>,
     pub adopt_live: bool,
     pub restart: bool,
@@ -267,18 +268,8 @@ impl Runner<'_> {
     ) -> Result<(), String> {
         let (from, to) = (&self.cx.rb.rollout.from, &self.cx.rb.rollout.to);
         let w = |w: Weights| serde_json::json!({ from: w.0, to: w.1 });
-        self.log.append(&AuditLine {
-            time: crate::status::rfc3339(SystemTime::now()),
-            operator: crate::progress::operator(),
-            account: Some(self.cx.account.clone()),
-            region: self.cx.region.clone(),
-            runbook: self.cx.rb.name.clone(),
-            action: action.into(),
-            stage: stage.into(),
-            before: before.map_or(serde_json::Value::Null, w),
-            after: w(after),
-            detail,
-        })
+        let values = (before.map_or(serde_json::Value::Null, w), w(after));
+        self.log.append(&self.cx.actor.audit_line(&self.cx.rb.name, action.into(), stage, values, detail))
     }
 
     /// Sets the weights and waits for INSYNC; feeds the engine.
@@ -372,7 +363,7 @@ impl Runner<'_> {
         self.state.in_flight = Some(InFlight { before, weights, step, change: None });
         self.persist()?;
         crate::crashpoint::here(&format!("{point}:after-in-flight-write"));
-        let change = match shift::apply(&self.cx.clients, plan).await {
+        let change = match shift::apply(&self.cx.clients, &self.cx.actor, plan).await {
             Ok(c) => c,
             Err(e) => {
                 // Not accepted: the weights are what they were.
@@ -709,7 +700,7 @@ pub async fn run(cx: &Context, say: &mut (dyn FnMut(&str) + Send)) -> Result<Out
         }
         outputs = runner.engine.handle(Input::Tick, now());
         if let Phase::Soaking { since, .. } = runner.engine.state.phase {
-            let snap = crate::status::snapshot(rb, &session.state, &cx.region, now());
+            let snap = crate::status::snapshot(rb, &session.state, cx.actor.region(), now());
             for (i, g) in rb.rollout.gates.iter().enumerate() {
                 use super::gates::Due;
                 let reading = super::gates::reading(&session.state, &g.kind);
@@ -798,7 +789,13 @@ pub async fn abort(cx: &Context, reason: &str, say: &mut (dyn FnMut(&str) + Send
 
 /// Asks the running rollout to pause or promote, and waits (up to `limit`)
 /// until its saved state shows it did. Refused when none runs.
-pub async fn request(name: &str, req: Request, text: &str, limit: Duration) -> Result<String, RolloutError> {
+pub async fn request(
+    _who: &super::Actor,
+    name: &str,
+    req: Request,
+    text: &str,
+    limit: Duration,
+) -> Result<String, RolloutError> {
     let verb = if req == Request::Pause { "pause" } else { "promote" };
     if !is_running(name)? {
         let saved =
@@ -848,8 +845,12 @@ pub async fn request(name: &str, req: Request, text: &str, limit: Duration) -> R
 
 /// What `cutover rollout` would do now, without doing any of it: the plan,
 /// the live weights, the saved state and the next change batch.
-pub async fn preview(cx: &Context) -> Result<Preview, RolloutError> {
-    let rb = &cx.rb;
+pub async fn preview(
+    rb: &Runbook,
+    clients: &Clients,
+    adopt_live: bool,
+    restart: bool,
+) -> Result<Preview, RolloutError> {
     let plan = Plan::from_runbook(rb)?;
     let mut out = vec![format!(
         "plan: {} (soak {} s, TTL {} s, {} gate(s))",
@@ -859,7 +860,7 @@ pub async fn preview(cx: &Context) -> Result<Preview, RolloutError> {
         plan.gates.len()
     )];
     out.extend(plan.gates.iter().map(|g| format!("  {}", g.name)));
-    let live = live_weights(&cx.clients, rb).await?;
+    let live = live_weights(clients, rb).await?;
     out.push(format!("live weights: {} {} / {} {}", rb.rollout.from, live.0, rb.rollout.to, live.1));
     if is_running(&rb.name)? {
         out.push("a rollout of this runbook is running now: `cutover rollout` would be refused".into());
@@ -867,11 +868,11 @@ pub async fn preview(cx: &Context) -> Result<Preview, RolloutError> {
     }
     let saved = load_state(&rb.name)?;
     let state = match saved {
-        Some(s) if s.plan_hash != plan_hash(rb) && !cx.restart => {
+        Some(s) if s.plan_hash != plan_hash(rb) && !restart => {
             out.push("would refuse: the rollout changed since the saved state; --restart starts over".into());
             return Ok(Preview { lines: out, verdict: Verdict::PlanChanged });
         }
-        Some(s) if !cx.restart => {
+        Some(s) if !restart => {
             out.push(format!("saved state: step {} of {}, {:?}", s.engine.step + 1, plan.steps.len(), s.engine.phase));
             Some(s)
         }
@@ -896,7 +897,7 @@ pub async fn preview(cx: &Context) -> Result<Preview, RolloutError> {
             ));
         }
     }
-    if live != expected && !cx.adopt_live {
+    if live != expected && !adopt_live {
         out.push(format!(
             "would refuse: the live weights {}/{} differ from the expected {}/{} (--adopt-live continues from the live ones)",
             live.0, live.1, expected.0, expected.1
@@ -913,7 +914,7 @@ pub async fn preview(cx: &Context) -> Result<Preview, RolloutError> {
         _ => engine.state.step,
     };
     let weights = plan.weights_at(next);
-    let sp = shift::plan(&cx.clients, rb, weights).await?;
+    let sp = shift::plan(clients, rb, weights).await?;
     out.push(format!("would start at step {} of {}: {}", next + 1, plan.steps.len(), sp.describe()));
     if !sp.is_noop() {
         out.push(format!("change batch: {}", sp.batch_json()));
@@ -922,8 +923,7 @@ pub async fn preview(cx: &Context) -> Result<Preview, RolloutError> {
 }
 
 /// What `cutover abort` would do now, without doing it.
-pub async fn abort_preview(cx: &Context) -> Result<Vec<String>, RolloutError> {
-    let rb = &cx.rb;
+pub async fn abort_preview(rb: &Runbook, clients: &Clients) -> Result<Vec<String>, RolloutError> {
     let plan = Plan::from_runbook(rb)?;
     let state = load_state(&rb.name)?;
     let engine = Engine { plan: plan.clone(), state: state.map_or(EngineState::new(plan.gates.len()), |s| s.engine) };
@@ -938,7 +938,7 @@ pub async fn abort_preview(cx: &Context) -> Result<Vec<String>, RolloutError> {
     if is_running(&rb.name)? {
         out.push("a rollout is running: `cutover abort` would ask it to roll back and wait for INSYNC".into());
     } else {
-        let sp = shift::plan(&cx.clients, rb, target).await?;
+        let sp = shift::plan(clients, rb, target).await?;
         out.push(format!("would set {}", sp.describe()));
         if !sp.is_noop() {
             out.push(format!("change batch: {}", sp.batch_json()));
@@ -953,6 +953,7 @@ pub async fn abort_preview(cx: &Context) -> Result<Vec<String>, RolloutError> {
 /// process group, so it outlives the cockpit and ignores its Ctrl-C), with
 /// output appended to `<state>/<runbook>.rollout.out`. Returns (pid, output).
 pub fn spawn_detached(
+    _who: &super::Actor,
     rb: &Runbook,
     global: &[String],
     extra: &[&str],

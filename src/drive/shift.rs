@@ -143,8 +143,8 @@ pub async fn plan(clients: &Clients, rb: &Runbook, weights: Weights) -> Result<S
     })
 }
 
-/// Sends the batch; returns the change id.
-pub async fn apply(clients: &Clients, plan: &ShiftPlan) -> Result<String, AwsError> {
+/// Sends the batch; returns the change id. Only under an authorised `Actor`.
+pub async fn apply(clients: &Clients, _who: &super::Actor, plan: &ShiftPlan) -> Result<String, AwsError> {
     let batch = plan.batch().map_err(|e| AwsError {
         operation: "ChangeResourceRecordSets".into(),
         kind: crate::aws::AwsErrorKind::Other,
@@ -249,7 +249,7 @@ pub async fn execute(
     })?;
     // The intent is on disk before anything is sent.
     log.append(&line("intent", plan.describe())).map_err(|e| PlanError::Failed(format!("{e}; nothing was changed")))?;
-    let change = match apply(clients, plan).await {
+    let change = match apply(clients, who, plan).await {
         Ok(id) => id,
         Err(e) => {
             let _ = log.append(&line("failed", e.to_string()));

@@ -684,8 +684,11 @@ fn report(pf: &Preflight, started: Instant, run: &Counters, total: Counters, fin
     CopyProgress { total, run: *run, estimate: pf.source_keys, elapsed: started.elapsed(), finished }
 }
 
-/// Runs the copy. `progress` is called after every batch and at the end.
+/// Runs the copy: the only entry point that writes to the target, so it
+/// takes the `Actor` that `drive::authorise` grants. `progress` is called
+/// after every batch and at the end.
 pub async fn copy(
+    _who: &crate::drive::Actor,
     opts: &CopyOptions,
     conns: Conns,
     pf: &Preflight,

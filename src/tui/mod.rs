@@ -66,6 +66,8 @@ pub struct ActionContext {
     /// over the process environment when planning, and a rollout started from
     /// the cockpit gets them.
     pub vars: std::collections::BTreeMap<String, String>,
+    /// --read-only: `drive::authorise` refuses (and audits) every change.
+    pub read_only: bool,
 }
 
 pub struct TuiOptions {
@@ -112,7 +114,7 @@ pub async fn run(ctx: WorkerContext, region: String, opts: TuiOptions) -> Result
     if let Some(p) = &opts.profile {
         global_args.extend(["--profile".to_string(), p.clone()]);
     }
-    let actions = ActionContext { clients: action_clients, global_args, vars: action_vars };
+    let actions = ActionContext { clients: action_clients, global_args, vars: action_vars, read_only: opts.read_only };
     let services = Services { workers: &workers, progress_path: &progress_path, actions: Some(&actions) };
     event_loop(&mut terminal, &mut app, input, rx, services, |_| {}).await?;
     drop(workers);
@@ -177,6 +179,7 @@ pub async fn event_loop<B: ratatui::backend::Backend>(
                 | Command::PlanShift { .. }
                 | Command::PlanRollout { .. }
                 | Command::PauseRollout
+                | Command::Refused { .. }
                 | Command::Apply { .. } => match actions {
                     Some(cx) => spawn_change(app, cx, c, action_tx.clone()),
                     None => app.log("changes are not available here; nothing was changed"),
@@ -216,38 +219,60 @@ fn planning_panicked(key: &str) -> impl FnOnce(String) -> Event + Send + 'static
     move |m| Event::Planned { key, result: Err(format!("internal error while planning ({m}); nothing was changed")) }
 }
 
+/// `drive::authorise` for a change from the cockpit: refused (and audited)
+/// under --read-only or in another account than the runbook's.
+async fn authorise(
+    rb: &crate::runbook::Runbook,
+    clients: &crate::aws::Clients,
+    region: &str,
+    read_only: bool,
+    action: &str,
+) -> Result<crate::drive::Actor, String> {
+    let scope = crate::drive::Scope::Runbook { rb, clients, region };
+    crate::drive::authorise(scope, read_only, action, "changes from this cockpit").await.map_err(String::from)
+}
+
+fn control_action(c: state::Control) -> &'static str {
+    match c {
+        state::Control::Start | state::Control::AdoptAndStart => "rollout start",
+        state::Control::Promote => "rollout promote",
+        state::Control::Abort => "rollout abort",
+    }
+}
+
 /// Plans or applies a change off the loop; the result comes back as an event.
+/// Each is authorised first (`drive::authorise`), planning and applying alike.
 fn spawn_change(app: &mut App, cx: &ActionContext, command: Command, tx: tokio::sync::mpsc::UnboundedSender<Event>) {
     use crate::drive::rollout::{self, Request};
     use state::{Control, PendingChange};
     let (clients, rb) = (cx.clients.clone(), app.rb.clone());
-    let identity = app.snap.identity.value.clone();
-    let who = identity.map(|i| crate::drive::Actor {
-        account: i.account,
-        region: app.region.clone(),
-        operator: app.operator.clone(),
-    });
-    let rollout_cx = who.clone().map(|w| rollout::Context {
-        rb: (*rb).clone(),
-        clients: clients.clone(),
-        region: w.region,
-        account: w.account,
-        vars: cx.vars.clone(),
-        adopt_live: false,
-        restart: false,
-    });
+    let (region, read_only, vars) = (app.region.clone(), cx.read_only, cx.vars.clone());
     let planned = |key: &str, result: Result<PendingChange, String>| Event::Planned { key: key.to_string(), result };
-    let unknown_account = "refused: the account is not known yet (waiting for STS); nothing was changed".to_string();
     match command {
+        Command::Refused { action } => {
+            // The screen refused it already; this writes its audit line.
+            tokio::spawn(async move {
+                match authorise(&rb, &clients, &region, true, &action).await {
+                    Ok(_) => tracing::error!(action, "authorise granted a change refused under --read-only"),
+                    Err(e) if e.contains("could not be audited") => tracing::warn!(action, "{e}"),
+                    Err(_) => {}
+                }
+            });
+        }
         Command::PlanAction { key, rollback } => {
-            let vars = cx.vars.clone();
             let on_panic = planning_panicked(&key);
             spawn_outcome(
                 tx,
                 async move {
                     let result = match item_action(&rb, &key, rollback) {
                         Ok(a) => {
-                            crate::drive::actions::plan_with_vars(&clients, &rb, &a, &vars).await.map_err(String::from)
+                            let action = format!("{} ({key})", crate::cli::plan::action_name(&a));
+                            match authorise(&rb, &clients, &region, read_only, &action).await {
+                                Ok(_) => crate::drive::actions::plan_with_vars(&clients, &rb, &a, &vars)
+                                    .await
+                                    .map_err(String::from),
+                                Err(e) => Err(e),
+                            }
                         }
                         Err(e) => Err(e),
                     };
@@ -260,22 +285,40 @@ fn spawn_change(app: &mut App, cx: &ActionContext, command: Command, tx: tokio::
             spawn_outcome(
                 tx,
                 async move {
-                    let weights = crate::analysis::weights::weights_for_percent(percent);
-                    let result = crate::drive::shift::plan(&clients, &rb, weights).await;
-                    planned("weights", result.map(|p| PendingChange::Shift(Box::new(p))).map_err(String::from))
+                    let action = format!("shift_weights to {percent}%");
+                    let result = match authorise(&rb, &clients, &region, read_only, &action).await {
+                        Ok(_) => {
+                            let weights = crate::analysis::weights::weights_for_percent(percent);
+                            crate::drive::shift::plan(&clients, &rb, weights)
+                                .await
+                                .map(|p| PendingChange::Shift(Box::new(p)))
+                                .map_err(String::from)
+                        }
+                        Err(e) => Err(e),
+                    };
+                    planned("weights", result)
                 },
                 planning_panicked("weights"),
             );
         }
         Command::PlanRollout { control } => {
-            let Some(rcx) = rollout_cx else {
-                let _ = tx.send(planned("rollout", Err(unknown_account)));
-                return;
-            };
             spawn_outcome(
                 tx,
                 async move {
-                    let result = plan_rollout(&rcx, control).await;
+                    let result = match authorise(&rb, &clients, &region, read_only, control_action(control)).await {
+                        Ok(actor) => {
+                            let rcx = rollout::Context {
+                                rb: (*rb).clone(),
+                                clients,
+                                actor,
+                                vars,
+                                adopt_live: false,
+                                restart: false,
+                            };
+                            plan_rollout(&rcx, control).await
+                        }
+                        Err(e) => Err(e),
+                    };
                     planned("rollout", result.map(|(control, lines)| PendingChange::Rollout { control, lines }))
                 },
                 planning_panicked("rollout"),
@@ -286,19 +329,20 @@ fn spawn_change(app: &mut App, cx: &ActionContext, command: Command, tx: tokio::
             spawn_outcome(
                 tx,
                 async move {
-                    let result = rollout::request(&rb.name, Request::Pause, &text, Duration::from_secs(30)).await;
-                    Event::ActionDone { key: "rollout".into(), result: result.map_err(String::from) }
+                    let result = match authorise(&rb, &clients, &region, read_only, "rollout pause").await {
+                        Ok(who) => rollout::request(&who, &rb.name, Request::Pause, &text, Duration::from_secs(30))
+                            .await
+                            .map_err(String::from),
+                        Err(e) => Err(e),
+                    };
+                    Event::ActionDone { key: "rollout".into(), result }
                 },
                 |m| Event::ActionDone { key: "rollout".into(), result: Err(format!("internal error ({m})")) },
             );
         }
         Command::Apply { key } => {
             let Some(change) = app.pending_change.take() else { return };
-            let (Some(who), Some(rcx)) = (who, rollout_cx) else {
-                app.log(format!("{key}: {unknown_account}"));
-                return;
-            };
-            let (global, env) = (cx.global_args.clone(), cx.vars.clone());
+            let global = cx.global_args.clone();
             let operator = app.operator.clone();
             let progress_tx = tx.clone();
             let panic_key = key.clone();
@@ -310,6 +354,15 @@ fn spawn_change(app: &mut App, cx: &ActionContext, command: Command, tx: tokio::
                 )),
             };
             let work = async move {
+                let action = match &change {
+                    PendingChange::Item(plan) => format!("{} ({key})", plan.name),
+                    PendingChange::Shift(plan) => format!("shift_weights to {}%", plan.weights.1),
+                    PendingChange::Rollout { control, .. } => control_action(*control).to_string(),
+                };
+                let who = match authorise(&rb, &clients, &region, read_only, &action).await {
+                    Ok(who) => who,
+                    Err(e) => return Event::ActionDone { key, result: Err(e) },
+                };
                 let progress_key = key.clone();
                 let mut say = move |l: &str| {
                     if let Some((done, total, line)) = crate::drive::actions::parse_progress(l) {
@@ -326,17 +379,25 @@ fn spawn_change(app: &mut App, cx: &ActionContext, command: Command, tx: tokio::
                     }
                     PendingChange::Rollout { control: c @ (Control::Start | Control::AdoptAndStart), .. } => {
                         let extra: &[&str] = if c == Control::AdoptAndStart { &["--adopt-live"] } else { &[] };
-                        rollout::spawn_detached(&rb, &global, extra, &env).map(|(pid, out)| {
+                        rollout::spawn_detached(&who, &rb, &global, extra, &vars).map(|(pid, out)| {
                             format!("rollout started as process {pid}; its output: {}", out.display())
                         })
                     }
                     PendingChange::Rollout { control: Control::Promote, .. } => {
                         let text = format!("promoted from the cockpit by {operator}");
-                        rollout::request(&rb.name, Request::Promote, &text, Duration::from_secs(30))
+                        rollout::request(&who, &rb.name, Request::Promote, &text, Duration::from_secs(30))
                             .await
                             .map_err(String::from)
                     }
                     PendingChange::Rollout { control: Control::Abort, .. } => {
+                        let rcx = rollout::Context {
+                            rb: (*rb).clone(),
+                            clients: clients.clone(),
+                            actor: who,
+                            vars: vars.clone(),
+                            adopt_live: false,
+                            restart: false,
+                        };
                         let reason = format!("aborted from the cockpit by {operator}");
                         rollout::abort(&rcx, &reason, &mut say).await.map_err(String::from)
                     }
@@ -373,12 +434,11 @@ async fn plan_rollout(
                     .cloned()
                     .unwrap_or_default()
             };
-            let p = rollout::preview(cx).await?;
+            let p = rollout::preview(&cx.rb, &cx.clients, false, false).await?;
             match p.verdict {
                 Verdict::Go => Ok((Control::Start, p.lines)),
                 Verdict::LiveWeightsDiffer { live, expected } => {
-                    let adopting = rollout::Context { adopt_live: true, ..cx.clone() };
-                    let mut a = rollout::preview(&adopting).await?;
+                    let mut a = rollout::preview(&cx.rb, &cx.clients, true, false).await?;
                     if a.verdict != Verdict::Go {
                         return Err(format!("{}{shell}", refusal(&a)));
                     }
@@ -407,7 +467,7 @@ async fn plan_rollout(
                 )],
             ))
         }
-        Control::Abort => Ok((control, rollout::abort_preview(cx).await?)),
+        Control::Abort => Ok((control, rollout::abort_preview(&cx.rb, &cx.clients).await?)),
     }
 }
 

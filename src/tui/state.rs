@@ -191,6 +191,11 @@ pub enum Command {
     Apply {
         key: String,
     },
+    /// A change refused here under --read-only: the loop has
+    /// `drive::authorise` refuse it too, which writes the audit line.
+    Refused {
+        action: String,
+    },
 }
 
 // Each event is moved once, from the loop into `update`; boxing `Live` buys nothing.
@@ -524,7 +529,9 @@ fn perform(app: &mut App, action: Action) -> Vec<Command> {
             if rollback || matches!(it.kind, ItemKind::Action { .. }) {
                 if app.header.read_only {
                     app.log(format!("refused: read-only; {key} was not planned or run"));
-                    return Vec::new();
+                    let a = if rollback { it.rollback.clone() } else { item_action_of(&it) };
+                    let name = a.map_or_else(|| "action".to_string(), |a| crate::cli::plan::action_name(&a));
+                    return vec![Command::Refused { action: format!("{name} ({key})") }];
                 }
                 if !rollback && matches!(it.kind, ItemKind::Action { action: crate::runbook::Action::Rollout }) {
                     return perform(app, Action::StartRollout);
@@ -567,7 +574,14 @@ fn perform(app: &mut App, action: Action) -> Vec<Command> {
         | Action::AbortRollout => {
             if app.header.read_only {
                 app.log("refused: read-only; weights and rollouts are not changed from this cockpit");
-                return Vec::new();
+                let action = match action {
+                    Action::ShiftWeights => "shift_weights",
+                    Action::StartRollout => "rollout start",
+                    Action::PauseRollout => "rollout pause",
+                    Action::PromoteRollout => "rollout promote",
+                    _ => "rollout abort",
+                };
+                return vec![Command::Refused { action: action.into() }];
             }
             let control = match action {
                 Action::ShiftWeights => {
@@ -593,6 +607,14 @@ fn perform(app: &mut App, action: Action) -> Vec<Command> {
         }
     }
     Vec::new()
+}
+
+/// The action of a checklist item, if it is one.
+fn item_action_of(it: &crate::runbook::Item) -> Option<crate::runbook::Action> {
+    match &it.kind {
+        ItemKind::Action { action } => Some(action.clone()),
+        _ => None,
+    }
 }
 
 fn control_name(c: Control) -> &'static str {
