@@ -5,6 +5,7 @@
 mod common;
 
 use std::path::Path;
+use std::time::Duration;
 
 use common::*;
 use cutover::runbook::ItemKind;
@@ -99,9 +100,29 @@ async fn world(sb: &Sandbox) -> String {
     out
 }
 
+/// Refuses `cmd` under `--read-only` (exit 2, the reason said) and checks
+/// that it would have changed something: a `run` item's dry run (without
+/// `--read-only`) plans a change, not "nothing to do".
+async fn refused(sb: &Sandbox, rb: &cutover::runbook::Runbook, state: &Path, cmd: &[String]) {
+    let strs: Vec<&str> = cmd.iter().map(String::as_str).collect();
+    if strs[0] == "run" {
+        let dry: Vec<&str> = strs.iter().map(|a| if *a == "--yes" { "--dry-run" } else { a }).collect();
+        let scratch = tempfile::tempdir().unwrap();
+        let (code, out, err) = run_cutover(sb, rb, scratch.path(), &dry).await;
+        assert_eq!(code, Some(0), "{dry:?}: {out}{err}");
+        assert!(!out.contains("nothing to do"), "{strs:?} would change nothing from this state: {out}");
+    }
+    let mut args = vec!["--read-only"];
+    args.extend(&strs);
+    let (code, out, err) = run_cutover(sb, rb, state, &args).await;
+    assert_eq!(code, Some(2), "{args:?}: {out}{err}");
+    assert!(err.contains("read-only"), "{args:?} says why: {err}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn read_only_refuses_every_mutation_headless_and_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
     let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("runbooks/demo.toml")).unwrap();
     let (head, tail) = text.split_once("[sandbox]").unwrap();
     let path = dir.path().join("every.toml");
@@ -109,20 +130,111 @@ async fn read_only_refuses_every_mutation_headless_and_changes_nothing() {
     let rb = cutover::runbook::load(&path).unwrap_or_else(|e| panic!("{e}"));
     let sb = sandbox(&rb, "af-south-1").await;
     let p = path.to_str().unwrap();
+    let s = |v: &[&str]| v.iter().map(|a| a.to_string()).collect::<Vec<String>>();
+    let mut refusals = 0;
+
+    // Pause and promote act on a running rollout: start one (one alarm gate,
+    // a long soak, the same runbook name) and refuse both while it soaks.
+    let gated = dir.path().join("gated.toml");
+    let (rollout_head, rest) = text.split_once("[[rollout.gates]]").unwrap();
+    let alarms = &rest[rest.find("[[alarms]]").unwrap()..];
+    std::fs::write(
+        &gated,
+        format!(
+            "{}[[rollout.gates]]\nkind = \"alarm_ok\"\nalarms = [\"demo-staging-5xx\"]\nno_data = \"pass\"\n\n{alarms}",
+            rollout_head.replace("soak = \"30s\"", "soak = \"10m\"").replace("ttl = 10\n", "ttl = 1\n")
+        ),
+    )
+    .unwrap();
+    let g = gated.to_str().unwrap();
+    let mut rollout = KillOnDrop(Some(cutover_command(&sb, &rb, &state, &["rollout", g, "--yes"]).spawn().unwrap()));
+    let state_file = state.join("cutover/demo.rollout.json");
+    let soaking = || {
+        std::fs::read_to_string(&state_file)
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .is_some_and(|v| v["engine"]["phase"]["phase"] == "soaking")
+    };
+    eventually(Duration::from_secs(60), "the rollout to soak step 1", || async { soaking().then_some(()) }).await;
     let before = world(&sb).await;
+    for c in [s(&["pause", g]), s(&["promote", g, "--yes"])] {
+        refused(&sb, &rb, &state, &c).await;
+        refusals += 1;
+    }
+    for req in ["pause", "promote"] {
+        assert!(!state.join(format!("cutover/demo.{req}-request")).exists(), "no {req} request was left");
+    }
+    assert!(soaking(), "the rollout still soaks its step");
+    assert!(rollout.get().try_wait().unwrap().is_none(), "the rollout still runs");
+    assert_eq!(before, world(&sb).await, "nothing changed while the rollout soaked");
+    let mut killed = rollout.take();
+    killed.kill().unwrap();
+    killed.wait().unwrap();
+
+    // A state from which every other change would change something: weights
+    // off the initial ones (step 1 of the rollout above left 90/10), one
+    // staging target deregistered, one staging and one production instance
+    // stopped, both sides sticky, and the rollout's state saved mid-soak.
+    let staging = sb.world.instances.iter().filter(|i| i.environment == "staging").collect::<Vec<_>>();
+    let tg = |env: &str| sb.world.target_groups[env][0].arn.clone();
+    sb.clients
+        .elb
+        .deregister_targets()
+        .target_group_arn(tg("staging"))
+        .targets(
+            aws_sdk_elasticloadbalancingv2::types::TargetDescription::builder().id(&staging[0].id).port(8080).build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    sb.clients.ec2.stop_instances().instance_ids(&staging[1].id).send().await.unwrap();
+    // One production instance stopped too: stopping the others and starting it both change something.
+    let production = sb.world.instances.iter().find(|i| i.environment == "production").unwrap();
+    sb.clients.ec2.stop_instances().instance_ids(&production.id).send().await.unwrap();
+    // Both sides sticky for 24 h: setting 1 h and disabling it both change something.
+    for env in ["production", "staging"] {
+        let attr = |k: &str, v: &str| {
+            aws_sdk_elasticloadbalancingv2::types::TargetGroupAttribute::builder().key(k).value(v).build()
+        };
+        sb.clients
+            .elb
+            .modify_target_group_attributes()
+            .target_group_arn(tg(env))
+            .attributes(attr("stickiness.enabled", "true"))
+            .attributes(attr("stickiness.type", "lb_cookie"))
+            .attributes(attr("stickiness.lb_cookie.duration_seconds", "86400"))
+            .send()
+            .await
+            .unwrap();
+    }
 
     let mut commands: Vec<Vec<String>> = Vec::new();
+    let mut later: Vec<Vec<String>> = Vec::new();
     let mut kinds = std::collections::BTreeSet::new();
     for phase in &rb.phases {
         for item in &phase.items {
             let key = format!("{}/{}", phase.id, item.id);
             if let ItemKind::Action { action } = &item.kind {
-                kinds.insert(cutover::cli::plan::action_name(action).split(' ').next().unwrap().to_string());
-                commands.push(vec!["run".into(), p.into(), key.clone(), "--yes".into()]);
+                let kind = cutover::cli::plan::action_name(action).split(' ').next().unwrap().to_string();
+                let cmd = s(&["run", p, &key, "--yes"]);
+                match kind.as_str() {
+                    // The gated rollout runs as `cutover rollout` (below), never through `run`.
+                    "rollout" => {}
+                    // Needs a rule cutover added: after the authorize item has been refused.
+                    "revoke_redis_ingress" => later.push(cmd),
+                    _ => commands.push(cmd),
+                }
+                kinds.insert(kind);
             }
             if let Some(rollback) = &item.rollback {
-                kinds.insert(cutover::cli::plan::action_name(rollback).split(' ').next().unwrap().to_string());
-                commands.push(vec!["run".into(), p.into(), key, "--rollback".into(), "--yes".into()]);
+                let kind = cutover::cli::plan::action_name(rollback).split(' ').next().unwrap().to_string();
+                let cmd = s(&["run", p, &key, "--rollback", "--yes"]);
+                if kind == "revoke_redis_ingress" {
+                    later.push(cmd)
+                } else {
+                    commands.push(cmd)
+                }
+                kinds.insert(kind);
             }
         }
     }
@@ -130,76 +242,54 @@ async fn read_only_refuses_every_mutation_headless_and_changes_nothing() {
     for k in cutover::runbook::ACTION_KINDS {
         assert!(kinds.contains(k), "no item runs {k}: {kinds:?}");
     }
-    for c in [
-        &["shift", p, "--to", "30", "--yes"][..],
-        &["rollout", p, "--yes"],
-        &["abort", p, "--yes"],
-        &["pause", p],
-        &["promote", p, "--yes"],
-    ] {
-        commands.push(c.iter().map(|s| s.to_string()).collect());
+    for c in [&["shift", p, "--to", "30", "--yes"][..], &["rollout", p, "--yes", "--restart"], &["abort", p, "--yes"]] {
+        commands.push(s(c));
     }
     let vars: std::collections::BTreeMap<String, String> = sb.env_vars(&rb).into_iter().collect();
     let (from, to) = (&vars["DEMO_PROD_REDIS_URL"], &vars["DEMO_STAGING_REDIS_URL"]);
     for policy in ["fail", "replace", "skip"] {
-        commands.push(
-            ["redis", "copy", "--from", from, "--to", to, "--on-conflict", policy, "--yes"]
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
-        );
+        commands.push(s(&["redis", "copy", "--from", from, "--to", to, "--on-conflict", policy, "--yes"]));
     }
+    let before = world(&sb).await;
     for c in &commands {
-        let mut args = vec!["--read-only"];
-        args.extend(c.iter().map(String::as_str));
-        let (code, out, err) = run_cutover(&sb, &rb, dir.path(), &args).await;
-        assert_eq!(code, Some(2), "{args:?}: {out}{err}");
-        // `run` never runs the gated rollout item, read-only or not: it points to `cutover rollout`.
-        let rollout_item = c.iter().any(|a| a == "traffic/rollout") && !c.iter().any(|a| a == "--rollback");
-        let why = if rollout_item { "run the gated rollout with `cutover rollout`" } else { "read-only" };
-        assert!(err.contains(why), "{args:?} says why: {err}");
+        refused(&sb, &rb, &state, c).await;
     }
-    // Every refusal is audited, by `drive::authorise`: one `refused` line per
-    // command (`run` of the rollout item, not its rollback, is refused as bad
-    // input before that).
-    let audited = common::tmux::audit_lines(dir.path(), &rb.name);
-    let runbook_commands = commands.iter().filter(|c| {
-        c[0] != "redis" && (!c.iter().any(|a| a == "traffic/rollout") || c.iter().any(|a| a == "--rollback"))
-    });
-    let want: Vec<&str> = runbook_commands
-        .map(|c| match c[0].as_str() {
-            "shift" => "shift_weights to 30%",
-            "rollout" => "rollout start",
-            "abort" => "rollout abort",
-            "pause" => "rollout pause",
-            "promote" => "rollout promote",
-            _ => "",
-        })
-        .collect();
-    let got: Vec<String> = audited
-        .iter()
-        .map(|l| format!("{} [{}]", l["action"].as_str().unwrap(), l["stage"].as_str().unwrap()))
-        .collect();
-    assert_eq!(audited.len(), want.len(), "one audit line per refused command: {got:#?}");
-    for (line, want) in audited.iter().zip(&want) {
-        assert_eq!(line["stage"], "refused", "{line}");
-        assert_eq!(line["detail"], "--read-only", "{line}");
-        assert!(line["action"].as_str().unwrap().starts_with(want), "{want}: {line}");
-    }
-    let redis_audit = std::fs::read_to_string(dir.path().join("cutover/redis.audit.jsonl")).unwrap_or_default();
-    let redis_refused = redis_audit.lines().filter(|l| l.contains("\"stage\":\"refused\"")).count();
-    assert_eq!(redis_refused, 3, "each `redis copy` refusal audited: {redis_audit}");
     let after = world(&sb).await;
     assert!(after == before, "AWS and Redis are exactly as they were:\n{}", diff_lines(&before, &after));
+
+    // A rule cutover added (through another state dir), so revoking it would change something.
+    let setup = dir.path().join("setup");
+    let (code, out, err) = run_cutover(&sb, &rb, &setup, &["run", p, "validate/redis-ingress", "--yes"]).await;
+    assert_eq!(code, Some(0), "{out}{err}");
+    let before = world(&sb).await;
+    for c in &later {
+        refused(&sb, &rb, &state, c).await;
+    }
+    let after = world(&sb).await;
+    assert!(after == before, "AWS is exactly as it was:\n{}", diff_lines(&before, &after));
+    commands.extend(later);
+    refusals += commands.len();
+
+    // Every refusal is audited, by `drive::authorise`: one `refused` line per
+    // command, beside the lines of the rollout that ran.
+    let audited: Vec<serde_json::Value> =
+        common::tmux::audit_lines(&state, &rb.name).into_iter().filter(|l| l["stage"] == "refused").collect();
+    let redis_audit = std::fs::read_to_string(state.join("cutover/redis.audit.jsonl")).unwrap_or_default();
+    let redis_refused = redis_audit.lines().filter(|l| l.contains("\"stage\":\"refused\"")).count();
+    assert_eq!(redis_refused, 3, "each `redis copy` refusal audited: {redis_audit}");
+    assert_eq!(audited.len() + redis_refused, refusals, "one `refused` line per refused command: {audited:#?}");
+    for line in &audited {
+        assert_eq!(line["detail"], "--read-only", "{line}");
+    }
     sb.down().await;
     record(
         "read-only",
         format!(
-            "Headless with `--read-only`: {} commands (every action kind of the runbook format: {}; every rollback; \
-             shift, rollout, abort, pause, promote; `redis copy` under each conflict policy) each refused with exit \
-             2 and audited as `refused`, and AWS and the target Redis read back byte for byte as before ({} lines \
-             compared)",
-            commands.len(),
+            "Headless with `--read-only`: {refusals} commands (every action kind of the runbook format: {}; every \
+             rollback; shift, rollout, abort; pause and promote while a rollout soaked; `redis copy` under each \
+             conflict policy), each started from a state in which it would have changed something (a `run` item's \
+             dry run planned a change), each refused with exit 2 and audited as `refused`; AWS and the target \
+             Redis read back byte for byte as before ({} lines compared) and the running rollout kept soaking",
             kinds.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", "),
             before.lines().count()
         ),
