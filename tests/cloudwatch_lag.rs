@@ -58,7 +58,7 @@ async fn a_step_waits_for_the_datapoints_covering_its_soak_and_late_5xx_abort_it
     std::fs::write(&path, &text).unwrap();
     let rb = cutover::runbook::parse(&path.display().to_string(), &text).unwrap();
     let sb = sandbox(&rb, "us-west-1").await;
-    let mut child = tokio::process::Command::from(cutover_command(
+    let child = tokio::process::Command::from(cutover_command(
         &sb,
         &rb,
         dir.path(),
@@ -91,6 +91,6 @@ async fn a_step_waits_for_the_datapoints_covering_its_soak_and_late_5xx_abort_it
         Some(1),
         "the 5xx of step 1's soak arrive late, and must still abort it ({visible} visible now): {text}"
     );
-    assert!(text.contains("staging HTTPCode_Target_5XX_Count"), "{text}");
+    assert!(text.contains("staging HTTPCode_Target_5XX_Count Sum = 7.000"), "the gate saw the late 5xx: {text}");
     assert!(served.elapsed() >= Duration::from_secs(20), "not before the datapoints arrived: {:?}", served.elapsed());
 }

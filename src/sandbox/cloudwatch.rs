@@ -4,7 +4,8 @@
 //!   (`Values`/`Counts`), by nearest rank, as moto cannot; every other query
 //!   goes to moto;
 //! - datapoints stay invisible for a configurable lag, as ALB datapoints
-//!   arrive minutes late (the end of every query is moved back by the lag);
+//!   arrive minutes late: a minute's datapoints appear together, `lag` after
+//!   the minute ended (the end of every query is moved back accordingly);
 //! - composite alarms (moto answers PutCompositeAlarm with 500): kept here,
 //!   served by DescribeAlarms when it asks for them (`AlarmTypes`), their
 //!   state set by the sandbox's alarm evaluator (`alarm_eval`).
@@ -216,9 +217,17 @@ impl CloudWatchState {
         }
     }
 
-    /// The end of any query: no later than now − lag.
+    /// The end of any query: what has arrived by now. With a lag, as an
+    /// ALB's: a minute's datapoints arrive together, `lag` after it ended, so
+    /// the visible data ends at the start of the minute `now − lag` is in.
     fn visible_end(&self, end: SystemTime) -> SystemTime {
-        end.min(SystemTime::now() - self.lag())
+        let now = SystemTime::now();
+        let lag = self.lag();
+        if lag.is_zero() {
+            return end.min(now);
+        }
+        let secs = (now - lag).duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        end.min(SystemTime::UNIX_EPOCH + Duration::from_secs(secs / 60 * 60))
     }
 
     fn get_metric_data(&self, form: Form) -> Handling {
