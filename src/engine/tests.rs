@@ -376,6 +376,12 @@ mod properties {
             4 => step().prop_map(|step| Input::ShiftApplied { step, change_id: "C".into() }),
             4 => step().prop_map(|step| Input::InSync { step }),
             12 => (0usize..3, measurement()).prop_map(|(gate, result)| Input::Measure { gate, result }),
+            // Datapoints reaching `lag` seconds before now (filled in below).
+            6 => (0usize..3, measurement(), 0u64..90).prop_map(|(gate, result, lag)| Input::MeasureCovering {
+                gate,
+                result,
+                covers: Some(SystemTime::UNIX_EPOCH + Duration::from_secs(lag))
+            }),
             1 => Just(Input::Pause),
             2 => Just(Input::Resume),
             1 => Just(Input::Promote),
@@ -393,7 +399,9 @@ mod properties {
         let gated_passes = std::sync::atomic::AtomicUsize::new(0);
         let property = |inputs: Vec<(Input, u64)>| -> Result<(), TestCaseError> {
             inputs_seen.fetch_add(inputs.len(), std::sync::atomic::Ordering::Relaxed);
-            let p = plan();
+            // Gate 1 reads lagging datapoints.
+            let mut p = plan();
+            p.gates[1].settle = Some(Duration::from_secs(60));
             let allowed: Vec<Weights> = (0..p.steps.len()).map(|s| p.weights_at(s)).chain([p.initial]).collect();
             let mut e = Engine::new(p.clone());
             let mut now = 0;
@@ -404,6 +412,11 @@ mod properties {
                         Input::ShiftApplied { step: e.state.step, change_id }
                     }
                     Input::InSync { step: CURRENT } => Input::InSync { step: e.state.step },
+                    Input::MeasureCovering { gate, result, covers } => {
+                        let lag =
+                            covers.and_then(|c| c.duration_since(SystemTime::UNIX_EPOCH).ok()).unwrap_or_default();
+                        Input::MeasureCovering { gate, result, covers: Some(t(now) - lag) }
+                    }
                     other => other,
                 };
                 let before = e.state.clone();
@@ -429,6 +442,13 @@ mod properties {
                         "passed without every gate passing last: {:?}",
                         before.counters
                     );
+                    if let Phase::Soaking { until, .. } = before.phase {
+                        prop_assert!(
+                            before.counters[1].covered >= Some(until),
+                            "passed before gate 1's data covered the soak's end: {:?}",
+                            before.counters[1]
+                        );
+                    }
                 }
                 if let Some(g) = e.state.last_good {
                     prop_assert!(g < p.steps.len());
@@ -463,7 +483,7 @@ mod properties {
                 "The rollout engine fed {cases} random sequences of 1–199 inputs ({} in all: ticks, starts, \
                  measurements, INSYNC, pause, resume, promote, abort, with time moving on): never a weight outside \
                  the plan; {passes} steps passed by their gates, each only after every gate passed with no error \
-                 since; counters within their limits",
+                 since and the lagging gate's data covered the soak's end; counters within their limits",
                 inputs_seen.load(std::sync::atomic::Ordering::Relaxed)
             ),
         );
