@@ -68,7 +68,13 @@ async fn gates_on_the_load_balancers_own_5xx_see_them_and_fail() {
     .await;
 
     // A metric gate with no_data = "pass": no data would let the rollout on.
-    let gate = GateKind::Metric { environment: "staging".into(), metric: Metric::Elb5xx, stat: Stat::Sum, max: 0.0 };
+    let gate = GateKind::Metric {
+        environment: "staging".into(),
+        metric: Metric::Elb5xx,
+        stat: Stat::Sum,
+        max: 0.0,
+        min_requests: None,
+    };
     let metric = cutover::drive::gates::metric(&sb.clients, &gate, &snap, &rb, since).await;
     // Compare: staging's ELB 5xx per request against production's (none).
     let compare = GateKind::Compare { metric: Metric::Elb5xx, stat: Stat::Sum, factor: 2.0 };

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
 use aws_sdk_cloudwatch::primitives::DateTime;
-use aws_sdk_cloudwatch::types::{Dimension, Metric as CwMetric, MetricDataQuery, MetricStat};
+use aws_sdk_cloudwatch::types::{AlarmType, Dimension, Metric as CwMetric, MetricDataQuery, MetricStat};
 use serde::Serialize;
 
 use super::{AwsResult, sdk_error};
@@ -23,19 +23,25 @@ pub async fn alarm_states(cw: &aws_sdk_cloudwatch::Client, names: &[String]) -> 
     if names.is_empty() {
         return Ok(Vec::new());
     }
+    // Composite alarms come back only when asked for by type.
     let resp = cw
         .describe_alarms()
         .set_alarm_names(Some(names.to_vec()))
+        .alarm_types(AlarmType::MetricAlarm)
+        .alarm_types(AlarmType::CompositeAlarm)
         .send()
         .await
         .map_err(|e| sdk_error("DescribeAlarms", e))?;
+    let metric = resp.metric_alarms().iter().map(|a| (a.alarm_name(), a.state_value(), a.state_reason()));
+    let composite = resp.composite_alarms().iter().map(|a| (a.alarm_name(), a.state_value(), a.state_reason()));
+    let found: Vec<_> = metric.chain(composite).collect();
     Ok(names
         .iter()
-        .map(|n| match resp.metric_alarms().iter().find(|a| a.alarm_name() == Some(n.as_str())) {
-            Some(a) => AlarmState {
+        .map(|n| match found.iter().find(|a| a.0 == Some(n.as_str())) {
+            Some((_, state, reason)) => AlarmState {
                 name: n.clone(),
-                state: a.state_value().map(|s| s.as_str().to_string()).unwrap_or_default(),
-                reason: a.state_reason().unwrap_or_default().to_string(),
+                state: state.map(|s| s.as_str().to_string()).unwrap_or_default(),
+                reason: reason.unwrap_or_default().to_string(),
             },
             None => {
                 AlarmState { name: n.clone(), state: "MISSING".into(), reason: "no such alarm in this region".into() }
@@ -261,6 +267,93 @@ pub async fn metric_series(
         .collect())
 }
 
+/// One statistic over a whole window, with what it was computed from.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Total {
+    /// The statistic over the window; `None`: no datapoint in it.
+    pub value: Option<f64>,
+    /// Samples behind it (for TargetResponseTime: requests); `None` with no data.
+    pub samples: Option<f64>,
+    /// Why the series was not asked for (see [`SeriesKey::cloudwatch_dimensions`]).
+    pub error: Option<String>,
+}
+
+/// The window `[start, end)` as CloudWatch takes it: the start rounded down to
+/// the minute and one period, a multiple of 60 s, spanning the rest.
+pub fn whole_window(start: SystemTime, end: SystemTime) -> (SystemTime, i32) {
+    let secs = |t: SystemTime| t.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let start_s = secs(start) / 60 * 60;
+    let span = secs(end).saturating_sub(start_s).max(1);
+    let period = span.div_ceil(60) * 60;
+    (SystemTime::UNIX_EPOCH + Duration::from_secs(start_s), i32::try_from(period).unwrap_or(i32::MAX / 60 * 60))
+}
+
+fn stat_query(id: String, key: &SeriesKey, dims: Vec<Dimension>, stat: String, period: i32) -> MetricDataQuery {
+    let metric = CwMetric::builder()
+        .namespace("AWS/ApplicationELB")
+        .metric_name(key.metric.cloudwatch_name())
+        .set_dimensions(Some(dims))
+        .build();
+    MetricDataQuery::builder()
+        .id(id)
+        .metric_stat(MetricStat::builder().metric(metric).period(period).stat(stat).build())
+        .build()
+}
+
+/// Every key's statistic over the whole window `[start, end)`, as one period
+/// (a percentile over the soak, not the worst minute's), with its sample
+/// count; and, per key, when its newest one-minute datapoint ends (what the
+/// data covers so far: ALB datapoints arrive minutes late). One call.
+pub async fn metric_totals(
+    cw: &aws_sdk_cloudwatch::Client,
+    keys: &[SeriesKey],
+    start: SystemTime,
+    end: SystemTime,
+) -> AwsResult<(Vec<Total>, Vec<Option<SystemTime>>)> {
+    let (start, period) = whole_window(start, end);
+    let dimensions: Vec<Result<Vec<Dimension>, String>> = keys.iter().map(SeriesKey::cloudwatch_dimensions).collect();
+    let mut queries = Vec::new();
+    for (i, (k, dims)) in keys.iter().zip(&dimensions).enumerate() {
+        let Ok(dims) = dims else { continue };
+        queries.push(stat_query(format!("v{i}"), k, dims.clone(), k.stat.cloudwatch_name(), period));
+        queries.push(stat_query(format!("n{i}"), k, dims.clone(), "SampleCount".into(), 60));
+    }
+    let mut points: BTreeMap<String, Vec<(i64, f64)>> = BTreeMap::new();
+    let mut next: Option<String> = None;
+    while !queries.is_empty() {
+        let resp = cw
+            .get_metric_data()
+            .set_metric_data_queries(Some(queries.clone()))
+            .start_time(DateTime::from(start))
+            .end_time(DateTime::from(end))
+            .set_next_token(next.clone())
+            .send()
+            .await
+            .map_err(|e| sdk_error("GetMetricData", e))?;
+        for r in resp.metric_data_results() {
+            let entry = points.entry(r.id().unwrap_or_default().to_string()).or_default();
+            entry.extend(r.timestamps().iter().map(|t| t.secs()).zip(r.values().iter().copied()));
+        }
+        next = resp.next_token().map(str::to_string);
+        if next.is_none() {
+            break;
+        }
+    }
+    let mut totals = Vec::new();
+    let mut covers = Vec::new();
+    for (i, dims) in dimensions.into_iter().enumerate() {
+        let values = points.remove(&format!("v{i}")).unwrap_or_default();
+        let minutes = points.remove(&format!("n{i}")).unwrap_or_default();
+        let samples = (!minutes.is_empty()).then(|| minutes.iter().map(|p| p.1).sum());
+        // One period spans the window: more than one value would be a second
+        // period past `end`, which cannot hold data.
+        totals.push(Total { value: values.first().map(|p| p.1), samples, error: dims.err() });
+        let newest = minutes.iter().map(|p| p.0).max();
+        covers.push(newest.map(|t| SystemTime::UNIX_EPOCH + Duration::from_secs(t.max(0) as u64 + 60)));
+    }
+    Ok((totals, covers))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -285,6 +378,16 @@ mod tests {
         // A rate of ELB 5xx needs the load balancer's requests.
         assert!(published_dimensions(Metric::RequestCount).contains(&LoadBalancer));
         assert!(!published_dimensions(Metric::HealthyHostCount).contains(&LoadBalancer));
+    }
+
+    #[test]
+    fn the_whole_window_is_one_period_of_whole_minutes_from_the_minute_it_starts() {
+        let t = |s: u64| SystemTime::UNIX_EPOCH + Duration::from_secs(s);
+        assert_eq!(whole_window(t(6000), t(6001)), (t(6000), 60));
+        assert_eq!(whole_window(t(6030), t(6035)), (t(6000), 60), "rounded down to the minute");
+        assert_eq!(whole_window(t(6030), t(6090)), (t(6000), 120), "90 s from the minute: two minutes");
+        assert_eq!(whole_window(t(6000), t(6300)), (t(6000), 300));
+        assert_eq!(whole_window(t(6000), t(6000)), (t(6000), 60), "never an empty period");
     }
 
     fn names(dims: &[Dimension]) -> Vec<(&str, &str)> {

@@ -58,11 +58,11 @@ pub fn render_plan(rb: &Runbook) -> String {
     let _ = writeln!(o, "  at least {} in all (soak + one TTL per step)", format_duration(total));
     for g in &r.gates {
         let what = match &g.kind {
-            GateKind::AlarmOk { alarms } => format!("alarms OK: {}", alarms.join(", ")),
+            GateKind::AlarmOk { alarms, .. } => format!("alarms OK: {}", alarms.join(", ")),
             GateKind::HealthyTargets { environment, min } => format!("≥ {min} healthy targets in {environment}"),
             GateKind::HttpHealth { environment } => format!("/health 200 on every {environment} instance"),
             GateKind::RedisReachable { environment } => format!("Redis reachable from every {environment} instance"),
-            GateKind::Metric { environment, metric, stat, max } => {
+            GateKind::Metric { environment, metric, stat, max, .. } => {
                 format!("{environment} {} {} ≤ {max}", metric.cloudwatch_name(), stat.cloudwatch_name())
             }
             GateKind::Compare { metric, stat, factor } => {

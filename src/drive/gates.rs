@@ -5,11 +5,11 @@
 use std::time::{Duration, SystemTime};
 
 use crate::aws::Clients;
-use crate::aws::cloudwatch::{Dimensions, SeriesKey, metric_series};
+use crate::aws::cloudwatch::{Dimensions, SeriesKey, Total, metric_totals, query_dimensions};
 use crate::aws::elb::arn_suffix;
 use crate::engine::Measurement;
 use crate::live::{HealthProbe, LiveState};
-use crate::runbook::{Check, GateKind, Metric, Runbook, Stat};
+use crate::runbook::{Check, GateKind, InsufficientData, Metric, Runbook, Stat};
 use crate::status::{CheckOutcome, Snapshot, View};
 
 fn fresh<'a, T>(v: &'a View<T>, what: &str) -> Result<&'a T, Measurement> {
@@ -82,7 +82,7 @@ pub fn due(
 /// A gate judged on the live snapshot; `None` for metric gates.
 pub fn from_snapshot(rb: &Runbook, g: &GateKind, snap: &Snapshot) -> Option<Measurement> {
     Some(match g {
-        GateKind::AlarmOk { alarms } => {
+        GateKind::AlarmOk { alarms, insufficient_data } => {
             let states = match fresh(&snap.alarms, "alarms") {
                 Ok(s) => s,
                 Err(m) => return Some(m),
@@ -91,7 +91,15 @@ pub fn from_snapshot(rb: &Runbook, g: &GateKind, snap: &Snapshot) -> Option<Meas
             for name in alarms {
                 match states.iter().find(|a| &a.name == name).map(|a| a.state.as_str()) {
                     Some("OK") => {}
-                    Some("INSUFFICIENT_DATA") => missing_data = true,
+                    Some("INSUFFICIENT_DATA") => match insufficient_data {
+                        InsufficientData::Wait => missing_data = true,
+                        InsufficientData::Pass => {}
+                        InsufficientData::Fail => {
+                            return Some(Measurement::Fail(format!(
+                                "alarm {name} is INSUFFICIENT_DATA (insufficient_data = \"fail\")"
+                            )));
+                        }
+                    },
                     Some(state) => return Some(Measurement::Fail(format!("alarm {name} is {state}"))),
                     None => return Some(Measurement::Error(format!("alarm {name} was not read"))),
                 }
@@ -150,33 +158,41 @@ pub fn from_snapshot(rb: &Runbook, g: &GateKind, snap: &Snapshot) -> Option<Meas
     })
 }
 
-fn aggregate(stat: Stat, points: &[(i64, f64)]) -> Option<f64> {
-    if points.is_empty() {
-        return None;
-    }
-    let vals = points.iter().map(|p| p.1);
-    Some(match stat {
-        Stat::Sum | Stat::SampleCount => vals.sum(),
-        Stat::Average => vals.sum::<f64>() / points.len() as f64,
-        Stat::Minimum => vals.fold(f64::INFINITY, f64::min),
-        // A percentile over periods: the worst period's, to stay on the safe side.
-        Stat::Maximum | Stat::Percentile(_) => vals.fold(f64::NEG_INFINITY, f64::max),
-    })
+/// A metric gate's reading: the measurement, and the time its environment's
+/// datapoints reach so far (the end of the newest minute of requests), which
+/// the engine needs before it lets a soak end on them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricReading {
+    pub measurement: Measurement,
+    pub covers: Option<SystemTime>,
 }
 
 /// A metric or compare gate: one GetMetricData over `[since, now]`.
 pub async fn metric(clients: &Clients, g: &GateKind, snap: &Snapshot, rb: &Runbook, since: SystemTime) -> Measurement {
+    metric_reading(clients, g, snap, rb, since).await.measurement
+}
+
+/// A metric or compare gate over `[since, now]`, each statistic over the
+/// whole window as one period (a percentile over every request of the soak,
+/// never the worst minute's), with the sample count it rests on.
+pub async fn metric_reading(
+    clients: &Clients,
+    g: &GateKind,
+    snap: &Snapshot,
+    rb: &Runbook,
+    since: SystemTime,
+) -> MetricReading {
+    let error = |e: String| MetricReading { measurement: Measurement::Error(e), covers: None };
     let key = |env: &str, metric: Metric, stat: Stat| -> Option<SeriesKey> {
         let aws = snap.environment(env)?.aws.value.as_ref()?;
         let tg = aws.target_groups.first().map(|tg| arn_suffix(&tg.arn));
         let lb = aws.load_balancer.as_ref().map(|l| arn_suffix(&l.arn));
         Some(SeriesKey::new(env, tg.as_deref(), lb.as_deref(), metric, stat))
     };
-    let window = SystemTime::now().duration_since(since).unwrap_or(Duration::ZERO).max(Duration::from_secs(60));
-    let keys: Vec<SeriesKey> = match g {
+    let mut keys: Vec<SeriesKey> = match g {
         GateKind::Metric { environment, metric, stat, .. } => match key(environment, *metric, *stat) {
             Some(k) => vec![k],
-            None => return Measurement::Error(format!("{environment} has not been read from AWS yet")),
+            None => return error(format!("{environment} has not been read from AWS yet")),
         },
         GateKind::Compare { metric, stat, .. } => {
             let (new, old) = (&rb.rollout.to, &rb.rollout.from);
@@ -187,36 +203,54 @@ pub async fn metric(clients: &Clients, g: &GateKind, snap: &Snapshot, rb: &Runbo
             let keys = || -> Result<Vec<SeriesKey>, String> { compare_keys(side(new)?, side(old)?) };
             match keys() {
                 Ok(keys) => keys,
-                Err(e) => return Measurement::Error(e),
+                Err(e) => return error(e),
             }
         }
-        _ => return Measurement::Error("not a metric gate".into()),
+        _ => return error("not a metric gate".into()),
     };
-    let series = match metric_series(&clients.cloudwatch, &keys, window, 60).await {
-        Ok(s) => s,
-        Err(e) => return Measurement::Error(e.to_string()),
+    // What the data covers: each environment's requests, which an ALB
+    // publishes every minute traffic flows (5xx counts only when there are some).
+    let measured = keys.len();
+    let envs: Vec<SeriesKey> = keys[..measured.min(2)].to_vec();
+    for k in envs {
+        let requests = SeriesKey { metric: Metric::RequestCount, stat: Stat::Sum, ..k };
+        keys.push(requests.with_dimensions(query_dimensions(Metric::RequestCount)));
+    }
+    let (totals, covers) = match metric_totals(&clients.cloudwatch, &keys, since, SystemTime::now()).await {
+        Ok(t) => t,
+        Err(e) => return error(e.to_string()),
     };
     // A series that could not be asked for is an error, never "no data".
-    if let Some(e) = series.iter().find_map(|s| s.error.as_ref()) {
-        return Measurement::Error(e.clone());
+    if let Some(e) = totals[..measured].iter().find_map(|t| t.error.as_ref()) {
+        return error(e.clone());
     }
-    let since_s = since.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs() as i64 - 60).unwrap_or(0);
-    let value = |i: usize| -> Option<f64> {
-        let pts: Vec<(i64, f64)> = series.get(i)?.points.iter().filter(|p| p.0 >= since_s).copied().collect();
-        aggregate(keys.get(i)?.stat, &pts)
-    };
-    match g {
-        GateKind::Metric { metric, max, environment, .. } => match value(0) {
-            None => Measurement::NoData,
-            Some(v) if v <= *max => Measurement::Pass,
-            Some(v) => Measurement::Fail(format!("{environment} {} = {v:.3} > {max}", metric.cloudwatch_name())),
-        },
+    // The newest either side has: both sides' datapoints arrive as late, and
+    // a side without traffic has none.
+    let covers = covers[measured..].iter().flatten().max().copied();
+    let measurement = match g {
+        GateKind::Metric { metric, max, environment, stat, min_requests } => {
+            let Total { value, samples, .. } = &totals[0];
+            let n = samples.unwrap_or(0.0);
+            let what = if *metric == Metric::TargetResponseTime { "requests" } else { "samples" };
+            match value {
+                None => Measurement::NoData,
+                Some(_) if min_requests.is_some_and(|m| n < m as f64) => Measurement::NoData,
+                Some(v) if v <= max => Measurement::Pass,
+                Some(v) => Measurement::Fail(format!(
+                    "{environment} {} {} = {v:.3} over {n} {what} > {max}",
+                    metric.cloudwatch_name(),
+                    stat.cloudwatch_name()
+                )),
+            }
+        }
         GateKind::Compare { metric, factor, .. } => {
+            let value = |i: usize| totals.get(i).and_then(|t| t.value);
             let side = |i: usize| Side { value: value(i), requests: value(i + 2) };
             compare(*metric, *factor, side(0), side(1))
         }
         _ => unreachable!("matched above"),
-    }
+    };
+    MetricReading { measurement, covers }
 }
 
 /// The series a compare gate reads: the new and the old side's metric, then
@@ -321,8 +355,13 @@ mod tests {
         let mut st = LiveState::default();
         let targets = GateKind::HealthyTargets { environment: "new".into(), min: 1 };
         let http = GateKind::HttpHealth { environment: "new".into() };
-        let metric =
-            GateKind::Metric { environment: "new".into(), metric: Metric::Target5xx, stat: Stat::Sum, max: 0.0 };
+        let metric = GateKind::Metric {
+            environment: "new".into(),
+            metric: Metric::Target5xx,
+            stat: Stat::Sum,
+            max: 0.0,
+            min_requests: None,
+        };
         assert_eq!(reading(&st, &targets), None, "nothing reported yet");
         st.environments.entry("new".into()).or_default().apply::<String>(t(10), Ok(data));
         assert_eq!(reading(&st, &targets), Some(t(10)));
@@ -335,17 +374,6 @@ mod tests {
         st.health.get_mut("i-1").unwrap().apply::<String>(t(16), Err("refused".into()));
         assert_eq!(reading(&st, &http), Some(t(13)), "no new environment poll yet");
         assert_eq!(reading(&st, &metric), None, "a metric query is its own reading");
-    }
-
-    #[test]
-    fn aggregation_per_statistic_and_empty_is_no_value() {
-        let p = [(0, 1.0), (60, 3.0), (120, 2.0)];
-        assert_eq!(aggregate(Stat::Sum, &p), Some(6.0));
-        assert_eq!(aggregate(Stat::Average, &p), Some(2.0));
-        assert_eq!(aggregate(Stat::Minimum, &p), Some(1.0));
-        assert_eq!(aggregate(Stat::Maximum, &p), Some(3.0));
-        assert_eq!(aggregate(Stat::Percentile(99.0), &p), Some(3.0));
-        assert_eq!(aggregate(Stat::Sum, &[]), None, "no data is not zero");
     }
 
     #[test]

@@ -711,18 +711,24 @@ pub async fn run(cx: &Context, say: &mut (dyn FnMut(&str) + Send)) -> Result<Out
                 }
                 last_measured[i] = Some(now());
                 last_reading[i] = reading;
-                let m = match (due, super::gates::from_snapshot(rb, &g.kind, &snap)) {
-                    (Due::Stalled(d), _) => crate::engine::Measurement::Error(format!(
-                        "no new reading of its sources for {} s (a poll is stuck or backing off)",
-                        d.as_secs()
-                    )),
-                    (_, Some(m)) => m,
-                    (_, None) => super::gates::metric(&cx.clients, &g.kind, &snap, rb, since).await,
+                let (m, covers) = match (due, super::gates::from_snapshot(rb, &g.kind, &snap)) {
+                    (Due::Stalled(d), _) => (
+                        crate::engine::Measurement::Error(format!(
+                            "no new reading of its sources for {} s (a poll is stuck or backing off)",
+                            d.as_secs()
+                        )),
+                        None,
+                    ),
+                    (_, Some(m)) => (m, None),
+                    (_, None) => {
+                        let r = super::gates::metric_reading(&cx.clients, &g.kind, &snap, rb, since).await;
+                        (r.measurement, r.covers)
+                    }
                 };
                 if matches!(m, crate::engine::Measurement::Fail(_) | crate::engine::Measurement::Error(_)) {
                     (runner.say)(&format!("gate {} ({}): {m:?}", i + 1, crate::runbook::gate_label(&g.kind)));
                 }
-                outputs.extend(runner.engine.handle(Input::Measure { gate: i, result: m }, now()));
+                outputs.extend(runner.engine.handle(Input::MeasureCovering { gate: i, result: m, covers }, now()));
                 if runner.engine.state.phase == Phase::Aborted || runner.engine.state.phase == Phase::Paused {
                     break;
                 }

@@ -41,6 +41,11 @@ pub struct GateSpec {
     pub failure_limit: u32,
     pub consecutive_error_limit: u32,
     pub no_data: NoDataPolicy,
+    /// Gates on CloudWatch datapoints: a soak ends only once a passing reading
+    /// covers its end (the runner says what its data covers), waiting at most
+    /// this long past it; then the `no_data` policy decides. `None`: the gate
+    /// reads live state, which has no lag.
+    pub settle: Option<Duration>,
 }
 
 impl Plan {
@@ -78,6 +83,7 @@ impl GateSpec {
             failure_limit: g.failure_limit,
             consecutive_error_limit: g.consecutive_error_limit,
             no_data: g.no_data,
+            settle: g.settle(),
         }
     }
 }
@@ -108,6 +114,13 @@ pub enum Input {
     Measure {
         gate: usize,
         result: Measurement,
+    },
+    /// A measurement from datapoints that reach `covers` (the end of the
+    /// newest one the provider has published so far).
+    MeasureCovering {
+        gate: usize,
+        result: Measurement,
+        covers: Option<SystemTime>,
     },
     Pause,
     Resume,
@@ -154,6 +167,9 @@ pub struct GateCounters {
     pub passes: u32,
     pub failures: u32,
     pub consecutive_errors: u32,
+    /// The furthest a passing reading's datapoints reached in this soak.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub covered: Option<SystemTime>,
 }
 
 /// Everything the engine knows; serializable so a restart resumes.
@@ -256,18 +272,81 @@ impl Engine {
     }
 
     fn soak_complete(&self, now: SystemTime, until: SystemTime) -> bool {
-        // A gate whose latest reading was an error is not known to pass now.
-        now >= until && self.state.counters.iter().all(|c| c.passes > 0 && c.consecutive_errors == 0)
+        // A gate whose latest reading was an error is not known to pass now;
+        // a gate on lagging datapoints must have passed on data reaching the end.
+        now >= until
+            && self.state.counters.iter().zip(&self.plan.gates).all(|(c, g)| {
+                c.passes > 0 && c.consecutive_errors == 0 && (g.settle.is_none() || c.covered >= Some(until))
+            })
     }
 
-    fn measure(&mut self, gate: usize, result: Measurement, now: SystemTime) -> Vec<Output> {
+    /// Gates whose datapoints did not reach the soak's end within their
+    /// settle time: their `no_data` policy decides, once.
+    fn settle_over(&mut self, now: SystemTime, until: SystemTime) -> Vec<Output> {
+        let mut out = Vec::new();
+        for (i, spec) in self.plan.gates.clone().iter().enumerate() {
+            let Some(settle) = spec.settle else { continue };
+            let c = &mut self.state.counters[i];
+            if now < until + settle || c.covered >= Some(until) {
+                continue;
+            }
+            // Decided: the policy stands in for the data that never came.
+            c.covered = Some(until);
+            let why = format!("no datapoints covering the soak's end within {} s", settle.as_secs());
+            match spec.no_data {
+                NoDataPolicy::Pass => {
+                    c.passes += 1;
+                    out.push(Output::Log(format!("{}: {why} (policy: pass)", spec.name)));
+                }
+                NoDataPolicy::Fail => {
+                    c.failures += 1;
+                    let failures = c.failures;
+                    if failures >= spec.failure_limit {
+                        out.extend(
+                            self.abort(format!("{} failed {failures} time(s): {why} (policy: fail)", spec.name)),
+                        );
+                        return out;
+                    }
+                    out.push(Output::Log(format!("{} failed ({failures}/{}): {why}", spec.name, spec.failure_limit)));
+                }
+                NoDataPolicy::Pause => {
+                    out.extend(self.pause(format!("{}: {why}; a person must decide (policy: pause)", spec.name)));
+                    return out;
+                }
+            }
+        }
+        out
+    }
+
+    fn measure(
+        &mut self,
+        gate: usize,
+        result: Measurement,
+        now: SystemTime,
+        covers: Option<SystemTime>,
+    ) -> Vec<Output> {
         let Some(spec) = self.plan.gates.get(gate).cloned() else {
             return vec![Output::Log(format!("measurement for unknown gate {gate} ignored"))];
         };
-        if let (Measurement::NoData, Phase::Soaking { until, .. }) = (&result, self.state.phase)
-            && now < until
-        {
-            return vec![Output::Log(format!("{}: no data yet", spec.name))];
+        let Phase::Soaking { until, .. } = self.state.phase else {
+            return vec![Output::Log(format!("{}: measurement outside a soak ignored", spec.name))];
+        };
+        if let Measurement::NoData = result {
+            if now < until {
+                return vec![Output::Log(format!("{}: no data yet", spec.name))];
+            }
+            // Datapoints arrive late: no data is only final once data
+            // covering the soak's end has arrived, or the settle time is over.
+            if let Some(settle) = spec.settle
+                && covers < Some(until)
+                && now < until + settle
+            {
+                return vec![Output::Log(format!(
+                    "{}: no data yet; waiting up to {} s for datapoints covering the soak's end",
+                    spec.name,
+                    settle.as_secs()
+                ))];
+            }
         }
         let result = match result {
             Measurement::NoData => match spec.no_data {
@@ -284,6 +363,10 @@ impl Engine {
             Measurement::Pass => {
                 c.passes += 1;
                 c.consecutive_errors = 0;
+                // A pass on data reaching `covers` (a no-data policy's pass too).
+                if covers > c.covered {
+                    c.covered = covers;
+                }
                 Vec::new()
             }
             Measurement::Fail(why) => {
@@ -338,7 +421,11 @@ impl Engine {
                 vec![Output::Log(format!("soaking for {}s", self.plan.soak.as_secs()))]
             }
             (Soaking { until, .. }, Input::Tick) if self.soak_complete(now, until) => self.step_passed(),
-            (Soaking { .. }, Input::Measure { gate, result }) => self.measure(gate, result, now),
+            (Soaking { until, .. }, Input::Tick) if now >= until => self.settle_over(now, until),
+            (Soaking { .. }, Input::Measure { gate, result }) => self.measure(gate, result, now, None),
+            (Soaking { .. }, Input::MeasureCovering { gate, result, covers }) => {
+                self.measure(gate, result, now, covers)
+            }
             (Soaking { .. } | WaitingTtl { .. } | WaitingInsync | Shifting, Input::Promote) => {
                 vec![Output::Log("promoted: rest of the step skipped by a person".into())]
                     .into_iter()

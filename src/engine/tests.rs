@@ -7,7 +7,7 @@ fn t(s: u64) -> SystemTime {
 }
 
 fn gate(name: &str, failure_limit: u32, consecutive_error_limit: u32, no_data: NoDataPolicy) -> GateSpec {
-    GateSpec { name: name.into(), failure_limit, consecutive_error_limit, no_data }
+    GateSpec { name: name.into(), failure_limit, consecutive_error_limit, no_data, settle: None }
 }
 
 /// Steps 10, 50, 100; soak 60 s; TTL 10 s; gate 0 aborts on the first failure,
@@ -376,6 +376,12 @@ mod properties {
             4 => step().prop_map(|step| Input::ShiftApplied { step, change_id: "C".into() }),
             4 => step().prop_map(|step| Input::InSync { step }),
             12 => (0usize..3, measurement()).prop_map(|(gate, result)| Input::Measure { gate, result }),
+            // Datapoints reaching `lag` seconds before now (filled in below).
+            6 => (0usize..3, measurement(), 0u64..90).prop_map(|(gate, result, lag)| Input::MeasureCovering {
+                gate,
+                result,
+                covers: Some(SystemTime::UNIX_EPOCH + Duration::from_secs(lag))
+            }),
             1 => Just(Input::Pause),
             2 => Just(Input::Resume),
             1 => Just(Input::Promote),
@@ -393,7 +399,9 @@ mod properties {
         let gated_passes = std::sync::atomic::AtomicUsize::new(0);
         let property = |inputs: Vec<(Input, u64)>| -> Result<(), TestCaseError> {
             inputs_seen.fetch_add(inputs.len(), std::sync::atomic::Ordering::Relaxed);
-            let p = plan();
+            // Gate 1 reads lagging datapoints.
+            let mut p = plan();
+            p.gates[1].settle = Some(Duration::from_secs(60));
             let allowed: Vec<Weights> = (0..p.steps.len()).map(|s| p.weights_at(s)).chain([p.initial]).collect();
             let mut e = Engine::new(p.clone());
             let mut now = 0;
@@ -404,6 +412,11 @@ mod properties {
                         Input::ShiftApplied { step: e.state.step, change_id }
                     }
                     Input::InSync { step: CURRENT } => Input::InSync { step: e.state.step },
+                    Input::MeasureCovering { gate, result, covers } => {
+                        let lag =
+                            covers.and_then(|c| c.duration_since(SystemTime::UNIX_EPOCH).ok()).unwrap_or_default();
+                        Input::MeasureCovering { gate, result, covers: Some(t(now) - lag) }
+                    }
                     other => other,
                 };
                 let before = e.state.clone();
@@ -429,6 +442,13 @@ mod properties {
                         "passed without every gate passing last: {:?}",
                         before.counters
                     );
+                    if let Phase::Soaking { until, .. } = before.phase {
+                        prop_assert!(
+                            before.counters[1].covered >= Some(until),
+                            "passed before gate 1's data covered the soak's end: {:?}",
+                            before.counters[1]
+                        );
+                    }
                 }
                 if let Some(g) = e.state.last_good {
                     prop_assert!(g < p.steps.len());
@@ -463,9 +483,89 @@ mod properties {
                 "The rollout engine fed {cases} random sequences of 1–199 inputs ({} in all: ticks, starts, \
                  measurements, INSYNC, pause, resume, promote, abort, with time moving on): never a weight outside \
                  the plan; {passes} steps passed by their gates, each only after every gate passed with no error \
-                 since; counters within their limits",
+                 since and the lagging gate's data covered the soak's end; counters within their limits",
                 inputs_seen.load(std::sync::atomic::Ordering::Relaxed)
             ),
         );
     }
+}
+
+/// Gate 0 reads lagging datapoints (settle 120 s) with `no_data`; gate 1
+/// reads live state. The soak of step 1 runs t(11)..t(71).
+fn lagging(no_data: NoDataPolicy) -> Engine {
+    let mut p = plan();
+    p.gates[0].settle = Some(Duration::from_secs(120));
+    p.gates[0].no_data = no_data;
+    let mut e = Engine::new(p);
+    e.handle(Input::Start, t(0));
+    to_soak(&mut e, 0, 0);
+    e.handle(Input::Measure { gate: 1, result: Measurement::Pass }, t(20));
+    e
+}
+
+fn covering(e: &mut Engine, result: Measurement, covers: u64, at: u64) -> Vec<Output> {
+    e.handle(Input::MeasureCovering { gate: 0, result, covers: Some(t(covers)) }, t(at))
+}
+
+#[test]
+fn a_gate_on_lagging_datapoints_holds_the_step_until_a_pass_covers_the_soak_end() {
+    let mut e = lagging(NoDataPolicy::Pause);
+    covering(&mut e, Measurement::Pass, 50, 20);
+    assert!(e.handle(Input::Tick, t(72)).is_empty(), "soak time over, but its data reaches only t(50)");
+    assert_eq!(e.state.last_good, None);
+    // No data after the soak, its end not covered yet: a wait, not the pause policy.
+    covering(&mut e, Measurement::NoData, 60, 80);
+    assert!(matches!(e.state.phase, Phase::Soaking { .. }), "{:?}", e.state.phase);
+    covering(&mut e, Measurement::Pass, 72, 90);
+    e.handle(Input::Tick, t(91));
+    assert_eq!(e.state.last_good, Some(0), "passed once its data covered the soak's end");
+}
+
+#[test]
+fn a_failure_in_datapoints_arriving_after_the_soak_still_aborts_the_step() {
+    let mut e = lagging(NoDataPolicy::Pass);
+    covering(&mut e, Measurement::Pass, 50, 20);
+    e.handle(Input::Tick, t(72));
+    let out = covering(&mut e, Measurement::Fail("5xx = 7".into()), 72, 100);
+    assert_eq!(e.state.phase, Phase::Aborted, "{out:?}");
+    assert_eq!(weights(&out), vec![((100, 0), None)]);
+}
+
+#[test]
+fn no_data_covering_the_soak_end_follows_the_policy_at_once() {
+    let mut e = lagging(NoDataPolicy::Pass);
+    covering(&mut e, Measurement::NoData, 72, 80);
+    e.handle(Input::Tick, t(81));
+    assert_eq!(e.state.last_good, Some(0), "no 5xx through the soak's end: policy pass");
+    let mut e = lagging(NoDataPolicy::Pause);
+    covering(&mut e, Measurement::NoData, 72, 80);
+    assert_eq!(e.state.phase, Phase::Paused);
+}
+
+#[test]
+fn data_that_never_covers_the_soak_end_follows_the_no_data_policy_once_settle_is_over() {
+    for policy in [NoDataPolicy::Pass, NoDataPolicy::Fail, NoDataPolicy::Pause] {
+        let mut e = lagging(policy);
+        covering(&mut e, Measurement::Pass, 50, 20);
+        assert!(e.handle(Input::Tick, t(190)).is_empty(), "{policy:?}: settle runs to t(191)");
+        let out = e.handle(Input::Tick, t(192));
+        match policy {
+            NoDataPolicy::Pass => {
+                e.handle(Input::Tick, t(193));
+                assert_eq!(e.state.last_good, Some(0), "{out:?}");
+            }
+            NoDataPolicy::Fail => assert_eq!(e.state.phase, Phase::Aborted, "{out:?}"),
+            NoDataPolicy::Pause => assert_eq!(e.state.phase, Phase::Paused, "{out:?}"),
+        }
+        assert!(format!("{out:?}").contains("no datapoints covering the soak's end within 120 s"), "{out:?}");
+    }
+}
+
+#[test]
+fn gates_on_live_state_have_no_settle_and_metric_gates_default_to_three_minutes() {
+    let rb =
+        crate::runbook::load(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/runbooks/demo.toml"))).unwrap();
+    let p = Plan::from_runbook(&rb).unwrap();
+    let settles: Vec<Option<u64>> = p.gates.iter().map(|g| g.settle.map(|d| d.as_secs())).collect();
+    assert_eq!(settles, [None, None, None, Some(180), Some(180)]);
 }

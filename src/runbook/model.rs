@@ -115,6 +115,26 @@ pub struct Gate {
     /// Provider errors in a row that pause the rollout for a human.
     pub consecutive_error_limit: u32,
     pub no_data: NoDataPolicy,
+    /// Metric and compare gates: how long after the soak a gate may wait for
+    /// datapoints covering its end (CloudWatch's lag); `None` is the default,
+    /// [`DEFAULT_SETTLE`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub settle: Option<Duration>,
+}
+
+/// How long a metric gate waits, at most, past the soak for datapoints
+/// covering its end: ALB datapoints arrive one to three minutes late.
+pub const DEFAULT_SETTLE: Duration = Duration::from_secs(180);
+
+impl Gate {
+    /// The wait for data covering the soak's end; `None` for gates that read
+    /// live state rather than CloudWatch datapoints.
+    pub fn settle(&self) -> Option<Duration> {
+        match self.kind {
+            GateKind::Metric { .. } | GateKind::Compare { .. } => Some(self.settle.unwrap_or(DEFAULT_SETTLE)),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -122,6 +142,9 @@ pub struct Gate {
 pub enum GateKind {
     AlarmOk {
         alarms: Vec<String>,
+        /// What an alarm in INSUFFICIENT_DATA counts as.
+        #[serde(skip_serializing_if = "InsufficientData::is_default")]
+        insufficient_data: InsufficientData,
     },
     HealthyTargets {
         environment: String,
@@ -138,6 +161,9 @@ pub enum GateKind {
         metric: Metric,
         stat: Stat,
         max: f64,
+        /// A percentile over fewer requests than this is no data.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        min_requests: Option<u64>,
     },
     /// The new side's rate must stay within `factor` times the old side's.
     Compare {
@@ -145,6 +171,24 @@ pub enum GateKind {
         stat: Stat,
         factor: f64,
     },
+}
+
+/// What an `alarm_ok` gate makes of an alarm in INSUFFICIENT_DATA (a new
+/// alarm, or a healthy one on a sparse metric).
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum InsufficientData {
+    /// No data: waits while the soak runs, then the gate's `no_data` policy.
+    #[default]
+    Wait,
+    Pass,
+    Fail,
+}
+
+impl InsufficientData {
+    pub fn is_default(&self) -> bool {
+        *self == InsufficientData::Wait
+    }
 }
 
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
@@ -245,6 +289,14 @@ pub struct Alarm {
     pub stat: Stat,
     pub threshold: f64,
     pub period: Duration,
+    /// Periods the sandbox's alarm evaluates (CloudWatch's EvaluationPeriods).
+    pub evaluation_periods: u32,
+    /// CloudWatch's TreatMissingData: `missing` (default), `notBreaching`,
+    /// `breaching` or `ignore`.
+    pub treat_missing_data: String,
+    /// A composite alarm's rule (`ALARM("a") OR ALARM("b")`); the metric
+    /// fields are then unused.
+    pub rule: Option<String>,
     pub description: String,
 }
 
@@ -362,15 +414,72 @@ pub struct SandboxInstance {
 /// Short words for a gate, for logs and the cockpit.
 pub fn gate_label(g: &GateKind) -> String {
     match g {
-        GateKind::AlarmOk { alarms } => format!("alarms {}", alarms.join(", ")),
+        GateKind::AlarmOk { alarms, .. } => format!("alarms {}", alarms.join(", ")),
         GateKind::HealthyTargets { environment, min } => format!("≥{min} healthy in {environment}"),
         GateKind::HttpHealth { environment } => format!("/health of {environment}"),
         GateKind::RedisReachable { environment } => format!("Redis from {environment}"),
-        GateKind::Metric { environment, metric, stat, max } => {
+        GateKind::Metric { environment, metric, stat, max, .. } => {
             format!("{environment} {} {} ≤ {max}", metric.cloudwatch_name(), stat.cloudwatch_name())
         }
         GateKind::Compare { metric, stat, factor } => {
             format!("{} {} ≤ {factor}× old side", metric.cloudwatch_name(), stat.cloudwatch_name())
         }
+    }
+}
+
+/// The alarm names a composite alarm rule refers to, or `None` when the rule
+/// cannot be read: `ALARM("a") OR (OK(b) AND NOT INSUFFICIENT_DATA("c"))`;
+/// also `TRUE` and `FALSE`.
+pub fn alarm_rule_names(rule: &str) -> Option<Vec<String>> {
+    let mut names = Vec::new();
+    let mut depth = 0i32;
+    let mut rest = rule.trim();
+    while !rest.is_empty() {
+        if let Some(r) = rest.strip_prefix('(') {
+            depth += 1;
+            rest = r;
+        } else if let Some(r) = rest.strip_prefix(')') {
+            depth -= 1;
+            if depth < 0 {
+                return None;
+            }
+            rest = r;
+        } else {
+            let word_len = rest.find(|c: char| !(c.is_ascii_alphabetic() || c == '_')).unwrap_or(rest.len());
+            let (word, r) = rest.split_at(word_len);
+            match word {
+                "AND" | "OR" | "NOT" | "TRUE" | "FALSE" => rest = r,
+                "ALARM" | "OK" | "INSUFFICIENT_DATA" => {
+                    let r = r.trim_start().strip_prefix('(')?;
+                    let close = r.find(')')?;
+                    let name = r[..close].trim().trim_matches('"').trim();
+                    if name.is_empty() {
+                        return None;
+                    }
+                    names.push(name.to_string());
+                    rest = &r[close + 1..];
+                }
+                _ => return None,
+            }
+        }
+        rest = rest.trim_start();
+    }
+    (depth == 0).then_some(names)
+}
+
+#[cfg(test)]
+mod rule_tests {
+    use super::alarm_rule_names;
+
+    #[test]
+    fn composite_rules_name_their_children() {
+        assert_eq!(
+            alarm_rule_names(r#"ALARM("a-1") OR (OK(b) AND NOT INSUFFICIENT_DATA("c"))"#),
+            Some(vec!["a-1".to_string(), "b".to_string(), "c".to_string()])
+        );
+        assert_eq!(alarm_rule_names("TRUE"), Some(vec![]));
+        assert_eq!(alarm_rule_names("ALARM(a"), None);
+        assert_eq!(alarm_rule_names("ALARM(a))"), None);
+        assert_eq!(alarm_rule_names("MAYBE(a)"), None);
     }
 }

@@ -111,6 +111,9 @@ pub struct RawGate {
     pub failure_limit: Option<S<i64>>,
     pub consecutive_error_limit: Option<S<i64>>,
     pub no_data: Option<S<String>>,
+    pub min_requests: Option<S<i64>>,
+    pub insufficient_data: Option<S<String>>,
+    pub settle: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -122,6 +125,9 @@ pub struct RawAlarm {
     pub stat: Option<S<String>>,
     pub threshold: Option<f64>,
     pub period: Option<S<String>>,
+    pub evaluation_periods: Option<S<i64>>,
+    pub treat_missing_data: Option<S<String>>,
+    pub rule: Option<S<String>>,
     pub description: Option<String>,
 }
 

@@ -749,10 +749,13 @@ impl<'a> Validator<'a> {
             ("stat", g.stat.as_ref().map(|x| x.span())),
             ("max", g.max.as_ref().map(|x| x.span())),
             ("factor", g.factor.as_ref().map(|x| x.span())),
+            ("min_requests", g.min_requests.as_ref().map(|x| x.span())),
+            ("insufficient_data", g.insufficient_data.as_ref().map(|x| x.span())),
+            ("settle", g.settle.as_ref().map(|x| x.span())),
         ];
         let kind_value = match kind {
             "alarm_ok" => {
-                self.forbid(kind, "gate", &present, &["alarms"]);
+                self.forbid(kind, "gate", &present, &["alarms", "insufficient_data"]);
                 let alarms: Vec<String> = g
                     .alarms
                     .iter()
@@ -775,7 +778,20 @@ impl<'a> Validator<'a> {
                         "add alarms = [\"name\", …] naming alarms declared under [[alarms]]",
                     );
                 }
-                GateKind::AlarmOk { alarms }
+                let insufficient_data = match g.insufficient_data.as_ref().map(|n| (n, n.get_ref().as_str())) {
+                    None | Some((_, "wait")) => InsufficientData::Wait,
+                    Some((_, "pass")) => InsufficientData::Pass,
+                    Some((_, "fail")) => InsufficientData::Fail,
+                    Some((n, other)) => {
+                        self.err(
+                            n.span(),
+                            format!("unknown insufficient_data choice `{other}`"),
+                            "use wait (no data: the gate's no_data policy decides), pass or fail",
+                        );
+                        InsufficientData::Wait
+                    }
+                };
+                GateKind::AlarmOk { alarms, insufficient_data }
             }
             "healthy_targets" => {
                 self.forbid(kind, "gate", &present, &["environment", "min"]);
@@ -812,7 +828,12 @@ impl<'a> Validator<'a> {
                 }
             }
             "metric" => {
-                self.forbid(kind, "gate", &present, &["environment", "metric", "stat", "max"]);
+                self.forbid(
+                    kind,
+                    "gate",
+                    &present,
+                    &["environment", "metric", "stat", "max", "min_requests", "settle"],
+                );
                 if let Some(e) = &g.environment {
                     self.needs(names, e, kind, true);
                 }
@@ -833,10 +854,29 @@ impl<'a> Validator<'a> {
                     }
                     *m.get_ref()
                 });
-                GateKind::Metric { environment: env?, metric: metric?, stat, max: max? }
+                let min_requests = g.min_requests.as_ref().and_then(|n| {
+                    if !matches!(stat, Stat::Percentile(_)) {
+                        self.err(
+                            n.span(),
+                            format!("`min_requests` applies to a percentile, not to {}", stat.cloudwatch_name()),
+                            "remove it, or use a percentile such as stat = \"p99\"",
+                        );
+                        None
+                    } else if !(1..=1_000_000_000).contains(n.get_ref()) {
+                        self.err(
+                            n.span(),
+                            format!("min_requests {} is out of range", n.get_ref()),
+                            "give a count of requests from 1 up",
+                        );
+                        None
+                    } else {
+                        Some(*n.get_ref() as u64)
+                    }
+                });
+                GateKind::Metric { environment: env?, metric: metric?, stat, max: max?, min_requests }
             }
             "compare" => {
-                self.forbid(kind, "gate", &present, &["metric", "stat", "factor"]);
+                self.forbid(kind, "gate", &present, &["metric", "stat", "factor", "settle"]);
                 let metric = self
                     .require(g.metric.as_ref(), "metric", kind, at.clone(), "\"HTTPCode_Target_5XX_Count\"")
                     .map(|m| self.metric(m));
@@ -888,7 +928,8 @@ impl<'a> Validator<'a> {
                 NoDataPolicy::Pause
             }
         };
-        Some(Gate { kind: kind_value, interval, failure_limit, consecutive_error_limit, no_data })
+        let settle = g.settle.as_ref().and_then(|s| self.duration(s, "settle"));
+        Some(Gate { kind: kind_value, interval, failure_limit, consecutive_error_limit, no_data, settle })
     }
 
     fn alarm(&mut self, names: &Names, a: &RawAlarm) -> Alarm {
@@ -913,6 +954,55 @@ impl<'a> Validator<'a> {
             }
             None => Duration::from_secs(60),
         };
+        let evaluation_periods = match &a.evaluation_periods {
+            Some(n) if (1..=100).contains(n.get_ref()) => *n.get_ref() as u32,
+            Some(n) => {
+                self.err(n.span(), format!("evaluation_periods {} is out of range", n.get_ref()), "give 1 to 100");
+                1
+            }
+            None => 1,
+        };
+        const TREATMENTS: [&str; 4] = ["missing", "notBreaching", "breaching", "ignore"];
+        let treat_missing_data = match &a.treat_missing_data {
+            Some(t) if TREATMENTS.contains(&t.get_ref().as_str()) => t.get_ref().clone(),
+            Some(t) => {
+                self.err(
+                    t.span(),
+                    format!("unknown treat_missing_data `{}`", t.get_ref()),
+                    format!("use one of {}", one_of(TREATMENTS)),
+                );
+                "missing".to_string()
+            }
+            None => "missing".to_string(),
+        };
+        let rule = a.rule.as_ref().map(|r| {
+            let metric_keys = [
+                ("environment", a.environment.as_ref().map(|x| x.span())),
+                ("metric", a.metric.as_ref().map(|x| x.span())),
+                ("stat", a.stat.as_ref().map(|x| x.span())),
+                ("period", a.period.as_ref().map(|x| x.span())),
+                ("evaluation_periods", a.evaluation_periods.as_ref().map(|x| x.span())),
+                ("treat_missing_data", a.treat_missing_data.as_ref().map(|x| x.span())),
+            ];
+            self.forbid("composite", "alarm", &metric_keys, &[]);
+            match crate::runbook::alarm_rule_names(r.get_ref()) {
+                Some(children) if !children.is_empty() => {
+                    for c in children.iter().filter(|c| !names.alarms.contains(*c)) {
+                        self.err(
+                            r.span(),
+                            format!("rule names unknown alarm `{c}`"),
+                            format!("declare it under [[alarms]] or use one of {}", one_of(&names.alarms)),
+                        );
+                    }
+                }
+                _ => self.err(
+                    r.span(),
+                    format!("cannot read rule `{}`", r.get_ref()),
+                    "write ALARM(\"name\"), OK(\"name\") or INSUFFICIENT_DATA(\"name\") joined by AND, OR, NOT and parentheses",
+                ),
+            }
+            r.get_ref().clone()
+        });
         Alarm {
             name: a.name.get_ref().clone(),
             environment,
@@ -920,6 +1010,9 @@ impl<'a> Validator<'a> {
             stat,
             threshold: a.threshold.unwrap_or(0.0),
             period,
+            evaluation_periods,
+            treat_missing_data,
+            rule,
             description: a.description.clone().unwrap_or_default(),
         }
     }

@@ -4,7 +4,9 @@
 //!   service (throttling rehearsed against real SDK clients, retries, backoff);
 //! - Route53 changes PENDING for a while before INSYNC (moto: INSYNC at once);
 //! - a ChangeResourceRecordSets applied whose reply never arrives (a timeout
-//!   after sending).
+//!   after sending);
+//! - CloudWatch percentiles, late datapoints and composite alarms (see
+//!   `sandbox::cloudwatch`).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -18,6 +20,8 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use tokio::task::JoinHandle;
+
+use super::cloudwatch::Handling;
 
 /// Requests seen and requests throttled, and the current share.
 #[derive(Debug, Default)]
@@ -37,6 +41,8 @@ pub struct AwsFaults {
     /// Each change id this proxy handed out: moto's own id for it (moto gives
     /// every change the same one; AWS never does) and when it was accepted.
     accepted: Mutex<HashMap<String, (String, Instant)>>,
+    /// What the proxy adds to moto's CloudWatch.
+    pub cloudwatch: super::cloudwatch::CloudWatchState,
 }
 
 struct Proxy {
@@ -92,6 +98,11 @@ async fn forward(State(p): State<Arc<Proxy>>, req: Request) -> Response {
         p.counts.throttled.fetch_add(1, Ordering::SeqCst);
         return throttled(&parts.uri, &body);
     }
+    let (body, finish) = match p.counts.cloudwatch.handle(&body) {
+        None => (body, None),
+        Some(Handling::Answer(xml)) => return (StatusCode::OK, [("content-type", "text/xml")], xml).into_response(),
+        Some(Handling::Forward(b, finish)) => (Bytes::from(b), Some(finish)),
+    };
     let mut path = parts.uri.path_and_query().map_or("/", |q| q.as_str()).to_string();
     let route53 = parts.uri.path().strip_prefix("/2013-04-01/");
     let is_change = route53.is_some_and(|p| p.ends_with("/rrset") || p.ends_with("/rrset/"));
@@ -125,6 +136,11 @@ async fn forward(State(p): State<Arc<Proxy>>, req: Request) -> Response {
                 }
             }
             let mut bytes: Bytes = resp.bytes().await.unwrap_or_default();
+            if let Some(finish) = finish
+                && status.is_success()
+            {
+                bytes = Bytes::from(finish.apply(String::from_utf8_lossy(&bytes).into_owned()));
+            }
             if is_change && status.is_success() {
                 let text = String::from_utf8_lossy(&bytes).into_owned();
                 if let Some(upstream_id) = xml_field(&text, "Id").map(change_id) {

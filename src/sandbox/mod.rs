@@ -2,9 +2,11 @@
 //! 127.0.0.1, provisioned from a runbook, so a cutover can be rehearsed.
 //! Nothing here ever connects outside loopback.
 
+pub mod alarm_eval;
 pub mod app;
 pub mod aws_proxy;
 pub mod cli;
+pub mod cloudwatch;
 pub mod firewall;
 pub mod latency;
 pub mod process;
@@ -26,6 +28,10 @@ use crate::runbook::Runbook;
 use firewall::LiveWorld;
 use process::ChildProcess;
 pub use provision::World;
+
+/// How late the sandbox shows CloudWatch datapoints (a duration such as
+/// `90s`; default none).
+pub const METRICS_LAG_VAR: &str = "CUTOVER_SANDBOX_METRICS_LAG";
 
 #[derive(Debug, Clone)]
 pub struct SandboxOptions {
@@ -113,6 +119,13 @@ impl Sandbox {
             .wrap_err_with(|| format!("moto endpoint {} is not http://127.0.0.1:PORT", self.moto_endpoint))?;
         let (proxy, task, faults) = aws_proxy::start(moto, 0).await?;
         self.tasks.push(task);
+        // ALB datapoints arrive minutes late on AWS; the sandbox shows them at
+        // once unless asked (`CUTOVER_SANDBOX_METRICS_LAG`, e.g. "90s").
+        if let Ok(lag) = std::env::var(METRICS_LAG_VAR) {
+            let lag =
+                crate::runbook::duration::parse_duration(&lag).map_err(|e| eyre!("{METRICS_LAG_VAR}={lag}: {e}"))?;
+            faults.cloudwatch.set_lag(lag);
+        }
         self.faults = faults;
         self.endpoint = format!("http://{proxy}");
         self.clients = Clients::new(&crate::aws::sandbox_config(&self.endpoint, &opts.region).await);
@@ -185,6 +198,12 @@ impl Sandbox {
             let spec = app::AppSpec { instance_id: inst.id.clone(), name: inst.name.clone(), redis_url };
             self.tasks.push(tokio::spawn(app::supervise(listener, spec, live_rx.clone())));
         }
+
+        // Alarms start in INSUFFICIENT_DATA; the sandbox's evaluator judges
+        // them from the published metrics, once now and then every 2 s.
+        let mut evaluator = alarm_eval::Evaluator::new(self.clients.cloudwatch.clone(), self.faults.clone());
+        evaluator.round().await;
+        self.tasks.push(tokio::spawn(evaluator.run(Duration::from_secs(2), self.shutdown.subscribe())));
 
         self.tasks.push(tokio::spawn(traffic::run(
             rb.clone(),

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use aws_sdk_cloudwatch::types::{ComparisonOperator, Dimension, Statistic};
+use aws_sdk_cloudwatch::types::{ComparisonOperator, Dimension, StateValue, Statistic};
 use aws_sdk_ec2::types::{IpPermission, IpRange, ResourceType, Tag, TagSpecification, UserIdGroupPair};
 use aws_sdk_elasticloadbalancingv2::types::{Action as ElbAction, ActionTypeEnum, ProtocolEnum, TargetDescription};
 use aws_sdk_route53::types::{Change, ChangeAction, ChangeBatch, ResourceRecord, ResourceRecordSet, RrType};
@@ -307,7 +307,7 @@ pub async fn provision(
         .await
         .wrap_err("ChangeResourceRecordSets")?;
 
-    for a in &rb.alarms {
+    for a in rb.alarms.iter().filter(|a| a.rule.is_none()) {
         let mut req = aws
             .cloudwatch
             .put_metric_alarm()
@@ -316,7 +316,8 @@ pub async fn provision(
             .namespace("AWS/ApplicationELB")
             .metric_name(a.metric.cloudwatch_name())
             .period(a.period.as_secs() as i32)
-            .evaluation_periods(1)
+            .evaluation_periods(a.evaluation_periods as i32)
+            .treat_missing_data(&a.treat_missing_data)
             .threshold(a.threshold)
             .comparison_operator(ComparisonOperator::GreaterThanThreshold);
         req = match a.stat {
@@ -336,6 +337,28 @@ pub async fn provision(
             req = req.set_dimensions(dims);
         }
         req.send().await.wrap_err_with(|| format!("PutMetricAlarm {}", a.name))?;
+        // As on AWS, a new alarm has judged nothing yet (moto says OK).
+        aws.cloudwatch
+            .set_alarm_state()
+            .alarm_name(&a.name)
+            .state_value(StateValue::InsufficientData)
+            .state_reason("Unchecked: Initial alarm creation")
+            .send()
+            .await
+            .wrap_err_with(|| format!("SetAlarmState {}", a.name))?;
+    }
+    // Composite alarms: the sandbox's proxy keeps them (moto cannot).
+    for a in &rb.alarms {
+        if let Some(rule) = &a.rule {
+            aws.cloudwatch
+                .put_composite_alarm()
+                .alarm_name(&a.name)
+                .alarm_description(&a.description)
+                .alarm_rule(rule)
+                .send()
+                .await
+                .wrap_err_with(|| format!("PutCompositeAlarm {}", a.name))?;
+        }
     }
     Ok(world)
 }

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use aws_sdk_cloudwatch::types::builders::MetricDatumBuilder;
-use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit, StatisticSet};
+use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit};
 use tokio::sync::watch;
 
 use super::provision::World;
@@ -41,9 +41,8 @@ struct Window {
     target_5xx: u64,
     /// The load balancer's own 5xx (no target answered), per availability zone.
     elb_5xx: BTreeMap<String, u64>,
-    latency_sum: f64,
-    latency_min: f64,
-    latency_max: f64,
+    /// Each request's response time, in seconds.
+    latencies: Vec<f64>,
     healthy_samples: Vec<f64>,
     unhealthy_samples: Vec<f64>,
 }
@@ -132,9 +131,7 @@ pub async fn run(rb: Runbook, world: World, aws: Clients, cfg: TrafficConfig, mu
                     // Nothing answered: the load balancer itself returns 502/503.
                     Err(_) => *w.elb_5xx.entry(inst.zone.clone()).or_default() += 1,
                 }
-                w.latency_min = if w.requests == 1 { secs } else { w.latency_min.min(secs) };
-                w.latency_max = w.latency_max.max(secs);
-                w.latency_sum += secs;
+                w.latencies.push(secs);
             }
         }
         if last_publish.elapsed() >= cfg.publish_every {
@@ -144,6 +141,19 @@ pub async fn run(rb: Runbook, world: World, aws: Clients, cfg: TrafficConfig, mu
             }
         }
     }
+}
+
+/// Distinct values one PutMetricData datum may carry.
+const MAX_VALUES: usize = 150;
+
+/// Response times to the tenth of a millisecond, each with how often it
+/// occurred, in increasing order.
+fn latency_counts(latencies: &[f64]) -> Vec<(f64, f64)> {
+    let mut counts: BTreeMap<u64, f64> = BTreeMap::new();
+    for l in latencies {
+        *counts.entry((l * 10_000.0).round() as u64).or_default() += 1.0;
+    }
+    counts.into_iter().map(|(k, n)| (k as f64 / 10_000.0, n)).collect()
 }
 
 fn datum(metric: Metric, dims: &[Dimension], unit: StandardUnit) -> MetricDatumBuilder {
@@ -164,14 +174,15 @@ fn datums(world: &World, env: &str, w: &Window) -> Vec<MetricDatum> {
         if w.target_5xx > 0 {
             data.push(datum(Metric::Target5xx, dims, StandardUnit::Count).value(w.target_5xx as f64).build());
         }
-        if w.requests > 0 {
-            let stats = StatisticSet::builder()
-                .sample_count(w.requests as f64)
-                .sum(w.latency_sum)
-                .minimum(w.latency_min)
-                .maximum(w.latency_max)
-                .build();
-            data.push(datum(Metric::TargetResponseTime, dims, StandardUnit::Seconds).statistic_values(stats).build());
+        // Raw values with counts, as an ALB's are: percentiles need them.
+        for chunk in latency_counts(&w.latencies).chunks(MAX_VALUES) {
+            let (values, counts): (Vec<f64>, Vec<f64>) = chunk.iter().copied().unzip();
+            data.push(
+                datum(Metric::TargetResponseTime, dims, StandardUnit::Seconds)
+                    .set_values(Some(values))
+                    .set_counts(Some(counts))
+                    .build(),
+            );
         }
     }
     // The load balancer's own codes: per load balancer and per zone, never per target group.
@@ -249,9 +260,7 @@ mod tests {
             requests: 10,
             target_5xx: 1,
             elb_5xx: BTreeMap::from([("eu-west-1a".to_string(), 2), ("eu-west-1b".to_string(), 1)]),
-            latency_sum: 0.1,
-            latency_min: 0.01,
-            latency_max: 0.02,
+            latencies: vec![0.01, 0.02, 0.01],
             healthy_samples: vec![2.0],
             unhealthy_samples: vec![0.0],
         };
@@ -280,6 +289,28 @@ mod tests {
             .filter_map(|d| d.value())
             .collect();
         assert_eq!(total, [3.0], "the load balancer's count sums its zones");
+    }
+
+    #[test]
+    fn response_times_are_published_as_raw_values_with_counts() {
+        let w = Window { requests: 4, latencies: vec![0.012, 0.01204, 0.3, 0.012], ..Window::default() };
+        let data = datums(&world(), "new", &w);
+        let trt: Vec<&MetricDatum> = data.iter().filter(|d| d.metric_name() == Some("TargetResponseTime")).collect();
+        assert_eq!(trt.len(), 2, "per target group and per load balancer");
+        for d in trt {
+            assert_eq!(d.values(), [0.012, 0.3]);
+            assert_eq!(d.counts(), [3.0, 1.0]);
+            assert!(d.statistic_values().is_none());
+        }
+        let many: Vec<f64> = (0..400).map(|i| f64::from(i) / 1000.0).collect();
+        let w = Window { requests: 400, latencies: many, ..Window::default() };
+        let data = datums(&world(), "new", &w);
+        let per_lb: Vec<&MetricDatum> = data
+            .iter()
+            .filter(|d| d.metric_name() == Some("TargetResponseTime") && d.dimensions().len() == 1)
+            .collect();
+        assert_eq!(per_lb.len(), 3, "at most 150 values a datum");
+        assert_eq!(per_lb.iter().map(|d| d.counts().iter().sum::<f64>()).sum::<f64>(), 400.0);
     }
 
     #[test]

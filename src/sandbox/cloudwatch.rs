@@ -1,0 +1,473 @@
+//! The CloudWatch the sandbox's proxy adds in front of moto (see `aws_proxy`):
+//! - it records every datapoint PutMetricData sends through it, and answers
+//!   GetMetricData queries for percentiles (`p99`) from the raw values
+//!   (`Values`/`Counts`), by nearest rank, as moto cannot; every other query
+//!   goes to moto;
+//! - datapoints stay invisible for a configurable lag, as ALB datapoints
+//!   arrive minutes late: a minute's datapoints appear together, `lag` after
+//!   the minute ended (the end of every query is moved back accordingly);
+//! - composite alarms (moto answers PutCompositeAlarm with 500): kept here,
+//!   served by DescribeAlarms when it asks for them (`AlarmTypes`), their
+//!   state set by the sandbox's alarm evaluator (`alarm_eval`).
+//!
+//! CloudWatch speaks awsQuery: form-encoded requests, XML answers.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use aws_smithy_types::DateTime;
+use aws_smithy_types::date_time::Format;
+
+/// CloudWatch's API version, which tells its requests from other services'.
+const VERSION: &str = "Version=2010-08-01";
+const XMLNS: &str = "http://monitoring.amazonaws.com/doc/2010-08-01/";
+
+/// One recorded datum: raw values with their counts.
+#[derive(Debug, Clone)]
+struct Datum {
+    namespace: String,
+    name: String,
+    /// Sorted (name, value) pairs.
+    dimensions: Vec<(String, String)>,
+    at: SystemTime,
+    values: Vec<(f64, f64)>,
+}
+
+/// A composite alarm the sandbox keeps itself.
+#[derive(Debug, Clone)]
+pub struct Composite {
+    pub name: String,
+    pub rule: String,
+    pub description: String,
+    pub state: String,
+    pub reason: String,
+    pub updated: SystemTime,
+}
+
+#[derive(Debug, Default)]
+pub struct CloudWatchState {
+    /// Datapoints newer than now − lag are not returned (milliseconds).
+    pub lag_ms: AtomicU64,
+    data: Mutex<Vec<Datum>>,
+    composites: Mutex<BTreeMap<String, Composite>>,
+}
+
+/// What the proxy does with a request.
+pub enum Handling {
+    /// Send this body to moto, then pass the answer to `finish`.
+    Forward(Vec<u8>, Finish),
+    /// Answer this XML without asking moto.
+    Answer(String),
+}
+
+/// What to add to moto's answer.
+pub enum Finish {
+    Nothing,
+    /// Percentile results to put into GetMetricData's answer.
+    MetricResults(String),
+    /// Composite alarms to put into DescribeAlarms' answer.
+    Composites(String),
+}
+
+type Form = Vec<(String, String)>;
+
+fn get<'a>(form: &'a Form, key: &str) -> Option<&'a str> {
+    form.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+}
+
+/// `prefix.member.N.rest` grouped by N, in order.
+fn members(form: &Form, prefix: &str) -> BTreeMap<u32, Form> {
+    let mut out: BTreeMap<u32, Form> = BTreeMap::new();
+    let head = format!("{prefix}.member.");
+    for (k, v) in form {
+        if let Some(rest) = k.strip_prefix(&head)
+            && let Some((n, field)) = rest.split_once('.').or(Some((rest, "")))
+            && let Ok(n) = n.parse::<u32>()
+        {
+            out.entry(n).or_default().push((field.to_string(), v.clone()));
+        }
+    }
+    out
+}
+
+fn list(form: &Form, prefix: &str) -> Vec<String> {
+    members(form, prefix).into_values().filter_map(|m| get(&m, "").map(str::to_string)).collect()
+}
+
+fn dimensions(form: &Form, prefix: &str) -> Vec<(String, String)> {
+    let mut dims: Vec<(String, String)> = members(form, prefix)
+        .into_values()
+        .filter_map(|m| Some((get(&m, "Name")?.to_string(), get(&m, "Value")?.to_string())))
+        .collect();
+    dims.sort();
+    dims
+}
+
+fn time(s: &str) -> Option<SystemTime> {
+    SystemTime::try_from(DateTime::from_str(s, Format::DateTime).ok()?).ok()
+}
+
+fn iso(t: SystemTime) -> String {
+    DateTime::from(t).fmt(Format::DateTime).unwrap_or_default()
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+/// `pNN` or `pNN.N`: the percentile asked for.
+fn percentile(stat: &str) -> Option<f64> {
+    let p: f64 = stat.strip_prefix('p')?.parse().ok()?;
+    (p > 0.0 && p <= 100.0).then_some(p)
+}
+
+/// Nearest rank: the smallest value with at least ⌈p/100 × n⌉ values at or
+/// below it, counting each value `count` times.
+pub fn nearest_rank(values: &[(f64, f64)], p: f64) -> Option<f64> {
+    let mut sorted: Vec<(f64, f64)> = values.iter().copied().filter(|v| v.1 > 0.0).collect();
+    sorted.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let n: f64 = sorted.iter().map(|v| v.1).sum();
+    if n <= 0.0 {
+        return None;
+    }
+    let rank = (p / 100.0 * n).ceil().max(1.0);
+    let mut seen = 0.0;
+    for (v, c) in &sorted {
+        seen += c;
+        if seen >= rank {
+            return Some(*v);
+        }
+    }
+    sorted.last().map(|v| v.0)
+}
+
+impl CloudWatchState {
+    pub fn lag(&self) -> Duration {
+        Duration::from_millis(self.lag_ms.load(Ordering::SeqCst))
+    }
+
+    pub fn set_lag(&self, lag: Duration) {
+        self.lag_ms.store(lag.as_millis() as u64, Ordering::SeqCst);
+    }
+
+    /// The composite alarms, by name.
+    pub fn composites(&self) -> BTreeMap<String, Composite> {
+        self.composites.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Sets a composite alarm's state (the evaluator's verdict).
+    pub fn set_composite_state(&self, name: &str, state: &str, reason: &str) {
+        let mut all = self.composites.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = all.get_mut(name)
+            && c.state != state
+        {
+            c.state = state.to_string();
+            c.reason = reason.to_string();
+            c.updated = SystemTime::now();
+        }
+    }
+
+    /// How the proxy treats `body`; `None` when it is no CloudWatch request
+    /// this module changes.
+    pub fn handle(&self, body: &[u8]) -> Option<Handling> {
+        let text = std::str::from_utf8(body).ok()?;
+        if !text.contains(VERSION) {
+            return None;
+        }
+        let form: Form = url::form_urlencoded::parse(body).into_owned().collect();
+        match get(&form, "Action")? {
+            "PutMetricData" => {
+                self.record(&form);
+                None
+            }
+            "GetMetricData" => Some(self.get_metric_data(form)),
+            "PutCompositeAlarm" => Some(self.put_composite(&form)),
+            "DescribeAlarms" => Some(self.describe_alarms(form)),
+            _ => None,
+        }
+    }
+
+    fn record(&self, form: &Form) {
+        let namespace = get(form, "Namespace").unwrap_or_default().to_string();
+        let now = SystemTime::now();
+        let mut data = self.data.lock().unwrap_or_else(|e| e.into_inner());
+        // A sandbox runs for hours at most: keep three.
+        data.retain(|d| now.duration_since(d.at).unwrap_or_default() < Duration::from_secs(3 * 3600));
+        for m in members(form, "MetricData").into_values() {
+            let num = |s: Option<&str>| s.and_then(|v| v.parse::<f64>().ok());
+            let raw: Vec<f64> = list(&m, "Values").iter().filter_map(|v| v.parse().ok()).collect();
+            let counts: Vec<f64> = list(&m, "Counts").iter().filter_map(|v| v.parse().ok()).collect();
+            let values: Vec<(f64, f64)> = if !raw.is_empty() {
+                raw.iter().enumerate().map(|(i, v)| (*v, counts.get(i).copied().unwrap_or(1.0))).collect()
+            } else if let Some(v) = num(get(&m, "Value")) {
+                vec![(v, 1.0)]
+            } else {
+                // A statistic set has no raw values: no percentile from it, as on AWS.
+                continue;
+            };
+            data.push(Datum {
+                namespace: namespace.clone(),
+                name: get(&m, "MetricName").unwrap_or_default().to_string(),
+                dimensions: dimensions(&m, "Dimensions"),
+                at: get(&m, "Timestamp").and_then(time).unwrap_or(now),
+                values,
+            });
+        }
+    }
+
+    /// The end of any query: what has arrived by now. With a lag, as an
+    /// ALB's: a minute's datapoints arrive together, `lag` after it ended, so
+    /// the visible data ends at the start of the minute `now − lag` is in.
+    fn visible_end(&self, end: SystemTime) -> SystemTime {
+        let now = SystemTime::now();
+        let lag = self.lag();
+        if lag.is_zero() {
+            return end.min(now);
+        }
+        let secs = (now - lag).duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        end.min(SystemTime::UNIX_EPOCH + Duration::from_secs(secs / 60 * 60))
+    }
+
+    fn get_metric_data(&self, form: Form) -> Handling {
+        let start = get(&form, "StartTime").and_then(time);
+        let end = get(&form, "EndTime").and_then(time);
+        let (Some(start), Some(end)) = (start, end) else {
+            return Handling::Forward(encode(&form), Finish::Nothing);
+        };
+        let visible = self.visible_end(end);
+        let queries = members(&form, "MetricDataQueries");
+        let mut ours = String::new();
+        let mut rest: Form =
+            form.iter().filter(|(k, _)| !k.starts_with("MetricDataQueries.") && k != "EndTime").cloned().collect();
+        // moto keeps every datapoint before EndTime; hide the lagging ones.
+        // EndTime must stay after StartTime: an empty window is a second long.
+        let moto_end = if visible > start { visible } else { start + Duration::from_secs(1) };
+        rest.push(("EndTime".into(), iso(moto_end)));
+        let mut forwarded = 0;
+        for q in queries.into_values() {
+            match get(&q, "MetricStat.Stat").and_then(percentile) {
+                Some(p) => ours.push_str(&self.percentile_result(&q, p, start, end, visible)),
+                None => {
+                    forwarded += 1;
+                    rest.extend(q.into_iter().map(|(k, v)| (format!("MetricDataQueries.member.{forwarded}.{k}"), v)));
+                }
+            }
+        }
+        if forwarded == 0 {
+            return Handling::Answer(format!(
+                "<GetMetricDataResponse xmlns=\"{XMLNS}\"><GetMetricDataResult><MetricDataResults>{ours}</MetricDataResults><Messages/></GetMetricDataResult><ResponseMetadata><RequestId>sandbox-percentiles</RequestId></ResponseMetadata></GetMetricDataResponse>"
+            ));
+        }
+        Handling::Forward(encode(&rest), if ours.is_empty() { Finish::Nothing } else { Finish::MetricResults(ours) })
+    }
+
+    /// One query's `<member>`: its percentile per period from `start`, as moto
+    /// buckets the others (periods with no value are left out).
+    fn percentile_result(&self, q: &Form, p: f64, start: SystemTime, end: SystemTime, visible: SystemTime) -> String {
+        let id = get(q, "Id").unwrap_or_default();
+        let namespace = get(q, "MetricStat.Metric.Namespace").unwrap_or_default();
+        let name = get(q, "MetricStat.Metric.MetricName").unwrap_or_default();
+        let dims = dimensions(q, "MetricStat.Metric.Dimensions");
+        let period = Duration::from_secs(get(q, "MetricStat.Period").and_then(|v| v.parse().ok()).unwrap_or(60).max(1));
+        let data = self.data.lock().unwrap_or_else(|e| e.into_inner());
+        let matching: Vec<&Datum> = data
+            .iter()
+            .filter(|d| d.namespace == namespace && d.name == name && d.dimensions == dims)
+            .filter(|d| d.at >= start && d.at < visible)
+            .collect();
+        let (mut stamps, mut values) = (String::new(), String::new());
+        let mut from = start;
+        while from <= end {
+            let to = from + period;
+            let bucket: Vec<(f64, f64)> =
+                matching.iter().filter(|d| d.at >= from && d.at < to).flat_map(|d| d.values.iter().copied()).collect();
+            if let Some(v) = nearest_rank(&bucket, p) {
+                stamps.push_str(&format!("<member>{}</member>", iso(from)));
+                values.push_str(&format!("<member>{v}</member>"));
+            }
+            from = to;
+        }
+        format!(
+            "<member><Id>{}</Id><Label>{}</Label><StatusCode>Complete</StatusCode><Timestamps>{stamps}</Timestamps><Values>{values}</Values></member>",
+            escape(id),
+            escape(name)
+        )
+    }
+
+    fn put_composite(&self, form: &Form) -> Handling {
+        let name = get(form, "AlarmName").unwrap_or_default().to_string();
+        let composite = Composite {
+            name: name.clone(),
+            rule: get(form, "AlarmRule").unwrap_or_default().to_string(),
+            description: get(form, "AlarmDescription").unwrap_or_default().to_string(),
+            state: "INSUFFICIENT_DATA".into(),
+            reason: "Unchecked: Initial alarm creation".into(),
+            updated: SystemTime::now(),
+        };
+        self.composites.lock().unwrap_or_else(|e| e.into_inner()).insert(name, composite);
+        Handling::Answer(format!(
+            "<PutCompositeAlarmResponse xmlns=\"{XMLNS}\"><ResponseMetadata><RequestId>sandbox-composite</RequestId></ResponseMetadata></PutCompositeAlarmResponse>"
+        ))
+    }
+
+    /// Composite alarms come back only when `AlarmTypes` asks for them.
+    fn describe_alarms(&self, form: Form) -> Handling {
+        let body = encode(&form);
+        if !list(&form, "AlarmTypes").iter().any(|t| t == "CompositeAlarm") {
+            return Handling::Forward(body, Finish::Nothing);
+        }
+        let names = list(&form, "AlarmNames");
+        let prefix = get(&form, "AlarmNamePrefix");
+        let state = get(&form, "StateValue");
+        let xml: String = self
+            .composites()
+            .values()
+            .filter(|c| names.is_empty() || names.contains(&c.name))
+            .filter(|c| prefix.is_none_or(|p| c.name.starts_with(p)))
+            .filter(|c| state.is_none_or(|s| c.state == s))
+            .map(|c| {
+                format!(
+                    "<member><AlarmName>{n}</AlarmName><AlarmArn>arn:aws:cloudwatch:sandbox:123456789012:alarm:{n}</AlarmArn><AlarmDescription>{d}</AlarmDescription><AlarmRule>{r}</AlarmRule><ActionsEnabled>true</ActionsEnabled><StateValue>{s}</StateValue><StateReason>{why}</StateReason><StateUpdatedTimestamp>{t}</StateUpdatedTimestamp></member>",
+                    n = escape(&c.name),
+                    d = escape(&c.description),
+                    r = escape(&c.rule),
+                    s = c.state,
+                    why = escape(&c.reason),
+                    t = iso(c.updated)
+                )
+            })
+            .collect();
+        Handling::Forward(body, Finish::Composites(xml))
+    }
+}
+
+fn encode(form: &Form) -> Vec<u8> {
+    url::form_urlencoded::Serializer::new(String::new()).extend_pairs(form.iter()).finish().into_bytes()
+}
+
+/// Puts `members` into the list `tag` of an XML answer (empty, self-closed
+/// or missing), before `close` when missing.
+fn insert_members(xml: &str, tag: &str, members: &str, close: &str) -> String {
+    let open = format!("<{tag}>");
+    if let Some(i) = xml.find(&open) {
+        let at = i + open.len();
+        return format!("{}{members}{}", &xml[..at], &xml[at..]);
+    }
+    let empty = format!("<{tag}/>");
+    if xml.contains(&empty) {
+        return xml.replacen(&empty, &format!("<{tag}>{members}</{tag}>"), 1);
+    }
+    match xml.find(close) {
+        Some(i) => format!("{}<{tag}>{members}</{tag}>{}", &xml[..i], &xml[i..]),
+        None => xml.to_string(),
+    }
+}
+
+impl Finish {
+    /// moto's answer with what the sandbox adds.
+    pub fn apply(self, xml: String) -> String {
+        match self {
+            Finish::Nothing => xml,
+            Finish::MetricResults(m) => insert_members(&xml, "MetricDataResults", &m, "</GetMetricDataResult>"),
+            Finish::Composites(m) => insert_members(&xml, "CompositeAlarms", &m, "</DescribeAlarmsResult>"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_rank_counts_each_value_as_often_as_given() {
+        let fast_and_one_slow = [(0.02, 300.0), (0.5, 1.0)];
+        assert_eq!(nearest_rank(&fast_and_one_slow, 99.0), Some(0.02), "rank 298 of 301");
+        assert_eq!(nearest_rank(&fast_and_one_slow, 100.0), Some(0.5));
+        assert_eq!(nearest_rank(&[(3.0, 1.0), (1.0, 1.0), (2.0, 1.0)], 50.0), Some(2.0));
+        assert_eq!(nearest_rank(&[(0.5, 1.0)], 99.0), Some(0.5), "one request is its own p99");
+        assert_eq!(nearest_rank(&[], 99.0), None);
+    }
+
+    fn form(pairs: &[(&str, &str)]) -> Vec<u8> {
+        url::form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish().into_bytes()
+    }
+
+    #[test]
+    fn percentile_queries_are_answered_from_raw_values_and_the_rest_forwarded() {
+        let cw = CloudWatchState::default();
+        let now_s = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs();
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(now_s - 600);
+        let put = form(&[
+            ("Action", "PutMetricData"),
+            ("Version", "2010-08-01"),
+            ("Namespace", "AWS/ApplicationELB"),
+            ("MetricData.member.1.MetricName", "TargetResponseTime"),
+            ("MetricData.member.1.Dimensions.member.1.Name", "LoadBalancer"),
+            ("MetricData.member.1.Dimensions.member.1.Value", "app/a/1"),
+            ("MetricData.member.1.Timestamp", &iso(t0 + Duration::from_secs(10))),
+            ("MetricData.member.1.Values.member.1", "0.02"),
+            ("MetricData.member.1.Values.member.2", "0.5"),
+            ("MetricData.member.1.Counts.member.1", "300"),
+            ("MetricData.member.1.Counts.member.2", "1"),
+        ]);
+        assert!(cw.handle(&put).is_none(), "PutMetricData goes on to moto");
+        let query = |stat: &str, n: u32| {
+            vec![
+                (format!("MetricDataQueries.member.{n}.Id"), format!("q{n}")),
+                (format!("MetricDataQueries.member.{n}.MetricStat.Metric.Namespace"), "AWS/ApplicationELB".into()),
+                (format!("MetricDataQueries.member.{n}.MetricStat.Metric.MetricName"), "TargetResponseTime".into()),
+                (
+                    format!("MetricDataQueries.member.{n}.MetricStat.Metric.Dimensions.member.1.Name"),
+                    "LoadBalancer".into(),
+                ),
+                (format!("MetricDataQueries.member.{n}.MetricStat.Metric.Dimensions.member.1.Value"), "app/a/1".into()),
+                (format!("MetricDataQueries.member.{n}.MetricStat.Period"), "120".into()),
+                (format!("MetricDataQueries.member.{n}.MetricStat.Stat"), stat.into()),
+            ]
+        };
+        let mut pairs: Vec<(String, String)> = vec![
+            ("Action".into(), "GetMetricData".into()),
+            ("Version".into(), "2010-08-01".into()),
+            ("StartTime".into(), iso(t0)),
+            ("EndTime".into(), iso(t0 + Duration::from_secs(120))),
+        ];
+        pairs.extend(query("SampleCount", 1));
+        pairs.extend(query("p99", 2));
+        let body = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(&pairs).finish();
+        let Some(Handling::Forward(sent, finish)) = cw.handle(body.as_bytes()) else { panic!("mixed: forwarded") };
+        let sent: Form = url::form_urlencoded::parse(&sent).into_owned().collect();
+        assert_eq!(get(&sent, "MetricDataQueries.member.1.MetricStat.Stat"), Some("SampleCount"));
+        assert_eq!(get(&sent, "MetricDataQueries.member.2.Id"), None, "the percentile is not sent to moto");
+        let moto = "<GetMetricDataResponse><GetMetricDataResult><MetricDataResults><member><Id>q1</Id></member></MetricDataResults></GetMetricDataResult></GetMetricDataResponse>";
+        let answer = finish.apply(moto.to_string());
+        assert!(answer.contains("<Id>q2</Id>"), "{answer}");
+        assert!(answer.contains("<Values><member>0.02</member></Values>"), "{answer}");
+        assert!(answer.contains("<Id>q1</Id>"), "{answer}");
+    }
+
+    #[test]
+    fn composite_alarms_are_kept_and_listed_only_when_asked_for() {
+        let cw = CloudWatchState::default();
+        let put = form(&[
+            ("Action", "PutCompositeAlarm"),
+            ("Version", "2010-08-01"),
+            ("AlarmName", "any"),
+            ("AlarmRule", "ALARM(\"a\") OR ALARM(\"b\")"),
+        ]);
+        assert!(matches!(cw.handle(&put), Some(Handling::Answer(_))));
+        let plain = form(&[("Action", "DescribeAlarms"), ("Version", "2010-08-01"), ("AlarmNames.member.1", "any")]);
+        let Some(Handling::Forward(_, Finish::Nothing)) = cw.handle(&plain) else { panic!("metric alarms only") };
+        let typed = form(&[
+            ("Action", "DescribeAlarms"),
+            ("Version", "2010-08-01"),
+            ("AlarmNames.member.1", "any"),
+            ("AlarmTypes.member.1", "CompositeAlarm"),
+        ]);
+        let Some(Handling::Forward(_, finish)) = cw.handle(&typed) else { panic!("forwarded") };
+        let xml = finish.apply("<DescribeAlarmsResult><MetricAlarms/><CompositeAlarms/></DescribeAlarmsResult>".into());
+        assert!(xml.contains("<AlarmName>any</AlarmName>"), "{xml}");
+        assert!(xml.contains("<StateValue>INSUFFICIENT_DATA</StateValue>"), "{xml}");
+    }
+}

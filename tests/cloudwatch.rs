@@ -1,0 +1,212 @@
+//! CloudWatch as AWS answers it, rehearsed in the sandbox: percentiles over a
+//! whole soak (the sandbox computes them from the raw values it publishes,
+//! since moto has none), and alarms that start in INSUFFICIENT_DATA, are
+//! evaluated from the published metrics, and may be composite.
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use common::*;
+use cutover::drive::gates;
+use cutover::engine::Measurement;
+use cutover::runbook::{GateKind, Runbook};
+use cutover::sandbox::Sandbox;
+
+/// The demo runbook with `extra` (gates, then alarms) inserted before its
+/// first `[[alarms]]`, and `edit` applied to the whole text.
+fn demo_text(extra: &str, edit: impl FnOnce(String) -> String) -> String {
+    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("runbooks/demo.toml")).unwrap();
+    let (head, alarms) = text.split_at(text.find("[[alarms]]").unwrap());
+    edit(format!("{head}{extra}\n{alarms}"))
+}
+
+fn parse(text: &str) -> Runbook {
+    cutover::runbook::parse("test.toml", text).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The last gate of the demo runbook with `gate` (one `[[rollout.gates]]`) added.
+fn gate(gate: &str) -> GateKind {
+    parse(&demo_text(gate, |t| t)).rollout.gates.last().unwrap().kind.clone()
+}
+
+fn p99_gate(environment: &str, max: f64, more: &str) -> GateKind {
+    gate(&format!(
+        "[[rollout.gates]]\nkind = \"metric\"\nenvironment = \"{environment}\"\nmetric = \"TargetResponseTime\"\n\
+         stat = \"p99\"\nmax = {max}\n{more}\n"
+    ))
+}
+
+/// Publishes TargetResponseTime of `environment`'s target group as raw
+/// (value, count) pairs at `at`, as an ALB would.
+async fn put_latency(sb: &Sandbox, environment: &str, at: SystemTime, values: &[(f64, f64)]) {
+    use aws_sdk_cloudwatch::types::{MetricDatum, StandardUnit};
+    let datum = MetricDatum::builder()
+        .metric_name("TargetResponseTime")
+        .set_dimensions(sb.world.target_group_dimensions(environment))
+        .timestamp(at.into())
+        .set_values(Some(values.iter().map(|v| v.0).collect()))
+        .set_counts(Some(values.iter().map(|v| v.1).collect()))
+        .unit(StandardUnit::Seconds)
+        .build();
+    sb.clients.cloudwatch.put_metric_data().namespace("AWS/ApplicationELB").metric_data(datum).send().await.unwrap();
+}
+
+async fn put_target_5xx(sb: &Sandbox, environment: &str, n: f64) {
+    use aws_sdk_cloudwatch::types::{MetricDatum, StandardUnit};
+    let datum = MetricDatum::builder()
+        .metric_name("HTTPCode_Target_5XX_Count")
+        .set_dimensions(sb.world.target_group_dimensions(environment))
+        .value(n)
+        .unit(StandardUnit::Count)
+        .build();
+    sb.clients.cloudwatch.put_metric_data().namespace("AWS/ApplicationELB").metric_data(datum).send().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_p99_gate_judges_the_whole_window_and_reports_its_requests() {
+    let rb = runbook("demo.toml");
+    let sb = sandbox(&rb, "eu-west-1").await;
+    let snap = first_snapshot(&rb, &sb).await;
+    let now = SystemTime::now();
+    let since = now - Duration::from_secs(170);
+    // Staging has weight 0, so no traffic of its own: one slow request alone
+    // in its minute, then 300 fast ones two minutes later.
+    put_latency(&sb, "staging", now - Duration::from_secs(150), &[(0.5, 1.0)]).await;
+    put_latency(&sb, "staging", now - Duration::from_secs(30), &[(0.02, 300.0)]).await;
+    let whole = gates::metric(&sb.clients, &p99_gate("staging", 0.1, ""), &snap, &rb, since).await;
+    assert_eq!(whole, Measurement::Pass, "p99 of 301 requests, one of them slow, is the fast one");
+    let strict = gates::metric(&sb.clients, &p99_gate("staging", 0.01, ""), &snap, &rb, since).await;
+    assert!(
+        matches!(&strict, Measurement::Fail(m) if m.contains("p99 = 0.020") && m.contains("301 requests")),
+        "the value and its request count: {strict:?}"
+    );
+    // Production's percentile comes from the traffic the sandbox sends.
+    let prod = p99_gate("production", 0.1, "");
+    let from = SystemTime::now();
+    eventually(Duration::from_secs(30), "a p99 of production's traffic", || async {
+        match gates::metric(&sb.clients, &prod, &snap, &rb, from).await {
+            Measurement::Pass => Some(()),
+            Measurement::NoData => None,
+            other => panic!("production's p99 gate: {other:?}"),
+        }
+    })
+    .await;
+    // Too few requests for a percentile: no data, whatever the value.
+    let few = gates::metric(&sb.clients, &p99_gate("staging", 0.01, "min_requests = 1000"), &snap, &rb, since).await;
+    assert_eq!(few, Measurement::NoData);
+    let enough = gates::metric(&sb.clients, &p99_gate("staging", 0.1, "min_requests = 301"), &snap, &rb, since).await;
+    assert_eq!(enough, Measurement::Pass);
+    sb.down().await;
+}
+
+async fn fixed_sandbox(rb: &Runbook, region: &str) -> Sandbox {
+    let sb = sandbox(rb, region).await;
+    sb.authorize_ingress("staging-redis", "staging-batch", 6379).await.unwrap();
+    let url = sb.world.instances.iter().find(|i| i.name == "staging-web-2").unwrap().health_url.clone();
+    eventually(Duration::from_secs(15), "staging-web-2 to reach Redis", || async {
+        reqwest::get(&url).await.ok().filter(|r| r.status().is_success()).map(|_| ())
+    })
+    .await;
+    sb
+}
+
+/// The ProStudio success criterion, p99 of TargetResponseTime under 100 ms,
+/// as a gate of a shortened demo rollout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollout_gated_on_p99_under_100_ms_completes() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = demo_text("", |t| {
+        t.replace("soak = \"30s\"", "soak = \"5s\"")
+            .replace("gate_interval = \"5s\"", "gate_interval = \"1s\"")
+            .replace("ttl = 10\n", "ttl = 1\n")
+            .replace("stat = \"Average\"\nmax = 0.1", "stat = \"p99\"\nmax = 0.1")
+    });
+    assert!(text.contains("stat = \"p99\"\nmax = 0.1"));
+    let path = dir.path().join("p99.toml");
+    std::fs::write(&path, &text).unwrap();
+    let rb = cutover::runbook::parse(&path.display().to_string(), &text).unwrap();
+    let sb = fixed_sandbox(&rb, "us-east-2").await;
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["rollout", path.to_str().unwrap(), "--yes"]).await;
+    sb.down().await;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("rollout complete: staging has 100%"), "{out}");
+}
+
+async fn alarm_state(sb: &Sandbox, name: &str) -> String {
+    use aws_sdk_cloudwatch::types::AlarmType;
+    let r = sb
+        .clients
+        .cloudwatch
+        .describe_alarms()
+        .alarm_names(name)
+        .alarm_types(AlarmType::MetricAlarm)
+        .alarm_types(AlarmType::CompositeAlarm)
+        .send()
+        .await
+        .unwrap();
+    let metric = r.metric_alarms().iter().find(|a| a.alarm_name() == Some(name)).and_then(|a| a.state_value().cloned());
+    let composite =
+        r.composite_alarms().iter().find(|a| a.alarm_name() == Some(name)).and_then(|a| a.state_value().cloned());
+    metric.or(composite).map_or("MISSING".to_string(), |s| s.as_str().to_string())
+}
+
+async fn until_state(sb: &Sandbox, name: &str, state: &str) {
+    eventually(Duration::from_secs(30), &format!("{name} to be {state}"), || async {
+        (alarm_state(sb, name).await == state).then_some(())
+    })
+    .await;
+}
+
+const LATENCY_ALARM: &str = "[[alarms]]\nname = \"demo-staging-latency\"\nenvironment = \"staging\"\n\
+                             metric = \"TargetResponseTime\"\nstat = \"p99\"\nthreshold = 0.5\nperiod = \"1m\"\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sandbox_alarms_start_insufficient_are_evaluated_and_gates_choose_what_insufficient_means() {
+    let rb = parse(&demo_text(LATENCY_ALARM, |t| t));
+    let sb = sandbox(&rb, "eu-north-1").await;
+    // Staging has no traffic: a new alarm on its latency has nothing to judge.
+    assert_eq!(alarm_state(&sb, "demo-staging-latency").await, "INSUFFICIENT_DATA", "as AWS, not moto's OK");
+    // A 5xx alarm that treats missing data as not breaching is OK without 5xx.
+    until_state(&sb, "demo-prod-5xx", "OK").await;
+    let snap = first_snapshot(&rb, &sb).await;
+    let alarm_gate = |more: &str| {
+        gate(&format!(
+            "[[rollout.gates]]\nkind = \"alarm_ok\"\nalarms = [\"demo-staging-latency\"]\n{more}\n{LATENCY_ALARM}"
+        ))
+    };
+    let judge = |g: GateKind| gates::from_snapshot(&rb, &g, &snap).unwrap();
+    assert_eq!(judge(alarm_gate("")), Measurement::NoData, "default: no data, the gate's no_data policy decides");
+    assert_eq!(judge(alarm_gate("insufficient_data = \"wait\"")), Measurement::NoData);
+    assert_eq!(judge(alarm_gate("insufficient_data = \"pass\"")), Measurement::Pass);
+    assert!(
+        matches!(judge(alarm_gate("insufficient_data = \"fail\"")), Measurement::Fail(m) if m.contains("INSUFFICIENT_DATA"))
+    );
+    // Slow staging requests: the evaluator computes p99 from the raw values.
+    put_latency(&sb, "staging", SystemTime::now(), &[(0.9, 20.0)]).await;
+    until_state(&sb, "demo-staging-latency", "ALARM").await;
+    // And 5xx above the threshold set the 5xx alarm.
+    put_target_5xx(&sb, "staging", 10.0).await;
+    until_state(&sb, "demo-staging-5xx", "ALARM").await;
+    sb.down().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_composite_alarm_is_read_and_follows_its_children() {
+    let composite = "[[alarms]]\nname = \"demo-staging-any\"\n\
+                     rule = \"ALARM(\\\"demo-staging-5xx\\\") OR ALARM(\\\"demo-prod-5xx\\\")\"\n";
+    let rb = parse(&demo_text(composite, |t| t));
+    let sb = sandbox(&rb, "sa-east-1").await;
+    until_state(&sb, "demo-staging-any", "OK").await;
+    let g = gate(&format!("[[rollout.gates]]\nkind = \"alarm_ok\"\nalarms = [\"demo-staging-any\"]\n{composite}"));
+    let snap = first_snapshot(&rb, &sb).await;
+    assert_eq!(gates::from_snapshot(&rb, &g, &snap).unwrap(), Measurement::Pass);
+    put_target_5xx(&sb, "staging", 10.0).await;
+    until_state(&sb, "demo-staging-5xx", "ALARM").await;
+    until_state(&sb, "demo-staging-any", "ALARM").await;
+    let snap = first_snapshot(&rb, &sb).await;
+    let m = gates::from_snapshot(&rb, &g, &snap).unwrap();
+    assert!(matches!(&m, Measurement::Fail(w) if w.contains("demo-staging-any is ALARM")), "{m:?}");
+    sb.down().await;
+}

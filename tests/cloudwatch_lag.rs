@@ -1,0 +1,96 @@
+//! ALB datapoints arrive minutes late. A step must not pass before the
+//! datapoints covering its soak have arrived: 5xx served at the end of a soak
+//! must still abort the rollout when their datapoints show up late.
+//!
+//! Its own test binary: the sandbox's lag is read from the environment.
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant, SystemTime};
+
+use common::*;
+
+/// HTTPCode_Target_5XX_Count of `environment`'s target group over the last
+/// ten minutes, summed, asked for with the test's own literal dimensions.
+async fn visible_5xx(sb: &cutover::sandbox::Sandbox, environment: &str) -> f64 {
+    use aws_sdk_cloudwatch::types::{Metric, MetricDataQuery, MetricStat};
+    let metric = Metric::builder()
+        .namespace("AWS/ApplicationELB")
+        .metric_name("HTTPCode_Target_5XX_Count")
+        .set_dimensions(sb.world.target_group_dimensions(environment))
+        .build();
+    let query = MetricDataQuery::builder()
+        .id("q")
+        .metric_stat(MetricStat::builder().metric(metric).period(60).stat("Sum").build())
+        .build();
+    let now = SystemTime::now();
+    let r = sb
+        .clients
+        .cloudwatch
+        .get_metric_data()
+        .metric_data_queries(query)
+        .start_time((now - Duration::from_secs(600)).into())
+        .end_time((now + Duration::from_secs(60)).into())
+        .send()
+        .await
+        .unwrap();
+    r.metric_data_results().iter().flat_map(|m| m.values()).sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_waits_for_the_datapoints_covering_its_soak_and_late_5xx_abort_it() {
+    // SAFETY: set before any thread of this test binary reads the environment.
+    unsafe { std::env::set_var("CUTOVER_SANDBOX_METRICS_LAG", "20s") };
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("runbooks/demo.toml")).unwrap();
+    let (head, rest) = text.split_once("[[rollout.gates]]").unwrap();
+    let alarms = &rest[rest.find("[[alarms]]").unwrap()..];
+    let head = head
+        .replace("steps = [10, 25, 50, 100]", "steps = [50, 100]")
+        .replace("soak = \"30s\"", "soak = \"5s\"")
+        .replace("gate_interval = \"5s\"", "gate_interval = \"1s\"")
+        .replace("ttl = 10\n", "ttl = 1\n");
+    let gate = "[[rollout.gates]]\nkind = \"metric\"\nenvironment = \"staging\"\n\
+                metric = \"HTTPCode_Target_5XX_Count\"\nstat = \"Sum\"\nmax = 0\nno_data = \"pass\"\n\n";
+    let text = format!("{head}{gate}{alarms}");
+    let path = dir.path().join("late.toml");
+    std::fs::write(&path, &text).unwrap();
+    let rb = cutover::runbook::parse(&path.display().to_string(), &text).unwrap();
+    let sb = sandbox(&rb, "us-west-1").await;
+    let child = tokio::process::Command::from(cutover_command(
+        &sb,
+        &rb,
+        dir.path(),
+        &["rollout", path.to_str().unwrap(), "--yes"],
+    ))
+    .stdout(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
+    // Step 1 soaking: staging serves 5xx (as an ALB counts them).
+    let state = dir.path().join("cutover/demo.rollout.json");
+    eventually(Duration::from_secs(60), "step 1 to soak", || async {
+        let s: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&state).ok()?).ok()?;
+        (s["engine"]["phase"]["phase"] == "soaking").then_some(())
+    })
+    .await;
+    let datum = aws_sdk_cloudwatch::types::MetricDatum::builder()
+        .metric_name("HTTPCode_Target_5XX_Count")
+        .set_dimensions(sb.world.target_group_dimensions("staging"))
+        .value(7.0)
+        .build();
+    sb.clients.cloudwatch.put_metric_data().namespace("AWS/ApplicationELB").metric_data(datum).send().await.unwrap();
+    let served = Instant::now();
+    assert_eq!(visible_5xx(&sb, "staging").await, 0.0, "the datapoint is not visible at once, as on AWS");
+    let out = tokio::time::timeout(Duration::from_secs(240), child.wait_with_output()).await.unwrap().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let visible = visible_5xx(&sb, "staging").await;
+    sb.down().await;
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "the 5xx of step 1's soak arrive late, and must still abort it ({visible} visible now): {text}"
+    );
+    assert!(text.contains("staging HTTPCode_Target_5XX_Count Sum = 7.000"), "the gate saw the late 5xx: {text}");
+    assert!(served.elapsed() >= Duration::from_secs(20), "not before the datapoints arrived: {:?}", served.elapsed());
+}
