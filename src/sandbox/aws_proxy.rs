@@ -94,7 +94,9 @@ async fn forward(State(p): State<Arc<Proxy>>, req: Request) -> Response {
     }
     let mut path = parts.uri.path_and_query().map_or("/", |q| q.as_str()).to_string();
     let route53 = parts.uri.path().strip_prefix("/2013-04-01/");
-    let is_change = route53.is_some_and(|p| p.ends_with("/rrset") || p.ends_with("/rrset/"));
+    // ChangeResourceRecordSets is a POST; ListResourceRecordSets a GET of the same path.
+    let is_change = parts.method == axum::http::Method::POST
+        && route53.is_some_and(|p| p.ends_with("/rrset") || p.ends_with("/rrset/"));
     let asked_change = route53.and_then(|p| p.strip_prefix("change/")).map(change_id);
     if let Some(id) = &asked_change
         && let Some((upstream_id, _)) = p.counts.accepted.lock().unwrap_or_else(|e| e.into_inner()).get(id)
