@@ -762,7 +762,9 @@ fn shift_plan(from: u8, to: u8, weights: (u8, u8)) -> cutover::drive::shift::Shi
             values: vec!["127.0.0.1".into()],
             health_check_id: None,
             alias_target: None,
+            ..Default::default()
         },
+        others: Vec::new(),
     };
     cutover::drive::shift::ShiftPlan {
         zone_id: "Z1".into(),
