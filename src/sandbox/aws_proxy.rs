@@ -4,7 +4,13 @@
 //!   service (throttling rehearsed against real SDK clients, retries, backoff);
 //! - Route53 changes PENDING for a while before INSYNC (moto: INSYNC at once);
 //! - a ChangeResourceRecordSets applied whose reply never arrives (a timeout
-//!   after sending).
+//!   after sending);
+//! - a DELETE that does not match the live record exactly, or a CREATE of a
+//!   record that exists, refuses the whole batch with AWS's
+//!   InvalidChangeBatch (moto deletes by set identifier whatever the weight,
+//!   TTL or values say, and refuses a CREATE identical to any earlier one);
+//! - ListResourceRecordSets pages as AWS does, 300 records at most with
+//!   `NextRecordName`/`Type`/`Identifier` (moto ignores the identifier).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -52,6 +58,194 @@ fn xml_field<'a>(body: &'a str, tag: &str) -> Option<&'a str> {
     Some(&body[start..start + len])
 }
 
+/// Every `<tag>…</tag>` element, whole, in order (tags not nested in themselves).
+fn xml_elements<'a>(body: &'a str, tag: &str) -> Vec<&'a str> {
+    let (open, close) = (format!("<{tag}>"), format!("</{tag}>"));
+    let mut out = Vec::new();
+    let mut rest = body;
+    while let Some(start) = rest.find(&open) {
+        let Some(len) = rest[start..].find(&close) else { break };
+        out.push(&rest[start..start + len + close.len()]);
+        rest = &rest[start + len + close.len()..];
+    }
+    out
+}
+
+/// XML text unescaped (the five entities).
+fn unxml(s: &str) -> String {
+    s.replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", "\"").replace("&apos;", "'").replace("&amp;", "&")
+}
+
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+fn dotted(name: &str) -> String {
+    format!("{}.", name.trim_end_matches('.')).to_ascii_lowercase()
+}
+
+/// A `<ResourceRecordSet>` element as the fields AWS compares, in one string.
+/// The sandbox's own reading, kept apart from cutover's.
+#[derive(Debug, Clone, PartialEq)]
+struct Rrs {
+    name: String,
+    rtype: String,
+    id: Option<String>,
+    all: String,
+}
+
+fn rrs(el: &str) -> Rrs {
+    let f = |t: &str| xml_field(el, t).map(unxml);
+    let values: Vec<String> =
+        xml_elements(el, "Value").iter().filter_map(|v| xml_field(v, "Value")).map(unxml).collect();
+    let name = dotted(&f("Name").unwrap_or_default());
+    let rtype = f("Type").unwrap_or_default();
+    let id = f("SetIdentifier");
+    let all = format!(
+        "{name}|{rtype}|{id:?}|w={:?}|ttl={:?}|hc={:?}|alias={:?},{:?},{:?}|{values:?}",
+        f("Weight"),
+        f("TTL"),
+        f("HealthCheckId"),
+        f("HostedZoneId"),
+        f("DNSName").map(|d| dotted(&d)),
+        f("EvaluateTargetHealth"),
+    );
+    Rrs { name, rtype, id, all }
+}
+
+/// InvalidChangeBatch as AWS words it.
+fn invalid_change_batch(message: &str) -> Response {
+    let xml = format!(
+        "<?xml version=\"1.0\"?>\n<ErrorResponse xmlns=\"https://route53.amazonaws.com/doc/2013-04-01/\"><Error><Type>Sender</Type><Code>InvalidChangeBatch</Code><Message>{}</Message></Error><RequestId>proxy-invalid-change-batch</RequestId></ErrorResponse>",
+        xml_escape(message)
+    );
+    (StatusCode::BAD_REQUEST, [("content-type", "text/xml")], xml).into_response()
+}
+
+/// Every record of the zone from `name`/`type` on, as moto lists them (one page).
+async fn list_all(p: &Proxy, zone: &str, name: Option<&str>, rtype: Option<&str>) -> Result<String, String> {
+    let mut url = reqwest::Url::parse(&format!("http://{}/2013-04-01/hostedzone/{zone}/rrset", p.upstream))
+        .map_err(|e| e.to_string())?;
+    {
+        let mut q = url.query_pairs_mut();
+        if let Some(n) = name {
+            q.append_pair("name", n);
+        }
+        if let Some(t) = rtype {
+            q.append_pair("type", t);
+        }
+        q.append_pair("maxitems", "100000");
+    }
+    // moto routes a request by its signature's service; it checks no signature.
+    let auth =
+        "AWS4-HMAC-SHA256 Credential=sandbox/20260101/us-east-1/route53/aws4_request, SignedHeaders=host, Signature=0";
+    let resp = p.http.get(url).header("authorization", auth).send().await.map_err(|e| e.to_string())?;
+    resp.text().await.map_err(|e| e.to_string())
+}
+
+/// AWS's refusal of a batch, checked against the live records before
+/// anything is applied: a DELETE must match a live record exactly; a CREATE
+/// must not meet a live record the batch did not delete first. None when
+/// AWS would take the batch.
+async fn refused_batch(p: &Proxy, zone: &str, body: &str) -> Option<Response> {
+    let mut live: HashMap<(String, String), Vec<Rrs>> = HashMap::new();
+    let mut deleted: Vec<(String, String, Option<String>)> = Vec::new();
+    for change in xml_elements(body, "Change") {
+        let action = xml_field(change, "Action").unwrap_or_default();
+        let Some(el) = xml_elements(change, "ResourceRecordSet").first().copied() else { continue };
+        let want = rrs(el);
+        let key = (want.name.clone(), want.rtype.clone());
+        if !live.contains_key(&key) {
+            let text = match list_all(p, zone, Some(&want.name), Some(&want.rtype)).await {
+                Ok(t) => t,
+                Err(e) => {
+                    return Some((StatusCode::BAD_GATEWAY, format!("proxy: cannot read moto: {e}")).into_response());
+                }
+            };
+            let sets = xml_elements(&text, "ResourceRecordSet").into_iter().map(rrs);
+            live.insert(key.clone(), sets.filter(|r| r.name == want.name && r.rtype == want.rtype).collect());
+        }
+        let found = live[&key].iter().find(|r| r.id == want.id);
+        let what = format!(
+            "[name='{}', type='{}'{}]",
+            want.name,
+            want.rtype,
+            want.id.as_ref().map_or(String::new(), |i| format!(", set-identifier='{i}'"))
+        );
+        let id = (want.name.clone(), want.rtype.clone(), want.id.clone());
+        match (action, found) {
+            ("DELETE", None) => {
+                return Some(invalid_change_batch(&format!(
+                    "[Tried to delete resource record set {what} but it was not found]"
+                )));
+            }
+            ("DELETE", Some(r)) if r.all != want.all => {
+                return Some(invalid_change_batch(&format!(
+                    "[Tried to delete resource record set {what} but the values provided do not match the current values]"
+                )));
+            }
+            ("DELETE", Some(_)) => deleted.push(id),
+            ("CREATE", Some(_)) if !deleted.contains(&id) => {
+                return Some(invalid_change_batch(&format!(
+                    "[Tried to create resource record set {what} but it already exists]"
+                )));
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// ListResourceRecordSets paged as AWS pages it (by name, type and set
+/// identifier, `maxitems` or 300 records a page).
+async fn list_page(p: &Proxy, zone: &str, query: &str) -> Response {
+    let pairs: HashMap<String, String> = reqwest::Url::parse(&format!("http://x/?{query}"))
+        .map(|u| u.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect())
+        .unwrap_or_default();
+    let max: usize = pairs.get("maxitems").and_then(|m| m.parse().ok()).unwrap_or(300).clamp(1, 300);
+    let text =
+        match list_all(p, zone, pairs.get("name").map(String::as_str), pairs.get("type").map(String::as_str)).await {
+            Ok(t) => t,
+            Err(e) => return (StatusCode::BAD_GATEWAY, format!("proxy: cannot read moto: {e}")).into_response(),
+        };
+    let mut all: Vec<&str> = xml_elements(&text, "ResourceRecordSet");
+    if let Some(id) = pairs.get("identifier") {
+        let (n, t) =
+            (dotted(pairs.get("name").map_or("", String::as_str)), pairs.get("type").cloned().unwrap_or_default());
+        // Skip the start name and type's records before that identifier.
+        if let Some(at) = all.iter().position(|el| {
+            let r = rrs(el);
+            r.name != n || r.rtype != t || r.id.as_deref() == Some(id.as_str())
+        }) {
+            all.drain(..at);
+        }
+    }
+    let page = &all[..all.len().min(max)];
+    let mut xml = String::from(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<ListResourceRecordSetsResponse xmlns=\"https://route53.amazonaws.com/doc/2013-04-01/\"><ResourceRecordSets>",
+    );
+    for el in page {
+        xml.push_str(el);
+    }
+    xml.push_str("</ResourceRecordSets>");
+    match all.get(max) {
+        Some(next) => {
+            let r = rrs(next);
+            xml.push_str(&format!(
+                "<IsTruncated>true</IsTruncated><NextRecordName>{}</NextRecordName><NextRecordType>{}</NextRecordType>",
+                xml_escape(&r.name),
+                xml_escape(&r.rtype)
+            ));
+            if let Some(id) = r.id {
+                xml.push_str(&format!("<NextRecordIdentifier>{}</NextRecordIdentifier>", xml_escape(&id)));
+            }
+        }
+        None => xml.push_str("<IsTruncated>false</IsTruncated>"),
+    }
+    xml.push_str(&format!("<MaxItems>{max}</MaxItems></ListResourceRecordSetsResponse>"));
+    (StatusCode::OK, [("content-type", "text/xml")], xml).into_response()
+}
+
 fn change_id(path_or_id: &str) -> String {
     path_or_id.trim_start_matches("/change/").to_string()
 }
@@ -83,7 +277,7 @@ fn throttled(uri: &Uri, body: &[u8]) -> Response {
 
 async fn forward(State(p): State<Arc<Proxy>>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
-    let Ok(body) = axum::body::to_bytes(body, 64 << 20).await else {
+    let Ok(mut body) = axum::body::to_bytes(body, 64 << 20).await else {
         return StatusCode::BAD_REQUEST.into_response();
     };
     let n = p.counts.seen.fetch_add(1, Ordering::SeqCst) + 1;
@@ -98,6 +292,23 @@ async fn forward(State(p): State<Arc<Proxy>>, req: Request) -> Response {
     let is_change = parts.method == axum::http::Method::POST
         && route53.is_some_and(|p| p.ends_with("/rrset") || p.ends_with("/rrset/"));
     let asked_change = route53.and_then(|p| p.strip_prefix("change/")).map(change_id);
+    let rrset_zone = route53
+        .and_then(|p| p.strip_prefix("hostedzone/"))
+        .and_then(|p| p.trim_end_matches('/').strip_suffix("/rrset"))
+        .map(str::to_string);
+    if let Some(zone) = &rrset_zone {
+        if is_change {
+            let text = String::from_utf8_lossy(&body).into_owned();
+            if let Some(refused) = refused_batch(&p, zone, &text).await {
+                return refused;
+            }
+            // Checked as AWS checks it; moto would refuse a CREATE identical to
+            // any earlier one (its journal), even after the batch's DELETE.
+            body = Bytes::from(text.replace("<Action>CREATE</Action>", "<Action>UPSERT</Action>"));
+        } else if parts.method == axum::http::Method::GET {
+            return list_page(&p, zone, parts.uri.query().unwrap_or("")).await;
+        }
+    }
     if let Some(id) = &asked_change
         && let Some((upstream_id, _)) = p.counts.accepted.lock().unwrap_or_else(|e| e.into_inner()).get(id)
     {
