@@ -271,3 +271,37 @@ impl Tap for ResourceRecordSet {
         self
     }
 }
+
+/// Point 3 in a real rollout: a mixed group whose plain record has a larger
+/// TTL than the runbook's; every step waits that TTL and says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollout_waits_the_live_ttl_after_each_insync() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rb, path) = single_box(dir.path());
+    let sb = sandbox(&rb, "eu-north-1").await;
+    let mut changes = Vec::new();
+    for mut r in records(&sb, &rb).await.into_iter().filter(|r| r.ttl().is_some()) {
+        r.ttl = Some(3);
+        changes.push(Change::builder().action(ChangeAction::Upsert).resource_record_set(r).build().unwrap());
+    }
+    sb.clients
+        .route53
+        .change_resource_record_sets()
+        .hosted_zone_id(&sb.world.zone_id)
+        .change_batch(ChangeBatch::builder().set_changes(Some(changes)).build().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let args = ["rollout", path.to_str().unwrap(), "--yes"];
+    let run = run_cutover_all(&sb, &rb, dir.path(), &args);
+    let (code, out) = tokio::time::timeout(Duration::from_secs(120), run).await.expect("rollout within 120 s");
+    let took = started.elapsed();
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("each step waits TTL 3 s (the live records' TTL; the runbook says 1 s)"), "{out}");
+    assert_eq!(out.matches("waiting one TTL (3s)").count(), 2, "{out}");
+    // Two steps, each at least the 3 s TTL and the 1 s soak.
+    assert!(took >= Duration::from_secs(8), "took {took:?}: {out}");
+    eprintln!("two-step rollout with a 3 s live TTL took {took:?}");
+    sb.down().await;
+}
