@@ -305,3 +305,27 @@ async fn a_rollout_waits_the_live_ttl_after_each_insync() {
     eprintln!("two-step rollout with a 3 s live TTL took {took:?}");
     sb.down().await;
 }
+
+/// Point 2 end to end: another client changes a record after `cutover shift`
+/// read it; the batch is refused, the output says so with a plan from the
+/// live records, and the audit says failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shift_says_the_records_changed_and_replans_from_the_live_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rb, path) = demo(dir.path());
+    let sb = sandbox(&rb, "ca-central-1").await;
+    let before = records(&sb, &rb).await;
+    *sb.faults.reweight_before_change.lock().unwrap() = Some(("staging".into(), 7));
+    let (code, out) =
+        run_cutover_all(&sb, &rb, dir.path(), &["shift", path.to_str().unwrap(), "--to", "30", "--yes"]).await;
+    assert_ne!(code, Some(0), "{out}");
+    assert!(
+        out.contains("the records changed since they were read; re-planned from the live records: production (prod) 100 → 70, staging (staging) 7 → 30"),
+        "{out}"
+    );
+    let after = records(&sb, &rb).await;
+    same_but_weights(&before, &after, |id| if id == "staging" { 7 } else { 100 });
+    let lines = audit(dir.path(), "demo");
+    assert_eq!(lines.last().unwrap()["stage"], "failed", "{lines:#?}");
+    sb.down().await;
+}

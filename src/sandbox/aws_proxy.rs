@@ -9,6 +9,7 @@
 //!   record that exists, refuses the whole batch with AWS's
 //!   InvalidChangeBatch (moto deletes by set identifier whatever the weight,
 //!   TTL or values say, and refuses a CREATE identical to any earlier one);
+//! - another client's change to a record just before cutover's batch arrives;
 //! - ListResourceRecordSets pages as AWS does, 300 records at most with
 //!   `NextRecordName`/`Type`/`Identifier` (moto ignores the identifier).
 
@@ -38,6 +39,10 @@ pub struct AwsFaults {
     /// ChangeResourceRecordSets is applied, then its reply dropped (the
     /// connection closes with no answer).
     pub drop_change_replies: AtomicBool,
+    /// Before the next ChangeResourceRecordSets is looked at, the record with
+    /// this set identifier gets this weight (every other field kept), as if
+    /// another client changed it between cutover's read and its send.
+    pub reweight_before_change: Mutex<Option<(String, u8)>>,
     /// Changes accepted through the proxy.
     pub changes: AtomicU64,
     /// Each change id this proxy handed out: moto's own id for it (moto gives
@@ -196,6 +201,34 @@ async fn refused_batch(p: &Proxy, zone: &str, body: &str) -> Option<Response> {
     None
 }
 
+/// Another client's change: the live record `id` (of the batch's name) with
+/// a new weight, straight to moto.
+async fn reweight(p: &Proxy, zone: &str, batch: &str, id: &str, weight: u8) -> Result<(), String> {
+    let el = xml_elements(batch, "ResourceRecordSet").first().copied().ok_or("an empty batch")?;
+    let first = rrs(el);
+    let text = list_all(p, zone, Some(&first.name), Some(&first.rtype)).await?;
+    let mut changes = String::new();
+    for el in xml_elements(&text, "ResourceRecordSet") {
+        let r = rrs(el);
+        if r.name == first.name && r.id.as_deref() == Some(id) {
+            let old = xml_field(el, "Weight").ok_or("a record with no weight")?;
+            let el = el.replace(&format!("<Weight>{old}</Weight>"), &format!("<Weight>{weight}</Weight>"));
+            changes.push_str(&format!("<Change><Action>UPSERT</Action>{el}</Change>"));
+        }
+    }
+    let body = format!(
+        "<ChangeResourceRecordSetsRequest xmlns=\"https://route53.amazonaws.com/doc/2013-04-01/\"><ChangeBatch><Changes>{changes}</Changes></ChangeBatch></ChangeResourceRecordSetsRequest>"
+    );
+    let auth =
+        "AWS4-HMAC-SHA256 Credential=sandbox/20260101/us-east-1/route53/aws4_request, SignedHeaders=host, Signature=0";
+    let url = format!("http://{}/2013-04-01/hostedzone/{zone}/rrset", p.upstream);
+    let resp = p.http.post(url).header("authorization", auth).body(body).send().await.map_err(|e| e.to_string())?;
+    if !resp.status().is_success() {
+        return Err(format!("moto answered {}: {}", resp.status(), resp.text().await.unwrap_or_default()));
+    }
+    Ok(())
+}
+
 /// ListResourceRecordSets paged as AWS pages it (by name, type and set
 /// identifier, `maxitems` or 300 records a page).
 async fn list_page(p: &Proxy, zone: &str, query: &str) -> Response {
@@ -299,6 +332,13 @@ async fn forward(State(p): State<Arc<Proxy>>, req: Request) -> Response {
     if let Some(zone) = &rrset_zone {
         if is_change {
             let text = String::from_utf8_lossy(&body).into_owned();
+            let other = p.counts.reweight_before_change.lock().unwrap_or_else(|e| e.into_inner()).take();
+            if let Some((id, weight)) = other
+                && let Err(e) = reweight(&p, zone, &text, &id, weight).await
+            {
+                return (StatusCode::BAD_GATEWAY, format!("proxy: another client's change failed: {e}"))
+                    .into_response();
+            }
             if let Some(refused) = refused_batch(&p, zone, &text).await {
                 return refused;
             }
