@@ -329,3 +329,39 @@ async fn shift_says_the_records_changed_and_replans_from_the_live_ones() {
     assert_eq!(lines.last().unwrap()["stage"], "failed", "{lines:#?}");
     sb.down().await;
 }
+
+/// Point 1, dual stack: `type = ["A", "AAAA"]` reads both groups and changes
+/// all four records in one batch, each kept whole but for its weight.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dual_stack_group_changes_a_and_aaaa_together_keeping_every_other_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rb, path) = runbook_with(dir.path(), "single-box-to-alb.toml", |t| {
+        t.replace("type = \"A\"\n", "type = [\"A\", \"AAAA\"]\n").replace("ttl = 60\n", "ttl = 1\n")
+    });
+    assert_eq!(rb.dns.record_types, ["A", "AAAA"]);
+    let sb = sandbox(&rb, "sa-east-1").await;
+    let before = records(&sb, &rb).await;
+    assert_eq!(before.len(), 4, "{before:#?}");
+    assert!(by_id(&before, "alb", &RrType::Aaaa).alias_target().is_some());
+    assert_eq!(by_id(&before, "single-box", &RrType::Aaaa).ttl(), Some(1));
+    let changes_before = sb.faults.changes.load(Ordering::SeqCst);
+    let (code, out) =
+        run_cutover_all(&sb, &rb, dir.path(), &["shift", path.to_str().unwrap(), "--to", "40", "--yes"]).await;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("on shop.example.org A+AAAA"), "{out}");
+    assert_eq!(sb.faults.changes.load(Ordering::SeqCst) - changes_before, 1, "one batch for both types");
+    same_but_weights(&before, &records(&sb, &rb).await, |id| if id == "alb" { 40 } else { 60 });
+    // A dry run shows the whole batch: DELETE as read, then CREATE.
+    let (code, out) =
+        run_cutover_all(&sb, &rb, dir.path(), &["shift", path.to_str().unwrap(), "--to", "0", "--dry-run"]).await;
+    assert_eq!(code, Some(0), "{out}");
+    let json: serde_json::Value =
+        serde_json::from_str(&out[out.find('{').unwrap()..out.rfind('}').unwrap() + 1]).unwrap();
+    let actions: Vec<&str> =
+        json["ChangeBatch"]["Changes"].as_array().unwrap().iter().map(|c| c["Action"].as_str().unwrap()).collect();
+    assert_eq!(actions, ["DELETE", "DELETE", "DELETE", "DELETE", "CREATE", "CREATE", "CREATE", "CREATE"]);
+    let alias = &json["ChangeBatch"]["Changes"][6]["ResourceRecordSet"];
+    assert_eq!((alias["SetIdentifier"].as_str(), alias["Weight"].as_i64()), (Some("alb"), Some(0)), "{json:#}");
+    assert!(alias["AliasTarget"]["DNSName"].is_string() && alias.get("TTL").is_none(), "{json:#}");
+    sb.down().await;
+}
