@@ -365,3 +365,103 @@ async fn a_dual_stack_group_changes_a_and_aaaa_together_keeping_every_other_fiel
     assert!(alias["AliasTarget"]["DNSName"].is_string() && alias.get("TTL").is_none(), "{json:#}");
     sb.down().await;
 }
+
+/// `cutover status --json` for a runbook file: the traffic sides.
+async fn status_sides(sb: &Sandbox, rb: &Runbook, state: &Path, path: &Path) -> Vec<serde_json::Value> {
+    let (_, json, err) = run_cutover(sb, rb, state, &["status", path.to_str().unwrap(), "--json"]).await;
+    let j: serde_json::Value = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}: {json} {err}"));
+    j["traffic"]["value"].as_array().unwrap_or_else(|| panic!("no traffic: {j:#}")).clone()
+}
+
+fn side<'a>(sides: &'a [serde_json::Value], env: &str) -> &'a serde_json::Value {
+    sides.iter().find(|s| s["environment"] == env).unwrap_or_else(|| panic!("no {env} in {sides:#?}"))
+}
+
+/// Point 5: a record whose health check fails gets no traffic whatever its
+/// weight; status shows the check and the effective share, and no gate
+/// passes that side.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_side_whose_health_check_fails_gets_no_traffic_and_no_gate_passes_it() {
+    use aws_sdk_route53::types::{HealthCheckConfig, HealthCheckType};
+    let dir = tempfile::tempdir().unwrap();
+    let (rb, path) = demo(dir.path());
+    let sb = sandbox(&rb, "us-west-1").await;
+    // staging-web-2's /health answers 503 until its Redis path is opened.
+    let port = sb.world.instances.iter().find(|i| i.name == "staging-web-2").unwrap().app_port;
+    let config = HealthCheckConfig::builder()
+        .ip_address("127.0.0.1")
+        .port(i32::from(port))
+        .r#type(HealthCheckType::Http)
+        .resource_path("/health")
+        .build()
+        .unwrap();
+    let hc = sb.clients.route53.create_health_check().caller_reference("staging-web-2").health_check_config(config);
+    let hc = hc.send().await.unwrap().health_check().unwrap().id().to_string();
+    let mut changes = Vec::new();
+    for mut r in records(&sb, &rb).await {
+        if r.set_identifier() == Some("staging") {
+            r.health_check_id = Some(hc.clone());
+        }
+        r.weight = Some(50);
+        changes.push(Change::builder().action(ChangeAction::Upsert).resource_record_set(r).build().unwrap());
+    }
+    let batch = ChangeBatch::builder().set_changes(Some(changes)).build().unwrap();
+    let send = sb.clients.route53.change_resource_record_sets().hosted_zone_id(&sb.world.zone_id).change_batch(batch);
+    send.send().await.unwrap();
+
+    let sides = status_sides(&sb, &rb, dir.path(), &path).await;
+    let staging = side(&sides, "staging");
+    assert_eq!(staging["share_percent"], 50.0, "{staging:#}");
+    assert_eq!(staging["health_check"]["id"], hc.as_str(), "{staging:#}");
+    assert_eq!(staging["health_check"]["healthy"], false, "{staging:#}");
+    assert_eq!(staging["effective_share_percent"], 0.0, "{staging:#}");
+    assert_eq!(side(&sides, "production")["effective_share_percent"], 100.0, "{sides:#?}");
+
+    // A gate on staging does not pass while staging gets no traffic.
+    let snap = first_snapshot(&rb, &sb).await;
+    let gate = cutover::runbook::GateKind::HealthyTargets { environment: "staging".into(), min: 1 };
+    let m = cutover::drive::gates::from_snapshot(&rb, &gate, &snap);
+    assert!(
+        matches!(&m, Some(cutover::engine::Measurement::Fail(why)) if why.contains("no traffic")),
+        "a gate passed a side that gets no traffic: {m:?}"
+    );
+
+    // Fixed: the check passes and staging gets its half.
+    sb.authorize_ingress("staging-redis", "staging-batch", 6379).await.unwrap();
+    let sides = eventually(Duration::from_secs(30), "the health check to pass", || async {
+        let sides = status_sides(&sb, &rb, dir.path(), &path).await;
+        (side(&sides, "staging")["health_check"]["healthy"] == true).then_some(sides)
+    })
+    .await;
+    assert_eq!(side(&sides, "staging")["effective_share_percent"], 50.0, "{sides:#?}");
+    sb.down().await;
+}
+
+/// Point 5 for aliases: the ALB alias evaluates target health; with no
+/// healthy target behind the ALB it gets no traffic whatever its weight.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alias_to_an_alb_with_no_healthy_target_gets_no_traffic() {
+    use aws_sdk_elasticloadbalancingv2::types::TargetDescription;
+    let dir = tempfile::tempdir().unwrap();
+    let (rb, path) = single_box(dir.path());
+    let sb = sandbox(&rb, "eu-south-1").await;
+    reweight_as_another_client(&sb, &rb, "alb", 30).await;
+    let sides = status_sides(&sb, &rb, dir.path(), &path).await;
+    assert_eq!(side(&sides, "alb")["effective_share_percent"].as_f64().map(f64::round), Some(23.0), "{sides:#?}");
+    let tg = &sb.world.target_groups["alb"][0].arn;
+    let targets: Vec<_> = sb
+        .world
+        .instances
+        .iter()
+        .filter(|i| i.environment == "alb")
+        .map(|i| TargetDescription::builder().id(&i.id).port(8080).build())
+        .collect();
+    sb.clients.elb.deregister_targets().target_group_arn(tg).set_targets(Some(targets)).send().await.unwrap();
+    let sides = status_sides(&sb, &rb, dir.path(), &path).await;
+    let alb = side(&sides, "alb");
+    assert_eq!(alb["weight"], 30, "{alb:#}");
+    assert_eq!(alb["effective_share_percent"], 0.0, "{alb:#}");
+    assert!(alb["no_traffic"].as_str().is_some_and(|w| w.contains("no healthy target")), "{alb:#}");
+    assert_eq!(side(&sides, "single-box")["effective_share_percent"], 100.0, "{sides:#?}");
+    sb.down().await;
+}
