@@ -128,6 +128,7 @@ fn demo_events(stopped_prod_web_1: bool) -> Vec<LiveEvent> {
                     share_percent: 100.0,
                     ttl: Some(10),
                     values: vec![],
+                    ..Default::default()
                 },
                 SideWeight {
                     environment: "staging".into(),
@@ -136,6 +137,7 @@ fn demo_events(stopped_prod_web_1: bool) -> Vec<LiveEvent> {
                     share_percent: 0.0,
                     ttl: Some(10),
                     values: vec![],
+                    ..Default::default()
                 },
             ],
         }))),
@@ -649,6 +651,7 @@ fn pause_holds_live_data_and_resume_applies_it() {
                 share_percent: 70.0,
                 ttl: Some(10),
                 values: vec![],
+                ..Default::default()
             },
             SideWeight {
                 environment: "staging".into(),
@@ -657,6 +660,7 @@ fn pause_holds_live_data_and_resume_applies_it() {
                 share_percent: 30.0,
                 ttl: Some(10),
                 values: vec![],
+                ..Default::default()
             },
         ],
     }));

@@ -96,6 +96,39 @@ impl WeightedRecord {
     }
 }
 
+/// A Route53 health check and what its checkers say.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct HealthCheckState {
+    pub id: String,
+    /// AWS counts a check healthy when more than 18% of its checkers report
+    /// success; None when the status could not be read.
+    pub healthy: Option<bool>,
+    /// A checker's report, or why there is none.
+    pub status: String,
+}
+
+/// GetHealthCheckStatus, judged as Route53 judges it.
+pub async fn health_check_state(r53: &aws_sdk_route53::Client, id: &str) -> HealthCheckState {
+    let (healthy, status) = match r53.get_health_check_status().health_check_id(id).send().await {
+        Err(e) => (None, sdk_error("GetHealthCheckStatus", e).to_string()),
+        Ok(r) => {
+            let obs = r.health_check_observations();
+            let report = |o: &aws_sdk_route53::types::HealthCheckObservation| {
+                o.status_report().and_then(|s| s.status()).unwrap_or_default().to_string()
+            };
+            let ok = obs.iter().filter(|o| report(o).starts_with("Success")).count();
+            match obs.first() {
+                None => (None, "no checker has reported yet".to_string()),
+                Some(first) => (
+                    Some(ok * 100 > obs.len() * 18),
+                    format!("{ok} of {} checkers healthy: {}", obs.len(), report(first)),
+                ),
+            }
+        }
+    };
+    HealthCheckState { id: id.to_string(), healthy, status }
+}
+
 /// A record set as JSON in the API's own field names (for --dry-run).
 pub fn record_json(r: &ResourceRecordSet) -> serde_json::Value {
     let mut m = serde_json::Map::new();

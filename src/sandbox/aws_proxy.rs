@@ -10,6 +10,9 @@
 //!   InvalidChangeBatch (moto deletes by set identifier whatever the weight,
 //!   TTL or values say, and refuses a CREATE identical to any earlier one);
 //! - another client's change to a record just before cutover's batch arrives;
+//! - GetHealthCheckStatus of an HTTP check on 127.0.0.1 answered from a real
+//!   request to that address (moto always says Success); checks on any
+//!   other address are left to moto, never contacted;
 //! - ListResourceRecordSets pages as AWS does, 300 records at most with
 //!   `NextRecordName`/`Type`/`Identifier` (moto ignores the identifier).
 
@@ -229,6 +232,40 @@ async fn reweight(p: &Proxy, zone: &str, batch: &str, id: &str, weight: u8) -> R
     Ok(())
 }
 
+/// GetHealthCheckStatus for an HTTP(S) check on the loopback address, from
+/// one real request to it (the sandbox's instances listen on 127.0.0.1);
+/// None for any other check (moto answers it).
+async fn health_check_status(p: &Proxy, id: &str) -> Option<Response> {
+    let auth =
+        "AWS4-HMAC-SHA256 Credential=sandbox/20260101/us-east-1/route53/aws4_request, SignedHeaders=host, Signature=0";
+    let url = format!("http://{}/2013-04-01/healthcheck/{id}", p.upstream);
+    let config = p.http.get(url).header("authorization", auth).send().await.ok()?.text().await.ok()?;
+    let ip = xml_field(&config, "IPAddress")?;
+    if ip != "127.0.0.1" || !xml_field(&config, "Type").is_some_and(|t| t.starts_with("HTTP")) {
+        return None;
+    }
+    let port: u16 = xml_field(&config, "Port")?.parse().ok()?;
+    let path = xml_field(&config, "ResourcePath").map_or("/".to_string(), unxml);
+    let probe =
+        p.http.get(format!("http://127.0.0.1:{port}{path}")).timeout(std::time::Duration::from_secs(2)).send().await;
+    let status = match probe {
+        Ok(r) if r.status().is_success() || r.status().is_redirection() => {
+            format!("Success: HTTP Status Code {}, OK", r.status().as_u16())
+        }
+        Ok(r) => format!("Failure: HTTP Status Code {}", r.status().as_u16()),
+        Err(e) if e.is_timeout() => {
+            "Failure: The health checker could not establish a connection within the timeout limit".into()
+        }
+        Err(_) => "Failure: Connection refused".into(),
+    };
+    let xml = format!(
+        "<?xml version=\"1.0\"?>\n<GetHealthCheckStatusResponse xmlns=\"https://route53.amazonaws.com/doc/2013-04-01/\"><HealthCheckObservations><HealthCheckObservation><Region>us-east-1</Region><IPAddress>127.0.0.1</IPAddress><StatusReport><Status>{}</Status><CheckedTime>{}</CheckedTime></StatusReport></HealthCheckObservation></HealthCheckObservations></GetHealthCheckStatusResponse>",
+        xml_escape(&status),
+        crate::status::rfc3339(std::time::SystemTime::now())
+    );
+    Some((StatusCode::OK, [("content-type", "text/xml")], xml).into_response())
+}
+
 /// ListResourceRecordSets paged as AWS pages it (by name, type and set
 /// identifier, `maxitems` or 300 records a page).
 async fn list_page(p: &Proxy, zone: &str, query: &str) -> Response {
@@ -329,6 +366,13 @@ async fn forward(State(p): State<Arc<Proxy>>, req: Request) -> Response {
         .and_then(|p| p.strip_prefix("hostedzone/"))
         .and_then(|p| p.trim_end_matches('/').strip_suffix("/rrset"))
         .map(str::to_string);
+    let status_of = route53.and_then(|p| p.strip_prefix("healthcheck/")).and_then(|p| p.strip_suffix("/status"));
+    if parts.method == axum::http::Method::GET
+        && let Some(id) = status_of
+        && let Some(answer) = health_check_status(&p, id).await
+    {
+        return answer;
+    }
     if let Some(zone) = &rrset_zone {
         if is_change {
             let text = String::from_utf8_lossy(&body).into_owned();
