@@ -187,7 +187,7 @@ async fn a_change_whose_reply_is_lost_is_read_back_and_reported_as_live() {
     let last = lines.last().unwrap();
     assert_eq!(last["stage"], "applied", "{lines:#?}");
     assert!(last["detail"].as_str().unwrap().contains("read back"), "{last}");
-    eprintln!("shift with a lost reply took {took:?}");
+    eprintln!("shift with a lost reply took {took:?}:\n{out}");
     sb.down().await;
 }
 
@@ -327,6 +327,7 @@ async fn shift_says_the_records_changed_and_replans_from_the_live_ones() {
     same_but_weights(&before, &after, |id| if id == "staging" { 7 } else { 100 });
     let lines = audit(dir.path(), "demo");
     assert_eq!(lines.last().unwrap()["stage"], "failed", "{lines:#?}");
+    eprintln!("{out}");
     sb.down().await;
 }
 

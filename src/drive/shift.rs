@@ -211,7 +211,8 @@ pub fn refused_batch(e: &AwsError) -> bool {
 /// What to tell about a send that failed (anything but `ReadBack::Live`).
 pub fn failed_send_message(e: &AwsError, back: &ReadBack) -> String {
     match back {
-        ReadBack::Live => format!("no reply ({e}); read back: the new weights are live"),
+        // No reply; or the SDK's retry of a change already applied, refused.
+        ReadBack::Live => format!("the call failed ({e}), but read back: the new weights are live (it was applied)"),
         ReadBack::Unchanged => {
             format!("the change was not accepted: {e}; read back: the records are unchanged; weights are unchanged")
         }
