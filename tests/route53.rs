@@ -466,3 +466,42 @@ async fn an_alias_to_an_alb_with_no_healthy_target_gets_no_traffic() {
     assert_eq!(side(&sides, "single-box")["effective_share_percent"], 100.0, "{sides:#?}");
     sb.down().await;
 }
+
+/// Point 4 in a rollout: a step's change applied but its reply lost stays in
+/// flight (as after a crash in that window); the next run confirms it and
+/// finishes, never sending over it blind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollout_step_whose_reply_is_lost_is_read_back_and_confirmed_by_the_next_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rb, path) = single_box(dir.path());
+    let sb = sandbox(&rb, "ap-northeast-2").await;
+    sb.faults.drop_change_replies.store(true, Ordering::SeqCst);
+    let args = ["rollout", path.to_str().unwrap(), "--yes"];
+    let run = run_cutover_all(&sb, &rb, dir.path(), &args);
+    let (code, out) = tokio::time::timeout(Duration::from_secs(60), run).await.expect("first run ends");
+    assert_ne!(code, Some(0), "{out}");
+    assert!(out.contains("read back: the new weights are live"), "{out}");
+    assert!(!out.contains("weights unchanged"), "{out}");
+    assert_eq!(by_id(&records(&sb, &rb).await, "alb", &RrType::A).weight(), Some(50));
+    sb.faults.drop_change_replies.store(false, Ordering::SeqCst);
+    let run = run_cutover_all(&sb, &rb, dir.path(), &args);
+    let (code, out) = tokio::time::timeout(Duration::from_secs(120), run).await.expect("second run ends");
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("is live but its change was never recorded"), "{out}");
+    let lines = audit(dir.path(), "single-box-to-alb");
+    let stages: Vec<String> =
+        lines.iter().map(|l| format!("{} [{}]", l["action"].as_str().unwrap(), l["stage"].as_str().unwrap())).collect();
+    assert_eq!(
+        stages[..4],
+        [
+            "rollout step 1/2 (50%) [intent]",
+            "rollout step 1/2 (50%) [applied]",
+            "rollout step 1/2 (50%) [intent]",
+            "rollout step 1/2 (50%) [applied]"
+        ],
+        "{stages:#?}"
+    );
+    assert!(lines[1]["detail"].as_str().unwrap().contains("read back"), "{}", lines[1]);
+    assert_eq!(by_id(&records(&sb, &rb).await, "alb", &RrType::A).weight(), Some(100));
+    sb.down().await;
+}
