@@ -91,6 +91,7 @@ fn big_live(now: SystemTime) -> Vec<LiveEvent> {
                     share_percent: 50.0,
                     ttl: Some(60),
                     values: vec![],
+                    ..Default::default()
                 })
                 .collect(),
         }))),

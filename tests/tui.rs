@@ -128,6 +128,7 @@ fn demo_events(stopped_prod_web_1: bool) -> Vec<LiveEvent> {
                     share_percent: 100.0,
                     ttl: Some(10),
                     values: vec![],
+                    ..Default::default()
                 },
                 SideWeight {
                     environment: "staging".into(),
@@ -136,6 +137,7 @@ fn demo_events(stopped_prod_web_1: bool) -> Vec<LiveEvent> {
                     share_percent: 0.0,
                     ttl: Some(10),
                     values: vec![],
+                    ..Default::default()
                 },
             ],
         }))),
@@ -655,6 +657,7 @@ fn pause_holds_live_data_and_resume_applies_it() {
                 share_percent: 70.0,
                 ttl: Some(10),
                 values: vec![],
+                ..Default::default()
             },
             SideWeight {
                 environment: "staging".into(),
@@ -663,6 +666,7 @@ fn pause_holds_live_data_and_resume_applies_it() {
                 share_percent: 30.0,
                 ttl: Some(10),
                 values: vec![],
+                ..Default::default()
             },
         ],
     }));
@@ -768,7 +772,9 @@ fn shift_plan(from: u8, to: u8, weights: (u8, u8)) -> cutover::drive::shift::Shi
             values: vec!["127.0.0.1".into()],
             health_check_id: None,
             alias_target: None,
+            ..Default::default()
         },
+        others: Vec::new(),
     };
     cutover::drive::shift::ShiftPlan {
         zone_id: "Z1".into(),

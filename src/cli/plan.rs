@@ -34,7 +34,11 @@ pub fn render_plan(rb: &Runbook) -> String {
         );
     }
     let d = &rb.dns;
-    let _ = writeln!(o, "\nDNS  {} {} in {} (TTL {}s)", d.record, d.record_type, d.zone, d.ttl);
+    let _ = writeln!(o, "\nDNS  {} {} in {} (TTL {}s)", d.record, d.record_types.join("+"), d.zone, d.ttl);
+    let _ = writeln!(
+        o,
+        "  a step waits the larger of this TTL and the live records' (what resolvers hold; read when the rollout starts)"
+    );
     for (env, id) in &d.set_identifiers {
         let w = d.initial_weights.get(env).map_or("-".into(), |w| w.to_string());
         let _ = writeln!(o, "  {env:<14} set identifier {id:<16} initial weight {w}");

@@ -79,8 +79,25 @@ pub fn due(
     if since >= (interval * 3).max(Duration::from_secs(60)) { Due::Stalled(since) } else { Due::Wait }
 }
 
-/// A gate judged on the live snapshot; `None` for metric gates.
+/// A failure when the rollout's `to` side has a weight but gets no traffic
+/// (its health check fails, or its alias target has no healthy target): no
+/// gate may pass a side that receives nothing.
+pub fn to_side_gets_no_traffic(rb: &Runbook, snap: &Snapshot) -> Option<Measurement> {
+    let side = snap.traffic.value.as_ref()?.iter().find(|s| s.environment == rb.rollout.to)?;
+    let why = side.no_traffic.as_ref()?;
+    Some(Measurement::Fail(format!(
+        "{} gets no traffic at weight {}: {why}",
+        side.environment,
+        side.weight.unwrap_or(0)
+    )))
+}
+
+/// A gate judged on the live snapshot; `None` for metric gates. Every gate
+/// fails while the `to` side gets no traffic.
 pub fn from_snapshot(rb: &Runbook, g: &GateKind, snap: &Snapshot) -> Option<Measurement> {
+    if let Some(m) = to_side_gets_no_traffic(rb, snap) {
+        return Some(m);
+    }
     Some(match g {
         GateKind::AlarmOk { alarms, insufficient_data } => {
             let states = match fresh(&snap.alarms, "alarms") {

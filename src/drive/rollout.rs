@@ -332,6 +332,9 @@ impl Runner<'_> {
     ///    then sent again); the new ones, it was sent, and a confirming change
     ///    is sent and waited for (`reconcile`).
     /// 3. ChangeResourceRecordSets. Crash: as 2; the id is lost, the live weights tell.
+    ///    An error or no reply: the records are read back; the new weights
+    ///    live, `in_flight` stays (as a crash here); else it is cleared and
+    ///    the run ends with what is live (someone else's change is never overwritten).
     /// 4. audit `applied` with the change id. Crash: as 2.
     /// 5. state: `in_flight` with the change id, `applied`, engine ShiftApplied.
     ///    Crash: the next run waits for that change's INSYNC and audits it.
@@ -365,13 +368,26 @@ impl Runner<'_> {
         crate::crashpoint::here(&format!("{point}:after-in-flight-write"));
         let change = match shift::apply(&self.cx.clients, &self.cx.actor, plan).await {
             Ok(c) => c,
-            Err(e) => {
-                // Not accepted: the weights are what they were.
-                self.state.in_flight = None;
-                self.persist()?;
-                let _ = self.audit(&action, "failed", Some(before), weights, e.to_string());
-                return Err(format!("{action}: the change was not accepted: {e}; weights unchanged"));
-            }
+            Err(e) => match shift::read_back(&self.cx.clients, &self.cx.rb, plan).await {
+                shift::ReadBack::Live => {
+                    // Applied, its reply lost: in flight with no change id, as
+                    // after a crash in window 3; the next run confirms it.
+                    let detail = shift::failed_send_message(&e, &shift::ReadBack::Live);
+                    let _ =
+                        self.audit(&action, "applied", Some(before), weights, format!("{detail}; change id unknown"));
+                    return Err(format!(
+                        "{action}: {detail}; run `cutover rollout` again: it confirms the change (INSYNC) and carries on"
+                    ));
+                }
+                back => {
+                    // Not applied (or someone else's change is live): nothing of ours is in flight.
+                    self.state.in_flight = None;
+                    self.persist()?;
+                    let message = shift::failed_send_message(&e, &back);
+                    let _ = self.audit(&action, "failed", Some(before), weights, message.clone());
+                    return Err(format!("{action}: {message}"));
+                }
+            },
         };
         crate::crashpoint::here(&format!("{point}:after-send"));
         self.audit(&action, "applied", Some(before), weights, format!("change {change}"))?;
@@ -507,12 +523,34 @@ pub async fn live_weights(clients: &Clients, rb: &Runbook) -> Result<Weights, St
     Ok((p.from.record.weight, p.to.record.weight))
 }
 
+/// What a step waits after INSYNC: resolvers hold the answer for the TTL
+/// the live records carry, so the larger of that and the runbook's `ttl`.
+/// Returns the wait and the words for it.
+pub fn step_ttl(runbook: u32, live: Option<u32>) -> (Duration, String) {
+    match live {
+        Some(l) if l > runbook => (
+            Duration::from_secs(u64::from(l)),
+            format!("TTL {l} s (the live records' TTL; the runbook says {runbook} s)"),
+        ),
+        _ => (Duration::from_secs(u64::from(runbook)), format!("TTL {runbook} s")),
+    }
+}
+
+/// The live records' largest TTL (None: all aliases, or unreadable: the
+/// first read of the rollout reports that).
+async fn live_ttl(clients: &Clients, rb: &Runbook) -> Option<u32> {
+    shift::plan(clients, rb, (0, 0)).await.ok().and_then(|p| p.live_ttl())
+}
+
 pub async fn run(cx: &Context, say: &mut (dyn FnMut(&str) + Send)) -> Result<Outcome, RolloutError> {
     let rb = &cx.rb;
-    let plan = Plan::from_runbook(rb)?;
+    let mut plan = Plan::from_runbook(rb)?;
     let _lock = RolloutLock::try_take(&rb.name)?.ok_or_else(|| {
         format!("another cutover rollout of {} is running (lock {})", rb.name, lock_path(&rb.name).display())
     })?;
+    let (ttl, words) = step_ttl(rb.dns.ttl, live_ttl(&cx.clients, rb).await);
+    plan.ttl = ttl;
+    say(&format!("each step waits {words} after INSYNC, for resolvers"));
     let hash = plan_hash(rb);
     let existing = load_state(&rb.name)?;
     let state = match existing {
@@ -858,11 +896,11 @@ pub async fn preview(
     restart: bool,
 ) -> Result<Preview, RolloutError> {
     let plan = Plan::from_runbook(rb)?;
+    let (_, ttl) = step_ttl(rb.dns.ttl, live_ttl(clients, rb).await);
     let mut out = vec![format!(
-        "plan: {} (soak {} s, TTL {} s, {} gate(s))",
+        "plan: {} (soak {} s, {ttl}, {} gate(s))",
         plan.steps.iter().map(|s| format!("{s}%")).collect::<Vec<_>>().join(" → "),
         plan.soak.as_secs(),
-        plan.ttl.as_secs(),
         plan.gates.len()
     )];
     out.extend(plan.gates.iter().map(|g| format!("  {}", g.name)));

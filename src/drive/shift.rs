@@ -3,21 +3,29 @@
 
 use std::time::{Duration, Instant};
 
-use aws_sdk_route53::types::{
-    Change, ChangeAction, ChangeBatch, ChangeStatus, ResourceRecord, ResourceRecordSet, RrType,
-};
+use aws_sdk_route53::types::{Change, ChangeAction, ChangeBatch, ChangeStatus};
 use serde::Serialize;
 
 use super::PlanError;
-use crate::aws::route53::{WeightedRecord, weighted_records, zone_id};
+use crate::aws::route53::{WeightedRecord, record_json, weighted_group, zone_id};
 use crate::aws::{AwsError, Clients, sdk_error};
 use crate::engine::Weights;
 use crate::runbook::Runbook;
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Side {
     pub environment: String,
+    /// The record of the runbook's first type.
     pub record: WeightedRecord,
+    /// The side's records of the group's other types (AAAA beside A),
+    /// always given the same weight in the same batch.
+    pub others: Vec<WeightedRecord>,
+}
+
+impl Side {
+    fn records(&self) -> impl Iterator<Item = &WeightedRecord> {
+        std::iter::once(&self.record).chain(self.others.iter())
+    }
 }
 
 /// A weight change, fully planned from what Route53 says now.
@@ -39,8 +47,24 @@ impl ShiftPlan {
     pub fn after(&self) -> serde_json::Value {
         serde_json::json!({ &self.from.environment: self.weights.0, &self.to.environment: self.weights.1 })
     }
+    /// Every record with its new weight.
+    fn changes(&self) -> impl Iterator<Item = (&WeightedRecord, u8)> {
+        self.from.records().map(|r| (r, self.weights.0)).chain(self.to.records().map(|r| (r, self.weights.1)))
+    }
     pub fn is_noop(&self) -> bool {
-        (self.from.record.weight, self.to.record.weight) == self.weights
+        self.changes().all(|(r, w)| r.weight == w)
+    }
+    /// The group's types: `A`, or `A+AAAA`.
+    fn types(&self) -> String {
+        if self.from.others.is_empty() {
+            return self.record_type.clone();
+        }
+        self.from.records().map(|r| r.record_type.as_str()).collect::<Vec<_>>().join("+")
+    }
+    /// The largest TTL of the group's plain records: what resolvers may hold
+    /// the old answer for (an alias has none of its own).
+    pub fn live_ttl(&self) -> Option<u32> {
+        self.from.records().chain(self.to.records()).filter_map(|r| r.ttl).max()
     }
     /// `production (prod) 100 → 70, staging (staging) 0 → 30`.
     pub fn describe(&self) -> String {
@@ -55,33 +79,32 @@ impl ShiftPlan {
             self.to.record.weight,
             self.weights.1,
             self.name,
-            self.record_type
+            self.types()
         )
     }
 
-    /// The change batch as it will be sent (both records, same TTL and values).
-    pub fn batch(&self) -> Result<ChangeBatch, String> {
-        let set = |side: &Side, weight: u8| -> Result<Change, String> {
-            let mut rrs = ResourceRecordSet::builder()
-                .name(&self.name)
-                .r#type(RrType::from(self.record_type.as_str()))
-                .set_identifier(&side.record.set_identifier)
-                .weight(i64::from(weight));
-            if let Some(ttl) = side.record.ttl {
-                rrs = rrs.ttl(i64::from(ttl));
-            }
-            if let Some(hc) = &side.record.health_check_id {
-                rrs = rrs.health_check_id(hc);
-            }
-            for v in &side.record.values {
-                rrs = rrs.resource_records(ResourceRecord::builder().value(v).build().map_err(|e| e.to_string())?);
-            }
-            let rrs = rrs.build().map_err(|e| e.to_string())?;
-            Change::builder().action(ChangeAction::Upsert).resource_record_set(rrs).build().map_err(|e| e.to_string())
+    /// The change batch as it will be sent: a DELETE of every record exactly
+    /// as read, then a CREATE of it with only its weight changed. Route53
+    /// refuses the whole batch when a record changed since it was read (an
+    /// UPSERT would overwrite that change). DELETEs go first: a record's
+    /// CREATE must not meet its own old self.
+    pub fn changes_to_send(&self) -> Result<Vec<Change>, String> {
+        let change = |action: ChangeAction, rrs| {
+            Change::builder().action(action).resource_record_set(rrs).build().map_err(|e| e.to_string())
         };
+        let mut out = Vec::new();
+        for (r, _) in self.changes() {
+            out.push(change(ChangeAction::Delete, r.as_read(&self.name)?)?);
+        }
+        for (r, w) in self.changes() {
+            out.push(change(ChangeAction::Create, r.with_weight(&self.name, w)?)?);
+        }
+        Ok(out)
+    }
+
+    pub fn batch(&self) -> Result<ChangeBatch, String> {
         ChangeBatch::builder()
-            .changes(set(&self.from, self.weights.0)?)
-            .changes(set(&self.to, self.weights.1)?)
+            .set_changes(Some(self.changes_to_send()?))
             .comment(format!("cutover: {}", self.describe()))
             .build()
             .map_err(|e| e.to_string())
@@ -89,12 +112,25 @@ impl ShiftPlan {
 
     /// The batch as JSON, for --dry-run.
     pub fn batch_json(&self) -> serde_json::Value {
-        let change = |side: &Side, w: u8| {
-            serde_json::json!({"Action": "UPSERT", "ResourceRecordSet": {
-                "Name": self.name, "Type": self.record_type, "SetIdentifier": side.record.set_identifier,
-                "Weight": w, "TTL": side.record.ttl, "HealthCheckId": side.record.health_check_id, "ResourceRecords": side.record.values.iter().map(|v| serde_json::json!({"Value": v})).collect::<Vec<_>>()}})
-        };
-        serde_json::json!({"HostedZoneId": self.zone_id, "ChangeBatch": {"Changes": [change(&self.from, self.weights.0), change(&self.to, self.weights.1)]}})
+        match self.changes_to_send() {
+            Ok(changes) => {
+                let changes: Vec<_> = changes
+                    .iter()
+                    .map(|c| {
+                        let rrs = c.resource_record_set().map(record_json).unwrap_or_default();
+                        serde_json::json!({"Action": c.action().as_str(), "ResourceRecordSet": rrs})
+                    })
+                    .collect();
+                serde_json::json!({"HostedZoneId": self.zone_id, "ChangeBatch": {"Changes": changes}})
+            }
+            Err(e) => serde_json::json!({"error": e}),
+        }
+    }
+
+    /// Whether both plans hold the same records, field for field, as read.
+    fn same_records(&self, other: &ShiftPlan) -> bool {
+        let read = |p: &ShiftPlan| p.changes().map(|(r, _)| r.as_read(&p.name).ok()).collect::<Vec<_>>();
+        read(self) == read(other)
     }
 }
 
@@ -103,44 +139,95 @@ impl ShiftPlan {
 pub async fn plan(clients: &Clients, rb: &Runbook, weights: Weights) -> Result<ShiftPlan, PlanError> {
     let aws = |e: AwsError| PlanError::Aws(e.to_string());
     let zone = zone_id(&clients.route53, &rb.dns.zone).await.map_err(aws)?;
-    let records = weighted_records(&clients.route53, &zone, &rb.dns.record, &rb.dns.record_type).await.map_err(aws)?;
+    let types =
+        if rb.dns.record_types.is_empty() { vec![rb.dns.record_type.clone()] } else { rb.dns.record_types.clone() };
+    let records = weighted_group(&clients.route53, &zone, &rb.dns.record, &types).await.map_err(aws)?;
     let side = |env: &str| -> Result<Side, String> {
         let id = rb.dns.set_identifiers.get(env).ok_or_else(|| format!("environment {env} has no set identifier"))?;
-        let record = records.iter().find(|r| &r.set_identifier == id).cloned().ok_or_else(|| {
-            format!(
-                "no weighted record {} {} with set identifier `{id}` in zone {zone}; create it first",
-                rb.dns.record, rb.dns.record_type
-            )
-        })?;
-        Ok(Side { environment: env.to_string(), record })
+        let mut found = Vec::new();
+        for t in &types {
+            let record =
+                records.iter().find(|r| &r.set_identifier == id && &r.record_type == t).cloned().ok_or_else(|| {
+                    let dual = if types.len() > 1 {
+                        format!(" (the group is {}: every side needs a record of each type)", types.join(" and "))
+                    } else {
+                        String::new()
+                    };
+                    format!(
+                        "no weighted record {} {t} with set identifier `{id}` in zone {zone}{dual}; create it first",
+                        rb.dns.record
+                    )
+                })?;
+            found.push(record);
+        }
+        let record = found.remove(0);
+        Ok(Side { environment: env.to_string(), record, others: found })
     };
     let (from, to) = (side(&rb.rollout.from)?, side(&rb.rollout.to)?);
-    for s in [&from, &to] {
-        if let Some(target) = &s.record.alias_target {
+    // Route53 wants one TTL across a group's plain records; an alias has none
+    // of its own, so a plain record weighted against an alias is fine.
+    for (f, t) in from.records().zip(to.records()) {
+        if let (Some(a), Some(b)) = (f.ttl, t.ttl)
+            && a != b
+        {
             return Err(PlanError::Refused(format!(
-                "record `{}` is an alias to {target}; cutover does not change alias records yet (a change must keep the alias target and its health evaluation): shift it in the console or with the AWS CLI",
-                s.record.set_identifier
+                "the weighted records' TTLs differ ({} has {a} s, {} has {b} s); Route53 needs the same TTL on every record of the group: make them equal first",
+                f.set_identifier, t.set_identifier
             )));
         }
     }
-    if from.record.ttl != to.record.ttl {
-        let ttl = |t: Option<u32>| t.map_or("no TTL".to_string(), |t| format!("{t} s"));
-        return Err(PlanError::Refused(format!(
-            "the weighted records' TTLs differ ({} has {}, {} has {}); Route53 needs the same TTL on every record of the group: make them equal first",
-            from.record.set_identifier,
-            ttl(from.record.ttl),
-            to.record.set_identifier,
-            ttl(to.record.ttl)
-        )));
+    Ok(ShiftPlan { zone_id: zone, name: rb.dns.record.clone(), record_type: types[0].clone(), from, to, weights })
+}
+
+/// What the records say after a ChangeResourceRecordSets that failed or
+/// got no reply (it may still have been applied).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ReadBack {
+    /// The new weights are live: the change was applied.
+    Live,
+    /// Every record exactly as it was read: nothing was applied.
+    Unchanged,
+    /// Someone else changed the records: planned again from them.
+    Changed(Box<ShiftPlan>),
+    /// The records could not be read.
+    Unreadable(String),
+}
+
+/// Reads the records back after a failed send of `sent`.
+pub async fn read_back(clients: &Clients, rb: &Runbook, sent: &ShiftPlan) -> ReadBack {
+    match plan(clients, rb, sent.weights).await {
+        Ok(p) if p.is_noop() => ReadBack::Live,
+        Ok(p) if p.same_records(sent) => ReadBack::Unchanged,
+        Ok(p) => ReadBack::Changed(Box::new(p)),
+        Err(e) => ReadBack::Unreadable(e.to_string()),
     }
-    Ok(ShiftPlan {
-        zone_id: zone,
-        name: rb.dns.record.clone(),
-        record_type: rb.dns.record_type.clone(),
-        from,
-        to,
-        weights,
-    })
+}
+
+/// Route53 refused the batch as a whole (a DELETE that no longer matches).
+pub fn refused_batch(e: &AwsError) -> bool {
+    e.message.starts_with("InvalidChangeBatch")
+}
+
+/// What to tell about a send that failed (anything but `ReadBack::Live`).
+pub fn failed_send_message(e: &AwsError, back: &ReadBack) -> String {
+    match back {
+        // No reply; or the SDK's retry of a change already applied, refused.
+        ReadBack::Live => format!("the call failed ({e}), but read back: the new weights are live (it was applied)"),
+        ReadBack::Unchanged => {
+            format!("the change was not accepted: {e}; read back: the records are unchanged; weights are unchanged")
+        }
+        ReadBack::Changed(p) if refused_batch(e) => format!(
+            "the records changed since they were read; re-planned from the live records: {}; nothing was sent over them (Route53 refused the batch: {e}); check who changed them, then run again",
+            p.describe()
+        ),
+        ReadBack::Changed(p) => format!(
+            "the change failed ({e}) and the records are neither as read nor as planned; read back: {}",
+            p.before()
+        ),
+        ReadBack::Unreadable(r) => format!(
+            "the change failed ({e}) and the records could not be read back ({r}): it may or may not be live; check `cutover status` before anything else"
+        ),
+    }
 }
 
 /// Sends the batch; returns the change id. Only under an authorised `Actor`.
@@ -252,8 +339,19 @@ pub async fn execute(
     let change = match apply(clients, who, plan).await {
         Ok(id) => id,
         Err(e) => {
-            let _ = log.append(&line("failed", e.to_string()));
-            return Err(PlanError::Failed(format!("the change was not accepted: {e}; weights are unchanged")));
+            // No reply is not "not applied": read the records back.
+            let back = read_back(clients, rb, plan).await;
+            if back == ReadBack::Live {
+                let detail = failed_send_message(&e, &back);
+                log.append(&line("applied", format!("{detail}; change id unknown"))).map_err(PlanError::Failed)?;
+                return Ok(format!(
+                    "{}: {detail}; INSYNC not confirmed (the change id was lost): `cutover status` shows the records",
+                    plan.describe()
+                ));
+            }
+            let message = failed_send_message(&e, &back);
+            let _ = log.append(&line("failed", message.clone()));
+            return Err(PlanError::Failed(message));
         }
     };
     log.append(&line("applied", format!("change {change}"))).map_err(PlanError::Failed)?;

@@ -25,7 +25,7 @@ pub async fn identity(clients: &Clients) -> AwsResult<Identity> {
     Ok(Identity { account: r.account().unwrap_or_default().into(), arn: r.arn().unwrap_or_default().into() })
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct SideWeight {
     pub environment: String,
     pub set_identifier: String,
@@ -35,6 +35,53 @@ pub struct SideWeight {
     pub share_percent: f64,
     pub ttl: Option<u32>,
     pub values: Vec<String>,
+    /// The record's health check, with what Route53's checkers say.
+    pub health_check: Option<crate::aws::route53::HealthCheckState>,
+    /// An alias record's target (an ALB).
+    pub alias_target: Option<crate::aws::route53::Alias>,
+    /// The share it really gets: none while Route53 counts it unhealthy (a
+    /// failing health check, or an alias evaluating target health with no
+    /// healthy target), whatever its weight, unless every side is unhealthy.
+    pub effective_share_percent: f64,
+    /// Why it gets no traffic although its weight is above 0.
+    pub no_traffic: Option<String>,
+}
+
+/// Sets each side's effective share. `alias_target_healthy(environment)`
+/// says whether an alias side's target has a healthy target (None: unknown).
+pub fn apply_health(sides: &mut [SideWeight], alias_target_healthy: impl Fn(&str) -> Option<bool>) {
+    let why: Vec<Option<String>> = sides
+        .iter()
+        .map(|s| {
+            if let Some(hc) = &s.health_check
+                && hc.healthy == Some(false)
+            {
+                return Some(format!("health check {} fails ({})", hc.id, hc.status));
+            }
+            match &s.alias_target {
+                Some(a) if a.evaluate_target_health && alias_target_healthy(&s.environment) == Some(false) => {
+                    Some(format!("its alias target {} has no healthy target (EvaluateTargetHealth)", a.dns_name))
+                }
+                _ => None,
+            }
+        })
+        .collect();
+    let present: Vec<usize> = (0..sides.len()).filter(|&i| sides[i].weight.is_some()).collect();
+    // Route53 answers as if all were healthy when none is.
+    let all_down = present.iter().all(|&i| why[i].is_some());
+    let up: Vec<usize> = present.iter().copied().filter(|&i| all_down || why[i].is_none()).collect();
+    let total: u32 = up.iter().map(|&i| u32::from(sides[i].weight.unwrap_or(0))).sum();
+    for (i, s) in sides.iter_mut().enumerate() {
+        let w = s.weight.unwrap_or(0);
+        s.effective_share_percent = if !up.contains(&i) {
+            0.0
+        } else if total == 0 {
+            100.0 / up.len() as f64
+        } else {
+            f64::from(w) * 100.0 / f64::from(total)
+        };
+        s.no_traffic = if up.contains(&i) || w == 0 { None } else { why[i].clone() };
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -108,12 +155,15 @@ pub async fn traffic(clients: &Clients, rb: &Runbook, zone_id: &mut Option<Strin
     };
     let records =
         crate::aws::route53::weighted_records(&clients.route53, &zone, &rb.dns.record, &rb.dns.record_type).await?;
-    Ok(TrafficData {
-        zone_id: zone,
-        sides: sides(rb, &records),
-        last_change: last_change(clients, rb).await,
-        rollout: rollout_view(rb),
-    })
+    let mut sides = sides(rb, &records);
+    for s in &mut sides {
+        if let Some(hc) = &mut s.health_check {
+            *hc = crate::aws::route53::health_check_state(&clients.route53, &hc.id).await;
+        }
+    }
+    // Alias target health is judged with the environments' data (status).
+    apply_health(&mut sides, |_| None);
+    Ok(TrafficData { zone_id: zone, sides, last_change: last_change(clients, rb).await, rollout: rollout_view(rb) })
 }
 
 /// Each side's record and share; shares count only the records that exist.
@@ -128,13 +178,22 @@ pub fn sides(rb: &Runbook, records: &[crate::aws::route53::WeightedRecord]) -> V
     let mut sh = shares(&present).into_iter();
     found
         .into_iter()
-        .map(|(env, id, r)| SideWeight {
+        .map(|(env, id, r)| (env, id, r, if r.is_some() { sh.next().unwrap_or(0.0) * 100.0 } else { 0.0 }))
+        .map(|(env, id, r, share)| SideWeight {
             environment: env.clone(),
             set_identifier: id.clone(),
             weight: r.map(|r| r.weight),
-            share_percent: if r.is_some() { sh.next().unwrap_or(0.0) * 100.0 } else { 0.0 },
+            share_percent: share,
             ttl: r.and_then(|r| r.ttl),
             values: r.map(|r| r.values.clone()).unwrap_or_default(),
+            health_check: r.and_then(|r| r.health_check_id.clone()).map(|id| crate::aws::route53::HealthCheckState {
+                id,
+                healthy: None,
+                status: "not read".into(),
+            }),
+            alias_target: r.and_then(|r| r.alias_target.clone()),
+            effective_share_percent: if r.is_some() { share } else { 0.0 },
+            no_traffic: None,
         })
         .collect()
 }
@@ -325,6 +384,49 @@ pub fn redact(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    fn side(env: &str, weight: u8, healthy: Option<bool>) -> SideWeight {
+        SideWeight {
+            environment: env.into(),
+            weight: Some(weight),
+            health_check: healthy.map(|h| crate::aws::route53::HealthCheckState {
+                id: format!("hc-{env}"),
+                healthy: Some(h),
+                status: "Failure: HTTP Status Code 503".into(),
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn an_unhealthy_side_gets_nothing_unless_every_side_is_unhealthy() {
+        let mut s = vec![side("old", 70, None), side("new", 30, Some(false))];
+        apply_health(&mut s, |_| None);
+        assert_eq!((s[0].effective_share_percent, s[1].effective_share_percent), (100.0, 0.0));
+        assert!(s[1].no_traffic.as_deref().is_some_and(|w| w.contains("hc-new")), "{:?}", s[1].no_traffic);
+        // All unhealthy: Route53 answers as if all were healthy.
+        let mut s = vec![side("old", 70, Some(false)), side("new", 30, Some(false))];
+        apply_health(&mut s, |_| None);
+        assert_eq!((s[0].effective_share_percent, s[1].effective_share_percent), (70.0, 30.0));
+        assert!(s.iter().all(|s| s.no_traffic.is_none()));
+        // The healthy side at weight 0 alone: it gets everything.
+        let mut s = vec![side("old", 0, Some(true)), side("new", 30, Some(false))];
+        apply_health(&mut s, |_| None);
+        assert_eq!((s[0].effective_share_percent, s[1].effective_share_percent), (100.0, 0.0));
+        // An alias evaluating target health with no healthy target.
+        let mut s = vec![side("old", 50, None), side("new", 50, None)];
+        s[1].alias_target = Some(crate::aws::route53::Alias {
+            hosted_zone_id: "Z".into(),
+            dns_name: "alb.example".into(),
+            evaluate_target_health: true,
+        });
+        apply_health(&mut s, |env| (env == "new").then_some(false));
+        assert_eq!(s[1].effective_share_percent, 0.0);
+        // A side at weight 0 is not "without traffic despite its weight".
+        let mut s = vec![side("old", 100, None), side("new", 0, Some(false))];
+        apply_health(&mut s, |_| None);
+        assert_eq!(s[1].no_traffic, None);
+    }
+
     use super::*;
 
     #[test]

@@ -87,7 +87,11 @@ pub const DEFAULT_HEALTH_URL_TAG: &str = "cutover:health-url";
 pub struct Dns {
     pub zone: String,
     pub record: String,
+    /// The first of `record_types` (the one shown where only one fits).
     pub record_type: String,
+    /// Every type of the weighted group, changed together in one batch
+    /// (`A` and `AAAA` for a dual-stack load balancer).
+    pub record_types: Vec<String>,
     pub ttl: u32,
     /// Environment name to its record's set identifier.
     pub set_identifiers: BTreeMap<String, String>,
@@ -386,6 +390,9 @@ pub struct SandboxSpec {
     pub load_balancer_zones: BTreeMap<String, Vec<String>>,
     pub security_groups: Vec<SandboxGroup>,
     pub instances: Vec<SandboxInstance>,
+    /// Environments whose weighted record the sandbox creates as an alias to
+    /// their load balancer (DNS name and canonical zone as AWS returns them).
+    pub alias_records: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]

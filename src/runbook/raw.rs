@@ -75,8 +75,9 @@ pub struct RawRedis {
 pub struct RawDns {
     pub zone: S<String>,
     pub record: S<String>,
+    /// `"A"`, or a list of types read and changed together (`["A", "AAAA"]`).
     #[serde(rename = "type")]
-    pub record_type: S<String>,
+    pub record_type: S<toml::Value>,
     pub ttl: S<i64>,
     pub set_identifiers: S<BTreeMap<S<String>, S<String>>>,
     pub initial_weights: Option<S<BTreeMap<S<String>, S<i64>>>>,
@@ -188,6 +189,8 @@ pub struct RawSandbox {
     pub security_groups: Vec<S<RawSandboxGroup>>,
     #[serde(default)]
     pub instances: Vec<S<RawSandboxInstance>>,
+    /// Environments whose weighted record is an alias to their load balancer.
+    pub alias_records: Option<S<Vec<S<String>>>>,
 }
 
 #[derive(Debug, Deserialize)]

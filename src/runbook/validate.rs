@@ -287,6 +287,16 @@ impl<'a> Validator<'a> {
         let alarms = raw.alarms.iter().map(|a| self.alarm(&names, a.get_ref())).collect();
         let phases = self.phases(&names, &raw.phases);
         let sandbox = raw.sandbox.as_ref().map(|s| self.sandbox(&names, raw.environments.get_ref(), s));
+        if let Some(a) = raw.sandbox.as_ref().and_then(|s| s.get_ref().alias_records.as_ref())
+            && !a.get_ref().is_empty()
+            && dns.record_types.iter().any(|t| t == "CNAME")
+        {
+            self.err(
+                a.span(),
+                "alias records are of type A or AAAA; [dns] type is CNAME",
+                "set [dns] type = \"A\" (or [\"A\", \"AAAA\"]) to rehearse alias records",
+            );
+        }
 
         Runbook {
             source: file.to_string(),
@@ -520,14 +530,42 @@ impl<'a> Validator<'a> {
                 );
             }
         }
-        let rtype = d.record_type.get_ref().to_ascii_uppercase();
-        if !["A", "AAAA", "CNAME"].contains(&rtype.as_str()) {
+        let types: Vec<String> = match d.record_type.get_ref() {
+            toml::Value::String(t) => vec![t.clone()],
+            toml::Value::Array(a) if a.iter().all(|v| v.is_str()) => {
+                a.iter().filter_map(|v| v.as_str()).map(str::to_string).collect()
+            }
+            other => {
+                self.err(
+                    d.record_type.span(),
+                    format!("type must be a record type or a list of them, not {}", other.type_str()),
+                    "use type = \"A\", or type = [\"A\", \"AAAA\"] for a dual-stack group",
+                );
+                vec!["A".into()]
+            }
+        };
+        let mut record_types: Vec<String> = Vec::new();
+        for t in &types {
+            let up = t.to_ascii_uppercase();
+            if !["A", "AAAA", "CNAME"].contains(&up.as_str()) {
+                self.err(d.record_type.span(), format!("record type `{t}` is not supported"), "use A, AAAA or CNAME");
+            } else if record_types.contains(&up) {
+                self.err(d.record_type.span(), format!("record type `{t}` is listed twice"), "list each type once");
+            } else {
+                record_types.push(up);
+            }
+        }
+        if types.is_empty() {
+            self.err(d.record_type.span(), "type lists no record type", "use type = \"A\" or [\"A\", \"AAAA\"]");
+        }
+        if record_types.len() > 1 && record_types.iter().any(|t| t == "CNAME") {
             self.err(
                 d.record_type.span(),
-                format!("record type `{}` is not supported", d.record_type.get_ref()),
-                "use A, AAAA or CNAME",
+                "CNAME cannot be grouped with other types (a name with a CNAME has no other record)",
+                "use type = \"CNAME\" alone, or [\"A\", \"AAAA\"]",
             );
         }
+        let rtype = record_types.first().cloned().unwrap_or_else(|| "A".into());
         let ttl = *d.ttl.get_ref();
         if !(0..=2_147_483_647).contains(&ttl) {
             self.err(
@@ -607,6 +645,7 @@ impl<'a> Validator<'a> {
             zone: zone.clone(),
             record: record.clone(),
             record_type: rtype,
+            record_types,
             ttl: ttl.clamp(0, i64::from(u32::MAX)) as u32,
             set_identifiers: d
                 .set_identifiers
@@ -1461,7 +1500,21 @@ impl<'a> Validator<'a> {
                 }
             }
         }
-        SandboxSpec { seed_keys, load_balancer_zones, security_groups, instances }
+        let mut alias_records = Vec::new();
+        for env in sb.alias_records.iter().flat_map(|a| a.get_ref()) {
+            let name = self.env_ref(names, env);
+            let has_lb =
+                raw_envs.iter().any(|(k, e)| k.get_ref() == env.get_ref() && e.get_ref().load_balancer.is_some());
+            if names.envs.contains(env.get_ref()) && !has_lb {
+                self.err(
+                    env.span(),
+                    format!("environment `{}` has no load balancer for its alias record to point at", env.get_ref()),
+                    "list only environments with a load_balancer in alias_records",
+                );
+            }
+            alias_records.push(name);
+        }
+        SandboxSpec { seed_keys, load_balancer_zones, security_groups, instances, alias_records }
     }
 }
 

@@ -5,6 +5,16 @@
 //! - Route53 changes PENDING for a while before INSYNC (moto: INSYNC at once);
 //! - a ChangeResourceRecordSets applied whose reply never arrives (a timeout
 //!   after sending);
+//! - a DELETE that does not match the live record exactly, or a CREATE of a
+//!   record that exists, refuses the whole batch with AWS's
+//!   InvalidChangeBatch (moto deletes by set identifier whatever the weight,
+//!   TTL or values say, and refuses a CREATE identical to any earlier one);
+//! - another client's change to a record just before cutover's batch arrives;
+//! - GetHealthCheckStatus of an HTTP check on 127.0.0.1 answered from a real
+//!   request to that address (moto always says Success); checks on any
+//!   other address are left to moto, never contacted;
+//! - ListResourceRecordSets pages as AWS does, 300 records at most with
+//!   `NextRecordName`/`Type`/`Identifier` (moto ignores the identifier).
 //! - CloudWatch percentiles, late datapoints and composite alarms (see
 //!   `sandbox::cloudwatch`).
 
@@ -36,6 +46,10 @@ pub struct AwsFaults {
     /// ChangeResourceRecordSets is applied, then its reply dropped (the
     /// connection closes with no answer).
     pub drop_change_replies: AtomicBool,
+    /// Before the next ChangeResourceRecordSets is looked at, the record with
+    /// this set identifier gets this weight (every other field kept), as if
+    /// another client changed it between cutover's read and its send.
+    pub reweight_before_change: Mutex<Option<(String, u8)>>,
     /// Changes accepted through the proxy.
     pub changes: AtomicU64,
     /// Each change id this proxy handed out: moto's own id for it (moto gives
@@ -56,6 +70,256 @@ fn xml_field<'a>(body: &'a str, tag: &str) -> Option<&'a str> {
     let start = body.find(&format!("<{tag}>"))? + tag.len() + 2;
     let len = body[start..].find(&format!("</{tag}>"))?;
     Some(&body[start..start + len])
+}
+
+/// Every `<tag>…</tag>` element, whole, in order (tags not nested in themselves).
+fn xml_elements<'a>(body: &'a str, tag: &str) -> Vec<&'a str> {
+    let (open, close) = (format!("<{tag}>"), format!("</{tag}>"));
+    let mut out = Vec::new();
+    let mut rest = body;
+    while let Some(start) = rest.find(&open) {
+        let Some(len) = rest[start..].find(&close) else { break };
+        out.push(&rest[start..start + len + close.len()]);
+        rest = &rest[start + len + close.len()..];
+    }
+    out
+}
+
+/// XML text unescaped (the five entities).
+fn unxml(s: &str) -> String {
+    s.replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", "\"").replace("&apos;", "'").replace("&amp;", "&")
+}
+
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+fn dotted(name: &str) -> String {
+    format!("{}.", name.trim_end_matches('.')).to_ascii_lowercase()
+}
+
+/// A `<ResourceRecordSet>` element as the fields AWS compares, in one string.
+/// The sandbox's own reading, kept apart from cutover's.
+#[derive(Debug, Clone, PartialEq)]
+struct Rrs {
+    name: String,
+    rtype: String,
+    id: Option<String>,
+    all: String,
+}
+
+fn rrs(el: &str) -> Rrs {
+    let f = |t: &str| xml_field(el, t).map(unxml);
+    let values: Vec<String> =
+        xml_elements(el, "Value").iter().filter_map(|v| xml_field(v, "Value")).map(unxml).collect();
+    let name = dotted(&f("Name").unwrap_or_default());
+    let rtype = f("Type").unwrap_or_default();
+    let id = f("SetIdentifier");
+    let all = format!(
+        "{name}|{rtype}|{id:?}|w={:?}|ttl={:?}|hc={:?}|alias={:?},{:?},{:?}|{values:?}",
+        f("Weight"),
+        f("TTL"),
+        f("HealthCheckId"),
+        f("HostedZoneId"),
+        f("DNSName").map(|d| dotted(&d)),
+        f("EvaluateTargetHealth"),
+    );
+    Rrs { name, rtype, id, all }
+}
+
+/// InvalidChangeBatch as AWS words it.
+fn invalid_change_batch(message: &str) -> Response {
+    let xml = format!(
+        "<?xml version=\"1.0\"?>\n<ErrorResponse xmlns=\"https://route53.amazonaws.com/doc/2013-04-01/\"><Error><Type>Sender</Type><Code>InvalidChangeBatch</Code><Message>{}</Message></Error><RequestId>proxy-invalid-change-batch</RequestId></ErrorResponse>",
+        xml_escape(message)
+    );
+    (StatusCode::BAD_REQUEST, [("content-type", "text/xml")], xml).into_response()
+}
+
+/// Every record of the zone from `name`/`type` on, as moto lists them (one page).
+async fn list_all(p: &Proxy, zone: &str, name: Option<&str>, rtype: Option<&str>) -> Result<String, String> {
+    let mut url = reqwest::Url::parse(&format!("http://{}/2013-04-01/hostedzone/{zone}/rrset", p.upstream))
+        .map_err(|e| e.to_string())?;
+    {
+        let mut q = url.query_pairs_mut();
+        if let Some(n) = name {
+            q.append_pair("name", n);
+        }
+        if let Some(t) = rtype {
+            q.append_pair("type", t);
+        }
+        q.append_pair("maxitems", "100000");
+    }
+    // moto routes a request by its signature's service; it checks no signature.
+    let auth =
+        "AWS4-HMAC-SHA256 Credential=sandbox/20260101/us-east-1/route53/aws4_request, SignedHeaders=host, Signature=0";
+    let resp = p.http.get(url).header("authorization", auth).send().await.map_err(|e| e.to_string())?;
+    resp.text().await.map_err(|e| e.to_string())
+}
+
+/// AWS's refusal of a batch, checked against the live records before
+/// anything is applied: a DELETE must match a live record exactly; a CREATE
+/// must not meet a live record the batch did not delete first. None when
+/// AWS would take the batch.
+async fn refused_batch(p: &Proxy, zone: &str, body: &str) -> Option<Response> {
+    let mut live: HashMap<(String, String), Vec<Rrs>> = HashMap::new();
+    let mut deleted: Vec<(String, String, Option<String>)> = Vec::new();
+    for change in xml_elements(body, "Change") {
+        let action = xml_field(change, "Action").unwrap_or_default();
+        let Some(el) = xml_elements(change, "ResourceRecordSet").first().copied() else { continue };
+        let want = rrs(el);
+        let key = (want.name.clone(), want.rtype.clone());
+        if !live.contains_key(&key) {
+            let text = match list_all(p, zone, Some(&want.name), Some(&want.rtype)).await {
+                Ok(t) => t,
+                Err(e) => {
+                    return Some((StatusCode::BAD_GATEWAY, format!("proxy: cannot read moto: {e}")).into_response());
+                }
+            };
+            let sets = xml_elements(&text, "ResourceRecordSet").into_iter().map(rrs);
+            live.insert(key.clone(), sets.filter(|r| r.name == want.name && r.rtype == want.rtype).collect());
+        }
+        let found = live[&key].iter().find(|r| r.id == want.id);
+        let what = format!(
+            "[name='{}', type='{}'{}]",
+            want.name,
+            want.rtype,
+            want.id.as_ref().map_or(String::new(), |i| format!(", set-identifier='{i}'"))
+        );
+        let id = (want.name.clone(), want.rtype.clone(), want.id.clone());
+        match (action, found) {
+            ("DELETE", None) => {
+                return Some(invalid_change_batch(&format!(
+                    "[Tried to delete resource record set {what} but it was not found]"
+                )));
+            }
+            ("DELETE", Some(r)) if r.all != want.all => {
+                return Some(invalid_change_batch(&format!(
+                    "[Tried to delete resource record set {what} but the values provided do not match the current values]"
+                )));
+            }
+            ("DELETE", Some(_)) => deleted.push(id),
+            ("CREATE", Some(_)) if !deleted.contains(&id) => {
+                return Some(invalid_change_batch(&format!(
+                    "[Tried to create resource record set {what} but it already exists]"
+                )));
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Another client's change: the live record `id` (of the batch's name) with
+/// a new weight, straight to moto.
+async fn reweight(p: &Proxy, zone: &str, batch: &str, id: &str, weight: u8) -> Result<(), String> {
+    let el = xml_elements(batch, "ResourceRecordSet").first().copied().ok_or("an empty batch")?;
+    let first = rrs(el);
+    let text = list_all(p, zone, Some(&first.name), Some(&first.rtype)).await?;
+    let mut changes = String::new();
+    for el in xml_elements(&text, "ResourceRecordSet") {
+        let r = rrs(el);
+        if r.name == first.name && r.id.as_deref() == Some(id) {
+            let old = xml_field(el, "Weight").ok_or("a record with no weight")?;
+            let el = el.replace(&format!("<Weight>{old}</Weight>"), &format!("<Weight>{weight}</Weight>"));
+            changes.push_str(&format!("<Change><Action>UPSERT</Action>{el}</Change>"));
+        }
+    }
+    let body = format!(
+        "<ChangeResourceRecordSetsRequest xmlns=\"https://route53.amazonaws.com/doc/2013-04-01/\"><ChangeBatch><Changes>{changes}</Changes></ChangeBatch></ChangeResourceRecordSetsRequest>"
+    );
+    let auth =
+        "AWS4-HMAC-SHA256 Credential=sandbox/20260101/us-east-1/route53/aws4_request, SignedHeaders=host, Signature=0";
+    let url = format!("http://{}/2013-04-01/hostedzone/{zone}/rrset", p.upstream);
+    let resp = p.http.post(url).header("authorization", auth).body(body).send().await.map_err(|e| e.to_string())?;
+    if !resp.status().is_success() {
+        return Err(format!("moto answered {}: {}", resp.status(), resp.text().await.unwrap_or_default()));
+    }
+    Ok(())
+}
+
+/// GetHealthCheckStatus for an HTTP(S) check on the loopback address, from
+/// one real request to it (the sandbox's instances listen on 127.0.0.1);
+/// None for any other check (moto answers it).
+async fn health_check_status(p: &Proxy, id: &str) -> Option<Response> {
+    let auth =
+        "AWS4-HMAC-SHA256 Credential=sandbox/20260101/us-east-1/route53/aws4_request, SignedHeaders=host, Signature=0";
+    let url = format!("http://{}/2013-04-01/healthcheck/{id}", p.upstream);
+    let config = p.http.get(url).header("authorization", auth).send().await.ok()?.text().await.ok()?;
+    let ip = xml_field(&config, "IPAddress")?;
+    if ip != "127.0.0.1" || !xml_field(&config, "Type").is_some_and(|t| t.starts_with("HTTP")) {
+        return None;
+    }
+    let port: u16 = xml_field(&config, "Port")?.parse().ok()?;
+    let path = xml_field(&config, "ResourcePath").map_or("/".to_string(), unxml);
+    let probe =
+        p.http.get(format!("http://127.0.0.1:{port}{path}")).timeout(std::time::Duration::from_secs(2)).send().await;
+    let status = match probe {
+        Ok(r) if r.status().is_success() || r.status().is_redirection() => {
+            format!("Success: HTTP Status Code {}, OK", r.status().as_u16())
+        }
+        Ok(r) => format!("Failure: HTTP Status Code {}", r.status().as_u16()),
+        Err(e) if e.is_timeout() => {
+            "Failure: The health checker could not establish a connection within the timeout limit".into()
+        }
+        Err(_) => "Failure: Connection refused".into(),
+    };
+    let xml = format!(
+        "<?xml version=\"1.0\"?>\n<GetHealthCheckStatusResponse xmlns=\"https://route53.amazonaws.com/doc/2013-04-01/\"><HealthCheckObservations><HealthCheckObservation><Region>us-east-1</Region><IPAddress>127.0.0.1</IPAddress><StatusReport><Status>{}</Status><CheckedTime>{}</CheckedTime></StatusReport></HealthCheckObservation></HealthCheckObservations></GetHealthCheckStatusResponse>",
+        xml_escape(&status),
+        crate::status::rfc3339(std::time::SystemTime::now())
+    );
+    Some((StatusCode::OK, [("content-type", "text/xml")], xml).into_response())
+}
+
+/// ListResourceRecordSets paged as AWS pages it (by name, type and set
+/// identifier, `maxitems` or 300 records a page).
+async fn list_page(p: &Proxy, zone: &str, query: &str) -> Response {
+    let pairs: HashMap<String, String> = reqwest::Url::parse(&format!("http://x/?{query}"))
+        .map(|u| u.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect())
+        .unwrap_or_default();
+    let max: usize = pairs.get("maxitems").and_then(|m| m.parse().ok()).unwrap_or(300).clamp(1, 300);
+    let text =
+        match list_all(p, zone, pairs.get("name").map(String::as_str), pairs.get("type").map(String::as_str)).await {
+            Ok(t) => t,
+            Err(e) => return (StatusCode::BAD_GATEWAY, format!("proxy: cannot read moto: {e}")).into_response(),
+        };
+    let mut all: Vec<&str> = xml_elements(&text, "ResourceRecordSet");
+    if let Some(id) = pairs.get("identifier") {
+        let (n, t) =
+            (dotted(pairs.get("name").map_or("", String::as_str)), pairs.get("type").cloned().unwrap_or_default());
+        // Skip the start name and type's records before that identifier.
+        if let Some(at) = all.iter().position(|el| {
+            let r = rrs(el);
+            r.name != n || r.rtype != t || r.id.as_deref() == Some(id.as_str())
+        }) {
+            all.drain(..at);
+        }
+    }
+    let page = &all[..all.len().min(max)];
+    let mut xml = String::from(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<ListResourceRecordSetsResponse xmlns=\"https://route53.amazonaws.com/doc/2013-04-01/\"><ResourceRecordSets>",
+    );
+    for el in page {
+        xml.push_str(el);
+    }
+    xml.push_str("</ResourceRecordSets>");
+    match all.get(max) {
+        Some(next) => {
+            let r = rrs(next);
+            xml.push_str(&format!(
+                "<IsTruncated>true</IsTruncated><NextRecordName>{}</NextRecordName><NextRecordType>{}</NextRecordType>",
+                xml_escape(&r.name),
+                xml_escape(&r.rtype)
+            ));
+            if let Some(id) = r.id {
+                xml.push_str(&format!("<NextRecordIdentifier>{}</NextRecordIdentifier>", xml_escape(&id)));
+            }
+        }
+        None => xml.push_str("<IsTruncated>false</IsTruncated>"),
+    }
+    xml.push_str(&format!("<MaxItems>{max}</MaxItems></ListResourceRecordSetsResponse>"));
+    (StatusCode::OK, [("content-type", "text/xml")], xml).into_response()
 }
 
 fn change_id(path_or_id: &str) -> String {
@@ -98,15 +362,48 @@ async fn forward(State(p): State<Arc<Proxy>>, req: Request) -> Response {
         p.counts.throttled.fetch_add(1, Ordering::SeqCst);
         return throttled(&parts.uri, &body);
     }
-    let (body, finish) = match p.counts.cloudwatch.handle(&body) {
+    let (mut body, finish) = match p.counts.cloudwatch.handle(&body) {
         None => (body, None),
         Some(Handling::Answer(xml)) => return (StatusCode::OK, [("content-type", "text/xml")], xml).into_response(),
         Some(Handling::Forward(b, finish)) => (Bytes::from(b), Some(finish)),
     };
     let mut path = parts.uri.path_and_query().map_or("/", |q| q.as_str()).to_string();
     let route53 = parts.uri.path().strip_prefix("/2013-04-01/");
-    let is_change = route53.is_some_and(|p| p.ends_with("/rrset") || p.ends_with("/rrset/"));
+    // ChangeResourceRecordSets is a POST; ListResourceRecordSets a GET of the same path.
+    let is_change = parts.method == axum::http::Method::POST
+        && route53.is_some_and(|p| p.ends_with("/rrset") || p.ends_with("/rrset/"));
     let asked_change = route53.and_then(|p| p.strip_prefix("change/")).map(change_id);
+    let rrset_zone = route53
+        .and_then(|p| p.strip_prefix("hostedzone/"))
+        .and_then(|p| p.trim_end_matches('/').strip_suffix("/rrset"))
+        .map(str::to_string);
+    let status_of = route53.and_then(|p| p.strip_prefix("healthcheck/")).and_then(|p| p.strip_suffix("/status"));
+    if parts.method == axum::http::Method::GET
+        && let Some(id) = status_of
+        && let Some(answer) = health_check_status(&p, id).await
+    {
+        return answer;
+    }
+    if let Some(zone) = &rrset_zone {
+        if is_change {
+            let text = String::from_utf8_lossy(&body).into_owned();
+            let other = p.counts.reweight_before_change.lock().unwrap_or_else(|e| e.into_inner()).take();
+            if let Some((id, weight)) = other
+                && let Err(e) = reweight(&p, zone, &text, &id, weight).await
+            {
+                return (StatusCode::BAD_GATEWAY, format!("proxy: another client's change failed: {e}"))
+                    .into_response();
+            }
+            if let Some(refused) = refused_batch(&p, zone, &text).await {
+                return refused;
+            }
+            // Checked as AWS checks it; moto would refuse a CREATE identical to
+            // any earlier one (its journal), even after the batch's DELETE.
+            body = Bytes::from(text.replace("<Action>CREATE</Action>", "<Action>UPSERT</Action>"));
+        } else if parts.method == axum::http::Method::GET {
+            return list_page(&p, zone, parts.uri.query().unwrap_or("")).await;
+        }
+    }
     if let Some(id) = &asked_change
         && let Some((upstream_id, _)) = p.counts.accepted.lock().unwrap_or_else(|e| e.into_inner()).get(id)
     {

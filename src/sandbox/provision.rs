@@ -6,7 +6,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use aws_sdk_cloudwatch::types::{ComparisonOperator, Dimension, StateValue, Statistic};
 use aws_sdk_ec2::types::{IpPermission, IpRange, ResourceType, Tag, TagSpecification, UserIdGroupPair};
 use aws_sdk_elasticloadbalancingv2::types::{Action as ElbAction, ActionTypeEnum, ProtocolEnum, TargetDescription};
-use aws_sdk_route53::types::{Change, ChangeAction, ChangeBatch, ResourceRecord, ResourceRecordSet, RrType};
+use aws_sdk_route53::types::{
+    AliasTarget, Change, ChangeAction, ChangeBatch, ResourceRecord, ResourceRecordSet, RrType,
+};
 use color_eyre::eyre::{Result, WrapErr, bail, eyre};
 
 use crate::aws::Clients;
@@ -279,23 +281,48 @@ pub async fn provision(
         .wrap_err("CreateHostedZone")?;
     world.zone_id =
         zone.hosted_zone().map(|z| z.id().trim_start_matches("/hostedzone/").to_string()).unwrap_or_default();
+    // An alias points at the load balancer's DNS name and canonical zone as
+    // DescribeLoadBalancers gives them, as an operator would copy them.
+    let mut aliases: BTreeMap<String, (String, String)> = BTreeMap::new();
+    for env in &sb.alias_records {
+        let arn = world.load_balancers.get(env).ok_or_else(|| eyre!("environment {env} has no load balancer"))?;
+        let r =
+            aws.elb.describe_load_balancers().load_balancer_arns(arn).send().await.wrap_err("DescribeLoadBalancers")?;
+        let lb = r.load_balancers().first().ok_or_else(|| eyre!("DescribeLoadBalancers: no {arn}"))?;
+        let zone = lb.canonical_hosted_zone_id().ok_or_else(|| eyre!("{arn} has no CanonicalHostedZoneId"))?;
+        aliases.insert(env.clone(), (zone.to_string(), lb.dns_name().unwrap_or_default().to_string()));
+    }
     let mut changes = Vec::new();
     for (i, (env, set_id)) in dns.set_identifiers.iter().enumerate() {
-        let value = match dns.record_type.as_str() {
-            "CNAME" => lb_dns.get(env).cloned().unwrap_or_else(|| format!("{env}.{}", dns.zone.trim_end_matches('.'))),
-            "AAAA" => format!("2001:db8::{}", i + 1),
-            _ => format!("192.0.2.{}", i + 1),
-        };
-        let weight = i64::from(dns.initial_weights.get(env).copied().unwrap_or(0));
-        let set = ResourceRecordSet::builder()
-            .name(&dns.record)
-            .r#type(RrType::from(dns.record_type.as_str()))
-            .set_identifier(set_id)
-            .weight(weight)
-            .ttl(i64::from(dns.ttl))
-            .resource_records(ResourceRecord::builder().value(value).build()?)
-            .build()?;
-        changes.push(Change::builder().action(ChangeAction::Upsert).resource_record_set(set).build()?);
+        for rtype in &dns.record_types {
+            let weight = i64::from(dns.initial_weights.get(env).copied().unwrap_or(0));
+            let set = ResourceRecordSet::builder()
+                .name(&dns.record)
+                .r#type(RrType::from(rtype.as_str()))
+                .set_identifier(set_id)
+                .weight(weight);
+            let set = match aliases.get(env) {
+                Some((zone, dns_name)) => set.alias_target(
+                    AliasTarget::builder()
+                        .hosted_zone_id(zone)
+                        .dns_name(dns_name)
+                        .evaluate_target_health(true)
+                        .build()?,
+                ),
+                None => {
+                    let value = match rtype.as_str() {
+                        "CNAME" => lb_dns
+                            .get(env)
+                            .cloned()
+                            .unwrap_or_else(|| format!("{env}.{}", dns.zone.trim_end_matches('.'))),
+                        "AAAA" => format!("2001:db8::{}", i + 1),
+                        _ => format!("192.0.2.{}", i + 1),
+                    };
+                    set.ttl(i64::from(dns.ttl)).resource_records(ResourceRecord::builder().value(value).build()?)
+                }
+            };
+            changes.push(Change::builder().action(ChangeAction::Upsert).resource_record_set(set.build()?).build()?);
+        }
     }
     aws.route53
         .change_resource_record_sets()

@@ -247,6 +247,30 @@ pub fn snapshot(rb: &Runbook, live: &LiveState, region: &str, now: SystemTime) -
         metrics: View::of(Some(&live.metrics), now, Clone::clone),
         checks: Vec::new(),
     };
+    // An alias evaluating target health gets no traffic while its load
+    // balancer has no healthy target.
+    let target_healthy = |env: &str| -> Option<bool> {
+        let aws = snap.environment(env)?.aws.value.as_ref()?;
+        let lb = aws.load_balancer.as_ref()?;
+        let side = snap.traffic.value.as_ref()?.iter().find(|s| s.environment == env)?;
+        let target = side.alias_target.as_ref()?.dns_name.trim_end_matches('.').to_ascii_lowercase();
+        let lb_name = lb.dns_name.trim_end_matches('.').to_ascii_lowercase();
+        // An alias may name the ALB as `dualstack.<its DNS name>`.
+        if target != lb_name && target.strip_prefix("dualstack.") != Some(lb_name.as_str()) {
+            return None;
+        }
+        if aws.target_groups.is_empty() {
+            return None;
+        }
+        Some(aws.target_groups.iter().any(|tg| tg.healthy > 0))
+    };
+    let health: Vec<Option<bool>> =
+        snap.traffic.value.iter().flatten().map(|s| target_healthy(&s.environment)).collect();
+    if let Some(sides) = snap.traffic.value.as_mut() {
+        let by_env: std::collections::BTreeMap<String, Option<bool>> =
+            sides.iter().map(|s| s.environment.clone()).zip(health).collect();
+        crate::live::fetch::apply_health(sides, |env| by_env.get(env).copied().flatten());
+    }
     snap.checks = checks::evaluate(rb, &snap);
     snap
 }

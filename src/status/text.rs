@@ -64,6 +64,17 @@ pub fn render(s: &Snapshot) -> String {
             "  {:<12} {:<10} weight {:>7}  {:>5.1}%  {:<20} ttl {ttl}",
             w.environment, w.set_identifier, weight, w.share_percent, bar
         );
+        if let Some(hc) = &w.health_check {
+            let verdict = match hc.healthy {
+                Some(true) => "healthy",
+                Some(false) => "FAILING",
+                None => "unknown",
+            };
+            let _ = writeln!(o, "  {:<12} health check {} {verdict}: {}", "", hc.id, hc.status);
+        }
+        if let Some(why) = &w.no_traffic {
+            let _ = writeln!(o, "  {:<12} gets {:.1}% of the traffic: {why}", "", w.effective_share_percent);
+        }
     }
 
     for env in &s.environments {

@@ -163,6 +163,20 @@ fn traffic(f: &mut Frame, app: &App, area: Rect) {
                 Span::styled("█".repeat(filled), Style::new().fg(if i == 0 { th.info } else { th.ok })),
                 Span::styled("░".repeat(bar_width.saturating_sub(filled)), th.dim_style()),
                 Span::raw(format!(" {:>5.1}% ttl {}", s.share_percent, s.ttl.map_or("—".into(), |t| format!("{t}s")))),
+                // A health check's verdict, and a side that gets nothing whatever its weight.
+                match s.health_check.as_ref().map(|h| h.healthy) {
+                    Some(Some(true)) => Span::styled(" hc ok", Style::new().fg(th.ok)),
+                    Some(Some(false)) => Span::styled(" hc FAIL", Style::new().fg(th.bad)),
+                    Some(None) => Span::styled(" hc ?", th.dim_style()),
+                    None => Span::raw(""),
+                },
+                match &s.no_traffic {
+                    Some(_) => Span::styled(
+                        format!(" gets {:.0}%", s.effective_share_percent),
+                        Style::new().fg(th.bad).add_modifier(ratatui::style::Modifier::BOLD),
+                    ),
+                    None => Span::raw(""),
+                },
             ])
             .style(style.patch(selected_style(app, Pane::Traffic, i))),
         );

@@ -163,6 +163,11 @@ fx("sandbox-unknown-security-group", "a sandbox instance in a security group not
 fx("sandbox-environment-by-ids", "the sandbox cannot create instances selected by id", ('instances = { tags = { Environment = "green" } }', 'instances = { ids = ["i-0123456789abcdef0"] }'), base=SANDBOX_BASE)
 fx("sandbox-redis-without-url-env", "a Redis endpoint the sandbox cannot point at its redis-server", ('url_env = "BLUE_REDIS_URL"', 'url = "redis://blue-cache.internal:6379/0"'), base=SANDBOX_BASE)
 fx("sandbox-bad-zone", "a zone written as a full AZ name", ('name = "blue-1"\nenvironment = "blue"\nzone = "a"', 'name = "blue-1"\nenvironment = "blue"\nzone = "eu-west-1a"'), base=SANDBOX_BASE)
+fx("dns-type-list-with-cname", "CNAME grouped with another type", ('type = "CNAME"', 'type = ["A", "CNAME"]'))
+fx("dns-type-not-a-string", "a record type given as a number", ('type = "CNAME"', 'type = 1'))
+fx("dns-type-twice", "a type listed twice", ('type = "CNAME"', 'type = ["AAAA", "aaaa"]'))
+fx("sandbox-alias-with-cname", "alias records asked for a CNAME group", ('load_balancer_zones = { blue = ["a"], green = ["a"] }', 'load_balancer_zones = { blue = ["a"], green = ["a"] }\nalias_records = ["green"]'), base=SANDBOX_BASE)
+fx("sandbox-alias-without-load-balancer", "an alias record for an environment with no load balancer", ('type = "CNAME"', 'type = "A"'), ('load_balancer_zones = { blue = ["a"], green = ["a"] }', 'load_balancer_zones = { blue = ["a"], green = ["a"] }\nalias_records = ["blue"]'), base=SANDBOX_BASE)
 fx("multi-error", "several mistakes, reported together in line order",
    ('initial_weights = { blue = 100, green = 0 }', 'initial_weights = { blue = 300, green = 0 }'),
    ('steps = [10, 50, 100]', 'steps = [10, 50, 30, 100]'),

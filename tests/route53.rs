@@ -1,0 +1,515 @@
+//! Issue 12, Route53: alias and mixed weighted groups, no lost update, the
+//! live TTL, a timeout after sending, paging. Against the sandbox (moto behind
+//! cutover's AWS-like proxy); records read back through the AWS SDK.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use aws_sdk_route53::types::{Change, ChangeAction, ChangeBatch, ResourceRecordSet, RrType};
+use common::*;
+use cutover::runbook::Runbook;
+use cutover::sandbox::Sandbox;
+
+/// A runbook file from runbooks/, `edit`ed, written to `dir`.
+fn runbook_with(dir: &Path, file: &str, edit: impl FnOnce(String) -> String) -> (Runbook, PathBuf) {
+    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("runbooks").join(file)).unwrap();
+    let text = edit(text);
+    let path = dir.join(file);
+    std::fs::write(&path, &text).unwrap();
+    (cutover::runbook::parse(&path.display().to_string(), &text).unwrap(), path)
+}
+
+/// single-box-to-alb with short waits, two steps and no metric gates (moto
+/// has no percentiles).
+fn single_box(dir: &Path) -> (Runbook, PathBuf) {
+    runbook_with(dir, "single-box-to-alb.toml", |t| {
+        let t = t
+            .replace("ttl = 60\n", "ttl = 1\n")
+            .replace("soak = \"5m\"", "soak = \"1s\"\ngate_interval = \"1s\"")
+            .replace("steps = [10, 20, 30, 40, 50, 60, 70, 80, 90, 100]", "steps = [50, 100]");
+        t.split("\n[[")
+            .filter(|chunk| !chunk.starts_with("rollout.gates]]\nkind = \"metric\""))
+            .collect::<Vec<_>>()
+            .join("\n[[")
+    })
+}
+
+/// The demo runbook with a 1 s TTL.
+fn demo(dir: &Path) -> (Runbook, PathBuf) {
+    runbook_with(dir, "demo.toml", |t| t.replace("ttl = 10\n", "ttl = 1\n"))
+}
+
+/// Every record of the runbook's name, as the SDK reads it.
+async fn records(sb: &Sandbox, rb: &Runbook) -> Vec<ResourceRecordSet> {
+    let name = format!("{}.", rb.dns.record.trim_end_matches('.'));
+    let mut out = Vec::new();
+    let mut start: Option<(String, RrType, Option<String>)> = None;
+    for _ in 0..50 {
+        let mut req = sb.clients.route53.list_resource_record_sets().hosted_zone_id(&sb.world.zone_id);
+        if let Some((n, t, id)) = start.take() {
+            req = req.start_record_name(n).start_record_type(t).set_start_record_identifier(id);
+        }
+        let resp = req.send().await.unwrap();
+        out.extend(resp.resource_record_sets().iter().filter(|r| r.name() == name).cloned());
+        if !resp.is_truncated() {
+            return out;
+        }
+        start = Some((
+            resp.next_record_name().unwrap().to_string(),
+            resp.next_record_type().unwrap().clone(),
+            resp.next_record_identifier().map(str::to_string),
+        ));
+    }
+    panic!("ListResourceRecordSets still truncated after 50 pages (a page that never moves on)");
+}
+
+fn by_id<'a>(rs: &'a [ResourceRecordSet], id: &str, t: &RrType) -> &'a ResourceRecordSet {
+    rs.iter()
+        .find(|r| r.set_identifier() == Some(id) && r.r#type() == t)
+        .unwrap_or_else(|| panic!("no {t:?} record `{id}` in {rs:#?}"))
+}
+
+/// `after` holds exactly `before`'s records, each byte for byte the same but
+/// for its weight, which is `weight(set identifier)`.
+fn same_but_weights(before: &[ResourceRecordSet], after: &[ResourceRecordSet], weight: impl Fn(&str) -> i64) {
+    assert_eq!(before.len(), after.len(), "records appeared or vanished: {before:#?} → {after:#?}");
+    for b in before {
+        let id = b.set_identifier().unwrap();
+        let mut want = b.clone();
+        want.weight = Some(weight(id));
+        assert_eq!(by_id(after, id, b.r#type()), &want, "record `{id}` changed beyond its weight");
+    }
+}
+
+/// What another client (a colleague) does: the record `id` with another weight, every other field kept.
+async fn reweight_as_another_client(sb: &Sandbox, rb: &Runbook, id: &str, weight: i64) {
+    let mut changes = Vec::new();
+    for r in records(sb, rb).await.into_iter().filter(|r| r.set_identifier() == Some(id)) {
+        let mut r = r;
+        r.weight = Some(weight);
+        changes.push(Change::builder().action(ChangeAction::Upsert).resource_record_set(r).build().unwrap());
+    }
+    let batch = ChangeBatch::builder().set_changes(Some(changes)).build().unwrap();
+    sb.clients
+        .route53
+        .change_resource_record_sets()
+        .hosted_zone_id(&sb.world.zone_id)
+        .change_batch(batch)
+        .send()
+        .await
+        .unwrap();
+}
+
+fn audit(state: &Path, name: &str) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(state.join(format!("cutover/{name}.audit.jsonl")))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Point 1: the old box is a plain A record, the ALB an alias to its real DNS
+/// name and canonical zone; a shift and a rollout change nothing but weights.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mixed_group_of_a_plain_record_and_an_alb_alias_shifts_and_rolls_out_changing_only_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rb, path) = single_box(dir.path());
+    let path = path.to_str().unwrap();
+    let sb = sandbox(&rb, "eu-central-1").await;
+    let lbs = sb.clients.elb.describe_load_balancers().names("shop-alb").send().await.unwrap();
+    let lb = &lbs.load_balancers()[0];
+    let before = records(&sb, &rb).await;
+    let alb = by_id(&before, "alb", &RrType::A);
+    let alias = alb.alias_target().unwrap_or_else(|| panic!("the ALB side is no alias: {alb:#?}"));
+    assert_eq!(alias.hosted_zone_id(), lb.canonical_hosted_zone_id().unwrap());
+    assert_eq!(alias.dns_name().trim_end_matches('.'), lb.dns_name().unwrap().trim_end_matches('.').to_lowercase());
+    assert!(alias.evaluate_target_health());
+    assert_eq!((alb.ttl(), alb.resource_records().len()), (None, 0));
+    let bx = by_id(&before, "single-box", &RrType::A);
+    assert!(bx.alias_target().is_none() && bx.ttl() == Some(1) && bx.resource_records().len() == 1, "{bx:#?}");
+
+    let state = dir.path().join("state");
+    let (code, out) = run_cutover_all(&sb, &rb, &state, &["shift", path, "--to", "30", "--yes"]).await;
+    assert_eq!(code, Some(0), "{out}");
+    let after = records(&sb, &rb).await;
+    same_but_weights(&before, &after, |id| if id == "alb" { 30 } else { 70 });
+
+    let args = ["rollout", path, "--yes", "--adopt-live"];
+    let run = run_cutover_all(&sb, &rb, &state, &args);
+    let (code, out) = tokio::time::timeout(Duration::from_secs(120), run).await.expect("rollout within 120 s");
+    assert_eq!(code, Some(0), "{out}");
+    let after = records(&sb, &rb).await;
+    same_but_weights(&before, &after, |id| if id == "alb" { 100 } else { 0 });
+    sb.down().await;
+}
+
+/// Point 2: a record changed by someone else between the read and the send
+/// makes the batch fail; nothing of theirs is overwritten.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_changed_between_plan_and_apply_is_refused_and_not_overwritten() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rb, _) = demo(dir.path());
+    let sb = sandbox(&rb, "us-west-2").await;
+    let before = records(&sb, &rb).await;
+    let plan = cutover::drive::shift::plan(&sb.clients, &rb, (70, 30)).await.unwrap();
+    // A colleague's change lands after our read.
+    reweight_as_another_client(&sb, &rb, "staging", 5).await;
+    let who = cutover::drive::authorise(
+        cutover::drive::Scope::Runbook { rb: &rb, clients: &sb.clients, region: &sb.region },
+        false,
+        "shift_weights",
+        "changes",
+    )
+    .await
+    .expect("the sandbox's account is the runbook's: authorised");
+    let sent = cutover::drive::shift::apply(&sb.clients, &who, &plan).await;
+    let after = records(&sb, &rb).await;
+    same_but_weights(&before, &after, |id| if id == "staging" { 5 } else { 100 });
+    let e = sent.expect_err("a batch planned on a stale read was accepted");
+    assert!(e.message.contains("InvalidChangeBatch"), "{e}");
+    sb.down().await;
+}
+
+/// Point 4: ChangeResourceRecordSets applied but its reply lost (the SDK
+/// times out): the records are read back and what is live is reported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_whose_reply_is_lost_is_read_back_and_reported_as_live() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rb, path) = demo(dir.path());
+    let sb = sandbox(&rb, "us-east-2").await;
+    sb.faults.drop_change_replies.store(true, Ordering::SeqCst);
+    let started = Instant::now();
+    let args = ["shift", path.to_str().unwrap(), "--to", "30", "--yes"];
+    let run = run_cutover_all(&sb, &rb, dir.path(), &args);
+    let (code, out) = tokio::time::timeout(Duration::from_secs(60), run).await.expect("shift ends within 60 s");
+    let took = started.elapsed();
+    let live = records(&sb, &rb).await;
+    assert_eq!(by_id(&live, "staging", &RrType::Cname).weight(), Some(30), "the change was applied in moto");
+    assert!(!out.contains("weights are unchanged"), "said unchanged although the change is live: {out}");
+    assert!(out.contains("read back") && out.contains("are live"), "{out}");
+    assert_eq!(code, Some(0), "{out}");
+    let lines = audit(dir.path(), "demo");
+    let last = lines.last().unwrap();
+    assert_eq!(last["stage"], "applied", "{lines:#?}");
+    assert!(last["detail"].as_str().unwrap().contains("read back"), "{last}");
+    eprintln!("shift with a lost reply took {took:?}:\n{out}");
+    sb.down().await;
+}
+
+/// Point 3: resolvers hold the live records' TTL; a larger one than the
+/// runbook's is what the rollout waits, and the dry run says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rollout_waits_the_live_ttl_when_it_is_larger_than_the_runbooks() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rb, path) = demo(dir.path());
+    let sb = sandbox(&rb, "eu-west-3").await;
+    let mut changes = Vec::new();
+    for mut r in records(&sb, &rb).await {
+        r.ttl = Some(4);
+        changes.push(Change::builder().action(ChangeAction::Upsert).resource_record_set(r).build().unwrap());
+    }
+    sb.clients
+        .route53
+        .change_resource_record_sets()
+        .hosted_zone_id(&sb.world.zone_id)
+        .change_batch(ChangeBatch::builder().set_changes(Some(changes)).build().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["rollout", path.to_str().unwrap(), "--dry-run"]).await;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("TTL 4 s (the live records' TTL; the runbook says 1 s)"), "{out}");
+    sb.down().await;
+}
+
+/// Point 6: a group longer than one page of ListResourceRecordSets (300
+/// records, AWS's page) is read whole, paging by name, type and identifier.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_weighted_group_longer_than_one_page_is_read_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rb, path) = demo(dir.path());
+    let sb = sandbox(&rb, "ap-south-1").await;
+    let ours = records(&sb, &rb).await;
+    // 320 other weighted records of the same name and type, then ours again
+    // (moto lists a group in the order it was written).
+    let mut fillers = Vec::new();
+    for i in 0..320 {
+        let mut r = ours[0].clone();
+        r.set_identifier = Some(format!("filler-{i:03}"));
+        r.weight = Some(0);
+        fillers.push(Change::builder().action(ChangeAction::Create).resource_record_set(r).build().unwrap());
+    }
+    let send = |changes: Vec<Change>| {
+        sb.clients
+            .route53
+            .change_resource_record_sets()
+            .hosted_zone_id(&sb.world.zone_id)
+            .change_batch(ChangeBatch::builder().set_changes(Some(changes)).build().unwrap())
+            .send()
+    };
+    let delete = ours.iter().map(|r| Change::builder().action(ChangeAction::Delete).resource_record_set(r.clone()));
+    send(delete.map(|c| c.build().unwrap()).collect()).await.unwrap();
+    send(fillers).await.unwrap();
+    let create = ours.iter().map(|r| Change::builder().action(ChangeAction::Create).resource_record_set(r.clone()));
+    send(create.map(|c| c.build().unwrap()).collect()).await.unwrap();
+    let (code, out) =
+        run_cutover_all(&sb, &rb, dir.path(), &["shift", path.to_str().unwrap(), "--to", "30", "--yes"]).await;
+    assert_eq!(code, Some(0), "{out}");
+    let after = records(&sb, &rb).await;
+    assert_eq!(after.len(), 322);
+    assert_eq!(by_id(&after, "staging", &RrType::Cname).weight(), Some(30));
+    assert_eq!(by_id(&after, "prod", &RrType::Cname).weight(), Some(70));
+    let want = by_id(&ours, "prod", &RrType::Cname).clone().tap(319);
+    assert_eq!(by_id(&after, "filler-319", &RrType::Cname), &want);
+    sb.down().await;
+}
+
+trait Tap {
+    fn tap(self, i: usize) -> Self;
+}
+
+impl Tap for ResourceRecordSet {
+    /// This record as filler `i` (weight 0).
+    fn tap(mut self, i: usize) -> Self {
+        self.set_identifier = Some(format!("filler-{i:03}"));
+        self.weight = Some(0);
+        self
+    }
+}
+
+/// Point 3 in a real rollout: a mixed group whose plain record has a larger
+/// TTL than the runbook's; every step waits that TTL and says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollout_waits_the_live_ttl_after_each_insync() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rb, path) = single_box(dir.path());
+    let sb = sandbox(&rb, "eu-north-1").await;
+    let mut changes = Vec::new();
+    for mut r in records(&sb, &rb).await.into_iter().filter(|r| r.ttl().is_some()) {
+        r.ttl = Some(3);
+        changes.push(Change::builder().action(ChangeAction::Upsert).resource_record_set(r).build().unwrap());
+    }
+    sb.clients
+        .route53
+        .change_resource_record_sets()
+        .hosted_zone_id(&sb.world.zone_id)
+        .change_batch(ChangeBatch::builder().set_changes(Some(changes)).build().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let args = ["rollout", path.to_str().unwrap(), "--yes"];
+    let run = run_cutover_all(&sb, &rb, dir.path(), &args);
+    let (code, out) = tokio::time::timeout(Duration::from_secs(120), run).await.expect("rollout within 120 s");
+    let took = started.elapsed();
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("each step waits TTL 3 s (the live records' TTL; the runbook says 1 s)"), "{out}");
+    assert_eq!(out.matches("waiting one TTL (3s)").count(), 2, "{out}");
+    // Two steps, each at least the 3 s TTL and the 1 s soak.
+    assert!(took >= Duration::from_secs(8), "took {took:?}: {out}");
+    eprintln!("two-step rollout with a 3 s live TTL took {took:?}");
+    sb.down().await;
+}
+
+/// Point 2 end to end: another client changes a record after `cutover shift`
+/// read it; the batch is refused, the output says so with a plan from the
+/// live records, and the audit says failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shift_says_the_records_changed_and_replans_from_the_live_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rb, path) = demo(dir.path());
+    let sb = sandbox(&rb, "ca-central-1").await;
+    let before = records(&sb, &rb).await;
+    *sb.faults.reweight_before_change.lock().unwrap() = Some(("staging".into(), 7));
+    let (code, out) =
+        run_cutover_all(&sb, &rb, dir.path(), &["shift", path.to_str().unwrap(), "--to", "30", "--yes"]).await;
+    assert_ne!(code, Some(0), "{out}");
+    assert!(
+        out.contains("the records changed since they were read; re-planned from the live records: production (prod) 100 → 70, staging (staging) 7 → 30"),
+        "{out}"
+    );
+    let after = records(&sb, &rb).await;
+    same_but_weights(&before, &after, |id| if id == "staging" { 7 } else { 100 });
+    let lines = audit(dir.path(), "demo");
+    assert_eq!(lines.last().unwrap()["stage"], "failed", "{lines:#?}");
+    eprintln!("{out}");
+    sb.down().await;
+}
+
+/// Point 1, dual stack: `type = ["A", "AAAA"]` reads both groups and changes
+/// all four records in one batch, each kept whole but for its weight.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dual_stack_group_changes_a_and_aaaa_together_keeping_every_other_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rb, path) = runbook_with(dir.path(), "single-box-to-alb.toml", |t| {
+        t.replace("type = \"A\"\n", "type = [\"A\", \"AAAA\"]\n").replace("ttl = 60\n", "ttl = 1\n")
+    });
+    assert_eq!(rb.dns.record_types, ["A", "AAAA"]);
+    let sb = sandbox(&rb, "sa-east-1").await;
+    let before = records(&sb, &rb).await;
+    assert_eq!(before.len(), 4, "{before:#?}");
+    assert!(by_id(&before, "alb", &RrType::Aaaa).alias_target().is_some());
+    assert_eq!(by_id(&before, "single-box", &RrType::Aaaa).ttl(), Some(1));
+    let changes_before = sb.faults.changes.load(Ordering::SeqCst);
+    let (code, out) =
+        run_cutover_all(&sb, &rb, dir.path(), &["shift", path.to_str().unwrap(), "--to", "40", "--yes"]).await;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("on shop.example.org A+AAAA"), "{out}");
+    assert_eq!(sb.faults.changes.load(Ordering::SeqCst) - changes_before, 1, "one batch for both types");
+    same_but_weights(&before, &records(&sb, &rb).await, |id| if id == "alb" { 40 } else { 60 });
+    // A dry run shows the whole batch: DELETE as read, then CREATE.
+    let (code, out) =
+        run_cutover_all(&sb, &rb, dir.path(), &["shift", path.to_str().unwrap(), "--to", "0", "--dry-run"]).await;
+    assert_eq!(code, Some(0), "{out}");
+    let json: serde_json::Value =
+        serde_json::from_str(&out[out.find('{').unwrap()..out.rfind('}').unwrap() + 1]).unwrap();
+    let actions: Vec<&str> =
+        json["ChangeBatch"]["Changes"].as_array().unwrap().iter().map(|c| c["Action"].as_str().unwrap()).collect();
+    assert_eq!(actions, ["DELETE", "DELETE", "DELETE", "DELETE", "CREATE", "CREATE", "CREATE", "CREATE"]);
+    let alias = &json["ChangeBatch"]["Changes"][6]["ResourceRecordSet"];
+    assert_eq!((alias["SetIdentifier"].as_str(), alias["Weight"].as_i64()), (Some("alb"), Some(0)), "{json:#}");
+    assert!(alias["AliasTarget"]["DNSName"].is_string() && alias.get("TTL").is_none(), "{json:#}");
+    sb.down().await;
+}
+
+/// `cutover status --json` for a runbook file: the traffic sides.
+async fn status_sides(sb: &Sandbox, rb: &Runbook, state: &Path, path: &Path) -> Vec<serde_json::Value> {
+    let (_, json, err) = run_cutover(sb, rb, state, &["status", path.to_str().unwrap(), "--json"]).await;
+    let j: serde_json::Value = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}: {json} {err}"));
+    j["traffic"]["value"].as_array().unwrap_or_else(|| panic!("no traffic: {j:#}")).clone()
+}
+
+fn side<'a>(sides: &'a [serde_json::Value], env: &str) -> &'a serde_json::Value {
+    sides.iter().find(|s| s["environment"] == env).unwrap_or_else(|| panic!("no {env} in {sides:#?}"))
+}
+
+/// Point 5: a record whose health check fails gets no traffic whatever its
+/// weight; status shows the check and the effective share, and no gate
+/// passes that side.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_side_whose_health_check_fails_gets_no_traffic_and_no_gate_passes_it() {
+    use aws_sdk_route53::types::{HealthCheckConfig, HealthCheckType};
+    let dir = tempfile::tempdir().unwrap();
+    let (rb, path) = demo(dir.path());
+    let sb = sandbox(&rb, "us-west-1").await;
+    // staging-web-2's /health answers 503 until its Redis path is opened.
+    let port = sb.world.instances.iter().find(|i| i.name == "staging-web-2").unwrap().app_port;
+    let config = HealthCheckConfig::builder()
+        .ip_address("127.0.0.1")
+        .port(i32::from(port))
+        .r#type(HealthCheckType::Http)
+        .resource_path("/health")
+        .build()
+        .unwrap();
+    let hc = sb.clients.route53.create_health_check().caller_reference("staging-web-2").health_check_config(config);
+    let hc = hc.send().await.unwrap().health_check().unwrap().id().to_string();
+    let mut changes = Vec::new();
+    for mut r in records(&sb, &rb).await {
+        if r.set_identifier() == Some("staging") {
+            r.health_check_id = Some(hc.clone());
+        }
+        r.weight = Some(50);
+        changes.push(Change::builder().action(ChangeAction::Upsert).resource_record_set(r).build().unwrap());
+    }
+    let batch = ChangeBatch::builder().set_changes(Some(changes)).build().unwrap();
+    let send = sb.clients.route53.change_resource_record_sets().hosted_zone_id(&sb.world.zone_id).change_batch(batch);
+    send.send().await.unwrap();
+
+    let sides = status_sides(&sb, &rb, dir.path(), &path).await;
+    let staging = side(&sides, "staging");
+    assert_eq!(staging["share_percent"], 50.0, "{staging:#}");
+    assert_eq!(staging["health_check"]["id"], hc.as_str(), "{staging:#}");
+    assert_eq!(staging["health_check"]["healthy"], false, "{staging:#}");
+    assert_eq!(staging["effective_share_percent"], 0.0, "{staging:#}");
+    assert_eq!(side(&sides, "production")["effective_share_percent"], 100.0, "{sides:#?}");
+
+    // A gate on staging does not pass while staging gets no traffic.
+    let snap = first_snapshot(&rb, &sb).await;
+    let gate = cutover::runbook::GateKind::HealthyTargets { environment: "staging".into(), min: 1 };
+    let m = cutover::drive::gates::from_snapshot(&rb, &gate, &snap);
+    assert!(
+        matches!(&m, Some(cutover::engine::Measurement::Fail(why)) if why.contains("no traffic")),
+        "a gate passed a side that gets no traffic: {m:?}"
+    );
+
+    // Fixed: the check passes and staging gets its half.
+    sb.authorize_ingress("staging-redis", "staging-batch", 6379).await.unwrap();
+    let sides = eventually(Duration::from_secs(30), "the health check to pass", || async {
+        let sides = status_sides(&sb, &rb, dir.path(), &path).await;
+        (side(&sides, "staging")["health_check"]["healthy"] == true).then_some(sides)
+    })
+    .await;
+    assert_eq!(side(&sides, "staging")["effective_share_percent"], 50.0, "{sides:#?}");
+    sb.down().await;
+}
+
+/// Point 5 for aliases: the ALB alias evaluates target health; with no
+/// healthy target behind the ALB it gets no traffic whatever its weight.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alias_to_an_alb_with_no_healthy_target_gets_no_traffic() {
+    use aws_sdk_elasticloadbalancingv2::types::TargetDescription;
+    let dir = tempfile::tempdir().unwrap();
+    let (rb, path) = single_box(dir.path());
+    let sb = sandbox(&rb, "eu-south-1").await;
+    reweight_as_another_client(&sb, &rb, "alb", 30).await;
+    let sides = status_sides(&sb, &rb, dir.path(), &path).await;
+    assert_eq!(side(&sides, "alb")["effective_share_percent"].as_f64().map(f64::round), Some(23.0), "{sides:#?}");
+    let tg = &sb.world.target_groups["alb"][0].arn;
+    let targets: Vec<_> = sb
+        .world
+        .instances
+        .iter()
+        .filter(|i| i.environment == "alb")
+        .map(|i| TargetDescription::builder().id(&i.id).port(8080).build())
+        .collect();
+    sb.clients.elb.deregister_targets().target_group_arn(tg).set_targets(Some(targets)).send().await.unwrap();
+    let sides = status_sides(&sb, &rb, dir.path(), &path).await;
+    let alb = side(&sides, "alb");
+    assert_eq!(alb["weight"], 30, "{alb:#}");
+    assert_eq!(alb["effective_share_percent"], 0.0, "{alb:#}");
+    assert!(alb["no_traffic"].as_str().is_some_and(|w| w.contains("no healthy target")), "{alb:#}");
+    assert_eq!(side(&sides, "single-box")["effective_share_percent"], 100.0, "{sides:#?}");
+    sb.down().await;
+}
+
+/// Point 4 in a rollout: a step's change applied but its reply lost stays in
+/// flight (as after a crash in that window); the next run confirms it and
+/// finishes, never sending over it blind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollout_step_whose_reply_is_lost_is_read_back_and_confirmed_by_the_next_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rb, path) = single_box(dir.path());
+    let sb = sandbox(&rb, "ap-northeast-2").await;
+    sb.faults.drop_change_replies.store(true, Ordering::SeqCst);
+    let args = ["rollout", path.to_str().unwrap(), "--yes"];
+    let run = run_cutover_all(&sb, &rb, dir.path(), &args);
+    let (code, out) = tokio::time::timeout(Duration::from_secs(60), run).await.expect("first run ends");
+    assert_ne!(code, Some(0), "{out}");
+    assert!(out.contains("read back: the new weights are live"), "{out}");
+    assert!(!out.contains("weights unchanged"), "{out}");
+    assert_eq!(by_id(&records(&sb, &rb).await, "alb", &RrType::A).weight(), Some(50));
+    sb.faults.drop_change_replies.store(false, Ordering::SeqCst);
+    let run = run_cutover_all(&sb, &rb, dir.path(), &args);
+    let (code, out) = tokio::time::timeout(Duration::from_secs(120), run).await.expect("second run ends");
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("is live but its change was never recorded"), "{out}");
+    let lines = audit(dir.path(), "single-box-to-alb");
+    let stages: Vec<String> =
+        lines.iter().map(|l| format!("{} [{}]", l["action"].as_str().unwrap(), l["stage"].as_str().unwrap())).collect();
+    assert_eq!(
+        stages[..4],
+        [
+            "rollout step 1/2 (50%) [intent]",
+            "rollout step 1/2 (50%) [applied]",
+            "rollout step 1/2 (50%) [intent]",
+            "rollout step 1/2 (50%) [applied]"
+        ],
+        "{stages:#?}"
+    );
+    assert!(lines[1]["detail"].as_str().unwrap().contains("read back"), "{}", lines[1]);
+    assert_eq!(by_id(&records(&sb, &rb).await, "alb", &RrType::A).weight(), Some(100));
+    sb.down().await;
+}
