@@ -447,3 +447,94 @@ fn status_with_moto_frozen_from_the_start_prints_every_value_and_exits_1() {
     );
     rt.block_on(sb.down());
 }
+
+/// A group named like the endpoint's in another VPC (another team's, with a
+/// rule open to everyone) must never decide staging's path: names are looked
+/// up in staging's VPC only, and a name found in no group of it is an error
+/// naming that VPC.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_of_the_same_name_in_another_vpc_never_decides_the_path() {
+    use aws_sdk_ec2::types::{IpPermission, IpRange};
+    let rb = runbook("demo.toml");
+    let sb = sandbox(&rb, "ca-central-1").await;
+    let ec2 = &sb.clients.ec2;
+    let other = ec2.create_vpc().cidr_block("10.99.0.0/16").send().await.unwrap();
+    let other_vpc = other.vpc().unwrap().vpc_id().unwrap().to_string();
+    let mut decoys = Vec::new();
+    for name in ["staging-redis", "shared-redis"] {
+        let id = ec2
+            .create_security_group()
+            .group_name(name)
+            .description("another team's group")
+            .vpc_id(&other_vpc)
+            .send()
+            .await
+            .unwrap()
+            .group_id()
+            .unwrap()
+            .to_string();
+        let open = IpPermission::builder()
+            .ip_protocol("tcp")
+            .from_port(6379)
+            .to_port(6379)
+            .ip_ranges(IpRange::builder().cidr_ip("0.0.0.0/0").build())
+            .build();
+        ec2.authorize_security_group_ingress().group_id(&id).ip_permissions(open).send().await.unwrap();
+        decoys.push(id);
+    }
+    let real = sb.world.groups["staging-redis"].clone();
+
+    let env = rb.environment("staging").unwrap();
+    let data = cutover::live::fetch::environment(&sb.clients.elb, ec2, &rb, env).await.unwrap();
+    let ids: Vec<String> = data.redis_groups["staging-cache"].iter().map(|g| g.id.clone()).collect();
+    println!("staging-cache's groups: {ids:?} (staging's VPC {}, decoy {})", sb.world.vpc_id, decoys[0]);
+    assert_eq!(ids, std::slice::from_ref(&real), "only the group in staging's VPC");
+
+    let snap = first_snapshot(&rb, &sb).await;
+    let staging = snap.environment("staging").unwrap().aws.value.as_ref().unwrap();
+    let web2 = staging.instances.iter().find(|i| i.instance.name.as_deref() == Some("staging-web-2")).unwrap();
+    let path = &web2.sg_paths["staging-cache"];
+    println!("staging-web-2: {}", path.describe());
+    let cutover::analysis::reachability::SgPath::Blocked { fix: Some(fix), .. } = path else {
+        panic!("staging-web-2 must stay blocked: {}", path.describe())
+    };
+    assert_eq!(fix.group_id, real, "the fix goes on staging's own group");
+
+    // A name that only another VPC holds is an error naming staging's VPC.
+    let mut rb2 = rb.clone();
+    let env2 = rb2.environments.get_mut("staging").unwrap();
+    env2.redis[0].security_groups = vec!["shared-redis".into()];
+    let env2 = rb2.environment("staging").unwrap();
+    let got = cutover::live::fetch::environment(&sb.clients.elb, ec2, &rb2, env2).await;
+    let err = match got {
+        Ok(d) => panic!("a group of another VPC was used: {:?}", d.redis_groups["staging-cache"]),
+        Err(e) => e.to_string(),
+    };
+    println!("{err}");
+    assert!(err.contains("shared-redis") && err.contains(&sb.world.vpc_id), "{err}");
+    sb.down().await;
+}
+
+/// The rule from staging-app on staging-redis is replaced by one naming a
+/// managed prefix list holding both staging instances' addresses: the path
+/// is open through the list, and the action plans no redundant rule.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rule_naming_a_managed_prefix_list_admits_the_addresses_it_holds() {
+    let rb = runbook("demo.toml");
+    let sb = sandbox(&rb, "eu-north-1").await;
+    let pl = replace_staging_redis_rule_with_a_prefix_list(&sb).await;
+
+    let snap = first_snapshot(&rb, &sb).await;
+    let staging = snap.environment("staging").unwrap().aws.value.as_ref().unwrap();
+    for i in &staging.instances {
+        let path = &i.sg_paths["staging-cache"];
+        println!("{}: {}", i.instance.name.clone().unwrap(), path.describe());
+        assert!(path.is_allowed() && path.describe().contains(&pl), "{}", path.describe());
+    }
+    let action = cutover::runbook::Action::AuthorizeRedisIngress { environment: "staging".into() };
+    let plan = cutover::drive::actions::plan(&sb.clients, &rb, &action).await.unwrap();
+    let steps: Vec<String> = plan.steps.iter().map(|s| s.describe()).collect();
+    println!("authorize_redis_ingress plans: {steps:?}");
+    assert!(steps.is_empty(), "a redundant rule: {steps:?}");
+    sb.down().await;
+}

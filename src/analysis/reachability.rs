@@ -259,4 +259,18 @@ mod tests {
         assert!(!cidr_contains("10.0.0.0/33", "10.0.0.1"));
         assert!(!cidr_contains("10.0.0.0/8", "not-an-ip"));
     }
+
+    #[test]
+    fn ipv6_cidrs_match_ipv6_addresses_and_never_ipv4_ones() {
+        assert!(cidr_contains("2001:db8:1::/48", "2001:db8:1:2::7"));
+        assert!(!cidr_contains("2001:db8:1::/48", "2001:db8:2::7"));
+        assert!(cidr_contains("2001:db8::7/128", "2001:db8::7"));
+        assert!(!cidr_contains("2001:db8::7/128", "2001:db8::8"));
+        assert!(cidr_contains("::/0", "2600:1f18::1"));
+        assert!(!cidr_contains("2001:db8::/129", "2001:db8::1"), "not a prefix");
+        // Families never mix, even for the catch-alls.
+        assert!(!cidr_contains("::/0", "10.0.1.5"));
+        assert!(!cidr_contains("0.0.0.0/0", "2001:db8::1"));
+        assert!(!cidr_contains("::ffff:10.0.1.0/120", "10.0.1.5"), "an IPv4-mapped range is IPv6");
+    }
 }
