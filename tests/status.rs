@@ -213,6 +213,7 @@ impl cutover::aws::elb::LoadBalancing for FakeElb {
             arn: format!("arn:aws:elasticloadbalancing:us-east-2:123456789012:loadbalancer/app/{name}/1"),
             dns_name: "x".into(),
             zones: self.zones.clone(),
+            vpc_id: None,
         })
     }
     async fn target_groups(&self, names: &[String]) -> cutover::aws::AwsResult<Vec<cutover::aws::elb::TargetGroup>> {
