@@ -539,3 +539,58 @@ async fn a_rule_naming_a_managed_prefix_list_admits_the_addresses_it_holds() {
     assert!(steps.is_empty(), "a redundant rule: {steps:?}");
     sb.down().await;
 }
+
+/// staging-web-2 (staging-batch, never allowed by group) gets an IPv6 address
+/// and staging-redis a rule for exactly that address (Ipv6Ranges): the path is
+/// open through it, no redundant rule is planned, and the sandbox's firewall
+/// lets it reach Redis. An IPv4-only instance is never let in by it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ipv6_range_holding_the_instances_ipv6_address_opens_its_path() {
+    use aws_sdk_ec2::types::{IpPermission, Ipv6Range};
+    let rb = runbook("demo.toml");
+    let sb = sandbox(&rb, "ap-northeast-3").await;
+    let ec2 = &sb.clients.ec2;
+    let assoc = ec2
+        .associate_vpc_cidr_block()
+        .vpc_id(&sb.world.vpc_id)
+        .amazon_provided_ipv6_cidr_block(true)
+        .send()
+        .await
+        .unwrap();
+    let block = assoc.ipv6_cidr_block_association().unwrap().ipv6_cidr_block().unwrap().to_string();
+    let net: std::net::Ipv6Addr = block.split('/').next().unwrap().parse().unwrap();
+    let addr = std::net::Ipv6Addr::from(u128::from(net) + 7).to_string();
+    let web2 = sb.world.instances.iter().find(|i| i.name == "staging-web-2").unwrap().clone();
+    let d = ec2.describe_instances().instance_ids(&web2.id).send().await.unwrap();
+    let eni = d.reservations()[0].instances()[0].network_interfaces()[0].network_interface_id().unwrap().to_string();
+    ec2.assign_ipv6_addresses().network_interface_id(&eni).ipv6_addresses(&addr).send().await.unwrap();
+    let rule = IpPermission::builder()
+        .ip_protocol("tcp")
+        .from_port(6379)
+        .to_port(6379)
+        .ipv6_ranges(Ipv6Range::builder().cidr_ipv6(format!("{addr}/128")).build())
+        .build();
+    ec2.authorize_security_group_ingress()
+        .group_id(&sb.world.groups["staging-redis"])
+        .ip_permissions(rule)
+        .send()
+        .await
+        .unwrap();
+
+    let snap = first_snapshot(&rb, &sb).await;
+    let staging = snap.environment("staging").unwrap().aws.value.as_ref().unwrap();
+    let path = &staging.instances.iter().find(|i| i.instance.id == web2.id).unwrap().sg_paths["staging-cache"];
+    println!("staging-web-2 ({addr}): {}", path.describe());
+    assert!(path.is_allowed() && path.describe().contains(&format!("{addr}/128")), "{}", path.describe());
+    let action = cutover::runbook::Action::AuthorizeRedisIngress { environment: "staging".into() };
+    let plan = cutover::drive::actions::plan(&sb.clients, &rb, &action).await.unwrap();
+    let steps: Vec<String> = plan.steps.iter().map(|s| s.describe()).collect();
+    println!("authorize_redis_ingress plans: {steps:?}");
+    assert!(steps.is_empty(), "a redundant rule: {steps:?}");
+    eventually(Duration::from_secs(15), "staging-web-2 to reach Redis over its IPv6 rule", || async {
+        let r = reqwest::get(&web2.health_url).await.ok()?;
+        r.status().is_success().then_some(())
+    })
+    .await;
+    sb.down().await;
+}
