@@ -105,6 +105,8 @@ fn big_live(now: SystemTime) -> Vec<LiveEvent> {
                 instance_type: "m6i.large".into(),
                 availability_zone: format!("eu-west-1{}", ['a', 'b', 'c'][i % 3]),
                 private_ip: Some(format!("10.0.{e}.{i}")),
+                ipv6_addresses: vec![],
+                vpc_id: None,
                 security_groups: vec![format!("sg-{env}app")],
                 tags: BTreeMap::new(),
             })
@@ -128,6 +130,7 @@ fn big_live(now: SystemTime) -> Vec<LiveEvent> {
                 to_port: Some(6379),
                 groups: vec!["sg-blueapp".into()],
                 cidrs: vec![],
+                prefix_lists: vec![],
             }],
         };
         for i in &instances {
@@ -151,6 +154,7 @@ fn big_live(now: SystemTime) -> Vec<LiveEvent> {
                     arn: "arn".into(),
                     dns_name: "x".into(),
                     zones: vec!["eu-west-1a".into(), "eu-west-1b".into()],
+                    vpc_id: None,
                 }),
                 target_groups: vec![TargetGroup {
                     name: format!("{env}-web"),

@@ -256,3 +256,26 @@ async fn every_shipped_runbook_rehearses_in_the_sandbox() {
         sb.down().await;
     }
 }
+
+/// The sandbox's own referee honours rules naming a managed prefix list:
+/// staging-web-2 (staging-batch, never allowed by group) reaches Redis once
+/// staging-redis's rule names a list holding its address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rule_naming_a_prefix_list_really_lets_its_addresses_reach_redis() {
+    let rb = runbook("demo.toml");
+    let sb = sandbox(&rb, "ap-southeast-1").await;
+    let (status, _) = health_of(&sb, "staging-web-2").await;
+    assert_eq!(status, 503, "blocked before");
+    let pl = replace_staging_redis_rule_with_a_prefix_list(&sb).await;
+    println!("staging-redis now allows 6379 from {pl} only");
+    eventually(Duration::from_secs(15), "both staging instances to reach Redis through the prefix list", || async {
+        let mut ok = true;
+        for name in ["staging-web-1", "staging-web-2"] {
+            let (status, body) = health_of(&sb, name).await;
+            ok &= status == 200 && body["redis"]["ok"] == true;
+        }
+        ok.then_some(())
+    })
+    .await;
+    sb.down().await;
+}

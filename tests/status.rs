@@ -213,6 +213,7 @@ impl cutover::aws::elb::LoadBalancing for FakeElb {
             arn: format!("arn:aws:elasticloadbalancing:us-east-2:123456789012:loadbalancer/app/{name}/1"),
             dns_name: "x".into(),
             zones: self.zones.clone(),
+            vpc_id: None,
         })
     }
     async fn target_groups(&self, names: &[String]) -> cutover::aws::AwsResult<Vec<cutover::aws::elb::TargetGroup>> {
@@ -446,4 +447,150 @@ fn status_with_moto_frozen_from_the_start_prints_every_value_and_exits_1() {
         ),
     );
     rt.block_on(sb.down());
+}
+
+/// A group named like the endpoint's in another VPC (another team's, with a
+/// rule open to everyone) must never decide staging's path: names are looked
+/// up in staging's VPC only, and a name found in no group of it is an error
+/// naming that VPC.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_of_the_same_name_in_another_vpc_never_decides_the_path() {
+    use aws_sdk_ec2::types::{IpPermission, IpRange};
+    let rb = runbook("demo.toml");
+    let sb = sandbox(&rb, "ca-central-1").await;
+    let ec2 = &sb.clients.ec2;
+    let other = ec2.create_vpc().cidr_block("10.99.0.0/16").send().await.unwrap();
+    let other_vpc = other.vpc().unwrap().vpc_id().unwrap().to_string();
+    let mut decoys = Vec::new();
+    for name in ["staging-redis", "shared-redis"] {
+        let id = ec2
+            .create_security_group()
+            .group_name(name)
+            .description("another team's group")
+            .vpc_id(&other_vpc)
+            .send()
+            .await
+            .unwrap()
+            .group_id()
+            .unwrap()
+            .to_string();
+        let open = IpPermission::builder()
+            .ip_protocol("tcp")
+            .from_port(6379)
+            .to_port(6379)
+            .ip_ranges(IpRange::builder().cidr_ip("0.0.0.0/0").build())
+            .build();
+        ec2.authorize_security_group_ingress().group_id(&id).ip_permissions(open).send().await.unwrap();
+        decoys.push(id);
+    }
+    let real = sb.world.groups["staging-redis"].clone();
+
+    let env = rb.environment("staging").unwrap();
+    let data = cutover::live::fetch::environment(&sb.clients.elb, ec2, &rb, env).await.unwrap();
+    let ids: Vec<String> = data.redis_groups["staging-cache"].iter().map(|g| g.id.clone()).collect();
+    println!("staging-cache's groups: {ids:?} (staging's VPC {}, decoy {})", sb.world.vpc_id, decoys[0]);
+    assert_eq!(ids, std::slice::from_ref(&real), "only the group in staging's VPC");
+
+    let snap = first_snapshot(&rb, &sb).await;
+    let staging = snap.environment("staging").unwrap().aws.value.as_ref().unwrap();
+    let web2 = staging.instances.iter().find(|i| i.instance.name.as_deref() == Some("staging-web-2")).unwrap();
+    let path = &web2.sg_paths["staging-cache"];
+    println!("staging-web-2: {}", path.describe());
+    let cutover::analysis::reachability::SgPath::Blocked { fix: Some(fix), .. } = path else {
+        panic!("staging-web-2 must stay blocked: {}", path.describe())
+    };
+    assert_eq!(fix.group_id, real, "the fix goes on staging's own group");
+
+    // A name that only another VPC holds is an error naming staging's VPC.
+    let mut rb2 = rb.clone();
+    let env2 = rb2.environments.get_mut("staging").unwrap();
+    env2.redis[0].security_groups = vec!["shared-redis".into()];
+    let env2 = rb2.environment("staging").unwrap();
+    let got = cutover::live::fetch::environment(&sb.clients.elb, ec2, &rb2, env2).await;
+    let err = match got {
+        Ok(d) => panic!("a group of another VPC was used: {:?}", d.redis_groups["staging-cache"]),
+        Err(e) => e.to_string(),
+    };
+    println!("{err}");
+    assert!(err.contains("shared-redis") && err.contains(&sb.world.vpc_id), "{err}");
+    sb.down().await;
+}
+
+/// The rule from staging-app on staging-redis is replaced by one naming a
+/// managed prefix list holding both staging instances' addresses: the path
+/// is open through the list, and the action plans no redundant rule.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rule_naming_a_managed_prefix_list_admits_the_addresses_it_holds() {
+    let rb = runbook("demo.toml");
+    let sb = sandbox(&rb, "eu-north-1").await;
+    let pl = replace_staging_redis_rule_with_a_prefix_list(&sb).await;
+
+    let snap = first_snapshot(&rb, &sb).await;
+    let staging = snap.environment("staging").unwrap().aws.value.as_ref().unwrap();
+    for i in &staging.instances {
+        let path = &i.sg_paths["staging-cache"];
+        println!("{}: {}", i.instance.name.clone().unwrap(), path.describe());
+        assert!(path.is_allowed() && path.describe().contains(&pl), "{}", path.describe());
+    }
+    let action = cutover::runbook::Action::AuthorizeRedisIngress { environment: "staging".into() };
+    let plan = cutover::drive::actions::plan(&sb.clients, &rb, &action).await.unwrap();
+    let steps: Vec<String> = plan.steps.iter().map(|s| s.describe()).collect();
+    println!("authorize_redis_ingress plans: {steps:?}");
+    assert!(steps.is_empty(), "a redundant rule: {steps:?}");
+    sb.down().await;
+}
+
+/// staging-web-2 (staging-batch, never allowed by group) gets an IPv6 address
+/// and staging-redis a rule for exactly that address (Ipv6Ranges): the path is
+/// open through it, no redundant rule is planned, and the sandbox's firewall
+/// lets it reach Redis. An IPv4-only instance is never let in by it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ipv6_range_holding_the_instances_ipv6_address_opens_its_path() {
+    use aws_sdk_ec2::types::{IpPermission, Ipv6Range};
+    let rb = runbook("demo.toml");
+    let sb = sandbox(&rb, "ap-northeast-3").await;
+    let ec2 = &sb.clients.ec2;
+    let assoc = ec2
+        .associate_vpc_cidr_block()
+        .vpc_id(&sb.world.vpc_id)
+        .amazon_provided_ipv6_cidr_block(true)
+        .send()
+        .await
+        .unwrap();
+    let block = assoc.ipv6_cidr_block_association().unwrap().ipv6_cidr_block().unwrap().to_string();
+    let net: std::net::Ipv6Addr = block.split('/').next().unwrap().parse().unwrap();
+    let addr = std::net::Ipv6Addr::from(u128::from(net) + 7).to_string();
+    let web2 = sb.world.instances.iter().find(|i| i.name == "staging-web-2").unwrap().clone();
+    let d = ec2.describe_instances().instance_ids(&web2.id).send().await.unwrap();
+    let eni = d.reservations()[0].instances()[0].network_interfaces()[0].network_interface_id().unwrap().to_string();
+    ec2.assign_ipv6_addresses().network_interface_id(&eni).ipv6_addresses(&addr).send().await.unwrap();
+    let rule = IpPermission::builder()
+        .ip_protocol("tcp")
+        .from_port(6379)
+        .to_port(6379)
+        .ipv6_ranges(Ipv6Range::builder().cidr_ipv6(format!("{addr}/128")).build())
+        .build();
+    ec2.authorize_security_group_ingress()
+        .group_id(&sb.world.groups["staging-redis"])
+        .ip_permissions(rule)
+        .send()
+        .await
+        .unwrap();
+
+    let snap = first_snapshot(&rb, &sb).await;
+    let staging = snap.environment("staging").unwrap().aws.value.as_ref().unwrap();
+    let path = &staging.instances.iter().find(|i| i.instance.id == web2.id).unwrap().sg_paths["staging-cache"];
+    println!("staging-web-2 ({addr}): {}", path.describe());
+    assert!(path.is_allowed() && path.describe().contains(&format!("{addr}/128")), "{}", path.describe());
+    let action = cutover::runbook::Action::AuthorizeRedisIngress { environment: "staging".into() };
+    let plan = cutover::drive::actions::plan(&sb.clients, &rb, &action).await.unwrap();
+    let steps: Vec<String> = plan.steps.iter().map(|s| s.describe()).collect();
+    println!("authorize_redis_ingress plans: {steps:?}");
+    assert!(steps.is_empty(), "a redundant rule: {steps:?}");
+    eventually(Duration::from_secs(15), "staging-web-2 to reach Redis over its IPv6 rule", || async {
+        let r = reqwest::get(&web2.health_url).await.ok()?;
+        r.status().is_success().then_some(())
+    })
+    .await;
+    sb.down().await;
 }

@@ -33,6 +33,8 @@ fn instance(id: &str, name: &str, az: &str, sg: &str, state: &str) -> Instance {
         instance_type: "t3.micro".into(),
         availability_zone: az.into(),
         private_ip: Some("10.42.1.10".into()),
+        ipv6_addresses: vec![],
+        vpc_id: None,
         security_groups: vec![sg.into()],
         tags: BTreeMap::new(),
     }
@@ -61,6 +63,7 @@ fn env_data(side: &str, instances: Vec<Instance>, targets: Vec<Target>) -> Envir
             to_port: Some(6379),
             groups: vec![app.clone()],
             cidrs: vec![],
+            prefix_lists: vec![],
         }],
     };
     let names = [
@@ -74,6 +77,7 @@ fn env_data(side: &str, instances: Vec<Instance>, targets: Vec<Target>) -> Envir
             arn: format!("arn:aws:elasticloadbalancing:eu-west-1:123456789012:loadbalancer/app/demo-{side}-alb/1"),
             dns_name: format!("demo-{side}-alb.example"),
             zones: vec!["eu-west-1a".into(), "eu-west-1b".into()],
+            vpc_id: None,
         }),
         target_groups: vec![TargetGroup {
             name: format!("demo-{side}-web"),

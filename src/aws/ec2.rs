@@ -6,7 +6,7 @@ use aws_sdk_ec2::types::Filter;
 use serde::Serialize;
 
 use super::{AwsError, AwsResult, sdk_error};
-use crate::analysis::reachability::{IngressRule, SecurityGroup};
+use crate::analysis::reachability::{IngressRule, PrefixList, SecurityGroup};
 use crate::runbook::InstanceSelector;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -19,6 +19,10 @@ pub struct Instance {
     pub availability_zone: String,
     /// Informational only: cutover never connects to it.
     pub private_ip: Option<String>,
+    /// Its IPv6 addresses (every network interface's), if it has any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ipv6_addresses: Vec<String>,
+    pub vpc_id: Option<String>,
     pub security_groups: Vec<String>,
     pub tags: BTreeMap<String, String>,
 }
@@ -54,6 +58,8 @@ pub async fn describe_instances(ec2: &aws_sdk_ec2::Client, selector: &InstanceSe
                         .unwrap_or_default()
                         .to_string(),
                     private_ip: i.private_ip_address().map(str::to_string),
+                    ipv6_addresses: ipv6_addresses(i),
+                    vpc_id: i.vpc_id().map(str::to_string),
                     security_groups: i
                         .security_groups()
                         .iter()
@@ -69,10 +75,31 @@ pub async fn describe_instances(ec2: &aws_sdk_ec2::Client, selector: &InstanceSe
     Ok(out)
 }
 
-/// Looks groups up by id (`sg-…`) or by name; every one must exist.
+fn ipv6_addresses(i: &aws_sdk_ec2::types::Instance) -> Vec<String> {
+    let mut out: Vec<String> = i.ipv6_address().map(str::to_string).into_iter().collect();
+    for a in i.network_interfaces().iter().flat_map(|n| n.ipv6_addresses()).filter_map(|a| a.ipv6_address()) {
+        if !out.iter().any(|o| o == a) {
+            out.push(a.to_string());
+        }
+    }
+    out
+}
+
+/// The VPC group names are looked up in, and how it is known (for messages).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Vpc {
+    pub id: String,
+    /// `the VPC of staging's load balancer demo-staging-alb`.
+    pub how: String,
+}
+
+/// Looks groups up by id (`sg-…`) or by name; every one must exist. Names
+/// are looked up in `vpc` only; without one, a name held by groups of several
+/// VPCs is an error (which one is meant cannot be told).
 pub async fn describe_security_groups(
     ec2: &aws_sdk_ec2::Client,
     ids_or_names: &[String],
+    vpc: Option<&Vpc>,
 ) -> AwsResult<Vec<SecurityGroup>> {
     if ids_or_names.is_empty() {
         return Ok(Vec::new());
@@ -87,9 +114,46 @@ pub async fn describe_security_groups(
         req = if by_id {
             req.set_group_ids(Some(values.clone()))
         } else {
-            req.filters(Filter::builder().name("group-name").set_values(Some(values.clone())).build())
+            let req = req.filters(Filter::builder().name("group-name").set_values(Some(values.clone())).build());
+            match vpc {
+                Some(v) => req.filters(Filter::builder().name("vpc-id").values(&v.id).build()),
+                None => req,
+            }
         };
         let resp = req.send().await.map_err(|e| sdk_error("DescribeSecurityGroups", e))?;
+        if !by_id && vpc.is_none() {
+            for v in &values {
+                let mut vpcs: Vec<&str> = resp
+                    .security_groups()
+                    .iter()
+                    .filter(|g| g.group_name() == Some(v))
+                    .filter_map(|g| g.vpc_id())
+                    .collect();
+                vpcs.sort();
+                vpcs.dedup();
+                if vpcs.len() > 1 {
+                    return Err(AwsError::not_found(
+                        "DescribeSecurityGroups",
+                        format!(
+                            "security group `{v}` names groups in {}, and the environment's VPC is not known (no load balancer, and its instances name no single VPC); name the group by id (sg-…)",
+                            vpcs.join(", ")
+                        ),
+                    ));
+                }
+            }
+        }
+        let mut lists: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for id in resp
+            .security_groups()
+            .iter()
+            .flat_map(|g| g.ip_permissions())
+            .flat_map(|p| p.prefix_list_ids())
+            .filter_map(|p| p.prefix_list_id())
+        {
+            if !lists.contains_key(id) {
+                lists.insert(id.to_string(), prefix_list_cidrs(ec2, id).await?);
+            }
+        }
         for g in resp.security_groups() {
             out.push(SecurityGroup {
                 id: g.group_id().unwrap_or_default().to_string(),
@@ -106,19 +170,46 @@ pub async fn describe_security_groups(
                             .iter()
                             .filter_map(|u| u.group_id().map(str::to_string))
                             .collect(),
-                        cidrs: p.ip_ranges().iter().filter_map(|r| r.cidr_ip().map(str::to_string)).collect(),
+                        cidrs: p
+                            .ip_ranges()
+                            .iter()
+                            .filter_map(|r| r.cidr_ip())
+                            .chain(p.ipv6_ranges().iter().filter_map(|r| r.cidr_ipv6()))
+                            .map(str::to_string)
+                            .collect(),
+                        prefix_lists: p
+                            .prefix_list_ids()
+                            .iter()
+                            .filter_map(|l| l.prefix_list_id())
+                            .map(|id| PrefixList { id: id.to_string(), cidrs: lists[id].clone() })
+                            .collect(),
                     })
                     .collect(),
             });
         }
         for v in &values {
             if !out.iter().any(|g| if by_id { &g.id == v } else { &g.name == v }) {
+                let where_ = match (by_id, vpc) {
+                    (false, Some(vpc)) => format!("in {} ({})", vpc.id, vpc.how),
+                    _ => "in this region".to_string(),
+                };
                 return Err(AwsError::not_found(
                     "DescribeSecurityGroups",
-                    format!("security group `{v}` does not exist in this region"),
+                    format!("security group `{v}` does not exist {where_}"),
                 ));
             }
         }
+    }
+    Ok(out)
+}
+
+/// The CIDRs a managed prefix list holds now (every page).
+async fn prefix_list_cidrs(ec2: &aws_sdk_ec2::Client, id: &str) -> AwsResult<Vec<String>> {
+    let mut out = Vec::new();
+    let mut pages = ec2.get_managed_prefix_list_entries().prefix_list_id(id).into_paginator().send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| sdk_error("GetManagedPrefixListEntries", e))?;
+        out.extend(page.entries().iter().filter_map(|e| e.cidr()).map(str::to_string));
     }
     Ok(out)
 }

@@ -57,6 +57,8 @@ pub struct LoadBalancer {
     pub dns_name: String,
     /// Availability zones enabled on the load balancer.
     pub zones: Vec<String>,
+    /// Its VPC: the environment's, where the runbook's group names are looked up.
+    pub vpc_id: Option<String>,
 }
 
 /// What cutover reads from ELBv2. Narrow on purpose: tests fake it for the
@@ -87,6 +89,7 @@ pub async fn load_balancer(elb: &aws_sdk_elasticloadbalancingv2::Client, name_or
         arn: lb.load_balancer_arn().unwrap_or_default().to_string(),
         dns_name: lb.dns_name().unwrap_or_default().to_string(),
         zones: lb.availability_zones().iter().filter_map(|z| z.zone_name().map(str::to_string)).collect(),
+        vpc_id: lb.vpc_id().map(str::to_string),
     })
 }
 

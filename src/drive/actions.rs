@@ -137,6 +137,7 @@ pub async fn plan_with_vars(
                 let src = Source {
                     instance_id: &i.id,
                     private_ip: i.private_ip.as_deref(),
+                    ipv6_addresses: &i.ipv6_addresses,
                     security_groups: &i.security_groups,
                 };
                 for name in &env.uses_redis {

@@ -359,6 +359,8 @@ mod tests {
             instance_type: "t3.micro".into(),
             availability_zone: "a".into(),
             private_ip: None,
+            ipv6_addresses: vec![],
+            vpc_id: None,
             security_groups: vec![],
             tags: Default::default(),
         };

@@ -226,7 +226,8 @@ pub async fn environment(
     let mut wanted: Vec<String> = used.iter().flat_map(|r| r.security_groups.clone()).collect();
     wanted.sort();
     wanted.dedup();
-    let groups = crate::aws::ec2::describe_security_groups(ec2, &wanted).await?;
+    let vpc = environment_vpc(env, load_balancer.as_ref(), &instances);
+    let groups = crate::aws::ec2::describe_security_groups(ec2, &wanted, vpc.as_ref()).await?;
     let redis_groups = used
         .iter()
         .map(|r| {
@@ -240,12 +241,39 @@ pub async fn environment(
     mentioned.sort();
     mentioned.dedup();
     // Names are a nicety: a group we may not describe is shown by id.
-    let mut group_names: GroupNames = crate::aws::ec2::describe_security_groups(ec2, &mentioned)
+    let mut group_names: GroupNames = crate::aws::ec2::describe_security_groups(ec2, &mentioned, None)
         .await
         .map(|gs| gs.into_iter().map(|g| (g.id, g.name)).collect())
         .unwrap_or_default();
     group_names.extend(groups.iter().map(|g| (g.id.clone(), g.name.clone())));
     Ok(EnvironmentData { load_balancer, target_groups, instances, redis_groups, group_names })
+}
+
+/// The environment's VPC, where the security groups its runbook names are
+/// looked up: its load balancer's, else the one VPC all its instances are in
+/// (None when it has neither, or its instances span several VPCs).
+pub fn environment_vpc(
+    env: &Environment,
+    load_balancer: Option<&LoadBalancer>,
+    instances: &[Instance],
+) -> Option<crate::aws::ec2::Vpc> {
+    if let Some(lb) = load_balancer
+        && let Some(id) = &lb.vpc_id
+    {
+        return Some(crate::aws::ec2::Vpc {
+            id: id.clone(),
+            how: format!("the VPC of {}'s load balancer {}", env.name, lb.name),
+        });
+    }
+    let mut vpcs: Vec<&str> = instances.iter().filter_map(|i| i.vpc_id.as_deref()).collect();
+    vpcs.sort();
+    vpcs.dedup();
+    match vpcs.as_slice() {
+        [one] => {
+            Some(crate::aws::ec2::Vpc { id: one.to_string(), how: format!("the VPC of {}'s instances", env.name) })
+        }
+        _ => None,
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

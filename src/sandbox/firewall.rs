@@ -20,6 +20,7 @@ pub struct LiveInstance {
     /// pending, running, stopping, stopped, …
     pub state: String,
     pub private_ip: Option<String>,
+    pub ipv6_addresses: Vec<String>,
     /// Security-group ids.
     pub security_groups: Vec<String>,
 }
@@ -46,8 +47,12 @@ pub fn admits(world: &LiveWorld, spec: &ProxySpec) -> bool {
         return false;
     };
     let groups: Vec<Group> = world.groups.iter().filter(|g| spec.endpoint_group_ids.contains(&g.id)).cloned().collect();
-    let knock =
-        Knock { security_groups: &inst.security_groups, private_ip: inst.private_ip.as_deref(), port: spec.rule_port };
+    let knock = Knock {
+        security_groups: &inst.security_groups,
+        private_ip: inst.private_ip.as_deref(),
+        ipv6_addresses: &inst.ipv6_addresses,
+        port: spec.rule_port,
+    };
     reaches(&groups, &knock)
 }
 
@@ -61,6 +66,21 @@ pub async fn read_live(ec2: &aws_sdk_ec2::Client, group_ids: &[String], instance
             .send()
             .await
             .wrap_err("DescribeSecurityGroups")?;
+        // Each managed prefix list a permission names, read once: its entries now.
+        let mut lists: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+        let named = resp.security_groups().iter().flat_map(|g| g.ip_permissions()).flat_map(|p| p.prefix_list_ids());
+        for id in named.filter_map(|l| l.prefix_list_id()) {
+            if lists.contains_key(id) {
+                continue;
+            }
+            let mut cidrs = Vec::new();
+            let mut pages = ec2.get_managed_prefix_list_entries().prefix_list_id(id).into_paginator().send();
+            while let Some(page) = pages.next().await {
+                let page = page.wrap_err_with(|| format!("GetManagedPrefixListEntries {id}"))?;
+                cidrs.extend(page.entries().iter().filter_map(|e| e.cidr()).map(str::to_string));
+            }
+            lists.insert(id.to_string(), cidrs);
+        }
         for g in resp.security_groups() {
             let inbound = g
                 .ip_permissions()
@@ -76,6 +96,13 @@ pub async fn read_live(ec2: &aws_sdk_ec2::Client, group_ids: &[String], instance
                         .map(str::to_string)
                         .collect(),
                     cidrs: p.ip_ranges().iter().filter_map(|r| r.cidr_ip()).map(str::to_string).collect(),
+                    ipv6_cidrs: p.ipv6_ranges().iter().filter_map(|r| r.cidr_ipv6()).map(str::to_string).collect(),
+                    prefix_list_cidrs: p
+                        .prefix_list_ids()
+                        .iter()
+                        .filter_map(|l| l.prefix_list_id())
+                        .flat_map(|id| lists[id].iter().cloned())
+                        .collect(),
                 })
                 .collect();
             world.groups.push(Group { id: g.group_id().unwrap_or_default().to_string(), inbound });
@@ -93,6 +120,13 @@ pub async fn read_live(ec2: &aws_sdk_ec2::Client, group_ids: &[String], instance
                 id: i.instance_id().unwrap_or_default().to_string(),
                 state: i.state().and_then(|s| s.name()).map(|n| n.as_str().to_string()).unwrap_or_default(),
                 private_ip: i.private_ip_address().map(str::to_string),
+                ipv6_addresses: i
+                    .network_interfaces()
+                    .iter()
+                    .flat_map(|n| n.ipv6_addresses())
+                    .filter_map(|a| a.ipv6_address())
+                    .map(str::to_string)
+                    .collect(),
                 security_groups: i.security_groups().iter().filter_map(|g| g.group_id()).map(str::to_string).collect(),
             });
         }

@@ -4,7 +4,7 @@
 //! end-to-end test checks cutover against an independent referee instead of
 //! agreeing with it by construction.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// One inbound permission of a security group, as EC2 describes it.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -15,8 +15,13 @@ pub struct Permission {
     pub to_port: Option<i32>,
     /// Source security-group ids (UserIdGroupPairs).
     pub source_groups: Vec<String>,
-    /// Source IPv4 CIDRs.
+    /// Source IPv4 CIDRs (IpRanges).
     pub cidrs: Vec<String>,
+    /// Source IPv6 CIDRs (Ipv6Ranges).
+    pub ipv6_cidrs: Vec<String>,
+    /// Every CIDR held by the managed prefix lists the permission names
+    /// (PrefixListIds), as GetManagedPrefixListEntries gives them: IPv4 or IPv6.
+    pub prefix_list_cidrs: Vec<String>,
 }
 
 /// A security group: its id and inbound permissions.
@@ -31,6 +36,7 @@ pub struct Group {
 pub struct Knock<'a> {
     pub security_groups: &'a [String],
     pub private_ip: Option<&'a str>,
+    pub ipv6_addresses: &'a [String],
     pub port: u16,
 }
 
@@ -49,8 +55,12 @@ impl Permission {
 
     fn admits_source(&self, knock: &Knock) -> bool {
         let by_group = self.source_groups.iter().any(|g| knock.security_groups.contains(g));
-        let by_address = knock.private_ip.is_some_and(|ip| self.cidrs.iter().any(|c| ipv4_in_cidr(ip, c)));
-        by_group || by_address
+        let v4 = |c: &String| knock.private_ip.is_some_and(|ip| ipv4_in_cidr(ip, c));
+        let v6 = |c: &String| knock.ipv6_addresses.iter().any(|ip| ipv6_in_cidr(ip, c));
+        let by_address = self.cidrs.iter().any(v4) || self.ipv6_cidrs.iter().any(v6);
+        // A prefix list may hold either family; each entry matches its own.
+        let by_list = self.prefix_list_cidrs.iter().any(|c| v4(c) || v6(c));
+        by_group || by_address || by_list
     }
 }
 
@@ -78,6 +88,22 @@ fn ipv4_in_cidr(ip: &str, cidr: &str) -> bool {
     u32::from(ip) & mask == u32::from(network) & mask
 }
 
+/// `2001:db8::7` in `2001:db8::/32`, the same way on 128 bits. An IPv4
+/// address or network is never IPv6 here.
+fn ipv6_in_cidr(ip: &str, cidr: &str) -> bool {
+    let Some((network, prefix)) = cidr.split_once('/') else { return false };
+    let (Ok(ip), Ok(network), Ok(prefix)) =
+        (ip.parse::<Ipv6Addr>(), network.parse::<Ipv6Addr>(), prefix.parse::<u32>())
+    else {
+        return false;
+    };
+    if prefix > 128 {
+        return false;
+    }
+    let mask = u128::MAX.checked_shl(128 - prefix).unwrap_or(0);
+    u128::from(ip) & mask == u128::from(network) & mask
+}
+
 /// Each weighted record's share of queries: weight / sum of weights; when
 /// every weight is 0, an equal split (Route53's rule for non-alias records).
 pub fn route53_shares(weights: &[u8]) -> Vec<f64> {
@@ -101,7 +127,7 @@ mod tests {
     }
 
     fn knock<'a>(groups: &'a [String], ip: Option<&'a str>, port: u16) -> Knock<'a> {
-        Knock { security_groups: groups, private_ip: ip, port }
+        Knock { security_groups: groups, private_ip: ip, ipv6_addresses: &[], port }
     }
 
     #[test]
@@ -127,7 +153,7 @@ mod tests {
             from_port: Some(6379),
             to_port: Some(6379),
             source_groups: vec!["sg-app".into()],
-            cidrs: vec![],
+            ..Permission::default()
         }]);
         assert!(!reaches(&udp, &knock(&app, None, 6379)), "udp does not carry Redis");
         assert!(!reaches(&[], &knock(&app, None, 6379)), "no group, no rule");
@@ -166,6 +192,38 @@ mod tests {
         assert!(!ipv4_in_cidr("192.168.5.127", "192.168.5.128/25"));
         assert!(ipv4_in_cidr("8.8.8.8", "0.0.0.0/0"));
         assert!(!ipv4_in_cidr("not-an-ip", "0.0.0.0/0"));
+    }
+
+    #[test]
+    fn a_prefix_list_admits_the_addresses_its_entries_hold() {
+        let none: Vec<String> = vec![];
+        let listed = redis_group(vec![Permission {
+            prefix_list_cidrs: vec!["10.42.1.7/32".into(), "10.42.9.0/24".into(), "2001:db8::/32".into()],
+            ..tcp(6379, 6379)
+        }]);
+        assert!(reaches(&listed, &knock(&none, Some("10.42.1.7"), 6379)));
+        assert!(reaches(&listed, &knock(&none, Some("10.42.9.200"), 6379)));
+        assert!(!reaches(&listed, &knock(&none, Some("10.42.1.8"), 6379)), "not in the list");
+        assert!(!reaches(&listed, &knock(&none, Some("10.42.1.7"), 6380)), "another port");
+        let v6 = vec!["2001:db8:5::1".to_string()];
+        assert!(reaches(&listed, &Knock { security_groups: &none, private_ip: None, ipv6_addresses: &v6, port: 6379 }));
+    }
+
+    #[test]
+    fn ipv6_ranges_hold_ipv6_addresses_only() {
+        let none: Vec<String> = vec![];
+        let v6 = vec!["2001:db8:1::7".to_string()];
+        let six = |c: &str| redis_group(vec![Permission { ipv6_cidrs: vec![c.into()], ..tcp(6379, 6379) }]);
+        let with_v6 = Knock { security_groups: &none, private_ip: Some("10.42.1.7"), ipv6_addresses: &v6, port: 6379 };
+        assert!(reaches(&six("2001:db8:1::/48"), &with_v6));
+        assert!(!reaches(&six("2001:db8:2::/48"), &with_v6));
+        assert!(!reaches(&six("::/0"), &knock(&none, Some("10.42.1.7"), 6379)), "an IPv4-only instance");
+        let v4_rule = redis_group(vec![Permission { cidrs: vec!["0.0.0.0/0".into()], ..tcp(6379, 6379) }]);
+        let only_v6 = Knock { private_ip: None, ..with_v6 };
+        assert!(!reaches(&v4_rule, &only_v6), "an IPv4 range never holds an IPv6 address");
+        assert!(ipv6_in_cidr("::1", "::/0"));
+        assert!(!ipv6_in_cidr("10.0.0.1", "::/0"));
+        assert!(!ipv6_in_cidr("::1", "::/129"));
     }
 
     #[test]

@@ -201,6 +201,7 @@ pub fn snapshot(rb: &Runbook, live: &LiveState, region: &str, now: SystemTime) -
                         let src = Source {
                             instance_id: &i.id,
                             private_ip: i.private_ip.as_deref(),
+                            ipv6_addresses: &i.ipv6_addresses,
                             security_groups: &i.security_groups,
                         };
                         let sg_paths = env

@@ -191,3 +191,34 @@ pub async fn run_cutover_all(sb: &Sandbox, rb: &Runbook, state: &Path, args: &[&
     let (code, out, err) = run_cutover(sb, rb, state, args).await;
     (code, format!("{out}{err}"))
 }
+
+/// Replaces staging-redis's rule from staging-app with one naming a new
+/// managed prefix list that holds both staging instances' addresses (/32), as
+/// another client would; returns the list's id.
+pub async fn replace_staging_redis_rule_with_a_prefix_list(sb: &cutover::sandbox::Sandbox) -> String {
+    use aws_sdk_ec2::types::{AddPrefixListEntry, IpPermission, PrefixListId, UserIdGroupPair};
+    let ec2 = &sb.clients.ec2;
+    let mut req =
+        ec2.create_managed_prefix_list().prefix_list_name("staging-web").address_family("IPv4").max_entries(10);
+    for i in sb.world.instances.iter().filter(|i| i.environment == "staging") {
+        let cidr = format!("{}/32", i.private_ip.as_deref().unwrap());
+        req = req.entries(AddPrefixListEntry::builder().cidr(cidr).description(&i.name).build());
+    }
+    let pl = req.send().await.unwrap().prefix_list().unwrap().prefix_list_id().unwrap().to_string();
+    let redis = &sb.world.groups["staging-redis"];
+    let from_app = IpPermission::builder()
+        .ip_protocol("tcp")
+        .from_port(6379)
+        .to_port(6379)
+        .user_id_group_pairs(UserIdGroupPair::builder().group_id(&sb.world.groups["staging-app"]).build())
+        .build();
+    ec2.revoke_security_group_ingress().group_id(redis).ip_permissions(from_app).send().await.unwrap();
+    let from_list = IpPermission::builder()
+        .ip_protocol("tcp")
+        .from_port(6379)
+        .to_port(6379)
+        .prefix_list_ids(PrefixListId::builder().prefix_list_id(&pl).build())
+        .build();
+    ec2.authorize_security_group_ingress().group_id(redis).ip_permissions(from_list).send().await.unwrap();
+    pl
+}
