@@ -27,30 +27,10 @@ async fn stop_environment(sb: &Sandbox, environment: &str) {
 /// The sum of `HTTPCode_ELB_5XX_Count` per `LoadBalancer` of `environment`,
 /// asked for with the test's own literal dimensions (not cutover's table).
 async fn elb_5xx_per_load_balancer(sb: &Sandbox, environment: &str) -> f64 {
-    use aws_sdk_cloudwatch::types::{Dimension, Metric, MetricDataQuery, MetricStat};
     let arn = &sb.world.load_balancers[environment];
     let suffix = arn.split_once(":loadbalancer/").map(|(_, s)| s).unwrap();
-    let metric = Metric::builder()
-        .namespace("AWS/ApplicationELB")
-        .metric_name("HTTPCode_ELB_5XX_Count")
-        .dimensions(Dimension::builder().name("LoadBalancer").value(suffix).build())
-        .build();
-    let query = MetricDataQuery::builder()
-        .id("elb5xx")
-        .metric_stat(MetricStat::builder().metric(metric).period(60).stat("Sum").build())
-        .build();
-    let now = SystemTime::now();
-    let r = sb
-        .clients
-        .cloudwatch
-        .get_metric_data()
-        .metric_data_queries(query)
-        .start_time((now - Duration::from_secs(600)).into())
-        .end_time((now + Duration::from_secs(60)).into())
-        .send()
-        .await
-        .unwrap();
-    r.metric_data_results().iter().flat_map(|m| m.values()).sum()
+    let dims = vec![aws_sdk_cloudwatch::types::Dimension::builder().name("LoadBalancer").value(suffix).build()];
+    alb_metric_sum(sb, "HTTPCode_ELB_5XX_Count", dims).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

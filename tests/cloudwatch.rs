@@ -101,17 +101,6 @@ async fn a_p99_gate_judges_the_whole_window_and_reports_its_requests() {
     sb.down().await;
 }
 
-async fn fixed_sandbox(rb: &Runbook, region: &str) -> Sandbox {
-    let sb = sandbox(rb, region).await;
-    sb.authorize_ingress("staging-redis", "staging-batch", 6379).await.unwrap();
-    let url = sb.world.instances.iter().find(|i| i.name == "staging-web-2").unwrap().health_url.clone();
-    eventually(Duration::from_secs(15), "staging-web-2 to reach Redis", || async {
-        reqwest::get(&url).await.ok().filter(|r| r.status().is_success()).map(|_| ())
-    })
-    .await;
-    sb
-}
-
 /// The ProStudio success criterion, p99 of TargetResponseTime under 100 ms,
 /// as a gate of a shortened demo rollout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,35 +7,15 @@
 mod common;
 
 use std::path::Path;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use common::*;
 
 /// HTTPCode_Target_5XX_Count of `environment`'s target group over the last
 /// ten minutes, summed, asked for with the test's own literal dimensions.
 async fn visible_5xx(sb: &cutover::sandbox::Sandbox, environment: &str) -> f64 {
-    use aws_sdk_cloudwatch::types::{Metric, MetricDataQuery, MetricStat};
-    let metric = Metric::builder()
-        .namespace("AWS/ApplicationELB")
-        .metric_name("HTTPCode_Target_5XX_Count")
-        .set_dimensions(sb.world.target_group_dimensions(environment))
-        .build();
-    let query = MetricDataQuery::builder()
-        .id("q")
-        .metric_stat(MetricStat::builder().metric(metric).period(60).stat("Sum").build())
-        .build();
-    let now = SystemTime::now();
-    let r = sb
-        .clients
-        .cloudwatch
-        .get_metric_data()
-        .metric_data_queries(query)
-        .start_time((now - Duration::from_secs(600)).into())
-        .end_time((now + Duration::from_secs(60)).into())
-        .send()
-        .await
-        .unwrap();
-    r.metric_data_results().iter().flat_map(|m| m.values()).sum()
+    let dims = sb.world.target_group_dimensions(environment).unwrap_or_default();
+    alb_metric_sum(sb, "HTTPCode_Target_5XX_Count", dims).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

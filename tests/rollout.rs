@@ -72,19 +72,6 @@ async fn until_soaking(state: &Path, step: u64) {
     }
 }
 
-async fn fixed_sandbox(rb: &Runbook, region: &str) -> Sandbox {
-    let sb = sandbox(rb, region).await;
-    // The Redis gate needs every staging instance to reach Redis: apply the fix first.
-    sb.authorize_ingress("staging-redis", "staging-batch", 6379).await.unwrap();
-    // As an operator would: wait until the fixed instance really reaches Redis.
-    let url = sb.world.instances.iter().find(|i| i.name == "staging-web-2").unwrap().health_url.clone();
-    eventually(Duration::from_secs(15), "staging-web-2 to reach Redis", || async {
-        reqwest::get(&url).await.ok().filter(|r| r.status().is_success()).map(|_| ())
-    })
-    .await;
-    sb
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_rollout_reaches_100_with_every_gate_passing_and_every_step_audited() {
     let dir = tempfile::tempdir().unwrap();

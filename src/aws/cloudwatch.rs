@@ -227,27 +227,7 @@ pub async fn metric_series(
         })
         .collect();
     let now = SystemTime::now();
-    let mut points: BTreeMap<String, Vec<(i64, f64)>> = BTreeMap::new();
-    let mut next: Option<String> = None;
-    while !queries.is_empty() {
-        let resp = cw
-            .get_metric_data()
-            .set_metric_data_queries(Some(queries.clone()))
-            .start_time(DateTime::from(now - window))
-            .end_time(DateTime::from(now + Duration::from_secs(60)))
-            .set_next_token(next.clone())
-            .send()
-            .await
-            .map_err(|e| sdk_error("GetMetricData", e))?;
-        for r in resp.metric_data_results() {
-            let entry = points.entry(r.id().unwrap_or_default().to_string()).or_default();
-            entry.extend(r.timestamps().iter().map(|t| t.secs()).zip(r.values().iter().copied()));
-        }
-        next = resp.next_token().map(str::to_string);
-        if next.is_none() {
-            break;
-        }
-    }
+    let mut points = data_points(cw, &queries, now - window, now + Duration::from_secs(60)).await?;
     Ok(keys
         .iter()
         .zip(dimensions)
@@ -300,6 +280,38 @@ fn stat_query(id: String, key: &SeriesKey, dims: Vec<Dimension>, stat: String, p
         .build()
 }
 
+/// Every query's datapoints in `[start, end)`, by query id: one GetMetricData
+/// call, its pages followed. No queries, no call.
+async fn data_points(
+    cw: &aws_sdk_cloudwatch::Client,
+    queries: &[MetricDataQuery],
+    start: SystemTime,
+    end: SystemTime,
+) -> AwsResult<BTreeMap<String, Vec<(i64, f64)>>> {
+    let mut points: BTreeMap<String, Vec<(i64, f64)>> = BTreeMap::new();
+    let mut next: Option<String> = None;
+    while !queries.is_empty() {
+        let resp = cw
+            .get_metric_data()
+            .set_metric_data_queries(Some(queries.to_vec()))
+            .start_time(DateTime::from(start))
+            .end_time(DateTime::from(end))
+            .set_next_token(next.clone())
+            .send()
+            .await
+            .map_err(|e| sdk_error("GetMetricData", e))?;
+        for r in resp.metric_data_results() {
+            let entry = points.entry(r.id().unwrap_or_default().to_string()).or_default();
+            entry.extend(r.timestamps().iter().map(|t| t.secs()).zip(r.values().iter().copied()));
+        }
+        next = resp.next_token().map(str::to_string);
+        if next.is_none() {
+            break;
+        }
+    }
+    Ok(points)
+}
+
 /// Every key's statistic over the whole window `[start, end)`, as one period
 /// (a percentile over the soak, not the worst minute's), with its sample
 /// count; and, per key, when its newest one-minute datapoint ends (what the
@@ -318,27 +330,7 @@ pub async fn metric_totals(
         queries.push(stat_query(format!("v{i}"), k, dims.clone(), k.stat.cloudwatch_name(), period));
         queries.push(stat_query(format!("n{i}"), k, dims.clone(), "SampleCount".into(), 60));
     }
-    let mut points: BTreeMap<String, Vec<(i64, f64)>> = BTreeMap::new();
-    let mut next: Option<String> = None;
-    while !queries.is_empty() {
-        let resp = cw
-            .get_metric_data()
-            .set_metric_data_queries(Some(queries.clone()))
-            .start_time(DateTime::from(start))
-            .end_time(DateTime::from(end))
-            .set_next_token(next.clone())
-            .send()
-            .await
-            .map_err(|e| sdk_error("GetMetricData", e))?;
-        for r in resp.metric_data_results() {
-            let entry = points.entry(r.id().unwrap_or_default().to_string()).or_default();
-            entry.extend(r.timestamps().iter().map(|t| t.secs()).zip(r.values().iter().copied()));
-        }
-        next = resp.next_token().map(str::to_string);
-        if next.is_none() {
-            break;
-        }
-    }
+    let mut points = data_points(cw, &queries, start, end).await?;
     let mut totals = Vec::new();
     let mut covers = Vec::new();
     for (i, dims) in dimensions.into_iter().enumerate() {

@@ -222,3 +222,43 @@ pub async fn replace_staging_redis_rule_with_a_prefix_list(sb: &cutover::sandbox
     ec2.authorize_security_group_ingress().group_id(redis).ip_permissions(from_list).send().await.unwrap();
     pl
 }
+
+/// A sandbox in which every staging instance reaches Redis (the demo's
+/// missing rule applied), so gates on Redis can pass.
+pub async fn fixed_sandbox(rb: &Runbook, region: &str) -> Sandbox {
+    let sb = sandbox(rb, region).await;
+    // The Redis gate needs every staging instance to reach Redis: apply the fix first.
+    sb.authorize_ingress("staging-redis", "staging-batch", 6379).await.unwrap();
+    // As an operator would: wait until the fixed instance really reaches Redis.
+    let url = sb.world.instances.iter().find(|i| i.name == "staging-web-2").unwrap().health_url.clone();
+    eventually(Duration::from_secs(15), "staging-web-2 to reach Redis", || async {
+        reqwest::get(&url).await.ok().filter(|r| r.status().is_success()).map(|_| ())
+    })
+    .await;
+    sb
+}
+
+/// The sum of an `AWS/ApplicationELB` metric over the last ten minutes, per
+/// minute, asked for with the caller's own literal dimensions (never
+/// cutover's table), straight from the sandbox's CloudWatch.
+pub async fn alb_metric_sum(sb: &Sandbox, name: &str, dimensions: Vec<aws_sdk_cloudwatch::types::Dimension>) -> f64 {
+    use aws_sdk_cloudwatch::types::{Metric, MetricDataQuery, MetricStat};
+    let metric =
+        Metric::builder().namespace("AWS/ApplicationELB").metric_name(name).set_dimensions(Some(dimensions)).build();
+    let query = MetricDataQuery::builder()
+        .id("q")
+        .metric_stat(MetricStat::builder().metric(metric).period(60).stat("Sum").build())
+        .build();
+    let now = std::time::SystemTime::now();
+    let r = sb
+        .clients
+        .cloudwatch
+        .get_metric_data()
+        .metric_data_queries(query)
+        .start_time((now - Duration::from_secs(600)).into())
+        .end_time((now + Duration::from_secs(60)).into())
+        .send()
+        .await
+        .unwrap();
+    r.metric_data_results().iter().flat_map(|m| m.values()).sum()
+}
