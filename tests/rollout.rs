@@ -338,16 +338,6 @@ async fn promote_and_pause_from_another_shell_and_dry_runs_that_change_nothing()
     sb.down().await;
 }
 
-/// Thaws a SIGSTOPped process even when an assertion fails meanwhile.
-struct Thaw(i32);
-
-impl Drop for Thaw {
-    fn drop(&mut self) {
-        // SAFETY: a signal to a pid this test stopped; no memory involved.
-        unsafe { libc::kill(self.0, libc::SIGCONT) };
-    }
-}
-
 /// Fault injection: AWS (moto) frozen for 30 s in the middle of a soak.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aws_down_during_a_soak_pauses_without_advancing_and_a_restart_resumes_the_step() {
@@ -357,10 +347,7 @@ async fn aws_down_during_a_soak_pauses_without_advancing_and_a_restart_resumes_t
     let sb = fixed_sandbox(&rb, "me-central-1").await;
     let child = spawn_rollout(&sb, &rb, dir.path(), &path);
     until_soaking(dir.path(), 0).await;
-    let moto = sb.moto_pid().expect("the sandbox started moto") as i32;
-    let thaw = Thaw(moto);
-    // SAFETY: as above.
-    unsafe { libc::kill(moto, libc::SIGSTOP) };
+    let thaw = freeze(sb.moto_pid().expect("the sandbox started moto"));
     let frozen_at = Instant::now();
     // Each failed reading takes the SDK's 12 s operation timeout: three in a row take about a minute.
     let out = tokio::time::timeout(Duration::from_secs(150), child.wait_with_output()).await.expect("paused in time");

@@ -92,15 +92,7 @@ async fn reweight_as_another_client(sb: &Sandbox, rb: &Runbook, id: &str, weight
         r.weight = Some(weight);
         changes.push(Change::builder().action(ChangeAction::Upsert).resource_record_set(r).build().unwrap());
     }
-    let batch = ChangeBatch::builder().set_changes(Some(changes)).build().unwrap();
-    sb.clients
-        .route53
-        .change_resource_record_sets()
-        .hosted_zone_id(&sb.world.zone_id)
-        .change_batch(batch)
-        .send()
-        .await
-        .unwrap();
+    send_changes_as_another_client(sb, changes).await;
 }
 
 fn audit(state: &Path, name: &str) -> Vec<serde_json::Value> {
@@ -211,14 +203,7 @@ async fn the_rollout_waits_the_live_ttl_when_it_is_larger_than_the_runbooks() {
         r.ttl = Some(4);
         changes.push(Change::builder().action(ChangeAction::Upsert).resource_record_set(r).build().unwrap());
     }
-    sb.clients
-        .route53
-        .change_resource_record_sets()
-        .hosted_zone_id(&sb.world.zone_id)
-        .change_batch(ChangeBatch::builder().set_changes(Some(changes)).build().unwrap())
-        .send()
-        .await
-        .unwrap();
+    send_changes_as_another_client(&sb, changes).await;
     let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["rollout", path.to_str().unwrap(), "--dry-run"]).await;
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains("TTL 4 s (the live records' TTL; the runbook says 1 s)"), "{out}");
@@ -292,14 +277,7 @@ async fn a_rollout_waits_the_live_ttl_after_each_insync() {
         r.ttl = Some(3);
         changes.push(Change::builder().action(ChangeAction::Upsert).resource_record_set(r).build().unwrap());
     }
-    sb.clients
-        .route53
-        .change_resource_record_sets()
-        .hosted_zone_id(&sb.world.zone_id)
-        .change_batch(ChangeBatch::builder().set_changes(Some(changes)).build().unwrap())
-        .send()
-        .await
-        .unwrap();
+    send_changes_as_another_client(&sb, changes).await;
     let started = Instant::now();
     let args = ["rollout", path.to_str().unwrap(), "--yes"];
     let run = run_cutover_all(&sb, &rb, dir.path(), &args);

@@ -337,16 +337,7 @@ fn moto_frozen_mid_watch_goes_stale_with_the_error_redis_stays_live_and_it_recov
     };
     wait_for("a fresh snapshot", Duration::from_secs(30), &aws_fresh);
 
-    let moto = sb.moto_pid().expect("the sandbox started moto") as i32;
-    /// Thaws moto even when an assertion fails while it is frozen.
-    struct Thaw(i32);
-    impl Drop for Thaw {
-        fn drop(&mut self) {
-            unsafe { libc::kill(self.0, libc::SIGCONT) };
-        }
-    }
-    let thaw = Thaw(moto);
-    unsafe { libc::kill(moto, libc::SIGSTOP) };
+    let thaw = freeze(sb.moto_pid().expect("the sandbox started moto"));
     let frozen_at = Instant::now();
     let stale = wait_for("AWS values to go stale", Duration::from_secs(60), &|v| {
         v["traffic"]["stale"] == true && v["environments"].as_array().unwrap().iter().all(|e| e["aws"]["stale"] == true)
@@ -405,16 +396,7 @@ fn status_with_moto_frozen_from_the_start_prints_every_value_and_exits_1() {
     let rb = runbook("demo.toml");
     let sb = rt.block_on(sandbox(&rb, "ca-central-1"));
     let dir = tempfile::tempdir().unwrap();
-    let moto = sb.moto_pid().expect("the sandbox started moto") as i32;
-    /// Thaws moto even when an assertion fails while it is frozen.
-    struct Thaw(i32);
-    impl Drop for Thaw {
-        fn drop(&mut self) {
-            unsafe { libc::kill(self.0, libc::SIGCONT) };
-        }
-    }
-    let thaw = Thaw(moto);
-    unsafe { libc::kill(moto, libc::SIGSTOP) };
+    let thaw = freeze(sb.moto_pid().expect("the sandbox started moto"));
     let frozen_at = Instant::now();
     let out = cutover_command(&sb, &rb, dir.path(), &["status", "runbooks/demo.toml", "--json"]).output().unwrap();
     let took = frozen_at.elapsed();

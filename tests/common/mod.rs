@@ -108,7 +108,7 @@ pub async fn set_weights_as_another_client(sb: &Sandbox, rb: &Runbook, weights: 
 
 /// Upserts weighted records (set identifier, weight, TTL) in one batch.
 pub async fn upsert_records_as_another_client(sb: &Sandbox, rb: &Runbook, records: &[(&str, i64, u32)]) {
-    use aws_sdk_route53::types::{Change, ChangeAction, ChangeBatch, ResourceRecord, ResourceRecordSet, RrType};
+    use aws_sdk_route53::types::{Change, ChangeAction, ResourceRecord, ResourceRecordSet, RrType};
     let changes: Vec<Change> = records
         .iter()
         .map(|(id, w, ttl)| {
@@ -124,7 +124,12 @@ pub async fn upsert_records_as_another_client(sb: &Sandbox, rb: &Runbook, record
             Change::builder().action(ChangeAction::Upsert).resource_record_set(set).build().unwrap()
         })
         .collect();
-    let batch = ChangeBatch::builder().set_changes(Some(changes)).build().unwrap();
+    send_changes_as_another_client(sb, changes).await;
+}
+
+/// Sends `changes` to the sandbox's zone in one batch, as another client would.
+pub async fn send_changes_as_another_client(sb: &Sandbox, changes: Vec<aws_sdk_route53::types::Change>) {
+    let batch = aws_sdk_route53::types::ChangeBatch::builder().set_changes(Some(changes)).build().unwrap();
     sb.clients
         .route53
         .change_resource_record_sets()
@@ -133,6 +138,23 @@ pub async fn upsert_records_as_another_client(sb: &Sandbox, rb: &Runbook, record
         .send()
         .await
         .unwrap();
+}
+
+/// Stops a process (SIGSTOP: moto frozen, as AWS unreachable) until the
+/// value is dropped, which continues it even when an assertion fails meanwhile.
+pub struct Frozen(i32);
+
+pub fn freeze(pid: u32) -> Frozen {
+    // SAFETY: a signal to a pid the test started; no memory involved.
+    unsafe { libc::kill(pid as i32, libc::SIGSTOP) };
+    Frozen(pid as i32)
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        // SAFETY: as in `freeze`.
+        unsafe { libc::kill(self.0, libc::SIGCONT) };
+    }
 }
 
 /// `cutover sandbox up runbooks/demo.toml` as a child process, once its env file exists.
