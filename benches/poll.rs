@@ -15,10 +15,10 @@ use cutover::aws::cloudwatch::{SeriesKey, default_series, metric_series};
 use cutover::aws::elb::arn_suffix;
 use cutover::live::Session;
 use cutover::live::fetch;
+use cutover::live::probe::ProbePolicy;
 use cutover::live::workers::WorkerContext;
 use cutover::runbook::Runbook;
 use cutover::sandbox::{Sandbox, SandboxOptions};
-use cutover::status::probe::ProbePolicy;
 
 struct Ctx<'a> {
     rb: &'a Runbook,
@@ -59,12 +59,12 @@ async fn workers_round(c: &Ctx<'_>) {
 /// Baseline: the same fetches, each awaited before the next starts.
 async fn sequential(c: &Ctx<'_>) {
     let clients = &c.clients;
-    fetch::identity(clients).await.unwrap();
+    cutover::aws::sts::identity(clients).await.unwrap();
     let mut zone = None;
     fetch::traffic(clients, c.rb, &mut zone).await.unwrap();
     let mut envs = Vec::new();
     for e in c.rb.environments.values() {
-        let d = fetch::environment(&clients.elb, &clients.ec2, c.rb, e).await.unwrap();
+        let d = fetch::environment(clients, c.rb, e).await.unwrap();
         for i in &d.instances {
             fetch::health(&c.http, e, i, ProbePolicy::LoopbackOnly).await;
         }
@@ -117,7 +117,7 @@ fn main() {
         .await
         .expect("sandbox");
         let http = reqwest::Client::builder().timeout(Duration::from_secs(2)).no_proxy().build().unwrap();
-        let clients = cutover::sandbox::cli::cutover_clients(&sb).await;
+        let clients = sb.cutover_clients().await;
         let mut c = Ctx { rb: &rb, clients, http, vars: sb.env_vars(&rb).into_iter().collect() };
         workers_round(&c).await; // warm-up
 

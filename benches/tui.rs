@@ -17,11 +17,13 @@ use cutover::analysis::reachability::{IngressRule, SecurityGroup};
 use cutover::aws::cloudwatch::{AlarmState, Series};
 use cutover::aws::ec2::Instance;
 use cutover::aws::elb::{LoadBalancer, Target, TargetGroup};
-use cutover::live::fetch::{EnvironmentData, HealthProbe, Identity, RedisInfo, SideWeight, TrafficData};
-use cutover::live::{Event as LiveEvent, Update};
+use cutover::aws::sts::Identity;
+use cutover::live::fetch::{EnvironmentData, HealthProbe, RedisInfo, SideWeight, TrafficData};
+use cutover::live::{LiveEvent, Update};
 use cutover::runbook::Metric;
+use cutover::tui::app::{App, Header};
 use cutover::tui::keys::Keymap;
-use cutover::tui::state::{App, Event, Header, update};
+use cutover::tui::state::{Event, update};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use ratatui::widgets::Paragraph;
@@ -280,9 +282,9 @@ fn key(code: KeyCode) -> TermEvent {
 }
 
 async fn latency_bench() {
+    use cutover::live::probe::ProbePolicy;
     use cutover::live::workers::{self, WorkerContext};
     use cutover::sandbox::{Sandbox, SandboxOptions};
-    use cutover::status::probe::ProbePolicy;
     let rb =
         cutover::runbook::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("runbooks/demo.toml")).unwrap();
     let sb = Sandbox::up(
@@ -298,7 +300,7 @@ async fn latency_bench() {
 
     // A single AWS call through the proxy, to show the delay is real.
     let t = Instant::now();
-    cutover::live::fetch::identity(&clients).await.unwrap();
+    cutover::aws::sts::identity(&clients).await.unwrap();
     println!("one AWS call through the delay proxy: {:.2} s", t.elapsed().as_secs_f64());
 
     // cutover's loop: workers poll through the slow proxies while keys arrive.
@@ -360,7 +362,7 @@ async fn latency_bench() {
     let mut frames: Vec<Instant> = Vec::new();
     let mut last_focus = None;
     let progress = std::env::temp_dir().join(format!("cutover-bench-{}.json", std::process::id()));
-    let services = cutover::tui::Services { workers: &w, progress_path: &progress, actions: None };
+    let services = cutover::tui::Services { workers: &w, checklist_path: &progress, actions: None };
     cutover::tui::event_loop(&mut term, &mut app, input, rx, services, |a| {
         if last_focus.is_some_and(|f| f != a.focus) {
             frames.push(Instant::now());

@@ -1,17 +1,19 @@
 pub mod analysis;
-pub mod audit;
+pub mod authority;
 pub mod aws;
 pub mod cli;
 pub mod crashpoint;
 pub mod drive;
 pub mod engine;
+pub mod hash;
 pub mod live;
 pub mod paths;
-pub mod progress;
 pub mod redis;
 pub mod runbook;
 pub mod sandbox;
 pub mod status;
+pub mod store;
+pub mod time;
 pub mod tui;
 
 /// Records what a reliability scenario showed (shared with the integration tests).

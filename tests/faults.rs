@@ -10,9 +10,9 @@ use std::time::{Duration, SystemTime};
 
 use common::*;
 use cutover::live::Session;
+use cutover::live::probe::ProbePolicy;
 use cutover::live::workers::WorkerContext;
 use cutover::sandbox::Sandbox;
-use cutover::status::probe::ProbePolicy;
 
 /// cutover's workers with AWS at `endpoint`, run for `secs`: (state, calls).
 async fn poll_for(sb: &Sandbox, rb: &cutover::runbook::Runbook, endpoint: &str, secs: u64) -> (Session, u64) {

@@ -215,7 +215,7 @@ async fn read_only_refuses_every_mutation_headless_and_changes_nothing() {
         for item in &phase.items {
             let key = format!("{}/{}", phase.id, item.id);
             if let ItemKind::Action { action } = &item.kind {
-                let kind = cutover::cli::plan::action_name(action).split(' ').next().unwrap().to_string();
+                let kind = action.kind().to_string();
                 let cmd = s(&["run", p, &key, "--yes"]);
                 match kind.as_str() {
                     // The gated rollout runs as `cutover rollout` (below), never through `run`.
@@ -227,7 +227,7 @@ async fn read_only_refuses_every_mutation_headless_and_changes_nothing() {
                 kinds.insert(kind);
             }
             if let Some(rollback) = &item.rollback {
-                let kind = cutover::cli::plan::action_name(rollback).split(' ').next().unwrap().to_string();
+                let kind = rollback.kind().to_string();
                 let cmd = s(&["run", p, &key, "--rollback", "--yes"]);
                 if kind == "revoke_redis_ingress" {
                     later.push(cmd)
@@ -270,7 +270,7 @@ async fn read_only_refuses_every_mutation_headless_and_changes_nothing() {
     commands.extend(later);
     refusals += commands.len();
 
-    // Every refusal is audited, by `drive::authorise`: one `refused` line per
+    // Every refusal is audited, by `authority::authorise`: one `refused` line per
     // command, beside the lines of the rollout that ran.
     let audited: Vec<serde_json::Value> =
         common::tmux::audit_lines(&state, &rb.name).into_iter().filter(|l| l["stage"] == "refused").collect();

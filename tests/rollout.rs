@@ -203,7 +203,7 @@ async fn refusals_change_nothing() {
     assert_eq!(code, Some(2), "{out}");
     assert!(out.contains("the live weights are 60/40 but the rollout expects 100/0"), "{out}");
     assert_eq!(weights(&sb).await, w(60, 40));
-    // Only the two --read-only refusals are audited (by `drive::authorise`); nothing was sent.
+    // Only the two --read-only refusals are audited (by `authority::authorise`); nothing was sent.
     let lines: Vec<String> = audit(dir.path())
         .iter()
         .map(|l| format!("{} [{}] {}", l["action"].as_str().unwrap(), l["stage"].as_str().unwrap(), l["detail"]))
@@ -498,7 +498,7 @@ async fn a_kill_at_every_crash_point_is_reconciled_by_the_next_run() {
             (false, false) => InFlightLeft::ChangeId,
         };
         assert_eq!(found, left, "{point}: in flight {in_flight}");
-        let log = cutover::audit::AuditLog { path: state.join("cutover/demo.audit.jsonl") };
+        let log = cutover::store::audit::AuditLog { path: state.join("cutover/demo.audit.jsonl") };
         log.read().unwrap_or_else(|e| panic!("{point}: audit {e}"));
         // Route53 had accepted the change this point is about: its weights are live.
         if live == if rollback { w(50, 50) } else { w(0, 100) } {

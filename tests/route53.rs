@@ -149,8 +149,8 @@ async fn a_record_changed_between_plan_and_apply_is_refused_and_not_overwritten(
     let plan = cutover::drive::shift::plan(&sb.clients, &rb, (70, 30)).await.unwrap();
     // A colleague's change lands after our read.
     reweight_as_another_client(&sb, &rb, "staging", 5).await;
-    let who = cutover::drive::authorise(
-        cutover::drive::Scope::Runbook { rb: &rb, clients: &sb.clients, region: &sb.region },
+    let who = cutover::authority::authorise(
+        cutover::authority::Scope::Runbook { rb: &rb, clients: &sb.clients, region: &sb.region },
         false,
         "shift_weights",
         "changes",

@@ -256,11 +256,11 @@ async fn not_in_use_initial_and_unhealthy_targets_are_shown_with_reasons_and_the
         ],
     };
     let env = rb.environment("staging").unwrap();
-    let data = cutover::live::fetch::environment(&fake, &sb.clients.ec2, &rb, env).await.unwrap();
+    let data = cutover::live::fetch::environment_with(&fake, &sb.clients, &rb, env).await.unwrap();
     let mut live = cutover::live::LiveState::default();
     cutover::live::update(
         &mut live,
-        cutover::live::Event::now(cutover::live::Update::Environment {
+        cutover::live::LiveEvent::now(cutover::live::Update::Environment {
             environment: "staging".into(),
             result: Ok(data),
         }),
@@ -468,7 +468,7 @@ async fn a_group_of_the_same_name_in_another_vpc_never_decides_the_path() {
     let real = sb.world.groups["staging-redis"].clone();
 
     let env = rb.environment("staging").unwrap();
-    let data = cutover::live::fetch::environment(&sb.clients.elb, ec2, &rb, env).await.unwrap();
+    let data = cutover::live::fetch::environment(&sb.clients, &rb, env).await.unwrap();
     let ids: Vec<String> = data.redis_groups["staging-cache"].iter().map(|g| g.id.clone()).collect();
     println!("staging-cache's groups: {ids:?} (staging's VPC {}, decoy {})", sb.world.vpc_id, decoys[0]);
     assert_eq!(ids, std::slice::from_ref(&real), "only the group in staging's VPC");
@@ -488,7 +488,7 @@ async fn a_group_of_the_same_name_in_another_vpc_never_decides_the_path() {
     let env2 = rb2.environments.get_mut("staging").unwrap();
     env2.redis[0].security_groups = vec!["shared-redis".into()];
     let env2 = rb2.environment("staging").unwrap();
-    let got = cutover::live::fetch::environment(&sb.clients.elb, ec2, &rb2, env2).await;
+    let got = cutover::live::fetch::environment(&sb.clients, &rb2, env2).await;
     let err = match got {
         Ok(d) => panic!("a group of another VPC was used: {:?}", d.redis_groups["staging-cache"]),
         Err(e) => e.to_string(),

@@ -12,12 +12,15 @@ use cutover::analysis::reachability::{IngressRule, SecurityGroup};
 use cutover::aws::cloudwatch::{AlarmState, Series};
 use cutover::aws::ec2::Instance;
 use cutover::aws::elb::{LoadBalancer, Target, TargetGroup, TargetGroupAttributes};
-use cutover::live::fetch::{EnvironmentData, HealthProbe, Identity, RedisInfo, SideWeight, TrafficData};
-use cutover::live::{Event as LiveEvent, Update};
-use cutover::progress::Progress;
+use cutover::aws::sts::Identity;
+use cutover::live::fetch::{EnvironmentData, HealthProbe, RedisInfo, SideWeight, TrafficData};
+use cutover::live::{LiveEvent, Update};
 use cutover::runbook::Metric;
-use cutover::tui::keys::{Action, Keymap};
-use cutover::tui::state::{App, CheckRun, Command, Control, Event, Header, Overlay, Pane, PendingChange, update};
+use cutover::store::checklist::ChecklistState;
+use cutover::tui::app::{App, CheckRun, Control, Header, Overlay, PendingChange};
+use cutover::tui::keys::{KeyAction, Keymap};
+use cutover::tui::pane::Pane;
+use cutover::tui::state::{Command, Event, update};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 
@@ -253,7 +256,8 @@ fn app_logged(events: Vec<LiveEvent>) -> App {
     let rb =
         cutover::runbook::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("runbooks/demo.toml")).unwrap();
     let header = Header { profile: None, read_only: false };
-    let mut app = App::new(rb, "eu-west-1".into(), header, Keymap::default(), Progress::default(), "ana".into(), t0());
+    let mut app =
+        App::new(rb, "eu-west-1".into(), header, Keymap::default(), ChecklistState::default(), "ana".into(), t0());
     for e in events {
         update(&mut app, Event::Live(e));
     }
@@ -398,68 +402,68 @@ fn every_key_in_every_pane() {
             let cmds = update(&mut app, Event::Key(KeyEvent::new(k.code, k.mods)));
             let ctx = format!("{pane:?} {:?}", b.action);
             match b.action {
-                Action::NextPane => assert_eq!(
+                KeyAction::NextPane => assert_eq!(
                     app.focus,
                     Pane::ALL[(Pane::ALL.iter().position(|p| *p == pane).unwrap() + 1) % 6],
                     "{ctx}"
                 ),
-                Action::PrevPane => assert_eq!(
+                KeyAction::PrevPane => assert_eq!(
                     app.focus,
                     Pane::ALL[(Pane::ALL.iter().position(|p| *p == pane).unwrap() + 5) % 6],
                     "{ctx}"
                 ),
-                Action::FocusTraffic => assert_eq!(app.focus, Pane::Traffic),
-                Action::FocusTargets => assert_eq!(app.focus, Pane::Targets),
-                Action::FocusRedis => assert_eq!(app.focus, Pane::Redis),
-                Action::FocusAlarms => assert_eq!(app.focus, Pane::Alarms),
-                Action::FocusChecklist => assert_eq!(app.focus, Pane::Checklist),
-                Action::FocusLog => assert_eq!(app.focus, Pane::Log),
-                Action::Down => {
+                KeyAction::FocusTraffic => assert_eq!(app.focus, Pane::Traffic),
+                KeyAction::FocusTargets => assert_eq!(app.focus, Pane::Targets),
+                KeyAction::FocusRedis => assert_eq!(app.focus, Pane::Redis),
+                KeyAction::FocusAlarms => assert_eq!(app.focus, Pane::Alarms),
+                KeyAction::FocusChecklist => assert_eq!(app.focus, Pane::Checklist),
+                KeyAction::FocusLog => assert_eq!(app.focus, Pane::Log),
+                KeyAction::Down => {
                     let rows = app.row_count(pane);
                     let start = if pane == Pane::Checklist { 3 } else { 0 };
                     let want = if rows == 0 { 0 } else { (start + 1).min(rows - 1) };
                     assert_eq!(app.selected(pane), want, "{ctx} with {rows} rows");
                 }
-                Action::Up => {
+                KeyAction::Up => {
                     let want = if pane == Pane::Checklist { 2 } else { 0 };
                     assert_eq!(app.selected(pane), want, "{ctx}");
                 }
-                Action::Zoom => assert!(app.zoomed, "{ctx}"),
-                Action::Filter => assert!(matches!(app.overlay, Overlay::Filter { .. }), "{ctx}"),
-                Action::Help => assert_eq!(app.overlay, Overlay::Help, "{ctx}"),
-                Action::ShowErrors => assert_eq!(app.overlay, Overlay::Errors, "{ctx}"),
-                Action::Palette => assert!(matches!(app.overlay, Overlay::Palette { .. }), "{ctx}"),
-                Action::Pause => assert!(app.paused, "{ctx}"),
-                Action::Refresh => assert_eq!(cmds, vec![Command::Refresh], "{ctx}"),
-                Action::Quit => assert!(app.quit && cmds == vec![Command::Quit], "{ctx}"),
-                Action::Tick => {
-                    assert_eq!(cmds, vec![Command::SaveProgress], "{ctx}");
-                    assert_eq!(app.progress.ticks["prepare/backup"].by, "ana");
+                KeyAction::Zoom => assert!(app.zoomed, "{ctx}"),
+                KeyAction::Filter => assert!(matches!(app.overlay, Overlay::Filter { .. }), "{ctx}"),
+                KeyAction::Help => assert_eq!(app.overlay, Overlay::Help, "{ctx}"),
+                KeyAction::ShowErrors => assert_eq!(app.overlay, Overlay::Errors, "{ctx}"),
+                KeyAction::Palette => assert!(matches!(app.overlay, Overlay::Palette { .. }), "{ctx}"),
+                KeyAction::Pause => assert!(app.paused, "{ctx}"),
+                KeyAction::Refresh => assert_eq!(cmds, vec![Command::Refresh], "{ctx}"),
+                KeyAction::Quit => assert!(app.quit && cmds == vec![Command::Quit], "{ctx}"),
+                KeyAction::Tick => {
+                    assert_eq!(cmds, vec![Command::SaveChecklist], "{ctx}");
+                    assert_eq!(app.checklist.ticks["prepare/backup"].by, "ana");
                 }
-                Action::RunCheck => {
+                KeyAction::RunCheck => {
                     assert!(cmds.is_empty(), "{ctx}: a manual item is not run");
                     assert!(app.log.back().unwrap().text.contains("is a manual item"), "{ctx}");
                 }
-                Action::Rollback => {
+                KeyAction::Rollback => {
                     assert!(cmds.is_empty(), "{ctx}");
                     assert_eq!(app.log.back().unwrap().text, "prepare/backup names no rollback", "{ctx}");
                 }
-                Action::Note => assert_eq!(
+                KeyAction::Note => assert_eq!(
                     app.overlay,
                     Overlay::Note { key: "prepare/backup".into(), input: String::new() },
                     "{ctx}"
                 ),
-                Action::ShiftWeights => assert_eq!(app.overlay, Overlay::ShiftTo { input: String::new() }, "{ctx}"),
-                Action::StartRollout => {
+                KeyAction::ShiftWeights => assert_eq!(app.overlay, Overlay::ShiftTo { input: String::new() }, "{ctx}"),
+                KeyAction::StartRollout => {
                     assert_eq!(cmds, vec![Command::PlanRollout { control: Control::Start }], "{ctx}")
                 }
-                Action::PromoteRollout => {
+                KeyAction::PromoteRollout => {
                     assert_eq!(cmds, vec![Command::PlanRollout { control: Control::Promote }], "{ctx}")
                 }
-                Action::AbortRollout => {
+                KeyAction::AbortRollout => {
                     assert_eq!(cmds, vec![Command::PlanRollout { control: Control::Abort }], "{ctx}")
                 }
-                Action::PauseRollout => assert_eq!(cmds, vec![Command::PauseRollout], "{ctx}"),
+                KeyAction::PauseRollout => assert_eq!(cmds, vec![Command::PauseRollout], "{ctx}"),
             }
         }
     }
@@ -472,7 +476,7 @@ fn checklist_keys_do_nothing_outside_the_checklist() {
         app.focus = pane;
         assert!(update(&mut app, key(KeyCode::Enter)).is_empty());
         assert!(update(&mut app, key(KeyCode::Char(' '))).is_empty());
-        assert!(app.progress.ticks.is_empty() && app.runs.is_empty(), "{pane:?}");
+        assert!(app.checklist.ticks.is_empty() && app.runs.is_empty(), "{pane:?}");
     }
 }
 
@@ -588,12 +592,12 @@ fn space_ticks_and_unticks_a_manual_item_but_not_a_check() {
     app.focus = Pane::Checklist;
     app.selected.insert(Pane::Checklist, 3);
     update(&mut app, key(KeyCode::Char(' ')));
-    assert!(app.progress.ticks.contains_key("prepare/backup"));
+    assert!(app.checklist.ticks.contains_key("prepare/backup"));
     update(&mut app, key(KeyCode::Char(' ')));
-    assert!(!app.progress.ticks.contains_key("prepare/backup"));
+    assert!(!app.checklist.ticks.contains_key("prepare/backup"));
     app.selected.insert(Pane::Checklist, 1); // prepare/alarms, a check
     assert!(update(&mut app, key(KeyCode::Char(' '))).is_empty());
-    assert!(app.progress.ticks.is_empty());
+    assert!(app.checklist.ticks.is_empty());
 }
 
 #[test]
@@ -604,8 +608,8 @@ fn note_typed_and_saved() {
     update(&mut app, key(KeyCode::Char('n')));
     chars(&mut app, "rdb-1122x");
     update(&mut app, key(KeyCode::Backspace));
-    assert_eq!(update(&mut app, key(KeyCode::Enter)), vec![Command::SaveProgress]);
-    assert_eq!(app.progress.notes["prepare/backup"], "rdb-1122");
+    assert_eq!(update(&mut app, key(KeyCode::Enter)), vec![Command::SaveChecklist]);
+    assert_eq!(app.checklist.notes["prepare/backup"], "rdb-1122");
     assert_eq!(app.overlay, Overlay::None);
 }
 
@@ -941,9 +945,8 @@ fn a_running_redis_copy_shows_a_gauge_until_it_is_done() {
     app.focus = Pane::Checklist;
     app.selected.insert(Pane::Checklist, 8);
     assert_eq!(app.selected_item(), Some(("validate".into(), "copy".into())));
-    let progress = cutover::drive::actions::progress_line(50, 200, "copied 50 keys of ~200 (0 skipped), 25 keys/s");
-    let (done, total, line) = cutover::drive::actions::parse_progress(&progress).unwrap();
-    let cmds = update(&mut app, Event::ActionProgress { key: "validate/copy".into(), done, total, line: line.into() });
+    let line = "copied 50 keys of ~200 (0 skipped), 25 keys/s".to_string();
+    let cmds = update(&mut app, Event::ActionProgress { key: "validate/copy".into(), done: 50, total: 200, line });
     assert!(cmds.is_empty());
     let s = screen(&app, 160, 48);
     assert!(s.contains("▰▰▰▱▱▱▱▱▱▱ 25%     Copy production keys"), "{s}");
@@ -981,7 +984,7 @@ fn read_only_no_key_in_any_pane_or_row_plans_or_applies_a_change() {
         let bindings: Vec<_> = fresh(pane, 0).keymap.for_pane(pane).into_iter().cloned().collect();
         for row in 0..rows {
             // (action, Some(key) pressed, or None: chosen as palette entry i)
-            let mut tries: Vec<(Action, Result<KeyEvent, usize>)> = Vec::new();
+            let mut tries: Vec<(KeyAction, Result<KeyEvent, usize>)> = Vec::new();
             for b in &bindings {
                 tries.extend(b.keys.iter().map(|k| (b.action, Ok(KeyEvent::new(k.code, k.mods)))));
             }

@@ -213,3 +213,96 @@ async fn prefix_list_cidrs(ec2: &aws_sdk_ec2::Client, id: &str) -> AwsResult<Vec
     }
     Ok(out)
 }
+
+/// A TCP ingress rule from one security group, told apart by its description
+/// (cutover tags the rules it adds with one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupIngress {
+    pub group_id: String,
+    pub port: u16,
+    pub from_group_id: String,
+    pub description: String,
+}
+
+impl GroupIngress {
+    fn permission(&self) -> aws_sdk_ec2::types::IpPermission {
+        aws_sdk_ec2::types::IpPermission::builder()
+            .ip_protocol("tcp")
+            .from_port(i32::from(self.port))
+            .to_port(i32::from(self.port))
+            .user_id_group_pairs(
+                aws_sdk_ec2::types::UserIdGroupPair::builder()
+                    .group_id(&self.from_group_id)
+                    .description(&self.description)
+                    .build(),
+            )
+            .build()
+    }
+}
+
+pub async fn authorize_ingress(ec2: &aws_sdk_ec2::Client, rule: &GroupIngress) -> AwsResult<()> {
+    ec2.authorize_security_group_ingress()
+        .group_id(&rule.group_id)
+        .ip_permissions(rule.permission())
+        .send()
+        .await
+        .map_err(|e| sdk_error("AuthorizeSecurityGroupIngress", e))?;
+    Ok(())
+}
+
+pub async fn revoke_ingress(ec2: &aws_sdk_ec2::Client, rule: &GroupIngress) -> AwsResult<()> {
+    ec2.revoke_security_group_ingress()
+        .group_id(&rule.group_id)
+        .ip_permissions(rule.permission())
+        .send()
+        .await
+        .map_err(|e| sdk_error("RevokeSecurityGroupIngress", e))?;
+    Ok(())
+}
+
+/// The group-to-group ingress rules of `group_ids` whose description is
+/// `description`.
+pub async fn ingress_described(
+    ec2: &aws_sdk_ec2::Client,
+    group_ids: Vec<String>,
+    description: &str,
+) -> AwsResult<Vec<GroupIngress>> {
+    let resp = ec2
+        .describe_security_groups()
+        .set_group_ids(Some(group_ids))
+        .send()
+        .await
+        .map_err(|e| sdk_error("DescribeSecurityGroups", e))?;
+    let mut out = Vec::new();
+    for g in resp.security_groups() {
+        for perm in g.ip_permissions() {
+            for pair in perm.user_id_group_pairs().iter().filter(|u| u.description() == Some(description)) {
+                out.push(GroupIngress {
+                    group_id: g.group_id().unwrap_or_default().into(),
+                    port: perm.from_port().and_then(|v| u16::try_from(v).ok()).unwrap_or(0),
+                    from_group_id: pair.group_id().unwrap_or_default().into(),
+                    description: description.into(),
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+pub async fn stop_instances(ec2: &aws_sdk_ec2::Client, ids: &[String]) -> AwsResult<()> {
+    ec2.stop_instances()
+        .set_instance_ids(Some(ids.to_vec()))
+        .send()
+        .await
+        .map_err(|e| sdk_error("StopInstances", e))?;
+    Ok(())
+}
+
+pub async fn start_instances(ec2: &aws_sdk_ec2::Client, ids: &[String]) -> AwsResult<()> {
+    ec2.start_instances()
+        .set_instance_ids(Some(ids.to_vec()))
+        .send()
+        .await
+        .map_err(|e| sdk_error("StartInstances", e))?;
+    Ok(())
+}

@@ -170,3 +170,52 @@ pub async fn target_groups(
     }
     Ok(out)
 }
+
+pub async fn register_targets(
+    elb: &aws_sdk_elasticloadbalancingv2::Client,
+    target_group_arn: &str,
+    instance_ids: &[String],
+    port: Option<i32>,
+) -> AwsResult<()> {
+    use aws_sdk_elasticloadbalancingv2::types::TargetDescription;
+    let targets = instance_ids.iter().map(|id| TargetDescription::builder().id(id).set_port(port).build()).collect();
+    elb.register_targets()
+        .target_group_arn(target_group_arn)
+        .set_targets(Some(targets))
+        .send()
+        .await
+        .map_err(|e| sdk_error("RegisterTargets", e))?;
+    Ok(())
+}
+
+pub async fn deregister_targets(
+    elb: &aws_sdk_elasticloadbalancingv2::Client,
+    target_group_arn: &str,
+    instance_ids: &[String],
+) -> AwsResult<()> {
+    use aws_sdk_elasticloadbalancingv2::types::TargetDescription;
+    let targets = instance_ids.iter().map(|id| TargetDescription::builder().id(id).build()).collect();
+    elb.deregister_targets()
+        .target_group_arn(target_group_arn)
+        .set_targets(Some(targets))
+        .send()
+        .await
+        .map_err(|e| sdk_error("DeregisterTargets", e))?;
+    Ok(())
+}
+
+pub async fn set_target_group_attributes(
+    elb: &aws_sdk_elasticloadbalancingv2::Client,
+    target_group_arn: &str,
+    attributes: &[(String, String)],
+) -> AwsResult<()> {
+    use aws_sdk_elasticloadbalancingv2::types::TargetGroupAttribute;
+    let attrs = attributes.iter().map(|(k, v)| TargetGroupAttribute::builder().key(k).value(v).build()).collect();
+    elb.modify_target_group_attributes()
+        .target_group_arn(target_group_arn)
+        .set_attributes(Some(attrs))
+        .send()
+        .await
+        .map_err(|e| sdk_error("ModifyTargetGroupAttributes", e))?;
+    Ok(())
+}

@@ -4,6 +4,7 @@ pub mod cloudwatch;
 pub mod ec2;
 pub mod elb;
 pub mod route53;
+pub mod sts;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -210,7 +211,7 @@ mod tests {
     async fn an_unreachable_endpoint_is_one_readable_line_without_a_debug_dump() {
         // Port 9 on loopback: nothing listens, the connection is refused at once.
         let clients = super::Clients::new(&super::sandbox_config("http://127.0.0.1:9", "us-east-1").await);
-        let e = crate::live::fetch::identity(&clients).await.unwrap_err();
+        let e = super::sts::identity(&clients).await.unwrap_err();
         assert_eq!(e.kind, super::AwsErrorKind::Unreachable);
         let text = e.to_string();
         assert!(text.starts_with("GetCallerIdentity: cannot reach AWS: dispatch failure"), "{text}");

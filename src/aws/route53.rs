@@ -2,7 +2,9 @@
 
 use serde::Serialize;
 
-use aws_sdk_route53::types::{AliasTarget, ResourceRecord, ResourceRecordSet, RrType};
+use aws_sdk_route53::types::{
+    AliasTarget, Change, ChangeAction, ChangeBatch, ChangeStatus, ResourceRecord, ResourceRecordSet, RrType,
+};
 
 use super::{AwsError, AwsResult, sdk_error};
 
@@ -284,6 +286,77 @@ pub async fn weighted_records(
         start = next;
     }
     Ok(out)
+}
+
+/// A weight change to send: the records of `name` as read, each with its new
+/// weight.
+pub struct WeightChange<'a> {
+    pub zone_id: &'a str,
+    pub name: &'a str,
+    pub records: Vec<(&'a WeightedRecord, u8)>,
+}
+
+impl WeightChange<'_> {
+    /// The batch as it will be sent: a DELETE of every record exactly as read,
+    /// then a CREATE of it with only its weight changed. Route53 refuses the
+    /// whole batch when a record changed since it was read (an UPSERT would
+    /// overwrite that change). DELETEs go first: a record's CREATE must not
+    /// meet its own old self.
+    fn changes(&self) -> Result<Vec<Change>, String> {
+        let change = |action: ChangeAction, rrs| {
+            Change::builder().action(action).resource_record_set(rrs).build().map_err(|e| e.to_string())
+        };
+        let mut out = Vec::new();
+        for (r, _) in &self.records {
+            out.push(change(ChangeAction::Delete, r.as_read(self.name)?)?);
+        }
+        for (r, w) in &self.records {
+            out.push(change(ChangeAction::Create, r.with_weight(self.name, *w)?)?);
+        }
+        Ok(out)
+    }
+
+    /// The batch as JSON, as the API takes it (for --dry-run).
+    pub fn to_json(&self) -> serde_json::Value {
+        match self.changes() {
+            Ok(changes) => {
+                let changes: Vec<_> = changes
+                    .iter()
+                    .map(|c| {
+                        let rrs = c.resource_record_set().map(record_json).unwrap_or_default();
+                        serde_json::json!({"Action": c.action().as_str(), "ResourceRecordSet": rrs})
+                    })
+                    .collect();
+                serde_json::json!({"HostedZoneId": self.zone_id, "ChangeBatch": {"Changes": changes}})
+            }
+            Err(e) => serde_json::json!({"error": e}),
+        }
+    }
+
+    /// Sends the batch in one ChangeResourceRecordSets; returns the change id.
+    pub async fn send(&self, r53: &aws_sdk_route53::Client, comment: &str) -> AwsResult<String> {
+        let op = "ChangeResourceRecordSets";
+        let invalid = |message: String| AwsError { operation: op.into(), kind: super::AwsErrorKind::Other, message };
+        let batch = ChangeBatch::builder()
+            .set_changes(Some(self.changes().map_err(invalid)?))
+            .comment(comment)
+            .build()
+            .map_err(|e| invalid(e.to_string()))?;
+        let resp = r53
+            .change_resource_record_sets()
+            .hosted_zone_id(self.zone_id)
+            .change_batch(batch)
+            .send()
+            .await
+            .map_err(|e| sdk_error(op, e))?;
+        Ok(resp.change_info().map(|c| c.id().trim_start_matches("/change/").to_string()).unwrap_or_default())
+    }
+}
+
+/// Whether a change has reached every Route53 server (GetChange).
+pub async fn change_insync(r53: &aws_sdk_route53::Client, change_id: &str) -> AwsResult<bool> {
+    let r = r53.get_change().id(change_id).send().await.map_err(|e| sdk_error("GetChange", e))?;
+    Ok(r.change_info().map(|c| c.status()) == Some(&ChangeStatus::Insync))
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@ pub mod plan;
 pub mod redis;
 pub mod rollout;
 pub mod run;
+pub mod sandbox;
 pub mod shift;
 pub mod status;
 
@@ -216,33 +217,33 @@ pub struct Acting {
 
 pub async fn acting(rb: &Runbook, g: &GlobalArgs) -> Result<Acting, Failure> {
     let (clients, region) = aws_clients(rb, g).await;
-    let identity = crate::live::fetch::identity(&clients)
+    let identity = crate::aws::sts::identity(&clients)
         .await
         .map_err(|e| Failure { status: 1, message: format!("cannot tell which account this is: {e}") })?;
-    if let Some(message) = crate::drive::account_mismatch(rb, &identity.account) {
+    if let Some(message) = crate::authority::account_mismatch(rb, &identity.account) {
         return Err(Failure::bad_input(message));
     }
     Ok(Acting { clients, region, account: identity.account })
 }
 
-impl From<crate::drive::Refusal> for Failure {
-    fn from(r: crate::drive::Refusal) -> Self {
+impl From<crate::authority::Refusal> for Failure {
+    fn from(r: crate::authority::Refusal) -> Self {
         Failure { status: r.status, message: r.message }
     }
 }
 
 /// For paths that change something: clients, region and the `Actor` that
-/// `drive::authorise` grants (refusing, audited, under --read-only or in
+/// `authority::authorise` grants (refusing, audited, under --read-only or in
 /// another account than the runbook's).
 pub async fn authorised(
     rb: &Runbook,
     g: &GlobalArgs,
     action: &str,
     what: &str,
-) -> Result<(crate::aws::Clients, String, crate::drive::Actor), Failure> {
+) -> Result<(crate::aws::Clients, String, crate::authority::Actor), Failure> {
     let (clients, region) = aws_clients(rb, g).await;
-    let scope = crate::drive::Scope::Runbook { rb, clients: &clients, region: &region };
-    let who = crate::drive::authorise(scope, g.read_only, action, what).await?;
+    let scope = crate::authority::Scope::Runbook { rb, clients: &clients, region: &region };
+    let who = crate::authority::authorise(scope, g.read_only, action, what).await?;
     Ok((clients, region, who))
 }
 
@@ -411,10 +412,10 @@ fn run(cli: Cli) -> Result<u8, Failure> {
         }
         Command::Audit { runbook, markdown } => {
             let rb = load_runbook(&runbook)?;
-            let log = crate::audit::AuditLog::for_runbook(&rb.name);
+            let log = crate::store::audit::AuditLog::for_runbook(&rb.name);
             let lines = log.read().map_err(|e| Failure { status: 1, message: e })?;
             if markdown {
-                print!("{}", crate::audit::markdown(&rb.name, &lines));
+                print!("{}", crate::store::audit::markdown(&rb.name, &lines));
             } else {
                 for l in &lines {
                     println!(
@@ -438,7 +439,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Redis(cmd) => redis::run(cmd, &cli.global),
         Command::Sandbox(SandboxCommand::Up { runbook, env_file, moto_endpoint }) => {
             let rb = load_runbook(&runbook)?;
-            crate::sandbox::cli::up(rb, &cli.global, env_file, moto_endpoint)
+            sandbox::up(rb, &cli.global, env_file, moto_endpoint)
         }
         Command::Tui { runbook } => {
             let rb = load_runbook(&runbook)?;
@@ -446,7 +447,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
         }
         Command::Demo { runbook, plain } => {
             let rb = load_runbook(&runbook)?;
-            crate::sandbox::cli::demo(rb, &cli.global, plain)
+            sandbox::demo(rb, &cli.global, plain)
         }
     }
 }
@@ -454,7 +455,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
 fn tui(rb: Runbook, g: &GlobalArgs) -> Result<u8, Failure> {
     runtime()?.block_on(async {
         let (clients, region) = aws_clients(&rb, g).await;
-        let ctx = crate::live::workers::WorkerContext::new(rb, clients, crate::status::probe::ProbePolicy::from_env());
+        let ctx = crate::live::workers::WorkerContext::new(rb, clients, crate::live::probe::ProbePolicy::from_env());
         let opts =
             crate::tui::TuiOptions { profile: g.profile.clone(), read_only: g.read_only, log_file: g.log_file.clone() };
         crate::tui::run(ctx, region, opts).await.map_err(|m| Failure { status: 1, message: m })?;

@@ -92,29 +92,11 @@ pub fn render_plan(rb: &Runbook) -> String {
             let kind = match &it.kind {
                 ItemKind::Manual => "manual".to_string(),
                 ItemKind::Check { check } => format!("check {}", check_name(check)),
-                ItemKind::Action { action } => format!("action {}", action_name(action)),
+                ItemKind::Action { action } => format!("action {}", action.summary()),
             };
-            let rb = it.rollback.as_ref().map(|a| format!("  (rollback: {})", action_name(a))).unwrap_or_default();
+            let rb = it.rollback.as_ref().map(|a| format!("  (rollback: {})", a.summary())).unwrap_or_default();
             let _ = writeln!(o, "  [ ] {:<18} {:<28} {}{rb}", it.id, kind, it.title);
         }
     }
     o
-}
-
-pub fn action_name(a: &Action) -> String {
-    match a {
-        Action::ShiftWeights { to } => format!("shift_weights to {to}%"),
-        Action::Rollout => "rollout".into(),
-        Action::RegisterTargets { environment } => format!("register_targets {environment}"),
-        Action::DeregisterTargets { environment } => format!("deregister_targets {environment}"),
-        Action::SetStickiness { environment, duration } => {
-            format!("set_stickiness {environment} {}", format_duration(*duration))
-        }
-        Action::DisableStickiness { environment } => format!("disable_stickiness {environment}"),
-        Action::AuthorizeRedisIngress { environment } => format!("authorize_redis_ingress {environment}"),
-        Action::RevokeRedisIngress { environment } => format!("revoke_redis_ingress {environment}"),
-        Action::CopyRedis { from_redis, to_redis, .. } => format!("copy_redis {from_redis} → {to_redis}"),
-        Action::StopInstances { environment } => format!("stop_instances {environment}"),
-        Action::StartInstances { environment } => format!("start_instances {environment}"),
-    }
 }

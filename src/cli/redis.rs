@@ -8,12 +8,12 @@ use std::time::{Duration, Instant};
 use clap::{Args, Subcommand};
 
 use super::{Failure, GlobalArgs};
-use crate::audit::{AuditLine, AuditLog};
 use crate::redis::copy::{self, CopyError, CopyOptions};
 use crate::redis::progress::{CopyProgress, human_bytes};
 use crate::redis::url::Endpoint;
 use crate::redis::verify::{self, VerifyOptions};
 use crate::redis::{Mode, OnConflict, checkpoint};
+use crate::store::audit::{AuditLine, AuditLog, Stage};
 
 #[derive(Debug, Subcommand)]
 pub enum RedisCommand {
@@ -169,14 +169,15 @@ fn run_copy(a: CopyArgs, g: &GlobalArgs) -> Result<u8, Failure> {
     }
     let action = format!("redis_copy {from} → {to}");
     let log = audit_log();
-    let line = |stage: &str, before: serde_json::Value, after: serde_json::Value, detail: String| AuditLine {
-        time: crate::status::rfc3339(std::time::SystemTime::now()),
-        operator: crate::progress::operator(),
+    let line = |stage: Stage, before: serde_json::Value, after: serde_json::Value, detail: String| AuditLine {
+        time: crate::time::rfc3339(std::time::SystemTime::now()),
+        operator: crate::store::operator(),
         account: None,
         region: String::new(),
         runbook: String::new(),
         action: action.clone(),
-        stage: stage.into(),
+        stage,
+        change: None,
         before,
         after,
         detail,
@@ -186,8 +187,8 @@ fn run_copy(a: CopyArgs, g: &GlobalArgs) -> Result<u8, Failure> {
     let who = if a.dry_run {
         None
     } else {
-        let scope = crate::drive::Scope::RedisUrls { log: &log };
-        Some(rt.block_on(crate::drive::authorise(scope, g.read_only, &action, "writing to Redis"))?)
+        let scope = crate::authority::Scope::RedisUrls { log: &log };
+        Some(rt.block_on(crate::authority::authorise(scope, g.read_only, &action, "writing to Redis"))?)
     };
     if !a.dry_run && !a.yes {
         return Err(bad(format!(
@@ -303,7 +304,7 @@ fn run_copy(a: CopyArgs, g: &GlobalArgs) -> Result<u8, Failure> {
             "source_keys": pf.source_keys, "match": opts.pattern, "on_conflict": opts.on_conflict.name(),
             "mode": pf.mode, "resume": opts.resume.is_some(),
         });
-        log.append(&line("intent", before.clone(), plan, what.clone()))
+        log.append(&line(Stage::Intent, before.clone(), plan, what.clone()))
             .map_err(|e| Failure { status: 1, message: format!("{e}; nothing was written") })?;
         let watcher = tokio::spawn({
             let stop = stop.clone();
@@ -332,7 +333,7 @@ fn run_copy(a: CopyArgs, g: &GlobalArgs) -> Result<u8, Failure> {
             Ok(r) => {
                 tracing::info!(total = ?r.total, interrupted = r.interrupted, "redis copy ended");
                 let rj = serde_json::to_value(&r).unwrap_or_default();
-                let stage = if r.interrupted { "interrupted" } else { "applied" };
+                let stage = if r.interrupted { Stage::Interrupted } else { Stage::Applied };
                 log.append(&line(stage, before, after(rj.clone()), String::new()))
                     .map_err(|e| Failure { status: 1, message: e })?;
                 let t = &r.total;
@@ -362,7 +363,7 @@ fn run_copy(a: CopyArgs, g: &GlobalArgs) -> Result<u8, Failure> {
             }
             Err(e) => {
                 tracing::warn!(error = e.message(), "redis copy failed");
-                let _ = log.append(&line("failed", before, after(serde_json::Value::Null), e.message().to_string()));
+                let _ = log.append(&line(Stage::Failed, before, after(serde_json::Value::Null), e.message().to_string()));
                 Err(copy_failure(e))
             }
         }

@@ -3,10 +3,11 @@
 use std::time::Duration;
 
 use super::{Failure, GlobalArgs};
-use crate::drive::rollout::{self, Context, Outcome, Request, RolloutError};
+use crate::drive::rollout::{self, Context, Outcome, RolloutError};
 use crate::runbook::Runbook;
+use crate::store::rollout::Request;
 
-/// Authorised (`drive::authorise`: --read-only and the account, refusals
+/// Authorised (`authority::authorise`: --read-only and the account, refusals
 /// audited), then --yes.
 async fn authorised(
     rb: &Runbook,
@@ -14,7 +15,7 @@ async fn authorised(
     yes: bool,
     action: &str,
     what: &str,
-) -> Result<(crate::aws::Clients, String, crate::drive::Actor), Failure> {
+) -> Result<(crate::aws::Clients, String, crate::authority::Actor), Failure> {
     let authorised = super::authorised(rb, g, action, what).await?;
     if !yes {
         return Err(Failure::bad_input(format!(
@@ -58,7 +59,7 @@ pub fn run(rb: Runbook, g: &GlobalArgs, args: RolloutArgs) -> Result<u8, Failure
         let (clients, region, actor) = authorised(&rb, g, args.yes, "rollout start", "a rollout").await?;
         super::in_runbook_region(&clients, &rb, &region).await?;
         let cx = Context { rb, clients, actor, vars: Default::default(), adopt_live: args.adopt_live, restart: args.restart };
-        let mut say = |l: &str| println!("{} {l}", crate::status::rfc3339(std::time::SystemTime::now()).get(11..19).unwrap_or(""));
+        let mut say = |l: &str| println!("{} {l}", crate::time::rfc3339(std::time::SystemTime::now()).get(11..19).unwrap_or(""));
         match rollout::run(&cx, &mut say).await {
             Ok(Outcome::Done) => {
                 println!("rollout complete: {} has 100%", cx.rb.rollout.to);
@@ -86,7 +87,7 @@ pub fn abort(rb: Runbook, g: &GlobalArgs, yes: bool, reason: Option<String>, dry
         }
         let (clients, _, actor) = authorised(&rb, g, yes, "rollout abort", "an abort").await?;
         let cx = Context { rb, clients, actor, vars: Default::default(), adopt_live: true, restart: false };
-        let reason = reason.unwrap_or_else(|| format!("aborted by {}", crate::progress::operator()));
+        let reason = reason.unwrap_or_else(|| format!("aborted by {}", crate::store::operator()));
         let mut say = |l: &str| println!("{l}");
         let started = std::time::Instant::now();
         let done = rollout::abort(&cx, &reason, &mut say).await.map_err(failed)?;
@@ -98,7 +99,7 @@ pub fn abort(rb: Runbook, g: &GlobalArgs, yes: bool, reason: Option<String>, dry
 /// Pausing changes no AWS resource, so it needs no --yes; a read-only
 /// session still only watches, and another account's credentials are refused.
 pub fn pause(rb: Runbook, g: &GlobalArgs, reason: Option<String>) -> Result<u8, Failure> {
-    let text = reason.unwrap_or_else(|| format!("paused by {}", crate::progress::operator()));
+    let text = reason.unwrap_or_else(|| format!("paused by {}", crate::store::operator()));
     super::runtime()?.block_on(async {
         let (_, _, who) = authorised(&rb, g, true, "rollout pause", "pausing a rollout").await?;
         let done =
@@ -109,7 +110,7 @@ pub fn pause(rb: Runbook, g: &GlobalArgs, reason: Option<String>) -> Result<u8, 
 }
 
 pub fn promote(rb: Runbook, g: &GlobalArgs, yes: bool) -> Result<u8, Failure> {
-    let text = format!("promoted by {}", crate::progress::operator());
+    let text = format!("promoted by {}", crate::store::operator());
     super::runtime()?.block_on(async {
         let (_, _, who) = authorised(&rb, g, yes, "rollout promote", "promoting a step").await?;
         let done =

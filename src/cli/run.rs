@@ -16,11 +16,8 @@ fn find(rb: &Runbook, key: &str, rollback: bool) -> Result<Action, Failure> {
     let (phase, item) = key.split_once('/').ok_or_else(|| {
         Failure::bad_input(format!("`{key}` is not phase/item; e.g. validate/redis-ingress (see `cutover plan`)"))
     })?;
-    let it = rb
-        .phases
-        .iter()
-        .find(|p| p.id == phase)
-        .and_then(|p| p.items.iter().find(|i| i.id == item))
+    let (_, it) = rb
+        .item(phase, item)
         .ok_or_else(|| Failure::bad_input(format!("no item {key} in {}; `cutover plan` lists them", rb.source)))?;
     if rollback {
         return it.rollback.clone().ok_or_else(|| Failure::bad_input(format!("item {key} names no rollback")));
@@ -45,7 +42,7 @@ pub fn run(rb: Runbook, g: &GlobalArgs, args: RunArgs) -> Result<u8, Failure> {
             let super::Acting { clients, region, account } = super::acting(&rb, g).await?;
             (clients, region, account, None)
         } else {
-            let name = format!("{} ({})", crate::cli::plan::action_name(&action), args.item);
+            let name = format!("{} ({})", action.summary(), args.item);
             let (clients, region, who) = super::authorised(&rb, g, &name, "changes").await?;
             let account = who.account().unwrap_or("?").to_string();
             (clients, region, account, Some(who))
@@ -73,7 +70,7 @@ pub fn run(rb: Runbook, g: &GlobalArgs, args: RunArgs) -> Result<u8, Failure> {
                 "refused: this change needs --yes (or use the cockpit, which asks); nothing was changed",
             ));
         }
-        let mut say = |l: &str| println!("  {l}");
+        let mut say = |r: actions::Report<'_>| println!("  {r}");
         let done = actions::execute(&clients, &rb, &who, &args.item, &plan, &mut say).await.map_err(|e| Failure {
             status: 1,
             message: format!("{e} (`cutover run {} {} --rollback --yes`)", rb.source, args.item),

@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use super::{Failure, GlobalArgs};
 use crate::live::Session;
+use crate::live::probe::ProbePolicy;
 use crate::live::workers::WorkerContext;
 use crate::runbook::Runbook;
-use crate::status::probe::ProbePolicy;
 use crate::status::{Snapshot, snapshot, text};
 
 pub struct StatusArgs {

@@ -1,15 +1,15 @@
 //! Checklist actions: each planned from live data into concrete steps, shown
 //! as before → after, then applied. Planning reads; only `apply` writes.
 
-use aws_sdk_ec2::types::{IpPermission, UserIdGroupPair};
-use aws_sdk_elasticloadbalancingv2::types::{TargetDescription, TargetGroupAttribute};
 use serde_json::json;
 
 use super::{PlanError, shift};
 use crate::analysis::reachability::{SgPath, Source, sg_path_named};
-use crate::aws::{Clients, sdk_error};
+use crate::aws::ec2::{self, GroupIngress};
+use crate::aws::{Clients, elb};
 use crate::live::fetch::{self, EnvironmentData};
 use crate::runbook::{Action, Runbook};
+use crate::store::audit::Stage;
 
 #[derive(Debug, Clone)]
 pub enum Step {
@@ -107,8 +107,8 @@ pub struct ActionPlan {
 }
 
 async fn env_data(clients: &Clients, rb: &Runbook, env: &str) -> Result<EnvironmentData, PlanError> {
-    let e = rb.environment(env).ok_or_else(|| format!("no environment {env}"))?;
-    fetch::environment(&clients.elb, &clients.ec2, rb, e).await.map_err(|e| PlanError::Aws(e.to_string()))
+    let e = rb.environment(env).ok_or_else(|| PlanError::Refused(format!("no environment {env}")))?;
+    fetch::environment(clients, rb, e).await.map_err(|e| PlanError::Aws(e.to_string()))
 }
 
 fn tag(rb: &Runbook, env: &str) -> String {
@@ -126,12 +126,12 @@ pub async fn plan_with_vars(
     action: &Action,
     vars: &std::collections::BTreeMap<String, String>,
 ) -> Result<ActionPlan, PlanError> {
-    let name = crate::cli::plan::action_name(action);
+    let name = action.summary();
     let mut p = ActionPlan { name, steps: Vec::new(), before: json!(null), after: json!(null), noop: None };
     match action {
         Action::AuthorizeRedisIngress { environment } => {
             let d = env_data(clients, rb, environment).await?;
-            let env = rb.environment(environment).ok_or("no environment")?;
+            let env = rb.environment(environment).ok_or_else(|| PlanError::Refused("no environment".into()))?;
             let mut before = Vec::new();
             for i in &d.instances {
                 let src = Source {
@@ -171,25 +171,14 @@ pub async fn plan_with_vars(
             let d = env_data(clients, rb, environment).await?;
             let want = tag(rb, environment);
             let ids: Vec<String> = d.redis_groups.values().flatten().map(|g| g.id.clone()).collect();
-            let resp = clients
-                .ec2
-                .describe_security_groups()
-                .set_group_ids(Some(ids))
-                .send()
-                .await
-                .map_err(|e| PlanError::Aws(sdk_error("DescribeSecurityGroups", e).to_string()))?;
-            for g in resp.security_groups() {
-                for perm in g.ip_permissions() {
-                    for pair in perm.user_id_group_pairs().iter().filter(|u| u.description() == Some(want.as_str())) {
-                        p.steps.push(Step::RevokeIngress {
-                            group_id: g.group_id().unwrap_or_default().into(),
-                            port: perm.from_port().and_then(|v| u16::try_from(v).ok()).unwrap_or(0),
-                            from_group_id: pair.group_id().unwrap_or_default().into(),
-                            description: want.clone(),
-                        });
-                    }
-                }
-            }
+            let rules =
+                ec2::ingress_described(&clients.ec2, ids, &want).await.map_err(|e| PlanError::Aws(e.to_string()))?;
+            p.steps.extend(rules.into_iter().map(|r| Step::RevokeIngress {
+                group_id: r.group_id,
+                port: r.port,
+                from_group_id: r.from_group_id,
+                description: r.description,
+            }));
             p.before =
                 json!(p.steps.iter().map(|s| s.describe().replacen("revoke", "allowed:", 1)).collect::<Vec<_>>());
             p.after = json!([]);
@@ -265,7 +254,7 @@ pub async fn plan_with_vars(
         }
         Action::StopInstances { environment } | Action::StartInstances { environment } => {
             let stop = matches!(action, Action::StopInstances { .. });
-            let e = rb.environment(environment).ok_or("no environment")?;
+            let e = rb.environment(environment).ok_or_else(|| PlanError::Refused("no environment".into()))?;
             let list = crate::aws::ec2::describe_instances(&clients.ec2, &e.instances)
                 .await
                 .map_err(|e| PlanError::Aws(e.to_string()))?;
@@ -298,17 +287,21 @@ pub async fn plan_with_vars(
                 p.steps.push(Step::Shift(Box::new(sp)));
             }
         }
-        Action::Rollout => return Err("run the gated rollout with `cutover rollout`".into()),
+        Action::Rollout => return Err(PlanError::Refused("run the gated rollout with `cutover rollout`".into())),
         Action::CopyRedis { from_redis, to_redis, pattern } => {
             let endpoint = |role: &'static str, name: &str| -> Result<crate::redis::url::Endpoint, String> {
                 let ep = rb.redis_endpoint(name).ok_or_else(|| format!("no Redis endpoint {name} in the runbook"))?;
                 let url = fetch::redis_url(ep, |v| vars.get(v).cloned().or_else(|| std::env::var(v).ok()))?;
                 crate::redis::url::Endpoint::parse(role, &url, None, None)
             };
-            let (from, to) = (endpoint("source", from_redis)?, endpoint("target", to_redis)?);
-            let (mut s, mut t) = (from.connect().await?, to.connect().await?);
-            let (sk, se) = crate::redis::copy::key_counts(&from, &mut s).await?;
-            let (tk, te) = crate::redis::copy::key_counts(&to, &mut t).await?;
+            let (from, to) = (
+                endpoint("source", from_redis).map_err(PlanError::Refused)?,
+                endpoint("target", to_redis).map_err(PlanError::Refused)?,
+            );
+            let (mut s, mut t) =
+                (from.connect().await.map_err(PlanError::Redis)?, to.connect().await.map_err(PlanError::Redis)?);
+            let (sk, se) = crate::redis::copy::key_counts(&from, &mut s).await.map_err(PlanError::Redis)?;
+            let (tk, te) = crate::redis::copy::key_counts(&to, &mut t).await.map_err(PlanError::Redis)?;
             p.before = json!({
                 from_redis.as_str(): {"keys": sk, "expiring": se}, to_redis.as_str(): {"keys": tk, "expiring": te},
             });
@@ -325,108 +318,68 @@ pub async fn plan_with_vars(
     Ok(p)
 }
 
-fn ingress(port: u16, from: &str, description: &str) -> IpPermission {
-    IpPermission::builder()
-        .ip_protocol("tcp")
-        .from_port(i32::from(port))
-        .to_port(i32::from(port))
-        .user_id_group_pairs(UserIdGroupPair::builder().group_id(from).description(description).build())
-        .build()
+/// What a running action reports as it goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Report<'a> {
+    /// A step is done.
+    Done(&'a str),
+    /// A long step's progress (a Redis copy): `done` of about `total`.
+    Progress { done: u64, total: u64, line: &'a str },
 }
 
-/// Applies one step.
-/// How a long step reports progress through `say`: `progress DONE/TOTAL: text`.
-pub fn progress_line(done: u64, total: u64, text: &str) -> String {
-    format!("progress {done}/{total}: {text}")
-}
-
-/// (done, total, text) of a `progress_line`.
-pub fn parse_progress(line: &str) -> Option<(u64, u64, &str)> {
-    let (nums, text) = line.strip_prefix("progress ")?.split_once(": ")?;
-    let (done, total) = nums.split_once('/')?;
-    Some((done.parse().ok()?, total.parse().ok()?, text))
+impl std::fmt::Display for Report<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Report::Done(step) => write!(f, "done: {step}"),
+            Report::Progress { done, total, line } => write!(f, "progress {done}/{total}: {line}"),
+        }
+    }
 }
 
 /// Applies one step; a long one (a Redis copy) reports progress to `say`.
 pub async fn apply(
     clients: &Clients,
-    who: &super::Actor,
+    who: &crate::authority::Actor,
     step: &Step,
-    say: &mut (dyn FnMut(&str) + Send),
+    say: &mut (dyn FnMut(Report<'_>) + Send),
 ) -> Result<String, String> {
     match step {
         Step::AuthorizeIngress { group_id, port, from_group_id, description } => {
-            clients
-                .ec2
-                .authorize_security_group_ingress()
-                .group_id(group_id)
-                .ip_permissions(ingress(*port, from_group_id, description))
-                .send()
-                .await
-                .map_err(|err| sdk_error("AuthorizeSecurityGroupIngress", err).to_string())?;
+            let rule = GroupIngress {
+                group_id: group_id.clone(),
+                port: *port,
+                from_group_id: from_group_id.clone(),
+                description: description.clone(),
+            };
+            ec2::authorize_ingress(&clients.ec2, &rule).await.map_err(|e| e.to_string())?;
         }
         Step::RevokeIngress { group_id, port, from_group_id, description } => {
-            clients
-                .ec2
-                .revoke_security_group_ingress()
-                .group_id(group_id)
-                .ip_permissions(ingress(*port, from_group_id, description))
-                .send()
-                .await
-                .map_err(|err| sdk_error("RevokeSecurityGroupIngress", err).to_string())?;
+            let rule = GroupIngress {
+                group_id: group_id.clone(),
+                port: *port,
+                from_group_id: from_group_id.clone(),
+                description: description.clone(),
+            };
+            ec2::revoke_ingress(&clients.ec2, &rule).await.map_err(|e| e.to_string())?;
         }
         Step::Register { target_group_arn, instance_ids, port } => {
-            let targets =
-                instance_ids.iter().map(|id| TargetDescription::builder().id(id).set_port(*port).build()).collect();
-            clients
-                .elb
-                .register_targets()
-                .target_group_arn(target_group_arn)
-                .set_targets(Some(targets))
-                .send()
+            elb::register_targets(&clients.elb, target_group_arn, instance_ids, *port)
                 .await
-                .map_err(|err| sdk_error("RegisterTargets", err).to_string())?;
+                .map_err(|e| e.to_string())?;
         }
         Step::Deregister { target_group_arn, instance_ids } => {
-            let targets = instance_ids.iter().map(|id| TargetDescription::builder().id(id).build()).collect();
-            clients
-                .elb
-                .deregister_targets()
-                .target_group_arn(target_group_arn)
-                .set_targets(Some(targets))
-                .send()
-                .await
-                .map_err(|err| sdk_error("DeregisterTargets", err).to_string())?;
+            elb::deregister_targets(&clients.elb, target_group_arn, instance_ids).await.map_err(|e| e.to_string())?;
         }
         Step::SetAttributes { target_group_arn, attributes } => {
-            let attrs =
-                attributes.iter().map(|(k, v)| TargetGroupAttribute::builder().key(k).value(v).build()).collect();
-            clients
-                .elb
-                .modify_target_group_attributes()
-                .target_group_arn(target_group_arn)
-                .set_attributes(Some(attrs))
-                .send()
+            elb::set_target_group_attributes(&clients.elb, target_group_arn, attributes)
                 .await
-                .map_err(|err| sdk_error("ModifyTargetGroupAttributes", err).to_string())?;
+                .map_err(|e| e.to_string())?;
         }
         Step::Stop { instance_ids } => {
-            clients
-                .ec2
-                .stop_instances()
-                .set_instance_ids(Some(instance_ids.clone()))
-                .send()
-                .await
-                .map_err(|err| sdk_error("StopInstances", err).to_string())?;
+            ec2::stop_instances(&clients.ec2, instance_ids).await.map_err(|e| e.to_string())?;
         }
         Step::Start { instance_ids } => {
-            clients
-                .ec2
-                .start_instances()
-                .set_instance_ids(Some(instance_ids.clone()))
-                .send()
-                .await
-                .map_err(|err| sdk_error("StartInstances", err).to_string())?;
+            ec2::start_instances(&clients.ec2, instance_ids).await.map_err(|e| e.to_string())?;
         }
         Step::CopyRedis(c) => return copy_redis(who, c, say).await,
         Step::Shift(p) => {
@@ -447,33 +400,33 @@ pub async fn apply(
 pub async fn execute(
     clients: &Clients,
     rb: &Runbook,
-    who: &super::Actor,
+    who: &crate::authority::Actor,
     item: &str,
     plan: &ActionPlan,
-    say: &mut (dyn FnMut(&str) + Send),
+    say: &mut (dyn FnMut(Report<'_>) + Send),
 ) -> Result<String, String> {
-    let log = crate::audit::AuditLog::for_runbook(&rb.name);
-    let line = |stage: &str, detail: String| {
+    let log = crate::store::audit::AuditLog::for_runbook(&rb.name);
+    let line = |stage: Stage, detail: String| {
         let values = (plan.before.clone(), plan.after.clone());
         who.audit_line(&rb.name, format!("{} ({item})", plan.name), stage, values, detail)
     };
     // A weight change never goes under a running rollout's feet.
     let _lock = match plan.steps.iter().any(|s| matches!(s, Step::Shift(_))) {
-        true => Some(super::rollout::RolloutLock::try_take(&rb.name)?.ok_or_else(|| {
+        true => Some(crate::store::rollout::RolloutLock::try_take(&rb.name)?.ok_or_else(|| {
             format!("refused: a rollout of {} is running; use `cutover abort` or wait; nothing was changed", rb.name)
         })?),
         false => None,
     };
-    log.append(&line("intent", plan.steps.iter().map(Step::describe).collect::<Vec<_>>().join("; ")))
+    log.append(&line(Stage::Intent, plan.steps.iter().map(Step::describe).collect::<Vec<_>>().join("; ")))
         .map_err(|e| format!("{e}; nothing was changed"))?;
     for (i, s) in plan.steps.iter().enumerate() {
         match apply(clients, who, s, &mut *say).await {
             Ok(detail) => {
-                log.append(&line("applied", format!("{}: {detail}", s.describe())))?;
-                say(&format!("done: {}", s.describe()));
+                log.append(&line(Stage::Applied, format!("{}: {detail}", s.describe())))?;
+                say(Report::Done(&s.describe()));
             }
             Err(e) => {
-                let _ = log.append(&line("failed", format!("{}: {e}", s.describe())));
+                let _ = log.append(&line(Stage::Failed, format!("{}: {e}", s.describe())));
                 let applied = plan.steps[..i].iter().map(Step::describe).collect::<Vec<_>>();
                 return Err(format!(
                     "step {} of {} failed: {e}; applied before it: {}; run the item's rollback to undo",
@@ -490,7 +443,11 @@ pub async fn execute(
 /// Copies with `--on-conflict fail` semantics: checks every key first and
 /// writes nothing if the target has one. An interrupted copy of the same pair
 /// (a checkpoint) is resumed instead.
-async fn copy_redis(who: &super::Actor, c: &RedisCopy, say: &mut (dyn FnMut(&str) + Send)) -> Result<String, String> {
+async fn copy_redis(
+    who: &crate::authority::Actor,
+    c: &RedisCopy,
+    say: &mut (dyn FnMut(Report<'_>) + Send),
+) -> Result<String, String> {
     use crate::redis::copy::{self, CopyOptions};
     let path = crate::redis::checkpoint::path_for(&c.from.server_id(), &c.to.server_id(), c.pattern.as_deref());
     let _lock = crate::redis::checkpoint::CopyLock::try_take(&path)?
@@ -535,7 +492,7 @@ async fn copy_redis(who: &super::Actor, c: &RedisCopy, say: &mut (dyn FnMut(&str
     let mut last: Option<std::time::Instant> = None;
     let progress = |p: &crate::redis::progress::CopyProgress| {
         if p.finished || last.is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(1)) {
-            say(&progress_line(p.total.done(), p.estimate.max(p.total.done()), &p.line()));
+            say(Report::Progress { done: p.total.done(), total: p.estimate.max(p.total.done()), line: &p.line() });
             last = Some(std::time::Instant::now());
         }
     };

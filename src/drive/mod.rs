@@ -6,155 +6,14 @@ pub mod gates;
 pub mod rollout;
 pub mod shift;
 
-use crate::audit::AuditLog;
-use crate::aws::Clients;
-use crate::runbook::Runbook;
-
-/// Who makes a change, and the proof that they may: the only value the
-/// functions that send changes accept. Its fields are private and it has no
-/// constructor but [`authorise`], which checks the runbook's `account_id`
-/// against the caller's STS identity and `--read-only` first, and audits a
-/// refusal itself.
-#[derive(Debug, Clone)]
-pub struct Actor {
-    account: Option<String>,
-    region: String,
-    operator: String,
-}
-
-/// What is about to be changed, for [`authorise`].
-pub enum Scope<'a> {
-    /// A runbook's resources, reached with `clients` (their STS identity is
-    /// checked against the runbook's `account_id`) in `region`. Refusals go
-    /// to the runbook's audit log.
-    Runbook { rb: &'a Runbook, clients: &'a Clients, region: &'a str },
-    /// A Redis copy between two URLs with no runbook: no AWS account is
-    /// involved. Refusals go to `log`.
-    RedisUrls { log: &'a AuditLog },
-}
-
-/// Why [`authorise`] said no: refused (exit 2) or the account could not be
-/// told (exit 1). Either way nothing was changed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refusal {
-    pub status: u8,
-    pub message: String,
-}
-
-impl std::fmt::Display for Refusal {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl From<Refusal> for String {
-    fn from(r: Refusal) -> Self {
-        r.message
-    }
-}
-
-/// The refusal of a runbook used with another account's credentials, or
-/// None when the runbook names no account or this one.
-pub fn account_mismatch(rb: &Runbook, account: &str) -> Option<String> {
-    let want = rb.account_id.as_ref().filter(|w| *w != account)?;
-    Some(format!(
-        "refused: runbook {} is for account {want} but the credentials are for account {account}; use the profile for {want} (--profile); nothing was changed",
-        rb.source
-    ))
-}
-
-/// The one way to an [`Actor`]: refuses under `--read-only` and in any account
-/// but the runbook's (asking STS who the caller is), writing the `refused`
-/// line to the audit log before it returns. `action` names the change in that
-/// line, `what` in the refusal (`--read-only forbids {what}`).
-pub async fn authorise(scope: Scope<'_>, read_only: bool, action: &str, what: &str) -> Result<Actor, Refusal> {
-    let operator = crate::progress::operator();
-    let (rb, clients, region, log) = match scope {
-        Scope::Runbook { rb, clients, region } => (Some(rb), Some(clients), region.to_string(), None),
-        Scope::RedisUrls { log } => (None, None, String::new(), Some(log)),
-    };
-    let runbook_log = rb.map(|rb| AuditLog::for_runbook(&rb.name));
-    let log = log.or(runbook_log.as_ref()).expect("a scope names its audit log");
-    let identity = match clients {
-        Some(c) => Some(crate::live::fetch::identity(c).await.map(|i| i.account)),
-        None => None,
-    };
-    let known = identity.as_ref().and_then(|i| i.as_ref().ok()).cloned();
-    let refuse = |detail: String, message: String| -> Refusal {
-        let who = Actor { account: known.clone(), region: region.clone(), operator: operator.clone() };
-        let line = who.audit_line(
-            rb.map_or("", |r| r.name.as_str()),
-            action.to_string(),
-            "refused",
-            Default::default(),
-            detail,
-        );
-        match log.append(&line) {
-            Ok(()) => Refusal { status: 2, message },
-            Err(e) => Refusal { status: 1, message: format!("{message} (and the refusal could not be audited: {e})") },
-        }
-    };
-    if read_only {
-        let suffix = if rb.is_some() { "nothing was changed" } else { "nothing was written" };
-        return Err(refuse("--read-only".into(), format!("refused: --read-only forbids {what}; {suffix}")));
-    }
-    if let (Some(rb), Some(identity)) = (rb, identity) {
-        let account = identity.map_err(|e| Refusal {
-            status: 1,
-            message: format!("cannot tell which account this is: {e}; nothing was changed"),
-        })?;
-        if let Some(message) = account_mismatch(rb, &account) {
-            let want = rb.account_id.clone().unwrap_or_default();
-            return Err(refuse(format!("runbook is for account {want}, credentials for {account}"), message));
-        }
-    }
-    Ok(Actor { account: known, region, operator })
-}
-
-impl Actor {
-    /// The caller's AWS account (None for a Redis copy between URLs).
-    pub fn account(&self) -> Option<&str> {
-        self.account.as_deref()
-    }
-
-    pub fn region(&self) -> &str {
-        &self.region
-    }
-
-    pub fn operator(&self) -> &str {
-        &self.operator
-    }
-
-    /// An audit line of this actor's, stamped now.
-    pub fn audit_line(
-        &self,
-        runbook: &str,
-        action: String,
-        stage: &str,
-        (before, after): (serde_json::Value, serde_json::Value),
-        detail: String,
-    ) -> crate::audit::AuditLine {
-        crate::audit::AuditLine {
-            time: crate::status::rfc3339(std::time::SystemTime::now()),
-            operator: self.operator.clone(),
-            account: self.account.clone(),
-            region: self.region.clone(),
-            runbook: runbook.to_string(),
-            action,
-            stage: stage.into(),
-            before,
-            after,
-            detail,
-        }
-    }
-}
-
 /// Why a change could not be planned or made: AWS could not be read (exit 1,
 /// try again), the change is refused as it stands (exit 2, fix the input), or
 /// carrying it out failed (exit 1; the message says what stands).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PlanError {
     Aws(String),
+    /// A Redis endpoint could not be read (exit 1, try again).
+    Redis(String),
     Refused(String),
     /// Went wrong while carrying the change out; the message says what stands.
     Failed(String),
@@ -163,7 +22,7 @@ pub enum PlanError {
 impl PlanError {
     pub fn exit_status(&self) -> u8 {
         match self {
-            PlanError::Aws(_) | PlanError::Failed(_) => 1,
+            PlanError::Aws(_) | PlanError::Redis(_) | PlanError::Failed(_) => 1,
             PlanError::Refused(_) => 2,
         }
     }
@@ -173,21 +32,10 @@ impl std::fmt::Display for PlanError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             PlanError::Aws(m) => write!(f, "cannot read AWS: {m}"),
+            PlanError::Redis(m) => write!(f, "cannot read Redis: {m}"),
             PlanError::Refused(m) => write!(f, "refused: {m}"),
             PlanError::Failed(m) => f.write_str(m),
         }
-    }
-}
-
-impl From<&str> for PlanError {
-    fn from(m: &str) -> Self {
-        PlanError::Refused(m.to_string())
-    }
-}
-
-impl From<String> for PlanError {
-    fn from(m: String) -> Self {
-        PlanError::Refused(m)
     }
 }
 

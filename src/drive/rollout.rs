@@ -7,153 +7,20 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use serde::{Deserialize, Serialize};
-
 use super::shift::{self, ShiftPlan};
-use crate::audit::AuditLog;
 use crate::aws::Clients;
-use crate::engine::{Engine, EngineState, Input, Output, Phase, Plan, Weights};
+use crate::engine::plan_hash;
+use crate::engine::{Engine, EngineState, InFlight, Input, Output, RolloutPhase, RolloutPlan, RolloutState, Weights};
 use crate::live::Session;
+use crate::live::probe::ProbePolicy;
 use crate::live::workers::WorkerContext;
 use crate::runbook::Runbook;
-use crate::status::probe::ProbePolicy;
+use crate::store::audit::{AuditLine, AuditLog, Stage};
+use crate::store::rollout::{Request, RolloutLock, abort_request_path, is_running, lock_path, save_state, state_path};
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RolloutState {
-    pub runbook: String,
-    /// Changes when the steps, soak, TTL or gates change.
-    pub plan_hash: String,
-    pub engine: EngineState,
-    /// The weights cutover last sent.
-    pub applied: Option<Weights>,
-    /// A change about to be sent, or sent and not yet seen INSYNC; see
-    /// `Runner::send` for the order of writes around it.
-    #[serde(default)]
-    pub in_flight: Option<InFlight>,
-    pub updated_at: String,
-}
-
-/// Weights on their way to Route53, written to the state before the send.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct InFlight {
-    /// The live weights it moves away from (for the audit).
-    pub before: Weights,
-    pub weights: Weights,
-    /// The rollout step (0-based) they belong to; None for a rollback.
-    pub step: Option<usize>,
-    /// Route53's change id, once it accepted the batch.
-    pub change: Option<String>,
-}
-
-impl RolloutState {
-    fn new(rb: &Runbook, plan: &Plan) -> Self {
-        RolloutState {
-            runbook: rb.name.clone(),
-            plan_hash: plan_hash(rb),
-            engine: EngineState::new(plan.gates.len()),
-            applied: None,
-            in_flight: None,
-            updated_at: String::new(),
-        }
-    }
-}
-
-pub fn state_path(name: &str) -> PathBuf {
-    crate::paths::state_dir().join(format!("{name}.rollout.json"))
-}
-
-fn lock_path(name: &str) -> PathBuf {
-    crate::paths::state_dir().join(format!("{name}.rollout.lock"))
-}
-
-/// What another process (`cutover abort`, `pause`, `promote`, the cockpit)
-/// asks a running rollout to do, through a file it reads every second.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Request {
-    Abort,
-    Pause,
-    Promote,
-}
-
-impl Request {
-    /// In the order a rollout acts on them: abort wins.
-    pub const ALL: [Request; 3] = [Request::Abort, Request::Pause, Request::Promote];
-
-    pub fn path(self, name: &str) -> PathBuf {
-        let what = match self {
-            Request::Abort => "abort",
-            Request::Pause => "pause",
-            Request::Promote => "promote",
-        };
-        crate::paths::state_dir().join(format!("{name}.{what}-request"))
-    }
-
-    /// Leaves the request (the text says who and why) for the rollout.
-    pub fn ask(self, name: &str, text: &str) -> Result<(), String> {
-        let path = self.path(name);
-        crate::paths::write_atomic(&path, text.as_bytes()).map_err(|e| format!("{}: {e}", path.display()))
-    }
-
-    /// The most urgent waiting request, removed as it is taken.
-    pub fn take(name: &str) -> Option<(Request, String)> {
-        Request::ALL.into_iter().find_map(|r| {
-            let text = std::fs::read_to_string(r.path(name)).ok()?;
-            let _ = std::fs::remove_file(r.path(name));
-            Some((r, text.trim().to_string()))
-        })
-    }
-}
-
-/// Where `cutover abort` asks a running rollout to abort.
-pub fn abort_request_path(name: &str) -> PathBuf {
-    Request::Abort.path(name)
-}
-
-/// True while a `cutover rollout` of this runbook holds its lock.
-pub fn is_running(name: &str) -> Result<bool, String> {
-    Ok(RolloutLock::try_take(name)?.is_none())
-}
-
-/// FNV-1a over the plan's JSON: stable across builds, unlike std's hasher.
-pub fn plan_hash(rb: &Runbook) -> String {
-    let body = serde_json::json!({"steps": rb.rollout.steps, "soak": rb.rollout.soak.as_millis() as u64, "ttl": rb.dns.ttl, "gates": rb.rollout.gates, "from": rb.rollout.from, "to": rb.rollout.to});
-    let mut h: u64 = 0xcbf29ce484222325;
-    for b in body.to_string().bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x100000001b3);
-    }
-    format!("{h:016x}")
-}
-
+/// The rollout's saved state, if it has one.
 pub fn load_state(name: &str) -> Result<Option<RolloutState>, String> {
-    let path = state_path(name);
-    match std::fs::read_to_string(&path) {
-        Ok(t) => serde_json::from_str(&t)
-            .map(Some)
-            .map_err(|e| format!("{}: damaged rollout state ({e}); move it away to start over", path.display())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(format!("{}: {e}", path.display())),
-    }
-}
-
-pub fn save_state(s: &RolloutState) -> Result<(), String> {
-    let path = state_path(&s.runbook);
-    let body = serde_json::to_vec_pretty(s).map_err(|e| e.to_string())?;
-    crate::paths::write_atomic(&path, &body)
-        .map_err(|e| format!("{}: cannot save the rollout state: {e}", path.display()))
-}
-
-/// An exclusive lock held while a rollout runs (released when dropped).
-pub struct RolloutLock {
-    /// Keeps the descriptor, and with it the flock, alive.
-    _file: std::fs::File,
-}
-
-impl RolloutLock {
-    /// None when another process holds it.
-    pub fn try_take(name: &str) -> Result<Option<RolloutLock>, String> {
-        Ok(crate::paths::try_lock(&lock_path(name))?.map(|f| RolloutLock { _file: f }))
-    }
+    crate::store::rollout::load_state(name)
 }
 
 /// Why a rollout command did not do its work.
@@ -174,16 +41,9 @@ impl std::fmt::Display for RolloutError {
     }
 }
 
-impl From<String> for RolloutError {
-    fn from(m: String) -> Self {
-        RolloutError::Failed(m)
-    }
-}
-
-impl From<&str> for RolloutError {
-    fn from(m: &str) -> Self {
-        RolloutError::Failed(m.to_string())
-    }
+/// A failure (exit 1): AWS, a file or the running rollout.
+fn failed(message: String) -> RolloutError {
+    RolloutError::Failed(message)
 }
 
 impl From<super::PlanError> for RolloutError {
@@ -223,12 +83,12 @@ pub enum Verdict {
 }
 
 /// What a rollout, or its abort, runs with; `actor` is the authorisation
-/// (`super::authorise`) every change it sends is made under.
+/// (`authority::authorise`) every change it sends is made under.
 #[derive(Clone)]
 pub struct Context {
     pub rb: Runbook,
     pub clients: Clients,
-    pub actor: super::Actor,
+    pub actor: crate::authority::Actor,
     pub vars: BTreeMap<String, String>,
     pub adopt_live: bool,
     pub restart: bool,
@@ -254,22 +114,45 @@ struct Runner<'a> {
 impl Runner<'_> {
     fn persist(&mut self) -> Result<(), String> {
         self.state.engine = self.engine.state.clone();
-        self.state.updated_at = crate::status::rfc3339(SystemTime::now());
-        save_state(&self.state)
+        self.state.updated_at = crate::time::rfc3339(SystemTime::now());
+        save_state(&self.state.runbook, &self.state)
     }
 
     fn audit(
         &self,
         action: &str,
-        stage: &str,
+        stage: Stage,
         before: Option<Weights>,
         after: Weights,
         detail: String,
     ) -> Result<(), String> {
+        self.log.append(&self.audit_line(action, stage, before, after, detail))
+    }
+
+    /// As `audit`, naming the Route53 change the line is about.
+    fn audit_change(
+        &self,
+        action: &str,
+        stage: Stage,
+        (before, after): (Option<Weights>, Weights),
+        change: &str,
+        detail: String,
+    ) -> Result<(), String> {
+        self.log.append(&self.audit_line(action, stage, before, after, detail).with_change(change))
+    }
+
+    fn audit_line(
+        &self,
+        action: &str,
+        stage: Stage,
+        before: Option<Weights>,
+        after: Weights,
+        detail: String,
+    ) -> AuditLine {
         let (from, to) = (&self.cx.rb.rollout.from, &self.cx.rb.rollout.to);
         let w = |w: Weights| serde_json::json!({ from: w.0, to: w.1 });
         let values = (before.map_or(serde_json::Value::Null, w), w(after));
-        self.log.append(&self.cx.actor.audit_line(&self.cx.rb.name, action.into(), stage, values, detail))
+        self.cx.actor.audit_line(&self.cx.rb.name, action.into(), stage, values, detail)
     }
 
     /// Sets the weights and waits for INSYNC; feeds the engine.
@@ -310,12 +193,12 @@ impl Runner<'_> {
         if self.engine.state.step != s {
             return out;
         }
-        if self.engine.state.phase == Phase::Shifting {
+        if self.engine.state.phase == RolloutPhase::Shifting {
             out.extend(
                 self.engine.handle(Input::ShiftApplied { step: s, change_id: change.into() }, SystemTime::now()),
             );
         }
-        if self.engine.state.phase == Phase::WaitingInsync {
+        if self.engine.state.phase == RolloutPhase::WaitingInsync {
             out.extend(self.engine.handle(Input::InSync { step: s }, SystemTime::now()));
         }
         out
@@ -361,7 +244,7 @@ impl Runner<'_> {
             f.change = f.change.clone().or_else(|| self.recorded_change(&f));
             f.change.is_some().then_some(f)
         });
-        self.audit(&action, "intent", Some(before), weights, what.clone())?;
+        self.audit(&action, Stage::Intent, Some(before), weights, what.clone())?;
         crate::crashpoint::here(&format!("{point}:after-intent"));
         self.state.in_flight = Some(InFlight { before, weights, step, change: None });
         self.persist()?;
@@ -373,8 +256,13 @@ impl Runner<'_> {
                     // Applied, its reply lost: in flight with no change id, as
                     // after a crash in window 3; the next run confirms it.
                     let detail = shift::failed_send_message(&e, &shift::ReadBack::Live);
-                    let _ =
-                        self.audit(&action, "applied", Some(before), weights, format!("{detail}; change id unknown"));
+                    let _ = self.audit(
+                        &action,
+                        Stage::Applied,
+                        Some(before),
+                        weights,
+                        format!("{detail}; change id unknown"),
+                    );
                     return Err(format!(
                         "{action}: {detail}; run `cutover rollout` again: it confirms the change (INSYNC) and carries on"
                     ));
@@ -384,19 +272,19 @@ impl Runner<'_> {
                     self.state.in_flight = None;
                     self.persist()?;
                     let message = shift::failed_send_message(&e, &back);
-                    let _ = self.audit(&action, "failed", Some(before), weights, message.clone());
+                    let _ = self.audit(&action, Stage::Failed, Some(before), weights, message.clone());
                     return Err(format!("{action}: {message}"));
                 }
             },
         };
         crate::crashpoint::here(&format!("{point}:after-send"));
-        self.audit(&action, "applied", Some(before), weights, format!("change {change}"))?;
+        self.audit_change(&action, Stage::Applied, (Some(before), weights), &change, format!("change {change}"))?;
         crate::crashpoint::here(&format!("{point}:after-applied-audit"));
         self.state.applied = Some(weights);
         self.state.in_flight = Some(InFlight { before, weights, step, change: Some(change.clone()) });
         let mut out = Vec::new();
         if let Some(s) = step
-            && self.engine.state.phase == Phase::Shifting
+            && self.engine.state.phase == RolloutPhase::Shifting
         {
             out.extend(
                 self.engine.handle(Input::ShiftApplied { step: s, change_id: change.clone() }, SystemTime::now()),
@@ -413,7 +301,7 @@ impl Runner<'_> {
             && !self.insync_audited(&c)
         {
             let detail = format!("change {c} INSYNC (the later change {change} applied after it is INSYNC)");
-            self.audit(&self.action(step), "insync", Some(before), weights, detail)?;
+            self.audit_change(&self.action(step), Stage::InSync, (Some(before), weights), &c, detail)?;
         }
         Ok(out)
     }
@@ -439,7 +327,7 @@ impl Runner<'_> {
             && !self.insync_audited(change)
         {
             let detail = format!("change {change} INSYNC after {:.1} s", took.as_secs_f64());
-            self.audit(&self.action(step), "insync", Some(f.before), f.weights, detail)?;
+            self.audit_change(&self.action(step), Stage::InSync, (Some(f.before), f.weights), change, detail)?;
         }
         crate::crashpoint::here(&format!("{point}:after-insync-audit"));
         self.state.in_flight = None;
@@ -453,14 +341,13 @@ impl Runner<'_> {
     fn recorded_change(&self, flight: &InFlight) -> Option<String> {
         let action = self.action(flight.step);
         let lines = self.log.read().ok()?;
-        let last_intent = lines.iter().rposition(|l| l.action == action && l.stage == "intent")?;
+        let last_intent = lines.iter().rposition(|l| l.action == action && l.stage == Stage::Intent)?;
         let (from, to) = (&self.cx.rb.rollout.from, &self.cx.rb.rollout.to);
         let after = serde_json::json!({ from: flight.weights.0, to: flight.weights.1 });
         lines[last_intent..]
             .iter()
-            .find(|l| l.action == action && l.stage == "applied" && l.after == after)
-            .and_then(|l| l.detail.strip_prefix("change "))
-            .map(str::to_string)
+            .find(|l| l.action == action && l.stage == Stage::Applied && l.after == after)
+            .and_then(|l| l.change.clone())
     }
 
     /// Whether the audit already holds this change's `insync` line (a crash
@@ -468,10 +355,10 @@ impl Runner<'_> {
     /// Looked for after the change's latest `applied` line only: an id may
     /// come back again (moto gives every change the same one).
     fn insync_audited(&self, change: &str) -> bool {
-        let (applied, prefix) = (format!("change {change}"), format!("change {change} INSYNC"));
+        let ours = |l: &AuditLine, stage: Stage| l.stage == stage && l.change.as_deref() == Some(change);
         let Ok(lines) = self.log.read() else { return false };
-        let since = lines.iter().rposition(|l| l.stage == "applied" && l.detail == applied).map_or(0, |i| i + 1);
-        lines[since..].iter().any(|l| l.stage == "insync" && l.detail.starts_with(&prefix))
+        let since = lines.iter().rposition(|l| ours(l, Stage::Applied)).map_or(0, |i| i + 1);
+        lines[since..].iter().any(|l| ours(l, Stage::InSync))
     }
 
     /// Sends the in-flight weights again and waits for that change's INSYNC:
@@ -507,7 +394,7 @@ impl Runner<'_> {
         }
         if live == previous {
             let detail = "interrupted before Route53 accepted it; the weights are unchanged".to_string();
-            self.audit(&action, "failed", Some(live), flight.weights, detail)?;
+            self.audit(&action, Stage::Failed, Some(live), flight.weights, detail)?;
             self.state.in_flight = None;
             self.persist()?;
             (self.say)(&format!("{action}: an earlier run was interrupted before sending; it is sent again"));
@@ -544,15 +431,18 @@ async fn live_ttl(clients: &Clients, rb: &Runbook) -> Option<u32> {
 
 pub async fn run(cx: &Context, say: &mut (dyn FnMut(&str) + Send)) -> Result<Outcome, RolloutError> {
     let rb = &cx.rb;
-    let mut plan = Plan::from_runbook(rb)?;
-    let _lock = RolloutLock::try_take(&rb.name)?.ok_or_else(|| {
-        format!("another cutover rollout of {} is running (lock {})", rb.name, lock_path(&rb.name).display())
-    })?;
+    let mut plan = RolloutPlan::from_runbook(rb).map_err(failed)?;
+    let _lock = RolloutLock::try_take(&rb.name)
+        .map_err(failed)?
+        .ok_or_else(|| {
+            format!("another cutover rollout of {} is running (lock {})", rb.name, lock_path(&rb.name).display())
+        })
+        .map_err(failed)?;
     let (ttl, words) = step_ttl(rb.dns.ttl, live_ttl(&cx.clients, rb).await);
     plan.ttl = ttl;
     say(&format!("each step waits {words} after INSYNC, for resolvers"));
     let hash = plan_hash(rb);
-    let existing = load_state(&rb.name)?;
+    let existing = load_state(&rb.name).map_err(failed)?;
     let state = match existing {
         Some(s) if s.plan_hash != hash && !cx.restart => {
             return Err(RolloutError::Refused(format!(
@@ -563,7 +453,7 @@ pub async fn run(cx: &Context, say: &mut (dyn FnMut(&str) + Send)) -> Result<Out
         Some(s) if s.plan_hash == hash && !cx.restart => s,
         _ => RolloutState::new(rb, &plan),
     };
-    if state.engine.phase == Phase::Done {
+    if state.engine.phase == RolloutPhase::Done {
         say("this rollout is already complete (--restart runs it again)");
         return Ok(Outcome::Done);
     }
@@ -571,12 +461,12 @@ pub async fn run(cx: &Context, say: &mut (dyn FnMut(&str) + Send)) -> Result<Out
     let mut runner = Runner { cx, engine, state, log: AuditLog::for_runbook(&rb.name), say, rolled_back_from: None };
     // A change an earlier run left in flight is settled first: confirmed
     // INSYNC and audited, or found never sent.
-    let live = live_weights(&cx.clients, rb).await?;
-    let mut outputs = runner.reconcile(live).await?;
+    let live = live_weights(&cx.clients, rb).await.map_err(failed)?;
+    let mut outputs = runner.reconcile(live).await.map_err(failed)?;
     let live = if outputs.is_empty() && runner.state.in_flight.is_none() {
         live
     } else {
-        live_weights(&cx.clients, rb).await?
+        live_weights(&cx.clients, rb).await.map_err(failed)?
     };
     let expected = runner.state.applied.unwrap_or(runner.engine.plan.initial);
     if live != expected {
@@ -589,15 +479,21 @@ pub async fn run(cx: &Context, say: &mut (dyn FnMut(&str) + Send)) -> Result<Out
         (runner.say)(&format!("adopting the live weights {}/{}", live.0, live.1));
         // Continue from what the live weights mean, never from a phase they contradict.
         let engine = &mut runner.engine;
-        let active = !matches!(engine.state.phase, Phase::Idle | Phase::Aborted | Phase::Done);
+        let active = !matches!(engine.state.phase, RolloutPhase::Idle | RolloutPhase::Aborted | RolloutPhase::Done);
         let at_step = active && live == engine.plan.weights_at(engine.state.step);
         if active && !at_step {
-            engine.state.phase = if live == engine.rollback_weights() { Phase::Aborted } else { Phase::Shifting };
+            engine.state.phase =
+                if live == engine.rollback_weights() { RolloutPhase::Aborted } else { RolloutPhase::Shifting };
         }
         // Weights someone else set are confirmed INSYNC before anything builds on them.
         let step = at_step.then_some(runner.engine.state.step);
         let adopted = InFlight { before: expected, weights: live, step, change: None };
-        outputs.extend(runner.confirm_by_resending(&adopted, "adopting live weights set outside this rollout").await?);
+        outputs.extend(
+            runner
+                .confirm_by_resending(&adopted, "adopting live weights set outside this rollout")
+                .await
+                .map_err(failed)?,
+        );
     }
     let mut ctx = WorkerContext::new(rb.clone(), cx.clients.clone(), ProbePolicy::from_env());
     ctx.vars.extend(cx.vars.clone());
@@ -617,44 +513,47 @@ pub async fn run(cx: &Context, say: &mut (dyn FnMut(&str) + Send)) -> Result<Out
     }
     if let Ok(reason) = std::fs::read_to_string(abort_request_path(&rb.name)) {
         let _ = std::fs::remove_file(abort_request_path(&rb.name));
-        if !matches!(runner.engine.state.phase, Phase::Idle | Phase::Aborted | Phase::Done) {
+        if !matches!(runner.engine.state.phase, RolloutPhase::Idle | RolloutPhase::Aborted | RolloutPhase::Done) {
             let out = runner.engine.handle(Input::Abort { reason: reason.trim().to_string() }, now());
-            runner.persist()?;
+            runner.persist().map_err(failed)?;
             for o in out {
                 if let Output::SetWeights { weights, step: None } = o {
-                    runner.set_weights(weights, None).await?;
-                    runner.audit("rollout abort", "done", runner.rolled_back_from, weights, reason.trim().into())?;
+                    runner.set_weights(weights, None).await.map_err(failed)?;
+                    runner
+                        .audit("rollout abort", Stage::Done, runner.rolled_back_from, weights, reason.trim().into())
+                        .map_err(failed)?;
                 }
             }
             return Ok(Outcome::Aborted(reason.trim().to_string()));
         }
     }
     // An abort interrupted before its rollback reached Route53 is finished first.
-    if runner.engine.state.phase == Phase::Aborted && live != runner.engine.rollback_weights() && !cx.adopt_live {
+    if runner.engine.state.phase == RolloutPhase::Aborted && live != runner.engine.rollback_weights() && !cx.adopt_live
+    {
         let target = runner.engine.rollback_weights();
         let line = format!("finishing the interrupted rollback to {}/{}", target.0, target.1);
         (runner.say)(&line);
-        runner.set_weights(target, None).await?;
+        runner.set_weights(target, None).await.map_err(failed)?;
     }
     // A paused rollout resumes where it paused.
-    if runner.engine.state.phase == Phase::Paused {
+    if runner.engine.state.phase == RolloutPhase::Paused {
         outputs.extend(runner.engine.handle(Input::Resume, now()));
     }
     outputs.extend(match runner.engine.state.phase {
-        Phase::Idle | Phase::Aborted | Phase::Done => runner.engine.handle(Input::Start, now()),
-        Phase::Paused => Vec::new(),
-        Phase::Shifting | Phase::RollingBack => {
+        RolloutPhase::Idle | RolloutPhase::Aborted | RolloutPhase::Done => runner.engine.handle(Input::Start, now()),
+        RolloutPhase::Paused => Vec::new(),
+        RolloutPhase::Shifting | RolloutPhase::RollingBack => {
             let step = runner.engine.state.step;
             vec![Output::SetWeights { weights: runner.engine.plan.weights_at(step), step: Some(step) }]
         }
         // Reconciled above: no change of this step is in flight any more.
-        Phase::WaitingInsync => runner.engine.handle(Input::InSync { step: runner.engine.state.step }, now()),
-        Phase::WaitingTtl { .. } => {
+        RolloutPhase::WaitingInsync => runner.engine.handle(Input::InSync { step: runner.engine.state.step }, now()),
+        RolloutPhase::WaitingTtl { .. } => {
             let line = format!("resuming step {} of {}", runner.engine.state.step + 1, runner.engine.plan.steps.len());
             (runner.say)(&line);
             Vec::new()
         }
-        Phase::Soaking { .. } => {
+        RolloutPhase::Soaking { .. } => {
             // Measurements from before the interruption are not evidence now.
             runner.engine.start_soak(now());
             let (step, steps) = (runner.engine.state.step + 1, runner.engine.plan.steps.len());
@@ -662,7 +561,7 @@ pub async fn run(cx: &Context, say: &mut (dyn FnMut(&str) + Send)) -> Result<Out
             Vec::new()
         }
     });
-    runner.persist()?;
+    runner.persist().map_err(failed)?;
     let mut last_measured: Vec<Option<SystemTime>> = vec![None; rb.rollout.gates.len()];
     let mut last_reading: Vec<Option<SystemTime>> = vec![None; rb.rollout.gates.len()];
     let mut quiet = std::collections::BTreeSet::new();
@@ -674,9 +573,9 @@ pub async fn run(cx: &Context, say: &mut (dyn FnMut(&str) + Send)) -> Result<Out
                     Output::SetWeights { weights, step } => {
                         if step.is_none() {
                             // The abort decision is on disk before its rollback is sent.
-                            runner.persist()?;
+                            runner.persist().map_err(failed)?;
                         }
-                        next.extend(runner.set_weights(weights, step).await?)
+                        next.extend(runner.set_weights(weights, step).await.map_err(failed)?)
                     }
                     Output::Log(line) => {
                         // "no data yet" is said once per gate and step, not every interval.
@@ -685,23 +584,27 @@ pub async fn run(cx: &Context, say: &mut (dyn FnMut(&str) + Send)) -> Result<Out
                         }
                     }
                     Output::Paused(reason) => {
-                        runner.persist()?;
-                        runner.audit(
-                            "rollout pause",
-                            "paused",
-                            runner.state.applied,
-                            runner.state.applied.unwrap_or(expected),
-                            reason.clone(),
-                        )?;
+                        runner.persist().map_err(failed)?;
+                        runner
+                            .audit(
+                                "rollout pause",
+                                Stage::Paused,
+                                runner.state.applied,
+                                runner.state.applied.unwrap_or(expected),
+                                reason.clone(),
+                            )
+                            .map_err(failed)?;
                         return Ok(Outcome::Paused(reason));
                     }
                     Output::Aborted { reason, weights } => {
-                        runner.persist()?;
-                        runner.audit("rollout abort", "done", runner.rolled_back_from, weights, reason.clone())?;
+                        runner.persist().map_err(failed)?;
+                        runner
+                            .audit("rollout abort", Stage::Done, runner.rolled_back_from, weights, reason.clone())
+                            .map_err(failed)?;
                         return Ok(Outcome::Aborted(reason));
                     }
                     Output::Done => {
-                        runner.persist()?;
+                        runner.persist().map_err(failed)?;
                         let calls = cx.clients.calls.total();
                         let steps = runner.engine.plan.steps.len() as u64;
                         (runner.say)(&format!(
@@ -725,19 +628,19 @@ pub async fn run(cx: &Context, say: &mut (dyn FnMut(&str) + Send)) -> Result<Out
                 Request::Promote => {
                     let step = runner.engine.state.step;
                     let out = runner.engine.handle(Input::Promote, now());
-                    if runner.engine.state.step != step || runner.engine.state.phase == Phase::Done {
+                    if runner.engine.state.step != step || runner.engine.state.phase == RolloutPhase::Done {
                         let w = runner.engine.plan.weights_at(step);
                         let detail = format!("step {} promoted (rest of its soak skipped): {text}", step + 1);
-                        runner.audit("rollout promote", "done", Some(w), w, detail)?;
+                        runner.audit("rollout promote", Stage::Done, Some(w), w, detail).map_err(failed)?;
                     }
                     out
                 }
             };
-            runner.persist()?;
+            runner.persist().map_err(failed)?;
             continue;
         }
         outputs = runner.engine.handle(Input::Tick, now());
-        if let Phase::Soaking { since, .. } = runner.engine.state.phase {
+        if let RolloutPhase::Soaking { since, .. } = runner.engine.state.phase {
             let snap = crate::status::snapshot(rb, &session.state, cx.actor.region(), now());
             for (i, g) in rb.rollout.gates.iter().enumerate() {
                 use super::gates::Due;
@@ -767,14 +670,16 @@ pub async fn run(cx: &Context, say: &mut (dyn FnMut(&str) + Send)) -> Result<Out
                     (runner.say)(&format!("gate {} ({}): {m:?}", i + 1, crate::runbook::gate_label(&g.kind)));
                 }
                 outputs.extend(runner.engine.handle(Input::MeasureCovering { gate: i, result: m, covers }, now()));
-                if runner.engine.state.phase == Phase::Aborted || runner.engine.state.phase == Phase::Paused {
+                if runner.engine.state.phase == RolloutPhase::Aborted
+                    || runner.engine.state.phase == RolloutPhase::Paused
+                {
                     break;
                 }
             }
-            runner.persist()?;
+            runner.persist().map_err(failed)?;
             crate::crashpoint::here("soak");
         } else if !outputs.is_empty() {
-            runner.persist()?;
+            runner.persist().map_err(failed)?;
         }
     }
 }
@@ -783,98 +688,103 @@ pub async fn run(cx: &Context, say: &mut (dyn FnMut(&str) + Send)) -> Result<Out
 /// sets the weights back itself. Returns what it did.
 pub async fn abort(cx: &Context, reason: &str, say: &mut (dyn FnMut(&str) + Send)) -> Result<String, RolloutError> {
     let rb = &cx.rb;
-    let Some(_lock) = RolloutLock::try_take(&rb.name)? else {
-        crate::paths::write_atomic(&abort_request_path(&rb.name), reason.as_bytes()).map_err(|e| e.to_string())?;
+    let Some(_lock) = RolloutLock::try_take(&rb.name).map_err(failed)? else {
+        crate::paths::write_atomic(&abort_request_path(&rb.name), reason.as_bytes())
+            .map_err(|e| e.to_string())
+            .map_err(failed)?;
         say("a rollout is running: asked it to abort; waiting for its rollback");
         let start = std::time::Instant::now();
         while start.elapsed() < Duration::from_secs(120) {
             tokio::time::sleep(Duration::from_millis(200)).await;
             if let Ok(Some(s)) = load_state(&rb.name)
-                && s.engine.phase == Phase::Aborted
+                && s.engine.phase == RolloutPhase::Aborted
                 && s.in_flight.is_none()
                 && !abort_request_path(&rb.name).exists()
             {
                 // Done only when the live weights are the rollback's, not merely
                 // when the decision is on disk.
-                let target = Engine { plan: Plan::from_runbook(rb)?, state: s.engine.clone() }.rollback_weights();
-                let live = live_weights(&cx.clients, rb).await?;
+                let target = Engine { plan: RolloutPlan::from_runbook(rb).map_err(failed)?, state: s.engine.clone() }
+                    .rollback_weights();
+                let live = live_weights(&cx.clients, rb).await.map_err(failed)?;
                 if live == target && s.applied == Some(target) {
                     return Ok(format!("the running rollout rolled back to {}/{}", live.0, live.1));
                 }
             }
         }
-        return Err(
+        return Err(failed(
             "the running rollout did not confirm its rollback within 120 s; check `cutover status` and the audit log"
                 .into(),
-        );
+        ));
     };
-    let plan = Plan::from_runbook(rb)?;
-    let mut state = load_state(&rb.name)?.unwrap_or_else(|| RolloutState::new(rb, &plan));
+    let plan = RolloutPlan::from_runbook(rb).map_err(failed)?;
+    let mut state = load_state(&rb.name).map_err(failed)?.unwrap_or_else(|| RolloutState::new(rb, &plan));
     let mut engine = Engine { plan, state: state.engine.clone() };
     let target = engine.rollback_weights();
     // The decision is on disk before the rollback is sent: an interrupted
     // abort is finished by the next `cutover rollout`, never forgotten.
-    engine.state.phase = Phase::Aborted;
+    engine.state.phase = RolloutPhase::Aborted;
     engine.state.reason = Some(reason.to_string());
     state.engine = engine.state.clone();
     let mut runner = Runner { cx, engine, state, log: AuditLog::for_runbook(&rb.name), say, rolled_back_from: None };
-    runner.persist()?;
+    runner.persist().map_err(failed)?;
     // A rollback an earlier run left in flight is settled first; a forward
     // step's is confirmed by this rollback's own INSYNC (see `send`).
     if runner.state.in_flight.as_ref().is_some_and(|f| f.step.is_none()) {
-        let live = live_weights(&cx.clients, rb).await?;
-        runner.reconcile(live).await?;
+        let live = live_weights(&cx.clients, rb).await.map_err(failed)?;
+        runner.reconcile(live).await.map_err(failed)?;
     }
-    runner.set_weights(target, None).await?;
-    runner.persist()?;
-    runner.audit("rollout abort", "done", runner.rolled_back_from, target, reason.to_string())?;
+    runner.set_weights(target, None).await.map_err(failed)?;
+    runner.persist().map_err(failed)?;
+    runner.audit("rollout abort", Stage::Done, runner.rolled_back_from, target, reason.to_string()).map_err(failed)?;
     Ok(format!("weights set back to {}/{}", target.0, target.1))
 }
 
 /// Asks the running rollout to pause or promote, and waits (up to `limit`)
 /// until its saved state shows it did. Refused when none runs.
 pub async fn request(
-    _who: &super::Actor,
+    _who: &crate::authority::Actor,
     name: &str,
     req: Request,
     text: &str,
     limit: Duration,
 ) -> Result<String, RolloutError> {
     let verb = if req == Request::Pause { "pause" } else { "promote" };
-    if !is_running(name)? {
-        let saved =
-            load_state(name)?.map_or("no saved state".to_string(), |s| format!("saved phase {:?}", s.engine.phase));
+    if !is_running(name).map_err(failed)? {
+        let saved = load_state(name)
+            .map_err(failed)?
+            .map_or("no saved state".to_string(), |s| format!("saved phase {}", s.engine.phase.name()));
         return Err(RolloutError::Refused(format!(
             "refused: no rollout of {name} is running ({saved}); nothing to {verb}. Start or resume one with `cutover rollout`"
         )));
     }
-    let before = load_state(name)?.map(|s| s.engine);
-    req.ask(name, text)?;
+    let before = load_state(name).map_err(failed)?.map(|s| s.engine);
+    req.ask(name, text).map_err(failed)?;
     let start = std::time::Instant::now();
     while start.elapsed() < limit {
         tokio::time::sleep(Duration::from_millis(200)).await;
         let taken = !req.path(name).exists();
-        let Some(now) = load_state(name)?.map(|s| s.engine) else { continue };
+        let Some(now) = load_state(name).map_err(failed)?.map(|s| s.engine) else { continue };
         let moved = before.as_ref().is_none_or(|b| b.step != now.step || b.phase != now.phase);
         match req {
-            Request::Pause if now.phase == Phase::Paused => {
+            Request::Pause if now.phase == RolloutPhase::Paused => {
                 return Ok(format!(
                     "the rollout paused at step {}; `cutover rollout` resumes it, `cutover abort` rolls back",
                     now.step + 1
                 ));
             }
             Request::Promote
-                if taken && (now.phase == Phase::Done || before.as_ref().is_some_and(|b| b.step != now.step)) =>
+                if taken
+                    && (now.phase == RolloutPhase::Done || before.as_ref().is_some_and(|b| b.step != now.step)) =>
             {
                 return Ok(match now.phase {
-                    Phase::Done => "promoted: the last step passed; the rollout is complete".to_string(),
+                    RolloutPhase::Done => "promoted: the last step passed; the rollout is complete".to_string(),
                     _ => format!("promoted: the rollout moved on to step {}", now.step + 1),
                 });
             }
             Request::Promote if taken && !moved && start.elapsed() > Duration::from_secs(3) => {
                 return Err(RolloutError::Failed(format!(
-                    "the rollout did not promote: it is {:?}, not in a step it can skip",
-                    now.phase
+                    "the rollout did not promote: it is {}, not in a step it can skip",
+                    now.phase.name()
                 )));
             }
             _ => {}
@@ -895,7 +805,7 @@ pub async fn preview(
     adopt_live: bool,
     restart: bool,
 ) -> Result<Preview, RolloutError> {
-    let plan = Plan::from_runbook(rb)?;
+    let plan = RolloutPlan::from_runbook(rb).map_err(failed)?;
     let (_, ttl) = step_ttl(rb.dns.ttl, live_ttl(clients, rb).await);
     let mut out = vec![format!(
         "plan: {} (soak {} s, {ttl}, {} gate(s))",
@@ -904,20 +814,25 @@ pub async fn preview(
         plan.gates.len()
     )];
     out.extend(plan.gates.iter().map(|g| format!("  {}", g.name)));
-    let live = live_weights(clients, rb).await?;
+    let live = live_weights(clients, rb).await.map_err(failed)?;
     out.push(format!("live weights: {} {} / {} {}", rb.rollout.from, live.0, rb.rollout.to, live.1));
-    if is_running(&rb.name)? {
+    if is_running(&rb.name).map_err(failed)? {
         out.push("a rollout of this runbook is running now: `cutover rollout` would be refused".into());
         return Ok(Preview { lines: out, verdict: Verdict::Running });
     }
-    let saved = load_state(&rb.name)?;
+    let saved = load_state(&rb.name).map_err(failed)?;
     let state = match saved {
         Some(s) if s.plan_hash != plan_hash(rb) && !restart => {
             out.push("would refuse: the rollout changed since the saved state; --restart starts over".into());
             return Ok(Preview { lines: out, verdict: Verdict::PlanChanged });
         }
         Some(s) if !restart => {
-            out.push(format!("saved state: step {} of {}, {:?}", s.engine.step + 1, plan.steps.len(), s.engine.phase));
+            out.push(format!(
+                "saved state: step {} of {}, {}",
+                s.engine.step + 1,
+                plan.steps.len(),
+                s.engine.phase.name()
+            ));
             Some(s)
         }
         _ => {
@@ -950,11 +865,11 @@ pub async fn preview(
     }
     let engine = Engine { plan: plan.clone(), state: state.map_or(EngineState::new(plan.gates.len()), |s| s.engine) };
     let next = match engine.state.phase {
-        Phase::Done => {
+        RolloutPhase::Done => {
             out.push("would do nothing: the rollout is complete".into());
             return Ok(Preview { lines: out, verdict: Verdict::Complete });
         }
-        Phase::Idle | Phase::Aborted => engine.state.last_good.map_or(0, |s| s + 1),
+        RolloutPhase::Idle | RolloutPhase::Aborted => engine.state.last_good.map_or(0, |s| s + 1),
         _ => engine.state.step,
     };
     let weights = plan.weights_at(next);
@@ -968,8 +883,8 @@ pub async fn preview(
 
 /// What `cutover abort` would do now, without doing it.
 pub async fn abort_preview(rb: &Runbook, clients: &Clients) -> Result<Vec<String>, RolloutError> {
-    let plan = Plan::from_runbook(rb)?;
-    let state = load_state(&rb.name)?;
+    let plan = RolloutPlan::from_runbook(rb).map_err(failed)?;
+    let state = load_state(&rb.name).map_err(failed)?;
     let engine = Engine { plan: plan.clone(), state: state.map_or(EngineState::new(plan.gates.len()), |s| s.engine) };
     let target = engine.rollback_weights();
     let why = match engine.state.last_good {
@@ -979,7 +894,7 @@ pub async fn abort_preview(rb: &Runbook, clients: &Clients) -> Result<Vec<String
         _ => "the initial weights (no step passed yet)".to_string(),
     };
     let mut out = vec![format!("rollback target: {}/{}, {why}", target.0, target.1)];
-    if is_running(&rb.name)? {
+    if is_running(&rb.name).map_err(failed)? {
         out.push("a rollout is running: `cutover abort` would ask it to roll back and wait for INSYNC".into());
     } else {
         let sp = shift::plan(clients, rb, target).await?;
@@ -997,7 +912,7 @@ pub async fn abort_preview(rb: &Runbook, clients: &Clients) -> Result<Vec<String
 /// process group, so it outlives the cockpit and ignores its Ctrl-C), with
 /// output appended to `<state>/<runbook>.rollout.out`. Returns (pid, output).
 pub fn spawn_detached(
-    _who: &super::Actor,
+    _who: &crate::authority::Actor,
     rb: &Runbook,
     global: &[String],
     extra: &[&str],

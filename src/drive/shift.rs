@@ -3,14 +3,14 @@
 
 use std::time::{Duration, Instant};
 
-use aws_sdk_route53::types::{Change, ChangeAction, ChangeBatch, ChangeStatus};
 use serde::Serialize;
 
 use super::PlanError;
-use crate::aws::route53::{WeightedRecord, record_json, weighted_group, zone_id};
-use crate::aws::{AwsError, Clients, sdk_error};
+use crate::aws::route53::{WeightChange, WeightedRecord, change_insync, weighted_group, zone_id};
+use crate::aws::{AwsError, Clients};
 use crate::engine::Weights;
 use crate::runbook::Runbook;
+use crate::store::audit::Stage;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Side {
@@ -83,48 +83,14 @@ impl ShiftPlan {
         )
     }
 
-    /// The change batch as it will be sent: a DELETE of every record exactly
-    /// as read, then a CREATE of it with only its weight changed. Route53
-    /// refuses the whole batch when a record changed since it was read (an
-    /// UPSERT would overwrite that change). DELETEs go first: a record's
-    /// CREATE must not meet its own old self.
-    pub fn changes_to_send(&self) -> Result<Vec<Change>, String> {
-        let change = |action: ChangeAction, rrs| {
-            Change::builder().action(action).resource_record_set(rrs).build().map_err(|e| e.to_string())
-        };
-        let mut out = Vec::new();
-        for (r, _) in self.changes() {
-            out.push(change(ChangeAction::Delete, r.as_read(&self.name)?)?);
-        }
-        for (r, w) in self.changes() {
-            out.push(change(ChangeAction::Create, r.with_weight(&self.name, w)?)?);
-        }
-        Ok(out)
-    }
-
-    pub fn batch(&self) -> Result<ChangeBatch, String> {
-        ChangeBatch::builder()
-            .set_changes(Some(self.changes_to_send()?))
-            .comment(format!("cutover: {}", self.describe()))
-            .build()
-            .map_err(|e| e.to_string())
+    /// The batch to send: every changed record as read, with its new weight.
+    pub fn weight_change(&self) -> WeightChange<'_> {
+        WeightChange { zone_id: &self.zone_id, name: &self.name, records: self.changes().collect() }
     }
 
     /// The batch as JSON, for --dry-run.
     pub fn batch_json(&self) -> serde_json::Value {
-        match self.changes_to_send() {
-            Ok(changes) => {
-                let changes: Vec<_> = changes
-                    .iter()
-                    .map(|c| {
-                        let rrs = c.resource_record_set().map(record_json).unwrap_or_default();
-                        serde_json::json!({"Action": c.action().as_str(), "ResourceRecordSet": rrs})
-                    })
-                    .collect();
-                serde_json::json!({"HostedZoneId": self.zone_id, "ChangeBatch": {"Changes": changes}})
-            }
-            Err(e) => serde_json::json!({"error": e}),
-        }
+        self.weight_change().to_json()
     }
 
     /// Whether both plans hold the same records, field for field, as read.
@@ -163,7 +129,8 @@ pub async fn plan(clients: &Clients, rb: &Runbook, weights: Weights) -> Result<S
         let record = found.remove(0);
         Ok(Side { environment: env.to_string(), record, others: found })
     };
-    let (from, to) = (side(&rb.rollout.from)?, side(&rb.rollout.to)?);
+    let (from, to) =
+        (side(&rb.rollout.from).map_err(PlanError::Refused)?, side(&rb.rollout.to).map_err(PlanError::Refused)?);
     // Route53 wants one TTL across a group's plain records; an alias has none
     // of its own, so a plain record weighted against an alias is fine.
     for (f, t) in from.records().zip(to.records()) {
@@ -231,21 +198,8 @@ pub fn failed_send_message(e: &AwsError, back: &ReadBack) -> String {
 }
 
 /// Sends the batch; returns the change id. Only under an authorised `Actor`.
-pub async fn apply(clients: &Clients, _who: &super::Actor, plan: &ShiftPlan) -> Result<String, AwsError> {
-    let batch = plan.batch().map_err(|e| AwsError {
-        operation: "ChangeResourceRecordSets".into(),
-        kind: crate::aws::AwsErrorKind::Other,
-        message: e,
-    })?;
-    let resp = clients
-        .route53
-        .change_resource_record_sets()
-        .hosted_zone_id(&plan.zone_id)
-        .change_batch(batch)
-        .send()
-        .await
-        .map_err(|e| sdk_error("ChangeResourceRecordSets", e))?;
-    Ok(resp.change_info().map(|c| c.id().trim_start_matches("/change/").to_string()).unwrap_or_default())
+pub async fn apply(clients: &Clients, _who: &crate::authority::Actor, plan: &ShiftPlan) -> Result<String, AwsError> {
+    plan.weight_change().send(&clients.route53, &format!("cutover: {}", plan.describe())).await
 }
 
 /// How a wait for INSYNC ended.
@@ -280,13 +234,10 @@ pub async fn wait_insync_or(
     let mut every = Duration::from_secs(1);
     let mut errors = 0;
     loop {
-        match clients.route53.get_change().id(change_id).send().await {
-            Ok(r) if r.change_info().map(|c| c.status()) == Some(&ChangeStatus::Insync) => {
-                return Ok(Waited::InSync(start.elapsed()));
-            }
-            Ok(_) => errors = 0,
+        match change_insync(&clients.route53, change_id).await {
+            Ok(true) => return Ok(Waited::InSync(start.elapsed())),
+            Ok(false) => errors = 0,
             Err(e) => {
-                let e = sdk_error("GetChange", e);
                 errors += 1;
                 tracing::warn!(error = %e, errors, "GetChange failed");
                 if errors >= GET_CHANGE_ERRORS {
@@ -315,27 +266,29 @@ pub async fn wait_insync_or(
 pub async fn execute(
     clients: &Clients,
     rb: &Runbook,
-    who: &super::Actor,
+    who: &crate::authority::Actor,
     plan: &ShiftPlan,
     say: &mut (dyn FnMut(&str) + Send),
 ) -> Result<String, PlanError> {
-    let log = crate::audit::AuditLog::for_runbook(&rb.name);
+    let log = crate::store::audit::AuditLog::for_runbook(&rb.name);
     let percent = plan.weights.1;
-    let line = |stage: &str, detail: String| {
+    let line = |stage: Stage, detail: String| {
         who.audit_line(&rb.name, format!("shift_weights to {percent}%"), stage, (plan.before(), plan.after()), detail)
     };
     if plan.is_noop() {
         return Ok("nothing to change: the records already have these weights".into());
     }
     // Never under a running rollout's feet.
-    let _lock = super::rollout::RolloutLock::try_take(&rb.name).map_err(PlanError::Failed)?.ok_or_else(|| {
-        PlanError::Refused(format!(
-            "a rollout of {} is running; use `cutover abort` or wait; nothing was changed",
-            rb.name
-        ))
-    })?;
+    let _lock =
+        crate::store::rollout::RolloutLock::try_take(&rb.name).map_err(PlanError::Failed)?.ok_or_else(|| {
+            PlanError::Refused(format!(
+                "a rollout of {} is running; use `cutover abort` or wait; nothing was changed",
+                rb.name
+            ))
+        })?;
     // The intent is on disk before anything is sent.
-    log.append(&line("intent", plan.describe())).map_err(|e| PlanError::Failed(format!("{e}; nothing was changed")))?;
+    log.append(&line(Stage::Intent, plan.describe()))
+        .map_err(|e| PlanError::Failed(format!("{e}; nothing was changed")))?;
     let change = match apply(clients, who, plan).await {
         Ok(id) => id,
         Err(e) => {
@@ -343,23 +296,23 @@ pub async fn execute(
             let back = read_back(clients, rb, plan).await;
             if back == ReadBack::Live {
                 let detail = failed_send_message(&e, &back);
-                log.append(&line("applied", format!("{detail}; change id unknown"))).map_err(PlanError::Failed)?;
+                log.append(&line(Stage::Applied, format!("{detail}; change id unknown"))).map_err(PlanError::Failed)?;
                 return Ok(format!(
                     "{}: {detail}; INSYNC not confirmed (the change id was lost): `cutover status` shows the records",
                     plan.describe()
                 ));
             }
             let message = failed_send_message(&e, &back);
-            let _ = log.append(&line("failed", message.clone()));
+            let _ = log.append(&line(Stage::Failed, message.clone()));
             return Err(PlanError::Failed(message));
         }
     };
-    log.append(&line("applied", format!("change {change}"))).map_err(PlanError::Failed)?;
+    log.append(&line(Stage::Applied, format!("change {change}")).with_change(&change)).map_err(PlanError::Failed)?;
     say(&format!("change {change} sent; waiting for INSYNC"));
     match wait_insync(clients, &change, Duration::from_secs(300)).await {
         Ok(took) => {
-            log.append(&line("insync", format!("change {change} INSYNC after {:.1} s", took.as_secs_f64())))
-                .map_err(PlanError::Failed)?;
+            let detail = format!("change {change} INSYNC after {:.1} s", took.as_secs_f64());
+            log.append(&line(Stage::InSync, detail).with_change(&change)).map_err(PlanError::Failed)?;
             Ok(format!(
                 "{} INSYNC after {:.1} s; resolvers may serve the old answer for one TTL more",
                 plan.describe(),
@@ -367,7 +320,7 @@ pub async fn execute(
             ))
         }
         Err(e) => {
-            let _ = log.append(&line("failed", e.clone()));
+            let _ = log.append(&line(Stage::Failed, e.clone()));
             let accepted =
                 if e.contains("will still apply") { "" } else { "; the change was accepted and will still apply" };
             Err(PlanError::Failed(format!("{e}{accepted}")))

@@ -15,6 +15,9 @@
 //! last step whose gates all passed (or the initial weights) and keeps the
 //! plan: `Start` again retries from the step that failed.
 
+mod saved;
+pub use saved::{InFlight, RolloutState, plan_hash};
+
 use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
@@ -26,7 +29,7 @@ use crate::runbook::{Gate, NoDataPolicy, Runbook};
 pub type Weights = (u8, u8);
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct Plan {
+pub struct RolloutPlan {
     pub steps: Vec<u8>,
     pub soak: Duration,
     pub ttl: Duration,
@@ -48,9 +51,9 @@ pub struct GateSpec {
     pub settle: Option<Duration>,
 }
 
-impl Plan {
+impl RolloutPlan {
     /// The runbook's plan, validated before anything is changed.
-    pub fn from_runbook(rb: &Runbook) -> Result<Plan, String> {
+    pub fn from_runbook(rb: &Runbook) -> Result<RolloutPlan, String> {
         let r = &rb.rollout;
         if r.steps.is_empty() || r.steps.last() != Some(&100) {
             return Err("the rollout's steps must end at 100".into());
@@ -62,7 +65,7 @@ impl Plan {
             rb.dns.initial_weights.get(&r.from).copied().unwrap_or(100),
             rb.dns.initial_weights.get(&r.to).copied().unwrap_or(0),
         );
-        Ok(Plan {
+        Ok(RolloutPlan {
             steps: r.steps.clone(),
             soak: r.soak,
             ttl: Duration::from_secs(u64::from(rb.dns.ttl)),
@@ -150,7 +153,7 @@ pub enum Output {
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "phase", rename_all = "snake_case")]
-pub enum Phase {
+pub enum RolloutPhase {
     Idle,
     Shifting,
     WaitingInsync,
@@ -160,6 +163,23 @@ pub enum Phase {
     RollingBack,
     Aborted,
     Done,
+}
+
+impl RolloutPhase {
+    /// The phase as people read it (and as `status --json` writes it).
+    pub fn name(&self) -> &'static str {
+        match self {
+            RolloutPhase::Idle => "idle",
+            RolloutPhase::Shifting => "shifting",
+            RolloutPhase::WaitingInsync => "waiting_insync",
+            RolloutPhase::WaitingTtl { .. } => "waiting_ttl",
+            RolloutPhase::Soaking { .. } => "soaking",
+            RolloutPhase::Paused => "paused",
+            RolloutPhase::RollingBack => "rolling_back",
+            RolloutPhase::Aborted => "aborted",
+            RolloutPhase::Done => "done",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -175,7 +195,7 @@ pub struct GateCounters {
 /// Everything the engine knows; serializable so a restart resumes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EngineState {
-    pub phase: Phase,
+    pub phase: RolloutPhase,
     /// The step being rolled out.
     pub step: usize,
     /// The last step whose gates all passed.
@@ -184,13 +204,13 @@ pub struct EngineState {
     /// Why it paused or aborted.
     pub reason: Option<String>,
     /// What to do on Resume: the phase it paused in.
-    pub paused_from: Option<Box<Phase>>,
+    pub paused_from: Option<Box<RolloutPhase>>,
 }
 
 impl EngineState {
     pub fn new(gates: usize) -> Self {
         Self {
-            phase: Phase::Idle,
+            phase: RolloutPhase::Idle,
             step: 0,
             last_good: None,
             counters: vec![GateCounters::default(); gates],
@@ -201,12 +221,12 @@ impl EngineState {
 }
 
 pub struct Engine {
-    pub plan: Plan,
+    pub plan: RolloutPlan,
     pub state: EngineState,
 }
 
 impl Engine {
-    pub fn new(plan: Plan) -> Self {
+    pub fn new(plan: RolloutPlan) -> Self {
         let state = EngineState::new(plan.gates.len());
         Self { plan, state }
     }
@@ -223,7 +243,7 @@ impl Engine {
 
     fn shift_to(&mut self, step: usize) -> Vec<Output> {
         self.state.step = step;
-        self.state.phase = Phase::Shifting;
+        self.state.phase = RolloutPhase::Shifting;
         self.state.counters = vec![GateCounters::default(); self.plan.gates.len()];
         let w = self.plan.weights_at(step);
         vec![
@@ -234,7 +254,7 @@ impl Engine {
 
     fn abort(&mut self, reason: String) -> Vec<Output> {
         let weights = self.rollback_weights();
-        self.state.phase = Phase::Aborted;
+        self.state.phase = RolloutPhase::Aborted;
         self.state.reason = Some(reason.clone());
         self.state.paused_from = None;
         vec![Output::SetWeights { weights, step: None }, Output::Aborted { reason, weights }]
@@ -242,7 +262,7 @@ impl Engine {
 
     fn pause(&mut self, reason: String) -> Vec<Output> {
         self.state.paused_from = Some(Box::new(self.state.phase));
-        self.state.phase = Phase::Paused;
+        self.state.phase = RolloutPhase::Paused;
         self.state.reason = Some(reason.clone());
         vec![Output::Paused(reason)]
     }
@@ -257,7 +277,7 @@ impl Engine {
             self.plan.steps[step]
         ))];
         if step + 1 == self.plan.steps.len() {
-            self.state.phase = Phase::Done;
+            self.state.phase = RolloutPhase::Done;
             out.push(Output::Done);
         } else {
             out.extend(self.shift_to(step + 1));
@@ -267,7 +287,7 @@ impl Engine {
 
     /// A new soak window; gate counters start from zero.
     pub fn start_soak(&mut self, now: SystemTime) {
-        self.state.phase = Phase::Soaking { since: now, until: now + self.plan.soak };
+        self.state.phase = RolloutPhase::Soaking { since: now, until: now + self.plan.soak };
         self.state.counters = vec![GateCounters::default(); self.plan.gates.len()];
     }
 
@@ -328,7 +348,7 @@ impl Engine {
         let Some(spec) = self.plan.gates.get(gate).cloned() else {
             return vec![Output::Log(format!("measurement for unknown gate {gate} ignored"))];
         };
-        let Phase::Soaking { until, .. } = self.state.phase else {
+        let RolloutPhase::Soaking { until, .. } = self.state.phase else {
             return vec![Output::Log(format!("{}: measurement outside a soak ignored", spec.name))];
         };
         if let Measurement::NoData = result {
@@ -396,7 +416,7 @@ impl Engine {
     }
 
     pub fn handle(&mut self, input: Input, now: SystemTime) -> Vec<Output> {
-        use Phase::*;
+        use RolloutPhase::*;
         match (self.state.phase, input) {
             (Idle | Aborted, Input::Start) => {
                 // A retry starts again at the step after the last good one.

@@ -12,8 +12,8 @@ fn gate(name: &str, failure_limit: u32, consecutive_error_limit: u32, no_data: N
 
 /// Steps 10, 50, 100; soak 60 s; TTL 10 s; gate 0 aborts on the first failure,
 /// gate 1 tolerates two failures; both pause after 3 errors; gate 1 passes on no data.
-fn plan() -> Plan {
-    Plan {
+fn plan() -> RolloutPlan {
+    RolloutPlan {
         steps: vec![10, 50, 100],
         soak: Duration::from_secs(60),
         ttl: Duration::from_secs(10),
@@ -35,10 +35,10 @@ fn weights(out: &[Output]) -> Vec<(Weights, Option<usize>)> {
 fn to_soak(e: &mut Engine, step: usize, at: u64) {
     e.handle(Input::ShiftApplied { step, change_id: format!("C{step}") }, t(at));
     e.handle(Input::InSync { step }, t(at + 1));
-    assert!(matches!(e.state.phase, Phase::WaitingTtl { .. }));
+    assert!(matches!(e.state.phase, RolloutPhase::WaitingTtl { .. }));
     assert!(e.handle(Input::Tick, t(at + 5)).is_empty(), "TTL not over yet");
     e.handle(Input::Tick, t(at + 11));
-    assert!(matches!(e.state.phase, Phase::Soaking { .. }), "{:?}", e.state.phase);
+    assert!(matches!(e.state.phase, RolloutPhase::Soaking { .. }), "{:?}", e.state.phase);
 }
 
 fn pass_all(e: &mut Engine, at: u64) {
@@ -51,7 +51,7 @@ fn pass_all(e: &mut Engine, at: u64) {
 fn plan_from_the_demo_runbook_is_valid() {
     let rb =
         crate::runbook::load(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/runbooks/demo.toml"))).unwrap();
-    let p = Plan::from_runbook(&rb).unwrap();
+    let p = RolloutPlan::from_runbook(&rb).unwrap();
     assert_eq!(p.steps, vec![10, 25, 50, 100]);
     assert_eq!(p.initial, (100, 0));
     assert_eq!(p.gates.len(), 5);
@@ -74,7 +74,7 @@ fn a_full_rollout_reaches_100_with_every_step_gated() {
             assert_eq!(weights(&out), vec![(plan().weights_at(step + 1), Some(step + 1))]);
         } else {
             assert!(out.contains(&Output::Done));
-            assert_eq!(e.state.phase, Phase::Done);
+            assert_eq!(e.state.phase, RolloutPhase::Done);
         }
         clock += 100;
     }
@@ -88,7 +88,7 @@ fn soak_time_alone_never_passes_a_step() {
     e.handle(Input::Measure { gate: 0, result: Measurement::Pass }, t(20));
     // Gate 1 has no measurement: the soak is over but the step holds.
     assert!(e.handle(Input::Tick, t(500)).is_empty());
-    assert!(matches!(e.state.phase, Phase::Soaking { .. }));
+    assert!(matches!(e.state.phase, RolloutPhase::Soaking { .. }));
     e.handle(Input::Measure { gate: 1, result: Measurement::Pass }, t(501));
     assert!(!weights(&e.handle(Input::Tick, t(502))).is_empty());
 }
@@ -102,11 +102,11 @@ fn weights_do_not_move_before_insync_and_one_ttl() {
     e.handle(Input::Measure { gate: 0, result: Measurement::Pass }, t(1));
     e.handle(Input::Measure { gate: 1, result: Measurement::Pass }, t(1));
     assert!(e.handle(Input::Tick, t(1000)).is_empty(), "still waiting for INSYNC");
-    assert_eq!(e.state.phase, Phase::WaitingInsync);
+    assert_eq!(e.state.phase, RolloutPhase::WaitingInsync);
     assert!(e.state.counters.iter().all(|c| c.passes == 0));
     // INSYNC for another step is ignored.
     e.handle(Input::InSync { step: 1 }, t(1001));
-    assert_eq!(e.state.phase, Phase::WaitingInsync);
+    assert_eq!(e.state.phase, RolloutPhase::WaitingInsync);
 }
 
 #[test]
@@ -120,7 +120,7 @@ fn a_failing_gate_aborts_to_the_last_good_step_and_says_why() {
     let out =
         e.handle(Input::Measure { gate: 0, result: Measurement::Fail("alarm staging-5xx in ALARM".into()) }, t(120));
     assert_eq!(weights(&out), vec![((90, 10), None)]);
-    assert_eq!(e.state.phase, Phase::Aborted);
+    assert_eq!(e.state.phase, RolloutPhase::Aborted);
     let reason = e.state.reason.clone().unwrap();
     assert_eq!(reason, "g0 failed 1 time(s): alarm staging-5xx in ALARM");
     assert!(out.contains(&Output::Aborted { reason, weights: (90, 10) }));
@@ -168,7 +168,7 @@ fn provider_errors_pause_and_never_pass_or_advance() {
         t(501),
     );
     assert!(matches!(&out[..], [Output::Paused(r)] if r.contains("3 errors in a row")), "{out:?}");
-    assert_eq!(e.state.phase, Phase::Paused);
+    assert_eq!(e.state.phase, RolloutPhase::Paused);
     assert!(weights(&out).is_empty(), "a pause changes no weight");
     assert!(e.handle(Input::Tick, t(9999)).is_empty());
 }
@@ -184,7 +184,7 @@ fn an_error_streak_is_broken_by_a_real_measurement() {
     e.handle(Input::Measure { gate: 0, result: Measurement::Pass }, t(22));
     e.handle(err(), t(23));
     e.handle(err(), t(24));
-    assert!(matches!(e.state.phase, Phase::Soaking { .. }));
+    assert!(matches!(e.state.phase, RolloutPhase::Soaking { .. }));
 }
 
 #[test]
@@ -209,7 +209,7 @@ fn no_data_waits_while_the_soak_runs() {
     to_soak(&mut e, 0, 0); // soak from t(11) to t(71)
     let out = e.handle(Input::Measure { gate: 0, result: Measurement::NoData }, t(20));
     assert!(matches!(&out[..], [Output::Log(l)] if l.ends_with("no data yet")), "{out:?}");
-    assert!(matches!(e.state.phase, Phase::Soaking { .. }));
+    assert!(matches!(e.state.phase, RolloutPhase::Soaking { .. }));
     assert_eq!(e.state.counters[0], GateCounters::default(), "waiting is neither pass nor fail");
 }
 
@@ -245,9 +245,9 @@ fn resume_after_a_pause_starts_a_fresh_soak_window() {
     to_soak(&mut e, 0, 0);
     pass_all(&mut e, 20);
     e.handle(Input::Pause, t(30));
-    assert_eq!(e.state.phase, Phase::Paused);
+    assert_eq!(e.state.phase, RolloutPhase::Paused);
     e.handle(Input::Resume, t(1000));
-    assert_eq!(e.state.phase, Phase::Soaking { since: t(1000), until: t(1060) });
+    assert_eq!(e.state.phase, RolloutPhase::Soaking { since: t(1000), until: t(1060) });
     assert!(e.handle(Input::Tick, t(1030)).is_empty());
     // Passes from before the pause are not evidence: the soak needs new ones.
     assert!(e.handle(Input::Tick, t(1061)).is_empty());
@@ -298,12 +298,12 @@ fn inputs_that_do_not_apply_change_nothing() {
     }
     assert_eq!(e.state, before);
     // Done ignores everything but ticks and says so.
-    let mut e = Engine::new(Plan { steps: vec![100], ..plan() });
+    let mut e = Engine::new(RolloutPlan { steps: vec![100], ..plan() });
     e.handle(Input::Start, t(0));
     to_soak(&mut e, 0, 0);
     pass_all(&mut e, 20);
     e.handle(Input::Tick, t(80));
-    assert_eq!(e.state.phase, Phase::Done);
+    assert_eq!(e.state.phase, RolloutPhase::Done);
     assert!(weights(&e.handle(Input::Start, t(90))).is_empty());
     assert!(weights(&e.handle(Input::Abort { reason: "late".into() }, t(90))).is_empty());
     // A measurement for a gate that does not exist is logged, not a panic.
@@ -436,13 +436,17 @@ mod properties {
                 // A step is recorded good only by its soak with every gate passed, or a person's promotion.
                 if e.state.last_good != before.last_good && !promoted {
                     gated_passes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    prop_assert!(matches!(before.phase, Phase::Soaking { .. }), "passed from {:?}", before.phase);
+                    prop_assert!(
+                        matches!(before.phase, RolloutPhase::Soaking { .. }),
+                        "passed from {:?}",
+                        before.phase
+                    );
                     prop_assert!(
                         before.counters.iter().all(|c| c.passes > 0 && c.consecutive_errors == 0),
                         "passed without every gate passing last: {:?}",
                         before.counters
                     );
-                    if let Phase::Soaking { until, .. } = before.phase {
+                    if let RolloutPhase::Soaking { until, .. } = before.phase {
                         prop_assert!(
                             before.counters[1].covered >= Some(until),
                             "passed before gate 1's data covered the soak's end: {:?}",
@@ -455,7 +459,7 @@ mod properties {
                 }
                 // Below its limit, or the engine has stopped (aborted or paused).
                 for (c, spec) in e.state.counters.iter().zip(&p.gates) {
-                    let stopped = matches!(e.state.phase, Phase::Aborted | Phase::Paused);
+                    let stopped = matches!(e.state.phase, RolloutPhase::Aborted | RolloutPhase::Paused);
                     prop_assert!(c.failures < spec.failure_limit || stopped, "{c:?} while {:?}", e.state.phase);
                     prop_assert!(
                         c.consecutive_errors < spec.consecutive_error_limit || stopped,
@@ -464,7 +468,7 @@ mod properties {
                     );
                 }
                 prop_assert!(e.state.counters.len() == p.gates.len());
-                if e.state.phase == Phase::Done {
+                if e.state.phase == RolloutPhase::Done {
                     prop_assert_eq!(e.state.last_good, Some(p.steps.len() - 1));
                 }
             }
@@ -515,7 +519,7 @@ fn a_gate_on_lagging_datapoints_holds_the_step_until_a_pass_covers_the_soak_end(
     assert_eq!(e.state.last_good, None);
     // No data after the soak, its end not covered yet: a wait, not the pause policy.
     covering(&mut e, Measurement::NoData, 60, 80);
-    assert!(matches!(e.state.phase, Phase::Soaking { .. }), "{:?}", e.state.phase);
+    assert!(matches!(e.state.phase, RolloutPhase::Soaking { .. }), "{:?}", e.state.phase);
     covering(&mut e, Measurement::Pass, 72, 90);
     e.handle(Input::Tick, t(91));
     assert_eq!(e.state.last_good, Some(0), "passed once its data covered the soak's end");
@@ -527,7 +531,7 @@ fn a_failure_in_datapoints_arriving_after_the_soak_still_aborts_the_step() {
     covering(&mut e, Measurement::Pass, 50, 20);
     e.handle(Input::Tick, t(72));
     let out = covering(&mut e, Measurement::Fail("5xx = 7".into()), 72, 100);
-    assert_eq!(e.state.phase, Phase::Aborted, "{out:?}");
+    assert_eq!(e.state.phase, RolloutPhase::Aborted, "{out:?}");
     assert_eq!(weights(&out), vec![((100, 0), None)]);
 }
 
@@ -539,7 +543,7 @@ fn no_data_covering_the_soak_end_follows_the_policy_at_once() {
     assert_eq!(e.state.last_good, Some(0), "no 5xx through the soak's end: policy pass");
     let mut e = lagging(NoDataPolicy::Pause);
     covering(&mut e, Measurement::NoData, 72, 80);
-    assert_eq!(e.state.phase, Phase::Paused);
+    assert_eq!(e.state.phase, RolloutPhase::Paused);
 }
 
 #[test]
@@ -554,8 +558,8 @@ fn data_that_never_covers_the_soak_end_follows_the_no_data_policy_once_settle_is
                 e.handle(Input::Tick, t(193));
                 assert_eq!(e.state.last_good, Some(0), "{out:?}");
             }
-            NoDataPolicy::Fail => assert_eq!(e.state.phase, Phase::Aborted, "{out:?}"),
-            NoDataPolicy::Pause => assert_eq!(e.state.phase, Phase::Paused, "{out:?}"),
+            NoDataPolicy::Fail => assert_eq!(e.state.phase, RolloutPhase::Aborted, "{out:?}"),
+            NoDataPolicy::Pause => assert_eq!(e.state.phase, RolloutPhase::Paused, "{out:?}"),
         }
         assert!(format!("{out:?}").contains("no datapoints covering the soak's end within 120 s"), "{out:?}");
     }
@@ -565,7 +569,25 @@ fn data_that_never_covers_the_soak_end_follows_the_no_data_policy_once_settle_is
 fn gates_on_live_state_have_no_settle_and_metric_gates_default_to_three_minutes() {
     let rb =
         crate::runbook::load(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/runbooks/demo.toml"))).unwrap();
-    let p = Plan::from_runbook(&rb).unwrap();
+    let p = RolloutPlan::from_runbook(&rb).unwrap();
     let settles: Vec<Option<u64>> = p.gates.iter().map(|g| g.settle.map(|d| d.as_secs())).collect();
     assert_eq!(settles, [None, None, None, Some(180), Some(180)]);
+}
+
+#[test]
+fn every_phase_is_shown_by_the_name_its_json_carries() {
+    let t = SystemTime::UNIX_EPOCH;
+    for p in [
+        RolloutPhase::Idle,
+        RolloutPhase::Shifting,
+        RolloutPhase::WaitingInsync,
+        RolloutPhase::WaitingTtl { until: t },
+        RolloutPhase::Soaking { since: t, until: t },
+        RolloutPhase::Paused,
+        RolloutPhase::RollingBack,
+        RolloutPhase::Aborted,
+        RolloutPhase::Done,
+    ] {
+        assert_eq!(serde_json::to_value(p).unwrap()["phase"], p.name(), "{p:?}");
+    }
 }

@@ -10,20 +10,12 @@ use crate::analysis::reachability::{GroupNames, SecurityGroup};
 use crate::analysis::weights::shares;
 use crate::aws::ec2::Instance;
 use crate::aws::elb::{LoadBalancer, LoadBalancing, TargetGroup};
-use crate::aws::{AwsResult, Clients, sdk_error};
+use crate::aws::{AwsResult, Clients};
+use crate::live::probe::{ProbePolicy, health_url};
+use crate::redis::info_field;
+use crate::redis::url::redact_text;
 use crate::runbook::{Environment, RedisEndpoint, Runbook};
-use crate::status::probe::{ProbePolicy, health_url};
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Identity {
-    pub account: String,
-    pub arn: String,
-}
-
-pub async fn identity(clients: &Clients) -> AwsResult<Identity> {
-    let r = clients.sts.get_caller_identity().send().await.map_err(|e| sdk_error("GetCallerIdentity", e))?;
-    Ok(Identity { account: r.account().unwrap_or_default().into(), arn: r.arn().unwrap_or_default().into() })
-}
+use crate::store::audit::Stage;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct SideWeight {
@@ -116,24 +108,25 @@ pub struct RolloutView {
 /// The last change cutover sent for `rb`, from its audit log; GetChange asked
 /// only while it is not yet known INSYNC.
 async fn last_change(clients: &Clients, rb: &Runbook) -> Option<LastChange> {
-    let lines = crate::audit::AuditLog::for_runbook(&rb.name).read().ok()?;
-    let applied = lines.iter().rev().find(|l| l.stage == "applied" && l.detail.starts_with("change "))?;
-    let change_id = applied.detail.trim_start_matches("change ").split_whitespace().next()?.to_string();
-    let insync = lines.iter().any(|l| l.stage == "insync" && l.detail.starts_with(&format!("change {change_id} ")));
+    let lines = crate::store::audit::AuditLog::for_runbook(&rb.name).read().ok()?;
+    let applied = lines.iter().rev().find(|l| l.stage == Stage::Applied && l.change.is_some())?;
+    let change_id = applied.change.clone()?;
+    let insync = lines.iter().any(|l| l.stage == Stage::InSync && l.change.as_deref() == Some(change_id.as_str()));
     let status = if insync {
         "INSYNC".to_string()
     } else {
-        match clients.route53.get_change().id(&change_id).send().await {
-            Ok(r) => r.change_info().map_or("unknown".into(), |c| c.status().as_str().to_string()),
-            Err(e) => format!("unknown ({})", sdk_error("GetChange", e)),
+        match crate::aws::route53::change_insync(&clients.route53, &change_id).await {
+            Ok(true) => "INSYNC".to_string(),
+            Ok(false) => "PENDING".to_string(),
+            Err(e) => format!("unknown ({e})"),
         }
     };
     Some(LastChange { change_id, action: applied.action.clone(), submitted_at: applied.time.clone(), status })
 }
 
 fn rollout_view(rb: &Runbook) -> Option<RolloutView> {
-    let s = crate::drive::rollout::load_state(&rb.name).ok()??;
-    let phase = serde_json::to_value(s.engine.phase).ok()?.get("phase")?.as_str()?.to_string();
+    let s = crate::store::rollout::load_state::<crate::engine::RolloutState>(&rb.name).ok()??;
+    let phase = s.engine.phase.name().to_string();
     Some(RolloutView {
         step: s.engine.step + 1,
         steps: rb.rollout.steps.len(),
@@ -210,12 +203,19 @@ pub struct EnvironmentData {
 }
 
 /// Everything AWS says about one environment.
-pub async fn environment(
+pub async fn environment(clients: &Clients, rb: &Runbook, env: &Environment) -> AwsResult<EnvironmentData> {
+    environment_with(&clients.elb, clients, rb, env).await
+}
+
+/// As [`environment`], with ELBv2 read through `elb` (a test's fake for the
+/// target states moto never produces).
+pub async fn environment_with(
     elb: &impl LoadBalancing,
-    ec2: &aws_sdk_ec2::Client,
+    clients: &Clients,
     rb: &Runbook,
     env: &Environment,
 ) -> AwsResult<EnvironmentData> {
+    let ec2 = &clients.ec2;
     let load_balancer = match &env.load_balancer {
         Some(name) => Some(elb.load_balancer(name).await?),
         None => None,
@@ -363,28 +363,23 @@ pub struct RedisInfo {
     pub expiring_keys: u64,
 }
 
-fn info_field<'a>(info: &'a str, key: &str) -> Option<&'a str> {
-    info.lines().find_map(|l| l.strip_prefix(key).and_then(|r| r.strip_prefix(':'))).map(str::trim)
-}
-
 /// PING latency, version, role, memory and key counts of one Redis.
 pub async fn redis_info(url: &str) -> Result<RedisInfo, String> {
+    let password = reqwest::Url::parse(url).ok().and_then(|u| u.password().map(str::to_string));
+    let scrub = |e: redis::RedisError| redact_text(&e.to_string(), password.as_deref());
     let work = async {
-        let client = redis::Client::open(url).map_err(|e| redact(&e.to_string()))?;
-        let mut c = client.get_multiplexed_async_connection().await.map_err(|e| redact(&e.to_string()))?;
+        let client = redis::Client::open(url).map_err(scrub)?;
+        let mut c = client.get_multiplexed_async_connection().await.map_err(scrub)?;
         let started = Instant::now();
-        let _: String = redis::cmd("PING").query_async(&mut c).await.map_err(|e| e.to_string())?;
+        let _: String = redis::cmd("PING").query_async(&mut c).await.map_err(scrub)?;
         let ping_ms = started.elapsed().as_secs_f64() * 1000.0;
-        let info: String = redis::cmd("INFO").query_async(&mut c).await.map_err(|e| e.to_string())?;
-        let keys: u64 = redis::cmd("DBSIZE").query_async(&mut c).await.map_err(|e| e.to_string())?;
+        let info: String = redis::cmd("INFO").query_async(&mut c).await.map_err(scrub)?;
+        let keys: u64 = redis::cmd("DBSIZE").query_async(&mut c).await.map_err(scrub)?;
         let db = reqwest::Url::parse(url)
             .ok()
             .and_then(|u| u.path().trim_start_matches('/').parse::<u32>().ok())
             .unwrap_or(0);
-        let expiring_keys = info_field(&info, &format!("db{db}"))
-            .and_then(|l| l.split(',').find_map(|kv| kv.strip_prefix("expires=")))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
+        let (_, expiring_keys) = crate::redis::keyspace(&info, db);
         Ok(RedisInfo {
             ping_ms,
             version: info_field(&info, "redis_version").unwrap_or("?").to_string(),
@@ -395,19 +390,6 @@ pub async fn redis_info(url: &str) -> Result<RedisInfo, String> {
         })
     };
     tokio::time::timeout(Duration::from_secs(2), work).await.unwrap_or_else(|_| Err("timed out after 2 s".into()))
-}
-
-/// Removes any password a message may echo back from a URL.
-pub fn redact(s: &str) -> String {
-    match s.find("://") {
-        Some(i) => match s[i + 3..].find('@') {
-            Some(at) if !s[i + 3..i + 3 + at].contains(' ') => {
-                format!("{}://***@{}", &s[..i], &s[i + 3 + at + 1..])
-            }
-            _ => s.to_string(),
-        },
-        None => s.to_string(),
-    }
 }
 
 #[cfg(test)]
@@ -456,21 +438,6 @@ mod tests {
     }
 
     use super::*;
-
-    #[test]
-    fn info_fields_and_keyspace() {
-        let info = "# Server\r\nredis_version:7.0.15\r\nrole:master\r\nused_memory:1024\r\n# Keyspace\r\ndb0:keys=10,expires=4,avg_ttl=1\r\n";
-        assert_eq!(info_field(info, "redis_version"), Some("7.0.15"));
-        assert_eq!(info_field(info, "role"), Some("master"));
-        assert_eq!(info_field(info, "db0"), Some("keys=10,expires=4,avg_ttl=1"));
-        assert_eq!(info_field(info, "nope"), None);
-    }
-
-    #[test]
-    fn redaction_hides_userinfo() {
-        assert_eq!(redact("redis://:s3cret@host:6379"), "redis://***@host:6379");
-        assert_eq!(redact("no url here"), "no url here");
-    }
 
     #[test]
     fn redis_url_prefers_the_variable_and_adds_the_password() {

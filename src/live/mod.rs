@@ -3,13 +3,15 @@
 //! `LiveState`, keeping the last good value (marked stale) when a poll fails.
 
 pub mod fetch;
+pub mod probe;
 pub mod workers;
 
 use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 use crate::aws::cloudwatch::{AlarmState, Series};
-pub use fetch::{EnvironmentData, HealthProbe, Identity, RedisInfo, TrafficData};
+use crate::aws::sts::Identity;
+pub use fetch::{EnvironmentData, HealthProbe, RedisInfo, TrafficData};
 
 /// A source's latest good value and the outcome of its latest poll.
 #[derive(Debug, Clone)]
@@ -101,12 +103,12 @@ impl Update {
 }
 
 #[derive(Debug, Clone)]
-pub struct Event {
+pub struct LiveEvent {
     pub at: SystemTime,
     pub update: Update,
 }
 
-impl Event {
+impl LiveEvent {
     pub fn now(update: Update) -> Self {
         Self { at: SystemTime::now(), update }
     }
@@ -123,7 +125,7 @@ pub struct LiveState {
     pub metrics: Sourced<Vec<Series>>,
 }
 
-pub fn update(state: &mut LiveState, event: Event) {
+pub fn update(state: &mut LiveState, event: LiveEvent) {
     let at = event.at;
     match event.update {
         Update::Identity(r) => state.identity.apply(at, r),
@@ -164,7 +166,7 @@ impl LiveState {
 pub struct Session {
     pub state: LiveState,
     pub workers: workers::Workers,
-    rx: tokio::sync::mpsc::Receiver<Event>,
+    rx: tokio::sync::mpsc::Receiver<LiveEvent>,
 }
 
 impl Session {
@@ -226,9 +228,9 @@ mod tests {
     #[test]
     fn update_routes_each_event_to_its_source() {
         let mut st = LiveState::default();
-        update(&mut st, Event::now(Update::Redis { endpoint: "a".into(), result: Err("timed out".into()) }));
-        update(&mut st, Event::now(Update::Alarms(Ok(vec![]))));
-        update(&mut st, Event::now(Update::Traffic(Err("Throttling: Rate exceeded".into()))));
+        update(&mut st, LiveEvent::now(Update::Redis { endpoint: "a".into(), result: Err("timed out".into()) }));
+        update(&mut st, LiveEvent::now(Update::Alarms(Ok(vec![]))));
+        update(&mut st, LiveEvent::now(Update::Traffic(Err("Throttling: Rate exceeded".into()))));
         assert!(st.redis["a"].is_stale());
         assert!(st.alarms.value.is_some() && !st.alarms.is_stale());
         assert!(st.traffic.value.is_none() && st.traffic.is_stale());

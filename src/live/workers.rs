@@ -10,13 +10,13 @@ use futures::FutureExt;
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 
-use super::{Event, Update, fetch};
+use super::{LiveEvent, Update, fetch};
 use crate::aws::cloudwatch::{SeriesKey, default_series};
 use crate::aws::ec2::Instance;
 use crate::aws::elb::arn_suffix;
 use crate::aws::{AwsError, AwsErrorKind, Clients};
+use crate::live::probe::ProbePolicy;
 use crate::runbook::Runbook;
-use crate::status::probe::ProbePolicy;
 
 #[derive(Debug, Clone)]
 pub struct Intervals {
@@ -121,7 +121,7 @@ pub(crate) fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
 
 /// Runs `poll` forever: send its update, wait (with backoff), repeat. A poll
 /// that panics fails the sources it reported last, and polling goes on.
-fn every<F, Fut>(interval: Duration, refresh: Arc<Notify>, tx: mpsc::Sender<Event>, mut poll: F) -> JoinHandle<()>
+fn every<F, Fut>(interval: Duration, refresh: Arc<Notify>, tx: mpsc::Sender<LiveEvent>, mut poll: F) -> JoinHandle<()>
 where
     F: FnMut() -> Fut + Send + 'static,
     Fut: Future<Output = Vec<(Update, bool)>> + Send,
@@ -145,7 +145,7 @@ where
             };
             let throttled = updates.iter().any(|(_, t)| *t);
             for (u, _) in updates {
-                if tx.send(Event::now(u)).await.is_err() {
+                if tx.send(LiveEvent::now(u)).await.is_err() {
                     return;
                 }
             }
@@ -159,7 +159,7 @@ where
     })
 }
 
-pub fn spawn(ctx: Arc<WorkerContext>, tx: mpsc::Sender<Event>) -> Workers {
+pub fn spawn(ctx: Arc<WorkerContext>, tx: mpsc::Sender<LiveEvent>) -> Workers {
     let refresh = Arc::new(Notify::new());
     let iv = ctx.intervals.clone();
     let mut handles = Vec::new();
@@ -168,7 +168,7 @@ pub fn spawn(ctx: Arc<WorkerContext>, tx: mpsc::Sender<Event>) -> Workers {
     handles.push(every(iv.identity, refresh.clone(), tx.clone(), move || {
         let c = c.clone();
         async move {
-            let (r, t) = aws_update(fetch::identity(&c.clients).await);
+            let (r, t) = aws_update(crate::aws::sts::identity(&c.clients).await);
             vec![(Update::Identity(r), t)]
         }
     }));
@@ -196,7 +196,7 @@ pub fn spawn(ctx: Arc<WorkerContext>, tx: mpsc::Sender<Event>) -> Workers {
             let (c, inst_tx, series_tx, name) = (c.clone(), inst_tx.clone(), series_tx.clone(), name.clone());
             async move {
                 let env = &c.rb.environments[&name];
-                let r = fetch::environment(&c.clients.elb, &c.clients.ec2, &c.rb, env).await;
+                let r = fetch::environment(&c.clients, &c.rb, env).await;
                 if let Ok(data) = &r {
                     inst_tx.send_replace(data.instances.clone());
                     let keys = series_of(&name, data);

@@ -49,16 +49,11 @@ fn short(id: &str) -> &str {
     id.get(..8).unwrap_or(id)
 }
 
-/// FNV-1a: stable across Rust versions, unlike `DefaultHasher`.
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
-}
-
 /// `$XDG_STATE_HOME/cutover/redis-copy/<hash>.json`, one per (from, to,
 /// pattern); `from` and `to` are `Endpoint::server_id`s.
 pub fn path_for(from: &str, to: &str, pattern: Option<&str>) -> PathBuf {
     let id = format!("{from}\n{to}\n{}", pattern.unwrap_or("*"));
-    crate::paths::state_dir().join("redis-copy").join(format!("{:016x}.json", fnv1a(id.as_bytes())))
+    crate::paths::state_dir().join("redis-copy").join(format!("{:016x}.json", crate::hash::fnv1a(id.as_bytes())))
 }
 
 pub fn load(path: &std::path::Path) -> Result<Option<Checkpoint>, String> {

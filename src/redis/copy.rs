@@ -668,7 +668,7 @@ fn save(opts: &CopyOptions, pf: &Preflight, cursor: u64, total: Counters) -> Res
         counters: total,
         on_conflict: opts.on_conflict,
         mode: pf.mode,
-        updated: crate::status::rfc3339(std::time::SystemTime::now()),
+        updated: crate::time::rfc3339(std::time::SystemTime::now()),
         source_run_id: Some(pf.source_run_id.clone()),
     };
     checkpoint::save(path, &cp).map_err(CopyError::Failed)
@@ -685,10 +685,10 @@ fn report(pf: &Preflight, started: Instant, run: &Counters, total: Counters, fin
 }
 
 /// Runs the copy: the only entry point that writes to the target, so it
-/// takes the `Actor` that `drive::authorise` grants. `progress` is called
+/// takes the `Actor` that `authority::authorise` grants. `progress` is called
 /// after every batch and at the end.
 pub async fn copy(
-    _who: &crate::drive::Actor,
+    _who: &crate::authority::Actor,
     opts: &CopyOptions,
     conns: Conns,
     pf: &Preflight,

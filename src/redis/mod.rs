@@ -192,6 +192,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn info_fields_and_keyspace() {
+        let info = "# Server\r\nredis_version:7.0.15\r\nrole:master\r\nused_memory:1024\r\n# Keyspace\r\ndb0:keys=10,expires=4,avg_ttl=1\r\n";
+        assert_eq!(info_field(info, "redis_version"), Some("7.0.15"));
+        assert_eq!(info_field(info, "role"), Some("master"));
+        assert_eq!(info_field(info, "db0"), Some("keys=10,expires=4,avg_ttl=1"));
+        assert_eq!(info_field(info, "nope"), None);
+        assert_eq!(keyspace(info, 0), (10, 4));
+        assert_eq!(keyspace(info, 1), (0, 0));
+    }
+
+    #[test]
     fn rdb_versions_follow_the_redis_releases() {
         assert_eq!(rdb_version("5.0.14"), Some(9));
         assert_eq!(rdb_version("6.2.6"), Some(9));

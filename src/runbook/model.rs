@@ -39,6 +39,19 @@ impl Runbook {
     pub fn redis_endpoint(&self, name: &str) -> Option<&RedisEndpoint> {
         self.redis_endpoints().map(|(_, r)| r).find(|r| r.name == name)
     }
+
+    /// The checklist item `item` of phase `phase`, with its phase.
+    pub fn item(&self, phase: &str, item: &str) -> Option<(&Phase, &Item)> {
+        let p = self.phases.iter().find(|p| p.id == phase)?;
+        Some((p, p.items.iter().find(|i| i.id == item)?))
+    }
+
+    /// The item a `phase/item` key names; None when the key has no `/` or no
+    /// such item exists.
+    pub fn item_by_key(&self, key: &str) -> Option<(&Phase, &Item)> {
+        let (phase, item) = key.split_once('/')?;
+        self.item(phase, item)
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -381,6 +394,45 @@ pub enum Action {
     StartInstances {
         environment: String,
     },
+}
+
+impl Action {
+    /// The action's kind as the runbook spells it (`shift_weights`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Action::ShiftWeights { .. } => "shift_weights",
+            Action::Rollout => "rollout",
+            Action::RegisterTargets { .. } => "register_targets",
+            Action::DeregisterTargets { .. } => "deregister_targets",
+            Action::SetStickiness { .. } => "set_stickiness",
+            Action::DisableStickiness { .. } => "disable_stickiness",
+            Action::AuthorizeRedisIngress { .. } => "authorize_redis_ingress",
+            Action::RevokeRedisIngress { .. } => "revoke_redis_ingress",
+            Action::CopyRedis { .. } => "copy_redis",
+            Action::StopInstances { .. } => "stop_instances",
+            Action::StartInstances { .. } => "start_instances",
+        }
+    }
+
+    /// The kind and its arguments, as shown and audited (`shift_weights to 30%`).
+    pub fn summary(&self) -> String {
+        let kind = self.kind();
+        match self {
+            Action::ShiftWeights { to } => format!("{kind} to {to}%"),
+            Action::Rollout => kind.into(),
+            Action::SetStickiness { environment, duration } => {
+                format!("{kind} {environment} {}", super::duration::format_duration(*duration))
+            }
+            Action::CopyRedis { from_redis, to_redis, .. } => format!("{kind} {from_redis} → {to_redis}"),
+            Action::RegisterTargets { environment }
+            | Action::DeregisterTargets { environment }
+            | Action::DisableStickiness { environment }
+            | Action::AuthorizeRedisIngress { environment }
+            | Action::RevokeRedisIngress { environment }
+            | Action::StopInstances { environment }
+            | Action::StartInstances { environment } => format!("{kind} {environment}"),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -267,7 +267,7 @@ async fn health_check_status(p: &Proxy, id: &str) -> Option<Response> {
     let xml = format!(
         "<?xml version=\"1.0\"?>\n<GetHealthCheckStatusResponse xmlns=\"https://route53.amazonaws.com/doc/2013-04-01/\"><HealthCheckObservations><HealthCheckObservation><Region>us-east-1</Region><IPAddress>127.0.0.1</IPAddress><StatusReport><Status>{}</Status><CheckedTime>{}</CheckedTime></StatusReport></HealthCheckObservation></HealthCheckObservations></GetHealthCheckStatusResponse>",
         xml_escape(&status),
-        crate::status::rfc3339(std::time::SystemTime::now())
+        crate::time::rfc3339(std::time::SystemTime::now())
     );
     Some((StatusCode::OK, [("content-type", "text/xml")], xml).into_response())
 }

@@ -5,7 +5,6 @@
 pub mod alarm_eval;
 pub mod app;
 pub mod aws_proxy;
-pub mod cli;
 pub mod cloudwatch;
 pub mod firewall;
 pub mod latency;
@@ -60,6 +59,11 @@ pub struct Sandbox {
 }
 
 impl Sandbox {
+    /// Clients of cutover's own, apart from the sandbox's, so call counts are cutover's.
+    pub async fn cutover_clients(&self) -> crate::aws::Clients {
+        crate::aws::Clients::new(&crate::aws::sandbox_config(&self.endpoint, &self.region).await)
+    }
+
     pub async fn up(rb: &Runbook, opts: SandboxOptions) -> Result<Sandbox> {
         let spec = rb.sandbox.clone().ok_or_else(|| eyre!("runbook {} has no [sandbox] section, so it cannot be rehearsed locally; add one (see runbooks/demo.toml)", rb.source))?;
         let dir = tempfile::Builder::new().prefix("cutover-sandbox-").tempdir()?;

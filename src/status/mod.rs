@@ -3,7 +3,6 @@
 //! paths, AZs not enabled), and the runbook's checks evaluated.
 
 pub mod checks;
-pub mod probe;
 pub mod text;
 
 use std::collections::BTreeMap;
@@ -15,31 +14,15 @@ use crate::analysis::reachability::{SgPath, Source, sg_path_named};
 use crate::aws::cloudwatch::{AlarmState, Series};
 use crate::aws::ec2::Instance;
 use crate::aws::elb::{LoadBalancer, Target, TargetGroupAttributes};
+use crate::aws::sts::Identity;
 use crate::live::fetch::SideWeight;
-use crate::live::{HealthProbe, Identity, LiveState, RedisInfo, Sourced};
+use crate::live::{HealthProbe, LiveState, RedisInfo, Sourced};
 use crate::runbook::Runbook;
+use crate::time::rfc3339;
 pub use checks::{CheckOutcome, CheckResult};
 
 /// Bumped on any incompatible change to the JSON of `cutover status --json`.
 pub const SCHEMA_VERSION: u32 = 1;
-
-pub fn rfc3339(t: SystemTime) -> String {
-    aws_smithy_types::DateTime::from(t)
-        .fmt(aws_smithy_types::date_time::Format::DateTime)
-        .unwrap_or_else(|_| "?".into())
-}
-
-/// `3m`, `45s`, `2h`: how long ago an RFC 3339 time was.
-pub fn age_of(rfc3339_time: &str, now: SystemTime) -> Option<String> {
-    let t = aws_smithy_types::DateTime::from_str(rfc3339_time, aws_smithy_types::date_time::Format::DateTime).ok()?;
-    let then = SystemTime::try_from(t).ok()?;
-    let secs = now.duration_since(then).unwrap_or(Duration::ZERO).as_secs();
-    Some(match secs {
-        s if s < 120 => format!("{s}s"),
-        s if s < 7200 => format!("{}m", s / 60),
-        s => format!("{}h", s / 3600),
-    })
-}
 
 /// A value as shown: the last good one, when, and whether the latest poll failed.
 #[derive(Debug, Clone, Serialize)]

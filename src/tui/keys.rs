@@ -8,11 +8,11 @@ use std::fmt;
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use serde::Deserialize;
 
-use super::state::Pane;
+use super::pane::Pane;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Action {
+pub enum KeyAction {
     NextPane,
     PrevPane,
     FocusTraffic,
@@ -119,7 +119,7 @@ impl fmt::Display for Key {
 
 #[derive(Debug, Clone)]
 pub struct Binding {
-    pub action: Action,
+    pub action: KeyAction,
     pub keys: Vec<Key>,
     /// None: every pane.
     pub pane: Option<Pane>,
@@ -137,7 +137,7 @@ fn keys(list: &[&str]) -> Vec<Key> {
 
 impl Default for Keymap {
     fn default() -> Self {
-        use Action::*;
+        use KeyAction::*;
         let b = |action, k: &[&str], pane, help| Binding { action, keys: keys(k), pane, help };
         Keymap {
             bindings: vec![
@@ -187,7 +187,7 @@ impl Keymap {
             format!("{file}: {}; write lines like quit = \"q\" or down = [\"j\", \"down\"]", e.message().trim())
         })?;
         for (name, value) in table {
-            let action: Action = serde::Deserialize::deserialize(serde::de::value::StrDeserializer::<
+            let action: KeyAction = serde::Deserialize::deserialize(serde::de::value::StrDeserializer::<
                 serde::de::value::Error,
             >::new(&name))
             .map_err(|_| {
@@ -219,7 +219,7 @@ impl Keymap {
     }
 
     /// The action a key performs in a pane; pane bindings win over global ones.
-    pub fn action_for(&self, ev: &KeyEvent, pane: Pane) -> Option<Action> {
+    pub fn action_for(&self, ev: &KeyEvent, pane: Pane) -> Option<KeyAction> {
         let hit = |b: &&Binding| b.keys.iter().any(|k| k.matches(ev));
         self.bindings
             .iter()
@@ -239,7 +239,7 @@ impl Keymap {
     /// cut): the pane's own keys, the traffic controls, help and quit, then
     /// the rest.
     pub fn by_priority(&self, pane: Pane) -> Vec<&Binding> {
-        use Action::*;
+        use KeyAction::*;
         let rank = |b: &Binding| match b.action {
             _ if b.pane.is_some() => 0,
             AbortRollout | PauseRollout | StartRollout | PromoteRollout | ShiftWeights => 1,
@@ -251,7 +251,7 @@ impl Keymap {
         out
     }
 
-    pub fn keys_of(&self, action: Action) -> String {
+    pub fn keys_of(&self, action: KeyAction) -> String {
         self.bindings
             .iter()
             .find(|b| b.action == action)
@@ -260,7 +260,7 @@ impl Keymap {
     }
 }
 
-pub fn action_name(a: Action) -> String {
+pub fn action_name(a: KeyAction) -> String {
     let s = format!("{a:?}");
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
@@ -284,22 +284,22 @@ mod tests {
     fn pane_bindings_win_and_globals_apply_everywhere() {
         let k = Keymap::default();
         let enter = ev(KeyCode::Enter, KeyModifiers::NONE);
-        assert_eq!(k.action_for(&enter, Pane::Checklist), Some(Action::RunCheck));
+        assert_eq!(k.action_for(&enter, Pane::Checklist), Some(KeyAction::RunCheck));
         assert_eq!(k.action_for(&enter, Pane::Targets), None);
-        assert_eq!(k.action_for(&ev(KeyCode::Char('q'), KeyModifiers::NONE), Pane::Redis), Some(Action::Quit));
-        assert_eq!(k.action_for(&ev(KeyCode::BackTab, KeyModifiers::SHIFT), Pane::Log), Some(Action::PrevPane));
-        assert_eq!(k.action_for(&ev(KeyCode::Char('?'), KeyModifiers::SHIFT), Pane::Log), Some(Action::Help));
+        assert_eq!(k.action_for(&ev(KeyCode::Char('q'), KeyModifiers::NONE), Pane::Redis), Some(KeyAction::Quit));
+        assert_eq!(k.action_for(&ev(KeyCode::BackTab, KeyModifiers::SHIFT), Pane::Log), Some(KeyAction::PrevPane));
+        assert_eq!(k.action_for(&ev(KeyCode::Char('?'), KeyModifiers::SHIFT), Pane::Log), Some(KeyAction::Help));
     }
 
     #[test]
     fn overrides_replace_only_what_they_name() {
         let k = Keymap::default().with_overrides("keys.toml", "quit = \"x\"\ndown = [\"n\", \"down\"]\n").unwrap();
-        assert_eq!(k.action_for(&ev(KeyCode::Char('x'), KeyModifiers::NONE), Pane::Traffic), Some(Action::Quit));
+        assert_eq!(k.action_for(&ev(KeyCode::Char('x'), KeyModifiers::NONE), Pane::Traffic), Some(KeyAction::Quit));
         assert_eq!(k.action_for(&ev(KeyCode::Char('q'), KeyModifiers::NONE), Pane::Traffic), None);
-        assert_eq!(k.action_for(&ev(KeyCode::Char('n'), KeyModifiers::NONE), Pane::Traffic), Some(Action::Down));
+        assert_eq!(k.action_for(&ev(KeyCode::Char('n'), KeyModifiers::NONE), Pane::Traffic), Some(KeyAction::Down));
         // In the checklist, `n` is still its own binding (note).
-        assert_eq!(k.action_for(&ev(KeyCode::Char('n'), KeyModifiers::NONE), Pane::Checklist), Some(Action::Note));
-        assert_eq!(k.keys_of(Action::Down), "n/↓");
+        assert_eq!(k.action_for(&ev(KeyCode::Char('n'), KeyModifiers::NONE), Pane::Checklist), Some(KeyAction::Note));
+        assert_eq!(k.keys_of(KeyAction::Down), "n/↓");
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use ratatui::layout::{Constraint, Direction, Layout, Rect};
 
-use super::state::Pane;
+use super::pane::Pane;
 
 /// Header (1 line) and key bar (1 line) around the body.
 pub fn frame(area: Rect) -> (Rect, Rect, Rect) {

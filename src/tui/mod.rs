@@ -2,8 +2,10 @@
 //! Workers feed one channel; `state::update` folds events into `App`;
 //! `view::render` draws it. The loop never awaits I/O between frames.
 
+pub mod app;
 pub mod keys;
 pub mod layout;
+pub mod pane;
 pub mod rows;
 pub mod state;
 pub mod theme;
@@ -22,7 +24,8 @@ use ratatui::Terminal;
 use ratatui::backend::CrosstermBackend;
 
 use crate::live::workers::{self, WorkerContext};
-use state::{App, Command, Event, Header};
+use app::{App, Header};
+use state::{Command, Event};
 
 fn restore_terminal() {
     let _ = disable_raw_mode();
@@ -66,7 +69,7 @@ pub struct ActionContext {
     /// over the process environment when planning, and a rollout started from
     /// the cockpit gets them.
     pub vars: std::collections::BTreeMap<String, String>,
-    /// --read-only: `drive::authorise` refuses (and audits) every change.
+    /// --read-only: `authority::authorise` refuses (and audits) every change.
     pub read_only: bool,
 }
 
@@ -82,19 +85,19 @@ pub async fn run(ctx: WorkerContext, region: String, opts: TuiOptions) -> Result
     let rb = (*ctx.rb).clone();
     let keymap = keys::Keymap::load()?;
     let theme = theme::Theme::load()?;
-    let progress_path = crate::progress::path_for(&rb.name);
-    let progress = crate::progress::Progress::load(&progress_path)?;
+    let checklist_path = crate::store::checklist::path_for(&rb.name);
+    let checklist = crate::store::checklist::ChecklistState::load(&checklist_path)?;
     let mut app = App::new(
         rb,
         region,
         Header { profile: opts.profile.clone(), read_only: opts.read_only },
         keymap,
-        progress,
-        crate::progress::operator(),
+        checklist,
+        crate::store::operator(),
         SystemTime::now(),
     );
     app.theme = theme;
-    app.log(format!("checklist progress: {}", progress_path.display()));
+    app.log(format!("checklist ticks and notes: {}", checklist_path.display()));
 
     let (action_clients, action_vars) = (ctx.clients.clone(), ctx.vars.clone());
     let (tx, rx) = tokio::sync::mpsc::channel(1024);
@@ -115,7 +118,7 @@ pub async fn run(ctx: WorkerContext, region: String, opts: TuiOptions) -> Result
         global_args.extend(["--profile".to_string(), p.clone()]);
     }
     let actions = ActionContext { clients: action_clients, global_args, vars: action_vars, read_only: opts.read_only };
-    let services = Services { workers: &workers, progress_path: &progress_path, actions: Some(&actions) };
+    let services = Services { workers: &workers, checklist_path: &checklist_path, actions: Some(&actions) };
     event_loop(&mut terminal, &mut app, input, rx, services, |_| {}).await?;
     drop(workers);
     Ok(())
@@ -126,7 +129,7 @@ pub async fn run(ctx: WorkerContext, region: String, opts: TuiOptions) -> Result
 /// What the loop works with besides the screen and the app.
 pub struct Services<'a> {
     pub workers: &'a workers::Workers,
-    pub progress_path: &'a std::path::Path,
+    pub checklist_path: &'a std::path::Path,
     /// None: actions are refused (benchmarks).
     pub actions: Option<&'a ActionContext>,
 }
@@ -135,11 +138,11 @@ pub async fn event_loop<B: ratatui::backend::Backend>(
     terminal: &mut Terminal<B>,
     app: &mut App,
     mut input: impl futures::Stream<Item = Result<TermEvent, String>> + Unpin,
-    mut rx: tokio::sync::mpsc::Receiver<crate::live::Event>,
+    mut rx: tokio::sync::mpsc::Receiver<crate::live::LiveEvent>,
     services: Services<'_>,
     mut drawn: impl FnMut(&App),
 ) -> Result<(), String> {
-    let Services { workers, progress_path, actions } = services;
+    let Services { workers, checklist_path, actions } = services;
     let mut clock = tokio::time::interval(Duration::from_secs(1));
     // Planning and applying run off the loop; their results come back here.
     let (action_tx, mut action_rx) = tokio::sync::mpsc::unbounded_channel::<Event>();
@@ -169,8 +172,8 @@ pub async fn event_loop<B: ratatui::backend::Backend>(
         for c in commands {
             match c {
                 Command::Refresh => workers.refresh_now(),
-                Command::SaveProgress => {
-                    if let Err(e) = app.progress.save(progress_path) {
+                Command::SaveChecklist => {
+                    if let Err(e) = app.checklist.save(checklist_path) {
                         app.log(e);
                     }
                 }
@@ -219,7 +222,7 @@ fn planning_panicked(key: &str) -> impl FnOnce(String) -> Event + Send + 'static
     move |m| Event::Planned { key, result: Err(format!("internal error while planning ({m}); nothing was changed")) }
 }
 
-/// `drive::authorise` for a change from the cockpit: refused (and audited)
+/// `authority::authorise` for a change from the cockpit: refused (and audited)
 /// under --read-only or in another account than the runbook's.
 async fn authorise(
     rb: &crate::runbook::Runbook,
@@ -227,24 +230,25 @@ async fn authorise(
     region: &str,
     read_only: bool,
     action: &str,
-) -> Result<crate::drive::Actor, String> {
-    let scope = crate::drive::Scope::Runbook { rb, clients, region };
-    crate::drive::authorise(scope, read_only, action, "changes from this cockpit").await.map_err(String::from)
+) -> Result<crate::authority::Actor, String> {
+    let scope = crate::authority::Scope::Runbook { rb, clients, region };
+    crate::authority::authorise(scope, read_only, action, "changes from this cockpit").await.map_err(String::from)
 }
 
-fn control_action(c: state::Control) -> &'static str {
+fn control_action(c: app::Control) -> &'static str {
     match c {
-        state::Control::Start | state::Control::AdoptAndStart => "rollout start",
-        state::Control::Promote => "rollout promote",
-        state::Control::Abort => "rollout abort",
+        app::Control::Start | app::Control::AdoptAndStart => "rollout start",
+        app::Control::Promote => "rollout promote",
+        app::Control::Abort => "rollout abort",
     }
 }
 
 /// Plans or applies a change off the loop; the result comes back as an event.
-/// Each is authorised first (`drive::authorise`), planning and applying alike.
+/// Each is authorised first (`authority::authorise`), planning and applying alike.
 fn spawn_change(app: &mut App, cx: &ActionContext, command: Command, tx: tokio::sync::mpsc::UnboundedSender<Event>) {
-    use crate::drive::rollout::{self, Request};
-    use state::{Control, PendingChange};
+    use crate::drive::rollout;
+    use crate::store::rollout::Request;
+    use app::{Control, PendingChange};
     let (clients, rb) = (cx.clients.clone(), app.rb.clone());
     let (region, read_only, vars) = (app.region.clone(), cx.read_only, cx.vars.clone());
     let planned = |key: &str, result: Result<PendingChange, String>| Event::Planned { key: key.to_string(), result };
@@ -266,7 +270,7 @@ fn spawn_change(app: &mut App, cx: &ActionContext, command: Command, tx: tokio::
                 async move {
                     let result = match item_action(&rb, &key, rollback) {
                         Ok(a) => {
-                            let action = format!("{} ({key})", crate::cli::plan::action_name(&a));
+                            let action = format!("{} ({key})", a.summary());
                             match authorise(&rb, &clients, &region, read_only, &action).await {
                                 Ok(_) => crate::drive::actions::plan_with_vars(&clients, &rb, &a, &vars)
                                     .await
@@ -364,15 +368,17 @@ fn spawn_change(app: &mut App, cx: &ActionContext, command: Command, tx: tokio::
                     Err(e) => return Event::ActionDone { key, result: Err(e) },
                 };
                 let progress_key = key.clone();
-                let mut say = move |l: &str| {
-                    if let Some((done, total, line)) = crate::drive::actions::parse_progress(l) {
+                let mut report = move |r: crate::drive::actions::Report<'_>| {
+                    if let crate::drive::actions::Report::Progress { done, total, line } = r {
                         let (key, line) = (progress_key.clone(), line.to_string());
                         let _ = progress_tx.send(Event::ActionProgress { key, done, total, line });
                     }
                 };
+                // The cockpit's log gets the outcome; a shift's own lines are not shown.
+                let mut say = |_: &str| {};
                 let result = match change {
                     PendingChange::Item(plan) => {
-                        crate::drive::actions::execute(&clients, &rb, &who, &key, &plan, &mut say).await
+                        crate::drive::actions::execute(&clients, &rb, &who, &key, &plan, &mut report).await
                     }
                     PendingChange::Shift(plan) => {
                         crate::drive::shift::execute(&clients, &rb, &who, &plan, &mut say).await.map_err(String::from)
@@ -406,7 +412,7 @@ fn spawn_change(app: &mut App, cx: &ActionContext, command: Command, tx: tokio::
             };
             spawn_outcome(tx, work, on_panic);
         }
-        Command::Refresh | Command::SaveProgress | Command::Quit => {}
+        Command::Refresh | Command::SaveChecklist | Command::Quit => {}
     }
 }
 
@@ -415,12 +421,12 @@ fn spawn_change(app: &mut App, cx: &ActionContext, command: Command, tx: tokio::
 /// adopt them.
 async fn plan_rollout(
     cx: &crate::drive::rollout::Context,
-    control: state::Control,
-) -> Result<(state::Control, Vec<String>), String> {
+    control: app::Control,
+) -> Result<(app::Control, Vec<String>), String> {
     use crate::drive::rollout::{self, Verdict};
-    use state::Control;
+    use app::Control;
     let name = &cx.rb.name;
-    let running = rollout::is_running(name)?;
+    let running = crate::store::rollout::is_running(name)?;
     match control {
         Control::Start | Control::AdoptAndStart if running => {
             Err("a rollout of this runbook is already running".into())
@@ -459,11 +465,11 @@ async fn plan_rollout(
             Ok((
                 control,
                 vec![format!(
-                    "step {} of {} ({}%), {:?}",
+                    "step {} of {} ({}%), {}",
                     s.engine.step + 1,
                     steps.len(),
                     steps.get(s.engine.step).copied().unwrap_or(0),
-                    s.engine.phase
+                    s.engine.phase.name()
                 )],
             ))
         }
@@ -473,13 +479,7 @@ async fn plan_rollout(
 
 /// The action of `phase/item`, or its rollback.
 fn item_action(rb: &crate::runbook::Runbook, key: &str, rollback: bool) -> Result<crate::runbook::Action, String> {
-    let (phase, item) = key.split_once('/').ok_or("not phase/item")?;
-    let it = rb
-        .phases
-        .iter()
-        .find(|p| p.id == phase)
-        .and_then(|p| p.items.iter().find(|i| i.id == item))
-        .ok_or("no such item")?;
+    let (_, it) = rb.item_by_key(key).ok_or("no such item")?;
     if rollback {
         return it.rollback.clone().ok_or_else(|| "no rollback".to_string());
     }

@@ -1,7 +1,8 @@
 //! The selectable rows of each pane, after the filter. Shared by `update`
 //! (selection bounds) and `render` (what is drawn).
 
-use super::state::App;
+use super::app::App;
+use super::pane::Pane;
 use crate::status::{InstanceView, TargetView};
 
 fn matches(filter: &str, hay: &[&str]) -> bool {
@@ -88,4 +89,27 @@ pub fn checklist(app: &App) -> Vec<ChecklistRow> {
         out.extend(items.into_iter().map(|i| ChecklistRow::Item { phase: p.id.clone(), item: i.id.clone() }));
     }
     out
+}
+
+impl App {
+    /// Rows a pane can select, after the filter.
+    pub fn row_count(&self, pane: Pane) -> usize {
+        match pane {
+            Pane::Traffic => self.snap.traffic.value.as_ref().map_or(0, Vec::len),
+            Pane::Targets => targets(self).len(),
+            Pane::Redis => redis(self).len(),
+            Pane::Alarms => self.snap.alarms.value.as_ref().map_or(0, Vec::len),
+            Pane::Checklist => checklist(self).len(),
+            Pane::Log => self.log.len(),
+        }
+    }
+
+    /// The checklist item under the cursor: (phase id, item id).
+    pub fn selected_item(&self) -> Option<(String, String)> {
+        let rows = checklist(self);
+        match rows.get(self.selected(Pane::Checklist))? {
+            ChecklistRow::Item { phase, item } => Some((phase.clone(), item.clone())),
+            ChecklistRow::Phase { .. } => None,
+        }
+    }
 }

@@ -1,176 +1,26 @@
 //! The cockpit's state and `update`: plain code, no I/O, no terminal. Side
 //! effects come back as `Command`s for the event loop to carry out.
 
-use std::collections::{BTreeMap, VecDeque};
-use std::sync::Arc;
+use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseButton, MouseEvent, MouseEventKind};
 use ratatui::layout::{Position, Rect};
 
-use super::keys::{Action, Keymap};
-use crate::drive::actions::ActionPlan;
-use crate::drive::shift::ShiftPlan;
-use crate::live::{self, LiveState};
-use crate::progress::{Progress, item_key};
-use crate::runbook::{ItemKind, Runbook};
-use crate::status::{CheckOutcome, Snapshot, rfc3339, snapshot};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Pane {
-    Traffic,
-    Targets,
-    Redis,
-    Alarms,
-    Checklist,
-    Log,
-}
-
-impl Pane {
-    pub const ALL: [Pane; 6] = [Pane::Traffic, Pane::Targets, Pane::Redis, Pane::Alarms, Pane::Checklist, Pane::Log];
-
-    pub fn title(self) -> &'static str {
-        match self {
-            Pane::Traffic => "Traffic",
-            Pane::Targets => "Targets",
-            Pane::Redis => "Redis",
-            Pane::Alarms => "Alarms & metrics",
-            Pane::Checklist => "Checklist",
-            Pane::Log => "Log",
-        }
-    }
-
-    fn index(self) -> usize {
-        Pane::ALL.iter().position(|p| *p == self).unwrap_or(0)
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Overlay {
-    None,
-    Help,
-    Errors,
-    Palette {
-        input: String,
-        selected: usize,
-    },
-    Filter {
-        input: String,
-    },
-    Note {
-        key: String,
-        input: String,
-    },
-    /// A planned change waiting for y / n; the plan is `App::pending_change`.
-    Confirm {
-        key: String,
-    },
-    /// Typing the percent of traffic for the rollout's `to` side.
-    ShiftTo {
-        input: String,
-    },
-}
-
-/// Rollout controls that change traffic, so they are confirmed first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Control {
-    /// Start or resume `cutover rollout` as its own process.
-    Start,
-    /// The live weights differ from the rollout's state: continue from them
-    /// (`cutover rollout --adopt-live`).
-    AdoptAndStart,
-    /// Skip the rest of the current step's soak.
-    Promote,
-    /// Roll back to the last good step.
-    Abort,
-}
-
-/// A change planned from live data, shown in the confirm popup.
-#[derive(Debug, Clone)]
-pub enum PendingChange {
-    Item(ActionPlan),
-    Shift(Box<ShiftPlan>),
-    Rollout { control: Control, lines: Vec<String> },
-}
-
-/// What the confirm popup shows.
-pub struct Summary {
-    pub name: String,
-    pub before: Option<String>,
-    pub after: Option<String>,
-    pub details: Vec<String>,
-}
-
-impl PendingChange {
-    /// Why there is nothing to confirm, if so.
-    pub fn noop(&self) -> Option<String> {
-        match self {
-            PendingChange::Item(p) => p.noop.clone(),
-            PendingChange::Shift(p) if p.is_noop() => Some(format!("the records already have {}", p.after())),
-            _ => None,
-        }
-    }
-
-    pub fn summary(&self) -> Summary {
-        match self {
-            PendingChange::Item(p) => Summary {
-                name: p.name.clone(),
-                before: Some(p.before.to_string()),
-                after: Some(p.after.to_string()),
-                details: p.steps.iter().map(|s| s.describe()).collect(),
-            },
-            PendingChange::Shift(p) => Summary {
-                name: format!("shift weights: {} to {}%", p.to.environment, p.weights.1),
-                before: Some(p.before().to_string()),
-                after: Some(p.after().to_string()),
-                details: vec![p.describe(), "both records in one change batch, then a wait for INSYNC".into()],
-            },
-            PendingChange::Rollout { control, lines } => {
-                let (name, last) = match control {
-                    Control::Start => {
-                        ("start the gated rollout", "runs as its own process: quitting the cockpit does not stop it")
-                    }
-                    Control::AdoptAndStart => (
-                        "the live weights differ from the rollout's: adopt them and continue?",
-                        "runs `cutover rollout --adopt-live` as its own process",
-                    ),
-                    Control::Promote => {
-                        ("promote: skip the rest of this step's soak", "the gates' remaining evidence is skipped")
-                    }
-                    Control::Abort => ("ABORT the rollout and roll back", "the weights go back to the target above"),
-                };
-                let mut details = lines.clone();
-                details.push(last.into());
-                Summary { name: name.into(), before: None, after: None, details }
-            }
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum CheckRun {
-    /// Waiting for every source to report again after `since`.
-    Running {
-        since: SystemTime,
-    },
-    Done {
-        outcome: CheckOutcome,
-        detail: String,
-        at: SystemTime,
-    },
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LogLine {
-    pub at: SystemTime,
-    pub text: String,
-}
+use super::app::{App, CheckRun, Control, Overlay, PendingChange};
+use super::keys::KeyAction;
+use super::pane::Pane;
+use crate::live;
+use crate::runbook::ItemKind;
+use crate::status::Snapshot;
+use crate::store::checklist::item_key;
+use crate::time::rfc3339;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     /// Ask every worker to poll now.
     Refresh,
-    SaveProgress,
+    SaveChecklist,
     Quit,
     /// Plan an item's action (or its rollback) from live data, off the loop.
     PlanAction {
@@ -192,7 +42,7 @@ pub enum Command {
         key: String,
     },
     /// A change refused here under --read-only: the loop has
-    /// `drive::authorise` refuse it too, which writes the audit line.
+    /// `authority::authorise` refuse it too, which writes the audit line.
     Refused {
         action: String,
     },
@@ -204,7 +54,7 @@ pub enum Event {
     Key(KeyEvent),
     Mouse(MouseEvent),
     Resize(u16, u16),
-    Live(live::Event),
+    Live(live::LiveEvent),
     /// The clock moved (ages are computed against it).
     Tick(SystemTime),
     Planned {
@@ -222,165 +72,6 @@ pub enum Event {
         total: u64,
         line: String,
     },
-}
-
-pub struct Header {
-    pub profile: Option<String>,
-    pub read_only: bool,
-}
-
-pub struct App {
-    pub rb: Arc<Runbook>,
-    pub region: String,
-    pub header: Header,
-    pub live: LiveState,
-    /// Live events held back while paused.
-    pub pending: Vec<live::Event>,
-    pub paused: bool,
-    pub now: SystemTime,
-    pub size: (u16, u16),
-    pub focus: Pane,
-    pub zoomed: bool,
-    pub selected: BTreeMap<Pane, usize>,
-    pub overlay: Overlay,
-    pub filter: String,
-    pub keymap: Keymap,
-    pub theme: super::theme::Theme,
-    pub progress: Progress,
-    pub operator: String,
-    pub runs: BTreeMap<String, CheckRun>,
-    pub log: VecDeque<LogLine>,
-    pub quit: bool,
-    pub pending_change: Option<PendingChange>,
-    /// Outcome of the last action run per item: (succeeded, when).
-    pub action_results: BTreeMap<String, (bool, SystemTime)>,
-    /// Progress of running actions: (done, total, line).
-    pub action_progress: BTreeMap<String, (u64, u64, String)>,
-    /// Derived from `live` after every change; what render draws.
-    pub snap: Snapshot,
-}
-
-const LOG_LINES: usize = 500;
-
-impl App {
-    pub fn new(
-        rb: Runbook,
-        region: String,
-        header: Header,
-        keymap: Keymap,
-        progress: Progress,
-        operator: String,
-        now: SystemTime,
-    ) -> App {
-        let live = LiveState::default();
-        let snap = snapshot(&rb, &live, &region, now);
-        App {
-            rb: Arc::new(rb),
-            region,
-            header,
-            live,
-            pending: Vec::new(),
-            paused: false,
-            now,
-            size: (80, 24),
-            focus: Pane::Traffic,
-            zoomed: false,
-            selected: BTreeMap::new(),
-            overlay: Overlay::None,
-            filter: String::new(),
-            keymap,
-            theme: super::theme::Theme::default(),
-            progress,
-            operator,
-            runs: BTreeMap::new(),
-            log: VecDeque::new(),
-            quit: false,
-            pending_change: None,
-            action_results: BTreeMap::new(),
-            action_progress: BTreeMap::new(),
-            snap,
-        }
-    }
-
-    pub fn log(&mut self, text: impl Into<String>) {
-        self.log.push_back(LogLine { at: self.now, text: text.into() });
-        while self.log.len() > LOG_LINES {
-            self.log.pop_front();
-        }
-    }
-
-    fn resnap(&mut self) {
-        self.snap = snapshot(&self.rb, &self.live, &self.region, self.now);
-    }
-
-    pub fn selected(&self, pane: Pane) -> usize {
-        self.selected.get(&pane).copied().unwrap_or(0)
-    }
-
-    /// Rows a pane can select, after the filter.
-    pub fn row_count(&self, pane: Pane) -> usize {
-        match pane {
-            Pane::Traffic => self.snap.traffic.value.as_ref().map_or(0, Vec::len),
-            Pane::Targets => super::rows::targets(self).len(),
-            Pane::Redis => super::rows::redis(self).len(),
-            Pane::Alarms => self.snap.alarms.value.as_ref().map_or(0, Vec::len),
-            Pane::Checklist => super::rows::checklist(self).len(),
-            Pane::Log => self.log.len(),
-        }
-    }
-
-    fn move_selection(&mut self, delta: isize) {
-        let n = self.row_count(self.focus);
-        let cur = self.selected(self.focus) as isize;
-        let next = if n == 0 { 0 } else { (cur + delta).clamp(0, n as isize - 1) as usize };
-        self.selected.insert(self.focus, next);
-    }
-
-    /// The checklist item under the cursor: (phase id, item id).
-    pub fn selected_item(&self) -> Option<(String, String)> {
-        let rows = super::rows::checklist(self);
-        match rows.get(self.selected(Pane::Checklist))? {
-            super::rows::ChecklistRow::Item { phase, item } => Some((phase.clone(), item.clone())),
-            super::rows::ChecklistRow::Phase { .. } => None,
-        }
-    }
-
-    /// Palette entries: every action of the focused pane, from the key table.
-    pub fn palette_entries(&self, input: &str) -> Vec<(Action, String)> {
-        let q = input.to_ascii_lowercase();
-        self.keymap
-            .for_pane(self.focus)
-            .into_iter()
-            .filter(|b| !matches!(b.action, Action::Palette))
-            .map(|b| (b.action, format!("{} ({})", b.help, self.keymap.keys_of(b.action))))
-            .filter(|(_, label)| q.split_whitespace().all(|w| label.to_ascii_lowercase().contains(w)))
-            .collect()
-    }
-
-    fn check_finished(&mut self) {
-        let waiting: Vec<(String, SystemTime)> = self
-            .runs
-            .iter()
-            .filter_map(|(k, r)| match r {
-                CheckRun::Running { since } => Some((k.clone(), *since)),
-                CheckRun::Done { .. } => None,
-            })
-            .collect();
-        for (key, since) in waiting {
-            if !reported_since(&self.live, since) {
-                continue;
-            }
-            let Some(result) = self.snap.checks.iter().find(|c| item_key(&c.phase, &c.item) == key) else { continue };
-            let (outcome, detail) = (result.outcome, result.detail.clone());
-            let word = match outcome {
-                CheckOutcome::Pass => "passed",
-                CheckOutcome::Fail => "FAILED",
-                CheckOutcome::Unknown => "could not be decided",
-            };
-            self.log(format!("check {key} {word}: {detail}"));
-            self.runs.insert(key, CheckRun::Done { outcome, detail, at: self.now });
-        }
-    }
 }
 
 /// What changed between two snapshots that a person should see in the log:
@@ -459,36 +150,32 @@ pub fn transitions(old: &Snapshot, new: &Snapshot) -> Vec<String> {
     out
 }
 
-/// Every AWS, health and Redis source has reported after `t`.
-fn reported_since(live: &LiveState, t: SystemTime) -> bool {
-    let after = |at: Option<SystemTime>| at.is_some_and(|a| a >= t);
-    let s = |u: Option<SystemTime>, e: Option<SystemTime>| after(u) || after(e);
-    s(live.traffic.updated_at, live.traffic.error_at)
-        && live.environments.values().all(|x| s(x.updated_at, x.error_at))
-        && live.health.values().all(|x| s(x.updated_at, x.error_at))
-        && live.redis.values().all(|x| s(x.updated_at, x.error_at))
-        && s(live.alarms.updated_at, live.alarms.error_at)
+fn move_selection(app: &mut App, delta: isize) {
+    let n = app.row_count(app.focus);
+    let cur = app.selected(app.focus) as isize;
+    let next = if n == 0 { 0 } else { (cur + delta).clamp(0, n as isize - 1) as usize };
+    app.selected.insert(app.focus, next);
 }
 
-fn perform(app: &mut App, action: Action) -> Vec<Command> {
+fn perform(app: &mut App, action: KeyAction) -> Vec<Command> {
     let focus = |app: &mut App, p: Pane| app.focus = p;
     match action {
-        Action::NextPane => focus(app, Pane::ALL[(app.focus.index() + 1) % Pane::ALL.len()]),
-        Action::PrevPane => focus(app, Pane::ALL[(app.focus.index() + Pane::ALL.len() - 1) % Pane::ALL.len()]),
-        Action::FocusTraffic => focus(app, Pane::Traffic),
-        Action::FocusTargets => focus(app, Pane::Targets),
-        Action::FocusRedis => focus(app, Pane::Redis),
-        Action::FocusAlarms => focus(app, Pane::Alarms),
-        Action::FocusChecklist => focus(app, Pane::Checklist),
-        Action::FocusLog => focus(app, Pane::Log),
-        Action::Down => app.move_selection(1),
-        Action::Up => app.move_selection(-1),
-        Action::Zoom => app.zoomed = !app.zoomed,
-        Action::Filter => app.overlay = Overlay::Filter { input: app.filter.clone() },
-        Action::Help => app.overlay = Overlay::Help,
-        Action::ShowErrors => app.overlay = Overlay::Errors,
-        Action::Palette => app.overlay = Overlay::Palette { input: String::new(), selected: 0 },
-        Action::Pause => {
+        KeyAction::NextPane => focus(app, Pane::ALL[(app.focus.index() + 1) % Pane::ALL.len()]),
+        KeyAction::PrevPane => focus(app, Pane::ALL[(app.focus.index() + Pane::ALL.len() - 1) % Pane::ALL.len()]),
+        KeyAction::FocusTraffic => focus(app, Pane::Traffic),
+        KeyAction::FocusTargets => focus(app, Pane::Targets),
+        KeyAction::FocusRedis => focus(app, Pane::Redis),
+        KeyAction::FocusAlarms => focus(app, Pane::Alarms),
+        KeyAction::FocusChecklist => focus(app, Pane::Checklist),
+        KeyAction::FocusLog => focus(app, Pane::Log),
+        KeyAction::Down => move_selection(app, 1),
+        KeyAction::Up => move_selection(app, -1),
+        KeyAction::Zoom => app.zoomed = !app.zoomed,
+        KeyAction::Filter => app.overlay = Overlay::Filter { input: app.filter.clone() },
+        KeyAction::Help => app.overlay = Overlay::Help,
+        KeyAction::ShowErrors => app.overlay = Overlay::Errors,
+        KeyAction::Palette => app.overlay = Overlay::Palette { input: String::new(), selected: 0 },
+        KeyAction::Pause => {
             app.paused = !app.paused;
             if app.paused {
                 app.log("refresh paused: the screen holds still; new data waits");
@@ -507,21 +194,19 @@ fn perform(app: &mut App, action: Action) -> Vec<Command> {
                 app.check_finished();
             }
         }
-        Action::Refresh => {
+        KeyAction::Refresh => {
             app.log("refresh requested");
             return vec![Command::Refresh];
         }
-        Action::Quit => {
+        KeyAction::Quit => {
             app.quit = true;
             return vec![Command::Quit];
         }
-        Action::RunCheck | Action::Rollback => {
+        KeyAction::RunCheck | KeyAction::Rollback => {
             let Some((phase, item)) = app.selected_item() else { return Vec::new() };
-            let found =
-                app.rb.phases.iter().find(|p| p.id == phase).and_then(|p| p.items.iter().find(|i| i.id == item));
-            let Some(it) = found.cloned() else { return Vec::new() };
+            let Some(it) = app.rb.item(&phase, &item).map(|(_, i)| i.clone()) else { return Vec::new() };
             let key = item_key(&phase, &item);
-            let rollback = action == Action::Rollback;
+            let rollback = action == KeyAction::Rollback;
             if rollback && it.rollback.is_none() {
                 app.log(format!("{key} names no rollback"));
                 return Vec::new();
@@ -530,11 +215,11 @@ fn perform(app: &mut App, action: Action) -> Vec<Command> {
                 if app.header.read_only {
                     app.log(format!("refused: read-only; {key} was not planned or run"));
                     let a = if rollback { it.rollback.clone() } else { item_action_of(&it) };
-                    let name = a.map_or_else(|| "action".to_string(), |a| crate::cli::plan::action_name(&a));
+                    let name = a.map_or_else(|| "action".to_string(), |a| a.summary());
                     return vec![Command::Refused { action: format!("{name} ({key})") }];
                 }
                 if !rollback && matches!(it.kind, ItemKind::Action { action: crate::runbook::Action::Rollout }) {
-                    return perform(app, Action::StartRollout);
+                    return perform(app, KeyAction::StartRollout);
                 }
                 let what = if rollback { "the rollback of " } else { "" };
                 app.log(format!("planning {what}{key} from live data…"));
@@ -548,61 +233,55 @@ fn perform(app: &mut App, action: Action) -> Vec<Command> {
             app.log(format!("check {key} running: waiting for fresh data"));
             return vec![Command::Refresh];
         }
-        Action::Tick => {
+        KeyAction::Tick => {
             let Some((phase, item)) = app.selected_item() else { return Vec::new() };
-            let manual = app
-                .rb
-                .phases
-                .iter()
-                .find(|p| p.id == phase)
-                .and_then(|p| p.items.iter().find(|i| i.id == item))
-                .is_some_and(|i| matches!(i.kind, ItemKind::Manual));
+            let manual = app.rb.item(&phase, &item).is_some_and(|(_, i)| matches!(i.kind, ItemKind::Manual));
             if !manual {
                 app.log(format!("{phase}/{item} is not a manual item; only manual items are ticked by hand"));
                 return Vec::new();
             }
             let key = item_key(&phase, &item);
             let (by, at) = (app.operator.clone(), rfc3339(app.now));
-            let ticked = app.progress.toggle(&key, &by, &at);
+            let ticked = app.checklist.toggle(&key, &by, &at);
             app.log(format!("{key} {} by {by}", if ticked { "ticked" } else { "unticked" }));
-            return vec![Command::SaveProgress];
+            return vec![Command::SaveChecklist];
         }
-        Action::ShiftWeights
-        | Action::StartRollout
-        | Action::PauseRollout
-        | Action::PromoteRollout
-        | Action::AbortRollout => {
+        KeyAction::ShiftWeights
+        | KeyAction::StartRollout
+        | KeyAction::PauseRollout
+        | KeyAction::PromoteRollout
+        | KeyAction::AbortRollout => {
             if app.header.read_only {
                 app.log("refused: read-only; weights and rollouts are not changed from this cockpit");
                 let action = match action {
-                    Action::ShiftWeights => "shift_weights",
-                    Action::StartRollout => "rollout start",
-                    Action::PauseRollout => "rollout pause",
-                    Action::PromoteRollout => "rollout promote",
+                    KeyAction::ShiftWeights => "shift_weights",
+                    KeyAction::StartRollout => "rollout start",
+                    KeyAction::PauseRollout => "rollout pause",
+                    KeyAction::PromoteRollout => "rollout promote",
                     _ => "rollout abort",
                 };
                 return vec![Command::Refused { action: action.into() }];
             }
             let control = match action {
-                Action::ShiftWeights => {
+                KeyAction::ShiftWeights => {
                     app.overlay = Overlay::ShiftTo { input: String::new() };
                     return Vec::new();
                 }
-                Action::PauseRollout => {
+                KeyAction::PauseRollout => {
                     app.log("asking the running rollout to pause…");
                     return vec![Command::PauseRollout];
                 }
-                Action::StartRollout => Control::Start,
-                Action::PromoteRollout => Control::Promote,
+                KeyAction::StartRollout => Control::Start,
+                KeyAction::PromoteRollout => Control::Promote,
                 _ => Control::Abort,
             };
             app.log(format!("planning {} from live data…", control_name(control)));
             return vec![Command::PlanRollout { control }];
         }
-        Action::Note => {
+        KeyAction::Note => {
             let Some((phase, item)) = app.selected_item() else { return Vec::new() };
             let key = item_key(&phase, &item);
-            let input = app.progress.notes.get(&key).cloned().unwrap_or_default();
+            let input = app.checklist.notes.get(&key).cloned().unwrap_or_default();
             app.overlay = Overlay::Note { key, input };
         }
     }
@@ -703,12 +382,12 @@ fn overlay_key(app: &mut App, key: KeyEvent) -> Vec<Command> {
             Edit::Submit => {
                 let text = input.trim().to_string();
                 if text.is_empty() {
-                    app.progress.notes.remove(&item);
+                    app.checklist.notes.remove(&item);
                 } else {
-                    app.progress.notes.insert(item.clone(), text.clone());
+                    app.checklist.notes.insert(item.clone(), text.clone());
                 }
                 app.log(format!("note on {item}: {text}"));
-                return vec![Command::SaveProgress];
+                return vec![Command::SaveChecklist];
             }
             Edit::Cancel => {}
             Edit::Changed | Edit::Other => app.overlay = Overlay::Note { key: item, input },
@@ -765,11 +444,11 @@ pub fn update(app: &mut App, event: Event) -> Vec<Command> {
                 (MouseEventKind::Down(MouseButton::Left), Some(p)) => app.focus = p,
                 (MouseEventKind::ScrollDown, Some(p)) => {
                     app.focus = p;
-                    app.move_selection(1);
+                    move_selection(app, 1);
                 }
                 (MouseEventKind::ScrollUp, Some(p)) => {
                     app.focus = p;
-                    app.move_selection(-1);
+                    move_selection(app, -1);
                 }
                 _ => {}
             }

@@ -6,17 +6,18 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, BorderType, Borders, Clear, Paragraph, Wrap};
 
+use super::app::{App, CheckRun, Overlay};
 use super::layout;
+use super::pane::Pane;
 use super::rows::{self, ChecklistRow};
-use super::state::{App, CheckRun, Overlay, Pane};
 use super::theme::Theme;
 use crate::live::HealthProbe;
-use crate::progress::item_key;
 use crate::runbook::ItemKind;
 use crate::status::{CheckOutcome, View};
+use crate::store::checklist::item_key;
 
 fn hhmmss(t: std::time::SystemTime) -> String {
-    let s = crate::status::rfc3339(t);
+    let s = crate::time::rfc3339(t);
     s.get(11..19).unwrap_or("--:--:--").to_string()
 }
 
@@ -111,24 +112,24 @@ fn header(f: &mut Frame, app: &App, area: Rect) {
 }
 
 fn footer(f: &mut Frame, app: &App, area: Rect) {
-    use super::keys::Action as A;
+    use super::keys::KeyAction as A;
     let mut spans = Vec::new();
     let bindings = app.keymap.by_priority(app.focus);
     for b in bindings {
         if matches!(
             b.action,
-            super::keys::Action::FocusTargets
-                | super::keys::Action::FocusRedis
-                | super::keys::Action::FocusAlarms
-                | super::keys::Action::FocusChecklist
-                | super::keys::Action::FocusLog
-                | super::keys::Action::Up
-                | super::keys::Action::PrevPane
+            super::keys::KeyAction::FocusTargets
+                | super::keys::KeyAction::FocusRedis
+                | super::keys::KeyAction::FocusAlarms
+                | super::keys::KeyAction::FocusChecklist
+                | super::keys::KeyAction::FocusLog
+                | super::keys::KeyAction::Up
+                | super::keys::KeyAction::PrevPane
         ) {
             continue;
         }
         let key = app.keymap.keys_of(b.action);
-        let key = if matches!(b.action, super::keys::Action::FocusTraffic) { "1-6".to_string() } else { key };
+        let key = if matches!(b.action, super::keys::KeyAction::FocusTraffic) { "1-6".to_string() } else { key };
         let label = match b.action {
             A::FocusTraffic => "panes",
             A::Pause => "freeze",
@@ -189,7 +190,7 @@ fn traffic(f: &mut Frame, app: &App, area: Rect) {
             format!("rollout step {}/{} ({}%) {}", r.step, r.steps, r.percent, r.phase)
         });
         let change = app.snap.last_change.as_ref().map_or(String::new(), |c| {
-            let age = crate::status::age_of(&c.submitted_at, app.now).map_or(String::new(), |a| format!(" {a} ago"));
+            let age = crate::time::age_of(&c.submitted_at, app.now).map_or(String::new(), |a| format!(" {a} ago"));
             format!("  last change {}{age}", c.status)
         });
         lines.push(Line::styled(format!("{rollout}{change}"), th.dim_style()));
@@ -421,9 +422,7 @@ fn checklist(f: &mut Frame, app: &App, area: Rect) {
     f.render_widget(block, area);
     let [list, detail] = Layout::vertical([Constraint::Min(1), Constraint::Length(2)]).areas(inner);
     let sel = app.selected(Pane::Checklist);
-    let item_of = |phase: &str, item: &str| {
-        app.rb.phases.iter().find(|p| p.id == phase).and_then(|p| p.items.iter().find(|i| i.id == item).map(|i| (p, i)))
-    };
+    let item_of = |phase: &str, item: &str| app.rb.item(phase, item);
     let live = |key: &str| app.snap.checks.iter().find(|c| item_key(&c.phase, &c.item) == key);
     let done = |phase: &crate::runbook::Phase| {
         phase
@@ -432,7 +431,7 @@ fn checklist(f: &mut Frame, app: &App, area: Rect) {
             .filter(|i| {
                 let key = item_key(&phase.id, &i.id);
                 match &i.kind {
-                    ItemKind::Manual => app.progress.ticks.contains_key(&key),
+                    ItemKind::Manual => app.checklist.ticks.contains_key(&key),
                     ItemKind::Check { .. } => live(&key).is_some_and(|c| c.outcome == CheckOutcome::Pass),
                     ItemKind::Action { .. } => false,
                 }
@@ -456,7 +455,7 @@ fn checklist(f: &mut Frame, app: &App, area: Rect) {
                     let Some((_, it)) = item_of(phase, item) else { return Line::raw("?") };
                     let key = item_key(phase, item);
                     let (mark, style) = match &it.kind {
-                        ItemKind::Manual => match app.progress.ticks.get(&key) {
+                        ItemKind::Manual => match app.checklist.ticks.get(&key) {
                             Some(t) => {
                                 (format!("[x] {} {}", t.by, t.at.get(11..16).unwrap_or("")), Style::new().fg(th.ok))
                             }
@@ -500,7 +499,7 @@ fn checklist(f: &mut Frame, app: &App, area: Rect) {
                             None => ("» action".to_string(), Style::new().fg(th.info)),
                         },
                     };
-                    let note = if app.progress.notes.contains_key(&key) { " ✎" } else { "" };
+                    let note = if app.checklist.notes.contains_key(&key) { " ✎" } else { "" };
                     Line::from(vec![
                         Span::styled(format!("  {mark:<18.18} "), style),
                         Span::raw(format!("{}{note}", it.title)),
@@ -523,13 +522,13 @@ fn checklist(f: &mut Frame, app: &App, area: Rect) {
             } else if let Some(c) = live(&key) {
                 parts.push(c.detail.clone());
             }
-            if let Some(n) = app.progress.notes.get(&key) {
+            if let Some(n) = app.checklist.notes.get(&key) {
                 parts.push(format!("note: {n}"));
             }
             if let Some((_, it)) = item_of(phase, item)
                 && let Some(rb) = &it.rollback
             {
-                parts.push(format!("rollback: {}", crate::cli::plan::action_name(rb)));
+                parts.push(format!("rollback: {}", rb.summary()));
             }
             parts.join(" · ")
         }

@@ -3,13 +3,14 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::cli::{Failure, GlobalArgs, runtime};
+use super::{Failure, GlobalArgs, runtime};
 use crate::live::Session;
+use crate::live::probe::ProbePolicy;
 use crate::live::workers::WorkerContext;
 use crate::runbook::Runbook;
-use crate::status::{probe::ProbePolicy, snapshot, text};
+use crate::status::{snapshot, text};
 
-use super::{Sandbox, SandboxOptions};
+use crate::sandbox::{Sandbox, SandboxOptions};
 
 fn options(rb: &Runbook, g: &GlobalArgs, moto_endpoint: Option<String>) -> SandboxOptions {
     SandboxOptions {
@@ -21,11 +22,6 @@ fn options(rb: &Runbook, g: &GlobalArgs, moto_endpoint: Option<String>) -> Sandb
 
 async fn start(rb: &Runbook, opts: SandboxOptions) -> Result<Sandbox, Failure> {
     Sandbox::up(rb, opts).await.map_err(|e| Failure { status: 1, message: format!("sandbox: {e:#}") })
-}
-
-/// Clients of cutover's own, apart from the sandbox's, so call counts are cutover's.
-pub async fn cutover_clients(sb: &Sandbox) -> crate::aws::Clients {
-    crate::aws::Clients::new(&crate::aws::sandbox_config(&sb.endpoint, &sb.region).await)
 }
 
 /// Resolves when Ctrl-C or SIGTERM arrives.
@@ -78,7 +74,7 @@ pub fn demo(rb: Runbook, g: &GlobalArgs, plain: bool) -> Result<u8, Failure> {
     runtime()?.block_on(async {
         let sb = start(&rb, opts).await?;
         if !plain {
-            let mut ctx = WorkerContext::new(rb.clone(), cutover_clients(&sb).await, ProbePolicy::LoopbackOnly);
+            let mut ctx = WorkerContext::new(rb.clone(), sb.cutover_clients().await, ProbePolicy::LoopbackOnly);
             ctx.vars.extend(sb.env_vars(&rb));
             // The sandbox publishes metrics every 5 s: show them sooner than AWS's pace.
             ctx.intervals.metrics = Duration::from_secs(10);
@@ -89,7 +85,7 @@ pub fn demo(rb: Runbook, g: &GlobalArgs, plain: bool) -> Result<u8, Failure> {
             println!("sandbox stopped");
             return result.map(|()| 0).map_err(|m| Failure { status: 1, message: m });
         }
-        let mut ctx = WorkerContext::new(rb.clone(), cutover_clients(&sb).await, ProbePolicy::LoopbackOnly);
+        let mut ctx = WorkerContext::new(rb.clone(), sb.cutover_clients().await, ProbePolicy::LoopbackOnly);
         ctx.vars.extend(sb.env_vars(&rb));
         let mut session = Session::start(std::sync::Arc::new(ctx));
         session.first_round(&rb, Duration::from_secs(20)).await;

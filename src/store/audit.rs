@@ -15,11 +15,62 @@ pub struct AuditLine {
     pub region: String,
     pub runbook: String,
     pub action: String,
-    /// intent, applied, insync, failed, refused.
-    pub stage: String,
+    pub stage: Stage,
     pub before: serde_json::Value,
     pub after: serde_json::Value,
     pub detail: String,
+    /// Route53's id of the change this line is about (`applied`, `insync`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change: Option<String>,
+}
+
+impl AuditLine {
+    /// The line, naming the Route53 change it is about.
+    pub fn with_change(self, id: &str) -> Self {
+        AuditLine { change: Some(id.to_string()), ..self }
+    }
+}
+
+/// Where a change stands in its life, as the audit records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stage {
+    /// About to be sent; written before anything is.
+    Intent,
+    /// Accepted by AWS (or written to Redis).
+    Applied,
+    /// Route53 reports the change on every server.
+    InSync,
+    Failed,
+    /// Refused before anything was sent: --read-only, another account.
+    Refused,
+    /// A Redis copy stopped part-way; its checkpoint resumes it.
+    Interrupted,
+    /// A rollout paused for a person (a gate's errors, a request).
+    Paused,
+    /// A rollout control carried out: an abort rolled back, a promote skipped a soak.
+    Done,
+}
+
+impl Stage {
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::Intent => "intent",
+            Stage::Applied => "applied",
+            Stage::InSync => "insync",
+            Stage::Failed => "failed",
+            Stage::Refused => "refused",
+            Stage::Interrupted => "interrupted",
+            Stage::Paused => "paused",
+            Stage::Done => "done",
+        }
+    }
+}
+
+impl std::fmt::Display for Stage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 pub struct AuditLog {
@@ -100,7 +151,7 @@ mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
 
-    fn line(stage: &str) -> AuditLine {
+    fn line(stage: Stage) -> AuditLine {
         AuditLine {
             time: "2026-11-22T05:00:00Z".into(),
             operator: "ana".into(),
@@ -108,10 +159,11 @@ mod tests {
             region: "eu-west-1".into(),
             runbook: "demo".into(),
             action: "shift_weights".into(),
-            stage: stage.into(),
+            stage,
             before: serde_json::json!({"prod": 100, "staging": 0}),
             after: serde_json::json!({"prod": 70, "staging": 30}),
             detail: String::new(),
+            change: None,
         }
     }
 
@@ -119,10 +171,10 @@ mod tests {
     fn appends_lines_in_order_with_mode_0600() {
         let dir = tempfile::tempdir().unwrap();
         let log = AuditLog { path: dir.path().join("a/demo.audit.jsonl") };
-        log.append(&line("intent")).unwrap();
-        log.append(&line("applied")).unwrap();
+        log.append(&line(Stage::Intent)).unwrap();
+        log.append(&line(Stage::Applied)).unwrap();
         let back = log.read().unwrap();
-        assert_eq!(back.iter().map(|l| l.stage.as_str()).collect::<Vec<_>>(), ["intent", "applied"]);
+        assert_eq!(back.iter().map(|l| l.stage).collect::<Vec<_>>(), [Stage::Intent, Stage::Applied]);
         assert_eq!(std::fs::metadata(&log.path).unwrap().permissions().mode() & 0o777, 0o600);
     }
 
@@ -130,7 +182,7 @@ mod tests {
     fn a_torn_last_line_is_skipped_but_a_damaged_middle_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
         let log = AuditLog { path: dir.path().join("x.jsonl") };
-        log.append(&line("intent")).unwrap();
+        log.append(&line(Stage::Intent)).unwrap();
         let mut f = std::fs::OpenOptions::new().append(true).open(&log.path).unwrap();
         f.write_all(b"{\"time\":\"2026").unwrap();
         assert_eq!(log.read().unwrap().len(), 1);
@@ -142,17 +194,28 @@ mod tests {
     fn a_line_appended_after_a_torn_one_is_kept() {
         let dir = tempfile::tempdir().unwrap();
         let log = AuditLog { path: dir.path().join("t.jsonl") };
-        log.append(&line("intent")).unwrap();
+        log.append(&line(Stage::Intent)).unwrap();
         let mut f = std::fs::OpenOptions::new().append(true).open(&log.path).unwrap();
         f.write_all(b"{\"time\":\"2026").unwrap();
-        log.append(&line("applied")).unwrap();
+        log.append(&line(Stage::Applied)).unwrap();
         let back = log.read().unwrap();
-        assert_eq!(back.iter().map(|l| l.stage.as_str()).collect::<Vec<_>>(), ["intent", "applied"]);
+        assert_eq!(back.iter().map(|l| l.stage).collect::<Vec<_>>(), [Stage::Intent, Stage::Applied]);
+    }
+
+    #[test]
+    fn stages_are_written_as_documented_and_the_change_id_is_its_own_field() {
+        let l = line(Stage::InSync).with_change("C123");
+        let json: serde_json::Value = serde_json::to_value(&l).unwrap();
+        assert_eq!(json["stage"], "insync");
+        assert_eq!(json["change"], "C123");
+        assert!(serde_json::to_value(line(Stage::Intent)).unwrap().get("change").is_none());
+        let back: AuditLine = serde_json::from_value(json).unwrap();
+        assert_eq!((back.stage, back.change.as_deref()), (Stage::InSync, Some("C123")));
     }
 
     #[test]
     fn markdown_timeline_has_a_row_per_line() {
-        let md = markdown("demo", &[line("intent"), line("insync")]);
+        let md = markdown("demo", &[line(Stage::Intent), line(Stage::InSync)]);
         assert!(md.starts_with("# Cutover timeline: demo"));
         assert_eq!(md.lines().filter(|l| l.starts_with("| 2026")).count(), 2);
         assert!(md.contains("{\"prod\":100,\"staging\":0}"));

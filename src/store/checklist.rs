@@ -1,4 +1,4 @@
-//! Checklist progress that survives a restart: which manual items were ticked,
+//! Checklist ticks and notes that survive a restart: which manual items were ticked,
 //! by whom, when, and notes. One JSON file per runbook in the XDG state dir,
 //! written atomically (temp file, fsync, rename) with mode 0600.
 
@@ -16,7 +16,7 @@ pub struct Tick {
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Progress {
+pub struct ChecklistState {
     /// `phase/item` → who ticked it and when.
     #[serde(default)]
     pub ticks: BTreeMap<String, Tick>,
@@ -34,17 +34,9 @@ pub fn path_for(runbook_name: &str) -> PathBuf {
     crate::paths::state_dir().join(format!("{runbook_name}.progress.json"))
 }
 
-/// Who is operating: `CUTOVER_OPERATOR`, else `USER`, else `unknown`.
-pub fn operator() -> String {
-    ["CUTOVER_OPERATOR", "USER", "LOGNAME"]
-        .iter()
-        .find_map(|v| std::env::var(v).ok().filter(|s| !s.trim().is_empty()))
-        .unwrap_or_else(|| "unknown".into())
-}
-
-impl Progress {
+impl ChecklistState {
     /// A missing file is an empty progress; a damaged one is an error naming it.
-    pub fn load(path: &Path) -> Result<Progress, String> {
+    pub fn load(path: &Path) -> Result<ChecklistState, String> {
         match std::fs::read_to_string(path) {
             Ok(text) => serde_json::from_str(&text).map_err(|e| {
                 format!(
@@ -52,7 +44,7 @@ impl Progress {
                     path.display()
                 )
             }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Progress::default()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(ChecklistState::default()),
             Err(e) => Err(format!("{}: cannot read checklist progress: {e}", path.display())),
         }
     }
@@ -83,18 +75,18 @@ mod tests {
     fn save_and_load_round_trip_with_mode_0600() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sub/demo.progress.json");
-        let mut p = Progress::default();
+        let mut p = ChecklistState::default();
         assert!(p.toggle("prepare/backup", "ana", "2026-11-22T03:00:00Z"));
         p.notes.insert("prepare/backup".into(), "snapshot rdb-1122".into());
         p.save(&path).unwrap();
-        assert_eq!(Progress::load(&path).unwrap(), p);
+        assert_eq!(ChecklistState::load(&path).unwrap(), p);
         assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
         assert!(!dir.path().join("sub/demo.progress.json.tmp").exists());
     }
 
     #[test]
     fn toggle_twice_unticks() {
-        let mut p = Progress::default();
+        let mut p = ChecklistState::default();
         assert!(p.toggle("a/b", "x", "t"));
         assert!(!p.toggle("a/b", "x", "t"));
         assert!(p.ticks.is_empty());
@@ -103,10 +95,10 @@ mod tests {
     #[test]
     fn missing_is_empty_and_damaged_is_a_clear_error() {
         let dir = tempfile::tempdir().unwrap();
-        assert_eq!(Progress::load(&dir.path().join("none.json")).unwrap(), Progress::default());
+        assert_eq!(ChecklistState::load(&dir.path().join("none.json")).unwrap(), ChecklistState::default());
         let bad = dir.path().join("bad.json");
         std::fs::write(&bad, "{not json").unwrap();
-        let e = Progress::load(&bad).unwrap_err();
+        let e = ChecklistState::load(&bad).unwrap_err();
         assert!(e.contains("bad.json: cannot read checklist progress"), "{e}");
         assert!(e.contains("move the file away"), "{e}");
     }

@@ -1,0 +1,277 @@
+//! The cockpit's state as data: what `update` changes and `render` draws.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use super::keys::{KeyAction, Keymap};
+use super::pane::Pane;
+use crate::drive::actions::ActionPlan;
+use crate::drive::shift::ShiftPlan;
+use crate::live::{self, LiveState};
+use crate::runbook::Runbook;
+use crate::status::{CheckOutcome, Snapshot, snapshot};
+use crate::store::checklist::{ChecklistState, item_key};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Overlay {
+    None,
+    Help,
+    Errors,
+    Palette {
+        input: String,
+        selected: usize,
+    },
+    Filter {
+        input: String,
+    },
+    Note {
+        key: String,
+        input: String,
+    },
+    /// A planned change waiting for y / n; the plan is `App::pending_change`.
+    Confirm {
+        key: String,
+    },
+    /// Typing the percent of traffic for the rollout's `to` side.
+    ShiftTo {
+        input: String,
+    },
+}
+
+/// Rollout controls that change traffic, so they are confirmed first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    /// Start or resume `cutover rollout` as its own process.
+    Start,
+    /// The live weights differ from the rollout's state: continue from them
+    /// (`cutover rollout --adopt-live`).
+    AdoptAndStart,
+    /// Skip the rest of the current step's soak.
+    Promote,
+    /// Roll back to the last good step.
+    Abort,
+}
+
+/// A change planned from live data, shown in the confirm popup.
+#[derive(Debug, Clone)]
+pub enum PendingChange {
+    Item(ActionPlan),
+    Shift(Box<ShiftPlan>),
+    Rollout { control: Control, lines: Vec<String> },
+}
+
+/// What the confirm popup shows.
+pub struct Summary {
+    pub name: String,
+    pub before: Option<String>,
+    pub after: Option<String>,
+    pub details: Vec<String>,
+}
+
+impl PendingChange {
+    /// Why there is nothing to confirm, if so.
+    pub fn noop(&self) -> Option<String> {
+        match self {
+            PendingChange::Item(p) => p.noop.clone(),
+            PendingChange::Shift(p) if p.is_noop() => Some(format!("the records already have {}", p.after())),
+            _ => None,
+        }
+    }
+
+    pub fn summary(&self) -> Summary {
+        match self {
+            PendingChange::Item(p) => Summary {
+                name: p.name.clone(),
+                before: Some(p.before.to_string()),
+                after: Some(p.after.to_string()),
+                details: p.steps.iter().map(|s| s.describe()).collect(),
+            },
+            PendingChange::Shift(p) => Summary {
+                name: format!("shift weights: {} to {}%", p.to.environment, p.weights.1),
+                before: Some(p.before().to_string()),
+                after: Some(p.after().to_string()),
+                details: vec![p.describe(), "both records in one change batch, then a wait for INSYNC".into()],
+            },
+            PendingChange::Rollout { control, lines } => {
+                let (name, last) = match control {
+                    Control::Start => {
+                        ("start the gated rollout", "runs as its own process: quitting the cockpit does not stop it")
+                    }
+                    Control::AdoptAndStart => (
+                        "the live weights differ from the rollout's: adopt them and continue?",
+                        "runs `cutover rollout --adopt-live` as its own process",
+                    ),
+                    Control::Promote => {
+                        ("promote: skip the rest of this step's soak", "the gates' remaining evidence is skipped")
+                    }
+                    Control::Abort => ("ABORT the rollout and roll back", "the weights go back to the target above"),
+                };
+                let mut details = lines.clone();
+                details.push(last.into());
+                Summary { name: name.into(), before: None, after: None, details }
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum CheckRun {
+    /// Waiting for every source to report again after `since`.
+    Running {
+        since: SystemTime,
+    },
+    Done {
+        outcome: CheckOutcome,
+        detail: String,
+        at: SystemTime,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogLine {
+    pub at: SystemTime,
+    pub text: String,
+}
+
+pub struct Header {
+    pub profile: Option<String>,
+    pub read_only: bool,
+}
+
+pub struct App {
+    pub rb: Arc<Runbook>,
+    pub region: String,
+    pub header: Header,
+    pub live: LiveState,
+    /// Live events held back while paused.
+    pub pending: Vec<live::LiveEvent>,
+    pub paused: bool,
+    pub now: SystemTime,
+    pub size: (u16, u16),
+    pub focus: Pane,
+    pub zoomed: bool,
+    pub selected: BTreeMap<Pane, usize>,
+    pub overlay: Overlay,
+    pub filter: String,
+    pub keymap: Keymap,
+    pub theme: super::theme::Theme,
+    pub checklist: ChecklistState,
+    pub operator: String,
+    pub runs: BTreeMap<String, CheckRun>,
+    pub log: VecDeque<LogLine>,
+    pub quit: bool,
+    pub pending_change: Option<PendingChange>,
+    /// Outcome of the last action run per item: (succeeded, when).
+    pub action_results: BTreeMap<String, (bool, SystemTime)>,
+    /// How far each running action (a Redis copy) has got: (done, total, line).
+    pub action_progress: BTreeMap<String, (u64, u64, String)>,
+    /// Derived from `live` after every change; what render draws.
+    pub snap: Snapshot,
+}
+
+const LOG_LINES: usize = 500;
+
+impl App {
+    pub fn new(
+        rb: Runbook,
+        region: String,
+        header: Header,
+        keymap: Keymap,
+        checklist: ChecklistState,
+        operator: String,
+        now: SystemTime,
+    ) -> App {
+        let live = LiveState::default();
+        let snap = snapshot(&rb, &live, &region, now);
+        App {
+            rb: Arc::new(rb),
+            region,
+            header,
+            live,
+            pending: Vec::new(),
+            paused: false,
+            now,
+            size: (80, 24),
+            focus: Pane::Traffic,
+            zoomed: false,
+            selected: BTreeMap::new(),
+            overlay: Overlay::None,
+            filter: String::new(),
+            keymap,
+            theme: super::theme::Theme::default(),
+            checklist,
+            operator,
+            runs: BTreeMap::new(),
+            log: VecDeque::new(),
+            quit: false,
+            pending_change: None,
+            action_results: BTreeMap::new(),
+            action_progress: BTreeMap::new(),
+            snap,
+        }
+    }
+
+    pub fn log(&mut self, text: impl Into<String>) {
+        self.log.push_back(LogLine { at: self.now, text: text.into() });
+        while self.log.len() > LOG_LINES {
+            self.log.pop_front();
+        }
+    }
+
+    pub(super) fn resnap(&mut self) {
+        self.snap = snapshot(&self.rb, &self.live, &self.region, self.now);
+    }
+
+    pub fn selected(&self, pane: Pane) -> usize {
+        self.selected.get(&pane).copied().unwrap_or(0)
+    }
+
+    /// Palette entries: every action of the focused pane, from the key table.
+    pub fn palette_entries(&self, input: &str) -> Vec<(KeyAction, String)> {
+        let q = input.to_ascii_lowercase();
+        self.keymap
+            .for_pane(self.focus)
+            .into_iter()
+            .filter(|b| !matches!(b.action, KeyAction::Palette))
+            .map(|b| (b.action, format!("{} ({})", b.help, self.keymap.keys_of(b.action))))
+            .filter(|(_, label)| q.split_whitespace().all(|w| label.to_ascii_lowercase().contains(w)))
+            .collect()
+    }
+
+    pub(super) fn check_finished(&mut self) {
+        let waiting: Vec<(String, SystemTime)> = self
+            .runs
+            .iter()
+            .filter_map(|(k, r)| match r {
+                CheckRun::Running { since } => Some((k.clone(), *since)),
+                CheckRun::Done { .. } => None,
+            })
+            .collect();
+        for (key, since) in waiting {
+            if !reported_since(&self.live, since) {
+                continue;
+            }
+            let Some(result) = self.snap.checks.iter().find(|c| item_key(&c.phase, &c.item) == key) else { continue };
+            let (outcome, detail) = (result.outcome, result.detail.clone());
+            let word = match outcome {
+                CheckOutcome::Pass => "passed",
+                CheckOutcome::Fail => "FAILED",
+                CheckOutcome::Unknown => "could not be decided",
+            };
+            self.log(format!("check {key} {word}: {detail}"));
+            self.runs.insert(key, CheckRun::Done { outcome, detail, at: self.now });
+        }
+    }
+}
+
+/// Every AWS, health and Redis source has reported after `t`.
+fn reported_since(live: &LiveState, t: SystemTime) -> bool {
+    let after = |at: Option<SystemTime>| at.is_some_and(|a| a >= t);
+    let s = |u: Option<SystemTime>, e: Option<SystemTime>| after(u) || after(e);
+    s(live.traffic.updated_at, live.traffic.error_at)
+        && live.environments.values().all(|x| s(x.updated_at, x.error_at))
+        && live.health.values().all(|x| s(x.updated_at, x.error_at))
+        && live.redis.values().all(|x| s(x.updated_at, x.error_at))
+        && s(live.alarms.updated_at, live.alarms.error_at)
+}
