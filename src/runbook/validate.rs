@@ -99,7 +99,7 @@ fn one_of(names: impl IntoIterator<Item = impl AsRef<str>>) -> String {
     if v.is_empty() { "(none are declared)".into() } else { v.join(", ") }
 }
 
-const CHECKS: [&str; 7] =
+pub(super) const CHECKS: [&str; 7] =
     ["targets_healthy", "redis_reachable", "stickiness", "alarm_ok", "http_ok", "key_counts_match", "zones_enabled"];
 /// Every action kind the runbook format has.
 pub const ACTIONS: [&str; 11] = [
@@ -115,7 +115,14 @@ pub const ACTIONS: [&str; 11] = [
     "stop_instances",
     "start_instances",
 ];
-const GATES: [&str; 6] = ["alarm_ok", "healthy_targets", "http_health", "redis_reachable", "metric", "compare"];
+pub(super) const GATES: [&str; 6] =
+    ["alarm_ok", "healthy_targets", "http_health", "redis_reachable", "metric", "compare"];
+// The choices below are matched as literals in `item`, `gate` and `alarm`;
+// these lists are what `cutover schema` offers (a test ties them together).
+pub(super) const ITEM_KINDS: [&str; 3] = ["manual", "check", "action"];
+pub(super) const NO_DATA_POLICIES: [&str; 3] = ["fail", "pause", "pass"];
+pub(super) const INSUFFICIENT_DATA_CHOICES: [&str; 3] = ["wait", "pass", "fail"];
+pub(super) const TREATMENTS: [&str; 4] = ["missing", "notBreaching", "breaching", "ignore"];
 
 /// What validation needs to know about names declared elsewhere in the file.
 struct Names {
@@ -1001,7 +1008,6 @@ impl<'a> Validator<'a> {
             }
             None => 1,
         };
-        const TREATMENTS: [&str; 4] = ["missing", "notBreaching", "breaching", "ignore"];
         let treat_missing_data = match &a.treat_missing_data {
             Some(t) if TREATMENTS.contains(&t.get_ref().as_str()) => t.get_ref().clone(),
             Some(t) => {
@@ -1533,4 +1539,50 @@ fn params_present(p: &Params) -> Vec<(&'static str, Option<std::ops::Range<usize
         ("match", p.pattern.map(|x| x.span())),
         ("tolerance", p.tolerance.map(|x| x.span())),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = include_str!("../../tests/runbooks/minimal.toml");
+
+    fn with(old: &str, new: &str) -> String {
+        assert!(MINIMAL.contains(old), "{old:?} not in minimal.toml");
+        MINIMAL.replacen(old, new, 1)
+    }
+
+    fn assert_valid(text: &str, what: &str) {
+        if let Err(e) = parse("t.toml", text) {
+            panic!("{what} is offered by the schema but refused:\n{e}");
+        }
+    }
+
+    /// The closed lists `cutover schema` offers are the ones validation accepts.
+    #[test]
+    fn every_choice_the_schema_offers_validates() {
+        let gate = "alarms = [\"green-5xx\"]\n";
+        for policy in NO_DATA_POLICIES {
+            assert_valid(&with(gate, &format!("{gate}no_data = \"{policy}\"\n")), policy);
+        }
+        for choice in INSUFFICIENT_DATA_CHOICES {
+            assert_valid(&with(gate, &format!("{gate}insufficient_data = \"{choice}\"\n")), choice);
+        }
+        let alarm = "environment = \"green\"\n\n[[phases]]";
+        for treatment in TREATMENTS {
+            let text =
+                with(alarm, &format!("environment = \"green\"\ntreat_missing_data = \"{treatment}\"\n\n[[phases]]"));
+            assert_valid(&text, treatment);
+        }
+        for kind in ITEM_KINDS {
+            let extra = match kind {
+                "check" => "check = \"targets_healthy\"\nenvironment = \"green\"\n",
+                "action" => "action = \"register_targets\"\nenvironment = \"green\"\n",
+                _ => "",
+            };
+            let text =
+                format!("{MINIMAL}\n[[phases.items]]\nid = \"extra\"\ntitle = \"Extra\"\nkind = \"{kind}\"\n{extra}");
+            assert_valid(&text, kind);
+        }
+    }
 }
