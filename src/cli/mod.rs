@@ -207,8 +207,11 @@ impl Failure {
 }
 
 impl From<runbook::RunbookError> for Failure {
+    /// Printed on stderr: coloured when that is a terminal (and NO_COLOR is unset).
     fn from(e: runbook::RunbookError) -> Self {
-        Failure::bad_input(e.to_string())
+        use std::io::IsTerminal;
+        let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+        Failure::bad_input(e.render(color))
     }
 }
 

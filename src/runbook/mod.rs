@@ -52,9 +52,7 @@ pub fn parse(file: &str, text: &str) -> Result<Runbook, RunbookError> {
 /// Reads, parses and validates a runbook file.
 pub fn load(path: &Path) -> Result<Runbook, RunbookError> {
     let file = path.display().to_string();
-    let fail = |message: String, hint: &str| RunbookError {
-        diagnostics: vec![Diagnostic { file: file.clone(), line: 0, col: 0, message, hint: hint.to_string() }],
-    };
+    let fail = |message: String, hint: &str| RunbookError::whole_file(&file, message, hint);
     if path.is_dir() {
         return Err(fail("is a directory, not a runbook".into(), "give the path of a .toml runbook file"));
     }

@@ -15,7 +15,9 @@ pub fn parse(file: &str, text: &str) -> Result<Runbook, RunbookError> {
     let loc = Locator::new(file, text);
     let raw: RawRunbook = match toml::from_str(text) {
         Ok(raw) => raw,
-        Err(e) => return Err(RunbookError { diagnostics: vec![toml_diagnostic(&loc, text, &e)] }),
+        Err(e) => {
+            return Err(RunbookError { diagnostics: vec![toml_diagnostic(&loc, text, &e)], source: Some(text.into()) });
+        }
     };
     let mut v = Validator { loc, diags: Vec::new() };
     let runbook = v.runbook(file, raw);
@@ -24,7 +26,7 @@ pub fn parse(file: &str, text: &str) -> Result<Runbook, RunbookError> {
     } else {
         v.diags.sort_by_key(|d| (d.line, d.col));
         v.diags.dedup();
-        Err(RunbookError { diagnostics: v.diags })
+        Err(RunbookError { diagnostics: v.diags, source: Some(text.into()) })
     }
 }
 

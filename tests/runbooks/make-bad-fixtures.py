@@ -1,5 +1,6 @@
 # Regenerates tests/runbooks/bad/*.toml from minimal.toml (one mistake each).
-# Then refresh each .err with `cutover validate X.toml 2> X.err` and READ it.
+# Then refresh each .err with `cutover validate X.toml 2> X.err` from the repo
+# root (errors, each with its line and caret) and READ it.
 import os, re, subprocess, sys
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BAD = os.path.join(ROOT, "tests/runbooks/bad")
