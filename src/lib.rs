@@ -6,6 +6,7 @@ pub mod crashpoint;
 pub mod drive;
 pub mod engine;
 pub mod live;
+pub mod notify;
 pub mod paths;
 pub mod progress;
 pub mod redis;

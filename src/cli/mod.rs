@@ -323,8 +323,11 @@ pub async fn in_runbook_region(clients: &crate::aws::Clients, rb: &Runbook, regi
     }
 }
 
+/// Loads the runbook, and sets up its webhook (`[notify]`) for this process.
 pub fn load_runbook(path: &Path) -> Result<Runbook, Failure> {
-    Ok(runbook::load(path)?)
+    let rb = runbook::load(path)?;
+    crate::notify::install(crate::notify::webhook_url(&rb));
+    Ok(rb)
 }
 
 fn init_logging(global: &GlobalArgs) -> Option<PathBuf> {
@@ -372,6 +375,8 @@ pub fn main() -> ExitCode {
     let cli = Cli { global, command: cli.command };
     tracing::info!(command = ?cli.command, "cutover starting");
     let result = run(cli);
+    // Posts still queued get a moment, never more: the work is done already.
+    crate::notify::flush(std::time::Duration::from_secs(2));
     match result {
         Ok(status) => ExitCode::from(status),
         Err(f) => {

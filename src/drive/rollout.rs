@@ -640,6 +640,24 @@ pub async fn run(cx: &Context, say: &mut (dyn FnMut(&str) + Send)) -> Result<Out
     if runner.engine.state.phase == Phase::Paused {
         outputs.extend(runner.engine.handle(Input::Resume, now()));
     }
+    let steps: Vec<String> = runner.engine.plan.steps.iter().map(|s| format!("{s}%")).collect();
+    let (operator, to) = (cx.actor.operator(), &rb.rollout.to);
+    crate::notify::post(match runner.engine.state.phase {
+        Phase::Idle | Phase::Aborted | Phase::Done => {
+            format!(
+                "cutover {}: rollout started by {operator}: {} → {to} in steps {}",
+                rb.name,
+                rb.rollout.from,
+                steps.join(", ")
+            )
+        }
+        _ => format!(
+            "cutover {}: rollout resumed by {operator} at step {} of {}",
+            rb.name,
+            runner.engine.state.step + 1,
+            steps.len()
+        ),
+    });
     outputs.extend(match runner.engine.state.phase {
         Phase::Idle | Phase::Aborted | Phase::Done => runner.engine.handle(Input::Start, now()),
         Phase::Paused => Vec::new(),
@@ -702,6 +720,10 @@ pub async fn run(cx: &Context, say: &mut (dyn FnMut(&str) + Send)) -> Result<Out
                     }
                     Output::Done => {
                         runner.persist()?;
+                        crate::notify::post(format!(
+                            "cutover {}: rollout completed: 100% of the traffic on {to}",
+                            rb.name
+                        ));
                         let calls = cx.clients.calls.total();
                         let steps = runner.engine.plan.steps.len() as u64;
                         (runner.say)(&format!(

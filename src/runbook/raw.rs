@@ -73,6 +73,17 @@ pub struct RawRunbook {
     pub phases: Vec<S<RawPhase>>,
     /// What `cutover sandbox up` creates to rehearse the runbook.
     pub sandbox: Option<S<RawSandbox>>,
+    /// Where to post what the rollout and each change did (a Slack-compatible webhook).
+    pub notify: Option<S<RawNotify>>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "Notify")]
+pub struct RawNotify {
+    /// The environment variable holding the webhook's URL (never the URL itself:
+    /// it is a secret); `CUTOVER_WEBHOOK_URL` overrides it.
+    pub webhook_url_env: S<String>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

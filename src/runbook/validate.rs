@@ -307,6 +307,18 @@ impl<'a> Validator<'a> {
             );
         }
 
+        let notify = raw.notify.as_ref().map(|n| {
+            let var = &n.get_ref().webhook_url_env;
+            if !is_env_var(var.get_ref()) {
+                self.err(
+                    var.span(),
+                    format!("`{}` is not an environment variable name", var.get_ref()),
+                    "name the variable that holds the webhook URL (upper-case letters, digits and `_`, e.g. CUTOVER_SLACK_WEBHOOK); the URL itself is a secret and stays out of the runbook",
+                );
+            }
+            Notify { webhook_url_env: var.get_ref().clone() }
+        });
+
         Runbook {
             source: file.to_string(),
             name: header.name.get_ref().clone(),
@@ -321,6 +333,7 @@ impl<'a> Validator<'a> {
             alarms,
             phases,
             sandbox,
+            notify,
         }
     }
 
