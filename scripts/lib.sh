@@ -40,10 +40,16 @@ ensure_openssl() {
   if ! command -v openssl >/dev/null; then apt_install openssl; fi
 }
 
+# The man page test renders `cutover man` with `man -l -`.
+ensure_man() {
+  if ! command -v man >/dev/null; then apt_install man-db; fi
+}
+
 ensure_deps() {
   ensure_redis
   ensure_openssl
   ensure_tmux
+  ensure_man
   ensure_moto
   export CUTOVER_MOTO_SERVER="$ROOT/.venv/bin/moto_server"
 }

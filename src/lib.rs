@@ -7,6 +7,7 @@ pub mod drive;
 pub mod engine;
 pub mod hash;
 pub mod live;
+pub mod notify;
 pub mod paths;
 pub mod redis;
 pub mod runbook;

@@ -1,7 +1,7 @@
 //! Fuzzing the runbook parser and validator with proptest: random mutations
 //! of the runbooks in the corpus (mostly the valid, shipped ones; also the bad
 //! fixtures and `tests/fuzz/`) must give a runbook or diagnostics with a place
-//! inside the text (line and column), never a panic. The seed is fixed and
+//! inside the text (line and column), shown under a caret, never a panic. The seed is fixed and
 //! printed; `CUTOVER_FUZZ_SEED=N` picks another. CI runs the default cases; a
 //! long run: `CUTOVER_FUZZ_CASES=200000 cargo test --release --test fuzz_runbook`.
 //! A failing input is shrunk and written to `tests/fuzz/` to keep.
@@ -176,6 +176,16 @@ fn check(text: &str, rejected: &AtomicUsize) -> Result<(), TestCaseError> {
             prop_assert!(!d.message.trim().is_empty(), "empty message: {d}");
             prop_assert!(d.to_string().starts_with("fuzz.toml:"), "{d}");
         }
+        // What `cutover validate` prints: each line, then its source line with a caret.
+        let Ok(shown) = std::panic::catch_unwind(|| e.render(false)) else {
+            return Err(TestCaseError::fail("rendering the errors panicked"));
+        };
+        for d in &e.diagnostics {
+            prop_assert!(shown.contains(&d.to_string()), "{d} missing from:\n{shown}");
+        }
+        let carets = shown.lines().filter(|l| l.trim_start().starts_with('|') && l.contains('^')).count();
+        let located = e.diagnostics.iter().filter(|d| d.line > 0).count();
+        prop_assert!(carets >= located, "{located} located errors, {carets} caret lines:\n{shown}");
     }
     Ok(())
 }

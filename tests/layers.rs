@@ -10,7 +10,7 @@ const LAYERS: &[&[&str]] = &[
     // Test-only: what a reliability scenario showed (README's generated section).
     &["reliability"],
     &["runbook", "analysis"],
-    &["paths", "time", "hash", "crashpoint"],
+    &["paths", "time", "hash", "crashpoint", "notify"],
     &["store"],
     &["aws"],
     &["authority"],

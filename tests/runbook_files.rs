@@ -1,9 +1,15 @@
 //! The runbook files in the repository: shipped runbooks validate, and every
 //! bad fixture under tests/runbooks/bad/ fails with exactly the diagnostics in
-//! its `.err` file (as `cutover validate` prints them from the repo root).
+//! its `.err` file (as `cutover validate` prints them from the repo root):
+//! each one's line, then the runbook's line with a caret under the fault.
+
+mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::Duration;
+
+use common::tmux::Tmux;
 
 use cutover::runbook::{self, Runbook};
 
@@ -103,6 +109,66 @@ fn bad_runbooks_fail_with_the_expected_diagnostics() {
     }
     assert!(failures.is_empty(), "{} problem(s):\n{}", failures.len(), failures.join("\n"));
     assert!(fixtures.len() >= 30, "expected at least 30 bad fixtures, found {}", fixtures.len());
+}
+
+/// Checks the fixtures' form rather than their words: every `file:line:col:`
+/// line is followed by that line of the runbook, verbatim, with a caret at the
+/// column, and errors are separated by a blank line.
+#[test]
+fn every_located_error_shows_its_line_with_a_caret_at_its_column() {
+    let mut carets = 0;
+    for path in toml_files("tests/runbooks/bad") {
+        let source = std::fs::read_to_string(Path::new(ROOT).join(&path)).expect("read fixture");
+        let source_lines: Vec<&str> = source.lines().collect();
+        let err = std::fs::read_to_string(Path::new(ROOT).join(path.with_extension("err"))).expect("read .err");
+        let prefix = format!("{}:", path.display());
+        for block in err.trim_end().split("\n\n") {
+            let lines: Vec<&str> = block.lines().collect();
+            let head = lines[0].strip_prefix(&prefix).unwrap_or_else(|| panic!("{}: {:?}", path.display(), lines[0]));
+            let mut place = head.splitn(3, ':');
+            let (Some(Ok(line)), Some(Ok(col))) =
+                (place.next().map(str::parse::<usize>), place.next().map(str::parse::<usize>))
+            else {
+                assert_eq!(lines.len(), 1, "a whole-file error has no snippet: {block}");
+                continue;
+            };
+            assert_eq!(lines.len(), 4, "{}: line, gutter, source, caret:\n{block}", path.display());
+            let gutter = " ".repeat(line.to_string().len() + 1);
+            assert_eq!(lines[1], format!("{gutter}|"), "{block}");
+            assert_eq!(lines[2], format!("{line} | {}", source_lines[line - 1]), "{block}");
+            let caret = lines[3].strip_prefix(&format!("{gutter}| ")).unwrap_or_else(|| panic!("{block}"));
+            let column: usize = source_lines[line - 1].chars().take(col - 1).count();
+            assert_eq!(caret.find('^'), Some(column), "caret not under column {col}:\n{block}");
+            assert!(caret.trim_start().chars().all(|c| c == '^'), "{block}");
+            carets += 1;
+        }
+    }
+    assert!(carets >= 60, "expected at least 60 located errors across the fixtures, found {carets}");
+}
+
+/// On a terminal the errors are styled (ANSI); NO_COLOR or a pipe (the `.err`
+/// fixtures above) keeps them plain.
+#[test]
+fn validate_colours_its_errors_only_on_a_terminal() {
+    let state = tempfile::tempdir().expect("tempdir");
+    let run = |no_color: &str| {
+        let tmux = Tmux { socket: format!("cutover-colour-{}-{}", std::process::id(), no_color.len()) };
+        let command = format!(
+            "cd '{ROOT}' && env {no_color} XDG_STATE_HOME='{}' '{}' validate tests/runbooks/bad/wrong-type.toml; echo done; sleep 30",
+            state.path().display(),
+            env!("CARGO_BIN_EXE_cutover"),
+        );
+        let out = tmux.cmd(&["new-session", "-d", "-s", "t", "-x", "200", "-y", "20", &command]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        tmux.wait_for("validate's output", Duration::from_secs(20), |s| s.contains("done"));
+        String::from_utf8_lossy(&tmux.cmd(&["capture-pane", "-p", "-e", "-t", "t"]).stdout).into_owned()
+    };
+    let styled = run("");
+    assert!(styled.contains("ttl = \"60\""), "{styled}");
+    assert!(styled.contains("\x1b["), "no ANSI styles on a terminal: {styled:?}");
+    let plain = run("NO_COLOR=1");
+    assert!(plain.contains("ttl = \"60\"") && plain.contains("^^^^"), "{plain}");
+    assert!(!plain.contains("\x1b["), "styles despite NO_COLOR: {plain:?}");
 }
 
 /// Asserts status 2, empty stdout and one stderr line that starts with the path.

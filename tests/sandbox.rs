@@ -195,14 +195,40 @@ fn sigkill_of_cutover_leaves_no_child_behind() {
 #[test]
 fn sigterm_tears_the_sandbox_down_cleanly() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut child, _env_file) = spawn_sandbox_up(dir.path(), "ca-central-1", std::process::Stdio::piped());
+    let (mut child, env_file) = spawn_sandbox_up(dir.path(), "ca-central-1", std::process::Stdio::piped());
     let kids = children_of(child.get().id());
     assert_eq!(kids.len(), 3);
+    // The webhook receiver answers as Slack's does, and `sandbox up` shows what it got.
+    let env = std::fs::read_to_string(&env_file).unwrap();
+    let url =
+        env.lines().find_map(|l| l.strip_prefix("export DEMO_WEBHOOK_URL=")).expect("the webhook in the env file");
+    assert!(post_json(url, r#"{"text": "rehearsal check"}"#).starts_with("HTTP/1.1 200"));
+    assert!(post_json(url, r#"{"message": "no text"}"#).starts_with("HTTP/1.1 400"));
     unsafe { libc::kill(child.get().id() as i32, libc::SIGTERM) };
     let out = child.take().wait_with_output().unwrap();
     assert!(out.status.success(), "{:?}", out.status);
-    assert!(String::from_utf8_lossy(&out.stdout).contains("sandbox stopped"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("sandbox stopped"));
+    assert!(stdout.contains("\nwebhook: rehearsal check\n"), "{stdout}");
+    assert_eq!(stdout.matches("webhook: ").count(), 1, "{stdout}");
     assert!(kids.iter().all(|&p| process_gone(p)), "children left: {kids:?}");
+}
+
+/// A bare HTTP/1.1 POST of `body` to `url` (http://127.0.0.1:PORT/PATH); the reply as text.
+fn post_json(url: &str, body: &str) -> String {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://").expect("http URL");
+    let (host, path) = rest.split_once('/').expect("a path");
+    let mut s = std::net::TcpStream::connect(host).unwrap();
+    write!(
+        s,
+        "POST /{path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).unwrap();
+    reply
 }
 
 fn instance_views(snap: &cutover::status::Snapshot) -> Vec<&cutover::status::InstanceView> {

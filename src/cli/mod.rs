@@ -12,7 +12,7 @@ pub mod status;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueHint};
 
 use crate::runbook::{self, Runbook};
 
@@ -37,19 +37,26 @@ pub struct GlobalArgs {
     #[arg(long, global = true)]
     pub read_only: bool,
     /// Log file (default: $XDG_STATE_HOME/cutover/cutover.log).
-    #[arg(long, global = true)]
+    #[arg(long, global = true, value_hint = ValueHint::FilePath)]
     pub log_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Check a runbook and report every problem as file:line:col.
-    Validate { runbook: PathBuf },
+    Validate {
+        #[arg(value_hint = ValueHint::FilePath)]
+        runbook: PathBuf,
+    },
     /// Print the runbook's phases, rollout steps and gates.
-    Plan { runbook: PathBuf },
+    Plan {
+        #[arg(value_hint = ValueHint::FilePath)]
+        runbook: PathBuf,
+    },
     /// Snapshot of targets, instances, Redis, weights, alarms, metrics and checks.
     /// Exit 0 if every blocking check passes, 1 if one does not, 2 on bad input.
     Status {
+        #[arg(value_hint = ValueHint::FilePath)]
         runbook: PathBuf,
         /// Stable JSON (schema in README); one object per line with --watch.
         #[arg(long)]
@@ -64,6 +71,7 @@ pub enum Command {
     /// Put N% of the traffic on the rollout's `to` side (100−N on `from`): both
     /// records in one change batch, then wait for INSYNC. Audited.
     Shift {
+        #[arg(value_hint = ValueHint::FilePath)]
         runbook: PathBuf,
         /// Percent of traffic for the `to` side.
         #[arg(long, value_parser = clap::value_parser!(u8).range(0..=100))]
@@ -78,6 +86,7 @@ pub enum Command {
     /// Step through the runbook's rollout behind its gates; resumes after an
     /// interruption. Exit 0 done, 1 aborted (rolled back), 3 paused, 2 refused.
     Rollout {
+        #[arg(value_hint = ValueHint::FilePath)]
         runbook: PathBuf,
         #[arg(long)]
         yes: bool,
@@ -94,6 +103,7 @@ pub enum Command {
     },
     /// Roll back to the last step whose gates all passed (or the initial weights).
     Abort {
+        #[arg(value_hint = ValueHint::FilePath)]
         runbook: PathBuf,
         #[arg(long)]
         yes: bool,
@@ -106,6 +116,7 @@ pub enum Command {
     /// Ask the running rollout to pause (it stops for a person; `cutover
     /// rollout` resumes it).
     Pause {
+        #[arg(value_hint = ValueHint::FilePath)]
         runbook: PathBuf,
         #[arg(long)]
         reason: Option<String>,
@@ -113,6 +124,7 @@ pub enum Command {
     /// Ask the running rollout to skip the rest of the current step's soak
     /// and move on (needs --yes: it skips the gates' remaining evidence).
     Promote {
+        #[arg(value_hint = ValueHint::FilePath)]
         runbook: PathBuf,
         #[arg(long)]
         yes: bool,
@@ -120,6 +132,7 @@ pub enum Command {
     /// Run one checklist action (phase/item), or its rollback: planned from live
     /// data, shown before → after, confirmed with --yes, audited.
     Run {
+        #[arg(value_hint = ValueHint::FilePath)]
         runbook: PathBuf,
         /// phase/item, as `cutover plan` lists them.
         item: String,
@@ -133,6 +146,7 @@ pub enum Command {
     },
     /// Print the audit log of a runbook.
     Audit {
+        #[arg(value_hint = ValueHint::FilePath)]
         runbook: PathBuf,
         /// A timeline fit for a postmortem.
         #[arg(long)]
@@ -145,24 +159,34 @@ pub enum Command {
     #[command(subcommand)]
     Sandbox(SandboxCommand),
     /// Open the cockpit on a runbook (also: `cutover <runbook>`).
-    Tui { runbook: PathBuf },
+    Tui {
+        #[arg(value_hint = ValueHint::FilePath)]
+        runbook: PathBuf,
+    },
     /// Start the sandbox from runbooks/demo.toml and open the cockpit on it.
     Demo {
-        #[arg(long, default_value = "runbooks/demo.toml")]
+        #[arg(long, default_value = "runbooks/demo.toml", value_hint = ValueHint::FilePath)]
         runbook: PathBuf,
         /// Print a refreshing text status instead of the full-screen cockpit.
         #[arg(long)]
         plain: bool,
     },
+    /// Print a shell completion script (subcommands, flags, runbook paths).
+    Completions { shell: clap_complete::Shell },
+    /// Print the man page (roff).
+    Man,
+    /// Print the JSON Schema of the runbook format, for editors that check TOML.
+    Schema,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum SandboxCommand {
     /// Start the sandbox and stay in the foreground until Ctrl-C or SIGTERM.
     Up {
+        #[arg(value_hint = ValueHint::FilePath)]
         runbook: PathBuf,
         /// Write AWS_ENDPOINT_URL, credentials, region and Redis URLs here once ready.
-        #[arg(long)]
+        #[arg(long, value_hint = ValueHint::FilePath)]
         env_file: Option<PathBuf>,
         /// Use this moto server instead of starting one.
         #[arg(long)]
@@ -184,8 +208,11 @@ impl Failure {
 }
 
 impl From<runbook::RunbookError> for Failure {
+    /// Printed on stderr: coloured when that is a terminal (and NO_COLOR is unset).
     fn from(e: runbook::RunbookError) -> Self {
-        Failure::bad_input(e.to_string())
+        use std::io::IsTerminal;
+        let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+        Failure::bad_input(e.render(color))
     }
 }
 
@@ -297,8 +324,11 @@ pub async fn in_runbook_region(clients: &crate::aws::Clients, rb: &Runbook, regi
     }
 }
 
+/// Loads the runbook, and sets up its webhook (`[notify]`) for this process.
 pub fn load_runbook(path: &Path) -> Result<Runbook, Failure> {
-    Ok(runbook::load(path)?)
+    let rb = runbook::load(path)?;
+    crate::notify::install(crate::notify::webhook_url(&rb));
+    Ok(rb)
 }
 
 fn init_logging(global: &GlobalArgs) -> Option<PathBuf> {
@@ -346,6 +376,8 @@ pub fn main() -> ExitCode {
     let cli = Cli { global, command: cli.command };
     tracing::info!(command = ?cli.command, "cutover starting");
     let result = run(cli);
+    // Posts still queued get a moment, never more: the work is done already.
+    crate::notify::flush(std::time::Duration::from_secs(2));
     match result {
         Ok(status) => ExitCode::from(status),
         Err(f) => {
@@ -449,6 +481,33 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             let rb = load_runbook(&runbook)?;
             sandbox::demo(rb, &cli.global, plain)
         }
+        Command::Completions { shell } => {
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "cutover", &mut script);
+            print_out(&script)
+        }
+        Command::Man => {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(Cli::command())
+                .render(&mut page)
+                .map_err(|e| Failure { status: 1, message: format!("cannot render the man page: {e}") })?;
+            print_out(&page)
+        }
+        Command::Schema => {
+            let schema = serde_json::to_string_pretty(&runbook::json_schema()).expect("a JSON value serialises");
+            print_out(format!("{schema}\n").as_bytes())
+        }
+    }
+}
+
+/// Writes generated text to stdout; a reader that stops early (`| head`) is no failure.
+fn print_out(bytes: &[u8]) -> Result<u8, Failure> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Ok(()) => Ok(0),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(0),
+        Err(e) => Err(Failure { status: 1, message: format!("cannot write to stdout: {e}") }),
     }
 }
 

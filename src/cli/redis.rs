@@ -39,7 +39,7 @@ pub struct Ends {
     #[arg(long, value_name = "VAR")]
     pub to_password_env: Option<String>,
     /// PEM file of the CA that signed the servers' certificates (rediss://).
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", value_hint = clap::ValueHint::FilePath)]
     pub tls_ca: Option<std::path::PathBuf>,
     /// Only keys matching this glob (SCAN MATCH).
     #[arg(long = "match", value_name = "PATTERN")]

@@ -62,7 +62,25 @@ pub fn up(
             println!("environment written to {} (source it in another shell)", p.display());
         }
         println!("Ctrl-C stops the sandbox.");
-        interrupted().await;
+        // What cutover posts to the runbook's webhook is shown here as it arrives.
+        let stop = interrupted();
+        tokio::pin!(stop);
+        let mut shown = 0;
+        let mut show = |sb: &Sandbox| {
+            let texts = sb.webhook.texts();
+            for text in &texts[shown..] {
+                println!("webhook: {text}");
+            }
+            shown = texts.len();
+        };
+        loop {
+            tokio::select! {
+                _ = &mut stop => break,
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            }
+            show(&sb);
+        }
+        show(&sb);
         sb.down().await;
         println!("sandbox stopped");
         Ok(0)

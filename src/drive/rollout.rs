@@ -539,6 +539,24 @@ pub async fn run(cx: &Context, say: &mut (dyn FnMut(&str) + Send)) -> Result<Out
     if runner.engine.state.phase == RolloutPhase::Paused {
         outputs.extend(runner.engine.handle(Input::Resume, now()));
     }
+    let steps: Vec<String> = runner.engine.plan.steps.iter().map(|s| format!("{s}%")).collect();
+    let (operator, to) = (cx.actor.operator(), &rb.rollout.to);
+    crate::notify::post(match runner.engine.state.phase {
+        RolloutPhase::Idle | RolloutPhase::Aborted | RolloutPhase::Done => {
+            format!(
+                "cutover {}: rollout started by {operator}: {} → {to} in steps {}",
+                rb.name,
+                rb.rollout.from,
+                steps.join(", ")
+            )
+        }
+        _ => format!(
+            "cutover {}: rollout resumed by {operator} at step {} of {}",
+            rb.name,
+            runner.engine.state.step + 1,
+            steps.len()
+        ),
+    });
     outputs.extend(match runner.engine.state.phase {
         RolloutPhase::Idle | RolloutPhase::Aborted | RolloutPhase::Done => runner.engine.handle(Input::Start, now()),
         RolloutPhase::Paused => Vec::new(),
@@ -605,6 +623,10 @@ pub async fn run(cx: &Context, say: &mut (dyn FnMut(&str) + Send)) -> Result<Out
                     }
                     Output::Done => {
                         runner.persist().map_err(failed)?;
+                        crate::notify::post(format!(
+                            "cutover {}: rollout completed: 100% of the traffic on {to}",
+                            rb.name
+                        ));
                         let calls = cx.clients.calls.total();
                         let steps = runner.engine.plan.steps.len() as u64;
                         (runner.say)(&format!(

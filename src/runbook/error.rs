@@ -1,7 +1,10 @@
-//! Runbook diagnostics: `file:line:col: what is wrong; how to fix it`.
+//! Runbook diagnostics: `file:line:col: what is wrong; how to fix it`, then,
+//! as rustc and cargo show them, the line at fault with a caret under it.
 
 use std::fmt;
 use std::ops::Range;
+
+use annotate_snippets::{AnnotationKind, Group, Level, Renderer, Snippet};
 
 /// One problem found in a runbook, located in its source text.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -12,6 +15,8 @@ pub struct Diagnostic {
     pub col: usize,
     pub message: String,
     pub hint: String,
+    /// Bytes of the source at fault; None when the problem concerns the whole file.
+    pub span: Option<Range<usize>>,
 }
 
 impl fmt::Display for Diagnostic {
@@ -28,6 +33,57 @@ impl fmt::Display for Diagnostic {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunbookError {
     pub diagnostics: Vec<Diagnostic>,
+    /// The runbook's text, to show the lines at fault; None when it could not be read.
+    pub source: Option<String>,
+}
+
+impl RunbookError {
+    /// A problem with the file as a whole (it cannot be read, say).
+    pub fn whole_file(file: &str, message: impl Into<String>, hint: impl Into<String>) -> Self {
+        Locator::new(file, "").whole_file(message, hint).into()
+    }
+
+    /// Each diagnostic's line (as Display writes it) and, below it, its line
+    /// of the runbook with a caret under the span, rustc's way; a blank line
+    /// between diagnostics. `color`: ANSI styles, for a terminal.
+    pub fn render(&self, color: bool) -> String {
+        let renderer = if color { Renderer::styled() } else { Renderer::plain() };
+        let mut out = String::new();
+        for (i, d) in self.diagnostics.iter().enumerate() {
+            if i > 0 {
+                out.push_str("\n\n");
+            }
+            if color {
+                out.push_str(&format!("\x1b[1m{d}\x1b[0m"));
+            } else {
+                out.push_str(&d.to_string());
+            }
+            if let (Some(span), Some(text)) = (&d.span, &self.source) {
+                out.push('\n');
+                out.push_str(&renderer.render(&snippet(text, span.clone())));
+            }
+        }
+        out
+    }
+}
+
+/// The source line(s) of `span`, numbered, with the span underlined. A span
+/// running past its first line is cut there: the caret marks where, and the
+/// first line says what.
+fn snippet(text: &str, span: Range<usize>) -> Vec<Group<'_>> {
+    let start = floor_char_boundary(text, span.start.min(text.len()));
+    let line_end = text[start..].find('\n').map_or(text.len(), |i| start + i);
+    let end = floor_char_boundary(text, span.end.clamp(start, line_end));
+    vec![
+        Group::with_level(Level::ERROR)
+            .element(Snippet::source(text).line_start(1).annotation(AnnotationKind::Primary.span(start..end))),
+    ]
+}
+
+impl From<Diagnostic> for RunbookError {
+    fn from(d: Diagnostic) -> Self {
+        RunbookError { diagnostics: vec![d], source: None }
+    }
 }
 
 impl fmt::Display for RunbookError {
@@ -66,11 +122,13 @@ impl<'a> Locator<'a> {
 
     pub fn at(&self, span: Range<usize>, message: impl Into<String>, hint: impl Into<String>) -> Diagnostic {
         let (line, col) = self.line_col(span.start);
-        Diagnostic { file: self.file.to_string(), line, col, message: message.into(), hint: hint.into() }
+        let span = Some(span);
+        Diagnostic { file: self.file.to_string(), line, col, message: message.into(), hint: hint.into(), span }
     }
 
     pub fn whole_file(&self, message: impl Into<String>, hint: impl Into<String>) -> Diagnostic {
-        Diagnostic { file: self.file.to_string(), line: 0, col: 0, message: message.into(), hint: hint.into() }
+        let (message, hint) = (message.into(), hint.into());
+        Diagnostic { file: self.file.to_string(), line: 0, col: 0, message, hint, span: None }
     }
 }
 
@@ -95,6 +153,60 @@ mod tests {
         let eq = text.find("= \"").unwrap();
         assert_eq!(loc.line_col(eq), (2, 4));
         assert_eq!(loc.line_col(10_000), (3, 1));
+    }
+
+    #[test]
+    fn render_shows_the_line_with_a_caret_under_the_span() {
+        let text = "[dns]\nttl = \"60\"\n";
+        let loc = Locator::new("r.toml", text);
+        let start = text.find("\"60").unwrap();
+        let e = RunbookError {
+            diagnostics: vec![loc.at(start..start + 4, "bad ttl", "give seconds")],
+            source: Some(text.into()),
+        };
+        let expected = "r.toml:2:7: bad ttl; give seconds\n  |\n2 | ttl = \"60\"\n  |       ^^^^";
+        assert_eq!(e.render(false), expected);
+        let styled = e.render(true);
+        assert!(styled.contains("\x1b["), "styled output has ANSI styles: {styled:?}");
+        let unstyled: String = strip_ansi(&styled);
+        assert_eq!(unstyled, expected, "the same text under the styles");
+    }
+
+    #[test]
+    fn render_separates_errors_cuts_long_spans_and_leaves_whole_file_errors_alone() {
+        let text = "[rollout]\nfrom = \"a\"\nto = \"b\"";
+        let loc = Locator::new("r.toml", text);
+        let e = RunbookError {
+            diagnostics: vec![
+                loc.whole_file("no [dns]", "add one"),
+                loc.at(0..text.len(), "missing soak", "add it"),
+                loc.at(text.len()..text.len(), "ends early", "finish it"),
+            ],
+            source: Some(text.into()),
+        };
+        let shown = e.render(false);
+        let blocks: Vec<&str> = shown.split("\n\n").collect();
+        assert_eq!(blocks.len(), 3, "{shown}");
+        assert_eq!(blocks[0], "r.toml: no [dns]; add one");
+        // A span over the whole table is marked on its first line only.
+        assert_eq!(blocks[1], "r.toml:1:1: missing soak; add it\n  |\n1 | [rollout]\n  | ^^^^^^^^^");
+        assert!(blocks[2].starts_with("r.toml:3:9: ends early; finish it\n  |\n3 | to = \"b\"\n"), "{}", blocks[2]);
+        assert!(blocks[2].ends_with('^'), "{}", blocks[2]);
+        let unreadable = RunbookError::whole_file("r.toml", "cannot read", "check the path");
+        assert_eq!(unreadable.render(false), "r.toml: cannot read; check the path");
+    }
+
+    fn strip_ansi(s: &str) -> String {
+        let mut out = String::new();
+        let mut chars = s.chars();
+        while let Some(c) = chars.next() {
+            if c == '\x1b' {
+                chars.by_ref().find(|c| c.is_ascii_alphabetic());
+            } else {
+                out.push(c);
+            }
+        }
+        out
     }
 
     #[test]

@@ -2,15 +2,48 @@
 
 pub mod duration;
 pub mod error;
+pub mod kinds;
 pub mod model;
 mod raw;
 mod validate;
 
 pub use error::{Diagnostic, RunbookError};
+pub use kinds::ACTIONS as ACTION_KINDS;
 pub use model::*;
-pub use validate::ACTIONS as ACTION_KINDS;
 
 use std::path::Path;
+
+/// The JSON Schema of the runbook format, generated from the types the parser
+/// deserialises into; `cutover schema` prints it. Draft 7: taplo (and so the
+/// Even Better TOML extension) validates with draft 4 to 7, not 2020-12.
+pub fn json_schema() -> serde_json::Value {
+    // First, so that draft 7's own transforms (a `$ref` takes no siblings) see its result.
+    let settings = schemars::generate::SchemaSettings::draft07()
+        .with(|s| s.transforms.insert(0, Box::new(schemars::transform::RecursiveTransform(without_null))));
+    settings.into_generator().into_root_schema_for::<raw::RawRunbook>().to_value()
+}
+
+/// TOML has no null: an optional key is one left out, so `Option<T>` is `T`.
+fn without_null(schema: &mut schemars::Schema) {
+    use serde_json::Value;
+    if let Some(Value::Array(types)) = schema.get_mut("type") {
+        types.retain(|t| t != "null");
+        if let [only] = types.as_slice() {
+            let only = only.clone();
+            schema.insert("type".into(), only);
+        }
+    }
+    if let Some(Value::Array(alternatives)) = schema.get_mut("anyOf") {
+        alternatives.retain(|a| a.get("type").is_none_or(|t| t != "null"));
+        if let [Value::Object(only)] = alternatives.as_slice() {
+            let only = only.clone();
+            schema.remove("anyOf");
+            for (key, value) in only {
+                schema.insert(key, value);
+            }
+        }
+    }
+}
 
 /// Parses and validates runbook text; `file` is used in messages only.
 pub fn parse(file: &str, text: &str) -> Result<Runbook, RunbookError> {
@@ -20,9 +53,7 @@ pub fn parse(file: &str, text: &str) -> Result<Runbook, RunbookError> {
 /// Reads, parses and validates a runbook file.
 pub fn load(path: &Path) -> Result<Runbook, RunbookError> {
     let file = path.display().to_string();
-    let fail = |message: String, hint: &str| RunbookError {
-        diagnostics: vec![Diagnostic { file: file.clone(), line: 0, col: 0, message, hint: hint.to_string() }],
-    };
+    let fail = |message: String, hint: &str| RunbookError::whole_file(&file, message, hint);
     if path.is_dir() {
         return Err(fail("is a directory, not a runbook".into(), "give the path of a .toml runbook file"));
     }

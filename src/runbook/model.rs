@@ -24,6 +24,14 @@ pub struct Runbook {
     pub alarms: Vec<Alarm>,
     pub phases: Vec<Phase>,
     pub sandbox: Option<SandboxSpec>,
+    pub notify: Option<Notify>,
+}
+
+/// `[notify]`: where posts about the rollout and each change go.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Notify {
+    /// The environment variable holding the webhook URL.
+    pub webhook_url_env: String,
 }
 
 impl Runbook {

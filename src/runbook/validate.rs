@@ -9,13 +9,17 @@ use super::error::{Diagnostic, Locator, RunbookError};
 use super::model::*;
 use super::raw::*;
 
+use super::kinds::{ACTIONS, CHECKS, GATES, TREATMENTS};
+
 const FORMAT_REF: &str = "see \"Runbook format\" in README.md";
 
 pub fn parse(file: &str, text: &str) -> Result<Runbook, RunbookError> {
     let loc = Locator::new(file, text);
     let raw: RawRunbook = match toml::from_str(text) {
         Ok(raw) => raw,
-        Err(e) => return Err(RunbookError { diagnostics: vec![toml_diagnostic(&loc, text, &e)] }),
+        Err(e) => {
+            return Err(RunbookError { diagnostics: vec![toml_diagnostic(&loc, text, &e)], source: Some(text.into()) });
+        }
     };
     let mut v = Validator { loc, diags: Vec::new() };
     let runbook = v.runbook(file, raw);
@@ -24,7 +28,7 @@ pub fn parse(file: &str, text: &str) -> Result<Runbook, RunbookError> {
     } else {
         v.diags.sort_by_key(|d| (d.line, d.col));
         v.diags.dedup();
-        Err(RunbookError { diagnostics: v.diags })
+        Err(RunbookError { diagnostics: v.diags, source: Some(text.into()) })
     }
 }
 
@@ -98,24 +102,6 @@ fn one_of(names: impl IntoIterator<Item = impl AsRef<str>>) -> String {
     let v: Vec<String> = names.into_iter().map(|n| format!("`{}`", n.as_ref())).collect();
     if v.is_empty() { "(none are declared)".into() } else { v.join(", ") }
 }
-
-const CHECKS: [&str; 7] =
-    ["targets_healthy", "redis_reachable", "stickiness", "alarm_ok", "http_ok", "key_counts_match", "zones_enabled"];
-/// Every action kind the runbook format has.
-pub const ACTIONS: [&str; 11] = [
-    "shift_weights",
-    "rollout",
-    "register_targets",
-    "deregister_targets",
-    "set_stickiness",
-    "disable_stickiness",
-    "authorize_redis_ingress",
-    "revoke_redis_ingress",
-    "copy_redis",
-    "stop_instances",
-    "start_instances",
-];
-const GATES: [&str; 6] = ["alarm_ok", "healthy_targets", "http_health", "redis_reachable", "metric", "compare"];
 
 /// What validation needs to know about names declared elsewhere in the file.
 struct Names {
@@ -298,6 +284,18 @@ impl<'a> Validator<'a> {
             );
         }
 
+        let notify = raw.notify.as_ref().map(|n| {
+            let var = &n.get_ref().webhook_url_env;
+            if !is_env_var(var.get_ref()) {
+                self.err(
+                    var.span(),
+                    format!("`{}` is not an environment variable name", var.get_ref()),
+                    "name the variable that holds the webhook URL (upper-case letters, digits and `_`, e.g. CUTOVER_SLACK_WEBHOOK); the URL itself is a secret and stays out of the runbook",
+                );
+            }
+            Notify { webhook_url_env: var.get_ref().clone() }
+        });
+
         Runbook {
             source: file.to_string(),
             name: header.name.get_ref().clone(),
@@ -312,6 +310,7 @@ impl<'a> Validator<'a> {
             alarms,
             phases,
             sandbox,
+            notify,
         }
     }
 
@@ -1001,7 +1000,6 @@ impl<'a> Validator<'a> {
             }
             None => 1,
         };
-        const TREATMENTS: [&str; 4] = ["missing", "notBreaching", "breaching", "ignore"];
         let treat_missing_data = match &a.treat_missing_data {
             Some(t) if TREATMENTS.contains(&t.get_ref().as_str()) => t.get_ref().clone(),
             Some(t) => {
@@ -1533,4 +1531,51 @@ fn params_present(p: &Params) -> Vec<(&'static str, Option<std::ops::Range<usize
         ("match", p.pattern.map(|x| x.span())),
         ("tolerance", p.tolerance.map(|x| x.span())),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runbook::kinds::{INSUFFICIENT_DATA_CHOICES, ITEM_KINDS, NO_DATA_POLICIES};
+
+    const MINIMAL: &str = include_str!("../../tests/runbooks/minimal.toml");
+
+    fn with(old: &str, new: &str) -> String {
+        assert!(MINIMAL.contains(old), "{old:?} not in minimal.toml");
+        MINIMAL.replacen(old, new, 1)
+    }
+
+    fn assert_valid(text: &str, what: &str) {
+        if let Err(e) = parse("t.toml", text) {
+            panic!("{what} is offered by the schema but refused:\n{e}");
+        }
+    }
+
+    /// The closed lists `cutover schema` offers are the ones validation accepts.
+    #[test]
+    fn every_choice_the_schema_offers_validates() {
+        let gate = "alarms = [\"green-5xx\"]\n";
+        for policy in NO_DATA_POLICIES {
+            assert_valid(&with(gate, &format!("{gate}no_data = \"{policy}\"\n")), policy);
+        }
+        for choice in INSUFFICIENT_DATA_CHOICES {
+            assert_valid(&with(gate, &format!("{gate}insufficient_data = \"{choice}\"\n")), choice);
+        }
+        let alarm = "environment = \"green\"\n\n[[phases]]";
+        for treatment in TREATMENTS {
+            let text =
+                with(alarm, &format!("environment = \"green\"\ntreat_missing_data = \"{treatment}\"\n\n[[phases]]"));
+            assert_valid(&text, treatment);
+        }
+        for kind in ITEM_KINDS {
+            let extra = match kind {
+                "check" => "check = \"targets_healthy\"\nenvironment = \"green\"\n",
+                "action" => "action = \"register_targets\"\nenvironment = \"green\"\n",
+                _ => "",
+            };
+            let text =
+                format!("{MINIMAL}\n[[phases.items]]\nid = \"extra\"\ntitle = \"Extra\"\nkind = \"{kind}\"\n{extra}");
+            assert_valid(&text, kind);
+        }
+    }
 }

@@ -12,6 +12,7 @@ pub mod process;
 pub mod provision;
 pub mod rules;
 pub mod traffic;
+pub mod webhook;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -52,6 +53,8 @@ pub struct Sandbox {
     /// Redis endpoint name → URL of its local redis-server.
     pub redis_urls: BTreeMap<String, String>,
     pub clients: Clients,
+    /// Where the runbook's `[notify]` webhook points in the sandbox.
+    pub webhook: webhook::Receiver,
     children: Vec<ChildProcess>,
     tasks: Vec<JoinHandle<()>>,
     shutdown: watch::Sender<bool>,
@@ -77,6 +80,7 @@ impl Sandbox {
             world: World::default(),
             redis_urls: BTreeMap::new(),
             clients: Clients::new(&crate::aws::sandbox_config("http://127.0.0.1:1", &opts.region).await),
+            webhook: Default::default(),
             children: Vec::new(),
             tasks: Vec::new(),
             shutdown,
@@ -133,6 +137,10 @@ impl Sandbox {
         self.faults = faults;
         self.endpoint = format!("http://{proxy}");
         self.clients = Clients::new(&crate::aws::sandbox_config(&self.endpoint, &opts.region).await);
+
+        let (receiver, task) = webhook::start(self.shutdown.subscribe()).await?;
+        self.webhook = receiver;
+        self.tasks.push(task);
 
         for (_, r) in rb.redis_endpoints() {
             let p = process::start_redis(&dir, &r.name).await?;
@@ -233,6 +241,9 @@ impl Sandbox {
             if let (Some(var), Some(url)) = (&r.url_env, self.redis_urls.get(&r.name)) {
                 v.push((var.clone(), url.clone()));
             }
+        }
+        if let Some(n) = &rb.notify {
+            v.push((n.webhook_url_env.clone(), self.webhook.url.clone()));
         }
         v
     }

@@ -73,6 +73,33 @@ impl std::fmt::Display for Stage {
     }
 }
 
+impl AuditLine {
+    /// The webhook's text for this line: changes applied, rollout steps
+    /// reached, pauses, aborts and promotions done, failures; None for the
+    /// rest (intents, refusals, other INSYNC confirmations).
+    pub fn notification(&self) -> Option<String> {
+        let weights = |v: &serde_json::Value| match v.as_object() {
+            Some(o) => o.iter().map(|(k, w)| format!("{k} {w}")).collect::<Vec<_>>().join(" / "),
+            None => v.to_string(),
+        };
+        let change = if self.before.is_null() && self.after.is_null() {
+            String::new()
+        } else {
+            format!(" [{} → {}]", weights(&self.before), weights(&self.after))
+        };
+        let (who, what, detail) = (&self.operator, &self.action, &self.detail);
+        let text = match self.stage {
+            Stage::Applied => format!("{what} applied by {who}{change}: {detail}"),
+            Stage::InSync if what.starts_with("rollout step") => format!("{what} reached (INSYNC): {detail}"),
+            Stage::Paused => format!("rollout paused: {detail}"),
+            Stage::Done => format!("{what} done by {who}{change}: {detail}"),
+            Stage::Failed => format!("{what} FAILED{change}: {detail}"),
+            Stage::Intent | Stage::InSync | Stage::Refused | Stage::Interrupted => return None,
+        };
+        Some(format!("cutover {}: {text}", self.runbook))
+    }
+}
+
 pub struct AuditLog {
     pub path: PathBuf,
 }
@@ -97,7 +124,12 @@ impl AuditLog {
         }
         let mut f = std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(&self.path).map_err(fail)?;
         f.write_all(&body).map_err(fail)?;
-        f.sync_all().map_err(fail)
+        f.sync_all().map_err(fail)?;
+        // Every change is audited, so the webhook hears of each one from here.
+        if let Some(text) = line.notification() {
+            crate::notify::post(text);
+        }
+        Ok(())
     }
 
     /// Every line; a torn last line (a crash mid-write) is skipped, not fatal.
@@ -165,6 +197,26 @@ mod tests {
             detail: String::new(),
             change: None,
         }
+    }
+
+    #[test]
+    fn notifications_say_what_changed_and_skip_intents_and_refusals() {
+        let mut applied = line(Stage::Applied);
+        applied.detail = "change C1".into();
+        assert_eq!(
+            applied.notification().as_deref(),
+            Some("cutover demo: shift_weights applied by ana [prod 100 / staging 0 → prod 70 / staging 30]: change C1")
+        );
+        for quiet in [Stage::Intent, Stage::Refused, Stage::InSync] {
+            assert_eq!(line(quiet).notification(), None, "{quiet}");
+        }
+        let mut step = line(Stage::InSync);
+        step.action = "rollout step 2/4 (25%)".into();
+        assert!(step.notification().is_some_and(|t| t.contains("rollout step 2/4 (25%) reached (INSYNC)")));
+        let mut paused = line(Stage::Paused);
+        paused.detail = "gate 1 has no data".into();
+        assert_eq!(paused.notification().as_deref(), Some("cutover demo: rollout paused: gate 1 has no data"));
+        assert!(line(Stage::Failed).notification().is_some_and(|t| t.contains("shift_weights FAILED")));
     }
 
     #[test]

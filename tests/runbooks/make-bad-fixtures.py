@@ -1,5 +1,6 @@
 # Regenerates tests/runbooks/bad/*.toml from minimal.toml (one mistake each).
-# Then refresh each .err with `cutover validate X.toml 2> X.err` and READ it.
+# Then refresh each .err with `cutover validate X.toml 2> X.err` from the repo
+# root (errors, each with its line and caret) and READ it.
 import os, re, subprocess, sys
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BAD = os.path.join(ROOT, "tests/runbooks/bad")
@@ -168,6 +169,10 @@ fx("dns-type-not-a-string", "a record type given as a number", ('type = "CNAME"'
 fx("dns-type-twice", "a type listed twice", ('type = "CNAME"', 'type = ["AAAA", "aaaa"]'))
 fx("sandbox-alias-with-cname", "alias records asked for a CNAME group", ('load_balancer_zones = { blue = ["a"], green = ["a"] }', 'load_balancer_zones = { blue = ["a"], green = ["a"] }\nalias_records = ["green"]'), base=SANDBOX_BASE)
 fx("sandbox-alias-without-load-balancer", "an alias record for an environment with no load balancer", ('type = "CNAME"', 'type = "A"'), ('load_balancer_zones = { blue = ["a"], green = ["a"] }', 'load_balancer_zones = { blue = ["a"], green = ["a"] }\nalias_records = ["blue"]'), base=SANDBOX_BASE)
+fx("notify-webhook-url-in-runbook", "the webhook URL itself where its variable's name belongs", append='''
+[notify]
+webhook_url_env = "https://hooks.example.com/services/T000/B000/XXXX"
+''')
 fx("multi-error", "several mistakes, reported together in line order",
    ('initial_weights = { blue = 100, green = 0 }', 'initial_weights = { blue = 300, green = 0 }'),
    ('steps = [10, 50, 100]', 'steps = [10, 50, 30, 100]'),
