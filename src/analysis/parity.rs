@@ -34,6 +34,7 @@ pub struct LoadBalancerShape {
     pub scheme: String,
     pub zones: Vec<String>,
     pub security_groups: Vec<String>,
+    pub vpc_id: Option<String>,
     pub idle_timeout_seconds: Option<u32>,
     pub listeners: Vec<Listener>,
 }
@@ -195,7 +196,8 @@ pub fn is_path(what: &str) -> bool {
 pub fn role_rules(side: &SideShape) -> BTreeMap<&'static str, BTreeSet<String>> {
     let lb: BTreeSet<&str> =
         side.load_balancer.iter().flat_map(|l| l.security_groups.iter()).map(String::as_str).collect();
-    let app: BTreeSet<&str> = side.instances.iter().flat_map(|i| i.security_groups.iter()).map(String::as_str).collect();
+    let app: BTreeSet<&str> =
+        side.instances.iter().flat_map(|i| i.security_groups.iter()).map(String::as_str).collect();
     let redis: BTreeSet<&str> = side.redis_groups.iter().map(String::as_str).collect();
     let name_of = |id: &str| side.groups.iter().find(|g| g.id == id).map_or(id.to_string(), |g| g.name.clone());
     let role_of = |id: &str| -> String {
@@ -424,9 +426,8 @@ pub fn instances_alike(side: &SideShape) -> Vec<Difference> {
             *counts.entry(v).or_default() += 1;
         }
         // The most common value; a tie goes to the first instance's.
-        let Some(common) = values
-            .iter()
-            .max_by_key(|v| (counts[v.as_str()], std::cmp::Reverse(values.iter().position(|x| x == *v))))
+        let Some(common) =
+            values.iter().max_by_key(|v| (counts[v.as_str()], std::cmp::Reverse(values.iter().position(|x| x == *v))))
         else {
             continue;
         };
@@ -526,6 +527,7 @@ mod tests {
                 scheme: "internet-facing".into(),
                 zones: vec!["eu-west-1a".into(), "eu-west-1b".into()],
                 security_groups: vec![id("lb")],
+                vpc_id: None,
                 idle_timeout_seconds: Some(60),
                 listeners: vec![Listener {
                     port: 443,

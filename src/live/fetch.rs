@@ -397,6 +397,39 @@ pub async fn redis_info(url: &str) -> Result<RedisInfo, String> {
     tokio::time::timeout(Duration::from_secs(2), work).await.unwrap_or_else(|_| Err("timed out after 2 s".into()))
 }
 
+/// What parity compares of one Redis: version and key count (INFO, DBSIZE),
+/// memory limit and persistence (CONFIG GET; a server that refuses CONFIG,
+/// as ElastiCache does, leaves those unknown, AOF then read from INFO).
+pub async fn redis_shape(name: &str, url: &str) -> Result<crate::analysis::parity::RedisShape, String> {
+    let work = async {
+        let client = redis::Client::open(url).map_err(|e| redact(&e.to_string()))?;
+        let mut c = client.get_multiplexed_async_connection().await.map_err(|e| redact(&e.to_string()))?;
+        let info: String = redis::cmd("INFO").query_async(&mut c).await.map_err(|e| e.to_string())?;
+        let keys: u64 = redis::cmd("DBSIZE").query_async(&mut c).await.map_err(|e| e.to_string())?;
+        let config: std::collections::HashMap<String, String> = redis::cmd("CONFIG")
+            .arg("GET")
+            .arg("maxmemory")
+            .arg("maxmemory-policy")
+            .arg("appendonly")
+            .arg("save")
+            .query_async(&mut c)
+            .await
+            .unwrap_or_default();
+        let aof =
+            config.get("appendonly").map(|v| v == "yes").or_else(|| info_field(&info, "aof_enabled").map(|v| v == "1"));
+        Ok(crate::analysis::parity::RedisShape {
+            name: name.to_string(),
+            version: info_field(&info, "redis_version").unwrap_or("?").to_string(),
+            maxmemory: config.get("maxmemory").and_then(|v| v.parse().ok()),
+            maxmemory_policy: config.get("maxmemory-policy").cloned(),
+            aof_enabled: aof,
+            rdb_save: config.get("save").cloned(),
+            keys,
+        })
+    };
+    tokio::time::timeout(Duration::from_secs(2), work).await.unwrap_or_else(|_| Err("timed out after 2 s".into()))
+}
+
 /// Removes any password a message may echo back from a URL.
 pub fn redact(s: &str) -> String {
     match s.find("://") {

@@ -3,6 +3,7 @@
 //! `LiveState`, keeping the last good value (marked stale) when a poll fails.
 
 pub mod fetch;
+pub mod parity;
 pub mod workers;
 
 use std::collections::BTreeMap;

@@ -24,6 +24,9 @@ pub struct Runbook {
     pub alarms: Vec<Alarm>,
     pub phases: Vec<Phase>,
     pub sandbox: Option<SandboxSpec>,
+    /// `[parity] allow`: a parity path (`target_group.stickiness`) to the
+    /// reason its difference between the sides is expected.
+    pub parity_allow: BTreeMap<String, String>,
 }
 
 impl Runbook {

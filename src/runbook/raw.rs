@@ -20,6 +20,22 @@ pub struct RawRunbook {
     #[serde(default)]
     pub phases: Vec<S<RawPhase>>,
     pub sandbox: Option<S<RawSandbox>>,
+    pub parity: Option<S<RawParity>>,
+}
+
+/// `[parity]`: the differences between the sides that are expected.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawParity {
+    #[serde(default)]
+    pub allow: Vec<S<RawAllow>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAllow {
+    pub what: S<String>,
+    pub reason: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -287,6 +287,7 @@ impl<'a> Validator<'a> {
         let alarms = raw.alarms.iter().map(|a| self.alarm(&names, a.get_ref())).collect();
         let phases = self.phases(&names, &raw.phases);
         let sandbox = raw.sandbox.as_ref().map(|s| self.sandbox(&names, raw.environments.get_ref(), s));
+        let parity_allow = raw.parity.as_ref().map(|p| self.parity(p.get_ref())).unwrap_or_default();
         if let Some(a) = raw.sandbox.as_ref().and_then(|s| s.get_ref().alias_records.as_ref())
             && !a.get_ref().is_empty()
             && dns.record_types.iter().any(|t| t == "CNAME")
@@ -312,7 +313,51 @@ impl<'a> Validator<'a> {
             alarms,
             phases,
             sandbox,
+            parity_allow,
         }
+    }
+
+    fn parity(&mut self, p: &RawParity) -> BTreeMap<String, String> {
+        use crate::analysis::parity::{PATHS, is_path};
+        let mut out = BTreeMap::new();
+        for a in &p.allow {
+            let what = &a.get_ref().what;
+            if !is_path(what.get_ref()) {
+                // Paths of the same part (`target_group.…`) first: the likely meant ones.
+                let head = what.get_ref().split('.').next().unwrap_or_default().trim_end_matches('s');
+                let near: Vec<&str> = PATHS.iter().map(|(p, _)| *p).filter(|p| p.starts_with(head)).collect();
+                let hint = if near.is_empty() || head.is_empty() {
+                    format!("use one of {} (listed under \"Parity\" in README.md)", one_of(PATHS.map(|(p, _)| p)))
+                } else {
+                    format!("use one of {} (every path is listed under \"Parity\" in README.md)", one_of(near))
+                };
+                self.err(what.span(), format!("`{}` is not a parity path", what.get_ref()), hint);
+                continue;
+            }
+            let reason = match &a.get_ref().reason {
+                Some(r) if !r.get_ref().trim().is_empty() => r.get_ref().trim().to_string(),
+                Some(r) => {
+                    self.err(r.span(), "the reason is empty", "say why this difference is expected");
+                    continue;
+                }
+                None => {
+                    self.err(
+                        a.span(),
+                        format!("allowing `{}` needs a reason", what.get_ref()),
+                        "add reason = \"…\": why the sides may differ here",
+                    );
+                    continue;
+                }
+            };
+            if out.insert(what.get_ref().clone(), reason).is_some() {
+                self.err(
+                    what.span(),
+                    format!("`{}` is allowed twice", what.get_ref()),
+                    "allow each parity path once, with one reason",
+                );
+            }
+        }
+        out
     }
 
     fn environment(&mut self, names: &Names, key: &S<String>, e: &RawEnvironment) -> Environment {
