@@ -6,8 +6,8 @@ use std::fmt::Write;
 use serde::Serialize;
 
 use super::{Failure, GlobalArgs};
+use crate::analysis::parity::SideShape;
 use crate::analysis::parity::{Difference, compare};
-use crate::live::parity::Sides;
 use crate::runbook::Runbook;
 
 /// Bumped on any incompatible change to the JSON of `cutover diff --json`.
@@ -22,7 +22,8 @@ pub struct Report<'a> {
     pub drift: usize,
     pub allowed: usize,
     pub differences: &'a [Difference],
-    pub sides: &'a Sides,
+    /// Both sides as read: what the differences were found in.
+    pub sides: [&'a SideShape; 2],
 }
 
 pub fn run(rb: Runbook, g: &GlobalArgs, json: bool) -> Result<u8, Failure> {
@@ -31,11 +32,12 @@ pub fn run(rb: Runbook, g: &GlobalArgs, json: bool) -> Result<u8, Failure> {
         if let super::RegionCheck::Elsewhere(f) = super::region_check(&acting.clients, &rb, &acting.region).await {
             return Err(f);
         }
-        let sides =
-            crate::live::parity::sides(&acting.clients, &rb, |v| std::env::var(v).ok().filter(|v| !v.is_empty()))
+        let shapes =
+            crate::live::parity::shapes(&acting.clients, &rb, |v| std::env::var(v).ok().filter(|v| !v.is_empty()))
                 .await
                 .map_err(|e| Failure { status: 1, message: format!("cannot read the two sides: {e}") })?;
-        let differences = compare(&sides.from, &sides.to, &rb.parity_allow);
+        let (from, to) = (&shapes[&rb.rollout.from], &shapes[&rb.rollout.to]);
+        let differences = compare(from, to, &rb.parity_allow);
         let drift = differences.iter().filter(|d| d.is_drift()).count();
         if json {
             let report = Report {
@@ -46,7 +48,7 @@ pub fn run(rb: Runbook, g: &GlobalArgs, json: bool) -> Result<u8, Failure> {
                 drift,
                 allowed: differences.len() - drift,
                 differences: &differences,
-                sides: &sides,
+                sides: [from, to],
             };
             let body = serde_json::to_string_pretty(&report)
                 .map_err(|e| Failure { status: 1, message: format!("cannot write JSON: {e}") })?;

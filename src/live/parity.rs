@@ -2,25 +2,24 @@
 //! target groups, instances, security groups, alarms and Redis, as
 //! `analysis::parity` compares them.
 
-use serde::Serialize;
+use std::collections::BTreeMap;
 
 use crate::analysis::parity::{SideShape, WatchingAlarm};
 use crate::aws::elb::arn_suffix;
 use crate::aws::{AwsError, Clients};
 use crate::runbook::{Environment, Runbook};
 
-/// Both sides, read live: `from` and `to` are the rollout's.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Sides {
-    pub from: SideShape,
-    pub to: SideShape,
-}
+/// Every environment's shape, by name.
+pub type Shapes = BTreeMap<String, SideShape>;
 
-/// Reads the rollout's two sides. `var` looks variables up (Redis URLs).
-pub async fn sides(clients: &Clients, rb: &Runbook, var: impl Fn(&str) -> Option<String>) -> Result<Sides, AwsError> {
-    let from = side(clients, rb, &rb.environments[&rb.rollout.from], &var).await?;
-    let to = side(clients, rb, &rb.environments[&rb.rollout.to], &var).await?;
-    Ok(Sides { from, to })
+/// Reads every environment of the runbook (the rollout's two sides, and any
+/// other). `var` looks variables up (Redis URLs).
+pub async fn shapes(clients: &Clients, rb: &Runbook, var: impl Fn(&str) -> Option<String>) -> Result<Shapes, AwsError> {
+    let mut out = Shapes::new();
+    for env in rb.environments.values() {
+        out.insert(env.name.clone(), side(clients, rb, env, &var).await?);
+    }
+    Ok(out)
 }
 
 async fn side(

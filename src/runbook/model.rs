@@ -39,6 +39,14 @@ impl Runbook {
         self.environments.values().flat_map(|e| e.redis.iter().map(move |r| (e, r)))
     }
 
+    /// Whether any check item reads the sides' shapes (parity and readiness).
+    pub fn reads_shapes(&self) -> bool {
+        self.phases
+            .iter()
+            .flat_map(|p| &p.items)
+            .any(|i| matches!(&i.kind, ItemKind::Check { check } if check.reads_shapes()))
+    }
+
     pub fn redis_endpoint(&self, name: &str) -> Option<&RedisEndpoint> {
         self.redis_endpoints().map(|(_, r)| r).find(|r| r.name == name)
     }
@@ -336,13 +344,62 @@ pub enum ItemKind {
 #[derive(Debug, Clone, Serialize, PartialEq)]
 #[serde(tag = "check", rename_all = "snake_case")]
 pub enum Check {
-    TargetsHealthy { environment: String },
-    RedisReachable { environment: String },
-    Stickiness { environment: String, duration: Duration },
-    AlarmOk { alarm: String },
-    HttpOk { environment: String },
-    KeyCountsMatch { from_redis: String, to_redis: String, tolerance: u64 },
-    ZonesEnabled { environment: String },
+    TargetsHealthy {
+        environment: String,
+    },
+    RedisReachable {
+        environment: String,
+    },
+    Stickiness {
+        environment: String,
+        duration: Duration,
+    },
+    AlarmOk {
+        alarm: String,
+    },
+    HttpOk {
+        environment: String,
+    },
+    KeyCountsMatch {
+        from_redis: String,
+        to_redis: String,
+        tolerance: u64,
+    },
+    ZonesEnabled {
+        environment: String,
+    },
+    /// No drift between the rollout's sides (`cutover diff` exits 0).
+    Parity,
+    /// Every instance of the environment has the same security groups, type and AMI.
+    InstancesAlike {
+        environment: String,
+    },
+    /// The load balancer has an HTTPS listener with a certificate.
+    HttpsListener {
+        environment: String,
+    },
+    /// A metric alarm watches the environment's 5xx (target or load balancer).
+    AlarmOn5xx {
+        environment: String,
+    },
+    /// Every Redis the environment uses persists its data (AOF or RDB snapshots).
+    RedisPersistence {
+        environment: String,
+    },
+}
+
+impl Check {
+    /// Whether the check reads the sides' shapes (`live::parity`).
+    pub fn reads_shapes(&self) -> bool {
+        matches!(
+            self,
+            Check::Parity
+                | Check::InstancesAlike { .. }
+                | Check::HttpsListener { .. }
+                | Check::AlarmOn5xx { .. }
+                | Check::RedisPersistence { .. }
+        )
+    }
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]

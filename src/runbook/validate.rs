@@ -99,8 +99,20 @@ fn one_of(names: impl IntoIterator<Item = impl AsRef<str>>) -> String {
     if v.is_empty() { "(none are declared)".into() } else { v.join(", ") }
 }
 
-const CHECKS: [&str; 7] =
-    ["targets_healthy", "redis_reachable", "stickiness", "alarm_ok", "http_ok", "key_counts_match", "zones_enabled"];
+const CHECKS: [&str; 12] = [
+    "targets_healthy",
+    "redis_reachable",
+    "stickiness",
+    "alarm_ok",
+    "http_ok",
+    "key_counts_match",
+    "zones_enabled",
+    "parity",
+    "instances_alike",
+    "https_listener",
+    "alarm_on_5xx",
+    "redis_persistence",
+];
 /// Every action kind the runbook format has.
 pub const ACTIONS: [&str; 11] = [
     "shift_weights",
@@ -1221,18 +1233,27 @@ impl<'a> Validator<'a> {
             v.require(p.environment, "environment", kind, at.clone(), &env_example(names)).map(|e| v.env_ref(names, e))
         };
         Some(match kind {
-            "targets_healthy" | "redis_reachable" | "http_ok" | "zones_enabled" => {
+            "targets_healthy" | "redis_reachable" | "http_ok" | "zones_enabled" | "instances_alike"
+            | "https_listener" | "alarm_on_5xx" | "redis_persistence" => {
                 self.forbid(kind, "check", &present, &["environment"]);
-                if let (Some(e), true) = (p.environment, kind != "http_ok") {
-                    self.needs(names, e, kind, kind != "redis_reachable");
+                if let (Some(e), false) = (p.environment, matches!(kind, "http_ok" | "instances_alike")) {
+                    self.needs(names, e, kind, !matches!(kind, "redis_reachable" | "redis_persistence"));
                 }
                 let environment = env(self)?;
                 match kind {
                     "targets_healthy" => Check::TargetsHealthy { environment },
                     "redis_reachable" => Check::RedisReachable { environment },
                     "http_ok" => Check::HttpOk { environment },
+                    "instances_alike" => Check::InstancesAlike { environment },
+                    "https_listener" => Check::HttpsListener { environment },
+                    "alarm_on_5xx" => Check::AlarmOn5xx { environment },
+                    "redis_persistence" => Check::RedisPersistence { environment },
                     _ => Check::ZonesEnabled { environment },
                 }
+            }
+            "parity" => {
+                self.forbid(kind, "check", &present, &[]);
+                Check::Parity
             }
             "stickiness" => {
                 self.forbid(kind, "check", &present, &["environment", "duration"]);

@@ -4,6 +4,7 @@
 use serde::Serialize;
 
 use super::{EnvironmentAws, Snapshot, View};
+use crate::analysis::parity::{Difference, SideShape, compare};
 use crate::live::HealthProbe;
 use crate::runbook::{Check, ItemKind, Runbook};
 
@@ -211,6 +212,133 @@ fn key_counts(snap: &Snapshot, from: &str, to: &str, tolerance: u64) -> Verdict 
     if diff <= tolerance { pass(detail) } else { fail(detail) }
 }
 
+fn shapes(snap: &Snapshot) -> Result<&crate::live::parity::Shapes, Verdict> {
+    match &snap.shapes {
+        Some(v) => fresh(v, "the sides' shapes"),
+        None => Err(unknown("the sides' shapes are not read")),
+    }
+}
+
+fn side<'a>(snap: &'a Snapshot, env: &str) -> Result<&'a SideShape, Verdict> {
+    shapes(snap)?.get(env).ok_or_else(|| unknown(format!("environment {env} not read")))
+}
+
+/// One line per difference: `what (which): from → to`.
+fn described(d: &Difference) -> String {
+    match &d.within {
+        Some(env) => format!("{env}: {} is {}, its siblings' {}", d.subject, d.to_value, d.from_value),
+        None => format!("{} ({}): {} → {}", d.what, d.subject, d.from_value, d.to_value),
+    }
+}
+
+fn parity(snap: &Snapshot, rb: &Runbook) -> Verdict {
+    let (from, to) = match (side(snap, &rb.rollout.from), side(snap, &rb.rollout.to)) {
+        (Ok(f), Ok(t)) => (f, t),
+        (Err(v), _) | (_, Err(v)) => return v,
+    };
+    let differences = compare(from, to, &rb.parity_allow);
+    let drift: Vec<String> = differences.iter().filter(|d| d.is_drift()).map(described).collect();
+    let allowed = differences.len() - drift.len();
+    if drift.is_empty() { pass(format!("no drift ({allowed} allowed differences)")) } else { fail(drift.join("; ")) }
+}
+
+fn instances_alike(snap: &Snapshot, env: &str) -> Verdict {
+    let shape = match side(snap, env) {
+        Ok(s) => s,
+        Err(v) => return v,
+    };
+    if shape.instances.is_empty() {
+        return fail(format!("{env} has no instances"));
+    }
+    let odd: Vec<String> = crate::analysis::parity::instances_alike(shape).iter().map(described).collect();
+    if odd.is_empty() {
+        pass(format!("{} instances alike (security groups, type, AMI)", shape.instances.len()))
+    } else {
+        fail(odd.join("; "))
+    }
+}
+
+fn https_listener(snap: &Snapshot, env: &str) -> Verdict {
+    let shape = match side(snap, env) {
+        Ok(s) => s,
+        Err(v) => return v,
+    };
+    let Some(lb) = &shape.load_balancer else { return fail(format!("{env} has no load balancer")) };
+    let https: Vec<_> = lb.listeners.iter().filter(|l| l.protocol == "HTTPS").collect();
+    if let Some(l) = https.iter().find(|l| l.certificate.is_some()) {
+        return pass(format!("HTTPS on {} with {}", l.port, l.certificate.as_deref().unwrap_or_default()));
+    }
+    if !https.is_empty() {
+        return fail(format!("{}'s HTTPS listener has no certificate", lb.name));
+    }
+    let have: Vec<String> = lb.listeners.iter().map(|l| format!("{} {}", l.port, l.protocol)).collect();
+    fail(format!(
+        "{} has no HTTPS listener (listeners: {})",
+        lb.name,
+        if have.is_empty() { "none".to_string() } else { have.join(", ") }
+    ))
+}
+
+fn alarm_on_5xx(snap: &Snapshot, env: &str) -> Verdict {
+    let shape = match side(snap, env) {
+        Ok(s) => s,
+        Err(v) => return v,
+    };
+    let on_5xx: Vec<&str> = shape
+        .alarms
+        .iter()
+        .filter(|a| a.metric == "HTTPCode_Target_5XX_Count" || a.metric == "HTTPCode_ELB_5XX_Count")
+        .map(|a| a.name.as_str())
+        .collect();
+    if on_5xx.is_empty() {
+        let others: Vec<&str> = shape.alarms.iter().map(|a| a.name.as_str()).collect();
+        fail(format!(
+            "no alarm watches {env}'s 5xx (its alarms: {})",
+            if others.is_empty() { "none".to_string() } else { others.join(", ") }
+        ))
+    } else {
+        pass(on_5xx.join(", "))
+    }
+}
+
+fn redis_persistence(snap: &Snapshot, env: &str) -> Verdict {
+    let shape = match side(snap, env) {
+        Ok(s) => s,
+        Err(v) => return v,
+    };
+    if shape.redis.is_empty() {
+        return fail(format!("{env} uses no Redis"));
+    }
+    let mut verdicts = Vec::new();
+    for r in &shape.redis {
+        verdicts.push(match r {
+            Err(e) => unknown(format!("a Redis could not be read: {e}")),
+            Ok(r) => match r.persistent() {
+                Some(true) => pass(format!(
+                    "{}: {}{}",
+                    r.name,
+                    if r.aof_enabled == Some(true) { "AOF on" } else { "AOF off" },
+                    r.rdb_save
+                        .as_deref()
+                        .filter(|s| !s.is_empty())
+                        .map_or(String::new(), |s| format!(", RDB save {s}"))
+                )),
+                Some(false) => fail(format!("{}: AOF off and no RDB save schedule: a restart loses every key", r.name)),
+                None => unknown(format!("{}: persistence not readable (CONFIG GET refused)", r.name)),
+            },
+        });
+    }
+    let of = |o: CheckOutcome| verdicts.iter().filter(|v| v.0 == o).map(|v| v.1.clone()).collect::<Vec<_>>();
+    let (failed, unknown_) = (of(CheckOutcome::Fail), of(CheckOutcome::Unknown));
+    if !failed.is_empty() {
+        fail(failed.join("; "))
+    } else if !unknown_.is_empty() {
+        unknown(unknown_.join("; "))
+    } else {
+        pass(of(CheckOutcome::Pass).join("; "))
+    }
+}
+
 pub fn check_name(c: &Check) -> &'static str {
     match c {
         Check::TargetsHealthy { .. } => "targets_healthy",
@@ -220,6 +348,11 @@ pub fn check_name(c: &Check) -> &'static str {
         Check::HttpOk { .. } => "http_ok",
         Check::KeyCountsMatch { .. } => "key_counts_match",
         Check::ZonesEnabled { .. } => "zones_enabled",
+        Check::Parity => "parity",
+        Check::InstancesAlike { .. } => "instances_alike",
+        Check::HttpsListener { .. } => "https_listener",
+        Check::AlarmOn5xx { .. } => "alarm_on_5xx",
+        Check::RedisPersistence { .. } => "redis_persistence",
     }
 }
 
@@ -232,6 +365,11 @@ pub fn evaluate_one(rb: &Runbook, snap: &Snapshot, check: &Check) -> Verdict {
         Check::HttpOk { environment } => http_ok(snap, environment),
         Check::KeyCountsMatch { from_redis, to_redis, tolerance } => key_counts(snap, from_redis, to_redis, *tolerance),
         Check::ZonesEnabled { environment } => zones_enabled(snap, environment),
+        Check::Parity => parity(snap, rb),
+        Check::InstancesAlike { environment } => instances_alike(snap, environment),
+        Check::HttpsListener { environment } => https_listener(snap, environment),
+        Check::AlarmOn5xx { environment } => alarm_on_5xx(snap, environment),
+        Check::RedisPersistence { environment } => redis_persistence(snap, environment),
     }
 }
 
