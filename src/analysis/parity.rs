@@ -344,11 +344,14 @@ fn load_balancers(c: &mut Collector, from: Option<&LoadBalancerShape>, to: Optio
     }
 }
 
+/// A compared field of a target group: its path and how it is shown.
+type TargetGroupField = (&'static str, fn(&TargetGroupShape) -> String);
+
 fn target_groups(c: &mut Collector, from: &SideShape, to: &SideShape) {
     c.cmp("target_groups", "target groups", from.target_groups.len().to_string(), to.target_groups.len().to_string());
     for (f, t) in from.target_groups.iter().zip(&to.target_groups) {
         let subject = format!("{} / {}", f.name, t.name);
-        let fields: [(&str, fn(&TargetGroupShape) -> String); 9] = [
+        let fields: [TargetGroupField; 9] = [
             ("target_group.health_check.path", |g| opt(&g.health_check_path)),
             ("target_group.health_check.interval", |g| opt(&g.health_check_interval_seconds)),
             ("target_group.health_check.timeout", |g| opt(&g.health_check_timeout_seconds)),
@@ -402,6 +405,9 @@ fn instances(c: &mut Collector, from: &SideShape, to: &SideShape) {
     c.cmp("instances.public_ip", "instances", tally(f.iter().map(public)), tally(t.iter().map(public)));
 }
 
+/// What instances are compared on, and how it is shown.
+type Aspect<'a> = (&'static str, Box<dyn Fn(&InstanceShape) -> String + 'a>);
+
 /// Each instance unlike the most common value among its siblings (security
 /// groups, type, AMI): the ChatMRPT failure, one instance unlike the other.
 pub fn instances_alike(side: &SideShape) -> Vec<Difference> {
@@ -413,7 +419,7 @@ pub fn instances_alike(side: &SideShape) -> Vec<Difference> {
         v.sort();
         v.join(", ")
     };
-    let aspects: [(&str, Box<dyn Fn(&InstanceShape) -> String>); 3] = [
+    let aspects: [Aspect; 3] = [
         ("security groups", Box::new(|i: &InstanceShape| names(&i.security_groups))),
         ("type", Box::new(|i: &InstanceShape| i.instance_type.clone())),
         ("AMI", Box::new(|i: &InstanceShape| i.image_id.clone().unwrap_or_else(|| "-".into()))),
