@@ -23,6 +23,14 @@ async fn planted_drift_is_reported_with_both_values_and_allowed_differences_do_n
     assert_eq!(code, Some(0), "a fresh sandbox has no drift:\n{out}{err}");
     assert!(line_with(&out, "redis.keys").contains("allowed: "), "{out}");
 
+    // A Redis that cannot be read is not known equal: listed, and exit 1.
+    let mut cmd = common::cutover_command(&sb, &rb, state.path(), &["diff", RUNBOOK]);
+    cmd.env("STAGING_REDIS_URL", "redis://127.0.0.1:9/0"); // nothing listens on port 9
+    let out = tokio::process::Command::from(cmd).output().await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(line_with(&stdout, "not compared").starts_with("not compared: staging-cache (staging): "), "{stdout}");
+
     // Plant three drifts, each on one side only.
     let elb = &sb.clients.elb;
     let tg = |env: &str| sb.world.target_groups[env][0].arn.clone();

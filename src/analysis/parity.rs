@@ -122,9 +122,29 @@ pub struct SideShape {
     /// Ids of the groups of the side's Redis endpoints.
     pub redis_groups: Vec<String>,
     pub alarms: Vec<WatchingAlarm>,
-    /// Redis endpoints the side's instances use, in the runbook's order;
-    /// an error in words where one could not be read.
-    pub redis: Vec<Result<RedisShape, String>>,
+    /// Redis endpoints the side's instances use, in the runbook's order.
+    pub redis: Vec<RedisRead>,
+}
+
+/// One Redis as read, or why it could not be.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "read", rename_all = "snake_case")]
+pub enum RedisRead {
+    Ok(RedisShape),
+    Failed { name: String, error: String },
+}
+
+impl SideShape {
+    /// What could not be read, so was not compared: `prod-cache: timed out`.
+    pub fn unread(&self) -> Vec<String> {
+        self.redis
+            .iter()
+            .filter_map(|r| match r {
+                RedisRead::Failed { name, error } => Some(format!("{name} ({}): {error}", self.environment)),
+                RedisRead::Ok(_) => None,
+            })
+            .collect()
+    }
 }
 
 /// One difference between the sides (or, for `instances.alike.*`, between an
@@ -455,10 +475,7 @@ pub fn instances_alike(side: &SideShape) -> Vec<Difference> {
 
 fn redis(c: &mut Collector, from: &SideShape, to: &SideShape) {
     for (f, t) in from.redis.iter().zip(&to.redis) {
-        let (f, t) = match (f, t) {
-            (Ok(f), Ok(t)) => (f, t),
-            _ => continue,
-        };
+        let (RedisRead::Ok(f), RedisRead::Ok(t)) = (f, t) else { continue };
         if f.name == t.name {
             continue; // one Redis shared by both sides
         }
@@ -569,7 +586,7 @@ mod tests {
             ],
             redis_groups: vec![id("redis")],
             alarms: vec![WatchingAlarm { name: format!("{p}-5xx"), metric: "HTTPCode_Target_5XX_Count".into() }],
-            redis: vec![Ok(RedisShape {
+            redis: vec![RedisRead::Ok(RedisShape {
                 name: format!("{p}-cache"),
                 version: "7.2.4".into(),
                 maxmemory: Some(0),
@@ -596,7 +613,7 @@ mod tests {
         to.target_groups[0].health_check_interval_seconds = Some(10);
         to.target_groups[0].stickiness = None;
         to.load_balancer.as_mut().unwrap().listeners[0].certificate = None;
-        if let Ok(r) = &mut to.redis[0] {
+        if let RedisRead::Ok(r) = &mut to.redis[0] {
             r.aof_enabled = Some(false);
         }
         // Redis admits a CIDR instead of the app group.
@@ -658,7 +675,7 @@ mod tests {
         let from = side("prod");
         let mut to = side("staging");
         to.redis = from.redis.clone();
-        if let Ok(r) = &mut to.redis[0] {
+        if let RedisRead::Ok(r) = &mut to.redis[0] {
             r.keys = 5;
         }
         assert!(compare(&from, &to, &BTreeMap::new()).iter().all(|d| !d.what.starts_with("redis")));

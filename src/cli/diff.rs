@@ -1,7 +1,9 @@
 //! `cutover diff`: the rollout's two sides compared live, side by side.
-//! Exit 0 without drift, 1 with drift (or when AWS cannot be read), 2 on bad input.
+//! Exit 0 without drift, 1 with drift (or when AWS or a Redis cannot be read),
+//! 2 on bad input.
 
-use std::fmt::Write;
+use std::fmt::Write as _;
+use std::io::Write as _;
 
 use serde::Serialize;
 
@@ -22,6 +24,8 @@ pub struct Report<'a> {
     pub drift: usize,
     pub allowed: usize,
     pub differences: &'a [Difference],
+    /// What could not be read (a Redis down): not compared, so not known equal.
+    pub not_compared: &'a [String],
     /// Both sides as read: what the differences were found in.
     pub sides: [&'a SideShape; 2],
 }
@@ -39,6 +43,7 @@ pub fn run(rb: Runbook, g: &GlobalArgs, json: bool) -> Result<u8, Failure> {
         let (from, to) = (&shapes[&rb.rollout.from], &shapes[&rb.rollout.to]);
         let differences = compare(from, to, &rb.parity_allow);
         let drift = differences.iter().filter(|d| d.is_drift()).count();
+        let not_compared: Vec<String> = from.unread().into_iter().chain(to.unread()).collect();
         if json {
             let report = Report {
                 schema: SCHEMA_VERSION,
@@ -48,21 +53,23 @@ pub fn run(rb: Runbook, g: &GlobalArgs, json: bool) -> Result<u8, Failure> {
                 drift,
                 allowed: differences.len() - drift,
                 differences: &differences,
+                not_compared: &not_compared,
                 sides: [from, to],
             };
             let body = serde_json::to_string_pretty(&report)
                 .map_err(|e| Failure { status: 1, message: format!("cannot write JSON: {e}") })?;
-            println!("{body}");
+            // A closed pipe (`| head`) is not an error worth a panic.
+            let _ = writeln!(std::io::stdout().lock(), "{body}");
         } else {
-            print!("{}", render(&rb, &differences));
+            let _ = write!(std::io::stdout().lock(), "{}", render(&rb, &differences, &not_compared));
         }
-        Ok(u8::from(drift > 0))
+        Ok(u8::from(drift > 0 || !not_compared.is_empty()))
     })
 }
 
 /// The differences as a table: what, which, the `from` side's value, the
 /// `to` side's, and whether it is drift or allowed (with the reason).
-pub fn render(rb: &Runbook, differences: &[Difference]) -> String {
+pub fn render(rb: &Runbook, differences: &[Difference], not_compared: &[String]) -> String {
     let (from, to) = (&rb.rollout.from, &rb.rollout.to);
     let mut out = String::new();
     let _ = writeln!(out, "Parity of {}: {from} → {to}", rb.name);
@@ -109,6 +116,9 @@ pub fn render(rb: &Runbook, differences: &[Difference]) -> String {
             d.from_value,
             verdict(d)
         );
+    }
+    for n in not_compared {
+        let _ = writeln!(out, "not compared: {n}");
     }
     let drift = differences.iter().filter(|d| d.is_drift()).count();
     let _ = match (differences.len(), drift) {

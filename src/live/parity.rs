@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::analysis::parity::{SideShape, WatchingAlarm};
+use crate::analysis::parity::{RedisRead, SideShape, WatchingAlarm};
 use crate::aws::elb::arn_suffix;
 use crate::aws::{AwsError, Clients};
 use crate::runbook::{Environment, Runbook};
@@ -65,9 +65,13 @@ async fn side(
     alarms.sort_by(|a, b| a.name.cmp(&b.name));
     let mut redis = Vec::new();
     for ep in endpoints {
-        redis.push(match crate::live::fetch::redis_url(ep, var) {
+        let read = match crate::live::fetch::redis_url(ep, var) {
             Ok(url) => crate::live::fetch::redis_shape(&ep.name, &url).await,
             Err(e) => Err(e),
+        };
+        redis.push(match read {
+            Ok(shape) => RedisRead::Ok(shape),
+            Err(error) => RedisRead::Failed { name: ep.name.clone(), error },
         });
     }
     Ok(SideShape {

@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use super::{EnvironmentAws, Snapshot, View};
-use crate::analysis::parity::{Difference, SideShape, compare};
+use crate::analysis::parity::{Difference, RedisRead, SideShape, compare};
 use crate::live::HealthProbe;
 use crate::runbook::{Check, ItemKind, Runbook};
 
@@ -239,7 +239,14 @@ fn parity(snap: &Snapshot, rb: &Runbook) -> Verdict {
     let differences = compare(from, to, &rb.parity_allow);
     let drift: Vec<String> = differences.iter().filter(|d| d.is_drift()).map(described).collect();
     let allowed = differences.len() - drift.len();
-    if drift.is_empty() { pass(format!("no drift ({allowed} allowed differences)")) } else { fail(drift.join("; ")) }
+    let unread: Vec<String> = from.unread().into_iter().chain(to.unread()).collect();
+    if !drift.is_empty() {
+        fail(drift.join("; "))
+    } else if !unread.is_empty() {
+        unknown(format!("not compared: {}", unread.join("; ")))
+    } else {
+        pass(format!("no drift ({allowed} allowed differences)"))
+    }
 }
 
 fn instances_alike(snap: &Snapshot, env: &str) -> Verdict {
@@ -312,8 +319,8 @@ fn redis_persistence(snap: &Snapshot, env: &str) -> Verdict {
     let mut verdicts = Vec::new();
     for r in &shape.redis {
         verdicts.push(match r {
-            Err(e) => unknown(format!("a Redis could not be read: {e}")),
-            Ok(r) => match r.persistent() {
+            RedisRead::Failed { name, error } => unknown(format!("{name} could not be read: {error}")),
+            RedisRead::Ok(r) => match r.persistent() {
                 Some(true) => pass(format!(
                     "{}: {}{}",
                     r.name,
