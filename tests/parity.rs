@@ -221,3 +221,58 @@ async fn readiness_and_parity_checks_follow_what_aws_and_redis_say() {
     );
     sb.down().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn elasticache_settings_are_compared_and_its_snapshots_count_as_persistence() {
+    use cutover::status::CheckOutcome::{Fail, Pass};
+    // staging-to-production with both Redis endpoints named as ElastiCache
+    // replication groups, which the sandbox creates alike in moto.
+    let state = tempfile::tempdir().unwrap();
+    let path = state.path().join("elasticache.toml");
+    let text = std::fs::read_to_string(RUNBOOK)
+        .unwrap()
+        .replace(r#"["prod-redis"] }"#, r#"["prod-redis"], elasticache = "prod-cache" }"#)
+        .replace(r#"["staging-redis"] }"#, r#"["staging-redis"], elasticache = "staging-cache" }"#);
+    std::fs::write(&path, text).unwrap();
+    let rb = cutover::runbook::load(&path).unwrap();
+    assert_eq!(rb.redis_endpoint("staging-cache").unwrap().elasticache.as_deref(), Some("staging-cache"));
+    let sb = common::sandbox(&rb, "ca-west-1").await;
+    let runbook = path.display().to_string();
+
+    let (code, out, err) = common::run_cutover(&sb, &rb, state.path(), &["diff", &runbook]).await;
+    assert_eq!(code, Some(0), "alike:\n{out}{err}");
+    let (_, out, _) = common::run_cutover(&sb, &rb, state.path(), &["diff", "--json", &runbook]).await;
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let e = &v["sides"][1]["redis"][0]["elasticache"];
+    assert_eq!(
+        (&e["replication_group"], &e["node_type"], &e["engine_version"], &e["snapshot_retention_days"]),
+        (&"staging-cache".into(), &"cache.t4g.small".into(), &"7.1".into(), &1.into()),
+        "{e}"
+    );
+    assert_eq!((&e["transit_encryption"], &e["at_rest_encryption"]), (&true.into(), &true.into()), "{e}");
+    // The sandbox's redis-server keeps nothing itself; ElastiCache's snapshots count.
+    let snap = common::first_snapshot(&rb, &sb).await;
+    assert_eq!(outcome(&snap, "redis-persistence"), (Pass, "staging-cache: ElastiCache snapshots kept 1 day".into()));
+
+    // Another client turns staging's snapshots off.
+    sb.clients
+        .elasticache
+        .modify_replication_group()
+        .replication_group_id("staging-cache")
+        .snapshot_retention_limit(0)
+        .apply_immediately(true)
+        .send()
+        .await
+        .unwrap();
+    let (code, out, err) = common::run_cutover(&sb, &rb, state.path(), &["diff", &runbook]).await;
+    assert_eq!(code, Some(1), "drift:\n{out}{err}");
+    let line = line_with(&out, "redis.snapshot_retention");
+    assert!(line.contains("prod-cache / staging-cache") && line.ends_with("DRIFT"), "{line}");
+    let values: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(values[values.len() - 3..values.len() - 1], ["1", "0"], "{line}");
+    let snap = common::first_snapshot(&rb, &sb).await;
+    let (o, detail) = outcome(&snap, "redis-persistence");
+    assert_eq!(o, Fail);
+    assert_eq!(detail, "staging-cache: ElastiCache keeps no snapshots (retention 0 days) and AOF is off");
+    sb.down().await;
+}

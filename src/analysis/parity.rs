@@ -89,11 +89,30 @@ pub struct RedisShape {
     /// The RDB `save` schedule (`3600 1 300 100`); empty when snapshots are off.
     pub rdb_save: Option<String>,
     pub keys: u64,
+    /// What ElastiCache says of it, when the runbook names its replication group.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub elasticache: Option<ElastiCacheShape>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ElastiCacheShape {
+    pub replication_group: String,
+    pub node_type: Option<String>,
+    pub engine_version: Option<String>,
+    /// Days automatic snapshots are kept; 0 means none are taken.
+    pub snapshot_retention_days: Option<u32>,
+    pub transit_encryption: Option<bool>,
+    pub at_rest_encryption: Option<bool>,
+    pub auth_token: Option<bool>,
 }
 
 impl RedisShape {
-    /// Whether the data survives a restart: AOF on, or an RDB schedule.
+    /// Whether the data survives a restart: ElastiCache snapshots retained,
+    /// AOF on, or an RDB schedule.
     pub fn persistent(&self) -> Option<bool> {
+        if let Some(days) = self.elasticache.as_ref().and_then(|e| e.snapshot_retention_days) {
+            return Some(days > 0 || self.aof_enabled == Some(true));
+        }
         match (self.aof_enabled, self.rdb_save.as_deref()) {
             (Some(true), _) => Some(true),
             (_, Some(s)) if !s.trim().is_empty() => Some(true),
@@ -173,7 +192,7 @@ impl Difference {
 }
 
 /// Every path a difference may have, with what it compares.
-pub const PATHS: [(&str, &str); 31] = [
+pub const PATHS: [(&str, &str); 35] = [
     ("load_balancer", "whether each side has a load balancer"),
     ("load_balancer.scheme", "internet-facing or internal"),
     ("load_balancer.zones", "availability zones enabled"),
@@ -205,6 +224,10 @@ pub const PATHS: [(&str, &str); 31] = [
     ("redis.maxmemory", "maxmemory and its policy"),
     ("redis.persistence", "AOF and RDB snapshots"),
     ("redis.keys", "key count"),
+    ("redis.node_type", "ElastiCache node type and engine version"),
+    ("redis.snapshot_retention", "ElastiCache snapshot retention (days)"),
+    ("redis.encryption", "ElastiCache encryption in transit and at rest"),
+    ("redis.auth", "ElastiCache AUTH token"),
 ];
 
 pub fn is_path(what: &str) -> bool {
@@ -498,6 +521,30 @@ fn redis(c: &mut Collector, from: &SideShape, to: &SideShape) {
         };
         c.cmp("redis.persistence", &subject, persistence(f), persistence(t));
         c.cmp("redis.keys", &subject, f.keys.to_string(), t.keys.to_string());
+        let (ef, et) = (f.elasticache.as_ref(), t.elasticache.as_ref());
+        if ef.is_none() && et.is_none() {
+            continue;
+        }
+        let yes_no = |v: Option<bool>| match v {
+            Some(true) => "on",
+            Some(false) => "off",
+            None => "-",
+        };
+        let node = |e: Option<&ElastiCacheShape>| match e {
+            None => "not ElastiCache".to_string(),
+            Some(e) => format!("{} {}", opt(&e.node_type), opt(&e.engine_version)),
+        };
+        c.cmp("redis.node_type", &subject, node(ef), node(et));
+        let retention = |e: Option<&ElastiCacheShape>| e.map_or("-".to_string(), |e| opt(&e.snapshot_retention_days));
+        c.cmp("redis.snapshot_retention", &subject, retention(ef), retention(et));
+        let encryption = |e: Option<&ElastiCacheShape>| {
+            e.map_or("-".to_string(), |e| {
+                format!("in transit {}, at rest {}", yes_no(e.transit_encryption), yes_no(e.at_rest_encryption))
+            })
+        };
+        c.cmp("redis.encryption", &subject, encryption(ef), encryption(et));
+        let auth = |e: Option<&ElastiCacheShape>| e.map_or("-".to_string(), |e| yes_no(e.auth_token).to_string());
+        c.cmp("redis.auth", &subject, auth(ef), auth(et));
     }
 }
 
@@ -594,6 +641,7 @@ mod tests {
                 aof_enabled: Some(true),
                 rdb_save: Some("3600 1".into()),
                 keys: 200,
+                elasticache: None,
             })],
         }
     }
@@ -687,6 +735,7 @@ mod tests {
             aof_enabled: Some(false),
             rdb_save: Some(String::new()),
             keys: 0,
+            elasticache: None,
         };
         assert_eq!(r.persistent(), Some(false));
         r.rdb_save = Some("900 1".into());
@@ -694,5 +743,18 @@ mod tests {
         r.rdb_save = None;
         r.aof_enabled = None;
         assert_eq!(r.persistent(), None);
+        // ElastiCache refuses CONFIG: its snapshot retention decides.
+        r.elasticache = Some(ElastiCacheShape {
+            replication_group: "g".into(),
+            node_type: Some("cache.t4g.small".into()),
+            engine_version: Some("7.1".into()),
+            snapshot_retention_days: Some(0),
+            transit_encryption: Some(true),
+            at_rest_encryption: Some(true),
+            auth_token: Some(false),
+        });
+        assert_eq!(r.persistent(), Some(false));
+        r.elasticache.as_mut().unwrap().snapshot_retention_days = Some(7);
+        assert_eq!(r.persistent(), Some(true));
     }
 }

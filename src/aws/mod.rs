@@ -2,6 +2,7 @@
 
 pub mod cloudwatch;
 pub mod ec2;
+pub mod elasticache;
 pub mod elb;
 pub mod route53;
 
@@ -19,6 +20,7 @@ use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata};
 pub struct Clients {
     pub ec2: aws_sdk_ec2::Client,
     pub elb: aws_sdk_elasticloadbalancingv2::Client,
+    pub elasticache: aws_sdk_elasticache::Client,
     pub cloudwatch: aws_sdk_cloudwatch::Client,
     pub route53: aws_sdk_route53::Client,
     pub sts: aws_sdk_sts::Client,
@@ -37,6 +39,7 @@ impl Clients {
         Self {
             ec2: client!(aws_sdk_ec2),
             elb: client!(aws_sdk_elasticloadbalancingv2),
+            elasticache: client!(aws_sdk_elasticache),
             cloudwatch: client!(aws_sdk_cloudwatch),
             route53: client!(aws_sdk_route53),
             sts: client!(aws_sdk_sts),

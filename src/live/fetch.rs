@@ -425,6 +425,7 @@ pub async fn redis_shape(name: &str, url: &str) -> Result<crate::analysis::parit
             aof_enabled: aof,
             rdb_save: config.get("save").cloned(),
             keys,
+            elasticache: None,
         })
     };
     tokio::time::timeout(Duration::from_secs(2), work).await.unwrap_or_else(|_| Err("timed out after 2 s".into()))
@@ -515,6 +516,7 @@ mod tests {
             password_env: Some("C_PW".into()),
             port: 6379,
             security_groups: vec![],
+            elasticache: None,
         };
         let vars = |k: &str| match k {
             "C_URL" => Some("redis://127.0.0.1:7000/0".to_string()),

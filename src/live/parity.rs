@@ -65,10 +65,13 @@ async fn side(
     alarms.sort_by(|a, b| a.name.cmp(&b.name));
     let mut redis = Vec::new();
     for ep in endpoints {
-        let read = match crate::live::fetch::redis_url(ep, var) {
+        let mut read = match crate::live::fetch::redis_url(ep, var) {
             Ok(url) => crate::live::fetch::redis_shape(&ep.name, &url).await,
             Err(e) => Err(e),
         };
+        if let (Ok(shape), Some(group)) = (&mut read, &ep.elasticache) {
+            shape.elasticache = Some(crate::aws::elasticache::replication_group(&clients.elasticache, group).await?);
+        }
         redis.push(match read {
             Ok(shape) => RedisRead::Ok(shape),
             Err(error) => RedisRead::Failed { name: ep.name.clone(), error },

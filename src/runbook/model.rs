@@ -90,6 +90,9 @@ pub struct RedisEndpoint {
     /// The port security-group rules must open (6379 unless the URL says otherwise).
     pub port: u16,
     pub security_groups: Vec<String>,
+    /// Its ElastiCache replication group, when it is one: parity and
+    /// `redis_persistence` then read what ElastiCache says of it.
+    pub elasticache: Option<String>,
 }
 
 pub const DEFAULT_HEALTH_URL_TAG: &str = "cutover:health-url";

@@ -84,6 +84,7 @@ pub struct RawRedis {
     pub port: Option<S<i64>>,
     #[serde(default)]
     pub security_groups: Vec<S<String>>,
+    pub elasticache: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

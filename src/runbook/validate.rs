@@ -559,7 +559,22 @@ impl<'a> Validator<'a> {
                 self.err(sg.span(), "empty security group", "give a security-group id (sg-…) or name");
             }
         }
+        if let Some(g) = &r.elasticache {
+            // ElastiCache: 1–40 letters, digits or hyphens, starting with a letter.
+            let id = g.get_ref();
+            let ok = (1..=40).contains(&id.len())
+                && id.starts_with(|c: char| c.is_ascii_alphabetic())
+                && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+            if !ok {
+                self.err(
+                    g.span(),
+                    format!("`{id}` is not an ElastiCache replication group id"),
+                    "give the replication group's id: 1–40 letters, digits or hyphens, starting with a letter",
+                );
+            }
+        }
         RedisEndpoint {
+            elasticache: r.elasticache.as_ref().map(|g| g.get_ref().clone()),
             name: r.name.get_ref().clone(),
             environment: env.to_string(),
             url: r.url.as_ref().map(|u| u.get_ref().clone()),

@@ -321,6 +321,14 @@ fn redis_persistence(snap: &Snapshot, env: &str) -> Verdict {
         verdicts.push(match r {
             RedisRead::Failed { name, error } => unknown(format!("{name} could not be read: {error}")),
             RedisRead::Ok(r) => match r.persistent() {
+                Some(true) if r.elasticache.as_ref().and_then(|e| e.snapshot_retention_days).is_some_and(|d| d > 0) => {
+                    let days = r.elasticache.as_ref().and_then(|e| e.snapshot_retention_days).unwrap_or_default();
+                    pass(format!(
+                        "{}: ElastiCache snapshots kept {days} day{}",
+                        r.name,
+                        if days == 1 { "" } else { "s" }
+                    ))
+                }
                 Some(true) => pass(format!(
                     "{}: {}{}",
                     r.name,
@@ -330,6 +338,9 @@ fn redis_persistence(snap: &Snapshot, env: &str) -> Verdict {
                         .filter(|s| !s.is_empty())
                         .map_or(String::new(), |s| format!(", RDB save {s}"))
                 )),
+                Some(false) if r.elasticache.is_some() => {
+                    fail(format!("{}: ElastiCache keeps no snapshots (retention 0 days) and AOF is off", r.name))
+                }
                 Some(false) => fail(format!("{}: AOF off and no RDB save schedule: a restart loses every key", r.name)),
                 None => unknown(format!("{}: persistence not readable (CONFIG GET refused)", r.name)),
             },
