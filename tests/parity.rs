@@ -161,6 +161,10 @@ async fn readiness_and_parity_checks_follow_what_aws_and_redis_say() {
     let (o, detail) = outcome(&snap, "redis-persistence");
     assert_eq!(o, Fail, "{detail}");
     assert!(detail.contains("staging-cache: AOF off and no RDB save schedule"), "{detail}");
+    assert_eq!(
+        outcome(&snap, "autoscaling-group"),
+        (Fail, "no Auto Scaling group is attached to shop-staging-web".into())
+    );
 
     // Fixed as an operator would: an HTTPS listener with a certificate, AOF on.
     let lb = &sb.world.load_balancers["staging"];
@@ -186,6 +190,26 @@ async fn readiness_and_parity_checks_follow_what_aws_and_redis_say() {
     let redis = redis::Client::open(sb.redis_urls["staging-cache"].as_str()).unwrap();
     let mut c = redis.get_multiplexed_async_connection().await.unwrap();
     let _: () = redis::cmd("CONFIG").arg("SET").arg("appendonly").arg("yes").query_async(&mut c).await.unwrap();
+    // An Auto Scaling group for staging, empty for now, behind its target group.
+    let asg = &sb.clients.autoscaling;
+    asg.create_launch_configuration()
+        .launch_configuration_name("staging-web")
+        .image_id("ami-12c6146b")
+        .instance_type("t3.micro")
+        .send()
+        .await
+        .unwrap();
+    asg.create_auto_scaling_group()
+        .auto_scaling_group_name("shop-staging-asg")
+        .launch_configuration_name("staging-web")
+        .min_size(0)
+        .max_size(2)
+        .desired_capacity(0)
+        .availability_zones(format!("{}a", sb.region))
+        .target_group_arns(tg)
+        .send()
+        .await
+        .unwrap();
     // One instance moved to another group: unlike its sibling.
     let odd = sb
         .clients
@@ -209,12 +233,14 @@ async fn readiness_and_parity_checks_follow_what_aws_and_redis_say() {
     let (o, detail) = outcome(&snap, "redis-persistence");
     assert_eq!(o, Pass, "{detail}");
     assert!(detail.starts_with("staging-cache: AOF on"), "{detail}");
+    assert_eq!(outcome(&snap, "autoscaling-group"), (Pass, "shop-staging-asg (min 0, max 2, desired 0)".into()));
     let expected = "staging: staging-web-2 security groups is staging-debug, its siblings' staging-app";
     assert_eq!(outcome(&snap, "instances-alike"), (Fail, expected.into()));
     let (o, detail) = outcome(&snap, "parity");
     assert_eq!(o, Fail);
     assert!(detail.contains(expected), "{detail}");
     assert!(detail.contains("load_balancer.listeners (load balancer): 80 HTTP → 80 HTTP, 443 HTTPS"), "{detail}");
+    assert!(detail.contains("autoscaling (Auto Scaling groups): none → yes"), "{detail}");
     assert!(
         detail.contains("redis.persistence (prod-cache / staging-cache): AOF off, RDB off → AOF on, RDB off"),
         "{detail}"

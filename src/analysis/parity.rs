@@ -122,6 +122,15 @@ impl RedisShape {
     }
 }
 
+/// An Auto Scaling group attached to one of a side's target groups.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AutoScalingShape {
+    pub name: String,
+    pub min: Option<u32>,
+    pub max: Option<u32>,
+    pub desired: Option<u32>,
+}
+
 /// A metric alarm that watches one of a side's load balancer or target groups.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct WatchingAlarm {
@@ -135,6 +144,8 @@ pub struct SideShape {
     pub environment: String,
     pub load_balancer: Option<LoadBalancerShape>,
     pub target_groups: Vec<TargetGroupShape>,
+    /// Auto Scaling groups attached to the side's target groups.
+    pub autoscaling_groups: Vec<AutoScalingShape>,
     pub instances: Vec<InstanceShape>,
     /// Every group the side's load balancer, instances and Redis are in.
     pub groups: Vec<SecurityGroup>,
@@ -192,7 +203,7 @@ impl Difference {
 }
 
 /// Every path a difference may have, with what it compares.
-pub const PATHS: [(&str, &str); 35] = [
+pub const PATHS: [(&str, &str); 37] = [
     ("load_balancer", "whether each side has a load balancer"),
     ("load_balancer.scheme", "internet-facing or internal"),
     ("load_balancer.zones", "availability zones enabled"),
@@ -211,6 +222,8 @@ pub const PATHS: [(&str, &str); 35] = [
     ("target_group.stickiness", "stickiness type and duration"),
     ("target_group.deregistration_delay", "deregistration delay (seconds)"),
     ("target_group.algorithm", "load-balancing algorithm"),
+    ("autoscaling", "whether an Auto Scaling group feeds the target groups"),
+    ("autoscaling.size", "the Auto Scaling groups' min, max and desired capacity"),
     ("instances.count", "how many instances"),
     ("instances.type", "instance types"),
     ("instances.ami", "AMIs"),
@@ -326,6 +339,7 @@ pub fn compare(from: &SideShape, to: &SideShape, allow: &BTreeMap<String, String
     let mut c = Collector { allow, out: Vec::new() };
     load_balancers(&mut c, from.load_balancer.as_ref(), to.load_balancer.as_ref());
     target_groups(&mut c, from, to);
+    autoscaling(&mut c, from, to);
     instances(&mut c, from, to);
     for side in [from, to] {
         for mut d in instances_alike(side) {
@@ -415,6 +429,22 @@ fn target_groups(c: &mut Collector, from: &SideShape, to: &SideShape) {
             c.cmp(what, &subject, value(f), value(t));
         }
     }
+}
+
+fn autoscaling(c: &mut Collector, from: &SideShape, to: &SideShape) {
+    let (f, t) = (&from.autoscaling_groups, &to.autoscaling_groups);
+    let has = |g: &[AutoScalingShape]| if g.is_empty() { "none".to_string() } else { "yes".to_string() };
+    c.cmp("autoscaling", "Auto Scaling groups", has(f), has(t));
+    if f.is_empty() || t.is_empty() {
+        return;
+    }
+    let sizes = |g: &[AutoScalingShape]| {
+        g.iter()
+            .map(|g| format!("min {} max {} desired {}", opt(&g.min), opt(&g.max), opt(&g.desired)))
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    c.cmp("autoscaling.size", "Auto Scaling groups", sizes(f), sizes(t));
 }
 
 fn instances(c: &mut Collector, from: &SideShape, to: &SideShape) {
@@ -622,6 +652,7 @@ mod tests {
                 deregistration_delay_seconds: Some(300),
                 algorithm: Some("round_robin".into()),
             }],
+            autoscaling_groups: vec![],
             instances: vec![
                 instance(&format!("{p}-web-1"), "eu-west-1a", &[&id("app")]),
                 instance(&format!("{p}-web-2"), "eu-west-1b", &[&id("app")]),
@@ -699,6 +730,20 @@ mod tests {
         assert_eq!(d[1].to_value, "eu-west-1a, eu-west-1b, eu-west-1c");
         assert!(d.iter().all(|d| !d.is_drift()));
         assert_eq!(d[0].allowed.as_deref(), Some("staging is sized up for the launch"));
+    }
+
+    #[test]
+    fn an_auto_scaling_group_on_one_side_only_is_drift_and_sizes_compare_when_both_have_one() {
+        let (mut from, mut to) = (side("prod"), side("staging"));
+        let group = |desired| AutoScalingShape { name: "g".into(), min: Some(2), max: Some(6), desired: Some(desired) };
+        to.autoscaling_groups.push(group(2));
+        let d = compare(&from, &to, &BTreeMap::new());
+        let got: Vec<_> = d.iter().map(|d| (d.what.as_str(), d.from_value.as_str(), d.to_value.as_str())).collect();
+        assert_eq!(got, vec![("autoscaling", "none", "yes")]);
+        from.autoscaling_groups.push(group(4));
+        let d = compare(&from, &to, &BTreeMap::new());
+        let got: Vec<_> = d.iter().map(|d| (d.what.as_str(), d.from_value.as_str(), d.to_value.as_str())).collect();
+        assert_eq!(got, vec![("autoscaling.size", "min 2 max 6 desired 4", "min 2 max 6 desired 2")]);
     }
 
     #[test]

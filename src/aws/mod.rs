@@ -1,5 +1,6 @@
 //! AWS adapters. Each returns domain types; SDK types stay in this folder.
 
+pub mod autoscaling;
 pub mod cloudwatch;
 pub mod ec2;
 pub mod elasticache;
@@ -19,6 +20,7 @@ use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata};
 #[derive(Clone, Debug)]
 pub struct Clients {
     pub ec2: aws_sdk_ec2::Client,
+    pub autoscaling: aws_sdk_autoscaling::Client,
     pub elb: aws_sdk_elasticloadbalancingv2::Client,
     pub elasticache: aws_sdk_elasticache::Client,
     pub cloudwatch: aws_sdk_cloudwatch::Client,
@@ -38,6 +40,7 @@ impl Clients {
         }
         Self {
             ec2: client!(aws_sdk_ec2),
+            autoscaling: client!(aws_sdk_autoscaling),
             elb: client!(aws_sdk_elasticloadbalancingv2),
             elasticache: client!(aws_sdk_elasticache),
             cloudwatch: client!(aws_sdk_cloudwatch),

@@ -33,6 +33,8 @@ async fn side(
         None => None,
     };
     let target_groups = crate::aws::elb::target_group_shapes(&clients.elb, &env.target_groups).await?;
+    let tg_arns: Vec<String> = target_groups.iter().map(|t| t.arn.clone()).collect();
+    let autoscaling_groups = crate::aws::autoscaling::groups_behind(&clients.autoscaling, &tg_arns).await?;
     let instances = crate::aws::ec2::instance_shapes(&clients.ec2, &env.instances).await?;
     // The runbook names Redis groups by id or name; names are looked up in
     // the side's VPC (its load balancer's), as `status` does.
@@ -81,6 +83,7 @@ async fn side(
         environment: env.name.clone(),
         load_balancer,
         target_groups,
+        autoscaling_groups,
         instances,
         groups,
         redis_groups,

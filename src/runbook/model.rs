@@ -389,6 +389,10 @@ pub enum Check {
     RedisPersistence {
         environment: String,
     },
+    /// An Auto Scaling group is attached to one of the environment's target groups.
+    AutoscalingGroup {
+        environment: String,
+    },
 }
 
 impl Check {
@@ -401,6 +405,7 @@ impl Check {
                 | Check::HttpsListener { .. }
                 | Check::AlarmOn5xx { .. }
                 | Check::RedisPersistence { .. }
+                | Check::AutoscalingGroup { .. }
         )
     }
 }

@@ -99,7 +99,7 @@ fn one_of(names: impl IntoIterator<Item = impl AsRef<str>>) -> String {
     if v.is_empty() { "(none are declared)".into() } else { v.join(", ") }
 }
 
-const CHECKS: [&str; 12] = [
+const CHECKS: [&str; 13] = [
     "targets_healthy",
     "redis_reachable",
     "stickiness",
@@ -112,6 +112,7 @@ const CHECKS: [&str; 12] = [
     "https_listener",
     "alarm_on_5xx",
     "redis_persistence",
+    "autoscaling_group",
 ];
 /// Every action kind the runbook format has.
 pub const ACTIONS: [&str; 11] = [
@@ -1249,7 +1250,7 @@ impl<'a> Validator<'a> {
         };
         Some(match kind {
             "targets_healthy" | "redis_reachable" | "http_ok" | "zones_enabled" | "instances_alike"
-            | "https_listener" | "alarm_on_5xx" | "redis_persistence" => {
+            | "https_listener" | "alarm_on_5xx" | "redis_persistence" | "autoscaling_group" => {
                 self.forbid(kind, "check", &present, &["environment"]);
                 if let (Some(e), false) = (p.environment, matches!(kind, "http_ok" | "instances_alike")) {
                     self.needs(names, e, kind, !matches!(kind, "redis_reachable" | "redis_persistence"));
@@ -1263,6 +1264,7 @@ impl<'a> Validator<'a> {
                     "https_listener" => Check::HttpsListener { environment },
                     "alarm_on_5xx" => Check::AlarmOn5xx { environment },
                     "redis_persistence" => Check::RedisPersistence { environment },
+                    "autoscaling_group" => Check::AutoscalingGroup { environment },
                     _ => Check::ZonesEnabled { environment },
                 }
             }

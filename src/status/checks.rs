@@ -357,6 +357,29 @@ fn redis_persistence(snap: &Snapshot, env: &str) -> Verdict {
     }
 }
 
+fn autoscaling_group(snap: &Snapshot, env: &str) -> Verdict {
+    let shape = match side(snap, env) {
+        Ok(s) => s,
+        Err(v) => return v,
+    };
+    if shape.target_groups.is_empty() {
+        return fail(format!("{env} has no target groups"));
+    }
+    if shape.autoscaling_groups.is_empty() {
+        let tgs: Vec<&str> = shape.target_groups.iter().map(|t| t.name.as_str()).collect();
+        return fail(format!("no Auto Scaling group is attached to {}", tgs.join(", ")));
+    }
+    let groups: Vec<String> = shape
+        .autoscaling_groups
+        .iter()
+        .map(|g| {
+            let n = |v: Option<u32>| v.map_or("-".to_string(), |v| v.to_string());
+            format!("{} (min {}, max {}, desired {})", g.name, n(g.min), n(g.max), n(g.desired))
+        })
+        .collect();
+    pass(groups.join(", "))
+}
+
 pub fn check_name(c: &Check) -> &'static str {
     match c {
         Check::TargetsHealthy { .. } => "targets_healthy",
@@ -371,6 +394,7 @@ pub fn check_name(c: &Check) -> &'static str {
         Check::HttpsListener { .. } => "https_listener",
         Check::AlarmOn5xx { .. } => "alarm_on_5xx",
         Check::RedisPersistence { .. } => "redis_persistence",
+        Check::AutoscalingGroup { .. } => "autoscaling_group",
     }
 }
 
@@ -388,6 +412,7 @@ pub fn evaluate_one(rb: &Runbook, snap: &Snapshot, check: &Check) -> Verdict {
         Check::HttpsListener { environment } => https_listener(snap, environment),
         Check::AlarmOn5xx { environment } => alarm_on_5xx(snap, environment),
         Check::RedisPersistence { environment } => redis_persistence(snap, environment),
+        Check::AutoscalingGroup { environment } => autoscaling_group(snap, environment),
     }
 }
 
