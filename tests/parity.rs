@@ -23,6 +23,12 @@ async fn planted_drift_is_reported_with_both_values_and_allowed_differences_do_n
     assert_eq!(code, Some(0), "a fresh sandbox has no drift:\n{out}{err}");
     assert!(line_with(&out, "redis.keys").contains("allowed: "), "{out}");
 
+    // A region holding none of the runbook's load balancers: bad input, as for `status`.
+    let (code, out, err) =
+        common::run_cutover(&sb, &rb, state.path(), &["--region", "eu-central-2", "diff", RUNBOOK]).await;
+    assert_eq!(code, Some(2), "{out}{err}");
+    assert!(err.starts_with("refused: none of runbook") && err.contains("is in region eu-central-2"), "{err}");
+
     // A Redis that cannot be read is not known equal: listed, and exit 1.
     let mut cmd = common::cutover_command(&sb, &rb, state.path(), &["diff", RUNBOOK]);
     cmd.env("STAGING_REDIS_URL", "redis://127.0.0.1:9/0"); // nothing listens on port 9
