@@ -216,6 +216,8 @@ async fn readiness_and_parity_checks_follow_what_aws_and_redis_say() {
         .send()
         .await
         .unwrap();
+    // Staging's 5xx alarm deleted by another client.
+    sb.clients.cloudwatch.delete_alarms().alarm_names("staging-5xx").send().await.unwrap();
     // One instance moved to another group: unlike its sibling.
     let odd = sb
         .clients
@@ -247,6 +249,14 @@ async fn readiness_and_parity_checks_follow_what_aws_and_redis_say() {
     assert!(detail.contains(expected), "{detail}");
     assert!(detail.contains("load_balancer.listeners (load balancer): 80 HTTP → 80 HTTP, 443 HTTPS"), "{detail}");
     assert!(detail.contains("autoscaling (Auto Scaling groups): none → yes"), "{detail}");
+    assert!(
+        detail.contains("alarms (metrics watched): HTTPCode_Target_5XX_Count, TargetResponseTime → TargetResponseTime"),
+        "{detail}"
+    );
+    assert_eq!(
+        outcome(&snap, "alarm-on-5xx"),
+        (Fail, "no alarm watches staging's 5xx (its alarms: staging-latency)".into())
+    );
     assert!(
         detail.contains("redis.persistence (prod-cache / staging-cache): AOF off, RDB off → AOF on, RDB off"),
         "{detail}"
