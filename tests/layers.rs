@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[&[&str]] = &[
     // Test-only: what a reliability scenario showed (README's generated section).
     &["reliability"],
-    &["runbook", "analysis"],
+    &["analysis"],
+    &["runbook"],
     &["paths", "time", "hash", "crashpoint", "notify"],
     &["store"],
     &["aws"],

@@ -1,4 +1,5 @@
 //! Pure analysis over domain types: no I/O.
 
+pub mod parity;
 pub mod reachability;
 pub mod weights;

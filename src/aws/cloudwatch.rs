@@ -346,6 +346,37 @@ pub async fn metric_totals(
     Ok((totals, covers))
 }
 
+/// Metric alarms in the AWS/ApplicationELB namespace whose dimensions name
+/// one of `load_balancers` or `target_groups` (ARN suffixes, the dimension
+/// values): what a side watches. DescribeAlarms, every page (AWS returns at
+/// most 100 alarms per page).
+pub async fn alarms_watching(
+    cw: &aws_sdk_cloudwatch::Client,
+    load_balancers: &[String],
+    target_groups: &[String],
+) -> AwsResult<Vec<crate::analysis::parity::WatchingAlarm>> {
+    let mut out = Vec::new();
+    let mut pages = cw.describe_alarms().alarm_types(AlarmType::MetricAlarm).into_paginator().send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| sdk_error("DescribeAlarms", e))?;
+        for a in page.metric_alarms() {
+            let on_this_side = a.namespace() == Some("AWS/ApplicationELB")
+                && a.dimensions().iter().any(|d| match (d.name(), d.value()) {
+                    (Some("LoadBalancer"), Some(v)) => load_balancers.iter().any(|l| l == v),
+                    (Some("TargetGroup"), Some(v)) => target_groups.iter().any(|t| t == v),
+                    _ => false,
+                });
+            if on_this_side {
+                out.push(crate::analysis::parity::WatchingAlarm {
+                    name: a.alarm_name().unwrap_or_default().to_string(),
+                    metric: a.metric_name().unwrap_or_default().to_string(),
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

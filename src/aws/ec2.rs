@@ -306,3 +306,46 @@ pub async fn start_instances(ec2: &aws_sdk_ec2::Client, ids: &[String]) -> AwsRe
         .map_err(|e| sdk_error("StartInstances", e))?;
     Ok(())
 }
+
+/// Instances' shapes for parity (DescribeInstances, every page): type, AMI,
+/// zone, IMDSv2, public IP and groups; terminated ones left out.
+pub async fn instance_shapes(
+    ec2: &aws_sdk_ec2::Client,
+    selector: &InstanceSelector,
+) -> AwsResult<Vec<crate::analysis::parity::InstanceShape>> {
+    use aws_sdk_ec2::types::{HttpTokensState, InstanceStateName};
+    let mut req = ec2.describe_instances();
+    match selector {
+        InstanceSelector::Tags(tags) => {
+            for (k, v) in tags {
+                req = req.filters(Filter::builder().name(format!("tag:{k}")).values(v).build());
+            }
+        }
+        InstanceSelector::Ids(ids) => req = req.set_instance_ids(Some(ids.clone())),
+    }
+    let mut out = Vec::new();
+    let mut pages = req.into_paginator().send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| sdk_error("DescribeInstances", e))?;
+        for i in page.reservations().iter().flat_map(|r| r.instances()) {
+            if i.state().and_then(|s| s.name()) == Some(&InstanceStateName::Terminated) {
+                continue;
+            }
+            out.push(crate::analysis::parity::InstanceShape {
+                id: i.instance_id().unwrap_or_default().to_string(),
+                name: i.tags().iter().find(|t| t.key() == Some("Name")).and_then(|t| t.value()).map(str::to_string),
+                instance_type: i.instance_type().map(|t| t.as_str().to_string()).unwrap_or_default(),
+                image_id: i.image_id().map(str::to_string),
+                zone: i.placement().and_then(|p| p.availability_zone()).unwrap_or_default().to_string(),
+                imdsv2_required: i
+                    .metadata_options()
+                    .and_then(|m| m.http_tokens())
+                    .map(|t| *t == HttpTokensState::Required),
+                public_ip: i.public_ip_address().map(str::to_string),
+                security_groups: i.security_groups().iter().filter_map(|g| g.group_id().map(str::to_string)).collect(),
+            });
+        }
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
+    Ok(out)
+}

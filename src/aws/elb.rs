@@ -219,3 +219,129 @@ pub async fn set_target_group_attributes(
         .map_err(|e| sdk_error("ModifyTargetGroupAttributes", e))?;
     Ok(())
 }
+
+/// A load balancer's shape for parity: scheme, zones, groups, idle timeout
+/// (DescribeLoadBalancerAttributes) and every listener (DescribeListeners,
+/// every page; an HTTPS or TLS listener's default certificate comes with it).
+pub async fn load_balancer_shape(
+    elb: &aws_sdk_elasticloadbalancingv2::Client,
+    name_or_arn: &str,
+) -> AwsResult<crate::analysis::parity::LoadBalancerShape> {
+    use crate::analysis::parity::{Listener, LoadBalancerShape};
+    let mut req = elb.describe_load_balancers();
+    req = if name_or_arn.starts_with("arn:") { req.load_balancer_arns(name_or_arn) } else { req.names(name_or_arn) };
+    let resp = req.send().await.map_err(|e| sdk_error("DescribeLoadBalancers", e))?;
+    let lb = resp.load_balancers().first().ok_or_else(|| {
+        AwsError::not_found("DescribeLoadBalancers", format!("load balancer `{name_or_arn}` not found"))
+    })?;
+    let arn = lb.load_balancer_arn().unwrap_or_default().to_string();
+    let attrs = elb
+        .describe_load_balancer_attributes()
+        .load_balancer_arn(&arn)
+        .send()
+        .await
+        .map_err(|e| sdk_error("DescribeLoadBalancerAttributes", e))?;
+    let idle_timeout_seconds = attrs
+        .attributes()
+        .iter()
+        .find(|a| a.key() == Some("idle_timeout.timeout_seconds"))
+        .and_then(|a| a.value())
+        .and_then(|v| v.parse().ok());
+    let mut listeners = Vec::new();
+    let mut pages = elb.describe_listeners().load_balancer_arn(&arn).into_paginator().send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| sdk_error("DescribeListeners", e))?;
+        for l in page.listeners() {
+            let action = l.default_actions().iter().min_by_key(|a| a.order().unwrap_or(i32::MAX));
+            let target = action.and_then(|a| {
+                a.redirect_config()
+                    .map(|r| format!("{}:{}", r.protocol().unwrap_or("#{protocol}"), r.port().unwrap_or("#{port}")))
+                    .or_else(|| a.fixed_response_config().and_then(|f| f.status_code()).map(str::to_string))
+            });
+            listeners.push(Listener {
+                port: l.port().and_then(|p| u16::try_from(p).ok()).unwrap_or(0),
+                protocol: l.protocol().map_or_else(|| "?".into(), |p| p.as_str().to_string()),
+                certificate: l.certificates().iter().find_map(|c| c.certificate_arn()).map(str::to_string),
+                ssl_policy: l.ssl_policy().map(str::to_string),
+                default_action: action
+                    .and_then(|a| a.r#type())
+                    .map_or_else(|| "none".into(), |t| t.as_str().to_string()),
+                default_action_target: target,
+            });
+        }
+    }
+    listeners.sort_by_key(|l| l.port);
+    Ok(LoadBalancerShape {
+        name: lb.load_balancer_name().unwrap_or_default().to_string(),
+        arn,
+        scheme: lb.scheme().map_or_else(|| "?".into(), |s| s.as_str().to_string()),
+        zones: lb.availability_zones().iter().filter_map(|z| z.zone_name().map(str::to_string)).collect(),
+        security_groups: lb.security_groups().to_vec(),
+        vpc_id: lb.vpc_id().map(str::to_string),
+        idle_timeout_seconds,
+        listeners,
+    })
+}
+
+/// Target groups' shapes for parity, in the order asked: health check
+/// (DescribeTargetGroups, every page) and attributes
+/// (DescribeTargetGroupAttributes).
+pub async fn target_group_shapes(
+    elb: &aws_sdk_elasticloadbalancingv2::Client,
+    names_or_arns: &[String],
+) -> AwsResult<Vec<crate::analysis::parity::TargetGroupShape>> {
+    use crate::analysis::parity::TargetGroupShape;
+    let (arns, names): (Vec<String>, Vec<String>) = names_or_arns.iter().cloned().partition(|s| s.starts_with("arn:"));
+    let mut found = Vec::new();
+    for (by_arn, values) in [(true, arns), (false, names)] {
+        if values.is_empty() {
+            continue;
+        }
+        let req = elb.describe_target_groups();
+        let req = if by_arn { req.set_target_group_arns(Some(values)) } else { req.set_names(Some(values)) };
+        let mut pages = req.into_paginator().send();
+        while let Some(page) = pages.next().await {
+            found.extend(page.map_err(|e| sdk_error("DescribeTargetGroups", e))?.target_groups().to_vec());
+        }
+    }
+    let mut out = Vec::new();
+    for wanted in names_or_arns {
+        let tg = found
+            .iter()
+            .find(|t| t.target_group_arn() == Some(wanted.as_str()) || t.target_group_name() == Some(wanted.as_str()))
+            .ok_or_else(|| AwsError::not_found("DescribeTargetGroups", format!("target group `{wanted}` not found")))?;
+        let arn = tg.target_group_arn().unwrap_or_default().to_string();
+        let attrs = elb
+            .describe_target_group_attributes()
+            .target_group_arn(&arn)
+            .send()
+            .await
+            .map_err(|e| sdk_error("DescribeTargetGroupAttributes", e))?;
+        let get = |k: &str| {
+            attrs.attributes().iter().find(|a| a.key() == Some(k)).and_then(|a| a.value()).map(str::to_string)
+        };
+        let secs = |v: Option<i32>| v.and_then(|v| u32::try_from(v).ok());
+        let stickiness = get("stickiness.enabled").filter(|v| v == "true").map(|_| get("stickiness.type"));
+        let stickiness = stickiness.map(|t| t.unwrap_or_else(|| "lb_cookie".into()));
+        let duration_key = match stickiness.as_deref() {
+            Some("app_cookie") => Some("stickiness.app_cookie.duration_seconds"),
+            Some("lb_cookie") => Some("stickiness.lb_cookie.duration_seconds"),
+            _ => None,
+        };
+        out.push(TargetGroupShape {
+            name: tg.target_group_name().unwrap_or_default().to_string(),
+            arn,
+            health_check_path: tg.health_check_path().map(str::to_string),
+            health_check_interval_seconds: secs(tg.health_check_interval_seconds()),
+            health_check_timeout_seconds: secs(tg.health_check_timeout_seconds()),
+            healthy_threshold: secs(tg.healthy_threshold_count()),
+            unhealthy_threshold: secs(tg.unhealthy_threshold_count()),
+            matcher: tg.matcher().and_then(|m| m.http_code().or(m.grpc_code())).map(str::to_string),
+            stickiness_duration_seconds: duration_key.and_then(get).and_then(|v| v.parse().ok()),
+            stickiness,
+            deregistration_delay_seconds: get("deregistration_delay.timeout_seconds").and_then(|v| v.parse().ok()),
+            algorithm: get("load_balancing.algorithm.type"),
+        });
+    }
+    Ok(out)
+}

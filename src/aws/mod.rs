@@ -1,7 +1,9 @@
 //! AWS adapters. Each returns domain types; SDK types stay in this folder.
 
+pub mod autoscaling;
 pub mod cloudwatch;
 pub mod ec2;
+pub mod elasticache;
 pub mod elb;
 pub mod route53;
 pub mod sts;
@@ -19,7 +21,9 @@ use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata};
 #[derive(Clone, Debug)]
 pub struct Clients {
     pub ec2: aws_sdk_ec2::Client,
+    pub autoscaling: aws_sdk_autoscaling::Client,
     pub elb: aws_sdk_elasticloadbalancingv2::Client,
+    pub elasticache: aws_sdk_elasticache::Client,
     pub cloudwatch: aws_sdk_cloudwatch::Client,
     pub route53: aws_sdk_route53::Client,
     pub sts: aws_sdk_sts::Client,
@@ -37,7 +41,9 @@ impl Clients {
         }
         Self {
             ec2: client!(aws_sdk_ec2),
+            autoscaling: client!(aws_sdk_autoscaling),
             elb: client!(aws_sdk_elasticloadbalancingv2),
+            elasticache: client!(aws_sdk_elasticache),
             cloudwatch: client!(aws_sdk_cloudwatch),
             route53: client!(aws_sdk_route53),
             sts: client!(aws_sdk_sts),

@@ -1,6 +1,7 @@
 //! The command line: parses arguments, sets up logging, runs a subcommand and
 //! maps its outcome to an exit status (0 ok, 1 a check failed, 2 bad input).
 
+pub mod diff;
 pub mod plan;
 pub mod redis;
 pub mod rollout;
@@ -67,6 +68,16 @@ pub enum Command {
         /// Seconds between refreshes with --watch.
         #[arg(long, default_value_t = 5)]
         interval: u64,
+    },
+    /// Compare the rollout's two sides live (load balancer, listeners, target
+    /// groups, instances, security groups by role, alarms, Redis). Exit 0
+    /// without drift, 1 with drift, 2 on bad input; `[parity] allow` lists
+    /// the expected differences.
+    Diff {
+        runbook: PathBuf,
+        /// Stable JSON (schema in README).
+        #[arg(long)]
+        json: bool,
     },
     /// Put N% of the traffic on the rollout's `to` side (100−N on `from`): both
     /// records in one change batch, then wait for INSYNC. Audited.
@@ -417,6 +428,10 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             let rb = load_runbook(&runbook)?;
             let args = status::StatusArgs { json, watch, interval: std::time::Duration::from_secs(interval.max(1)) };
             status::run(rb, &cli.global, args)
+        }
+        Command::Diff { runbook, json } => {
+            let rb = load_runbook(&runbook)?;
+            diff::run(rb, &cli.global, json)
         }
         Command::Shift { runbook, to, yes, dry_run } => {
             let rb = load_runbook(&runbook)?;

@@ -392,6 +392,42 @@ pub async fn redis_info(url: &str) -> Result<RedisInfo, String> {
     tokio::time::timeout(Duration::from_secs(2), work).await.unwrap_or_else(|_| Err("timed out after 2 s".into()))
 }
 
+/// What parity compares of one Redis: version and key count (INFO, DBSIZE),
+/// memory limit and persistence (CONFIG GET; a server that refuses CONFIG,
+/// as ElastiCache does, leaves those unknown, AOF then read from INFO).
+pub async fn redis_shape(name: &str, url: &str) -> Result<crate::analysis::parity::RedisShape, String> {
+    let password = reqwest::Url::parse(url).ok().and_then(|u| u.password().map(str::to_string));
+    let scrub = |e: redis::RedisError| redact_text(&e.to_string(), password.as_deref());
+    let work = async {
+        let client = redis::Client::open(url).map_err(scrub)?;
+        let mut c = client.get_multiplexed_async_connection().await.map_err(scrub)?;
+        let info: String = redis::cmd("INFO").query_async(&mut c).await.map_err(scrub)?;
+        let keys: u64 = redis::cmd("DBSIZE").query_async(&mut c).await.map_err(scrub)?;
+        let config: std::collections::HashMap<String, String> = redis::cmd("CONFIG")
+            .arg("GET")
+            .arg("maxmemory")
+            .arg("maxmemory-policy")
+            .arg("appendonly")
+            .arg("save")
+            .query_async(&mut c)
+            .await
+            .unwrap_or_default();
+        let aof =
+            config.get("appendonly").map(|v| v == "yes").or_else(|| info_field(&info, "aof_enabled").map(|v| v == "1"));
+        Ok(crate::analysis::parity::RedisShape {
+            name: name.to_string(),
+            version: info_field(&info, "redis_version").unwrap_or("?").to_string(),
+            maxmemory: config.get("maxmemory").and_then(|v| v.parse().ok()),
+            maxmemory_policy: config.get("maxmemory-policy").cloned(),
+            aof_enabled: aof,
+            rdb_save: config.get("save").cloned(),
+            keys,
+            elasticache: None,
+        })
+    };
+    tokio::time::timeout(Duration::from_secs(2), work).await.unwrap_or_else(|_| Err("timed out after 2 s".into()))
+}
+
 #[cfg(test)]
 mod tests {
     fn side(env: &str, weight: u8, healthy: Option<bool>) -> SideWeight {
@@ -449,6 +485,7 @@ mod tests {
             password_env: Some("C_PW".into()),
             port: 6379,
             security_groups: vec![],
+            elasticache: None,
         };
         let vars = |k: &str| match k {
             "C_URL" => Some("redis://127.0.0.1:7000/0".to_string()),

@@ -4,6 +4,7 @@
 
 pub mod fetch;
 pub mod probe;
+pub mod parity;
 pub mod workers;
 
 use std::collections::BTreeMap;
@@ -79,6 +80,8 @@ pub enum Update {
     },
     Alarms(Result<Vec<AlarmState>, String>),
     Metrics(Result<Vec<Series>, String>),
+    /// Every environment's shape, for the parity and readiness checks.
+    Shapes(Result<parity::Shapes, String>),
 }
 
 impl Update {
@@ -98,6 +101,7 @@ impl Update {
             Update::Redis { endpoint, .. } => Update::Redis { endpoint: endpoint.clone(), result: e(error) },
             Update::Alarms(_) => Update::Alarms(e(error)),
             Update::Metrics(_) => Update::Metrics(e(error)),
+            Update::Shapes(_) => Update::Shapes(e(error)),
         }
     }
 }
@@ -123,6 +127,8 @@ pub struct LiveState {
     pub redis: BTreeMap<String, Sourced<RedisInfo>>,
     pub alarms: Sourced<Vec<AlarmState>>,
     pub metrics: Sourced<Vec<Series>>,
+    /// Read only when a check needs it (`Runbook::reads_shapes`).
+    pub shapes: Sourced<parity::Shapes>,
 }
 
 pub fn update(state: &mut LiveState, event: LiveEvent) {
@@ -137,6 +143,7 @@ pub fn update(state: &mut LiveState, event: LiveEvent) {
         Update::Redis { endpoint, result } => state.redis.entry(endpoint).or_default().apply(at, result),
         Update::Alarms(r) => state.alarms.apply(at, r),
         Update::Metrics(r) => state.metrics.apply(at, r),
+        Update::Shapes(r) => state.shapes.apply(at, r),
     }
 }
 
@@ -159,6 +166,7 @@ impl LiveState {
             && redis_done
             && self.alarms.has_reported()
             && self.metrics.has_reported()
+            && (!rb.reads_shapes() || self.shapes.has_reported())
     }
 }
 

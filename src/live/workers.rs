@@ -27,6 +27,8 @@ pub struct Intervals {
     pub redis: Duration,
     pub alarms: Duration,
     pub metrics: Duration,
+    /// Shapes for the parity and readiness checks: they change rarely.
+    pub shapes: Duration,
     /// How far back metrics go.
     pub metrics_window: Duration,
 }
@@ -42,6 +44,7 @@ impl Default for Intervals {
             redis: Duration::from_secs(5),
             alarms: Duration::from_secs(15),
             metrics: Duration::from_secs(30),
+            shapes: Duration::from_secs(60),
             metrics_window: Duration::from_secs(15 * 60),
         }
     }
@@ -272,6 +275,17 @@ pub fn spawn(ctx: Arc<WorkerContext>, tx: mpsc::Sender<LiveEvent>) -> Workers {
             vec![(Update::Metrics(r), t)]
         }
     }));
+
+    if ctx.rb.reads_shapes() {
+        let c = ctx.clone();
+        handles.push(every(iv.shapes, refresh.clone(), tx.clone(), move || {
+            let c = c.clone();
+            async move {
+                let (r, t) = aws_update(super::parity::shapes(&c.clients, &c.rb, |v| c.var(v)).await);
+                vec![(Update::Shapes(r), t)]
+            }
+        }));
+    }
 
     Workers { handles, refresh }
 }

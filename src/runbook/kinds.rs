@@ -2,8 +2,21 @@
 //! `cutover schema` offers (a test ties the two together). The validator
 //! matches each choice as a literal.
 
-pub const CHECKS: [&str; 7] =
-    ["targets_healthy", "redis_reachable", "stickiness", "alarm_ok", "http_ok", "key_counts_match", "zones_enabled"];
+pub const CHECKS: [&str; 13] = [
+    "targets_healthy",
+    "redis_reachable",
+    "stickiness",
+    "alarm_ok",
+    "http_ok",
+    "key_counts_match",
+    "zones_enabled",
+    "parity",
+    "instances_alike",
+    "https_listener",
+    "alarm_on_5xx",
+    "redis_persistence",
+    "autoscaling_group",
+];
 /// Every action kind the runbook format has.
 pub const ACTIONS: [&str; 11] = [
     "shift_weights",

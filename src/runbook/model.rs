@@ -25,6 +25,9 @@ pub struct Runbook {
     pub phases: Vec<Phase>,
     pub sandbox: Option<SandboxSpec>,
     pub notify: Option<Notify>,
+    /// `[parity] allow`: a parity path (`target_group.stickiness`) to the
+    /// reason its difference between the sides is expected.
+    pub parity_allow: BTreeMap<String, String>,
 }
 
 /// `[notify]`: where posts about the rollout and each change go.
@@ -42,6 +45,14 @@ impl Runbook {
     /// Every Redis endpoint with the environment it belongs to.
     pub fn redis_endpoints(&self) -> impl Iterator<Item = (&Environment, &RedisEndpoint)> {
         self.environments.values().flat_map(|e| e.redis.iter().map(move |r| (e, r)))
+    }
+
+    /// Whether any check item reads the sides' shapes (parity and readiness).
+    pub fn reads_shapes(&self) -> bool {
+        self.phases
+            .iter()
+            .flat_map(|p| &p.items)
+            .any(|i| matches!(&i.kind, ItemKind::Check { check } if check.reads_shapes()))
     }
 
     pub fn redis_endpoint(&self, name: &str) -> Option<&RedisEndpoint> {
@@ -100,6 +111,9 @@ pub struct RedisEndpoint {
     /// The port security-group rules must open (6379 unless the URL says otherwise).
     pub port: u16,
     pub security_groups: Vec<String>,
+    /// Its ElastiCache replication group, when it is one: parity and
+    /// `redis_persistence` then read what ElastiCache says of it.
+    pub elasticache: Option<String>,
 }
 
 pub const DEFAULT_HEALTH_URL_TAG: &str = "cutover:health-url";
@@ -354,13 +368,67 @@ pub enum ItemKind {
 #[derive(Debug, Clone, Serialize, PartialEq)]
 #[serde(tag = "check", rename_all = "snake_case")]
 pub enum Check {
-    TargetsHealthy { environment: String },
-    RedisReachable { environment: String },
-    Stickiness { environment: String, duration: Duration },
-    AlarmOk { alarm: String },
-    HttpOk { environment: String },
-    KeyCountsMatch { from_redis: String, to_redis: String, tolerance: u64 },
-    ZonesEnabled { environment: String },
+    TargetsHealthy {
+        environment: String,
+    },
+    RedisReachable {
+        environment: String,
+    },
+    Stickiness {
+        environment: String,
+        duration: Duration,
+    },
+    AlarmOk {
+        alarm: String,
+    },
+    HttpOk {
+        environment: String,
+    },
+    KeyCountsMatch {
+        from_redis: String,
+        to_redis: String,
+        tolerance: u64,
+    },
+    ZonesEnabled {
+        environment: String,
+    },
+    /// No drift between the rollout's sides (`cutover diff` exits 0).
+    Parity,
+    /// Every instance of the environment has the same security groups, type and AMI.
+    InstancesAlike {
+        environment: String,
+    },
+    /// The load balancer has an HTTPS listener with a certificate.
+    HttpsListener {
+        environment: String,
+    },
+    /// A metric alarm watches the environment's 5xx (target or load balancer).
+    AlarmOn5xx {
+        environment: String,
+    },
+    /// Every Redis the environment uses persists its data (AOF or RDB snapshots).
+    RedisPersistence {
+        environment: String,
+    },
+    /// An Auto Scaling group is attached to one of the environment's target groups.
+    AutoscalingGroup {
+        environment: String,
+    },
+}
+
+impl Check {
+    /// Whether the check reads the sides' shapes (`live::parity`).
+    pub fn reads_shapes(&self) -> bool {
+        matches!(
+            self,
+            Check::Parity
+                | Check::InstancesAlike { .. }
+                | Check::HttpsListener { .. }
+                | Check::AlarmOn5xx { .. }
+                | Check::RedisPersistence { .. }
+                | Check::AutoscalingGroup { .. }
+        )
+    }
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]

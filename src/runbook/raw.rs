@@ -75,6 +75,29 @@ pub struct RawRunbook {
     pub sandbox: Option<S<RawSandbox>>,
     /// Where to post what the rollout and each change did (a Slack-compatible webhook).
     pub notify: Option<S<RawNotify>>,
+    /// The differences between the two sides that are expected (`cutover diff`).
+    pub parity: Option<S<RawParity>>,
+}
+
+/// `[parity]`: the differences between the sides that are expected.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "Parity")]
+pub struct RawParity {
+    /// Each expected difference, with why.
+    #[serde(default)]
+    pub allow: Vec<S<RawAllow>>,
+}
+
+/// One expected difference between the sides.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "ParityAllow")]
+pub struct RawAllow {
+    /// A parity path, such as `target_group.stickiness` (`cutover diff` lists them).
+    pub what: S<String>,
+    /// Why the difference is expected (required).
+    pub reason: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -161,6 +184,7 @@ pub struct RawRedis {
     /// Security group ids or names protecting the endpoint, for the path analysis.
     #[serde(default)]
     pub security_groups: Vec<S<String>>,
+    pub elasticache: Option<S<String>>,
 }
 
 /// What `type` takes (for the schema only: validation reads a `toml::Value`).

@@ -273,6 +273,7 @@ impl<'a> Validator<'a> {
         let alarms = raw.alarms.iter().map(|a| self.alarm(&names, a.get_ref())).collect();
         let phases = self.phases(&names, &raw.phases);
         let sandbox = raw.sandbox.as_ref().map(|s| self.sandbox(&names, raw.environments.get_ref(), s));
+        let parity_allow = raw.parity.as_ref().map(|p| self.parity(p.get_ref())).unwrap_or_default();
         if let Some(a) = raw.sandbox.as_ref().and_then(|s| s.get_ref().alias_records.as_ref())
             && !a.get_ref().is_empty()
             && dns.record_types.iter().any(|t| t == "CNAME")
@@ -311,7 +312,51 @@ impl<'a> Validator<'a> {
             phases,
             sandbox,
             notify,
+            parity_allow,
         }
+    }
+
+    fn parity(&mut self, p: &RawParity) -> BTreeMap<String, String> {
+        use crate::analysis::parity::{PATHS, is_path};
+        let mut out = BTreeMap::new();
+        for a in &p.allow {
+            let what = &a.get_ref().what;
+            if !is_path(what.get_ref()) {
+                // Paths of the same part (`target_group.…`) first: the likely meant ones.
+                let head = what.get_ref().split('.').next().unwrap_or_default().trim_end_matches('s');
+                let near: Vec<&str> = PATHS.iter().map(|(p, _)| *p).filter(|p| p.starts_with(head)).collect();
+                let hint = if near.is_empty() || head.is_empty() {
+                    format!("use one of {} (listed under \"Parity\" in README.md)", one_of(PATHS.map(|(p, _)| p)))
+                } else {
+                    format!("use one of {} (every path is listed under \"Parity\" in README.md)", one_of(near))
+                };
+                self.err(what.span(), format!("`{}` is not a parity path", what.get_ref()), hint);
+                continue;
+            }
+            let reason = match &a.get_ref().reason {
+                Some(r) if !r.get_ref().trim().is_empty() => r.get_ref().trim().to_string(),
+                Some(r) => {
+                    self.err(r.span(), "the reason is empty", "say why this difference is expected");
+                    continue;
+                }
+                None => {
+                    self.err(
+                        a.span(),
+                        format!("allowing `{}` needs a reason", what.get_ref()),
+                        "add reason = \"…\": why the sides may differ here",
+                    );
+                    continue;
+                }
+            };
+            if out.insert(what.get_ref().clone(), reason).is_some() {
+                self.err(
+                    what.span(),
+                    format!("`{}` is allowed twice", what.get_ref()),
+                    "allow each parity path once, with one reason",
+                );
+            }
+        }
+        out
     }
 
     fn environment(&mut self, names: &Names, key: &S<String>, e: &RawEnvironment) -> Environment {
@@ -501,7 +546,22 @@ impl<'a> Validator<'a> {
                 self.err(sg.span(), "empty security group", "give a security-group id (sg-…) or name");
             }
         }
+        if let Some(g) = &r.elasticache {
+            // ElastiCache: 1–40 letters, digits or hyphens, starting with a letter.
+            let id = g.get_ref();
+            let ok = (1..=40).contains(&id.len())
+                && id.starts_with(|c: char| c.is_ascii_alphabetic())
+                && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+            if !ok {
+                self.err(
+                    g.span(),
+                    format!("`{id}` is not an ElastiCache replication group id"),
+                    "give the replication group's id: 1–40 letters, digits or hyphens, starting with a letter",
+                );
+            }
+        }
         RedisEndpoint {
+            elasticache: r.elasticache.as_ref().map(|g| g.get_ref().clone()),
             name: r.name.get_ref().clone(),
             environment: env.to_string(),
             url: r.url.as_ref().map(|u| u.get_ref().clone()),
@@ -1174,18 +1234,28 @@ impl<'a> Validator<'a> {
             v.require(p.environment, "environment", kind, at.clone(), &env_example(names)).map(|e| v.env_ref(names, e))
         };
         Some(match kind {
-            "targets_healthy" | "redis_reachable" | "http_ok" | "zones_enabled" => {
+            "targets_healthy" | "redis_reachable" | "http_ok" | "zones_enabled" | "instances_alike"
+            | "https_listener" | "alarm_on_5xx" | "redis_persistence" | "autoscaling_group" => {
                 self.forbid(kind, "check", &present, &["environment"]);
-                if let (Some(e), true) = (p.environment, kind != "http_ok") {
-                    self.needs(names, e, kind, kind != "redis_reachable");
+                if let (Some(e), false) = (p.environment, matches!(kind, "http_ok" | "instances_alike")) {
+                    self.needs(names, e, kind, !matches!(kind, "redis_reachable" | "redis_persistence"));
                 }
                 let environment = env(self)?;
                 match kind {
                     "targets_healthy" => Check::TargetsHealthy { environment },
                     "redis_reachable" => Check::RedisReachable { environment },
                     "http_ok" => Check::HttpOk { environment },
+                    "instances_alike" => Check::InstancesAlike { environment },
+                    "https_listener" => Check::HttpsListener { environment },
+                    "alarm_on_5xx" => Check::AlarmOn5xx { environment },
+                    "redis_persistence" => Check::RedisPersistence { environment },
+                    "autoscaling_group" => Check::AutoscalingGroup { environment },
                     _ => Check::ZonesEnabled { environment },
                 }
+            }
+            "parity" => {
+                self.forbid(kind, "check", &present, &[]);
+                Check::Parity
             }
             "stickiness" => {
                 self.forbid(kind, "check", &present, &["environment", "duration"]);

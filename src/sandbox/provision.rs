@@ -387,6 +387,42 @@ pub async fn provision(
                 .wrap_err_with(|| format!("PutCompositeAlarm {}", a.name))?;
         }
     }
+    // ElastiCache replication groups the runbook names: metadata only (moto
+    // keeps it); the data lives in the endpoint's local redis-server.
+    for (_, ep) in rb.redis_endpoints() {
+        if let Some(group) = &ep.elasticache {
+            let r = aws
+                .elasticache
+                .create_replication_group()
+                .replication_group_id(group)
+                .replication_group_description(format!("cutover sandbox: {}", ep.name))
+                .engine("redis")
+                .engine_version("7.1")
+                .cache_node_type("cache.t4g.small")
+                .num_cache_clusters(1)
+                .snapshot_retention_limit(1)
+                .transit_encryption_enabled(true)
+                .at_rest_encryption_enabled(true)
+                .send()
+                .await
+                .wrap_err_with(|| format!("CreateReplicationGroup {group}"))?;
+            // AWS creates the group's member clusters; moto only names them.
+            let members = r.replication_group().map(|g| g.member_clusters().to_vec()).unwrap_or_default();
+            for member in members {
+                aws.elasticache
+                    .create_cache_cluster()
+                    .cache_cluster_id(&member)
+                    .replication_group_id(group)
+                    .engine("redis")
+                    .engine_version("7.1")
+                    .cache_node_type("cache.t4g.small")
+                    .num_cache_nodes(1)
+                    .send()
+                    .await
+                    .wrap_err_with(|| format!("CreateCacheCluster {member}"))?;
+            }
+        }
+    }
     Ok(world)
 }
 

@@ -4,6 +4,7 @@
 use serde::Serialize;
 
 use super::{EnvironmentAws, Snapshot, View};
+use crate::analysis::parity::{Difference, RedisRead, SideShape, compare};
 use crate::live::HealthProbe;
 use crate::runbook::{Check, ItemKind, Runbook};
 
@@ -211,6 +212,174 @@ fn key_counts(snap: &Snapshot, from: &str, to: &str, tolerance: u64) -> Verdict 
     if diff <= tolerance { pass(detail) } else { fail(detail) }
 }
 
+fn shapes(snap: &Snapshot) -> Result<&crate::live::parity::Shapes, Verdict> {
+    match &snap.shapes {
+        Some(v) => fresh(v, "the sides' shapes"),
+        None => Err(unknown("the sides' shapes are not read")),
+    }
+}
+
+fn side<'a>(snap: &'a Snapshot, env: &str) -> Result<&'a SideShape, Verdict> {
+    shapes(snap)?.get(env).ok_or_else(|| unknown(format!("environment {env} not read")))
+}
+
+/// One line per difference: `what (which): from → to`.
+fn described(d: &Difference) -> String {
+    match &d.within {
+        Some(env) => format!("{env}: {} is {}, its siblings' {}", d.subject, d.to_value, d.from_value),
+        None => format!("{} ({}): {} → {}", d.what, d.subject, d.from_value, d.to_value),
+    }
+}
+
+fn parity(snap: &Snapshot, rb: &Runbook) -> Verdict {
+    let (from, to) = match (side(snap, &rb.rollout.from), side(snap, &rb.rollout.to)) {
+        (Ok(f), Ok(t)) => (f, t),
+        (Err(v), _) | (_, Err(v)) => return v,
+    };
+    let differences = compare(from, to, &rb.parity_allow);
+    let drift: Vec<String> = differences.iter().filter(|d| d.is_drift()).map(described).collect();
+    let allowed = differences.len() - drift.len();
+    let unread: Vec<String> = from.unread().into_iter().chain(to.unread()).collect();
+    if !drift.is_empty() {
+        fail(drift.join("; "))
+    } else if !unread.is_empty() {
+        unknown(format!("not compared: {}", unread.join("; ")))
+    } else {
+        pass(format!("no drift ({allowed} allowed differences)"))
+    }
+}
+
+fn instances_alike(snap: &Snapshot, env: &str) -> Verdict {
+    let shape = match side(snap, env) {
+        Ok(s) => s,
+        Err(v) => return v,
+    };
+    if shape.instances.is_empty() {
+        return fail(format!("{env} has no instances"));
+    }
+    let odd: Vec<String> = crate::analysis::parity::instances_alike(shape).iter().map(described).collect();
+    if odd.is_empty() {
+        pass(format!("{} instances alike (security groups, type, AMI)", shape.instances.len()))
+    } else {
+        fail(odd.join("; "))
+    }
+}
+
+fn https_listener(snap: &Snapshot, env: &str) -> Verdict {
+    let shape = match side(snap, env) {
+        Ok(s) => s,
+        Err(v) => return v,
+    };
+    let Some(lb) = &shape.load_balancer else { return fail(format!("{env} has no load balancer")) };
+    let https: Vec<_> = lb.listeners.iter().filter(|l| l.protocol == "HTTPS").collect();
+    if let Some(l) = https.iter().find(|l| l.certificate.is_some()) {
+        return pass(format!("HTTPS on {} with {}", l.port, l.certificate.as_deref().unwrap_or_default()));
+    }
+    if !https.is_empty() {
+        return fail(format!("{}'s HTTPS listener has no certificate", lb.name));
+    }
+    let have: Vec<String> = lb.listeners.iter().map(|l| format!("{} {}", l.port, l.protocol)).collect();
+    fail(format!(
+        "{} has no HTTPS listener (listeners: {})",
+        lb.name,
+        if have.is_empty() { "none".to_string() } else { have.join(", ") }
+    ))
+}
+
+fn alarm_on_5xx(snap: &Snapshot, env: &str) -> Verdict {
+    let shape = match side(snap, env) {
+        Ok(s) => s,
+        Err(v) => return v,
+    };
+    let on_5xx: Vec<&str> = shape
+        .alarms
+        .iter()
+        .filter(|a| a.metric == "HTTPCode_Target_5XX_Count" || a.metric == "HTTPCode_ELB_5XX_Count")
+        .map(|a| a.name.as_str())
+        .collect();
+    if on_5xx.is_empty() {
+        let others: Vec<&str> = shape.alarms.iter().map(|a| a.name.as_str()).collect();
+        fail(format!(
+            "no alarm watches {env}'s 5xx (its alarms: {})",
+            if others.is_empty() { "none".to_string() } else { others.join(", ") }
+        ))
+    } else {
+        pass(on_5xx.join(", "))
+    }
+}
+
+fn redis_persistence(snap: &Snapshot, env: &str) -> Verdict {
+    let shape = match side(snap, env) {
+        Ok(s) => s,
+        Err(v) => return v,
+    };
+    if shape.redis.is_empty() {
+        return fail(format!("{env} uses no Redis"));
+    }
+    let mut verdicts = Vec::new();
+    for r in &shape.redis {
+        verdicts.push(match r {
+            RedisRead::Failed { name, error } => unknown(format!("{name} could not be read: {error}")),
+            RedisRead::Ok(r) => match r.persistent() {
+                Some(true) if r.elasticache.as_ref().and_then(|e| e.snapshot_retention_days).is_some_and(|d| d > 0) => {
+                    let days = r.elasticache.as_ref().and_then(|e| e.snapshot_retention_days).unwrap_or_default();
+                    pass(format!(
+                        "{}: ElastiCache snapshots kept {days} day{}",
+                        r.name,
+                        if days == 1 { "" } else { "s" }
+                    ))
+                }
+                Some(true) => pass(format!(
+                    "{}: {}{}",
+                    r.name,
+                    if r.aof_enabled == Some(true) { "AOF on" } else { "AOF off" },
+                    r.rdb_save
+                        .as_deref()
+                        .filter(|s| !s.is_empty())
+                        .map_or(String::new(), |s| format!(", RDB save {s}"))
+                )),
+                Some(false) if r.elasticache.is_some() => {
+                    fail(format!("{}: ElastiCache keeps no snapshots (retention 0 days) and AOF is off", r.name))
+                }
+                Some(false) => fail(format!("{}: AOF off and no RDB save schedule: a restart loses every key", r.name)),
+                None => unknown(format!("{}: persistence not readable (CONFIG GET refused)", r.name)),
+            },
+        });
+    }
+    let of = |o: CheckOutcome| verdicts.iter().filter(|v| v.0 == o).map(|v| v.1.clone()).collect::<Vec<_>>();
+    let (failed, unknown_) = (of(CheckOutcome::Fail), of(CheckOutcome::Unknown));
+    if !failed.is_empty() {
+        fail(failed.join("; "))
+    } else if !unknown_.is_empty() {
+        unknown(unknown_.join("; "))
+    } else {
+        pass(of(CheckOutcome::Pass).join("; "))
+    }
+}
+
+fn autoscaling_group(snap: &Snapshot, env: &str) -> Verdict {
+    let shape = match side(snap, env) {
+        Ok(s) => s,
+        Err(v) => return v,
+    };
+    if shape.target_groups.is_empty() {
+        return fail(format!("{env} has no target groups"));
+    }
+    if shape.autoscaling_groups.is_empty() {
+        let tgs: Vec<&str> = shape.target_groups.iter().map(|t| t.name.as_str()).collect();
+        return fail(format!("no Auto Scaling group is attached to {}", tgs.join(", ")));
+    }
+    let groups: Vec<String> = shape
+        .autoscaling_groups
+        .iter()
+        .map(|g| {
+            let n = |v: Option<u32>| v.map_or("-".to_string(), |v| v.to_string());
+            format!("{} (min {}, max {}, desired {})", g.name, n(g.min), n(g.max), n(g.desired))
+        })
+        .collect();
+    pass(groups.join(", "))
+}
+
 pub fn check_name(c: &Check) -> &'static str {
     match c {
         Check::TargetsHealthy { .. } => "targets_healthy",
@@ -220,6 +389,12 @@ pub fn check_name(c: &Check) -> &'static str {
         Check::HttpOk { .. } => "http_ok",
         Check::KeyCountsMatch { .. } => "key_counts_match",
         Check::ZonesEnabled { .. } => "zones_enabled",
+        Check::Parity => "parity",
+        Check::InstancesAlike { .. } => "instances_alike",
+        Check::HttpsListener { .. } => "https_listener",
+        Check::AlarmOn5xx { .. } => "alarm_on_5xx",
+        Check::RedisPersistence { .. } => "redis_persistence",
+        Check::AutoscalingGroup { .. } => "autoscaling_group",
     }
 }
 
@@ -232,6 +407,12 @@ pub fn evaluate_one(rb: &Runbook, snap: &Snapshot, check: &Check) -> Verdict {
         Check::HttpOk { environment } => http_ok(snap, environment),
         Check::KeyCountsMatch { from_redis, to_redis, tolerance } => key_counts(snap, from_redis, to_redis, *tolerance),
         Check::ZonesEnabled { environment } => zones_enabled(snap, environment),
+        Check::Parity => parity(snap, rb),
+        Check::InstancesAlike { environment } => instances_alike(snap, environment),
+        Check::HttpsListener { environment } => https_listener(snap, environment),
+        Check::AlarmOn5xx { environment } => alarm_on_5xx(snap, environment),
+        Check::RedisPersistence { environment } => redis_persistence(snap, environment),
+        Check::AutoscalingGroup { environment } => autoscaling_group(snap, environment),
     }
 }
 

@@ -68,6 +68,10 @@ pub struct Snapshot {
     pub redis: Vec<RedisView>,
     pub alarms: View<Vec<AlarmState>>,
     pub metrics: View<Vec<Series>>,
+    /// Every environment's shape, read only when a parity or readiness check
+    /// needs it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shapes: Option<View<crate::live::parity::Shapes>>,
     pub checks: Vec<CheckResult>,
 }
 
@@ -229,6 +233,7 @@ pub fn snapshot(rb: &Runbook, live: &LiveState, region: &str, now: SystemTime) -
         redis,
         alarms: View::of(Some(&live.alarms), now, Clone::clone),
         metrics: View::of(Some(&live.metrics), now, Clone::clone),
+        shapes: rb.reads_shapes().then(|| View::of(Some(&live.shapes), now, Clone::clone)),
         checks: Vec::new(),
     };
     // An alias evaluating target health gets no traffic while its load

@@ -173,6 +173,10 @@ fx("notify-webhook-url-in-runbook", "the webhook URL itself where its variable's
 [notify]
 webhook_url_env = "https://hooks.example.com/services/T000/B000/XXXX"
 ''')
+fx("parity-unknown-path", "[parity] allows a path that does not exist", append='\n[parity]\nallow = [{ what = "target_group.healthcheck.interval", reason = "staging checks faster" }]\n')
+fx("parity-no-reason", "[parity] allows a difference without saying why", append='\n[parity]\nallow = [\n  { what = "instances.type", reason = "staging is sized for load" },\n  { what = "alarms" },\n]\n')
+fx("parity-twice-and-empty-reason", "[parity] allows one path twice, and gives an empty reason", append='\n[parity]\nallow = [\n  { what = "instances.type", reason = "staging is sized for load" },\n  { what = "instances.type", reason = "and bigger" },\n  { what = "alarms", reason = " " },\n]\n')
+fx("redis-elasticache-bad-id", "an ElastiCache replication group id with an underscore", ('url = "redis://blue-cache.internal:6379/0" }', 'url = "redis://blue-cache.internal:6379/0", elasticache = "blue_cache" }'))
 fx("multi-error", "several mistakes, reported together in line order",
    ('initial_weights = { blue = 100, green = 0 }', 'initial_weights = { blue = 300, green = 0 }'),
    ('steps = [10, 50, 100]', 'steps = [10, 50, 30, 100]'),

@@ -1,0 +1,805 @@
+//! Parity between the rollout's two sides: what their load balancers, target
+//! groups, instances, security groups, alarms and Redis look like, compared
+//! field by field. Each difference is expected (the runbook allows it, with a
+//! reason) or drift. Security-group rules are compared by role (load
+//! balancer → app, app → Redis), so two sides with different group ids but
+//! the same shape compare equal.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+
+use super::reachability::SecurityGroup;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Listener {
+    pub port: u16,
+    /// HTTP, HTTPS, TCP, TLS…
+    pub protocol: String,
+    /// The default certificate's ARN (HTTPS and TLS listeners).
+    pub certificate: Option<String>,
+    pub ssl_policy: Option<String>,
+    /// The default action's type (`forward`, `redirect`, `fixed-response`…).
+    pub default_action: String,
+    /// A redirect's or fixed response's target (`HTTPS:443`, `404`); a
+    /// forward's target group is side-specific and left out.
+    pub default_action_target: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LoadBalancerShape {
+    pub name: String,
+    pub arn: String,
+    /// `internet-facing` or `internal`.
+    pub scheme: String,
+    pub zones: Vec<String>,
+    pub security_groups: Vec<String>,
+    pub vpc_id: Option<String>,
+    pub idle_timeout_seconds: Option<u32>,
+    pub listeners: Vec<Listener>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TargetGroupShape {
+    pub name: String,
+    pub arn: String,
+    pub health_check_path: Option<String>,
+    pub health_check_interval_seconds: Option<u32>,
+    pub health_check_timeout_seconds: Option<u32>,
+    pub healthy_threshold: Option<u32>,
+    pub unhealthy_threshold: Option<u32>,
+    /// The HTTP codes a healthy target answers (`200`, `200-299`).
+    pub matcher: Option<String>,
+    /// `lb_cookie`, `app_cookie`, `source_ip`…; None when stickiness is off.
+    pub stickiness: Option<String>,
+    pub stickiness_duration_seconds: Option<u32>,
+    pub deregistration_delay_seconds: Option<u32>,
+    /// `round_robin`, `least_outstanding_requests`, `weighted_random`.
+    pub algorithm: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct InstanceShape {
+    pub id: String,
+    pub name: Option<String>,
+    pub instance_type: String,
+    pub image_id: Option<String>,
+    pub zone: String,
+    /// Whether IMDSv2 is required (`HttpTokens=required`); None: not reported.
+    pub imdsv2_required: Option<bool>,
+    pub public_ip: Option<String>,
+    /// Security-group ids.
+    pub security_groups: Vec<String>,
+}
+
+impl InstanceShape {
+    pub fn label(&self) -> String {
+        self.name.clone().unwrap_or_else(|| self.id.clone())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RedisShape {
+    pub name: String,
+    pub version: String,
+    /// `CONFIG GET` answers; None where the server refuses it (ElastiCache).
+    pub maxmemory: Option<u64>,
+    pub maxmemory_policy: Option<String>,
+    pub aof_enabled: Option<bool>,
+    /// The RDB `save` schedule (`3600 1 300 100`); empty when snapshots are off.
+    pub rdb_save: Option<String>,
+    pub keys: u64,
+    /// What ElastiCache says of it, when the runbook names its replication group.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub elasticache: Option<ElastiCacheShape>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ElastiCacheShape {
+    pub replication_group: String,
+    pub node_type: Option<String>,
+    pub engine_version: Option<String>,
+    /// Days automatic snapshots are kept; 0 means none are taken.
+    pub snapshot_retention_days: Option<u32>,
+    pub transit_encryption: Option<bool>,
+    pub at_rest_encryption: Option<bool>,
+    pub auth_token: Option<bool>,
+}
+
+impl RedisShape {
+    /// Whether the data survives a restart: ElastiCache snapshots retained,
+    /// AOF on, or an RDB schedule.
+    pub fn persistent(&self) -> Option<bool> {
+        if let Some(days) = self.elasticache.as_ref().and_then(|e| e.snapshot_retention_days) {
+            return Some(days > 0 || self.aof_enabled == Some(true));
+        }
+        match (self.aof_enabled, self.rdb_save.as_deref()) {
+            (Some(true), _) => Some(true),
+            (_, Some(s)) if !s.trim().is_empty() => Some(true),
+            (Some(false), Some(_)) => Some(false),
+            _ => None,
+        }
+    }
+}
+
+/// An Auto Scaling group attached to one of a side's target groups.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AutoScalingShape {
+    pub name: String,
+    pub min: Option<u32>,
+    pub max: Option<u32>,
+    pub desired: Option<u32>,
+}
+
+/// A metric alarm that watches one of a side's load balancer or target groups.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WatchingAlarm {
+    pub name: String,
+    pub metric: String,
+}
+
+/// Everything compared of one side, as read live.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SideShape {
+    pub environment: String,
+    pub load_balancer: Option<LoadBalancerShape>,
+    pub target_groups: Vec<TargetGroupShape>,
+    /// Auto Scaling groups attached to the side's target groups.
+    pub autoscaling_groups: Vec<AutoScalingShape>,
+    pub instances: Vec<InstanceShape>,
+    /// Every group the side's load balancer, instances and Redis are in.
+    pub groups: Vec<SecurityGroup>,
+    /// Ids of the groups of the side's Redis endpoints.
+    pub redis_groups: Vec<String>,
+    pub alarms: Vec<WatchingAlarm>,
+    /// Redis endpoints the side's instances use, in the runbook's order.
+    pub redis: Vec<RedisRead>,
+}
+
+/// One Redis as read, or why it could not be.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "read", rename_all = "snake_case")]
+pub enum RedisRead {
+    Ok(RedisShape),
+    Failed { name: String, error: String },
+}
+
+impl SideShape {
+    /// What could not be read, so was not compared: `prod-cache: timed out`.
+    pub fn unread(&self) -> Vec<String> {
+        self.redis
+            .iter()
+            .filter_map(|r| match r {
+                RedisRead::Failed { name, error } => Some(format!("{name} ({}): {error}", self.environment)),
+                RedisRead::Ok(_) => None,
+            })
+            .collect()
+    }
+}
+
+/// One difference between the sides (or, for `instances.alike.*`, between an
+/// instance and its siblings on one side).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Difference {
+    /// A path from [`PATHS`], the key `[parity] allow` names.
+    pub what: String,
+    /// Which listener, target group, Redis or instance it is about.
+    pub subject: String,
+    /// Set for a difference inside one side: that side's environment.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub within: Option<String>,
+    /// The `from` side's value (for `within`: the siblings' value).
+    pub from_value: String,
+    /// The `to` side's value (for `within`: the odd instance's value).
+    pub to_value: String,
+    /// The runbook's reason when this difference is expected.
+    pub allowed: Option<String>,
+}
+
+impl Difference {
+    pub fn is_drift(&self) -> bool {
+        self.allowed.is_none()
+    }
+}
+
+/// Every path a difference may have, with what it compares.
+pub const PATHS: [(&str, &str); 37] = [
+    ("load_balancer", "whether each side has a load balancer"),
+    ("load_balancer.scheme", "internet-facing or internal"),
+    ("load_balancer.zones", "availability zones enabled"),
+    ("load_balancer.idle_timeout", "idle timeout (seconds)"),
+    ("load_balancer.listeners", "listener ports and protocols"),
+    ("load_balancer.listener.certificate", "a listener's default certificate"),
+    ("load_balancer.listener.ssl_policy", "a listener's SSL policy"),
+    ("load_balancer.listener.default_action", "a listener's default action"),
+    ("target_groups", "how many target groups"),
+    ("target_group.health_check.path", "health-check path"),
+    ("target_group.health_check.interval", "health-check interval (seconds)"),
+    ("target_group.health_check.timeout", "health-check timeout (seconds)"),
+    ("target_group.health_check.healthy_threshold", "healthy threshold"),
+    ("target_group.health_check.unhealthy_threshold", "unhealthy threshold"),
+    ("target_group.health_check.matcher", "HTTP codes counted healthy"),
+    ("target_group.stickiness", "stickiness type and duration"),
+    ("target_group.deregistration_delay", "deregistration delay (seconds)"),
+    ("target_group.algorithm", "load-balancing algorithm"),
+    ("autoscaling", "whether an Auto Scaling group feeds the target groups"),
+    ("autoscaling.size", "the Auto Scaling groups' min, max and desired capacity"),
+    ("instances.count", "how many instances"),
+    ("instances.type", "instance types"),
+    ("instances.ami", "AMIs"),
+    ("instances.zones", "availability-zone spread"),
+    ("instances.imdsv2", "IMDSv2 required"),
+    ("instances.public_ip", "public IP addresses"),
+    ("instances.alike", "an instance unlike its siblings (groups, type, AMI)"),
+    ("security_groups", "ingress rules by role (load balancer, app, redis)"),
+    ("alarms", "metrics the side's alarms watch"),
+    ("redis.version", "Redis version"),
+    ("redis.maxmemory", "maxmemory and its policy"),
+    ("redis.persistence", "AOF and RDB snapshots"),
+    ("redis.keys", "key count"),
+    ("redis.node_type", "ElastiCache node type and engine version"),
+    ("redis.snapshot_retention", "ElastiCache snapshot retention (days)"),
+    ("redis.encryption", "ElastiCache encryption in transit and at rest"),
+    ("redis.auth", "ElastiCache AUTH token"),
+];
+
+pub fn is_path(what: &str) -> bool {
+    PATHS.iter().any(|(p, _)| *p == what)
+}
+
+/// The rules of each role's groups, with group ids replaced by the role they
+/// play on this side: `tcp 6379 from app`.
+pub fn role_rules(side: &SideShape) -> BTreeMap<&'static str, BTreeSet<String>> {
+    let lb: BTreeSet<&str> =
+        side.load_balancer.iter().flat_map(|l| l.security_groups.iter()).map(String::as_str).collect();
+    let app: BTreeSet<&str> =
+        side.instances.iter().flat_map(|i| i.security_groups.iter()).map(String::as_str).collect();
+    let redis: BTreeSet<&str> = side.redis_groups.iter().map(String::as_str).collect();
+    let name_of = |id: &str| side.groups.iter().find(|g| g.id == id).map_or(id.to_string(), |g| g.name.clone());
+    let role_of = |id: &str| -> String {
+        let mut roles = Vec::new();
+        if lb.contains(id) {
+            roles.push("load balancer");
+        }
+        if app.contains(id) {
+            roles.push("app");
+        }
+        if redis.contains(id) {
+            roles.push("redis");
+        }
+        if roles.is_empty() { format!("group {}", name_of(id)) } else { roles.join("+") }
+    };
+    let mut out: BTreeMap<&'static str, BTreeSet<String>> = BTreeMap::new();
+    for (role, ids) in [("load balancer", &lb), ("app", &app), ("redis", &redis)] {
+        let rules = out.entry(role).or_default();
+        for g in side.groups.iter().filter(|g| ids.contains(g.id.as_str())) {
+            for r in &g.ingress {
+                let proto = match r.protocol.as_str() {
+                    "-1" | "all" => "all traffic".to_string(),
+                    p => match (r.from_port, r.to_port) {
+                        (Some(f), Some(t)) if f == t => format!("{p} {f}"),
+                        (Some(f), Some(t)) => format!("{p} {f}-{t}"),
+                        _ => p.to_string(),
+                    },
+                };
+                let sources = r
+                    .groups
+                    .iter()
+                    .map(|id| role_of(id))
+                    .chain(r.cidrs.iter().cloned())
+                    .chain(r.prefix_lists.iter().map(|p| format!("prefix list {}", p.cidrs.join(" "))));
+                for s in sources {
+                    rules.insert(format!("{proto} from {s}"));
+                }
+            }
+        }
+    }
+    out
+}
+
+fn opt<T: ToString>(v: &Option<T>) -> String {
+    v.as_ref().map_or_else(|| "-".to_string(), ToString::to_string)
+}
+
+/// `t3.micro, t3.small`: the distinct values, sorted (how many instances
+/// is `instances.count`'s business).
+fn tally<'a>(values: impl Iterator<Item = &'a str>) -> String {
+    let distinct: BTreeSet<&str> = values.collect();
+    if distinct.is_empty() {
+        return "none".into();
+    }
+    distinct.into_iter().collect::<Vec<_>>().join(", ")
+}
+
+/// Adds differences, pairing each with its allowance.
+struct Collector<'a> {
+    allow: &'a BTreeMap<String, String>,
+    out: Vec<Difference>,
+}
+
+impl Collector<'_> {
+    fn cmp(&mut self, what: &str, subject: &str, from: String, to: String) {
+        if from != to {
+            debug_assert!(is_path(what), "{what} is not a parity path");
+            self.out.push(Difference {
+                what: what.into(),
+                subject: subject.into(),
+                within: None,
+                from_value: from,
+                to_value: to,
+                allowed: self.allow.get(what).cloned(),
+            });
+        }
+    }
+}
+
+/// Every difference between `from` and `to`, and between each instance and
+/// its siblings on one side. `allow` maps a path to the runbook's reason.
+pub fn compare(from: &SideShape, to: &SideShape, allow: &BTreeMap<String, String>) -> Vec<Difference> {
+    let mut c = Collector { allow, out: Vec::new() };
+    load_balancers(&mut c, from.load_balancer.as_ref(), to.load_balancer.as_ref());
+    target_groups(&mut c, from, to);
+    autoscaling(&mut c, from, to);
+    instances(&mut c, from, to);
+    for side in [from, to] {
+        for mut d in instances_alike(side) {
+            d.allowed = allow.get(&d.what).cloned();
+            c.out.push(d);
+        }
+    }
+    let (rf, rt) = (role_rules(from), role_rules(to));
+    for role in ["load balancer", "app", "redis"] {
+        let show = |r: &BTreeMap<&str, BTreeSet<String>>| {
+            let v: Vec<&str> = r.get(role).into_iter().flatten().map(String::as_str).collect();
+            if v.is_empty() { "no ingress".to_string() } else { v.join("; ") }
+        };
+        c.cmp("security_groups", &format!("{role} groups"), show(&rf), show(&rt));
+    }
+    let metrics = |s: &SideShape| {
+        let m: BTreeSet<&str> = s.alarms.iter().map(|a| a.metric.as_str()).collect();
+        if m.is_empty() { "none".to_string() } else { m.into_iter().collect::<Vec<_>>().join(", ") }
+    };
+    c.cmp("alarms", "metrics watched", metrics(from), metrics(to));
+    redis(&mut c, from, to);
+    c.out
+}
+
+fn load_balancers(c: &mut Collector, from: Option<&LoadBalancerShape>, to: Option<&LoadBalancerShape>) {
+    let (f, t) = match (from, to) {
+        (None, None) => return,
+        (Some(f), Some(t)) => (f, t),
+        _ => {
+            let name = |l: Option<&LoadBalancerShape>| l.map_or("none".to_string(), |l| l.name.clone());
+            return c.cmp("load_balancer", "load balancer", name(from), name(to));
+        }
+    };
+    c.cmp("load_balancer.scheme", "load balancer", f.scheme.clone(), t.scheme.clone());
+    let zones = |l: &LoadBalancerShape| {
+        let mut z = l.zones.clone();
+        z.sort();
+        z.join(", ")
+    };
+    c.cmp("load_balancer.zones", "load balancer", zones(f), zones(t));
+    c.cmp("load_balancer.idle_timeout", "load balancer", opt(&f.idle_timeout_seconds), opt(&t.idle_timeout_seconds));
+    let ports = |l: &LoadBalancerShape| {
+        let mut v: Vec<(u16, &str)> = l.listeners.iter().map(|x| (x.port, x.protocol.as_str())).collect();
+        v.sort();
+        let s: Vec<String> = v.iter().map(|(p, proto)| format!("{p} {proto}")).collect();
+        if s.is_empty() { "none".to_string() } else { s.join(", ") }
+    };
+    c.cmp("load_balancer.listeners", "load balancer", ports(f), ports(t));
+    for lf in &f.listeners {
+        let Some(lt) = t.listeners.iter().find(|l| l.port == lf.port && l.protocol == lf.protocol) else { continue };
+        let subject = format!("listener {} {}", lf.port, lf.protocol);
+        c.cmp("load_balancer.listener.certificate", &subject, opt(&lf.certificate), opt(&lt.certificate));
+        c.cmp("load_balancer.listener.ssl_policy", &subject, opt(&lf.ssl_policy), opt(&lt.ssl_policy));
+        let action = |l: &Listener| match &l.default_action_target {
+            Some(target) => format!("{} {target}", l.default_action),
+            None => l.default_action.clone(),
+        };
+        c.cmp("load_balancer.listener.default_action", &subject, action(lf), action(lt));
+    }
+}
+
+/// A compared field of a target group: its path and how it is shown.
+type TargetGroupField = (&'static str, fn(&TargetGroupShape) -> String);
+
+fn target_groups(c: &mut Collector, from: &SideShape, to: &SideShape) {
+    c.cmp("target_groups", "target groups", from.target_groups.len().to_string(), to.target_groups.len().to_string());
+    for (f, t) in from.target_groups.iter().zip(&to.target_groups) {
+        let subject = format!("{} / {}", f.name, t.name);
+        let fields: [TargetGroupField; 9] = [
+            ("target_group.health_check.path", |g| opt(&g.health_check_path)),
+            ("target_group.health_check.interval", |g| opt(&g.health_check_interval_seconds)),
+            ("target_group.health_check.timeout", |g| opt(&g.health_check_timeout_seconds)),
+            ("target_group.health_check.healthy_threshold", |g| opt(&g.healthy_threshold)),
+            ("target_group.health_check.unhealthy_threshold", |g| opt(&g.unhealthy_threshold)),
+            ("target_group.health_check.matcher", |g| opt(&g.matcher)),
+            ("target_group.stickiness", |g| match &g.stickiness {
+                None => "off".to_string(),
+                Some(kind) => match g.stickiness_duration_seconds {
+                    Some(d) => format!("{kind} {d}s"),
+                    None => kind.clone(),
+                },
+            }),
+            ("target_group.deregistration_delay", |g| opt(&g.deregistration_delay_seconds)),
+            ("target_group.algorithm", |g| opt(&g.algorithm)),
+        ];
+        for (what, value) in fields {
+            c.cmp(what, &subject, value(f), value(t));
+        }
+    }
+}
+
+fn autoscaling(c: &mut Collector, from: &SideShape, to: &SideShape) {
+    let (f, t) = (&from.autoscaling_groups, &to.autoscaling_groups);
+    let has = |g: &[AutoScalingShape]| if g.is_empty() { "none".to_string() } else { "yes".to_string() };
+    c.cmp("autoscaling", "Auto Scaling groups", has(f), has(t));
+    if f.is_empty() || t.is_empty() {
+        return;
+    }
+    let sizes = |g: &[AutoScalingShape]| {
+        g.iter()
+            .map(|g| format!("min {} max {} desired {}", opt(&g.min), opt(&g.max), opt(&g.desired)))
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    c.cmp("autoscaling.size", "Auto Scaling groups", sizes(f), sizes(t));
+}
+
+fn instances(c: &mut Collector, from: &SideShape, to: &SideShape) {
+    let (f, t) = (&from.instances, &to.instances);
+    c.cmp("instances.count", "instances", f.len().to_string(), t.len().to_string());
+    c.cmp(
+        "instances.type",
+        "instances",
+        tally(f.iter().map(|i| i.instance_type.as_str())),
+        tally(t.iter().map(|i| i.instance_type.as_str())),
+    );
+    c.cmp(
+        "instances.ami",
+        "instances",
+        tally(f.iter().map(|i| i.image_id.as_deref().unwrap_or("-"))),
+        tally(t.iter().map(|i| i.image_id.as_deref().unwrap_or("-"))),
+    );
+    c.cmp(
+        "instances.zones",
+        "instances",
+        tally(f.iter().map(|i| i.zone.as_str())),
+        tally(t.iter().map(|i| i.zone.as_str())),
+    );
+    let imds = |i: &InstanceShape| match i.imdsv2_required {
+        Some(true) => "required",
+        Some(false) => "optional",
+        None => "unknown",
+    };
+    c.cmp("instances.imdsv2", "instances", tally(f.iter().map(imds)), tally(t.iter().map(imds)));
+    let public = |i: &InstanceShape| if i.public_ip.is_some() { "public IP" } else { "no public IP" };
+    c.cmp("instances.public_ip", "instances", tally(f.iter().map(public)), tally(t.iter().map(public)));
+}
+
+/// What instances are compared on, and how it is shown.
+type Aspect<'a> = (&'static str, Box<dyn Fn(&InstanceShape) -> String + 'a>);
+
+/// Each instance unlike the most common value among its siblings (security
+/// groups, type, AMI): the ChatMRPT failure, one instance unlike the other.
+pub fn instances_alike(side: &SideShape) -> Vec<Difference> {
+    let names = |ids: &[String]| {
+        let mut v: Vec<String> = ids
+            .iter()
+            .map(|id| side.groups.iter().find(|g| &g.id == id).map_or(id.clone(), |g| g.name.clone()))
+            .collect();
+        v.sort();
+        v.join(", ")
+    };
+    let aspects: [Aspect; 3] = [
+        ("security groups", Box::new(|i: &InstanceShape| names(&i.security_groups))),
+        ("type", Box::new(|i: &InstanceShape| i.instance_type.clone())),
+        ("AMI", Box::new(|i: &InstanceShape| i.image_id.clone().unwrap_or_else(|| "-".into()))),
+    ];
+    let mut out = Vec::new();
+    for (aspect, value) in &aspects {
+        let values: Vec<String> = side.instances.iter().map(value).collect();
+        let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+        for v in &values {
+            *counts.entry(v).or_default() += 1;
+        }
+        // The most common value; a tie goes to the first instance's.
+        let Some(common) =
+            values.iter().max_by_key(|v| (counts[v.as_str()], std::cmp::Reverse(values.iter().position(|x| x == *v))))
+        else {
+            continue;
+        };
+        for (i, v) in side.instances.iter().zip(&values) {
+            if v != common {
+                out.push(Difference {
+                    what: "instances.alike".into(),
+                    subject: format!("{} {aspect}", i.label()),
+                    within: Some(side.environment.clone()),
+                    from_value: common.clone(),
+                    to_value: v.clone(),
+                    allowed: None,
+                });
+            }
+        }
+    }
+    out
+}
+
+fn redis(c: &mut Collector, from: &SideShape, to: &SideShape) {
+    for (f, t) in from.redis.iter().zip(&to.redis) {
+        let (RedisRead::Ok(f), RedisRead::Ok(t)) = (f, t) else { continue };
+        if f.name == t.name {
+            continue; // one Redis shared by both sides
+        }
+        let subject = format!("{} / {}", f.name, t.name);
+        c.cmp("redis.version", &subject, f.version.clone(), t.version.clone());
+        let mem = |r: &RedisShape| format!("{} {}", opt(&r.maxmemory), opt(&r.maxmemory_policy));
+        c.cmp("redis.maxmemory", &subject, mem(f), mem(t));
+        let persistence = |r: &RedisShape| {
+            let aof = match r.aof_enabled {
+                Some(true) => "AOF on",
+                Some(false) => "AOF off",
+                None => "AOF ?",
+            };
+            let rdb = match r.rdb_save.as_deref() {
+                Some("") => "RDB off".to_string(),
+                Some(s) => format!("RDB save {s}"),
+                None => "RDB ?".to_string(),
+            };
+            format!("{aof}, {rdb}")
+        };
+        c.cmp("redis.persistence", &subject, persistence(f), persistence(t));
+        c.cmp("redis.keys", &subject, f.keys.to_string(), t.keys.to_string());
+        let (ef, et) = (f.elasticache.as_ref(), t.elasticache.as_ref());
+        if ef.is_none() && et.is_none() {
+            continue;
+        }
+        let yes_no = |v: Option<bool>| match v {
+            Some(true) => "on",
+            Some(false) => "off",
+            None => "-",
+        };
+        let node = |e: Option<&ElastiCacheShape>| match e {
+            None => "not ElastiCache".to_string(),
+            Some(e) => format!("{} {}", opt(&e.node_type), opt(&e.engine_version)),
+        };
+        c.cmp("redis.node_type", &subject, node(ef), node(et));
+        let retention = |e: Option<&ElastiCacheShape>| e.map_or("-".to_string(), |e| opt(&e.snapshot_retention_days));
+        c.cmp("redis.snapshot_retention", &subject, retention(ef), retention(et));
+        let encryption = |e: Option<&ElastiCacheShape>| {
+            e.map_or("-".to_string(), |e| {
+                format!("in transit {}, at rest {}", yes_no(e.transit_encryption), yes_no(e.at_rest_encryption))
+            })
+        };
+        c.cmp("redis.encryption", &subject, encryption(ef), encryption(et));
+        let auth = |e: Option<&ElastiCacheShape>| e.map_or("-".to_string(), |e| yes_no(e.auth_token).to_string());
+        c.cmp("redis.auth", &subject, auth(ef), auth(et));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analysis::reachability::IngressRule;
+
+    fn group(id: &str, name: &str, port: u16, from: &[&str]) -> SecurityGroup {
+        SecurityGroup {
+            id: id.into(),
+            name: name.into(),
+            ingress: if from.is_empty() {
+                vec![]
+            } else {
+                vec![IngressRule {
+                    protocol: "tcp".into(),
+                    from_port: Some(port),
+                    to_port: Some(port),
+                    groups: from.iter().map(|s| s.to_string()).collect(),
+                    cidrs: vec![],
+                    prefix_lists: vec![],
+                }]
+            },
+        }
+    }
+
+    fn instance(name: &str, zone: &str, groups: &[&str]) -> InstanceShape {
+        InstanceShape {
+            id: format!("i-{name}"),
+            name: Some(name.into()),
+            instance_type: "t3.micro".into(),
+            image_id: Some("ami-1".into()),
+            zone: zone.into(),
+            imdsv2_required: Some(true),
+            public_ip: None,
+            security_groups: groups.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    /// A side named `p` (prefix of every id): ALB in lb group, two app
+    /// instances, Redis admitting the app group.
+    fn side(p: &str) -> SideShape {
+        let id = |s: &str| format!("sg-{p}-{s}");
+        SideShape {
+            environment: p.into(),
+            load_balancer: Some(LoadBalancerShape {
+                name: format!("{p}-alb"),
+                arn: format!("arn:{p}"),
+                scheme: "internet-facing".into(),
+                zones: vec!["eu-west-1a".into(), "eu-west-1b".into()],
+                security_groups: vec![id("lb")],
+                vpc_id: None,
+                idle_timeout_seconds: Some(60),
+                listeners: vec![Listener {
+                    port: 443,
+                    protocol: "HTTPS".into(),
+                    certificate: Some("arn:cert".into()),
+                    ssl_policy: Some("ELBSecurityPolicy-TLS13-1-2-2021-06".into()),
+                    default_action: "forward".into(),
+                    default_action_target: None,
+                }],
+            }),
+            target_groups: vec![TargetGroupShape {
+                name: format!("{p}-web"),
+                arn: format!("arn:tg:{p}"),
+                health_check_path: Some("/health".into()),
+                health_check_interval_seconds: Some(30),
+                health_check_timeout_seconds: Some(5),
+                healthy_threshold: Some(3),
+                unhealthy_threshold: Some(2),
+                matcher: Some("200".into()),
+                stickiness: Some("lb_cookie".into()),
+                stickiness_duration_seconds: Some(86400),
+                deregistration_delay_seconds: Some(300),
+                algorithm: Some("round_robin".into()),
+            }],
+            autoscaling_groups: vec![],
+            instances: vec![
+                instance(&format!("{p}-web-1"), "eu-west-1a", &[&id("app")]),
+                instance(&format!("{p}-web-2"), "eu-west-1b", &[&id("app")]),
+            ],
+            groups: vec![
+                group(&id("lb"), &format!("{p}-lb"), 443, &[]),
+                group(&id("app"), &format!("{p}-app"), 8080, &[&id("lb")]),
+                group(&id("redis"), &format!("{p}-redis"), 6379, &[&id("app")]),
+            ],
+            redis_groups: vec![id("redis")],
+            alarms: vec![WatchingAlarm { name: format!("{p}-5xx"), metric: "HTTPCode_Target_5XX_Count".into() }],
+            redis: vec![RedisRead::Ok(RedisShape {
+                name: format!("{p}-cache"),
+                version: "7.2.4".into(),
+                maxmemory: Some(0),
+                maxmemory_policy: Some("noeviction".into()),
+                aof_enabled: Some(true),
+                rdb_save: Some("3600 1".into()),
+                keys: 200,
+                elasticache: None,
+            })],
+        }
+    }
+
+    #[test]
+    fn same_shape_with_other_ids_and_names_compares_equal() {
+        let d = compare(&side("prod"), &side("staging"), &BTreeMap::new());
+        assert_eq!(d, vec![], "only ids and names differ");
+        let rules = role_rules(&side("prod"));
+        assert_eq!(rules["redis"], BTreeSet::from(["tcp 6379 from app".to_string()]));
+        assert_eq!(rules["app"], BTreeSet::from(["tcp 8080 from load balancer".to_string()]));
+    }
+
+    #[test]
+    fn each_drift_is_reported_with_both_values() {
+        let (from, mut to) = (side("prod"), side("staging"));
+        to.target_groups[0].health_check_interval_seconds = Some(10);
+        to.target_groups[0].stickiness = None;
+        to.load_balancer.as_mut().unwrap().listeners[0].certificate = None;
+        if let RedisRead::Ok(r) = &mut to.redis[0] {
+            r.aof_enabled = Some(false);
+        }
+        // Redis admits a CIDR instead of the app group.
+        to.groups[2].ingress[0].groups.clear();
+        to.groups[2].ingress[0].cidrs.push("10.0.0.0/8".into());
+        let d = compare(&from, &to, &BTreeMap::new());
+        let got: Vec<(&str, &str, &str)> =
+            d.iter().map(|d| (d.what.as_str(), d.from_value.as_str(), d.to_value.as_str())).collect();
+        assert_eq!(
+            got,
+            vec![
+                ("load_balancer.listener.certificate", "arn:cert", "-"),
+                ("target_group.health_check.interval", "30", "10"),
+                ("target_group.stickiness", "lb_cookie 86400s", "off"),
+                ("security_groups", "tcp 6379 from app", "tcp 6379 from 10.0.0.0/8"),
+                ("redis.persistence", "AOF on, RDB save 3600 1", "AOF off, RDB save 3600 1"),
+            ]
+        );
+        assert!(d.iter().all(Difference::is_drift));
+        for x in &d {
+            assert!(is_path(&x.what), "{} is a documented path", x.what);
+        }
+    }
+
+    #[test]
+    fn an_allowed_difference_carries_its_reason_and_is_not_drift() {
+        let (from, mut to) = (side("prod"), side("staging"));
+        to.instances.push(instance("staging-web-3", "eu-west-1c", &["sg-staging-app"]));
+        let allow = BTreeMap::from([
+            ("instances.count".to_string(), "staging is sized up for the launch".to_string()),
+            ("instances.zones".to_string(), "a third instance".to_string()),
+        ]);
+        let d = compare(&from, &to, &allow);
+        assert_eq!(d.len(), 2, "{d:?}");
+        assert_eq!(d[1].to_value, "eu-west-1a, eu-west-1b, eu-west-1c");
+        assert!(d.iter().all(|d| !d.is_drift()));
+        assert_eq!(d[0].allowed.as_deref(), Some("staging is sized up for the launch"));
+    }
+
+    #[test]
+    fn an_auto_scaling_group_on_one_side_only_is_drift_and_sizes_compare_when_both_have_one() {
+        let (mut from, mut to) = (side("prod"), side("staging"));
+        let group = |desired| AutoScalingShape { name: "g".into(), min: Some(2), max: Some(6), desired: Some(desired) };
+        to.autoscaling_groups.push(group(2));
+        let d = compare(&from, &to, &BTreeMap::new());
+        let got: Vec<_> = d.iter().map(|d| (d.what.as_str(), d.from_value.as_str(), d.to_value.as_str())).collect();
+        assert_eq!(got, vec![("autoscaling", "none", "yes")]);
+        from.autoscaling_groups.push(group(4));
+        let d = compare(&from, &to, &BTreeMap::new());
+        let got: Vec<_> = d.iter().map(|d| (d.what.as_str(), d.from_value.as_str(), d.to_value.as_str())).collect();
+        assert_eq!(got, vec![("autoscaling.size", "min 2 max 6 desired 4", "min 2 max 6 desired 2")]);
+    }
+
+    #[test]
+    fn an_instance_unlike_its_siblings_is_named_with_both_values() {
+        let from = side("prod");
+        let mut to = side("staging");
+        to.instances.push(instance("staging-web-3", "eu-west-1a", &["sg-staging-app"]));
+        to.instances[1].security_groups = vec!["sg-other".into()];
+        to.instances[1].instance_type = "t3.large".into();
+        to.groups.push(group("sg-other", "default", 22, &[]));
+        let d: Vec<Difference> =
+            compare(&from, &to, &BTreeMap::new()).into_iter().filter(|d| d.what == "instances.alike").collect();
+        assert_eq!(d.len(), 2, "{d:?}");
+        assert_eq!(d[0].within.as_deref(), Some("staging"));
+        assert_eq!(d[0].subject, "staging-web-2 security groups");
+        assert_eq!((d[0].from_value.as_str(), d[0].to_value.as_str()), ("staging-app", "default"));
+        assert_eq!((d[1].from_value.as_str(), d[1].to_value.as_str()), ("t3.micro", "t3.large"));
+    }
+
+    #[test]
+    fn a_shared_redis_is_not_compared_with_itself_and_persistence_reads_aof_or_rdb() {
+        let from = side("prod");
+        let mut to = side("staging");
+        to.redis = from.redis.clone();
+        if let RedisRead::Ok(r) = &mut to.redis[0] {
+            r.keys = 5;
+        }
+        assert!(compare(&from, &to, &BTreeMap::new()).iter().all(|d| !d.what.starts_with("redis")));
+        let mut r = RedisShape {
+            name: "r".into(),
+            version: "7".into(),
+            maxmemory: None,
+            maxmemory_policy: None,
+            aof_enabled: Some(false),
+            rdb_save: Some(String::new()),
+            keys: 0,
+            elasticache: None,
+        };
+        assert_eq!(r.persistent(), Some(false));
+        r.rdb_save = Some("900 1".into());
+        assert_eq!(r.persistent(), Some(true));
+        r.rdb_save = None;
+        r.aof_enabled = None;
+        assert_eq!(r.persistent(), None);
+        // ElastiCache refuses CONFIG: its snapshot retention decides.
+        r.elasticache = Some(ElastiCacheShape {
+            replication_group: "g".into(),
+            node_type: Some("cache.t4g.small".into()),
+            engine_version: Some("7.1".into()),
+            snapshot_retention_days: Some(0),
+            transit_encryption: Some(true),
+            at_rest_encryption: Some(true),
+            auth_token: Some(false),
+        });
+        assert_eq!(r.persistent(), Some(false));
+        r.elasticache.as_mut().unwrap().snapshot_retention_days = Some(7);
+        assert_eq!(r.persistent(), Some(true));
+    }
+}

@@ -1,0 +1,39 @@
+//! EC2 Auto Scaling: the groups that send instances to a side's target groups.
+
+use super::{AwsResult, sdk_error};
+use crate::analysis::parity::AutoScalingShape;
+
+/// Every Auto Scaling group (DescribeAutoScalingGroups, every page; AWS
+/// returns at most 100 a page) attached to one of `target_group_arns`, by
+/// `TargetGroupARNs` or as a traffic source.
+pub async fn groups_behind(
+    client: &aws_sdk_autoscaling::Client,
+    target_group_arns: &[String],
+) -> AwsResult<Vec<AutoScalingShape>> {
+    let mut out = Vec::new();
+    if target_group_arns.is_empty() {
+        return Ok(out);
+    }
+    let mut pages = client.describe_auto_scaling_groups().into_paginator().send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| sdk_error("DescribeAutoScalingGroups", e))?;
+        for g in page.auto_scaling_groups() {
+            let attached = g
+                .target_group_arns()
+                .iter()
+                .map(String::as_str)
+                .chain(g.traffic_sources().iter().filter_map(|t| t.identifier()))
+                .any(|arn| target_group_arns.iter().any(|t| t == arn));
+            if attached {
+                out.push(AutoScalingShape {
+                    name: g.auto_scaling_group_name().unwrap_or_default().to_string(),
+                    min: g.min_size().and_then(|v| u32::try_from(v).ok()),
+                    max: g.max_size().and_then(|v| u32::try_from(v).ok()),
+                    desired: g.desired_capacity().and_then(|v| u32::try_from(v).ok()),
+                });
+            }
+        }
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}

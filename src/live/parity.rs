@@ -1,0 +1,93 @@
+//! Reads both sides of the rollout for parity: each side's load balancer,
+//! target groups, instances, security groups, alarms and Redis, as
+//! `analysis::parity` compares them.
+
+use std::collections::BTreeMap;
+
+use crate::analysis::parity::{RedisRead, SideShape, WatchingAlarm};
+use crate::aws::elb::arn_suffix;
+use crate::aws::{AwsError, Clients};
+use crate::runbook::{Environment, Runbook};
+
+/// Every environment's shape, by name.
+pub type Shapes = BTreeMap<String, SideShape>;
+
+/// Reads every environment of the runbook (the rollout's two sides, and any
+/// other). `var` looks variables up (Redis URLs).
+pub async fn shapes(clients: &Clients, rb: &Runbook, var: impl Fn(&str) -> Option<String>) -> Result<Shapes, AwsError> {
+    let mut out = Shapes::new();
+    for env in rb.environments.values() {
+        out.insert(env.name.clone(), side(clients, rb, env, &var).await?);
+    }
+    Ok(out)
+}
+
+async fn side(
+    clients: &Clients,
+    rb: &Runbook,
+    env: &Environment,
+    var: &impl Fn(&str) -> Option<String>,
+) -> Result<SideShape, AwsError> {
+    let load_balancer = match &env.load_balancer {
+        Some(name) => Some(crate::aws::elb::load_balancer_shape(&clients.elb, name).await?),
+        None => None,
+    };
+    let target_groups = crate::aws::elb::target_group_shapes(&clients.elb, &env.target_groups).await?;
+    let tg_arns: Vec<String> = target_groups.iter().map(|t| t.arn.clone()).collect();
+    let autoscaling_groups = crate::aws::autoscaling::groups_behind(&clients.autoscaling, &tg_arns).await?;
+    let instances = crate::aws::ec2::instance_shapes(&clients.ec2, &env.instances).await?;
+    // The runbook names Redis groups by id or name; names are looked up in
+    // the side's VPC (its load balancer's), as `status` does.
+    let vpc = load_balancer
+        .as_ref()
+        .and_then(|l| l.vpc_id.clone())
+        .map(|id| crate::aws::ec2::Vpc { id, how: format!("the VPC of {}'s load balancer", env.name) });
+    let endpoints: Vec<_> = env.uses_redis.iter().filter_map(|n| rb.redis_endpoint(n)).collect();
+    let mut redis_named: Vec<String> = endpoints.iter().flat_map(|r| r.security_groups.clone()).collect();
+    redis_named.sort();
+    redis_named.dedup();
+    let redis_groups: Vec<String> = crate::aws::ec2::describe_security_groups(&clients.ec2, &redis_named, vpc.as_ref())
+        .await?
+        .into_iter()
+        .map(|g| g.id)
+        .collect();
+    let mut ids: Vec<String> = load_balancer.iter().flat_map(|l| l.security_groups.clone()).collect();
+    ids.extend(instances.iter().flat_map(|i| i.security_groups.clone()));
+    ids.extend(redis_groups.iter().cloned());
+    ids.sort();
+    ids.dedup();
+    let groups = crate::aws::ec2::describe_security_groups(&clients.ec2, &ids, None).await?;
+    let lbs: Vec<String> = load_balancer.iter().map(|l| arn_suffix(&l.arn)).collect();
+    let tgs: Vec<String> = target_groups.iter().map(|t| arn_suffix(&t.arn)).collect();
+    let mut alarms: Vec<WatchingAlarm> = if lbs.is_empty() && tgs.is_empty() {
+        Vec::new()
+    } else {
+        crate::aws::cloudwatch::alarms_watching(&clients.cloudwatch, &lbs, &tgs).await?
+    };
+    alarms.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut redis = Vec::new();
+    for ep in endpoints {
+        let mut read = match crate::live::fetch::redis_url(ep, var) {
+            Ok(url) => crate::live::fetch::redis_shape(&ep.name, &url).await,
+            Err(e) => Err(e),
+        };
+        if let (Ok(shape), Some(group)) = (&mut read, &ep.elasticache) {
+            shape.elasticache = Some(crate::aws::elasticache::replication_group(&clients.elasticache, group).await?);
+        }
+        redis.push(match read {
+            Ok(shape) => RedisRead::Ok(shape),
+            Err(error) => RedisRead::Failed { name: ep.name.clone(), error },
+        });
+    }
+    Ok(SideShape {
+        environment: env.name.clone(),
+        load_balancer,
+        target_groups,
+        autoscaling_groups,
+        instances,
+        groups,
+        redis_groups,
+        alarms,
+        redis,
+    })
+}

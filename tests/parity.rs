@@ -1,0 +1,320 @@
+//! `cutover diff` against the sandbox: drift planted with the SDK, as another
+//! client would, is reported with both sides' values (exit 1); the same
+//! differences allowed in `[parity]`, with reasons, do not count (exit 0).
+
+mod common;
+
+use aws_sdk_elasticloadbalancingv2::types::TargetGroupAttribute;
+
+const RUNBOOK: &str = "runbooks/staging-to-production.toml";
+
+fn line_with<'a>(out: &'a str, needle: &str) -> &'a str {
+    out.lines().find(|l| l.contains(needle)).unwrap_or_else(|| panic!("no line with `{needle}` in:\n{out}"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn planted_drift_is_reported_with_both_values_and_allowed_differences_do_not_count() {
+    let rb = common::runbook("staging-to-production.toml");
+    let sb = common::sandbox(&rb, "ap-southeast-2").await;
+    let state = tempfile::tempdir().unwrap();
+
+    // As rehearsed, the sides differ only where the runbook says why.
+    let (code, out, err) = common::run_cutover(&sb, &rb, state.path(), &["diff", RUNBOOK]).await;
+    assert_eq!(code, Some(0), "a fresh sandbox has no drift:\n{out}{err}");
+    assert!(line_with(&out, "redis.keys").contains("allowed: "), "{out}");
+
+    // A region holding none of the runbook's load balancers: bad input, as for `status`.
+    let (code, out, err) =
+        common::run_cutover(&sb, &rb, state.path(), &["--region", "eu-central-2", "diff", RUNBOOK]).await;
+    assert_eq!(code, Some(2), "{out}{err}");
+    assert!(err.starts_with("refused: none of runbook") && err.contains("is in region eu-central-2"), "{err}");
+
+    // A Redis that cannot be read is not known equal: listed, and exit 1.
+    let mut cmd = common::cutover_command(&sb, &rb, state.path(), &["diff", RUNBOOK]);
+    cmd.env("STAGING_REDIS_URL", "redis://127.0.0.1:9/0"); // nothing listens on port 9
+    let out = tokio::process::Command::from(cmd).output().await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(line_with(&stdout, "not compared").starts_with("not compared: staging-cache (staging): "), "{stdout}");
+
+    // Plant three drifts, each on one side only.
+    let elb = &sb.clients.elb;
+    let tg = |env: &str| sb.world.target_groups[env][0].arn.clone();
+    elb.modify_target_group().target_group_arn(tg("staging")).health_check_interval_seconds(10).send().await.unwrap();
+    let sticky = [
+        ("stickiness.enabled", "true"),
+        ("stickiness.type", "lb_cookie"),
+        ("stickiness.lb_cookie.duration_seconds", "86400"),
+    ];
+    elb.modify_target_group_attributes()
+        .target_group_arn(tg("production"))
+        .set_attributes(Some(
+            sticky.iter().map(|(k, v)| TargetGroupAttribute::builder().key(*k).value(*v).build()).collect(),
+        ))
+        .send()
+        .await
+        .unwrap();
+    let ec2 = &sb.clients.ec2;
+    let odd = ec2
+        .create_security_group()
+        .group_name("staging-debug")
+        .description("a group one instance was launched in by hand")
+        .vpc_id(&sb.world.vpc_id)
+        .send()
+        .await
+        .unwrap()
+        .group_id()
+        .unwrap()
+        .to_string();
+    let web2 = sb.world.instances.iter().find(|i| i.name == "staging-web-2").unwrap();
+    ec2.modify_instance_attribute().instance_id(&web2.id).groups(&odd).send().await.unwrap();
+
+    let (code, out, err) = common::run_cutover(&sb, &rb, state.path(), &["diff", RUNBOOK]).await;
+    assert_eq!(code, Some(1), "drift exits 1:\n{out}{err}");
+    let interval = line_with(&out, "target_group.health_check.interval");
+    assert!(interval.contains("30") && interval.contains("10") && interval.ends_with("DRIFT"), "{interval}");
+    let stickiness = line_with(&out, "target_group.stickiness");
+    assert!(
+        stickiness.contains("lb_cookie 86400s") && stickiness.contains("off") && stickiness.ends_with("DRIFT"),
+        "{stickiness}"
+    );
+    let groups = line_with(&out, "staging-web-2 security groups");
+    assert!(
+        groups.contains("is staging-debug") && groups.contains("siblings' staging-app") && groups.ends_with("DRIFT"),
+        "{groups}"
+    );
+    assert!(out.trim_end().ends_with("3 drift, 1 allowed"), "{out}");
+
+    // The same differences allowed, with reasons: no drift.
+    let allowed = state.path().join("allowed.toml");
+    let text = std::fs::read_to_string(RUNBOOK).unwrap().replace(
+        "[parity]\nallow = [\n",
+        "[parity]\nallow = [\n  { what = \"target_group.health_check.interval\", reason = \"staging probes faster while it warms\" },\n  { what = \"target_group.stickiness\", reason = \"production pins sessions until its Redis is copied\" },\n  { what = \"instances.alike\", reason = \"staging-web-2 is being debugged\" },\n",
+    );
+    std::fs::write(&allowed, text).unwrap();
+    let (code, out, err) = common::run_cutover(&sb, &rb, state.path(), &["diff", &allowed.display().to_string()]).await;
+    assert_eq!(code, Some(0), "allowed differences do not count:\n{out}{err}");
+    assert!(
+        line_with(&out, "target_group.stickiness")
+            .ends_with("allowed: production pins sessions until its Redis is copied"),
+        "{out}"
+    );
+    assert!(out.trim_end().ends_with("no drift (4 allowed differences)"), "{out}");
+
+    // --json carries both values and the verdict.
+    let (code, out, _) = common::run_cutover(&sb, &rb, state.path(), &["diff", "--json", RUNBOOK]).await;
+    assert_eq!(code, Some(1));
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["drift"], 3, "{v}");
+    let d = v["differences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["what"] == "target_group.health_check.interval")
+        .unwrap();
+    assert_eq!(
+        (d["from_value"].as_str(), d["to_value"].as_str(), &d["allowed"]),
+        (Some("30"), Some("10"), &serde_json::Value::Null)
+    );
+    sb.down().await;
+}
+
+/// An ACM certificate for `domain`, requested from the sandbox's moto (which,
+/// like AWS, refuses a listener naming a certificate it does not hold). ACM
+/// speaks JSON; cutover has no ACM client, so the request is written out.
+async fn request_certificate(sb: &cutover::sandbox::Sandbox, domain: &str) -> String {
+    let auth = format!(
+        "AWS4-HMAC-SHA256 Credential=sandbox/20260101/{}/acm/aws4_request, SignedHeaders=host, Signature=0",
+        sb.region
+    );
+    let r: serde_json::Value = reqwest::Client::new()
+        .post(&sb.endpoint)
+        .header("X-Amz-Target", "CertificateManager.RequestCertificate")
+        .header("Content-Type", "application/x-amz-json-1.1")
+        .header("Authorization", auth)
+        .body(serde_json::json!({ "DomainName": domain }).to_string())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    r["CertificateArn"].as_str().unwrap_or_else(|| panic!("no certificate: {r}")).to_string()
+}
+
+fn check<'a>(snap: &'a cutover::status::Snapshot, item: &str) -> &'a cutover::status::CheckResult {
+    snap.checks.iter().find(|c| c.item == item).unwrap_or_else(|| panic!("no check item {item}"))
+}
+
+fn outcome(snap: &cutover::status::Snapshot, item: &str) -> (cutover::status::CheckOutcome, String) {
+    let c = check(snap, item);
+    (c.outcome, c.detail.clone())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn readiness_and_parity_checks_follow_what_aws_and_redis_say() {
+    use cutover::status::CheckOutcome::{Fail, Pass};
+    let rb = common::runbook("staging-to-production.toml");
+    let sb = common::sandbox(&rb, "ap-southeast-4").await;
+
+    // As provisioned: the same shape both sides, an alarm on staging's 5xx,
+    // but HTTP only and a Redis that keeps nothing across a restart.
+    let snap = common::first_snapshot(&rb, &sb).await;
+    assert_eq!(outcome(&snap, "parity"), (Pass, "no drift (1 allowed differences)".into()));
+    assert_eq!(outcome(&snap, "instances-alike").0, Pass, "{:?}", outcome(&snap, "instances-alike"));
+    assert_eq!(outcome(&snap, "alarm-on-5xx"), (Pass, "staging-5xx".into()));
+    assert_eq!(outcome(&snap, "tls"), (Fail, "shop-staging-alb has no HTTPS listener (listeners: 80 HTTP)".into()));
+    let (o, detail) = outcome(&snap, "redis-persistence");
+    assert_eq!(o, Fail, "{detail}");
+    assert!(detail.contains("staging-cache: AOF off and no RDB save schedule"), "{detail}");
+    assert_eq!(
+        outcome(&snap, "autoscaling-group"),
+        (Fail, "no Auto Scaling group is attached to shop-staging-web".into())
+    );
+
+    // Fixed as an operator would: an HTTPS listener with a certificate, AOF on.
+    let lb = &sb.world.load_balancers["staging"];
+    let tg = &sb.world.target_groups["staging"][0].arn;
+    let cert = request_certificate(&sb, "www.example.com").await;
+    let cert = cert.as_str();
+    sb.clients
+        .elb
+        .create_listener()
+        .load_balancer_arn(lb)
+        .protocol(aws_sdk_elasticloadbalancingv2::types::ProtocolEnum::Https)
+        .port(443)
+        .certificates(aws_sdk_elasticloadbalancingv2::types::Certificate::builder().certificate_arn(cert).build())
+        .default_actions(
+            aws_sdk_elasticloadbalancingv2::types::Action::builder()
+                .r#type(aws_sdk_elasticloadbalancingv2::types::ActionTypeEnum::Forward)
+                .target_group_arn(tg)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let redis = redis::Client::open(sb.redis_urls["staging-cache"].as_str()).unwrap();
+    let mut c = redis.get_multiplexed_async_connection().await.unwrap();
+    let _: () = redis::cmd("CONFIG").arg("SET").arg("appendonly").arg("yes").query_async(&mut c).await.unwrap();
+    // An Auto Scaling group for staging, empty for now, behind its target group.
+    let asg = &sb.clients.autoscaling;
+    asg.create_launch_configuration()
+        .launch_configuration_name("staging-web")
+        .image_id("ami-12c6146b")
+        .instance_type("t3.micro")
+        .send()
+        .await
+        .unwrap();
+    asg.create_auto_scaling_group()
+        .auto_scaling_group_name("shop-staging-asg")
+        .launch_configuration_name("staging-web")
+        .min_size(0)
+        .max_size(2)
+        .desired_capacity(0)
+        .availability_zones(format!("{}a", sb.region))
+        .target_group_arns(tg)
+        .send()
+        .await
+        .unwrap();
+    // Staging's 5xx alarm deleted by another client.
+    sb.clients.cloudwatch.delete_alarms().alarm_names("staging-5xx").send().await.unwrap();
+    // One instance moved to another group: unlike its sibling.
+    let odd = sb
+        .clients
+        .ec2
+        .create_security_group()
+        .group_name("staging-debug")
+        .description("a group one instance was launched in by hand")
+        .vpc_id(&sb.world.vpc_id)
+        .send()
+        .await
+        .unwrap()
+        .group_id()
+        .unwrap()
+        .to_string();
+    let web2 = sb.world.instances.iter().find(|i| i.name == "staging-web-2").unwrap();
+    sb.clients.ec2.modify_instance_attribute().instance_id(&web2.id).groups(&odd).send().await.unwrap();
+
+    let snap = common::first_snapshot(&rb, &sb).await;
+    let (o, detail) = outcome(&snap, "tls");
+    assert_eq!((o, detail.as_str()), (Pass, format!("HTTPS on 443 with {cert}").as_str()));
+    let (o, detail) = outcome(&snap, "redis-persistence");
+    assert_eq!(o, Pass, "{detail}");
+    assert!(detail.starts_with("staging-cache: AOF on"), "{detail}");
+    assert_eq!(outcome(&snap, "autoscaling-group"), (Pass, "shop-staging-asg (min 0, max 2, desired 0)".into()));
+    let expected = "staging: staging-web-2 security groups is staging-debug, its siblings' staging-app";
+    assert_eq!(outcome(&snap, "instances-alike"), (Fail, expected.into()));
+    let (o, detail) = outcome(&snap, "parity");
+    assert_eq!(o, Fail);
+    assert!(detail.contains(expected), "{detail}");
+    assert!(detail.contains("load_balancer.listeners (load balancer): 80 HTTP → 80 HTTP, 443 HTTPS"), "{detail}");
+    assert!(detail.contains("autoscaling (Auto Scaling groups): none → yes"), "{detail}");
+    assert!(
+        detail.contains("alarms (metrics watched): HTTPCode_Target_5XX_Count, TargetResponseTime → TargetResponseTime"),
+        "{detail}"
+    );
+    assert_eq!(
+        outcome(&snap, "alarm-on-5xx"),
+        (Fail, "no alarm watches staging's 5xx (its alarms: staging-latency)".into())
+    );
+    assert!(
+        detail.contains("redis.persistence (prod-cache / staging-cache): AOF off, RDB off → AOF on, RDB off"),
+        "{detail}"
+    );
+    sb.down().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn elasticache_settings_are_compared_and_its_snapshots_count_as_persistence() {
+    use cutover::status::CheckOutcome::{Fail, Pass};
+    // staging-to-production with both Redis endpoints named as ElastiCache
+    // replication groups, which the sandbox creates alike in moto.
+    let state = tempfile::tempdir().unwrap();
+    let path = state.path().join("elasticache.toml");
+    let text = std::fs::read_to_string(RUNBOOK)
+        .unwrap()
+        .replace(r#"["prod-redis"] }"#, r#"["prod-redis"], elasticache = "prod-cache" }"#)
+        .replace(r#"["staging-redis"] }"#, r#"["staging-redis"], elasticache = "staging-cache" }"#);
+    std::fs::write(&path, text).unwrap();
+    let rb = cutover::runbook::load(&path).unwrap();
+    assert_eq!(rb.redis_endpoint("staging-cache").unwrap().elasticache.as_deref(), Some("staging-cache"));
+    let sb = common::sandbox(&rb, "ca-west-1").await;
+    let runbook = path.display().to_string();
+
+    let (code, out, err) = common::run_cutover(&sb, &rb, state.path(), &["diff", &runbook]).await;
+    assert_eq!(code, Some(0), "alike:\n{out}{err}");
+    let (_, out, _) = common::run_cutover(&sb, &rb, state.path(), &["diff", "--json", &runbook]).await;
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let e = &v["sides"][1]["redis"][0]["elasticache"];
+    assert_eq!(
+        (&e["replication_group"], &e["node_type"], &e["engine_version"], &e["snapshot_retention_days"]),
+        (&"staging-cache".into(), &"cache.t4g.small".into(), &"7.1".into(), &1.into()),
+        "{e}"
+    );
+    assert_eq!((&e["transit_encryption"], &e["at_rest_encryption"]), (&true.into(), &true.into()), "{e}");
+    // The sandbox's redis-server keeps nothing itself; ElastiCache's snapshots count.
+    let snap = common::first_snapshot(&rb, &sb).await;
+    assert_eq!(outcome(&snap, "redis-persistence"), (Pass, "staging-cache: ElastiCache snapshots kept 1 day".into()));
+
+    // Another client turns staging's snapshots off.
+    sb.clients
+        .elasticache
+        .modify_replication_group()
+        .replication_group_id("staging-cache")
+        .snapshot_retention_limit(0)
+        .apply_immediately(true)
+        .send()
+        .await
+        .unwrap();
+    let (code, out, err) = common::run_cutover(&sb, &rb, state.path(), &["diff", &runbook]).await;
+    assert_eq!(code, Some(1), "drift:\n{out}{err}");
+    let line = line_with(&out, "redis.snapshot_retention");
+    assert!(line.contains("prod-cache / staging-cache") && line.ends_with("DRIFT"), "{line}");
+    let values: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(values[values.len() - 3..values.len() - 1], ["1", "0"], "{line}");
+    let snap = common::first_snapshot(&rb, &sb).await;
+    let (o, detail) = outcome(&snap, "redis-persistence");
+    assert_eq!(o, Fail);
+    assert_eq!(detail, "staging-cache: ElastiCache keeps no snapshots (retention 0 days) and AOF is off");
+    sb.down().await;
+}
