@@ -3,8 +3,8 @@
 //! `LiveState`, keeping the last good value (marked stale) when a poll fails.
 
 pub mod fetch;
-pub mod probe;
 pub mod parity;
+pub mod probe;
 pub mod workers;
 
 use std::collections::BTreeMap;

@@ -175,25 +175,7 @@ fn perform(app: &mut App, action: KeyAction) -> Vec<Command> {
         KeyAction::Help => app.overlay = Overlay::Help,
         KeyAction::ShowErrors => app.overlay = Overlay::Errors,
         KeyAction::Palette => app.overlay = Overlay::Palette { input: String::new(), selected: 0 },
-        KeyAction::Pause => {
-            app.paused = !app.paused;
-            if app.paused {
-                app.log("refresh paused: the screen holds still; new data waits");
-            } else {
-                let held = std::mem::take(&mut app.pending);
-                let n = held.len();
-                let before = app.snap.clone();
-                for ev in held {
-                    live::update(&mut app.live, ev);
-                }
-                app.resnap();
-                app.log(format!("refresh resumed ({n} updates applied)"));
-                for line in transitions(&before, &app.snap) {
-                    app.log(line);
-                }
-                app.check_finished();
-            }
-        }
+        KeyAction::Pause => toggle_pause(app),
         KeyAction::Refresh => {
             app.log("refresh requested");
             return vec![Command::Refresh];
@@ -202,82 +184,13 @@ fn perform(app: &mut App, action: KeyAction) -> Vec<Command> {
             app.quit = true;
             return vec![Command::Quit];
         }
-        KeyAction::RunCheck | KeyAction::Rollback => {
-            let Some((phase, item)) = app.selected_item() else { return Vec::new() };
-            let Some(it) = app.rb.item(&phase, &item).map(|(_, i)| i.clone()) else { return Vec::new() };
-            let key = item_key(&phase, &item);
-            let rollback = action == KeyAction::Rollback;
-            if rollback && it.rollback.is_none() {
-                app.log(format!("{key} names no rollback"));
-                return Vec::new();
-            }
-            if rollback || matches!(it.kind, ItemKind::Action { .. }) {
-                if app.header.read_only {
-                    app.log(format!("refused: read-only; {key} was not planned or run"));
-                    let a = if rollback { it.rollback.clone() } else { item_action_of(&it) };
-                    let name = a.map_or_else(|| "action".to_string(), |a| a.summary());
-                    return vec![Command::Refused { action: format!("{name} ({key})") }];
-                }
-                if !rollback && matches!(it.kind, ItemKind::Action { action: crate::runbook::Action::Rollout }) {
-                    return perform(app, KeyAction::StartRollout);
-                }
-                let what = if rollback { "the rollback of " } else { "" };
-                app.log(format!("planning {what}{key} from live data…"));
-                return vec![Command::PlanAction { key, rollback }];
-            }
-            if !matches!(it.kind, ItemKind::Check { .. }) {
-                app.log(format!("{key} is a manual item: Space ticks it"));
-                return Vec::new();
-            }
-            app.runs.insert(key.clone(), CheckRun::Running { since: app.now });
-            app.log(format!("check {key} running: waiting for fresh data"));
-            return vec![Command::Refresh];
-        }
-        KeyAction::Tick => {
-            let Some((phase, item)) = app.selected_item() else { return Vec::new() };
-            let manual = app.rb.item(&phase, &item).is_some_and(|(_, i)| matches!(i.kind, ItemKind::Manual));
-            if !manual {
-                app.log(format!("{phase}/{item} is not a manual item; only manual items are ticked by hand"));
-                return Vec::new();
-            }
-            let key = item_key(&phase, &item);
-            let (by, at) = (app.operator.clone(), rfc3339(app.now));
-            let ticked = app.checklist.toggle(&key, &by, &at);
-            app.log(format!("{key} {} by {by}", if ticked { "ticked" } else { "unticked" }));
-            return vec![Command::SaveChecklist];
-        }
+        KeyAction::RunCheck | KeyAction::Rollback => return run_item(app, action == KeyAction::Rollback),
+        KeyAction::Tick => return tick(app),
         KeyAction::ShiftWeights
         | KeyAction::StartRollout
         | KeyAction::PauseRollout
         | KeyAction::PromoteRollout
-        | KeyAction::AbortRollout => {
-            if app.header.read_only {
-                app.log("refused: read-only; weights and rollouts are not changed from this cockpit");
-                let action = match action {
-                    KeyAction::ShiftWeights => "shift_weights",
-                    KeyAction::StartRollout => "rollout start",
-                    KeyAction::PauseRollout => "rollout pause",
-                    KeyAction::PromoteRollout => "rollout promote",
-                    _ => "rollout abort",
-                };
-                return vec![Command::Refused { action: action.into() }];
-            }
-            let control = match action {
-                KeyAction::ShiftWeights => {
-                    app.overlay = Overlay::ShiftTo { input: String::new() };
-                    return Vec::new();
-                }
-                KeyAction::PauseRollout => {
-                    app.log("asking the running rollout to pause…");
-                    return vec![Command::PauseRollout];
-                }
-                KeyAction::StartRollout => Control::Start,
-                KeyAction::PromoteRollout => Control::Promote,
-                _ => Control::Abort,
-            };
-            app.log(format!("planning {} from live data…", control_name(control)));
-            return vec![Command::PlanRollout { control }];
-        }
+        | KeyAction::AbortRollout => return traffic_key(app, action),
         KeyAction::Note => {
             let Some((phase, item)) = app.selected_item() else { return Vec::new() };
             let key = item_key(&phase, &item);
@@ -286,6 +199,106 @@ fn perform(app: &mut App, action: KeyAction) -> Vec<Command> {
         }
     }
     Vec::new()
+}
+
+/// Pauses the refresh (the screen holds still) or resumes it, applying what
+/// arrived meanwhile.
+fn toggle_pause(app: &mut App) {
+    app.paused = !app.paused;
+    if app.paused {
+        app.log("refresh paused: the screen holds still; new data waits");
+    } else {
+        let held = std::mem::take(&mut app.pending);
+        let n = held.len();
+        let before = app.snap.clone();
+        for ev in held {
+            live::update(&mut app.live, ev);
+        }
+        app.resnap();
+        app.log(format!("refresh resumed ({n} updates applied)"));
+        for line in transitions(&before, &app.snap) {
+            app.log(line);
+        }
+        app.check_finished();
+    }
+}
+
+/// Runs the selected checklist item (or its rollback): plans an action, or
+/// runs a check on fresh data.
+fn run_item(app: &mut App, rollback: bool) -> Vec<Command> {
+    let Some((phase, item)) = app.selected_item() else { return Vec::new() };
+    let Some(it) = app.rb.item(&phase, &item).map(|(_, i)| i.clone()) else { return Vec::new() };
+    let key = item_key(&phase, &item);
+    if rollback && it.rollback.is_none() {
+        app.log(format!("{key} names no rollback"));
+        return Vec::new();
+    }
+    if rollback || matches!(it.kind, ItemKind::Action { .. }) {
+        if app.header.read_only {
+            app.log(format!("refused: read-only; {key} was not planned or run"));
+            let a = if rollback { it.rollback.clone() } else { item_action_of(&it) };
+            let name = a.map_or_else(|| "action".to_string(), |a| a.summary());
+            return vec![Command::Refused { action: format!("{name} ({key})") }];
+        }
+        if !rollback && matches!(it.kind, ItemKind::Action { action: crate::runbook::Action::Rollout }) {
+            return perform(app, KeyAction::StartRollout);
+        }
+        let what = if rollback { "the rollback of " } else { "" };
+        app.log(format!("planning {what}{key} from live data…"));
+        return vec![Command::PlanAction { key, rollback }];
+    }
+    if !matches!(it.kind, ItemKind::Check { .. }) {
+        app.log(format!("{key} is a manual item: Space ticks it"));
+        return Vec::new();
+    }
+    app.runs.insert(key.clone(), CheckRun::Running { since: app.now });
+    app.log(format!("check {key} running: waiting for fresh data"));
+    vec![Command::Refresh]
+}
+
+/// Ticks or unticks a manual item.
+fn tick(app: &mut App) -> Vec<Command> {
+    let Some((phase, item)) = app.selected_item() else { return Vec::new() };
+    let manual = app.rb.item(&phase, &item).is_some_and(|(_, i)| matches!(i.kind, ItemKind::Manual));
+    if !manual {
+        app.log(format!("{phase}/{item} is not a manual item; only manual items are ticked by hand"));
+        return Vec::new();
+    }
+    let key = item_key(&phase, &item);
+    let (by, at) = (app.operator.clone(), rfc3339(app.now));
+    let ticked = app.checklist.toggle(&key, &by, &at);
+    app.log(format!("{key} {} by {by}", if ticked { "ticked" } else { "unticked" }));
+    vec![Command::SaveChecklist]
+}
+
+/// The keys that change traffic: shift, and the rollout's controls.
+fn traffic_key(app: &mut App, action: KeyAction) -> Vec<Command> {
+    if app.header.read_only {
+        app.log("refused: read-only; weights and rollouts are not changed from this cockpit");
+        let action = match action {
+            KeyAction::ShiftWeights => "shift_weights",
+            KeyAction::StartRollout => "rollout start",
+            KeyAction::PauseRollout => "rollout pause",
+            KeyAction::PromoteRollout => "rollout promote",
+            _ => "rollout abort",
+        };
+        return vec![Command::Refused { action: action.into() }];
+    }
+    let control = match action {
+        KeyAction::ShiftWeights => {
+            app.overlay = Overlay::ShiftTo { input: String::new() };
+            return Vec::new();
+        }
+        KeyAction::PauseRollout => {
+            app.log("asking the running rollout to pause…");
+            return vec![Command::PauseRollout];
+        }
+        KeyAction::StartRollout => Control::Start,
+        KeyAction::PromoteRollout => Control::Promote,
+        _ => Control::Abort,
+    };
+    app.log(format!("planning {} from live data…", control_name(control)));
+    vec![Command::PlanRollout { control }]
 }
 
 /// The action of a checklist item, if it is one.

@@ -1,0 +1,209 @@
+//! `render(&App, &mut Frame)`: draws, nothing else.
+
+use ratatui::Frame;
+use ratatui::layout::Rect;
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, BorderType, Borders, Clear, Paragraph, Wrap};
+
+mod alarms;
+mod checklist;
+mod log;
+mod overlay;
+mod redis;
+mod targets;
+mod traffic;
+
+use super::app::App;
+use super::layout;
+use super::pane::Pane;
+use super::theme::Theme;
+use crate::status::View;
+
+fn hhmmss(t: std::time::SystemTime) -> String {
+    let s = crate::time::rfc3339(t);
+    s.get(11..19).unwrap_or("--:--:--").to_string()
+}
+
+/// ` 3s`, `STALE`, `—`: a source's age for a pane title.
+fn age<T>(th: &Theme, v: &View<T>) -> Span<'static> {
+    match (&v.error, v.age_seconds) {
+        (Some(_), _) => Span::styled(" STALE (e: why) ", Style::new().fg(Color::Black).bg(th.warn)),
+        (None, Some(a)) => Span::styled(format!(" {a:.0}s ago "), th.dim_style()),
+        (None, None) => Span::styled(" waiting… ", th.dim_style()),
+    }
+}
+
+fn state_style(th: &Theme, state: &str) -> Style {
+    match state {
+        "healthy" | "OK" | "running" => Style::new().fg(th.ok),
+        "unhealthy" | "ALARM" | "MISSING" => Style::new().fg(th.bad).add_modifier(Modifier::BOLD),
+        "initial" | "draining" | "INSUFFICIENT_DATA" | "pending" => Style::new().fg(th.warn),
+        "unused" | "unavailable" | "stopped" => Style::new().fg(th.idle),
+        _ => Style::new(),
+    }
+}
+
+fn env_age(app: &App) -> Vec<Span<'static>> {
+    let th = &app.theme;
+    let stale = app.snap.environments.iter().find(|e| e.aws.stale);
+    let oldest = app
+        .snap
+        .environments
+        .iter()
+        .filter_map(|e| e.aws.age_seconds)
+        .fold(None, |m: Option<f64>, a| Some(m.map_or(a, |m| m.max(a))));
+    match (stale, oldest) {
+        (Some(_), _) => vec![Span::styled(" STALE (e: why) ", Style::new().fg(Color::Black).bg(th.warn))],
+        (None, Some(a)) => vec![Span::styled(format!(" {a:.0}s ago "), th.dim_style())],
+        _ => vec![Span::styled(" waiting… ", th.dim_style())],
+    }
+}
+
+fn pane_block<'a>(app: &App, pane: Pane, extra: Vec<Span<'a>>) -> Block<'a> {
+    let th = &app.theme;
+    let n = Pane::ALL.iter().position(|p| *p == pane).unwrap_or(0) + 1;
+    let focused = app.focus == pane;
+    let border = if app.rb.production {
+        Style::new().fg(th.bad)
+    } else if focused {
+        Style::new().fg(th.accent)
+    } else {
+        th.dim_style()
+    };
+    let mut title =
+        vec![Span::styled(format!(" {n} {} ", pane.title()), if focused { Style::new().bold() } else { Style::new() })];
+    title.extend(extra);
+    Block::default()
+        .borders(Borders::ALL)
+        .border_type(if focused { BorderType::Thick } else { BorderType::Plain })
+        .border_style(border)
+        .title(Line::from(title))
+}
+
+fn selected_style(app: &App, pane: Pane, i: usize) -> Style {
+    if app.focus == pane && app.selected(pane) == i {
+        Style::new().add_modifier(Modifier::REVERSED)
+    } else {
+        Style::new()
+    }
+}
+
+/// Keeps the selected row visible in `height` lines.
+fn window(len: usize, selected: usize, height: usize) -> std::ops::Range<usize> {
+    if height == 0 || len <= height {
+        return 0..len;
+    }
+    let start = selected.saturating_sub(height - 1).min(len - height);
+    start..start + height
+}
+
+fn header(f: &mut Frame, app: &App, area: Rect) {
+    let th = &app.theme;
+    let account =
+        app.snap.identity.value.as_ref().map_or("account ?".to_string(), |i| format!("account {}", i.account));
+    let mut spans = vec![
+        Span::styled(" cutover ", Style::new().bold().fg(Color::Black).bg(th.accent)),
+        Span::raw(format!(
+            " {} │ {account} │ {} │ profile {} ",
+            app.rb.name,
+            app.region,
+            app.header.profile.as_deref().unwrap_or("default")
+        )),
+    ];
+    if app.rb.production {
+        spans.push(Span::styled(" PRODUCTION ", Style::new().bold().fg(Color::White).bg(th.bad)));
+        spans.push(Span::raw(" "));
+    }
+    if app.header.read_only {
+        spans.push(Span::styled(" READ-ONLY ", Style::new().bold().fg(Color::Black).bg(th.ok)));
+        spans.push(Span::raw(" "));
+    }
+    if app.paused {
+        spans.push(Span::styled(" PAUSED (p) ", Style::new().bold().fg(Color::Black).bg(th.warn)));
+        spans.push(Span::raw(" "));
+    }
+    if !app.filter.is_empty() {
+        spans.push(Span::styled(format!(" filter: {} ", app.filter), Style::new().fg(Color::Black).bg(th.info)));
+        spans.push(Span::raw(" "));
+    }
+    spans.push(Span::styled(format!("{}Z", hhmmss(app.now)), th.dim_style()));
+    f.render_widget(Paragraph::new(Line::from(spans)), area);
+}
+
+fn footer(f: &mut Frame, app: &App, area: Rect) {
+    use super::keys::KeyAction as A;
+    let mut spans = Vec::new();
+    let bindings = app.keymap.by_priority(app.focus);
+    for b in bindings {
+        if matches!(
+            b.action,
+            super::keys::KeyAction::FocusTargets
+                | super::keys::KeyAction::FocusRedis
+                | super::keys::KeyAction::FocusAlarms
+                | super::keys::KeyAction::FocusChecklist
+                | super::keys::KeyAction::FocusLog
+                | super::keys::KeyAction::Up
+                | super::keys::KeyAction::PrevPane
+        ) {
+            continue;
+        }
+        let key = app.keymap.keys_of(b.action);
+        let key = if matches!(b.action, super::keys::KeyAction::FocusTraffic) { "1-6".to_string() } else { key };
+        let label = match b.action {
+            A::FocusTraffic => "panes",
+            A::Pause => "freeze",
+            A::ShiftWeights => "shift",
+            A::StartRollout => "rollout",
+            A::PauseRollout => "pause",
+            A::PromoteRollout => "promote",
+            A::AbortRollout => "abort",
+            _ => b.help.split_whitespace().next().unwrap_or(""),
+        };
+        spans.push(Span::styled(format!(" {key} "), Style::new().fg(Color::Black).bg(Color::Gray)));
+        spans.push(Span::raw(format!(" {label} ")));
+    }
+    f.render_widget(Paragraph::new(Line::from(spans)), area);
+}
+
+fn centered(area: Rect, w: u16, h: u16) -> Rect {
+    let w = w.min(area.width);
+    let h = h.min(area.height);
+    Rect::new(area.x + (area.width - w) / 2, area.y + (area.height - h) / 2, w, h)
+}
+
+fn popup(f: &mut Frame, th: &Theme, area: Rect, title: &str, lines: Vec<Line>) {
+    f.render_widget(Clear, area);
+    let block = Block::default()
+        .borders(Borders::ALL)
+        .border_type(BorderType::Double)
+        .title(format!(" {title} "))
+        .border_style(Style::new().fg(th.accent));
+    f.render_widget(Paragraph::new(lines).block(block).wrap(Wrap { trim: false }), area);
+}
+
+pub fn render(app: &App, f: &mut Frame) {
+    let area = f.area();
+    if area.width < 40 || area.height < 12 {
+        f.render_widget(
+            Paragraph::new(format!("cutover needs at least 40×12; this terminal is {}×{}", area.width, area.height))
+                .wrap(Wrap { trim: true }),
+            area,
+        );
+        return;
+    }
+    let (h, _, foot) = layout::frame(area);
+    header(f, app, h);
+    for (pane, rect) in layout::panes(area, app.focus, app.zoomed) {
+        match pane {
+            Pane::Traffic => traffic::traffic(f, app, rect),
+            Pane::Targets => targets::targets(f, app, rect),
+            Pane::Redis => redis::redis(f, app, rect),
+            Pane::Alarms => alarms::alarms(f, app, rect),
+            Pane::Checklist => checklist::checklist(f, app, rect),
+            Pane::Log => log::log(f, app, rect),
+        }
+    }
+    footer(f, app, foot);
+    overlay::overlay(f, app, area);
+}

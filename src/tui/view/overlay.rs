@@ -1,0 +1,159 @@
+//! The popups: help, errors, palette, filter, note, confirm, shift.
+
+use ratatui::Frame;
+use ratatui::layout::Rect;
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Clear, Paragraph};
+
+use super::{centered, popup};
+use crate::tui::app::{App, Overlay};
+
+pub(super) fn overlay(f: &mut Frame, app: &App, area: Rect) {
+    match &app.overlay {
+        Overlay::None => {}
+        Overlay::Help => help(f, app, area),
+        Overlay::Errors => errors(f, app, area),
+        Overlay::Palette { input, selected } => palette(f, app, area, input, *selected),
+        Overlay::Filter { input } => filter(f, app, area, input),
+        Overlay::ShiftTo { input } => shift_to(f, app, area, input),
+        Overlay::Confirm { key } => confirm(f, app, area, key),
+        Overlay::Note { key, input } => note(f, app, area, key, input),
+    }
+}
+
+fn help(f: &mut Frame, app: &App, area: Rect) {
+    let th = &app.theme;
+    let mut lines =
+        vec![Line::styled(format!("Keys in the {} pane (any key closes)", app.focus.title()), th.dim_style())];
+    for b in app.keymap.by_priority(app.focus) {
+        lines.push(Line::from(vec![
+            Span::styled(format!("{:>12}  ", app.keymap.keys_of(b.action)), Style::new().fg(th.accent)),
+            Span::raw(b.help),
+        ]));
+    }
+    lines.push(Line::from(vec![
+        Span::styled(format!("{:>12}  ", "ctrl-c"), Style::new().fg(th.accent)),
+        Span::raw("quit from anywhere"),
+    ]));
+    lines.push(Line::from(vec![
+        Span::styled(format!("{:>12}  ", "esc"), Style::new().fg(th.accent)),
+        Span::raw("close a popup or leave zoom"),
+    ]));
+    let h = lines.len() as u16 + 2;
+    popup(f, th, centered(area, 66, h), "help", lines);
+}
+
+fn errors(f: &mut Frame, app: &App, area: Rect) {
+    let th = &app.theme;
+    let mut lines = Vec::new();
+    let mut add = |what: &str, e: &Option<String>| {
+        if let Some(e) = e {
+            lines.push(Line::from(vec![Span::styled(format!("{what}: "), Style::new().bold()), Span::raw(e.clone())]));
+        }
+    };
+    add("identity", &app.snap.identity.error);
+    add("traffic", &app.snap.traffic.error);
+    for e in &app.snap.environments {
+        add(&format!("{} (AWS)", e.name), &e.aws.error);
+    }
+    for r in &app.snap.redis {
+        add(&format!("Redis {}", r.name), &r.view.error);
+    }
+    add("alarms", &app.snap.alarms.error);
+    add("metrics", &app.snap.metrics.error);
+    if lines.is_empty() {
+        lines.push(Line::raw("no source is failing"));
+    }
+    popup(
+        f,
+        th,
+        centered(area, area.width.saturating_sub(6), lines.len() as u16 * 2 + 2),
+        "errors behind stale values",
+        lines,
+    );
+}
+
+fn palette(f: &mut Frame, app: &App, area: Rect, input: &str, selected: usize) {
+    let th = &app.theme;
+    let entries = app.palette_entries(input);
+    let mut lines = vec![Line::from(vec![
+        Span::styled(": ", Style::new().fg(th.accent)),
+        Span::raw(input.to_string()),
+        Span::styled("▏", Style::new().fg(th.accent)),
+    ])];
+    for (i, (_, label)) in entries.iter().enumerate().take(12) {
+        let style = if i == selected { Style::new().add_modifier(Modifier::REVERSED) } else { Style::new() };
+        lines.push(Line::styled(format!("  {label}"), style));
+    }
+    if entries.is_empty() {
+        lines.push(Line::styled("  no command matches", th.dim_style()));
+    }
+    popup(f, th, centered(area, 50, 16), "command palette (enter runs, esc closes)", lines);
+}
+
+fn filter(f: &mut Frame, app: &App, area: Rect, input: &str) {
+    let th = &app.theme;
+    let r = Rect::new(area.x, area.bottom().saturating_sub(1), area.width, 1);
+    f.render_widget(Clear, r);
+    f.render_widget(
+        Paragraph::new(Line::from(vec![
+            Span::styled(" / ", Style::new().fg(Color::Black).bg(th.info)),
+            Span::raw(format!(" {input}▏  (enter applies, esc cancels, empty clears)")),
+        ])),
+        r,
+    );
+}
+
+fn shift_to(f: &mut Frame, app: &App, area: Rect, input: &str) {
+    let th = &app.theme;
+    let r = Rect::new(area.x, area.bottom().saturating_sub(1), area.width, 1);
+    f.render_widget(Clear, r);
+    let to = &app.rb.rollout.to;
+    f.render_widget(
+        Paragraph::new(Line::from(vec![
+            Span::styled(" shift ", Style::new().fg(Color::Black).bg(th.warn)),
+            Span::raw(format!(" {to} to {input}▏%  (enter plans it for confirmation, esc cancels)")),
+        ])),
+        r,
+    );
+}
+
+fn confirm(f: &mut Frame, app: &App, area: Rect, key: &str) {
+    let th = &app.theme;
+    let Some(change) = &app.pending_change else { return };
+    let summary = change.summary();
+    let account = app.snap.identity.value.as_ref().map_or("?".to_string(), |i| i.account.clone());
+    let mut lines = vec![Line::from(vec![
+        Span::styled(format!("{} ", summary.name), Style::new().bold()),
+        Span::raw(format!("({key}) in account {account}, {}", app.region)),
+    ])];
+    if let Some(b) = summary.before {
+        lines.push(Line::from(vec![Span::styled("before ", th.dim_style()), Span::raw(b)]));
+    }
+    if let Some(a) = summary.after {
+        lines.push(Line::from(vec![Span::styled("after  ", th.dim_style()), Span::raw(a)]));
+    }
+    for d in &summary.details {
+        lines.push(Line::raw(format!("  • {d}")));
+    }
+    lines.push(Line::raw(""));
+    lines.push(Line::from(vec![
+        Span::styled(" y ", Style::new().fg(Color::Black).bg(th.ok)),
+        Span::raw(" apply (audited)   "),
+        Span::styled(" n / esc ", Style::new().fg(Color::Black).bg(Color::Gray)),
+        Span::raw(" cancel"),
+    ]));
+    let title = if app.rb.production { "CONFIRM A CHANGE TO PRODUCTION" } else { "confirm a change" };
+    let h = (lines.len() as u16 + 6).min(area.height);
+    popup(f, th, centered(area, area.width.saturating_sub(8).min(110), h), title, lines);
+}
+
+fn note(f: &mut Frame, app: &App, area: Rect, key: &str, input: &str) {
+    let th = &app.theme;
+    let lines = vec![
+        Line::styled(format!("note on {key} (enter saves, empty removes, esc cancels)"), th.dim_style()),
+        Line::raw(format!("{input}▏")),
+    ];
+    popup(f, th, centered(area, 60, 4), "note", lines);
+}

@@ -1,0 +1,63 @@
+//! The Traffic pane: each side's weight, share and record.
+
+use ratatui::Frame;
+use ratatui::layout::Rect;
+use ratatui::style::Style;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::Paragraph;
+
+use super::{age, pane_block, selected_style};
+use crate::tui::app::App;
+use crate::tui::pane::Pane;
+
+pub(super) fn traffic(f: &mut Frame, app: &App, area: Rect) {
+    let th = &app.theme;
+    let v = &app.snap.traffic;
+    let block = pane_block(app, Pane::Traffic, vec![age(th, v)]);
+    let inner = block.inner(area);
+    f.render_widget(block, area);
+    let mut lines = Vec::new();
+    let bar_width = inner.width.saturating_sub(34) as usize;
+    for (i, s) in v.value.iter().flatten().enumerate() {
+        let filled = ((s.share_percent / 100.0) * bar_width as f64).round() as usize;
+        let style = if v.stale { th.dim_style() } else { Style::new() };
+        lines.push(
+            Line::from(vec![
+                Span::raw(format!("{:<11.11} ", s.environment)),
+                Span::raw(format!("w {:>3} ", s.weight.map_or("—".into(), |w| w.to_string()))),
+                Span::styled("█".repeat(filled), Style::new().fg(if i == 0 { th.info } else { th.ok })),
+                Span::styled("░".repeat(bar_width.saturating_sub(filled)), th.dim_style()),
+                Span::raw(format!(" {:>5.1}% ttl {}", s.share_percent, s.ttl.map_or("—".into(), |t| format!("{t}s")))),
+                // A health check's verdict, and a side that gets nothing whatever its weight.
+                match s.health_check.as_ref().map(|h| h.healthy) {
+                    Some(Some(true)) => Span::styled(" hc ok", Style::new().fg(th.ok)),
+                    Some(Some(false)) => Span::styled(" hc FAIL", Style::new().fg(th.bad)),
+                    Some(None) => Span::styled(" hc ?", th.dim_style()),
+                    None => Span::raw(""),
+                },
+                match &s.no_traffic {
+                    Some(_) => Span::styled(
+                        format!(" gets {:.0}%", s.effective_share_percent),
+                        Style::new().fg(th.bad).add_modifier(ratatui::style::Modifier::BOLD),
+                    ),
+                    None => Span::raw(""),
+                },
+            ])
+            .style(style.patch(selected_style(app, Pane::Traffic, i))),
+        );
+    }
+    if lines.is_empty() {
+        lines.push(Line::styled(v.error.clone().unwrap_or_else(|| "reading Route53…".into()), th.dim_style()));
+    }
+    if inner.height as usize > lines.len() {
+        let rollout = app.snap.rollout.as_ref().map_or("no rollout".to_string(), |r| {
+            format!("rollout step {}/{} ({}%) {}", r.step, r.steps, r.percent, r.phase)
+        });
+        let change = app.snap.last_change.as_ref().map_or(String::new(), |c| {
+            let age = crate::time::age_of(&c.submitted_at, app.now).map_or(String::new(), |a| format!(" {a} ago"));
+            format!("  last change {}{age}", c.status)
+        });
+        lines.push(Line::styled(format!("{rollout}{change}"), th.dim_style()));
+    }
+    f.render_widget(Paragraph::new(lines), inner);
+}
