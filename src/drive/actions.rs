@@ -130,192 +130,256 @@ pub async fn plan_with_vars(
     let mut p = ActionPlan { name, steps: Vec::new(), before: json!(null), after: json!(null), noop: None };
     match action {
         Action::AuthorizeRedisIngress { environment } => {
-            let d = env_data(clients, rb, environment).await?;
-            let env = rb.environment(environment).ok_or_else(|| PlanError::Refused("no environment".into()))?;
-            let mut before = Vec::new();
-            for i in &d.instances {
-                let src = Source {
-                    instance_id: &i.id,
-                    private_ip: i.private_ip.as_deref(),
-                    ipv6_addresses: &i.ipv6_addresses,
-                    security_groups: &i.security_groups,
-                };
-                for name in &env.uses_redis {
-                    let Some(ep) = rb.redis_endpoint(name) else { continue };
-                    let groups = d.redis_groups.get(name).cloned().unwrap_or_default();
-                    let path = sg_path_named(&src, &groups, ep.port, &d.group_names);
-                    before.push(json!({"instance": i.id, "endpoint": name, "path": path.describe()}));
-                    if let SgPath::Blocked { fix: Some(f), .. } = path {
-                        let dup = p.steps.iter().any(|s| matches!(s, Step::AuthorizeIngress { group_id, from_group_id, port, .. } if *group_id == f.group_id && *from_group_id == f.from_group_id && *port == f.port));
-                        if !dup {
-                            p.steps.push(Step::AuthorizeIngress {
-                                group_id: f.group_id,
-                                port: f.port,
-                                from_group_id: f.from_group_id,
-                                description: tag(rb, environment),
-                            });
-                        }
-                    }
-                }
-            }
-            p.before = json!(before);
-            p.after = json!(p.steps.iter().map(Step::describe).collect::<Vec<_>>());
-            if p.steps.is_empty() {
-                p.noop = Some(format!(
-                    "every instance of {environment} already reaches its Redis through the security groups"
-                ));
-            }
+            plan_authorize_ingress(clients, rb, environment, &mut p).await?
         }
-        Action::RevokeRedisIngress { environment } => {
-            // Only what cutover itself added for this runbook and environment.
-            let d = env_data(clients, rb, environment).await?;
-            let want = tag(rb, environment);
-            let ids: Vec<String> = d.redis_groups.values().flatten().map(|g| g.id.clone()).collect();
-            let rules =
-                ec2::ingress_described(&clients.ec2, ids, &want).await.map_err(|e| PlanError::Aws(e.to_string()))?;
-            p.steps.extend(rules.into_iter().map(|r| Step::RevokeIngress {
-                group_id: r.group_id,
-                port: r.port,
-                from_group_id: r.from_group_id,
-                description: r.description,
-            }));
-            p.before =
-                json!(p.steps.iter().map(|s| s.describe().replacen("revoke", "allowed:", 1)).collect::<Vec<_>>());
-            p.after = json!([]);
-            if p.steps.is_empty() {
-                p.noop = Some(format!("no ingress rule added by cutover for {environment} exists"));
-            }
+        Action::RevokeRedisIngress { environment } => plan_revoke_ingress(clients, rb, environment, &mut p).await?,
+        Action::RegisterTargets { environment } => plan_targets(clients, rb, environment, true, &mut p).await?,
+        Action::DeregisterTargets { environment } => plan_targets(clients, rb, environment, false, &mut p).await?,
+        Action::SetStickiness { environment, duration } => {
+            plan_stickiness(clients, rb, environment, Some(*duration), &mut p).await?
         }
-        Action::RegisterTargets { environment } | Action::DeregisterTargets { environment } => {
-            let register = matches!(action, Action::RegisterTargets { .. });
-            let d = env_data(clients, rb, environment).await?;
-            let mut before = serde_json::Map::new();
-            for tg in &d.target_groups {
-                let registered: Vec<String> = tg.targets.iter().map(|t| t.id.clone()).collect();
-                before.insert(tg.name.clone(), json!(registered));
-                let mine: Vec<String> =
-                    d.instances.iter().filter(|i| i.state != "terminated").map(|i| i.id.clone()).collect();
-                let ids: Vec<String> = if register {
-                    mine.into_iter().filter(|id| !registered.contains(id)).collect()
-                } else {
-                    mine.into_iter().filter(|id| registered.contains(id)).collect()
-                };
-                if ids.is_empty() {
-                    continue;
-                }
-                // Like the targets already there, or the group's own port.
-                let port = tg.targets.first().and_then(|t| t.port).map(i32::from);
-                p.steps.push(if register {
-                    Step::Register { target_group_arn: tg.arn.clone(), instance_ids: ids, port }
-                } else {
-                    Step::Deregister { target_group_arn: tg.arn.clone(), instance_ids: ids }
-                });
-            }
-            p.before = json!(before);
-            p.after = json!(p.steps.iter().map(Step::describe).collect::<Vec<_>>());
-            if p.steps.is_empty() {
-                p.noop = Some(format!(
-                    "every instance of {environment} is already {}",
-                    if register { "registered" } else { "deregistered" }
-                ));
-            }
-        }
-        Action::SetStickiness { environment, .. } | Action::DisableStickiness { environment } => {
-            let d = env_data(clients, rb, environment).await?;
-            let want: Vec<(String, String)> = match action {
-                Action::SetStickiness { duration, .. } => vec![
-                    ("stickiness.enabled".into(), "true".into()),
-                    ("stickiness.type".into(), "lb_cookie".into()),
-                    ("stickiness.lb_cookie.duration_seconds".into(), duration.as_secs().to_string()),
-                ],
-                _ => vec![("stickiness.enabled".into(), "false".into())],
-            };
-            let mut before = serde_json::Map::new();
-            for tg in &d.target_groups {
-                let a = &tg.attributes;
-                before.insert(tg.name.clone(), json!({"enabled": a.stickiness_enabled, "type": a.stickiness_type, "duration_seconds": a.stickiness_duration_seconds}));
-                let same = match action {
-                    Action::SetStickiness { duration, .. } => {
-                        a.stickiness_enabled == Some(true)
-                            && a.stickiness_type.as_deref() == Some("lb_cookie")
-                            && a.stickiness_duration_seconds.map(u64::from) == Some(duration.as_secs())
-                    }
-                    _ => a.stickiness_enabled != Some(true),
-                };
-                if !same {
-                    p.steps.push(Step::SetAttributes { target_group_arn: tg.arn.clone(), attributes: want.clone() });
-                }
-            }
-            p.before = json!(before);
-            p.after = json!(want.iter().cloned().collect::<std::collections::BTreeMap<_, _>>());
-            if p.steps.is_empty() {
-                p.noop = Some(format!("the target groups of {environment} already have these attributes"));
-            }
-        }
-        Action::StopInstances { environment } | Action::StartInstances { environment } => {
-            let stop = matches!(action, Action::StopInstances { .. });
-            let e = rb.environment(environment).ok_or_else(|| PlanError::Refused("no environment".into()))?;
-            let list = crate::aws::ec2::describe_instances(&clients.ec2, &e.instances)
-                .await
-                .map_err(|e| PlanError::Aws(e.to_string()))?;
-            p.before = json!(
-                list.iter().map(|i| (i.id.clone(), i.state.clone())).collect::<std::collections::BTreeMap<_, _>>()
-            );
-            let ids: Vec<String> = list
-                .iter()
-                .filter(|i| if stop { i.state == "running" || i.state == "pending" } else { i.state == "stopped" })
-                .map(|i| i.id.clone())
-                .collect();
-            p.after = json!(
-                ids.iter()
-                    .map(|id| (id.clone(), if stop { "stopped" } else { "running" }))
-                    .collect::<std::collections::BTreeMap<_, _>>()
-            );
-            if ids.is_empty() {
-                p.noop = Some(format!("no instance of {environment} to {}", if stop { "stop" } else { "start" }));
-            } else {
-                p.steps.push(if stop { Step::Stop { instance_ids: ids } } else { Step::Start { instance_ids: ids } });
-            }
-        }
-        Action::ShiftWeights { to } => {
-            let sp = shift::plan(clients, rb, crate::analysis::weights::weights_for_percent(*to)).await?;
-            p.before = sp.before();
-            p.after = sp.after();
-            if sp.is_noop() {
-                p.noop = Some("the records already have these weights".into());
-            } else {
-                p.steps.push(Step::Shift(Box::new(sp)));
-            }
-        }
+        Action::DisableStickiness { environment } => plan_stickiness(clients, rb, environment, None, &mut p).await?,
+        Action::StopInstances { environment } => plan_instances(clients, rb, environment, true, &mut p).await?,
+        Action::StartInstances { environment } => plan_instances(clients, rb, environment, false, &mut p).await?,
+        Action::ShiftWeights { to } => plan_shift(clients, rb, *to, &mut p).await?,
         Action::Rollout => return Err(PlanError::Refused("run the gated rollout with `cutover rollout`".into())),
         Action::CopyRedis { from_redis, to_redis, pattern } => {
-            let endpoint = |role: &'static str, name: &str| -> Result<crate::redis::url::Endpoint, String> {
-                let ep = rb.redis_endpoint(name).ok_or_else(|| format!("no Redis endpoint {name} in the runbook"))?;
-                let url = fetch::redis_url(ep, |v| vars.get(v).cloned().or_else(|| std::env::var(v).ok()))?;
-                crate::redis::url::Endpoint::parse(role, &url, None, None)
-            };
-            let (from, to) = (
-                endpoint("source", from_redis).map_err(PlanError::Refused)?,
-                endpoint("target", to_redis).map_err(PlanError::Refused)?,
-            );
-            let (mut s, mut t) =
-                (from.connect().await.map_err(PlanError::Redis)?, to.connect().await.map_err(PlanError::Redis)?);
-            let (sk, se) = crate::redis::copy::key_counts(&from, &mut s).await.map_err(PlanError::Redis)?;
-            let (tk, te) = crate::redis::copy::key_counts(&to, &mut t).await.map_err(PlanError::Redis)?;
-            p.before = json!({
-                from_redis.as_str(): {"keys": sk, "expiring": se}, to_redis.as_str(): {"keys": tk, "expiring": te},
-            });
-            p.after = json!({ to_redis.as_str(): format!("+ the keys of {from_redis}{}", pattern.as_deref().map(|p| format!(" matching {p}")).unwrap_or_default()) });
-            p.steps.push(Step::CopyRedis(Box::new(RedisCopy {
-                from_name: from_redis.clone(),
-                to_name: to_redis.clone(),
-                from,
-                to,
-                pattern: pattern.clone(),
-            })));
+            plan_copy(rb, vars, from_redis, to_redis, pattern.as_deref(), &mut p).await?
         }
     }
     Ok(p)
+}
+
+/// The ingress rules that open every instance's path to its Redis.
+async fn plan_authorize_ingress(
+    clients: &Clients,
+    rb: &Runbook,
+    environment: &str,
+    p: &mut ActionPlan,
+) -> Result<(), PlanError> {
+    let d = env_data(clients, rb, environment).await?;
+    let env = rb.environment(environment).ok_or_else(|| PlanError::Refused("no environment".into()))?;
+    let mut before = Vec::new();
+    for i in &d.instances {
+        let src = Source {
+            instance_id: &i.id,
+            private_ip: i.private_ip.as_deref(),
+            ipv6_addresses: &i.ipv6_addresses,
+            security_groups: &i.security_groups,
+        };
+        for name in &env.uses_redis {
+            let Some(ep) = rb.redis_endpoint(name) else { continue };
+            let groups = d.redis_groups.get(name).cloned().unwrap_or_default();
+            let path = sg_path_named(&src, &groups, ep.port, &d.group_names);
+            before.push(json!({"instance": i.id, "endpoint": name, "path": path.describe()}));
+            if let SgPath::Blocked { fix: Some(f), .. } = path {
+                let dup = p.steps.iter().any(|s| matches!(s, Step::AuthorizeIngress { group_id, from_group_id, port, .. } if *group_id == f.group_id && *from_group_id == f.from_group_id && *port == f.port));
+                if !dup {
+                    p.steps.push(Step::AuthorizeIngress {
+                        group_id: f.group_id,
+                        port: f.port,
+                        from_group_id: f.from_group_id,
+                        description: tag(rb, environment),
+                    });
+                }
+            }
+        }
+    }
+    p.before = json!(before);
+    p.after = json!(p.steps.iter().map(Step::describe).collect::<Vec<_>>());
+    if p.steps.is_empty() {
+        p.noop = Some(format!("every instance of {environment} already reaches its Redis through the security groups"));
+    }
+    Ok(())
+}
+
+/// Only what cutover itself added for this runbook and environment.
+async fn plan_revoke_ingress(
+    clients: &Clients,
+    rb: &Runbook,
+    environment: &str,
+    p: &mut ActionPlan,
+) -> Result<(), PlanError> {
+    // Only what cutover itself added for this runbook and environment.
+    let d = env_data(clients, rb, environment).await?;
+    let want = tag(rb, environment);
+    let ids: Vec<String> = d.redis_groups.values().flatten().map(|g| g.id.clone()).collect();
+    let rules = ec2::ingress_described(&clients.ec2, ids, &want).await.map_err(|e| PlanError::Aws(e.to_string()))?;
+    p.steps.extend(rules.into_iter().map(|r| Step::RevokeIngress {
+        group_id: r.group_id,
+        port: r.port,
+        from_group_id: r.from_group_id,
+        description: r.description,
+    }));
+    p.before = json!(p.steps.iter().map(|s| s.describe().replacen("revoke", "allowed:", 1)).collect::<Vec<_>>());
+    p.after = json!([]);
+    if p.steps.is_empty() {
+        p.noop = Some(format!("no ingress rule added by cutover for {environment} exists"));
+    }
+    Ok(())
+}
+
+/// The environment's instances registered in (or deregistered from) its target groups.
+async fn plan_targets(
+    clients: &Clients,
+    rb: &Runbook,
+    environment: &str,
+    register: bool,
+    p: &mut ActionPlan,
+) -> Result<(), PlanError> {
+    let d = env_data(clients, rb, environment).await?;
+    let mut before = serde_json::Map::new();
+    for tg in &d.target_groups {
+        let registered: Vec<String> = tg.targets.iter().map(|t| t.id.clone()).collect();
+        before.insert(tg.name.clone(), json!(registered));
+        let mine: Vec<String> = d.instances.iter().filter(|i| i.state != "terminated").map(|i| i.id.clone()).collect();
+        let ids: Vec<String> = if register {
+            mine.into_iter().filter(|id| !registered.contains(id)).collect()
+        } else {
+            mine.into_iter().filter(|id| registered.contains(id)).collect()
+        };
+        if ids.is_empty() {
+            continue;
+        }
+        // Like the targets already there, or the group's own port.
+        let port = tg.targets.first().and_then(|t| t.port).map(i32::from);
+        p.steps.push(if register {
+            Step::Register { target_group_arn: tg.arn.clone(), instance_ids: ids, port }
+        } else {
+            Step::Deregister { target_group_arn: tg.arn.clone(), instance_ids: ids }
+        });
+    }
+    p.before = json!(before);
+    p.after = json!(p.steps.iter().map(Step::describe).collect::<Vec<_>>());
+    if p.steps.is_empty() {
+        p.noop = Some(format!(
+            "every instance of {environment} is already {}",
+            if register { "registered" } else { "deregistered" }
+        ));
+    }
+    Ok(())
+}
+
+/// lb_cookie stickiness of `duration` on the environment's target groups, or none.
+async fn plan_stickiness(
+    clients: &Clients,
+    rb: &Runbook,
+    environment: &str,
+    duration: Option<std::time::Duration>,
+    p: &mut ActionPlan,
+) -> Result<(), PlanError> {
+    let d = env_data(clients, rb, environment).await?;
+    let want: Vec<(String, String)> = match duration {
+        Some(duration) => vec![
+            ("stickiness.enabled".into(), "true".into()),
+            ("stickiness.type".into(), "lb_cookie".into()),
+            ("stickiness.lb_cookie.duration_seconds".into(), duration.as_secs().to_string()),
+        ],
+        _ => vec![("stickiness.enabled".into(), "false".into())],
+    };
+    let mut before = serde_json::Map::new();
+    for tg in &d.target_groups {
+        let a = &tg.attributes;
+        before.insert(tg.name.clone(), json!({"enabled": a.stickiness_enabled, "type": a.stickiness_type, "duration_seconds": a.stickiness_duration_seconds}));
+        let same = match duration {
+            Some(duration) => {
+                a.stickiness_enabled == Some(true)
+                    && a.stickiness_type.as_deref() == Some("lb_cookie")
+                    && a.stickiness_duration_seconds.map(u64::from) == Some(duration.as_secs())
+            }
+            _ => a.stickiness_enabled != Some(true),
+        };
+        if !same {
+            p.steps.push(Step::SetAttributes { target_group_arn: tg.arn.clone(), attributes: want.clone() });
+        }
+    }
+    p.before = json!(before);
+    p.after = json!(want.iter().cloned().collect::<std::collections::BTreeMap<_, _>>());
+    if p.steps.is_empty() {
+        p.noop = Some(format!("the target groups of {environment} already have these attributes"));
+    }
+    Ok(())
+}
+
+/// The environment's instances stopped (or started).
+async fn plan_instances(
+    clients: &Clients,
+    rb: &Runbook,
+    environment: &str,
+    stop: bool,
+    p: &mut ActionPlan,
+) -> Result<(), PlanError> {
+    let e = rb.environment(environment).ok_or_else(|| PlanError::Refused("no environment".into()))?;
+    let list = crate::aws::ec2::describe_instances(&clients.ec2, &e.instances)
+        .await
+        .map_err(|e| PlanError::Aws(e.to_string()))?;
+    p.before =
+        json!(list.iter().map(|i| (i.id.clone(), i.state.clone())).collect::<std::collections::BTreeMap<_, _>>());
+    let ids: Vec<String> = list
+        .iter()
+        .filter(|i| if stop { i.state == "running" || i.state == "pending" } else { i.state == "stopped" })
+        .map(|i| i.id.clone())
+        .collect();
+    p.after = json!(
+        ids.iter()
+            .map(|id| (id.clone(), if stop { "stopped" } else { "running" }))
+            .collect::<std::collections::BTreeMap<_, _>>()
+    );
+    if ids.is_empty() {
+        p.noop = Some(format!("no instance of {environment} to {}", if stop { "stop" } else { "start" }));
+    } else {
+        p.steps.push(if stop { Step::Stop { instance_ids: ids } } else { Step::Start { instance_ids: ids } });
+    }
+    Ok(())
+}
+
+/// `to` percent on the rollout's `to` side.
+async fn plan_shift(clients: &Clients, rb: &Runbook, to: u8, p: &mut ActionPlan) -> Result<(), PlanError> {
+    let sp = shift::plan(clients, rb, crate::analysis::weights::weights_for_percent(to)).await?;
+    p.before = sp.before();
+    p.after = sp.after();
+    if sp.is_noop() {
+        p.noop = Some("the records already have these weights".into());
+    } else {
+        p.steps.push(Step::Shift(Box::new(sp)));
+    }
+    Ok(())
+}
+
+/// A copy of one Redis endpoint's keys into another's.
+async fn plan_copy(
+    rb: &Runbook,
+    vars: &std::collections::BTreeMap<String, String>,
+    from_redis: &str,
+    to_redis: &str,
+    pattern: Option<&str>,
+    p: &mut ActionPlan,
+) -> Result<(), PlanError> {
+    let endpoint = |role: &'static str, name: &str| -> Result<crate::redis::url::Endpoint, String> {
+        let ep = rb.redis_endpoint(name).ok_or_else(|| format!("no Redis endpoint {name} in the runbook"))?;
+        let url = fetch::redis_url(ep, |v| vars.get(v).cloned().or_else(|| std::env::var(v).ok()))?;
+        crate::redis::url::Endpoint::parse(role, &url, None, None)
+    };
+    let (from, to) = (
+        endpoint("source", from_redis).map_err(PlanError::Refused)?,
+        endpoint("target", to_redis).map_err(PlanError::Refused)?,
+    );
+    let (mut s, mut t) =
+        (from.connect().await.map_err(PlanError::Redis)?, to.connect().await.map_err(PlanError::Redis)?);
+    let (sk, se) = crate::redis::copy::key_counts(&from, &mut s).await.map_err(PlanError::Redis)?;
+    let (tk, te) = crate::redis::copy::key_counts(&to, &mut t).await.map_err(PlanError::Redis)?;
+    p.before = json!({
+        from_redis: {"keys": sk, "expiring": se}, to_redis: {"keys": tk, "expiring": te},
+    });
+    p.after = json!({ to_redis: format!("+ the keys of {from_redis}{}", pattern.map(|p| format!(" matching {p}")).unwrap_or_default()) });
+    p.steps.push(Step::CopyRedis(Box::new(RedisCopy {
+        from_name: from_redis.to_string(),
+        to_name: to_redis.to_string(),
+        from,
+        to,
+        pattern: pattern.map(str::to_string),
+    })));
+    Ok(())
 }
 
 /// What a running action reports as it goes.
