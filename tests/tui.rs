@@ -714,7 +714,12 @@ fn ctrl_c_quits_even_from_a_text_overlay() {
 fn mouse_click_focuses_and_wheel_scrolls() {
     let mut app = demo_app();
     app.size = (160, 48);
-    let rects = cutover::tui::layout::panes(ratatui::layout::Rect::new(0, 0, 160, 48), app.focus, false);
+    let rects = cutover::tui::layout::panes(
+        ratatui::layout::Rect::new(0, 0, 160, 48),
+        app.focus,
+        false,
+        &cutover::tui::rows::content(&app),
+    );
     let redis = rects.iter().find(|(p, _)| *p == Pane::Redis).unwrap().1;
     let at =
         |kind| Event::Mouse(MouseEvent { kind, column: redis.x + 3, row: redis.y + 3, modifiers: KeyModifiers::NONE });

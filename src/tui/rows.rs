@@ -2,6 +2,7 @@
 //! (selection bounds) and `render` (what is drawn).
 
 use super::app::App;
+use super::layout::Content;
 use super::pane::Pane;
 use crate::status::{InstanceView, TargetView};
 
@@ -112,4 +113,31 @@ impl App {
             ChecklistRow::Phase { .. } => None,
         }
     }
+}
+
+/// What each pane holds, for `layout::panes` to size them by.
+pub fn content(app: &App) -> Content {
+    let n = |len: usize| u16::try_from(len).unwrap_or(u16::MAX);
+    let mut lines = [0u16; 6];
+    let sides = app.snap.traffic.value.as_ref().map_or(2, Vec::len);
+    // Each side, the rollout's line and a spare.
+    lines[Pane::Traffic.index()] = n(sides + 2);
+    // The rows and the selected target's explanation.
+    lines[Pane::Targets.index()] = n(targets(app).len() + 2);
+    let metrics = app.snap.metrics.value.as_ref().map_or(0, Vec::len);
+    lines[Pane::Alarms.index()] = n(app.snap.alarms.value.as_ref().map_or(0, Vec::len) + metrics);
+    // The rows and the two lines of the selected item's detail.
+    lines[Pane::Checklist.index()] = n(checklist(app).len() + 2);
+    // "  " + an 18-wide mark + " " before an item's title; " ✎" after a note.
+    let widest = app
+        .rb
+        .phases
+        .iter()
+        .flat_map(|p| {
+            let phase = p.title.chars().count() + 16;
+            p.items.iter().map(|i| i.title.chars().count() + 21 + 2).chain(std::iter::once(phase))
+        })
+        .max()
+        .unwrap_or(0);
+    Content { lines, checklist_width: n(widest) }
 }

@@ -451,7 +451,8 @@ pub fn update(app: &mut App, event: Event) -> Vec<Command> {
         }
         Event::Mouse(m) => {
             let pos = Position { x: m.column, y: m.row };
-            let rects = super::layout::panes(Rect::new(0, 0, app.size.0, app.size.1), app.focus, app.zoomed);
+            let content = super::rows::content(app);
+            let rects = super::layout::panes(Rect::new(0, 0, app.size.0, app.size.1), app.focus, app.zoomed, &content);
             let hit = rects.iter().find(|(_, r)| r.contains(pos)).map(|(p, _)| *p);
             match (m.kind, hit) {
                 (MouseEventKind::Down(MouseButton::Left), Some(p)) => app.focus = p,

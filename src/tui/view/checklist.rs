@@ -114,6 +114,12 @@ pub(super) fn checklist(f: &mut Frame, app: &App, area: Rect) {
         Some(ChecklistRow::Item { phase, item }) => {
             let key = item_key(phase, item);
             let mut parts = Vec::new();
+            // A title the list cuts is shown whole here.
+            if let Some((_, it)) = item_of(phase, item)
+                && it.title.chars().count() + 21 > usize::from(list.width)
+            {
+                parts.push(it.title.clone());
+            }
             if let Some((_, _, line)) = app.action_progress.get(&key) {
                 parts.push(line.clone());
             }

@@ -194,7 +194,7 @@ pub fn render(app: &App, f: &mut Frame) {
     }
     let (h, _, foot) = layout::frame(area);
     header(f, app, h);
-    for (pane, rect) in layout::panes(area, app.focus, app.zoomed) {
+    for (pane, rect) in layout::panes(area, app.focus, app.zoomed, &super::rows::content(app)) {
         match pane {
             Pane::Traffic => traffic::traffic(f, app, rect),
             Pane::Targets => targets::targets(f, app, rect),
