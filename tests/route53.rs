@@ -29,6 +29,7 @@ fn single_box(dir: &Path) -> (Runbook, PathBuf) {
         let t = t
             .replace("ttl = 60\n", "ttl = 1\n")
             .replace("soak = \"5m\"", "soak = \"1s\"\ngate_interval = \"1s\"")
+            .replace("bake = \"24h\"\n", "")
             .replace("steps = [10, 20, 30, 40, 50, 60, 70, 80, 90, 100]", "steps = [50, 100]");
         t.split("\n[[")
             .filter(|chunk| !chunk.starts_with("rollout.gates]]\nkind = \"metric\""))

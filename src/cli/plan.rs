@@ -44,22 +44,25 @@ pub fn render_plan(rb: &Runbook) -> String {
         let _ = writeln!(o, "  {env:<14} set identifier {id:<16} initial weight {w}");
     }
     let r = &rb.rollout;
-    let per_step = r.soak + std::time::Duration::from_secs(u64::from(d.ttl));
-    let total = per_step * r.steps.len() as u32;
+    let ttl = std::time::Duration::from_secs(u64::from(d.ttl));
+    let last = r.steps.len().saturating_sub(1);
+    let hold = |i: usize| if i == last { r.soak.max(r.bake) } else { r.soak };
+    let total: std::time::Duration = (0..r.steps.len()).map(|i| hold(i) + ttl).sum();
     let _ = writeln!(o, "\nRollout  {} → {}", r.from, r.to);
     for (i, s) in r.steps.iter().enumerate() {
         let _ = writeln!(
             o,
-            "  step {}: {} {}% / {} {}%  then soak {}",
+            "  step {}: {} {}% / {} {}%  then {} {}",
             i + 1,
             r.from,
             100 - s,
             r.to,
             s,
-            format_duration(r.soak)
+            if hold(i) > r.soak { "bake" } else { "soak" },
+            format_duration(hold(i))
         );
     }
-    let _ = writeln!(o, "  at least {} in all (soak + one TTL per step)", format_duration(total));
+    let _ = writeln!(o, "  at least {} in all (soak or bake + one TTL per step)", format_duration(total));
     for g in &r.gates {
         let what = match &g.kind {
             GateKind::AlarmOk { alarms, .. } => format!("alarms OK: {}", alarms.join(", ")),

@@ -829,8 +829,9 @@ pub async fn preview(
 ) -> Result<Preview, RolloutError> {
     let plan = RolloutPlan::from_runbook(rb).map_err(failed)?;
     let (_, ttl) = step_ttl(rb.dns.ttl, live_ttl(clients, rb).await);
+    let bake = if plan.bake > plan.soak { format!(", bake {} s at 100%", plan.bake.as_secs()) } else { String::new() };
     let mut out = vec![format!(
-        "plan: {} (soak {} s, {ttl}, {} gate(s))",
+        "plan: {} (soak {} s{bake}, {ttl}, {} gate(s))",
         plan.steps.iter().map(|s| format!("{s}%")).collect::<Vec<_>>().join(" → "),
         plan.soak.as_secs(),
         plan.gates.len()

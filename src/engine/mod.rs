@@ -32,6 +32,8 @@ pub type Weights = (u8, u8);
 pub struct RolloutPlan {
     pub steps: Vec<u8>,
     pub soak: Duration,
+    /// How long the last step holds, its gates running; ZERO: the soak.
+    pub bake: Duration,
     pub ttl: Duration,
     pub gates: Vec<GateSpec>,
     /// Weights before the rollout; where an abort with no good step returns.
@@ -68,10 +70,17 @@ impl RolloutPlan {
         Ok(RolloutPlan {
             steps: r.steps.clone(),
             soak: r.soak,
+            bake: r.bake,
             ttl: Duration::from_secs(u64::from(rb.dns.ttl)),
             gates: r.gates.iter().enumerate().map(|(i, g)| GateSpec::of(i, g)).collect(),
             initial,
         })
+    }
+
+    /// How long `step` must hold: the soak, or for the last step the bake
+    /// when it is longer.
+    pub fn hold(&self, step: usize) -> Duration {
+        if step + 1 == self.steps.len() { self.soak.max(self.bake) } else { self.soak }
     }
 
     pub fn weights_at(&self, step: usize) -> Weights {
@@ -287,7 +296,7 @@ impl Engine {
 
     /// A new soak window; gate counters start from zero.
     pub fn start_soak(&mut self, now: SystemTime) {
-        self.state.phase = RolloutPhase::Soaking { since: now, until: now + self.plan.soak };
+        self.state.phase = RolloutPhase::Soaking { since: now, until: now + self.plan.hold(self.state.step) };
         self.state.counters = vec![GateCounters::default(); self.plan.gates.len()];
     }
 
@@ -438,7 +447,12 @@ impl Engine {
             }
             (WaitingTtl { until }, Input::Tick) if now >= until => {
                 self.start_soak(now);
-                vec![Output::Log(format!("soaking for {}s", self.plan.soak.as_secs()))]
+                let hold = self.plan.hold(self.state.step);
+                if hold > self.plan.soak {
+                    vec![Output::Log(format!("baking for {}s at 100%: every gate keeps running", hold.as_secs()))]
+                } else {
+                    vec![Output::Log(format!("soaking for {}s", hold.as_secs()))]
+                }
             }
             (Soaking { until, .. }, Input::Tick) if self.soak_complete(now, until) => self.step_passed(),
             (Soaking { until, .. }, Input::Tick) if now >= until => self.settle_over(now, until),
@@ -456,8 +470,7 @@ impl Engine {
                 self.pause("paused by a person".into())
             }
             (Paused, Input::Resume) => {
-                let from =
-                    self.state.paused_from.take().map_or(Soaking { since: now, until: now + self.plan.soak }, |p| *p);
+                let from = self.state.paused_from.take().map_or(Soaking { since: now, until: now }, |p| *p);
                 self.state.reason = None;
                 for c in &mut self.state.counters {
                     c.consecutive_errors = 0;

@@ -9,7 +9,7 @@ use crate::runbook::Runbook;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RolloutState {
     pub runbook: String,
-    /// Changes when the steps, soak, TTL or gates change.
+    /// Changes when the steps, soak, bake, TTL or gates change.
     pub plan_hash: String,
     pub engine: EngineState,
     /// The weights cutover last sent.
@@ -48,6 +48,6 @@ impl RolloutState {
 
 /// A hash of the plan's JSON, stable across builds.
 pub fn plan_hash(rb: &Runbook) -> String {
-    let body = serde_json::json!({"steps": rb.rollout.steps, "soak": rb.rollout.soak.as_millis() as u64, "ttl": rb.dns.ttl, "gates": rb.rollout.gates, "from": rb.rollout.from, "to": rb.rollout.to});
+    let body = serde_json::json!({"steps": rb.rollout.steps, "soak": rb.rollout.soak.as_millis() as u64, "bake": rb.rollout.bake.as_millis() as u64, "ttl": rb.dns.ttl, "gates": rb.rollout.gates, "from": rb.rollout.from, "to": rb.rollout.to});
     format!("{:016x}", crate::hash::fnv1a(body.to_string().as_bytes()))
 }

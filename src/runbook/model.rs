@@ -141,6 +141,8 @@ pub struct Rollout {
     /// Percent of traffic on `to` at each step; increasing, ending at 100.
     pub steps: Vec<u8>,
     pub soak: Duration,
+    /// How long the last step holds with its gates running; ZERO: the soak.
+    pub bake: Duration,
     pub gate_interval: Duration,
     pub gates: Vec<Gate>,
 }

@@ -228,6 +228,9 @@ pub struct RawRollout {
     pub steps: S<Vec<S<i64>>>,
     /// Time each step must hold (a duration: `30s`, `5m`, `1h30m`).
     pub soak: S<String>,
+    /// How long the last step (100%) holds with every gate still running
+    /// before the rollout is complete (a duration: `24h`); default: the soak.
+    pub bake: Option<S<String>>,
     /// Default interval of the gates (a duration; default `30s`).
     pub gate_interval: Option<S<String>>,
     /// Gates every step must pass.

@@ -761,6 +761,17 @@ impl<'a> Validator<'a> {
             _ => {}
         }
         let soak = self.duration(&r.soak, "soak").unwrap_or_default();
+        let bake = r.bake.as_ref().and_then(|b| self.duration(b, "bake")).unwrap_or_default();
+        if let Some(b) = &r.bake
+            && !bake.is_zero()
+            && bake < soak
+        {
+            self.err(
+                b.span(),
+                "bake is shorter than the soak",
+                "the bake is how long the last step holds; make it at least the soak, or leave it out",
+            );
+        }
         let gate_interval = match &r.gate_interval {
             Some(g) => self.duration(g, "gate_interval").unwrap_or(Duration::from_secs(30)),
             None => Duration::from_secs(30),
@@ -780,7 +791,7 @@ impl<'a> Validator<'a> {
             }
         }
         let gates = r.gates.iter().filter_map(|g| self.gate(names, g.get_ref(), gate_interval)).collect();
-        Rollout { from, to, steps, soak, gate_interval, gates }
+        Rollout { from, to, steps, soak, bake, gate_interval, gates }
     }
 
     fn metric(&mut self, m: &S<String>) -> Metric {
