@@ -98,7 +98,8 @@ async fn send(client: &reqwest::Client, url: &str, text: &str) {
                 return;
             }
             Ok(r) => tracing::warn!(status = %r.status(), attempt, "webhook failed"),
-            Err(e) => tracing::warn!(error = %e, attempt, "webhook unreachable"),
+            // reqwest names the URL in its errors, and the URL is a secret.
+            Err(e) => tracing::warn!(error = %e.without_url(), attempt, "webhook unreachable"),
         }
         if attempt < ATTEMPTS {
             tokio::time::sleep(Duration::from_millis(500) * attempt).await;

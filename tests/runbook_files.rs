@@ -135,7 +135,14 @@ fn every_located_error_shows_its_line_with_a_caret_at_its_column() {
             assert_eq!(lines.len(), 4, "{}: line, gutter, source, caret:\n{block}", path.display());
             let gutter = " ".repeat(line.to_string().len() + 1);
             assert_eq!(lines[1], format!("{gutter}|"), "{block}");
-            assert_eq!(lines[2], format!("{line} | {}", source_lines[line - 1]), "{block}");
+            if head.contains("a URL is not an environment variable name") {
+                // The URL is the secret: shown masked, at the same columns.
+                let masked = lines[2].strip_prefix(&format!("{line} | ")).unwrap_or_else(|| panic!("{block}"));
+                assert_eq!(masked.len(), source_lines[line - 1].len(), "{block}");
+                assert!(!masked.contains("://") && masked.contains("***"), "the URL is masked: {block}");
+            } else {
+                assert_eq!(lines[2], format!("{line} | {}", source_lines[line - 1]), "{block}");
+            }
             let caret = lines[3].strip_prefix(&format!("{gutter}| ")).unwrap_or_else(|| panic!("{block}"));
             let column: usize = source_lines[line - 1].chars().take(col - 1).count();
             assert_eq!(caret.find('^'), Some(column), "caret not under column {col}:\n{block}");

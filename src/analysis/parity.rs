@@ -82,13 +82,17 @@ impl InstanceShape {
 pub struct RedisShape {
     pub name: String,
     pub version: String,
-    /// `CONFIG GET` answers; None where the server refuses it (ElastiCache).
+    /// From INFO (every version answers it, ElastiCache too).
     pub maxmemory: Option<u64>,
     pub maxmemory_policy: Option<String>,
     pub aof_enabled: Option<bool>,
-    /// The RDB `save` schedule (`3600 1 300 100`); empty when snapshots are off.
+    /// The RDB `save` schedule (`3600 1 300 100`); empty when snapshots are
+    /// off; None when the server refuses `CONFIG GET save` (ElastiCache).
     pub rdb_save: Option<String>,
     pub keys: u64,
+    /// Settings the server would not tell (`save`), so never compared.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unreadable: Vec<String>,
     /// What ElastiCache says of it, when the runbook names its replication group.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub elasticache: Option<ElastiCacheShape>,
@@ -167,13 +171,27 @@ pub enum RedisRead {
 impl SideShape {
     /// What could not be read, so was not compared: `prod-cache: timed out`.
     pub fn unread(&self) -> Vec<String> {
-        self.redis
+        let env = &self.environment;
+        let mut out: Vec<String> = self
+            .redis
             .iter()
-            .filter_map(|r| match r {
-                RedisRead::Failed { name, error } => Some(format!("{name} ({}): {error}", self.environment)),
-                RedisRead::Ok(_) => None,
+            .map(|r| match r {
+                RedisRead::Failed { name, error } => format!("{name} ({env}): {error}"),
+                RedisRead::Ok(shape) if !shape.unreadable.is_empty() => {
+                    format!("{} ({env}): {} not readable", shape.name, shape.unreadable.join(", "))
+                }
+                RedisRead::Ok(_) => String::new(),
             })
-            .collect()
+            .filter(|l| !l.is_empty())
+            .collect();
+        // Nothing to compare is not "no difference".
+        if self.instances.is_empty() {
+            out.push(format!("{env}: no instance matches the runbook's selector; instances not compared"));
+        }
+        if !self.redis.is_empty() && self.redis_groups.is_empty() {
+            out.push(format!("{env}: its Redis endpoints name no security_groups; the app → Redis rules not compared"));
+        }
+        out
     }
 }
 
@@ -203,7 +221,7 @@ impl Difference {
 }
 
 /// Every path a difference may have, with what it compares.
-pub const PATHS: [(&str, &str); 37] = [
+pub const PATHS: [(&str, &str); 38] = [
     ("load_balancer", "whether each side has a load balancer"),
     ("load_balancer.scheme", "internet-facing or internal"),
     ("load_balancer.zones", "availability zones enabled"),
@@ -233,6 +251,7 @@ pub const PATHS: [(&str, &str); 37] = [
     ("instances.alike", "an instance unlike its siblings (groups, type, AMI)"),
     ("security_groups", "ingress rules by role (load balancer, app, redis)"),
     ("alarms", "metrics the side's alarms watch"),
+    ("redis", "how many Redis endpoints each side uses"),
     ("redis.version", "Redis version"),
     ("redis.maxmemory", "maxmemory and its policy"),
     ("redis.persistence", "AOF and RDB snapshots"),
@@ -526,30 +545,43 @@ pub fn instances_alike(side: &SideShape) -> Vec<Difference> {
     out
 }
 
+fn redis_name(r: &RedisRead) -> &str {
+    match r {
+        RedisRead::Ok(shape) => &shape.name,
+        RedisRead::Failed { name, .. } => name,
+    }
+}
+
 fn redis(c: &mut Collector, from: &SideShape, to: &SideShape) {
-    for (f, t) in from.redis.iter().zip(&to.redis) {
+    c.cmp("redis", "Redis endpoints used", from.redis.len().to_string(), to.redis.len().to_string());
+    // A Redis both sides use is the same data: not compared with itself. The
+    // others pair in the runbook's order.
+    let shared = |r: &&RedisRead| {
+        from.redis.iter().any(|f| redis_name(f) == redis_name(r))
+            && to.redis.iter().any(|t| redis_name(t) == redis_name(r))
+    };
+    let own_from: Vec<&RedisRead> = from.redis.iter().filter(|r| !shared(r)).collect();
+    let own_to: Vec<&RedisRead> = to.redis.iter().filter(|r| !shared(r)).collect();
+    for (f, t) in own_from.into_iter().zip(own_to) {
         let (RedisRead::Ok(f), RedisRead::Ok(t)) = (f, t) else { continue };
-        if f.name == t.name {
-            continue; // one Redis shared by both sides
-        }
         let subject = format!("{} / {}", f.name, t.name);
         c.cmp("redis.version", &subject, f.version.clone(), t.version.clone());
-        let mem = |r: &RedisShape| format!("{} {}", opt(&r.maxmemory), opt(&r.maxmemory_policy));
-        c.cmp("redis.maxmemory", &subject, mem(f), mem(t));
+        // A setting one side would not tell is listed as not compared (`unread`), never as equal.
+        let mem = |r: &RedisShape| Some(format!("{} {}", r.maxmemory?, r.maxmemory_policy.clone()?));
+        if let (Some(fm), Some(tm)) = (mem(f), mem(t)) {
+            c.cmp("redis.maxmemory", &subject, fm, tm);
+        }
         let persistence = |r: &RedisShape| {
-            let aof = match r.aof_enabled {
-                Some(true) => "AOF on",
-                Some(false) => "AOF off",
-                None => "AOF ?",
+            let aof = if r.aof_enabled? { "AOF on" } else { "AOF off" };
+            let rdb = match r.rdb_save.as_deref()? {
+                "" => "RDB off".to_string(),
+                s => format!("RDB save {s}"),
             };
-            let rdb = match r.rdb_save.as_deref() {
-                Some("") => "RDB off".to_string(),
-                Some(s) => format!("RDB save {s}"),
-                None => "RDB ?".to_string(),
-            };
-            format!("{aof}, {rdb}")
+            Some(format!("{aof}, {rdb}"))
         };
-        c.cmp("redis.persistence", &subject, persistence(f), persistence(t));
+        if let (Some(fp), Some(tp)) = (persistence(f), persistence(t)) {
+            c.cmp("redis.persistence", &subject, fp, tp);
+        }
         c.cmp("redis.keys", &subject, f.keys.to_string(), t.keys.to_string());
         let (ef, et) = (f.elasticache.as_ref(), t.elasticache.as_ref());
         if ef.is_none() && et.is_none() {
@@ -665,6 +697,7 @@ mod tests {
             redis_groups: vec![id("redis")],
             alarms: vec![WatchingAlarm { name: format!("{p}-5xx"), metric: "HTTPCode_Target_5XX_Count".into() }],
             redis: vec![RedisRead::Ok(RedisShape {
+                unreadable: Vec::new(),
                 name: format!("{p}-cache"),
                 version: "7.2.4".into(),
                 maxmemory: Some(0),
@@ -684,6 +717,45 @@ mod tests {
         let rules = role_rules(&side("prod"));
         assert_eq!(rules["redis"], BTreeSet::from(["tcp 6379 from app".to_string()]));
         assert_eq!(rules["app"], BTreeSet::from(["tcp 8080 from load balancer".to_string()]));
+    }
+
+    #[test]
+    fn a_redis_only_one_side_uses_is_drift_and_a_setting_not_read_is_never_equal() {
+        let (from, mut to) = (side("prod"), side("staging"));
+        let mut extra = to.redis[0].clone();
+        if let RedisRead::Ok(r) = &mut extra {
+            r.name = "staging-sessions".into();
+        }
+        to.redis.push(extra);
+        let d = compare(&from, &to, &BTreeMap::new());
+        let got: Vec<(&str, &str, &str)> =
+            d.iter().map(|d| (d.what.as_str(), d.from_value.as_str(), d.to_value.as_str())).collect();
+        assert_eq!(got, vec![("redis", "1", "2")]);
+
+        // Neither side tells its RDB schedule (ElastiCache refuses CONFIG): not "equal".
+        let (mut from, mut to) = (side("prod"), side("staging"));
+        for s in [&mut from, &mut to] {
+            if let RedisRead::Ok(r) = &mut s.redis[0] {
+                r.rdb_save = None;
+                r.unreadable.push("save (ERR unknown command 'CONFIG')".into());
+            }
+        }
+        assert_eq!(compare(&from, &to, &BTreeMap::new()), vec![]);
+        assert_eq!(to.unread(), ["staging-cache (staging): save (ERR unknown command 'CONFIG') not readable"]);
+    }
+
+    #[test]
+    fn a_side_with_no_instances_or_no_redis_groups_says_what_was_not_compared() {
+        let mut s = side("staging");
+        s.instances.clear();
+        s.redis_groups.clear();
+        assert_eq!(
+            s.unread(),
+            [
+                "staging: no instance matches the runbook's selector; instances not compared",
+                "staging: its Redis endpoints name no security_groups; the app → Redis rules not compared",
+            ]
+        );
     }
 
     #[test]
@@ -773,6 +845,7 @@ mod tests {
         }
         assert!(compare(&from, &to, &BTreeMap::new()).iter().all(|d| !d.what.starts_with("redis")));
         let mut r = RedisShape {
+            unreadable: Vec::new(),
             name: "r".into(),
             version: "7".into(),
             maxmemory: None,

@@ -403,26 +403,43 @@ pub async fn redis_shape(name: &str, url: &str) -> Result<crate::analysis::parit
         let mut c = client.get_multiplexed_async_connection().await.map_err(scrub)?;
         let info: String = redis::cmd("INFO").query_async(&mut c).await.map_err(scrub)?;
         let keys: u64 = redis::cmd("DBSIZE").query_async(&mut c).await.map_err(scrub)?;
-        let config: std::collections::HashMap<String, String> = redis::cmd("CONFIG")
-            .arg("GET")
-            .arg("maxmemory")
-            .arg("maxmemory-policy")
-            .arg("appendonly")
-            .arg("save")
-            .query_async(&mut c)
-            .await
-            .unwrap_or_default();
-        let aof =
-            config.get("appendonly").map(|v| v == "yes").or_else(|| info_field(&info, "aof_enabled").map(|v| v == "1"));
+        // maxmemory, its policy and AOF are in INFO on every version (and on
+        // ElastiCache, which refuses CONFIG). The RDB schedule is only in
+        // CONFIG; one parameter per call, as Redis before 7 requires.
+        let mut unreadable = Vec::new();
+        let rdb_save = match redis::cmd("CONFIG").arg("GET").arg("save").query_async::<Vec<String>>(&mut c).await {
+            Ok(pair) if pair.len() == 2 => Some(pair[1].clone()),
+            Ok(_) => {
+                unreadable.push("save (CONFIG GET gave no answer)".to_string());
+                None
+            }
+            Err(e) => {
+                unreadable.push(format!("save ({})", scrub(e)));
+                None
+            }
+        };
+        let maxmemory = info_field(&info, "maxmemory").and_then(|v| v.parse().ok());
+        let maxmemory_policy = info_field(&info, "maxmemory_policy").map(str::to_string);
+        let aof_enabled = info_field(&info, "aof_enabled").map(|v| v == "1");
+        for (what, known) in [
+            ("maxmemory", maxmemory.is_some()),
+            ("maxmemory_policy", maxmemory_policy.is_some()),
+            ("aof_enabled", aof_enabled.is_some()),
+        ] {
+            if !known {
+                unreadable.push(format!("{what} (not in INFO)"));
+            }
+        }
         Ok(crate::analysis::parity::RedisShape {
             name: name.to_string(),
             version: info_field(&info, "redis_version").unwrap_or("?").to_string(),
-            maxmemory: config.get("maxmemory").and_then(|v| v.parse().ok()),
-            maxmemory_policy: config.get("maxmemory-policy").cloned(),
-            aof_enabled: aof,
-            rdb_save: config.get("save").cloned(),
+            maxmemory,
+            maxmemory_policy,
+            aof_enabled,
+            rdb_save,
             keys,
             elasticache: None,
+            unreadable,
         })
     };
     tokio::time::timeout(Duration::from_secs(2), work).await.unwrap_or_else(|_| Err("timed out after 2 s".into()))

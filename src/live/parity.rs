@@ -56,7 +56,21 @@ async fn side(
     ids.extend(redis_groups.iter().cloned());
     ids.sort();
     ids.dedup();
-    let groups = crate::aws::ec2::describe_security_groups(&clients.ec2, &ids, None).await?;
+    let mut groups = crate::aws::ec2::describe_security_groups(&clients.ec2, &ids, None).await?;
+    // Groups the rules name as sources (a bastion's) compare by name, not by
+    // an id that differs between the sides' VPCs. One that cannot be read (in
+    // a peered account) keeps its id: a difference shown, never one hidden.
+    let mut sources: Vec<String> = groups
+        .iter()
+        .flat_map(|g| g.ingress.iter().flat_map(|r| r.groups.iter().cloned()))
+        .filter(|id| !ids.contains(id))
+        .collect();
+    sources.sort();
+    sources.dedup();
+    if !sources.is_empty() {
+        groups
+            .extend(crate::aws::ec2::describe_security_groups(&clients.ec2, &sources, None).await.unwrap_or_default());
+    }
     let lbs: Vec<String> = load_balancer.iter().map(|l| arn_suffix(&l.arn)).collect();
     let tgs: Vec<String> = target_groups.iter().map(|t| arn_suffix(&t.arn)).collect();
     let mut alarms: Vec<WatchingAlarm> = if lbs.is_empty() && tgs.is_empty() {

@@ -17,6 +17,9 @@ pub struct Diagnostic {
     pub hint: String,
     /// Bytes of the source at fault; None when the problem concerns the whole file.
     pub span: Option<Range<usize>>,
+    /// The span holds a secret (a webhook URL written where its variable's
+    /// name belongs): the excerpt shows it masked.
+    pub secret: bool,
 }
 
 impl fmt::Display for Diagnostic {
@@ -60,11 +63,30 @@ impl RunbookError {
             }
             if let (Some(span), Some(text)) = (&d.span, &self.source) {
                 out.push('\n');
+                let masked;
+                let text = if d.secret {
+                    masked = mask(text, span.clone());
+                    &masked
+                } else {
+                    text
+                };
                 out.push_str(&renderer.render(&snippet(text, span.clone())));
             }
         }
         out
     }
+}
+
+/// `text` with every character of `span` but its quotes shown as `*`, at the
+/// same byte offsets.
+fn mask(text: &str, span: Range<usize>) -> String {
+    let (start, end) = (span.start.min(text.len()), span.end.min(text.len()));
+    let inner: String = text[start..end].chars().map(|c| if c == '"' || c == '\'' { c } else { '*' }).collect();
+    if inner.len() != end - start {
+        // Multi-byte characters: mask by bytes rather than shift the columns.
+        return format!("{}{}{}", &text[..start], "*".repeat(end - start), &text[end..]);
+    }
+    format!("{}{inner}{}", &text[..start], &text[end..])
 }
 
 /// The source line(s) of `span`, numbered, with the span underlined. A span
@@ -123,12 +145,20 @@ impl<'a> Locator<'a> {
     pub fn at(&self, span: Range<usize>, message: impl Into<String>, hint: impl Into<String>) -> Diagnostic {
         let (line, col) = self.line_col(span.start);
         let span = Some(span);
-        Diagnostic { file: self.file.to_string(), line, col, message: message.into(), hint: hint.into(), span }
+        Diagnostic {
+            file: self.file.to_string(),
+            line,
+            col,
+            message: message.into(),
+            hint: hint.into(),
+            span,
+            secret: false,
+        }
     }
 
     pub fn whole_file(&self, message: impl Into<String>, hint: impl Into<String>) -> Diagnostic {
         let (message, hint) = (message.into(), hint.into());
-        Diagnostic { file: self.file.to_string(), line: 0, col: 0, message, hint, span: None }
+        Diagnostic { file: self.file.to_string(), line: 0, col: 0, message, hint, span: None, secret: false }
     }
 }
 

@@ -288,11 +288,16 @@ impl<'a> Validator<'a> {
         let notify = raw.notify.as_ref().map(|n| {
             let var = &n.get_ref().webhook_url_env;
             if !is_env_var(var.get_ref()) {
-                self.err(
+                // A URL here is the secret itself: never echoed back.
+                let url = var.get_ref().contains("://");
+                let what = if url { "a URL".to_string() } else { format!("`{}`", var.get_ref()) };
+                let mut d = self.loc.at(
                     var.span(),
-                    format!("`{}` is not an environment variable name", var.get_ref()),
+                    format!("{what} is not an environment variable name"),
                     "name the variable that holds the webhook URL (upper-case letters, digits and `_`, e.g. CUTOVER_SLACK_WEBHOOK); the URL itself is a secret and stays out of the runbook",
                 );
+                d.secret = url;
+                self.diags.push(d);
             }
             Notify { webhook_url_env: var.get_ref().clone() }
         });
