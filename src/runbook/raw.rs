@@ -49,6 +49,11 @@ pub struct RawEnvironment {
     #[serde(default)]
     pub health_urls: BTreeMap<S<String>, S<String>>,
     pub health_url_template: Option<S<String>>,
+    pub account_id: Option<S<String>>,
+    pub region: Option<S<String>>,
+    pub profile: Option<S<String>>,
+    pub role_arn: Option<S<String>>,
+    pub external_id: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -81,7 +86,39 @@ pub struct RawDns {
     pub ttl: S<i64>,
     pub set_identifiers: S<BTreeMap<S<String>, S<String>>>,
     pub initial_weights: Option<S<BTreeMap<S<String>, S<i64>>>>,
+    pub account_id: Option<S<String>>,
+    pub region: Option<S<String>>,
+    pub profile: Option<S<String>>,
+    pub role_arn: Option<S<String>>,
+    pub external_id: Option<S<String>>,
 }
+
+/// The access keys `[environments.NAME]` and `[dns]` share, borrowed.
+pub struct RawAccess<'a> {
+    pub account_id: Option<&'a S<String>>,
+    pub region: Option<&'a S<String>>,
+    pub profile: Option<&'a S<String>>,
+    pub role_arn: Option<&'a S<String>>,
+    pub external_id: Option<&'a S<String>>,
+}
+
+macro_rules! access_of {
+    ($t:ty) => {
+        impl $t {
+            pub fn access(&self) -> RawAccess<'_> {
+                RawAccess {
+                    account_id: self.account_id.as_ref(),
+                    region: self.region.as_ref(),
+                    profile: self.profile.as_ref(),
+                    role_arn: self.role_arn.as_ref(),
+                    external_id: self.external_id.as_ref(),
+                }
+            }
+        }
+    };
+}
+access_of!(RawEnvironment);
+access_of!(RawDns);
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
