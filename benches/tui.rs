@@ -302,7 +302,8 @@ async fn latency_bench() {
     println!("one AWS call through the delay proxy: {:.2} s", t.elapsed().as_secs_f64());
 
     // cutover's loop: workers poll through the slow proxies while keys arrive.
-    let mut ctx = WorkerContext::new(rb.clone(), clients.clone(), ProbePolicy::LoopbackOnly);
+    let mut ctx =
+        WorkerContext::new(rb.clone(), cutover::aws::SideClients::one(clients.clone()), ProbePolicy::LoopbackOnly);
     ctx.vars.extend(sb.env_vars(&rb));
     // Slow Redis too: every Redis command 2 s late, behind its own delay proxy.
     let mut redis_proxies = Vec::new();

@@ -508,6 +508,7 @@ fn redis_ingress_plan() -> cutover::drive::actions::ActionPlan {
         before: serde_json::json!([{"instance": "i-0stagweb2", "endpoint": "staging-cache", "path": "BLOCKED"}]),
         after: serde_json::json!(["allow 6379 from sg-batch on sg-stagingredis"]),
         noop: None,
+        side: cutover::runbook::Side::Environment("staging".into()),
     }
 }
 

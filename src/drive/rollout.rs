@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::shift::{self, ShiftPlan};
 use crate::audit::AuditLog;
-use crate::aws::Clients;
+use crate::aws::{Clients, SideClients};
 use crate::engine::{Engine, EngineState, Input, Output, Phase, Plan, Weights};
 use crate::live::Session;
 use crate::live::workers::WorkerContext;
@@ -227,7 +227,8 @@ pub enum Verdict {
 #[derive(Clone)]
 pub struct Context {
     pub rb: Runbook,
-    pub clients: Clients,
+    /// Each side's clients: the weights are read and changed through `[dns]`'s.
+    pub clients: SideClients,
     pub actor: super::Actor,
     pub vars: BTreeMap<String, String>,
     pub adopt_live: bool,
@@ -274,7 +275,7 @@ impl Runner<'_> {
 
     /// Sets the weights and waits for INSYNC; feeds the engine.
     async fn set_weights(&mut self, weights: Weights, step: Option<usize>) -> Result<Vec<Output>, String> {
-        let plan = shift::plan(&self.cx.clients, &self.cx.rb, weights).await?;
+        let plan = shift::plan(self.cx.clients.dns(), &self.cx.rb, weights).await?;
         if step.is_none() {
             self.rolled_back_from = Some((plan.from.record.weight, plan.to.record.weight));
         }
@@ -366,9 +367,9 @@ impl Runner<'_> {
         self.state.in_flight = Some(InFlight { before, weights, step, change: None });
         self.persist()?;
         crate::crashpoint::here(&format!("{point}:after-in-flight-write"));
-        let change = match shift::apply(&self.cx.clients, &self.cx.actor, plan).await {
+        let change = match shift::apply(self.cx.clients.dns(), &self.cx.actor, plan).await {
             Ok(c) => c,
-            Err(e) => match shift::read_back(&self.cx.clients, &self.cx.rb, plan).await {
+            Err(e) => match shift::read_back(self.cx.clients.dns(), &self.cx.rb, plan).await {
                 shift::ReadBack::Live => {
                     // Applied, its reply lost: in flight with no change id, as
                     // after a crash in window 3; the next run confirms it.
@@ -431,10 +432,11 @@ impl Runner<'_> {
             }
             step.is_some() && abort_request_path(&name).exists()
         };
-        let took = match shift::wait_insync_or(&self.cx.clients, change, Duration::from_secs(300), &interrupt).await? {
-            shift::Waited::InSync(took) => took,
-            shift::Waited::Interrupted => return Ok(None),
-        };
+        let took =
+            match shift::wait_insync_or(self.cx.clients.dns(), change, Duration::from_secs(300), &interrupt).await? {
+                shift::Waited::InSync(took) => took,
+                shift::Waited::Interrupted => return Ok(None),
+            };
         if let Some(f) = self.state.in_flight.clone()
             && !self.insync_audited(change)
         {
@@ -478,7 +480,7 @@ impl Runner<'_> {
     /// Route53 applies a zone's changes in order, so it confirms the earlier one.
     async fn confirm_by_resending(&mut self, flight: &InFlight, why: &str) -> Result<Vec<Output>, String> {
         self.state.in_flight = Some(InFlight { change: None, ..flight.clone() });
-        let plan = shift::plan(&self.cx.clients, &self.cx.rb, flight.weights).await?;
+        let plan = shift::plan(self.cx.clients.dns(), &self.cx.rb, flight.weights).await?;
         self.send(&plan, flight.step, Some(why)).await
     }
 
@@ -548,7 +550,7 @@ pub async fn run(cx: &Context, say: &mut (dyn FnMut(&str) + Send)) -> Result<Out
     let _lock = RolloutLock::try_take(&rb.name)?.ok_or_else(|| {
         format!("another cutover rollout of {} is running (lock {})", rb.name, lock_path(&rb.name).display())
     })?;
-    let (ttl, words) = step_ttl(rb.dns.ttl, live_ttl(&cx.clients, rb).await);
+    let (ttl, words) = step_ttl(rb.dns.ttl, live_ttl(cx.clients.dns(), rb).await);
     plan.ttl = ttl;
     say(&format!("each step waits {words} after INSYNC, for resolvers"));
     let hash = plan_hash(rb);
@@ -571,12 +573,12 @@ pub async fn run(cx: &Context, say: &mut (dyn FnMut(&str) + Send)) -> Result<Out
     let mut runner = Runner { cx, engine, state, log: AuditLog::for_runbook(&rb.name), say, rolled_back_from: None };
     // A change an earlier run left in flight is settled first: confirmed
     // INSYNC and audited, or found never sent.
-    let live = live_weights(&cx.clients, rb).await?;
+    let live = live_weights(cx.clients.dns(), rb).await?;
     let mut outputs = runner.reconcile(live).await?;
     let live = if outputs.is_empty() && runner.state.in_flight.is_none() {
         live
     } else {
-        live_weights(&cx.clients, rb).await?
+        live_weights(cx.clients.dns(), rb).await?
     };
     let expected = runner.state.applied.unwrap_or(runner.engine.plan.initial);
     if live != expected {
@@ -702,7 +704,7 @@ pub async fn run(cx: &Context, say: &mut (dyn FnMut(&str) + Send)) -> Result<Out
                     }
                     Output::Done => {
                         runner.persist()?;
-                        let calls = cx.clients.calls.total();
+                        let calls = cx.clients.calls_total();
                         let steps = runner.engine.plan.steps.len() as u64;
                         (runner.say)(&format!(
                             "{calls} AWS calls in this run, {} per step (shifts, INSYNC waits, live polling and gates)",
@@ -797,7 +799,7 @@ pub async fn abort(cx: &Context, reason: &str, say: &mut (dyn FnMut(&str) + Send
                 // Done only when the live weights are the rollback's, not merely
                 // when the decision is on disk.
                 let target = Engine { plan: Plan::from_runbook(rb)?, state: s.engine.clone() }.rollback_weights();
-                let live = live_weights(&cx.clients, rb).await?;
+                let live = live_weights(cx.clients.dns(), rb).await?;
                 if live == target && s.applied == Some(target) {
                     return Ok(format!("the running rollout rolled back to {}/{}", live.0, live.1));
                 }
@@ -822,7 +824,7 @@ pub async fn abort(cx: &Context, reason: &str, say: &mut (dyn FnMut(&str) + Send
     // A rollback an earlier run left in flight is settled first; a forward
     // step's is confirmed by this rollback's own INSYNC (see `send`).
     if runner.state.in_flight.as_ref().is_some_and(|f| f.step.is_none()) {
-        let live = live_weights(&cx.clients, rb).await?;
+        let live = live_weights(cx.clients.dns(), rb).await?;
         runner.reconcile(live).await?;
     }
     runner.set_weights(target, None).await?;
@@ -891,10 +893,11 @@ pub async fn request(
 /// the live weights, the saved state and the next change batch.
 pub async fn preview(
     rb: &Runbook,
-    clients: &Clients,
+    clients: &SideClients,
     adopt_live: bool,
     restart: bool,
 ) -> Result<Preview, RolloutError> {
+    let clients = clients.dns();
     let plan = Plan::from_runbook(rb)?;
     let (_, ttl) = step_ttl(rb.dns.ttl, live_ttl(clients, rb).await);
     let mut out = vec![format!(
@@ -967,7 +970,8 @@ pub async fn preview(
 }
 
 /// What `cutover abort` would do now, without doing it.
-pub async fn abort_preview(rb: &Runbook, clients: &Clients) -> Result<Vec<String>, RolloutError> {
+pub async fn abort_preview(rb: &Runbook, clients: &SideClients) -> Result<Vec<String>, RolloutError> {
+    let clients = clients.dns();
     let plan = Plan::from_runbook(rb)?;
     let state = load_state(&rb.name)?;
     let engine = Engine { plan: plan.clone(), state: state.map_or(EngineState::new(plan.gates.len()), |s| s.engine) };

@@ -14,7 +14,7 @@ use super::{Event, Update, fetch};
 use crate::aws::cloudwatch::{SeriesKey, default_series};
 use crate::aws::ec2::Instance;
 use crate::aws::elb::arn_suffix;
-use crate::aws::{AwsError, AwsErrorKind, Clients};
+use crate::aws::{AwsError, AwsErrorKind, SideClients};
 use crate::runbook::Runbook;
 use crate::status::probe::ProbePolicy;
 
@@ -57,7 +57,8 @@ pub fn next_delay(interval: Duration, throttles: u32, jitter: f64) -> Duration {
 
 pub struct WorkerContext {
     pub rb: Arc<Runbook>,
-    pub clients: Clients,
+    /// The clients of each side (`[dns]`, each environment).
+    pub clients: SideClients,
     pub http: reqwest::Client,
     pub policy: ProbePolicy,
     /// Variables that win over the process environment (a sandbox's Redis URLs).
@@ -66,7 +67,7 @@ pub struct WorkerContext {
 }
 
 impl WorkerContext {
-    pub fn new(rb: Runbook, clients: Clients, policy: ProbePolicy) -> Self {
+    pub fn new(rb: Runbook, clients: SideClients, policy: ProbePolicy) -> Self {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(2))
             .no_proxy()
@@ -168,7 +169,7 @@ pub fn spawn(ctx: Arc<WorkerContext>, tx: mpsc::Sender<Event>) -> Workers {
     handles.push(every(iv.identity, refresh.clone(), tx.clone(), move || {
         let c = c.clone();
         async move {
-            let (r, t) = aws_update(fetch::identity(&c.clients).await);
+            let (r, t) = aws_update(fetch::identity(c.clients.dns()).await);
             vec![(Update::Identity(r), t)]
         }
     }));
@@ -179,7 +180,7 @@ pub fn spawn(ctx: Arc<WorkerContext>, tx: mpsc::Sender<Event>) -> Workers {
         let (c, zone) = (c.clone(), zone.clone());
         async move {
             let mut z = zone.lock().await;
-            let (r, t) = aws_update(fetch::traffic(&c.clients, &c.rb, &mut z).await);
+            let (r, t) = aws_update(fetch::traffic(c.clients.dns(), &c.rb, &mut z).await);
             vec![(Update::Traffic(r), t)]
         }
     }));
@@ -196,7 +197,8 @@ pub fn spawn(ctx: Arc<WorkerContext>, tx: mpsc::Sender<Event>) -> Workers {
             let (c, inst_tx, series_tx, name) = (c.clone(), inst_tx.clone(), series_tx.clone(), name.clone());
             async move {
                 let env = &c.rb.environments[&name];
-                let r = fetch::environment(&c.clients.elb, &c.clients.ec2, &c.rb, env).await;
+                let aws = c.clients.environment(&name);
+                let r = fetch::environment(&aws.elb, &aws.ec2, &c.rb, env).await;
                 if let Ok(data) = &r {
                     inst_tx.send_replace(data.instances.clone());
                     let keys = series_of(&name, data);
@@ -252,8 +254,7 @@ pub fn spawn(ctx: Arc<WorkerContext>, tx: mpsc::Sender<Event>) -> Workers {
     handles.push(every(iv.alarms, refresh.clone(), tx.clone(), move || {
         let c = c.clone();
         async move {
-            let names: Vec<String> = c.rb.alarms.iter().map(|a| a.name.clone()).collect();
-            let (r, t) = aws_update(crate::aws::cloudwatch::alarm_states(&c.clients.cloudwatch, &names).await);
+            let (r, t) = aws_update(crate::aws::cloudwatch::alarm_states_by_side(&c.clients, &c.rb).await);
             vec![(Update::Alarms(r), t)]
         }
     }));
@@ -267,7 +268,7 @@ pub fn spawn(ctx: Arc<WorkerContext>, tx: mpsc::Sender<Event>) -> Workers {
             let mut rx = series_rx.clone();
             let _ = tokio::time::timeout(iv.metrics, rx.wait_for(|m| m.len() >= with_groups)).await;
             let keys: Vec<SeriesKey> = series_rx.borrow().values().flatten().cloned().collect();
-            let r = crate::aws::cloudwatch::metric_series(&c.clients.cloudwatch, &keys, iv.metrics_window, 60).await;
+            let r = crate::aws::cloudwatch::metric_series_by_side(&c.clients, &keys, iv.metrics_window, 60).await;
             let (r, t) = aws_update(r);
             vec![(Update::Metrics(r), t)]
         }

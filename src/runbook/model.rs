@@ -72,7 +72,8 @@ impl Runbook {
 
 /// The account of an IAM role ARN (`arn:aws:iam::123456789012:role/name`).
 pub fn role_account(arn: &str) -> Option<&str> {
-    let rest = ["arn:aws:iam::", "arn:aws-cn:iam::", "arn:aws-us-gov:iam::"].iter().find_map(|p| arn.strip_prefix(p))?;
+    let rest =
+        ["arn:aws:iam::", "arn:aws-cn:iam::", "arn:aws-us-gov:iam::"].iter().find_map(|p| arn.strip_prefix(p))?;
     let (account, role) = rest.split_once(":role/")?;
     let name_ok = !role.is_empty() && role.chars().all(|c| c.is_ascii_alphanumeric() || "+=,.@-_/".contains(c));
     (account.len() == 12 && account.chars().all(|c| c.is_ascii_digit()) && name_ok).then_some(account)
@@ -457,6 +458,27 @@ pub enum Action {
     StartInstances {
         environment: String,
     },
+}
+
+impl Action {
+    /// The side whose account the action changes: the weights' (`[dns]`),
+    /// or the environment's (for `copy_redis`, the target endpoint's).
+    pub fn side(&self, rb: &Runbook) -> Side {
+        match self {
+            Action::ShiftWeights { .. } | Action::Rollout => Side::Dns,
+            Action::RegisterTargets { environment }
+            | Action::DeregisterTargets { environment }
+            | Action::SetStickiness { environment, .. }
+            | Action::DisableStickiness { environment }
+            | Action::AuthorizeRedisIngress { environment }
+            | Action::RevokeRedisIngress { environment }
+            | Action::StopInstances { environment }
+            | Action::StartInstances { environment } => Side::Environment(environment.clone()),
+            Action::CopyRedis { to_redis, .. } => {
+                rb.redis_endpoint(to_redis).map_or(Side::Dns, |r| Side::Environment(r.environment.clone()))
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]

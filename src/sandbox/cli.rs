@@ -23,9 +23,10 @@ async fn start(rb: &Runbook, opts: SandboxOptions) -> Result<Sandbox, Failure> {
     Sandbox::up(rb, opts).await.map_err(|e| Failure { status: 1, message: format!("sandbox: {e:#}") })
 }
 
-/// Clients of cutover's own, apart from the sandbox's, so call counts are cutover's.
-pub async fn cutover_clients(sb: &Sandbox) -> crate::aws::Clients {
-    crate::aws::Clients::new(&crate::aws::sandbox_config(&sb.endpoint, &sb.region).await)
+/// Clients of cutover's own for each side of `rb`, apart from the sandbox's,
+/// so call counts are cutover's.
+pub async fn cutover_clients(sb: &Sandbox, rb: &Runbook) -> crate::aws::SideClients {
+    crate::aws::SideClients::sandbox(rb, &sb.endpoint, &sb.region).await
 }
 
 /// Resolves when Ctrl-C or SIGTERM arrives.
@@ -78,7 +79,7 @@ pub fn demo(rb: Runbook, g: &GlobalArgs, plain: bool) -> Result<u8, Failure> {
     runtime()?.block_on(async {
         let sb = start(&rb, opts).await?;
         if !plain {
-            let mut ctx = WorkerContext::new(rb.clone(), cutover_clients(&sb).await, ProbePolicy::LoopbackOnly);
+            let mut ctx = WorkerContext::new(rb.clone(), cutover_clients(&sb, &rb).await, ProbePolicy::LoopbackOnly);
             ctx.vars.extend(sb.env_vars(&rb));
             // The sandbox publishes metrics every 5 s: show them sooner than AWS's pace.
             ctx.intervals.metrics = Duration::from_secs(10);
@@ -89,7 +90,7 @@ pub fn demo(rb: Runbook, g: &GlobalArgs, plain: bool) -> Result<u8, Failure> {
             println!("sandbox stopped");
             return result.map(|()| 0).map_err(|m| Failure { status: 1, message: m });
         }
-        let mut ctx = WorkerContext::new(rb.clone(), cutover_clients(&sb).await, ProbePolicy::LoopbackOnly);
+        let mut ctx = WorkerContext::new(rb.clone(), cutover_clients(&sb, &rb).await, ProbePolicy::LoopbackOnly);
         ctx.vars.extend(sb.env_vars(&rb));
         let mut session = Session::start(std::sync::Arc::new(ctx));
         session.first_round(&rb, Duration::from_secs(20)).await;

@@ -23,7 +23,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::aws::Clients;
+use crate::aws::{Clients, SideClients};
 use crate::runbook::Runbook;
 use firewall::LiveWorld;
 use process::ChildProcess;
@@ -52,7 +52,10 @@ pub struct Sandbox {
     pub world: World,
     /// Redis endpoint name → URL of its local redis-server.
     pub redis_urls: BTreeMap<String, String>,
+    /// The sandbox's own clients, in the runbook's account and region.
     pub clients: Clients,
+    /// The sandbox's own clients of each side (each side's role assumed).
+    pub sides: SideClients,
     children: Vec<ChildProcess>,
     tasks: Vec<JoinHandle<()>>,
     shutdown: watch::Sender<bool>,
@@ -73,6 +76,9 @@ impl Sandbox {
             world: World::default(),
             redis_urls: BTreeMap::new(),
             clients: Clients::new(&crate::aws::sandbox_config("http://127.0.0.1:1", &opts.region).await),
+            sides: SideClients::one(Clients::new(
+                &crate::aws::sandbox_config("http://127.0.0.1:1", &opts.region).await,
+            )),
             children: Vec::new(),
             tasks: Vec::new(),
             shutdown,
@@ -128,7 +134,8 @@ impl Sandbox {
         }
         self.faults = faults;
         self.endpoint = format!("http://{proxy}");
-        self.clients = Clients::new(&crate::aws::sandbox_config(&self.endpoint, &opts.region).await);
+        self.sides = SideClients::sandbox(rb, &self.endpoint, &opts.region).await;
+        self.clients = self.sides.runbook().clone();
 
         for (_, r) in rb.redis_endpoints() {
             let p = process::start_redis(&dir, &r.name).await?;
