@@ -153,6 +153,11 @@ impl SideClients {
         out
     }
 
+    /// The CloudWatch client of every distinct side, once each.
+    pub fn cloudwatch_clients(&self) -> Vec<aws_sdk_cloudwatch::Client> {
+        self.distinct().iter().map(|c| c.cloudwatch.clone()).collect()
+    }
+
     /// AWS calls made through every side.
     pub fn calls_total(&self) -> u64 {
         self.distinct().iter().map(|c| c.calls.total()).sum()
