@@ -110,11 +110,51 @@ async fn the_shared_dns_account_runbook_reads_each_side_through_its_role_and_cha
         let aws = &env["aws"];
         assert_eq!(aws["error"], serde_json::Value::Null, "{name}: {aws}");
         assert_eq!(aws["value"]["load_balancer"]["name"], format!("{name}-prod-alb"), "{name}");
-        assert_eq!(aws["value"]["instances"].as_array().map(Vec::len), Some(2), "{name}: {}", aws["value"]["instances"]);
+        assert_eq!(
+            aws["value"]["instances"].as_array().map(Vec::len),
+            Some(2),
+            "{name}: {}",
+            aws["value"]["instances"]
+        );
     }
+    // Each side's account, region, credentials and identity.
+    let sides: Vec<(String, String, String, bool)> = j["sides"]
+        .as_array()
+        .unwrap_or_else(|| panic!("sides: {}", j["sides"]))
+        .iter()
+        .map(|s| {
+            let text = |v: &serde_json::Value| v.as_str().unwrap_or("?").to_string();
+            (text(&s["side"]), text(&s["identity"]["value"]["account"]), text(&s["region"]), s["account_ok"] == true)
+        })
+        .collect();
+    let side = |s: &str, a: &str, r: &str| (s.to_string(), a.to_string(), r.to_string(), true);
+    assert_eq!(
+        sides,
+        [
+            side("[dns]", DNS_ACCOUNT, "eu-west-1"),
+            side("[environments.new]", NEW_ACCOUNT, "eu-central-1"),
+            side("[environments.old]", OLD_ACCOUNT, "eu-west-1")
+        ]
+    );
+    assert_eq!(j["sides"][0]["via"], "the default credentials, role arn:aws:iam::111111111111:role/cutover-dns");
+    let (_, text, _) = run_cutover(&sb, &rb, dir.path(), &["status", path]).await;
+    assert!(
+        text.contains("[environments.new]       account 333333333333 (arn:aws:sts::333333333333:assumed-role/cutover/cutover)  region eu-central-1  via the default credentials, role arn:aws:iam::333333333333:role/cutover"),
+        "{text}"
+    );
     let alarms = j["alarms"]["value"].as_array().unwrap_or_else(|| panic!("{}", j["alarms"]));
     assert_eq!(alarms[0]["name"], "new-prod-5xx");
     assert_ne!(alarms[0]["state"], "MISSING", "the alarm is read in new production's account: {}", alarms[0]);
+
+    // plan and validate show the mapping the runbook asks for.
+    let (code, plan, _) = run_cutover(&sb, &rb, dir.path(), &["plan", path]).await;
+    assert_eq!(code, Some(0));
+    assert!(
+        plan.contains("Accounts and regions\n  [dns]                    account 111111111111  region eu-west-1 (the runbook's; --region overrides)  via --profile or the standard chain, then role arn:aws:iam::111111111111:role/cutover-dns with an external id\n"),
+        "{plan}"
+    );
+    let (_, valid, _) = run_cutover(&sb, &rb, dir.path(), &["validate", path]).await;
+    assert!(valid.contains("[environments.new]       account 333333333333  region eu-central-1  via"), "{valid}");
 
     // A shift changes the records in the networking account, and only there.
     let (code, out, err) = run_cutover(&sb, &rb, dir.path(), &["shift", path, "--to", "50", "--yes"]).await;
@@ -184,11 +224,15 @@ async fn a_side_reached_with_another_accounts_credentials_is_refused_in_one_line
     // [dns] without its role: the sandbox's own credentials are in 123456789012.
     let text = std::fs::read_to_string(format!("{}/runbooks/shared-dns-account.toml", env!("CARGO_MANIFEST_DIR")))
         .unwrap()
-        .replace("role_arn = \"arn:aws:iam::111111111111:role/cutover-dns\"\nexternal_id = \"cutover-shared-dns\"\n", "");
+        .replace(
+            "role_arn = \"arn:aws:iam::111111111111:role/cutover-dns\"\nexternal_id = \"cutover-shared-dns\"\n",
+            "",
+        );
     let path = dir.path().join("no-dns-role.toml");
     std::fs::write(&path, text).unwrap();
     let path = path.display().to_string();
-    for args in [vec!["shift", &path, "--to", "50", "--yes"], vec!["rollout", &path, "--yes"], vec!["abort", &path, "--yes"]]
+    for args in
+        [vec!["shift", &path, "--to", "50", "--yes"], vec!["rollout", &path, "--yes"], vec!["abort", &path, "--yes"]]
     {
         let (code, out, err) = run_cutover(&sb, &rb, dir.path(), &args).await;
         assert_eq!(code, Some(2), "{args:?}: {out}{err}");

@@ -395,6 +395,11 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                 rb.phases.len(),
                 items
             );
+            if rb.has_side_access() {
+                for line in plan::side_mapping(&rb) {
+                    println!("  {line}");
+                }
+            }
             Ok(0)
         }
         Command::Plan { runbook } => {

@@ -169,8 +169,24 @@ pub fn spawn(ctx: Arc<WorkerContext>, tx: mpsc::Sender<Event>) -> Workers {
     handles.push(every(iv.identity, refresh.clone(), tx.clone(), move || {
         let c = c.clone();
         async move {
-            let (r, t) = aws_update(fetch::identity(c.clients.dns()).await);
-            vec![(Update::Identity(r), t)]
+            // One GetCallerIdentity per distinct side; [dns]'s is the identity shown.
+            let sides = c.rb.sides();
+            let mut out = Vec::new();
+            for (clients, idx) in c.clients.group(&sides) {
+                let (r, t) = aws_update(fetch::identity(clients).await);
+                for i in idx {
+                    let side = sides[i].clone();
+                    if side == crate::runbook::Side::Dns {
+                        out.push((Update::Identity(r.clone()), t));
+                    }
+                    let reach = crate::live::SideReach {
+                        region: clients.region.clone(),
+                        via: c.clients.reach(&side).describe(),
+                    };
+                    out.push((Update::Side { side, reach, result: r.clone() }, t));
+                }
+            }
+            out
         }
     }));
 

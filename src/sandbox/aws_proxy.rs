@@ -295,7 +295,9 @@ async fn list_page(p: &Proxy, caller: &HeaderMap, zone: &str, query: &str) -> Re
         .unwrap_or_default();
     let max: usize = pairs.get("maxitems").and_then(|m| m.parse().ok()).unwrap_or(300).clamp(1, 300);
     let text =
-        match list_all(p, caller, zone, pairs.get("name").map(String::as_str), pairs.get("type").map(String::as_str)).await {
+        match list_all(p, caller, zone, pairs.get("name").map(String::as_str), pairs.get("type").map(String::as_str))
+            .await
+        {
             Ok(t) => t,
             Err(e) => return (StatusCode::BAD_GATEWAY, format!("proxy: cannot read moto: {e}")).into_response(),
         };

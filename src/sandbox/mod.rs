@@ -256,7 +256,8 @@ impl Sandbox {
             .to_port(i32::from(port))
             .user_id_group_pairs(aws_sdk_ec2::types::UserIdGroupPair::builder().group_id(id(from)?).build())
             .build();
-        let env = self.world.group_environment.get(group).ok_or_else(|| eyre!("no sandbox security group `{group}`"))?;
+        let env =
+            self.world.group_environment.get(group).ok_or_else(|| eyre!("no sandbox security group `{group}`"))?;
         self.sides
             .environment(env)
             .ec2
@@ -294,13 +295,20 @@ impl Sandbox {
 /// The groups and instances of every side, each read in its own account.
 async fn read_live(aws: &SideClients, world: &World) -> Result<LiveWorld> {
     let mut live = LiveWorld::default();
-    let envs: Vec<&String> = world.instances.iter().map(|i| &i.environment).chain(world.group_environment.values()).collect();
-    let sides: Vec<crate::runbook::Side> = envs.iter().map(|e| crate::runbook::Side::Environment((*e).clone())).collect();
+    let envs: Vec<&String> =
+        world.instances.iter().map(|i| &i.environment).chain(world.group_environment.values()).collect();
+    let sides: Vec<crate::runbook::Side> =
+        envs.iter().map(|e| crate::runbook::Side::Environment((*e).clone())).collect();
     for (clients, idx) in aws.group(&sides) {
         let mine = |env: &String| idx.iter().any(|&i| envs[i] == env);
-        let groups: Vec<String> =
-            world.groups.iter().filter(|(n, _)| world.group_environment.get(*n).is_some_and(mine)).map(|(_, id)| id.clone()).collect();
-        let instances: Vec<String> = world.instances.iter().filter(|i| mine(&i.environment)).map(|i| i.id.clone()).collect();
+        let groups: Vec<String> = world
+            .groups
+            .iter()
+            .filter(|(n, _)| world.group_environment.get(*n).is_some_and(mine))
+            .map(|(_, id)| id.clone())
+            .collect();
+        let instances: Vec<String> =
+            world.instances.iter().filter(|i| mine(&i.environment)).map(|i| i.id.clone()).collect();
         let part = firewall::read_live(&clients.ec2, &groups, &instances).await?;
         live.groups.extend(part.groups);
         live.instances.extend(part.instances);

@@ -11,8 +11,8 @@ use aws_sdk_route53::types::{
 };
 use color_eyre::eyre::{Result, WrapErr, bail, eyre};
 
-use crate::aws::{Clients, Reach, SideClients};
 use crate::aws::elb::arn_suffix;
+use crate::aws::{Clients, Reach, SideClients};
 use crate::runbook::{InstanceSelector, Metric, Runbook, SandboxSpec, Side, Stat};
 
 /// Port the target groups send traffic to (what AWS sees; not a loopback port).
@@ -114,7 +114,9 @@ fn group_sides(rb: &Runbook, sb: &SandboxSpec, aws: &SideClients) -> Result<BTre
             .iter()
             .filter(|i| i.security_groups.contains(&g.name))
             .map(|i| i.environment.clone())
-            .chain(rb.redis_endpoints().filter(|(_, r)| r.security_groups.contains(&g.name)).map(|(e, _)| e.name.clone()))
+            .chain(
+                rb.redis_endpoints().filter(|(_, r)| r.security_groups.contains(&g.name)).map(|(e, _)| e.name.clone()),
+            )
             .collect();
         users.dedup();
         let reach = |e: &String| aws.reach(&Side::Environment(e.clone()));

@@ -95,8 +95,13 @@ pub async fn run(rb: Runbook, world: World, aws: SideClients, cfg: TrafficConfig
                 w.unhealthy_samples.push((members.len() - up) as f64);
             }
         }
-        match crate::aws::route53::weighted_records(&aws.dns().route53, &world.zone_id, &rb.dns.record, &rb.dns.record_type)
-            .await
+        match crate::aws::route53::weighted_records(
+            &aws.dns().route53,
+            &world.zone_id,
+            &rb.dns.record,
+            &rb.dns.record_type,
+        )
+        .await
         {
             Ok(records) => {
                 let weights: Vec<u8> = sides
@@ -215,8 +220,14 @@ async fn publish(aws: &SideClients, world: &World, env: &str, w: &Window) {
     if data.is_empty() {
         return;
     }
-    if let Err(e) =
-        aws.environment(env).cloudwatch.put_metric_data().namespace("AWS/ApplicationELB").set_metric_data(Some(data)).send().await
+    if let Err(e) = aws
+        .environment(env)
+        .cloudwatch
+        .put_metric_data()
+        .namespace("AWS/ApplicationELB")
+        .set_metric_data(Some(data))
+        .send()
+        .await
     {
         tracing::warn!(error = %aws_sdk_cloudwatch::error::DisplayErrorContext(&e), "traffic: PutMetricData failed");
     }

@@ -71,6 +71,30 @@ impl<T> View<T> {
     }
 }
 
+/// Each side of `rb` as the workers found it.
+fn side_views(rb: &Runbook, live: &LiveState, now: SystemTime) -> Vec<SideView> {
+    rb.sides()
+        .iter()
+        .map(|side| {
+            let found = live.sides.get(side);
+            let identity = View::of(found.map(|(_, i)| i), now, Clone::clone);
+            let account_id = rb.side_account(side);
+            let account_ok = match (&account_id, &identity.value) {
+                (Some(want), Some(i)) => Some(&i.account == want),
+                _ => None,
+            };
+            SideView {
+                side: side.to_string(),
+                account_id,
+                region: found.map(|(r, _)| r.region.clone()),
+                via: found.map(|(r, _)| r.via.clone()),
+                identity,
+                account_ok,
+            }
+        })
+        .collect()
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Snapshot {
     pub schema: u32,
@@ -78,6 +102,9 @@ pub struct Snapshot {
     pub region: String,
     pub generated_at: String,
     pub identity: View<Identity>,
+    /// Each side's account, region, credentials and identity; empty for a
+    /// runbook whose sides have no access keys of their own.
+    pub sides: Vec<SideView>,
     pub traffic: View<Vec<SideWeight>>,
     pub last_change: Option<crate::live::fetch::LastChange>,
     pub rollout: Option<crate::live::fetch::RolloutView>,
@@ -86,6 +113,20 @@ pub struct Snapshot {
     pub alarms: View<Vec<AlarmState>>,
     pub metrics: View<Vec<Series>>,
     pub checks: Vec<CheckResult>,
+}
+
+/// One side (`[dns]` or `[environments.NAME]`) as reached.
+#[derive(Debug, Clone, Serialize)]
+pub struct SideView {
+    pub side: String,
+    /// The account the runbook says it is in (None: not said).
+    pub account_id: Option<String>,
+    pub region: Option<String>,
+    /// How its credentials are got.
+    pub via: Option<String>,
+    pub identity: View<Identity>,
+    /// Whether the identity is in `account_id` (None: unknown or not said).
+    pub account_ok: Option<bool>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -239,6 +280,7 @@ pub fn snapshot(rb: &Runbook, live: &LiveState, region: &str, now: SystemTime) -
         region: region.to_string(),
         generated_at: rfc3339(now),
         identity: View::of(Some(&live.identity), now, Clone::clone),
+        sides: if rb.has_side_access() { side_views(rb, live, now) } else { Vec::new() },
         traffic: View::of(Some(&live.traffic), now, |t| t.sides.clone()),
         last_change: live.traffic.value.as_ref().and_then(|t| t.last_change.clone()),
         rollout: live.traffic.value.as_ref().and_then(|t| t.rollout.clone()),

@@ -79,8 +79,23 @@ fn window(len: usize, selected: usize, height: usize) -> std::ops::Range<usize> 
 
 fn header(f: &mut Frame, app: &App, area: Rect) {
     let th = &app.theme;
-    let account =
+    let mut account =
         app.snap.identity.value.as_ref().map_or("account ?".to_string(), |i| format!("account {}", i.account));
+    // A runbook over several accounts or regions: each side's account and region.
+    if !app.snap.sides.is_empty() {
+        account = app
+            .snap
+            .sides
+            .iter()
+            .map(|s| {
+                let name = s.side.trim_start_matches("[environments.").trim_start_matches('[').trim_end_matches(']');
+                let acct = s.identity.value.as_ref().map_or("?", |i| i.account.as_str());
+                let wrong = if s.account_ok == Some(false) { "!" } else { "" };
+                format!("{name} {acct}{wrong} {}", s.region.as_deref().unwrap_or("?"))
+            })
+            .collect::<Vec<_>>()
+            .join(" · ");
+    }
     let mut spans = vec![
         Span::styled(" cutover ", Style::new().bold().fg(Color::Black).bg(th.accent)),
         Span::raw(format!(
