@@ -77,7 +77,7 @@ soak = "5m"
 fn big_live(now: SystemTime) -> Vec<LiveEvent> {
     let ev = |update| LiveEvent { at: now, update };
     let mut out = vec![
-        ev(Update::Identity(Ok(Identity { account: "123456789012".into(), arn: "arn".into() }))),
+        ev(Update::Identity(Ok(Identity { account: "123456789012".into(), arn: "arn".into(), expires_at: None }))),
         ev(Update::Traffic(Ok(TrafficData {
             zone_id: "Z".into(),
             last_change: None,

@@ -119,6 +119,7 @@ fn demo_events(stopped_prod_web_1: bool) -> Vec<LiveEvent> {
         ev(Update::Identity(Ok(Identity {
             account: "123456789012".into(),
             arn: "arn:aws:sts::123456789012:user/moto".into(),
+            expires_at: None,
         }))),
         ev(Update::Traffic(Ok(TrafficData {
             zone_id: "Z1".into(),

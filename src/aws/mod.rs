@@ -247,6 +247,28 @@ async fn with_role(config: SdkConfig, reach: &Reach) -> SdkConfig {
     config.into_builder().credentials_provider(aws_sdk_sts::config::SharedCredentialsProvider::new(provider)).build()
 }
 
+/// Keys in the environment (`AWS_ACCESS_KEY_ID`, as aws-vault or a CI job
+/// sets them): the SDKs' chain takes them before any profile, for every
+/// side (a side's role is assumed from them), and nothing can refresh them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FixedCredentials {
+    /// When they expire (`AWS_CREDENTIAL_EXPIRATION`, RFC 3339), if said.
+    pub expires_at: Option<std::time::SystemTime>,
+}
+
+pub const EXPIRATION_VAR: &str = "AWS_CREDENTIAL_EXPIRATION";
+
+/// The keys in the environment, when cutover runs on them.
+pub fn fixed_credentials() -> Option<FixedCredentials> {
+    std::env::var("AWS_ACCESS_KEY_ID").ok().filter(|k| !k.is_empty())?;
+    let expires_at = std::env::var(EXPIRATION_VAR).ok().and_then(|t| {
+        aws_smithy_types::DateTime::from_str(t.trim(), aws_smithy_types::date_time::Format::DateTime)
+            .ok()
+            .and_then(|d| std::time::SystemTime::try_from(d).ok())
+    });
+    Some(FixedCredentials { expires_at })
+}
+
 /// Counts HTTP requests sent to AWS per operation, retries included.
 #[derive(Clone, Debug, Default)]
 pub struct CallCounter(Arc<Mutex<BTreeMap<String, u64>>>);
@@ -324,6 +346,9 @@ pub async fn sandbox_config(endpoint: &str, region: &str) -> SdkConfig {
 #[serde(rename_all = "snake_case")]
 pub enum AwsErrorKind {
     Throttled,
+    /// The credentials' session expired (`ExpiredToken`): AWS is up, the
+    /// credentials need renewing.
+    Expired,
     Unreachable,
     NotFound,
     Other,
@@ -391,6 +416,8 @@ where
                 || msg.contains("Rate exceeded")
             {
                 AwsErrorKind::Throttled
+            } else if ["ExpiredToken", "ExpiredTokenException"].contains(&code) {
+                AwsErrorKind::Expired
             } else if code.contains("NotFound") || code.starts_with("NoSuch") {
                 AwsErrorKind::NotFound
             } else {

@@ -167,6 +167,20 @@ pub enum SandboxCommand {
         #[arg(long)]
         moto_endpoint: Option<String>,
     },
+    /// Print short-lived credentials from a running sandbox, as a
+    /// `credential_process` does: they expire after --seconds (the sandbox
+    /// then answers ExpiredToken), so refresh and expiry can be rehearsed.
+    Credentials {
+        /// How long they last.
+        #[arg(long)]
+        seconds: u64,
+        /// The role to assume (its account is theirs; default: the sandbox's own account).
+        #[arg(long)]
+        role_arn: Option<String>,
+        /// The sandbox's endpoint (default: AWS_ENDPOINT_URL).
+        #[arg(long)]
+        endpoint: Option<String>,
+    },
 }
 
 /// A failure the user can act on, with the exit status it maps to.
@@ -466,6 +480,9 @@ fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Sandbox(SandboxCommand::Up { runbook, env_file, moto_endpoint }) => {
             let rb = load_runbook(&runbook)?;
             crate::sandbox::cli::up(rb, &cli.global, env_file, moto_endpoint)
+        }
+        Command::Sandbox(SandboxCommand::Credentials { seconds, role_arn, endpoint }) => {
+            crate::sandbox::cli::credentials(seconds, role_arn, endpoint)
         }
         Command::Tui { runbook } => {
             let rb = load_runbook(&runbook)?;

@@ -544,6 +544,74 @@ async fn live_ttl(clients: &Clients, rb: &Runbook) -> Option<u32> {
     shift::plan(clients, rb, (0, 0)).await.ok().and_then(|p| p.live_ttl())
 }
 
+/// What a step's change takes to be INSYNC, at least, for the shortest
+/// duration of a rollout (Route53 usually propagates within a minute).
+pub const INSYNC_ALLOWANCE: Duration = Duration::from_secs(30);
+
+/// The shortest a rollout can take: steps × (INSYNC + TTL + soak).
+pub fn shortest_duration(rb: &Runbook) -> Duration {
+    let per_step = INSYNC_ALLOWANCE + Duration::from_secs(u64::from(rb.dns.ttl)) + rb.rollout.soak;
+    per_step * rb.rollout.steps.len() as u32
+}
+
+/// Refuses a rollout that would outlast credentials nothing can refresh
+/// (keys in the environment with an expiry): it would stop halfway.
+pub fn credentials_outlast(rb: &Runbook, now: SystemTime) -> Result<(), String> {
+    let Some(at) = crate::aws::fixed_credentials().and_then(|f| f.expires_at) else { return Ok(()) };
+    let need = shortest_duration(rb);
+    let left = at.duration_since(now).unwrap_or_default();
+    if left >= need {
+        return Ok(());
+    }
+    let fmt = crate::runbook::duration::format_duration;
+    let sides: Vec<String> = rb.sides().iter().map(|s| s.to_string()).collect();
+    Err(format!(
+        "refused: the rollout takes at least {} ({} steps × (INSYNC ~{} + TTL {} s + soak {})) but the credentials in the environment (AWS_ACCESS_KEY_ID, used for {}) expire in {} ({}) and cannot be refreshed; use refreshable credentials (a profile with SSO, credential_process or a role: unset AWS_ACCESS_KEY_ID and use --profile or `profile` per side), or get keys that last longer; nothing was changed",
+        fmt(need),
+        rb.rollout.steps.len(),
+        fmt(INSYNC_ALLOWANCE),
+        rb.dns.ttl,
+        fmt(rb.rollout.soak),
+        sides.join(", "),
+        fmt(Duration::from_secs(left.as_secs())),
+        aws_smithy_types::DateTime::from(at).fmt(aws_smithy_types::date_time::Format::DateTime).unwrap_or_default()
+    ))
+}
+
+/// The words to pause on when a side's credentials have expired (AWS
+/// answers ExpiredToken): AWS is up, the credentials need renewing.
+async fn expired_credentials(cx: &Context) -> Option<String> {
+    let sides = cx.rb.sides();
+    for (clients, idx) in cx.clients.group(&sides) {
+        if let Err(e) = crate::live::fetch::identity(clients).await
+            && e.kind == crate::aws::AwsErrorKind::Expired
+        {
+            let names: Vec<String> = idx.iter().map(|&i| sides[i].to_string()).collect();
+            return Some(format!(
+                "the credentials of {} expired ({e}); AWS itself answers. Get fresh credentials (or refreshable ones: SSO, credential_process, a role profile), then run `cutover rollout` to resume, or `cutover abort` to roll back",
+                names.join(", ")
+            ));
+        }
+    }
+    None
+}
+
+/// Pauses the engine for `reason` (a pause from a phase that cannot pause
+/// says nothing).
+fn pause_for(engine: &mut Engine, reason: &str) -> Vec<Output> {
+    let outputs = engine.handle(Input::Pause, SystemTime::now());
+    if engine.state.phase == Phase::Paused {
+        engine.state.reason = Some(reason.to_string());
+    }
+    outputs
+        .into_iter()
+        .map(|o| match o {
+            Output::Paused(_) => Output::Paused(reason.to_string()),
+            o => o,
+        })
+        .collect()
+}
+
 pub async fn run(cx: &Context, say: &mut (dyn FnMut(&str) + Send)) -> Result<Outcome, RolloutError> {
     let rb = &cx.rb;
     let mut plan = Plan::from_runbook(rb)?;
@@ -668,6 +736,7 @@ pub async fn run(cx: &Context, say: &mut (dyn FnMut(&str) + Send)) -> Result<Out
     let mut last_measured: Vec<Option<SystemTime>> = vec![None; rb.rollout.gates.len()];
     let mut last_reading: Vec<Option<SystemTime>> = vec![None; rb.rollout.gates.len()];
     let mut quiet = std::collections::BTreeSet::new();
+    let mut credentials_checked = std::time::Instant::now();
     loop {
         while !outputs.is_empty() {
             let mut next = Vec::new();
@@ -738,6 +807,17 @@ pub async fn run(cx: &Context, say: &mut (dyn FnMut(&str) + Send)) -> Result<Out
             runner.persist()?;
             continue;
         }
+        // Credentials that expired pause the rollout for a person, with that
+        // reason: never an abort, never "AWS is down".
+        if credentials_checked.elapsed() >= Duration::from_secs(5) {
+            credentials_checked = std::time::Instant::now();
+            if let Some(reason) = expired_credentials(cx).await {
+                outputs = pause_for(&mut runner.engine, &reason);
+                if !outputs.is_empty() {
+                    continue;
+                }
+            }
+        }
         outputs = runner.engine.handle(Input::Tick, now());
         if let Phase::Soaking { since, .. } = runner.engine.state.phase {
             let snap = crate::status::snapshot(rb, &session.state, cx.actor.region(), now());
@@ -765,6 +845,12 @@ pub async fn run(cx: &Context, say: &mut (dyn FnMut(&str) + Send)) -> Result<Out
                         (r.measurement, r.covers)
                     }
                 };
+                if matches!(m, crate::engine::Measurement::Error(_))
+                    && let Some(reason) = expired_credentials(cx).await
+                {
+                    outputs.extend(pause_for(&mut runner.engine, &reason));
+                    break;
+                }
                 if matches!(m, crate::engine::Measurement::Fail(_) | crate::engine::Measurement::Error(_)) {
                     (runner.say)(&format!("gate {} ({}): {m:?}", i + 1, crate::runbook::gate_label(&g.kind)));
                 }

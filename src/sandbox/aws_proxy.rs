@@ -16,7 +16,11 @@
 //! - ListResourceRecordSets pages as AWS does, 300 records at most with
 //!   `NextRecordName`/`Type`/`Identifier` (moto ignores the identifier).
 //! - CloudWatch percentiles, late datapoints and composite alarms (see
-//!   `sandbox::cloudwatch`).
+//!   `sandbox::cloudwatch`);
+//! - short-lived credentials: `GET /_sandbox/credentials?seconds=N` hands out
+//!   keys of an assumed role (as a `credential_process` prints them) that the
+//!   proxy refuses with AWS's `ExpiredToken` once N seconds have passed
+//!   (moto never expires a session).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -57,6 +61,95 @@ pub struct AwsFaults {
     accepted: Mutex<HashMap<String, (String, Instant)>>,
     /// What the proxy adds to moto's CloudWatch.
     pub cloudwatch: super::cloudwatch::CloudWatchState,
+    /// Access key → when it expires, for the short-lived keys it issued.
+    expiring_keys: Mutex<HashMap<String, std::time::SystemTime>>,
+    /// Short-lived credentials issued.
+    pub credentials_issued: AtomicU64,
+    /// Requests refused because their credentials had expired.
+    pub expired_refused: AtomicU64,
+}
+
+impl AwsFaults {
+    /// Makes `access_key` expire at `at`, as AWS ends a session.
+    pub fn expire_key_at(&self, access_key: &str, at: std::time::SystemTime) {
+        self.expiring_keys.lock().unwrap_or_else(|e| e.into_inner()).insert(access_key.to_string(), at);
+    }
+
+    fn expired(&self, access_key: &str) -> bool {
+        let keys = self.expiring_keys.lock().unwrap_or_else(|e| e.into_inner());
+        keys.get(access_key).is_some_and(|at| std::time::SystemTime::now() >= *at)
+    }
+}
+
+/// The access key a request is signed with (`Credential=AKID/…`).
+fn access_key(headers: &HeaderMap) -> Option<String> {
+    let auth = headers.get("authorization")?.to_str().ok()?;
+    let rest = auth.split("Credential=").nth(1)?;
+    Some(rest.split('/').next()?.to_string())
+}
+
+/// AWS's answer to a request signed with an expired session, in the
+/// service's own dialect.
+fn expired_token(body: &[u8]) -> Response {
+    let text = String::from_utf8_lossy(body);
+    let message = "The security token included in the request is expired";
+    let xml = if text.contains("Version=2016-11-15") {
+        format!(
+            "<Response><Errors><Error><Code>ExpiredToken</Code><Message>{message}</Message></Error></Errors><RequestID>expired-proxy</RequestID></Response>"
+        )
+    } else {
+        format!(
+            "<ErrorResponse><Error><Type>Sender</Type><Code>ExpiredToken</Code><Message>{message}</Message></Error><RequestId>expired-proxy</RequestId></ErrorResponse>"
+        )
+    };
+    (StatusCode::FORBIDDEN, [("content-type", "text/xml")], xml).into_response()
+}
+
+/// Short-lived credentials of `role_arn` (default: a role in the sandbox's
+/// own account), assumed in moto and made to expire after `seconds`, as the
+/// JSON a `credential_process` prints.
+async fn issue_credentials(p: &Proxy, query: &str) -> Response {
+    let pairs: HashMap<String, String> = reqwest::Url::parse(&format!("http://x/?{query}"))
+        .map(|u| u.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect())
+        .unwrap_or_default();
+    let Some(seconds) = pairs.get("seconds").and_then(|s| s.parse::<u64>().ok()) else {
+        return (StatusCode::BAD_REQUEST, "seconds=N is required").into_response();
+    };
+    let role = pairs.get("role_arn").cloned().unwrap_or_else(|| "arn:aws:iam::123456789012:role/sandbox-short".into());
+    let form = format!(
+        "Action=AssumeRole&Version=2011-06-15&RoleSessionName=sandbox-short&DurationSeconds=900&RoleArn={}",
+        url::form_urlencoded::byte_serialize(role.as_bytes()).collect::<String>()
+    );
+    let auth =
+        "AWS4-HMAC-SHA256 Credential=sandbox/20260101/us-east-1/sts/aws4_request, SignedHeaders=host, Signature=0";
+    let resp = p
+        .http
+        .post(format!("http://{}/", p.upstream))
+        .header("authorization", auth)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form)
+        .send()
+        .await;
+    let text = match resp {
+        Ok(r) => r.text().await.unwrap_or_default(),
+        Err(e) => return (StatusCode::BAD_GATEWAY, format!("proxy: cannot reach moto: {e}")).into_response(),
+    };
+    let (Some(key), Some(secret), Some(token)) =
+        (xml_field(&text, "AccessKeyId"), xml_field(&text, "SecretAccessKey"), xml_field(&text, "SessionToken"))
+    else {
+        return (StatusCode::BAD_GATEWAY, format!("proxy: AssumeRole gave no credentials: {text}")).into_response();
+    };
+    let at = std::time::SystemTime::now() + std::time::Duration::from_secs(seconds);
+    p.counts.expire_key_at(key, at);
+    p.counts.credentials_issued.fetch_add(1, Ordering::SeqCst);
+    let json = serde_json::json!({
+        "Version": 1,
+        "AccessKeyId": key,
+        "SecretAccessKey": secret,
+        "SessionToken": token,
+        "Expiration": crate::status::rfc3339(at),
+    });
+    (StatusCode::OK, [("content-type", "application/json")], json.to_string()).into_response()
 }
 
 struct Proxy {
@@ -373,6 +466,13 @@ async fn forward(State(p): State<Arc<Proxy>>, req: Request) -> Response {
     let Ok(body) = axum::body::to_bytes(body, 64 << 20).await else {
         return StatusCode::BAD_REQUEST.into_response();
     };
+    if parts.uri.path() == "/_sandbox/credentials" {
+        return issue_credentials(&p, parts.uri.query().unwrap_or("")).await;
+    }
+    if access_key(&parts.headers).is_some_and(|k| p.counts.expired(&k)) {
+        p.counts.expired_refused.fetch_add(1, Ordering::SeqCst);
+        return expired_token(&body);
+    }
     let n = p.counts.seen.fetch_add(1, Ordering::SeqCst) + 1;
     let every = p.counts.every.load(Ordering::SeqCst);
     if every > 0 && n.is_multiple_of(every) {

@@ -53,7 +53,12 @@ pub fn side_line(side: &super::SideView) -> String {
 pub fn render(s: &Snapshot) -> String {
     let mut o = String::new();
     let who = match &s.identity.value {
-        Some(i) => format!("account {} ({})", i.account, i.arn),
+        Some(i) => format!(
+            "account {} ({}){}",
+            i.account,
+            i.arn,
+            i.expires_at.as_ref().map(|t| format!(", keys in the environment expire at {t}")).unwrap_or_default()
+        ),
         None => format!("account unknown: {}", age(&s.identity)),
     };
     let _ = writeln!(o, "runbook {}  region {}  {}  at {}", s.runbook, s.region, who, s.generated_at);

@@ -96,6 +96,10 @@ fn header(f: &mut Frame, app: &App, area: Rect) {
             .collect::<Vec<_>>()
             .join(" · ");
     }
+    // Keys in the environment cannot be renewed: say when they run out.
+    if let Some(at) = app.snap.identity.value.as_ref().and_then(|i| i.expires_at.as_deref()) {
+        account.push_str(&format!(" │ keys expire {}", at.get(11..19).unwrap_or(at)));
+    }
     let mut spans = vec![
         Span::styled(" cutover ", Style::new().bold().fg(Color::Black).bg(th.accent)),
         Span::raw(format!(
