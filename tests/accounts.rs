@@ -250,3 +250,33 @@ async fn a_side_reached_with_another_accounts_credentials_is_refused_in_one_line
     assert!(refused.iter().all(|l| l["stage"] == "refused" && l["account"] == "123456789012"), "{refused:?}");
     sb.down().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_side_whose_credentials_cannot_be_got_is_one_line_naming_the_side_its_profile_and_the_fix() {
+    let rb = runbook("shared-dns-account.toml");
+    let sb = sandbox(&rb, "eu-west-1").await;
+    let dir = tempfile::tempdir().unwrap();
+    // New production reached through a profile no config file holds.
+    let text = std::fs::read_to_string(format!("{}/runbooks/shared-dns-account.toml", env!("CARGO_MANIFEST_DIR")))
+        .unwrap()
+        .replace("region = \"eu-central-1\"\n", "region = \"eu-central-1\"\nprofile = \"new-prod\"\n");
+    let path = dir.path().join("missing-profile.toml");
+    std::fs::write(&path, text).unwrap();
+    let path = path.display().to_string();
+    let mut c = cutover_command(&sb, &rb, dir.path(), &["run", &path, "prepare/stickiness", "--yes"]);
+    c.env("AWS_CONFIG_FILE", dir.path().join("no-config")).env("AWS_SHARED_CREDENTIALS_FILE", dir.path().join("none"));
+    let out = tokio::process::Command::from(c).output().await.unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let first = err.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with("cannot tell which account [environments.new] is in: GetCallerIdentity: cannot get credentials: ")
+            && first.contains(
+                "fix how [environments.new] is reached (profile new-prod, role arn:aws:iam::333333333333:role/cutover): the profile must exist"
+            )
+            && first.ends_with("nothing was changed"),
+        "{err}"
+    );
+    assert!(!err.contains("cannot reach AWS"), "a credentials failure is not AWS being down: {err}");
+    sb.down().await;
+}

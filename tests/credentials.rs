@@ -86,11 +86,8 @@ async fn a_rollout_on_60_second_credentials_from_a_credential_process_refreshes_
     .unwrap();
     let mut c =
         cutover_command(&sb, &rb, dir.path(), &["--profile", "short", "rollout", path.to_str().unwrap(), "--yes"]);
-    // Keys in the environment would win over the profile, as in every AWS SDK.
-    c.env_remove("AWS_ACCESS_KEY_ID")
-        .env_remove("AWS_SECRET_ACCESS_KEY")
-        .env("AWS_CONFIG_FILE", &config)
-        .env("AWS_SHARED_CREDENTIALS_FILE", dir.path().join("no-credentials"));
+    // The sandbox's own keys stay in the environment: the profile named wins.
+    c.env("AWS_CONFIG_FILE", &config).env("AWS_SHARED_CREDENTIALS_FILE", dir.path().join("no-credentials"));
     let started = std::time::Instant::now();
     let (code, out, err) = output(c).await;
     let took = started.elapsed();

@@ -26,6 +26,9 @@ pub struct Clients {
     pub sts: aws_sdk_sts::Client,
     pub region: String,
     pub calls: CallCounter,
+    /// Some when these clients run on keys from the environment, which
+    /// nothing can refresh.
+    pub fixed_keys: Option<FixedCredentials>,
 }
 
 impl Clients {
@@ -44,6 +47,7 @@ impl Clients {
             sts: client!(aws_sdk_sts),
             region: config.region().map(|r| r.to_string()).unwrap_or_default(),
             calls,
+            fixed_keys: None,
         }
     }
 }
@@ -181,7 +185,12 @@ impl SideClients {
 
     /// Clients for each side of `rb`, each built once per distinct [`Reach`]
     /// by `build` (the standard chain, or the sandbox's endpoint).
-    async fn build_with<F, Fut>(rb: &Runbook, flags: &Reach, build: F) -> Self
+    async fn build_with<F, Fut>(
+        rb: &Runbook,
+        flags: &Reach,
+        build: F,
+        fixed: impl Fn(&Reach) -> Option<FixedCredentials>,
+    ) -> Self
     where
         F: Fn(Reach) -> Fut,
         Fut: std::future::Future<Output = SdkConfig>,
@@ -191,7 +200,8 @@ impl SideClients {
             if let Some(c) = built.get(reach) {
                 return c.clone();
             }
-            let c = Clients::new(&with_role(build(reach.clone()).await, reach).await);
+            let mut c = Clients::new(&with_role(build(reach.clone()).await, reach).await);
+            c.fixed_keys = fixed(reach);
             built.insert(reach.clone(), c.clone());
             c
         };
@@ -218,7 +228,14 @@ impl SideClients {
     /// The clients of every side through the standard chain (`--region` and
     /// `--profile` in `flags` are the defaults).
     pub async fn load(rb: &Runbook, flags: &Reach) -> Self {
-        Self::build_with(rb, flags, |r| load_config(r.region, r.profile)).await
+        // Without a profile the chain takes keys from the environment first.
+        Self::build_with(
+            rb,
+            flags,
+            |r| load_config(r.region, r.profile),
+            |r| r.profile.is_none().then(fixed_credentials).flatten(),
+        )
+        .await
     }
 
     /// The clients of every side against a sandbox: its endpoint and dummy
@@ -226,10 +243,15 @@ impl SideClients {
     /// role's resources in the role's account). Profiles are not read.
     pub async fn sandbox(rb: &Runbook, endpoint: &str, region: &str) -> Self {
         let flags = Reach { region: Some(region.to_string()), ..Reach::default() };
-        Self::build_with(rb, &flags, |r| {
-            let region = r.region.unwrap_or_else(|| region.to_string());
-            async move { sandbox_config(endpoint, &region).await }
-        })
+        Self::build_with(
+            rb,
+            &flags,
+            |r| {
+                let region = r.region.unwrap_or_else(|| region.to_string());
+                async move { sandbox_config(endpoint, &region).await }
+            },
+            |_| None,
+        )
         .await
     }
 }
@@ -248,8 +270,8 @@ async fn with_role(config: SdkConfig, reach: &Reach) -> SdkConfig {
 }
 
 /// Keys in the environment (`AWS_ACCESS_KEY_ID`, as aws-vault or a CI job
-/// sets them): the SDKs' chain takes them before any profile, for every
-/// side (a side's role is assumed from them), and nothing can refresh them.
+/// sets them), which a side without a profile runs on (its role, if any, is
+/// assumed from them) and nothing can refresh.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FixedCredentials {
     /// When they expire (`AWS_CREDENTIAL_EXPIRATION`, RFC 3339), if said.
@@ -259,7 +281,7 @@ pub struct FixedCredentials {
 pub const EXPIRATION_VAR: &str = "AWS_CREDENTIAL_EXPIRATION";
 
 /// The keys in the environment, when cutover runs on them.
-pub fn fixed_credentials() -> Option<FixedCredentials> {
+fn fixed_credentials() -> Option<FixedCredentials> {
     std::env::var("AWS_ACCESS_KEY_ID").ok().filter(|k| !k.is_empty())?;
     let expires_at = std::env::var(EXPIRATION_VAR).ok().and_then(|t| {
         aws_smithy_types::DateTime::from_str(t.trim(), aws_smithy_types::date_time::Format::DateTime)
@@ -319,14 +341,21 @@ fn timeouts() -> aws_config::timeout::TimeoutConfig {
         .build()
 }
 
-/// The normal chain (env, profile, SSO); `AWS_ENDPOINT_URL` is honoured.
+/// The normal chain (env, profile, SSO); `AWS_ENDPOINT_URL` is honoured. A
+/// profile named here is what the credentials come from, even when keys are
+/// in the environment (the SDK's chain would take those first).
 pub async fn load_config(region: Option<String>, profile: Option<String>) -> SdkConfig {
     let mut loader = aws_config::defaults(BehaviorVersion::latest()).timeout_config(timeouts());
-    if let Some(r) = region {
-        loader = loader.region(Region::new(r));
+    if let Some(r) = &region {
+        loader = loader.region(Region::new(r.clone()));
     }
     if let Some(p) = profile {
-        loader = loader.profile_name(p);
+        let conf = aws_config::provider_config::ProviderConfig::without_region()
+            .with_region(region.map(Region::new))
+            .with_behavior_version(Some(BehaviorVersion::latest()));
+        let provider =
+            aws_config::profile::ProfileFileCredentialsProvider::builder().configure(&conf).profile_name(&p).build();
+        loader = loader.profile_name(p).credentials_provider(provider);
     }
     loader.load().await
 }
@@ -349,6 +378,9 @@ pub enum AwsErrorKind {
     /// The credentials' session expired (`ExpiredToken`): AWS is up, the
     /// credentials need renewing.
     Expired,
+    /// No credentials could be got (a missing profile, an SSO session to log
+    /// in again, a role that cannot be assumed): nothing was sent to AWS.
+    Credentials,
     Unreachable,
     NotFound,
     Other,
@@ -390,6 +422,18 @@ fn causes(e: &(dyn std::error::Error + 'static)) -> String {
     parts.join(": ")
 }
 
+/// Whether an error was raised getting credentials, before any request.
+fn credentials_failed(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(e);
+    while let Some(err) = next {
+        if err.downcast_ref::<aws_credential_types::provider::error::CredentialsError>().is_some() {
+            return true;
+        }
+        next = err.source();
+    }
+    false
+}
+
 /// Classifies an SDK error: throttling and connection failures are told apart
 /// so callers can back off or mark values stale.
 pub fn sdk_error<E, R>(operation: &str, e: aws_sdk_ec2::error::SdkError<E, R>) -> AwsError
@@ -399,6 +443,9 @@ where
 {
     use aws_sdk_ec2::error::SdkError;
     let (kind, message) = match &e {
+        SdkError::DispatchFailure(_) if credentials_failed(&e) => {
+            (AwsErrorKind::Credentials, format!("cannot get credentials: {}", causes(&e)))
+        }
         SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => {
             (AwsErrorKind::Unreachable, format!("cannot reach AWS: {}", causes(&e)))
         }

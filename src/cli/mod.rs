@@ -235,14 +235,9 @@ pub struct Acting {
 pub async fn acting(rb: &Runbook, g: &GlobalArgs, side: &crate::runbook::Side) -> Result<Acting, Failure> {
     let (clients, region) = aws_clients(rb, g).await;
     let reach = clients.reach(side);
-    let identity = crate::live::fetch::identity(clients.side(side)).await.map_err(|e| Failure {
-        status: 1,
-        message: if rb.has_side_access() {
-            format!("cannot tell which account {side} is in: {e}; check its credentials ({})", reach.describe())
-        } else {
-            format!("cannot tell which account this is: {e}")
-        },
-    })?;
+    let identity = crate::live::fetch::identity(clients.side(side))
+        .await
+        .map_err(|e| Failure { status: 1, message: crate::drive::unknown_account(rb, side, &reach.describe(), &e) })?;
     if let Some(message) = crate::drive::account_mismatch(rb, side, &identity.account, &reach.describe()) {
         return Err(Failure::bad_input(message));
     }

@@ -57,9 +57,9 @@ pub fn run(rb: Runbook, g: &GlobalArgs, args: RolloutArgs) -> Result<u8, Failure
             print_preview(rollout::preview(&rb, &clients, args.adopt_live, args.restart).await.map_err(failed)?.lines);
             return Ok(0);
         }
-        // Credentials that cannot be refreshed must outlast the whole rollout.
-        rollout::credentials_outlast(&rb, std::time::SystemTime::now()).map_err(Failure::bad_input)?;
         let (clients, region, actor) = authorised(&rb, g, args.yes, "rollout start", "a rollout").await?;
+        // Credentials that cannot be refreshed must outlast the whole rollout.
+        rollout::credentials_outlast(&rb, &clients, std::time::SystemTime::now()).map_err(Failure::bad_input)?;
         super::in_runbook_region(&clients, &rb, &region).await?;
         let cx = Context { rb, clients, actor, vars: Default::default(), adopt_live: args.adopt_live, restart: args.restart };
         let mut say = |l: &str| println!("{} {l}", crate::status::rfc3339(std::time::SystemTime::now()).get(11..19).unwrap_or(""));

@@ -72,6 +72,28 @@ pub fn account_mismatch(rb: &Runbook, side: &Side, account: &str, how: &str) -> 
     })
 }
 
+/// Why the account of `side` cannot be told, in one line: the side, how its
+/// credentials are got (`how`) and what to fix.
+pub fn unknown_account(rb: &Runbook, side: &Side, how: &str, e: &crate::aws::AwsError) -> String {
+    let credentials = e.kind == crate::aws::AwsErrorKind::Credentials;
+    if rb.has_side_access() {
+        let fix = if credentials {
+            format!(
+                "fix how {side} is reached ({how}): the profile must exist and be logged in (`aws sso login`), the role must be assumable; set `profile` or `role_arn` under {side}, or --profile"
+            )
+        } else {
+            format!("check its credentials ({how})")
+        };
+        format!("cannot tell which account {side} is in: {e}; {fix}")
+    } else if credentials {
+        format!(
+            "cannot tell which account this is: {e}; fix the credentials ({how}): the profile must exist and be logged in (`aws sso login`); --profile or AWS_PROFILE names it"
+        )
+    } else {
+        format!("cannot tell which account this is: {e}")
+    }
+}
+
 /// The one way to an [`Actor`]: refuses under `--read-only` and in any account
 /// but the runbook's (asking STS who the caller is), writing the `refused`
 /// line to the audit log before it returns. `action` names the change in that
@@ -113,14 +135,7 @@ pub async fn authorise(scope: Scope<'_>, read_only: bool, action: &str, what: &s
     if let (Some(rb), Some((_, reach, side)), Some(identity)) = (rb, &side, identity) {
         let account = identity.map_err(|e| Refusal {
             status: 1,
-            message: if rb.has_side_access() {
-                format!(
-                    "cannot tell which account {side} is in: {e}; check its credentials ({}); nothing was changed",
-                    reach.describe()
-                )
-            } else {
-                format!("cannot tell which account this is: {e}; nothing was changed")
-            },
+            message: format!("{}; nothing was changed", unknown_account(rb, side, &reach.describe(), &e)),
         })?;
         if let Some(message) = account_mismatch(rb, side, &account, &reach.describe()) {
             let want = rb.side_account(side).unwrap_or_default();

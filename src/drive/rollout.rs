@@ -556,17 +556,25 @@ pub fn shortest_duration(rb: &Runbook) -> Duration {
 
 /// Refuses a rollout that would outlast credentials nothing can refresh
 /// (keys in the environment with an expiry): it would stop halfway.
-pub fn credentials_outlast(rb: &Runbook, now: SystemTime) -> Result<(), String> {
-    let Some(at) = crate::aws::fixed_credentials().and_then(|f| f.expires_at) else { return Ok(()) };
+pub fn credentials_outlast(rb: &Runbook, clients: &SideClients, now: SystemTime) -> Result<(), String> {
+    let fixed: Vec<(crate::runbook::Side, SystemTime)> = rb
+        .sides()
+        .into_iter()
+        .filter_map(|s| {
+            let at = clients.side(&s).fixed_keys.as_ref()?.expires_at?;
+            Some((s, at))
+        })
+        .collect();
+    let Some(at) = fixed.iter().map(|(_, at)| *at).min() else { return Ok(()) };
     let need = shortest_duration(rb);
     let left = at.duration_since(now).unwrap_or_default();
     if left >= need {
         return Ok(());
     }
     let fmt = crate::runbook::duration::format_duration;
-    let sides: Vec<String> = rb.sides().iter().map(|s| s.to_string()).collect();
+    let sides: Vec<String> = fixed.iter().map(|(s, _)| s.to_string()).collect();
     Err(format!(
-        "refused: the rollout takes at least {} ({} steps × (INSYNC ~{} + TTL {} s + soak {})) but the credentials in the environment (AWS_ACCESS_KEY_ID, used for {}) expire in {} ({}) and cannot be refreshed; use refreshable credentials (a profile with SSO, credential_process or a role: unset AWS_ACCESS_KEY_ID and use --profile or `profile` per side), or get keys that last longer; nothing was changed",
+        "refused: the rollout takes at least {} ({} steps × (INSYNC ~{} + TTL {} s + soak {})) but the credentials in the environment (AWS_ACCESS_KEY_ID, used for {}) expire in {} ({}) and cannot be refreshed; use refreshable credentials (a profile with SSO, credential_process or a role: --profile, or `profile` per side), or get keys that last longer; nothing was changed",
         fmt(need),
         rb.rollout.steps.len(),
         fmt(INSYNC_ALLOWANCE),
@@ -579,11 +587,14 @@ pub fn credentials_outlast(rb: &Runbook, now: SystemTime) -> Result<(), String> 
 }
 
 /// The words to pause on when a side's credentials have expired (AWS
-/// answers ExpiredToken): AWS is up, the credentials need renewing.
-async fn expired_credentials(cx: &Context) -> Option<String> {
-    let sides = cx.rb.sides();
-    for (clients, idx) in cx.clients.group(&sides) {
-        if let Err(e) = crate::live::fetch::identity(clients).await
+/// answers ExpiredToken): AWS is up, the credentials need renewing. Each
+/// side is asked for 3 s at most: an AWS that does not answer is not an
+/// expiry, and must not hold the rollout up.
+async fn expired_credentials(rb: &Runbook, clients: &SideClients) -> Option<String> {
+    let sides = rb.sides();
+    for (clients, idx) in clients.group(&sides) {
+        let asked = tokio::time::timeout(Duration::from_secs(3), crate::live::fetch::identity(clients)).await;
+        if let Ok(Err(e)) = asked
             && e.kind == crate::aws::AwsErrorKind::Expired
         {
             let names: Vec<String> = idx.iter().map(|&i| sides[i].to_string()).collect();
@@ -594,6 +605,15 @@ async fn expired_credentials(cx: &Context) -> Option<String> {
         }
     }
     None
+}
+
+/// Stops a task when dropped (on every way out of the rollout loop).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Pauses the engine for `reason` (a pause from a phase that cannot pause
@@ -736,7 +756,21 @@ pub async fn run(cx: &Context, say: &mut (dyn FnMut(&str) + Send)) -> Result<Out
     let mut last_measured: Vec<Option<SystemTime>> = vec![None; rb.rollout.gates.len()];
     let mut last_reading: Vec<Option<SystemTime>> = vec![None; rb.rollout.gates.len()];
     let mut quiet = std::collections::BTreeSet::new();
-    let mut credentials_checked = std::time::Instant::now();
+    // A watcher asks every 5 s, beside the loop, whether a side's
+    // credentials expired.
+    let (expired_tx, expired_rx) = tokio::sync::watch::channel(None::<String>);
+    let watcher = {
+        let (rb, clients) = (rb.clone(), cx.clients.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                if let Some(reason) = expired_credentials(&rb, &clients).await {
+                    let _ = expired_tx.send(Some(reason));
+                }
+            }
+        })
+    };
+    let _stop_watcher = AbortOnDrop(watcher);
     loop {
         while !outputs.is_empty() {
             let mut next = Vec::new();
@@ -809,13 +843,11 @@ pub async fn run(cx: &Context, say: &mut (dyn FnMut(&str) + Send)) -> Result<Out
         }
         // Credentials that expired pause the rollout for a person, with that
         // reason: never an abort, never "AWS is down".
-        if credentials_checked.elapsed() >= Duration::from_secs(5) {
-            credentials_checked = std::time::Instant::now();
-            if let Some(reason) = expired_credentials(cx).await {
-                outputs = pause_for(&mut runner.engine, &reason);
-                if !outputs.is_empty() {
-                    continue;
-                }
+        let expired = expired_rx.borrow().clone();
+        if let Some(reason) = expired {
+            outputs = pause_for(&mut runner.engine, &reason);
+            if !outputs.is_empty() {
+                continue;
             }
         }
         outputs = runner.engine.handle(Input::Tick, now());
@@ -846,7 +878,7 @@ pub async fn run(cx: &Context, say: &mut (dyn FnMut(&str) + Send)) -> Result<Out
                     }
                 };
                 if matches!(m, crate::engine::Measurement::Error(_))
-                    && let Some(reason) = expired_credentials(cx).await
+                    && let Some(reason) = expired_credentials(rb, &cx.clients).await
                 {
                     outputs.extend(pause_for(&mut runner.engine, &reason));
                     break;

@@ -26,7 +26,9 @@ pub struct Identity {
 
 pub async fn identity(clients: &Clients) -> AwsResult<Identity> {
     let r = clients.sts.get_caller_identity().send().await.map_err(|e| sdk_error("GetCallerIdentity", e))?;
-    let expires_at = crate::aws::fixed_credentials()
+    let expires_at = clients
+        .fixed_keys
+        .as_ref()
         .and_then(|f| f.expires_at)
         .and_then(|t| aws_smithy_types::DateTime::from(t).fmt(aws_smithy_types::date_time::Format::DateTime).ok());
     Ok(Identity {
