@@ -23,7 +23,7 @@ use cutover::sandbox::{Sandbox, SandboxOptions};
 struct Ctx<'a> {
     rb: &'a Runbook,
     /// cutover's own clients (the sandbox's background calls are not counted).
-    clients: cutover::aws::Clients,
+    clients: cutover::aws::SideClients,
     http: reqwest::Client,
     vars: BTreeMap<String, String>,
 }
@@ -58,7 +58,7 @@ async fn workers_round(c: &Ctx<'_>) {
 
 /// Baseline: the same fetches, each awaited before the next starts.
 async fn sequential(c: &Ctx<'_>) {
-    let clients = &c.clients;
+    let clients = c.clients.runbook();
     cutover::aws::sts::identity(clients).await.unwrap();
     let mut zone = None;
     fetch::traffic(clients, c.rb, &mut zone).await.unwrap();
@@ -117,14 +117,14 @@ fn main() {
         .await
         .expect("sandbox");
         let http = reqwest::Client::builder().timeout(Duration::from_secs(2)).no_proxy().build().unwrap();
-        let clients = sb.cutover_clients().await;
+        let clients = sb.cutover_clients(&rb).await;
         let mut c = Ctx { rb: &rb, clients, http, vars: sb.env_vars(&rb).into_iter().collect() };
         workers_round(&c).await; // warm-up
 
-        c.clients.calls.reset();
+        c.clients.reset_calls();
         workers_round(&c).await;
-        println!("AWS calls per full poll cycle of runbooks/demo.toml: {}", c.clients.calls.total());
-        for (op, n) in c.clients.calls.by_operation() {
+        println!("AWS calls per full poll cycle of runbooks/demo.toml: {}", c.clients.calls_total());
+        for (op, n) in c.clients.calls_by_operation() {
             println!("  {op:<32} {n}");
         }
         timed(&c, runs, "full poll, demo as shipped (staging-web-2's /health waits 800 ms on blocked Redis)").await;
@@ -137,8 +137,9 @@ fn main() {
         // concurrency buys there.
         let moto: std::net::SocketAddr = sb.endpoint.trim_start_matches("http://").parse().unwrap();
         let (wan, proxy) = cutover::sandbox::latency::delay_proxy(moto, Duration::from_millis(50)).await.unwrap();
-        c.clients =
-            cutover::aws::Clients::new(&cutover::aws::sandbox_config(&format!("http://{wan}"), &sb.region).await);
+        c.clients = cutover::aws::SideClients::one(cutover::aws::Clients::new(
+            &cutover::aws::sandbox_config(&format!("http://{wan}"), &sb.region).await,
+        ));
         workers_round(&c).await;
         timed(&c, runs, "full poll with 50 ms added to every AWS request (after the fix)").await;
         proxy.abort();

@@ -79,7 +79,7 @@ soak = "5m"
 fn big_live(now: SystemTime) -> Vec<LiveEvent> {
     let ev = |update| LiveEvent { at: now, update };
     let mut out = vec![
-        ev(Update::Identity(Ok(Identity { account: "123456789012".into(), arn: "arn".into() }))),
+        ev(Update::Identity(Ok(Identity { account: "123456789012".into(), arn: "arn".into(), expires_at: None }))),
         ev(Update::Traffic(Ok(TrafficData {
             zone_id: "Z".into(),
             last_change: None,
@@ -304,7 +304,8 @@ async fn latency_bench() {
     println!("one AWS call through the delay proxy: {:.2} s", t.elapsed().as_secs_f64());
 
     // cutover's loop: workers poll through the slow proxies while keys arrive.
-    let mut ctx = WorkerContext::new(rb.clone(), clients.clone(), ProbePolicy::LoopbackOnly);
+    let mut ctx =
+        WorkerContext::new(rb.clone(), cutover::aws::SideClients::one(clients.clone()), ProbePolicy::LoopbackOnly);
     ctx.vars.extend(sb.env_vars(&rb));
     // Slow Redis too: every Redis command 2 s late, behind its own delay proxy.
     let mut redis_proxies = Vec::new();

@@ -2,15 +2,15 @@
 //! layers that change things (engine, redis, drive) so each of them can
 //! demand its proof.
 
-use crate::aws::Clients;
-use crate::runbook::Runbook;
+use crate::aws::SideClients;
+use crate::runbook::{Runbook, Side};
 use crate::store::audit::{AuditLog, Stage};
 
 /// Who makes a change, and the proof that they may: the only value the
 /// functions that send changes accept. Its fields are private and it has no
-/// constructor but [`authorise`], which checks the runbook's `account_id`
-/// against the caller's STS identity and `--read-only` first, and audits a
-/// refusal itself.
+/// constructor but [`authorise`], which checks the account of the side the
+/// change touches against that side's STS identity and `--read-only` first,
+/// and audits a refusal itself.
 #[derive(Debug, Clone)]
 pub struct Actor {
     account: Option<String>,
@@ -20,10 +20,11 @@ pub struct Actor {
 
 /// What is about to be changed, for [`authorise`].
 pub enum Scope<'a> {
-    /// A runbook's resources, reached with `clients` (their STS identity is
-    /// checked against the runbook's `account_id`) in `region`. Refusals go
-    /// to the runbook's audit log.
-    Runbook { rb: &'a Runbook, clients: &'a Clients, region: &'a str },
+    /// A runbook's resources on one side (`[dns]` for a shift, a rollout or
+    /// an abort; an environment for an action on it), reached with that
+    /// side's clients, whose STS identity is checked against the side's
+    /// account. Refusals go to the runbook's audit log.
+    Runbook { rb: &'a Runbook, clients: &'a SideClients, side: Side },
     /// A Redis copy between two URLs with no runbook: no AWS account is
     /// involved. Refusals go to `log`.
     RedisUrls { log: &'a AuditLog },
@@ -49,14 +50,44 @@ impl From<Refusal> for String {
     }
 }
 
-/// The refusal of a runbook used with another account's credentials, or
-/// None when the runbook names no account or this one.
-pub fn account_mismatch(rb: &Runbook, account: &str) -> Option<String> {
-    let want = rb.account_id.as_ref().filter(|w| *w != account)?;
-    Some(format!(
-        "refused: runbook {} is for account {want} but the credentials are for account {account}; use the profile for {want} (--profile); nothing was changed",
-        rb.source
-    ))
+/// The refusal of a side reached with another account's credentials, or
+/// None when the side names no account or this one. `how` says how its
+/// credentials were got (`Reach::describe`).
+pub fn account_mismatch(rb: &Runbook, side: &Side, account: &str, how: &str) -> Option<String> {
+    let want = rb.side_account(side).filter(|w| w != account)?;
+    Some(if rb.has_side_access() {
+        format!(
+            "refused: {side} of runbook {} is in account {want} but its credentials ({how}) are for account {account}; set `profile` or `role_arn` under {side} (or --profile) to reach {want}; nothing was changed",
+            rb.source
+        )
+    } else {
+        format!(
+            "refused: runbook {} is for account {want} but the credentials are for account {account}; use the profile for {want} (--profile); nothing was changed",
+            rb.source
+        )
+    })
+}
+
+/// Why the account of `side` cannot be told, in one line: the side, how its
+/// credentials are got (`how`) and what to fix.
+pub fn unknown_account(rb: &Runbook, side: &Side, how: &str, e: &crate::aws::AwsError) -> String {
+    let credentials = e.kind == crate::aws::AwsErrorKind::Credentials;
+    if rb.has_side_access() {
+        let fix = if credentials {
+            format!(
+                "fix how {side} is reached ({how}): the profile must exist and be logged in (`aws sso login`), the role must be assumable; set `profile` or `role_arn` under {side}, or --profile"
+            )
+        } else {
+            format!("check its credentials ({how})")
+        };
+        format!("cannot tell which account {side} is in: {e}; {fix}")
+    } else if credentials {
+        format!(
+            "cannot tell which account this is: {e}; fix the credentials ({how}): the profile must exist and be logged in (`aws sso login`); --profile or AWS_PROFILE names it"
+        )
+    } else {
+        format!("cannot tell which account this is: {e}")
+    }
 }
 
 /// The one way to an [`Actor`]: refuses under `--read-only` and in any account
@@ -65,14 +96,17 @@ pub fn account_mismatch(rb: &Runbook, account: &str) -> Option<String> {
 /// line, `what` in the refusal (`--read-only forbids {what}`).
 pub async fn authorise(scope: Scope<'_>, read_only: bool, action: &str, what: &str) -> Result<Actor, Refusal> {
     let operator = crate::store::operator();
-    let (rb, clients, region, log) = match scope {
-        Scope::Runbook { rb, clients, region } => (Some(rb), Some(clients), region.to_string(), None),
-        Scope::RedisUrls { log } => (None, None, String::new(), Some(log)),
+    let (rb, side, log) = match scope {
+        Scope::Runbook { rb, clients, side } => {
+            (Some(rb), Some((clients.side(&side), clients.reach(&side), side)), None)
+        }
+        Scope::RedisUrls { log } => (None, None, Some(log)),
     };
+    let region = side.as_ref().map(|(c, _, _)| c.region.clone()).unwrap_or_default();
     let runbook_log = rb.map(|rb| AuditLog::for_runbook(&rb.name));
     let log = log.or(runbook_log.as_ref()).expect("a scope names its audit log");
-    let identity = match clients {
-        Some(c) => Some(crate::aws::sts::identity(c).await.map(|i| i.account)),
+    let identity = match &side {
+        Some((c, _, _)) => Some(crate::aws::sts::identity(c).await.map(|i| i.account)),
         None => None,
     };
     let known = identity.as_ref().and_then(|i| i.as_ref().ok()).cloned();
@@ -94,14 +128,19 @@ pub async fn authorise(scope: Scope<'_>, read_only: bool, action: &str, what: &s
         let suffix = if rb.is_some() { "nothing was changed" } else { "nothing was written" };
         return Err(refuse("--read-only".into(), format!("refused: --read-only forbids {what}; {suffix}")));
     }
-    if let (Some(rb), Some(identity)) = (rb, identity) {
+    if let (Some(rb), Some((_, reach, side)), Some(identity)) = (rb, &side, identity) {
         let account = identity.map_err(|e| Refusal {
             status: 1,
-            message: format!("cannot tell which account this is: {e}; nothing was changed"),
+            message: format!("{}; nothing was changed", unknown_account(rb, side, &reach.describe(), &e)),
         })?;
-        if let Some(message) = account_mismatch(rb, &account) {
-            let want = rb.account_id.clone().unwrap_or_default();
-            return Err(refuse(format!("runbook is for account {want}, credentials for {account}"), message));
+        if let Some(message) = account_mismatch(rb, side, &account, &reach.describe()) {
+            let want = rb.side_account(side).unwrap_or_default();
+            let detail = if rb.has_side_access() {
+                format!("{side} is in account {want}, its credentials in {account}")
+            } else {
+                format!("runbook is for account {want}, credentials for {account}")
+            };
+            return Err(refuse(detail, message));
         }
     }
     Ok(Actor { account: known, region, operator })

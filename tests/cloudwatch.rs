@@ -75,9 +75,9 @@ async fn a_p99_gate_judges_the_whole_window_and_reports_its_requests() {
     // in its minute, then 300 fast ones two minutes later.
     put_latency(&sb, "staging", now - Duration::from_secs(150), &[(0.5, 1.0)]).await;
     put_latency(&sb, "staging", now - Duration::from_secs(30), &[(0.02, 300.0)]).await;
-    let whole = gates::metric(&sb.clients, &p99_gate("staging", 0.1, ""), &snap, &rb, since).await;
+    let whole = gates::metric(&sb.sides, &p99_gate("staging", 0.1, ""), &snap, &rb, since).await;
     assert_eq!(whole, Measurement::Pass, "p99 of 301 requests, one of them slow, is the fast one");
-    let strict = gates::metric(&sb.clients, &p99_gate("staging", 0.01, ""), &snap, &rb, since).await;
+    let strict = gates::metric(&sb.sides, &p99_gate("staging", 0.01, ""), &snap, &rb, since).await;
     assert!(
         matches!(&strict, Measurement::Fail(m) if m.contains("p99 = 0.020") && m.contains("301 requests")),
         "the value and its request count: {strict:?}"
@@ -86,7 +86,7 @@ async fn a_p99_gate_judges_the_whole_window_and_reports_its_requests() {
     let prod = p99_gate("production", 0.1, "");
     let from = SystemTime::now();
     eventually(Duration::from_secs(30), "a p99 of production's traffic", || async {
-        match gates::metric(&sb.clients, &prod, &snap, &rb, from).await {
+        match gates::metric(&sb.sides, &prod, &snap, &rb, from).await {
             Measurement::Pass => Some(()),
             Measurement::NoData => None,
             other => panic!("production's p99 gate: {other:?}"),
@@ -94,9 +94,9 @@ async fn a_p99_gate_judges_the_whole_window_and_reports_its_requests() {
     })
     .await;
     // Too few requests for a percentile: no data, whatever the value.
-    let few = gates::metric(&sb.clients, &p99_gate("staging", 0.01, "min_requests = 1000"), &snap, &rb, since).await;
+    let few = gates::metric(&sb.sides, &p99_gate("staging", 0.01, "min_requests = 1000"), &snap, &rb, since).await;
     assert_eq!(few, Measurement::NoData);
-    let enough = gates::metric(&sb.clients, &p99_gate("staging", 0.1, "min_requests = 301"), &snap, &rb, since).await;
+    let enough = gates::metric(&sb.sides, &p99_gate("staging", 0.1, "min_requests = 301"), &snap, &rb, since).await;
     assert_eq!(enough, Measurement::Pass);
     sb.down().await;
 }

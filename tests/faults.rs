@@ -17,7 +17,8 @@ use cutover::sandbox::Sandbox;
 /// cutover's workers with AWS at `endpoint`, run for `secs`: (state, calls).
 async fn poll_for(sb: &Sandbox, rb: &cutover::runbook::Runbook, endpoint: &str, secs: u64) -> (Session, u64) {
     let clients = cutover::aws::Clients::new(&cutover::aws::sandbox_config(endpoint, &sb.region).await);
-    let mut ctx = WorkerContext::new(rb.clone(), clients.clone(), ProbePolicy::LoopbackOnly);
+    let mut ctx =
+        WorkerContext::new(rb.clone(), cutover::aws::SideClients::one(clients.clone()), ProbePolicy::LoopbackOnly);
     ctx.vars.extend(sb.env_vars(rb));
     let mut session = Session::start(Arc::new(ctx));
     session.run_until(tokio::time::Instant::now() + Duration::from_secs(secs)).await;
@@ -62,7 +63,8 @@ async fn throttling_keeps_values_live_or_honestly_stale_and_the_call_count_bound
     let (addr, proxy, counts) = cutover::sandbox::aws_proxy::start(moto, 0).await.unwrap();
     let clients =
         cutover::aws::Clients::new(&cutover::aws::sandbox_config(&format!("http://{addr}"), &sb.region).await);
-    let mut ctx = WorkerContext::new(rb.clone(), clients.clone(), ProbePolicy::LoopbackOnly);
+    let mut ctx =
+        WorkerContext::new(rb.clone(), cutover::aws::SideClients::one(clients.clone()), ProbePolicy::LoopbackOnly);
     ctx.vars.extend(sb.env_vars(&rb));
     // Every source polls within the throttled window (metrics default to 30 s).
     ctx.intervals.metrics = Duration::from_secs(5);

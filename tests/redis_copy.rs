@@ -790,10 +790,10 @@ async fn the_copy_redis_checklist_action_copies_once_and_then_refuses_to_overwri
         to_redis: "staging-cache".into(),
         pattern: None,
     };
-    let err = cutover::drive::actions::plan(&sb.clients, &rb, &action).await.unwrap_err();
+    let err = cutover::drive::actions::plan(&sb.sides, &rb, &action).await.unwrap_err();
     assert!(err.to_string().starts_with("refused: no URL: set"), "{err}");
     let vars = sb.env_vars(&rb).into_iter().collect();
-    let plan = cutover::drive::actions::plan_with_vars(&sb.clients, &rb, &action, &vars).await.unwrap();
+    let plan = cutover::drive::actions::plan_with_vars(&sb.sides, &rb, &action, &vars).await.unwrap();
     assert!(plan.steps[0].describe().starts_with("copy keys from prod-cache"), "{plan:?}");
     assert_eq!(plan.before["prod-cache"]["keys"], seeded);
 

@@ -147,18 +147,18 @@ async fn a_record_changed_between_plan_and_apply_is_refused_and_not_overwritten(
     let (rb, _) = demo(dir.path());
     let sb = sandbox(&rb, "us-west-2").await;
     let before = records(&sb, &rb).await;
-    let plan = cutover::drive::shift::plan(&sb.clients, &rb, (70, 30)).await.unwrap();
+    let plan = cutover::drive::shift::plan(sb.sides.dns(), &rb, (70, 30)).await.unwrap();
     // A colleague's change lands after our read.
     reweight_as_another_client(&sb, &rb, "staging", 5).await;
     let who = cutover::authority::authorise(
-        cutover::authority::Scope::Runbook { rb: &rb, clients: &sb.clients, region: &sb.region },
+        cutover::authority::Scope::Runbook { rb: &rb, clients: &sb.sides, side: cutover::runbook::Side::Dns },
         false,
         "shift_weights",
         "changes",
     )
     .await
     .expect("the sandbox's account is the runbook's: authorised");
-    let sent = cutover::drive::shift::apply(&sb.clients, &who, &plan).await;
+    let sent = cutover::drive::shift::apply(sb.sides.dns(), &who, &plan).await;
     let after = records(&sb, &rb).await;
     same_but_weights(&before, &after, |id| if id == "staging" { 5 } else { 100 });
     let e = sent.expect_err("a batch planned on a stale read was accepted");

@@ -515,7 +515,7 @@ async fn a_rule_naming_a_managed_prefix_list_admits_the_addresses_it_holds() {
         assert!(path.is_allowed() && path.describe().contains(&pl), "{}", path.describe());
     }
     let action = cutover::runbook::Action::AuthorizeRedisIngress { environment: "staging".into() };
-    let plan = cutover::drive::actions::plan(&sb.clients, &rb, &action).await.unwrap();
+    let plan = cutover::drive::actions::plan(&sb.sides, &rb, &action).await.unwrap();
     let steps: Vec<String> = plan.steps.iter().map(|s| s.describe()).collect();
     println!("authorize_redis_ingress plans: {steps:?}");
     assert!(steps.is_empty(), "a redundant rule: {steps:?}");
@@ -565,7 +565,7 @@ async fn an_ipv6_range_holding_the_instances_ipv6_address_opens_its_path() {
     println!("staging-web-2 ({addr}): {}", path.describe());
     assert!(path.is_allowed() && path.describe().contains(&format!("{addr}/128")), "{}", path.describe());
     let action = cutover::runbook::Action::AuthorizeRedisIngress { environment: "staging".into() };
-    let plan = cutover::drive::actions::plan(&sb.clients, &rb, &action).await.unwrap();
+    let plan = cutover::drive::actions::plan(&sb.sides, &rb, &action).await.unwrap();
     let steps: Vec<String> = plan.steps.iter().map(|s| s.describe()).collect();
     println!("authorize_redis_ingress plans: {steps:?}");
     assert!(steps.is_empty(), "a redundant rule: {steps:?}");

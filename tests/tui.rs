@@ -122,6 +122,7 @@ fn demo_events(stopped_prod_web_1: bool) -> Vec<LiveEvent> {
         ev(Update::Identity(Ok(Identity {
             account: "123456789012".into(),
             arn: "arn:aws:sts::123456789012:user/moto".into(),
+            expires_at: None,
         }))),
         ev(Update::Traffic(Ok(TrafficData {
             zone_id: "Z1".into(),
@@ -512,6 +513,7 @@ fn redis_ingress_plan() -> cutover::drive::actions::ActionPlan {
         before: serde_json::json!([{"instance": "i-0stagweb2", "endpoint": "staging-cache", "path": "BLOCKED"}]),
         after: serde_json::json!(["allow 6379 from sg-batch on sg-stagingredis"]),
         noop: None,
+        side: cutover::runbook::Side::Environment("staging".into()),
     }
 }
 

@@ -8,8 +8,8 @@ use aws_sdk_cloudwatch::primitives::DateTime;
 use aws_sdk_cloudwatch::types::{AlarmType, Dimension, Metric as CwMetric, MetricDataQuery, MetricStat};
 use serde::Serialize;
 
-use super::{AwsResult, sdk_error};
-use crate::runbook::{Metric, Stat};
+use super::{AwsResult, SideClients, sdk_error};
+use crate::runbook::{Metric, Runbook, Side, Stat};
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AlarmState {
@@ -375,6 +375,70 @@ pub async fn alarms_watching(
         }
     }
     Ok(out)
+}
+
+/// The side a series is read through: its environment's.
+fn key_side(k: &SeriesKey) -> Side {
+    Side::Environment(k.environment.clone())
+}
+
+/// [`metric_series`] with each series read in its environment's account and
+/// region (one call per distinct side), in the order of `keys`.
+pub async fn metric_series_by_side(
+    sides: &SideClients,
+    keys: &[SeriesKey],
+    window: Duration,
+    period_secs: i32,
+) -> AwsResult<Vec<Series>> {
+    let mut out: Vec<Option<Series>> = vec![None; keys.len()];
+    for (clients, idx) in sides.group(&keys.iter().map(key_side).collect::<Vec<_>>()) {
+        let part: Vec<SeriesKey> = idx.iter().map(|&i| keys[i].clone()).collect();
+        for (i, s) in idx.into_iter().zip(metric_series(&clients.cloudwatch, &part, window, period_secs).await?) {
+            out[i] = Some(s);
+        }
+    }
+    Ok(out.into_iter().flatten().collect())
+}
+
+/// [`metric_totals`] with each key read in its environment's account and
+/// region, in the order of `keys`.
+pub async fn metric_totals_by_side(
+    sides: &SideClients,
+    keys: &[SeriesKey],
+    start: SystemTime,
+    end: SystemTime,
+) -> AwsResult<(Vec<Total>, Vec<Option<SystemTime>>)> {
+    let mut totals: Vec<Option<Total>> = vec![None; keys.len()];
+    let mut covers: Vec<Option<SystemTime>> = vec![None; keys.len()];
+    for (clients, idx) in sides.group(&keys.iter().map(key_side).collect::<Vec<_>>()) {
+        let part: Vec<SeriesKey> = idx.iter().map(|&i| keys[i].clone()).collect();
+        let (t, c) = metric_totals(&clients.cloudwatch, &part, start, end).await?;
+        for ((i, t), c) in idx.into_iter().zip(t).zip(c) {
+            totals[i] = Some(t);
+            covers[i] = c;
+        }
+    }
+    Ok((totals.into_iter().flatten().collect(), covers))
+}
+
+/// The state of every alarm of `rb`, each read in its environment's account
+/// and region (an alarm naming no environment in the runbook's).
+pub async fn alarm_states_by_side(sides: &SideClients, rb: &Runbook) -> AwsResult<Vec<AlarmState>> {
+    let alarm_sides: Vec<Option<Side>> =
+        rb.alarms.iter().map(|a| a.environment.clone().map(Side::Environment)).collect();
+    let mut states = Vec::new();
+    let (scoped, unscoped): (Vec<usize>, Vec<usize>) = (0..rb.alarms.len()).partition(|&i| alarm_sides[i].is_some());
+    if !unscoped.is_empty() {
+        let names: Vec<String> = unscoped.iter().map(|&i| rb.alarms[i].name.clone()).collect();
+        states.extend(alarm_states(&sides.runbook().cloudwatch, &names).await?);
+    }
+    let scoped_sides: Vec<Side> = scoped.iter().filter_map(|&i| alarm_sides[i].clone()).collect();
+    for (clients, idx) in sides.group(&scoped_sides) {
+        let names: Vec<String> = idx.iter().map(|&j| rb.alarms[scoped[j]].name.clone()).collect();
+        states.extend(alarm_states(&clients.cloudwatch, &names).await?);
+    }
+    states.sort_by_key(|s| rb.alarms.iter().position(|a| a.name == s.name));
+    Ok(states)
 }
 
 #[cfg(test)]

@@ -17,6 +17,8 @@ use aws_config::{BehaviorVersion, SdkConfig};
 use aws_sdk_ec2::config::{Credentials, Region};
 use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata};
 
+use crate::runbook::{Runbook, Side};
+
 /// One client per service, built from one SDK config, all counting their calls.
 #[derive(Clone, Debug)]
 pub struct Clients {
@@ -29,6 +31,9 @@ pub struct Clients {
     pub sts: aws_sdk_sts::Client,
     pub region: String,
     pub calls: CallCounter,
+    /// Some when these clients run on keys from the environment, which
+    /// nothing can refresh.
+    pub fixed_keys: Option<FixedCredentials>,
 }
 
 impl Clients {
@@ -49,8 +54,248 @@ impl Clients {
             sts: client!(aws_sdk_sts),
             region: config.region().map(|r| r.to_string()).unwrap_or_default(),
             calls,
+            fixed_keys: None,
         }
     }
+}
+
+/// How one side is reached once the runbook's keys and the global flags are
+/// combined: sides with equal `Reach` share their clients.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+pub struct Reach {
+    /// None: the standard chain decides (`AWS_REGION`, the profile's).
+    pub region: Option<String>,
+    pub profile: Option<String>,
+    pub role_arn: Option<String>,
+    pub external_id: Option<String>,
+}
+
+impl Reach {
+    /// A side's reach: its own keys, else the global flags, else `[runbook]`.
+    pub fn of(rb: &Runbook, side: &Side, flags: &Reach) -> Reach {
+        let a = rb.access(side);
+        Reach {
+            region: a.region.or_else(|| flags.region.clone()).or_else(|| rb.region.clone()),
+            profile: a.profile.or_else(|| flags.profile.clone()),
+            role_arn: a.role_arn,
+            external_id: a.external_id,
+        }
+    }
+
+    /// How the credentials are got, in words: `profile prod, role arn:…`.
+    pub fn describe(&self) -> String {
+        let mut parts = vec![match &self.profile {
+            Some(p) => format!("profile {p}"),
+            None => "the default credentials".to_string(),
+        }];
+        if let Some(r) = &self.role_arn {
+            parts.push(format!("role {r}"));
+        }
+        parts.join(", ")
+    }
+}
+
+/// The clients of every side of a runbook: the hosted zone's (`[dns]`), each
+/// environment's, and the runbook's own (alarms that name no environment).
+/// Sides reached the same way share one [`Clients`] (and its call counter).
+#[derive(Clone, Debug)]
+pub struct SideClients {
+    runbook: Clients,
+    dns: Clients,
+    environments: BTreeMap<String, Clients>,
+    reach: BTreeMap<Side, Reach>,
+}
+
+impl SideClients {
+    /// The same clients for every side: a runbook of one account and region.
+    pub fn one(clients: Clients) -> Self {
+        Self { runbook: clients.clone(), dns: clients, environments: BTreeMap::new(), reach: BTreeMap::new() }
+    }
+
+    /// The hosted zone's side: Route53 reads and changes.
+    pub fn dns(&self) -> &Clients {
+        &self.dns
+    }
+
+    /// An environment's side (the runbook's for an unknown name).
+    pub fn environment(&self, name: &str) -> &Clients {
+        self.environments.get(name).unwrap_or(&self.runbook)
+    }
+
+    /// The runbook's own side: `[runbook]` and the global flags.
+    pub fn runbook(&self) -> &Clients {
+        &self.runbook
+    }
+
+    pub fn side(&self, side: &Side) -> &Clients {
+        match side {
+            Side::Dns => &self.dns,
+            Side::Environment(e) => self.environment(e),
+        }
+    }
+
+    /// How a side was reached (default for `one`).
+    pub fn reach(&self, side: &Side) -> Reach {
+        self.reach.get(side).cloned().unwrap_or_default()
+    }
+
+    /// The indices of `sides` grouped by the clients that reach them, so
+    /// each distinct account and region is asked once.
+    pub fn group<'a>(&'a self, sides: &[Side]) -> Vec<(&'a Clients, Vec<usize>)> {
+        let mut groups: Vec<(&Clients, Vec<usize>)> = Vec::new();
+        for (i, side) in sides.iter().enumerate() {
+            let c = self.side(side);
+            match groups.iter_mut().find(|(g, _)| Arc::ptr_eq(&g.calls.0, &c.calls.0)) {
+                Some((_, idx)) => idx.push(i),
+                None => groups.push((c, vec![i])),
+            }
+        }
+        groups
+    }
+
+    /// Every distinct set of clients, once.
+    fn distinct(&self) -> Vec<&Clients> {
+        let mut out: Vec<&Clients> = Vec::new();
+        for c in std::iter::once(&self.runbook).chain(std::iter::once(&self.dns)).chain(self.environments.values()) {
+            if !out.iter().any(|o| Arc::ptr_eq(&o.calls.0, &c.calls.0)) {
+                out.push(c);
+            }
+        }
+        out
+    }
+
+    /// The CloudWatch client of every distinct side, once each.
+    pub fn cloudwatch_clients(&self) -> Vec<aws_sdk_cloudwatch::Client> {
+        self.distinct().iter().map(|c| c.cloudwatch.clone()).collect()
+    }
+
+    /// AWS calls made through every side.
+    pub fn calls_total(&self) -> u64 {
+        self.distinct().iter().map(|c| c.calls.total()).sum()
+    }
+
+    pub fn calls_by_operation(&self) -> BTreeMap<String, u64> {
+        let mut all = BTreeMap::new();
+        for c in self.distinct() {
+            for (op, n) in c.calls.by_operation() {
+                *all.entry(op).or_default() += n;
+            }
+        }
+        all
+    }
+
+    pub fn reset_calls(&self) {
+        for c in self.distinct() {
+            c.calls.reset();
+        }
+    }
+
+    /// Clients for each side of `rb`, each built once per distinct [`Reach`]
+    /// by `build` (the standard chain, or the sandbox's endpoint).
+    async fn build_with<F, Fut>(
+        rb: &Runbook,
+        flags: &Reach,
+        build: F,
+        fixed: impl Fn(&Reach) -> Option<FixedCredentials>,
+    ) -> Self
+    where
+        F: Fn(Reach) -> Fut,
+        Fut: std::future::Future<Output = SdkConfig>,
+    {
+        let mut built: BTreeMap<Reach, Clients> = BTreeMap::new();
+        let mut get = async |reach: &Reach| -> Clients {
+            if let Some(c) = built.get(reach) {
+                return c.clone();
+            }
+            let mut c = Clients::new(&with_role(build(reach.clone()).await, reach).await);
+            c.fixed_keys = fixed(reach);
+            built.insert(reach.clone(), c.clone());
+            c
+        };
+        let runbook_reach = Reach {
+            region: flags.region.clone().or_else(|| rb.region.clone()),
+            profile: flags.profile.clone(),
+            ..Reach::default()
+        };
+        let runbook = get(&runbook_reach).await;
+        let mut reach = BTreeMap::new();
+        let dns_reach = Reach::of(rb, &Side::Dns, flags);
+        let dns = get(&dns_reach).await;
+        reach.insert(Side::Dns, dns_reach);
+        let mut environments = BTreeMap::new();
+        for name in rb.environments.keys() {
+            let side = Side::Environment(name.clone());
+            let r = Reach::of(rb, &side, flags);
+            environments.insert(name.clone(), get(&r).await);
+            reach.insert(side, r);
+        }
+        Self { runbook, dns, environments, reach }
+    }
+
+    /// The clients of every side through the standard chain (`--region` and
+    /// `--profile` in `flags` are the defaults).
+    pub async fn load(rb: &Runbook, flags: &Reach) -> Self {
+        // Without a profile the chain takes keys from the environment first.
+        Self::build_with(
+            rb,
+            flags,
+            |r| load_config(r.region, r.profile),
+            |r| r.profile.is_none().then(fixed_credentials).flatten(),
+        )
+        .await
+    }
+
+    /// The clients of every side against a sandbox: its endpoint and dummy
+    /// credentials, each side's role assumed there (moto puts an assumed
+    /// role's resources in the role's account). Profiles are not read.
+    pub async fn sandbox(rb: &Runbook, endpoint: &str, region: &str) -> Self {
+        let flags = Reach { region: Some(region.to_string()), ..Reach::default() };
+        Self::build_with(
+            rb,
+            &flags,
+            |r| {
+                let region = r.region.unwrap_or_else(|| region.to_string());
+                async move { sandbox_config(endpoint, &region).await }
+            },
+            |_| None,
+        )
+        .await
+    }
+}
+
+/// `config` with `reach`'s role assumed from its credentials, when it names
+/// one: aws-config's provider, whose sessions the clients' identity cache
+/// renews before they expire.
+async fn with_role(config: SdkConfig, reach: &Reach) -> SdkConfig {
+    let Some(role) = &reach.role_arn else { return config };
+    let mut builder = aws_config::sts::AssumeRoleProvider::builder(role.clone()).session_name("cutover");
+    if let Some(x) = &reach.external_id {
+        builder = builder.external_id(x.clone());
+    }
+    let provider = builder.configure(&config).build().await;
+    config.into_builder().credentials_provider(aws_sdk_sts::config::SharedCredentialsProvider::new(provider)).build()
+}
+
+/// Keys in the environment (`AWS_ACCESS_KEY_ID`, as aws-vault or a CI job
+/// sets them), which a side without a profile runs on (its role, if any, is
+/// assumed from them) and nothing can refresh.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FixedCredentials {
+    /// When they expire (`AWS_CREDENTIAL_EXPIRATION`, RFC 3339), if said.
+    pub expires_at: Option<std::time::SystemTime>,
+}
+
+pub const EXPIRATION_VAR: &str = "AWS_CREDENTIAL_EXPIRATION";
+
+/// The keys in the environment, when cutover runs on them.
+fn fixed_credentials() -> Option<FixedCredentials> {
+    std::env::var("AWS_ACCESS_KEY_ID").ok().filter(|k| !k.is_empty())?;
+    let expires_at = std::env::var(EXPIRATION_VAR).ok().and_then(|t| {
+        aws_smithy_types::DateTime::from_str(t.trim(), aws_smithy_types::date_time::Format::DateTime)
+            .ok()
+            .and_then(|d| std::time::SystemTime::try_from(d).ok())
+    });
+    Some(FixedCredentials { expires_at })
 }
 
 /// Counts HTTP requests sent to AWS per operation, retries included.
@@ -103,14 +348,21 @@ fn timeouts() -> aws_config::timeout::TimeoutConfig {
         .build()
 }
 
-/// The normal chain (env, profile, SSO); `AWS_ENDPOINT_URL` is honoured.
+/// The normal chain (env, profile, SSO); `AWS_ENDPOINT_URL` is honoured. A
+/// profile named here is what the credentials come from, even when keys are
+/// in the environment (the SDK's chain would take those first).
 pub async fn load_config(region: Option<String>, profile: Option<String>) -> SdkConfig {
     let mut loader = aws_config::defaults(BehaviorVersion::latest()).timeout_config(timeouts());
-    if let Some(r) = region {
-        loader = loader.region(Region::new(r));
+    if let Some(r) = &region {
+        loader = loader.region(Region::new(r.clone()));
     }
     if let Some(p) = profile {
-        loader = loader.profile_name(p);
+        let conf = aws_config::provider_config::ProviderConfig::without_region()
+            .with_region(region.map(Region::new))
+            .with_behavior_version(Some(BehaviorVersion::latest()));
+        let provider =
+            aws_config::profile::ProfileFileCredentialsProvider::builder().configure(&conf).profile_name(&p).build();
+        loader = loader.profile_name(p).credentials_provider(provider);
     }
     loader.load().await
 }
@@ -130,6 +382,12 @@ pub async fn sandbox_config(endpoint: &str, region: &str) -> SdkConfig {
 #[serde(rename_all = "snake_case")]
 pub enum AwsErrorKind {
     Throttled,
+    /// The credentials' session expired (`ExpiredToken`): AWS is up, the
+    /// credentials need renewing.
+    Expired,
+    /// No credentials could be got (a missing profile, an SSO session to log
+    /// in again, a role that cannot be assumed): nothing was sent to AWS.
+    Credentials,
     Unreachable,
     NotFound,
     Other,
@@ -171,6 +429,18 @@ fn causes(e: &(dyn std::error::Error + 'static)) -> String {
     parts.join(": ")
 }
 
+/// Whether an error was raised getting credentials, before any request.
+fn credentials_failed(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(e);
+    while let Some(err) = next {
+        if err.downcast_ref::<aws_credential_types::provider::error::CredentialsError>().is_some() {
+            return true;
+        }
+        next = err.source();
+    }
+    false
+}
+
 /// Classifies an SDK error: throttling and connection failures are told apart
 /// so callers can back off or mark values stale.
 pub fn sdk_error<E, R>(operation: &str, e: aws_sdk_ec2::error::SdkError<E, R>) -> AwsError
@@ -180,6 +450,9 @@ where
 {
     use aws_sdk_ec2::error::SdkError;
     let (kind, message) = match &e {
+        SdkError::DispatchFailure(_) if credentials_failed(&e) => {
+            (AwsErrorKind::Credentials, format!("cannot get credentials: {}", causes(&e)))
+        }
         SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => {
             (AwsErrorKind::Unreachable, format!("cannot reach AWS: {}", causes(&e)))
         }
@@ -197,6 +470,8 @@ where
                 || msg.contains("Rate exceeded")
             {
                 AwsErrorKind::Throttled
+            } else if ["ExpiredToken", "ExpiredTokenException"].contains(&code) {
+                AwsErrorKind::Expired
             } else if code.contains("NotFound") || code.starts_with("NoSuch") {
                 AwsErrorKind::NotFound
             } else {

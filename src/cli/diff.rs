@@ -32,7 +32,9 @@ pub struct Report<'a> {
 
 pub fn run(rb: Runbook, g: &GlobalArgs, json: bool) -> Result<u8, Failure> {
     super::runtime()?.block_on(async {
-        let acting = super::acting(&rb, g).await?;
+        // Read-only: each environment is read through its own side; the region
+        // check below refuses a runbook whose load balancers are elsewhere.
+        let acting = super::acting(&rb, g, &crate::runbook::Side::Environment(rb.rollout.to.clone())).await?;
         if let super::RegionCheck::Elsewhere(f) = super::region_check(&acting.clients, &rb, &acting.region).await {
             return Err(f);
         }

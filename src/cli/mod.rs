@@ -203,6 +203,20 @@ pub enum SandboxCommand {
         #[arg(long)]
         moto_endpoint: Option<String>,
     },
+    /// Print short-lived credentials from a running sandbox, as a
+    /// `credential_process` does: they expire after --seconds (the sandbox
+    /// then answers ExpiredToken), so refresh and expiry can be rehearsed.
+    Credentials {
+        /// How long they last.
+        #[arg(long)]
+        seconds: u64,
+        /// The role to assume (its account is theirs; default: the sandbox's own account).
+        #[arg(long)]
+        role_arn: Option<String>,
+        /// The sandbox's endpoint (default: AWS_ENDPOINT_URL).
+        #[arg(long)]
+        endpoint: Option<String>,
+    },
 }
 
 /// A failure the user can act on, with the exit status it maps to.
@@ -235,30 +249,36 @@ pub fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
         .map_err(|e| Failure { status: 1, message: format!("cannot start the async runtime: {e}") })
 }
 
-/// AWS clients for a runbook (`--region` wins over the runbook's) and the region they use.
-pub async fn aws_clients(rb: &Runbook, g: &GlobalArgs) -> (crate::aws::Clients, String) {
-    let region = g.region.clone().or_else(|| rb.region.clone());
-    let config = crate::aws::load_config(region, g.profile.clone()).await;
-    let clients = crate::aws::Clients::new(&config);
-    let region = clients.region.clone();
+/// The global flags as the default reach of every side.
+pub fn flags(g: &GlobalArgs) -> crate::aws::Reach {
+    crate::aws::Reach { region: g.region.clone(), profile: g.profile.clone(), ..Default::default() }
+}
+
+/// AWS clients for each side of a runbook, and the runbook's own region
+/// (`--region` wins over the runbook's; a side's own `region` wins over both).
+pub async fn aws_clients(rb: &Runbook, g: &GlobalArgs) -> (crate::aws::SideClients, String) {
+    let clients = crate::aws::SideClients::load(rb, &flags(g)).await;
+    let region = clients.runbook().region.clone();
     (clients, region)
 }
 
 /// What a read-only path (a dry run) works with: clients, region and the
-/// caller's account, refusing (exit 2) an account other than the runbook's.
-/// Paths that change something use `authorised` instead.
+/// account of the side it would change, refusing (exit 2) an account other
+/// than that side's. Paths that change something use `authorised` instead.
 pub struct Acting {
-    pub clients: crate::aws::Clients,
+    pub clients: crate::aws::SideClients,
     pub region: String,
     pub account: String,
 }
 
-pub async fn acting(rb: &Runbook, g: &GlobalArgs) -> Result<Acting, Failure> {
+pub async fn acting(rb: &Runbook, g: &GlobalArgs, side: &crate::runbook::Side) -> Result<Acting, Failure> {
     let (clients, region) = aws_clients(rb, g).await;
-    let identity = crate::aws::sts::identity(&clients)
-        .await
-        .map_err(|e| Failure { status: 1, message: format!("cannot tell which account this is: {e}") })?;
-    if let Some(message) = crate::authority::account_mismatch(rb, &identity.account) {
+    let reach = clients.reach(side);
+    let identity = crate::aws::sts::identity(clients.side(side)).await.map_err(|e| Failure {
+        status: 1,
+        message: crate::authority::unknown_account(rb, side, &reach.describe(), &e),
+    })?;
+    if let Some(message) = crate::authority::account_mismatch(rb, side, &identity.account, &reach.describe()) {
         return Err(Failure::bad_input(message));
     }
     Ok(Acting { clients, region, account: identity.account })
@@ -271,16 +291,17 @@ impl From<crate::authority::Refusal> for Failure {
 }
 
 /// For paths that change something: clients, region and the `Actor` that
-/// `authority::authorise` grants (refusing, audited, under --read-only or in
-/// another account than the runbook's).
+/// `authority::authorise` grants for `side` (refusing, audited, under
+/// --read-only or in another account than the side's).
 pub async fn authorised(
     rb: &Runbook,
     g: &GlobalArgs,
+    side: crate::runbook::Side,
     action: &str,
     what: &str,
-) -> Result<(crate::aws::Clients, String, crate::authority::Actor), Failure> {
+) -> Result<(crate::aws::SideClients, String, crate::authority::Actor), Failure> {
     let (clients, region) = aws_clients(rb, g).await;
-    let scope = crate::authority::Scope::Runbook { rb, clients: &clients, region: &region };
+    let scope = crate::authority::Scope::Runbook { rb, clients: &clients, side };
     let who = crate::authority::authorise(scope, g.read_only, action, what).await?;
     Ok((clients, region, who))
 }
@@ -295,19 +316,30 @@ pub enum RegionCheck {
     Unknown(String),
 }
 
-/// Whether any of the runbook's load balancers is in the region in use.
-pub async fn region_check(clients: &crate::aws::Clients, rb: &Runbook, region: &str) -> RegionCheck {
-    let names: Vec<&str> = rb.environments.values().filter_map(|e| e.load_balancer.as_deref()).collect();
-    for name in &names {
-        match crate::aws::elb::load_balancer(&clients.elb, name).await {
+/// Whether any of the runbook's load balancers is in the region in use, each
+/// looked up through its environment's side.
+pub async fn region_check(clients: &crate::aws::SideClients, rb: &Runbook, region: &str) -> RegionCheck {
+    let named: Vec<(&str, &str)> =
+        rb.environments.values().filter_map(|e| Some((e.name.as_str(), e.load_balancer.as_deref()?))).collect();
+    let mut elsewhere = Vec::new();
+    for (env, name) in &named {
+        let side = clients.environment(env);
+        match crate::aws::elb::load_balancer(&side.elb, name).await {
             Ok(_) => return RegionCheck::Here,
-            Err(e) if e.kind == crate::aws::AwsErrorKind::NotFound => {}
+            Err(e) if e.kind == crate::aws::AwsErrorKind::NotFound => elsewhere.push(side.region.clone()),
             Err(e) => return RegionCheck::Unknown(e.to_string()),
         }
     }
-    if names.is_empty() {
+    if named.is_empty() {
         return RegionCheck::Here;
     }
+    elsewhere.sort();
+    elsewhere.dedup();
+    let searched = if elsewhere.len() == 1 && elsewhere[0] == region {
+        format!("region {region}")
+    } else {
+        format!("regions {}", elsewhere.join(", "))
+    };
     let declared = match &rb.region {
         Some(r) if r != region => {
             format!("; the runbook says {r}, and --region, CUTOVER_REGION or AWS_REGION overrode it")
@@ -315,9 +347,9 @@ pub async fn region_check(clients: &crate::aws::Clients, rb: &Runbook, region: &
         _ => String::new(),
     };
     RegionCheck::Elsewhere(Failure::bad_input(format!(
-        "refused: none of runbook {}'s load balancers ({}) is in region {region}{declared}; run it in its own region; nothing was changed",
+        "refused: none of runbook {}'s load balancers ({}) is in {searched}{declared}; run it in its own region; nothing was changed",
         rb.source,
-        names.join(", ")
+        named.iter().map(|(_, n)| *n).collect::<Vec<_>>().join(", ")
     )))
 }
 
@@ -325,7 +357,7 @@ pub async fn region_check(clients: &crate::aws::Clients, rb: &Runbook, region: &
 /// region, and fails (exit 1) when the region cannot be checked. Not asked of
 /// `shift` and `abort`, which change only Route53 (global) and must never be
 /// blocked by a regional read.
-pub async fn in_runbook_region(clients: &crate::aws::Clients, rb: &Runbook, region: &str) -> Result<(), Failure> {
+pub async fn in_runbook_region(clients: &crate::aws::SideClients, rb: &Runbook, region: &str) -> Result<(), Failure> {
     match region_check(clients, rb, region).await {
         RegionCheck::Here => Ok(()),
         RegionCheck::Elsewhere(f) => Err(f),
@@ -417,6 +449,11 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                 rb.phases.len(),
                 items
             );
+            if rb.has_side_access() {
+                for line in plan::side_mapping(&rb) {
+                    println!("  {line}");
+                }
+            }
             Ok(0)
         }
         Command::Plan { runbook } => {
@@ -487,6 +524,9 @@ fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Sandbox(SandboxCommand::Up { runbook, env_file, moto_endpoint }) => {
             let rb = load_runbook(&runbook)?;
             sandbox::up(rb, &cli.global, env_file, moto_endpoint)
+        }
+        Command::Sandbox(SandboxCommand::Credentials { seconds, role_arn, endpoint }) => {
+            sandbox::credentials(seconds, role_arn, endpoint)
         }
         Command::Tui { runbook } => {
             let rb = load_runbook(&runbook)?;

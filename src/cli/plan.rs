@@ -16,6 +16,12 @@ pub fn render_plan(rb: &Runbook) -> String {
         let _ =
             writeln!(o, "PRODUCTION account{}", rb.account_id.as_ref().map(|a| format!(" {a}")).unwrap_or_default());
     }
+    if rb.has_side_access() {
+        let _ = writeln!(o, "\nAccounts and regions");
+        for line in side_mapping(rb) {
+            let _ = writeln!(o, "  {line}");
+        }
+    }
     let _ = writeln!(o, "\nEnvironments");
     for e in rb.environments.values() {
         let sel = match &e.instances {
@@ -102,4 +108,27 @@ pub fn render_plan(rb: &Runbook) -> String {
         }
     }
     o
+}
+
+/// Each side's account, region and credentials as the runbook says them,
+/// with the defaults that fill what it leaves out.
+pub fn side_mapping(rb: &Runbook) -> Vec<String> {
+    rb.sides()
+        .iter()
+        .map(|side| {
+            let a = rb.access(side);
+            let account = rb.side_account(side).unwrap_or_else(|| "any".into());
+            let region = match (&a.region, &rb.region) {
+                (Some(r), _) => r.clone(),
+                (None, Some(r)) => format!("{r} (the runbook's; --region overrides)"),
+                (None, None) => "--region or the standard chain".into(),
+            };
+            let mut via = vec![a.profile.map_or("--profile or the standard chain".into(), |p| format!("profile {p}"))];
+            if let Some(role) = &a.role_arn {
+                let x = if a.external_id.is_some() { " with an external id" } else { "" };
+                via.push(format!("then role {role}{x}"));
+            }
+            format!("{:<24} account {account}  region {region}  via {}", side.to_string(), via.join(", "))
+        })
+        .collect()
 }

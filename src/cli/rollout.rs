@@ -15,8 +15,10 @@ async fn authorised(
     yes: bool,
     action: &str,
     what: &str,
-) -> Result<(crate::aws::Clients, String, crate::authority::Actor), Failure> {
-    let authorised = super::authorised(rb, g, action, what).await?;
+) -> Result<(crate::aws::SideClients, String, crate::authority::Actor), Failure> {
+    // A rollout, an abort, a pause and a promote change the weights: the
+    // hosted zone's account ([dns]) is checked.
+    let authorised = super::authorised(rb, g, crate::runbook::Side::Dns, action, what).await?;
     if !yes {
         return Err(Failure::bad_input(format!(
             "refused: {what} needs --yes (or use the cockpit, which asks); nothing was changed"
@@ -51,12 +53,14 @@ pub struct RolloutArgs {
 pub fn run(rb: Runbook, g: &GlobalArgs, args: RolloutArgs) -> Result<u8, Failure> {
     super::runtime()?.block_on(async {
         if args.dry_run {
-            let super::Acting { clients, region, .. } = super::acting(&rb, g).await?;
+            let super::Acting { clients, region, .. } = super::acting(&rb, g, &crate::runbook::Side::Dns).await?;
             super::in_runbook_region(&clients, &rb, &region).await?;
             print_preview(rollout::preview(&rb, &clients, args.adopt_live, args.restart).await.map_err(failed)?.lines);
             return Ok(0);
         }
         let (clients, region, actor) = authorised(&rb, g, args.yes, "rollout start", "a rollout").await?;
+        // Credentials that cannot be refreshed must outlast the whole rollout.
+        rollout::credentials_outlast(&rb, &clients, std::time::SystemTime::now()).map_err(Failure::bad_input)?;
         super::in_runbook_region(&clients, &rb, &region).await?;
         let cx = Context { rb, clients, actor, vars: Default::default(), adopt_live: args.adopt_live, restart: args.restart };
         let mut say = |l: &str| println!("{} {l}", crate::time::rfc3339(std::time::SystemTime::now()).get(11..19).unwrap_or(""));
@@ -81,7 +85,7 @@ pub fn run(rb: Runbook, g: &GlobalArgs, args: RolloutArgs) -> Result<u8, Failure
 pub fn abort(rb: Runbook, g: &GlobalArgs, yes: bool, reason: Option<String>, dry_run: bool) -> Result<u8, Failure> {
     super::runtime()?.block_on(async {
         if dry_run {
-            let super::Acting { clients, .. } = super::acting(&rb, g).await?;
+            let super::Acting { clients, .. } = super::acting(&rb, g, &crate::runbook::Side::Dns).await?;
             print_preview(rollout::abort_preview(&rb, &clients).await.map_err(failed)?);
             return Ok(0);
         }

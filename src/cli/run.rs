@@ -38,16 +38,20 @@ pub fn run(rb: Runbook, g: &GlobalArgs, args: RunArgs) -> Result<u8, Failure> {
     super::runtime()?.block_on(async {
         // A dry run changes nothing: only the account is checked. Anything
         // else is authorised first (--read-only, the account; refusals audited).
+        // The account checked is the one the action changes: its environment's,
+        // or [dns]'s for a weight shift.
+        let side = action.side(&rb);
         let (clients, region, account, who) = if args.dry_run {
-            let super::Acting { clients, region, account } = super::acting(&rb, g).await?;
+            let super::Acting { clients, region, account } = super::acting(&rb, g, &side).await?;
             (clients, region, account, None)
         } else {
             let name = format!("{} ({})", action.summary(), args.item);
-            let (clients, region, who) = super::authorised(&rb, g, &name, "changes").await?;
+            let (clients, region, who) = super::authorised(&rb, g, side.clone(), &name, "changes").await?;
             let account = who.account().unwrap_or("?").to_string();
             (clients, region, account, Some(who))
         };
         super::in_runbook_region(&clients, &rb, &region).await?;
+        let region = clients.side(&side).region.clone();
         let plan = actions::plan(&clients, &rb, &action)
             .await
             .map_err(|e| Failure { status: e.exit_status(), message: format!("{e}; nothing was changed") })?;

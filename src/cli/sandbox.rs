@@ -24,6 +24,45 @@ async fn start(rb: &Runbook, opts: SandboxOptions) -> Result<Sandbox, Failure> {
     Sandbox::up(rb, opts).await.map_err(|e| Failure { status: 1, message: format!("sandbox: {e:#}") })
 }
 
+/// `cutover sandbox credentials`: the running sandbox's short-lived keys,
+/// printed as a `credential_process` prints them (JSON, `Version` 1).
+pub fn credentials(seconds: u64, role_arn: Option<String>, endpoint: Option<String>) -> Result<u8, Failure> {
+    let endpoint = endpoint.or_else(|| std::env::var("AWS_ENDPOINT_URL").ok()).ok_or_else(|| {
+        Failure::bad_input(
+            "no sandbox endpoint: pass --endpoint or set AWS_ENDPOINT_URL (from `cutover sandbox up --env-file`)",
+        )
+    })?;
+    let url = url::Url::parse(&endpoint).map_err(|e| Failure::bad_input(format!("endpoint {endpoint}: {e}")))?;
+    if !matches!(url.host_str(), Some("127.0.0.1" | "localhost")) {
+        return Err(Failure::bad_input(format!(
+            "refused: {endpoint} is not a sandbox (loopback only); short-lived credentials come from `cutover sandbox up`"
+        )));
+    }
+    let mut ask = url.join("/_sandbox/credentials").map_err(|e| Failure::bad_input(e.to_string()))?;
+    ask.query_pairs_mut().append_pair("seconds", &seconds.to_string());
+    if let Some(r) = &role_arn {
+        ask.query_pairs_mut().append_pair("role_arn", r);
+    }
+    runtime()?.block_on(async {
+        let fail = |e: String| Failure { status: 1, message: format!("sandbox credentials: {e}") };
+        let resp = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .map_err(|e| fail(e.to_string()))?
+            .get(ask)
+            .send()
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        let ok = resp.status().is_success();
+        let body = resp.text().await.map_err(|e| fail(e.to_string()))?;
+        if !ok {
+            return Err(fail(body));
+        }
+        println!("{body}");
+        Ok(0)
+    })
+}
+
 /// Resolves when Ctrl-C or SIGTERM arrives.
 async fn interrupted() {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
@@ -92,7 +131,7 @@ pub fn demo(rb: Runbook, g: &GlobalArgs, plain: bool) -> Result<u8, Failure> {
     runtime()?.block_on(async {
         let sb = start(&rb, opts).await?;
         if !plain {
-            let mut ctx = WorkerContext::new(rb.clone(), sb.cutover_clients().await, ProbePolicy::LoopbackOnly);
+            let mut ctx = WorkerContext::new(rb.clone(), sb.cutover_clients(&rb).await, ProbePolicy::LoopbackOnly);
             ctx.vars.extend(sb.env_vars(&rb));
             // The sandbox publishes metrics every 5 s: show them sooner than AWS's pace.
             ctx.intervals.metrics = Duration::from_secs(10);
@@ -103,7 +142,7 @@ pub fn demo(rb: Runbook, g: &GlobalArgs, plain: bool) -> Result<u8, Failure> {
             println!("sandbox stopped");
             return result.map(|()| 0).map_err(|m| Failure { status: 1, message: m });
         }
-        let mut ctx = WorkerContext::new(rb.clone(), sb.cutover_clients().await, ProbePolicy::LoopbackOnly);
+        let mut ctx = WorkerContext::new(rb.clone(), sb.cutover_clients(&rb).await, ProbePolicy::LoopbackOnly);
         ctx.vars.extend(sb.env_vars(&rb));
         let mut session = Session::start(std::sync::Arc::new(ctx));
         session.first_round(&rb, Duration::from_secs(20)).await;

@@ -3,7 +3,7 @@
 
 use super::{Failure, GlobalArgs};
 use crate::drive::shift;
-use crate::runbook::Runbook;
+use crate::runbook::{Runbook, Side};
 
 pub struct ShiftArgs {
     pub percent: u8,
@@ -21,14 +21,17 @@ pub fn run(rb: Runbook, g: &GlobalArgs, args: ShiftArgs) -> Result<u8, Failure> 
         let action = format!("shift_weights to {}%", args.percent);
         // A dry run changes nothing: only the account is checked. Anything
         // else is authorised first (--read-only, the account; refusals audited).
-        let (clients, region, account, who) = if args.dry_run {
-            let super::Acting { clients, region, account } = super::acting(&rb, g).await?;
-            (clients, region, account, None)
+        let (clients, account, who) = if args.dry_run {
+            let super::Acting { clients, account, .. } = super::acting(&rb, g, &Side::Dns).await?;
+            (clients, account, None)
         } else {
-            let (clients, region, who) = super::authorised(&rb, g, &action, "changing weights").await?;
+            let (clients, _, who) = super::authorised(&rb, g, Side::Dns, &action, "changing weights").await?;
             let account = who.account().unwrap_or("?").to_string();
-            (clients, region, account, Some(who))
+            (clients, account, Some(who))
         };
+        // The weights live in the hosted zone's account ([dns]).
+        let clients = clients.dns().clone();
+        let region = clients.region.clone();
         let plan = shift::plan(&clients, &rb, weights)
             .await
             .map_err(|e| Failure { status: e.exit_status(), message: format!("{e}; nothing was changed") })?;

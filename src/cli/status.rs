@@ -17,9 +17,10 @@ pub struct StatusArgs {
     pub interval: Duration,
 }
 
-/// Refuses a snapshot taken in an account other than the runbook's.
+/// Refuses a snapshot whose identity (the hosted zone's side) is in an
+/// account other than that side's.
 fn account_mismatch(rb: &Runbook, snap: &Snapshot) -> Option<Failure> {
-    let want = rb.account_id.as_ref()?;
+    let want = &rb.side_account(&crate::runbook::Side::Dns)?;
     let got = &snap.identity.value.as_ref()?.account;
     (got != want).then(|| {
         Failure::bad_input(format!(

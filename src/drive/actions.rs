@@ -6,7 +6,7 @@ use serde_json::json;
 use super::{PlanError, shift};
 use crate::analysis::reachability::{SgPath, Source, sg_path_named};
 use crate::aws::ec2::{self, GroupIngress};
-use crate::aws::{Clients, elb};
+use crate::aws::{Clients, SideClients, elb};
 use crate::live::fetch::{self, EnvironmentData};
 use crate::runbook::{Action, Runbook};
 use crate::store::audit::Stage;
@@ -104,6 +104,8 @@ pub struct ActionPlan {
     pub after: serde_json::Value,
     /// Said when there is nothing to do.
     pub noop: Option<String>,
+    /// The side whose clients plan and apply it (`Action::side`).
+    pub side: crate::runbook::Side,
 }
 
 async fn env_data(clients: &Clients, rb: &Runbook, env: &str) -> Result<EnvironmentData, PlanError> {
@@ -115,19 +117,22 @@ fn tag(rb: &Runbook, env: &str) -> String {
     format!("cutover: {}/{env}", rb.name)
 }
 
-pub async fn plan(clients: &Clients, rb: &Runbook, action: &Action) -> Result<ActionPlan, PlanError> {
+pub async fn plan(clients: &SideClients, rb: &Runbook, action: &Action) -> Result<ActionPlan, PlanError> {
     plan_with_vars(clients, rb, action, &std::collections::BTreeMap::new()).await
 }
 
 /// As `plan`; `vars` win over the process environment (a sandbox's Redis URLs).
 pub async fn plan_with_vars(
-    clients: &Clients,
+    clients: &SideClients,
     rb: &Runbook,
     action: &Action,
     vars: &std::collections::BTreeMap<String, String>,
 ) -> Result<ActionPlan, PlanError> {
     let name = action.summary();
-    let mut p = ActionPlan { name, steps: Vec::new(), before: json!(null), after: json!(null), noop: None };
+    let side = action.side(rb);
+    // Read and planned in the account and region of the side it changes.
+    let clients = clients.side(&side);
+    let mut p = ActionPlan { name, steps: Vec::new(), before: json!(null), after: json!(null), noop: None, side };
     match action {
         Action::AuthorizeRedisIngress { environment } => {
             plan_authorize_ingress(clients, rb, environment, &mut p).await?
@@ -462,7 +467,7 @@ pub async fn apply(
 /// sent, then each step. `say` hears each step done. A failed step stops and
 /// the error says what was applied and how to undo it.
 pub async fn execute(
-    clients: &Clients,
+    clients: &SideClients,
     rb: &Runbook,
     who: &crate::authority::Actor,
     item: &str,
@@ -483,6 +488,7 @@ pub async fn execute(
     };
     log.append(&line(Stage::Intent, plan.steps.iter().map(Step::describe).collect::<Vec<_>>().join("; ")))
         .map_err(|e| format!("{e}; nothing was changed"))?;
+    let clients = clients.side(&plan.side);
     for (i, s) in plan.steps.iter().enumerate() {
         match apply(clients, who, s, &mut *say).await {
             Ok(detail) => {

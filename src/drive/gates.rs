@@ -4,8 +4,8 @@
 
 use std::time::{Duration, SystemTime};
 
-use crate::aws::Clients;
-use crate::aws::cloudwatch::{Dimensions, SeriesKey, Total, metric_totals, query_dimensions};
+use crate::aws::SideClients;
+use crate::aws::cloudwatch::{Dimensions, SeriesKey, Total, metric_totals_by_side, query_dimensions};
 use crate::aws::elb::arn_suffix;
 use crate::engine::Measurement;
 use crate::live::{HealthProbe, LiveState};
@@ -185,7 +185,13 @@ pub struct MetricReading {
 }
 
 /// A metric or compare gate: one GetMetricData over `[since, now]`.
-pub async fn metric(clients: &Clients, g: &GateKind, snap: &Snapshot, rb: &Runbook, since: SystemTime) -> Measurement {
+pub async fn metric(
+    clients: &SideClients,
+    g: &GateKind,
+    snap: &Snapshot,
+    rb: &Runbook,
+    since: SystemTime,
+) -> Measurement {
     metric_reading(clients, g, snap, rb, since).await.measurement
 }
 
@@ -193,7 +199,7 @@ pub async fn metric(clients: &Clients, g: &GateKind, snap: &Snapshot, rb: &Runbo
 /// whole window as one period (a percentile over every request of the soak,
 /// never the worst minute's), with the sample count it rests on.
 pub async fn metric_reading(
-    clients: &Clients,
+    clients: &SideClients,
     g: &GateKind,
     snap: &Snapshot,
     rb: &Runbook,
@@ -233,7 +239,7 @@ pub async fn metric_reading(
         let requests = SeriesKey { metric: Metric::RequestCount, stat: Stat::Sum, ..k };
         keys.push(requests.with_dimensions(query_dimensions(Metric::RequestCount)));
     }
-    let (totals, covers) = match metric_totals(&clients.cloudwatch, &keys, since, SystemTime::now()).await {
+    let (totals, covers) = match metric_totals_by_side(clients, &keys, since, SystemTime::now()).await {
         Ok(t) => t,
         Err(e) => return error(e.to_string()),
     };

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use super::shift::{self, ShiftPlan};
-use crate::aws::Clients;
+use crate::aws::{Clients, SideClients};
 use crate::engine::plan_hash;
 use crate::engine::{Engine, EngineState, InFlight, Input, Output, RolloutPhase, RolloutPlan, RolloutState, Weights};
 use crate::live::Session;
@@ -87,7 +87,8 @@ pub enum Verdict {
 #[derive(Clone)]
 pub struct Context {
     pub rb: Runbook,
-    pub clients: Clients,
+    /// Each side's clients: the weights are read and changed through `[dns]`'s.
+    pub clients: SideClients,
     pub actor: crate::authority::Actor,
     pub vars: BTreeMap<String, String>,
     pub adopt_live: bool,
@@ -157,7 +158,7 @@ impl Runner<'_> {
 
     /// Sets the weights and waits for INSYNC; feeds the engine.
     async fn set_weights(&mut self, weights: Weights, step: Option<usize>) -> Result<Vec<Output>, String> {
-        let plan = shift::plan(&self.cx.clients, &self.cx.rb, weights).await?;
+        let plan = shift::plan(self.cx.clients.dns(), &self.cx.rb, weights).await?;
         if step.is_none() {
             self.rolled_back_from = Some((plan.from.record.weight, plan.to.record.weight));
         }
@@ -249,9 +250,9 @@ impl Runner<'_> {
         self.state.in_flight = Some(InFlight { before, weights, step, change: None });
         self.persist()?;
         crate::crashpoint::here(&format!("{point}:after-in-flight-write"));
-        let change = match shift::apply(&self.cx.clients, &self.cx.actor, plan).await {
+        let change = match shift::apply(self.cx.clients.dns(), &self.cx.actor, plan).await {
             Ok(c) => c,
-            Err(e) => match shift::read_back(&self.cx.clients, &self.cx.rb, plan).await {
+            Err(e) => match shift::read_back(self.cx.clients.dns(), &self.cx.rb, plan).await {
                 shift::ReadBack::Live => {
                     // Applied, its reply lost: in flight with no change id, as
                     // after a crash in window 3; the next run confirms it.
@@ -319,10 +320,11 @@ impl Runner<'_> {
             }
             step.is_some() && abort_request_path(&name).exists()
         };
-        let took = match shift::wait_insync_or(&self.cx.clients, change, Duration::from_secs(300), &interrupt).await? {
-            shift::Waited::InSync(took) => took,
-            shift::Waited::Interrupted => return Ok(None),
-        };
+        let took =
+            match shift::wait_insync_or(self.cx.clients.dns(), change, Duration::from_secs(300), &interrupt).await? {
+                shift::Waited::InSync(took) => took,
+                shift::Waited::Interrupted => return Ok(None),
+            };
         if let Some(f) = self.state.in_flight.clone()
             && !self.insync_audited(change)
         {
@@ -365,7 +367,7 @@ impl Runner<'_> {
     /// Route53 applies a zone's changes in order, so it confirms the earlier one.
     async fn confirm_by_resending(&mut self, flight: &InFlight, why: &str) -> Result<Vec<Output>, String> {
         self.state.in_flight = Some(InFlight { change: None, ..flight.clone() });
-        let plan = shift::plan(&self.cx.clients, &self.cx.rb, flight.weights).await?;
+        let plan = shift::plan(self.cx.clients.dns(), &self.cx.rb, flight.weights).await?;
         self.send(&plan, flight.step, Some(why)).await
     }
 
@@ -429,6 +431,100 @@ async fn live_ttl(clients: &Clients, rb: &Runbook) -> Option<u32> {
     shift::plan(clients, rb, (0, 0)).await.ok().and_then(|p| p.live_ttl())
 }
 
+/// What a step's change takes to be INSYNC, at least, for the shortest
+/// duration of a rollout (Route53 usually propagates within a minute).
+pub const INSYNC_ALLOWANCE: Duration = Duration::from_secs(30);
+
+/// The shortest a rollout can take: steps × (INSYNC + TTL + soak), the last
+/// step's soak being its bake when that is longer.
+pub fn shortest_duration(rb: &Runbook) -> Duration {
+    let per_step = INSYNC_ALLOWANCE + Duration::from_secs(u64::from(rb.dns.ttl)) + rb.rollout.soak;
+    per_step * rb.rollout.steps.len() as u32 + rb.rollout.bake.saturating_sub(rb.rollout.soak)
+}
+
+/// Refuses a rollout that would outlast credentials nothing can refresh
+/// (keys in the environment with an expiry): it would stop halfway.
+pub fn credentials_outlast(rb: &Runbook, clients: &SideClients, now: SystemTime) -> Result<(), String> {
+    let fixed: Vec<(crate::runbook::Side, SystemTime)> = rb
+        .sides()
+        .into_iter()
+        .filter_map(|s| {
+            let at = clients.side(&s).fixed_keys.as_ref()?.expires_at?;
+            Some((s, at))
+        })
+        .collect();
+    let Some(at) = fixed.iter().map(|(_, at)| *at).min() else { return Ok(()) };
+    let need = shortest_duration(rb);
+    let left = at.duration_since(now).unwrap_or_default();
+    if left >= need {
+        return Ok(());
+    }
+    let fmt = crate::runbook::duration::format_duration;
+    let sides: Vec<String> = fixed.iter().map(|(s, _)| s.to_string()).collect();
+    Err(format!(
+        "refused: the rollout takes at least {} ({} steps × (INSYNC ~{} + TTL {} s + soak {}){}) but the credentials in the environment (AWS_ACCESS_KEY_ID, used for {}) expire in {} ({}) and cannot be refreshed; use refreshable credentials (a profile with SSO, credential_process or a role: --profile, or `profile` per side), or get keys that last longer; nothing was changed",
+        fmt(need),
+        rb.rollout.steps.len(),
+        fmt(INSYNC_ALLOWANCE),
+        rb.dns.ttl,
+        fmt(rb.rollout.soak),
+        if rb.rollout.bake > rb.rollout.soak {
+            format!(", the last baking {}", fmt(rb.rollout.bake))
+        } else {
+            String::new()
+        },
+        sides.join(", "),
+        fmt(Duration::from_secs(left.as_secs())),
+        aws_smithy_types::DateTime::from(at).fmt(aws_smithy_types::date_time::Format::DateTime).unwrap_or_default()
+    ))
+}
+
+/// The words to pause on when a side's credentials have expired (AWS
+/// answers ExpiredToken): AWS is up, the credentials need renewing. Each
+/// side is asked for 3 s at most: an AWS that does not answer is not an
+/// expiry, and must not hold the rollout up.
+async fn expired_credentials(rb: &Runbook, clients: &SideClients) -> Option<String> {
+    let sides = rb.sides();
+    for (clients, idx) in clients.group(&sides) {
+        let asked = tokio::time::timeout(Duration::from_secs(3), crate::aws::sts::identity(clients)).await;
+        if let Ok(Err(e)) = asked
+            && e.kind == crate::aws::AwsErrorKind::Expired
+        {
+            let names: Vec<String> = idx.iter().map(|&i| sides[i].to_string()).collect();
+            return Some(format!(
+                "the credentials of {} expired ({e}); AWS itself answers. Get fresh credentials (or refreshable ones: SSO, credential_process, a role profile), then run `cutover rollout` to resume, or `cutover abort` to roll back",
+                names.join(", ")
+            ));
+        }
+    }
+    None
+}
+
+/// Stops a task when dropped (on every way out of the rollout loop).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Pauses the engine for `reason` (a pause from a phase that cannot pause
+/// says nothing).
+fn pause_for(engine: &mut Engine, reason: &str) -> Vec<Output> {
+    let outputs = engine.handle(Input::Pause, SystemTime::now());
+    if engine.state.phase == RolloutPhase::Paused {
+        engine.state.reason = Some(reason.to_string());
+    }
+    outputs
+        .into_iter()
+        .map(|o| match o {
+            Output::Paused(_) => Output::Paused(reason.to_string()),
+            o => o,
+        })
+        .collect()
+}
+
 pub async fn run(cx: &Context, say: &mut (dyn FnMut(&str) + Send)) -> Result<Outcome, RolloutError> {
     let rb = &cx.rb;
     let mut plan = RolloutPlan::from_runbook(rb).map_err(failed)?;
@@ -438,7 +534,7 @@ pub async fn run(cx: &Context, say: &mut (dyn FnMut(&str) + Send)) -> Result<Out
             format!("another cutover rollout of {} is running (lock {})", rb.name, lock_path(&rb.name).display())
         })
         .map_err(failed)?;
-    let (ttl, words) = step_ttl(rb.dns.ttl, live_ttl(&cx.clients, rb).await);
+    let (ttl, words) = step_ttl(rb.dns.ttl, live_ttl(cx.clients.dns(), rb).await);
     plan.ttl = ttl;
     say(&format!("each step waits {words} after INSYNC, for resolvers"));
     let hash = plan_hash(rb);
@@ -461,12 +557,12 @@ pub async fn run(cx: &Context, say: &mut (dyn FnMut(&str) + Send)) -> Result<Out
     let mut runner = Runner { cx, engine, state, log: AuditLog::for_runbook(&rb.name), say, rolled_back_from: None };
     // A change an earlier run left in flight is settled first: confirmed
     // INSYNC and audited, or found never sent.
-    let live = live_weights(&cx.clients, rb).await.map_err(failed)?;
+    let live = live_weights(cx.clients.dns(), rb).await.map_err(failed)?;
     let mut outputs = runner.reconcile(live).await.map_err(failed)?;
     let live = if outputs.is_empty() && runner.state.in_flight.is_none() {
         live
     } else {
-        live_weights(&cx.clients, rb).await.map_err(failed)?
+        live_weights(cx.clients.dns(), rb).await.map_err(failed)?
     };
     let expected = runner.state.applied.unwrap_or(runner.engine.plan.initial);
     if live != expected {
@@ -583,6 +679,21 @@ pub async fn run(cx: &Context, say: &mut (dyn FnMut(&str) + Send)) -> Result<Out
     let mut last_measured: Vec<Option<SystemTime>> = vec![None; rb.rollout.gates.len()];
     let mut last_reading: Vec<Option<SystemTime>> = vec![None; rb.rollout.gates.len()];
     let mut quiet = std::collections::BTreeSet::new();
+    // A watcher asks every 5 s, beside the loop, whether a side's
+    // credentials expired.
+    let (expired_tx, expired_rx) = tokio::sync::watch::channel(None::<String>);
+    let watcher = {
+        let (rb, clients) = (rb.clone(), cx.clients.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                if let Some(reason) = expired_credentials(&rb, &clients).await {
+                    let _ = expired_tx.send(Some(reason));
+                }
+            }
+        })
+    };
+    let _stop_watcher = AbortOnDrop(watcher);
     loop {
         while !outputs.is_empty() {
             let mut next = Vec::new();
@@ -627,7 +738,7 @@ pub async fn run(cx: &Context, say: &mut (dyn FnMut(&str) + Send)) -> Result<Out
                             "cutover {}: rollout completed: 100% of the traffic on {to}",
                             rb.name
                         ));
-                        let calls = cx.clients.calls.total();
+                        let calls = cx.clients.calls_total();
                         let steps = runner.engine.plan.steps.len() as u64;
                         (runner.say)(&format!(
                             "{calls} AWS calls in this run, {} per step (shifts, INSYNC waits, live polling and gates)",
@@ -661,6 +772,15 @@ pub async fn run(cx: &Context, say: &mut (dyn FnMut(&str) + Send)) -> Result<Out
             runner.persist().map_err(failed)?;
             continue;
         }
+        // Credentials that expired pause the rollout for a person, with that
+        // reason: never an abort, never "AWS is down".
+        let expired = expired_rx.borrow().clone();
+        if let Some(reason) = expired {
+            outputs = pause_for(&mut runner.engine, &reason);
+            if !outputs.is_empty() {
+                continue;
+            }
+        }
         outputs = runner.engine.handle(Input::Tick, now());
         if let RolloutPhase::Soaking { since, .. } = runner.engine.state.phase {
             let snap = crate::status::snapshot(rb, &session.state, cx.actor.region(), now());
@@ -688,6 +808,12 @@ pub async fn run(cx: &Context, say: &mut (dyn FnMut(&str) + Send)) -> Result<Out
                         (r.measurement, r.covers)
                     }
                 };
+                if matches!(m, crate::engine::Measurement::Error(_))
+                    && let Some(reason) = expired_credentials(rb, &cx.clients).await
+                {
+                    outputs.extend(pause_for(&mut runner.engine, &reason));
+                    break;
+                }
                 if matches!(m, crate::engine::Measurement::Fail(_) | crate::engine::Measurement::Error(_)) {
                     (runner.say)(&format!("gate {} ({}): {m:?}", i + 1, crate::runbook::gate_label(&g.kind)));
                 }
@@ -727,7 +853,7 @@ pub async fn abort(cx: &Context, reason: &str, say: &mut (dyn FnMut(&str) + Send
                 // when the decision is on disk.
                 let target = Engine { plan: RolloutPlan::from_runbook(rb).map_err(failed)?, state: s.engine.clone() }
                     .rollback_weights();
-                let live = live_weights(&cx.clients, rb).await.map_err(failed)?;
+                let live = live_weights(cx.clients.dns(), rb).await.map_err(failed)?;
                 if live == target && s.applied == Some(target) {
                     return Ok(format!("the running rollout rolled back to {}/{}", live.0, live.1));
                 }
@@ -752,7 +878,7 @@ pub async fn abort(cx: &Context, reason: &str, say: &mut (dyn FnMut(&str) + Send
     // A rollback an earlier run left in flight is settled first; a forward
     // step's is confirmed by this rollback's own INSYNC (see `send`).
     if runner.state.in_flight.as_ref().is_some_and(|f| f.step.is_none()) {
-        let live = live_weights(&cx.clients, rb).await.map_err(failed)?;
+        let live = live_weights(cx.clients.dns(), rb).await.map_err(failed)?;
         runner.reconcile(live).await.map_err(failed)?;
     }
     runner.set_weights(target, None).await.map_err(failed)?;
@@ -823,10 +949,11 @@ pub async fn request(
 /// the live weights, the saved state and the next change batch.
 pub async fn preview(
     rb: &Runbook,
-    clients: &Clients,
+    clients: &SideClients,
     adopt_live: bool,
     restart: bool,
 ) -> Result<Preview, RolloutError> {
+    let clients = clients.dns();
     let plan = RolloutPlan::from_runbook(rb).map_err(failed)?;
     let (_, ttl) = step_ttl(rb.dns.ttl, live_ttl(clients, rb).await);
     let bake = if plan.bake > plan.soak { format!(", bake {} s at 100%", plan.bake.as_secs()) } else { String::new() };
@@ -905,7 +1032,8 @@ pub async fn preview(
 }
 
 /// What `cutover abort` would do now, without doing it.
-pub async fn abort_preview(rb: &Runbook, clients: &Clients) -> Result<Vec<String>, RolloutError> {
+pub async fn abort_preview(rb: &Runbook, clients: &SideClients) -> Result<Vec<String>, RolloutError> {
+    let clients = clients.dns();
     let plan = RolloutPlan::from_runbook(rb).map_err(failed)?;
     let state = load_state(&rb.name).map_err(failed)?;
     let engine = Engine { plan: plan.clone(), state: state.map_or(EngineState::new(plan.gates.len()), |s| s.engine) };

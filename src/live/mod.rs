@@ -12,7 +12,16 @@ use std::time::SystemTime;
 
 use crate::aws::cloudwatch::{AlarmState, Series};
 use crate::aws::sts::Identity;
+use crate::runbook::Side;
 pub use fetch::{EnvironmentData, HealthProbe, RedisInfo, TrafficData};
+
+/// How one side is reached, as its clients were built.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct SideReach {
+    pub region: String,
+    /// How its credentials are got (`profile prod, role arn:…`).
+    pub via: String,
+}
 
 /// A source's latest good value and the outcome of its latest poll.
 #[derive(Debug, Clone)]
@@ -64,6 +73,12 @@ impl<T> Sourced<T> {
 #[derive(Debug, Clone)]
 pub enum Update {
     Identity(Result<Identity, String>),
+    /// One side's identity (GetCallerIdentity with its credentials).
+    Side {
+        side: Side,
+        reach: SideReach,
+        result: Result<Identity, String>,
+    },
     Traffic(Result<TrafficData, String>),
     Environment {
         environment: String,
@@ -93,6 +108,9 @@ impl Update {
         }
         match self {
             Update::Identity(_) => Update::Identity(e(error)),
+            Update::Side { side, reach, .. } => {
+                Update::Side { side: side.clone(), reach: reach.clone(), result: e(error) }
+            }
             Update::Traffic(_) => Update::Traffic(e(error)),
             Update::Environment { environment, .. } => {
                 Update::Environment { environment: environment.clone(), result: e(error) }
@@ -121,6 +139,8 @@ impl LiveEvent {
 #[derive(Debug, Clone, Default)]
 pub struct LiveState {
     pub identity: Sourced<Identity>,
+    /// Each side's reach and identity.
+    pub sides: BTreeMap<Side, (SideReach, Sourced<Identity>)>,
     pub traffic: Sourced<TrafficData>,
     pub environments: BTreeMap<String, Sourced<EnvironmentData>>,
     pub health: BTreeMap<String, Sourced<HealthProbe>>,
@@ -135,6 +155,11 @@ pub fn update(state: &mut LiveState, event: LiveEvent) {
     let at = event.at;
     match event.update {
         Update::Identity(r) => state.identity.apply(at, r),
+        Update::Side { side, reach, result } => {
+            let entry = state.sides.entry(side).or_insert_with(|| (reach.clone(), Sourced::default()));
+            entry.0 = reach;
+            entry.1.apply(at, result)
+        }
         Update::Traffic(r) => state.traffic.apply(at, r),
         Update::Environment { environment, result } => {
             state.environments.entry(environment).or_default().apply(at, result)
@@ -159,7 +184,10 @@ impl LiveState {
             .collect();
         let health_done = instances.iter().all(|id| self.health.get(*id).is_some_and(Sourced::has_reported));
         let redis_done = rb.redis_endpoints().all(|(_, r)| self.redis.get(&r.name).is_some_and(Sourced::has_reported));
+        let sides_done = !rb.has_side_access()
+            || rb.sides().iter().all(|s| self.sides.get(s).is_some_and(|(_, i)| i.has_reported()));
         self.identity.has_reported()
+            && sides_done
             && self.traffic.has_reported()
             && envs_done
             && health_done

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use crate::analysis::parity::{RedisRead, SideShape, WatchingAlarm};
 use crate::aws::elb::arn_suffix;
-use crate::aws::{AwsError, Clients};
+use crate::aws::{AwsError, Clients, SideClients};
 use crate::runbook::{Environment, Runbook};
 
 /// Every environment's shape, by name.
@@ -14,10 +14,15 @@ pub type Shapes = BTreeMap<String, SideShape>;
 
 /// Reads every environment of the runbook (the rollout's two sides, and any
 /// other). `var` looks variables up (Redis URLs).
-pub async fn shapes(clients: &Clients, rb: &Runbook, var: impl Fn(&str) -> Option<String>) -> Result<Shapes, AwsError> {
+/// Each side read through its own account and region.
+pub async fn shapes(
+    clients: &SideClients,
+    rb: &Runbook,
+    var: impl Fn(&str) -> Option<String>,
+) -> Result<Shapes, AwsError> {
     let mut out = Shapes::new();
     for env in rb.environments.values() {
-        out.insert(env.name.clone(), side(clients, rb, env, &var).await?);
+        out.insert(env.name.clone(), side(clients.environment(&env.name), rb, env, &var).await?);
     }
     Ok(out)
 }

@@ -75,6 +75,7 @@ mod tests {
             health_url_tag: "cutover:health-url".into(),
             health_urls: urls.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             health_url_template: template.map(str::to_string),
+            access: Default::default(),
         }
     }
     fn inst(tags: &[(&str, &str)]) -> Instance {

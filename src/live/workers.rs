@@ -14,7 +14,7 @@ use super::{LiveEvent, Update, fetch};
 use crate::aws::cloudwatch::{SeriesKey, default_series};
 use crate::aws::ec2::Instance;
 use crate::aws::elb::arn_suffix;
-use crate::aws::{AwsError, AwsErrorKind, Clients};
+use crate::aws::{AwsError, AwsErrorKind, SideClients};
 use crate::live::probe::ProbePolicy;
 use crate::runbook::Runbook;
 
@@ -60,7 +60,8 @@ pub fn next_delay(interval: Duration, throttles: u32, jitter: f64) -> Duration {
 
 pub struct WorkerContext {
     pub rb: Arc<Runbook>,
-    pub clients: Clients,
+    /// The clients of each side (`[dns]`, each environment).
+    pub clients: SideClients,
     pub http: reqwest::Client,
     pub policy: ProbePolicy,
     /// Variables that win over the process environment (a sandbox's Redis URLs).
@@ -69,7 +70,7 @@ pub struct WorkerContext {
 }
 
 impl WorkerContext {
-    pub fn new(rb: Runbook, clients: Clients, policy: ProbePolicy) -> Self {
+    pub fn new(rb: Runbook, clients: SideClients, policy: ProbePolicy) -> Self {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(2))
             .no_proxy()
@@ -171,8 +172,24 @@ pub fn spawn(ctx: Arc<WorkerContext>, tx: mpsc::Sender<LiveEvent>) -> Workers {
     handles.push(every(iv.identity, refresh.clone(), tx.clone(), move || {
         let c = c.clone();
         async move {
-            let (r, t) = aws_update(crate::aws::sts::identity(&c.clients).await);
-            vec![(Update::Identity(r), t)]
+            // One GetCallerIdentity per distinct side; [dns]'s is the identity shown.
+            let sides = c.rb.sides();
+            let mut out = Vec::new();
+            for (clients, idx) in c.clients.group(&sides) {
+                let (r, t) = aws_update(crate::aws::sts::identity(clients).await);
+                for i in idx {
+                    let side = sides[i].clone();
+                    if side == crate::runbook::Side::Dns {
+                        out.push((Update::Identity(r.clone()), t));
+                    }
+                    let reach = crate::live::SideReach {
+                        region: clients.region.clone(),
+                        via: c.clients.reach(&side).describe(),
+                    };
+                    out.push((Update::Side { side, reach, result: r.clone() }, t));
+                }
+            }
+            out
         }
     }));
 
@@ -182,7 +199,7 @@ pub fn spawn(ctx: Arc<WorkerContext>, tx: mpsc::Sender<LiveEvent>) -> Workers {
         let (c, zone) = (c.clone(), zone.clone());
         async move {
             let mut z = zone.lock().await;
-            let (r, t) = aws_update(fetch::traffic(&c.clients, &c.rb, &mut z).await);
+            let (r, t) = aws_update(fetch::traffic(c.clients.dns(), &c.rb, &mut z).await);
             vec![(Update::Traffic(r), t)]
         }
     }));
@@ -199,7 +216,8 @@ pub fn spawn(ctx: Arc<WorkerContext>, tx: mpsc::Sender<LiveEvent>) -> Workers {
             let (c, inst_tx, series_tx, name) = (c.clone(), inst_tx.clone(), series_tx.clone(), name.clone());
             async move {
                 let env = &c.rb.environments[&name];
-                let r = fetch::environment(&c.clients, &c.rb, env).await;
+                let aws = c.clients.environment(&name);
+                let r = fetch::environment(aws, &c.rb, env).await;
                 if let Ok(data) = &r {
                     inst_tx.send_replace(data.instances.clone());
                     let keys = series_of(&name, data);
@@ -255,8 +273,7 @@ pub fn spawn(ctx: Arc<WorkerContext>, tx: mpsc::Sender<LiveEvent>) -> Workers {
     handles.push(every(iv.alarms, refresh.clone(), tx.clone(), move || {
         let c = c.clone();
         async move {
-            let names: Vec<String> = c.rb.alarms.iter().map(|a| a.name.clone()).collect();
-            let (r, t) = aws_update(crate::aws::cloudwatch::alarm_states(&c.clients.cloudwatch, &names).await);
+            let (r, t) = aws_update(crate::aws::cloudwatch::alarm_states_by_side(&c.clients, &c.rb).await);
             vec![(Update::Alarms(r), t)]
         }
     }));
@@ -270,7 +287,7 @@ pub fn spawn(ctx: Arc<WorkerContext>, tx: mpsc::Sender<LiveEvent>) -> Workers {
             let mut rx = series_rx.clone();
             let _ = tokio::time::timeout(iv.metrics, rx.wait_for(|m| m.len() >= with_groups)).await;
             let keys: Vec<SeriesKey> = series_rx.borrow().values().flatten().cloned().collect();
-            let r = crate::aws::cloudwatch::metric_series(&c.clients.cloudwatch, &keys, iv.metrics_window, 60).await;
+            let r = crate::aws::cloudwatch::metric_series_by_side(&c.clients, &keys, iv.metrics_window, 60).await;
             let (r, t) = aws_update(r);
             vec![(Update::Metrics(r), t)]
         }

@@ -71,6 +71,78 @@ impl Runbook {
         let (phase, item) = key.split_once('/')?;
         self.item(phase, item)
     }
+    /// How a side is reached, as written (unset keys fall back at run time
+    /// to `[runbook]` and the global flags).
+    pub fn access(&self, side: &Side) -> Access {
+        match side {
+            Side::Dns => self.dns.access.clone(),
+            Side::Environment(e) => self.environment(e).map(|e| e.access.clone()).unwrap_or_default(),
+        }
+    }
+
+    /// The account a side must be in: its own `account_id`, else its
+    /// role's, else `[runbook]`'s.
+    pub fn side_account(&self, side: &Side) -> Option<String> {
+        let a = self.access(side);
+        a.account_id
+            .or_else(|| a.role_arn.as_deref().and_then(role_account).map(str::to_string))
+            .or_else(|| self.account_id.clone())
+    }
+
+    /// Every side: the DNS side, then each environment.
+    pub fn sides(&self) -> Vec<Side> {
+        std::iter::once(Side::Dns).chain(self.environments.keys().map(|e| Side::Environment(e.clone()))).collect()
+    }
+
+    /// Whether any side has access keys of its own (a multi-account or
+    /// multi-region runbook).
+    pub fn has_side_access(&self) -> bool {
+        self.sides().iter().any(|s| self.access(s) != Access::default())
+    }
+}
+
+/// The account of an IAM role ARN (`arn:aws:iam::123456789012:role/name`).
+pub fn role_account(arn: &str) -> Option<&str> {
+    let rest =
+        ["arn:aws:iam::", "arn:aws-cn:iam::", "arn:aws-us-gov:iam::"].iter().find_map(|p| arn.strip_prefix(p))?;
+    let (account, role) = rest.split_once(":role/")?;
+    let name_ok = !role.is_empty() && role.chars().all(|c| c.is_ascii_alphanumeric() || "+=,.@-_/".contains(c));
+    (account.len() == 12 && account.chars().all(|c| c.is_ascii_digit()) && name_ok).then_some(account)
+}
+
+/// One place cutover reads and changes: the hosted zone's account, or an
+/// environment's.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Side {
+    Dns,
+    Environment(String),
+}
+
+impl std::fmt::Display for Side {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Side::Dns => f.write_str("[dns]"),
+            Side::Environment(e) => write!(f, "[environments.{e}]"),
+        }
+    }
+}
+
+/// How cutover reaches a side, as the runbook says. Every key is optional:
+/// `account_id` and `region` default to `[runbook]`'s, `profile` to
+/// `--profile`; with `role_arn` the role is assumed from those credentials.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Access {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role_arn: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub external_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -90,6 +162,8 @@ pub struct Environment {
     pub health_urls: BTreeMap<String, String>,
     /// Template with `{instance_id}`, `{name}` or `{private_ip}`.
     pub health_url_template: Option<String>,
+    /// The account, region and credentials of this environment.
+    pub access: Access,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -132,6 +206,8 @@ pub struct Dns {
     pub set_identifiers: BTreeMap<String, String>,
     /// Weights before the cutover (0–255); the abort target when no step passed.
     pub initial_weights: BTreeMap<String, u8>,
+    /// The account, region and credentials of the hosted zone.
+    pub access: Access,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -489,6 +565,25 @@ impl Action {
             Action::CopyRedis { .. } => "copy_redis",
             Action::StopInstances { .. } => "stop_instances",
             Action::StartInstances { .. } => "start_instances",
+        }
+    }
+
+    /// The side whose account the action changes: the weights' (`[dns]`),
+    /// or the environment's (for `copy_redis`, the target endpoint's).
+    pub fn side(&self, rb: &Runbook) -> Side {
+        match self {
+            Action::ShiftWeights { .. } | Action::Rollout => Side::Dns,
+            Action::RegisterTargets { environment }
+            | Action::DeregisterTargets { environment }
+            | Action::SetStickiness { environment, .. }
+            | Action::DisableStickiness { environment }
+            | Action::AuthorizeRedisIngress { environment }
+            | Action::RevokeRedisIngress { environment }
+            | Action::StopInstances { environment }
+            | Action::StartInstances { environment } => Side::Environment(environment.clone()),
+            Action::CopyRedis { to_redis, .. } => {
+                rb.redis_endpoint(to_redis).map_or(Side::Dns, |r| Side::Environment(r.environment.clone()))
+            }
         }
     }
 

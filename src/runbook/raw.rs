@@ -153,6 +153,16 @@ pub struct RawEnvironment {
     pub health_urls: BTreeMap<S<String>, S<String>>,
     /// Health URL with `{instance_id}`, `{name}` or `{private_ip}`.
     pub health_url_template: Option<S<String>>,
+    /// The AWS account this side must be in (12 digits); default: its role's, else `[runbook]`'s.
+    pub account_id: Option<S<String>>,
+    /// The region of this side; default: `--region`, else `[runbook]`'s.
+    pub region: Option<S<String>>,
+    /// The AWS profile whose credentials reach this side; default: `--profile`.
+    pub profile: Option<S<String>>,
+    /// An IAM role to assume (from the profile's credentials) to reach this side.
+    pub role_arn: Option<S<String>>,
+    /// The external id the role's trust policy asks for (with `role_arn` only).
+    pub external_id: Option<S<String>>,
 }
 
 /// Exactly one of `tags` and `ids`.
@@ -214,7 +224,44 @@ pub struct RawDns {
     pub set_identifiers: S<BTreeMap<S<String>, S<String>>>,
     /// Environment → weight 0–255 before the cutover (default: `from` 100, `to` 0).
     pub initial_weights: Option<S<BTreeMap<S<String>, S<i64>>>>,
+    /// The AWS account this side must be in (12 digits); default: its role's, else `[runbook]`'s.
+    pub account_id: Option<S<String>>,
+    /// The region of this side; default: `--region`, else `[runbook]`'s.
+    pub region: Option<S<String>>,
+    /// The AWS profile whose credentials reach this side; default: `--profile`.
+    pub profile: Option<S<String>>,
+    /// An IAM role to assume (from the profile's credentials) to reach this side.
+    pub role_arn: Option<S<String>>,
+    /// The external id the role's trust policy asks for (with `role_arn` only).
+    pub external_id: Option<S<String>>,
 }
+
+/// The access keys `[environments.NAME]` and `[dns]` share, borrowed.
+pub struct RawAccess<'a> {
+    pub account_id: Option<&'a S<String>>,
+    pub region: Option<&'a S<String>>,
+    pub profile: Option<&'a S<String>>,
+    pub role_arn: Option<&'a S<String>>,
+    pub external_id: Option<&'a S<String>>,
+}
+
+macro_rules! access_of {
+    ($t:ty) => {
+        impl $t {
+            pub fn access(&self) -> RawAccess<'_> {
+                RawAccess {
+                    account_id: self.account_id.as_ref(),
+                    region: self.region.as_ref(),
+                    profile: self.profile.as_ref(),
+                    role_arn: self.role_arn.as_ref(),
+                    external_id: self.external_id.as_ref(),
+                }
+            }
+        }
+    };
+}
+access_of!(RawEnvironment);
+access_of!(RawDns);
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

@@ -94,6 +94,10 @@ fn is_cidr(s: &str) -> bool {
     ip.parse::<std::net::Ipv4Addr>().is_ok() && bits.parse::<u8>().is_ok_and(|b| b <= 32)
 }
 
+fn is_account_id(s: &str) -> bool {
+    s.len() == 12 && s.chars().all(|c| c.is_ascii_digit())
+}
+
 fn trim_dot(s: &str) -> &str {
     s.trim_end_matches('.')
 }
@@ -175,6 +179,90 @@ impl<'a> Validator<'a> {
         s.get_ref().clone()
     }
 
+    fn region(&mut self, region: &S<String>) {
+        let ok = region.get_ref().split('-').count() >= 3
+            && region.get_ref().chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        if !ok {
+            self.err(
+                region.span(),
+                format!("`{}` is not an AWS region", region.get_ref()),
+                "write it like eu-west-1 or us-east-1",
+            );
+        }
+    }
+
+    fn account_id(&mut self, acct: &S<String>) -> bool {
+        let ok = is_account_id(acct.get_ref());
+        if !ok {
+            self.err(
+                acct.span(),
+                format!("account_id `{}` is not a 12-digit AWS account id", acct.get_ref()),
+                "write the account id as a quoted 12-digit string, e.g. \"123456789012\"",
+            );
+        }
+        ok
+    }
+
+    /// A side's access keys (`[environments.NAME]` or `[dns]`).
+    fn access(&mut self, a: RawAccess<'_>) -> Access {
+        if let Some(r) = a.region {
+            self.region(r);
+        }
+        let account_ok = a.account_id.is_some_and(|acct| self.account_id(acct));
+        if let Some(p) = a.profile
+            && (p.get_ref().trim().is_empty() || p.get_ref().chars().any(char::is_whitespace))
+        {
+            self.err(
+                p.span(),
+                format!("profile `{}` is not a profile name", p.get_ref()),
+                "name a profile of ~/.aws/config (no spaces), or remove the key to use --profile",
+            );
+        }
+        if let Some(role) = a.role_arn {
+            match role_account(role.get_ref()) {
+                None => self.err(
+                    role.span(),
+                    format!("role_arn `{}` is not an IAM role ARN", role.get_ref()),
+                    "write it like \"arn:aws:iam::123456789012:role/cutover\"",
+                ),
+                Some(in_role) => {
+                    if let Some(acct) = a.account_id.filter(|a| account_ok && a.get_ref() != in_role) {
+                        self.err(
+                            acct.span(),
+                            format!("account_id {} is not the account of role_arn ({in_role})", acct.get_ref()),
+                            "an assumed role's credentials are in the role's account: fix one of the two, or remove account_id",
+                        );
+                    }
+                }
+            }
+        }
+        if let Some(x) = a.external_id {
+            let v = x.get_ref();
+            let chars_ok = v.chars().all(|c| c.is_ascii_alphanumeric() || "+=,.@:/-_".contains(c));
+            if a.role_arn.is_none() {
+                self.err(
+                    x.span(),
+                    "external_id without role_arn",
+                    "an external id is sent when assuming a role: add role_arn, or remove external_id",
+                );
+            } else if !(2..=1224).contains(&v.len()) || !chars_ok {
+                self.err(
+                    x.span(),
+                    format!("external_id `{v}` is not a valid external id"),
+                    "use 2–1224 letters, digits or +=,.@:/-_",
+                );
+            }
+        }
+        let get = |v: Option<&S<String>>| v.map(|v| v.get_ref().clone());
+        Access {
+            account_id: get(a.account_id),
+            region: get(a.region),
+            profile: get(a.profile),
+            role_arn: get(a.role_arn),
+            external_id: get(a.external_id),
+        }
+    }
+
     fn ident(&mut self, s: &S<String>, what: &str) {
         if !is_ident(s.get_ref()) {
             self.err(
@@ -189,24 +277,10 @@ impl<'a> Validator<'a> {
         let header = raw.runbook.get_ref();
         self.ident(&header.name, "runbook name");
         if let Some(region) = &header.region {
-            let ok = region.get_ref().split('-').count() >= 3
-                && region.get_ref().chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-            if !ok {
-                self.err(
-                    region.span(),
-                    format!("`{}` is not an AWS region", region.get_ref()),
-                    "write it like eu-west-1 or us-east-1",
-                );
-            }
+            self.region(region);
         }
-        if let Some(acct) = &header.account_id
-            && (acct.get_ref().len() != 12 || !acct.get_ref().chars().all(|c| c.is_ascii_digit()))
-        {
-            self.err(
-                acct.span(),
-                format!("account_id `{}` is not a 12-digit AWS account id", acct.get_ref()),
-                "write the account id as a quoted 12-digit string, e.g. \"123456789012\"",
-            );
+        if let Some(acct) = &header.account_id {
+            self.account_id(acct);
         }
 
         let mut names = Names {
@@ -456,6 +530,7 @@ impl<'a> Validator<'a> {
                 .map_or_else(|| DEFAULT_HEALTH_URL_TAG.to_string(), |t| t.get_ref().clone()),
             health_urls: e.health_urls.iter().map(|(k, v)| (k.get_ref().clone(), v.get_ref().clone())).collect(),
             health_url_template: e.health_url_template.as_ref().map(|t| t.get_ref().clone()),
+            access: self.access(e.access()),
         }
     }
 
@@ -718,6 +793,7 @@ impl<'a> Validator<'a> {
                 .map(|(k, v)| (k.get_ref().clone(), v.get_ref().clone()))
                 .collect(),
             initial_weights,
+            access: self.access(d.access()),
         }
     }
 

@@ -173,20 +173,37 @@ async fn periods(cw: &aws_sdk_cloudwatch::Client, a: &MetricAlarm) -> Result<Vec
 
 /// The evaluator: one round now, then one every `every` until shutdown.
 pub struct Evaluator {
-    cw: aws_sdk_cloudwatch::Client,
+    /// One client per account and region holding alarms.
+    cws: Vec<aws_sdk_cloudwatch::Client>,
     proxy: Arc<AwsFaults>,
     /// Its own last verdict per alarm.
     last: BTreeMap<String, String>,
 }
 
 impl Evaluator {
-    pub fn new(cw: aws_sdk_cloudwatch::Client, proxy: Arc<AwsFaults>) -> Self {
-        Self { cw, proxy, last: BTreeMap::new() }
+    pub fn new(cws: Vec<aws_sdk_cloudwatch::Client>, proxy: Arc<AwsFaults>) -> Self {
+        Self { cws, proxy, last: BTreeMap::new() }
     }
 
-    /// Judges every alarm once.
+    /// Judges every alarm of every account once, then the composites.
     pub async fn round(&mut self) {
-        let alarms = match self.cw.describe_alarms().send().await {
+        let mut states: BTreeMap<String, String> = BTreeMap::new();
+        for cw in self.cws.clone() {
+            self.round_in(&cw, &mut states).await;
+        }
+        for c in self.proxy.cloudwatch.composites().into_values() {
+            let (state, reason) = match rule_holds(&c.rule, &states) {
+                Some(true) => ("ALARM", format!("rule holds: {}", c.rule)),
+                Some(false) => ("OK", format!("rule does not hold: {}", c.rule)),
+                None => ("INSUFFICIENT_DATA", format!("cannot read rule: {}", c.rule)),
+            };
+            self.proxy.cloudwatch.set_composite_state(&c.name, state, &reason);
+        }
+    }
+
+    /// Judges the metric alarms of one account and region.
+    async fn round_in(&mut self, cw: &aws_sdk_cloudwatch::Client, states: &mut BTreeMap<String, String>) {
+        let alarms = match cw.describe_alarms().send().await {
             Ok(r) => r.metric_alarms().to_vec(),
             Err(e) => {
                 let e = aws_sdk_cloudwatch::error::DisplayErrorContext(e);
@@ -194,11 +211,10 @@ impl Evaluator {
                 return;
             }
         };
-        let mut states: BTreeMap<String, String> = BTreeMap::new();
         for a in &alarms {
             let name = a.alarm_name().unwrap_or_default().to_string();
             let current = a.state_value().map(|s| s.as_str().to_string()).unwrap_or_default();
-            let values = match periods(&self.cw, a).await {
+            let values = match periods(cw, a).await {
                 Ok(v) => v,
                 Err(e) => {
                     tracing::warn!(alarm = %name, error = %e, "alarm evaluator: GetMetricData");
@@ -215,8 +231,7 @@ impl Evaluator {
             if self.last.get(&name) != Some(&state) {
                 let shown: Vec<String> = values.iter().map(|v| v.map_or("-".into(), |v| format!("{v}"))).collect();
                 let reason = format!("sandbox evaluator: [{}] (treat missing data: {treat})", shown.join(", "));
-                let set = self
-                    .cw
+                let set = cw
                     .set_alarm_state()
                     .alarm_name(&name)
                     .state_value(StateValue::from(state.as_str()))
@@ -235,14 +250,6 @@ impl Evaluator {
                 }
             }
             states.insert(name, now_state);
-        }
-        for c in self.proxy.cloudwatch.composites().into_values() {
-            let (state, reason) = match rule_holds(&c.rule, &states) {
-                Some(true) => ("ALARM", format!("rule holds: {}", c.rule)),
-                Some(false) => ("OK", format!("rule does not hold: {}", c.rule)),
-                None => ("INSUFFICIENT_DATA", format!("cannot read rule: {}", c.rule)),
-            };
-            self.proxy.cloudwatch.set_composite_state(&c.name, state, &reason);
         }
     }
 

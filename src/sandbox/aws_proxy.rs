@@ -16,7 +16,11 @@
 //! - ListResourceRecordSets pages as AWS does, 300 records at most with
 //!   `NextRecordName`/`Type`/`Identifier` (moto ignores the identifier).
 //! - CloudWatch percentiles, late datapoints and composite alarms (see
-//!   `sandbox::cloudwatch`).
+//!   `sandbox::cloudwatch`);
+//! - short-lived credentials: `GET /_sandbox/credentials?seconds=N` hands out
+//!   keys of an assumed role (as a `credential_process` prints them) that the
+//!   proxy refuses with AWS's `ExpiredToken` once N seconds have passed
+//!   (moto never expires a session).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -57,6 +61,95 @@ pub struct AwsFaults {
     accepted: Mutex<HashMap<String, (String, Instant)>>,
     /// What the proxy adds to moto's CloudWatch.
     pub cloudwatch: super::cloudwatch::CloudWatchState,
+    /// Access key → when it expires, for the short-lived keys it issued.
+    expiring_keys: Mutex<HashMap<String, std::time::SystemTime>>,
+    /// Short-lived credentials issued.
+    pub credentials_issued: AtomicU64,
+    /// Requests refused because their credentials had expired.
+    pub expired_refused: AtomicU64,
+}
+
+impl AwsFaults {
+    /// Makes `access_key` expire at `at`, as AWS ends a session.
+    pub fn expire_key_at(&self, access_key: &str, at: std::time::SystemTime) {
+        self.expiring_keys.lock().unwrap_or_else(|e| e.into_inner()).insert(access_key.to_string(), at);
+    }
+
+    fn expired(&self, access_key: &str) -> bool {
+        let keys = self.expiring_keys.lock().unwrap_or_else(|e| e.into_inner());
+        keys.get(access_key).is_some_and(|at| std::time::SystemTime::now() >= *at)
+    }
+}
+
+/// The access key a request is signed with (`Credential=AKID/…`).
+fn access_key(headers: &HeaderMap) -> Option<String> {
+    let auth = headers.get("authorization")?.to_str().ok()?;
+    let rest = auth.split("Credential=").nth(1)?;
+    Some(rest.split('/').next()?.to_string())
+}
+
+/// AWS's answer to a request signed with an expired session, in the
+/// service's own dialect.
+fn expired_token(body: &[u8]) -> Response {
+    let text = String::from_utf8_lossy(body);
+    let message = "The security token included in the request is expired";
+    let xml = if text.contains("Version=2016-11-15") {
+        format!(
+            "<Response><Errors><Error><Code>ExpiredToken</Code><Message>{message}</Message></Error></Errors><RequestID>expired-proxy</RequestID></Response>"
+        )
+    } else {
+        format!(
+            "<ErrorResponse><Error><Type>Sender</Type><Code>ExpiredToken</Code><Message>{message}</Message></Error><RequestId>expired-proxy</RequestId></ErrorResponse>"
+        )
+    };
+    (StatusCode::FORBIDDEN, [("content-type", "text/xml")], xml).into_response()
+}
+
+/// Short-lived credentials of `role_arn` (default: a role in the sandbox's
+/// own account), assumed in moto and made to expire after `seconds`, as the
+/// JSON a `credential_process` prints.
+async fn issue_credentials(p: &Proxy, query: &str) -> Response {
+    let pairs: HashMap<String, String> = reqwest::Url::parse(&format!("http://x/?{query}"))
+        .map(|u| u.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect())
+        .unwrap_or_default();
+    let Some(seconds) = pairs.get("seconds").and_then(|s| s.parse::<u64>().ok()) else {
+        return (StatusCode::BAD_REQUEST, "seconds=N is required").into_response();
+    };
+    let role = pairs.get("role_arn").cloned().unwrap_or_else(|| "arn:aws:iam::123456789012:role/sandbox-short".into());
+    let form = format!(
+        "Action=AssumeRole&Version=2011-06-15&RoleSessionName=sandbox-short&DurationSeconds=900&RoleArn={}",
+        url::form_urlencoded::byte_serialize(role.as_bytes()).collect::<String>()
+    );
+    let auth =
+        "AWS4-HMAC-SHA256 Credential=sandbox/20260101/us-east-1/sts/aws4_request, SignedHeaders=host, Signature=0";
+    let resp = p
+        .http
+        .post(format!("http://{}/", p.upstream))
+        .header("authorization", auth)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form)
+        .send()
+        .await;
+    let text = match resp {
+        Ok(r) => r.text().await.unwrap_or_default(),
+        Err(e) => return (StatusCode::BAD_GATEWAY, format!("proxy: cannot reach moto: {e}")).into_response(),
+    };
+    let (Some(key), Some(secret), Some(token)) =
+        (xml_field(&text, "AccessKeyId"), xml_field(&text, "SecretAccessKey"), xml_field(&text, "SessionToken"))
+    else {
+        return (StatusCode::BAD_GATEWAY, format!("proxy: AssumeRole gave no credentials: {text}")).into_response();
+    };
+    let at = std::time::SystemTime::now() + std::time::Duration::from_secs(seconds);
+    p.counts.expire_key_at(key, at);
+    p.counts.credentials_issued.fetch_add(1, Ordering::SeqCst);
+    let json = serde_json::json!({
+        "Version": 1,
+        "AccessKeyId": key,
+        "SecretAccessKey": secret,
+        "SessionToken": token,
+        "Expiration": crate::time::rfc3339(at),
+    });
+    (StatusCode::OK, [("content-type", "application/json")], json.to_string()).into_response()
 }
 
 struct Proxy {
@@ -136,8 +229,30 @@ fn invalid_change_batch(message: &str) -> Response {
     (StatusCode::BAD_REQUEST, [("content-type", "text/xml")], xml).into_response()
 }
 
+/// A request of the proxy's own to moto, signed as the caller's was: moto
+/// keeps each account apart by the access key (an assumed role's is in the
+/// role's account) and checks no signature.
+fn as_caller(req: reqwest::RequestBuilder, caller: &HeaderMap) -> reqwest::RequestBuilder {
+    let default =
+        "AWS4-HMAC-SHA256 Credential=sandbox/20260101/us-east-1/route53/aws4_request, SignedHeaders=host, Signature=0";
+    let mut req = match caller.get("authorization") {
+        Some(a) => req.header("authorization", a.as_bytes()),
+        None => req.header("authorization", default),
+    };
+    if let Some(t) = caller.get("x-amz-security-token") {
+        req = req.header("x-amz-security-token", t.as_bytes());
+    }
+    req
+}
+
 /// Every record of the zone from `name`/`type` on, as moto lists them (one page).
-async fn list_all(p: &Proxy, zone: &str, name: Option<&str>, rtype: Option<&str>) -> Result<String, String> {
+async fn list_all(
+    p: &Proxy,
+    caller: &HeaderMap,
+    zone: &str,
+    name: Option<&str>,
+    rtype: Option<&str>,
+) -> Result<String, String> {
     let mut url = reqwest::Url::parse(&format!("http://{}/2013-04-01/hostedzone/{zone}/rrset", p.upstream))
         .map_err(|e| e.to_string())?;
     {
@@ -150,10 +265,7 @@ async fn list_all(p: &Proxy, zone: &str, name: Option<&str>, rtype: Option<&str>
         }
         q.append_pair("maxitems", "100000");
     }
-    // moto routes a request by its signature's service; it checks no signature.
-    let auth =
-        "AWS4-HMAC-SHA256 Credential=sandbox/20260101/us-east-1/route53/aws4_request, SignedHeaders=host, Signature=0";
-    let resp = p.http.get(url).header("authorization", auth).send().await.map_err(|e| e.to_string())?;
+    let resp = as_caller(p.http.get(url), caller).send().await.map_err(|e| e.to_string())?;
     resp.text().await.map_err(|e| e.to_string())
 }
 
@@ -161,7 +273,7 @@ async fn list_all(p: &Proxy, zone: &str, name: Option<&str>, rtype: Option<&str>
 /// anything is applied: a DELETE must match a live record exactly; a CREATE
 /// must not meet a live record the batch did not delete first. None when
 /// AWS would take the batch.
-async fn refused_batch(p: &Proxy, zone: &str, body: &str) -> Option<Response> {
+async fn refused_batch(p: &Proxy, caller: &HeaderMap, zone: &str, body: &str) -> Option<Response> {
     let mut live: HashMap<(String, String), Vec<Rrs>> = HashMap::new();
     let mut deleted: Vec<(String, String, Option<String>)> = Vec::new();
     for change in xml_elements(body, "Change") {
@@ -170,7 +282,7 @@ async fn refused_batch(p: &Proxy, zone: &str, body: &str) -> Option<Response> {
         let want = rrs(el);
         let key = (want.name.clone(), want.rtype.clone());
         if !live.contains_key(&key) {
-            let text = match list_all(p, zone, Some(&want.name), Some(&want.rtype)).await {
+            let text = match list_all(p, caller, zone, Some(&want.name), Some(&want.rtype)).await {
                 Ok(t) => t,
                 Err(e) => {
                     return Some((StatusCode::BAD_GATEWAY, format!("proxy: cannot read moto: {e}")).into_response());
@@ -212,10 +324,10 @@ async fn refused_batch(p: &Proxy, zone: &str, body: &str) -> Option<Response> {
 
 /// Another client's change: the live record `id` (of the batch's name) with
 /// a new weight, straight to moto.
-async fn reweight(p: &Proxy, zone: &str, batch: &str, id: &str, weight: u8) -> Result<(), String> {
+async fn reweight(p: &Proxy, caller: &HeaderMap, zone: &str, batch: &str, id: &str, weight: u8) -> Result<(), String> {
     let el = xml_elements(batch, "ResourceRecordSet").first().copied().ok_or("an empty batch")?;
     let first = rrs(el);
-    let text = list_all(p, zone, Some(&first.name), Some(&first.rtype)).await?;
+    let text = list_all(p, caller, zone, Some(&first.name), Some(&first.rtype)).await?;
     let mut changes = String::new();
     for el in xml_elements(&text, "ResourceRecordSet") {
         let r = rrs(el);
@@ -228,10 +340,8 @@ async fn reweight(p: &Proxy, zone: &str, batch: &str, id: &str, weight: u8) -> R
     let body = format!(
         "<ChangeResourceRecordSetsRequest xmlns=\"https://route53.amazonaws.com/doc/2013-04-01/\"><ChangeBatch><Changes>{changes}</Changes></ChangeBatch></ChangeResourceRecordSetsRequest>"
     );
-    let auth =
-        "AWS4-HMAC-SHA256 Credential=sandbox/20260101/us-east-1/route53/aws4_request, SignedHeaders=host, Signature=0";
     let url = format!("http://{}/2013-04-01/hostedzone/{zone}/rrset", p.upstream);
-    let resp = p.http.post(url).header("authorization", auth).body(body).send().await.map_err(|e| e.to_string())?;
+    let resp = as_caller(p.http.post(url), caller).body(body).send().await.map_err(|e| e.to_string())?;
     if !resp.status().is_success() {
         return Err(format!("moto answered {}: {}", resp.status(), resp.text().await.unwrap_or_default()));
     }
@@ -241,11 +351,9 @@ async fn reweight(p: &Proxy, zone: &str, batch: &str, id: &str, weight: u8) -> R
 /// GetHealthCheckStatus for an HTTP(S) check on the loopback address, from
 /// one real request to it (the sandbox's instances listen on 127.0.0.1);
 /// None for any other check (moto answers it).
-async fn health_check_status(p: &Proxy, id: &str) -> Option<Response> {
-    let auth =
-        "AWS4-HMAC-SHA256 Credential=sandbox/20260101/us-east-1/route53/aws4_request, SignedHeaders=host, Signature=0";
+async fn health_check_status(p: &Proxy, caller: &HeaderMap, id: &str) -> Option<Response> {
     let url = format!("http://{}/2013-04-01/healthcheck/{id}", p.upstream);
-    let config = p.http.get(url).header("authorization", auth).send().await.ok()?.text().await.ok()?;
+    let config = as_caller(p.http.get(url), caller).send().await.ok()?.text().await.ok()?;
     let ip = xml_field(&config, "IPAddress")?;
     if ip != "127.0.0.1" || !xml_field(&config, "Type").is_some_and(|t| t.starts_with("HTTP")) {
         return None;
@@ -274,13 +382,15 @@ async fn health_check_status(p: &Proxy, id: &str) -> Option<Response> {
 
 /// ListResourceRecordSets paged as AWS pages it (by name, type and set
 /// identifier, `maxitems` or 300 records a page).
-async fn list_page(p: &Proxy, zone: &str, query: &str) -> Response {
+async fn list_page(p: &Proxy, caller: &HeaderMap, zone: &str, query: &str) -> Response {
     let pairs: HashMap<String, String> = reqwest::Url::parse(&format!("http://x/?{query}"))
         .map(|u| u.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect())
         .unwrap_or_default();
     let max: usize = pairs.get("maxitems").and_then(|m| m.parse().ok()).unwrap_or(300).clamp(1, 300);
     let text =
-        match list_all(p, zone, pairs.get("name").map(String::as_str), pairs.get("type").map(String::as_str)).await {
+        match list_all(p, caller, zone, pairs.get("name").map(String::as_str), pairs.get("type").map(String::as_str))
+            .await
+        {
             Ok(t) => t,
             Err(e) => return (StatusCode::BAD_GATEWAY, format!("proxy: cannot read moto: {e}")).into_response(),
         };
@@ -356,6 +466,13 @@ async fn forward(State(p): State<Arc<Proxy>>, req: Request) -> Response {
     let Ok(body) = axum::body::to_bytes(body, 64 << 20).await else {
         return StatusCode::BAD_REQUEST.into_response();
     };
+    if parts.uri.path() == "/_sandbox/credentials" {
+        return issue_credentials(&p, parts.uri.query().unwrap_or("")).await;
+    }
+    if access_key(&parts.headers).is_some_and(|k| p.counts.expired(&k)) {
+        p.counts.expired_refused.fetch_add(1, Ordering::SeqCst);
+        return expired_token(&body);
+    }
     let n = p.counts.seen.fetch_add(1, Ordering::SeqCst) + 1;
     let every = p.counts.every.load(Ordering::SeqCst);
     if every > 0 && n.is_multiple_of(every) {
@@ -380,7 +497,7 @@ async fn forward(State(p): State<Arc<Proxy>>, req: Request) -> Response {
     let status_of = route53.and_then(|p| p.strip_prefix("healthcheck/")).and_then(|p| p.strip_suffix("/status"));
     if parts.method == axum::http::Method::GET
         && let Some(id) = status_of
-        && let Some(answer) = health_check_status(&p, id).await
+        && let Some(answer) = health_check_status(&p, &parts.headers, id).await
     {
         return answer;
     }
@@ -389,19 +506,19 @@ async fn forward(State(p): State<Arc<Proxy>>, req: Request) -> Response {
             let text = String::from_utf8_lossy(&body).into_owned();
             let other = p.counts.reweight_before_change.lock().unwrap_or_else(|e| e.into_inner()).take();
             if let Some((id, weight)) = other
-                && let Err(e) = reweight(&p, zone, &text, &id, weight).await
+                && let Err(e) = reweight(&p, &parts.headers, zone, &text, &id, weight).await
             {
                 return (StatusCode::BAD_GATEWAY, format!("proxy: another client's change failed: {e}"))
                     .into_response();
             }
-            if let Some(refused) = refused_batch(&p, zone, &text).await {
+            if let Some(refused) = refused_batch(&p, &parts.headers, zone, &text).await {
                 return refused;
             }
             // Checked as AWS checks it; moto would refuse a CREATE identical to
             // any earlier one (its journal), even after the batch's DELETE.
             body = Bytes::from(text.replace("<Action>CREATE</Action>", "<Action>UPSERT</Action>"));
         } else if parts.method == axum::http::Method::GET {
-            return list_page(&p, zone, parts.uri.query().unwrap_or("")).await;
+            return list_page(&p, &parts.headers, zone, parts.uri.query().unwrap_or("")).await;
         }
     }
     if let Some(id) = &asked_change

@@ -23,7 +23,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::aws::Clients;
+use crate::aws::{Clients, SideClients};
 use crate::runbook::Runbook;
 use firewall::LiveWorld;
 use process::ChildProcess;
@@ -52,9 +52,12 @@ pub struct Sandbox {
     pub world: World,
     /// Redis endpoint name → URL of its local redis-server.
     pub redis_urls: BTreeMap<String, String>,
+    /// The sandbox's own clients, in the runbook's account and region.
     pub clients: Clients,
     /// Where the runbook's `[notify]` webhook points in the sandbox.
     pub webhook: webhook::Receiver,
+    /// The sandbox's own clients of each side (each side's role assumed).
+    pub sides: SideClients,
     children: Vec<ChildProcess>,
     tasks: Vec<JoinHandle<()>>,
     shutdown: watch::Sender<bool>,
@@ -62,9 +65,10 @@ pub struct Sandbox {
 }
 
 impl Sandbox {
-    /// Clients of cutover's own, apart from the sandbox's, so call counts are cutover's.
-    pub async fn cutover_clients(&self) -> crate::aws::Clients {
-        crate::aws::Clients::new(&crate::aws::sandbox_config(&self.endpoint, &self.region).await)
+    /// Clients of cutover's own for each side of `rb`, apart from the
+    /// sandbox's, so call counts are cutover's.
+    pub async fn cutover_clients(&self, rb: &crate::runbook::Runbook) -> crate::aws::SideClients {
+        crate::aws::SideClients::sandbox(rb, &self.endpoint, &self.region).await
     }
 
     pub async fn up(rb: &Runbook, opts: SandboxOptions) -> Result<Sandbox> {
@@ -81,6 +85,9 @@ impl Sandbox {
             redis_urls: BTreeMap::new(),
             clients: Clients::new(&crate::aws::sandbox_config("http://127.0.0.1:1", &opts.region).await),
             webhook: Default::default(),
+            sides: SideClients::one(Clients::new(
+                &crate::aws::sandbox_config("http://127.0.0.1:1", &opts.region).await,
+            )),
             children: Vec::new(),
             tasks: Vec::new(),
             shutdown,
@@ -136,7 +143,8 @@ impl Sandbox {
         }
         self.faults = faults;
         self.endpoint = format!("http://{proxy}");
-        self.clients = Clients::new(&crate::aws::sandbox_config(&self.endpoint, &opts.region).await);
+        self.sides = SideClients::sandbox(rb, &self.endpoint, &opts.region).await;
+        self.clients = self.sides.runbook().clone();
 
         let (receiver, task) = webhook::start(self.shutdown.subscribe()).await?;
         self.webhook = receiver;
@@ -159,13 +167,13 @@ impl Sandbox {
             app_ports.insert(inst.name.clone(), l.local_addr()?.port());
             app_listeners.insert(inst.name.clone(), l);
         }
-        self.world = provision::provision(rb, spec, &self.clients, &app_ports)
+        self.world = provision::provision(rb, spec, &self.sides, &app_ports)
             .await
             .wrap_err("creating the runbook's resources in moto")?;
 
-        let live = read_live(&self.clients, &self.world).await?;
+        let live = read_live(&self.sides, &self.world).await?;
         let (live_tx, live_rx) = watch::channel(live);
-        let clients = self.clients.clone();
+        let clients = self.sides.clone();
         let world = self.world.clone();
         let mut stop = self.shutdown.subscribe();
         self.tasks.push(tokio::spawn(async move {
@@ -213,14 +221,14 @@ impl Sandbox {
 
         // Alarms start in INSUFFICIENT_DATA; the sandbox's evaluator judges
         // them from the published metrics, once now and then every 2 s.
-        let mut evaluator = alarm_eval::Evaluator::new(self.clients.cloudwatch.clone(), self.faults.clone());
+        let mut evaluator = alarm_eval::Evaluator::new(self.sides.cloudwatch_clients(), self.faults.clone());
         evaluator.round().await;
         self.tasks.push(tokio::spawn(evaluator.run(Duration::from_secs(2), self.shutdown.subscribe())));
 
         self.tasks.push(tokio::spawn(traffic::run(
             rb.clone(),
             self.world.clone(),
-            self.clients.clone(),
+            self.sides.clone(),
             opts.traffic.clone(),
             self.shutdown.subscribe(),
         )));
@@ -264,7 +272,10 @@ impl Sandbox {
             .to_port(i32::from(port))
             .user_id_group_pairs(aws_sdk_ec2::types::UserIdGroupPair::builder().group_id(id(from)?).build())
             .build();
-        self.clients
+        let env =
+            self.world.group_environment.get(group).ok_or_else(|| eyre!("no sandbox security group `{group}`"))?;
+        self.sides
+            .environment(env)
             .ec2
             .authorize_security_group_ingress()
             .group_id(id(group)?)
@@ -297,10 +308,28 @@ impl Sandbox {
     }
 }
 
-async fn read_live(aws: &Clients, world: &World) -> Result<LiveWorld> {
-    let groups: Vec<String> = world.groups.values().cloned().collect();
-    let instances: Vec<String> = world.instances.iter().map(|i| i.id.clone()).collect();
-    firewall::read_live(&aws.ec2, &groups, &instances).await
+/// The groups and instances of every side, each read in its own account.
+async fn read_live(aws: &SideClients, world: &World) -> Result<LiveWorld> {
+    let mut live = LiveWorld::default();
+    let envs: Vec<&String> =
+        world.instances.iter().map(|i| &i.environment).chain(world.group_environment.values()).collect();
+    let sides: Vec<crate::runbook::Side> =
+        envs.iter().map(|e| crate::runbook::Side::Environment((*e).clone())).collect();
+    for (clients, idx) in aws.group(&sides) {
+        let mine = |env: &String| idx.iter().any(|&i| envs[i] == env);
+        let groups: Vec<String> = world
+            .groups
+            .iter()
+            .filter(|(n, _)| world.group_environment.get(*n).is_some_and(mine))
+            .map(|(_, id)| id.clone())
+            .collect();
+        let instances: Vec<String> =
+            world.instances.iter().filter(|i| mine(&i.environment)).map(|i| i.id.clone()).collect();
+        let part = firewall::read_live(&clients.ec2, &groups, &instances).await?;
+        live.groups.extend(part.groups);
+        live.instances.extend(part.instances);
+    }
+    Ok(live)
 }
 
 /// Seeds `n` keys of mixed types, half with a TTL between 10 minutes and 2 hours.

@@ -11,9 +11,9 @@ use aws_sdk_route53::types::{
 };
 use color_eyre::eyre::{Result, WrapErr, bail, eyre};
 
-use crate::aws::Clients;
 use crate::aws::elb::arn_suffix;
-use crate::runbook::{InstanceSelector, Metric, Runbook, SandboxSpec, Stat};
+use crate::aws::{Clients, Reach, SideClients};
+use crate::runbook::{InstanceSelector, Metric, Runbook, SandboxSpec, Side, Stat};
 
 /// Port the target groups send traffic to (what AWS sees; not a loopback port).
 pub const TARGET_PORT: i32 = 8080;
@@ -40,7 +40,12 @@ pub struct ProvisionedTargetGroup {
 
 #[derive(Debug, Clone, Default)]
 pub struct World {
+    /// The VPC of the first environment's side (the only one when every
+    /// environment is in one account and region).
     pub vpc_id: String,
+    /// Security-group name → the environment whose side (account and
+    /// region) holds it.
+    pub group_environment: BTreeMap<String, String>,
     pub groups: BTreeMap<String, String>,
     pub instances: Vec<ProvisionedInstance>,
     /// Environment → its load balancer's ARN.
@@ -89,50 +94,111 @@ fn is_arn(s: &str) -> bool {
     s.starts_with("arn:")
 }
 
+/// One side's network: its clients (account and region), VPC and subnets.
+struct SideNet {
+    clients: Clients,
+    vpc_id: String,
+    /// Zone suffix (`a`) → subnet id.
+    subnets: BTreeMap<String, String>,
+}
+
+/// The side (account and region) holding a sandbox security group: that of
+/// the environments whose instances or Redis use it, which must be one; a
+/// group nothing uses goes with the first environment.
+fn group_sides(rb: &Runbook, sb: &SandboxSpec, aws: &SideClients) -> Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    let first = rb.environments.keys().next().cloned().unwrap_or_default();
+    for g in &sb.security_groups {
+        let mut users: Vec<String> = sb
+            .instances
+            .iter()
+            .filter(|i| i.security_groups.contains(&g.name))
+            .map(|i| i.environment.clone())
+            .chain(
+                rb.redis_endpoints().filter(|(_, r)| r.security_groups.contains(&g.name)).map(|(e, _)| e.name.clone()),
+            )
+            .collect();
+        users.dedup();
+        let reach = |e: &String| aws.reach(&Side::Environment(e.clone()));
+        if let Some(other) = users.iter().find(|e| reach(e) != reach(&users[0])) {
+            bail!(
+                "security group `{}` is used by environments `{}` and `{other}`, which are in different accounts or regions; declare one group per side",
+                g.name,
+                users[0]
+            );
+        }
+        out.insert(g.name.clone(), users.first().cloned().unwrap_or_else(|| first.clone()));
+    }
+    Ok(out)
+}
+
 /// `app_ports` maps instance name to the loopback port its app listens on.
+/// Each environment's resources are created through its side's clients (its
+/// account and region), the hosted zone and records through `[dns]`'s.
 pub async fn provision(
     rb: &Runbook,
     sb: &SandboxSpec,
-    aws: &Clients,
+    aws: &SideClients,
     app_ports: &BTreeMap<String, u16>,
 ) -> Result<World> {
-    let region = &aws.region;
     let mut world = World::default();
+    let env_side = |env: &str| aws.reach(&Side::Environment(env.to_string()));
 
-    let vpc = aws.ec2.create_vpc().cidr_block("10.42.0.0/16").send().await.wrap_err("CreateVpc")?;
-    world.vpc_id = vpc.vpc().and_then(|v| v.vpc_id()).ok_or_else(|| eyre!("CreateVpc returned no id"))?.to_string();
-
-    let mut zones: BTreeSet<String> = sb.instances.iter().map(|i| i.zone.clone()).collect();
-    for env in rb.environments.values().filter(|e| e.load_balancer.is_some()) {
-        zones.extend(sb.load_balancer_zones.get(&env.name).cloned().unwrap_or_else(|| vec!["a".into(), "b".into()]));
+    // One VPC per side, with a subnet per zone its instances and load balancers use.
+    let mut nets: BTreeMap<Reach, SideNet> = BTreeMap::new();
+    let mut zones: BTreeMap<Reach, BTreeSet<String>> = BTreeMap::new();
+    for env in rb.environments.values() {
+        let z = zones.entry(env_side(&env.name)).or_default();
+        z.extend(sb.instances.iter().filter(|i| i.environment == env.name).map(|i| i.zone.clone()));
+        if env.load_balancer.is_some() {
+            z.extend(sb.load_balancer_zones.get(&env.name).cloned().unwrap_or_else(|| vec!["a".into(), "b".into()]));
+        }
     }
-    let mut subnets = BTreeMap::new();
-    for (i, z) in zones.iter().enumerate() {
-        let s = aws
-            .ec2
-            .create_subnet()
-            .vpc_id(&world.vpc_id)
-            .cidr_block(format!("10.42.{}.0/24", i + 1))
-            .availability_zone(format!("{region}{z}"))
-            .send()
-            .await
-            .wrap_err("CreateSubnet")?;
-        subnets.insert(z.clone(), s.subnet().and_then(|s| s.subnet_id()).unwrap_or_default().to_string());
+    for env in rb.environments.keys() {
+        let key = env_side(env);
+        if nets.contains_key(&key) {
+            continue;
+        }
+        let clients = aws.environment(env).clone();
+        let vpc = clients.ec2.create_vpc().cidr_block("10.42.0.0/16").send().await.wrap_err("CreateVpc")?;
+        let vpc_id = vpc.vpc().and_then(|v| v.vpc_id()).ok_or_else(|| eyre!("CreateVpc returned no id"))?.to_string();
+        if world.vpc_id.is_empty() {
+            world.vpc_id = vpc_id.clone();
+        }
+        let mut subnets = BTreeMap::new();
+        for (i, z) in zones.get(&key).into_iter().flatten().enumerate() {
+            let s = clients
+                .ec2
+                .create_subnet()
+                .vpc_id(&vpc_id)
+                .cidr_block(format!("10.42.{}.0/24", i + 1))
+                .availability_zone(format!("{}{z}", clients.region))
+                .send()
+                .await
+                .wrap_err("CreateSubnet")?;
+            subnets.insert(z.clone(), s.subnet().and_then(|s| s.subnet_id()).unwrap_or_default().to_string());
+        }
+        nets.insert(key, SideNet { clients, vpc_id, subnets });
     }
+    let net = |env: &str| -> Result<&SideNet> { nets.get(&env_side(env)).ok_or_else(|| eyre!("no side for {env}")) };
 
+    world.group_environment = group_sides(rb, sb, aws)?;
     for g in &sb.security_groups {
-        let r = aws
+        let n = net(&world.group_environment[&g.name])?;
+        let r = n
+            .clients
             .ec2
             .create_security_group()
             .group_name(&g.name)
             .description(format!("cutover sandbox: {}", g.name))
-            .vpc_id(&world.vpc_id)
+            .vpc_id(&n.vpc_id)
             .send()
             .await
             .wrap_err_with(|| format!("CreateSecurityGroup {}", g.name))?;
         world.groups.insert(g.name.clone(), r.group_id().unwrap_or_default().to_string());
     }
     for g in &sb.security_groups {
+        let n = net(&world.group_environment[&g.name])?;
         for rule in &g.ingress {
             let mut perm = IpPermission::builder()
                 .ip_protocol("tcp")
@@ -142,7 +208,8 @@ pub async fn provision(
                 Some(src) => perm.user_id_group_pairs(UserIdGroupPair::builder().group_id(src).build()),
                 None => perm.ip_ranges(IpRange::builder().cidr_ip(&rule.from).build()),
             };
-            aws.ec2
+            n.clients
+                .ec2
                 .authorize_security_group_ingress()
                 .group_id(&world.groups[&g.name])
                 .ip_permissions(perm.build())
@@ -162,14 +229,16 @@ pub async fn provision(
             tags.extend(sel.iter().map(|(k, v)| tag(k, v)));
         }
         let sg_ids: Vec<String> = inst.security_groups.iter().map(|g| world.groups[g].clone()).collect();
-        let r = aws
+        let n = net(&inst.environment)?;
+        let r = n
+            .clients
             .ec2
             .run_instances()
             .image_id("ami-12c6146b")
             .instance_type(aws_sdk_ec2::types::InstanceType::T3Micro)
             .min_count(1)
             .max_count(1)
-            .subnet_id(&subnets[&inst.zone])
+            .subnet_id(&n.subnets[&inst.zone])
             .set_security_group_ids(Some(sg_ids))
             .tag_specifications(
                 TagSpecification::builder().resource_type(ResourceType::Instance).set_tags(Some(tags)).build(),
@@ -182,7 +251,7 @@ pub async fn provision(
             name: inst.name.clone(),
             environment: inst.environment.clone(),
             id: i.instance_id().unwrap_or_default().to_string(),
-            zone: format!("{region}{}", inst.zone),
+            zone: format!("{}{}", n.clients.region, inst.zone),
             private_ip: i.private_ip_address().map(str::to_string),
             health_url,
             app_port: port,
@@ -192,6 +261,8 @@ pub async fn provision(
 
     let mut lb_dns: BTreeMap<String, String> = BTreeMap::new();
     for env in rb.environments.values() {
+        let n = net(&env.name)?;
+        let aws = &n.clients;
         let mut lb_arn = None;
         if let Some(lb) = &env.load_balancer {
             if is_arn(lb) {
@@ -202,7 +273,7 @@ pub async fn provision(
                 .elb
                 .create_load_balancer()
                 .name(lb)
-                .set_subnets(Some(zs.iter().map(|z| subnets[z].clone()).collect()))
+                .set_subnets(Some(zs.iter().map(|z| n.subnets[z].clone()).collect()))
                 .send()
                 .await
                 .wrap_err_with(|| format!("CreateLoadBalancer {lb}"))?;
@@ -215,7 +286,7 @@ pub async fn provision(
         }
         let members: Vec<&ProvisionedInstance> = world.instances.iter().filter(|i| i.environment == env.name).collect();
         let mut tgs = Vec::new();
-        for (n, tg) in env.target_groups.iter().enumerate() {
+        for (index, tg) in env.target_groups.iter().enumerate() {
             if is_arn(tg) {
                 bail!("the sandbox creates target groups by name; `{tg}` in environment `{}` is an ARN", env.name);
             }
@@ -225,7 +296,7 @@ pub async fn provision(
                 .name(tg)
                 .protocol(ProtocolEnum::Http)
                 .port(TARGET_PORT)
-                .vpc_id(&world.vpc_id)
+                .vpc_id(&n.vpc_id)
                 .health_check_path("/health")
                 .health_check_interval_seconds(30)
                 .send()
@@ -250,7 +321,7 @@ pub async fn provision(
                     .await
                     .wrap_err("RegisterTargets")?;
             }
-            if n == 0
+            if index == 0
                 && let Some(lb) = &lb_arn
             {
                 aws.elb
@@ -272,6 +343,7 @@ pub async fn provision(
 
     let dns = &rb.dns;
     let zone = aws
+        .dns()
         .route53
         .create_hosted_zone()
         .name(&dns.zone)
@@ -286,8 +358,8 @@ pub async fn provision(
     let mut aliases: BTreeMap<String, (String, String)> = BTreeMap::new();
     for env in &sb.alias_records {
         let arn = world.load_balancers.get(env).ok_or_else(|| eyre!("environment {env} has no load balancer"))?;
-        let r =
-            aws.elb.describe_load_balancers().load_balancer_arns(arn).send().await.wrap_err("DescribeLoadBalancers")?;
+        let elb = &aws.environment(env).elb;
+        let r = elb.describe_load_balancers().load_balancer_arns(arn).send().await.wrap_err("DescribeLoadBalancers")?;
         let lb = r.load_balancers().first().ok_or_else(|| eyre!("DescribeLoadBalancers: no {arn}"))?;
         let zone = lb.canonical_hosted_zone_id().ok_or_else(|| eyre!("{arn} has no CanonicalHostedZoneId"))?;
         aliases.insert(env.clone(), (zone.to_string(), lb.dns_name().unwrap_or_default().to_string()));
@@ -324,7 +396,8 @@ pub async fn provision(
             changes.push(Change::builder().action(ChangeAction::Upsert).resource_record_set(set.build()?).build()?);
         }
     }
-    aws.route53
+    aws.dns()
+        .route53
         .change_resource_record_sets()
         .hosted_zone_id(&world.zone_id)
         .change_batch(
@@ -335,8 +408,9 @@ pub async fn provision(
         .wrap_err("ChangeResourceRecordSets")?;
 
     for a in rb.alarms.iter().filter(|a| a.rule.is_none()) {
-        let mut req = aws
-            .cloudwatch
+        // An environment's alarm lives in its account and region.
+        let cw = &a.environment.as_deref().map_or(aws.runbook(), |e| aws.environment(e)).cloudwatch;
+        let mut req = cw
             .put_metric_alarm()
             .alarm_name(&a.name)
             .alarm_description(&a.description)
@@ -365,8 +439,7 @@ pub async fn provision(
         }
         req.send().await.wrap_err_with(|| format!("PutMetricAlarm {}", a.name))?;
         // As on AWS, a new alarm has judged nothing yet (moto says OK).
-        aws.cloudwatch
-            .set_alarm_state()
+        cw.set_alarm_state()
             .alarm_name(&a.name)
             .state_value(StateValue::InsufficientData)
             .state_reason("Unchecked: Initial alarm creation")
@@ -377,7 +450,8 @@ pub async fn provision(
     // Composite alarms: the sandbox's proxy keeps them (moto cannot).
     for a in &rb.alarms {
         if let Some(rule) = &a.rule {
-            aws.cloudwatch
+            aws.runbook()
+                .cloudwatch
                 .put_composite_alarm()
                 .alarm_name(&a.name)
                 .alarm_description(&a.description)
@@ -391,7 +465,8 @@ pub async fn provision(
     // keeps it); the data lives in the endpoint's local redis-server.
     for (_, ep) in rb.redis_endpoints() {
         if let Some(group) = &ep.elasticache {
-            let r = aws
+            let side = aws.environment(&ep.environment);
+            let r = side
                 .elasticache
                 .create_replication_group()
                 .replication_group_id(group)
@@ -409,7 +484,7 @@ pub async fn provision(
             // AWS creates the group's member clusters; moto only names them.
             let members = r.replication_group().map(|g| g.member_clusters().to_vec()).unwrap_or_default();
             for member in members {
-                aws.elasticache
+                side.elasticache
                     .create_cache_cluster()
                     .cache_cluster_id(&member)
                     .replication_group_id(group)

@@ -13,7 +13,7 @@ use tokio::sync::watch;
 
 use super::provision::World;
 use super::rules::route53_shares;
-use crate::aws::Clients;
+use crate::aws::SideClients;
 use crate::runbook::{Metric, Runbook};
 
 #[derive(Debug, Clone)]
@@ -66,7 +66,7 @@ pub fn split(n: u32, shares: &[f64]) -> Vec<u32> {
     out
 }
 
-pub async fn run(rb: Runbook, world: World, aws: Clients, cfg: TrafficConfig, mut shutdown: watch::Receiver<bool>) {
+pub async fn run(rb: Runbook, world: World, aws: SideClients, cfg: TrafficConfig, mut shutdown: watch::Receiver<bool>) {
     let http = reqwest::Client::builder().timeout(Duration::from_secs(2)).no_proxy().build().expect("reqwest client");
     let sides: Vec<(String, String)> = rb.dns.set_identifiers.iter().map(|(e, s)| (e.clone(), s.clone())).collect();
     let mut healthy: BTreeMap<String, bool> = BTreeMap::new();
@@ -95,8 +95,13 @@ pub async fn run(rb: Runbook, world: World, aws: Clients, cfg: TrafficConfig, mu
                 w.unhealthy_samples.push((members.len() - up) as f64);
             }
         }
-        match crate::aws::route53::weighted_records(&aws.route53, &world.zone_id, &rb.dns.record, &rb.dns.record_type)
-            .await
+        match crate::aws::route53::weighted_records(
+            &aws.dns().route53,
+            &world.zone_id,
+            &rb.dns.record,
+            &rb.dns.record_type,
+        )
+        .await
         {
             Ok(records) => {
                 let weights: Vec<u8> = sides
@@ -209,13 +214,20 @@ fn datums(world: &World, env: &str, w: &Window) -> Vec<MetricDatum> {
     data
 }
 
-async fn publish(aws: &Clients, world: &World, env: &str, w: &Window) {
+/// Publishes an environment's window in its own account and region.
+async fn publish(aws: &SideClients, world: &World, env: &str, w: &Window) {
     let data = datums(world, env, w);
     if data.is_empty() {
         return;
     }
-    if let Err(e) =
-        aws.cloudwatch.put_metric_data().namespace("AWS/ApplicationELB").set_metric_data(Some(data)).send().await
+    if let Err(e) = aws
+        .environment(env)
+        .cloudwatch
+        .put_metric_data()
+        .namespace("AWS/ApplicationELB")
+        .set_metric_data(Some(data))
+        .send()
+        .await
     {
         tracing::warn!(error = %aws_sdk_cloudwatch::error::DisplayErrorContext(&e), "traffic: PutMetricData failed");
     }

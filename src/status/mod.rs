@@ -54,6 +54,34 @@ impl<T> View<T> {
     }
 }
 
+/// Each side of `rb` as the workers found it.
+fn side_views(rb: &Runbook, live: &LiveState, now: SystemTime) -> Vec<SideView> {
+    rb.sides()
+        .iter()
+        .map(|side| {
+            let found = live.sides.get(side);
+            let identity = View::of(found.map(|(_, i)| i), now, Clone::clone);
+            let account_id = rb.side_account(side);
+            let account_ok = match (&account_id, &identity.value) {
+                (Some(want), Some(i)) => Some(&i.account == want),
+                _ => None,
+            };
+            SideView {
+                name: match &side {
+                    crate::runbook::Side::Dns => "dns".to_string(),
+                    crate::runbook::Side::Environment(e) => e.clone(),
+                },
+                side: side.to_string(),
+                account_id,
+                region: found.map(|(r, _)| r.region.clone()),
+                via: found.map(|(r, _)| r.via.clone()),
+                identity,
+                account_ok,
+            }
+        })
+        .collect()
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Snapshot {
     pub schema: u32,
@@ -61,6 +89,9 @@ pub struct Snapshot {
     pub region: String,
     pub generated_at: String,
     pub identity: View<Identity>,
+    /// Each side's account, region, credentials and identity; empty for a
+    /// runbook whose sides have no access keys of their own.
+    pub sides: Vec<SideView>,
     pub traffic: View<Vec<SideWeight>>,
     pub last_change: Option<crate::live::fetch::LastChange>,
     pub rollout: Option<crate::live::fetch::RolloutView>,
@@ -73,6 +104,23 @@ pub struct Snapshot {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shapes: Option<View<crate::live::parity::Shapes>>,
     pub checks: Vec<CheckResult>,
+}
+
+/// One side (`[dns]` or `[environments.NAME]`) as reached.
+#[derive(Debug, Clone, Serialize)]
+pub struct SideView {
+    /// `[dns]` or `[environments.NAME]`, as the runbook writes it.
+    pub side: String,
+    /// `dns`, or the environment's name: what the cockpit's header shows.
+    pub name: String,
+    /// The account the runbook says it is in (None: not said).
+    pub account_id: Option<String>,
+    pub region: Option<String>,
+    /// How its credentials are got.
+    pub via: Option<String>,
+    pub identity: View<Identity>,
+    /// Whether the identity is in `account_id` (None: unknown or not said).
+    pub account_ok: Option<bool>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -226,6 +274,7 @@ pub fn snapshot(rb: &Runbook, live: &LiveState, region: &str, now: SystemTime) -
         region: region.to_string(),
         generated_at: rfc3339(now),
         identity: View::of(Some(&live.identity), now, Clone::clone),
+        sides: if rb.has_side_access() { side_views(rb, live, now) } else { Vec::new() },
         traffic: View::of(Some(&live.traffic), now, |t| t.sides.clone()),
         last_change: live.traffic.value.as_ref().and_then(|t| t.last_change.clone()),
         rollout: live.traffic.value.as_ref().and_then(|t| t.rollout.clone()),

@@ -32,13 +32,39 @@ fn health_line(h: &View<HealthProbe>) -> String {
     if h.stale { format!("{s} [{}]", age(h)) } else { s }
 }
 
+/// One side: where it is, how it is reached, and whether that is its account.
+pub fn side_line(side: &super::SideView) -> String {
+    let got = match &side.identity.value {
+        Some(i) => format!("account {} ({})", i.account, i.arn),
+        None => format!("account unknown: {}", age(&side.identity)),
+    };
+    let verdict = match (side.account_ok, &side.account_id) {
+        (Some(false), Some(want)) => format!("  WRONG ACCOUNT: the runbook says {want}"),
+        _ => String::new(),
+    };
+    format!(
+        "{:<24} {got}  region {}  via {}{verdict}",
+        side.side,
+        side.region.as_deref().unwrap_or("?"),
+        side.via.as_deref().unwrap_or("?")
+    )
+}
+
 pub fn render(s: &Snapshot) -> String {
     let mut o = String::new();
     let who = match &s.identity.value {
-        Some(i) => format!("account {} ({})", i.account, i.arn),
+        Some(i) => format!(
+            "account {} ({}){}",
+            i.account,
+            i.arn,
+            i.expires_at.as_ref().map(|t| format!(", keys in the environment expire at {t}")).unwrap_or_default()
+        ),
         None => format!("account unknown: {}", age(&s.identity)),
     };
     let _ = writeln!(o, "runbook {}  region {}  {}  at {}", s.runbook, s.region, who, s.generated_at);
+    for side in &s.sides {
+        let _ = writeln!(o, "  {}", side_line(side));
+    }
 
     let _ = writeln!(o, "\nTRAFFIC  ({})", age(&s.traffic));
     if let Some(c) = &s.last_change {

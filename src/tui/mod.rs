@@ -24,6 +24,7 @@ use ratatui::Terminal;
 use ratatui::backend::CrosstermBackend;
 
 use crate::live::workers::{self, WorkerContext};
+use crate::runbook::Side;
 use app::{App, Header};
 use state::{Command, Event};
 
@@ -62,7 +63,7 @@ fn install_panic_hook(log_file: Option<PathBuf>) {
 
 /// What the loop needs to plan and apply checklist actions.
 pub struct ActionContext {
-    pub clients: crate::aws::Clients,
+    pub clients: crate::aws::SideClients,
     /// Global flags (--profile, --region) for a rollout started from the cockpit.
     pub global_args: Vec<String>,
     /// The workers' variables (a sandbox's endpoint and Redis URLs): they win
@@ -223,15 +224,15 @@ fn planning_panicked(key: &str) -> impl FnOnce(String) -> Event + Send + 'static
 }
 
 /// `authority::authorise` for a change from the cockpit: refused (and audited)
-/// under --read-only or in another account than the runbook's.
+/// under --read-only or in another account than that of the side it changes.
 async fn authorise(
     rb: &crate::runbook::Runbook,
-    clients: &crate::aws::Clients,
-    region: &str,
+    clients: &crate::aws::SideClients,
+    side: Side,
     read_only: bool,
     action: &str,
 ) -> Result<crate::authority::Actor, String> {
-    let scope = crate::authority::Scope::Runbook { rb, clients, region };
+    let scope = crate::authority::Scope::Runbook { rb, clients, side };
     crate::authority::authorise(scope, read_only, action, "changes from this cockpit").await.map_err(String::from)
 }
 
@@ -250,13 +251,13 @@ fn spawn_change(app: &mut App, cx: &ActionContext, command: Command, tx: tokio::
     use crate::store::rollout::Request;
     use app::{Control, PendingChange};
     let (clients, rb) = (cx.clients.clone(), app.rb.clone());
-    let (region, read_only, vars) = (app.region.clone(), cx.read_only, cx.vars.clone());
+    let (read_only, vars) = (cx.read_only, cx.vars.clone());
     let planned = |key: &str, result: Result<PendingChange, String>| Event::Planned { key: key.to_string(), result };
     match command {
         Command::Refused { action } => {
             // The screen refused it already; this writes its audit line.
             tokio::spawn(async move {
-                match authorise(&rb, &clients, &region, true, &action).await {
+                match authorise(&rb, &clients, Side::Dns, true, &action).await {
                     Ok(_) => tracing::error!(action, "authorise granted a change refused under --read-only"),
                     Err(e) if e.contains("could not be audited") => tracing::warn!(action, "{e}"),
                     Err(_) => {}
@@ -271,7 +272,7 @@ fn spawn_change(app: &mut App, cx: &ActionContext, command: Command, tx: tokio::
                     let result = match item_action(&rb, &key, rollback) {
                         Ok(a) => {
                             let action = format!("{} ({key})", a.summary());
-                            match authorise(&rb, &clients, &region, read_only, &action).await {
+                            match authorise(&rb, &clients, a.side(&rb), read_only, &action).await {
                                 Ok(_) => crate::drive::actions::plan_with_vars(&clients, &rb, &a, &vars)
                                     .await
                                     .map_err(String::from),
@@ -290,10 +291,10 @@ fn spawn_change(app: &mut App, cx: &ActionContext, command: Command, tx: tokio::
                 tx,
                 async move {
                     let action = format!("shift_weights to {percent}%");
-                    let result = match authorise(&rb, &clients, &region, read_only, &action).await {
+                    let result = match authorise(&rb, &clients, Side::Dns, read_only, &action).await {
                         Ok(_) => {
                             let weights = crate::analysis::weights::weights_for_percent(percent);
-                            crate::drive::shift::plan(&clients, &rb, weights)
+                            crate::drive::shift::plan(clients.dns(), &rb, weights)
                                 .await
                                 .map(|p| PendingChange::Shift(Box::new(p)))
                                 .map_err(String::from)
@@ -309,7 +310,7 @@ fn spawn_change(app: &mut App, cx: &ActionContext, command: Command, tx: tokio::
             spawn_outcome(
                 tx,
                 async move {
-                    let result = match authorise(&rb, &clients, &region, read_only, control_action(control)).await {
+                    let result = match authorise(&rb, &clients, Side::Dns, read_only, control_action(control)).await {
                         Ok(actor) => {
                             let rcx = rollout::Context {
                                 rb: (*rb).clone(),
@@ -333,7 +334,7 @@ fn spawn_change(app: &mut App, cx: &ActionContext, command: Command, tx: tokio::
             spawn_outcome(
                 tx,
                 async move {
-                    let result = match authorise(&rb, &clients, &region, read_only, "rollout pause").await {
+                    let result = match authorise(&rb, &clients, Side::Dns, read_only, "rollout pause").await {
                         Ok(who) => rollout::request(&who, &rb.name, Request::Pause, &text, Duration::from_secs(30))
                             .await
                             .map_err(String::from),
@@ -358,12 +359,12 @@ fn spawn_change(app: &mut App, cx: &ActionContext, command: Command, tx: tokio::
                 )),
             };
             let work = async move {
-                let action = match &change {
-                    PendingChange::Item(plan) => format!("{} ({key})", plan.name),
-                    PendingChange::Shift(plan) => format!("shift_weights to {}%", plan.weights.1),
-                    PendingChange::Rollout { control, .. } => control_action(*control).to_string(),
+                let (action, side) = match &change {
+                    PendingChange::Item(plan) => (format!("{} ({key})", plan.name), plan.side.clone()),
+                    PendingChange::Shift(plan) => (format!("shift_weights to {}%", plan.weights.1), Side::Dns),
+                    PendingChange::Rollout { control, .. } => (control_action(*control).to_string(), Side::Dns),
                 };
-                let who = match authorise(&rb, &clients, &region, read_only, &action).await {
+                let who = match authorise(&rb, &clients, side, read_only, &action).await {
                     Ok(who) => who,
                     Err(e) => return Event::ActionDone { key, result: Err(e) },
                 };
@@ -381,7 +382,9 @@ fn spawn_change(app: &mut App, cx: &ActionContext, command: Command, tx: tokio::
                         crate::drive::actions::execute(&clients, &rb, &who, &key, &plan, &mut report).await
                     }
                     PendingChange::Shift(plan) => {
-                        crate::drive::shift::execute(&clients, &rb, &who, &plan, &mut say).await.map_err(String::from)
+                        crate::drive::shift::execute(clients.dns(), &rb, &who, &plan, &mut say)
+                            .await
+                            .map_err(String::from)
                     }
                     PendingChange::Rollout { control: c @ (Control::Start | Control::AdoptAndStart), .. } => {
                         let extra: &[&str] = if c == Control::AdoptAndStart { &["--adopt-live"] } else { &[] };

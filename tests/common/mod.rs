@@ -72,7 +72,7 @@ pub async fn first_snapshot(rb: &Runbook, sb: &Sandbox) -> cutover::status::Snap
 pub fn session(rb: &Runbook, sb: &Sandbox) -> cutover::live::Session {
     use cutover::live::probe::ProbePolicy;
     use cutover::live::workers::WorkerContext;
-    let mut ctx = WorkerContext::new(rb.clone(), sb.clients.clone(), ProbePolicy::LoopbackOnly);
+    let mut ctx = WorkerContext::new(rb.clone(), sb.sides.clone(), ProbePolicy::LoopbackOnly);
     ctx.vars.extend(sb.env_vars(rb));
     cutover::live::Session::start(std::sync::Arc::new(ctx))
 }

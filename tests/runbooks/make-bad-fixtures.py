@@ -159,6 +159,10 @@ target_groups = ["green-web"]
 instances = { tags = { Environment = "green" } }
 
 ''', ''))
+fx("access-bad-role-arn", "a role_arn that is not an IAM role ARN", ('zone = "example.com"', 'zone = "example.com"\nrole_arn = "arn:aws:iam::1234:user/dns"'))
+fx("access-external-id-without-role", "an external_id with no role to assume", ('instances = { tags = { Environment = "green" } }', 'instances = { tags = { Environment = "green" } }\nexternal_id = "cutover-green"'))
+fx("access-account-not-the-roles", "an account_id other than its role's account", ('instances = { tags = { Environment = "green" } }', 'instances = { tags = { Environment = "green" } }\naccount_id = "222222222222"\nrole_arn = "arn:aws:iam::333333333333:role/cutover"'))
+fx("access-bad-region", "an environment region that is not a region", ('instances = { tags = { Environment = "blue" } }', 'instances = { tags = { Environment = "blue" } }\nregion = "Ireland"'))
 # Sandbox fixtures start from minimal-sandbox.toml.
 fx("sandbox-unknown-security-group", "a sandbox instance in a security group not declared", ('name = "green-1"\nenvironment = "green"\nzone = "a"\nsecurity_groups = ["app"]', 'name = "green-1"\nenvironment = "green"\nzone = "a"\nsecurity_groups = ["web"]'), base=SANDBOX_BASE)
 fx("sandbox-environment-by-ids", "the sandbox cannot create instances selected by id", ('instances = { tags = { Environment = "green" } }', 'instances = { ids = ["i-0123456789abcdef0"] }'), base=SANDBOX_BASE)

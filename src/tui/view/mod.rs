@@ -100,8 +100,26 @@ fn window(len: usize, selected: usize, height: usize) -> std::ops::Range<usize> 
 
 fn header(f: &mut Frame, app: &App, area: Rect) {
     let th = &app.theme;
-    let account =
+    let mut account =
         app.snap.identity.value.as_ref().map_or("account ?".to_string(), |i| format!("account {}", i.account));
+    // A runbook over several accounts or regions: each side's account and region.
+    if !app.snap.sides.is_empty() {
+        account = app
+            .snap
+            .sides
+            .iter()
+            .map(|s| {
+                let acct = s.identity.value.as_ref().map_or("?", |i| i.account.as_str());
+                let wrong = if s.account_ok == Some(false) { "!" } else { "" };
+                format!("{} {acct}{wrong} {}", s.name, s.region.as_deref().unwrap_or("?"))
+            })
+            .collect::<Vec<_>>()
+            .join(" · ");
+    }
+    // Keys in the environment cannot be renewed: say when they run out.
+    if let Some(at) = app.snap.identity.value.as_ref().and_then(|i| i.expires_at.as_deref()) {
+        account.push_str(&format!(" │ keys expire {}", at.get(11..19).unwrap_or(at)));
+    }
     let mut spans = vec![
         Span::styled(" cutover ", Style::new().bold().fg(Color::Black).bg(th.accent)),
         Span::raw(format!(
