@@ -10,7 +10,7 @@ use clap::{Args, Subcommand};
 use super::{Failure, GlobalArgs};
 use crate::redis::copy::{self, CopyError, CopyOptions};
 use crate::redis::progress::{CopyProgress, human_bytes};
-use crate::redis::url::Endpoint;
+use crate::redis::url::{ClientCert, Endpoint};
 use crate::redis::verify::{self, VerifyOptions};
 use crate::redis::{Mode, OnConflict, checkpoint};
 use crate::store::audit::{AuditLine, AuditLog, Stage};
@@ -41,6 +41,12 @@ pub struct Ends {
     /// PEM file of the CA that signed the servers' certificates (rediss://).
     #[arg(long, value_name = "PATH", value_hint = clap::ValueHint::FilePath)]
     pub tls_ca: Option<std::path::PathBuf>,
+    /// PEM client certificate shown to the servers (mutual TLS); needs --tls-key.
+    #[arg(long, value_name = "PATH", value_hint = clap::ValueHint::FilePath)]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, value_name = "PATH", value_hint = clap::ValueHint::FilePath)]
+    pub tls_key: Option<std::path::PathBuf>,
     /// Only keys matching this glob (SCAN MATCH).
     #[arg(long = "match", value_name = "PATTERN")]
     pub pattern: Option<String>,
@@ -131,8 +137,13 @@ fn endpoints(e: &Ends) -> Result<(Endpoint, Endpoint), Failure> {
     fn pw(v: &Option<String>) -> Option<(&str, Option<String>)> {
         v.as_deref().map(|name| (name, std::env::var(name).ok()))
     }
-    let from = Endpoint::parse("source", &e.from, pw(&e.from_password_env), ca.clone()).map_err(bad)?;
-    let to = Endpoint::parse("target", &e.to, pw(&e.to_password_env), ca).map_err(bad)?;
+    let client_cert = client_cert(e)?;
+    let mut from = Endpoint::parse("source", &e.from, pw(&e.from_password_env), ca.clone()).map_err(bad)?;
+    let mut to = Endpoint::parse("target", &e.to, pw(&e.to_password_env), ca).map_err(bad)?;
+    if let Some(c) = client_cert {
+        from = from.with_client_cert(c.clone());
+        to = to.with_client_cert(c);
+    }
     if let Some(p) = &e.pattern {
         crate::redis::check_pattern(p).map_err(bad)?;
     }
@@ -143,6 +154,30 @@ fn endpoints(e: &Ends) -> Result<(Endpoint, Endpoint), Failure> {
         return Err(bad(format!("--from and --to are the same Redis ({from}); give two different servers")));
     }
     Ok((from, to))
+}
+
+/// `--tls-cert` and `--tls-key`, both or neither, read and checked to be PEM.
+fn client_cert(e: &Ends) -> Result<Option<ClientCert>, Failure> {
+    let read = |flag: &str, p: &std::path::Path, marker: &str, what: &str| {
+        let body = std::fs::read(p)
+            .map_err(|err| bad(format!("cannot read {flag} {}: {err}; give the PEM file of {what}", p.display())))?;
+        if !body.windows(marker.len()).any(|w| w == marker.as_bytes()) {
+            return Err(bad(format!(
+                "{flag} {}: not a PEM file of {what} (no \"{marker}\" line); give the PEM file of {what}",
+                p.display()
+            )));
+        }
+        Ok(body)
+    };
+    match (&e.tls_cert, &e.tls_key) {
+        (None, None) => Ok(None),
+        (Some(_), None) => Err(bad("--tls-cert needs --tls-key: give the client certificate's private key too")),
+        (None, Some(_)) => Err(bad("--tls-key needs --tls-cert: give the client certificate too")),
+        (Some(c), Some(k)) => Ok(Some(ClientCert {
+            cert_pem: read("--tls-cert", c, "-----BEGIN CERTIFICATE-----", "the client certificate")?,
+            key_pem: read("--tls-key", k, "PRIVATE KEY-----", "the client certificate's private key")?,
+        })),
+    }
 }
 
 fn audit_log() -> AuditLog {

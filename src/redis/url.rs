@@ -15,6 +15,15 @@ pub struct Endpoint {
     password: Option<String>,
     /// PEM of the CA that signed the server's certificate (rediss:// only).
     ca_pem: Option<Vec<u8>>,
+    /// PEM certificate and key this client shows (mutual TLS).
+    client_cert: Option<ClientCert>,
+}
+
+/// A client certificate and its key, PEM; `Debug` never shows the key.
+#[derive(Clone)]
+pub struct ClientCert {
+    pub cert_pem: Vec<u8>,
+    pub key_pem: Vec<u8>,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -64,7 +73,16 @@ impl Endpoint {
             // Harmless but a sign of a typo: the CA is only used with TLS.
             tracing::info!(role, "--tls-ca given but the URL is not rediss://");
         }
-        Ok(Self { role, url, password, ca_pem })
+        Ok(Self { role, url, password, ca_pem, client_cert: None })
+    }
+
+    /// Shows `cert` to the server (mutual TLS; rediss:// only).
+    pub fn with_client_cert(mut self, cert: ClientCert) -> Self {
+        if !self.tls() {
+            tracing::info!(role = self.role, "--tls-cert given but the URL is not rediss://");
+        }
+        self.client_cert = Some(cert);
+        self
     }
 
     pub fn tls(&self) -> bool {
@@ -109,12 +127,14 @@ impl Endpoint {
     /// A multiplexed connection; errors are one line saying what to fix.
     pub async fn connect(&self) -> Result<MultiplexedConnection, String> {
         let info = self.connection_info()?;
-        let client = match (&self.ca_pem, self.tls()) {
-            (Some(pem), true) => redis::Client::build_with_tls(
-                info,
-                redis::TlsCertificates { client_tls: None, root_cert: Some(pem.clone()) },
-            ),
-            _ => redis::Client::open(info),
+        let client = if self.tls() && (self.ca_pem.is_some() || self.client_cert.is_some()) {
+            let client_tls = self
+                .client_cert
+                .as_ref()
+                .map(|c| redis::ClientTlsConfig { client_cert: c.cert_pem.clone(), client_key: c.key_pem.clone() });
+            redis::Client::build_with_tls(info, redis::TlsCertificates { client_tls, root_cert: self.ca_pem.clone() })
+        } else {
+            redis::Client::open(info)
         }
         .map_err(|e| format!("cannot use the {} {}: {}", self.role, self.redacted(), self.scrub(&e.to_string())))?;
         let config = AsyncConnectionConfig::new()
@@ -140,6 +160,16 @@ impl Endpoint {
         } else if low.contains("noauth") || low.contains("authentication required") {
             format!(
                 "the {who} needs a password; put it in the URL (redis://:PASSWORD@host:port) or use --from-password-env / --to-password-env"
+            )
+        } else if low.contains("certificaterequired") {
+            format!(
+                "the {who} asks for a client certificate (mutual TLS); pass one its CA signed with --tls-cert FILE --tls-key FILE"
+            )
+        } else if low.contains("received fatal alert") && self.client_cert.is_some() {
+            // The server sent the alert: it did not accept the certificate we showed.
+            format!(
+                "the {who} refused the client certificate ({}); pass one signed by the CA it trusts with --tls-cert FILE --tls-key FILE",
+                msg.trim_start_matches("received fatal alert: ")
             )
         } else if low.contains("certificate") || low.contains("tls") || low.contains("handshake") {
             format!("TLS to the {who} failed: {msg}; pass the server's CA with --tls-ca PATH")
