@@ -396,7 +396,10 @@ async fn bad_input_is_one_line_exit_2_and_writes_nothing() {
     // The same database written another way: without the /0.
     let same_db = from.strip_suffix("/0").expect("the test server's URL names db 0").to_string();
     let cases: Vec<(Vec<&str>, &str)> = vec![
-        (vec!["copy", "--from", "http://x:1", "--to", &auth_to, "--yes"], "scheme must be redis or rediss"),
+        (
+            vec!["copy", "--from", "http://x:1", "--to", &auth_to, "--yes"],
+            "scheme must be redis, rediss or redis+sentinel",
+        ),
         (vec!["copy", "--from", from, "--to", &dead, "--yes"], "cannot reach the target"),
         (vec!["copy", "--from", from, "--to", &wrong_to, "--yes"], "wrong password"),
         (vec!["copy", "--from", from, "--to", &dst.url, "--yes"], "needs a password"),
@@ -1196,4 +1199,79 @@ async fn mutual_tls_takes_the_right_client_certificate_and_refuses_others_in_one
         let body = std::fs::read_to_string(state.join(f)).unwrap_or_default();
         assert!(!body.contains("pa55word") && !body.contains("PRIVATE KEY"), "{f} holds no secret");
     }
+}
+
+/// A copy into a Sentinel group survives a failover: `SENTINEL FAILOVER`
+/// mid-copy promotes the replica; the copy asks the sentinels again, goes on
+/// against the new master from its last checkpoint the replica confirmed, and
+/// says so. Every key and TTL is on the new master at the end.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sentinel_failover_mid_copy_is_followed_and_every_key_arrives() {
+    const N: u64 = 200_000;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let group = common::sentinel::SentinelGroup::start(dir.path()).await;
+    let src = server(dir.path(), "src").await;
+    let mut s = conn(&src.url).await;
+    for chunk in 0..N / 10_000 {
+        let mut p = redis::pipe();
+        for i in chunk * 10_000..(chunk + 1) * 10_000 {
+            // Half the keys expire in 10 minutes.
+            if i % 2 == 0 {
+                p.cmd("SET").arg(format!("k:{i}")).arg(i).arg("PX").arg(600_000).ignore();
+            } else {
+                p.cmd("SET").arg(format!("k:{i}")).arg(i).ignore();
+            }
+        }
+        let _: () = p.query_async(&mut s).await.unwrap();
+    }
+    let (old_master, to) = (group.master.port, group.url());
+    assert_eq!(group.master_port().await, old_master);
+    let args = ["redis", "copy", "--from", &src.url, "--to", &to, "--yes", "--rate", "25000"];
+    let child = KillOnDrop(Some(cutover(&state, &args).spawn().unwrap()));
+    let start = Instant::now();
+    while checkpoint_copied(&state).unwrap_or(0) < N / 5 {
+        assert!(start.elapsed() < Duration::from_secs(30), "no checkpoint progress");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    group.failover().await;
+    let mut child = child;
+    let out = tokio::task::spawn_blocking(move || child.take().wait_with_output().unwrap()).await.unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    let new_master = group.master_port().await;
+    assert_eq!(new_master, group.replica.port, "the replica was promoted");
+    let moved =
+        format!("master {} moved from 127.0.0.1:{old_master} to 127.0.0.1:{new_master}", common::sentinel::MASTER);
+    assert!(stdout.contains("followed a failover of the target") && stdout.contains(&moved), "{stdout}{stderr}");
+    assert!(stdout.contains("went on from its checkpoint"), "{stdout}");
+    assert!(checkpoint_copied(&state).is_none(), "a finished copy leaves no checkpoint");
+
+    let mut t = conn(&format!("redis://127.0.0.1:{new_master}/0")).await;
+    assert_eq!(dbsize(&mut t).await, N, "every key on the new master");
+    let info: String = redis::cmd("INFO").arg("keyspace").query_async(&mut t).await.unwrap();
+    assert_eq!(cutover::redis::keyspace(&info, 0), (N, N / 2), "every TTL too");
+    for i in [0u64, 1, 77_776, 199_999] {
+        let ttl: i64 = redis::cmd("PTTL").arg(format!("k:{i}")).query_async(&mut t).await.unwrap();
+        let value: u64 = redis::cmd("GET").arg(format!("k:{i}")).query_async(&mut t).await.unwrap();
+        assert_eq!(value, i);
+        if i % 2 == 0 {
+            assert!((500_000..=600_000).contains(&ttl), "k:{i} keeps its TTL: {ttl}");
+        } else {
+            assert_eq!(ttl, -1, "k:{i} has none");
+        }
+    }
+    // verify finds the master through the sentinels too.
+    let (code, out, err) = run(&state, &["redis", "verify", "--from", &src.url, "--to", &to, "--full"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        out.contains(&format!("checked {N} keys: 0 missing, 0 type mismatch, 0 value mismatch, 0 TTL mismatch")),
+        "{out}"
+    );
+    // A master name the sentinels do not know: one line, exit 2.
+    let wrong = to.replace("/mymaster/", "/nosuchmaster/");
+    let (code, out, err) = run(&state, &["redis", "verify", "--from", &src.url, "--to", &wrong]);
+    assert_eq!(code, Some(2), "{out}{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("knows no master named \"nosuchmaster\"") && err.contains("master name"), "{err}");
 }

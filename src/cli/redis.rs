@@ -26,7 +26,8 @@ pub enum RedisCommand {
 
 #[derive(Clone, Args)]
 pub struct Ends {
-    /// Source: redis://[:PASSWORD@]HOST:PORT[/DB], or rediss:// for TLS.
+    /// Source: redis://[:PASSWORD@]HOST:PORT[/DB], rediss:// for TLS, or
+    /// redis+sentinel://[:PASSWORD@]HOST:PORT[,HOST:PORT…]/MASTER[/DB].
     #[arg(long)]
     pub from: String,
     /// Target, as --from.
@@ -358,7 +359,13 @@ fn run_copy(a: CopyArgs, g: &GlobalArgs) -> Result<u8, Failure> {
         let result = copy::copy(&who, &opts, conns.clone_pair(), &pf, |p| view.update(p)).await;
         view.finish();
         watcher.abort();
-        let after_counts = copy::key_counts(&opts.to, &mut conns.dst).await.ok();
+        let mut after_counts = copy::key_counts(&opts.to, &mut conns.dst).await.ok();
+        if after_counts.is_none() && opts.to.sentinel().is_some() {
+            // The master moved during the copy: count on the new one.
+            if let Ok(mut c) = opts.to.connect().await {
+                after_counts = copy::key_counts(&opts.to, &mut c).await.ok();
+            }
+        }
         let after = |report: serde_json::Value| {
             serde_json::json!({
                 "target_keys": after_counts.map(|c| c.0), "target_expiring": after_counts.map(|c| c.1), "report": report,
@@ -387,6 +394,9 @@ fn run_copy(a: CopyArgs, g: &GlobalArgs) -> Result<u8, Failure> {
                     println!("{rj}");
                 } else {
                     println!("{summary}");
+                    for f in &r.followed {
+                        println!("{f}");
+                    }
                 }
                 if r.interrupted {
                     eprintln!(
@@ -409,12 +419,6 @@ fn copy_failure(e: CopyError) -> Failure {
     match e {
         CopyError::Refused(m) => bad(m),
         CopyError::Failed(m) => Failure { status: 1, message: m },
-    }
-}
-
-impl copy::Conns {
-    fn clone_pair(&self) -> copy::Conns {
-        copy::Conns { src: self.src.clone(), dst: self.dst.clone() }
     }
 }
 
