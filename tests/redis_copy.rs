@@ -1275,3 +1275,33 @@ async fn a_sentinel_failover_mid_copy_is_followed_and_every_key_arrives() {
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(err.contains("knows no master named \"nosuchmaster\"") && err.contains("master name"), "{err}");
 }
+
+/// The live Redis pane's probe (`live::fetch::redis_info`, what status and
+/// the cockpit show) reaches a runbook's `redis+sentinel://` endpoint at the
+/// master the sentinels name, before and after a failover.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_live_probe_pings_the_master_the_sentinels_name_through_a_failover() {
+    let dir = tempfile::tempdir().unwrap();
+    let group = common::sentinel::SentinelGroup::start(dir.path()).await;
+    let mut m = conn(&format!("redis://127.0.0.1:{}/0", group.master.port)).await;
+    let _: () = m.set("one", 1).await.unwrap();
+    let info = cutover::live::fetch::redis_info(&group.url()).await.unwrap();
+    assert_eq!((info.role.as_str(), info.keys), ("master", 1));
+    group.failover().await;
+    // The old master is demoted: a probe of it directly says "slave"; the Sentinel URL follows.
+    let old = format!("redis://127.0.0.1:{}/0", group.master.port);
+    common::eventually(Duration::from_secs(20), "the old master demoted", || async {
+        let i = cutover::live::fetch::redis_info(&old).await.ok()?;
+        (i.role == "slave").then_some(())
+    })
+    .await;
+    let info = common::eventually(Duration::from_secs(20), "the sentinels to name the new master", || async {
+        cutover::live::fetch::redis_info(&group.url()).await.ok()
+    })
+    .await;
+    assert_eq!((info.role.as_str(), info.keys), ("master", 1));
+    assert_eq!(group.master_port().await, group.replica.port);
+    let wrong = group.url().replace("/mymaster/", "/nosuchmaster/");
+    let err = cutover::live::fetch::redis_info(&wrong).await.unwrap_err();
+    assert!(err.contains("knows no master named \"nosuchmaster\""), "{err}");
+}
