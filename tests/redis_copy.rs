@@ -396,7 +396,10 @@ async fn bad_input_is_one_line_exit_2_and_writes_nothing() {
     // The same database written another way: without the /0.
     let same_db = from.strip_suffix("/0").expect("the test server's URL names db 0").to_string();
     let cases: Vec<(Vec<&str>, &str)> = vec![
-        (vec!["copy", "--from", "http://x:1", "--to", &auth_to, "--yes"], "scheme must be redis or rediss"),
+        (
+            vec!["copy", "--from", "http://x:1", "--to", &auth_to, "--yes"],
+            "scheme must be redis, rediss or redis+sentinel",
+        ),
         (vec!["copy", "--from", from, "--to", &dead, "--yes"], "cannot reach the target"),
         (vec!["copy", "--from", from, "--to", &wrong_to, "--yes"], "wrong password"),
         (vec!["copy", "--from", from, "--to", &dst.url, "--yes"], "needs a password"),
@@ -1073,4 +1076,232 @@ async fn sigkill_at_20_points_of_a_copy_then_resume_ends_identical() {
              own key-by-key comparison found all {N} keys identical, TTLs within 1 s"
         ),
     );
+}
+
+/// A client certificate `name.pem`/`name.key` signed by the CA `ca` (`ca.pem`,
+/// `ca.key` in `dir`), made with openssl.
+fn make_client_cert(dir: &Path, ca: &str, name: &str) {
+    let sh = |args: &[&str]| {
+        let out = std::process::Command::new("openssl").args(args).current_dir(dir).output().unwrap();
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    let (key, csr, pem) = (format!("{name}.key"), format!("{name}.csr"), format!("{name}.pem"));
+    sh(&["req", "-newkey", "rsa:2048", "-nodes", "-keyout", &key, "-out", &csr, "-subj", "/CN=cutover client"]);
+    let (ca_pem, ca_key) = (format!("{ca}.pem"), format!("{ca}.key"));
+    // Extensions make it X.509 v3, the only version rustls loads.
+    let ext = format!("{name}.ext");
+    std::fs::write(dir.join(&ext), "extendedKeyUsage=clientAuth\n").unwrap();
+    sh(&[
+        "x509",
+        "-req",
+        "-in",
+        &csr,
+        "-CA",
+        &ca_pem,
+        "-CAkey",
+        &ca_key,
+        "-CAcreateserial",
+        "-out",
+        &pem,
+        "-extfile",
+        &ext,
+    ]);
+    sh(&["x509", "-in", &pem, "-noout"]);
+}
+
+/// Mutual TLS: a target that asks every client for a certificate takes the
+/// copy with the right one; one signed by another CA, or none, is refused
+/// with one line naming the side and the flags that fix it.
+#[tokio::test(flavor = "multi_thread")]
+async fn mutual_tls_takes_the_right_client_certificate_and_refuses_others_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    make_certs(dir.path());
+    make_client_cert(dir.path(), "ca", "client");
+    // Another CA, which the server does not trust, and a client certificate it signed.
+    let sh = |args: &[&str]| {
+        let out = std::process::Command::new("openssl").args(args).current_dir(dir.path()).output().unwrap();
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    sh(&["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "other-ca.key", "-out", "other-ca.pem"]
+        .into_iter()
+        .chain(["-days", "2", "-subj", "/CN=another CA"])
+        .collect::<Vec<_>>());
+    make_client_cert(dir.path(), "other-ca", "stranger");
+    let d = dir.path().to_path_buf();
+    let tls = start_redis_with(dir.path(), "mtls", move |port| {
+        let f = |n: &str| d.join(n).display().to_string();
+        ["--port", "0", "--tls-port", &port.to_string(), "--tls-cert-file", &f("server.pem")]
+            .into_iter()
+            .map(String::from)
+            .chain(["--tls-key-file".into(), f("server.key"), "--tls-ca-cert-file".into(), f("ca.pem")])
+            .chain(["--tls-auth-clients", "yes", "--requirepass", "mtls-pa55word"].map(String::from))
+            .collect()
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e:#}"));
+    let src = server(dir.path(), "src").await;
+    let mut s = conn(&src.url).await;
+    let keys = seed_all_types(&mut s, "m", 20, Some(300_000)).await;
+    let to = format!("rediss://:mtls-pa55word@127.0.0.1:{}/0", tls.port);
+    let f = |n: &str| dir.path().join(n).display().to_string();
+    let (ca, cert, key) = (f("ca.pem"), f("client.pem"), f("client.key"));
+    let (bad_cert, bad_key) = (f("stranger.pem"), f("stranger.key"));
+    let with = |extra: &[&str]| {
+        let mut a = vec!["redis", "copy", "--from", &src.url, "--to", &to, "--yes", "--tls-ca", &ca];
+        a.extend(extra);
+        let (code, out, err) = run(&state, &a);
+        assert!(!format!("{out}{err}").contains("pa55word"), "no secret shown: {out}{err}");
+        (code, out, err)
+    };
+
+    let (code, out, err) = with(&[]);
+    assert_eq!(code, Some(2), "no client certificate: refused. {out}{err}");
+    assert!(out.is_empty(), "{out}");
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    assert!(err.contains("target") && err.contains("--tls-cert") && err.contains("--tls-key"), "{err}");
+    assert!(err.contains("client certificate"), "{err}");
+
+    let (code, out, err) = with(&["--tls-cert", &bad_cert, "--tls-key", &bad_key]);
+    assert_eq!(code, Some(2), "a certificate from another CA: refused. {out}{err}");
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    assert!(err.contains("target") && err.contains("refused the client certificate"), "{err}");
+    assert!(err.contains("--tls-cert") && err.contains("--tls-key"), "{err}");
+
+    let (code, _, err) = with(&["--tls-cert", &cert]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("--tls-cert needs --tls-key"), "{err}");
+    let (code, _, err) = with(&["--tls-cert", &key, "--tls-key", &key]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("--tls-cert") && err.contains("not a PEM file of the client certificate"), "{err}");
+    assert_eq!(dbsize(&mut s).await, 120, "nothing written to the source either");
+
+    let (code, out, err) = with(&["--tls-cert", &cert, "--tls-key", &key]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("copied 120 keys"), "{out}");
+    let target = Endpoint::parse("target", &to, None, Some(std::fs::read(&ca).unwrap())).unwrap().with_client_cert(
+        cutover::redis::url::ClientCert {
+            cert_pem: std::fs::read(&cert).unwrap(),
+            key_pem: std::fs::read(&key).unwrap(),
+        },
+    );
+    let mut t = target.connect().await.unwrap();
+    assert_identical(&mut s, &mut t, &keys).await;
+    let (code, out, err) = run(
+        &state,
+        &["redis", "verify", "--from", &src.url, "--to", &to, "--tls-ca", &ca, "--tls-cert", &cert, "--tls-key", &key],
+    );
+    assert_eq!(code, Some(0), "{out}{err}");
+    let (code, _, err) = run(&state, &["redis", "verify", "--from", &src.url, "--to", &to, "--tls-ca", &ca]);
+    assert_eq!(code, Some(2), "verify without the certificate: refused. {err}");
+    assert!(err.contains("--tls-cert"), "{err}");
+    for f in ["log", "cutover/redis.audit.jsonl"] {
+        let body = std::fs::read_to_string(state.join(f)).unwrap_or_default();
+        assert!(!body.contains("pa55word") && !body.contains("PRIVATE KEY"), "{f} holds no secret");
+    }
+}
+
+/// A copy into a Sentinel group survives a failover: `SENTINEL FAILOVER`
+/// mid-copy promotes the replica; the copy asks the sentinels again, goes on
+/// against the new master from its last checkpoint the replica confirmed, and
+/// says so. Every key and TTL is on the new master at the end.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sentinel_failover_mid_copy_is_followed_and_every_key_arrives() {
+    const N: u64 = 200_000;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let group = common::sentinel::SentinelGroup::start(dir.path()).await;
+    let src = server(dir.path(), "src").await;
+    let mut s = conn(&src.url).await;
+    for chunk in 0..N / 10_000 {
+        let mut p = redis::pipe();
+        for i in chunk * 10_000..(chunk + 1) * 10_000 {
+            // Half the keys expire in 10 minutes.
+            if i % 2 == 0 {
+                p.cmd("SET").arg(format!("k:{i}")).arg(i).arg("PX").arg(600_000).ignore();
+            } else {
+                p.cmd("SET").arg(format!("k:{i}")).arg(i).ignore();
+            }
+        }
+        let _: () = p.query_async(&mut s).await.unwrap();
+    }
+    let (old_master, to) = (group.master.port, group.url());
+    assert_eq!(group.master_port().await, old_master);
+    let args = ["redis", "copy", "--from", &src.url, "--to", &to, "--yes", "--rate", "25000"];
+    let child = KillOnDrop(Some(cutover(&state, &args).spawn().unwrap()));
+    let start = Instant::now();
+    while checkpoint_copied(&state).unwrap_or(0) < N / 5 {
+        assert!(start.elapsed() < Duration::from_secs(30), "no checkpoint progress");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    group.failover().await;
+    let mut child = child;
+    let out = tokio::task::spawn_blocking(move || child.take().wait_with_output().unwrap()).await.unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    let new_master = group.master_port().await;
+    assert_eq!(new_master, group.replica.port, "the replica was promoted");
+    let moved =
+        format!("master {} moved from 127.0.0.1:{old_master} to 127.0.0.1:{new_master}", common::sentinel::MASTER);
+    assert!(stdout.contains("followed a failover of the target") && stdout.contains(&moved), "{stdout}{stderr}");
+    assert!(stdout.contains("went on from its checkpoint"), "{stdout}");
+    assert!(checkpoint_copied(&state).is_none(), "a finished copy leaves no checkpoint");
+
+    let mut t = conn(&format!("redis://127.0.0.1:{new_master}/0")).await;
+    assert_eq!(dbsize(&mut t).await, N, "every key on the new master");
+    let info: String = redis::cmd("INFO").arg("keyspace").query_async(&mut t).await.unwrap();
+    assert_eq!(cutover::redis::keyspace(&info, 0), (N, N / 2), "every TTL too");
+    for i in [0u64, 1, 77_776, 199_999] {
+        let ttl: i64 = redis::cmd("PTTL").arg(format!("k:{i}")).query_async(&mut t).await.unwrap();
+        let value: u64 = redis::cmd("GET").arg(format!("k:{i}")).query_async(&mut t).await.unwrap();
+        assert_eq!(value, i);
+        if i % 2 == 0 {
+            assert!((500_000..=600_000).contains(&ttl), "k:{i} keeps its TTL: {ttl}");
+        } else {
+            assert_eq!(ttl, -1, "k:{i} has none");
+        }
+    }
+    // verify finds the master through the sentinels too.
+    let (code, out, err) = run(&state, &["redis", "verify", "--from", &src.url, "--to", &to, "--full"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        out.contains(&format!("checked {N} keys: 0 missing, 0 type mismatch, 0 value mismatch, 0 TTL mismatch")),
+        "{out}"
+    );
+    // A master name the sentinels do not know: one line, exit 2.
+    let wrong = to.replace("/mymaster/", "/nosuchmaster/");
+    let (code, out, err) = run(&state, &["redis", "verify", "--from", &src.url, "--to", &wrong]);
+    assert_eq!(code, Some(2), "{out}{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("knows no master named \"nosuchmaster\"") && err.contains("master name"), "{err}");
+}
+
+/// The live Redis pane's probe (`live::fetch::redis_info`, what status and
+/// the cockpit show) reaches a runbook's `redis+sentinel://` endpoint at the
+/// master the sentinels name, before and after a failover.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_live_probe_pings_the_master_the_sentinels_name_through_a_failover() {
+    let dir = tempfile::tempdir().unwrap();
+    let group = common::sentinel::SentinelGroup::start(dir.path()).await;
+    let mut m = conn(&format!("redis://127.0.0.1:{}/0", group.master.port)).await;
+    let _: () = m.set("one", 1).await.unwrap();
+    let info = cutover::live::fetch::redis_info(&group.url()).await.unwrap();
+    assert_eq!((info.role.as_str(), info.keys), ("master", 1));
+    group.failover().await;
+    // The old master is demoted: a probe of it directly says "slave"; the Sentinel URL follows.
+    let old = format!("redis://127.0.0.1:{}/0", group.master.port);
+    common::eventually(Duration::from_secs(20), "the old master demoted", || async {
+        let i = cutover::live::fetch::redis_info(&old).await.ok()?;
+        (i.role == "slave").then_some(())
+    })
+    .await;
+    let info = common::eventually(Duration::from_secs(20), "the sentinels to name the new master", || async {
+        cutover::live::fetch::redis_info(&group.url()).await.ok()
+    })
+    .await;
+    assert_eq!((info.role.as_str(), info.keys), ("master", 1));
+    assert_eq!(group.master_port().await, group.replica.port);
+    let wrong = group.url().replace("/mymaster/", "/nosuchmaster/");
+    let err = cutover::live::fetch::redis_info(&wrong).await.unwrap_err();
+    assert!(err.contains("knows no master named \"nosuchmaster\""), "{err}");
 }

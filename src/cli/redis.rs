@@ -10,7 +10,7 @@ use clap::{Args, Subcommand};
 use super::{Failure, GlobalArgs};
 use crate::redis::copy::{self, CopyError, CopyOptions};
 use crate::redis::progress::{CopyProgress, human_bytes};
-use crate::redis::url::Endpoint;
+use crate::redis::url::{ClientCert, Endpoint};
 use crate::redis::verify::{self, VerifyOptions};
 use crate::redis::{Mode, OnConflict, checkpoint};
 use crate::store::audit::{AuditLine, AuditLog, Stage};
@@ -26,7 +26,8 @@ pub enum RedisCommand {
 
 #[derive(Clone, Args)]
 pub struct Ends {
-    /// Source: redis://[:PASSWORD@]HOST:PORT[/DB], or rediss:// for TLS.
+    /// Source: redis://[:PASSWORD@]HOST:PORT[/DB], rediss:// for TLS, or
+    /// redis+sentinel://[:PASSWORD@]HOST:PORT[,HOST:PORT…]/MASTER[/DB].
     #[arg(long)]
     pub from: String,
     /// Target, as --from.
@@ -41,6 +42,12 @@ pub struct Ends {
     /// PEM file of the CA that signed the servers' certificates (rediss://).
     #[arg(long, value_name = "PATH", value_hint = clap::ValueHint::FilePath)]
     pub tls_ca: Option<std::path::PathBuf>,
+    /// PEM client certificate shown to the servers (mutual TLS); needs --tls-key.
+    #[arg(long, value_name = "PATH", value_hint = clap::ValueHint::FilePath)]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, value_name = "PATH", value_hint = clap::ValueHint::FilePath)]
+    pub tls_key: Option<std::path::PathBuf>,
     /// Only keys matching this glob (SCAN MATCH).
     #[arg(long = "match", value_name = "PATTERN")]
     pub pattern: Option<String>,
@@ -131,8 +138,13 @@ fn endpoints(e: &Ends) -> Result<(Endpoint, Endpoint), Failure> {
     fn pw(v: &Option<String>) -> Option<(&str, Option<String>)> {
         v.as_deref().map(|name| (name, std::env::var(name).ok()))
     }
-    let from = Endpoint::parse("source", &e.from, pw(&e.from_password_env), ca.clone()).map_err(bad)?;
-    let to = Endpoint::parse("target", &e.to, pw(&e.to_password_env), ca).map_err(bad)?;
+    let client_cert = client_cert(e)?;
+    let mut from = Endpoint::parse("source", &e.from, pw(&e.from_password_env), ca.clone()).map_err(bad)?;
+    let mut to = Endpoint::parse("target", &e.to, pw(&e.to_password_env), ca).map_err(bad)?;
+    if let Some(c) = client_cert {
+        from = from.with_client_cert(c.clone());
+        to = to.with_client_cert(c);
+    }
     if let Some(p) = &e.pattern {
         crate::redis::check_pattern(p).map_err(bad)?;
     }
@@ -143,6 +155,30 @@ fn endpoints(e: &Ends) -> Result<(Endpoint, Endpoint), Failure> {
         return Err(bad(format!("--from and --to are the same Redis ({from}); give two different servers")));
     }
     Ok((from, to))
+}
+
+/// `--tls-cert` and `--tls-key`, both or neither, read and checked to be PEM.
+fn client_cert(e: &Ends) -> Result<Option<ClientCert>, Failure> {
+    let read = |flag: &str, p: &std::path::Path, marker: &str, what: &str| {
+        let body = std::fs::read(p)
+            .map_err(|err| bad(format!("cannot read {flag} {}: {err}; give the PEM file of {what}", p.display())))?;
+        if !body.windows(marker.len()).any(|w| w == marker.as_bytes()) {
+            return Err(bad(format!(
+                "{flag} {}: not a PEM file of {what} (no \"{marker}\" line); give the PEM file of {what}",
+                p.display()
+            )));
+        }
+        Ok(body)
+    };
+    match (&e.tls_cert, &e.tls_key) {
+        (None, None) => Ok(None),
+        (Some(_), None) => Err(bad("--tls-cert needs --tls-key: give the client certificate's private key too")),
+        (None, Some(_)) => Err(bad("--tls-key needs --tls-cert: give the client certificate too")),
+        (Some(c), Some(k)) => Ok(Some(ClientCert {
+            cert_pem: read("--tls-cert", c, "-----BEGIN CERTIFICATE-----", "the client certificate")?,
+            key_pem: read("--tls-key", k, "PRIVATE KEY-----", "the client certificate's private key")?,
+        })),
+    }
 }
 
 fn audit_log() -> AuditLog {
@@ -323,7 +359,13 @@ fn run_copy(a: CopyArgs, g: &GlobalArgs) -> Result<u8, Failure> {
         let result = copy::copy(&who, &opts, conns.clone_pair(), &pf, |p| view.update(p)).await;
         view.finish();
         watcher.abort();
-        let after_counts = copy::key_counts(&opts.to, &mut conns.dst).await.ok();
+        let mut after_counts = copy::key_counts(&opts.to, &mut conns.dst).await.ok();
+        if after_counts.is_none() && opts.to.sentinel().is_some() {
+            // The master moved during the copy: count on the new one.
+            if let Ok(mut c) = opts.to.connect().await {
+                after_counts = copy::key_counts(&opts.to, &mut c).await.ok();
+            }
+        }
         let after = |report: serde_json::Value| {
             serde_json::json!({
                 "target_keys": after_counts.map(|c| c.0), "target_expiring": after_counts.map(|c| c.1), "report": report,
@@ -352,6 +394,9 @@ fn run_copy(a: CopyArgs, g: &GlobalArgs) -> Result<u8, Failure> {
                     println!("{rj}");
                 } else {
                     println!("{summary}");
+                    for f in &r.followed {
+                        println!("{f}");
+                    }
                 }
                 if r.interrupted {
                     eprintln!(
@@ -374,12 +419,6 @@ fn copy_failure(e: CopyError) -> Failure {
     match e {
         CopyError::Refused(m) => bad(m),
         CopyError::Failed(m) => Failure { status: 1, message: m },
-    }
-}
-
-impl copy::Conns {
-    fn clone_pair(&self) -> copy::Conns {
-        copy::Conns { src: self.src.clone(), dst: self.dst.clone() }
     }
 }
 

@@ -346,6 +346,14 @@ pub fn redis_url(ep: &RedisEndpoint, var: impl Fn(&str) -> Option<String>) -> Re
     })?;
     if let Some(name) = &ep.password_env {
         let pw = var(name).ok_or_else(|| format!("password variable {name} is not set"))?;
+        if let Some((scheme, rest)) = url.split_once("://").filter(|(s, _)| s.ends_with("+sentinel")) {
+            // Not a URL the url crate reads (a list of hosts): put the password in
+            // front, percent-encoded as set_password would.
+            let mut enc = reqwest::Url::parse("redis://h").map_err(|e| e.to_string())?;
+            enc.set_password(Some(&pw)).map_err(|_| "cannot encode the password".to_string())?;
+            let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
+            return Ok(format!("{scheme}://:{}@{rest}", enc.password().unwrap_or_default()));
+        }
         let mut u = reqwest::Url::parse(&url).map_err(|e| format!("bad Redis URL: {e}"))?;
         u.set_password(Some(&pw)).map_err(|_| "cannot set a password on this URL".to_string())?;
         url = u.to_string();
@@ -363,22 +371,33 @@ pub struct RedisInfo {
     pub expiring_keys: u64,
 }
 
+/// A connection to the Redis at `url`, and its database. A
+/// `redis+sentinel://` URL reaches the master its sentinels name now.
+async fn open_redis(url: &str) -> Result<(redis::aio::MultiplexedConnection, u32), String> {
+    if url.starts_with("redis+sentinel://") || url.starts_with("rediss+sentinel://") {
+        let ep = crate::redis::url::Endpoint::parse("Redis", url, None, None)?;
+        return Ok((ep.connect().await?, ep.db()));
+    }
+    let password = reqwest::Url::parse(url).ok().and_then(|u| u.password().map(str::to_string));
+    let scrub = |e: redis::RedisError| redact_text(&e.to_string(), password.as_deref());
+    let client = redis::Client::open(url).map_err(scrub)?;
+    let c = client.get_multiplexed_async_connection().await.map_err(scrub)?;
+    let db =
+        reqwest::Url::parse(url).ok().and_then(|u| u.path().trim_start_matches('/').parse::<u32>().ok()).unwrap_or(0);
+    Ok((c, db))
+}
+
 /// PING latency, version, role, memory and key counts of one Redis.
 pub async fn redis_info(url: &str) -> Result<RedisInfo, String> {
     let password = reqwest::Url::parse(url).ok().and_then(|u| u.password().map(str::to_string));
     let scrub = |e: redis::RedisError| redact_text(&e.to_string(), password.as_deref());
     let work = async {
-        let client = redis::Client::open(url).map_err(scrub)?;
-        let mut c = client.get_multiplexed_async_connection().await.map_err(scrub)?;
+        let (mut c, db) = open_redis(url).await?;
         let started = Instant::now();
         let _: String = redis::cmd("PING").query_async(&mut c).await.map_err(scrub)?;
         let ping_ms = started.elapsed().as_secs_f64() * 1000.0;
         let info: String = redis::cmd("INFO").query_async(&mut c).await.map_err(scrub)?;
         let keys: u64 = redis::cmd("DBSIZE").query_async(&mut c).await.map_err(scrub)?;
-        let db = reqwest::Url::parse(url)
-            .ok()
-            .and_then(|u| u.path().trim_start_matches('/').parse::<u32>().ok())
-            .unwrap_or(0);
         let (_, expiring_keys) = crate::redis::keyspace(&info, db);
         Ok(RedisInfo {
             ping_ms,
@@ -399,8 +418,7 @@ pub async fn redis_shape(name: &str, url: &str) -> Result<crate::analysis::parit
     let password = reqwest::Url::parse(url).ok().and_then(|u| u.password().map(str::to_string));
     let scrub = |e: redis::RedisError| redact_text(&e.to_string(), password.as_deref());
     let work = async {
-        let client = redis::Client::open(url).map_err(scrub)?;
-        let mut c = client.get_multiplexed_async_connection().await.map_err(scrub)?;
+        let (mut c, _) = open_redis(url).await?;
         let info: String = redis::cmd("INFO").query_async(&mut c).await.map_err(scrub)?;
         let keys: u64 = redis::cmd("DBSIZE").query_async(&mut c).await.map_err(scrub)?;
         // maxmemory, its policy and AOF are in INFO on every version (and on
@@ -511,5 +529,9 @@ mod tests {
         };
         assert_eq!(redis_url(&ep, vars).unwrap(), "redis://:pw@127.0.0.1:7000/0");
         assert_eq!(redis_url(&ep, |_| None).unwrap_err(), "password variable C_PW is not set");
+        let sentinel =
+            RedisEndpoint { url: Some("redis+sentinel://s1:26379,s2:26379/mymaster/0".into()), ..ep.clone() };
+        let vars = |v: &str| (v == "C_PW").then(|| "p@ss/word".to_string());
+        assert_eq!(redis_url(&sentinel, vars).unwrap(), "redis+sentinel://:p%40ss%2Fword@s1:26379,s2:26379/mymaster/0");
     }
 }

@@ -81,6 +81,8 @@ pub struct CopyReport {
     pub resumed: bool,
     /// Stopped by Ctrl-C; the checkpoint holds the rest.
     pub interrupted: bool,
+    /// Failovers of a Sentinel endpoint the copy followed, one sentence each.
+    pub followed: Vec<String>,
 }
 
 #[derive(Debug)]
@@ -102,6 +104,20 @@ impl CopyError {
 pub struct Conns {
     pub src: MultiplexedConnection,
     pub dst: MultiplexedConnection,
+    /// `host:port` each connection reached (with Sentinel: the master then).
+    pub src_addr: String,
+    pub dst_addr: String,
+}
+
+impl Conns {
+    pub fn clone_pair(&self) -> Conns {
+        Conns {
+            src: self.src.clone(),
+            dst: self.dst.clone(),
+            src_addr: self.src_addr.clone(),
+            dst_addr: self.dst_addr.clone(),
+        }
+    }
 }
 
 /// A command on `e`; errors name the endpoint, redacted and scrubbed.
@@ -145,8 +161,8 @@ pub async fn key_counts(e: &Endpoint, c: &mut MultiplexedConnection) -> Result<(
 
 /// Connects to both ends and decides the mode; reads only.
 pub async fn preflight(opts: &CopyOptions) -> Result<(Conns, Preflight), CopyError> {
-    let mut src = opts.from.connect().await.map_err(CopyError::Refused)?;
-    let mut dst = opts.to.connect().await.map_err(CopyError::Refused)?;
+    let (mut src, src_addr) = opts.from.open().await.map_err(CopyError::Refused)?;
+    let (mut dst, dst_addr) = opts.to.open().await.map_err(CopyError::Refused)?;
     let (source_version, source_run_id) = server_info(&opts.from, &mut src).await.map_err(CopyError::Refused)?;
     let (target_version, _) = server_info(&opts.to, &mut dst).await.map_err(CopyError::Refused)?;
     let (mode, mode_reason) =
@@ -163,7 +179,7 @@ pub async fn preflight(opts: &CopyOptions) -> Result<(Conns, Preflight), CopyErr
         target_expiring,
         source_run_id,
     };
-    Ok((Conns { src, dst }, pf))
+    Ok((Conns { src, dst, src_addr, dst_addr }, pf))
 }
 
 fn scan_cmd(cursor: u64, pattern: Option<&str>, count: usize) -> redis::Cmd {
@@ -658,7 +674,7 @@ async fn run_batch(ctx: Arc<Ctx>, r: ScanItem) -> Result<(Counters, u64), String
     Ok((c, next))
 }
 
-fn save(opts: &CopyOptions, pf: &Preflight, cursor: u64, total: Counters) -> Result<(), CopyError> {
+fn save(opts: &CopyOptions, mode: Mode, source_run_id: &str, cursor: u64, total: Counters) -> Result<(), String> {
     let Some(path) = &opts.checkpoint else { return Ok(()) };
     let cp = Checkpoint {
         from: opts.from.redacted(),
@@ -667,11 +683,11 @@ fn save(opts: &CopyOptions, pf: &Preflight, cursor: u64, total: Counters) -> Res
         cursor,
         counters: total,
         on_conflict: opts.on_conflict,
-        mode: pf.mode,
+        mode,
         updated: crate::time::rfc3339(std::time::SystemTime::now()),
-        source_run_id: Some(pf.source_run_id.clone()),
+        source_run_id: Some(source_run_id.to_string()),
     };
-    checkpoint::save(path, &cp).map_err(CopyError::Failed)
+    checkpoint::save(path, &cp)
 }
 
 fn total_of(base: Counters, run: &Counters) -> Counters {
@@ -684,9 +700,135 @@ fn report(pf: &Preflight, started: Instant, run: &Counters, total: Counters, fin
     CopyProgress { total, run: *run, estimate: pf.source_keys, elapsed: started.elapsed(), finished }
 }
 
+/// Most failovers one copy follows.
+const MAX_FOLLOWS: usize = 5;
+/// How long a copy waits for the sentinels to name a master that answers.
+const FAILOVER_WAIT: Duration = Duration::from_secs(30);
+/// How long the target's replicas get to confirm a checkpoint's writes.
+const REPLICA_WAIT_MS: u64 = 2000;
+
+/// The last checkpoint whose writes the target holds (with Sentinel: its
+/// replicas too, so a failover loses nothing before it).
+#[derive(Clone, Copy)]
+struct Confirmed {
+    cursor: u64,
+    run: Counters,
+}
+
+/// Replicas attached to the master behind `c` (ROLE).
+async fn replica_count(e: &Endpoint, c: &mut MultiplexedConnection) -> Result<u64, String> {
+    let role: Vec<Value> = q(e, c, &redis::cmd("ROLE")).await?;
+    Ok(match role.get(2) {
+        Some(Value::Array(r)) => r.len() as u64,
+        _ => 0,
+    })
+}
+
+/// Whether the target's replicas hold every write so far (WAIT), so a
+/// checkpoint may move past them. Always true without Sentinel: nothing
+/// there promotes a replica behind the copy's back.
+async fn replicated(opts: &CopyOptions, dst: &mut MultiplexedConnection, need: &mut u64) -> Result<bool, String> {
+    if opts.to.sentinel().is_none() {
+        return Ok(true);
+    }
+    // Only grows: a replica that left (promoted?) must not lower the bar.
+    *need = (*need).max(replica_count(&opts.to, dst).await?);
+    if *need == 0 {
+        return Ok(true);
+    }
+    let acked: u64 = q(&opts.to, dst, redis::cmd("WAIT").arg(*need).arg(REPLICA_WAIT_MS)).await?;
+    Ok(acked >= *need)
+}
+
+/// Where one side of the copy stands after an error.
+enum Side {
+    /// Same server, still answering (still master, with Sentinel).
+    Same,
+    /// The sentinels name a master that answers: here is a connection to it.
+    Moved(MultiplexedConnection, String),
+    /// Not yet: a failover may be under way.
+    Waiting(String),
+    /// A single server that does not answer: nothing to follow.
+    Down(String),
+}
+
+async fn side(e: &Endpoint, old: &MultiplexedConnection, old_addr: &str) -> Side {
+    let mut c = old.clone();
+    let probe = if e.sentinel().is_some() { redis::cmd("ROLE") } else { redis::cmd("PING") };
+    let answer = tokio::time::timeout(Duration::from_secs(1), probe.query_async::<Value>(&mut c)).await;
+    let healthy = match (&answer, e.sentinel()) {
+        (Ok(Ok(Value::Array(role))), Some(_)) => matches!(role.first(), Some(Value::BulkString(r)) if r == b"master"),
+        (Ok(Ok(_)), None) => true,
+        _ => false,
+    };
+    if e.sentinel().is_none() {
+        return if healthy { Side::Same } else { Side::Down(format!("the {} {e} does not answer", e.role)) };
+    }
+    let addr = match e.locate().await {
+        Ok(a) => a,
+        Err(why) => return Side::Waiting(why),
+    };
+    if addr == old_addr && healthy {
+        return Side::Same;
+    }
+    match e.open_at(&addr).await {
+        Ok(c) => Side::Moved(c, addr),
+        Err(why) => Side::Waiting(why),
+    }
+}
+
+/// After an error: asks the sentinels of each Sentinel side where its master
+/// is now, until both sides answer. `None`: nothing moved and both answer,
+/// so the error was no failover. Otherwise the new connections and, per side
+/// that moved, a sentence saying so.
+async fn follow(opts: &CopyOptions, conns: &Conns) -> Result<Option<(Conns, Vec<String>)>, String> {
+    let deadline = Instant::now() + FAILOVER_WAIT;
+    loop {
+        let s = side(&opts.from, &conns.src, &conns.src_addr).await;
+        let d = side(&opts.to, &conns.dst, &conns.dst_addr).await;
+        let waiting = match (&s, &d) {
+            (Side::Down(e), _) | (_, Side::Down(e)) => return Err(e.clone()),
+            (Side::Same, Side::Same) => return Ok(None),
+            (Side::Waiting(why), _) | (_, Side::Waiting(why)) => why.clone(),
+            _ => {
+                let mut next = conns.clone_pair();
+                let mut moved = Vec::new();
+                for (e, state, conn, addr) in [
+                    (&opts.from, s, &mut next.src, &mut next.src_addr),
+                    (&opts.to, d, &mut next.dst, &mut next.dst_addr),
+                ] {
+                    if let Side::Moved(c, a) = state {
+                        let master = e.sentinel().map(|g| g.master.clone()).unwrap_or_default();
+                        moved.push(if a == *addr {
+                            format!("followed a failover of the {} {e}: master {master} at {a} came back", e.role)
+                        } else {
+                            format!(
+                                "followed a failover of the {} {e}: master {master} moved from {addr} to {a}",
+                                e.role
+                            )
+                        });
+                        *conn = c;
+                        *addr = a;
+                    }
+                }
+                return Ok(Some((next, moved)));
+            }
+        };
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "no working master after {} s of asking the sentinels: {waiting}",
+                FAILOVER_WAIT.as_secs()
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
 /// Runs the copy: the only entry point that writes to the target, so it
 /// takes the `Actor` that `authority::authorise` grants. `progress` is called
-/// after every batch and at the end.
+/// after every batch and at the end. With a Sentinel endpoint, a lost master
+/// is looked up again and the copy goes on from its last confirmed
+/// checkpoint against the new one.
 pub async fn copy(
     _who: &crate::authority::Actor,
     opts: &CopyOptions,
@@ -697,70 +839,133 @@ pub async fn copy(
     let started = Instant::now();
     let resumed = opts.resume.is_some();
     let base = opts.resume.as_ref().map(|c| c.counters).unwrap_or_default();
-    let ctx = Arc::new(Ctx {
-        from: opts.from.clone(),
-        to: opts.to.clone(),
-        src: conns.src.clone(),
-        dst: conns.dst.clone(),
-        mode: pf.mode,
-        overwrite: super::overwrite(opts.on_conflict, resumed),
-        conflict_is_error: opts.on_conflict == OnConflict::Fail && !resumed,
-        chunk_threshold: opts.chunk_threshold,
-        target_rdb: super::rdb_version(&pf.target_version),
-        no_memory_usage: AtomicBool::new(false),
-    });
+    let mut conns = conns;
+    let mut source_run_id = pf.source_run_id.clone();
     let mut run = Counters::default();
     let mut cursor = opts.resume.as_ref().map_or(0, |c| c.resume_cursor(&pf.source_run_id).0);
     // The first checkpoint exists before the first write.
-    save(opts, pf, cursor, base)?;
-
-    let scanner = Scanner {
-        conn: conns.src.clone(),
-        from: opts.from.clone(),
-        pattern: opts.pattern.clone(),
-        count: opts.scan_count,
-        rate: opts.rate,
-        hook: opts.after_scan.clone(),
-        stop: opts.stop.clone(),
-        started,
-        cursor,
-        done: false,
-        scanned: 0,
-    };
-    let ctx2 = ctx.clone();
-    let batches = futures::stream::unfold(scanner, Scanner::step)
-        .map(move |r| run_batch(ctx2.clone(), r))
-        .buffered(opts.pipeline.max(1));
-    let mut batches = std::pin::pin!(batches);
-
-    let mut last_save = Instant::now();
-    let mut finished = false;
-    while let Some(r) = batches.next().await {
-        match r {
-            Ok((c, next)) => {
+    save(opts, pf.mode, &source_run_id, cursor, base).map_err(CopyError::Failed)?;
+    let mut confirmed = Confirmed { cursor, run };
+    let mut need_replicas = 0u64;
+    let mut followed: Vec<String> = Vec::new();
+    let finished = loop {
+        // After a failover the copy overwrites, as a resumed one does: keys
+        // written since the last checkpoint cannot be told from foreign ones.
+        let again = resumed || !followed.is_empty();
+        let ctx = Arc::new(Ctx {
+            from: opts.from.clone(),
+            to: opts.to.clone(),
+            src: conns.src.clone(),
+            dst: conns.dst.clone(),
+            mode: pf.mode,
+            overwrite: super::overwrite(opts.on_conflict, again),
+            conflict_is_error: opts.on_conflict == OnConflict::Fail && !again,
+            chunk_threshold: opts.chunk_threshold,
+            target_rdb: super::rdb_version(&pf.target_version),
+            no_memory_usage: AtomicBool::new(false),
+        });
+        let scanner = Scanner {
+            conn: conns.src.clone(),
+            from: opts.from.clone(),
+            pattern: opts.pattern.clone(),
+            count: opts.scan_count,
+            rate: opts.rate,
+            hook: opts.after_scan.clone(),
+            stop: opts.stop.clone(),
+            started: Instant::now(),
+            cursor,
+            done: false,
+            scanned: 0,
+        };
+        let batches = futures::stream::unfold(scanner, Scanner::step)
+            .map(move |r| run_batch(ctx.clone(), r))
+            .buffered(opts.pipeline.max(1));
+        let mut batches = std::pin::pin!(batches);
+        let mut dst = conns.dst.clone();
+        let mut last_save = Instant::now();
+        let end: Result<bool, String> = async {
+            while let Some(r) = batches.next().await {
+                let (c, next) = r?;
                 run.add(&c);
                 cursor = next;
-                if next == 0 {
-                    finished = true;
-                }
+                let finished = next == 0;
                 if finished || last_save.elapsed() >= opts.checkpoint_every {
-                    save(opts, pf, cursor, total_of(base, &run))?;
+                    if replicated(opts, &mut dst, &mut need_replicas).await? {
+                        save(opts, pf.mode, &source_run_id, cursor, total_of(base, &run))?;
+                        confirmed = Confirmed { cursor, run };
+                    } else if finished {
+                        return Err(format!(
+                            "target {}: its replicas did not confirm the last writes within {REPLICA_WAIT_MS} ms",
+                            opts.to
+                        ));
+                    } else {
+                        tracing::warn!(target = %opts.to, "replicas behind: the checkpoint waits");
+                    }
                     last_save = Instant::now();
                 }
                 progress(&report(pf, started, &run, total_of(base, &run), finished));
+                if finished {
+                    return Ok(true);
+                }
             }
-            Err(e) => {
-                let _ = save(opts, pf, cursor, total_of(base, &run));
+            Ok(false)
+        }
+        .await;
+        let e = match end {
+            Ok(finished) => break finished,
+            Err(e) => e,
+        };
+        let sentinel = opts.from.sentinel().is_some() || opts.to.sentinel().is_some();
+        let next = if sentinel && followed.len() < MAX_FOLLOWS {
+            tracing::warn!(error = %e, "lost a server; asking the sentinels");
+            follow(opts, &conns).await
+        } else {
+            Ok(None)
+        };
+        let (new, moved) = match next {
+            Ok(Some(n)) => n,
+            Ok(None) | Err(_) => {
+                let why = match next {
+                    Err(why) => format!("; {why}"),
+                    _ => String::new(),
+                };
+                // Without Sentinel every batch so far is on the target; with it, only what the replicas confirmed.
+                if opts.to.sentinel().is_some() {
+                    (cursor, run) = (confirmed.cursor, confirmed.run);
+                }
+                let _ = save(opts, pf.mode, &source_run_id, cursor, total_of(base, &run));
                 return Err(CopyError::Failed(format!(
-                    "{e}; {} keys copied so far, the checkpoint keeps the place (--resume continues)",
+                    "{e}{why}; {} keys copied so far, the checkpoint keeps the place (--resume continues)",
                     total_of(base, &run).copied
                 )));
             }
+        };
+        conns = new;
+        (cursor, run) = (confirmed.cursor, confirmed.run);
+        need_replicas = replica_count(&opts.to, &mut conns.dst).await.unwrap_or(0);
+        let (_, run_id) = server_info(&opts.from, &mut conns.src).await.map_err(CopyError::Failed)?;
+        let place = if run_id != source_run_id {
+            // A new source master scans in another order: start over, overwriting.
+            cursor = 0;
+            "the source's new master scans in another order, so the copy starts its scan again (overwriting)"
+                .to_string()
+        } else {
+            format!("the copy went on from its checkpoint ({} keys copied)", total_of(base, &run).copied)
+        };
+        source_run_id = run_id;
+        for m in moved {
+            tracing::warn!("{m}; {place}");
+            followed.push(format!("{m}; {place}"));
         }
-    }
+        save(opts, pf.mode, &source_run_id, cursor, total_of(base, &run)).map_err(CopyError::Failed)?;
+    };
     let interrupted = !finished;
     if interrupted {
-        save(opts, pf, cursor, total_of(base, &run))?;
+        let mut dst = conns.dst.clone();
+        if !replicated(opts, &mut dst, &mut need_replicas).await.unwrap_or(false) {
+            (cursor, run) = (confirmed.cursor, confirmed.run);
+        }
+        save(opts, pf.mode, &source_run_id, cursor, total_of(base, &run)).map_err(CopyError::Failed)?;
     } else if let Some(path) = &opts.checkpoint {
         checkpoint::remove(path).map_err(CopyError::Failed)?;
     }
@@ -773,6 +978,7 @@ pub async fn copy(
         seconds: started.elapsed().as_secs_f64(),
         resumed,
         interrupted,
+        followed,
     })
 }
 

@@ -15,6 +15,29 @@ pub struct Endpoint {
     password: Option<String>,
     /// PEM of the CA that signed the server's certificate (rediss:// only).
     ca_pem: Option<Vec<u8>>,
+    /// PEM certificate and key this client shows (mutual TLS).
+    client_cert: Option<ClientCert>,
+    /// Found through Sentinel: `url` then names the first sentinel and the
+    /// database, and the master's address replaces its host and port.
+    sentinel: Option<SentinelGroup>,
+}
+
+/// The sentinels watching one master, and its name.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SentinelGroup {
+    /// `host:port` of each sentinel, in the order given.
+    pub sentinels: Vec<String>,
+    pub master: String,
+}
+
+/// How long one sentinel may take to answer.
+const SENTINEL_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A client certificate and its key, PEM; `Debug` never shows the key.
+#[derive(Clone)]
+pub struct ClientCert {
+    pub cert_pem: Vec<u8>,
+    pub key_pem: Vec<u8>,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -39,11 +62,19 @@ impl Endpoint {
         ca_pem: Option<Vec<u8>>,
     ) -> Result<Self, String> {
         let flag = if role == "source" { "--from" } else { "--to" };
-        let hint = format!("write it as redis://[:PASSWORD@]HOST:PORT[/DB] or rediss://… for TLS ({flag})");
+        if raw.starts_with("redis+sentinel://") || raw.starts_with("rediss+sentinel://") {
+            return Self::parse_sentinel(role, raw, flag, password_env, ca_pem);
+        }
+        let hint = format!(
+            "write it as redis://[:PASSWORD@]HOST:PORT[/DB], rediss://… for TLS, or redis+sentinel://[:PASSWORD@]HOST:PORT[,HOST:PORT…]/MASTER[/DB] ({flag})"
+        );
         let mut url =
             url::Url::parse(raw).map_err(|e| format!("bad {role} URL {}: {e}; {hint}", redact_text(raw, None)))?;
         if !matches!(url.scheme(), "redis" | "rediss") {
-            return Err(format!("bad {role} URL {}: scheme must be redis or rediss; {hint}", redact_text(raw, None)));
+            return Err(format!(
+                "bad {role} URL {}: scheme must be redis, rediss or redis+sentinel; {hint}",
+                redact_text(raw, None)
+            ));
         }
         if url.host_str().is_none_or(str::is_empty) {
             return Err(format!("bad {role} URL {}: no host; {hint}", redact_text(raw, None)));
@@ -64,7 +95,87 @@ impl Endpoint {
             // Harmless but a sign of a typo: the CA is only used with TLS.
             tracing::info!(role, "--tls-ca given but the URL is not rediss://");
         }
-        Ok(Self { role, url, password, ca_pem })
+        Ok(Self { role, url, password, ca_pem, client_cert: None, sentinel: None })
+    }
+
+    /// `redis+sentinel://[[USER]:PASSWORD@]HOST:PORT[,HOST:PORT…]/MASTER[/DB]`
+    /// (`rediss+sentinel://` for TLS to the sentinels and the master). The
+    /// password is the master's; the sentinels are asked without one.
+    fn parse_sentinel(
+        role: &'static str,
+        raw: &str,
+        flag: &str,
+        password_env: Option<(&str, Option<String>)>,
+        ca_pem: Option<Vec<u8>>,
+    ) -> Result<Self, String> {
+        let shown = redact_text(raw, None);
+        let bad = |why: String| {
+            format!(
+                "bad {role} URL {shown}: {why}; write it as redis+sentinel://[:PASSWORD@]HOST:PORT[,HOST:PORT…]/MASTER[/DB] ({flag})"
+            )
+        };
+        let (scheme, rest) = raw.split_once("://").unwrap_or(("", raw));
+        let tls = scheme == "rediss+sentinel";
+        // The last `@` ends the user and password (a password may hold `/` or `@`).
+        let (userinfo, rest) = match rest.rfind('@') {
+            Some(at) => (Some(&rest[..at]), &rest[at + 1..]),
+            None => (None, rest),
+        };
+        let (hosts, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let mut sentinels = Vec::new();
+        for h in hosts.split(',') {
+            let (host, port) = match h.rsplit_once(':') {
+                Some((host, port)) => {
+                    (host, port.parse::<u16>().map_err(|_| bad(format!("sentinel port {port:?} is not a number")))?)
+                }
+                None => (h, 26379),
+            };
+            if host.is_empty() || host.contains(['[', ']', ' ']) {
+                return Err(bad(format!("sentinel {h:?} is not HOST:PORT")));
+            }
+            sentinels.push(format!("{}:{port}", host.to_ascii_lowercase()));
+        }
+        let mut parts = path.split('/');
+        let master = parts.next().unwrap_or("").to_string();
+        if master.is_empty() {
+            return Err(bad("no master name after the sentinels".into()));
+        }
+        let db = parts.next().filter(|d| !d.is_empty()).unwrap_or("0");
+        if db.parse::<u32>().is_err() || parts.next().is_some() {
+            return Err(bad(format!("database {db:?} is not a number")));
+        }
+        let (user, mut password) = match userinfo.map(|u| u.split_once(':').unwrap_or((u, ""))) {
+            Some((user, pw)) => (user, (!pw.is_empty()).then(|| percent_decode(pw))),
+            None => ("", None),
+        };
+        if let Some((var, value)) = password_env {
+            match value {
+                Some(v) if !v.is_empty() => password = Some(v),
+                _ => return Err(format!("the {role} password variable {var} is not set; export it or drop the flag")),
+            }
+        }
+        // A template for the master: its host and port are filled in when found.
+        let mut url = url::Url::parse(&format!("{}://{}/{db}", if tls { "rediss" } else { "redis" }, sentinels[0]))
+            .map_err(|e| bad(e.to_string()))?;
+        if !user.is_empty() {
+            let _ = url.set_username(user);
+        }
+        let sentinel = Some(SentinelGroup { sentinels, master });
+        Ok(Self { role, url, password, ca_pem, client_cert: None, sentinel })
+    }
+
+    /// The sentinels and master name, when the master is found through Sentinel (and may move).
+    pub fn sentinel(&self) -> Option<&SentinelGroup> {
+        self.sentinel.as_ref()
+    }
+
+    /// Shows `cert` to the server (mutual TLS; rediss:// only).
+    pub fn with_client_cert(mut self, cert: ClientCert) -> Self {
+        if !self.tls() {
+            tracing::info!(role = self.role, "--tls-cert given but the URL is not rediss://");
+        }
+        self.client_cert = Some(cert);
+        self
     }
 
     pub fn tls(&self) -> bool {
@@ -79,12 +190,28 @@ impl Endpoint {
     /// with the defaults filled in (port 6379, db 0), no scheme, user or
     /// password. Two endpoints with the same id are the same data.
     pub fn server_id(&self) -> String {
+        // A Sentinel endpoint is its master's name and sentinels, not the
+        // master's address of the moment: a resume after a failover finds it.
+        if let Some(g) = &self.sentinel {
+            let mut nodes = g.sentinels.clone();
+            nodes.sort();
+            return format!("sentinel:{}/{}/{}", nodes.join(","), g.master, self.db());
+        }
         let host = self.url.host_str().unwrap_or("").to_ascii_lowercase();
         format!("{host}:{}/{}", self.url.port().unwrap_or(6379), self.db())
     }
 
     /// `redis://:***@host:port/db` when there is a password, else the URL.
     pub fn redacted(&self) -> String {
+        if let Some(g) = &self.sentinel {
+            let scheme = if self.tls() { "rediss+sentinel" } else { "redis+sentinel" };
+            let user = match (self.url.username(), &self.password) {
+                ("", None) => String::new(),
+                (u, Some(_)) => format!("{u}:***@"),
+                (u, None) => format!("{u}@"),
+            };
+            return format!("{scheme}://{user}{}/{}/{}", g.sentinels.join(","), g.master, self.db());
+        }
         let mut u = self.url.clone();
         if self.password.is_some() {
             let _ = u.set_password(Some("***"));
@@ -97,8 +224,7 @@ impl Endpoint {
         redact_text(text, self.password.as_deref())
     }
 
-    fn connection_info(&self) -> Result<redis::ConnectionInfo, String> {
-        let mut u = self.url.clone();
+    fn connection_info(&self, mut u: url::Url) -> Result<redis::ConnectionInfo, String> {
         if let Some(pw) = &self.password {
             u.set_password(Some(pw))
                 .map_err(|_| format!("cannot put a password on the {role} URL", role = self.role))?;
@@ -106,17 +232,103 @@ impl Endpoint {
         redis::IntoConnectionInfo::into_connection_info(u.as_str()).map_err(|e| self.scrub(&e.to_string()))
     }
 
-    /// A multiplexed connection; errors are one line saying what to fix.
+    /// A multiplexed connection (with Sentinel, to the master); errors are
+    /// one line saying what to fix.
     pub async fn connect(&self) -> Result<MultiplexedConnection, String> {
-        let info = self.connection_info()?;
-        let client = match (&self.ca_pem, self.tls()) {
-            (Some(pem), true) => redis::Client::build_with_tls(
-                info,
-                redis::TlsCertificates { client_tls: None, root_cert: Some(pem.clone()) },
-            ),
-            _ => redis::Client::open(info),
+        Ok(self.open().await?.0)
+    }
+
+    /// A connection and the `host:port` it reached: with Sentinel, the
+    /// master the sentinels name, checked to be one (`ROLE`).
+    pub async fn open(&self) -> Result<(MultiplexedConnection, String), String> {
+        let addr = self.locate().await?;
+        Ok((self.open_at(&addr).await?, addr))
+    }
+
+    /// `host:port` of the server: with Sentinel, the master the first
+    /// sentinel that answers names (`SENTINEL get-master-addr-by-name`).
+    pub async fn locate(&self) -> Result<String, String> {
+        let Some(g) = &self.sentinel else {
+            return Ok(format!("{}:{}", self.url.host_str().unwrap_or(""), self.url.port().unwrap_or(6379)));
+        };
+        let mut failures = Vec::new();
+        for node in &g.sentinels {
+            match self.ask_sentinel(node, &g.master).await {
+                Ok(addr) => return Ok(addr),
+                Err(e) => failures.push(format!("{node}: {}", self.scrub(&e))),
+            }
         }
-        .map_err(|e| format!("cannot use the {} {}: {}", self.role, self.redacted(), self.scrub(&e.to_string())))?;
+        Err(format!(
+            "no sentinel of the {} {} named its master: {}; check the sentinels' addresses and the master name",
+            self.role,
+            self.redacted(),
+            failures.join("; ")
+        ))
+    }
+
+    async fn ask_sentinel(&self, node: &str, master: &str) -> Result<String, String> {
+        let (host, port) = node.rsplit_once(':').unwrap_or((node, "26379"));
+        let u = url::Url::parse(&format!("{}://{host}:{port}", self.url.scheme())).map_err(|e| e.to_string())?;
+        let client = self.client(u, false)?;
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(SENTINEL_TIMEOUT))
+            .set_response_timeout(Some(SENTINEL_TIMEOUT));
+        let mut conn = client.get_multiplexed_async_connection_with_config(&config).await.map_err(|e| e.to_string())?;
+        let reply: Option<(String, u16)> = redis::cmd("SENTINEL")
+            .arg("get-master-addr-by-name")
+            .arg(master)
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| e.to_string())?;
+        let (host, port) = reply.ok_or_else(|| format!("knows no master named {master:?}"))?;
+        Ok(format!("{host}:{port}"))
+    }
+
+    /// A client for `u` with this endpoint's TLS settings; the password only when `auth`.
+    fn client(&self, u: url::Url, auth: bool) -> Result<redis::Client, String> {
+        let info = if auth {
+            self.connection_info(u)?
+        } else {
+            redis::IntoConnectionInfo::into_connection_info(u.as_str()).map_err(|e| e.to_string())?
+        };
+        if self.tls() && (self.ca_pem.is_some() || self.client_cert.is_some()) {
+            let client_tls = self
+                .client_cert
+                .as_ref()
+                .map(|c| redis::ClientTlsConfig { client_cert: c.cert_pem.clone(), client_key: c.key_pem.clone() });
+            redis::Client::build_with_tls(info, redis::TlsCertificates { client_tls, root_cert: self.ca_pem.clone() })
+        } else {
+            redis::Client::open(info)
+        }
+        .map_err(|e| format!("cannot use the {} {}: {}", self.role, self.redacted(), self.scrub(&e.to_string())))
+    }
+
+    /// Connects to the server at `addr` (`host:port`); with Sentinel it must be a master.
+    pub async fn open_at(&self, addr: &str) -> Result<MultiplexedConnection, String> {
+        let mut u = self.url.clone();
+        if self.sentinel.is_some() {
+            let (host, port) = addr.rsplit_once(':').unwrap_or((addr, "6379"));
+            u.set_host(Some(host)).map_err(|e| format!("the sentinels named a bad master address {addr}: {e}"))?;
+            let _ = u.set_port(port.parse().ok());
+        }
+        let mut conn = self.connect_url(u).await?;
+        if let Some(g) = &self.sentinel {
+            let role: Vec<redis::Value> =
+                redis::cmd("ROLE").query_async(&mut conn).await.map_err(|e| self.connect_error(&e.to_string()))?;
+            if !matches!(role.first(), Some(redis::Value::BulkString(r)) if r == b"master") {
+                return Err(format!(
+                    "the sentinels of the {} {} name {addr} as master {}, but it is not a master (a failover under way?); try again in a few seconds",
+                    self.role,
+                    self.redacted(),
+                    g.master
+                ));
+            }
+        }
+        Ok(conn)
+    }
+
+    async fn connect_url(&self, u: url::Url) -> Result<MultiplexedConnection, String> {
+        let client = self.client(u, true)?;
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(5)))
             .set_response_timeout(Some(Duration::from_secs(120)));
@@ -140,6 +352,16 @@ impl Endpoint {
         } else if low.contains("noauth") || low.contains("authentication required") {
             format!(
                 "the {who} needs a password; put it in the URL (redis://:PASSWORD@host:port) or use --from-password-env / --to-password-env"
+            )
+        } else if low.contains("certificaterequired") {
+            format!(
+                "the {who} asks for a client certificate (mutual TLS); pass one its CA signed with --tls-cert FILE --tls-key FILE"
+            )
+        } else if low.contains("received fatal alert") && self.client_cert.is_some() {
+            // The server sent the alert: it did not accept the certificate we showed.
+            format!(
+                "the {who} refused the client certificate ({}); pass one signed by the CA it trusts with --tls-cert FILE --tls-key FILE",
+                msg.trim_start_matches("received fatal alert: ")
             )
         } else if low.contains("certificate") || low.contains("tls") || low.contains("handshake") {
             format!("TLS to the {who} failed: {msg}; pass the server's CA with --tls-ca PATH")
@@ -230,11 +452,54 @@ mod tests {
     #[test]
     fn bad_urls_say_how_to_write_them_without_the_password() {
         let err = Endpoint::parse("source", "http://:pw@h:1", None, None).unwrap_err();
-        assert!(err.contains("scheme must be redis or rediss") && err.contains("--from"), "{err}");
+        assert!(err.contains("scheme must be redis, rediss or redis+sentinel") && err.contains("--from"), "{err}");
         assert!(!err.contains("pw@"), "{err}");
         let err = Endpoint::parse("target", "redis://h:1/x", None, None).unwrap_err();
         assert!(err.contains("database \"x\" is not a number"), "{err}");
         assert!(Endpoint::parse("source", "nonsense", None, None).unwrap_err().starts_with("bad source URL nonsense"));
+    }
+
+    #[test]
+    fn sentinel_urls_name_the_master_and_the_sentinels_not_an_address() {
+        let e = Endpoint::parse("target", "redis+sentinel://:s3cret@H1:26379,h2:26380/mymaster/2", None, None).unwrap();
+        let g = e.sentinel().unwrap();
+        assert_eq!(g.sentinels, ["h1:26379", "h2:26380"]);
+        assert_eq!(g.master, "mymaster");
+        assert_eq!((e.db(), e.tls(), e.password.as_deref()), (2, false, Some("s3cret")));
+        assert_eq!(e.redacted(), "redis+sentinel://:***@h1:26379,h2:26380/mymaster/2");
+        assert_eq!(format!("{e} {e:?}").matches("s3cret").count(), 0);
+        // The checkpoint's key: the same group however its sentinels are listed.
+        let other = Endpoint::parse("target", "redis+sentinel://h2:26380,h1/mymaster/2", None, None).unwrap();
+        assert_eq!(e.server_id(), "sentinel:h1:26379,h2:26380/mymaster/2");
+        assert_eq!(other.server_id(), e.server_id());
+        assert_ne!(
+            Endpoint::parse("target", "redis+sentinel://h1/other", None, None).unwrap().server_id(),
+            e.server_id()
+        );
+        let tls = Endpoint::parse("source", "rediss+sentinel://u:p@h:1/m", None, None).unwrap();
+        assert!(tls.tls());
+        assert_eq!(tls.redacted(), "rediss+sentinel://u:***@h:1/m/0");
+        assert_eq!(tls.db(), 0);
+    }
+
+    #[test]
+    fn bad_sentinel_urls_say_how_to_write_them() {
+        let err = |u: &str| Endpoint::parse("target", u, None, None).unwrap_err();
+        for (u, why) in [
+            ("redis+sentinel://h:1", "no master name"),
+            ("redis+sentinel://h:1/", "no master name"),
+            ("redis+sentinel://h:x/m", "sentinel port \"x\" is not a number"),
+            ("redis+sentinel://h:1,/m", "sentinel \"\" is not HOST:PORT"),
+            ("redis+sentinel://h:1/m/x", "database \"x\" is not a number"),
+            ("redis+sentinel://:pw@h:1/m/1/2", "is not a number"),
+        ] {
+            let e = err(u);
+            assert!(
+                e.contains(why) && e.contains("redis+sentinel://[:PASSWORD@]HOST:PORT") && e.contains("--to"),
+                "{u}: {e}"
+            );
+            assert!(!e.contains(":pw@"), "{e}");
+        }
     }
 
     #[test]

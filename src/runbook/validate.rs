@@ -578,7 +578,27 @@ impl<'a> Validator<'a> {
                 "add url = \"redis://host:6379\" or url_env = \"VARIABLE_HOLDING_THE_URL\"",
             );
         }
-        if let Some(url) = &r.url {
+        if let Some(url) = &r.url
+            && let Some(rest) = url
+                .get_ref()
+                .strip_prefix("redis+sentinel://")
+                .or_else(|| url.get_ref().strip_prefix("rediss+sentinel://"))
+        {
+            // A list of sentinels and a master name; `redis::url` reads it
+            // (a layer above this one), this checks only what the runbook must not hold or lack.
+            let (userinfo, rest) = rest.rsplit_once('@').map_or((None, rest), |(u, r)| (Some(u), r));
+            if userinfo.and_then(|u| u.split_once(':')).is_some_and(|(_, pw)| !pw.is_empty()) {
+                self.err(url.span(), "a password is written in the Redis URL", "remove it from the runbook, put it in an environment variable and name that variable in password_env");
+            }
+            let (hosts, path) = rest.split_once('/').unwrap_or((rest, ""));
+            if hosts.split(',').any(str::is_empty) || path.split('/').next().is_none_or(str::is_empty) {
+                self.err(
+                    url.span(),
+                    format!("Redis Sentinel URL `{}` needs the sentinels and the master's name", url.get_ref()),
+                    "write it like redis+sentinel://sentinel-1:26379,sentinel-2:26379/mymaster/0",
+                );
+            }
+        } else if let Some(url) = &r.url {
             match reqwest::Url::parse(url.get_ref()) {
                 Ok(u) if u.scheme() == "redis" || u.scheme() == "rediss" => {
                     if u.password().is_some() {
@@ -595,7 +615,7 @@ impl<'a> Validator<'a> {
                 _ => self.err(
                     url.span(),
                     format!("`{}` is not a Redis URL", url.get_ref()),
-                    "write it like redis://host:6379/0, or rediss:// for TLS",
+                    "write it like redis://host:6379/0, rediss:// for TLS, or redis+sentinel://sentinel:26379/mymaster/0",
                 ),
             }
         }
@@ -1710,6 +1730,19 @@ mod tests {
     fn assert_valid(text: &str, what: &str) {
         if let Err(e) = parse("t.toml", text) {
             panic!("{what} is offered by the schema but refused:\n{e}");
+        }
+    }
+
+    #[test]
+    fn sentinel_redis_urls_validate() {
+        let url = "url = \"redis://blue-cache.internal:6379/0\"";
+        for good in
+            ["redis+sentinel://s1:26379,s2:26379/blue/0", "rediss+sentinel://s1/blue", "redis+sentinel://user@s1:1/m"]
+        {
+            let rb = parse("t.toml", &with(url, &format!("url = \"{good}\", port = 6380")))
+                .unwrap_or_else(|e| panic!("{good}: {e}"));
+            let ep = &rb.environments["blue"].redis[0];
+            assert_eq!((ep.url.as_deref(), ep.port), (Some(good), 6380));
         }
     }
 

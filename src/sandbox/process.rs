@@ -166,3 +166,44 @@ async fn start_on_free_port(
     }
     Err(last.unwrap_or_else(|| eyre!("{name} did not start")))
 }
+
+/// Timings of a Sentinel group; short ones make tests fail over in seconds.
+#[derive(Debug, Clone, Copy)]
+pub struct SentinelTimings {
+    pub down_after_ms: u64,
+    pub failover_timeout_ms: u64,
+}
+
+/// Starts `redis-server --sentinel` on a free loopback port, watching the
+/// master `master` at 127.0.0.1:`master_port` with a quorum of `quorum`.
+pub async fn start_sentinel(
+    dir: &Path,
+    name: &str,
+    master: &str,
+    master_port: u16,
+    quorum: u32,
+    timings: SentinelTimings,
+) -> Result<ChildProcess> {
+    let program = find_executable("redis-server", "CUTOVER_REDIS_SERVER").ok_or_else(|| {
+        eyre!("redis-server not found on PATH; run ./scripts/demo or ./scripts/test (they install it with apt), or apt-get install redis-server")
+    })?;
+    // Sentinel rewrites its config file (state, peers): one per sentinel.
+    let conf = dir.join(format!("sentinel-{name}.conf"));
+    let body = format!(
+        "sentinel monitor {master} 127.0.0.1 {master_port} {quorum}\n\
+         sentinel down-after-milliseconds {master} {}\n\
+         sentinel failover-timeout {master} {}\n\
+         sentinel parallel-syncs {master} 1\n",
+        timings.down_after_ms, timings.failover_timeout_ms
+    );
+    std::fs::write(&conf, body).wrap_err_with(|| format!("cannot write {}", conf.display()))?;
+    start_on_free_port(&format!("redis-sentinel ({name})"), dir, |port| {
+        let args = [&conf.display().to_string(), "--sentinel", "--port", &port.to_string(), "--bind", "127.0.0.1"]
+            .map(String::from)
+            .into_iter()
+            .chain(["--daemonize", "no", "--loglevel", "notice", "--dir", &dir.display().to_string()].map(String::from))
+            .collect();
+        (program.clone(), args)
+    })
+    .await
+}

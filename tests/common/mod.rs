@@ -8,6 +8,7 @@ use cutover::runbook::{self, Runbook};
 use cutover::sandbox::{Sandbox, SandboxOptions};
 
 pub mod reliability;
+pub mod sentinel;
 pub mod tmux;
 #[allow(unused_imports)]
 pub use reliability::{clip, record};

@@ -130,6 +130,8 @@ duration = "8d"
 fx("shift-weights-150", "shift_weights above 100%", ('rollback = { action = "shift_weights", to = 0 }', 'rollback = { action = "shift_weights", to = 150 }'))
 fx("redis-url-password", "a password written in the Redis URL", ('url = "redis://blue-cache.internal:6379/0"', 'url = "redis://:hunter2@blue-cache.internal:6379/0"'))
 fx("redis-no-url", "a Redis endpoint with neither url nor url_env", ('redis = [{ name = "blue-cache", url = "redis://blue-cache.internal:6379/0" }]', 'redis = [{ name = "blue-cache" }]'))
+fx("redis-sentinel-password", "a password written in a Redis Sentinel URL", ('url = "redis://blue-cache.internal:6379/0"', 'url = "redis+sentinel://:hunter2@sentinel-1:26379,sentinel-2:26379/blue/0"'))
+fx("redis-sentinel-no-master", "a Redis Sentinel URL without the master's name", ('url = "redis://blue-cache.internal:6379/0"', 'url = "redis+sentinel://sentinel-1:26379,sentinel-2:26379"'))
 fx("redis-http-scheme", "an http:// URL for Redis", ('url = "redis://blue-cache.internal:6379/0"', 'url = "http://blue-cache.internal:6379/0"'))
 fx("redis-duplicate-name", "two Redis endpoints with one name", ('instances = { tags = { Environment = "green" } }\n', 'instances = { tags = { Environment = "green" } }\nredis = [{ name = "blue-cache", url = "redis://green-cache.internal:6379/0" }]\n'))
 fx("record-not-in-zone", "a record outside the hosted zone", ('record = "app.example.com"', 'record = "app.example.org"'))

@@ -1,0 +1,80 @@
+//! A Sentinel group on loopback: a master, a replica of it and three
+//! sentinels (real redis-server processes), with short failover timings.
+
+use std::path::Path;
+use std::time::Duration;
+
+use cutover::sandbox::process::{ChildProcess, SentinelTimings, start_redis, start_redis_with, start_sentinel};
+
+pub const MASTER: &str = "mymaster";
+
+pub struct SentinelGroup {
+    pub master: ChildProcess,
+    pub replica: ChildProcess,
+    pub sentinels: Vec<ChildProcess>,
+}
+
+async fn query<T: redis::FromRedisValue>(port: u16, cmd: &redis::Cmd) -> redis::RedisResult<T> {
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}"))?;
+    let mut c = client.get_multiplexed_async_connection().await?;
+    cmd.query_async(&mut c).await
+}
+
+impl SentinelGroup {
+    /// Started and settled: the replica in sync, every sentinel knowing the
+    /// replica and the two other sentinels.
+    pub async fn start(dir: &Path) -> SentinelGroup {
+        let master = start_redis(dir, "master").await.unwrap_or_else(|e| panic!("{e:#}"));
+        let mport = master.port;
+        let replica = start_redis_with(dir, "replica", move |_| {
+            vec!["--replicaof".into(), "127.0.0.1".into(), mport.to_string()]
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+        let timings = SentinelTimings { down_after_ms: 1000, failover_timeout_ms: 5000 };
+        let mut sentinels = Vec::new();
+        for i in 0..3 {
+            let s = start_sentinel(dir, &format!("s{i}"), MASTER, mport, 2, timings)
+                .await
+                .unwrap_or_else(|e| panic!("{e:#}"));
+            sentinels.push(s);
+        }
+        let group = SentinelGroup { master, replica, sentinels };
+        let rport = group.replica.port;
+        super::eventually(Duration::from_secs(20), "the replica in sync and the sentinels acquainted", || async {
+            let info: String = query(rport, redis::cmd("INFO").arg("replication")).await.ok()?;
+            info.contains("master_link_status:up").then_some(())?;
+            for s in &group.sentinels {
+                let replicas: Vec<redis::Value> =
+                    query(s.port, redis::cmd("SENTINEL").arg("REPLICAS").arg(MASTER)).await.ok()?;
+                let peers: Vec<redis::Value> =
+                    query(s.port, redis::cmd("SENTINEL").arg("SENTINELS").arg(MASTER)).await.ok()?;
+                (replicas.len() == 1 && peers.len() == 2).then_some(())?;
+            }
+            Some(())
+        })
+        .await;
+        group
+    }
+
+    /// `redis+sentinel://` URL of the group's master.
+    pub fn url(&self) -> String {
+        let nodes: Vec<String> = self.sentinels.iter().map(|s| format!("127.0.0.1:{}", s.port)).collect();
+        format!("redis+sentinel://{}/{MASTER}/0", nodes.join(","))
+    }
+
+    /// The master's port, as the first sentinel names it now.
+    pub async fn master_port(&self) -> u16 {
+        let (_, port): (String, u16) =
+            query(self.sentinels[0].port, redis::cmd("SENTINEL").arg("get-master-addr-by-name").arg(MASTER))
+                .await
+                .unwrap();
+        port
+    }
+
+    /// `SENTINEL FAILOVER`: the replica is promoted without waiting for a vote.
+    pub async fn failover(&self) {
+        let _: String =
+            query(self.sentinels[0].port, redis::cmd("SENTINEL").arg("FAILOVER").arg(MASTER)).await.unwrap();
+    }
+}
