@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -23,15 +22,6 @@ fn demo_with_soak(dir: &Path, soak: &str) -> (Runbook, PathBuf) {
     let path = dir.join("demo-soak.toml");
     std::fs::write(&path, &text).unwrap();
     (cutover::runbook::parse(&path.display().to_string(), &text).unwrap(), path)
-}
-
-async fn weights(sb: &Sandbox) -> BTreeMap<String, i64> {
-    let sets = sb.clients.route53.list_resource_record_sets().hosted_zone_id(&sb.world.zone_id).send().await.unwrap();
-    sets.resource_record_sets().iter().filter_map(|r| Some((r.set_identifier()?.to_string(), r.weight()?))).collect()
-}
-
-fn w(prod: i64, staging: i64) -> BTreeMap<String, i64> {
-    BTreeMap::from([("prod".to_string(), prod), ("staging".to_string(), staging)])
 }
 
 fn audit(state: &Path) -> Vec<serde_json::Value> {

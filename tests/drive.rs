@@ -3,19 +3,7 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-
 use common::*;
-use cutover::sandbox::Sandbox;
-
-async fn weights(sb: &Sandbox) -> BTreeMap<String, i64> {
-    let sets = sb.clients.route53.list_resource_record_sets().hosted_zone_id(&sb.world.zone_id).send().await.unwrap();
-    sets.resource_record_sets().iter().filter_map(|r| Some((r.set_identifier()?.to_string(), r.weight()?))).collect()
-}
-
-fn w(prod: i64, staging: i64) -> BTreeMap<String, i64> {
-    BTreeMap::from([("prod".to_string(), prod), ("staging".to_string(), staging)])
-}
 
 fn audit(state: &std::path::Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(state.join("cutover/demo.audit.jsonl"))

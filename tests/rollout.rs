@@ -29,15 +29,6 @@ fn fast_runbook_with(dir: &Path, edit: impl FnOnce(String) -> String) -> (Runboo
     (cutover::runbook::parse(&path.display().to_string(), &text).unwrap(), path)
 }
 
-async fn weights(sb: &Sandbox) -> BTreeMap<String, i64> {
-    let sets = sb.clients.route53.list_resource_record_sets().hosted_zone_id(&sb.world.zone_id).send().await.unwrap();
-    sets.resource_record_sets().iter().filter_map(|r| Some((r.set_identifier()?.to_string(), r.weight()?))).collect()
-}
-
-fn w(prod: i64, staging: i64) -> BTreeMap<String, i64> {
-    BTreeMap::from([("prod".to_string(), prod), ("staging".to_string(), staging)])
-}
-
 /// `cutover rollout --yes` in the background.
 fn spawn_rollout(sb: &Sandbox, rb: &Runbook, state: &Path, path: &Path) -> tokio::process::Child {
     tokio::process::Command::from(cutover_command(sb, rb, state, &["rollout", path.to_str().unwrap(), "--yes"]))
@@ -317,7 +308,7 @@ async fn promote_and_pause_from_another_shell_and_dry_runs_that_change_nothing()
     let lines = audit(dir.path()).len();
     let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["rollout", p, "--dry-run"]).await;
     assert_eq!(code, Some(0), "{out}");
-    assert!(out.contains("saved state: step 2 of 4, Paused"), "{out}");
+    assert!(out.contains("saved state: step 2 of 4, paused"), "{out}");
     let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["abort", p, "--dry-run"]).await;
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains("rollback target: 90/10, step 1 (10%)"), "{out}");

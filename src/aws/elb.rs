@@ -103,6 +103,41 @@ fn attributes(attrs: &[aws_sdk_elasticloadbalancingv2::types::TargetGroupAttribu
     }
 }
 
+/// The target groups named (names or ARNs), in the order given, every page
+/// read; one not found is an error naming it.
+async fn described_target_groups(
+    elb: &aws_sdk_elasticloadbalancingv2::Client,
+    names_or_arns: &[String],
+) -> AwsResult<Vec<aws_sdk_elasticloadbalancingv2::types::TargetGroup>> {
+    let (arns, names): (Vec<String>, Vec<String>) = names_or_arns.iter().cloned().partition(|s| s.starts_with("arn:"));
+    let mut found = Vec::new();
+    for (by_arn, values) in [(true, arns), (false, names)] {
+        if values.is_empty() {
+            continue;
+        }
+        let req = elb.describe_target_groups();
+        let req = if by_arn { req.set_target_group_arns(Some(values)) } else { req.set_names(Some(values)) };
+        let mut pages = req.into_paginator().send();
+        while let Some(page) = pages.next().await {
+            found.extend(page.map_err(|e| sdk_error("DescribeTargetGroups", e))?.target_groups().to_vec());
+        }
+    }
+    names_or_arns
+        .iter()
+        .map(|wanted| {
+            found
+                .iter()
+                .find(|t| {
+                    t.target_group_arn() == Some(wanted.as_str()) || t.target_group_name() == Some(wanted.as_str())
+                })
+                .cloned()
+                .ok_or_else(|| {
+                    AwsError::not_found("DescribeTargetGroups", format!("target group `{wanted}` not found"))
+                })
+        })
+        .collect()
+}
+
 /// Target groups by name or ARN (one DescribeTargetGroups for all of them),
 /// each with its attributes and its targets' health, in the order asked.
 pub async fn target_groups(
@@ -112,23 +147,8 @@ pub async fn target_groups(
     if names_or_arns.is_empty() {
         return Ok(Vec::new());
     }
-    let (arns, names): (Vec<String>, Vec<String>) = names_or_arns.iter().cloned().partition(|s| s.starts_with("arn:"));
-    let mut found = Vec::new();
-    for (by_arn, values) in [(true, arns), (false, names)] {
-        if values.is_empty() {
-            continue;
-        }
-        let req = elb.describe_target_groups();
-        let req = if by_arn { req.set_target_group_arns(Some(values)) } else { req.set_names(Some(values)) };
-        let resp = req.send().await.map_err(|e| sdk_error("DescribeTargetGroups", e))?;
-        found.extend(resp.target_groups().to_vec());
-    }
     let mut out = Vec::new();
-    for wanted in names_or_arns {
-        let tg = found
-            .iter()
-            .find(|t| t.target_group_arn() == Some(wanted.as_str()) || t.target_group_name() == Some(wanted.as_str()))
-            .ok_or_else(|| AwsError::not_found("DescribeTargetGroups", format!("target group `{wanted}` not found")))?;
+    for tg in &described_target_groups(elb, names_or_arns).await? {
         let arn = tg.target_group_arn().unwrap_or_default().to_string();
         let health = elb
             .describe_target_health()
@@ -291,25 +311,8 @@ pub async fn target_group_shapes(
     names_or_arns: &[String],
 ) -> AwsResult<Vec<crate::analysis::parity::TargetGroupShape>> {
     use crate::analysis::parity::TargetGroupShape;
-    let (arns, names): (Vec<String>, Vec<String>) = names_or_arns.iter().cloned().partition(|s| s.starts_with("arn:"));
-    let mut found = Vec::new();
-    for (by_arn, values) in [(true, arns), (false, names)] {
-        if values.is_empty() {
-            continue;
-        }
-        let req = elb.describe_target_groups();
-        let req = if by_arn { req.set_target_group_arns(Some(values)) } else { req.set_names(Some(values)) };
-        let mut pages = req.into_paginator().send();
-        while let Some(page) = pages.next().await {
-            found.extend(page.map_err(|e| sdk_error("DescribeTargetGroups", e))?.target_groups().to_vec());
-        }
-    }
     let mut out = Vec::new();
-    for wanted in names_or_arns {
-        let tg = found
-            .iter()
-            .find(|t| t.target_group_arn() == Some(wanted.as_str()) || t.target_group_name() == Some(wanted.as_str()))
-            .ok_or_else(|| AwsError::not_found("DescribeTargetGroups", format!("target group `{wanted}` not found")))?;
+    for tg in &described_target_groups(elb, names_or_arns).await? {
         let arn = tg.target_group_arn().unwrap_or_default().to_string();
         let attrs = elb
             .describe_target_group_attributes()

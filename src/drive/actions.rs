@@ -413,23 +413,20 @@ pub async fn apply(
     say: &mut (dyn FnMut(Report<'_>) + Send),
 ) -> Result<String, String> {
     match step {
-        Step::AuthorizeIngress { group_id, port, from_group_id, description } => {
+        Step::AuthorizeIngress { group_id, port, from_group_id, description }
+        | Step::RevokeIngress { group_id, port, from_group_id, description } => {
             let rule = GroupIngress {
                 group_id: group_id.clone(),
                 port: *port,
                 from_group_id: from_group_id.clone(),
                 description: description.clone(),
             };
-            ec2::authorize_ingress(&clients.ec2, &rule).await.map_err(|e| e.to_string())?;
-        }
-        Step::RevokeIngress { group_id, port, from_group_id, description } => {
-            let rule = GroupIngress {
-                group_id: group_id.clone(),
-                port: *port,
-                from_group_id: from_group_id.clone(),
-                description: description.clone(),
-            };
-            ec2::revoke_ingress(&clients.ec2, &rule).await.map_err(|e| e.to_string())?;
+            if matches!(step, Step::AuthorizeIngress { .. }) {
+                ec2::authorize_ingress(&clients.ec2, &rule).await
+            } else {
+                ec2::revoke_ingress(&clients.ec2, &rule).await
+            }
+            .map_err(|e| e.to_string())?;
         }
         Step::Register { target_group_arn, instance_ids, port } => {
             elb::register_targets(&clients.elb, target_group_arn, instance_ids, *port)

@@ -527,8 +527,108 @@ fn pause_for(engine: &mut Engine, reason: &str) -> Vec<Output> {
 
 pub async fn run(cx: &Context, say: &mut (dyn FnMut(&str) + Send)) -> Result<Outcome, RolloutError> {
     let rb = &cx.rb;
+    let Some(Begun { mut runner, mut outputs, live, expected, _lock }) = begin(cx, say).await? else {
+        return Ok(Outcome::Done);
+    };
+    let mut ctx = WorkerContext::new(rb.clone(), cx.clients.clone(), ProbePolicy::from_env());
+    ctx.vars.extend(cx.vars.clone());
+    ctx.intervals.traffic = Duration::from_secs(2);
+    ctx.intervals.environment = Duration::from_secs(3);
+    ctx.intervals.health = Duration::from_secs(2);
+    ctx.intervals.redis = Duration::from_secs(2);
+    ctx.intervals.alarms = rb.rollout.gate_interval.min(Duration::from_secs(15));
+    let mut session = Session::start(Arc::new(ctx));
+    session.first_round(rb, Duration::from_secs(30)).await;
+
+    let now = SystemTime::now;
+    if let Some(outcome) = before_the_loop(&mut runner, live, &mut outputs).await? {
+        return Ok(outcome);
+    }
+    runner.persist().map_err(failed)?;
+    let mut last_measured: Vec<Option<SystemTime>> = vec![None; rb.rollout.gates.len()];
+    let mut last_reading: Vec<Option<SystemTime>> = vec![None; rb.rollout.gates.len()];
+    let mut quiet = std::collections::BTreeSet::new();
+    // A watcher asks every 5 s, beside the loop, whether a side's
+    // credentials expired.
+    let (expired_tx, expired_rx) = tokio::sync::watch::channel(None::<String>);
+    let watcher = {
+        let (rb, clients) = (rb.clone(), cx.clients.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                if let Some(reason) = expired_credentials(&rb, &clients).await {
+                    let _ = expired_tx.send(Some(reason));
+                }
+            }
+        })
+    };
+    let _stop_watcher = AbortOnDrop(watcher);
+    loop {
+        if let Some(outcome) = carry_out(&mut runner, &mut outputs, expected, &mut quiet).await? {
+            return Ok(outcome);
+        }
+        session.run_until(tokio::time::Instant::now() + Duration::from_secs(1)).await;
+        if let Some((request, text)) = Request::take(&rb.name) {
+            outputs = match request {
+                Request::Abort => runner.engine.handle(Input::Abort { reason: text }, now()),
+                Request::Pause => {
+                    (runner.say)(&format!("pause asked for: {text}"));
+                    runner.engine.handle(Input::Pause, now())
+                }
+                Request::Promote => {
+                    let step = runner.engine.state.step;
+                    let out = runner.engine.handle(Input::Promote, now());
+                    if runner.engine.state.step != step || runner.engine.state.phase == RolloutPhase::Done {
+                        let w = runner.engine.plan.weights_at(step);
+                        let detail = format!("step {} promoted (rest of its soak skipped): {text}", step + 1);
+                        runner.audit("rollout promote", Stage::Done, Some(w), w, detail).map_err(failed)?;
+                    }
+                    out
+                }
+            };
+            runner.persist().map_err(failed)?;
+            continue;
+        }
+        // Credentials that expired pause the rollout for a person, with that
+        // reason: never an abort, never "AWS is down".
+        let expired = expired_rx.borrow().clone();
+        if let Some(reason) = expired {
+            outputs = pause_for(&mut runner.engine, &reason);
+            if !outputs.is_empty() {
+                continue;
+            }
+        }
+        outputs = runner.engine.handle(Input::Tick, now());
+        if let RolloutPhase::Soaking { since, .. } = runner.engine.state.phase {
+            let more = measure_gates(&mut runner, &session, since, &mut last_measured, &mut last_reading).await;
+            outputs.extend(more);
+            runner.persist().map_err(failed)?;
+            crate::crashpoint::here("soak");
+        } else if !outputs.is_empty() {
+            runner.persist().map_err(failed)?;
+        }
+    }
+}
+
+/// What `begin` hands the loop: the runner, what it must do first, the live
+/// weights and the weights the rollout expects live.
+struct Begun<'a> {
+    runner: Runner<'a>,
+    outputs: Vec<Output>,
+    live: Weights,
+    expected: Weights,
+    /// Held for the whole run.
+    _lock: RolloutLock,
+}
+
+/// The lock, the plan with the live TTL, the saved state (or a new one), a
+/// change an earlier run left in flight settled, and live weights set
+/// outside the rollout adopted (or refused); None when the rollout is
+/// already complete.
+async fn begin<'a>(cx: &'a Context, say: &'a mut (dyn FnMut(&str) + Send)) -> Result<Option<Begun<'a>>, RolloutError> {
+    let rb = &cx.rb;
     let mut plan = RolloutPlan::from_runbook(rb).map_err(failed)?;
-    let _lock = RolloutLock::try_take(&rb.name)
+    let lock = RolloutLock::try_take(&rb.name)
         .map_err(failed)?
         .ok_or_else(|| {
             format!("another cutover rollout of {} is running (lock {})", rb.name, lock_path(&rb.name).display())
@@ -551,7 +651,7 @@ pub async fn run(cx: &Context, say: &mut (dyn FnMut(&str) + Send)) -> Result<Out
     };
     if state.engine.phase == RolloutPhase::Done {
         say("this rollout is already complete (--restart runs it again)");
-        return Ok(Outcome::Done);
+        return Ok(None);
     }
     let engine = Engine { plan, state: state.engine.clone() };
     let mut runner = Runner { cx, engine, state, log: AuditLog::for_runbook(&rb.name), say, rolled_back_from: None };
@@ -591,16 +691,19 @@ pub async fn run(cx: &Context, say: &mut (dyn FnMut(&str) + Send)) -> Result<Out
                 .map_err(failed)?,
         );
     }
-    let mut ctx = WorkerContext::new(rb.clone(), cx.clients.clone(), ProbePolicy::from_env());
-    ctx.vars.extend(cx.vars.clone());
-    ctx.intervals.traffic = Duration::from_secs(2);
-    ctx.intervals.environment = Duration::from_secs(3);
-    ctx.intervals.health = Duration::from_secs(2);
-    ctx.intervals.redis = Duration::from_secs(2);
-    ctx.intervals.alarms = rb.rollout.gate_interval.min(Duration::from_secs(15));
-    let mut session = Session::start(Arc::new(ctx));
-    session.first_round(rb, Duration::from_secs(30)).await;
+    Ok(Some(Begun { runner, outputs, live, expected, _lock: lock }))
+}
 
+/// Before the loop: an abort asked for while no rollout ran, a rollback an
+/// interruption cut short, a paused rollout resumed, and the first outputs
+/// of whatever phase the saved state is in. Some when that ended the run.
+async fn before_the_loop(
+    runner: &mut Runner<'_>,
+    live: Weights,
+    outputs: &mut Vec<Output>,
+) -> Result<Option<Outcome>, RolloutError> {
+    let cx = runner.cx;
+    let rb = &cx.rb;
     let now = SystemTime::now;
     // An abort asked for while no rollout ran is acted on first, not dropped;
     // a pause or promote left from then is stale and dropped.
@@ -620,7 +723,7 @@ pub async fn run(cx: &Context, say: &mut (dyn FnMut(&str) + Send)) -> Result<Out
                         .map_err(failed)?;
                 }
             }
-            return Ok(Outcome::Aborted(reason.trim().to_string()));
+            return Ok(Some(Outcome::Aborted(reason.trim().to_string())));
         }
     }
     // An abort interrupted before its rollback reached Route53 is finished first.
@@ -675,161 +778,127 @@ pub async fn run(cx: &Context, say: &mut (dyn FnMut(&str) + Send)) -> Result<Out
             Vec::new()
         }
     });
-    runner.persist().map_err(failed)?;
-    let mut last_measured: Vec<Option<SystemTime>> = vec![None; rb.rollout.gates.len()];
-    let mut last_reading: Vec<Option<SystemTime>> = vec![None; rb.rollout.gates.len()];
-    let mut quiet = std::collections::BTreeSet::new();
-    // A watcher asks every 5 s, beside the loop, whether a side's
-    // credentials expired.
-    let (expired_tx, expired_rx) = tokio::sync::watch::channel(None::<String>);
-    let watcher = {
-        let (rb, clients) = (rb.clone(), cx.clients.clone());
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(Duration::from_secs(5)).await;
-                if let Some(reason) = expired_credentials(&rb, &clients).await {
-                    let _ = expired_tx.send(Some(reason));
+    Ok(None)
+}
+
+/// Carries out the engine's outputs (and what they lead to) until none is
+/// left; Some when one ended the run: a pause, an abort or the last step.
+async fn carry_out(
+    runner: &mut Runner<'_>,
+    outputs: &mut Vec<Output>,
+    expected: Weights,
+    quiet: &mut std::collections::BTreeSet<(usize, String)>,
+) -> Result<Option<Outcome>, RolloutError> {
+    let cx = runner.cx;
+    let (rb, to) = (&cx.rb, &cx.rb.rollout.to);
+    while !outputs.is_empty() {
+        let mut next = Vec::new();
+        for o in std::mem::take(outputs) {
+            match o {
+                Output::SetWeights { weights, step } => {
+                    if step.is_none() {
+                        // The abort decision is on disk before its rollback is sent.
+                        runner.persist().map_err(failed)?;
+                    }
+                    next.extend(runner.set_weights(weights, step).await.map_err(failed)?)
                 }
-            }
-        })
-    };
-    let _stop_watcher = AbortOnDrop(watcher);
-    loop {
-        while !outputs.is_empty() {
-            let mut next = Vec::new();
-            for o in std::mem::take(&mut outputs) {
-                match o {
-                    Output::SetWeights { weights, step } => {
-                        if step.is_none() {
-                            // The abort decision is on disk before its rollback is sent.
-                            runner.persist().map_err(failed)?;
-                        }
-                        next.extend(runner.set_weights(weights, step).await.map_err(failed)?)
-                    }
-                    Output::Log(line) => {
-                        // "no data yet" is said once per gate and step, not every interval.
-                        if !line.ends_with("no data yet") || quiet.insert((runner.engine.state.step, line.clone())) {
-                            (runner.say)(&line);
-                        }
-                    }
-                    Output::Paused(reason) => {
-                        runner.persist().map_err(failed)?;
-                        runner
-                            .audit(
-                                "rollout pause",
-                                Stage::Paused,
-                                runner.state.applied,
-                                runner.state.applied.unwrap_or(expected),
-                                reason.clone(),
-                            )
-                            .map_err(failed)?;
-                        return Ok(Outcome::Paused(reason));
-                    }
-                    Output::Aborted { reason, weights } => {
-                        runner.persist().map_err(failed)?;
-                        runner
-                            .audit("rollout abort", Stage::Done, runner.rolled_back_from, weights, reason.clone())
-                            .map_err(failed)?;
-                        return Ok(Outcome::Aborted(reason));
-                    }
-                    Output::Done => {
-                        runner.persist().map_err(failed)?;
-                        crate::notify::post(format!(
-                            "cutover {}: rollout completed: 100% of the traffic on {to}",
-                            rb.name
-                        ));
-                        let calls = cx.clients.calls_total();
-                        let steps = runner.engine.plan.steps.len() as u64;
-                        (runner.say)(&format!(
-                            "{calls} AWS calls in this run, {} per step (shifts, INSYNC waits, live polling and gates)",
-                            calls / steps.max(1)
-                        ));
-                        return Ok(Outcome::Done);
+                Output::Log(line) => {
+                    // "no data yet" is said once per gate and step, not every interval.
+                    if !line.ends_with("no data yet") || quiet.insert((runner.engine.state.step, line.clone())) {
+                        (runner.say)(&line);
                     }
                 }
+                Output::Paused(reason) => {
+                    runner.persist().map_err(failed)?;
+                    runner
+                        .audit(
+                            "rollout pause",
+                            Stage::Paused,
+                            runner.state.applied,
+                            runner.state.applied.unwrap_or(expected),
+                            reason.clone(),
+                        )
+                        .map_err(failed)?;
+                    return Ok(Some(Outcome::Paused(reason)));
+                }
+                Output::Aborted { reason, weights } => {
+                    runner.persist().map_err(failed)?;
+                    runner
+                        .audit("rollout abort", Stage::Done, runner.rolled_back_from, weights, reason.clone())
+                        .map_err(failed)?;
+                    return Ok(Some(Outcome::Aborted(reason)));
+                }
+                Output::Done => {
+                    runner.persist().map_err(failed)?;
+                    crate::notify::post(format!("cutover {}: rollout completed: 100% of the traffic on {to}", rb.name));
+                    let calls = cx.clients.calls_total();
+                    let steps = runner.engine.plan.steps.len() as u64;
+                    (runner.say)(&format!(
+                        "{calls} AWS calls in this run, {} per step (shifts, INSYNC waits, live polling and gates)",
+                        calls / steps.max(1)
+                    ));
+                    return Ok(Some(Outcome::Done));
+                }
             }
-            outputs = next;
         }
-        session.run_until(tokio::time::Instant::now() + Duration::from_secs(1)).await;
-        if let Some((request, text)) = Request::take(&rb.name) {
-            outputs = match request {
-                Request::Abort => runner.engine.handle(Input::Abort { reason: text }, now()),
-                Request::Pause => {
-                    (runner.say)(&format!("pause asked for: {text}"));
-                    runner.engine.handle(Input::Pause, now())
-                }
-                Request::Promote => {
-                    let step = runner.engine.state.step;
-                    let out = runner.engine.handle(Input::Promote, now());
-                    if runner.engine.state.step != step || runner.engine.state.phase == RolloutPhase::Done {
-                        let w = runner.engine.plan.weights_at(step);
-                        let detail = format!("step {} promoted (rest of its soak skipped): {text}", step + 1);
-                        runner.audit("rollout promote", Stage::Done, Some(w), w, detail).map_err(failed)?;
-                    }
-                    out
-                }
-            };
-            runner.persist().map_err(failed)?;
+        *outputs = next;
+    }
+    Ok(None)
+}
+
+/// One round of the gates during a soak: each gate due is measured (from
+/// the live snapshot, or CloudWatch over the soak since `since`) and fed to
+/// the engine; stops at the first that aborts or pauses.
+async fn measure_gates(
+    runner: &mut Runner<'_>,
+    session: &Session,
+    since: SystemTime,
+    last_measured: &mut [Option<SystemTime>],
+    last_reading: &mut [Option<SystemTime>],
+) -> Vec<Output> {
+    let (cx, now) = (runner.cx, SystemTime::now);
+    let rb = &cx.rb;
+    let mut outputs = Vec::new();
+    let snap = crate::status::snapshot(rb, &session.state, cx.actor.region(), now());
+    for (i, g) in rb.rollout.gates.iter().enumerate() {
+        use super::gates::Due;
+        let reading = super::gates::reading(&session.state, &g.kind);
+        let since_measured = last_measured[i].map(|t| now().duration_since(t).unwrap_or_default());
+        let due = super::gates::due(g.interval, since_measured, reading, last_reading[i]);
+        if due == Due::Wait {
             continue;
         }
-        // Credentials that expired pause the rollout for a person, with that
-        // reason: never an abort, never "AWS is down".
-        let expired = expired_rx.borrow().clone();
-        if let Some(reason) = expired {
-            outputs = pause_for(&mut runner.engine, &reason);
-            if !outputs.is_empty() {
-                continue;
+        last_measured[i] = Some(now());
+        last_reading[i] = reading;
+        let (m, covers) = match (due, super::gates::from_snapshot(rb, &g.kind, &snap)) {
+            (Due::Stalled(d), _) => (
+                crate::engine::Measurement::Error(format!(
+                    "no new reading of its sources for {} s (a poll is stuck or backing off)",
+                    d.as_secs()
+                )),
+                None,
+            ),
+            (_, Some(m)) => (m, None),
+            (_, None) => {
+                let r = super::gates::metric_reading(&cx.clients, &g.kind, &snap, rb, since).await;
+                (r.measurement, r.covers)
             }
+        };
+        if matches!(m, crate::engine::Measurement::Error(_))
+            && let Some(reason) = expired_credentials(rb, &cx.clients).await
+        {
+            outputs.extend(pause_for(&mut runner.engine, &reason));
+            break;
         }
-        outputs = runner.engine.handle(Input::Tick, now());
-        if let RolloutPhase::Soaking { since, .. } = runner.engine.state.phase {
-            let snap = crate::status::snapshot(rb, &session.state, cx.actor.region(), now());
-            for (i, g) in rb.rollout.gates.iter().enumerate() {
-                use super::gates::Due;
-                let reading = super::gates::reading(&session.state, &g.kind);
-                let since_measured = last_measured[i].map(|t| now().duration_since(t).unwrap_or_default());
-                let due = super::gates::due(g.interval, since_measured, reading, last_reading[i]);
-                if due == Due::Wait {
-                    continue;
-                }
-                last_measured[i] = Some(now());
-                last_reading[i] = reading;
-                let (m, covers) = match (due, super::gates::from_snapshot(rb, &g.kind, &snap)) {
-                    (Due::Stalled(d), _) => (
-                        crate::engine::Measurement::Error(format!(
-                            "no new reading of its sources for {} s (a poll is stuck or backing off)",
-                            d.as_secs()
-                        )),
-                        None,
-                    ),
-                    (_, Some(m)) => (m, None),
-                    (_, None) => {
-                        let r = super::gates::metric_reading(&cx.clients, &g.kind, &snap, rb, since).await;
-                        (r.measurement, r.covers)
-                    }
-                };
-                if matches!(m, crate::engine::Measurement::Error(_))
-                    && let Some(reason) = expired_credentials(rb, &cx.clients).await
-                {
-                    outputs.extend(pause_for(&mut runner.engine, &reason));
-                    break;
-                }
-                if matches!(m, crate::engine::Measurement::Fail(_) | crate::engine::Measurement::Error(_)) {
-                    (runner.say)(&format!("gate {} ({}): {m:?}", i + 1, crate::runbook::gate_label(&g.kind)));
-                }
-                outputs.extend(runner.engine.handle(Input::MeasureCovering { gate: i, result: m, covers }, now()));
-                if runner.engine.state.phase == RolloutPhase::Aborted
-                    || runner.engine.state.phase == RolloutPhase::Paused
-                {
-                    break;
-                }
-            }
-            runner.persist().map_err(failed)?;
-            crate::crashpoint::here("soak");
-        } else if !outputs.is_empty() {
-            runner.persist().map_err(failed)?;
+        if matches!(m, crate::engine::Measurement::Fail(_) | crate::engine::Measurement::Error(_)) {
+            (runner.say)(&format!("gate {} ({}): {m:?}", i + 1, crate::runbook::gate_label(&g.kind)));
+        }
+        outputs.extend(runner.engine.handle(Input::MeasureCovering { gate: i, result: m, covers }, now()));
+        if runner.engine.state.phase == RolloutPhase::Aborted || runner.engine.state.phase == RolloutPhase::Paused {
+            break;
         }
     }
+    outputs
 }
 
 /// `cutover abort`: asks a running rollout to abort, or, when none runs,

@@ -596,16 +596,21 @@ fn every_phase_is_shown_by_the_name_its_json_carries() {
 #[test]
 fn the_last_step_bakes_with_its_gates_running_and_a_failure_in_the_bake_rolls_back() {
     let baked = || RolloutPlan { bake: Duration::from_secs(3600), ..plan() };
-    let mut e = Engine::new(baked());
-    e.handle(Input::Start, t(0));
-    for (step, at) in [(0, 0), (1, 100)] {
-        to_soak(&mut e, step, at);
-        pass_all(&mut e, at + 20);
-        e.handle(Input::Tick, t(at + 72));
-        assert_eq!(e.state.last_good, Some(step), "the other steps soak 60 s");
-    }
-    to_soak(&mut e, 2, 200);
-    pass_all(&mut e, 220);
+    // Steps 1 and 2 soak their 60 s; the last is soaking at 220 s.
+    let to_last_step = || {
+        let mut e = Engine::new(baked());
+        e.handle(Input::Start, t(0));
+        for (step, at) in [(0, 0), (1, 100)] {
+            to_soak(&mut e, step, at);
+            pass_all(&mut e, at + 20);
+            e.handle(Input::Tick, t(at + 72));
+            assert_eq!(e.state.last_good, Some(step), "the other steps soak 60 s");
+        }
+        to_soak(&mut e, 2, 200);
+        pass_all(&mut e, 220);
+        e
+    };
+    let mut e = to_last_step();
     assert!(e.handle(Input::Tick, t(300)).is_empty(), "a soak's time is not a bake's");
     assert!(e.handle(Input::Tick, t(3000)).is_empty());
     assert!(matches!(e.state.phase, RolloutPhase::Soaking { .. }));
@@ -613,15 +618,7 @@ fn the_last_step_bakes_with_its_gates_running_and_a_failure_in_the_bake_rolls_ba
     assert_eq!(e.state.phase, RolloutPhase::Aborted);
     assert_eq!(weights(&out), vec![(plan().weights_at(1), None)], "back to the last good step");
 
-    let mut e = Engine::new(baked());
-    e.handle(Input::Start, t(0));
-    for (step, at) in [(0, 0), (1, 100)] {
-        to_soak(&mut e, step, at);
-        pass_all(&mut e, at + 20);
-        e.handle(Input::Tick, t(at + 72));
-    }
-    to_soak(&mut e, 2, 200);
-    pass_all(&mut e, 220);
+    let mut e = to_last_step();
     pass_all(&mut e, 3800);
     let out = e.handle(Input::Tick, t(3812));
     assert!(out.contains(&Output::Done), "complete once the bake is over: {out:?}");

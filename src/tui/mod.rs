@@ -249,7 +249,7 @@ fn control_action(c: app::Control) -> &'static str {
 fn spawn_change(app: &mut App, cx: &ActionContext, command: Command, tx: tokio::sync::mpsc::UnboundedSender<Event>) {
     use crate::drive::rollout;
     use crate::store::rollout::Request;
-    use app::{Control, PendingChange};
+    use app::PendingChange;
     let (clients, rb) = (cx.clients.clone(), app.rb.clone());
     let (read_only, vars) = (cx.read_only, cx.vars.clone());
     let planned = |key: &str, result: Result<PendingChange, String>| Event::Planned { key: key.to_string(), result };
@@ -266,25 +266,7 @@ fn spawn_change(app: &mut App, cx: &ActionContext, command: Command, tx: tokio::
         }
         Command::PlanAction { key, rollback } => {
             let on_panic = planning_panicked(&key);
-            spawn_outcome(
-                tx,
-                async move {
-                    let result = match item_action(&rb, &key, rollback) {
-                        Ok(a) => {
-                            let action = format!("{} ({key})", a.summary());
-                            match authorise(&rb, &clients, a.side(&rb), read_only, &action).await {
-                                Ok(_) => crate::drive::actions::plan_with_vars(&clients, &rb, &a, &vars)
-                                    .await
-                                    .map_err(String::from),
-                                Err(e) => Err(e),
-                            }
-                        }
-                        Err(e) => Err(e),
-                    };
-                    planned(&key, result.map(PendingChange::Item))
-                },
-                on_panic,
-            );
+            spawn_outcome(tx, plan_action(rb, clients, key, rollback, read_only, vars), on_panic);
         }
         Command::PlanShift { percent } => {
             spawn_outcome(
@@ -358,65 +340,110 @@ fn spawn_change(app: &mut App, cx: &ActionContext, command: Command, tx: tokio::
                      the audit log"
                 )),
             };
-            let work = async move {
-                let (action, side) = match &change {
-                    PendingChange::Item(plan) => (format!("{} ({key})", plan.name), plan.side.clone()),
-                    PendingChange::Shift(plan) => (format!("shift_weights to {}%", plan.weights.1), Side::Dns),
-                    PendingChange::Rollout { control, .. } => (control_action(*control).to_string(), Side::Dns),
-                };
-                let who = match authorise(&rb, &clients, side, read_only, &action).await {
-                    Ok(who) => who,
-                    Err(e) => return Event::ActionDone { key, result: Err(e) },
-                };
-                let progress_key = key.clone();
-                let mut report = move |r: crate::drive::actions::Report<'_>| {
-                    if let crate::drive::actions::Report::Progress { done, total, line } = r {
-                        let (key, line) = (progress_key.clone(), line.to_string());
-                        let _ = progress_tx.send(Event::ActionProgress { key, done, total, line });
-                    }
-                };
-                // The cockpit's log gets the outcome; a shift's own lines are not shown.
-                let mut say = |_: &str| {};
-                let result = match change {
-                    PendingChange::Item(plan) => {
-                        crate::drive::actions::execute(&clients, &rb, &who, &key, &plan, &mut report).await
-                    }
-                    PendingChange::Shift(plan) => {
-                        crate::drive::shift::execute(clients.dns(), &rb, &who, &plan, &mut say)
-                            .await
-                            .map_err(String::from)
-                    }
-                    PendingChange::Rollout { control: c @ (Control::Start | Control::AdoptAndStart), .. } => {
-                        let extra: &[&str] = if c == Control::AdoptAndStart { &["--adopt-live"] } else { &[] };
-                        rollout::spawn_detached(&who, &rb, &global, extra, &vars).map(|(pid, out)| {
-                            format!("rollout started as process {pid}; its output: {}", out.display())
-                        })
-                    }
-                    PendingChange::Rollout { control: Control::Promote, .. } => {
-                        let text = format!("promoted from the cockpit by {operator}");
-                        rollout::request(&who, &rb.name, Request::Promote, &text, Duration::from_secs(30))
-                            .await
-                            .map_err(String::from)
-                    }
-                    PendingChange::Rollout { control: Control::Abort, .. } => {
-                        let rcx = rollout::Context {
-                            rb: (*rb).clone(),
-                            clients: clients.clone(),
-                            actor: who,
-                            vars: vars.clone(),
-                            adopt_live: false,
-                            restart: false,
-                        };
-                        let reason = format!("aborted from the cockpit by {operator}");
-                        rollout::abort(&rcx, &reason, &mut say).await.map_err(String::from)
-                    }
-                };
-                Event::ActionDone { key, result }
-            };
+            let change_cx = ChangeCx { rb, clients, read_only, vars, global, operator };
+            let work = apply_change(change_cx, change, key, progress_tx);
             spawn_outcome(tx, work, on_panic);
         }
         Command::Refresh | Command::SaveChecklist | Command::Quit => {}
     }
+}
+
+/// What applying a change from the cockpit needs, off the loop.
+struct ChangeCx {
+    rb: std::sync::Arc<crate::runbook::Runbook>,
+    clients: crate::aws::SideClients,
+    read_only: bool,
+    vars: std::collections::BTreeMap<String, String>,
+    /// Global flags for a rollout started from here.
+    global: Vec<String>,
+    operator: String,
+}
+
+/// Plans an item's action (or its rollback) from live data, authorised first.
+async fn plan_action(
+    rb: std::sync::Arc<crate::runbook::Runbook>,
+    clients: crate::aws::SideClients,
+    key: String,
+    rollback: bool,
+    read_only: bool,
+    vars: std::collections::BTreeMap<String, String>,
+) -> Event {
+    use app::PendingChange;
+    let result = match item_action(&rb, &key, rollback) {
+        Ok(a) => {
+            let action = format!("{} ({key})", a.summary());
+            match authorise(&rb, &clients, a.side(&rb), read_only, &action).await {
+                Ok(_) => crate::drive::actions::plan_with_vars(&clients, &rb, &a, &vars).await.map_err(String::from),
+                Err(e) => Err(e),
+            }
+        }
+        Err(e) => Err(e),
+    };
+    Event::Planned { key, result: result.map(PendingChange::Item) }
+}
+
+/// Applies the change a person confirmed, authorised first: an item's steps,
+/// a shift, or a rollout control. A Redis copy's progress goes to `progress_tx`.
+async fn apply_change(
+    cx: ChangeCx,
+    change: app::PendingChange,
+    key: String,
+    progress_tx: tokio::sync::mpsc::UnboundedSender<Event>,
+) -> Event {
+    use crate::drive::rollout;
+    use crate::store::rollout::Request;
+    use app::{Control, PendingChange};
+    let ChangeCx { rb, clients, read_only, vars, global, operator } = cx;
+    let (action, side) = match &change {
+        PendingChange::Item(plan) => (format!("{} ({key})", plan.name), plan.side.clone()),
+        PendingChange::Shift(plan) => (format!("shift_weights to {}%", plan.weights.1), Side::Dns),
+        PendingChange::Rollout { control, .. } => (control_action(*control).to_string(), Side::Dns),
+    };
+    let who = match authorise(&rb, &clients, side, read_only, &action).await {
+        Ok(who) => who,
+        Err(e) => return Event::ActionDone { key, result: Err(e) },
+    };
+    let progress_key = key.clone();
+    let mut report = move |r: crate::drive::actions::Report<'_>| {
+        if let crate::drive::actions::Report::Progress { done, total, line } = r {
+            let (key, line) = (progress_key.clone(), line.to_string());
+            let _ = progress_tx.send(Event::ActionProgress { key, done, total, line });
+        }
+    };
+    // The cockpit's log gets the outcome; a shift's own lines are not shown.
+    let mut say = |_: &str| {};
+    let result = match change {
+        PendingChange::Item(plan) => {
+            crate::drive::actions::execute(&clients, &rb, &who, &key, &plan, &mut report).await
+        }
+        PendingChange::Shift(plan) => {
+            crate::drive::shift::execute(clients.dns(), &rb, &who, &plan, &mut say).await.map_err(String::from)
+        }
+        PendingChange::Rollout { control: c @ (Control::Start | Control::AdoptAndStart), .. } => {
+            let extra: &[&str] = if c == Control::AdoptAndStart { &["--adopt-live"] } else { &[] };
+            rollout::spawn_detached(&who, &rb, &global, extra, &vars)
+                .map(|(pid, out)| format!("rollout started as process {pid}; its output: {}", out.display()))
+        }
+        PendingChange::Rollout { control: Control::Promote, .. } => {
+            let text = format!("promoted from the cockpit by {operator}");
+            rollout::request(&who, &rb.name, Request::Promote, &text, Duration::from_secs(30))
+                .await
+                .map_err(String::from)
+        }
+        PendingChange::Rollout { control: Control::Abort, .. } => {
+            let rcx = rollout::Context {
+                rb: (*rb).clone(),
+                clients: clients.clone(),
+                actor: who,
+                vars: vars.clone(),
+                adopt_live: false,
+                restart: false,
+            };
+            let reason = format!("aborted from the cockpit by {operator}");
+            rollout::abort(&rcx, &reason, &mut say).await.map_err(String::from)
+        }
+    };
+    Event::ActionDone { key, result }
 }
 
 /// Checks a rollout control against what runs now, and previews it; a start

@@ -285,3 +285,14 @@ pub async fn alb_metric_sum(sb: &Sandbox, name: &str, dimensions: Vec<aws_sdk_cl
         .unwrap();
     r.metric_data_results().iter().flat_map(|m| m.values()).sum()
 }
+
+/// Every weighted record's weight by set identifier, read with the SDK.
+pub async fn weights(sb: &Sandbox) -> std::collections::BTreeMap<String, i64> {
+    let sets = sb.clients.route53.list_resource_record_sets().hosted_zone_id(&sb.world.zone_id).send().await.unwrap();
+    sets.resource_record_sets().iter().filter_map(|r| Some((r.set_identifier()?.to_string(), r.weight()?))).collect()
+}
+
+/// The demo runbook's weights as `weights` reads them.
+pub fn w(prod: i64, staging: i64) -> std::collections::BTreeMap<String, i64> {
+    std::collections::BTreeMap::from([("prod".to_string(), prod), ("staging".to_string(), staging)])
+}

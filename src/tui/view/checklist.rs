@@ -111,34 +111,38 @@ pub(super) fn checklist(f: &mut Frame, app: &App, area: Rect) {
         .collect();
     f.render_widget(Paragraph::new(lines), list);
     let text = match rows.get(sel) {
-        Some(ChecklistRow::Item { phase, item }) => {
-            let key = item_key(phase, item);
-            let mut parts = Vec::new();
-            // A title the list cuts is shown whole here.
-            if let Some((_, it)) = item_of(phase, item)
-                && it.title.chars().count() + 21 > usize::from(list.width)
-            {
-                parts.push(it.title.clone());
-            }
-            if let Some((_, _, line)) = app.action_progress.get(&key) {
-                parts.push(line.clone());
-            }
-            if let Some(CheckRun::Done { detail, .. }) = app.runs.get(&key) {
-                parts.push(detail.clone());
-            } else if let Some(c) = live(&key) {
-                parts.push(c.detail.clone());
-            }
-            if let Some(n) = app.checklist.notes.get(&key) {
-                parts.push(format!("note: {n}"));
-            }
-            if let Some((_, it)) = item_of(phase, item)
-                && let Some(rb) = &it.rollback
-            {
-                parts.push(format!("rollback: {}", rb.summary()));
-            }
-            parts.join(" · ")
-        }
+        Some(ChecklistRow::Item { phase, item }) => detail_line(app, phase, item, list.width),
         _ => String::new(),
     };
     f.render_widget(Paragraph::new(text).style(th.dim_style()).wrap(Wrap { trim: true }), detail);
+}
+
+/// The selected item's detail: its whole title when the list cuts it, a
+/// running copy's progress, the check's last detail, its note and rollback.
+fn detail_line(app: &App, phase: &str, item: &str, list_width: u16) -> String {
+    let key = item_key(phase, item);
+    let mut parts = Vec::new();
+    // A title the list cuts is shown whole here.
+    if let Some((_, it)) = app.rb.item(phase, item)
+        && it.title.chars().count() + 21 > usize::from(list_width)
+    {
+        parts.push(it.title.clone());
+    }
+    if let Some((_, _, line)) = app.action_progress.get(&key) {
+        parts.push(line.clone());
+    }
+    if let Some(CheckRun::Done { detail, .. }) = app.runs.get(&key) {
+        parts.push(detail.clone());
+    } else if let Some(c) = app.snap.checks.iter().find(|c| item_key(&c.phase, &c.item) == key) {
+        parts.push(c.detail.clone());
+    }
+    if let Some(n) = app.checklist.notes.get(&key) {
+        parts.push(format!("note: {n}"));
+    }
+    if let Some((_, it)) = app.rb.item(phase, item)
+        && let Some(rb) = &it.rollback
+    {
+        parts.push(format!("rollback: {}", rb.summary()));
+    }
+    parts.join(" · ")
 }
