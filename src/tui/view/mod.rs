@@ -116,9 +116,20 @@ fn header(f: &mut Frame, app: &App, area: Rect) {
             .collect::<Vec<_>>()
             .join(" · ");
     }
-    // Keys in the environment cannot be renewed: say when they run out.
-    if let Some(at) = app.snap.identity.value.as_ref().and_then(|i| i.expires_at.as_deref()) {
-        account.push_str(&format!(" │ keys expire {}", at.get(11..19).unwrap_or(at)));
+    // Keys in the environment cannot be renewed: say when the first run out,
+    // and on which side (RFC 3339 times in UTC sort as text).
+    let expiring = app
+        .snap
+        .sides
+        .iter()
+        .filter_map(|s| Some((s.identity.value.as_ref()?.expires_at.as_deref()?, s.name.as_str())))
+        .min();
+    match (expiring, app.snap.identity.value.as_ref().and_then(|i| i.expires_at.as_deref())) {
+        (Some((at, side)), _) if app.snap.sides.len() > 1 => {
+            account.push_str(&format!(" │ {side}'s keys expire {}", at.get(11..19).unwrap_or(at)))
+        }
+        (_, Some(at)) => account.push_str(&format!(" │ keys expire {}", at.get(11..19).unwrap_or(at))),
+        _ => {}
     }
     let mut spans = vec![
         Span::styled(" cutover ", Style::new().bold().fg(Color::Black).bg(th.accent)),
