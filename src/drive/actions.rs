@@ -205,7 +205,6 @@ async fn plan_revoke_ingress(
     environment: &str,
     p: &mut ActionPlan,
 ) -> Result<(), PlanError> {
-    // Only what cutover itself added for this runbook and environment.
     let d = env_data(clients, rb, environment).await?;
     let want = tag(rb, environment);
     let ids: Vec<String> = d.redis_groups.values().flatten().map(|g| g.id.clone()).collect();
