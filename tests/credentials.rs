@@ -25,11 +25,7 @@ fn demo_with_soak(dir: &Path, soak: &str) -> (Runbook, PathBuf) {
 }
 
 fn audit(state: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(state.join("cutover/demo.audit.jsonl"))
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+    common::tmux::audit_lines(state, "demo")
 }
 
 /// Keys from the sandbox lasting `seconds`, as `cutover sandbox credentials` prints them.

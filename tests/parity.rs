@@ -54,20 +54,7 @@ async fn planted_drift_is_reported_with_both_values_and_allowed_differences_do_n
         .send()
         .await
         .unwrap();
-    let ec2 = &sb.clients.ec2;
-    let odd = ec2
-        .create_security_group()
-        .group_name("staging-debug")
-        .description("a group one instance was launched in by hand")
-        .vpc_id(&sb.world.vpc_id)
-        .send()
-        .await
-        .unwrap()
-        .group_id()
-        .unwrap()
-        .to_string();
-    let web2 = sb.world.instances.iter().find(|i| i.name == "staging-web-2").unwrap();
-    ec2.modify_instance_attribute().instance_id(&web2.id).groups(&odd).send().await.unwrap();
+    move_staging_web_2_to_its_own_group(&sb).await;
 
     let (code, out, err) = common::run_cutover(&sb, &rb, state.path(), &["diff", RUNBOOK]).await;
     assert_eq!(code, Some(1), "drift exits 1:\n{out}{err}");
@@ -219,21 +206,7 @@ async fn readiness_and_parity_checks_follow_what_aws_and_redis_say() {
     // Staging's 5xx alarm deleted by another client.
     sb.clients.cloudwatch.delete_alarms().alarm_names("staging-5xx").send().await.unwrap();
     // One instance moved to another group: unlike its sibling.
-    let odd = sb
-        .clients
-        .ec2
-        .create_security_group()
-        .group_name("staging-debug")
-        .description("a group one instance was launched in by hand")
-        .vpc_id(&sb.world.vpc_id)
-        .send()
-        .await
-        .unwrap()
-        .group_id()
-        .unwrap()
-        .to_string();
-    let web2 = sb.world.instances.iter().find(|i| i.name == "staging-web-2").unwrap();
-    sb.clients.ec2.modify_instance_attribute().instance_id(&web2.id).groups(&odd).send().await.unwrap();
+    move_staging_web_2_to_its_own_group(&sb).await;
 
     let snap = common::first_snapshot(&rb, &sb).await;
     let (o, detail) = outcome(&snap, "tls");
@@ -317,4 +290,24 @@ async fn elasticache_settings_are_compared_and_its_snapshots_count_as_persistenc
     assert_eq!(o, Fail);
     assert_eq!(detail, "staging-cache: ElastiCache keeps no snapshots (retention 0 days) and AOF is off");
     sb.down().await;
+}
+
+/// The ChatMRPT failure, planted: staging-web-2 in a group of its own, made
+/// by hand, unlike its sibling's.
+async fn move_staging_web_2_to_its_own_group(sb: &cutover::sandbox::Sandbox) {
+    let odd = sb
+        .clients
+        .ec2
+        .create_security_group()
+        .group_name("staging-debug")
+        .description("a group one instance was launched in by hand")
+        .vpc_id(&sb.world.vpc_id)
+        .send()
+        .await
+        .unwrap()
+        .group_id()
+        .unwrap()
+        .to_string();
+    let web2 = sb.world.instances.iter().find(|i| i.name == "staging-web-2").unwrap();
+    sb.clients.ec2.modify_instance_attribute().instance_id(&web2.id).groups(&odd).send().await.unwrap();
 }

@@ -37,11 +37,7 @@ fn spawn_rollout(sb: &Sandbox, rb: &Runbook, state: &Path, path: &Path) -> tokio
 }
 
 fn audit(state: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(state.join("cutover/demo.audit.jsonl"))
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+    common::tmux::audit_lines(state, "demo")
 }
 
 fn rollout_state(state: &Path) -> Option<serde_json::Value> {
