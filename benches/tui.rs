@@ -96,6 +96,7 @@ fn big_live(now: SystemTime) -> Vec<LiveEvent> {
                     ..Default::default()
                 })
                 .collect(),
+            shared_by: None,
         }))),
     ];
     for (e, env) in ["blue", "green"].iter().enumerate() {
@@ -362,8 +363,7 @@ async fn latency_bench() {
     // one drawn is the frame of the next key.
     let mut frames: Vec<Instant> = Vec::new();
     let mut last_focus = None;
-    let progress = std::env::temp_dir().join(format!("cutover-bench-{}.json", std::process::id()));
-    let services = cutover::tui::Services { workers: &w, checklist_path: &progress, actions: None };
+    let services = cutover::tui::Services { workers: &w, actions: None };
     cutover::tui::event_loop(&mut term, &mut app, input, rx, services, |a| {
         if last_focus.is_some_and(|f| f != a.focus) {
             frames.push(Instant::now());

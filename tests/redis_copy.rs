@@ -67,9 +67,9 @@ async fn copy_with(opts: &CopyOptions) -> Result<CopyReport, CopyError> {
         }
     }
     // The copy writes only under an `Actor`, from the one constructor there is.
-    let log = cutover::store::audit::AuditLog {
-        path: std::env::temp_dir().join(format!("redis-copy-test-{}.audit.jsonl", std::process::id())),
-    };
+    let log = cutover::store::audit::AuditLog::at(
+        std::env::temp_dir().join(format!("redis-copy-test-{}.audit.jsonl", std::process::id())),
+    );
     let who = cutover::authority::authorise(
         cutover::authority::Scope::RedisUrls { log: &log },
         false,
@@ -1028,7 +1028,7 @@ async fn sigkill_at_20_points_of_a_copy_then_resume_ends_identical() {
             assert_eq!(out.status.code(), Some(0), "run {i}: {err}");
             break;
         }
-        let log = cutover::store::audit::AuditLog { path: state.join("cutover/redis.audit.jsonl") };
+        let log = cutover::store::audit::AuditLog::at(state.join("cutover/redis.audit.jsonl"));
         log.read().unwrap_or_else(|e| panic!("kill {i}: {e}"));
     }
     if let Some((cursor, copied)) = checkpoint_place(&state) {

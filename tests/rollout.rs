@@ -485,7 +485,7 @@ async fn a_kill_at_every_crash_point_is_reconciled_by_the_next_run() {
             (false, false) => InFlightLeft::ChangeId,
         };
         assert_eq!(found, left, "{point}: in flight {in_flight}");
-        let log = cutover::store::audit::AuditLog { path: state.join("cutover/demo.audit.jsonl") };
+        let log = cutover::store::audit::AuditLog::at(state.join("cutover/demo.audit.jsonl"));
         log.read().unwrap_or_else(|e| panic!("{point}: audit {e}"));
         // Route53 had accepted the change this point is about: its weights are live.
         if live == if rollback { w(50, 50) } else { w(0, 100) } {

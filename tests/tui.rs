@@ -148,6 +148,7 @@ fn demo_events(stopped_prod_web_1: bool) -> Vec<LiveEvent> {
                     ..Default::default()
                 },
             ],
+            shared_by: None,
         }))),
         ev(Update::Environment {
             environment: "production".into(),
@@ -438,7 +439,12 @@ fn every_key_in_every_pane() {
                 KeyAction::Refresh => assert_eq!(cmds, vec![Command::Refresh], "{ctx}"),
                 KeyAction::Quit => assert!(app.quit && cmds == vec![Command::Quit], "{ctx}"),
                 KeyAction::Tick => {
-                    assert_eq!(cmds, vec![Command::SaveChecklist], "{ctx}");
+                    let tick = cutover::store::checklist::Edit::Tick {
+                        key: "prepare/backup".into(),
+                        by: "ana".into(),
+                        at: app.checklist.ticks["prepare/backup"].at.clone(),
+                    };
+                    assert_eq!(cmds, vec![Command::EditChecklist(tick)], "{ctx}");
                     assert_eq!(app.checklist.ticks["prepare/backup"].by, "ana");
                 }
                 KeyAction::RunCheck => {
@@ -610,7 +616,8 @@ fn note_typed_and_saved() {
     update(&mut app, key(KeyCode::Char('n')));
     chars(&mut app, "rdb-1122x");
     update(&mut app, key(KeyCode::Backspace));
-    assert_eq!(update(&mut app, key(KeyCode::Enter)), vec![Command::SaveChecklist]);
+    let note = cutover::store::checklist::Edit::Note { key: "prepare/backup".into(), text: Some("rdb-1122".into()) };
+    assert_eq!(update(&mut app, key(KeyCode::Enter)), vec![Command::EditChecklist(note)]);
     assert_eq!(app.checklist.notes["prepare/backup"], "rdb-1122");
     assert_eq!(app.overlay, Overlay::None);
 }
@@ -679,6 +686,7 @@ fn pause_holds_live_data_and_resume_applies_it() {
                 ..Default::default()
             },
         ],
+        shared_by: None,
     }));
     update(&mut app, Event::Live(LiveEvent { at: t0(), update: moved }));
     assert_eq!(app.snap.traffic.value.as_ref().unwrap()[0].weight, Some(100), "paused: the screen holds still");

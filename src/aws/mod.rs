@@ -6,6 +6,7 @@ pub mod ec2;
 pub mod elasticache;
 pub mod elb;
 pub mod route53;
+pub mod s3;
 pub mod sts;
 
 use std::collections::BTreeMap;
@@ -249,13 +250,25 @@ impl SideClients {
     /// credentials, each side's role assumed there (moto puts an assumed
     /// role's resources in the role's account). Profiles are not read.
     pub async fn sandbox(rb: &Runbook, endpoint: &str, region: &str) -> Self {
+        Self::sandbox_as(rb, endpoint, region, None).await
+    }
+
+    /// As `sandbox`, its requests signed as coming from `app` (the user
+    /// agent's `app/NAME`): the sandbox's own reads are told from cutover's.
+    pub async fn sandbox_as(rb: &Runbook, endpoint: &str, region: &str, app: Option<&'static str>) -> Self {
         let flags = Reach { region: Some(region.to_string()), ..Reach::default() };
         Self::build_with(
             rb,
             &flags,
             |r| {
                 let region = r.region.unwrap_or_else(|| region.to_string());
-                async move { sandbox_config(endpoint, &region).await }
+                async move {
+                    let config = sandbox_config(endpoint, &region).await;
+                    match app.and_then(|a| aws_config::AppName::new(a).ok()) {
+                        Some(a) => config.into_builder().app_name(a).build(),
+                        None => config,
+                    }
+                }
             },
             |_| None,
         )

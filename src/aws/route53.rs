@@ -9,7 +9,7 @@ use aws_sdk_route53::types::{
 use super::{AwsError, AwsResult, sdk_error};
 
 /// An alias record's target (an ALB: its canonical hosted zone and DNS name).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Alias {
     pub hosted_zone_id: String,
     pub dns_name: String,
@@ -99,7 +99,7 @@ impl WeightedRecord {
 }
 
 /// A Route53 health check and what its checkers say.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct HealthCheckState {
     pub id: String,
     /// AWS counts a check healthy when more than 18% of its checkers report

@@ -9,6 +9,7 @@ pub mod run;
 pub mod sandbox;
 pub mod shift;
 pub mod status;
+pub mod team;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -40,6 +41,10 @@ pub struct GlobalArgs {
     /// Log file (default: $XDG_STATE_HOME/cutover/cutover.log).
     #[arg(long, global = true, value_hint = ValueHint::FilePath)]
     pub log_file: Option<PathBuf>,
+    /// Where the rollout's state, lease, requests, checklist and audit live:
+    /// `s3://bucket/prefix` (team mode) or `local` (overrides `[team] state`).
+    #[arg(long, global = true, env = "CUTOVER_STATE")]
+    pub state: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -111,6 +116,10 @@ pub enum Command {
         /// change batch; change nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Resume a rollout whose lease expired (its holder stopped: killed,
+        /// laptop closed); refused while the lease is live.
+        #[arg(long)]
+        take_over: bool,
     },
     /// Roll back to the last step whose gates all passed (or the initial weights).
     Abort {
@@ -154,6 +163,31 @@ pub enum Command {
         /// Run the item's rollback instead.
         #[arg(long)]
         rollback: bool,
+    },
+    /// Tick a manual checklist item (phase/item) for everyone, or untick it,
+    /// or note on it. Audited; refused under --read-only.
+    Tick {
+        #[arg(value_hint = ValueHint::FilePath)]
+        runbook: PathBuf,
+        /// phase/item, as `cutover plan` lists them.
+        item: String,
+        /// Untick it.
+        #[arg(long)]
+        undo: bool,
+        /// A note on the item (an empty one removes it).
+        #[arg(long)]
+        note: Option<String>,
+        /// Say what would change; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Print the checklist: every item, who ticked it and when, and its notes.
+    Checklist {
+        #[arg(value_hint = ValueHint::FilePath)]
+        runbook: PathBuf,
+        /// Stable JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Print the audit log of a runbook.
     Audit {
@@ -367,10 +401,17 @@ pub async fn in_runbook_region(clients: &crate::aws::SideClients, rb: &Runbook, 
     }
 }
 
-/// Loads the runbook, and sets up its webhook (`[notify]`) for this process.
+/// The global flags, for `load_runbook` (set once, by `main`).
+static GLOBAL: std::sync::OnceLock<GlobalArgs> = std::sync::OnceLock::new();
+
+/// Loads the runbook, and sets up its webhook (`[notify]`) and its store
+/// (`--state` or `[team] state`) for this process.
 pub fn load_runbook(path: &Path) -> Result<Runbook, Failure> {
     let rb = runbook::load(path)?;
     crate::notify::install(crate::notify::webhook_url(&rb));
+    if let Some(g) = GLOBAL.get() {
+        team::install_store(&rb, g)?;
+    }
     Ok(rb)
 }
 
@@ -403,7 +444,7 @@ fn args() -> Vec<std::ffi::OsString> {
         && args[..i]
             .iter()
             .skip(1)
-            .all(|a| !["--profile", "--region", "--log-file"].contains(&a.to_string_lossy().as_ref()))
+            .all(|a| !["--profile", "--region", "--log-file", "--state"].contains(&a.to_string_lossy().as_ref()))
     {
         args.insert(i, "tui".into());
     }
@@ -416,6 +457,7 @@ pub fn main() -> ExitCode {
     let log = init_logging(&cli.global);
     let mut global = cli.global.clone();
     global.log_file = log.clone();
+    let _ = GLOBAL.set(global.clone());
     let cli = Cli { global, command: cli.command };
     tracing::info!(command = ?cli.command, "cutover starting");
     let result = run(cli);
@@ -474,9 +516,17 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             let rb = load_runbook(&runbook)?;
             shift::run(rb, &cli.global, shift::ShiftArgs { percent: to, yes, dry_run })
         }
-        Command::Rollout { runbook, yes, adopt_live, restart, dry_run } => {
+        Command::Rollout { runbook, yes, adopt_live, restart, dry_run, take_over } => {
             let rb = load_runbook(&runbook)?;
-            rollout::run(rb, &cli.global, rollout::RolloutArgs { yes, adopt_live, restart, dry_run })
+            rollout::run(rb, &cli.global, rollout::RolloutArgs { yes, adopt_live, restart, dry_run, take_over })
+        }
+        Command::Tick { runbook, item, undo, note, dry_run } => {
+            let rb = load_runbook(&runbook)?;
+            team::tick(&rb, &cli.global, &item, undo, note, dry_run)
+        }
+        Command::Checklist { runbook, json } => {
+            let rb = load_runbook(&runbook)?;
+            team::show(&rb, json)
         }
         Command::Abort { runbook, yes, reason, dry_run } => {
             let rb = load_runbook(&runbook)?;
@@ -515,7 +565,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                     );
                 }
                 if lines.is_empty() {
-                    println!("no audit lines yet ({})", log.path.display());
+                    println!("no audit lines yet ({})", log.describe());
                 }
             }
             Ok(0)
@@ -570,8 +620,12 @@ fn tui(rb: Runbook, g: &GlobalArgs) -> Result<u8, Failure> {
     runtime()?.block_on(async {
         let (clients, region) = aws_clients(&rb, g).await;
         let ctx = crate::live::workers::WorkerContext::new(rb, clients, crate::live::probe::ProbePolicy::from_env());
-        let opts =
-            crate::tui::TuiOptions { profile: g.profile.clone(), read_only: g.read_only, log_file: g.log_file.clone() };
+        let opts = crate::tui::TuiOptions {
+            profile: g.profile.clone(),
+            state: g.state.clone(),
+            read_only: g.read_only,
+            log_file: g.log_file.clone(),
+        };
         crate::tui::run(ctx, region, opts).await.map_err(|m| Failure { status: 1, message: m })?;
         Ok(0)
     })

@@ -182,7 +182,7 @@ fn client_cert(e: &Ends) -> Result<Option<ClientCert>, Failure> {
 }
 
 fn audit_log() -> AuditLog {
-    AuditLog { path: crate::paths::state_dir().join("redis.audit.jsonl") }
+    AuditLog::for_runbook("redis")
 }
 
 pub fn run(cmd: RedisCommand, g: &GlobalArgs) -> Result<u8, Failure> {

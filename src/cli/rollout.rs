@@ -47,6 +47,7 @@ pub struct RolloutArgs {
     pub adopt_live: bool,
     pub restart: bool,
     pub dry_run: bool,
+    pub take_over: bool,
 }
 
 /// Exit 0 done, 1 aborted, 3 paused for a person, 2 refused.
@@ -62,7 +63,8 @@ pub fn run(rb: Runbook, g: &GlobalArgs, args: RolloutArgs) -> Result<u8, Failure
         // Credentials that cannot be refreshed must outlast the whole rollout.
         rollout::credentials_outlast(&rb, &clients, std::time::SystemTime::now()).map_err(Failure::bad_input)?;
         super::in_runbook_region(&clients, &rb, &region).await?;
-        let cx = Context { rb, clients, actor, vars: Default::default(), adopt_live: args.adopt_live, restart: args.restart };
+        let (adopt_live, restart, take_over) = (args.adopt_live, args.restart, args.take_over);
+        let cx = Context { rb, clients, actor, vars: Default::default(), adopt_live, restart, take_over };
         let mut say = |l: &str| println!("{} {l}", crate::time::rfc3339(std::time::SystemTime::now()).get(11..19).unwrap_or(""));
         match rollout::run(&cx, &mut say).await {
             Ok(Outcome::Done) => {
@@ -90,7 +92,15 @@ pub fn abort(rb: Runbook, g: &GlobalArgs, yes: bool, reason: Option<String>, dry
             return Ok(0);
         }
         let (clients, _, actor) = authorised(&rb, g, yes, "rollout abort", "an abort").await?;
-        let cx = Context { rb, clients, actor, vars: Default::default(), adopt_live: true, restart: false };
+        let cx = Context {
+            rb,
+            clients,
+            actor,
+            vars: Default::default(),
+            adopt_live: true,
+            restart: false,
+            take_over: false,
+        };
         let reason = reason.unwrap_or_else(|| format!("aborted by {}", crate::store::operator()));
         let mut say = |l: &str| println!("{l}");
         let started = std::time::Instant::now();

@@ -135,8 +135,12 @@ pub fn demo(rb: Runbook, g: &GlobalArgs, plain: bool) -> Result<u8, Failure> {
             ctx.vars.extend(sb.env_vars(&rb));
             // The sandbox publishes metrics every 5 s: show them sooner than AWS's pace.
             ctx.intervals.metrics = Duration::from_secs(10);
-            let tui_opts =
-                crate::tui::TuiOptions { profile: None, read_only: g.read_only, log_file: g.log_file.clone() };
+            let tui_opts = crate::tui::TuiOptions {
+                profile: None,
+                state: g.state.clone(),
+                read_only: g.read_only,
+                log_file: g.log_file.clone(),
+            };
             let result = crate::tui::run(ctx, sb.region.clone(), tui_opts).await;
             sb.down().await;
             println!("sandbox stopped");

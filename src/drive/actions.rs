@@ -477,9 +477,15 @@ pub async fn execute(
     };
     // A weight change never goes under a running rollout's feet.
     let _lock = match plan.steps.iter().any(|s| matches!(s, Step::Shift(_))) {
-        true => Some(crate::store::rollout::RolloutLock::try_take(&rb.name)?.ok_or_else(|| {
-            format!("refused: a rollout of {} is running; use `cutover abort` or wait; nothing was changed", rb.name)
-        })?),
+        true => Some(
+            crate::store::lease::acquire(&rb.name, &plan.name, super::rollout::lease_duration(rb), false)
+                .map_err(|e| {
+                    format!(
+                        "refused: a rollout of {} is running or holds the lease ({e}); use `cutover abort` or wait; nothing was changed",
+                        rb.name
+                    )
+                })?,
+        ),
         false => None,
     };
     log.append(&line(Stage::Intent, plan.steps.iter().map(Step::describe).collect::<Vec<_>>().join("; ")))

@@ -16,7 +16,9 @@ use crate::live::probe::ProbePolicy;
 use crate::live::workers::WorkerContext;
 use crate::runbook::Runbook;
 use crate::store::audit::{AuditLine, AuditLog, Stage};
-use crate::store::rollout::{Request, RolloutLock, abort_request_path, is_running, lock_path, save_state, state_path};
+use crate::store::backend::Version;
+use crate::store::lease::{Lease, Refusal};
+use crate::store::rollout::{Request, is_running, load_versioned, save_state, state_location};
 
 /// The rollout's saved state, if it has one.
 pub fn load_state(name: &str) -> Result<Option<RolloutState>, String> {
@@ -93,6 +95,8 @@ pub struct Context {
     pub vars: BTreeMap<String, String>,
     pub adopt_live: bool,
     pub restart: bool,
+    /// `--take-over`: resume a rollout whose holder stopped renewing its lease.
+    pub take_over: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -110,13 +114,33 @@ struct Runner<'a> {
     say: &'a mut (dyn FnMut(&str) + Send),
     /// The live weights a rollback moved away from (for its audit line).
     rolled_back_from: Option<Weights>,
+    /// Held for the whole run; proved ours (fenced) before every send.
+    lease: Lease,
+    /// The saved state's version: every save replaces only that one.
+    version: Option<Version>,
+    /// The store is shared (S3): writes cost, so unchanged states are not rewritten.
+    shared: bool,
+    /// The last state saved, without its time.
+    last_saved: Option<Vec<u8>>,
 }
 
 impl Runner<'_> {
     fn persist(&mut self) -> Result<(), String> {
         self.state.engine = self.engine.state.clone();
+        if let Some(why) = self.lease.lost() {
+            return Err(format!("{why}; stopping without sending anything more"));
+        }
+        // In a shared store a write is a paid request: the soak's every-second
+        // save is skipped when nothing but the time would change.
+        let unchanged = RolloutState { updated_at: String::new(), ..self.state.clone() };
+        let same = serde_json::to_vec(&unchanged).ok();
+        if self.shared && same.is_some() && same == self.last_saved {
+            return Ok(());
+        }
         self.state.updated_at = crate::time::rfc3339(SystemTime::now());
-        save_state(&self.state.runbook, &self.state)
+        save_state(&self.state.runbook, &self.state, &mut self.version)?;
+        self.last_saved = same;
+        Ok(())
     }
 
     fn audit(
@@ -241,6 +265,9 @@ impl Runner<'_> {
         };
         // An abort does not wait for an earlier step's change: its own INSYNC,
         // applied after that one, confirms both.
+        // Fencing: a holder that lost its lease (taken over after it stalled)
+        // learns it here, before writing or sending anything, and stops.
+        self.lease.fence().map_err(|why| format!("{action}: not sent: {why}; stopping"))?;
         let earlier = self.state.in_flight.take().and_then(|mut f| {
             f.change = f.change.clone().or_else(|| self.recorded_change(&f));
             f.change.is_some().then_some(f)
@@ -318,7 +345,7 @@ impl Runner<'_> {
             if first_poll.swap(false, std::sync::atomic::Ordering::SeqCst) {
                 crate::crashpoint::here(&format!("{point}:during-insync"));
             }
-            step.is_some() && abort_request_path(&name).exists()
+            step.is_some() && Request::Abort.pending(&name)
         };
         let took =
             match shift::wait_insync_or(self.cx.clients.dns(), change, Duration::from_secs(300), &interrupt).await? {
@@ -404,6 +431,20 @@ impl Runner<'_> {
         // Anything else: someone changed the weights; the live-weights check decides.
         Ok(Vec::new())
     }
+}
+
+/// How long the runbook's lease lasts unrenewed.
+pub fn lease_duration(rb: &Runbook) -> Duration {
+    rb.team.as_ref().map_or(crate::runbook::DEFAULT_LEASE, |t| t.lease)
+}
+
+/// The runbook's lease for `purpose`: a second holder is refused (exit 2)
+/// naming the first; an unreadable shared state refuses too.
+pub fn take_lease(rb: &Runbook, purpose: &str, take_over: bool) -> Result<Lease, RolloutError> {
+    crate::store::lease::acquire(&rb.name, purpose, lease_duration(rb), take_over).map_err(|e| match e {
+        Refusal::Locked(m) => failed(format!("another cutover rollout of {} is running: {m}", rb.name)),
+        e => RolloutError::Refused(format!("refused: {e}; nothing was changed")),
+    })
 }
 
 /// The live weights (from, to), read from Route53.
@@ -527,7 +568,7 @@ fn pause_for(engine: &mut Engine, reason: &str) -> Vec<Output> {
 
 pub async fn run(cx: &Context, say: &mut (dyn FnMut(&str) + Send)) -> Result<Outcome, RolloutError> {
     let rb = &cx.rb;
-    let Some(Begun { mut runner, mut outputs, live, expected, _lock }) = begin(cx, say).await? else {
+    let Some(Begun { mut runner, mut outputs, live, expected }) = begin(cx, say).await? else {
         return Ok(Outcome::Done);
     };
     let mut ctx = WorkerContext::new(rb.clone(), cx.clients.clone(), ProbePolicy::from_env());
@@ -568,6 +609,9 @@ pub async fn run(cx: &Context, say: &mut (dyn FnMut(&str) + Send)) -> Result<Out
             return Ok(outcome);
         }
         session.run_until(tokio::time::Instant::now() + Duration::from_secs(1)).await;
+        if let Some(why) = runner.lease.lost() {
+            return Err(failed(format!("{why}; this process stops without sending anything more")));
+        }
         if let Some((request, text)) = Request::take(&rb.name) {
             outputs = match request {
                 Request::Abort => runner.engine.handle(Input::Abort { reason: text }, now()),
@@ -617,8 +661,6 @@ struct Begun<'a> {
     outputs: Vec<Output>,
     live: Weights,
     expected: Weights,
-    /// Held for the whole run.
-    _lock: RolloutLock,
 }
 
 /// The lock, the plan with the live TTL, the saved state (or a new one), a
@@ -628,22 +670,17 @@ struct Begun<'a> {
 async fn begin<'a>(cx: &'a Context, say: &'a mut (dyn FnMut(&str) + Send)) -> Result<Option<Begun<'a>>, RolloutError> {
     let rb = &cx.rb;
     let mut plan = RolloutPlan::from_runbook(rb).map_err(failed)?;
-    let lock = RolloutLock::try_take(&rb.name)
-        .map_err(failed)?
-        .ok_or_else(|| {
-            format!("another cutover rollout of {} is running (lock {})", rb.name, lock_path(&rb.name).display())
-        })
-        .map_err(failed)?;
+    let lease = take_lease(rb, "rollout", cx.take_over)?;
     let (ttl, words) = step_ttl(rb.dns.ttl, live_ttl(cx.clients.dns(), rb).await);
     plan.ttl = ttl;
     say(&format!("each step waits {words} after INSYNC, for resolvers"));
     let hash = plan_hash(rb);
-    let existing = load_state(&rb.name).map_err(failed)?;
+    let (existing, version) = load_versioned::<RolloutState>(&rb.name).map_err(failed)?;
     let state = match existing {
         Some(s) if s.plan_hash != hash && !cx.restart => {
             return Err(RolloutError::Refused(format!(
                 "the runbook's rollout (steps, soak, TTL or gates) changed since this rollout started ({}); rerun with --restart to start over from the live weights",
-                state_path(&rb.name).display()
+                state_location(&rb.name)
             )));
         }
         Some(s) if s.plan_hash == hash && !cx.restart => s,
@@ -654,7 +691,10 @@ async fn begin<'a>(cx: &'a Context, say: &'a mut (dyn FnMut(&str) + Send)) -> Re
         return Ok(None);
     }
     let engine = Engine { plan, state: state.engine.clone() };
-    let mut runner = Runner { cx, engine, state, log: AuditLog::for_runbook(&rb.name), say, rolled_back_from: None };
+    let log = AuditLog::for_runbook(&rb.name);
+    let shared = crate::store::backend::current().shared();
+    let mut runner =
+        Runner { cx, engine, state, log, say, rolled_back_from: None, lease, version, shared, last_saved: None };
     // A change an earlier run left in flight is settled first: confirmed
     // INSYNC and audited, or found never sent.
     let live = live_weights(cx.clients.dns(), rb).await.map_err(failed)?;
@@ -691,7 +731,7 @@ async fn begin<'a>(cx: &'a Context, say: &'a mut (dyn FnMut(&str) + Send)) -> Re
                 .map_err(failed)?,
         );
     }
-    Ok(Some(Begun { runner, outputs, live, expected, _lock: lock }))
+    Ok(Some(Begun { runner, outputs, live, expected }))
 }
 
 /// Before the loop: an abort asked for while no rollout ran, a rollback an
@@ -708,11 +748,12 @@ async fn before_the_loop(
     // An abort asked for while no rollout ran is acted on first, not dropped;
     // a pause or promote left from then is stale and dropped.
     for r in [Request::Pause, Request::Promote] {
-        let _ = std::fs::remove_file(r.path(&rb.name));
+        r.withdraw(&rb.name);
     }
-    if let Ok(reason) = std::fs::read_to_string(abort_request_path(&rb.name)) {
-        let _ = std::fs::remove_file(abort_request_path(&rb.name));
-        if !matches!(runner.engine.state.phase, RolloutPhase::Idle | RolloutPhase::Aborted | RolloutPhase::Done) {
+    if let Some(reason) = Request::Abort.take_one(&rb.name)
+        && !matches!(runner.engine.state.phase, RolloutPhase::Idle | RolloutPhase::Aborted | RolloutPhase::Done)
+    {
+        {
             let out = runner.engine.handle(Input::Abort { reason: reason.trim().to_string() }, now());
             runner.persist().map_err(failed)?;
             for o in out {
@@ -905,10 +946,14 @@ async fn measure_gates(
 /// sets the weights back itself. Returns what it did.
 pub async fn abort(cx: &Context, reason: &str, say: &mut (dyn FnMut(&str) + Send)) -> Result<String, RolloutError> {
     let rb = &cx.rb;
-    let Some(_lock) = RolloutLock::try_take(&rb.name).map_err(failed)? else {
-        crate::paths::write_atomic(&abort_request_path(&rb.name), reason.as_bytes())
-            .map_err(|e| e.to_string())
-            .map_err(failed)?;
+    // A lease whose holder stopped renewing it is taken: rolling back needs no one's leave.
+    let lease = match crate::store::lease::acquire(&rb.name, "rollout abort", lease_duration(rb), true) {
+        Ok(l) => Some(l),
+        Err(Refusal::Held(_) | Refusal::Locked(_)) => None,
+        Err(e) => return Err(RolloutError::Refused(format!("refused: {e}; nothing was changed"))),
+    };
+    let Some(lease) = lease else {
+        Request::Abort.ask(&rb.name, reason).map_err(failed)?;
         say("a rollout is running: asked it to abort; waiting for its rollback");
         let start = std::time::Instant::now();
         while start.elapsed() < Duration::from_secs(120) {
@@ -916,7 +961,7 @@ pub async fn abort(cx: &Context, reason: &str, say: &mut (dyn FnMut(&str) + Send
             if let Ok(Some(s)) = load_state(&rb.name)
                 && s.engine.phase == RolloutPhase::Aborted
                 && s.in_flight.is_none()
-                && !abort_request_path(&rb.name).exists()
+                && !Request::Abort.pending(&rb.name)
             {
                 // Done only when the live weights are the rollback's, not merely
                 // when the decision is on disk.
@@ -934,7 +979,8 @@ pub async fn abort(cx: &Context, reason: &str, say: &mut (dyn FnMut(&str) + Send
         ));
     };
     let plan = RolloutPlan::from_runbook(rb).map_err(failed)?;
-    let mut state = load_state(&rb.name).map_err(failed)?.unwrap_or_else(|| RolloutState::new(rb, &plan));
+    let (saved, version) = load_versioned::<RolloutState>(&rb.name).map_err(failed)?;
+    let mut state = saved.unwrap_or_else(|| RolloutState::new(rb, &plan));
     let mut engine = Engine { plan, state: state.engine.clone() };
     let target = engine.rollback_weights();
     // The decision is on disk before the rollback is sent: an interrupted
@@ -942,7 +988,10 @@ pub async fn abort(cx: &Context, reason: &str, say: &mut (dyn FnMut(&str) + Send
     engine.state.phase = RolloutPhase::Aborted;
     engine.state.reason = Some(reason.to_string());
     state.engine = engine.state.clone();
-    let mut runner = Runner { cx, engine, state, log: AuditLog::for_runbook(&rb.name), say, rolled_back_from: None };
+    let log = AuditLog::for_runbook(&rb.name);
+    let shared = crate::store::backend::current().shared();
+    let mut runner =
+        Runner { cx, engine, state, log, say, rolled_back_from: None, lease, version, shared, last_saved: None };
     runner.persist().map_err(failed)?;
     // A rollback an earlier run left in flight is settled first; a forward
     // step's is confirmed by this rollback's own INSYNC (see `send`).
@@ -979,7 +1028,7 @@ pub async fn request(
     let start = std::time::Instant::now();
     while start.elapsed() < limit {
         tokio::time::sleep(Duration::from_millis(200)).await;
-        let taken = !req.path(name).exists();
+        let taken = !req.pending(name);
         let Some(now) = load_state(name).map_err(failed)?.map(|s| s.engine) else { continue };
         let moved = before.as_ref().is_none_or(|b| b.step != now.step || b.phase != now.phase);
         match req {
@@ -1007,7 +1056,7 @@ pub async fn request(
             _ => {}
         }
     }
-    let _ = std::fs::remove_file(req.path(name));
+    req.withdraw(name);
     Err(RolloutError::Failed(format!(
         "the rollout did not {verb} within {} s (it acts on requests between waits); the request was withdrawn: check `cutover status` and try again",
         limit.as_secs()

@@ -279,12 +279,15 @@ pub async fn execute(
         return Ok("nothing to change: the records already have these weights".into());
     }
     // Never under a running rollout's feet.
-    let _lock =
-        crate::store::rollout::RolloutLock::try_take(&rb.name).map_err(PlanError::Failed)?.ok_or_else(|| {
-            PlanError::Refused(format!(
-                "a rollout of {} is running; use `cutover abort` or wait; nothing was changed",
+    let _lease = crate::store::lease::acquire(&rb.name, "shift_weights", super::rollout::lease_duration(rb), false)
+        .map_err(|e| match e {
+            crate::store::lease::Refusal::Unavailable(m) => {
+                PlanError::Refused(format!("the shared state cannot be read ({m}); nothing was changed"))
+            }
+            e => PlanError::Refused(format!(
+                "a rollout of {} is running or holds the lease ({e}); use `cutover abort` or wait; nothing was changed",
                 rb.name
-            ))
+            )),
         })?;
     // The intent is on disk before anything is sent.
     log.append(&line(Stage::Intent, plan.describe()))

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::analysis::reachability::{GroupNames, SecurityGroup};
 use crate::analysis::weights::shares;
@@ -17,7 +17,7 @@ use crate::redis::url::redact_text;
 use crate::runbook::{Environment, RedisEndpoint, Runbook};
 use crate::store::audit::Stage;
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SideWeight {
     pub environment: String,
     pub set_identifier: String,
@@ -76,7 +76,7 @@ pub fn apply_health(sides: &mut [SideWeight], alias_target_healthy: impl Fn(&str
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrafficData {
     pub zone_id: String,
     pub sides: Vec<SideWeight>,
@@ -84,9 +84,20 @@ pub struct TrafficData {
     pub last_change: Option<LastChange>,
     /// The rollout, when one has state: step (1-based), steps, phase.
     pub rollout: Option<RolloutView>,
+    /// Read by another machine of the team and shared through the store
+    /// (team mode): who read it, and when.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shared_by: Option<SharedBy>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// Who read a shared reading, and when.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SharedBy {
+    pub reader: String,
+    pub read_at: std::time::SystemTime,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LastChange {
     pub change_id: String,
     pub action: String,
@@ -96,7 +107,7 @@ pub struct LastChange {
     pub status: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RolloutView {
     pub step: usize,
     pub steps: usize,
@@ -156,7 +167,8 @@ pub async fn traffic(clients: &Clients, rb: &Runbook, zone_id: &mut Option<Strin
     }
     // Alias target health is judged with the environments' data (status).
     apply_health(&mut sides, |_| None);
-    Ok(TrafficData { zone_id: zone, sides, last_change: last_change(clients, rb).await, rollout: rollout_view(rb) })
+    let last_change = last_change(clients, rb).await;
+    Ok(TrafficData { zone_id: zone, sides, last_change, rollout: rollout_view(rb), shared_by: None })
 }
 
 /// Each side's record and share; shares count only the records that exist.

@@ -97,6 +97,20 @@ pub enum Update {
     Metrics(Result<Vec<Series>, String>),
     /// Every environment's shape, for the parity and readiness checks.
     Shapes(Result<parity::Shapes, String>),
+    /// Team mode: the shared checklist, the lease and who else is here.
+    Team(Result<TeamView, String>),
+}
+
+/// What the team's shared store says now.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TeamView {
+    /// `s3://bucket/prefix`.
+    pub store: String,
+    pub checklist: crate::store::checklist::ChecklistState,
+    /// The rollout's lease, if anyone holds it (expired or not).
+    pub lease: Option<crate::store::lease::LeaseRecord>,
+    /// Everyone else with the runbook open, newest first.
+    pub present: Vec<crate::store::team::Presence>,
 }
 
 impl Update {
@@ -120,6 +134,7 @@ impl Update {
             Update::Alarms(_) => Update::Alarms(e(error)),
             Update::Metrics(_) => Update::Metrics(e(error)),
             Update::Shapes(_) => Update::Shapes(e(error)),
+            Update::Team(_) => Update::Team(e(error)),
         }
     }
 }
@@ -149,6 +164,8 @@ pub struct LiveState {
     pub metrics: Sourced<Vec<Series>>,
     /// Read only when a check needs it (`Runbook::reads_shapes`).
     pub shapes: Sourced<parity::Shapes>,
+    /// Only in team mode (a shared store).
+    pub team: Sourced<TeamView>,
 }
 
 pub fn update(state: &mut LiveState, event: LiveEvent) {
@@ -160,7 +177,12 @@ pub fn update(state: &mut LiveState, event: LiveEvent) {
             entry.0 = reach;
             entry.1.apply(at, result)
         }
-        Update::Traffic(r) => state.traffic.apply(at, r),
+        Update::Traffic(r) => {
+            // A reading shared by the team is as old as its reading, not its delivery.
+            let read_at = r.as_ref().ok().and_then(|d| d.shared_by.as_ref()).map(|s| s.read_at);
+            state.traffic.apply(read_at.unwrap_or(at), r)
+        }
+        Update::Team(r) => state.team.apply(at, r),
         Update::Environment { environment, result } => {
             state.environments.entry(environment).or_default().apply(at, result)
         }

@@ -29,6 +29,8 @@ pub struct Intervals {
     pub metrics: Duration,
     /// Shapes for the parity and readiness checks: they change rarely.
     pub shapes: Duration,
+    /// Team mode: the shared checklist, the lease and presence.
+    pub team: Duration,
     /// How far back metrics go.
     pub metrics_window: Duration,
 }
@@ -45,6 +47,7 @@ impl Default for Intervals {
             alarms: Duration::from_secs(15),
             metrics: Duration::from_secs(30),
             shapes: Duration::from_secs(60),
+            team: Duration::from_secs(3),
             metrics_window: Duration::from_secs(15 * 60),
         }
     }
@@ -195,14 +198,34 @@ pub fn spawn(ctx: Arc<WorkerContext>, tx: mpsc::Sender<LiveEvent>) -> Workers {
 
     let c = ctx.clone();
     let zone = Arc::new(tokio::sync::Mutex::new(None));
+    let shared = crate::store::backend::current().shared();
     handles.push(every(iv.traffic, refresh.clone(), tx.clone(), move || {
         let (c, zone) = (c.clone(), zone.clone());
         async move {
             let mut z = zone.lock().await;
+            if shared {
+                return vec![team_traffic(&c, &mut z, iv.traffic).await];
+            }
             let (r, t) = aws_update(fetch::traffic(c.clients.dns(), &c.rb, &mut z).await);
             vec![(Update::Traffic(r), t)]
         }
     }));
+
+    if shared {
+        let c = ctx.clone();
+        // Presence is announced and listed every third poll (PUT and LIST
+        // cost ten times a GET); the checklist and the lease every poll.
+        let present = Arc::new(std::sync::Mutex::new((0u32, Vec::new())));
+        handles.push(every(iv.team, refresh.clone(), tx.clone(), move || {
+            let (name, present) = (c.rb.name.clone(), present.clone());
+            async move {
+                let r = tokio::task::spawn_blocking(move || team_view(&name, &present))
+                    .await
+                    .unwrap_or_else(|e| Err(format!("the shared-state poll failed: {e}")));
+                vec![(Update::Team(r), false)]
+            }
+        }));
+    }
 
     let (series_tx, series_rx) = watch::channel(BTreeMap::<String, Vec<SeriesKey>>::new());
     let series_tx = Arc::new(series_tx);
@@ -305,6 +328,71 @@ pub fn spawn(ctx: Arc<WorkerContext>, tx: mpsc::Sender<LiveEvent>) -> Workers {
     }
 
     Workers { handles, refresh }
+}
+
+/// Team mode: announces this cockpit, and reads the shared checklist, the
+/// lease and who else is here (blocking: run off the async workers).
+/// `present` keeps the poll count and the last presence read between polls.
+pub fn team_view(
+    runbook: &str,
+    present: &std::sync::Mutex<(u32, Vec<crate::store::team::Presence>)>,
+) -> Result<super::TeamView, String> {
+    let me = crate::store::lease::Holder::me();
+    let store = crate::store::backend::current().describe();
+    let fail = |e: crate::store::backend::StoreError| format!("{store}: {e}");
+    let (checklist, _) = crate::store::checklist::load(runbook)?;
+    let lease = crate::store::lease::holder(runbook).map_err(fail)?;
+    let mut kept = present.lock().map_err(|_| "presence poisoned".to_string())?;
+    if kept.0.is_multiple_of(3) {
+        crate::store::team::announce(runbook, &me).map_err(fail)?;
+        let now = std::time::SystemTime::now();
+        kept.1 = crate::store::team::present(runbook, Duration::from_secs(30), now)
+            .map_err(fail)?
+            .into_iter()
+            .filter(|p| !(p.host == me.host && p.pid == me.pid))
+            .collect();
+    }
+    kept.0 = kept.0.wrapping_add(1);
+    Ok(super::TeamView { store, checklist, lease, present: kept.1.clone() })
+}
+
+/// Team mode: the weights as one machine read them for everyone, so the
+/// team's Route53 rate does not grow with its watchers: a fresh shared
+/// reading is used as it is; a stale one is claimed (a conditional write)
+/// by one watcher, who reads Route53 and publishes. Without the store
+/// (unreachable), Route53 is read directly: the display comes first.
+async fn team_traffic(c: &WorkerContext, zone: &mut Option<String>, every: Duration) -> (Update, bool) {
+    use crate::store::team::{Shared, publish, shared_reading};
+    let (name, me) = (c.rb.name.clone(), crate::store::lease::Holder::me());
+    let reader = format!("{}@{}", me.operator, me.host);
+    let now = std::time::SystemTime::now();
+    let r = reader.clone();
+    let decided =
+        tokio::task::spawn_blocking(move || shared_reading::<fetch::TrafficData>(&name, "traffic", every, &r, now))
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.map_err(|e| e.to_string()));
+    let claim = match decided {
+        Ok(Shared::Use(reading)) => {
+            if let (Some(mut data), Some(read_at)) = (reading.data.clone(), reading.read_at()) {
+                data.shared_by = Some(fetch::SharedBy { reader: reading.read_by.clone(), read_at });
+                return (Update::Traffic(Ok(data)), false);
+            }
+            None
+        }
+        Ok(Shared::Read(claim, _)) => Some(claim),
+        Err(e) => {
+            tracing::warn!(error = %e, "shared traffic reading; reading Route53 directly");
+            None
+        }
+    };
+    let (r, t) = aws_update(fetch::traffic(c.clients.dns(), &c.rb, zone).await);
+    if let (Some(claim), Ok(data)) = (claim, &r) {
+        let (name, data) = (c.rb.name.clone(), data.clone());
+        let now = std::time::SystemTime::now();
+        let _ = tokio::task::spawn_blocking(move || publish(&name, "traffic", claim, &reader, &data, now)).await;
+    }
+    (Update::Traffic(r), t)
 }
 
 /// The series shown for one environment: its load balancer's (the one the

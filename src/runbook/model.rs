@@ -28,7 +28,21 @@ pub struct Runbook {
     /// `[parity] allow`: a parity path (`target_group.stickiness`) to the
     /// reason its difference between the sides is expected.
     pub parity_allow: BTreeMap<String, String>,
+    /// `[team]`: the shared state, when the team uses one.
+    pub team: Option<Team>,
 }
+
+/// `[team]`: where the team's shared state lives.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Team {
+    /// `s3://bucket/prefix`.
+    pub state: String,
+    pub lease: std::time::Duration,
+    pub region: Option<String>,
+}
+
+/// How long a lease lasts unrenewed, without `[team] lease`.
+pub const DEFAULT_LEASE: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// `[notify]`: where posts about the rollout and each change go.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -77,6 +77,21 @@ pub struct RawRunbook {
     pub notify: Option<S<RawNotify>>,
     /// The differences between the two sides that are expected (`cutover diff`).
     pub parity: Option<S<RawParity>>,
+    /// Team mode: the rollout's state, lease, requests, checklist and audit in S3, shared by everyone.
+    pub team: Option<S<RawTeam>>,
+}
+
+/// `[team]`: where a team shares the cutover's state.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "Team")]
+pub struct RawTeam {
+    /// `s3://bucket/prefix`: the bucket (it must exist) and a prefix for this team's objects.
+    pub state: S<String>,
+    /// How long the rollout's lease lasts unrenewed (default `30s`; renewed every sixth of it).
+    pub lease: Option<S<String>>,
+    /// The bucket's region (default: the runbook's).
+    pub region: Option<S<String>>,
 }
 
 /// `[parity]`: the differences between the sides that are expected.

@@ -376,6 +376,28 @@ impl<'a> Validator<'a> {
             Notify { webhook_url_env: var.get_ref().clone() }
         });
 
+        let team = raw.team.as_ref().map(|t| {
+            let t = t.get_ref();
+            if let Err(e) = parse_state_url(t.state.get_ref()) {
+                self.err(
+                    t.state.span(),
+                    &e,
+                    "write it as s3://bucket/prefix (the bucket must exist; the prefix may be empty)",
+                );
+            }
+            let lease = t.lease.as_ref().and_then(|l| self.duration(l, "lease")).unwrap_or(DEFAULT_LEASE);
+            if let Some(l) = &t.lease
+                && lease < std::time::Duration::from_secs(3)
+            {
+                self.err(
+                    l.span(),
+                    "lease is shorter than 3 s",
+                    "give the holder time to renew it: 10s or more (default 30s)",
+                );
+            }
+            Team { state: t.state.get_ref().clone(), lease, region: t.region.as_ref().map(|r| r.get_ref().clone()) }
+        });
+
         Runbook {
             source: file.to_string(),
             name: header.name.get_ref().clone(),
@@ -392,6 +414,7 @@ impl<'a> Validator<'a> {
             sandbox,
             notify,
             parity_allow,
+            team,
         }
     }
 
@@ -1713,6 +1736,18 @@ fn params_present(p: &Params) -> Vec<(&'static str, Option<std::ops::Range<usize
         ("match", p.pattern.map(|x| x.span())),
         ("tolerance", p.tolerance.map(|x| x.span())),
     ]
+}
+
+/// `s3://bucket/prefix` → (bucket, prefix without slashes at its ends).
+pub fn parse_state_url(url: &str) -> Result<(String, String), String> {
+    let rest = url.strip_prefix("s3://").ok_or_else(|| format!("`{url}` is not an s3:// URL"))?;
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    let valid = (3..=63).contains(&bucket.len())
+        && bucket.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
+    if !valid {
+        return Err(format!("`{bucket}` is not an S3 bucket name (3-63 lower-case letters, digits, `-`, `.`)"));
+    }
+    Ok((bucket.to_string(), prefix.trim_matches('/').to_string()))
 }
 
 #[cfg(test)]

@@ -20,7 +20,11 @@
 //! - short-lived credentials: `GET /_sandbox/credentials?seconds=N` hands out
 //!   keys of an assumed role (as a `credential_process` prints them) that the
 //!   proxy refuses with AWS's `ExpiredToken` once N seconds have passed
-//!   (moto never expires a session).
+//!   (moto never expires a session);
+//! - S3 conditional writes (`If-Match`, `If-None-Match`) atomic, one at a
+//!   time: moto checks the condition and writes apart, so two writers racing
+//!   on one version could both succeed, which S3 never allows; S3's own
+//!   `503 SlowDown` on demand.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -56,6 +60,15 @@ pub struct AwsFaults {
     pub reweight_before_change: Mutex<Option<(String, u8)>>,
     /// Changes accepted through the proxy.
     pub changes: AtomicU64,
+    /// Every S3 request answered with AWS's `503 SlowDown` (S3's own
+    /// throttling, which moto never sends).
+    pub s3_slow_down: AtomicBool,
+    /// Every S3 request left unanswered for two minutes (an S3 that froze:
+    /// the client hears nothing until its own timeout).
+    pub s3_frozen: AtomicBool,
+    /// Requests per service, by the signature's credential scope
+    /// (`.../<region>/<service>/aws4_request`): what a whole team spends.
+    pub by_service: Mutex<std::collections::BTreeMap<String, u64>>,
     /// Each change id this proxy handed out: moto's own id for it (moto gives
     /// every change the same one; AWS never does) and when it was accepted.
     accepted: Mutex<HashMap<String, (String, Instant)>>,
@@ -156,6 +169,8 @@ struct Proxy {
     upstream: SocketAddr,
     http: reqwest::Client,
     counts: Arc<AwsFaults>,
+    /// Held while a conditional S3 write is checked and applied upstream.
+    s3_conditional: tokio::sync::Mutex<()>,
 }
 
 /// The text between `<tag>` and `</tag>`, first occurrence.
@@ -461,6 +476,27 @@ fn throttled(uri: &Uri, body: &[u8]) -> Response {
     (status, [("content-type", "text/xml")], xml).into_response()
 }
 
+/// The user agent's app name of the sandbox's own clients.
+pub const OWN_APP: &str = "cutover-sandbox";
+
+/// The service a request is signed for (`route53`, `s3`), or `unsigned`;
+/// `sandbox/<service>` for the sandbox's own requests (its traffic, its
+/// rules), which no cutover process sent.
+fn service_of(headers: &HeaderMap) -> String {
+    let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("");
+    let service = auth
+        .split("Credential=")
+        .nth(1)
+        .and_then(|c| c.split(',').next())
+        .and_then(|scope| scope.split('/').nth(3))
+        .unwrap_or("unsigned");
+    let own = ["x-amz-user-agent", "user-agent"]
+        .iter()
+        .filter_map(|h| headers.get(*h).and_then(|v| v.to_str().ok()))
+        .any(|ua| ua.contains(&format!("app/{OWN_APP}")));
+    if own { format!("sandbox/{service}") } else { service.to_string() }
+}
+
 async fn forward(State(p): State<Arc<Proxy>>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let Ok(body) = axum::body::to_bytes(body, 64 << 20).await else {
@@ -473,6 +509,23 @@ async fn forward(State(p): State<Arc<Proxy>>, req: Request) -> Response {
         p.counts.expired_refused.fetch_add(1, Ordering::SeqCst);
         return expired_token(&body);
     }
+    let service = service_of(&parts.headers);
+    {
+        let mut counts = p.counts.by_service.lock().unwrap_or_else(|e| e.into_inner());
+        *counts.entry(service.clone()).or_default() += 1;
+        // S3 prices a LIST (a GET of the bucket) as a PUT: counted apart.
+        let list = parts.uri.query().is_some_and(|q| q.contains("list-type"));
+        let verb = if list { "LIST" } else { parts.method.as_str() };
+        *counts.entry(format!("{service} {verb}")).or_default() += 1;
+    }
+    if service == "s3" && p.counts.s3_frozen.load(Ordering::SeqCst) {
+        tokio::time::sleep(std::time::Duration::from_secs(120)).await;
+        return StatusCode::GATEWAY_TIMEOUT.into_response();
+    }
+    if service == "s3" && p.counts.s3_slow_down.load(Ordering::SeqCst) {
+        let xml = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message><RequestId>proxy-slow-down</RequestId></Error>";
+        return (StatusCode::SERVICE_UNAVAILABLE, [("content-type", "application/xml")], xml).into_response();
+    }
     let n = p.counts.seen.fetch_add(1, Ordering::SeqCst) + 1;
     let every = p.counts.every.load(Ordering::SeqCst);
     if every > 0 && n.is_multiple_of(every) {
@@ -484,6 +537,10 @@ async fn forward(State(p): State<Arc<Proxy>>, req: Request) -> Response {
         Some(Handling::Answer(xml)) => return (StatusCode::OK, [("content-type", "text/xml")], xml).into_response(),
         Some(Handling::Forward(b, finish)) => (Bytes::from(b), Some(finish)),
     };
+    let conditional = service == "s3"
+        && (parts.method == axum::http::Method::PUT || parts.method == axum::http::Method::DELETE)
+        && (parts.headers.contains_key("if-match") || parts.headers.contains_key("if-none-match"));
+    let _one_at_a_time = if conditional { Some(p.s3_conditional.lock().await) } else { None };
     let mut path = parts.uri.path_and_query().map_or("/", |q| q.as_str()).to_string();
     let route53 = parts.uri.path().strip_prefix("/2013-04-01/");
     // ChangeResourceRecordSets is a POST; ListResourceRecordSets a GET of the same path.
@@ -591,7 +648,12 @@ async fn forward(State(p): State<Arc<Proxy>>, req: Request) -> Response {
 /// (0: none); abort the handle to stop it.
 pub async fn start(upstream: SocketAddr, nth: u64) -> std::io::Result<(SocketAddr, JoinHandle<()>, Arc<AwsFaults>)> {
     let counts = Arc::new(AwsFaults { every: AtomicU64::new(nth), ..Default::default() });
-    let state = Arc::new(Proxy { upstream, http: reqwest::Client::new(), counts: counts.clone() });
+    let state = Arc::new(Proxy {
+        upstream,
+        http: reqwest::Client::new(),
+        counts: counts.clone(),
+        s3_conditional: tokio::sync::Mutex::new(()),
+    });
     let app = axum::Router::new().fallback(forward).with_state(state);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;

@@ -143,7 +143,7 @@ impl Sandbox {
         }
         self.faults = faults;
         self.endpoint = format!("http://{proxy}");
-        self.sides = SideClients::sandbox(rb, &self.endpoint, &opts.region).await;
+        self.sides = SideClients::sandbox_as(rb, &self.endpoint, &opts.region, Some(aws_proxy::OWN_APP)).await;
         self.clients = self.sides.runbook().clone();
 
         let (receiver, task) = webhook::start(self.shutdown.subscribe()).await?;
@@ -170,6 +170,10 @@ impl Sandbox {
         self.world = provision::provision(rb, spec, &self.sides, &app_ports)
             .await
             .wrap_err("creating the runbook's resources in moto")?;
+        if let Some(team) = &rb.team {
+            let region = team.region.clone().unwrap_or_else(|| opts.region.clone());
+            create_team_bucket(&self.endpoint, &region, &team.state).await?;
+        }
 
         let live = read_live(&self.sides, &self.world).await?;
         let (live_tx, live_rx) = watch::channel(live);
@@ -375,4 +379,24 @@ pub async fn seed_redis(url: &str, n: u32) -> Result<()> {
     }
     let _: () = pipe.query_async(&mut conn).await?;
     Ok(())
+}
+
+/// The bucket of `[team] state`, as a team creates it once (CreateBucket
+/// outside us-east-1 names its region).
+async fn create_team_bucket(endpoint: &str, region: &str, url: &str) -> Result<()> {
+    let (bucket, _) = crate::runbook::parse_state_url(url).map_err(|e| eyre!("[team] state: {e}"))?;
+    let config = crate::aws::sandbox_config(endpoint, region).await;
+    let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&config).force_path_style(true).build());
+    let mut req = s3.create_bucket().bucket(&bucket);
+    if region != "us-east-1" {
+        let c = aws_sdk_s3::types::CreateBucketConfiguration::builder()
+            .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::from(region))
+            .build();
+        req = req.create_bucket_configuration(c);
+    }
+    match req.send().await {
+        Ok(_) => Ok(()),
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_bucket_already_owned_by_you()) => Ok(()),
+        Err(e) => Err(eyre!("creating the team bucket {bucket}: {}", aws_sdk_s3::error::DisplayErrorContext(&e))),
+    }
 }

@@ -1,9 +1,9 @@
 //! The audit log: one JSON object per line, appended (O_APPEND), fsynced line
 //! by line, mode 0600. A line that `append` returned Ok for is on disk.
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
+
+use super::backend::Backend;
 
 use serde::{Deserialize, Serialize};
 
@@ -100,31 +100,45 @@ impl AuditLine {
     }
 }
 
+/// A runbook's audit log in the process's store: a JSON-lines file
+/// locally, one object per line in a shared store (appends never conflict).
+#[derive(Clone)]
 pub struct AuditLog {
-    pub path: PathBuf,
+    runbook: String,
+    log: String,
+    backend: std::sync::Arc<dyn Backend>,
 }
 
 impl AuditLog {
-    /// `$XDG_STATE_HOME/cutover/<runbook>.audit.jsonl`.
+    /// `$XDG_STATE_HOME/cutover/<runbook>.audit.jsonl`, or the shared store's.
     pub fn for_runbook(name: &str) -> Self {
-        Self { path: crate::paths::state_dir().join(format!("{name}.audit.jsonl")) }
+        Self { runbook: name.to_string(), log: "audit.jsonl".into(), backend: super::backend::current() }
+    }
+
+    /// A log in one local file.
+    pub fn at(path: PathBuf) -> Self {
+        let dir = path.parent().map(PathBuf::from);
+        let log = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+        Self { runbook: String::new(), log, backend: std::sync::Arc::new(super::backend::LocalFiles { dir }) }
+    }
+
+    /// Where it is, for messages.
+    pub fn describe(&self) -> String {
+        if self.backend.shared() {
+            format!("{}/{}/audit/", self.backend.describe(), self.runbook)
+        } else {
+            super::backend::LocalFiles { dir: Some(self.backend.describe().into()) }
+                .path(&self.runbook, &self.log)
+                .display()
+                .to_string()
+        }
     }
 
     pub fn append(&self, line: &AuditLine) -> Result<(), String> {
-        let fail = |e: std::io::Error| format!("{}: cannot write the audit log: {e}", self.path.display());
-        if let Some(dir) = self.path.parent() {
-            std::fs::create_dir_all(dir).map_err(fail)?;
-        }
-        let mut body = serde_json::to_vec(line).map_err(|e| e.to_string())?;
-        body.push(b'\n');
-        // A line torn by a crash must not swallow this one: start on a fresh line.
-        let torn = std::fs::read(&self.path).ok().is_some_and(|b| b.last().is_some_and(|c| *c != b'\n'));
-        if torn {
-            body.insert(0, b'\n');
-        }
-        let mut f = std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(&self.path).map_err(fail)?;
-        f.write_all(&body).map_err(fail)?;
-        f.sync_all().map_err(fail)?;
+        let body = serde_json::to_vec(line).map_err(|e| e.to_string())?;
+        self.backend
+            .append(&self.runbook, &self.log, &body)
+            .map_err(|e| format!("{}: cannot write the audit log: {e}", self.describe()))?;
         // Every change is audited, so the webhook hears of each one from here.
         if let Some(text) = line.notification() {
             crate::notify::post(text);
@@ -132,24 +146,19 @@ impl AuditLog {
         Ok(())
     }
 
-    /// Every line; a torn last line (a crash mid-write) is skipped, not fatal.
+    /// Every line, in order; a torn line (a crash mid-write, never
+    /// acknowledged) is skipped, not fatal.
     pub fn read(&self) -> Result<Vec<AuditLine>, String> {
-        let text = match std::fs::read_to_string(&self.path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(format!("{}: cannot read the audit log: {e}", self.path.display())),
-        };
+        let entries = self
+            .backend
+            .entries(&self.runbook, &self.log)
+            .map_err(|e| format!("{}: cannot read the audit log: {e}", self.describe()))?;
         let mut out = Vec::new();
-        let lines: Vec<&str> = text.lines().collect();
-        for (i, l) in lines.iter().enumerate() {
-            if l.trim().is_empty() {
-                continue;
-            }
-            match serde_json::from_str(l) {
+        for (at, bytes) in entries {
+            match serde_json::from_slice(&bytes) {
                 Ok(line) => out.push(line),
-                // A line torn by a crash (never acknowledged) is skipped.
-                Err(_) if serde_json::from_str::<serde_json::Value>(l).is_err_and(|e| e.is_eof()) => {}
-                Err(e) => return Err(format!("{}:{}: damaged audit line: {e}", self.path.display(), i + 1)),
+                Err(_) if serde_json::from_slice::<serde_json::Value>(&bytes).is_err_and(|e| e.is_eof()) => {}
+                Err(e) => return Err(format!("{at}: damaged audit line: {e}")),
             }
         }
         Ok(out)
@@ -181,6 +190,7 @@ pub fn markdown(runbook: &str, lines: &[AuditLine]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
     use std::os::unix::fs::PermissionsExt;
 
     fn line(stage: Stage) -> AuditLine {
@@ -222,32 +232,35 @@ mod tests {
     #[test]
     fn appends_lines_in_order_with_mode_0600() {
         let dir = tempfile::tempdir().unwrap();
-        let log = AuditLog { path: dir.path().join("a/demo.audit.jsonl") };
+        let log = AuditLog::at(dir.path().join("a/demo.audit.jsonl"));
         log.append(&line(Stage::Intent)).unwrap();
         log.append(&line(Stage::Applied)).unwrap();
         let back = log.read().unwrap();
         assert_eq!(back.iter().map(|l| l.stage).collect::<Vec<_>>(), [Stage::Intent, Stage::Applied]);
-        assert_eq!(std::fs::metadata(&log.path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(dir.path().join("a/demo.audit.jsonl")).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
     }
 
     #[test]
     fn a_torn_last_line_is_skipped_but_a_damaged_middle_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
-        let log = AuditLog { path: dir.path().join("x.jsonl") };
+        let log = AuditLog::at(dir.path().join("x.jsonl"));
         log.append(&line(Stage::Intent)).unwrap();
-        let mut f = std::fs::OpenOptions::new().append(true).open(&log.path).unwrap();
+        let mut f = std::fs::OpenOptions::new().append(true).open(log.describe()).unwrap();
         f.write_all(b"{\"time\":\"2026").unwrap();
         assert_eq!(log.read().unwrap().len(), 1);
-        std::fs::write(&log.path, "garbage\n{}\n").unwrap();
+        std::fs::write(log.describe(), "garbage\n{}\n").unwrap();
         assert!(log.read().unwrap_err().contains("x.jsonl:1: damaged audit line"));
     }
 
     #[test]
     fn a_line_appended_after_a_torn_one_is_kept() {
         let dir = tempfile::tempdir().unwrap();
-        let log = AuditLog { path: dir.path().join("t.jsonl") };
+        let log = AuditLog::at(dir.path().join("t.jsonl"));
         log.append(&line(Stage::Intent)).unwrap();
-        let mut f = std::fs::OpenOptions::new().append(true).open(&log.path).unwrap();
+        let mut f = std::fs::OpenOptions::new().append(true).open(log.describe()).unwrap();
         f.write_all(b"{\"time\":\"2026").unwrap();
         log.append(&line(Stage::Applied)).unwrap();
         let back = log.read().unwrap();

@@ -1,11 +1,13 @@
 //! Checklist ticks and notes that survive a restart: which manual items were ticked,
-//! by whom, when, and notes. One JSON file per runbook in the XDG state dir,
-//! written atomically (temp file, fsync, rename) with mode 0600.
+//! by whom, when, and notes. One JSON object per runbook in the store (locally
+//! a file in the XDG state dir, written atomically with mode 0600), changed
+//! only over the version read.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+
+use super::backend::{Cond, StoreError, Version};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tick {
@@ -29,32 +31,90 @@ pub fn item_key(phase: &str, item: &str) -> String {
     format!("{phase}/{item}")
 }
 
-/// `$XDG_STATE_HOME/cutover/<runbook name>.progress.json`.
-pub fn path_for(runbook_name: &str) -> PathBuf {
-    crate::paths::state_dir().join(format!("{runbook_name}.progress.json"))
+const ITEM: &str = "progress.json";
+
+/// One change to the checklist, by intent: a tick says "ticked", never
+/// "toggle", so a change that loses a race is decided again on what won.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Edit {
+    Tick {
+        key: String,
+        by: String,
+        at: String,
+    },
+    Untick {
+        key: String,
+    },
+    /// None removes the note.
+    Note {
+        key: String,
+        text: Option<String>,
+    },
+}
+
+impl Edit {
+    fn apply(&self, s: &mut ChecklistState) {
+        match self {
+            Edit::Tick { key, by, at } => {
+                s.ticks.insert(key.clone(), Tick { by: by.clone(), at: at.clone() });
+            }
+            Edit::Untick { key } => {
+                s.ticks.remove(key);
+            }
+            Edit::Note { key, text: Some(t) } => {
+                s.notes.insert(key.clone(), t.clone());
+            }
+            Edit::Note { key, text: None } => {
+                s.notes.remove(key);
+            }
+        }
+    }
+}
+
+/// Where the ticks are, for messages.
+pub fn location(runbook: &str) -> String {
+    let b = super::backend::current();
+    if b.shared() {
+        format!("{}/{runbook}/{ITEM}", b.describe())
+    } else {
+        super::backend::LocalFiles::default().path(runbook, ITEM).display().to_string()
+    }
+}
+
+/// The ticks and notes and the version read; none yet is an empty
+/// checklist, a damaged one an error naming it.
+pub fn load(runbook: &str) -> Result<(ChecklistState, Option<Version>), String> {
+    let got = super::backend::current().get(runbook, ITEM).map_err(|e| format!("{}: {e}", location(runbook)))?;
+    let Some(o) = got else { return Ok((ChecklistState::default(), None)) };
+    let s = serde_json::from_slice(&o.body).map_err(|e| {
+        format!("{}: cannot read checklist progress ({e}); fix or move the file away to start over", location(runbook))
+    })?;
+    Ok((s, Some(o.version)))
+}
+
+/// Applies `edit` over the latest ticks: read, change, write only over the
+/// version read; a write that loses re-reads and applies again, so two
+/// people's edits both land. Returns the state written.
+pub fn apply(runbook: &str, edit: &Edit) -> Result<ChecklistState, String> {
+    let backend = super::backend::current();
+    for attempt in 0..40u32 {
+        let (mut s, version) = load(runbook)?;
+        edit.apply(&mut s);
+        let body = serde_json::to_vec_pretty(&s).map_err(|e| e.to_string())?;
+        match backend.put(runbook, ITEM, &body, Cond::replacing(version.as_ref())) {
+            Ok(_) => return Ok(s),
+            Err(StoreError::Conflict) => {
+                // Spread the retries of writers that collided.
+                let ms = 5 + fastrand::u64(0..(20 * u64::from(attempt + 1)).min(400));
+                std::thread::sleep(std::time::Duration::from_millis(ms));
+            }
+            Err(e) => return Err(format!("{}: cannot save checklist progress: {e}", location(runbook))),
+        }
+    }
+    Err(format!("{}: the checklist kept changing under 40 attempts; nothing was lost, try again", location(runbook)))
 }
 
 impl ChecklistState {
-    /// A missing file is an empty progress; a damaged one is an error naming it.
-    pub fn load(path: &Path) -> Result<ChecklistState, String> {
-        match std::fs::read_to_string(path) {
-            Ok(text) => serde_json::from_str(&text).map_err(|e| {
-                format!(
-                    "{}: cannot read checklist progress ({e}); fix or move the file away to start over",
-                    path.display()
-                )
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(ChecklistState::default()),
-            Err(e) => Err(format!("{}: cannot read checklist progress: {e}", path.display())),
-        }
-    }
-
-    pub fn save(&self, path: &Path) -> Result<(), String> {
-        let body = serde_json::to_vec_pretty(self).map_err(|e| e.to_string())?;
-        crate::paths::write_atomic(path, &body)
-            .map_err(|e| format!("{}: cannot save checklist progress: {e}", path.display()))
-    }
-
     /// Ticks an unticked item or unticks a ticked one; returns the new state.
     pub fn toggle(&mut self, key: &str, by: &str, at: &str) -> bool {
         if self.ticks.remove(key).is_some() {
@@ -69,20 +129,6 @@ impl ChecklistState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::PermissionsExt;
-
-    #[test]
-    fn save_and_load_round_trip_with_mode_0600() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("sub/demo.progress.json");
-        let mut p = ChecklistState::default();
-        assert!(p.toggle("prepare/backup", "ana", "2026-11-22T03:00:00Z"));
-        p.notes.insert("prepare/backup".into(), "snapshot rdb-1122".into());
-        p.save(&path).unwrap();
-        assert_eq!(ChecklistState::load(&path).unwrap(), p);
-        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
-        assert!(!dir.path().join("sub/demo.progress.json.tmp").exists());
-    }
 
     #[test]
     fn toggle_twice_unticks() {
@@ -93,13 +139,16 @@ mod tests {
     }
 
     #[test]
-    fn missing_is_empty_and_damaged_is_a_clear_error() {
-        let dir = tempfile::tempdir().unwrap();
-        assert_eq!(ChecklistState::load(&dir.path().join("none.json")).unwrap(), ChecklistState::default());
-        let bad = dir.path().join("bad.json");
-        std::fs::write(&bad, "{not json").unwrap();
-        let e = ChecklistState::load(&bad).unwrap_err();
-        assert!(e.contains("bad.json: cannot read checklist progress"), "{e}");
-        assert!(e.contains("move the file away"), "{e}");
+    fn edits_say_what_they_mean_whatever_was_there() {
+        let mut s = ChecklistState::default();
+        let tick = Edit::Tick { key: "a/b".into(), by: "ana".into(), at: "t".into() };
+        tick.apply(&mut s);
+        tick.apply(&mut s);
+        assert_eq!(s.ticks.len(), 1, "ticking a ticked item leaves it ticked");
+        Edit::Note { key: "a/b".into(), text: Some("done".into()) }.apply(&mut s);
+        Edit::Untick { key: "a/b".into() }.apply(&mut s);
+        Edit::Untick { key: "a/b".into() }.apply(&mut s);
+        assert!(s.ticks.is_empty());
+        assert_eq!(s.notes["a/b"], "done");
     }
 }

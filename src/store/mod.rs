@@ -1,10 +1,14 @@
-//! Durable state: the audit log, checklist ticks and notes, and the rollout's
-//! saved state, lock and requests. Below everything that acts, so every layer
-//! above reads and writes it through here.
+//! Durable state: the audit log, checklist ticks and notes, the rollout's
+//! saved state, lease and requests, and what a team shares. Below everything
+//! that acts, so every layer above reads and writes it through here, in local
+//! files or a shared store (`backend`).
 
 pub mod audit;
+pub mod backend;
 pub mod checklist;
+pub mod lease;
 pub mod rollout;
+pub mod team;
 
 /// Who is operating: `CUTOVER_OPERATOR`, else `USER`, else `unknown`.
 pub fn operator() -> String {
@@ -12,4 +16,22 @@ pub fn operator() -> String {
         .iter()
         .find_map(|v| std::env::var(v).ok().filter(|s| !s.trim().is_empty()))
         .unwrap_or_else(|| "unknown".into())
+}
+
+/// This machine's name (for leases and presence).
+pub fn host() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most buf.len() bytes into our buffer.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    let name = if rc == 0 {
+        let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+        String::from_utf8_lossy(&buf[..end]).to_string()
+    } else {
+        String::new()
+    };
+    std::env::var("CUTOVER_HOST").ok().filter(|h| !h.is_empty()).unwrap_or(if name.is_empty() {
+        "unknown".into()
+    } else {
+        name
+    })
 }

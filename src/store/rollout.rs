@@ -1,21 +1,25 @@
-//! A rollout's durable state: its saved state, the lock held while it runs,
-//! and the requests other processes leave for it.
-
-use std::path::PathBuf;
+//! A rollout's durable state: its saved state (written only over the version
+//! read), and the requests other processes, on any machine, leave for it.
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-pub fn state_path(name: &str) -> PathBuf {
-    crate::paths::state_dir().join(format!("{name}.rollout.json"))
+use super::backend::{Cond, StoreError, Version, current};
+
+const STATE: &str = "rollout.json";
+
+/// Where the saved state is, for messages.
+pub fn state_location(name: &str) -> String {
+    let b = current();
+    if b.shared() {
+        format!("{}/{name}/{STATE}", b.describe())
+    } else {
+        super::backend::LocalFiles::default().path(name, STATE).display().to_string()
+    }
 }
 
-pub fn lock_path(name: &str) -> PathBuf {
-    crate::paths::state_dir().join(format!("{name}.rollout.lock"))
-}
-
-/// What another process (`cutover abort`, `pause`, `promote`, the cockpit)
-/// asks a running rollout to do, through a file it reads every second.
+/// What another process (`cutover abort`, `pause`, `promote`, a cockpit on
+/// any machine) asks a running rollout to do; it looks every second.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Request {
     Abort,
@@ -27,69 +31,88 @@ impl Request {
     /// In the order a rollout acts on them: abort wins.
     pub const ALL: [Request; 3] = [Request::Abort, Request::Pause, Request::Promote];
 
-    pub fn path(self, name: &str) -> PathBuf {
-        let what = match self {
-            Request::Abort => "abort",
-            Request::Pause => "pause",
-            Request::Promote => "promote",
-        };
-        crate::paths::state_dir().join(format!("{name}.{what}-request"))
+    fn item(self) -> &'static str {
+        match self {
+            Request::Abort => "abort-request",
+            Request::Pause => "pause-request",
+            Request::Promote => "promote-request",
+        }
     }
 
     /// Leaves the request (the text says who and why) for the rollout.
     pub fn ask(self, name: &str, text: &str) -> Result<(), String> {
-        let path = self.path(name);
-        crate::paths::write_atomic(&path, text.as_bytes()).map_err(|e| format!("{}: {e}", path.display()))
+        let b = current();
+        b.put(name, self.item(), text.as_bytes(), Cond::Any)
+            .map(|_| ())
+            .map_err(|e| format!("{}: cannot leave the {} request: {e}", b.describe(), self.item()))
+    }
+
+    /// The request's text, if one waits.
+    pub fn waiting(self, name: &str) -> Result<Option<String>, String> {
+        let b = current();
+        let got = b.get(name, self.item()).map_err(|e| format!("{}: {e}", b.describe()))?;
+        Ok(got.map(|o| String::from_utf8_lossy(&o.body).trim().to_string()))
+    }
+
+    /// True when one waits (an unreadable store counts as none).
+    pub fn pending(self, name: &str) -> bool {
+        self.waiting(name).ok().flatten().is_some()
+    }
+
+    /// Takes this request if one waits: read, then deleted only as read (a
+    /// newer one left meanwhile stays for the next look).
+    pub fn take_one(self, name: &str) -> Option<String> {
+        let b = current();
+        let o = b.get(name, self.item()).ok()??;
+        match b.delete(name, self.item(), Cond::Matches(o.version.clone())) {
+            Ok(()) => Some(String::from_utf8_lossy(&o.body).trim().to_string()),
+            Err(_) => None,
+        }
     }
 
     /// The most urgent waiting request, removed as it is taken.
     pub fn take(name: &str) -> Option<(Request, String)> {
-        Request::ALL.into_iter().find_map(|r| {
-            let text = std::fs::read_to_string(r.path(name)).ok()?;
-            let _ = std::fs::remove_file(r.path(name));
-            Some((r, text.trim().to_string()))
-        })
+        Request::ALL.into_iter().find_map(|r| r.take_one(name).map(|t| (r, t)))
+    }
+
+    /// Withdraws it (a request nothing acted on in time).
+    pub fn withdraw(self, name: &str) {
+        let _ = current().delete(name, self.item(), Cond::Any);
     }
 }
 
-/// Where `cutover abort` asks a running rollout to abort.
-pub fn abort_request_path(name: &str) -> PathBuf {
-    Request::Abort.path(name)
-}
-
-/// True while a `cutover rollout` of this runbook holds its lock.
+/// True while a `cutover rollout` of this runbook holds its lease.
 pub fn is_running(name: &str) -> Result<bool, String> {
-    Ok(RolloutLock::try_take(name)?.is_none())
+    super::lease::is_held(name)
 }
 
-/// The rollout's saved state (its type is the engine's `SavedRollout`).
+/// The rollout's saved state (its type is the engine's `RolloutState`).
 pub fn load_state<T: DeserializeOwned>(name: &str) -> Result<Option<T>, String> {
-    let path = state_path(name);
-    match std::fs::read_to_string(&path) {
-        Ok(t) => serde_json::from_str(&t)
-            .map(Some)
-            .map_err(|e| format!("{}: damaged rollout state ({e}); move it away to start over", path.display())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(format!("{}: {e}", path.display())),
-    }
+    load_versioned(name).map(|(s, _)| s)
 }
 
-pub fn save_state<T: Serialize>(name: &str, s: &T) -> Result<(), String> {
-    let path = state_path(name);
+/// The saved state and the version it was read at.
+pub fn load_versioned<T: DeserializeOwned>(name: &str) -> Result<(Option<T>, Option<Version>), String> {
+    let got = current().get(name, STATE).map_err(|e| format!("{}: {e}", state_location(name)))?;
+    let Some(o) = got else { return Ok((None, None)) };
+    let s = serde_json::from_slice(&o.body)
+        .map_err(|e| format!("{}: damaged rollout state ({e}); move it away to start over", state_location(name)))?;
+    Ok((Some(s), Some(o.version)))
+}
+
+/// Saves over the version read (`version`, updated to the one written). A
+/// state someone else wrote meanwhile is never overwritten: Err says so.
+pub fn save_state<T: Serialize>(name: &str, s: &T, version: &mut Option<Version>) -> Result<(), String> {
     let body = serde_json::to_vec_pretty(s).map_err(|e| e.to_string())?;
-    crate::paths::write_atomic(&path, &body)
-        .map_err(|e| format!("{}: cannot save the rollout state: {e}", path.display()))
-}
-
-/// An exclusive lock held while a rollout runs (released when dropped).
-pub struct RolloutLock {
-    /// Keeps the descriptor, and with it the flock, alive.
-    _file: std::fs::File,
-}
-
-impl RolloutLock {
-    /// None when another process holds it.
-    pub fn try_take(name: &str) -> Result<Option<RolloutLock>, String> {
-        Ok(crate::paths::try_lock(&lock_path(name))?.map(|f| RolloutLock { _file: f }))
+    match current().put(name, STATE, &body, Cond::replacing(version.as_ref())) {
+        Ok(v) => {
+            *version = Some(v);
+            Ok(())
+        }
+        Err(StoreError::Conflict) => Err(format!(
+            "{}: the rollout state changed under this process (another operator resumed or aborted it); stopping without sending anything more",
+            state_location(name)
+        )),
+        Err(e) => Err(format!("{}: cannot save the rollout state: {e}", state_location(name))),
     }
 }

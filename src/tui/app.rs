@@ -157,6 +157,9 @@ pub struct App {
     pub keymap: Keymap,
     pub theme: super::theme::Theme,
     pub checklist: ChecklistState,
+    /// Checklist changes written but not yet answered: the team's view
+    /// waits for them rather than showing the state from before.
+    pub checklist_edits: usize,
     pub operator: String,
     pub runs: BTreeMap<String, CheckRun>,
     pub log: VecDeque<LogLine>,
@@ -201,6 +204,7 @@ impl App {
             keymap,
             theme: super::theme::Theme::default(),
             checklist,
+            checklist_edits: 0,
             operator,
             runs: BTreeMap::new(),
             log: VecDeque::new(),

@@ -76,6 +76,8 @@ pub struct ActionContext {
 
 pub struct TuiOptions {
     pub profile: Option<String>,
+    /// `--state`, passed on to a rollout started from the cockpit.
+    pub state: Option<String>,
     pub read_only: bool,
     pub log_file: Option<PathBuf>,
 }
@@ -86,8 +88,8 @@ pub async fn run(ctx: WorkerContext, region: String, opts: TuiOptions) -> Result
     let rb = (*ctx.rb).clone();
     let keymap = keys::Keymap::load()?;
     let theme = theme::Theme::load()?;
-    let checklist_path = crate::store::checklist::path_for(&rb.name);
-    let checklist = crate::store::checklist::ChecklistState::load(&checklist_path)?;
+    let (checklist, _) = crate::store::checklist::load(&rb.name)?;
+    let checklist_at = crate::store::checklist::location(&rb.name);
     let mut app = App::new(
         rb,
         region,
@@ -98,7 +100,7 @@ pub async fn run(ctx: WorkerContext, region: String, opts: TuiOptions) -> Result
         SystemTime::now(),
     );
     app.theme = theme;
-    app.log(format!("checklist ticks and notes: {}", checklist_path.display()));
+    app.log(format!("checklist ticks and notes: {checklist_at}"));
 
     let (action_clients, action_vars) = (ctx.clients.clone(), ctx.vars.clone());
     let (tx, rx) = tokio::sync::mpsc::channel(1024);
@@ -118,11 +120,21 @@ pub async fn run(ctx: WorkerContext, region: String, opts: TuiOptions) -> Result
     if let Some(p) = &opts.profile {
         global_args.extend(["--profile".to_string(), p.clone()]);
     }
+    if let Some(s) = &opts.state {
+        global_args.extend(["--state".to_string(), s.clone()]);
+    }
     let actions = ActionContext { clients: action_clients, global_args, vars: action_vars, read_only: opts.read_only };
-    let services = Services { workers: &workers, checklist_path: &checklist_path, actions: Some(&actions) };
-    event_loop(&mut terminal, &mut app, input, rx, services, |_| {}).await?;
+    let services = Services { workers: &workers, actions: Some(&actions) };
+    let ended = event_loop(&mut terminal, &mut app, input, rx, services, |_| {}).await;
     drop(workers);
-    Ok(())
+    if crate::store::backend::current().shared() {
+        let name = app.rb.name.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            crate::store::team::withdraw(&name, &crate::store::lease::Holder::me())
+        })
+        .await;
+    }
+    ended
 }
 
 /// The loop: draw, then wait for input, live data or the clock, fold it in,
@@ -130,7 +142,6 @@ pub async fn run(ctx: WorkerContext, region: String, opts: TuiOptions) -> Result
 /// What the loop works with besides the screen and the app.
 pub struct Services<'a> {
     pub workers: &'a workers::Workers,
-    pub checklist_path: &'a std::path::Path,
     /// None: actions are refused (benchmarks).
     pub actions: Option<&'a ActionContext>,
 }
@@ -143,7 +154,7 @@ pub async fn event_loop<B: ratatui::backend::Backend>(
     services: Services<'_>,
     mut drawn: impl FnMut(&App),
 ) -> Result<(), String> {
-    let Services { workers, checklist_path, actions } = services;
+    let Services { workers, actions } = services;
     let mut clock = tokio::time::interval(Duration::from_secs(1));
     // Planning and applying run off the loop; their results come back here.
     let (action_tx, mut action_rx) = tokio::sync::mpsc::unbounded_channel::<Event>();
@@ -173,10 +184,13 @@ pub async fn event_loop<B: ratatui::backend::Backend>(
         for c in commands {
             match c {
                 Command::Refresh => workers.refresh_now(),
-                Command::SaveChecklist => {
-                    if let Err(e) = app.checklist.save(checklist_path) {
-                        app.log(e);
-                    }
+                Command::EditChecklist(edit) => {
+                    // Off the loop: a slow or frozen store must not freeze the screen.
+                    app.checklist_edits += 1;
+                    let (name, tx) = (app.rb.name.clone(), action_tx.clone());
+                    tokio::task::spawn_blocking(move || {
+                        let _ = tx.send(Event::ChecklistSaved(crate::store::checklist::apply(&name, &edit)));
+                    });
                 }
                 Command::Quit => app.quit = true,
                 Command::PlanAction { .. }
@@ -301,6 +315,7 @@ fn spawn_change(app: &mut App, cx: &ActionContext, command: Command, tx: tokio::
                                 vars,
                                 adopt_live: false,
                                 restart: false,
+                                take_over: false,
                             };
                             plan_rollout(&rcx, control).await
                         }
@@ -344,7 +359,7 @@ fn spawn_change(app: &mut App, cx: &ActionContext, command: Command, tx: tokio::
             let work = apply_change(change_cx, change, key, progress_tx);
             spawn_outcome(tx, work, on_panic);
         }
-        Command::Refresh | Command::SaveChecklist | Command::Quit => {}
+        Command::Refresh | Command::EditChecklist(_) | Command::Quit => {}
     }
 }
 
@@ -438,6 +453,7 @@ async fn apply_change(
                 vars: vars.clone(),
                 adopt_live: false,
                 restart: false,
+                take_over: false,
             };
             let reason = format!("aborted from the cockpit by {operator}");
             rollout::abort(&rcx, &reason, &mut say).await.map_err(String::from)

@@ -13,14 +13,15 @@ use super::pane::Pane;
 use crate::live;
 use crate::runbook::ItemKind;
 use crate::status::Snapshot;
-use crate::store::checklist::item_key;
+use crate::store::checklist::{Edit as ChecklistEdit, item_key};
 use crate::time::rfc3339;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     /// Ask every worker to poll now.
     Refresh,
-    SaveChecklist,
+    /// Write a checklist change to the store (off the loop; other cockpits see it).
+    EditChecklist(crate::store::checklist::Edit),
     Quit,
     /// Plan an item's action (or its rollback) from live data, off the loop.
     PlanAction {
@@ -72,6 +73,8 @@ pub enum Event {
         total: u64,
         line: String,
     },
+    /// A checklist change written (the checklist as written), or why not.
+    ChecklistSaved(Result<crate::store::checklist::ChecklistState, String>),
 }
 
 /// What changed between two snapshots that a person should see in the log:
@@ -268,7 +271,9 @@ fn tick(app: &mut App) -> Vec<Command> {
     let (by, at) = (app.operator.clone(), rfc3339(app.now));
     let ticked = app.checklist.toggle(&key, &by, &at);
     app.log(format!("{key} {} by {by}", if ticked { "ticked" } else { "unticked" }));
-    vec![Command::SaveChecklist]
+    // The edit says what the person meant, so it lands right over anyone else's.
+    let edit = if ticked { ChecklistEdit::Tick { key, by, at } } else { ChecklistEdit::Untick { key } };
+    vec![Command::EditChecklist(edit)]
 }
 
 /// The keys that change traffic: shift, and the rollout's controls.
@@ -400,7 +405,8 @@ fn overlay_key(app: &mut App, key: KeyEvent) -> Vec<Command> {
                     app.checklist.notes.insert(item.clone(), text.clone());
                 }
                 app.log(format!("note on {item}: {text}"));
-                return vec![Command::SaveChecklist];
+                let edit = ChecklistEdit::Note { key: item, text: Some(text).filter(|t| !t.is_empty()) };
+                return vec![Command::EditChecklist(edit)];
             }
             Edit::Cancel => {}
             Edit::Changed | Edit::Other => app.overlay = Overlay::Note { key: item, input },
@@ -478,7 +484,18 @@ pub fn update(app: &mut App, event: Event) -> Vec<Command> {
                 return Vec::new();
             }
             let before = app.snap.clone();
+            let shared = match &ev.update {
+                live::Update::Team(Ok(view)) => Some(view.checklist.clone()),
+                _ => None,
+            };
             live::update(&mut app.live, ev);
+            if let Some(c) = shared
+                && app.checklist_edits == 0
+                && c != app.checklist
+            {
+                app.log("checklist changed by the team (shared state)");
+                app.checklist = c;
+            }
             app.resnap();
             for line in transitions(&before, &app.snap) {
                 app.log(line);
@@ -508,6 +525,14 @@ pub fn update(app: &mut App, event: Event) -> Vec<Command> {
             app.action_progress.remove(&key);
             app.action_results.insert(key, (ok, app.now));
             vec![Command::Refresh]
+        }
+        Event::ChecklistSaved(result) => {
+            app.checklist_edits = app.checklist_edits.saturating_sub(1);
+            match result {
+                Ok(c) => app.checklist = c,
+                Err(e) => app.log(format!("checklist NOT saved: {e}")),
+            }
+            Vec::new()
         }
         Event::ActionProgress { key, done, total, line } => {
             app.action_progress.insert(key, (done, total, line));

@@ -156,8 +156,52 @@ fn header(f: &mut Frame, app: &App, area: Rect) {
         spans.push(Span::styled(format!(" filter: {} ", app.filter), Style::new().fg(Color::Black).bg(th.info)));
         spans.push(Span::raw(" "));
     }
+    spans.extend(team_spans(app));
     spans.push(Span::styled(format!("{}Z", hhmmss(app.now)), th.dim_style()));
     f.render_widget(Paragraph::new(Line::from(spans)), area);
+}
+
+/// Team mode: who holds the lease, who else has the runbook open, and the
+/// shared state's staleness (changes that need the lease are refused then).
+fn team_spans(app: &App) -> Vec<Span<'static>> {
+    let th = &app.theme;
+    let team = &app.live.team;
+    if !team.has_reported() {
+        return Vec::new();
+    }
+    let mut spans = vec![Span::styled(" TEAM ", Style::new().bold().fg(Color::Black).bg(th.info)), Span::raw(" ")];
+    if let Some(e) = &team.error {
+        let age = team.updated_at.map_or("never read".to_string(), |t| {
+            format!("{} s old", app.now.duration_since(t).unwrap_or_default().as_secs())
+        });
+        spans.push(Span::styled(
+            format!(" SHARED STATE STALE ({age}): {e} "),
+            Style::new().bold().fg(Color::White).bg(th.bad),
+        ));
+        spans.push(Span::raw(" "));
+    }
+    if let Some(v) = &team.value {
+        let lease = match &v.lease {
+            Some(l) if !l.expired(app.now) => format!("lease {}@{} ({}) ", l.holder.operator, l.holder.host, l.purpose),
+            Some(l) => format!("lease EXPIRED ({}@{}) ", l.holder.operator, l.holder.host),
+            None => "no lease ".to_string(),
+        };
+        spans.push(Span::raw(lease));
+        let others: Vec<String> = v
+            .present
+            .iter()
+            .map(|p| {
+                let ago = p.seen.map_or(String::new(), |t| {
+                    format!(" {}s", app.now.duration_since(t).unwrap_or_default().as_secs())
+                });
+                format!("{}@{}{ago}", p.operator, p.host)
+            })
+            .collect();
+        if !others.is_empty() {
+            spans.push(Span::raw(format!("│ also here: {} ", others.join(", "))));
+        }
+    }
+    spans
 }
 
 fn footer(f: &mut Frame, app: &App, area: Rect) {

@@ -1,0 +1,160 @@
+//! Team mode from the command line: `cutover tick` and `cutover checklist`,
+//! for reviewers who work from a script, and the shared store's setup.
+
+use std::time::SystemTime;
+
+use super::{Failure, GlobalArgs};
+use crate::runbook::{ItemKind, Runbook};
+use crate::store::audit::{AuditLine, AuditLog, Stage};
+use crate::store::checklist::{self, Edit, item_key};
+
+/// Where this process keeps its state: `--state` / `CUTOVER_STATE`, else the
+/// runbook's `[team] state`, else local files (`local` says so explicitly).
+pub fn install_store(rb: &Runbook, g: &GlobalArgs) -> Result<(), Failure> {
+    let url = g.state.clone().or_else(|| rb.team.as_ref().map(|t| t.state.clone()));
+    let Some(url) = url.filter(|u| u != "local") else { return Ok(()) };
+    let region =
+        rb.team.as_ref().and_then(|t| t.region.clone()).or_else(|| g.region.clone()).or_else(|| rb.region.clone());
+    let connect = crate::aws::s3::S3Backend::connect(&url, region, g.profile.clone());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure { status: 1, message: format!("cannot start the async runtime: {e}") })?;
+    let backend = rt.block_on(connect).map_err(|e| {
+        Failure::bad_input(format!(
+            "--state / CUTOVER_STATE / [team] state: {e}; write it as s3://bucket/prefix, or `local`"
+        ))
+    })?;
+    crate::store::backend::install(std::sync::Arc::new(backend));
+    Ok(())
+}
+
+/// `cutover tick <runbook> <phase/item> [--undo] [--note TEXT]`.
+pub fn tick(
+    rb: &Runbook,
+    g: &GlobalArgs,
+    key: &str,
+    undo: bool,
+    note: Option<String>,
+    dry_run: bool,
+) -> Result<u8, Failure> {
+    let Some((phase, item)) = rb.item_by_key(key) else {
+        let keys: Vec<String> = rb.phases.iter().flat_map(|p| p.items.iter().map(|i| item_key(&p.id, &i.id))).collect();
+        return Err(Failure::bad_input(format!(
+            "{}: no item `{key}`; name one as phase/item: {}",
+            rb.source,
+            keys.join(", ")
+        )));
+    };
+    let key = item_key(&phase.id, &item.id);
+    if !matches!(item.kind, ItemKind::Manual) && note.is_none() {
+        return Err(Failure::bad_input(format!(
+            "{key} is not a manual item: checks and actions tick themselves (`cutover run` runs an action); only manual items are ticked by hand"
+        )));
+    }
+    let operator = crate::store::operator();
+    let now = crate::time::rfc3339(SystemTime::now());
+    let mut edits = Vec::new();
+    if matches!(item.kind, ItemKind::Manual) {
+        edits.push(if undo {
+            Edit::Untick { key: key.clone() }
+        } else {
+            Edit::Tick { key: key.clone(), by: operator.clone(), at: now.clone() }
+        });
+    }
+    if let Some(n) = note {
+        let text = Some(n.trim().to_string()).filter(|t| !t.is_empty());
+        edits.push(Edit::Note { key: key.clone(), text });
+    }
+    let what = edits
+        .iter()
+        .map(|e| match e {
+            Edit::Tick { .. } => format!("tick {key}"),
+            Edit::Untick { .. } => format!("untick {key}"),
+            Edit::Note { text: Some(t), .. } => format!("note on {key}: {t}"),
+            Edit::Note { text: None, .. } => format!("remove the note on {key}"),
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    if dry_run {
+        println!("would {what} in {}", checklist::location(&rb.name));
+        return Ok(0);
+    }
+    let line = |stage: Stage, detail: String| AuditLine {
+        time: now.clone(),
+        operator: operator.clone(),
+        account: None,
+        region: String::new(),
+        runbook: rb.name.clone(),
+        action: format!("checklist {key}"),
+        stage,
+        before: serde_json::Value::Null,
+        after: serde_json::Value::Null,
+        detail,
+        change: None,
+    };
+    let log = AuditLog::for_runbook(&rb.name);
+    if g.read_only {
+        let _ = log.append(&line(Stage::Refused, format!("{what}: refused under --read-only")));
+        return Err(Failure::bad_input(format!("refused: --read-only; nothing was changed ({what})")));
+    }
+    log.append(&line(Stage::Intent, what.clone()))
+        .map_err(|e| Failure { status: 1, message: format!("{e}; nothing was changed") })?;
+    for e in &edits {
+        if let Err(m) = checklist::apply(&rb.name, e) {
+            let _ = log.append(&line(Stage::Failed, format!("{what}: {m}")));
+            return Err(Failure { status: 1, message: m });
+        }
+    }
+    log.append(&line(Stage::Applied, what.clone())).map_err(|e| Failure { status: 1, message: e })?;
+    println!("{what} (by {operator}, in {})", checklist::location(&rb.name));
+    Ok(0)
+}
+
+/// `cutover checklist <runbook> [--json]`: every item with who ticked it and when.
+pub fn show(rb: &Runbook, json: bool) -> Result<u8, Failure> {
+    let (state, _) = checklist::load(&rb.name).map_err(|m| Failure { status: 1, message: m })?;
+    let items: Vec<serde_json::Value> = rb
+        .phases
+        .iter()
+        .flat_map(|p| p.items.iter().map(move |i| (p, i)))
+        .map(|(p, i)| {
+            let key = item_key(&p.id, &i.id);
+            let kind = match i.kind {
+                ItemKind::Manual => "manual",
+                ItemKind::Check { .. } => "check",
+                ItemKind::Action { .. } => "action",
+            };
+            serde_json::json!({
+                "phase": p.id,
+                "item": i.id,
+                "title": i.title,
+                "kind": kind,
+                "ticked": state.ticks.get(&key).map(|t| serde_json::json!({"by": t.by, "at": t.at})),
+                "note": state.notes.get(&key),
+            })
+        })
+        .collect();
+    if json {
+        let doc = serde_json::json!({ "runbook": rb.name, "store": checklist::location(&rb.name), "items": items });
+        println!("{}", serde_json::to_string_pretty(&doc).map_err(|e| Failure { status: 1, message: e.to_string() })?);
+        return Ok(0);
+    }
+    println!("{} ({})", rb.title, checklist::location(&rb.name));
+    for p in &rb.phases {
+        println!("{}", p.title);
+        for i in &p.items {
+            let key = item_key(&p.id, &i.id);
+            let mark = match (&i.kind, state.ticks.get(&key)) {
+                (ItemKind::Manual, Some(t)) => format!("[x] {key}  {} (ticked by {} at {})", i.title, t.by, t.at),
+                (ItemKind::Manual, None) => format!("[ ] {key}  {}", i.title),
+                _ => format!("    {key}  {} (runs from the cockpit or `cutover run`/`status`)", i.title),
+            };
+            println!("  {mark}");
+            if let Some(n) = state.notes.get(&key) {
+                println!("      note: {n}");
+            }
+        }
+    }
+    Ok(0)
+}

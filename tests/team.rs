@@ -1,0 +1,419 @@
+//! Team mode against the sandbox: two "machines" (two state folders, two
+//! operators, two host names) sharing one S3 bucket in moto. What is shared
+//! is read back with the S3 SDK; weights with the Route53 SDK.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::*;
+use cutover::runbook::Runbook;
+use cutover::sandbox::Sandbox;
+
+/// A process-unique bucket: moto's buckets are global to its server.
+fn bucket(test: &str) -> String {
+    format!("team-{test}-{}", std::process::id())
+}
+
+/// The demo runbook with short waits, in team mode on `bucket`, with a 6 s
+/// lease, and `extra` appended (phases, say).
+fn team_runbook(dir: &Path, bucket: &str, extra: &str) -> (Runbook, PathBuf) {
+    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("runbooks/demo.toml")).unwrap();
+    let text = text
+        .replace("soak = \"30s\"", "soak = \"5s\"")
+        .replace("gate_interval = \"5s\"", "gate_interval = \"1s\"")
+        .replace("ttl = 10\n", "ttl = 1\n")
+        .replace(
+            "[notify]",
+            &format!("{extra}\n[team]\nstate = \"s3://{bucket}/cutover\"\nlease = \"6s\"\n\n[notify]"),
+        );
+    let path = dir.join("team.toml");
+    std::fs::write(&path, &text).unwrap();
+    (cutover::runbook::parse(&path.display().to_string(), &text).unwrap(), path)
+}
+
+/// One machine: its own state folder, operator and host name.
+struct Machine {
+    state: tempfile::TempDir,
+    operator: &'static str,
+    host: &'static str,
+}
+
+impl Machine {
+    fn new(operator: &'static str, host: &'static str) -> Machine {
+        Machine { state: tempfile::tempdir().unwrap(), operator, host }
+    }
+
+    fn command(&self, sb: &Sandbox, rb: &Runbook, args: &[&str]) -> std::process::Command {
+        let mut c = cutover_command(sb, rb, self.state.path(), args);
+        c.env("CUTOVER_OPERATOR", self.operator).env("CUTOVER_HOST", self.host);
+        c
+    }
+
+    async fn run(&self, sb: &Sandbox, rb: &Runbook, args: &[&str]) -> (Option<i32>, String) {
+        let out = tokio::process::Command::from(self.command(sb, rb, args)).output().await.unwrap();
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        (out.status.code(), text)
+    }
+
+    fn spawn(&self, sb: &Sandbox, rb: &Runbook, args: &[&str]) -> tokio::process::Child {
+        tokio::process::Command::from(self.command(sb, rb, args)).kill_on_drop(true).spawn().unwrap()
+    }
+}
+
+async fn s3(sb: &Sandbox) -> aws_sdk_s3::Client {
+    let config = cutover::aws::sandbox_config(&sb.endpoint, &sb.region).await;
+    aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&config).force_path_style(true).build())
+}
+
+/// Every object in the bucket: key → body.
+async fn objects(sb: &Sandbox, bucket: &str) -> std::collections::BTreeMap<String, String> {
+    let s3 = s3(sb).await;
+    let mut out = std::collections::BTreeMap::new();
+    let list = s3.list_objects_v2().bucket(bucket).send().await.unwrap();
+    for o in list.contents() {
+        let key = o.key().unwrap().to_string();
+        let body = s3.get_object().bucket(bucket).key(&key).send().await.unwrap().body.collect().await.unwrap();
+        out.insert(key, String::from_utf8_lossy(&body.into_bytes()).into_owned());
+    }
+    out
+}
+
+/// The team's audit, in key (time) order, as JSON.
+async fn team_audit(sb: &Sandbox, bucket: &str) -> Vec<serde_json::Value> {
+    objects(sb, bucket)
+        .await
+        .into_iter()
+        .filter(|(k, _)| k.starts_with("cutover/demo/audit/"))
+        .map(|(_, v)| serde_json::from_str(&v).unwrap())
+        .collect()
+}
+
+async fn shared_state(sb: &Sandbox, bucket: &str) -> Option<serde_json::Value> {
+    let s3 = s3(sb).await;
+    let o = s3.get_object().bucket(bucket).key("cutover/demo/rollout.json").send().await.ok()?;
+    serde_json::from_slice(&o.body.collect().await.ok()?.into_bytes()).ok()
+}
+
+async fn until_soaking(sb: &Sandbox, bucket: &str, step: u64) {
+    eventually(Duration::from_secs(120), &format!("the shared state soaking step {step}"), || async {
+        let s = shared_state(sb, bucket).await?;
+        (s["engine"]["step"] == step && s["engine"]["phase"]["phase"] == "soaking").then_some(())
+    })
+    .await;
+}
+
+fn steps_applied(audit: &[serde_json::Value]) -> Vec<String> {
+    audit
+        .iter()
+        .filter(|l| l["stage"] == "applied" && l["action"].as_str().unwrap().starts_with("rollout step"))
+        .map(|l| l["action"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_machines_rollout_is_refused_naming_the_holder_and_its_abort_rolls_the_first_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let bucket = bucket("abort");
+    let (rb, path) = team_runbook(dir.path(), &bucket, "");
+    let sb = fixed_sandbox(&rb, "us-west-1").await;
+    let (a, b) = (Machine::new("ana", "laptop-a"), Machine::new("bob", "laptop-b"));
+    let p = path.to_str().unwrap();
+    let rollout = a.spawn(&sb, &rb, &["rollout", p, "--yes"]);
+    until_soaking(&sb, &bucket, 1).await;
+
+    let (code, out) = b.run(&sb, &rb, &["rollout", p, "--yes"]).await;
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("lease is held by ana@laptop-a"), "names the holder: {out}");
+    assert!(out.contains("for rollout, until"), "and when it expires: {out}");
+
+    let (code, out) = b.run(&sb, &rb, &["abort", p, "--yes", "--reason", "bob saw 5xx"]).await;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("asked it to abort"), "{out}");
+    assert!(out.contains("the running rollout rolled back to 90/10"), "{out}");
+    println!("B's abort, until A's rollback was INSYNC: {}", out.lines().last().unwrap_or(""));
+    let ended = rollout.wait_with_output().await.unwrap();
+    assert_eq!(ended.status.code(), Some(1), "A's rollout ends aborted");
+    assert_eq!(weights(&sb).await, w(90, 10), "back to step 1, read with the SDK");
+    let audit = team_audit(&sb, &bucket).await;
+    let abort = audit.iter().rev().find(|l| l["action"] == "rollout abort").expect("the abort audited");
+    assert_eq!(abort["operator"], "ana", "A's process rolled back: {abort}");
+    assert!(abort["detail"].as_str().unwrap().contains("bob saw 5xx"), "{abort}");
+    assert!(!std::fs::exists(a.state.path().join("cutover/demo.rollout.json")).unwrap(), "nothing local");
+
+    // Nothing secret is written to the bucket.
+    let secrets = [sb.redis_urls.values().cloned().collect::<Vec<_>>(), vec![sb.webhook.url.clone()]].concat();
+    for (key, body) in objects(&sb, &bucket).await {
+        for s in &secrets {
+            assert!(!body.contains(s.as_str()), "{key} holds a secret ({s}):\n{body}");
+        }
+        assert!(!body.contains("redis://"), "{key}:\n{body}");
+    }
+    sb.down().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_holder_is_taken_over_after_expiry_at_the_same_step_and_fenced_off_when_it_wakes() {
+    let dir = tempfile::tempdir().unwrap();
+    let bucket = bucket("takeover");
+    let (rb, path) = team_runbook(dir.path(), &bucket, "");
+    let sb = fixed_sandbox(&rb, "eu-west-3").await;
+    let (a, b) = (Machine::new("ana", "laptop-a"), Machine::new("bob", "laptop-b"));
+    let p = path.to_str().unwrap();
+    let rollout_a = a.spawn(&sb, &rb, &["rollout", p, "--yes"]);
+    until_soaking(&sb, &bucket, 1).await;
+    let pid = rollout_a.id().unwrap() as i32;
+    // The laptop lid closes: A stops, its lease stops being renewed.
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    let stopped = Instant::now();
+
+    let (code, out) = b.run(&sb, &rb, &["rollout", p, "--yes", "--take-over"]).await;
+    assert_eq!(code, Some(2), "a live lease is never taken: {out}");
+    assert!(out.contains("ana@laptop-a"), "{out}");
+    let left = Duration::from_secs(8).saturating_sub(stopped.elapsed());
+    tokio::time::sleep(left).await;
+    let (code, out) = b.run(&sb, &rb, &["rollout", p, "--yes"]).await;
+    assert_eq!(code, Some(2), "an expired lease needs --take-over: {out}");
+    assert!(out.contains("--take-over"), "{out}");
+
+    let rollout_b = b.spawn(&sb, &rb, &["rollout", p, "--yes", "--take-over"]);
+    eventually(Duration::from_secs(30), "B's lease", || async {
+        let o = objects(&sb, &bucket).await;
+        o.get("cutover/demo/lease.json").filter(|l| l.contains("laptop-b")).map(|_| ())
+    })
+    .await;
+    // A wakes: it finds its lease gone and stops without sending anything.
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    let ended_a = rollout_a.wait_with_output().await.unwrap();
+    let text_a = String::from_utf8_lossy(&ended_a.stderr).into_owned();
+    assert_ne!(ended_a.status.code(), Some(0), "{text_a}");
+    assert!(text_a.contains("lost the runbook's lease") || text_a.contains("changed under this process"), "{text_a}");
+    // A restarted later is refused, naming B.
+    let (code, out) = a.run(&sb, &rb, &["rollout", p, "--yes"]).await;
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("bob@laptop-b"), "{out}");
+
+    let ended_b = rollout_b.wait_with_output().await.unwrap();
+    let text_b = String::from_utf8_lossy(&ended_b.stdout).into_owned();
+    assert_eq!(ended_b.status.code(), Some(0), "{text_b}");
+    assert!(text_b.contains("resuming step 2 of 4"), "B resumed at A's step: {text_b}");
+    assert_eq!(weights(&sb).await, w(0, 100));
+    let audit = team_audit(&sb, &bucket).await;
+    let applied = steps_applied(&audit);
+    assert_eq!(
+        applied,
+        ["rollout step 1/4 (10%)", "rollout step 2/4 (25%)", "rollout step 3/4 (50%)", "rollout step 4/4 (100%)"],
+        "each step sent once, across both machines"
+    );
+    let by: Vec<&str> =
+        audit.iter().filter(|l| l["stage"] == "applied").map(|l| l["operator"].as_str().unwrap()).collect();
+    assert_eq!(by, ["ana", "ana", "bob", "bob"]);
+    sb.down().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_ticks_from_ten_processes_at_once_all_land_with_who_and_when() {
+    let dir = tempfile::tempdir().unwrap();
+    let bucket = bucket("ticks");
+    let items: String = (0..50)
+        .map(|i| format!("[[phases.items]]\nid = \"r{i:02}\"\ntitle = \"Review {i}\"\nkind = \"manual\"\n\n"))
+        .collect();
+    let extra = format!("[[phases]]\nid = \"review\"\ntitle = \"Reviews\"\n\n{items}");
+    let (rb, path) = team_runbook(dir.path(), &bucket, &extra);
+    let sb = sandbox(&rb, "ap-south-1").await;
+    let p = path.to_str().unwrap().to_string();
+    let machines: Vec<Machine> = (0..10).map(|_| Machine::new("reviewer", "desk")).collect();
+    let mut tasks = Vec::new();
+    for (m, machine) in machines.iter().enumerate() {
+        let mut cmds = Vec::new();
+        for k in 0..5 {
+            let item = format!("review/r{:02}", m * 5 + k);
+            let mut c = machine.command(&sb, &rb, &["tick", &p, &item]);
+            c.env("CUTOVER_OPERATOR", format!("reviewer-{m}"));
+            cmds.push(c);
+        }
+        tasks.push(tokio::spawn(async move {
+            for c in cmds {
+                let out = tokio::process::Command::from(c).output().await.unwrap();
+                assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let (code, out) = machines[0].run(&sb, &rb, &["checklist", &p, "--json"]).await;
+    assert_eq!(code, Some(0), "{out}");
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let reviews: Vec<&serde_json::Value> =
+        doc["items"].as_array().unwrap().iter().filter(|i| i["phase"] == "review").collect();
+    assert_eq!(reviews.len(), 50);
+    for (n, r) in reviews.iter().enumerate() {
+        assert_eq!(r["ticked"]["by"], format!("reviewer-{}", n / 5), "{r}");
+        assert!(r["ticked"]["at"].as_str().unwrap().starts_with("20"), "{r}");
+    }
+    // Untick and a note, from another machine; a check is not ticked by hand.
+    let other = Machine::new("bob", "laptop-b");
+    let (code, out) = other.run(&sb, &rb, &["tick", &p, "review/r07", "--undo", "--note", "needs a second look"]).await;
+    assert_eq!(code, Some(0), "{out}");
+    let (code, out) = other.run(&sb, &rb, &["tick", &p, "validate/targets"]).await;
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("not a manual item"), "{out}");
+    let (code, out) = other.run(&sb, &rb, &["--read-only", "tick", &p, "review/r08", "--undo"]).await;
+    assert_eq!(code, Some(2), "{out}");
+    let (_, out) = machines[3].run(&sb, &rb, &["checklist", &p]).await;
+    assert!(out.contains("[ ] review/r07") && out.contains("note: needs a second look"), "{out}");
+    assert!(out.contains("[x] review/r08  Review 8 (ticked by reviewer-1"), "{out}");
+    let audit = team_audit(&sb, &bucket).await;
+    assert_eq!(audit.iter().filter(|l| l["stage"] == "applied").count(), 51, "every tick audited once");
+    assert_eq!(audit.iter().filter(|l| l["stage"] == "refused").count(), 1);
+    sb.down().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_slowing_down_refuses_what_needs_the_lease_and_changes_nothing_then_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let bucket = bucket("slowdown");
+    let (rb, path) = team_runbook(dir.path(), &bucket, "");
+    let sb = sandbox(&rb, "ca-central-1").await;
+    let m = Machine::new("ana", "laptop-a");
+    let p = path.to_str().unwrap();
+    sb.faults.s3_slow_down.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (code, out) = m.run(&sb, &rb, &["shift", p, "--to", "30", "--yes"]).await;
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("SlowDown") && out.contains("nothing was changed"), "{out}");
+    assert_eq!(weights(&sb).await, w(100, 0), "nothing was sent");
+    let (code, out) = m.run(&sb, &rb, &["rollout", p, "--yes"]).await;
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("shared state cannot be read"), "{out}");
+    let (code, out) = m.run(&sb, &rb, &["tick", p, "prepare/backup"]).await;
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("SlowDown"), "{out}");
+    sb.faults.s3_slow_down.store(false, std::sync::atomic::Ordering::SeqCst);
+    let (code, out) = m.run(&sb, &rb, &["shift", p, "--to", "30", "--yes"]).await;
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(weights(&sb).await, w(70, 30));
+    assert!(
+        objects(&sb, &bucket).await.keys().all(|k| k != "cutover/demo/lease.json"),
+        "the shift's lease was released"
+    );
+    sb.down().await;
+}
+
+/// Route53 and S3 requests per second of the whole team over `window`.
+async fn rates(sb: &Sandbox, window: Duration) -> (f64, f64) {
+    let count = |svc: &str| sb.faults.by_service.lock().unwrap().get(svc).copied().unwrap_or(0);
+    let (r0, s0, start) = (count("route53"), count("s3"), Instant::now());
+    tokio::time::sleep(window).await;
+    let secs = start.elapsed().as_secs_f64();
+    ((count("route53") - r0) as f64 / secs, (count("s3") - s0) as f64 / secs)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_watchers_in_team_mode_spend_less_than_one_route53_request_a_second_during_a_rollout() {
+    let dir = tempfile::tempdir().unwrap();
+    let bucket = bucket("budget");
+    let (_, path) = team_runbook(dir.path(), &bucket, "");
+    // A long soak, and the default 30 s lease: the steady rates of a real window.
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("soak = \"5s\"", "soak = \"10m\"")
+        .replace("lease = \"6s\"\n", "");
+    std::fs::write(&path, &text).unwrap();
+    let rb = cutover::runbook::parse(&path.display().to_string(), &text).unwrap();
+    let sb = fixed_sandbox(&rb, "eu-north-1").await;
+    let p = path.to_str().unwrap();
+    let _rollout = Machine::new("ana", "bastion").spawn(&sb, &rb, &["rollout", p, "--yes"]);
+    until_soaking(&sb, &bucket, 0).await;
+    let window = Duration::from_secs(20);
+    let (r, s) = rates(&sb, window).await;
+    println!("team: rollout alone: {r:.2} Route53/s, {:.0} S3/min", s * 60.0);
+    let s3_by_verb = || {
+        let c = sb.faults.by_service.lock().unwrap();
+        ["GET", "PUT", "LIST", "DELETE"].map(|v| c.get(&format!("s3 {v}")).copied().unwrap_or(0))
+    };
+    let before = s3_by_verb();
+    // Each watcher is `status --watch`: the cockpit's own workers, no screen.
+    let mut watchers = Vec::new();
+    let mut measured = Vec::new();
+    for n in [1usize, 5, 10] {
+        while watchers.len() < n {
+            let m = Machine::new("watcher", "desk");
+            let mut c = m.command(&sb, &rb, &["status", p, "--watch", "--interval", "5"]);
+            c.env("CUTOVER_OPERATOR", format!("watcher-{}", watchers.len())).stdout(std::process::Stdio::null());
+            watchers.push((tokio::process::Command::from(c).kill_on_drop(true).spawn().unwrap(), m));
+        }
+        // Their first round (the zone's id, once each) is not the steady rate.
+        tokio::time::sleep(Duration::from_secs(8)).await;
+        let (r, s) = rates(&sb, window).await;
+        println!("team: rollout and {n} watcher(s): {r:.2} Route53/s, {:.0} S3/min", s * 60.0);
+        measured.push((n, r));
+    }
+    let after = s3_by_verb();
+    println!(
+        "team: S3 requests by verb over the watchers' rounds (GET, PUT, LIST, DELETE): {:?}",
+        [0, 1, 2, 3].map(|i| after[i] - before[i])
+    );
+    for (n, r) in measured {
+        assert!(r < 1.0, "{n} watchers: {r:.2} Route53 requests/s");
+    }
+    drop(watchers);
+    sb.down().await;
+}
+
+/// A cockpit in tmux for `machine` (its own socket, state and host name).
+fn cockpit(sb: &Sandbox, rb: &Runbook, path: &str, m: &Machine, socket: &str) -> common::tmux::Tmux {
+    let marker = m.state.path().join("exit");
+    let script = common::tmux::cockpit_script(sb, rb, m.state.path(), &["tui", path], &marker);
+    let text = std::fs::read_to_string(&script)
+        .unwrap()
+        .replace("CUTOVER_OPERATOR=e2e", &format!("CUTOVER_OPERATOR={} CUTOVER_HOST={}", m.operator, m.host));
+    std::fs::write(&script, text).unwrap();
+    let tmux = common::tmux::Tmux { socket: format!("{socket}-{}", std::process::id()) };
+    let command = format!("sh {}", script.display());
+    let out = tmux.cmd(&["new-session", "-d", "-s", "t", "-x", "200", "-y", "48", &command]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    tmux
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tick_in_one_cockpit_shows_in_the_other_and_a_frozen_s3_is_shown_stale_while_aws_stays_live() {
+    let dir = tempfile::tempdir().unwrap();
+    let bucket = bucket("cockpits");
+    let (rb, path) = team_runbook(dir.path(), &bucket, "");
+    let sb = sandbox(&rb, "sa-east-1").await;
+    let p = path.to_str().unwrap();
+    let (a, b) = (Machine::new("ana", "laptop-a"), Machine::new("bob", "laptop-b"));
+    let ta = cockpit(&sb, &rb, p, &a, "team-a");
+    let tb = cockpit(&sb, &rb, p, &b, "team-b");
+    for t in [&ta, &tb] {
+        t.wait_for("the targets", Duration::from_secs(60), |s| s.contains("4/4 healthy"));
+    }
+    ta.wait_for("bob in A's header", Duration::from_secs(30), |s| s.contains("TEAM") && s.contains("bob@laptop-b"));
+    tb.wait_for("ana in B's header", Duration::from_secs(30), |s| s.contains("ana@laptop-a"));
+
+    // Checklist row 3 is prepare/backup, a manual item: ticked in A, seen in B.
+    ta.keys(&["5", "j", "j", "j", "Space"]);
+    ta.wait_for("the tick in A", Duration::from_secs(10), |s| s.contains("[x] ana"));
+    tb.wait_for("A's tick in B", Duration::from_secs(15), |s| s.contains("[x] ana"));
+    let (_, out) = b.run(&sb, &rb, &["checklist", p, "--json"]).await;
+    assert!(out.contains("\"by\": \"ana\""), "{out}");
+
+    // S3 stops answering: the shared state goes stale, the weights stay live.
+    sb.faults.s3_frozen.store(true, std::sync::atomic::Ordering::SeqCst);
+    let s = tb.wait_for("the stale badge", Duration::from_secs(40), |s| s.contains("SHARED STATE STALE"));
+    assert!(s.contains("4/4 healthy"), "AWS still shown:\n{s}");
+    let before = sb.faults.by_service.lock().unwrap().get("route53").copied().unwrap_or(0);
+    eventually(Duration::from_secs(30), "Route53 read directly while S3 is frozen", || async {
+        let now = sb.faults.by_service.lock().unwrap().get("route53").copied().unwrap_or(0);
+        (now > before + 1).then_some(())
+    })
+    .await;
+    sb.faults.s3_frozen.store(false, std::sync::atomic::Ordering::SeqCst);
+    tb.wait_for("the badge gone", Duration::from_secs(60), |s| !s.contains("SHARED STATE STALE") && s.contains("TEAM"));
+    for t in [&ta, &tb] {
+        t.keys(&["q"]);
+    }
+    sb.down().await;
+}
