@@ -4,6 +4,7 @@
 use super::{Failure, GlobalArgs};
 use crate::drive::actions;
 use crate::runbook::{Action, ItemKind, Runbook};
+use crate::store::audit::Stage;
 
 pub struct RunArgs {
     pub item: String,
@@ -50,6 +51,20 @@ pub fn run(rb: Runbook, g: &GlobalArgs, args: RunArgs) -> Result<u8, Failure> {
             let account = who.account().unwrap_or("?").to_string();
             (clients, region, account, Some(who))
         };
+        // A time-gated item is refused before anything is planned (a rollback never waits).
+        if !args.rollback
+            && let Some((_, item)) = rb.item_by_key(&args.item)
+            && let Err(refusal) = crate::drive::not_before::check(&rb, &args.item, item, std::time::SystemTime::now())
+        {
+            if let Some(who) = &who {
+                let name = format!("{} ({})", action.summary(), args.item);
+                let line = who.audit_line(&rb.name, name, Stage::Refused, Default::default(), refusal.clone());
+                crate::store::audit::AuditLog::for_runbook(&rb.name)
+                    .append(&line)
+                    .map_err(|e| Failure { status: 1, message: format!("{refusal} ({e})") })?;
+            }
+            return Err(Failure::bad_input(refusal));
+        }
         super::in_runbook_region(&clients, &rb, &region).await?;
         let region = clients.side(&side).region.clone();
         let plan = actions::plan(&clients, &rb, &action)

@@ -482,6 +482,14 @@ pub async fn execute(
         })?),
         false => None,
     };
+    // The item's own action waits for its time gate (its rollback never does).
+    if let Some((_, it)) = rb.item_by_key(item)
+        && matches!(&it.kind, crate::runbook::ItemKind::Action { action } if action.summary() == plan.name)
+        && let Err(refusal) = super::not_before::check(rb, item, it, std::time::SystemTime::now())
+    {
+        log.append(&line(Stage::Refused, refusal.clone()))?;
+        return Err(refusal);
+    }
     log.append(&line(Stage::Intent, plan.steps.iter().map(Step::describe).collect::<Vec<_>>().join("; ")))
         .map_err(|e| format!("{e}; nothing was changed"))?;
     let clients = clients.side(&plan.side);

@@ -433,6 +433,17 @@ pub struct Item {
     pub note: Option<String>,
     /// Whether `cutover status` fails when this check fails.
     pub blocking: bool,
+    /// The item may not run before this time gate opens.
+    pub not_before: Option<NotBefore>,
+}
+
+/// An action item's time gate: refused until `wait` has passed since the
+/// item `after` finished (its tick, or its action's last step applied).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct NotBefore {
+    /// `phase/item`; a manual or action item of the runbook.
+    pub after: String,
+    pub wait: Duration,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]

@@ -411,6 +411,19 @@ pub struct RawItem {
     pub note: Option<String>,
     /// `status` fails when this check fails (default true).
     pub blocking: Option<bool>,
+    /// Action items: refused until `wait` has passed since the item `after` finished.
+    pub not_before: Option<S<RawNotBefore>>,
+}
+
+/// A time gate: `{ after = "decommission/stop-old", wait = "48h" }`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "NotBefore")]
+pub struct RawNotBefore {
+    /// The item (`phase/item`, a manual or action item) whose finish starts the wait.
+    pub after: S<String>,
+    /// How long after it finished this item may run (`48h`, `30m`).
+    pub wait: S<String>,
 }
 
 /// An item's rollback: an `action` and its keys.

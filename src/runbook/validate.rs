@@ -1260,7 +1260,89 @@ impl<'a> Validator<'a> {
             }
             out.push(Phase { id: p.id.get_ref().clone(), title: p.title.get_ref().clone(), items });
         }
+        self.not_before_targets(phases, &out);
         out
+    }
+
+    /// Each `not_before.after` names another manual or action item: the
+    /// kinds whose finish cutover records (a tick, an applied action).
+    fn not_before_targets(&mut self, raw: &[S<RawPhase>], phases: &[Phase]) {
+        let keys: Vec<String> = phases
+            .iter()
+            .flat_map(|p| {
+                p.items
+                    .iter()
+                    .filter(|i| {
+                        !matches!(i.kind, ItemKind::Check { .. } | ItemKind::Action { action: Action::Rollout })
+                    })
+                    .map(move |i| format!("{}/{}", p.id, i.id))
+            })
+            .collect();
+        for p in raw {
+            let p = p.get_ref();
+            for it in &p.items {
+                let it = it.get_ref();
+                let Some(nb) = &it.not_before else { continue };
+                let after = nb.get_ref().after.get_ref();
+                let own = format!("{}/{}", p.id.get_ref(), it.id.get_ref());
+                let hint = || format!("name a manual or action item as phase/item: one of {}", one_of(&keys));
+                if *after == own {
+                    self.err(nb.get_ref().after.span(), format!("item `{own}` waits for itself"), hint());
+                    continue;
+                }
+                let item = after.split_once('/').and_then(|(ph, i)| {
+                    phases.iter().find(|x| x.id == ph).and_then(|x| x.items.iter().find(|y| y.id == i))
+                });
+                match item {
+                    None => {
+                        self.err(nb.get_ref().after.span(), format!("not_before names unknown item `{after}`"), hint())
+                    }
+                    Some(i) if matches!(i.kind, ItemKind::Check { .. }) => self.err(
+                        nb.get_ref().after.span(),
+                        format!("not_before names check item `{after}`, which records no finish time"),
+                        hint(),
+                    ),
+                    Some(i) if matches!(i.kind, ItemKind::Action { action: Action::Rollout }) => self.err(
+                        nb.get_ref().after.span(),
+                        format!("not_before names the rollout `{after}`, whose finish is not recorded as an item's"),
+                        "add a manual item ticked once the rollout is complete and name it instead",
+                    ),
+                    Some(_) => {}
+                }
+            }
+        }
+    }
+
+    /// An action item's time gate, its wait parsed; `after` is resolved by
+    /// `not_before_targets` once every phase is known.
+    fn not_before(&mut self, it: &RawItem, action: Option<&Action>) -> Option<NotBefore> {
+        let nb = it.not_before.as_ref()?;
+        match action {
+            None => {
+                self.err(
+                    nb.span(),
+                    "`not_before` applies to action items only",
+                    "move it to the action item that must wait, or remove it",
+                );
+                return None;
+            }
+            Some(Action::Rollout) => {
+                self.err(
+                    nb.span(),
+                    "`not_before` does not apply to the rollout",
+                    "gate the actions after it instead, or remove it",
+                );
+                return None;
+            }
+            Some(_) => {}
+        }
+        let raw = nb.get_ref();
+        let wait = self.duration(&raw.wait, "not_before wait")?;
+        if wait.is_zero() {
+            self.err(raw.wait.span(), "not_before wait is 0s", "give how long to wait, like 48h or 30m");
+            return None;
+        }
+        Some(NotBefore { after: raw.after.get_ref().clone(), wait })
     }
 
     fn item(&mut self, names: &Names, it: &RawItem) -> Option<Item> {
@@ -1328,6 +1410,10 @@ impl<'a> Validator<'a> {
             let rb = r.get_ref();
             self.action(names, &rb.action, &rb.params())
         });
+        let not_before = match &kind {
+            ItemKind::Action { action } => self.not_before(it, Some(action)),
+            _ => self.not_before(it, None),
+        };
         Some(Item {
             id: it.id.get_ref().clone(),
             title: it.title.get_ref().clone(),
@@ -1335,6 +1421,7 @@ impl<'a> Validator<'a> {
             rollback,
             note: it.note.clone(),
             blocking: it.blocking.unwrap_or(true),
+            not_before,
         })
     }
 

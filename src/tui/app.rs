@@ -168,6 +168,9 @@ pub struct App {
     pub action_progress: BTreeMap<String, (u64, u64, String)>,
     /// Derived from `live` after every change; what render draws.
     pub snap: Snapshot,
+    /// The audit lines time-gated items wait on (`drive::not_before`),
+    /// reloaded by the loop when the audit log grows.
+    pub gate_audit: Vec<crate::store::audit::AuditLine>,
 }
 
 const LOG_LINES: usize = 500;
@@ -209,6 +212,7 @@ impl App {
             action_results: BTreeMap::new(),
             action_progress: BTreeMap::new(),
             snap,
+            gate_audit: Vec::new(),
         }
     }
 
@@ -217,6 +221,12 @@ impl App {
         while self.log.len() > LOG_LINES {
             self.log.pop_front();
         }
+    }
+
+    /// The window of a time-gated item, None when it has no gate.
+    pub fn gate_window(&self, it: &crate::runbook::Item) -> Option<crate::drive::not_before::Window> {
+        let nb = it.not_before.as_ref()?;
+        Some(crate::drive::not_before::window(&self.rb, nb, &self.checklist, &self.gate_audit, self.now))
     }
 
     pub(super) fn resnap(&mut self) {

@@ -240,6 +240,13 @@ fn run_item(app: &mut App, rollback: bool) -> Vec<Command> {
             let name = a.map_or_else(|| "action".to_string(), |a| a.summary());
             return vec![Command::Refused { action: format!("{name} ({key})") }];
         }
+        if !rollback
+            && let (Some(nb), Some(w)) = (&it.not_before, app.gate_window(&it))
+            && let Some(refusal) = crate::drive::not_before::refusal(&key, nb, &w, app.now)
+        {
+            app.log(refusal);
+            return Vec::new();
+        }
         if !rollback && matches!(it.kind, ItemKind::Action { action: crate::runbook::Action::Rollout }) {
             return perform(app, KeyAction::StartRollout);
         }
