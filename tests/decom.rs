@@ -14,9 +14,15 @@ use cutover::sandbox::Sandbox;
 /// staging-to-production with its checklist replaced by `phases`, written
 /// to `dir`: the runbook and its path.
 fn runbook_with_phases(dir: &Path, phases: &str) -> (Runbook, PathBuf) {
+    runbook_edited(dir, phases, |t| t)
+}
+
+/// As `runbook_with_phases`, the text edited by `edit` before it is written.
+fn runbook_edited(dir: &Path, phases: &str, edit: impl Fn(String) -> String) -> (Runbook, PathBuf) {
     let text =
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("runbooks/staging-to-production.toml"))
             .unwrap();
+    let text = edit(text);
     let (head, rest) = text.split_once("\n[[phases]]").unwrap();
     let sandbox = &rest[rest.find("\n[sandbox]").unwrap()..];
     let path = dir.join("decom.toml");
@@ -143,5 +149,88 @@ async fn decom_time_gate_refuses_early_counts_down_in_the_cockpit_and_opens_afte
     let gated_stages: Vec<&str> =
         stages.iter().filter(|(a, _)| a.ends_with(&format!("({gated})"))).map(|(_, s)| s.as_str()).collect();
     assert_eq!(gated_stages, ["refused", "refused", "intent", "applied"], "{stages:#?}");
+    sb.down().await;
+}
+
+const BACKUPS: &str = r#"
+[[phases]]
+id = "backup"
+title = "Backups of old production"
+
+[[phases.items]]
+id = "images"
+title = "An AMI of each old production instance"
+kind = "action"
+action = "create_image"
+environment = "production"
+no_reboot = true
+
+[[phases.items]]
+id = "redis"
+title = "A snapshot of old production's ElastiCache"
+kind = "action"
+action = "snapshot_redis"
+redis = "prod-cache"
+"#;
+
+/// The runbook with prod-cache an ElastiCache replication group.
+fn with_elasticache(dir: &Path, phases: &str) -> (Runbook, PathBuf) {
+    runbook_edited(dir, phases, |t| t.replace(r#"["prod-redis"] }"#, r#"["prod-redis"], elasticache = "prod-cache" }"#))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decom_create_image_and_snapshot_redis_wait_until_available_tagged_and_audited() {
+    use common::tmux::audit_lines;
+    let dir = tempfile::tempdir().unwrap();
+    let (rb, path) = with_elasticache(dir.path(), BACKUPS);
+    let p = path.to_str().unwrap();
+    let sb = sandbox(&rb, "il-central-1").await;
+    let production: std::collections::BTreeSet<String> =
+        sb.world.instances.iter().filter(|i| i.environment == "production").map(|i| i.id.clone()).collect();
+    assert_eq!(production.len(), 2);
+
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["run", p, "backup/images", "--dry-run"]).await;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("without rebooting, wait until available"), "{out}");
+    assert!(out.contains("dry run: nothing was sent"), "{out}");
+    let images = sb.clients.ec2.describe_images().owners("self").send().await.unwrap();
+    assert!(images.images().is_empty(), "a dry run creates nothing");
+
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["run", p, "backup/images", "--yes"]).await;
+    assert_eq!(code, Some(0), "{out}");
+    // The proxy keeps new AMIs pending (as AWS does): the run waited through it.
+    assert!(out.contains("progress 0/2: 0 of 2 AMIs available"), "{out}");
+    assert!(out.contains("progress 2/2: 2 of 2 AMIs available"), "{out}");
+    let images = sb.clients.ec2.describe_images().owners("self").send().await.unwrap();
+    let mut of_instance = std::collections::BTreeMap::new();
+    for i in images.images() {
+        let tag = |k: &str| i.tags().iter().find(|t| t.key() == Some(k)).and_then(|t| t.value()).map(str::to_string);
+        assert_eq!(i.state().map(|s| s.as_str()), Some("available"), "{i:?}");
+        assert_eq!(tag("cutover:runbook").as_deref(), Some("staging-to-production"), "{i:?}");
+        assert_eq!(tag("cutover:item").as_deref(), Some("backup/images"), "{i:?}");
+        of_instance.insert(tag("cutover:instance").unwrap(), i.image_id().unwrap().to_string());
+    }
+    assert_eq!(of_instance.keys().cloned().collect::<std::collections::BTreeSet<_>>(), production);
+    let audit = audit_lines(dir.path(), &rb.name);
+    let stages: Vec<&str> = audit.iter().map(|l| l["stage"].as_str().unwrap()).collect();
+    assert_eq!(stages, ["intent", "applied"], "{audit:#?}");
+    let applied = audit[1]["detail"].as_str().unwrap();
+    for (instance, ami) in &of_instance {
+        assert!(applied.contains(&format!("{ami} of {instance}")), "the audit names each AMI: {applied}");
+    }
+
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["run", p, "backup/redis", "--yes"]).await;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("creating"), "waited while the snapshot was creating: {out}");
+    let snaps = sb.clients.elasticache.describe_snapshots().send().await.unwrap();
+    let manual: Vec<_> =
+        snaps.snapshots().iter().filter(|s| s.snapshot_name().is_some_and(|n| n.starts_with("cutover-"))).collect();
+    assert_eq!(manual.len(), 1, "{snaps:?}");
+    assert_eq!(manual[0].snapshot_status(), Some("available"));
+    assert_eq!(manual[0].replication_group_id(), Some("prod-cache"));
+    let audit = audit_lines(dir.path(), &rb.name);
+    let last = audit.last().unwrap();
+    assert_eq!(last["stage"], "applied");
+    assert!(last["detail"].as_str().unwrap().contains(manual[0].snapshot_name().unwrap()), "{last}");
     sb.down().await;
 }

@@ -69,6 +69,20 @@ title = "start"
 kind = "action"
 action = "start_instances"
 environment = "staging"
+
+[[phases.items]]
+id = "images"
+title = "images"
+kind = "action"
+action = "create_image"
+environment = "production"
+
+[[phases.items]]
+id = "redis-snapshot"
+title = "redis snapshot"
+kind = "action"
+action = "snapshot_redis"
+redis = "prod-cache"
 "#;
 
 /// Everything a mutation could touch, as text: records, groups, target
@@ -79,7 +93,15 @@ async fn world(sb: &Sandbox) -> String {
     let groups = c.ec2.describe_security_groups().send().await.unwrap();
     let instances = c.ec2.describe_instances().send().await.unwrap();
     let tgs = c.elb.describe_target_groups().send().await.unwrap();
-    let mut out = format!("{:?}\n{:?}\n", records.resource_record_sets(), groups.security_groups());
+    let images = c.ec2.describe_images().owners("self").send().await.unwrap();
+    let snapshots = c.elasticache.describe_snapshots().send().await.unwrap();
+    let mut out = format!(
+        "{:?}\n{:?}\n{:?}\n{:?}\n",
+        records.resource_record_sets(),
+        groups.security_groups(),
+        images.images(),
+        snapshots.snapshots()
+    );
     for r in instances.reservations() {
         for i in r.instances() {
             out += &format!("{:?} {:?}\n", i.instance_id(), i.state().and_then(|s| s.name()));
@@ -125,6 +147,8 @@ async fn read_only_refuses_every_mutation_headless_and_changes_nothing() {
     let state = dir.path().join("state");
     let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("runbooks/demo.toml")).unwrap();
     let (head, tail) = text.split_once("[sandbox]").unwrap();
+    // prod-cache an ElastiCache replication group, for snapshot_redis.
+    let head = head.replacen(r#"["prod-redis"] }"#, r#"["prod-redis"], elasticache = "prod-cache" }"#, 1);
     let path = dir.path().join("every.toml");
     std::fs::write(&path, format!("{head}{EVERY_ACTION}\n[sandbox]{tail}")).unwrap();
     let rb = cutover::runbook::load(&path).unwrap_or_else(|e| panic!("{e}"));

@@ -349,3 +349,74 @@ pub async fn instance_shapes(
     out.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
     Ok(out)
 }
+
+/// An AMI as DescribeImages reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Image {
+    pub id: String,
+    /// pending, available, invalid, deregistered, transient, failed, error, disabled.
+    pub state: String,
+    /// Why it failed, when it did (StateReason).
+    pub reason: Option<String>,
+    /// When it was created (RFC 3339, as AWS says it).
+    pub created: Option<String>,
+    pub tags: BTreeMap<String, String>,
+}
+
+/// CreateImage of one instance, tagging the image (moto, unlike AWS, cannot
+/// tag the snapshots on creation, so only the image is tagged). Returns the
+/// new image's id; it starts `pending`.
+pub async fn create_image(
+    ec2: &aws_sdk_ec2::Client,
+    instance_id: &str,
+    name: &str,
+    no_reboot: bool,
+    tags: &[(String, String)],
+) -> AwsResult<String> {
+    use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification};
+    let spec = TagSpecification::builder()
+        .resource_type(ResourceType::Image)
+        .set_tags(Some(tags.iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect()))
+        .build();
+    let out = ec2
+        .create_image()
+        .instance_id(instance_id)
+        .name(name)
+        .description(format!("{name} (cutover)"))
+        .no_reboot(no_reboot)
+        .tag_specifications(spec)
+        .send()
+        .await
+        .map_err(|e| sdk_error("CreateImage", e))?;
+    out.image_id().map(str::to_string).ok_or_else(|| AwsError::not_found("CreateImage", "no image id in the reply"))
+}
+
+/// DescribeImages of the caller's own images, by id or by tags (every page).
+pub async fn describe_images(
+    ec2: &aws_sdk_ec2::Client,
+    ids: &[String],
+    tags: &[(String, String)],
+) -> AwsResult<Vec<Image>> {
+    let mut req = ec2.describe_images().owners("self");
+    if !ids.is_empty() {
+        req = req.set_image_ids(Some(ids.to_vec()));
+    }
+    for (k, v) in tags {
+        req = req.filters(Filter::builder().name(format!("tag:{k}")).values(v).build());
+    }
+    let mut out = Vec::new();
+    let mut pages = req.into_paginator().send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| sdk_error("DescribeImages", e))?;
+        for i in page.images() {
+            out.push(Image {
+                id: i.image_id().unwrap_or_default().to_string(),
+                state: i.state().map(|s| s.as_str().to_string()).unwrap_or_default(),
+                reason: i.state_reason().and_then(|r| r.message()).map(str::to_string),
+                created: i.creation_date().map(str::to_string),
+                tags: i.tags().iter().filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string()))).collect(),
+            });
+        }
+    }
+    Ok(out)
+}

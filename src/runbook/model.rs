@@ -559,6 +559,16 @@ pub enum Action {
     StartInstances {
         environment: String,
     },
+    /// An AMI of each of the environment's instances, waited on until available.
+    CreateImage {
+        environment: String,
+        /// Without rebooting the instances (AWS reboots by default).
+        no_reboot: bool,
+    },
+    /// A snapshot of an ElastiCache Redis endpoint, waited on until available.
+    SnapshotRedis {
+        redis: String,
+    },
 }
 
 impl Action {
@@ -576,6 +586,8 @@ impl Action {
             Action::CopyRedis { .. } => "copy_redis",
             Action::StopInstances { .. } => "stop_instances",
             Action::StartInstances { .. } => "start_instances",
+            Action::CreateImage { .. } => "create_image",
+            Action::SnapshotRedis { .. } => "snapshot_redis",
         }
     }
 
@@ -591,9 +603,10 @@ impl Action {
             | Action::AuthorizeRedisIngress { environment }
             | Action::RevokeRedisIngress { environment }
             | Action::StopInstances { environment }
-            | Action::StartInstances { environment } => Side::Environment(environment.clone()),
-            Action::CopyRedis { to_redis, .. } => {
-                rb.redis_endpoint(to_redis).map_or(Side::Dns, |r| Side::Environment(r.environment.clone()))
+            | Action::StartInstances { environment }
+            | Action::CreateImage { environment, .. } => Side::Environment(environment.clone()),
+            Action::CopyRedis { to_redis: redis, .. } | Action::SnapshotRedis { redis } => {
+                rb.redis_endpoint(redis).map_or(Side::Dns, |r| Side::Environment(r.environment.clone()))
             }
         }
     }
@@ -615,6 +628,10 @@ impl Action {
             | Action::RevokeRedisIngress { environment }
             | Action::StopInstances { environment }
             | Action::StartInstances { environment } => format!("{kind} {environment}"),
+            Action::CreateImage { environment, no_reboot } => {
+                format!("{kind} {environment}{}", if *no_reboot { " (no reboot)" } else { "" })
+            }
+            Action::SnapshotRedis { redis } => format!("{kind} {redis}"),
         }
     }
 }

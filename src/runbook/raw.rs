@@ -405,6 +405,10 @@ pub struct RawItem {
     pub pattern: Option<S<String>>,
     /// `key_counts_match`: keys the counts may differ by (default 0).
     pub tolerance: Option<S<i64>>,
+    /// `create_image`: take the image without rebooting the instance (default false: AWS reboots for a consistent file system).
+    pub no_reboot: Option<S<bool>>,
+    /// `snapshot_redis`: the Redis endpoint (one with `elasticache`) to snapshot.
+    pub redis: Option<S<String>>,
     /// Manual and action items: the action that undoes this one.
     pub rollback: Option<S<RawRollback>>,
     /// Free text shown with the item.
@@ -451,6 +455,10 @@ pub struct RawRollback {
     pub pattern: Option<S<String>>,
     /// Keys the counts may differ by.
     pub tolerance: Option<S<i64>>,
+    /// `create_image`: without rebooting the instance.
+    pub no_reboot: Option<S<bool>>,
+    /// `snapshot_redis`: the Redis endpoint to snapshot.
+    pub redis: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -550,6 +558,8 @@ pub struct Params<'a> {
     pub to_redis: Option<&'a S<String>>,
     pub pattern: Option<&'a S<String>>,
     pub tolerance: Option<&'a S<i64>>,
+    pub no_reboot: Option<&'a S<bool>>,
+    pub redis: Option<&'a S<String>>,
 }
 
 macro_rules! params_of {
@@ -565,6 +575,8 @@ macro_rules! params_of {
                     to_redis: self.to_redis.as_ref(),
                     pattern: self.pattern.as_ref(),
                     tolerance: self.tolerance.as_ref(),
+                    no_reboot: self.no_reboot.as_ref(),
+                    redis: self.redis.as_ref(),
                 }
             }
         }

@@ -116,6 +116,8 @@ struct Names {
     redis_envs: BTreeSet<String>,
     alarms: BTreeSet<String>,
     redis: BTreeSet<String>,
+    /// Redis endpoints that are ElastiCache replication groups.
+    elasticache: BTreeSet<String>,
 }
 
 impl<'a> Validator<'a> {
@@ -303,6 +305,7 @@ impl<'a> Validator<'a> {
                 .collect(),
             alarms: BTreeSet::new(),
             redis: BTreeSet::new(),
+            elasticache: BTreeSet::new(),
         };
         if raw.environments.get_ref().len() < 2 {
             self.err(raw.environments.span(), "a runbook needs at least two environments", "declare the side traffic leaves and the side it goes to, e.g. [environments.production] and [environments.staging]");
@@ -319,6 +322,9 @@ impl<'a> Validator<'a> {
                     );
                 } else {
                     seen_redis.insert(n.get_ref().clone(), n.span());
+                }
+                if r.get_ref().elasticache.is_some() {
+                    names.elasticache.insert(n.get_ref().clone());
                 }
             }
         }
@@ -1607,6 +1613,25 @@ impl<'a> Validator<'a> {
                     pattern: p.pattern.map(|m| m.get_ref().clone()),
                 }
             }
+            "create_image" => {
+                self.forbid(kind, "action", &present, &["environment", "no_reboot"]);
+                let e = self.require(p.environment, "environment", kind, at, &env_example(names))?;
+                let environment = self.env_ref(names, e);
+                Action::CreateImage { environment, no_reboot: p.no_reboot.is_some_and(|b| *b.get_ref()) }
+            }
+            "snapshot_redis" => {
+                self.forbid(kind, "action", &present, &["redis"]);
+                let r = self.require(p.redis, "redis", kind, at, "\"old-cache\"")?;
+                let redis = self.redis_ref(names, r);
+                if names.redis.contains(&redis) && !names.elasticache.contains(&redis) {
+                    self.err(
+                        r.span(),
+                        format!("Redis endpoint `{redis}` is not an ElastiCache replication group"),
+                        "set `elasticache = \"GROUP-ID\"` on the endpoint, or snapshot a self-managed Redis another way",
+                    );
+                }
+                Action::SnapshotRedis { redis }
+            }
             other => {
                 self.err(at, format!("unknown action `{other}`"), format!("use one of {}", one_of(ACTIONS)));
                 return None;
@@ -1799,6 +1824,8 @@ fn params_present(p: &Params) -> Vec<(&'static str, Option<std::ops::Range<usize
         ("to_redis", p.to_redis.map(|x| x.span())),
         ("match", p.pattern.map(|x| x.span())),
         ("tolerance", p.tolerance.map(|x| x.span())),
+        ("no_reboot", p.no_reboot.map(|x| x.span())),
+        ("redis", p.redis.map(|x| x.span())),
     ]
 }
 

@@ -239,6 +239,21 @@ action = "start_instances"
 environment = "blue"
 not_before = { after = "traffic/shift", wait = "1d" }
 ''')
+fx("snapshot-redis-not-elasticache", "snapshot_redis of a Redis that is not ElastiCache, and create_image without its environment", append='''
+[[phases.items]]
+id = "snapshot"
+title = "Snapshot blue's Redis"
+kind = "action"
+action = "snapshot_redis"
+redis = "blue-cache"
+
+[[phases.items]]
+id = "images"
+title = "AMIs of blue"
+kind = "action"
+action = "create_image"
+no_reboot = true
+''')
 fx("multi-error", "several mistakes, reported together in line order",
    ('initial_weights = { blue = 100, green = 0 }', 'initial_weights = { blue = 300, green = 0 }'),
    ('steps = [10, 50, 100]', 'steps = [10, 50, 30, 100]'),
