@@ -234,3 +234,161 @@ async fn decom_create_image_and_snapshot_redis_wait_until_available_tagged_and_a
     assert!(last["detail"].as_str().unwrap().contains(manual[0].snapshot_name().unwrap()), "{last}");
     sb.down().await;
 }
+
+const DECOMMISSION: &str = r#"
+[[phases]]
+id = "decommission"
+title = "Decommission old production"
+
+[[phases.items]]
+id = "images"
+title = "An AMI of each old production instance"
+kind = "action"
+action = "create_image"
+environment = "production"
+no_reboot = true
+
+[[phases.items]]
+id = "stop-old"
+title = "Stop the old production instances"
+kind = "action"
+action = "stop_instances"
+environment = "production"
+rollback = { action = "start_instances", environment = "production" }
+
+[[phases.items]]
+id = "terminate"
+title = "Terminate old production after the window"
+kind = "action"
+action = "terminate_instances"
+environment = "production"
+not_before = { after = "decommission/stop-old", wait = "20s" }
+
+[[phases.items]]
+id = "app-group"
+title = "Delete old production's app group"
+kind = "action"
+action = "delete_security_groups"
+environment = "production"
+security_groups = ["prod-app"]
+
+[[phases.items]]
+id = "redis-group"
+title = "Delete old production's Redis group"
+kind = "action"
+action = "delete_security_groups"
+environment = "production"
+security_groups = ["prod-redis"]
+"#;
+
+/// Whether a security group of this name still exists.
+async fn group_exists(sb: &Sandbox, name: &str) -> bool {
+    let all = sb.clients.ec2.describe_security_groups().send().await.unwrap();
+    all.security_groups().iter().any(|g| g.group_name() == Some(name))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decom_terminate_needs_stopped_instances_the_window_and_the_typed_name_and_groups_go_only_unused() {
+    use common::tmux::audit_lines;
+    let dir = tempfile::tempdir().unwrap();
+    let (rb, path) = runbook_with_phases(dir.path(), DECOMMISSION);
+    let p = path.to_str().unwrap();
+    let sb = sandbox(&rb, "ap-southeast-5").await;
+    let run = |args: Vec<&'static str>| {
+        let (sb, rb, dir) = (&sb, &rb, dir.path());
+        async move {
+            let mut all = vec!["run", p];
+            all.extend(args);
+            run_cutover_all(sb, rb, dir, &all).await
+        }
+    };
+    let confirm = ["--yes", "--confirm-name", "production"];
+    let prod: Vec<String> =
+        sb.world.instances.iter().filter(|i| i.environment == "production").map(|i| i.id.clone()).collect();
+
+    let (code, out) = run(vec!["decommission/images", "--yes"]).await;
+    assert_eq!(code, Some(0), "{out}");
+
+    // Groups in use are refused, naming what uses them.
+    let (code, out) = run([&["decommission/app-group"][..], &confirm].concat()).await;
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("security groups still in use: prod-app"), "{out}");
+    for id in &prod {
+        assert!(out.contains(&format!("instance {id} (running)")), "{id}: {out}");
+    }
+    assert!(out.contains("a rule of group prod-redis"), "{out}");
+    assert!(group_exists(&sb, "prod-app").await);
+
+    // Before the stop: the window has not begun.
+    let (code, out) = run([&["decommission/terminate"][..], &confirm].concat()).await;
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("decommission/stop-old finished, and it has not"), "{out}");
+    let (code, out) = run(vec!["decommission/stop-old", "--yes"]).await;
+    assert_eq!(code, Some(0), "{out}");
+    eventually(Duration::from_secs(30), "old production stopped", || async {
+        all_in(&sb, "production", "stopped").await.then_some(())
+    })
+    .await;
+    let stopped_at = Instant::now();
+    let (code, out) = run([&["decommission/terminate"][..], &confirm].concat()).await;
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("s left, it opens at"), "{out}");
+
+    tokio::time::sleep(Duration::from_secs(21).saturating_sub(stopped_at.elapsed())).await;
+    // Another client starts one instance again: only stopped instances are terminated.
+    sb.clients.ec2.start_instances().instance_ids(&prod[0]).send().await.unwrap();
+    let (code, out) = run([&["decommission/terminate"][..], &confirm].concat()).await;
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("only stopped instances are terminated:") && out.contains(&prod[0]), "{out}");
+    sb.clients.ec2.stop_instances().instance_ids(&prod[0]).send().await.unwrap();
+    eventually(Duration::from_secs(30), "old production stopped again", || async {
+        all_in(&sb, "production", "stopped").await.then_some(())
+    })
+    .await;
+
+    // --yes alone, or the wrong name, is not enough.
+    let (code, out) = run(vec!["decommission/terminate", "--yes"]).await;
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("NO ROLLBACK") && out.contains("confirm with --confirm-name production"), "{out}");
+    let (code, out) = run(vec!["decommission/terminate", "--yes", "--confirm-name", "staging"]).await;
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("(`staging` was given)"), "{out}");
+    assert!(all_in(&sb, "production", "stopped").await, "nothing terminated");
+
+    let (code, out) = run([&["decommission/terminate"][..], &confirm].concat()).await;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(all_in(&sb, "production", "terminated").await, "{:?}", states(&sb, "production").await);
+    // The audit names each instance with the AMI taken of it.
+    let images = sb.clients.ec2.describe_images().owners("self").send().await.unwrap();
+    let ami_of = |id: &str| {
+        images
+            .images()
+            .iter()
+            .find(|i| i.tags().iter().any(|t| t.key() == Some("cutover:instance") && t.value() == Some(id)))
+            .and_then(|i| i.image_id())
+            .unwrap()
+            .to_string()
+    };
+    let audit = audit_lines(dir.path(), &rb.name);
+    let applied = audit
+        .iter()
+        .find(|l| l["stage"] == "applied" && l["action"] == "terminate_instances production (decommission/terminate)")
+        .unwrap_or_else(|| panic!("{audit:#?}"));
+    for id in &prod {
+        assert_eq!(applied["before"][id]["ami"], ami_of(id), "{applied}");
+        assert!(applied["detail"].as_str().unwrap().contains(&format!("{} of {id}", ami_of(id))), "{applied}");
+    }
+
+    // prod-redis is used by nothing: it goes. Then prod-app, whose users are gone.
+    let (code, out) = run([&["decommission/redis-group"][..], &confirm].concat()).await;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(!group_exists(&sb, "prod-redis").await);
+    assert!(group_exists(&sb, "prod-app").await);
+    let (code, out) = run([&["decommission/app-group"][..], &confirm].concat()).await;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(!group_exists(&sb, "prod-app").await);
+    let (code, out) = run([&["decommission/app-group"][..], &confirm].concat()).await;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("nothing to do: none of prod-app exists"), "{out}");
+    sb.down().await;
+}

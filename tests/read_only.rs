@@ -83,6 +83,22 @@ title = "redis snapshot"
 kind = "action"
 action = "snapshot_redis"
 redis = "prod-cache"
+
+[[phases.items]]
+id = "terminate"
+title = "terminate"
+kind = "action"
+action = "terminate_instances"
+environment = "production"
+not_before = { after = "every/start", wait = "1s" }
+
+[[phases.items]]
+id = "groups"
+title = "groups"
+kind = "action"
+action = "delete_security_groups"
+environment = "production"
+security_groups = ["prod-redis"]
 "#;
 
 /// Everything a mutation could touch, as text: records, groups, target
@@ -234,6 +250,7 @@ async fn read_only_refuses_every_mutation_headless_and_changes_nothing() {
 
     let mut commands: Vec<Vec<String>> = Vec::new();
     let mut later: Vec<Vec<String>> = Vec::new();
+    let mut when_all_stopped: Vec<Vec<String>> = Vec::new();
     let mut kinds = std::collections::BTreeSet::new();
     for phase in &rb.phases {
         for item in &phase.items {
@@ -246,6 +263,8 @@ async fn read_only_refuses_every_mutation_headless_and_changes_nothing() {
                     "rollout" => {}
                     // Needs a rule cutover added: after the authorize item has been refused.
                     "revoke_redis_ingress" => later.push(cmd),
+                    // Terminates only stopped instances: after every production instance is stopped.
+                    "terminate_instances" => when_all_stopped.push(cmd),
                     _ => commands.push(cmd),
                 }
                 kinds.insert(kind);
@@ -292,6 +311,18 @@ async fn read_only_refuses_every_mutation_headless_and_changes_nothing() {
     let after = world(&sb).await;
     assert!(after == before, "AWS is exactly as it was:\n{}", diff_lines(&before, &after));
     commands.extend(later);
+
+    // Every production instance stopped, so terminating them would change something.
+    for i in sb.world.instances.iter().filter(|i| i.environment == "production") {
+        sb.clients.ec2.stop_instances().instance_ids(&i.id).send().await.unwrap();
+    }
+    let before = world(&sb).await;
+    for c in &when_all_stopped {
+        refused(&sb, &rb, &state, c).await;
+    }
+    let after = world(&sb).await;
+    assert!(after == before, "AWS is exactly as it was:\n{}", diff_lines(&before, &after));
+    commands.extend(when_all_stopped);
     refusals += commands.len();
 
     // Every refusal is audited, by `authority::authorise`: one `refused` line per

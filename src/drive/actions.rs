@@ -57,6 +57,15 @@ pub enum Step {
         endpoint: String,
         replication_group: String,
     },
+    /// Stopped instances terminated; `amis`: the AMI cutover took of each, if any.
+    Terminate {
+        instance_ids: Vec<String>,
+        amis: std::collections::BTreeMap<String, String>,
+    },
+    /// Security groups nothing uses, deleted: (id, name).
+    DeleteGroups {
+        groups: Vec<(String, String)>,
+    },
 }
 
 /// How long an AMI or a snapshot may take to become available before the
@@ -111,6 +120,21 @@ impl Step {
             Step::SnapshotRedis { endpoint, replication_group } => {
                 format!("snapshot {endpoint} (ElastiCache {replication_group}), wait until available")
             }
+            Step::Terminate { instance_ids, amis } => format!(
+                "terminate {} (no rollback)",
+                instance_ids
+                    .iter()
+                    .map(|id| match amis.get(id) {
+                        Some(ami) => format!("{id} (AMI {ami})"),
+                        None => format!("{id} (no AMI taken by cutover)"),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            Step::DeleteGroups { groups } => format!(
+                "delete security groups {} (no rollback)",
+                groups.iter().map(|(id, name)| format!("{name} ({id})")).collect::<Vec<_>>().join(", ")
+            ),
             Step::CopyRedis(c) => format!(
                 "copy keys{} from {} ({}) to {} ({}) with their TTLs; stop if the target has one of them",
                 c.pattern.as_deref().map(|p| format!(" matching {p}")).unwrap_or_default(),
@@ -133,6 +157,18 @@ pub struct ActionPlan {
     pub noop: Option<String>,
     /// The side whose clients plan and apply it (`Action::side`).
     pub side: crate::runbook::Side,
+}
+
+impl ActionPlan {
+    /// The name a person must type to confirm it (its environment's) when it
+    /// cannot be undone: it terminates instances or deletes groups.
+    pub fn confirm_name(&self) -> Option<&str> {
+        let gone = self.steps.iter().any(|s| matches!(s, Step::Terminate { .. } | Step::DeleteGroups { .. }));
+        match &self.side {
+            crate::runbook::Side::Environment(e) if gone => Some(e),
+            _ => None,
+        }
+    }
 }
 
 async fn env_data(clients: &Clients, rb: &Runbook, env: &str) -> Result<EnvironmentData, PlanError> {
@@ -182,6 +218,10 @@ pub async fn plan_with_vars(
             plan_images(clients, rb, environment, *no_reboot, &mut p).await?
         }
         Action::SnapshotRedis { redis } => plan_snapshot(clients, rb, redis, &mut p).await?,
+        Action::TerminateInstances { environment } => plan_terminate(clients, rb, environment, &mut p).await?,
+        Action::DeleteSecurityGroups { environment, security_groups } => {
+            plan_delete_groups(clients, rb, environment, security_groups, &mut p).await?
+        }
     }
     Ok(p)
 }
@@ -413,6 +453,111 @@ async fn plan_snapshot(clients: &Clients, rb: &Runbook, redis: &str, p: &mut Act
     Ok(())
 }
 
+/// The environment's instances terminated: refused unless every one is
+/// stopped. Each is shown with the newest available AMI cutover took of it
+/// for this runbook (its tags), which the audit then records.
+async fn plan_terminate(
+    clients: &Clients,
+    rb: &Runbook,
+    environment: &str,
+    p: &mut ActionPlan,
+) -> Result<(), PlanError> {
+    let e = rb.environment(environment).ok_or_else(|| PlanError::Refused("no environment".into()))?;
+    let list = ec2::describe_instances(&clients.ec2, &e.instances).await.map_err(|e| PlanError::Aws(e.to_string()))?;
+    let running: Vec<String> =
+        list.iter().filter(|i| i.state != "stopped").map(|i| format!("{} is {}", i.id, i.state)).collect();
+    if !running.is_empty() {
+        return Err(PlanError::Refused(format!(
+            "only stopped instances are terminated: {}; stop them first (stop_instances) and wait out the rollback window",
+            running.join(", ")
+        )));
+    }
+    let tags = [("cutover:runbook".to_string(), rb.name.clone())];
+    let images = ec2::describe_images(&clients.ec2, &[], &tags).await.map_err(|e| PlanError::Aws(e.to_string()))?;
+    let mut amis = std::collections::BTreeMap::new();
+    for i in &list {
+        // RFC 3339 times in one format sort as they happened: the newest last.
+        let newest = images
+            .iter()
+            .filter(|img| img.state == "available" && img.tags.get("cutover:instance") == Some(&i.id))
+            .max_by(|a, b| a.created.cmp(&b.created).then(a.id.cmp(&b.id)));
+        if let Some(img) = newest {
+            amis.insert(i.id.clone(), img.id.clone());
+        }
+    }
+    p.before = json!(
+        list.iter()
+            .map(|i| (i.id.clone(), json!({"state": i.state, "ami": amis.get(&i.id)})))
+            .collect::<serde_json::Map<_, _>>()
+    );
+    p.after = json!(list.iter().map(|i| (i.id.clone(), "terminated")).collect::<std::collections::BTreeMap<_, _>>());
+    if list.is_empty() {
+        p.noop = Some(format!("no instance of {environment} is left to terminate"));
+    } else {
+        p.steps.push(Step::Terminate { instance_ids: list.iter().map(|i| i.id.clone()).collect(), amis });
+    }
+    Ok(())
+}
+
+/// The named groups deleted: refused, naming what uses each, while anything
+/// does (a network interface, an instance, a load balancer, another group's rule).
+async fn plan_delete_groups(
+    clients: &Clients,
+    rb: &Runbook,
+    environment: &str,
+    names: &[String],
+    p: &mut ActionPlan,
+) -> Result<(), PlanError> {
+    let e = rb.environment(environment).ok_or_else(|| PlanError::Refused("no environment".into()))?;
+    let aws = |e: crate::aws::AwsError| PlanError::Aws(e.to_string());
+    // The environment's VPC, where names are looked up (its load balancer may be gone by now).
+    let lb = match &e.load_balancer {
+        Some(name) => elb::load_balancer(&clients.elb, name).await.ok(),
+        None => None,
+    };
+    let instances = ec2::describe_instances(&clients.ec2, &e.instances).await.map_err(aws)?;
+    let vpc = fetch::environment_vpc(e, lb.as_ref(), &instances);
+    let found = ec2::groups_found(&clients.ec2, names, vpc.as_ref()).await.map_err(aws)?;
+    if let Some(g) = found.iter().find(|g| g.name == "default") {
+        return Err(PlanError::Refused(format!("{} is a VPC's default group, which cannot be deleted", g.id)));
+    }
+    let mut before = serde_json::Map::new();
+    let mut in_use = Vec::new();
+    for asked in names {
+        let Some(g) = found.iter().find(|g| &g.asked == asked) else {
+            before.insert(asked.clone(), json!("not found (already deleted?)"));
+            continue;
+        };
+        let mut users = ec2::group_users(&clients.ec2, g).await.map_err(aws)?;
+        users.extend(
+            elb::load_balancers_using(&clients.elb, &g.id)
+                .await
+                .map_err(aws)?
+                .into_iter()
+                .map(|n| format!("load balancer {n}")),
+        );
+        before.insert(asked.clone(), json!({"id": g.id, "used_by": users}));
+        if !users.is_empty() {
+            in_use.push(format!("{} ({}) is used by {}", g.name, g.id, users.join(", ")));
+        }
+    }
+    p.before = json!(before);
+    if !in_use.is_empty() {
+        return Err(PlanError::Refused(format!(
+            "security groups still in use: {}; detach or delete what uses them first",
+            in_use.join("; ")
+        )));
+    }
+    let groups: Vec<(String, String)> = found.iter().map(|g| (g.id.clone(), g.name.clone())).collect();
+    p.after = json!(groups.iter().map(|(_, n)| (n.clone(), "deleted")).collect::<std::collections::BTreeMap<_, _>>());
+    if groups.is_empty() {
+        p.noop = Some(format!("none of {} exists", names.join(", ")));
+    } else {
+        p.steps.push(Step::DeleteGroups { groups });
+    }
+    Ok(())
+}
+
 /// `to` percent on the rollout's `to` side.
 async fn plan_shift(clients: &Clients, rb: &Runbook, to: u8, p: &mut ActionPlan) -> Result<(), PlanError> {
     let sp = shift::plan(clients, rb, crate::analysis::weights::weights_for_percent(to)).await?;
@@ -529,6 +674,30 @@ pub async fn apply(
         }
         Step::Start { instance_ids } => {
             ec2::start_instances(&clients.ec2, instance_ids).await.map_err(|e| e.to_string())?;
+        }
+        Step::Terminate { instance_ids, amis } => {
+            ec2::terminate_instances(&clients.ec2, instance_ids).await.map_err(|e| e.to_string())?;
+            let amis: Vec<String> = amis.iter().map(|(i, a)| format!("{a} of {i}")).collect();
+            return Ok(format!(
+                "terminated {}; AMIs kept: {}",
+                instance_ids.join(", "),
+                if amis.is_empty() { "none".to_string() } else { amis.join(", ") }
+            ));
+        }
+        Step::DeleteGroups { groups } => {
+            for (i, (id, name)) in groups.iter().enumerate() {
+                if let Err(e) = ec2::delete_security_group(&clients.ec2, id).await {
+                    let done: Vec<&str> = groups[..i].iter().map(|(_, n)| n.as_str()).collect();
+                    return Err(format!(
+                        "{name} ({id}): {e}; deleted before it: {}",
+                        if done.is_empty() { "none".to_string() } else { done.join(", ") }
+                    ));
+                }
+            }
+            return Ok(format!(
+                "deleted {}",
+                groups.iter().map(|(id, n)| format!("{n} ({id})")).collect::<Vec<_>>().join(", ")
+            ));
         }
         Step::CopyRedis(c) => return copy_redis(who, c, say).await,
         Step::Shift(p) => {

@@ -569,6 +569,17 @@ pub enum Action {
     SnapshotRedis {
         redis: String,
     },
+    /// Terminates the environment's instances, only once every one is
+    /// stopped; no rollback exists (confirmed by typing the environment's name).
+    TerminateInstances {
+        environment: String,
+    },
+    /// Deletes security groups that nothing uses any more; no rollback exists.
+    DeleteSecurityGroups {
+        environment: String,
+        /// Names (in the environment's VPC) or ids.
+        security_groups: Vec<String>,
+    },
 }
 
 impl Action {
@@ -588,6 +599,8 @@ impl Action {
             Action::StartInstances { .. } => "start_instances",
             Action::CreateImage { .. } => "create_image",
             Action::SnapshotRedis { .. } => "snapshot_redis",
+            Action::TerminateInstances { .. } => "terminate_instances",
+            Action::DeleteSecurityGroups { .. } => "delete_security_groups",
         }
     }
 
@@ -604,7 +617,9 @@ impl Action {
             | Action::RevokeRedisIngress { environment }
             | Action::StopInstances { environment }
             | Action::StartInstances { environment }
-            | Action::CreateImage { environment, .. } => Side::Environment(environment.clone()),
+            | Action::CreateImage { environment, .. }
+            | Action::TerminateInstances { environment }
+            | Action::DeleteSecurityGroups { environment, .. } => Side::Environment(environment.clone()),
             Action::CopyRedis { to_redis: redis, .. } | Action::SnapshotRedis { redis } => {
                 rb.redis_endpoint(redis).map_or(Side::Dns, |r| Side::Environment(r.environment.clone()))
             }
@@ -632,6 +647,21 @@ impl Action {
                 format!("{kind} {environment}{}", if *no_reboot { " (no reboot)" } else { "" })
             }
             Action::SnapshotRedis { redis } => format!("{kind} {redis}"),
+            Action::TerminateInstances { environment } => format!("{kind} {environment}"),
+            Action::DeleteSecurityGroups { environment, security_groups } => {
+                format!("{kind} {environment} {}", security_groups.join(", "))
+            }
+        }
+    }
+
+    /// The name a person types to confirm an action that cannot be undone
+    /// (its environment's); None for the others.
+    pub fn confirm_name(&self) -> Option<&str> {
+        match self {
+            Action::TerminateInstances { environment } | Action::DeleteSecurityGroups { environment, .. } => {
+                Some(environment)
+            }
+            _ => None,
         }
     }
 }

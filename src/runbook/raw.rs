@@ -409,6 +409,8 @@ pub struct RawItem {
     pub no_reboot: Option<S<bool>>,
     /// `snapshot_redis`: the Redis endpoint (one with `elasticache`) to snapshot.
     pub redis: Option<S<String>>,
+    /// `delete_security_groups`: the groups (names in the environment's VPC, or ids) to delete.
+    pub security_groups: Option<S<Vec<S<String>>>>,
     /// Manual and action items: the action that undoes this one.
     pub rollback: Option<S<RawRollback>>,
     /// Free text shown with the item.
@@ -459,6 +461,8 @@ pub struct RawRollback {
     pub no_reboot: Option<S<bool>>,
     /// `snapshot_redis`: the Redis endpoint to snapshot.
     pub redis: Option<S<String>>,
+    /// `delete_security_groups`: the groups to delete.
+    pub security_groups: Option<S<Vec<S<String>>>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -560,6 +564,7 @@ pub struct Params<'a> {
     pub tolerance: Option<&'a S<i64>>,
     pub no_reboot: Option<&'a S<bool>>,
     pub redis: Option<&'a S<String>>,
+    pub security_groups: Option<&'a S<Vec<S<String>>>>,
 }
 
 macro_rules! params_of {
@@ -577,6 +582,7 @@ macro_rules! params_of {
                     tolerance: self.tolerance.as_ref(),
                     no_reboot: self.no_reboot.as_ref(),
                     redis: self.redis.as_ref(),
+                    security_groups: self.security_groups.as_ref(),
                 }
             }
         }

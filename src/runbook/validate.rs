@@ -1420,6 +1420,24 @@ impl<'a> Validator<'a> {
             ItemKind::Action { action } => self.not_before(it, Some(action)),
             _ => self.not_before(it, None),
         };
+        if let ItemKind::Action { action } = &kind
+            && action.confirm_name().is_some()
+        {
+            if let Some(r) = &it.rollback {
+                self.err(
+                    r.span(),
+                    format!("`{}` cannot be undone, so it has no rollback", action.kind()),
+                    "remove the rollback (take backups first: create_image, snapshot_redis)",
+                );
+            }
+            if matches!(action, Action::TerminateInstances { .. }) && it.not_before.is_none() {
+                self.err(
+                    it.action.as_ref().map_or(it.kind.span(), |a| a.span()),
+                    "terminate_instances needs a rollback window",
+                    "add not_before = { after = \"PHASE/ITEM\", wait = \"48h\" } naming the item that stopped them",
+                );
+            }
+        }
         Some(Item {
             id: it.id.get_ref().clone(),
             title: it.title.get_ref().clone(),
@@ -1618,6 +1636,35 @@ impl<'a> Validator<'a> {
                 let e = self.require(p.environment, "environment", kind, at, &env_example(names))?;
                 let environment = self.env_ref(names, e);
                 Action::CreateImage { environment, no_reboot: p.no_reboot.is_some_and(|b| *b.get_ref()) }
+            }
+            "terminate_instances" => {
+                self.forbid(kind, "action", &present, &["environment"]);
+                let e = self.require(p.environment, "environment", kind, at, &env_example(names))?;
+                Action::TerminateInstances { environment: self.env_ref(names, e) }
+            }
+            "delete_security_groups" => {
+                self.forbid(kind, "action", &present, &["environment", "security_groups"]);
+                let e = self
+                    .require(p.environment, "environment", kind, at.clone(), &env_example(names))
+                    .map(|e| self.env_ref(names, e));
+                let groups = self.require(p.security_groups, "security_groups", kind, at, "[\"old-app\"]")?;
+                if groups.get_ref().is_empty() {
+                    self.err(groups.span(), "security_groups is empty", "name the groups to delete");
+                }
+                let mut seen = BTreeSet::new();
+                for g in groups.get_ref() {
+                    if g.get_ref().trim().is_empty() || !seen.insert(g.get_ref().clone()) {
+                        self.err(
+                            g.span(),
+                            format!("security group `{}` is empty or named twice", g.get_ref()),
+                            "name each group once",
+                        );
+                    }
+                }
+                Action::DeleteSecurityGroups {
+                    environment: e?,
+                    security_groups: groups.get_ref().iter().map(|g| g.get_ref().clone()).collect(),
+                }
             }
             "snapshot_redis" => {
                 self.forbid(kind, "action", &present, &["redis"]);
@@ -1826,6 +1873,7 @@ fn params_present(p: &Params) -> Vec<(&'static str, Option<std::ops::Range<usize
         ("tolerance", p.tolerance.map(|x| x.span())),
         ("no_reboot", p.no_reboot.map(|x| x.span())),
         ("redis", p.redis.map(|x| x.span())),
+        ("security_groups", p.security_groups.map(|x| x.span())),
     ]
 }
 

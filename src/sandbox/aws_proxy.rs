@@ -24,6 +24,10 @@
 //! - AMIs (CreateImage) `pending` and ElastiCache snapshots (CreateSnapshot)
 //!   `creating` for `backup_pending_ms` before `available` (moto: available
 //!   at once; AWS: minutes), so a wait for them really waits.
+//! - an instance's primary network interface goes with it when it is
+//!   terminated (DeleteOnTermination, AWS's default for the interface
+//!   RunInstances makes; moto says false and keeps it attached, so a group
+//!   would look used by a terminated instance for ever).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -564,7 +568,15 @@ async fn forward(State(p): State<Arc<Proxy>>, req: Request) -> Response {
                 bytes = Bytes::from(finish.apply(String::from_utf8_lossy(&bytes).into_owned()));
             }
             if let Some(action) = action.as_deref().filter(|_| status.is_success()) {
-                bytes = Bytes::from(young_backups(&p, action, String::from_utf8_lossy(&bytes).into_owned()));
+                let mut text = young_backups(&p, action, String::from_utf8_lossy(&bytes).into_owned());
+                if action == "DescribeNetworkInterfaces" {
+                    // The sandbox makes only primary interfaces, each with AWS's default.
+                    text = text.replace(
+                        "<deleteOnTermination>false</deleteOnTermination>",
+                        "<deleteOnTermination>true</deleteOnTermination>",
+                    );
+                }
+                bytes = Bytes::from(text);
             }
             if is_change && status.is_success() {
                 let text = String::from_utf8_lossy(&bytes).into_owned();

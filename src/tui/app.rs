@@ -33,6 +33,12 @@ pub enum Overlay {
     Confirm {
         key: String,
     },
+    /// A planned change with no rollback, waiting for its environment's name
+    /// to be typed (y is not enough); the plan is `App::pending_change`.
+    ConfirmName {
+        key: String,
+        input: String,
+    },
     /// Typing the percent of traffic for the rollout's `to` side.
     ShiftTo {
         input: String,

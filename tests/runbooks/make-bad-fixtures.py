@@ -254,6 +254,23 @@ kind = "action"
 action = "create_image"
 no_reboot = true
 ''')
+fx("terminate-without-window", "terminate_instances with no rollback window, and a rollback on it; delete_security_groups without groups", append=GATED_STOP + '''
+[[phases.items]]
+id = "terminate"
+title = "Terminate blue"
+kind = "action"
+action = "terminate_instances"
+environment = "blue"
+rollback = { action = "start_instances", environment = "blue" }
+
+[[phases.items]]
+id = "groups"
+title = "Delete blue's groups"
+kind = "action"
+action = "delete_security_groups"
+environment = "blue"
+security_groups = []
+''')
 fx("multi-error", "several mistakes, reported together in line order",
    ('initial_weights = { blue = 100, green = 0 }', 'initial_weights = { blue = 300, green = 0 }'),
    ('steps = [10, 50, 100]', 'steps = [10, 50, 30, 100]'),
