@@ -311,3 +311,62 @@ async fn move_staging_web_2_to_its_own_group(sb: &cutover::sandbox::Sandbox) {
     let web2 = sb.world.instances.iter().find(|i| i.name == "staging-web-2").unwrap();
     sb.clients.ec2.modify_instance_attribute().instance_id(&web2.id).groups(&odd).send().await.unwrap();
 }
+
+/// `alarm_on_5xx` counts only an alarm that tells someone when it goes off,
+/// and reads metric-math alarms (their `Metrics` queries) as well.
+#[tokio::test(flavor = "multi_thread")]
+async fn alarm_on_5xx_counts_only_alarms_that_notify_someone_and_reads_metric_math_alarms() {
+    use aws_sdk_cloudwatch::types::{ComparisonOperator, Metric, MetricDataQuery, MetricStat};
+    use cutover::status::CheckOutcome::{Fail, Pass};
+    let rb = common::runbook("staging-to-production.toml");
+    let sb = common::sandbox(&rb, "ap-east-2").await;
+    let cw = &sb.clients.cloudwatch;
+    assert_eq!(outcome(&common::first_snapshot(&rb, &sb).await, "alarm-on-5xx"), (Pass, "staging-5xx".into()));
+
+    // Its actions disabled by another client: it pages no one.
+    cw.disable_alarm_actions().alarm_names("staging-5xx").send().await.unwrap();
+    let (o, detail) = outcome(&common::first_snapshot(&rb, &sb).await, "alarm-on-5xx");
+    assert_eq!(o, Fail, "{detail}");
+    assert!(
+        detail.contains("no alarm on staging's 5xx notifies anyone (staging-5xx: its actions are disabled)"),
+        "{detail}"
+    );
+
+    // In its place a metric-math alarm on staging's 5xx rate, which pages.
+    cw.delete_alarms().alarm_names("staging-5xx").send().await.unwrap();
+    let dims = sb.world.target_group_dimensions("staging").unwrap();
+    let query = |id: &str, metric: &str| {
+        let m = Metric::builder()
+            .namespace("AWS/ApplicationELB")
+            .metric_name(metric)
+            .set_dimensions(Some(dims.clone()))
+            .build();
+        MetricDataQuery::builder()
+            .id(id)
+            .metric_stat(MetricStat::builder().metric(m).period(60).stat("Sum").build())
+            .return_data(false)
+            .build()
+    };
+    let put = |actions: bool| {
+        cw.put_metric_alarm()
+            .alarm_name("staging-5xx-rate")
+            .metrics(query("errors", "HTTPCode_Target_5XX_Count"))
+            .metrics(query("requests", "RequestCount"))
+            .metrics(
+                MetricDataQuery::builder().id("rate").expression("100 * errors / requests").return_data(true).build(),
+            )
+            .evaluation_periods(1)
+            .threshold(1.0)
+            .comparison_operator(ComparisonOperator::GreaterThanThreshold)
+            .set_alarm_actions(actions.then(|| vec!["arn:aws:sns:ap-east-2:123456789012:oncall".to_string()]))
+            .send()
+    };
+    // Without an alarm action it tells no one either.
+    put(false).await.unwrap();
+    let (o, detail) = outcome(&common::first_snapshot(&rb, &sb).await, "alarm-on-5xx");
+    assert_eq!(o, Fail, "{detail}");
+    assert!(detail.contains("staging-5xx-rate: it has no alarm action"), "{detail}");
+    put(true).await.unwrap();
+    assert_eq!(outcome(&common::first_snapshot(&rb, &sb).await, "alarm-on-5xx"), (Pass, "staging-5xx-rate".into()));
+    sb.down().await;
+}

@@ -69,6 +69,36 @@ title = "start"
 kind = "action"
 action = "start_instances"
 environment = "staging"
+
+[[phases.items]]
+id = "images"
+title = "images"
+kind = "action"
+action = "create_image"
+environment = "production"
+
+[[phases.items]]
+id = "redis-snapshot"
+title = "redis snapshot"
+kind = "action"
+action = "snapshot_redis"
+redis = "prod-cache"
+
+[[phases.items]]
+id = "terminate"
+title = "terminate"
+kind = "action"
+action = "terminate_instances"
+environment = "production"
+not_before = { after = "every/start", wait = "1s" }
+
+[[phases.items]]
+id = "groups"
+title = "groups"
+kind = "action"
+action = "delete_security_groups"
+environment = "production"
+security_groups = ["prod-redis"]
 "#;
 
 /// Everything a mutation could touch, as text: records, groups, target
@@ -79,7 +109,15 @@ async fn world(sb: &Sandbox) -> String {
     let groups = c.ec2.describe_security_groups().send().await.unwrap();
     let instances = c.ec2.describe_instances().send().await.unwrap();
     let tgs = c.elb.describe_target_groups().send().await.unwrap();
-    let mut out = format!("{:?}\n{:?}\n", records.resource_record_sets(), groups.security_groups());
+    let images = c.ec2.describe_images().owners("self").send().await.unwrap();
+    let snapshots = c.elasticache.describe_snapshots().send().await.unwrap();
+    let mut out = format!(
+        "{:?}\n{:?}\n{:?}\n{:?}\n",
+        records.resource_record_sets(),
+        groups.security_groups(),
+        images.images(),
+        snapshots.snapshots()
+    );
     for r in instances.reservations() {
         for i in r.instances() {
             out += &format!("{:?} {:?}\n", i.instance_id(), i.state().and_then(|s| s.name()));
@@ -125,6 +163,8 @@ async fn read_only_refuses_every_mutation_headless_and_changes_nothing() {
     let state = dir.path().join("state");
     let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("runbooks/demo.toml")).unwrap();
     let (head, tail) = text.split_once("[sandbox]").unwrap();
+    // prod-cache an ElastiCache replication group, for snapshot_redis.
+    let head = head.replacen(r#"["prod-redis"] }"#, r#"["prod-redis"], elasticache = "prod-cache" }"#, 1);
     let path = dir.path().join("every.toml");
     std::fs::write(&path, format!("{head}{EVERY_ACTION}\n[sandbox]{tail}")).unwrap();
     let rb = cutover::runbook::load(&path).unwrap_or_else(|e| panic!("{e}"));
@@ -210,6 +250,7 @@ async fn read_only_refuses_every_mutation_headless_and_changes_nothing() {
 
     let mut commands: Vec<Vec<String>> = Vec::new();
     let mut later: Vec<Vec<String>> = Vec::new();
+    let mut when_all_stopped: Vec<Vec<String>> = Vec::new();
     let mut kinds = std::collections::BTreeSet::new();
     for phase in &rb.phases {
         for item in &phase.items {
@@ -222,6 +263,8 @@ async fn read_only_refuses_every_mutation_headless_and_changes_nothing() {
                     "rollout" => {}
                     // Needs a rule cutover added: after the authorize item has been refused.
                     "revoke_redis_ingress" => later.push(cmd),
+                    // Terminates only stopped instances: after every production instance is stopped.
+                    "terminate_instances" => when_all_stopped.push(cmd),
                     _ => commands.push(cmd),
                 }
                 kinds.insert(kind);
@@ -268,6 +311,18 @@ async fn read_only_refuses_every_mutation_headless_and_changes_nothing() {
     let after = world(&sb).await;
     assert!(after == before, "AWS is exactly as it was:\n{}", diff_lines(&before, &after));
     commands.extend(later);
+
+    // Every production instance stopped, so terminating them would change something.
+    for i in sb.world.instances.iter().filter(|i| i.environment == "production") {
+        sb.clients.ec2.stop_instances().instance_ids(&i.id).send().await.unwrap();
+    }
+    let before = world(&sb).await;
+    for c in &when_all_stopped {
+        refused(&sb, &rb, &state, c).await;
+    }
+    let after = world(&sb).await;
+    assert!(after == before, "AWS is exactly as it was:\n{}", diff_lines(&before, &after));
+    commands.extend(when_all_stopped);
     refusals += commands.len();
 
     // Every refusal is audited, by `authority::authorise`: one `refused` line per

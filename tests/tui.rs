@@ -1039,3 +1039,37 @@ fn read_only_no_key_in_any_pane_or_row_plans_or_applies_a_change() {
         ),
     );
 }
+
+/// A change with no rollback: the popup says so and applies only once the
+/// environment's name is typed; `y`, and a wrong name, do nothing.
+#[test]
+fn a_terminate_popup_says_there_is_no_rollback_and_needs_the_environments_name_typed() {
+    let mut app = demo_app();
+    let plan = cutover::drive::actions::ActionPlan {
+        name: "terminate_instances production".into(),
+        steps: vec![cutover::drive::actions::Step::Terminate {
+            instance_ids: vec!["i-0prodweb1".into()],
+            amis: [("i-0prodweb1".to_string(), "ami-0abc".to_string())].into(),
+        }],
+        before: serde_json::json!({"i-0prodweb1": {"state": "stopped", "ami": "ami-0abc"}}),
+        after: serde_json::json!({"i-0prodweb1": "terminated"}),
+        noop: None,
+        side: cutover::runbook::Side::Environment("production".into()),
+    };
+    let key_name = "decommission/terminate".to_string();
+    update(&mut app, Event::Planned { key: key_name.clone(), result: Ok(PendingChange::Item(plan)) });
+    assert_eq!(app.overlay, Overlay::ConfirmName { key: key_name.clone(), input: String::new() });
+    let s = screen(&app, 160, 48);
+    assert!(s.contains("NO ROLLBACK EXISTS"), "{s}");
+    assert!(s.contains("type production and press enter"), "{s}");
+    assert!(s.contains("terminate i-0prodweb1 (AMI ami-0abc) (no rollback)"), "{s}");
+    assert!(update(&mut app, key(KeyCode::Char('y'))).is_empty(), "y is not enough");
+    update(&mut app, key(KeyCode::Backspace));
+    assert!(chars(&mut app, "staging").is_empty());
+    assert!(update(&mut app, key(KeyCode::Enter)).is_empty(), "the wrong name applies nothing");
+    assert!(app.log.iter().any(|l| l.text.contains("`staging` is not `production`")), "{:?}", app.log);
+    assert_eq!(app.overlay, Overlay::ConfirmName { key: key_name.clone(), input: String::new() }, "still asking");
+    assert!(chars(&mut app, "production").is_empty());
+    assert_eq!(update(&mut app, key(KeyCode::Enter)), vec![Command::Apply { key: key_name.clone() }]);
+    assert_eq!(app.overlay, Overlay::None);
+}

@@ -139,7 +139,26 @@ pub struct AutoScalingShape {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct WatchingAlarm {
     pub name: String,
-    pub metric: String,
+    /// The side's ALB metrics it watches: its own metric, or each metric a
+    /// metric-math alarm (`Metrics`) reads of the side.
+    pub metrics: Vec<String>,
+    /// ActionsEnabled: false, the alarm changes state and tells no one.
+    pub actions_enabled: bool,
+    /// Its ALARM actions (SNS topics, …): none, and it tells no one either.
+    pub alarm_actions: usize,
+}
+
+impl WatchingAlarm {
+    /// Why it notifies no one when it goes off, if it does not.
+    pub fn silent(&self) -> Option<&'static str> {
+        if !self.actions_enabled {
+            Some("its actions are disabled")
+        } else if self.alarm_actions == 0 {
+            Some("it has no alarm action")
+        } else {
+            None
+        }
+    }
 }
 
 /// Everything compared of one side, as read live.
@@ -375,7 +394,7 @@ pub fn compare(from: &SideShape, to: &SideShape, allow: &BTreeMap<String, String
         c.cmp("security_groups", &format!("{role} groups"), show(&rf), show(&rt));
     }
     let metrics = |s: &SideShape| {
-        let m: BTreeSet<&str> = s.alarms.iter().map(|a| a.metric.as_str()).collect();
+        let m: BTreeSet<&str> = s.alarms.iter().flat_map(|a| a.metrics.iter().map(String::as_str)).collect();
         if m.is_empty() { "none".to_string() } else { m.into_iter().collect::<Vec<_>>().join(", ") }
     };
     c.cmp("alarms", "metrics watched", metrics(from), metrics(to));
@@ -695,7 +714,12 @@ mod tests {
                 group(&id("redis"), &format!("{p}-redis"), 6379, &[&id("app")]),
             ],
             redis_groups: vec![id("redis")],
-            alarms: vec![WatchingAlarm { name: format!("{p}-5xx"), metric: "HTTPCode_Target_5XX_Count".into() }],
+            alarms: vec![WatchingAlarm {
+                name: format!("{p}-5xx"),
+                metrics: vec!["HTTPCode_Target_5XX_Count".into()],
+                actions_enabled: true,
+                alarm_actions: 1,
+            }],
             redis: vec![RedisRead::Ok(RedisShape {
                 unreadable: Vec::new(),
                 name: format!("{p}-cache"),

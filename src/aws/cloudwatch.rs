@@ -360,16 +360,32 @@ pub async fn alarms_watching(
     while let Some(page) = pages.next().await {
         let page = page.map_err(|e| sdk_error("DescribeAlarms", e))?;
         for a in page.metric_alarms() {
-            let on_this_side = a.namespace() == Some("AWS/ApplicationELB")
-                && a.dimensions().iter().any(|d| match (d.name(), d.value()) {
-                    (Some("LoadBalancer"), Some(v)) => load_balancers.iter().any(|l| l == v),
-                    (Some("TargetGroup"), Some(v)) => target_groups.iter().any(|t| t == v),
-                    _ => false,
-                });
-            if on_this_side {
+            let of_side = |namespace: Option<&str>, dims: &[aws_sdk_cloudwatch::types::Dimension]| {
+                namespace == Some("AWS/ApplicationELB")
+                    && dims.iter().any(|d| match (d.name(), d.value()) {
+                        (Some("LoadBalancer"), Some(v)) => load_balancers.iter().any(|l| l == v),
+                        (Some("TargetGroup"), Some(v)) => target_groups.iter().any(|t| t == v),
+                        _ => false,
+                    })
+            };
+            // Its own metric, or (a metric-math alarm) each metric its queries read.
+            let mut metrics: Vec<String> = Vec::new();
+            if of_side(a.namespace(), a.dimensions()) {
+                metrics.extend(a.metric_name().map(str::to_string));
+            }
+            for m in a.metrics().iter().filter_map(|q| q.metric_stat()).filter_map(|s| s.metric()) {
+                if of_side(m.namespace(), m.dimensions()) {
+                    metrics.extend(m.metric_name().map(str::to_string));
+                }
+            }
+            metrics.sort();
+            metrics.dedup();
+            if !metrics.is_empty() {
                 out.push(crate::analysis::parity::WatchingAlarm {
                     name: a.alarm_name().unwrap_or_default().to_string(),
-                    metric: a.metric_name().unwrap_or_default().to_string(),
+                    metrics,
+                    actions_enabled: a.actions_enabled().unwrap_or(true),
+                    alarm_actions: a.alarm_actions().len(),
                 });
             }
         }

@@ -349,3 +349,200 @@ pub async fn instance_shapes(
     out.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
     Ok(out)
 }
+
+/// An AMI as DescribeImages reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Image {
+    pub id: String,
+    /// pending, available, invalid, deregistered, transient, failed, error, disabled.
+    pub state: String,
+    /// Why it failed, when it did (StateReason).
+    pub reason: Option<String>,
+    /// When it was created (RFC 3339, as AWS says it).
+    pub created: Option<String>,
+    pub tags: BTreeMap<String, String>,
+}
+
+/// CreateImage of one instance, tagging the image (moto, unlike AWS, cannot
+/// tag the snapshots on creation, so only the image is tagged). Returns the
+/// new image's id; it starts `pending`.
+pub async fn create_image(
+    ec2: &aws_sdk_ec2::Client,
+    instance_id: &str,
+    name: &str,
+    no_reboot: bool,
+    tags: &[(String, String)],
+) -> AwsResult<String> {
+    use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification};
+    let spec = TagSpecification::builder()
+        .resource_type(ResourceType::Image)
+        .set_tags(Some(tags.iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect()))
+        .build();
+    let out = ec2
+        .create_image()
+        .instance_id(instance_id)
+        .name(name)
+        .description(format!("{name} (cutover)"))
+        .no_reboot(no_reboot)
+        .tag_specifications(spec)
+        .send()
+        .await
+        .map_err(|e| sdk_error("CreateImage", e))?;
+    out.image_id().map(str::to_string).ok_or_else(|| AwsError::not_found("CreateImage", "no image id in the reply"))
+}
+
+/// DescribeImages of the caller's own images, by id or by tags (every page).
+pub async fn describe_images(
+    ec2: &aws_sdk_ec2::Client,
+    ids: &[String],
+    tags: &[(String, String)],
+) -> AwsResult<Vec<Image>> {
+    let mut req = ec2.describe_images().owners("self");
+    if !ids.is_empty() {
+        req = req.set_image_ids(Some(ids.to_vec()));
+    }
+    for (k, v) in tags {
+        req = req.filters(Filter::builder().name(format!("tag:{k}")).values(v).build());
+    }
+    let mut out = Vec::new();
+    let mut pages = req.into_paginator().send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| sdk_error("DescribeImages", e))?;
+        for i in page.images() {
+            out.push(Image {
+                id: i.image_id().unwrap_or_default().to_string(),
+                state: i.state().map(|s| s.as_str().to_string()).unwrap_or_default(),
+                reason: i.state_reason().and_then(|r| r.message()).map(str::to_string),
+                created: i.creation_date().map(str::to_string),
+                tags: i.tags().iter().filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string()))).collect(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// TerminateInstances. AWS accepts it at once (`shutting-down`, then `terminated`).
+pub async fn terminate_instances(ec2: &aws_sdk_ec2::Client, ids: &[String]) -> AwsResult<()> {
+    ec2.terminate_instances()
+        .set_instance_ids(Some(ids.to_vec()))
+        .send()
+        .await
+        .map_err(|e| sdk_error("TerminateInstances", e))?;
+    Ok(())
+}
+
+/// A security group found by name or id, with its VPC.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GroupFound {
+    pub id: String,
+    pub name: String,
+    pub vpc_id: Option<String>,
+    /// As the runbook names it (a name or an id).
+    pub asked: String,
+}
+
+/// The groups among `ids_or_names` that exist (names in `vpc` when given);
+/// a name held in several VPCs is an error, as in `describe_security_groups`.
+pub async fn groups_found(
+    ec2: &aws_sdk_ec2::Client,
+    ids_or_names: &[String],
+    vpc: Option<&Vpc>,
+) -> AwsResult<Vec<GroupFound>> {
+    let mut out = Vec::new();
+    let mut req = ec2.describe_security_groups();
+    if let Some(v) = vpc {
+        req = req.filters(Filter::builder().name("vpc-id").values(&v.id).build());
+    }
+    // Every group of the VPC (or account), paged: an id that no longer exists
+    // must not fail the whole call as GroupIds would.
+    let mut pages = req.into_paginator().send();
+    let mut all = Vec::new();
+    while let Some(page) = pages.next().await {
+        all.extend(page.map_err(|e| sdk_error("DescribeSecurityGroups", e))?.security_groups().to_vec());
+    }
+    for asked in ids_or_names {
+        let hits: Vec<_> =
+            all.iter().filter(|g| g.group_id() == Some(asked) || g.group_name() == Some(asked)).collect();
+        if hits.len() > 1 {
+            return Err(AwsError::not_found(
+                "DescribeSecurityGroups",
+                format!("security group name `{asked}` is used in several VPCs; name it by id (sg-…)"),
+            ));
+        }
+        if let Some(g) = hits.first() {
+            out.push(GroupFound {
+                id: g.group_id().unwrap_or_default().to_string(),
+                name: g.group_name().unwrap_or_default().to_string(),
+                vpc_id: g.vpc_id().map(str::to_string),
+                asked: asked.clone(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// What still uses a security group, each as words: network interfaces
+/// (instances, load balancers, caches all have one in AWS), instances that
+/// are not terminated, and other groups' rules naming it (AWS refuses to
+/// delete a group another group's rule references).
+pub async fn group_users(ec2: &aws_sdk_ec2::Client, group: &GroupFound) -> AwsResult<Vec<String>> {
+    let mut users = Vec::new();
+    let by_group = |name: &str| Filter::builder().name(name).values(&group.id).build();
+    let mut terminated = std::collections::BTreeSet::new();
+    let mut instances = ec2.describe_instances().filters(by_group("instance.group-id")).into_paginator().send();
+    while let Some(page) = instances.next().await {
+        for r in page.map_err(|e| sdk_error("DescribeInstances", e))?.reservations() {
+            for i in r.instances() {
+                let state = i.state().and_then(|s| s.name()).map(|n| n.as_str().to_string()).unwrap_or_default();
+                let id = i.instance_id().unwrap_or("?").to_string();
+                if state == "terminated" {
+                    terminated.insert(id);
+                } else {
+                    users.push(format!("instance {id} ({state})"));
+                }
+            }
+        }
+    }
+    let mut enis = ec2.describe_network_interfaces().filters(by_group("group-id")).into_paginator().send();
+    while let Some(page) = enis.next().await {
+        for n in page.map_err(|e| sdk_error("DescribeNetworkInterfaces", e))?.network_interfaces() {
+            let instance = n.attachment().and_then(|a| a.instance_id());
+            // A terminated instance's interface that goes with it (DeleteOnTermination,
+            // the default for its primary one) is being deleted: AWS says so if not yet.
+            let going = n.attachment().is_some_and(|a| a.delete_on_termination() != Some(false))
+                && instance.is_some_and(|i| terminated.contains(i));
+            if !going {
+                let on = instance.map(|i| format!(" of {i}")).unwrap_or_default();
+                users.push(format!("network interface {}{on}", n.network_interface_id().unwrap_or("?")));
+            }
+        }
+    }
+    let mut req = ec2.describe_security_groups();
+    if let Some(v) = &group.vpc_id {
+        req = req.filters(Filter::builder().name("vpc-id").values(v).build());
+    }
+    let mut pages = req.into_paginator().send();
+    while let Some(page) = pages.next().await {
+        for g in page.map_err(|e| sdk_error("DescribeSecurityGroups", e))?.security_groups() {
+            let names_it = g
+                .ip_permissions()
+                .iter()
+                .chain(g.ip_permissions_egress())
+                .flat_map(|p| p.user_id_group_pairs())
+                .any(|pair| pair.group_id() == Some(group.id.as_str()));
+            if names_it && g.group_id() != Some(group.id.as_str()) {
+                users.push(format!(
+                    "a rule of group {} ({})",
+                    g.group_name().unwrap_or("?"),
+                    g.group_id().unwrap_or("?")
+                ));
+            }
+        }
+    }
+    Ok(users)
+}
+
+pub async fn delete_security_group(ec2: &aws_sdk_ec2::Client, id: &str) -> AwsResult<()> {
+    ec2.delete_security_group().group_id(id).send().await.map_err(|e| sdk_error("DeleteSecurityGroup", e))?;
+    Ok(())
+}

@@ -39,3 +39,37 @@ pub async fn replication_group(client: &aws_sdk_elasticache::Client, id: &str) -
         auth_token: g.auth_token_enabled(),
     })
 }
+
+/// CreateSnapshot of a replication group, tagged. Returns the snapshot's
+/// status as created (AWS: `creating`).
+pub async fn create_snapshot(
+    client: &aws_sdk_elasticache::Client,
+    replication_group: &str,
+    name: &str,
+    tags: &[(String, String)],
+) -> AwsResult<String> {
+    use aws_sdk_elasticache::types::Tag;
+    let out = client
+        .create_snapshot()
+        .replication_group_id(replication_group)
+        .snapshot_name(name)
+        .set_tags(Some(tags.iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect()))
+        .send()
+        .await
+        .map_err(|e| sdk_error("CreateSnapshot", e))?;
+    Ok(out.snapshot().and_then(|s| s.snapshot_status()).unwrap_or_default().to_string())
+}
+
+/// A snapshot's status by name (DescribeSnapshots): creating, available,
+/// restoring, copying, deleting; None when there is no such snapshot.
+pub async fn snapshot_status(client: &aws_sdk_elasticache::Client, name: &str) -> AwsResult<Option<String>> {
+    let out = match client.describe_snapshots().snapshot_name(name).send().await {
+        Ok(out) => out,
+        // SnapshotNotFoundFault: gone (deleted, or its creation failed).
+        Err(e) => match sdk_error("DescribeSnapshots", e) {
+            e if e.kind == super::AwsErrorKind::NotFound => return Ok(None),
+            e => return Err(e),
+        },
+    };
+    Ok(out.snapshots().first().map(|s| s.snapshot_status().unwrap_or_default().to_string()))
+}

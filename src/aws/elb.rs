@@ -348,3 +348,20 @@ pub async fn target_group_shapes(
     }
     Ok(out)
 }
+
+/// The load balancers (every page) whose security groups include `group_id`, by name.
+pub async fn load_balancers_using(
+    elb: &aws_sdk_elasticloadbalancingv2::Client,
+    group_id: &str,
+) -> AwsResult<Vec<String>> {
+    let mut out = Vec::new();
+    let mut pages = elb.describe_load_balancers().into_paginator().send();
+    while let Some(page) = pages.next().await {
+        for lb in page.map_err(|e| sdk_error("DescribeLoadBalancers", e))?.load_balancers() {
+            if lb.security_groups().iter().any(|g| g == group_id) {
+                out.push(lb.load_balancer_name().unwrap_or_default().to_string());
+            }
+        }
+    }
+    Ok(out)
+}

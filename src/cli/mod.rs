@@ -163,6 +163,10 @@ pub enum Command {
         /// Run the item's rollback instead.
         #[arg(long)]
         rollback: bool,
+        /// The environment's name: required with --yes by actions that cannot
+        /// be undone (terminate_instances, delete_security_groups).
+        #[arg(long, value_name = "ENVIRONMENT")]
+        confirm_name: Option<String>,
     },
     /// Tick a manual checklist item (phase/item) for everyone, or untick it,
     /// or note on it. Audited; refused under --read-only.
@@ -540,9 +544,9 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             let rb = load_runbook(&runbook)?;
             rollout::promote(rb, &cli.global, yes)
         }
-        Command::Run { runbook, item, yes, dry_run, rollback } => {
+        Command::Run { runbook, item, yes, dry_run, rollback, confirm_name } => {
             let rb = load_runbook(&runbook)?;
-            run::run(rb, &cli.global, run::RunArgs { item, yes, dry_run, rollback })
+            run::run(rb, &cli.global, run::RunArgs { item, yes, dry_run, rollback, confirm_name })
         }
         Command::Audit { runbook, markdown } => {
             let rb = load_runbook(&runbook)?;

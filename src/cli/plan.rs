@@ -104,7 +104,14 @@ pub fn render_plan(rb: &Runbook) -> String {
                 ItemKind::Action { action } => format!("action {}", action.summary()),
             };
             let rb = it.rollback.as_ref().map(|a| format!("  (rollback: {})", a.summary())).unwrap_or_default();
-            let _ = writeln!(o, "  [ ] {:<18} {:<28} {}{rb}", it.id, kind, it.title);
+            let gate = it
+                .not_before
+                .as_ref()
+                .map(|nb| {
+                    format!("  (not before {} after {})", crate::runbook::duration::format_duration(nb.wait), nb.after)
+                })
+                .unwrap_or_default();
+            let _ = writeln!(o, "  [ ] {:<18} {:<28} {}{rb}{gate}", it.id, kind, it.title);
         }
     }
     o

@@ -4,12 +4,15 @@
 use super::{Failure, GlobalArgs};
 use crate::drive::actions;
 use crate::runbook::{Action, ItemKind, Runbook};
+use crate::store::audit::Stage;
 
 pub struct RunArgs {
     pub item: String,
     pub yes: bool,
     pub dry_run: bool,
     pub rollback: bool,
+    /// The environment's name, typed to confirm an action with no rollback.
+    pub confirm_name: Option<String>,
 }
 
 fn find(rb: &Runbook, key: &str, rollback: bool) -> Result<Action, Failure> {
@@ -50,6 +53,25 @@ pub fn run(rb: Runbook, g: &GlobalArgs, args: RunArgs) -> Result<u8, Failure> {
             let account = who.account().unwrap_or("?").to_string();
             (clients, region, account, Some(who))
         };
+        // A time-gated item is refused before anything is planned (a rollback
+        // never waits); a dry run plans it and says when it opens.
+        let mut gate_note = None;
+        if !args.rollback
+            && let Some((_, item)) = rb.item_by_key(&args.item)
+            && let Err(refusal) = crate::drive::not_before::check(&rb, &args.item, item, std::time::SystemTime::now())
+        {
+            match &who {
+                None => gate_note = Some(refusal),
+                Some(who) => {
+                    let name = format!("{} ({})", action.summary(), args.item);
+                    let line = who.audit_line(&rb.name, name, Stage::Refused, Default::default(), refusal.clone());
+                    crate::store::audit::AuditLog::for_runbook(&rb.name)
+                        .append(&line)
+                        .map_err(|e| Failure { status: 1, message: format!("{refusal} ({e})") })?;
+                    return Err(Failure::bad_input(refusal));
+                }
+            }
+        }
         super::in_runbook_region(&clients, &rb, &region).await?;
         let region = clients.side(&side).region.clone();
         let plan = actions::plan(&clients, &rb, &action)
@@ -65,7 +87,13 @@ pub fn run(rb: Runbook, g: &GlobalArgs, args: RunArgs) -> Result<u8, Failure> {
         for s in &plan.steps {
             println!("  step: {}", s.describe());
         }
+        if let Some(name) = plan.confirm_name() {
+            println!("  NO ROLLBACK: this cannot be undone; it runs with --yes --confirm-name {name}");
+        }
         let Some(who) = who else {
+            if let Some(note) = gate_note {
+                println!("  not yet: {}", note.trim_start_matches("refused: "));
+            }
             println!("dry run: nothing was sent");
             return Ok(0);
         };
@@ -73,6 +101,17 @@ pub fn run(rb: Runbook, g: &GlobalArgs, args: RunArgs) -> Result<u8, Failure> {
             return Err(Failure::bad_input(
                 "refused: this change needs --yes (or use the cockpit, which asks); nothing was changed",
             ));
+        }
+        // No rollback exists: --yes is not enough, the environment's name is typed too.
+        if let Some(name) = plan.confirm_name()
+            && args.confirm_name.as_deref() != Some(name)
+        {
+            let given = args.confirm_name.as_deref().map(|n| format!(" (`{n}` was given)")).unwrap_or_default();
+            return Err(Failure::bad_input(format!(
+                "refused: {} cannot be undone, no rollback exists; confirm with --confirm-name {name}, the \
+                 environment's name{given}; nothing was changed",
+                plan.name
+            )));
         }
         let mut say = |r: actions::Report<'_>| println!("  {r}");
         let done = actions::execute(&clients, &rb, &who, &args.item, &plan, &mut say).await.map_err(|e| Failure {

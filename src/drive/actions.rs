@@ -47,6 +47,34 @@ pub enum Step {
     },
     Shift(Box<shift::ShiftPlan>),
     CopyRedis(Box<RedisCopy>),
+    /// An AMI of each instance, tagged with the runbook and item, waited on until available.
+    CreateImages {
+        instance_ids: Vec<String>,
+        no_reboot: bool,
+    },
+    /// A snapshot of an ElastiCache replication group, waited on until available.
+    SnapshotRedis {
+        endpoint: String,
+        replication_group: String,
+    },
+    /// Stopped instances terminated; `amis`: the AMI cutover took of each, if any.
+    Terminate {
+        instance_ids: Vec<String>,
+        amis: std::collections::BTreeMap<String, String>,
+    },
+    /// Security groups nothing uses, deleted: (id, name).
+    DeleteGroups {
+        groups: Vec<(String, String)>,
+    },
+}
+
+/// How long an AMI or a snapshot may take to become available before the
+/// step is called failed (it goes on in AWS; the error names it).
+const BACKUP_LIMIT: std::time::Duration = std::time::Duration::from_secs(2 * 3600);
+
+/// The tags cutover puts on what it creates: the runbook and the item.
+fn backup_tags(runbook: &str, item: &str) -> Vec<(String, String)> {
+    vec![("cutover:runbook".into(), runbook.into()), ("cutover:item".into(), item.into())]
 }
 
 /// `copy_redis`: the endpoints resolved from the runbook (URLs redacted in Debug).
@@ -84,6 +112,29 @@ impl Step {
             Step::Stop { instance_ids } => format!("stop {}", instance_ids.join(", ")),
             Step::Start { instance_ids } => format!("start {}", instance_ids.join(", ")),
             Step::Shift(p) => format!("shift {}", p.describe()),
+            Step::CreateImages { instance_ids, no_reboot } => format!(
+                "create an AMI of {}{}, wait until available",
+                instance_ids.join(", "),
+                if *no_reboot { " without rebooting" } else { " (each instance reboots)" }
+            ),
+            Step::SnapshotRedis { endpoint, replication_group } => {
+                format!("snapshot {endpoint} (ElastiCache {replication_group}), wait until available")
+            }
+            Step::Terminate { instance_ids, amis } => format!(
+                "terminate {} (no rollback)",
+                instance_ids
+                    .iter()
+                    .map(|id| match amis.get(id) {
+                        Some(ami) => format!("{id} (AMI {ami})"),
+                        None => format!("{id} (no AMI taken by cutover)"),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            Step::DeleteGroups { groups } => format!(
+                "delete security groups {} (no rollback)",
+                groups.iter().map(|(id, name)| format!("{name} ({id})")).collect::<Vec<_>>().join(", ")
+            ),
             Step::CopyRedis(c) => format!(
                 "copy keys{} from {} ({}) to {} ({}) with their TTLs; stop if the target has one of them",
                 c.pattern.as_deref().map(|p| format!(" matching {p}")).unwrap_or_default(),
@@ -106,6 +157,18 @@ pub struct ActionPlan {
     pub noop: Option<String>,
     /// The side whose clients plan and apply it (`Action::side`).
     pub side: crate::runbook::Side,
+}
+
+impl ActionPlan {
+    /// The name a person must type to confirm it (its environment's) when it
+    /// cannot be undone: it terminates instances or deletes groups.
+    pub fn confirm_name(&self) -> Option<&str> {
+        let gone = self.steps.iter().any(|s| matches!(s, Step::Terminate { .. } | Step::DeleteGroups { .. }));
+        match &self.side {
+            crate::runbook::Side::Environment(e) if gone => Some(e),
+            _ => None,
+        }
+    }
 }
 
 async fn env_data(clients: &Clients, rb: &Runbook, env: &str) -> Result<EnvironmentData, PlanError> {
@@ -150,6 +213,14 @@ pub async fn plan_with_vars(
         Action::Rollout => return Err(PlanError::Refused("run the gated rollout with `cutover rollout`".into())),
         Action::CopyRedis { from_redis, to_redis, pattern } => {
             plan_copy(rb, vars, from_redis, to_redis, pattern.as_deref(), &mut p).await?
+        }
+        Action::CreateImage { environment, no_reboot } => {
+            plan_images(clients, rb, environment, *no_reboot, &mut p).await?
+        }
+        Action::SnapshotRedis { redis } => plan_snapshot(clients, rb, redis, &mut p).await?,
+        Action::TerminateInstances { environment } => plan_terminate(clients, rb, environment, &mut p).await?,
+        Action::DeleteSecurityGroups { environment, security_groups } => {
+            plan_delete_groups(clients, rb, environment, security_groups, &mut p).await?
         }
     }
     Ok(p)
@@ -337,6 +408,156 @@ async fn plan_instances(
     Ok(())
 }
 
+/// An AMI of each of the environment's instances; each must be running or
+/// stopped (CreateImage refuses the states between).
+async fn plan_images(
+    clients: &Clients,
+    rb: &Runbook,
+    environment: &str,
+    no_reboot: bool,
+    p: &mut ActionPlan,
+) -> Result<(), PlanError> {
+    let e = rb.environment(environment).ok_or_else(|| PlanError::Refused("no environment".into()))?;
+    let list = ec2::describe_instances(&clients.ec2, &e.instances).await.map_err(|e| PlanError::Aws(e.to_string()))?;
+    p.before =
+        json!(list.iter().map(|i| (i.id.clone(), i.state.clone())).collect::<std::collections::BTreeMap<_, _>>());
+    if let Some(i) = list.iter().find(|i| i.state != "running" && i.state != "stopped") {
+        return Err(PlanError::Refused(format!(
+            "{} of {environment} is {}; an AMI is taken of a running or stopped instance: wait and run it again",
+            i.id, i.state
+        )));
+    }
+    let ids: Vec<String> = list.iter().map(|i| i.id.clone()).collect();
+    p.after = json!(ids.iter().map(|id| (id.clone(), "AMI available")).collect::<std::collections::BTreeMap<_, _>>());
+    if ids.is_empty() {
+        p.noop = Some(format!("{environment} has no instance to take an AMI of"));
+    } else {
+        p.steps.push(Step::CreateImages { instance_ids: ids, no_reboot });
+    }
+    Ok(())
+}
+
+/// A snapshot of the endpoint's ElastiCache replication group, which must be `available`.
+async fn plan_snapshot(clients: &Clients, rb: &Runbook, redis: &str, p: &mut ActionPlan) -> Result<(), PlanError> {
+    let ep = rb.redis_endpoint(redis).ok_or_else(|| PlanError::Refused(format!("no Redis endpoint {redis}")))?;
+    let group = ep.elasticache.clone().ok_or_else(|| {
+        PlanError::Refused(format!("{redis} is not an ElastiCache replication group (no `elasticache` in the runbook)"))
+    })?;
+    let shape = crate::aws::elasticache::replication_group(&clients.elasticache, &group)
+        .await
+        .map_err(|e| PlanError::Aws(e.to_string()))?;
+    p.before =
+        json!({ redis: { "replication_group": group, "snapshot_retention_days": shape.snapshot_retention_days } });
+    p.after = json!({ redis: "+ a manual snapshot, available" });
+    p.steps.push(Step::SnapshotRedis { endpoint: redis.to_string(), replication_group: group });
+    Ok(())
+}
+
+/// The environment's instances terminated: refused unless every one is
+/// stopped. Each is shown with the newest available AMI cutover took of it
+/// for this runbook (its tags), which the audit then records.
+async fn plan_terminate(
+    clients: &Clients,
+    rb: &Runbook,
+    environment: &str,
+    p: &mut ActionPlan,
+) -> Result<(), PlanError> {
+    let e = rb.environment(environment).ok_or_else(|| PlanError::Refused("no environment".into()))?;
+    let list = ec2::describe_instances(&clients.ec2, &e.instances).await.map_err(|e| PlanError::Aws(e.to_string()))?;
+    let running: Vec<String> =
+        list.iter().filter(|i| i.state != "stopped").map(|i| format!("{} is {}", i.id, i.state)).collect();
+    if !running.is_empty() {
+        return Err(PlanError::Refused(format!(
+            "only stopped instances are terminated: {}; stop them first (stop_instances) and wait out the rollback window",
+            running.join(", ")
+        )));
+    }
+    let tags = [("cutover:runbook".to_string(), rb.name.clone())];
+    let images = ec2::describe_images(&clients.ec2, &[], &tags).await.map_err(|e| PlanError::Aws(e.to_string()))?;
+    let mut amis = std::collections::BTreeMap::new();
+    for i in &list {
+        // RFC 3339 times in one format sort as they happened: the newest last.
+        let newest = images
+            .iter()
+            .filter(|img| img.state == "available" && img.tags.get("cutover:instance") == Some(&i.id))
+            .max_by(|a, b| a.created.cmp(&b.created).then(a.id.cmp(&b.id)));
+        if let Some(img) = newest {
+            amis.insert(i.id.clone(), img.id.clone());
+        }
+    }
+    p.before = json!(
+        list.iter()
+            .map(|i| (i.id.clone(), json!({"state": i.state, "ami": amis.get(&i.id)})))
+            .collect::<serde_json::Map<_, _>>()
+    );
+    p.after = json!(list.iter().map(|i| (i.id.clone(), "terminated")).collect::<std::collections::BTreeMap<_, _>>());
+    if list.is_empty() {
+        p.noop = Some(format!("no instance of {environment} is left to terminate"));
+    } else {
+        p.steps.push(Step::Terminate { instance_ids: list.iter().map(|i| i.id.clone()).collect(), amis });
+    }
+    Ok(())
+}
+
+/// The named groups deleted: refused, naming what uses each, while anything
+/// does (a network interface, an instance, a load balancer, another group's rule).
+async fn plan_delete_groups(
+    clients: &Clients,
+    rb: &Runbook,
+    environment: &str,
+    names: &[String],
+    p: &mut ActionPlan,
+) -> Result<(), PlanError> {
+    let e = rb.environment(environment).ok_or_else(|| PlanError::Refused("no environment".into()))?;
+    let aws = |e: crate::aws::AwsError| PlanError::Aws(e.to_string());
+    // The environment's VPC, where names are looked up (its load balancer may be gone by now).
+    let lb = match &e.load_balancer {
+        Some(name) => elb::load_balancer(&clients.elb, name).await.ok(),
+        None => None,
+    };
+    let instances = ec2::describe_instances(&clients.ec2, &e.instances).await.map_err(aws)?;
+    let vpc = fetch::environment_vpc(e, lb.as_ref(), &instances);
+    let found = ec2::groups_found(&clients.ec2, names, vpc.as_ref()).await.map_err(aws)?;
+    if let Some(g) = found.iter().find(|g| g.name == "default") {
+        return Err(PlanError::Refused(format!("{} is a VPC's default group, which cannot be deleted", g.id)));
+    }
+    let mut before = serde_json::Map::new();
+    let mut in_use = Vec::new();
+    for asked in names {
+        let Some(g) = found.iter().find(|g| &g.asked == asked) else {
+            before.insert(asked.clone(), json!("not found (already deleted?)"));
+            continue;
+        };
+        let mut users = ec2::group_users(&clients.ec2, g).await.map_err(aws)?;
+        users.extend(
+            elb::load_balancers_using(&clients.elb, &g.id)
+                .await
+                .map_err(aws)?
+                .into_iter()
+                .map(|n| format!("load balancer {n}")),
+        );
+        before.insert(asked.clone(), json!({"id": g.id, "used_by": users}));
+        if !users.is_empty() {
+            in_use.push(format!("{} ({}) is used by {}", g.name, g.id, users.join(", ")));
+        }
+    }
+    p.before = json!(before);
+    if !in_use.is_empty() {
+        return Err(PlanError::Refused(format!(
+            "security groups still in use: {}; detach or delete what uses them first",
+            in_use.join("; ")
+        )));
+    }
+    let groups: Vec<(String, String)> = found.iter().map(|g| (g.id.clone(), g.name.clone())).collect();
+    p.after = json!(groups.iter().map(|(_, n)| (n.clone(), "deleted")).collect::<std::collections::BTreeMap<_, _>>());
+    if groups.is_empty() {
+        p.noop = Some(format!("none of {} exists", names.join(", ")));
+    } else {
+        p.steps.push(Step::DeleteGroups { groups });
+    }
+    Ok(())
+}
+
 /// `to` percent on the rollout's `to` side.
 async fn plan_shift(clients: &Clients, rb: &Runbook, to: u8, p: &mut ActionPlan) -> Result<(), PlanError> {
     let sp = shift::plan(clients, rb, crate::analysis::weights::weights_for_percent(to)).await?;
@@ -404,14 +625,22 @@ impl std::fmt::Display for Report<'_> {
     }
 }
 
-/// Applies one step; a long one (a Redis copy) reports progress to `say`.
+/// Applies one step of `item` (`phase/item`) of `runbook`; a long one (a
+/// Redis copy, a backup) reports progress to `say`.
 pub async fn apply(
     clients: &Clients,
     who: &crate::authority::Actor,
+    (runbook, item): (&str, &str),
     step: &Step,
     say: &mut (dyn FnMut(Report<'_>) + Send),
 ) -> Result<String, String> {
     match step {
+        Step::CreateImages { instance_ids, no_reboot } => {
+            return create_images(clients, (runbook, item), instance_ids, *no_reboot, say).await;
+        }
+        Step::SnapshotRedis { endpoint, replication_group } => {
+            return snapshot_redis(clients, (runbook, item), endpoint, replication_group, say).await;
+        }
         Step::AuthorizeIngress { group_id, port, from_group_id, description }
         | Step::RevokeIngress { group_id, port, from_group_id, description } => {
             let rule = GroupIngress {
@@ -445,6 +674,30 @@ pub async fn apply(
         }
         Step::Start { instance_ids } => {
             ec2::start_instances(&clients.ec2, instance_ids).await.map_err(|e| e.to_string())?;
+        }
+        Step::Terminate { instance_ids, amis } => {
+            ec2::terminate_instances(&clients.ec2, instance_ids).await.map_err(|e| e.to_string())?;
+            let amis: Vec<String> = amis.iter().map(|(i, a)| format!("{a} of {i}")).collect();
+            return Ok(format!(
+                "terminated {}; AMIs kept: {}",
+                instance_ids.join(", "),
+                if amis.is_empty() { "none".to_string() } else { amis.join(", ") }
+            ));
+        }
+        Step::DeleteGroups { groups } => {
+            for (i, (id, name)) in groups.iter().enumerate() {
+                if let Err(e) = ec2::delete_security_group(&clients.ec2, id).await {
+                    let done: Vec<&str> = groups[..i].iter().map(|(_, n)| n.as_str()).collect();
+                    return Err(format!(
+                        "{name} ({id}): {e}; deleted before it: {}",
+                        if done.is_empty() { "none".to_string() } else { done.join(", ") }
+                    ));
+                }
+            }
+            return Ok(format!(
+                "deleted {}",
+                groups.iter().map(|(id, n)| format!("{n} ({id})")).collect::<Vec<_>>().join(", ")
+            ));
         }
         Step::CopyRedis(c) => return copy_redis(who, c, say).await,
         Step::Shift(p) => {
@@ -488,11 +741,19 @@ pub async fn execute(
         ),
         false => None,
     };
+    // The item's own action waits for its time gate (its rollback never does).
+    if let Some((_, it)) = rb.item_by_key(item)
+        && matches!(&it.kind, crate::runbook::ItemKind::Action { action } if action.summary() == plan.name)
+        && let Err(refusal) = super::not_before::check(rb, item, it, std::time::SystemTime::now())
+    {
+        log.append(&line(Stage::Refused, refusal.clone()))?;
+        return Err(refusal);
+    }
     log.append(&line(Stage::Intent, plan.steps.iter().map(Step::describe).collect::<Vec<_>>().join("; ")))
         .map_err(|e| format!("{e}; nothing was changed"))?;
     let clients = clients.side(&plan.side);
     for (i, s) in plan.steps.iter().enumerate() {
-        match apply(clients, who, s, &mut *say).await {
+        match apply(clients, who, (&rb.name, item), s, &mut *say).await {
             Ok(detail) => {
                 log.append(&line(Stage::Applied, format!("{}: {detail}", s.describe())))?;
                 say(Report::Done(&s.describe()));
@@ -573,4 +834,117 @@ async fn copy_redis(
         "copied {} keys ({} skipped as expired) in {:.1} s; {}",
         r.total.copied, r.total.skipped_expired, r.seconds, pf.mode_reason
     ))
+}
+
+/// Waits between polls of a backup: 1 s, doubling to 15 s; Err once
+/// `BACKUP_LIMIT` has passed since `start`.
+async fn backup_pause(what: &str, start: std::time::Instant, pause: &mut std::time::Duration) -> Result<(), String> {
+    if start.elapsed() >= BACKUP_LIMIT {
+        return Err(format!(
+            "{what} not available after {}; it goes on in AWS: check it there",
+            crate::runbook::duration::format_duration(BACKUP_LIMIT)
+        ));
+    }
+    tokio::time::sleep(*pause).await;
+    *pause = (*pause * 2).min(std::time::Duration::from_secs(15));
+    Ok(())
+}
+
+/// CreateImage of each instance, then DescribeImages until every image is
+/// `available` (AWS: `pending` first, for minutes). A failed image, or one
+/// that cannot be created, stops the step naming the images made so far.
+async fn create_images(
+    clients: &Clients,
+    (runbook, item): (&str, &str),
+    instance_ids: &[String],
+    no_reboot: bool,
+    say: &mut (dyn FnMut(Report<'_>) + Send),
+) -> Result<String, String> {
+    let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();
+    let mut made: Vec<(String, String)> = Vec::new();
+    let listed = |made: &[(String, String)]| {
+        if made.is_empty() {
+            "none".to_string()
+        } else {
+            made.iter().map(|(i, a)| format!("{a} of {i}")).collect::<Vec<_>>().join(", ")
+        }
+    };
+    for id in instance_ids {
+        // AMI names are unique per account and region: the instance and the time make it so.
+        let name = format!("cutover {runbook} {item} {id} {stamp}");
+        let mut tags = backup_tags(runbook, item);
+        tags.push(("cutover:instance".into(), id.clone()));
+        tags.push(("Name".into(), name.clone()));
+        match ec2::create_image(&clients.ec2, id, &name, no_reboot, &tags).await {
+            Ok(ami) => made.push((id.clone(), ami)),
+            Err(e) => return Err(format!("{e}; AMIs created before it: {}", listed(&made))),
+        }
+    }
+    let ids: Vec<String> = made.iter().map(|(_, a)| a.clone()).collect();
+    let total = ids.len() as u64;
+    let (start, mut pause) = (std::time::Instant::now(), std::time::Duration::from_secs(1));
+    loop {
+        let images = ec2::describe_images(&clients.ec2, &ids, &[])
+            .await
+            .map_err(|e| format!("{e}; AMIs created: {}", listed(&made)))?;
+        // pending → available; anything else (failed, error, invalid, deregistered) is the end of it.
+        if let Some(bad) = images.iter().find(|i| !matches!(i.state.as_str(), "pending" | "available")) {
+            return Err(format!(
+                "AMI {} is {}{}; AMIs created: {}",
+                bad.id,
+                bad.state,
+                bad.reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default(),
+                listed(&made)
+            ));
+        }
+        let available = images.iter().filter(|i| i.state == "available").count() as u64;
+        let line = format!("{available} of {total} AMIs available");
+        say(Report::Progress { done: available, total, line: &line });
+        if available == total {
+            return Ok(format!("AMIs available: {}", listed(&made)));
+        }
+        backup_pause("the AMIs", start, &mut pause)
+            .await
+            .map_err(|e| format!("{e}; AMIs created: {}", listed(&made)))?;
+    }
+}
+
+/// CreateSnapshot of the replication group, then DescribeSnapshots until it
+/// is `available` (AWS: `creating` first).
+async fn snapshot_redis(
+    clients: &Clients,
+    (runbook, item): (&str, &str),
+    endpoint: &str,
+    replication_group: &str,
+    say: &mut (dyn FnMut(Report<'_>) + Send),
+) -> Result<String, String> {
+    use crate::aws::elasticache;
+    let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();
+    // Snapshot names: letters, digits and hyphens, starting with a letter.
+    let safe: String =
+        runbook.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' }).collect();
+    let name = format!("cutover-{safe}-{replication_group}-{stamp}");
+    let status =
+        elasticache::create_snapshot(&clients.elasticache, replication_group, &name, &backup_tags(runbook, item))
+            .await
+            .map_err(|e| e.to_string())?;
+    let (start, mut pause) = (std::time::Instant::now(), std::time::Duration::from_secs(1));
+    let mut status = Some(status);
+    loop {
+        match status.as_deref() {
+            Some("available") => {
+                say(Report::Progress { done: 1, total: 1, line: &format!("snapshot {name} available") });
+                return Ok(format!("snapshot {name} of {endpoint} available"));
+            }
+            Some("creating") => {
+                say(Report::Progress { done: 0, total: 1, line: &format!("snapshot {name} creating") });
+            }
+            Some(other) => return Err(format!("snapshot {name} of {endpoint} is {other}, not available")),
+            None => {
+                return Err(format!("snapshot {name} of {endpoint} is gone (its creation failed, or it was deleted)"));
+            }
+        }
+        backup_pause(&format!("snapshot {name}"), start, &mut pause).await?;
+        status = elasticache::snapshot_status(&clients.elasticache, &name).await.map_err(|e| e.to_string())?;
+    }
 }

@@ -3,6 +3,7 @@
 
 pub mod actions;
 pub mod gates;
+pub mod not_before;
 pub mod rollout;
 pub mod shift;
 

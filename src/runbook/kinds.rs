@@ -18,7 +18,7 @@ pub const CHECKS: [&str; 13] = [
     "autoscaling_group",
 ];
 /// Every action kind the runbook format has.
-pub const ACTIONS: [&str; 11] = [
+pub const ACTIONS: [&str; 15] = [
     "shift_weights",
     "rollout",
     "register_targets",
@@ -30,6 +30,10 @@ pub const ACTIONS: [&str; 11] = [
     "copy_redis",
     "stop_instances",
     "start_instances",
+    "create_image",
+    "snapshot_redis",
+    "terminate_instances",
+    "delete_security_groups",
 ];
 pub const GATES: [&str; 6] = ["alarm_ok", "healthy_targets", "http_health", "redis_reachable", "metric", "compare"];
 pub const ITEM_KINDS: [&str; 3] = ["manual", "check", "action"];

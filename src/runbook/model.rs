@@ -447,6 +447,17 @@ pub struct Item {
     pub note: Option<String>,
     /// Whether `cutover status` fails when this check fails.
     pub blocking: bool,
+    /// The item may not run before this time gate opens.
+    pub not_before: Option<NotBefore>,
+}
+
+/// An action item's time gate: refused until `wait` has passed since the
+/// item `after` finished (its tick, or its action's last step applied).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct NotBefore {
+    /// `phase/item`; a manual or action item of the runbook.
+    pub after: String,
+    pub wait: Duration,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -562,6 +573,27 @@ pub enum Action {
     StartInstances {
         environment: String,
     },
+    /// An AMI of each of the environment's instances, waited on until available.
+    CreateImage {
+        environment: String,
+        /// Without rebooting the instances (AWS reboots by default).
+        no_reboot: bool,
+    },
+    /// A snapshot of an ElastiCache Redis endpoint, waited on until available.
+    SnapshotRedis {
+        redis: String,
+    },
+    /// Terminates the environment's instances, only once every one is
+    /// stopped; no rollback exists (confirmed by typing the environment's name).
+    TerminateInstances {
+        environment: String,
+    },
+    /// Deletes security groups that nothing uses any more; no rollback exists.
+    DeleteSecurityGroups {
+        environment: String,
+        /// Names (in the environment's VPC) or ids.
+        security_groups: Vec<String>,
+    },
 }
 
 impl Action {
@@ -579,6 +611,10 @@ impl Action {
             Action::CopyRedis { .. } => "copy_redis",
             Action::StopInstances { .. } => "stop_instances",
             Action::StartInstances { .. } => "start_instances",
+            Action::CreateImage { .. } => "create_image",
+            Action::SnapshotRedis { .. } => "snapshot_redis",
+            Action::TerminateInstances { .. } => "terminate_instances",
+            Action::DeleteSecurityGroups { .. } => "delete_security_groups",
         }
     }
 
@@ -594,9 +630,12 @@ impl Action {
             | Action::AuthorizeRedisIngress { environment }
             | Action::RevokeRedisIngress { environment }
             | Action::StopInstances { environment }
-            | Action::StartInstances { environment } => Side::Environment(environment.clone()),
-            Action::CopyRedis { to_redis, .. } => {
-                rb.redis_endpoint(to_redis).map_or(Side::Dns, |r| Side::Environment(r.environment.clone()))
+            | Action::StartInstances { environment }
+            | Action::CreateImage { environment, .. }
+            | Action::TerminateInstances { environment }
+            | Action::DeleteSecurityGroups { environment, .. } => Side::Environment(environment.clone()),
+            Action::CopyRedis { to_redis: redis, .. } | Action::SnapshotRedis { redis } => {
+                rb.redis_endpoint(redis).map_or(Side::Dns, |r| Side::Environment(r.environment.clone()))
             }
         }
     }
@@ -618,6 +657,25 @@ impl Action {
             | Action::RevokeRedisIngress { environment }
             | Action::StopInstances { environment }
             | Action::StartInstances { environment } => format!("{kind} {environment}"),
+            Action::CreateImage { environment, no_reboot } => {
+                format!("{kind} {environment}{}", if *no_reboot { " (no reboot)" } else { "" })
+            }
+            Action::SnapshotRedis { redis } => format!("{kind} {redis}"),
+            Action::TerminateInstances { environment } => format!("{kind} {environment}"),
+            Action::DeleteSecurityGroups { environment, security_groups } => {
+                format!("{kind} {environment} {}", security_groups.join(", "))
+            }
+        }
+    }
+
+    /// The name a person types to confirm an action that cannot be undone
+    /// (its environment's); None for the others.
+    pub fn confirm_name(&self) -> Option<&str> {
+        match self {
+            Action::TerminateInstances { environment } | Action::DeleteSecurityGroups { environment, .. } => {
+                Some(environment)
+            }
+            _ => None,
         }
     }
 }

@@ -420,12 +420,31 @@ pub struct RawItem {
     pub pattern: Option<S<String>>,
     /// `key_counts_match`: keys the counts may differ by (default 0).
     pub tolerance: Option<S<i64>>,
+    /// `create_image`: take the image without rebooting the instance (default false: AWS reboots for a consistent file system).
+    pub no_reboot: Option<S<bool>>,
+    /// `snapshot_redis`: the Redis endpoint (one with `elasticache`) to snapshot.
+    pub redis: Option<S<String>>,
+    /// `delete_security_groups`: the groups (names in the environment's VPC, or ids) to delete.
+    pub security_groups: Option<S<Vec<S<String>>>>,
     /// Manual and action items: the action that undoes this one.
     pub rollback: Option<S<RawRollback>>,
     /// Free text shown with the item.
     pub note: Option<String>,
     /// `status` fails when this check fails (default true).
     pub blocking: Option<bool>,
+    /// Action items: refused until `wait` has passed since the item `after` finished.
+    pub not_before: Option<S<RawNotBefore>>,
+}
+
+/// A time gate: `{ after = "decommission/stop-old", wait = "48h" }`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "NotBefore")]
+pub struct RawNotBefore {
+    /// The item (`phase/item`, a manual or action item) whose finish starts the wait.
+    pub after: S<String>,
+    /// How long after it finished this item may run (`48h`, `30m`).
+    pub wait: S<String>,
 }
 
 /// An item's rollback: an `action` and its keys.
@@ -453,6 +472,12 @@ pub struct RawRollback {
     pub pattern: Option<S<String>>,
     /// Keys the counts may differ by.
     pub tolerance: Option<S<i64>>,
+    /// `create_image`: without rebooting the instance.
+    pub no_reboot: Option<S<bool>>,
+    /// `snapshot_redis`: the Redis endpoint to snapshot.
+    pub redis: Option<S<String>>,
+    /// `delete_security_groups`: the groups to delete.
+    pub security_groups: Option<S<Vec<S<String>>>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -552,6 +577,9 @@ pub struct Params<'a> {
     pub to_redis: Option<&'a S<String>>,
     pub pattern: Option<&'a S<String>>,
     pub tolerance: Option<&'a S<i64>>,
+    pub no_reboot: Option<&'a S<bool>>,
+    pub redis: Option<&'a S<String>>,
+    pub security_groups: Option<&'a S<Vec<S<String>>>>,
 }
 
 macro_rules! params_of {
@@ -567,6 +595,9 @@ macro_rules! params_of {
                     to_redis: self.to_redis.as_ref(),
                     pattern: self.pattern.as_ref(),
                     tolerance: self.tolerance.as_ref(),
+                    no_reboot: self.no_reboot.as_ref(),
+                    redis: self.redis.as_ref(),
+                    security_groups: self.security_groups.as_ref(),
                 }
             }
         }

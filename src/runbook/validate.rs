@@ -116,6 +116,8 @@ struct Names {
     redis_envs: BTreeSet<String>,
     alarms: BTreeSet<String>,
     redis: BTreeSet<String>,
+    /// Redis endpoints that are ElastiCache replication groups.
+    elasticache: BTreeSet<String>,
 }
 
 impl<'a> Validator<'a> {
@@ -303,6 +305,7 @@ impl<'a> Validator<'a> {
                 .collect(),
             alarms: BTreeSet::new(),
             redis: BTreeSet::new(),
+            elasticache: BTreeSet::new(),
         };
         if raw.environments.get_ref().len() < 2 {
             self.err(raw.environments.span(), "a runbook needs at least two environments", "declare the side traffic leaves and the side it goes to, e.g. [environments.production] and [environments.staging]");
@@ -319,6 +322,9 @@ impl<'a> Validator<'a> {
                     );
                 } else {
                     seen_redis.insert(n.get_ref().clone(), n.span());
+                }
+                if r.get_ref().elasticache.is_some() {
+                    names.elasticache.insert(n.get_ref().clone());
                 }
             }
         }
@@ -1283,7 +1289,89 @@ impl<'a> Validator<'a> {
             }
             out.push(Phase { id: p.id.get_ref().clone(), title: p.title.get_ref().clone(), items });
         }
+        self.not_before_targets(phases, &out);
         out
+    }
+
+    /// Each `not_before.after` names another manual or action item: the
+    /// kinds whose finish cutover records (a tick, an applied action).
+    fn not_before_targets(&mut self, raw: &[S<RawPhase>], phases: &[Phase]) {
+        let keys: Vec<String> = phases
+            .iter()
+            .flat_map(|p| {
+                p.items
+                    .iter()
+                    .filter(|i| {
+                        !matches!(i.kind, ItemKind::Check { .. } | ItemKind::Action { action: Action::Rollout })
+                    })
+                    .map(move |i| format!("{}/{}", p.id, i.id))
+            })
+            .collect();
+        for p in raw {
+            let p = p.get_ref();
+            for it in &p.items {
+                let it = it.get_ref();
+                let Some(nb) = &it.not_before else { continue };
+                let after = nb.get_ref().after.get_ref();
+                let own = format!("{}/{}", p.id.get_ref(), it.id.get_ref());
+                let hint = || format!("name a manual or action item as phase/item: one of {}", one_of(&keys));
+                if *after == own {
+                    self.err(nb.get_ref().after.span(), format!("item `{own}` waits for itself"), hint());
+                    continue;
+                }
+                let item = after.split_once('/').and_then(|(ph, i)| {
+                    phases.iter().find(|x| x.id == ph).and_then(|x| x.items.iter().find(|y| y.id == i))
+                });
+                match item {
+                    None => {
+                        self.err(nb.get_ref().after.span(), format!("not_before names unknown item `{after}`"), hint())
+                    }
+                    Some(i) if matches!(i.kind, ItemKind::Check { .. }) => self.err(
+                        nb.get_ref().after.span(),
+                        format!("not_before names check item `{after}`, which records no finish time"),
+                        hint(),
+                    ),
+                    Some(i) if matches!(i.kind, ItemKind::Action { action: Action::Rollout }) => self.err(
+                        nb.get_ref().after.span(),
+                        format!("not_before names the rollout `{after}`, whose finish is not recorded as an item's"),
+                        "add a manual item ticked once the rollout is complete and name it instead",
+                    ),
+                    Some(_) => {}
+                }
+            }
+        }
+    }
+
+    /// An action item's time gate, its wait parsed; `after` is resolved by
+    /// `not_before_targets` once every phase is known.
+    fn not_before(&mut self, it: &RawItem, action: Option<&Action>) -> Option<NotBefore> {
+        let nb = it.not_before.as_ref()?;
+        match action {
+            None => {
+                self.err(
+                    nb.span(),
+                    "`not_before` applies to action items only",
+                    "move it to the action item that must wait, or remove it",
+                );
+                return None;
+            }
+            Some(Action::Rollout) => {
+                self.err(
+                    nb.span(),
+                    "`not_before` does not apply to the rollout",
+                    "gate the actions after it instead, or remove it",
+                );
+                return None;
+            }
+            Some(_) => {}
+        }
+        let raw = nb.get_ref();
+        let wait = self.duration(&raw.wait, "not_before wait")?;
+        if wait.is_zero() {
+            self.err(raw.wait.span(), "not_before wait is 0s", "give how long to wait, like 48h or 30m");
+            return None;
+        }
+        Some(NotBefore { after: raw.after.get_ref().clone(), wait })
     }
 
     fn item(&mut self, names: &Names, it: &RawItem) -> Option<Item> {
@@ -1351,6 +1439,28 @@ impl<'a> Validator<'a> {
             let rb = r.get_ref();
             self.action(names, &rb.action, &rb.params())
         });
+        let not_before = match &kind {
+            ItemKind::Action { action } => self.not_before(it, Some(action)),
+            _ => self.not_before(it, None),
+        };
+        if let ItemKind::Action { action } = &kind
+            && action.confirm_name().is_some()
+        {
+            if let Some(r) = &it.rollback {
+                self.err(
+                    r.span(),
+                    format!("`{}` cannot be undone, so it has no rollback", action.kind()),
+                    "remove the rollback (take backups first: create_image, snapshot_redis)",
+                );
+            }
+            if matches!(action, Action::TerminateInstances { .. }) && it.not_before.is_none() {
+                self.err(
+                    it.action.as_ref().map_or(it.kind.span(), |a| a.span()),
+                    "terminate_instances needs a rollback window",
+                    "add not_before = { after = \"PHASE/ITEM\", wait = \"48h\" } naming the item that stopped them",
+                );
+            }
+        }
         Some(Item {
             id: it.id.get_ref().clone(),
             title: it.title.get_ref().clone(),
@@ -1358,6 +1468,7 @@ impl<'a> Validator<'a> {
             rollback,
             note: it.note.clone(),
             blocking: it.blocking.unwrap_or(true),
+            not_before,
         })
     }
 
@@ -1542,6 +1653,54 @@ impl<'a> Validator<'a> {
                     to_redis: to_redis?,
                     pattern: p.pattern.map(|m| m.get_ref().clone()),
                 }
+            }
+            "create_image" => {
+                self.forbid(kind, "action", &present, &["environment", "no_reboot"]);
+                let e = self.require(p.environment, "environment", kind, at, &env_example(names))?;
+                let environment = self.env_ref(names, e);
+                Action::CreateImage { environment, no_reboot: p.no_reboot.is_some_and(|b| *b.get_ref()) }
+            }
+            "terminate_instances" => {
+                self.forbid(kind, "action", &present, &["environment"]);
+                let e = self.require(p.environment, "environment", kind, at, &env_example(names))?;
+                Action::TerminateInstances { environment: self.env_ref(names, e) }
+            }
+            "delete_security_groups" => {
+                self.forbid(kind, "action", &present, &["environment", "security_groups"]);
+                let e = self
+                    .require(p.environment, "environment", kind, at.clone(), &env_example(names))
+                    .map(|e| self.env_ref(names, e));
+                let groups = self.require(p.security_groups, "security_groups", kind, at, "[\"old-app\"]")?;
+                if groups.get_ref().is_empty() {
+                    self.err(groups.span(), "security_groups is empty", "name the groups to delete");
+                }
+                let mut seen = BTreeSet::new();
+                for g in groups.get_ref() {
+                    if g.get_ref().trim().is_empty() || !seen.insert(g.get_ref().clone()) {
+                        self.err(
+                            g.span(),
+                            format!("security group `{}` is empty or named twice", g.get_ref()),
+                            "name each group once",
+                        );
+                    }
+                }
+                Action::DeleteSecurityGroups {
+                    environment: e?,
+                    security_groups: groups.get_ref().iter().map(|g| g.get_ref().clone()).collect(),
+                }
+            }
+            "snapshot_redis" => {
+                self.forbid(kind, "action", &present, &["redis"]);
+                let r = self.require(p.redis, "redis", kind, at, "\"old-cache\"")?;
+                let redis = self.redis_ref(names, r);
+                if names.redis.contains(&redis) && !names.elasticache.contains(&redis) {
+                    self.err(
+                        r.span(),
+                        format!("Redis endpoint `{redis}` is not an ElastiCache replication group"),
+                        "set `elasticache = \"GROUP-ID\"` on the endpoint, or snapshot a self-managed Redis another way",
+                    );
+                }
+                Action::SnapshotRedis { redis }
             }
             other => {
                 self.err(at, format!("unknown action `{other}`"), format!("use one of {}", one_of(ACTIONS)));
@@ -1735,6 +1894,9 @@ fn params_present(p: &Params) -> Vec<(&'static str, Option<std::ops::Range<usize
         ("to_redis", p.to_redis.map(|x| x.span())),
         ("match", p.pattern.map(|x| x.span())),
         ("tolerance", p.tolerance.map(|x| x.span())),
+        ("no_reboot", p.no_reboot.map(|x| x.span())),
+        ("redis", p.redis.map(|x| x.span())),
+        ("security_groups", p.security_groups.map(|x| x.span())),
     ]
 }
 

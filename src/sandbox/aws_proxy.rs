@@ -24,7 +24,14 @@
 //! - S3 conditional writes (`If-Match`, `If-None-Match`) atomic, one at a
 //!   time: moto checks the condition and writes apart, so two writers racing
 //!   on one version could both succeed, which S3 never allows; S3's own
-//!   `503 SlowDown` on demand.
+//!   `503 SlowDown` on demand;
+//! - AMIs (CreateImage) `pending` and ElastiCache snapshots (CreateSnapshot)
+//!   `creating` for `backup_pending_ms` before `available` (moto: available
+//!   at once; AWS: minutes), so a wait for them really waits.
+//! - an instance's primary network interface goes with it when it is
+//!   terminated (DeleteOnTermination, AWS's default for the interface
+//!   RunInstances makes; moto says false and keeps it attached, so a group
+//!   would look used by a terminated instance for ever).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -80,6 +87,10 @@ pub struct AwsFaults {
     pub credentials_issued: AtomicU64,
     /// Requests refused because their credentials had expired.
     pub expired_refused: AtomicU64,
+    /// How long a new AMI stays `pending` and a new snapshot `creating`.
+    pub backup_pending_ms: AtomicU64,
+    /// AMI ids and snapshot names created through the proxy, and when.
+    backups: Mutex<HashMap<String, Instant>>,
 }
 
 impl AwsFaults {
@@ -541,6 +552,7 @@ async fn forward(State(p): State<Arc<Proxy>>, req: Request) -> Response {
         && (parts.method == axum::http::Method::PUT || parts.method == axum::http::Method::DELETE)
         && (parts.headers.contains_key("if-match") || parts.headers.contains_key("if-none-match"));
     let _one_at_a_time = if conditional { Some(p.s3_conditional.lock().await) } else { None };
+    let action = query_action(&body);
     let mut path = parts.uri.path_and_query().map_or("/", |q| q.as_str()).to_string();
     let route53 = parts.uri.path().strip_prefix("/2013-04-01/");
     // ChangeResourceRecordSets is a POST; ListResourceRecordSets a GET of the same path.
@@ -612,6 +624,17 @@ async fn forward(State(p): State<Arc<Proxy>>, req: Request) -> Response {
             {
                 bytes = Bytes::from(finish.apply(String::from_utf8_lossy(&bytes).into_owned()));
             }
+            if let Some(action) = action.as_deref().filter(|_| status.is_success()) {
+                let mut text = young_backups(&p, action, String::from_utf8_lossy(&bytes).into_owned());
+                if action == "DescribeNetworkInterfaces" {
+                    // The sandbox makes only primary interfaces, each with AWS's default.
+                    text = text.replace(
+                        "<deleteOnTermination>false</deleteOnTermination>",
+                        "<deleteOnTermination>true</deleteOnTermination>",
+                    );
+                }
+                bytes = Bytes::from(text);
+            }
             if is_change && status.is_success() {
                 let text = String::from_utf8_lossy(&bytes).into_owned();
                 if let Some(upstream_id) = xml_field(&text, "Id").map(change_id) {
@@ -644,10 +667,58 @@ async fn forward(State(p): State<Arc<Proxy>>, req: Request) -> Response {
     }
 }
 
+/// The `Action` of a query-protocol request (EC2, ElastiCache, …).
+fn query_action(body: &[u8]) -> Option<String> {
+    url::form_urlencoded::parse(body).find(|(k, _)| k == "Action").map(|(_, v)| v.into_owned())
+}
+
+/// The reply of a backup's creation or description, as AWS gives it while
+/// the backup is young: each AMI (`imageId`, `imageState`) or snapshot
+/// (`SnapshotName`, `SnapshotStatus`) made through the proxy less than the
+/// pending time ago says pending (creating). The n-th id and the n-th state
+/// of a reply belong to the same image or snapshot.
+fn young_backups(p: &Proxy, action: &str, text: String) -> String {
+    let (id_tag, state_tag, done, pending) = match action {
+        "CreateImage" | "DescribeImages" => ("imageId", "imageState", "available", "pending"),
+        "CreateSnapshot" | "DescribeSnapshots" => ("SnapshotName", "SnapshotStatus", "available", "creating"),
+        _ => return text,
+    };
+    let inner = |e: &str| unxml(&e[id_tag.len() + 2..e.len() - id_tag.len() - 3]);
+    let ids: Vec<String> = xml_elements(&text, id_tag).into_iter().map(inner).collect();
+    let mut backups = p.counts.backups.lock().unwrap_or_else(|e| e.into_inner());
+    if action.starts_with("Create") {
+        for id in &ids {
+            backups.entry(id.clone()).or_insert_with(Instant::now);
+        }
+    }
+    let young = std::time::Duration::from_millis(p.counts.backup_pending_ms.load(Ordering::SeqCst));
+    let (open, close) = (format!("<{state_tag}>"), format!("</{state_tag}>"));
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text.as_str();
+    let mut n = 0;
+    while let Some(at) = rest.find(&open) {
+        let Some(len) = rest[at..].find(&close) else { break };
+        let value = &rest[at + open.len()..at + len];
+        let is_young = ids.get(n).and_then(|id| backups.get(id)).is_some_and(|t| t.elapsed() < young);
+        out.push_str(&rest[..at + open.len()]);
+        out.push_str(if value == done && is_young { pending } else { value });
+        out.push_str(&close);
+        rest = &rest[at + len + close.len()..];
+        n += 1;
+    }
+    out.push_str(rest);
+    out
+}
+
 /// Starts the proxy on a free loopback port, throttling every `nth` request
 /// (0: none); abort the handle to stop it.
 pub async fn start(upstream: SocketAddr, nth: u64) -> std::io::Result<(SocketAddr, JoinHandle<()>, Arc<AwsFaults>)> {
-    let counts = Arc::new(AwsFaults { every: AtomicU64::new(nth), ..Default::default() });
+    let counts = Arc::new(AwsFaults {
+        every: AtomicU64::new(nth),
+        // AWS takes minutes; long enough that a wait polls more than once.
+        backup_pending_ms: AtomicU64::new(3000),
+        ..Default::default()
+    });
     let state = Arc::new(Proxy {
         upstream,
         http: reqwest::Client::new(),

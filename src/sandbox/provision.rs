@@ -409,7 +409,8 @@ pub async fn provision(
 
     for a in rb.alarms.iter().filter(|a| a.rule.is_none()) {
         // An environment's alarm lives in its account and region.
-        let cw = &a.environment.as_deref().map_or(aws.runbook(), |e| aws.environment(e)).cloudwatch;
+        let side = a.environment.as_deref().map_or(aws.runbook(), |e| aws.environment(e));
+        let cw = &side.cloudwatch;
         let mut req = cw
             .put_metric_alarm()
             .alarm_name(&a.name)
@@ -420,7 +421,9 @@ pub async fn provision(
             .evaluation_periods(a.evaluation_periods as i32)
             .treat_missing_data(&a.treat_missing_data)
             .threshold(a.threshold)
-            .comparison_operator(ComparisonOperator::GreaterThanThreshold);
+            .comparison_operator(ComparisonOperator::GreaterThanThreshold)
+            // As a real alarm does: it tells someone (a topic nothing reads here).
+            .alarm_actions(format!("arn:aws:sns:{}:123456789012:cutover-sandbox-pager", side.region));
         req = match a.stat {
             Stat::Percentile(_) => req.extended_statistic(a.stat.cloudwatch_name()),
             s => req.statistic(Statistic::from(s.cloudwatch_name().as_str())),

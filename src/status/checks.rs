@@ -291,21 +291,28 @@ fn alarm_on_5xx(snap: &Snapshot, env: &str) -> Verdict {
         Ok(s) => s,
         Err(v) => return v,
     };
-    let on_5xx: Vec<&str> = shape
-        .alarms
-        .iter()
-        .filter(|a| a.metric == "HTTPCode_Target_5XX_Count" || a.metric == "HTTPCode_ELB_5XX_Count")
-        .map(|a| a.name.as_str())
-        .collect();
-    if on_5xx.is_empty() {
-        let others: Vec<&str> = shape.alarms.iter().map(|a| a.name.as_str()).collect();
-        fail(format!(
-            "no alarm watches {env}'s 5xx (its alarms: {})",
-            if others.is_empty() { "none".to_string() } else { others.join(", ") }
-        ))
-    } else {
-        pass(on_5xx.join(", "))
+    let watches_5xx = |a: &&crate::analysis::parity::WatchingAlarm| {
+        a.metrics.iter().any(|m| m == "HTTPCode_Target_5XX_Count" || m == "HTTPCode_ELB_5XX_Count")
+    };
+    // An alarm that notifies no one when it goes off is not an alarm.
+    let (paging, silent): (Vec<_>, Vec<_>) =
+        shape.alarms.iter().filter(watches_5xx).partition(|a| a.silent().is_none());
+    if !paging.is_empty() {
+        return pass(paging.iter().map(|a| a.name.as_str()).collect::<Vec<_>>().join(", "));
     }
+    if !silent.is_empty() {
+        let why: Vec<String> =
+            silent.iter().map(|a| format!("{}: {}", a.name, a.silent().unwrap_or_default())).collect();
+        return fail(format!(
+            "no alarm on {env}'s 5xx notifies anyone ({}); enable its actions and give it an alarm action",
+            why.join("; ")
+        ));
+    }
+    let others: Vec<&str> = shape.alarms.iter().map(|a| a.name.as_str()).collect();
+    fail(format!(
+        "no alarm watches {env}'s 5xx (its alarms: {})",
+        if others.is_empty() { "none".to_string() } else { others.join(", ") }
+    ))
 }
 
 fn redis_persistence(snap: &Snapshot, env: &str) -> Verdict {

@@ -33,6 +33,12 @@ pub enum Overlay {
     Confirm {
         key: String,
     },
+    /// A planned change with no rollback, waiting for its environment's name
+    /// to be typed (y is not enough); the plan is `App::pending_change`.
+    ConfirmName {
+        key: String,
+        input: String,
+    },
     /// Typing the percent of traffic for the rollout's `to` side.
     ShiftTo {
         input: String,
@@ -171,6 +177,9 @@ pub struct App {
     pub action_progress: BTreeMap<String, (u64, u64, String)>,
     /// Derived from `live` after every change; what render draws.
     pub snap: Snapshot,
+    /// The audit lines time-gated items wait on (`drive::not_before`),
+    /// reloaded by the loop when the audit log grows.
+    pub gate_audit: Vec<crate::store::audit::AuditLine>,
 }
 
 const LOG_LINES: usize = 500;
@@ -213,6 +222,7 @@ impl App {
             action_results: BTreeMap::new(),
             action_progress: BTreeMap::new(),
             snap,
+            gate_audit: Vec::new(),
         }
     }
 
@@ -221,6 +231,12 @@ impl App {
         while self.log.len() > LOG_LINES {
             self.log.pop_front();
         }
+    }
+
+    /// The window of a time-gated item, None when it has no gate.
+    pub fn gate_window(&self, it: &crate::runbook::Item) -> Option<crate::drive::not_before::Window> {
+        let nb = it.not_before.as_ref()?;
+        Some(crate::drive::not_before::window(&self.rb, nb, &self.checklist, &self.gate_audit, self.now))
     }
 
     pub(super) fn resnap(&mut self) {

@@ -156,9 +156,11 @@ pub async fn event_loop<B: ratatui::backend::Backend>(
 ) -> Result<(), String> {
     let Services { workers, actions } = services;
     let mut clock = tokio::time::interval(Duration::from_secs(1));
+    let mut audit_len = None;
     // Planning and applying run off the loop; their results come back here.
     let (action_tx, mut action_rx) = tokio::sync::mpsc::unbounded_channel::<Event>();
     loop {
+        reload_gate_audit(app, &mut audit_len);
         terminal.draw(|f| view::render(app, f)).map_err(|e| format!("cannot draw: {e}"))?;
         drawn(app);
         let commands = tokio::select! {
@@ -207,6 +209,33 @@ pub async fn event_loop<B: ratatui::backend::Backend>(
         if app.quit {
             return Ok(());
         }
+    }
+}
+
+/// Rereads the audit lines time-gated items wait on when the log's length
+/// changed since `seen` (an action finished here or elsewhere).
+fn reload_gate_audit(app: &mut App, seen: &mut Option<u64>) {
+    let afters: Vec<String> = app
+        .rb
+        .phases
+        .iter()
+        .flat_map(|p| &p.items)
+        .filter_map(|i| i.not_before.as_ref().map(|nb| format!(" ({})", nb.after)))
+        .collect();
+    if afters.is_empty() {
+        return;
+    }
+    let log = crate::store::audit::AuditLog::for_runbook(&app.rb.name);
+    let len = std::fs::metadata(&log.path).map_or(0, |m| m.len());
+    if *seen == Some(len) {
+        return;
+    }
+    *seen = Some(len);
+    match log.read() {
+        Ok(lines) => {
+            app.gate_audit = lines.into_iter().filter(|l| afters.iter().any(|a| l.action.ends_with(a))).collect()
+        }
+        Err(e) => app.log(format!("time gates: {e}")),
     }
 }
 

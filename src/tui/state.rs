@@ -243,6 +243,13 @@ fn run_item(app: &mut App, rollback: bool) -> Vec<Command> {
             let name = a.map_or_else(|| "action".to_string(), |a| a.summary());
             return vec![Command::Refused { action: format!("{name} ({key})") }];
         }
+        if !rollback
+            && let (Some(nb), Some(w)) = (&it.not_before, app.gate_window(&it))
+            && let Some(refusal) = crate::drive::not_before::refusal(&key, nb, &w, app.now)
+        {
+            app.log(refusal);
+            return Vec::new();
+        }
         if !rollback && matches!(it.kind, ItemKind::Action { action: crate::runbook::Action::Rollout }) {
             return perform(app, KeyAction::StartRollout);
         }
@@ -370,6 +377,30 @@ fn overlay_key(app: &mut App, key: KeyEvent) -> Vec<Command> {
             }
             _ => app.overlay = Overlay::Confirm { key: item },
         },
+        Overlay::ConfirmName { key: item, mut input } => {
+            let name = match &app.pending_change {
+                Some(PendingChange::Item(plan)) => plan.confirm_name().map(str::to_string),
+                _ => None,
+            };
+            match (edit(&mut input, key.code), name) {
+                (Edit::Submit, Some(name)) if input.trim() == name => {
+                    if let Some(change) = &app.pending_change {
+                        let line = format!("applying {} ({item})", change.summary().name);
+                        app.log(line);
+                        return vec![Command::Apply { key: item }];
+                    }
+                }
+                (Edit::Submit, Some(name)) => {
+                    app.log(format!("{item}: `{}` is not `{name}`; type the environment's name", input.trim()));
+                    app.overlay = Overlay::ConfirmName { key: item, input: String::new() };
+                }
+                (Edit::Cancel, _) | (_, None) => {
+                    app.pending_change = None;
+                    app.log(format!("{item}: cancelled, nothing was changed"));
+                }
+                _ => app.overlay = Overlay::ConfirmName { key: item, input },
+            }
+        }
         Overlay::ShiftTo { mut input } => match edit(&mut input, key.code) {
             Edit::Submit => match input.trim().parse::<u8>() {
                 Ok(percent) if percent <= 100 => {
@@ -509,8 +540,13 @@ pub fn update(app: &mut App, event: Event) -> Vec<Command> {
                     app.log(format!("{key}: nothing to do: {}", change.noop().unwrap_or_default()))
                 }
                 Ok(change) => {
+                    let typed = matches!(&change, PendingChange::Item(plan) if plan.confirm_name().is_some());
                     app.pending_change = Some(change);
-                    app.overlay = Overlay::Confirm { key };
+                    app.overlay = if typed {
+                        Overlay::ConfirmName { key, input: String::new() }
+                    } else {
+                        Overlay::Confirm { key }
+                    };
                 }
                 Err(e) => app.log(format!("{key}: cannot plan: {e}")),
             }

@@ -183,6 +183,94 @@ fx("parity-unknown-path", "[parity] allows a path that does not exist", append='
 fx("parity-no-reason", "[parity] allows a difference without saying why", append='\n[parity]\nallow = [\n  { what = "instances.type", reason = "staging is sized for load" },\n  { what = "alarms" },\n]\n')
 fx("parity-twice-and-empty-reason", "[parity] allows one path twice, and gives an empty reason", append='\n[parity]\nallow = [\n  { what = "instances.type", reason = "staging is sized for load" },\n  { what = "instances.type", reason = "and bigger" },\n  { what = "alarms", reason = " " },\n]\n')
 fx("redis-elasticache-bad-id", "an ElastiCache replication group id with an underscore", ('url = "redis://blue-cache.internal:6379/0" }', 'url = "redis://blue-cache.internal:6379/0", elasticache = "blue_cache" }'))
+GATED_STOP = '''
+[[phases.items]]
+id = "stop-blue"
+title = "Stop blue"
+kind = "action"
+action = "stop_instances"
+environment = "blue"
+'''
+fx("not-before-unknown-item", "a time gate after an item that does not exist", append=GATED_STOP + '''
+[[phases.items]]
+id = "stop-green"
+title = "Stop green, 48 h after blue"
+kind = "action"
+action = "stop_instances"
+environment = "green"
+not_before = { after = "traffic/stop-blu", wait = "48h" }
+''')
+fx("not-before-bad-wait", "a time gate whose wait is not a duration, and one after a check item", append=GATED_STOP + '''
+[[phases.items]]
+id = "targets"
+title = "Green targets healthy"
+kind = "check"
+check = "targets_healthy"
+environment = "green"
+
+[[phases.items]]
+id = "stop-green"
+title = "Stop green, 2 days after blue"
+kind = "action"
+action = "stop_instances"
+environment = "green"
+not_before = { after = "traffic/stop-blue", wait = "2 days" }
+
+[[phases.items]]
+id = "start-green"
+title = "Start green after the check"
+kind = "action"
+action = "start_instances"
+environment = "green"
+not_before = { after = "traffic/targets", wait = "1h" }
+''')
+fx("not-before-on-manual", "a time gate on a manual item, and one after the rollout", append=GATED_STOP + '''
+[[phases.items]]
+id = "terminate"
+title = "Terminate blue"
+kind = "manual"
+not_before = { after = "traffic/stop-blue", wait = "48h" }
+
+[[phases.items]]
+id = "start-blue"
+title = "Start blue a day after the rollout"
+kind = "action"
+action = "start_instances"
+environment = "blue"
+not_before = { after = "traffic/shift", wait = "1d" }
+''')
+fx("snapshot-redis-not-elasticache", "snapshot_redis of a Redis that is not ElastiCache, and create_image without its environment", append='''
+[[phases.items]]
+id = "snapshot"
+title = "Snapshot blue's Redis"
+kind = "action"
+action = "snapshot_redis"
+redis = "blue-cache"
+
+[[phases.items]]
+id = "images"
+title = "AMIs of blue"
+kind = "action"
+action = "create_image"
+no_reboot = true
+''')
+fx("terminate-without-window", "terminate_instances with no rollback window, and a rollback on it; delete_security_groups without groups", append=GATED_STOP + '''
+[[phases.items]]
+id = "terminate"
+title = "Terminate blue"
+kind = "action"
+action = "terminate_instances"
+environment = "blue"
+rollback = { action = "start_instances", environment = "blue" }
+
+[[phases.items]]
+id = "groups"
+title = "Delete blue's groups"
+kind = "action"
+action = "delete_security_groups"
+environment = "blue"
+security_groups = []
+''')
 fx("multi-error", "several mistakes, reported together in line order",
    ('initial_weights = { blue = 100, green = 0 }', 'initial_weights = { blue = 300, green = 0 }'),
    ('steps = [10, 50, 100]', 'steps = [10, 50, 30, 100]'),

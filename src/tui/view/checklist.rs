@@ -7,6 +7,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Wrap};
 
 use super::{hhmmss, pane_block, selected_style, window};
+use crate::drive::not_before::{self, Window};
 use crate::runbook::ItemKind;
 use crate::status::CheckOutcome;
 use crate::store::checklist::item_key;
@@ -93,10 +94,16 @@ pub(super) fn checklist(f: &mut Frame, app: &App, area: Rect) {
                             let gauge: String = (0..10).map(|k| if k * n < d * 10 { '▰' } else { '▱' }).collect();
                             (format!("{gauge} {}%", d * 100 / n), Style::new().fg(th.warn))
                         }
-                        ItemKind::Action { .. } => match app.action_results.get(&key) {
-                            Some((true, at)) => (format!("✔ done {}", hhmmss(*at)), Style::new().fg(th.ok)),
-                            Some((false, at)) => (format!("✘ FAILED {}", hhmmss(*at)), Style::new().fg(th.bad).bold()),
-                            None => ("» action".to_string(), Style::new().fg(th.info)),
+                        ItemKind::Action { .. } => match (app.action_results.get(&key), app.gate_window(it)) {
+                            (Some((true, at)), _) => (format!("✔ done {}", hhmmss(*at)), Style::new().fg(th.ok)),
+                            (Some((false, at)), _) => {
+                                (format!("✘ FAILED {}", hhmmss(*at)), Style::new().fg(th.bad).bold())
+                            }
+                            (None, Some(Window::Waiting { opens, .. })) => {
+                                (format!("⧗ {}", not_before::left(opens, app.now)), Style::new().fg(th.warn))
+                            }
+                            (None, Some(Window::NotStarted)) => ("⧗ waiting".to_string(), th.dim_style()),
+                            (None, _) => ("» action".to_string(), Style::new().fg(th.info)),
                         },
                     };
                     let note = if app.checklist.notes.contains_key(&key) { " ✎" } else { "" };
@@ -135,6 +142,12 @@ fn detail_line(app: &App, phase: &str, item: &str, list_width: u16) -> String {
         parts.push(detail.clone());
     } else if let Some(c) = app.snap.checks.iter().find(|c| item_key(&c.phase, &c.item) == key) {
         parts.push(c.detail.clone());
+    }
+    if let Some((_, it)) = app.rb.item(phase, item)
+        && let (Some(nb), Some(w)) = (&it.not_before, app.gate_window(it))
+    {
+        let wait = crate::runbook::duration::format_duration(nb.wait);
+        parts.push(format!("not before {wait} after {}: {}", nb.after, w.describe(nb, app.now)));
     }
     if let Some(n) = app.checklist.notes.get(&key) {
         parts.push(format!("note: {n}"));

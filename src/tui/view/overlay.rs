@@ -17,7 +17,8 @@ pub(super) fn overlay(f: &mut Frame, app: &App, area: Rect) {
         Overlay::Palette { input, selected } => palette(f, app, area, input, *selected),
         Overlay::Filter { input } => filter(f, app, area, input),
         Overlay::ShiftTo { input } => shift_to(f, app, area, input),
-        Overlay::Confirm { key } => confirm(f, app, area, key),
+        Overlay::Confirm { key } => confirm(f, app, area, key, None),
+        Overlay::ConfirmName { key, input } => confirm(f, app, area, key, Some(input)),
         Overlay::Note { key, input } => note(f, app, area, key, input),
     }
 }
@@ -119,7 +120,8 @@ fn shift_to(f: &mut Frame, app: &App, area: Rect, input: &str) {
     );
 }
 
-fn confirm(f: &mut Frame, app: &App, area: Rect, key: &str) {
+/// The confirm popup; `typed`: the name typed so far, for a change with no rollback.
+fn confirm(f: &mut Frame, app: &App, area: Rect, key: &str, typed: Option<&str>) {
     let th = &app.theme;
     let Some(change) = &app.pending_change else { return };
     let summary = change.summary();
@@ -138,12 +140,28 @@ fn confirm(f: &mut Frame, app: &App, area: Rect, key: &str) {
         lines.push(Line::raw(format!("  • {d}")));
     }
     lines.push(Line::raw(""));
-    lines.push(Line::from(vec![
-        Span::styled(" y ", Style::new().fg(Color::Black).bg(th.ok)),
-        Span::raw(" apply (audited)   "),
-        Span::styled(" n / esc ", Style::new().fg(Color::Black).bg(Color::Gray)),
-        Span::raw(" cancel"),
-    ]));
+    let name = match &app.pending_change {
+        Some(crate::tui::app::PendingChange::Item(plan)) => plan.confirm_name(),
+        _ => None,
+    };
+    match (typed, name) {
+        (Some(input), Some(name)) => {
+            lines.push(Line::styled(
+                "NO ROLLBACK EXISTS: this cannot be undone",
+                Style::new().fg(th.bad).add_modifier(Modifier::BOLD),
+            ));
+            lines.push(Line::from(vec![
+                Span::raw(format!("type {name} and press enter to apply (audited); esc cancels: ")),
+                Span::styled(format!("{input}▏"), Style::new().bold()),
+            ]));
+        }
+        _ => lines.push(Line::from(vec![
+            Span::styled(" y ", Style::new().fg(Color::Black).bg(th.ok)),
+            Span::raw(" apply (audited)   "),
+            Span::styled(" n / esc ", Style::new().fg(Color::Black).bg(Color::Gray)),
+            Span::raw(" cancel"),
+        ])),
+    }
     let title = if app.rb.production { "CONFIRM A CHANGE TO PRODUCTION" } else { "confirm a change" };
     let h = (lines.len() as u16 + 6).min(area.height);
     popup(f, th, centered(area, area.width.saturating_sub(8).min(110), h), title, lines);

@@ -1,0 +1,394 @@
+//! Decommissioning against the sandbox: time-gated items (`not_before`),
+//! refused early from the command line and the cockpit, allowed after the
+//! wait. Effects are read back through the AWS SDK.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::*;
+use cutover::runbook::Runbook;
+use cutover::sandbox::Sandbox;
+
+/// staging-to-production with its checklist replaced by `phases`, written
+/// to `dir`: the runbook and its path.
+fn runbook_with_phases(dir: &Path, phases: &str) -> (Runbook, PathBuf) {
+    runbook_edited(dir, phases, |t| t)
+}
+
+/// As `runbook_with_phases`, the text edited by `edit` before it is written.
+fn runbook_edited(dir: &Path, phases: &str, edit: impl Fn(String) -> String) -> (Runbook, PathBuf) {
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("runbooks/staging-to-production.toml"))
+            .unwrap();
+    let text = edit(text);
+    let (head, rest) = text.split_once("\n[[phases]]").unwrap();
+    let sandbox = &rest[rest.find("\n[sandbox]").unwrap()..];
+    let path = dir.join("decom.toml");
+    std::fs::write(&path, format!("{head}\n{phases}\n{sandbox}")).unwrap();
+    (cutover::runbook::load(&path).unwrap_or_else(|e| panic!("{e}")), path)
+}
+
+/// The states of an environment's sandbox instances, by name.
+async fn states(sb: &Sandbox, env: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for i in sb.world.instances.iter().filter(|i| i.environment == env) {
+        let r = sb.clients.ec2.describe_instances().instance_ids(&i.id).send().await.unwrap();
+        let state = r.reservations()[0].instances()[0].state().unwrap().name().unwrap().as_str().to_string();
+        out.push((i.name.clone(), state));
+    }
+    out
+}
+
+async fn all_in(sb: &Sandbox, env: &str, state: &str) -> bool {
+    states(sb, env).await.iter().all(|(_, s)| s == state)
+}
+
+const GATED: &str = r#"
+[[phases]]
+id = "decommission"
+title = "Decommission old production"
+
+[[phases.items]]
+id = "stop-old"
+title = "Stop the old production instances"
+kind = "action"
+action = "stop_instances"
+environment = "production"
+rollback = { action = "start_instances", environment = "production" }
+
+[[phases.items]]
+id = "start-again"
+title = "Start old production again once the window has passed"
+kind = "action"
+action = "start_instances"
+environment = "production"
+not_before = { after = "decommission/stop-old", wait = "WAIT" }
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decom_time_gate_refuses_early_counts_down_in_the_cockpit_and_opens_after_the_wait() {
+    use common::tmux::{Tmux, audit_lines, cockpit_script};
+    let dir = tempfile::tempdir().unwrap();
+    let (rb, path) = runbook_with_phases(dir.path(), &GATED.replace("WAIT", "40s"));
+    let p = path.to_str().unwrap();
+    let sb = sandbox(&rb, "ap-south-2").await;
+    let gated = "decommission/start-again";
+
+    // Before stop-old has run at all: refused, nothing planned or sent.
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["run", p, gated, "--yes"]).await;
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("may not run before 40s after decommission/stop-old finished, and it has not"), "{out}");
+    let audit = audit_lines(dir.path(), &rb.name);
+    assert_eq!(audit.len(), 1, "{audit:#?}");
+    assert_eq!(
+        (audit[0]["stage"].as_str(), audit[0]["action"].as_str()),
+        (Some("refused"), Some("start_instances production (decommission/start-again)"))
+    );
+
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["run", p, "decommission/stop-old", "--yes"]).await;
+    assert_eq!(code, Some(0), "{out}");
+    eventually(Duration::from_secs(30), "old production stopped", || async {
+        all_in(&sb, "production", "stopped").await.then_some(())
+    })
+    .await;
+    let stopped_at = Instant::now();
+
+    // Inside the window: refused with the time left and when it opens.
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["run", p, gated, "--yes"]).await;
+    assert_eq!(code, Some(2), "{out}");
+    assert!(
+        out.contains("refused: decommission/start-again may not run before 40s after decommission/stop-old finished ("),
+        "{out}"
+    );
+    assert!(out.contains("s left, it opens at 20"), "{out}");
+    assert!(out.contains("nothing was changed"), "{out}");
+    assert!(all_in(&sb, "production", "stopped").await, "nothing started");
+
+    // The cockpit counts down on the item, and Enter on it is refused.
+    let marker = dir.path().join("exited");
+    let script = cockpit_script(&sb, &rb, dir.path(), &["tui", p], &marker);
+    let tmux = Tmux { socket: format!("cutover-decom-{}", std::process::id()) };
+    let out = tmux.cmd(&["new-session", "-d", "-s", "t", "-x", "200", "-y", "50", &format!("sh {}", script.display())]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // Rows: 0 the phase, 1 stop-old, 2 start-again.
+    tmux.keys(&["5", "j", "j"]);
+    let screen = tmux.wait_for("the countdown", Duration::from_secs(30), |s| {
+        s.contains("⧗ ") && s.contains("not before 40s after decommission/stop-old:")
+    });
+    let countdown = |s: &str| -> u64 {
+        let after = &s[s.find("⧗ ").unwrap() + "⧗ ".len()..];
+        let text: String = after.chars().take_while(|c| c.is_ascii_alphanumeric()).collect();
+        cutover::runbook::duration::parse_duration(&text).unwrap_or_else(|e| panic!("{e}: {s}")).as_secs()
+    };
+    let left = countdown(&screen);
+    assert!(left > 0 && left <= 40, "{left}: {screen}");
+    // It counts down.
+    tmux.wait_for("the countdown to move", Duration::from_secs(10), |s| s.contains("⧗ ") && countdown(s) < left);
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("the refusal", Duration::from_secs(10), |s| {
+        s.contains("refused: decommission/start-again may not run before 40s")
+    });
+    assert!(!tmux.screen().contains("confirm a change"), "no popup opened");
+    tmux.keys(&["q"]);
+
+    // Once the window has passed, it runs; the instances come back.
+    let wait = Duration::from_secs(41).saturating_sub(stopped_at.elapsed());
+    tokio::time::sleep(wait).await;
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["run", p, gated, "--yes"]).await;
+    assert_eq!(code, Some(0), "{out}");
+    eventually(Duration::from_secs(30), "old production running", || async {
+        all_in(&sb, "production", "running").await.then_some(())
+    })
+    .await;
+    let stages: Vec<(String, String)> = audit_lines(dir.path(), &rb.name)
+        .iter()
+        .map(|l| (l["action"].as_str().unwrap().to_string(), l["stage"].as_str().unwrap().to_string()))
+        .collect();
+    let gated_stages: Vec<&str> =
+        stages.iter().filter(|(a, _)| a.ends_with(&format!("({gated})"))).map(|(_, s)| s.as_str()).collect();
+    assert_eq!(gated_stages, ["refused", "refused", "intent", "applied"], "{stages:#?}");
+    sb.down().await;
+}
+
+const BACKUPS: &str = r#"
+[[phases]]
+id = "backup"
+title = "Backups of old production"
+
+[[phases.items]]
+id = "images"
+title = "An AMI of each old production instance"
+kind = "action"
+action = "create_image"
+environment = "production"
+no_reboot = true
+
+[[phases.items]]
+id = "redis"
+title = "A snapshot of old production's ElastiCache"
+kind = "action"
+action = "snapshot_redis"
+redis = "prod-cache"
+"#;
+
+/// The runbook with prod-cache an ElastiCache replication group.
+fn with_elasticache(dir: &Path, phases: &str) -> (Runbook, PathBuf) {
+    runbook_edited(dir, phases, |t| t.replace(r#"["prod-redis"] }"#, r#"["prod-redis"], elasticache = "prod-cache" }"#))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decom_create_image_and_snapshot_redis_wait_until_available_tagged_and_audited() {
+    use common::tmux::audit_lines;
+    let dir = tempfile::tempdir().unwrap();
+    let (rb, path) = with_elasticache(dir.path(), BACKUPS);
+    let p = path.to_str().unwrap();
+    let sb = sandbox(&rb, "il-central-1").await;
+    let production: std::collections::BTreeSet<String> =
+        sb.world.instances.iter().filter(|i| i.environment == "production").map(|i| i.id.clone()).collect();
+    assert_eq!(production.len(), 2);
+
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["run", p, "backup/images", "--dry-run"]).await;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("without rebooting, wait until available"), "{out}");
+    assert!(out.contains("dry run: nothing was sent"), "{out}");
+    let images = sb.clients.ec2.describe_images().owners("self").send().await.unwrap();
+    assert!(images.images().is_empty(), "a dry run creates nothing");
+
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["run", p, "backup/images", "--yes"]).await;
+    assert_eq!(code, Some(0), "{out}");
+    // The proxy keeps new AMIs pending (as AWS does): the run waited through it.
+    assert!(out.contains("progress 0/2: 0 of 2 AMIs available"), "{out}");
+    assert!(out.contains("progress 2/2: 2 of 2 AMIs available"), "{out}");
+    let images = sb.clients.ec2.describe_images().owners("self").send().await.unwrap();
+    let mut of_instance = std::collections::BTreeMap::new();
+    for i in images.images() {
+        let tag = |k: &str| i.tags().iter().find(|t| t.key() == Some(k)).and_then(|t| t.value()).map(str::to_string);
+        assert_eq!(i.state().map(|s| s.as_str()), Some("available"), "{i:?}");
+        assert_eq!(tag("cutover:runbook").as_deref(), Some("staging-to-production"), "{i:?}");
+        assert_eq!(tag("cutover:item").as_deref(), Some("backup/images"), "{i:?}");
+        of_instance.insert(tag("cutover:instance").unwrap(), i.image_id().unwrap().to_string());
+    }
+    assert_eq!(of_instance.keys().cloned().collect::<std::collections::BTreeSet<_>>(), production);
+    let audit = audit_lines(dir.path(), &rb.name);
+    let stages: Vec<&str> = audit.iter().map(|l| l["stage"].as_str().unwrap()).collect();
+    assert_eq!(stages, ["intent", "applied"], "{audit:#?}");
+    let applied = audit[1]["detail"].as_str().unwrap();
+    for (instance, ami) in &of_instance {
+        assert!(applied.contains(&format!("{ami} of {instance}")), "the audit names each AMI: {applied}");
+    }
+
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["run", p, "backup/redis", "--yes"]).await;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("creating"), "waited while the snapshot was creating: {out}");
+    let snaps = sb.clients.elasticache.describe_snapshots().send().await.unwrap();
+    let manual: Vec<_> =
+        snaps.snapshots().iter().filter(|s| s.snapshot_name().is_some_and(|n| n.starts_with("cutover-"))).collect();
+    assert_eq!(manual.len(), 1, "{snaps:?}");
+    assert_eq!(manual[0].snapshot_status(), Some("available"));
+    assert_eq!(manual[0].replication_group_id(), Some("prod-cache"));
+    let audit = audit_lines(dir.path(), &rb.name);
+    let last = audit.last().unwrap();
+    assert_eq!(last["stage"], "applied");
+    assert!(last["detail"].as_str().unwrap().contains(manual[0].snapshot_name().unwrap()), "{last}");
+    sb.down().await;
+}
+
+const DECOMMISSION: &str = r#"
+[[phases]]
+id = "decommission"
+title = "Decommission old production"
+
+[[phases.items]]
+id = "images"
+title = "An AMI of each old production instance"
+kind = "action"
+action = "create_image"
+environment = "production"
+no_reboot = true
+
+[[phases.items]]
+id = "stop-old"
+title = "Stop the old production instances"
+kind = "action"
+action = "stop_instances"
+environment = "production"
+rollback = { action = "start_instances", environment = "production" }
+
+[[phases.items]]
+id = "terminate"
+title = "Terminate old production after the window"
+kind = "action"
+action = "terminate_instances"
+environment = "production"
+not_before = { after = "decommission/stop-old", wait = "20s" }
+
+[[phases.items]]
+id = "app-group"
+title = "Delete old production's app group"
+kind = "action"
+action = "delete_security_groups"
+environment = "production"
+security_groups = ["prod-app"]
+
+[[phases.items]]
+id = "redis-group"
+title = "Delete old production's Redis group"
+kind = "action"
+action = "delete_security_groups"
+environment = "production"
+security_groups = ["prod-redis"]
+"#;
+
+/// Whether a security group of this name still exists.
+async fn group_exists(sb: &Sandbox, name: &str) -> bool {
+    let all = sb.clients.ec2.describe_security_groups().send().await.unwrap();
+    all.security_groups().iter().any(|g| g.group_name() == Some(name))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decom_terminate_needs_stopped_instances_the_window_and_the_typed_name_and_groups_go_only_unused() {
+    use common::tmux::audit_lines;
+    let dir = tempfile::tempdir().unwrap();
+    let (rb, path) = runbook_with_phases(dir.path(), DECOMMISSION);
+    let p = path.to_str().unwrap();
+    let sb = sandbox(&rb, "ap-southeast-5").await;
+    let run = |args: Vec<&'static str>| {
+        let (sb, rb, dir) = (&sb, &rb, dir.path());
+        async move {
+            let mut all = vec!["run", p];
+            all.extend(args);
+            run_cutover_all(sb, rb, dir, &all).await
+        }
+    };
+    let confirm = ["--yes", "--confirm-name", "production"];
+    let prod: Vec<String> =
+        sb.world.instances.iter().filter(|i| i.environment == "production").map(|i| i.id.clone()).collect();
+
+    let (code, out) = run(vec!["decommission/images", "--yes"]).await;
+    assert_eq!(code, Some(0), "{out}");
+
+    // Groups in use are refused, naming what uses them.
+    let (code, out) = run([&["decommission/app-group"][..], &confirm].concat()).await;
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("security groups still in use: prod-app"), "{out}");
+    for id in &prod {
+        assert!(out.contains(&format!("instance {id} (running)")), "{id}: {out}");
+    }
+    assert!(out.contains("a rule of group prod-redis"), "{out}");
+    assert!(group_exists(&sb, "prod-app").await);
+
+    // Before the stop: the window has not begun.
+    let (code, out) = run([&["decommission/terminate"][..], &confirm].concat()).await;
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("decommission/stop-old finished, and it has not"), "{out}");
+    let (code, out) = run(vec!["decommission/stop-old", "--yes"]).await;
+    assert_eq!(code, Some(0), "{out}");
+    eventually(Duration::from_secs(30), "old production stopped", || async {
+        all_in(&sb, "production", "stopped").await.then_some(())
+    })
+    .await;
+    let stopped_at = Instant::now();
+    let (code, out) = run([&["decommission/terminate"][..], &confirm].concat()).await;
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("s left, it opens at"), "{out}");
+
+    tokio::time::sleep(Duration::from_secs(21).saturating_sub(stopped_at.elapsed())).await;
+    // Another client starts one instance again: only stopped instances are terminated.
+    sb.clients.ec2.start_instances().instance_ids(&prod[0]).send().await.unwrap();
+    let (code, out) = run([&["decommission/terminate"][..], &confirm].concat()).await;
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("only stopped instances are terminated:") && out.contains(&prod[0]), "{out}");
+    sb.clients.ec2.stop_instances().instance_ids(&prod[0]).send().await.unwrap();
+    eventually(Duration::from_secs(30), "old production stopped again", || async {
+        all_in(&sb, "production", "stopped").await.then_some(())
+    })
+    .await;
+
+    // --yes alone, or the wrong name, is not enough.
+    let (code, out) = run(vec!["decommission/terminate", "--yes"]).await;
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("NO ROLLBACK") && out.contains("confirm with --confirm-name production"), "{out}");
+    let (code, out) = run(vec!["decommission/terminate", "--yes", "--confirm-name", "staging"]).await;
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("(`staging` was given)"), "{out}");
+    assert!(all_in(&sb, "production", "stopped").await, "nothing terminated");
+
+    let (code, out) = run([&["decommission/terminate"][..], &confirm].concat()).await;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(all_in(&sb, "production", "terminated").await, "{:?}", states(&sb, "production").await);
+    // The audit names each instance with the AMI taken of it.
+    let images = sb.clients.ec2.describe_images().owners("self").send().await.unwrap();
+    let ami_of = |id: &str| {
+        images
+            .images()
+            .iter()
+            .find(|i| i.tags().iter().any(|t| t.key() == Some("cutover:instance") && t.value() == Some(id)))
+            .and_then(|i| i.image_id())
+            .unwrap()
+            .to_string()
+    };
+    let audit = audit_lines(dir.path(), &rb.name);
+    let applied = audit
+        .iter()
+        .find(|l| l["stage"] == "applied" && l["action"] == "terminate_instances production (decommission/terminate)")
+        .unwrap_or_else(|| panic!("{audit:#?}"));
+    for id in &prod {
+        assert_eq!(applied["before"][id]["ami"], ami_of(id), "{applied}");
+        assert!(applied["detail"].as_str().unwrap().contains(&format!("{} of {id}", ami_of(id))), "{applied}");
+    }
+
+    // prod-redis is used by nothing: it goes. Then prod-app, whose users are gone.
+    let (code, out) = run([&["decommission/redis-group"][..], &confirm].concat()).await;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(!group_exists(&sb, "prod-redis").await);
+    assert!(group_exists(&sb, "prod-app").await);
+    let (code, out) = run([&["decommission/app-group"][..], &confirm].concat()).await;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(!group_exists(&sb, "prod-app").await);
+    let (code, out) = run([&["decommission/app-group"][..], &confirm].concat()).await;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("nothing to do: none of prod-app exists"), "{out}");
+    sb.down().await;
+}
