@@ -91,13 +91,16 @@ pub fn lines_in(lines: &[AuditLine], start: SystemTime, end: SystemTime) -> Vec<
     out.into_iter().map(|(_, l)| l).collect()
 }
 
+/// Each environment's weight.
+type Weights = BTreeMap<String, f64>;
+
 /// A line that moved weights: Route53 accepted it (`applied`) or reports it
 /// everywhere (`insync`), with every environment's weight before and after.
-fn weights_of(line: &AuditLine, sides: &[String]) -> Option<(BTreeMap<String, f64>, BTreeMap<String, f64>)> {
+fn weights_of(line: &AuditLine, sides: &[String]) -> Option<(Weights, Weights)> {
     if !matches!(line.stage, Stage::Applied | Stage::InSync) {
         return None;
     }
-    let read = |v: &serde_json::Value| -> Option<BTreeMap<String, f64>> {
+    let read = |v: &serde_json::Value| -> Option<Weights> {
         let o = v.as_object()?;
         sides.iter().map(|s| Some((s.clone(), o.get(s)?.as_f64()?))).collect()
     };
@@ -108,7 +111,7 @@ fn weights_of(line: &AuditLine, sides: &[String]) -> Option<(BTreeMap<String, f6
 /// first change from `start`, then each applied or insync line's `after`
 /// from its time on, held to `end`.
 pub fn weight_curves(lines: &[AuditLine], sides: &[String], start: SystemTime, end: SystemTime) -> Vec<Curve> {
-    let changes: Vec<(i64, BTreeMap<String, f64>, BTreeMap<String, f64>)> = lines
+    let changes: Vec<(i64, Weights, Weights)> = lines
         .iter()
         .filter_map(|l| {
             let t = epoch(crate::time::parse_rfc3339(&l.time)?);
@@ -171,12 +174,19 @@ fn is_count(m: Metric) -> bool {
     matches!(m, Metric::RequestCount | Metric::Target5xx | Metric::Elb5xx)
 }
 
+/// A side's reading for a `compare` gate: the series, divided by the
+/// side's requests when it is a count.
+struct Rate {
+    value: SeriesKey,
+    per_request: Option<SeriesKey>,
+}
+
 /// What a gate's plot needs from CloudWatch, and how it is drawn.
 enum GateSpec {
     /// One reading against a fixed limit.
     Limit { label: String, keys: Vec<SeriesKey>, limit: f64, limit_label: String },
     /// The new side's rate against `factor` times the old side's.
-    Compare { new: (SeriesKey, Option<SeriesKey>), old: (SeriesKey, Option<SeriesKey>), factor: f64 },
+    Compare { new: Box<Rate>, old: Box<Rate>, factor: f64 },
     /// No numeric reading: why.
     Unplotted(String),
 }
@@ -213,14 +223,14 @@ fn gate_spec(rb: &Runbook, g: &GateKind, dims: &[SideDimensions]) -> Vec<GateSpe
             };
             // Counts compare as rates per request, as the gate does.
             let read = |d: &SideDimensions| {
-                if is_count(*metric) {
-                    (
-                        key(d, first_tg(d), *metric, Stat::Sum),
-                        Some(key(d, first_tg(d), Metric::RequestCount, Stat::Sum)),
-                    )
+                Box::new(if is_count(*metric) {
+                    Rate {
+                        value: key(d, first_tg(d), *metric, Stat::Sum),
+                        per_request: Some(key(d, first_tg(d), Metric::RequestCount, Stat::Sum)),
+                    }
                 } else {
-                    (key(d, first_tg(d), *metric, *stat), None)
-                }
+                    Rate { value: key(d, first_tg(d), *metric, *stat), per_request: None }
+                })
             };
             vec![GateSpec::Compare { new: read(new), old: read(old), factor: *factor }]
         }
@@ -277,7 +287,9 @@ pub fn wanted_keys(rb: &Runbook, dims: &[SideDimensions]) -> Vec<SeriesKey> {
     for spec in all_specs(rb, dims).into_iter().flatten() {
         match spec {
             GateSpec::Limit { keys: k, .. } => keys.extend(k),
-            GateSpec::Compare { new, old, .. } => keys.extend([new.0, old.0].into_iter().chain(new.1).chain(old.1)),
+            GateSpec::Compare { new, old, .. } => {
+                keys.extend([new.value, old.value].into_iter().chain(new.per_request).chain(old.per_request))
+            }
             GateSpec::Unplotted(_) => {}
         }
     }
@@ -389,9 +401,9 @@ pub fn build(
                     curves.push(flat(limit_label, limit, start, end, plot::THRESHOLD_COLOUR));
                 }
                 GateSpec::Compare { new, old, factor } => {
-                    let rate = |(value, requests): &(SeriesKey, Option<SeriesKey>)| {
-                        let v = series_for(fetched, value);
-                        let r = requests.as_ref().map(|k| series_for(fetched, k));
+                    let rate = |rate: &Rate| {
+                        let v = series_for(fetched, &rate.value);
+                        let r = rate.per_request.as_ref().map(|k| series_for(fetched, k));
                         let points = match (v, r) {
                             (Some(v), Some(Some(r))) => ratio(&v.points, &r.points),
                             (Some(v), None) => v.points.clone(),
@@ -401,7 +413,7 @@ pub fn build(
                     };
                     let ((new_points, e1), (old_points, e2)) = (rate(&new), rate(&old));
                     notes.extend(e1.into_iter().chain(e2));
-                    let per_request = if new.1.is_some() { " per request" } else { "" };
+                    let per_request = if new.per_request.is_some() { " per request" } else { "" };
                     curves.push(Curve {
                         label: format!("{}{per_request}", rb.rollout.to),
                         points: new_points,
