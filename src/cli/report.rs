@@ -32,27 +32,28 @@ fn time_flag(flag: &str, value: &Option<String>) -> Result<Option<SystemTime>, F
 }
 
 /// Each environment's load balancer and target groups as CloudWatch names
-/// them; what cannot be looked up is said on stderr and left out (its
-/// series then say why they are empty).
-async fn dimensions(rb: &Runbook, clients: &crate::aws::SideClients) -> Vec<SideDimensions> {
+/// them, and what could not be looked up (left out: its series then say
+/// why they are empty).
+async fn dimensions(rb: &Runbook, clients: &crate::aws::SideClients) -> (Vec<SideDimensions>, Vec<String>) {
     use crate::aws::elb::{arn_suffix, load_balancer, target_groups};
     let mut out = Vec::new();
+    let mut warnings = Vec::new();
     for env in rb.environments.values() {
         let elb = &clients.environment(&env.name).elb;
         let mut d = SideDimensions { environment: env.name.clone(), load_balancer: None, target_groups: Vec::new() };
         if let Some(lb) = &env.load_balancer {
             match load_balancer(elb, lb).await {
                 Ok(l) => d.load_balancer = Some(arn_suffix(&l.arn)),
-                Err(e) => eprintln!("warning: {}: load balancer {lb}: {e}; its metrics are left out", env.name),
+                Err(e) => warnings.push(format!("{}: load balancer {lb}: {e}; its metrics are left out", env.name)),
             }
         }
         match target_groups(elb, &env.target_groups).await {
             Ok(tgs) => d.target_groups = tgs.iter().map(|t| arn_suffix(&t.arn)).collect(),
-            Err(e) => eprintln!("warning: {}: target groups: {e}; their metrics are left out", env.name),
+            Err(e) => warnings.push(format!("{}: target groups: {e}; their metrics are left out", env.name)),
         }
         out.push(d);
     }
-    out
+    (out, warnings)
 }
 
 pub fn run(rb: Runbook, g: &GlobalArgs, args: ReportArgs) -> Result<u8, Failure> {
@@ -91,11 +92,10 @@ pub fn run(rb: Runbook, g: &GlobalArgs, args: ReportArgs) -> Result<u8, Failure>
     let period = crate::aws::cloudwatch::plot_period(start, end, SystemTime::now(), POINTS);
     let (report, warnings) = super::runtime()?.block_on(async {
         let (clients, _) = super::aws_clients(&rb, g).await;
-        let dims = dimensions(&rb, &clients).await;
+        let (dims, mut warnings) = dimensions(&rb, &clients).await;
         let keys = crate::report::wanted_keys(&rb, &dims);
         // The last period starts at `end` at the latest: EndTime is exclusive.
         let until = end + Duration::from_secs(period as u64);
-        let mut warnings = Vec::new();
         let fetched =
             match crate::aws::cloudwatch::metric_series_between_by_side(&clients, &keys, start, until, period).await {
                 Ok(series) => keys.into_iter().zip(series).collect(),
