@@ -10,6 +10,7 @@ pub mod live;
 pub mod notify;
 pub mod paths;
 pub mod redis;
+pub mod report;
 pub mod runbook;
 pub mod sandbox;
 pub mod status;

@@ -19,6 +19,8 @@ const LAYERS: &[&[&str]] = &[
     &["redis"],
     &["live"],
     &["status"],
+    // `cutover report`: the audit and CloudWatch series drawn as HTML.
+    &["report"],
     &["drive"],
     &["tui"],
     // Beside the command line: `cutover sandbox up` and `demo` start it; it

@@ -205,29 +205,55 @@ pub async fn metric_series(
     window: Duration,
     period_secs: i32,
 ) -> AwsResult<Vec<Series>> {
+    let now = SystemTime::now();
+    metric_series_between(cw, keys, now - window, now + Duration::from_secs(60), period_secs).await
+}
+
+/// GetMetricData takes at most this many queries in one call.
+pub const MAX_QUERIES_PER_CALL: usize = 500;
+
+/// A period that plots `[start, end)` in at most about `points` datapoints a
+/// series and that CloudWatch answers for data that old (GetMetricData,
+/// MetricStat.Period): a multiple of 60 s while the start is less than 15
+/// days before `now`, of 300 s up to 63 days, of 3600 s beyond; another
+/// period returns no datapoints there.
+pub fn plot_period(start: SystemTime, end: SystemTime, now: SystemTime, points: u64) -> i32 {
+    const DAY: u64 = 86_400;
+    let age = now.duration_since(start).unwrap_or_default().as_secs();
+    let unit = match age {
+        a if a < 15 * DAY => 60,
+        a if a < 63 * DAY => 300,
+        _ => 3600,
+    };
+    let span = end.duration_since(start).unwrap_or_default().as_secs().max(1);
+    let period = span.div_ceil(points.max(1)).div_ceil(unit).max(1) * unit;
+    i32::try_from(period).unwrap_or(i32::MAX / 3600 * 3600)
+}
+
+/// Every series in `[start, end)` at `period_secs`: one GetMetricData call per
+/// 500 queries, pages followed. A series that cannot be asked for honestly is
+/// not sent: it comes back with its `error` and no points.
+pub async fn metric_series_between(
+    cw: &aws_sdk_cloudwatch::Client,
+    keys: &[SeriesKey],
+    start: SystemTime,
+    end: SystemTime,
+    period_secs: i32,
+) -> AwsResult<Vec<Series>> {
     let dimensions: Vec<Result<Vec<Dimension>, String>> = keys.iter().map(SeriesKey::cloudwatch_dimensions).collect();
     let queries: Vec<MetricDataQuery> = keys
         .iter()
         .zip(&dimensions)
         .enumerate()
         .filter_map(|(i, (k, dims))| {
-            let metric = CwMetric::builder()
-                .namespace("AWS/ApplicationELB")
-                .metric_name(k.metric.cloudwatch_name())
-                .set_dimensions(Some(dims.as_ref().ok()?.clone()))
-                .build();
-            Some(
-                MetricDataQuery::builder()
-                    .id(format!("q{i}"))
-                    .metric_stat(
-                        MetricStat::builder().metric(metric).period(period_secs).stat(k.stat.cloudwatch_name()).build(),
-                    )
-                    .build(),
-            )
+            let dims = dims.as_ref().ok()?.clone();
+            Some(stat_query(format!("q{i}"), k, dims, k.stat.cloudwatch_name(), period_secs))
         })
         .collect();
-    let now = SystemTime::now();
-    let mut points = data_points(cw, &queries, now - window, now + Duration::from_secs(60)).await?;
+    let mut points = BTreeMap::new();
+    for chunk in queries.chunks(MAX_QUERIES_PER_CALL) {
+        points.extend(data_points(cw, chunk, start, end).await?);
+    }
     Ok(keys
         .iter()
         .zip(dimensions)
@@ -416,6 +442,26 @@ pub async fn metric_series_by_side(
     Ok(out.into_iter().flatten().collect())
 }
 
+/// [`metric_series_between`] with each series read in its environment's
+/// account and region (one call per distinct side), in the order of `keys`.
+pub async fn metric_series_between_by_side(
+    sides: &SideClients,
+    keys: &[SeriesKey],
+    start: SystemTime,
+    end: SystemTime,
+    period_secs: i32,
+) -> AwsResult<Vec<Series>> {
+    let mut out: Vec<Option<Series>> = vec![None; keys.len()];
+    for (clients, idx) in sides.group(&keys.iter().map(key_side).collect::<Vec<_>>()) {
+        let part: Vec<SeriesKey> = idx.iter().map(|&i| keys[i].clone()).collect();
+        let got = metric_series_between(&clients.cloudwatch, &part, start, end, period_secs).await?;
+        for (i, s) in idx.into_iter().zip(got) {
+            out[i] = Some(s);
+        }
+    }
+    Ok(out.into_iter().flatten().collect())
+}
+
 /// [`metric_totals`] with each key read in its environment's account and
 /// region, in the order of `keys`.
 pub async fn metric_totals_by_side(
@@ -491,6 +537,22 @@ mod tests {
         assert_eq!(whole_window(t(6030), t(6090)), (t(6000), 120), "90 s from the minute: two minutes");
         assert_eq!(whole_window(t(6000), t(6300)), (t(6000), 300));
         assert_eq!(whole_window(t(6000), t(6000)), (t(6000), 60), "never an empty period");
+    }
+
+    #[test]
+    fn plot_periods_are_the_multiples_cloudwatch_answers_for_data_that_old() {
+        let t = |s: u64| SystemTime::UNIX_EPOCH + Duration::from_secs(s);
+        let day = 86_400;
+        let now = t(100 * day);
+        // An hour, 15 days old at most: whole minutes, about 240 points.
+        assert_eq!(plot_period(t(99 * day), t(99 * day + 3600), now, 240), 60);
+        assert_eq!(plot_period(t(99 * day), t(99 * day + 6 * 3600), now, 240), 120);
+        assert_eq!(plot_period(t(99 * day), t(99 * day + 10), now, 240), 60, "never under a minute");
+        // 20 days ago: multiples of 5 minutes; 70 days ago: of an hour.
+        assert_eq!(plot_period(t(80 * day), t(80 * day + 3600), now, 240), 300);
+        assert_eq!(plot_period(t(30 * day), t(30 * day + 3600), now, 240), 3600);
+        assert_eq!(plot_period(t(30 * day), t(40 * day), now, 240), 3600);
+        assert_eq!(plot_period(t(30 * day), t(60 * day), now, 240), 3 * 3600, "30 days in 240 points");
     }
 
     fn names(dims: &[Dimension]) -> Vec<(&str, &str)> {

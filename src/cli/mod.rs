@@ -4,6 +4,7 @@
 pub mod diff;
 pub mod plan;
 pub mod redis;
+pub mod report;
 pub mod rollout;
 pub mod run;
 pub mod sandbox;
@@ -200,6 +201,22 @@ pub enum Command {
         /// A timeline fit for a postmortem.
         #[arg(long)]
         markdown: bool,
+    },
+    /// Write a postmortem of the rollout's window as one self-contained HTML
+    /// file: each side's weight, requests, 5xx and latency, each gate's
+    /// readings against its threshold, and the audit timeline.
+    Report {
+        #[arg(value_hint = ValueHint::FilePath)]
+        runbook: PathBuf,
+        /// The HTML file to write.
+        #[arg(long, value_hint = ValueHint::FilePath)]
+        html: PathBuf,
+        /// Window start, RFC 3339 (default: the first audit line's time).
+        #[arg(long)]
+        since: Option<String>,
+        /// Window end, RFC 3339 (default: the last audit line's time).
+        #[arg(long)]
+        until: Option<String>,
     },
     /// Copy Redis data between servers (resumable, TTLs kept) and verify it.
     #[command(subcommand)]
@@ -573,6 +590,10 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                 }
             }
             Ok(0)
+        }
+        Command::Report { runbook, html, since, until } => {
+            let rb = load_runbook(&runbook)?;
+            report::run(rb, &cli.global, report::ReportArgs { html, since, until })
         }
         Command::Redis(cmd) => redis::run(cmd, &cli.global),
         Command::Sandbox(SandboxCommand::Up { runbook, env_file, moto_endpoint }) => {

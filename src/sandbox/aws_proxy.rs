@@ -546,6 +546,9 @@ async fn forward(State(p): State<Arc<Proxy>>, req: Request) -> Response {
     let (mut body, finish) = match p.counts.cloudwatch.handle(&body) {
         None => (body, None),
         Some(Handling::Answer(xml)) => return (StatusCode::OK, [("content-type", "text/xml")], xml).into_response(),
+        Some(Handling::Refuse(xml)) => {
+            return (StatusCode::BAD_REQUEST, [("content-type", "text/xml")], xml).into_response();
+        }
         Some(Handling::Forward(b, finish)) => (Bytes::from(b), Some(finish)),
     };
     let conditional = service == "s3"

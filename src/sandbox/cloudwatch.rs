@@ -60,6 +60,8 @@ pub enum Handling {
     Forward(Vec<u8>, Finish),
     /// Answer this XML without asking moto.
     Answer(String),
+    /// Refuse the request as AWS does (400): this error document.
+    Refuse(String),
 }
 
 /// What to add to moto's answer.
@@ -230,7 +232,43 @@ impl CloudWatchState {
         end.min(SystemTime::UNIX_EPOCH + Duration::from_secs(secs / 60 * 60))
     }
 
+    /// What AWS refuses in a GetMetricData that moto takes: more than 500
+    /// queries, and a period that is not 1, 5, 10, 30 or a multiple of 60
+    /// seconds (GetMetricData, MetricDataQueries and MetricStat.Period).
+    fn refusal(form: &Form) -> Option<String> {
+        let queries = members(form, "MetricDataQueries");
+        let error = |code: &str, message: String| {
+            Some(format!(
+                "<ErrorResponse xmlns=\"{XMLNS}\"><Error><Type>Sender</Type><Code>{code}</Code><Message>{}</Message></Error><RequestId>sandbox-validation</RequestId></ErrorResponse>",
+                escape(&message)
+            ))
+        };
+        if queries.len() > 500 {
+            return error(
+                "ValidationError",
+                format!(
+                    "1 validation error detected: Value with {} members at 'metricDataQueries' failed to satisfy constraint: Member must have length less than or equal to 500",
+                    queries.len()
+                ),
+            );
+        }
+        for (n, q) in &queries {
+            let Some(period) = get(q, "MetricStat.Period") else { continue };
+            let ok = period.parse::<i64>().is_ok_and(|p| [1, 5, 10, 30].contains(&p) || (p >= 60 && p % 60 == 0));
+            if !ok {
+                return error(
+                    "InvalidParameterValue",
+                    format!("The parameter MetricDataQueries.member.{n}.MetricStat.Period must be a multiple of 60."),
+                );
+            }
+        }
+        None
+    }
+
     fn get_metric_data(&self, form: Form) -> Handling {
+        if let Some(xml) = Self::refusal(&form) {
+            return Handling::Refuse(xml);
+        }
         let start = get(&form, "StartTime").and_then(time);
         let end = get(&form, "EndTime").and_then(time);
         let (Some(start), Some(end)) = (start, end) else {
@@ -392,6 +430,35 @@ mod tests {
 
     fn form(pairs: &[(&str, &str)]) -> Vec<u8> {
         url::form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish().into_bytes()
+    }
+
+    #[test]
+    fn get_metric_data_is_refused_as_aws_refuses_it() {
+        let cw = CloudWatchState::default();
+        let request = |queries: u32, period: &str| {
+            let mut pairs: Vec<(String, String)> = vec![
+                ("Action".into(), "GetMetricData".into()),
+                ("Version".into(), "2010-08-01".into()),
+                ("StartTime".into(), "2026-11-22T05:00:00Z".into()),
+                ("EndTime".into(), "2026-11-22T06:00:00Z".into()),
+            ];
+            for n in 1..=queries {
+                pairs.push((format!("MetricDataQueries.member.{n}.Id"), format!("q{n}")));
+                pairs.push((format!("MetricDataQueries.member.{n}.MetricStat.Period"), period.into()));
+            }
+            url::form_urlencoded::Serializer::new(String::new()).extend_pairs(&pairs).finish()
+        };
+        let refused = |body: String| match cw.handle(body.as_bytes()) {
+            Some(Handling::Refuse(xml)) => Some(xml),
+            _ => None,
+        };
+        assert!(refused(request(500, "60")).is_none(), "500 queries are allowed");
+        assert!(refused(request(501, "60")).is_some_and(|x| x.contains("<Code>ValidationError</Code>")));
+        assert!(refused(request(1, "90")).is_some_and(|x| x.contains("MetricStat.Period must be a multiple of 60")));
+        assert!(refused(request(1, "45")).is_some());
+        for ok in ["1", "30", "120", "3600"] {
+            assert!(refused(request(1, ok)).is_none(), "period {ok}");
+        }
     }
 
     #[test]
