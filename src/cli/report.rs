@@ -64,7 +64,7 @@ pub fn run(rb: Runbook, g: &GlobalArgs, args: ReportArgs) -> Result<u8, Failure>
             "no audit lines for runbook {} in {}: nothing to report yet; report after a rollout or a shift, \
              with XDG_STATE_HOME as it was for them",
             rb.name,
-            log.path.display()
+            log.describe()
         )));
     };
     let start = time_flag("--since", &args.since)?.unwrap_or(first);

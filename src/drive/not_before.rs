@@ -81,7 +81,7 @@ pub fn window(
 /// refusal. Reads the runbook's checklist progress and audit log.
 pub fn check(rb: &Runbook, key: &str, item: &Item, now: SystemTime) -> Result<(), String> {
     let Some(nb) = &item.not_before else { return Ok(()) };
-    let checklist = ChecklistState::load(&crate::store::checklist::path_for(&rb.name))?;
+    let (checklist, _) = crate::store::checklist::load(&rb.name)?;
     let audit = crate::store::audit::AuditLog::for_runbook(&rb.name).read()?;
     refusal(key, nb, &window(rb, nb, &checklist, &audit, now), now).map_or(Ok(()), Err)
 }

@@ -134,6 +134,14 @@ impl AuditLog {
         }
     }
 
+    /// The local file's length (cheap to ask every frame); None in a shared store.
+    pub fn local_len(&self) -> Option<u64> {
+        if self.backend.shared() {
+            return None;
+        }
+        Some(std::fs::metadata(self.describe()).map_or(0, |m| m.len()))
+    }
+
     pub fn append(&self, line: &AuditLine) -> Result<(), String> {
         let body = serde_json::to_vec(line).map_err(|e| e.to_string())?;
         self.backend

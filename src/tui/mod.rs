@@ -156,11 +156,11 @@ pub async fn event_loop<B: ratatui::backend::Backend>(
 ) -> Result<(), String> {
     let Services { workers, actions } = services;
     let mut clock = tokio::time::interval(Duration::from_secs(1));
-    let mut audit_len = None;
+    let mut audit_seen = (None, None);
     // Planning and applying run off the loop; their results come back here.
     let (action_tx, mut action_rx) = tokio::sync::mpsc::unbounded_channel::<Event>();
     loop {
-        reload_gate_audit(app, &mut audit_len);
+        reload_gate_audit(app, &mut audit_seen, &action_tx);
         terminal.draw(|f| view::render(app, f)).map_err(|e| format!("cannot draw: {e}"))?;
         drawn(app);
         let commands = tokio::select! {
@@ -214,7 +214,13 @@ pub async fn event_loop<B: ratatui::backend::Backend>(
 
 /// Rereads the audit lines time-gated items wait on when the log's length
 /// changed since `seen` (an action finished here or elsewhere).
-fn reload_gate_audit(app: &mut App, seen: &mut Option<u64>) {
+/// In a shared store the log is read off the loop every 5 s instead (a
+/// slow S3 must not freeze the screen), and comes back as an event.
+fn reload_gate_audit(
+    app: &mut App,
+    (seen, last_shared): &mut (Option<u64>, Option<std::time::Instant>),
+    tx: &tokio::sync::mpsc::UnboundedSender<Event>,
+) {
     let afters: Vec<String> = app
         .rb
         .phases
@@ -226,7 +232,19 @@ fn reload_gate_audit(app: &mut App, seen: &mut Option<u64>) {
         return;
     }
     let log = crate::store::audit::AuditLog::for_runbook(&app.rb.name);
-    let len = std::fs::metadata(&log.path).map_or(0, |m| m.len());
+    let Some(len) = log.local_len() else {
+        if last_shared.is_none_or(|t| t.elapsed() >= Duration::from_secs(5)) {
+            *last_shared = Some(std::time::Instant::now());
+            let tx = tx.clone();
+            tokio::task::spawn_blocking(move || {
+                let lines = log
+                    .read()
+                    .map(|l| l.into_iter().filter(|l| afters.iter().any(|a| l.action.ends_with(a))).collect());
+                let _ = tx.send(Event::GateAudit(lines));
+            });
+        }
+        return;
+    };
     if *seen == Some(len) {
         return;
     }

@@ -75,6 +75,8 @@ pub enum Event {
     },
     /// A checklist change written (the checklist as written), or why not.
     ChecklistSaved(Result<crate::store::checklist::ChecklistState, String>),
+    /// The audit lines time-gated items wait on, read from a shared store.
+    GateAudit(Result<Vec<crate::store::audit::AuditLine>, String>),
 }
 
 /// What changed between two snapshots that a person should see in the log:
@@ -561,6 +563,13 @@ pub fn update(app: &mut App, event: Event) -> Vec<Command> {
             app.action_progress.remove(&key);
             app.action_results.insert(key, (ok, app.now));
             vec![Command::Refresh]
+        }
+        Event::GateAudit(result) => {
+            match result {
+                Ok(lines) => app.gate_audit = lines,
+                Err(e) => app.log(format!("time gates: {e}")),
+            }
+            Vec::new()
         }
         Event::ChecklistSaved(result) => {
             app.checklist_edits = app.checklist_edits.saturating_sub(1);
