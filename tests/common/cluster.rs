@@ -1,10 +1,8 @@
 //! A Redis Cluster on loopback: three primaries (and a replica each when
 //! asked), real redis-server processes joined by `redis-cli --cluster create`.
 
+use cutover::sandbox::process::{ChildProcess, start_cluster};
 use std::path::Path;
-use std::time::Duration;
-
-use cutover::sandbox::process::{ChildProcess, find_executable, free_port, start_redis_with};
 
 pub struct Cluster {
     /// Primaries first (as created), then replicas.
@@ -22,52 +20,8 @@ impl Cluster {
     /// Started, slots assigned, every node saying `cluster_state:ok` and
     /// every replica in sync. `name` keeps two clusters' files apart.
     pub async fn start(dir: &Path, name: &str, shards: usize, replicas: bool) -> Cluster {
-        let count = if replicas { shards * 2 } else { shards };
-        let mut nodes = Vec::new();
-        for i in 0..count {
-            let node = start_redis_with(dir, &format!("{name}-{i}"), |_| {
-                // The bus port is given: port + 10000 may be past 65535 or taken.
-                let bus = free_port().expect("a free port for the cluster bus");
-                ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000"]
-                    .iter()
-                    .map(|s| s.to_string())
-                    .chain(["--cluster-port".to_string(), bus.to_string()])
-                    .collect()
-            })
-            .await
-            .unwrap_or_else(|e| panic!("{e:#}"));
-            nodes.push(node);
-        }
-        let cli = find_executable("redis-cli", "CUTOVER_REDIS_CLI").expect("redis-cli (Debian's redis-tools)");
-        let mut create = tokio::process::Command::new(cli);
-        create.arg("--cluster").arg("create");
-        for n in &nodes {
-            create.arg(format!("127.0.0.1:{}", n.port));
-        }
-        create.args(["--cluster-replicas", if replicas { "1" } else { "0" }, "--cluster-yes"]);
-        let out = create.output().await.expect("redis-cli runs");
-        assert!(
-            out.status.success(),
-            "redis-cli --cluster create failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let cluster = Cluster { nodes, shards };
-        super::eventually(Duration::from_secs(30), "the cluster ok on every node, replicas in sync", || async {
-            for n in &cluster.nodes {
-                let info: String = query(n.port, redis::cmd("CLUSTER").arg("INFO")).await.ok()?;
-                info.contains("cluster_state:ok").then_some(())?;
-                let shards: Vec<redis::Value> = query(n.port, redis::cmd("CLUSTER").arg("SHARDS")).await.ok()?;
-                (shards.len() == cluster.shards).then_some(())?;
-                let repl: String = query(n.port, redis::cmd("INFO").arg("replication")).await.ok()?;
-                if repl.contains("role:slave") {
-                    repl.contains("master_link_status:up").then_some(())?;
-                }
-            }
-            Some(())
-        })
-        .await;
-        cluster
+        let nodes = start_cluster(dir, name, shards, replicas).await.unwrap_or_else(|e| panic!("{e:#}"));
+        Cluster { nodes, shards }
     }
 
     /// `redis+cluster://` URL naming the first two nodes.
