@@ -411,3 +411,26 @@ async fn ask_and_moved_are_followed_while_a_slot_moves() {
     assert_eq!(router.owner(slot), format!("127.0.0.1:{to_port}"), "MOVED refreshed the map");
     assert_eq!((count_in(&from).await, count_in(&to).await), (0, 3));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_live_key_count_and_the_copy_plan_sum_every_shard() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Cluster::start(dir.path(), "count", 3, false).await;
+    let mut reader = c.reader().await;
+    for i in 0..300 {
+        let key = format!("count:{i}");
+        let mut owner = reader.owner(&key).await;
+        if i % 2 == 0 {
+            let _: () = owner.set(&key, i).await.unwrap();
+        } else {
+            let _: () = owner.pset_ex(&key, i, 600_000).await.unwrap();
+        }
+    }
+    let one_node: u64 = redis::cmd("DBSIZE").query_async(&mut conn(&c.node_url()).await).await.unwrap();
+    assert!(one_node < 200, "one node holds only its shard's keys: {one_node}");
+    for url in [c.node_url(), c.url()] {
+        let info = cutover::live::fetch::redis_info(&url).await.unwrap();
+        assert_eq!((info.keys, info.expiring_keys), (300, 150), "{url}");
+        assert_eq!(copy::endpoint_counts(&ep("source", &url)).await.unwrap(), (300, 150), "{url}");
+    }
+}

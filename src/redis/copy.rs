@@ -227,6 +227,16 @@ pub async fn open_side(e: &Endpoint) -> Result<(MultiplexedConnection, String, O
     Ok((c, addr, cl))
 }
 
+/// (keys, expiring keys) of the endpoint: its database, or summed over a
+/// cluster's primaries.
+pub async fn endpoint_counts(e: &Endpoint) -> Result<(u64, u64), String> {
+    let (mut c, _, cluster) = open_side(e).await?;
+    match cluster {
+        Some(cl) => cl.key_counts().await,
+        None => key_counts(e, &mut c).await,
+    }
+}
+
 /// Connects to both ends and decides the mode; reads only.
 pub async fn preflight(opts: &CopyOptions) -> Result<(Conns, Preflight), CopyError> {
     let (mut src, src_addr, src_cluster) = open_side(&opts.from).await.map_err(CopyError::Refused)?;
