@@ -208,9 +208,18 @@ fn check_coverage(mut shards: Vec<Shard>) -> Result<Vec<Shard>, String> {
     Ok(shards)
 }
 
+/// A command on `e`; errors name the endpoint, redacted and scrubbed.
+async fn query<T: redis::FromRedisValue>(
+    e: &Endpoint,
+    c: &mut MultiplexedConnection,
+    cmd: &redis::Cmd,
+) -> Result<T, String> {
+    cmd.query_async(c).await.map_err(|err| format!("{} {}: {}", e.role, e.redacted(), e.scrub(&err.to_string())))
+}
+
 /// Whether the server behind `c` runs in cluster mode (`INFO cluster`).
 pub async fn enabled(e: &Endpoint, c: &mut MultiplexedConnection) -> Result<bool, String> {
-    let info: String = super::copy::q(e, c, redis::cmd("INFO").arg("cluster")).await?;
+    let info: String = query(e, c, redis::cmd("INFO").arg("cluster")).await?;
     Ok(super::info_field(&info, "cluster_enabled") == Some("1"))
 }
 
@@ -220,7 +229,7 @@ pub async fn discover(e: &Endpoint, c: &mut MultiplexedConnection) -> Result<Vec
         Ok(v) => parse_shards(&v),
         // Before Redis 7: no CLUSTER SHARDS.
         Err(err) if err.to_string().to_ascii_lowercase().contains("unknown subcommand") => {
-            let listing: String = super::copy::q(e, c, redis::cmd("CLUSTER").arg("NODES")).await?;
+            let listing: String = query(e, c, redis::cmd("CLUSTER").arg("NODES")).await?;
             parse_nodes(&listing)
         }
         Err(err) => Err(format!("{} {}: CLUSTER SHARDS: {}", e.role, e.redacted(), e.scrub(&err.to_string()))),
@@ -341,12 +350,21 @@ impl Cluster {
         let mut ask: HashMap<usize, String> = HashMap::new();
         for round in 0..=MAX_REDIRECTS {
             let mut groups: HashMap<(String, bool), Vec<usize>> = HashMap::new();
-            for i in pending.drain(..) {
-                let key = match ask.get(&i) {
-                    Some(addr) => (addr.clone(), true),
-                    None => (self.owner(cmds[i].0), false),
-                };
-                groups.entry(key).or_default().push(i);
+            {
+                // One look at the map per round, one group per shard.
+                let map = self.map.read().map_err(|_| "the slot map is poisoned".to_string())?;
+                let mut by_shard: Vec<Vec<usize>> = vec![Vec::new(); map.shards.len()];
+                for i in pending.drain(..) {
+                    match ask.get(&i) {
+                        Some(addr) => groups.entry((addr.clone(), true)).or_default().push(i),
+                        None => by_shard[map.owner[cmds[i].0 as usize] as usize].push(i),
+                    }
+                }
+                for (shard, idx) in map.shards.iter().zip(by_shard) {
+                    if !idx.is_empty() {
+                        groups.entry((shard.primary.clone(), false)).or_default().extend(idx);
+                    }
+                }
             }
             let sent = groups.into_iter().map(|((addr, asking), idx)| async move {
                 let mut c = self.node(&addr).await?;
@@ -424,7 +442,7 @@ impl Cluster {
     pub async fn key_counts(&self) -> Result<(u64, u64), String> {
         let mut total = (0, 0);
         for (_, mut c) in self.primaries().await? {
-            let info: String = super::copy::q(&self.endpoint, &mut c, redis::cmd("INFO").arg("keyspace")).await?;
+            let info: String = query(&self.endpoint, &mut c, redis::cmd("INFO").arg("keyspace")).await?;
             let (k, x) = super::keyspace(&info, 0);
             total = (total.0 + k, total.1 + x);
         }
