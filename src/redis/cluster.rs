@@ -98,8 +98,10 @@ fn pairs(v: &Value) -> Vec<(String, &Value)> {
     }
 }
 
-/// Shards from a `CLUSTER SHARDS` reply (Redis 7+). Nodes marked `fail` are left out.
-pub fn parse_shards(reply: &Value) -> Result<Vec<Shard>, String> {
+/// Shards from a `CLUSTER SHARDS` reply (Redis 7+). Nodes marked `fail` are
+/// left out. A node is reached at its preferred `endpoint` (a hostname on
+/// ElastiCache, so TLS names match), else its `ip`; on `tls-port` with TLS.
+pub fn parse_shards(reply: &Value, tls: bool) -> Result<Vec<Shard>, String> {
     let Value::Array(shards) = reply else { return Err("CLUSTER SHARDS did not answer with a list".into()) };
     let mut out = Vec::new();
     for s in shards {
@@ -124,8 +126,10 @@ pub fn parse_shards(reply: &Value) -> Result<Vec<Shard>, String> {
             if field("health").as_deref() == Some("fail") {
                 continue;
             }
-            let host = field("ip").or_else(|| field("endpoint")).unwrap_or_default();
-            let Some(port) = field("port").or_else(|| field("tls-port")) else { continue };
+            let host =
+                field("endpoint").filter(|h| !h.is_empty() && h != "?").or_else(|| field("ip")).unwrap_or_default();
+            let port = if tls { field("tls-port").or_else(|| field("port")) } else { field("port") };
+            let Some(port) = port else { continue };
             let addr = format!("{host}:{port}");
             match field("role").as_deref() {
                 Some("master") => shard.primary = addr,
@@ -226,7 +230,7 @@ pub async fn enabled(e: &Endpoint, c: &mut MultiplexedConnection) -> Result<bool
 /// The shards, asked of the node behind `c`.
 pub async fn discover(e: &Endpoint, c: &mut MultiplexedConnection) -> Result<Vec<Shard>, String> {
     match redis::cmd("CLUSTER").arg("SHARDS").query_async::<Value>(c).await {
-        Ok(v) => parse_shards(&v),
+        Ok(v) => parse_shards(&v, e.tls()),
         // Before Redis 7: no CLUSTER SHARDS.
         Err(err) if err.to_string().to_ascii_lowercase().contains("unknown subcommand") => {
             let listing: String = query(e, c, redis::cmd("CLUSTER").arg("NODES")).await?;
@@ -506,7 +510,7 @@ mod tests {
             shard(&[0, 5460], vec![node(7000, "master", "online"), node(7003, "replica", "fail")]),
             shard(&[10923, 16383], vec![node(7002, "master", "online")]),
         ]);
-        let shards = parse_shards(&reply).unwrap();
+        let shards = parse_shards(&reply, false).unwrap();
         assert_eq!(shards.len(), 3);
         assert_eq!((shards[0].primary.as_str(), shards[0].slots_text()), ("127.0.0.1:7000", "0-5460".into()));
         assert!(shards[0].replicas.is_empty(), "a failed replica is left out");
@@ -518,6 +522,22 @@ c3 127.0.0.1:7002@17002,host master - 0 0 3 connected 10923-16383
 d4 127.0.0.1:7004@17004 slave b2 0 0 2 connected
 e5 127.0.0.1:7003@17003 slave,fail a1 0 0 1 connected
 ";
+        // TLS: the tls-port; the preferred endpoint (a hostname) over the ip.
+        let tls_node = Value::Array(
+            [
+                ("port", "0"),
+                ("tls-port", "7443"),
+                ("ip", "10.0.0.1"),
+                ("endpoint", "node-1.cache.example"),
+                ("role", "master"),
+            ]
+            .iter()
+            .flat_map(|(k, v)| [Value::BulkString(k.as_bytes().to_vec()), Value::BulkString(v.as_bytes().to_vec())])
+            .collect(),
+        );
+        let whole = Value::Array(vec![shard(&[0, 16383], vec![tls_node])]);
+        assert_eq!(parse_shards(&whole, true).unwrap()[0].primary, "node-1.cache.example:7443");
+        assert_eq!(parse_shards(&whole, false).unwrap()[0].primary, "node-1.cache.example:0");
         let from_nodes = parse_nodes(listing).unwrap();
         assert_eq!(from_nodes, shards);
         let gap = parse_nodes("a1 127.0.0.1:7000@17000 master - 0 0 1 connected 0-100\n").unwrap_err();
