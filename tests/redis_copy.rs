@@ -398,7 +398,7 @@ async fn bad_input_is_one_line_exit_2_and_writes_nothing() {
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (
             vec!["copy", "--from", "http://x:1", "--to", &auth_to, "--yes"],
-            "scheme must be redis, rediss or redis+sentinel",
+            "scheme must be redis, rediss, redis+sentinel or redis+cluster",
         ),
         (vec!["copy", "--from", from, "--to", &dead, "--yes"], "cannot reach the target"),
         (vec!["copy", "--from", from, "--to", &wrong_to, "--yes"], "wrong password"),

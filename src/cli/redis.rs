@@ -287,18 +287,34 @@ fn run_copy(a: CopyArgs, g: &GlobalArgs) -> Result<u8, Failure> {
     };
     rt.block_on(async {
         let (mut conns, pf) = copy::preflight(&opts).await.map_err(copy_failure)?;
+        let shards = |n: usize| if n > 0 { format!(" in {n} cluster shards") } else { String::new() };
         let what = format!(
-            "copy {} → {}{}: ~{} source keys, target has {} keys; {}; on conflict: {}",
+            "copy {} → {}{}: ~{} source keys{}, target has {} keys{}; {}; on conflict: {}",
             opts.from,
             opts.to,
             opts.pattern.as_deref().map(|p| format!(" (keys matching {p})")).unwrap_or_default(),
             pf.source_keys,
+            shards(pf.source_shards.len()),
             pf.target_keys,
+            shards(pf.target_shards.len()),
             pf.mode_reason,
             opts.on_conflict.name()
         );
         eprintln!("{what}");
-        if let Some(cp) = &opts.resume {
+        if let Some(cp) = opts.resume.as_ref().filter(|_| !pf.source_shards.is_empty()) {
+            let now: Vec<(String, String)> =
+                pf.source_shards.iter().map(|s| (s.slots.clone(), s.run_id.clone())).collect();
+            let (places, why) = checkpoint::resume_shards(&cp.shards, &now);
+            for w in &why {
+                eprintln!("{w}");
+            }
+            let done = places.iter().filter(|(_, d)| *d).count();
+            eprintln!(
+                "resuming {} shards ({done} already scanned; {} keys already copied)",
+                places.len(),
+                cp.counters.copied
+            );
+        } else if let Some(cp) = &opts.resume {
             match cp.resume_cursor(&pf.source_run_id) {
                 (_, Some(why)) => eprintln!("{why}"),
                 (cursor, None) => {
@@ -359,7 +375,7 @@ fn run_copy(a: CopyArgs, g: &GlobalArgs) -> Result<u8, Failure> {
         let result = copy::copy(&who, &opts, conns.clone_pair(), &pf, |p| view.update(p)).await;
         view.finish();
         watcher.abort();
-        let mut after_counts = copy::key_counts(&opts.to, &mut conns.dst).await.ok();
+        let mut after_counts = conns.target_counts(&opts.to).await.ok();
         if after_counts.is_none() && opts.to.sentinel().is_some() {
             // The master moved during the copy: count on the new one.
             if let Ok(mut c) = opts.to.connect().await {
@@ -489,9 +505,11 @@ fn run_verify(a: VerifyArgs) -> Result<u8, Failure> {
         rate: a.rate,
     };
     super::runtime()?.block_on(async {
-        let src = opts.from.connect().await.map_err(bad)?;
-        let dst = opts.to.connect().await.map_err(bad)?;
-        let r = verify::verify(&opts, src, dst).await.map_err(|e| Failure { status: 1, message: e })?;
+        let (src, _, src_cluster) = copy::open_side(&opts.from).await.map_err(bad)?;
+        let (dst, _, dst_cluster) = copy::open_side(&opts.to).await.map_err(bad)?;
+        let r = verify::verify_with(&opts, src, src_cluster, dst, dst_cluster)
+            .await
+            .map_err(|e| Failure { status: 1, message: e })?;
         if a.json {
             println!("{}", serde_json::to_string(&r).unwrap_or_default());
         } else {

@@ -589,10 +589,9 @@ async fn plan_copy(
         endpoint("source", from_redis).map_err(PlanError::Refused)?,
         endpoint("target", to_redis).map_err(PlanError::Refused)?,
     );
-    let (mut s, mut t) =
-        (from.connect().await.map_err(PlanError::Redis)?, to.connect().await.map_err(PlanError::Redis)?);
-    let (sk, se) = crate::redis::copy::key_counts(&from, &mut s).await.map_err(PlanError::Redis)?;
-    let (tk, te) = crate::redis::copy::key_counts(&to, &mut t).await.map_err(PlanError::Redis)?;
+    // Summed over the shards of a cluster.
+    let (sk, se) = crate::redis::copy::endpoint_counts(&from).await.map_err(PlanError::Redis)?;
+    let (tk, te) = crate::redis::copy::endpoint_counts(&to).await.map_err(PlanError::Redis)?;
     p.before = json!({
         from_redis: {"keys": sk, "expiring": se}, to_redis: {"keys": tk, "expiring": te},
     });

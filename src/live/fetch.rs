@@ -386,7 +386,10 @@ pub struct RedisInfo {
 /// A connection to the Redis at `url`, and its database. A
 /// `redis+sentinel://` URL reaches the master its sentinels name now.
 async fn open_redis(url: &str) -> Result<(redis::aio::MultiplexedConnection, u32), String> {
-    if url.starts_with("redis+sentinel://") || url.starts_with("rediss+sentinel://") {
+    if ["redis+sentinel://", "rediss+sentinel://", "redis+cluster://", "rediss+cluster://"]
+        .iter()
+        .any(|s| url.starts_with(s))
+    {
         let ep = crate::redis::url::Endpoint::parse("Redis", url, None, None)?;
         return Ok((ep.connect().await?, ep.db()));
     }
@@ -409,8 +412,14 @@ pub async fn redis_info(url: &str) -> Result<RedisInfo, String> {
         let _: String = redis::cmd("PING").query_async(&mut c).await.map_err(scrub)?;
         let ping_ms = started.elapsed().as_secs_f64() * 1000.0;
         let info: String = redis::cmd("INFO").query_async(&mut c).await.map_err(scrub)?;
-        let keys: u64 = redis::cmd("DBSIZE").query_async(&mut c).await.map_err(scrub)?;
-        let (_, expiring_keys) = crate::redis::keyspace(&info, db);
+        let mut keys: u64 = redis::cmd("DBSIZE").query_async(&mut c).await.map_err(scrub)?;
+        let (_, mut expiring_keys) = crate::redis::keyspace(&info, db);
+        if info_field(&info, "cluster_enabled") == Some("1") {
+            // A cluster node holds only its shard's keys: count every primary's.
+            let ep = crate::redis::url::Endpoint::parse("Redis", url, None, None)?;
+            let cluster = crate::redis::cluster::Cluster::connect(&ep, c.clone()).await?;
+            (keys, expiring_keys) = cluster.key_counts().await?;
+        }
         Ok(RedisInfo {
             ping_ms,
             version: info_field(&info, "redis_version").unwrap_or("?").to_string(),

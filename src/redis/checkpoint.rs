@@ -24,6 +24,51 @@ pub struct Checkpoint {
     /// nothing to a restarted server (its hash seed is new).
     #[serde(default)]
     pub source_run_id: Option<String>,
+    /// A cluster source: one place per shard (then `cursor` is unused).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shards: Vec<ShardPlace>,
+}
+
+/// Where the scan of one shard of a cluster source stands.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShardPlace {
+    /// The shard's slots (`0-5460`): its name across failovers.
+    pub slots: String,
+    /// Its primary's `run_id` when `cursor` was taken.
+    pub run_id: String,
+    pub cursor: u64,
+    /// Scanned to the end.
+    pub done: bool,
+}
+
+/// Where each shard of a cluster source starts again: `(slots, run_id)` as
+/// found now, in order. A shard whose primary changed (`run_id`) starts
+/// over alone; if the shards themselves changed (a resharding), every shard
+/// starts over, since a moved slot may sit behind another shard's cursor.
+pub fn resume_shards(saved: &[ShardPlace], now: &[(String, String)]) -> (Vec<(u64, bool)>, Vec<String>) {
+    let same_layout = saved.len() == now.len() && now.iter().all(|(slots, _)| saved.iter().any(|p| &p.slots == slots));
+    if !same_layout {
+        let why = "the cluster's shards changed since the checkpoint (slots moved): every shard's scan starts over, overwriting what was copied".to_string();
+        return (vec![(0, false); now.len()], vec![why]);
+    }
+    let mut why = Vec::new();
+    let places = now
+        .iter()
+        .map(|(slots, run_id)| {
+            let p = saved.iter().find(|p| &p.slots == slots).expect("same layout");
+            if &p.run_id != run_id {
+                why.push(format!(
+                    "shard {slots}: its primary changed since the checkpoint (run_id {} → {}), so its scan starts over (overwriting); the other shards resume",
+                    short(&p.run_id),
+                    short(run_id)
+                ));
+                (0, false)
+            } else {
+                (p.cursor, p.done)
+            }
+        })
+        .collect();
+    (places, why)
 }
 
 impl Checkpoint {
@@ -126,6 +171,7 @@ mod tests {
             mode: super::super::Mode::Dump,
             updated: "2026-11-22T06:00:00Z".into(),
             source_run_id: Some("a1b2c3d4e5".into()),
+            shards: Vec::new(),
         };
         assert_eq!(cp.resume_cursor("a1b2c3d4e5"), (42, None), "same server: the cursor holds");
         let (cursor, why) = cp.resume_cursor("ffff0000");
@@ -137,5 +183,42 @@ mod tests {
         remove(&p).unwrap();
         std::fs::write(&p, "{").unwrap();
         assert!(load(&p).unwrap_err().contains("damaged checkpoint"));
+    }
+
+    #[test]
+    fn a_cluster_resumes_per_shard_and_a_failed_over_shard_starts_over_alone() {
+        let place = |slots: &str, run_id: &str, cursor, done| ShardPlace {
+            slots: slots.into(),
+            run_id: run_id.into(),
+            cursor,
+            done,
+        };
+        let saved = [
+            place("0-5460", "aaaa", 0, true),
+            place("5461-10922", "bbbb", 77, false),
+            place("10923-16383", "cccc", 9, false),
+        ];
+        let now = |ids: [&str; 3]| -> Vec<(String, String)> {
+            ["0-5460", "5461-10922", "10923-16383"]
+                .iter()
+                .zip(ids)
+                .map(|(s, i)| (s.to_string(), i.to_string()))
+                .collect()
+        };
+        let (places, why) = resume_shards(&saved, &now(["aaaa", "bbbb", "cccc"]));
+        assert_eq!(places, [(0, true), (77, false), (9, false)]);
+        assert!(why.is_empty());
+        let (places, why) = resume_shards(&saved, &now(["aaaa", "ffff", "cccc"]));
+        assert_eq!(places, [(0, true), (0, false), (9, false)], "only the failed-over shard starts over");
+        assert_eq!(why.len(), 1);
+        assert!(why[0].contains("shard 5461-10922") && why[0].contains("bbbb → ffff"), "{}", why[0]);
+        let resharded: Vec<(String, String)> = vec![
+            ("0-5000".into(), "aaaa".into()),
+            ("5001-10922".into(), "bbbb".into()),
+            ("10923-16383".into(), "cccc".into()),
+        ];
+        let (places, why) = resume_shards(&saved, &resharded);
+        assert_eq!(places, [(0, false); 3]);
+        assert!(why[0].contains("shards changed"), "{}", why[0]);
     }
 }

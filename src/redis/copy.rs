@@ -13,7 +13,8 @@ use redis::Value;
 use redis::aio::MultiplexedConnection;
 use serde::Serialize;
 
-use super::checkpoint::{self, Checkpoint};
+use super::checkpoint::{self, Checkpoint, ShardPlace};
+use super::cluster::{self, Cluster, Shard};
 use super::progress::{CopyProgress, Counters};
 use super::url::Endpoint;
 use super::{Expiry, Mode, OnConflict};
@@ -58,6 +59,18 @@ pub struct Preflight {
     pub target_expiring: u64,
     /// The source's `run_id` (changes when it restarts or fails over).
     pub source_run_id: String,
+    /// A cluster source: each shard's primary and its `run_id` (empty for one server).
+    pub source_shards: Vec<ShardRun>,
+    /// A cluster target: its shards (empty for one server).
+    pub target_shards: Vec<Shard>,
+}
+
+/// One shard of a cluster source as the copy found it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ShardRun {
+    pub slots: String,
+    pub primary: String,
+    pub run_id: String,
 }
 
 /// Keys of the source that the target already has.
@@ -107,6 +120,10 @@ pub struct Conns {
     /// `host:port` each connection reached (with Sentinel: the master then).
     pub src_addr: String,
     pub dst_addr: String,
+    /// The source is a cluster: its shards' primaries are scanned, not `src`.
+    pub src_cluster: Option<Arc<Cluster>>,
+    /// The target is a cluster: every write goes to the shard owning its key.
+    pub dst_cluster: Option<Arc<Cluster>>,
 }
 
 impl Conns {
@@ -116,6 +133,48 @@ impl Conns {
             dst: self.dst.clone(),
             src_addr: self.src_addr.clone(),
             dst_addr: self.dst_addr.clone(),
+            src_cluster: self.src_cluster.clone(),
+            dst_cluster: self.dst_cluster.clone(),
+        }
+    }
+
+    /// Connections to scan on the source: every primary of a cluster, else the one server.
+    pub async fn source_nodes(&self) -> Result<Vec<MultiplexedConnection>, String> {
+        match &self.src_cluster {
+            Some(c) => Ok(c.primaries().await?.into_iter().map(|(_, c)| c).collect()),
+            None => Ok(vec![self.src.clone()]),
+        }
+    }
+
+    /// (keys, expiring keys) of the target (summed over a cluster's shards).
+    pub async fn target_counts(&self, to: &Endpoint) -> Result<(u64, u64), String> {
+        match &self.dst_cluster {
+            Some(c) => c.key_counts().await,
+            None => key_counts(to, &mut self.dst.clone()).await,
+        }
+    }
+}
+
+/// Commands that each touch one key, on the target: pipelined to one server,
+/// or per shard of a cluster (all shards at once).
+pub(super) async fn on_target(
+    to: &Endpoint,
+    dst: &MultiplexedConnection,
+    cluster: Option<&Cluster>,
+    cmds: Vec<(Vec<u8>, redis::Cmd)>,
+) -> Result<Vec<Value>, String> {
+    match cluster {
+        Some(cl) => {
+            let routed: Vec<(u16, redis::Cmd)> = cmds.into_iter().map(|(k, c)| (cluster::key_slot(&k), c)).collect();
+            cl.run(&routed).await
+        }
+        None => {
+            let mut p = redis::pipe();
+            p.ignore_errors();
+            for (_, c) in cmds {
+                p.add_command(c);
+            }
+            qp(to, &mut dst.clone(), &p).await
         }
     }
 }
@@ -159,16 +218,49 @@ pub async fn key_counts(e: &Endpoint, c: &mut MultiplexedConnection) -> Result<(
     Ok(super::keyspace(&info, e.db()))
 }
 
+/// Connects to `e`; a cluster (a `redis+cluster://` URL, or a node that
+/// says `cluster_enabled:1`) also gets its shards discovered.
+pub async fn open_side(e: &Endpoint) -> Result<(MultiplexedConnection, String, Option<Arc<Cluster>>), String> {
+    let (mut c, addr) = e.open().await?;
+    let is_cluster = e.cluster_nodes().is_some() || cluster::enabled(e, &mut c).await?;
+    let cl = if is_cluster { Some(Cluster::connect(e, c.clone()).await?) } else { None };
+    Ok((c, addr, cl))
+}
+
+/// (keys, expiring keys) of the endpoint: its database, or summed over a
+/// cluster's primaries.
+pub async fn endpoint_counts(e: &Endpoint) -> Result<(u64, u64), String> {
+    let (mut c, _, cluster) = open_side(e).await?;
+    match cluster {
+        Some(cl) => cl.key_counts().await,
+        None => key_counts(e, &mut c).await,
+    }
+}
+
 /// Connects to both ends and decides the mode; reads only.
 pub async fn preflight(opts: &CopyOptions) -> Result<(Conns, Preflight), CopyError> {
-    let (mut src, src_addr) = opts.from.open().await.map_err(CopyError::Refused)?;
-    let (mut dst, dst_addr) = opts.to.open().await.map_err(CopyError::Refused)?;
+    let (mut src, src_addr, src_cluster) = open_side(&opts.from).await.map_err(CopyError::Refused)?;
+    let (mut dst, dst_addr, dst_cluster) = open_side(&opts.to).await.map_err(CopyError::Refused)?;
     let (source_version, source_run_id) = server_info(&opts.from, &mut src).await.map_err(CopyError::Refused)?;
     let (target_version, _) = server_info(&opts.to, &mut dst).await.map_err(CopyError::Refused)?;
     let (mode, mode_reason) =
         super::choose_mode(opts.mode, &source_version, &target_version).map_err(CopyError::Refused)?;
-    let source_keys: u64 = q(&opts.from, &mut src, &redis::cmd("DBSIZE")).await.map_err(CopyError::Refused)?;
-    let (target_keys, target_expiring) = key_counts(&opts.to, &mut dst).await.map_err(CopyError::Refused)?;
+    let mut source_shards = Vec::new();
+    let source_keys: u64 = match &src_cluster {
+        Some(cl) => {
+            let mut keys = 0;
+            for (shard, mut c) in cl.primaries().await.map_err(CopyError::Refused)? {
+                keys += q::<u64>(&opts.from, &mut c, &redis::cmd("DBSIZE")).await.map_err(CopyError::Refused)?;
+                let (_, run_id) = server_info(&opts.from, &mut c).await.map_err(CopyError::Refused)?;
+                source_shards.push(ShardRun { slots: shard.slots_text(), primary: shard.primary, run_id });
+            }
+            keys
+        }
+        None => q(&opts.from, &mut src, &redis::cmd("DBSIZE")).await.map_err(CopyError::Refused)?,
+    };
+    let target_shards = dst_cluster.as_ref().map(|c| c.shards()).unwrap_or_default();
+    let conns = Conns { src, dst, src_addr, dst_addr, src_cluster, dst_cluster };
+    let (target_keys, target_expiring) = conns.target_counts(&opts.to).await.map_err(CopyError::Refused)?;
     let pf = Preflight {
         source_version,
         target_version,
@@ -178,8 +270,10 @@ pub async fn preflight(opts: &CopyOptions) -> Result<(Conns, Preflight), CopyErr
         target_keys,
         target_expiring,
         source_run_id,
+        source_shards,
+        target_shards,
     };
-    Ok((Conns { src, dst, src_addr, dst_addr }, pf))
+    Ok((conns, pf))
 }
 
 fn scan_cmd(cursor: u64, pattern: Option<&str>, count: usize) -> redis::Cmd {
@@ -196,31 +290,35 @@ fn scan_cmd(cursor: u64, pattern: Option<&str>, count: usize) -> redis::Cmd {
 /// already has (the pre-check of `--on-conflict fail`, and of `--dry-run`).
 pub async fn find_conflicts(opts: &CopyOptions, conns: &mut Conns) -> Result<Conflicts, String> {
     let mut out = Conflicts::default();
-    let mut cursor = 0u64;
-    loop {
-        let (next, keys): (u64, Vec<Vec<u8>>) =
-            q(&opts.from, &mut conns.src, &scan_cmd(cursor, opts.pattern.as_deref(), opts.scan_count)).await?;
-        if !keys.is_empty() {
-            let mut p = redis::pipe();
-            for k in &keys {
-                p.cmd("EXISTS").arg(k);
-            }
-            let found: Vec<u64> = qp(&opts.to, &mut conns.dst, &p).await?;
-            for (k, f) in keys.iter().zip(found) {
-                if f > 0 {
-                    out.count += 1;
-                    if out.first.len() < 5 {
-                        out.first.push(super::show_key(k));
+    for mut src in conns.source_nodes().await? {
+        let mut cursor = 0u64;
+        loop {
+            let (next, keys): (u64, Vec<Vec<u8>>) =
+                q(&opts.from, &mut src, &scan_cmd(cursor, opts.pattern.as_deref(), opts.scan_count)).await?;
+            if !keys.is_empty() {
+                let cmds = keys.iter().map(|k| (k.clone(), redis::cmd("EXISTS").arg(k).clone())).collect();
+                let found = on_target(&opts.to, &conns.dst, conns.dst_cluster.as_deref(), cmds).await?;
+                for (k, f) in keys.iter().zip(found) {
+                    match f {
+                        Value::Int(0) => {}
+                        Value::Int(_) => {
+                            out.count += 1;
+                            if out.first.len() < 5 {
+                                out.first.push(super::show_key(k));
+                            }
+                        }
+                        other => return Err(format!("{} {}: EXISTS answered {other:?}", opts.to.role, opts.to)),
                     }
                 }
             }
+            out.scanned += keys.len() as u64;
+            if next == 0 {
+                break;
+            }
+            cursor = next;
         }
-        out.scanned += keys.len() as u64;
-        if next == 0 {
-            return Ok(out);
-        }
-        cursor = next;
     }
+    Ok(out)
 }
 
 /// Shared by the batches of one copy.
@@ -229,6 +327,8 @@ struct Ctx {
     to: Endpoint,
     src: MultiplexedConnection,
     dst: MultiplexedConnection,
+    /// A cluster target: writes are routed by slot, not sent to `dst`.
+    dst_cluster: Option<Arc<Cluster>>,
     mode: Mode,
     overwrite: bool,
     /// A conflict stops the copy (a fresh `fail` copy whose pre-check passed).
@@ -360,15 +460,14 @@ impl Ctx {
 
     /// PTTL + DUMP pipelined, then RESTORE … ABSTTL pipelined.
     async fn dump_restore(&self, keys: Vec<Vec<u8>>, c: &mut Counters, big: &mut Vec<Vec<u8>>) -> Result<(), String> {
-        let (mut src, mut dst) = (self.src.clone(), self.dst.clone());
+        let mut src = self.src.clone();
         let mut p = redis::pipe();
         for k in &keys {
             p.cmd("PTTL").arg(k).cmd("DUMP").arg(k);
         }
         let got: Vec<Value> = qp(&self.from, &mut src, &p).await?;
         let now = super::now_ms();
-        let mut restore = redis::pipe();
-        restore.ignore_errors();
+        let mut restore: Vec<(Vec<u8>, redis::Cmd)> = Vec::with_capacity(keys.len());
         let mut sent: Vec<(Vec<u8>, u64)> = Vec::with_capacity(keys.len());
         let mut vals = got.into_iter();
         for k in keys {
@@ -396,17 +495,19 @@ impl Ctx {
                 continue;
             }
             let (ttl, abs) = super::restore_ttl(exp);
-            let cmd = restore.cmd("RESTORE").arg(&k).arg(ttl).arg(&payload);
+            let mut cmd = redis::cmd("RESTORE");
+            cmd.arg(&k).arg(ttl).arg(&payload);
             if self.overwrite {
                 cmd.arg("REPLACE");
             }
             if abs {
                 cmd.arg("ABSTTL");
             }
+            restore.push((k.clone(), cmd));
             sent.push((k, payload.len() as u64));
         }
         if !sent.is_empty() {
-            let results: Vec<Value> = qp(&self.to, &mut dst, &restore).await?;
+            let results = on_target(&self.to, &self.dst, self.dst_cluster.as_deref(), restore).await?;
             for ((k, len), r) in sent.iter().zip(results) {
                 match r {
                     Value::ServerError(e) if e.code() == "BUSYKEY" => c.count(&self.conflict(k)?),
@@ -445,7 +546,16 @@ impl Ctx {
     async fn by_type(&self, key: &[u8]) -> Result<Outcome, String> {
         const ELEMENTS: usize = 5000;
         const BYTES: u64 = 1 << 20;
-        let (mut src, mut dst) = (self.src.clone(), self.dst.clone());
+        let mut src = self.src.clone();
+        // In a cluster the key and its temporary copy live on the shard owning the key's slot.
+        let (mut dst, tmp) = match &self.dst_cluster {
+            Some(cl) => (cl.node_for(cluster::key_slot(key)).await?, cluster::tmp_name(key)),
+            None => {
+                let mut tmp = b"__cutover_tmp__:".to_vec();
+                tmp.extend_from_slice(key);
+                (self.dst.clone(), tmp)
+            }
+        };
         let (f, t) = (&self.from, &self.to);
         let mut p = redis::pipe();
         p.cmd("TYPE").arg(key).cmd("PTTL").arg(key);
@@ -457,8 +567,6 @@ impl Ctx {
         if !self.overwrite && q::<u64>(t, &mut dst, redis::cmd("EXISTS").arg(key)).await? > 0 {
             return self.conflict(key);
         }
-        let mut tmp = b"__cutover_tmp__:".to_vec();
-        tmp.extend_from_slice(key);
         let _: u64 = q(t, &mut dst, redis::cmd("DEL").arg(&tmp)).await?;
         let mut bytes = 0u64;
         match kind.as_str() {
@@ -674,18 +782,84 @@ async fn run_batch(ctx: Arc<Ctx>, r: ScanItem) -> Result<(Counters, u64), String
     Ok((c, next))
 }
 
-fn save(opts: &CopyOptions, mode: Mode, source_run_id: &str, cursor: u64, total: Counters) -> Result<(), String> {
+/// The scan of one source server: the only one, or one primary of a cluster.
+struct Part {
+    conn: MultiplexedConnection,
+    /// The shard's slots (empty for a single server).
+    slots: String,
+    run_id: String,
+    cursor: u64,
+    done: bool,
+}
+
+/// The parts of the source, placed where a resume starts them.
+fn source_parts(
+    conns: &Conns,
+    pf: &Preflight,
+    nodes: Vec<MultiplexedConnection>,
+    resume: Option<&Checkpoint>,
+) -> Vec<Part> {
+    if pf.source_shards.is_empty() {
+        let cursor = resume.map_or(0, |c| c.resume_cursor(&pf.source_run_id).0);
+        let part = Part {
+            conn: conns.src.clone(),
+            slots: String::new(),
+            run_id: pf.source_run_id.clone(),
+            cursor,
+            done: false,
+        };
+        return vec![part];
+    }
+    let now: Vec<(String, String)> = pf.source_shards.iter().map(|s| (s.slots.clone(), s.run_id.clone())).collect();
+    let places = match resume {
+        Some(cp) => checkpoint::resume_shards(&cp.shards, &now).0,
+        None => vec![(0, false); now.len()],
+    };
+    nodes
+        .into_iter()
+        .zip(&pf.source_shards)
+        .zip(places)
+        .map(|((conn, s), (cursor, done))| Part {
+            conn,
+            slots: s.slots.clone(),
+            run_id: s.run_id.clone(),
+            cursor,
+            done,
+        })
+        .collect()
+}
+
+/// Each part's (cursor, done), as a checkpoint keeps it.
+fn places(parts: &[Part]) -> Vec<(u64, bool)> {
+    parts.iter().map(|p| (p.cursor, p.done)).collect()
+}
+
+fn save(opts: &CopyOptions, mode: Mode, parts: &[Part], total: Counters) -> Result<(), String> {
     let Some(path) = &opts.checkpoint else { return Ok(()) };
+    let single = parts.len() == 1 && parts[0].slots.is_empty();
     let cp = Checkpoint {
         from: opts.from.redacted(),
         to: opts.to.redacted(),
         pattern: opts.pattern.clone(),
-        cursor,
+        cursor: if single { parts[0].cursor } else { 0 },
         counters: total,
         on_conflict: opts.on_conflict,
         mode,
         updated: crate::time::rfc3339(std::time::SystemTime::now()),
-        source_run_id: Some(source_run_id.to_string()),
+        source_run_id: single.then(|| parts[0].run_id.clone()),
+        shards: if single {
+            Vec::new()
+        } else {
+            parts
+                .iter()
+                .map(|p| ShardPlace {
+                    slots: p.slots.clone(),
+                    run_id: p.run_id.clone(),
+                    cursor: p.cursor,
+                    done: p.done,
+                })
+                .collect()
+        },
     };
     checkpoint::save(path, &cp)
 }
@@ -709,9 +883,9 @@ const REPLICA_WAIT_MS: u64 = 2000;
 
 /// The last checkpoint whose writes the target holds (with Sentinel: its
 /// replicas too, so a failover loses nothing before it).
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 struct Confirmed {
-    cursor: u64,
+    places: Vec<(u64, bool)>,
     run: Counters,
 }
 
@@ -828,7 +1002,8 @@ async fn follow(opts: &CopyOptions, conns: &Conns) -> Result<Option<(Conns, Vec<
 /// takes the `Actor` that `authority::authorise` grants. `progress` is called
 /// after every batch and at the end. With a Sentinel endpoint, a lost master
 /// is looked up again and the copy goes on from its last confirmed
-/// checkpoint against the new one.
+/// checkpoint against the new one. A cluster source is scanned on every
+/// primary at once, each with its own cursor in the checkpoint.
 pub async fn copy(
     _who: &crate::authority::Actor,
     opts: &CopyOptions,
@@ -840,59 +1015,72 @@ pub async fn copy(
     let resumed = opts.resume.is_some();
     let base = opts.resume.as_ref().map(|c| c.counters).unwrap_or_default();
     let mut conns = conns;
-    let mut source_run_id = pf.source_run_id.clone();
+    let nodes = conns.source_nodes().await.map_err(CopyError::Failed)?;
+    let mut parts = source_parts(&conns, pf, nodes, opts.resume.as_ref());
     let mut run = Counters::default();
-    let mut cursor = opts.resume.as_ref().map_or(0, |c| c.resume_cursor(&pf.source_run_id).0);
     // The first checkpoint exists before the first write.
-    save(opts, pf.mode, &source_run_id, cursor, base).map_err(CopyError::Failed)?;
-    let mut confirmed = Confirmed { cursor, run };
+    save(opts, pf.mode, &parts, base).map_err(CopyError::Failed)?;
+    let mut confirmed = Confirmed { places: places(&parts), run };
     let mut need_replicas = 0u64;
     let mut followed: Vec<String> = Vec::new();
     let finished = loop {
         // After a failover the copy overwrites, as a resumed one does: keys
         // written since the last checkpoint cannot be told from foreign ones.
         let again = resumed || !followed.is_empty();
-        let ctx = Arc::new(Ctx {
-            from: opts.from.clone(),
-            to: opts.to.clone(),
-            src: conns.src.clone(),
-            dst: conns.dst.clone(),
-            mode: pf.mode,
-            overwrite: super::overwrite(opts.on_conflict, again),
-            conflict_is_error: opts.on_conflict == OnConflict::Fail && !again,
-            chunk_threshold: opts.chunk_threshold,
-            target_rdb: super::rdb_version(&pf.target_version),
-            no_memory_usage: AtomicBool::new(false),
-        });
-        let scanner = Scanner {
-            conn: conns.src.clone(),
-            from: opts.from.clone(),
-            pattern: opts.pattern.clone(),
-            count: opts.scan_count,
-            rate: opts.rate,
-            hook: opts.after_scan.clone(),
-            stop: opts.stop.clone(),
-            started: Instant::now(),
-            cursor,
-            done: false,
-            scanned: 0,
-        };
-        let batches = futures::stream::unfold(scanner, Scanner::step)
-            .map(move |r| run_batch(ctx.clone(), r))
-            .buffered(opts.pipeline.max(1));
-        let mut batches = std::pin::pin!(batches);
+        let live = parts.iter().filter(|p| !p.done).count().max(1) as u64;
+        let scans: Vec<_> = parts
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| !p.done)
+            .map(|(i, p)| {
+                let ctx = Arc::new(Ctx {
+                    from: opts.from.clone(),
+                    to: opts.to.clone(),
+                    src: p.conn.clone(),
+                    dst: conns.dst.clone(),
+                    dst_cluster: conns.dst_cluster.clone(),
+                    mode: pf.mode,
+                    overwrite: super::overwrite(opts.on_conflict, again),
+                    conflict_is_error: opts.on_conflict == OnConflict::Fail && !again,
+                    chunk_threshold: opts.chunk_threshold,
+                    target_rdb: super::rdb_version(&pf.target_version),
+                    no_memory_usage: AtomicBool::new(false),
+                });
+                let scanner = Scanner {
+                    conn: p.conn.clone(),
+                    from: opts.from.clone(),
+                    pattern: opts.pattern.clone(),
+                    count: opts.scan_count,
+                    // The shards share the limit.
+                    rate: opts.rate.map(|r| (r / live).max(1)),
+                    hook: opts.after_scan.clone(),
+                    stop: opts.stop.clone(),
+                    started: Instant::now(),
+                    cursor: p.cursor,
+                    done: false,
+                    scanned: 0,
+                };
+                futures::stream::unfold(scanner, Scanner::step)
+                    .map(move |r| run_batch(ctx.clone(), r))
+                    .buffered(opts.pipeline.max(1))
+                    .map(move |r| (i, r))
+                    .boxed()
+            })
+            .collect();
+        let mut batches = futures::stream::select_all(scans);
         let mut dst = conns.dst.clone();
         let mut last_save = Instant::now();
         let end: Result<bool, String> = async {
-            while let Some(r) = batches.next().await {
+            while let Some((i, r)) = batches.next().await {
                 let (c, next) = r?;
                 run.add(&c);
-                cursor = next;
-                let finished = next == 0;
+                parts[i].cursor = next;
+                parts[i].done = next == 0;
+                let finished = parts.iter().all(|p| p.done);
                 if finished || last_save.elapsed() >= opts.checkpoint_every {
                     if replicated(opts, &mut dst, &mut need_replicas).await? {
-                        save(opts, pf.mode, &source_run_id, cursor, total_of(base, &run))?;
-                        confirmed = Confirmed { cursor, run };
+                        save(opts, pf.mode, &parts, total_of(base, &run))?;
+                        confirmed = Confirmed { places: places(&parts), run };
                     } else if finished {
                         return Err(format!(
                             "target {}: its replicas did not confirm the last writes within {REPLICA_WAIT_MS} ms",
@@ -908,9 +1096,10 @@ pub async fn copy(
                     return Ok(true);
                 }
             }
-            Ok(false)
+            Ok(parts.iter().all(|p| p.done))
         }
         .await;
+        drop(batches);
         let e = match end {
             Ok(finished) => break finished,
             Err(e) => e,
@@ -931,41 +1120,46 @@ pub async fn copy(
                 };
                 // Without Sentinel every batch so far is on the target; with it, only what the replicas confirmed.
                 if opts.to.sentinel().is_some() {
-                    (cursor, run) = (confirmed.cursor, confirmed.run);
+                    restore(&mut parts, &confirmed.places);
+                    run = confirmed.run;
                 }
-                let _ = save(opts, pf.mode, &source_run_id, cursor, total_of(base, &run));
+                let _ = save(opts, pf.mode, &parts, total_of(base, &run));
                 return Err(CopyError::Failed(format!(
                     "{e}{why}; {} keys copied so far, the checkpoint keeps the place (--resume continues)",
                     total_of(base, &run).copied
                 )));
             }
         };
+        // Only a single (Sentinel) source or target gets here: one part.
         conns = new;
-        (cursor, run) = (confirmed.cursor, confirmed.run);
+        restore(&mut parts, &confirmed.places);
+        run = confirmed.run;
+        parts[0].conn = conns.src.clone();
         need_replicas = replica_count(&opts.to, &mut conns.dst).await.unwrap_or(0);
         let (_, run_id) = server_info(&opts.from, &mut conns.src).await.map_err(CopyError::Failed)?;
-        let place = if run_id != source_run_id {
+        let place = if run_id != parts[0].run_id {
             // A new source master scans in another order: start over, overwriting.
-            cursor = 0;
+            (parts[0].cursor, parts[0].done) = (0, false);
             "the source's new master scans in another order, so the copy starts its scan again (overwriting)"
                 .to_string()
         } else {
             format!("the copy went on from its checkpoint ({} keys copied)", total_of(base, &run).copied)
         };
-        source_run_id = run_id;
+        parts[0].run_id = run_id;
         for m in moved {
             tracing::warn!("{m}; {place}");
             followed.push(format!("{m}; {place}"));
         }
-        save(opts, pf.mode, &source_run_id, cursor, total_of(base, &run)).map_err(CopyError::Failed)?;
+        save(opts, pf.mode, &parts, total_of(base, &run)).map_err(CopyError::Failed)?;
     };
     let interrupted = !finished;
     if interrupted {
         let mut dst = conns.dst.clone();
         if !replicated(opts, &mut dst, &mut need_replicas).await.unwrap_or(false) {
-            (cursor, run) = (confirmed.cursor, confirmed.run);
+            restore(&mut parts, &confirmed.places);
+            run = confirmed.run;
         }
-        save(opts, pf.mode, &source_run_id, cursor, total_of(base, &run)).map_err(CopyError::Failed)?;
+        save(opts, pf.mode, &parts, total_of(base, &run)).map_err(CopyError::Failed)?;
     } else if let Some(path) = &opts.checkpoint {
         checkpoint::remove(path).map_err(CopyError::Failed)?;
     }
@@ -980,6 +1174,12 @@ pub async fn copy(
         interrupted,
         followed,
     })
+}
+
+fn restore(parts: &mut [Part], places: &[(u64, bool)]) {
+    for (p, (cursor, done)) in parts.iter_mut().zip(places) {
+        (p.cursor, p.done) = (*cursor, *done);
+    }
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 //! conflict policy, pattern check); the I/O is in `copy` and `verify`.
 
 pub mod checkpoint;
+pub mod cluster;
 pub mod copy;
 pub mod progress;
 pub mod url;

@@ -20,6 +20,8 @@ pub struct Endpoint {
     /// Found through Sentinel: `url` then names the first sentinel and the
     /// database, and the master's address replaces its host and port.
     sentinel: Option<SentinelGroup>,
+    /// Given as `redis+cluster://`: the nodes to ask for the cluster's shards.
+    cluster: Option<Vec<String>>,
 }
 
 /// The sentinels watching one master, and its name.
@@ -65,14 +67,17 @@ impl Endpoint {
         if raw.starts_with("redis+sentinel://") || raw.starts_with("rediss+sentinel://") {
             return Self::parse_sentinel(role, raw, flag, password_env, ca_pem);
         }
+        if raw.starts_with("redis+cluster://") || raw.starts_with("rediss+cluster://") {
+            return Self::parse_cluster(role, raw, flag, password_env, ca_pem);
+        }
         let hint = format!(
-            "write it as redis://[:PASSWORD@]HOST:PORT[/DB], rediss://… for TLS, or redis+sentinel://[:PASSWORD@]HOST:PORT[,HOST:PORT…]/MASTER[/DB] ({flag})"
+            "write it as redis://[:PASSWORD@]HOST:PORT[/DB], rediss://… for TLS, redis+sentinel://[:PASSWORD@]HOST:PORT[,HOST:PORT…]/MASTER[/DB] or redis+cluster://[:PASSWORD@]HOST:PORT[,HOST:PORT…] ({flag})"
         );
         let mut url =
             url::Url::parse(raw).map_err(|e| format!("bad {role} URL {}: {e}; {hint}", redact_text(raw, None)))?;
         if !matches!(url.scheme(), "redis" | "rediss") {
             return Err(format!(
-                "bad {role} URL {}: scheme must be redis, rediss or redis+sentinel; {hint}",
+                "bad {role} URL {}: scheme must be redis, rediss, redis+sentinel or redis+cluster; {hint}",
                 redact_text(raw, None)
             ));
         }
@@ -95,7 +100,7 @@ impl Endpoint {
             // Harmless but a sign of a typo: the CA is only used with TLS.
             tracing::info!(role, "--tls-ca given but the URL is not rediss://");
         }
-        Ok(Self { role, url, password, ca_pem, client_cert: None, sentinel: None })
+        Ok(Self { role, url, password, ca_pem, client_cert: None, sentinel: None, cluster: None })
     }
 
     /// `redis+sentinel://[[USER]:PASSWORD@]HOST:PORT[,HOST:PORT…]/MASTER[/DB]`
@@ -161,7 +166,69 @@ impl Endpoint {
             let _ = url.set_username(user);
         }
         let sentinel = Some(SentinelGroup { sentinels, master });
-        Ok(Self { role, url, password, ca_pem, client_cert: None, sentinel })
+        Ok(Self { role, url, password, ca_pem, client_cert: None, sentinel, cluster: None })
+    }
+
+    /// `redis+cluster://[[USER]:PASSWORD@]HOST:PORT[,HOST:PORT…][/0]`
+    /// (`rediss+cluster://` for TLS): nodes of one Redis Cluster, asked in
+    /// turn for its shards. A plain redis:// URL of a cluster node works too.
+    fn parse_cluster(
+        role: &'static str,
+        raw: &str,
+        flag: &str,
+        password_env: Option<(&str, Option<String>)>,
+        ca_pem: Option<Vec<u8>>,
+    ) -> Result<Self, String> {
+        let shown = redact_text(raw, None);
+        let bad = |why: String| {
+            format!(
+                "bad {role} URL {shown}: {why}; write it as redis+cluster://[:PASSWORD@]HOST:PORT[,HOST:PORT…] ({flag})"
+            )
+        };
+        let (scheme, rest) = raw.split_once("://").unwrap_or(("", raw));
+        let tls = scheme == "rediss+cluster";
+        let (userinfo, rest) = match rest.rfind('@') {
+            Some(at) => (Some(&rest[..at]), &rest[at + 1..]),
+            None => (None, rest),
+        };
+        let (hosts, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let mut nodes = Vec::new();
+        for h in hosts.split(',') {
+            let (host, port) = match h.rsplit_once(':') {
+                Some((host, port)) => {
+                    (host, port.parse::<u16>().map_err(|_| bad(format!("node port {port:?} is not a number")))?)
+                }
+                None => (h, 6379),
+            };
+            if host.is_empty() || host.contains(['[', ']', ' ']) {
+                return Err(bad(format!("node {h:?} is not HOST:PORT")));
+            }
+            nodes.push(format!("{}:{port}", host.to_ascii_lowercase()));
+        }
+        if !matches!(path, "" | "0") {
+            return Err(bad(format!("database {path:?}: a Redis Cluster has only database 0")));
+        }
+        let (user, mut password) = match userinfo.map(|u| u.split_once(':').unwrap_or((u, ""))) {
+            Some((user, pw)) => (user, (!pw.is_empty()).then(|| percent_decode(pw))),
+            None => ("", None),
+        };
+        if let Some((var, value)) = password_env {
+            match value {
+                Some(v) if !v.is_empty() => password = Some(v),
+                _ => return Err(format!("the {role} password variable {var} is not set; export it or drop the flag")),
+            }
+        }
+        let mut url = url::Url::parse(&format!("{}://{}/0", if tls { "rediss" } else { "redis" }, nodes[0]))
+            .map_err(|e| bad(e.to_string()))?;
+        if !user.is_empty() {
+            let _ = url.set_username(user);
+        }
+        Ok(Self { role, url, password, ca_pem, client_cert: None, sentinel: None, cluster: Some(nodes) })
+    }
+
+    /// The nodes given in a `redis+cluster://` URL.
+    pub fn cluster_nodes(&self) -> Option<&[String]> {
+        self.cluster.as_deref()
     }
 
     /// The sentinels and master name, when the master is found through Sentinel (and may move).
@@ -197,6 +264,11 @@ impl Endpoint {
             nodes.sort();
             return format!("sentinel:{}/{}/{}", nodes.join(","), g.master, self.db());
         }
+        if let Some(nodes) = &self.cluster {
+            let mut nodes = nodes.clone();
+            nodes.sort();
+            return format!("cluster:{}", nodes.join(","));
+        }
         let host = self.url.host_str().unwrap_or("").to_ascii_lowercase();
         format!("{host}:{}/{}", self.url.port().unwrap_or(6379), self.db())
     }
@@ -211,6 +283,15 @@ impl Endpoint {
                 (u, None) => format!("{u}@"),
             };
             return format!("{scheme}://{user}{}/{}/{}", g.sentinels.join(","), g.master, self.db());
+        }
+        if let Some(nodes) = &self.cluster {
+            let scheme = if self.tls() { "rediss+cluster" } else { "redis+cluster" };
+            let user = match (self.url.username(), &self.password) {
+                ("", None) => String::new(),
+                (u, Some(_)) => format!("{u}:***@"),
+                (u, None) => format!("{u}@"),
+            };
+            return format!("{scheme}://{user}{}", nodes.join(","));
         }
         let mut u = self.url.clone();
         if self.password.is_some() {
@@ -241,6 +322,16 @@ impl Endpoint {
     /// A connection and the `host:port` it reached: with Sentinel, the
     /// master the sentinels name, checked to be one (`ROLE`).
     pub async fn open(&self) -> Result<(MultiplexedConnection, String), String> {
+        if let Some(nodes) = &self.cluster {
+            let mut failures = Vec::new();
+            for addr in nodes {
+                match self.open_at(addr).await {
+                    Ok(c) => return Ok((c, addr.clone())),
+                    Err(e) => failures.push(e),
+                }
+            }
+            return Err(failures.join("; "));
+        }
         let addr = self.locate().await?;
         Ok((self.open_at(&addr).await?, addr))
     }
@@ -306,9 +397,10 @@ impl Endpoint {
     /// Connects to the server at `addr` (`host:port`); with Sentinel it must be a master.
     pub async fn open_at(&self, addr: &str) -> Result<MultiplexedConnection, String> {
         let mut u = self.url.clone();
-        if self.sentinel.is_some() {
+        // With Sentinel the master, in a cluster any node: not the URL's address.
+        if u.host_str().zip(u.port()).is_none_or(|(h, p)| format!("{h}:{p}") != addr) {
             let (host, port) = addr.rsplit_once(':').unwrap_or((addr, "6379"));
-            u.set_host(Some(host)).map_err(|e| format!("the sentinels named a bad master address {addr}: {e}"))?;
+            u.set_host(Some(host)).map_err(|e| format!("the {} named a bad server address {addr}: {e}", self.role))?;
             let _ = u.set_port(port.parse().ok());
         }
         let mut conn = self.connect_url(u).await?;
@@ -452,7 +544,10 @@ mod tests {
     #[test]
     fn bad_urls_say_how_to_write_them_without_the_password() {
         let err = Endpoint::parse("source", "http://:pw@h:1", None, None).unwrap_err();
-        assert!(err.contains("scheme must be redis, rediss or redis+sentinel") && err.contains("--from"), "{err}");
+        assert!(
+            err.contains("scheme must be redis, rediss, redis+sentinel or redis+cluster") && err.contains("--from"),
+            "{err}"
+        );
         assert!(!err.contains("pw@"), "{err}");
         let err = Endpoint::parse("target", "redis://h:1/x", None, None).unwrap_err();
         assert!(err.contains("database \"x\" is not a number"), "{err}");
@@ -499,6 +594,30 @@ mod tests {
                 "{u}: {e}"
             );
             assert!(!e.contains(":pw@"), "{e}");
+        }
+    }
+
+    #[test]
+    fn cluster_urls_list_nodes_and_only_database_0() {
+        let e = Endpoint::parse("source", "redis+cluster://:s3cret@H1:7000,h2", None, None).unwrap();
+        assert_eq!(e.cluster_nodes().unwrap(), ["h1:7000", "h2:6379"]);
+        assert_eq!((e.db(), e.tls(), e.password.as_deref()), (0, false, Some("s3cret")));
+        assert_eq!(e.redacted(), "redis+cluster://:***@h1:7000,h2:6379");
+        assert_eq!(e.server_id(), "cluster:h1:7000,h2:6379");
+        let other = Endpoint::parse("source", "redis+cluster://h2:6379,h1:7000/0", None, None).unwrap();
+        assert_eq!(other.server_id(), e.server_id(), "the same cluster however its nodes are listed");
+        assert!(Endpoint::parse("target", "rediss+cluster://h:1", None, None).unwrap().tls());
+        for (u, why) in [
+            ("redis+cluster://h:1/2", "a Redis Cluster has only database 0"),
+            ("redis+cluster://h:x", "node port \"x\" is not a number"),
+            ("redis+cluster://:pw@h:1,", "node \"\" is not HOST:PORT"),
+        ] {
+            let err = Endpoint::parse("target", u, None, None).unwrap_err();
+            assert!(
+                err.contains(why) && err.contains("redis+cluster://[:PASSWORD@]HOST:PORT") && err.contains("--to"),
+                "{err}"
+            );
+            assert!(!err.contains(":pw@"), "{err}");
         }
     }
 

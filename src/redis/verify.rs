@@ -6,6 +6,9 @@ use redis::Value;
 use redis::aio::MultiplexedConnection;
 use serde::Serialize;
 
+use std::sync::Arc;
+
+use super::cluster::{self, Cluster};
 use super::copy::{q, qp};
 use super::url::Endpoint;
 
@@ -160,8 +163,9 @@ async fn logical(e: &Endpoint, c: &mut MultiplexedConnection, key: &[u8], kind: 
 struct Sides {
     from: Endpoint,
     to: Endpoint,
-    src: MultiplexedConnection,
     dst: MultiplexedConnection,
+    /// A cluster target: each key is read on the shard owning it.
+    dst_cluster: Option<Arc<Cluster>>,
     tol: u64,
 }
 
@@ -178,10 +182,34 @@ async fn probe(
     qp(e, c, &p).await
 }
 
+/// As `probe`, on the target (routed by slot in a cluster).
+async fn probe_target(sides: &Sides, keys: &[Vec<u8>]) -> Result<Vec<(String, i64, Value)>, String> {
+    let Some(cl) = &sides.dst_cluster else { return probe(&sides.to, &mut sides.dst.clone(), keys).await };
+    let mut cmds = Vec::with_capacity(keys.len() * 3);
+    for k in keys {
+        for c in ["TYPE", "PTTL", "DUMP"] {
+            cmds.push((k.clone(), redis::cmd(c).arg(k).clone()));
+        }
+    }
+    let replies = super::copy::on_target(&sides.to, &sides.dst, Some(cl), cmds).await?;
+    replies
+        .chunks(3)
+        .map(|r| {
+            let kind: String = redis::from_redis_value_ref(&r[0]).map_err(|e| format!("TYPE: {e}"))?;
+            let pttl: i64 = redis::from_redis_value_ref(&r[1]).map_err(|e| format!("PTTL: {e}"))?;
+            Ok((kind, pttl, r[2].clone()))
+        })
+        .collect()
+}
+
 impl Sides {
-    async fn check(&self, keys: Vec<Vec<u8>>, report: &mut VerifyReport) -> Result<(), String> {
-        let (mut src, mut dst) = (self.src.clone(), self.dst.clone());
-        let (s, t) = tokio::try_join!(probe(&self.from, &mut src, &keys), probe(&self.to, &mut dst, &keys))?;
+    async fn check(
+        &self,
+        mut src: MultiplexedConnection,
+        keys: Vec<Vec<u8>>,
+        report: &mut VerifyReport,
+    ) -> Result<(), String> {
+        let (s, t) = tokio::try_join!(probe(&self.from, &mut src, &keys), probe_target(self, &keys))?;
         for ((key, (sk, sttl, sdump)), (tk, tttl, tdump)) in keys.iter().zip(s).zip(t) {
             if sk == "none" {
                 report.vanished += 1;
@@ -197,6 +225,10 @@ impl Sides {
                 report.note(Difference::Type { key: name, source: sk, target: tk });
                 continue;
             }
+            let mut dst = match &self.dst_cluster {
+                Some(cl) if sdump != tdump => cl.node_for(cluster::key_slot(key)).await?,
+                _ => self.dst.clone(),
+            };
             let same = sdump == tdump
                 || logical(&self.from, &mut src, key, &sk).await? == logical(&self.to, &mut dst, key, &tk).await?;
             if !same {
@@ -221,26 +253,63 @@ async fn pace(rate: Option<u64>, started: std::time::Instant, done: u64) {
     }
 }
 
-/// Compares the two sides through connections made by `Endpoint::connect`.
+/// Compares two single servers through connections made by `Endpoint::connect`.
 pub async fn verify(
     opts: &VerifyOptions,
-    mut src: MultiplexedConnection,
+    src: MultiplexedConnection,
     dst: MultiplexedConnection,
+) -> Result<VerifyReport, String> {
+    verify_with(opts, src, None, dst, None).await
+}
+
+/// The servers holding a side's keys: a cluster's primaries, or the one server.
+async fn nodes(c: &MultiplexedConnection, cluster: Option<&Cluster>) -> Result<Vec<MultiplexedConnection>, String> {
+    match cluster {
+        Some(cl) => Ok(cl.primaries().await?.into_iter().map(|(_, c)| c).collect()),
+        None => Ok(vec![c.clone()]),
+    }
+}
+
+/// (all keys, keys without expiry), summed over `nodes`.
+async fn counts_over(
+    e: &Endpoint,
+    nodes: &[MultiplexedConnection],
+    pattern: Option<&str>,
+    scan_count: usize,
+) -> Result<(u64, u64), String> {
+    let mut total = (0, 0);
+    for n in nodes {
+        let (a, p) = counts(e, &mut n.clone(), pattern, scan_count).await?;
+        total = (total.0 + a, total.1 + p);
+    }
+    Ok(total)
+}
+
+/// Compares two sides opened by `copy::open_side` (a server, or a cluster
+/// with its router): counts summed over shards, every key read on the shard
+/// owning it.
+pub async fn verify_with(
+    opts: &VerifyOptions,
+    src: MultiplexedConnection,
+    src_cluster: Option<Arc<Cluster>>,
+    dst: MultiplexedConnection,
+    dst_cluster: Option<Arc<Cluster>>,
 ) -> Result<VerifyReport, String> {
     let mut report = VerifyReport::default();
     let pattern = opts.pattern.as_deref();
-    let (mut s2, mut d2) = (src.clone(), dst.clone());
+    let src_nodes = nodes(&src, src_cluster.as_deref()).await?;
+    let dst_nodes = nodes(&dst, dst_cluster.as_deref()).await?;
     let ((sk, sp), (tk, tp)) = tokio::try_join!(
-        counts(&opts.from, &mut s2, pattern, opts.scan_count),
-        counts(&opts.to, &mut d2, pattern, opts.scan_count)
+        counts_over(&opts.from, &src_nodes, pattern, opts.scan_count),
+        counts_over(&opts.to, &dst_nodes, pattern, opts.scan_count)
     )?;
     (report.source_keys, report.source_persistent, report.target_keys, report.target_persistent) = (sk, sp, tk, tp);
     let started = std::time::Instant::now();
     let sides = Sides {
         from: opts.from.clone(),
         to: opts.to.clone(),
-        src: src.clone(),
         dst: dst.clone(),
+        dst_cluster,
         tol: opts.ttl_tolerance_ms,
     };
     // A sample as large as the keyspace checks every key once instead.
@@ -248,8 +317,13 @@ pub async fn verify(
     match (sample, pattern) {
         (Some(n), None) => {
             // RANDOMKEY, in batches, until n keys (repeats allowed).
+            // A cluster: each batch from the next shard in turn.
             let mut left = n;
-            while left > 0 {
+            let mut round = 0usize;
+            let mut empty_rounds = 0;
+            while left > 0 && empty_rounds < src_nodes.len() {
+                let mut src = src_nodes[round % src_nodes.len()].clone();
+                round += 1;
                 let take = left.min(opts.scan_count as u64);
                 let mut p = redis::pipe();
                 for _ in 0..take {
@@ -258,36 +332,41 @@ pub async fn verify(
                 let keys: Vec<Option<Vec<u8>>> = qp(&opts.from, &mut src, &p).await?;
                 let keys: Vec<Vec<u8>> = keys.into_iter().flatten().collect();
                 if keys.is_empty() {
-                    break;
+                    empty_rounds += 1;
+                    continue;
                 }
+                empty_rounds = 0;
                 pace(opts.rate, started, report.checked + report.vanished).await;
-                sides.check(keys, &mut report).await?;
+                sides.check(src, keys, &mut report).await?;
                 left -= take;
             }
         }
         (sample, _) => {
             // Every matching key, or the first n SCAN returns.
             let limit = sample.unwrap_or(u64::MAX);
-            let mut cursor = 0u64;
             let mut seen = 0u64;
-            loop {
-                let mut c = redis::cmd("SCAN");
-                c.arg(cursor);
-                if let Some(p) = pattern {
-                    c.arg("MATCH").arg(p);
+            for src in &src_nodes {
+                let mut src = src.clone();
+                let mut cursor = 0u64;
+                loop {
+                    let mut c = redis::cmd("SCAN");
+                    c.arg(cursor);
+                    if let Some(p) = pattern {
+                        c.arg("MATCH").arg(p);
+                    }
+                    c.arg("COUNT").arg(opts.scan_count);
+                    let (next, mut keys): (u64, Vec<Vec<u8>>) = q(&opts.from, &mut src, &c).await?;
+                    keys.truncate((limit - seen).min(keys.len() as u64) as usize);
+                    seen += keys.len() as u64;
+                    if !keys.is_empty() {
+                        pace(opts.rate, started, report.checked + report.vanished).await;
+                        sides.check(src.clone(), keys, &mut report).await?;
+                    }
+                    if next == 0 || seen >= limit {
+                        break;
+                    }
+                    cursor = next;
                 }
-                c.arg("COUNT").arg(opts.scan_count);
-                let (next, mut keys): (u64, Vec<Vec<u8>>) = q(&opts.from, &mut src, &c).await?;
-                keys.truncate((limit - seen).min(keys.len() as u64) as usize);
-                seen += keys.len() as u64;
-                if !keys.is_empty() {
-                    pace(opts.rate, started, report.checked + report.vanished).await;
-                    sides.check(keys, &mut report).await?;
-                }
-                if next == 0 || seen >= limit {
-                    break;
-                }
-                cursor = next;
             }
         }
     }

@@ -627,6 +627,25 @@ impl<'a> Validator<'a> {
                     "write it like redis+sentinel://sentinel-1:26379,sentinel-2:26379/mymaster/0",
                 );
             }
+        } else if let Some(url) = &r.url
+            && let Some(rest) = url
+                .get_ref()
+                .strip_prefix("redis+cluster://")
+                .or_else(|| url.get_ref().strip_prefix("rediss+cluster://"))
+        {
+            // Nodes of a Redis Cluster; `redis::url` reads it, this checks what the runbook must not hold or lack.
+            let (userinfo, rest) = rest.rsplit_once('@').map_or((None, rest), |(u, r)| (Some(u), r));
+            if userinfo.and_then(|u| u.split_once(':')).is_some_and(|(_, pw)| !pw.is_empty()) {
+                self.err(url.span(), "a password is written in the Redis URL", "remove it from the runbook, put it in an environment variable and name that variable in password_env");
+            }
+            let (hosts, path) = rest.split_once('/').unwrap_or((rest, ""));
+            if hosts.split(',').any(str::is_empty) || !matches!(path, "" | "0") {
+                self.err(
+                    url.span(),
+                    format!("Redis Cluster URL `{}` needs its nodes and no database but 0", url.get_ref()),
+                    "write it like redis+cluster://node-1:6379,node-2:6379",
+                );
+            }
         } else if let Some(url) = &r.url {
             match reqwest::Url::parse(url.get_ref()) {
                 Ok(u) if u.scheme() == "redis" || u.scheme() == "rediss" => {
@@ -644,7 +663,7 @@ impl<'a> Validator<'a> {
                 _ => self.err(
                     url.span(),
                     format!("`{}` is not a Redis URL", url.get_ref()),
-                    "write it like redis://host:6379/0, rediss:// for TLS, or redis+sentinel://sentinel:26379/mymaster/0",
+                    "write it like redis://host:6379/0, rediss:// for TLS, redis+sentinel://sentinel:26379/mymaster/0 or redis+cluster://node-1:6379,node-2:6379",
                 ),
             }
         }
@@ -1940,6 +1959,24 @@ mod tests {
                 .unwrap_or_else(|e| panic!("{good}: {e}"));
             let ep = &rb.environments["blue"].redis[0];
             assert_eq!((ep.url.as_deref(), ep.port), (Some(good), 6380));
+        }
+    }
+
+    #[test]
+    fn cluster_redis_urls_validate() {
+        let url = "url = \"redis://blue-cache.internal:6379/0\"";
+        for good in ["redis+cluster://n1:7000,n2:7001", "rediss+cluster://n1/0", "redis+cluster://user@n1:1"] {
+            let rb =
+                parse("t.toml", &with(url, &format!("url = \"{good}\""))).unwrap_or_else(|e| panic!("{good}: {e}"));
+            assert_eq!(rb.environments["blue"].redis[0].url.as_deref(), Some(good));
+        }
+        for (bad, why) in [
+            ("redis+cluster://:pw@n1:7000", "a password is written in the Redis URL"),
+            ("redis+cluster://n1:7000,", "needs its nodes and no database but 0"),
+            ("redis+cluster://n1:7000/2", "needs its nodes and no database but 0"),
+        ] {
+            let err = parse("t.toml", &with(url, &format!("url = \"{bad}\""))).unwrap_err().to_string();
+            assert!(err.contains(why) && err.contains("t.toml:"), "{bad}: {err}");
         }
     }
 

@@ -207,3 +207,68 @@ pub async fn start_sentinel(
     })
     .await
 }
+
+/// A Redis Cluster on loopback: `shards` primaries (and one replica each
+/// with `replicas`), joined by `redis-cli --cluster create` and waited for
+/// until every node says `cluster_state:ok` and sees every shard, and every
+/// replica is in sync. Primaries come first in the returned list.
+pub async fn start_cluster(dir: &Path, name: &str, shards: usize, replicas: bool) -> Result<Vec<ChildProcess>> {
+    let count = if replicas { shards * 2 } else { shards };
+    let mut nodes = Vec::new();
+    for i in 0..count {
+        let node = start_redis_with(dir, &format!("{name}-{i}"), |_| {
+            // The bus port is given: port + 10000 may be past 65535 or taken.
+            let bus = free_port().map(|p| p.to_string()).unwrap_or_default();
+            ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000"]
+                .iter()
+                .map(|s| s.to_string())
+                .chain(["--cluster-port".to_string(), bus])
+                .collect()
+        })
+        .await?;
+        nodes.push(node);
+    }
+    let cli = find_executable("redis-cli", "CUTOVER_REDIS_CLI").ok_or_else(|| {
+        eyre!("redis-cli not found on PATH; it comes with redis-server (apt-get install redis-server redis-tools)")
+    })?;
+    let mut create = Command::new(cli);
+    create.arg("--cluster").arg("create");
+    for n in &nodes {
+        create.arg(format!("127.0.0.1:{}", n.port));
+    }
+    create.args(["--cluster-replicas", if replicas { "1" } else { "0" }, "--cluster-yes"]);
+    let out = create.output().await.wrap_err("cannot run redis-cli --cluster create")?;
+    if !out.status.success() {
+        bail!(
+            "redis-cli --cluster create failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut ready = true;
+        for n in &nodes {
+            ready &= cluster_node_ready(n.port, shards).await.unwrap_or(false);
+        }
+        if ready {
+            return Ok(nodes);
+        }
+        if std::time::Instant::now() > deadline {
+            bail!("the cluster {name} was not ok on every node within 30 s (logs in {})", dir.display());
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// `cluster_state:ok`, all `shards` seen, and in sync if a replica.
+async fn cluster_node_ready(port: u16, shards: usize) -> redis::RedisResult<bool> {
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}"))?;
+    let mut c = client.get_multiplexed_async_connection().await?;
+    let info: String = redis::cmd("CLUSTER").arg("INFO").query_async(&mut c).await?;
+    let seen: Vec<redis::Value> = redis::cmd("CLUSTER").arg("SHARDS").query_async(&mut c).await?;
+    let repl: String = redis::cmd("INFO").arg("replication").query_async(&mut c).await?;
+    Ok(info.contains("cluster_state:ok")
+        && seen.len() == shards
+        && (!repl.contains("role:slave") || repl.contains("master_link_status:up")))
+}

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use cutover::runbook::{self, Runbook};
 use cutover::sandbox::{Sandbox, SandboxOptions};
 
+pub mod cluster;
 pub mod reliability;
 pub mod sentinel;
 pub mod tmux;

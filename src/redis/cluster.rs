@@ -1,0 +1,547 @@
+//! Redis Cluster: which shard owns a key (CRC16 slot, hash tags), the shards
+//! a cluster reports (`CLUSTER SHARDS`, else `CLUSTER NODES`), and a router
+//! that sends one pipeline per shard, all shards at once, following `MOVED`
+//! and `ASK` while slots move.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use futures::future::try_join_all;
+use redis::Value;
+use redis::aio::MultiplexedConnection;
+use serde::Serialize;
+
+use super::url::Endpoint;
+
+pub const SLOTS: usize = 16384;
+
+/// CRC16-XMODEM, the checksum Redis Cluster hashes keys with. Written here
+/// (ten lines) because the redis crate keeps its slot number private and
+/// its `cluster` feature would only add the same ten lines as a dependency.
+fn crc16(data: &[u8]) -> u16 {
+    let mut crc = 0u16;
+    for b in data {
+        crc ^= (*b as u16) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 { (crc << 1) ^ 0x1021 } else { crc << 1 };
+        }
+    }
+    crc
+}
+
+/// The slot of `key`: only the part inside the first non-empty `{…}` is
+/// hashed, as Redis does (so `{user1}:a` and `{user1}:b` share a slot).
+pub fn key_slot(key: &[u8]) -> u16 {
+    let hashed = match key.iter().position(|c| *c == b'{') {
+        Some(open) => match key[open + 1..].iter().position(|c| *c == b'}') {
+            Some(0) | None => key,
+            Some(len) => &key[open + 1..open + 1 + len],
+        },
+        None => key,
+    };
+    crc16(hashed) % SLOTS as u16
+}
+
+/// A name for the temporary copy of `key` that hashes to the same slot, so
+/// the final RENAME stays on one shard.
+pub fn tmp_name(key: &[u8]) -> Vec<u8> {
+    let slot = key_slot(key);
+    let mut plain = b"__cutover_tmp__:".to_vec();
+    plain.extend_from_slice(key);
+    if key_slot(&plain) == slot {
+        return plain;
+    }
+    // No hash tag in the key: give the name one that lands on its slot.
+    for n in 0u32.. {
+        let mut tagged = format!("__cutover_tmp__{{{n}}}:").into_bytes();
+        tagged.extend_from_slice(key);
+        if key_slot(&tagged) == slot {
+            return tagged;
+        }
+    }
+    unreachable!("every slot has a short tag")
+}
+
+/// One shard: the slots it owns, its primary and its replicas (`host:port`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Shard {
+    pub slots: Vec<(u16, u16)>,
+    pub primary: String,
+    pub replicas: Vec<String>,
+}
+
+impl Shard {
+    /// `0-5460,6000` — the same shard's name across failovers.
+    pub fn slots_text(&self) -> String {
+        let parts: Vec<String> =
+            self.slots.iter().map(|(a, b)| if a == b { a.to_string() } else { format!("{a}-{b}") }).collect();
+        parts.join(",")
+    }
+}
+
+fn text(v: &Value) -> Option<String> {
+    match v {
+        Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
+        Value::SimpleString(s) => Some(s.clone()),
+        Value::Int(i) => Some(i.to_string()),
+        _ => None,
+    }
+}
+
+/// Key/value pairs of a RESP2 flat array or a RESP3 map.
+fn pairs(v: &Value) -> Vec<(String, &Value)> {
+    match v {
+        Value::Array(a) => a.chunks(2).filter_map(|kv| Some((text(&kv[0])?, kv.get(1)?))).collect(),
+        Value::Map(m) => m.iter().filter_map(|(k, v)| Some((text(k)?, v))).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Shards from a `CLUSTER SHARDS` reply (Redis 7+). Nodes marked `fail` are
+/// left out. A node is reached at its preferred `endpoint` (a hostname on
+/// ElastiCache, so TLS names match), else its `ip`; on `tls-port` with TLS.
+pub fn parse_shards(reply: &Value, tls: bool) -> Result<Vec<Shard>, String> {
+    let Value::Array(shards) = reply else { return Err("CLUSTER SHARDS did not answer with a list".into()) };
+    let mut out = Vec::new();
+    for s in shards {
+        let fields = pairs(s);
+        let get = |name: &str| fields.iter().find(|(k, _)| k == name).map(|(_, v)| *v);
+        let slots: Vec<u16> = match get("slots") {
+            Some(Value::Array(a)) => a.iter().filter_map(|v| text(v)?.parse().ok()).collect(),
+            _ => Vec::new(),
+        };
+        let mut shard = Shard {
+            slots: slots.chunks(2).filter(|p| p.len() == 2).map(|p| (p[0], p[1])).collect(),
+            primary: String::new(),
+            replicas: Vec::new(),
+        };
+        let nodes = match get("nodes") {
+            Some(Value::Array(n)) => n.as_slice(),
+            _ => &[],
+        };
+        for n in nodes {
+            let f = pairs(n);
+            let field = |name: &str| f.iter().find(|(k, _)| k == name).and_then(|(_, v)| text(v));
+            if field("health").as_deref() == Some("fail") {
+                continue;
+            }
+            let host =
+                field("endpoint").filter(|h| !h.is_empty() && h != "?").or_else(|| field("ip")).unwrap_or_default();
+            let port = if tls { field("tls-port").or_else(|| field("port")) } else { field("port") };
+            let Some(port) = port else { continue };
+            let addr = format!("{host}:{port}");
+            match field("role").as_deref() {
+                Some("master") => shard.primary = addr,
+                _ => shard.replicas.push(addr),
+            }
+        }
+        if !shard.slots.is_empty() && !shard.primary.is_empty() {
+            out.push(shard);
+        }
+    }
+    check_coverage(out)
+}
+
+/// Shards from `CLUSTER NODES` text (any Redis Cluster version).
+pub fn parse_nodes(listing: &str) -> Result<Vec<Shard>, String> {
+    // id → shard index, for replicas (listed by their primary's id).
+    let mut by_id: HashMap<&str, usize> = HashMap::new();
+    let mut out: Vec<Shard> = Vec::new();
+    let mut replicas: Vec<(&str, String)> = Vec::new();
+    for line in listing.lines().filter(|l| !l.trim().is_empty()) {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() < 8 {
+            return Err(format!("CLUSTER NODES line {line:?} has fewer than 8 fields"));
+        }
+        // ip:port@cport[,hostname]
+        let addr = f[1].split(['@', ',']).next().unwrap_or("").to_string();
+        let flags: Vec<&str> = f[2].split(',').collect();
+        if flags.iter().any(|x| *x == "fail" || *x == "noaddr" || *x == "handshake") {
+            continue;
+        }
+        if flags.contains(&"master") {
+            let mut slots = Vec::new();
+            for s in &f[8..] {
+                if s.starts_with('[') {
+                    continue; // a slot being imported or migrated: its owner is still listed plainly
+                }
+                let (a, b) = s.split_once('-').unwrap_or((s, s));
+                match (a.parse(), b.parse()) {
+                    (Ok(a), Ok(b)) => slots.push((a, b)),
+                    _ => return Err(format!("CLUSTER NODES slot range {s:?} is not N or N-M")),
+                }
+            }
+            if !slots.is_empty() {
+                by_id.insert(f[0], out.len());
+                out.push(Shard { slots, primary: addr, replicas: Vec::new() });
+            }
+        } else if flags.contains(&"slave") || flags.contains(&"replica") {
+            replicas.push((f[3], addr));
+        }
+    }
+    for (master, addr) in replicas {
+        if let Some(i) = by_id.get(master) {
+            out[*i].replicas.push(addr);
+        }
+    }
+    check_coverage(out)
+}
+
+/// Sorted by first slot; every slot owned once.
+fn check_coverage(mut shards: Vec<Shard>) -> Result<Vec<Shard>, String> {
+    for s in &mut shards {
+        s.slots.sort();
+    }
+    shards.sort_by_key(|s| s.slots.first().copied());
+    let mut owned = vec![false; SLOTS];
+    for s in &shards {
+        for (a, b) in &s.slots {
+            if *a > *b || *b as usize >= SLOTS {
+                return Err(format!("the cluster reports a bad slot range {a}-{b}"));
+            }
+            owned[*a as usize..=*b as usize].iter_mut().for_each(|o| *o = true);
+        }
+    }
+    let missing = owned.iter().filter(|o| !**o).count();
+    if missing > 0 {
+        return Err(format!(
+            "{missing} of the cluster's {SLOTS} slots have no primary (cluster_state not ok?); fix the cluster first (redis-cli --cluster check HOST:PORT)"
+        ));
+    }
+    Ok(shards)
+}
+
+/// A command on `e`; errors name the endpoint, redacted and scrubbed.
+async fn query<T: redis::FromRedisValue>(
+    e: &Endpoint,
+    c: &mut MultiplexedConnection,
+    cmd: &redis::Cmd,
+) -> Result<T, String> {
+    cmd.query_async(c).await.map_err(|err| format!("{} {}: {}", e.role, e.redacted(), e.scrub(&err.to_string())))
+}
+
+/// Whether the server behind `c` runs in cluster mode (`INFO cluster`).
+pub async fn enabled(e: &Endpoint, c: &mut MultiplexedConnection) -> Result<bool, String> {
+    let info: String = query(e, c, redis::cmd("INFO").arg("cluster")).await?;
+    Ok(super::info_field(&info, "cluster_enabled") == Some("1"))
+}
+
+/// The shards, asked of the node behind `c`.
+pub async fn discover(e: &Endpoint, c: &mut MultiplexedConnection) -> Result<Vec<Shard>, String> {
+    match redis::cmd("CLUSTER").arg("SHARDS").query_async::<Value>(c).await {
+        Ok(v) => parse_shards(&v, e.tls()),
+        // Before Redis 7: no CLUSTER SHARDS.
+        Err(err) if err.to_string().to_ascii_lowercase().contains("unknown subcommand") => {
+            let listing: String = query(e, c, redis::cmd("CLUSTER").arg("NODES")).await?;
+            parse_nodes(&listing)
+        }
+        Err(err) => Err(format!("{} {}: CLUSTER SHARDS: {}", e.role, e.redacted(), e.scrub(&err.to_string()))),
+    }
+    .map_err(|why| format!("{} {}: {why}", e.role, e.redacted()))
+}
+
+/// Which primary owns each slot.
+struct SlotMap {
+    shards: Vec<Shard>,
+    /// Index into `shards`, per slot.
+    owner: Vec<u16>,
+}
+
+impl SlotMap {
+    fn new(shards: Vec<Shard>) -> SlotMap {
+        let mut owner = vec![0u16; SLOTS];
+        for (i, s) in shards.iter().enumerate() {
+            for (a, b) in &s.slots {
+                owner[*a as usize..=*b as usize].iter_mut().for_each(|o| *o = i as u16);
+            }
+        }
+        SlotMap { shards, owner }
+    }
+}
+
+/// How many times one command follows MOVED/ASK/TRYAGAIN before the copy gives up.
+const MAX_REDIRECTS: usize = 16;
+
+/// A cluster endpoint: the slot map and one connection per node, shared by
+/// every batch of a copy.
+pub struct Cluster {
+    endpoint: Endpoint,
+    map: RwLock<SlotMap>,
+    conns: tokio::sync::Mutex<HashMap<String, MultiplexedConnection>>,
+}
+
+impl Cluster {
+    /// Discovers the shards through `seed` and connects to every primary.
+    pub async fn connect(e: &Endpoint, mut seed: MultiplexedConnection) -> Result<Arc<Cluster>, String> {
+        if e.db() != 0 {
+            return Err(format!(
+                "the {} {e} is a Redis Cluster, which has only database 0; drop /{} from the URL",
+                e.role,
+                e.db()
+            ));
+        }
+        let shards = discover(e, &mut seed).await?;
+        let cluster = Arc::new(Cluster {
+            endpoint: e.clone(),
+            map: RwLock::new(SlotMap::new(shards.clone())),
+            conns: Default::default(),
+        });
+        for s in &shards {
+            cluster.node(&s.primary).await?;
+        }
+        Ok(cluster)
+    }
+
+    /// The shards as last discovered, sorted by first slot.
+    pub fn shards(&self) -> Vec<Shard> {
+        self.map.read().map(|m| m.shards.clone()).unwrap_or_default()
+    }
+
+    /// A connection to the node at `addr`, made once.
+    pub async fn node(&self, addr: &str) -> Result<MultiplexedConnection, String> {
+        let mut conns = self.conns.lock().await;
+        if let Some(c) = conns.get(addr) {
+            return Ok(c.clone());
+        }
+        let c = self.endpoint.open_at(addr).await?;
+        conns.insert(addr.to_string(), c.clone());
+        Ok(c)
+    }
+
+    /// The primary that owns `slot` now, as far as this map knows.
+    pub fn owner(&self, slot: u16) -> String {
+        self.map.read().map(|m| m.shards[m.owner[slot as usize] as usize].primary.clone()).unwrap_or_default()
+    }
+
+    /// A connection to the primary owning `slot`.
+    pub async fn node_for(&self, slot: u16) -> Result<MultiplexedConnection, String> {
+        self.node(&self.owner(slot)).await
+    }
+
+    /// Asks the cluster again who owns what (after a MOVED).
+    pub async fn refresh(&self) -> Result<(), String> {
+        let seeds: Vec<String> = self.shards().into_iter().map(|s| s.primary).collect();
+        let mut last = String::from("no node to ask");
+        for addr in seeds {
+            let mut c = match self.node(&addr).await {
+                Ok(c) => c,
+                Err(e) => {
+                    last = e;
+                    continue;
+                }
+            };
+            match discover(&self.endpoint, &mut c).await {
+                Ok(shards) => {
+                    if let Ok(mut m) = self.map.write() {
+                        *m = SlotMap::new(shards);
+                    }
+                    return Ok(());
+                }
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
+    /// Runs `cmds` (each on keys of the given slot): one pipeline per
+    /// primary, all at once; replies in the order of `cmds`. A reply that is
+    /// a server error other than a redirection is returned as it is.
+    pub async fn run(&self, cmds: &[(u16, redis::Cmd)]) -> Result<Vec<Value>, String> {
+        let mut out: Vec<Option<Value>> = vec![None; cmds.len()];
+        let mut pending: Vec<usize> = (0..cmds.len()).collect();
+        // Commands told to ASK another node, and which.
+        let mut ask: HashMap<usize, String> = HashMap::new();
+        for round in 0..=MAX_REDIRECTS {
+            let mut groups: HashMap<(String, bool), Vec<usize>> = HashMap::new();
+            {
+                // One look at the map per round, one group per shard.
+                let map = self.map.read().map_err(|_| "the slot map is poisoned".to_string())?;
+                let mut by_shard: Vec<Vec<usize>> = vec![Vec::new(); map.shards.len()];
+                for i in pending.drain(..) {
+                    match ask.get(&i) {
+                        Some(addr) => groups.entry((addr.clone(), true)).or_default().push(i),
+                        None => by_shard[map.owner[cmds[i].0 as usize] as usize].push(i),
+                    }
+                }
+                for (shard, idx) in map.shards.iter().zip(by_shard) {
+                    if !idx.is_empty() {
+                        groups.entry((shard.primary.clone(), false)).or_default().extend(idx);
+                    }
+                }
+            }
+            let sent = groups.into_iter().map(|((addr, asking), idx)| async move {
+                let mut c = self.node(&addr).await?;
+                let mut p = redis::pipe();
+                p.ignore_errors();
+                for i in &idx {
+                    if asking {
+                        p.cmd("ASKING").ignore();
+                    }
+                    p.add_command(cmds[*i].1.clone());
+                }
+                let replies: Vec<Value> = p.query_async(&mut c).await.map_err(|e| {
+                    format!(
+                        "{} {} (node {addr}): {}",
+                        self.endpoint.role,
+                        self.endpoint,
+                        self.endpoint.scrub(&e.to_string())
+                    )
+                })?;
+                Ok::<_, String>((idx, replies))
+            });
+            let answered = try_join_all(sent).await?;
+            let (mut moved, mut busy) = (false, false);
+            for (idx, replies) in answered {
+                for (i, r) in idx.into_iter().zip(replies) {
+                    match r {
+                        Value::ServerError(e) if e.code() == "MOVED" => {
+                            moved = true;
+                            ask.remove(&i);
+                            pending.push(i);
+                        }
+                        Value::ServerError(e) if e.code() == "ASK" => {
+                            let to = e.details().and_then(|d| d.split_whitespace().nth(1)).unwrap_or("").to_string();
+                            ask.insert(i, to);
+                            pending.push(i);
+                        }
+                        // A multi-key command mid-migration, or a failover under way.
+                        Value::ServerError(e) if e.code() == "TRYAGAIN" || e.code() == "CLUSTERDOWN" => {
+                            busy = true;
+                            pending.push(i);
+                        }
+                        other => out[i] = Some(other),
+                    }
+                }
+            }
+            if pending.is_empty() {
+                return Ok(out.into_iter().map(|v| v.unwrap_or(Value::Nil)).collect());
+            }
+            if moved {
+                self.refresh().await?;
+            }
+            if busy {
+                tokio::time::sleep(Duration::from_millis(50 << round.min(4))).await;
+            }
+        }
+        Err(format!(
+            "{} {}: {} commands still redirected after {MAX_REDIRECTS} tries (slots moving too fast?); rerun with --resume",
+            self.endpoint.role,
+            self.endpoint,
+            pending.len()
+        ))
+    }
+
+    /// Connections to every primary, with its shard.
+    pub async fn primaries(&self) -> Result<Vec<(Shard, MultiplexedConnection)>, String> {
+        let mut out = Vec::new();
+        for s in self.shards() {
+            let c = self.node(&s.primary).await?;
+            out.push((s, c));
+        }
+        Ok(out)
+    }
+
+    /// (keys, expiring keys), summed over the primaries.
+    pub async fn key_counts(&self) -> Result<(u64, u64), String> {
+        let mut total = (0, 0);
+        for (_, mut c) in self.primaries().await? {
+            let info: String = query(&self.endpoint, &mut c, redis::cmd("INFO").arg("keyspace")).await?;
+            let (k, x) = super::keyspace(&info, 0);
+            total = (total.0 + k, total.1 + x);
+        }
+        Ok(total)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_follow_redis_including_hash_tags() {
+        // Redis Cluster specification: CRC16 of "123456789" is 0x31C3.
+        assert_eq!(crc16(b"123456789"), 0x31C3);
+        // CLUSTER KEYSLOT on Redis 7.0.15.
+        assert_eq!(key_slot(b"foo"), 12182);
+        assert_eq!(key_slot(b"{user1000}.following"), key_slot(b"user1000"));
+        assert_eq!(key_slot(b"{user1000}.followers"), key_slot(b"{user1000}.following"));
+        // An empty tag hashes the whole key; only the first `{` counts.
+        assert_eq!(key_slot(b"foo{}{bar}"), crc16(b"foo{}{bar}") % 16384);
+        assert_eq!(key_slot(b"foo{{bar}}zap"), key_slot(b"{bar"));
+        assert_eq!(key_slot(b"foo{bar}{zap}"), key_slot(b"bar"));
+    }
+
+    #[test]
+    fn temporary_names_share_the_key_slot() {
+        for k in [&b"plain"[..], b"{tag}rest", b"a}b", b"x{}y", b"{", b"", b"\xff\x00{"] {
+            let t = tmp_name(k);
+            assert_eq!(key_slot(&t), key_slot(k), "{:?}", String::from_utf8_lossy(&t));
+            assert!(t.starts_with(b"__cutover_tmp__") && t.ends_with(k));
+        }
+    }
+
+    #[test]
+    fn cluster_shards_and_cluster_nodes_give_the_same_shards() {
+        let node = |port: i64, role: &str, health: &str| {
+            Value::Array(vec![
+                Value::BulkString(b"id".to_vec()),
+                Value::BulkString(b"x".to_vec()),
+                Value::BulkString(b"port".to_vec()),
+                Value::Int(port),
+                Value::BulkString(b"ip".to_vec()),
+                Value::BulkString(b"127.0.0.1".to_vec()),
+                Value::BulkString(b"role".to_vec()),
+                Value::BulkString(role.as_bytes().to_vec()),
+                Value::BulkString(b"health".to_vec()),
+                Value::BulkString(health.as_bytes().to_vec()),
+            ])
+        };
+        let shard = |slots: &[i64], nodes: Vec<Value>| {
+            Value::Array(vec![
+                Value::BulkString(b"slots".to_vec()),
+                Value::Array(slots.iter().map(|s| Value::Int(*s)).collect()),
+                Value::BulkString(b"nodes".to_vec()),
+                Value::Array(nodes),
+            ])
+        };
+        let reply = Value::Array(vec![
+            shard(&[5461, 10922], vec![node(7001, "master", "online"), node(7004, "replica", "online")]),
+            shard(&[0, 5460], vec![node(7000, "master", "online"), node(7003, "replica", "fail")]),
+            shard(&[10923, 16383], vec![node(7002, "master", "online")]),
+        ]);
+        let shards = parse_shards(&reply, false).unwrap();
+        assert_eq!(shards.len(), 3);
+        assert_eq!((shards[0].primary.as_str(), shards[0].slots_text()), ("127.0.0.1:7000", "0-5460".into()));
+        assert!(shards[0].replicas.is_empty(), "a failed replica is left out");
+        assert_eq!(shards[1].replicas, ["127.0.0.1:7004"]);
+        let listing = "\
+a1 127.0.0.1:7000@17000 myself,master - 0 0 1 connected 0-5460
+b2 127.0.0.1:7001@17001 master - 0 0 2 connected 5461-10922 [5461->-c3]
+c3 127.0.0.1:7002@17002,host master - 0 0 3 connected 10923-16383
+d4 127.0.0.1:7004@17004 slave b2 0 0 2 connected
+e5 127.0.0.1:7003@17003 slave,fail a1 0 0 1 connected
+";
+        // TLS: the tls-port; the preferred endpoint (a hostname) over the ip.
+        let tls_node = Value::Array(
+            [
+                ("port", "0"),
+                ("tls-port", "7443"),
+                ("ip", "10.0.0.1"),
+                ("endpoint", "node-1.cache.example"),
+                ("role", "master"),
+            ]
+            .iter()
+            .flat_map(|(k, v)| [Value::BulkString(k.as_bytes().to_vec()), Value::BulkString(v.as_bytes().to_vec())])
+            .collect(),
+        );
+        let whole = Value::Array(vec![shard(&[0, 16383], vec![tls_node])]);
+        assert_eq!(parse_shards(&whole, true).unwrap()[0].primary, "node-1.cache.example:7443");
+        assert_eq!(parse_shards(&whole, false).unwrap()[0].primary, "node-1.cache.example:0");
+        let from_nodes = parse_nodes(listing).unwrap();
+        assert_eq!(from_nodes, shards);
+        let gap = parse_nodes("a1 127.0.0.1:7000@17000 master - 0 0 1 connected 0-100\n").unwrap_err();
+        assert!(gap.contains("16283 of the cluster's 16384 slots have no primary"), "{gap}");
+        assert!(parse_nodes("short line").unwrap_err().contains("fewer than 8 fields"));
+    }
+}

@@ -1,0 +1,101 @@
+//! A Redis Cluster on loopback: three primaries (and a replica each when
+//! asked), real redis-server processes joined by `redis-cli --cluster create`.
+
+use cutover::sandbox::process::{ChildProcess, start_cluster};
+use std::path::Path;
+
+pub struct Cluster {
+    /// Primaries first (as created), then replicas.
+    pub nodes: Vec<ChildProcess>,
+    pub shards: usize,
+}
+
+async fn query<T: redis::FromRedisValue>(port: u16, cmd: &redis::Cmd) -> redis::RedisResult<T> {
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}"))?;
+    let mut c = client.get_multiplexed_async_connection().await?;
+    cmd.query_async(&mut c).await
+}
+
+impl Cluster {
+    /// Started, slots assigned, every node saying `cluster_state:ok` and
+    /// every replica in sync. `name` keeps two clusters' files apart.
+    pub async fn start(dir: &Path, name: &str, shards: usize, replicas: bool) -> Cluster {
+        let nodes = start_cluster(dir, name, shards, replicas).await.unwrap_or_else(|e| panic!("{e:#}"));
+        Cluster { nodes, shards }
+    }
+
+    /// `redis+cluster://` URL naming the first two nodes.
+    pub fn url(&self) -> String {
+        format!("redis+cluster://127.0.0.1:{},127.0.0.1:{}", self.nodes[0].port, self.nodes[1].port)
+    }
+
+    /// A plain `redis://` URL of one node: the cluster is detected.
+    pub fn node_url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.nodes[0].port)
+    }
+
+    /// Ports of the nodes that are primaries now, by first slot.
+    pub async fn primary_ports(&self) -> Vec<u16> {
+        let listing: String = query(self.nodes[0].port, redis::cmd("CLUSTER").arg("NODES")).await.unwrap();
+        let mut primaries: Vec<(u16, u16)> = listing
+            .lines()
+            .filter(|l| l.contains("master") && !l.contains("fail"))
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                let port = f[1].split(['@', ',']).next()?.rsplit_once(':')?.1.parse().ok()?;
+                let first = f.get(8)?.split('-').next()?.parse().ok()?;
+                Some((first, port))
+            })
+            .collect();
+        primaries.sort();
+        primaries.into_iter().map(|(_, p)| p).collect()
+    }
+
+    /// Keys held by each primary (DBSIZE), by first slot.
+    pub async fn sizes(&self) -> Vec<u64> {
+        let mut out = Vec::new();
+        for p in self.primary_ports().await {
+            out.push(query(p, &redis::cmd("DBSIZE")).await.unwrap());
+        }
+        out
+    }
+
+    /// Reads keys where they live: slots from CLUSTER SLOTS, a key's slot
+    /// from CLUSTER KEYSLOT (the server's hashing, not cutover's).
+    pub async fn reader(&self) -> Reader {
+        let port = self.nodes[0].port;
+        let raw: Vec<redis::Value> = query(port, redis::cmd("CLUSTER").arg("SLOTS")).await.unwrap();
+        let mut slots = Vec::new();
+        let mut conns = std::collections::HashMap::new();
+        for r in &raw {
+            let redis::Value::Array(f) = r else { panic!("CLUSTER SLOTS entry {r:?}") };
+            let a: u16 = redis::from_redis_value(f[0].clone()).unwrap();
+            let b: u16 = redis::from_redis_value(f[1].clone()).unwrap();
+            let redis::Value::Array(m) = &f[2] else { panic!("CLUSTER SLOTS primary {:?}", f[2]) };
+            let p: u16 = redis::from_redis_value(m[1].clone()).unwrap();
+            slots.push((a, b, p));
+            if let std::collections::hash_map::Entry::Vacant(e) = conns.entry(p) {
+                let client = redis::Client::open(format!("redis://127.0.0.1:{p}")).unwrap();
+                e.insert(client.get_multiplexed_async_connection().await.unwrap());
+            }
+        }
+        let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).unwrap();
+        let any = client.get_multiplexed_async_connection().await.unwrap();
+        Reader { slots, conns, any }
+    }
+}
+
+pub struct Reader {
+    slots: Vec<(u16, u16, u16)>,
+    conns: std::collections::HashMap<u16, redis::aio::MultiplexedConnection>,
+    any: redis::aio::MultiplexedConnection,
+}
+
+impl Reader {
+    /// A connection to the primary owning `key`.
+    pub async fn owner(&mut self, key: &str) -> redis::aio::MultiplexedConnection {
+        let slot: u16 = redis::cmd("CLUSTER").arg("KEYSLOT").arg(key).query_async(&mut self.any).await.unwrap();
+        let (_, _, port) = self.slots.iter().find(|(a, b, _)| (*a..=*b).contains(&slot)).expect("an owner");
+        self.conns[port].clone()
+    }
+}

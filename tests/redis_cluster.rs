@@ -1,0 +1,436 @@
+//! `cutover redis copy` and `verify` into, out of and between real Redis
+//! Clusters (3 shards of redis-server on loopback).
+
+mod common;
+
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use common::KillOnDrop;
+use common::cluster::{Cluster, Reader};
+use cutover::redis::copy::{self, CopyError, CopyOptions, CopyReport};
+use cutover::redis::url::Endpoint;
+use cutover::redis::verify::{self, VerifyOptions};
+use cutover::redis::{Mode, OnConflict};
+use cutover::sandbox::process::start_redis;
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncCommands, Value};
+
+async fn conn(url: &str) -> MultiplexedConnection {
+    let c = redis::Client::open(url).unwrap();
+    c.get_multiplexed_async_connection().await.unwrap()
+}
+
+fn ep(role: &'static str, url: &str) -> Endpoint {
+    Endpoint::parse(role, url, None, None).unwrap()
+}
+
+fn options(from: &str, to: &str, mode: Mode) -> CopyOptions {
+    CopyOptions {
+        from: ep("source", from),
+        to: ep("target", to),
+        pattern: None,
+        on_conflict: OnConflict::Fail,
+        mode,
+        chunk_threshold: 32 << 20,
+        scan_count: 100,
+        pipeline: 4,
+        rate: None,
+        checkpoint: None,
+        checkpoint_every: Duration::from_millis(500),
+        resume: None,
+        stop: Arc::new(AtomicBool::new(false)),
+        after_scan: None,
+    }
+}
+
+/// Preflight, the pre-check of `fail`, then the copy, as the CLI does.
+async fn copy_with(opts: &CopyOptions) -> Result<CopyReport, CopyError> {
+    let (mut conns, pf) = copy::preflight(opts).await?;
+    let c = copy::find_conflicts(opts, &mut conns).await.map_err(CopyError::Failed)?;
+    if c.count > 0 {
+        return Err(CopyError::Refused(format!("{} conflicts", c.count)));
+    }
+    let log = cutover::store::audit::AuditLog {
+        path: std::env::temp_dir().join(format!("redis-cluster-test-{}.audit.jsonl", std::process::id())),
+    };
+    let who = cutover::authority::authorise(
+        cutover::authority::Scope::RedisUrls { log: &log },
+        false,
+        "redis_cluster",
+        "writing to Redis",
+    )
+    .await
+    .expect("not read-only: authorised");
+    copy::copy(&who, opts, conns, &pf, |_| {}).await
+}
+
+/// Every type, `n` of each, under `prefix`, some with a hash tag; with
+/// `ttl_ms` each gets that PTTL. Written through `write` (any node reached
+/// by `key`).
+async fn seed_all_types(c: &mut MultiplexedConnection, prefix: &str, n: usize, ttl_ms: Option<u64>) -> Vec<String> {
+    let mut keys = Vec::new();
+    let mut p = redis::pipe();
+    for i in 0..n {
+        let k = |t: &str| if i % 3 == 0 { format!("{{{prefix}-{i}}}:{t}") } else { format!("{prefix}:{t}:{i}") };
+        p.cmd("SET").arg(k("string")).arg(format!("value-{i}-\u{e9}\0bin")).ignore();
+        p.cmd("HSET").arg(k("hash")).arg("a").arg(i).arg("b").arg("x".repeat(i % 50)).ignore();
+        p.cmd("RPUSH").arg(k("list")).arg("one").arg("two").arg(i).arg("one").ignore();
+        p.cmd("SADD").arg(k("set")).arg("x").arg("y").arg(i).ignore();
+        p.cmd("ZADD").arg(k("zset")).arg(1.5).arg("a").arg(-2).arg("b").arg("+inf").arg(format!("m{i}")).ignore();
+        p.cmd("XADD").arg(k("stream")).arg("*").arg("f").arg(i).arg("g").arg("v").ignore();
+        for t in ["string", "hash", "list", "set", "zset", "stream"] {
+            keys.push(k(t));
+            if let Some(ms) = ttl_ms {
+                p.cmd("PEXPIRE").arg(k(t)).arg(ms).ignore();
+            }
+        }
+    }
+    let _: () = p.query_async(c).await.unwrap();
+    keys
+}
+
+/// The logical value of a key, independent of encodings.
+async fn value_of(c: &mut MultiplexedConnection, key: &str) -> (String, Value) {
+    let kind: String = redis::cmd("TYPE").arg(key).query_async(c).await.unwrap();
+    let v: Value = match kind.as_str() {
+        "string" => c.get(key).await.unwrap(),
+        "hash" => {
+            let mut h: Vec<(Vec<u8>, Vec<u8>)> = c.hgetall(key).await.unwrap();
+            h.sort();
+            Value::Array(h.into_iter().flat_map(|(a, b)| [Value::BulkString(a), Value::BulkString(b)]).collect())
+        }
+        "list" => c.lrange(key, 0, -1).await.unwrap(),
+        "set" => {
+            let mut s: Vec<Vec<u8>> = c.smembers(key).await.unwrap();
+            s.sort();
+            Value::Array(s.into_iter().map(Value::BulkString).collect())
+        }
+        "zset" => redis::cmd("ZRANGE").arg(key).arg(0).arg(-1).arg("WITHSCORES").query_async(c).await.unwrap(),
+        "stream" => redis::cmd("XRANGE").arg(key).arg("-").arg("+").query_async(c).await.unwrap(),
+        "none" => Value::Nil,
+        other => panic!("unexpected type {other}"),
+    };
+    (kind, v)
+}
+
+async fn pttl(c: &mut MultiplexedConnection, key: &str) -> i64 {
+    redis::cmd("PTTL").arg(key).query_async(c).await.unwrap()
+}
+
+/// Where a key is read: a single server, or the shard of a cluster owning it.
+enum Place<'a> {
+    Single(MultiplexedConnection),
+    Cluster(&'a mut Reader),
+}
+
+impl Place<'_> {
+    async fn conn(&mut self, key: &str) -> MultiplexedConnection {
+        match self {
+            Place::Single(c) => c.clone(),
+            Place::Cluster(r) => r.owner(key).await,
+        }
+    }
+}
+
+/// Every key identical on both sides (read where each side keeps it), TTLs within 1 s.
+async fn assert_identical(src: &mut Place<'_>, dst: &mut Place<'_>, keys: &[String]) {
+    for k in keys {
+        let (mut s, mut d) = (src.conn(k).await, dst.conn(k).await);
+        let (a, b) = (value_of(&mut s, k).await, value_of(&mut d, k).await);
+        assert_ne!(a.0, "none", "{k} exists on the source");
+        assert_eq!(a, b, "{k} arrived identical");
+        let (ta, tb) = (pttl(&mut s, k).await, pttl(&mut d, k).await);
+        if ta == -1 {
+            assert_eq!(tb, -1, "{k} has no expiry on the target either");
+        } else {
+            assert!(tb > 0 && ta.abs_diff(tb) <= 1000, "{k}: TTL {ta} ms on the source, {tb} ms on the target");
+        }
+    }
+}
+
+async fn verify_ok(from: &str, to: &str, expect_keys: u64) {
+    let opts = VerifyOptions {
+        from: ep("source", from),
+        to: ep("target", to),
+        pattern: None,
+        sample: None,
+        ttl_tolerance_ms: 2000,
+        scan_count: 100,
+        rate: None,
+    };
+    let (src, _, sc) = copy::open_side(&opts.from).await.unwrap();
+    let (dst, _, dc) = copy::open_side(&opts.to).await.unwrap();
+    let r = verify::verify_with(&opts, src, sc, dst, dc).await.unwrap();
+    assert!(r.ok(), "{from} → {to}: {r:?}");
+    assert_eq!((r.checked, r.source_keys, r.target_keys), (expect_keys, expect_keys, expect_keys), "{r:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_type_with_ttls_copies_into_out_of_and_between_clusters() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = Cluster::start(dir.path(), "a", 3, false).await;
+    let b = Cluster::start(dir.path(), "b", 3, false).await;
+    let src = start_redis(dir.path(), "single-src").await.unwrap();
+    let back = start_redis(dir.path(), "single-back").await.unwrap();
+    let (src_url, back_url) =
+        (format!("redis://127.0.0.1:{}/0", src.port), format!("redis://127.0.0.1:{}/0", back.port));
+    let mut s = conn(&src_url).await;
+    let mut keys = seed_all_types(&mut s, "plain", 40, None).await;
+    keys.extend(seed_all_types(&mut s, "ttl", 40, Some(600_000)).await);
+    let n = keys.len() as u64;
+
+    // Single → cluster, named by one node's plain URL: detected, every key on the shard owning its slot.
+    let r = copy_with(&options(&src_url, &a.node_url(), Mode::Auto)).await.unwrap();
+    assert_eq!((r.total.copied, r.total.chunked), (n, 0), "{r:?}");
+    let sizes = a.sizes().await;
+    assert_eq!(sizes.iter().sum::<u64>(), n, "{sizes:?}");
+    assert!(sizes.iter().all(|k| *k > n / 6), "spread over the 3 shards: {sizes:?}");
+    let mut ra = a.reader().await;
+    assert_identical(&mut Place::Single(s.clone()), &mut Place::Cluster(&mut ra), &keys).await;
+
+    // Cluster → cluster type by type (the temporary copy must share the key's slot to be renamed).
+    let r = copy_with(&options(&a.url(), &b.url(), Mode::Types)).await.unwrap();
+    assert_eq!((r.total.copied, r.total.chunked, r.total.scanned), (n, n, n), "{r:?}");
+    let mut rb = b.reader().await;
+    assert_identical(&mut Place::Single(s.clone()), &mut Place::Cluster(&mut rb), &keys).await;
+    for port in b.primary_ports().await {
+        let left: Vec<String> =
+            conn(&format!("redis://127.0.0.1:{port}")).await.keys("__cutover_tmp__*").await.unwrap();
+        assert!(left.is_empty(), "no temporary key left on {port}: {left:?}");
+    }
+
+    // Cluster → single, DUMP/RESTORE.
+    let r = copy_with(&options(&b.url(), &back_url, Mode::Dump)).await.unwrap();
+    assert_eq!(r.total.copied, n, "{r:?}");
+    assert_identical(&mut Place::Single(s.clone()), &mut Place::Single(conn(&back_url).await), &keys).await;
+
+    // Verify, per key and counts summed over shards, in every direction.
+    verify_ok(&src_url, &a.url(), n).await;
+    verify_ok(&a.node_url(), &b.url(), n).await;
+    verify_ok(&b.url(), &back_url, n).await;
+
+    // A difference on one shard is found; and a second copy into a full cluster is refused before writing.
+    let mut owner = ra.owner(&keys[5]).await;
+    let _: () = owner.del(&keys[5]).await.unwrap();
+    let opts = VerifyOptions {
+        from: ep("source", &src_url),
+        to: ep("target", &a.url()),
+        pattern: None,
+        sample: None,
+        ttl_tolerance_ms: 2000,
+        scan_count: 100,
+        rate: None,
+    };
+    let (sc, _, _) = copy::open_side(&opts.from).await.unwrap();
+    let (dc, _, dcl) = copy::open_side(&opts.to).await.unwrap();
+    let r = verify::verify_with(&opts, sc, None, dc, dcl).await.unwrap();
+    assert_eq!((r.missing, r.target_keys), (1, n - 1), "{r:?}");
+    match copy_with(&options(&src_url, &a.url(), Mode::Auto)).await {
+        Err(CopyError::Refused(m)) => assert_eq!(m, format!("{} conflicts", n - 1)),
+        other => panic!("expected a refusal, got {:?}", other.map(|r| r.total)),
+    }
+}
+
+/// The cutover binary with its own state dir and log file.
+fn cutover(state: &Path, args: &[&str]) -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_cutover"));
+    c.env("XDG_STATE_HOME", state)
+        .env("CUTOVER_OPERATOR", "on-call")
+        .args(["--log-file", &state.join("log").display().to_string()])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    c
+}
+
+fn run(state: &Path, args: &[&str]) -> (Option<i32>, String, String) {
+    let out = cutover(state, args).output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn checkpoint(state: &Path) -> Option<serde_json::Value> {
+    let dir = state.join("cutover/redis-copy");
+    let f = std::fs::read_dir(dir).ok()?.flatten().find(|e| e.path().extension().is_some_and(|x| x == "json"))?;
+    serde_json::from_slice(&std::fs::read(f.path()).ok()?).ok()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_copy_out_of_a_cluster_resumes_per_shard_and_a_failed_over_shard_starts_over_alone() {
+    const N: u64 = 30_000;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let c = Cluster::start(dir.path(), "src", 3, true).await;
+    let dst = start_redis(dir.path(), "dst").await.unwrap();
+    let dst_url = format!("redis://127.0.0.1:{}/0", dst.port);
+    let mut d = conn(&dst_url).await;
+    // Half the keys with a TTL, written on the shard owning each.
+    let mut reader = c.reader().await;
+    for i in 0..N {
+        let key = format!("k:{i}");
+        let mut owner = reader.owner(&key).await;
+        if i % 2 == 0 {
+            let _: () = owner.set(&key, i).await.unwrap();
+        } else {
+            let _: () = owner.pset_ex(&key, i, 600_000).await.unwrap();
+        }
+    }
+    assert_eq!(c.sizes().await.iter().sum::<u64>(), N);
+    let args = ["redis", "copy", "--from", &c.url(), "--to", &dst_url, "--yes", "--scan-count", "50"];
+    let mut child = KillOnDrop(Some(cutover(&state, &[&args[..], &["--rate", "6000"]].concat()).spawn().unwrap()));
+    let copied = |cp: &serde_json::Value| cp["counters"]["copied"].as_u64().unwrap_or(0);
+    let start = Instant::now();
+    while checkpoint(&state).as_ref().map_or(0, copied) < N * 2 / 3 {
+        assert!(start.elapsed() < Duration::from_secs(30), "no checkpoint progress");
+        assert!(child.get().try_wait().unwrap().is_none(), "the copy ended before it was killed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut p = child.take();
+    p.kill().unwrap();
+    p.wait().unwrap();
+    let cp = checkpoint(&state).unwrap();
+    let shards = cp["shards"].as_array().unwrap();
+    assert_eq!(shards.len(), 3, "{cp}");
+    assert!(
+        shards.iter().all(|s| s["cursor"].as_u64().unwrap() > 0 && !s["done"].as_bool().unwrap()),
+        "every shard scanned at once, each with its own cursor: {cp}"
+    );
+    let done_before_kill: u64 = redis::cmd("DBSIZE").query_async(&mut d).await.unwrap();
+
+    // The second shard fails over: its replica takes over, with another run_id.
+    let slots = shards[1]["slots"].as_str().unwrap().to_string();
+    let old_primary = c.primary_ports().await[1];
+    let mut replica = None;
+    for n in &c.nodes {
+        let info: String = redis::cmd("INFO")
+            .arg("replication")
+            .query_async(&mut conn(&format!("redis://127.0.0.1:{}", n.port)).await)
+            .await
+            .unwrap();
+        if info.contains(&format!("master_port:{old_primary}")) {
+            replica = Some(n.port);
+        }
+    }
+    let replica = replica.expect("the shard has a replica");
+    let mut r = conn(&format!("redis://127.0.0.1:{replica}")).await;
+    let _: () = redis::cmd("CLUSTER").arg("FAILOVER").query_async(&mut r).await.unwrap();
+    common::eventually(Duration::from_secs(20), "the replica promoted", || async {
+        (c.primary_ports().await[1] == replica).then_some(())
+    })
+    .await;
+
+    let (code, out, err) = run(&state, &[&args[..], &["--resume", "--json"]].concat());
+    assert_eq!(code, Some(0), "{out}{err}");
+    let restarts: Vec<&str> = err.lines().filter(|l| l.contains("its scan starts over")).collect();
+    assert_eq!(restarts.len(), 1, "{err}");
+    assert!(restarts[0].starts_with(&format!("shard {slots}: its primary changed")), "{err}");
+    assert!(err.contains("resuming 3 shards"), "{err}");
+    let report: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let this_run = report["run"]["copied"].as_u64().unwrap();
+    // Only the failed-over shard's keys are copied again: the others carry on from their cursors.
+    let shard_keys: u64 = c.sizes().await[1];
+    assert!(this_run <= N - copied(&cp) + shard_keys, "run {this_run}, checkpoint {}, shard {shard_keys}", copied(&cp));
+    assert!(this_run < N, "the other shards did not start over: {this_run}");
+    assert!(this_run >= shard_keys, "the failed-over shard was scanned again whole: {this_run} < {shard_keys}");
+    assert!(done_before_kill < N);
+    let total: u64 = redis::cmd("DBSIZE").query_async(&mut d).await.unwrap();
+    assert_eq!(total, N);
+    assert!(checkpoint(&state).is_none(), "a finished copy removes its checkpoint");
+    let (code, out, _) = run(&state, &["redis", "verify", "--from", &c.url(), "--to", &dst_url, "--full"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains(&format!("checked {N} keys: 0 missing, 0 type mismatch, 0 value mismatch, 0 TTL mismatch")),
+        "{out}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ask_and_moved_are_followed_while_a_slot_moves() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Cluster::start(dir.path(), "m", 3, false).await;
+    let e = ep("target", &c.url());
+    let (seed, _) = e.open().await.unwrap();
+    let router = cutover::redis::cluster::Cluster::connect(&e, seed).await.unwrap();
+    let key = |i: u32| format!("{{moving}}:{i}");
+    let mut any = conn(&c.node_url()).await;
+    let slot: u16 = redis::cmd("CLUSTER").arg("KEYSLOT").arg(key(0)).query_async(&mut any).await.unwrap();
+    let ports = c.primary_ports().await;
+    let from_port: u16 = router.owner(slot).rsplit_once(':').unwrap().1.parse().unwrap();
+    let to_port = *ports.iter().find(|p| **p != from_port).unwrap();
+    let (mut from, mut to) =
+        (conn(&format!("redis://127.0.0.1:{from_port}")).await, conn(&format!("redis://127.0.0.1:{to_port}")).await);
+    let id = |c: &mut MultiplexedConnection| {
+        let mut c = c.clone();
+        async move { redis::cmd("CLUSTER").arg("MYID").query_async::<String>(&mut c).await.unwrap() }
+    };
+    let (from_id, to_id) = (id(&mut from).await, id(&mut to).await);
+    let set = |i: u32| (slot, redis::cmd("SET").arg(key(i)).arg(i).clone());
+    let count_in = |c: &MultiplexedConnection| {
+        let mut c = c.clone();
+        async move { redis::cmd("CLUSTER").arg("COUNTKEYSINSLOT").arg(slot).query_async::<u64>(&mut c).await.unwrap() }
+    };
+
+    // Mid-migration: a key the old owner lacks is answered ASK, and written on the new one.
+    let _: () = redis::cmd("CLUSTER")
+        .arg("SETSLOT")
+        .arg(slot)
+        .arg("IMPORTING")
+        .arg(&from_id)
+        .query_async(&mut to)
+        .await
+        .unwrap();
+    let _: () = redis::cmd("CLUSTER")
+        .arg("SETSLOT")
+        .arg(slot)
+        .arg("MIGRATING")
+        .arg(&to_id)
+        .query_async(&mut from)
+        .await
+        .unwrap();
+    let replies = router.run(&[set(1)]).await.unwrap();
+    assert_eq!(replies, [Value::Okay]);
+    assert_eq!((count_in(&from).await, count_in(&to).await), (0, 1), "written where ASK pointed");
+
+    // The slot handed over: the stale map gets MOVED, refreshes, and writes to the new owner.
+    for p in &ports {
+        let mut n = conn(&format!("redis://127.0.0.1:{p}")).await;
+        let _: () =
+            redis::cmd("CLUSTER").arg("SETSLOT").arg(slot).arg("NODE").arg(&to_id).query_async(&mut n).await.unwrap();
+    }
+    assert_eq!(router.owner(slot), format!("127.0.0.1:{from_port}"), "the map is stale until told");
+    let replies = router.run(&[set(2), set(3)]).await.unwrap();
+    assert_eq!(replies, [Value::Okay, Value::Okay]);
+    assert_eq!(router.owner(slot), format!("127.0.0.1:{to_port}"), "MOVED refreshed the map");
+    assert_eq!((count_in(&from).await, count_in(&to).await), (0, 3));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_live_key_count_and_the_copy_plan_sum_every_shard() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Cluster::start(dir.path(), "count", 3, false).await;
+    let mut reader = c.reader().await;
+    for i in 0..300 {
+        let key = format!("count:{i}");
+        let mut owner = reader.owner(&key).await;
+        if i % 2 == 0 {
+            let _: () = owner.set(&key, i).await.unwrap();
+        } else {
+            let _: () = owner.pset_ex(&key, i, 600_000).await.unwrap();
+        }
+    }
+    let one_node: u64 = redis::cmd("DBSIZE").query_async(&mut conn(&c.node_url()).await).await.unwrap();
+    assert!(one_node < 200, "one node holds only its shard's keys: {one_node}");
+    for url in [c.node_url(), c.url()] {
+        let info = cutover::live::fetch::redis_info(&url).await.unwrap();
+        assert_eq!((info.keys, info.expiring_keys), (300, 150), "{url}");
+        assert_eq!(copy::endpoint_counts(&ep("source", &url)).await.unwrap(), (300, 150), "{url}");
+    }
+}
