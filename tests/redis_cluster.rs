@@ -54,9 +54,9 @@ async fn copy_with(opts: &CopyOptions) -> Result<CopyReport, CopyError> {
     if c.count > 0 {
         return Err(CopyError::Refused(format!("{} conflicts", c.count)));
     }
-    let log = cutover::store::audit::AuditLog {
-        path: std::env::temp_dir().join(format!("redis-cluster-test-{}.audit.jsonl", std::process::id())),
-    };
+    let log = cutover::store::audit::AuditLog::at(
+        std::env::temp_dir().join(format!("redis-cluster-test-{}.audit.jsonl", std::process::id())),
+    );
     let who = cutover::authority::authorise(
         cutover::authority::Scope::RedisUrls { log: &log },
         false,

@@ -730,7 +730,7 @@ pub async fn execute(
     // A weight change never goes under a running rollout's feet.
     let _lock = match plan.steps.iter().any(|s| matches!(s, Step::Shift(_))) {
         true => Some(
-            crate::store::lease::acquire(&rb.name, &plan.name, super::rollout::lease_duration(rb), false)
+            crate::store::lease::acquire(&rb.name, &plan.name, crate::store::lease::duration_for(rb), false)
                 .map_err(|e| {
                     format!(
                         "refused: a rollout of {} is running or holds the lease ({e}); use `cutover abort` or wait; nothing was changed",

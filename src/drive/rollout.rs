@@ -433,17 +433,14 @@ impl Runner<'_> {
     }
 }
 
-/// How long the runbook's lease lasts unrenewed.
-pub fn lease_duration(rb: &Runbook) -> Duration {
-    rb.team.as_ref().map_or(crate::runbook::DEFAULT_LEASE, |t| t.lease)
-}
-
 /// The runbook's lease for `purpose`: a second holder is refused (exit 2)
 /// naming the first; an unreadable shared state refuses too.
 pub fn take_lease(rb: &Runbook, purpose: &str, take_over: bool) -> Result<Lease, RolloutError> {
-    crate::store::lease::acquire(&rb.name, purpose, lease_duration(rb), take_over).map_err(|e| match e {
-        Refusal::Locked(m) => failed(format!("another cutover rollout of {} is running: {m}", rb.name)),
-        e => RolloutError::Refused(format!("refused: {e}; nothing was changed")),
+    crate::store::lease::acquire(&rb.name, purpose, crate::store::lease::duration_for(rb), take_over).map_err(|e| {
+        match e {
+            Refusal::Locked(m) => failed(format!("another cutover rollout of {} is running: {m}", rb.name)),
+            e => RolloutError::Refused(format!("refused: {e}; nothing was changed")),
+        }
     })
 }
 
@@ -947,11 +944,12 @@ async fn measure_gates(
 pub async fn abort(cx: &Context, reason: &str, say: &mut (dyn FnMut(&str) + Send)) -> Result<String, RolloutError> {
     let rb = &cx.rb;
     // A lease whose holder stopped renewing it is taken: rolling back needs no one's leave.
-    let lease = match crate::store::lease::acquire(&rb.name, "rollout abort", lease_duration(rb), true) {
-        Ok(l) => Some(l),
-        Err(Refusal::Held(_) | Refusal::Locked(_)) => None,
-        Err(e) => return Err(RolloutError::Refused(format!("refused: {e}; nothing was changed"))),
-    };
+    let lease =
+        match crate::store::lease::acquire(&rb.name, "rollout abort", crate::store::lease::duration_for(rb), true) {
+            Ok(l) => Some(l),
+            Err(Refusal::Held(_) | Refusal::Locked(_)) => None,
+            Err(e) => return Err(RolloutError::Refused(format!("refused: {e}; nothing was changed"))),
+        };
     let Some(lease) = lease else {
         Request::Abort.ask(&rb.name, reason).map_err(failed)?;
         say("a rollout is running: asked it to abort; waiting for its rollback");

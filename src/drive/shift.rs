@@ -279,7 +279,7 @@ pub async fn execute(
         return Ok("nothing to change: the records already have these weights".into());
     }
     // Never under a running rollout's feet.
-    let _lease = crate::store::lease::acquire(&rb.name, "shift_weights", super::rollout::lease_duration(rb), false)
+    let _lease = crate::store::lease::acquire(&rb.name, "shift_weights", crate::store::lease::duration_for(rb), false)
         .map_err(|e| match e {
             crate::store::lease::Refusal::Unavailable(m) => {
                 PlanError::Refused(format!("the shared state cannot be read ({m}); nothing was changed"))

@@ -210,6 +210,11 @@ impl Drop for Lease {
     }
 }
 
+/// How long the runbook's lease lasts unrenewed (`[team] lease`).
+pub fn duration_for(rb: &crate::runbook::Runbook) -> Duration {
+    rb.team.as_ref().map_or(crate::runbook::DEFAULT_LEASE, |t| t.lease)
+}
+
 /// The lease's holder now, if any (None locally: see `is_held`).
 pub fn holder(runbook: &str) -> Result<Option<LeaseRecord>, StoreError> {
     let backend = super::backend::current();
