@@ -298,6 +298,46 @@ async fn s3_slowing_down_refuses_what_needs_the_lease_and_changes_nothing_then_r
         objects(&sb, &bucket).await.keys().all(|k| k != "cutover/demo/lease.json"),
         "the shift's lease was released"
     );
+
+    // `--state local` would take a lease the team never sees: refused, but for reading.
+    let (code, out) = m.run(&sb, &rb, &["--state", "local", "shift", p, "--to", "50", "--yes"]).await;
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("would take a lease no one else sees"), "{out}");
+    assert_eq!(weights(&sb).await, w(70, 30));
+    let (code, out) = m.run(&sb, &rb, &["--state", "local", "--read-only", "checklist", p]).await;
+    assert_eq!(code, Some(0), "{out}");
+    // A bucket that does not exist is a clear error, not a wait.
+    let started = Instant::now();
+    let (code, out) = m.run(&sb, &rb, &["--state", "s3://no-such-bucket-here/x", "tick", p, "prepare/backup"]).await;
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("NoSuchBucket"), "{out}");
+    assert!(started.elapsed() < Duration::from_secs(30), "{:?}", started.elapsed());
+    sb.down().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollout_rides_out_s3_slowing_down_mid_soak_and_completes_each_step_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let bucket = bucket("ride");
+    let (_, path) = team_runbook(dir.path(), &bucket, "");
+    let text = std::fs::read_to_string(&path).unwrap().replace("lease = \"6s\"", "lease = \"15s\"");
+    std::fs::write(&path, &text).unwrap();
+    let rb = cutover::runbook::parse(&path.display().to_string(), &text).unwrap();
+    let sb = fixed_sandbox(&rb, "ap-northeast-2").await;
+    let p = path.to_str().unwrap();
+    let rollout = Machine::new("ana", "bastion").spawn(&sb, &rb, &["rollout", p, "--yes"]);
+    until_soaking(&sb, &bucket, 1).await;
+    // Four seconds of SlowDown: state saves, renewals, fences and request
+    // reads fail and are retried; the lease (15 s) is never lost.
+    sb.faults.s3_slow_down.store(true, std::sync::atomic::Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    sb.faults.s3_slow_down.store(false, std::sync::atomic::Ordering::SeqCst);
+    let out = rollout.wait_with_output().await.unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert_eq!(weights(&sb).await, w(0, 100));
+    let applied = steps_applied(&team_audit(&sb, &bucket).await);
+    assert_eq!(applied.len(), 4, "{applied:?}");
     sb.down().await;
 }
 

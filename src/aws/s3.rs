@@ -211,8 +211,9 @@ impl Backend for S3Backend {
             };
             match req.send().await {
                 Ok(o) => Ok(Version(o.e_tag().unwrap_or_default().to_string())),
-                // If-Match on an object that is gone: someone deleted it since.
-                Err(e) if status_of(&e) == Some(404) => Err(StoreError::Conflict),
+                // If-Match on an object that is gone: someone deleted it since
+                // (a missing bucket is NoSuchBucket, and no conflict).
+                Err(e) if status_of(&e) == Some(404) && e.code() == Some("NoSuchKey") => Err(StoreError::Conflict),
                 Err(e) => Err(store_error("PutObject", e)),
             }
         })
@@ -246,7 +247,7 @@ impl Backend for S3Backend {
         let folder = log.split('.').next().unwrap_or(log);
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
         let (host, pid) = (crate::store::host(), std::process::id());
-        loop {
+        for _ in 0..5 {
             let seq = self.seq.fetch_add(1, Ordering::SeqCst);
             // Keys sort by time (fixed width), then writer: one object per entry.
             let item = format!("{folder}/{nanos:020}-{host}-{pid}-{seq:06}.json");
@@ -255,6 +256,7 @@ impl Backend for S3Backend {
                 other => return other.map(|_| ()),
             }
         }
+        Err(StoreError::Unavailable("S3 PutObject: the audit entry's key kept being taken".into()))
     }
 
     fn entries(&self, runbook: &str, log: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {

@@ -12,6 +12,16 @@ use crate::store::checklist::{self, Edit, item_key};
 /// runbook's `[team] state`, else local files (`local` says so explicitly).
 pub fn install_store(rb: &Runbook, g: &GlobalArgs) -> Result<(), Failure> {
     let url = g.state.clone().or_else(|| rb.team.as_ref().map(|t| t.state.clone()));
+    if let (Some("local"), Some(team)) = (url.as_deref(), &rb.team)
+        && !g.read_only
+    {
+        // A lease on this machine that the team's rollout never sees: two
+        // processes could move the weights at once.
+        return Err(Failure::bad_input(format!(
+            "refused: this runbook's team shares its state in {}; `--state local` (or CUTOVER_STATE=local) would take a lease no one else sees. Use it only with --read-only, or drop it",
+            team.state
+        )));
+    }
     let Some(url) = url.filter(|u| u != "local") else { return Ok(()) };
     let region =
         rb.team.as_ref().and_then(|t| t.region.clone()).or_else(|| g.region.clone()).or_else(|| rb.region.clone());

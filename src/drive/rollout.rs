@@ -18,7 +18,7 @@ use crate::runbook::Runbook;
 use crate::store::audit::{AuditLine, AuditLog, Stage};
 use crate::store::backend::Version;
 use crate::store::lease::{Lease, Refusal};
-use crate::store::rollout::{Request, is_running, load_versioned, save_state, state_location};
+use crate::store::rollout::{Request, SaveError, is_running, load_versioned, save_state, state_location};
 
 /// The rollout's saved state, if it has one.
 pub fn load_state(name: &str) -> Result<Option<RolloutState>, String> {
@@ -138,7 +138,20 @@ impl Runner<'_> {
             return Ok(());
         }
         self.state.updated_at = crate::time::rfc3339(SystemTime::now());
-        save_state(&self.state.runbook, &self.state, &mut self.version)?;
+        // A shared store that fails for a moment is asked again while the
+        // lease holds: a rollback decided must not be dropped for one request.
+        let mut tries = 0;
+        loop {
+            match save_state(&self.state.runbook, &self.state, &mut self.version) {
+                Ok(()) => break,
+                Err(SaveError::Unavailable(e)) if self.shared && tries < 10 && self.lease.lost().is_none() => {
+                    tries += 1;
+                    tracing::warn!(error = %e, tries, "saving the rollout state; trying again");
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
         self.last_saved = same;
         Ok(())
     }
@@ -345,7 +358,7 @@ impl Runner<'_> {
             if first_poll.swap(false, std::sync::atomic::Ordering::SeqCst) {
                 crate::crashpoint::here(&format!("{point}:during-insync"));
             }
-            step.is_some() && Request::Abort.pending(&name)
+            step.is_some() && Request::Abort.waiting(&name).ok().flatten().is_some()
         };
         let took =
             match shift::wait_insync_or(self.cx.clients.dns(), change, Duration::from_secs(300), &interrupt).await? {
@@ -570,6 +583,7 @@ pub async fn run(cx: &Context, say: &mut (dyn FnMut(&str) + Send)) -> Result<Out
     };
     let mut ctx = WorkerContext::new(rb.clone(), cx.clients.clone(), ProbePolicy::from_env());
     ctx.vars.extend(cx.vars.clone());
+    ctx.use_shared_readings = false;
     ctx.intervals.traffic = Duration::from_secs(2);
     ctx.intervals.environment = Duration::from_secs(3);
     ctx.intervals.health = Duration::from_secs(2);
@@ -609,7 +623,15 @@ pub async fn run(cx: &Context, say: &mut (dyn FnMut(&str) + Send)) -> Result<Out
         if let Some(why) = runner.lease.lost() {
             return Err(failed(format!("{why}; this process stops without sending anything more")));
         }
-        if let Some((request, text)) = Request::take(&rb.name) {
+        let taken = match Request::take(&rb.name) {
+            Ok(t) => t,
+            Err(e) => {
+                // An abort may be waiting unseen: nothing moves on this round.
+                (runner.say)(&format!("cannot read the requests ({e}); holding until they can be read"));
+                continue;
+            }
+        };
+        if let Some((request, text)) = taken {
             outputs = match request {
                 Request::Abort => runner.engine.handle(Input::Abort { reason: text }, now()),
                 Request::Pause => {
@@ -747,7 +769,10 @@ async fn before_the_loop(
     for r in [Request::Pause, Request::Promote] {
         r.withdraw(&rb.name);
     }
-    if let Some(reason) = Request::Abort.take_one(&rb.name)
+    let waiting = Request::Abort
+        .take_one(&rb.name)
+        .map_err(|e| failed(format!("cannot tell whether an abort waits ({e}); nothing was changed, try again")))?;
+    if let Some(reason) = waiting
         && !matches!(runner.engine.state.phase, RolloutPhase::Idle | RolloutPhase::Aborted | RolloutPhase::Done)
     {
         {

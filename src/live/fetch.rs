@@ -118,8 +118,8 @@ pub struct RolloutView {
 
 /// The last change cutover sent for `rb`, from its audit log; GetChange asked
 /// only while it is not yet known INSYNC.
-async fn last_change(clients: &Clients, rb: &Runbook) -> Option<LastChange> {
-    let lines = crate::store::audit::AuditLog::for_runbook(&rb.name).read().ok()?;
+async fn last_change(clients: &Clients, lines: Option<Vec<crate::store::audit::AuditLine>>) -> Option<LastChange> {
+    let lines = lines?;
     let applied = lines.iter().rev().find(|l| l.stage == Stage::Applied && l.change.is_some())?;
     let change_id = applied.change.clone()?;
     let insync = lines.iter().any(|l| l.stage == Stage::InSync && l.change.as_deref() == Some(change_id.as_str()));
@@ -167,8 +167,15 @@ pub async fn traffic(clients: &Clients, rb: &Runbook, zone_id: &mut Option<Strin
     }
     // Alias target health is judged with the environments' data (status).
     apply_health(&mut sides, |_| None);
-    let last_change = last_change(clients, rb).await;
-    Ok(TrafficData { zone_id: zone, sides, last_change, rollout: rollout_view(rb), shared_by: None })
+    // The store may be S3: read off the async threads, which a slow S3 must not hold.
+    let held = rb.clone();
+    let (lines, rollout) = tokio::task::spawn_blocking(move || {
+        (crate::store::audit::AuditLog::for_runbook(&held.name).read().ok(), rollout_view(&held))
+    })
+    .await
+    .unwrap_or((None, None));
+    let last_change = last_change(clients, lines).await;
+    Ok(TrafficData { zone_id: zone, sides, last_change, rollout, shared_by: None })
 }
 
 /// Each side's record and share; shares count only the records that exist.

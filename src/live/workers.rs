@@ -70,6 +70,9 @@ pub struct WorkerContext {
     /// Variables that win over the process environment (a sandbox's Redis URLs).
     pub vars: BTreeMap<String, String>,
     pub intervals: Intervals,
+    /// Team mode: use the weights another machine read (watchers). A rollout
+    /// never does: its gates judge only what it read itself; it publishes.
+    pub use_shared_readings: bool,
 }
 
 impl WorkerContext {
@@ -79,7 +82,15 @@ impl WorkerContext {
             .no_proxy()
             .build()
             .expect("building an HTTP client without TLS settings cannot fail");
-        Self { rb: Arc::new(rb), clients, http, policy, vars: BTreeMap::new(), intervals: Intervals::default() }
+        Self {
+            rb: Arc::new(rb),
+            clients,
+            http,
+            policy,
+            vars: BTreeMap::new(),
+            intervals: Intervals::default(),
+            use_shared_readings: true,
+        }
     }
 
     fn var(&self, name: &str) -> Option<String> {
@@ -344,7 +355,10 @@ pub fn team_view(
     let lease = crate::store::lease::holder(runbook).map_err(fail)?;
     let mut kept = present.lock().map_err(|_| "presence poisoned".to_string())?;
     if kept.0.is_multiple_of(3) {
-        crate::store::team::announce(runbook, &me).map_err(fail)?;
+        // A teammate allowed only to read still sees the checklist and lease.
+        if let Err(e) = crate::store::team::announce(runbook, &me) {
+            tracing::warn!(error = %e, "cannot announce this cockpit's presence");
+        }
         let now = std::time::SystemTime::now();
         kept.1 = crate::store::team::present(runbook, Duration::from_secs(30), now)
             .map_err(fail)?
@@ -366,6 +380,14 @@ async fn team_traffic(c: &WorkerContext, zone: &mut Option<String>, every: Durat
     let (name, me) = (c.rb.name.clone(), crate::store::lease::Holder::me());
     let reader = format!("{}@{}", me.operator, me.host);
     let now = std::time::SystemTime::now();
+    if !c.use_shared_readings {
+        let (r, t) = aws_update(fetch::traffic(c.clients.dns(), &c.rb, zone).await);
+        if let Ok(data) = &r {
+            let data = data.clone();
+            let _ = tokio::task::spawn_blocking(move || publish(&name, "traffic", None, &reader, &data, now)).await;
+        }
+        return (Update::Traffic(r), t);
+    }
     let r = reader.clone();
     let decided =
         tokio::task::spawn_blocking(move || shared_reading::<fetch::TrafficData>(&name, "traffic", every, &r, now))
@@ -390,7 +412,7 @@ async fn team_traffic(c: &WorkerContext, zone: &mut Option<String>, every: Durat
     if let (Some(claim), Ok(data)) = (claim, &r) {
         let (name, data) = (c.rb.name.clone(), data.clone());
         let now = std::time::SystemTime::now();
-        let _ = tokio::task::spawn_blocking(move || publish(&name, "traffic", claim, &reader, &data, now)).await;
+        let _ = tokio::task::spawn_blocking(move || publish(&name, "traffic", Some(claim), &reader, &data, now)).await;
     }
     (Update::Traffic(r), t)
 }

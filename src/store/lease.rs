@@ -123,6 +123,9 @@ struct Shared {
     backend: Arc<dyn Backend>,
     runbook: String,
     duration: Duration,
+    /// One renewal at a time (the thread's, a fence, the release): two
+    /// racing on one version would see the loser's refusal as a lost lease.
+    renewing: Mutex<()>,
     held: Mutex<(Version, LeaseRecord)>,
     /// Why the lease is no longer ours (taken over, or expired unrenewed).
     lost: Mutex<Option<String>>,
@@ -132,6 +135,7 @@ struct Shared {
 impl Shared {
     /// Writes a new expiry on the version this holder wrote last.
     fn renew(&self) -> Result<(), String> {
+        let _one = self.renewing.lock().map_err(|_| "lease poisoned".to_string())?;
         if let Some(why) = self.lost.lock().map(|l| l.clone()).unwrap_or(None) {
             return Err(why);
         }
@@ -148,6 +152,16 @@ impl Shared {
                 Ok(())
             }
             Err(StoreError::Conflict) => {
+                // A write whose reply was lost and that the SDK sent again is
+                // refused although it landed: what is there now is ours.
+                if let Ok(Some(o)) = self.backend.get(&self.runbook, ITEM)
+                    && o.body == body
+                {
+                    if let Ok(mut h) = self.held.lock() {
+                        *h = (o.version, record);
+                    }
+                    return Ok(());
+                }
                 let by = match self.backend.get(&self.runbook, ITEM) {
                     Ok(Some(o)) => serde_json::from_slice::<LeaseRecord>(&o.body)
                         .map(|r| format!("taken over by {}", r.holder))
@@ -181,9 +195,30 @@ impl Lease {
     /// Before anything is sent: proves the lease is still this holder's by
     /// renewing it now (a conditional write). Err: stop, send nothing.
     pub fn fence(&self) -> Result<(), String> {
-        match &self.inner {
-            Inner::Local(_) => Ok(()),
-            Inner::Shared(s) => s.renew(),
+        let Inner::Shared(s) = &self.inner else { return Ok(()) };
+        // A store that fails for a moment (SlowDown, a timeout) is asked
+        // again while the lease is still ours by this holder's clock: a
+        // rollback must not be dropped for one failed request.
+        loop {
+            match s.renew() {
+                Ok(()) => return Ok(()),
+                Err(e) if s.lost.lock().map(|l| l.is_some()).unwrap_or(true) => return Err(e),
+                Err(e) => {
+                    let left = s
+                        .held
+                        .lock()
+                        .map(|h| h.1.expires_at())
+                        .ok()
+                        .and_then(|t| t.duration_since(SystemTime::now()).ok());
+                    match left {
+                        Some(l) if l > Duration::from_secs(2) => {
+                            tracing::warn!(error = %e, "lease renewal failed; trying again");
+                            std::thread::sleep(Duration::from_secs(1));
+                        }
+                        _ => return Err(e),
+                    }
+                }
+            }
         }
     }
 
@@ -200,6 +235,8 @@ impl Drop for Lease {
     fn drop(&mut self) {
         if let Inner::Shared(s) = &self.inner {
             s.stop.store(true, Ordering::SeqCst);
+            // After any renewal in progress, so the version deleted is the latest.
+            let _one = s.renewing.lock();
             if s.lost.lock().map(|l| l.is_none()).unwrap_or(false)
                 && let Ok(h) = s.held.lock()
             {
@@ -293,6 +330,7 @@ pub fn acquire(runbook: &str, purpose: &str, duration: Duration, take_over: bool
                     backend: backend.clone(),
                     runbook: runbook.to_string(),
                     duration,
+                    renewing: Mutex::new(()),
                     held: Mutex::new((v, record)),
                     lost: Mutex::new(None),
                     stop: AtomicBool::new(false),

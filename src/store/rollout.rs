@@ -54,25 +54,35 @@ impl Request {
         Ok(got.map(|o| String::from_utf8_lossy(&o.body).trim().to_string()))
     }
 
-    /// True when one waits (an unreadable store counts as none).
+    /// True when one waits, or when the store cannot say (a caller waiting
+    /// for a request to be taken keeps waiting).
     pub fn pending(self, name: &str) -> bool {
-        self.waiting(name).ok().flatten().is_some()
+        self.waiting(name).map_or(true, |w| w.is_some())
     }
 
     /// Takes this request if one waits: read, then deleted only as read (a
-    /// newer one left meanwhile stays for the next look).
-    pub fn take_one(self, name: &str) -> Option<String> {
+    /// newer one left meanwhile stays for the next look). Err: the store
+    /// cannot say whether one waits.
+    pub fn take_one(self, name: &str) -> Result<Option<String>, String> {
         let b = current();
-        let o = b.get(name, self.item()).ok()??;
+        let Some(o) = b.get(name, self.item()).map_err(|e| format!("{}: {e}", b.describe()))? else { return Ok(None) };
         match b.delete(name, self.item(), Cond::Matches(o.version.clone())) {
-            Ok(()) => Some(String::from_utf8_lossy(&o.body).trim().to_string()),
-            Err(_) => None,
+            Ok(()) => Ok(Some(String::from_utf8_lossy(&o.body).trim().to_string())),
+            // Replaced meanwhile: the newer one is taken at the next look.
+            Err(StoreError::Conflict) => Ok(None),
+            Err(e) => Err(format!("{}: {e}", b.describe())),
         }
     }
 
-    /// The most urgent waiting request, removed as it is taken.
-    pub fn take(name: &str) -> Option<(Request, String)> {
-        Request::ALL.into_iter().find_map(|r| r.take_one(name).map(|t| (r, t)))
+    /// The most urgent waiting request, removed as it is taken. Err when
+    /// one could not be read: nothing less urgent is taken over it.
+    pub fn take(name: &str) -> Result<Option<(Request, String)>, String> {
+        for r in Request::ALL {
+            if let Some(t) = r.take_one(name)? {
+                return Ok(Some((r, t)));
+            }
+        }
+        Ok(None)
     }
 
     /// Withdraws it (a request nothing acted on in time).
@@ -100,19 +110,52 @@ pub fn load_versioned<T: DeserializeOwned>(name: &str) -> Result<(Option<T>, Opt
     Ok((Some(s), Some(o.version)))
 }
 
+/// Why the state was not saved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SaveError {
+    /// Someone else wrote it since it was read: stop.
+    Conflict(String),
+    /// The store failed (it may answer again).
+    Unavailable(String),
+}
+
+impl std::fmt::Display for SaveError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SaveError::Conflict(m) | SaveError::Unavailable(m) => f.write_str(m),
+        }
+    }
+}
+
+impl From<SaveError> for String {
+    fn from(e: SaveError) -> String {
+        e.to_string()
+    }
+}
+
 /// Saves over the version read (`version`, updated to the one written). A
 /// state someone else wrote meanwhile is never overwritten: Err says so.
-pub fn save_state<T: Serialize>(name: &str, s: &T, version: &mut Option<Version>) -> Result<(), String> {
-    let body = serde_json::to_vec_pretty(s).map_err(|e| e.to_string())?;
+pub fn save_state<T: Serialize>(name: &str, s: &T, version: &mut Option<Version>) -> Result<(), SaveError> {
+    let body = serde_json::to_vec_pretty(s).map_err(|e| SaveError::Unavailable(e.to_string()))?;
     match current().put(name, STATE, &body, Cond::replacing(version.as_ref())) {
         Ok(v) => {
             *version = Some(v);
             Ok(())
         }
-        Err(StoreError::Conflict) => Err(format!(
-            "{}: the rollout state changed under this process (another operator resumed or aborted it); stopping without sending anything more",
-            state_location(name)
-        )),
-        Err(e) => Err(format!("{}: cannot save the rollout state: {e}", state_location(name))),
+        Err(StoreError::Conflict) => {
+            // A write whose reply was lost and that was sent again is refused
+            // although it landed: what is there now is this state.
+            if let Ok(Some(o)) = current().get(name, STATE)
+                && o.body == body
+            {
+                *version = Some(o.version);
+                return Ok(());
+            }
+            Err(SaveError::Conflict(format!(
+                "{}: the rollout state changed under this process (another operator resumed or aborted it); stopping without sending anything more",
+                state_location(name)
+            )))
+        }
+        Err(e) => Err(SaveError::Unavailable(format!("{}: cannot save the rollout state: {e}", state_location(name)))),
     }
 }

@@ -110,11 +110,19 @@ pub fn shared_reading<T: Serialize + DeserializeOwned + Clone>(
         Some(o) => (Some(o.version.clone()), serde_json::from_slice::<Reading<T>>(&o.body).ok()),
         None => (None, None),
     };
-    let age = |ms: Option<u64>| ms.map(|ms| Duration::from_millis(millis(now).saturating_sub(ms)));
+    // A time ahead of ours (a writer's clock running fast) is no age at all:
+    // such a reading is never taken as fresh.
+    let age = |ms: Option<u64>| {
+        ms.and_then(|ms| millis(now).checked_sub(ms).or_else(|| (ms - millis(now) <= 2000).then_some(0)))
+            .map(Duration::from_millis)
+    };
     if let Some(r) = &old {
         let fresh = age(r.read_at_ms).is_some_and(|a| a < every);
-        // Someone claimed it within two intervals: theirs is on the way.
-        let claimed = r.claimed_by != me && age(r.claimed_at_ms).is_some_and(|a| a < every * 2);
+        // Someone claimed it within two intervals: theirs is on the way, and
+        // what there is meanwhile is at most three intervals old.
+        let claimed = r.claimed_by != me
+            && age(r.claimed_at_ms).is_some_and(|a| a < every * 2)
+            && age(r.read_at_ms).is_some_and(|a| a < every * 3);
         if r.data.is_some() && (fresh || claimed) {
             return Ok(Shared::Use(r.clone()));
         }
@@ -138,8 +146,9 @@ pub fn shared_reading<T: Serialize + DeserializeOwned + Clone>(
     }
 }
 
-/// Publishes what this process read after claiming it (over its claim only).
-pub fn publish<T: Serialize>(runbook: &str, name: &str, claim: Version, me: &str, data: &T, now: SystemTime) {
+/// Publishes what this process read: over its claim only, or (None: a
+/// rollout, which reads for itself) over whatever is there.
+pub fn publish<T: Serialize>(runbook: &str, name: &str, claim: Option<Version>, me: &str, data: &T, now: SystemTime) {
     let r = Reading {
         read_at_ms: Some(millis(now)),
         read_by: me.to_string(),
@@ -148,6 +157,7 @@ pub fn publish<T: Serialize>(runbook: &str, name: &str, claim: Version, me: &str
         data: Some(data),
     };
     if let Ok(body) = serde_json::to_vec(&r) {
-        let _ = current().put(runbook, &format!("readings/{name}.json"), &body, Cond::Matches(claim));
+        let cond = claim.map_or(Cond::Any, Cond::Matches);
+        let _ = current().put(runbook, &format!("readings/{name}.json"), &body, cond);
     }
 }

@@ -574,7 +574,9 @@ pub fn update(app: &mut App, event: Event) -> Vec<Command> {
         Event::ChecklistSaved(result) => {
             app.checklist_edits = app.checklist_edits.saturating_sub(1);
             match result {
-                Ok(c) => app.checklist = c,
+                // A later edit still on its way answers with the newer state.
+                Ok(c) if app.checklist_edits == 0 => app.checklist = c,
+                Ok(_) => {}
                 Err(e) => app.log(format!("checklist NOT saved: {e}")),
             }
             Vec::new()
