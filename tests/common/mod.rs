@@ -8,6 +8,7 @@ use cutover::runbook::{self, Runbook};
 use cutover::sandbox::{Sandbox, SandboxOptions};
 
 pub mod cluster;
+pub mod redis_values;
 pub mod reliability;
 pub mod sentinel;
 pub mod tmux;
