@@ -121,25 +121,7 @@ impl Endpoint {
         };
         let (scheme, rest) = raw.split_once("://").unwrap_or(("", raw));
         let tls = scheme == "rediss+sentinel";
-        // The last `@` ends the user and password (a password may hold `/` or `@`).
-        let (userinfo, rest) = match rest.rfind('@') {
-            Some(at) => (Some(&rest[..at]), &rest[at + 1..]),
-            None => (None, rest),
-        };
-        let (hosts, path) = rest.split_once('/').unwrap_or((rest, ""));
-        let mut sentinels = Vec::new();
-        for h in hosts.split(',') {
-            let (host, port) = match h.rsplit_once(':') {
-                Some((host, port)) => {
-                    (host, port.parse::<u16>().map_err(|_| bad(format!("sentinel port {port:?} is not a number")))?)
-                }
-                None => (h, 26379),
-            };
-            if host.is_empty() || host.contains(['[', ']', ' ']) {
-                return Err(bad(format!("sentinel {h:?} is not HOST:PORT")));
-            }
-            sentinels.push(format!("{}:{port}", host.to_ascii_lowercase()));
-        }
+        let HostList { user, password, hosts: sentinels, path } = host_list(rest, 26379, "sentinel", &bad)?;
         let mut parts = path.split('/');
         let master = parts.next().unwrap_or("").to_string();
         if master.is_empty() {
@@ -149,16 +131,7 @@ impl Endpoint {
         if db.parse::<u32>().is_err() || parts.next().is_some() {
             return Err(bad(format!("database {db:?} is not a number")));
         }
-        let (user, mut password) = match userinfo.map(|u| u.split_once(':').unwrap_or((u, ""))) {
-            Some((user, pw)) => (user, (!pw.is_empty()).then(|| percent_decode(pw))),
-            None => ("", None),
-        };
-        if let Some((var, value)) = password_env {
-            match value {
-                Some(v) if !v.is_empty() => password = Some(v),
-                _ => return Err(format!("the {role} password variable {var} is not set; export it or drop the flag")),
-            }
-        }
+        let password = password_from_env(role, password_env, password)?;
         // A template for the master: its host and port are filled in when found.
         let mut url = url::Url::parse(&format!("{}://{}/{db}", if tls { "rediss" } else { "redis" }, sentinels[0]))
             .map_err(|e| bad(e.to_string()))?;
@@ -187,37 +160,11 @@ impl Endpoint {
         };
         let (scheme, rest) = raw.split_once("://").unwrap_or(("", raw));
         let tls = scheme == "rediss+cluster";
-        let (userinfo, rest) = match rest.rfind('@') {
-            Some(at) => (Some(&rest[..at]), &rest[at + 1..]),
-            None => (None, rest),
-        };
-        let (hosts, path) = rest.split_once('/').unwrap_or((rest, ""));
-        let mut nodes = Vec::new();
-        for h in hosts.split(',') {
-            let (host, port) = match h.rsplit_once(':') {
-                Some((host, port)) => {
-                    (host, port.parse::<u16>().map_err(|_| bad(format!("node port {port:?} is not a number")))?)
-                }
-                None => (h, 6379),
-            };
-            if host.is_empty() || host.contains(['[', ']', ' ']) {
-                return Err(bad(format!("node {h:?} is not HOST:PORT")));
-            }
-            nodes.push(format!("{}:{port}", host.to_ascii_lowercase()));
-        }
+        let HostList { user, password, hosts: nodes, path } = host_list(rest, 6379, "node", &bad)?;
         if !matches!(path, "" | "0") {
             return Err(bad(format!("database {path:?}: a Redis Cluster has only database 0")));
         }
-        let (user, mut password) = match userinfo.map(|u| u.split_once(':').unwrap_or((u, ""))) {
-            Some((user, pw)) => (user, (!pw.is_empty()).then(|| percent_decode(pw))),
-            None => ("", None),
-        };
-        if let Some((var, value)) = password_env {
-            match value {
-                Some(v) if !v.is_empty() => password = Some(v),
-                _ => return Err(format!("the {role} password variable {var} is not set; export it or drop the flag")),
-            }
-        }
+        let password = password_from_env(role, password_env, password)?;
         let mut url = url::Url::parse(&format!("{}://{}/0", if tls { "rediss" } else { "redis" }, nodes[0]))
             .map_err(|e| bad(e.to_string()))?;
         if !user.is_empty() {
@@ -503,6 +450,63 @@ pub fn redact_text(text: &str, secret: Option<&str>) -> String {
     match secret {
         Some(s) if !s.is_empty() => out.replace(s, "***"),
         _ => out,
+    }
+}
+
+/// What a `redis+sentinel://` and a `redis+cluster://` URL share after the
+/// scheme: a user and password, a HOST:PORT list, and a path.
+struct HostList<'a> {
+    user: &'a str,
+    password: Option<String>,
+    /// `host:port`, lower-cased.
+    hosts: Vec<String>,
+    path: &'a str,
+}
+
+/// Splits `rest` (the URL after `://`); `what` names a host in errors
+/// (`sentinel`, `node`), `bad` words them.
+fn host_list<'a>(
+    rest: &'a str,
+    default_port: u16,
+    what: &str,
+    bad: &dyn Fn(String) -> String,
+) -> Result<HostList<'a>, String> {
+    // The last `@` ends the user and password (a password may hold `/` or `@`).
+    let (userinfo, rest) = match rest.rfind('@') {
+        Some(at) => (Some(&rest[..at]), &rest[at + 1..]),
+        None => (None, rest),
+    };
+    let (hosts, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let mut out = Vec::new();
+    for h in hosts.split(',') {
+        let (host, port) = match h.rsplit_once(':') {
+            Some((host, port)) => {
+                (host, port.parse::<u16>().map_err(|_| bad(format!("{what} port {port:?} is not a number")))?)
+            }
+            None => (h, default_port),
+        };
+        if host.is_empty() || host.contains(['[', ']', ' ']) {
+            return Err(bad(format!("{what} {h:?} is not HOST:PORT")));
+        }
+        out.push(format!("{}:{port}", host.to_ascii_lowercase()));
+    }
+    let (user, password) = match userinfo.map(|u| u.split_once(':').unwrap_or((u, ""))) {
+        Some((user, pw)) => (user, (!pw.is_empty()).then(|| percent_decode(pw))),
+        None => ("", None),
+    };
+    Ok(HostList { user, password, hosts: out, path })
+}
+
+/// The password from `--*-password-env` when given (it must be set), else the URL's.
+fn password_from_env(
+    role: &str,
+    password_env: Option<(&str, Option<String>)>,
+    password: Option<String>,
+) -> Result<Option<String>, String> {
+    match password_env {
+        None => Ok(password),
+        Some((_, Some(v))) if !v.is_empty() => Ok(Some(v)),
+        Some((var, _)) => Err(format!("the {role} password variable {var} is not set; export it or drop the flag")),
     }
 }
 
