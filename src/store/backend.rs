@@ -92,6 +92,16 @@ pub fn current() -> Arc<dyn Backend> {
     INSTALLED.read().ok().and_then(|b| b.clone()).unwrap_or_else(|| Arc::new(LocalFiles::default()))
 }
 
+/// Where `item` of `runbook` is in the process's store, for messages.
+pub fn location(runbook: &str, item: &str) -> String {
+    let b = current();
+    if b.shared() {
+        format!("{}/{runbook}/{item}", b.describe())
+    } else {
+        LocalFiles::default().path(runbook, item).display().to_string()
+    }
+}
+
 /// Today's files in the XDG state folder: `<runbook>.<item>`, written
 /// atomically with mode 0600; a version is a hash of the bytes.
 #[derive(Debug, Clone, Default)]

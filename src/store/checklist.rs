@@ -73,12 +73,7 @@ impl Edit {
 
 /// Where the ticks are, for messages.
 pub fn location(runbook: &str) -> String {
-    let b = super::backend::current();
-    if b.shared() {
-        format!("{}/{runbook}/{ITEM}", b.describe())
-    } else {
-        super::backend::LocalFiles::default().path(runbook, ITEM).display().to_string()
-    }
+    super::backend::location(runbook, ITEM)
 }
 
 /// The ticks and notes and the version read; none yet is an empty

@@ -10,12 +10,7 @@ const STATE: &str = "rollout.json";
 
 /// Where the saved state is, for messages.
 pub fn state_location(name: &str) -> String {
-    let b = current();
-    if b.shared() {
-        format!("{}/{name}/{STATE}", b.describe())
-    } else {
-        super::backend::LocalFiles::default().path(name, STATE).display().to_string()
-    }
+    super::backend::location(name, STATE)
 }
 
 /// What another process (`cutover abort`, `pause`, `promote`, a cockpit on
