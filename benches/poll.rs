@@ -123,7 +123,12 @@ impl std::fmt::Display for Setting {
 async fn up(rb: &Runbook) -> (Sandbox, Ctx) {
     let sb = Sandbox::up(
         rb,
-        SandboxOptions { region: "eu-west-1".into(), moto_endpoint: None, traffic: Default::default() },
+        SandboxOptions {
+            region: "eu-west-1".into(),
+            moto_endpoint: None,
+            traffic: Default::default(),
+            team_state: None,
+        },
     )
     .await
     .expect("sandbox");

@@ -41,7 +41,12 @@ async fn latency_bench() {
         cutover::runbook::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("runbooks/demo.toml")).unwrap();
     let sb = Sandbox::up(
         &rb,
-        SandboxOptions { region: "eu-west-1".into(), moto_endpoint: None, traffic: Default::default() },
+        SandboxOptions {
+            region: "eu-west-1".into(),
+            moto_endpoint: None,
+            traffic: Default::default(),
+            team_state: None,
+        },
     )
     .await
     .expect("sandbox");

@@ -42,6 +42,7 @@ fn options(from: &str, to: &str, mode: Mode) -> CopyOptions {
         rate: None,
         checkpoint: None,
         checkpoint_every: Duration::from_millis(500),
+        lease: None,
         resume: None,
         stop: Arc::new(AtomicBool::new(false)),
         after_scan: None,

@@ -457,3 +457,94 @@ async fn a_tick_in_one_cockpit_shows_in_the_other_and_a_frozen_s3_is_shown_stale
     }
     sb.down().await;
 }
+
+/// The checkpoint object of the one Redis copy in the bucket: (key, keys copied).
+async fn copy_checkpoint(sb: &Sandbox, bucket: &str) -> Option<(String, u64)> {
+    objects(sb, bucket).await.into_iter().find_map(|(k, v)| {
+        let copied = (k.starts_with("cutover/redis-copy/") && k.ends_with(".json"))
+            .then(|| serde_json::from_str::<serde_json::Value>(&v).ok())??["counters"]["copied"]
+            .as_u64()?;
+        Some((k, copied))
+    })
+}
+
+/// `scripts/demo --team`'s setup: the plain demo runbook, the team's store
+/// given by `--state` (the sandbox creates its bucket). A Redis copy begun on
+/// one machine is refused on another while it runs, naming it, and resumes
+/// there from the checkpoint in the bucket.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_copy_begun_on_one_machine_resumes_on_another_from_the_checkpoint_in_the_bucket() {
+    use redis::AsyncCommands;
+    const N: u64 = 8_000;
+    let dir = tempfile::tempdir().unwrap();
+    let bucket = bucket("copy");
+    let state = format!("s3://{bucket}/cutover");
+    let rb = runbook("demo.toml");
+    let opts = cutover::sandbox::SandboxOptions {
+        region: "eu-west-2".into(),
+        moto_endpoint: None,
+        traffic: Default::default(),
+        team_state: Some(state.clone()),
+    };
+    let sb = Sandbox::up(&rb, opts).await.unwrap_or_else(|e| panic!("sandbox up: {e:#}"));
+    let src = cutover::sandbox::process::start_redis(dir.path(), "src").await.unwrap();
+    let dst = cutover::sandbox::process::start_redis(dir.path(), "dst").await.unwrap();
+    let (src_url, dst_url) = (format!("redis://127.0.0.1:{}/0", src.port), format!("redis://127.0.0.1:{}/0", dst.port));
+    let mut s = redis::Client::open(src_url.as_str()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let mut p = redis::pipe();
+    for i in 0..N {
+        p.cmd("SET").arg(format!("k:{i}")).arg(i).ignore();
+        if i % 2 == 0 {
+            p.cmd("EXPIRE").arg(format!("k:{i}")).arg(3600).ignore();
+        }
+    }
+    let _: () = p.query_async(&mut s).await.unwrap();
+
+    let (a, b) = (Machine::new("ana", "laptop-a"), Machine::new("bob", "laptop-b"));
+    let args =
+        ["--state", &state, "redis", "copy", "--from", &src_url, "--to", &dst_url, "--yes", "--scan-count", "100"];
+    let copy_a = a.spawn(&sb, &rb, &[&args[..], &["--rate", "500"]].concat());
+    let pid = copy_a.id().unwrap() as i32;
+    eventually(Duration::from_secs(60), "A's checkpoint in the bucket past a quarter", || async {
+        copy_checkpoint(&sb, &bucket).await.filter(|(_, copied)| *copied >= N / 4)
+    })
+    .await;
+
+    let (code, out) = b.run(&sb, &rb, &[&args[..], &["--resume"]].concat()).await;
+    assert_eq!(code, Some(2), "one copy of a pair at a time, across machines: {out}");
+    assert!(out.contains("already running") && out.contains("ana@laptop-a"), "names the copy running: {out}");
+
+    // A stops (Ctrl-C): its place stays in the bucket, its lock is released.
+    unsafe { libc::kill(pid, libc::SIGINT) };
+    let ended_a = copy_a.wait_with_output().await.unwrap();
+    assert_eq!(ended_a.status.code(), Some(1), "{}", String::from_utf8_lossy(&ended_a.stderr));
+    let (key, copied_by_a) = copy_checkpoint(&sb, &bucket).await.expect("the checkpoint stays in the bucket");
+    assert!(copied_by_a < N, "A was stopped part-way: {copied_by_a}");
+    for m in [&a, &b] {
+        assert!(!m.state.path().join("cutover/redis-copy").exists(), "no checkpoint on a laptop");
+    }
+
+    let (code, out) = b.run(&sb, &rb, &[&args[..], &["--resume", "--json"]].concat()).await;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("resuming at SCAN cursor"), "B goes on from A's place: {out}");
+    let mut d = redis::Client::open(dst_url.as_str()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let size: u64 = redis::cmd("DBSIZE").query_async(&mut d).await.unwrap();
+    assert_eq!(size, N, "every key once");
+    let ttl: i64 = d.ttl("k:0").await.unwrap();
+    assert!(ttl > 3000, "TTLs kept: {ttl}");
+    let ttl: i64 = d.ttl("k:1").await.unwrap();
+    assert_eq!(ttl, -1, "no TTL where there was none");
+    let left: Vec<String> = objects(&sb, &bucket).await.into_keys().filter(|k| k.contains("redis-copy/")).collect();
+    assert!(left.is_empty(), "the finished copy leaves no checkpoint or lock: {left:?} (was {key})");
+    let ends: Vec<(String, String)> = objects(&sb, &bucket)
+        .await
+        .into_iter()
+        .filter(|(k, _)| k.starts_with("cutover/redis/audit/"))
+        .map(|(_, v)| serde_json::from_str::<serde_json::Value>(&v).unwrap())
+        .filter(|l| l["stage"] == "applied" || l["stage"] == "interrupted")
+        .map(|l| (l["operator"].as_str().unwrap().to_string(), l["stage"].as_str().unwrap().to_string()))
+        .collect();
+    let want = [("ana", "interrupted"), ("bob", "applied")].map(|(o, s)| (o.to_string(), s.to_string()));
+    assert_eq!(ends, want, "the team's audit says who stopped it and who finished it");
+    sb.down().await;
+}

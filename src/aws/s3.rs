@@ -88,11 +88,15 @@ impl S3Backend {
     /// The store at `url` (`s3://bucket/prefix`), through the standard
     /// chain with `region` (the bucket's) and `profile`.
     pub async fn connect(url: &str, region: Option<String>, profile: Option<String>) -> Result<Self, String> {
+        Self::with_config(url, &super::load_config(region, profile).await)
+    }
+
+    /// The store at `url` reached with `config` (the sandbox's endpoint).
+    pub fn with_config(url: &str, config: &aws_config::SdkConfig) -> Result<Self, String> {
         let (bucket, prefix) = crate::runbook::parse_state_url(url)?;
-        let config = super::load_config(region, profile).await;
         // Path-style against an endpoint of our own (the sandbox): a virtual
         // host would be `bucket.127.0.0.1`.
-        let conf = aws_sdk_s3::config::Builder::from(&config)
+        let conf = aws_sdk_s3::config::Builder::from(config)
             .force_path_style(config.endpoint_url().is_some())
             .timeout_config(timeouts());
         let rt = tokio::runtime::Builder::new_multi_thread()
@@ -112,7 +116,9 @@ impl S3Backend {
     }
 
     fn key(&self, runbook: &str, item: &str) -> String {
-        if self.prefix.is_empty() { format!("{runbook}/{item}") } else { format!("{}/{runbook}/{item}", self.prefix) }
+        // An empty runbook: objects of no runbook (a Redis copy's checkpoint).
+        let path = if runbook.is_empty() { item.to_string() } else { format!("{runbook}/{item}") };
+        if self.prefix.is_empty() { path } else { format!("{}/{path}", self.prefix) }
     }
 
     /// Runs `f` on the backend's runtime and waits for it.

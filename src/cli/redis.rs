@@ -187,7 +187,10 @@ fn audit_log() -> AuditLog {
 
 pub fn run(cmd: RedisCommand, g: &GlobalArgs) -> Result<u8, Failure> {
     match cmd {
-        RedisCommand::Copy(a) => run_copy(a, g),
+        RedisCommand::Copy(a) => {
+            super::team::install_state_flag(g)?;
+            run_copy(a, g)
+        }
         RedisCommand::Verify(a) => run_verify(a),
     }
 }
@@ -231,18 +234,24 @@ fn run_copy(a: CopyArgs, g: &GlobalArgs) -> Result<u8, Failure> {
             "refused: copying into {to} needs --yes (try --dry-run first to see what it would do); nothing was written"
         )));
     }
-    let cp_path = checkpoint::path_for(&from.server_id(), &to.server_id(), a.ends.pattern.as_deref());
-    let _lock = if a.dry_run {
+    let place = checkpoint::place_for(&from.server_id(), &to.server_id(), a.ends.pattern.as_deref());
+    let lock = if a.dry_run {
         None
     } else {
-        let lock = checkpoint::CopyLock::try_take(&cp_path).map_err(|e| Failure { status: 1, message: e })?;
-        Some(lock.ok_or_else(|| {
+        let lock = checkpoint::CopyLock::try_take(&place, &action, &mut |m| eprintln!("{m}"))
+            .map_err(|e| Failure { status: 1, message: e })?;
+        Some(lock.map_err(|by| {
             bad(format!(
-                "refused: a copy from {from} to {to} is already running; wait for it or stop it; nothing was written"
+                "refused: a copy from {from} to {to} is already running ({by}); wait for it or stop it; nothing was written"
             ))
         })?)
     };
-    let existing = checkpoint::load(&cp_path).map_err(bad)?;
+    let existing = if a.restart {
+        checkpoint::forget(&place).map_err(bad)?;
+        None
+    } else {
+        checkpoint::load(&place).map_err(bad)?
+    };
     let resume = match (a.resume, existing) {
         (true, None) => {
             return Err(bad(format!(
@@ -279,8 +288,9 @@ fn run_copy(a: CopyArgs, g: &GlobalArgs) -> Result<u8, Failure> {
         scan_count: a.ends.scan_count,
         pipeline: a.pipeline,
         rate: a.rate,
-        checkpoint: Some(cp_path.clone()),
-        checkpoint_every: Duration::from_millis(500),
+        checkpoint: Some(place.clone()),
+        checkpoint_every: checkpoint::interval(),
+        lease: lock.as_ref().and_then(|l| l.lease()),
         resume,
         stop: stop.clone(),
         after_scan: None,

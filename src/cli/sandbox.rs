@@ -17,6 +17,7 @@ fn options(rb: &Runbook, g: &GlobalArgs, moto_endpoint: Option<String>) -> Sandb
         region: g.region.clone().or_else(|| rb.region.clone()).unwrap_or_else(|| "us-east-1".into()),
         moto_endpoint,
         traffic: Default::default(),
+        team_state: g.state.clone(),
     }
 }
 
@@ -126,10 +127,26 @@ pub fn up(
     })
 }
 
+/// A team store (`--state s3://…` or `[team] state`) in the sandbox's S3,
+/// not the one the environment's AWS chain reaches.
+async fn team_store_in(sb: &Sandbox, rb: &Runbook, g: &GlobalArgs) -> Result<(), Failure> {
+    let url = g.state.clone().or_else(|| rb.team.as_ref().map(|t| t.state.clone()));
+    let Some(url) = url.filter(|u| u.starts_with("s3://")) else { return Ok(()) };
+    let region = rb.team.as_ref().and_then(|t| t.region.clone()).unwrap_or_else(|| sb.region.clone());
+    let config = crate::aws::sandbox_config(&sb.endpoint, &region).await;
+    let store = crate::aws::s3::S3Backend::with_config(&url, &config).map_err(|m| Failure { status: 1, message: m })?;
+    crate::store::backend::install(std::sync::Arc::new(store));
+    Ok(())
+}
+
 pub fn demo(rb: Runbook, g: &GlobalArgs, plain: bool) -> Result<u8, Failure> {
     let opts = options(&rb, g, None);
     runtime()?.block_on(async {
         let sb = start(&rb, opts).await?;
+        if let Err(e) = team_store_in(&sb, &rb, g).await {
+            sb.down().await;
+            return Err(e);
+        }
         if !plain {
             let mut ctx = WorkerContext::new(rb.clone(), sb.cutover_clients(&rb).await, ProbePolicy::LoopbackOnly);
             ctx.vars.extend(sb.env_vars(&rb));

@@ -25,7 +25,20 @@ pub fn install_store(rb: &Runbook, g: &GlobalArgs) -> Result<(), Failure> {
     let Some(url) = url.filter(|u| u != "local") else { return Ok(()) };
     let region =
         rb.team.as_ref().and_then(|t| t.region.clone()).or_else(|| g.region.clone()).or_else(|| rb.region.clone());
-    let connect = crate::aws::s3::S3Backend::connect(&url, region, g.profile.clone());
+    connect_store(&url, region, g)
+}
+
+/// `--state` / `CUTOVER_STATE` for a command without a runbook (`redis
+/// copy`: its checkpoint, its lock and its audit go where the team's are).
+pub fn install_state_flag(g: &GlobalArgs) -> Result<(), Failure> {
+    match g.state.as_deref() {
+        None | Some("local") => Ok(()),
+        Some(url) => connect_store(url, g.region.clone(), g),
+    }
+}
+
+fn connect_store(url: &str, region: Option<String>, g: &GlobalArgs) -> Result<(), Failure> {
+    let connect = crate::aws::s3::S3Backend::connect(url, region, g.profile.clone());
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

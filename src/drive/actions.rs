@@ -730,7 +730,7 @@ pub async fn execute(
     // A weight change never goes under a running rollout's feet.
     let _lock = match plan.steps.iter().any(|s| matches!(s, Step::Shift(_))) {
         true => Some(
-            crate::store::lease::acquire(&rb.name, &plan.name, crate::store::lease::duration_for(rb), false)
+            crate::store::lease::acquire(&rb.name, &plan.name, crate::store::lease::duration_for(rb), false, &mut |_| {})
                 .map_err(|e| {
                     format!(
                         "refused: a rollout of {} is running or holds the lease ({e}); use `cutover abort` or wait; nothing was changed",
@@ -780,11 +780,15 @@ async fn copy_redis(
     c: &RedisCopy,
     say: &mut (dyn FnMut(Report<'_>) + Send),
 ) -> Result<String, String> {
+    use crate::redis::checkpoint;
     use crate::redis::copy::{self, CopyOptions};
-    let path = crate::redis::checkpoint::path_for(&c.from.server_id(), &c.to.server_id(), c.pattern.as_deref());
-    let _lock = crate::redis::checkpoint::CopyLock::try_take(&path)?
-        .ok_or_else(|| format!("a copy from {} to {} is already running; nothing was written", c.from, c.to))?;
-    let resume = crate::redis::checkpoint::load(&path)?;
+    let place = checkpoint::place_for(&c.from.server_id(), &c.to.server_id(), c.pattern.as_deref());
+    let what = format!("redis copy {} → {}", c.from, c.to);
+    let lock =
+        checkpoint::CopyLock::try_take(&place, &what, &mut |m| say(Report::Progress { done: 0, total: 0, line: m }))?;
+    let lock = lock
+        .map_err(|by| format!("a copy from {} to {} is already running ({by}); nothing was written", c.from, c.to))?;
+    let resume = checkpoint::load(&place)?;
     // A resume overwrites from its cursor on: only a copy begun with `fail` may be finished here.
     if let Some(cp) = resume.as_ref().filter(|cp| cp.on_conflict != crate::redis::OnConflict::Fail) {
         return Err(format!(
@@ -802,8 +806,9 @@ async fn copy_redis(
         scan_count: 1000,
         pipeline: 4,
         rate: None,
-        checkpoint: Some(path),
-        checkpoint_every: std::time::Duration::from_millis(500),
+        checkpoint: Some(place),
+        checkpoint_every: checkpoint::interval(),
+        lease: lock.lease(),
         resume,
         stop: Default::default(),
         after_scan: None,

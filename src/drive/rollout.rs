@@ -448,8 +448,15 @@ impl Runner<'_> {
 
 /// The runbook's lease for `purpose`: a second holder is refused (exit 2)
 /// naming the first; an unreadable shared state refuses too.
-pub fn take_lease(rb: &Runbook, purpose: &str, take_over: bool) -> Result<Lease, RolloutError> {
-    crate::store::lease::acquire(&rb.name, purpose, crate::store::lease::duration_for(rb), take_over).map_err(|e| {
+pub fn take_lease(
+    rb: &Runbook,
+    purpose: &str,
+    take_over: bool,
+    say: &mut dyn FnMut(&str),
+) -> Result<Lease, RolloutError> {
+    let duration = crate::store::lease::duration_for(rb);
+    // A take-over watches the lease for a whole lease: off the async threads.
+    crate::store::off_async(|| crate::store::lease::acquire(&rb.name, purpose, duration, take_over, say)).map_err(|e| {
         match e {
             Refusal::Locked(m) => failed(format!("another cutover rollout of {} is running: {m}", rb.name)),
             e => RolloutError::Refused(format!("refused: {e}; nothing was changed")),
@@ -689,7 +696,7 @@ struct Begun<'a> {
 async fn begin<'a>(cx: &'a Context, say: &'a mut (dyn FnMut(&str) + Send)) -> Result<Option<Begun<'a>>, RolloutError> {
     let rb = &cx.rb;
     let mut plan = RolloutPlan::from_runbook(rb).map_err(failed)?;
-    let lease = take_lease(rb, "rollout", cx.take_over)?;
+    let lease = take_lease(rb, "rollout", cx.take_over, &mut |m| say(m))?;
     let (ttl, words) = step_ttl(rb.dns.ttl, live_ttl(cx.clients.dns(), rb).await);
     plan.ttl = ttl;
     say(&format!("each step waits {words} after INSYNC, for resolvers"));
@@ -968,15 +975,42 @@ async fn measure_gates(
 /// sets the weights back itself. Returns what it did.
 pub async fn abort(cx: &Context, reason: &str, say: &mut (dyn FnMut(&str) + Send)) -> Result<String, RolloutError> {
     let rb = &cx.rb;
-    // A lease whose holder stopped renewing it is taken: rolling back needs no one's leave.
-    let lease =
-        match crate::store::lease::acquire(&rb.name, "rollout abort", crate::store::lease::duration_for(rb), true) {
-            Ok(l) => Some(l),
-            Err(Refusal::Held(_) | Refusal::Locked(_)) => None,
-            Err(e) => return Err(RolloutError::Refused(format!("refused: {e}; nothing was changed"))),
-        };
+    // A lease whose holder stopped renewing it is taken: rolling back needs
+    // no one's leave. Expired by its holder's clock, that holder may still be
+    // alive with a clock behind ours: it is asked first, and the lease taken
+    // only if it stays unrenewed for a whole lease by this machine's clock.
+    let duration = crate::store::lease::duration_for(rb);
+    let refused = |e: Refusal| RolloutError::Refused(format!("refused: {e}; nothing was changed"));
+    let mut asked = false;
+    let lease = match crate::store::lease::acquire(&rb.name, "rollout abort", duration, false, &mut |_| {}) {
+        Ok(l) => Some(l),
+        Err(Refusal::Held(_) | Refusal::Locked(_) | Refusal::Renewed(_)) => None,
+        Err(Refusal::Expired(_)) => {
+            Request::Abort.ask(&rb.name, reason).map_err(failed)?;
+            asked = true;
+            say("asked a rollout that may still run to abort");
+            let taken = crate::store::off_async(|| {
+                crate::store::lease::acquire(&rb.name, "rollout abort", duration, true, &mut |m| say(m))
+            });
+            match taken {
+                Ok(l) => {
+                    // Ours to carry out now; left behind, it would abort the next rollout.
+                    Request::Abort.withdraw(&rb.name);
+                    Some(l)
+                }
+                Err(Refusal::Held(_) | Refusal::Locked(_) | Refusal::Renewed(_)) => None,
+                Err(e) => {
+                    Request::Abort.withdraw(&rb.name);
+                    return Err(refused(e));
+                }
+            }
+        }
+        Err(e) => return Err(refused(e)),
+    };
     let Some(lease) = lease else {
-        Request::Abort.ask(&rb.name, reason).map_err(failed)?;
+        if !asked {
+            Request::Abort.ask(&rb.name, reason).map_err(failed)?;
+        }
         say("a rollout is running: asked it to abort; waiting for its rollback");
         let start = std::time::Instant::now();
         while start.elapsed() < Duration::from_secs(120) {

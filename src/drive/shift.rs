@@ -279,16 +279,22 @@ pub async fn execute(
         return Ok("nothing to change: the records already have these weights".into());
     }
     // Never under a running rollout's feet.
-    let _lease = crate::store::lease::acquire(&rb.name, "shift_weights", crate::store::lease::duration_for(rb), false)
-        .map_err(|e| match e {
-            crate::store::lease::Refusal::Unavailable(m) => {
-                PlanError::Refused(format!("the shared state cannot be read ({m}); nothing was changed"))
-            }
-            e => PlanError::Refused(format!(
-                "a rollout of {} is running or holds the lease ({e}); use `cutover abort` or wait; nothing was changed",
-                rb.name
-            )),
-        })?;
+    let _lease = crate::store::lease::acquire(
+        &rb.name,
+        "shift_weights",
+        crate::store::lease::duration_for(rb),
+        false,
+        &mut |_| {},
+    )
+    .map_err(|e| match e {
+        crate::store::lease::Refusal::Unavailable(m) => {
+            PlanError::Refused(format!("the shared state cannot be read ({m}); nothing was changed"))
+        }
+        e => PlanError::Refused(format!(
+            "a rollout of {} is running or holds the lease ({e}); use `cutover abort` or wait; nothing was changed",
+            rb.name
+        )),
+    })?;
     // The intent is on disk before anything is sent.
     log.append(&line(Stage::Intent, plan.describe()))
         .map_err(|e| PlanError::Failed(format!("{e}; nothing was changed")))?;

@@ -1,7 +1,11 @@
 //! The resume point of a copy: the SCAN cursor after the last batch that is
 //! fully written, and the counters so far. Written atomically (0600).
 
-use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::store::backend::{Backend, Cond, StoreError, Version, current};
 
 use serde::{Deserialize, Serialize};
 
@@ -94,46 +98,207 @@ fn short(id: &str) -> &str {
     id.get(..8).unwrap_or(id)
 }
 
-/// `$XDG_STATE_HOME/cutover/redis-copy/<hash>.json`, one per (from, to,
-/// pattern); `from` and `to` are `Endpoint::server_id`s.
-pub fn path_for(from: &str, to: &str, pattern: Option<&str>) -> PathBuf {
-    let id = format!("{from}\n{to}\n{}", pattern.unwrap_or("*"));
-    crate::paths::state_dir().join("redis-copy").join(format!("{:016x}.json", crate::hash::fnv1a(id.as_bytes())))
+/// Where one copy's checkpoint is in the process's store
+/// (`redis-copy/<hash>.json`: a file in the state folder, or an object in
+/// the team's bucket, so a copy begun on one machine resumes on another),
+/// with the version this copy last read or wrote: every write is
+/// conditional on it, so two copies of one pair never overwrite each
+/// other's place.
+/// The version this copy last read or wrote, and the body of a write whose
+/// answer never came (it may have landed).
+type Known = (Option<Version>, Option<Vec<u8>>);
+
+#[derive(Clone)]
+pub struct Place {
+    store: Arc<dyn Backend>,
+    item: String,
+    known: Arc<Mutex<Known>>,
+    /// Another copy wrote the checkpoint: this copy's place is gone.
+    conflicted: Arc<AtomicBool>,
 }
 
-pub fn load(path: &std::path::Path) -> Result<Option<Checkpoint>, String> {
-    match std::fs::read(path) {
-        Ok(b) => serde_json::from_slice(&b).map(Some).map_err(|e| {
-            format!("{}: damaged checkpoint ({e}); delete it and copy again without --resume", path.display())
-        }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(format!("{}: cannot read the checkpoint: {e}", path.display())),
+impl std::fmt::Debug for Place {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.describe())
     }
 }
 
-pub fn save(path: &std::path::Path, cp: &Checkpoint) -> Result<(), String> {
-    let body = serde_json::to_vec_pretty(cp).map_err(|e| e.to_string())?;
-    crate::paths::write_atomic(path, &body).map_err(|e| format!("{}: cannot write the checkpoint: {e}", path.display()))
+/// One per (from, to, pattern) in the process's store; `from` and `to` are
+/// `Endpoint::server_id`s.
+pub fn place_for(from: &str, to: &str, pattern: Option<&str>) -> Place {
+    Place::in_store(current(), from, to, pattern)
 }
 
-pub fn remove(path: &std::path::Path) -> Result<(), String> {
-    match std::fs::remove_file(path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            Err(format!("{}: cannot remove the checkpoint: {e}", path.display()))
+/// How often a running copy saves its place: a shared store is a request
+/// away, so less often there.
+pub fn interval() -> Duration {
+    if current().shared() { Duration::from_secs(2) } else { Duration::from_millis(500) }
+}
+
+impl PartialEq for Place {
+    fn eq(&self, other: &Place) -> bool {
+        self.item == other.item
+    }
+}
+
+impl Place {
+    pub fn in_store(store: Arc<dyn Backend>, from: &str, to: &str, pattern: Option<&str>) -> Place {
+        let id = format!("{from}\n{to}\n{}", pattern.unwrap_or("*"));
+        let item = format!("redis-copy/{:016x}.json", crate::hash::fnv1a(id.as_bytes()));
+        Place { store, item, known: Default::default(), conflicted: Default::default() }
+    }
+
+    /// The file or object, for messages.
+    pub fn describe(&self) -> String {
+        format!("{}/{}", self.store.describe(), self.item)
+    }
+
+    /// True once another copy of the pair wrote the checkpoint: this copy
+    /// must stop and leave the place to it.
+    pub fn taken_by_another(&self) -> bool {
+        self.conflicted.load(Ordering::SeqCst)
+    }
+
+    fn remember(&self, v: Option<Version>) {
+        if let Ok(mut m) = self.known.lock() {
+            *m = (v, None);
         }
-        _ => Ok(()),
+    }
+
+    fn read_version(&self) -> Option<Version> {
+        self.known.lock().ok().and_then(|k| k.0.clone())
+    }
+
+    fn conflict(&self) -> String {
+        self.conflicted.store(true, Ordering::SeqCst);
+        format!(
+            "{}: another copy of the same pair wrote the checkpoint since this one read it; this copy stopped and leaves the place to it (run one copy of a pair at a time)",
+            self.describe()
+        )
     }
 }
 
-/// One copy per checkpoint at a time: an flock beside it, held while the value lives.
+pub fn load(place: &Place) -> Result<Option<Checkpoint>, String> {
+    match place.store.get("", &place.item) {
+        Ok(Some(o)) => {
+            place.remember(Some(o.version));
+            serde_json::from_slice(&o.body).map(Some).map_err(|e| {
+                format!(
+                    "{}: damaged checkpoint ({e}); start the copy over with `cutover redis copy … --restart`",
+                    place.describe()
+                )
+            })
+        }
+        Ok(None) => {
+            place.remember(None);
+            Ok(None)
+        }
+        Err(e) => Err(format!("{}: cannot read the checkpoint: {e}", place.describe())),
+    }
+}
+
+/// For `--restart`: the checkpoint's version only (even a damaged one), so
+/// the new copy's first save replaces exactly what was read.
+pub fn forget(place: &Place) -> Result<(), String> {
+    match place.store.get("", &place.item) {
+        Ok(o) => {
+            place.remember(o.map(|o| o.version));
+            Ok(())
+        }
+        Err(e) => Err(format!("{}: cannot read the checkpoint: {e}", place.describe())),
+    }
+}
+
+pub fn save(place: &Place, cp: &Checkpoint) -> Result<(), String> {
+    let body = serde_json::to_vec_pretty(cp).map_err(|e| e.to_string())?;
+    let (version, unanswered) = place.known.lock().map(|k| k.clone()).unwrap_or_default();
+    // A store request may block for seconds: off the copy's async threads.
+    let put = |cond: Cond| crate::store::off_async(|| place.store.put("", &place.item, &body, cond));
+    let answer = match put(Cond::replacing(version.as_ref())) {
+        Err(StoreError::Conflict) => {
+            // A write that landed although its answer was lost (and was sent
+            // again, or not answered) is ours, not another copy's.
+            match crate::store::off_async(|| place.store.get("", &place.item)) {
+                Ok(Some(o)) if o.body == body => Ok(o.version),
+                Ok(Some(o)) if unanswered.as_ref() == Some(&o.body) => put(Cond::Matches(o.version)),
+                _ => Err(StoreError::Conflict),
+            }
+        }
+        other => other,
+    };
+    match answer {
+        Ok(v) => {
+            place.remember(Some(v));
+            Ok(())
+        }
+        Err(StoreError::Conflict) => Err(place.conflict()),
+        Err(e) => {
+            if let Ok(mut k) = place.known.lock() {
+                k.1 = Some(body);
+            }
+            Err(format!("{}: cannot write the checkpoint: {e}", place.describe()))
+        }
+    }
+}
+
+/// The copy is complete: its checkpoint goes (only the version this copy
+/// wrote; with none known there is nothing of this copy's to remove).
+pub fn remove(place: &Place) -> Result<(), String> {
+    let Some(version) = place.read_version() else { return Ok(()) };
+    match crate::store::off_async(|| place.store.delete("", &place.item, Cond::Matches(version))) {
+        Ok(()) => {
+            place.remember(None);
+            Ok(())
+        }
+        Err(StoreError::Conflict) => Err(place.conflict()),
+        Err(e) => Err(format!("{}: cannot remove the checkpoint: {e}", place.describe())),
+    }
+}
+
+/// One copy of a pair at a time: an flock on this machine always (a copy
+/// with local files and one in the team's store still exclude each other
+/// here), and in a shared store a lease beside the checkpoint, which the
+/// copy checks before each batch (`Lease::check`).
 pub struct CopyLock {
-    _file: std::fs::File,
+    _local: std::fs::File,
+    lease: Option<Arc<crate::store::lease::Lease>>,
 }
 
 impl CopyLock {
-    /// None when another process holds it.
-    pub fn try_take(checkpoint: &std::path::Path) -> Result<Option<CopyLock>, String> {
-        Ok(crate::paths::try_lock(&checkpoint.with_extension("lock"))?.map(|f| CopyLock { _file: f }))
+    /// `Ok(Err(who))` when another copy of the pair holds it. A shared lock
+    /// whose holder stopped renewing it is taken after watching it for a
+    /// whole lease (`say` tells why it waits).
+    pub fn try_take(place: &Place, what: &str, say: &mut dyn FnMut(&str)) -> Result<Result<CopyLock, String>, String> {
+        use crate::store::lease::{Refusal, acquire_item};
+        let local = if place.store.shared() {
+            crate::store::backend::LocalFiles::default().path("", &place.item)
+        } else {
+            std::path::Path::new(&place.store.describe()).join(&place.item)
+        };
+        let Some(file) = crate::paths::try_lock(&local.with_extension("lock"))? else {
+            return Ok(Err("by another cutover process on this machine".into()));
+        };
+        if !place.store.shared() {
+            return Ok(Ok(CopyLock { _local: file, lease: None }));
+        }
+        let item = place.item.replace(".json", ".lease");
+        let taken = crate::store::off_async(|| {
+            acquire_item(place.store.clone(), "", &item, what, crate::runbook::DEFAULT_LEASE, say)
+        });
+        match taken {
+            Ok(lease) => Ok(Ok(CopyLock { _local: file, lease: Some(Arc::new(lease)) })),
+            Err(Refusal::Held(r)) => Ok(Err(format!("by {}", r.describe(std::time::SystemTime::now())))),
+            Err(Refusal::Renewed(r)) => Ok(Err(format!(
+                "by {}, which still renews it although its expiry has passed by this machine's clock (the clocks differ)",
+                r.holder
+            ))),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// The shared lease, for the copy to check before each batch.
+    pub fn lease(&self) -> Option<Arc<crate::store::lease::Lease>> {
+        self.lease.clone()
     }
 }
 
@@ -141,25 +306,32 @@ impl CopyLock {
 mod tests {
     use super::*;
 
+    fn files(dir: &tempfile::TempDir) -> Arc<dyn Backend> {
+        Arc::new(crate::store::backend::LocalFiles { dir: Some(dir.path().to_path_buf()) })
+    }
+
     #[test]
     fn the_lock_is_held_once() {
         let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("c.json");
-        let held = CopyLock::try_take(&p).unwrap();
-        assert!(held.is_some());
-        assert!(CopyLock::try_take(&p).unwrap().is_none());
+        let p = Place::in_store(files(&dir), "redis://h:1/0", "redis://h:2/0", None);
+        let take = || CopyLock::try_take(&p, "redis copy", &mut |_| {}).unwrap();
+        let held = take();
+        assert!(held.is_ok());
+        assert!(take().is_err());
         drop(held);
-        assert!(CopyLock::try_take(&p).unwrap().is_some());
+        assert!(take().is_ok());
     }
 
     #[test]
     fn one_checkpoint_per_copy_and_it_round_trips() {
-        let a = path_for("redis://h:1/0", "redis://h:2/0", None);
-        assert_eq!(a, path_for("redis://h:1/0", "redis://h:2/0", Some("*")));
-        assert_ne!(a, path_for("redis://h:1/0", "redis://h:2/0", Some("user:*")));
-        assert_ne!(a, path_for("redis://h:2/0", "redis://h:1/0", None));
         let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("c.json");
+        let place = |from: &str, to: &str, pattern: Option<&str>| Place::in_store(files(&dir), from, to, pattern);
+        let a = place("redis://h:1/0", "redis://h:2/0", None);
+        assert_eq!(a, place("redis://h:1/0", "redis://h:2/0", Some("*")));
+        assert_ne!(a, place("redis://h:1/0", "redis://h:2/0", Some("user:*")));
+        assert_ne!(a, place("redis://h:2/0", "redis://h:1/0", None));
+        assert!(a.describe().starts_with(&format!("{}/redis-copy/", dir.path().display())), "today's folder");
+        let p = a;
         assert_eq!(load(&p).unwrap(), None);
         let cp = Checkpoint {
             from: "redis://:***@h:1/0".into(),
@@ -178,10 +350,33 @@ mod tests {
         assert_eq!(cursor, 0, "a restarted source: the scan starts over");
         assert!(why.unwrap().contains("run_id a1b2c3d4 → ffff0000"));
         save(&p, &cp).unwrap();
-        assert_eq!(load(&p).unwrap(), Some(cp));
+        assert_eq!(load(&p).unwrap(), Some(cp.clone()));
+        // A second copy of the pair read it too, then this one moved on: the
+        // second one's write is refused, never over this one's place.
+        let other = place("redis://h:1/0", "redis://h:2/0", None);
+        assert_eq!(load(&other).unwrap(), Some(cp.clone()));
+        let moved = Checkpoint { cursor: 99, ..cp.clone() };
+        save(&p, &moved).unwrap();
+        let e = save(&other, &cp).unwrap_err();
+        assert!(e.contains("another copy of the same pair wrote the checkpoint"), "{e}");
+        assert!(other.taken_by_another() && !p.taken_by_another());
+        assert_eq!(load(&other).unwrap(), Some(moved.clone()), "the first copy's place stands");
+        // A write that landed although this copy never heard so (sent again
+        // on a stale version) is its own, not a conflict.
+        let again = place("redis://h:1/0", "redis://h:2/0", None);
+        load(&again).unwrap();
+        save(&p, &cp).unwrap();
+        save(&again, &cp).unwrap();
+        assert!(!again.taken_by_another());
         remove(&p).unwrap();
+        assert_eq!(load(&p).unwrap(), None);
         remove(&p).unwrap();
-        std::fs::write(&p, "{").unwrap();
+        // Only the version it knows: a checkpoint written since is not its to remove.
+        load(&other).unwrap();
+        save(&other, &moved).unwrap();
+        assert!(remove(&again).is_err(), "another copy's checkpoint stays");
+        assert_eq!(load(&p).unwrap(), Some(moved));
+        std::fs::write(p.describe(), "{").unwrap();
         assert!(load(&p).unwrap_err().contains("damaged checkpoint"));
     }
 

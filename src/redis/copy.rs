@@ -3,7 +3,6 @@
 //! target; at most `pipeline` batches in flight. Big keys, and every key in
 //! `types` mode, are rebuilt in chunks under a temporary name and renamed.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -35,8 +34,11 @@ pub struct CopyOptions {
     /// Keys per second, at most.
     pub rate: Option<u64>,
     /// Where the checkpoint lives; `None`: no checkpoint.
-    pub checkpoint: Option<PathBuf>,
+    pub checkpoint: Option<checkpoint::Place>,
     pub checkpoint_every: Duration,
+    /// The copy's lease in a shared store: checked before each batch, so a
+    /// copy whose lease another took over writes nothing more.
+    pub lease: Option<Arc<crate::store::lease::Lease>>,
     /// Continue from this checkpoint.
     pub resume: Option<Checkpoint>,
     /// Set to stop after the batches in flight (Ctrl-C).
@@ -730,6 +732,7 @@ struct Scanner {
     rate: Option<u64>,
     hook: Option<ScanHook>,
     stop: Arc<AtomicBool>,
+    lease: Option<Arc<crate::store::lease::Lease>>,
     started: Instant,
     /// Where the next SCAN starts.
     cursor: u64,
@@ -752,6 +755,12 @@ impl Scanner {
             if due > el {
                 tokio::time::sleep(due - el).await;
             }
+        }
+        if let Some(lease) = &self.lease
+            && let Err(e) = crate::store::off_async(|| lease.check())
+        {
+            self.done = true;
+            return Some((Err(e), self));
         }
         let cmd = scan_cmd(self.cursor, self.pattern.as_deref(), self.count);
         match q::<(u64, Vec<Vec<u8>>)>(&self.from, &mut self.conn, &cmd).await {
@@ -1055,6 +1064,7 @@ pub async fn copy(
                     rate: opts.rate.map(|r| (r / live).max(1)),
                     hook: opts.after_scan.clone(),
                     stop: opts.stop.clone(),
+                    lease: opts.lease.clone(),
                     started: Instant::now(),
                     cursor: p.cursor,
                     done: false,
@@ -1104,6 +1114,15 @@ pub async fn copy(
             Ok(finished) => break finished,
             Err(e) => e,
         };
+        // Another copy of the pair holds it now (its lease or its checkpoint):
+        // no failover to follow and no place of ours to save.
+        let lost = opts.lease.as_ref().and_then(|l| l.lost());
+        if lost.is_some() || opts.checkpoint.as_ref().is_some_and(|p| p.taken_by_another()) {
+            return Err(CopyError::Failed(format!(
+                "{e}; this copy stopped and wrote nothing more: another copy of the pair holds it now, with the place ({} keys copied by this run)",
+                run.copied
+            )));
+        }
         let sentinel = opts.from.sentinel().is_some() || opts.to.sentinel().is_some();
         let next = if sentinel && followed.len() < MAX_FOLLOWS {
             tracing::warn!(error = %e, "lost a server; asking the sentinels");

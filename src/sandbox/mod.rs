@@ -39,6 +39,9 @@ pub struct SandboxOptions {
     /// Reuse this moto server instead of starting one.
     pub moto_endpoint: Option<String>,
     pub traffic: traffic::TrafficConfig,
+    /// The team's store when given apart from the runbook (`--state
+    /// s3://…`): its bucket is created like `[team] state`'s.
+    pub team_state: Option<String>,
 }
 
 pub struct Sandbox {
@@ -170,9 +173,10 @@ impl Sandbox {
         self.world = provision::provision(rb, spec, &self.sides, &app_ports)
             .await
             .wrap_err("creating the runbook's resources in moto")?;
-        if let Some(team) = &rb.team {
-            let region = team.region.clone().unwrap_or_else(|| opts.region.clone());
-            create_team_bucket(&self.endpoint, &region, &team.state).await?;
+        let state = opts.team_state.as_ref().filter(|s| s.starts_with("s3://"));
+        if let Some(url) = state.or(rb.team.as_ref().map(|t| &t.state)) {
+            let region = rb.team.as_ref().and_then(|t| t.region.clone()).unwrap_or_else(|| opts.region.clone());
+            create_team_bucket(&self.endpoint, &region, url).await?;
         }
 
         let live = read_live(&self.sides, &self.world).await?;

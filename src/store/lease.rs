@@ -6,10 +6,16 @@
 //! version this holder wrote, and taken over after expiry only on request
 //! (`--take-over`). A holder that finds its version gone has lost the lease
 //! (fencing by version) and must stop without sending anything.
+//!
+//! Two machines' wall clocks may differ, so neither side trusts the other's:
+//! the expiry written in the object only says when to start looking. A holder
+//! counts its lease from when it sent its last successful renewal, and a taker
+//! takes over only after seeing the same version unrenewed for a whole lease,
+//! both by their own monotonic clocks.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
@@ -80,6 +86,9 @@ pub enum Refusal {
     Held(LeaseRecord),
     /// Its holder stopped renewing it: `--take-over` takes it.
     Expired(LeaseRecord),
+    /// Expired by its holder's clock yet still renewed: that holder lives
+    /// and its clock is behind this machine's.
+    Renewed(LeaseRecord),
     /// Another process on this machine holds the local lock.
     Locked(String),
     /// The store did not answer: nothing that needs the lease may run.
@@ -99,6 +108,12 @@ impl std::fmt::Display for Refusal {
                 f,
                 "the runbook's lease was held by {}; if that process is gone, resume with `cutover rollout --take-over`",
                 r.describe(now)
+            ),
+            Refusal::Renewed(r) => write!(
+                f,
+                "the runbook's lease is still being renewed by {} although its expiry has passed by this machine's clock ({}): that process is alive and the two machines' clocks differ (synchronise them); a live lease is never taken",
+                r.holder,
+                crate::time::rfc3339(r.expires_at())
             ),
             Refusal::Locked(m) => f.write_str(m),
             Refusal::Unavailable(m) => {
@@ -122,7 +137,11 @@ enum Inner {
 struct Shared {
     backend: Arc<dyn Backend>,
     runbook: String,
+    item: String,
     duration: Duration,
+    /// When the last renewal that landed was sent, by this machine's
+    /// monotonic clock: the lease is ours for `duration` from then.
+    renewed: Mutex<Instant>,
     /// One renewal at a time (the thread's, a fence, the release): two
     /// racing on one version would see the loser's refusal as a lost lease.
     renewing: Mutex<()>,
@@ -140,29 +159,34 @@ impl Shared {
             return Err(why);
         }
         let (version, mut record) = self.held.lock().map_err(|_| "lease poisoned".to_string())?.clone();
+        let sent = Instant::now();
         let now = SystemTime::now();
         record.renewed_at_ms = millis(now);
         record.expires_at_ms = millis(now + self.duration);
         let body = serde_json::to_vec(&record).map_err(|e| e.to_string())?;
-        match self.backend.put(&self.runbook, ITEM, &body, Cond::Matches(version.clone())) {
+        let landed = |version: Version| {
+            if let Ok(mut h) = self.held.lock() {
+                *h = (version, record.clone());
+            }
+            if let Ok(mut r) = self.renewed.lock() {
+                *r = sent;
+            }
+        };
+        match self.backend.put(&self.runbook, &self.item, &body, Cond::Matches(version.clone())) {
             Ok(v) => {
-                if let Ok(mut h) = self.held.lock() {
-                    *h = (v, record);
-                }
+                landed(v);
                 Ok(())
             }
             Err(StoreError::Conflict) => {
                 // A write whose reply was lost and that the SDK sent again is
                 // refused although it landed: what is there now is ours.
-                if let Ok(Some(o)) = self.backend.get(&self.runbook, ITEM)
+                if let Ok(Some(o)) = self.backend.get(&self.runbook, &self.item)
                     && o.body == body
                 {
-                    if let Ok(mut h) = self.held.lock() {
-                        *h = (o.version, record);
-                    }
+                    landed(o.version);
                     return Ok(());
                 }
-                let by = match self.backend.get(&self.runbook, ITEM) {
+                let by = match self.backend.get(&self.runbook, &self.item) {
                     Ok(Some(o)) => serde_json::from_slice::<LeaseRecord>(&o.body)
                         .map(|r| format!("taken over by {}", r.holder))
                         .unwrap_or_else(|_| "replaced".into()),
@@ -176,9 +200,8 @@ impl Shared {
                 Err(why)
             }
             Err(e) => {
-                // Unrenewed past its expiry, another operator may hold it now.
-                let expired = self.held.lock().map(|h| h.1.expired(SystemTime::now())).unwrap_or(true);
-                if expired {
+                // Unrenewed for a whole lease, another operator may hold it now.
+                if self.left().is_none() {
                     let why = format!("the lease expired while the shared state could not be reached ({e})");
                     if let Ok(mut l) = self.lost.lock() {
                         *l = Some(why.clone());
@@ -188,6 +211,14 @@ impl Shared {
                 Err(format!("cannot renew the lease: {e}"))
             }
         }
+    }
+}
+
+impl Shared {
+    /// How long the lease is still surely ours, by this machine's clock.
+    fn left(&self) -> Option<Duration> {
+        let since = self.renewed.lock().map(|r| r.elapsed()).unwrap_or(Duration::MAX);
+        self.duration.checked_sub(since).filter(|l| !l.is_zero())
     }
 }
 
@@ -203,22 +234,28 @@ impl Lease {
             match s.renew() {
                 Ok(()) => return Ok(()),
                 Err(e) if s.lost.lock().map(|l| l.is_some()).unwrap_or(true) => return Err(e),
-                Err(e) => {
-                    let left = s
-                        .held
-                        .lock()
-                        .map(|h| h.1.expires_at())
-                        .ok()
-                        .and_then(|t| t.duration_since(SystemTime::now()).ok());
-                    match left {
-                        Some(l) if l > Duration::from_secs(2) => {
-                            tracing::warn!(error = %e, "lease renewal failed; trying again");
-                            std::thread::sleep(Duration::from_secs(1));
-                        }
-                        _ => return Err(e),
+                Err(e) => match s.left() {
+                    Some(l) if l > Duration::from_secs(2) => {
+                        tracing::warn!(error = %e, "lease renewal failed; trying again");
+                        std::thread::sleep(Duration::from_secs(1));
                     }
-                }
+                    _ => return Err(e),
+                },
             }
+        }
+    }
+
+    /// Before each piece of a long write (a Redis copy's batch): free while
+    /// the renewing thread keeps the lease fresh; after a stall (this process
+    /// stopped, the store slow) a fence first. Err: stop, write nothing more.
+    pub fn check(&self) -> Result<(), String> {
+        let Inner::Shared(s) = &self.inner else { return Ok(()) };
+        if let Some(why) = s.lost.lock().ok().and_then(|l| l.clone()) {
+            return Err(why);
+        }
+        match s.left() {
+            Some(left) if left > s.duration / 2 => Ok(()),
+            _ => self.fence(),
         }
     }
 
@@ -241,7 +278,7 @@ impl Drop for Lease {
                 && let Ok(h) = s.held.lock()
             {
                 // Only our own version: a lease someone took over stays theirs.
-                let _ = s.backend.delete(&s.runbook, ITEM, Cond::Matches(h.0.clone()));
+                let _ = s.backend.delete(&s.runbook, &s.item, Cond::Matches(h.0.clone()));
             }
         }
     }
@@ -258,13 +295,13 @@ pub fn holder(runbook: &str) -> Result<Option<LeaseRecord>, StoreError> {
     if !backend.shared() {
         return Ok(None);
     }
-    read(&*backend, runbook).map(|r| r.map(|(_, rec)| rec))
+    read(&*backend, runbook, ITEM).map(|r| r.map(|(_, rec)| rec))
 }
 
-fn read(backend: &dyn Backend, runbook: &str) -> Result<Option<(Version, LeaseRecord)>, StoreError> {
-    let Some(o) = backend.get(runbook, ITEM)? else { return Ok(None) };
+fn read(backend: &dyn Backend, runbook: &str, item: &str) -> Result<Option<(Version, LeaseRecord)>, StoreError> {
+    let Some(o) = backend.get(runbook, item)? else { return Ok(None) };
     let rec = serde_json::from_slice(&o.body).map_err(|e| {
-        StoreError::Unavailable(format!("{}/{runbook}/{ITEM}: damaged lease ({e})", backend.describe()))
+        StoreError::Unavailable(format!("{}/{runbook}/{item}: damaged lease ({e})", backend.describe()))
     })?;
     Ok(Some((o.version, rec)))
 }
@@ -273,7 +310,7 @@ fn read(backend: &dyn Backend, runbook: &str) -> Result<Option<(Version, LeaseRe
 pub fn is_held(runbook: &str) -> Result<bool, String> {
     let backend = super::backend::current();
     if backend.shared() {
-        return Ok(read(&*backend, runbook)
+        return Ok(read(&*backend, runbook, ITEM)
             .map_err(|e| e.to_string())?
             .is_some_and(|(_, r)| !r.expired(SystemTime::now())));
     }
@@ -287,11 +324,18 @@ pub fn local_path(runbook: &str) -> std::path::PathBuf {
 
 /// Takes the runbook's lease for `purpose`, for `duration` between
 /// renewals (a thread renews it every sixth of that). `take_over` takes an
-/// expired lease; a live one is never taken.
-pub fn acquire(runbook: &str, purpose: &str, duration: Duration, take_over: bool) -> Result<Lease, Refusal> {
+/// expired lease, after watching it stay unrenewed for a whole `duration` by
+/// this machine's clock (`say` tells why it waits); a live one is never taken.
+pub fn acquire(
+    runbook: &str,
+    purpose: &str,
+    duration: Duration,
+    take_over: bool,
+    say: &mut dyn FnMut(&str),
+) -> Result<Lease, Refusal> {
     let backend = super::backend::current();
-    let me = Holder::me();
     if !backend.shared() {
+        let me = Holder::me();
         let path = local_path(runbook);
         return match crate::paths::try_lock(&path).map_err(Refusal::Unavailable)? {
             Some(f) => {
@@ -308,8 +352,95 @@ pub fn acquire(runbook: &str, purpose: &str, duration: Duration, take_over: bool
             }
         };
     }
+    acquire_on(backend, runbook, ITEM, purpose, duration, take_over, say)
+}
+
+/// What watching an expired lease found.
+enum Watched {
+    /// The same version for a whole lease: its holder is gone.
+    Unrenewed,
+    /// Renewed meanwhile: its holder lives (its clock is behind ours).
+    Renewed(LeaseRecord),
+    /// Released or replaced by a new holder: decide again.
+    Changed,
+}
+
+/// Reads the lease until it has stayed at `version` for `duration` on this
+/// machine's monotonic clock.
+fn watch(
+    backend: &dyn Backend,
+    runbook: &str,
+    item: &str,
+    (version, holder): (&Version, &Holder),
+    duration: Duration,
+) -> Watched {
+    let start = Instant::now();
+    let every = (duration / 6).clamp(Duration::from_millis(100), Duration::from_secs(2));
+    loop {
+        let left = duration.saturating_sub(start.elapsed());
+        if left.is_zero() {
+            return Watched::Unrenewed;
+        }
+        std::thread::sleep(every.min(left));
+        match read(backend, runbook, item) {
+            Ok(Some((v, _))) if &v == version => {}
+            Ok(Some((_, r))) if &r.holder == holder => return Watched::Renewed(r),
+            Ok(_) => return Watched::Changed,
+            // A failed read proves nothing either way; the take-over's
+            // conditional write on `version` is what guards it.
+            Err(e) => tracing::warn!(error = %e, "reading the lease while watching it"),
+        }
+    }
+}
+
+/// A lease other than the runbook's (`redis-copy/<hash>.lease`) in a shared
+/// `backend`; an expired one is taken over after watching it.
+pub fn acquire_item(
+    backend: Arc<dyn Backend>,
+    runbook: &str,
+    item: &str,
+    purpose: &str,
+    duration: Duration,
+    say: &mut dyn FnMut(&str),
+) -> Result<Lease, Refusal> {
+    acquire_on(backend, runbook, item, purpose, duration, true, say)
+}
+
+/// The lease object `item` of `runbook` in a shared `backend`.
+pub(crate) fn acquire_on(
+    backend: Arc<dyn Backend>,
+    runbook: &str,
+    item: &str,
+    purpose: &str,
+    duration: Duration,
+    take_over: bool,
+    say: &mut dyn FnMut(&str),
+) -> Result<Lease, Refusal> {
+    let me = Holder::me();
     let unavailable = |e: StoreError| Refusal::Unavailable(format!("{}: {e}", backend.describe()));
     for _ in 0..10 {
+        let cond = match read(&*backend, runbook, item).map_err(unavailable)? {
+            None => Cond::Absent,
+            Some((_, held)) if !held.expired(SystemTime::now()) => return Err(Refusal::Held(held)),
+            Some((_, held)) if !take_over => return Err(Refusal::Expired(held)),
+            Some((v, held)) => {
+                // The holder's own lease (its runbook may say another length),
+                // measured on one clock so skew cancels out, and a poll more.
+                let theirs = Duration::from_millis(held.expires_at_ms.saturating_sub(held.renewed_at_ms));
+                let wait = duration.max(theirs) + (duration.max(theirs) / 6).min(Duration::from_secs(2));
+                say(&format!(
+                    "the lease of {} expired by its holder's clock; watching it stay unrenewed for {} s by this machine's clock before taking it over (clocks differ)",
+                    held.holder,
+                    wait.as_secs_f64().ceil()
+                ));
+                match watch(&*backend, runbook, item, (&v, &held.holder), wait) {
+                    Watched::Unrenewed => Cond::Matches(v),
+                    Watched::Renewed(r) => return Err(Refusal::Renewed(r)),
+                    Watched::Changed => continue,
+                }
+            }
+        };
+        let sent = Instant::now();
         let now = SystemTime::now();
         let record = LeaseRecord {
             holder: me.clone(),
@@ -318,18 +449,14 @@ pub fn acquire(runbook: &str, purpose: &str, duration: Duration, take_over: bool
             expires_at_ms: millis(now + duration),
         };
         let body = serde_json::to_vec(&record).map_err(|e| Refusal::Unavailable(e.to_string()))?;
-        let cond = match read(&*backend, runbook).map_err(unavailable)? {
-            None => Cond::Absent,
-            Some((_, held)) if !held.expired(now) => return Err(Refusal::Held(held)),
-            Some((_, held)) if !take_over => return Err(Refusal::Expired(held)),
-            Some((v, _)) => Cond::Matches(v),
-        };
-        match backend.put(runbook, ITEM, &body, cond) {
+        match backend.put(runbook, item, &body, cond) {
             Ok(v) => {
                 let shared = Arc::new(Shared {
                     backend: backend.clone(),
                     runbook: runbook.to_string(),
+                    item: item.to_string(),
                     duration,
+                    renewed: Mutex::new(sent),
                     renewing: Mutex::new(()),
                     held: Mutex::new((v, record)),
                     lost: Mutex::new(None),
@@ -359,4 +486,199 @@ pub fn acquire(runbook: &str, purpose: &str, duration: Duration, take_over: bool
         }
     }
     Err(Refusal::Unavailable("the lease kept changing under 10 attempts to take it".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::backend::{Listed, LocalFiles, Object};
+
+    /// Real files with S3's conditional-write rules, seen as a shared store,
+    /// and a switch that makes every write fail as an unreachable store does.
+    /// (A sandbox S3 cannot hold a lease's holder to an exact clock or fail
+    /// one write on cue; the S3 path itself is tested in tests/team.rs.)
+    struct SharedDir {
+        files: LocalFiles,
+        failing: AtomicBool,
+    }
+
+    impl Backend for SharedDir {
+        fn describe(&self) -> String {
+            self.files.describe()
+        }
+        fn shared(&self) -> bool {
+            true
+        }
+        fn get(&self, runbook: &str, item: &str) -> Result<Option<Object>, StoreError> {
+            self.files.get(runbook, item)
+        }
+        fn put(&self, runbook: &str, item: &str, body: &[u8], cond: Cond) -> Result<Version, StoreError> {
+            if self.failing.load(Ordering::SeqCst) {
+                return Err(StoreError::Unavailable("SlowDown".into()));
+            }
+            self.files.put(runbook, item, body, cond)
+        }
+        fn delete(&self, runbook: &str, item: &str, cond: Cond) -> Result<(), StoreError> {
+            self.files.delete(runbook, item, cond)
+        }
+        fn list(&self, runbook: &str, prefix: &str) -> Result<Vec<Listed>, StoreError> {
+            self.files.list(runbook, prefix)
+        }
+        fn append(&self, runbook: &str, log: &str, entry: &[u8]) -> Result<(), StoreError> {
+            self.files.append(runbook, log, entry)
+        }
+        fn entries(&self, runbook: &str, log: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+            self.files.entries(runbook, log)
+        }
+    }
+
+    fn store() -> (tempfile::TempDir, Arc<SharedDir>) {
+        let dir = tempfile::tempdir().unwrap();
+        let files = LocalFiles { dir: Some(dir.path().to_path_buf()) };
+        (dir, Arc::new(SharedDir { files, failing: AtomicBool::new(false) }))
+    }
+
+    fn bob() -> Holder {
+        Holder { operator: "bob".into(), host: "laptop-b".into(), pid: 7 }
+    }
+
+    /// Bob's record as his clock writes it: `skew` behind the real time.
+    fn record_of_bob(skew: Duration, lease: Duration) -> Vec<u8> {
+        let now = SystemTime::now() - skew;
+        let r = LeaseRecord {
+            holder: bob(),
+            purpose: "rollout".into(),
+            renewed_at_ms: millis(now),
+            expires_at_ms: millis(now + lease),
+        };
+        serde_json::to_vec(&r).unwrap()
+    }
+
+    fn take_over(s: &Arc<SharedDir>, lease: Duration) -> Result<Lease, Refusal> {
+        acquire_on(s.clone(), "demo", ITEM, "rollout", lease, true, &mut |_| {})
+    }
+
+    #[test]
+    fn a_lease_expired_by_its_holders_slow_clock_but_still_renewed_is_never_taken_over() {
+        let (_dir, s) = store();
+        let lease = Duration::from_millis(900);
+        // Bob's clock is 90 s behind: every renewal he writes has already
+        // expired by ours, yet he renews every 150 ms.
+        s.put("demo", ITEM, &record_of_bob(Duration::from_secs(90), lease), Cond::Absent).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let renewer = {
+            let (s, stop) = (s.clone(), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(150));
+                    s.put("demo", ITEM, &record_of_bob(Duration::from_secs(90), lease), Cond::Any).unwrap();
+                }
+            })
+        };
+        let got = take_over(&s, lease);
+        stop.store(true, Ordering::SeqCst);
+        renewer.join().unwrap();
+        match got {
+            Err(Refusal::Renewed(r)) => assert_eq!(r.holder, bob()),
+            Err(e) => panic!("refused for another reason: {e}"),
+            Ok(_) => panic!("a live holder's lease was taken over"),
+        }
+        let now: LeaseRecord = serde_json::from_slice(&s.get("demo", ITEM).unwrap().unwrap().body).unwrap();
+        assert_eq!(now.holder, bob(), "still Bob's");
+    }
+
+    #[test]
+    fn a_taker_with_a_shorter_lease_watches_for_the_holders_own_lease_length() {
+        let (_dir, s) = store();
+        // Bob's runbook says 3 s (he renews every second) and his clock is
+        // 90 s behind; the taker's runbook says 300 ms.
+        let theirs = Duration::from_secs(3);
+        s.put("demo", ITEM, &record_of_bob(Duration::from_secs(90), theirs), Cond::Absent).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let renewer = {
+            let (s, stop) = (s.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut last = Instant::now();
+                while !stop.load(Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(20));
+                    if last.elapsed() >= Duration::from_secs(1) {
+                        s.put("demo", ITEM, &record_of_bob(Duration::from_secs(90), theirs), Cond::Any).unwrap();
+                        last = Instant::now();
+                    }
+                }
+            })
+        };
+        let got = take_over(&s, Duration::from_millis(300));
+        stop.store(true, Ordering::SeqCst);
+        renewer.join().unwrap();
+        match got {
+            Err(Refusal::Renewed(r)) => assert_eq!(r.holder, bob()),
+            Err(e) => panic!("refused for another reason: {e}"),
+            Ok(_) => panic!("a live holder's lease was taken over after the taker's own, shorter, lease"),
+        }
+    }
+
+    #[test]
+    fn an_unrenewed_lease_is_taken_over_only_after_a_whole_lease_by_this_machines_clock() {
+        let (_dir, s) = store();
+        let lease = Duration::from_millis(700);
+        s.put("demo", ITEM, &record_of_bob(Duration::from_secs(60), lease), Cond::Absent).unwrap();
+        let start = Instant::now();
+        let mut said = Vec::new();
+        let got = acquire_on(s.clone(), "demo", ITEM, "rollout", lease, true, &mut |m| said.push(m.to_string()));
+        let waited = start.elapsed();
+        let held = got.unwrap_or_else(|e| panic!("{e}"));
+        assert!(waited >= lease, "took over after {waited:?}, before a whole lease of {lease:?}");
+        assert!(said.iter().any(|m| m.contains("bob@laptop-b") && m.contains("watching")), "{said:?}");
+        let now: LeaseRecord = serde_json::from_slice(&s.get("demo", ITEM).unwrap().unwrap().body).unwrap();
+        assert_eq!(now.holder, Holder::me());
+        drop(held);
+        assert!(s.get("demo", ITEM).unwrap().is_none(), "released on drop");
+        // Without --take-over an expired lease is only named.
+        s.put("demo", ITEM, &record_of_bob(Duration::from_secs(60), lease), Cond::Absent).unwrap();
+        let got = acquire_on(s.clone(), "demo", ITEM, "rollout", lease, false, &mut |_| {});
+        assert!(matches!(got, Err(Refusal::Expired(ref r)) if r.holder == bob()), "{:?}", got.err());
+    }
+
+    #[test]
+    fn a_holder_whose_lease_was_taken_over_is_fenced_off_by_its_next_fence_alone() {
+        let (_dir, s) = store();
+        // A long lease: the renewing thread sleeps through the test, so only
+        // the fence can find the loss.
+        let held = acquire_on(s.clone(), "demo", ITEM, "rollout", Duration::from_secs(600), false, &mut |_| {})
+            .unwrap_or_else(|e| panic!("{e}"));
+        held.fence().unwrap();
+        assert_eq!(held.lost(), None);
+        s.put("demo", ITEM, &record_of_bob(Duration::ZERO, Duration::from_secs(600)), Cond::Any).unwrap();
+        let e = held.fence().unwrap_err();
+        assert!(e.contains("lost the runbook's lease (taken over by bob@laptop-b"), "{e}");
+        assert!(held.lost().is_some());
+        drop(held);
+        let now: LeaseRecord = serde_json::from_slice(&s.get("demo", ITEM).unwrap().unwrap().body).unwrap();
+        assert_eq!(now.holder, bob(), "a lease taken over is not released by its old holder");
+    }
+
+    #[test]
+    fn a_holder_unable_to_renew_counts_its_lease_gone_after_a_whole_lease_by_its_own_clock() {
+        let (_dir, s) = store();
+        let lease = Duration::from_millis(3500);
+        let held =
+            acquire_on(s.clone(), "demo", ITEM, "rollout", lease, false, &mut |_| {}).unwrap_or_else(|e| panic!("{e}"));
+        s.failing.store(true, Ordering::SeqCst);
+        // Retried while more than 2 s of the lease is left, then refused, not lost.
+        let e = held.fence().unwrap_err();
+        assert!(e.contains("cannot renew the lease"), "{e}");
+        assert_eq!(held.lost(), None);
+        // Its record now says a minute more (a wall clock that jumped, say):
+        // the holder must go by its own monotonic count, not by this.
+        if let Inner::Shared(sh) = &held.inner {
+            sh.held.lock().unwrap().1.expires_at_ms = millis(SystemTime::now() + Duration::from_secs(60));
+        }
+        std::thread::sleep(lease);
+        let e = held.fence().unwrap_err();
+        assert!(e.contains("the lease expired while the shared state could not be reached"), "{e}");
+        assert!(held.lost().is_some(), "gone for good: another operator may hold it now");
+        s.failing.store(false, Ordering::SeqCst);
+        assert!(held.fence().is_err(), "a lease lost stays lost when the store answers again");
+    }
 }

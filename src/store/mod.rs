@@ -35,3 +35,13 @@ pub fn host() -> String {
         name
     })
 }
+
+/// Runs `f`, a store call that may block for seconds (an S3 request, a
+/// take-over watching a lease), without stalling the other tasks of a
+/// multi-threaded runtime; on a current-thread runtime it simply blocks.
+pub fn off_async<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}

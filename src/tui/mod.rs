@@ -473,7 +473,7 @@ async fn apply_change(
         }
     };
     // The cockpit's log gets the outcome; a shift's own lines are not shown.
-    let mut say = |_: &str| {};
+    let mut say = |m: &str| tracing::info!("{m}");
     let result = match change {
         PendingChange::Item(plan) => {
             crate::drive::actions::execute(&clients, &rb, &who, &key, &plan, &mut report).await

@@ -22,7 +22,12 @@ pub fn runbook(name: &str) -> Runbook {
 
 /// A sandbox with its own moto, in a region of the test's choosing.
 pub async fn sandbox(rb: &Runbook, region: &str) -> Sandbox {
-    let opts = SandboxOptions { region: region.to_string(), moto_endpoint: None, traffic: Default::default() };
+    let opts = SandboxOptions {
+        region: region.to_string(),
+        moto_endpoint: None,
+        traffic: Default::default(),
+        team_state: None,
+    };
     Sandbox::up(rb, opts).await.unwrap_or_else(|e| panic!("sandbox up: {e:#}"))
 }
 
