@@ -58,11 +58,17 @@ pub(super) fn redis(f: &mut Frame, app: &App, area: Rect) {
             let (h, h_style) = health_cell(th, &r.instance.health);
             let ping =
                 app.snap.redis.iter().find(|x| x.name == r.endpoint).map_or(("—".to_string(), th.dim_style()), |x| {
-                    match &x.view.value {
-                        Some(info) if !x.view.stale => (format!("{:.1} ms", info.ping_ms), Style::new().fg(th.ok)),
-                        Some(_) => ("stale".into(), Style::new().fg(th.warn)),
-                        None if x.view.error.is_some() => ("FAIL".into(), Style::new().fg(th.bad).bold()),
-                        None => ("…".into(), th.dim_style()),
+                    match (&x.view.value, r.node) {
+                        (Some(_), Some(n)) if !x.view.stale => match n.ping_ms.filter(|_| n.is_up()) {
+                            Some(ms) => (format!("{ms:.1} ms {}", n.describe()), Style::new().fg(th.ok)),
+                            None => (format!("FAIL {}", n.describe()), Style::new().fg(th.bad).bold()),
+                        },
+                        (Some(info), None) if !x.view.stale => {
+                            (format!("{:.1} ms", info.ping_ms), Style::new().fg(th.ok))
+                        }
+                        (Some(_), _) => ("stale".into(), Style::new().fg(th.warn)),
+                        (None, _) if x.view.error.is_some() => ("FAIL".into(), Style::new().fg(th.bad).bold()),
+                        (None, _) => ("…".into(), th.dim_style()),
                     }
                 });
             Line::from(vec![
@@ -81,6 +87,11 @@ pub(super) fn redis(f: &mut Frame, app: &App, area: Rect) {
     f.render_widget(Paragraph::new(lines), list);
     if let Some(r) = rows.get(sel) {
         let mut why = Vec::new();
+        if let Some(n) = r.node
+            && let Some(e) = &n.error
+        {
+            why.push(format!("{}: {e}", n.describe()));
+        }
         let path = &r.instance.sg_paths[r.endpoint];
         if !path.is_allowed() {
             why.push(format!("sg path: {}", path.describe()));
