@@ -448,7 +448,11 @@ async fn a_sandbox_cluster_from_the_runbook_shows_every_node_and_a_stopped_node_
         check(&snap, "counts"),
         (
             CheckOutcome::Fail,
-            format!("blue-cache {} keys, green-cache {green} keys (difference {}, tolerance 0)", info.keys, info.keys - green)
+            format!(
+                "blue-cache {} keys, green-cache {green} keys (difference {}, tolerance 0)",
+                info.keys,
+                info.keys - green
+            )
         )
     );
 

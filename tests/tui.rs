@@ -1123,7 +1123,13 @@ fn a_cluster_endpoint_gets_a_row_per_node_and_a_down_node_fails_on_its_own_row()
     app.filter = "127.0.0.1:700".into();
     app.size = (160, 48);
     let text = screen(&app, 160, 48);
-    let failing: Vec<&str> = text.lines().filter(|l| l.contains("FAIL replica 127.0.0.1:7003 (8192-16383)")).collect();
-    let passing: Vec<&str> = text.lines().filter(|l| l.contains(" ms primary 127.0.0.1:700")).collect();
+    let failing: Vec<&str> = text.lines().filter(|l| l.contains("ok    FAIL :7003")).collect();
+    let passing: Vec<&str> =
+        text.lines().filter(|l| l.contains("ok    0.2 ms :7000") || l.contains("ok    0.2 ms :7001")).collect();
     assert_eq!((failing.len(), passing.len()), (prod_rows, 2 * prod_rows), "{text}");
+    // The selected failing row says which node and why.
+    chars(&mut app, "3");
+    chars(&mut app, "jj");
+    let text = screen(&app, 160, 48);
+    assert!(text.contains("replica 127.0.0.1:7003 (8192-16383): no answer"), "{text}");
 }
