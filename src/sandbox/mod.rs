@@ -413,7 +413,7 @@ fn seed_key(i: u32) -> (String, Vec<redis::Cmd>) {
         }
     };
     let mut cmds = vec![write];
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         cmds.push(redis::cmd("EXPIRE").arg(&key).arg(ttl).clone());
     }
     (key, cmds)
