@@ -456,6 +456,24 @@ async fn a_sandbox_cluster_from_the_runbook_shows_every_node_and_a_stopped_node_
         )
     );
 
+    // `cutover status`, pointed at the sandbox by its variables, reads the cluster the same way.
+    let state = tempfile::tempdir().unwrap();
+    let runbook = path.display().to_string();
+    let (code, out, err) = common::run_cutover(&sb, &rb, state.path(), &["status", &runbook, "--json"]).await;
+    assert_eq!(code, Some(1), "the key counts differ, a blocking check: {err}");
+    let j: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let blue = j["redis"].as_array().unwrap().iter().find(|r| r["name"] == "blue-cache").unwrap();
+    assert!(blue["value"]["keys"].as_u64().unwrap() >= 300, "{blue}");
+    let nodes = blue["value"]["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 6, "{blue}");
+    assert!(
+        nodes.iter().all(|n| n["ping_ms"].is_f64()
+            && n["error"].is_null()
+            && n["addr"].as_str().unwrap().starts_with("127.0.0.1:")),
+        "{blue}"
+    );
+    assert_eq!(nodes.iter().filter(|n| n["primary"] == true).count(), 3, "{blue}");
+
     // One replica stops answering (SIGSTOP): its row fails, the other five pass.
     let replica = info.nodes.iter().find(|n| !n.node.primary).unwrap().node.addr.clone();
     let port: u16 = replica.rsplit_once(':').unwrap().1.parse().unwrap();
