@@ -512,6 +512,35 @@ async fn a_sandbox_cluster_from_the_runbook_shows_every_node_and_a_stopped_node_
         assert_eq!(failing, row.contains(&replica), "{row}");
         assert!(failing || (row.contains(" PING ") && row.ends_with(" ms")), "{row}");
     }
+
+    // The replica back, then the primary the URL names first stops: its row
+    // fails, its replica takes over, and every other node still passes.
+    drop(_frozen);
+    let first = url.trim_start_matches("redis+cluster://").split(',').next().unwrap().to_string();
+    let first_port: u16 = first.rsplit_once(':').unwrap().1.parse().unwrap();
+    let _frozen = common::freeze(sb.pid_on_port(first_port).unwrap());
+    let start = Instant::now();
+    loop {
+        session.run_until(tokio::time::Instant::now() + Duration::from_millis(500)).await;
+        let snap = cutover::status::snapshot(&rb, &session.state, &sb.region, std::time::SystemTime::now());
+        let blue = snap.redis.iter().find(|r| r.name == "blue-cache").unwrap();
+        let settled = !blue.view.stale
+            && blue.view.value.as_ref().is_some_and(|i| {
+                i.nodes.len() == 6
+                    && i.nodes.iter().all(|n| n.is_up() != (n.node.addr == first))
+                    && i.nodes.iter().filter(|n| n.node.primary && n.is_up()).count() == 3
+                    && i.keys >= 300
+            });
+        if settled {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(40),
+            "the stopped first node never failed alone: {:?} {:?}",
+            blue.view.error,
+            blue.view.value.as_ref().map(|i| &i.nodes)
+        );
+    }
     drop(session);
     drop(_frozen);
     sb.down().await;

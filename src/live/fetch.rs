@@ -463,6 +463,19 @@ async fn open_redis(url: &str) -> Result<(redis::aio::MultiplexedConnection, u32
         .any(|s| url.starts_with(s))
     {
         let ep = crate::redis::url::Endpoint::parse("Redis", url, None, None)?;
+        if let Some(nodes) = ep.cluster_nodes() {
+            // The first node of the URL that answers at once: one stopped node
+            // must not take the whole endpoint (and its other nodes' rows) with it.
+            let mut failures = Vec::new();
+            for addr in nodes {
+                match tokio::time::timeout(NODE_PING_TIMEOUT, ep.open_at(addr)).await {
+                    Ok(Ok(c)) => return Ok((c, ep.db())),
+                    Ok(Err(e)) => failures.push(e),
+                    Err(_) => failures.push(format!("{addr}: no answer within {} ms", NODE_PING_TIMEOUT.as_millis())),
+                }
+            }
+            return Err(failures.join("; "));
+        }
         return Ok((ep.connect().await?, ep.db()));
     }
     let password = reqwest::Url::parse(url).ok().and_then(|u| u.password().map(str::to_string));
