@@ -1146,7 +1146,8 @@ pub async fn copy(
                 {
                     return Err(CopyError::Failed(format!(
                         "{moved}; {copied} keys copied so far, the checkpoint keeps every shard's place: --resume \
-                         scans that shard again alone and the others go on from their cursors (the error: {e})"
+                         scans that shard again alone and the others go on from their cursors (the error: {})",
+                        short(&e)
                     )));
                 }
                 return Err(CopyError::Failed(format!(
