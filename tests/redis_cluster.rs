@@ -412,3 +412,283 @@ async fn the_live_key_count_and_the_copy_plan_sum_every_shard() {
         assert_eq!(copy::endpoint_counts(&ep("source", &url)).await.unwrap(), (300, 150), "{url}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sandbox_cluster_from_the_runbook_shows_every_node_and_a_stopped_node_fails_on_its_own_row() {
+    use cutover::status::CheckOutcome;
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/runbooks/cluster-sandbox.toml");
+    let rb = cutover::runbook::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    let sb = common::sandbox(&rb, "eu-west-1").await;
+    let url = &sb.redis_urls["blue-cache"];
+    assert!(url.starts_with("redis+cluster://127.0.0.1:"), "the endpoint is rewritten to the sandbox's cluster: {url}");
+    assert!(sb.redis_urls["green-cache"].starts_with("redis://127.0.0.1:"), "a plain endpoint stays one server");
+
+    let snap = common::first_snapshot(&rb, &sb).await;
+    let blue = snap.redis.iter().find(|r| r.name == "blue-cache").unwrap();
+    let info = blue.view.value.as_ref().unwrap_or_else(|| panic!("blue-cache read: {:?}", blue.view.error));
+    assert_eq!(info.nodes.len(), 6, "3 primaries and 3 replicas: {:?}", info.nodes);
+    assert_eq!(info.nodes.iter().filter(|n| n.node.primary).count(), 3);
+    assert!(info.nodes.iter().all(|n| n.is_up() && n.ping_ms.is_some()), "{:?}", info.nodes);
+    // Every shard was seeded and is counted: 300 keys in all, none holding them all
+    // (and blue-1's hit counter, once the sandbox's traffic reaches it).
+    assert!((300..=301).contains(&info.keys), "{}", info.keys);
+    let mut per_primary = Vec::new();
+    for n in info.nodes.iter().filter(|n| n.node.primary) {
+        let keys: Vec<String> = conn(&format!("redis://{}", n.node.addr)).await.keys("*").await.unwrap();
+        per_primary.push(keys.iter().filter(|k| !k.starts_with("hits:")).count());
+    }
+    assert_eq!(per_primary.iter().sum::<usize>(), 300, "{per_primary:?}");
+    assert!(per_primary.iter().all(|k| *k > 0 && *k < 300), "{per_primary:?}");
+    let check = |snap: &cutover::status::Snapshot, item: &str| {
+        let c = snap.checks.iter().find(|c| c.item == item).unwrap();
+        (c.outcome, c.detail.clone())
+    };
+    assert_eq!(check(&snap, "redis").0, CheckOutcome::Pass, "{:?}", check(&snap, "redis"));
+    let green = snap.redis.iter().find(|r| r.name == "green-cache").unwrap().view.value.as_ref().unwrap().keys;
+    assert_eq!(
+        check(&snap, "counts"),
+        (
+            CheckOutcome::Fail,
+            format!(
+                "blue-cache {} keys, green-cache {green} keys (difference {}, tolerance 0)",
+                info.keys,
+                info.keys - green
+            )
+        )
+    );
+
+    // `cutover status`, pointed at the sandbox by its variables, reads the cluster the same way.
+    let state = tempfile::tempdir().unwrap();
+    let runbook = path.display().to_string();
+    let (code, out, err) = common::run_cutover(&sb, &rb, state.path(), &["status", &runbook, "--json"]).await;
+    assert_eq!(code, Some(1), "the key counts differ, a blocking check: {err}");
+    let j: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let blue = j["redis"].as_array().unwrap().iter().find(|r| r["name"] == "blue-cache").unwrap();
+    assert!(blue["value"]["keys"].as_u64().unwrap() >= 300, "{blue}");
+    let nodes = blue["value"]["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 6, "{blue}");
+    assert!(
+        nodes.iter().all(|n| n["ping_ms"].is_f64()
+            && n["error"].is_null()
+            && n["addr"].as_str().unwrap().starts_with("127.0.0.1:")),
+        "{blue}"
+    );
+    assert_eq!(nodes.iter().filter(|n| n["primary"] == true).count(), 3, "{blue}");
+
+    // One replica stops answering (SIGSTOP): its row fails, the other five pass.
+    let replica = info.nodes.iter().find(|n| !n.node.primary).unwrap().node.addr.clone();
+    let port: u16 = replica.rsplit_once(':').unwrap().1.parse().unwrap();
+    let _frozen = common::freeze(sb.pid_on_port(port).expect("the sandbox started that node"));
+    let mut session = common::session(&rb, &sb);
+    session.first_round(&rb, Duration::from_secs(30)).await;
+    let start = Instant::now();
+    let snap = loop {
+        session.run_until(tokio::time::Instant::now() + Duration::from_millis(500)).await;
+        let snap = cutover::status::snapshot(&rb, &session.state, &sb.region, std::time::SystemTime::now());
+        let blue = snap.redis.iter().find(|r| r.name == "blue-cache").and_then(|r| r.view.value.as_ref());
+        if blue.is_some_and(|i| i.nodes.iter().any(|n| n.node.addr == replica && !n.is_up())) {
+            break snap;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "the stopped replica never failed on its row");
+    };
+    let blue = snap.redis.iter().find(|r| r.name == "blue-cache").unwrap();
+    assert!(!blue.view.stale, "the endpoint itself still answers: {:?}", blue.view.error);
+    let info = blue.view.value.as_ref().unwrap();
+    for n in &info.nodes {
+        if n.node.addr == replica {
+            assert!(n.ping_ms.is_none() && n.error.is_some(), "{n:?}");
+        } else {
+            assert!(n.is_up(), "only the stopped node fails: {n:?}");
+        }
+    }
+    assert!(info.keys >= 300, "the primaries still count every key: {}", info.keys);
+    let (outcome, detail) = check(&snap, "redis");
+    assert_eq!(outcome, CheckOutcome::Fail, "{detail}");
+    assert!(detail.contains(&format!("replica {replica}")), "the check names the node: {detail}");
+    let text = cutover::status::text::render(&snap);
+    let rows: Vec<&str> = text.lines().filter(|l| l.trim_start().starts_with("node ")).collect();
+    assert_eq!(rows.len(), 6, "{text}");
+    for row in rows {
+        let failing = row.contains(" FAIL ");
+        assert_eq!(failing, row.contains(&replica), "{row}");
+        assert!(failing || (row.contains(" PING ") && row.ends_with(" ms")), "{row}");
+    }
+
+    // The replica back, then the primary the URL names first stops: its row
+    // fails, its replica takes over, and every other node still passes.
+    drop(_frozen);
+    let first = url.trim_start_matches("redis+cluster://").split(',').next().unwrap().to_string();
+    let first_port: u16 = first.rsplit_once(':').unwrap().1.parse().unwrap();
+    let _frozen = common::freeze(sb.pid_on_port(first_port).unwrap());
+    let start = Instant::now();
+    loop {
+        session.run_until(tokio::time::Instant::now() + Duration::from_millis(500)).await;
+        let snap = cutover::status::snapshot(&rb, &session.state, &sb.region, std::time::SystemTime::now());
+        let blue = snap.redis.iter().find(|r| r.name == "blue-cache").unwrap();
+        let settled = !blue.view.stale
+            && blue.view.value.as_ref().is_some_and(|i| {
+                i.nodes.len() == 6
+                    && i.nodes.iter().all(|n| n.is_up() != (n.node.addr == first))
+                    && i.nodes.iter().filter(|n| n.node.primary && n.is_up()).count() == 3
+                    && i.keys >= 300
+            });
+        if settled {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(40),
+            "the stopped first node never failed alone: {:?} {:?}",
+            blue.view.error,
+            blue.view.value.as_ref().map(|i| &i.nodes)
+        );
+    }
+    drop(session);
+    drop(_frozen);
+    sb.down().await;
+}
+
+/// `cmdstat_NAME`'s calls in `INFO commandstats` of the node at `port` (0 when never called).
+async fn calls(port: u16, command: &str) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut conn(&format!("redis://127.0.0.1:{port}")).await)
+        .await
+        .unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix(&format!("cmdstat_{command}:calls=")))
+        .and_then(|rest| rest.split(',').next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_copy_from_replicas_is_complete_and_the_primaries_serve_no_scan() {
+    const N: u64 = 3_000;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let c = Cluster::start(dir.path(), "rep", 3, true).await;
+    let dst = start_redis(dir.path(), "dst").await.unwrap();
+    let dst_url = format!("redis://127.0.0.1:{}/0", dst.port);
+    let mut reader = c.reader().await;
+    for i in 0..N {
+        let key = format!("r:{i}");
+        let mut owner = reader.owner(&key).await;
+        if i % 2 == 0 {
+            let _: () = owner.set(&key, i).await.unwrap();
+        } else {
+            let _: () = owner.pset_ex(&key, i, 600_000).await.unwrap();
+        }
+    }
+    let primaries = c.primary_ports().await;
+    let replicas: Vec<u16> = c.nodes.iter().map(|n| n.port).filter(|p| !primaries.contains(p)).collect();
+    assert_eq!(replicas.len(), 3);
+    for p in c.nodes.iter().map(|n| n.port) {
+        let mut n = conn(&format!("redis://127.0.0.1:{p}")).await;
+        if primaries.contains(&p) {
+            let acked: u64 = redis::cmd("WAIT").arg(1).arg(5000).query_async(&mut n).await.unwrap();
+            assert_eq!(acked, 1, "the replica of {p} has every key before the copy");
+        }
+        let _: () = redis::cmd("CONFIG").arg("RESETSTAT").query_async(&mut n).await.unwrap();
+    }
+
+    let (code, out, err) = run(
+        &state,
+        &["redis", "copy", "--from", &c.url(), "--to", &dst_url, "--from-replicas", "--yes", "--scan-count", "100"],
+    );
+    assert_eq!(code, Some(0), "{out}{err}");
+    let on_line = err
+        .lines()
+        .find(|l| l.starts_with("reading the source's shards on replicas: "))
+        .unwrap_or_else(|| panic!("{err}"));
+    for r in &replicas {
+        assert!(on_line.contains(&format!("127.0.0.1:{r}")), "every shard read on its replica: {on_line}");
+    }
+    assert!(out.contains(&format!("copied {N} keys")), "{out}");
+    let (code, out, _) =
+        run(&state, &["redis", "verify", "--from", &c.url(), "--to", &dst_url, "--from-replicas", "--full"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains(&format!("checked {N} keys: 0 missing, 0 type mismatch, 0 value mismatch, 0 TTL mismatch")),
+        "{out}"
+    );
+    for p in &primaries {
+        for cmd in ["scan", "dump", "pttl"] {
+            assert_eq!(calls(*p, cmd).await, 0, "primary {p} served no {cmd}");
+        }
+    }
+    for r in &replicas {
+        assert!(calls(*r, "scan").await > 0 && calls(*r, "dump").await > 0, "replica {r} was read");
+    }
+
+    // A cluster without replicas: every shard read on its primary, each saying so; a single server is refused.
+    let bare = Cluster::start(dir.path(), "bare", 3, false).await;
+    let mut opts = options(&bare.url(), &dst_url, Mode::Auto);
+    opts.from = opts.from.reading_replicas();
+    let (_, pf) = copy::preflight(&opts).await.unwrap();
+    assert_eq!(pf.source_notes.len(), 3, "{:?}", pf.source_notes);
+    for (note, shard) in pf.source_notes.iter().zip(&pf.source_shards) {
+        assert_eq!(note, &format!("shard {}: read on its primary {} (it has no replica)", shard.slots, shard.primary));
+        assert_eq!(shard.read_on, shard.primary);
+    }
+    let (code, _, err) =
+        run(&state, &["redis", "copy", "--from", &dst_url, "--to", &bare.url(), "--from-replicas", "--yes"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("--from-replicas reads a Redis Cluster's replicas, but the source"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failover_during_a_copy_out_of_a_cluster_stops_it_naming_the_shard_and_resume_rescans_that_shard_alone() {
+    const N: u64 = 12_000;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let c = Cluster::start(dir.path(), "fo", 3, true).await;
+    let dst = start_redis(dir.path(), "dst").await.unwrap();
+    let dst_url = format!("redis://127.0.0.1:{}/0", dst.port);
+    let mut reader = c.reader().await;
+    for i in 0..N {
+        let key = format!("f:{i}");
+        let mut owner = reader.owner(&key).await;
+        let _: () = owner.pset_ex(&key, i, 600_000).await.unwrap();
+    }
+    let old_primary = c.primary_ports().await[1];
+    let mut replica = None;
+    for n in &c.nodes {
+        let info: String = redis::cmd("INFO")
+            .arg("replication")
+            .query_async(&mut conn(&format!("redis://127.0.0.1:{}", n.port)).await)
+            .await
+            .unwrap();
+        if info.contains(&format!("master_port:{old_primary}")) {
+            replica = Some(n.port);
+        }
+    }
+    let replica = replica.expect("the shard has a replica");
+    let args = ["redis", "copy", "--from", &c.url(), "--to", &dst_url, "--yes", "--scan-count", "50"];
+    let mut child = KillOnDrop(Some(cutover(&state, &[&args[..], &["--rate", "2400"]].concat()).spawn().unwrap()));
+    let start = Instant::now();
+    while checkpoint(&state).as_ref().map_or(0, |cp| cp["counters"]["copied"].as_u64().unwrap_or(0)) < N / 5 {
+        assert!(start.elapsed() < Duration::from_secs(30), "no checkpoint progress");
+        assert!(child.get().try_wait().unwrap().is_none(), "the copy ended before the failover");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut r = conn(&format!("redis://127.0.0.1:{replica}")).await;
+    let _: () = redis::cmd("CLUSTER").arg("FAILOVER").query_async(&mut r).await.unwrap();
+    let out = child.take().wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "the copy stops: {err}");
+    let cp = checkpoint(&state).expect("the checkpoint stays");
+    let slots = cp["shards"][1]["slots"].as_str().unwrap().to_string();
+    assert!(
+        err.contains(&format!(
+            "shard {slots} failed over during the copy (primary 127.0.0.1:{old_primary} → 127.0.0.1:{replica}); "
+        )) && err.contains("--resume scans that shard again alone"),
+        "{err}"
+    );
+
+    let (code, out, err) = run(&state, &[&args[..], &["--resume"]].concat());
+    assert_eq!(code, Some(0), "{out}{err}");
+    let restarts: Vec<&str> = err.lines().filter(|l| l.contains("its scan starts over")).collect();
+    assert_eq!(restarts.len(), 1, "{err}");
+    assert!(restarts[0].starts_with(&format!("shard {slots}: its primary changed")), "{err}");
+    let total: u64 = redis::cmd("DBSIZE").query_async(&mut conn(&dst_url).await).await.unwrap();
+    assert_eq!(total, N);
+}

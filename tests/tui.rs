@@ -211,6 +211,7 @@ fn demo_events(stopped_prod_web_1: bool) -> Vec<LiveEvent> {
                 used_memory: 1_200_000,
                 keys,
                 expiring_keys: keys / 2,
+                nodes: vec![],
             }),
         }));
     }
@@ -1072,4 +1073,63 @@ fn a_terminate_popup_says_there_is_no_rollback_and_needs_the_environments_name_t
     assert!(chars(&mut app, "production").is_empty());
     assert_eq!(update(&mut app, key(KeyCode::Enter)), vec![Command::Apply { key: key_name.clone() }]);
     assert_eq!(app.overlay, Overlay::None);
+}
+
+#[test]
+fn a_cluster_endpoint_gets_a_row_per_node_and_a_down_node_fails_on_its_own_row() {
+    use cutover::live::fetch::NodePing;
+    use cutover::redis::cluster::Node;
+    let single = demo_app().row_count(Pane::Redis);
+    let node = |port: u16, primary: bool, slots: &str, up: bool| NodePing {
+        node: Node { addr: format!("127.0.0.1:{port}"), primary, slots: slots.into(), failed: !up },
+        ping_ms: up.then_some(0.2),
+        error: (!up).then(|| "no answer to PING within 700 ms; the cluster marks it failed".to_string()),
+    };
+    let mut events = demo_events(false);
+    events.push(LiveEvent {
+        at: t0() - Duration::from_secs(1),
+        update: Update::Redis {
+            endpoint: "prod-cache".into(),
+            result: Ok(RedisInfo {
+                ping_ms: 0.4,
+                version: "7.0.15".into(),
+                role: "master".into(),
+                used_memory: 1_200_000,
+                keys: 202,
+                expiring_keys: 101,
+                nodes: vec![
+                    node(7000, true, "0-8191", true),
+                    node(7001, true, "8192-16383", true),
+                    node(7003, false, "8192-16383", false),
+                ],
+            }),
+        },
+    });
+    let mut app = app_with(events);
+    let prod_rows = app
+        .snap
+        .environments
+        .iter()
+        .find(|e| e.name == "production")
+        .unwrap()
+        .aws
+        .value
+        .as_ref()
+        .unwrap()
+        .instances
+        .len();
+    assert_eq!(app.row_count(Pane::Redis), single + 2 * prod_rows, "each prod instance: one row per node, not one");
+    // Only the cluster's rows, so none is scrolled out of the pane.
+    app.filter = "127.0.0.1:700".into();
+    app.size = (160, 48);
+    let text = screen(&app, 160, 48);
+    let failing: Vec<&str> = text.lines().filter(|l| l.contains("ok    FAIL :7003")).collect();
+    let passing: Vec<&str> =
+        text.lines().filter(|l| l.contains("ok    0.2 ms :7000") || l.contains("ok    0.2 ms :7001")).collect();
+    assert_eq!((failing.len(), passing.len()), (prod_rows, 2 * prod_rows), "{text}");
+    // The selected failing row says which node and why.
+    chars(&mut app, "3");
+    chars(&mut app, "jj");
+    let text = screen(&app, 160, 48);
+    assert!(text.contains("replica 127.0.0.1:7003 (8192-16383): no answer"), "{text}");
 }

@@ -54,6 +54,11 @@ pub struct Ends {
     /// Keys per SCAN (and per pipeline batch).
     #[arg(long, default_value_t = 1000)]
     pub scan_count: usize,
+    /// Read a cluster source on a replica of each shard (READONLY), sparing
+    /// its primaries; a shard without a replica that answers is read on its
+    /// primary, and the copy says so.
+    #[arg(long)]
+    pub from_replicas: bool,
 }
 
 // The command is logged with Debug: URLs are redacted there.
@@ -144,6 +149,9 @@ fn endpoints(e: &Ends) -> Result<(Endpoint, Endpoint), Failure> {
     if let Some(c) = client_cert {
         from = from.with_client_cert(c.clone());
         to = to.with_client_cert(c);
+    }
+    if e.from_replicas {
+        from = from.reading_replicas();
     }
     if let Some(p) = &e.pattern {
         crate::redis::check_pattern(p).map_err(bad)?;
@@ -311,6 +319,13 @@ fn run_copy(a: CopyArgs, g: &GlobalArgs) -> Result<u8, Failure> {
             opts.on_conflict.name()
         );
         eprintln!("{what}");
+        if opts.from.reads_replicas() {
+            let on: Vec<String> = pf.source_shards.iter().map(|s| format!("{} on {}", s.slots, s.read_on)).collect();
+            eprintln!("reading the source's shards on replicas: {}", on.join(", "));
+        }
+        for n in &pf.source_notes {
+            eprintln!("{n}");
+        }
         if let Some(cp) = opts.resume.as_ref().filter(|_| !pf.source_shards.is_empty()) {
             let now: Vec<(String, String)> =
                 pf.source_shards.iter().map(|s| (s.slots.clone(), s.run_id.clone())).collect();

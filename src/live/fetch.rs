@@ -388,6 +388,71 @@ pub struct RedisInfo {
     pub used_memory: u64,
     pub keys: u64,
     pub expiring_keys: u64,
+    /// A cluster endpoint: every node it reports (primaries and replicas,
+    /// failed ones too), each PINGed by cutover. Empty for one server.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub nodes: Vec<NodePing>,
+}
+
+/// One node of a cluster endpoint and cutover's own PING of it, at the
+/// address the cluster reports.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NodePing {
+    #[serde(flatten)]
+    pub node: crate::redis::cluster::Node,
+    /// None when it did not answer.
+    pub ping_ms: Option<f64>,
+    /// Why it counts as down: no answer, or the cluster marks it failed.
+    pub error: Option<String>,
+}
+
+impl NodePing {
+    pub fn is_up(&self) -> bool {
+        self.error.is_none()
+    }
+
+    /// `primary 127.0.0.1:7000 (0-5460)`.
+    pub fn describe(&self) -> String {
+        let role = if self.node.primary { "primary" } else { "replica" };
+        format!("{role} {} ({})", self.node.addr, self.node.slots)
+    }
+}
+
+/// How long one node of a cluster gets to answer (all are asked at once,
+/// inside the endpoint's 2 s).
+const NODE_PING_TIMEOUT: Duration = Duration::from_millis(700);
+
+/// PINGs every node the cluster behind `seed` reports, all at once.
+async fn ping_nodes(
+    ep: &crate::redis::url::Endpoint,
+    seed: &mut redis::aio::MultiplexedConnection,
+) -> Result<Vec<NodePing>, String> {
+    let nodes = crate::redis::cluster::nodes(ep, seed).await?;
+    let pings = futures::future::join_all(nodes.iter().map(|n| async move {
+        let ping = async {
+            let mut c = ep.open_at(&n.addr).await?;
+            let started = Instant::now();
+            let _: String = redis::cmd("PING").query_async(&mut c).await.map_err(|e| ep.scrub(&e.to_string()))?;
+            Ok::<f64, String>(started.elapsed().as_secs_f64() * 1000.0)
+        };
+        tokio::time::timeout(NODE_PING_TIMEOUT, ping)
+            .await
+            .unwrap_or_else(|_| Err(format!("no answer to PING within {} ms", NODE_PING_TIMEOUT.as_millis())))
+    }))
+    .await;
+    Ok(nodes
+        .into_iter()
+        .zip(pings)
+        .map(|(node, ping)| {
+            let error = match (&ping, node.failed) {
+                (Err(e), true) => Some(format!("{e}; the cluster marks it failed")),
+                (Err(e), false) => Some(e.clone()),
+                (Ok(_), true) => Some("answers PING, but the cluster marks it failed".to_string()),
+                (Ok(_), false) => None,
+            };
+            NodePing { node, ping_ms: ping.ok(), error }
+        })
+        .collect())
 }
 
 /// A connection to the Redis at `url`, and its database. A
@@ -398,6 +463,19 @@ async fn open_redis(url: &str) -> Result<(redis::aio::MultiplexedConnection, u32
         .any(|s| url.starts_with(s))
     {
         let ep = crate::redis::url::Endpoint::parse("Redis", url, None, None)?;
+        if let Some(nodes) = ep.cluster_nodes() {
+            // The first node of the URL that answers at once: one stopped node
+            // must not take the whole endpoint (and its other nodes' rows) with it.
+            let mut failures = Vec::new();
+            for addr in nodes {
+                match tokio::time::timeout(NODE_PING_TIMEOUT, ep.open_at(addr)).await {
+                    Ok(Ok(c)) => return Ok((c, ep.db())),
+                    Ok(Err(e)) => failures.push(e),
+                    Err(_) => failures.push(format!("{addr}: no answer within {} ms", NODE_PING_TIMEOUT.as_millis())),
+                }
+            }
+            return Err(failures.join("; "));
+        }
         return Ok((ep.connect().await?, ep.db()));
     }
     let password = reqwest::Url::parse(url).ok().and_then(|u| u.password().map(str::to_string));
@@ -421,9 +499,11 @@ pub async fn redis_info(url: &str) -> Result<RedisInfo, String> {
         let info: String = redis::cmd("INFO").query_async(&mut c).await.map_err(scrub)?;
         let mut keys: u64 = redis::cmd("DBSIZE").query_async(&mut c).await.map_err(scrub)?;
         let (_, mut expiring_keys) = crate::redis::keyspace(&info, db);
+        let mut nodes = Vec::new();
         if info_field(&info, "cluster_enabled") == Some("1") {
             // A cluster node holds only its shard's keys: count every primary's.
             let ep = crate::redis::url::Endpoint::parse("Redis", url, None, None)?;
+            nodes = ping_nodes(&ep, &mut c).await?;
             let cluster = crate::redis::cluster::Cluster::connect(&ep, c.clone()).await?;
             (keys, expiring_keys) = cluster.key_counts().await?;
         }
@@ -434,6 +514,7 @@ pub async fn redis_info(url: &str) -> Result<RedisInfo, String> {
             used_memory: info_field(&info, "used_memory").and_then(|v| v.parse().ok()).unwrap_or(0),
             keys,
             expiring_keys,
+            nodes,
         })
     };
     tokio::time::timeout(Duration::from_secs(2), work).await.unwrap_or_else(|_| Err("timed out after 2 s".into()))

@@ -13,7 +13,7 @@ use std::time::SystemTime;
 use crate::aws::cloudwatch::{AlarmState, Series};
 use crate::aws::sts::Identity;
 use crate::runbook::Side;
-pub use fetch::{EnvironmentData, HealthProbe, RedisInfo, TrafficData};
+pub use fetch::{EnvironmentData, HealthProbe, NodePing, RedisInfo, TrafficData};
 
 /// How one side is reached, as its clients were built.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]

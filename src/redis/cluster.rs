@@ -74,10 +74,33 @@ pub struct Shard {
 impl Shard {
     /// `0-5460,6000` — the same shard's name across failovers.
     pub fn slots_text(&self) -> String {
-        let parts: Vec<String> =
-            self.slots.iter().map(|(a, b)| if a == b { a.to_string() } else { format!("{a}-{b}") }).collect();
-        parts.join(",")
+        slots_text(&self.slots)
     }
+}
+
+fn slots_text(slots: &[(u16, u16)]) -> String {
+    let parts: Vec<String> =
+        slots.iter().map(|(a, b)| if a == b { a.to_string() } else { format!("{a}-{b}") }).collect();
+    parts.join(",")
+}
+
+/// One node as the cluster reports it, a failed one included: what the
+/// connectivity matrix shows a row for.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Node {
+    /// `host:port`, as the cluster reports it (the address clients use).
+    pub addr: String,
+    pub primary: bool,
+    /// Its shard's slots (`0-5460`); empty for a primary that owns none.
+    pub slots: String,
+    /// The cluster marks it failed (`fail`).
+    pub failed: bool,
+}
+
+/// A shard as reported: its slots and every node, failed ones included.
+struct Reported {
+    slots: Vec<(u16, u16)>,
+    nodes: Vec<Node>,
 }
 
 fn text(v: &Value) -> Option<String> {
@@ -102,6 +125,10 @@ fn pairs(v: &Value) -> Vec<(String, &Value)> {
 /// left out. A node is reached at its preferred `endpoint` (a hostname on
 /// ElastiCache, so TLS names match), else its `ip`; on `tls-port` with TLS.
 pub fn parse_shards(reply: &Value, tls: bool) -> Result<Vec<Shard>, String> {
+    shards_of(reported_shards(reply, tls)?)
+}
+
+fn reported_shards(reply: &Value, tls: bool) -> Result<Vec<Reported>, String> {
     let Value::Array(shards) = reply else { return Err("CLUSTER SHARDS did not answer with a list".into()) };
     let mut out = Vec::new();
     for s in shards {
@@ -111,44 +138,41 @@ pub fn parse_shards(reply: &Value, tls: bool) -> Result<Vec<Shard>, String> {
             Some(Value::Array(a)) => a.iter().filter_map(|v| text(v)?.parse().ok()).collect(),
             _ => Vec::new(),
         };
-        let mut shard = Shard {
-            slots: slots.chunks(2).filter(|p| p.len() == 2).map(|p| (p[0], p[1])).collect(),
-            primary: String::new(),
-            replicas: Vec::new(),
-        };
+        let slots: Vec<(u16, u16)> = slots.chunks(2).filter(|p| p.len() == 2).map(|p| (p[0], p[1])).collect();
         let nodes = match get("nodes") {
             Some(Value::Array(n)) => n.as_slice(),
             _ => &[],
         };
+        let mut shard = Reported { nodes: Vec::new(), slots };
         for n in nodes {
             let f = pairs(n);
             let field = |name: &str| f.iter().find(|(k, _)| k == name).and_then(|(_, v)| text(v));
-            if field("health").as_deref() == Some("fail") {
-                continue;
-            }
             let host =
                 field("endpoint").filter(|h| !h.is_empty() && h != "?").or_else(|| field("ip")).unwrap_or_default();
             let port = if tls { field("tls-port").or_else(|| field("port")) } else { field("port") };
             let Some(port) = port else { continue };
-            let addr = format!("{host}:{port}");
-            match field("role").as_deref() {
-                Some("master") => shard.primary = addr,
-                _ => shard.replicas.push(addr),
-            }
+            shard.nodes.push(Node {
+                addr: format!("{host}:{port}"),
+                primary: field("role").as_deref() == Some("master"),
+                slots: slots_text(&shard.slots),
+                failed: field("health").as_deref() == Some("fail"),
+            });
         }
-        if !shard.slots.is_empty() && !shard.primary.is_empty() {
-            out.push(shard);
-        }
+        out.push(shard);
     }
-    check_coverage(out)
+    Ok(out)
 }
 
 /// Shards from `CLUSTER NODES` text (any Redis Cluster version).
 pub fn parse_nodes(listing: &str) -> Result<Vec<Shard>, String> {
+    shards_of(reported_nodes(listing)?)
+}
+
+fn reported_nodes(listing: &str) -> Result<Vec<Reported>, String> {
     // id → shard index, for replicas (listed by their primary's id).
     let mut by_id: HashMap<&str, usize> = HashMap::new();
-    let mut out: Vec<Shard> = Vec::new();
-    let mut replicas: Vec<(&str, String)> = Vec::new();
+    let mut out: Vec<Reported> = Vec::new();
+    let mut replicas: Vec<(&str, String, bool)> = Vec::new();
     for line in listing.lines().filter(|l| !l.trim().is_empty()) {
         let f: Vec<&str> = line.split_whitespace().collect();
         if f.len() < 8 {
@@ -157,9 +181,10 @@ pub fn parse_nodes(listing: &str) -> Result<Vec<Shard>, String> {
         // ip:port@cport[,hostname]
         let addr = f[1].split(['@', ',']).next().unwrap_or("").to_string();
         let flags: Vec<&str> = f[2].split(',').collect();
-        if flags.iter().any(|x| *x == "fail" || *x == "noaddr" || *x == "handshake") {
+        if flags.iter().any(|x| *x == "noaddr" || *x == "handshake") {
             continue;
         }
+        let failed = flags.contains(&"fail");
         if flags.contains(&"master") {
             let mut slots = Vec::new();
             for s in &f[8..] {
@@ -172,20 +197,35 @@ pub fn parse_nodes(listing: &str) -> Result<Vec<Shard>, String> {
                     _ => return Err(format!("CLUSTER NODES slot range {s:?} is not N or N-M")),
                 }
             }
-            if !slots.is_empty() {
-                by_id.insert(f[0], out.len());
-                out.push(Shard { slots, primary: addr, replicas: Vec::new() });
-            }
+            by_id.insert(f[0], out.len());
+            let node = Node { addr, primary: true, slots: slots_text(&slots), failed };
+            out.push(Reported { slots, nodes: vec![node] });
         } else if flags.contains(&"slave") || flags.contains(&"replica") {
-            replicas.push((f[3], addr));
+            replicas.push((f[3], addr, failed));
         }
     }
-    for (master, addr) in replicas {
+    for (master, addr, failed) in replicas {
         if let Some(i) = by_id.get(master) {
-            out[*i].replicas.push(addr);
+            let slots = out[*i].nodes[0].slots.clone();
+            out[*i].nodes.push(Node { addr, primary: false, slots, failed });
         }
     }
-    check_coverage(out)
+    Ok(out)
+}
+
+/// The shards that serve: a primary that has not failed, with slots, and
+/// its replicas that have not failed.
+fn shards_of(reported: Vec<Reported>) -> Result<Vec<Shard>, String> {
+    let shards = reported
+        .into_iter()
+        .filter_map(|r| {
+            let live: Vec<&Node> = r.nodes.iter().filter(|n| !n.failed).collect();
+            let primary = live.iter().find(|n| n.primary)?.addr.clone();
+            let replicas = live.iter().filter(|n| !n.primary).map(|n| n.addr.clone()).collect();
+            (!r.slots.is_empty()).then_some(Shard { slots: r.slots, primary, replicas })
+        })
+        .collect();
+    check_coverage(shards)
 }
 
 /// Sorted by first slot; every slot owned once.
@@ -227,18 +267,37 @@ pub async fn enabled(e: &Endpoint, c: &mut MultiplexedConnection) -> Result<bool
     Ok(super::info_field(&info, "cluster_enabled") == Some("1"))
 }
 
-/// The shards, asked of the node behind `c`.
-pub async fn discover(e: &Endpoint, c: &mut MultiplexedConnection) -> Result<Vec<Shard>, String> {
+/// What the node behind `c` reports of its cluster.
+async fn reported(e: &Endpoint, c: &mut MultiplexedConnection) -> Result<Vec<Reported>, String> {
     match redis::cmd("CLUSTER").arg("SHARDS").query_async::<Value>(c).await {
-        Ok(v) => parse_shards(&v, e.tls()),
+        Ok(v) => reported_shards(&v, e.tls()),
         // Before Redis 7: no CLUSTER SHARDS.
         Err(err) if err.to_string().to_ascii_lowercase().contains("unknown subcommand") => {
             let listing: String = query(e, c, redis::cmd("CLUSTER").arg("NODES")).await?;
-            parse_nodes(&listing)
+            reported_nodes(&listing)
         }
-        Err(err) => Err(format!("{} {}: CLUSTER SHARDS: {}", e.role, e.redacted(), e.scrub(&err.to_string()))),
+        Err(err) => Err(format!("CLUSTER SHARDS: {}", e.scrub(&err.to_string()))),
     }
     .map_err(|why| format!("{} {}: {why}", e.role, e.redacted()))
+}
+
+/// The shards, asked of the node behind `c`.
+pub async fn discover(e: &Endpoint, c: &mut MultiplexedConnection) -> Result<Vec<Shard>, String> {
+    shards_of(reported(e, c).await?).map_err(|why| format!("{} {}: {why}", e.role, e.redacted()))
+}
+
+/// Every node the cluster reports, failed ones included, by shard (its
+/// primary first); asked of the node behind `c`.
+pub async fn nodes(e: &Endpoint, c: &mut MultiplexedConnection) -> Result<Vec<Node>, String> {
+    let mut shards = reported(e, c).await?;
+    shards.sort_by_key(|s| s.slots.first().copied());
+    Ok(shards
+        .into_iter()
+        .flat_map(|mut s| {
+            s.nodes.sort_by_key(|n| !n.primary);
+            s.nodes
+        })
+        .collect())
 }
 
 /// Which primary owns each slot.
@@ -442,6 +501,46 @@ impl Cluster {
         Ok(out)
     }
 
+    /// Per shard, the node its keys are read on, and a connection to it: its
+    /// primary, or with `--from-replicas` (`Endpoint::reads_replicas`) a
+    /// replica that answers, switched to `READONLY` so it serves reads of its
+    /// shard's keys. A shard without one is read on its primary, and a
+    /// sentence in the second list says so.
+    pub async fn readers(&self) -> Result<(Vec<(Shard, String, MultiplexedConnection)>, Vec<String>), String> {
+        let (mut out, mut notes) = (Vec::new(), Vec::new());
+        for s in self.shards() {
+            let mut read = None;
+            let mut tried = Vec::new();
+            for addr in s.replicas.iter().filter(|_| self.endpoint.reads_replicas()) {
+                let opened = async {
+                    let mut c = self.endpoint.open_at(addr).await?;
+                    query::<()>(&self.endpoint, &mut c, &redis::cmd("READONLY")).await?;
+                    Ok::<_, String>(c)
+                };
+                match tokio::time::timeout(Duration::from_secs(2), opened).await {
+                    Ok(Ok(c)) => {
+                        read = Some((addr.clone(), c));
+                        break;
+                    }
+                    Ok(Err(e)) => tried.push(e),
+                    Err(_) => tried.push(format!("{addr}: no answer within 2 s")),
+                }
+            }
+            let (addr, c) = match read {
+                Some(r) => r,
+                None => {
+                    if self.endpoint.reads_replicas() {
+                        let why = if tried.is_empty() { "it has no replica".to_string() } else { tried.join("; ") };
+                        notes.push(format!("shard {}: read on its primary {} ({why})", s.slots_text(), s.primary));
+                    }
+                    (s.primary.clone(), self.node(&s.primary).await?)
+                }
+            };
+            out.push((s, addr, c));
+        }
+        Ok((out, notes))
+    }
+
     /// (keys, expiring keys), summed over the primaries.
     pub async fn key_counts(&self) -> Result<(u64, u64), String> {
         let mut total = (0, 0);
@@ -540,6 +639,18 @@ e5 127.0.0.1:7003@17003 slave,fail a1 0 0 1 connected
         assert_eq!(parse_shards(&whole, false).unwrap()[0].primary, "node-1.cache.example:0");
         let from_nodes = parse_nodes(listing).unwrap();
         assert_eq!(from_nodes, shards);
+        // The matrix lists every node, the failed replica too, with its shard's slots.
+        let every = |r: Vec<Reported>| -> Vec<(String, bool, String, bool)> {
+            let mut v: Vec<_> =
+                r.into_iter().flat_map(|s| s.nodes).map(|n| (n.addr, n.primary, n.slots, n.failed)).collect();
+            v.sort();
+            v
+        };
+        let listed = every(reported_nodes(listing).unwrap());
+        assert_eq!(listed, every(reported_shards(&reply, false).unwrap()));
+        assert_eq!(listed.len(), 5);
+        assert!(listed.contains(&("127.0.0.1:7003".into(), false, "0-5460".into(), true)), "{listed:?}");
+        assert!(listed.contains(&("127.0.0.1:7004".into(), false, "5461-10922".into(), false)), "{listed:?}");
         let gap = parse_nodes("a1 127.0.0.1:7000@17000 master - 0 0 1 connected 0-100\n").unwrap_err();
         assert!(gap.contains("16283 of the cluster's 16384 slots have no primary"), "{gap}");
         assert!(parse_nodes("short line").unwrap_err().contains("fewer than 8 fields"));

@@ -61,8 +61,11 @@ pub struct Preflight {
     pub target_expiring: u64,
     /// The source's `run_id` (changes when it restarts or fails over).
     pub source_run_id: String,
-    /// A cluster source: each shard's primary and its `run_id` (empty for one server).
+    /// A cluster source: each shard's primary, the node it is read on and
+    /// that node's `run_id` (empty for one server).
     pub source_shards: Vec<ShardRun>,
+    /// `--from-replicas`: the shards read on their primary instead, and why.
+    pub source_notes: Vec<String>,
     /// A cluster target: its shards (empty for one server).
     pub target_shards: Vec<Shard>,
 }
@@ -72,6 +75,8 @@ pub struct Preflight {
 pub struct ShardRun {
     pub slots: String,
     pub primary: String,
+    /// The node scanned: the primary, or a replica with `--from-replicas`.
+    pub read_on: String,
     pub run_id: String,
 }
 
@@ -140,10 +145,11 @@ impl Conns {
         }
     }
 
-    /// Connections to scan on the source: every primary of a cluster, else the one server.
+    /// Connections to scan on the source: a node of each shard of a cluster
+    /// (its primary, or a replica with `--from-replicas`), else the one server.
     pub async fn source_nodes(&self) -> Result<Vec<MultiplexedConnection>, String> {
         match &self.src_cluster {
-            Some(c) => Ok(c.primaries().await?.into_iter().map(|(_, c)| c).collect()),
+            Some(c) => Ok(c.readers().await?.0.into_iter().map(|(_, _, c)| c).collect()),
             None => Ok(vec![self.src.clone()]),
         }
     }
@@ -225,6 +231,12 @@ pub async fn key_counts(e: &Endpoint, c: &mut MultiplexedConnection) -> Result<(
 pub async fn open_side(e: &Endpoint) -> Result<(MultiplexedConnection, String, Option<Arc<Cluster>>), String> {
     let (mut c, addr) = e.open().await?;
     let is_cluster = e.cluster_nodes().is_some() || cluster::enabled(e, &mut c).await?;
+    if e.reads_replicas() && !is_cluster {
+        return Err(format!(
+            "--from-replicas reads a Redis Cluster's replicas, but the {} {e} is not a cluster; drop the flag",
+            e.role
+        ));
+    }
     let cl = if is_cluster { Some(Cluster::connect(e, c.clone()).await?) } else { None };
     Ok((c, addr, cl))
 }
@@ -247,14 +259,17 @@ pub async fn preflight(opts: &CopyOptions) -> Result<(Conns, Preflight), CopyErr
     let (target_version, _) = server_info(&opts.to, &mut dst).await.map_err(CopyError::Refused)?;
     let (mode, mode_reason) =
         super::choose_mode(opts.mode, &source_version, &target_version).map_err(CopyError::Refused)?;
-    let mut source_shards = Vec::new();
+    let (mut source_shards, mut source_notes) = (Vec::new(), Vec::new());
     let source_keys: u64 = match &src_cluster {
         Some(cl) => {
             let mut keys = 0;
-            for (shard, mut c) in cl.primaries().await.map_err(CopyError::Refused)? {
+            let (readers, notes) = cl.readers().await.map_err(CopyError::Refused)?;
+            source_notes = notes;
+            for (shard, read_on, mut c) in readers {
                 keys += q::<u64>(&opts.from, &mut c, &redis::cmd("DBSIZE")).await.map_err(CopyError::Refused)?;
+                // The scanned node's: a SCAN cursor means something to it alone.
                 let (_, run_id) = server_info(&opts.from, &mut c).await.map_err(CopyError::Refused)?;
-                source_shards.push(ShardRun { slots: shard.slots_text(), primary: shard.primary, run_id });
+                source_shards.push(ShardRun { slots: shard.slots_text(), primary: shard.primary, read_on, run_id });
             }
             keys
         }
@@ -273,6 +288,7 @@ pub async fn preflight(opts: &CopyOptions) -> Result<(Conns, Preflight), CopyErr
         target_expiring,
         source_run_id,
         source_shards,
+        source_notes,
         target_shards,
     };
     Ok((conns, pf))
@@ -1143,9 +1159,18 @@ pub async fn copy(
                     run = confirmed.run;
                 }
                 let _ = save(opts, pf.mode, &parts, total_of(base, &run));
+                let copied = total_of(base, &run).copied;
+                if let Some(cl) = &conns.src_cluster
+                    && let Some(moved) = failed_over(cl, pf).await
+                {
+                    return Err(CopyError::Failed(format!(
+                        "{moved}; {copied} keys copied so far, the checkpoint keeps every shard's place: --resume \
+                         scans that shard again alone and the others go on from their cursors (the error: {})",
+                        short(&e)
+                    )));
+                }
                 return Err(CopyError::Failed(format!(
-                    "{e}{why}; {} keys copied so far, the checkpoint keeps the place (--resume continues)",
-                    total_of(base, &run).copied
+                    "{e}{why}; {copied} keys copied so far, the checkpoint keeps the place (--resume continues)"
                 )));
             }
         };
@@ -1193,6 +1218,25 @@ pub async fn copy(
         interrupted,
         followed,
     })
+}
+
+/// After a failed copy out of a cluster: the shards whose primary changed
+/// since the preflight (a failover), one sentence; None when none did.
+async fn failed_over(cl: &Cluster, pf: &Preflight) -> Option<String> {
+    cl.refresh().await.ok()?;
+    let now = cl.shards();
+    let moved: Vec<String> = pf
+        .source_shards
+        .iter()
+        .filter_map(|s| match now.iter().find(|n| n.slots_text() == s.slots) {
+            Some(n) if n.primary == s.primary => None,
+            Some(n) => {
+                Some(format!("shard {} failed over during the copy (primary {} → {})", s.slots, s.primary, n.primary))
+            }
+            None => Some(format!("shard {}'s slots moved during the copy", s.slots)),
+        })
+        .collect();
+    (!moved.is_empty()).then(|| moved.join("; "))
 }
 
 fn restore(parts: &mut [Part], places: &[(u64, bool)]) {

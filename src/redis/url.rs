@@ -22,6 +22,8 @@ pub struct Endpoint {
     sentinel: Option<SentinelGroup>,
     /// Given as `redis+cluster://`: the nodes to ask for the cluster's shards.
     cluster: Option<Vec<String>>,
+    /// A cluster is read from its replicas (`--from-replicas`), not its primaries.
+    replica_reads: bool,
 }
 
 /// The sentinels watching one master, and its name.
@@ -100,7 +102,7 @@ impl Endpoint {
             // Harmless but a sign of a typo: the CA is only used with TLS.
             tracing::info!(role, "--tls-ca given but the URL is not rediss://");
         }
-        Ok(Self { role, url, password, ca_pem, client_cert: None, sentinel: None, cluster: None })
+        Ok(Self { role, url, password, ca_pem, client_cert: None, sentinel: None, cluster: None, replica_reads: false })
     }
 
     /// `redis+sentinel://[[USER]:PASSWORD@]HOST:PORT[,HOST:PORT…]/MASTER[/DB]`
@@ -139,7 +141,7 @@ impl Endpoint {
             let _ = url.set_username(user);
         }
         let sentinel = Some(SentinelGroup { sentinels, master });
-        Ok(Self { role, url, password, ca_pem, client_cert: None, sentinel, cluster: None })
+        Ok(Self { role, url, password, ca_pem, client_cert: None, sentinel, cluster: None, replica_reads: false })
     }
 
     /// `redis+cluster://[[USER]:PASSWORD@]HOST:PORT[,HOST:PORT…][/0]`
@@ -170,7 +172,16 @@ impl Endpoint {
         if !user.is_empty() {
             let _ = url.set_username(user);
         }
-        Ok(Self { role, url, password, ca_pem, client_cert: None, sentinel: None, cluster: Some(nodes) })
+        Ok(Self {
+            role,
+            url,
+            password,
+            ca_pem,
+            client_cert: None,
+            sentinel: None,
+            cluster: Some(nodes),
+            replica_reads: false,
+        })
     }
 
     /// The nodes given in a `redis+cluster://` URL.
@@ -190,6 +201,16 @@ impl Endpoint {
         }
         self.client_cert = Some(cert);
         self
+    }
+
+    /// Reads a cluster's keys on a replica of each shard (`--from-replicas`).
+    pub fn reading_replicas(mut self) -> Self {
+        self.replica_reads = true;
+        self
+    }
+
+    pub fn reads_replicas(&self) -> bool {
+        self.replica_reads
     }
 
     pub fn tls(&self) -> bool {

@@ -262,10 +262,11 @@ pub async fn verify(
     verify_with(opts, src, None, dst, None).await
 }
 
-/// The servers holding a side's keys: a cluster's primaries, or the one server.
+/// The servers holding a side's keys: a node of each shard of a cluster
+/// (its primary, or a replica with `--from-replicas`), or the one server.
 async fn nodes(c: &MultiplexedConnection, cluster: Option<&Cluster>) -> Result<Vec<MultiplexedConnection>, String> {
     match cluster {
-        Some(cl) => Ok(cl.primaries().await?.into_iter().map(|(_, c)| c).collect()),
+        Some(cl) => Ok(cl.readers().await?.0.into_iter().map(|(_, _, c)| c).collect()),
         None => Ok(vec![c.clone()]),
     }
 }

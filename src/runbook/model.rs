@@ -690,6 +690,21 @@ pub struct SandboxSpec {
     /// Environments whose weighted record the sandbox creates as an alias to
     /// their load balancer (DNS name and canonical zone as AWS returns them).
     pub alias_records: Vec<String>,
+    /// Redis endpoints the sandbox runs as a Redis Cluster, by name.
+    pub redis_clusters: BTreeMap<String, SandboxCluster>,
+}
+
+/// A Redis Cluster on loopback: `shards` primaries, one replica each with `replicas`.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+pub struct SandboxCluster {
+    pub shards: usize,
+    pub replicas: bool,
+}
+
+impl Default for SandboxCluster {
+    fn default() -> Self {
+        Self { shards: 3, replicas: false }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]

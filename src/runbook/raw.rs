@@ -497,6 +497,21 @@ pub struct RawSandbox {
     pub instances: Vec<S<RawSandboxInstance>>,
     /// Environments whose weighted record is an alias to their load balancer.
     pub alias_records: Option<S<Vec<S<String>>>>,
+    /// Redis endpoints the sandbox runs as a Redis Cluster: endpoint name →
+    /// `{ shards, replicas }` (a `redis+cluster://` endpoint is one by itself).
+    #[serde(default)]
+    pub redis_clusters: BTreeMap<S<String>, S<RawSandboxCluster>>,
+}
+
+/// A Redis Cluster the sandbox starts for an endpoint.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "SandboxRedisCluster")]
+pub struct RawSandboxCluster {
+    /// Primaries, 3 to 8 (default 3).
+    pub shards: Option<S<i64>>,
+    /// Replicas per primary, 0 or 1 (default 0).
+    pub replicas: Option<S<i64>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

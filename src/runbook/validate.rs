@@ -1895,7 +1895,44 @@ impl<'a> Validator<'a> {
             }
             alias_records.push(name);
         }
-        SandboxSpec { seed_keys, load_balancer_zones, security_groups, instances, alias_records }
+        let mut redis_clusters = BTreeMap::new();
+        for (name, c) in &sb.redis_clusters {
+            let name = self.redis_ref(names, name);
+            let c = c.get_ref();
+            let mut cluster = SandboxCluster::default();
+            if let Some(n) = &c.shards {
+                if !(3..=8).contains(n.get_ref()) {
+                    self.err(
+                        n.span(),
+                        format!("shards {} is out of range", n.get_ref()),
+                        "give 3 to 8 primaries (redis-cli --cluster create needs at least 3)",
+                    );
+                }
+                cluster.shards = (*n.get_ref()).clamp(3, 8) as usize;
+            }
+            if let Some(r) = &c.replicas {
+                if !(0..=1).contains(r.get_ref()) {
+                    self.err(
+                        r.span(),
+                        format!("replicas {} is out of range", r.get_ref()),
+                        "give 0 or 1 replica per primary",
+                    );
+                }
+                cluster.replicas = *r.get_ref() == 1;
+            }
+            redis_clusters.insert(name, cluster);
+        }
+        // An endpoint whose URL names a cluster is one in the sandbox too.
+        for e in raw_envs.values() {
+            for r in &e.get_ref().redis {
+                let r = r.get_ref();
+                let url = r.url.as_ref().map(|u| u.get_ref().as_str()).unwrap_or("");
+                if url.starts_with("redis+cluster://") || url.starts_with("rediss+cluster://") {
+                    redis_clusters.entry(r.name.get_ref().clone()).or_default();
+                }
+            }
+        }
+        SandboxSpec { seed_keys, load_balancer_zones, security_groups, instances, alias_records, redis_clusters }
     }
 }
 
@@ -1978,6 +2015,33 @@ mod tests {
             let err = parse("t.toml", &with(url, &format!("url = \"{bad}\""))).unwrap_err().to_string();
             assert!(err.contains(why) && err.contains("t.toml:"), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn sandbox_redis_clusters_validate() {
+        let sandbox = include_str!("../../tests/runbooks/cluster-sandbox.toml");
+        let rb = parse("c.toml", sandbox).unwrap_or_else(|e| panic!("{e}"));
+        let spec = rb.sandbox.as_ref().unwrap();
+        assert_eq!(spec.redis_clusters["blue-cache"], SandboxCluster { shards: 3, replicas: true });
+        assert!(!spec.redis_clusters.contains_key("green-cache"), "a plain endpoint stays one server");
+        let line = "redis_clusters = { blue-cache = { shards = 3, replicas = 1 } }";
+        for (bad, why) in [
+            ("redis_clusters = { nope = {} }", "unknown Redis endpoint `nope`"),
+            ("redis_clusters = { blue-cache = { shards = 2 } }", "shards 2 is out of range"),
+            ("redis_clusters = { blue-cache = { replicas = 2 } }", "replicas 2 is out of range"),
+        ] {
+            let err = parse("c.toml", &sandbox.replace(line, bad)).unwrap_err().to_string();
+            assert!(err.contains(why) && err.contains("c.toml:"), "{bad}: {err}");
+        }
+        // A cluster URL is a cluster in the sandbox without being listed.
+        let url = "name = \"green-cache\", url_env";
+        let listed = sandbox
+            .replace(line, "")
+            .replace(url, "name = \"green-cache\", url = \"redis+cluster://n1:7000\", url_env");
+        let rb = parse("c.toml", &listed).unwrap_or_else(|e| panic!("{e}"));
+        let spec = rb.sandbox.as_ref().unwrap();
+        assert_eq!(spec.redis_clusters.keys().collect::<Vec<_>>(), ["green-cache"]);
+        assert_eq!(spec.redis_clusters["green-cache"], SandboxCluster::default());
     }
 
     /// The closed lists `cutover schema` offers are the ones validation accepts.

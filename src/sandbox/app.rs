@@ -23,6 +23,11 @@ pub struct AppSpec {
     pub redis_url: Option<String>,
 }
 
+/// The key an app counts its hits in.
+pub fn hits_key(app: &str) -> String {
+    format!("hits:{app}")
+}
+
 const REDIS_TIMEOUT: Duration = Duration::from_millis(800);
 
 async fn redis_command(
@@ -72,7 +77,7 @@ async fn index(State(app): State<Arc<AppSpec>>) -> impl IntoResponse {
     let Some(url) = &app.redis_url else {
         return (StatusCode::OK, format!("ok {}\n", app.name));
     };
-    let key = format!("hits:{}", app.name);
+    let key = hits_key(&app.name);
     match redis_command(url, async |c| redis::cmd("INCR").arg(&key).query_async::<i64>(c).await).await {
         Ok(n) => (StatusCode::OK, format!("ok {} hits={n}\n", app.name)),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("error {}: {e}\n", app.name)),

@@ -154,9 +154,19 @@ impl Sandbox {
         self.tasks.push(task);
 
         for (_, r) in rb.redis_endpoints() {
-            let p = process::start_redis(&dir, &r.name).await?;
-            self.redis_urls.insert(r.name.clone(), format!("redis://127.0.0.1:{}/0", p.port));
-            children.push(p);
+            match spec.redis_clusters.get(&r.name) {
+                Some(c) => {
+                    let nodes = process::start_cluster(&dir, &r.name, c.shards, c.replicas).await?;
+                    let url = format!("redis+cluster://127.0.0.1:{},127.0.0.1:{}", nodes[0].port, nodes[1].port);
+                    self.redis_urls.insert(r.name.clone(), url);
+                    children.extend(nodes);
+                }
+                None => {
+                    let p = process::start_redis(&dir, &r.name).await?;
+                    self.redis_urls.insert(r.name.clone(), format!("redis://127.0.0.1:{}/0", p.port));
+                    children.push(p);
+                }
+            }
         }
         for (env, r) in rb.redis_endpoints() {
             let keys = if env.name == rb.rollout.from { spec.seed_keys } else { 0 };
@@ -203,8 +213,13 @@ impl Sandbox {
             let endpoint = rb.redis_endpoint(&inst.redis);
             let redis_url = match endpoint {
                 Some(ep) => {
-                    let upstream: SocketAddr =
-                        self.redis_urls[&ep.name].trim_start_matches("redis://").trim_end_matches("/0").parse()?;
+                    let url = &self.redis_urls[&ep.name];
+                    let upstream: SocketAddr = if url.starts_with("redis+cluster://") {
+                        // The app speaks to one node: the primary owning the key it writes.
+                        SlotOwners::of(url).await?.owner(&app::hits_key(&inst.name)).await?.parse()?
+                    } else {
+                        url.trim_start_matches("redis://").trim_end_matches("/0").parse()?
+                    };
                     let listener = TcpListener::bind("127.0.0.1:0").await?;
                     let port = listener.local_addr()?.port();
                     let proxy = firewall::ProxySpec {
@@ -299,6 +314,11 @@ impl Sandbox {
         self.children.iter().find(|c| c.name == "moto_server").and_then(|c| c.pid())
     }
 
+    /// The child process listening on `port` (a redis-server, a cluster node).
+    pub fn pid_on_port(&self, port: u16) -> Option<u32> {
+        self.children.iter().find(|c| c.port == port).and_then(|c| c.pid())
+    }
+
     pub fn pids(&self) -> Vec<u32> {
         self.children.iter().filter_map(|c| c.pid()).collect()
     }
@@ -340,49 +360,109 @@ async fn read_live(aws: &SideClients, world: &World) -> Result<LiveWorld> {
     Ok(live)
 }
 
-/// Seeds `n` keys of mixed types, half with a TTL between 10 minutes and 2 hours.
+/// Seeds `n` keys of mixed types, half with a TTL between 10 minutes and 2
+/// hours; into a `redis+cluster://` URL, each on the primary owning it.
 pub async fn seed_redis(url: &str, n: u32) -> Result<()> {
     if n == 0 {
         return Ok(());
     }
-    let client = redis::Client::open(url)?;
-    let mut conn = client.get_multiplexed_async_connection().await?;
-    let mut pipe = redis::pipe();
+    let mut by_node: BTreeMap<String, redis::Pipeline> = BTreeMap::new();
+    let mut owners = if url.starts_with("redis+cluster://") { Some(SlotOwners::of(url).await?) } else { None };
     for i in 0..n {
-        let ttl = 600 + (u64::from(i) * 37) % 6600;
-        let key = match i % 5 {
-            0 => {
-                let k = format!("session:{i}");
-                pipe.set(&k, format!("user-{}", i * 7)).ignore();
-                k
-            }
-            1 => {
-                let k = format!("user:{i}");
-                pipe.hset_multiple(&k, &[("name", format!("user {i}")), ("plan", "pro".to_string())]).ignore();
-                k
-            }
-            2 => {
-                let k = format!("cart:{i}");
-                pipe.rpush(&k, &["sku-1", "sku-2"]).ignore();
-                k
-            }
-            3 => {
-                let k = format!("tags:{i}");
-                pipe.sadd(&k, &["a", "b", "c"]).ignore();
-                k
-            }
-            _ => {
-                let k = format!("rank:{i}");
-                pipe.zadd(&k, "m", f64::from(i)).ignore();
-                k
-            }
+        let (key, cmds) = seed_key(i);
+        let node = match owners.as_mut() {
+            Some(o) => format!("redis://{}", o.owner(&key).await?),
+            None => url.to_string(),
         };
-        if i % 2 == 0 {
-            pipe.expire(&key, ttl as i64).ignore();
+        let pipe = by_node.entry(node).or_insert_with(redis::pipe);
+        for c in cmds {
+            pipe.add_command(c).ignore();
         }
     }
-    let _: () = pipe.query_async(&mut conn).await?;
+    for (node, pipe) in by_node {
+        let mut conn = redis::Client::open(node.as_str())?.get_multiplexed_async_connection().await?;
+        let _: () = pipe.query_async(&mut conn).await?;
+    }
     Ok(())
+}
+
+/// The `i`th seeded key and the commands writing it.
+fn seed_key(i: u32) -> (String, Vec<redis::Cmd>) {
+    let ttl = 600 + (u64::from(i) * 37) % 6600;
+    let (key, write) = match i % 5 {
+        0 => {
+            let k = format!("session:{i}");
+            let c = redis::cmd("SET").arg(&k).arg(format!("user-{}", i * 7)).clone();
+            (k, c)
+        }
+        1 => {
+            let k = format!("user:{i}");
+            let c = redis::cmd("HSET").arg(&k).arg("name").arg(format!("user {i}")).arg("plan").arg("pro").clone();
+            (k, c)
+        }
+        2 => {
+            let k = format!("cart:{i}");
+            let c = redis::cmd("RPUSH").arg(&k).arg("sku-1").arg("sku-2").clone();
+            (k, c)
+        }
+        3 => {
+            let k = format!("tags:{i}");
+            let c = redis::cmd("SADD").arg(&k).arg("a").arg("b").arg("c").clone();
+            (k, c)
+        }
+        _ => {
+            let k = format!("rank:{i}");
+            let c = redis::cmd("ZADD").arg(&k).arg(f64::from(i)).arg("m").clone();
+            (k, c)
+        }
+    };
+    let mut cmds = vec![write];
+    if i.is_multiple_of(2) {
+        cmds.push(redis::cmd("EXPIRE").arg(&key).arg(ttl).clone());
+    }
+    (key, cmds)
+}
+
+/// Which node of a sandbox cluster owns a key, as the cluster itself says
+/// (CLUSTER SLOTS, CLUSTER KEYSLOT): the sandbox's own routing, apart from
+/// cutover's, which the tests check.
+struct SlotOwners {
+    conn: redis::aio::MultiplexedConnection,
+    /// (first slot, last slot, `host:port` of its primary).
+    ranges: Vec<(u16, u16, String)>,
+}
+
+impl SlotOwners {
+    /// Asks the first node of a `redis+cluster://` URL.
+    async fn of(url: &str) -> Result<SlotOwners> {
+        let first = url.trim_start_matches("redis+cluster://").split(',').next().unwrap_or_default();
+        let mut conn = redis::Client::open(format!("redis://{first}"))?.get_multiplexed_async_connection().await?;
+        let slots: Vec<(u16, u16, (String, u16))> = redis::cmd("CLUSTER")
+            .arg("SLOTS")
+            .query_async::<Vec<redis::Value>>(&mut conn)
+            .await?
+            .into_iter()
+            .map(|r| {
+                let redis::Value::Array(f) = r else { return Err(eyre!("CLUSTER SLOTS entry {r:?}")) };
+                let get = |i: usize| f.get(i).cloned().ok_or_else(|| eyre!("CLUSTER SLOTS entry too short"));
+                let primary: Vec<redis::Value> = redis::from_redis_value(get(2)?)?;
+                let host = redis::from_redis_value(primary.first().cloned().unwrap_or(redis::Value::Nil))?;
+                let port = redis::from_redis_value(primary.get(1).cloned().unwrap_or(redis::Value::Nil))?;
+                Ok((redis::from_redis_value(get(0)?)?, redis::from_redis_value(get(1)?)?, (host, port)))
+            })
+            .collect::<Result<_>>()?;
+        let ranges = slots.into_iter().map(|(a, b, (h, p))| (a, b, format!("{h}:{p}"))).collect();
+        Ok(SlotOwners { conn, ranges })
+    }
+
+    async fn owner(&mut self, key: &str) -> Result<String> {
+        let slot: u16 = redis::cmd("CLUSTER").arg("KEYSLOT").arg(key).query_async(&mut self.conn).await?;
+        self.ranges
+            .iter()
+            .find(|(a, b, _)| (*a..=*b).contains(&slot))
+            .map(|(_, _, n)| n.clone())
+            .ok_or_else(|| eyre!("no primary owns slot {slot} of the sandbox's cluster"))
+    }
 }
 
 /// The bucket of `[team] state`, as a team creates it once (CreateBucket

@@ -133,10 +133,21 @@ fn redis_reachable(snap: &Snapshot, rb: &Runbook, env: &str) -> Verdict {
     let Some(environment) = rb.environment(env) else { return unknown(format!("no environment {env}")) };
     let used = &environment.uses_redis;
     for name in used {
-        if let Some(r) = snap.redis.iter().find(|r| &r.name == name)
-            && let Err(v) = fresh(&r.view, &format!("cutover's own PING of {name}"))
-        {
-            return if r.view.error.is_some() { fail(v.1) } else { v };
+        if let Some(r) = snap.redis.iter().find(|r| &r.name == name) {
+            let info = match fresh(&r.view, &format!("cutover's own PING of {name}")) {
+                Ok(info) => info,
+                Err(v) => return if r.view.error.is_some() { fail(v.1) } else { v },
+            };
+            // A cluster: every node, replicas too (a down replica is one failover from an outage).
+            let down: Vec<String> = info
+                .nodes
+                .iter()
+                .filter(|n| !n.is_up())
+                .map(|n| format!("{}: {}", n.describe(), n.error.as_deref().unwrap_or_default()))
+                .collect();
+            if !down.is_empty() {
+                return fail(format!("cutover's own PING of {name}'s nodes: {}", down.join("; ")));
+            }
         }
     }
     each_instance(snap, env, |i| {

@@ -165,6 +165,14 @@ pub fn render(s: &Snapshot) -> String {
                     i.expiring_keys,
                     i.used_memory / 1024
                 );
+                for n in &i.nodes {
+                    let ping = match (n.ping_ms, &n.error) {
+                        (_, Some(e)) => format!("FAIL {e}"),
+                        (Some(ms), None) => format!("PING {ms:.1} ms"),
+                        (None, None) => "?".to_string(),
+                    };
+                    let _ = writeln!(o, "    node {:<44} {ping}", n.describe());
+                }
             }
             None => {
                 let _ = writeln!(o, "  {:<16} {:<12} {}", r.name, r.environment, age(&r.view));

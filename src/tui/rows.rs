@@ -4,6 +4,7 @@
 use super::app::App;
 use super::layout::Content;
 use super::pane::Pane;
+use crate::live::NodePing;
 use crate::status::{InstanceView, TargetView};
 
 fn matches(filter: &str, hay: &[&str]) -> bool {
@@ -49,19 +50,40 @@ pub struct RedisRow<'a> {
     pub environment: &'a str,
     pub instance: &'a InstanceView,
     pub endpoint: &'a str,
+    /// One node of a cluster endpoint (None: a single server, or a cluster not read yet).
+    pub node: Option<&'a NodePing>,
 }
 
-/// The instance × endpoint matrix, one row per pair.
+/// The instance × endpoint matrix, one row per pair; a cluster endpoint
+/// gets one row per node (primaries and replicas).
 pub fn redis(app: &App) -> Vec<RedisRow<'_>> {
     let mut out = Vec::new();
     for env in &app.snap.environments {
         let Some(aws) = &env.aws.value else { continue };
         for i in &aws.instances {
             for ep in i.sg_paths.keys() {
-                let hay =
-                    [env.name.as_str(), i.instance.id.as_str(), i.instance.name.as_deref().unwrap_or(""), ep.as_str()];
-                if matches(&app.filter, &hay) {
-                    out.push(RedisRow { environment: &env.name, instance: i, endpoint: ep });
+                let nodes: Vec<Option<&NodePing>> = match app
+                    .snap
+                    .redis
+                    .iter()
+                    .find(|r| &r.name == ep)
+                    .and_then(|r| r.view.value.as_ref())
+                    .map(|v| v.nodes.as_slice())
+                {
+                    Some(nodes) if !nodes.is_empty() => nodes.iter().map(Some).collect(),
+                    _ => vec![None],
+                };
+                for node in nodes {
+                    let hay = [
+                        env.name.as_str(),
+                        i.instance.id.as_str(),
+                        i.instance.name.as_deref().unwrap_or(""),
+                        ep.as_str(),
+                        node.map_or("", |n| n.node.addr.as_str()),
+                    ];
+                    if matches(&app.filter, &hay) {
+                        out.push(RedisRow { environment: &env.name, instance: i, endpoint: ep, node });
+                    }
                 }
             }
         }

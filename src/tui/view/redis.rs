@@ -58,11 +58,23 @@ pub(super) fn redis(f: &mut Frame, app: &App, area: Rect) {
             let (h, h_style) = health_cell(th, &r.instance.health);
             let ping =
                 app.snap.redis.iter().find(|x| x.name == r.endpoint).map_or(("—".to_string(), th.dim_style()), |x| {
-                    match &x.view.value {
-                        Some(info) if !x.view.stale => (format!("{:.1} ms", info.ping_ms), Style::new().fg(th.ok)),
-                        Some(_) => ("stale".into(), Style::new().fg(th.warn)),
-                        None if x.view.error.is_some() => ("FAIL".into(), Style::new().fg(th.bad).bold()),
-                        None => ("…".into(), th.dim_style()),
+                    match (&x.view.value, r.node) {
+                        (Some(info), Some(n)) if !x.view.stale => {
+                            // The pane is narrow: the part of the address that tells the nodes apart.
+                            let addrs: Vec<&str> = info.nodes.iter().map(|n| n.node.addr.as_str()).collect();
+                            let i = info.nodes.iter().position(|m| std::ptr::eq(m, n)).unwrap_or(0);
+                            let label = distinct_parts(&addrs).swap_remove(i);
+                            match n.ping_ms.filter(|_| n.is_up()) {
+                                Some(ms) => (format!("{ms:.1} ms {label}"), Style::new().fg(th.ok)),
+                                None => (format!("FAIL {label}"), Style::new().fg(th.bad).bold()),
+                            }
+                        }
+                        (Some(info), None) if !x.view.stale => {
+                            (format!("{:.1} ms", info.ping_ms), Style::new().fg(th.ok))
+                        }
+                        (Some(_), _) => ("stale".into(), Style::new().fg(th.warn)),
+                        (None, _) if x.view.error.is_some() => ("FAIL".into(), Style::new().fg(th.bad).bold()),
+                        (None, _) => ("…".into(), th.dim_style()),
                     }
                 });
             Line::from(vec![
@@ -81,6 +93,13 @@ pub(super) fn redis(f: &mut Frame, app: &App, area: Rect) {
     f.render_widget(Paragraph::new(lines), list);
     if let Some(r) = rows.get(sel) {
         let mut why = Vec::new();
+        if let Some(n) = r.node {
+            match (&n.error, n.ping_ms) {
+                (Some(e), _) => why.push(format!("{}: {e}", n.describe())),
+                (None, Some(ms)) => why.push(format!("{}: PING {ms:.1} ms", n.describe())),
+                (None, None) => why.push(n.describe()),
+            }
+        }
         let path = &r.instance.sg_paths[r.endpoint];
         if !path.is_allowed() {
             why.push(format!("sg path: {}", path.describe()));
@@ -93,7 +112,12 @@ pub(super) fn redis(f: &mut Frame, app: &App, area: Rect) {
             Some(HealthProbe::NotProbed { reason }) => why.push(reason.clone()),
             _ => {}
         }
-        let text = if why.is_empty() { "all three paths ok".to_string() } else { why.join(" · ") };
+        let node_up = r.node.is_none_or(|n| n.is_up());
+        let text = match why.as_slice() {
+            [] => "all three paths ok".to_string(),
+            [only] if r.node.is_some() && node_up => format!("{only} · all three paths ok"),
+            _ => why.join(" · "),
+        };
         f.render_widget(Paragraph::new(text).style(th.dim_style()).wrap(Wrap { trim: true }), detail);
     }
     let counts_line: Vec<String> = app
@@ -106,4 +130,47 @@ pub(super) fn redis(f: &mut Frame, app: &App, area: Rect) {
         })
         .collect();
     f.render_widget(Paragraph::new(counts_line.join("  │  ")), counts);
+}
+
+/// The part of each address that tells it from the others: their common
+/// prefix and suffix cut at a `.` or `:` (`127.0.0.1:7000` → `:7000`;
+/// `c-0001-001.c.x.cache.amazonaws.com:6379` → `c-0001-001`).
+pub fn distinct_parts(addrs: &[&str]) -> Vec<String> {
+    let common = |a: &[char], b: &[char]| a.iter().zip(b).take_while(|(x, y)| x == y).count();
+    let chars: Vec<Vec<char>> = addrs.iter().map(|a| a.chars().collect()).collect();
+    if chars.len() < 2 {
+        return addrs.iter().map(|a| a.to_string()).collect();
+    }
+    let sep = |c: &char| *c == '.' || *c == ':';
+    let prefix = chars.iter().map(|c| common(&chars[0], c)).min().unwrap_or(0);
+    // Back to the last separator inside the prefix, which stays (`:7000`).
+    let start = chars[0][..prefix].iter().rposition(sep).unwrap_or(0);
+    let rev: Vec<Vec<char>> = chars.iter().map(|c| c.iter().rev().copied().collect()).collect();
+    let suffix = rev.iter().map(|r| common(&rev[0], r)).min().unwrap_or(0);
+    // Forward to the first separator inside the suffix, which goes.
+    let cut = rev[0][..suffix].iter().rposition(sep).map_or(0, |i| i + 1);
+    let parts: Vec<String> = chars
+        .iter()
+        .map(|c| {
+            let end = c.len().saturating_sub(cut).max(start);
+            c[start..end].iter().collect()
+        })
+        .collect();
+    if parts.iter().any(String::is_empty) { addrs.iter().map(|a| a.to_string()).collect() } else { parts }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn node_labels_keep_what_tells_the_nodes_apart() {
+        assert_eq!(
+            super::distinct_parts(&["127.0.0.1:7000", "127.0.0.1:7001", "127.0.0.1:7013"]),
+            [":7000", ":7001", ":7013"]
+        );
+        let ec = ["c-0001-001.c.x.cache.amazonaws.com:6379", "c-0002-001.c.x.cache.amazonaws.com:6379"];
+        assert_eq!(super::distinct_parts(&ec), ["c-0001-001", "c-0002-001"]);
+        assert_eq!(super::distinct_parts(&["10.0.1.5:6379", "10.0.2.5:6379"]), [".1", ".2"]);
+        assert_eq!(super::distinct_parts(&["a:1"]), ["a:1"]);
+        assert_eq!(super::distinct_parts(&["a:1", "a:1"]), ["a:1", "a:1"]);
+    }
 }
