@@ -186,6 +186,9 @@ fn big_live(now: SystemTime) -> Vec<LiveEvent> {
                 used_memory: 1 << 20,
                 keys: 100_000,
                 expiring_keys: 50_000,
+                keyspace_hits: None,
+                keyspace_misses: None,
+                lookups: None,
             }),
         }));
     }
