@@ -389,10 +389,13 @@ fn the_cockpits_parity_pane_shows_a_drift_planted_with_the_sdk_with_both_values(
     let tmux = Tmux { socket: format!("cutover-parity-{}", std::process::id()) };
     let out = tmux.cmd(&["new-session", "-d", "-s", "t", "-x", "80", "-y", "24", &format!("sh {}", script.display())]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    tmux.wait_for("the cockpit", Duration::from_secs(60), |s| s.contains("1 Traffic"));
+    // Live values on screen first: the cockpit reads keys by then.
+    tmux.wait_for("the cockpit's live values", Duration::from_secs(60), |s| {
+        s.lines().any(|l| l.contains("1 Traffic") && l.contains("s ago")) && s.contains("6 Log")
+    });
     tmux.keys(&["7"]);
     let s = tmux.wait_for("the first comparison", Duration::from_secs(60), |s| {
-        s.lines().any(|l| l.contains("7 Parity") && l.contains("production → staging") && l.contains("no drift"))
+        s.lines().any(|l| l.contains("7 Parity") && l.contains("no drift")) && s.contains("production → staging")
     });
     assert!(!s.contains("6 Log"), "the Parity pane is in the Log's place:\n{s}");
     tmux.keys(&["z"]);
