@@ -144,7 +144,7 @@ async fn a_gate_failing_during_the_bake_rolls_back_to_the_last_good_step() {
     let out = child.wait_with_output().await.unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{text}");
-    assert!(text.contains("bake 300 s at 100%"), "{text}");
+    assert!(text.contains("baking for 300s at 100%: every gate keeps running"), "{text}");
     assert!(
         text.contains("rollout ABORTED and rolled back: gate 1 (alarms demo-staging-5xx) failed 1 time(s): alarm demo-staging-5xx is ALARM"),
         "{text}"
