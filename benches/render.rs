@@ -187,6 +187,9 @@ fn big_live(now: SystemTime) -> Vec<LiveEvent> {
                 keys: 100_000,
                 expiring_keys: 50_000,
                 nodes: vec![],
+                keyspace_hits: None,
+                keyspace_misses: None,
+                lookups: None,
             }),
         }));
     }

@@ -126,11 +126,29 @@ async fn decom_time_gate_refuses_early_counts_down_in_the_cockpit_and_opens_afte
     assert!(left > 0 && left <= 40, "{left}: {screen}");
     // It counts down.
     tmux.wait_for("the countdown to move", Duration::from_secs(10), |s| s.contains("⧗ ") && countdown(s) < left);
+    let before = audit_lines(dir.path(), &rb.name).len();
     tmux.keys(&["Enter"]);
     tmux.wait_for("the refusal", Duration::from_secs(10), |s| {
         s.contains("refused: decommission/start-again may not run before 40s")
     });
     assert!(!tmux.screen().contains("confirm a change"), "no popup opened");
+    // Audited as `cutover run` audits it: the time gate's reason, not --read-only.
+    let refused = eventually(Duration::from_secs(10), "the cockpit's refusal audited", || async {
+        audit_lines(dir.path(), &rb.name).get(before).cloned()
+    })
+    .await;
+    assert_eq!(
+        (refused["stage"].as_str(), refused["action"].as_str()),
+        (Some("refused"), Some("start_instances production (decommission/start-again)")),
+        "{refused}"
+    );
+    let detail = refused["detail"].as_str().unwrap();
+    assert!(
+        detail.starts_with(
+            "refused: decommission/start-again may not run before 40s after decommission/stop-old finished ("
+        ) && detail.contains("s left, it opens at 20"),
+        "{detail}"
+    );
     tmux.keys(&["q"]);
 
     // Once the window has passed, it runs; the instances come back.
@@ -148,7 +166,7 @@ async fn decom_time_gate_refuses_early_counts_down_in_the_cockpit_and_opens_afte
         .collect();
     let gated_stages: Vec<&str> =
         stages.iter().filter(|(a, _)| a.ends_with(&format!("({gated})"))).map(|(_, s)| s.as_str()).collect();
-    assert_eq!(gated_stages, ["refused", "refused", "intent", "applied"], "{stages:#?}");
+    assert_eq!(gated_stages, ["refused", "refused", "refused", "intent", "applied"], "{stages:#?}");
     sb.down().await;
 }
 
@@ -232,6 +250,48 @@ async fn decom_create_image_and_snapshot_redis_wait_until_available_tagged_and_a
     let last = audit.last().unwrap();
     assert_eq!(last["stage"], "applied");
     assert!(last["detail"].as_str().unwrap().contains(manual[0].snapshot_name().unwrap()), "{last}");
+    sb.down().await;
+}
+
+/// An AMI that AWS fails (the proxy's fault: `failed`, with AWS's
+/// StateReason) fails the step: the instance and AMI named, the audit's last
+/// line `failed`, and the item not finished, so what waits on it stays shut.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decom_a_failed_image_fails_the_step_naming_instance_and_ami_and_finishes_nothing() {
+    use common::tmux::audit_lines;
+    let dir = tempfile::tempdir().unwrap();
+    let waiting = "\n[[phases.items]]\nid = \"after-images\"\ntitle = \"Start production once its AMIs exist\"\nkind = \"action\"\naction = \"start_instances\"\nenvironment = \"production\"\nnot_before = { after = \"backup/images\", wait = \"1s\" }\n";
+    let (rb, path) = with_elasticache(dir.path(), &format!("{BACKUPS}{waiting}"));
+    let p = path.to_str().unwrap();
+    let sb = sandbox(&rb, "ap-southeast-3").await;
+    let production: Vec<String> =
+        sb.world.instances.iter().filter(|i| i.environment == "production").map(|i| i.id.clone()).collect();
+    sb.faults.fail_new_images.store(true, std::sync::atomic::Ordering::SeqCst);
+
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["run", p, "backup/images", "--yes"]).await;
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("progress 0/2: 0 of 2 AMIs available"), "waited while pending: {out}");
+    let images = sb.clients.ec2.describe_images().owners("self").send().await.unwrap();
+    let amis: Vec<String> = images.images().iter().map(|i| i.image_id().unwrap().to_string()).collect();
+    assert_eq!(amis.len(), 2, "{images:?}");
+    let failed = out.lines().find(|l| l.contains("step 1 of 1 failed: AMI ")).unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        failed.contains(" is failed (The instance was terminated or rebooted during AMI creation.)")
+            && amis.iter().any(|a| failed.contains(&format!("AMI {a} of i-")))
+            && production.iter().all(|i| failed.contains(&format!(" of {i}"))),
+        "the instance and AMI, and every AMI made: {failed}"
+    );
+    assert!(!out.contains("AMIs available:"), "no success said: {out}");
+    let audit = audit_lines(dir.path(), &rb.name);
+    let stages: Vec<&str> = audit.iter().map(|l| l["stage"].as_str().unwrap()).collect();
+    assert_eq!(stages, ["intent", "failed"], "{audit:#?}");
+    assert!(audit[1]["detail"].as_str().unwrap().contains(" is failed ("), "{}", audit[1]);
+
+    // Not finished: the item that waits on it is still refused.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["run", p, "backup/after-images", "--yes"]).await;
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("after backup/images finished, and it has not"), "{out}");
     sb.down().await;
 }
 

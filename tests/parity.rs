@@ -370,3 +370,61 @@ async fn alarm_on_5xx_counts_only_alarms_that_notify_someone_and_reads_metric_ma
     assert_eq!(outcome(&common::first_snapshot(&rb, &sb).await, "alarm-on-5xx"), (Pass, "staging-5xx-rate".into()));
     sb.down().await;
 }
+
+/// The cockpit's Parity pane (key 7) at 80×24 on the sandbox: as rehearsed,
+/// no drift and the allowed difference with the runbook's reason; a drift
+/// planted with the SDK (staging's health-check interval) shows after a
+/// refresh (`r`), with both sides' values, marked DRIFT and counted in the
+/// title.
+#[test]
+fn the_cockpits_parity_pane_shows_a_drift_planted_with_the_sdk_with_both_values() {
+    use common::tmux::{Tmux, cockpit_script};
+    use std::time::{Duration, Instant};
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let rb = common::runbook("staging-to-production.toml");
+    let sb = rt.block_on(common::sandbox(&rb, "ca-west-1"));
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("exited");
+    let script = cockpit_script(&sb, &rb, dir.path(), &["tui", RUNBOOK], &marker);
+    let tmux = Tmux { socket: format!("cutover-parity-{}", std::process::id()) };
+    let out = tmux.cmd(&["new-session", "-d", "-s", "t", "-x", "80", "-y", "24", &format!("sh {}", script.display())]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // Live values on screen first: the cockpit reads keys by then.
+    tmux.wait_for("the cockpit's live values", Duration::from_secs(60), |s| {
+        s.lines().any(|l| l.contains("1 Traffic") && l.contains("s ago")) && s.contains("6 Log")
+    });
+    tmux.keys(&["7"]);
+    let s = tmux.wait_for("the first comparison", Duration::from_secs(60), |s| {
+        s.lines().any(|l| l.contains("7 Parity") && l.contains("no drift")) && s.contains("production → staging")
+    });
+    assert!(!s.contains("6 Log"), "the Parity pane is in the Log's place:\n{s}");
+    tmux.keys(&["z"]);
+    tmux.wait_for("the allowed difference and its reason", Duration::from_secs(10), |s| {
+        s.lines().any(|l| l.contains("allowed") && l.contains("redis.keys")) && s.contains("why: staging's Redis fills")
+    });
+
+    let tg = sb.world.target_groups["staging"][0].arn.clone();
+    rt.block_on(sb.clients.elb.modify_target_group().target_group_arn(tg).health_check_interval_seconds(10).send())
+        .unwrap();
+    tmux.keys(&["r"]);
+    let s = tmux.wait_for("the planted drift", Duration::from_secs(30), |s| {
+        s.contains("target_group.health_check.interval") && s.contains("1 drift")
+    });
+    let lines: Vec<&str> = s.lines().collect();
+    let at = lines.iter().position(|l| l.contains("target_group.health_check.interval")).unwrap();
+    assert!(lines[at].contains("DRIFT"), "{s}");
+    assert!(lines[at - 1].contains("production → staging"), "the sides, from → to: {s}");
+    let values = lines[at + 1];
+    assert!(values.contains("30") && values.contains(" → 10"), "both values, production's then staging's: {values}");
+    let title = lines.iter().find(|l| l.contains("7 Parity")).unwrap();
+    assert!(title.contains("1 drift") && title.contains("1 allowed"), "{title}");
+
+    tmux.keys(&["q"]);
+    let start = Instant::now();
+    while !marker.exists() {
+        assert!(start.elapsed() < Duration::from_secs(20), "cutover did not exit; screen:\n{}", tmux.screen());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(std::fs::read_to_string(&marker).unwrap().trim(), "exit=0");
+    rt.block_on(sb.down());
+}

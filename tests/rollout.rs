@@ -117,6 +117,90 @@ async fn an_alarm_during_a_soak_rolls_back_to_the_last_good_step_and_the_audit_s
     sb.down().await;
 }
 
+/// The bake: the last step (100%) holds for the bake with its gates running;
+/// a gate failing during it rolls back to the last good step, as a soak's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gate_failing_during_the_bake_rolls_back_to_the_last_good_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rb, path) = fast_runbook_with(dir.path(), |t| t.replace("soak = \"5s\"\n", "soak = \"5s\"\nbake = \"5m\"\n"));
+    assert_eq!(rb.rollout.bake, Duration::from_secs(300));
+    let sb = fixed_sandbox(&rb, "eu-south-1").await;
+    let child = spawn_rollout(&sb, &rb, dir.path(), &path);
+    until_soaking(dir.path(), 3).await;
+    assert_eq!(weights(&sb).await, w(0, 100), "the last step is live while it bakes");
+    // Past a soak's length, it is still baking, not complete.
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    let s = rollout_state(dir.path()).unwrap();
+    assert_eq!((&s["engine"]["step"], &s["engine"]["phase"]["phase"]), (&3.into(), &"soaking".into()), "{s}");
+    sb.clients
+        .cloudwatch
+        .set_alarm_state()
+        .alarm_name("demo-staging-5xx")
+        .state_value(aws_sdk_cloudwatch::types::StateValue::Alarm)
+        .state_reason("test: 5xx during the bake")
+        .send()
+        .await
+        .unwrap();
+    let out = child.wait_with_output().await.unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("baking for 300s at 100%: every gate keeps running"), "{text}");
+    assert!(
+        text.contains("rollout ABORTED and rolled back: gate 1 (alarms demo-staging-5xx) failed 1 time(s): alarm demo-staging-5xx is ALARM"),
+        "{text}"
+    );
+    assert!(!text.contains("rollout complete"), "{text}");
+    assert_eq!(weights(&sb).await, w(50, 50), "back to step 3 (50%), the last good one");
+    assert_eq!(rollout_state(dir.path()).unwrap()["engine"]["phase"]["phase"], "aborted");
+    let last = audit(dir.path()).last().unwrap().clone();
+    assert_eq!(last["action"], "rollout abort");
+    assert!(last["detail"].as_str().unwrap().contains("demo-staging-5xx is ALARM"), "{last}");
+    sb.down().await;
+}
+
+/// A `redis_hit_rate` gate below its minimum aborts the rollout as any
+/// failing gate does: misses made with GET of absent keys during the soak.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_hit_rate_gate_below_its_minimum_aborts_and_rolls_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rb, path) = fast_runbook_with(dir.path(), |t| {
+        let (head, rest) = t.split_once("[[rollout.gates]]").unwrap();
+        let alarms = &rest[rest.find("[[alarms]]").unwrap()..];
+        format!(
+            "{head}[[rollout.gates]]\nkind = \"redis_hit_rate\"\nredis = \"staging-cache\"\nmin_hit_rate = 90\nno_data = \"pause\"\n\n{alarms}"
+        )
+    });
+    let sb = fixed_sandbox(&rb, "ap-northeast-3").await;
+    // One hit in four lookups, all the time (each four in one MULTI, so
+    // every reading falls between them): 25%.
+    let url = sb.redis_urls["staging-cache"].clone();
+    let lookups = tokio::spawn(async move {
+        let mut c = redis::Client::open(url.as_str()).unwrap().get_multiplexed_async_connection().await.unwrap();
+        let _: () = redis::cmd("SET").arg("session:present").arg("1").query_async(&mut c).await.unwrap();
+        loop {
+            let mut four = redis::pipe();
+            four.atomic();
+            for key in ["session:present", "session:absent-1", "session:absent-2", "session:absent-3"] {
+                four.cmd("GET").arg(key);
+            }
+            let _: Vec<Option<String>> = four.query_async(&mut c).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["rollout", path.to_str().unwrap(), "--yes"]).await;
+    lookups.abort();
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("rollout ABORTED and rolled back: gate 1 (staging-cache hit rate ≥ 90%) failed 1 time(s): staging-cache: hit rate 25.0% ("),
+        "{out}"
+    );
+    assert_eq!(weights(&sb).await, w(100, 0), "no step passed: back to the initial weights");
+    let last = audit(dir.path()).last().unwrap().clone();
+    assert_eq!(last["action"], "rollout abort");
+    assert!(last["detail"].as_str().unwrap().contains("hit rate 25.0%"), "{last}");
+    sb.down().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_during_a_soak_then_restart_resumes_the_same_step_without_duplicate_audit_lines() {
     let dir = tempfile::tempdir().unwrap();

@@ -212,6 +212,9 @@ fn demo_events(stopped_prod_web_1: bool) -> Vec<LiveEvent> {
                 keys,
                 expiring_keys: keys / 2,
                 nodes: vec![],
+                keyspace_hits: None,
+                keyspace_misses: None,
+                lookups: None,
             }),
         }));
     }
@@ -407,12 +410,13 @@ fn every_key_in_every_pane() {
             match b.action {
                 KeyAction::NextPane => assert_eq!(
                     app.focus,
-                    Pane::ALL[(Pane::ALL.iter().position(|p| *p == pane).unwrap() + 1) % 6],
+                    Pane::ALL[(Pane::ALL.iter().position(|p| *p == pane).unwrap() + 1) % Pane::ALL.len()],
                     "{ctx}"
                 ),
                 KeyAction::PrevPane => assert_eq!(
                     app.focus,
-                    Pane::ALL[(Pane::ALL.iter().position(|p| *p == pane).unwrap() + 5) % 6],
+                    Pane::ALL
+                        [(Pane::ALL.iter().position(|p| *p == pane).unwrap() + Pane::ALL.len() - 1) % Pane::ALL.len()],
                     "{ctx}"
                 ),
                 KeyAction::FocusTraffic => assert_eq!(app.focus, Pane::Traffic),
@@ -420,7 +424,8 @@ fn every_key_in_every_pane() {
                 KeyAction::FocusRedis => assert_eq!(app.focus, Pane::Redis),
                 KeyAction::FocusAlarms => assert_eq!(app.focus, Pane::Alarms),
                 KeyAction::FocusChecklist => assert_eq!(app.focus, Pane::Checklist),
-                KeyAction::FocusLog => assert_eq!(app.focus, Pane::Log),
+                KeyAction::FocusLog => assert_eq!((app.focus, app.parity_open), (Pane::Log, false)),
+                KeyAction::FocusParity => assert_eq!((app.focus, app.parity_open), (Pane::Parity, true)),
                 KeyAction::Down => {
                     let rows = app.row_count(pane);
                     let start = if pane == Pane::Checklist { 3 } else { 0 };
@@ -506,6 +511,123 @@ fn enter_runs_a_check_which_finishes_when_fresh_data_has_arrived() {
     assert_eq!(*outcome, cutover::status::CheckOutcome::Fail);
     assert!(detail.contains("staging-web-2: security-group path to staging-cache: BLOCKED"), "{detail}");
     assert!(app.log.iter().any(|l| l.text.starts_with("check validate/redis FAILED")));
+}
+
+/// A side as the shapes worker reads it: one instance of `instance_type` on `ami`.
+fn side_shape(env: &str, instance_type: &str, ami: &str) -> cutover::analysis::parity::SideShape {
+    cutover::analysis::parity::SideShape {
+        environment: env.into(),
+        load_balancer: None,
+        target_groups: vec![],
+        autoscaling_groups: vec![],
+        instances: vec![cutover::analysis::parity::InstanceShape {
+            id: format!("i-0{env}web1"),
+            name: Some(format!("{env}-web-1")),
+            instance_type: instance_type.into(),
+            image_id: Some(ami.into()),
+            zone: "eu-west-1a".into(),
+            imdsv2_required: Some(true),
+            public_ip: None,
+            security_groups: vec![],
+        }],
+        groups: vec![],
+        redis_groups: vec![],
+        alarms: vec![],
+        redis: vec![],
+    }
+}
+
+/// Both sides' shapes, read at `at`: staging on `staging_type`, production on
+/// t3.micro, each on its own AMI.
+fn shapes_event(staging_type: &str, at: SystemTime) -> LiveEvent {
+    let shapes = [side_shape("production", "t3.micro", "ami-0old"), side_shape("staging", staging_type, "ami-0new")]
+        .into_iter()
+        .map(|s| (s.environment.clone(), s))
+        .collect();
+    LiveEvent { at, update: Update::Shapes(Ok(shapes)) }
+}
+
+/// The demo app with a `parity` check (validate/parity, row 8) and the
+/// AMIs' difference allowed, after the demo's events and `shapes`.
+fn parity_app(shapes: LiveEvent) -> App {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("runbooks/demo.toml");
+    let text = std::fs::read_to_string(&path).unwrap().replace(
+        "[[phases.items]]\nid = \"copy\"",
+        "[[phases.items]]\nid = \"parity\"\ntitle = \"No drift from production\"\nkind = \"check\"\ncheck = \"parity\"\n\n[[phases.items]]\nid = \"copy\"",
+    ) + "\n[parity]\nallow = [{ what = \"instances.ami\", reason = \"staging runs the new image\" }]\n";
+    let rb = cutover::runbook::parse(&path.display().to_string(), &text).unwrap_or_else(|e| panic!("{e}"));
+    let header = Header { profile: None, read_only: false };
+    let mut app =
+        App::new(rb, "eu-west-1".into(), header, Keymap::default(), ChecklistState::default(), "ana".into(), t0());
+    for e in demo_events(false).into_iter().chain([shapes]) {
+        update(&mut app, Event::Live(e));
+    }
+    app.log.clear();
+    app
+}
+
+#[test]
+fn parity_pane_shows_drift_with_both_values_and_allowed_differences_with_the_runbooks_reason() {
+    let mut app = parity_app(shapes_event("t3.small", t0() - Duration::from_secs(3)));
+    assert!(!screen(&app, 160, 48).contains("7 Parity"), "closed until opened");
+    update(&mut app, key(KeyCode::Char('7')));
+    assert_eq!((app.focus, app.parity_open), (Pane::Parity, true));
+    snap_both("parity", &mut app);
+    for (w, h) in [(80, 24), (160, 48)] {
+        update(&mut app, key(KeyCode::Char('z')));
+        let s = screen(&app, w, h);
+        update(&mut app, key(KeyCode::Esc));
+        let title = s.lines().find(|l| l.contains("7 Parity")).unwrap_or_else(|| panic!("no title:\n{s}"));
+        assert!(title.contains("1 drift") && title.contains("3s ago") && title.contains("1 allowed"), "{title}");
+        let lines: Vec<&str> = s.lines().collect();
+        let at =
+            |needle: &str| lines.iter().position(|l| l.contains(needle)).unwrap_or_else(|| panic!("{needle}:\n{s}"));
+        let sides = at("production → staging");
+        let drift = at("instances.type");
+        assert!(lines[drift].contains("DRIFT") && drift == sides + 1, "{s}");
+        assert!(lines[drift + 1].contains("t3.micro → t3.small"), "both values, from → to: {s}");
+        let allowed = at("instances.ami");
+        assert!(lines[allowed].contains("allowed") && allowed > drift, "drift first: {s}");
+        assert!(lines[allowed + 1].contains("ami-0old → ami-0new"), "{s}");
+        assert!(lines[allowed + 2].contains("why: staging runs the new image"), "{s}");
+    }
+    // Unzoomed at 80×24 too: the count, the age and both values.
+    let s = screen(&app, 80, 24);
+    assert!(s.lines().any(|l| l.contains("7 Parity") && l.contains("1 drift") && l.contains("3s ago")), "{s}");
+    assert!(s.contains("t3.micro → t3.small"), "{s}");
+    // j moves over the differences; the Log takes its place back when focused.
+    update(&mut app, key(KeyCode::Char('j')));
+    assert_eq!(app.selected(Pane::Parity), 1);
+    update(&mut app, key(KeyCode::Char('6')));
+    let s = screen(&app, 80, 24);
+    assert!(s.contains("6 Log") && !s.contains("7 Parity"), "{s}");
+    // The same comparison `cutover diff` and the parity check make.
+    let check = app.snap.checks.iter().find(|c| c.item == "parity").unwrap();
+    assert_eq!(check.outcome, cutover::status::CheckOutcome::Fail);
+    assert!(check.detail.contains("instances.type (instances): t3.micro → t3.small"), "{}", check.detail);
+}
+
+#[test]
+fn enter_on_a_parity_check_waits_for_fresh_shapes_not_only_the_fast_sources() {
+    let mut app = parity_app(shapes_event("t3.small", t0() - Duration::from_secs(3)));
+    update(&mut app, key(KeyCode::Char('5')));
+    app.selected.insert(Pane::Checklist, 8); // validate/parity
+    assert_eq!(app.selected_item(), Some(("validate".into(), "parity".into())));
+    assert_eq!(update(&mut app, key(KeyCode::Enter)), vec![Command::Refresh]);
+    // The drift is fixed; every fast source reports again, the shapes not yet.
+    app.now = t0() + Duration::from_secs(1);
+    for mut e in demo_events(false) {
+        e.at = t0() + Duration::from_secs(2);
+        update(&mut app, Event::Live(e));
+    }
+    assert!(
+        matches!(app.runs["validate/parity"], CheckRun::Running { .. }),
+        "judged on shapes read before Enter: {:?}",
+        app.runs["validate/parity"]
+    );
+    update(&mut app, Event::Live(shapes_event("t3.micro", t0() + Duration::from_secs(4))));
+    let CheckRun::Done { outcome, detail, .. } = &app.runs["validate/parity"] else { panic!("still running") };
+    assert_eq!((*outcome, detail.as_str()), (cutover::status::CheckOutcome::Pass, "no drift (1 allowed differences)"));
 }
 
 fn redis_ingress_plan() -> cutover::drive::actions::ActionPlan {
@@ -1102,6 +1224,9 @@ fn a_cluster_endpoint_gets_a_row_per_node_and_a_down_node_fails_on_its_own_row()
                     node(7001, true, "8192-16383", true),
                     node(7003, false, "8192-16383", false),
                 ],
+                keyspace_hits: None,
+                keyspace_misses: None,
+                lookups: None,
             }),
         },
     });

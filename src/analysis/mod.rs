@@ -1,5 +1,6 @@
 //! Pure analysis over domain types: no I/O.
 
+pub mod hit_rate;
 pub mod parity;
 pub mod reachability;
 pub mod weights;

@@ -371,6 +371,38 @@ impl Collector<'_> {
     }
 }
 
+/// The rollout's two sides compared: what `cutover diff`, the `parity` check
+/// and the cockpit's Parity pane show, computed once by [`Parity::of`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Parity {
+    /// The `from` side's environment.
+    pub from: String,
+    /// The `to` side's environment.
+    pub to: String,
+    pub differences: Vec<Difference>,
+    /// What could not be read (a Redis down): not compared, so not known equal.
+    pub not_compared: Vec<String>,
+}
+
+impl Parity {
+    pub fn of(from: &SideShape, to: &SideShape, allow: &BTreeMap<String, String>) -> Parity {
+        Parity {
+            from: from.environment.clone(),
+            to: to.environment.clone(),
+            differences: compare(from, to, allow),
+            not_compared: from.unread().into_iter().chain(to.unread()).collect(),
+        }
+    }
+
+    pub fn drift(&self) -> usize {
+        self.differences.iter().filter(|d| d.is_drift()).count()
+    }
+
+    pub fn allowed(&self) -> usize {
+        self.differences.len() - self.drift()
+    }
+}
+
 /// Every difference between `from` and `to`, and between each instance and
 /// its siblings on one side. `allow` maps a path to the runbook's reason.
 pub fn compare(from: &SideShape, to: &SideShape, allow: &BTreeMap<String, String>) -> Vec<Difference> {

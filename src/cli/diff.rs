@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::{Failure, GlobalArgs};
 use crate::analysis::parity::SideShape;
-use crate::analysis::parity::{Difference, compare};
+use crate::analysis::parity::{Difference, Parity};
 use crate::runbook::Runbook;
 
 /// Bumped on any incompatible change to the JSON of `cutover diff --json`.
@@ -43,9 +43,8 @@ pub fn run(rb: Runbook, g: &GlobalArgs, json: bool) -> Result<u8, Failure> {
                 .await
                 .map_err(|e| Failure { status: 1, message: format!("cannot read the two sides: {e}") })?;
         let (from, to) = (&shapes[&rb.rollout.from], &shapes[&rb.rollout.to]);
-        let differences = compare(from, to, &rb.parity_allow);
-        let drift = differences.iter().filter(|d| d.is_drift()).count();
-        let not_compared: Vec<String> = from.unread().into_iter().chain(to.unread()).collect();
+        let parity = Parity::of(from, to, &rb.parity_allow);
+        let (differences, not_compared, drift) = (&parity.differences, &parity.not_compared, parity.drift());
         if json {
             let report = Report {
                 schema: SCHEMA_VERSION,
@@ -53,9 +52,9 @@ pub fn run(rb: Runbook, g: &GlobalArgs, json: bool) -> Result<u8, Failure> {
                 from: &rb.rollout.from,
                 to: &rb.rollout.to,
                 drift,
-                allowed: differences.len() - drift,
-                differences: &differences,
-                not_compared: &not_compared,
+                allowed: parity.allowed(),
+                differences,
+                not_compared,
                 sides: [from, to],
             };
             let body = serde_json::to_string_pretty(&report)
@@ -63,7 +62,7 @@ pub fn run(rb: Runbook, g: &GlobalArgs, json: bool) -> Result<u8, Failure> {
             // A closed pipe (`| head`) is not an error worth a panic.
             let _ = writeln!(std::io::stdout().lock(), "{body}");
         } else {
-            let _ = write!(std::io::stdout().lock(), "{}", render(&rb, &differences, &not_compared));
+            let _ = write!(std::io::stdout().lock(), "{}", render(&rb, differences, not_compared));
         }
         Ok(u8::from(drift > 0 || !not_compared.is_empty()))
     })

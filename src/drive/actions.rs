@@ -893,8 +893,9 @@ async fn create_images(
             .map_err(|e| format!("{e}; AMIs created: {}", listed(&made)))?;
         // pending → available; anything else (failed, error, invalid, deregistered) is the end of it.
         if let Some(bad) = images.iter().find(|i| !matches!(i.state.as_str(), "pending" | "available")) {
+            let of = made.iter().find(|(_, a)| *a == bad.id).map_or("?", |(i, _)| i.as_str());
             return Err(format!(
-                "AMI {} is {}{}; AMIs created: {}",
+                "AMI {} of {of} is {}{}; AMIs created: {}",
                 bad.id,
                 bad.state,
                 bad.reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default(),

@@ -44,6 +44,7 @@ pub fn reading(state: &LiveState, g: &GateKind) -> Option<SystemTime> {
             t.extend(state.redis.values().map(|r| r.last_outcome()));
             t
         }
+        GateKind::RedisHitRate { redis, .. } => vec![state.redis.get(redis).and_then(|r| r.last_outcome())],
         GateKind::Metric { .. } | GateKind::Compare { .. } => return None,
     };
     // The oldest source bounds the reading; one never polled does not hold the others back.
@@ -169,6 +170,20 @@ pub fn from_snapshot(rb: &Runbook, g: &GateKind, snap: &Snapshot) -> Option<Meas
                 (CheckOutcome::Pass, _) => Measurement::Pass,
                 (CheckOutcome::Fail, d) => Measurement::Fail(d),
                 (CheckOutcome::Unknown, d) => Measurement::Error(d),
+            }
+        }
+        GateKind::RedisHitRate { redis, min_percent } => {
+            use crate::analysis::hit_rate::{HitRate, judge};
+            let Some(r) = snap.redis.iter().find(|r| &r.name == redis) else {
+                return Some(Measurement::Error(format!("no Redis {redis}")));
+            };
+            match fresh(&r.view, &format!("INFO of {redis}")) {
+                Err(m) => m,
+                Ok(info) => match judge(redis, info.lookups.as_ref(), *min_percent) {
+                    HitRate::Pass(_) => Measurement::Pass,
+                    HitRate::Fail(d) => Measurement::Fail(d),
+                    HitRate::NoData(_) => Measurement::NoData,
+                },
             }
         }
         GateKind::Metric { .. } | GateKind::Compare { .. } => return None,

@@ -388,6 +388,13 @@ pub struct RedisInfo {
     pub used_memory: u64,
     pub keys: u64,
     pub expiring_keys: u64,
+    /// Cumulative `keyspace_hits` and `keyspace_misses` (INFO stats) of the
+    /// server the URL reaches; None when INFO does not say.
+    pub keyspace_hits: Option<u64>,
+    pub keyspace_misses: Option<u64>,
+    /// Lookups since the previous reading (`live::update` sets it): what a
+    /// hit rate is judged on.
+    pub lookups: Option<crate::analysis::hit_rate::Lookups>,
     /// A cluster endpoint: every node it reports (primaries and replicas,
     /// failed ones too), each PINGed by cutover. Empty for one server.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -515,6 +522,9 @@ pub async fn redis_info(url: &str) -> Result<RedisInfo, String> {
             keys,
             expiring_keys,
             nodes,
+            keyspace_hits: info_field(&info, "keyspace_hits").and_then(|v| v.parse().ok()),
+            keyspace_misses: info_field(&info, "keyspace_misses").and_then(|v| v.parse().ok()),
+            lookups: None,
         })
     };
     tokio::time::timeout(Duration::from_secs(2), work).await.unwrap_or_else(|_| Err("timed out after 2 s".into()))

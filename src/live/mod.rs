@@ -187,7 +187,19 @@ pub fn update(state: &mut LiveState, event: LiveEvent) {
             state.environments.entry(environment).or_default().apply(at, result)
         }
         Update::Health { instance_id, result } => state.health.entry(instance_id).or_default().apply(at, result),
-        Update::Redis { endpoint, result } => state.redis.entry(endpoint).or_default().apply(at, result),
+        Update::Redis { endpoint, mut result } => {
+            let src = state.redis.entry(endpoint).or_default();
+            // Lookups since the last good reading: the hit rate of now, not of the server's history.
+            if let (Ok(now), Some(before), Some(then)) = (&mut result, &src.value, src.updated_at) {
+                let counters = |i: &RedisInfo| Some((i.keyspace_hits?, i.keyspace_misses?));
+                let seconds = at.duration_since(then).unwrap_or_default().as_secs_f64();
+                now.lookups = match (counters(before), counters(&*now)) {
+                    (Some(b), Some(a)) => crate::analysis::hit_rate::Lookups::between(b, a, seconds),
+                    _ => None,
+                };
+            }
+            src.apply(at, result)
+        }
         Update::Alarms(r) => state.alarms.apply(at, r),
         Update::Metrics(r) => state.metrics.apply(at, r),
         Update::Shapes(r) => state.shapes.apply(at, r),
@@ -206,6 +218,20 @@ impl LiveState {
             .collect();
         let health_done = instances.iter().all(|id| self.health.get(*id).is_some_and(Sourced::has_reported));
         let redis_done = rb.redis_endpoints().all(|(_, r)| self.redis.get(&r.name).is_some_and(Sourced::has_reported));
+        // A hit rate needs two readings: the lookups between them.
+        let hit_rates_done = rb
+            .phases
+            .iter()
+            .flat_map(|p| &p.items)
+            .filter_map(|i| match &i.kind {
+                crate::runbook::ItemKind::Check { check: crate::runbook::Check::RedisHitRate { redis, .. } } => {
+                    Some(redis)
+                }
+                _ => None,
+            })
+            .all(|n| {
+                self.redis.get(n).is_some_and(|s| s.is_stale() || s.value.as_ref().is_some_and(|v| v.lookups.is_some()))
+            });
         let sides_done = !rb.has_side_access()
             || rb.sides().iter().all(|s| self.sides.get(s).is_some_and(|(_, i)| i.has_reported()));
         self.identity.has_reported()
@@ -214,6 +240,7 @@ impl LiveState {
             && envs_done
             && health_done
             && redis_done
+            && hit_rates_done
             && self.alarms.has_reported()
             && self.metrics.has_reported()
             && (!rb.reads_shapes() || self.shapes.has_reported())

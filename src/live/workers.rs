@@ -27,7 +27,8 @@ pub struct Intervals {
     pub redis: Duration,
     pub alarms: Duration,
     pub metrics: Duration,
-    /// Shapes for the parity and readiness checks: they change rarely.
+    /// Shapes for the parity and readiness checks and the Parity pane: they
+    /// change rarely (a refresh reads them at once).
     pub shapes: Duration,
     /// Team mode: the shared checklist, the lease and presence.
     pub team: Duration,
@@ -73,6 +74,9 @@ pub struct WorkerContext {
     /// Team mode: use the weights another machine read (watchers). A rollout
     /// never does: its gates judge only what it read itself; it publishes.
     pub use_shared_readings: bool,
+    /// Read the sides' shapes even when no check needs them: the cockpit's
+    /// Parity pane shows them.
+    pub read_shapes: bool,
 }
 
 impl WorkerContext {
@@ -90,6 +94,7 @@ impl WorkerContext {
             vars: BTreeMap::new(),
             intervals: Intervals::default(),
             use_shared_readings: true,
+            read_shapes: false,
         }
     }
 
@@ -327,7 +332,7 @@ pub fn spawn(ctx: Arc<WorkerContext>, tx: mpsc::Sender<LiveEvent>) -> Workers {
         }
     }));
 
-    if ctx.rb.reads_shapes() {
+    if ctx.rb.reads_shapes() || ctx.read_shapes {
         let c = ctx.clone();
         handles.push(every(iv.shapes, refresh.clone(), tx.clone(), move || {
             let c = c.clone();

@@ -255,7 +255,7 @@ fn gate_spec(rb: &Runbook, g: &GateKind, dims: &[SideDimensions]) -> Vec<GateSpe
                 None => GateSpec::Unplotted(format!("alarm {name} is not described in the runbook's [[alarms]]")),
             })
             .collect(),
-        GateKind::HttpHealth { .. } | GateKind::RedisReachable { .. } => {
+        GateKind::HttpHealth { .. } | GateKind::RedisReachable { .. } | GateKind::RedisHitRate { .. } => {
             vec![GateSpec::Unplotted("it reads live state, not a metric; its failures are in the timeline".into())]
         }
     }
@@ -267,6 +267,7 @@ fn gate_title(i: usize, g: &GateKind) -> String {
         GateKind::HealthyTargets { environment, min } => format!("healthy_targets {environment} ≥ {min}"),
         GateKind::HttpHealth { environment } => format!("http_health {environment}"),
         GateKind::RedisReachable { environment } => format!("redis_reachable {environment}"),
+        GateKind::RedisHitRate { redis, min_percent } => format!("redis_hit_rate {redis} ≥ {min_percent}%"),
         GateKind::Metric { environment, metric, stat, max, .. } => {
             format!("metric {environment} {} {} ≤ {max}", metric.cloudwatch_name(), stat.cloudwatch_name())
         }

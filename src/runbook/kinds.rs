@@ -2,7 +2,7 @@
 //! `cutover schema` offers (a test ties the two together). The validator
 //! matches each choice as a literal.
 
-pub const CHECKS: [&str; 13] = [
+pub const CHECKS: [&str; 14] = [
     "targets_healthy",
     "redis_reachable",
     "stickiness",
@@ -16,6 +16,7 @@ pub const CHECKS: [&str; 13] = [
     "alarm_on_5xx",
     "redis_persistence",
     "autoscaling_group",
+    "redis_hit_rate",
 ];
 /// Every action kind the runbook format has.
 pub const ACTIONS: [&str; 15] = [
@@ -35,7 +36,8 @@ pub const ACTIONS: [&str; 15] = [
     "terminate_instances",
     "delete_security_groups",
 ];
-pub const GATES: [&str; 6] = ["alarm_ok", "healthy_targets", "http_health", "redis_reachable", "metric", "compare"];
+pub const GATES: [&str; 7] =
+    ["alarm_ok", "healthy_targets", "http_health", "redis_reachable", "redis_hit_rate", "metric", "compare"];
 pub const ITEM_KINDS: [&str; 3] = ["manual", "check", "action"];
 pub const NO_DATA_POLICIES: [&str; 3] = ["fail", "pause", "pass"];
 pub const INSUFFICIENT_DATA_CHOICES: [&str; 3] = ["wait", "pass", "fail"];

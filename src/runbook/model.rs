@@ -287,6 +287,11 @@ pub enum GateKind {
     RedisReachable {
         environment: String,
     },
+    /// The Redis hit rate between two readings is at least `min_percent`.
+    RedisHitRate {
+        redis: String,
+        min_percent: f64,
+    },
     Metric {
         environment: String,
         metric: Metric,
@@ -517,6 +522,11 @@ pub enum Check {
     AutoscalingGroup {
         environment: String,
     },
+    /// The Redis hit rate between two readings is at least `min_percent`.
+    RedisHitRate {
+        redis: String,
+        min_percent: f64,
+    },
 }
 
 impl Check {
@@ -737,6 +747,7 @@ pub fn gate_label(g: &GateKind) -> String {
         GateKind::HealthyTargets { environment, min } => format!("≥{min} healthy in {environment}"),
         GateKind::HttpHealth { environment } => format!("/health of {environment}"),
         GateKind::RedisReachable { environment } => format!("Redis from {environment}"),
+        GateKind::RedisHitRate { redis, min_percent } => format!("{redis} hit rate ≥ {min_percent}%"),
         GateKind::Metric { environment, metric, stat, max, .. } => {
             format!("{environment} {} {} ≤ {max}", metric.cloudwatch_name(), stat.cloudwatch_name())
         }

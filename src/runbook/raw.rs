@@ -311,6 +311,10 @@ pub struct RawGate {
     pub kind: S<String>,
     /// The environment measured (`healthy_targets`, `http_health`, `redis_reachable`, `metric`).
     pub environment: Option<S<String>>,
+    /// `redis_hit_rate`: the Redis endpoint measured.
+    pub redis: Option<S<String>>,
+    /// `redis_hit_rate`: the least hit rate, in percent (0–100), over the interval between two readings.
+    pub min_hit_rate: Option<S<f64>>,
     /// `alarm_ok`: alarms declared under `[[alarms]]`.
     pub alarms: Option<Vec<S<String>>>,
     /// `healthy_targets`: at least this many healthy targets.
@@ -422,8 +426,10 @@ pub struct RawItem {
     pub tolerance: Option<S<i64>>,
     /// `create_image`: take the image without rebooting the instance (default false: AWS reboots for a consistent file system).
     pub no_reboot: Option<S<bool>>,
-    /// `snapshot_redis`: the Redis endpoint (one with `elasticache`) to snapshot.
+    /// `snapshot_redis`: the Redis endpoint (one with `elasticache`) to snapshot; `redis_hit_rate`: the endpoint measured.
     pub redis: Option<S<String>>,
+    /// `redis_hit_rate`: the least hit rate, in percent (0–100), over the interval between two readings.
+    pub min_hit_rate: Option<S<f64>>,
     /// `delete_security_groups`: the groups (names in the environment's VPC, or ids) to delete.
     pub security_groups: Option<S<Vec<S<String>>>>,
     /// Manual and action items: the action that undoes this one.
@@ -476,6 +482,8 @@ pub struct RawRollback {
     pub no_reboot: Option<S<bool>>,
     /// `snapshot_redis`: the Redis endpoint to snapshot.
     pub redis: Option<S<String>>,
+    /// The least hit rate, in percent.
+    pub min_hit_rate: Option<S<f64>>,
     /// `delete_security_groups`: the groups to delete.
     pub security_groups: Option<S<Vec<S<String>>>>,
 }
@@ -594,6 +602,7 @@ pub struct Params<'a> {
     pub tolerance: Option<&'a S<i64>>,
     pub no_reboot: Option<&'a S<bool>>,
     pub redis: Option<&'a S<String>>,
+    pub min_hit_rate: Option<&'a S<f64>>,
     pub security_groups: Option<&'a S<Vec<S<String>>>>,
 }
 
@@ -612,6 +621,7 @@ macro_rules! params_of {
                     tolerance: self.tolerance.as_ref(),
                     no_reboot: self.no_reboot.as_ref(),
                     redis: self.redis.as_ref(),
+                    min_hit_rate: self.min_hit_rate.as_ref(),
                     security_groups: self.security_groups.as_ref(),
                 }
             }

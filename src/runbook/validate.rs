@@ -1001,6 +1001,8 @@ impl<'a> Validator<'a> {
         let at = g.kind.span();
         let present = [
             ("environment", g.environment.as_ref().map(|x| x.span())),
+            ("redis", g.redis.as_ref().map(|x| x.span())),
+            ("min_hit_rate", g.min_hit_rate.as_ref().map(|x| x.span())),
             ("alarms", g.alarms.as_ref().and_then(|a| a.first()).map(|x| x.span())),
             ("min", g.min.as_ref().map(|x| x.span())),
             ("metric", g.metric.as_ref().map(|x| x.span())),
@@ -1084,6 +1086,11 @@ impl<'a> Validator<'a> {
                 } else {
                     GateKind::RedisReachable { environment: env }
                 }
+            }
+            "redis_hit_rate" => {
+                self.forbid(kind, "gate", &present, &["redis", "min_hit_rate"]);
+                let (redis, min_percent) = self.hit_rate(names, kind, g.redis.as_ref(), g.min_hit_rate.as_ref(), at);
+                GateKind::RedisHitRate { redis: redis?, min_percent: min_percent? }
             }
             "metric" => {
                 self.forbid(
@@ -1543,6 +1550,11 @@ impl<'a> Validator<'a> {
                 }
                 Check::AlarmOk { alarm: a.get_ref().clone() }
             }
+            "redis_hit_rate" => {
+                self.forbid(kind, "check", &present, &["redis", "min_hit_rate"]);
+                let (redis, min_percent) = self.hit_rate(names, kind, p.redis, p.min_hit_rate, at);
+                Check::RedisHitRate { redis: redis?, min_percent: min_percent? }
+            }
             "key_counts_match" => {
                 self.forbid(kind, "check", &present, &["from_redis", "to_redis", "tolerance"]);
                 let (from_redis, to_redis) = self.redis_pair(names, kind, p, at);
@@ -1565,6 +1577,32 @@ impl<'a> Validator<'a> {
                 return None;
             }
         })
+    }
+
+    /// A `redis_hit_rate` check's or gate's endpoint and least hit rate (percent).
+    fn hit_rate(
+        &mut self,
+        names: &Names,
+        kind: &str,
+        redis: Option<&S<String>>,
+        min: Option<&S<f64>>,
+        at: std::ops::Range<usize>,
+    ) -> (Option<String>, Option<f64>) {
+        let first = names.redis.iter().next().map_or("cache", |s| s.as_str());
+        let redis =
+            self.require(redis, "redis", kind, at.clone(), &format!("\"{first}\"")).map(|r| self.redis_ref(names, r));
+        let min = self.require(min, "min_hit_rate", kind, at, "90").map(|m| {
+            let v = *m.get_ref();
+            if !(v > 0.0 && v <= 100.0) {
+                self.err(
+                    m.span(),
+                    format!("min_hit_rate {v} is not a percent above 0"),
+                    "give the least share of lookups that must hit, in percent: more than 0, at most 100 (90 for 90%)",
+                );
+            }
+            v
+        });
+        (redis, min)
     }
 
     fn stickiness_duration(&mut self, kind: &str, p: &Params, at: std::ops::Range<usize>) -> Option<Duration> {
@@ -1952,6 +1990,7 @@ fn params_present(p: &Params) -> Vec<(&'static str, Option<std::ops::Range<usize
         ("tolerance", p.tolerance.map(|x| x.span())),
         ("no_reboot", p.no_reboot.map(|x| x.span())),
         ("redis", p.redis.map(|x| x.span())),
+        ("min_hit_rate", p.min_hit_rate.map(|x| x.span())),
         ("security_groups", p.security_groups.map(|x| x.span())),
     ]
 }

@@ -27,7 +27,9 @@
 //!   `503 SlowDown` on demand;
 //! - AMIs (CreateImage) `pending` and ElastiCache snapshots (CreateSnapshot)
 //!   `creating` for `backup_pending_ms` before `available` (moto: available
-//!   at once; AWS: minutes), so a wait for them really waits.
+//!   at once; AWS: minutes), so a wait for them really waits; on demand, an
+//!   AMI that goes `failed` instead, with the StateReason AWS documents
+//!   (`Client.InstanceTerminated`; moto never fails one).
 //! - an instance's primary network interface goes with it when it is
 //!   terminated (DeleteOnTermination, AWS's default for the interface
 //!   RunInstances makes; moto says false and keeps it attached, so a group
@@ -91,6 +93,11 @@ pub struct AwsFaults {
     pub backup_pending_ms: AtomicU64,
     /// AMI ids and snapshot names created through the proxy, and when.
     backups: Mutex<HashMap<String, Instant>>,
+    /// AMIs created while this is set go `failed`, not `available`, once
+    /// their pending time is over.
+    pub fail_new_images: AtomicBool,
+    /// The AMIs that go `failed`.
+    failing_images: Mutex<std::collections::HashSet<String>>,
 }
 
 impl AwsFaults {
@@ -689,9 +696,13 @@ fn young_backups(p: &Proxy, action: &str, text: String) -> String {
     let inner = |e: &str| unxml(&e[id_tag.len() + 2..e.len() - id_tag.len() - 3]);
     let ids: Vec<String> = xml_elements(&text, id_tag).into_iter().map(inner).collect();
     let mut backups = p.counts.backups.lock().unwrap_or_else(|e| e.into_inner());
+    let mut failing = p.counts.failing_images.lock().unwrap_or_else(|e| e.into_inner());
     if action.starts_with("Create") {
         for id in &ids {
             backups.entry(id.clone()).or_insert_with(Instant::now);
+            if action == "CreateImage" && p.counts.fail_new_images.load(Ordering::SeqCst) {
+                failing.insert(id.clone());
+            }
         }
     }
     let young = std::time::Duration::from_millis(p.counts.backup_pending_ms.load(Ordering::SeqCst));
@@ -703,9 +714,21 @@ fn young_backups(p: &Proxy, action: &str, text: String) -> String {
         let Some(len) = rest[at..].find(&close) else { break };
         let value = &rest[at + open.len()..at + len];
         let is_young = ids.get(n).and_then(|id| backups.get(id)).is_some_and(|t| t.elapsed() < young);
+        let fails = ids.get(n).is_some_and(|id| failing.contains(id));
         out.push_str(&rest[..at + open.len()]);
-        out.push_str(if value == done && is_young { pending } else { value });
+        out.push_str(match (value == done, is_young, fails) {
+            (true, true, _) => pending,
+            (true, false, true) => "failed",
+            _ => value,
+        });
         out.push_str(&close);
+        if value == done && !is_young && fails {
+            // As AWS says why (StateReason); moto writes none.
+            out.push_str(
+                "<stateReason><code>Client.InstanceTerminated</code><message>The instance was terminated or rebooted \
+                 during AMI creation.</message></stateReason>",
+            );
+        }
         rest = &rest[at + len + close.len()..];
         n += 1;
     }

@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use super::{EnvironmentAws, Snapshot, View};
-use crate::analysis::parity::{Difference, RedisRead, SideShape, compare};
+use crate::analysis::parity::{Difference, RedisRead, SideShape};
 use crate::live::HealthProbe;
 use crate::runbook::{Check, ItemKind, Runbook};
 
@@ -223,6 +223,24 @@ fn key_counts(snap: &Snapshot, from: &str, to: &str, tolerance: u64) -> Verdict 
     if diff <= tolerance { pass(detail) } else { fail(detail) }
 }
 
+/// The hit rate between the last two INFO readings; no lookups in that
+/// interval is no reading (unknown), never a pass.
+fn redis_hit_rate(snap: &Snapshot, redis: &str, min_percent: f64) -> Verdict {
+    use crate::analysis::hit_rate::{HitRate, judge};
+    let Some(r) = snap.redis.iter().find(|r| r.name == redis) else {
+        return unknown(format!("Redis {redis} not in snapshot"));
+    };
+    let info = match fresh(&r.view, &format!("INFO of {redis}")) {
+        Ok(i) => i,
+        Err(v) => return v,
+    };
+    match judge(redis, info.lookups.as_ref(), min_percent) {
+        HitRate::Pass(d) => pass(d),
+        HitRate::Fail(d) => fail(d),
+        HitRate::NoData(d) => unknown(d),
+    }
+}
+
 fn shapes(snap: &Snapshot) -> Result<&crate::live::parity::Shapes, Verdict> {
     match &snap.shapes {
         Some(v) => fresh(v, "the sides' shapes"),
@@ -242,21 +260,26 @@ fn described(d: &Difference) -> String {
     }
 }
 
+/// From the snapshot's comparison, the one the Parity pane shows.
 fn parity(snap: &Snapshot, rb: &Runbook) -> Verdict {
-    let (from, to) = match (side(snap, &rb.rollout.from), side(snap, &rb.rollout.to)) {
-        (Ok(f), Ok(t)) => (f, t),
-        (Err(v), _) | (_, Err(v)) => return v,
+    let (from, to) = (&rb.rollout.from, &rb.rollout.to);
+    let parity = match &snap.parity {
+        Some(v) if v.value.is_none() && v.error.is_none() && v.updated_at.is_some() => {
+            return unknown(format!("{from} or {to} not read"));
+        }
+        Some(v) => match fresh(v, "the sides' shapes") {
+            Ok(p) => p,
+            Err(v) => return v,
+        },
+        None => return unknown("the sides' shapes are not read"),
     };
-    let differences = compare(from, to, &rb.parity_allow);
-    let drift: Vec<String> = differences.iter().filter(|d| d.is_drift()).map(described).collect();
-    let allowed = differences.len() - drift.len();
-    let unread: Vec<String> = from.unread().into_iter().chain(to.unread()).collect();
+    let drift: Vec<String> = parity.differences.iter().filter(|d| d.is_drift()).map(described).collect();
     if !drift.is_empty() {
         fail(drift.join("; "))
-    } else if !unread.is_empty() {
-        unknown(format!("not compared: {}", unread.join("; ")))
+    } else if !parity.not_compared.is_empty() {
+        unknown(format!("not compared: {}", parity.not_compared.join("; ")))
     } else {
-        pass(format!("no drift ({allowed} allowed differences)"))
+        pass(format!("no drift ({} allowed differences)", parity.allowed()))
     }
 }
 
@@ -413,6 +436,7 @@ pub fn check_name(c: &Check) -> &'static str {
         Check::AlarmOn5xx { .. } => "alarm_on_5xx",
         Check::RedisPersistence { .. } => "redis_persistence",
         Check::AutoscalingGroup { .. } => "autoscaling_group",
+        Check::RedisHitRate { .. } => "redis_hit_rate",
     }
 }
 
@@ -431,6 +455,7 @@ pub fn evaluate_one(rb: &Runbook, snap: &Snapshot, check: &Check) -> Verdict {
         Check::AlarmOn5xx { environment } => alarm_on_5xx(snap, environment),
         Check::RedisPersistence { environment } => redis_persistence(snap, environment),
         Check::AutoscalingGroup { environment } => autoscaling_group(snap, environment),
+        Check::RedisHitRate { redis, min_percent } => redis_hit_rate(snap, redis, *min_percent),
     }
 }
 

@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
+use crate::analysis::parity::Parity;
 use crate::analysis::reachability::{SgPath, Source, sg_path_named};
 use crate::aws::cloudwatch::{AlarmState, Series};
 use crate::aws::ec2::Instance;
@@ -103,6 +104,10 @@ pub struct Snapshot {
     /// needs it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shapes: Option<View<crate::live::parity::Shapes>>,
+    /// The rollout's two sides compared (`analysis::parity::Parity`), as old
+    /// as the shapes it was found in; read when `shapes` is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parity: Option<View<Parity>>,
     pub checks: Vec<CheckResult>,
 }
 
@@ -268,6 +273,8 @@ pub fn snapshot(rb: &Runbook, live: &LiveState, region: &str, now: SystemTime) -
             view: View::of(live.redis.get(&ep.name), now, Clone::clone),
         })
         .collect();
+    // The cockpit reads them for its Parity pane even when no check needs them.
+    let reads_shapes = rb.reads_shapes() || live.shapes.has_reported();
     let mut snap = Snapshot {
         schema: SCHEMA_VERSION,
         runbook: rb.name.clone(),
@@ -282,7 +289,8 @@ pub fn snapshot(rb: &Runbook, live: &LiveState, region: &str, now: SystemTime) -
         redis,
         alarms: View::of(Some(&live.alarms), now, Clone::clone),
         metrics: View::of(Some(&live.metrics), now, Clone::clone),
-        shapes: rb.reads_shapes().then(|| View::of(Some(&live.shapes), now, Clone::clone)),
+        shapes: reads_shapes.then(|| View::of(Some(&live.shapes), now, Clone::clone)),
+        parity: reads_shapes.then(|| parity_view(rb, &live.shapes, now)),
         checks: Vec::new(),
     };
     // An alias evaluating target health gets no traffic while its load
@@ -311,6 +319,22 @@ pub fn snapshot(rb: &Runbook, live: &LiveState, region: &str, now: SystemTime) -
     }
     snap.checks = checks::evaluate(rb, &snap);
     snap
+}
+
+/// The rollout's `from` and `to` shapes compared, with the shapes' age; no
+/// value until both sides have been read.
+fn parity_view(rb: &Runbook, shapes: &Sourced<crate::live::parity::Shapes>, now: SystemTime) -> View<Parity> {
+    let v = View::of(Some(shapes), now, |s| match (s.get(&rb.rollout.from), s.get(&rb.rollout.to)) {
+        (Some(from), Some(to)) => Some(Parity::of(from, to, &rb.parity_allow)),
+        _ => None,
+    });
+    View {
+        value: v.value.flatten(),
+        updated_at: v.updated_at,
+        age_seconds: v.age_seconds,
+        stale: v.stale,
+        error: v.error,
+    }
 }
 
 impl Snapshot {

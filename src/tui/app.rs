@@ -156,6 +156,8 @@ pub struct App {
     pub now: SystemTime,
     pub size: (u16, u16),
     pub focus: Pane,
+    /// The Parity pane is open, in the Log's place (`layout::Content`).
+    pub parity_open: bool,
     pub zoomed: bool,
     pub selected: BTreeMap<Pane, usize>,
     pub overlay: Overlay,
@@ -206,6 +208,7 @@ impl App {
             now,
             size: (80, 24),
             focus: Pane::Traffic,
+            parity_open: false,
             zoomed: false,
             selected: BTreeMap::new(),
             overlay: Overlay::None,
@@ -269,7 +272,15 @@ impl App {
             })
             .collect();
         for (key, since) in waiting {
-            if !reported_since(&self.live, since) {
+            // A check on the sides' shapes waits for them too: polled every
+            // 60 s, they would otherwise judge it on a reading from before.
+            let shapes = self.rb.item_by_key(&key).is_some_and(
+                |(_, i)| matches!(&i.kind, crate::runbook::ItemKind::Check { check } if check.reads_shapes()),
+            );
+            let shapes_fresh = |l: &LiveState| {
+                l.shapes.updated_at.is_some_and(|a| a >= since) || l.shapes.error_at.is_some_and(|a| a >= since)
+            };
+            if !reported_since(&self.live, since) || (shapes && !shapes_fresh(&self.live)) {
                 continue;
             }
             let Some(result) = self.snap.checks.iter().find(|c| item_key(&c.phase, &c.item) == key) else { continue };

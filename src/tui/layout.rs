@@ -19,8 +19,11 @@ pub fn frame(area: Rect) -> (Rect, Rect, Rect) {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Content {
     /// Lines per pane, in `Pane::ALL` order.
-    pub lines: [u16; 6],
+    pub lines: [u16; 7],
     pub checklist_width: u16,
+    /// The Parity pane is open: it takes the Log's place until the Log is
+    /// focused again.
+    pub parity_open: bool,
 }
 
 /// The left column keeps at least this much (the traffic bars and the Redis
@@ -34,6 +37,18 @@ pub fn panes(area: Rect, focus: Pane, zoomed: bool, content: &Content) -> Vec<(P
     if zoomed {
         return vec![(focus, body)];
     }
+    let mut out = grid(body, content);
+    if content.parity_open {
+        for (pane, _) in out.iter_mut().filter(|(p, _)| *p == Pane::Log) {
+            *pane = Pane::Parity;
+        }
+    }
+    out
+}
+
+/// The six places: Traffic, Targets, Redis, Alarms, Checklist, and the Log's
+/// (which the Parity pane takes when open).
+fn grid(body: Rect, content: &Content) -> Vec<(Pane, Rect)> {
     if body.width >= 120 {
         // Two columns: live data left, runbook right, as wide as the
         // checklist's titles need (between 42% and 60% of the screen).
@@ -94,7 +109,7 @@ mod tests {
 
     #[test]
     fn every_pane_has_room_at_80x24_and_160x48() {
-        let crowded = Content { lines: [40; 6], checklist_width: 300 };
+        let crowded = Content { lines: [40; 7], checklist_width: 300, parity_open: false };
         for ((w, h), content) in [(80, 24), (160, 48)].into_iter().flat_map(|s| [(s, Content::default()), (s, crowded)])
         {
             let rects = panes(Rect::new(0, 0, w, h), Pane::Traffic, false, &content);
@@ -106,6 +121,19 @@ mod tests {
     }
 
     #[test]
+    fn the_parity_pane_once_open_takes_the_logs_place() {
+        for (w, h) in [(80, 24), (160, 48)] {
+            let area = Rect::new(0, 0, w, h);
+            let closed = panes(area, Pane::Traffic, false, &Content::default());
+            let open = panes(area, Pane::Traffic, false, &Content { parity_open: true, ..Content::default() });
+            let log = closed.iter().find(|(p, _)| *p == Pane::Log).unwrap().1;
+            assert_eq!(open.iter().find(|(p, _)| *p == Pane::Parity).map(|x| x.1), Some(log), "{w}x{h}");
+            assert!(!open.iter().any(|(p, _)| *p == Pane::Log), "{w}x{h}");
+            assert!(!closed.iter().any(|(p, _)| *p == Pane::Parity), "{w}x{h}");
+        }
+    }
+
+    #[test]
     fn zoom_gives_the_focused_pane_the_body() {
         let rects = panes(Rect::new(0, 0, 80, 24), Pane::Redis, true, &Content::default());
         assert_eq!(rects, vec![(Pane::Redis, Rect::new(0, 1, 80, 22))]);
@@ -113,7 +141,7 @@ mod tests {
 
     #[test]
     fn panes_are_as_tall_as_their_rows_and_the_checklist_as_wide_as_its_titles() {
-        let content = Content { lines: [3, 4, 6, 6, 20, 2], checklist_width: 88 };
+        let content = Content { lines: [3, 4, 6, 6, 20, 2, 0], checklist_width: 88, parity_open: false };
         let rects = panes(Rect::new(0, 0, 160, 48), Pane::Traffic, false, &content);
         let r = |p: Pane| rects.iter().find(|(q, _)| *q == p).unwrap().1;
         assert_eq!((r(Pane::Traffic).height, r(Pane::Targets).height), (5, 6));

@@ -84,7 +84,9 @@ pub struct TuiOptions {
 
 /// Runs the cockpit until the user quits. Returns an error message for the
 /// caller to print after the terminal is restored.
-pub async fn run(ctx: WorkerContext, region: String, opts: TuiOptions) -> Result<(), String> {
+pub async fn run(mut ctx: WorkerContext, region: String, opts: TuiOptions) -> Result<(), String> {
+    // The Parity pane shows the sides' shapes whether or not a check needs them.
+    ctx.read_shapes = true;
     let rb = (*ctx.rb).clone();
     let keymap = keys::Keymap::load()?;
     let theme = theme::Theme::load()?;
@@ -200,6 +202,7 @@ pub async fn event_loop<B: ratatui::backend::Backend>(
                 | Command::PlanRollout { .. }
                 | Command::PauseRollout
                 | Command::Refused { .. }
+                | Command::GateRefused { .. }
                 | Command::Apply { .. } => match actions {
                     Some(cx) => spawn_change(app, cx, c, action_tx.clone()),
                     None => app.log("changes are not available here; nothing was changed"),
@@ -322,6 +325,20 @@ fn spawn_change(app: &mut App, cx: &ActionContext, command: Command, tx: tokio::
                     Ok(_) => tracing::error!(action, "authorise granted a change refused under --read-only"),
                     Err(e) if e.contains("could not be audited") => tracing::warn!(action, "{e}"),
                     Err(_) => {}
+                }
+            });
+        }
+        Command::GateRefused { key, refusal } => {
+            // Authorised as the change would be (another account is refused,
+            // and audited, there); then the gate's refusal with its reason.
+            tokio::spawn(async move {
+                let Ok(action) = item_action(&rb, &key, false) else { return };
+                let name = format!("{} ({key})", action.summary());
+                let Ok(who) = authorise(&rb, &clients, action.side(&rb), read_only, &name).await else { return };
+                let line =
+                    who.audit_line(&rb.name, name, crate::store::audit::Stage::Refused, Default::default(), refusal);
+                if let Err(e) = crate::store::audit::AuditLog::for_runbook(&rb.name).append(&line) {
+                    tracing::warn!(key, "the time gate's refusal could not be audited: {e}");
                 }
             });
         }

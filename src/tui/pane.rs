@@ -8,10 +8,13 @@ pub enum Pane {
     Alarms,
     Checklist,
     Log,
+    /// The rollout's two sides compared; shown in the Log's place once opened.
+    Parity,
 }
 
 impl Pane {
-    pub const ALL: [Pane; 6] = [Pane::Traffic, Pane::Targets, Pane::Redis, Pane::Alarms, Pane::Checklist, Pane::Log];
+    pub const ALL: [Pane; 7] =
+        [Pane::Traffic, Pane::Targets, Pane::Redis, Pane::Alarms, Pane::Checklist, Pane::Log, Pane::Parity];
 
     pub fn title(self) -> &'static str {
         match self {
@@ -21,6 +24,7 @@ impl Pane {
             Pane::Alarms => "Alarms & metrics",
             Pane::Checklist => "Checklist",
             Pane::Log => "Log",
+            Pane::Parity => "Parity",
         }
     }
 

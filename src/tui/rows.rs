@@ -114,6 +114,28 @@ pub fn checklist(app: &App) -> Vec<ChecklistRow> {
     out
 }
 
+/// One row of the Parity pane: a difference, or what could not be compared.
+pub enum ParityRow<'a> {
+    Difference(&'a crate::analysis::parity::Difference),
+    NotCompared(&'a str),
+}
+
+/// The snapshot's comparison (`Snapshot::parity`): drift first, then the
+/// allowed differences, then what was not compared.
+pub fn parity(app: &App) -> Vec<ParityRow<'_>> {
+    let Some(p) = app.snap.parity.as_ref().and_then(|v| v.value.as_ref()) else { return Vec::new() };
+    let shown = |d: &&crate::analysis::parity::Difference| {
+        let within = d.within.as_deref().unwrap_or("");
+        matches(&app.filter, &[d.what.as_str(), d.subject.as_str(), d.from_value.as_str(), d.to_value.as_str(), within])
+    };
+    let (drift, allowed): (Vec<_>, Vec<_>) = p.differences.iter().filter(shown).partition(|d| d.is_drift());
+    let mut out: Vec<ParityRow<'_>> = drift.into_iter().chain(allowed).map(ParityRow::Difference).collect();
+    out.extend(
+        p.not_compared.iter().filter(|n| matches(&app.filter, &[n.as_str()])).map(|n| ParityRow::NotCompared(n)),
+    );
+    out
+}
+
 impl App {
     /// Rows a pane can select, after the filter.
     pub fn row_count(&self, pane: Pane) -> usize {
@@ -124,6 +146,7 @@ impl App {
             Pane::Alarms => self.snap.alarms.value.as_ref().map_or(0, Vec::len),
             Pane::Checklist => checklist(self).len(),
             Pane::Log => self.log.len(),
+            Pane::Parity => parity(self).len(),
         }
     }
 
@@ -140,7 +163,7 @@ impl App {
 /// What each pane holds, for `layout::panes` to size them by.
 pub fn content(app: &App) -> Content {
     let n = |len: usize| u16::try_from(len).unwrap_or(u16::MAX);
-    let mut lines = [0u16; 6];
+    let mut lines = [0u16; 7];
     let sides = app.snap.traffic.value.as_ref().map_or(2, Vec::len);
     // Each side, the rollout's line and a spare.
     lines[Pane::Traffic.index()] = n(sides + 2);
@@ -161,5 +184,7 @@ pub fn content(app: &App) -> Content {
         })
         .max()
         .unwrap_or(0);
-    Content { lines, checklist_width: n(widest) }
+    // The sides, then two lines a difference: what and which, then both values.
+    lines[Pane::Parity.index()] = n(parity(app).len() * 2 + 1);
+    Content { lines, checklist_width: n(widest), parity_open: app.parity_open }
 }

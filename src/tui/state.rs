@@ -47,6 +47,12 @@ pub enum Command {
     Refused {
         action: String,
     },
+    /// An item refused here by its time gate (`not_before`): the loop
+    /// audits the refusal with this reason, as `cutover run` does.
+    GateRefused {
+        key: String,
+        refusal: String,
+    },
 }
 
 // Each event is moved once, from the loop into `update`; boxing `Live` buys nothing.
@@ -163,7 +169,15 @@ fn move_selection(app: &mut App, delta: isize) {
 }
 
 fn perform(app: &mut App, action: KeyAction) -> Vec<Command> {
-    let focus = |app: &mut App, p: Pane| app.focus = p;
+    let focus = |app: &mut App, p: Pane| {
+        // The Parity pane and the Log share a place: the one focused last shows.
+        match p {
+            Pane::Parity => app.parity_open = true,
+            Pane::Log => app.parity_open = false,
+            _ => {}
+        }
+        app.focus = p;
+    };
     match action {
         KeyAction::NextPane => focus(app, Pane::ALL[(app.focus.index() + 1) % Pane::ALL.len()]),
         KeyAction::PrevPane => focus(app, Pane::ALL[(app.focus.index() + Pane::ALL.len() - 1) % Pane::ALL.len()]),
@@ -173,6 +187,7 @@ fn perform(app: &mut App, action: KeyAction) -> Vec<Command> {
         KeyAction::FocusAlarms => focus(app, Pane::Alarms),
         KeyAction::FocusChecklist => focus(app, Pane::Checklist),
         KeyAction::FocusLog => focus(app, Pane::Log),
+        KeyAction::FocusParity => focus(app, Pane::Parity),
         KeyAction::Down => move_selection(app, 1),
         KeyAction::Up => move_selection(app, -1),
         KeyAction::Zoom => app.zoomed = !app.zoomed,
@@ -249,8 +264,8 @@ fn run_item(app: &mut App, rollback: bool) -> Vec<Command> {
             && let (Some(nb), Some(w)) = (&it.not_before, app.gate_window(&it))
             && let Some(refusal) = crate::drive::not_before::refusal(&key, nb, &w, app.now)
         {
-            app.log(refusal);
-            return Vec::new();
+            app.log(refusal.clone());
+            return vec![Command::GateRefused { key, refusal }];
         }
         if !rollback && matches!(it.kind, ItemKind::Action { action: crate::runbook::Action::Rollout }) {
             return perform(app, KeyAction::StartRollout);

@@ -10,6 +10,7 @@ mod alarms;
 mod checklist;
 mod log;
 mod overlay;
+mod parity;
 mod redis;
 mod targets;
 mod traffic;
@@ -216,13 +217,18 @@ fn footer(f: &mut Frame, app: &App, area: Rect) {
                 | super::keys::KeyAction::FocusAlarms
                 | super::keys::KeyAction::FocusChecklist
                 | super::keys::KeyAction::FocusLog
+                | super::keys::KeyAction::FocusParity
                 | super::keys::KeyAction::Up
                 | super::keys::KeyAction::PrevPane
         ) {
             continue;
         }
         let key = app.keymap.keys_of(b.action);
-        let key = if matches!(b.action, super::keys::KeyAction::FocusTraffic) { "1-6".to_string() } else { key };
+        let key = if matches!(b.action, super::keys::KeyAction::FocusTraffic) {
+            format!("1-{}", Pane::ALL.len())
+        } else {
+            key
+        };
         let label = match b.action {
             A::FocusTraffic => "panes",
             A::Pause => "freeze",
@@ -275,6 +281,7 @@ pub fn render(app: &App, f: &mut Frame) {
             Pane::Alarms => alarms::alarms(f, app, rect),
             Pane::Checklist => checklist::checklist(f, app, rect),
             Pane::Log => log::log(f, app, rect),
+            Pane::Parity => parity::parity_pane(f, app, rect),
         }
     }
     footer(f, app, foot);

@@ -63,6 +63,9 @@ fn errors(f: &mut Frame, app: &App, area: Rect) {
     }
     add("alarms", &app.snap.alarms.error);
     add("metrics", &app.snap.metrics.error);
+    if let Some(p) = &app.snap.parity {
+        add("the two sides (parity)", &p.error);
+    }
     if lines.is_empty() {
         lines.push(Line::raw("no source is failing"));
     }

@@ -1,0 +1,83 @@
+//! The Redis hit rate against a real redis-server: hits and misses made with
+//! GET of present and absent keys between two INFO readings, folded by the
+//! live update as the workers' readings are, judged by the `redis_hit_rate`
+//! check. Old history does not count; no lookups is no reading.
+
+use std::time::{Duration, SystemTime};
+
+use cutover::live::{LiveEvent, LiveState, Update};
+use cutover::status::CheckOutcome::{Fail, Pass, Unknown};
+
+/// The demo runbook with a `redis_hit_rate` check on staging-cache (90%).
+fn runbook() -> cutover::runbook::Runbook {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("runbooks/demo.toml");
+    let text = std::fs::read_to_string(&path).unwrap().replace(
+        "tolerance = 5\n",
+        "tolerance = 5\n\n[[phases.items]]\nid = \"hit-rate\"\ntitle = \"Staging's cache serves from memory\"\nkind = \"check\"\ncheck = \"redis_hit_rate\"\nredis = \"staging-cache\"\nmin_hit_rate = 90\n",
+    );
+    cutover::runbook::parse(&path.display().to_string(), &text).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// One reading, as a worker takes them (every 5 s here), and the check as
+/// `status` evaluates it then.
+async fn read(
+    rb: &cutover::runbook::Runbook,
+    url: &str,
+    live: &mut LiveState,
+    at: SystemTime,
+) -> (cutover::status::CheckOutcome, String) {
+    let result = cutover::live::fetch::redis_info(url).await;
+    cutover::live::update(live, LiveEvent { at, update: Update::Redis { endpoint: "staging-cache".into(), result } });
+    let snap = cutover::status::snapshot(rb, live, "eu-west-1", at);
+    let c = snap.checks.iter().find(|c| c.item == "hit-rate").unwrap();
+    (c.outcome, c.detail.clone())
+}
+
+async fn gets(c: &mut redis::aio::MultiplexedConnection, key: &str, n: usize) {
+    for _ in 0..n {
+        let _: Option<String> = redis::cmd("GET").arg(key).query_async(c).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn the_hit_rate_check_judges_the_lookups_between_two_readings_not_the_servers_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = cutover::sandbox::process::start_redis(dir.path(), "staging-cache").await.unwrap();
+    let url = format!("redis://127.0.0.1:{}/0", server.port);
+    let mut c = redis::Client::open(url.as_str()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let rb = runbook();
+    let mut live = LiveState::default();
+    let t0 = SystemTime::now();
+    let at = |i: u64| t0 + Duration::from_secs(5 * i);
+
+    // A thousand hits of history before the first reading.
+    let _: () = redis::cmd("SET").arg("session:1").arg("ana").query_async(&mut c).await.unwrap();
+    gets(&mut c, "session:1", 1000).await;
+    let (o, d) = read(&rb, &url, &mut live, at(0)).await;
+    assert_eq!(o, Unknown, "{d}");
+    assert!(d.contains("one INFO reading so far"), "{d}");
+
+    // Nothing looked up between two readings: no reading, not a pass.
+    let (o, d) = read(&rb, &url, &mut live, at(1)).await;
+    assert_eq!((o, d.as_str()), (Unknown, "staging-cache: no key lookups over the last 5 s, so no hit rate"));
+
+    // 1 hit, 9 misses: 10%, though the server's counters say 1001 of 1010.
+    gets(&mut c, "session:1", 1).await;
+    gets(&mut c, "session:absent", 9).await;
+    let (o, d) = read(&rb, &url, &mut live, at(2)).await;
+    assert_eq!(o, Fail, "{d}");
+    assert_eq!(d, "staging-cache: hit rate 10.0% (1 hits, 9 misses over the last 5 s; minimum 90%)");
+
+    // 19 hits, 1 miss: 95%.
+    gets(&mut c, "session:1", 19).await;
+    gets(&mut c, "session:absent", 1).await;
+    let (o, d) = read(&rb, &url, &mut live, at(3)).await;
+    assert_eq!(o, Pass, "{d}");
+    assert_eq!(d, "staging-cache: hit rate 95.0% (19 hits, 1 misses over the last 5 s; minimum 90%)");
+
+    // A restart resets the counters: that interval is unknown, not negative.
+    let _: () = redis::cmd("CONFIG").arg("RESETSTAT").query_async(&mut c).await.unwrap();
+    let (o, d) = read(&rb, &url, &mut live, at(4)).await;
+    assert_eq!(o, Unknown, "{d}");
+    server.stop().await;
+}
