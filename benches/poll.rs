@@ -17,6 +17,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use criterion::{BenchmarkId, Criterion, SamplingMode};
 use cutover::aws::cloudwatch::{SeriesKey, default_series, metric_series};
 use cutover::aws::elb::arn_suffix;
 use cutover::live::Session;
@@ -25,7 +26,6 @@ use cutover::live::probe::ProbePolicy;
 use cutover::live::workers::WorkerContext;
 use cutover::runbook::Runbook;
 use cutover::sandbox::{Sandbox, SandboxOptions};
-use criterion::{BenchmarkId, Criterion, SamplingMode};
 
 #[path = "common/summary.rs"]
 mod summary;
@@ -147,8 +147,7 @@ fn fixture() -> Fixture {
         let slow = cutover::aws::SideClients::one(cutover::aws::Clients::new(
             &cutover::aws::sandbox_config(&format!("http://{wan}"), &fixed_sb.region).await,
         ));
-        let wan_ctx =
-            Ctx { clients: slow, rb: fixed.rb.clone(), http: fixed.http.clone(), vars: fixed.vars.clone() };
+        let wan_ctx = Ctx { clients: slow, rb: fixed.rb.clone(), http: fixed.http.clone(), vars: fixed.vars.clone() };
         // Warm-up: connections and the hosted zone's id.
         for c in [&as_shipped, &fixed, &wan_ctx] {
             workers_round(c).await;
@@ -167,9 +166,10 @@ const SETTINGS: [Setting; 3] = [Setting::AsShipped, Setting::Fixed, Setting::Wan
 
 fn benches(c: &mut Criterion, f: &Fixture) {
     let mut group = c.benchmark_group("poll");
-    // A poll takes tens of milliseconds to seconds: 20 samples, each of the
-    // same number of polls (one for the slow settings), not criterion's
-    // growing sample sizes of 100.
+    // A poll takes a fifth of a second to over a second: 20 samples, each
+    // of the same number of polls, not criterion's growing sample sizes of
+    // 100. The slow settings get one poll a sample and overrun the 10 s
+    // (criterion says so and goes on): about 20 s each, not 10.
     group.sample_size(20).sampling_mode(SamplingMode::Flat).warm_up_time(Duration::from_secs(1));
     group.measurement_time(Duration::from_secs(10));
     for setting in SETTINGS {
@@ -204,10 +204,8 @@ fn main() {
         .iter()
         .map(|s| (format!("poll/cutover_workers/{}", name(*s)), format!("poll/sequential_baseline/{}", name(*s))))
         .collect();
-    let rows: Vec<(&str, Option<&str>)> = ids
-        .iter()
-        .flat_map(|(ours, base)| [(ours.as_str(), Some(base.as_str())), (base.as_str(), None)])
-        .collect();
+    let rows: Vec<(&str, Option<&str>)> =
+        ids.iter().flat_map(|(ours, base)| [(ours.as_str(), Some(base.as_str())), (base.as_str(), None)]).collect();
     summary::print(run_start, &rows);
     let Fixture { rt, sandboxes, proxy, .. } = f;
     proxy.abort();

@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::time::SystemTime;
 
+use criterion::Criterion;
 use cutover::analysis::reachability::{IngressRule, SecurityGroup};
 use cutover::aws::cloudwatch::{AlarmState, Series};
 use cutover::aws::ec2::Instance;
@@ -25,7 +26,6 @@ use cutover::runbook::Metric;
 use cutover::tui::app::{App, Header};
 use cutover::tui::keys::Keymap;
 use cutover::tui::state::{Event, update};
-use criterion::Criterion;
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use ratatui::widgets::Paragraph;

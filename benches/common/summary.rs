@@ -49,7 +49,7 @@ fn estimates(id: &str, run_start: SystemTime) -> Option<Estimates> {
 fn format_ns(ns: f64) -> String {
     match ns {
         n if n >= 1e9 => format!("{:.3} s", n / 1e9),
-        n if n >= 1e6 => format!("{:.3} ms", n / 1e6),
+        n if n >= 1e6 => format!("{:.2} ms", n / 1e6),
         n if n >= 1e3 => format!("{:.2} µs", n / 1e3),
         n => format!("{n:.0} ns"),
     }
