@@ -2,18 +2,22 @@
 //! app servers on loopback): AWS calls per cycle, and wall time of a poll by
 //! cutover's own workers (a fresh `live::Session` until every source has
 //! reported once) against the named baseline, the same fetches awaited one
-//! after another. The timings run under divan, so each comes with its spread
-//! (fastest, slowest, median, mean of 20 polls), in three settings: the demo
-//! as shipped, after its security-group fix, and with 50 ms in front of every
-//! AWS request.
+//! after another. The timings run under criterion (20 samples of one poll or
+//! more each), so each comes with its spread and a saved run can be compared
+//! against, in three settings: the demo as shipped, after its security-group
+//! fix, and with 50 ms in front of every AWS request. A last table gives each
+//! median with its ratio to the sequential baseline of the same setting.
 //!
 //! Run: `cargo bench --bench poll` (needs moto and redis-server, as the
-//! tests). Under `cargo test --benches` each bench polls once, as a smoke test.
+//! tests); `-- --save-baseline NAME` keeps the run, a later
+//! `-- --baseline NAME` prints each bench's change against it. Under
+//! `cargo test --benches` each bench polls once, as a smoke test.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
+use criterion::{BenchmarkId, Criterion, SamplingMode};
 use cutover::aws::cloudwatch::{SeriesKey, default_series, metric_series};
 use cutover::aws::elb::arn_suffix;
 use cutover::live::Session;
@@ -22,7 +26,9 @@ use cutover::live::probe::ProbePolicy;
 use cutover::live::workers::WorkerContext;
 use cutover::runbook::Runbook;
 use cutover::sandbox::{Sandbox, SandboxOptions};
-use divan::Bencher;
+
+#[path = "common/summary.rs"]
+mod summary;
 
 struct Ctx {
     rb: Runbook,
@@ -94,29 +100,23 @@ enum Setting {
     Wan50ms,
 }
 
-/// Two sandboxes, one as shipped and one fixed (divan runs each bench's
-/// settings in turn, so one sandbox could not be both), and a poll context
-/// for each setting.
+/// Two sandboxes, one as shipped and one fixed (the benches of one setting
+/// run together, but a filter may pick any of them, so one sandbox switched
+/// between settings could not serve both), and a poll context for each
+/// setting.
 struct Fixture {
     rt: tokio::runtime::Runtime,
-    sandboxes: Mutex<Vec<Sandbox>>,
-    proxy: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    sandboxes: Vec<Sandbox>,
+    proxy: tokio::task::JoinHandle<()>,
     contexts: BTreeMap<&'static str, Ctx>,
 }
 
-static FIXTURE: OnceLock<Fixture> = OnceLock::new();
-
+/// The setting's name in the bench ids (criterion's folder names).
 fn name(s: Setting) -> &'static str {
     match s {
-        Setting::AsShipped => "as shipped",
+        Setting::AsShipped => "as_shipped",
         Setting::Fixed => "fixed",
-        Setting::Wan50ms => "50 ms to AWS",
-    }
-}
-
-impl std::fmt::Display for Setting {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(name(*self))
+        Setting::Wan50ms => "50ms_to_aws",
     }
 }
 
@@ -138,57 +138,62 @@ async fn up(rb: &Runbook) -> (Sandbox, Ctx) {
     (sb, ctx)
 }
 
-fn fixture() -> &'static Fixture {
-    FIXTURE.get_or_init(|| {
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("runbooks/demo.toml");
-        let rb = cutover::runbook::load(&path).unwrap();
-        let (sandboxes, proxy, contexts) = rt.block_on(async {
-            let (shipped, as_shipped) = up(&rb).await;
-            let (fixed_sb, fixed) = up(&rb).await;
-            fixed_sb.authorize_ingress("staging-redis", "staging-batch", 6379).await.unwrap();
-            tokio::time::sleep(Duration::from_secs(2)).await;
-            let moto: std::net::SocketAddr = fixed_sb.endpoint.trim_start_matches("http://").parse().unwrap();
-            let (wan, proxy) = cutover::sandbox::latency::delay_proxy(moto, Duration::from_millis(50)).await.unwrap();
-            let slow = cutover::aws::SideClients::one(cutover::aws::Clients::new(
-                &cutover::aws::sandbox_config(&format!("http://{wan}"), &fixed_sb.region).await,
-            ));
-            let wan_ctx =
-                Ctx { clients: slow, rb: fixed.rb.clone(), http: fixed.http.clone(), vars: fixed.vars.clone() };
-            // Warm-up: connections and the hosted zone's id.
-            for c in [&as_shipped, &fixed, &wan_ctx] {
-                workers_round(c).await;
-            }
-            let contexts = BTreeMap::from([
-                (name(Setting::AsShipped), as_shipped),
-                (name(Setting::Fixed), fixed),
-                (name(Setting::Wan50ms), wan_ctx),
-            ]);
-            (vec![shipped, fixed_sb], proxy, contexts)
-        });
-        Fixture { rt, sandboxes: Mutex::new(sandboxes), proxy: Mutex::new(Some(proxy)), contexts }
-    })
+fn fixture() -> Fixture {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("runbooks/demo.toml");
+    let rb = cutover::runbook::load(&path).unwrap();
+    let (sandboxes, proxy, contexts) = rt.block_on(async {
+        let (shipped, as_shipped) = up(&rb).await;
+        let (fixed_sb, fixed) = up(&rb).await;
+        fixed_sb.authorize_ingress("staging-redis", "staging-batch", 6379).await.unwrap();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let moto: std::net::SocketAddr = fixed_sb.endpoint.trim_start_matches("http://").parse().unwrap();
+        let (wan, proxy) = cutover::sandbox::latency::delay_proxy(moto, Duration::from_millis(50)).await.unwrap();
+        let slow = cutover::aws::SideClients::one(cutover::aws::Clients::new(
+            &cutover::aws::sandbox_config(&format!("http://{wan}"), &fixed_sb.region).await,
+        ));
+        let wan_ctx = Ctx { clients: slow, rb: fixed.rb.clone(), http: fixed.http.clone(), vars: fixed.vars.clone() };
+        // Warm-up: connections and the hosted zone's id.
+        for c in [&as_shipped, &fixed, &wan_ctx] {
+            workers_round(c).await;
+        }
+        let contexts = BTreeMap::from([
+            (name(Setting::AsShipped), as_shipped),
+            (name(Setting::Fixed), fixed),
+            (name(Setting::Wan50ms), wan_ctx),
+        ]);
+        (vec![shipped, fixed_sb], proxy, contexts)
+    });
+    Fixture { rt, sandboxes, proxy, contexts }
 }
 
 const SETTINGS: [Setting; 3] = [Setting::AsShipped, Setting::Fixed, Setting::Wan50ms];
 
-/// cutover's workers, one full round.
-#[divan::bench(args = SETTINGS, sample_count = 20, sample_size = 1)]
-fn cutover_workers(b: Bencher, setting: Setting) {
-    let f = fixture();
-    let c = &f.contexts[name(setting)];
-    b.bench_local(|| f.rt.block_on(workers_round(c)));
-}
-
-/// Baseline: the same fetches awaited one after another.
-#[divan::bench(args = SETTINGS, sample_count = 20, sample_size = 1)]
-fn sequential_baseline(b: Bencher, setting: Setting) {
-    let f = fixture();
-    let c = &f.contexts[name(setting)];
-    b.bench_local(|| f.rt.block_on(sequential(c)));
+fn benches(c: &mut Criterion, f: &Fixture) {
+    let mut group = c.benchmark_group("poll");
+    // A poll takes a fifth of a second to over a second: 20 samples, each
+    // of the same number of polls, not criterion's growing sample sizes of
+    // 100. The slow settings get one poll a sample and overrun the 10 s
+    // (criterion says so and goes on): about 20 s each, not 10.
+    group.sample_size(20).sampling_mode(SamplingMode::Flat).warm_up_time(Duration::from_secs(1));
+    group.measurement_time(Duration::from_secs(10));
+    for setting in SETTINGS {
+        let c = &f.contexts[name(setting)];
+        // cutover's workers, one full round.
+        group.bench_with_input(BenchmarkId::new("cutover_workers", name(setting)), c, |b, c| {
+            b.iter(|| f.rt.block_on(workers_round(c)))
+        });
+        // Baseline: the same fetches awaited one after another.
+        group.bench_with_input(BenchmarkId::new("sequential_baseline", name(setting)), c, |b, c| {
+            b.iter(|| f.rt.block_on(sequential(c)))
+        });
+    }
+    group.finish();
 }
 
 fn main() {
+    let run_start = SystemTime::now();
+    let mut criterion = Criterion::default().without_plots().configure_from_args();
     // A count, not a timing: AWS calls of one full poll cycle.
     let f = fixture();
     let c = &f.contexts[name(Setting::AsShipped)];
@@ -198,12 +203,18 @@ fn main() {
     for (op, n) in c.clients.calls_by_operation() {
         println!("  {op:<32} {n}");
     }
-    divan::main();
-    if let Some(p) = f.proxy.lock().unwrap().take() {
-        p.abort();
-    }
-    let sandboxes: Vec<Sandbox> = f.sandboxes.lock().unwrap().drain(..).collect();
-    f.rt.block_on(async {
+    benches(&mut criterion, &f);
+    criterion.final_summary();
+    let ids: Vec<(String, String)> = SETTINGS
+        .iter()
+        .map(|s| (format!("poll/cutover_workers/{}", name(*s)), format!("poll/sequential_baseline/{}", name(*s))))
+        .collect();
+    let rows: Vec<(&str, Option<&str>)> =
+        ids.iter().flat_map(|(ours, base)| [(ours.as_str(), Some(base.as_str())), (base.as_str(), None)]).collect();
+    summary::print(run_start, &rows);
+    let Fixture { rt, sandboxes, proxy, .. } = f;
+    proxy.abort();
+    rt.block_on(async {
         for sb in sandboxes {
             sb.down().await;
         }

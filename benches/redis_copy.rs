@@ -5,6 +5,12 @@
 //! (a) benches/redis/scan_get_setex.py: SCAN + GET/SETEX, strings only (redis-py)
 //! (b) benches/redis/dump_restore_pipelined.py: pipelined DUMP/RESTORE (redis-py)
 //! (c) MIGRATE … COPY REPLACE KEYS, 1,000 keys a call (server-side, driven from here)
+//! (ceiling) the target's own ingest limit: `redis-cli --pipe` of a RESTORE
+//!     stream of the same keys, generated beforehand (not timed)
+//!
+//! cutover runs with `--on-conflict replace` (the rows above compare with it)
+//! and with the default `fail` (its pre-check included), each also given as a
+//! share of the ceiling.
 //!
 //! Run: `cargo bench --bench redis_copy` (1,000,000 keys; installs redis-py
 //! into .venv when missing). Under `cargo test` it is a smoke test on 2,000
@@ -148,13 +154,69 @@ async fn migrate(src: &mut MultiplexedConnection, to_port: u16) -> Run {
     }
 }
 
+/// Writes the source's keys as a RESP stream of `RESTORE key ttl payload`
+/// (from PTTL + DUMP, pipelined per SCAN batch), ready for `redis-cli --pipe`.
+/// Returns the keys written and how many of them carry a TTL.
+async fn restore_stream(src: &mut MultiplexedConnection, path: &Path) -> (u64, u64) {
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let (mut cursor, mut keys_written, mut with_ttl) = (0u64, 0u64, 0u64);
+    loop {
+        let (next, keys): (u64, Vec<Vec<u8>>) =
+            redis::cmd("SCAN").arg(cursor).arg("COUNT").arg(1000).query_async(src).await.unwrap();
+        let mut p = redis::pipe();
+        for k in &keys {
+            p.cmd("PTTL").arg(k).cmd("DUMP").arg(k);
+        }
+        let replies: Vec<redis::Value> = p.query_async(src).await.unwrap();
+        for (k, pair) in keys.iter().zip(replies.chunks(2)) {
+            let ttl_ms: i64 = redis::from_redis_value_ref(&pair[0]).unwrap();
+            let payload: Vec<u8> = redis::from_redis_value_ref(&pair[1]).unwrap();
+            // PTTL -1: no expiry, RESTORE's 0.
+            with_ttl += u64::from(ttl_ms > 0);
+            let restore = redis::cmd("RESTORE").arg(k).arg(ttl_ms.max(0)).arg(payload).get_packed_command();
+            std::io::Write::write_all(&mut out, &restore).unwrap();
+            keys_written += 1;
+        }
+        if next == 0 {
+            break;
+        }
+        cursor = next;
+    }
+    std::io::Write::flush(&mut out).unwrap();
+    (keys_written, with_ttl)
+}
+
+/// The ceiling: `redis-cli --pipe`, Redis's documented fastest bulk load,
+/// of the ready-made RESTORE stream into the empty target. It exits non-zero
+/// when any reply was an error.
+fn pipe_load(stream: &Path, port: u16, keys: u64) -> Run {
+    let cli = cutover::sandbox::process::find_executable("redis-cli", "CUTOVER_REDIS_CLI")
+        .expect("redis-cli not found on PATH; it comes with redis-server (apt-get install redis-server redis-tools)");
+    let t = Instant::now();
+    let out = std::process::Command::new(cli)
+        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "--pipe"])
+        .stdin(std::fs::File::open(stream).unwrap())
+        .output()
+        .unwrap();
+    let seconds = t.elapsed().as_secs_f64();
+    assert!(
+        out.status.success(),
+        "redis-cli --pipe: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Run { name: CEILING, copied: keys, scanned: keys, seconds }
+}
+
+const CEILING: &str = "(ceiling) redis-cli --pipe of RESTOREs";
+
 /// `cutover redis copy` as a child process (so its peak RSS is its own).
-fn cutover_copy(state: &Path, from: &str, to: &str) -> (Run, u64) {
+fn cutover_copy(state: &Path, from: &str, to: &str, on_conflict: &str) -> (Run, u64) {
     let t = Instant::now();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_cutover"))
         .env("XDG_STATE_HOME", state)
         .args(["--log-file", &state.join("log").display().to_string()])
-        .args(["redis", "copy", "--from", from, "--to", to, "--yes", "--on-conflict", "replace", "--json"])
+        .args(["redis", "copy", "--from", from, "--to", to, "--yes", "--on-conflict", on_conflict, "--json"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -166,7 +228,11 @@ fn cutover_copy(state: &Path, from: &str, to: &str) -> (Run, u64) {
     assert!(ok, "cutover redis copy failed: {stdout:?}");
     let report: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
     let run = Run {
-        name: "cutover redis copy",
+        name: if on_conflict == "replace" {
+            "cutover redis copy --on-conflict replace"
+        } else {
+            "cutover redis copy (default: fail)"
+        },
         copied: report["total"]["copied"].as_u64().unwrap(),
         scanned: report["total"]["scanned"].as_u64().unwrap(),
         seconds,
@@ -211,23 +277,48 @@ fn main() {
             }
         };
 
-        // cutover and MIGRATE, the fast ones, alternate REPEAT times; the median counts.
+        // The ceiling's input, written before any clock starts.
+        let stream = dir.path().join("restore.resp");
+        let t = Instant::now();
+        let (stream_keys, with_ttl) = restore_stream(&mut s, &stream).await;
+        assert_eq!((stream_keys, with_ttl), (n, n.div_ceil(2)), "every key in the stream, half with a TTL");
+        println!(
+            "RESTORE stream for redis-cli --pipe: {:.1} MB in {:.1} s (not timed)",
+            std::fs::metadata(&stream).unwrap().len() as f64 / 1e6,
+            t.elapsed().as_secs_f64()
+        );
+
+        // cutover (both policies), MIGRATE and the ceiling, the fast ones,
+        // take turns REPEAT times; the median of each counts.
         let repeat: usize = std::env::var("REDIS_BENCH_REPEAT").ok().and_then(|v| v.parse().ok()).unwrap_or(3);
         let state = dir.path().join("state");
-        let (mut ours, mut theirs, mut rss_kib) = (Vec::new(), Vec::new(), 0);
+        let (mut ours, mut ours_fail, mut theirs, mut ceiling, mut rss_kib) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), 0);
         for _ in 0..repeat.max(1) {
-            flush(&mut d).await;
-            let (r, rss) = cutover_copy(&state, &from, &to);
-            assert_eq!(dbsize(&mut d).await, r.copied);
-            rss_kib = rss_kib.max(rss);
-            ours.push(r);
+            for (policy, runs) in [("replace", &mut ours), ("fail", &mut ours_fail)] {
+                flush(&mut d).await;
+                let (r, rss) = cutover_copy(&state, &from, &to, policy);
+                assert_eq!(dbsize(&mut d).await, r.copied);
+                rss_kib = rss_kib.max(rss);
+                runs.push(r);
+            }
             flush(&mut d).await;
             theirs.push(migrate(&mut s, b.port).await);
             assert_eq!(dbsize(&mut d).await, n);
+            flush(&mut d).await;
+            ceiling.push(pipe_load(&stream, b.port, n));
+            assert_eq!(dbsize(&mut d).await, n, "redis-cli --pipe loaded every key");
         }
         let all = |v: &[Run]| v.iter().map(|r| format!("{:.2}", r.seconds)).collect::<Vec<_>>().join(", ");
-        println!("cutover seconds: {}; MIGRATE seconds: {} (median counts)", all(&ours), all(&theirs));
+        println!(
+            "seconds (median counts): cutover replace {}; cutover fail {}; MIGRATE {}; redis-cli --pipe {}",
+            all(&ours),
+            all(&ours_fail),
+            all(&theirs),
+            all(&ceiling)
+        );
         runs.push(median(ours));
+        runs.push(median(ours_fail));
         let py = if bench { python(root) } else { None };
         if let Some(py) = &py {
             for (script, name) in [
@@ -243,6 +334,7 @@ fn main() {
             println!("(smoke run: the Python baselines run under `cargo bench` only)");
         }
         runs.push(median(theirs));
+        runs.push(median(ceiling));
 
         let ours = runs[0].keys_per_s();
         println!("{:<40} {:>9} {:>9} {:>8} {:>11} {:>9}", "", "scanned", "copied", "seconds", "keys/s", "cutover/x");
@@ -256,6 +348,10 @@ fn main() {
                 r.keys_per_s(),
                 ours / r.keys_per_s()
             );
+        }
+        let ceiling = runs.last().unwrap().keys_per_s();
+        for r in &runs[..2] {
+            println!("{} = {:.2}× the ceiling", r.name, r.keys_per_s() / ceiling);
         }
         println!("cutover peak RSS (VmHWM via wait4 ru_maxrss): {:.1} MB", rss_kib as f64 / 1024.0);
         println!("keys/s = keys scanned / wall seconds; cutover's time includes process start and connecting");

@@ -1,16 +1,20 @@
 //! Render time of a full 160×48 cockpit frame with 200 targets, 50 instances
 //! × 2 Redis endpoints and 8 phases × 20 items, against a plain Paragraph of
 //! the same screen text (the floor of drawing that many cells), and the time
-//! to derive the snapshot on a clock tick. Under divan: each figure comes
-//! with its spread (fastest, slowest, median, mean of its samples).
+//! to derive the snapshot on a clock tick. Under criterion: each figure comes
+//! with its spread, a saved run can be compared against, and a last table
+//! gives each median with its ratio to the Paragraph baseline of the run.
 //!
-//! Run: `cargo bench --bench render` (in process; no sandbox). Under
-//! `cargo test --benches` each bench runs once, as a smoke test.
+//! Run: `cargo bench --bench render` (in process; no sandbox);
+//! `-- --save-baseline NAME` keeps the run, a later `-- --baseline NAME`
+//! prints each bench's change against it. Under `cargo test --benches`
+//! each bench runs once, as a smoke test.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::time::SystemTime;
 
+use criterion::Criterion;
 use cutover::analysis::reachability::{IngressRule, SecurityGroup};
 use cutover::aws::cloudwatch::{AlarmState, Series};
 use cutover::aws::ec2::Instance;
@@ -22,13 +26,26 @@ use cutover::runbook::Metric;
 use cutover::tui::app::{App, Header};
 use cutover::tui::keys::Keymap;
 use cutover::tui::state::{Event, update};
-use divan::Bencher;
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use ratatui::widgets::Paragraph;
 
+#[path = "common/summary.rs"]
+mod summary;
+
 fn main() {
-    divan::main();
+    let run_start = SystemTime::now();
+    let mut c = Criterion::default().without_plots().configure_from_args();
+    benches(&mut c);
+    c.final_summary();
+    summary::print(
+        run_start,
+        &[
+            ("render/cutover_render", Some("render/baseline_paragraph_of_the_same_text")),
+            ("render/baseline_paragraph_of_the_same_text", None),
+            ("render/derive_snapshot_on_tick", None),
+        ],
+    );
 }
 
 fn big_runbook() -> cutover::runbook::Runbook {
@@ -250,23 +267,19 @@ fn screen() -> Screen {
     Screen { app, term, text }
 }
 
-/// cutover's render of the full frame (the snapshot already derived).
-#[divan::bench]
-fn cutover_render(b: Bencher) {
-    let Screen { app, mut term, .. } = screen();
-    b.bench_local(|| term.draw(|f| cutover::tui::view::render(&app, f)).map(|_| ()).unwrap());
-}
-
-/// Baseline: a Paragraph of the same screen text.
-#[divan::bench]
-fn baseline_paragraph_of_the_same_text(b: Bencher) {
-    let Screen { mut term, text, .. } = screen();
-    b.bench_local(|| term.draw(|f| f.render_widget(Paragraph::new(text.as_str()), f.area())).map(|_| ()).unwrap());
-}
-
-/// Deriving the snapshot: `update` on a clock tick.
-#[divan::bench]
-fn derive_snapshot_on_tick(b: Bencher) {
-    let Screen { mut app, .. } = screen();
-    b.bench_local(|| update(&mut app, Event::Tick(SystemTime::now())));
+fn benches(c: &mut Criterion) {
+    let mut group = c.benchmark_group("render");
+    // cutover's render of the full frame (the snapshot already derived).
+    let Screen { app, mut term, text } = screen();
+    group.bench_function("cutover_render", |b| {
+        b.iter(|| term.draw(|f| cutover::tui::view::render(&app, f)).map(|_| ()).unwrap())
+    });
+    // Baseline: a Paragraph of the same screen text.
+    group.bench_function("baseline_paragraph_of_the_same_text", |b| {
+        b.iter(|| term.draw(|f| f.render_widget(Paragraph::new(text.as_str()), f.area())).map(|_| ()).unwrap())
+    });
+    // Deriving the snapshot: `update` on a clock tick.
+    let mut app = app;
+    group.bench_function("derive_snapshot_on_tick", |b| b.iter(|| update(&mut app, Event::Tick(SystemTime::now()))));
+    group.finish();
 }

@@ -2,7 +2,7 @@
 //! 2 s (a delay proxy in front of moto), against a taws-style loop that
 //! awaits an AWS call before drawing. An end-to-end timing of the loop among
 //! live workers and sandbox processes, so it keeps its own harness; the
-//! render time, in process, is `benches/render.rs` under divan.
+//! render time, in process, is `benches/render.rs` under criterion.
 //!
 //! Run: `cargo bench --bench tui` (needs moto and redis-server, as the tests).
 
