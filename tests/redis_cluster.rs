@@ -286,18 +286,7 @@ async fn a_killed_copy_out_of_a_cluster_resumes_per_shard_and_a_failed_over_shar
     // The second shard fails over: its replica takes over, with another run_id.
     let slots = shards[1]["slots"].as_str().unwrap().to_string();
     let old_primary = c.primary_ports().await[1];
-    let mut replica = None;
-    for n in &c.nodes {
-        let info: String = redis::cmd("INFO")
-            .arg("replication")
-            .query_async(&mut conn(&format!("redis://127.0.0.1:{}", n.port)).await)
-            .await
-            .unwrap();
-        if info.contains(&format!("master_port:{old_primary}")) {
-            replica = Some(n.port);
-        }
-    }
-    let replica = replica.expect("the shard has a replica");
+    let replica = c.replica_of(old_primary).await;
     let mut r = conn(&format!("redis://127.0.0.1:{replica}")).await;
     let _: () = redis::cmd("CLUSTER").arg("FAILOVER").query_async(&mut r).await.unwrap();
     common::eventually(Duration::from_secs(20), "the replica promoted", || async {
@@ -650,18 +639,7 @@ async fn a_failover_during_a_copy_out_of_a_cluster_stops_it_naming_the_shard_and
         let _: () = owner.pset_ex(&key, i, 600_000).await.unwrap();
     }
     let old_primary = c.primary_ports().await[1];
-    let mut replica = None;
-    for n in &c.nodes {
-        let info: String = redis::cmd("INFO")
-            .arg("replication")
-            .query_async(&mut conn(&format!("redis://127.0.0.1:{}", n.port)).await)
-            .await
-            .unwrap();
-        if info.contains(&format!("master_port:{old_primary}")) {
-            replica = Some(n.port);
-        }
-    }
-    let replica = replica.expect("the shard has a replica");
+    let replica = c.replica_of(old_primary).await;
     let args = ["redis", "copy", "--from", &c.url(), "--to", &dst_url, "--yes", "--scan-count", "50"];
     let mut child = KillOnDrop(Some(cutover(&state, &[&args[..], &["--rate", "2400"]].concat()).spawn().unwrap()));
     let start = Instant::now();

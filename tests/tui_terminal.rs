@@ -134,13 +134,7 @@ fn demo_in_a_real_terminal_shows_targets_ticks_an_item_and_restores_the_terminal
         assert!(actions.iter().any(|a| a == want), "{want} in {actions:?}");
     }
 
-    tmux.keys(&["q"]);
-    let start = Instant::now();
-    while !marker.exists() {
-        assert!(start.elapsed() < Duration::from_secs(20), "cutover did not exit; screen:\n{}", tmux.screen());
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    assert_eq!(std::fs::read_to_string(&marker).unwrap().trim(), "exit=0");
+    assert_eq!(tmux.quit(&marker), "exit=0");
     assert_eq!(tmux.var("#{alternate_on}"), "0", "left the alternate screen");
     assert_eq!(tmux.var("#{cursor_flag}"), "1", "cursor visible again");
     let s = tmux.screen();
@@ -234,13 +228,7 @@ fn the_cockpit_refuses_every_change_in_another_account_than_the_runbooks() {
     let s = tmux.screen();
     assert!(!s.contains("confirm a change") && !s.contains("shift weights:"), "no popup opened:\n{s}");
     assert_eq!(rt.block_on(records(&sb)), before, "Route53 reads back unchanged");
-    tmux.keys(&["q"]);
-    let start = Instant::now();
-    while !marker.exists() {
-        assert!(start.elapsed() < Duration::from_secs(20), "cutover did not exit; screen:\n{}", tmux.screen());
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    assert_eq!(std::fs::read_to_string(&marker).unwrap().trim(), "exit=0");
+    assert_eq!(tmux.quit(&marker), "exit=0");
     rt.block_on(sb.down());
     common::record(
         "terminal",

@@ -51,6 +51,17 @@ impl Cluster {
         primaries.into_iter().map(|(_, p)| p).collect()
     }
 
+    /// The port of a replica of the primary on `primary`.
+    pub async fn replica_of(&self, primary: u16) -> u16 {
+        for n in &self.nodes {
+            let info: String = query(n.port, redis::cmd("INFO").arg("replication")).await.unwrap();
+            if info.contains(&format!("master_port:{primary}")) {
+                return n.port;
+            }
+        }
+        panic!("the shard on port {primary} has no replica")
+    }
+
     /// Keys held by each primary (DBSIZE), by first slot.
     pub async fn sizes(&self) -> Vec<u64> {
         let mut out = Vec::new();

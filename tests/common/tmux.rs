@@ -28,6 +28,18 @@ impl Tmux {
             std::thread::sleep(Duration::from_millis(150));
         }
     }
+    /// Quits the cockpit with `q` and waits (20 s at most) for the script to
+    /// write its exit status to `marker`; returns that status (`exit=0`).
+    pub fn quit(&self, marker: &std::path::Path) -> String {
+        self.keys(&["q"]);
+        let start = Instant::now();
+        while !marker.exists() {
+            assert!(start.elapsed() < Duration::from_secs(20), "cutover did not exit; screen:\n{}", self.screen());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        std::fs::read_to_string(marker).unwrap().trim().to_string()
+    }
+
     pub fn wait_for(&self, what: &str, limit: Duration, pred: impl Fn(&str) -> bool) -> String {
         let start = Instant::now();
         loop {
