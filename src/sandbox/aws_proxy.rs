@@ -628,7 +628,12 @@ async fn forward(State(p): State<Arc<Proxy>>, req: Request) -> Response {
                     headers.insert(k, v);
                 }
             }
-            let mut bytes: Bytes = resp.bytes().await.unwrap_or_default();
+            // A body cut off (moto closed the connection under load) is a
+            // gateway error, which the SDK retries, never a 2xx with nothing.
+            let mut bytes: Bytes = match resp.bytes().await {
+                Ok(b) => b,
+                Err(e) => return (StatusCode::BAD_GATEWAY, format!("proxy: cannot read moto's answer: {e}")).into_response(),
+            };
             if let Some(finish) = finish
                 && status.is_success()
             {
