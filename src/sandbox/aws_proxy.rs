@@ -632,7 +632,9 @@ async fn forward(State(p): State<Arc<Proxy>>, req: Request) -> Response {
             // gateway error, which the SDK retries, never a 2xx with nothing.
             let mut bytes: Bytes = match resp.bytes().await {
                 Ok(b) => b,
-                Err(e) => return (StatusCode::BAD_GATEWAY, format!("proxy: cannot read moto's answer: {e}")).into_response(),
+                Err(e) => {
+                    return (StatusCode::BAD_GATEWAY, format!("proxy: cannot read moto's answer: {e}")).into_response();
+                }
             };
             if let Some(finish) = finish
                 && status.is_success()
