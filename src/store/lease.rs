@@ -152,10 +152,23 @@ struct Shared {
 }
 
 impl Shared {
+    /// Why the lease is no longer this holder's, if it is not.
+    fn lost_why(&self) -> Option<String> {
+        self.lost.lock().ok().and_then(|l| l.clone())
+    }
+
+    /// Records the lease as lost, for good; returns why.
+    fn lose(&self, why: String) -> String {
+        if let Ok(mut l) = self.lost.lock() {
+            *l = Some(why.clone());
+        }
+        why
+    }
+
     /// Writes a new expiry on the version this holder wrote last.
     fn renew(&self) -> Result<(), String> {
         let _one = self.renewing.lock().map_err(|_| "lease poisoned".to_string())?;
-        if let Some(why) = self.lost.lock().map(|l| l.clone()).unwrap_or(None) {
+        if let Some(why) = self.lost_why() {
             return Err(why);
         }
         let (version, mut record) = self.held.lock().map_err(|_| "lease poisoned".to_string())?.clone();
@@ -193,20 +206,14 @@ impl Shared {
                     Ok(None) => "released by someone else".into(),
                     Err(e) => format!("replaced ({e})"),
                 };
-                let why = format!("this process lost the runbook's lease ({by})");
-                if let Ok(mut l) = self.lost.lock() {
-                    *l = Some(why.clone());
-                }
-                Err(why)
+                Err(self.lose(format!("this process lost the runbook's lease ({by})")))
             }
             Err(e) => {
                 // Unrenewed for a whole lease, another operator may hold it now.
                 if self.left().is_none() {
-                    let why = format!("the lease expired while the shared state could not be reached ({e})");
-                    if let Ok(mut l) = self.lost.lock() {
-                        *l = Some(why.clone());
-                    }
-                    return Err(why);
+                    return Err(
+                        self.lose(format!("the lease expired while the shared state could not be reached ({e})"))
+                    );
                 }
                 Err(format!("cannot renew the lease: {e}"))
             }
@@ -250,7 +257,7 @@ impl Lease {
     /// stopped, the store slow) a fence first. Err: stop, write nothing more.
     pub fn check(&self) -> Result<(), String> {
         let Inner::Shared(s) = &self.inner else { return Ok(()) };
-        if let Some(why) = s.lost.lock().ok().and_then(|l| l.clone()) {
+        if let Some(why) = s.lost_why() {
             return Err(why);
         }
         match s.left() {
@@ -263,7 +270,7 @@ impl Lease {
     pub fn lost(&self) -> Option<String> {
         match &self.inner {
             Inner::Local(_) => None,
-            Inner::Shared(s) => s.lost.lock().ok().and_then(|l| l.clone()),
+            Inner::Shared(s) => s.lost_why(),
         }
     }
 }
