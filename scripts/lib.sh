@@ -25,11 +25,15 @@ ensure_tmux() {
   if ! command -v tmux >/dev/null; then apt_install tmux; fi
 }
 
-ensure_moto() {
-  if [ -x "$ROOT/.venv/bin/moto_server" ]; then return; fi
+ensure_python() {
   if ! command -v python3 >/dev/null || ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
     apt_install python3 python3-venv
   fi
+}
+
+ensure_moto() {
+  if [ -x "$ROOT/.venv/bin/moto_server" ]; then return; fi
+  ensure_python
   echo "installing $MOTO_SPEC into $ROOT/.venv" >&2
   python3 -m venv "$ROOT/.venv"
   "$ROOT/.venv/bin/pip" install --quiet --disable-pip-version-check "$MOTO_SPEC"
@@ -45,11 +49,17 @@ ensure_man() {
   if ! command -v man >/dev/null; then apt_install man-db; fi
 }
 
-ensure_deps() {
+# What apt installs (it may ask for a password, so never in the background).
+ensure_system_deps() {
   ensure_redis
   ensure_openssl
   ensure_tmux
   ensure_man
+  ensure_python
+}
+
+ensure_deps() {
+  ensure_system_deps
   ensure_moto
   export CUTOVER_MOTO_SERVER="$ROOT/.venv/bin/moto_server"
 }

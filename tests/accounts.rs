@@ -20,40 +20,40 @@ async fn in_account(sb: &Sandbox, account: &str, region: &str) -> aws_config::Sd
     let base = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .endpoint_url(&sb.endpoint)
         .region(aws_config::Region::new(region.to_string()))
-        .credentials_provider(aws_sdk_sts::config::Credentials::new("sandbox", "sandbox", None, None, "test"))
+        .credentials_provider(aws_sdk::sts::config::Credentials::new("sandbox", "sandbox", None, None, "test"))
         .load()
         .await;
-    let sts = aws_sdk_sts::Client::new(&base);
+    let sts = aws_sdk::sts::Client::new(&base);
     let role = format!("arn:aws:iam::{account}:role/test-reader");
     let c = sts.assume_role().role_arn(role).role_session_name("test").send().await.unwrap();
     let c = c.credentials().unwrap();
-    let creds = aws_sdk_sts::config::Credentials::new(
+    let creds = aws_sdk::sts::config::Credentials::new(
         c.access_key_id(),
         c.secret_access_key(),
         Some(c.session_token().to_string()),
         None,
         "test",
     );
-    base.into_builder().credentials_provider(aws_sdk_sts::config::SharedCredentialsProvider::new(creds)).build()
+    base.into_builder().credentials_provider(aws_sdk::sts::config::SharedCredentialsProvider::new(creds)).build()
 }
 
 /// Hosted zones named `name` in a config's account.
 async fn zones_named(conf: &aws_config::SdkConfig, name: &str) -> Vec<String> {
-    let r53 = aws_sdk_route53::Client::new(conf);
+    let r53 = aws_sdk::route53::Client::new(conf);
     let zones = r53.list_hosted_zones().send().await.unwrap();
     zones.hosted_zones().iter().filter(|z| z.name().trim_end_matches('.') == name).map(|z| z.id().to_string()).collect()
 }
 
 /// Set identifier → weight of the weighted group, read in a config's account.
 async fn weights_in(conf: &aws_config::SdkConfig, zone: &str) -> BTreeMap<String, i64> {
-    let r53 = aws_sdk_route53::Client::new(conf);
+    let r53 = aws_sdk::route53::Client::new(conf);
     let id = zones_named(conf, zone).await.into_iter().next().expect("the hosted zone");
     let sets = r53.list_resource_record_sets().hosted_zone_id(id).send().await.unwrap();
     sets.resource_record_sets().iter().filter_map(|r| Some((r.set_identifier()?.to_string(), r.weight()?))).collect()
 }
 
 async fn load_balancers_named(conf: &aws_config::SdkConfig, name: &str) -> usize {
-    let elb = aws_sdk_elasticloadbalancingv2::Client::new(conf);
+    let elb = aws_sdk::elasticloadbalancingv2::Client::new(conf);
     let all = elb.describe_load_balancers().send().await.unwrap();
     all.load_balancers().iter().filter(|l| l.load_balancer_name() == Some(name)).count()
 }
@@ -166,7 +166,7 @@ async fn the_shared_dns_account_runbook_reads_each_side_through_its_role_and_cha
     let (code, out, err) = run_cutover(&sb, &rb, dir.path(), &["run", path, "prepare/stickiness", "--yes"]).await;
     assert_eq!(code, Some(0), "{out}{err}");
     assert!(out.contains(&format!("account {NEW_ACCOUNT} region eu-central-1")), "{out}");
-    let elb = aws_sdk_elasticloadbalancingv2::Client::new(&new);
+    let elb = aws_sdk::elasticloadbalancingv2::Client::new(&new);
     let tg = elb.describe_target_groups().names("new-prod-web").send().await.unwrap();
     let arn = tg.target_groups()[0].target_group_arn().unwrap();
     let attrs = elb.describe_target_group_attributes().target_group_arn(arn).send().await.unwrap();

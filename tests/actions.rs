@@ -136,7 +136,7 @@ async fn stickiness_registration_and_stopping_instances_do_what_they_say() {
         async move {
             let r = ec2
                 .describe_instances()
-                .filters(aws_sdk_ec2::types::Filter::builder().name("tag:Environment").values("production").build())
+                .filters(aws_sdk::ec2::types::Filter::builder().name("tag:Environment").values("production").build())
                 .send()
                 .await
                 .unwrap();

@@ -29,7 +29,7 @@ async fn stop_environment(sb: &Sandbox, environment: &str) {
 async fn elb_5xx_per_load_balancer(sb: &Sandbox, environment: &str) -> f64 {
     let arn = &sb.world.load_balancers[environment];
     let suffix = arn.split_once(":loadbalancer/").map(|(_, s)| s).unwrap();
-    let dims = vec![aws_sdk_cloudwatch::types::Dimension::builder().name("LoadBalancer").value(suffix).build()];
+    let dims = vec![aws_sdk::cloudwatch::types::Dimension::builder().name("LoadBalancer").value(suffix).build()];
     alb_metric_sum(sb, "HTTPCode_ELB_5XX_Count", dims).await
 }
 

@@ -41,7 +41,7 @@ fn p99_gate(environment: &str, max: f64, more: &str) -> GateKind {
 /// Publishes TargetResponseTime of `environment`'s target group as raw
 /// (value, count) pairs at `at`, as an ALB would.
 async fn put_latency(sb: &Sandbox, environment: &str, at: SystemTime, values: &[(f64, f64)]) {
-    use aws_sdk_cloudwatch::types::{MetricDatum, StandardUnit};
+    use aws_sdk::cloudwatch::types::{MetricDatum, StandardUnit};
     let datum = MetricDatum::builder()
         .metric_name("TargetResponseTime")
         .set_dimensions(sb.world.target_group_dimensions(environment))
@@ -54,7 +54,7 @@ async fn put_latency(sb: &Sandbox, environment: &str, at: SystemTime, values: &[
 }
 
 async fn put_target_5xx(sb: &Sandbox, environment: &str, n: f64) {
-    use aws_sdk_cloudwatch::types::{MetricDatum, StandardUnit};
+    use aws_sdk::cloudwatch::types::{MetricDatum, StandardUnit};
     let datum = MetricDatum::builder()
         .metric_name("HTTPCode_Target_5XX_Count")
         .set_dimensions(sb.world.target_group_dimensions(environment))
@@ -124,7 +124,7 @@ async fn a_rollout_gated_on_p99_under_100_ms_completes() {
 }
 
 async fn alarm_state(sb: &Sandbox, name: &str) -> String {
-    use aws_sdk_cloudwatch::types::AlarmType;
+    use aws_sdk::cloudwatch::types::AlarmType;
     let r = sb
         .clients
         .cloudwatch

@@ -54,7 +54,7 @@ async fn a_step_waits_for_the_datapoints_covering_its_soak_and_late_5xx_abort_it
         (s["engine"]["phase"]["phase"] == "soaking").then_some(())
     })
     .await;
-    let datum = aws_sdk_cloudwatch::types::MetricDatum::builder()
+    let datum = aws_sdk::cloudwatch::types::MetricDatum::builder()
         .metric_name("HTTPCode_Target_5XX_Count")
         .set_dimensions(sb.world.target_group_dimensions("staging"))
         .value(7.0)

@@ -4,7 +4,7 @@
 
 mod common;
 
-use aws_sdk_elasticloadbalancingv2::types::TargetGroupAttribute;
+use aws_sdk::elasticloadbalancingv2::types::TargetGroupAttribute;
 
 const RUNBOOK: &str = "runbooks/staging-to-production.toml";
 
@@ -168,12 +168,12 @@ async fn readiness_and_parity_checks_follow_what_aws_and_redis_say() {
         .elb
         .create_listener()
         .load_balancer_arn(lb)
-        .protocol(aws_sdk_elasticloadbalancingv2::types::ProtocolEnum::Https)
+        .protocol(aws_sdk::elasticloadbalancingv2::types::ProtocolEnum::Https)
         .port(443)
-        .certificates(aws_sdk_elasticloadbalancingv2::types::Certificate::builder().certificate_arn(cert).build())
+        .certificates(aws_sdk::elasticloadbalancingv2::types::Certificate::builder().certificate_arn(cert).build())
         .default_actions(
-            aws_sdk_elasticloadbalancingv2::types::Action::builder()
-                .r#type(aws_sdk_elasticloadbalancingv2::types::ActionTypeEnum::Forward)
+            aws_sdk::elasticloadbalancingv2::types::Action::builder()
+                .r#type(aws_sdk::elasticloadbalancingv2::types::ActionTypeEnum::Forward)
                 .target_group_arn(tg)
                 .build(),
         )
@@ -316,7 +316,7 @@ async fn move_staging_web_2_to_its_own_group(sb: &cutover::sandbox::Sandbox) {
 /// and reads metric-math alarms (their `Metrics` queries) as well.
 #[tokio::test(flavor = "multi_thread")]
 async fn alarm_on_5xx_counts_only_alarms_that_notify_someone_and_reads_metric_math_alarms() {
-    use aws_sdk_cloudwatch::types::{ComparisonOperator, Metric, MetricDataQuery, MetricStat};
+    use aws_sdk::cloudwatch::types::{ComparisonOperator, Metric, MetricDataQuery, MetricStat};
     use cutover::status::CheckOutcome::{Fail, Pass};
     let rb = common::runbook("staging-to-production.toml");
     let sb = common::sandbox(&rb, "ap-east-2").await;

@@ -222,7 +222,7 @@ async fn read_only_refuses_every_mutation_headless_and_changes_nothing() {
         .deregister_targets()
         .target_group_arn(tg("staging"))
         .targets(
-            aws_sdk_elasticloadbalancingv2::types::TargetDescription::builder().id(&staging[0].id).port(8080).build(),
+            aws_sdk::elasticloadbalancingv2::types::TargetDescription::builder().id(&staging[0].id).port(8080).build(),
         )
         .send()
         .await
@@ -234,7 +234,7 @@ async fn read_only_refuses_every_mutation_headless_and_changes_nothing() {
     // Both sides sticky for 24 h: setting 1 h and disabling it both change something.
     for env in ["production", "staging"] {
         let attr = |k: &str, v: &str| {
-            aws_sdk_elasticloadbalancingv2::types::TargetGroupAttribute::builder().key(k).value(v).build()
+            aws_sdk::elasticloadbalancingv2::types::TargetGroupAttribute::builder().key(k).value(v).build()
         };
         sb.clients
             .elb

@@ -99,7 +99,7 @@ async fn an_alarm_during_a_soak_rolls_back_to_the_last_good_step_and_the_audit_s
         .cloudwatch
         .set_alarm_state()
         .alarm_name("demo-staging-5xx")
-        .state_value(aws_sdk_cloudwatch::types::StateValue::Alarm)
+        .state_value(aws_sdk::cloudwatch::types::StateValue::Alarm)
         .state_reason("test: 5xx above threshold")
         .send()
         .await
@@ -136,7 +136,7 @@ async fn a_gate_failing_during_the_bake_rolls_back_to_the_last_good_step() {
         .cloudwatch
         .set_alarm_state()
         .alarm_name("demo-staging-5xx")
-        .state_value(aws_sdk_cloudwatch::types::StateValue::Alarm)
+        .state_value(aws_sdk::cloudwatch::types::StateValue::Alarm)
         .state_reason("test: 5xx during the bake")
         .send()
         .await
@@ -304,7 +304,7 @@ async fn rollout_without_data(policy: &str, region: &str) -> (Option<i32>, Strin
         .cloudwatch
         .set_alarm_state()
         .alarm_name("demo-staging-5xx")
-        .state_value(aws_sdk_cloudwatch::types::StateValue::InsufficientData)
+        .state_value(aws_sdk::cloudwatch::types::StateValue::InsufficientData)
         .state_reason("test: no datapoints")
         .send()
         .await

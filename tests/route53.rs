@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use aws_sdk_route53::types::{Change, ChangeAction, ChangeBatch, ResourceRecordSet, RrType};
+use aws_sdk::route53::types::{Change, ChangeAction, ChangeBatch, ResourceRecordSet, RrType};
 use common::*;
 use cutover::runbook::Runbook;
 use cutover::sandbox::Sandbox;
@@ -370,7 +370,7 @@ fn side<'a>(sides: &'a [serde_json::Value], env: &str) -> &'a serde_json::Value 
 /// passes that side.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_side_whose_health_check_fails_gets_no_traffic_and_no_gate_passes_it() {
-    use aws_sdk_route53::types::{HealthCheckConfig, HealthCheckType};
+    use aws_sdk::route53::types::{HealthCheckConfig, HealthCheckType};
     let dir = tempfile::tempdir().unwrap();
     let (rb, path) = demo(dir.path());
     let sb = sandbox(&rb, "us-west-1").await;
@@ -429,7 +429,7 @@ async fn a_side_whose_health_check_fails_gets_no_traffic_and_no_gate_passes_it()
 /// healthy target behind the ALB it gets no traffic whatever its weight.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_alias_to_an_alb_with_no_healthy_target_gets_no_traffic() {
-    use aws_sdk_elasticloadbalancingv2::types::TargetDescription;
+    use aws_sdk::elasticloadbalancingv2::types::TargetDescription;
     let dir = tempfile::tempdir().unwrap();
     let (rb, path) = single_box(dir.path());
     let sb = sandbox(&rb, "eu-south-1").await;

@@ -119,7 +119,7 @@ async fn stopped_instance_stops_answering_and_comes_back_when_started() {
 }
 
 async fn request_sum(sb: &cutover::sandbox::Sandbox, env: &str, since: aws_smithy_types::DateTime) -> f64 {
-    use aws_sdk_cloudwatch::types::{Metric, MetricDataQuery, MetricStat};
+    use aws_sdk::cloudwatch::types::{Metric, MetricDataQuery, MetricStat};
     let dims = sb.world.target_group_dimensions(env).unwrap();
     let q = MetricDataQuery::builder()
         .id("r")

@@ -437,7 +437,7 @@ fn status_with_moto_frozen_from_the_start_prints_every_value_and_exits_1() {
 /// naming that VPC.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_group_of_the_same_name_in_another_vpc_never_decides_the_path() {
-    use aws_sdk_ec2::types::{IpPermission, IpRange};
+    use aws_sdk::ec2::types::{IpPermission, IpRange};
     let rb = runbook("demo.toml");
     let sb = sandbox(&rb, "ca-central-1").await;
     let ec2 = &sb.clients.ec2;
@@ -528,7 +528,7 @@ async fn a_rule_naming_a_managed_prefix_list_admits_the_addresses_it_holds() {
 /// lets it reach Redis. An IPv4-only instance is never let in by it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ipv6_range_holding_the_instances_ipv6_address_opens_its_path() {
-    use aws_sdk_ec2::types::{IpPermission, Ipv6Range};
+    use aws_sdk::ec2::types::{IpPermission, Ipv6Range};
     let rb = runbook("demo.toml");
     let sb = sandbox(&rb, "ap-northeast-3").await;
     let ec2 = &sb.clients.ec2;

@@ -62,9 +62,9 @@ impl Machine {
     }
 }
 
-async fn s3(sb: &Sandbox) -> aws_sdk_s3::Client {
+async fn s3(sb: &Sandbox) -> aws_sdk::s3::Client {
     let config = cutover::aws::sandbox_config(&sb.endpoint, &sb.region).await;
-    aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&config).force_path_style(true).build())
+    aws_sdk::s3::Client::from_conf(aws_sdk::s3::config::Builder::from(&config).force_path_style(true).build())
 }
 
 /// Every object in the bucket: key → body.

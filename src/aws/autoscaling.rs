@@ -7,7 +7,7 @@ use crate::analysis::parity::AutoScalingShape;
 /// returns at most 100 a page) attached to one of `target_group_arns`, by
 /// `TargetGroupARNs` or as a traffic source.
 pub async fn groups_behind(
-    client: &aws_sdk_autoscaling::Client,
+    client: &aws_sdk::autoscaling::Client,
     target_group_arns: &[String],
 ) -> AwsResult<Vec<AutoScalingShape>> {
     let mut out = Vec::new();

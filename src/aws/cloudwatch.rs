@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
-use aws_sdk_cloudwatch::primitives::DateTime;
-use aws_sdk_cloudwatch::types::{AlarmType, Dimension, Metric as CwMetric, MetricDataQuery, MetricStat};
+use aws_sdk::cloudwatch::primitives::DateTime;
+use aws_sdk::cloudwatch::types::{AlarmType, Dimension, Metric as CwMetric, MetricDataQuery, MetricStat};
 use serde::Serialize;
 
 use super::{AwsResult, SideClients, sdk_error};
@@ -19,7 +19,7 @@ pub struct AlarmState {
     pub reason: String,
 }
 
-pub async fn alarm_states(cw: &aws_sdk_cloudwatch::Client, names: &[String]) -> AwsResult<Vec<AlarmState>> {
+pub async fn alarm_states(cw: &aws_sdk::cloudwatch::Client, names: &[String]) -> AwsResult<Vec<AlarmState>> {
     if names.is_empty() {
         return Ok(Vec::new());
     }
@@ -200,7 +200,7 @@ pub fn default_series(environment: &str, target_group: Option<&str>, load_balanc
 /// followed; 500 queries at most per call). A series that cannot be asked for
 /// honestly is not sent: it comes back with its `error` and no points.
 pub async fn metric_series(
-    cw: &aws_sdk_cloudwatch::Client,
+    cw: &aws_sdk::cloudwatch::Client,
     keys: &[SeriesKey],
     window: Duration,
     period_secs: i32,
@@ -234,7 +234,7 @@ pub fn plot_period(start: SystemTime, end: SystemTime, now: SystemTime, points: 
 /// 500 queries, pages followed. A series that cannot be asked for honestly is
 /// not sent: it comes back with its `error` and no points.
 pub async fn metric_series_between(
-    cw: &aws_sdk_cloudwatch::Client,
+    cw: &aws_sdk::cloudwatch::Client,
     keys: &[SeriesKey],
     start: SystemTime,
     end: SystemTime,
@@ -309,7 +309,7 @@ fn stat_query(id: String, key: &SeriesKey, dims: Vec<Dimension>, stat: String, p
 /// Every query's datapoints in `[start, end)`, by query id: one GetMetricData
 /// call, its pages followed. No queries, no call.
 async fn data_points(
-    cw: &aws_sdk_cloudwatch::Client,
+    cw: &aws_sdk::cloudwatch::Client,
     queries: &[MetricDataQuery],
     start: SystemTime,
     end: SystemTime,
@@ -343,7 +343,7 @@ async fn data_points(
 /// count; and, per key, when its newest one-minute datapoint ends (what the
 /// data covers so far: ALB datapoints arrive minutes late). One call.
 pub async fn metric_totals(
-    cw: &aws_sdk_cloudwatch::Client,
+    cw: &aws_sdk::cloudwatch::Client,
     keys: &[SeriesKey],
     start: SystemTime,
     end: SystemTime,
@@ -377,7 +377,7 @@ pub async fn metric_totals(
 /// values): what a side watches. DescribeAlarms, every page (AWS returns at
 /// most 100 alarms per page).
 pub async fn alarms_watching(
-    cw: &aws_sdk_cloudwatch::Client,
+    cw: &aws_sdk::cloudwatch::Client,
     load_balancers: &[String],
     target_groups: &[String],
 ) -> AwsResult<Vec<crate::analysis::parity::WatchingAlarm>> {
@@ -386,7 +386,7 @@ pub async fn alarms_watching(
     while let Some(page) = pages.next().await {
         let page = page.map_err(|e| sdk_error("DescribeAlarms", e))?;
         for a in page.metric_alarms() {
-            let of_side = |namespace: Option<&str>, dims: &[aws_sdk_cloudwatch::types::Dimension]| {
+            let of_side = |namespace: Option<&str>, dims: &[aws_sdk::cloudwatch::types::Dimension]| {
                 namespace == Some("AWS/ApplicationELB")
                     && dims.iter().any(|d| match (d.name(), d.value()) {
                         (Some("LoadBalancer"), Some(v)) => load_balancers.iter().any(|l| l == v),

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use aws_sdk_ec2::types::Filter;
+use aws_sdk::ec2::types::Filter;
 use serde::Serialize;
 
 use super::{AwsError, AwsResult, sdk_error};
@@ -27,7 +27,7 @@ pub struct Instance {
     pub tags: BTreeMap<String, String>,
 }
 
-pub async fn describe_instances(ec2: &aws_sdk_ec2::Client, selector: &InstanceSelector) -> AwsResult<Vec<Instance>> {
+pub async fn describe_instances(ec2: &aws_sdk::ec2::Client, selector: &InstanceSelector) -> AwsResult<Vec<Instance>> {
     let mut req = ec2.describe_instances();
     match selector {
         InstanceSelector::Tags(tags) => {
@@ -75,7 +75,7 @@ pub async fn describe_instances(ec2: &aws_sdk_ec2::Client, selector: &InstanceSe
     Ok(out)
 }
 
-fn ipv6_addresses(i: &aws_sdk_ec2::types::Instance) -> Vec<String> {
+fn ipv6_addresses(i: &aws_sdk::ec2::types::Instance) -> Vec<String> {
     let mut out: Vec<String> = i.ipv6_address().map(str::to_string).into_iter().collect();
     for a in i.network_interfaces().iter().flat_map(|n| n.ipv6_addresses()).filter_map(|a| a.ipv6_address()) {
         if !out.iter().any(|o| o == a) {
@@ -97,7 +97,7 @@ pub struct Vpc {
 /// are looked up in `vpc` only; without one, a name held by groups of several
 /// VPCs is an error (which one is meant cannot be told).
 pub async fn describe_security_groups(
-    ec2: &aws_sdk_ec2::Client,
+    ec2: &aws_sdk::ec2::Client,
     ids_or_names: &[String],
     vpc: Option<&Vpc>,
 ) -> AwsResult<Vec<SecurityGroup>> {
@@ -204,7 +204,7 @@ pub async fn describe_security_groups(
 }
 
 /// The CIDRs a managed prefix list holds now (every page).
-async fn prefix_list_cidrs(ec2: &aws_sdk_ec2::Client, id: &str) -> AwsResult<Vec<String>> {
+async fn prefix_list_cidrs(ec2: &aws_sdk::ec2::Client, id: &str) -> AwsResult<Vec<String>> {
     let mut out = Vec::new();
     let mut pages = ec2.get_managed_prefix_list_entries().prefix_list_id(id).into_paginator().send();
     while let Some(page) = pages.next().await {
@@ -225,13 +225,13 @@ pub struct GroupIngress {
 }
 
 impl GroupIngress {
-    fn permission(&self) -> aws_sdk_ec2::types::IpPermission {
-        aws_sdk_ec2::types::IpPermission::builder()
+    fn permission(&self) -> aws_sdk::ec2::types::IpPermission {
+        aws_sdk::ec2::types::IpPermission::builder()
             .ip_protocol("tcp")
             .from_port(i32::from(self.port))
             .to_port(i32::from(self.port))
             .user_id_group_pairs(
-                aws_sdk_ec2::types::UserIdGroupPair::builder()
+                aws_sdk::ec2::types::UserIdGroupPair::builder()
                     .group_id(&self.from_group_id)
                     .description(&self.description)
                     .build(),
@@ -240,7 +240,7 @@ impl GroupIngress {
     }
 }
 
-pub async fn authorize_ingress(ec2: &aws_sdk_ec2::Client, rule: &GroupIngress) -> AwsResult<()> {
+pub async fn authorize_ingress(ec2: &aws_sdk::ec2::Client, rule: &GroupIngress) -> AwsResult<()> {
     ec2.authorize_security_group_ingress()
         .group_id(&rule.group_id)
         .ip_permissions(rule.permission())
@@ -250,7 +250,7 @@ pub async fn authorize_ingress(ec2: &aws_sdk_ec2::Client, rule: &GroupIngress) -
     Ok(())
 }
 
-pub async fn revoke_ingress(ec2: &aws_sdk_ec2::Client, rule: &GroupIngress) -> AwsResult<()> {
+pub async fn revoke_ingress(ec2: &aws_sdk::ec2::Client, rule: &GroupIngress) -> AwsResult<()> {
     ec2.revoke_security_group_ingress()
         .group_id(&rule.group_id)
         .ip_permissions(rule.permission())
@@ -263,7 +263,7 @@ pub async fn revoke_ingress(ec2: &aws_sdk_ec2::Client, rule: &GroupIngress) -> A
 /// The group-to-group ingress rules of `group_ids` whose description is
 /// `description`.
 pub async fn ingress_described(
-    ec2: &aws_sdk_ec2::Client,
+    ec2: &aws_sdk::ec2::Client,
     group_ids: Vec<String>,
     description: &str,
 ) -> AwsResult<Vec<GroupIngress>> {
@@ -289,7 +289,7 @@ pub async fn ingress_described(
     Ok(out)
 }
 
-pub async fn stop_instances(ec2: &aws_sdk_ec2::Client, ids: &[String]) -> AwsResult<()> {
+pub async fn stop_instances(ec2: &aws_sdk::ec2::Client, ids: &[String]) -> AwsResult<()> {
     ec2.stop_instances()
         .set_instance_ids(Some(ids.to_vec()))
         .send()
@@ -298,7 +298,7 @@ pub async fn stop_instances(ec2: &aws_sdk_ec2::Client, ids: &[String]) -> AwsRes
     Ok(())
 }
 
-pub async fn start_instances(ec2: &aws_sdk_ec2::Client, ids: &[String]) -> AwsResult<()> {
+pub async fn start_instances(ec2: &aws_sdk::ec2::Client, ids: &[String]) -> AwsResult<()> {
     ec2.start_instances()
         .set_instance_ids(Some(ids.to_vec()))
         .send()
@@ -310,10 +310,10 @@ pub async fn start_instances(ec2: &aws_sdk_ec2::Client, ids: &[String]) -> AwsRe
 /// Instances' shapes for parity (DescribeInstances, every page): type, AMI,
 /// zone, IMDSv2, public IP and groups; terminated ones left out.
 pub async fn instance_shapes(
-    ec2: &aws_sdk_ec2::Client,
+    ec2: &aws_sdk::ec2::Client,
     selector: &InstanceSelector,
 ) -> AwsResult<Vec<crate::analysis::parity::InstanceShape>> {
-    use aws_sdk_ec2::types::{HttpTokensState, InstanceStateName};
+    use aws_sdk::ec2::types::{HttpTokensState, InstanceStateName};
     let mut req = ec2.describe_instances();
     match selector {
         InstanceSelector::Tags(tags) => {
@@ -367,13 +367,13 @@ pub struct Image {
 /// tag the snapshots on creation, so only the image is tagged). Returns the
 /// new image's id; it starts `pending`.
 pub async fn create_image(
-    ec2: &aws_sdk_ec2::Client,
+    ec2: &aws_sdk::ec2::Client,
     instance_id: &str,
     name: &str,
     no_reboot: bool,
     tags: &[(String, String)],
 ) -> AwsResult<String> {
-    use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification};
+    use aws_sdk::ec2::types::{ResourceType, Tag, TagSpecification};
     let spec = TagSpecification::builder()
         .resource_type(ResourceType::Image)
         .set_tags(Some(tags.iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect()))
@@ -393,7 +393,7 @@ pub async fn create_image(
 
 /// DescribeImages of the caller's own images, by id or by tags (every page).
 pub async fn describe_images(
-    ec2: &aws_sdk_ec2::Client,
+    ec2: &aws_sdk::ec2::Client,
     ids: &[String],
     tags: &[(String, String)],
 ) -> AwsResult<Vec<Image>> {
@@ -422,7 +422,7 @@ pub async fn describe_images(
 }
 
 /// TerminateInstances. AWS accepts it at once (`shutting-down`, then `terminated`).
-pub async fn terminate_instances(ec2: &aws_sdk_ec2::Client, ids: &[String]) -> AwsResult<()> {
+pub async fn terminate_instances(ec2: &aws_sdk::ec2::Client, ids: &[String]) -> AwsResult<()> {
     ec2.terminate_instances()
         .set_instance_ids(Some(ids.to_vec()))
         .send()
@@ -444,7 +444,7 @@ pub struct GroupFound {
 /// The groups among `ids_or_names` that exist (names in `vpc` when given);
 /// a name held in several VPCs is an error, as in `describe_security_groups`.
 pub async fn groups_found(
-    ec2: &aws_sdk_ec2::Client,
+    ec2: &aws_sdk::ec2::Client,
     ids_or_names: &[String],
     vpc: Option<&Vpc>,
 ) -> AwsResult<Vec<GroupFound>> {
@@ -485,7 +485,7 @@ pub async fn groups_found(
 /// (instances, load balancers, caches all have one in AWS), instances that
 /// are not terminated, and other groups' rules naming it (AWS refuses to
 /// delete a group another group's rule references).
-pub async fn group_users(ec2: &aws_sdk_ec2::Client, group: &GroupFound) -> AwsResult<Vec<String>> {
+pub async fn group_users(ec2: &aws_sdk::ec2::Client, group: &GroupFound) -> AwsResult<Vec<String>> {
     let mut users = Vec::new();
     let by_group = |name: &str| Filter::builder().name(name).values(&group.id).build();
     let mut terminated = std::collections::BTreeSet::new();
@@ -542,7 +542,7 @@ pub async fn group_users(ec2: &aws_sdk_ec2::Client, group: &GroupFound) -> AwsRe
     Ok(users)
 }
 
-pub async fn delete_security_group(ec2: &aws_sdk_ec2::Client, id: &str) -> AwsResult<()> {
+pub async fn delete_security_group(ec2: &aws_sdk::ec2::Client, id: &str) -> AwsResult<()> {
     ec2.delete_security_group().group_id(id).send().await.map_err(|e| sdk_error("DeleteSecurityGroup", e))?;
     Ok(())
 }

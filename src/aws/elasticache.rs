@@ -6,7 +6,7 @@ use crate::analysis::parity::ElastiCacheShape;
 
 /// One replication group by id (DescribeReplicationGroups), with its first
 /// member cluster's engine version (DescribeCacheClusters), when it has one.
-pub async fn replication_group(client: &aws_sdk_elasticache::Client, id: &str) -> AwsResult<ElastiCacheShape> {
+pub async fn replication_group(client: &aws_sdk::elasticache::Client, id: &str) -> AwsResult<ElastiCacheShape> {
     let resp = client
         .describe_replication_groups()
         .replication_group_id(id)
@@ -43,12 +43,12 @@ pub async fn replication_group(client: &aws_sdk_elasticache::Client, id: &str) -
 /// CreateSnapshot of a replication group, tagged. Returns the snapshot's
 /// status as created (AWS: `creating`).
 pub async fn create_snapshot(
-    client: &aws_sdk_elasticache::Client,
+    client: &aws_sdk::elasticache::Client,
     replication_group: &str,
     name: &str,
     tags: &[(String, String)],
 ) -> AwsResult<String> {
-    use aws_sdk_elasticache::types::Tag;
+    use aws_sdk::elasticache::types::Tag;
     let out = client
         .create_snapshot()
         .replication_group_id(replication_group)
@@ -62,7 +62,7 @@ pub async fn create_snapshot(
 
 /// A snapshot's status by name (DescribeSnapshots): creating, available,
 /// restoring, copying, deleting; None when there is no such snapshot.
-pub async fn snapshot_status(client: &aws_sdk_elasticache::Client, name: &str) -> AwsResult<Option<String>> {
+pub async fn snapshot_status(client: &aws_sdk::elasticache::Client, name: &str) -> AwsResult<Option<String>> {
     let out = match client.describe_snapshots().snapshot_name(name).send().await {
         Ok(out) => out,
         // SnapshotNotFoundFault: gone (deleted, or its creation failed).

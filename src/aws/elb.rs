@@ -68,7 +68,7 @@ pub trait LoadBalancing: Send + Sync {
     fn target_groups(&self, names_or_arns: &[String]) -> impl Future<Output = AwsResult<Vec<TargetGroup>>> + Send;
 }
 
-impl LoadBalancing for aws_sdk_elasticloadbalancingv2::Client {
+impl LoadBalancing for aws_sdk::elasticloadbalancingv2::Client {
     async fn load_balancer(&self, name_or_arn: &str) -> AwsResult<LoadBalancer> {
         load_balancer(self, name_or_arn).await
     }
@@ -77,7 +77,10 @@ impl LoadBalancing for aws_sdk_elasticloadbalancingv2::Client {
     }
 }
 
-pub async fn load_balancer(elb: &aws_sdk_elasticloadbalancingv2::Client, name_or_arn: &str) -> AwsResult<LoadBalancer> {
+pub async fn load_balancer(
+    elb: &aws_sdk::elasticloadbalancingv2::Client,
+    name_or_arn: &str,
+) -> AwsResult<LoadBalancer> {
     let mut req = elb.describe_load_balancers();
     req = if name_or_arn.starts_with("arn:") { req.load_balancer_arns(name_or_arn) } else { req.names(name_or_arn) };
     let resp = req.send().await.map_err(|e| sdk_error("DescribeLoadBalancers", e))?;
@@ -93,7 +96,7 @@ pub async fn load_balancer(elb: &aws_sdk_elasticloadbalancingv2::Client, name_or
     })
 }
 
-fn attributes(attrs: &[aws_sdk_elasticloadbalancingv2::types::TargetGroupAttribute]) -> TargetGroupAttributes {
+fn attributes(attrs: &[aws_sdk::elasticloadbalancingv2::types::TargetGroupAttribute]) -> TargetGroupAttributes {
     let get = |k: &str| attrs.iter().find(|a| a.key() == Some(k)).and_then(|a| a.value()).map(str::to_string);
     TargetGroupAttributes {
         stickiness_enabled: get("stickiness.enabled").map(|v| v == "true"),
@@ -106,9 +109,9 @@ fn attributes(attrs: &[aws_sdk_elasticloadbalancingv2::types::TargetGroupAttribu
 /// The target groups named (names or ARNs), in the order given, every page
 /// read; one not found is an error naming it.
 async fn described_target_groups(
-    elb: &aws_sdk_elasticloadbalancingv2::Client,
+    elb: &aws_sdk::elasticloadbalancingv2::Client,
     names_or_arns: &[String],
-) -> AwsResult<Vec<aws_sdk_elasticloadbalancingv2::types::TargetGroup>> {
+) -> AwsResult<Vec<aws_sdk::elasticloadbalancingv2::types::TargetGroup>> {
     let (arns, names): (Vec<String>, Vec<String>) = names_or_arns.iter().cloned().partition(|s| s.starts_with("arn:"));
     let mut found = Vec::new();
     for (by_arn, values) in [(true, arns), (false, names)] {
@@ -141,7 +144,7 @@ async fn described_target_groups(
 /// Target groups by name or ARN (one DescribeTargetGroups for all of them),
 /// each with its attributes and its targets' health, in the order asked.
 pub async fn target_groups(
-    elb: &aws_sdk_elasticloadbalancingv2::Client,
+    elb: &aws_sdk::elasticloadbalancingv2::Client,
     names_or_arns: &[String],
 ) -> AwsResult<Vec<TargetGroup>> {
     if names_or_arns.is_empty() {
@@ -192,12 +195,12 @@ pub async fn target_groups(
 }
 
 pub async fn register_targets(
-    elb: &aws_sdk_elasticloadbalancingv2::Client,
+    elb: &aws_sdk::elasticloadbalancingv2::Client,
     target_group_arn: &str,
     instance_ids: &[String],
     port: Option<i32>,
 ) -> AwsResult<()> {
-    use aws_sdk_elasticloadbalancingv2::types::TargetDescription;
+    use aws_sdk::elasticloadbalancingv2::types::TargetDescription;
     let targets = instance_ids.iter().map(|id| TargetDescription::builder().id(id).set_port(port).build()).collect();
     elb.register_targets()
         .target_group_arn(target_group_arn)
@@ -209,11 +212,11 @@ pub async fn register_targets(
 }
 
 pub async fn deregister_targets(
-    elb: &aws_sdk_elasticloadbalancingv2::Client,
+    elb: &aws_sdk::elasticloadbalancingv2::Client,
     target_group_arn: &str,
     instance_ids: &[String],
 ) -> AwsResult<()> {
-    use aws_sdk_elasticloadbalancingv2::types::TargetDescription;
+    use aws_sdk::elasticloadbalancingv2::types::TargetDescription;
     let targets = instance_ids.iter().map(|id| TargetDescription::builder().id(id).build()).collect();
     elb.deregister_targets()
         .target_group_arn(target_group_arn)
@@ -225,11 +228,11 @@ pub async fn deregister_targets(
 }
 
 pub async fn set_target_group_attributes(
-    elb: &aws_sdk_elasticloadbalancingv2::Client,
+    elb: &aws_sdk::elasticloadbalancingv2::Client,
     target_group_arn: &str,
     attributes: &[(String, String)],
 ) -> AwsResult<()> {
-    use aws_sdk_elasticloadbalancingv2::types::TargetGroupAttribute;
+    use aws_sdk::elasticloadbalancingv2::types::TargetGroupAttribute;
     let attrs = attributes.iter().map(|(k, v)| TargetGroupAttribute::builder().key(k).value(v).build()).collect();
     elb.modify_target_group_attributes()
         .target_group_arn(target_group_arn)
@@ -244,7 +247,7 @@ pub async fn set_target_group_attributes(
 /// (DescribeLoadBalancerAttributes) and every listener (DescribeListeners,
 /// every page; an HTTPS or TLS listener's default certificate comes with it).
 pub async fn load_balancer_shape(
-    elb: &aws_sdk_elasticloadbalancingv2::Client,
+    elb: &aws_sdk::elasticloadbalancingv2::Client,
     name_or_arn: &str,
 ) -> AwsResult<crate::analysis::parity::LoadBalancerShape> {
     use crate::analysis::parity::{Listener, LoadBalancerShape};
@@ -307,7 +310,7 @@ pub async fn load_balancer_shape(
 /// (DescribeTargetGroups, every page) and attributes
 /// (DescribeTargetGroupAttributes).
 pub async fn target_group_shapes(
-    elb: &aws_sdk_elasticloadbalancingv2::Client,
+    elb: &aws_sdk::elasticloadbalancingv2::Client,
     names_or_arns: &[String],
 ) -> AwsResult<Vec<crate::analysis::parity::TargetGroupShape>> {
     use crate::analysis::parity::TargetGroupShape;
@@ -351,7 +354,7 @@ pub async fn target_group_shapes(
 
 /// The load balancers (every page) whose security groups include `group_id`, by name.
 pub async fn load_balancers_using(
-    elb: &aws_sdk_elasticloadbalancingv2::Client,
+    elb: &aws_sdk::elasticloadbalancingv2::Client,
     group_id: &str,
 ) -> AwsResult<Vec<String>> {
     let mut out = Vec::new();

@@ -15,21 +15,21 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_config::{BehaviorVersion, SdkConfig};
-use aws_sdk_ec2::config::{Credentials, Region};
-use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata};
+use aws_sdk::ec2::config::{Credentials, Region};
+use aws_sdk::ec2::error::{DisplayErrorContext, ProvideErrorMetadata};
 
 use crate::runbook::{Runbook, Side};
 
 /// One client per service, built from one SDK config, all counting their calls.
 #[derive(Clone, Debug)]
 pub struct Clients {
-    pub ec2: aws_sdk_ec2::Client,
-    pub autoscaling: aws_sdk_autoscaling::Client,
-    pub elb: aws_sdk_elasticloadbalancingv2::Client,
-    pub elasticache: aws_sdk_elasticache::Client,
-    pub cloudwatch: aws_sdk_cloudwatch::Client,
-    pub route53: aws_sdk_route53::Client,
-    pub sts: aws_sdk_sts::Client,
+    pub ec2: aws_sdk::ec2::Client,
+    pub autoscaling: aws_sdk::autoscaling::Client,
+    pub elb: aws_sdk::elasticloadbalancingv2::Client,
+    pub elasticache: aws_sdk::elasticache::Client,
+    pub cloudwatch: aws_sdk::cloudwatch::Client,
+    pub route53: aws_sdk::route53::Client,
+    pub sts: aws_sdk::sts::Client,
     pub region: String,
     pub calls: CallCounter,
     /// Some when these clients run on keys from the environment, which
@@ -42,17 +42,19 @@ impl Clients {
         let calls = CallCounter::default();
         macro_rules! client {
             ($svc:ident) => {
-                $svc::Client::from_conf($svc::config::Builder::from(config).interceptor(calls.clone()).build())
+                aws_sdk::$svc::Client::from_conf(
+                    aws_sdk::$svc::config::Builder::from(config).interceptor(calls.clone()).build(),
+                )
             };
         }
         Self {
-            ec2: client!(aws_sdk_ec2),
-            autoscaling: client!(aws_sdk_autoscaling),
-            elb: client!(aws_sdk_elasticloadbalancingv2),
-            elasticache: client!(aws_sdk_elasticache),
-            cloudwatch: client!(aws_sdk_cloudwatch),
-            route53: client!(aws_sdk_route53),
-            sts: client!(aws_sdk_sts),
+            ec2: client!(ec2),
+            autoscaling: client!(autoscaling),
+            elb: client!(elasticloadbalancingv2),
+            elasticache: client!(elasticache),
+            cloudwatch: client!(cloudwatch),
+            route53: client!(route53),
+            sts: client!(sts),
             region: config.region().map(|r| r.to_string()).unwrap_or_default(),
             calls,
             fixed_keys: None,
@@ -166,7 +168,7 @@ impl SideClients {
     }
 
     /// The CloudWatch client of every distinct side, once each.
-    pub fn cloudwatch_clients(&self) -> Vec<aws_sdk_cloudwatch::Client> {
+    pub fn cloudwatch_clients(&self) -> Vec<aws_sdk::cloudwatch::Client> {
         self.distinct().iter().map(|c| c.cloudwatch.clone()).collect()
     }
 
@@ -286,7 +288,7 @@ async fn with_role(config: SdkConfig, reach: &Reach) -> SdkConfig {
         builder = builder.external_id(x.clone());
     }
     let provider = builder.configure(&config).build().await;
-    config.into_builder().credentials_provider(aws_sdk_sts::config::SharedCredentialsProvider::new(provider)).build()
+    config.into_builder().credentials_provider(aws_sdk::sts::config::SharedCredentialsProvider::new(provider)).build()
 }
 
 /// Keys in the environment (`AWS_ACCESS_KEY_ID`, as aws-vault or a CI job
@@ -331,17 +333,17 @@ impl CallCounter {
     }
 }
 
-impl aws_sdk_ec2::config::Intercept for CallCounter {
+impl aws_sdk::ec2::config::Intercept for CallCounter {
     fn name(&self) -> &'static str {
         "CallCounter"
     }
 
     fn read_before_transmit(
         &self,
-        _ctx: &aws_sdk_ec2::config::interceptors::BeforeTransmitInterceptorContextRef<'_>,
-        _rc: &aws_sdk_ec2::config::RuntimeComponents,
-        cfg: &mut aws_sdk_ec2::config::ConfigBag,
-    ) -> Result<(), aws_sdk_ec2::error::BoxError> {
+        _ctx: &aws_sdk::ec2::config::interceptors::BeforeTransmitInterceptorContextRef<'_>,
+        _rc: &aws_sdk::ec2::config::RuntimeComponents,
+        cfg: &mut aws_sdk::ec2::config::ConfigBag,
+    ) -> Result<(), aws_sdk::ec2::error::BoxError> {
         let op = cfg
             .load::<aws_smithy_runtime_api::client::orchestrator::Metadata>()
             .map_or_else(|| "unknown".to_string(), |m| m.name().to_string());
@@ -456,12 +458,12 @@ fn credentials_failed(e: &(dyn std::error::Error + 'static)) -> bool {
 
 /// Classifies an SDK error: throttling and connection failures are told apart
 /// so callers can back off or mark values stale.
-pub fn sdk_error<E, R>(operation: &str, e: aws_sdk_ec2::error::SdkError<E, R>) -> AwsError
+pub fn sdk_error<E, R>(operation: &str, e: aws_sdk::ec2::error::SdkError<E, R>) -> AwsError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     R: fmt::Debug + Send + Sync + 'static,
 {
-    use aws_sdk_ec2::error::SdkError;
+    use aws_sdk::ec2::error::SdkError;
     let (kind, message) = match &e {
         SdkError::DispatchFailure(_) if credentials_failed(&e) => {
             (AwsErrorKind::Credentials, format!("cannot get credentials: {}", causes(&e)))

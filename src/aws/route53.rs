@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use aws_sdk_route53::types::{
+use aws_sdk::route53::types::{
     AliasTarget, Change, ChangeAction, ChangeBatch, ChangeStatus, ResourceRecord, ResourceRecordSet, RrType,
 };
 
@@ -110,12 +110,12 @@ pub struct HealthCheckState {
 }
 
 /// GetHealthCheckStatus, judged as Route53 judges it.
-pub async fn health_check_state(r53: &aws_sdk_route53::Client, id: &str) -> HealthCheckState {
+pub async fn health_check_state(r53: &aws_sdk::route53::Client, id: &str) -> HealthCheckState {
     let (healthy, status) = match r53.get_health_check_status().health_check_id(id).send().await {
         Err(e) => (None, sdk_error("GetHealthCheckStatus", e).to_string()),
         Ok(r) => {
             let obs = r.health_check_observations();
-            let report = |o: &aws_sdk_route53::types::HealthCheckObservation| {
+            let report = |o: &aws_sdk::route53::types::HealthCheckObservation| {
                 o.status_report().and_then(|s| s.status()).unwrap_or_default().to_string()
             };
             let ok = obs.iter().filter(|o| report(o).starts_with("Success")).count();
@@ -192,7 +192,7 @@ fn fqdn(name: &str) -> String {
 }
 
 /// Resolves a zone given by id or by name; a name held by several zones is an error.
-pub async fn zone_id(r53: &aws_sdk_route53::Client, zone: &str) -> AwsResult<String> {
+pub async fn zone_id(r53: &aws_sdk::route53::Client, zone: &str) -> AwsResult<String> {
     if zone.starts_with("/hostedzone/") || (zone.starts_with('Z') && !zone.contains('.')) {
         return Ok(strip(zone).to_string());
     }
@@ -220,7 +220,7 @@ pub async fn zone_id(r53: &aws_sdk_route53::Client, zone: &str) -> AwsResult<Str
 
 /// Every weighted record with this name, of each of these types.
 pub async fn weighted_group(
-    r53: &aws_sdk_route53::Client,
+    r53: &aws_sdk::route53::Client,
     zone_id: &str,
     name: &str,
     record_types: &[String],
@@ -236,7 +236,7 @@ pub async fn weighted_group(
 /// (`StartRecordName`, `StartRecordType`, `StartRecordIdentifier` from each
 /// page's `Next…`, as AWS pages: 300 records at most per page).
 pub async fn weighted_records(
-    r53: &aws_sdk_route53::Client,
+    r53: &aws_sdk::route53::Client,
     zone_id: &str,
     name: &str,
     record_type: &str,
@@ -334,7 +334,7 @@ impl WeightChange<'_> {
     }
 
     /// Sends the batch in one ChangeResourceRecordSets; returns the change id.
-    pub async fn send(&self, r53: &aws_sdk_route53::Client, comment: &str) -> AwsResult<String> {
+    pub async fn send(&self, r53: &aws_sdk::route53::Client, comment: &str) -> AwsResult<String> {
         let op = "ChangeResourceRecordSets";
         let invalid = |message: String| AwsError { operation: op.into(), kind: super::AwsErrorKind::Other, message };
         let batch = ChangeBatch::builder()
@@ -354,7 +354,7 @@ impl WeightChange<'_> {
 }
 
 /// Whether a change has reached every Route53 server (GetChange).
-pub async fn change_insync(r53: &aws_sdk_route53::Client, change_id: &str) -> AwsResult<bool> {
+pub async fn change_insync(r53: &aws_sdk::route53::Client, change_id: &str) -> AwsResult<bool> {
     let r = r53.get_change().id(change_id).send().await.map_err(|e| sdk_error("GetChange", e))?;
     Ok(r.change_info().map(|c| c.status()) == Some(&ChangeStatus::Insync))
 }
@@ -376,7 +376,7 @@ mod tests {
 
     #[test]
     fn a_record_sent_back_differs_from_the_one_read_in_its_weight_only() {
-        use aws_sdk_route53::types::{CidrRoutingConfig, GeoLocation, GeoProximityLocation, ResourceRecordSetRegion};
+        use aws_sdk::route53::types::{CidrRoutingConfig, GeoLocation, GeoProximityLocation, ResourceRecordSetRegion};
         let read = ResourceRecordSet::builder()
             .name("\\052.shop.example.org.")
             .r#type(RrType::A)
@@ -384,7 +384,7 @@ mod tests {
             .weight(17)
             .region(ResourceRecordSetRegion::EuCentral1)
             .geo_location(GeoLocation::builder().country_code("DE").build())
-            .failover(aws_sdk_route53::types::ResourceRecordSetFailover::Primary)
+            .failover(aws_sdk::route53::types::ResourceRecordSetFailover::Primary)
             .multi_value_answer(true)
             .ttl(61)
             .resource_records(ResourceRecord::builder().value("192.0.2.7").build().unwrap())

@@ -13,13 +13,13 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use aws_sdk_s3::error::ProvideErrorMetadata;
-use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk::s3::error::ProvideErrorMetadata;
+use aws_sdk::s3::primitives::ByteStream;
 
 use crate::store::backend::{Backend, Cond, Listed, Object, StoreError, Version};
 
 pub struct S3Backend {
-    client: aws_sdk_s3::Client,
+    client: aws_sdk::s3::Client,
     bucket: String,
     /// No slash at either end; may be empty.
     prefix: String,
@@ -39,15 +39,15 @@ impl Drop for S3Backend {
 
 /// Answers in a few seconds or not at all: a frozen S3 must leave the
 /// cockpit live and the rollout's renewals retrying, not hung.
-fn timeouts() -> aws_sdk_s3::config::timeout::TimeoutConfig {
-    aws_sdk_s3::config::timeout::TimeoutConfig::builder()
+fn timeouts() -> aws_sdk::s3::config::timeout::TimeoutConfig {
+    aws_sdk::s3::config::timeout::TimeoutConfig::builder()
         .connect_timeout(Duration::from_secs(3))
         .operation_attempt_timeout(Duration::from_secs(3))
         .operation_timeout(Duration::from_secs(8))
         .build()
 }
 
-fn status_of<E, R: HttpStatus>(e: &aws_sdk_s3::error::SdkError<E, R>) -> Option<u16> {
+fn status_of<E, R: HttpStatus>(e: &aws_sdk::s3::error::SdkError<E, R>) -> Option<u16> {
     e.raw_response().map(|r| r.http_status())
 }
 
@@ -64,7 +64,7 @@ impl HttpStatus for aws_smithy_runtime_api::http::Response {
 
 /// A failed call as the store sees it: a lost condition, or unavailable
 /// with what S3 said (SlowDown, AccessDenied, a timeout).
-fn store_error<E>(what: &str, e: aws_sdk_s3::error::SdkError<E, aws_smithy_runtime_api::http::Response>) -> StoreError
+fn store_error<E>(what: &str, e: aws_sdk::s3::error::SdkError<E, aws_smithy_runtime_api::http::Response>) -> StoreError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
@@ -79,7 +79,7 @@ where
         (Some(c), Some(m), _) => format!("{c}: {m}"),
         (Some(c), None, _) => c,
         (None, _, Some(s)) => format!("HTTP {s}"),
-        (None, _, None) => aws_sdk_s3::error::DisplayErrorContext(&e).to_string(),
+        (None, _, None) => aws_sdk::s3::error::DisplayErrorContext(&e).to_string(),
     };
     StoreError::Unavailable(format!("S3 {what}: {detail}"))
 }
@@ -96,7 +96,7 @@ impl S3Backend {
         let (bucket, prefix) = crate::runbook::parse_state_url(url)?;
         // Path-style against an endpoint of our own (the sandbox): a virtual
         // host would be `bucket.127.0.0.1`.
-        let conf = aws_sdk_s3::config::Builder::from(config)
+        let conf = aws_sdk::s3::config::Builder::from(config)
             .force_path_style(config.endpoint_url().is_some())
             .timeout_config(timeouts());
         let rt = tokio::runtime::Builder::new_multi_thread()
@@ -106,7 +106,7 @@ impl S3Backend {
             .build()
             .map_err(|e| format!("cannot start the S3 worker: {e}"))?;
         Ok(Self {
-            client: aws_sdk_s3::Client::from_conf(conf.build()),
+            client: aws_sdk::s3::Client::from_conf(conf.build()),
             bucket,
             prefix,
             rt: Some(rt),
@@ -165,7 +165,7 @@ impl S3Backend {
     }
 }
 
-async fn get_object(client: aws_sdk_s3::Client, bucket: String, key: String) -> Result<Option<Object>, StoreError> {
+async fn get_object(client: aws_sdk::s3::Client, bucket: String, key: String) -> Result<Option<Object>, StoreError> {
     match client.get_object().bucket(&bucket).key(&key).send().await {
         Ok(o) => {
             let version = Version(o.e_tag().unwrap_or_default().to_string());

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use aws_sdk_cloudwatch::types::{
+use aws_sdk::cloudwatch::types::{
     ComparisonOperator, Metric as CwMetric, MetricAlarm, MetricDataQuery, MetricStat, StateValue,
 };
 use tokio::sync::watch;
@@ -135,7 +135,7 @@ impl Rule<'_> {
 }
 
 /// One alarm's periods, oldest first, ending now.
-async fn periods(cw: &aws_sdk_cloudwatch::Client, a: &MetricAlarm) -> Result<Vec<Option<f64>>, String> {
+async fn periods(cw: &aws_sdk::cloudwatch::Client, a: &MetricAlarm) -> Result<Vec<Option<f64>>, String> {
     let period = a.period().unwrap_or(60).max(10);
     let n = a.evaluation_periods().unwrap_or(1).max(1);
     let stat = a.extended_statistic().map(str::to_string).or(a.statistic().map(|s| s.as_str().to_string()));
@@ -157,7 +157,7 @@ async fn periods(cw: &aws_sdk_cloudwatch::Client, a: &MetricAlarm) -> Result<Vec
         .end_time(end.into())
         .send()
         .await
-        .map_err(|e| aws_sdk_cloudwatch::error::DisplayErrorContext(e).to_string())?;
+        .map_err(|e| aws_sdk::cloudwatch::error::DisplayErrorContext(e).to_string())?;
     let mut out = vec![None; n as usize];
     let start_s = start.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
     for res in r.metric_data_results() {
@@ -174,14 +174,14 @@ async fn periods(cw: &aws_sdk_cloudwatch::Client, a: &MetricAlarm) -> Result<Vec
 /// The evaluator: one round now, then one every `every` until shutdown.
 pub struct Evaluator {
     /// One client per account and region holding alarms.
-    cws: Vec<aws_sdk_cloudwatch::Client>,
+    cws: Vec<aws_sdk::cloudwatch::Client>,
     proxy: Arc<AwsFaults>,
     /// Its own last verdict per alarm.
     last: BTreeMap<String, String>,
 }
 
 impl Evaluator {
-    pub fn new(cws: Vec<aws_sdk_cloudwatch::Client>, proxy: Arc<AwsFaults>) -> Self {
+    pub fn new(cws: Vec<aws_sdk::cloudwatch::Client>, proxy: Arc<AwsFaults>) -> Self {
         Self { cws, proxy, last: BTreeMap::new() }
     }
 
@@ -202,11 +202,11 @@ impl Evaluator {
     }
 
     /// Judges the metric alarms of one account and region.
-    async fn round_in(&mut self, cw: &aws_sdk_cloudwatch::Client, states: &mut BTreeMap<String, String>) {
+    async fn round_in(&mut self, cw: &aws_sdk::cloudwatch::Client, states: &mut BTreeMap<String, String>) {
         let alarms = match cw.describe_alarms().send().await {
             Ok(r) => r.metric_alarms().to_vec(),
             Err(e) => {
-                let e = aws_sdk_cloudwatch::error::DisplayErrorContext(e);
+                let e = aws_sdk::cloudwatch::error::DisplayErrorContext(e);
                 tracing::warn!(error = %e, "alarm evaluator: DescribeAlarms");
                 return;
             }
@@ -244,7 +244,7 @@ impl Evaluator {
                         now_state = state;
                     }
                     Err(e) => {
-                        let e = aws_sdk_cloudwatch::error::DisplayErrorContext(e);
+                        let e = aws_sdk::cloudwatch::error::DisplayErrorContext(e);
                         tracing::warn!(alarm = %name, error = %e, "alarm evaluator: SetAlarmState");
                     }
                 }

@@ -57,7 +57,7 @@ pub fn admits(world: &LiveWorld, spec: &ProxySpec) -> bool {
 }
 
 /// Reads the groups and instances from EC2 with the SDK alone.
-pub async fn read_live(ec2: &aws_sdk_ec2::Client, group_ids: &[String], instance_ids: &[String]) -> Result<LiveWorld> {
+pub async fn read_live(ec2: &aws_sdk::ec2::Client, group_ids: &[String], instance_ids: &[String]) -> Result<LiveWorld> {
     let mut world = LiveWorld::default();
     if !group_ids.is_empty() {
         let resp = ec2

@@ -289,11 +289,11 @@ impl Sandbox {
     /// another client would: the out-of-band fix a rehearsal applies by hand.
     pub async fn authorize_ingress(&self, group: &str, from: &str, port: u16) -> Result<()> {
         let id = |n: &str| self.world.groups.get(n).cloned().ok_or_else(|| eyre!("no sandbox security group `{n}`"));
-        let perm = aws_sdk_ec2::types::IpPermission::builder()
+        let perm = aws_sdk::ec2::types::IpPermission::builder()
             .ip_protocol("tcp")
             .from_port(i32::from(port))
             .to_port(i32::from(port))
-            .user_id_group_pairs(aws_sdk_ec2::types::UserIdGroupPair::builder().group_id(id(from)?).build())
+            .user_id_group_pairs(aws_sdk::ec2::types::UserIdGroupPair::builder().group_id(id(from)?).build())
             .build();
         let env =
             self.world.group_environment.get(group).ok_or_else(|| eyre!("no sandbox security group `{group}`"))?;
@@ -470,17 +470,17 @@ impl SlotOwners {
 async fn create_team_bucket(endpoint: &str, region: &str, url: &str) -> Result<()> {
     let (bucket, _) = crate::runbook::parse_state_url(url).map_err(|e| eyre!("[team] state: {e}"))?;
     let config = crate::aws::sandbox_config(endpoint, region).await;
-    let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&config).force_path_style(true).build());
+    let s3 = aws_sdk::s3::Client::from_conf(aws_sdk::s3::config::Builder::from(&config).force_path_style(true).build());
     let mut req = s3.create_bucket().bucket(&bucket);
     if region != "us-east-1" {
-        let c = aws_sdk_s3::types::CreateBucketConfiguration::builder()
-            .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::from(region))
+        let c = aws_sdk::s3::types::CreateBucketConfiguration::builder()
+            .location_constraint(aws_sdk::s3::types::BucketLocationConstraint::from(region))
             .build();
         req = req.create_bucket_configuration(c);
     }
     match req.send().await {
         Ok(_) => Ok(()),
         Err(e) if e.as_service_error().is_some_and(|s| s.is_bucket_already_owned_by_you()) => Ok(()),
-        Err(e) => Err(eyre!("creating the team bucket {bucket}: {}", aws_sdk_s3::error::DisplayErrorContext(&e))),
+        Err(e) => Err(eyre!("creating the team bucket {bucket}: {}", aws_sdk::s3::error::DisplayErrorContext(&e))),
     }
 }

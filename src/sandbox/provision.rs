@@ -3,10 +3,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use aws_sdk_cloudwatch::types::{ComparisonOperator, Dimension, StateValue, Statistic};
-use aws_sdk_ec2::types::{IpPermission, IpRange, ResourceType, Tag, TagSpecification, UserIdGroupPair};
-use aws_sdk_elasticloadbalancingv2::types::{Action as ElbAction, ActionTypeEnum, ProtocolEnum, TargetDescription};
-use aws_sdk_route53::types::{
+use aws_sdk::cloudwatch::types::{ComparisonOperator, Dimension, StateValue, Statistic};
+use aws_sdk::ec2::types::{IpPermission, IpRange, ResourceType, Tag, TagSpecification, UserIdGroupPair};
+use aws_sdk::elasticloadbalancingv2::types::{Action as ElbAction, ActionTypeEnum, ProtocolEnum, TargetDescription};
+use aws_sdk::route53::types::{
     AliasTarget, Change, ChangeAction, ChangeBatch, ResourceRecord, ResourceRecordSet, RrType,
 };
 use color_eyre::eyre::{Result, WrapErr, bail, eyre};
@@ -235,7 +235,7 @@ pub async fn provision(
             .ec2
             .run_instances()
             .image_id("ami-12c6146b")
-            .instance_type(aws_sdk_ec2::types::InstanceType::T3Micro)
+            .instance_type(aws_sdk::ec2::types::InstanceType::T3Micro)
             .min_count(1)
             .max_count(1)
             .subnet_id(&n.subnets[&inst.zone])

@@ -7,8 +7,8 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use aws_sdk_cloudwatch::types::builders::MetricDatumBuilder;
-use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit};
+use aws_sdk::cloudwatch::types::builders::MetricDatumBuilder;
+use aws_sdk::cloudwatch::types::{Dimension, MetricDatum, StandardUnit};
 use tokio::sync::watch;
 
 use super::provision::World;
@@ -229,7 +229,7 @@ async fn publish(aws: &SideClients, world: &World, env: &str, w: &Window) {
         .send()
         .await
     {
-        tracing::warn!(error = %aws_sdk_cloudwatch::error::DisplayErrorContext(&e), "traffic: PutMetricData failed");
+        tracing::warn!(error = %aws_sdk::cloudwatch::error::DisplayErrorContext(&e), "traffic: PutMetricData failed");
     }
 }
 

@@ -116,7 +116,7 @@ pub async fn set_weights_as_another_client(sb: &Sandbox, rb: &Runbook, weights: 
 
 /// Upserts weighted records (set identifier, weight, TTL) in one batch.
 pub async fn upsert_records_as_another_client(sb: &Sandbox, rb: &Runbook, records: &[(&str, i64, u32)]) {
-    use aws_sdk_route53::types::{Change, ChangeAction, ResourceRecord, ResourceRecordSet, RrType};
+    use aws_sdk::route53::types::{Change, ChangeAction, ResourceRecord, ResourceRecordSet, RrType};
     let changes: Vec<Change> = records
         .iter()
         .map(|(id, w, ttl)| {
@@ -136,8 +136,8 @@ pub async fn upsert_records_as_another_client(sb: &Sandbox, rb: &Runbook, record
 }
 
 /// Sends `changes` to the sandbox's zone in one batch, as another client would.
-pub async fn send_changes_as_another_client(sb: &Sandbox, changes: Vec<aws_sdk_route53::types::Change>) {
-    let batch = aws_sdk_route53::types::ChangeBatch::builder().set_changes(Some(changes)).build().unwrap();
+pub async fn send_changes_as_another_client(sb: &Sandbox, changes: Vec<aws_sdk::route53::types::Change>) {
+    let batch = aws_sdk::route53::types::ChangeBatch::builder().set_changes(Some(changes)).build().unwrap();
     sb.clients
         .route53
         .change_resource_record_sets()
@@ -226,7 +226,7 @@ pub async fn run_cutover_all(sb: &Sandbox, rb: &Runbook, state: &Path, args: &[&
 /// managed prefix list that holds both staging instances' addresses (/32), as
 /// another client would; returns the list's id.
 pub async fn replace_staging_redis_rule_with_a_prefix_list(sb: &cutover::sandbox::Sandbox) -> String {
-    use aws_sdk_ec2::types::{AddPrefixListEntry, IpPermission, PrefixListId, UserIdGroupPair};
+    use aws_sdk::ec2::types::{AddPrefixListEntry, IpPermission, PrefixListId, UserIdGroupPair};
     let ec2 = &sb.clients.ec2;
     let mut req =
         ec2.create_managed_prefix_list().prefix_list_name("staging-web").address_family("IPv4").max_entries(10);
@@ -271,8 +271,8 @@ pub async fn fixed_sandbox(rb: &Runbook, region: &str) -> Sandbox {
 /// The sum of an `AWS/ApplicationELB` metric over the last ten minutes, per
 /// minute, asked for with the caller's own literal dimensions (never
 /// cutover's table), straight from the sandbox's CloudWatch.
-pub async fn alb_metric_sum(sb: &Sandbox, name: &str, dimensions: Vec<aws_sdk_cloudwatch::types::Dimension>) -> f64 {
-    use aws_sdk_cloudwatch::types::{Metric, MetricDataQuery, MetricStat};
+pub async fn alb_metric_sum(sb: &Sandbox, name: &str, dimensions: Vec<aws_sdk::cloudwatch::types::Dimension>) -> f64 {
+    use aws_sdk::cloudwatch::types::{Metric, MetricDataQuery, MetricStat};
     let metric =
         Metric::builder().namespace("AWS/ApplicationELB").metric_name(name).set_dimensions(Some(dimensions)).build();
     let query = MetricDataQuery::builder()
