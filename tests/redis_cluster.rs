@@ -751,8 +751,21 @@ async fn a_copy_into_a_cluster_being_resharded_ends_complete_and_identical() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_copy_out_of_a_cluster_being_resharded_stops_saying_so_and_resume_scans_every_shard_again() {
+/// What a copy out of a cluster resharded under it leaves: the cluster,
+/// the target, the copy's state folder and arguments.
+struct Resharded {
+    _dir: tempfile::TempDir,
+    c: Cluster,
+    _dst: cutover::sandbox::process::ChildProcess,
+    state: std::path::PathBuf,
+    args: Vec<String>,
+}
+
+/// A copy out of a 3-shard cluster with `--on-conflict policy` while 2,000
+/// slots move from its last shard to its first: it stops (exit 1) saying
+/// the source was resharded, its checkpoint starting every shard over; then
+/// `--resume` copies every key and `verify --full` passes.
+async fn copy_out_through_a_reshard(policy: &str) -> Resharded {
     const N: u64 = 12_000;
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
@@ -770,21 +783,9 @@ async fn a_copy_out_of_a_cluster_being_resharded_stops_saying_so_and_resume_scan
             let _: () = owner.pset_ex(&key, i, 600_000).await.unwrap();
         }
     }
-    // `replace`: a key seen twice (scanned, then moved ahead of another
-    // shard's cursor) is no conflict, so only a missing key can go wrong.
-    let args = [
-        "redis",
-        "copy",
-        "--from",
-        &c.url(),
-        "--to",
-        &dst_url,
-        "--yes",
-        "--scan-count",
-        "50",
-        "--on-conflict",
-        "replace",
-    ];
+    let url = c.url();
+    let args =
+        ["redis", "copy", "--from", &url, "--to", &dst_url, "--yes", "--scan-count", "50", "--on-conflict", policy];
     let mut child = KillOnDrop(Some(cutover(&state, &[&args[..], &["--rate", "800"]].concat()).spawn().unwrap()));
     let (_, reshard) = reshard_during(&c, &state, &mut child, N / 10, N, 2000).await;
     let out = child.take().wait_with_output().unwrap();
@@ -829,6 +830,20 @@ async fn a_copy_out_of_a_cluster_being_resharded_stops_saying_so_and_resume_scan
         out.contains(&format!("checked {N} keys: 0 missing, 0 type mismatch, 0 value mismatch, 0 TTL mismatch")),
         "{out}"
     );
+    let args = args.iter().map(|a| a.to_string()).collect();
+    Resharded { _dir: dir, c, _dst: dst, state, args }
+}
+
+/// `replace`: a key seen twice (scanned, then moved ahead of another shard's
+/// cursor) is no conflict, so only the keys missed can go wrong: before the
+/// copy checked its source's slots afterwards, it reported success with
+/// hundreds missing.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_copy_out_of_a_cluster_being_resharded_stops_saying_so_and_resume_scans_every_shard_again() {
+    // Kept whole: its folder holds the nodes' cluster config, which SETSLOT rewrites.
+    let resharded = copy_out_through_a_reshard("replace").await;
+    let (c, state) = (&resharded.c, &resharded.state);
+    let args: Vec<&str> = resharded.args.iter().map(String::as_str).collect();
 
     // A slot left open (a resharding under way, or one stopped half done): a copy out of the cluster is refused.
     let ports = c.primary_ports().await;
@@ -845,7 +860,7 @@ async fn a_copy_out_of_a_cluster_being_resharded_stops_saying_so_and_resume_scan
     let setslot = |how: &str, id: &str| redis::cmd("CLUSTER").arg("SETSLOT").arg(slot).arg(how).arg(id).clone();
     let _: () = setslot("IMPORTING", &from_id).query_async(&mut to).await.unwrap();
     let _: () = setslot("MIGRATING", &to_id).query_async(&mut from).await.unwrap();
-    let (code, _, err) = run(&state, &args);
+    let (code, _, err) = run(state, &args);
     assert_eq!(code, Some(2), "{err}");
     assert!(
         err.contains(&format!(
@@ -856,6 +871,13 @@ async fn a_copy_out_of_a_cluster_being_resharded_stops_saying_so_and_resume_scan
         )),
         "{err}"
     );
+}
+
+/// `fail`, the default and the checklist action's: a key seen twice is a
+/// conflict that stops the copy, and the message says why it happened.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fail_copy_out_of_a_cluster_being_resharded_names_the_resharding_and_resumes_complete() {
+    copy_out_through_a_reshard("fail").await;
 }
 
 async fn conn_at(port: u16) -> MultiplexedConnection {
