@@ -670,3 +670,316 @@ async fn a_failover_during_a_copy_out_of_a_cluster_stops_it_naming_the_shard_and
     let total: u64 = redis::cmd("DBSIZE").query_async(&mut conn(&dst_url).await).await.unwrap();
     assert_eq!(total, N);
 }
+
+/// Keys copied so far, as the copy's checkpoint says (0 before it exists).
+fn copied_so_far(state: &Path) -> u64 {
+    checkpoint(state).map_or(0, |cp| cp["counters"]["copied"].as_u64().unwrap_or(0))
+}
+
+/// Waits until a copy running as `child` has copied `at_least` keys, then
+/// reshards `slots` slots of the cluster from its last shard to its first
+/// with `redis-cli --cluster reshard`. Returns whether the copy was still
+/// running when the reshard ended, and redis-cli's output. Asserts the two
+/// overlapped: the copy had begun and not finished when the reshard began.
+async fn reshard_during(
+    c: &Cluster,
+    state: &Path,
+    child: &mut KillOnDrop,
+    at_least: u64,
+    total: u64,
+    slots: usize,
+) -> (bool, String) {
+    let start = Instant::now();
+    while copied_so_far(state) < at_least {
+        assert!(start.elapsed() < Duration::from_secs(30), "no checkpoint progress");
+        assert!(child.get().try_wait().unwrap().is_none(), "the copy ended before the reshard");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let ports = c.primary_ports().await;
+    assert!(child.get().try_wait().unwrap().is_none(), "the copy was running when the reshard began");
+    let before = copied_so_far(state);
+    assert!(before < total, "the copy had not finished when the reshard began: {before} of {total}");
+    let began = Instant::now();
+    let (ok, out) = c.reshard(ports[2], ports[0], slots).await;
+    assert!(ok, "redis-cli --cluster reshard: {out}");
+    let moved = out.lines().filter(|l| l.starts_with("Moving slot ")).count();
+    assert_eq!(moved, slots, "{out}");
+    let running = child.get().try_wait().unwrap().is_none();
+    eprintln!(
+        "reshard of {slots} slots took {:.1} s, begun at {before} of {total} keys copied; the copy {} at its end",
+        began.elapsed().as_secs_f64(),
+        if running { "still ran" } else { "had ended" }
+    );
+    (running, out)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_copy_into_a_cluster_being_resharded_ends_complete_and_identical() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let c = Cluster::start(dir.path(), "into", 3, false).await;
+    let src = start_redis(dir.path(), "src").await.unwrap();
+    let src_url = format!("redis://127.0.0.1:{}/0", src.port);
+    let mut s = conn(&src_url).await;
+    let mut keys = seed_all_types(&mut s, "plain", 1000, None).await;
+    keys.extend(seed_all_types(&mut s, "ttl", 1000, Some(600_000)).await);
+    let n = keys.len() as u64;
+    let sizes_before = c.sizes().await;
+    assert_eq!(sizes_before.iter().sum::<u64>(), 0);
+
+    // Slowed down so that a third of the slots move while it writes.
+    let args = ["redis", "copy", "--from", &src_url, "--to", &c.url(), "--yes", "--scan-count", "50"];
+    let mut child = KillOnDrop(Some(cutover(&state, &[&args[..], &["--rate", "800"]].concat()).spawn().unwrap()));
+    let (running, _) = reshard_during(&c, &state, &mut child, n / 10, n, 2000).await;
+    assert!(running, "the copy had not finished when the reshard ended");
+    let out = child.take().wait_with_output().unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains(&format!("copied {n} keys")), "{stdout}");
+
+    // The slots really moved: the first shard owns more of them, and holds more keys.
+    let sizes = c.sizes().await;
+    assert_eq!(sizes.iter().sum::<u64>(), n, "{sizes:?}");
+    assert!(sizes[0] > sizes[1] && sizes[0] > sizes[2], "the first shard took 2,000 slots: {sizes:?}");
+    let mut reader = c.reader().await;
+    assert_identical(&mut Place::Single(s.clone()), &mut Place::Cluster(&mut reader), &keys).await;
+    let (code, out, _) = run(&state, &["redis", "verify", "--from", &src_url, "--to", &c.url(), "--full"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains(&format!("checked {n} keys: 0 missing, 0 type mismatch, 0 value mismatch, 0 TTL mismatch")),
+        "{out}"
+    );
+}
+
+/// What a copy out of a cluster resharded under it leaves: the cluster,
+/// the target, the copy's state folder and arguments.
+struct Resharded {
+    _dir: tempfile::TempDir,
+    c: Cluster,
+    _dst: cutover::sandbox::process::ChildProcess,
+    state: std::path::PathBuf,
+    args: Vec<String>,
+}
+
+/// A copy out of a 3-shard cluster with `--on-conflict policy` while 2,000
+/// slots move from its last shard to its first: it stops (exit 1) saying
+/// the source was resharded, its checkpoint starting every shard over; then
+/// `--resume` copies every key and `verify --full` passes.
+async fn copy_out_through_a_reshard(policy: &str) -> Resharded {
+    const N: u64 = 12_000;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let c = Cluster::start(dir.path(), "out", 3, false).await;
+    let dst = start_redis(dir.path(), "dst").await.unwrap();
+    let dst_url = format!("redis://127.0.0.1:{}/0", dst.port);
+    let mut d = conn(&dst_url).await;
+    let mut reader = c.reader().await;
+    for i in 0..N {
+        let key = format!("o:{i}");
+        let mut owner = reader.owner(&key).await;
+        if i % 2 == 0 {
+            let _: () = owner.set(&key, i).await.unwrap();
+        } else {
+            let _: () = owner.pset_ex(&key, i, 600_000).await.unwrap();
+        }
+    }
+    let url = c.url();
+    let args =
+        ["redis", "copy", "--from", &url, "--to", &dst_url, "--yes", "--scan-count", "50", "--on-conflict", policy];
+    let mut child = KillOnDrop(Some(cutover(&state, &[&args[..], &["--rate", "800"]].concat()).spawn().unwrap()));
+    let (_, reshard) = reshard_during(&c, &state, &mut child, N / 10, N, 2000).await;
+    let out = child.take().wait_with_output().unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let on_target: u64 = redis::cmd("DBSIZE").query_async(&mut d).await.unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a copy whose source was resharded under it does not succeed ({on_target} of {N} keys on the target): {stdout}{stderr}"
+    );
+    assert!(
+        stderr.contains("the source cluster was resharded during the copy: its shards' slots were ")
+            || stderr.contains("the source cluster is moving slots between its shards ("),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(
+            "its checkpoint now starts every shard over. Once the resharding is over (`redis-cli --cluster check \
+             HOST:PORT` shows no open slot), rerun with --resume: it scans every shard again, overwriting"
+        ),
+        "{stderr}"
+    );
+    let cp = checkpoint(&state).expect("the checkpoint stays");
+    let places = cp["shards"].as_array().unwrap();
+    assert_eq!(places.len(), 3, "{cp}");
+    assert!(places.iter().all(|p| p["cursor"] == 0 && p["done"] == false), "every shard starts over: {cp}");
+
+    // The reshard is over: --resume scans every shard of the new layout and the target is complete.
+    assert!(reshard.contains("Moving slot "), "{reshard}");
+    let (code, out, err) = run(&state, &[&args[..], &["--resume"]].concat());
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        err.contains("the cluster's shards changed since the checkpoint (slots moved): every shard's scan starts over"),
+        "{err}"
+    );
+    let total: u64 = redis::cmd("DBSIZE").query_async(&mut d).await.unwrap();
+    assert_eq!(total, N);
+    assert!(checkpoint(&state).is_none(), "a finished copy removes its checkpoint");
+    let (code, out, _) = run(&state, &["redis", "verify", "--from", &c.url(), "--to", &dst_url, "--full"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains(&format!("checked {N} keys: 0 missing, 0 type mismatch, 0 value mismatch, 0 TTL mismatch")),
+        "{out}"
+    );
+    let args = args.iter().map(|a| a.to_string()).collect();
+    Resharded { _dir: dir, c, _dst: dst, state, args }
+}
+
+/// `replace`: a key seen twice (scanned, then moved ahead of another shard's
+/// cursor) is no conflict, so only the keys missed can go wrong: before the
+/// copy checked its source's slots afterwards, it reported success with
+/// hundreds missing.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_copy_out_of_a_cluster_being_resharded_stops_saying_so_and_resume_scans_every_shard_again() {
+    // Kept whole: its folder holds the nodes' cluster config, which SETSLOT rewrites.
+    let resharded = copy_out_through_a_reshard("replace").await;
+    let (c, state) = (&resharded.c, &resharded.state);
+    let args: Vec<&str> = resharded.args.iter().map(String::as_str).collect();
+
+    // A slot left open (a resharding under way, or one stopped half done): a copy out of the cluster is refused.
+    let ports = c.primary_ports().await;
+    let node = |port: u16| conn_at(port);
+    let (mut from, mut to) = (node(ports[1]).await, node(ports[2]).await);
+    let id = |c: &MultiplexedConnection| {
+        let mut c = c.clone();
+        async move { redis::cmd("CLUSTER").arg("MYID").query_async::<String>(&mut c).await.unwrap() }
+    };
+    let (from_id, to_id) = (id(&from).await, id(&to).await);
+    let listing: String = redis::cmd("CLUSTER").arg("NODES").query_async(&mut from).await.unwrap();
+    let own = listing.lines().find(|l| l.contains("myself")).unwrap();
+    let slot: u16 = own.split_whitespace().nth(8).unwrap().split('-').next().unwrap().parse().unwrap();
+    let setslot = |how: &str, id: &str| redis::cmd("CLUSTER").arg("SETSLOT").arg(slot).arg(how).arg(id).clone();
+    let _: () = setslot("IMPORTING", &from_id).query_async(&mut to).await.unwrap();
+    let _: () = setslot("MIGRATING", &to_id).query_async(&mut from).await.unwrap();
+    let (code, _, err) = run(state, &args);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains(&format!(
+            "the source cluster is moving slots between its shards (127.0.0.1:{} migrating slot {slot}, 127.0.0.1:{} \
+             importing slot {slot}): a SCAN per shard would miss keys moving behind its cursor; wait until the \
+             resharding is over",
+            ports[1], ports[2]
+        )),
+        "{err}"
+    );
+}
+
+/// `fail`, the default and the checklist action's: a key seen twice is a
+/// conflict that stops the copy, and the message says why it happened.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fail_copy_out_of_a_cluster_being_resharded_names_the_resharding_and_resumes_complete() {
+    copy_out_through_a_reshard("fail").await;
+}
+
+async fn conn_at(port: u16) -> MultiplexedConnection {
+    conn(&format!("redis://127.0.0.1:{port}")).await
+}
+
+/// A check of `cutover status --json`: (outcome, detail).
+fn status_check(j: &serde_json::Value, phase: &str, item: &str) -> (String, String) {
+    let c = j["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["phase"] == phase && c["item"] == item)
+        .unwrap_or_else(|| panic!("no check {phase}/{item}: {j}"));
+    (c["outcome"].as_str().unwrap().to_string(), c["detail"].as_str().unwrap_or("").to_string())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_single_box_runbook_copies_its_redis_into_a_three_shard_cluster_in_its_sandbox() {
+    let rb = common::runbook("single-box-to-alb.toml");
+    let sb = common::sandbox(&rb, "eu-central-1").await;
+    let dir = tempfile::tempdir().unwrap();
+    let runbook = "runbooks/single-box-to-alb.toml";
+    let url = sb.redis_urls["elasticache"].clone();
+    assert!(url.starts_with("redis+cluster://127.0.0.1:"), "ElastiCache is a cluster in the sandbox: {url}");
+    assert!(sb.redis_urls["box-redis"].starts_with("redis://127.0.0.1:"), "the box's Redis stays one server");
+    let status = || {
+        let (sb, rb, state) = (&sb, &rb, dir.path());
+        async move {
+            let (code, out, err) = common::run_cutover(sb, rb, state, &["status", runbook, "--json"]).await;
+            let j: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}{err}"));
+            (code, j)
+        }
+    };
+
+    // The connectivity matrix: a row per node of the cluster, each answering cutover's PING.
+    let (_, j) = status().await;
+    let cache = j["redis"].as_array().unwrap().iter().find(|r| r["name"] == "elasticache").unwrap().clone();
+    let nodes = cache["value"]["nodes"].as_array().unwrap_or_else(|| panic!("{cache}"));
+    assert_eq!(nodes.len(), 3, "{cache}");
+    assert!(
+        nodes.iter().all(|n| n["primary"] == true
+            && n["ping_ms"].is_f64()
+            && n["error"].is_null()
+            && n["addr"].as_str().unwrap().starts_with("127.0.0.1:")),
+        "{cache}"
+    );
+    assert_eq!(status_check(&j, "prepare", "redis").0, "pass", "{:?}", status_check(&j, "prepare", "redis"));
+    assert_eq!(cache["value"]["keys"], 0, "nothing copied yet: {cache}");
+    assert_eq!(status_check(&j, "data", "key-counts").0, "fail");
+
+    // The checklist's copy, through the authorised path.
+    let (code, out) = common::run_cutover_all(&sb, &rb, dir.path(), &["run", runbook, "data/copy", "--yes"]).await;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("copy_redis box-redis → elasticache done"), "{out}");
+    let audit = std::fs::read_to_string(dir.path().join("cutover/single-box-to-alb.audit.jsonl")).unwrap();
+    let stages: Vec<String> = audit
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["stage"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(stages, ["intent", "applied"], "{audit}");
+
+    // Every key of the box, identical on the shard owning it; every shard holds some.
+    let mut from = conn(&sb.redis_urls["box-redis"]).await;
+    let keys: Vec<String> =
+        from.keys::<_, Vec<String>>("*").await.unwrap().into_iter().filter(|k| !k.starts_with("hits:")).collect();
+    assert!(keys.len() >= 500, "the seeded keys: {}", keys.len());
+    let first: u16 = url
+        .trim_start_matches("redis+cluster://")
+        .split(',')
+        .next()
+        .unwrap()
+        .rsplit_once(':')
+        .unwrap()
+        .1
+        .parse()
+        .unwrap();
+    let mut reader = Reader::at(first).await;
+    assert_identical(&mut Place::Single(from.clone()), &mut Place::Cluster(&mut reader), &keys).await;
+    let primaries = reader.primaries();
+    assert_eq!(primaries.len(), 3);
+    let mut per_shard = Vec::new();
+    for p in &primaries {
+        per_shard.push(redis::cmd("DBSIZE").query_async::<u64>(&mut conn_at(*p).await).await.unwrap());
+    }
+    assert!(per_shard.iter().all(|k| *k > 0 && *k < keys.len() as u64), "{per_shard:?}");
+
+    // key_counts_match sums the shards: it passes; 15 keys gone from one shard (tolerance 10) fail it.
+    let (_, j) = status().await;
+    let (outcome, detail) = status_check(&j, "data", "key-counts");
+    let copied: u64 = per_shard.iter().sum();
+    assert_eq!(outcome, "pass", "{detail}");
+    assert!(detail.contains(&format!("elasticache {copied} keys (difference ")), "{detail}");
+    let mut shard = conn_at(primaries[1]).await;
+    let there: Vec<String> = shard.keys("*").await.unwrap();
+    for k in &there[..15] {
+        let _: u64 = shard.del(k).await.unwrap();
+    }
+    let (code, j) = status().await;
+    let (outcome, detail) = status_check(&j, "data", "key-counts");
+    assert_eq!(outcome, "fail", "{detail}");
+    assert!(detail.contains(&format!("elasticache {} keys (difference ", copied - 15)), "{detail}");
+    assert_eq!(code, Some(1), "a failing check fails `cutover status`");
+    sb.down().await;
+}

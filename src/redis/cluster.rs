@@ -300,6 +300,26 @@ pub async fn nodes(e: &Endpoint, c: &mut MultiplexedConnection) -> Result<Vec<No
         .collect())
 }
 
+/// The slots a node is moving, from its own line (`myself`) of `CLUSTER
+/// NODES`: `[5461->-ID]` migrating out, `[5461-<-ID]` importing. Only a
+/// node's own line lists them.
+pub fn open_slots_of(listing: &str) -> Vec<String> {
+    let Some(own) = listing.lines().find(|l| l.split_whitespace().nth(2).is_some_and(|f| f.contains("myself"))) else {
+        return Vec::new();
+    };
+    own.split_whitespace()
+        .skip(8)
+        .filter_map(|s| {
+            let s = s.strip_prefix('[')?.strip_suffix(']')?;
+            if let Some((slot, _)) = s.split_once("->-") {
+                Some(format!("migrating slot {slot}"))
+            } else {
+                s.split_once("-<-").map(|(slot, _)| format!("importing slot {slot}"))
+            }
+        })
+        .collect()
+}
+
 /// Which primary owns each slot.
 struct SlotMap {
     shards: Vec<Shard>,
@@ -541,6 +561,18 @@ impl Cluster {
         Ok((out, notes))
     }
 
+    /// Slots being moved between shards right now (a resharding under way,
+    /// or one left open), one `ADDR migrating|importing slot N` each, asked
+    /// of every primary.
+    pub async fn open_slots(&self) -> Result<Vec<String>, String> {
+        let mut out = Vec::new();
+        for (s, mut c) in self.primaries().await? {
+            let listing: String = query(&self.endpoint, &mut c, redis::cmd("CLUSTER").arg("NODES")).await?;
+            out.extend(open_slots_of(&listing).into_iter().map(|o| format!("{} {o}", s.primary)));
+        }
+        Ok(out)
+    }
+
     /// (keys, expiring keys), summed over the primaries.
     pub async fn key_counts(&self) -> Result<(u64, u64), String> {
         let mut total = (0, 0);
@@ -651,6 +683,14 @@ e5 127.0.0.1:7003@17003 slave,fail a1 0 0 1 connected
         assert_eq!(listed.len(), 5);
         assert!(listed.contains(&("127.0.0.1:7003".into(), false, "0-5460".into(), true)), "{listed:?}");
         assert!(listed.contains(&("127.0.0.1:7004".into(), false, "5461-10922".into(), false)), "{listed:?}");
+        // Only the node's own line counts: b2 sees its own migration, a1 none.
+        assert!(open_slots_of(listing).is_empty(), "a1 moves nothing; b2's line is not its own");
+        let b2 = listing
+            .replace("myself,master", "master")
+            .replace("b2 127.0.0.1:7001@17001 master", "b2 127.0.0.1:7001@17001 myself,master");
+        assert_eq!(open_slots_of(&b2), ["migrating slot 5461"]);
+        let importing = "c3 127.0.0.1:7002@17002 myself,master - 0 0 3 connected 10923-16383 [5461-<-b2] [5462-<-b2]\n";
+        assert_eq!(open_slots_of(importing), ["importing slot 5461", "importing slot 5462"]);
         let gap = parse_nodes("a1 127.0.0.1:7000@17000 master - 0 0 1 connected 0-100\n").unwrap_err();
         assert!(gap.contains("16283 of the cluster's 16384 slots have no primary"), "{gap}");
         assert!(parse_nodes("short line").unwrap_err().contains("fewer than 8 fields"));

@@ -263,6 +263,15 @@ pub async fn preflight(opts: &CopyOptions) -> Result<(Conns, Preflight), CopyErr
     let source_keys: u64 = match &src_cluster {
         Some(cl) => {
             let mut keys = 0;
+            let open = cl.open_slots().await.map_err(CopyError::Refused)?;
+            if !open.is_empty() {
+                return Err(CopyError::Refused(format!(
+                    "the source cluster is moving slots between its shards ({}): a SCAN per shard would miss keys \
+                     moving behind its cursor; wait until the resharding is over (`redis-cli --cluster check \
+                     HOST:PORT` shows no open slot; `redis-cli --cluster fix HOST:PORT` closes one left open), then copy",
+                    open.join(", ")
+                )));
+            }
             let (readers, notes) = cl.readers().await.map_err(CopyError::Refused)?;
             source_notes = notes;
             for (shard, read_on, mut c) in readers {
@@ -1158,16 +1167,32 @@ pub async fn copy(
                     restore(&mut parts, &confirmed.places);
                     run = confirmed.run;
                 }
-                let _ = save(opts, pf.mode, &parts, total_of(base, &run));
                 let copied = total_of(base, &run).copied;
-                if let Some(cl) = &conns.src_cluster
-                    && let Some(moved) = failed_over(cl, pf).await
-                {
-                    return Err(CopyError::Failed(format!(
-                        "{moved}; {copied} keys copied so far, the checkpoint keeps every shard's place: --resume \
-                         scans that shard again alone and the others go on from their cursors (the error: {})",
-                        short(&e)
-                    )));
+                // A source that cannot be asked now: no change known, the places stay.
+                let change = match &conns.src_cluster {
+                    Some(cl) => source_change(cl, pf).await.ok().flatten(),
+                    None => None,
+                };
+                if let Some(SourceChange::Resharded(_)) = &change {
+                    start_over(&mut parts);
+                }
+                let _ = save(opts, pf.mode, &parts, total_of(base, &run));
+                match change {
+                    Some(SourceChange::FailedOver(moved)) => {
+                        return Err(CopyError::Failed(format!(
+                            "{moved}; {copied} keys copied so far, the checkpoint keeps every shard's place: --resume \
+                             scans that shard again alone and the others go on from their cursors (the error: {})",
+                            short(&e)
+                        )));
+                    }
+                    Some(SourceChange::Resharded(what)) => {
+                        return Err(CopyError::Failed(format!(
+                            "{} (the error: {})",
+                            resharded(&what, copied),
+                            short(&e)
+                        )));
+                    }
+                    None => {}
                 }
                 return Err(CopyError::Failed(format!(
                     "{e}{why}; {copied} keys copied so far, the checkpoint keeps the place (--resume continues)"
@@ -1196,6 +1221,26 @@ pub async fn copy(
         }
         save(opts, pf.mode, &parts, total_of(base, &run)).map_err(CopyError::Failed)?;
     };
+    // Out of a cluster, a scan is complete only if no slot moved meanwhile:
+    // a key moving from a shard not yet scanned to one already scanned is
+    // seen by neither SCAN. A source that cannot be asked shows nothing.
+    if finished && let Some(cl) = &conns.src_cluster {
+        let what = match source_change(cl, pf).await {
+            Ok(Some(SourceChange::Resharded(what))) => Some(what),
+            Ok(_) => None,
+            Err(e) => Some(format!(
+                "the source's shards could not be read again after the scan, so nothing shows that no slot moved \
+                 during it ({})",
+                short(&e)
+            )),
+        };
+        if let Some(what) = what {
+            start_over(&mut parts);
+            let total = total_of(base, &run);
+            save(opts, pf.mode, &parts, total).map_err(CopyError::Failed)?;
+            return Err(CopyError::Failed(resharded(&what, total.copied)));
+        }
+    }
     let interrupted = !finished;
     if interrupted {
         let mut dst = conns.dst.clone();
@@ -1220,23 +1265,63 @@ pub async fn copy(
     })
 }
 
-/// After a failed copy out of a cluster: the shards whose primary changed
-/// since the preflight (a failover), one sentence; None when none did.
-async fn failed_over(cl: &Cluster, pf: &Preflight) -> Option<String> {
-    cl.refresh().await.ok()?;
+/// How a cluster source changed since the preflight.
+enum SourceChange {
+    /// Same slots, another primary (a failover), one sentence per shard.
+    FailedOver(String),
+    /// Slots moved, or are moving, between shards (a resharding): a shard's
+    /// SCAN misses keys that move into it behind its cursor.
+    Resharded(String),
+}
+
+/// Asks the cluster source again who owns what and which slots are open,
+/// and compares with the preflight.
+async fn source_change(cl: &Cluster, pf: &Preflight) -> Result<Option<SourceChange>, String> {
+    cl.refresh().await?;
+    let open = cl.open_slots().await?;
     let now = cl.shards();
+    let layout = |slots: Vec<String>| slots.join(" | ");
+    let before: Vec<String> = pf.source_shards.iter().map(|s| s.slots.clone()).collect();
+    let after: Vec<String> = now.iter().map(|s| s.slots_text()).collect();
+    if before != after {
+        return Ok(Some(SourceChange::Resharded(format!(
+            "the source cluster was resharded during the copy: its shards' slots were {}, now {}",
+            layout(before),
+            layout(after)
+        ))));
+    }
+    if !open.is_empty() {
+        return Ok(Some(SourceChange::Resharded(format!(
+            "the source cluster is moving slots between its shards ({})",
+            open.join(", ")
+        ))));
+    }
     let moved: Vec<String> = pf
         .source_shards
         .iter()
-        .filter_map(|s| match now.iter().find(|n| n.slots_text() == s.slots) {
-            Some(n) if n.primary == s.primary => None,
-            Some(n) => {
-                Some(format!("shard {} failed over during the copy (primary {} → {})", s.slots, s.primary, n.primary))
-            }
-            None => Some(format!("shard {}'s slots moved during the copy", s.slots)),
-        })
+        .zip(&now)
+        .filter(|(s, n)| s.primary != n.primary)
+        .map(|(s, n)| format!("shard {} failed over during the copy (primary {} → {})", s.slots, s.primary, n.primary))
         .collect();
-    (!moved.is_empty()).then(|| moved.join("; "))
+    Ok((!moved.is_empty()).then(|| SourceChange::FailedOver(moved.join("; "))))
+}
+
+/// The message of a copy stopped by a resharding of its source; every
+/// shard's place is back at the start by then.
+fn resharded(what: &str, copied: u64) -> String {
+    format!(
+        "{what}. A shard's SCAN misses keys that move into it behind its cursor, so this copy may lack some: it \
+         stopped ({copied} keys copied so far) and its checkpoint now starts every shard over. Once the resharding \
+         is over (`redis-cli --cluster check HOST:PORT` shows no open slot), rerun with --resume: it scans every \
+         shard again, overwriting"
+    )
+}
+
+/// Every part's scan back at its start.
+fn start_over(parts: &mut [Part]) {
+    for p in parts {
+        (p.cursor, p.done) = (0, false);
+    }
 }
 
 fn restore(parts: &mut [Part], places: &[(u64, bool)]) {

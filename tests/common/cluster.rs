@@ -71,10 +71,34 @@ impl Cluster {
         out
     }
 
+    /// `redis-cli --cluster reshard`, as an operator runs it: `slots` slots
+    /// from the primary on port `from` to the one on `to`; its output
+    /// (stdout then stderr) once it is done.
+    pub async fn reshard(&self, from: u16, to: u16, slots: usize) -> (bool, String) {
+        let id = |port: u16| async move { query::<String>(port, redis::cmd("CLUSTER").arg("MYID")).await.unwrap() };
+        let (from_id, to_id) = (id(from).await, id(to).await);
+        let out = tokio::process::Command::new("redis-cli")
+            .args(["--cluster", "reshard", &format!("127.0.0.1:{from}")])
+            .args(["--cluster-from", &from_id, "--cluster-to", &to_id])
+            .args(["--cluster-slots", &slots.to_string(), "--cluster-yes"])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .await
+            .expect("redis-cli runs");
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        (out.status.success(), text)
+    }
+
     /// Reads keys where they live: slots from CLUSTER SLOTS, a key's slot
     /// from CLUSTER KEYSLOT (the server's hashing, not cutover's).
     pub async fn reader(&self) -> Reader {
-        let port = self.nodes[0].port;
+        Reader::at(self.nodes[0].port).await
+    }
+}
+
+impl Reader {
+    /// A reader of the cluster the node on `port` belongs to.
+    pub async fn at(port: u16) -> Reader {
         let raw: Vec<redis::Value> = query(port, redis::cmd("CLUSTER").arg("SLOTS")).await.unwrap();
         let mut slots = Vec::new();
         let mut conns = std::collections::HashMap::new();
@@ -103,6 +127,18 @@ pub struct Reader {
 }
 
 impl Reader {
+    /// Ports of the primaries, by first slot.
+    pub fn primaries(&self) -> Vec<u16> {
+        let mut first = std::collections::BTreeMap::new();
+        for (a, _, p) in &self.slots {
+            let f = first.entry(*p).or_insert(*a);
+            *f = (*f).min(*a);
+        }
+        let mut by_slot: Vec<(u16, u16)> = first.into_iter().map(|(p, a)| (a, p)).collect();
+        by_slot.sort();
+        by_slot.into_iter().map(|(_, p)| p).collect()
+    }
+
     /// A connection to the primary owning `key`.
     pub async fn owner(&mut self, key: &str) -> redis::aio::MultiplexedConnection {
         let slot: u16 = redis::cmd("CLUSTER").arg("KEYSLOT").arg(key).query_async(&mut self.any).await.unwrap();
