@@ -689,12 +689,7 @@ async fn reshard_during(
     total: u64,
     slots: usize,
 ) -> (bool, String) {
-    let start = Instant::now();
-    while copied_so_far(state) < at_least {
-        assert!(start.elapsed() < Duration::from_secs(30), "no checkpoint progress");
-        assert!(child.get().try_wait().unwrap().is_none(), "the copy ended before the reshard");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    reshard_wait(state, child, at_least).await;
     let ports = c.primary_ports().await;
     assert!(child.get().try_wait().unwrap().is_none(), "the copy was running when the reshard began");
     let before = copied_so_far(state);
@@ -982,4 +977,123 @@ async fn the_single_box_runbook_copies_its_redis_into_a_three_shard_cluster_in_i
     assert!(detail.contains(&format!("elasticache {} keys (difference ", copied - 15)), "{detail}");
     assert_eq!(code, Some(1), "a failing check fails `cutover status`");
     sb.down().await;
+}
+
+/// Moves one slot by hand, as `redis-cli --cluster reshard` does: IMPORTING
+/// and MIGRATING, MIGRATE of its keys, then SETSLOT NODE on every primary.
+async fn move_slot(slot: u16, from: u16, to: u16, ports: &[u16]) {
+    let (mut f, mut t) = (conn_at(from).await, conn_at(to).await);
+    let id = |c: &MultiplexedConnection| {
+        let mut c = c.clone();
+        async move { redis::cmd("CLUSTER").arg("MYID").query_async::<String>(&mut c).await.unwrap() }
+    };
+    let (from_id, to_id) = (id(&f).await, id(&t).await);
+    let setslot = |how: &str, id: &str| redis::cmd("CLUSTER").arg("SETSLOT").arg(slot).arg(how).arg(id).clone();
+    let _: () = setslot("IMPORTING", &from_id).query_async(&mut t).await.unwrap();
+    let _: () = setslot("MIGRATING", &to_id).query_async(&mut f).await.unwrap();
+    loop {
+        let keys: Vec<String> =
+            redis::cmd("CLUSTER").arg("GETKEYSINSLOT").arg(slot).arg(100).query_async(&mut f).await.unwrap();
+        if keys.is_empty() {
+            break;
+        }
+        let _: () = redis::cmd("MIGRATE")
+            .arg("127.0.0.1")
+            .arg(to)
+            .arg("")
+            .arg(0)
+            .arg(5000)
+            .arg("KEYS")
+            .arg(&keys)
+            .query_async(&mut f)
+            .await
+            .unwrap();
+    }
+    for p in [to, from].iter().chain(ports.iter().filter(|p| **p != from && **p != to)) {
+        let _: () = setslot("NODE", &to_id).query_async(&mut conn_at(*p).await).await.unwrap();
+    }
+}
+
+/// A slot moved to another shard and back while the copy (or a verify)
+/// scanned leaves the slot map as it was; the primaries' config epochs show
+/// it. The slot holds a key, so the scan may well have missed it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slot_moved_and_moved_back_during_a_copy_or_a_verify_out_of_a_cluster_fails_them() {
+    const N: u64 = 6_000;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let c = Cluster::start(dir.path(), "back", 3, false).await;
+    let dst = start_redis(dir.path(), "dst").await.unwrap();
+    let dst_url = format!("redis://127.0.0.1:{}/0", dst.port);
+    let mut reader = c.reader().await;
+    for i in 0..N {
+        let key = format!("b:{i}");
+        let _: () = reader.owner(&key).await.set(&key, i).await.unwrap();
+    }
+    let ports = c.primary_ports().await;
+    let mut any = conn_at(ports[0]).await;
+    let slot: u16 = redis::cmd("CLUSTER").arg("KEYSLOT").arg("b:0").query_async(&mut any).await.unwrap();
+    let owner = |ports: Vec<u16>| async move {
+        for p in ports {
+            let n: u64 = redis::cmd("CLUSTER")
+                .arg("COUNTKEYSINSLOT")
+                .arg(slot)
+                .query_async(&mut conn_at(p).await)
+                .await
+                .unwrap();
+            if n > 0 {
+                return p;
+            }
+        }
+        panic!("no primary holds slot {slot}'s keys");
+    };
+    let home = owner(ports.clone()).await;
+    let away = *ports.iter().find(|p| **p != home).unwrap();
+    let there_and_back = || {
+        let ports = ports.clone();
+        async move {
+            move_slot(slot, home, away, &ports).await;
+            move_slot(slot, away, home, &ports).await;
+        }
+    };
+
+    // The copy: slow, so the slot moves there and back while it scans.
+    let url = c.url();
+    let args = ["redis", "copy", "--from", &url, "--to", &dst_url, "--yes", "--scan-count", "50", "--rate", "600"];
+    let mut child = KillOnDrop(Some(cutover(&state, &args).spawn().unwrap()));
+    reshard_wait(&state, &mut child, N / 10).await;
+    there_and_back().await;
+    assert!(child.get().try_wait().unwrap().is_none(), "the copy still ran after the slot came back");
+    let out = child.take().wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{}{stderr}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        stderr.contains("though its slot map now looks as before: these primaries took a slot")
+            && stderr.contains(&format!("127.0.0.1:{home} (config epoch ")),
+        "{stderr}"
+    );
+    let cp = checkpoint(&state).expect("the checkpoint stays");
+    assert!(cp["shards"].as_array().unwrap().iter().all(|p| p["cursor"] == 0), "every shard starts over: {cp}");
+
+    // A verify reading the cluster while the slot goes there and back proves nothing, and says so.
+    let verify = ["redis", "verify", "--from", &url, "--to", &dst_url, "--full", "--scan-count", "50", "--rate", "600"];
+    let mut child = KillOnDrop(Some(cutover(&state, &verify).spawn().unwrap()));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    there_and_back().await;
+    assert!(child.get().try_wait().unwrap().is_none(), "the verify still ran after the slot came back");
+    let out = child.take().wait_with_output().unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_ne!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(stderr.contains("slots moved between its shards during the verify"), "{stdout}{stderr}");
+    assert!(stderr.contains("so this result proves nothing"), "{stderr}");
+}
+
+/// Waits until the copy has checkpointed `at_least` keys, still running.
+async fn reshard_wait(state: &Path, child: &mut KillOnDrop, at_least: u64) {
+    let start = Instant::now();
+    while copied_so_far(state) < at_least {
+        assert!(start.elapsed() < Duration::from_secs(30), "no checkpoint progress");
+        assert!(child.get().try_wait().unwrap().is_none(), "the copy ended too soon");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

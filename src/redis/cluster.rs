@@ -320,6 +320,33 @@ pub fn open_slots_of(listing: &str) -> Vec<String> {
         .collect()
 }
 
+/// A node's configuration epoch, from its own line (`myself`) of `CLUSTER
+/// NODES`. A primary bumps it when it takes a slot (the last step of moving
+/// one) or wins a failover, so an unchanged epoch means no slot came to it.
+pub fn config_epoch_of(listing: &str) -> Option<u64> {
+    let own = listing.lines().find(|l| l.split_whitespace().nth(2).is_some_and(|f| f.contains("myself")))?;
+    own.split_whitespace().nth(6)?.parse().ok()
+}
+
+/// What one primary says of itself: the ground for telling that no slot
+/// moved while a copy scanned.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OwnView {
+    pub primary: String,
+    pub config_epoch: u64,
+    /// `migrating slot N` / `importing slot N`.
+    pub open_slots: Vec<String>,
+}
+
+/// The slot map and every primary's config epoch at one moment: equal
+/// snapshots before and after a scan mean no slot moved in between.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SlotSnapshot {
+    /// Each shard's slots, `0-5460 | 5461-10922 | …`.
+    pub layout: String,
+    pub epochs: Vec<(String, u64)>,
+}
+
 /// Which primary owns each slot.
 struct SlotMap {
     shards: Vec<Shard>,
@@ -561,16 +588,46 @@ impl Cluster {
         Ok((out, notes))
     }
 
-    /// Slots being moved between shards right now (a resharding under way,
-    /// or one left open), one `ADDR migrating|importing slot N` each, asked
-    /// of every primary.
-    pub async fn open_slots(&self) -> Result<Vec<String>, String> {
+    /// Every primary's own view (its `CLUSTER NODES` line): its config epoch
+    /// and the slots it is moving (a resharding under way, or one left open).
+    pub async fn own_views(&self) -> Result<Vec<OwnView>, String> {
         let mut out = Vec::new();
         for (s, mut c) in self.primaries().await? {
             let listing: String = query(&self.endpoint, &mut c, redis::cmd("CLUSTER").arg("NODES")).await?;
-            out.extend(open_slots_of(&listing).into_iter().map(|o| format!("{} {o}", s.primary)));
+            let config_epoch = config_epoch_of(&listing)
+                .ok_or_else(|| format!("{}: its CLUSTER NODES has no line of its own (myself)", s.primary))?;
+            out.push(OwnView { primary: s.primary, config_epoch, open_slots: open_slots_of(&listing) });
         }
         Ok(out)
+    }
+
+    /// The slot map and epochs now; an error if a slot is being moved.
+    /// Each primary's own view is read before the map, so a move that ends
+    /// in between still shows as a bumped epoch.
+    pub async fn snapshot(&self) -> Result<SlotSnapshot, String> {
+        let views = self.own_views().await?;
+        let open: Vec<String> =
+            views.iter().flat_map(|v| v.open_slots.iter().map(move |o| format!("{} {o}", v.primary))).collect();
+        if !open.is_empty() {
+            return Err(format!("the cluster is moving slots between its shards ({})", open.join(", ")));
+        }
+        self.refresh().await?;
+        let layout: Vec<String> = self.shards().iter().map(|s| s.slots_text()).collect();
+        Ok(SlotSnapshot {
+            layout: layout.join(" | "),
+            epochs: views.into_iter().map(|v| (v.primary, v.config_epoch)).collect(),
+        })
+    }
+
+    /// The connection a shard is read on: `addr` is its primary, or a replica
+    /// (switched to `READONLY`, as `readers` does).
+    pub async fn reader_at(&self, shard: &Shard, addr: &str) -> Result<MultiplexedConnection, String> {
+        if addr == shard.primary {
+            return self.node(addr).await;
+        }
+        let mut c = self.endpoint.open_at(addr).await?;
+        query::<()>(&self.endpoint, &mut c, &redis::cmd("READONLY")).await?;
+        Ok(c)
     }
 
     /// (keys, expiring keys), summed over the primaries.
@@ -691,6 +748,12 @@ e5 127.0.0.1:7003@17003 slave,fail a1 0 0 1 connected
         assert_eq!(open_slots_of(&b2), ["migrating slot 5461"]);
         let importing = "c3 127.0.0.1:7002@17002 myself,master - 0 0 3 connected 10923-16383 [5461-<-b2] [5462-<-b2]\n";
         assert_eq!(open_slots_of(importing), ["importing slot 5461", "importing slot 5462"]);
+        assert_eq!(config_epoch_of(importing), Some(3));
+        assert_eq!(
+            config_epoch_of("b2 127.0.0.1:7001@17001 master - 0 0 2 connected 5461-10922\n"),
+            None,
+            "not its own"
+        );
         let gap = parse_nodes("a1 127.0.0.1:7000@17000 master - 0 0 1 connected 0-100\n").unwrap_err();
         assert!(gap.contains("16283 of the cluster's 16384 slots have no primary"), "{gap}");
         assert!(parse_nodes("short line").unwrap_err().contains("fewer than 8 fields"));

@@ -78,6 +78,8 @@ pub struct ShardRun {
     /// The node scanned: the primary, or a replica with `--from-replicas`.
     pub read_on: String,
     pub run_id: String,
+    /// The primary's config epoch: it changes when a slot comes to it.
+    pub config_epoch: u64,
 }
 
 /// Keys of the source that the target already has.
@@ -145,13 +147,22 @@ impl Conns {
         }
     }
 
-    /// Connections to scan on the source: a node of each shard of a cluster
-    /// (its primary, or a replica with `--from-replicas`), else the one server.
-    pub async fn source_nodes(&self) -> Result<Vec<MultiplexedConnection>, String> {
-        match &self.src_cluster {
-            Some(c) => Ok(c.readers().await?.0.into_iter().map(|(_, _, c)| c).collect()),
-            None => Ok(vec![self.src.clone()]),
+    /// Connections to scan on the source: for a cluster, each shard on the
+    /// node the preflight chose and took the `run_id` of (its primary, or a
+    /// replica with `--from-replicas`), since a SCAN cursor means something
+    /// to that node alone; else the one server.
+    pub async fn source_nodes(&self, pf: &Preflight) -> Result<Vec<MultiplexedConnection>, String> {
+        let Some(cl) = &self.src_cluster else { return Ok(vec![self.src.clone()]) };
+        let shards = cl.shards();
+        let mut out = Vec::new();
+        for s in &pf.source_shards {
+            let shard = shards
+                .iter()
+                .find(|n| n.slots_text() == s.slots)
+                .ok_or_else(|| format!("the source cluster's shard {} is gone since the preflight", s.slots))?;
+            out.push(cl.reader_at(shard, &s.read_on).await?);
         }
+        Ok(out)
     }
 
     /// (keys, expiring keys) of the target (summed over a cluster's shards).
@@ -263,7 +274,9 @@ pub async fn preflight(opts: &CopyOptions) -> Result<(Conns, Preflight), CopyErr
     let source_keys: u64 = match &src_cluster {
         Some(cl) => {
             let mut keys = 0;
-            let open = cl.open_slots().await.map_err(CopyError::Refused)?;
+            let views = cl.own_views().await.map_err(CopyError::Refused)?;
+            let open: Vec<String> =
+                views.iter().flat_map(|v| v.open_slots.iter().map(move |o| format!("{} {o}", v.primary))).collect();
             if !open.is_empty() {
                 return Err(CopyError::Refused(format!(
                     "the source cluster is moving slots between its shards ({}): a SCAN per shard would miss keys \
@@ -278,7 +291,14 @@ pub async fn preflight(opts: &CopyOptions) -> Result<(Conns, Preflight), CopyErr
                 keys += q::<u64>(&opts.from, &mut c, &redis::cmd("DBSIZE")).await.map_err(CopyError::Refused)?;
                 // The scanned node's: a SCAN cursor means something to it alone.
                 let (_, run_id) = server_info(&opts.from, &mut c).await.map_err(CopyError::Refused)?;
-                source_shards.push(ShardRun { slots: shard.slots_text(), primary: shard.primary, read_on, run_id });
+                let config_epoch = views.iter().find(|v| v.primary == shard.primary).map_or(0, |v| v.config_epoch);
+                source_shards.push(ShardRun {
+                    slots: shard.slots_text(),
+                    primary: shard.primary,
+                    read_on,
+                    run_id,
+                    config_epoch,
+                });
             }
             keys
         }
@@ -317,7 +337,12 @@ fn scan_cmd(cursor: u64, pattern: Option<&str>, count: usize) -> redis::Cmd {
 /// already has (the pre-check of `--on-conflict fail`, and of `--dry-run`).
 pub async fn find_conflicts(opts: &CopyOptions, conns: &mut Conns) -> Result<Conflicts, String> {
     let mut out = Conflicts::default();
-    for mut src in conns.source_nodes().await? {
+    // Any node of each shard will do here: no cursor is kept.
+    let nodes: Vec<MultiplexedConnection> = match &conns.src_cluster {
+        Some(c) => c.readers().await?.0.into_iter().map(|(_, _, c)| c).collect(),
+        None => vec![conns.src.clone()],
+    };
+    for mut src in nodes {
         let mut cursor = 0u64;
         loop {
             let (next, keys): (u64, Vec<Vec<u8>>) =
@@ -1049,7 +1074,7 @@ pub async fn copy(
     let resumed = opts.resume.is_some();
     let base = opts.resume.as_ref().map(|c| c.counters).unwrap_or_default();
     let mut conns = conns;
-    let nodes = conns.source_nodes().await.map_err(CopyError::Failed)?;
+    let nodes = conns.source_nodes(pf).await.map_err(CopyError::Failed)?;
     let mut parts = source_parts(&conns, pf, nodes, opts.resume.as_ref());
     let mut run = Counters::default();
     // The first checkpoint exists before the first write.
@@ -1176,7 +1201,7 @@ pub async fn copy(
                 if let Some(SourceChange::Resharded(_)) = &change {
                     start_over(&mut parts);
                 }
-                let _ = save(opts, pf.mode, &parts, total_of(base, &run));
+                let saved = save(opts, pf.mode, &parts, total_of(base, &run));
                 match change {
                     Some(SourceChange::FailedOver(moved)) => {
                         return Err(CopyError::Failed(format!(
@@ -1186,11 +1211,11 @@ pub async fn copy(
                         )));
                     }
                     Some(SourceChange::Resharded(what)) => {
-                        return Err(CopyError::Failed(format!(
-                            "{} (the error: {})",
-                            resharded(&what, copied),
-                            short(&e)
-                        )));
+                        let told = match saved {
+                            Ok(()) => resharded(&what, copied),
+                            Err(why) => not_reset(&what, copied, &why),
+                        };
+                        return Err(CopyError::Failed(format!("{told} (the error: {})", short(&e))));
                     }
                     None => {}
                 }
@@ -1199,13 +1224,19 @@ pub async fn copy(
                 )));
             }
         };
-        // Only a single (Sentinel) source or target gets here: one part.
+        // A Sentinel source or target gets here. A cluster source keeps its
+        // parts: only its (Sentinel) target moved.
         conns = new;
         restore(&mut parts, &confirmed.places);
         run = confirmed.run;
-        parts[0].conn = conns.src.clone();
         need_replicas = replica_count(&opts.to, &mut conns.dst).await.unwrap_or(0);
-        let (_, run_id) = server_info(&opts.from, &mut conns.src).await.map_err(CopyError::Failed)?;
+        let run_id = if conns.src_cluster.is_some() {
+            parts[0].run_id.clone()
+        } else {
+            // A single source: one part, on the master found now.
+            parts[0].conn = conns.src.clone();
+            server_info(&opts.from, &mut conns.src).await.map_err(CopyError::Failed)?.1
+        };
         let place = if run_id != parts[0].run_id {
             // A new source master scans in another order: start over, overwriting.
             (parts[0].cursor, parts[0].done) = (0, false);
@@ -1237,8 +1268,10 @@ pub async fn copy(
         if let Some(what) = what {
             start_over(&mut parts);
             let total = total_of(base, &run);
-            save(opts, pf.mode, &parts, total).map_err(CopyError::Failed)?;
-            return Err(CopyError::Failed(resharded(&what, total.copied)));
+            return Err(CopyError::Failed(match save(opts, pf.mode, &parts, total) {
+                Ok(()) => resharded(&what, total.copied),
+                Err(why) => not_reset(&what, total.copied, &why),
+            }));
         }
     }
     let interrupted = !finished;
@@ -1277,8 +1310,10 @@ enum SourceChange {
 /// Asks the cluster source again who owns what and which slots are open,
 /// and compares with the preflight.
 async fn source_change(cl: &Cluster, pf: &Preflight) -> Result<Option<SourceChange>, String> {
+    // Each primary's own view first, the slot map second: a slot whose move
+    // ends between the two still shows, as a new map or a bumped epoch.
+    let views = cl.own_views().await;
     cl.refresh().await?;
-    let open = cl.open_slots().await?;
     let now = cl.shards();
     let layout = |slots: Vec<String>| slots.join(" | ");
     let before: Vec<String> = pf.source_shards.iter().map(|s| s.slots.clone()).collect();
@@ -1290,12 +1325,6 @@ async fn source_change(cl: &Cluster, pf: &Preflight) -> Result<Option<SourceChan
             layout(after)
         ))));
     }
-    if !open.is_empty() {
-        return Ok(Some(SourceChange::Resharded(format!(
-            "the source cluster is moving slots between its shards ({})",
-            open.join(", ")
-        ))));
-    }
     let moved: Vec<String> = pf
         .source_shards
         .iter()
@@ -1303,7 +1332,37 @@ async fn source_change(cl: &Cluster, pf: &Preflight) -> Result<Option<SourceChan
         .filter(|(s, n)| s.primary != n.primary)
         .map(|(s, n)| format!("shard {} failed over during the copy (primary {} → {})", s.slots, s.primary, n.primary))
         .collect();
-    Ok((!moved.is_empty()).then(|| SourceChange::FailedOver(moved.join("; "))))
+    if !moved.is_empty() {
+        return Ok(Some(SourceChange::FailedOver(moved.join("; "))));
+    }
+    // No failover, so every primary of the preflight should have answered.
+    let views = views?;
+    let open: Vec<String> =
+        views.iter().flat_map(|v| v.open_slots.iter().map(move |o| format!("{} {o}", v.primary))).collect();
+    if !open.is_empty() {
+        return Ok(Some(SourceChange::Resharded(format!(
+            "the source cluster is moving slots between its shards ({})",
+            open.join(", ")
+        ))));
+    }
+    // Slots moved and moved back leave the map as it was, but not the epochs.
+    let bumped: Vec<String> = pf
+        .source_shards
+        .iter()
+        .filter_map(|s| {
+            let v = views.iter().find(|v| v.primary == s.primary)?;
+            (v.config_epoch != s.config_epoch)
+                .then(|| format!("{} (config epoch {} → {})", s.primary, s.config_epoch, v.config_epoch))
+        })
+        .collect();
+    if !bumped.is_empty() {
+        return Ok(Some(SourceChange::Resharded(format!(
+            "slots moved between the source cluster's shards during the copy, though its slot map now looks as \
+             before: these primaries took a slot (or failed over and back) meanwhile: {}",
+            bumped.join(", ")
+        ))));
+    }
+    Ok(None)
 }
 
 /// The message of a copy stopped by a resharding of its source; every
@@ -1314,6 +1373,17 @@ fn resharded(what: &str, copied: u64) -> String {
          stopped ({copied} keys copied so far) and its checkpoint now starts every shard over. Once the resharding \
          is over (`redis-cli --cluster check HOST:PORT` shows no open slot), rerun with --resume: it scans every \
          shard again, overwriting"
+    )
+}
+
+/// The message of a copy stopped by a resharding whose checkpoint could not
+/// be set back to the start: a `--resume` would trust the old cursors.
+fn not_reset(what: &str, copied: u64, why: &str) -> String {
+    format!(
+        "{what}. A shard's SCAN misses keys that move into it behind its cursor, so this copy may lack some: it \
+         stopped ({copied} keys copied so far), but its checkpoint could not be set back to the start ({why}). \
+         Once the resharding is over, start over with --restart --on-conflict replace (a --resume would trust the \
+         old cursors)"
     )
 }
 

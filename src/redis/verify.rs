@@ -298,6 +298,20 @@ pub async fn verify_with(
 ) -> Result<VerifyReport, String> {
     let mut report = VerifyReport::default();
     let pattern = opts.pattern.as_deref();
+    // A SCAN per shard misses keys that move behind its cursor: a source
+    // cluster must hold still while it is read, and is asked again after.
+    let snapshot = |cl: Arc<Cluster>| async move {
+        cl.snapshot().await.map_err(|e| {
+            format!(
+                "{} {}: {e}; verify once the resharding is over (`redis-cli --cluster check HOST:PORT` shows no open slot)",
+                opts.from.role, opts.from
+            )
+        })
+    };
+    let before = match &src_cluster {
+        Some(cl) => Some(snapshot(cl.clone()).await?),
+        None => None,
+    };
     let src_nodes = nodes(&src, src_cluster.as_deref()).await?;
     let dst_nodes = nodes(&dst, dst_cluster.as_deref()).await?;
     let ((sk, sp), (tk, tp)) = tokio::try_join!(
@@ -369,6 +383,17 @@ pub async fn verify_with(
                     cursor = next;
                 }
             }
+        }
+    }
+    if let (Some(cl), Some(before)) = (src_cluster, before) {
+        let after = snapshot(cl).await?;
+        if after != before {
+            return Err(format!(
+                "{} {}: slots moved between its shards during the verify (slot map {} then {}; primaries' config \
+                 epochs {:?} then {:?}): a SCAN per shard misses keys that move behind its cursor, so this result \
+                 proves nothing; verify again once the resharding is over",
+                opts.from.role, opts.from, before.layout, after.layout, before.epochs, after.epochs
+            ));
         }
     }
     Ok(report)
