@@ -1097,3 +1097,38 @@ async fn reshard_wait(state: &Path, child: &mut KillOnDrop, at_least: u64) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// Out of a cluster into a Sentinel group whose master fails over mid-copy:
+/// the copy follows the target and every shard goes on from its own cursor
+/// on its own node. The cluster is reached through its third primary, so a
+/// copy that put its first shard's scan on that seed node (as it once did)
+/// would rescan the third shard twice and never finish the first.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_target_failover_during_a_copy_out_of_a_cluster_keeps_every_shards_scan_on_its_node() {
+    const N: u64 = 30_000;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let c = Cluster::start(dir.path(), "seed", 3, false).await;
+    let group = common::sentinel::SentinelGroup::start(dir.path()).await;
+    let mut reader = c.reader().await;
+    for i in 0..N {
+        let key = format!("s:{i}");
+        let _: () = reader.owner(&key).await.set(&key, i).await.unwrap();
+    }
+    let ports = c.primary_ports().await;
+    let from = format!("redis+cluster://127.0.0.1:{}", ports[2]);
+    let (old_master, to) = (group.master.port, group.url());
+    let args = ["redis", "copy", "--from", &from, "--to", &to, "--yes", "--scan-count", "100", "--rate", "4000"];
+    let mut child = KillOnDrop(Some(cutover(&state, &args).spawn().unwrap()));
+    reshard_wait(&state, &mut child, N / 5).await;
+    group.failover().await;
+    let out = tokio::task::spawn_blocking(move || child.take().wait_with_output().unwrap()).await.unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    let new_master = group.master_port().await;
+    assert_ne!(new_master, old_master, "the replica was promoted");
+    assert!(stdout.contains("followed a failover of the target"), "{stdout}{stderr}");
+    let mut t = conn(&format!("redis://127.0.0.1:{new_master}/0")).await;
+    let on_target: u64 = redis::cmd("DBSIZE").query_async(&mut t).await.unwrap();
+    assert_eq!(on_target, N, "every key of every shard on the new master: {stdout}{stderr}");
+}
