@@ -494,6 +494,15 @@ fn group_sizes(sizes: &[u64], budget: u64) -> Vec<usize> {
     out
 }
 
+/// When the source most likely answered a PTTL asked at `asked` (Unix ms):
+/// halfway to its reply, so a busy connection (replies queued behind other
+/// batches' payloads) moves the computed expiry by half its delay at most,
+/// not by all of it.
+fn read_at(asked: u64) -> u64 {
+    let answered = super::now_ms();
+    asked + answered.saturating_sub(asked) / 2
+}
+
 /// `words` then `key`, sized once: the profile of a copy showed the
 /// allocator (growing each command's buffers) as cutover's first cost.
 fn key_cmd(words: &[&str], key: &[u8]) -> redis::Cmd {
@@ -613,9 +622,10 @@ impl Ctx {
         for k in &keys {
             p.add_command(key_cmd(&["PTTL"], k)).add_command(key_cmd(&["DUMP"], k));
         }
+        let asked = super::now_ms();
         let got: Vec<Value> = qp(&self.from, &mut src, &p).await?;
         drop(p);
-        let now = super::now_ms();
+        let now = read_at(asked);
         let mut restore: Vec<(&[u8], redis::Cmd)> = Vec::with_capacity(keys.len());
         // Per RESTORE: the key's place in `keys` and the payload's length.
         let mut sent: Vec<(usize, u64)> = Vec::with_capacity(keys.len());
@@ -693,8 +703,9 @@ impl Ctx {
         for k in &keys {
             p.cmd("TYPE").arg(k).cmd("PTTL").arg(k);
         }
+        let asked = super::now_ms();
         let got: Vec<Value> = qp(&self.from, &mut src, &p).await?;
-        let now = super::now_ms();
+        let now = read_at(asked);
         let mut slow = Vec::new();
         let mut read = Vec::with_capacity(keys.len());
         let mut p = redis::pipe();
@@ -875,8 +886,9 @@ impl Ctx {
         let (f, t) = (&self.from, &self.to);
         let mut p = redis::pipe();
         p.cmd("TYPE").arg(key).cmd("PTTL").arg(key);
+        let asked = super::now_ms();
         let (kind, pttl): (String, i64) = qp(f, &mut src, &p).await?;
-        let exp = super::expiry(pttl, super::now_ms());
+        let exp = super::expiry(pttl, read_at(asked));
         if kind == "none" || exp == Expiry::Gone {
             return Ok(Outcome::Expired);
         }
