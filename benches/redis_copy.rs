@@ -182,7 +182,9 @@ async fn restore_stream(src: &mut MultiplexedConnection, path: &Path) -> (u64, u
         for k in &keys {
             p.cmd("PTTL").arg(k).cmd("DUMP").arg(k);
         }
-        let replies: Vec<redis::Value> = p.query_async(src).await.unwrap();
+        // SCAN may answer no keys with a cursor to go on (more often while
+        // the dict rehashes); redis-rs refuses an empty pipeline.
+        let replies: Vec<redis::Value> = if keys.is_empty() { Vec::new() } else { p.query_async(src).await.unwrap() };
         for (k, pair) in keys.iter().zip(replies.chunks(2)) {
             let ttl_ms: i64 = redis::from_redis_value_ref(&pair[0]).unwrap();
             let payload: Vec<u8> = redis::from_redis_value_ref(&pair[1]).unwrap();

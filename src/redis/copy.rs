@@ -391,6 +391,16 @@ const TYPE_CHUNK_BYTES: u64 = 1 << 20;
 const BATCH_READ_ELEMENTS: usize = 128;
 const BATCH_READ_BYTES: u64 = 8 << 10;
 
+/// A key the batched type path read whole, with its expiry.
+struct WholeKey {
+    key: Vec<u8>,
+    kind: Kind,
+    exp: Expiry,
+    /// A string's value, a list's elements, or a scan's items (a hash's
+    /// fields and values, a sorted set's members and scores).
+    items: Vec<Vec<u8>>,
+}
+
 /// A type the batched type-by-type path reads in one bounded command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -734,13 +744,13 @@ impl Ctx {
         drop(p);
         // The whole of each key, or `None`: it goes to `by_type`.
         let now = super::now_ms();
-        let mut whole: Vec<(Vec<u8>, Kind, Expiry, Vec<Vec<u8>>)> = Vec::with_capacity(read.len());
+        let mut whole: Vec<WholeKey> = Vec::with_capacity(read.len());
         for ((k, kind, exp), v) in read.into_iter().zip(values) {
             match kind.items(v) {
                 None => slow.push(k),
                 // Deleted (or emptied) on the source since TYPE, or expired since.
                 Some(items) if items.is_empty() || matches!(exp, Expiry::At(ms) if ms <= now) => c.skipped_expired += 1,
-                Some(items) => whole.push((k, kind, exp, items)),
+                Some(items) => whole.push(WholeKey { key: k, kind, exp, items }),
             }
         }
         // Per key: its commands on the target (the last one's reply decides),
@@ -748,8 +758,8 @@ impl Ctx {
         let mut writes: Vec<(&[u8], redis::Cmd)> = Vec::with_capacity(whole.len() * 2);
         let mut sent: Vec<(usize, usize, u64)> = Vec::with_capacity(whole.len());
         let tmps: Vec<Option<Vec<u8>>> =
-            whole.iter().map(|(k, kind, ..)| (*kind != Kind::String).then(|| self.tmp_name(k))).collect();
-        for (i, ((k, kind, exp, items), tmp)) in whole.iter().zip(&tmps).enumerate() {
+            whole.iter().map(|w| (w.kind != Kind::String).then(|| self.tmp_name(&w.key))).collect();
+        for (i, (WholeKey { key: k, kind, exp, items }, tmp)) in whole.iter().zip(&tmps).enumerate() {
             let bytes = items.iter().map(|i| i.len() as u64).sum::<u64>();
             let first = writes.len();
             match tmp {
@@ -800,7 +810,7 @@ impl Ctx {
         let mut outcomes = Vec::with_capacity(sent.len());
         let mut leftover = Vec::new();
         for (i, n, bytes) in sent {
-            let (k, kind, tmp) = (&whole[i].0, whole[i].1, &tmps[i]);
+            let (k, kind, tmp) = (&whole[i].key, whole[i].kind, &tmps[i]);
             let mut last = None;
             for (j, v) in replies.by_ref().take(n).enumerate() {
                 match v {
