@@ -8,13 +8,16 @@
 //! (ceiling) the target's own ingest limit: `redis-cli --pipe` of a RESTORE
 //!     stream of the same keys, generated beforehand (not timed)
 //!
-//! cutover runs with `--on-conflict replace` (the rows above compare with it)
-//! and with the default `fail` (its pre-check included), each also given as a
-//! share of the ceiling.
+//! cutover runs with `--on-conflict replace` (the rows above compare with it),
+//! with the default `fail` (whose pre-check an empty target skips), and with
+//! `--mode types` (the type-by-type path, `fail`), each also given as a share
+//! of the ceiling, with cutover's own CPU per key and peak RSS.
 //!
 //! Run: `cargo bench --bench redis_copy` (1,000,000 keys; installs redis-py
 //! into .venv when missing). Under `cargo test` it is a smoke test on 2,000
-//! keys without the Python baselines. REDIS_BENCH_KEYS overrides the count.
+//! keys without the Python baselines. REDIS_BENCH_KEYS overrides the count,
+//! REDIS_BENCH_REPEAT the turns (default 3), REDIS_BENCH_PYTHON=0 leaves the
+//! Python baselines out (for 10,000,000 keys: they would take hours).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -33,31 +36,37 @@ async fn dbsize(c: &mut MultiplexedConnection) -> u64 {
 }
 
 /// `n` small keys: 60% strings, 10% each hash, list, set, sorted set; every
-/// other key with a one-hour TTL.
-async fn seed(c: &mut MultiplexedConnection, n: u64) {
-    let mut p = redis::pipe();
-    for i in 0..n {
-        let k = format!("bench:{i:08}");
-        match i % 10 {
-            0 => p.cmd("HSET").arg(&k).arg("name").arg("n").arg("id").arg(i).ignore(),
-            1 => p.cmd("RPUSH").arg(&k).arg("a").arg("b").arg(i).ignore(),
-            2 => p.cmd("SADD").arg(&k).arg("a").arg("b").arg(i).ignore(),
-            3 => p.cmd("ZADD").arg(&k).arg(1).arg("a").arg(2).arg(i).ignore(),
-            _ => p.cmd("SET").arg(&k).arg(format!("value-{i}-xxxxxxxxxxxxxxxx")).ignore(),
-        };
-        if i % 2 == 0 {
-            p.cmd("EXPIRE").arg(&k).arg(3600).ignore();
+/// other key with a one-hour TTL. Pipelines of 10,000 keys, four in flight,
+/// so 10,000,000 keys seed in about a minute.
+async fn seed(c: &MultiplexedConnection, n: u64) {
+    use futures::StreamExt;
+    const KEYS_PER_PIPELINE: u64 = 10_000;
+    let pipelines = (0..n.div_ceil(KEYS_PER_PIPELINE)).map(|block| {
+        let mut c = c.clone();
+        async move {
+            let mut p = redis::pipe();
+            for i in block * KEYS_PER_PIPELINE..((block + 1) * KEYS_PER_PIPELINE).min(n) {
+                let k = format!("bench:{i:08}");
+                match i % 10 {
+                    0 => p.cmd("HSET").arg(&k).arg("name").arg("n").arg("id").arg(i).ignore(),
+                    1 => p.cmd("RPUSH").arg(&k).arg("a").arg("b").arg(i).ignore(),
+                    2 => p.cmd("SADD").arg(&k).arg("a").arg("b").arg(i).ignore(),
+                    3 => p.cmd("ZADD").arg(&k).arg(1).arg("a").arg(2).arg(i).ignore(),
+                    _ => p.cmd("SET").arg(&k).arg(format!("value-{i}-xxxxxxxxxxxxxxxx")).ignore(),
+                };
+                if i % 2 == 0 {
+                    p.cmd("EXPIRE").arg(&k).arg(3600).ignore();
+                }
+            }
+            let _: () = p.query_async(&mut c).await.unwrap();
         }
-        if p.len() >= 20_000 {
-            let _: () = p.query_async(c).await.unwrap();
-            p = redis::pipe();
-        }
-    }
-    let _: () = p.query_async(c).await.unwrap();
+    });
+    futures::stream::iter(pipelines).buffer_unordered(4).collect::<Vec<()>>().await;
 }
 
-/// Waits for a child with wait4: exit success and its peak RSS in KiB.
-fn wait_with_rss(child: std::process::Child) -> (bool, u64) {
+/// Waits for a child with wait4: exit success, its CPU seconds (user +
+/// system) and its peak RSS in KiB.
+fn wait_with_usage(child: std::process::Child) -> (bool, f64, u64) {
     let pid = child.id() as libc::pid_t;
     let mut status = 0;
     // SAFETY: plain FFI; rusage is zeroed and written by the kernel.
@@ -65,7 +74,9 @@ fn wait_with_rss(child: std::process::Child) -> (bool, u64) {
     let r = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
     assert_eq!(r, pid, "wait4");
     drop(child);
-    (libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, ru.ru_maxrss as u64)
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    let cpu = secs(ru.ru_utime) + secs(ru.ru_stime);
+    (libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, cpu, ru.ru_maxrss as u64)
 }
 
 struct Run {
@@ -73,6 +84,8 @@ struct Run {
     copied: u64,
     scanned: u64,
     seconds: f64,
+    /// cutover's own CPU seconds (its rows only).
+    cpu: Option<f64>,
 }
 
 impl Run {
@@ -117,6 +130,7 @@ fn python_run(py: &Path, script: &Path, name: &'static str, from: &str, to: &str
         copied: v["copied"].as_u64().unwrap(),
         scanned: v["scanned"].as_u64().unwrap(),
         seconds: v["seconds"].as_f64().unwrap(),
+        cpu: None,
     }
 }
 
@@ -151,6 +165,7 @@ async fn migrate(src: &mut MultiplexedConnection, to_port: u16) -> Run {
         copied: scanned,
         scanned,
         seconds: start.elapsed().as_secs_f64(),
+        cpu: None,
     }
 }
 
@@ -167,7 +182,9 @@ async fn restore_stream(src: &mut MultiplexedConnection, path: &Path) -> (u64, u
         for k in &keys {
             p.cmd("PTTL").arg(k).cmd("DUMP").arg(k);
         }
-        let replies: Vec<redis::Value> = p.query_async(src).await.unwrap();
+        // SCAN may answer no keys with a cursor to go on (more often while
+        // the dict rehashes); redis-rs refuses an empty pipeline.
+        let replies: Vec<redis::Value> = if keys.is_empty() { Vec::new() } else { p.query_async(src).await.unwrap() };
         for (k, pair) in keys.iter().zip(replies.chunks(2)) {
             let ttl_ms: i64 = redis::from_redis_value_ref(&pair[0]).unwrap();
             let payload: Vec<u8> = redis::from_redis_value_ref(&pair[1]).unwrap();
@@ -205,37 +222,43 @@ fn pipe_load(stream: &Path, port: u16, keys: u64) -> Run {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    Run { name: CEILING, copied: keys, scanned: keys, seconds }
+    Run { name: CEILING, copied: keys, scanned: keys, seconds, cpu: None }
 }
 
 const CEILING: &str = "(ceiling) redis-cli --pipe of RESTOREs";
 
-/// `cutover redis copy` as a child process (so its peak RSS is its own).
-fn cutover_copy(state: &Path, from: &str, to: &str, on_conflict: &str) -> (Run, u64) {
+/// The cutover rows: `--on-conflict` and `--mode` of each.
+const CUTOVER_ROWS: [(&str, &str, &str); 3] = [
+    ("cutover redis copy --on-conflict replace", "replace", "auto"),
+    ("cutover redis copy (default: fail)", "fail", "auto"),
+    ("cutover redis copy --mode types (fail)", "fail", "types"),
+];
+
+/// `cutover redis copy` as a child process (so its CPU and peak RSS are its own).
+fn cutover_copy(state: &Path, from: &str, to: &str, row: (&'static str, &str, &str)) -> (Run, u64) {
+    let (name, on_conflict, mode) = row;
     let t = Instant::now();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_cutover"))
         .env("XDG_STATE_HOME", state)
         .args(["--log-file", &state.join("log").display().to_string()])
-        .args(["redis", "copy", "--from", from, "--to", to, "--yes", "--on-conflict", on_conflict, "--json"])
+        .args(["redis", "copy", "--from", from, "--to", to, "--yes", "--json"])
+        .args(["--on-conflict", on_conflict, "--mode", mode])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
     let mut stdout = String::new();
     std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut stdout).unwrap();
-    let (ok, rss_kib) = wait_with_rss(child);
+    let (ok, cpu, rss_kib) = wait_with_usage(child);
     let seconds = t.elapsed().as_secs_f64();
     assert!(ok, "cutover redis copy failed: {stdout:?}");
     let report: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
     let run = Run {
-        name: if on_conflict == "replace" {
-            "cutover redis copy --on-conflict replace"
-        } else {
-            "cutover redis copy (default: fail)"
-        },
+        name,
         copied: report["total"]["copied"].as_u64().unwrap(),
         scanned: report["total"]["scanned"].as_u64().unwrap(),
         seconds,
+        cpu: Some(cpu),
     };
     (run, rss_kib)
 }
@@ -262,7 +285,7 @@ fn main() {
         let (from, to) = (format!("redis://127.0.0.1:{}/0", a.port), format!("redis://127.0.0.1:{}/0", b.port));
         let (mut s, mut d) = (conn(a.port).await, conn(b.port).await);
         let t = Instant::now();
-        seed(&mut s, n).await;
+        seed(&s, n).await;
         let total = dbsize(&mut s).await;
         assert_eq!(total, n);
         println!(
@@ -288,19 +311,19 @@ fn main() {
             t.elapsed().as_secs_f64()
         );
 
-        // cutover (both policies), MIGRATE and the ceiling, the fast ones,
+        // cutover (each row), MIGRATE and the ceiling, the fast ones,
         // take turns REPEAT times; the median of each counts.
         let repeat: usize = std::env::var("REDIS_BENCH_REPEAT").ok().and_then(|v| v.parse().ok()).unwrap_or(3);
         let state = dir.path().join("state");
-        let (mut ours, mut ours_fail, mut theirs, mut ceiling, mut rss_kib) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), 0);
+        let mut ours: Vec<Vec<Run>> = CUTOVER_ROWS.iter().map(|_| Vec::new()).collect();
+        let (mut theirs, mut ceiling, mut rss_kib) = (Vec::new(), Vec::new(), vec![0u64; CUTOVER_ROWS.len()]);
         for _ in 0..repeat.max(1) {
-            for (policy, runs) in [("replace", &mut ours), ("fail", &mut ours_fail)] {
+            for (i, row) in CUTOVER_ROWS.into_iter().enumerate() {
                 flush(&mut d).await;
-                let (r, rss) = cutover_copy(&state, &from, &to, policy);
-                assert_eq!(dbsize(&mut d).await, r.copied);
-                rss_kib = rss_kib.max(rss);
-                runs.push(r);
+                let (r, rss) = cutover_copy(&state, &from, &to, row);
+                assert_eq!((r.copied, dbsize(&mut d).await), (n, n), "{}", r.name);
+                rss_kib[i] = rss_kib[i].max(rss);
+                ours[i].push(r);
             }
             flush(&mut d).await;
             theirs.push(migrate(&mut s, b.port).await);
@@ -310,16 +333,15 @@ fn main() {
             assert_eq!(dbsize(&mut d).await, n, "redis-cli --pipe loaded every key");
         }
         let all = |v: &[Run]| v.iter().map(|r| format!("{:.2}", r.seconds)).collect::<Vec<_>>().join(", ");
-        println!(
-            "seconds (median counts): cutover replace {}; cutover fail {}; MIGRATE {}; redis-cli --pipe {}",
-            all(&ours),
-            all(&ours_fail),
-            all(&theirs),
-            all(&ceiling)
-        );
-        runs.push(median(ours));
-        runs.push(median(ours_fail));
-        let py = if bench { python(root) } else { None };
+        let mut seconds: Vec<String> =
+            CUTOVER_ROWS.iter().zip(&ours).map(|(r, v)| format!("{}: {}", r.0, all(v))).collect();
+        seconds.push(format!("MIGRATE: {}", all(&theirs)));
+        seconds.push(format!("redis-cli --pipe: {}", all(&ceiling)));
+        println!("seconds (the median counts): {}", seconds.join("; "));
+        runs.extend(ours.into_iter().map(median));
+        // The Python baselines take minutes a million keys: REDIS_BENCH_PYTHON=0 leaves them out.
+        let with_python = std::env::var("REDIS_BENCH_PYTHON").map_or(true, |v| v != "0");
+        let py = if bench && with_python { python(root) } else { None };
         if let Some(py) = &py {
             for (script, name) in [
                 ("scan_get_setex.py", "(a) redis-py SCAN + GET/SETEX loop"),
@@ -331,7 +353,7 @@ fn main() {
                 runs.push(r);
             }
         } else {
-            println!("(smoke run: the Python baselines run under `cargo bench` only)");
+            println!("(the Python baselines run under `cargo bench` only, and not with REDIS_BENCH_PYTHON=0)");
         }
         runs.push(median(theirs));
         runs.push(median(ceiling));
@@ -350,10 +372,17 @@ fn main() {
             );
         }
         let ceiling = runs.last().unwrap().keys_per_s();
-        for r in &runs[..2] {
-            println!("{} = {:.2}× the ceiling", r.name, r.keys_per_s() / ceiling);
+        for (r, rss) in runs[..CUTOVER_ROWS.len()].iter().zip(&rss_kib) {
+            println!(
+                "{} = {:.2}× the ceiling; cutover's own CPU {:.2} s = {:.2} µs per key; peak RSS {:.1} MB",
+                r.name,
+                r.keys_per_s() / ceiling,
+                r.cpu.unwrap_or(0.0),
+                r.cpu.unwrap_or(0.0) * 1e6 / r.scanned as f64,
+                *rss as f64 / 1024.0
+            );
         }
-        println!("cutover peak RSS (VmHWM via wait4 ru_maxrss): {:.1} MB", rss_kib as f64 / 1024.0);
+        println!("cutover peak RSS: VmHWM via wait4 ru_maxrss, the highest of the runs of each row");
         println!("keys/s = keys scanned / wall seconds; cutover's time includes process start and connecting");
         a.stop().await;
         b.stop().await;

@@ -211,6 +211,21 @@ async fn every_type_with_ttls_copies_into_out_of_and_between_clusters() {
         Err(CopyError::Refused(m)) => assert_eq!(m, format!("{} conflicts", n - 1)),
         other => panic!("expected a refusal, got {:?}", other.map(|r| r.total)),
     }
+
+    // A `fail` copy skips its pre-check only when every primary is empty.
+    let (conns, _) = copy::preflight(&options(&src_url, &b.url(), Mode::Auto)).await.unwrap();
+    let to = ep("target", &b.url());
+    assert!(!conns.target_empty(&to).await.unwrap(), "b holds the copy");
+    for port in b.primary_ports().await {
+        let _: () =
+            redis::cmd("FLUSHALL").query_async(&mut conn(&format!("redis://127.0.0.1:{port}")).await).await.unwrap();
+    }
+    assert!(conns.target_empty(&to).await.unwrap(), "every primary flushed");
+    for k in ["one", "two", "three"] {
+        let _: () = rb.owner(k).await.set(k, 1).await.unwrap();
+        assert!(!conns.target_empty(&to).await.unwrap(), "{k} on one shard only");
+        let _: () = rb.owner(k).await.del(k).await.unwrap();
+    }
 }
 
 /// The cutover binary with its own state dir and log file.

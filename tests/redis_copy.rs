@@ -59,10 +59,15 @@ fn options(from: &str, to: &str) -> CopyOptions {
     }
 }
 
-/// Preflight, the pre-check of `fail`, then the copy, as the CLI does.
+/// Preflight, the pre-check of `fail`, then the copy, as the CLI does on a
+/// target that is not empty.
 async fn copy_with(opts: &CopyOptions) -> Result<CopyReport, CopyError> {
+    copy_checked(opts, true).await
+}
+
+async fn copy_checked(opts: &CopyOptions, precheck: bool) -> Result<CopyReport, CopyError> {
     let (mut conns, pf) = copy::preflight(opts).await?;
-    if opts.on_conflict == OnConflict::Fail {
+    if precheck && opts.on_conflict == OnConflict::Fail {
         let c = copy::find_conflicts(opts, &mut conns).await.map_err(CopyError::Failed)?;
         if c.count > 0 {
             return Err(CopyError::Refused(format!("{} conflicts", c.count)));
@@ -193,6 +198,77 @@ async fn every_type_with_and_without_ttl_arrives_identical_in_both_modes() {
         let tmp: Vec<String> = d.keys("__cutover_tmp__*").await.unwrap();
         assert!(tmp.is_empty(), "{tmp:?}");
     }
+}
+
+/// `--mode types` reads small keys whole in one pipeline per batch and hands
+/// any key bigger than one such read (8 KiB of a string, 128 elements) to
+/// the chunked path; either way each key arrives identical with its TTL,
+/// with both policies, and a conflict is counted where it is.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_batched_type_path_hands_keys_past_one_read_to_the_chunked_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let (src, dst) = (server(dir.path(), "src").await, server(dir.path(), "dst").await);
+    let (mut s, mut d) = (conn(&src.url).await, conn(&dst.url).await);
+    let mut keys = Vec::new();
+    let mut p = redis::pipe();
+    for (i, len) in [0usize, 1, 8191, 8192, 20_000].into_iter().enumerate() {
+        let k = format!("str:{len}");
+        p.cmd("SET").arg(&k).arg(vec![b'a' + i as u8; len]).ignore();
+        keys.push(k);
+    }
+    for n in [1usize, 127, 128, 300] {
+        let items: Vec<String> = (0..n).map(|i| format!("e{i}")).collect();
+        let k = |t: &str| format!("{t}:{n}");
+        p.cmd("RPUSH").arg(k("list")).arg(&items).ignore();
+        p.cmd("SADD").arg(k("set")).arg(&items).ignore();
+        let mut h = redis::cmd("HSET");
+        h.arg(k("hash"));
+        let mut z = redis::cmd("ZADD");
+        z.arg(k("zset"));
+        for (j, e) in items.iter().enumerate() {
+            h.arg(e).arg(j);
+            z.arg(if j == 0 { "-inf".to_string() } else { format!("{}.5", j) }).arg(e);
+        }
+        p.add_command(h).ignore().add_command(z).ignore();
+        for t in ["list", "set", "hash", "zset"] {
+            keys.push(k(t));
+        }
+    }
+    // An intset, and every other key with a TTL.
+    p.cmd("SADD").arg("intset").arg(&[1, 2, 3]).ignore();
+    keys.push("intset".into());
+    for k in keys.iter().step_by(2) {
+        p.cmd("PEXPIRE").arg(k).arg(600_000).ignore();
+    }
+    let _: () = p.query_async(&mut s).await.unwrap();
+    for policy in [OnConflict::Replace, OnConflict::Fail] {
+        let _: () = redis::cmd("FLUSHALL").query_async(&mut d).await.unwrap();
+        // Something old in the way of one string and one list, for `replace`.
+        if policy == OnConflict::Replace {
+            let _: () = d.set("str:1", "old").await.unwrap();
+            let _: () = d.rpush("list:127", "old").await.unwrap();
+        }
+        let mut o = options(&src.url, &dst.url);
+        o.mode = Mode::Types;
+        o.on_conflict = policy;
+        let r = copy_with(&o).await.unwrap();
+        assert_eq!((r.total.copied, r.total.skipped_conflict), (keys.len() as u64, 0), "{policy:?}: {r:?}");
+        assert_eq!(dbsize(&mut d).await, keys.len() as u64, "{policy:?}: no temporary key left");
+        assert_identical(&mut s, &mut d, &keys).await;
+    }
+    // `skip` counts the two keys the target has, and keeps them.
+    let _: () = redis::cmd("FLUSHALL").query_async(&mut d).await.unwrap();
+    let _: () = d.set("str:1", "old").await.unwrap();
+    let _: () = d.rpush("list:127", "old").await.unwrap();
+    let mut o = options(&src.url, &dst.url);
+    o.mode = Mode::Types;
+    o.on_conflict = OnConflict::Skip;
+    let r = copy_with(&o).await.unwrap();
+    assert_eq!((r.total.copied, r.total.skipped_conflict), (keys.len() as u64 - 2, 2), "{r:?}");
+    assert_eq!(d.get::<_, String>("str:1").await.unwrap(), "old");
+    assert_eq!(d.lrange::<_, Vec<String>>("list:127", 0, -1).await.unwrap(), ["old"]);
+    let tmp: Vec<String> = d.keys("__cutover_tmp__*").await.unwrap();
+    assert!(tmp.is_empty(), "no temporary key left after a conflict: {tmp:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -716,6 +792,93 @@ async fn tls_and_auth_with_the_password_never_shown() {
         assert!(!body.contains("pa55word"), "{f} holds no password");
     }
     assert!(!out.stderr.windows(8).any(|w| w == b"pa55word"));
+}
+
+/// With the pre-check skipped (the CLI skips it on an empty target), a key
+/// that appears on the target between SCAN and the write still stops a
+/// `fail` copy, in both modes, naming it, and keeps the target's value.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_key_appearing_on_the_target_stops_a_fail_copy_without_the_precheck() {
+    let dir = tempfile::tempdir().unwrap();
+    let (src, dst) = (server(dir.path(), "src").await, server(dir.path(), "dst").await);
+    let (mut s, mut d) = (conn(&src.url).await, conn(&dst.url).await);
+    let keys = seed_all_types(&mut s, "a", 40, Some(600_000)).await;
+    for mode in [Mode::Dump, Mode::Types] {
+        let _: () = redis::cmd("FLUSHALL").query_async(&mut d).await.unwrap();
+        let mut o = options(&src.url, &dst.url);
+        o.mode = mode;
+        o.scan_count = 20;
+        // Someone else writes the first key of the second SCAN batch to the
+        // target after SCAN returned it and before the copy reads it.
+        let written = Arc::new(std::sync::Mutex::new(None::<String>));
+        let (seen, w, to) = (Arc::new(std::sync::atomic::AtomicUsize::new(0)), written.clone(), dst.url.clone());
+        o.after_scan = Some(Arc::new(move |batch: &[Vec<u8>]| {
+            if !batch.is_empty() && seen.fetch_add(1, Ordering::SeqCst) == 1 {
+                let k = String::from_utf8(batch[0].clone()).unwrap();
+                let mut c = redis::Client::open(to.as_str()).unwrap().get_connection().unwrap();
+                let _: () = redis::cmd("SET").arg(&k).arg("foreign").query(&mut c).unwrap();
+                *w.lock().unwrap() = Some(k);
+            }
+        }));
+        let e = copy_checked(&o, false).await.unwrap_err();
+        let k = written.lock().unwrap().clone().expect("the hook wrote a key");
+        assert!(
+            matches!(&e, CopyError::Failed(m) if m.contains(&format!(
+                "key {k} appeared on the target during the copy (the pre-check found none); stopped"
+            ))),
+            "{mode:?}: {e:?}"
+        );
+        assert_eq!(d.get::<_, String>(&k).await.unwrap(), "foreign", "{mode:?}: the target's key is kept");
+        assert!(dbsize(&mut d).await < keys.len() as u64, "{mode:?}: stopped before the end");
+    }
+}
+
+/// The CLI skips the `fail` pre-check on an empty target and says so; keys
+/// another writer puts there during the copy stop it all the same.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_empty_target_skips_the_precheck_and_a_key_written_mid_copy_still_stops_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let (src, dst) = (server(dir.path(), "src").await, server(dir.path(), "dst").await);
+    let (mut s, mut d) = (conn(&src.url).await, conn(&dst.url).await);
+    let mut p = redis::pipe();
+    for i in 0..2000 {
+        p.cmd("SET").arg(format!("k{i}")).arg(i).ignore();
+    }
+    let _: () = p.query_async(&mut s).await.unwrap();
+    let args = ["redis", "copy", "--from", &src.url, "--to", &dst.url, "--yes", "--rate", "500", "--scan-count", "50"];
+    let mut child = KillOnDrop(Some(cutover(&state, &args).spawn().unwrap()));
+    let start = Instant::now();
+    while dbsize(&mut d).await == 0 {
+        assert!(start.elapsed() < Duration::from_secs(30), "the copy wrote nothing");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Keys the copy has not written yet, written by someone else (NX: never
+    // over one the copy wrote).
+    let mut foreign = Vec::new();
+    for i in 0..2000 {
+        let k = format!("k{i}");
+        let set: Option<String> = redis::cmd("SET").arg(&k).arg("foreign").arg("NX").query_async(&mut d).await.unwrap();
+        if set.is_some() {
+            foreign.push(k);
+        }
+        if foreign.len() == 100 {
+            break;
+        }
+    }
+    let out = child.take().wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("the target is empty: no conflict to look for"), "{err}");
+    assert!(!err.contains("checking which keys the target already has"), "no pre-check scan: {err}");
+    let marker = " appeared on the target during the copy (the pre-check found none); stopped";
+    let at = err.find(marker).unwrap_or_else(|| panic!("no key named: {err}"));
+    let named = err[..at].rsplit("key ").next().unwrap().to_string();
+    assert!(foreign.contains(&named), "{named} is one of the keys written by another: {err}");
+    for k in &foreign {
+        assert_eq!(d.get::<_, String>(k).await.unwrap(), "foreign", "{k} kept");
+    }
+    assert!(dbsize(&mut d).await < 2000, "stopped before the end");
 }
 
 #[tokio::test(flavor = "multi_thread")]

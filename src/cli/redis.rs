@@ -347,7 +347,17 @@ fn run_copy(a: CopyArgs, g: &GlobalArgs) -> Result<u8, Failure> {
                 }
             }
         }
-        let precheck = a.dry_run || (opts.on_conflict == OnConflict::Fail && opts.resume.is_none());
+        let mut precheck = a.dry_run || (opts.on_conflict == OnConflict::Fail && opts.resume.is_none());
+        // An empty target has nothing to conflict with: the scan would only
+        // cost the time of a second pass over the source. A dry run still
+        // scans, to say how many keys match.
+        let empty = |e: String| Failure { status: 1, message: format!("{e}; nothing was written") };
+        if precheck && !a.dry_run && conns.target_empty(&opts.to).await.map_err(empty)? {
+            eprintln!(
+                "the target is empty: no conflict to look for; a key that appears on it during the copy stops the copy"
+            );
+            precheck = false;
+        }
         if precheck {
             eprintln!("checking which keys the target already has (reads only)…");
             let c = copy::find_conflicts(&opts, &mut conns)

@@ -73,6 +73,16 @@ pub fn rdb_version(redis_version: &str) -> Option<u16> {
     })
 }
 
+/// Whether a Redis version takes `SET … PXAT` (6.2 and later).
+pub fn takes_pxat(redis_version: &str) -> bool {
+    let mut parts = redis_version.trim().split('.').map(|p| p.parse::<u32>().ok());
+    match (parts.next().flatten(), parts.next().flatten()) {
+        (Some(major), Some(minor)) => (major, minor) >= (6, 2),
+        (Some(major), None) => major >= 7,
+        _ => false,
+    }
+}
+
 /// The RDB version in a DUMP payload's footer (2 bytes LE, then 8 of CRC64).
 pub fn payload_rdb_version(payload: &[u8]) -> Option<u16> {
     let n = payload.len();
@@ -213,6 +223,12 @@ mod tests {
         assert_eq!(rdb_version("8.0.0"), Some(12));
         assert_eq!(rdb_version("4.0.9"), Some(8));
         assert_eq!(rdb_version("?"), None);
+    }
+
+    #[test]
+    fn pxat_from_6_2_on() {
+        assert!(takes_pxat("6.2.0") && takes_pxat("7.0.15") && takes_pxat("10.0.1"));
+        assert!(!takes_pxat("6.0.16") && !takes_pxat("5.0.14") && !takes_pxat("?"));
     }
 
     #[test]
