@@ -814,7 +814,9 @@ async fn copy_redis(
         after_scan: None,
     };
     let (mut conns, pf) = copy::preflight(&opts).await.map_err(|e| e.message().to_string())?;
-    if opts.resume.is_none() {
+    // An empty target has nothing to conflict with (as `cutover redis copy`):
+    // a key that appears on it during the copy still stops the copy.
+    if opts.resume.is_none() && !conns.target_empty(&opts.to).await? {
         let found = copy::find_conflicts(&opts, &mut conns).await?;
         if found.count > 0 {
             return Err(format!(
