@@ -8,6 +8,9 @@
 //! REDIS_BENCH_KEYS overrides the count; REDIS_BENCH_REPEAT (default 3) the
 //! runs per case, whose median counts.
 
+#[path = "common/seed.rs"]
+mod seed;
+use seed::seed;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -32,30 +35,6 @@ async fn flush(ports: &[u16]) {
     for p in ports {
         let _: () = redis::cmd("FLUSHALL").query_async(&mut conn(*p).await).await.unwrap();
     }
-}
-
-/// `n` small keys: 60% strings, 10% each hash, list, set, sorted set; every
-/// other key with a one-hour TTL (the same keys as benches/redis_copy.rs).
-async fn seed(c: &mut MultiplexedConnection, n: u64) {
-    let mut p = redis::pipe();
-    for i in 0..n {
-        let k = format!("bench:{i:08}");
-        match i % 10 {
-            0 => p.cmd("HSET").arg(&k).arg("name").arg("n").arg("id").arg(i).ignore(),
-            1 => p.cmd("RPUSH").arg(&k).arg("a").arg("b").arg(i).ignore(),
-            2 => p.cmd("SADD").arg(&k).arg("a").arg("b").arg(i).ignore(),
-            3 => p.cmd("ZADD").arg(&k).arg(1).arg("a").arg(2).arg(i).ignore(),
-            _ => p.cmd("SET").arg(&k).arg(format!("value-{i}-xxxxxxxxxxxxxxxx")).ignore(),
-        };
-        if i % 2 == 0 {
-            p.cmd("EXPIRE").arg(&k).arg(3600).ignore();
-        }
-        if p.len() >= 20_000 {
-            let _: () = p.query_async(c).await.unwrap();
-            p = redis::pipe();
-        }
-    }
-    let _: () = p.query_async(c).await.unwrap();
 }
 
 /// CPU seconds (user + system) a process has used so far, from /proc/PID/stat.
@@ -159,7 +138,7 @@ fn main() {
         let url = |p: u16| format!("redis://127.0.0.1:{p}/0");
         let cluster_url = |p: &[u16]| format!("redis+cluster://127.0.0.1:{},127.0.0.1:{}", p[0], p[1]);
         let t = Instant::now();
-        seed(&mut conn(single_src.port).await, n).await;
+        seed(&conn(single_src.port).await, n).await;
         assert_eq!(dbsize(&[single_src.port]).await, n);
         println!(
             "seeded {n} keys (60% strings, 40% hash/list/set/zset, half with TTLs) in {:.1} s",

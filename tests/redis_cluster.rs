@@ -265,17 +265,7 @@ async fn a_killed_copy_out_of_a_cluster_resumes_per_shard_and_a_failed_over_shar
     let dst = start_redis(dir.path(), "dst").await.unwrap();
     let dst_url = format!("redis://127.0.0.1:{}/0", dst.port);
     let mut d = conn(&dst_url).await;
-    // Half the keys with a TTL, written on the shard owning each.
-    let mut reader = c.reader().await;
-    for i in 0..N {
-        let key = format!("k:{i}");
-        let mut owner = reader.owner(&key).await;
-        if i % 2 == 0 {
-            let _: () = owner.set(&key, i).await.unwrap();
-        } else {
-            let _: () = owner.pset_ex(&key, i, 600_000).await.unwrap();
-        }
-    }
+    c.seed_half_expiring("k", N).await;
     assert_eq!(c.sizes().await.iter().sum::<u64>(), N);
     let args = ["redis", "copy", "--from", &c.url(), "--to", &dst_url, "--yes", "--scan-count", "50"];
     let mut child = KillOnDrop(Some(cutover(&state, &[&args[..], &["--rate", "6000"]].concat()).spawn().unwrap()));
@@ -398,16 +388,7 @@ async fn ask_and_moved_are_followed_while_a_slot_moves() {
 async fn the_live_key_count_and_the_copy_plan_sum_every_shard() {
     let dir = tempfile::tempdir().unwrap();
     let c = Cluster::start(dir.path(), "count", 3, false).await;
-    let mut reader = c.reader().await;
-    for i in 0..300 {
-        let key = format!("count:{i}");
-        let mut owner = reader.owner(&key).await;
-        if i % 2 == 0 {
-            let _: () = owner.set(&key, i).await.unwrap();
-        } else {
-            let _: () = owner.pset_ex(&key, i, 600_000).await.unwrap();
-        }
-    }
+    c.seed_half_expiring("count", 300).await;
     let one_node: u64 = redis::cmd("DBSIZE").query_async(&mut conn(&c.node_url()).await).await.unwrap();
     assert!(one_node < 200, "one node holds only its shard's keys: {one_node}");
     for url in [c.node_url(), c.url()] {
@@ -572,16 +553,7 @@ async fn a_copy_from_replicas_is_complete_and_the_primaries_serve_no_scan() {
     let c = Cluster::start(dir.path(), "rep", 3, true).await;
     let dst = start_redis(dir.path(), "dst").await.unwrap();
     let dst_url = format!("redis://127.0.0.1:{}/0", dst.port);
-    let mut reader = c.reader().await;
-    for i in 0..N {
-        let key = format!("r:{i}");
-        let mut owner = reader.owner(&key).await;
-        if i % 2 == 0 {
-            let _: () = owner.set(&key, i).await.unwrap();
-        } else {
-            let _: () = owner.pset_ex(&key, i, 600_000).await.unwrap();
-        }
-    }
+    c.seed_half_expiring("r", N).await;
     let primaries = c.primary_ports().await;
     let replicas: Vec<u16> = c.nodes.iter().map(|n| n.port).filter(|p| !primaries.contains(p)).collect();
     assert_eq!(replicas.len(), 3);
@@ -783,16 +755,7 @@ async fn copy_out_through_a_reshard(policy: &str) -> Resharded {
     let dst = start_redis(dir.path(), "dst").await.unwrap();
     let dst_url = format!("redis://127.0.0.1:{}/0", dst.port);
     let mut d = conn(&dst_url).await;
-    let mut reader = c.reader().await;
-    for i in 0..N {
-        let key = format!("o:{i}");
-        let mut owner = reader.owner(&key).await;
-        if i % 2 == 0 {
-            let _: () = owner.set(&key, i).await.unwrap();
-        } else {
-            let _: () = owner.pset_ex(&key, i, 600_000).await.unwrap();
-        }
-    }
+    c.seed_half_expiring("o", N).await;
     let url = c.url();
     let args =
         ["redis", "copy", "--from", &url, "--to", &dst_url, "--yes", "--scan-count", "50", "--on-conflict", policy];

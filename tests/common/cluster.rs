@@ -89,6 +89,22 @@ impl Cluster {
         (out.status.success(), text)
     }
 
+    /// `n` keys `PREFIX:i` holding i, each written on the shard owning it;
+    /// the odd ones expire in 10 minutes.
+    pub async fn seed_half_expiring(&self, prefix: &str, n: u64) {
+        use redis::AsyncCommands;
+        let mut reader = self.reader().await;
+        for i in 0..n {
+            let key = format!("{prefix}:{i}");
+            let mut owner = reader.owner(&key).await;
+            if i % 2 == 0 {
+                let _: () = owner.set(&key, i).await.unwrap();
+            } else {
+                let _: () = owner.pset_ex(&key, i, 600_000).await.unwrap();
+            }
+        }
+    }
+
     /// Reads keys where they live: slots from CLUSTER SLOTS, a key's slot
     /// from CLUSTER KEYSLOT (the server's hashing, not cutover's).
     pub async fn reader(&self) -> Reader {
