@@ -256,14 +256,29 @@ fn checkpoint(state: &Path) -> Option<serde_json::Value> {
     serde_json::from_slice(&std::fs::read(f.path()).ok()?).ok()
 }
 
+/// A 3-shard cluster (a replica each when asked) and an empty server to copy
+/// it into, in one temporary folder; `state` is cutover's.
+struct OutOfCluster {
+    dir: tempfile::TempDir,
+    state: std::path::PathBuf,
+    c: Cluster,
+    dst: cutover::sandbox::process::ChildProcess,
+    dst_url: String,
+}
+
+async fn out_of_cluster(name: &str, replicas: bool) -> OutOfCluster {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let c = Cluster::start(dir.path(), name, 3, replicas).await;
+    let dst = start_redis(dir.path(), "dst").await.unwrap();
+    let dst_url = format!("redis://127.0.0.1:{}/0", dst.port);
+    OutOfCluster { dir, state, c, dst, dst_url }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_killed_copy_out_of_a_cluster_resumes_per_shard_and_a_failed_over_shard_starts_over_alone() {
     const N: u64 = 30_000;
-    let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("state");
-    let c = Cluster::start(dir.path(), "src", 3, true).await;
-    let dst = start_redis(dir.path(), "dst").await.unwrap();
-    let dst_url = format!("redis://127.0.0.1:{}/0", dst.port);
+    let OutOfCluster { dir: _dir, state, c, dst: _dst, dst_url } = out_of_cluster("src", true).await;
     let mut d = conn(&dst_url).await;
     c.seed_half_expiring("k", N).await;
     assert_eq!(c.sizes().await.iter().sum::<u64>(), N);
@@ -548,11 +563,7 @@ async fn calls(port: u16, command: &str) -> u64 {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_copy_from_replicas_is_complete_and_the_primaries_serve_no_scan() {
     const N: u64 = 3_000;
-    let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("state");
-    let c = Cluster::start(dir.path(), "rep", 3, true).await;
-    let dst = start_redis(dir.path(), "dst").await.unwrap();
-    let dst_url = format!("redis://127.0.0.1:{}/0", dst.port);
+    let OutOfCluster { dir, state, c, dst: _dst, dst_url } = out_of_cluster("rep", true).await;
     c.seed_half_expiring("r", N).await;
     let primaries = c.primary_ports().await;
     let replicas: Vec<u16> = c.nodes.iter().map(|n| n.port).filter(|p| !primaries.contains(p)).collect();
@@ -614,11 +625,7 @@ async fn a_copy_from_replicas_is_complete_and_the_primaries_serve_no_scan() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failover_during_a_copy_out_of_a_cluster_stops_it_naming_the_shard_and_resume_rescans_that_shard_alone() {
     const N: u64 = 12_000;
-    let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("state");
-    let c = Cluster::start(dir.path(), "fo", 3, true).await;
-    let dst = start_redis(dir.path(), "dst").await.unwrap();
-    let dst_url = format!("redis://127.0.0.1:{}/0", dst.port);
+    let OutOfCluster { dir: _dir, state, c, dst: _dst, dst_url } = out_of_cluster("fo", true).await;
     let mut reader = c.reader().await;
     for i in 0..N {
         let key = format!("f:{i}");
@@ -749,11 +756,7 @@ struct Resharded {
 /// `--resume` copies every key and `verify --full` passes.
 async fn copy_out_through_a_reshard(policy: &str) -> Resharded {
     const N: u64 = 12_000;
-    let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("state");
-    let c = Cluster::start(dir.path(), "out", 3, false).await;
-    let dst = start_redis(dir.path(), "dst").await.unwrap();
-    let dst_url = format!("redis://127.0.0.1:{}/0", dst.port);
+    let OutOfCluster { dir, state, c, dst, dst_url } = out_of_cluster("out", false).await;
     let mut d = conn(&dst_url).await;
     c.seed_half_expiring("o", N).await;
     let url = c.url();
@@ -998,11 +1001,7 @@ async fn move_slot(slot: u16, from: u16, to: u16, ports: &[u16]) {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_slot_moved_and_moved_back_during_a_copy_or_a_verify_out_of_a_cluster_fails_them() {
     const N: u64 = 6_000;
-    let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("state");
-    let c = Cluster::start(dir.path(), "back", 3, false).await;
-    let dst = start_redis(dir.path(), "dst").await.unwrap();
-    let dst_url = format!("redis://127.0.0.1:{}/0", dst.port);
+    let OutOfCluster { dir: _dir, state, c, dst: _dst, dst_url } = out_of_cluster("back", false).await;
     let mut reader = c.reader().await;
     for i in 0..N {
         let key = format!("b:{i}");
