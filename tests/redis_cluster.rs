@@ -328,15 +328,7 @@ async fn a_killed_copy_out_of_a_cluster_resumes_per_shard_and_a_failed_over_shar
     assert!(this_run < N, "the other shards did not start over: {this_run}");
     assert!(this_run >= shard_keys, "the failed-over shard was scanned again whole: {this_run} < {shard_keys}");
     assert!(done_before_kill < N);
-    let total: u64 = redis::cmd("DBSIZE").query_async(&mut d).await.unwrap();
-    assert_eq!(total, N);
-    assert!(checkpoint(&state).is_none(), "a finished copy removes its checkpoint");
-    let (code, out, _) = run(&state, &["redis", "verify", "--from", &c.url(), "--to", &dst_url, "--full"]);
-    assert_eq!(code, Some(0), "{out}");
-    assert!(
-        out.contains(&format!("checked {N} keys: 0 missing, 0 type mismatch, 0 value mismatch, 0 TTL mismatch")),
-        "{out}"
-    );
+    finished_whole(&state, &mut d, &c.url(), &dst_url, N).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -797,15 +789,7 @@ async fn copy_out_through_a_reshard(policy: &str) -> Resharded {
         err.contains("the cluster's shards changed since the checkpoint (slots moved): every shard's scan starts over"),
         "{err}"
     );
-    let total: u64 = redis::cmd("DBSIZE").query_async(&mut d).await.unwrap();
-    assert_eq!(total, N);
-    assert!(checkpoint(&state).is_none(), "a finished copy removes its checkpoint");
-    let (code, out, _) = run(&state, &["redis", "verify", "--from", &c.url(), "--to", &dst_url, "--full"]);
-    assert_eq!(code, Some(0), "{out}");
-    assert!(
-        out.contains(&format!("checked {N} keys: 0 missing, 0 type mismatch, 0 value mismatch, 0 TTL mismatch")),
-        "{out}"
-    );
+    finished_whole(&state, &mut d, &c.url(), &dst_url, N).await;
     let args = args.iter().map(|a| a.to_string()).collect();
     Resharded { _dir: dir, c, _dst: dst, state, args }
 }
@@ -854,6 +838,20 @@ async fn a_copy_out_of_a_cluster_being_resharded_stops_saying_so_and_resume_scan
 #[tokio::test(flavor = "multi_thread")]
 async fn a_fail_copy_out_of_a_cluster_being_resharded_names_the_resharding_and_resumes_complete() {
     copy_out_through_a_reshard("fail").await;
+}
+
+/// A copy that finished whole: `n` keys on the target, its checkpoint
+/// removed, and `cutover redis verify --full` finding no difference.
+async fn finished_whole(state: &Path, d: &mut MultiplexedConnection, from: &str, to: &str, n: u64) {
+    let total: u64 = redis::cmd("DBSIZE").query_async(d).await.unwrap();
+    assert_eq!(total, n);
+    assert!(checkpoint(state).is_none(), "a finished copy removes its checkpoint");
+    let (code, out, _) = run(state, &["redis", "verify", "--from", from, "--to", to, "--full"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains(&format!("checked {n} keys: 0 missing, 0 type mismatch, 0 value mismatch, 0 TTL mismatch")),
+        "{out}"
+    );
 }
 
 async fn conn_at(port: u16) -> MultiplexedConnection {
