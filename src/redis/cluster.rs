@@ -347,6 +347,11 @@ pub struct SlotSnapshot {
     pub epochs: Vec<(String, u64)>,
 }
 
+/// Every slot being moved, one `ADDR migrating|importing slot N` each.
+pub fn open_slots(views: &[OwnView]) -> Vec<String> {
+    views.iter().flat_map(|v| v.open_slots.iter().map(move |o| format!("{} {o}", v.primary))).collect()
+}
+
 /// Which primary owns each slot.
 struct SlotMap {
     shards: Vec<Shard>,
@@ -606,8 +611,7 @@ impl Cluster {
     /// in between still shows as a bumped epoch.
     pub async fn snapshot(&self) -> Result<SlotSnapshot, String> {
         let views = self.own_views().await?;
-        let open: Vec<String> =
-            views.iter().flat_map(|v| v.open_slots.iter().map(move |o| format!("{} {o}", v.primary))).collect();
+        let open = open_slots(&views);
         if !open.is_empty() {
             return Err(format!("the cluster is moving slots between its shards ({})", open.join(", ")));
         }

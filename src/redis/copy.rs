@@ -293,8 +293,7 @@ pub async fn preflight(opts: &CopyOptions) -> Result<(Conns, Preflight), CopyErr
         Some(cl) => {
             let mut keys = 0;
             let views = cl.own_views().await.map_err(CopyError::Refused)?;
-            let open: Vec<String> =
-                views.iter().flat_map(|v| v.open_slots.iter().map(move |o| format!("{} {o}", v.primary))).collect();
+            let open = cluster::open_slots(&views);
             if !open.is_empty() {
                 return Err(CopyError::Refused(format!(
                     "the source cluster is moving slots between its shards ({}): a SCAN per shard would miss keys \
@@ -1658,8 +1657,7 @@ async fn source_change(cl: &Cluster, pf: &Preflight) -> Result<Option<SourceChan
     }
     // No failover, so every primary of the preflight should have answered.
     let views = views?;
-    let open: Vec<String> =
-        views.iter().flat_map(|v| v.open_slots.iter().map(move |o| format!("{} {o}", v.primary))).collect();
+    let open = cluster::open_slots(&views);
     if !open.is_empty() {
         return Ok(Some(SourceChange::Resharded(format!(
             "the source cluster is moving slots between its shards ({})",
