@@ -374,9 +374,16 @@ async fn ask_and_moved_are_followed_while_a_slot_moves() {
         .query_async(&mut from)
         .await
         .unwrap();
-    let replies = router.run(&[set(1)]).await.unwrap();
-    assert_eq!(replies, [Value::Okay]);
-    assert_eq!((count_in(&from).await, count_in(&to).await), (0, 1), "written where ASK pointed");
+    // Two commands, so the second round's pipeline interleaves ASKING with them.
+    let replies = router.run(vec![set(1), set(4)]).await.unwrap();
+    assert_eq!(replies, [Value::Okay, Value::Okay]);
+    assert_eq!((count_in(&from).await, count_in(&to).await), (0, 2), "written where ASK pointed");
+    for i in [1, 4] {
+        // The slot is still importing there: ASKING lets the GET in.
+        let (v,): (String,) =
+            redis::pipe().cmd("ASKING").ignore().cmd("GET").arg(key(i)).query_async(&mut to).await.unwrap();
+        assert_eq!(v, i.to_string(), "each command's own value, resent after ASK");
+    }
 
     // The slot handed over: the stale map gets MOVED, refreshes, and writes to the new owner.
     for p in &ports {
@@ -385,10 +392,10 @@ async fn ask_and_moved_are_followed_while_a_slot_moves() {
             redis::cmd("CLUSTER").arg("SETSLOT").arg(slot).arg("NODE").arg(&to_id).query_async(&mut n).await.unwrap();
     }
     assert_eq!(router.owner(slot), format!("127.0.0.1:{from_port}"), "the map is stale until told");
-    let replies = router.run(&[set(2), set(3)]).await.unwrap();
+    let replies = router.run(vec![set(2), set(3)]).await.unwrap();
     assert_eq!(replies, [Value::Okay, Value::Okay]);
     assert_eq!(router.owner(slot), format!("127.0.0.1:{to_port}"), "MOVED refreshed the map");
-    assert_eq!((count_in(&from).await, count_in(&to).await), (0, 3));
+    assert_eq!((count_in(&from).await, count_in(&to).await), (0, 4));
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -458,9 +458,14 @@ impl Cluster {
     /// Runs `cmds` (each on keys of the given slot): one pipeline per
     /// primary, all at once; replies in the order of `cmds`. A reply that is
     /// a server error other than a redirection is returned as it is.
-    pub async fn run(&self, cmds: &[(u16, redis::Cmd)]) -> Result<Vec<Value>, String> {
+    pub async fn run(&self, cmds: Vec<(u16, redis::Cmd)>) -> Result<Vec<Value>, String> {
         let mut out: Vec<Option<Value>> = vec![None; cmds.len()];
         let mut pending: Vec<usize> = (0..cmds.len()).collect();
+        // Each command moves into its shard's pipeline (a RESTORE carries the
+        // key's whole payload: no copy of it per key); one that is redirected
+        // is cloned back out of that pipeline for the next round.
+        let (slots, mut held): (Vec<u16>, Vec<Option<redis::Cmd>>) =
+            cmds.into_iter().map(|(slot, c)| (slot, Some(c))).unzip();
         // Commands told to ASK another node, and which.
         let mut ask: HashMap<usize, String> = HashMap::new();
         for round in 0..=MAX_REDIRECTS {
@@ -472,7 +477,7 @@ impl Cluster {
                 for i in pending.drain(..) {
                     match ask.get(&i) {
                         Some(addr) => groups.entry((addr.clone(), true)).or_default().push(i),
-                        None => by_shard[map.owner[cmds[i].0 as usize] as usize].push(i),
+                        None => by_shard[map.owner[slots[i] as usize] as usize].push(i),
                     }
                 }
                 for (shard, idx) in map.shards.iter().zip(by_shard) {
@@ -481,47 +486,59 @@ impl Cluster {
                     }
                 }
             }
-            let sent = groups.into_iter().map(|((addr, asking), idx)| async move {
-                let mut c = self.node(&addr).await?;
-                let mut p = redis::pipe();
+            let mut batches = Vec::with_capacity(groups.len());
+            for ((addr, asking), idx) in groups {
+                let mut p = redis::Pipeline::with_capacity(if asking { idx.len() * 2 } else { idx.len() });
                 p.ignore_errors();
                 for i in &idx {
                     if asking {
                         p.cmd("ASKING").ignore();
                     }
-                    p.add_command(cmds[*i].1.clone());
+                    p.add_command(held[*i].take().ok_or("a command was sent twice in one round")?);
                 }
-                let replies: Vec<Value> = p.query_async(&mut c).await.map_err(|e| {
+                batches.push((addr, asking, idx, p));
+            }
+            let sent = batches.iter().map(|(addr, _, _, p)| async move {
+                let mut c = self.node(addr).await?;
+                p.query_async::<Vec<Value>>(&mut c).await.map_err(|e| {
                     format!(
                         "{} {} (node {addr}): {}",
                         self.endpoint.role,
                         self.endpoint,
                         self.endpoint.scrub(&e.to_string())
                     )
-                })?;
-                Ok::<_, String>((idx, replies))
+                })
             });
             let answered = try_join_all(sent).await?;
             let (mut moved, mut busy) = (false, false);
-            for (idx, replies) in answered {
-                for (i, r) in idx.into_iter().zip(replies) {
-                    match r {
+            for ((_, asking, idx, p), replies) in batches.iter().zip(answered) {
+                // The pipeline's own commands, without its ASKINGs.
+                let sent = p.cmd_iter().skip(usize::from(*asking)).step_by(if *asking { 2 } else { 1 });
+                for ((&i, cmd), r) in idx.iter().zip(sent).zip(replies) {
+                    let again = match r {
                         Value::ServerError(e) if e.code() == "MOVED" => {
                             moved = true;
                             ask.remove(&i);
-                            pending.push(i);
+                            true
                         }
                         Value::ServerError(e) if e.code() == "ASK" => {
                             let to = e.details().and_then(|d| d.split_whitespace().nth(1)).unwrap_or("").to_string();
                             ask.insert(i, to);
-                            pending.push(i);
+                            true
                         }
                         // A multi-key command mid-migration, or a failover under way.
                         Value::ServerError(e) if e.code() == "TRYAGAIN" || e.code() == "CLUSTERDOWN" => {
                             busy = true;
-                            pending.push(i);
+                            true
                         }
-                        other => out[i] = Some(other),
+                        other => {
+                            out[i] = Some(other);
+                            false
+                        }
+                    };
+                    if again {
+                        held[i] = Some(cmd.clone());
+                        pending.push(i);
                     }
                 }
             }

@@ -203,7 +203,7 @@ pub(super) async fn on_target<K: AsRef<[u8]>>(
         Some(cl) => {
             let routed: Vec<(u16, redis::Cmd)> =
                 cmds.into_iter().map(|(k, c)| (cluster::key_slot(k.as_ref()), c)).collect();
-            cl.run(&routed).await
+            cl.run(routed).await
         }
         None => {
             let mut p = redis::Pipeline::with_capacity(cmds.len());
