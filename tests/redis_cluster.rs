@@ -1114,3 +1114,39 @@ async fn a_target_failover_during_a_copy_out_of_a_cluster_keeps_every_shards_sca
     let on_target: u64 = redis::cmd("DBSIZE").query_async(&mut t).await.unwrap();
     assert_eq!(on_target, N, "every key of every shard on the new master: {stdout}{stderr}");
 }
+
+/// The largest SCAN batch of a copy of 3,000 keys from one server into `to`,
+/// with `--scan-count 100`.
+async fn largest_batch(to: &str, name: &str) -> usize {
+    let dir = tempfile::tempdir().unwrap();
+    let src = start_redis(dir.path(), name).await.unwrap();
+    let src_url = format!("redis://127.0.0.1:{}/0", src.port);
+    let mut p = redis::pipe();
+    for i in 0..3000 {
+        p.cmd("SET").arg(format!("{name}:{i}")).arg(i).ignore();
+    }
+    let _: () = p.query_async(&mut conn(&src_url).await).await.unwrap();
+    let largest = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut o = options(&src_url, to, Mode::Auto);
+    o.on_conflict = OnConflict::Replace;
+    let seen = largest.clone();
+    o.after_scan = Some(Arc::new(move |keys: &[Vec<u8>]| {
+        seen.fetch_max(keys.len(), std::sync::atomic::Ordering::SeqCst);
+    }));
+    let r = copy_with(&o).await.unwrap();
+    assert_eq!(r.total.copied, 3000, "{r:?}");
+    largest.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_copy_into_a_cluster_scans_scan_count_keys_per_target_shard() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Cluster::start(dir.path(), "per-shard", 3, false).await;
+    let single = start_redis(dir.path(), "single-target").await.unwrap();
+    // SCAN returns at least COUNT keys while there are more (whole buckets, so a few over).
+    let into_single = largest_batch(&format!("redis://127.0.0.1:{}/0", single.port), "to-single").await;
+    assert!((100..150).contains(&into_single), "into one server, batches of --scan-count: {into_single}");
+    // Split over 3 shards, each shard's pipeline still gets about 100 keys.
+    let into_cluster = largest_batch(&c.url(), "to-cluster").await;
+    assert!((300..350).contains(&into_cluster), "into 3 shards, 3 × --scan-count: {into_cluster}");
+}
