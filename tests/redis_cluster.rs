@@ -1139,7 +1139,7 @@ async fn largest_batch(to: &str, name: &str) -> usize {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_copy_into_a_cluster_scans_scan_count_keys_per_target_shard() {
+async fn a_copy_into_a_cluster_scans_scan_count_keys_per_target_shard_up_to_three_times() {
     let dir = tempfile::tempdir().unwrap();
     let c = Cluster::start(dir.path(), "per-shard", 3, false).await;
     let single = start_redis(dir.path(), "single-target").await.unwrap();
@@ -1149,4 +1149,8 @@ async fn a_copy_into_a_cluster_scans_scan_count_keys_per_target_shard() {
     // Split over 3 shards, each shard's pipeline still gets about 100 keys.
     let into_cluster = largest_batch(&c.url(), "to-cluster").await;
     assert!((300..350).contains(&into_cluster), "into 3 shards, 3 × --scan-count: {into_cluster}");
+    // More shards: still at most 3 × (the type path's memory grows with the batch).
+    let four = Cluster::start(dir.path(), "four-shards", 4, false).await;
+    let into_four = largest_batch(&four.url(), "to-four").await;
+    assert!((300..350).contains(&into_four), "into 4 shards, capped at 3 × --scan-count: {into_four}");
 }

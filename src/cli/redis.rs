@@ -52,8 +52,8 @@ pub struct Ends {
     #[arg(long = "match", value_name = "PATTERN")]
     pub pattern: Option<String>,
     /// Keys per SCAN (and per pipeline batch). A copy into a cluster scans
-    /// this many per shard of the target, so each shard's pipeline carries
-    /// about this many.
+    /// this many per shard of the target, up to 3 times as many, so that a
+    /// batch from one server still gives each shard about this many.
     #[arg(long, default_value_t = 1000)]
     pub scan_count: usize,
     /// Read a cluster source on a replica of each shard (READONLY), sparing

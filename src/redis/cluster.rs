@@ -328,14 +328,31 @@ pub fn config_epoch_of(listing: &str) -> Option<u64> {
     own.split_whitespace().nth(6)?.parse().ok()
 }
 
-/// What one primary says of itself: the ground for telling that no slot
-/// moved while a copy scanned.
+/// The address of the primary a node replicates, from its own line
+/// (`myself,slave <primary id>`) of `CLUSTER NODES`; `None` for a primary.
+pub fn primary_of_replica(listing: &str) -> Option<String> {
+    let fields = |l: &str| l.split_whitespace().map(str::to_string).collect::<Vec<String>>();
+    let own = listing.lines().map(fields).find(|f| f.get(2).is_some_and(|flags| flags.contains("myself")))?;
+    if !own[2].split(',').any(|f| f == "slave" || f == "replica") {
+        return None;
+    }
+    let primary = listing.lines().map(fields).find(|f| f.first() == own.get(3))?;
+    // `ip:port@cport[,hostname]`
+    let addr = primary.get(1)?.split(['@', ',']).next()?.to_string();
+    Some(addr)
+}
+
+/// What one primary (as the slot map had it) says of itself: the ground for
+/// telling that no slot moved while a copy scanned.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OwnView {
     pub primary: String,
     pub config_epoch: u64,
     /// `migrating slot N` / `importing slot N`.
     pub open_slots: Vec<String>,
+    /// The primary it now replicates: it failed over, even if a node asked
+    /// for the slot map has not heard yet.
+    pub replica_of: Option<String>,
 }
 
 /// The slot map and every primary's config epoch at one moment: equal
@@ -618,7 +635,12 @@ impl Cluster {
             let listing: String = query(&self.endpoint, &mut c, redis::cmd("CLUSTER").arg("NODES")).await?;
             let config_epoch = config_epoch_of(&listing)
                 .ok_or_else(|| format!("{}: its CLUSTER NODES has no line of its own (myself)", s.primary))?;
-            out.push(OwnView { primary: s.primary, config_epoch, open_slots: open_slots_of(&listing) });
+            out.push(OwnView {
+                primary: s.primary,
+                config_epoch,
+                open_slots: open_slots_of(&listing),
+                replica_of: primary_of_replica(&listing),
+            });
         }
         Ok(out)
     }
@@ -770,6 +792,11 @@ e5 127.0.0.1:7003@17003 slave,fail a1 0 0 1 connected
         let importing = "c3 127.0.0.1:7002@17002 myself,master - 0 0 3 connected 10923-16383 [5461-<-b2] [5462-<-b2]\n";
         assert_eq!(open_slots_of(importing), ["importing slot 5461", "importing slot 5462"]);
         assert_eq!(config_epoch_of(importing), Some(3));
+        assert_eq!(primary_of_replica(listing), None, "a1 is a primary");
+        // After a failover the old primary's own line says whose replica it is.
+        let failed_over = "a1 127.0.0.1:7000@17000 myself,slave d4 0 0 7 connected\n\
+                           d4 127.0.0.1:7003@17003,node-d4 master - 0 0 7 connected 0-5460\n";
+        assert_eq!(primary_of_replica(failed_over).as_deref(), Some("127.0.0.1:7003"));
         assert_eq!(
             config_epoch_of("b2 127.0.0.1:7001@17001 master - 0 0 2 connected 5461-10922\n"),
             None,

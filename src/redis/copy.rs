@@ -28,8 +28,8 @@ pub struct CopyOptions {
     pub mode: Mode,
     /// Keys above this many bytes (MEMORY USAGE) are copied in chunks.
     pub chunk_threshold: u64,
-    /// Keys per SCAN, and so per batch, for each shard of the target (one
-    /// for a single server): each shard's pipeline carries about this many.
+    /// Keys per SCAN and per batch; into a cluster, this many per shard of
+    /// the target, up to 3× (`MAX_SCAN_PER_SHARD_FACTOR`).
     pub scan_count: usize,
     /// Batches in flight at once.
     pub pipeline: usize,
@@ -420,8 +420,9 @@ const TYPE_CHUNK_ELEMENTS: usize = 5000;
 const TYPE_CHUNK_BYTES: u64 = 1 << 20;
 
 /// The most a key read whole by the batched type path holds: a whole batch
-/// of such keys (1,000 by default, 4 batches in flight) stays near what
-/// `by_type` holds with its 64 keys of one chunk each. Bigger keys go to
+/// of such keys (1,000 by default, 3,000 into a cluster; 4 batches in
+/// flight: at most 32 MB, 96 MB into a cluster) stays near what `by_type`
+/// holds with its 64 keys of one 1 MB chunk each. Bigger keys go to
 /// `by_type`.
 const BATCH_READ_ELEMENTS: usize = 128;
 const BATCH_READ_BYTES: u64 = 8 << 10;
@@ -1255,6 +1256,9 @@ fn report(pf: &Preflight, started: Instant, run: &Counters, total: Counters, fin
 }
 
 /// Most failovers one copy follows.
+/// Into a cluster, at most this many times `scan_count` keys per SCAN.
+const MAX_SCAN_PER_SHARD_FACTOR: usize = 3;
+
 const MAX_FOLLOWS: usize = 5;
 /// How long a copy waits for the sentinels to name a master that answers.
 const FAILOVER_WAIT: Duration = Duration::from_secs(30);
@@ -1408,11 +1412,14 @@ pub async fn copy(
         // written since the last checkpoint cannot be told from foreign ones.
         let again = resumed || !followed.is_empty();
         let live = parts.iter().filter(|p| !p.done).count().max(1) as u64;
-        // A batch splits over the target's shards. Kept near `scan_count`
-        // per shard, pipelines into a 3-shard cluster cost cutover and the
-        // servers no more CPU a key than single → single; at a third of
-        // that, 25% more (benches/redis_cluster.rs).
-        let per_scan = opts.scan_count * conns.dst_cluster.as_ref().map_or(1, |c| c.shards().len().max(1));
+        // A batch from one server splits over the target's shards: scanning
+        // `scan_count` per target shard keeps each shard's pipeline near
+        // `scan_count`. In benches/redis_cluster.rs single → 3 shards cost
+        // 20% more CPU a key than single → single with batches of
+        // `scan_count`, 0–10% more with these. At most 3× (what was
+        // measured): the type path holds up to 8 KB a key in flight.
+        let target_shards = conns.dst_cluster.as_ref().map_or(1, |c| c.shards().len());
+        let per_scan = opts.scan_count * target_shards.clamp(1, MAX_SCAN_PER_SHARD_FACTOR);
         let scans: Vec<_> = parts
             .iter()
             .enumerate()
@@ -1652,12 +1659,20 @@ async fn source_change(cl: &Cluster, pf: &Preflight) -> Result<Option<SourceChan
             layout(after)
         ))));
     }
+    // A failover shows in the map, or first in the old primary's own view:
+    // the node asked for the map may not have heard of it yet.
+    let demoted = |primary: &str| -> Option<String> {
+        let views = views.as_ref().ok()?;
+        views.iter().find(|v| v.primary == primary)?.replica_of.clone()
+    };
     let moved: Vec<String> = pf
         .source_shards
         .iter()
         .zip(&now)
-        .filter(|(s, n)| s.primary != n.primary)
-        .map(|(s, n)| format!("shard {} failed over during the copy (primary {} → {})", s.slots, s.primary, n.primary))
+        .filter_map(|(s, n)| {
+            let new = if s.primary != n.primary { Some(n.primary.clone()) } else { demoted(&s.primary) }?;
+            Some(format!("shard {} failed over during the copy (primary {} → {new})", s.slots, s.primary))
+        })
         .collect();
     if !moved.is_empty() {
         return Ok(Some(SourceChange::FailedOver(moved.join("; "))));
