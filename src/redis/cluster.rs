@@ -304,7 +304,7 @@ pub async fn nodes(e: &Endpoint, c: &mut MultiplexedConnection) -> Result<Vec<No
 /// NODES`: `[5461->-ID]` migrating out, `[5461-<-ID]` importing. Only a
 /// node's own line lists them.
 pub fn open_slots_of(listing: &str) -> Vec<String> {
-    let Some(own) = listing.lines().find(|l| l.split_whitespace().nth(2).is_some_and(|f| f.contains("myself"))) else {
+    let Some(own) = own_line(listing) else {
         return Vec::new();
     };
     own.split_whitespace()
@@ -324,22 +324,25 @@ pub fn open_slots_of(listing: &str) -> Vec<String> {
 /// NODES`. A primary bumps it when it takes a slot (the last step of moving
 /// one) or wins a failover, so an unchanged epoch means no slot came to it.
 pub fn config_epoch_of(listing: &str) -> Option<u64> {
-    let own = listing.lines().find(|l| l.split_whitespace().nth(2).is_some_and(|f| f.contains("myself")))?;
-    own.split_whitespace().nth(6)?.parse().ok()
+    own_line(listing)?.split_whitespace().nth(6)?.parse().ok()
+}
+
+/// A node's own line (flagged `myself`) of its `CLUSTER NODES`.
+fn own_line(listing: &str) -> Option<&str> {
+    listing.lines().find(|l| l.split_whitespace().nth(2).is_some_and(|f| f.contains("myself")))
 }
 
 /// The address of the primary a node replicates, from its own line
 /// (`myself,slave <primary id>`) of `CLUSTER NODES`; `None` for a primary.
 pub fn primary_of_replica(listing: &str) -> Option<String> {
-    let fields = |l: &str| l.split_whitespace().map(str::to_string).collect::<Vec<String>>();
-    let own = listing.lines().map(fields).find(|f| f.get(2).is_some_and(|flags| flags.contains("myself")))?;
-    if !own[2].split(',').any(|f| f == "slave" || f == "replica") {
+    let own: Vec<&str> = own_line(listing)?.split_whitespace().collect();
+    if !own.get(2)?.split(',').any(|f| f == "slave" || f == "replica") {
         return None;
     }
-    let primary = listing.lines().map(fields).find(|f| f.first() == own.get(3))?;
+    let id = *own.get(3)?;
+    let primary = listing.lines().find(|l| l.split_whitespace().next() == Some(id))?;
     // `ip:port@cport[,hostname]`
-    let addr = primary.get(1)?.split(['@', ',']).next()?.to_string();
-    Some(addr)
+    Some(primary.split_whitespace().nth(1)?.split(['@', ',']).next()?.to_string())
 }
 
 /// What one primary (as the slot map had it) says of itself: the ground for
