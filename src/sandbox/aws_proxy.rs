@@ -1,7 +1,8 @@
 //! A loopback HTTP proxy in front of moto that makes it behave as AWS does
 //! where moto is kinder, each switch changeable while it runs:
 //! - every `nth` request answered with AWS's own throttling error for that
-//!   service (throttling rehearsed against real SDK clients, retries, backoff);
+//!   service (throttling rehearsed against real SDK clients, retries, backoff),
+//!   retries included or, with `retries_pass`, first attempts only;
 //! - Route53 changes PENDING for a while before INSYNC (moto: INSYNC at once);
 //! - a ChangeResourceRecordSets applied whose reply never arrives (a timeout
 //!   after sending);
@@ -57,6 +58,15 @@ pub struct AwsFaults {
     pub throttled: AtomicU64,
     /// Every `every`-th request is throttled; 0 lets every request through.
     pub every: AtomicU64,
+    /// Only first attempts (the SDK's `amz-sdk-request: attempt=1`) count
+    /// toward `every`, and a retry always goes through: throttling the SDK's
+    /// retries are sure to absorb. Off (AWS's way), a retry may be throttled
+    /// again, and three in a row reach the caller.
+    pub retries_pass: AtomicBool,
+    first_attempts: AtomicU64,
+    /// Requests throttled on the last attempt their `amz-sdk-request` allows:
+    /// calls whose throttling error reached the caller.
+    pub throttled_last_attempts: AtomicU64,
     /// GetChange says PENDING until this many milliseconds after the change
     /// was accepted (AWS: usually under 60 s); 0 answers as moto does.
     pub pending_ms: AtomicU64,
@@ -110,6 +120,18 @@ impl AwsFaults {
         let keys = self.expiring_keys.lock().unwrap_or_else(|e| e.into_inner());
         keys.get(access_key).is_some_and(|at| std::time::SystemTime::now() >= *at)
     }
+}
+
+/// Which attempt of its call a request is, and how many the SDK allows
+/// (`amz-sdk-request: attempt=2; max=3`); attempt 1 when the header is absent.
+fn attempt_of(headers: &HeaderMap) -> (u64, Option<u64>) {
+    let Some(info) = headers.get("amz-sdk-request").and_then(|v| v.to_str().ok()) else {
+        return (1, None);
+    };
+    let field = |name: &str| {
+        info.split(';').find_map(|pair| pair.trim().strip_prefix(name)?.strip_prefix('=')?.parse::<u64>().ok())
+    };
+    (field("attempt").unwrap_or(1), field("max"))
 }
 
 /// The access key a request is signed with (`Credential=AKID/…`).
@@ -546,8 +568,17 @@ async fn forward(State(p): State<Arc<Proxy>>, req: Request) -> Response {
     }
     let n = p.counts.seen.fetch_add(1, Ordering::SeqCst) + 1;
     let every = p.counts.every.load(Ordering::SeqCst);
-    if every > 0 && n.is_multiple_of(every) {
+    let (attempt, max_attempts) = attempt_of(&parts.headers);
+    let n = if p.counts.retries_pass.load(Ordering::SeqCst) {
+        if attempt > 1 { 0 } else { p.counts.first_attempts.fetch_add(1, Ordering::SeqCst) + 1 }
+    } else {
+        n
+    };
+    if every > 0 && n > 0 && n.is_multiple_of(every) {
         p.counts.throttled.fetch_add(1, Ordering::SeqCst);
+        if max_attempts.is_some_and(|max| attempt >= max) {
+            p.counts.throttled_last_attempts.fetch_add(1, Ordering::SeqCst);
+        }
         return throttled(&parts.uri, &body);
     }
     let (mut body, finish) = match p.counts.cloudwatch.handle(&body) {
