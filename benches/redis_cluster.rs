@@ -10,9 +10,12 @@
 
 #[path = "common/seed.rs"]
 mod seed;
+#[path = "common/usage.rs"]
+mod usage;
 use seed::seed;
 use std::path::Path;
 use std::time::{Duration, Instant};
+use usage::{cpu_seconds, wait_with_usage};
 
 use cutover::sandbox::process::{ChildProcess, start_cluster, start_redis};
 use redis::aio::MultiplexedConnection;
@@ -37,34 +40,8 @@ async fn flush(ports: &[u16]) {
     }
 }
 
-/// CPU seconds (user + system) a process has used so far, from /proc/PID/stat.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    // Fields after the command name, which is in parentheses and may hold spaces.
-    let rest = &stat[stat.rfind(')').unwrap() + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    // utime and stime are fields 14 and 15 of the whole line: 11 and 12 here.
-    let ticks: u64 = f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
-    // SAFETY: sysconf reads a constant.
-    ticks as f64 / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
-}
-
 fn servers_cpu(servers: &[&ChildProcess]) -> f64 {
     servers.iter().map(|s| cpu_seconds(s.pid().unwrap())).sum()
-}
-
-/// Waits for a child with wait4: success, its CPU seconds and its peak RSS in KiB.
-fn wait_with_usage(child: std::process::Child) -> (bool, f64, u64) {
-    let pid = child.id() as libc::pid_t;
-    let mut status = 0;
-    // SAFETY: plain FFI; rusage is zeroed and written by the kernel.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
-    assert_eq!(r, pid, "wait4");
-    drop(child);
-    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    let cpu = secs(ru.ru_utime) + secs(ru.ru_stime);
-    (libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, cpu, ru.ru_maxrss as u64)
 }
 
 struct Run {

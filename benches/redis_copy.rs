@@ -9,21 +9,29 @@
 //!     stream of the same keys, generated beforehand (not timed)
 //!
 //! cutover runs with `--on-conflict replace` (the rows above compare with it),
-//! with the default `fail` (whose pre-check an empty target skips), and with
-//! `--mode types` (the type-by-type path, `fail`), each also given as a share
-//! of the ceiling, with cutover's own CPU per key and peak RSS.
+//! with the default `fail` (whose pre-check an empty target skips), with
+//! `--mode types` (the type-by-type path, `fail`) and with `--no-size-check`
+//! (no MEMORY USAGE per key, `fail`), each also given as a share of the
+//! ceiling, with cutover's own CPU per key and peak RSS; then the CPU per key
+//! of each process (cutover or redis-cli, the source, the target): where the
+//! time goes.
 //!
 //! Run: `cargo bench --bench redis_copy` (1,000,000 keys; installs redis-py
 //! into .venv when missing). Under `cargo test` it is a smoke test on 2,000
 //! keys without the Python baselines. REDIS_BENCH_KEYS overrides the count,
 //! REDIS_BENCH_REPEAT the turns (default 3), REDIS_BENCH_PYTHON=0 leaves the
-//! Python baselines out (for 10,000,000 keys: they would take hours).
+//! Python baselines out (for 10,000,000 keys: they would take hours), and
+//! REDIS_BENCH_TRY="FLAGS" adds a row: the default copy with those flags
+//! (a NAME=VALUE word goes into its environment).
 
 #[path = "common/seed.rs"]
 mod seed;
+#[path = "common/usage.rs"]
+mod usage;
 use seed::seed;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+use usage::{cpu_seconds, wait_with_usage};
 
 use cutover::sandbox::process::start_redis;
 use redis::aio::MultiplexedConnection;
@@ -38,28 +46,15 @@ async fn dbsize(c: &mut MultiplexedConnection) -> u64 {
     redis::cmd("DBSIZE").query_async(c).await.unwrap()
 }
 
-/// Waits for a child with wait4: exit success, its CPU seconds (user +
-/// system) and its peak RSS in KiB.
-fn wait_with_usage(child: std::process::Child) -> (bool, f64, u64) {
-    let pid = child.id() as libc::pid_t;
-    let mut status = 0;
-    // SAFETY: plain FFI; rusage is zeroed and written by the kernel.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
-    assert_eq!(r, pid, "wait4");
-    drop(child);
-    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    let cpu = secs(ru.ru_utime) + secs(ru.ru_stime);
-    (libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, cpu, ru.ru_maxrss as u64)
-}
-
 struct Run {
     name: &'static str,
     copied: u64,
     scanned: u64,
     seconds: f64,
-    /// cutover's own CPU seconds (its rows only).
+    /// The client's own CPU seconds: cutover's, or redis-cli's for the ceiling.
     cpu: Option<f64>,
+    /// CPU seconds of the source and the target redis-server during the run.
+    servers_cpu: Option<(f64, f64)>,
 }
 
 impl Run {
@@ -105,6 +100,7 @@ fn python_run(py: &Path, script: &Path, name: &'static str, from: &str, to: &str
         scanned: v["scanned"].as_u64().unwrap(),
         seconds: v["seconds"].as_f64().unwrap(),
         cpu: None,
+        servers_cpu: None,
     }
 }
 
@@ -140,6 +136,7 @@ async fn migrate(src: &mut MultiplexedConnection, to_port: u16) -> Run {
         scanned,
         seconds: start.elapsed().as_secs_f64(),
         cpu: None,
+        servers_cpu: None,
     }
 }
 
@@ -180,43 +177,81 @@ async fn restore_stream(src: &mut MultiplexedConnection, path: &Path) -> (u64, u
 /// The ceiling: `redis-cli --pipe`, Redis's documented fastest bulk load,
 /// of the ready-made RESTORE stream into the empty target. It exits non-zero
 /// when any reply was an error.
-fn pipe_load(stream: &Path, port: u16, keys: u64) -> Run {
+fn pipe_load(stream: &Path, port: u16, target_pid: u32, keys: u64) -> Run {
     let cli = cutover::sandbox::process::find_executable("redis-cli", "CUTOVER_REDIS_CLI")
         .expect("redis-cli not found on PATH; it comes with redis-server (apt-get install redis-server redis-tools)");
+    let target_before = cpu_seconds(target_pid);
     let t = Instant::now();
-    let out = std::process::Command::new(cli)
+    let mut child = std::process::Command::new(cli)
         .args(["-h", "127.0.0.1", "-p", &port.to_string(), "--pipe"])
         .stdin(std::fs::File::open(stream).unwrap())
-        .output()
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut out).unwrap();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut out).unwrap();
+    let (ok, cpu, _) = wait_with_usage(child);
     let seconds = t.elapsed().as_secs_f64();
-    assert!(
-        out.status.success(),
-        "redis-cli --pipe: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Run { name: CEILING, copied: keys, scanned: keys, seconds, cpu: None }
+    assert!(ok, "redis-cli --pipe: {out}");
+    let servers_cpu = Some((0.0, cpu_seconds(target_pid) - target_before));
+    Run { name: CEILING, copied: keys, scanned: keys, seconds, cpu: Some(cpu), servers_cpu }
 }
 
 const CEILING: &str = "(ceiling) redis-cli --pipe of RESTOREs";
 
-/// The cutover rows: `--on-conflict` and `--mode` of each.
-const CUTOVER_ROWS: [(&str, &str, &str); 3] = [
-    ("cutover redis copy --on-conflict replace", "replace", "auto"),
-    ("cutover redis copy (default: fail)", "fail", "auto"),
-    ("cutover redis copy --mode types (fail)", "fail", "types"),
+/// The cutover rows: `--on-conflict`, `--mode` and any other flags of each.
+const CUTOVER_ROWS: [(&str, &str, &str, &[&str]); 4] = [
+    ("cutover redis copy --on-conflict replace", "replace", "auto", &[]),
+    ("cutover redis copy (default: fail)", "fail", "auto", &[]),
+    ("cutover redis copy --mode types (fail)", "fail", "types", &[]),
+    ("cutover redis copy --no-size-check (fail)", "fail", "auto", &["--no-size-check"]),
 ];
 
+struct Row {
+    name: &'static str,
+    on_conflict: &'static str,
+    mode: &'static str,
+    /// More flags.
+    extra: Vec<String>,
+    /// Its NAME=VALUE words: the environment of that row's cutover.
+    env: Vec<(String, String)>,
+}
+
+/// CUTOVER_ROWS, and with REDIS_BENCH_TRY="FLAGS" one more: the default
+/// copy with those flags (say `--pipeline 8`), timed in turn with the others.
+fn rows() -> Vec<Row> {
+    let mut rows: Vec<Row> = CUTOVER_ROWS
+        .iter()
+        .map(|&(name, on_conflict, mode, extra)| {
+            let extra = extra.iter().map(|f| f.to_string()).collect();
+            Row { name, on_conflict, mode, extra, env: Vec::new() }
+        })
+        .collect();
+    if let Ok(flags) = std::env::var("REDIS_BENCH_TRY") {
+        let name = Box::leak(format!("cutover redis copy (default: fail) {flags}").into_boxed_str());
+        let (env, extra): (Vec<&str>, Vec<&str>) =
+            flags.split_whitespace().partition(|w| !w.starts_with('-') && w.contains('='));
+        let env = env.iter().filter_map(|w| w.split_once('=')).map(|(k, v)| (k.into(), v.into())).collect();
+        let extra = extra.into_iter().map(str::to_string).collect();
+        rows.push(Row { name, on_conflict: "fail", mode: "auto", extra, env });
+    }
+    rows
+}
+
 /// `cutover redis copy` as a child process (so its CPU and peak RSS are its own).
-fn cutover_copy(state: &Path, from: &str, to: &str, row: (&'static str, &str, &str)) -> (Run, u64) {
-    let (name, on_conflict, mode) = row;
+fn cutover_copy(state: &Path, from: &str, to: &str, pids: (u32, u32), row: &Row) -> (Run, u64) {
+    let Row { name, on_conflict, mode, extra, env } = row;
+    let before = (cpu_seconds(pids.0), cpu_seconds(pids.1));
     let t = Instant::now();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_cutover"))
         .env("XDG_STATE_HOME", state)
         .args(["--log-file", &state.join("log").display().to_string()])
         .args(["redis", "copy", "--from", from, "--to", to, "--yes", "--json"])
         .args(["--on-conflict", on_conflict, "--mode", mode])
+        .args(extra)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -233,6 +268,7 @@ fn cutover_copy(state: &Path, from: &str, to: &str, row: (&'static str, &str, &s
         scanned: report["total"]["scanned"].as_u64().unwrap(),
         seconds,
         cpu: Some(cpu),
+        servers_cpu: Some((cpu_seconds(pids.0) - before.0, cpu_seconds(pids.1) - before.1)),
     };
     (run, rss_kib)
 }
@@ -256,6 +292,7 @@ fn main() {
     rt.block_on(async {
         let mut a = start_redis(dir.path(), "source").await.unwrap();
         let mut b = start_redis(dir.path(), "target").await.unwrap();
+        let pids = (a.pid().unwrap(), b.pid().unwrap());
         let (from, to) = (format!("redis://127.0.0.1:{}/0", a.port), format!("redis://127.0.0.1:{}/0", b.port));
         let (mut s, mut d) = (conn(a.port).await, conn(b.port).await);
         let t = Instant::now();
@@ -289,12 +326,13 @@ fn main() {
         // take turns REPEAT times; the median of each counts.
         let repeat: usize = std::env::var("REDIS_BENCH_REPEAT").ok().and_then(|v| v.parse().ok()).unwrap_or(3);
         let state = dir.path().join("state");
-        let mut ours: Vec<Vec<Run>> = CUTOVER_ROWS.iter().map(|_| Vec::new()).collect();
-        let (mut theirs, mut ceiling, mut rss_kib) = (Vec::new(), Vec::new(), vec![0u64; CUTOVER_ROWS.len()]);
+        let rows = rows();
+        let mut ours: Vec<Vec<Run>> = rows.iter().map(|_| Vec::new()).collect();
+        let (mut theirs, mut ceiling, mut rss_kib) = (Vec::new(), Vec::new(), vec![0u64; rows.len()]);
         for _ in 0..repeat.max(1) {
-            for (i, row) in CUTOVER_ROWS.into_iter().enumerate() {
+            for (i, row) in rows.iter().enumerate() {
                 flush(&mut d).await;
-                let (r, rss) = cutover_copy(&state, &from, &to, row);
+                let (r, rss) = cutover_copy(&state, &from, &to, pids, row);
                 assert_eq!((r.copied, dbsize(&mut d).await), (n, n), "{}", r.name);
                 rss_kib[i] = rss_kib[i].max(rss);
                 ours[i].push(r);
@@ -303,12 +341,11 @@ fn main() {
             theirs.push(migrate(&mut s, b.port).await);
             assert_eq!(dbsize(&mut d).await, n);
             flush(&mut d).await;
-            ceiling.push(pipe_load(&stream, b.port, n));
+            ceiling.push(pipe_load(&stream, b.port, pids.1, n));
             assert_eq!(dbsize(&mut d).await, n, "redis-cli --pipe loaded every key");
         }
         let all = |v: &[Run]| v.iter().map(|r| format!("{:.2}", r.seconds)).collect::<Vec<_>>().join(", ");
-        let mut seconds: Vec<String> =
-            CUTOVER_ROWS.iter().zip(&ours).map(|(r, v)| format!("{}: {}", r.0, all(v))).collect();
+        let mut seconds: Vec<String> = rows.iter().zip(&ours).map(|(r, v)| format!("{}: {}", r.name, all(v))).collect();
         seconds.push(format!("MIGRATE: {}", all(&theirs)));
         seconds.push(format!("redis-cli --pipe: {}", all(&ceiling)));
         println!("seconds (the median counts): {}", seconds.join("; "));
@@ -346,7 +383,7 @@ fn main() {
             );
         }
         let ceiling = runs.last().unwrap().keys_per_s();
-        for (r, rss) in runs[..CUTOVER_ROWS.len()].iter().zip(&rss_kib) {
+        for (r, rss) in runs[..rows.len()].iter().zip(&rss_kib) {
             println!(
                 "{} = {:.2}× the ceiling; cutover's own CPU {:.2} s = {:.2} µs per key; peak RSS {:.1} MB",
                 r.name,
@@ -356,6 +393,22 @@ fn main() {
                 *rss as f64 / 1024.0
             );
         }
+        // Where the time goes: CPU per key of each process (µs).
+        println!("{:<40} {:>8} {:>8} {:>8} {:>8}", "CPU µs per key", "client", "source", "target", "all");
+        for r in runs.iter().filter(|r| r.servers_cpu.is_some()) {
+            let (src, dst) = r.servers_cpu.unwrap_or_default();
+            let client = r.cpu.unwrap_or(0.0);
+            let per_key = |s: f64| s * 1e6 / r.scanned as f64;
+            println!(
+                "{:<40} {:>8.2} {:>8.2} {:>8.2} {:>8.2}",
+                r.name,
+                per_key(client),
+                per_key(src),
+                per_key(dst),
+                per_key(client + src + dst)
+            );
+        }
+        println!("(client: cutover, or redis-cli for the ceiling; source and target: redis-server, from /proc)");
         println!("cutover peak RSS: VmHWM via wait4 ru_maxrss, the highest of the runs of each row");
         println!("keys/s = keys scanned / wall seconds; cutover's time includes process start and connecting");
         a.stop().await;

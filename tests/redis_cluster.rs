@@ -36,7 +36,7 @@ fn options(from: &str, to: &str, mode: Mode) -> CopyOptions {
         pattern: None,
         on_conflict: OnConflict::Fail,
         mode,
-        chunk_threshold: 32 << 20,
+        chunk_threshold: Some(32 << 20),
         scan_count: 100,
         pipeline: 4,
         rate: None,

@@ -46,7 +46,7 @@ fn options(from: &str, to: &str) -> CopyOptions {
         pattern: None,
         on_conflict: OnConflict::Fail,
         mode: Mode::Auto,
-        chunk_threshold: 32 << 20,
+        chunk_threshold: Some(32 << 20),
         scan_count: 100,
         pipeline: 4,
         rate: None,
@@ -325,7 +325,7 @@ async fn each_conflict_policy() {
         let mut o = options(&src.url, &dst.url);
         o.mode = mode;
         // `big` goes the chunked path, so both paths meet a conflict.
-        o.chunk_threshold = 10_000;
+        o.chunk_threshold = Some(10_000);
 
         o.on_conflict = OnConflict::Fail;
         let e = copy_with(&o).await.unwrap_err();
@@ -432,6 +432,61 @@ async fn the_cli_gates_every_write_and_audits_it() {
     let (code, out, _) = run(&state, &["redis", "verify", "--from", from, "--to", to]);
     assert_eq!(code, Some(1), "the kept target key differs: {out}");
     assert!(out.contains("1 value mismatch") && out.contains("value differs: k:string:3"), "{out}");
+}
+
+/// How many MEMORY USAGE the server has run since its stats were reset.
+async fn memory_usage_calls(c: &mut MultiplexedConnection) -> u64 {
+    let info: String = redis::cmd("INFO").arg("commandstats").query_async(c).await.unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("cmdstat_memory|usage:calls="))
+        .map_or(0, |rest| rest.split(',').next().unwrap().parse().unwrap())
+}
+
+/// `--no-size-check` sends the source no MEMORY USAGE: every key is DUMPed
+/// whole, one over the chunk threshold too, and arrives identical. The
+/// default asks every key's size and chunks that one. The flag is said on
+/// stderr and in the audit, and does not go with --chunk-threshold.
+#[tokio::test(flavor = "multi_thread")]
+async fn no_size_check_dumps_every_key_whole_without_asking_its_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let (src, dst) = (server(dir.path(), "src").await, server(dir.path(), "dst").await);
+    let (mut s, mut d) = (conn(&src.url).await, conn(&dst.url).await);
+    let mut keys = seed_all_types(&mut s, "k", 20, Some(600_000)).await;
+    let _: () = s.set("big", "x".repeat(3 << 20)).await.unwrap();
+    keys.push("big".into());
+    let (from, to) = (src.url.as_str(), dst.url.as_str());
+    let copy = |extra: &[&str]| {
+        let mut args = vec!["redis", "copy", "--from", from, "--to", to, "--yes", "--json"];
+        args.extend(extra);
+        let (code, out, err) = run(&state, &args);
+        assert_eq!(code, Some(0), "{err}");
+        let report: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+        (report, err)
+    };
+
+    let _: () = redis::cmd("CONFIG").arg("RESETSTAT").query_async(&mut s).await.unwrap();
+    let (report, _) = copy(&["--chunk-threshold", "1048576"]);
+    assert_eq!((report["total"]["copied"].as_u64(), report["total"]["chunked"].as_u64()), (Some(121), Some(1)));
+    assert!(memory_usage_calls(&mut s).await >= 121, "the default asks each key's size");
+    assert_identical(&mut s, &mut d, &keys).await;
+
+    let _: () = redis::cmd("FLUSHALL").query_async(&mut d).await.unwrap();
+    let _: () = redis::cmd("CONFIG").arg("RESETSTAT").query_async(&mut s).await.unwrap();
+    let (report, err) = copy(&["--no-size-check"]);
+    assert_eq!((report["total"]["copied"].as_u64(), report["total"]["chunked"].as_u64()), (Some(121), Some(0)));
+    assert_eq!(memory_usage_calls(&mut s).await, 0, "no size asked");
+    assert_identical(&mut s, &mut d, &keys).await;
+    assert!(err.contains("no size check: every key DUMPed whole"), "{err}");
+    let intent = audit_stages(&state).into_iter().filter(|l| l["stage"] == "intent").last().unwrap();
+    assert!(intent["after"]["chunk_threshold"].is_null(), "{intent}");
+
+    let (code, _, err) = run(
+        &state,
+        &["redis", "copy", "--from", from, "--to", to, "--yes", "--no-size-check", "--chunk-threshold", "5"],
+    );
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("--no-size-check") && err.contains("--chunk-threshold"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

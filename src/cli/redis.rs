@@ -100,6 +100,13 @@ pub struct CopyArgs {
     /// Keys bigger than this (bytes, MEMORY USAGE) are copied in chunks.
     #[arg(long, default_value_t = 32 << 20)]
     pub chunk_threshold: u64,
+    /// DUMP every key whole, without asking its size (MEMORY USAGE) first:
+    /// about a third less work for the source. Only for a source with no big
+    /// key: a big key's DUMP blocks the source while it is serialised and
+    /// is held whole in memory. Look before the window (`redis-cli
+    /// --memkeys`, on a replica).
+    #[arg(long, conflicts_with = "chunk_threshold")]
+    pub no_size_check: bool,
     /// Batches in flight at once.
     #[arg(long, default_value_t = 4)]
     pub pipeline: usize,
@@ -294,7 +301,7 @@ fn run_copy(a: CopyArgs, g: &GlobalArgs) -> Result<u8, Failure> {
         pattern: a.ends.pattern.clone(),
         on_conflict: a.on_conflict,
         mode: a.mode,
-        chunk_threshold: a.chunk_threshold,
+        chunk_threshold: (!a.no_size_check).then_some(a.chunk_threshold),
         scan_count: a.ends.scan_count,
         pipeline: a.pipeline,
         rate: a.rate,
@@ -309,7 +316,7 @@ fn run_copy(a: CopyArgs, g: &GlobalArgs) -> Result<u8, Failure> {
         let (mut conns, pf) = copy::preflight(&opts).await.map_err(copy_failure)?;
         let shards = |n: usize| if n > 0 { format!(" in {n} cluster shards") } else { String::new() };
         let what = format!(
-            "copy {} → {}{}: ~{} source keys{}, target has {} keys{}; {}; on conflict: {}",
+            "copy {} → {}{}: ~{} source keys{}, target has {} keys{}; {}{}; on conflict: {}",
             opts.from,
             opts.to,
             opts.pattern.as_deref().map(|p| format!(" (keys matching {p})")).unwrap_or_default(),
@@ -318,6 +325,7 @@ fn run_copy(a: CopyArgs, g: &GlobalArgs) -> Result<u8, Failure> {
             pf.target_keys,
             shards(pf.target_shards.len()),
             pf.mode_reason,
+            if opts.chunk_threshold.is_none() && pf.mode == Mode::Dump { "; no size check: every key DUMPed whole" } else { "" },
             opts.on_conflict.name()
         );
         eprintln!("{what}");
@@ -391,7 +399,7 @@ fn run_copy(a: CopyArgs, g: &GlobalArgs) -> Result<u8, Failure> {
         let before = serde_json::json!({"target_keys": pf.target_keys, "target_expiring": pf.target_expiring});
         let plan = serde_json::json!({
             "source_keys": pf.source_keys, "match": opts.pattern, "on_conflict": opts.on_conflict.name(),
-            "mode": pf.mode, "resume": opts.resume.is_some(),
+            "mode": pf.mode, "resume": opts.resume.is_some(), "chunk_threshold": opts.chunk_threshold,
         });
         log.append(&line(Stage::Intent, before.clone(), plan, what.clone()))
             .map_err(|e| Failure { status: 1, message: format!("{e}; nothing was written") })?;

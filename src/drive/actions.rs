@@ -802,7 +802,7 @@ async fn copy_redis(
         pattern: c.pattern.clone(),
         on_conflict: crate::redis::OnConflict::Fail,
         mode: crate::redis::Mode::Auto,
-        chunk_threshold: 32 << 20,
+        chunk_threshold: Some(32 << 20),
         scan_count: 1000,
         pipeline: 4,
         rate: None,

@@ -27,7 +27,9 @@ pub struct CopyOptions {
     pub on_conflict: OnConflict,
     pub mode: Mode,
     /// Keys above this many bytes (MEMORY USAGE) are copied in chunks.
-    pub chunk_threshold: u64,
+    /// `None`: no size check; every key is DUMPed whole, sparing the source
+    /// a third of its commands (see `Ctx::batch`).
+    pub chunk_threshold: Option<u64>,
     /// Keys per SCAN and per batch; into a cluster, this many per shard of
     /// the target, up to 3× (`MAX_SCAN_PER_SHARD_FACTOR`).
     pub scan_count: usize,
@@ -603,13 +605,15 @@ impl Ctx {
         }
         let mut src = self.src.clone();
         // Sizes first, so a big key is never DUMPed whole. This is a third
-        // of the source's commands per key, and it stays: a key's size is
-        // known only from MEMORY USAGE (or after DUMP has sent it whole), no
-        // command returns it with the TTL or the payload, and skipping it for
-        // some keys (by sample, by type) would let an unseen big key be
-        // DUMPed whole. Measured on Redis 7.0.15, 1,000,000 small keys: the
-        // same MEMORY USAGE in one EVAL per batch costs the source more
-        // (2.0–2.2 µs a key) than pipelined (1.7–1.8).
+        // of the source's commands per key, and it stays by default: a key's
+        // size is known only from MEMORY USAGE (or after DUMP has sent it
+        // whole), no command returns it with the TTL or the payload, and
+        // skipping it for some keys (by sample, by type) would let an unseen
+        // big key be DUMPed whole. Measured on Redis 7.0.15, 1,000,000 small
+        // keys: the same MEMORY USAGE in one EVAL per batch costs the source
+        // more (2.0–2.2 µs a key) than pipelined (1.7–1.8). In
+        // benches/redis_copy.rs it is about 30% of the source's CPU; a
+        // person who has looked (`--no-size-check`) may spare it.
         let mut p = redis::Pipeline::with_capacity(keys.len());
         for k in &keys {
             p.add_command(key_cmd(&["MEMORY", "USAGE"], k));
@@ -1434,9 +1438,9 @@ pub async fn copy(
                     mode: pf.mode,
                     overwrite: super::overwrite(opts.on_conflict, again),
                     conflict_is_error: opts.on_conflict == OnConflict::Fail && !again,
-                    chunk_threshold: opts.chunk_threshold,
+                    chunk_threshold: opts.chunk_threshold.unwrap_or(u64::MAX),
                     target_rdb: super::rdb_version(&pf.target_version),
-                    no_memory_usage: AtomicBool::new(false),
+                    no_memory_usage: AtomicBool::new(opts.chunk_threshold.is_none()),
                     target_pxat: super::takes_pxat(&pf.target_version),
                 });
                 let scanner = Scanner {
