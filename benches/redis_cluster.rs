@@ -121,6 +121,9 @@ fn main() {
             "seeded {n} keys (60% strings, 40% hash/list/set/zset, half with TTLs) in {:.1} s",
             t.elapsed().as_secs_f64()
         );
+        // One untimed copy first, so the first turn's baseline does not read
+        // a source whose tables are still settling after the seed.
+        cutover_copy(&state, &url(single_src.port), &url(single_dst.port), &[&single_src, &single_dst]);
         let (mut one, mut into, mut between) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..repeat {
             flush(&[single_dst.port]).await;
@@ -139,6 +142,21 @@ fn main() {
             let r = cutover_copy(&state, &cluster_url(&a_ports), &cluster_url(&b_ports), &servers);
             assert_eq!(dbsize(&b_ports).await, n);
             between.push(r);
+        }
+        // Turn by turn against the baseline of the same turn too: the
+        // machine's speed drifts over a run.
+        let turns = |v: &[Run], of: fn(&Run) -> f64| -> String {
+            let mut r: Vec<f64> = v.iter().zip(&one).map(|(c, b)| of(c) / of(b)).collect();
+            let shown: Vec<String> = r.iter().map(|x| format!("{x:.2}")).collect();
+            r.sort_by(f64::total_cmp);
+            format!("{} (median {:.2}×)", shown.join(", "), r[r.len() / 2])
+        };
+        for (name, v) in [("single → 3-shard cluster", &into), ("3-shard → 3-shard cluster", &between)] {
+            println!(
+                "{name}, turn by turn against the baseline: keys/s {}; keys/CPUs {}",
+                turns(v, Run::keys_per_s),
+                turns(v, Run::keys_per_cpu_s)
+            );
         }
         let cases = [
             ("single → single (baseline)", median(one)),

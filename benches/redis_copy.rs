@@ -349,6 +349,13 @@ fn main() {
         seconds.push(format!("MIGRATE: {}", all(&theirs)));
         seconds.push(format!("redis-cli --pipe: {}", all(&ceiling)));
         println!("seconds (the median counts): {}", seconds.join("; "));
+        // The machine's speed drifts over a run (this VM's ceiling went from
+        // 3.7 s to 2.6 s within one): each row's share of the ceiling is also
+        // taken turn by turn, against the ceiling of the same turn.
+        let shares: Vec<Vec<f64>> = ours
+            .iter()
+            .map(|v| v.iter().zip(&ceiling).map(|(r, c)| r.keys_per_s() / c.keys_per_s()).collect())
+            .collect();
         runs.extend(ours.into_iter().map(median));
         // The Python baselines take minutes a million keys: REDIS_BENCH_PYTHON=0 leaves them out.
         let with_python = std::env::var("REDIS_BENCH_PYTHON").map_or(true, |v| v != "0");
@@ -383,11 +390,16 @@ fn main() {
             );
         }
         let ceiling = runs.last().unwrap().keys_per_s();
-        for (r, rss) in runs[..rows.len()].iter().zip(&rss_kib) {
+        for ((r, rss), shares) in runs[..rows.len()].iter().zip(&rss_kib).zip(&shares) {
+            let mut sorted = shares.clone();
+            sorted.sort_by(f64::total_cmp);
+            let turns: Vec<String> = shares.iter().map(|s| format!("{s:.2}")).collect();
             println!(
-                "{} = {:.2}× the ceiling; cutover's own CPU {:.2} s = {:.2} µs per key; peak RSS {:.1} MB",
+                "{} = {:.2}× the ceiling (turn by turn: {}; median {:.2}×); cutover's own CPU {:.2} s = {:.2} µs per key; peak RSS {:.1} MB",
                 r.name,
                 r.keys_per_s() / ceiling,
+                turns.join(", "),
+                sorted[sorted.len() / 2],
                 r.cpu.unwrap_or(0.0),
                 r.cpu.unwrap_or(0.0) * 1e6 / r.scanned as f64,
                 *rss as f64 / 1024.0

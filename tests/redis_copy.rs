@@ -478,8 +478,9 @@ async fn no_size_check_dumps_every_key_whole_without_asking_its_size() {
     assert_eq!(memory_usage_calls(&mut s).await, 0, "no size asked");
     assert_identical(&mut s, &mut d, &keys).await;
     assert!(err.contains("no size check: every key DUMPed whole"), "{err}");
-    let intent = audit_stages(&state).into_iter().filter(|l| l["stage"] == "intent").last().unwrap();
-    assert!(intent["after"]["chunk_threshold"].is_null(), "{intent}");
+    let intents: Vec<serde_json::Value> = audit_stages(&state).into_iter().filter(|l| l["stage"] == "intent").collect();
+    let thresholds: Vec<&serde_json::Value> = intents.iter().map(|l| &l["after"]["chunk_threshold"]).collect();
+    assert_eq!(thresholds, [&serde_json::json!(1048576), &serde_json::Value::Null], "{intents:?}");
 
     let (code, _, err) = run(
         &state,
