@@ -22,7 +22,7 @@
 //! REDIS_BENCH_REPEAT the turns (default 3), REDIS_BENCH_PYTHON=0 leaves the
 //! Python baselines out (for 10,000,000 keys: they would take hours), and
 //! REDIS_BENCH_TRY="FLAGS" adds a row: the default copy with those flags
-//! (a NAME=VALUE word goes into its environment).
+//! (leading NAME=VALUE words go into its environment).
 
 #[path = "common/seed.rs"]
 mod seed;
@@ -181,20 +181,20 @@ fn pipe_load(stream: &Path, port: u16, target_pid: u32, keys: u64) -> Run {
     let cli = cutover::sandbox::process::find_executable("redis-cli", "CUTOVER_REDIS_CLI")
         .expect("redis-cli not found on PATH; it comes with redis-server (apt-get install redis-server redis-tools)");
     let target_before = cpu_seconds(target_pid);
+    // Its output into a file: a pipe read only at the end could fill and
+    // stall it (it prints each error reply).
+    let out_path = stream.with_extension("out");
     let t = Instant::now();
-    let mut child = std::process::Command::new(cli)
+    let child = std::process::Command::new(cli)
         .args(["-h", "127.0.0.1", "-p", &port.to_string(), "--pipe"])
         .stdin(std::fs::File::open(stream).unwrap())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(std::fs::File::options().append(true).open(&out_path).unwrap())
         .spawn()
         .unwrap();
-    let mut out = String::new();
-    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut out).unwrap();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut out).unwrap();
     let (ok, cpu, _) = wait_with_usage(child);
     let seconds = t.elapsed().as_secs_f64();
-    assert!(ok, "redis-cli --pipe: {out}");
+    assert!(ok, "redis-cli --pipe: {}", std::fs::read_to_string(&out_path).unwrap_or_default());
     let servers_cpu = Some((0.0, cpu_seconds(target_pid) - target_before));
     Run { name: CEILING, copied: keys, scanned: keys, seconds, cpu: Some(cpu), servers_cpu }
 }
@@ -231,10 +231,11 @@ fn rows() -> Vec<Row> {
         .collect();
     if let Ok(flags) = std::env::var("REDIS_BENCH_TRY") {
         let name = Box::leak(format!("cutover redis copy (default: fail) {flags}").into_boxed_str());
-        let (env, extra): (Vec<&str>, Vec<&str>) =
-            flags.split_whitespace().partition(|w| !w.starts_with('-') && w.contains('='));
-        let env = env.iter().filter_map(|w| w.split_once('=')).map(|(k, v)| (k.into(), v.into())).collect();
-        let extra = extra.into_iter().map(str::to_string).collect();
+        // Leading NAME=VALUE words are the environment; the rest are flags.
+        let words: Vec<&str> = flags.split_whitespace().collect();
+        let n = words.iter().take_while(|w| !w.starts_with('-') && w.contains('=')).count();
+        let env = words[..n].iter().filter_map(|w| w.split_once('=')).map(|(k, v)| (k.into(), v.into())).collect();
+        let extra = words[n..].iter().map(|w| w.to_string()).collect();
         rows.push(Row { name, on_conflict: "fail", mode: "auto", extra, env });
     }
     rows
@@ -253,14 +254,16 @@ fn cutover_copy(state: &Path, from: &str, to: &str, pids: (u32, u32), row: &Row)
         .args(extra)
         .envs(env.iter().map(|(k, v)| (k, v)))
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
+        // Its progress lines go to a file, shown if it fails.
+        .stderr(std::fs::File::create(state.with_extension("stderr")).unwrap())
         .spawn()
         .unwrap();
     let mut stdout = String::new();
     std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut stdout).unwrap();
     let (ok, cpu, rss_kib) = wait_with_usage(child);
     let seconds = t.elapsed().as_secs_f64();
-    assert!(ok, "cutover redis copy failed: {stdout:?}");
+    let stderr = || std::fs::read_to_string(state.with_extension("stderr")).unwrap_or_default();
+    assert!(ok, "cutover redis copy ({name}) failed: {stdout:?} {}", stderr());
     let report: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
     let run = Run {
         name,

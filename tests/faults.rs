@@ -49,7 +49,10 @@ async fn throttling_keeps_values_live_or_honestly_stale_and_the_call_count_bound
     let calls = partial;
     proxy.abort();
     assert!(counts.throttled.load(Ordering::SeqCst) > 0, "the proxy throttled");
+    // A client allowed one attempt only would fail here.
     assert_eq!(counts.throttled_last_attempts.load(Ordering::SeqCst), 0, "every throttled call had a retry left");
+    let (throttled, retries) = (counts.throttled.load(Ordering::SeqCst), counts.retries.load(Ordering::SeqCst));
+    assert!(retries >= throttled, "each of the {throttled} throttled calls was retried ({retries} retries)");
     assert_eq!(counts.seen.load(Ordering::SeqCst), calls, "every attempt counted, retries included");
     assert!(calls <= baseline * 2, "retries stay bounded: {calls} calls vs {baseline} unthrottled");
     let st = &s.state;
@@ -84,8 +87,8 @@ async fn throttling_keeps_values_live_or_honestly_stale_and_the_call_count_bound
     proxy.abort();
     let calls = clients.calls.total() - before_calls;
     assert_eq!(counts.throttled.load(Ordering::SeqCst) - before_throttled, calls, "every request was throttled");
-    // The proxy reads the SDK's attempt header: this is what makes the first
-    // part's count of zero mean something.
+    // The proxy reads the SDK's attempt header (else the first part's count
+    // of zero and its retries would be zero whatever the SDK did).
     assert!(counts.throttled_last_attempts.load(Ordering::SeqCst) > 0, "calls ran out of attempts");
     assert!(calls <= baseline * 2, "backoff bounds the calls: {calls} vs {baseline} unthrottled");
     let st = &session.state;

@@ -101,10 +101,11 @@ pub struct CopyArgs {
     #[arg(long, default_value_t = 32 << 20)]
     pub chunk_threshold: u64,
     /// DUMP every key whole, without asking its size (MEMORY USAGE) first:
-    /// about a third less work for the source. Only for a source with no big
-    /// key: a big key's DUMP blocks the source while it is serialised and
-    /// is held whole in memory. Look before the window (`redis-cli
-    /// --memkeys`, on a replica).
+    /// about a third less work for the source. Only for a source of small
+    /// keys: a big key's DUMP blocks the source while it is serialised, and
+    /// cutover holds every batch's values whole (--scan-count keys times
+    /// --pipeline batches, with no 8 MB cap). Look before the window
+    /// (`redis-cli --memkeys`, on a replica).
     #[arg(long, conflicts_with = "chunk_threshold")]
     pub no_size_check: bool,
     /// Batches in flight at once.
@@ -399,7 +400,8 @@ fn run_copy(a: CopyArgs, g: &GlobalArgs) -> Result<u8, Failure> {
         let before = serde_json::json!({"target_keys": pf.target_keys, "target_expiring": pf.target_expiring});
         let plan = serde_json::json!({
             "source_keys": pf.source_keys, "match": opts.pattern, "on_conflict": opts.on_conflict.name(),
-            "mode": pf.mode, "resume": opts.resume.is_some(), "chunk_threshold": opts.chunk_threshold,
+            "mode": pf.mode, "resume": opts.resume.is_some(),
+            "size_check": opts.chunk_threshold.is_some(), "chunk_threshold": opts.chunk_threshold,
         });
         log.append(&line(Stage::Intent, before.clone(), plan, what.clone()))
             .map_err(|e| Failure { status: 1, message: format!("{e}; nothing was written") })?;

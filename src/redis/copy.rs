@@ -1,5 +1,5 @@
-//! The copy: SCAN the source (COUNT, rate limit), per batch MEMORY USAGE,
-//! then PTTL + DUMP pipelined, then RESTORE … ABSTTL pipelined on the
+//! The copy: SCAN the source (COUNT, rate limit), MEMORY USAGE of each key
+//! of a batch (unless `--no-size-check`), then PTTL + DUMP pipelined, then RESTORE … ABSTTL pipelined on the
 //! target; at most `pipeline` batches in flight. Big keys, and every key in
 //! `types` mode, are rebuilt in chunks under a temporary name and renamed.
 
@@ -408,7 +408,8 @@ struct Ctx {
     conflict_is_error: bool,
     chunk_threshold: u64,
     target_rdb: Option<u16>,
-    /// The source refused MEMORY USAGE once; every key is DUMPed.
+    /// No MEMORY USAGE: the source refused it once, or the copy was told
+    /// not to ask (`chunk_threshold: None`); every key is DUMPed whole.
     no_memory_usage: AtomicBool,
     /// The target takes `SET … PXAT` (Redis 6.2 and later).
     target_pxat: bool,
@@ -614,13 +615,13 @@ impl Ctx {
         // more (2.0–2.2 µs a key) than pipelined (1.7–1.8). In
         // benches/redis_copy.rs it is about 30% of the source's CPU; a
         // person who has looked (`--no-size-check`) may spare it.
-        let mut p = redis::Pipeline::with_capacity(keys.len());
-        for k in &keys {
-            p.add_command(key_cmd(&["MEMORY", "USAGE"], k));
-        }
         let sizes: Vec<Option<u64>> = if self.no_memory_usage.load(Ordering::Relaxed) {
             vec![Some(0); keys.len()]
         } else {
+            let mut p = redis::Pipeline::with_capacity(keys.len());
+            for k in &keys {
+                p.add_command(key_cmd(&["MEMORY", "USAGE"], k));
+            }
             match p.query_async(&mut src).await {
                 Ok(s) => s,
                 // A server (or ACL) without MEMORY USAGE: no big-key detection.

@@ -56,7 +56,8 @@ use super::cloudwatch::Handling;
 pub struct AwsFaults {
     pub seen: AtomicU64,
     pub throttled: AtomicU64,
-    /// Every `every`-th request is throttled; 0 lets every request through.
+    /// Every `every`-th request (every `every`-th first attempt, with
+    /// `retries_pass`) is throttled; 0 lets every request through.
     pub every: AtomicU64,
     /// Only first attempts (the SDK's `amz-sdk-request: attempt=1`) count
     /// toward `every`, and a retry always goes through: throttling the SDK's
@@ -64,9 +65,12 @@ pub struct AwsFaults {
     /// again, and three in a row reach the caller.
     pub retries_pass: AtomicBool,
     first_attempts: AtomicU64,
-    /// Requests throttled on the last attempt their `amz-sdk-request` allows:
-    /// calls whose throttling error reached the caller.
+    /// Requests throttled on the last attempt their `amz-sdk-request` allows
+    /// (calls that then fail; an SDK whose retry budget ran out gives up
+    /// sooner, unseen here).
     pub throttled_last_attempts: AtomicU64,
+    /// Requests that are a retry (`attempt` above 1).
+    pub retries: AtomicU64,
     /// GetChange says PENDING until this many milliseconds after the change
     /// was accepted (AWS: usually under 60 s); 0 answers as moto does.
     pub pending_ms: AtomicU64,
@@ -569,6 +573,9 @@ async fn forward(State(p): State<Arc<Proxy>>, req: Request) -> Response {
     let n = p.counts.seen.fetch_add(1, Ordering::SeqCst) + 1;
     let every = p.counts.every.load(Ordering::SeqCst);
     let (attempt, max_attempts) = attempt_of(&parts.headers);
+    if attempt > 1 {
+        p.counts.retries.fetch_add(1, Ordering::SeqCst);
+    }
     let n = if p.counts.retries_pass.load(Ordering::SeqCst) {
         if attempt > 1 { 0 } else { p.counts.first_attempts.fetch_add(1, Ordering::SeqCst) + 1 }
     } else {
