@@ -35,6 +35,13 @@ async fn conn(url: &str) -> MultiplexedConnection {
     c.get_multiplexed_async_connection_with_config(&cfg).await.unwrap()
 }
 
+/// A source and a target server in `dir`, and a connection to each.
+async fn source_and_target(dir: &Path) -> (Srv, Srv, MultiplexedConnection, MultiplexedConnection) {
+    let (src, dst) = (server(dir, "src").await, server(dir, "dst").await);
+    let (s, d) = (conn(&src.url).await, conn(&dst.url).await);
+    (src, dst, s, d)
+}
+
 fn ep(role: &'static str, url: &str) -> Endpoint {
     Endpoint::parse(role, url, None, None).unwrap()
 }
@@ -207,8 +214,7 @@ async fn every_type_with_and_without_ttl_arrives_identical_in_both_modes() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_batched_type_path_hands_keys_past_one_read_to_the_chunked_path() {
     let dir = tempfile::tempdir().unwrap();
-    let (src, dst) = (server(dir.path(), "src").await, server(dir.path(), "dst").await);
-    let (mut s, mut d) = (conn(&src.url).await, conn(&dst.url).await);
+    let (src, dst, mut s, mut d) = source_and_target(dir.path()).await;
     let mut keys = Vec::new();
     let mut p = redis::pipe();
     for (i, len) in [0usize, 1, 8191, 8192, 20_000].into_iter().enumerate() {
@@ -274,8 +280,7 @@ async fn the_batched_type_path_hands_keys_past_one_read_to_the_chunked_path() {
 #[tokio::test(flavor = "multi_thread")]
 async fn keys_expiring_in_flight_are_skipped_and_counted_and_match_is_honoured() {
     let dir = tempfile::tempdir().unwrap();
-    let (src, dst) = (server(dir.path(), "src").await, server(dir.path(), "dst").await);
-    let (mut s, mut d) = (conn(&src.url).await, conn(&dst.url).await);
+    let (src, dst, mut s, mut d) = source_and_target(dir.path()).await;
     for mode in [Mode::Dump, Mode::Types] {
         let _: () = redis::cmd("FLUSHALL").query_async(&mut d).await.unwrap();
         let mut p = redis::pipe();
@@ -310,8 +315,7 @@ async fn keys_expiring_in_flight_are_skipped_and_counted_and_match_is_honoured()
 #[tokio::test(flavor = "multi_thread")]
 async fn each_conflict_policy() {
     let dir = tempfile::tempdir().unwrap();
-    let (src, dst) = (server(dir.path(), "src").await, server(dir.path(), "dst").await);
-    let (mut s, mut d) = (conn(&src.url).await, conn(&dst.url).await);
+    let (src, dst, mut s, mut d) = source_and_target(dir.path()).await;
     for i in 0..500 {
         let _: () = s.set(format!("k{i}"), format!("src{i}")).await.unwrap();
     }
@@ -390,8 +394,7 @@ fn audit_stages(state: &Path) -> Vec<serde_json::Value> {
 async fn the_cli_gates_every_write_and_audits_it() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
-    let (src, dst) = (server(dir.path(), "src").await, server(dir.path(), "dst").await);
-    let (mut s, mut d) = (conn(&src.url).await, conn(&dst.url).await);
+    let (src, dst, mut s, mut d) = source_and_target(dir.path()).await;
     seed_all_types(&mut s, "k", 20, None).await;
     let _: () = d.set("k:string:3", "target's own").await.unwrap();
     let (from, to) = (src.url.as_str(), dst.url.as_str());
@@ -450,8 +453,7 @@ async fn memory_usage_calls(c: &mut MultiplexedConnection) -> u64 {
 async fn no_size_check_dumps_every_key_whole_without_asking_its_size() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
-    let (src, dst) = (server(dir.path(), "src").await, server(dir.path(), "dst").await);
-    let (mut s, mut d) = (conn(&src.url).await, conn(&dst.url).await);
+    let (src, dst, mut s, mut d) = source_and_target(dir.path()).await;
     let mut keys = seed_all_types(&mut s, "k", 20, Some(600_000)).await;
     let _: () = s.set("big", "x".repeat(3 << 20)).await.unwrap();
     keys.push("big".into());
@@ -494,8 +496,7 @@ async fn no_size_check_dumps_every_key_whole_without_asking_its_size() {
 async fn bad_input_is_one_line_exit_2_and_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
-    let (src, dst) = (server(dir.path(), "src").await, server(dir.path(), "dst").await);
-    let (mut s, mut d) = (conn(&src.url).await, conn(&dst.url).await);
+    let (src, dst, mut s, mut d) = source_and_target(dir.path()).await;
     let _: () = s.set("a", 1).await.unwrap();
     let _: () =
         redis::cmd("CONFIG").arg("SET").arg("requirepass").arg("hunter2-secret").query_async(&mut d).await.unwrap();
@@ -565,8 +566,7 @@ async fn a_killed_copy_resumes_without_copying_everything_again() {
     const N: u64 = 20_000;
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
-    let (src, dst) = (server(dir.path(), "src").await, server(dir.path(), "dst").await);
-    let (mut s, mut d) = (conn(&src.url).await, conn(&dst.url).await);
+    let (src, dst, mut s, mut d) = source_and_target(dir.path()).await;
     // Every type, half of the keys with a TTL.
     seed_all_types(&mut s, "plain", (N / 12) as usize, None).await;
     seed_all_types(&mut s, "ttl", (N / 12) as usize, Some(600_000)).await;
@@ -626,8 +626,7 @@ async fn a_killed_copy_resumes_without_copying_everything_again() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_50_mb_string_and_a_hash_of_a_million_fields_copy_in_chunks() {
     let dir = tempfile::tempdir().unwrap();
-    let (src, dst) = (server(dir.path(), "src").await, server(dir.path(), "dst").await);
-    let (mut s, mut d) = (conn(&src.url).await, conn(&dst.url).await);
+    let (src, dst, mut s, mut d) = source_and_target(dir.path()).await;
     let chunk: Vec<u8> = (0..1 << 20).map(|i: u32| (i % 251) as u8).collect();
     let mut p = redis::pipe();
     for i in 0..50u8 {
@@ -679,8 +678,7 @@ async fn a_50_mb_string_and_a_hash_of_a_million_fields_copy_in_chunks() {
 async fn verify_finds_a_missing_key_a_wrong_value_a_wrong_type_and_a_wrong_ttl() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
-    let (src, dst) = (server(dir.path(), "src").await, server(dir.path(), "dst").await);
-    let (mut s, mut d) = (conn(&src.url).await, conn(&dst.url).await);
+    let (src, dst, mut s, mut d) = source_and_target(dir.path()).await;
     seed_all_types(&mut s, "k", 10, Some(300_000)).await;
     seed_all_types(&mut s, "p", 10, None).await;
     copy_with(&options(&src.url, &dst.url)).await.unwrap();
@@ -856,8 +854,7 @@ async fn tls_and_auth_with_the_password_never_shown() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_key_appearing_on_the_target_stops_a_fail_copy_without_the_precheck() {
     let dir = tempfile::tempdir().unwrap();
-    let (src, dst) = (server(dir.path(), "src").await, server(dir.path(), "dst").await);
-    let (mut s, mut d) = (conn(&src.url).await, conn(&dst.url).await);
+    let (src, dst, mut s, mut d) = source_and_target(dir.path()).await;
     let keys = seed_all_types(&mut s, "a", 40, Some(600_000)).await;
     for mode in [Mode::Dump, Mode::Types] {
         let _: () = redis::cmd("FLUSHALL").query_async(&mut d).await.unwrap();
@@ -895,8 +892,7 @@ async fn a_key_appearing_on_the_target_stops_a_fail_copy_without_the_precheck() 
 async fn an_empty_target_skips_the_precheck_and_a_key_written_mid_copy_still_stops_it() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
-    let (src, dst) = (server(dir.path(), "src").await, server(dir.path(), "dst").await);
-    let (mut s, mut d) = (conn(&src.url).await, conn(&dst.url).await);
+    let (src, dst, mut s, mut d) = source_and_target(dir.path()).await;
     let mut p = redis::pipe();
     for i in 0..2000 {
         p.cmd("SET").arg(format!("k{i}")).arg(i).ignore();
@@ -942,8 +938,7 @@ async fn ctrl_c_stops_after_the_batches_in_flight_and_says_how_to_resume() {
     const N: u64 = 10_000;
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
-    let (src, dst) = (server(dir.path(), "src").await, server(dir.path(), "dst").await);
-    let (mut s, mut d) = (conn(&src.url).await, conn(&dst.url).await);
+    let (src, dst, mut s, mut d) = source_and_target(dir.path()).await;
     seed_all_types(&mut s, "c", (N / 6) as usize, Some(600_000)).await;
     let n = dbsize(&mut s).await;
     let args = ["redis", "copy", "--from", &src.url, "--to", &dst.url, "--yes", "--scan-count", "50"];
@@ -1187,8 +1182,7 @@ async fn sigkill_at_20_points_of_a_copy_then_resume_ends_identical() {
     const RATE: u64 = 6_000;
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
-    let (src, dst) = (server(dir.path(), "src").await, server(dir.path(), "dst").await);
-    let (mut s, mut d) = (conn(&src.url).await, conn(&dst.url).await);
+    let (src, dst, mut s, mut d) = source_and_target(dir.path()).await;
     seed_all_types(&mut s, "plain", (N / 12) as usize, None).await;
     seed_all_types(&mut s, "ttl", (N / 12) as usize, Some(600_000)).await;
     let rate = RATE.to_string();
