@@ -1,8 +1,8 @@
 //! The copy: SCAN the source (COUNT, rate limit), MEMORY USAGE of each key
 //! of a batch (unless `--no-size-check`), then PTTL + DUMP pipelined, then
 //! RESTORE … ABSTTL pipelined on the target; at most `pipeline` batches in
-//! flight. Big keys, and every key in
-//! `types` mode, are rebuilt in chunks under a temporary name and renamed.
+//! flight. Big keys, and every key in `types` mode, are rebuilt in chunks
+//! under a temporary name and renamed.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
