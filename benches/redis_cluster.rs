@@ -10,11 +10,14 @@
 
 #[path = "common/seed.rs"]
 mod seed;
+#[path = "common/turns.rs"]
+mod turns;
 #[path = "common/usage.rs"]
 mod usage;
 use seed::seed;
 use std::path::Path;
 use std::time::{Duration, Instant};
+use turns::turn_by_turn;
 use usage::{cpu_seconds, wait_with_usage};
 
 use cutover::sandbox::process::{ChildProcess, start_cluster, start_redis};
@@ -146,10 +149,7 @@ fn main() {
         // Turn by turn against the baseline of the same turn too: the
         // machine's speed drifts over a run.
         let turns = |v: &[Run], of: fn(&Run) -> f64| -> String {
-            let mut r: Vec<f64> = v.iter().zip(&one).map(|(c, b)| of(c) / of(b)).collect();
-            let shown: Vec<String> = r.iter().map(|x| format!("{x:.2}")).collect();
-            r.sort_by(f64::total_cmp);
-            format!("{} (median {:.2}×)", shown.join(", "), r[r.len() / 2])
+            turn_by_turn(&v.iter().zip(&one).map(|(c, b)| of(c) / of(b)).collect::<Vec<f64>>())
         };
         for (name, v) in [("single → 3-shard cluster", &into), ("3-shard → 3-shard cluster", &between)] {
             println!(

@@ -26,11 +26,14 @@
 
 #[path = "common/seed.rs"]
 mod seed;
+#[path = "common/turns.rs"]
+mod turns;
 #[path = "common/usage.rs"]
 mod usage;
 use seed::seed;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+use turns::turn_by_turn;
 use usage::{cpu_seconds, wait_with_usage};
 
 use cutover::sandbox::process::start_redis;
@@ -394,15 +397,11 @@ fn main() {
         }
         let ceiling = runs.last().unwrap().keys_per_s();
         for ((r, rss), shares) in runs[..rows.len()].iter().zip(&rss_kib).zip(&shares) {
-            let mut sorted = shares.clone();
-            sorted.sort_by(f64::total_cmp);
-            let turns: Vec<String> = shares.iter().map(|s| format!("{s:.2}")).collect();
             println!(
-                "{} = {:.2}× the ceiling (turn by turn: {}; median {:.2}×); cutover's own CPU {:.2} s = {:.2} µs per key; peak RSS {:.1} MB",
+                "{} = {:.2}× the ceiling, turn by turn {}; cutover's own CPU {:.2} s = {:.2} µs per key; peak RSS {:.1} MB",
                 r.name,
                 r.keys_per_s() / ceiling,
-                turns.join(", "),
-                sorted[sorted.len() / 2],
+                turn_by_turn(shares),
                 r.cpu.unwrap_or(0.0),
                 r.cpu.unwrap_or(0.0) * 1e6 / r.scanned as f64,
                 *rss as f64 / 1024.0
