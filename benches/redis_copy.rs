@@ -22,7 +22,8 @@
 //! REDIS_BENCH_REPEAT the turns (default 3), REDIS_BENCH_PYTHON=0 leaves the
 //! Python baselines out (for 10,000,000 keys: they would take hours), and
 //! REDIS_BENCH_TRY="FLAGS" adds a row: the default copy with those flags
-//! (leading NAME=VALUE words go into its environment).
+//! (leading NAME=VALUE words go into its environment); `;` between flag
+//! sets adds a row for each.
 
 #[path = "common/seed.rs"]
 mod seed;
@@ -223,7 +224,8 @@ struct Row {
 }
 
 /// CUTOVER_ROWS, and with REDIS_BENCH_TRY="FLAGS" one more: the default
-/// copy with those flags (say `--pipeline 8`), timed in turn with the others.
+/// copy with those flags (say `--pipeline 8`), timed in turn with the others;
+/// several rows apart with `;`.
 fn rows() -> Vec<Row> {
     let mut rows: Vec<Row> = CUTOVER_ROWS
         .iter()
@@ -232,7 +234,9 @@ fn rows() -> Vec<Row> {
             Row { name, on_conflict, mode, extra, env: Vec::new() }
         })
         .collect();
-    if let Ok(flags) = std::env::var("REDIS_BENCH_TRY") {
+    // Rows apart with `;`: REDIS_BENCH_TRY="--scan-count 2000; --scan-count 5000".
+    let tries = std::env::var("REDIS_BENCH_TRY").unwrap_or_default();
+    for flags in tries.split(';').map(str::trim).filter(|f| !f.is_empty()) {
         let name = Box::leak(format!("cutover redis copy (default: fail) {flags}").into_boxed_str());
         // Leading NAME=VALUE words are the environment; the rest are flags.
         let words: Vec<&str> = flags.split_whitespace().collect();

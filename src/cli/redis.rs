@@ -426,7 +426,7 @@ fn run_copy(a: CopyArgs, g: &GlobalArgs) -> Result<u8, Failure> {
         if after_counts.is_none() && opts.to.sentinel().is_some() {
             // The master moved during the copy: count on the new one.
             if let Ok(mut c) = opts.to.connect().await {
-                after_counts = copy::key_counts(&opts.to, &mut c).await.ok();
+                after_counts = crate::redis::query::key_counts(&opts.to, &mut c).await.ok();
             }
         }
         let after = |report: serde_json::Value| {
@@ -457,6 +457,12 @@ fn run_copy(a: CopyArgs, g: &GlobalArgs) -> Result<u8, Failure> {
                     println!("{rj}");
                 } else {
                     println!("{summary}");
+                    if t.seen_twice > 0 {
+                        println!(
+                            "{} keys came twice from SCAN (it may, while the source rehashes) and were already on the target as on the source",
+                            t.seen_twice
+                        );
+                    }
                     for f in &r.followed {
                         println!("{f}");
                     }

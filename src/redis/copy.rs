@@ -16,7 +16,9 @@ use serde::Serialize;
 use super::checkpoint::{self, Checkpoint, ShardPlace};
 use super::cluster::{self, Cluster, Shard};
 use super::progress::{CopyProgress, Counters};
+use super::query::{key_counts, on_target, q, qp, short};
 use super::url::Endpoint;
+use super::verify;
 use super::{Expiry, Mode, OnConflict};
 
 pub type ScanHook = Arc<dyn Fn(&[Vec<u8>]) + Send + Sync>;
@@ -196,68 +198,11 @@ impl Conns {
     }
 }
 
-/// Commands that each touch one key, on the target: pipelined to one server,
-/// or per shard of a cluster (all shards at once).
-pub(super) async fn on_target<K: AsRef<[u8]>>(
-    to: &Endpoint,
-    dst: &MultiplexedConnection,
-    cluster: Option<&Cluster>,
-    cmds: Vec<(K, redis::Cmd)>,
-) -> Result<Vec<Value>, String> {
-    match cluster {
-        Some(cl) => {
-            let routed: Vec<(u16, redis::Cmd)> =
-                cmds.into_iter().map(|(k, c)| (cluster::key_slot(k.as_ref()), c)).collect();
-            cl.run(routed).await
-        }
-        None => {
-            let mut p = redis::Pipeline::with_capacity(cmds.len());
-            p.ignore_errors();
-            for (_, c) in cmds {
-                p.add_command(c);
-            }
-            qp(to, &mut dst.clone(), &p).await
-        }
-    }
-}
-
-/// A command on `e`; errors name the endpoint, redacted and scrubbed.
-pub(super) async fn q<T: redis::FromRedisValue>(
-    e: &Endpoint,
-    c: &mut MultiplexedConnection,
-    cmd: &redis::Cmd,
-) -> Result<T, String> {
-    cmd.query_async(c).await.map_err(|err| format!("{} {}: {}", e.role, e.redacted(), e.scrub(&err.to_string())))
-}
-
-/// As `q`, for a pipeline.
-pub(super) async fn qp<T: redis::FromRedisValue>(
-    e: &Endpoint,
-    c: &mut MultiplexedConnection,
-    p: &redis::Pipeline,
-) -> Result<T, String> {
-    p.query_async(c).await.map_err(|err| format!("{} {}: {}", e.role, e.redacted(), short(&e.scrub(&err.to_string()))))
-}
-
-/// A pipeline's error lists every failed command: keep the start.
-pub(crate) fn short(s: &str) -> String {
-    match s.char_indices().nth(300) {
-        Some((i, _)) => format!("{}…", &s[..i]),
-        None => s.to_string(),
-    }
-}
-
 /// (redis_version, run_id) from `INFO server`.
 async fn server_info(e: &Endpoint, c: &mut MultiplexedConnection) -> Result<(String, String), String> {
     let info: String = q(e, c, redis::cmd("INFO").arg("server")).await?;
     let field = |f: &str| super::info_field(&info, f).unwrap_or("?").to_string();
     Ok((field("redis_version"), field("run_id")))
-}
-
-/// (keys, expiring keys) of the endpoint's database.
-pub async fn key_counts(e: &Endpoint, c: &mut MultiplexedConnection) -> Result<(u64, u64), String> {
-    let info: String = q(e, c, redis::cmd("INFO").arg("keyspace")).await?;
-    Ok(super::keyspace(&info, e.db()))
 }
 
 /// Connects to `e`; a cluster (a `redis+cluster://` URL, or a node that
@@ -525,6 +470,11 @@ impl Kind {
 /// Most DUMP payload bytes one group of a batch asks for at once.
 const GROUP_BYTES: u64 = 8 << 20;
 
+/// How far apart the source's and the target's PTTL of one key, read at
+/// once, may be for the target's key to be this copy's (it wrote the
+/// expiry read earlier, placed within half that read's round trip).
+const SAME_EXPIRY_MS: u64 = 2_000;
+
 /// Splits keys (by size, in order) into runs of at most `budget` bytes; a
 /// key bigger than the budget is a run of its own.
 fn group_sizes(sizes: &[u64], budget: u64) -> Vec<usize> {
@@ -569,6 +519,8 @@ enum Outcome {
     Copied(u64),
     Expired,
     Conflict,
+    /// Returned by SCAN again, and already on the target as on the source.
+    SeenTwice,
 }
 
 impl Counters {
@@ -580,6 +532,7 @@ impl Counters {
             }
             Outcome::Expired => self.skipped_expired += 1,
             Outcome::Conflict => self.skipped_conflict += 1,
+            Outcome::SeenTwice => self.seen_twice += 1,
         }
     }
 }
@@ -721,10 +674,13 @@ impl Ctx {
         }
         if !sent.is_empty() {
             let results = on_target(&self.to, &self.dst, self.dst_cluster.as_deref(), restore).await?;
+            // Keys the target had, under `fail`: told apart below.
+            let mut busy: Vec<&[u8]> = Vec::new();
             for ((i, len), r) in sent.into_iter().zip(results) {
                 let k = &keys[i];
                 match r {
-                    Value::ServerError(e) if e.code() == "BUSYKEY" => c.count(&self.conflict(k)?),
+                    Value::ServerError(e) if e.code() == "BUSYKEY" && self.conflict_is_error => busy.push(k),
+                    Value::ServerError(e) if e.code() == "BUSYKEY" => c.count(&Outcome::Conflict),
                     Value::ServerError(e) => {
                         return Err(format!(
                             "RESTORE {} on the target failed: {}",
@@ -735,8 +691,46 @@ impl Ctx {
                     _ => c.count(&Outcome::Copied(len)),
                 }
             }
+            if !busy.is_empty() {
+                let held = self.held_as_on_source(&busy).await?;
+                for (k, held) in busy.into_iter().zip(held) {
+                    c.count(&if held { Outcome::SeenTwice } else { self.conflict(k)? });
+                }
+            }
         }
         Ok(())
+    }
+
+    /// Whether the target holds each key as the source has it: the same
+    /// type and value (the same DUMP payload, or failing that the same
+    /// members: a set's DUMP lists them in its table's order) and the same
+    /// expiry, within `SAME_EXPIRY_MS`. SCAN may return a key twice (while
+    /// the source's table is rehashed; the SCAN documentation leaves
+    /// duplicates to the client), and the second RESTORE then meets the key
+    /// this copy wrote: that is no conflict. Any difference is one, so a key
+    /// another writer put on the target still stops a `fail` copy.
+    async fn held_as_on_source(&self, keys: &[&[u8]]) -> Result<Vec<bool>, String> {
+        let (mut src, mut probing) = (self.src.clone(), self.src.clone());
+        let (on_source, on_target) = tokio::try_join!(
+            verify::probe(&self.from, &mut probing, keys),
+            verify::probe_target(&self.to, &self.dst, self.dst_cluster.as_deref(), keys)
+        )?;
+        let mut held = Vec::with_capacity(keys.len());
+        for ((k, (kind, pttl, dump)), (t_kind, t_pttl, t_dump)) in keys.iter().zip(on_source).zip(on_target) {
+            let same = kind != "none"
+                && kind == t_kind
+                && verify::ttl_ok(pttl, t_pttl, SAME_EXPIRY_MS)
+                && (dump == t_dump || {
+                    let mut dst = match &self.dst_cluster {
+                        Some(cl) => cl.node_for(cluster::key_slot(k)).await?,
+                        None => self.dst.clone(),
+                    };
+                    verify::logical(&self.from, &mut src, k, &kind).await?
+                        == verify::logical(&self.to, &mut dst, k, &t_kind).await?
+                });
+            held.push(same);
+        }
+        Ok(held)
     }
 
     /// The type-by-type path for a whole batch, in three pipelines: TYPE +

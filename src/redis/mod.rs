@@ -6,6 +6,7 @@ pub mod checkpoint;
 pub mod cluster;
 pub mod copy;
 pub mod progress;
+pub mod query;
 pub mod url;
 pub mod verify;
 

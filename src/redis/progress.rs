@@ -18,6 +18,11 @@ pub struct Counters {
     pub bytes: u64,
     /// Keys copied type by type in chunks (big keys, or a format the target cannot read).
     pub chunked: u64,
+    /// Keys SCAN returned again (it may, while the source's table is
+    /// rehashed) that the target already held as the source has them:
+    /// this copy wrote them the first time.
+    #[serde(default)]
+    pub seen_twice: u64,
 }
 
 impl Counters {
@@ -28,11 +33,12 @@ impl Counters {
         self.skipped_conflict += o.skipped_conflict;
         self.bytes += o.bytes;
         self.chunked += o.chunked;
+        self.seen_twice += o.seen_twice;
     }
 
-    /// Keys dealt with (copied or skipped).
+    /// Keys dealt with (copied, skipped, or seen again).
     pub fn done(&self) -> u64 {
-        self.copied + self.skipped_expired + self.skipped_conflict
+        self.copied + self.skipped_expired + self.skipped_conflict + self.seen_twice
     }
 }
 

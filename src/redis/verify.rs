@@ -9,7 +9,7 @@ use serde::Serialize;
 use std::sync::Arc;
 
 use super::cluster::{self, Cluster};
-use super::copy::{q, qp};
+use super::query::{key_counts, on_target, q, qp};
 use super::url::Endpoint;
 
 pub struct VerifyOptions {
@@ -116,7 +116,7 @@ async fn counts(
     scan_count: usize,
 ) -> Result<(u64, u64), String> {
     let Some(p) = pattern else {
-        let (keys, expiring) = super::copy::key_counts(e, c).await?;
+        let (keys, expiring) = key_counts(e, c).await?;
         return Ok((keys, keys.saturating_sub(expiring)));
     };
     let (mut all, mut persistent, mut cursor) = (0, 0, 0u64);
@@ -140,7 +140,12 @@ async fn counts(
 }
 
 /// The value of a key in a comparable form (sets and hashes sorted).
-async fn logical(e: &Endpoint, c: &mut MultiplexedConnection, key: &[u8], kind: &str) -> Result<Value, String> {
+pub(super) async fn logical(
+    e: &Endpoint,
+    c: &mut MultiplexedConnection,
+    key: &[u8],
+    kind: &str,
+) -> Result<Value, String> {
     let sorted = |mut v: Vec<Vec<u8>>| {
         v.sort();
         Value::Array(v.into_iter().map(Value::BulkString).collect())
@@ -170,28 +175,34 @@ struct Sides {
 }
 
 /// TYPE, PTTL, DUMP of every key, pipelined.
-async fn probe(
+pub(super) async fn probe<K: AsRef<[u8]>>(
     e: &Endpoint,
     c: &mut MultiplexedConnection,
-    keys: &[Vec<u8>],
+    keys: &[K],
 ) -> Result<Vec<(String, i64, Value)>, String> {
     let mut p = redis::pipe();
     for k in keys {
+        let k = k.as_ref();
         p.cmd("TYPE").arg(k).cmd("PTTL").arg(k).cmd("DUMP").arg(k);
     }
     qp(e, c, &p).await
 }
 
 /// As `probe`, on the target (routed by slot in a cluster).
-async fn probe_target(sides: &Sides, keys: &[Vec<u8>]) -> Result<Vec<(String, i64, Value)>, String> {
-    let Some(cl) = &sides.dst_cluster else { return probe(&sides.to, &mut sides.dst.clone(), keys).await };
+pub(super) async fn probe_target<K: AsRef<[u8]>>(
+    to: &Endpoint,
+    dst: &MultiplexedConnection,
+    cluster: Option<&Cluster>,
+    keys: &[K],
+) -> Result<Vec<(String, i64, Value)>, String> {
+    let Some(cl) = cluster else { return probe(to, &mut dst.clone(), keys).await };
     let mut cmds = Vec::with_capacity(keys.len() * 3);
     for k in keys {
         for c in ["TYPE", "PTTL", "DUMP"] {
-            cmds.push((k.clone(), redis::cmd(c).arg(k).clone()));
+            cmds.push((k.as_ref(), redis::cmd(c).arg(k.as_ref()).clone()));
         }
     }
-    let replies = super::copy::on_target(&sides.to, &sides.dst, Some(cl), cmds).await?;
+    let replies = on_target(to, dst, Some(cl), cmds).await?;
     replies
         .chunks(3)
         .map(|r| {
@@ -209,7 +220,10 @@ impl Sides {
         keys: Vec<Vec<u8>>,
         report: &mut VerifyReport,
     ) -> Result<(), String> {
-        let (s, t) = tokio::try_join!(probe(&self.from, &mut src, &keys), probe_target(self, &keys))?;
+        let (s, t) = tokio::try_join!(
+            probe(&self.from, &mut src, &keys),
+            probe_target(&self.to, &self.dst, self.dst_cluster.as_deref(), &keys)
+        )?;
         for ((key, (sk, sttl, sdump)), (tk, tttl, tdump)) in keys.iter().zip(s).zip(t) {
             if sk == "none" {
                 report.vanished += 1;

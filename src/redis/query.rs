@@ -1,0 +1,66 @@
+//! Commands on one Redis endpoint, whose errors name it (redacted, with
+//! secrets scrubbed), and per-key commands on a target that may be a
+//! cluster. Shared by the copy and the verify.
+
+use redis::Value;
+use redis::aio::MultiplexedConnection;
+
+use super::cluster::{self, Cluster};
+use super::url::Endpoint;
+
+/// Commands that each touch one key, on the target: pipelined to one server,
+/// or per shard of a cluster (all shards at once).
+pub async fn on_target<K: AsRef<[u8]>>(
+    to: &Endpoint,
+    dst: &MultiplexedConnection,
+    cluster: Option<&Cluster>,
+    cmds: Vec<(K, redis::Cmd)>,
+) -> Result<Vec<Value>, String> {
+    match cluster {
+        Some(cl) => {
+            let routed: Vec<(u16, redis::Cmd)> =
+                cmds.into_iter().map(|(k, c)| (cluster::key_slot(k.as_ref()), c)).collect();
+            cl.run(routed).await
+        }
+        None => {
+            let mut p = redis::Pipeline::with_capacity(cmds.len());
+            p.ignore_errors();
+            for (_, c) in cmds {
+                p.add_command(c);
+            }
+            qp(to, &mut dst.clone(), &p).await
+        }
+    }
+}
+
+/// A command on `e`; errors name the endpoint, redacted and scrubbed.
+pub async fn q<T: redis::FromRedisValue>(
+    e: &Endpoint,
+    c: &mut MultiplexedConnection,
+    cmd: &redis::Cmd,
+) -> Result<T, String> {
+    cmd.query_async(c).await.map_err(|err| format!("{} {}: {}", e.role, e.redacted(), e.scrub(&err.to_string())))
+}
+
+/// As `q`, for a pipeline.
+pub async fn qp<T: redis::FromRedisValue>(
+    e: &Endpoint,
+    c: &mut MultiplexedConnection,
+    p: &redis::Pipeline,
+) -> Result<T, String> {
+    p.query_async(c).await.map_err(|err| format!("{} {}: {}", e.role, e.redacted(), short(&e.scrub(&err.to_string()))))
+}
+
+/// A pipeline's error lists every failed command: keep the start.
+pub fn short(s: &str) -> String {
+    match s.char_indices().nth(300) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_string(),
+    }
+}
+
+/// (keys, expiring keys) of the endpoint's database.
+pub async fn key_counts(e: &Endpoint, c: &mut MultiplexedConnection) -> Result<(u64, u64), String> {
+    let info: String = q(e, c, redis::cmd("INFO").arg("keyspace")).await?;
+    Ok(super::keyspace(&info, e.db()))
+}
