@@ -471,9 +471,19 @@ impl Kind {
 const GROUP_BYTES: u64 = 8 << 20;
 
 /// How far apart the source's and the target's PTTL of one key, read at
-/// once, may be for the target's key to be this copy's (it wrote the
-/// expiry read earlier, placed within half that read's round trip).
+/// once, may be for the two to be one expiry: this copy wrote the expiry it
+/// read earlier, placed within half that read's round trip, as an absolute
+/// time by this machine's clock (a target whose clock is further off than
+/// this shows another expiry, and the copy stops: fail closed).
 const SAME_EXPIRY_MS: u64 = 2_000;
+
+/// A DUMP payload ends with the RDB version (2 bytes) and a CRC64 (8).
+const DUMP_FOOTER: usize = 10;
+
+/// Largest set, hash or zset (by DUMP payload) read member by member to
+/// tell whether the target holds it as the source does; a bigger one whose
+/// payloads differ counts as a conflict rather than be read whole.
+const COMPARE_MEMBERS_BYTES: u64 = 1 << 20;
 
 /// Splits keys (by size, in order) into runs of at most `budget` bytes; a
 /// key bigger than the budget is a run of its own.
@@ -694,7 +704,11 @@ impl Ctx {
             if !busy.is_empty() {
                 let held = self.held_as_on_source(&busy).await?;
                 for (k, held) in busy.into_iter().zip(held) {
-                    c.count(&if held { Outcome::SeenTwice } else { self.conflict(k)? });
+                    c.count(&match held {
+                        Some(true) => Outcome::SeenTwice,
+                        Some(false) => self.conflict(k)?,
+                        None => Outcome::Expired,
+                    });
                 }
             }
         }
@@ -702,25 +716,56 @@ impl Ctx {
     }
 
     /// Whether the target holds each key as the source has it: the same
-    /// type and value (the same DUMP payload, or failing that the same
-    /// members: a set's DUMP lists them in its table's order) and the same
-    /// expiry, within `SAME_EXPIRY_MS`. SCAN may return a key twice (while
-    /// the source's table is rehashed; the SCAN documentation leaves
-    /// duplicates to the client), and the second RESTORE then meets the key
-    /// this copy wrote: that is no conflict. Any difference is one, so a key
-    /// another writer put on the target still stops a `fail` copy.
-    async fn held_as_on_source(&self, keys: &[&[u8]]) -> Result<Vec<bool>, String> {
-        let (mut src, mut probing) = (self.src.clone(), self.src.clone());
-        let (on_source, on_target) = tokio::try_join!(
-            verify::probe(&self.from, &mut probing, keys),
+    /// type, the same expiry (within `SAME_EXPIRY_MS`) and the same value:
+    /// the same DUMP payload without its footer (the RDB version and CRC
+    /// differ between versions), or for a set, hash or zset of at most
+    /// `COMPARE_MEMBERS_BYTES` the same members (their DUMP lists them in
+    /// the order of a table seeded per process). SCAN may return a key
+    /// twice (while the source's table is resized; the SCAN documentation
+    /// leaves duplicates to the client), and the second RESTORE then meets
+    /// the key this copy wrote. Such a key, and one another writer put
+    /// there exactly as the source has it, is no conflict: nothing on the
+    /// target differs. Any difference is one. `None`: the key is gone from
+    /// both sides (it expired).
+    async fn held_as_on_source(&self, keys: &[&[u8]]) -> Result<Vec<Option<bool>>, String> {
+        let mut src = self.src.clone();
+        let (on_src, on_dst) = tokio::try_join!(
+            verify::probe(&self.from, &mut src, keys),
             verify::probe_target(&self.to, &self.dst, self.dst_cluster.as_deref(), keys)
         )?;
+        if on_src.len() != keys.len() || on_dst.len() != keys.len() {
+            return Err(format!(
+                "{} keys met on the target, but {} answers from the source and {} from the target",
+                keys.len(),
+                on_src.len(),
+                on_dst.len()
+            ));
+        }
+        let body = |v: &Value| match v {
+            Value::BulkString(b) if b.len() >= DUMP_FOOTER => Some(b.len()),
+            _ => None,
+        };
         let mut held = Vec::with_capacity(keys.len());
-        for ((k, (kind, pttl, dump)), (t_kind, t_pttl, t_dump)) in keys.iter().zip(on_source).zip(on_target) {
-            let same = kind != "none"
-                && kind == t_kind
-                && verify::ttl_ok(pttl, t_pttl, SAME_EXPIRY_MS)
-                && (dump == t_dump || {
+        for ((k, (kind, pttl, dump)), (t_kind, t_pttl, t_dump)) in keys.iter().zip(on_src).zip(on_dst) {
+            if kind == "none" && t_kind == "none" {
+                held.push(None);
+                continue;
+            }
+            if kind == "none" || kind != t_kind || !verify::ttl_ok(pttl, t_pttl, SAME_EXPIRY_MS) {
+                held.push(Some(false));
+                continue;
+            }
+            let (Some(a), Some(b), Value::BulkString(x), Value::BulkString(y)) =
+                (body(&dump), body(&t_dump), &dump, &t_dump)
+            else {
+                held.push(Some(false));
+                continue;
+            };
+            let same_payload = x[..a - DUMP_FOOTER] == y[..b - DUMP_FOOTER];
+            let members_may_differ_in_order =
+                ["set", "hash", "zset"].contains(&kind.as_str()) && (a.max(b) as u64) <= COMPARE_MEMBERS_BYTES;
+            let same = same_payload
+                || (members_may_differ_in_order && {
                     let mut dst = match &self.dst_cluster {
                         Some(cl) => cl.node_for(cluster::key_slot(k)).await?,
                         None => self.dst.clone(),
@@ -728,7 +773,7 @@ impl Ctx {
                     verify::logical(&self.from, &mut src, k, &kind).await?
                         == verify::logical(&self.to, &mut dst, k, &t_kind).await?
                 });
-            held.push(same);
+            held.push(Some(same));
         }
         Ok(held)
     }

@@ -10,7 +10,7 @@ use super::url::Endpoint;
 
 /// Commands that each touch one key, on the target: pipelined to one server,
 /// or per shard of a cluster (all shards at once).
-pub async fn on_target<K: AsRef<[u8]>>(
+pub(crate) async fn on_target<K: AsRef<[u8]>>(
     to: &Endpoint,
     dst: &MultiplexedConnection,
     cluster: Option<&Cluster>,
@@ -34,7 +34,7 @@ pub async fn on_target<K: AsRef<[u8]>>(
 }
 
 /// A command on `e`; errors name the endpoint, redacted and scrubbed.
-pub async fn q<T: redis::FromRedisValue>(
+pub(crate) async fn q<T: redis::FromRedisValue>(
     e: &Endpoint,
     c: &mut MultiplexedConnection,
     cmd: &redis::Cmd,
@@ -43,7 +43,7 @@ pub async fn q<T: redis::FromRedisValue>(
 }
 
 /// As `q`, for a pipeline.
-pub async fn qp<T: redis::FromRedisValue>(
+pub(crate) async fn qp<T: redis::FromRedisValue>(
     e: &Endpoint,
     c: &mut MultiplexedConnection,
     p: &redis::Pipeline,
@@ -52,7 +52,7 @@ pub async fn qp<T: redis::FromRedisValue>(
 }
 
 /// A pipeline's error lists every failed command: keep the start.
-pub fn short(s: &str) -> String {
+pub(crate) fn short(s: &str) -> String {
     match s.char_indices().nth(300) {
         Some((i, _)) => format!("{}…", &s[..i]),
         None => s.to_string(),
