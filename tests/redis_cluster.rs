@@ -1000,6 +1000,60 @@ async fn move_slot(slot: u16, from: u16, to: u16, ports: &[u16]) {
     }
 }
 
+/// The primary that holds slot `slot`'s keys.
+async fn holder_of(slot: u16, ports: &[u16]) -> u16 {
+    for p in ports {
+        let n: u64 =
+            redis::cmd("CLUSTER").arg("COUNTKEYSINSLOT").arg(slot).query_async(&mut conn_at(*p).await).await.unwrap();
+        if n > 0 {
+            return *p;
+        }
+    }
+    panic!("no primary holds slot {slot}'s keys");
+}
+
+/// A slot moved to another shard and back while a copy was stopped leaves
+/// the slot map as it was; the primaries' config epochs, kept in the
+/// checkpoint, show it, and the resume scans every shard again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slot_moved_and_back_while_a_copy_out_of_a_cluster_was_stopped_makes_its_resume_scan_every_shard() {
+    const N: u64 = 6_000;
+    let OutOfCluster { dir: _dir, state, c, dst: _dst, dst_url } = out_of_cluster("stopped", false).await;
+    let mut d = conn(&dst_url).await;
+    c.seed_half_expiring("s", N).await;
+    let ports = c.primary_ports().await;
+    let slot: u16 =
+        redis::cmd("CLUSTER").arg("KEYSLOT").arg("s:0").query_async(&mut conn_at(ports[0]).await).await.unwrap();
+    let home = holder_of(slot, &ports).await;
+    let away = *ports.iter().find(|p| **p != home).unwrap();
+
+    let url = c.url();
+    let args = ["redis", "copy", "--from", &url, "--to", &dst_url, "--yes", "--scan-count", "50"];
+    let mut child = KillOnDrop(Some(cutover(&state, &[&args[..], &["--rate", "600"]].concat()).spawn().unwrap()));
+    reshard_wait(&state, &mut child, N / 10).await;
+    let mut p = child.take();
+    p.kill().unwrap();
+    p.wait().unwrap();
+    let cp = checkpoint(&state).expect("a checkpoint");
+    let shards = cp["shards"].as_array().unwrap();
+    assert!(shards.iter().all(|s| s["config_epoch"].as_u64().is_some()), "each shard's epoch is kept: {cp}");
+    assert!(shards.iter().any(|s| s["cursor"].as_u64().unwrap() > 0), "the scan had begun: {cp}");
+
+    move_slot(slot, home, away, &ports).await;
+    move_slot(slot, away, home, &ports).await;
+    let (code, out, err) = run(&state, &[&args[..], &["--resume"]].concat());
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        err.contains(
+            "slots moved between the source cluster's shards since the checkpoint, though its slot map looks as before"
+        ) && err.contains(&format!("127.0.0.1:{home} (config epoch ")),
+        "{err}"
+    );
+    assert!(err.contains("every shard's scan starts over"), "{err}");
+    assert!(err.contains("resuming 3 shards (0 already scanned;"), "{err}");
+    finished_whole(&state, &mut d, &url, &dst_url, N).await;
+}
+
 /// A slot moved to another shard and back while the copy (or a verify)
 /// scanned leaves the slot map as it was; the primaries' config epochs show
 /// it. The slot holds a key, so the scan may well have missed it.
@@ -1015,21 +1069,7 @@ async fn a_slot_moved_and_moved_back_during_a_copy_or_a_verify_out_of_a_cluster_
     let ports = c.primary_ports().await;
     let mut any = conn_at(ports[0]).await;
     let slot: u16 = redis::cmd("CLUSTER").arg("KEYSLOT").arg("b:0").query_async(&mut any).await.unwrap();
-    let owner = |ports: Vec<u16>| async move {
-        for p in ports {
-            let n: u64 = redis::cmd("CLUSTER")
-                .arg("COUNTKEYSINSLOT")
-                .arg(slot)
-                .query_async(&mut conn_at(p).await)
-                .await
-                .unwrap();
-            if n > 0 {
-                return p;
-            }
-        }
-        panic!("no primary holds slot {slot}'s keys");
-    };
-    let home = owner(ports.clone()).await;
+    let home = holder_of(slot, &ports).await;
     let away = *ports.iter().find(|p| **p != home).unwrap();
     let there_and_back = || {
         let ports = ports.clone();

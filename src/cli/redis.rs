@@ -338,9 +338,7 @@ fn run_copy(a: CopyArgs, g: &GlobalArgs) -> Result<u8, Failure> {
             eprintln!("{n}");
         }
         if let Some(cp) = opts.resume.as_ref().filter(|_| !pf.source_shards.is_empty()) {
-            let now: Vec<(String, String)> =
-                pf.source_shards.iter().map(|s| (s.slots.clone(), s.run_id.clone())).collect();
-            let (places, why) = checkpoint::resume_shards(&cp.shards, &now);
+            let (places, why) = checkpoint::resume_shards(&cp.shards, &pf.source_shards);
             for w in &why {
                 eprintln!("{w}");
             }

@@ -43,28 +43,66 @@ pub struct ShardPlace {
     pub cursor: u64,
     /// Scanned to the end.
     pub done: bool,
+    /// Its primary's config epoch when the copy that saved this began. A
+    /// slot that comes to a shard bumps it, so slots that moved and came
+    /// back while no copy ran still show. `None` in older checkpoints.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_epoch: Option<u64>,
 }
 
-/// Where each shard of a cluster source starts again: `(slots, run_id)` as
-/// found now, in order. A shard whose primary changed (`run_id`) starts
-/// over alone; if the shards themselves changed (a resharding), every shard
-/// starts over, since a moved slot may sit behind another shard's cursor.
-pub fn resume_shards(saved: &[ShardPlace], now: &[(String, String)]) -> (Vec<(u64, bool)>, Vec<String>) {
-    let same_layout = saved.len() == now.len() && now.iter().all(|(slots, _)| saved.iter().any(|p| &p.slots == slots));
+/// One shard of a cluster source as a copy's preflight found it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ShardRun {
+    pub slots: String,
+    pub primary: String,
+    /// The node scanned: the primary, or a replica with `--from-replicas`.
+    pub read_on: String,
+    /// `read_on`'s `run_id`.
+    pub run_id: String,
+    /// The primary's config epoch: it changes when a slot comes to it.
+    pub config_epoch: u64,
+}
+
+/// Where each shard of a cluster source starts again, as found now. A shard
+/// whose scanned node changed (`run_id`: a failover) starts over alone; if
+/// the shards themselves changed (a resharding), or a shard's primary took
+/// a slot meanwhile (its config epoch moved, the node unchanged: slots that
+/// moved and came back leave the layout as it was), every shard starts
+/// over, since a moved slot may sit behind another shard's cursor.
+pub fn resume_shards(saved: &[ShardPlace], now: &[ShardRun]) -> (Vec<(u64, bool)>, Vec<String>) {
+    let same_layout = saved.len() == now.len() && now.iter().all(|n| saved.iter().any(|p| p.slots == n.slots));
     if !same_layout {
         let why = "the cluster's shards changed since the checkpoint (slots moved): every shard's scan starts over, overwriting what was copied".to_string();
+        return (vec![(0, false); now.len()], vec![why]);
+    }
+    let saved_of = |n: &ShardRun| saved.iter().find(|p| p.slots == n.slots).expect("same layout");
+    let bumped: Vec<String> = now
+        .iter()
+        .filter_map(|n| {
+            let p = saved_of(n);
+            let was = p.config_epoch?;
+            (p.run_id == n.run_id && was != n.config_epoch)
+                .then(|| format!("{} (config epoch {was} → {})", n.primary, n.config_epoch))
+        })
+        .collect();
+    if !bumped.is_empty() {
+        let why = format!(
+            "slots moved between the source cluster's shards since the checkpoint, though its slot map looks as before: these primaries took a slot meanwhile: {}; every shard's scan starts over, overwriting what was copied",
+            bumped.join(", ")
+        );
         return (vec![(0, false); now.len()], vec![why]);
     }
     let mut why = Vec::new();
     let places = now
         .iter()
-        .map(|(slots, run_id)| {
-            let p = saved.iter().find(|p| &p.slots == slots).expect("same layout");
-            if &p.run_id != run_id {
+        .map(|n| {
+            let p = saved_of(n);
+            if p.run_id != n.run_id {
                 why.push(format!(
-                    "shard {slots}: its primary changed since the checkpoint (run_id {} → {}), so its scan starts over (overwriting); the other shards resume",
+                    "shard {}: its primary changed since the checkpoint (run_id {} → {}), so its scan starts over (overwriting); the other shards resume",
+                    n.slots,
                     short(&p.run_id),
-                    short(run_id)
+                    short(&n.run_id)
                 ));
                 (0, false)
             } else {
@@ -387,33 +425,53 @@ mod tests {
             run_id: run_id.into(),
             cursor,
             done,
+            config_epoch: Some(1),
         };
         let saved = [
             place("0-5460", "aaaa", 0, true),
             place("5461-10922", "bbbb", 77, false),
             place("10923-16383", "cccc", 9, false),
         ];
-        let now = |ids: [&str; 3]| -> Vec<(String, String)> {
+        let shard = |slots: &str, run_id: &str, config_epoch| ShardRun {
+            slots: slots.into(),
+            primary: format!("127.0.0.1:{}", 7000 + slots.len()),
+            read_on: String::new(),
+            run_id: run_id.into(),
+            config_epoch,
+        };
+        let now = |ids: [&str; 3], epochs: [u64; 3]| -> Vec<ShardRun> {
             ["0-5460", "5461-10922", "10923-16383"]
                 .iter()
                 .zip(ids)
-                .map(|(s, i)| (s.to_string(), i.to_string()))
+                .zip(epochs)
+                .map(|((s, i), e)| shard(s, i, e))
                 .collect()
         };
-        let (places, why) = resume_shards(&saved, &now(["aaaa", "bbbb", "cccc"]));
+        let (places, why) = resume_shards(&saved, &now(["aaaa", "bbbb", "cccc"], [1; 3]));
         assert_eq!(places, [(0, true), (77, false), (9, false)]);
         assert!(why.is_empty());
-        let (places, why) = resume_shards(&saved, &now(["aaaa", "ffff", "cccc"]));
+        // A failover bumps the promoted node's epoch too: that shard alone starts over.
+        let (places, why) = resume_shards(&saved, &now(["aaaa", "ffff", "cccc"], [1, 2, 1]));
         assert_eq!(places, [(0, true), (0, false), (9, false)], "only the failed-over shard starts over");
         assert_eq!(why.len(), 1);
         assert!(why[0].contains("shard 5461-10922") && why[0].contains("bbbb → ffff"), "{}", why[0]);
-        let resharded: Vec<(String, String)> = vec![
-            ("0-5000".into(), "aaaa".into()),
-            ("5001-10922".into(), "bbbb".into()),
-            ("10923-16383".into(), "cccc".into()),
-        ];
+        let resharded =
+            vec![shard("0-5000", "aaaa", 1), shard("5001-10922", "bbbb", 1), shard("10923-16383", "cccc", 1)];
         let (places, why) = resume_shards(&saved, &resharded);
         assert_eq!(places, [(0, false); 3]);
         assert!(why[0].contains("shards changed"), "{}", why[0]);
+        // Slots moved to the third shard and back: the layout is as before, its epoch is not.
+        let (places, why) = resume_shards(&saved, &now(["aaaa", "bbbb", "cccc"], [1, 1, 3]));
+        assert_eq!(places, [(0, false); 3], "every shard starts over");
+        assert_eq!(why.len(), 1);
+        assert!(
+            why[0].contains("though its slot map looks as before") && why[0].contains("(config epoch 1 → 3)"),
+            "{}",
+            why[0]
+        );
+        // A checkpoint written before epochs were kept resumes as before.
+        let old: Vec<ShardPlace> = saved.iter().cloned().map(|p| ShardPlace { config_epoch: None, ..p }).collect();
+        let (places, _) = resume_shards(&old, &now(["aaaa", "bbbb", "cccc"], [1, 1, 3]));
+        assert_eq!(places, [(0, true), (77, false), (9, false)]);
     }
 }

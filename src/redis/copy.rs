@@ -13,7 +13,7 @@ use redis::Value;
 use redis::aio::MultiplexedConnection;
 use serde::Serialize;
 
-use super::checkpoint::{self, Checkpoint, ShardPlace};
+use super::checkpoint::{self, Checkpoint, ShardPlace, ShardRun};
 use super::cluster::{self, Cluster, Shard};
 use super::progress::{CopyProgress, Counters};
 use super::query::{key_counts, on_target, q, qp, short};
@@ -75,18 +75,6 @@ pub struct Preflight {
     pub source_notes: Vec<String>,
     /// A cluster target: its shards (empty for one server).
     pub target_shards: Vec<Shard>,
-}
-
-/// One shard of a cluster source as the copy found it.
-#[derive(Debug, Clone, Serialize)]
-pub struct ShardRun {
-    pub slots: String,
-    pub primary: String,
-    /// The node scanned: the primary, or a replica with `--from-replicas`.
-    pub read_on: String,
-    pub run_id: String,
-    /// The primary's config epoch: it changes when a slot comes to it.
-    pub config_epoch: u64,
 }
 
 /// Keys of the source that the target already has.
@@ -1214,6 +1202,8 @@ struct Part {
     /// The shard's slots (empty for a single server).
     slots: String,
     run_id: String,
+    /// The shard's primary's, at the preflight (`None` for a single server).
+    config_epoch: Option<u64>,
     cursor: u64,
     done: bool,
 }
@@ -1231,15 +1221,15 @@ fn source_parts(
             conn: conns.src.clone(),
             slots: String::new(),
             run_id: pf.source_run_id.clone(),
+            config_epoch: None,
             cursor,
             done: false,
         };
         return vec![part];
     }
-    let now: Vec<(String, String)> = pf.source_shards.iter().map(|s| (s.slots.clone(), s.run_id.clone())).collect();
     let places = match resume {
-        Some(cp) => checkpoint::resume_shards(&cp.shards, &now).0,
-        None => vec![(0, false); now.len()],
+        Some(cp) => checkpoint::resume_shards(&cp.shards, &pf.source_shards).0,
+        None => vec![(0, false); pf.source_shards.len()],
     };
     nodes
         .into_iter()
@@ -1249,6 +1239,7 @@ fn source_parts(
             conn,
             slots: s.slots.clone(),
             run_id: s.run_id.clone(),
+            config_epoch: Some(s.config_epoch),
             cursor,
             done,
         })
@@ -1283,6 +1274,7 @@ fn save(opts: &CopyOptions, mode: Mode, parts: &[Part], total: Counters) -> Resu
                     run_id: p.run_id.clone(),
                     cursor: p.cursor,
                     done: p.done,
+                    config_epoch: p.config_epoch,
                 })
                 .collect()
         },
