@@ -900,6 +900,17 @@ async fn a_key_scan_returns_twice_is_no_conflict_but_another_value_or_expiry_on_
     let (src, dst, mut s, mut d) = source_and_target(dir.path()).await;
     let mut keys = seed_all_types(&mut s, "ttl", 20, Some(600_000)).await;
     keys.extend(seed_all_types(&mut s, "none", 20, None).await);
+    // Long strings, which a target with `rdbcompression no` DUMPs without
+    // LZF: one value, two payloads, as between versions or settings (the
+    // last pass below; every other key sees the same settings on both sides).
+    for i in 0..40 {
+        let k = format!("long:{i}");
+        let _: () = redis::cmd("SET").arg(&k).arg("abc".repeat(50)).query_async(&mut s).await.unwrap();
+        if i % 2 == 0 {
+            let _: () = redis::cmd("PEXPIRE").arg(&k).arg(600_000).query_async(&mut s).await.unwrap();
+        }
+        keys.push(k);
+    }
     /// How the hook writes each key of a batch to the target.
     #[derive(Clone, Copy, Debug)]
     enum Write {
@@ -911,11 +922,24 @@ async fn a_key_scan_returns_twice_is_no_conflict_but_another_value_or_expiry_on_
         /// A string with the source's expiry, whatever the source's type.
         AString,
     }
-    for write in [Write::AsTheCopy, Write::ExpiryAMinuteLater, Write::NoExpiry, Write::AnotherValue, Write::AString] {
+    let passes = [
+        (Write::AsTheCopy, None),
+        (Write::ExpiryAMinuteLater, None),
+        (Write::NoExpiry, None),
+        (Write::AnotherValue, None),
+        (Write::AString, None),
+        (Write::AsTheCopy, Some("long:*")),
+    ];
+    for (write, pattern) in passes {
         let _: () = redis::cmd("FLUSHALL").query_async(&mut d).await.unwrap();
+        let compression = if pattern.is_some() { "no" } else { "yes" };
+        let _: () =
+            redis::cmd("CONFIG").arg("SET").arg("rdbcompression").arg(compression).query_async(&mut d).await.unwrap();
         let mut o = options(&src.url, &dst.url);
         o.mode = Mode::Dump;
         o.scan_count = 20;
+        o.pattern = pattern.map(String::from);
+        let keys: Vec<String> = keys.iter().filter(|k| pattern.is_none() || k.starts_with("long:")).cloned().collect();
         let written = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
         let (seen, w, from, to) =
             (Arc::new(std::sync::atomic::AtomicUsize::new(0)), written.clone(), src.url.clone(), dst.url.clone());
@@ -975,17 +999,22 @@ async fn a_key_scan_returns_twice_is_no_conflict_but_another_value_or_expiry_on_
                 assert_eq!(dbsize(&mut d).await, keys.len() as u64);
                 assert_identical(&mut s, &mut d, &keys).await;
                 // A set's DUMP lists its members in the order of a table
-                // seeded per process: some of these needed the comparison
-                // member by member, not just the payload's.
-                let mut by_members = 0;
-                for k in written.iter().filter(|k| k.contains(":set:")) {
+                // seeded per process, and a long string's is compressed on
+                // one side only: some of each needed the comparison of
+                // contents, not just of payloads.
+                let kind = if pattern.is_some() { "long:" } else { ":set:" };
+                let mut by_contents = 0;
+                for k in written.iter().filter(|k| k.contains(kind)) {
                     let dump = |c: &MultiplexedConnection| {
                         let (mut c, k) = (c.clone(), k.clone());
                         async move { redis::cmd("DUMP").arg(&k).query_async::<Vec<u8>>(&mut c).await.unwrap() }
                     };
-                    by_members += usize::from(dump(&s).await != dump(&d).await);
+                    by_contents += usize::from(dump(&s).await != dump(&d).await);
                 }
-                assert!(by_members > 0, "no set of the batches differed in its DUMP: the test misses that path");
+                assert!(
+                    by_contents > 0,
+                    "no {kind} key of the batches differed in its DUMP: the test misses that path"
+                );
             }
             // Every key the hook wrote differs from the source's: the copy
             // stops on the first it meets.

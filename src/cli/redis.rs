@@ -457,7 +457,7 @@ fn run_copy(a: CopyArgs, g: &GlobalArgs) -> Result<u8, Failure> {
                     println!("{summary}");
                     if t.seen_twice > 0 {
                         println!(
-                            "{} keys came twice from SCAN (it may, while the source rehashes) and were already on the target as on the source",
+                            "{} keys came twice from SCAN (it may, while the source's table is resized) and were already on the target as on the source",
                             t.seen_twice
                         );
                     }

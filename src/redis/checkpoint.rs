@@ -63,46 +63,43 @@ pub struct ShardRun {
     pub config_epoch: u64,
 }
 
-/// Where each shard of a cluster source starts again, as found now. A shard
-/// whose scanned node changed (`run_id`: a failover) starts over alone; if
-/// the shards themselves changed (a resharding), or a shard's primary took
-/// a slot meanwhile (its config epoch moved, the node unchanged: slots that
-/// moved and came back leave the layout as it was), every shard starts
-/// over, since a moved slot may sit behind another shard's cursor.
+/// Where each shard of a cluster source starts again, as found now. If the
+/// shards themselves changed (a resharding), every shard starts over, since
+/// a moved slot may sit behind another shard's cursor. Otherwise a shard
+/// starts over alone when its scanned node changed (`run_id`: a failover)
+/// or its primary's config epoch moved: a primary bumps it when a slot
+/// comes to it (`redis-cli --cluster reshard` moves slots through
+/// IMPORTING), so slots that moved and came back, leaving the layout as it
+/// was, show there. Only a shard that took a slot can hold keys behind its
+/// cursor that it did not hold before; the others go on.
 pub fn resume_shards(saved: &[ShardPlace], now: &[ShardRun]) -> (Vec<(u64, bool)>, Vec<String>) {
     let same_layout = saved.len() == now.len() && now.iter().all(|n| saved.iter().any(|p| p.slots == n.slots));
     if !same_layout {
         let why = "the cluster's shards changed since the checkpoint (slots moved): every shard's scan starts over, overwriting what was copied".to_string();
         return (vec![(0, false); now.len()], vec![why]);
     }
-    let saved_of = |n: &ShardRun| saved.iter().find(|p| p.slots == n.slots).expect("same layout");
-    let bumped: Vec<String> = now
-        .iter()
-        .filter_map(|n| {
-            let p = saved_of(n);
-            let was = p.config_epoch?;
-            (p.run_id == n.run_id && was != n.config_epoch)
-                .then(|| format!("{} (config epoch {was} → {})", n.primary, n.config_epoch))
-        })
-        .collect();
-    if !bumped.is_empty() {
-        let why = format!(
-            "slots moved between the source cluster's shards since the checkpoint, though its slot map looks as before: these primaries took a slot meanwhile: {}; every shard's scan starts over, overwriting what was copied",
-            bumped.join(", ")
-        );
-        return (vec![(0, false); now.len()], vec![why]);
-    }
     let mut why = Vec::new();
+    if saved.iter().any(|p| p.config_epoch.is_none()) {
+        why.push(
+            "this checkpoint keeps no config epochs (an older cutover wrote it): slots that moved and came back since cannot be seen; if the source cluster was resharded meanwhile, start over with --restart --on-conflict replace".to_string(),
+        );
+    }
     let places = now
         .iter()
         .map(|n| {
-            let p = saved_of(n);
+            let p = saved.iter().find(|p| p.slots == n.slots).expect("same layout");
             if p.run_id != n.run_id {
                 why.push(format!(
                     "shard {}: its primary changed since the checkpoint (run_id {} → {}), so its scan starts over (overwriting); the other shards resume",
                     n.slots,
                     short(&p.run_id),
                     short(&n.run_id)
+                ));
+                (0, false)
+            } else if let Some(was) = p.config_epoch.filter(|was| *was != n.config_epoch) {
+                why.push(format!(
+                    "shard {}: its primary {} took a slot since the checkpoint (or failed over and back, or onto the replica this copy reads; config epoch {was} → {}), though the slot map may look as before, so its scan starts over (overwriting); the other shards resume",
+                    n.slots, n.primary, n.config_epoch
                 ));
                 (0, false)
             } else {
@@ -460,18 +457,19 @@ mod tests {
         let (places, why) = resume_shards(&saved, &resharded);
         assert_eq!(places, [(0, false); 3]);
         assert!(why[0].contains("shards changed"), "{}", why[0]);
-        // Slots moved to the third shard and back: the layout is as before, its epoch is not.
-        let (places, why) = resume_shards(&saved, &now(["aaaa", "bbbb", "cccc"], [1, 1, 3]));
-        assert_eq!(places, [(0, false); 3], "every shard starts over");
-        assert_eq!(why.len(), 1);
-        assert!(
-            why[0].contains("though its slot map looks as before") && why[0].contains("(config epoch 1 → 3)"),
-            "{}",
-            why[0]
-        );
-        // A checkpoint written before epochs were kept resumes as before.
+        // A slot went from the second shard to the third and back: the
+        // layout is as before, the epochs of both are not. Those two start
+        // over; the first, which took no slot, goes on.
+        let (places, why) = resume_shards(&saved, &now(["aaaa", "bbbb", "cccc"], [1, 2, 3]));
+        assert_eq!(places, [(0, true), (0, false), (0, false)]);
+        assert_eq!(why.len(), 2);
+        assert!(why[1].starts_with("shard 10923-16383: its primary 127.0.0.1:"), "{}", why[1]);
+        assert!(why[1].contains("took a slot") && why[1].contains("config epoch 1 → 3)"), "{}", why[1]);
+        // A checkpoint written before epochs were kept resumes as before, and says what it cannot see.
         let old: Vec<ShardPlace> = saved.iter().cloned().map(|p| ShardPlace { config_epoch: None, ..p }).collect();
-        let (places, _) = resume_shards(&old, &now(["aaaa", "bbbb", "cccc"], [1, 1, 3]));
+        let (places, why) = resume_shards(&old, &now(["aaaa", "bbbb", "cccc"], [1, 1, 3]));
         assert_eq!(places, [(0, true), (77, false), (9, false)]);
+        assert_eq!(why.len(), 1);
+        assert!(why[0].contains("keeps no config epochs"), "{}", why[0]);
     }
 }

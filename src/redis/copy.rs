@@ -468,10 +468,11 @@ const SAME_EXPIRY_MS: u64 = 2_000;
 /// A DUMP payload ends with the RDB version (2 bytes) and a CRC64 (8).
 const DUMP_FOOTER: usize = 10;
 
-/// Largest set, hash or zset (by DUMP payload) read member by member to
-/// tell whether the target holds it as the source does; a bigger one whose
-/// payloads differ counts as a conflict rather than be read whole.
-const COMPARE_MEMBERS_BYTES: u64 = 1 << 20;
+/// Largest key (by DUMP payload) read whole to tell whether the target
+/// holds it as the source does; a bigger one whose payloads differ counts
+/// as a conflict rather than be read whole. Streams are never read so
+/// (XRANGE leaves out their consumer groups).
+const COMPARE_VALUES_BYTES: u64 = 1 << 20;
 
 /// Splits keys (by size, in order) into runs of at most `budget` bytes; a
 /// key bigger than the budget is a run of its own.
@@ -706,15 +707,17 @@ impl Ctx {
     /// Whether the target holds each key as the source has it: the same
     /// type, the same expiry (within `SAME_EXPIRY_MS`) and the same value:
     /// the same DUMP payload without its footer (the RDB version and CRC
-    /// differ between versions), or for a set, hash or zset of at most
-    /// `COMPARE_MEMBERS_BYTES` the same members (their DUMP lists them in
-    /// the order of a table seeded per process). SCAN may return a key
-    /// twice (while the source's table is resized; the SCAN documentation
-    /// leaves duplicates to the client), and the second RESTORE then meets
-    /// the key this copy wrote. Such a key, and one another writer put
-    /// there exactly as the source has it, is no conflict: nothing on the
-    /// target differs. Any difference is one. `None`: the key is gone from
-    /// both sides (it expired).
+    /// differ between versions), or for a string, list, set, hash or zset
+    /// of at most `COMPARE_VALUES_BYTES` the same contents (a set's DUMP
+    /// lists its members in the order of a table seeded per process, and
+    /// versions and settings encode lists and strings differently). SCAN
+    /// may return a key twice (while the source's table is resized; the
+    /// SCAN documentation leaves duplicates to the client), and the second
+    /// RESTORE then meets the key this copy wrote. Such a key, and one
+    /// another writer put there exactly as the source has it, is no
+    /// conflict: nothing on the target differs. Any difference is one.
+    /// `None`: the key expired: gone from the source, and gone from the
+    /// target or about to go.
     async fn held_as_on_source(&self, keys: &[&[u8]]) -> Result<Vec<Option<bool>>, String> {
         let mut src = self.src.clone();
         let (on_src, on_dst) = tokio::try_join!(
@@ -735,11 +738,12 @@ impl Ctx {
         };
         let mut held = Vec::with_capacity(keys.len());
         for ((k, (kind, pttl, dump)), (t_kind, t_pttl, t_dump)) in keys.iter().zip(on_src).zip(on_dst) {
-            if kind == "none" && t_kind == "none" {
+            let source_gone = kind == "none" || pttl == -2;
+            if source_gone && (t_kind == "none" || (0..=SAME_EXPIRY_MS as i64).contains(&t_pttl)) {
                 held.push(None);
                 continue;
             }
-            if kind == "none" || kind != t_kind || !verify::ttl_ok(pttl, t_pttl, SAME_EXPIRY_MS) {
+            if source_gone || kind != t_kind || !verify::ttl_ok(pttl, t_pttl, SAME_EXPIRY_MS) {
                 held.push(Some(false));
                 continue;
             }
@@ -750,10 +754,10 @@ impl Ctx {
                 continue;
             };
             let same_payload = x[..a - DUMP_FOOTER] == y[..b - DUMP_FOOTER];
-            let members_may_differ_in_order =
-                ["set", "hash", "zset"].contains(&kind.as_str()) && (a.max(b) as u64) <= COMPARE_MEMBERS_BYTES;
+            let comparable = ["string", "list", "set", "hash", "zset"].contains(&kind.as_str())
+                && (a.max(b) as u64) <= COMPARE_VALUES_BYTES;
             let same = same_payload
-                || (members_may_differ_in_order && {
+                || (comparable && {
                     let mut dst = match &self.dst_cluster {
                         Some(cl) => cl.node_for(cluster::key_slot(k)).await?,
                         None => self.dst.clone(),
