@@ -16,7 +16,7 @@ use serde::Serialize;
 use super::checkpoint::{self, Checkpoint, ShardPlace, ShardRun};
 use super::cluster::{self, Cluster, Shard};
 use super::progress::{CopyProgress, Counters};
-use super::query::{key_counts, on_target, q, qp, short};
+use super::query::{key_counts, node_for_key, on_target, q, qp, short};
 use super::url::Endpoint;
 use super::verify;
 use super::{Expiry, Mode, OnConflict};
@@ -758,10 +758,7 @@ impl Ctx {
                 && (a.max(b) as u64) <= COMPARE_VALUES_BYTES;
             let same = same_payload
                 || (comparable && {
-                    let mut dst = match &self.dst_cluster {
-                        Some(cl) => cl.node_for(cluster::key_slot(k)).await?,
-                        None => self.dst.clone(),
-                    };
+                    let mut dst = node_for_key(&self.dst, self.dst_cluster.as_deref(), k).await?;
                     verify::logical(&self.from, &mut src, k, &kind).await?
                         == verify::logical(&self.to, &mut dst, k, &t_kind).await?
                 });
@@ -961,11 +958,7 @@ impl Ctx {
         const BYTES: u64 = TYPE_CHUNK_BYTES;
         let mut src = self.src.clone();
         // In a cluster the key and its temporary copy live on the shard owning the key's slot.
-        let dst = match &self.dst_cluster {
-            Some(cl) => cl.node_for(cluster::key_slot(key)).await?,
-            None => self.dst.clone(),
-        };
-        let (mut dst, tmp) = (dst, self.tmp_name(key));
+        let (mut dst, tmp) = (node_for_key(&self.dst, self.dst_cluster.as_deref(), key).await?, self.tmp_name(key));
         let (f, t) = (&self.from, &self.to);
         let mut p = redis::pipe();
         p.cmd("TYPE").arg(key).cmd("PTTL").arg(key);

@@ -19,8 +19,9 @@ pub struct Counters {
     /// Keys copied type by type in chunks (big keys, or a format the target cannot read).
     pub chunked: u64,
     /// Keys SCAN returned again (it may, while the source's table is
-    /// rehashed) that the target already held as the source has them:
-    /// this copy wrote them the first time.
+    /// resized) that the target already held as the source has them: this
+    /// copy wrote them the first time (or another writer wrote them the
+    /// same way; nothing on the target differs).
     #[serde(default)]
     pub seen_twice: u64,
 }

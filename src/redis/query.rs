@@ -33,6 +33,19 @@ pub(crate) async fn on_target<K: AsRef<[u8]>>(
     }
 }
 
+/// The target's connection for `key`: the node of the shard that owns its
+/// slot in a cluster, else `dst`.
+pub(crate) async fn node_for_key(
+    dst: &MultiplexedConnection,
+    cluster: Option<&Cluster>,
+    key: &[u8],
+) -> Result<MultiplexedConnection, String> {
+    match cluster {
+        Some(cl) => cl.node_for(cluster::key_slot(key)).await,
+        None => Ok(dst.clone()),
+    }
+}
+
 /// A command on `e`; errors name the endpoint, redacted and scrubbed.
 pub(crate) async fn q<T: redis::FromRedisValue>(
     e: &Endpoint,

@@ -8,8 +8,8 @@ use serde::Serialize;
 
 use std::sync::Arc;
 
-use super::cluster::{self, Cluster};
-use super::query::{key_counts, on_target, q, qp};
+use super::cluster::Cluster;
+use super::query::{key_counts, node_for_key, on_target, q, qp};
 use super::url::Endpoint;
 
 pub struct VerifyOptions {
@@ -239,12 +239,10 @@ impl Sides {
                 report.note(Difference::Type { key: name, source: sk, target: tk });
                 continue;
             }
-            let mut dst = match &self.dst_cluster {
-                Some(cl) if sdump != tdump => cl.node_for(cluster::key_slot(key)).await?,
-                _ => self.dst.clone(),
+            let same = sdump == tdump || {
+                let mut dst = node_for_key(&self.dst, self.dst_cluster.as_deref(), key).await?;
+                logical(&self.from, &mut src, key, &sk).await? == logical(&self.to, &mut dst, key, &tk).await?
             };
-            let same = sdump == tdump
-                || logical(&self.from, &mut src, key, &sk).await? == logical(&self.to, &mut dst, key, &tk).await?;
             if !same {
                 report.note(Difference::Value { key: name });
                 continue;
