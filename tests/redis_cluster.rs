@@ -46,6 +46,7 @@ fn options(from: &str, to: &str, mode: Mode) -> CopyOptions {
         resume: None,
         stop: Arc::new(AtomicBool::new(false)),
         after_scan: None,
+        run_by: Default::default(),
     }
 }
 

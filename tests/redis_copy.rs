@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::KillOnDrop;
 use common::redis_values::value_of;
-use cutover::redis::copy::{self, CopyError, CopyOptions, CopyReport};
+use cutover::redis::copy::{self, CopyError, CopyOptions, CopyReport, RunBy};
 use cutover::redis::url::Endpoint;
 use cutover::redis::verify::{self, Difference, VerifyOptions};
 use cutover::redis::{Mode, OnConflict};
@@ -63,6 +63,7 @@ fn options(from: &str, to: &str) -> CopyOptions {
         resume: None,
         stop: Arc::new(AtomicBool::new(false)),
         after_scan: None,
+        run_by: Default::default(),
     }
 }
 
@@ -850,16 +851,20 @@ async fn tls_and_auth_with_the_password_never_shown() {
 
 /// With the pre-check skipped (the CLI skips it on an empty target), a key
 /// that appears on the target between SCAN and the write still stops a
-/// `fail` copy, in both modes, naming it, and keeps the target's value.
+/// `fail` copy, in both modes, naming it, and keeps the target's value. The
+/// message says how to go on in the words of who ran the copy: a checklist
+/// action has no flags.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_key_appearing_on_the_target_stops_a_fail_copy_without_the_precheck() {
     let dir = tempfile::tempdir().unwrap();
     let (src, dst, mut s, mut d) = source_and_target(dir.path()).await;
     let keys = seed_all_types(&mut s, "a", 40, Some(600_000)).await;
-    for mode in [Mode::Dump, Mode::Types] {
+    let runs = [(Mode::Dump, RunBy::Command), (Mode::Types, RunBy::ChecklistAction)];
+    for (mode, run_by) in runs {
         let _: () = redis::cmd("FLUSHALL").query_async(&mut d).await.unwrap();
         let mut o = options(&src.url, &dst.url);
         o.mode = mode;
+        o.run_by = run_by;
         o.scan_count = 20;
         // Someone else writes the first key of the second SCAN batch to the
         // target after SCAN returned it and before the copy reads it.
@@ -881,6 +886,14 @@ async fn a_key_appearing_on_the_target_stops_a_fail_copy_without_the_precheck() 
             ))),
             "{mode:?}: {e:?}"
         );
+        let next = match run_by {
+            RunBy::Command => "stopped; rerun with --resume to continue (it overwrites), or choose --on-conflict skip",
+            RunBy::ChecklistAction => {
+                "stopped; run this checklist action again (it resumes from the checkpoint) to continue (it \
+                 overwrites), or use `cutover redis copy --on-conflict skip` (this action copies only with fail)"
+            }
+        };
+        assert!(e.message().contains(next), "{run_by:?}: {e:?}");
         assert_eq!(d.get::<_, String>(&k).await.unwrap(), "foreign", "{mode:?}: the target's key is kept");
         assert!(dbsize(&mut d).await < keys.len() as u64, "{mode:?}: stopped before the end");
     }
@@ -893,7 +906,8 @@ async fn a_key_appearing_on_the_target_stops_a_fail_copy_without_the_precheck() 
 /// every SCAN batch but the first on the target first, as this copy would
 /// have (DUMP, RESTORE with the same absolute expiry). The same key with
 /// another expiry, another value, or as another type is someone else's and
-/// still stops the copy.
+/// still stops the copy. Both paths: DUMP/RESTORE, and type by type (whose
+/// writes the target DUMPs otherwise than the source).
 #[tokio::test(flavor = "multi_thread")]
 async fn a_key_scan_returns_twice_is_no_conflict_but_another_value_or_expiry_on_the_target_still_stops_a_fail_copy() {
     let dir = tempfile::tempdir().unwrap();
@@ -930,13 +944,14 @@ async fn a_key_scan_returns_twice_is_no_conflict_but_another_value_or_expiry_on_
         (Write::AString, None),
         (Write::AsTheCopy, Some("long:*")),
     ];
-    for (write, pattern) in passes {
+    let passes = [Mode::Dump, Mode::Types].into_iter().flat_map(|m| passes.map(|(w, p)| (m, w, p)));
+    for (mode, write, pattern) in passes {
         let _: () = redis::cmd("FLUSHALL").query_async(&mut d).await.unwrap();
         let compression = if pattern.is_some() { "no" } else { "yes" };
         let _: () =
             redis::cmd("CONFIG").arg("SET").arg("rdbcompression").arg(compression).query_async(&mut d).await.unwrap();
         let mut o = options(&src.url, &dst.url);
-        o.mode = Mode::Dump;
+        o.mode = mode;
         o.scan_count = 20;
         o.pattern = pattern.map(String::from);
         let keys: Vec<String> = keys.iter().filter(|k| pattern.is_none() || k.starts_with("long:")).cloned().collect();
@@ -989,10 +1004,10 @@ async fn a_key_scan_returns_twice_is_no_conflict_but_another_value_or_expiry_on_
         }));
         let result = copy_checked(&o, false).await;
         let written = written.lock().unwrap().clone();
-        assert!(!written.is_empty(), "{write:?}: the hook wrote the batches after the first");
+        assert!(!written.is_empty(), "{mode:?} {write:?}: the hook wrote the batches after the first");
         match write {
             Write::AsTheCopy => {
-                let r = result.unwrap_or_else(|e| panic!("a key seen twice stopped the copy: {e:?}"));
+                let r = result.unwrap_or_else(|e| panic!("{mode:?}: a key seen twice stopped the copy: {e:?}"));
                 assert_eq!(r.total.seen_twice, written.len() as u64, "{r:?}");
                 assert_eq!(r.total.copied + r.total.seen_twice, keys.len() as u64, "{r:?}");
                 assert_eq!((r.total.skipped_conflict, r.total.done()), (0, keys.len() as u64), "{r:?}");
@@ -1013,7 +1028,7 @@ async fn a_key_scan_returns_twice_is_no_conflict_but_another_value_or_expiry_on_
                 }
                 assert!(
                     by_contents > 0,
-                    "no {kind} key of the batches differed in its DUMP: the test misses that path"
+                    "{mode:?}: no {kind} key of the batches differed in its DUMP: the test misses that path"
                 );
             }
             // Every key the hook wrote differs from the source's: the copy
@@ -1023,10 +1038,54 @@ async fn a_key_scan_returns_twice_is_no_conflict_but_another_value_or_expiry_on_
                 assert!(
                     matches!(&e, CopyError::Failed(m) if m.contains("appeared on the target during the copy")
                         && written.iter().any(|k| m.contains(&format!("key {k} ")))),
-                    "{write:?}: {e:?}"
+                    "{mode:?} {write:?}: {e:?}"
                 );
             }
         }
+    }
+}
+
+/// A write that finds the key on the target asks both sides its size
+/// before reading it whole: a key bigger than one group (8 MB) on the
+/// target (anyone's) is never DUMPed there, and a `fail` copy stops on it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_big_key_met_on_the_target_is_not_read_whole_and_stops_a_fail_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let (src, dst, mut s, mut d) = source_and_target(dir.path()).await;
+    let mut p = redis::pipe();
+    for i in 0..60 {
+        p.cmd("SET").arg(format!("k{i}")).arg(i).ignore();
+    }
+    let _: () = p.query_async(&mut s).await.unwrap();
+    let big = "x".repeat(9 << 20);
+    for mode in [Mode::Dump, Mode::Types] {
+        let _: () = redis::cmd("FLUSHALL").query_async(&mut d).await.unwrap();
+        let _: () = redis::cmd("CONFIG").arg("RESETSTAT").query_async(&mut d).await.unwrap();
+        let mut o = options(&src.url, &dst.url);
+        o.mode = mode;
+        o.scan_count = 20;
+        // The first key of the second batch: 9 MB on the target.
+        let written = Arc::new(std::sync::Mutex::new(None::<String>));
+        let (seen, w, to, big) =
+            (Arc::new(std::sync::atomic::AtomicUsize::new(0)), written.clone(), dst.url.clone(), big.clone());
+        o.after_scan = Some(Arc::new(move |batch: &[Vec<u8>]| {
+            if !batch.is_empty() && seen.fetch_add(1, Ordering::SeqCst) == 1 {
+                let k = String::from_utf8(batch[0].clone()).unwrap();
+                let mut c = redis::Client::open(to.as_str()).unwrap().get_connection().unwrap();
+                let _: () = redis::cmd("SET").arg(&k).arg(&big).query(&mut c).unwrap();
+                *w.lock().unwrap() = Some(k);
+            }
+        }));
+        let e = copy_checked(&o, false).await.unwrap_err();
+        let k = written.lock().unwrap().clone().expect("the hook wrote a key");
+        assert!(
+            matches!(&e, CopyError::Failed(m) if m.contains(&format!("key {k} appeared on the target during the copy"))),
+            "{mode:?}: {e:?}"
+        );
+        let stats: String = redis::cmd("INFO").arg("commandstats").query_async(&mut d).await.unwrap();
+        assert!(stats.contains("cmdstat_memory"), "{mode:?}: its size was asked: {stats}");
+        assert!(!stats.contains("cmdstat_dump"), "{mode:?}: the target DUMPed a key: {stats}");
+        assert_eq!(d.strlen::<_, u64>(&k).await.unwrap(), 9 << 20, "{mode:?}: the target's key is kept");
     }
 }
 

@@ -312,6 +312,7 @@ fn run_copy(a: CopyArgs, g: &GlobalArgs) -> Result<u8, Failure> {
         resume,
         stop: stop.clone(),
         after_scan: None,
+        run_by: copy::RunBy::Command,
     };
     rt.block_on(async {
         let (mut conns, pf) = copy::preflight(&opts).await.map_err(copy_failure)?;

@@ -812,6 +812,7 @@ async fn copy_redis(
         resume,
         stop: Default::default(),
         after_scan: None,
+        run_by: copy::RunBy::ChecklistAction,
     };
     let (mut conns, pf) = copy::preflight(&opts).await.map_err(|e| e.message().to_string())?;
     // An empty target has nothing to conflict with (as `cutover redis copy`):
@@ -836,8 +837,12 @@ async fn copy_redis(
         }
     };
     let r = copy::copy(who, &opts, conns, &pf, progress).await.map_err(|e| e.message().to_string())?;
+    let twice = match r.total.seen_twice {
+        0 => String::new(),
+        n => format!(", {n} already on the target as on the source (SCAN returned them twice)"),
+    };
     Ok(format!(
-        "copied {} keys ({} skipped as expired) in {:.1} s; {}",
+        "copied {} keys ({} skipped as expired{twice}) in {:.1} s; {}",
         r.total.copied, r.total.skipped_expired, r.seconds, pf.mode_reason
     ))
 }

@@ -573,7 +573,7 @@ impl Cluster {
             }
         }
         Err(format!(
-            "{} {}: {} commands still redirected after {MAX_REDIRECTS} tries (slots moving too fast?); rerun with --resume",
+            "{} {}: {} commands still redirected after {MAX_REDIRECTS} tries (slots moving too fast?)",
             self.endpoint.role,
             self.endpoint,
             pending.len()

@@ -53,6 +53,43 @@ pub struct CopyOptions {
     /// Called with each SCAN batch before its keys are read (tests use it
     /// to let keys expire in flight).
     pub after_scan: Option<ScanHook>,
+    /// Who runs the copy: the words a stopped copy gives for going on.
+    pub run_by: RunBy,
+}
+
+/// Who runs a copy. A stopped copy says how to go on in its words: a
+/// checklist action has no flags, and running it again is its `--resume`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RunBy {
+    #[default]
+    Command,
+    ChecklistAction,
+}
+
+impl RunBy {
+    /// How to continue from the checkpoint (overwriting from its places).
+    fn resume(self) -> &'static str {
+        match self {
+            RunBy::Command => "rerun with --resume",
+            RunBy::ChecklistAction => "run this checklist action again (it resumes from the checkpoint)",
+        }
+    }
+
+    /// What continues from the checkpoint, as the subject of a sentence.
+    fn resumer(self) -> &'static str {
+        match self {
+            RunBy::Command => "--resume",
+            RunBy::ChecklistAction => "running this checklist action again",
+        }
+    }
+
+    /// How to keep the target's keys instead.
+    fn skip(self) -> &'static str {
+        match self {
+            RunBy::Command => "choose --on-conflict skip",
+            RunBy::ChecklistAction => "use `cutover redis copy --on-conflict skip` (this action copies only with fail)",
+        }
+    }
 }
 
 /// What a copy would do, learnt without writing.
@@ -347,6 +384,7 @@ struct Ctx {
     no_memory_usage: AtomicBool,
     /// The target takes `SET … PXAT` (Redis 6.2 and later).
     target_pxat: bool,
+    run_by: RunBy,
 }
 
 /// Keys of one batch rebuilt one by one (`by_type`) at once.
@@ -465,6 +503,12 @@ const GROUP_BYTES: u64 = 8 << 20;
 /// this shows another expiry, and the copy stops: fail closed).
 const SAME_EXPIRY_MS: u64 = 2_000;
 
+/// Largest key (MEMORY USAGE, on either side) that a write found on the
+/// target and that is DUMPed on both sides to tell what it is: what one
+/// group of a batch holds. A bigger one is never read whole (its DUMP
+/// blocks its server while serialised, and the target's may be anyone's).
+const MET_KEY_READ_BYTES: u64 = GROUP_BYTES;
+
 /// A DUMP payload ends with the RDB version (2 bytes) and a CRC64 (8).
 const DUMP_FOOTER: usize = 10;
 
@@ -534,15 +578,25 @@ impl Counters {
             Outcome::SeenTwice => self.seen_twice += 1,
         }
     }
+
+    /// As `count`, for a key of the type-by-type path.
+    fn count_chunked(&mut self, o: &Outcome) {
+        if matches!(o, Outcome::Copied(_)) {
+            self.chunked += 1;
+        }
+        self.count(o);
+    }
 }
 
 impl Ctx {
     fn conflict(&self, key: &[u8]) -> Result<Outcome, String> {
         if self.conflict_is_error {
             Err(format!(
-                "key {} appeared on the target during the copy (the pre-check found none); stopped. \
-                 Rerun with --resume to continue (it overwrites), or choose --on-conflict skip",
-                super::show_key(key)
+                "key {} appeared on the target during the copy (the pre-check found none); stopped; \
+                 {} to continue (it overwrites), or {}",
+                super::show_key(key),
+                self.run_by.resume(),
+                self.run_by.skip()
             ))
         } else {
             Ok(Outcome::Conflict)
@@ -609,13 +663,14 @@ impl Ctx {
         for n in group_sizes(&sizes, GROUP_BYTES) {
             self.dump_restore(keys.by_ref().take(n).collect(), &mut c, &mut big).await?;
         }
-        for k in big {
-            let o = self.by_type(&k).await?;
-            if matches!(o, Outcome::Copied(_)) {
-                c.chunked += 1;
+        let mut met = Vec::new();
+        for k in &big {
+            match self.by_type(k).await? {
+                Outcome::Conflict => met.push(k.as_slice()),
+                o => c.count_chunked(&o),
             }
-            c.count(&o);
         }
+        self.settle_met(&met, &mut c).await?;
         Ok(c)
     }
 
@@ -673,13 +728,12 @@ impl Ctx {
         }
         if !sent.is_empty() {
             let results = on_target(&self.to, &self.dst, self.dst_cluster.as_deref(), restore).await?;
-            // Keys the target had, under `fail`: told apart below.
+            // Keys the target had: told apart below.
             let mut busy: Vec<&[u8]> = Vec::new();
             for ((i, len), r) in sent.into_iter().zip(results) {
                 let k = &keys[i];
                 match r {
-                    Value::ServerError(e) if e.code() == "BUSYKEY" && self.conflict_is_error => busy.push(k),
-                    Value::ServerError(e) if e.code() == "BUSYKEY" => c.count(&Outcome::Conflict),
+                    Value::ServerError(e) if e.code() == "BUSYKEY" => busy.push(k),
                     Value::ServerError(e) => {
                         return Err(format!(
                             "RESTORE {} on the target failed: {}",
@@ -690,16 +744,29 @@ impl Ctx {
                     _ => c.count(&Outcome::Copied(len)),
                 }
             }
-            if !busy.is_empty() {
-                let held = self.held_as_on_source(&busy).await?;
-                for (k, held) in busy.into_iter().zip(held) {
-                    c.count(&match held {
-                        Some(true) => Outcome::SeenTwice,
-                        Some(false) => self.conflict(k)?,
-                        None => Outcome::Expired,
-                    });
-                }
-            }
+            self.settle_met(&busy, c).await?;
+        }
+        Ok(())
+    }
+
+    /// Counts the keys a write found already on the target. Under `skip`
+    /// each is a conflict. Under `fail` each is looked at
+    /// (`held_as_on_source`): seen twice, expired, or else the copy stops.
+    async fn settle_met(&self, met: &[&[u8]], c: &mut Counters) -> Result<(), String> {
+        if met.is_empty() {
+            return Ok(());
+        }
+        if !self.conflict_is_error {
+            c.skipped_conflict += met.len() as u64;
+            return Ok(());
+        }
+        let held = self.held_as_on_source(met).await?;
+        for (k, held) in met.iter().zip(held) {
+            c.count(&match held {
+                Some(true) => Outcome::SeenTwice,
+                Some(false) => self.conflict(k)?,
+                None => Outcome::Expired,
+            });
         }
         Ok(())
     }
@@ -718,16 +785,24 @@ impl Ctx {
     /// conflict: nothing on the target differs. Any difference is one.
     /// `None`: the key expired: gone from the source, and gone from the
     /// target or about to go.
+    /// A key bigger than `MET_KEY_READ_BYTES` on either side, or on a side
+    /// that will not tell its size, is never read whole and differs.
     async fn held_as_on_source(&self, keys: &[&[u8]]) -> Result<Vec<Option<bool>>, String> {
+        let small = self.small_on_both(keys).await?;
+        let probed: Vec<&[u8]> = keys.iter().zip(&small).filter(|(_, s)| **s).map(|(k, _)| *k).collect();
         let mut src = self.src.clone();
-        let (on_src, on_dst) = tokio::try_join!(
-            verify::probe(&self.from, &mut src, keys),
-            verify::probe_target(&self.to, &self.dst, self.dst_cluster.as_deref(), keys)
-        )?;
-        if on_src.len() != keys.len() || on_dst.len() != keys.len() {
+        let (on_src, on_dst) = if probed.is_empty() {
+            (Vec::new(), Vec::new())
+        } else {
+            tokio::try_join!(
+                verify::probe(&self.from, &mut src, &probed),
+                verify::probe_target(&self.to, &self.dst, self.dst_cluster.as_deref(), &probed)
+            )?
+        };
+        if on_src.len() != probed.len() || on_dst.len() != probed.len() {
             return Err(format!(
                 "{} keys met on the target, but {} answers from the source and {} from the target",
-                keys.len(),
+                probed.len(),
                 on_src.len(),
                 on_dst.len()
             ));
@@ -736,8 +811,16 @@ impl Ctx {
             Value::BulkString(b) if b.len() >= DUMP_FOOTER => Some(b.len()),
             _ => None,
         };
+        let mut answers = probed.into_iter().zip(on_src.into_iter().zip(on_dst));
         let mut held = Vec::with_capacity(keys.len());
-        for ((k, (kind, pttl, dump)), (t_kind, t_pttl, t_dump)) in keys.iter().zip(on_src).zip(on_dst) {
+        for small in small {
+            if !small {
+                held.push(Some(false));
+                continue;
+            }
+            let Some((k, ((kind, pttl, dump), (t_kind, t_pttl, t_dump)))) = answers.next() else {
+                return Err("fewer answers than keys met on the target".into());
+            };
             let source_gone = kind == "none" || pttl == -2;
             if source_gone && (t_kind == "none" || (0..=SAME_EXPIRY_MS as i64).contains(&t_pttl)) {
                 held.push(None);
@@ -765,6 +848,38 @@ impl Ctx {
             held.push(Some(same));
         }
         Ok(held)
+    }
+
+    /// Whether each key is at most `MET_KEY_READ_BYTES` (MEMORY USAGE) on
+    /// the source and on the target; a key gone from a side is small there.
+    async fn small_on_both(&self, keys: &[&[u8]]) -> Result<Vec<bool>, String> {
+        let usage = |k: &[u8]| key_cmd(&["MEMORY", "USAGE"], k);
+        let mut p = redis::Pipeline::with_capacity(keys.len());
+        p.ignore_errors();
+        for k in keys {
+            p.add_command(usage(k));
+        }
+        let mut src = self.src.clone();
+        let on_target_cmds = keys.iter().map(|k| (*k, usage(k))).collect();
+        let (a, b): (Vec<Value>, Vec<Value>) = tokio::try_join!(
+            qp(&self.from, &mut src, &p),
+            on_target(&self.to, &self.dst, self.dst_cluster.as_deref(), on_target_cmds)
+        )?;
+        if a.len() != keys.len() || b.len() != keys.len() {
+            return Err(format!(
+                "{} keys met on the target, but {} sizes from the source and {} from the target",
+                keys.len(),
+                a.len(),
+                b.len()
+            ));
+        }
+        // An error (MEMORY USAGE refused) tells no size: not small.
+        let small = |v: &Value| match v {
+            Value::Nil => true,
+            Value::Int(n) => (0..=MET_KEY_READ_BYTES as i64).contains(n),
+            _ => false,
+        };
+        Ok(a.iter().zip(&b).map(|(a, b)| small(a) && small(b)).collect())
     }
 
     /// The type-by-type path for a whole batch, in three pipelines: TYPE +
@@ -909,25 +1024,27 @@ impl Ctx {
         if !leftover.is_empty() {
             on_target(&self.to, &self.dst, self.dst_cluster.as_deref(), leftover).await?;
         }
+        let mut met: Vec<&[u8]> = Vec::new();
         for (k, o) in outcomes {
-            let o = if matches!(o, Outcome::Conflict) { self.conflict(k)? } else { o };
-            if matches!(o, Outcome::Copied(_)) {
-                c.chunked += 1;
+            match o {
+                Outcome::Conflict => met.push(k),
+                o => c.count_chunked(&o),
             }
-            c.count(&o);
         }
-        let outcomes: Vec<Result<Outcome, String>> =
+        let slow: Vec<(Vec<u8>, Result<Outcome, String>)> =
             futures::stream::iter(slow.into_iter().map(|k| by_type_owned(self.clone(), k)))
                 .buffer_unordered(TYPE_PATH_KEYS_IN_FLIGHT)
                 .collect()
                 .await;
-        for o in outcomes {
-            let o = o?;
-            if matches!(o, Outcome::Copied(_)) {
-                c.chunked += 1;
+        let mut slow_met = Vec::new();
+        for (k, o) in slow {
+            match o? {
+                Outcome::Conflict => slow_met.push(k),
+                o => c.count_chunked(&o),
             }
-            c.count(&o);
         }
+        met.extend(slow_met.iter().map(Vec::as_slice));
+        self.settle_met(&met, &mut c).await?;
         Ok(c)
     }
 
@@ -969,7 +1086,7 @@ impl Ctx {
             return Ok(Outcome::Expired);
         }
         if !self.overwrite && q::<u64>(t, &mut dst, redis::cmd("EXISTS").arg(key)).await? > 0 {
-            return self.conflict(key);
+            return Ok(Outcome::Conflict);
         }
         let _: u64 = q(t, &mut dst, redis::cmd("DEL").arg(&tmp)).await?;
         let mut bytes = 0u64;
@@ -1057,7 +1174,7 @@ impl Ctx {
             Err(e) => Err(format!("{} {}: {}", t.role, t.redacted(), t.scrub(&e.to_string()))),
             Ok(Value::Int(0)) => {
                 let _: u64 = q(t, &mut dst, redis::cmd("DEL").arg(&tmp)).await?;
-                self.conflict(key)
+                Ok(Outcome::Conflict)
             }
             Ok(_) => Ok(Outcome::Copied(bytes)),
         }
@@ -1183,8 +1300,9 @@ impl Scanner {
     }
 }
 
-async fn by_type_owned(ctx: Arc<Ctx>, key: Vec<u8>) -> Result<Outcome, String> {
-    ctx.by_type(&key).await
+async fn by_type_owned(ctx: Arc<Ctx>, key: Vec<u8>) -> (Vec<u8>, Result<Outcome, String>) {
+    let o = ctx.by_type(&key).await;
+    (key, o)
 }
 
 async fn run_batch(ctx: Arc<Ctx>, r: ScanItem) -> Result<(Counters, u64), String> {
@@ -1472,6 +1590,7 @@ pub async fn copy(
                     target_rdb: super::rdb_version(&pf.target_version),
                     no_memory_usage: AtomicBool::new(opts.chunk_threshold.is_none()),
                     target_pxat: super::takes_pxat(&pf.target_version),
+                    run_by: opts.run_by,
                 });
                 let scanner = Scanner {
                     conn: p.conn.clone(),
@@ -1573,14 +1692,15 @@ pub async fn copy(
                 match change {
                     Some(SourceChange::FailedOver(moved)) => {
                         return Err(CopyError::Failed(format!(
-                            "{moved}; {copied} keys copied so far, the checkpoint keeps every shard's place: --resume \
+                            "{moved}; {copied} keys copied so far, the checkpoint keeps every shard's place: {} \
                              scans that shard again alone and the others go on from their cursors (the error: {})",
+                            opts.run_by.resumer(),
                             short(&e)
                         )));
                     }
                     Some(SourceChange::Resharded(what)) => {
                         let told = match saved {
-                            Ok(()) => resharded(&what, copied),
+                            Ok(()) => resharded(&what, copied, opts.run_by),
                             Err(why) => not_reset(&what, copied, &why),
                         };
                         return Err(CopyError::Failed(format!("{told} (the error: {})", short(&e))));
@@ -1588,7 +1708,8 @@ pub async fn copy(
                     None => {}
                 }
                 return Err(CopyError::Failed(format!(
-                    "{e}{why}; {copied} keys copied so far, the checkpoint keeps the place (--resume continues)"
+                    "{e}{why}; {copied} keys copied so far, the checkpoint keeps the place ({} continues)",
+                    opts.run_by.resumer()
                 )));
             }
         };
@@ -1637,7 +1758,7 @@ pub async fn copy(
             start_over(&mut parts);
             let total = total_of(base, &run);
             return Err(CopyError::Failed(match save(opts, pf.mode, &parts, total) {
-                Ok(()) => resharded(&what, total.copied),
+                Ok(()) => resharded(&what, total.copied, opts.run_by),
                 Err(why) => not_reset(&what, total.copied, &why),
             }));
         }
@@ -1742,12 +1863,13 @@ async fn source_change(cl: &Cluster, pf: &Preflight) -> Result<Option<SourceChan
 
 /// The message of a copy stopped by a resharding of its source; every
 /// shard's place is back at the start by then.
-fn resharded(what: &str, copied: u64) -> String {
+fn resharded(what: &str, copied: u64, run_by: RunBy) -> String {
     format!(
         "{what}. A shard's SCAN misses keys that move into it behind its cursor, so this copy may lack some: it \
          stopped ({copied} keys copied so far) and its checkpoint now starts every shard over. Once the resharding \
-         is over (`redis-cli --cluster check HOST:PORT` shows no open slot), rerun with --resume: it scans every \
-         shard again, overwriting"
+         is over (`redis-cli --cluster check HOST:PORT` shows no open slot), {}: it scans every shard again, \
+         overwriting",
+        run_by.resume()
     )
 }
 
@@ -1757,8 +1879,8 @@ fn not_reset(what: &str, copied: u64, why: &str) -> String {
     format!(
         "{what}. A shard's SCAN misses keys that move into it behind its cursor, so this copy may lack some: it \
          stopped ({copied} keys copied so far), but its checkpoint could not be set back to the start ({why}). \
-         Once the resharding is over, start over with --restart --on-conflict replace (a --resume would trust the \
-         old cursors)"
+         Once the resharding is over, start over with `cutover redis copy --restart --on-conflict replace` (a \
+         resume, or this checklist action run again, would trust the old cursors)"
     )
 }
 
