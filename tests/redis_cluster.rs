@@ -1181,7 +1181,7 @@ async fn largest_batch(to: &str, name: &str) -> usize {
     let mut o = options(&src_url, to, Mode::Auto);
     o.on_conflict = OnConflict::Replace;
     let seen = largest.clone();
-    o.after_scan = Some(Arc::new(move |keys: &[Vec<u8>]| {
+    o.after_scan = Some(Arc::new(move |keys: &mut Vec<Vec<u8>>| {
         seen.fetch_max(keys.len(), std::sync::atomic::Ordering::SeqCst);
     }));
     let r = copy_with(&o).await.unwrap();

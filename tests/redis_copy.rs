@@ -297,7 +297,7 @@ async fn keys_expiring_in_flight_are_skipped_and_counted_and_match_is_honoured()
         o.scan_count = 10_000;
         // The one SCAN batch waits until the `gone` keys have expired.
         let first = Arc::new(AtomicBool::new(true));
-        o.after_scan = Some(Arc::new(move |keys: &[Vec<u8>]| {
+        o.after_scan = Some(Arc::new(move |keys: &mut Vec<Vec<u8>>| {
             if first.swap(false, Ordering::SeqCst) {
                 assert_eq!(keys.len(), 400, "SCAN saw every user key, the expiring ones too");
                 std::thread::sleep(Duration::from_millis(700));
@@ -870,7 +870,7 @@ async fn a_key_appearing_on_the_target_stops_a_fail_copy_without_the_precheck() 
         // target after SCAN returned it and before the copy reads it.
         let written = Arc::new(std::sync::Mutex::new(None::<String>));
         let (seen, w, to) = (Arc::new(std::sync::atomic::AtomicUsize::new(0)), written.clone(), dst.url.clone());
-        o.after_scan = Some(Arc::new(move |batch: &[Vec<u8>]| {
+        o.after_scan = Some(Arc::new(move |batch: &mut Vec<Vec<u8>>| {
             if !batch.is_empty() && seen.fetch_add(1, Ordering::SeqCst) == 1 {
                 let k = String::from_utf8(batch[0].clone()).unwrap();
                 let mut c = redis::Client::open(to.as_str()).unwrap().get_connection().unwrap();
@@ -887,10 +887,14 @@ async fn a_key_appearing_on_the_target_stops_a_fail_copy_without_the_precheck() 
             "{mode:?}: {e:?}"
         );
         let next = match run_by {
-            RunBy::Command => "stopped; rerun with --resume to continue (it overwrites), or choose --on-conflict skip",
+            RunBy::Command => {
+                "stopped; rerun with --resume to continue (it overwrites), or start over with --restart \
+                 --on-conflict skip"
+            }
             RunBy::ChecklistAction => {
                 "stopped; run this checklist action again (it resumes from the checkpoint) to continue (it \
-                 overwrites), or use `cutover redis copy --on-conflict skip` (this action copies only with fail)"
+                 overwrites), or start over with `cutover redis copy --restart --on-conflict skip` (this action \
+                 copies only with fail)"
             }
         };
         assert!(e.message().contains(next), "{run_by:?}: {e:?}");
@@ -958,13 +962,13 @@ async fn a_key_scan_returns_twice_is_no_conflict_but_another_value_or_expiry_on_
         let written = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
         let (seen, w, from, to) =
             (Arc::new(std::sync::atomic::AtomicUsize::new(0)), written.clone(), src.url.clone(), dst.url.clone());
-        o.after_scan = Some(Arc::new(move |batch: &[Vec<u8>]| {
+        o.after_scan = Some(Arc::new(move |batch: &mut Vec<Vec<u8>>| {
             if batch.is_empty() || seen.fetch_add(1, Ordering::SeqCst) == 0 {
                 return;
             }
             let mut s = redis::Client::open(from.as_str()).unwrap().get_connection().unwrap();
             let mut t = redis::Client::open(to.as_str()).unwrap().get_connection().unwrap();
-            for k in batch {
+            for k in batch.iter() {
                 let (kind, pttl, payload): (String, i64, Vec<u8>) =
                     redis::pipe().cmd("TYPE").arg(k).cmd("PTTL").arg(k).cmd("DUMP").arg(k).query(&mut s).unwrap();
                 let now =
@@ -1045,9 +1049,58 @@ async fn a_key_scan_returns_twice_is_no_conflict_but_another_value_or_expiry_on_
     }
 }
 
+/// Keys SCAN returns again in the next batches, while their first copy may
+/// still be in flight (4 batches at once): each later write meets what this
+/// copy wrote, on either path (RESTORE; SET NX, a rebuilt collection, a
+/// list of 30,000 elements rebuilt in chunks). None stops a `fail` copy,
+/// each counts as seen twice, and the target ends identical: two rebuilds
+/// of the big list at once never mix under one temporary name.
+#[tokio::test(flavor = "multi_thread")]
+async fn keys_scan_returns_again_while_their_copy_is_in_flight_are_seen_twice_on_either_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let (src, dst, mut s, mut d) = source_and_target(dir.path()).await;
+    let mut keys = seed_all_types(&mut s, "ttl", 15, Some(600_000)).await;
+    keys.extend(seed_all_types(&mut s, "none", 15, None).await);
+    let items: Vec<String> = (0..30_000).map(|i| format!("item-{i}")).collect();
+    let _: () = redis::cmd("RPUSH").arg("big:list").arg(&items).query_async(&mut s).await.unwrap();
+    keys.push("big:list".into());
+    for mode in [Mode::Dump, Mode::Types] {
+        let _: () = redis::cmd("FLUSHALL").query_async(&mut d).await.unwrap();
+        let mut o = options(&src.url, &dst.url);
+        o.mode = mode;
+        o.scan_count = 10;
+        // Dump: the big list goes in chunks too.
+        o.chunk_threshold = Some(64 << 10);
+        // Each batch is followed by the next three with its keys again.
+        let earlier = Arc::new(std::sync::Mutex::new(Vec::<Vec<Vec<u8>>>::new()));
+        let (e, again) = (earlier.clone(), Arc::new(std::sync::atomic::AtomicU64::new(0)));
+        let a = again.clone();
+        o.after_scan = Some(Arc::new(move |batch: &mut Vec<Vec<u8>>| {
+            let mut e = e.lock().unwrap();
+            let fresh = batch.clone();
+            for prev in e.iter().rev().take(3) {
+                batch.extend(prev.iter().cloned());
+                a.fetch_add(prev.len() as u64, Ordering::SeqCst);
+            }
+            e.push(fresh);
+        }));
+        let r = copy_checked(&o, false).await.unwrap_or_else(|e| panic!("{mode:?}: {e:?}"));
+        let again = again.load(Ordering::SeqCst);
+        assert!(again >= 2 * keys.len() as u64, "{mode:?}: {again} keys returned again");
+        assert_eq!(
+            (r.total.copied, r.total.seen_twice, r.total.skipped_conflict, r.total.skipped_expired),
+            (keys.len() as u64, again, 0, 0),
+            "{mode:?}: {r:?}"
+        );
+        assert_eq!(dbsize(&mut d).await, keys.len() as u64, "{mode:?}: no temporary key left");
+        assert_identical(&mut s, &mut d, &keys).await;
+    }
+}
+
 /// A write that finds the key on the target asks both sides its size
 /// before reading it whole: a key bigger than one group (8 MB) on the
-/// target (anyone's) is never DUMPed there, and a `fail` copy stops on it.
+/// target (anyone's) is never DUMPed there, and a `fail` copy stops on it;
+/// so does a key of any size on a target whose ACL refuses MEMORY USAGE.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_big_key_met_on_the_target_is_not_read_whole_and_stops_a_fail_copy() {
     let dir = tempfile::tempdir().unwrap();
@@ -1057,35 +1110,81 @@ async fn a_big_key_met_on_the_target_is_not_read_whole_and_stops_a_fail_copy() {
         p.cmd("SET").arg(format!("k{i}")).arg(i).ignore();
     }
     let _: () = p.query_async(&mut s).await.unwrap();
-    let big = "x".repeat(9 << 20);
-    for mode in [Mode::Dump, Mode::Types] {
+    let _: () = redis::cmd("ACL")
+        .arg(&["SETUSER", "nomemory", "on", ">pw", "~*", "&*", "+@all", "-memory"])
+        .query_async(&mut d)
+        .await
+        .unwrap();
+    let no_memory = dst.url.replacen("redis://", "redis://nomemory:pw@", 1);
+    for (mode, refused) in [(Mode::Dump, false), (Mode::Types, false), (Mode::Dump, true)] {
+        let big = if refused { "foreign".to_string() } else { "x".repeat(9 << 20) };
         let _: () = redis::cmd("FLUSHALL").query_async(&mut d).await.unwrap();
         let _: () = redis::cmd("CONFIG").arg("RESETSTAT").query_async(&mut d).await.unwrap();
-        let mut o = options(&src.url, &dst.url);
+        let mut o = options(&src.url, if refused { &no_memory } else { &dst.url });
         o.mode = mode;
         o.scan_count = 20;
-        // The first key of the second batch: 9 MB on the target.
+        // The first key of the second batch: 9 MB on the target (or, where
+        // MEMORY USAGE is refused, a small value).
         let written = Arc::new(std::sync::Mutex::new(None::<String>));
-        let (seen, w, to, big) =
+        let (seen, w, to, value) =
             (Arc::new(std::sync::atomic::AtomicUsize::new(0)), written.clone(), dst.url.clone(), big.clone());
-        o.after_scan = Some(Arc::new(move |batch: &[Vec<u8>]| {
+        o.after_scan = Some(Arc::new(move |batch: &mut Vec<Vec<u8>>| {
             if !batch.is_empty() && seen.fetch_add(1, Ordering::SeqCst) == 1 {
                 let k = String::from_utf8(batch[0].clone()).unwrap();
                 let mut c = redis::Client::open(to.as_str()).unwrap().get_connection().unwrap();
-                let _: () = redis::cmd("SET").arg(&k).arg(&big).query(&mut c).unwrap();
+                let _: () = redis::cmd("SET").arg(&k).arg(&value).query(&mut c).unwrap();
                 *w.lock().unwrap() = Some(k);
             }
         }));
         let e = copy_checked(&o, false).await.unwrap_err();
         let k = written.lock().unwrap().clone().expect("the hook wrote a key");
         assert!(
-            matches!(&e, CopyError::Failed(m) if m.contains(&format!("key {k} appeared on the target during the copy"))),
+            matches!(&e, CopyError::Failed(m) if m.contains(&format!(
+                "key {k} is on the target, and over 8 MiB on one side or of a size a side will not tell (MEMORY \
+                 USAGE), so it was not read whole to compare: it may be this copy's own"
+            ))),
             "{mode:?}: {e:?}"
         );
         let stats: String = redis::cmd("INFO").arg("commandstats").query_async(&mut d).await.unwrap();
         assert!(stats.contains("cmdstat_memory"), "{mode:?}: its size was asked: {stats}");
         assert!(!stats.contains("cmdstat_dump"), "{mode:?}: the target DUMPed a key: {stats}");
-        assert_eq!(d.strlen::<_, u64>(&k).await.unwrap(), 9 << 20, "{mode:?}: the target's key is kept");
+        assert_eq!(d.get::<_, String>(&k).await.unwrap(), big, "{mode:?}: the target's key is kept");
+    }
+}
+
+/// A write the target refuses (here its ACL refuses RENAME and RENAMENX)
+/// stops the copy naming the key, and the keys built under temporary names
+/// go: on the batched type path and for a key rebuilt in chunks.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_write_the_target_refuses_stops_the_copy_and_leaves_no_temporary_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let (src, dst, mut s, mut d) = source_and_target(dir.path()).await;
+    let _: () = redis::cmd("ACL")
+        .arg(&["SETUSER", "norename", "on", ">pw", "~*", "&*", "+@all", "-rename", "-renamenx"])
+        .query_async(&mut d)
+        .await
+        .unwrap();
+    let no_rename = dst.url.replacen("redis://", "redis://norename:pw@", 1);
+    let mut p = redis::pipe();
+    for i in 0..30 {
+        p.cmd("RPUSH").arg(format!("list:{i}")).arg(&["a", "b", "c"]).ignore();
+    }
+    let items: Vec<String> = (0..20_000).map(|i| format!("item-{i}")).collect();
+    p.cmd("RPUSH").arg("big:list").arg(&items).ignore();
+    let _: () = p.query_async(&mut s).await.unwrap();
+    for (mode, pattern) in [(Mode::Types, "list:*"), (Mode::Dump, "big:*")] {
+        let _: () = redis::cmd("FLUSHALL").query_async(&mut d).await.unwrap();
+        let mut o = options(&src.url, &no_rename);
+        o.mode = mode;
+        o.pattern = Some(pattern.into());
+        o.chunk_threshold = Some(64 << 10);
+        let e = copy_checked(&o, false).await.unwrap_err();
+        assert!(
+            matches!(&e, CopyError::Failed(m) if m.to_lowercase().contains("noperm") && m.contains("rename")),
+            "{mode:?}: {e:?}"
+        );
+        let tmp: Vec<String> = d.keys("__cutover_tmp__*").await.unwrap();
+        assert!(tmp.is_empty(), "{mode:?}: temporary keys left: {tmp:?}");
     }
 }
 

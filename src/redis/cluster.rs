@@ -43,18 +43,18 @@ pub fn key_slot(key: &[u8]) -> u16 {
     crc16(hashed) % SLOTS as u16
 }
 
-/// A name for the temporary copy of `key` that hashes to the same slot, so
-/// the final RENAME stays on one shard.
-pub fn tmp_name(key: &[u8]) -> Vec<u8> {
+/// A name for the temporary copy of `key`, starting with `prefix`, that
+/// hashes to the same slot, so the final RENAME stays on one shard.
+pub fn tmp_name(prefix: &str, key: &[u8]) -> Vec<u8> {
     let slot = key_slot(key);
-    let mut plain = b"__cutover_tmp__:".to_vec();
+    let mut plain = format!("{prefix}:").into_bytes();
     plain.extend_from_slice(key);
     if key_slot(&plain) == slot {
         return plain;
     }
     // No hash tag in the key: give the name one that lands on its slot.
     for n in 0u32.. {
-        let mut tagged = format!("__cutover_tmp__{{{n}}}:").into_bytes();
+        let mut tagged = format!("{prefix}{{{n}}}:").into_bytes();
         tagged.extend_from_slice(key);
         if key_slot(&tagged) == slot {
             return tagged;
@@ -709,7 +709,7 @@ mod tests {
     #[test]
     fn temporary_names_share_the_key_slot() {
         for k in [&b"plain"[..], b"{tag}rest", b"a}b", b"x{}y", b"{", b"", b"\xff\x00{"] {
-            let t = tmp_name(k);
+            let t = tmp_name("__cutover_tmp__", k);
             assert_eq!(key_slot(&t), key_slot(k), "{:?}", String::from_utf8_lossy(&t));
             assert!(t.starts_with(b"__cutover_tmp__") && t.ends_with(k));
         }

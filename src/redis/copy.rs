@@ -4,6 +4,7 @@
 //! flight. Big keys, and every key in `types` mode, are rebuilt in chunks
 //! under a temporary name and renamed.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -21,7 +22,8 @@ use super::url::Endpoint;
 use super::verify;
 use super::{Expiry, Mode, OnConflict};
 
-pub type ScanHook = Arc<dyn Fn(&[Vec<u8>]) + Send + Sync>;
+/// Sees (and may change, as SCAN may return a key twice) each SCAN batch.
+pub type ScanHook = Arc<dyn Fn(&mut Vec<Vec<u8>>) + Send + Sync>;
 
 pub struct CopyOptions {
     pub from: Endpoint,
@@ -51,7 +53,7 @@ pub struct CopyOptions {
     /// Set to stop after the batches in flight (Ctrl-C).
     pub stop: Arc<AtomicBool>,
     /// Called with each SCAN batch before its keys are read (tests use it
-    /// to let keys expire in flight).
+    /// to let keys expire in flight, or to return keys twice as SCAN may).
     pub after_scan: Option<ScanHook>,
     /// Who runs the copy: the words a stopped copy gives for going on.
     pub run_by: RunBy,
@@ -83,11 +85,14 @@ impl RunBy {
         }
     }
 
-    /// How to keep the target's keys instead.
+    /// How to keep the target's keys instead (a checkpoint keeps its
+    /// policy: only a fresh start may change it).
     fn skip(self) -> &'static str {
         match self {
-            RunBy::Command => "choose --on-conflict skip",
-            RunBy::ChecklistAction => "use `cutover redis copy --on-conflict skip` (this action copies only with fail)",
+            RunBy::Command => "start over with --restart --on-conflict skip",
+            RunBy::ChecklistAction => {
+                "start over with `cutover redis copy --restart --on-conflict skip` (this action copies only with fail)"
+            }
         }
     }
 }
@@ -385,7 +390,12 @@ struct Ctx {
     /// The target takes `SET … PXAT` (Redis 6.2 and later).
     target_pxat: bool,
     run_by: RunBy,
+    /// Keys `by_type` rebuilds now, each with its turn; shared by the
+    /// shards of a cluster source (a key moving between them comes twice).
+    in_rebuild: InRebuild,
 }
+
+type InRebuild = Arc<std::sync::Mutex<HashMap<Vec<u8>, Arc<tokio::sync::Mutex<()>>>>>;
 
 /// Keys of one batch rebuilt one by one (`by_type`) at once.
 const TYPE_PATH_KEYS_IN_FLIGHT: usize = 64;
@@ -517,6 +527,28 @@ const DUMP_FOOTER: usize = 10;
 /// as a conflict rather than be read whole. Streams are never read so
 /// (XRANGE leaves out their consumer groups).
 const COMPARE_VALUES_BYTES: u64 = 1 << 20;
+
+/// MEMORY USAGE refused: by an ACL, or by a server without it (or with it
+/// renamed away, as managed services may).
+fn memory_usage_refused(err: &redis::ServerError) -> bool {
+    let details = err.details().unwrap_or("").to_lowercase();
+    err.code() == "NOPERM"
+        || (err.code() == "ERR" && (details.contains("unknown command") || details.contains("unknown subcommand")))
+}
+
+/// What the target holds under a key a write met there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Held {
+    /// The source's type, value and expiry: written by this copy before (a
+    /// key SCAN returned twice), or by another writer exactly so.
+    AsOnSource,
+    /// Gone from the source, and gone from the target or about to go.
+    Expired,
+    /// Anything else: someone else's.
+    Otherwise,
+    /// Too big to read whole on a side, or of a size a side will not tell.
+    NotCompared,
+}
 
 /// Splits keys (by size, in order) into runs of at most `budget` bytes; a
 /// key bigger than the budget is a run of its own.
@@ -763,12 +795,26 @@ impl Ctx {
         let held = self.held_as_on_source(met).await?;
         for (k, held) in met.iter().zip(held) {
             c.count(&match held {
-                Some(true) => Outcome::SeenTwice,
-                Some(false) => self.conflict(k)?,
-                None => Outcome::Expired,
+                Held::AsOnSource => Outcome::SeenTwice,
+                Held::Expired => Outcome::Expired,
+                Held::Otherwise => self.conflict(k)?,
+                Held::NotCompared => return Err(self.not_compared(k)),
             });
         }
         Ok(())
+    }
+
+    /// The stop for a key met on the target that is too big to read whole.
+    fn not_compared(&self, key: &[u8]) -> String {
+        format!(
+            "key {} is on the target, and over {} MiB on one side or of a size a side will not tell (MEMORY USAGE), \
+             so it was not read whole to compare: it may be this copy's own (SCAN returns a key twice at times) or \
+             someone else's; stopped; {} to continue (it overwrites), or {}",
+            super::show_key(key),
+            MET_KEY_READ_BYTES >> 20,
+            self.run_by.resume(),
+            self.run_by.skip()
+        )
     }
 
     /// Whether the target holds each key as the source has it: the same
@@ -783,11 +829,9 @@ impl Ctx {
     /// RESTORE then meets the key this copy wrote. Such a key, and one
     /// another writer put there exactly as the source has it, is no
     /// conflict: nothing on the target differs. Any difference is one.
-    /// `None`: the key expired: gone from the source, and gone from the
-    /// target or about to go.
     /// A key bigger than `MET_KEY_READ_BYTES` on either side, or on a side
-    /// that will not tell its size, is never read whole and differs.
-    async fn held_as_on_source(&self, keys: &[&[u8]]) -> Result<Vec<Option<bool>>, String> {
+    /// that will not tell its size, is never read whole.
+    async fn held_as_on_source(&self, keys: &[&[u8]]) -> Result<Vec<Held>, String> {
         let small = self.small_on_both(keys).await?;
         let probed: Vec<&[u8]> = keys.iter().zip(&small).filter(|(_, s)| **s).map(|(k, _)| *k).collect();
         let mut src = self.src.clone();
@@ -815,7 +859,7 @@ impl Ctx {
         let mut held = Vec::with_capacity(keys.len());
         for small in small {
             if !small {
-                held.push(Some(false));
+                held.push(Held::NotCompared);
                 continue;
             }
             let Some((k, ((kind, pttl, dump), (t_kind, t_pttl, t_dump)))) = answers.next() else {
@@ -823,17 +867,17 @@ impl Ctx {
             };
             let source_gone = kind == "none" || pttl == -2;
             if source_gone && (t_kind == "none" || (0..=SAME_EXPIRY_MS as i64).contains(&t_pttl)) {
-                held.push(None);
+                held.push(Held::Expired);
                 continue;
             }
             if source_gone || kind != t_kind || !verify::ttl_ok(pttl, t_pttl, SAME_EXPIRY_MS) {
-                held.push(Some(false));
+                held.push(Held::Otherwise);
                 continue;
             }
             let (Some(a), Some(b), Value::BulkString(x), Value::BulkString(y)) =
                 (body(&dump), body(&t_dump), &dump, &t_dump)
             else {
-                held.push(Some(false));
+                held.push(Held::Otherwise);
                 continue;
             };
             let same_payload = x[..a - DUMP_FOOTER] == y[..b - DUMP_FOOTER];
@@ -845,7 +889,7 @@ impl Ctx {
                     verify::logical(&self.from, &mut src, k, &kind).await?
                         == verify::logical(&self.to, &mut dst, k, &t_kind).await?
                 });
-            held.push(Some(same));
+            held.push(if same { Held::AsOnSource } else { Held::Otherwise });
         }
         Ok(held)
     }
@@ -873,13 +917,17 @@ impl Ctx {
                 b.len()
             ));
         }
-        // An error (MEMORY USAGE refused) tells no size: not small.
-        let small = |v: &Value| match v {
-            Value::Nil => true,
-            Value::Int(n) => (0..=MET_KEY_READ_BYTES as i64).contains(n),
-            _ => false,
+        // MEMORY USAGE refused (an ACL, a server without it) tells no size:
+        // not small. Any other error (LOADING, MOVED…) stops the copy.
+        let small = |e: &Endpoint, v: &Value| match v {
+            Value::Nil => Ok(true),
+            Value::Int(n) => Ok((0..=MET_KEY_READ_BYTES as i64).contains(n)),
+            Value::ServerError(err) if memory_usage_refused(err) => Ok(false),
+            other => {
+                Err(format!("{} {}: MEMORY USAGE answered {}", e.role, e.redacted(), e.scrub(&format!("{other:?}"))))
+            }
         };
-        Ok(a.iter().zip(&b).map(|(a, b)| small(a) && small(b)).collect())
+        a.iter().zip(&b).map(|(a, b)| Ok(small(&self.from, a)? && small(&self.to, b)?)).collect()
     }
 
     /// The type-by-type path for a whole batch, in three pipelines: TYPE +
@@ -943,7 +991,7 @@ impl Ctx {
         let mut writes: Vec<(&[u8], redis::Cmd)> = Vec::with_capacity(whole.len() * 2);
         let mut sent: Vec<(usize, usize, u64)> = Vec::with_capacity(whole.len());
         let tmps: Vec<Option<Vec<u8>>> =
-            whole.iter().map(|w| (w.kind != Kind::String).then(|| self.tmp_name(&w.key))).collect();
+            whole.iter().map(|w| (w.kind != Kind::String).then(|| self.tmp_name(&w.key, true))).collect();
         for (i, (WholeKey { key: k, kind, exp, items }, tmp)) in whole.iter().zip(&tmps).enumerate() {
             let bytes = items.iter().map(|i| i.len() as u64).sum::<u64>();
             let first = writes.len();
@@ -994,32 +1042,46 @@ impl Ctx {
         let mut replies = replies.into_iter();
         let mut outcomes = Vec::with_capacity(sent.len());
         let mut leftover = Vec::new();
-        for (i, n, bytes) in sent {
-            let (k, kind, tmp) = (&whole[i].key, whole[i].kind, &tmps[i]);
-            let mut last = None;
-            for (j, v) in replies.by_ref().take(n).enumerate() {
-                match v {
-                    Value::ServerError(e) if j + 1 < n => return Err(self.write_failed(k, &e)),
-                    v => last = Some(v),
-                }
-            }
-            let last = last.ok_or("the target answered fewer replies than commands")?;
-            let outcome = match (kind, &last) {
-                (Kind::String, Value::Nil) => Outcome::Conflict,
-                // The expiry passed in flight: PEXPIREAT removed it.
-                (_, Value::ServerError(e)) if e.details().is_some_and(|d| d.contains("no such key")) => {
-                    Outcome::Expired
-                }
-                (_, Value::ServerError(e)) => return Err(self.write_failed(k, e)),
-                (_, Value::Int(0)) => {
-                    if let Some(tmp) = tmp {
-                        leftover.push((k.as_slice(), key_cmd(&["DEL"], tmp)));
+        let judge = || -> Result<(), String> {
+            for (i, n, bytes) in sent {
+                let (k, kind, tmp) = (&whole[i].key, whole[i].kind, &tmps[i]);
+                let mut last = None;
+                for (j, v) in replies.by_ref().take(n).enumerate() {
+                    match v {
+                        Value::ServerError(e) if j + 1 < n => return Err(self.write_failed(k, &e)),
+                        v => last = Some(v),
                     }
-                    Outcome::Conflict
                 }
-                _ => Outcome::Copied(bytes),
-            };
-            outcomes.push((k, outcome));
+                let last = last.ok_or("the target answered fewer replies than commands")?;
+                let outcome = match (kind, &last) {
+                    (Kind::String, Value::Nil) => Outcome::Conflict,
+                    // The expiry passed in flight: PEXPIREAT removed it.
+                    (_, Value::ServerError(e)) if e.details().is_some_and(|d| d.contains("no such key")) => {
+                        Outcome::Expired
+                    }
+                    (_, Value::ServerError(e)) => return Err(self.write_failed(k, e)),
+                    (_, Value::Int(0)) => {
+                        if let Some(tmp) = tmp {
+                            leftover.push((k.as_slice(), key_cmd(&["DEL"], tmp)));
+                        }
+                        Outcome::Conflict
+                    }
+                    _ => Outcome::Copied(bytes),
+                };
+                outcomes.push((k, outcome));
+            }
+            Ok(())
+        };
+        if let Err(e) = judge() {
+            // A write failed: this batch's temporary keys go, as far as the
+            // target lets them (it may be what failed). A renamed one is gone.
+            let tmps =
+                whole.iter().zip(&tmps).filter_map(|(w, t)| Some((w.key.as_slice(), key_cmd(&["DEL"], t.as_ref()?))));
+            let tmps: Vec<_> = tmps.collect();
+            if !tmps.is_empty() {
+                let _ = on_target(&self.to, &self.dst, self.dst_cluster.as_deref(), tmps).await;
+            }
+            return Err(e);
         }
         if !leftover.is_empty() {
             on_target(&self.to, &self.dst, self.dst_cluster.as_deref(), leftover).await?;
@@ -1048,12 +1110,16 @@ impl Ctx {
         Ok(c)
     }
 
-    /// The temporary name `key` is rebuilt under, on the shard owning `key`.
-    fn tmp_name(&self, key: &[u8]) -> Vec<u8> {
+    /// The temporary name `key` is rebuilt under, on the shard owning `key`:
+    /// one for the batched type path and another for `by_type`, so that a
+    /// key SCAN returns twice, and that goes one way and then the other,
+    /// is never rebuilt twice at once under one name.
+    fn tmp_name(&self, key: &[u8], batched: bool) -> Vec<u8> {
+        let prefix = if batched { "__cutover_tmp__b" } else { "__cutover_tmp__" };
         match &self.dst_cluster {
-            Some(_) => cluster::tmp_name(key),
+            Some(_) => cluster::tmp_name(prefix, key),
             None => {
-                let mut tmp = b"__cutover_tmp__:".to_vec();
+                let mut tmp = format!("{prefix}:").into_bytes();
                 tmp.extend_from_slice(key);
                 tmp
             }
@@ -1068,14 +1134,40 @@ impl Ctx {
         )
     }
 
+    /// `rebuild`, one at a time for a key: SCAN may return a key twice, and
+    /// two rebuilds at once under one temporary name would mix their chunks.
+    /// The second then meets the key the first wrote.
+    async fn by_type(&self, key: &[u8]) -> Result<Outcome, String> {
+        let turn = self.in_rebuild.lock().unwrap_or_else(|e| e.into_inner()).entry(key.to_vec()).or_default().clone();
+        let outcome = {
+            let _mine = turn.lock().await;
+            let outcome = self.rebuild(key).await;
+            if outcome.is_err() {
+                // Its temporary key goes, as far as the target lets it (it
+                // may be what failed); still in this key's turn.
+                if let Ok(mut dst) = node_for_key(&self.dst, self.dst_cluster.as_deref(), key).await {
+                    let _ = redis::cmd("DEL").arg(self.tmp_name(key, false)).query_async::<Value>(&mut dst).await;
+                }
+            }
+            outcome
+        };
+        drop(turn);
+        let mut rebuilding = self.in_rebuild.lock().unwrap_or_else(|e| e.into_inner());
+        if rebuilding.get(key).is_some_and(|t| Arc::strong_count(t) == 1) {
+            rebuilding.remove(key);
+        }
+        outcome
+    }
+
     /// Rebuilds one key on the target in chunks under a temporary name, sets
     /// its expiry, then renames it into place (RENAMENX when not overwriting).
-    async fn by_type(&self, key: &[u8]) -> Result<Outcome, String> {
+    async fn rebuild(&self, key: &[u8]) -> Result<Outcome, String> {
         const ELEMENTS: usize = TYPE_CHUNK_ELEMENTS;
         const BYTES: u64 = TYPE_CHUNK_BYTES;
         let mut src = self.src.clone();
         // In a cluster the key and its temporary copy live on the shard owning the key's slot.
-        let (mut dst, tmp) = (node_for_key(&self.dst, self.dst_cluster.as_deref(), key).await?, self.tmp_name(key));
+        let (mut dst, tmp) =
+            (node_for_key(&self.dst, self.dst_cluster.as_deref(), key).await?, self.tmp_name(key, false));
         let (f, t) = (&self.from, &self.to);
         let mut p = redis::pipe();
         p.cmd("TYPE").arg(key).cmd("PTTL").arg(key);
@@ -1283,9 +1375,9 @@ impl Scanner {
         }
         let cmd = scan_cmd(self.cursor, self.pattern.as_deref(), self.count);
         match q::<(u64, Vec<Vec<u8>>)>(&self.from, &mut self.conn, &cmd).await {
-            Ok((next, keys)) => {
+            Ok((next, mut keys)) => {
                 if let Some(h) = &self.hook {
-                    h(&keys);
+                    h(&mut keys);
                 }
                 self.scanned += keys.len() as u64;
                 self.cursor = next;
@@ -1572,6 +1664,7 @@ pub async fn copy(
         // measured): the type path holds up to 8 KB a key in flight.
         let target_shards = conns.dst_cluster.as_ref().map_or(1, |c| c.shards().len());
         let per_scan = opts.scan_count * target_shards.clamp(1, MAX_SCAN_PER_SHARD_FACTOR);
+        let in_rebuild = InRebuild::default();
         let scans: Vec<_> = parts
             .iter()
             .enumerate()
@@ -1591,6 +1684,7 @@ pub async fn copy(
                     no_memory_usage: AtomicBool::new(opts.chunk_threshold.is_none()),
                     target_pxat: super::takes_pxat(&pf.target_version),
                     run_by: opts.run_by,
+                    in_rebuild: in_rebuild.clone(),
                 });
                 let scanner = Scanner {
                     conn: p.conn.clone(),
@@ -1701,7 +1795,7 @@ pub async fn copy(
                     Some(SourceChange::Resharded(what)) => {
                         let told = match saved {
                             Ok(()) => resharded(&what, copied, opts.run_by),
-                            Err(why) => not_reset(&what, copied, &why),
+                            Err(why) => not_reset(&what, copied, &why, opts.run_by),
                         };
                         return Err(CopyError::Failed(format!("{told} (the error: {})", short(&e))));
                     }
@@ -1759,7 +1853,7 @@ pub async fn copy(
             let total = total_of(base, &run);
             return Err(CopyError::Failed(match save(opts, pf.mode, &parts, total) {
                 Ok(()) => resharded(&what, total.copied, opts.run_by),
-                Err(why) => not_reset(&what, total.copied, &why),
+                Err(why) => not_reset(&what, total.copied, &why, opts.run_by),
             }));
         }
     }
@@ -1875,12 +1969,13 @@ fn resharded(what: &str, copied: u64, run_by: RunBy) -> String {
 
 /// The message of a copy stopped by a resharding whose checkpoint could not
 /// be set back to the start: a `--resume` would trust the old cursors.
-fn not_reset(what: &str, copied: u64, why: &str) -> String {
+fn not_reset(what: &str, copied: u64, why: &str, run_by: RunBy) -> String {
     format!(
         "{what}. A shard's SCAN misses keys that move into it behind its cursor, so this copy may lack some: it \
          stopped ({copied} keys copied so far), but its checkpoint could not be set back to the start ({why}). \
-         Once the resharding is over, start over with `cutover redis copy --restart --on-conflict replace` (a \
-         resume, or this checklist action run again, would trust the old cursors)"
+         Once the resharding is over, start over with `cutover redis copy --restart --on-conflict replace` ({} \
+         would trust the old cursors)",
+        run_by.resumer()
     )
 }
 
