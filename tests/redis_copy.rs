@@ -1082,6 +1082,11 @@ async fn keys_scan_returns_again_while_their_copy_is_in_flight_are_seen_twice_on
                 batch.extend(prev.iter().cloned());
                 a.fetch_add(prev.len() as u64, Ordering::SeqCst);
             }
+            // Twice in one batch too: its two rebuilds start at once.
+            if fresh.iter().any(|k| k == b"big:list") {
+                batch.push(b"big:list".to_vec());
+                a.fetch_add(1, Ordering::SeqCst);
+            }
             e.push(fresh);
         }));
         let r = copy_checked(&o, false).await.unwrap_or_else(|e| panic!("{mode:?}: {e:?}"));
@@ -1092,6 +1097,9 @@ async fn keys_scan_returns_again_while_their_copy_is_in_flight_are_seen_twice_on
             (keys.len() as u64, again, 0, 0),
             "{mode:?}: {r:?}"
         );
+        // Type by type: every key; DUMP/RESTORE: the list over the threshold.
+        let chunked = if mode == Mode::Types { keys.len() as u64 } else { 1 };
+        assert_eq!(r.total.chunked, chunked, "{mode:?}: {r:?}");
         assert_eq!(dbsize(&mut d).await, keys.len() as u64, "{mode:?}: no temporary key left");
         assert_identical(&mut s, &mut d, &keys).await;
     }
@@ -1180,12 +1188,56 @@ async fn a_write_the_target_refuses_stops_the_copy_and_leaves_no_temporary_key()
         o.chunk_threshold = Some(64 << 10);
         let e = copy_checked(&o, false).await.unwrap_err();
         assert!(
-            matches!(&e, CopyError::Failed(m) if m.to_lowercase().contains("noperm") && m.contains("rename")),
+            matches!(&e, CopyError::Failed(m) if m.to_lowercase().contains("noperm") && m.contains("rename")
+                && m.contains("list:")),
             "{mode:?}: {e:?}"
         );
         let tmp: Vec<String> = d.keys("__cutover_tmp__*").await.unwrap();
         assert!(tmp.is_empty(), "{mode:?}: temporary keys left: {tmp:?}");
     }
+}
+
+/// A copy stopped by one batch's error drops the others in flight half-way:
+/// their temporary keys go too. The hook makes the first batch a list of
+/// 20,000 elements, whose rename the target's ACL refuses, and the second
+/// one of 200,000 (40 chunks), still being rebuilt when the first fails.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_copy_stopped_by_an_error_removes_the_temporary_keys_of_every_batch_in_flight() {
+    let dir = tempfile::tempdir().unwrap();
+    let (src, dst, mut s, mut d) = source_and_target(dir.path()).await;
+    let _: () = redis::cmd("ACL")
+        .arg(&["SETUSER", "norename", "on", ">pw", "~*", "&*", "+@all", "-rename", "-renamenx"])
+        .query_async(&mut d)
+        .await
+        .unwrap();
+    for (key, n) in [("big:first", 200_000), ("big:second", 20_000)] {
+        let items: Vec<String> = (0..n).map(|i| format!("item-{i}")).collect();
+        let _: () = redis::cmd("RPUSH").arg(key).arg(&items).query_async(&mut s).await.unwrap();
+    }
+    // Keys enough for several SCANs (the hook puts others in their place).
+    let mut p = redis::pipe();
+    for i in 0..500 {
+        p.cmd("SET").arg(format!("filler:{i}")).arg(i).ignore();
+    }
+    let _: () = p.query_async(&mut s).await.unwrap();
+    let mut o = options(&src.url, &dst.url.replacen("redis://", "redis://norename:pw@", 1));
+    o.mode = Mode::Types;
+    o.scan_count = 10;
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    o.after_scan = Some(Arc::new(move |batch: &mut Vec<Vec<u8>>| {
+        *batch = match calls.fetch_add(1, Ordering::SeqCst) {
+            0 => vec![b"big:second".to_vec()],
+            1 => vec![b"big:first".to_vec()],
+            _ => Vec::new(),
+        };
+    }));
+    let e = copy_checked(&o, false).await.unwrap_err();
+    assert!(
+        matches!(&e, CopyError::Failed(m) if m.contains("key big:second: ") && m.to_lowercase().contains("noperm")),
+        "{e:?}"
+    );
+    let tmp: Vec<String> = d.keys("__cutover_tmp__*").await.unwrap();
+    assert!(tmp.is_empty(), "temporary keys left: {tmp:?}");
 }
 
 /// The CLI skips the `fail` pre-check on an empty target and says so; keys

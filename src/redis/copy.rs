@@ -393,9 +393,59 @@ struct Ctx {
     /// Keys `by_type` rebuilds now, each with its turn; shared by the
     /// shards of a cluster source (a key moving between them comes twice).
     in_rebuild: InRebuild,
+    /// Temporary keys being built now, removed when the copy stops on an
+    /// error (the batches in flight are dropped half-way).
+    building: Building,
 }
 
 type InRebuild = Arc<std::sync::Mutex<HashMap<Vec<u8>, Arc<tokio::sync::Mutex<()>>>>>;
+
+/// The temporary keys of one copy being built on the target now, each with
+/// how many batches build it (a key SCAN returns twice may be in two).
+#[derive(Clone, Default)]
+struct Building(Arc<std::sync::Mutex<HashMap<Vec<u8>, usize>>>);
+
+impl Building {
+    fn start(&self, tmps: impl IntoIterator<Item = Vec<u8>>) {
+        let mut b = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        for t in tmps {
+            *b.entry(t).or_default() += 1;
+        }
+    }
+
+    fn end(&self, tmps: impl IntoIterator<Item = Vec<u8>>) {
+        let mut b = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        for t in tmps {
+            if let Some(n) = b.get_mut(&t) {
+                *n -= 1;
+                if *n == 0 {
+                    b.remove(&t);
+                }
+            }
+        }
+    }
+
+    fn take(&self) -> Vec<Vec<u8>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).drain().map(|(t, _)| t).collect()
+    }
+}
+
+/// How long removing temporary keys may take a copy that is stopping: the
+/// target may be what failed.
+const REMOVE_TMPS_WITHIN: Duration = Duration::from_secs(2);
+
+/// DELs temporary keys on the target (each routed by its own slot, which is
+/// its key's), as far as the target lets within `REMOVE_TMPS_WITHIN`.
+async fn remove_tmps(to: &Endpoint, dst: &MultiplexedConnection, cluster: Option<&Cluster>, tmps: Vec<Vec<u8>>) {
+    if tmps.is_empty() {
+        return;
+    }
+    let dels: Vec<(Vec<u8>, redis::Cmd)> = tmps.into_iter().map(|t| (t.clone(), key_cmd(&["DEL"], &t))).collect();
+    let done = tokio::time::timeout(REMOVE_TMPS_WITHIN, on_target(to, dst, cluster, dels)).await;
+    if let Err(e) = done.unwrap_or_else(|_| Err(format!("no answer within {} s", REMOVE_TMPS_WITHIN.as_secs()))) {
+        tracing::warn!(target = %to, error = %e, "temporary keys may be left on the target");
+    }
+}
 
 /// Keys of one batch rebuilt one by one (`by_type`) at once.
 const TYPE_PATH_KEYS_IN_FLIGHT: usize = 64;
@@ -664,7 +714,11 @@ impl Ctx {
             match p.query_async(&mut src).await {
                 Ok(s) => s,
                 // A server (or ACL) without MEMORY USAGE: no big-key detection.
-                Err(e) if ["noperm", "unknown command"].iter().any(|m| e.to_string().to_lowercase().contains(m)) => {
+                Err(e)
+                    if ["noperm", "unknown command", "unknown subcommand"]
+                        .iter()
+                        .any(|m| e.to_string().to_lowercase().contains(m)) =>
+                {
                     tracing::warn!(source = %self.from, "MEMORY USAGE refused; keys are not checked for size");
                     self.no_memory_usage.store(true, Ordering::Relaxed);
                     vec![Some(0); keys.len()]
@@ -804,6 +858,10 @@ impl Ctx {
         Ok(())
     }
 
+    async fn remove_tmps(&self, tmps: Vec<Vec<u8>>) {
+        remove_tmps(&self.to, &self.dst, self.dst_cluster.as_deref(), tmps).await;
+    }
+
     /// The stop for a key met on the target that is too big to read whole.
     fn not_compared(&self, key: &[u8]) -> String {
         format!(
@@ -923,9 +981,13 @@ impl Ctx {
             Value::Nil => Ok(true),
             Value::Int(n) => Ok((0..=MET_KEY_READ_BYTES as i64).contains(n)),
             Value::ServerError(err) if memory_usage_refused(err) => Ok(false),
-            other => {
-                Err(format!("{} {}: MEMORY USAGE answered {}", e.role, e.redacted(), e.scrub(&format!("{other:?}"))))
-            }
+            Value::ServerError(err) => Err(format!(
+                "{} {}: MEMORY USAGE failed: {}",
+                e.role,
+                e.redacted(),
+                e.scrub(&format!("{} {}", err.code(), err.details().unwrap_or("")))
+            )),
+            other => Err(format!("{} {}: MEMORY USAGE answered {other:?}", e.role, e.redacted())),
         };
         a.iter().zip(&b).map(|(a, b)| Ok(small(&self.from, a)? && small(&self.to, b)?)).collect()
     }
@@ -992,6 +1054,7 @@ impl Ctx {
         let mut sent: Vec<(usize, usize, u64)> = Vec::with_capacity(whole.len());
         let tmps: Vec<Option<Vec<u8>>> =
             whole.iter().map(|w| (w.kind != Kind::String).then(|| self.tmp_name(&w.key, true))).collect();
+        self.building.start(tmps.iter().flatten().cloned());
         for (i, (WholeKey { key: k, kind, exp, items }, tmp)) in whole.iter().zip(&tmps).enumerate() {
             let bytes = items.iter().map(|i| i.len() as u64).sum::<u64>();
             let first = writes.len();
@@ -1073,19 +1136,16 @@ impl Ctx {
             Ok(())
         };
         if let Err(e) = judge() {
-            // A write failed: this batch's temporary keys go, as far as the
-            // target lets them (it may be what failed). A renamed one is gone.
-            let tmps =
-                whole.iter().zip(&tmps).filter_map(|(w, t)| Some((w.key.as_slice(), key_cmd(&["DEL"], t.as_ref()?))));
-            let tmps: Vec<_> = tmps.collect();
-            if !tmps.is_empty() {
-                let _ = on_target(&self.to, &self.dst, self.dst_cluster.as_deref(), tmps).await;
-            }
+            // A write failed: this batch's temporary keys go (a renamed one
+            // is gone already).
+            self.remove_tmps(tmps.iter().flatten().cloned().collect()).await;
+            self.building.end(tmps.into_iter().flatten());
             return Err(e);
         }
         if !leftover.is_empty() {
             on_target(&self.to, &self.dst, self.dst_cluster.as_deref(), leftover).await?;
         }
+        self.building.end(tmps.into_iter().flatten());
         let mut met: Vec<&[u8]> = Vec::new();
         for (k, o) in outcomes {
             match o {
@@ -1141,15 +1201,15 @@ impl Ctx {
         let turn = self.in_rebuild.lock().unwrap_or_else(|e| e.into_inner()).entry(key.to_vec()).or_default().clone();
         let outcome = {
             let _mine = turn.lock().await;
+            let tmp = self.tmp_name(key, false);
+            self.building.start([tmp.clone()]);
             let outcome = self.rebuild(key).await;
             if outcome.is_err() {
-                // Its temporary key goes, as far as the target lets it (it
-                // may be what failed); still in this key's turn.
-                if let Ok(mut dst) = node_for_key(&self.dst, self.dst_cluster.as_deref(), key).await {
-                    let _ = redis::cmd("DEL").arg(self.tmp_name(key, false)).query_async::<Value>(&mut dst).await;
-                }
+                // Its temporary key goes, still in this key's turn.
+                self.remove_tmps(vec![tmp.clone()]).await;
             }
-            outcome
+            self.building.end([tmp]);
+            outcome.map_err(|e| format!("key {}: {e}", super::show_key(key)))
         };
         drop(turn);
         let mut rebuilding = self.in_rebuild.lock().unwrap_or_else(|e| e.into_inner());
@@ -1246,10 +1306,7 @@ impl Ctx {
             }
             "stream" => bytes += self.stream(key, &tmp, &mut src, &mut dst).await?,
             other => {
-                return Err(format!(
-                    "key {} has type {other}, which cannot be copied type by type; use --mode dump",
-                    super::show_key(key)
-                ));
+                return Err(format!("its type {other} cannot be copied type by type; use --mode dump"));
             }
         }
         if q::<u64>(t, &mut dst, redis::cmd("EXISTS").arg(&tmp)).await? == 0 {
@@ -1665,6 +1722,7 @@ pub async fn copy(
         let target_shards = conns.dst_cluster.as_ref().map_or(1, |c| c.shards().len());
         let per_scan = opts.scan_count * target_shards.clamp(1, MAX_SCAN_PER_SHARD_FACTOR);
         let in_rebuild = InRebuild::default();
+        let building = Building::default();
         let scans: Vec<_> = parts
             .iter()
             .enumerate()
@@ -1685,6 +1743,7 @@ pub async fn copy(
                     target_pxat: super::takes_pxat(&pf.target_version),
                     run_by: opts.run_by,
                     in_rebuild: in_rebuild.clone(),
+                    building: building.clone(),
                 });
                 let scanner = Scanner {
                     conn: p.conn.clone(),
@@ -1745,6 +1804,8 @@ pub async fn copy(
             Ok(finished) => break finished,
             Err(e) => e,
         };
+        // The batches in flight were dropped half-way: their temporary keys go.
+        remove_tmps(&opts.to, &conns.dst, conns.dst_cluster.as_deref(), building.take()).await;
         // Another copy of the pair holds it now (its lease or its checkpoint):
         // no failover to follow and no place of ours to save.
         let lost = opts.lease.as_ref().and_then(|l| l.lost());
