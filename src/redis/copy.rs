@@ -1804,17 +1804,25 @@ pub async fn copy(
             Ok(finished) => break finished,
             Err(e) => e,
         };
-        // The batches in flight were dropped half-way: their temporary keys go.
-        remove_tmps(&opts.to, &conns.dst, conns.dst_cluster.as_deref(), building.take()).await;
+        let left = building.take();
         // Another copy of the pair holds it now (its lease or its checkpoint):
-        // no failover to follow and no place of ours to save.
+        // no failover to follow, no place of ours to save, and no temporary
+        // key to remove (that copy builds under the same names).
         let lost = opts.lease.as_ref().and_then(|l| l.lost());
         if lost.is_some() || opts.checkpoint.as_ref().is_some_and(|p| p.taken_by_another()) {
+            if !left.is_empty() {
+                tracing::warn!(
+                    count = left.len(),
+                    "temporary keys left on the target for the copy that holds the pair"
+                );
+            }
             return Err(CopyError::Failed(format!(
                 "{e}; this copy stopped and wrote nothing more: another copy of the pair holds it now, with the place ({} keys copied by this run)",
                 run.copied
             )));
         }
+        // The batches in flight were dropped half-way: their temporary keys go.
+        remove_tmps(&opts.to, &conns.dst, conns.dst_cluster.as_deref(), left.clone()).await;
         let sentinel = opts.from.sentinel().is_some() || opts.to.sentinel().is_some();
         let next = if sentinel && followed.len() < MAX_FOLLOWS {
             tracing::warn!(error = %e, "lost a server; asking the sentinels");
@@ -1871,6 +1879,8 @@ pub async fn copy(
         // A Sentinel source or target gets here. A cluster source keeps its
         // parts: only its (Sentinel) target moved.
         conns = new;
+        // A target that failed over may hold them too (replicated before).
+        remove_tmps(&opts.to, &conns.dst, conns.dst_cluster.as_deref(), left).await;
         restore(&mut parts, &confirmed.places);
         run = confirmed.run;
         need_replicas = replica_count(&opts.to, &mut conns.dst).await.unwrap_or(0);
