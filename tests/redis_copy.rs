@@ -100,6 +100,15 @@ async fn dbsize(c: &mut MultiplexedConnection) -> u64 {
     redis::cmd("DBSIZE").query_async(c).await.unwrap()
 }
 
+/// A user (password `pw`) of the server at `url` allowed everything but
+/// `denied` (ACL rules such as `-memory`); the URL that logs in as it.
+async fn acl_user(c: &mut MultiplexedConnection, url: &str, name: &str, denied: &[&str]) -> String {
+    let mut setuser = redis::cmd("ACL");
+    setuser.arg(&["SETUSER", name, "on", ">pw", "~*", "&*", "+@all"]).arg(denied);
+    let _: () = setuser.query_async(c).await.unwrap();
+    url.replacen("redis://", &format!("redis://{name}:pw@"), 1)
+}
+
 /// Every type, `n` of each, under `prefix`; with `ttl_ms` each gets that PTTL.
 async fn seed_all_types(c: &mut MultiplexedConnection, prefix: &str, n: usize, ttl_ms: Option<u64>) -> Vec<String> {
     let mut keys = Vec::new();
@@ -1119,12 +1128,7 @@ async fn a_big_key_met_on_the_target_is_not_read_whole_and_stops_a_fail_copy() {
         p.cmd("SET").arg(format!("k{i}")).arg(i).ignore();
     }
     let _: () = p.query_async(&mut s).await.unwrap();
-    let _: () = redis::cmd("ACL")
-        .arg(&["SETUSER", "nomemory", "on", ">pw", "~*", "&*", "+@all", "-memory"])
-        .query_async(&mut d)
-        .await
-        .unwrap();
-    let no_memory = dst.url.replacen("redis://", "redis://nomemory:pw@", 1);
+    let no_memory = acl_user(&mut d, &dst.url, "nomemory", &["-memory"]).await;
     for (mode, refused) in [(Mode::Dump, false), (Mode::Types, false), (Mode::Dump, true)] {
         let big = if refused { "foreign".to_string() } else { "x".repeat(9 << 20) };
         let _: () = redis::cmd("FLUSHALL").query_async(&mut d).await.unwrap();
@@ -1168,12 +1172,7 @@ async fn a_big_key_met_on_the_target_is_not_read_whole_and_stops_a_fail_copy() {
 async fn a_write_the_target_refuses_stops_the_copy_and_leaves_no_temporary_key() {
     let dir = tempfile::tempdir().unwrap();
     let (src, dst, mut s, mut d) = source_and_target(dir.path()).await;
-    let _: () = redis::cmd("ACL")
-        .arg(&["SETUSER", "norename", "on", ">pw", "~*", "&*", "+@all", "-rename", "-renamenx"])
-        .query_async(&mut d)
-        .await
-        .unwrap();
-    let no_rename = dst.url.replacen("redis://", "redis://norename:pw@", 1);
+    let no_rename = acl_user(&mut d, &dst.url, "norename", &["-rename", "-renamenx"]).await;
     let mut p = redis::pipe();
     for i in 0..30 {
         p.cmd("RPUSH").arg(format!("list:{i}")).arg(&["a", "b", "c"]).ignore();
@@ -1206,11 +1205,7 @@ async fn a_write_the_target_refuses_stops_the_copy_and_leaves_no_temporary_key()
 async fn a_copy_stopped_by_an_error_removes_the_temporary_keys_of_every_batch_in_flight() {
     let dir = tempfile::tempdir().unwrap();
     let (src, dst, mut s, mut d) = source_and_target(dir.path()).await;
-    let _: () = redis::cmd("ACL")
-        .arg(&["SETUSER", "norename", "on", ">pw", "~*", "&*", "+@all", "-rename", "-renamenx"])
-        .query_async(&mut d)
-        .await
-        .unwrap();
+    let no_rename = acl_user(&mut d, &dst.url, "norename", &["-rename", "-renamenx"]).await;
     for (key, n) in [("big:first", 200_000), ("big:second", 20_000)] {
         let items: Vec<String> = (0..n).map(|i| format!("item-{i}")).collect();
         let _: () = redis::cmd("RPUSH").arg(key).arg(&items).query_async(&mut s).await.unwrap();
@@ -1221,7 +1216,7 @@ async fn a_copy_stopped_by_an_error_removes_the_temporary_keys_of_every_batch_in
         p.cmd("SET").arg(format!("filler:{i}")).arg(i).ignore();
     }
     let _: () = p.query_async(&mut s).await.unwrap();
-    let mut o = options(&src.url, &dst.url.replacen("redis://", "redis://norename:pw@", 1));
+    let mut o = options(&src.url, &no_rename);
     o.mode = Mode::Types;
     o.scan_count = 10;
     let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
