@@ -578,12 +578,11 @@ const DUMP_FOOTER: usize = 10;
 /// (XRANGE leaves out their consumer groups).
 const COMPARE_VALUES_BYTES: u64 = 1 << 20;
 
-/// MEMORY USAGE refused: by an ACL, or by a server without it (or with it
-/// renamed away, as managed services may).
-fn memory_usage_refused(err: &redis::ServerError) -> bool {
-    let details = err.details().unwrap_or("").to_lowercase();
-    err.code() == "NOPERM"
-        || (err.code() == "ERR" && (details.contains("unknown command") || details.contains("unknown subcommand")))
+/// Whether an error's text says MEMORY USAGE was refused: by an ACL, or by
+/// a server without it (or with it renamed away, as managed services may).
+fn memory_usage_refused(error: &str) -> bool {
+    let error = error.to_lowercase();
+    ["noperm", "unknown command", "unknown subcommand"].iter().any(|m| error.contains(m))
 }
 
 /// What the target holds under a key a write met there.
@@ -714,11 +713,7 @@ impl Ctx {
             match p.query_async(&mut src).await {
                 Ok(s) => s,
                 // A server (or ACL) without MEMORY USAGE: no big-key detection.
-                Err(e)
-                    if ["noperm", "unknown command", "unknown subcommand"]
-                        .iter()
-                        .any(|m| e.to_string().to_lowercase().contains(m)) =>
-                {
+                Err(e) if memory_usage_refused(&e.to_string()) => {
                     tracing::warn!(source = %self.from, "MEMORY USAGE refused; keys are not checked for size");
                     self.no_memory_usage.store(true, Ordering::Relaxed);
                     vec![Some(0); keys.len()]
@@ -980,13 +975,13 @@ impl Ctx {
         let small = |e: &Endpoint, v: &Value| match v {
             Value::Nil => Ok(true),
             Value::Int(n) => Ok((0..=MET_KEY_READ_BYTES as i64).contains(n)),
-            Value::ServerError(err) if memory_usage_refused(err) => Ok(false),
-            Value::ServerError(err) => Err(format!(
-                "{} {}: MEMORY USAGE failed: {}",
-                e.role,
-                e.redacted(),
-                e.scrub(&format!("{} {}", err.code(), err.details().unwrap_or("")))
-            )),
+            Value::ServerError(err) => {
+                let error = format!("{} {}", err.code(), err.details().unwrap_or(""));
+                match memory_usage_refused(&error) {
+                    true => Ok(false),
+                    false => Err(format!("{} {}: MEMORY USAGE failed: {}", e.role, e.redacted(), e.scrub(&error))),
+                }
+            }
             other => Err(format!("{} {}: MEMORY USAGE answered {other:?}", e.role, e.redacted())),
         };
         a.iter().zip(&b).map(|(a, b)| Ok(small(&self.from, a)? && small(&self.to, b)?)).collect()
