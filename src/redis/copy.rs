@@ -1198,7 +1198,7 @@ impl Ctx {
             let _mine = turn.lock().await;
             let tmp = self.tmp_name(key, false);
             self.building.start([tmp.clone()]);
-            let outcome = self.rebuild(key).await;
+            let outcome = self.rebuild(key, &tmp).await;
             if outcome.is_err() {
                 // Its temporary key goes, still in this key's turn.
                 self.remove_tmps(vec![tmp.clone()]).await;
@@ -1214,15 +1214,15 @@ impl Ctx {
         outcome
     }
 
-    /// Rebuilds one key on the target in chunks under a temporary name, sets
-    /// its expiry, then renames it into place (RENAMENX when not overwriting).
-    async fn rebuild(&self, key: &[u8]) -> Result<Outcome, String> {
+    /// Rebuilds one key on the target in chunks under its temporary name
+    /// `tmp`, sets its expiry, then renames it into place (RENAMENX when not
+    /// overwriting).
+    async fn rebuild(&self, key: &[u8], tmp: &[u8]) -> Result<Outcome, String> {
         const ELEMENTS: usize = TYPE_CHUNK_ELEMENTS;
         const BYTES: u64 = TYPE_CHUNK_BYTES;
         let mut src = self.src.clone();
         // In a cluster the key and its temporary copy live on the shard owning the key's slot.
-        let (mut dst, tmp) =
-            (node_for_key(&self.dst, self.dst_cluster.as_deref(), key).await?, self.tmp_name(key, false));
+        let mut dst = node_for_key(&self.dst, self.dst_cluster.as_deref(), key).await?;
         let (f, t) = (&self.from, &self.to);
         let mut p = redis::pipe();
         p.cmd("TYPE").arg(key).cmd("PTTL").arg(key);
@@ -1235,12 +1235,12 @@ impl Ctx {
         if !self.overwrite && q::<u64>(t, &mut dst, redis::cmd("EXISTS").arg(key)).await? > 0 {
             return Ok(Outcome::Conflict);
         }
-        let _: u64 = q(t, &mut dst, redis::cmd("DEL").arg(&tmp)).await?;
+        let _: u64 = q(t, &mut dst, redis::cmd("DEL").arg(tmp)).await?;
         let mut bytes = 0u64;
         match kind.as_str() {
             "string" => {
                 let len: u64 = q(f, &mut src, redis::cmd("STRLEN").arg(key)).await?;
-                let _: () = q(t, &mut dst, redis::cmd("SET").arg(&tmp).arg("")).await?;
+                let _: () = q(t, &mut dst, redis::cmd("SET").arg(tmp).arg("")).await?;
                 let mut off = 0;
                 while off < len {
                     let part: Vec<u8> =
@@ -1250,7 +1250,7 @@ impl Ctx {
                     }
                     bytes += part.len() as u64;
                     off += part.len() as u64;
-                    let _: u64 = q(t, &mut dst, redis::cmd("APPEND").arg(&tmp).arg(part)).await?;
+                    let _: u64 = q(t, &mut dst, redis::cmd("APPEND").arg(tmp).arg(part)).await?;
                 }
             }
             "hash" | "set" | "zset" => {
@@ -1265,7 +1265,7 @@ impl Ctx {
                         q(f, &mut src, redis::cmd(scan).arg(key).arg(cursor).arg("COUNT").arg(ELEMENTS)).await?;
                     if !items.is_empty() {
                         let mut w = redis::cmd(write);
-                        w.arg(&tmp);
+                        w.arg(tmp);
                         if kind == "zset" {
                             // ZSCAN gives member, score; ZADD wants score, member.
                             for pair in items.chunks(2) {
@@ -1292,32 +1292,32 @@ impl Ctx {
                         break;
                     }
                     bytes += items.iter().map(|i| i.len() as u64).sum::<u64>();
-                    let _: u64 = q(t, &mut dst, redis::cmd("RPUSH").arg(&tmp).arg(&items)).await?;
+                    let _: u64 = q(t, &mut dst, redis::cmd("RPUSH").arg(tmp).arg(&items)).await?;
                     if items.len() < ELEMENTS {
                         break;
                     }
                     start += ELEMENTS;
                 }
             }
-            "stream" => bytes += self.stream(key, &tmp, &mut src, &mut dst).await?,
+            "stream" => bytes += self.stream(key, tmp, &mut src, &mut dst).await?,
             other => {
                 return Err(format!("its type {other} cannot be copied type by type; use --mode dump"));
             }
         }
-        if q::<u64>(t, &mut dst, redis::cmd("EXISTS").arg(&tmp)).await? == 0 {
+        if q::<u64>(t, &mut dst, redis::cmd("EXISTS").arg(tmp)).await? == 0 {
             // Emptied or deleted on the source while we read it.
             return Ok(Outcome::Expired);
         }
         if let Expiry::At(ms) = exp {
-            let _: u64 = q(t, &mut dst, redis::cmd("PEXPIREAT").arg(&tmp).arg(ms)).await?;
+            let _: u64 = q(t, &mut dst, redis::cmd("PEXPIREAT").arg(tmp).arg(ms)).await?;
         }
-        let rename = redis::cmd(if self.overwrite { "RENAME" } else { "RENAMENX" }).arg(&tmp).arg(key).clone();
+        let rename = redis::cmd(if self.overwrite { "RENAME" } else { "RENAMENX" }).arg(tmp).arg(key).clone();
         match rename.query_async::<Value>(&mut dst).await {
             // The expiry passed while we copied: PEXPIREAT removed it.
             Err(e) if e.to_string().contains("no such key") => Ok(Outcome::Expired),
             Err(e) => Err(format!("{} {}: {}", t.role, t.redacted(), t.scrub(&e.to_string()))),
             Ok(Value::Int(0)) => {
-                let _: u64 = q(t, &mut dst, redis::cmd("DEL").arg(&tmp)).await?;
+                let _: u64 = q(t, &mut dst, redis::cmd("DEL").arg(tmp)).await?;
                 Ok(Outcome::Conflict)
             }
             Ok(_) => Ok(Outcome::Copied(bytes)),
