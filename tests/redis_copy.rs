@@ -684,6 +684,45 @@ async fn a_50_mb_string_and_a_hash_of_a_million_fields_copy_in_chunks() {
     assert!(v.ok() && v.checked == 23, "{v:?}");
 }
 
+/// MEMORY USAGE extrapolates a collection from a few elements (5 by
+/// default), so one big element among many small ones can go unseen. Each
+/// collection here holds 3,000 small elements and one of 2 MB (the list's
+/// last, in a node of its own): every one is over the 1 MB threshold and
+/// copied in chunks, never DUMPed whole. A set of 3,000 small members (over
+/// 8 KB, under the threshold) and a small string are DUMPed as before.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_big_element_among_many_small_ones_is_measured_and_its_key_copied_in_chunks() {
+    let dir = tempfile::tempdir().unwrap();
+    let (src, dst, mut s, mut d) = source_and_target(dir.path()).await;
+    // One element a node: the list's big element is its 3,001st node.
+    let _: () = redis::cmd("CONFIG").arg("SET").arg("list-max-listpack-size").arg(1).query_async(&mut s).await.unwrap();
+    let big = "b".repeat(2 << 20);
+    let mut p = redis::pipe();
+    for block in 0..3 {
+        let members: Vec<String> = (block * 1000..(block + 1) * 1000).map(|i| format!("member:{i}")).collect();
+        p.cmd("RPUSH").arg("outlier:list").arg(&members).ignore();
+        p.cmd("SADD").arg("outlier:set").arg(&members).ignore();
+        p.cmd("SADD").arg("mid:set").arg(&members).ignore();
+        for m in &members {
+            p.cmd("HSET").arg("outlier:hash").arg(m).arg(1).ignore();
+            p.cmd("ZADD").arg("outlier:zset").arg(1).arg(m).ignore();
+        }
+    }
+    p.cmd("RPUSH").arg("outlier:list").arg(&big).ignore();
+    p.cmd("SADD").arg("outlier:set").arg(&big).ignore();
+    p.cmd("HSET").arg("outlier:hash").arg("big").arg(&big).ignore();
+    p.cmd("ZADD").arg("outlier:zset").arg(2).arg(&big).ignore();
+    p.cmd("SET").arg("small").arg("x").ignore();
+    let _: () = p.query_async(&mut s).await.unwrap();
+    let keys: Vec<String> =
+        ["outlier:list", "outlier:set", "outlier:hash", "outlier:zset", "mid:set", "small"].map(String::from).into();
+    let mut o = options(&src.url, &dst.url);
+    o.chunk_threshold = Some(1 << 20);
+    let r = copy_with(&o).await.unwrap();
+    assert_eq!((r.total.copied, r.total.chunked), (6, 4), "{r:?}");
+    assert_identical(&mut s, &mut d, &keys).await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn verify_finds_a_missing_key_a_wrong_value_a_wrong_type_and_a_wrong_ttl() {
     let dir = tempfile::tempdir().unwrap();
@@ -1129,7 +1168,12 @@ async fn a_big_key_met_on_the_target_is_not_read_whole_and_stops_a_fail_copy() {
     }
     let _: () = p.query_async(&mut s).await.unwrap();
     let no_memory = acl_user(&mut d, &dst.url, "nomemory", &["-memory"]).await;
-    for (mode, refused) in [(Mode::Dump, false), (Mode::Types, false), (Mode::Dump, true)] {
+    // One element a node, for the list below.
+    let _: () = redis::cmd("CONFIG").arg("SET").arg("list-max-listpack-size").arg(1).query_async(&mut d).await.unwrap();
+    let smalls: Vec<String> = (0..3000).map(|i| format!("e{i}")).collect();
+    for (mode, refused, list) in
+        [(Mode::Dump, false, false), (Mode::Types, false, false), (Mode::Dump, true, false), (Mode::Dump, false, true)]
+    {
         let big = if refused { "foreign".to_string() } else { "x".repeat(9 << 20) };
         let _: () = redis::cmd("FLUSHALL").query_async(&mut d).await.unwrap();
         let _: () = redis::cmd("CONFIG").arg("RESETSTAT").query_async(&mut d).await.unwrap();
@@ -1137,15 +1181,26 @@ async fn a_big_key_met_on_the_target_is_not_read_whole_and_stops_a_fail_copy() {
         o.mode = mode;
         o.scan_count = 20;
         // The first key of the second batch: 9 MB on the target (or, where
-        // MEMORY USAGE is refused, a small value).
+        // MEMORY USAGE is refused, a small value); or a list of 3,000 small
+        // elements and, last, the 9 MB one, which MEMORY USAGE's samples
+        // do not reach.
         let written = Arc::new(std::sync::Mutex::new(None::<String>));
-        let (seen, w, to, value) =
-            (Arc::new(std::sync::atomic::AtomicUsize::new(0)), written.clone(), dst.url.clone(), big.clone());
+        let (seen, w, to, value, smalls) = (
+            Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+            written.clone(),
+            dst.url.clone(),
+            big.clone(),
+            smalls.clone(),
+        );
         o.after_scan = Some(Arc::new(move |batch: &mut Vec<Vec<u8>>| {
             if !batch.is_empty() && seen.fetch_add(1, Ordering::SeqCst) == 1 {
                 let k = String::from_utf8(batch[0].clone()).unwrap();
                 let mut c = redis::Client::open(to.as_str()).unwrap().get_connection().unwrap();
-                let _: () = redis::cmd("SET").arg(&k).arg(&value).query(&mut c).unwrap();
+                if list {
+                    let _: () = redis::cmd("RPUSH").arg(&k).arg(&smalls).arg(&value).query(&mut c).unwrap();
+                } else {
+                    let _: () = redis::cmd("SET").arg(&k).arg(&value).query(&mut c).unwrap();
+                }
                 *w.lock().unwrap() = Some(k);
             }
         }));
@@ -1161,7 +1216,12 @@ async fn a_big_key_met_on_the_target_is_not_read_whole_and_stops_a_fail_copy() {
         let stats: String = redis::cmd("INFO").arg("commandstats").query_async(&mut d).await.unwrap();
         assert!(stats.contains("cmdstat_memory"), "{mode:?}: its size was asked: {stats}");
         assert!(!stats.contains("cmdstat_dump"), "{mode:?}: the target DUMPed a key: {stats}");
-        assert_eq!(d.get::<_, String>(&k).await.unwrap(), big, "{mode:?}: the target's key is kept");
+        if list {
+            let last: String = d.lindex(&k, -1).await.unwrap();
+            assert_eq!((d.llen::<_, usize>(&k).await.unwrap(), last == big), (3001, true), "the target's list is kept");
+        } else {
+            assert_eq!(d.get::<_, String>(&k).await.unwrap(), big, "{mode:?}: the target's key is kept");
+        }
     }
 }
 
