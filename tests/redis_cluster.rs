@@ -140,6 +140,7 @@ async fn verify_ok(from: &str, to: &str, expect_keys: u64) {
         ttl_tolerance_ms: 2000,
         scan_count: 100,
         rate: None,
+        chunk_threshold: 32 << 20,
     };
     let (src, _, sc) = copy::open_side(&opts.from).await.unwrap();
     let (dst, _, dc) = copy::open_side(&opts.to).await.unwrap();
@@ -203,6 +204,7 @@ async fn every_type_with_ttls_copies_into_out_of_and_between_clusters() {
         ttl_tolerance_ms: 2000,
         scan_count: 100,
         rate: None,
+        chunk_threshold: 32 << 20,
     };
     let (sc, _, _) = copy::open_side(&opts.from).await.unwrap();
     let (dc, _, dcl) = copy::open_side(&opts.to).await.unwrap();

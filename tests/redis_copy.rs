@@ -679,9 +679,88 @@ async fn a_50_mb_string_and_a_hash_of_a_million_fields_copy_in_chunks() {
         ttl_tolerance_ms: 1000,
         scan_count: 100,
         rate: None,
+        chunk_threshold: 32 << 20,
     };
+    let _: () = redis::cmd("CONFIG").arg("RESETSTAT").query_async(&mut s).await.unwrap();
     let v = verify::verify(&vo, conn(&src.url).await, conn(&dst.url).await).await.unwrap();
-    assert!(v.ok() && v.checked == 23, "{v:?}");
+    assert!(v.ok() && v.checked == 23 && v.compared_in_chunks == 2, "{v:?}");
+    assert_eq!(dump_calls(&mut s).await, 21, "verify DUMPed the two big keys");
+}
+
+async fn dump_calls(c: &mut MultiplexedConnection) -> u64 {
+    let info: String = redis::cmd("INFO").arg("commandstats").query_async(c).await.unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("cmdstat_dump:calls="))
+        .map_or(0, |rest| rest.split(',').next().unwrap().parse().unwrap())
+}
+
+/// `redis verify` reads a key over `--chunk-threshold` on either side in
+/// chunks, as the copy does, and never DUMPs it: one of each type, equal,
+/// then each with one element changed deep inside (lengths kept).
+#[tokio::test(flavor = "multi_thread")]
+async fn verify_compares_big_keys_in_chunks_and_finds_one_element_changed_in_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let (src, dst, mut s, mut d) = source_and_target(dir.path()).await;
+    let mut p = redis::pipe();
+    p.cmd("SET").arg("big:string").arg("s".repeat(3 << 20)).ignore();
+    for block in 0..5 {
+        let members: Vec<String> = (block * 1000..(block + 1) * 1000).map(|i| format!("member:{i}")).collect();
+        p.cmd("RPUSH").arg("big:list").arg(&members).ignore();
+        p.cmd("SADD").arg("big:set").arg(&members).ignore();
+        for (i, m) in members.iter().enumerate() {
+            p.cmd("HSET").arg("big:hash").arg(m).arg(i).ignore();
+            p.cmd("ZADD")
+                .arg("big:zset")
+                .arg(if i == 7 { "+inf".to_string() } else { format!("{i}.25") })
+                .arg(m)
+                .ignore();
+        }
+    }
+    for i in 0..3000 {
+        p.cmd("XADD").arg("big:stream").arg(format!("{}-1", i + 1)).arg("f").arg(i).ignore();
+    }
+    let _: () = p.query_async(&mut s).await.unwrap();
+    let mut smalls = seed_all_types(&mut s, "small", 3, Some(600_000)).await;
+    let bigs = ["big:string", "big:list", "big:set", "big:hash", "big:zset", "big:stream"];
+    smalls.extend(bigs.map(String::from));
+    let mut o = options(&src.url, &dst.url);
+    o.chunk_threshold = Some(16 << 10);
+    copy_with(&o).await.unwrap();
+    assert_identical(&mut s, &mut d, &smalls).await;
+    let vo = VerifyOptions {
+        from: ep("source", &src.url),
+        to: ep("target", &dst.url),
+        pattern: None,
+        sample: None,
+        ttl_tolerance_ms: 1000,
+        scan_count: 100,
+        rate: None,
+        chunk_threshold: 16 << 10,
+    };
+    let verify = || async { verify::verify(&vo, conn(&src.url).await, conn(&dst.url).await).await.unwrap() };
+    for c in [&mut s, &mut d] {
+        let _: () = redis::cmd("CONFIG").arg("RESETSTAT").query_async(c).await.unwrap();
+    }
+    let v = verify().await;
+    assert!(v.ok() && v.checked == 24 && v.compared_in_chunks == 6, "{v:?}");
+    assert_eq!((dump_calls(&mut s).await, dump_calls(&mut d).await), (18, 18), "only the small keys were DUMPed");
+
+    let mut p = redis::pipe();
+    p.cmd("SETRANGE").arg("big:string").arg(2_500_000).arg("S").ignore();
+    p.cmd("LSET").arg("big:list").arg(4321).arg("changed").ignore();
+    p.cmd("SREM").arg("big:set").arg("member:4321").ignore();
+    p.cmd("SADD").arg("big:set").arg("member:other").ignore();
+    p.cmd("HSET").arg("big:hash").arg("member:4321").arg("changed").ignore();
+    p.cmd("ZADD").arg("big:zset").arg(-1).arg("member:4321").ignore();
+    p.cmd("XDEL").arg("big:stream").arg("2500-1").ignore();
+    p.cmd("XADD").arg("big:stream").arg("5000-1").arg("f").arg("new").ignore();
+    let _: () = p.query_async(&mut d).await.unwrap();
+    let v = verify().await;
+    assert_eq!((v.value_mismatch, v.compared_in_chunks), (6, 6), "{v:?}");
+    let named: Vec<String> = v.first.iter().map(|d| d.to_string()).collect();
+    for k in bigs {
+        assert!(named.contains(&format!("value differs: {k}")), "{k}: {named:?}");
+    }
 }
 
 /// MEMORY USAGE extrapolates a collection from a few elements (5 by
@@ -739,6 +818,7 @@ async fn verify_finds_a_missing_key_a_wrong_value_a_wrong_type_and_a_wrong_ttl()
         ttl_tolerance_ms: 1000,
         scan_count: 50,
         rate: None,
+        chunk_threshold: 32 << 20,
     };
     let paced = VerifyOptions { rate: Some(200), ..vo };
     let t = Instant::now();

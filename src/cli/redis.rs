@@ -132,6 +132,10 @@ pub struct VerifyArgs {
     /// Largest TTL difference accepted, in ms.
     #[arg(long, default_value_t = 1000)]
     pub ttl_tolerance_ms: u64,
+    /// Keys bigger than this (bytes, MEMORY USAGE) on either side are
+    /// compared in chunks, never DUMPed whole.
+    #[arg(long, default_value_t = 32 << 20)]
+    pub chunk_threshold: u64,
     /// At most this many keys checked per second (default: unlimited).
     #[arg(long, value_name = "KEYS_PER_S")]
     pub rate: Option<u64>,
@@ -547,6 +551,9 @@ fn run_verify(a: VerifyArgs) -> Result<u8, Failure> {
     if a.rate == Some(0) {
         return Err(bad("--rate must be at least 1 key/s (leave it out for no limit)"));
     }
+    if a.chunk_threshold == 0 {
+        return Err(bad("--chunk-threshold must be at least 1 byte"));
+    }
     let opts = VerifyOptions {
         from,
         to,
@@ -555,6 +562,7 @@ fn run_verify(a: VerifyArgs) -> Result<u8, Failure> {
         ttl_tolerance_ms: a.ttl_tolerance_ms,
         scan_count: a.ends.scan_count,
         rate: a.rate,
+        chunk_threshold: a.chunk_threshold,
     };
     super::runtime()?.block_on(async {
         let (src, _, src_cluster) = copy::open_side(&opts.from).await.map_err(bad)?;
@@ -574,8 +582,15 @@ fn run_verify(a: VerifyArgs) -> Result<u8, Failure> {
                 r.target_keys
             );
             println!(
-                "checked {} keys: {} missing, {} type mismatch, {} value mismatch, {} TTL mismatch ({} expired while checked)",
-                r.checked, r.missing, r.type_mismatch, r.value_mismatch, r.ttl_mismatch, r.vanished
+                "checked {} keys: {} missing, {} type mismatch, {} value mismatch, {} TTL mismatch ({} expired while \
+                 checked, {} compared in chunks)",
+                r.checked,
+                r.missing,
+                r.type_mismatch,
+                r.value_mismatch,
+                r.ttl_mismatch,
+                r.vanished,
+                r.compared_in_chunks
             );
             for d in &r.first {
                 println!("  {d}");

@@ -18,6 +18,7 @@ use super::checkpoint::{self, Checkpoint, ShardPlace, ShardRun};
 use super::cluster::{self, Cluster, Shard};
 use super::progress::{CopyProgress, Counters};
 use super::query::{key_counts, node_for_key, on_target, q, qp, short};
+use super::size;
 use super::url::Endpoint;
 use super::verify;
 use super::{Expiry, Mode, OnConflict};
@@ -569,43 +570,6 @@ const SAME_EXPIRY_MS: u64 = 2_000;
 /// blocks its server while serialised, and the target's may be anyone's).
 const MET_KEY_READ_BYTES: u64 = GROUP_BYTES;
 
-/// Elements of a collection MEMORY USAGE walks (its SAMPLES) before it
-/// extrapolates from them. Redis's default, 5, misses one big element among
-/// many small ones, and that key would be DUMPed whole.
-const SIZE_SAMPLES: u64 = 1024;
-
-/// The least one walked element adds to MEMORY USAGE's figure: at least one
-/// allocation, and the allocator's smallest is 8 bytes. So a figure of B
-/// bytes means at most B / 8 elements.
-const MIN_ELEMENT_BYTES: u64 = 8;
-
-/// `MEMORY USAGE key SAMPLES samples`.
-fn usage_cmd(key: &[u8], samples: u64) -> redis::Cmd {
-    let mut c = redis::Cmd::with_capacity(5, 24 + key.len());
-    c.arg("MEMORY").arg("USAGE").arg(key).arg("SAMPLES").arg(samples);
-    c
-}
-
-/// After `usage_cmd(key, SIZE_SAMPLES)` said `bytes`: the samples that walk
-/// the key whole, or none when that figure already came from every
-/// element (no more than `SIZE_SAMPLES` fit in `bytes`). The walk costs the
-/// server in proportion to the key's elements: less than its DUMP.
-fn samples_to_walk_whole(bytes: u64) -> Option<u64> {
-    let most_elements = bytes.div_ceil(MIN_ELEMENT_BYTES);
-    (most_elements > SIZE_SAMPLES).then_some(most_elements)
-}
-
-/// Which of the first figures (`None`: no figure) to ask again walking the
-/// key whole, with the samples that do: those at most `bound`, where the
-/// answer decides something. A key over `bound` already is not walked.
-fn to_walk_whole(figures: impl IntoIterator<Item = Option<u64>>, bound: u64) -> Vec<(usize, u64)> {
-    figures
-        .into_iter()
-        .enumerate()
-        .filter_map(|(i, bytes)| Some((i, samples_to_walk_whole(bytes.filter(|b| *b <= bound)?)?)))
-        .collect()
-}
-
 /// A DUMP payload ends with the RDB version (2 bytes) and a CRC64 (8).
 const DUMP_FOOTER: usize = 10;
 
@@ -614,13 +578,6 @@ const DUMP_FOOTER: usize = 10;
 /// as a conflict rather than be read whole. Streams are never read so
 /// (XRANGE leaves out their consumer groups).
 const COMPARE_VALUES_BYTES: u64 = 1 << 20;
-
-/// Whether an error's text says MEMORY USAGE was refused: by an ACL, or by
-/// a server without it (or with it renamed away, as managed services may).
-fn memory_usage_refused(error: &str) -> bool {
-    let error = error.to_lowercase();
-    ["noperm", "unknown command", "unknown subcommand"].iter().any(|m| error.contains(m))
-}
 
 /// What the target holds under a key a write met there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -729,7 +686,6 @@ impl Ctx {
         if self.mode == Mode::Types {
             return self.by_type_all(keys, c).await;
         }
-        let mut src = self.src.clone();
         // Sizes first, so a big key is never DUMPed whole. This is a third
         // of the source's commands per key, and it stays by default: a key's
         // size is known only from MEMORY USAGE (or after DUMP has sent it
@@ -743,25 +699,13 @@ impl Ctx {
         let sizes: Vec<Option<u64>> = if self.no_memory_usage.load(Ordering::Relaxed) {
             vec![Some(0); keys.len()]
         } else {
-            let mut p = redis::Pipeline::with_capacity(keys.len());
-            for k in &keys {
-                p.add_command(usage_cmd(k, SIZE_SAMPLES));
-            }
-            match p.query_async(&mut src).await {
-                Ok(s) => self.walk_whole(&keys, s).await?,
+            match size::sizes(&self.from, &self.src, None, &keys, self.chunk_threshold).await? {
+                Some(s) => s,
                 // A server (or ACL) without MEMORY USAGE: no big-key detection.
-                Err(e) if memory_usage_refused(&e.to_string()) => {
+                None => {
                     tracing::warn!(source = %self.from, "MEMORY USAGE refused; keys are not checked for size");
                     self.no_memory_usage.store(true, Ordering::Relaxed);
                     vec![Some(0); keys.len()]
-                }
-                Err(e) => {
-                    return Err(format!(
-                        "{} {}: {}",
-                        self.from.role,
-                        self.from.redacted(),
-                        self.from.scrub(&e.to_string())
-                    ));
                 }
             }
         };
@@ -790,28 +734,6 @@ impl Ctx {
         }
         self.settle_met(&met, &mut c).await?;
         Ok(c)
-    }
-
-    /// The sizes of the keys whose first MEMORY USAGE may have extrapolated
-    /// (`samples_to_walk_whole`) asked again, walking each whole; a key over
-    /// the threshold already is not walked (it goes in chunks anyway).
-    async fn walk_whole(&self, keys: &[Vec<u8>], mut sizes: Vec<Option<u64>>) -> Result<Vec<Option<u64>>, String> {
-        let asked = to_walk_whole(sizes.iter().copied(), self.chunk_threshold);
-        if !asked.is_empty() {
-            let mut p = redis::Pipeline::with_capacity(asked.len());
-            for (i, samples) in &asked {
-                p.add_command(usage_cmd(&keys[*i], *samples));
-            }
-            let mut src = self.src.clone();
-            let walked: Vec<Option<u64>> = qp(&self.from, &mut src, &p).await?;
-            if walked.len() != asked.len() {
-                return Err(format!("MEMORY USAGE of {} keys, but {} answers", asked.len(), walked.len()));
-            }
-            for ((i, _), size) in asked.into_iter().zip(walked) {
-                sizes[i] = size;
-            }
-        }
-        Ok(sizes)
     }
 
     /// PTTL + DUMP pipelined, then RESTORE … ABSTTL pipelined.
@@ -951,8 +873,8 @@ impl Ctx {
             (Vec::new(), Vec::new())
         } else {
             tokio::try_join!(
-                verify::probe(&self.from, &mut src, &probed),
-                verify::probe_target(&self.to, &self.dst, self.dst_cluster.as_deref(), &probed)
+                verify::probe(&self.from, &self.src, None, &probed),
+                verify::probe(&self.to, &self.dst, self.dst_cluster.as_deref(), &probed)
             )?
         };
         if on_src.len() != probed.len() || on_dst.len() != probed.len() {
@@ -1009,84 +931,15 @@ impl Ctx {
     /// Whether each key is at most `MET_KEY_READ_BYTES` (MEMORY USAGE) on
     /// the source and on the target; a key gone from a side is small there.
     async fn small_on_both(&self, keys: &[&[u8]]) -> Result<Vec<bool>, String> {
-        let all: Vec<(usize, u64)> = (0..keys.len()).map(|i| (i, SIZE_SAMPLES)).collect();
-        let (mut a, mut b) = self.usage_on_both(keys, &all, &all).await?;
-        // A figure that may have been extrapolated is asked again, walking
-        // the key whole.
-        let figure = |v: &Value| match v {
-            Value::Int(n) => u64::try_from(*n).ok(),
-            _ => None,
+        let (a, b) = tokio::try_join!(
+            size::sizes(&self.from, &self.src, None, keys, MET_KEY_READ_BYTES),
+            size::sizes(&self.to, &self.dst, self.dst_cluster.as_deref(), keys, MET_KEY_READ_BYTES)
+        )?;
+        // A side that will not tell (MEMORY USAGE refused) holds no small key.
+        let small = |side: &Option<Vec<Option<u64>>>, i: usize| {
+            side.as_ref().is_some_and(|s| s[i].is_none_or(|b| b <= MET_KEY_READ_BYTES))
         };
-        let (walk_a, walk_b) = (
-            to_walk_whole(a.iter().map(figure), MET_KEY_READ_BYTES),
-            to_walk_whole(b.iter().map(figure), MET_KEY_READ_BYTES),
-        );
-        if !walk_a.is_empty() || !walk_b.is_empty() {
-            let (wa, wb) = self.usage_on_both(keys, &walk_a, &walk_b).await?;
-            for ((i, _), v) in walk_a.iter().zip(wa) {
-                a[*i] = v;
-            }
-            for ((i, _), v) in walk_b.iter().zip(wb) {
-                b[*i] = v;
-            }
-        }
-        // MEMORY USAGE refused (an ACL, a server without it) tells no size:
-        // not small. Any other error (LOADING, MOVED…) stops the copy.
-        let small = |e: &Endpoint, v: &Value| match v {
-            Value::Nil => Ok(true),
-            Value::Int(n) => Ok((0..=MET_KEY_READ_BYTES as i64).contains(n)),
-            Value::ServerError(err) => {
-                let error = format!("{} {}", err.code(), err.details().unwrap_or(""));
-                match memory_usage_refused(&error) {
-                    true => Ok(false),
-                    false => Err(format!("{} {}: MEMORY USAGE failed: {}", e.role, e.redacted(), e.scrub(&error))),
-                }
-            }
-            other => Err(format!("{} {}: MEMORY USAGE answered {other:?}", e.role, e.redacted())),
-        };
-        a.iter().zip(&b).map(|(a, b)| Ok(small(&self.from, a)? && small(&self.to, b)?)).collect()
-    }
-
-    /// MEMORY USAGE of `keys[i]` with its samples, at once on the source (for
-    /// `source_asks`) and on the target (for `target_asks`); errors are
-    /// answers.
-    async fn usage_on_both(
-        &self,
-        keys: &[&[u8]],
-        source_asks: &[(usize, u64)],
-        target_asks: &[(usize, u64)],
-    ) -> Result<(Vec<Value>, Vec<Value>), String> {
-        let mut p = redis::Pipeline::with_capacity(source_asks.len());
-        p.ignore_errors();
-        for (i, samples) in source_asks {
-            p.add_command(usage_cmd(keys[*i], *samples));
-        }
-        let mut src = self.src.clone();
-        let source = async {
-            match source_asks.is_empty() {
-                true => Ok(Vec::new()),
-                false => qp(&self.from, &mut src, &p).await,
-            }
-        };
-        let target_cmds: Vec<_> =
-            target_asks.iter().map(|(i, samples)| (keys[*i], usage_cmd(keys[*i], *samples))).collect();
-        let target = async {
-            match target_cmds.is_empty() {
-                true => Ok(Vec::new()),
-                false => on_target(&self.to, &self.dst, self.dst_cluster.as_deref(), target_cmds).await,
-            }
-        };
-        let (a, b) = tokio::try_join!(source, target)?;
-        if a.len() != source_asks.len() || b.len() != target_asks.len() {
-            return Err(format!(
-                "MEMORY USAGE of {} keys on the source and {} on the target, but {} and {} answers",
-                source_asks.len(),
-                target_asks.len(),
-                a.len(),
-                b.len()
-            ));
-        }
-        Ok((a, b))
+        Ok((0..keys.len()).map(|i| small(&a, i) && small(&b, i)).collect())
     }
 
     /// The type-by-type path for a whole batch, in three pipelines: TYPE +
@@ -2185,17 +2038,6 @@ mod tests {
         assert_eq!(group_sizes(&[4, 4, 4, 4], 10), [2, 2]);
         assert_eq!(group_sizes(&[30, 1, 1, 30], 10), [1, 2, 1]);
         assert!(group_sizes(&[], 10).is_empty());
-    }
-
-    #[test]
-    fn a_size_that_may_be_extrapolated_is_asked_again_walking_the_key_whole() {
-        // 8 KiB holds at most 1,024 elements of 8 bytes: all were walked.
-        assert_eq!(samples_to_walk_whole(8 << 10), None);
-        assert_eq!(samples_to_walk_whole((8 << 10) + 1), Some(1025));
-        assert_eq!(samples_to_walk_whole(1 << 20), Some(1 << 17));
-        // Over the bound already, gone, or walked whole: not asked again.
-        let figures = [Some(100), Some(9000), Some(2 << 20), None, Some(1 << 20)];
-        assert_eq!(to_walk_whole(figures, 1 << 20), [(1, 1125), (4, 1 << 17)]);
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod cluster;
 pub mod copy;
 pub mod progress;
 pub mod query;
+pub mod size;
 pub mod url;
 pub mod verify;
 

@@ -10,7 +10,15 @@ use std::sync::Arc;
 
 use super::cluster::Cluster;
 use super::query::{key_counts, node_for_key, on_target, q, qp};
+use super::size;
 use super::url::Endpoint;
+
+/// Bytes of a string, and elements of a collection, one chunk reads.
+const CHUNK_BYTES: u64 = 1 << 20;
+const CHUNK_ELEMENTS: u64 = 1000;
+
+/// A stream entry as XRANGE gives it: its ID, then fields and values.
+type StreamEntry = (String, Vec<Vec<u8>>);
 
 pub struct VerifyOptions {
     pub from: Endpoint,
@@ -22,6 +30,9 @@ pub struct VerifyOptions {
     pub scan_count: usize,
     /// Keys per second, at most (default: unlimited).
     pub rate: Option<u64>,
+    /// Keys bigger than this (bytes, MEMORY USAGE) on either side are
+    /// compared in chunks, never DUMPed whole.
+    pub chunk_threshold: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -74,6 +85,8 @@ pub struct VerifyReport {
     pub ttl_mismatch: u64,
     /// Keys gone from the source while being checked (expired).
     pub vanished: u64,
+    /// Keys over the chunk threshold on a side, compared in chunks.
+    pub compared_in_chunks: u64,
     pub first: Vec<Difference>,
 }
 
@@ -172,45 +185,53 @@ struct Sides {
     /// A cluster target: each key is read on the shard owning it.
     dst_cluster: Option<Arc<Cluster>>,
     tol: u64,
+    chunk_threshold: u64,
 }
 
-/// TYPE, PTTL, DUMP of every key, pipelined.
+/// TYPE, PTTL, DUMP of every key, pipelined (on a cluster, each on the
+/// shard owning it).
 pub(super) async fn probe<K: AsRef<[u8]>>(
     e: &Endpoint,
-    c: &mut MultiplexedConnection,
-    keys: &[K],
-) -> Result<Vec<(String, i64, Value)>, String> {
-    let mut p = redis::pipe();
-    for k in keys {
-        let k = k.as_ref();
-        p.cmd("TYPE").arg(k).cmd("PTTL").arg(k).cmd("DUMP").arg(k);
-    }
-    qp(e, c, &p).await
-}
-
-/// As `probe`, on the target (routed by slot in a cluster).
-pub(super) async fn probe_target<K: AsRef<[u8]>>(
-    to: &Endpoint,
-    dst: &MultiplexedConnection,
+    c: &MultiplexedConnection,
     cluster: Option<&Cluster>,
     keys: &[K],
 ) -> Result<Vec<(String, i64, Value)>, String> {
-    let Some(cl) = cluster else { return probe(to, &mut dst.clone(), keys).await };
+    probe_some(e, c, cluster, keys, &vec![true; keys.len()]).await
+}
+
+/// TYPE, PTTL and, where `dump` says, DUMP of every key, pipelined (on a
+/// cluster, each on the shard owning it); the payload is Nil where not asked.
+async fn probe_some<K: AsRef<[u8]>>(
+    e: &Endpoint,
+    c: &MultiplexedConnection,
+    cluster: Option<&Cluster>,
+    keys: &[K],
+    dump: &[bool],
+) -> Result<Vec<(String, i64, Value)>, String> {
     let mut cmds = Vec::with_capacity(keys.len() * 3);
-    for k in keys {
-        for c in ["TYPE", "PTTL", "DUMP"] {
-            cmds.push((k.as_ref(), redis::cmd(c).arg(k.as_ref()).clone()));
-        }
+    for (k, d) in keys.iter().zip(dump) {
+        let k = k.as_ref();
+        let words: &[&str] = if *d { &["TYPE", "PTTL", "DUMP"] } else { &["TYPE", "PTTL"] };
+        cmds.extend(words.iter().map(|w| (k, redis::cmd(w).arg(k).clone())));
     }
-    let replies = on_target(to, dst, Some(cl), cmds).await?;
-    replies
-        .chunks(3)
-        .map(|r| {
-            let kind: String = redis::from_redis_value_ref(&r[0]).map_err(|e| format!("TYPE: {e}"))?;
-            let pttl: i64 = redis::from_redis_value_ref(&r[1]).map_err(|e| format!("PTTL: {e}"))?;
-            Ok((kind, pttl, r[2].clone()))
-        })
-        .collect()
+    let mut replies = on_target(e, c, cluster, cmds).await?.into_iter();
+    let mut next = |what: &str| match replies.next() {
+        Some(Value::ServerError(err)) => Err(format!(
+            "{} {}: {what}: {}",
+            e.role,
+            e.redacted(),
+            e.scrub(&format!("{} {}", err.code(), err.details().unwrap_or("")))
+        )),
+        Some(v) => Ok(v),
+        None => Err(format!("{} {}: {what}: no answer", e.role, e.redacted())),
+    };
+    let mut out = Vec::with_capacity(keys.len());
+    for d in dump {
+        let kind: String = redis::from_redis_value(next("TYPE")?).map_err(|err| format!("TYPE: {err}"))?;
+        let pttl: i64 = redis::from_redis_value(next("PTTL")?).map_err(|err| format!("PTTL: {err}"))?;
+        out.push((kind, pttl, if *d { next("DUMP")? } else { Value::Nil }));
+    }
+    Ok(out)
 }
 
 impl Sides {
@@ -220,11 +241,29 @@ impl Sides {
         keys: Vec<Vec<u8>>,
         report: &mut VerifyReport,
     ) -> Result<(), String> {
-        let (s, t) = tokio::try_join!(
-            probe(&self.from, &mut src, &keys),
-            probe_target(&self.to, &self.dst, self.dst_cluster.as_deref(), &keys)
+        // Sizes first: a key over the threshold on either side is compared
+        // in chunks, as the copy reads it, never DUMPed whole (a DUMP blocks
+        // its server while serialised). A side refusing MEMORY USAGE has
+        // every key DUMPed, as the copy does.
+        let threshold = self.chunk_threshold;
+        let (ss, ts) = tokio::try_join!(
+            size::sizes(&self.from, &src, None, &keys, threshold),
+            size::sizes(&self.to, &self.dst, self.dst_cluster.as_deref(), &keys, threshold)
         )?;
-        for ((key, (sk, sttl, sdump)), (tk, tttl, tdump)) in keys.iter().zip(s).zip(t) {
+        for (side, sizes) in [(&self.from, &ss), (&self.to, &ts)] {
+            if sizes.is_none() {
+                tracing::warn!(side = %side, "MEMORY USAGE refused; keys are DUMPed whole whatever their size");
+            }
+        }
+        let fits = |sizes: &Option<Vec<Option<u64>>>, i: usize| {
+            sizes.as_ref().is_none_or(|s| s[i].is_none_or(|b| b <= threshold))
+        };
+        let whole: Vec<bool> = (0..keys.len()).map(|i| fits(&ss, i) && fits(&ts, i)).collect();
+        let (s, t) = tokio::try_join!(
+            probe_some(&self.from, &src, None, &keys, &whole),
+            probe_some(&self.to, &self.dst, self.dst_cluster.as_deref(), &keys, &whole)
+        )?;
+        for (((key, (sk, sttl, sdump)), (tk, tttl, tdump)), whole) in keys.iter().zip(s).zip(t).zip(whole) {
             if sk == "none" {
                 report.vanished += 1;
                 continue;
@@ -239,9 +278,14 @@ impl Sides {
                 report.note(Difference::Type { key: name, source: sk, target: tk });
                 continue;
             }
-            let same = sdump == tdump || {
-                let mut dst = node_for_key(&self.dst, self.dst_cluster.as_deref(), key).await?;
-                logical(&self.from, &mut src, key, &sk).await? == logical(&self.to, &mut dst, key, &tk).await?
+            let same = if whole {
+                sdump == tdump || {
+                    let mut dst = node_for_key(&self.dst, self.dst_cluster.as_deref(), key).await?;
+                    logical(&self.from, &mut src, key, &sk).await? == logical(&self.to, &mut dst, key, &tk).await?
+                }
+            } else {
+                report.compared_in_chunks += 1;
+                self.same_in_chunks(&mut src, key, &sk).await?
             };
             if !same {
                 report.note(Difference::Value { key: name });
@@ -252,6 +296,124 @@ impl Sides {
             }
         }
         Ok(())
+    }
+}
+
+impl Sides {
+    /// Whether a key of type `kind` on both sides holds the same value, read
+    /// in chunks (`CHUNK_BYTES` of a string, `CHUNK_ELEMENTS` of a
+    /// collection): lengths first, then a string or list range by range, a
+    /// hash, set or sorted set scanned on the source and each element asked
+    /// of the target (equal lengths, and every source element on the target
+    /// as on the source: the same), a stream's entries range by range. As
+    /// the logical comparison, a stream's consumer groups are not compared.
+    async fn same_in_chunks(&self, src: &mut MultiplexedConnection, key: &[u8], kind: &str) -> Result<bool, String> {
+        let mut dst = node_for_key(&self.dst, self.dst_cluster.as_deref(), key).await?;
+        let (from, to) = (&self.from, &self.to);
+        let length = match kind {
+            "string" => "STRLEN",
+            "list" => "LLEN",
+            "hash" => "HLEN",
+            "set" => "SCARD",
+            "zset" => "ZCARD",
+            "stream" => "XLEN",
+            other => return Err(format!("key {} has type {other}, which verify cannot compare", super::show_key(key))),
+        };
+        let length = redis::cmd(length).arg(key).clone();
+        let (a, b): (u64, u64) = tokio::try_join!(q(from, src, &length), q(to, &mut dst, &length))?;
+        if a != b {
+            return Ok(false);
+        }
+        let (step, mut at, mut cursor) = (if kind == "string" { CHUNK_BYTES } else { CHUNK_ELEMENTS }, 0u64, 0u64);
+        let mut after: Option<String> = None;
+        loop {
+            match kind {
+                "string" | "list" => {
+                    if at >= a {
+                        return Ok(true);
+                    }
+                    let range = redis::cmd(if kind == "string" { "GETRANGE" } else { "LRANGE" })
+                        .arg(key)
+                        .arg(at)
+                        .arg(at + step - 1)
+                        .clone();
+                    let (x, y): (Value, Value) = tokio::try_join!(q(from, src, &range), q(to, &mut dst, &range))?;
+                    if x != y {
+                        return Ok(false);
+                    }
+                    at += step;
+                }
+                "stream" => {
+                    let start = after.as_ref().map_or("-".to_string(), |id| format!("({id}"));
+                    let range = redis::cmd("XRANGE").arg(key).arg(start).arg("+").arg("COUNT").arg(step).clone();
+                    let (x, y): (Vec<StreamEntry>, Vec<StreamEntry>) =
+                        tokio::try_join!(q(from, src, &range), q(to, &mut dst, &range))?;
+                    if x != y {
+                        return Ok(false);
+                    }
+                    match x.last() {
+                        Some((id, _)) => after = Some(id.clone()),
+                        None => return Ok(true),
+                    }
+                }
+                _ => {
+                    let scan = match kind {
+                        "hash" => "HSCAN",
+                        "set" => "SSCAN",
+                        _ => "ZSCAN",
+                    };
+                    let (next, items): (u64, Vec<Vec<u8>>) =
+                        q(from, src, redis::cmd(scan).arg(key).arg(cursor).arg("COUNT").arg(step)).await?;
+                    if !self.held_by_target(&mut dst, key, kind, items).await? {
+                        return Ok(false);
+                    }
+                    if next == 0 {
+                        return Ok(true);
+                    }
+                    cursor = next;
+                }
+            }
+        }
+    }
+
+    /// Whether the target's `key` holds each element a scan of the source's
+    /// returned (`items`: a hash's fields and values, a sorted set's
+    /// members and scores, a set's members), as the source does.
+    async fn held_by_target(
+        &self,
+        dst: &mut MultiplexedConnection,
+        key: &[u8],
+        kind: &str,
+        items: Vec<Vec<u8>>,
+    ) -> Result<bool, String> {
+        if items.is_empty() {
+            return Ok(true);
+        }
+        let mut p = redis::pipe();
+        let pairs = kind != "set";
+        let elements: Vec<&Vec<u8>> = if pairs { items.iter().step_by(2).collect() } else { items.iter().collect() };
+        for e in &elements {
+            p.cmd(match kind {
+                "hash" => "HGET",
+                "set" => "SISMEMBER",
+                _ => "ZSCORE",
+            })
+            .arg(key)
+            .arg(e.as_slice());
+        }
+        let held: Vec<Value> = qp(&self.to, dst, &p).await?;
+        let bytes = |v: &Value| match v {
+            Value::BulkString(b) => Some(b.clone()),
+            Value::SimpleString(s) => Some(s.clone().into_bytes()),
+            Value::Double(d) => Some(d.to_string().into_bytes()),
+            _ => None,
+        };
+        let score = |b: &[u8]| std::str::from_utf8(b).ok().and_then(|s| s.parse::<f64>().ok());
+        Ok(held.iter().enumerate().all(|(i, v)| match kind {
+            "set" => matches!(v, Value::Int(1) | Value::Boolean(true)),
+            "hash" => bytes(v).as_deref() == Some(items[2 * i + 1].as_slice()),
+            _ => bytes(v).and_then(|b| score(&b)).is_some_and(|t| Some(t) == score(&items[2 * i + 1])),
+        }))
     }
 }
 
@@ -338,6 +500,7 @@ pub async fn verify_with(
         dst: dst.clone(),
         dst_cluster,
         tol: opts.ttl_tolerance_ms,
+        chunk_threshold: opts.chunk_threshold,
     };
     // A sample as large as the keyspace checks every key once instead.
     let sample = opts.sample.filter(|n| *n < report.source_keys);
