@@ -131,7 +131,9 @@ async fn assert_identical(src: &mut Place<'_>, dst: &mut Place<'_>, keys: &[Stri
     }
 }
 
-async fn verify_ok(from: &str, to: &str, expect_keys: u64) {
+/// Verify finds every key the same; with `chunk_threshold` 1, every key is
+/// compared in chunks (each read on the shard owning it).
+async fn verify_ok(from: &str, to: &str, expect_keys: u64, chunk_threshold: u64) {
     let opts = VerifyOptions {
         from: ep("source", from),
         to: ep("target", to),
@@ -140,13 +142,15 @@ async fn verify_ok(from: &str, to: &str, expect_keys: u64) {
         ttl_tolerance_ms: 2000,
         scan_count: 100,
         rate: None,
-        chunk_threshold: 32 << 20,
+        chunk_threshold,
     };
     let (src, _, sc) = copy::open_side(&opts.from).await.unwrap();
     let (dst, _, dc) = copy::open_side(&opts.to).await.unwrap();
     let r = verify::verify_with(&opts, src, sc, dst, dc).await.unwrap();
     assert!(r.ok(), "{from} → {to}: {r:?}");
     assert_eq!((r.checked, r.source_keys, r.target_keys), (expect_keys, expect_keys, expect_keys), "{r:?}");
+    let chunked = if chunk_threshold == 1 { expect_keys } else { 0 };
+    assert_eq!(r.compared_in_chunks, chunked, "{r:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -189,9 +193,11 @@ async fn every_type_with_ttls_copies_into_out_of_and_between_clusters() {
     assert_identical(&mut Place::Single(s.clone()), &mut Place::Single(conn(&back_url).await), &keys).await;
 
     // Verify, per key and counts summed over shards, in every direction.
-    verify_ok(&src_url, &a.url(), n).await;
-    verify_ok(&a.node_url(), &b.url(), n).await;
-    verify_ok(&b.url(), &back_url, n).await;
+    verify_ok(&src_url, &a.url(), n, 32 << 20).await;
+    verify_ok(&a.node_url(), &b.url(), n, 32 << 20).await;
+    verify_ok(&b.url(), &back_url, n, 32 << 20).await;
+    verify_ok(&src_url, &a.url(), n, 1).await;
+    verify_ok(&a.node_url(), &b.url(), n, 1).await;
 
     // A difference on one shard is found; and a second copy into a full cluster is refused before writing.
     let mut owner = ra.owner(&keys[5]).await;

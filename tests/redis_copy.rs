@@ -535,6 +535,10 @@ async fn bad_input_is_one_line_exit_2_and_writes_nothing() {
         ),
         (vec!["verify", "--from", from, "--to", &wrong_to, "--sample", "5"], "wrong password"),
         (vec!["verify", "--from", from, "--to", &auth_to, "--sample", "0"], "--sample must be at least 1"),
+        (
+            vec!["verify", "--from", from, "--to", &auth_to, "--chunk-threshold", "0"],
+            "--chunk-threshold must be at least 1",
+        ),
     ];
     let n_cases = cases.len();
     for (args, want) in cases {
@@ -557,7 +561,7 @@ async fn bad_input_is_one_line_exit_2_and_writes_nothing() {
         "bad-input",
         format!(
             "`redis copy` and `redis verify` given {n} bad inputs (wrong or missing password, unreachable or same \
-             server, bad scheme, pattern, rate, sample, env var, nothing to resume): each one line on stderr naming \
+             server, bad scheme, pattern, rate, sample, chunk threshold, env var, nothing to resume): each one line on stderr naming \
              the fix, exit 2, no password shown, and the target still empty",
             n = n_cases
         ),
@@ -737,13 +741,22 @@ async fn verify_compares_big_keys_in_chunks_and_finds_one_element_changed_in_eac
         rate: None,
         chunk_threshold: 16 << 10,
     };
-    let verify = || async { verify::verify(&vo, conn(&src.url).await, conn(&dst.url).await).await.unwrap() };
+    let from = src.url.clone();
+    let verify = |vo: VerifyOptions, to: String| {
+        let from = from.clone();
+        async move { verify::verify(&vo, conn(&from).await, conn(&to).await).await.unwrap() }
+    };
     for c in [&mut s, &mut d] {
         let _: () = redis::cmd("CONFIG").arg("RESETSTAT").query_async(c).await.unwrap();
     }
-    let v = verify().await;
+    let v = verify(vo.clone(), dst.url.clone()).await;
     assert!(v.ok() && v.checked == 24 && v.compared_in_chunks == 6, "{v:?}");
     assert_eq!((dump_calls(&mut s).await, dump_calls(&mut d).await), (18, 18), "only the small keys were DUMPed");
+    // A target that refuses MEMORY USAGE tells no size: the source's still
+    // decide, and the small keys are DUMPed.
+    let no_memory = acl_user(&mut d, &dst.url, "nomemory", &["-memory"]).await;
+    let v = verify(VerifyOptions { to: ep("target", &no_memory), ..vo.clone() }, no_memory.clone()).await;
+    assert!(v.ok() && v.checked == 24 && v.compared_in_chunks == 6, "{v:?}");
 
     let mut p = redis::pipe();
     p.cmd("SETRANGE").arg("big:string").arg(2_500_000).arg("S").ignore();
@@ -754,11 +767,16 @@ async fn verify_compares_big_keys_in_chunks_and_finds_one_element_changed_in_eac
     p.cmd("ZADD").arg("big:zset").arg(-1).arg("member:4321").ignore();
     p.cmd("XDEL").arg("big:stream").arg("2500-1").ignore();
     p.cmd("XADD").arg("big:stream").arg("5000-1").arg("f").arg("new").ignore();
+    // Big on the target only: sized there, never DUMPed.
+    let members: Vec<String> = (0..3000).map(|i| format!("member:{i}")).collect();
+    p.cmd("SADD").arg("small:set:0").arg(&members).ignore();
     let _: () = p.query_async(&mut d).await.unwrap();
-    let v = verify().await;
-    assert_eq!((v.value_mismatch, v.compared_in_chunks), (6, 6), "{v:?}");
+    let _: () = redis::cmd("CONFIG").arg("RESETSTAT").query_async(&mut d).await.unwrap();
+    let v = verify(vo.clone(), dst.url.clone()).await;
+    assert_eq!((v.value_mismatch, v.compared_in_chunks), (7, 7), "{v:?}");
+    assert_eq!(dump_calls(&mut d).await, 17, "the target DUMPed a big key");
     let named: Vec<String> = v.first.iter().map(|d| d.to_string()).collect();
-    for k in bigs {
+    for k in bigs.into_iter().chain(["small:set:0"]) {
         assert!(named.contains(&format!("value differs: {k}")), "{k}: {named:?}");
     }
 }

@@ -17,7 +17,7 @@ use serde::Serialize;
 use super::checkpoint::{self, Checkpoint, ShardPlace, ShardRun};
 use super::cluster::{self, Cluster, Shard};
 use super::progress::{CopyProgress, Counters};
-use super::query::{key_counts, node_for_key, on_target, q, qp, short};
+use super::query::{error_text, key_counts, node_for_key, per_key, q, qp, short};
 use super::size;
 use super::url::Endpoint;
 use super::verify;
@@ -347,7 +347,7 @@ pub async fn find_conflicts(opts: &CopyOptions, conns: &mut Conns) -> Result<Con
                 q(&opts.from, &mut src, &scan_cmd(cursor, opts.pattern.as_deref(), opts.scan_count)).await?;
             if !keys.is_empty() {
                 let cmds = keys.iter().map(|k| (k.as_slice(), key_cmd(&["EXISTS"], k))).collect();
-                let found = on_target(&opts.to, &conns.dst, conns.dst_cluster.as_deref(), cmds).await?;
+                let found = per_key(&opts.to, &conns.dst, conns.dst_cluster.as_deref(), cmds).await?;
                 for (k, f) in keys.iter().zip(found) {
                     match f {
                         Value::Int(0) => {}
@@ -442,7 +442,7 @@ async fn remove_tmps(to: &Endpoint, dst: &MultiplexedConnection, cluster: Option
         return;
     }
     let dels: Vec<(Vec<u8>, redis::Cmd)> = tmps.into_iter().map(|t| (t.clone(), key_cmd(&["DEL"], &t))).collect();
-    let done = tokio::time::timeout(REMOVE_TMPS_WITHIN, on_target(to, dst, cluster, dels)).await;
+    let done = tokio::time::timeout(REMOVE_TMPS_WITHIN, per_key(to, dst, cluster, dels)).await;
     if let Err(e) = done.unwrap_or_else(|_| Err(format!("no answer within {} s", REMOVE_TMPS_WITHIN.as_secs()))) {
         tracing::warn!(target = %to, error = %e, "temporary keys may be left on the target");
     }
@@ -789,7 +789,7 @@ impl Ctx {
             sent.push((i, payload.len() as u64));
         }
         if !sent.is_empty() {
-            let results = on_target(&self.to, &self.dst, self.dst_cluster.as_deref(), restore).await?;
+            let results = per_key(&self.to, &self.dst, self.dst_cluster.as_deref(), restore).await?;
             // Keys the target had: told apart below.
             let mut busy: Vec<&[u8]> = Vec::new();
             for ((i, len), r) in sent.into_iter().zip(results) {
@@ -800,7 +800,7 @@ impl Ctx {
                         return Err(format!(
                             "RESTORE {} on the target failed: {}",
                             super::show_key(k),
-                            self.to.scrub(&format!("{} {}", e.code(), e.details().unwrap_or("")))
+                            self.to.scrub(&error_text(&e))
                         ));
                     }
                     _ => c.count(&Outcome::Copied(len)),
@@ -936,10 +936,9 @@ impl Ctx {
             size::sizes(&self.to, &self.dst, self.dst_cluster.as_deref(), keys, MET_KEY_READ_BYTES)
         )?;
         // A side that will not tell (MEMORY USAGE refused) holds no small key.
-        let small = |side: &Option<Vec<Option<u64>>>, i: usize| {
-            side.as_ref().is_some_and(|s| s[i].is_none_or(|b| b <= MET_KEY_READ_BYTES))
-        };
-        Ok((0..keys.len()).map(|i| small(&a, i) && small(&b, i)).collect())
+        let small =
+            |i| size::within(&a, i, MET_KEY_READ_BYTES, false) && size::within(&b, i, MET_KEY_READ_BYTES, false);
+        Ok((0..keys.len()).map(small).collect())
     }
 
     /// The type-by-type path for a whole batch, in three pipelines: TYPE +
@@ -1050,7 +1049,7 @@ impl Ctx {
         let replies = if writes.is_empty() {
             Vec::new()
         } else {
-            on_target(&self.to, &self.dst, self.dst_cluster.as_deref(), writes).await?
+            per_key(&self.to, &self.dst, self.dst_cluster.as_deref(), writes).await?
         };
         let mut replies = replies.into_iter();
         let mut outcomes = Vec::with_capacity(sent.len());
@@ -1093,7 +1092,7 @@ impl Ctx {
             return Err(e);
         }
         if !leftover.is_empty() {
-            on_target(&self.to, &self.dst, self.dst_cluster.as_deref(), leftover).await?;
+            per_key(&self.to, &self.dst, self.dst_cluster.as_deref(), leftover).await?;
         }
         self.building.end(tmps.into_iter().flatten());
         let mut met: Vec<&[u8]> = Vec::new();
@@ -1137,11 +1136,7 @@ impl Ctx {
     }
 
     fn write_failed(&self, key: &[u8], e: &redis::ServerError) -> String {
-        format!(
-            "writing {} on the target failed: {}",
-            super::show_key(key),
-            self.to.scrub(&format!("{} {}", e.code(), e.details().unwrap_or("")))
-        )
+        format!("writing {} on the target failed: {}", super::show_key(key), self.to.scrub(&error_text(e)))
     }
 
     /// `rebuild`, one at a time for a key: SCAN may return a key twice, and

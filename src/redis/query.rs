@@ -8,11 +8,12 @@ use redis::aio::MultiplexedConnection;
 use super::cluster::{self, Cluster};
 use super::url::Endpoint;
 
-/// Commands that each touch one key, on the target: pipelined to one server,
-/// or per shard of a cluster (all shards at once).
-pub(crate) async fn on_target<K: AsRef<[u8]>>(
-    to: &Endpoint,
-    dst: &MultiplexedConnection,
+/// Commands that each touch one key, on one side: pipelined to one server,
+/// or on a cluster each on the shard owning its key (all shards at once).
+/// A command's error is its answer.
+pub(crate) async fn per_key<K: AsRef<[u8]>>(
+    e: &Endpoint,
+    c: &MultiplexedConnection,
     cluster: Option<&Cluster>,
     cmds: Vec<(K, redis::Cmd)>,
 ) -> Result<Vec<Value>, String> {
@@ -28,9 +29,14 @@ pub(crate) async fn on_target<K: AsRef<[u8]>>(
             for (_, c) in cmds {
                 p.add_command(c);
             }
-            qp(to, &mut dst.clone(), &p).await
+            qp(e, &mut c.clone(), &p).await
         }
     }
+}
+
+/// A server's error as its code and text (`BUSYKEY Target key name already exists.`).
+pub(crate) fn error_text(e: &redis::ServerError) -> String {
+    format!("{} {}", e.code(), e.details().unwrap_or(""))
 }
 
 /// The target's connection for `key`: the node of the shard that owns its

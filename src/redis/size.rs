@@ -6,7 +6,7 @@ use redis::Value;
 use redis::aio::MultiplexedConnection;
 
 use super::cluster::Cluster;
-use super::query::on_target;
+use super::query::{error_text, per_key};
 use super::url::Endpoint;
 
 /// Elements of a collection MEMORY USAGE walks (its SAMPLES) before it
@@ -86,6 +86,16 @@ pub(super) async fn sizes<K: AsRef<[u8]>>(
     Ok(Some(sizes))
 }
 
+/// Whether key `i` is at most `bound` bytes by what `sizes` gave; a key
+/// gone is. A side that refused MEMORY USAGE told nothing: `if_refused` is
+/// what that means to the caller.
+pub(super) fn within(sizes: &Option<Vec<Option<u64>>>, i: usize, bound: u64, if_refused: bool) -> bool {
+    match sizes {
+        None => if_refused,
+        Some(s) => s[i].is_none_or(|b| b <= bound),
+    }
+}
+
 /// One round of `sizes`: MEMORY USAGE of each key with its samples.
 async fn ask(
     e: &Endpoint,
@@ -95,7 +105,7 @@ async fn ask(
 ) -> Result<Option<Vec<Option<u64>>>, String> {
     let n = asks.len();
     let cmds: Vec<(&[u8], redis::Cmd)> = asks.into_iter().map(|(k, samples)| (k, usage_cmd(k, samples))).collect();
-    let answers = on_target(e, c, cluster, cmds).await?;
+    let answers = per_key(e, c, cluster, cmds).await?;
     if answers.len() != n {
         return Err(format!("{} {}: MEMORY USAGE of {n} keys, but {} answers", e.role, e.redacted(), answers.len()));
     }
@@ -105,7 +115,7 @@ async fn ask(
             Value::Int(b) => Some(u64::try_from(b).unwrap_or(0)),
             Value::Nil => None,
             Value::ServerError(err) => {
-                let error = format!("{} {}", err.code(), err.details().unwrap_or(""));
+                let error = error_text(&err);
                 if memory_usage_refused(&error) {
                     return Ok(None);
                 }

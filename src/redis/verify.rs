@@ -7,9 +7,10 @@ use redis::aio::MultiplexedConnection;
 use serde::Serialize;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::cluster::Cluster;
-use super::query::{key_counts, node_for_key, on_target, q, qp};
+use super::query::{error_text, key_counts, node_for_key, per_key, q, qp};
 use super::size;
 use super::url::Endpoint;
 
@@ -20,6 +21,7 @@ const CHUNK_ELEMENTS: u64 = 1000;
 /// A stream entry as XRANGE gives it: its ID, then fields and values.
 type StreamEntry = (String, Vec<Vec<u8>>);
 
+#[derive(Clone)]
 pub struct VerifyOptions {
     pub from: Endpoint,
     pub to: Endpoint,
@@ -186,6 +188,8 @@ struct Sides {
     dst_cluster: Option<Arc<Cluster>>,
     tol: u64,
     chunk_threshold: u64,
+    /// Whether the source's, the target's refusal of MEMORY USAGE was logged.
+    warned: [AtomicBool; 2],
 }
 
 /// TYPE, PTTL, DUMP of every key, pipelined (on a cluster, each on the
@@ -214,14 +218,11 @@ async fn probe_some<K: AsRef<[u8]>>(
         let words: &[&str] = if *d { &["TYPE", "PTTL", "DUMP"] } else { &["TYPE", "PTTL"] };
         cmds.extend(words.iter().map(|w| (k, redis::cmd(w).arg(k).clone())));
     }
-    let mut replies = on_target(e, c, cluster, cmds).await?.into_iter();
+    let mut replies = per_key(e, c, cluster, cmds).await?.into_iter();
     let mut next = |what: &str| match replies.next() {
-        Some(Value::ServerError(err)) => Err(format!(
-            "{} {}: {what}: {}",
-            e.role,
-            e.redacted(),
-            e.scrub(&format!("{} {}", err.code(), err.details().unwrap_or("")))
-        )),
+        Some(Value::ServerError(err)) => {
+            Err(format!("{} {}: {what}: {}", e.role, e.redacted(), e.scrub(&error_text(&err))))
+        }
         Some(v) => Ok(v),
         None => Err(format!("{} {}: {what}: no answer", e.role, e.redacted())),
     };
@@ -243,22 +244,22 @@ impl Sides {
     ) -> Result<(), String> {
         // Sizes first: a key over the threshold on either side is compared
         // in chunks, as the copy reads it, never DUMPed whole (a DUMP blocks
-        // its server while serialised). A side refusing MEMORY USAGE has
-        // every key DUMPed, as the copy does.
+        // its server while serialised). A side refusing MEMORY USAGE tells
+        // no size: its keys are DUMPed unless the other side says big, as
+        // the copy DUMPs every key of a source that refuses.
         let threshold = self.chunk_threshold;
         let (ss, ts) = tokio::try_join!(
             size::sizes(&self.from, &src, None, &keys, threshold),
             size::sizes(&self.to, &self.dst, self.dst_cluster.as_deref(), &keys, threshold)
         )?;
-        for (side, sizes) in [(&self.from, &ss), (&self.to, &ts)] {
-            if sizes.is_none() {
-                tracing::warn!(side = %side, "MEMORY USAGE refused; keys are DUMPed whole whatever their size");
+        for (side, sizes, warned) in [(&self.from, &ss, &self.warned[0]), (&self.to, &ts, &self.warned[1])] {
+            if sizes.is_none() && !warned.swap(true, Ordering::Relaxed) {
+                tracing::warn!(side = %side, "MEMORY USAGE refused; its keys are DUMPed whole whatever their size");
             }
         }
-        let fits = |sizes: &Option<Vec<Option<u64>>>, i: usize| {
-            sizes.as_ref().is_none_or(|s| s[i].is_none_or(|b| b <= threshold))
-        };
-        let whole: Vec<bool> = (0..keys.len()).map(|i| fits(&ss, i) && fits(&ts, i)).collect();
+        let whole: Vec<bool> = (0..keys.len())
+            .map(|i| size::within(&ss, i, threshold, true) && size::within(&ts, i, threshold, true))
+            .collect();
         let (s, t) = tokio::try_join!(
             probe_some(&self.from, &src, None, &keys, &whole),
             probe_some(&self.to, &self.dst, self.dst_cluster.as_deref(), &keys, &whole)
@@ -284,8 +285,18 @@ impl Sides {
                     logical(&self.from, &mut src, key, &sk).await? == logical(&self.to, &mut dst, key, &tk).await?
                 }
             } else {
-                report.compared_in_chunks += 1;
-                self.same_in_chunks(&mut src, key, &sk).await?
+                match self.same_in_chunks(&mut src, key, &sk).await? {
+                    Some(same) => {
+                        report.compared_in_chunks += 1;
+                        same
+                    }
+                    // Gone from the source while it was read.
+                    None => {
+                        report.checked -= 1;
+                        report.vanished += 1;
+                        continue;
+                    }
+                }
             };
             if !same {
                 report.note(Difference::Value { key: name });
@@ -303,12 +314,31 @@ impl Sides {
     /// Whether a key of type `kind` on both sides holds the same value, read
     /// in chunks (`CHUNK_BYTES` of a string, `CHUNK_ELEMENTS` of a
     /// collection): lengths first, then a string or list range by range, a
-    /// hash, set or sorted set scanned on the source and each element asked
-    /// of the target (equal lengths, and every source element on the target
-    /// as on the source: the same), a stream's entries range by range. As
-    /// the logical comparison, a stream's consumer groups are not compared.
-    async fn same_in_chunks(&self, src: &mut MultiplexedConnection, key: &[u8], kind: &str) -> Result<bool, String> {
+    /// stream's entries range by range, and a hash, set or sorted set
+    /// scanned on each side with each element asked of the other. Not a
+    /// snapshot: a key written meanwhile may differ or not, and one gone from
+    /// the source by the end is `None` (vanished). As in the logical
+    /// comparison, a stream's consumer groups are not compared; a type
+    /// without a chunked reading (a module's) is DUMPed on both sides.
+    async fn same_in_chunks(
+        &self,
+        src: &mut MultiplexedConnection,
+        key: &[u8],
+        kind: &str,
+    ) -> Result<Option<bool>, String> {
         let mut dst = node_for_key(&self.dst, self.dst_cluster.as_deref(), key).await?;
+        let same = self.chunks_equal(src, &mut dst, key, kind).await?;
+        let exists: i64 = q(&self.from, src, redis::cmd("EXISTS").arg(key)).await?;
+        Ok((exists == 1).then_some(same))
+    }
+
+    async fn chunks_equal(
+        &self,
+        src: &mut MultiplexedConnection,
+        dst: &mut MultiplexedConnection,
+        key: &[u8],
+        kind: &str,
+    ) -> Result<bool, String> {
         let (from, to) = (&self.from, &self.to);
         let length = match kind {
             "string" => "STRLEN",
@@ -317,103 +347,117 @@ impl Sides {
             "set" => "SCARD",
             "zset" => "ZCARD",
             "stream" => "XLEN",
-            other => return Err(format!("key {} has type {other}, which verify cannot compare", super::show_key(key))),
+            _ => {
+                let dump = redis::cmd("DUMP").arg(key).clone();
+                let (x, y): (Value, Value) = tokio::try_join!(q(from, src, &dump), q(to, dst, &dump))?;
+                return Ok(x == y);
+            }
         };
-        let length = redis::cmd(length).arg(key).clone();
-        let (a, b): (u64, u64) = tokio::try_join!(q(from, src, &length), q(to, &mut dst, &length))?;
+        let len_cmd = redis::cmd(length).arg(key).clone();
+        let (a, b): (u64, u64) = tokio::try_join!(q(from, src, &len_cmd), q(to, dst, &len_cmd))?;
         if a != b {
             return Ok(false);
         }
-        let (step, mut at, mut cursor) = (if kind == "string" { CHUNK_BYTES } else { CHUNK_ELEMENTS }, 0u64, 0u64);
-        let mut after: Option<String> = None;
-        loop {
-            match kind {
-                "string" | "list" => {
-                    if at >= a {
-                        return Ok(true);
-                    }
-                    let range = redis::cmd(if kind == "string" { "GETRANGE" } else { "LRANGE" })
-                        .arg(key)
-                        .arg(at)
-                        .arg(at + step - 1)
-                        .clone();
-                    let (x, y): (Value, Value) = tokio::try_join!(q(from, src, &range), q(to, &mut dst, &range))?;
+        match kind {
+            "string" | "list" => {
+                let (step, read) =
+                    if kind == "string" { (CHUNK_BYTES, "GETRANGE") } else { (CHUNK_ELEMENTS, "LRANGE") };
+                for at in (0..a).step_by(step as usize) {
+                    let range = redis::cmd(read).arg(key).arg(at).arg(at + step - 1).clone();
+                    let (x, y): (Value, Value) = tokio::try_join!(q(from, src, &range), q(to, dst, &range))?;
                     if x != y {
                         return Ok(false);
                     }
-                    at += step;
                 }
-                "stream" => {
-                    let start = after.as_ref().map_or("-".to_string(), |id| format!("({id}"));
-                    let range = redis::cmd("XRANGE").arg(key).arg(start).arg("+").arg("COUNT").arg(step).clone();
+                Ok(true)
+            }
+            "stream" => {
+                let mut start = "-".to_string();
+                loop {
+                    let range =
+                        redis::cmd("XRANGE").arg(key).arg(&start).arg("+").arg("COUNT").arg(CHUNK_ELEMENTS).clone();
                     let (x, y): (Vec<StreamEntry>, Vec<StreamEntry>) =
-                        tokio::try_join!(q(from, src, &range), q(to, &mut dst, &range))?;
+                        tokio::try_join!(q(from, src, &range), q(to, dst, &range))?;
                     if x != y {
                         return Ok(false);
                     }
                     match x.last() {
-                        Some((id, _)) => after = Some(id.clone()),
+                        Some((id, _)) => start = format!("({id}"),
                         None => return Ok(true),
                     }
                 }
-                _ => {
-                    let scan = match kind {
-                        "hash" => "HSCAN",
-                        "set" => "SSCAN",
-                        _ => "ZSCAN",
-                    };
-                    let (next, items): (u64, Vec<Vec<u8>>) =
-                        q(from, src, redis::cmd(scan).arg(key).arg(cursor).arg("COUNT").arg(step)).await?;
-                    if !self.held_by_target(&mut dst, key, kind, items).await? {
-                        return Ok(false);
-                    }
-                    if next == 0 {
-                        return Ok(true);
-                    }
-                    cursor = next;
-                }
+            }
+            _ => {
+                Ok(held_by(kind, key, (from, src), (to, dst)).await?
+                    && held_by(kind, key, (to, dst), (from, src)).await?)
             }
         }
     }
+}
 
-    /// Whether the target's `key` holds each element a scan of the source's
-    /// returned (`items`: a hash's fields and values, a sorted set's
-    /// members and scores, a set's members), as the source does.
-    async fn held_by_target(
-        &self,
-        dst: &mut MultiplexedConnection,
-        key: &[u8],
-        kind: &str,
-        items: Vec<Vec<u8>>,
-    ) -> Result<bool, String> {
-        if items.is_empty() {
+/// Whether every element a scan of `scanned`'s hash, set or sorted set
+/// `key` returns is held by `asked`'s as by `scanned`'s: a hash field with
+/// its value, a set member, a sorted set member with its score. Equal
+/// lengths and this both ways: the same elements.
+async fn held_by(
+    kind: &str,
+    key: &[u8],
+    (scanned, sc): (&Endpoint, &mut MultiplexedConnection),
+    (asked, ac): (&Endpoint, &mut MultiplexedConnection),
+) -> Result<bool, String> {
+    let (scan, lookup, pairs) = match kind {
+        "hash" => ("HSCAN", "HGET", true),
+        "set" => ("SSCAN", "SISMEMBER", false),
+        _ => ("ZSCAN", "ZSCORE", true),
+    };
+    let bytes = |v: &Value| match v {
+        Value::BulkString(b) => Some(b.clone()),
+        Value::SimpleString(s) => Some(s.clone().into_bytes()),
+        Value::Double(d) => Some(d.to_string().into_bytes()),
+        _ => None,
+    };
+    let score = |b: &[u8]| std::str::from_utf8(b).ok().and_then(|s| s.parse::<f64>().ok());
+    let mut cursor = 0u64;
+    loop {
+        let (next, items): (u64, Vec<Vec<u8>>) =
+            q(scanned, sc, redis::cmd(scan).arg(key).arg(cursor).arg("COUNT").arg(CHUNK_ELEMENTS)).await?;
+        let elements: Vec<&Vec<u8>> = if pairs { items.iter().step_by(2).collect() } else { items.iter().collect() };
+        if pairs && items.len() % 2 != 0 {
+            return Err(format!(
+                "{} {}: {scan} {} answered an odd count",
+                scanned.role,
+                scanned.redacted(),
+                super::show_key(key)
+            ));
+        }
+        if !elements.is_empty() {
+            let mut p = redis::pipe();
+            for e in &elements {
+                p.cmd(lookup).arg(key).arg(e.as_slice());
+            }
+            let held: Vec<Value> = qp(asked, ac, &p).await?;
+            if held.len() != elements.len() {
+                return Err(format!(
+                    "{} {}: {} {lookup} asked, {} answers",
+                    asked.role,
+                    asked.redacted(),
+                    elements.len(),
+                    held.len()
+                ));
+            }
+            let all = held.iter().enumerate().all(|(i, v)| match kind {
+                "set" => matches!(v, Value::Int(1) | Value::Boolean(true)),
+                "hash" => bytes(v).as_deref() == Some(items[2 * i + 1].as_slice()),
+                _ => bytes(v).and_then(|b| score(&b)).is_some_and(|t| Some(t) == score(&items[2 * i + 1])),
+            });
+            if !all {
+                return Ok(false);
+            }
+        }
+        if next == 0 {
             return Ok(true);
         }
-        let mut p = redis::pipe();
-        let pairs = kind != "set";
-        let elements: Vec<&Vec<u8>> = if pairs { items.iter().step_by(2).collect() } else { items.iter().collect() };
-        for e in &elements {
-            p.cmd(match kind {
-                "hash" => "HGET",
-                "set" => "SISMEMBER",
-                _ => "ZSCORE",
-            })
-            .arg(key)
-            .arg(e.as_slice());
-        }
-        let held: Vec<Value> = qp(&self.to, dst, &p).await?;
-        let bytes = |v: &Value| match v {
-            Value::BulkString(b) => Some(b.clone()),
-            Value::SimpleString(s) => Some(s.clone().into_bytes()),
-            Value::Double(d) => Some(d.to_string().into_bytes()),
-            _ => None,
-        };
-        let score = |b: &[u8]| std::str::from_utf8(b).ok().and_then(|s| s.parse::<f64>().ok());
-        Ok(held.iter().enumerate().all(|(i, v)| match kind {
-            "set" => matches!(v, Value::Int(1) | Value::Boolean(true)),
-            "hash" => bytes(v).as_deref() == Some(items[2 * i + 1].as_slice()),
-            _ => bytes(v).and_then(|b| score(&b)).is_some_and(|t| Some(t) == score(&items[2 * i + 1])),
-        }))
+        cursor = next;
     }
 }
 
@@ -501,6 +545,7 @@ pub async fn verify_with(
         dst_cluster,
         tol: opts.ttl_tolerance_ms,
         chunk_threshold: opts.chunk_threshold,
+        warned: Default::default(),
     };
     // A sample as large as the keyspace checks every key once instead.
     let sample = opts.sample.filter(|n| *n < report.source_keys);
