@@ -554,6 +554,9 @@ impl Kind {
     }
 }
 
+/// What every temporary name the copy builds a key under starts with.
+const TMP_PREFIX: &str = "__cutover_tmp__";
+
 /// Most DUMP payload bytes one group of a batch asks for at once.
 const GROUP_BYTES: u64 = 8 << 20;
 
@@ -682,6 +685,9 @@ impl Ctx {
         let mut c = Counters { scanned: keys.len() as u64, ..Default::default() };
         if keys.is_empty() {
             return Ok(c);
+        }
+        if let Some(k) = keys.iter().find(|k| k.starts_with(TMP_PREFIX.as_bytes())) {
+            return Err(self.leftover_on_source(k));
         }
         if self.mode == Mode::Types {
             return self.by_type_all(keys, c).await;
@@ -1124,15 +1130,30 @@ impl Ctx {
     /// key SCAN returns twice, and that goes one way and then the other,
     /// is never rebuilt twice at once under one name.
     fn tmp_name(&self, key: &[u8], batched: bool) -> Vec<u8> {
-        let prefix = if batched { "__cutover_tmp__b" } else { "__cutover_tmp__" };
+        let prefix = if batched { format!("{TMP_PREFIX}b") } else { TMP_PREFIX.to_string() };
         match &self.dst_cluster {
-            Some(_) => cluster::tmp_name(prefix, key),
+            Some(_) => cluster::tmp_name(&prefix, key),
             None => {
                 let mut tmp = format!("{prefix}:").into_bytes();
                 tmp.extend_from_slice(key);
                 tmp
             }
         }
+    }
+
+    /// The stop for a source key under a temporary name: a key half-built
+    /// by an earlier copy into that server, left when it was killed. Copied,
+    /// it could overwrite the key this copy builds under that name, which a
+    /// rename then puts in place of a real key.
+    fn leftover_on_source(&self, key: &[u8]) -> String {
+        format!(
+            "the source holds {}, a temporary name of cutover's: a key half-built by an earlier copy into that \
+             server and left when it was killed. Copied, it could overwrite a key this copy builds under that name, \
+             so the copy stopped before writing its batch. Delete those keys on the source (`redis-cli --scan \
+             --pattern '{TMP_PREFIX}*'` lists them), then {}",
+            super::show_key(key),
+            self.run_by.resume()
+        )
     }
 
     fn write_failed(&self, key: &[u8], e: &redis::ServerError) -> String {

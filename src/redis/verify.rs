@@ -14,7 +14,10 @@ use super::query::{error_text, key_counts, node_for_key, per_key, q, qp};
 use super::size;
 use super::url::Endpoint;
 
-/// Bytes of a string, and elements of a collection, one chunk reads.
+/// Bytes of a string, and elements of a collection, one chunk reads: a
+/// string as the copy's chunks; fewer elements than the copy's 5,000, as
+/// each element of a scanned chunk is then asked of the other side, one
+/// command each, in one pipeline.
 const CHUNK_BYTES: u64 = 1 << 20;
 const CHUNK_ELEMENTS: u64 = 1000;
 
