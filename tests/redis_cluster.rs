@@ -216,6 +216,19 @@ async fn every_type_with_ttls_copies_into_out_of_and_between_clusters() {
     let (dc, _, dcl) = copy::open_side(&opts.to).await.unwrap();
     let r = verify::verify_with(&opts, sc, None, dc, dcl).await.unwrap();
     assert_eq!((r.missing, r.target_keys), (1, n - 1), "{r:?}");
+    // In chunks, each key read on the shard owning it: a hash field's value
+    // and a set member changed (lengths kept) on their shards are found.
+    let hash = keys.iter().find(|k| k.contains(":hash:")).unwrap();
+    let set = keys.iter().find(|k| k.contains(":set:")).unwrap();
+    let _: () = ra.owner(hash).await.hset(hash, "a", "changed").await.unwrap();
+    let mut set_owner = ra.owner(set).await;
+    let _: () = set_owner.srem(set, "x").await.unwrap();
+    let _: () = set_owner.sadd(set, "other").await.unwrap();
+    let in_chunks = VerifyOptions { chunk_threshold: 1, ..opts.clone() };
+    let (sc, _, _) = copy::open_side(&opts.from).await.unwrap();
+    let (dc, _, dcl) = copy::open_side(&opts.to).await.unwrap();
+    let r = verify::verify_with(&in_chunks, sc, None, dc, dcl).await.unwrap();
+    assert_eq!((r.missing, r.value_mismatch, r.compared_in_chunks), (1, 2, n - 1), "{r:?}");
     match copy_with(&options(&src_url, &a.url(), Mode::Auto)).await {
         Err(CopyError::Refused(m)) => assert_eq!(m, format!("{} conflicts", n - 1)),
         other => panic!("expected a refusal, got {:?}", other.map(|r| r.total)),

@@ -466,6 +466,9 @@ fn run_copy(a: CopyArgs, g: &GlobalArgs) -> Result<u8, Failure> {
                             t.seen_twice
                         );
                     }
+                    if t.skipped_temporary > 0 {
+                        println!("{}", copy::temporary_left(t.skipped_temporary));
+                    }
                     for f in &r.followed {
                         println!("{f}");
                     }

@@ -841,8 +841,12 @@ async fn copy_redis(
         0 => String::new(),
         n => format!(", {n} already on the target as on the source (SCAN returned them twice)"),
     };
+    let temporary = match r.total.skipped_temporary {
+        0 => String::new(),
+        n => format!("; {}", copy::temporary_left(n)),
+    };
     Ok(format!(
-        "copied {} keys ({} skipped as expired{twice}) in {:.1} s; {}",
+        "copied {} keys ({} skipped as expired{twice}) in {:.1} s; {}{temporary}",
         r.total.copied, r.total.skipped_expired, r.seconds, pf.mode_reason
     ))
 }

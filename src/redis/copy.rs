@@ -557,6 +557,17 @@ impl Kind {
 /// What every temporary name the copy builds a key under starts with.
 const TMP_PREFIX: &str = "__cutover_tmp__";
 
+/// What a copy that met `n` keys under cutover's temporary names on the
+/// source says of them.
+pub fn temporary_left(n: u64) -> String {
+    format!(
+        "{n} keys under cutover's temporary names ({TMP_PREFIX}…) on the source were not copied: keys half-built by a \
+         copy into that server, running now or killed. Once no copy into it runs, delete them there \
+         (`redis-cli --scan --pattern '{TMP_PREFIX}*'` lists them on one node: ask every primary of a cluster); until \
+         then `redis verify` counts them as missing"
+    )
+}
+
 /// Most DUMP payload bytes one group of a batch asks for at once.
 const GROUP_BYTES: u64 = 8 << 20;
 
@@ -686,8 +697,14 @@ impl Ctx {
         if keys.is_empty() {
             return Ok(c);
         }
-        if let Some(k) = keys.iter().find(|k| k.starts_with(TMP_PREFIX.as_bytes())) {
-            return Err(self.leftover_on_source(k));
+        // Keys half-built under cutover's temporary names on the source (by a
+        // copy into it, running or killed) are never copied: never real data,
+        // and one could overwrite the key this copy builds under that name,
+        // which a rename would then put in place of the real key.
+        let (temporary, keys): (Vec<_>, Vec<_>) = keys.into_iter().partition(|k| k.starts_with(TMP_PREFIX.as_bytes()));
+        if let Some(k) = temporary.first() {
+            tracing::warn!(source = %self.from, first = %super::show_key(k), n = temporary.len(), "temporary keys on the source not copied");
+            c.skipped_temporary = temporary.len() as u64;
         }
         if self.mode == Mode::Types {
             return self.by_type_all(keys, c).await;
@@ -1139,21 +1156,6 @@ impl Ctx {
                 tmp
             }
         }
-    }
-
-    /// The stop for a source key under a temporary name: a key half-built
-    /// by an earlier copy into that server, left when it was killed. Copied,
-    /// it could overwrite the key this copy builds under that name, which a
-    /// rename then puts in place of a real key.
-    fn leftover_on_source(&self, key: &[u8]) -> String {
-        format!(
-            "the source holds {}, a temporary name of cutover's: a key half-built by an earlier copy into that \
-             server and left when it was killed. Copied, it could overwrite a key this copy builds under that name, \
-             so the copy stopped before writing its batch. Delete those keys on the source (`redis-cli --scan \
-             --pattern '{TMP_PREFIX}*'` lists them), then {}",
-            super::show_key(key),
-            self.run_by.resume()
-        )
     }
 
     fn write_failed(&self, key: &[u8], e: &redis::ServerError) -> String {

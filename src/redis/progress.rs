@@ -24,6 +24,12 @@ pub struct Counters {
     /// same way; nothing on the target differs).
     #[serde(default)]
     pub seen_twice: u64,
+    /// Keys under cutover's temporary names on the source (`__cutover_tmp__…`:
+    /// half-built by a copy into that server, running or killed): never
+    /// real data, and copied they could overwrite a key this copy builds
+    /// under that name.
+    #[serde(default)]
+    pub skipped_temporary: u64,
 }
 
 impl Counters {
@@ -35,11 +41,12 @@ impl Counters {
         self.bytes += o.bytes;
         self.chunked += o.chunked;
         self.seen_twice += o.seen_twice;
+        self.skipped_temporary += o.skipped_temporary;
     }
 
     /// Keys dealt with (copied, skipped, or seen again).
     pub fn done(&self) -> u64 {
-        self.copied + self.skipped_expired + self.skipped_conflict + self.seen_twice
+        self.copied + self.skipped_expired + self.skipped_conflict + self.seen_twice + self.skipped_temporary
     }
 }
 
@@ -79,7 +86,7 @@ impl CopyProgress {
             "copied {} keys of ~{} ({} skipped), {:.0} keys/s, {}/s, ETA {eta}",
             self.total.copied,
             self.estimate,
-            self.total.skipped_expired + self.total.skipped_conflict,
+            self.total.skipped_expired + self.total.skipped_conflict + self.total.skipped_temporary,
             self.keys_per_s(),
             human_bytes(self.bytes_per_s() as u64)
         )
