@@ -447,11 +447,13 @@ async fn the_cli_gates_every_write_and_audits_it() {
     assert!(out.contains("1 value mismatch") && out.contains("value differs: k:string:3"), "{out}");
 }
 
-/// How many MEMORY USAGE the server has run since its stats were reset.
-async fn memory_usage_calls(c: &mut MultiplexedConnection) -> u64 {
+/// How many times the server has run `command` (as INFO commandstats names
+/// it: `dump`, `memory|usage`) since its stats were reset.
+async fn calls(c: &mut MultiplexedConnection, command: &str) -> u64 {
     let info: String = redis::cmd("INFO").arg("commandstats").query_async(c).await.unwrap();
+    let prefix = format!("cmdstat_{command}:calls=");
     info.lines()
-        .find_map(|l| l.strip_prefix("cmdstat_memory|usage:calls="))
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
         .map_or(0, |rest| rest.split(',').next().unwrap().parse().unwrap())
 }
 
@@ -480,14 +482,14 @@ async fn no_size_check_dumps_every_key_whole_without_asking_its_size() {
     let _: () = redis::cmd("CONFIG").arg("RESETSTAT").query_async(&mut s).await.unwrap();
     let (report, _) = copy(&["--chunk-threshold", "1048576"]);
     assert_eq!((report["total"]["copied"].as_u64(), report["total"]["chunked"].as_u64()), (Some(121), Some(1)));
-    assert!(memory_usage_calls(&mut s).await >= 121, "the default asks each key's size");
+    assert!(calls(&mut s, "memory|usage").await >= 121, "the default asks each key's size");
     assert_identical(&mut s, &mut d, &keys).await;
 
     let _: () = redis::cmd("FLUSHALL").query_async(&mut d).await.unwrap();
     let _: () = redis::cmd("CONFIG").arg("RESETSTAT").query_async(&mut s).await.unwrap();
     let (report, err) = copy(&["--no-size-check"]);
     assert_eq!((report["total"]["copied"].as_u64(), report["total"]["chunked"].as_u64()), (Some(121), Some(0)));
-    assert_eq!(memory_usage_calls(&mut s).await, 0, "no size asked");
+    assert_eq!(calls(&mut s, "memory|usage").await, 0, "no size asked");
     assert_identical(&mut s, &mut d, &keys).await;
     assert!(err.contains("no size check: every key DUMPed whole"), "{err}");
     let intents: Vec<serde_json::Value> = audit_stages(&state).into_iter().filter(|l| l["stage"] == "intent").collect();
@@ -688,14 +690,7 @@ async fn a_50_mb_string_and_a_hash_of_a_million_fields_copy_in_chunks() {
     let _: () = redis::cmd("CONFIG").arg("RESETSTAT").query_async(&mut s).await.unwrap();
     let v = verify::verify(&vo, conn(&src.url).await, conn(&dst.url).await).await.unwrap();
     assert!(v.ok() && v.checked == 23 && v.compared_in_chunks == 2, "{v:?}");
-    assert_eq!(dump_calls(&mut s).await, 21, "verify DUMPed the two big keys");
-}
-
-async fn dump_calls(c: &mut MultiplexedConnection) -> u64 {
-    let info: String = redis::cmd("INFO").arg("commandstats").query_async(c).await.unwrap();
-    info.lines()
-        .find_map(|l| l.strip_prefix("cmdstat_dump:calls="))
-        .map_or(0, |rest| rest.split(',').next().unwrap().parse().unwrap())
+    assert_eq!(calls(&mut s, "dump").await, 21, "verify DUMPed the two big keys");
 }
 
 /// `redis verify` reads a key over `--chunk-threshold` on either side in
@@ -751,7 +746,7 @@ async fn verify_compares_big_keys_in_chunks_and_finds_one_element_changed_in_eac
     }
     let v = verify(vo.clone(), dst.url.clone()).await;
     assert!(v.ok() && v.checked == 24 && v.compared_in_chunks == 6, "{v:?}");
-    assert_eq!((dump_calls(&mut s).await, dump_calls(&mut d).await), (18, 18), "only the small keys were DUMPed");
+    assert_eq!((calls(&mut s, "dump").await, calls(&mut d, "dump").await), (18, 18), "only the small keys were DUMPed");
     // A target that refuses MEMORY USAGE tells no size: the source's still
     // decide, and the small keys are DUMPed.
     let no_memory = acl_user(&mut d, &dst.url, "nomemory", &["-memory"]).await;
@@ -774,7 +769,7 @@ async fn verify_compares_big_keys_in_chunks_and_finds_one_element_changed_in_eac
     let _: () = redis::cmd("CONFIG").arg("RESETSTAT").query_async(&mut d).await.unwrap();
     let v = verify(vo.clone(), dst.url.clone()).await;
     assert_eq!((v.value_mismatch, v.compared_in_chunks), (7, 7), "{v:?}");
-    assert_eq!(dump_calls(&mut d).await, 17, "the target DUMPed a big key");
+    assert_eq!(calls(&mut d, "dump").await, 17, "the target DUMPed a big key");
     let named: Vec<String> = v.first.iter().map(|d| d.to_string()).collect();
     for k in bigs.into_iter().chain(["small:set:0"]) {
         assert!(named.contains(&format!("value differs: {k}")), "{k}: {named:?}");
@@ -868,6 +863,17 @@ async fn keys_under_temporary_names_on_the_source_are_counted_and_never_copied()
         assert_identical(&mut s, &mut d, &keys).await;
         assert_eq!(dbsize(&mut d).await, keys.len() as u64, "{mode}: no temporary key on the target");
     }
+    // With one on the target too (a leftover there), the `fail` pre-check
+    // finds no conflict in it: the copy never writes that name from the source.
+    let _: () = redis::cmd("FLUSHALL").query_async(&mut d).await.unwrap();
+    let _: () = d.set(temporary[1], "left on the target").await.unwrap();
+    let (code, out, err) = run(
+        &state,
+        &["redis", "copy", "--from", &src.url, "--to", &dst.url, "--yes", "--chunk-threshold", "65536", "--restart"],
+    );
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("2 keys under cutover's temporary names"), "{out}");
+    assert_identical(&mut s, &mut d, &keys).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -343,8 +343,10 @@ pub async fn find_conflicts(opts: &CopyOptions, conns: &mut Conns) -> Result<Con
     for mut src in nodes {
         let mut cursor = 0u64;
         loop {
-            let (next, keys): (u64, Vec<Vec<u8>>) =
+            let (next, mut keys): (u64, Vec<Vec<u8>>) =
                 q(&opts.from, &mut src, &scan_cmd(cursor, opts.pattern.as_deref(), opts.scan_count)).await?;
+            // The copy never copies these (see `batch`): nothing to conflict.
+            keys.retain(|k| !k.starts_with(TMP_PREFIX.as_bytes()));
             if !keys.is_empty() {
                 let cmds = keys.iter().map(|k| (k.as_slice(), key_cmd(&["EXISTS"], k))).collect();
                 let found = per_key(&opts.to, &conns.dst, conns.dst_cluster.as_deref(), cmds).await?;

@@ -313,9 +313,7 @@ impl Sides {
         }
         Ok(())
     }
-}
 
-impl Sides {
     /// Whether a key of type `kind` on both sides holds the same value, read
     /// in chunks (`CHUNK_BYTES` of a string, `CHUNK_ELEMENTS` of a
     /// collection): lengths first, then a string or list range by range, a
