@@ -930,6 +930,142 @@ async fn verify_finds_a_missing_key_a_wrong_value_a_wrong_type_and_a_wrong_ttl()
     assert!(out.contains("checked 10 keys"), "{out}");
 }
 
+/// A big key rebuilt in chunks is looked at again on the source once read:
+/// deleted meanwhile (or evicted), no part of it is put in place and it
+/// counts as expired; given an expiry meanwhile, the target's key has it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_key_deleted_or_given_an_expiry_on_the_source_while_it_is_rebuilt_in_chunks_ends_as_the_source_has_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (src, dst, mut s, mut d) = source_and_target(dir.path()).await;
+    for key in ["big:deleted", "big:expiring"] {
+        for block in 0..100 {
+            let items: Vec<String> = (block * 10_000..(block + 1) * 10_000).map(|i| format!("element:{i}")).collect();
+            let _: () = s.rpush(key, &items).await.unwrap();
+        }
+    }
+    for (key, change) in [("big:deleted", "DEL"), ("big:expiring", "PEXPIRE")] {
+        let mut o = options(&src.url, &dst.url);
+        o.pattern = Some(key.into());
+        o.chunk_threshold = Some(16 << 10);
+        let copy = tokio::spawn(async move { copy_with(&o).await });
+        // Once the rebuild's first chunk is on the target, the source's key changes.
+        let tmp = format!("__cutover_tmp__:{key}");
+        let start = Instant::now();
+        while !d.exists::<_, bool>(&tmp).await.unwrap() {
+            assert!(!copy.is_finished() && start.elapsed() < Duration::from_secs(30), "{key}: the rebuild never began");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let mut cmd = redis::cmd(change);
+        cmd.arg(key);
+        if change == "PEXPIRE" {
+            cmd.arg(600_000);
+        }
+        let _: () = cmd.query_async(&mut s).await.unwrap();
+        let r = copy.await.unwrap().unwrap();
+        assert!(!d.exists::<_, bool>(&tmp).await.unwrap(), "{key}: no temporary key left");
+        if change == "DEL" {
+            assert_eq!((r.total.copied, r.total.skipped_expired), (0, 1), "{key}: {r:?}");
+            assert!(!d.exists::<_, bool>(key).await.unwrap(), "{key}: no part of it on the target");
+        } else {
+            assert_eq!((r.total.copied, r.total.chunked), (1, 1), "{key}: {r:?}");
+            let (len, ttl): (u64, i64) = (d.llen(key).await.unwrap(), pttl(&mut d, key).await);
+            assert_eq!(len, 1_000_000, "{key}");
+            assert!((590_000..=600_000).contains(&ttl), "{key}: the expiry given meanwhile: {ttl}");
+        }
+    }
+}
+
+/// Two streams with the same entries are not the same stream when their
+/// last IDs or consumer groups differ: XADD with `*` and XREADGROUP go on
+/// from those. Whole (across versions a DUMP never matches, so the entries
+/// were all that was compared) and in chunks.
+#[tokio::test(flavor = "multi_thread")]
+async fn verify_finds_a_stream_whose_last_id_or_consumer_group_differs_whole_and_in_chunks() {
+    let dir = tempfile::tempdir().unwrap();
+    let (src, dst, mut s, mut d) = source_and_target(dir.path()).await;
+    let streams = ["s:moved", "s:dropped", "s:last"];
+    let mut p = redis::pipe();
+    for key in streams {
+        for i in 1..=2000 {
+            p.cmd("XADD").arg(key).arg(format!("{i}-1")).arg("f").arg(i).ignore();
+        }
+        p.cmd("XGROUP").arg("CREATE").arg(key).arg("readers").arg("1000-1").ignore();
+    }
+    let _: () = p.query_async(&mut s).await.unwrap();
+    copy_with(&options(&src.url, &dst.url)).await.unwrap();
+    let vo = |chunk_threshold: u64| VerifyOptions {
+        from: ep("source", &src.url),
+        to: ep("target", &dst.url),
+        pattern: None,
+        sample: None,
+        ttl_tolerance_ms: 1000,
+        scan_count: 100,
+        rate: None,
+        chunk_threshold,
+    };
+    for (threshold, chunked) in [(32 << 20, 0), (1, 3)] {
+        let v = verify::verify(&vo(threshold), conn(&src.url).await, conn(&dst.url).await).await.unwrap();
+        assert!(v.ok() && v.checked == 3 && v.compared_in_chunks == chunked, "{v:?}");
+    }
+    let mut p = redis::pipe();
+    p.cmd("XGROUP").arg("SETID").arg("s:moved").arg("readers").arg("1500-1").ignore();
+    p.cmd("XGROUP").arg("DESTROY").arg("s:dropped").arg("readers").ignore();
+    p.cmd("XSETID").arg("s:last").arg("9999-0").ignore();
+    let _: () = p.query_async(&mut d).await.unwrap();
+    for (threshold, chunked) in [(32 << 20, 0), (1, 3)] {
+        let v = verify::verify(&vo(threshold), conn(&src.url).await, conn(&dst.url).await).await.unwrap();
+        assert_eq!((v.value_mismatch, v.checked, v.compared_in_chunks), (3, 3, chunked), "{v:?}");
+        for key in streams {
+            assert!(v.first.contains(&Difference::Value { key: key.into() }), "{key}: {v:?}");
+        }
+    }
+}
+
+/// A key the source expires within the TTL tolerance, gone from the target
+/// already (its clock may run ahead), counts as vanished, not missing; one
+/// further from its expiry is missing.
+#[tokio::test(flavor = "multi_thread")]
+async fn verify_counts_a_key_gone_from_the_target_within_the_ttl_tolerance_of_its_expiry_as_vanished() {
+    let dir = tempfile::tempdir().unwrap();
+    let (src, dst, mut s, mut d) = source_and_target(dir.path()).await;
+    let _: () = redis::pipe()
+        .cmd("SET")
+        .arg("soon")
+        .arg("v")
+        .arg("PX")
+        .arg(30_000)
+        .ignore()
+        .cmd("SET")
+        .arg("later")
+        .arg("v")
+        .arg("PX")
+        .arg(300_000)
+        .ignore()
+        .cmd("SET")
+        .arg("kept")
+        .arg("v")
+        .ignore()
+        .query_async(&mut s)
+        .await
+        .unwrap();
+    let _: () = d.set("kept", "v").await.unwrap();
+    let vo = |ttl_tolerance_ms: u64| VerifyOptions {
+        from: ep("source", &src.url),
+        to: ep("target", &dst.url),
+        pattern: None,
+        sample: None,
+        ttl_tolerance_ms,
+        scan_count: 100,
+        rate: None,
+        chunk_threshold: 32 << 20,
+    };
+    let v = verify::verify(&vo(60_000), conn(&src.url).await, conn(&dst.url).await).await.unwrap();
+    assert_eq!((v.checked, v.vanished, v.missing), (2, 1, 1), "{v:?}");
+    assert_eq!(v.first, [Difference::Missing { key: "later".into() }]);
+    let v = verify::verify(&vo(1000), conn(&src.url).await, conn(&dst.url).await).await.unwrap();
+    assert_eq!((v.checked, v.vanished, v.missing), (3, 0, 2), "{v:?}");
+}
+
 /// A CA and a server certificate for 127.0.0.1 signed by it, made with openssl.
 fn make_certs(dir: &Path) {
     let sh = |args: &[&str]| {

@@ -980,45 +980,54 @@ impl Ctx {
         let mut src = self.src.clone();
         let mut p = redis::pipe();
         for k in &keys {
-            p.cmd("TYPE").arg(k).cmd("PTTL").arg(k);
+            p.cmd("TYPE").arg(k);
         }
-        let asked = super::now_ms();
         let got: Vec<Value> = qp(&self.from, &mut src, &p).await?;
-        let now = read_at(asked);
         let mut slow = Vec::new();
         let mut read = Vec::with_capacity(keys.len());
         let mut p = redis::pipe();
         p.ignore_errors();
-        for (k, pair) in keys.into_iter().zip(got.chunks(2)) {
-            let kind = match &pair[0] {
+        for (k, kind) in keys.into_iter().zip(got) {
+            let kind = match &kind {
                 Value::SimpleString(t) => Kind::of(t),
                 Value::BulkString(t) => Kind::of(&String::from_utf8_lossy(t)),
                 other => return Err(format!("{} {}: TYPE answered {other:?}", self.from.role, self.from)),
             };
-            let exp = match pair.get(1) {
-                Some(Value::Int(ms)) => super::expiry(*ms, now),
-                other => return Err(format!("{} {}: PTTL answered {other:?}", self.from.role, self.from)),
-            };
             match kind {
-                _ if exp == Expiry::Gone => c.skipped_expired += 1,
+                // Gone (expired keys are "none" to TYPE).
                 None => c.skipped_expired += 1,
                 Some(Kind::Other) => slow.push(k),
                 Some(kind) => {
+                    // The expiry right after the value: a write between two
+                    // reads could set or remove it.
                     kind.read(&mut p, &k);
-                    read.push((k, kind, exp));
+                    p.cmd("PTTL").arg(&k);
+                    read.push((k, kind));
                 }
             }
         }
+        let asked = super::now_ms();
         let values: Vec<Value> = if read.is_empty() { Vec::new() } else { qp(&self.from, &mut src, &p).await? };
         drop(p);
+        let at = read_at(asked);
         // The whole of each key, or `None`: it goes to `by_type`.
         let now = super::now_ms();
         let mut whole: Vec<WholeKey> = Vec::with_capacity(read.len());
-        for ((k, kind, exp), v) in read.into_iter().zip(values) {
-            match kind.items(v) {
+        let mut values = values.into_iter();
+        for (k, kind) in read {
+            let (v, pttl) = (values.next(), values.next());
+            let exp = match pttl {
+                Some(Value::Int(ms)) => super::expiry(ms, at),
+                other => return Err(format!("{} {}: PTTL answered {other:?}", self.from.role, self.from)),
+            };
+            match kind.items(v.unwrap_or(Value::Nil)) {
                 None => slow.push(k),
                 // Deleted (or emptied) on the source since TYPE, or expired since.
-                Some(items) if items.is_empty() || matches!(exp, Expiry::At(ms) if ms <= now) => c.skipped_expired += 1,
+                Some(items)
+                    if items.is_empty() || exp == Expiry::Gone || matches!(exp, Expiry::At(ms) if ms <= now) =>
+                {
+                    c.skipped_expired += 1
+                }
                 Some(items) => whole.push(WholeKey { key: k, kind, exp, items }),
             }
         }
@@ -1092,8 +1101,11 @@ impl Ctx {
                 let last = last.ok_or("the target answered fewer replies than commands")?;
                 let outcome = match (kind, &last) {
                     (Kind::String, Value::Nil) => Outcome::Conflict,
-                    // The expiry passed in flight: PEXPIREAT removed it.
-                    (_, Value::ServerError(e)) if e.details().is_some_and(|d| d.contains("no such key")) => {
+                    // The expiry passed in flight: PEXPIREAT removed it. A
+                    // key without one lost its temporary copy: an error.
+                    (_, Value::ServerError(e))
+                        if whole[i].exp != Expiry::Never && e.details().is_some_and(|d| d.contains("no such key")) =>
+                    {
                         Outcome::Expired
                     }
                     (_, Value::ServerError(e)) => return Err(self.write_failed(k, e)),
@@ -1279,17 +1291,42 @@ impl Ctx {
                 return Err(format!("its type {other} cannot be copied type by type; use --mode dump"));
             }
         }
-        if q::<u64>(t, &mut dst, redis::cmd("EXISTS").arg(tmp)).await? == 0 {
-            // Emptied or deleted on the source while we read it.
+        // The source's key once read: gone meanwhile (deleted, evicted,
+        // expired), what was read is a part of it and must not be put in
+        // place; its expiry is the one it has now (a write may have set or
+        // removed it since the first PTTL).
+        let mut p = redis::pipe();
+        p.cmd("TYPE").arg(key).cmd("PTTL").arg(key);
+        let asked = super::now_ms();
+        let (kind_now, pttl): (String, i64) = qp(f, &mut src, &p).await?;
+        let exp = super::expiry(pttl, read_at(asked));
+        if kind_now == "none" || exp == Expiry::Gone {
+            let _: u64 = q(t, &mut dst, redis::cmd("DEL").arg(tmp)).await?;
             return Ok(Outcome::Expired);
+        }
+        if kind_now != kind {
+            return Err(format!(
+                "it became a {kind_now} on the source while its {kind} was copied in chunks; what was read of it is \
+                 not put in place"
+            ));
+        }
+        if q::<u64>(t, &mut dst, redis::cmd("EXISTS").arg(tmp)).await? == 0 {
+            // The source has it: the target lost the temporary key, or the
+            // source's was emptied and written again meanwhile.
+            return Err(format!(
+                "its temporary copy {} is not on the target after the copy wrote it (evicted under maxmemory or \
+                 deleted there, or the source's key emptied and written again meanwhile), so it was not copied",
+                super::show_key(tmp)
+            ));
         }
         if let Expiry::At(ms) = exp {
             let _: u64 = q(t, &mut dst, redis::cmd("PEXPIREAT").arg(tmp).arg(ms)).await?;
         }
         let rename = redis::cmd(if self.overwrite { "RENAME" } else { "RENAMENX" }).arg(tmp).arg(key).clone();
         match rename.query_async::<Value>(&mut dst).await {
-            // The expiry passed while we copied: PEXPIREAT removed it.
-            Err(e) if e.to_string().contains("no such key") => Ok(Outcome::Expired),
+            // The expiry passed while we copied: PEXPIREAT removed it. A
+            // key without one lost its temporary copy: not copied.
+            Err(e) if e.to_string().contains("no such key") && exp != Expiry::Never => Ok(Outcome::Expired),
             Err(e) => Err(format!("{} {}: {}", t.role, t.redacted(), t.scrub(&e.to_string()))),
             Ok(Value::Int(0)) => {
                 let _: u64 = q(t, &mut dst, redis::cmd("DEL").arg(tmp)).await?;
@@ -1316,7 +1353,7 @@ impl Ctx {
             let entries: Vec<(String, Vec<Vec<u8>>)> =
                 q(f, src, redis::cmd("XRANGE").arg(key).arg(&start).arg("+").arg("COUNT").arg(1000)).await?;
             let Some((last, _)) = entries.last() else { break };
-            start = format!("({last}");
+            let next = super::stream::after(last);
             let mut p = redis::pipe();
             for (id, fields) in &entries {
                 bytes += fields.iter().map(|x| x.len() as u64).sum::<u64>();
@@ -1324,41 +1361,23 @@ impl Ctx {
             }
             let _: () = qp(t, dst, &p).await?;
             any = true;
+            // Nothing comes after the last possible ID.
+            let Some(next) = next else { break };
+            start = next;
         }
-        let info: Value = q(f, src, redis::cmd("XINFO").arg("STREAM").arg(key)).await?;
-        let last_id = stream_info_field(&info, "last-generated-id").unwrap_or_else(|| "0-0".into());
+        let meta = super::stream::meta(f, src, key).await?;
         if !any {
             // An empty stream: create it, then drop the placeholder entry.
             let _: String = q(t, dst, redis::cmd("XADD").arg(tmp).arg("0-1").arg("_").arg("_")).await?;
             let _: u64 = q(t, dst, redis::cmd("XDEL").arg(tmp).arg("0-1")).await?;
         }
-        let _: () = q(t, dst, redis::cmd("XSETID").arg(tmp).arg(&last_id)).await?;
+        let _: () = q(t, dst, redis::cmd("XSETID").arg(tmp).arg(&meta.last_id)).await?;
         // Consumer groups with their last delivered ID; not their consumers or pending entries.
-        let groups: Vec<Value> = q(f, src, redis::cmd("XINFO").arg("GROUPS").arg(key)).await?;
-        for g in &groups {
-            let (Some(name), Some(id)) = (stream_info_field(g, "name"), stream_info_field(g, "last-delivered-id"))
-            else {
-                continue;
-            };
+        for (name, id) in &meta.groups {
             let _: () = q(t, dst, redis::cmd("XGROUP").arg("CREATE").arg(tmp).arg(name).arg(id)).await?;
         }
         Ok(bytes)
     }
-}
-
-fn stream_info_field(info: &Value, name: &str) -> Option<String> {
-    let items: Vec<Value> = match info {
-        Value::Array(a) => a.clone(),
-        Value::Map(m) => m.iter().flat_map(|(k, v)| [k.clone(), v.clone()]).collect(),
-        _ => return None,
-    };
-    items.chunks(2).find_map(|kv| match (&kv[0], kv.get(1)) {
-        (Value::BulkString(k), Some(Value::BulkString(v))) if k == name.as_bytes() => {
-            Some(String::from_utf8_lossy(v).into_owned())
-        }
-        (Value::SimpleString(k), Some(Value::SimpleString(v))) if k == name => Some(v.clone()),
-        _ => None,
-    })
 }
 
 /// The SCAN side of a copy: rate limit, stop flag, hook.
@@ -2036,21 +2055,6 @@ fn restore(parts: &mut [Part], places: &[(u64, bool)]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn stream_info_fields_are_found_in_resp2_and_resp3_shapes() {
-        let arr = Value::Array(vec![
-            Value::BulkString(b"length".to_vec()),
-            Value::Int(2),
-            Value::BulkString(b"last-generated-id".to_vec()),
-            Value::BulkString(b"5-1".to_vec()),
-        ]);
-        assert_eq!(stream_info_field(&arr, "last-generated-id").as_deref(), Some("5-1"));
-        assert_eq!(stream_info_field(&arr, "nope"), None);
-        let map =
-            Value::Map(vec![(Value::BulkString(b"last-generated-id".to_vec()), Value::BulkString(b"7-0".to_vec()))]);
-        assert_eq!(stream_info_field(&map, "last-generated-id").as_deref(), Some("7-0"));
-    }
 
     #[test]
     fn big_batches_are_dumped_in_groups_under_the_budget() {

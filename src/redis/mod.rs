@@ -8,6 +8,7 @@ pub mod copy;
 pub mod progress;
 pub mod query;
 pub mod size;
+pub mod stream;
 pub mod url;
 pub mod verify;
 

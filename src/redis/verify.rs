@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use super::cluster::Cluster;
 use super::query::{error_text, key_counts, node_for_key, per_key, q, qp};
 use super::size;
+use super::stream;
 use super::url::Endpoint;
 
 /// Bytes of a string, and elements of a collection, one chunk reads: a
@@ -117,6 +118,14 @@ impl VerifyReport {
     }
 }
 
+/// Whether a difference found in a key is its expiry happening while it
+/// was read: the source's key gone by now, or the target's gone while the
+/// source's (PTTL `source_pttl` when read) expires within the TTL
+/// tolerance, as `ttl_ok` allows the target's to (its clock may run ahead).
+fn expired_meanwhile(on_source: bool, on_target: bool, source_pttl: i64, tol: u64) -> bool {
+    !on_source || (!on_target && (0..=tol as i64).contains(&source_pttl))
+}
+
 /// Whether two PTTLs agree: both without expiry, or both expiring within `tol` ms.
 pub fn ttl_ok(source: i64, target: i64, tol: u64) -> bool {
     match (source, target) {
@@ -176,11 +185,42 @@ pub(super) async fn logical(
             Value::Array(pairs.into_iter().flat_map(|(a, b)| [Value::BulkString(a), Value::BulkString(b)]).collect())
         }
         "set" => sorted(q(e, c, redis::cmd("SMEMBERS").arg(key)).await?),
-        "zset" => q(e, c, redis::cmd("ZRANGE").arg(key).arg(0).arg(-1).arg("WITHSCORES")).await?,
+        "zset" => zset_of(q(e, c, redis::cmd("ZRANGE").arg(key).arg(0).arg(-1).arg("WITHSCORES")).await?)
+            .map_err(|why| format!("{} {}: ZRANGE {}: {why}", e.role, e.redacted(), super::show_key(key)))?,
         "list" => q(e, c, redis::cmd("LRANGE").arg(key).arg(0).arg(-1)).await?,
-        "stream" => q(e, c, redis::cmd("XRANGE").arg(key).arg("-").arg("+")).await?,
+        "stream" => {
+            let entries: Value = q(e, c, redis::cmd("XRANGE").arg(key).arg("-").arg("+")).await?;
+            let meta = stream::meta(e, c, key).await?;
+            let text = |s: String| Value::BulkString(s.into_bytes());
+            let groups = meta.groups.into_iter().flat_map(|(name, id)| [text(name), text(id)]).collect();
+            Value::Array(vec![entries, text(meta.last_id), Value::Array(groups)])
+        }
         other => return Err(format!("key {} has type {other}, which verify cannot compare", super::show_key(key))),
     })
+}
+
+/// A ZRANGE … WITHSCORES reply with each score as a number: Redis before
+/// 7.2 writes 0.1 as `0.10000000000000001`, 7.2 and later as `0.1`, and a
+/// copy between them holds the same score. RESP2 (member, score, …) or
+/// RESP3 ([member, score], …).
+fn zset_of(reply: Value) -> Result<Value, String> {
+    let Value::Array(items) = reply else { return Err(format!("not an array: {reply:?}")) };
+    let flat: Vec<Value> = items
+        .into_iter()
+        .flat_map(|v| match v {
+            Value::Array(pair) => pair,
+            other => vec![other],
+        })
+        .collect();
+    if !flat.len().is_multiple_of(2) {
+        return Err("an odd count of members and scores".into());
+    }
+    let mut out = Vec::with_capacity(flat.len());
+    for pair in flat.chunks(2) {
+        let score: f64 = redis::from_redis_value(pair[1].clone()).map_err(|e| format!("a score: {e}"))?;
+        out.extend([pair[0].clone(), Value::Double(score)]);
+    }
+    Ok(Value::Array(out))
 }
 
 struct Sides {
@@ -267,6 +307,9 @@ impl Sides {
             probe_some(&self.from, &src, None, &keys, &whole),
             probe_some(&self.to, &self.dst, self.dst_cluster.as_deref(), &keys, &whole)
         )?;
+        // Differences, each with its key and the source's PTTL, until
+        // looked at again (`expired_meanwhile`).
+        let mut found: Vec<(&[u8], i64, Difference)> = Vec::new();
         for (((key, (sk, sttl, sdump)), (tk, tttl, tdump)), whole) in keys.iter().zip(s).zip(t).zip(whole) {
             if sk == "none" {
                 report.vanished += 1;
@@ -275,11 +318,11 @@ impl Sides {
             report.checked += 1;
             let name = super::show_key(key);
             if tk == "none" {
-                report.note(Difference::Missing { key: name });
+                found.push((key, sttl, Difference::Missing { key: name }));
                 continue;
             }
             if sk != tk {
-                report.note(Difference::Type { key: name, source: sk, target: tk });
+                found.push((key, sttl, Difference::Type { key: name, source: sk, target: tk }));
                 continue;
             }
             let same = if whole {
@@ -304,11 +347,35 @@ impl Sides {
                 }
             };
             if !same {
-                report.note(Difference::Value { key: name });
+                found.push((key, sttl, Difference::Value { key: name }));
                 continue;
             }
             if !ttl_ok(sttl, tttl, self.tol) {
-                report.note(Difference::Ttl { key: name, source: sttl, target: tttl });
+                found.push((key, sttl, Difference::Ttl { key: name, source: sttl, target: tttl }));
+            }
+        }
+        if found.is_empty() {
+            return Ok(());
+        }
+        // Each difference looked at again: a key expiring while it was read
+        // differs for that alone.
+        let exists = || -> Vec<(&[u8], redis::Cmd)> {
+            found.iter().map(|(k, _, _)| (*k, redis::cmd("EXISTS").arg(*k).clone())).collect()
+        };
+        let (on_src, on_dst) = tokio::try_join!(
+            per_key(&self.from, &src, None, exists()),
+            per_key(&self.to, &self.dst, self.dst_cluster.as_deref(), exists())
+        )?;
+        let held = |e: &Endpoint, v: &Value| match v {
+            Value::Int(n) => Ok(*n == 1),
+            other => Err(format!("{} {}: EXISTS: {}", e.role, e.redacted(), e.scrub(&format!("{other:?}")))),
+        };
+        for (((_, sttl, d), s), t) in found.into_iter().zip(&on_src).zip(&on_dst) {
+            if expired_meanwhile(held(&self.from, s)?, held(&self.to, t)?, sttl, self.tol) {
+                report.checked -= 1;
+                report.vanished += 1;
+            } else {
+                report.note(d);
             }
         }
         Ok(())
@@ -317,12 +384,12 @@ impl Sides {
     /// Whether a key of type `kind` on both sides holds the same value, read
     /// in chunks (`CHUNK_BYTES` of a string, `CHUNK_ELEMENTS` of a
     /// collection): lengths first, then a string or list range by range, a
-    /// stream's entries range by range, and a hash, set or sorted set
-    /// scanned on each side with each element asked of the other. Not a
-    /// snapshot: a key written meanwhile may differ or not, and one gone from
-    /// the source by the end is `None` (vanished). As in the logical
-    /// comparison, a stream's consumer groups are not compared; a type
-    /// without a chunked reading (a module's) is DUMPed on both sides.
+    /// stream's last ID and groups (`stream::Meta`) then its entries range
+    /// by range, and a hash, set or sorted set scanned on each side with
+    /// each element asked of the other. Not a snapshot: a key written
+    /// meanwhile may differ or not, and one gone from the source by the end
+    /// is `None` (vanished). A type without a chunked reading (a module's)
+    /// is DUMPed on both sides.
     async fn same_in_chunks(
         &self,
         src: &mut MultiplexedConnection,
@@ -367,6 +434,10 @@ impl Sides {
                 Ok(true)
             }
             "stream" => {
+                let (x, y) = tokio::try_join!(stream::meta(from, src, key), stream::meta(to, dst, key))?;
+                if x != y {
+                    return Ok(false);
+                }
                 let mut start = "-".to_string();
                 loop {
                     let range =
@@ -376,8 +447,9 @@ impl Sides {
                     if x != y {
                         return Ok(false);
                     }
-                    match x.last() {
-                        Some((id, _)) => start = format!("({id}"),
+                    // Done at the end, or after the last possible ID.
+                    match x.last().and_then(|(id, _)| stream::after(id)) {
+                        Some(next) => start = next,
                         None => return Ok(true),
                     }
                 }
@@ -639,6 +711,37 @@ mod tests {
         assert!(!ttl_ok(10_000, 8_000, 1000));
         assert!(!ttl_ok(-1, 5000, 1000));
         assert!(!ttl_ok(5000, -1, 1000));
+    }
+
+    #[test]
+    fn a_sorted_set_holds_the_same_scores_whichever_way_its_version_writes_them() {
+        let bulk = |s: &str| Value::BulkString(s.as_bytes().to_vec());
+        // ZRANGE z 0 -1 WITHSCORES of {m: 0.1, n: inf}: Redis 7.0, then 7.2 (RESP2), then RESP3.
+        let v70 = Value::Array(vec![bulk("m"), bulk("0.10000000000000001"), bulk("n"), bulk("inf")]);
+        let v72 = Value::Array(vec![bulk("m"), bulk("0.1"), bulk("n"), bulk("inf")]);
+        let resp3 = Value::Array(vec![
+            Value::Array(vec![bulk("m"), Value::Double(0.1)]),
+            Value::Array(vec![bulk("n"), Value::Double(f64::INFINITY)]),
+        ]);
+        assert_ne!(v70, v72, "the replies differ as text");
+        let same = zset_of(v70).unwrap();
+        assert_eq!(zset_of(v72).unwrap(), same);
+        assert_eq!(zset_of(resp3).unwrap(), same);
+        let other = Value::Array(vec![bulk("m"), bulk("0.2"), bulk("n"), bulk("inf")]);
+        assert_ne!(zset_of(other).unwrap(), same);
+        assert!(zset_of(Value::Array(vec![bulk("m")])).is_err());
+        assert!(zset_of(Value::Array(vec![bulk("m"), bulk("x")])).is_err());
+    }
+
+    #[test]
+    fn a_difference_is_an_expiry_when_the_source_let_go_or_the_target_did_within_the_tolerance() {
+        assert!(expired_meanwhile(false, true, -1, 1000), "gone from the source");
+        assert!(expired_meanwhile(false, false, 5000, 1000));
+        assert!(expired_meanwhile(true, false, 800, 1000), "the target's clock ahead");
+        assert!(expired_meanwhile(true, false, 0, 1000));
+        assert!(!expired_meanwhile(true, false, 1001, 1000), "too far from its expiry");
+        assert!(!expired_meanwhile(true, false, -1, 1000), "no expiry on the source");
+        assert!(!expired_meanwhile(true, true, 800, 1000), "on both: a real difference");
     }
 
     #[test]
