@@ -67,6 +67,20 @@ fn options(from: &str, to: &str) -> CopyOptions {
     }
 }
 
+/// Verify of every key, 1 s of TTL tolerance, chunks over 32 MiB.
+fn verify_options(from: &str, to: &str) -> VerifyOptions {
+    VerifyOptions {
+        from: ep("source", from),
+        to: ep("target", to),
+        pattern: None,
+        sample: None,
+        ttl_tolerance_ms: 1000,
+        scan_count: 100,
+        rate: None,
+        chunk_threshold: 32 << 20,
+    }
+}
+
 /// Preflight, the pre-check of `fail`, then the copy, as the CLI does on a
 /// target that is not empty.
 async fn copy_with(opts: &CopyOptions) -> Result<CopyReport, CopyError> {
@@ -677,16 +691,7 @@ async fn a_50_mb_string_and_a_hash_of_a_million_fields_copy_in_chunks() {
     assert_eq!(d.hlen::<_, u64>("big:hash").await.unwrap(), 1_000_000);
     let (ts, td) = (pttl(&mut s, "big:hash").await, pttl(&mut d, "big:hash").await);
     assert!(td > 0 && ts.abs_diff(td) <= 1000, "TTL kept: source {ts} ms, target {td} ms");
-    let vo = VerifyOptions {
-        from: ep("source", &src.url),
-        to: ep("target", &dst.url),
-        pattern: None,
-        sample: None,
-        ttl_tolerance_ms: 1000,
-        scan_count: 100,
-        rate: None,
-        chunk_threshold: 32 << 20,
-    };
+    let vo = verify_options(&src.url, &dst.url);
     let _: () = redis::cmd("CONFIG").arg("RESETSTAT").query_async(&mut s).await.unwrap();
     let v = verify::verify(&vo, conn(&src.url).await, conn(&dst.url).await).await.unwrap();
     assert!(v.ok() && v.checked == 23 && v.compared_in_chunks == 2, "{v:?}");
@@ -726,16 +731,7 @@ async fn verify_compares_big_keys_in_chunks_and_finds_one_element_changed_in_eac
     o.chunk_threshold = Some(16 << 10);
     copy_with(&o).await.unwrap();
     assert_identical(&mut s, &mut d, &smalls).await;
-    let vo = VerifyOptions {
-        from: ep("source", &src.url),
-        to: ep("target", &dst.url),
-        pattern: None,
-        sample: None,
-        ttl_tolerance_ms: 1000,
-        scan_count: 100,
-        rate: None,
-        chunk_threshold: 16 << 10,
-    };
+    let vo = VerifyOptions { chunk_threshold: 16 << 10, ..verify_options(&src.url, &dst.url) };
     let from = src.url.clone();
     let verify = |vo: VerifyOptions, to: String| {
         let from = from.clone();
@@ -884,16 +880,7 @@ async fn verify_finds_a_missing_key_a_wrong_value_a_wrong_type_and_a_wrong_ttl()
     seed_all_types(&mut s, "k", 10, Some(300_000)).await;
     seed_all_types(&mut s, "p", 10, None).await;
     copy_with(&options(&src.url, &dst.url)).await.unwrap();
-    let vo = VerifyOptions {
-        from: ep("source", &src.url),
-        to: ep("target", &dst.url),
-        pattern: None,
-        sample: None,
-        ttl_tolerance_ms: 1000,
-        scan_count: 50,
-        rate: None,
-        chunk_threshold: 32 << 20,
-    };
+    let vo = VerifyOptions { scan_count: 50, ..verify_options(&src.url, &dst.url) };
     let paced = VerifyOptions { rate: Some(200), ..vo };
     let t = Instant::now();
     let v = verify::verify(&paced, conn(&src.url).await, conn(&dst.url).await).await.unwrap();
@@ -932,7 +919,8 @@ async fn verify_finds_a_missing_key_a_wrong_value_a_wrong_type_and_a_wrong_ttl()
 
 /// A big key rebuilt in chunks is looked at again on the source once read:
 /// deleted meanwhile (or evicted), no part of it is put in place and it
-/// counts as expired; given an expiry meanwhile, the target's key has it.
+/// counts as expired (a list, and a stream, whose XINFO then answers "no
+/// such key"); given an expiry meanwhile, the target's key has it.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_key_deleted_or_given_an_expiry_on_the_source_while_it_is_rebuilt_in_chunks_ends_as_the_source_has_it() {
     let dir = tempfile::tempdir().unwrap();
@@ -943,7 +931,14 @@ async fn a_key_deleted_or_given_an_expiry_on_the_source_while_it_is_rebuilt_in_c
             let _: () = s.rpush(key, &items).await.unwrap();
         }
     }
-    for (key, change) in [("big:deleted", "DEL"), ("big:expiring", "PEXPIRE")] {
+    for block in 0..20 {
+        let mut p = redis::pipe();
+        for i in block * 10_000..(block + 1) * 10_000 {
+            p.cmd("XADD").arg("big:stream").arg(format!("{}-1", i + 1)).arg("f").arg(i).ignore();
+        }
+        let _: () = p.query_async(&mut s).await.unwrap();
+    }
+    for (key, change) in [("big:deleted", "DEL"), ("big:stream", "DEL"), ("big:expiring", "PEXPIRE")] {
         let mut o = options(&src.url, &dst.url);
         o.pattern = Some(key.into());
         o.chunk_threshold = Some(16 << 10);
@@ -993,16 +988,7 @@ async fn verify_finds_a_stream_whose_last_id_or_consumer_group_differs_whole_and
     }
     let _: () = p.query_async(&mut s).await.unwrap();
     copy_with(&options(&src.url, &dst.url)).await.unwrap();
-    let vo = |chunk_threshold: u64| VerifyOptions {
-        from: ep("source", &src.url),
-        to: ep("target", &dst.url),
-        pattern: None,
-        sample: None,
-        ttl_tolerance_ms: 1000,
-        scan_count: 100,
-        rate: None,
-        chunk_threshold,
-    };
+    let vo = |chunk_threshold: u64| VerifyOptions { chunk_threshold, ..verify_options(&src.url, &dst.url) };
     for (threshold, chunked) in [(32 << 20, 0), (1, 3)] {
         let v = verify::verify(&vo(threshold), conn(&src.url).await, conn(&dst.url).await).await.unwrap();
         assert!(v.ok() && v.checked == 3 && v.compared_in_chunks == chunked, "{v:?}");
@@ -1049,16 +1035,7 @@ async fn verify_counts_a_key_gone_from_the_target_within_the_ttl_tolerance_of_it
         .await
         .unwrap();
     let _: () = d.set("kept", "v").await.unwrap();
-    let vo = |ttl_tolerance_ms: u64| VerifyOptions {
-        from: ep("source", &src.url),
-        to: ep("target", &dst.url),
-        pattern: None,
-        sample: None,
-        ttl_tolerance_ms,
-        scan_count: 100,
-        rate: None,
-        chunk_threshold: 32 << 20,
-    };
+    let vo = |ttl_tolerance_ms: u64| VerifyOptions { ttl_tolerance_ms, ..verify_options(&src.url, &dst.url) };
     let v = verify::verify(&vo(60_000), conn(&src.url).await, conn(&dst.url).await).await.unwrap();
     assert_eq!((v.checked, v.vanished, v.missing), (2, 1, 1), "{v:?}");
     assert_eq!(v.first, [Difference::Missing { key: "later".into() }]);

@@ -966,8 +966,8 @@ impl Ctx {
         Ok((0..keys.len()).map(small).collect())
     }
 
-    /// The type-by-type path for a whole batch, in three pipelines: TYPE +
-    /// PTTL of every key on the source; one bounded read per key
+    /// The type-by-type path for a whole batch, in three pipelines: TYPE of
+    /// every key on the source; one bounded read per key, with its PTTL
     /// (`BATCH_READ_BYTES` of a string, `BATCH_READ_ELEMENTS` of a
     /// collection; a listpack or intset comes whole, as with `by_type`'s
     /// HSCAN); then the writes on the target.
@@ -1204,6 +1204,15 @@ impl Ctx {
     /// Rebuilds one key on the target in chunks under its temporary name
     /// `tmp`, sets its expiry, then renames it into place (RENAMENX when not
     /// overwriting).
+    /// TYPE and PTTL of a key on the source, in one round trip.
+    async fn type_and_expiry(&self, src: &mut MultiplexedConnection, key: &[u8]) -> Result<(String, Expiry), String> {
+        let mut p = redis::pipe();
+        p.cmd("TYPE").arg(key).cmd("PTTL").arg(key);
+        let asked = super::now_ms();
+        let (kind, pttl): (String, i64) = qp(&self.from, src, &p).await?;
+        Ok((kind, super::expiry(pttl, read_at(asked))))
+    }
+
     async fn rebuild(&self, key: &[u8], tmp: &[u8]) -> Result<Outcome, String> {
         const ELEMENTS: usize = TYPE_CHUNK_ELEMENTS;
         const BYTES: u64 = TYPE_CHUNK_BYTES;
@@ -1211,11 +1220,7 @@ impl Ctx {
         // In a cluster the key and its temporary copy live on the shard owning the key's slot.
         let mut dst = node_for_key(&self.dst, self.dst_cluster.as_deref(), key).await?;
         let (f, t) = (&self.from, &self.to);
-        let mut p = redis::pipe();
-        p.cmd("TYPE").arg(key).cmd("PTTL").arg(key);
-        let asked = super::now_ms();
-        let (kind, pttl): (String, i64) = qp(f, &mut src, &p).await?;
-        let exp = super::expiry(pttl, read_at(asked));
+        let (kind, exp) = self.type_and_expiry(&mut src, key).await?;
         if kind == "none" || exp == Expiry::Gone {
             return Ok(Outcome::Expired);
         }
@@ -1295,11 +1300,7 @@ impl Ctx {
         // expired), what was read is a part of it and must not be put in
         // place; its expiry is the one it has now (a write may have set or
         // removed it since the first PTTL).
-        let mut p = redis::pipe();
-        p.cmd("TYPE").arg(key).cmd("PTTL").arg(key);
-        let asked = super::now_ms();
-        let (kind_now, pttl): (String, i64) = qp(f, &mut src, &p).await?;
-        let exp = super::expiry(pttl, read_at(asked));
+        let (kind_now, exp) = self.type_and_expiry(&mut src, key).await?;
         if kind_now == "none" || exp == Expiry::Gone {
             let _: u64 = q(t, &mut dst, redis::cmd("DEL").arg(tmp)).await?;
             return Ok(Outcome::Expired);
@@ -1365,7 +1366,8 @@ impl Ctx {
             let Some(next) = next else { break };
             start = next;
         }
-        let meta = super::stream::meta(f, src, key).await?;
+        // Gone since: the rebuild's second look at the source counts it as expired.
+        let Some(meta) = super::stream::meta(f, src, key).await? else { return Ok(bytes) };
         if !any {
             // An empty stream: create it, then drop the placeholder entry.
             let _: String = q(t, dst, redis::cmd("XADD").arg(tmp).arg("0-1").arg("_").arg("_")).await?;

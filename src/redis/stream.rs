@@ -4,7 +4,6 @@
 use redis::Value;
 use redis::aio::MultiplexedConnection;
 
-use super::query::q;
 use super::url::Endpoint;
 
 /// What XADD with `*` and XREADGROUP go on from: the last generated ID
@@ -17,15 +16,27 @@ pub(crate) struct Meta {
     pub groups: Vec<(String, String)>,
 }
 
-/// XINFO STREAM and XINFO GROUPS of `key`.
-pub(crate) async fn meta(e: &Endpoint, c: &mut MultiplexedConnection, key: &[u8]) -> Result<Meta, String> {
-    let info: Value = q(e, c, redis::cmd("XINFO").arg("STREAM").arg(key)).await?;
+/// XINFO STREAM and XINFO GROUPS of `key`; `None` once the key is gone
+/// (expired or deleted while it was read: XRANGE answers that with no
+/// entries, XINFO with an error).
+pub(crate) async fn meta(e: &Endpoint, c: &mut MultiplexedConnection, key: &[u8]) -> Result<Option<Meta>, String> {
+    let Some(info) = xinfo(e, c, "STREAM", key).await? else { return Ok(None) };
     let last_id = info_field(&info, "last-generated-id").unwrap_or_else(|| "0-0".into());
-    let replies: Vec<Value> = q(e, c, redis::cmd("XINFO").arg("GROUPS").arg(key)).await?;
+    let Some(replies) = xinfo(e, c, "GROUPS", key).await? else { return Ok(None) };
+    let replies: Vec<Value> = redis::from_redis_value(replies).map_err(|err| format!("XINFO GROUPS: {err}"))?;
     let mut groups: Vec<(String, String)> =
         replies.iter().filter_map(|g| Some((info_field(g, "name")?, info_field(g, "last-delivered-id")?))).collect();
     groups.sort();
-    Ok(Meta { last_id, groups })
+    Ok(Some(Meta { last_id, groups }))
+}
+
+/// `XINFO what key`, or `None` if there is no such key.
+async fn xinfo(e: &Endpoint, c: &mut MultiplexedConnection, what: &str, key: &[u8]) -> Result<Option<Value>, String> {
+    match redis::cmd("XINFO").arg(what).arg(key).query_async::<Value>(c).await {
+        Err(err) if err.to_string().contains("no such key") => Ok(None),
+        Err(err) => Err(format!("{} {}: XINFO {what}: {}", e.role, e.redacted(), e.scrub(&err.to_string()))),
+        Ok(v) => Ok(Some(v)),
+    }
 }
 
 /// A text field of an XINFO reply, in RESP2 (flat array) or RESP3 (map) shape.

@@ -190,10 +190,15 @@ pub(super) async fn logical(
         "list" => q(e, c, redis::cmd("LRANGE").arg(key).arg(0).arg(-1)).await?,
         "stream" => {
             let entries: Value = q(e, c, redis::cmd("XRANGE").arg(key).arg("-").arg("+")).await?;
-            let meta = stream::meta(e, c, key).await?;
             let text = |s: String| Value::BulkString(s.into_bytes());
-            let groups = meta.groups.into_iter().flat_map(|(name, id)| [text(name), text(id)]).collect();
-            Value::Array(vec![entries, text(meta.last_id), Value::Array(groups)])
+            match stream::meta(e, c, key).await? {
+                Some(meta) => {
+                    let groups = meta.groups.into_iter().flat_map(|(name, id)| [text(name), text(id)]).collect();
+                    Value::Array(vec![entries, text(meta.last_id), Value::Array(groups)])
+                }
+                // Gone since: a difference, looked at again as such.
+                None => Value::Nil,
+            }
         }
         other => return Err(format!("key {} has type {other}, which verify cannot compare", super::show_key(key))),
     })
