@@ -1201,9 +1201,6 @@ impl Ctx {
         outcome
     }
 
-    /// Rebuilds one key on the target in chunks under its temporary name
-    /// `tmp`, sets its expiry, then renames it into place (RENAMENX when not
-    /// overwriting).
     /// TYPE and PTTL of a key on the source, in one round trip.
     async fn type_and_expiry(&self, src: &mut MultiplexedConnection, key: &[u8]) -> Result<(String, Expiry), String> {
         let mut p = redis::pipe();
@@ -1213,6 +1210,9 @@ impl Ctx {
         Ok((kind, super::expiry(pttl, read_at(asked))))
     }
 
+    /// Rebuilds one key on the target in chunks under its temporary name
+    /// `tmp`, sets its expiry, then renames it into place (RENAMENX when not
+    /// overwriting).
     async fn rebuild(&self, key: &[u8], tmp: &[u8]) -> Result<Outcome, String> {
         const ELEMENTS: usize = TYPE_CHUNK_ELEMENTS;
         const BYTES: u64 = TYPE_CHUNK_BYTES;
@@ -1291,7 +1291,14 @@ impl Ctx {
                     start += ELEMENTS;
                 }
             }
-            "stream" => bytes += self.stream(key, tmp, &mut src, &mut dst).await?,
+            "stream" => match self.stream(key, tmp, &mut src, &mut dst).await? {
+                Some(b) => bytes += b,
+                // Seen gone: a stream written again since would mix with what was read.
+                None => {
+                    let _: u64 = q(t, &mut dst, redis::cmd("DEL").arg(tmp)).await?;
+                    return Ok(Outcome::Expired);
+                }
+            },
             other => {
                 return Err(format!("its type {other} cannot be copied type by type; use --mode dump"));
             }
@@ -1311,23 +1318,29 @@ impl Ctx {
                  not put in place"
             ));
         }
-        if q::<u64>(t, &mut dst, redis::cmd("EXISTS").arg(tmp)).await? == 0 {
-            // The source has it: the target lost the temporary key, or the
-            // source's was emptied and written again meanwhile.
-            return Err(format!(
+        // The source has it: a temporary key missing means the target lost
+        // it, or the source's key was emptied and written again meanwhile.
+        let lost = || {
+            format!(
                 "its temporary copy {} is not on the target after the copy wrote it (evicted under maxmemory or \
                  deleted there, or the source's key emptied and written again meanwhile), so it was not copied",
                 super::show_key(tmp)
-            ));
+            )
+        };
+        if q::<u64>(t, &mut dst, redis::cmd("EXISTS").arg(tmp)).await? == 0 {
+            return Err(lost());
         }
-        if let Expiry::At(ms) = exp {
-            let _: u64 = q(t, &mut dst, redis::cmd("PEXPIREAT").arg(tmp).arg(ms)).await?;
+        // 0: no such key (a past expiry removes the key and answers 1).
+        if let Expiry::At(ms) = exp
+            && q::<u64>(t, &mut dst, redis::cmd("PEXPIREAT").arg(tmp).arg(ms)).await? == 0
+        {
+            return Err(lost());
         }
         let rename = redis::cmd(if self.overwrite { "RENAME" } else { "RENAMENX" }).arg(tmp).arg(key).clone();
         match rename.query_async::<Value>(&mut dst).await {
             // The expiry passed while we copied: PEXPIREAT removed it. A
             // key without one lost its temporary copy: not copied.
-            Err(e) if e.to_string().contains("no such key") && exp != Expiry::Never => Ok(Outcome::Expired),
+            Err(e) if e.detail() == Some("no such key") && exp != Expiry::Never => Ok(Outcome::Expired),
             Err(e) => Err(format!("{} {}: {}", t.role, t.redacted(), t.scrub(&e.to_string()))),
             Ok(Value::Int(0)) => {
                 let _: u64 = q(t, &mut dst, redis::cmd("DEL").arg(tmp)).await?;
@@ -1338,14 +1351,16 @@ impl Ctx {
     }
 
     /// Entries in ID order, the last generated ID and the consumer groups'
-    /// last delivered IDs (DUMP mode also keeps consumers and pending entries).
+    /// last delivered IDs (DUMP mode also keeps consumers and pending
+    /// entries); the bytes of the entries, or `None` once the stream is seen
+    /// gone (XINFO: no such key).
     async fn stream(
         &self,
         key: &[u8],
         tmp: &[u8],
         src: &mut MultiplexedConnection,
         dst: &mut MultiplexedConnection,
-    ) -> Result<u64, String> {
+    ) -> Result<Option<u64>, String> {
         let (f, t) = (&self.from, &self.to);
         let mut start = "-".to_string();
         let mut bytes = 0;
@@ -1366,8 +1381,7 @@ impl Ctx {
             let Some(next) = next else { break };
             start = next;
         }
-        // Gone since: the rebuild's second look at the source counts it as expired.
-        let Some(meta) = super::stream::meta(f, src, key).await? else { return Ok(bytes) };
+        let Some(meta) = super::stream::meta(f, src, key).await? else { return Ok(None) };
         if !any {
             // An empty stream: create it, then drop the placeholder entry.
             let _: String = q(t, dst, redis::cmd("XADD").arg(tmp).arg("0-1").arg("_").arg("_")).await?;
@@ -1378,7 +1392,7 @@ impl Ctx {
         for (name, id) in &meta.groups {
             let _: () = q(t, dst, redis::cmd("XGROUP").arg("CREATE").arg(tmp).arg(name).arg(id)).await?;
         }
-        Ok(bytes)
+        Ok(Some(bytes))
     }
 }
 

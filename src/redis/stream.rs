@@ -33,7 +33,7 @@ pub(crate) async fn meta(e: &Endpoint, c: &mut MultiplexedConnection, key: &[u8]
 /// `XINFO what key`, or `None` if there is no such key.
 async fn xinfo(e: &Endpoint, c: &mut MultiplexedConnection, what: &str, key: &[u8]) -> Result<Option<Value>, String> {
     match redis::cmd("XINFO").arg(what).arg(key).query_async::<Value>(c).await {
-        Err(err) if err.to_string().contains("no such key") => Ok(None),
+        Err(err) if err.detail() == Some("no such key") => Ok(None),
         Err(err) => Err(format!("{} {}: XINFO {what}: {}", e.role, e.redacted(), e.scrub(&err.to_string()))),
         Ok(v) => Ok(Some(v)),
     }
