@@ -585,10 +585,27 @@ async fn bad_input_is_one_line_exit_2_and_writes_nothing() {
 }
 
 fn checkpoint_copied(state: &Path) -> Option<u64> {
+    checkpoint_json(state)?["counters"]["copied"].as_u64()
+}
+
+/// `cutover` with `args` and `--rate rate`, once its checkpoint counts
+/// `at_least` keys copied (and it still runs).
+fn copy_until_checkpointed(state: &Path, args: &[&str], rate: &str, at_least: u64) -> KillOnDrop {
+    let mut child = KillOnDrop(Some(cutover(state, &[args, &["--rate", rate]].concat()).spawn().unwrap()));
+    let start = Instant::now();
+    while checkpoint_copied(state).unwrap_or(0) < at_least {
+        assert!(start.elapsed() < Duration::from_secs(30), "no checkpoint progress");
+        assert!(child.get().try_wait().unwrap().is_none(), "the copy ended early");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child
+}
+
+/// The copy's checkpoint, if there is one.
+fn checkpoint_json(state: &Path) -> Option<serde_json::Value> {
     let dir = state.join("cutover/redis-copy");
     let f = std::fs::read_dir(dir).ok()?.flatten().find(|e| e.path().extension().is_some_and(|x| x == "json"))?;
-    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(f.path()).ok()?).ok()?;
-    v["counters"]["copied"].as_u64()
+    serde_json::from_slice(&std::fs::read(f.path()).ok()?).ok()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -1775,12 +1792,7 @@ async fn a_redis_server_killed_mid_copy_stops_it_cleanly_and_resume_completes() 
         seed_all_types(&mut s, "k", (N / 6) as usize, None).await;
         let (from, to) = (src.url(), dst.url());
         let args = ["redis", "copy", "--from", &from, "--to", &to, "--yes", "--scan-count", "100"];
-        let mut child = KillOnDrop(Some(cutover(&state, &[&args[..], &["--rate", "3000"]].concat()).spawn().unwrap()));
-        let start = Instant::now();
-        while checkpoint_copied(&state).unwrap_or(0) < N / 4 {
-            assert!(start.elapsed() < Duration::from_secs(30), "{victim}: no checkpoint progress");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let mut child = copy_until_checkpointed(&state, &args, "3000", N / 4);
         if victim == "source" {
             src.kill()
         } else {
@@ -1804,6 +1816,8 @@ async fn a_redis_server_killed_mid_copy_stops_it_cleanly_and_resume_completes() 
         // A restarted source has a new hash seed: its old SCAN cursor would skip keys.
         let restarted = err.contains("the source restarted since the checkpoint");
         assert_eq!(restarted, victim == "source", "{victim}: {err}");
+        // Counted once, also when the scan started over: the first pass's keys are written again.
+        assert!(out.starts_with(&format!("copied {N} keys (")), "{victim}: {out}");
         let (code, out, _) = run(&state, &["redis", "verify", "--from", &from, "--to", &to, "--full"]);
         assert_eq!(code, Some(0), "{victim}: {out}");
         assert!(
@@ -1825,9 +1839,7 @@ async fn a_redis_server_killed_mid_copy_stops_it_cleanly_and_resume_completes() 
 
 /// (cursor, copied) of the checkpoint, if there is one.
 fn checkpoint_place(state: &Path) -> Option<(u64, u64)> {
-    let dir = state.join("cutover/redis-copy");
-    let f = std::fs::read_dir(dir).ok()?.flatten().find(|e| e.path().extension().is_some_and(|x| x == "json"))?;
-    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(f.path()).ok()?).ok()?;
+    let v = checkpoint_json(state)?;
     Some((v["cursor"].as_u64()?, v["counters"]["copied"].as_u64()?))
 }
 
@@ -2146,6 +2158,112 @@ async fn a_sentinel_failover_mid_copy_is_followed_and_every_key_arrives() {
     assert_eq!(code, Some(2), "{out}{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(err.contains("knows no master named \"nosuchmaster\"") && err.contains("master name"), "{err}");
+}
+
+/// A sentinel that names a master that does not answer (one cut off from
+/// its peers still names the old master) is passed over: the next
+/// sentinel's master is used, as Sentinel's client guidelines say.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sentinel_naming_a_master_that_does_not_answer_is_passed_over_for_the_next() {
+    use cutover::sandbox::process::{SentinelTimings, free_port, start_sentinel};
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let group = common::sentinel::SentinelGroup::start(dir.path()).await;
+    // A lone sentinel watching a master of the same name where nothing listens.
+    let dead = free_port().unwrap();
+    let timings = SentinelTimings { down_after_ms: 1000, failover_timeout_ms: 5000 };
+    let lone = start_sentinel(dir.path(), "lone", common::sentinel::MASTER, dead, 1, timings).await.unwrap();
+    let mut l = conn(&format!("redis://127.0.0.1:{}", lone.port)).await;
+    let (_, port): (String, u16) = redis::cmd("SENTINEL")
+        .arg("get-master-addr-by-name")
+        .arg(common::sentinel::MASTER)
+        .query_async(&mut l)
+        .await
+        .unwrap();
+    assert_eq!(port, dead);
+    let src = server(dir.path(), "src").await;
+    let mut s = conn(&src.url).await;
+    for i in 0..100 {
+        let _: () = s.set(format!("k:{i}"), i).await.unwrap();
+    }
+    let to = group.url().replacen("redis+sentinel://", &format!("redis+sentinel://127.0.0.1:{},", lone.port), 1);
+    let (code, out, err) = run(&state, &["redis", "copy", "--from", &src.url, "--to", &to, "--yes"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let mut t = conn(&format!("redis://127.0.0.1:{}/0", group.master.port)).await;
+    assert_eq!(dbsize(&mut t).await, 100);
+}
+
+/// A copy out of a Sentinel group follows its source's failover by scanning
+/// the new master from the start: a SCAN cursor belongs to the server that
+/// gave it. Stopped then before the target's replica confirms a checkpoint
+/// (Ctrl-C with that replica paused), the copy goes back to its last
+/// confirmed place; that place must not be the old master's cursor under
+/// the new master's run_id, or `--resume` skips keys and reports success.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_copy_stopped_after_following_its_sources_failover_never_resumes_at_the_old_masters_cursor() {
+    const N: u64 = 60_000;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let (src_dir, dst_dir) = (dir.path().join("src"), dir.path().join("dst"));
+    std::fs::create_dir_all(&src_dir).unwrap();
+    std::fs::create_dir_all(&dst_dir).unwrap();
+    let source = common::sentinel::SentinelGroup::start(&src_dir).await;
+    let target = common::sentinel::SentinelGroup::start(&dst_dir).await;
+    let mut s = conn(&format!("redis://127.0.0.1:{}/0", source.master.port)).await;
+    for chunk in 0..N / 10_000 {
+        let mut p = redis::pipe();
+        for i in chunk * 10_000..(chunk + 1) * 10_000 {
+            p.cmd("SET").arg(format!("k:{i}")).arg(i).ignore();
+        }
+        let _: () = p.query_async(&mut s).await.unwrap();
+    }
+    // The source's replica holds every key before it is promoted.
+    let r = conn(&format!("redis://127.0.0.1:{}/0", source.replica.port)).await;
+    common::eventually(Duration::from_secs(20), "the source's replica in sync", || {
+        let mut r = r.clone();
+        async move { (dbsize(&mut r).await == N).then_some(()) }
+    })
+    .await;
+    let (from, to) = (source.url(), target.url());
+    let args = ["redis", "copy", "--from", &from, "--to", &to, "--yes", "--scan-count", "100"];
+    let mut child = copy_until_checkpointed(&state, &args, "6000", N / 4);
+    let first = checkpoint_json(&state).unwrap();
+    let old_run_id = first["source_run_id"].as_str().unwrap().to_string();
+    // From now on no checkpoint is confirmed: the target's replica is paused.
+    let paused = target.replica.pid().unwrap() as i32;
+    // SAFETY: signals a redis-server this test started.
+    assert_eq!(unsafe { libc::kill(paused, libc::SIGSTOP) }, 0);
+    source.failover().await;
+    // The copy follows: its checkpoint names the new master, scanned from the start.
+    let start = Instant::now();
+    let followed = loop {
+        let cp = checkpoint_json(&state).unwrap();
+        if cp["source_run_id"].as_str() != Some(&old_run_id) {
+            break cp;
+        }
+        assert!(start.elapsed() < Duration::from_secs(40), "the copy did not follow the source's failover");
+        assert!(child.get().try_wait().unwrap().is_none(), "the copy ended before following the failover");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(followed["cursor"], 0, "{followed}");
+    // SAFETY: signals our own child.
+    assert_eq!(unsafe { libc::kill(child.get().id() as i32, libc::SIGINT) }, 0);
+    let out = child.take().wait_with_output().unwrap();
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(paused, libc::SIGCONT) }, 0);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("interrupted") && err.contains("--resume"), "{err}");
+    let kept = checkpoint_json(&state).unwrap();
+    assert_ne!(kept["source_run_id"].as_str(), Some(old_run_id.as_str()), "{kept}");
+    assert_eq!(kept["cursor"], 0, "a cursor of the old master under the new one's run_id: {kept}");
+
+    let (code, out, err) = run(&state, &[&args[..], &["--resume"]].concat());
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.starts_with(&format!("copied {N} keys (")), "{out}");
+    let (code, out, err) = run(&state, &["redis", "verify", "--from", &from, "--to", &to, "--full"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains(&format!("checked {N} keys: 0 missing, 0 type mismatch, 0 value mismatch")), "{out}");
 }
 
 /// The live Redis pane's probe (`live::fetch::redis_info`, what status and

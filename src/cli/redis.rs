@@ -342,23 +342,20 @@ fn run_copy(a: CopyArgs, g: &GlobalArgs) -> Result<u8, Failure> {
         for n in &pf.source_notes {
             eprintln!("{n}");
         }
-        if let Some(cp) = opts.resume.as_ref().filter(|_| !pf.source_shards.is_empty()) {
-            let (places, why) = checkpoint::resume_shards(&cp.shards, &pf.source_shards);
-            for w in &why {
+        if let Some(cp) = &opts.resume {
+            let r = cp.resume(&pf.source_run_id, &pf.source_shards);
+            for w in &r.why {
                 eprintln!("{w}");
             }
-            let done = places.iter().filter(|(_, d)| *d).count();
-            eprintln!(
-                "resuming {} shards ({done} already scanned; {} keys already copied)",
-                places.len(),
-                cp.counters.copied
-            );
-        } else if let Some(cp) = &opts.resume {
-            match cp.resume_cursor(&pf.source_run_id) {
-                (_, Some(why)) => eprintln!("{why}"),
-                (cursor, None) => {
-                    eprintln!("resuming at SCAN cursor {cursor} ({} keys already copied)", cp.counters.copied)
-                }
+            if !pf.source_shards.is_empty() {
+                let done = r.places.iter().filter(|p| p.done).count();
+                eprintln!(
+                    "resuming {} shards ({done} already scanned; {} keys already copied)",
+                    r.places.len(),
+                    r.copied()
+                );
+            } else if r.why.is_empty() {
+                eprintln!("resuming at SCAN cursor {} ({} keys already copied)", r.places[0].cursor, r.copied());
             }
         }
         let mut precheck = a.dry_run || (opts.on_conflict == OnConflict::Fail && opts.resume.is_none());
@@ -460,6 +457,11 @@ fn run_copy(a: CopyArgs, g: &GlobalArgs) -> Result<u8, Failure> {
                     println!("{rj}");
                 } else {
                     println!("{summary}");
+                    if r.run.copied > t.copied {
+                        println!(
+                            "this run counts every write: keys written again after a scan started over count twice in it, once in the total"
+                        );
+                    }
                     if t.seen_twice > 0 {
                         println!(
                             "{} keys came twice from SCAN (it may, while the source's table is resized) and were already on the target as on the source",

@@ -19,6 +19,9 @@ pub struct Checkpoint {
     pub pattern: Option<String>,
     /// Where SCAN continues; every key SCAN returned before it is on the target.
     pub cursor: u64,
+    /// The copy's counts: for one server, since its scan last began at
+    /// cursor 0; for a cluster, the sum of `shards`' and of any counts an
+    /// older checkpoint kept for no shard.
     pub counters: Counters,
     pub on_conflict: super::OnConflict,
     pub mode: super::Mode,
@@ -48,6 +51,48 @@ pub struct ShardPlace {
     /// back while no copy ran still show. `None` in older checkpoints.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_epoch: Option<u64>,
+    /// The shard's counts since its scan last began at cursor 0, so a scan
+    /// that starts over drops them and counts its keys once. `None` in
+    /// older checkpoints.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counters: Option<Counters>,
+}
+
+/// Where the scan of one part of the source (the one server, or a shard)
+/// starts or stands, with its counts since it last began at cursor 0.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ScanPlace {
+    pub cursor: u64,
+    /// Scanned to the end.
+    pub done: bool,
+    pub counters: Counters,
+}
+
+impl ScanPlace {
+    /// A scan from the start, with nothing counted.
+    pub fn start() -> ScanPlace {
+        ScanPlace::default()
+    }
+}
+
+/// Where a resumed copy's scans start, as found now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resume {
+    /// One per part of the source: the one server, or each shard in the
+    /// order found now.
+    pub places: Vec<ScanPlace>,
+    /// Counts the checkpoint gives no part (one written before shards kept
+    /// their own): carried as they are until every part starts over.
+    pub carried: Counters,
+    /// Why a scan starts over, a sentence each.
+    pub why: Vec<String>,
+}
+
+impl Resume {
+    /// Keys copied by the scans that go on (a scan that starts over counts again from 0).
+    pub fn copied(&self) -> u64 {
+        self.carried.copied + self.places.iter().map(|p| p.counters.copied).sum::<u64>()
+    }
 }
 
 /// One shard of a cluster source as a copy's preflight found it.
@@ -72,11 +117,11 @@ pub struct ShardRun {
 /// IMPORTING), so slots that moved and came back, leaving the layout as it
 /// was, show there. Only a shard that took a slot can hold keys behind its
 /// cursor that it did not hold before; the others go on.
-pub fn resume_shards(saved: &[ShardPlace], now: &[ShardRun]) -> (Vec<(u64, bool)>, Vec<String>) {
+fn resume_shards(saved: &[ShardPlace], now: &[ShardRun]) -> (Vec<ScanPlace>, Vec<String>) {
     let same_layout = saved.len() == now.len() && now.iter().all(|n| saved.iter().any(|p| p.slots == n.slots));
     if !same_layout {
         let why = "the cluster's shards changed since the checkpoint (slots moved): every shard's scan starts over, overwriting what was copied".to_string();
-        return (vec![(0, false); now.len()], vec![why]);
+        return (vec![ScanPlace::start(); now.len()], vec![why]);
     }
     let mut why = Vec::new();
     if saved.iter().any(|p| p.config_epoch.is_none()) {
@@ -95,15 +140,15 @@ pub fn resume_shards(saved: &[ShardPlace], now: &[ShardRun]) -> (Vec<(u64, bool)
                     short(&p.run_id),
                     short(&n.run_id)
                 ));
-                (0, false)
+                ScanPlace::start()
             } else if let Some(was) = p.config_epoch.filter(|was| *was != n.config_epoch) {
                 why.push(format!(
                     "shard {}: its primary {} took a slot since the checkpoint (or failed over and back, or onto the replica this copy reads; config epoch {was} → {}), though the slot map may look as before, so its scan starts over (overwriting); the other shards resume",
                     n.slots, n.primary, n.config_epoch
                 ));
-                (0, false)
+                ScanPlace::start()
             } else {
-                (p.cursor, p.done)
+                ScanPlace { cursor: p.cursor, done: p.done, counters: p.counters.unwrap_or_default() }
             }
         })
         .collect();
@@ -111,9 +156,34 @@ pub fn resume_shards(saved: &[ShardPlace], now: &[ShardRun]) -> (Vec<(u64, bool)
 }
 
 impl Checkpoint {
+    /// Where a resumed copy's scans start: `source_run_id` is the one
+    /// server's, `shards` a cluster source's as found now (empty for one
+    /// server).
+    pub fn resume(&self, source_run_id: &str, shards: &[ShardRun]) -> Resume {
+        if shards.is_empty() {
+            let (cursor, why) = self.resume_cursor(source_run_id);
+            let counters = if why.is_some() { Counters::default() } else { self.counters };
+            let places = vec![ScanPlace { cursor, done: false, counters }];
+            return Resume { places, carried: Counters::default(), why: why.into_iter().collect() };
+        }
+        let (places, why) = resume_shards(&self.shards, shards);
+        // What an older checkpoint counted for no shard (nothing in a newer
+        // one), unless every shard starts over.
+        let carried = if places.iter().all(|p| *p == ScanPlace::start()) {
+            Counters::default()
+        } else {
+            let mut per_shard = Counters::default();
+            for s in &self.shards {
+                per_shard.add(&s.counters.unwrap_or_default());
+            }
+            self.counters.minus(&per_shard)
+        };
+        Resume { places, carried, why }
+    }
+
     /// Where a resumed copy starts SCAN: the saved cursor, or 0 with the
     /// reason when the source restarted (or failed over) since it was saved.
-    pub fn resume_cursor(&self, source_run_id: &str) -> (u64, Option<String>) {
+    fn resume_cursor(&self, source_run_id: &str) -> (u64, Option<String>) {
         match &self.source_run_id {
             Some(id) if id != source_run_id => (
                 0,
@@ -345,6 +415,22 @@ mod tests {
         Arc::new(crate::store::backend::LocalFiles { dir: Some(dir.path().to_path_buf()) })
     }
 
+    /// A checkpoint of a `fail` DUMP copy from `from`, `copied` keys in.
+    fn checkpoint(from: &str, cursor: u64, copied: u64) -> Checkpoint {
+        Checkpoint {
+            from: from.into(),
+            to: "redis://h:2/0".into(),
+            pattern: None,
+            cursor,
+            counters: Counters { copied, ..Default::default() },
+            on_conflict: super::super::OnConflict::Fail,
+            mode: super::super::Mode::Dump,
+            updated: "2026-11-22T06:00:00Z".into(),
+            source_run_id: None,
+            shards: Vec::new(),
+        }
+    }
+
     #[test]
     fn the_lock_is_held_once() {
         let dir = tempfile::tempdir().unwrap();
@@ -368,22 +454,17 @@ mod tests {
         assert!(a.describe().starts_with(&format!("{}/redis-copy/", dir.path().display())), "today's folder");
         let p = a;
         assert_eq!(load(&p).unwrap(), None);
-        let cp = Checkpoint {
-            from: "redis://:***@h:1/0".into(),
-            to: "redis://h:2/0".into(),
-            pattern: None,
-            cursor: 42,
-            counters: Counters { copied: 7, ..Default::default() },
-            on_conflict: super::super::OnConflict::Fail,
-            mode: super::super::Mode::Dump,
-            updated: "2026-11-22T06:00:00Z".into(),
-            source_run_id: Some("a1b2c3d4e5".into()),
-            shards: Vec::new(),
-        };
-        assert_eq!(cp.resume_cursor("a1b2c3d4e5"), (42, None), "same server: the cursor holds");
-        let (cursor, why) = cp.resume_cursor("ffff0000");
-        assert_eq!(cursor, 0, "a restarted source: the scan starts over");
-        assert!(why.unwrap().contains("run_id a1b2c3d4 → ffff0000"));
+        let cp = Checkpoint { source_run_id: Some("a1b2c3d4e5".into()), ..checkpoint("redis://:***@h:1/0", 42, 7) };
+        let same = cp.resume("a1b2c3d4e5", &[]);
+        assert_eq!(same.places, [ScanPlace { cursor: 42, done: false, counters: cp.counters }], "same server");
+        assert!(same.why.is_empty());
+        let r = cp.resume("ffff0000", &[]);
+        assert_eq!(
+            (&r.places[..], r.copied()),
+            (&[ScanPlace::start()][..], 0),
+            "a restarted source: the scan starts over"
+        );
+        assert!(r.why[0].contains("run_id a1b2c3d4 → ffff0000"), "{:?}", r.why);
         save(&p, &cp).unwrap();
         assert_eq!(load(&p).unwrap(), Some(cp.clone()));
         // A second copy of the pair read it too, then this one moved on: the
@@ -423,6 +504,7 @@ mod tests {
             cursor,
             done,
             config_epoch: Some(1),
+            counters: Some(Counters { copied: cursor + 1000, ..Default::default() }),
         };
         let saved = [
             place("0-5460", "aaaa", 0, true),
@@ -444,32 +526,65 @@ mod tests {
                 .map(|((s, i), e)| shard(s, i, e))
                 .collect()
         };
-        let (places, why) = resume_shards(&saved, &now(["aaaa", "bbbb", "cccc"], [1; 3]));
-        assert_eq!(places, [(0, true), (77, false), (9, false)]);
-        assert!(why.is_empty());
-        // A failover bumps the promoted node's epoch too: that shard alone starts over.
-        let (places, why) = resume_shards(&saved, &now(["aaaa", "ffff", "cccc"], [1, 2, 1]));
-        assert_eq!(places, [(0, true), (0, false), (9, false)], "only the failed-over shard starts over");
+        // (cursor, done, copied) of each shard.
+        let of = |r: &Resume| -> Vec<(u64, bool, u64)> {
+            r.places.iter().map(|p| (p.cursor, p.done, p.counters.copied)).collect()
+        };
+        let cp = Checkpoint { shards: saved.to_vec(), ..checkpoint("redis+cluster://h:1", 0, 3086) };
+        let r = cp.resume("", &now(["aaaa", "bbbb", "cccc"], [1; 3]));
+        assert_eq!(of(&r), [(0, true, 1000), (77, false, 1077), (9, false, 1009)]);
+        assert!(r.why.is_empty());
+        assert_eq!((r.carried, r.copied()), (Counters::default(), 3086));
+        // A failover bumps the promoted node's epoch too: that shard alone
+        // starts over, and counts its keys again from 0.
+        let r = cp.resume("", &now(["aaaa", "ffff", "cccc"], [1, 2, 1]));
+        assert_eq!(
+            of(&r),
+            [(0, true, 1000), (0, false, 0), (9, false, 1009)],
+            "only the failed-over shard starts over"
+        );
+        assert_eq!(r.copied(), 2009);
+        let why = r.why;
         assert_eq!(why.len(), 1);
         assert!(why[0].contains("shard 5461-10922") && why[0].contains("bbbb → ffff"), "{}", why[0]);
         let resharded =
             vec![shard("0-5000", "aaaa", 1), shard("5001-10922", "bbbb", 1), shard("10923-16383", "cccc", 1)];
-        let (places, why) = resume_shards(&saved, &resharded);
-        assert_eq!(places, [(0, false); 3]);
-        assert!(why[0].contains("shards changed"), "{}", why[0]);
+        let r = cp.resume("", &resharded);
+        assert_eq!((of(&r), r.copied()), (vec![(0, false, 0); 3], 0));
+        assert!(r.why[0].contains("shards changed"), "{}", r.why[0]);
         // A slot went from the second shard to the third and back: the
         // layout is as before, the epochs of both are not. Those two start
         // over; the first, which took no slot, goes on.
-        let (places, why) = resume_shards(&saved, &now(["aaaa", "bbbb", "cccc"], [1, 2, 3]));
+        let Resume { places, why, .. } = cp.resume("", &now(["aaaa", "bbbb", "cccc"], [1, 2, 3]));
+        let places: Vec<(u64, bool)> = places.iter().map(|p| (p.cursor, p.done)).collect();
         assert_eq!(places, [(0, true), (0, false), (0, false)]);
         assert_eq!(why.len(), 2);
         assert!(why[1].starts_with("shard 10923-16383: its primary 127.0.0.1:"), "{}", why[1]);
         assert!(why[1].contains("took a slot") && why[1].contains("config epoch 1 → 3)"), "{}", why[1]);
         // A checkpoint written before epochs were kept resumes as before, and says what it cannot see.
-        let old: Vec<ShardPlace> = saved.iter().cloned().map(|p| ShardPlace { config_epoch: None, ..p }).collect();
-        let (places, why) = resume_shards(&old, &now(["aaaa", "bbbb", "cccc"], [1, 1, 3]));
-        assert_eq!(places, [(0, true), (77, false), (9, false)]);
-        assert_eq!(why.len(), 1);
-        assert!(why[0].contains("keeps no config epochs"), "{}", why[0]);
+        // Nor counters per shard: its counts are carried as they are.
+        let old: Vec<ShardPlace> =
+            saved.iter().cloned().map(|p| ShardPlace { config_epoch: None, counters: None, ..p }).collect();
+        let old = Checkpoint { shards: old, ..cp.clone() };
+        let r = old.resume("", &now(["aaaa", "bbbb", "cccc"], [1, 1, 3]));
+        assert_eq!(of(&r), [(0, true, 0), (77, false, 0), (9, false, 0)]);
+        assert_eq!((r.carried.copied, r.copied()), (3086, 3086));
+        assert_eq!(r.why.len(), 1);
+        assert!(r.why[0].contains("keeps no config epochs"), "{}", r.why[0]);
+        // Saved again as a copy saves it (each shard its own counts, the
+        // total with what is carried), its next resume carries as much.
+        let again = Checkpoint {
+            shards: saved
+                .iter()
+                .zip(&r.places)
+                .map(|(s, p)| ShardPlace { counters: Some(p.counters), ..s.clone() })
+                .collect(),
+            ..cp.clone()
+        };
+        let r = again.resume("", &now(["aaaa", "bbbb", "cccc"], [1; 3]));
+        assert_eq!((r.carried.copied, r.copied()), (3086, 3086));
+        // Every shard starting over carries nothing.
+        let r = again.resume("", &resharded);
+        assert_eq!((r.carried.copied, r.copied()), (0, 0));
     }
 }

@@ -14,7 +14,7 @@ use redis::Value;
 use redis::aio::MultiplexedConnection;
 use serde::Serialize;
 
-use super::checkpoint::{self, Checkpoint, ShardPlace, ShardRun};
+use super::checkpoint::{self, Checkpoint, ScanPlace, ShardPlace, ShardRun};
 use super::cluster::{self, Cluster, Shard};
 use super::progress::{CopyProgress, Counters};
 use super::query::{error_text, key_counts, node_for_key, per_key, q, qp, short};
@@ -133,9 +133,12 @@ pub struct Conflicts {
 pub struct CopyReport {
     pub mode: Mode,
     pub mode_reason: String,
-    /// Since the first run of this copy.
+    /// Since the first run of this copy. A scan that started over counts its
+    /// keys again from 0, so each key counts once (what an older checkpoint
+    /// counted for no shard is carried until every shard starts over).
     pub total: Counters,
-    /// This run only.
+    /// This run only (every write, so a key written again on a scan that
+    /// started over counts twice).
     pub run: Counters,
     pub seconds: f64,
     pub resumed: bool,
@@ -1473,62 +1476,74 @@ struct Part {
     run_id: String,
     /// The shard's primary's, at the preflight (`None` for a single server).
     config_epoch: Option<u64>,
-    cursor: u64,
-    done: bool,
+    at: ScanPlace,
 }
 
-/// The parts of the source, placed where a resume starts them.
+/// The parts of the source, placed where a resume starts them, and the
+/// counts of a resumed checkpoint that no part holds (see `Resume`).
 fn source_parts(
     conns: &Conns,
     pf: &Preflight,
     nodes: Vec<MultiplexedConnection>,
     resume: Option<&Checkpoint>,
-) -> Vec<Part> {
+) -> (Vec<Part>, Counters) {
+    let (places, carried) = match resume {
+        Some(cp) => {
+            let r = cp.resume(&pf.source_run_id, &pf.source_shards);
+            (r.places, r.carried)
+        }
+        None => (vec![ScanPlace::start(); pf.source_shards.len().max(1)], Counters::default()),
+    };
     if pf.source_shards.is_empty() {
-        let cursor = resume.map_or(0, |c| c.resume_cursor(&pf.source_run_id).0);
         let part = Part {
             conn: conns.src.clone(),
             slots: String::new(),
             run_id: pf.source_run_id.clone(),
             config_epoch: None,
-            cursor,
-            done: false,
+            at: places[0],
         };
-        return vec![part];
+        return (vec![part], carried);
     }
-    let places = match resume {
-        Some(cp) => checkpoint::resume_shards(&cp.shards, &pf.source_shards).0,
-        None => vec![(0, false); pf.source_shards.len()],
-    };
-    nodes
+    let parts = nodes
         .into_iter()
         .zip(&pf.source_shards)
         .zip(places)
-        .map(|((conn, s), (cursor, done))| Part {
+        .map(|((conn, s), at)| Part {
             conn,
             slots: s.slots.clone(),
             run_id: s.run_id.clone(),
             config_epoch: Some(s.config_epoch),
-            cursor,
-            done,
+            at,
         })
-        .collect()
+        .collect();
+    (parts, carried)
 }
 
-/// Each part's (cursor, done), as a checkpoint keeps it.
-fn places(parts: &[Part]) -> Vec<(u64, bool)> {
-    parts.iter().map(|p| (p.cursor, p.done)).collect()
+/// Each part's place and counts, as a checkpoint keeps them.
+fn places(parts: &[Part]) -> Vec<ScanPlace> {
+    parts.iter().map(|p| p.at).collect()
 }
 
-fn save(opts: &CopyOptions, mode: Mode, parts: &[Part], total: Counters) -> Result<(), String> {
+/// The copy's counts: its parts' (each since its scan last began at cursor
+/// 0, so a scan that starts over counts its keys once) and those `carried`
+/// from an older checkpoint.
+fn total_of(carried: Counters, parts: &[Part]) -> Counters {
+    let mut t = carried;
+    for p in parts {
+        t.add(&p.at.counters);
+    }
+    t
+}
+
+fn save(opts: &CopyOptions, mode: Mode, parts: &[Part], carried: Counters) -> Result<(), String> {
     let Some(path) = &opts.checkpoint else { return Ok(()) };
     let single = parts.len() == 1 && parts[0].slots.is_empty();
     let cp = Checkpoint {
         from: opts.from.redacted(),
         to: opts.to.redacted(),
         pattern: opts.pattern.clone(),
-        cursor: if single { parts[0].cursor } else { 0 },
-        counters: total,
+        cursor: if single { parts[0].at.cursor } else { 0 },
+        counters: total_of(carried, parts),
         on_conflict: opts.on_conflict,
         mode,
         updated: crate::time::rfc3339(std::time::SystemTime::now()),
@@ -1541,20 +1556,15 @@ fn save(opts: &CopyOptions, mode: Mode, parts: &[Part], total: Counters) -> Resu
                 .map(|p| ShardPlace {
                     slots: p.slots.clone(),
                     run_id: p.run_id.clone(),
-                    cursor: p.cursor,
-                    done: p.done,
+                    cursor: p.at.cursor,
+                    done: p.at.done,
                     config_epoch: p.config_epoch,
+                    counters: Some(p.at.counters),
                 })
                 .collect()
         },
     };
     checkpoint::save(path, &cp)
-}
-
-fn total_of(base: Counters, run: &Counters) -> Counters {
-    let mut t = base;
-    t.add(run);
-    t
 }
 
 fn report(pf: &Preflight, started: Instant, run: &Counters, total: Counters, finished: bool) -> CopyProgress {
@@ -1575,7 +1585,7 @@ const REPLICA_WAIT_MS: u64 = 2000;
 /// replicas too, so a failover loses nothing before it).
 #[derive(Clone)]
 struct Confirmed {
-    places: Vec<(u64, bool)>,
+    places: Vec<ScanPlace>,
     run: Counters,
 }
 
@@ -1628,15 +1638,12 @@ async fn side(e: &Endpoint, old: &MultiplexedConnection, old_addr: &str) -> Side
     if e.sentinel().is_none() {
         return if healthy { Side::Same } else { Side::Down(format!("the {} {e} does not answer", e.role)) };
     }
-    let addr = match e.locate().await {
-        Ok(a) => a,
-        Err(why) => return Side::Waiting(why),
-    };
-    if addr == old_addr && healthy {
+    if healthy && e.locate().await.is_ok_and(|addr| addr == old_addr) {
         return Side::Same;
     }
-    match e.open_at(&addr).await {
-        Ok(c) => Side::Moved(c, addr),
+    // Each sentinel in turn, until one names a master that is one.
+    match e.open().await {
+        Ok((c, addr)) => Side::Moved(c, addr),
         Err(why) => Side::Waiting(why),
     }
 }
@@ -1703,13 +1710,12 @@ pub async fn copy(
 ) -> Result<CopyReport, CopyError> {
     let started = Instant::now();
     let resumed = opts.resume.is_some();
-    let base = opts.resume.as_ref().map(|c| c.counters).unwrap_or_default();
     let mut conns = conns;
     let nodes = conns.source_nodes(pf).await.map_err(CopyError::Failed)?;
-    let mut parts = source_parts(&conns, pf, nodes, opts.resume.as_ref());
+    let (mut parts, mut carried) = source_parts(&conns, pf, nodes, opts.resume.as_ref());
     let mut run = Counters::default();
     // The first checkpoint exists before the first write.
-    save(opts, pf.mode, &parts, base).map_err(CopyError::Failed)?;
+    save(opts, pf.mode, &parts, carried).map_err(CopyError::Failed)?;
     let mut confirmed = Confirmed { places: places(&parts), run };
     let mut need_replicas = 0u64;
     let mut followed: Vec<String> = Vec::new();
@@ -1717,7 +1723,7 @@ pub async fn copy(
         // After a failover the copy overwrites, as a resumed one does: keys
         // written since the last checkpoint cannot be told from foreign ones.
         let again = resumed || !followed.is_empty();
-        let live = parts.iter().filter(|p| !p.done).count().max(1) as u64;
+        let live = parts.iter().filter(|p| !p.at.done).count().max(1) as u64;
         // A batch from one server splits over the target's shards: scanning
         // `scan_count` per target shard keeps each shard's pipeline near
         // `scan_count`. In benches/redis_cluster.rs single → 3 shards cost
@@ -1731,7 +1737,7 @@ pub async fn copy(
         let scans: Vec<_> = parts
             .iter()
             .enumerate()
-            .filter(|(_, p)| !p.done)
+            .filter(|(_, p)| !p.at.done)
             .map(|(i, p)| {
                 let ctx = Arc::new(Ctx {
                     from: opts.from.clone(),
@@ -1761,7 +1767,7 @@ pub async fn copy(
                     stop: opts.stop.clone(),
                     lease: opts.lease.clone(),
                     started: Instant::now(),
-                    cursor: p.cursor,
+                    cursor: p.at.cursor,
                     done: false,
                     scanned: 0,
                 };
@@ -1779,12 +1785,13 @@ pub async fn copy(
             while let Some((i, r)) = batches.next().await {
                 let (c, next) = r?;
                 run.add(&c);
-                parts[i].cursor = next;
-                parts[i].done = next == 0;
-                let finished = parts.iter().all(|p| p.done);
+                let at = &mut parts[i].at;
+                at.counters.add(&c);
+                (at.cursor, at.done) = (next, next == 0);
+                let finished = parts.iter().all(|p| p.at.done);
                 if finished || last_save.elapsed() >= opts.checkpoint_every {
                     if replicated(opts, &mut dst, &mut need_replicas).await? {
-                        save(opts, pf.mode, &parts, total_of(base, &run))?;
+                        save(opts, pf.mode, &parts, carried)?;
                         confirmed = Confirmed { places: places(&parts), run };
                     } else if finished {
                         return Err(format!(
@@ -1796,12 +1803,12 @@ pub async fn copy(
                     }
                     last_save = Instant::now();
                 }
-                progress(&report(pf, started, &run, total_of(base, &run), finished));
+                progress(&report(pf, started, &run, total_of(carried, &parts), finished));
                 if finished {
                     return Ok(true);
                 }
             }
-            Ok(parts.iter().all(|p| p.done))
+            Ok(parts.iter().all(|p| p.at.done))
         }
         .await;
         drop(batches);
@@ -1845,18 +1852,17 @@ pub async fn copy(
                 // Without Sentinel every batch so far is on the target; with it, only what the replicas confirmed.
                 if opts.to.sentinel().is_some() {
                     restore(&mut parts, &confirmed.places);
-                    run = confirmed.run;
                 }
-                let copied = total_of(base, &run).copied;
+                let copied = total_of(carried, &parts).copied;
                 // A source that cannot be asked now: no change known, the places stay.
                 let change = match &conns.src_cluster {
                     Some(cl) => source_change(cl, pf).await.ok().flatten(),
                     None => None,
                 };
                 if let Some(SourceChange::Resharded(_)) = &change {
-                    start_over(&mut parts);
+                    start_over(&mut parts, &mut carried);
                 }
-                let saved = save(opts, pf.mode, &parts, total_of(base, &run));
+                let saved = save(opts, pf.mode, &parts, carried);
                 match change {
                     Some(SourceChange::FailedOver(moved)) => {
                         return Err(CopyError::Failed(format!(
@@ -1883,12 +1889,18 @@ pub async fn copy(
         };
         // A Sentinel source or target gets here. A cluster source keeps its
         // parts: only its (Sentinel) target moved.
+        let target_moved = new.dst_addr != conns.dst_addr;
         conns = new;
         // A target that failed over may hold them too (replicated before).
         remove_tmps(&opts.to, &conns.dst, conns.dst_cluster.as_deref(), left).await;
         restore(&mut parts, &confirmed.places);
         run = confirmed.run;
-        need_replicas = replica_count(&opts.to, &mut conns.dst).await.unwrap_or(0);
+        // A target that moved: one replica became its master, and the others
+        // must still confirm (one reattaching to it is not listed yet).
+        if target_moved {
+            need_replicas = need_replicas.saturating_sub(1);
+        }
+        need_replicas = need_replicas.max(replica_count(&opts.to, &mut conns.dst).await.unwrap_or(0));
         let run_id = if conns.src_cluster.is_some() {
             parts[0].run_id.clone()
         } else {
@@ -1898,18 +1910,22 @@ pub async fn copy(
         };
         let place = if run_id != parts[0].run_id {
             // A new source master scans in another order: start over, overwriting.
-            (parts[0].cursor, parts[0].done) = (0, false);
+            parts[0].at = ScanPlace::start();
             "the source's new master scans in another order, so the copy starts its scan again (overwriting)"
                 .to_string()
         } else {
-            format!("the copy went on from its checkpoint ({} keys copied)", total_of(base, &run).copied)
+            format!("the copy went on from its checkpoint ({} keys copied)", total_of(carried, &parts).copied)
         };
         parts[0].run_id = run_id;
         for m in moved {
             tracing::warn!("{m}; {place}");
             followed.push(format!("{m}; {place}"));
         }
-        save(opts, pf.mode, &parts, total_of(base, &run)).map_err(CopyError::Failed)?;
+        save(opts, pf.mode, &parts, carried).map_err(CopyError::Failed)?;
+        // The place to go back to is this one: the confirmed place before a
+        // source failover is a cursor of the old master, which means nothing
+        // to the new one (the start of a scan is always safe to go back to).
+        confirmed = Confirmed { places: places(&parts), run };
     };
     // Out of a cluster, a scan is complete only if no slot moved meanwhile:
     // a key moving from a shard not yet scanned to one already scanned is
@@ -1925,11 +1941,11 @@ pub async fn copy(
             )),
         };
         if let Some(what) = what {
-            start_over(&mut parts);
-            let total = total_of(base, &run);
-            return Err(CopyError::Failed(match save(opts, pf.mode, &parts, total) {
-                Ok(()) => resharded(&what, total.copied, opts.run_by),
-                Err(why) => not_reset(&what, total.copied, &why, opts.run_by),
+            let copied = total_of(carried, &parts).copied;
+            start_over(&mut parts, &mut carried);
+            return Err(CopyError::Failed(match save(opts, pf.mode, &parts, carried) {
+                Ok(()) => resharded(&what, copied, opts.run_by),
+                Err(why) => not_reset(&what, copied, &why, opts.run_by),
             }));
         }
     }
@@ -1940,15 +1956,15 @@ pub async fn copy(
             restore(&mut parts, &confirmed.places);
             run = confirmed.run;
         }
-        save(opts, pf.mode, &parts, total_of(base, &run)).map_err(CopyError::Failed)?;
+        save(opts, pf.mode, &parts, carried).map_err(CopyError::Failed)?;
     } else if let Some(path) = &opts.checkpoint {
         checkpoint::remove(path).map_err(CopyError::Failed)?;
     }
-    progress(&report(pf, started, &run, total_of(base, &run), true));
+    progress(&report(pf, started, &run, total_of(carried, &parts), true));
     Ok(CopyReport {
         mode: pf.mode,
         mode_reason: pf.mode_reason.clone(),
-        total: total_of(base, &run),
+        total: total_of(carried, &parts),
         run,
         seconds: started.elapsed().as_secs_f64(),
         resumed,
@@ -2055,16 +2071,18 @@ fn not_reset(what: &str, copied: u64, why: &str, run_by: RunBy) -> String {
     )
 }
 
-/// Every part's scan back at its start.
-fn start_over(parts: &mut [Part]) {
+/// Every part's scan back at its start, with nothing counted (nor
+/// `carried`): what it copied is written and counted again.
+fn start_over(parts: &mut [Part], carried: &mut Counters) {
     for p in parts {
-        (p.cursor, p.done) = (0, false);
+        p.at = ScanPlace::start();
     }
+    *carried = Counters::default();
 }
 
-fn restore(parts: &mut [Part], places: &[(u64, bool)]) {
-    for (p, (cursor, done)) in parts.iter_mut().zip(places) {
-        (p.cursor, p.done) = (*cursor, *done);
+fn restore(parts: &mut [Part], places: &[ScanPlace]) {
+    for (p, at) in parts.iter_mut().zip(places) {
+        p.at = *at;
     }
 }
 

@@ -44,6 +44,20 @@ impl Counters {
         self.skipped_temporary += o.skipped_temporary;
     }
 
+    /// What is left of these after `o`'s are taken out, field by field (never below 0).
+    pub fn minus(&self, o: &Counters) -> Counters {
+        Counters {
+            scanned: self.scanned.saturating_sub(o.scanned),
+            copied: self.copied.saturating_sub(o.copied),
+            skipped_expired: self.skipped_expired.saturating_sub(o.skipped_expired),
+            skipped_conflict: self.skipped_conflict.saturating_sub(o.skipped_conflict),
+            bytes: self.bytes.saturating_sub(o.bytes),
+            chunked: self.chunked.saturating_sub(o.chunked),
+            seen_twice: self.seen_twice.saturating_sub(o.seen_twice),
+            skipped_temporary: self.skipped_temporary.saturating_sub(o.skipped_temporary),
+        }
+    }
+
     /// Keys dealt with (copied, skipped, or seen again).
     pub fn done(&self) -> u64 {
         self.copied + self.skipped_expired + self.skipped_conflict + self.seen_twice + self.skipped_temporary
@@ -53,7 +67,9 @@ impl Counters {
 /// One update of a running copy.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct CopyProgress {
-    /// Since the first run (a resumed copy starts from its checkpoint's counters).
+    /// Since the first run (a resumed copy starts from its checkpoint's
+    /// counters); a scan that starts over (a source restarted or failed
+    /// over, a resharding) counts its keys again from 0.
     pub total: Counters,
     /// This run only: rates are computed from these.
     pub run: Counters,

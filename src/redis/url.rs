@@ -300,8 +300,29 @@ impl Endpoint {
             }
             return Err(failures.join("; "));
         }
-        let addr = self.locate().await?;
-        Ok((self.open_at(&addr).await?, addr))
+        let Some(g) = &self.sentinel else {
+            let addr = self.locate().await?;
+            return Ok((self.open_at(&addr).await?, addr));
+        };
+        // Sentinel's client guidelines: ask each sentinel in turn until one
+        // names a master that is one. A sentinel cut off from its peers may
+        // still name the old master.
+        let (mut asked, mut named): (Vec<String>, Vec<(String, String)>) = (Vec::new(), Vec::new());
+        for node in &g.sentinels {
+            match self.ask_sentinel(node, &g.master).await {
+                Ok(addr) if named.iter().any(|(a, _)| *a == addr) => {}
+                Ok(addr) => match self.open_at(&addr).await {
+                    Ok(c) => return Ok((c, addr)),
+                    Err(e) => named.push((addr, e)),
+                },
+                Err(e) => asked.push(format!("{node}: {}", self.scrub(&e))),
+            }
+        }
+        Err(match named.len() {
+            0 => self.no_master_named(&asked),
+            1 => named.remove(0).1,
+            _ => named.into_iter().map(|(addr, e)| format!("named {addr}: {e}")).collect::<Vec<_>>().join("; "),
+        })
     }
 
     /// `host:port` of the server: with Sentinel, the master the first
@@ -317,12 +338,16 @@ impl Endpoint {
                 Err(e) => failures.push(format!("{node}: {}", self.scrub(&e))),
             }
         }
-        Err(format!(
+        Err(self.no_master_named(&failures))
+    }
+
+    fn no_master_named(&self, failures: &[String]) -> String {
+        format!(
             "no sentinel of the {} {} named its master: {}; check the sentinels' addresses and the master name",
             self.role,
             self.redacted(),
             failures.join("; ")
-        ))
+        )
     }
 
     async fn ask_sentinel(&self, node: &str, master: &str) -> Result<String, String> {
