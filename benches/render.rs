@@ -207,6 +207,9 @@ fn big_live(now: SystemTime) -> Vec<LiveEvent> {
                 keyspace_hits: None,
                 keyspace_misses: None,
                 lookups: None,
+                db: 0,
+                run_ids: vec![format!("{r}-run-id")],
+                other_dbs: vec![],
             }),
         }));
     }

@@ -348,6 +348,8 @@ async fn a_killed_copy_out_of_a_cluster_resumes_per_shard_and_a_failed_over_shar
     let shard_keys: u64 = c.sizes().await[1];
     assert!(this_run <= N - copied(&cp) + shard_keys, "run {this_run}, checkpoint {}, shard {shard_keys}", copied(&cp));
     assert!(this_run < N, "the other shards did not start over: {this_run}");
+    // The shard scanned again counts its keys once: the copy's total is the source's keys.
+    assert_eq!(report["total"]["copied"].as_u64(), Some(N), "{report}");
     assert!(this_run >= shard_keys, "the failed-over shard was scanned again whole: {this_run} < {shard_keys}");
     assert!(done_before_kill < N);
     finished_whole(&state, &mut d, &c.url(), &dst_url, N).await;
@@ -439,8 +441,8 @@ async fn a_sandbox_cluster_from_the_runbook_shows_every_node_and_a_stopped_node_
     use cutover::status::CheckOutcome;
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/runbooks/cluster-sandbox.toml");
     let rb = cutover::runbook::load(&path).unwrap_or_else(|e| panic!("{e}"));
-    let sb = common::sandbox(&rb, "eu-west-1").await;
-    let url = &sb.redis_urls["blue-cache"];
+    let mut sb = common::sandbox(&rb, "eu-west-1").await;
+    let url = &sb.redis_urls["blue-cache"].clone();
     assert!(url.starts_with("redis+cluster://127.0.0.1:"), "the endpoint is rewritten to the sandbox's cluster: {url}");
     assert!(sb.redis_urls["green-cache"].starts_with("redis://127.0.0.1:"), "a plain endpoint stays one server");
 
@@ -471,12 +473,74 @@ async fn a_sandbox_cluster_from_the_runbook_shows_every_node_and_a_stopped_node_
         (
             CheckOutcome::Fail,
             format!(
-                "blue-cache {} keys, green-cache {green} keys (difference {}, tolerance 0)",
+                "blue-cache {} keys, green-cache {green} keys (difference {}, green-cache has fewer, tolerance 0)",
                 info.keys,
                 info.keys - green
             )
         )
     );
+
+    // Equal counts that show no copy fail too: green's URL at one of blue's
+    // nodes (a plain URL to a cluster node reads the whole cluster), then at
+    // a database of green's server with no keys while its db 0 holds some.
+    let green_url = sb.redis_urls["green-cache"].clone();
+    let mut g = conn(&green_url).await;
+    for i in 0..5 {
+        let _: () = g.set(format!("green:{i}"), i).await.unwrap();
+    }
+    let in_db0: u64 = redis::cmd("DBSIZE").query_async(&mut g).await.unwrap();
+    let node = url.trim_start_matches("redis+cluster://").split(',').nth(1).unwrap();
+    let server = green_url.trim_end_matches("/0");
+    for (green, says) in [
+        (
+            format!("redis://{node}"),
+            "blue-cache and green-cache are the same database of one Redis server (run_id ".to_string(),
+        ),
+        (
+            format!("{server}/3"),
+            format!(
+                "green-cache: no keys in the database its URL names, but db 0 holds {in_db0}: should its URL end in /0?"
+            ),
+        ),
+    ] {
+        sb.redis_urls.insert("green-cache".into(), green.clone());
+        let snap = common::first_snapshot(&rb, &sb).await;
+        let (outcome, detail) = check(&snap, "counts");
+        assert_eq!(outcome, CheckOutcome::Fail, "green at {green}: {detail}");
+        assert!(detail.starts_with(&says), "green at {green}: {detail}");
+    }
+    sb.redis_urls.insert("green-cache".into(), green_url);
+
+    // Parity and `redis_persistence` read the whole cluster too: its keys
+    // summed over the primaries, and its persistence that of the least
+    // persistent one. AOF on the primary the URL names first and on one
+    // other, not on the third: the cluster is not persistent.
+    let first = url.trim_start_matches("redis+cluster://").split(',').next().unwrap();
+    let mut others: Vec<&str> =
+        info.nodes.iter().filter(|n| n.node.primary && n.node.addr != first).map(|n| n.node.addr.as_str()).collect();
+    others.sort();
+    assert_eq!(others.len(), 2, "{:?}", info.nodes);
+    let aof = |addr: String, on: bool| async move {
+        let mut c = conn(&format!("redis://{addr}")).await;
+        let _: () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("appendonly")
+            .arg(if on { "yes" } else { "no" })
+            .query_async(&mut c)
+            .await
+            .unwrap();
+    };
+    aof(first.to_string(), true).await;
+    aof(others[0].to_string(), true).await;
+    let shape = cutover::live::fetch::redis_shape("blue-cache", url).await.unwrap();
+    assert!((300..=301).contains(&shape.keys), "every shard counted: {shape:?}");
+    assert_eq!((shape.aof_enabled, shape.persistent()), (Some(false), Some(false)), "{shape:?}");
+    aof(others[1].to_string(), true).await;
+    let shape = cutover::live::fetch::redis_shape("blue-cache", url).await.unwrap();
+    assert_eq!(shape.persistent(), Some(true), "every primary with AOF on: {shape:?}");
+    for addr in [first, others[0], others[1]] {
+        aof(addr.to_string(), false).await;
+    }
 
     // `cutover status`, pointed at the sandbox by its variables, reads the cluster the same way.
     let state = tempfile::tempdir().unwrap();
@@ -682,6 +746,8 @@ async fn a_failover_during_a_copy_out_of_a_cluster_stops_it_naming_the_shard_and
     let restarts: Vec<&str> = err.lines().filter(|l| l.contains("its scan starts over")).collect();
     assert_eq!(restarts.len(), 1, "{err}");
     assert!(restarts[0].starts_with(&format!("shard {slots}: its primary changed")), "{err}");
+    // The shard scanned again counts its keys once.
+    assert!(out.starts_with(&format!("copied {N} keys (")), "{out}");
     let total: u64 = redis::cmd("DBSIZE").query_async(&mut conn(&dst_url).await).await.unwrap();
     assert_eq!(total, N);
 }
@@ -818,6 +884,8 @@ async fn copy_out_through_a_reshard(policy: &str) -> Resharded {
         err.contains("the cluster's shards changed since the checkpoint (slots moved): every shard's scan starts over"),
         "{err}"
     );
+    // Every shard scanned again counts its keys once.
+    assert!(out.starts_with(&format!("copied {N} keys (")), "{out}");
     finished_whole(&state, &mut d, &c.url(), &dst_url, N).await;
     let args = args.iter().map(|a| a.to_string()).collect();
     Resharded { _dir: dir, c, _dst: dst, state, args }

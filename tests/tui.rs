@@ -215,6 +215,9 @@ fn demo_events(stopped_prod_web_1: bool) -> Vec<LiveEvent> {
                 keyspace_hits: None,
                 keyspace_misses: None,
                 lookups: None,
+                db: 0,
+                run_ids: vec![format!("{name}-run-id")],
+                other_dbs: vec![],
             }),
         }));
     }
@@ -511,6 +514,45 @@ fn enter_runs_a_check_which_finishes_when_fresh_data_has_arrived() {
     assert_eq!(*outcome, cutover::status::CheckOutcome::Fail);
     assert!(detail.contains("staging-web-2: security-group path to staging-cache: BLOCKED"), "{detail}");
     assert!(app.log.iter().any(|l| l.text.starts_with("check validate/redis FAILED")));
+}
+
+/// A check run that passed is no pass once the live reading fails: its row
+/// says so, and the detail line gives the live reading before the old one.
+#[test]
+fn a_check_that_passed_when_run_shows_the_live_failure_since() {
+    use cutover::status::CheckOutcome;
+    let mut app = demo_app();
+    update(&mut app, key(KeyCode::Char('5')));
+    app.selected.insert(Pane::Checklist, 9);
+    assert_eq!(app.selected_item(), Some(("validate".into(), "key-counts".into())));
+    assert_eq!(update(&mut app, key(KeyCode::Enter)), vec![Command::Refresh]);
+    // A round in which staging holds every key: the run passes.
+    let round = |app: &mut App, secs: u64, staging_keys: u64| {
+        app.now = t0() + Duration::from_secs(secs);
+        for mut e in demo_events(false) {
+            e.at = t0() + Duration::from_secs(secs + 1);
+            if let Update::Redis { endpoint, result: Ok(info) } = &mut e.update
+                && endpoint == "staging-cache"
+            {
+                info.keys = staging_keys;
+            }
+            update(app, Event::Live(e));
+        }
+    };
+    round(&mut app, 1, 202);
+    let CheckRun::Done { outcome, .. } = &app.runs["validate/key-counts"] else { panic!("still running") };
+    assert_eq!(*outcome, CheckOutcome::Pass);
+    let row = |app: &App| {
+        let s = screen(app, 160, 48);
+        s.lines().find(|l| l.contains("Key counts match")).unwrap_or_else(|| panic!("{s}")).to_string()
+    };
+    assert!(row(&app).contains("✔ passed "), "{}", row(&app));
+    // Then staging loses them.
+    round(&mut app, 5, 0);
+    assert!(matches!(app.runs["validate/key-counts"], CheckRun::Done { outcome: CheckOutcome::Pass, .. }));
+    assert!(row(&app).contains("✘ live: FAIL now"), "{}", row(&app));
+    let s = screen(&app, 160, 48);
+    assert!(s.contains("live now: prod-cache 202 keys, staging-cache 0 keys"), "{s}");
 }
 
 /// A side as the shapes worker reads it: one instance of `instance_type` on `ami`.
@@ -1227,6 +1269,9 @@ fn a_cluster_endpoint_gets_a_row_per_node_and_a_down_node_fails_on_its_own_row()
                 keyspace_hits: None,
                 keyspace_misses: None,
                 lookups: None,
+                db: 0,
+                run_ids: vec!["prod-cache-cluster-run-id".into()],
+                other_dbs: vec![],
             }),
         },
     });

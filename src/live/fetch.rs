@@ -399,6 +399,14 @@ pub struct RedisInfo {
     /// failed ones too), each PINGed by cutover. Empty for one server.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub nodes: Vec<NodePing>,
+    /// The database the URL names (0 for a cluster).
+    pub db: u32,
+    /// The server's `run_id`, or each primary's of a cluster: two endpoints
+    /// sharing one are the same server.
+    pub run_ids: Vec<String>,
+    /// The server's databases other than the URL's that hold keys.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub other_dbs: Vec<crate::analysis::key_counts::DbKeys>,
 }
 
 /// One node of a cluster endpoint and cutover's own PING of it, at the
@@ -499,20 +507,24 @@ pub async fn redis_info(url: &str) -> Result<RedisInfo, String> {
     let password = reqwest::Url::parse(url).ok().and_then(|u| u.password().map(str::to_string));
     let scrub = |e: redis::RedisError| redact_text(&e.to_string(), password.as_deref());
     let work = async {
-        let (mut c, db) = open_redis(url).await?;
+        let (mut c, mut db) = open_redis(url).await?;
         let started = Instant::now();
         let _: String = redis::cmd("PING").query_async(&mut c).await.map_err(scrub)?;
         let ping_ms = started.elapsed().as_secs_f64() * 1000.0;
         let info: String = redis::cmd("INFO").query_async(&mut c).await.map_err(scrub)?;
         let mut keys: u64 = redis::cmd("DBSIZE").query_async(&mut c).await.map_err(scrub)?;
         let (_, mut expiring_keys) = crate::redis::keyspace(&info, db);
+        let mut run_ids: Vec<String> = info_field(&info, "run_id").map(str::to_string).into_iter().collect();
+        let mut other_dbs = crate::redis::other_dbs(&info, db);
         let mut nodes = Vec::new();
         if info_field(&info, "cluster_enabled") == Some("1") {
             // A cluster node holds only its shard's keys: count every primary's.
             let ep = crate::redis::url::Endpoint::parse("Redis", url, None, None)?;
             nodes = ping_nodes(&ep, &mut c).await?;
             let cluster = crate::redis::cluster::Cluster::connect(&ep, c.clone()).await?;
-            (keys, expiring_keys) = cluster.key_counts().await?;
+            ((keys, expiring_keys), run_ids) = cluster.key_counts_and_run_ids().await?;
+            other_dbs.clear();
+            db = 0;
         }
         Ok(RedisInfo {
             ping_ms,
@@ -522,6 +534,9 @@ pub async fn redis_info(url: &str) -> Result<RedisInfo, String> {
             keys,
             expiring_keys,
             nodes,
+            db,
+            run_ids,
+            other_dbs,
             keyspace_hits: info_field(&info, "keyspace_hits").and_then(|v| v.parse().ok()),
             keyspace_misses: info_field(&info, "keyspace_misses").and_then(|v| v.parse().ok()),
             lookups: None,
@@ -532,54 +547,92 @@ pub async fn redis_info(url: &str) -> Result<RedisInfo, String> {
 
 /// What parity compares of one Redis: version and key count (INFO, DBSIZE),
 /// memory limit and persistence (CONFIG GET; a server that refuses CONFIG,
-/// as ElastiCache does, leaves those unknown, AOF then read from INFO).
+/// as ElastiCache does, leaves those unknown, AOF then read from INFO). A
+/// cluster's keys are summed over its primaries, and its settings are those
+/// of its least persistent primary: one shard that loses its keys on a
+/// restart is the cluster's risk.
 pub async fn redis_shape(name: &str, url: &str) -> Result<crate::analysis::parity::RedisShape, String> {
     let password = reqwest::Url::parse(url).ok().and_then(|u| u.password().map(str::to_string));
-    let scrub = |e: redis::RedisError| redact_text(&e.to_string(), password.as_deref());
+    let scrub = move |e: redis::RedisError| redact_text(&e.to_string(), password.as_deref());
     let work = async {
         let (mut c, _) = open_redis(url).await?;
-        let info: String = redis::cmd("INFO").query_async(&mut c).await.map_err(scrub)?;
-        let keys: u64 = redis::cmd("DBSIZE").query_async(&mut c).await.map_err(scrub)?;
-        // maxmemory, its policy and AOF are in INFO on every version (and on
-        // ElastiCache, which refuses CONFIG). The RDB schedule is only in
-        // CONFIG; one parameter per call, as Redis before 7 requires.
-        let mut unreadable = Vec::new();
-        let rdb_save = match redis::cmd("CONFIG").arg("GET").arg("save").query_async::<Vec<String>>(&mut c).await {
-            Ok(pair) if pair.len() == 2 => Some(pair[1].clone()),
-            Ok(_) => {
-                unreadable.push("save (CONFIG GET gave no answer)".to_string());
-                None
-            }
-            Err(e) => {
-                unreadable.push(format!("save ({})", scrub(e)));
-                None
-            }
-        };
-        let maxmemory = info_field(&info, "maxmemory").and_then(|v| v.parse().ok());
-        let maxmemory_policy = info_field(&info, "maxmemory_policy").map(str::to_string);
-        let aof_enabled = info_field(&info, "aof_enabled").map(|v| v == "1");
-        for (what, known) in [
-            ("maxmemory", maxmemory.is_some()),
-            ("maxmemory_policy", maxmemory_policy.is_some()),
-            ("aof_enabled", aof_enabled.is_some()),
-        ] {
-            if !known {
-                unreadable.push(format!("{what} (not in INFO)"));
-            }
+        let mut shape = node_shape(name, &mut c, &scrub).await?;
+        if shape.1 {
+            let ep = crate::redis::url::Endpoint::parse("Redis", url, None, None)?;
+            let cluster = crate::redis::cluster::Cluster::connect(&ep, c.clone()).await?;
+            // At once: the 2 s budget covers them all.
+            let scrub = &scrub;
+            let primaries = futures::future::try_join_all(
+                cluster
+                    .primaries()
+                    .await?
+                    .into_iter()
+                    .map(|(_, mut p)| async move { Ok::<_, String>(node_shape(name, &mut p, scrub).await?.0) }),
+            )
+            .await?;
+            let keys = primaries.iter().map(|p| p.keys).sum();
+            // Fails first, then unknown, then persistent.
+            let rank = |p: &crate::analysis::parity::RedisShape| match p.persistent() {
+                Some(false) => 0,
+                None => 1,
+                Some(true) => 2,
+            };
+            let weakest = primaries.into_iter().min_by_key(rank).ok_or("a cluster without primaries")?;
+            shape.0 = crate::analysis::parity::RedisShape { keys, ..weakest };
         }
-        Ok(crate::analysis::parity::RedisShape {
-            name: name.to_string(),
-            version: info_field(&info, "redis_version").unwrap_or("?").to_string(),
-            maxmemory,
-            maxmemory_policy,
-            aof_enabled,
-            rdb_save,
-            keys,
-            elasticache: None,
-            unreadable,
-        })
+        Ok(shape.0)
     };
     tokio::time::timeout(Duration::from_secs(2), work).await.unwrap_or_else(|_| Err("timed out after 2 s".into()))
+}
+
+/// One server's shape, and whether it is a cluster node (its DBSIZE then
+/// counts its shard only).
+async fn node_shape(
+    name: &str,
+    c: &mut redis::aio::MultiplexedConnection,
+    scrub: &impl Fn(redis::RedisError) -> String,
+) -> Result<(crate::analysis::parity::RedisShape, bool), String> {
+    let info: String = redis::cmd("INFO").query_async(c).await.map_err(scrub)?;
+    let keys: u64 = redis::cmd("DBSIZE").query_async(c).await.map_err(scrub)?;
+    // maxmemory, its policy and AOF are in INFO on every version (and on
+    // ElastiCache, which refuses CONFIG). The RDB schedule is only in
+    // CONFIG; one parameter per call, as Redis before 7 requires.
+    let mut unreadable = Vec::new();
+    let rdb_save = match redis::cmd("CONFIG").arg("GET").arg("save").query_async::<Vec<String>>(c).await {
+        Ok(pair) if pair.len() == 2 => Some(pair[1].clone()),
+        Ok(_) => {
+            unreadable.push("save (CONFIG GET gave no answer)".to_string());
+            None
+        }
+        Err(e) => {
+            unreadable.push(format!("save ({})", scrub(e)));
+            None
+        }
+    };
+    let maxmemory = info_field(&info, "maxmemory").and_then(|v| v.parse().ok());
+    let maxmemory_policy = info_field(&info, "maxmemory_policy").map(str::to_string);
+    let aof_enabled = info_field(&info, "aof_enabled").map(|v| v == "1");
+    for (what, known) in [
+        ("maxmemory", maxmemory.is_some()),
+        ("maxmemory_policy", maxmemory_policy.is_some()),
+        ("aof_enabled", aof_enabled.is_some()),
+    ] {
+        if !known {
+            unreadable.push(format!("{what} (not in INFO)"));
+        }
+    }
+    let shape = crate::analysis::parity::RedisShape {
+        name: name.to_string(),
+        version: info_field(&info, "redis_version").unwrap_or("?").to_string(),
+        maxmemory,
+        maxmemory_policy,
+        aof_enabled,
+        rdb_save,
+        keys,
+        elasticache: None,
+        unreadable,
+    };
+    Ok((shape, info_field(&info, "cluster_enabled") == Some("1")))
 }
 
 #[cfg(test)]

@@ -678,13 +678,28 @@ impl Cluster {
 
     /// (keys, expiring keys), summed over the primaries.
     pub async fn key_counts(&self) -> Result<(u64, u64), String> {
+        Ok(self.key_counts_and_run_ids().await?.0)
+    }
+
+    /// (keys, expiring keys) summed over the primaries, and each primary's
+    /// `run_id` (what tells one cluster from another).
+    pub async fn key_counts_and_run_ids(&self) -> Result<((u64, u64), Vec<String>), String> {
+        // The default sections hold both (`INFO server keyspace` needs Redis 7), asked of every primary at once.
+        let infos = futures::future::try_join_all(
+            self.primaries()
+                .await?
+                .into_iter()
+                .map(|(_, mut c)| async move { query::<String>(&self.endpoint, &mut c, &redis::cmd("INFO")).await }),
+        )
+        .await?;
         let mut total = (0, 0);
-        for (_, mut c) in self.primaries().await? {
-            let info: String = query(&self.endpoint, &mut c, redis::cmd("INFO").arg("keyspace")).await?;
-            let (k, x) = super::keyspace(&info, 0);
+        let mut run_ids = Vec::new();
+        for info in &infos {
+            let (k, x) = super::keyspace(info, 0);
             total = (total.0 + k, total.1 + x);
+            run_ids.extend(super::info_field(info, "run_id").map(str::to_string));
         }
-        Ok(total)
+        Ok((total, run_ids))
     }
 }
 

@@ -193,6 +193,18 @@ pub fn keyspace(info: &str, db: u32) -> (u64, u64) {
     (get("keys").unwrap_or(0), get("expires").unwrap_or(0))
 }
 
+/// The databases other than `db` that hold keys, from `INFO keyspace`.
+pub fn other_dbs(info: &str, db: u32) -> Vec<crate::analysis::key_counts::DbKeys> {
+    info.lines()
+        .filter_map(|l| {
+            let (name, _) = l.split_once(':')?;
+            let n: u32 = name.strip_prefix("db")?.parse().ok()?;
+            let (keys, _) = keyspace(info, n);
+            (n != db && keys > 0).then_some(crate::analysis::key_counts::DbKeys { db: n, keys })
+        })
+        .collect()
+}
+
 /// A key for messages: UTF-8 shown as is, other bytes escaped.
 pub fn show_key(k: &[u8]) -> String {
     match std::str::from_utf8(k) {

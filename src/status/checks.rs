@@ -218,9 +218,14 @@ fn key_counts(snap: &Snapshot, from: &str, to: &str, tolerance: u64) -> Verdict 
         (Ok(a), Ok(b)) => (a, b),
         (Err(v), _) | (_, Err(v)) => return v,
     };
-    let diff = a.keys.abs_diff(b.keys);
-    let detail = format!("{from} {} keys, {to} {} keys (difference {diff}, tolerance {tolerance})", a.keys, b.keys);
-    if diff <= tolerance { pass(detail) } else { fail(detail) }
+    use crate::analysis::key_counts::{KeyCounts, Side, judge};
+    fn side<'a>(name: &'a str, r: &'a crate::live::RedisInfo) -> Side<'a> {
+        Side { name, keys: r.keys, db: r.db, run_ids: &r.run_ids, other_dbs: &r.other_dbs }
+    }
+    match judge(&side(from, a), &side(to, b), tolerance) {
+        KeyCounts::Pass(d) => pass(d),
+        KeyCounts::Fail(d) => fail(d),
+    }
 }
 
 /// The hit rate between the last two INFO readings; no lookups in that

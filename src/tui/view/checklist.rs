@@ -64,6 +64,12 @@ pub(super) fn checklist(f: &mut Frame, app: &App, area: Rect) {
                         },
                         ItemKind::Check { .. } => match (app.runs.get(&key), live(&key)) {
                             (Some(CheckRun::Running { .. }), _) => ("… running".to_string(), Style::new().fg(th.warn)),
+                            // A pass run earlier is no pass once the live reading fails.
+                            (Some(CheckRun::Done { outcome: CheckOutcome::Pass, .. }), Some(c))
+                                if c.outcome == CheckOutcome::Fail =>
+                            {
+                                ("✘ live: FAIL now".to_string(), Style::new().fg(th.bad).bold())
+                            }
                             (Some(CheckRun::Done { outcome: CheckOutcome::Pass, at, .. }), _) => {
                                 (format!("✔ passed {}", hhmmss(*at)), Style::new().fg(th.ok))
                             }
@@ -138,10 +144,17 @@ fn detail_line(app: &App, phase: &str, item: &str, list_width: u16) -> String {
     if let Some((_, _, line)) = app.action_progress.get(&key) {
         parts.push(line.clone());
     }
-    if let Some(CheckRun::Done { detail, .. }) = app.runs.get(&key) {
-        parts.push(detail.clone());
-    } else if let Some(c) = app.snap.checks.iter().find(|c| item_key(&c.phase, &c.item) == key) {
-        parts.push(c.detail.clone());
+    let live = app.snap.checks.iter().find(|c| item_key(&c.phase, &c.item) == key);
+    match (app.runs.get(&key), live) {
+        (Some(CheckRun::Done { outcome: CheckOutcome::Pass, at, detail }), Some(c))
+            if c.outcome == CheckOutcome::Fail =>
+        {
+            parts.push(format!("live now: {}", c.detail));
+            parts.push(format!("passed when run at {}: {detail}", hhmmss(*at)));
+        }
+        (Some(CheckRun::Done { detail, .. }), _) => parts.push(detail.clone()),
+        (_, Some(c)) => parts.push(c.detail.clone()),
+        _ => {}
     }
     if let Some((_, it)) = app.rb.item(phase, item)
         && let (Some(nb), Some(w)) = (&it.not_before, app.gate_window(it))
