@@ -526,20 +526,24 @@ fn a_check_that_passed_when_run_shows_the_live_failure_since() {
     app.selected.insert(Pane::Checklist, 9);
     assert_eq!(app.selected_item(), Some(("validate".into(), "key-counts".into())));
     assert_eq!(update(&mut app, key(KeyCode::Enter)), vec![Command::Refresh]);
-    // A round in which staging holds every key: the run passes.
-    let round = |app: &mut App, secs: u64, staging_keys: u64| {
+    // A round of every source, staging's Redis holding `staging_keys` (None: not read).
+    let round = |app: &mut App, secs: u64, staging_keys: Option<u64>| {
         app.now = t0() + Duration::from_secs(secs);
         for mut e in demo_events(false) {
             e.at = t0() + Duration::from_secs(secs + 1);
-            if let Update::Redis { endpoint, result: Ok(info) } = &mut e.update
+            if let Update::Redis { endpoint, result } = &mut e.update
                 && endpoint == "staging-cache"
             {
-                info.keys = staging_keys;
+                match (staging_keys, result.as_mut()) {
+                    (Some(n), Ok(info)) => info.keys = n,
+                    _ => *result = Err("timed out after 2 s".into()),
+                }
             }
             update(app, Event::Live(e));
         }
     };
-    round(&mut app, 1, 202);
+    // Staging holds every key: the run passes.
+    round(&mut app, 1, Some(202));
     let CheckRun::Done { outcome, .. } = &app.runs["validate/key-counts"] else { panic!("still running") };
     assert_eq!(*outcome, CheckOutcome::Pass);
     let row = |app: &App| {
@@ -548,11 +552,16 @@ fn a_check_that_passed_when_run_shows_the_live_failure_since() {
     };
     assert!(row(&app).contains("✔ passed "), "{}", row(&app));
     // Then staging loses them.
-    round(&mut app, 5, 0);
+    round(&mut app, 5, Some(0));
     assert!(matches!(app.runs["validate/key-counts"], CheckRun::Done { outcome: CheckOutcome::Pass, .. }));
     assert!(row(&app).contains("✘ live: FAIL now"), "{}", row(&app));
     let s = screen(&app, 160, 48);
     assert!(s.contains("live now: prod-cache 202 keys, staging-cache 0 keys"), "{s}");
+    // Then staging cannot be read: the pass recorded is shown, with no live reading behind it.
+    round(&mut app, 9, None);
+    assert!(row(&app).contains("✔ passed, live ?"), "{}", row(&app));
+    let s = screen(&app, 160, 48);
+    assert!(s.contains("live now: staging-cache unavailable: timed out after 2 s"), "{s}");
 }
 
 /// A side as the shapes worker reads it: one instance of `instance_type` on `ami`.

@@ -514,7 +514,8 @@ pub async fn redis_info(url: &str) -> Result<RedisInfo, String> {
         let info: String = redis::cmd("INFO").query_async(&mut c).await.map_err(scrub)?;
         let mut keys: u64 = redis::cmd("DBSIZE").query_async(&mut c).await.map_err(scrub)?;
         let (_, mut expiring_keys) = crate::redis::keyspace(&info, db);
-        let mut run_ids: Vec<String> = info_field(&info, "run_id").map(str::to_string).into_iter().collect();
+        let mut run_ids: Vec<String> =
+            info_field(&info, "run_id").filter(|id| !id.is_empty()).map(str::to_string).into_iter().collect();
         let mut other_dbs = crate::redis::other_dbs(&info, db);
         let mut nodes = Vec::new();
         if info_field(&info, "cluster_enabled") == Some("1") {
@@ -560,7 +561,7 @@ pub async fn redis_shape(name: &str, url: &str) -> Result<crate::analysis::parit
         if shape.1 {
             let ep = crate::redis::url::Endpoint::parse("Redis", url, None, None)?;
             let cluster = crate::redis::cluster::Cluster::connect(&ep, c.clone()).await?;
-            // At once: the 2 s budget covers them all.
+            // Asked at once (connected one by one): the 2 s budget covers them all.
             let scrub = &scrub;
             let primaries = futures::future::try_join_all(
                 cluster

@@ -697,7 +697,7 @@ impl Cluster {
         for info in &infos {
             let (k, x) = super::keyspace(info, 0);
             total = (total.0 + k, total.1 + x);
-            run_ids.extend(super::info_field(info, "run_id").map(str::to_string));
+            run_ids.extend(super::info_field(info, "run_id").filter(|id| !id.is_empty()).map(str::to_string));
         }
         Ok((total, run_ids))
     }

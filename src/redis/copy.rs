@@ -1638,12 +1638,15 @@ async fn side(e: &Endpoint, old: &MultiplexedConnection, old_addr: &str) -> Side
     if e.sentinel().is_none() {
         return if healthy { Side::Same } else { Side::Down(format!("the {} {e} does not answer", e.role)) };
     }
-    if healthy && e.locate().await.is_ok_and(|addr| addr == old_addr) {
+    let addr = match e.locate().await {
+        Ok(a) => a,
+        Err(why) => return Side::Waiting(why),
+    };
+    if addr == old_addr && healthy {
         return Side::Same;
     }
-    // Each sentinel in turn, until one names a master that is one.
-    match e.open().await {
-        Ok((c, addr)) => Side::Moved(c, addr),
+    match e.open_at(&addr).await {
+        Ok(c) => Side::Moved(c, addr),
         Err(why) => Side::Waiting(why),
     }
 }
@@ -1654,9 +1657,18 @@ async fn side(e: &Endpoint, old: &MultiplexedConnection, old_addr: &str) -> Side
 /// that moved, a sentence saying so.
 async fn follow(opts: &CopyOptions, conns: &Conns) -> Result<Option<(Conns, Vec<String>)>, String> {
     let deadline = Instant::now() + FAILOVER_WAIT;
+    let gave_up = |waiting: &str| {
+        format!("no working master after {} s of asking the sentinels: {waiting}", FAILOVER_WAIT.as_secs())
+    };
     loop {
-        let s = side(&opts.from, &conns.src, &conns.src_addr).await;
-        let d = side(&opts.to, &conns.dst, &conns.dst_addr).await;
+        // A named master that takes the connection and never answers holds
+        // a round: the round, too, ends at the deadline.
+        let round = async {
+            (side(&opts.from, &conns.src, &conns.src_addr).await, side(&opts.to, &conns.dst, &conns.dst_addr).await)
+        };
+        let Ok((s, d)) = tokio::time::timeout(deadline.saturating_duration_since(Instant::now()), round).await else {
+            return Err(gave_up("a server named did not answer in time"));
+        };
         let waiting = match (&s, &d) {
             (Side::Down(e), _) | (_, Side::Down(e)) => return Err(e.clone()),
             (Side::Same, Side::Same) => return Ok(None),
@@ -1686,10 +1698,7 @@ async fn follow(opts: &CopyOptions, conns: &Conns) -> Result<Option<(Conns, Vec<
             }
         };
         if Instant::now() >= deadline {
-            return Err(format!(
-                "no working master after {} s of asking the sentinels: {waiting}",
-                FAILOVER_WAIT.as_secs()
-            ));
+            return Err(gave_up(&waiting));
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }

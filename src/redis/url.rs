@@ -300,57 +300,49 @@ impl Endpoint {
             }
             return Err(failures.join("; "));
         }
-        let Some(g) = &self.sentinel else {
-            let addr = self.locate().await?;
-            return Ok((self.open_at(&addr).await?, addr));
-        };
-        // Sentinel's client guidelines: ask each sentinel in turn until one
-        // names a master that is one. A sentinel cut off from its peers may
-        // still name the old master.
-        let (mut asked, mut named): (Vec<String>, Vec<(String, String)>) = (Vec::new(), Vec::new());
-        for node in &g.sentinels {
-            match self.ask_sentinel(node, &g.master).await {
-                Ok(addr) if named.iter().any(|(a, _)| *a == addr) => {}
-                Ok(addr) => match self.open_at(&addr).await {
-                    Ok(c) => return Ok((c, addr)),
-                    Err(e) => named.push((addr, e)),
-                },
-                Err(e) => asked.push(format!("{node}: {}", self.scrub(&e))),
-            }
-        }
-        Err(match named.len() {
-            0 => self.no_master_named(&asked),
-            1 => named.remove(0).1,
-            _ => named.into_iter().map(|(addr, e)| format!("named {addr}: {e}")).collect::<Vec<_>>().join("; "),
-        })
+        let addr = self.locate().await?;
+        Ok((self.open_at(&addr).await?, addr))
     }
 
-    /// `host:port` of the server: with Sentinel, the master the first
-    /// sentinel that answers names (`SENTINEL get-master-addr-by-name`).
+    /// `host:port` of the server: with Sentinel, the master the sentinels
+    /// name (`SENTINEL get-master-addr-by-name`), every sentinel asked at
+    /// once. Where they disagree (one cut off from its peers still names the
+    /// old master), the address named with the highest config epoch wins (a
+    /// failover raises it), then the one most sentinels name, then the
+    /// first. The master named is never passed over for another answer: a
+    /// master that does not answer is waited for.
     pub async fn locate(&self) -> Result<String, String> {
         let Some(g) = &self.sentinel else {
             return Ok(format!("{}:{}", self.url.host_str().unwrap_or(""), self.url.port().unwrap_or(6379)));
         };
+        let answers =
+            futures::future::join_all(g.sentinels.iter().map(|node| self.ask_sentinel(node, &g.master))).await;
         let mut failures = Vec::new();
-        for node in &g.sentinels {
-            match self.ask_sentinel(node, &g.master).await {
-                Ok(addr) => return Ok(addr),
+        // (address, highest config epoch, sentinels naming it), in the order first named.
+        let mut named: Vec<(String, u64, usize)> = Vec::new();
+        for (node, answer) in g.sentinels.iter().zip(answers) {
+            match answer {
+                Ok((addr, epoch)) => match named.iter_mut().find(|n| n.0 == addr) {
+                    Some(n) => (n.1, n.2) = (n.1.max(epoch), n.2 + 1),
+                    None => named.push((addr, epoch, 1)),
+                },
                 Err(e) => failures.push(format!("{node}: {}", self.scrub(&e))),
             }
         }
-        Err(self.no_master_named(&failures))
-    }
-
-    fn no_master_named(&self, failures: &[String]) -> String {
-        format!(
+        if let Some(best) = pick_master(&named) {
+            return Ok(best);
+        }
+        Err(format!(
             "no sentinel of the {} {} named its master: {}; check the sentinels' addresses and the master name",
             self.role,
             self.redacted(),
             failures.join("; ")
-        )
+        ))
     }
 
-    async fn ask_sentinel(&self, node: &str, master: &str) -> Result<String, String> {
+    /// The master's `host:port` one sentinel names, and the config epoch it
+    /// holds for it (0 when `SENTINEL MASTER` is refused).
+    async fn ask_sentinel(&self, node: &str, master: &str) -> Result<(String, u64), String> {
         let (host, port) = node.rsplit_once(':').unwrap_or((node, "26379"));
         let u = url::Url::parse(&format!("{}://{host}:{port}", self.url.scheme())).map_err(|e| e.to_string())?;
         let client = self.client(u, false)?;
@@ -365,7 +357,15 @@ impl Endpoint {
             .await
             .map_err(|e| e.to_string())?;
         let (host, port) = reply.ok_or_else(|| format!("knows no master named {master:?}"))?;
-        Ok(format!("{host}:{port}"))
+        let fields: Vec<String> =
+            redis::cmd("SENTINEL").arg("MASTER").arg(master).query_async(&mut conn).await.unwrap_or_default();
+        let epoch = fields
+            .chunks(2)
+            .find(|kv| kv[0] == "config-epoch")
+            .and_then(|kv| kv.get(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        Ok((format!("{host}:{port}"), epoch))
     }
 
     /// A client for `u` with this endpoint's TLS settings; the password only when `auth`.
@@ -556,9 +556,28 @@ fn password_from_env(
     }
 }
 
+/// Of the masters sentinels named (address, highest config epoch, how many
+/// named it; in the order first named): the highest epoch, then the most
+/// named, then the first.
+fn pick_master(named: &[(String, u64, usize)]) -> Option<String> {
+    // `max_by_key` keeps the last of equals: look from the end for the first.
+    named.iter().rev().max_by_key(|n| (n.1, n.2)).map(|n| n.0.clone())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_master_named_with_the_highest_epoch_then_by_most_sentinels_wins() {
+        let n = |addr: &str, epoch, votes| (addr.to_string(), epoch, votes);
+        // One sentinel cut off from its peers still names the old master.
+        assert_eq!(pick_master(&[n("old:6379", 3, 1), n("new:6379", 4, 2)]), Some("new:6379".into()));
+        assert_eq!(pick_master(&[n("new:6379", 4, 1), n("old:6379", 3, 2)]), Some("new:6379".into()));
+        assert_eq!(pick_master(&[n("a:1", 0, 1), n("b:1", 0, 3)]), Some("b:1".into()));
+        assert_eq!(pick_master(&[n("a:1", 2, 1), n("b:1", 2, 1)]), Some("a:1".into()), "the first of equals");
+        assert_eq!(pick_master(&[]), None);
+    }
 
     #[test]
     fn the_same_database_has_one_id_however_it_is_written() {

@@ -64,11 +64,16 @@ pub(super) fn checklist(f: &mut Frame, app: &App, area: Rect) {
                         },
                         ItemKind::Check { .. } => match (app.runs.get(&key), live(&key)) {
                             (Some(CheckRun::Running { .. }), _) => ("… running".to_string(), Style::new().fg(th.warn)),
-                            // A pass run earlier is no pass once the live reading fails.
-                            (Some(CheckRun::Done { outcome: CheckOutcome::Pass, .. }), Some(c))
-                                if c.outcome == CheckOutcome::Fail =>
+                            // A run recorded earlier is no pass once the live reading fails.
+                            (Some(CheckRun::Done { outcome, .. }), Some(c))
+                                if c.outcome == CheckOutcome::Fail && *outcome != CheckOutcome::Fail =>
                             {
                                 ("✘ live: FAIL now".to_string(), Style::new().fg(th.bad).bold())
+                            }
+                            (Some(CheckRun::Done { outcome: CheckOutcome::Pass, .. }), Some(c))
+                                if c.outcome == CheckOutcome::Unknown =>
+                            {
+                                ("✔ passed, live ?".to_string(), Style::new().fg(th.warn))
                             }
                             (Some(CheckRun::Done { outcome: CheckOutcome::Pass, at, .. }), _) => {
                                 (format!("✔ passed {}", hhmmss(*at)), Style::new().fg(th.ok))
@@ -146,11 +151,14 @@ fn detail_line(app: &App, phase: &str, item: &str, list_width: u16) -> String {
     }
     let live = app.snap.checks.iter().find(|c| item_key(&c.phase, &c.item) == key);
     match (app.runs.get(&key), live) {
-        (Some(CheckRun::Done { outcome: CheckOutcome::Pass, at, detail }), Some(c))
-            if c.outcome == CheckOutcome::Fail =>
+        // The row shows the live reading over the one recorded: both here.
+        (Some(CheckRun::Done { outcome, at, detail }), Some(c))
+            if (c.outcome == CheckOutcome::Fail && *outcome != CheckOutcome::Fail)
+                || (c.outcome == CheckOutcome::Unknown && *outcome == CheckOutcome::Pass) =>
         {
             parts.push(format!("live now: {}", c.detail));
-            parts.push(format!("passed when run at {}: {detail}", hhmmss(*at)));
+            let was = if *outcome == CheckOutcome::Pass { "passed" } else { "unknown" };
+            parts.push(format!("{was} when run at {}: {detail}", hhmmss(*at)));
         }
         (Some(CheckRun::Done { detail, .. }), _) => parts.push(detail.clone()),
         (_, Some(c)) => parts.push(c.detail.clone()),
