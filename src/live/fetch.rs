@@ -555,45 +555,43 @@ pub async fn redis_info(url: &str) -> Result<RedisInfo, String> {
 pub async fn redis_shape(name: &str, url: &str) -> Result<crate::analysis::parity::RedisShape, String> {
     let password = reqwest::Url::parse(url).ok().and_then(|u| u.password().map(str::to_string));
     let scrub = move |e: redis::RedisError| redact_text(&e.to_string(), password.as_deref());
+    let scrub = &scrub;
     let work = async {
         let (mut c, _) = open_redis(url).await?;
-        let mut shape = node_shape(name, &mut c, &scrub).await?;
-        if shape.1 {
-            let ep = crate::redis::url::Endpoint::parse("Redis", url, None, None)?;
-            let cluster = crate::redis::cluster::Cluster::connect(&ep, c.clone()).await?;
-            // Asked at once (connected one by one): the 2 s budget covers them all.
-            let scrub = &scrub;
-            let primaries = futures::future::try_join_all(
-                cluster
-                    .primaries()
-                    .await?
-                    .into_iter()
-                    .map(|(_, mut p)| async move { Ok::<_, String>(node_shape(name, &mut p, scrub).await?.0) }),
-            )
-            .await?;
-            let keys = primaries.iter().map(|p| p.keys).sum();
-            // Fails first, then unknown, then persistent.
-            let rank = |p: &crate::analysis::parity::RedisShape| match p.persistent() {
-                Some(false) => 0,
-                None => 1,
-                Some(true) => 2,
-            };
-            let weakest = primaries.into_iter().min_by_key(rank).ok_or("a cluster without primaries")?;
-            shape.0 = crate::analysis::parity::RedisShape { keys, ..weakest };
+        let info: String = redis::cmd("INFO").query_async(&mut c).await.map_err(scrub)?;
+        if info_field(&info, "cluster_enabled") != Some("1") {
+            return shape_of(name, &info, &mut c, scrub).await;
         }
-        Ok(shape.0)
+        let ep = crate::redis::url::Endpoint::parse("Redis", url, None, None)?;
+        let cluster = crate::redis::cluster::Cluster::connect(&ep, c.clone()).await?;
+        // Asked at once (connected one by one): the 2 s budget covers them all.
+        let primaries =
+            futures::future::try_join_all(cluster.primaries().await?.into_iter().map(|(_, mut p)| async move {
+                let info: String = redis::cmd("INFO").query_async(&mut p).await.map_err(scrub)?;
+                shape_of(name, &info, &mut p, scrub).await
+            }))
+            .await?;
+        let keys = primaries.iter().map(|p| p.keys).sum();
+        // Fails first, then unknown, then persistent.
+        let rank = |p: &crate::analysis::parity::RedisShape| match p.persistent() {
+            Some(false) => 0,
+            None => 1,
+            Some(true) => 2,
+        };
+        let weakest = primaries.into_iter().min_by_key(rank).ok_or("a cluster without primaries")?;
+        Ok(crate::analysis::parity::RedisShape { keys, ..weakest })
     };
     tokio::time::timeout(Duration::from_secs(2), work).await.unwrap_or_else(|_| Err("timed out after 2 s".into()))
 }
 
-/// One server's shape, and whether it is a cluster node (its DBSIZE then
-/// counts its shard only).
-async fn node_shape(
+/// The shape of the server behind `c`, whose INFO is `info` (a cluster
+/// node's DBSIZE counts its shard only).
+async fn shape_of(
     name: &str,
+    info: &str,
     c: &mut redis::aio::MultiplexedConnection,
     scrub: &impl Fn(redis::RedisError) -> String,
-) -> Result<(crate::analysis::parity::RedisShape, bool), String> {
-    let info: String = redis::cmd("INFO").query_async(c).await.map_err(scrub)?;
+) -> Result<crate::analysis::parity::RedisShape, String> {
     let keys: u64 = redis::cmd("DBSIZE").query_async(c).await.map_err(scrub)?;
     // maxmemory, its policy and AOF are in INFO on every version (and on
     // ElastiCache, which refuses CONFIG). The RDB schedule is only in
@@ -610,9 +608,9 @@ async fn node_shape(
             None
         }
     };
-    let maxmemory = info_field(&info, "maxmemory").and_then(|v| v.parse().ok());
-    let maxmemory_policy = info_field(&info, "maxmemory_policy").map(str::to_string);
-    let aof_enabled = info_field(&info, "aof_enabled").map(|v| v == "1");
+    let maxmemory = info_field(info, "maxmemory").and_then(|v| v.parse().ok());
+    let maxmemory_policy = info_field(info, "maxmemory_policy").map(str::to_string);
+    let aof_enabled = info_field(info, "aof_enabled").map(|v| v == "1");
     for (what, known) in [
         ("maxmemory", maxmemory.is_some()),
         ("maxmemory_policy", maxmemory_policy.is_some()),
@@ -622,9 +620,9 @@ async fn node_shape(
             unreadable.push(format!("{what} (not in INFO)"));
         }
     }
-    let shape = crate::analysis::parity::RedisShape {
+    Ok(crate::analysis::parity::RedisShape {
         name: name.to_string(),
-        version: info_field(&info, "redis_version").unwrap_or("?").to_string(),
+        version: info_field(info, "redis_version").unwrap_or("?").to_string(),
         maxmemory,
         maxmemory_policy,
         aof_enabled,
@@ -632,8 +630,7 @@ async fn node_shape(
         keys,
         elasticache: None,
         unreadable,
-    };
-    Ok((shape, info_field(&info, "cluster_enabled") == Some("1")))
+    })
 }
 
 #[cfg(test)]

@@ -91,7 +91,7 @@ pub struct Resume {
 impl Resume {
     /// Keys copied by the scans that go on (a scan that starts over counts again from 0).
     pub fn copied(&self) -> u64 {
-        self.carried.copied + self.places.iter().map(|p| p.counters.copied).sum::<u64>()
+        Counters::sum(std::iter::once(self.carried).chain(self.places.iter().map(|p| p.counters))).copied
     }
 }
 
@@ -172,11 +172,7 @@ impl Checkpoint {
         let carried = if places.iter().all(|p| *p == ScanPlace::start()) {
             Counters::default()
         } else {
-            let mut per_shard = Counters::default();
-            for s in &self.shards {
-                per_shard.add(&s.counters.unwrap_or_default());
-            }
-            self.counters.minus(&per_shard)
+            self.counters.minus(&Counters::sum(self.shards.iter().map(|s| s.counters.unwrap_or_default())))
         };
         Resume { places, carried, why }
     }

@@ -1528,11 +1528,7 @@ fn places(parts: &[Part]) -> Vec<ScanPlace> {
 /// 0, so a scan that starts over counts its keys once) and those `carried`
 /// from an older checkpoint.
 fn total_of(carried: Counters, parts: &[Part]) -> Counters {
-    let mut t = carried;
-    for p in parts {
-        t.add(&p.at.counters);
-    }
-    t
+    Counters::sum(std::iter::once(carried).chain(parts.iter().map(|p| p.at.counters)))
 }
 
 fn save(opts: &CopyOptions, mode: Mode, parts: &[Part], carried: Counters) -> Result<(), String> {

@@ -186,7 +186,11 @@ pub fn info_field<'a>(info: &'a str, key: &str) -> Option<&'a str> {
 
 /// (keys, expiring keys) of database `db` from `INFO keyspace`.
 pub fn keyspace(info: &str, db: u32) -> (u64, u64) {
-    let Some(line) = info_field(info, &format!("db{db}")) else { return (0, 0) };
+    info_field(info, &format!("db{db}")).map_or((0, 0), db_counts)
+}
+
+/// (keys, expiring keys) of one `INFO keyspace` line's value (`keys=3,expires=1,avg_ttl=0`).
+fn db_counts(line: &str) -> (u64, u64) {
     let get = |k: &str| {
         line.split(',').find_map(|kv| kv.strip_prefix(k).and_then(|v| v.strip_prefix('='))).and_then(|v| v.parse().ok())
     };
@@ -197,9 +201,9 @@ pub fn keyspace(info: &str, db: u32) -> (u64, u64) {
 pub fn other_dbs(info: &str, db: u32) -> Vec<crate::analysis::key_counts::DbKeys> {
     info.lines()
         .filter_map(|l| {
-            let (name, _) = l.split_once(':')?;
+            let (name, counts) = l.split_once(':')?;
             let n: u32 = name.strip_prefix("db")?.parse().ok()?;
-            let (keys, _) = keyspace(info, n);
+            let (keys, _) = db_counts(counts.trim());
             (n != db && keys > 0).then_some(crate::analysis::key_counts::DbKeys { db: n, keys })
         })
         .collect()

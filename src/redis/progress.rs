@@ -44,6 +44,15 @@ impl Counters {
         self.skipped_temporary += o.skipped_temporary;
     }
 
+    /// All of `counts` added up.
+    pub fn sum(counts: impl IntoIterator<Item = Counters>) -> Counters {
+        let mut t = Counters::default();
+        for c in counts {
+            t.add(&c);
+        }
+        t
+    }
+
     /// What is left of these after `o`'s are taken out, field by field (never below 0).
     pub fn minus(&self, o: &Counters) -> Counters {
         Counters {

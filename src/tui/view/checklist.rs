@@ -64,16 +64,12 @@ pub(super) fn checklist(f: &mut Frame, app: &App, area: Rect) {
                         },
                         ItemKind::Check { .. } => match (app.runs.get(&key), live(&key)) {
                             (Some(CheckRun::Running { .. }), _) => ("… running".to_string(), Style::new().fg(th.warn)),
-                            // A run recorded earlier is no pass once the live reading fails.
-                            (Some(CheckRun::Done { outcome, .. }), Some(c))
-                                if c.outcome == CheckOutcome::Fail && *outcome != CheckOutcome::Fail =>
-                            {
-                                ("✘ live: FAIL now".to_string(), Style::new().fg(th.bad).bold())
-                            }
-                            (Some(CheckRun::Done { outcome: CheckOutcome::Pass, .. }), Some(c))
-                                if c.outcome == CheckOutcome::Unknown =>
-                            {
-                                ("✔ passed, live ?".to_string(), Style::new().fg(th.warn))
+                            (Some(CheckRun::Done { outcome, .. }), Some(c)) if live_over(*outcome, c.outcome) => {
+                                if c.outcome == CheckOutcome::Fail {
+                                    ("✘ live: FAIL now".to_string(), Style::new().fg(th.bad).bold())
+                                } else {
+                                    ("✔ passed, live ?".to_string(), Style::new().fg(th.warn))
+                                }
                             }
                             (Some(CheckRun::Done { outcome: CheckOutcome::Pass, at, .. }), _) => {
                                 (format!("✔ passed {}", hhmmss(*at)), Style::new().fg(th.ok))
@@ -135,6 +131,15 @@ pub(super) fn checklist(f: &mut Frame, app: &App, area: Rect) {
     f.render_widget(Paragraph::new(text).style(th.dim_style()).wrap(Wrap { trim: true }), detail);
 }
 
+/// Whether a check's row shows its `live` outcome over the one `recorded`
+/// by a run: a live failure over anything but a failure (a run recorded
+/// earlier is no pass once the live reading fails), and no live reading
+/// over a recorded pass.
+fn live_over(recorded: CheckOutcome, live: CheckOutcome) -> bool {
+    (live == CheckOutcome::Fail && recorded != CheckOutcome::Fail)
+        || (live == CheckOutcome::Unknown && recorded == CheckOutcome::Pass)
+}
+
 /// The selected item's detail: its whole title when the list cuts it, a
 /// running copy's progress, the check's last detail, its note and rollback.
 fn detail_line(app: &App, phase: &str, item: &str, list_width: u16) -> String {
@@ -152,10 +157,7 @@ fn detail_line(app: &App, phase: &str, item: &str, list_width: u16) -> String {
     let live = app.snap.checks.iter().find(|c| item_key(&c.phase, &c.item) == key);
     match (app.runs.get(&key), live) {
         // The row shows the live reading over the one recorded: both here.
-        (Some(CheckRun::Done { outcome, at, detail }), Some(c))
-            if (c.outcome == CheckOutcome::Fail && *outcome != CheckOutcome::Fail)
-                || (c.outcome == CheckOutcome::Unknown && *outcome == CheckOutcome::Pass) =>
-        {
+        (Some(CheckRun::Done { outcome, at, detail }), Some(c)) if live_over(*outcome, c.outcome) => {
             parts.push(format!("live now: {}", c.detail));
             let was = if *outcome == CheckOutcome::Pass { "passed" } else { "unknown" };
             parts.push(format!("{was} when run at {}: {detail}", hhmmss(*at)));
