@@ -171,19 +171,20 @@ async fn pttl(c: &mut MultiplexedConnection, key: &str) -> i64 {
     redis::cmd("PTTL").arg(key).query_async(c).await.unwrap()
 }
 
-/// Every key identical on both sides and TTLs within 1 s.
+/// Every key identical on both sides, expiring at the same millisecond (or
+/// neither expiring).
 async fn assert_identical(src: &mut MultiplexedConnection, dst: &mut MultiplexedConnection, keys: &[String]) {
     for k in keys {
         let (a, b) = (value_of(src, k).await, value_of(dst, k).await);
         assert_ne!(a.0, "none", "{k} exists on the source");
         assert_eq!(a, b, "{k} arrived identical");
-        let (ta, tb) = (pttl(src, k).await, pttl(dst, k).await);
-        if ta == -1 {
-            assert_eq!(tb, -1, "{k} has no expiry on the target either");
-        } else {
-            assert!(tb > 0 && ta.abs_diff(tb) <= 1000, "{k}: TTL {ta} ms on the source, {tb} ms on the target");
-        }
+        let (ta, tb) = (pexpiretime(src, k).await, pexpiretime(dst, k).await);
+        assert_eq!(tb, ta, "{k} expires at {tb} on the target, {ta} on the source");
     }
+}
+
+async fn pexpiretime(c: &mut MultiplexedConnection, key: &str) -> i64 {
+    redis::cmd("PEXPIRETIME").arg(key).query_async(c).await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -229,6 +230,42 @@ async fn every_type_with_and_without_ttl_arrives_identical_in_both_modes() {
         let tmp: Vec<String> = d.keys("__cutover_tmp__*").await.unwrap();
         assert!(tmp.is_empty(), "{tmp:?}");
     }
+}
+
+/// A key's expiry arrives as the very millisecond the source keeps, however
+/// long the source takes to answer: the copy reads it as an absolute time
+/// (PEXPIRETIME) rather than placing a PTTL on this machine's clock (which
+/// moved each expiry by up to half a round trip: 1,007 ms later on a loaded
+/// CI machine). Every path: DUMP/RESTORE, type by type, and in chunks.
+#[tokio::test(flavor = "multi_thread")]
+async fn expiries_arrive_to_the_millisecond_however_slowly_the_source_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = server(dir.path(), "src").await;
+    let mut s = conn(&src.url).await;
+    let mut keys = seed_all_types(&mut s, "ttl", 2, Some(600_000)).await;
+    keys.extend(seed_all_types(&mut s, "plain", 1, None).await);
+    // Every command to the source waits 300 ms: a slow link, or a busy source.
+    let upstream: std::net::SocketAddr = src.url["redis://".len()..].trim_end_matches("/0").parse().unwrap();
+    let (slow, proxy) = cutover::sandbox::latency::delay_proxy(upstream, Duration::from_millis(300)).await.unwrap();
+    let slow_url = format!("redis://{slow}/0");
+    let paths =
+        [("dump", Mode::Dump, Some(32 << 20)), ("types", Mode::Types, Some(32 << 20)), ("chunks", Mode::Dump, Some(1))];
+    for (name, mode, chunk_threshold) in paths {
+        let dst = server(dir.path(), &format!("dst-{name}")).await;
+        let mut d = conn(&dst.url).await;
+        let mut o = options(&slow_url, &dst.url);
+        (o.mode, o.chunk_threshold) = (mode, chunk_threshold);
+        let r = copy_checked(&o, false).await.unwrap();
+        assert_eq!(r.total.copied, keys.len() as u64, "{name}: {r:?}");
+        if name == "chunks" {
+            assert_eq!(r.total.chunked, keys.len() as u64, "{name}: every key rebuilt in chunks: {r:?}");
+        }
+        for k in &keys {
+            let (want, got) = (pexpiretime(&mut s, k).await, pexpiretime(&mut d, k).await);
+            assert_eq!(got, want, "{name}: {k} expires at {got} on the target, {want} on the source");
+        }
+    }
+    proxy.abort();
 }
 
 /// `--mode types` reads small keys whole in one pipeline per batch and hands
@@ -706,8 +743,8 @@ async fn a_50_mb_string_and_a_hash_of_a_million_fields_copy_in_chunks() {
     assert_identical(&mut s, &mut d, &mids).await;
     assert_eq!(d.strlen::<_, u64>("big:string").await.unwrap(), 50 << 20);
     assert_eq!(d.hlen::<_, u64>("big:hash").await.unwrap(), 1_000_000);
-    let (ts, td) = (pttl(&mut s, "big:hash").await, pttl(&mut d, "big:hash").await);
-    assert!(td > 0 && ts.abs_diff(td) <= 1000, "TTL kept: source {ts} ms, target {td} ms");
+    let (ts, td) = (pexpiretime(&mut s, "big:hash").await, pexpiretime(&mut d, "big:hash").await);
+    assert!(ts > 0 && td == ts, "expiry kept: at {ts} on the source, {td} on the target");
     let vo = verify_options(&src.url, &dst.url);
     let _: () = redis::cmd("CONFIG").arg("RESETSTAT").query_async(&mut s).await.unwrap();
     let v = verify::verify(&vo, conn(&src.url).await, conn(&dst.url).await).await.unwrap();
@@ -1301,22 +1338,28 @@ async fn a_key_scan_returns_twice_is_no_conflict_but_another_value_or_expiry_on_
             let mut s = redis::Client::open(from.as_str()).unwrap().get_connection().unwrap();
             let mut t = redis::Client::open(to.as_str()).unwrap().get_connection().unwrap();
             for k in batch.iter() {
-                let (kind, pttl, payload): (String, i64, Vec<u8>) =
-                    redis::pipe().cmd("TYPE").arg(k).cmd("PTTL").arg(k).cmd("DUMP").arg(k).query(&mut s).unwrap();
+                // The expiry as an absolute time, as the copy reads it.
+                let (kind, at, payload): (String, i64, Vec<u8>) = redis::pipe()
+                    .cmd("TYPE")
+                    .arg(k)
+                    .cmd("PEXPIRETIME")
+                    .arg(k)
+                    .cmd("DUMP")
+                    .arg(k)
+                    .query(&mut s)
+                    .unwrap();
                 let now =
                     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
                 let mut restore = redis::cmd("RESTORE");
                 restore.arg(k);
-                match (write, pttl) {
+                match (write, at) {
                     (Write::NoExpiry, _) | (Write::AsTheCopy | Write::AnotherValue | Write::AString, -1) => {
                         restore.arg(0).arg(&payload)
                     }
                     (Write::AsTheCopy | Write::AnotherValue | Write::AString, _) => {
-                        restore.arg(now + pttl).arg(&payload).arg("ABSTTL")
+                        restore.arg(at).arg(&payload).arg("ABSTTL")
                     }
-                    (Write::ExpiryAMinuteLater, _) => {
-                        restore.arg(now + pttl.max(0) + 60_000).arg(&payload).arg("ABSTTL")
-                    }
+                    (Write::ExpiryAMinuteLater, _) => restore.arg(at.max(now) + 60_000).arg(&payload).arg("ABSTTL"),
                 };
                 let _: () = restore.query(&mut t).unwrap();
                 // Each changes the value and keeps the key's expiry.
@@ -1957,7 +2000,7 @@ async fn sigkill_at_20_points_of_a_copy_then_resume_ends_identical() {
              the {resumed} restarts resumed from its checkpoint's exact SCAN cursor; a kill left at most {most_again} \
              keys to copy again (README's bound at this rate: {promise}), and the target counted {written_again} keys \
              written twice in all; every audit line parsed, and the test's \
-             own key-by-key comparison found all {N} keys identical, TTLs within 1 s"
+             own key-by-key comparison found all {N} keys identical, each expiring at the source's millisecond"
         ),
     );
 }

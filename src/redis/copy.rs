@@ -1,6 +1,7 @@
 //! The copy: SCAN the source (COUNT, rate limit), MEMORY USAGE of each key
-//! of a batch (unless `--no-size-check`), then PTTL + DUMP pipelined, then
-//! RESTORE … ABSTTL pipelined on the target; at most `pipeline` batches in
+//! of a batch (unless `--no-size-check`), then the expiry (PEXPIRETIME, or
+//! PTTL before Redis 7.0) + DUMP pipelined, then RESTORE … ABSTTL pipelined
+//! on the target; at most `pipeline` batches in
 //! flight. Big keys, and every key in `types` mode, are rebuilt in chunks
 //! under a temporary name and renamed.
 
@@ -21,7 +22,7 @@ use super::query::{error_text, key_counts, node_for_key, per_key, q, qp, short};
 use super::size;
 use super::url::Endpoint;
 use super::verify;
-use super::{Expiry, Mode, OnConflict};
+use super::{Expiry, ExpiryRead, Mode, OnConflict};
 
 /// Sees (and may change, as SCAN may return a key twice) each SCAN batch.
 pub type ScanHook = Arc<dyn Fn(&mut Vec<Vec<u8>>) + Send + Sync>;
@@ -118,6 +119,10 @@ pub struct Preflight {
     pub source_notes: Vec<String>,
     /// A cluster target: its shards (empty for one server).
     pub target_shards: Vec<Shard>,
+    /// How expiries are read: exactly when every server scanned answers
+    /// PEXPIRETIME.
+    #[serde(skip)]
+    pub expiry_read: ExpiryRead,
 }
 
 /// Keys of the source that the target already has.
@@ -273,6 +278,8 @@ pub async fn preflight(opts: &CopyOptions) -> Result<(Conns, Preflight), CopyErr
     let (mode, mode_reason) =
         super::choose_mode(opts.mode, &source_version, &target_version).map_err(CopyError::Refused)?;
     let (mut source_shards, mut source_notes) = (Vec::new(), Vec::new());
+    // The version of each server scanned.
+    let mut scanned_versions = Vec::new();
     let source_keys: u64 = match &src_cluster {
         Some(cl) => {
             let mut keys = 0;
@@ -291,7 +298,8 @@ pub async fn preflight(opts: &CopyOptions) -> Result<(Conns, Preflight), CopyErr
             for (shard, read_on, mut c) in readers {
                 keys += q::<u64>(&opts.from, &mut c, &redis::cmd("DBSIZE")).await.map_err(CopyError::Refused)?;
                 // The scanned node's: a SCAN cursor means something to it alone.
-                let (_, run_id) = server_info(&opts.from, &mut c).await.map_err(CopyError::Refused)?;
+                let (version, run_id) = server_info(&opts.from, &mut c).await.map_err(CopyError::Refused)?;
+                scanned_versions.push(version);
                 let config_epoch = views.iter().find(|v| v.primary == shard.primary).map_or(0, |v| v.config_epoch);
                 source_shards.push(ShardRun {
                     slots: shard.slots_text(),
@@ -303,8 +311,12 @@ pub async fn preflight(opts: &CopyOptions) -> Result<(Conns, Preflight), CopyErr
             }
             keys
         }
-        None => q(&opts.from, &mut src, &redis::cmd("DBSIZE")).await.map_err(CopyError::Refused)?,
+        None => {
+            scanned_versions.push(source_version.clone());
+            q(&opts.from, &mut src, &redis::cmd("DBSIZE")).await.map_err(CopyError::Refused)?
+        }
     };
+    let expiry_read = ExpiryRead::for_versions(scanned_versions.iter().map(String::as_str));
     let target_shards = dst_cluster.as_ref().map(|c| c.shards()).unwrap_or_default();
     let conns = Conns { src, dst, src_addr, dst_addr, src_cluster, dst_cluster };
     let (target_keys, target_expiring) = conns.target_counts(&opts.to).await.map_err(CopyError::Refused)?;
@@ -320,6 +332,7 @@ pub async fn preflight(opts: &CopyOptions) -> Result<(Conns, Preflight), CopyErr
         source_shards,
         source_notes,
         target_shards,
+        expiry_read,
     };
     Ok((conns, pf))
 }
@@ -395,6 +408,7 @@ struct Ctx {
     no_memory_usage: AtomicBool,
     /// The target takes `SET … PXAT` (Redis 6.2 and later).
     target_pxat: bool,
+    expiry_read: ExpiryRead,
     run_by: RunBy,
     /// Keys `by_type` rebuilds now, each with its turn; shared by the
     /// shards of a cluster source (a key moving between them comes twice).
@@ -577,10 +591,11 @@ pub fn temporary_left(n: u64) -> String {
 const GROUP_BYTES: u64 = 8 << 20;
 
 /// How far apart the source's and the target's PTTL of one key, read at
-/// once, may be for the two to be one expiry: this copy wrote the expiry it
-/// read earlier, placed within half that read's round trip, as an absolute
-/// time by this machine's clock (a target whose clock is further off than
-/// this shows another expiry, and the copy stops: fail closed).
+/// once, may be for the two to be one expiry: this copy wrote the absolute
+/// time the source keeps (PEXPIRETIME), or before Redis 7.0 its PTTL placed
+/// within half that read's round trip on this machine's clock; a target
+/// whose clock is further off than this shows another expiry, and the copy
+/// stops: fail closed.
 const SAME_EXPIRY_MS: u64 = 2_000;
 
 /// Largest key (MEMORY USAGE, on either side) that a write found on the
@@ -764,12 +779,13 @@ impl Ctx {
         Ok(c)
     }
 
-    /// PTTL + DUMP pipelined, then RESTORE … ABSTTL pipelined.
+    /// The expiry (PEXPIRETIME, or PTTL) + DUMP pipelined, then RESTORE …
+    /// ABSTTL pipelined.
     async fn dump_restore(&self, keys: Vec<Vec<u8>>, c: &mut Counters, big: &mut Vec<Vec<u8>>) -> Result<(), String> {
         let mut src = self.src.clone();
         let mut p = redis::Pipeline::with_capacity(keys.len() * 2);
         for k in &keys {
-            p.add_command(key_cmd(&["PTTL"], k)).add_command(key_cmd(&["DUMP"], k));
+            p.add_command(key_cmd(&[self.expiry_read.command()], k)).add_command(key_cmd(&["DUMP"], k));
         }
         let asked = super::now_ms();
         let got: Vec<Value> = qp(&self.from, &mut src, &p).await?;
@@ -780,10 +796,10 @@ impl Ctx {
         let mut sent: Vec<(usize, u64)> = Vec::with_capacity(keys.len());
         let mut vals = got.into_iter();
         for (i, k) in keys.iter().enumerate() {
-            let (pttl, dump) = (vals.next(), vals.next());
-            let pttl = match pttl {
+            let (expiry, dump) = (vals.next(), vals.next());
+            let expiry = match expiry {
                 Some(Value::Int(i)) => i,
-                other => return Err(format!("unexpected PTTL reply {other:?}")),
+                other => return Err(format!("unexpected {} reply {other:?}", self.expiry_read.command())),
             };
             let payload = match dump {
                 Some(Value::BulkString(b)) => b,
@@ -793,7 +809,7 @@ impl Ctx {
                 }
                 other => return Err(format!("unexpected DUMP reply {:?}", other.map(|_| "non-string"))),
             };
-            let exp = super::expiry(pttl, now);
+            let exp = self.expiry_read.expiry(expiry, now);
             if exp == Expiry::Gone {
                 c.skipped_expired += 1;
                 continue;
@@ -1004,7 +1020,7 @@ impl Ctx {
                     // The expiry right after the value: a write between two
                     // reads could set or remove it.
                     kind.read(&mut p, &k);
-                    p.cmd("PTTL").arg(&k);
+                    p.cmd(self.expiry_read.command()).arg(&k);
                     read.push((k, kind));
                 }
             }
@@ -1018,10 +1034,13 @@ impl Ctx {
         let mut whole: Vec<WholeKey> = Vec::with_capacity(read.len());
         let mut values = values.into_iter();
         for (k, kind) in read {
-            let (v, pttl) = (values.next(), values.next());
-            let exp = match pttl {
-                Some(Value::Int(ms)) => super::expiry(ms, at),
-                other => return Err(format!("{} {}: PTTL answered {other:?}", self.from.role, self.from)),
+            let (v, expiry) = (values.next(), values.next());
+            let exp = match expiry {
+                Some(Value::Int(ms)) => self.expiry_read.expiry(ms, at),
+                other => {
+                    let cmd = self.expiry_read.command();
+                    return Err(format!("{} {}: {cmd} answered {other:?}", self.from.role, self.from));
+                }
             };
             match kind.items(v.unwrap_or(Value::Nil)) {
                 None => slow.push(k),
@@ -1204,13 +1223,13 @@ impl Ctx {
         outcome
     }
 
-    /// TYPE and PTTL of a key on the source, in one round trip.
+    /// TYPE and expiry of a key on the source, in one round trip.
     async fn type_and_expiry(&self, src: &mut MultiplexedConnection, key: &[u8]) -> Result<(String, Expiry), String> {
         let mut p = redis::pipe();
-        p.cmd("TYPE").arg(key).cmd("PTTL").arg(key);
+        p.cmd("TYPE").arg(key).cmd(self.expiry_read.command()).arg(key);
         let asked = super::now_ms();
-        let (kind, pttl): (String, i64) = qp(&self.from, src, &p).await?;
-        Ok((kind, super::expiry(pttl, read_at(asked))))
+        let (kind, expiry): (String, i64) = qp(&self.from, src, &p).await?;
+        Ok((kind, self.expiry_read.expiry(expiry, read_at(asked))))
     }
 
     /// Rebuilds one key on the target in chunks under its temporary name
@@ -1757,6 +1776,7 @@ pub async fn copy(
                     target_rdb: super::rdb_version(&pf.target_version),
                     no_memory_usage: AtomicBool::new(opts.chunk_threshold.is_none()),
                     target_pxat: super::takes_pxat(&pf.target_version),
+                    expiry_read: pf.expiry_read,
                     run_by: opts.run_by,
                     in_rebuild: in_rebuild.clone(),
                     building: building.clone(),

@@ -76,13 +76,53 @@ pub fn rdb_version(redis_version: &str) -> Option<u16> {
     })
 }
 
+/// Whether a Redis version is `major.minor` or later ("7" reads as 7.0; a
+/// version that does not parse is none).
+fn at_least(redis_version: &str, major: u32, minor: u32) -> bool {
+    let mut parts = redis_version.trim().split('.').map(|p| p.parse::<u32>().ok());
+    match parts.next().flatten() {
+        Some(ma) => (ma, parts.next().flatten().unwrap_or(0)) >= (major, minor),
+        None => false,
+    }
+}
+
 /// Whether a Redis version takes `SET … PXAT` (6.2 and later).
 pub fn takes_pxat(redis_version: &str) -> bool {
-    let mut parts = redis_version.trim().split('.').map(|p| p.parse::<u32>().ok());
-    match (parts.next().flatten(), parts.next().flatten()) {
-        (Some(major), Some(minor)) => (major, minor) >= (6, 2),
-        (Some(major), None) => major >= 7,
-        _ => false,
+    at_least(redis_version, 6, 2)
+}
+
+/// How a copy reads a key's expiry on the source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExpiryRead {
+    /// PEXPIRETIME (Redis 7.0 and later): the absolute time the source
+    /// keeps, to the millisecond, whatever the round trip.
+    Absolute,
+    /// PTTL, placed on this machine's clock halfway through the round trip
+    /// (older sources): off by up to half of it, either way.
+    Relative,
+}
+
+impl ExpiryRead {
+    /// For a source whose every scanned server runs one of `versions`.
+    pub fn for_versions<'a>(versions: impl IntoIterator<Item = &'a str>) -> Self {
+        if versions.into_iter().all(|v| at_least(v, 7, 0)) { ExpiryRead::Absolute } else { ExpiryRead::Relative }
+    }
+
+    pub fn command(self) -> &'static str {
+        match self {
+            ExpiryRead::Absolute => "PEXPIRETIME",
+            ExpiryRead::Relative => "PTTL",
+        }
+    }
+
+    /// The expiry from `command`'s reply; `read_at` (Unix ms) places a PTTL.
+    pub fn expiry(self, reply: i64, read_at: u64) -> Expiry {
+        match (self, reply) {
+            (ExpiryRead::Relative, pttl) => expiry(pttl, read_at),
+            (ExpiryRead::Absolute, -1) => Expiry::Never,
+            (ExpiryRead::Absolute, at) if at < 0 => Expiry::Gone,
+            (ExpiryRead::Absolute, at) => Expiry::At(at as u64),
+        }
     }
 }
 
@@ -248,6 +288,21 @@ mod tests {
     fn pxat_from_6_2_on() {
         assert!(takes_pxat("6.2.0") && takes_pxat("7.0.15") && takes_pxat("10.0.1"));
         assert!(!takes_pxat("6.0.16") && !takes_pxat("5.0.14") && !takes_pxat("?"));
+        assert!(takes_pxat("7") && !takes_pxat("6"));
+    }
+
+    #[test]
+    fn expiries_are_read_as_absolute_times_only_when_every_server_answers_pexpiretime() {
+        assert_eq!(ExpiryRead::for_versions(["7.0.15", "7.2.4"]), ExpiryRead::Absolute);
+        // One shard still on 6.2 (a rolling upgrade): PEXPIRETIME would be refused there.
+        assert_eq!(ExpiryRead::for_versions(["7.0.15", "6.2.14"]), ExpiryRead::Relative);
+        assert_eq!(ExpiryRead::for_versions(["?"]), ExpiryRead::Relative);
+        let abs = ExpiryRead::Absolute;
+        assert_eq!(
+            (abs.expiry(-1, 5), abs.expiry(-2, 5), abs.expiry(1_000, 5)),
+            (Expiry::Never, Expiry::Gone, Expiry::At(1_000))
+        );
+        assert_eq!(ExpiryRead::Relative.expiry(1_000, 5), Expiry::At(1_005));
     }
 
     #[test]
