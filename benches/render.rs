@@ -206,6 +206,7 @@ fn big_live(now: SystemTime) -> Vec<LiveEvent> {
                 nodes: vec![],
                 keyspace_hits: None,
                 keyspace_misses: None,
+                lookup_counters: vec![],
                 lookups: None,
                 db: 0,
                 run_ids: vec![format!("{r}-run-id")],

@@ -3,6 +3,8 @@
 //! live update as the workers' readings are, judged by the `redis_hit_rate`
 //! check. Old history does not count; no lookups is no reading.
 
+mod common;
+
 use std::time::{Duration, SystemTime};
 
 use cutover::live::{LiveEvent, LiveState, Update};
@@ -80,4 +82,62 @@ async fn the_hit_rate_check_judges_the_lookups_between_two_readings_not_the_serv
     let (o, d) = read(&rb, &url, &mut live, at(4)).await;
     assert_eq!(o, Unknown, "{d}");
     server.stop().await;
+}
+
+/// A hash tag whose slot the node on `port` owns (a SET there of a key under
+/// it is accepted, not MOVED), with that key set.
+async fn owned_tag(port: u16) -> (redis::aio::MultiplexedConnection, String) {
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    for i in 0.. {
+        let tag = format!("{{t{i}}}");
+        let set: redis::RedisResult<()> =
+            redis::cmd("SET").arg(format!("{tag}present")).arg("v").query_async(&mut c).await;
+        if set.is_ok() {
+            return (c, tag);
+        }
+    }
+    unreachable!()
+}
+
+/// A cluster's hit rate is of every node a client may read from, not of the
+/// node the URL names: that node alone served 95% hits while the cluster
+/// served 19%; and a replica's reads count too.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_clusters_hit_rate_counts_the_lookups_of_every_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = common::cluster::Cluster::start(dir.path(), "hits", 3, true).await;
+    let primaries = cluster.primary_ports().await;
+    let url = format!("redis://127.0.0.1:{}", primaries[0]);
+    let mut owned = Vec::new();
+    for p in &primaries {
+        owned.push(owned_tag(*p).await);
+    }
+    let rb = runbook();
+    let mut live = LiveState::default();
+    let t0 = SystemTime::now();
+    let at = |i: u64| t0 + Duration::from_secs(5 * i);
+    let (o, d) = read(&rb, &url, &mut live, at(0)).await;
+    assert_eq!(o, Unknown, "{d}");
+
+    // The node the URL names: 19 hits, 1 miss. The two other shards: 40 misses each.
+    let (c, tag) = &mut owned[0];
+    gets(c, &format!("{tag}present"), 19).await;
+    gets(c, &format!("{tag}absent"), 1).await;
+    for (c, tag) in &mut owned[1..] {
+        gets(c, &format!("{tag}absent"), 40).await;
+    }
+    let (o, d) = read(&rb, &url, &mut live, at(1)).await;
+    assert_eq!(o, Fail, "{d}");
+    assert_eq!(d, "staging-cache: hit rate 19.0% (19 hits, 81 misses over the last 5 s on 6 nodes; minimum 90%)");
+
+    // Reads served by a replica (READONLY) are lookups of the cluster too.
+    let replica = cluster.replica_of(primaries[2]).await;
+    let client = redis::Client::open(format!("redis://127.0.0.1:{replica}")).unwrap();
+    let mut r = client.get_multiplexed_async_connection().await.unwrap();
+    let _: () = redis::cmd("READONLY").query_async(&mut r).await.unwrap();
+    gets(&mut r, &format!("{}present", owned[2].1), 30).await;
+    let (o, d) = read(&rb, &url, &mut live, at(2)).await;
+    assert_eq!(o, Pass, "{d}");
+    assert_eq!(d, "staging-cache: hit rate 100.0% (30 hits, 0 misses over the last 5 s on 6 nodes; minimum 90%)");
 }

@@ -1,6 +1,8 @@
 //! A Redis hit rate over an interval: from the deltas of the cumulative
 //! `keyspace_hits` and `keyspace_misses` between two INFO readings, so the
-//! server's old history (weeks of hits) does not mask what happens now.
+//! server's old history (weeks of hits) does not mask what happens now. A
+//! cluster's lookups are those of every node (a client may read from any):
+//! one shard's rate is not the cluster's.
 
 use serde::Serialize;
 
@@ -11,6 +13,17 @@ pub struct Lookups {
     pub misses: u64,
     /// How long the interval was.
     pub seconds: f64,
+    /// How many servers they were counted on (every node of a cluster).
+    pub servers: usize,
+}
+
+/// One server's cumulative `keyspace_hits` and `keyspace_misses`, with the
+/// `run_id` that tells its counters from another run's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LookupCounters {
+    pub run_id: String,
+    pub hits: u64,
+    pub misses: u64,
 }
 
 impl Lookups {
@@ -18,7 +31,35 @@ impl Lookups {
     /// None when a counter went back (a restart or `CONFIG RESETSTAT`): the
     /// lookups of that interval are unknown.
     pub fn between(before: (u64, u64), after: (u64, u64), seconds: f64) -> Option<Lookups> {
-        Some(Lookups { hits: after.0.checked_sub(before.0)?, misses: after.1.checked_sub(before.1)?, seconds })
+        Some(Lookups {
+            hits: after.0.checked_sub(before.0)?,
+            misses: after.1.checked_sub(before.1)?,
+            seconds,
+            servers: 1,
+        })
+    }
+
+    /// Summed over every server of an endpoint (one, or each node of a
+    /// cluster), between two readings `seconds` apart. None, the lookups of
+    /// that interval unknown, when the readings are not of the same servers
+    /// (a restart or failover gives a new `run_id`; a node came or went) or
+    /// any server's counter went back.
+    pub fn between_servers(before: &[LookupCounters], after: &[LookupCounters], seconds: f64) -> Option<Lookups> {
+        fn ids(c: &[LookupCounters]) -> Vec<&str> {
+            let mut ids: Vec<&str> = c.iter().map(|c| c.run_id.as_str()).collect();
+            ids.sort_unstable();
+            ids
+        }
+        if after.is_empty() || ids(before) != ids(after) {
+            return None;
+        }
+        let mut sum = Lookups { hits: 0, misses: 0, seconds, servers: after.len() };
+        for a in after {
+            let b = before.iter().find(|b| b.run_id == a.run_id)?;
+            let l = Lookups::between((b.hits, b.misses), (a.hits, a.misses), seconds)?;
+            (sum.hits, sum.misses) = (sum.hits + l.hits, sum.misses + l.misses);
+        }
+        Some(sum)
     }
 
     /// Hits per lookup, in percent; None when nothing was looked up (no
@@ -43,10 +84,11 @@ pub enum HitRate {
 pub fn judge(redis: &str, lookups: Option<&Lookups>, min_percent: f64) -> HitRate {
     let Some(l) = lookups else {
         return HitRate::NoData(format!(
-            "{redis}: one INFO reading so far (or its counters were reset); the hit rate needs two"
+            "{redis}: one INFO reading so far (or its counters were reset, or its servers changed); the hit rate needs two"
         ));
     };
-    let over = format!("over the last {:.0} s", l.seconds);
+    let on = if l.servers > 1 { format!(" on {} nodes", l.servers) } else { String::new() };
+    let over = format!("over the last {:.0} s{on}", l.seconds);
     match l.hit_percent() {
         None => HitRate::NoData(format!("{redis}: no key lookups {over}, so no hit rate")),
         Some(p) => {
@@ -84,5 +126,25 @@ mod tests {
         );
         assert!(matches!(judge("cache", None, 90.0), HitRate::NoData(d) if d.contains("needs two")));
         assert_eq!(Lookups::between((100, 3), (2, 0), 5.0), None, "counters reset");
+    }
+
+    #[test]
+    fn a_clusters_rate_sums_every_node_and_is_unknown_when_its_nodes_changed() {
+        let c = |run_id: &str, hits, misses| LookupCounters { run_id: run_id.into(), hits, misses };
+        let before = [c("a", 100, 0), c("b", 50, 50), c("c", 0, 0)];
+        // The seed node alone: 19 of 20. The cluster: 19 hits, 81 misses.
+        let after = [c("c", 0, 40), c("a", 119, 1), c("b", 50, 90)];
+        let l = Lookups::between_servers(&before, &after, 5.0).unwrap();
+        assert_eq!((l.hits, l.misses, l.servers), (19, 81, 3));
+        assert!(
+            matches!(judge("cache", Some(&l), 90.0), HitRate::Fail(d) if d.contains("19.0% (19 hits, 81 misses over the last 5 s on 3 nodes;"))
+        );
+        // A node restarted (new run_id), one gone, one added, a counter reset: unknown.
+        let restarted = [c("a", 119, 1), c("b", 50, 90), c("c2", 0, 40)];
+        assert_eq!(Lookups::between_servers(&before, &restarted, 5.0), None);
+        assert_eq!(Lookups::between_servers(&before, &after[..2], 5.0), None);
+        assert_eq!(Lookups::between_servers(&before[..2], &after, 5.0), None);
+        assert_eq!(Lookups::between_servers(&before, &[c("a", 1, 1), c("b", 50, 90), c("c", 0, 40)], 5.0), None);
+        assert_eq!(Lookups::between_servers(&[], &[], 5.0), None);
     }
 }

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use crate::analysis::hit_rate::LookupCounters;
 use crate::analysis::reachability::{GroupNames, SecurityGroup};
 use crate::analysis::weights::shares;
 use crate::aws::ec2::Instance;
@@ -389,9 +390,14 @@ pub struct RedisInfo {
     pub keys: u64,
     pub expiring_keys: u64,
     /// Cumulative `keyspace_hits` and `keyspace_misses` (INFO stats) of the
-    /// server the URL reaches; None when INFO does not say.
+    /// server the URL reaches, summed over every node of a cluster; None
+    /// when INFO does not say (or a node of the cluster did not).
     pub keyspace_hits: Option<u64>,
     pub keyspace_misses: Option<u64>,
+    /// The same counters server by server, each with its `run_id`: what
+    /// `lookups` is computed from. Empty when they are not all known.
+    #[serde(skip)]
+    pub lookup_counters: Vec<crate::analysis::hit_rate::LookupCounters>,
     /// Lookups since the previous reading (`live::update` sets it): what a
     /// hit rate is judged on.
     pub lookups: Option<crate::analysis::hit_rate::Lookups>,
@@ -438,27 +444,52 @@ impl NodePing {
 const NODE_PING_TIMEOUT: Duration = Duration::from_millis(700);
 
 /// PINGs every node the cluster behind `seed` reports, all at once.
+/// and each node's lookup counters: every node's that answered, or none
+/// (empty) when a node the cluster does not mark failed gave none, since a
+/// client may read from any node and a rate without one is not the cluster's.
 async fn ping_nodes(
     ep: &crate::redis::url::Endpoint,
     seed: &mut redis::aio::MultiplexedConnection,
-) -> Result<Vec<NodePing>, String> {
+) -> Result<(Vec<NodePing>, Vec<LookupCounters>), String> {
     let nodes = crate::redis::cluster::nodes(ep, seed).await?;
-    let pings = futures::future::join_all(nodes.iter().map(|n| async move {
+    let probes = futures::future::join_all(nodes.iter().map(|n| async move {
         let ping = async {
             let mut c = ep.open_at(&n.addr).await?;
             let started = Instant::now();
             let _: String = redis::cmd("PING").query_async(&mut c).await.map_err(|e| ep.scrub(&e.to_string()))?;
-            Ok::<f64, String>(started.elapsed().as_secs_f64() * 1000.0)
+            Ok::<_, String>((c, started.elapsed().as_secs_f64() * 1000.0))
         };
-        tokio::time::timeout(NODE_PING_TIMEOUT, ping)
+        let ping = tokio::time::timeout(NODE_PING_TIMEOUT, ping)
             .await
-            .unwrap_or_else(|_| Err(format!("no answer to PING within {} ms", NODE_PING_TIMEOUT.as_millis())))
+            .unwrap_or_else(|_| Err(format!("no answer to PING within {} ms", NODE_PING_TIMEOUT.as_millis())));
+        let counters = match &ping {
+            // Two sections, two commands: `INFO server stats` needs Redis 7.
+            Ok((c, _)) => {
+                let mut c = c.clone();
+                let mut p = redis::pipe();
+                p.cmd("INFO").arg("server").cmd("INFO").arg("stats");
+                let info = p.query_async::<(String, String)>(&mut c);
+                match tokio::time::timeout(NODE_PING_TIMEOUT, info).await {
+                    Ok(Ok((server, stats))) => lookup_counters(&format!("{server}\r\n{stats}")),
+                    _ => None,
+                }
+            }
+            Err(_) => None,
+        };
+        (ping.map(|(_, ms)| ms), counters)
     }))
     .await;
-    Ok(nodes
+    let mut all_counters = Some(Vec::new());
+    let pings = nodes
         .into_iter()
-        .zip(pings)
-        .map(|(node, ping)| {
+        .zip(probes)
+        .map(|(node, (ping, counters))| {
+            match (counters, node.failed && ping.is_err()) {
+                (Some(c), _) => all_counters.iter_mut().for_each(|all| all.push(c.clone())),
+                // Down and marked failed: it serves nobody.
+                (None, true) => {}
+                (None, false) => all_counters = None,
+            }
             let error = match (&ping, node.failed) {
                 (Err(e), true) => Some(format!("{e}; the cluster marks it failed")),
                 (Err(e), false) => Some(e.clone()),
@@ -467,7 +498,17 @@ async fn ping_nodes(
             };
             NodePing { node, ping_ms: ping.ok(), error }
         })
-        .collect())
+        .collect();
+    Ok((pings, all_counters.unwrap_or_default()))
+}
+
+/// A server's lookup counters from its INFO (server and stats sections).
+fn lookup_counters(info: &str) -> Option<LookupCounters> {
+    Some(LookupCounters {
+        run_id: info_field(info, "run_id").unwrap_or_default().to_string(),
+        hits: info_field(info, "keyspace_hits")?.parse().ok()?,
+        misses: info_field(info, "keyspace_misses")?.parse().ok()?,
+    })
 }
 
 /// A connection to the Redis at `url`, and its database. A
@@ -518,10 +559,11 @@ pub async fn redis_info(url: &str) -> Result<RedisInfo, String> {
             info_field(&info, "run_id").filter(|id| !id.is_empty()).map(str::to_string).into_iter().collect();
         let mut other_dbs = crate::redis::other_dbs(&info, db);
         let mut nodes = Vec::new();
+        let mut counters: Vec<LookupCounters> = lookup_counters(&info).into_iter().collect();
         if info_field(&info, "cluster_enabled") == Some("1") {
             // A cluster node holds only its shard's keys: count every primary's.
             let ep = crate::redis::url::Endpoint::parse("Redis", url, None, None)?;
-            nodes = ping_nodes(&ep, &mut c).await?;
+            (nodes, counters) = ping_nodes(&ep, &mut c).await?;
             let cluster = crate::redis::cluster::Cluster::connect(&ep, c.clone()).await?;
             ((keys, expiring_keys), run_ids) = cluster.key_counts_and_run_ids().await?;
             other_dbs.clear();
@@ -538,8 +580,9 @@ pub async fn redis_info(url: &str) -> Result<RedisInfo, String> {
             db,
             run_ids,
             other_dbs,
-            keyspace_hits: info_field(&info, "keyspace_hits").and_then(|v| v.parse().ok()),
-            keyspace_misses: info_field(&info, "keyspace_misses").and_then(|v| v.parse().ok()),
+            keyspace_hits: (!counters.is_empty()).then(|| counters.iter().map(|c| c.hits).sum()),
+            keyspace_misses: (!counters.is_empty()).then(|| counters.iter().map(|c| c.misses).sum()),
+            lookup_counters: counters,
             lookups: None,
         })
     };

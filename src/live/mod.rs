@@ -191,12 +191,12 @@ pub fn update(state: &mut LiveState, event: LiveEvent) {
             let src = state.redis.entry(endpoint).or_default();
             // Lookups since the last good reading: the hit rate of now, not of the server's history.
             if let (Ok(now), Some(before), Some(then)) = (&mut result, &src.value, src.updated_at) {
-                let counters = |i: &RedisInfo| Some((i.keyspace_hits?, i.keyspace_misses?));
                 let seconds = at.duration_since(then).unwrap_or_default().as_secs_f64();
-                now.lookups = match (counters(before), counters(&*now)) {
-                    (Some(b), Some(a)) => crate::analysis::hit_rate::Lookups::between(b, a, seconds),
-                    _ => None,
-                };
+                now.lookups = crate::analysis::hit_rate::Lookups::between_servers(
+                    &before.lookup_counters,
+                    &now.lookup_counters,
+                    seconds,
+                );
             }
             src.apply(at, result)
         }
