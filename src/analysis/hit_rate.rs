@@ -43,14 +43,22 @@ impl Lookups {
     /// cluster), between two readings `seconds` apart. None, the lookups of
     /// that interval unknown, when the readings are not of the same servers
     /// (a restart or failover gives a new `run_id`; a node came or went) or
-    /// any server's counter went back.
+    /// any server's counter went back, or a server cannot be told apart
+    /// (no `run_id`, or one shared).
     pub fn between_servers(before: &[LookupCounters], after: &[LookupCounters], seconds: f64) -> Option<Lookups> {
         fn ids(c: &[LookupCounters]) -> Vec<&str> {
             let mut ids: Vec<&str> = c.iter().map(|c| c.run_id.as_str()).collect();
             ids.sort_unstable();
             ids
         }
-        if after.is_empty() || ids(before) != ids(after) {
+        // A server without a run_id, or two sharing one, cannot be told
+        // apart from another: its deltas could be taken against another's
+        // counters.
+        let told_apart = |c: &[LookupCounters]| {
+            let ids = ids(c);
+            !ids.is_empty() && !ids.contains(&"") && ids.windows(2).all(|w| w[0] != w[1])
+        };
+        if !told_apart(before) || !told_apart(after) || ids(before) != ids(after) {
             return None;
         }
         let mut sum = Lookups { hits: 0, misses: 0, seconds, servers: after.len() };
@@ -146,5 +154,14 @@ mod tests {
         assert_eq!(Lookups::between_servers(&before[..2], &after, 5.0), None);
         assert_eq!(Lookups::between_servers(&before, &[c("a", 1, 1), c("b", 50, 90), c("c", 0, 40)], 5.0), None);
         assert_eq!(Lookups::between_servers(&[], &[], 5.0), None);
+        // Without run_ids (or sharing one), a node's deltas could be taken
+        // against another's counters: a million old hits read as new.
+        // Here both nodes only missed (0%); matched by an empty run_id, the
+        // busy node's history would read as 999,990 new hits.
+        let before = [c("", 10, 10), c("", 1_000_000, 10)];
+        let after = [c("", 10, 20), c("", 1_000_000, 20)];
+        assert_eq!(Lookups::between_servers(&before, &after, 5.0), None);
+        let twice = [c("a", 1, 1), c("a", 1, 1)];
+        assert_eq!(Lookups::between_servers(&twice, &twice, 5.0), None);
     }
 }

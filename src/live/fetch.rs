@@ -443,8 +443,8 @@ impl NodePing {
 /// inside the endpoint's 2 s).
 const NODE_PING_TIMEOUT: Duration = Duration::from_millis(700);
 
-/// PINGs every node the cluster behind `seed` reports, all at once.
-/// and each node's lookup counters: every node's that answered, or none
+/// PINGs every node the cluster behind `seed` reports, all at once, and
+/// reads each node's lookup counters: every node's that answered, or none
 /// (empty) when a node the cluster does not mark failed gave none, since a
 /// client may read from any node and a rate without one is not the cluster's.
 async fn ping_nodes(
@@ -459,7 +459,10 @@ async fn ping_nodes(
             let _: String = redis::cmd("PING").query_async(&mut c).await.map_err(|e| ep.scrub(&e.to_string()))?;
             Ok::<_, String>((c, started.elapsed().as_secs_f64() * 1000.0))
         };
-        let ping = tokio::time::timeout(NODE_PING_TIMEOUT, ping)
+        // One budget for both questions, so a slow node still costs the
+        // endpoint's reading no more than it did.
+        let deadline = tokio::time::Instant::now() + NODE_PING_TIMEOUT;
+        let ping = tokio::time::timeout_at(deadline, ping)
             .await
             .unwrap_or_else(|_| Err(format!("no answer to PING within {} ms", NODE_PING_TIMEOUT.as_millis())));
         let counters = match &ping {
@@ -469,7 +472,7 @@ async fn ping_nodes(
                 let mut p = redis::pipe();
                 p.cmd("INFO").arg("server").cmd("INFO").arg("stats");
                 let info = p.query_async::<(String, String)>(&mut c);
-                match tokio::time::timeout(NODE_PING_TIMEOUT, info).await {
+                match tokio::time::timeout_at(deadline, info).await {
                     Ok(Ok((server, stats))) => lookup_counters(&format!("{server}\r\n{stats}")),
                     _ => None,
                 }

@@ -120,7 +120,7 @@ pub struct Preflight {
     /// A cluster target: its shards (empty for one server).
     pub target_shards: Vec<Shard>,
     /// How expiries are read: exactly when every server scanned answers
-    /// PEXPIRETIME.
+    /// PEXPIRETIME and the target takes `SET … PXAT`.
     #[serde(skip)]
     pub expiry_read: ExpiryRead,
 }
@@ -316,7 +316,7 @@ pub async fn preflight(opts: &CopyOptions) -> Result<(Conns, Preflight), CopyErr
             q(&opts.from, &mut src, &redis::cmd("DBSIZE")).await.map_err(CopyError::Refused)?
         }
     };
-    let expiry_read = ExpiryRead::for_versions(scanned_versions.iter().map(String::as_str));
+    let expiry_read = ExpiryRead::choose(scanned_versions.iter().map(String::as_str), &target_version);
     let target_shards = dst_cluster.as_ref().map(|c| c.shards()).unwrap_or_default();
     let conns = Conns { src, dst, src_addr, dst_addr, src_cluster, dst_cluster };
     let (target_keys, target_expiring) = conns.target_counts(&opts.to).await.map_err(CopyError::Refused)?;
@@ -1044,9 +1044,14 @@ impl Ctx {
             };
             match kind.items(v.unwrap_or(Value::Nil)) {
                 None => slow.push(k),
-                // Deleted (or emptied) on the source since TYPE, or expired since.
+                // Deleted (or emptied) on the source since TYPE, or expired
+                // since (judged by this machine's clock only for a PTTL
+                // placed on it; an absolute expiry is the source's clock,
+                // and the target's own clock judges it as it writes).
                 Some(items)
-                    if items.is_empty() || exp == Expiry::Gone || matches!(exp, Expiry::At(ms) if ms <= now) =>
+                    if items.is_empty()
+                        || exp == Expiry::Gone
+                        || (self.expiry_read == ExpiryRead::Relative && matches!(exp, Expiry::At(ms) if ms <= now)) =>
                 {
                     c.skipped_expired += 1
                 }
@@ -1074,7 +1079,7 @@ impl Ctx {
                         if self.target_pxat {
                             set.arg("PXAT").arg(ms);
                         } else {
-                            set.arg("PX").arg(ms - now);
+                            set.arg("PX").arg(ms.saturating_sub(now).max(1));
                         }
                     }
                     writes.push((k, set));
@@ -1743,6 +1748,10 @@ pub async fn copy(
     let mut confirmed = Confirmed { places: places(&parts), run };
     let mut need_replicas = 0u64;
     let mut followed: Vec<String> = Vec::new();
+    // Both may change when a failover is followed (another server, maybe
+    // of another version: a rolling upgrade fails over to upgraded replicas).
+    let mut target_version = pf.target_version.clone();
+    let mut expiry_read = pf.expiry_read;
     let finished = loop {
         // After a failover the copy overwrites, as a resumed one does: keys
         // written since the last checkpoint cannot be told from foreign ones.
@@ -1773,10 +1782,10 @@ pub async fn copy(
                     overwrite: super::overwrite(opts.on_conflict, again),
                     conflict_is_error: opts.on_conflict == OnConflict::Fail && !again,
                     chunk_threshold: opts.chunk_threshold.unwrap_or(u64::MAX),
-                    target_rdb: super::rdb_version(&pf.target_version),
+                    target_rdb: super::rdb_version(&target_version),
                     no_memory_usage: AtomicBool::new(opts.chunk_threshold.is_none()),
-                    target_pxat: super::takes_pxat(&pf.target_version),
-                    expiry_read: pf.expiry_read,
+                    target_pxat: super::takes_pxat(&target_version),
+                    expiry_read,
                     run_by: opts.run_by,
                     in_rebuild: in_rebuild.clone(),
                     building: building.clone(),
@@ -1926,13 +1935,25 @@ pub async fn copy(
             need_replicas = need_replicas.saturating_sub(1);
         }
         need_replicas = need_replicas.max(replica_count(&opts.to, &mut conns.dst).await.unwrap_or(0));
+        if target_moved {
+            target_version = server_info(&opts.to, &mut conns.dst).await.map_err(CopyError::Failed)?.0;
+        }
+        // A cluster source did not move (its scanned servers' versions stand).
+        let mut source_version = None;
         let run_id = if conns.src_cluster.is_some() {
             parts[0].run_id.clone()
         } else {
             // A single source: one part, on the master found now.
             parts[0].conn = conns.src.clone();
-            server_info(&opts.from, &mut conns.src).await.map_err(CopyError::Failed)?.1
+            let (version, run_id) = server_info(&opts.from, &mut conns.src).await.map_err(CopyError::Failed)?;
+            source_version = Some(version);
+            run_id
         };
+        // Exact expiries only while the servers found now still allow them;
+        // never back from PTTL, which every version answers.
+        if expiry_read == ExpiryRead::Absolute {
+            expiry_read = ExpiryRead::choose(source_version.as_deref(), &target_version);
+        }
         let place = if run_id != parts[0].run_id {
             // A new source master scans in another order: start over, overwriting.
             parts[0].at = ScanPlace::start();

@@ -103,9 +103,14 @@ pub enum ExpiryRead {
 }
 
 impl ExpiryRead {
-    /// For a source whose every scanned server runs one of `versions`.
-    pub fn for_versions<'a>(versions: impl IntoIterator<Item = &'a str>) -> Self {
-        if versions.into_iter().all(|v| at_least(v, 7, 0)) { ExpiryRead::Absolute } else { ExpiryRead::Relative }
+    /// For a source whose every scanned server runs one of `versions`, into
+    /// a target running `target_version`. A target before 6.2 takes a
+    /// string's expiry only as a TTL (`SET … PX`), which an absolute time by
+    /// the source's clock would turn into the difference between that clock
+    /// and this machine's: the PTTL is read instead.
+    pub fn choose<'a>(versions: impl IntoIterator<Item = &'a str>, target_version: &str) -> Self {
+        let absolute = takes_pxat(target_version) && versions.into_iter().all(|v| at_least(v, 7, 0));
+        if absolute { ExpiryRead::Absolute } else { ExpiryRead::Relative }
     }
 
     pub fn command(self) -> &'static str {
@@ -293,10 +298,12 @@ mod tests {
 
     #[test]
     fn expiries_are_read_as_absolute_times_only_when_every_server_answers_pexpiretime() {
-        assert_eq!(ExpiryRead::for_versions(["7.0.15", "7.2.4"]), ExpiryRead::Absolute);
+        assert_eq!(ExpiryRead::choose(["7.0.15", "7.2.4"], "7.0.15"), ExpiryRead::Absolute);
         // One shard still on 6.2 (a rolling upgrade): PEXPIRETIME would be refused there.
-        assert_eq!(ExpiryRead::for_versions(["7.0.15", "6.2.14"]), ExpiryRead::Relative);
-        assert_eq!(ExpiryRead::for_versions(["?"]), ExpiryRead::Relative);
+        assert_eq!(ExpiryRead::choose(["7.0.15", "6.2.14"], "7.0.15"), ExpiryRead::Relative);
+        assert_eq!(ExpiryRead::choose(["?"], "7.0.15"), ExpiryRead::Relative);
+        // A target taking no `SET … PXAT`: its strings get a TTL, placed by this machine's clock.
+        assert_eq!(ExpiryRead::choose(["7.0.15"], "6.0.16"), ExpiryRead::Relative);
         let abs = ExpiryRead::Absolute;
         assert_eq!(
             (abs.expiry(-1, 5), abs.expiry(-2, 5), abs.expiry(1_000, 5)),
