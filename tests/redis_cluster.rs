@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::redis_values::value_of;
+use common::redis_values::{pexpiretime, value_of};
 use std::path::Path;
 use std::process::Stdio;
 use std::sync::Arc;
@@ -94,10 +94,6 @@ async fn seed_all_types(c: &mut MultiplexedConnection, prefix: &str, n: usize, t
     }
     let _: () = p.query_async(c).await.unwrap();
     keys
-}
-
-async fn pexpiretime(c: &mut MultiplexedConnection, key: &str) -> i64 {
-    redis::cmd("PEXPIRETIME").arg(key).query_async(c).await.unwrap()
 }
 
 /// Where a key is read: a single server, or the shard of a cluster owning it.

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use common::KillOnDrop;
-use common::redis_values::value_of;
+use common::redis_values::{pexpiretime, value_of};
 use cutover::redis::copy::{self, CopyError, CopyOptions, CopyReport, RunBy};
 use cutover::redis::url::Endpoint;
 use cutover::redis::verify::{self, Difference, VerifyOptions};
@@ -181,10 +181,6 @@ async fn assert_identical(src: &mut MultiplexedConnection, dst: &mut Multiplexed
         let (ta, tb) = (pexpiretime(src, k).await, pexpiretime(dst, k).await);
         assert_eq!(tb, ta, "{k} expires at {tb} on the target, {ta} on the source");
     }
-}
-
-async fn pexpiretime(c: &mut MultiplexedConnection, key: &str) -> i64 {
-    redis::cmd("PEXPIRETIME").arg(key).query_async(c).await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -3,6 +3,11 @@
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncCommands, Value};
 
+/// A key's expiry as the absolute Unix time (ms) its server keeps; -1 none, -2 no key.
+pub async fn pexpiretime(c: &mut MultiplexedConnection, key: &str) -> i64 {
+    redis::cmd("PEXPIRETIME").arg(key).query_async(c).await.unwrap()
+}
+
 /// The logical value of a key, independent of encodings.
 pub async fn value_of(c: &mut MultiplexedConnection, key: &str) -> (String, Value) {
     let kind: String = redis::cmd("TYPE").arg(key).query_async(c).await.unwrap();
