@@ -538,9 +538,42 @@ async fn a_sandbox_cluster_from_the_runbook_shows_every_node_and_a_stopped_node_
         aof(addr.to_string(), false).await;
     }
 
-    // `cutover status`, pointed at the sandbox by its variables, reads the cluster the same way.
+    // Parity compares what every primary holds: one primary whose memory
+    // limit differs from the other two's shows as drift against green
+    // whichever of the two limits green has (one primary's reading matched
+    // one of them).
+    let maxmemory = |addr: String, bytes: u64| async move {
+        let mut c = conn(&format!("redis://{addr}")).await;
+        let _: () = redis::cmd("CONFIG").arg("SET").arg("maxmemory").arg(bytes).query_async(&mut c).await.unwrap();
+    };
+    let green_addr = sb.redis_urls["green-cache"].trim_start_matches("redis://").trim_end_matches("/0").to_string();
+    let (most, odd) = (200u64 << 20, 100u64 << 20);
+    for addr in [first, others[0]] {
+        maxmemory(addr.to_string(), most).await;
+    }
+    maxmemory(others[1].to_string(), odd).await;
     let state = tempfile::tempdir().unwrap();
     let runbook = path.display().to_string();
+    for green in [most, odd] {
+        maxmemory(green_addr.clone(), green).await;
+        let (_, out, err) = common::run_cutover(&sb, &rb, state.path(), &["diff", "--json", &runbook]).await;
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}{err}"));
+        let d = v["differences"].as_array().unwrap().iter().find(|d| d["what"] == "redis.maxmemory");
+        let d = d.unwrap_or_else(|| panic!("green at {green} bytes: no redis.maxmemory difference in {v}"));
+        assert_eq!(
+            (d["from_value"].as_str(), d["to_value"].as_str()),
+            (
+                Some(format!("{odd} noeviction on 1 primary; {most} noeviction on 2 primaries").as_str()),
+                Some(format!("{green} noeviction").as_str())
+            ),
+            "{d}"
+        );
+    }
+    for addr in [first, others[0], others[1], &green_addr] {
+        maxmemory(addr.to_string(), 0).await;
+    }
+
+    // `cutover status`, pointed at the sandbox by its variables, reads the cluster the same way.
     let (code, out, err) = common::run_cutover(&sb, &rb, state.path(), &["status", &runbook, "--json"]).await;
     assert_eq!(code, Some(1), "the key counts differ, a blocking check: {err}");
     let j: serde_json::Value = serde_json::from_str(&out).unwrap();

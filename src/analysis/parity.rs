@@ -96,6 +96,11 @@ pub struct RedisShape {
     /// What ElastiCache says of it, when the runbook names its replication group.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub elasticache: Option<ElastiCacheShape>,
+    /// A cluster whose primaries disagree on a compared setting: its parity
+    /// path (`redis.maxmemory`) → each value with how many primaries hold
+    /// it. Parity compares that, never one primary's value.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub primaries_differ: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -110,7 +115,75 @@ pub struct ElastiCacheShape {
     pub auth_token: Option<bool>,
 }
 
+/// A Redis setting as parity shows it; None: not read.
+type ShownSetting = fn(&RedisShape) -> Option<String>;
+
+/// The Redis settings parity compares one by one, by path.
+const COMPARED_SETTINGS: [(&str, ShownSetting); 3] = [
+    ("redis.version", RedisShape::version_shown),
+    ("redis.maxmemory", RedisShape::memory_limit),
+    ("redis.persistence", RedisShape::persistence_shown),
+];
+
 impl RedisShape {
+    /// A cluster from its primaries' shapes: keys summed, the rest the
+    /// least persistent primary's (one shard that loses its keys on a
+    /// restart is the cluster's risk), and each compared setting the
+    /// primaries disagree on in `primaries_differ`. None: no primaries.
+    pub fn of_cluster(primaries: Vec<RedisShape>) -> Option<RedisShape> {
+        let mut differ = BTreeMap::new();
+        for (path, read) in COMPARED_SETTINGS {
+            let mut held: BTreeMap<String, usize> = BTreeMap::new();
+            for p in &primaries {
+                *held.entry(read(p).unwrap_or_else(|| "not readable".into())).or_default() += 1;
+            }
+            if held.len() > 1 {
+                let each: Vec<String> = held
+                    .into_iter()
+                    .map(|(v, n)| format!("{v} on {n} {}", if n == 1 { "primary" } else { "primaries" }))
+                    .collect();
+                differ.insert(path.to_string(), each.join("; "));
+            }
+        }
+        let keys = primaries.iter().map(|p| p.keys).sum();
+        let mut unreadable: Vec<String> = primaries.iter().flat_map(|p| p.unreadable.iter().cloned()).collect();
+        unreadable.sort();
+        unreadable.dedup();
+        // Fails first, then unknown, then persistent.
+        let rank = |p: &RedisShape| match p.persistent() {
+            Some(false) => 0,
+            None => 1,
+            Some(true) => 2,
+        };
+        let weakest = primaries.into_iter().min_by_key(rank)?;
+        Some(RedisShape { keys, unreadable, primaries_differ: differ, ..weakest })
+    }
+
+    fn version_shown(&self) -> Option<String> {
+        Some(self.version.clone())
+    }
+
+    /// maxmemory and its policy as parity shows them; None: not read.
+    pub fn memory_limit(&self) -> Option<String> {
+        Some(format!("{} {}", self.maxmemory?, self.maxmemory_policy.clone()?))
+    }
+
+    /// AOF and the RDB schedule as parity shows them; None: not read.
+    pub fn persistence_shown(&self) -> Option<String> {
+        let aof = if self.aof_enabled? { "AOF on" } else { "AOF off" };
+        let rdb = match self.rdb_save.as_deref()? {
+            "" => "RDB off".to_string(),
+            s => format!("RDB save {s}"),
+        };
+        Some(format!("{aof}, {rdb}"))
+    }
+
+    /// What parity compares for the setting at `path`: the primaries'
+    /// values when they disagree, else `one`.
+    fn compared(&self, path: &str, one: Option<String>) -> Option<String> {
+        self.primaries_differ.get(path).cloned().or(one)
+    }
+
     /// Whether the data survives a restart: ElastiCache snapshots retained,
     /// AOF on, or an RDB schedule.
     pub fn persistent(&self) -> Option<bool> {
@@ -183,8 +256,12 @@ pub struct SideShape {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "read", rename_all = "snake_case")]
 pub enum RedisRead {
-    Ok(RedisShape),
-    Failed { name: String, error: String },
+    /// Boxed: a shape is some 260 bytes, a failure 48.
+    Ok(Box<RedisShape>),
+    Failed {
+        name: String,
+        error: String,
+    },
 }
 
 impl SideShape {
@@ -616,22 +693,13 @@ fn redis(c: &mut Collector, from: &SideShape, to: &SideShape) {
     for (f, t) in own_from.into_iter().zip(own_to) {
         let (RedisRead::Ok(f), RedisRead::Ok(t)) = (f, t) else { continue };
         let subject = format!("{} / {}", f.name, t.name);
-        c.cmp("redis.version", &subject, f.version.clone(), t.version.clone());
-        // A setting one side would not tell is listed as not compared (`unread`), never as equal.
-        let mem = |r: &RedisShape| Some(format!("{} {}", r.maxmemory?, r.maxmemory_policy.clone()?));
-        if let (Some(fm), Some(tm)) = (mem(f), mem(t)) {
-            c.cmp("redis.maxmemory", &subject, fm, tm);
-        }
-        let persistence = |r: &RedisShape| {
-            let aof = if r.aof_enabled? { "AOF on" } else { "AOF off" };
-            let rdb = match r.rdb_save.as_deref()? {
-                "" => "RDB off".to_string(),
-                s => format!("RDB save {s}"),
-            };
-            Some(format!("{aof}, {rdb}"))
-        };
-        if let (Some(fp), Some(tp)) = (persistence(f), persistence(t)) {
-            c.cmp("redis.persistence", &subject, fp, tp);
+        // A setting one side would not tell is listed as not compared
+        // (`unread`), never as equal; a cluster's primaries that disagree
+        // show every value.
+        for (path, read) in COMPARED_SETTINGS {
+            if let (Some(fv), Some(tv)) = (f.compared(path, read(f)), t.compared(path, read(t))) {
+                c.cmp(path, &subject, fv, tv);
+            }
         }
         c.cmp("redis.keys", &subject, f.keys.to_string(), t.keys.to_string());
         let (ef, et) = (f.elasticache.as_ref(), t.elasticache.as_ref());
@@ -752,7 +820,7 @@ mod tests {
                 actions_enabled: true,
                 alarm_actions: 1,
             }],
-            redis: vec![RedisRead::Ok(RedisShape {
+            redis: vec![RedisRead::Ok(Box::new(RedisShape {
                 unreadable: Vec::new(),
                 name: format!("{p}-cache"),
                 version: "7.2.4".into(),
@@ -762,7 +830,8 @@ mod tests {
                 rdb_save: Some("3600 1".into()),
                 keys: 200,
                 elasticache: None,
-            })],
+                primaries_differ: BTreeMap::new(),
+            }))],
         }
     }
 
@@ -892,6 +961,42 @@ mod tests {
     }
 
     #[test]
+    fn a_clusters_primaries_that_disagree_show_every_value_never_one_primarys() {
+        let from = side("prod");
+        let RedisRead::Ok(single) = &from.redis[0] else { unreachable!() };
+        let single: &RedisShape = single;
+        let mut primaries = vec![single.clone(), single.clone(), single.clone()];
+        primaries[1].version = "7.0.15".into();
+        primaries[2].aof_enabled = Some(false);
+        primaries[2].unreadable.push("save (NOPERM)".into());
+        let cluster = RedisShape::of_cluster(primaries).unwrap();
+        assert_eq!(cluster.keys, 600);
+        assert_eq!(cluster.unreadable, ["save (NOPERM)"]);
+        // Both persistent: the first of them stands for the typed fields.
+        assert_eq!((cluster.version.as_str(), cluster.persistent()), ("7.2.4", Some(true)));
+        let mut to = side("staging");
+        to.redis[0] = RedisRead::Ok(Box::new(RedisShape { name: "staging-cache".into(), ..cluster }));
+        let d = compare(&from, &to, &BTreeMap::new());
+        let got: Vec<(&str, &str, &str)> =
+            d.iter().map(|d| (d.what.as_str(), d.from_value.as_str(), d.to_value.as_str())).collect();
+        assert_eq!(
+            got,
+            vec![
+                ("redis.version", "7.2.4", "7.0.15 on 1 primary; 7.2.4 on 2 primaries"),
+                (
+                    "redis.persistence",
+                    "AOF on, RDB save 3600 1",
+                    "AOF off, RDB save 3600 1 on 1 primary; AOF on, RDB save 3600 1 on 2 primaries"
+                ),
+                ("redis.keys", "200", "600"),
+            ]
+        );
+        // Primaries that agree list nothing; none make no cluster.
+        assert!(RedisShape::of_cluster(vec![single.clone(), single.clone()]).unwrap().primaries_differ.is_empty());
+        assert_eq!(RedisShape::of_cluster(vec![]), None);
+    }
+
+    #[test]
     fn a_shared_redis_is_not_compared_with_itself_and_persistence_reads_aof_or_rdb() {
         let from = side("prod");
         let mut to = side("staging");
@@ -910,6 +1015,7 @@ mod tests {
             rdb_save: Some(String::new()),
             keys: 0,
             elasticache: None,
+            primaries_differ: BTreeMap::new(),
         };
         assert_eq!(r.persistent(), Some(false));
         r.rdb_save = Some("900 1".into());

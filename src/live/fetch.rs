@@ -595,9 +595,7 @@ pub async fn redis_info(url: &str) -> Result<RedisInfo, String> {
 /// What parity compares of one Redis: version and key count (INFO, DBSIZE),
 /// memory limit and persistence (CONFIG GET; a server that refuses CONFIG,
 /// as ElastiCache does, leaves those unknown, AOF then read from INFO). A
-/// cluster's keys are summed over its primaries, and its settings are those
-/// of its least persistent primary: one shard that loses its keys on a
-/// restart is the cluster's risk.
+/// cluster is read on every primary (`RedisShape::of_cluster`).
 pub async fn redis_shape(name: &str, url: &str) -> Result<crate::analysis::parity::RedisShape, String> {
     let password = reqwest::Url::parse(url).ok().and_then(|u| u.password().map(str::to_string));
     let scrub = move |e: redis::RedisError| redact_text(&e.to_string(), password.as_deref());
@@ -617,15 +615,7 @@ pub async fn redis_shape(name: &str, url: &str) -> Result<crate::analysis::parit
                 shape_of(name, &info, &mut p, scrub).await
             }))
             .await?;
-        let keys = primaries.iter().map(|p| p.keys).sum();
-        // Fails first, then unknown, then persistent.
-        let rank = |p: &crate::analysis::parity::RedisShape| match p.persistent() {
-            Some(false) => 0,
-            None => 1,
-            Some(true) => 2,
-        };
-        let weakest = primaries.into_iter().min_by_key(rank).ok_or("a cluster without primaries")?;
-        Ok(crate::analysis::parity::RedisShape { keys, ..weakest })
+        crate::analysis::parity::RedisShape::of_cluster(primaries).ok_or_else(|| "a cluster without primaries".into())
     };
     tokio::time::timeout(Duration::from_secs(2), work).await.unwrap_or_else(|_| Err("timed out after 2 s".into()))
 }
@@ -676,6 +666,7 @@ async fn shape_of(
         keys,
         elasticache: None,
         unreadable,
+        primaries_differ: Default::default(),
     })
 }
 

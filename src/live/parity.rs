@@ -94,7 +94,7 @@ async fn side(
             shape.elasticache = Some(crate::aws::elasticache::replication_group(&clients.elasticache, group).await?);
         }
         redis.push(match read {
-            Ok(shape) => RedisRead::Ok(shape),
+            Ok(shape) => RedisRead::Ok(Box::new(shape)),
             Err(error) => RedisRead::Failed { name: ep.name.clone(), error },
         });
     }
