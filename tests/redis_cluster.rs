@@ -720,6 +720,72 @@ async fn a_copy_from_replicas_is_complete_and_the_primaries_serve_no_scan() {
         assert!(calls(*r, "scan").await > 0 && calls(*r, "dump").await > 0, "replica {r} was read");
     }
 
+    // A replica cut off from its primary serves what it last had. It is not
+    // read: its shard is read on its primary, saying why, so a key written
+    // there since is copied, and a verify from replicas compares against it.
+    let primary = primaries[0];
+    let mut on_primary = conn(&format!("redis://127.0.0.1:{primary}")).await;
+    let mut cut_off = None;
+    for r in &replicas {
+        let info: String = redis::cmd("INFO").arg("replication").query_async(&mut conn_at(*r).await).await.unwrap();
+        if info.contains(&format!("master_port:{primary}\r\n")) {
+            cut_off = Some(*r);
+        }
+    }
+    let cut_off = cut_off.expect("a replica of the first primary");
+    let acl = |rule: &'static str| {
+        redis::cmd("ACL").arg("SETUSER").arg("default").arg(rule).arg(rule.replace("psync", "sync")).clone()
+    };
+    let _: () = acl("-psync").query_async(&mut on_primary).await.unwrap();
+    let _: u64 =
+        redis::cmd("CLIENT").arg("KILL").arg("TYPE").arg("replica").query_async(&mut on_primary).await.unwrap();
+    let start = Instant::now();
+    loop {
+        let info: String =
+            redis::cmd("INFO").arg("replication").query_async(&mut conn_at(cut_off).await).await.unwrap();
+        if info.contains("master_link_status:down") {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "replica {cut_off} kept its link: {info}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // A key of the primary's own slots (any other answers MOVED).
+    let mut late = None;
+    for i in 0..1000 {
+        let key = format!("late:{i}");
+        if redis::cmd("SET").arg(&key).arg("v").query_async::<()>(&mut on_primary).await.is_ok() {
+            late = Some(key);
+            break;
+        }
+    }
+    let late = late.expect("a key of the first primary's slots");
+    let args = [
+        "--from",
+        &c.url(),
+        "--to",
+        &dst_url,
+        "--from-replicas",
+        "--yes",
+        "--scan-count",
+        "100",
+        "--on-conflict",
+        "replace",
+    ];
+    let (code, out, err) = run(&state, &[&["redis", "copy"][..], &args].concat());
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains(&format!("copied {} keys", N + 1)), "{out}{err}");
+    let said = format!(
+        "read on its primary 127.0.0.1:{primary} (127.0.0.1:{cut_off}: its link to its primary has been down for "
+    );
+    assert!(err.lines().any(|l| l.starts_with("shard ") && l.contains(&said)), "{err}");
+    let got: Option<String> = redis::cmd("GET").arg(&late).query_async(&mut conn(&dst_url).await).await.unwrap();
+    assert_eq!(got.as_deref(), Some("v"), "{late} copied from the primary");
+    let (code, out, _) =
+        run(&state, &["redis", "verify", "--from", &c.url(), "--to", &dst_url, "--from-replicas", "--full"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains(&format!("checked {} keys: 0 missing", N + 1)), "{out}");
+    let _: () = acl("+psync").query_async(&mut on_primary).await.unwrap();
+
     // A cluster without replicas: every shard read on its primary, each saying so; a single server is refused.
     let bare = Cluster::start(dir.path(), "bare", 3, false).await;
     let mut opts = options(&bare.url(), &dst_url, Mode::Auto);

@@ -604,6 +604,10 @@ impl Cluster {
                 let opened = async {
                     let mut c = self.endpoint.open_at(addr).await?;
                     query::<()>(&self.endpoint, &mut c, &redis::cmd("READONLY")).await?;
+                    let info: String = query(&self.endpoint, &mut c, redis::cmd("INFO").arg("replication")).await?;
+                    if let Some(why) = out_of_sync(&info) {
+                        return Err(format!("{addr}: {why}"));
+                    }
                     Ok::<_, String>(c)
                 };
                 match tokio::time::timeout(Duration::from_secs(2), opened).await {
@@ -703,9 +707,44 @@ impl Cluster {
     }
 }
 
+/// Why a replica (its `INFO replication`) would serve old data, if it
+/// would: its link to its primary down (Redis answers reads from what it
+/// last had, by default), a full sync under way, or no replica at all now.
+fn out_of_sync(info: &str) -> Option<String> {
+    let field = |k| super::info_field(info, k);
+    if field("role") != Some("slave") {
+        return Some(format!("it is no replica now (role {})", field("role").unwrap_or("unknown")));
+    }
+    match field("master_link_status") {
+        Some("up") if field("master_sync_in_progress") != Some("1") => None,
+        Some("up") => Some("a full sync from its primary is under way".into()),
+        _ => Some(match field("master_link_down_since_seconds") {
+            Some(s) => format!("its link to its primary has been down for {s} s, so it may serve old data"),
+            None => "its link to its primary is down, so it may serve old data".into(),
+        }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_replica_whose_link_is_down_or_syncing_is_not_read() {
+        let replica = |link: &str, rest: &str| {
+            format!(
+                "# Replication\r\nrole:slave\r\nmaster_host:127.0.0.1\r\nmaster_port:7001\r\nmaster_link_status:{link}\r\n{rest}"
+            )
+        };
+        assert_eq!(out_of_sync(&replica("up", "master_sync_in_progress:0\r\n")), None);
+        assert_eq!(
+            out_of_sync(&replica("down", "master_sync_in_progress:0\r\nmaster_link_down_since_seconds:600\r\n"))
+                .unwrap(),
+            "its link to its primary has been down for 600 s, so it may serve old data"
+        );
+        assert!(out_of_sync(&replica("up", "master_sync_in_progress:1\r\n")).unwrap().contains("full sync"));
+        assert_eq!(out_of_sync("# Replication\r\nrole:master\r\n").unwrap(), "it is no replica now (role master)");
+    }
 
     #[test]
     fn slots_follow_redis_including_hash_tags() {
