@@ -354,6 +354,12 @@ fn run_copy(a: CopyArgs, g: &GlobalArgs) -> Result<u8, Failure> {
                     r.places.len(),
                     r.copied()
                 );
+            } else if r.places[0].done {
+                eprintln!(
+                    "the interrupted copy had scanned the whole source ({} keys copied) and stopped before it \
+                     removed its checkpoint: nothing is left to copy",
+                    r.copied()
+                );
             } else if r.why.is_empty() {
                 eprintln!("resuming at SCAN cursor {} ({} keys already copied)", r.places[0].cursor, r.copied());
             }

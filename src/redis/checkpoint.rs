@@ -34,6 +34,12 @@ pub struct Checkpoint {
     /// A cluster source: one place per shard (then `cursor` is unused).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub shards: Vec<ShardPlace>,
+    /// One server scanned to the end: the last save of a copy that then
+    /// stopped before it removed this (killed, or the removal failed).
+    /// Cursor 0 alone would read as "start over" and copy and count every
+    /// key again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub done: bool,
 }
 
 /// Where the scan of one shard of a cluster source stands.
@@ -161,6 +167,11 @@ impl Checkpoint {
     /// server).
     pub fn resume(&self, source_run_id: &str, shards: &[ShardRun]) -> Resume {
         if shards.is_empty() {
+            // Nothing is left to scan, whatever the source did since.
+            if self.done {
+                let places = vec![ScanPlace { cursor: 0, done: true, counters: self.counters }];
+                return Resume { places, carried: Counters::default(), why: Vec::new() };
+            }
             let (cursor, why) = self.resume_cursor(source_run_id);
             let counters = if why.is_some() { Counters::default() } else { self.counters };
             let places = vec![ScanPlace { cursor, done: false, counters }];
@@ -424,6 +435,7 @@ mod tests {
             updated: "2026-11-22T06:00:00Z".into(),
             source_run_id: None,
             shards: Vec::new(),
+            done: false,
         }
     }
 
@@ -461,6 +473,17 @@ mod tests {
             "a restarted source: the scan starts over"
         );
         assert!(r.why[0].contains("run_id a1b2c3d4 → ffff0000"), "{:?}", r.why);
+        // Scanned to the end, stopped before the checkpoint was removed:
+        // nothing left to scan, the counts as saved, source restarted or not.
+        let finished = Checkpoint { cursor: 0, done: true, ..cp.clone() };
+        for run_id in ["a1b2c3d4e5", "ffff0000"] {
+            let r = finished.resume(run_id, &[]);
+            assert_eq!(
+                (&r.places[..], r.copied()),
+                (&[ScanPlace { cursor: 0, done: true, counters: cp.counters }][..], 7)
+            );
+            assert!(r.why.is_empty());
+        }
         save(&p, &cp).unwrap();
         assert_eq!(load(&p).unwrap(), Some(cp.clone()));
         // A second copy of the pair read it too, then this one moved on: the

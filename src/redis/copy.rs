@@ -1583,6 +1583,7 @@ fn save(opts: &CopyOptions, mode: Mode, parts: &[Part], carried: Counters) -> Re
                 })
                 .collect()
         },
+        done: single && parts[0].at.done,
     };
     checkpoint::save(path, &cp)
 }
