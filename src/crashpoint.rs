@@ -27,7 +27,8 @@ pub fn here(point: &str) {
     let _ = point;
 }
 
-/// Every point, for tests that must reach each one.
+/// Every point of a rollout, for tests that must reach each one. A Redis
+/// copy has one more: `copy:before-checkpoint-removed`.
 pub const POINTS: &[&str] = &[
     "step:after-intent",
     "step:after-in-flight-write",

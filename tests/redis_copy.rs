@@ -703,6 +703,39 @@ async fn a_killed_copy_resumes_without_copying_everything_again() {
     assert_eq!(stages, ["intent", "intent", "applied"], "the killed run left its intent, the resumed one both lines");
 }
 
+/// Fault injection, made certain (`CUTOVER_CRASH_AT`): killed after its
+/// last checkpoint and before removing it, a finished copy leaves that
+/// checkpoint marked as scanned to the end, and `--resume` reads nothing
+/// from the source and reports the counts as saved.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_copy_killed_before_removing_its_last_checkpoint_resumes_with_nothing_left_to_copy() {
+    use std::os::unix::process::ExitStatusExt;
+    const N: u64 = 2_400;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let (src, dst, mut s, mut d) = source_and_target(dir.path()).await;
+    seed_all_types(&mut s, "k", (N / 6) as usize, Some(600_000)).await;
+    let args = ["redis", "copy", "--from", &src.url, "--to", &dst.url, "--yes", "--scan-count", "100"];
+    let out = cutover(&state, &args).env("CUTOVER_CRASH_AT", "copy:before-checkpoint-removed").output().unwrap();
+    assert_eq!(out.status.signal(), Some(9), "killed at the crash point: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(dbsize(&mut d).await, N, "every key written before the kill");
+    let cp = checkpoint_json(&state).expect("the last checkpoint is left");
+    assert_eq!((&cp["done"], cp["counters"]["copied"].as_u64()), (&true.into(), Some(N)), "{cp}");
+
+    let _: () = redis::cmd("CONFIG").arg("RESETSTAT").query_async(&mut s).await.unwrap();
+    let _: () = redis::cmd("CONFIG").arg("RESETSTAT").query_async(&mut d).await.unwrap();
+    let (code, out, err) = run(&state, &[&args[..], &["--resume", "--json"]].concat());
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(err.contains(&format!("the interrupted copy had scanned the whole source ({N} keys copied)")), "{err}");
+    let report: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!((report["total"]["copied"].as_u64(), report["run"]["copied"].as_u64()), (Some(N), Some(0)), "{report}");
+    for cmd in ["scan", "dump"] {
+        assert_eq!(calls(&mut s, cmd).await, 0, "the resume ran no {cmd} on the source");
+    }
+    assert_eq!(calls(&mut d, "restore").await, 0, "nor any RESTORE on the target");
+    assert_eq!(checkpoint_json(&state), None, "then the checkpoint is removed");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_50_mb_string_and_a_hash_of_a_million_fields_copy_in_chunks() {
     let dir = tempfile::tempdir().unwrap();
@@ -1882,6 +1915,14 @@ fn checkpoint_place(state: &Path) -> Option<(u64, u64)> {
     Some((v["cursor"].as_u64()?, v["counters"]["copied"].as_u64()?))
 }
 
+/// Whether a resumed copy's stderr says it went on from that checkpoint: its
+/// cursor, or (a kill between the last save and its removal) the end.
+fn resumed_from(err: &str, cursor: u64, copied: u64) -> bool {
+    err.contains(&format!("resuming at SCAN cursor {cursor} ({copied} keys already copied)"))
+        || (cursor == 0
+            && err.contains(&format!("the interrupted copy had scanned the whole source ({copied} keys copied)")))
+}
+
 /// Every key of the source, by SCAN.
 async fn all_keys(c: &mut MultiplexedConnection) -> Vec<String> {
     let mut keys = Vec::new();
@@ -1941,10 +1982,7 @@ async fn sigkill_at_20_points_of_a_copy_then_resume_ends_identical() {
         let out = c.wait_with_output().unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         if let Some((cursor, copied)) = place {
-            assert!(
-                err.contains(&format!("resuming at SCAN cursor {cursor} ({copied} keys already copied)")),
-                "run {i} resumed from its checkpoint (cursor {cursor}): {err}"
-            );
+            assert!(resumed_from(&err, cursor, copied), "run {i} resumed from its checkpoint (cursor {cursor}): {err}");
             resumed += 1;
         }
         if finished {
@@ -1960,7 +1998,7 @@ async fn sigkill_at_20_points_of_a_copy_then_resume_ends_identical() {
         due_again += again;
         let (code, out, err) = run(&state, &[&args[..], &["--resume"]].concat());
         assert_eq!(code, Some(0), "{out}{err}");
-        assert!(err.contains(&format!("resuming at SCAN cursor {cursor} ({copied} keys already copied)")), "{err}");
+        assert!(resumed_from(&err, cursor, copied), "{err}");
         resumed += 1;
     }
     assert!(kills >= 10, "the copy was killed many times before it finished: {kills}");

@@ -2005,6 +2005,7 @@ pub async fn copy(
         }
         save(opts, pf.mode, &parts, carried).map_err(CopyError::Failed)?;
     } else if let Some(path) = &opts.checkpoint {
+        crate::crashpoint::here("copy:before-checkpoint-removed");
         checkpoint::remove(path).map_err(CopyError::Failed)?;
     }
     progress(&report(pf, started, &run, total_of(carried, &parts), true));
