@@ -534,6 +534,20 @@ async fn a_sandbox_cluster_from_the_runbook_shows_every_node_and_a_stopped_node_
     aof(others[1].to_string(), true).await;
     let shape = cutover::live::fetch::redis_shape("blue-cache", url).await.unwrap();
     assert_eq!(shape.persistent(), Some(true), "every primary with AOF on: {shape:?}");
+    // Persistent in two ways: the check's line gives each, not one primary's.
+    aof(others[1].to_string(), false).await;
+    let mut third = conn(&format!("redis://{}", others[1])).await;
+    let _: () = redis::cmd("CONFIG").arg("SET").arg("save").arg("900 1").query_async(&mut third).await.unwrap();
+    let snap = common::first_snapshot(&rb, &sb).await;
+    assert_eq!(
+        check(&snap, "persistence"),
+        (
+            CheckOutcome::Pass,
+            "blue-cache: every primary persists: AOF off, RDB save 900 1 on 1 primary; AOF on, RDB off on 2 primaries"
+                .to_string()
+        )
+    );
+    let _: () = redis::cmd("CONFIG").arg("SET").arg("save").arg("").query_async(&mut third).await.unwrap();
     for addr in [first, others[0], others[1]] {
         aof(addr.to_string(), false).await;
     }

@@ -1909,18 +1909,20 @@ async fn a_redis_server_killed_mid_copy_stops_it_cleanly_and_resume_completes() 
     }
 }
 
-/// (cursor, copied) of the checkpoint, if there is one.
-fn checkpoint_place(state: &Path) -> Option<(u64, u64)> {
+/// (cursor, copied, marked as scanned to the end) of the checkpoint, if there is one.
+fn checkpoint_place(state: &Path) -> Option<(u64, u64, bool)> {
     let v = checkpoint_json(state)?;
-    Some((v["cursor"].as_u64()?, v["counters"]["copied"].as_u64()?))
+    Some((v["cursor"].as_u64()?, v["counters"]["copied"].as_u64()?, v["done"] == true))
 }
 
 /// Whether a resumed copy's stderr says it went on from that checkpoint: its
 /// cursor, or (a kill between the last save and its removal) the end.
-fn resumed_from(err: &str, cursor: u64, copied: u64) -> bool {
-    err.contains(&format!("resuming at SCAN cursor {cursor} ({copied} keys already copied)"))
-        || (cursor == 0
-            && err.contains(&format!("the interrupted copy had scanned the whole source ({copied} keys copied)")))
+fn resumed_from(err: &str, (cursor, copied, done): (u64, u64, bool)) -> bool {
+    if done {
+        err.contains(&format!("the interrupted copy had scanned the whole source ({copied} keys copied)"))
+    } else {
+        err.contains(&format!("resuming at SCAN cursor {cursor} ({copied} keys already copied)"))
+    }
 }
 
 /// Every key of the source, by SCAN.
@@ -1981,8 +1983,8 @@ async fn sigkill_at_20_points_of_a_copy_then_resume_ends_identical() {
         }
         let out = c.wait_with_output().unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
-        if let Some((cursor, copied)) = place {
-            assert!(resumed_from(&err, cursor, copied), "run {i} resumed from its checkpoint (cursor {cursor}): {err}");
+        if let Some(p @ (cursor, _, _)) = place {
+            assert!(resumed_from(&err, p), "run {i} resumed from its checkpoint (cursor {cursor}): {err}");
             resumed += 1;
         }
         if finished {
@@ -1992,13 +1994,13 @@ async fn sigkill_at_20_points_of_a_copy_then_resume_ends_identical() {
         let log = cutover::store::audit::AuditLog::at(state.join("cutover/redis.audit.jsonl"));
         log.read().unwrap_or_else(|e| panic!("kill {i}: {e}"));
     }
-    if let Some((cursor, copied)) = checkpoint_place(&state) {
+    if let Some(p @ (_, copied, _)) = checkpoint_place(&state) {
         let again = dbsize(&mut d).await.saturating_sub(copied);
         assert!(again <= promise, "the last run: {again} keys beyond the checkpoint (> {promise})");
         due_again += again;
         let (code, out, err) = run(&state, &[&args[..], &["--resume"]].concat());
         assert_eq!(code, Some(0), "{out}{err}");
-        assert!(resumed_from(&err, cursor, copied), "{err}");
+        assert!(resumed_from(&err, p), "{err}");
         resumed += 1;
     }
     assert!(kills >= 10, "the copy was killed many times before it finished: {kills}");

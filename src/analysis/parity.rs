@@ -694,8 +694,9 @@ fn redis(c: &mut Collector, from: &SideShape, to: &SideShape) {
         let (RedisRead::Ok(f), RedisRead::Ok(t)) = (f, t) else { continue };
         let subject = format!("{} / {}", f.name, t.name);
         // A setting one side would not tell is listed as not compared
-        // (`unread`), never as equal; a cluster's primaries that disagree
-        // show every value.
+        // (`unread`), never as equal. A cluster's primaries that disagree
+        // show every value, one that would not tell as `not readable`: a
+        // difference, since part of that side is unknown.
         for (path, read) in COMPARED_SETTINGS {
             if let (Some(fv), Some(tv)) = (f.compared(path, read(f)), t.compared(path, read(t))) {
                 c.cmp(path, &subject, fv, tv);
@@ -967,12 +968,13 @@ mod tests {
         let single: &RedisShape = single;
         let mut primaries = vec![single.clone(), single.clone(), single.clone()];
         primaries[1].version = "7.0.15".into();
-        primaries[2].aof_enabled = Some(false);
+        // Refused CONFIG GET save, as fetch reads it: no schedule, and why.
+        primaries[2].rdb_save = None;
         primaries[2].unreadable.push("save (NOPERM)".into());
         let cluster = RedisShape::of_cluster(primaries).unwrap();
         assert_eq!(cluster.keys, 600);
         assert_eq!(cluster.unreadable, ["save (NOPERM)"]);
-        // Both persistent: the first of them stands for the typed fields.
+        // All persistent (AOF on): the first of them stands for the typed fields.
         assert_eq!((cluster.version.as_str(), cluster.persistent()), ("7.2.4", Some(true)));
         let mut to = side("staging");
         to.redis[0] = RedisRead::Ok(Box::new(RedisShape { name: "staging-cache".into(), ..cluster }));
@@ -986,7 +988,7 @@ mod tests {
                 (
                     "redis.persistence",
                     "AOF on, RDB save 3600 1",
-                    "AOF off, RDB save 3600 1 on 1 primary; AOF on, RDB save 3600 1 on 2 primaries"
+                    "AOF on, RDB save 3600 1 on 2 primaries; not readable on 1 primary"
                 ),
                 ("redis.keys", "200", "600"),
             ]

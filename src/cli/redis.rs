@@ -292,9 +292,11 @@ fn run_copy(a: CopyArgs, g: &GlobalArgs) -> Result<u8, Failure> {
         }
         (false, Some(cp)) if !a.restart => {
             return Err(bad(format!(
-                "an interrupted copy from {from} to {to} has a checkpoint ({} keys copied, {}); \
+                "an interrupted copy from {from} to {to} has a checkpoint ({} keys copied{}, {}); \
                  continue it with --resume, or start over with --restart",
-                cp.counters.copied, cp.updated
+                cp.counters.copied,
+                if cp.done { ", the whole source scanned: nothing left to copy" } else { "" },
+                cp.updated
             )));
         }
         (false, _) => None,

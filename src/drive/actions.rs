@@ -789,6 +789,7 @@ async fn copy_redis(
     let lock = lock
         .map_err(|by| format!("a copy from {} to {} is already running ({by}); nothing was written", c.from, c.to))?;
     let resume = checkpoint::load(&place)?;
+    let resumed_done = resume.as_ref().is_some_and(|cp| cp.done);
     // A resume overwrites from its cursor on: only a copy begun with `fail` may be finished here.
     if let Some(cp) = resume.as_ref().filter(|cp| cp.on_conflict != crate::redis::OnConflict::Fail) {
         return Err(format!(
@@ -845,8 +846,14 @@ async fn copy_redis(
         0 => String::new(),
         n => format!("; {}", copy::temporary_left(n)),
     };
+    // A checkpoint left by a copy that had scanned everything: nothing was read now.
+    let finished_before = if resumed_done {
+        " (an earlier run had copied them all and stopped before removing its checkpoint)"
+    } else {
+        ""
+    };
     Ok(format!(
-        "copied {} keys ({} skipped as expired{twice}) in {:.1} s; {}{temporary}",
+        "copied {} keys ({} skipped as expired{twice}){finished_before} in {:.1} s; {}{temporary}",
         r.total.copied, r.total.skipped_expired, r.seconds, pf.mode_reason
     ))
 }

@@ -592,9 +592,10 @@ impl Cluster {
 
     /// Per shard, the node its keys are read on, and a connection to it: its
     /// primary, or with `--from-replicas` (`Endpoint::reads_replicas`) a
-    /// replica that answers, switched to `READONLY` so it serves reads of its
-    /// shard's keys. A shard without one is read on its primary, and a
-    /// sentence in the second list says so.
+    /// replica that answers and is in step with its primary (`out_of_sync`),
+    /// switched to `READONLY` so it serves reads of its shard's keys. A shard
+    /// without one is read on its primary, and a sentence in the second list
+    /// says so.
     pub async fn readers(&self) -> Result<(Vec<(Shard, String, MultiplexedConnection)>, Vec<String>), String> {
         let (mut out, mut notes) = (Vec::new(), Vec::new());
         for s in self.shards() {
@@ -707,21 +708,37 @@ impl Cluster {
     }
 }
 
+/// Longest a replica may go without word from its primary: a primary that
+/// writes nothing still pings its replicas every 10 s (Redis's default
+/// `repl-ping-replica-period`), while a link cut without a reset shows as
+/// down only after `repl-timeout` (60 s).
+const MOST_SILENT_S: u64 = 30;
+
 /// Why a replica (its `INFO replication`) would serve old data, if it
-/// would: its link to its primary down (Redis answers reads from what it
-/// last had, by default), a full sync under way, or no replica at all now.
+/// would: its link to its primary down or silent (Redis answers reads from
+/// what it last had, by default), or no replica at all now.
 fn out_of_sync(info: &str) -> Option<String> {
     let field = |k| super::info_field(info, k);
     if field("role") != Some("slave") {
         return Some(format!("it is no replica now (role {})", field("role").unwrap_or("unknown")));
     }
-    match field("master_link_status") {
-        Some("up") if field("master_sync_in_progress") != Some("1") => None,
-        Some("up") => Some("a full sync from its primary is under way".into()),
-        _ => Some(match field("master_link_down_since_seconds") {
+    if field("master_link_status") != Some("up") {
+        if field("master_sync_in_progress") == Some("1") {
+            return Some("it is taking a full sync from its primary, so it holds old or partial data".into());
+        }
+        // -1 (never up since it started), or on old versions a Unix time.
+        let down = field("master_link_down_since_seconds").and_then(|s| s.parse::<u64>().ok()).filter(|s| *s < 1 << 30);
+        return Some(match down {
             Some(s) => format!("its link to its primary has been down for {s} s, so it may serve old data"),
             None => "its link to its primary is down, so it may serve old data".into(),
-        }),
+        });
+    }
+    match field("master_last_io_seconds_ago").and_then(|s| s.parse::<u64>().ok()) {
+        Some(s) if s > MOST_SILENT_S => Some(format!(
+            "no word from its primary for {s} s (master_last_io_seconds_ago; it pings every 10 s by default), so it \
+             may serve old data"
+        )),
+        _ => None,
     }
 }
 
@@ -730,19 +747,31 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_replica_whose_link_is_down_or_syncing_is_not_read() {
+    fn a_replica_whose_link_is_down_syncing_or_silent_is_not_read() {
         let replica = |link: &str, rest: &str| {
             format!(
                 "# Replication\r\nrole:slave\r\nmaster_host:127.0.0.1\r\nmaster_port:7001\r\nmaster_link_status:{link}\r\n{rest}"
             )
         };
-        assert_eq!(out_of_sync(&replica("up", "master_sync_in_progress:0\r\n")), None);
+        let up = |io: u64| replica("up", &format!("master_last_io_seconds_ago:{io}\r\nmaster_sync_in_progress:0\r\n"));
+        assert_eq!(out_of_sync(&up(9)), None);
+        assert_eq!(out_of_sync(&up(30)), None);
+        assert!(out_of_sync(&up(31)).unwrap().starts_with("no word from its primary for 31 s"));
+        let down = |since: &str, sync: u8| {
+            replica("down", &format!("master_sync_in_progress:{sync}\r\nmaster_link_down_since_seconds:{since}\r\n"))
+        };
         assert_eq!(
-            out_of_sync(&replica("down", "master_sync_in_progress:0\r\nmaster_link_down_since_seconds:600\r\n"))
-                .unwrap(),
+            out_of_sync(&down("600", 0)).unwrap(),
             "its link to its primary has been down for 600 s, so it may serve old data"
         );
-        assert!(out_of_sync(&replica("up", "master_sync_in_progress:1\r\n")).unwrap().contains("full sync"));
+        // Never up since it started: -1, or a Unix time on old versions.
+        for never in ["-1", "1764748800"] {
+            assert_eq!(
+                out_of_sync(&down(never, 0)).unwrap(),
+                "its link to its primary is down, so it may serve old data"
+            );
+        }
+        assert!(out_of_sync(&down("-1", 1)).unwrap().contains("full sync"));
         assert_eq!(out_of_sync("# Replication\r\nrole:master\r\n").unwrap(), "it is no replica now (role master)");
     }
 

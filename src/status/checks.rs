@@ -375,6 +375,10 @@ fn redis_persistence(snap: &Snapshot, env: &str) -> Verdict {
                         if days == 1 { "" } else { "s" }
                     ))
                 }
+                // A cluster's primaries that persist in different ways: each way.
+                Some(true) if r.primaries_differ.contains_key("redis.persistence") => {
+                    pass(format!("{}: every primary persists: {}", r.name, r.primaries_differ["redis.persistence"]))
+                }
                 Some(true) => pass(format!(
                     "{}: {}{}",
                     r.name,
