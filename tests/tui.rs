@@ -659,6 +659,28 @@ fn parity_pane_shows_drift_with_both_values_and_allowed_differences_with_the_run
     assert!(check.detail.contains("instances.type (instances): t3.micro → t3.small"), "{}", check.detail);
 }
 
+/// A difference too long for one line (a cluster whose primaries disagree
+/// gives such values) takes a line per side: the `to` value starts on its
+/// own line, never cut off behind the `from` one.
+#[test]
+fn a_parity_difference_too_long_for_one_line_shows_each_sides_value_on_its_own_line() {
+    let long = format!("t3.small-{}", "x".repeat(70));
+    let mut app = parity_app(shapes_event(&long, t0() - Duration::from_secs(3)));
+    update(&mut app, key(KeyCode::Char('7')));
+    update(&mut app, key(KeyCode::Char('z')));
+    for (w, h) in [(80, 24), (160, 48)] {
+        let s = screen(&app, w, h);
+        let lines: Vec<&str> = s.lines().collect();
+        let drift = lines.iter().position(|l| l.contains("instances.type")).unwrap_or_else(|| panic!("{s}"));
+        if w == 80 {
+            assert!(lines[drift + 1].contains("  production: t3.micro"), "{s}");
+            assert!(lines[drift + 2].contains("  staging:    t3.small-xxx"), "{s}");
+        } else {
+            assert!(lines[drift + 1].contains(&format!("t3.micro → {long}")), "one line where it fits: {s}");
+        }
+    }
+}
+
 #[test]
 fn enter_on_a_parity_check_waits_for_fresh_shapes_not_only_the_fast_sources() {
     let mut app = parity_app(shapes_event("t3.small", t0() - Duration::from_secs(3)));

@@ -83,6 +83,22 @@ pub(super) fn parity_pane(f: &mut Frame, app: &App, area: Rect) {
                         Span::styled(", its siblings ", dim),
                         Span::raw(d.from_value.clone()),
                     ],
+                    // Too long for one line (a cluster's primaries that
+                    // disagree): a line per side, so the `to` value is
+                    // never the part cut off.
+                    None if 2 + d.from_value.chars().count() + 3 + d.to_value.chars().count()
+                        > inner.width as usize =>
+                    {
+                        let pad = p.from.chars().count().max(p.to.chars().count()) + 1;
+                        lines.push(Line::from(vec![
+                            Span::styled(format!("  {:pad$} ", format!("{}:", p.from)), dim),
+                            Span::raw(d.from_value.clone()),
+                        ]));
+                        vec![
+                            Span::styled(format!("  {:pad$} ", format!("{}:", p.to)), dim),
+                            Span::raw(d.to_value.clone()),
+                        ]
+                    }
                     None => vec![
                         Span::raw(format!("  {}", d.from_value)),
                         Span::styled(" → ", dim),
