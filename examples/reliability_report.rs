@@ -22,7 +22,10 @@ const SCENARIOS: &[(&str, &str)] = &[
     ("throttling", "AWS throttling (a proxy answering with `Throttling` / `Rate exceeded`)"),
     ("slow-dependencies", "Slow AWS (2 s per call) and slow Redis (2 s per command)"),
     ("redis-killed", "Redis source or target killed mid-copy"),
-    ("sigkill", "cutover SIGKILLed at every crash point of a rollout, and at 20 points of a copy"),
+    (
+        "sigkill",
+        "cutover SIGKILLed at every crash point of a rollout, at 20 points of a copy, and between a copy's last checkpoint and its removal",
+    ),
     ("terminal", "Tiny and resized terminals, a panicking worker"),
     ("fuzz", "Runbook parser and validator fuzzed"),
     ("properties", "Property tests: weight maths and the rollout engine"),

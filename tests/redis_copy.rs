@@ -734,6 +734,14 @@ async fn a_copy_killed_before_removing_its_last_checkpoint_resumes_with_nothing_
     }
     assert_eq!(calls(&mut d, "restore").await, 0, "nor any RESTORE on the target");
     assert_eq!(checkpoint_json(&state), None, "then the checkpoint is removed");
+    common::record(
+        "sigkill",
+        format!(
+            "`redis copy` of {N} keys SIGKILLed (`CUTOVER_CRASH_AT`) after its last checkpoint and before removing \
+             it: the checkpoint was left marked as scanned to the end, and `--resume` exited 0 with the counts as \
+             saved ({N} copied), ran no SCAN or DUMP on the source and no RESTORE on the target, then removed it"
+        ),
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
