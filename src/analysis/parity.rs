@@ -836,6 +836,11 @@ mod tests {
         }
     }
 
+    /// (what, from value, to value) of each difference.
+    fn what_from_to(d: &[Difference]) -> Vec<(&str, &str, &str)> {
+        d.iter().map(|d| (d.what.as_str(), d.from_value.as_str(), d.to_value.as_str())).collect()
+    }
+
     #[test]
     fn same_shape_with_other_ids_and_names_compares_equal() {
         let d = compare(&side("prod"), &side("staging"), &BTreeMap::new());
@@ -854,8 +859,7 @@ mod tests {
         }
         to.redis.push(extra);
         let d = compare(&from, &to, &BTreeMap::new());
-        let got: Vec<(&str, &str, &str)> =
-            d.iter().map(|d| (d.what.as_str(), d.from_value.as_str(), d.to_value.as_str())).collect();
+        let got = what_from_to(&d);
         assert_eq!(got, vec![("redis", "1", "2")]);
 
         // Neither side tells its RDB schedule (ElastiCache refuses CONFIG): not "equal".
@@ -897,8 +901,7 @@ mod tests {
         to.groups[2].ingress[0].groups.clear();
         to.groups[2].ingress[0].cidrs.push("10.0.0.0/8".into());
         let d = compare(&from, &to, &BTreeMap::new());
-        let got: Vec<(&str, &str, &str)> =
-            d.iter().map(|d| (d.what.as_str(), d.from_value.as_str(), d.to_value.as_str())).collect();
+        let got = what_from_to(&d);
         assert_eq!(
             got,
             vec![
@@ -936,11 +939,11 @@ mod tests {
         let group = |desired| AutoScalingShape { name: "g".into(), min: Some(2), max: Some(6), desired: Some(desired) };
         to.autoscaling_groups.push(group(2));
         let d = compare(&from, &to, &BTreeMap::new());
-        let got: Vec<_> = d.iter().map(|d| (d.what.as_str(), d.from_value.as_str(), d.to_value.as_str())).collect();
+        let got = what_from_to(&d);
         assert_eq!(got, vec![("autoscaling", "none", "yes")]);
         from.autoscaling_groups.push(group(4));
         let d = compare(&from, &to, &BTreeMap::new());
-        let got: Vec<_> = d.iter().map(|d| (d.what.as_str(), d.from_value.as_str(), d.to_value.as_str())).collect();
+        let got = what_from_to(&d);
         assert_eq!(got, vec![("autoscaling.size", "min 2 max 6 desired 4", "min 2 max 6 desired 2")]);
     }
 
@@ -979,8 +982,7 @@ mod tests {
         let mut to = side("staging");
         to.redis[0] = RedisRead::Ok(Box::new(RedisShape { name: "staging-cache".into(), ..cluster }));
         let d = compare(&from, &to, &BTreeMap::new());
-        let got: Vec<(&str, &str, &str)> =
-            d.iter().map(|d| (d.what.as_str(), d.from_value.as_str(), d.to_value.as_str())).collect();
+        let got = what_from_to(&d);
         assert_eq!(
             got,
             vec![
