@@ -336,7 +336,7 @@ async fn a_killed_copy_out_of_a_cluster_resumes_per_shard_and_a_failed_over_shar
     assert_eq!(code, Some(0), "{out}{err}");
     let restarts: Vec<&str> = err.lines().filter(|l| l.contains("its scan starts over")).collect();
     assert_eq!(restarts.len(), 1, "{err}");
-    assert!(restarts[0].starts_with(&format!("shard {slots}: its primary changed")), "{err}");
+    assert!(restarts[0].starts_with(&format!("shard {slots}: the node it is read on changed or restarted")), "{err}");
     assert!(err.contains("resuming 3 shards"), "{err}");
     let report: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     let this_run = report["run"]["copied"].as_u64().unwrap();
@@ -696,13 +696,11 @@ async fn a_copy_from_replicas_is_complete_and_the_primaries_serve_no_scan() {
     let primaries = c.primary_ports().await;
     let replicas: Vec<u16> = c.nodes.iter().map(|n| n.port).filter(|p| !primaries.contains(p)).collect();
     assert_eq!(replicas.len(), 3);
+    for p in &primaries {
+        c.replica_in_step(*p, c.replica_of(*p).await).await;
+    }
     for p in c.nodes.iter().map(|n| n.port) {
-        let mut n = conn(&format!("redis://127.0.0.1:{p}")).await;
-        if primaries.contains(&p) {
-            let acked: u64 = redis::cmd("WAIT").arg(1).arg(5000).query_async(&mut n).await.unwrap();
-            assert_eq!(acked, 1, "the replica of {p} has every key before the copy");
-        }
-        let _: () = redis::cmd("CONFIG").arg("RESETSTAT").query_async(&mut n).await.unwrap();
+        let _: () = redis::cmd("CONFIG").arg("RESETSTAT").query_async(&mut conn_at(p).await).await.unwrap();
     }
 
     let (code, out, err) = run(
@@ -738,41 +736,8 @@ async fn a_copy_from_replicas_is_complete_and_the_primaries_serve_no_scan() {
     // read: its shard is read on its primary, saying why, so a key written
     // there since is copied, and a verify from replicas compares against it.
     let primary = primaries[0];
-    let mut on_primary = conn(&format!("redis://127.0.0.1:{primary}")).await;
-    let mut cut_off = None;
-    for r in &replicas {
-        let info: String = redis::cmd("INFO").arg("replication").query_async(&mut conn_at(*r).await).await.unwrap();
-        if info.contains(&format!("master_port:{primary}\r\n")) {
-            cut_off = Some(*r);
-        }
-    }
-    let cut_off = cut_off.expect("a replica of the first primary");
-    let acl = |rule: &'static str| {
-        redis::cmd("ACL").arg("SETUSER").arg("default").arg(rule).arg(rule.replace("psync", "sync")).clone()
-    };
-    let _: () = acl("-psync").query_async(&mut on_primary).await.unwrap();
-    let _: u64 =
-        redis::cmd("CLIENT").arg("KILL").arg("TYPE").arg("replica").query_async(&mut on_primary).await.unwrap();
-    let start = Instant::now();
-    loop {
-        let info: String =
-            redis::cmd("INFO").arg("replication").query_async(&mut conn_at(cut_off).await).await.unwrap();
-        if info.contains("master_link_status:down") {
-            break;
-        }
-        assert!(start.elapsed() < Duration::from_secs(10), "replica {cut_off} kept its link: {info}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    // A key of the primary's own slots (any other answers MOVED).
-    let mut late = None;
-    for i in 0..1000 {
-        let key = format!("late:{i}");
-        if redis::cmd("SET").arg(&key).arg("v").query_async::<()>(&mut on_primary).await.is_ok() {
-            late = Some(key);
-            break;
-        }
-    }
-    let late = late.expect("a key of the first primary's slots");
+    let cut_off = c.cut_off_replica_of(primary).await;
+    let late = set_a_key_of(primary, "late").await;
     let args = [
         "--from",
         &c.url(),
@@ -802,7 +767,7 @@ async fn a_copy_from_replicas_is_complete_and_the_primaries_serve_no_scan() {
         run(&state, &["redis", "verify", "--from", &c.url(), "--to", &dst_url, "--from-replicas", "--full"]);
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains(&format!("checked {} keys: 0 missing", N + 1)), "{out}");
-    let _: () = acl("+psync").query_async(&mut on_primary).await.unwrap();
+    c.reconnect_replica(primary, cut_off).await;
 
     // A cluster without replicas: every shard read on its primary, each saying so; a single server is refused.
     let bare = Cluster::start(dir.path(), "bare", 3, false).await;
@@ -818,6 +783,100 @@ async fn a_copy_from_replicas_is_complete_and_the_primaries_serve_no_scan() {
         run(&state, &["redis", "copy", "--from", &dst_url, "--to", &bare.url(), "--from-replicas", "--yes"]);
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("--from-replicas reads a Redis Cluster's replicas, but the source"), "{err}");
+}
+
+/// Sets a key of `primary`'s own slots (any other answers MOVED), named
+/// `prefix:N`, to "v"; returns its name.
+async fn set_a_key_of(primary: u16, prefix: &str) -> String {
+    let mut on_primary = conn_at(primary).await;
+    for i in 0..1000 {
+        let key = format!("{prefix}:{i}");
+        if redis::cmd("SET").arg(&key).arg("v").query_async::<()>(&mut on_primary).await.is_ok() {
+            return key;
+        }
+    }
+    panic!("no key of {primary}'s slots among {prefix}:0..1000");
+}
+
+/// A replica cut off from its primary while a copy or a verify reads it
+/// serves what it last had. Each asks it again at the end: the copy stops,
+/// its checkpoint starts that shard over, and `--resume` reads the shard on
+/// its primary, copying what the replica missed; the verify fails instead
+/// of passing on old data.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replica_cut_off_during_a_copy_or_a_verify_from_replicas_fails_them_and_resume_rescans_its_shard() {
+    const N: u64 = 6_000;
+    let OutOfCluster { dir: _dir, state, c, dst: _dst, dst_url } = out_of_cluster("cut", true).await;
+    c.seed_half_expiring("k", N).await;
+    let primaries = c.primary_ports().await;
+    for p in &primaries {
+        c.replica_in_step(*p, c.replica_of(*p).await).await;
+    }
+    let primary = primaries[0];
+    let copy =
+        ["redis", "copy", "--from", &c.url(), "--to", &dst_url, "--from-replicas", "--yes", "--scan-count", "50"];
+    let mut child = KillOnDrop(Some(cutover(&state, &[&copy[..], &["--rate", "600"]].concat()).spawn().unwrap()));
+    reshard_wait(&state, &mut child, N / 10).await;
+    let cut_off = c.cut_off_replica_of(primary).await;
+    assert!(child.get().try_wait().unwrap().is_none(), "the copy ended before the replica was cut off");
+    let late = set_a_key_of(primary, "late").await;
+    let out = tokio::task::spawn_blocking(move || child.take().wait_with_output().unwrap()).await.unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "the copy stops: {err}");
+    let cp = checkpoint(&state).expect("the checkpoint stays");
+    let shards = cp["shards"].as_array().unwrap();
+    let primary_addr = format!("127.0.0.1:{primary}");
+    let restarted: Vec<&serde_json::Value> = shards.iter().filter(|s| s["done"] != true).collect();
+    assert_eq!(restarted.len(), 1, "that shard alone starts over: {cp}");
+    assert_eq!(restarted[0]["cursor"], 0, "{cp}");
+    let slots = restarted[0]["slots"].as_str().unwrap();
+    let said = format!("shard {slots} was read on its replica 127.0.0.1:{cut_off}: ");
+    let why = ["its link to its primary has been down for ", "it is taking a full sync from its primary"];
+    assert!(
+        err.contains(&said)
+            && why.iter().any(|w| err.contains(w))
+            && err.contains("--resume scans it again (on a replica in step, else on the primary)"),
+        "{err}"
+    );
+    let got: Option<String> = redis::cmd("GET").arg(&late).query_async(&mut conn(&dst_url).await).await.unwrap();
+    assert_eq!(got, None, "{late} was written after the replica's last sync");
+
+    let (code, out, err) = run(&state, &[&copy[..], &["--resume"]].concat());
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        err.contains(&format!("shard {slots}: read on its primary {primary_addr} (127.0.0.1:{cut_off}: ")),
+        "{err}"
+    );
+    assert!(out.starts_with(&format!("copied {} keys (", N + 1)), "the shard scanned again counts once: {out}");
+    let got: Option<String> = redis::cmd("GET").arg(&late).query_async(&mut conn(&dst_url).await).await.unwrap();
+    assert_eq!(got.as_deref(), Some("v"), "{late} copied from the primary");
+
+    // The replica back in step and read by a verify, then cut off again
+    // with a key the target lacks: on the replica's old data every key
+    // would agree.
+    c.reconnect_replica(primary, cut_off).await;
+    let _: () = redis::cmd("CONFIG").arg("RESETSTAT").query_async(&mut conn_at(cut_off).await).await.unwrap();
+    let verify = ["redis", "verify", "--from", &c.url(), "--to", &dst_url, "--from-replicas", "--full"];
+    let mut child = KillOnDrop(Some(
+        cutover(&state, &[&verify[..], &["--scan-count", "50", "--rate", "600"]].concat()).spawn().unwrap(),
+    ));
+    let start = Instant::now();
+    while calls(cut_off, "pttl").await == 0 {
+        assert!(start.elapsed() < Duration::from_secs(30), "the verify never read the replica");
+        assert!(child.get().try_wait().unwrap().is_none(), "the verify ended too soon");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    c.cut_off_replica_of(primary).await;
+    assert!(child.get().try_wait().unwrap().is_none(), "the verify ended before the replica was cut off");
+    set_a_key_of(primary, "later").await;
+    let out = tokio::task::spawn_blocking(move || child.take().wait_with_output().unwrap()).await.unwrap();
+    let (stdout, err) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{stdout}{err}");
+    assert!(
+        err.contains(&said) && err.contains("What was read there may be old, so this result proves nothing"),
+        "{stdout}{err}"
+    );
+    c.reconnect_replica(primary, cut_off).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -858,7 +917,7 @@ async fn a_failover_during_a_copy_out_of_a_cluster_stops_it_naming_the_shard_and
     assert_eq!(code, Some(0), "{out}{err}");
     let restarts: Vec<&str> = err.lines().filter(|l| l.contains("its scan starts over")).collect();
     assert_eq!(restarts.len(), 1, "{err}");
-    assert!(restarts[0].starts_with(&format!("shard {slots}: its primary changed")), "{err}");
+    assert!(restarts[0].starts_with(&format!("shard {slots}: the node it is read on changed or restarted")), "{err}");
     // The shard scanned again counts its keys once.
     assert!(out.starts_with(&format!("copied {N} keys (")), "{out}");
     let total: u64 = redis::cmd("DBSIZE").query_async(&mut conn(&dst_url).await).await.unwrap();

@@ -139,9 +139,13 @@ fn resume_shards(saved: &[ShardPlace], now: &[ShardRun]) -> (Vec<ScanPlace>, Vec
         .iter()
         .map(|n| {
             let p = saved.iter().find(|p| p.slots == n.slots).expect("same layout");
-            if p.run_id != n.run_id {
+            if p.cursor == 0 && !p.done {
+                // At its start already (never begun, or set back): nothing to say.
+                ScanPlace::start()
+            } else if p.run_id != n.run_id {
+                // The node read: its primary, or with --from-replicas a replica.
                 why.push(format!(
-                    "shard {}: its primary changed since the checkpoint (run_id {} → {}), so its scan starts over (overwriting); the other shards resume",
+                    "shard {}: the node it is read on changed or restarted since the checkpoint (run_id {} → {}: a failover, or another node read), so its scan starts over (overwriting); the other shards resume",
                     n.slots,
                     short(&p.run_id),
                     short(&n.run_id)

@@ -708,6 +708,28 @@ impl Cluster {
     }
 }
 
+/// Which of `reads` (each a shard's slots, the replica it was read on, and
+/// the connection) are out of step with their primary now: each one's
+/// index in `reads`, with a sentence. Asked again once a scan is over:
+/// `readers` chose them in step, and one cut off since served what it last
+/// had.
+pub async fn fallen_behind(
+    endpoint: &Endpoint,
+    reads: &[(String, String, MultiplexedConnection)],
+) -> Vec<(usize, String)> {
+    let mut out = Vec::new();
+    for (i, (slots, addr, c)) in reads.iter().enumerate() {
+        let (mut c, ask) = (c.clone(), redis::cmd("INFO").arg("replication").clone());
+        let why = match tokio::time::timeout(Duration::from_secs(2), query::<String>(endpoint, &mut c, &ask)).await {
+            Ok(Ok(info)) => out_of_sync(&info),
+            Ok(Err(e)) => Some(format!("it could not be asked again ({e}), so nothing shows it stayed in step")),
+            Err(_) => Some("it gave no answer within 2 s when asked again, so nothing shows it stayed in step".into()),
+        };
+        out.extend(why.map(|why| (i, format!("shard {slots} was read on its replica {addr}: {why}"))));
+    }
+    out
+}
+
 /// Longest a replica may go without word from its primary: a primary that
 /// writes nothing still pings its replicas every 10 s (Redis's default
 /// `repl-ping-replica-period`), while a link cut without a reset shows as

@@ -1996,6 +1996,42 @@ pub async fn copy(
             }));
         }
     }
+    // A shard read on a replica is complete only if the replica is still in
+    // step: one cut off from its primary during the scan served what it last
+    // had. Such a shard is scanned again, the others stay done.
+    if finished && conns.src_cluster.is_some() {
+        let (on_replicas, reads): (Vec<usize>, Vec<_>) = parts
+            .iter()
+            .zip(&pf.source_shards)
+            .enumerate()
+            .filter(|(_, (_, s))| s.read_on != s.primary)
+            .map(|(i, (p, s))| (i, (s.slots.clone(), s.read_on.clone(), p.conn.clone())))
+            .unzip();
+        let behind = cluster::fallen_behind(&opts.from, &reads).await;
+        if !behind.is_empty() {
+            let copied = total_of(carried, &parts).copied;
+            for (r, _) in &behind {
+                parts[on_replicas[*r]].at = ScanPlace::start();
+            }
+            let what: Vec<&str> = behind.iter().map(|(_, why)| why.as_str()).collect();
+            let what = what.join("; ");
+            let (shard, it) = if behind.len() == 1 { ("that shard", "it") } else { ("those shards", "them") };
+            return Err(CopyError::Failed(match save(opts, pf.mode, &parts, carried) {
+                Ok(()) => format!(
+                    "{what}. The keys read there may be old, so the copy stopped ({copied} keys copied) and its \
+                     checkpoint starts {shard} over: {} scans {it} again (on a replica in step, else on the \
+                     primary), overwriting, and the other shards stay done",
+                    opts.run_by.resumer()
+                ),
+                Err(why) => format!(
+                    "{what}. The keys read there may be old, so the copy stopped ({copied} keys copied), but its \
+                     checkpoint could not be set back for {shard} ({why}): copy again with `cutover redis copy \
+                     --restart --on-conflict replace` ({} would trust the old place)",
+                    opts.run_by.resumer()
+                ),
+            }));
+        }
+    }
     let interrupted = !finished;
     if interrupted {
         let mut dst = conns.dst.clone();

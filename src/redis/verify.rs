@@ -9,7 +9,7 @@ use serde::Serialize;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::cluster::Cluster;
+use super::cluster::{self, Cluster};
 use super::query::{error_text, key_counts, node_for_key, per_key, q, qp};
 use super::size;
 use super::stream;
@@ -567,12 +567,21 @@ pub async fn verify(
 }
 
 /// The servers holding a side's keys: a node of each shard of a cluster
-/// (its primary, or a replica with `--from-replicas`), or the one server.
-async fn nodes(c: &MultiplexedConnection, cluster: Option<&Cluster>) -> Result<Vec<MultiplexedConnection>, String> {
-    match cluster {
-        Some(cl) => Ok(cl.readers().await?.0.into_iter().map(|(_, _, c)| c).collect()),
-        None => Ok(vec![c.clone()]),
-    }
+/// (its primary, or a replica with `--from-replicas`), or the one server;
+/// and of those read on a replica, each shard's slots, the replica and the
+/// connection (for `cluster::fallen_behind`).
+async fn nodes(
+    c: &MultiplexedConnection,
+    cluster: Option<&Cluster>,
+) -> Result<(Vec<MultiplexedConnection>, Vec<(String, String, MultiplexedConnection)>), String> {
+    let Some(cl) = cluster else { return Ok((vec![c.clone()], Vec::new())) };
+    let readers = cl.readers().await?.0;
+    let on_replicas = readers
+        .iter()
+        .filter(|(s, addr, _)| *addr != s.primary)
+        .map(|(s, addr, c)| (s.slots_text(), addr.clone(), c.clone()))
+        .collect();
+    Ok((readers.into_iter().map(|(_, _, c)| c).collect(), on_replicas))
 }
 
 /// (all keys, keys without expiry), summed over `nodes`.
@@ -616,8 +625,8 @@ pub async fn verify_with(
         Some(cl) => Some(snapshot(cl.clone()).await?),
         None => None,
     };
-    let src_nodes = nodes(&src, src_cluster.as_deref()).await?;
-    let dst_nodes = nodes(&dst, dst_cluster.as_deref()).await?;
+    let (src_nodes, src_replicas) = nodes(&src, src_cluster.as_deref()).await?;
+    let (dst_nodes, _) = nodes(&dst, dst_cluster.as_deref()).await?;
     let ((sk, sp), (tk, tp)) = tokio::try_join!(
         counts_over(&opts.from, &src_nodes, pattern, opts.scan_count),
         counts_over(&opts.to, &dst_nodes, pattern, opts.scan_count)
@@ -701,6 +710,17 @@ pub async fn verify_with(
                 opts.from.role, opts.from, before.layout, after.layout, before.epochs, after.epochs
             ));
         }
+    }
+    let behind = cluster::fallen_behind(&opts.from, &src_replicas).await;
+    if !behind.is_empty() {
+        let what: Vec<&str> = behind.iter().map(|(_, why)| why.as_str()).collect();
+        return Err(format!(
+            "{} {}: {}. What was read there may be old, so this result proves nothing; verify again (with \
+             --from-replicas a shard is read on a replica in step, else on its primary)",
+            opts.from.role,
+            opts.from,
+            what.join("; ")
+        ));
     }
     Ok(report)
 }

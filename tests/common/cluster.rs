@@ -62,6 +62,61 @@ impl Cluster {
         panic!("the shard on port {primary} has no replica")
     }
 
+    /// Waits until `replica` holds every write its primary on `primary`
+    /// took so far: its replication offset reaches the primary's. (WAIT
+    /// counts only the writes of the connection asking it.)
+    pub async fn replica_in_step(&self, primary: u16, replica: u16) {
+        let offset = |info: &str, field: &str| -> u64 {
+            info.lines().find_map(|l| l.strip_prefix(field)?.trim().parse().ok()).unwrap_or(0)
+        };
+        let start = std::time::Instant::now();
+        let wrote: String = query(primary, redis::cmd("INFO").arg("replication")).await.unwrap();
+        let wrote = offset(&wrote, "master_repl_offset:");
+        loop {
+            let info: String = query(replica, redis::cmd("INFO").arg("replication")).await.unwrap();
+            if info.contains("master_link_status:up") && offset(&info, "slave_repl_offset:") >= wrote {
+                return;
+            }
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(30),
+                "replica {replica} is not at its primary {primary}'s offset {wrote} after 30 s: {info}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Cuts the replica of the primary on `primary` off: it may no longer
+    /// log in to it (`masteruser` names no user) and its link is killed.
+    /// Waits until the replica says its link is down; returns its port. Not
+    /// an ACL refusing PSYNC: a replica refused PSYNC falls back to SYNC,
+    /// and one let in that way counts its offset from that sync, so no
+    /// offset shows it in step again.
+    pub async fn cut_off_replica_of(&self, primary: u16) -> u16 {
+        let replica = self.replica_of(primary).await;
+        let login = |user: &str| {
+            redis::cmd("CONFIG").arg("SET").arg("masteruser").arg(user).arg("masterauth").arg(user).clone()
+        };
+        let _: () = query(replica, &login("cut-off")).await.unwrap();
+        let _: u64 = query(primary, redis::cmd("CLIENT").arg("KILL").arg("TYPE").arg("replica")).await.unwrap();
+        let start = std::time::Instant::now();
+        loop {
+            let info: String = query(replica, redis::cmd("INFO").arg("replication")).await.unwrap();
+            if info.contains("master_link_status:down") {
+                return replica;
+            }
+            assert!(start.elapsed() < std::time::Duration::from_secs(10), "replica {replica} kept its link: {info}");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Lets a replica cut off by `cut_off_replica_of` log in again, and
+    /// waits until it holds every write its primary took.
+    pub async fn reconnect_replica(&self, primary: u16, replica: u16) {
+        let login = redis::cmd("CONFIG").arg("SET").arg("masteruser").arg("").arg("masterauth").arg("").clone();
+        let _: () = query(replica, &login).await.unwrap();
+        self.replica_in_step(primary, replica).await;
+    }
+
     /// Keys held by each primary (DBSIZE), by first slot.
     pub async fn sizes(&self) -> Vec<u64> {
         let mut out = Vec::new();
