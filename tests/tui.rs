@@ -1336,3 +1336,22 @@ fn a_cluster_endpoint_gets_a_row_per_node_and_a_down_node_fails_on_its_own_row()
     let text = screen(&app, 160, 48);
     assert!(text.contains("replica 127.0.0.1:7003 (8192-16383): no answer"), "{text}");
 }
+
+/// The Redis pane's detail says "all three paths ok" only when each path
+/// was read and is ok: a failing PING (the reading gone stale) is named
+/// instead (it once gave "all three paths ok" beside a PING column saying
+/// stale).
+#[test]
+fn the_redis_detail_says_all_three_paths_ok_only_when_each_path_is_ok() {
+    let mut events = demo_events(false);
+    let text = screen(&app_with(events.clone()), 160, 48);
+    assert!(text.contains("all three paths ok"), "{text}");
+    let at = events.iter().map(|e| e.at).max().unwrap() + Duration::from_secs(1);
+    for name in ["prod-cache", "staging-cache"] {
+        let update = Update::Redis { endpoint: name.into(), result: Err("timed out after 2 s".into()) };
+        events.push(LiveEvent { at, update });
+    }
+    let text = screen(&app_with(events), 160, 48);
+    assert!(!text.contains("all three paths ok"), "{text}");
+    assert!(text.contains("PING: stale, the last reading failed (timed out after 2 s)"), "{text}");
+}

@@ -8,6 +8,7 @@ use ratatui::widgets::{Paragraph, Wrap};
 
 use super::{env_age, pane_block, selected_style, window};
 use crate::live::HealthProbe;
+use crate::live::fetch::RedisInfo;
 use crate::status::View;
 use crate::tui::app::App;
 use crate::tui::pane::Pane;
@@ -92,32 +93,8 @@ pub(super) fn redis(f: &mut Frame, app: &App, area: Rect) {
         .collect();
     f.render_widget(Paragraph::new(lines), list);
     if let Some(r) = rows.get(sel) {
-        let mut why = Vec::new();
-        if let Some(n) = r.node {
-            match (&n.error, n.ping_ms) {
-                (Some(e), _) => why.push(format!("{}: {e}", n.describe())),
-                (None, Some(ms)) => why.push(format!("{}: PING {ms:.1} ms", n.describe())),
-                (None, None) => why.push(n.describe()),
-            }
-        }
-        let path = &r.instance.sg_paths[r.endpoint];
-        if !path.is_allowed() {
-            why.push(format!("sg path: {}", path.describe()));
-        }
-        match &r.instance.health.value {
-            Some(HealthProbe::Answered { redis_ok: Some(false), redis_error, .. }) => {
-                why.push(format!("/health: {}", redis_error.as_deref().unwrap_or("Redis down")))
-            }
-            Some(HealthProbe::Failed { error, .. }) => why.push(format!("/health: {error}")),
-            Some(HealthProbe::NotProbed { reason }) => why.push(reason.clone()),
-            _ => {}
-        }
-        let node_up = r.node.is_none_or(|n| n.is_up());
-        let text = match why.as_slice() {
-            [] => "all three paths ok".to_string(),
-            [only] if r.node.is_some() && node_up => format!("{only} · all three paths ok"),
-            _ => why.join(" · "),
-        };
+        let endpoint = app.snap.redis.iter().find(|x| x.name == r.endpoint).map(|x| &x.view);
+        let text = paths_summary(r, endpoint);
         f.render_widget(Paragraph::new(text).style(th.dim_style()).wrap(Wrap { trim: true }), detail);
     }
     let counts_line: Vec<String> = app
@@ -157,6 +134,59 @@ pub fn distinct_parts(addrs: &[&str]) -> Vec<String> {
         })
         .collect();
     if parts.iter().any(String::is_empty) { addrs.iter().map(|a| a.to_string()).collect() } else { parts }
+}
+
+/// The detail line of a row: what is wrong on each of its three paths (the
+/// security-group path, the instance's own /health, cutover's own PING of
+/// `endpoint`), else "all three paths ok": said only when each path was
+/// read, is fresh and is ok. A cluster node's row names its node first.
+fn paths_summary(r: &rows::RedisRow<'_>, endpoint: Option<&View<RedisInfo>>) -> String {
+    let (mut said, mut wrong) = (Vec::new(), Vec::new());
+    if let Some(n) = r.node {
+        let line = match (&n.error, n.ping_ms) {
+            (Some(e), _) => format!("{}: {e}", n.describe()),
+            (None, Some(ms)) => format!("{}: PING {ms:.1} ms", n.describe()),
+            (None, None) => n.describe(),
+        };
+        if n.is_up() { said.push(line) } else { wrong.push(line) }
+    }
+    match endpoint {
+        Some(v) if v.stale => wrong.push(format!(
+            "PING: stale, the last reading failed ({})",
+            v.error.as_deref().unwrap_or("no reason given")
+        )),
+        Some(View { value: Some(_), .. }) => {}
+        Some(View { error: Some(e), .. }) => wrong.push(format!("PING: {e}")),
+        _ => wrong.push("PING: not read yet".into()),
+    }
+    let path = &r.instance.sg_paths[r.endpoint];
+    if !path.is_allowed() {
+        wrong.push(format!("sg path: {}", path.describe()));
+    }
+    let health = &r.instance.health;
+    match &health.value {
+        Some(HealthProbe::Answered { redis_ok: Some(true), .. }) => {}
+        Some(HealthProbe::Answered { redis_ok: Some(false), redis_error, .. }) => {
+            wrong.push(format!("/health: {}", redis_error.as_deref().unwrap_or("Redis down")))
+        }
+        Some(HealthProbe::Answered { status, .. }) => {
+            wrong.push(format!("/health answered {status} without a word on Redis"))
+        }
+        Some(HealthProbe::Failed { error, .. }) => wrong.push(format!("/health: {error}")),
+        Some(HealthProbe::NotProbed { reason }) => wrong.push(reason.clone()),
+        None => wrong.push("/health: not read yet".into()),
+    }
+    if health.stale && health.value.is_some() {
+        wrong.push(format!(
+            "/health: stale, the last probe failed ({})",
+            health.error.as_deref().unwrap_or("no reason given")
+        ));
+    }
+    if wrong.is_empty() {
+        said.push("all three paths ok".into());
+    }
+    said.extend(wrong);
+    said.join(" · ")
 }
 
 #[cfg(test)]
