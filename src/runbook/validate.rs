@@ -667,7 +667,23 @@ impl<'a> Validator<'a> {
                 ),
             }
         }
-        let url_port = r.url.as_ref().and_then(|u| reqwest::Url::parse(u.get_ref()).ok()).and_then(|u| u.port());
+        let url_port = match r.url.as_ref().map(|u| (u, url_port(u.get_ref()))) {
+            Some((u, Err(ports))) if r.port.is_none() => {
+                let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
+                self.err(
+                    u.span(),
+                    format!(
+                        "the nodes of `{}` listen on different ports ({}), and the security-group path is checked at one",
+                        u.get_ref(),
+                        ports.join(", ")
+                    ),
+                    "give port = the port the rules must open (on ElastiCache every node listens on the cluster's port)",
+                );
+                None
+            }
+            Some((_, Ok(p))) => p,
+            _ => None,
+        };
         let port = match &r.port {
             Some(p) if !(1..=65535).contains(p.get_ref()) => {
                 self.err(
@@ -2007,6 +2023,39 @@ pub fn parse_state_url(url: &str) -> Result<(String, String), String> {
     Ok((bucket.to_string(), prefix.trim_matches('/').to_string()))
 }
 
+/// The port a Redis URL names for security-group rules: a plain URL's; a
+/// cluster's nodes' (6379 where a node gives none; `Err` with each port
+/// when they differ); none for Sentinel, whose URL names the sentinels,
+/// not the master.
+fn url_port(url: &str) -> Result<Option<u16>, Vec<u16>> {
+    let Some((scheme, rest)) = url.split_once("://") else { return Ok(None) };
+    if scheme.ends_with("+sentinel") {
+        return Ok(None);
+    }
+    if !scheme.ends_with("+cluster") {
+        return Ok(reqwest::Url::parse(url).ok().and_then(|u| u.port()));
+    }
+    let hosts = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+    let hosts = hosts.split('/').next().unwrap_or(hosts);
+    let mut ports: Vec<u16> = Vec::new();
+    for host in hosts.split(',') {
+        // `[v6]:port`, `host:port` or a host alone.
+        let port = match host.rsplit_once(':') {
+            Some((h, p)) if !h.is_empty() && (!h.starts_with('[') || h.ends_with(']')) => p.parse().ok(),
+            _ => Some(6379),
+        };
+        // A malformed port is reported by the URL check above.
+        let Some(port) = port else { return Ok(None) };
+        if !ports.contains(&port) {
+            ports.push(port);
+        }
+    }
+    match ports.as_slice() {
+        [one] => Ok(Some(*one)),
+        _ => Err(ports),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -2036,20 +2085,32 @@ mod tests {
             let ep = &rb.environments["blue"].redis[0];
             assert_eq!((ep.url.as_deref(), ep.port), (Some(good), 6380));
         }
+        // Without `port`: the master's default, never a sentinel's port.
+        let rb = parse("t.toml", &with(url, "url = \"redis+sentinel://s1:26379/blue/0\"")).unwrap();
+        assert_eq!(rb.environments["blue"].redis[0].port, 6379);
     }
 
     #[test]
     fn cluster_redis_urls_validate() {
         let url = "url = \"redis://blue-cache.internal:6379/0\"";
-        for good in ["redis+cluster://n1:7000,n2:7001", "rediss+cluster://n1/0", "redis+cluster://user@n1:1"] {
-            let rb =
-                parse("t.toml", &with(url, &format!("url = \"{good}\""))).unwrap_or_else(|e| panic!("{good}: {e}"));
-            assert_eq!(rb.environments["blue"].redis[0].url.as_deref(), Some(good));
+        // The nodes' port is the one security-group rules must open.
+        for (good, given, port) in [
+            ("redis+cluster://n1:7000,n2:7000", "", 7000),
+            ("rediss+cluster://n1/0", "", 6379),
+            ("redis+cluster://user@n1:1", "", 1),
+            ("redis+cluster://n1:6379,n2", "", 6379),
+            ("redis+cluster://n1:7000,n2:7001", ", port = 7000", 7000),
+        ] {
+            let rb = parse("t.toml", &with(url, &format!("url = \"{good}\"{given}")))
+                .unwrap_or_else(|e| panic!("{good}: {e}"));
+            let ep = &rb.environments["blue"].redis[0];
+            assert_eq!((ep.url.as_deref(), ep.port), (Some(good), port));
         }
         for (bad, why) in [
             ("redis+cluster://:pw@n1:7000", "a password is written in the Redis URL"),
             ("redis+cluster://n1:7000,", "needs its nodes and no database but 0"),
             ("redis+cluster://n1:7000/2", "needs its nodes and no database but 0"),
+            ("redis+cluster://n1:7000,n2:7001", "listen on different ports (7000, 7001)"),
         ] {
             let err = parse("t.toml", &with(url, &format!("url = \"{bad}\""))).unwrap_err().to_string();
             assert!(err.contains(why) && err.contains("t.toml:"), "{bad}: {err}");
