@@ -52,8 +52,8 @@ fn series(rb: &Runbook, envs: &[fetch::EnvironmentData]) -> Vec<SeriesKey> {
 }
 
 async fn redis(c: &Ctx, ep: &cutover::runbook::RedisEndpoint) {
-    let url = fetch::redis_url(ep, |v| c.vars.get(v).cloned()).unwrap();
-    fetch::redis_info(&url).await.unwrap();
+    let e = fetch::redis_endpoint(ep, "Redis", |v| c.vars.get(v).cloned()).unwrap();
+    fetch::redis_info(&e).await.unwrap();
 }
 
 /// One full poll by cutover's real workers: a fresh session, until every

@@ -8,6 +8,7 @@ mod common;
 use std::time::{Duration, SystemTime};
 
 use cutover::live::{LiveEvent, LiveState, Update};
+use cutover::redis::url::Endpoint;
 use cutover::status::CheckOutcome::{Fail, Pass, Unknown};
 
 /// The demo runbook with a `redis_hit_rate` check on staging-cache (90%).
@@ -28,7 +29,7 @@ async fn read(
     live: &mut LiveState,
     at: SystemTime,
 ) -> (cutover::status::CheckOutcome, String) {
-    let result = cutover::live::fetch::redis_info(url).await;
+    let result = cutover::live::fetch::redis_info(&Endpoint::parse("Redis", url, None, None).unwrap()).await;
     cutover::live::update(live, LiveEvent { at, update: Update::Redis { endpoint: "staging-cache".into(), result } });
     let snap = cutover::status::snapshot(rb, live, "eu-west-1", at);
     let c = snap.checks.iter().find(|c| c.item == "hit-rate").unwrap();

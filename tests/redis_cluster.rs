@@ -426,7 +426,7 @@ async fn the_live_key_count_and_the_copy_plan_sum_every_shard() {
     let one_node: u64 = redis::cmd("DBSIZE").query_async(&mut conn(&c.node_url()).await).await.unwrap();
     assert!(one_node < 200, "one node holds only its shard's keys: {one_node}");
     for url in [c.node_url(), c.url()] {
-        let info = cutover::live::fetch::redis_info(&url).await.unwrap();
+        let info = cutover::live::fetch::redis_info(&ep("Redis", &url)).await.unwrap();
         assert_eq!((info.keys, info.expiring_keys), (300, 150), "{url}");
         assert_eq!(copy::endpoint_counts(&ep("source", &url)).await.unwrap(), (300, 150), "{url}");
     }
@@ -528,11 +528,11 @@ async fn a_sandbox_cluster_from_the_runbook_shows_every_node_and_a_stopped_node_
     };
     aof(first.to_string(), true).await;
     aof(others[0].to_string(), true).await;
-    let shape = cutover::live::fetch::redis_shape("blue-cache", url).await.unwrap();
+    let shape = cutover::live::fetch::redis_shape("blue-cache", &ep("Redis", url)).await.unwrap();
     assert!((300..=301).contains(&shape.keys), "every shard counted: {shape:?}");
     assert_eq!((shape.aof_enabled, shape.persistent()), (Some(false), Some(false)), "{shape:?}");
     aof(others[1].to_string(), true).await;
-    let shape = cutover::live::fetch::redis_shape("blue-cache", url).await.unwrap();
+    let shape = cutover::live::fetch::redis_shape("blue-cache", &ep("Redis", url)).await.unwrap();
     assert_eq!(shape.persistent(), Some(true), "every primary with AOF on: {shape:?}");
     // Persistent in two ways: the check's line gives each, not one primary's.
     aof(others[1].to_string(), false).await;

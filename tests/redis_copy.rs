@@ -2355,6 +2355,94 @@ async fn a_copy_stopped_after_following_its_sources_failover_never_resumes_at_th
     assert!(out.contains(&format!("checked {N} keys: 0 missing, 0 type mismatch, 0 value mismatch")), "{out}");
 }
 
+/// An endpoint as the live pane reads it (`live::fetch::redis_info`).
+fn probe(url: &str) -> Endpoint {
+    Endpoint::parse("Redis", url, None, None).unwrap()
+}
+
+/// Sentinels with a password of their own (their `requirepass`, not the
+/// master's) are asked with the one a runbook's `sentinel_password_env` or
+/// `--to-sentinel-password-env` names; without it one line says what to
+/// give, a wrong one is said to be refused, and the password never shows.
+#[tokio::test(flavor = "multi_thread")]
+async fn sentinels_with_a_password_of_their_own_are_asked_with_it() {
+    const PW: &str = "s3nt1nel-Pw";
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let group = common::sentinel::SentinelGroup::start_with(dir.path(), Some(PW)).await;
+    let src = start_redis(dir.path(), "src").await.unwrap();
+    let src_url = format!("redis://127.0.0.1:{}/0", src.port);
+    let _: () = conn(&src_url).await.set("k", "v").await.unwrap();
+
+    // The live probe of a runbook's endpoint.
+    use cutover::live::fetch::{redis_endpoint, redis_info};
+    let ep = cutover::runbook::RedisEndpoint {
+        name: "cache".into(),
+        environment: "staging".into(),
+        url: Some(group.url()),
+        url_env: None,
+        password_env: None,
+        sentinel_password_env: Some("CACHE_SENTINEL_PW".into()),
+        port: 6379,
+        security_groups: vec![],
+        elasticache: None,
+    };
+    let var = |v: &str| (v == "CACHE_SENTINEL_PW").then(|| PW.to_string());
+    let info = redis_info(&redis_endpoint(&ep, "Redis", var).unwrap()).await.unwrap();
+    assert_eq!(info.role, "master");
+    let err = redis_endpoint(&ep, "Redis", |_| None).unwrap_err();
+    assert_eq!(err, "password variable CACHE_SENTINEL_PW is not set");
+    let without = cutover::runbook::RedisEndpoint { sentinel_password_env: None, ..ep.clone() };
+    let err = redis_info(&redis_endpoint(&without, "Redis", |_| None).unwrap()).await.unwrap_err();
+    assert!(err.contains("NOAUTH") && err.contains("(in a runbook, sentinel_password_env)"), "{err}");
+
+    // The command line.
+    let copy = ["redis", "copy", "--from", &src_url, "--to", &group.url(), "--yes"];
+    let (code, out, err) = run(&state, &copy);
+    assert_eq!(code, Some(2), "{out}{err}");
+    assert!(
+        err.contains(
+            "the sentinels ask for a password of their own (their requirepass): name the variable holding \
+             it with --from-sentinel-password-env or --to-sentinel-password-env"
+        ),
+        "{err}"
+    );
+    let with = [&copy[..], &["--to-sentinel-password-env", "CACHE_SENTINEL_PW"]].concat();
+    let out = cutover(&state, &with).env("CACHE_SENTINEL_PW", "not-the-password").output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("the sentinels refused their password: check it") && !err.contains("not-the-password"),
+        "{err}"
+    );
+    let out = cutover(&state, &with).env("CACHE_SENTINEL_PW", PW).output().unwrap();
+    let (stdout, err) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{stdout}{err}");
+    assert!(stdout.contains("copied 1 keys"), "{stdout}");
+    let got: Option<String> =
+        conn(&format!("redis://127.0.0.1:{}/0", group.master_port_as(PW).await)).await.get("k").await.unwrap();
+    assert_eq!(got.as_deref(), Some("v"));
+    let audit = std::fs::read_to_string(state.join("cutover/redis.audit.jsonl")).unwrap();
+    assert!(![&stdout, &err, &audit[..]].iter().any(|t| t.contains(PW)), "the password never shows");
+    // A sentinel password is for a Sentinel URL only.
+    let (code, _, err) = run(
+        &state,
+        &[
+            "redis",
+            "copy",
+            "--from",
+            &src_url,
+            "--to",
+            &src_url.replace("/0", "/1"),
+            "--from-sentinel-password-env",
+            "HOME",
+            "--yes",
+        ],
+    );
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("a sentinel password is for a redis+sentinel:// URL, and the source"), "{err}");
+}
+
 /// The live Redis pane's probe (`live::fetch::redis_info`, what status and
 /// the cockpit show) reaches a runbook's `redis+sentinel://` endpoint at the
 /// master the sentinels name, before and after a failover.
@@ -2364,23 +2452,23 @@ async fn the_live_probe_pings_the_master_the_sentinels_name_through_a_failover()
     let group = common::sentinel::SentinelGroup::start(dir.path()).await;
     let mut m = conn(&format!("redis://127.0.0.1:{}/0", group.master.port)).await;
     let _: () = m.set("one", 1).await.unwrap();
-    let info = cutover::live::fetch::redis_info(&group.url()).await.unwrap();
+    let info = cutover::live::fetch::redis_info(&probe(&group.url())).await.unwrap();
     assert_eq!((info.role.as_str(), info.keys), ("master", 1));
     group.failover().await;
     // The old master is demoted: a probe of it directly says "slave"; the Sentinel URL follows.
     let old = format!("redis://127.0.0.1:{}/0", group.master.port);
     common::eventually(Duration::from_secs(20), "the old master demoted", || async {
-        let i = cutover::live::fetch::redis_info(&old).await.ok()?;
+        let i = cutover::live::fetch::redis_info(&probe(&old)).await.ok()?;
         (i.role == "slave").then_some(())
     })
     .await;
     let info = common::eventually(Duration::from_secs(20), "the sentinels to name the new master", || async {
-        cutover::live::fetch::redis_info(&group.url()).await.ok()
+        cutover::live::fetch::redis_info(&probe(&group.url())).await.ok()
     })
     .await;
     assert_eq!((info.role.as_str(), info.keys), ("master", 1));
     assert_eq!(group.master_port().await, group.replica.port);
     let wrong = group.url().replace("/mymaster/", "/nosuchmaster/");
-    let err = cutover::live::fetch::redis_info(&wrong).await.unwrap_err();
+    let err = cutover::live::fetch::redis_info(&probe(&wrong)).await.unwrap_err();
     assert!(err.contains("knows no master named \"nosuchmaster\""), "{err}");
 }

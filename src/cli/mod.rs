@@ -220,7 +220,7 @@ pub enum Command {
     },
     /// Copy Redis data between servers (resumable, TTLs kept) and verify it.
     #[command(subcommand)]
-    Redis(redis::RedisCommand),
+    Redis(Box<redis::RedisCommand>),
     /// Rehearse a runbook on a local sandbox (moto, redis-server, app servers).
     #[command(subcommand)]
     Sandbox(SandboxCommand),
@@ -595,7 +595,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             let rb = load_runbook(&runbook)?;
             report::run(rb, &cli.global, report::ReportArgs { html, since, until })
         }
-        Command::Redis(cmd) => redis::run(cmd, &cli.global),
+        Command::Redis(cmd) => redis::run(*cmd, &cli.global),
         Command::Sandbox(SandboxCommand::Up { runbook, env_file, moto_endpoint }) => {
             let rb = load_runbook(&runbook)?;
             sandbox::up(rb, &cli.global, env_file, moto_endpoint)

@@ -39,6 +39,13 @@ pub struct Ends {
     /// Take the target's password from this environment variable.
     #[arg(long, value_name = "VAR")]
     pub to_password_env: Option<String>,
+    /// Take the password of the source's sentinels (their requirepass, not
+    /// the master's) from this environment variable (redis+sentinel:// only).
+    #[arg(long, value_name = "VAR")]
+    pub from_sentinel_password_env: Option<String>,
+    /// As --from-sentinel-password-env, for the target's sentinels.
+    #[arg(long, value_name = "VAR")]
+    pub to_sentinel_password_env: Option<String>,
     /// PEM file of the CA that signed the servers' certificates (rediss://).
     #[arg(long, value_name = "PATH", value_hint = clap::ValueHint::FilePath)]
     pub tls_ca: Option<std::path::PathBuf>,
@@ -163,6 +170,17 @@ fn endpoints(e: &Ends) -> Result<(Endpoint, Endpoint), Failure> {
     if let Some(c) = client_cert {
         from = from.with_client_cert(c.clone());
         to = to.with_client_cert(c);
+    }
+    let sentinel_password = |var: &str, end: &str| {
+        std::env::var(var).ok().filter(|v| !v.is_empty()).ok_or_else(|| {
+            bad(format!("the {end} sentinels' password variable {var} is not set; export it or drop the flag"))
+        })
+    };
+    if let Some(var) = &e.from_sentinel_password_env {
+        from = from.with_sentinel_password(sentinel_password(var, "source")?).map_err(bad)?;
+    }
+    if let Some(var) = &e.to_sentinel_password_env {
+        to = to.with_sentinel_password(sentinel_password(var, "target")?).map_err(bad)?;
     }
     if e.from_replicas {
         from = from.reading_replicas();

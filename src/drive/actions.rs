@@ -582,8 +582,7 @@ async fn plan_copy(
 ) -> Result<(), PlanError> {
     let endpoint = |role: &'static str, name: &str| -> Result<crate::redis::url::Endpoint, String> {
         let ep = rb.redis_endpoint(name).ok_or_else(|| format!("no Redis endpoint {name} in the runbook"))?;
-        let url = fetch::redis_url(ep, |v| vars.get(v).cloned().or_else(|| std::env::var(v).ok()))?;
-        crate::redis::url::Endpoint::parse(role, &url, None, None)
+        fetch::redis_endpoint(ep, role, |v| vars.get(v).cloned().or_else(|| std::env::var(v).ok()))
     };
     let (from, to) = (
         endpoint("source", from_redis).map_err(PlanError::Refused)?,

@@ -14,7 +14,7 @@ use crate::aws::elb::{LoadBalancer, LoadBalancing, TargetGroup};
 use crate::aws::{AwsResult, Clients};
 use crate::live::probe::{ProbePolicy, health_url};
 use crate::redis::info_field;
-use crate::redis::url::redact_text;
+use crate::redis::url::Endpoint;
 use crate::runbook::{Environment, RedisEndpoint, Runbook};
 use crate::store::audit::Stage;
 
@@ -358,27 +358,29 @@ pub async fn health(http: &reqwest::Client, env: &Environment, inst: &Instance, 
     }
 }
 
-/// The URL of a Redis endpoint: `url_env` when set, else `url`, with the
-/// password from `password_env`. `var` looks variables up.
-pub fn redis_url(ep: &RedisEndpoint, var: impl Fn(&str) -> Option<String>) -> Result<String, String> {
-    let mut url = ep.url_env.as_ref().and_then(|v| var(v)).or_else(|| ep.url.clone()).ok_or_else(|| {
+/// A Redis endpoint of the runbook, ready to connect: its URL from
+/// `url_env` when set, else `url`; the password from `password_env`, the
+/// sentinels' from `sentinel_password_env`. `role` names it in messages;
+/// `var` looks variables up.
+pub fn redis_endpoint(
+    ep: &RedisEndpoint,
+    role: &'static str,
+    var: impl Fn(&str) -> Option<String>,
+) -> Result<Endpoint, String> {
+    let url = ep.url_env.as_ref().and_then(|v| var(v)).or_else(|| ep.url.clone()).ok_or_else(|| {
         format!("no URL: set {} or give url in the runbook", ep.url_env.as_deref().unwrap_or("url_env"))
     })?;
-    if let Some(name) = &ep.password_env {
-        let pw = var(name).ok_or_else(|| format!("password variable {name} is not set"))?;
-        if let Some((scheme, rest)) = url.split_once("://").filter(|(s, _)| s.ends_with("+sentinel")) {
-            // Not a URL the url crate reads (a list of hosts): put the password in
-            // front, percent-encoded as set_password would.
-            let mut enc = reqwest::Url::parse("redis://h").map_err(|e| e.to_string())?;
-            enc.set_password(Some(&pw)).map_err(|_| "cannot encode the password".to_string())?;
-            let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
-            return Ok(format!("{scheme}://:{}@{rest}", enc.password().unwrap_or_default()));
-        }
-        let mut u = reqwest::Url::parse(&url).map_err(|e| format!("bad Redis URL: {e}"))?;
-        u.set_password(Some(&pw)).map_err(|_| "cannot set a password on this URL".to_string())?;
-        url = u.to_string();
+    let set =
+        |name: &str| var(name).filter(|v| !v.is_empty()).ok_or_else(|| format!("password variable {name} is not set"));
+    let password = match &ep.password_env {
+        Some(name) => Some((name.as_str(), Some(set(name)?))),
+        None => None,
+    };
+    let e = Endpoint::parse(role, &url, password, None)?;
+    match &ep.sentinel_password_env {
+        Some(name) => e.with_sentinel_password(set(name)?),
+        None => Ok(e),
     }
-    Ok(url)
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -514,44 +516,31 @@ fn lookup_counters(info: &str) -> Option<LookupCounters> {
     })
 }
 
-/// A connection to the Redis at `url`, and its database. A
-/// `redis+sentinel://` URL reaches the master its sentinels name now.
-async fn open_redis(url: &str) -> Result<(redis::aio::MultiplexedConnection, u32), String> {
-    if ["redis+sentinel://", "rediss+sentinel://", "redis+cluster://", "rediss+cluster://"]
-        .iter()
-        .any(|s| url.starts_with(s))
-    {
-        let ep = crate::redis::url::Endpoint::parse("Redis", url, None, None)?;
-        if let Some(nodes) = ep.cluster_nodes() {
-            // The first node of the URL that answers at once: one stopped node
-            // must not take the whole endpoint (and its other nodes' rows) with it.
-            let mut failures = Vec::new();
-            for addr in nodes {
-                match tokio::time::timeout(NODE_PING_TIMEOUT, ep.open_at(addr)).await {
-                    Ok(Ok(c)) => return Ok((c, ep.db())),
-                    Ok(Err(e)) => failures.push(e),
-                    Err(_) => failures.push(format!("{addr}: no answer within {} ms", NODE_PING_TIMEOUT.as_millis())),
-                }
+/// A connection to the Redis endpoint `ep`, and its database: with
+/// Sentinel, the master its sentinels name now; in a cluster, the first node
+/// of the URL that answers.
+async fn open_redis(ep: &Endpoint) -> Result<(redis::aio::MultiplexedConnection, u32), String> {
+    if let Some(nodes) = ep.cluster_nodes() {
+        // The first node of the URL that answers at once: one stopped node
+        // must not take the whole endpoint (and its other nodes' rows) with it.
+        let mut failures = Vec::new();
+        for addr in nodes {
+            match tokio::time::timeout(NODE_PING_TIMEOUT, ep.open_at(addr)).await {
+                Ok(Ok(c)) => return Ok((c, ep.db())),
+                Ok(Err(e)) => failures.push(e),
+                Err(_) => failures.push(format!("{addr}: no answer within {} ms", NODE_PING_TIMEOUT.as_millis())),
             }
-            return Err(failures.join("; "));
         }
-        return Ok((ep.connect().await?, ep.db()));
+        return Err(failures.join("; "));
     }
-    let password = reqwest::Url::parse(url).ok().and_then(|u| u.password().map(str::to_string));
-    let scrub = |e: redis::RedisError| redact_text(&e.to_string(), password.as_deref());
-    let client = redis::Client::open(url).map_err(scrub)?;
-    let c = client.get_multiplexed_async_connection().await.map_err(scrub)?;
-    let db =
-        reqwest::Url::parse(url).ok().and_then(|u| u.path().trim_start_matches('/').parse::<u32>().ok()).unwrap_or(0);
-    Ok((c, db))
+    Ok((ep.connect().await?, ep.db()))
 }
 
 /// PING latency, version, role, memory and key counts of one Redis.
-pub async fn redis_info(url: &str) -> Result<RedisInfo, String> {
-    let password = reqwest::Url::parse(url).ok().and_then(|u| u.password().map(str::to_string));
-    let scrub = |e: redis::RedisError| redact_text(&e.to_string(), password.as_deref());
+pub async fn redis_info(ep: &Endpoint) -> Result<RedisInfo, String> {
+    let scrub = |e: redis::RedisError| ep.scrub(&e.to_string());
     let work = async {
-        let (mut c, mut db) = open_redis(url).await?;
+        let (mut c, mut db) = open_redis(ep).await?;
         let started = Instant::now();
         let _: String = redis::cmd("PING").query_async(&mut c).await.map_err(scrub)?;
         let ping_ms = started.elapsed().as_secs_f64() * 1000.0;
@@ -565,9 +554,8 @@ pub async fn redis_info(url: &str) -> Result<RedisInfo, String> {
         let mut counters: Vec<LookupCounters> = lookup_counters(&info).into_iter().collect();
         if info_field(&info, "cluster_enabled") == Some("1") {
             // A cluster node holds only its shard's keys: count every primary's.
-            let ep = crate::redis::url::Endpoint::parse("Redis", url, None, None)?;
-            (nodes, counters) = ping_nodes(&ep, &mut c).await?;
-            let cluster = crate::redis::cluster::Cluster::connect(&ep, c.clone()).await?;
+            (nodes, counters) = ping_nodes(ep, &mut c).await?;
+            let cluster = crate::redis::cluster::Cluster::connect(ep, c.clone()).await?;
             ((keys, expiring_keys), run_ids) = cluster.key_counts_and_run_ids().await?;
             other_dbs.clear();
             db = 0;
@@ -596,18 +584,16 @@ pub async fn redis_info(url: &str) -> Result<RedisInfo, String> {
 /// memory limit and persistence (CONFIG GET; a server that refuses CONFIG,
 /// as ElastiCache does, leaves those unknown, AOF then read from INFO). A
 /// cluster is read on every primary (`RedisShape::of_cluster`).
-pub async fn redis_shape(name: &str, url: &str) -> Result<crate::analysis::parity::RedisShape, String> {
-    let password = reqwest::Url::parse(url).ok().and_then(|u| u.password().map(str::to_string));
-    let scrub = move |e: redis::RedisError| redact_text(&e.to_string(), password.as_deref());
+pub async fn redis_shape(name: &str, ep: &Endpoint) -> Result<crate::analysis::parity::RedisShape, String> {
+    let scrub = move |e: redis::RedisError| ep.scrub(&e.to_string());
     let scrub = &scrub;
     let work = async {
-        let (mut c, _) = open_redis(url).await?;
+        let (mut c, _) = open_redis(ep).await?;
         let info: String = redis::cmd("INFO").query_async(&mut c).await.map_err(scrub)?;
         if info_field(&info, "cluster_enabled") != Some("1") {
             return shape_of(name, &info, &mut c, scrub).await;
         }
-        let ep = crate::redis::url::Endpoint::parse("Redis", url, None, None)?;
-        let cluster = crate::redis::cluster::Cluster::connect(&ep, c.clone()).await?;
+        let cluster = crate::redis::cluster::Cluster::connect(ep, c.clone()).await?;
         // Asked at once (connected one by one): the 2 s budget covers them all.
         let primaries =
             futures::future::try_join_all(cluster.primaries().await?.into_iter().map(|(_, mut p)| async move {
@@ -718,27 +704,41 @@ mod tests {
     use super::*;
 
     #[test]
-    fn redis_url_prefers_the_variable_and_adds_the_password() {
+    fn a_runbook_endpoint_prefers_its_url_variable_and_takes_its_passwords_from_variables() {
         let ep = RedisEndpoint {
             name: "c".into(),
             environment: "e".into(),
             url: Some("redis://fallback:6379/0".into()),
             url_env: Some("C_URL".into()),
             password_env: Some("C_PW".into()),
+            sentinel_password_env: None,
             port: 6379,
             security_groups: vec![],
             elasticache: None,
         };
         let vars = |k: &str| match k {
             "C_URL" => Some("redis://127.0.0.1:7000/0".to_string()),
-            "C_PW" => Some("pw".to_string()),
+            "C_PW" => Some("master-pw".to_string()),
+            "C_SENTINEL_PW" => Some("sentinels-pw".to_string()),
             _ => None,
         };
-        assert_eq!(redis_url(&ep, vars).unwrap(), "redis://:pw@127.0.0.1:7000/0");
-        assert_eq!(redis_url(&ep, |_| None).unwrap_err(), "password variable C_PW is not set");
-        let sentinel =
-            RedisEndpoint { url: Some("redis+sentinel://s1:26379,s2:26379/mymaster/0".into()), ..ep.clone() };
-        let vars = |v: &str| (v == "C_PW").then(|| "p@ss/word".to_string());
-        assert_eq!(redis_url(&sentinel, vars).unwrap(), "redis+sentinel://:p%40ss%2Fword@s1:26379,s2:26379/mymaster/0");
+        let e = redis_endpoint(&ep, "Redis", vars).unwrap();
+        assert_eq!(e.redacted(), "redis://:***@127.0.0.1:7000/0");
+        assert_eq!(redis_endpoint(&ep, "Redis", |_| None).unwrap_err(), "password variable C_PW is not set");
+        let sentinel = RedisEndpoint {
+            url: Some("redis+sentinel://s1:26379,s2:26379/mymaster/0".into()),
+            url_env: None,
+            sentinel_password_env: Some("C_SENTINEL_PW".into()),
+            ..ep.clone()
+        };
+        let e = redis_endpoint(&sentinel, "Redis", vars).unwrap();
+        assert_eq!(e.redacted(), "redis+sentinel://:***@s1:26379,s2:26379/mymaster/0");
+        assert_eq!(e.scrub("master-pw and sentinels-pw"), "*** and ***");
+        let plain = RedisEndpoint { sentinel_password_env: Some("C_SENTINEL_PW".into()), ..ep };
+        assert!(
+            redis_endpoint(&plain, "Redis", vars)
+                .unwrap_err()
+                .starts_with("a sentinel password is for a redis+sentinel:// URL")
+        );
     }
 }

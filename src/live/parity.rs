@@ -86,8 +86,8 @@ async fn side(
     alarms.sort_by(|a, b| a.name.cmp(&b.name));
     let mut redis = Vec::new();
     for ep in endpoints {
-        let mut read = match crate::live::fetch::redis_url(ep, var) {
-            Ok(url) => crate::live::fetch::redis_shape(&ep.name, &url).await,
+        let mut read = match crate::live::fetch::redis_endpoint(ep, "Redis", var) {
+            Ok(e) => crate::live::fetch::redis_shape(&ep.name, &e).await,
             Err(e) => Err(e),
         };
         if let (Ok(shape), Some(group)) = (&mut read, &ep.elasticache) {

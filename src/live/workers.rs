@@ -299,8 +299,8 @@ pub fn spawn(ctx: Arc<WorkerContext>, tx: mpsc::Sender<LiveEvent>) -> Workers {
             let (c, name) = (c.clone(), name.clone());
             async move {
                 let Some(ep) = c.rb.redis_endpoint(&name) else { return Vec::new() };
-                let result = match fetch::redis_url(ep, |v| c.var(v)) {
-                    Ok(url) => fetch::redis_info(&url).await,
+                let result = match fetch::redis_endpoint(ep, "Redis", |v| c.var(v)) {
+                    Ok(e) => fetch::redis_info(&e).await,
                     Err(e) => Err(e),
                 };
                 vec![(Update::Redis { endpoint: name, result }, false)]

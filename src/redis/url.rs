@@ -20,6 +20,9 @@ pub struct Endpoint {
     /// Found through Sentinel: `url` then names the first sentinel and the
     /// database, and the master's address replaces its host and port.
     sentinel: Option<SentinelGroup>,
+    /// The sentinels' own password (their `requirepass`), when they ask
+    /// for one; `password` is the master's.
+    sentinel_password: Option<String>,
     /// Given as `redis+cluster://`: the nodes to ask for the cluster's shards.
     cluster: Option<Vec<String>>,
     /// A cluster is read from its replicas (`--from-replicas`), not its primaries.
@@ -102,12 +105,23 @@ impl Endpoint {
             // Harmless but a sign of a typo: the CA is only used with TLS.
             tracing::info!(role, "--tls-ca given but the URL is not rediss://");
         }
-        Ok(Self { role, url, password, ca_pem, client_cert: None, sentinel: None, cluster: None, replica_reads: false })
+        Ok(Self {
+            role,
+            url,
+            password,
+            ca_pem,
+            client_cert: None,
+            sentinel: None,
+            sentinel_password: None,
+            cluster: None,
+            replica_reads: false,
+        })
     }
 
     /// `redis+sentinel://[[USER]:PASSWORD@]HOST:PORT[,HOST:PORT…]/MASTER[/DB]`
     /// (`rediss+sentinel://` for TLS to the sentinels and the master). The
-    /// password is the master's; the sentinels are asked without one.
+    /// password is the master's; the sentinels are asked with theirs
+    /// (`with_sentinel_password`), else without one.
     fn parse_sentinel(
         role: &'static str,
         raw: &str,
@@ -141,7 +155,17 @@ impl Endpoint {
             let _ = url.set_username(user);
         }
         let sentinel = Some(SentinelGroup { sentinels, master });
-        Ok(Self { role, url, password, ca_pem, client_cert: None, sentinel, cluster: None, replica_reads: false })
+        Ok(Self {
+            role,
+            url,
+            password,
+            ca_pem,
+            client_cert: None,
+            sentinel,
+            sentinel_password: None,
+            cluster: None,
+            replica_reads: false,
+        })
     }
 
     /// `redis+cluster://[[USER]:PASSWORD@]HOST:PORT[,HOST:PORT…][/0]`
@@ -179,6 +203,7 @@ impl Endpoint {
             ca_pem,
             client_cert: None,
             sentinel: None,
+            sentinel_password: None,
             cluster: Some(nodes),
             replica_reads: false,
         })
@@ -192,6 +217,21 @@ impl Endpoint {
     /// The sentinels and master name, when the master is found through Sentinel (and may move).
     pub fn sentinel(&self) -> Option<&SentinelGroup> {
         self.sentinel.as_ref()
+    }
+
+    /// Asks the sentinels with `password` (their `requirepass`); only for
+    /// a `redis+sentinel://` endpoint.
+    pub fn with_sentinel_password(mut self, password: String) -> Result<Self, String> {
+        if self.sentinel.is_none() {
+            return Err(format!(
+                "a sentinel password is for a redis+sentinel:// URL, and the {} {} is not one; drop it, or name the \
+                 sentinels in the URL",
+                self.role,
+                self.redacted()
+            ));
+        }
+        self.sentinel_password = Some(password);
+        Ok(self)
     }
 
     /// Shows `cert` to the server (mutual TLS; rediss:// only).
@@ -270,11 +310,11 @@ impl Endpoint {
 
     /// A message from the redis crate or a server with any secret removed.
     pub fn scrub(&self, text: &str) -> String {
-        redact_text(text, self.password.as_deref())
+        redact_text(&redact_text(text, self.password.as_deref()), self.sentinel_password.as_deref())
     }
 
-    fn connection_info(&self, mut u: url::Url) -> Result<redis::ConnectionInfo, String> {
-        if let Some(pw) = &self.password {
+    fn connection_info(&self, mut u: url::Url, password: Option<&str>) -> Result<redis::ConnectionInfo, String> {
+        if let Some(pw) = password {
             u.set_password(Some(pw))
                 .map_err(|_| format!("cannot put a password on the {role} URL", role = self.role))?;
         }
@@ -332,8 +372,19 @@ impl Endpoint {
         if let Some(best) = pick_master(&named) {
             return Ok(best);
         }
+        // No password given (NOAUTH), or a wrong one (redis-rs: AuthenticationFailed).
+        let refused =
+            failures.iter().any(|f| ["NOAUTH", "WRONGPASS", "AuthenticationFailed"].iter().any(|w| f.contains(w)));
+        let fix = match (refused, &self.sentinel_password) {
+            (false, _) => "check the sentinels' addresses and the master name".to_string(),
+            (true, Some(_)) => "the sentinels refused their password: check it".to_string(),
+            (true, None) => "the sentinels ask for a password of their own (their requirepass): name the variable \
+                             holding it with --from-sentinel-password-env or --to-sentinel-password-env (in a \
+                             runbook, sentinel_password_env)"
+                .to_string(),
+        };
         Err(format!(
-            "no sentinel of the {} {} named its master: {}; check the sentinels' addresses and the master name",
+            "no sentinel of the {} {} named its master: {}; {fix}",
             self.role,
             self.redacted(),
             failures.join("; ")
@@ -345,7 +396,7 @@ impl Endpoint {
     async fn ask_sentinel(&self, node: &str, master: &str) -> Result<(String, u64), String> {
         let (host, port) = node.rsplit_once(':').unwrap_or((node, "26379"));
         let u = url::Url::parse(&format!("{}://{host}:{port}", self.url.scheme())).map_err(|e| e.to_string())?;
-        let client = self.client(u, false)?;
+        let client = self.client(u, self.sentinel_password.as_deref())?;
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(SENTINEL_TIMEOUT))
             .set_response_timeout(Some(SENTINEL_TIMEOUT));
@@ -368,13 +419,10 @@ impl Endpoint {
         Ok((format!("{host}:{port}"), epoch))
     }
 
-    /// A client for `u` with this endpoint's TLS settings; the password only when `auth`.
-    fn client(&self, u: url::Url, auth: bool) -> Result<redis::Client, String> {
-        let info = if auth {
-            self.connection_info(u)?
-        } else {
-            redis::IntoConnectionInfo::into_connection_info(u.as_str()).map_err(|e| e.to_string())?
-        };
+    /// A client for `u` with this endpoint's TLS settings, logging in with
+    /// `password` (the master's, or the sentinels').
+    fn client(&self, u: url::Url, password: Option<&str>) -> Result<redis::Client, String> {
+        let info = self.connection_info(u, password)?;
         if self.tls() && (self.ca_pem.is_some() || self.client_cert.is_some()) {
             let client_tls = self
                 .client_cert
@@ -413,7 +461,7 @@ impl Endpoint {
     }
 
     async fn connect_url(&self, u: url::Url) -> Result<MultiplexedConnection, String> {
-        let client = self.client(u, true)?;
+        let client = self.client(u, self.password.as_deref())?;
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(5)))
             .set_response_timeout(Some(Duration::from_secs(120)));

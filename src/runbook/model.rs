@@ -196,6 +196,9 @@ pub struct RedisEndpoint {
     pub url_env: Option<String>,
     /// Name of the variable holding the password; never the password.
     pub password_env: Option<String>,
+    /// Name of the variable holding the sentinels' own password (a
+    /// `redis+sentinel://` URL whose sentinels ask for one).
+    pub sentinel_password_env: Option<String>,
     /// The port security-group rules must open (6379 unless the URL says otherwise).
     pub port: u16,
     pub security_groups: Vec<String>,

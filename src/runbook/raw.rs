@@ -202,8 +202,11 @@ pub struct RawRedis {
     pub url: Option<S<String>>,
     /// The environment variable holding the URL (wins over `url` when set).
     pub url_env: Option<S<String>>,
-    /// The environment variable holding the password.
+    /// The environment variable holding the password (the master's, with Sentinel).
     pub password_env: Option<S<String>>,
+    /// The environment variable holding the sentinels' own password (their
+    /// `requirepass`), for a `redis+sentinel://` URL whose sentinels ask for one.
+    pub sentinel_password_env: Option<S<String>>,
     /// The port security-group rules must open (default: the URL's, else 6379).
     pub port: Option<S<i64>>,
     /// Security group ids or names protecting the endpoint, for the path analysis.

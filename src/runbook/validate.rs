@@ -696,7 +696,16 @@ impl<'a> Validator<'a> {
             Some(p) => *p.get_ref() as u16,
             None => url_port.unwrap_or(6379),
         };
-        for var in [&r.url_env, &r.password_env].into_iter().flatten() {
+        if let Some(var) = &r.sentinel_password_env
+            && r.url.as_ref().is_some_and(|u| !u.get_ref().contains("+sentinel://"))
+        {
+            self.err(
+                var.span(),
+                "sentinel_password_env is for a Redis Sentinel URL, and this endpoint's url is not one",
+                "drop sentinel_password_env, or name the sentinels: url = \"redis+sentinel://sentinel-1:26379,sentinel-2:26379/mymaster/0\"",
+            );
+        }
+        for var in [&r.url_env, &r.password_env, &r.sentinel_password_env].into_iter().flatten() {
             if !is_env_var(var.get_ref()) {
                 self.err(
                     var.span(),
@@ -731,6 +740,7 @@ impl<'a> Validator<'a> {
             url: r.url.as_ref().map(|u| u.get_ref().clone()),
             url_env: r.url_env.as_ref().map(|u| u.get_ref().clone()),
             password_env: r.password_env.as_ref().map(|p| p.get_ref().clone()),
+            sentinel_password_env: r.sentinel_password_env.as_ref().map(|p| p.get_ref().clone()),
             port,
             security_groups: r.security_groups.iter().map(|s| s.get_ref().clone()).collect(),
         }
@@ -2088,6 +2098,13 @@ mod tests {
         // Without `port`: the master's default, never a sentinel's port.
         let rb = parse("t.toml", &with(url, "url = \"redis+sentinel://s1:26379/blue/0\"")).unwrap();
         assert_eq!(rb.environments["blue"].redis[0].port, 6379);
+        let err = parse("t.toml", &with(url, "url = \"redis://h:6379/0\", sentinel_password_env = \"S_PW\""))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("sentinel_password_env is for a Redis Sentinel URL") && err.contains("t.toml:"), "{err}");
+        let rb = parse("t.toml", &with(url, "url = \"redis+sentinel://s1/blue\", sentinel_password_env = \"S_PW\""))
+            .unwrap();
+        assert_eq!(rb.environments["blue"].redis[0].sentinel_password_env.as_deref(), Some("S_PW"));
     }
 
     #[test]

@@ -184,6 +184,21 @@ pub async fn start_sentinel(
     quorum: u32,
     timings: SentinelTimings,
 ) -> Result<ChildProcess> {
+    start_sentinel_with(dir, name, master, master_port, quorum, timings, None).await
+}
+
+/// As `start_sentinel`; with `password`, the sentinel asks its clients for
+/// it (`requirepass`) and gives it to its peers (`sentinel sentinel-pass`),
+/// as a group whose sentinels all share one password does.
+pub async fn start_sentinel_with(
+    dir: &Path,
+    name: &str,
+    master: &str,
+    master_port: u16,
+    quorum: u32,
+    timings: SentinelTimings,
+    password: Option<&str>,
+) -> Result<ChildProcess> {
     let program = find_executable("redis-server", "CUTOVER_REDIS_SERVER").ok_or_else(|| {
         eyre!("redis-server not found on PATH; run ./scripts/demo or ./scripts/test (they install it with apt), or apt-get install redis-server")
     })?;
@@ -193,8 +208,10 @@ pub async fn start_sentinel(
         "sentinel monitor {master} 127.0.0.1 {master_port} {quorum}\n\
          sentinel down-after-milliseconds {master} {}\n\
          sentinel failover-timeout {master} {}\n\
-         sentinel parallel-syncs {master} 1\n",
-        timings.down_after_ms, timings.failover_timeout_ms
+         sentinel parallel-syncs {master} 1\n{}",
+        timings.down_after_ms,
+        timings.failover_timeout_ms,
+        password.map(|p| format!("requirepass \"{p}\"\nsentinel sentinel-pass \"{p}\"\n")).unwrap_or_default()
     );
     std::fs::write(&conf, body).wrap_err_with(|| format!("cannot write {}", conf.display()))?;
     start_on_free_port(&format!("redis-sentinel ({name})"), dir, |port| {

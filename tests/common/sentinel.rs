@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use cutover::sandbox::process::{ChildProcess, SentinelTimings, start_redis, start_redis_with, start_sentinel};
+use cutover::sandbox::process::{ChildProcess, SentinelTimings, start_redis, start_redis_with, start_sentinel_with};
 
 pub const MASTER: &str = "mymaster";
 
@@ -15,7 +15,17 @@ pub struct SentinelGroup {
 }
 
 async fn query<T: redis::FromRedisValue>(port: u16, cmd: &redis::Cmd) -> redis::RedisResult<T> {
-    let client = redis::Client::open(format!("redis://127.0.0.1:{port}"))?;
+    query_as(port, None, cmd).await
+}
+
+/// `cmd` on the server at `port`, logging in with `password` when given.
+async fn query_as<T: redis::FromRedisValue>(
+    port: u16,
+    password: Option<&str>,
+    cmd: &redis::Cmd,
+) -> redis::RedisResult<T> {
+    let login = password.map(|p| format!(":{p}@")).unwrap_or_default();
+    let client = redis::Client::open(format!("redis://{login}127.0.0.1:{port}"))?;
     let mut c = client.get_multiplexed_async_connection().await?;
     cmd.query_async(&mut c).await
 }
@@ -24,6 +34,12 @@ impl SentinelGroup {
     /// Started and settled: the replica in sync, every sentinel knowing the
     /// replica and the two other sentinels.
     pub async fn start(dir: &Path) -> SentinelGroup {
+        Self::start_with(dir, None).await
+    }
+
+    /// As `start`; with `password`, the sentinels ask for it (their own
+    /// `requirepass`; the master and the replica ask for none).
+    pub async fn start_with(dir: &Path, password: Option<&str>) -> SentinelGroup {
         let master = start_redis(dir, "master").await.unwrap_or_else(|e| panic!("{e:#}"));
         let mport = master.port;
         let replica = start_redis_with(dir, "replica", move |_| {
@@ -34,7 +50,7 @@ impl SentinelGroup {
         let timings = SentinelTimings { down_after_ms: 1000, failover_timeout_ms: 5000 };
         let mut sentinels = Vec::new();
         for i in 0..3 {
-            let s = start_sentinel(dir, &format!("s{i}"), MASTER, mport, 2, timings)
+            let s = start_sentinel_with(dir, &format!("s{i}"), MASTER, mport, 2, timings, password)
                 .await
                 .unwrap_or_else(|e| panic!("{e:#}"));
             sentinels.push(s);
@@ -46,9 +62,9 @@ impl SentinelGroup {
             info.contains("master_link_status:up").then_some(())?;
             for s in &group.sentinels {
                 let replicas: Vec<redis::Value> =
-                    query(s.port, redis::cmd("SENTINEL").arg("REPLICAS").arg(MASTER)).await.ok()?;
+                    query_as(s.port, password, redis::cmd("SENTINEL").arg("REPLICAS").arg(MASTER)).await.ok()?;
                 let peers: Vec<redis::Value> =
-                    query(s.port, redis::cmd("SENTINEL").arg("SENTINELS").arg(MASTER)).await.ok()?;
+                    query_as(s.port, password, redis::cmd("SENTINEL").arg("SENTINELS").arg(MASTER)).await.ok()?;
                 (replicas.len() == 1 && peers.len() == 2).then_some(())?;
             }
             Some(())
@@ -69,6 +85,13 @@ impl SentinelGroup {
             query(self.sentinels[0].port, redis::cmd("SENTINEL").arg("get-master-addr-by-name").arg(MASTER))
                 .await
                 .unwrap();
+        port
+    }
+
+    /// As `master_port`, of sentinels that ask for `password`.
+    pub async fn master_port_as(&self, password: &str) -> u16 {
+        let ask = redis::cmd("SENTINEL").arg("get-master-addr-by-name").arg(MASTER).clone();
+        let (_, port): (String, u16) = query_as(self.sentinels[0].port, Some(password), &ask).await.unwrap();
         port
     }
 
