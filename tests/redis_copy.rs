@@ -2360,6 +2360,35 @@ fn probe(url: &str) -> Endpoint {
     Endpoint::parse("Redis", url, None, None).unwrap()
 }
 
+/// `redis_persistence` counts what is saved, not what is configured: a
+/// server whose RDB saves fail (its directory gone, as with a lost volume)
+/// keeps nothing, and the shape parity and the check read says so.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_whose_rdb_saves_fail_is_not_persistent() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_redis(dir.path(), "disk").await.unwrap();
+    let url = format!("redis://127.0.0.1:{}/0", server.port);
+    let mut c = conn(&url).await;
+    let _: () = redis::cmd("CONFIG").arg("SET").arg("save").arg("900 1").query_async(&mut c).await.unwrap();
+    let shape = cutover::live::fetch::redis_shape("cache", &probe(&url)).await.unwrap();
+    assert_eq!((shape.rdb_save_failed, shape.persistent()), (false, Some(true)), "{shape:?}");
+    // Its working directory: a save can no longer create its file there.
+    std::fs::remove_dir(dir.path().join("redis-disk")).unwrap();
+    let _: String = redis::cmd("BGSAVE").query_async(&mut c).await.unwrap();
+    common::eventually(Duration::from_secs(10), "the save to fail", || async {
+        let info: String = redis::cmd("INFO").arg("persistence").query_async(&mut conn(&url).await).await.ok()?;
+        (info.contains("rdb_bgsave_in_progress:0") && info.contains("rdb_last_bgsave_status:err")).then_some(())
+    })
+    .await;
+    let shape = cutover::live::fetch::redis_shape("cache", &probe(&url)).await.unwrap();
+    assert_eq!((shape.rdb_save_failed, shape.persistent()), (true, Some(false)), "{shape:?}");
+    assert_eq!(shape.persistence_failing(), ["its last RDB save failed (rdb_last_bgsave_status:err)"]);
+    // It refuses writes and PING now (stop-writes-on-bgsave-error): the live
+    // probe fails saying so, not that the server is unreachable.
+    let err = cutover::live::fetch::redis_info(&probe(&url)).await.unwrap_err();
+    assert!(err.contains("MISCONF") && !err.contains("check host and port"), "{err}");
+}
+
 /// Sentinels with a password of their own (their `requirepass`, not the
 /// master's) are asked with the one a runbook's `sentinel_password_env` or
 /// `--to-sentinel-password-env` names; without it one line says what to

@@ -89,6 +89,13 @@ pub struct RedisShape {
     /// The RDB `save` schedule (`3600 1 300 100`); empty when snapshots are
     /// off; None when the server refuses `CONFIG GET save` (ElastiCache).
     pub rdb_save: Option<String>,
+    /// Its last RDB save failed (INFO `rdb_last_bgsave_status:err`: a full
+    /// disk, a directory gone): the schedule saves nothing now.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub rdb_save_failed: bool,
+    /// Its last AOF write failed (INFO `aof_last_write_status:err`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub aof_write_failed: bool,
     pub keys: u64,
     /// Settings the server would not tell (`save`), so never compared.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -185,17 +192,33 @@ impl RedisShape {
     }
 
     /// Whether the data survives a restart: ElastiCache snapshots retained,
-    /// AOF on, or an RDB schedule.
+    /// AOF on, or an RDB schedule; AOF or RDB only while its last write
+    /// or save worked.
     pub fn persistent(&self) -> Option<bool> {
+        let aof = self.aof_enabled.map(|on| on && !self.aof_write_failed);
         if let Some(days) = self.elasticache.as_ref().and_then(|e| e.snapshot_retention_days) {
-            return Some(days > 0 || self.aof_enabled == Some(true));
+            return Some(days > 0 || aof == Some(true));
         }
-        match (self.aof_enabled, self.rdb_save.as_deref()) {
-            (Some(true), _) => Some(true),
-            (_, Some(s)) if !s.trim().is_empty() => Some(true),
-            (Some(false), Some(_)) => Some(false),
+        let rdb = self.rdb_save.as_deref().map(|s| !s.trim().is_empty() && !self.rdb_save_failed);
+        match (aof, rdb) {
+            (Some(true), _) | (_, Some(true)) => Some(true),
+            (Some(false), Some(false)) => Some(false),
+            // Configured but failing: nothing is saved, whatever CONFIG hides.
+            _ if self.aof_write_failed || self.rdb_save_failed => Some(false),
             _ => None,
         }
+    }
+
+    /// What is configured to persist but failing now, one phrase each.
+    pub fn persistence_failing(&self) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        if self.aof_enabled == Some(true) && self.aof_write_failed {
+            out.push("its last AOF write failed (aof_last_write_status:err)");
+        }
+        if self.rdb_save.as_deref().is_none_or(|s| !s.trim().is_empty()) && self.rdb_save_failed {
+            out.push("its last RDB save failed (rdb_last_bgsave_status:err)");
+        }
+        out
     }
 }
 
@@ -829,6 +852,8 @@ mod tests {
                 maxmemory_policy: Some("noeviction".into()),
                 aof_enabled: Some(true),
                 rdb_save: Some("3600 1".into()),
+                rdb_save_failed: false,
+                aof_write_failed: false,
                 keys: 200,
                 elasticache: None,
                 primaries_differ: BTreeMap::new(),
@@ -1017,6 +1042,8 @@ mod tests {
             maxmemory_policy: None,
             aof_enabled: Some(false),
             rdb_save: Some(String::new()),
+            rdb_save_failed: false,
+            aof_write_failed: false,
             keys: 0,
             elasticache: None,
             primaries_differ: BTreeMap::new(),
@@ -1024,6 +1051,19 @@ mod tests {
         assert_eq!(r.persistent(), Some(false));
         r.rdb_save = Some("900 1".into());
         assert_eq!(r.persistent(), Some(true));
+        // Configured, but its saves fail: nothing is kept.
+        r.rdb_save_failed = true;
+        assert_eq!(r.persistent(), Some(false));
+        assert_eq!(r.persistence_failing(), ["its last RDB save failed (rdb_last_bgsave_status:err)"]);
+        r.aof_enabled = Some(true);
+        assert_eq!(r.persistent(), Some(true), "AOF still writes");
+        r.aof_write_failed = true;
+        assert_eq!(r.persistent(), Some(false));
+        assert_eq!(r.persistence_failing().len(), 2);
+        r.rdb_save = None;
+        assert_eq!(r.persistent(), Some(false), "failing whatever CONFIG hides");
+        (r.aof_enabled, r.rdb_save_failed, r.aof_write_failed) = (Some(false), false, false);
+        r.rdb_save = Some("900 1".into());
         r.rdb_save = None;
         r.aof_enabled = None;
         assert_eq!(r.persistent(), None);

@@ -649,6 +649,8 @@ async fn shape_of(
         maxmemory_policy,
         aof_enabled,
         rdb_save,
+        rdb_save_failed: info_field(info, "rdb_last_bgsave_status") == Some("err"),
+        aof_write_failed: info_field(info, "aof_last_write_status") == Some("err"),
         keys,
         elasticache: None,
         unreadable,

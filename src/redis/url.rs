@@ -470,7 +470,16 @@ impl Endpoint {
             Err(e) => return Err(self.connect_error(&e.to_string())),
         };
         // Auth problems may only show on the first command.
-        redis::cmd("PING").query_async::<String>(&mut conn).await.map_err(|e| self.connect_error(&e.to_string()))?;
+        match redis::cmd("PING").query_async::<String>(&mut conn).await {
+            Ok(_) => {}
+            // Logged in and answering, but refusing writes and PING since its
+            // last save failed (stop-writes-on-bgsave-error): reads work, and
+            // the first write says why.
+            Err(e) if e.code() == Some("MISCONF") => {
+                tracing::warn!(role = self.role, error = %self.scrub(&e.to_string()), "Redis refuses writes: its last save failed")
+            }
+            Err(e) => return Err(self.connect_error(&e.to_string())),
+        }
         Ok(conn)
     }
 

@@ -388,6 +388,11 @@ fn redis_persistence(snap: &Snapshot, env: &str) -> Verdict {
                         .filter(|s| !s.is_empty())
                         .map_or(String::new(), |s| format!(", RDB save {s}"))
                 )),
+                Some(false) if !r.persistence_failing().is_empty() => fail(format!(
+                    "{}: {}, so nothing is being saved: a restart loses what the failing saves missed",
+                    r.name,
+                    r.persistence_failing().join(" and ")
+                )),
                 Some(false) if r.elasticache.is_some() => {
                     fail(format!("{}: ElastiCache keeps no snapshots (retention 0 days) and AOF is off", r.name))
                 }
