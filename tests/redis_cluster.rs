@@ -812,7 +812,11 @@ async fn a_replica_cut_off_during_a_copy_or_a_verify_from_replicas_fails_them_an
     for p in &primaries {
         c.replica_in_step(*p, c.replica_of(*p).await).await;
     }
-    let primary = primaries[0];
+    // The first shard is read on its primary (its replica cut off before the
+    // copy), so the second shard's is the first replica the copy asks again:
+    // the shard set back must be the second, not the first.
+    let early = c.cut_off_replica_of(primaries[0]).await;
+    let primary = primaries[1];
     let copy =
         ["redis", "copy", "--from", &c.url(), "--to", &dst_url, "--from-replicas", "--yes", "--scan-count", "50"];
     let mut child = KillOnDrop(Some(cutover(&state, &[&copy[..], &["--rate", "600"]].concat()).spawn().unwrap()));
@@ -826,10 +830,10 @@ async fn a_replica_cut_off_during_a_copy_or_a_verify_from_replicas_fails_them_an
     let cp = checkpoint(&state).expect("the checkpoint stays");
     let shards = cp["shards"].as_array().unwrap();
     let primary_addr = format!("127.0.0.1:{primary}");
-    let restarted: Vec<&serde_json::Value> = shards.iter().filter(|s| s["done"] != true).collect();
-    assert_eq!(restarted.len(), 1, "that shard alone starts over: {cp}");
-    assert_eq!(restarted[0]["cursor"], 0, "{cp}");
-    let slots = restarted[0]["slots"].as_str().unwrap();
+    let done: Vec<bool> = shards.iter().map(|s| s["done"] == true).collect();
+    assert_eq!(done, [true, false, true], "the second shard alone starts over: {cp}");
+    assert_eq!(shards[1]["cursor"], 0, "{cp}");
+    let slots = shards[1]["slots"].as_str().unwrap();
     let said = format!("shard {slots} was read on its replica 127.0.0.1:{cut_off}: ");
     let why = ["its link to its primary has been down for ", "it is taking a full sync from its primary"];
     assert!(
@@ -877,6 +881,7 @@ async fn a_replica_cut_off_during_a_copy_or_a_verify_from_replicas_fails_them_an
         "{stdout}{err}"
     );
     c.reconnect_replica(primary, cut_off).await;
+    c.reconnect_replica(primaries[0], early).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

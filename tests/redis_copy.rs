@@ -2387,6 +2387,13 @@ async fn a_server_whose_rdb_saves_fail_is_not_persistent() {
     // probe fails saying so, not that the server is unreachable.
     let err = cutover::live::fetch::redis_info(&probe(&url)).await.unwrap_err();
     assert!(err.contains("MISCONF") && !err.contains("check host and port"), "{err}");
+    // A copy into it is refused before it starts, even one with nothing to
+    // write (it would end "done").
+    let empty = start_redis(dir.path(), "empty").await.unwrap();
+    let from = format!("redis://127.0.0.1:{}/0", empty.port);
+    let (code, out, err) = run(&dir.path().join("state"), &["redis", "copy", "--from", &from, "--to", &url, "--yes"]);
+    assert_eq!(code, Some(2), "{out}{err}");
+    assert!(err.contains("refuses writes") && err.contains("stop-writes-on-bgsave-error no"), "{err}");
 }
 
 /// Sentinels with a password of their own (their `requirepass`, not the

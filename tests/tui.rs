@@ -1351,7 +1351,11 @@ fn the_redis_detail_says_all_three_paths_ok_only_when_each_path_is_ok() {
         let update = Update::Redis { endpoint: name.into(), result: Err("timed out after 2 s".into()) };
         events.push(LiveEvent { at, update });
     }
-    let text = screen(&app_with(events), 160, 48);
+    let text = screen(&app_with(events.clone()), 160, 48);
     assert!(!text.contains("all three paths ok"), "{text}");
     assert!(text.contains("PING: stale, the last reading failed (timed out after 2 s)"), "{text}");
+    // Never read at all: the error, not "stale".
+    events.retain(|e| !matches!(&e.update, Update::Redis { result: Ok(_), .. }));
+    let text = screen(&app_with(events), 160, 48);
+    assert!(text.contains("PING: timed out after 2 s") && !text.contains("stale, the last"), "{text}");
 }

@@ -1062,8 +1062,11 @@ mod tests {
         assert_eq!(r.persistence_failing().len(), 2);
         r.rdb_save = None;
         assert_eq!(r.persistent(), Some(false), "failing whatever CONFIG hides");
-        (r.aof_enabled, r.rdb_save_failed, r.aof_write_failed) = (Some(false), false, false);
+        r.rdb_save_failed = false;
+        assert_eq!(r.persistent(), Some(false), "AOF failing, RDB not told");
         r.rdb_save = Some("900 1".into());
+        assert_eq!(r.persistent(), Some(true), "RDB saves while AOF fails");
+        r.aof_write_failed = false;
         r.rdb_save = None;
         r.aof_enabled = None;
         assert_eq!(r.persistent(), None);
@@ -1078,6 +1081,11 @@ mod tests {
             auth_token: Some(false),
         });
         assert_eq!(r.persistent(), Some(false));
+        (r.aof_enabled, r.aof_write_failed) = (Some(true), true);
+        assert_eq!(r.persistent(), Some(false), "AOF on but failing, no snapshots");
+        r.aof_write_failed = false;
+        assert_eq!(r.persistent(), Some(true));
+        r.aof_enabled = Some(false);
         r.elasticache.as_mut().unwrap().snapshot_retention_days = Some(7);
         assert_eq!(r.persistent(), Some(true));
     }

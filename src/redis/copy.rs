@@ -244,6 +244,29 @@ async fn server_info(e: &Endpoint, c: &mut MultiplexedConnection) -> Result<(Str
     Ok((field("redis_version"), field("run_id")))
 }
 
+/// Refuses a target that refuses writes since its last save failed (it
+/// answers MISCONF, even to PING): a copy with nothing left to write would
+/// end "done" on it. Any other failure shows on the first write.
+async fn takes_writes(to: &Endpoint, dst: &MultiplexedConnection, cluster: Option<&Cluster>) -> Result<(), String> {
+    let nodes = match cluster {
+        Some(c) => c.primaries().await?.into_iter().map(|(s, c)| (s.primary, c)).collect(),
+        None => vec![(to.redacted(), dst.clone())],
+    };
+    for (node, mut c) in nodes {
+        if let Err(e) = redis::cmd("PING").query_async::<String>(&mut c).await
+            && e.code() == Some("MISCONF")
+        {
+            return Err(format!(
+                "the target {to} refuses writes ({node}: {}); its last save failed (a full disk, or a directory it \
+                 cannot write): fix that, or let it take writes without saving (CONFIG SET \
+                 stop-writes-on-bgsave-error no), then copy",
+                to.scrub(&e.to_string())
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Connects to `e`; a cluster (a `redis+cluster://` URL, or a node that
 /// says `cluster_enabled:1`) also gets its shards discovered.
 pub async fn open_side(e: &Endpoint) -> Result<(MultiplexedConnection, String, Option<Arc<Cluster>>), String> {
@@ -275,6 +298,7 @@ pub async fn preflight(opts: &CopyOptions) -> Result<(Conns, Preflight), CopyErr
     let (mut dst, dst_addr, dst_cluster) = open_side(&opts.to).await.map_err(CopyError::Refused)?;
     let (source_version, source_run_id) = server_info(&opts.from, &mut src).await.map_err(CopyError::Refused)?;
     let (target_version, _) = server_info(&opts.to, &mut dst).await.map_err(CopyError::Refused)?;
+    takes_writes(&opts.to, &dst, dst_cluster.as_deref()).await.map_err(CopyError::Refused)?;
     let (mode, mode_reason) =
         super::choose_mode(opts.mode, &source_version, &target_version).map_err(CopyError::Refused)?;
     let (mut source_shards, mut source_notes) = (Vec::new(), Vec::new());

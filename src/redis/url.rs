@@ -310,7 +310,11 @@ impl Endpoint {
 
     /// A message from the redis crate or a server with any secret removed.
     pub fn scrub(&self, text: &str) -> String {
-        redact_text(&redact_text(text, self.password.as_deref()), self.sentinel_password.as_deref())
+        // The longer first: one password may hold the other.
+        let mut secrets: Vec<&str> =
+            [&self.password, &self.sentinel_password].into_iter().flatten().map(String::as_str).collect();
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        secrets.into_iter().fold(redact_text(text, None), |t, s| redact_text(&t, Some(s)))
     }
 
     fn connection_info(&self, mut u: url::Url, password: Option<&str>) -> Result<redis::ConnectionInfo, String> {
@@ -377,7 +381,9 @@ impl Endpoint {
             failures.iter().any(|f| ["NOAUTH", "WRONGPASS", "AuthenticationFailed"].iter().any(|w| f.contains(w)));
         let fix = match (refused, &self.sentinel_password) {
             (false, _) => "check the sentinels' addresses and the master name".to_string(),
-            (true, Some(_)) => "the sentinels refused their password: check it".to_string(),
+            (true, Some(_)) => {
+                "the sentinels refused their password: check it (or drop it if they ask for none)".to_string()
+            }
             (true, None) => "the sentinels ask for a password of their own (their requirepass): name the variable \
                              holding it with --from-sentinel-password-env or --to-sentinel-password-env (in a \
                              runbook, sentinel_password_env)"
@@ -487,14 +493,26 @@ impl Endpoint {
         let msg = self.scrub(raw);
         let who = format!("{} {}", self.role, self.redacted());
         let low = msg.to_ascii_lowercase();
+        // A runbook's endpoint ("Redis") takes its password from password_env, and no certificate.
+        let runbook = !matches!(self.role, "source" | "target");
         if low.contains("wrongpass") || low.contains("authentication failed") || low.contains("invalid password") {
-            format!(
-                "cannot log in to the {who}: wrong password; give the right one in the URL or its --*-password-env variable"
-            )
+            if runbook {
+                format!("cannot log in to the {who}: wrong password; check the variable its password_env names")
+            } else {
+                format!(
+                    "cannot log in to the {who}: wrong password; give the right one in the URL or its --*-password-env variable"
+                )
+            }
         } else if low.contains("noauth") || low.contains("authentication required") {
-            format!(
-                "the {who} needs a password; put it in the URL (redis://:PASSWORD@host:port) or use --from-password-env / --to-password-env"
-            )
+            if runbook {
+                format!("the {who} needs a password; name the variable holding it in the endpoint's password_env")
+            } else {
+                format!(
+                    "the {who} needs a password; put it in the URL (redis://:PASSWORD@host:port) or use --from-password-env / --to-password-env"
+                )
+            }
+        } else if runbook && (low.contains("certificate") || low.contains("tls") || low.contains("handshake")) {
+            format!("TLS to the {who} failed: {msg}; a runbook's endpoint is given no CA file or client certificate")
         } else if low.contains("certificaterequired") {
             format!(
                 "the {who} asks for a client certificate (mutual TLS); pass one its CA signed with --tls-cert FILE --tls-key FILE"
@@ -624,6 +642,15 @@ fn pick_master(named: &[(String, u64, usize)]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scrub_hides_both_passwords_even_when_one_holds_the_other() {
+        let e = Endpoint::parse("target", "redis+sentinel://:abc@s1/m", None, None)
+            .unwrap()
+            .with_sentinel_password("abc123".into())
+            .unwrap();
+        assert_eq!(e.scrub("sentinel said abc123, master abc"), "sentinel said ***, master ***");
+    }
 
     #[test]
     fn the_master_named_with_the_highest_epoch_then_by_most_sentinels_wins() {

@@ -645,6 +645,12 @@ impl<'a> Validator<'a> {
                     format!("Redis Cluster URL `{}` needs its nodes and no database but 0", url.get_ref()),
                     "write it like redis+cluster://node-1:6379,node-2:6379",
                 );
+            } else if let Some(node) = hosts.split(',').find(|h| node_port(h).is_none()) {
+                self.err(
+                    url.span(),
+                    format!("node `{node}` of Redis Cluster URL `{}` has no valid port", url.get_ref()),
+                    "write each node as host:port with a port from 1 to 65535, or the host alone for 6379",
+                );
             }
         } else if let Some(url) = &r.url {
             match reqwest::Url::parse(url.get_ref()) {
@@ -2033,6 +2039,15 @@ pub fn parse_state_url(url: &str) -> Result<(String, String), String> {
     Ok((bucket.to_string(), prefix.trim_matches('/').to_string()))
 }
 
+/// The port of one node of a cluster URL (`[v6]:port`, `host:port`, or a
+/// host alone: 6379); None when it is no port from 1 to 65535.
+fn node_port(node: &str) -> Option<u16> {
+    match node.rsplit_once(':') {
+        Some((h, p)) if !h.is_empty() && (!h.starts_with('[') || h.ends_with(']')) => p.parse().ok().filter(|p| *p > 0),
+        _ => Some(6379),
+    }
+}
+
 /// The port a Redis URL names for security-group rules: a plain URL's; a
 /// cluster's nodes' (6379 where a node gives none; `Err` with each port
 /// when they differ); none for Sentinel, whose URL names the sentinels,
@@ -2049,13 +2064,8 @@ fn url_port(url: &str) -> Result<Option<u16>, Vec<u16>> {
     let hosts = hosts.split('/').next().unwrap_or(hosts);
     let mut ports: Vec<u16> = Vec::new();
     for host in hosts.split(',') {
-        // `[v6]:port`, `host:port` or a host alone.
-        let port = match host.rsplit_once(':') {
-            Some((h, p)) if !h.is_empty() && (!h.starts_with('[') || h.ends_with(']')) => p.parse().ok(),
-            _ => Some(6379),
-        };
-        // A malformed port is reported by the URL check above.
-        let Some(port) = port else { return Ok(None) };
+        // A malformed port is reported by the URL check.
+        let Some(port) = node_port(host) else { return Ok(None) };
         if !ports.contains(&port) {
             ports.push(port);
         }
@@ -2128,6 +2138,8 @@ mod tests {
             ("redis+cluster://n1:7000,", "needs its nodes and no database but 0"),
             ("redis+cluster://n1:7000/2", "needs its nodes and no database but 0"),
             ("redis+cluster://n1:7000,n2:7001", "listen on different ports (7000, 7001)"),
+            ("redis+cluster://n1:7000,n2:70000", "node `n2:70000` of Redis Cluster URL"),
+            ("redis+cluster://n1:7000x", "has no valid port"),
         ] {
             let err = parse("t.toml", &with(url, &format!("url = \"{bad}\""))).unwrap_err().to_string();
             assert!(err.contains(why) && err.contains("t.toml:"), "{bad}: {err}");

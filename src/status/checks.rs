@@ -388,14 +388,16 @@ fn redis_persistence(snap: &Snapshot, env: &str) -> Verdict {
                         .filter(|s| !s.is_empty())
                         .map_or(String::new(), |s| format!(", RDB save {s}"))
                 )),
+                Some(false) if r.elasticache.is_some() => fail(format!(
+                    "{}: ElastiCache keeps no snapshots (retention 0 days) and {}",
+                    r.name,
+                    if r.aof_enabled == Some(true) { "its last AOF write failed" } else { "AOF is off" }
+                )),
                 Some(false) if !r.persistence_failing().is_empty() => fail(format!(
                     "{}: {}, so nothing is being saved: a restart loses what the failing saves missed",
                     r.name,
                     r.persistence_failing().join(" and ")
                 )),
-                Some(false) if r.elasticache.is_some() => {
-                    fail(format!("{}: ElastiCache keeps no snapshots (retention 0 days) and AOF is off", r.name))
-                }
                 Some(false) => fail(format!("{}: AOF off and no RDB save schedule: a restart loses every key", r.name)),
                 None => unknown(format!("{}: persistence not readable (CONFIG GET refused)", r.name)),
             },

@@ -151,12 +151,13 @@ fn paths_summary(r: &rows::RedisRow<'_>, endpoint: Option<&View<RedisInfo>>) -> 
         if n.is_up() { said.push(line) } else { wrong.push(line) }
     }
     match endpoint {
+        // Never read: nothing to go stale.
+        Some(View { value: None, error: Some(e), .. }) => wrong.push(format!("PING: {e}")),
         Some(v) if v.stale => wrong.push(format!(
             "PING: stale, the last reading failed ({})",
             v.error.as_deref().unwrap_or("no reason given")
         )),
         Some(View { value: Some(_), .. }) => {}
-        Some(View { error: Some(e), .. }) => wrong.push(format!("PING: {e}")),
         _ => wrong.push("PING: not read yet".into()),
     }
     let path = &r.instance.sg_paths[r.endpoint];
@@ -174,7 +175,10 @@ fn paths_summary(r: &rows::RedisRow<'_>, endpoint: Option<&View<RedisInfo>>) -> 
         }
         Some(HealthProbe::Failed { error, .. }) => wrong.push(format!("/health: {error}")),
         Some(HealthProbe::NotProbed { reason }) => wrong.push(reason.clone()),
-        None => wrong.push("/health: not read yet".into()),
+        None => wrong.push(match &health.error {
+            Some(e) => format!("/health: {e}"),
+            None => "/health: not read yet".into(),
+        }),
     }
     if health.stale && health.value.is_some() {
         wrong.push(format!(
