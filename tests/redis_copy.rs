@@ -2261,7 +2261,7 @@ async fn a_sentinel_naming_another_master_than_the_others_is_outvoted() {
     // nothing listens there and no other test's server is reached.
     let dead = 1;
     let timings = SentinelTimings { down_after_ms: 1000, failover_timeout_ms: 5000 };
-    let lone = start_sentinel(dir.path(), "lone", common::sentinel::MASTER, dead, 1, timings).await.unwrap();
+    let lone = start_sentinel(dir.path(), "lone", common::sentinel::MASTER, dead, 1, timings, None).await.unwrap();
     let mut l = conn(&format!("redis://127.0.0.1:{}", lone.port)).await;
     let (_, port): (String, u16) = redis::cmd("SENTINEL")
         .arg("get-master-addr-by-name")

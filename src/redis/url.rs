@@ -105,7 +105,12 @@ impl Endpoint {
             // Harmless but a sign of a typo: the CA is only used with TLS.
             tracing::info!(role, "--tls-ca given but the URL is not rediss://");
         }
-        Ok(Self {
+        Ok(Self::new(role, url, password, ca_pem))
+    }
+
+    /// One server at `url`, with no Sentinel, cluster, certificate or replica reads yet.
+    fn new(role: &'static str, url: url::Url, password: Option<String>, ca_pem: Option<Vec<u8>>) -> Self {
+        Self {
             role,
             url,
             password,
@@ -115,7 +120,7 @@ impl Endpoint {
             sentinel_password: None,
             cluster: None,
             replica_reads: false,
-        })
+        }
     }
 
     /// `redis+sentinel://[[USER]:PASSWORD@]HOST:PORT[,HOST:PORT…]/MASTER[/DB]`
@@ -155,17 +160,7 @@ impl Endpoint {
             let _ = url.set_username(user);
         }
         let sentinel = Some(SentinelGroup { sentinels, master });
-        Ok(Self {
-            role,
-            url,
-            password,
-            ca_pem,
-            client_cert: None,
-            sentinel,
-            sentinel_password: None,
-            cluster: None,
-            replica_reads: false,
-        })
+        Ok(Self { sentinel, ..Self::new(role, url, password, ca_pem) })
     }
 
     /// `redis+cluster://[[USER]:PASSWORD@]HOST:PORT[,HOST:PORT…][/0]`
@@ -196,17 +191,7 @@ impl Endpoint {
         if !user.is_empty() {
             let _ = url.set_username(user);
         }
-        Ok(Self {
-            role,
-            url,
-            password,
-            ca_pem,
-            client_cert: None,
-            sentinel: None,
-            sentinel_password: None,
-            cluster: Some(nodes),
-            replica_reads: false,
-        })
+        Ok(Self { cluster: Some(nodes), ..Self::new(role, url, password, ca_pem) })
     }
 
     /// The nodes given in a `redis+cluster://` URL.

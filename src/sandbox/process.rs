@@ -176,21 +176,10 @@ pub struct SentinelTimings {
 
 /// Starts `redis-server --sentinel` on a free loopback port, watching the
 /// master `master` at 127.0.0.1:`master_port` with a quorum of `quorum`.
+/// With `password`, the sentinel asks its clients for it (`requirepass`)
+/// and gives it to its peers (`sentinel sentinel-pass`), as a group whose
+/// sentinels all share one password does.
 pub async fn start_sentinel(
-    dir: &Path,
-    name: &str,
-    master: &str,
-    master_port: u16,
-    quorum: u32,
-    timings: SentinelTimings,
-) -> Result<ChildProcess> {
-    start_sentinel_with(dir, name, master, master_port, quorum, timings, None).await
-}
-
-/// As `start_sentinel`; with `password`, the sentinel asks its clients for
-/// it (`requirepass`) and gives it to its peers (`sentinel sentinel-pass`),
-/// as a group whose sentinels all share one password does.
-pub async fn start_sentinel_with(
     dir: &Path,
     name: &str,
     master: &str,

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use cutover::sandbox::process::{ChildProcess, SentinelTimings, start_redis, start_redis_with, start_sentinel_with};
+use cutover::sandbox::process::{ChildProcess, SentinelTimings, start_redis, start_redis_with, start_sentinel};
 
 pub const MASTER: &str = "mymaster";
 
@@ -50,7 +50,7 @@ impl SentinelGroup {
         let timings = SentinelTimings { down_after_ms: 1000, failover_timeout_ms: 5000 };
         let mut sentinels = Vec::new();
         for i in 0..3 {
-            let s = start_sentinel_with(dir, &format!("s{i}"), MASTER, mport, 2, timings, password)
+            let s = start_sentinel(dir, &format!("s{i}"), MASTER, mport, 2, timings, password)
                 .await
                 .unwrap_or_else(|e| panic!("{e:#}"));
             sentinels.push(s);
