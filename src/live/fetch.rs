@@ -376,7 +376,7 @@ pub fn redis_endpoint(
         Some(name) => Some((name.as_str(), Some(set(name)?))),
         None => None,
     };
-    let e = Endpoint::parse(role, &url, password, None)?;
+    let e = Endpoint::parse(role, &url, password, None)?.from_runbook();
     match &ep.sentinel_password_env {
         Some(name) => e.with_sentinel_password(set(name)?),
         None => Ok(e),

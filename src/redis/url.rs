@@ -27,6 +27,9 @@ pub struct Endpoint {
     cluster: Option<Vec<String>>,
     /// A cluster is read from its replicas (`--from-replicas`), not its primaries.
     replica_reads: bool,
+    /// Given by a runbook (`password_env`, no CA file or certificate), not
+    /// by flags: error messages name the runbook's fields.
+    in_runbook: bool,
 }
 
 /// The sentinels watching one master, and its name.
@@ -120,6 +123,7 @@ impl Endpoint {
             sentinel_password: None,
             cluster: None,
             replica_reads: false,
+            in_runbook: false,
         }
     }
 
@@ -225,6 +229,12 @@ impl Endpoint {
             tracing::info!(role = self.role, "--tls-cert given but the URL is not rediss://");
         }
         self.client_cert = Some(cert);
+        self
+    }
+
+    /// Marks an endpoint read from a runbook (see `in_runbook`).
+    pub fn from_runbook(mut self) -> Self {
+        self.in_runbook = true;
         self
     }
 
@@ -464,8 +474,8 @@ impl Endpoint {
         match redis::cmd("PING").query_async::<String>(&mut conn).await {
             Ok(_) => {}
             // Logged in and answering, but refusing writes and PING since its
-            // last save failed (stop-writes-on-bgsave-error): reads work, and
-            // the first write says why.
+            // last save failed (stop-writes-on-bgsave-error): reads work; a
+            // copy's preflight refuses such a target (`copy::takes_writes`).
             Err(e) if e.code() == Some("MISCONF") => {
                 tracing::warn!(role = self.role, error = %self.scrub(&e.to_string()), "Redis refuses writes: its last save failed")
             }
@@ -478,8 +488,7 @@ impl Endpoint {
         let msg = self.scrub(raw);
         let who = format!("{} {}", self.role, self.redacted());
         let low = msg.to_ascii_lowercase();
-        // A runbook's endpoint ("Redis") takes its password from password_env, and no certificate.
-        let runbook = !matches!(self.role, "source" | "target");
+        let runbook = self.in_runbook;
         if low.contains("wrongpass") || low.contains("authentication failed") || low.contains("invalid password") {
             if runbook {
                 format!("cannot log in to the {who}: wrong password; check the variable its password_env names")
@@ -627,6 +636,17 @@ fn pick_master(named: &[(String, u64, usize)]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_runbooks_endpoint_is_told_to_fix_its_runbook_fields_whatever_its_role() {
+        let noauth = "NOAUTH: Authentication required.";
+        let flags = Endpoint::parse("source", "redis://h:1", None, None).unwrap();
+        assert!(flags.connect_error(noauth).contains("--from-password-env"));
+        // A checklist action's copy: a source, from the runbook.
+        let action = flags.clone().from_runbook();
+        let told = action.connect_error(noauth);
+        assert!(told.contains("password_env") && !told.contains("--from-password-env"), "{told}");
+    }
 
     #[test]
     fn scrub_hides_both_passwords_even_when_one_holds_the_other() {
