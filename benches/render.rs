@@ -211,6 +211,7 @@ fn big_live(now: SystemTime) -> Vec<LiveEvent> {
                 db: 0,
                 run_ids: vec![format!("{r}-run-id")],
                 other_dbs: vec![],
+                sentinels: vec![],
             }),
         }));
     }

@@ -2280,6 +2280,22 @@ async fn a_sentinel_naming_another_master_than_the_others_is_outvoted() {
     assert_eq!(code, Some(0), "{out}{err}");
     let mut t = conn(&format!("redis://127.0.0.1:{}/0", group.master.port)).await;
     assert_eq!(dbsize(&mut t).await, 100);
+
+    // The live reading names the lone sentinel as wrong: an application
+    // asking it first would be sent to a server that is not the master.
+    let info = cutover::live::fetch::redis_info(&probe(&to)).await.unwrap();
+    let master = format!("127.0.0.1:{}", group.master.port);
+    let said: Vec<(&str, Option<&str>)> =
+        info.sentinels.iter().map(|s| (s.addr.as_str(), s.error.as_deref())).collect();
+    let lone_addr = format!("127.0.0.1:{}", lone.port);
+    let wrong = format!(
+        "names 127.0.0.1:{dead} as master {m}, not {master} where the other sentinels sent cutover: a client asking \
+         it reaches the wrong server",
+        m = common::sentinel::MASTER
+    );
+    assert_eq!(said[0].0, lone_addr);
+    assert!(said[0].1.is_some_and(|e| e.starts_with(&wrong)), "{said:?}");
+    assert!(said[1..].iter().all(|s| s.1.is_none()), "the group's own sentinels are right: {said:?}");
 }
 
 /// A copy out of a Sentinel group follows its source's failover by scanning
@@ -2507,4 +2523,109 @@ async fn the_live_probe_pings_the_master_the_sentinels_name_through_a_failover()
     let wrong = group.url().replace("/mymaster/", "/nosuchmaster/");
     let err = cutover::live::fetch::redis_info(&probe(&wrong)).await.unwrap_err();
     assert!(err.contains("knows no master named \"nosuchmaster\""), "{err}");
+}
+
+/// A runbook's Sentinel endpoint in the sandbox (a master, a replica and
+/// three sentinels, quorum 2): the live reading shows each sentinel, and
+/// `redis_reachable` fails while one is silent (SIGSTOP: the reading must
+/// still fit its 2 s) and names the one left when the group can no longer
+/// reach its quorum: the master answers, but cannot be failed over.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sandbox_sentinel_group_shows_each_sentinel_and_a_silent_one_or_a_lost_quorum_fails_redis_reachable() {
+    use cutover::status::{CheckOutcome, Snapshot};
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/runbooks/sentinel-sandbox.toml");
+    let rb = cutover::runbook::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    let sb = common::sandbox(&rb, "eu-north-1").await;
+    let url = sb.redis_urls["blue-cache"].clone();
+    assert!(url.starts_with("redis+sentinel://127.0.0.1:") && url.ends_with("/blue-cache/0"), "{url}");
+    let check = |snap: &Snapshot, item: &str| {
+        let c = snap.checks.iter().find(|c| c.item == item).unwrap();
+        (c.outcome, c.detail.clone())
+    };
+    let blue = |snap: &Snapshot| {
+        let r = snap.redis.iter().find(|r| r.name == "blue-cache").unwrap();
+        r.view.value.clone().unwrap_or_else(|| panic!("blue-cache read: {:?}", r.view.error))
+    };
+
+    let snap = common::first_snapshot(&rb, &sb).await;
+    let info = blue(&snap);
+    assert_eq!(info.role, "master");
+    assert!((300..=301).contains(&info.keys), "the master holds the seeded keys: {}", info.keys);
+    let ports: Vec<u16> = info.sentinels.iter().map(|s| s.addr.rsplit_once(':').unwrap().1.parse().unwrap()).collect();
+    assert_eq!(ports.len(), 3, "{:?}", info.sentinels);
+    assert!(
+        info.sentinels.iter().all(|s| s.is_up() && s.ping_ms.is_some() && s.usable == Some(3)),
+        "{:?}",
+        info.sentinels
+    );
+    assert_eq!(check(&snap, "redis").0, CheckOutcome::Pass, "{:?}", check(&snap, "redis"));
+    let text = cutover::status::text::render(&snap);
+    let rows: Vec<&str> = text.lines().filter(|l| l.trim_start().starts_with("sentinel 127.0.0.1:")).collect();
+    assert_eq!(rows.len(), 3, "{text}");
+    assert!(rows.iter().all(|r| r.contains("names the master  3 usable sentinels")), "{rows:#?}");
+
+    // Read until `done` says the snapshot shows what is awaited.
+    let read_until = |what: &'static str, done: fn(&Snapshot) -> bool| {
+        let (rb, sb) = (&rb, &sb);
+        async move {
+            let mut session = common::session(rb, sb);
+            session.first_round(rb, Duration::from_secs(30)).await;
+            let start = Instant::now();
+            loop {
+                session.run_until(tokio::time::Instant::now() + Duration::from_millis(500)).await;
+                let snap = cutover::status::snapshot(rb, &session.state, &sb.region, std::time::SystemTime::now());
+                if done(&snap) {
+                    return snap;
+                }
+                assert!(start.elapsed() < Duration::from_secs(30), "timed out waiting for {what}");
+            }
+        }
+    };
+
+    // One sentinel stops answering: its row fails; the master and the others still read.
+    let silent = format!("127.0.0.1:{}", ports[0]);
+    let _frozen = common::freeze(sb.pid_on_port(ports[0]).expect("the sandbox started that sentinel"));
+    let snap = read_until("the silent sentinel to fail on its row", |snap| {
+        let r = snap.redis.iter().find(|r| r.name == "blue-cache").unwrap();
+        r.view.value.as_ref().is_some_and(|i| i.sentinels.iter().any(|s| !s.is_up())) && !r.view.stale
+    })
+    .await;
+    let info = blue(&snap);
+    for s in &info.sentinels {
+        if s.addr == silent {
+            assert_eq!((s.ping_ms, s.error.as_deref()), (None, Some("no answer within 700 ms")), "{s:?}");
+        } else {
+            assert!(s.is_up(), "only the silent sentinel fails: {s:?}");
+        }
+    }
+    let (outcome, detail) = check(&snap, "redis");
+    assert_eq!(outcome, CheckOutcome::Fail, "{detail}");
+    assert_eq!(
+        detail,
+        format!("cutover's own reading of blue-cache's sentinels: sentinel {silent}: no answer within 700 ms")
+    );
+
+    // A second one gone: the last cannot reach quorum 2 once it sees them
+    // down (down-after 2 s), and says so; the master still answers.
+    let _ = std::process::Command::new("kill")
+        .args(["-KILL", &sb.pid_on_port(ports[1]).unwrap().to_string()])
+        .status()
+        .unwrap();
+    let snap = read_until("the last sentinel to say it cannot reach quorum", |snap| {
+        let r = snap.redis.iter().find(|r| r.name == "blue-cache").unwrap();
+        r.view.value.as_ref().is_some_and(|i| i.sentinels[2].error.as_deref().is_some_and(|e| e.contains("NOQUORUM")))
+            && !r.view.stale
+    })
+    .await;
+    let info = blue(&snap);
+    let last = &info.sentinels[2];
+    assert!(last.ping_ms.is_some() && last.usable.is_none(), "it answers, and says the group is short: {last:?}");
+    assert!(last.error.as_deref().unwrap().starts_with("the group cannot fail the master over: NOQUORUM"), "{last:?}");
+    assert!(info.sentinels[1].error.is_some(), "{:?}", info.sentinels[1]);
+    let (outcome, detail) = check(&snap, "redis");
+    assert_eq!(outcome, CheckOutcome::Fail, "{detail}");
+    assert!(
+        detail.contains(&format!("sentinel {}: the group cannot fail the master over: NOQUORUM", last.addr)),
+        "{detail}"
+    );
 }

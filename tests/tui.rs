@@ -219,6 +219,7 @@ fn demo_events(stopped_prod_web_1: bool) -> Vec<LiveEvent> {
                 db: 0,
                 run_ids: vec![format!("{name}-run-id")],
                 other_dbs: vec![],
+                sentinels: vec![],
             }),
         }));
     }
@@ -1305,6 +1306,7 @@ fn a_cluster_endpoint_gets_a_row_per_node_and_a_down_node_fails_on_its_own_row()
                 db: 0,
                 run_ids: vec!["prod-cache-cluster-run-id".into()],
                 other_dbs: vec![],
+                sentinels: vec![],
             }),
         },
     });
@@ -1358,4 +1360,35 @@ fn the_redis_detail_says_all_three_paths_ok_only_when_each_path_is_ok() {
     events.retain(|e| !matches!(&e.update, Update::Redis { result: Ok(_), .. }));
     let text = screen(&app_with(events), 160, 48);
     assert!(text.contains("PING: timed out after 2 s") && !text.contains("stale, the last"), "{text}");
+}
+
+#[test]
+fn a_sentinel_endpoints_ping_counts_its_sentinels_and_the_detail_names_the_one_that_is_wrong() {
+    use cutover::live::fetch::SentinelPing;
+    let sentinel = |n: u8, error: Option<&str>| SentinelPing {
+        addr: format!("10.0.1.{n}:26379"),
+        ping_ms: error.is_none().then_some(0.3),
+        usable: error.is_none().then_some(3),
+        error: error.map(str::to_string),
+    };
+    let with = |sentinels: Vec<SentinelPing>| {
+        let mut events = demo_events(false);
+        for e in &mut events {
+            if let Update::Redis { endpoint, result: Ok(info) } = &mut e.update
+                && endpoint == "prod-cache"
+            {
+                info.sentinels = sentinels.clone();
+            }
+        }
+        let mut app = app_with(events);
+        app.filter = "prod-cache".into();
+        screen(&app, 160, 48)
+    };
+    let text = with(vec![sentinel(1, None), sentinel(2, None), sentinel(3, None)]);
+    assert!(text.contains("0.4 ms s:3/3") && !text.contains("sentinel 10.0.1"), "{text}");
+    assert!(text.contains("sentinels 3/3: each names the master and can fail it over"), "{text}");
+    let text = with(vec![sentinel(1, None), sentinel(2, Some("no answer within 700 ms")), sentinel(3, None)]);
+    assert!(text.contains("0.4 ms s:2/3!"), "{text}");
+    assert!(text.contains("sentinel 10.0.1.2:26379: no answer within 700 ms"), "{text}");
+    assert!(!text.contains("all three paths ok"), "{text}");
 }

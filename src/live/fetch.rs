@@ -407,6 +407,10 @@ pub struct RedisInfo {
     /// failed ones too), each PINGed by cutover. Empty for one server.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub nodes: Vec<NodePing>,
+    /// A `redis+sentinel://` endpoint: each sentinel its URL names, as
+    /// cutover reads it. Empty for any other endpoint.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sentinels: Vec<SentinelPing>,
     /// The database the URL names (0 for a cluster).
     pub db: u32,
     /// The server's `run_id`, or each primary's of a cluster: two endpoints
@@ -415,6 +419,29 @@ pub struct RedisInfo {
     /// The server's databases other than the URL's that hold keys.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub other_dbs: Vec<crate::analysis::key_counts::DbKeys>,
+}
+
+/// One sentinel of a `redis+sentinel://` endpoint: cutover's own PING of
+/// it, and what it says of the master (`SENTINEL get-master-addr-by-name`,
+/// `SENTINEL CKQUORUM`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SentinelPing {
+    /// `host:port`, as the URL names it.
+    pub addr: String,
+    /// None when it did not answer.
+    pub ping_ms: Option<f64>,
+    /// The sentinels it counts usable, itself included (its CKQUORUM answer).
+    pub usable: Option<u32>,
+    /// What is wrong with it: no answer, no such master, another master
+    /// named than the one cutover reached, or a group that cannot reach its
+    /// quorum or the majority that authorises a failover.
+    pub error: Option<String>,
+}
+
+impl SentinelPing {
+    pub fn is_up(&self) -> bool {
+        self.error.is_none()
+    }
 }
 
 /// One node of a cluster endpoint and cutover's own PING of it, at the
@@ -516,31 +543,89 @@ fn lookup_counters(info: &str) -> Option<LookupCounters> {
     })
 }
 
-/// A connection to the Redis endpoint `ep`, and its database: with
-/// Sentinel, the master its sentinels name now; in a cluster, the first node
-/// of the URL that answers.
-async fn open_redis(ep: &Endpoint) -> Result<(redis::aio::MultiplexedConnection, u32), String> {
+/// Reads each sentinel of `ep` at once, each within `NODE_PING_TIMEOUT`;
+/// `master` is the address cutover reached through them.
+async fn read_sentinels(ep: &Endpoint, master: &str) -> Vec<SentinelPing> {
+    let Some(group) = ep.sentinel() else { return Vec::new() };
+    let name = group.master.as_str();
+    futures::future::join_all(group.sentinels.iter().map(|addr| async move {
+        let scrub = |e: redis::RedisError| ep.scrub(&e.to_string());
+        let read = async {
+            // The deadline below bounds it all, and says so in its own words.
+            let mut c = ep.sentinel_connection(addr, 2 * NODE_PING_TIMEOUT).await.map_err(|e| ep.scrub(&e))?;
+            let started = Instant::now();
+            let _: String = redis::cmd("PING").query_async(&mut c).await.map_err(scrub)?;
+            let ping_ms = started.elapsed().as_secs_f64() * 1000.0;
+            let named: Option<(String, u16)> = redis::cmd("SENTINEL")
+                .arg("get-master-addr-by-name")
+                .arg(name)
+                .query_async(&mut c)
+                .await
+                .map_err(scrub)?;
+            let quorum = redis::cmd("SENTINEL").arg("CKQUORUM").arg(name).query_async::<String>(&mut c).await;
+            Ok::<_, String>((ping_ms, named, quorum))
+        };
+        let (ping_ms, usable, error) = match tokio::time::timeout(NODE_PING_TIMEOUT, read).await {
+            Err(_) => (None, None, Some(format!("no answer within {} ms", NODE_PING_TIMEOUT.as_millis()))),
+            Ok(Err(e)) => (None, None, Some(e)),
+            Ok(Ok((ms, named, quorum))) => {
+                let mut wrong = Vec::new();
+                match named {
+                    None => wrong.push(format!("knows no master named {name:?}")),
+                    Some((host, port)) if format!("{host}:{port}") != master => wrong.push(format!(
+                        "names {host}:{port} as master {name}, not {master} where the other sentinels sent cutover: \
+                         a client asking it reaches the wrong server"
+                    )),
+                    Some(_) => {}
+                }
+                // "OK 3 usable Sentinels. Quorum and failover authorization can be reached"
+                let usable = match &quorum {
+                    Ok(text) => text.split_whitespace().nth(1).and_then(|n| n.parse().ok()),
+                    Err(e) => {
+                        // "NOQUORUM 1 usable Sentinels. Not enough available Sentinels to reach …"
+                        let said = match (e.code(), e.detail()) {
+                            (Some(code), Some(detail)) => ep.scrub(&format!("{code} {detail}")),
+                            _ => scrub(e.clone()),
+                        };
+                        wrong.push(format!("the group cannot fail the master over: {said}"));
+                        None
+                    }
+                };
+                (Some(ms), usable, (!wrong.is_empty()).then(|| wrong.join("; ")))
+            }
+        };
+        SentinelPing { addr: addr.clone(), ping_ms, usable, error }
+    }))
+    .await
+}
+
+/// A connection to the Redis endpoint `ep`, its database and the address
+/// reached: with Sentinel, the master its sentinels name now; in a cluster,
+/// the first node of the URL that answers.
+async fn open_redis(ep: &Endpoint) -> Result<(redis::aio::MultiplexedConnection, u32, String), String> {
     if let Some(nodes) = ep.cluster_nodes() {
         // The first node of the URL that answers at once: one stopped node
         // must not take the whole endpoint (and its other nodes' rows) with it.
         let mut failures = Vec::new();
         for addr in nodes {
             match tokio::time::timeout(NODE_PING_TIMEOUT, ep.open_at(addr)).await {
-                Ok(Ok(c)) => return Ok((c, ep.db())),
+                Ok(Ok(c)) => return Ok((c, ep.db(), addr.clone())),
                 Ok(Err(e)) => failures.push(e),
                 Err(_) => failures.push(format!("{addr}: no answer within {} ms", NODE_PING_TIMEOUT.as_millis())),
             }
         }
         return Err(failures.join("; "));
     }
-    Ok((ep.connect().await?, ep.db()))
+    let (c, addr) = ep.open().await?;
+    Ok((c, ep.db(), addr))
 }
 
 /// PING latency, version, role, memory and key counts of one Redis.
 pub async fn redis_info(ep: &Endpoint) -> Result<RedisInfo, String> {
+    let ep = &ep.clone().with_sentinel_timeout(NODE_PING_TIMEOUT);
     let scrub = |e: redis::RedisError| ep.scrub(&e.to_string());
     let work = async {
-        let (mut c, mut db) = open_redis(ep).await?;
+        let (mut c, mut db, reached) = open_redis(ep).await?;
         let started = Instant::now();
         let _: String = redis::cmd("PING").query_async(&mut c).await.map_err(scrub)?;
         let ping_ms = started.elapsed().as_secs_f64() * 1000.0;
@@ -560,6 +645,7 @@ pub async fn redis_info(ep: &Endpoint) -> Result<RedisInfo, String> {
             other_dbs.clear();
             db = 0;
         }
+        let sentinels = read_sentinels(ep, &reached).await;
         Ok(RedisInfo {
             ping_ms,
             version: info_field(&info, "redis_version").unwrap_or("?").to_string(),
@@ -568,6 +654,7 @@ pub async fn redis_info(ep: &Endpoint) -> Result<RedisInfo, String> {
             keys,
             expiring_keys,
             nodes,
+            sentinels,
             db,
             run_ids,
             other_dbs,
@@ -585,10 +672,11 @@ pub async fn redis_info(ep: &Endpoint) -> Result<RedisInfo, String> {
 /// as ElastiCache does, leaves those unknown, AOF then read from INFO). A
 /// cluster is read on every primary (`RedisShape::of_cluster`).
 pub async fn redis_shape(name: &str, ep: &Endpoint) -> Result<crate::analysis::parity::RedisShape, String> {
+    let ep = &ep.clone().with_sentinel_timeout(NODE_PING_TIMEOUT);
     let scrub = move |e: redis::RedisError| ep.scrub(&e.to_string());
     let scrub = &scrub;
     let work = async {
-        let (mut c, _) = open_redis(ep).await?;
+        let (mut c, _, _) = open_redis(ep).await?;
         let info: String = redis::cmd("INFO").query_async(&mut c).await.map_err(scrub)?;
         if info_field(&info, "cluster_enabled") != Some("1") {
             return shape_of(name, &info, &mut c, scrub).await;

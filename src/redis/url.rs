@@ -23,6 +23,8 @@ pub struct Endpoint {
     /// The sentinels' own password (their `requirepass`), when they ask
     /// for one; `password` is the master's.
     sentinel_password: Option<String>,
+    /// How long one sentinel may take to connect and to answer each question.
+    sentinel_timeout: Duration,
     /// Given as `redis+cluster://`: the nodes to ask for the cluster's shards.
     cluster: Option<Vec<String>>,
     /// A cluster is read from its replicas (`--from-replicas`), not its primaries.
@@ -40,7 +42,8 @@ pub struct SentinelGroup {
     pub master: String,
 }
 
-/// How long one sentinel may take to answer.
+/// How long one sentinel may take to answer, unless told otherwise
+/// (`with_sentinel_timeout`).
 const SENTINEL_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A client certificate and its key, PEM; `Debug` never shows the key.
@@ -121,6 +124,7 @@ impl Endpoint {
             client_cert: None,
             sentinel: None,
             sentinel_password: None,
+            sentinel_timeout: SENTINEL_TIMEOUT,
             cluster: None,
             replica_reads: false,
             in_runbook: false,
@@ -206,6 +210,15 @@ impl Endpoint {
     /// The sentinels and master name, when the master is found through Sentinel (and may move).
     pub fn sentinel(&self) -> Option<&SentinelGroup> {
         self.sentinel.as_ref()
+    }
+
+    /// Gives each sentinel `timeout` to connect and to answer when the master
+    /// is looked for: a reading that must fit a short budget (the live pane's
+    /// 2 s) gives less than the default 2 s, so one silent sentinel does not
+    /// take the whole reading with it.
+    pub fn with_sentinel_timeout(mut self, timeout: Duration) -> Self {
+        self.sentinel_timeout = timeout;
+        self
     }
 
     /// Asks the sentinels with `password` (their `requirepass`); only for
@@ -395,13 +408,7 @@ impl Endpoint {
     /// The master's `host:port` one sentinel names, and the config epoch it
     /// holds for it (0 when `SENTINEL MASTER` is refused).
     async fn ask_sentinel(&self, node: &str, master: &str) -> Result<(String, u64), String> {
-        let (host, port) = node.rsplit_once(':').unwrap_or((node, "26379"));
-        let u = url::Url::parse(&format!("{}://{host}:{port}", self.url.scheme())).map_err(|e| e.to_string())?;
-        let client = self.client(u, self.sentinel_password.as_deref())?;
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(SENTINEL_TIMEOUT))
-            .set_response_timeout(Some(SENTINEL_TIMEOUT));
-        let mut conn = client.get_multiplexed_async_connection_with_config(&config).await.map_err(|e| e.to_string())?;
+        let mut conn = self.sentinel_connection(node, self.sentinel_timeout).await?;
         let reply: Option<(String, u16)> = redis::cmd("SENTINEL")
             .arg("get-master-addr-by-name")
             .arg(master)
@@ -418,6 +425,18 @@ impl Endpoint {
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
         Ok((format!("{host}:{port}"), epoch))
+    }
+
+    /// A connection to the sentinel at `node` (`host:port`), logged in with
+    /// the sentinels' password and this endpoint's TLS settings; `timeout`
+    /// bounds the connection and each answer. The error is raw (unscrubbed).
+    pub async fn sentinel_connection(&self, node: &str, timeout: Duration) -> Result<MultiplexedConnection, String> {
+        let (host, port) = node.rsplit_once(':').unwrap_or((node, "26379"));
+        let u = url::Url::parse(&format!("{}://{host}:{port}", self.url.scheme())).map_err(|e| e.to_string())?;
+        let client = self.client(u, self.sentinel_password.as_deref())?;
+        let config =
+            AsyncConnectionConfig::new().set_connection_timeout(Some(timeout)).set_response_timeout(Some(timeout));
+        client.get_multiplexed_async_connection_with_config(&config).await.map_err(|e| e.to_string())
     }
 
     /// A client for `u` with this endpoint's TLS settings, logging in with

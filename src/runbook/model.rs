@@ -705,6 +705,22 @@ pub struct SandboxSpec {
     pub alias_records: Vec<String>,
     /// Redis endpoints the sandbox runs as a Redis Cluster, by name.
     pub redis_clusters: BTreeMap<String, SandboxCluster>,
+    /// Redis endpoints the sandbox runs as a Sentinel group, by name.
+    pub redis_sentinels: BTreeMap<String, SandboxSentinels>,
+}
+
+/// A Sentinel group on loopback: a master named as its endpoint, one
+/// replica, and `sentinels` sentinels watching it with `quorum`.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+pub struct SandboxSentinels {
+    pub sentinels: usize,
+    pub quorum: u32,
+}
+
+impl Default for SandboxSentinels {
+    fn default() -> Self {
+        Self { sentinels: 3, quorum: 2 }
+    }
 }
 
 /// A Redis Cluster on loopback: `shards` primaries, one replica each with `replicas`.

@@ -512,6 +512,24 @@ pub struct RawSandbox {
     /// `{ shards, replicas }` (a `redis+cluster://` endpoint is one by itself).
     #[serde(default)]
     pub redis_clusters: BTreeMap<S<String>, S<RawSandboxCluster>>,
+    /// Redis endpoints the sandbox runs as a Sentinel group (a master, one
+    /// replica and the sentinels watching it, the master named as the
+    /// endpoint): endpoint name → `{ sentinels, quorum }` (a
+    /// `redis+sentinel://` endpoint is one by itself).
+    #[serde(default)]
+    pub redis_sentinels: BTreeMap<S<String>, S<RawSandboxSentinels>>,
+}
+
+/// A Sentinel group the sandbox starts for an endpoint.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "SandboxRedisSentinels")]
+pub struct RawSandboxSentinels {
+    /// Sentinels, 1 to 5 (default 3).
+    pub sentinels: Option<S<i64>>,
+    /// Sentinels that must agree the master is down, 1 to `sentinels`
+    /// (default: a majority of them).
+    pub quorum: Option<S<i64>>,
 }
 
 /// A Redis Cluster the sandbox starts for an endpoint.

@@ -1992,17 +1992,72 @@ impl<'a> Validator<'a> {
             }
             redis_clusters.insert(name, cluster);
         }
-        // An endpoint whose URL names a cluster is one in the sandbox too.
+        let mut redis_sentinels = BTreeMap::new();
+        for (name, g) in &sb.redis_sentinels {
+            let name = self.redis_ref(names, name);
+            if redis_clusters.contains_key(&name) {
+                self.err(
+                    g.span(),
+                    format!("Redis endpoint `{name}` is in both redis_clusters and redis_sentinels"),
+                    "run it as a Redis Cluster or as a Sentinel group, not both",
+                );
+            }
+            let g = g.get_ref();
+            let mut group = SandboxSentinels::default();
+            if let Some(n) = &g.sentinels {
+                if !(1..=5).contains(n.get_ref()) {
+                    self.err(n.span(), format!("sentinels {} is out of range", n.get_ref()), "give 1 to 5 sentinels");
+                }
+                group.sentinels = (*n.get_ref()).clamp(1, 5) as usize;
+            }
+            group.quorum = (group.sentinels / 2 + 1) as u32;
+            if let Some(q) = &g.quorum {
+                if !(1..=group.sentinels as i64).contains(q.get_ref()) {
+                    self.err(
+                        q.span(),
+                        format!("quorum {} is out of range", q.get_ref()),
+                        format!("give 1 to {} (the group's sentinels)", group.sentinels),
+                    );
+                }
+                group.quorum = (*q.get_ref()).clamp(1, group.sentinels as i64) as u32;
+            }
+            redis_sentinels.insert(name, group);
+        }
+        // An endpoint whose URL names a cluster (or sentinels) is one in the sandbox too.
         for e in raw_envs.values() {
             for r in &e.get_ref().redis {
                 let r = r.get_ref();
+                let name = r.name.get_ref();
                 let url = r.url.as_ref().map(|u| u.get_ref().as_str()).unwrap_or("");
-                if url.starts_with("redis+cluster://") || url.starts_with("rediss+cluster://") {
-                    redis_clusters.entry(r.name.get_ref().clone()).or_default();
+                let cluster_url = url.starts_with("redis+cluster://") || url.starts_with("rediss+cluster://");
+                let sentinel_url = url.starts_with("redis+sentinel://") || url.starts_with("rediss+sentinel://");
+                let listed_other = match (cluster_url, sentinel_url) {
+                    (true, _) if redis_sentinels.contains_key(name) => Some(("cluster", "redis_sentinels")),
+                    (_, true) if redis_clusters.contains_key(name) => Some(("Sentinel", "redis_clusters")),
+                    _ => None,
+                };
+                if let (Some((kind, list)), Some(u)) = (listed_other, &r.url) {
+                    self.err(
+                        u.span(),
+                        format!("Redis endpoint `{name}` has a {kind} URL, but the sandbox lists it in {list}"),
+                        format!("drop it from [sandbox] {list}, or change its URL"),
+                    );
+                } else if cluster_url {
+                    redis_clusters.entry(name.clone()).or_default();
+                } else if sentinel_url {
+                    redis_sentinels.entry(name.clone()).or_default();
                 }
             }
         }
-        SandboxSpec { seed_keys, load_balancer_zones, security_groups, instances, alias_records, redis_clusters }
+        SandboxSpec {
+            seed_keys,
+            load_balancer_zones,
+            security_groups,
+            instances,
+            alias_records,
+            redis_clusters,
+            redis_sentinels,
+        }
     }
 }
 
@@ -2171,6 +2226,40 @@ mod tests {
         let spec = rb.sandbox.as_ref().unwrap();
         assert_eq!(spec.redis_clusters.keys().collect::<Vec<_>>(), ["green-cache"]);
         assert_eq!(spec.redis_clusters["green-cache"], SandboxCluster::default());
+    }
+
+    #[test]
+    fn sandbox_redis_sentinels_validate() {
+        let sandbox = include_str!("../../tests/runbooks/sentinel-sandbox.toml");
+        let rb = parse("s.toml", sandbox).unwrap_or_else(|e| panic!("{e}"));
+        let spec = rb.sandbox.as_ref().unwrap();
+        assert_eq!(spec.redis_sentinels["blue-cache"], SandboxSentinels { sentinels: 3, quorum: 2 });
+        assert!(spec.redis_clusters.is_empty() && !spec.redis_sentinels.contains_key("green-cache"));
+        let line = "redis_sentinels = { blue-cache = { sentinels = 3, quorum = 2 } }";
+        let five = sandbox.replace(line, "redis_sentinels = { blue-cache = { sentinels = 5 } }");
+        let spec = parse("s.toml", &five).unwrap_or_else(|e| panic!("{e}")).sandbox.unwrap();
+        assert_eq!(spec.redis_sentinels["blue-cache"], SandboxSentinels { sentinels: 5, quorum: 3 }, "a majority");
+        let both = "redis_sentinels = { blue-cache = {} }\nredis_clusters = { blue-cache = {} }";
+        for (bad, why) in [
+            ("redis_sentinels = { nope = {} }", "unknown Redis endpoint `nope`"),
+            ("redis_sentinels = { blue-cache = { sentinels = 0 } }", "sentinels 0 is out of range"),
+            ("redis_sentinels = { blue-cache = { sentinels = 3, quorum = 4 } }", "quorum 4 is out of range"),
+            (both, "Redis endpoint `blue-cache` is in both redis_clusters and redis_sentinels"),
+        ] {
+            let err = parse("s.toml", &sandbox.replace(line, bad)).unwrap_err().to_string();
+            assert!(err.contains(why) && err.contains("s.toml:"), "{bad}: {err}");
+        }
+        // A Sentinel URL is a group in the sandbox without being listed; listed as a cluster, it is an error.
+        let url = "name = \"green-cache\", url_env";
+        let sentinel_url = "name = \"green-cache\", url = \"redis+sentinel://s1:26379/m\", url_env";
+        let rb = parse("s.toml", &sandbox.replace(url, sentinel_url)).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(rb.sandbox.unwrap().redis_sentinels["green-cache"], SandboxSentinels::default());
+        let as_cluster = sandbox.replace(url, sentinel_url).replace(line, "redis_clusters = { green-cache = {} }");
+        let err = parse("s.toml", &as_cluster).unwrap_err().to_string();
+        assert!(
+            err.contains("Redis endpoint `green-cache` has a Sentinel URL, but the sandbox lists it in redis_clusters"),
+            "{err}"
+        );
     }
 
     /// The closed lists `cutover schema` offers are the ones validation accepts.

@@ -154,14 +154,23 @@ impl Sandbox {
         self.tasks.push(task);
 
         for (_, r) in rb.redis_endpoints() {
-            match spec.redis_clusters.get(&r.name) {
-                Some(c) => {
+            match (spec.redis_clusters.get(&r.name), spec.redis_sentinels.get(&r.name)) {
+                (Some(c), _) => {
                     let nodes = process::start_cluster(&dir, &r.name, c.shards, c.replicas).await?;
                     let url = format!("redis+cluster://127.0.0.1:{},127.0.0.1:{}", nodes[0].port, nodes[1].port);
                     self.redis_urls.insert(r.name.clone(), url);
                     children.extend(nodes);
                 }
-                None => {
+                (None, Some(g)) => {
+                    // Sentinels notice a peer or master gone within 2 s.
+                    let timings = process::SentinelTimings { down_after_ms: 2000, failover_timeout_ms: 10_000 };
+                    let group = process::start_sentinel_group(&dir, &r.name, g.sentinels, g.quorum, timings).await?;
+                    let sentinels: Vec<String> = group[2..].iter().map(|s| format!("127.0.0.1:{}", s.port)).collect();
+                    let url = format!("redis+sentinel://{}/{}/0", sentinels.join(","), r.name);
+                    self.redis_urls.insert(r.name.clone(), url);
+                    children.extend(group);
+                }
+                (None, None) => {
                     let p = process::start_redis(&dir, &r.name).await?;
                     self.redis_urls.insert(r.name.clone(), format!("redis://127.0.0.1:{}/0", p.port));
                     children.push(p);
@@ -217,6 +226,9 @@ impl Sandbox {
                     let upstream: SocketAddr = if url.starts_with("redis+cluster://") {
                         // The app speaks to one node: the primary owning the key it writes.
                         SlotOwners::of(url).await?.owner(&app::hits_key(&inst.name)).await?.parse()?
+                    } else if url.starts_with("redis+sentinel://") {
+                        // The master at start; the app does not follow a failover.
+                        sentinel_master(url).await?.parse()?
                     } else {
                         url.trim_start_matches("redis://").trim_end_matches("/0").parse()?
                     };
@@ -368,6 +380,10 @@ pub async fn seed_redis(url: &str, n: u32) -> Result<()> {
     }
     let mut by_node: BTreeMap<String, redis::Pipeline> = BTreeMap::new();
     let mut owners = if url.starts_with("redis+cluster://") { Some(SlotOwners::of(url).await?) } else { None };
+    let url = &match url.strip_prefix("redis+sentinel://") {
+        Some(_) => format!("redis://{}/0", sentinel_master(url).await?),
+        None => url.to_string(),
+    };
     for i in 0..n {
         let (key, cmds) = seed_key(i);
         let node = match owners.as_mut() {
@@ -421,6 +437,19 @@ fn seed_key(i: u32) -> (String, Vec<redis::Cmd>) {
         cmds.push(redis::cmd("EXPIRE").arg(&key).arg(ttl).clone());
     }
     (key, cmds)
+}
+
+/// `host:port` of the master a sandbox `redis+sentinel://HOST:PORT,…/NAME/0`
+/// URL's first sentinel names.
+async fn sentinel_master(url: &str) -> Result<String> {
+    let rest = url.trim_start_matches("redis+sentinel://");
+    let (sentinels, path) = rest.split_once('/').ok_or_else(|| eyre!("no master name in {url}"))?;
+    let first = sentinels.split(',').next().unwrap_or_default();
+    let name = path.split('/').next().unwrap_or_default();
+    let mut c = redis::Client::open(format!("redis://{first}"))?.get_multiplexed_async_connection().await?;
+    let (host, port): (String, u16) =
+        redis::cmd("SENTINEL").arg("get-master-addr-by-name").arg(name).query_async(&mut c).await?;
+    Ok(format!("{host}:{port}"))
 }
 
 /// Which node of a sandbox cluster owns a key, as the cluster itself says

@@ -214,6 +214,57 @@ pub async fn start_sentinel(
     .await
 }
 
+/// A Sentinel group on loopback: a master named `name`, one replica of it
+/// and `sentinels` sentinels watching it with `quorum`; waited for until the
+/// replica is in sync and every sentinel knows the replica and its peers.
+/// Master first, then the replica, then the sentinels.
+pub async fn start_sentinel_group(
+    dir: &Path,
+    name: &str,
+    sentinels: usize,
+    quorum: u32,
+    timings: SentinelTimings,
+) -> Result<Vec<ChildProcess>> {
+    let master = start_redis(dir, &format!("{name}-master")).await?;
+    let port = master.port;
+    let replica = start_redis_with(dir, &format!("{name}-replica"), move |_| {
+        vec!["--replicaof".into(), "127.0.0.1".into(), port.to_string()]
+    })
+    .await?;
+    let mut all = vec![master, replica];
+    for i in 0..sentinels {
+        all.push(start_sentinel(dir, &format!("{name}-{i}"), name, port, quorum, timings, None).await?);
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut ready = sentinel_group_replica_ready(all[1].port).await.unwrap_or(false);
+        for s in &all[2..] {
+            ready &= sentinel_ready(s.port, name, sentinels - 1).await.unwrap_or(false);
+        }
+        if ready {
+            return Ok(all);
+        }
+        if std::time::Instant::now() > deadline {
+            bail!("the Sentinel group {name} did not settle within 30 s (logs in {})", dir.display());
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+async fn sentinel_group_replica_ready(port: u16) -> redis::RedisResult<bool> {
+    let mut c = redis::Client::open(format!("redis://127.0.0.1:{port}"))?.get_multiplexed_async_connection().await?;
+    let info: String = redis::cmd("INFO").arg("replication").query_async(&mut c).await?;
+    Ok(info.contains("master_link_status:up"))
+}
+
+/// The sentinel at `port` knows the master's replica and `peers` other sentinels.
+async fn sentinel_ready(port: u16, master: &str, peers: usize) -> redis::RedisResult<bool> {
+    let mut c = redis::Client::open(format!("redis://127.0.0.1:{port}"))?.get_multiplexed_async_connection().await?;
+    let replicas: Vec<redis::Value> = redis::cmd("SENTINEL").arg("REPLICAS").arg(master).query_async(&mut c).await?;
+    let others: Vec<redis::Value> = redis::cmd("SENTINEL").arg("SENTINELS").arg(master).query_async(&mut c).await?;
+    Ok(replicas.len() == 1 && others.len() == peers)
+}
+
 /// A Redis Cluster on loopback: `shards` primaries (and one replica each
 /// with `replicas`), joined by `redis-cli --cluster create` and waited for
 /// until every node says `cluster_state:ok` and sees every shard, and every

@@ -148,6 +148,16 @@ fn redis_reachable(snap: &Snapshot, rb: &Runbook, env: &str) -> Verdict {
             if !down.is_empty() {
                 return fail(format!("cutover's own PING of {name}'s nodes: {}", down.join("; ")));
             }
+            // Sentinel: every sentinel the URL names (clients ask them for the
+            // master), each naming the master reached and able to fail it over.
+            let wrong: Vec<String> = info
+                .sentinels
+                .iter()
+                .filter_map(|s| s.error.as_ref().map(|e| format!("sentinel {}: {e}", s.addr)))
+                .collect();
+            if !wrong.is_empty() {
+                return fail(format!("cutover's own reading of {name}'s sentinels: {}", wrong.join("; ")));
+            }
         }
     }
     each_instance(snap, env, |i| {

@@ -173,6 +173,15 @@ pub fn render(s: &Snapshot) -> String {
                     };
                     let _ = writeln!(o, "    node {:<44} {ping}", n.describe());
                 }
+                for s in &i.sentinels {
+                    let said = match (s.ping_ms, &s.error, s.usable) {
+                        (_, Some(e), _) => format!("FAIL {e}"),
+                        (Some(ms), None, Some(n)) => format!("PING {ms:.1} ms  names the master  {n} usable sentinels"),
+                        (Some(ms), None, None) => format!("PING {ms:.1} ms  names the master  quorum reachable"),
+                        (None, None, _) => "?".to_string(),
+                    };
+                    let _ = writeln!(o, "    sentinel {:<40} {said}", s.addr);
+                }
             }
             None => {
                 let _ = writeln!(o, "  {:<16} {:<12} {}", r.name, r.environment, age(&r.view));

@@ -70,6 +70,15 @@ pub(super) fn redis(f: &mut Frame, app: &App, area: Rect) {
                                 None => (format!("FAIL {label}"), Style::new().fg(th.bad).bold()),
                             }
                         }
+                        (Some(info), None) if !x.view.stale && !info.sentinels.is_empty() => {
+                            // The master's PING, and how many sentinels are as they
+                            // should be (s:3/3); the column is narrow, the detail says more.
+                            let n = info.sentinels.len();
+                            match info.sentinels.iter().filter(|s| s.is_up()).count() {
+                                up if up == n => (format!("{:.1} ms s:{up}/{n}", info.ping_ms), Style::new().fg(th.ok)),
+                                up => (format!("{:.1} ms s:{up}/{n}!", info.ping_ms), Style::new().fg(th.bad).bold()),
+                            }
+                        }
                         (Some(info), None) if !x.view.stale => {
                             (format!("{:.1} ms", info.ping_ms), Style::new().fg(th.ok))
                         }
@@ -138,8 +147,9 @@ pub fn distinct_parts(addrs: &[&str]) -> Vec<String> {
 
 /// The detail line of a row: what is wrong on each of its three paths (the
 /// security-group path, the instance's own /health, cutover's own PING of
-/// `endpoint`), else "all three paths ok": said only when each path was
-/// read, is fresh and is ok. A cluster node's row names its node first.
+/// `endpoint`, with each of its sentinels), else "all three paths ok": said
+/// only when each path was read, is fresh and is ok. A cluster node's row
+/// names its node first.
 fn paths_summary(r: &rows::RedisRow<'_>, endpoint: Option<&View<RedisInfo>>) -> String {
     let (mut said, mut wrong) = (Vec::new(), Vec::new());
     if let Some(n) = r.node {
@@ -157,7 +167,18 @@ fn paths_summary(r: &rows::RedisRow<'_>, endpoint: Option<&View<RedisInfo>>) -> 
             "PING: stale, the last reading failed ({})",
             v.error.as_deref().unwrap_or("no reason given")
         )),
-        Some(View { value: Some(_), .. }) => {}
+        Some(View { value: Some(info), .. }) => {
+            let n = info.sentinels.len();
+            let bad: Vec<String> = info
+                .sentinels
+                .iter()
+                .filter_map(|s| Some(format!("sentinel {}: {}", s.addr, s.error.as_ref()?)))
+                .collect();
+            if n > 0 && bad.is_empty() {
+                said.push(format!("sentinels {n}/{n}: each names the master and can fail it over"));
+            }
+            wrong.extend(bad);
+        }
         _ => wrong.push("PING: not read yet".into()),
     }
     let path = &r.instance.sg_paths[r.endpoint];
