@@ -246,17 +246,20 @@ async fn plan_authorize_ingress(
         for name in &env.uses_redis {
             let Some(ep) = rb.redis_endpoint(name) else { continue };
             let groups = d.redis_groups.get(name).cloned().unwrap_or_default();
-            let path = sg_path_named(&src, &groups, ep.port, &d.group_names);
-            before.push(json!({"instance": i.id, "endpoint": name, "path": path.describe()}));
-            if let SgPath::Blocked { fix: Some(f), .. } = path {
-                let dup = p.steps.iter().any(|s| matches!(s, Step::AuthorizeIngress { group_id, from_group_id, port, .. } if *group_id == f.group_id && *from_group_id == f.from_group_id && *port == f.port));
-                if !dup {
-                    p.steps.push(Step::AuthorizeIngress {
-                        group_id: f.group_id,
-                        port: f.port,
-                        from_group_id: f.from_group_id,
-                        description: tag(rb, environment),
-                    });
+            // The master's port, and a Sentinel endpoint's sentinels' (clients ask them first).
+            for port in [Some(ep.port), ep.sentinel_port].into_iter().flatten() {
+                let path = sg_path_named(&src, &groups, port, &d.group_names);
+                before.push(json!({"instance": i.id, "endpoint": name, "port": port, "path": path.describe()}));
+                if let SgPath::Blocked { fix: Some(f), .. } = path {
+                    let dup = p.steps.iter().any(|s| matches!(s, Step::AuthorizeIngress { group_id, from_group_id, port, .. } if *group_id == f.group_id && *from_group_id == f.from_group_id && *port == f.port));
+                    if !dup {
+                        p.steps.push(Step::AuthorizeIngress {
+                            group_id: f.group_id,
+                            port: f.port,
+                            from_group_id: f.from_group_id,
+                            description: tag(rb, environment),
+                        });
+                    }
                 }
             }
         }

@@ -543,60 +543,199 @@ fn lookup_counters(info: &str) -> Option<LookupCounters> {
     })
 }
 
-/// Reads each sentinel of `ep` at once, each within `NODE_PING_TIMEOUT`;
-/// `master` is the address cutover reached through them.
+/// Reads each sentinel of `ep` at once, each within `NODE_PING_TIMEOUT`
+/// and in one round trip; `master` is the address cutover reached through them.
 async fn read_sentinels(ep: &Endpoint, master: &str) -> Vec<SentinelPing> {
     let Some(group) = ep.sentinel() else { return Vec::new() };
     let name = group.master.as_str();
     futures::future::join_all(group.sentinels.iter().map(|addr| async move {
-        let scrub = |e: redis::RedisError| ep.scrub(&e.to_string());
         let read = async {
             // The deadline below bounds it all, and says so in its own words.
             let mut c = ep.sentinel_connection(addr, 2 * NODE_PING_TIMEOUT).await.map_err(|e| ep.scrub(&e))?;
             let started = Instant::now();
-            let _: String = redis::cmd("PING").query_async(&mut c).await.map_err(scrub)?;
-            let ping_ms = started.elapsed().as_secs_f64() * 1000.0;
-            let named: Option<(String, u16)> = redis::cmd("SENTINEL")
+            let mut p = redis::pipe();
+            p.ignore_errors()
+                .cmd("PING")
+                .cmd("SENTINEL")
                 .arg("get-master-addr-by-name")
                 .arg(name)
-                .query_async(&mut c)
-                .await
-                .map_err(scrub)?;
-            let quorum = redis::cmd("SENTINEL").arg("CKQUORUM").arg(name).query_async::<String>(&mut c).await;
-            Ok::<_, String>((ping_ms, named, quorum))
+                .cmd("SENTINEL")
+                .arg("MASTER")
+                .arg(name)
+                .cmd("SENTINEL")
+                .arg("REPLICAS")
+                .arg(name)
+                .cmd("INFO")
+                .arg("sentinel")
+                .cmd("SENTINEL")
+                .arg("CKQUORUM")
+                .arg(name);
+            let replies: Vec<redis::RedisResult<redis::Value>> =
+                p.query_async(&mut c).await.map_err(|e| ep.scrub(&e.to_string()))?;
+            Ok::<_, String>((started.elapsed().as_secs_f64() * 1000.0, replies))
         };
         let (ping_ms, usable, error) = match tokio::time::timeout(NODE_PING_TIMEOUT, read).await {
             Err(_) => (None, None, Some(format!("no answer within {} ms", NODE_PING_TIMEOUT.as_millis()))),
             Ok(Err(e)) => (None, None, Some(e)),
-            Ok(Ok((ms, named, quorum))) => {
-                let mut wrong = Vec::new();
-                match named {
-                    None => wrong.push(format!("knows no master named {name:?}")),
-                    Some((host, port)) if format!("{host}:{port}") != master => wrong.push(format!(
-                        "names {host}:{port} as master {name}, not {master} where the other sentinels sent cutover: \
-                         a client asking it reaches the wrong server"
-                    )),
-                    Some(_) => {}
-                }
-                // "OK 3 usable Sentinels. Quorum and failover authorization can be reached"
-                let usable = match &quorum {
-                    Ok(text) => text.split_whitespace().nth(1).and_then(|n| n.parse().ok()),
-                    Err(e) => {
-                        // "NOQUORUM 1 usable Sentinels. Not enough available Sentinels to reach …"
-                        let said = match (e.code(), e.detail()) {
-                            (Some(code), Some(detail)) => ep.scrub(&format!("{code} {detail}")),
-                            _ => scrub(e.clone()),
-                        };
-                        wrong.push(format!("the group cannot fail the master over: {said}"));
-                        None
-                    }
-                };
+            Ok(Ok((ms, replies))) => {
+                let (usable, wrong) = judge_sentinel(name, master, SentinelAnswers::of(replies, |e| ep.scrub(e)));
                 (Some(ms), usable, (!wrong.is_empty()).then(|| wrong.join("; ")))
             }
         };
         SentinelPing { addr: addr.clone(), ping_ms, usable, error }
     }))
     .await
+}
+
+/// What one sentinel said of the master `name`; an answer it refused is
+/// its error, scrubbed.
+#[derive(Debug)]
+struct SentinelAnswers {
+    ping: Result<(), String>,
+    /// `host:port` (get-master-addr-by-name); None when it knows no such master.
+    named: Result<Option<String>, String>,
+    /// Its `SENTINEL MASTER` fields (`flags`, `num-slaves`, …).
+    master: Result<Vec<(String, String)>, String>,
+    /// Each replica's `SENTINEL REPLICAS` fields.
+    replicas: Result<Vec<Vec<(String, String)>>, String>,
+    /// Its `INFO sentinel` text.
+    info: Result<String, String>,
+    /// CKQUORUM's answer, or its error code and text.
+    quorum: Result<String, (Option<String>, String)>,
+}
+
+impl SentinelAnswers {
+    /// From the six replies of `read_sentinels`' pipeline, in its order.
+    fn of(replies: Vec<redis::RedisResult<redis::Value>>, scrub: impl Fn(&str) -> String) -> Self {
+        let mut it = replies.into_iter();
+        let mut next = || it.next().unwrap_or_else(|| Ok(redis::Value::Nil));
+        let err = |e: redis::RedisError| scrub(&e.to_string());
+        let fields = |v: &redis::Value| -> Vec<(String, String)> {
+            redis::from_redis_value::<Vec<String>>(v.clone())
+                .unwrap_or_default()
+                .chunks(2)
+                .filter_map(|kv| Some((kv.first()?.clone(), kv.get(1)?.clone())))
+                .collect()
+        };
+        let ping = next().map(|_| ()).map_err(err);
+        let named = next().map_err(err).map(|v| {
+            redis::from_redis_value::<Option<(String, u16)>>(v).ok().flatten().map(|(h, p)| format!("{h}:{p}"))
+        });
+        let master = next().map_err(err).map(|v| fields(&v));
+        let replicas = next().map_err(err).map(|v| match v {
+            redis::Value::Array(rs) => rs.iter().map(fields).collect(),
+            _ => Vec::new(),
+        });
+        let info = next().map_err(err).map(|v| redis::from_redis_value::<String>(v).unwrap_or_default());
+        // "NOQUORUM 1 usable Sentinels. Not enough available Sentinels to reach …"
+        let quorum = next().map(|v| redis::from_redis_value::<String>(v).unwrap_or_default()).map_err(|e| {
+            let said = match (e.code(), e.detail()) {
+                (Some(code), Some(detail)) => format!("{code} {detail}"),
+                _ => e.to_string(),
+            };
+            (e.code().map(str::to_string), scrub(&said))
+        });
+        Self { ping, named, master, replicas, info, quorum }
+    }
+}
+
+/// What is wrong with one sentinel of the group watching master `name`,
+/// which cutover reached at `reached`, and how many sentinels it counts
+/// usable. Wrong: it knows no such master or names another; it sees the
+/// master down, or a failover under way; it knows no replica it could
+/// promote (up, linked to the master, priority above 0); it is in TILT
+/// mode (it acts on no failure); or the group cannot reach its quorum or
+/// the majority that authorises a failover (CKQUORUM, which counts
+/// sentinels only). A refused question is wrong too: unasked is not ok.
+fn judge_sentinel(name: &str, reached: &str, a: SentinelAnswers) -> (Option<u32>, Vec<String>) {
+    let mut wrong = Vec::new();
+    if let Err(e) = &a.ping {
+        wrong.push(format!("PING: {e}"));
+    }
+    match &a.named {
+        Err(e) => wrong.push(format!("cannot ask it for the master: {e}")),
+        Ok(None) => wrong.push(format!("knows no master named {name:?}")),
+        Ok(Some(addr)) if addr != reached => {
+            wrong.push(format!("names {addr} as master {name}, not {reached}, where the other sentinels sent cutover"))
+        }
+        Ok(Some(_)) => {}
+    }
+    let field = |fields: &[(String, String)], key: &str| fields.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
+    match &a.master {
+        Err(e) => wrong.push(format!("cannot ask it about the master: {e}")),
+        Ok(fields) => {
+            let flags = field(fields, "flags").unwrap_or_default();
+            let flag = |f: &str| flags.split(',').any(|x| x == f);
+            if flag("s_down") || flag("o_down") {
+                wrong.push(format!("sees the master down (flags {flags})"));
+            }
+            if flag("failover_in_progress") || flag("promoted") {
+                wrong.push(format!("a failover is under way (flags {flags})"));
+            }
+        }
+    }
+    match &a.replicas {
+        Err(e) => wrong.push(format!("cannot ask it about the replicas: {e}")),
+        Ok(replicas) => {
+            // Sentinel's own choice (sentinelSelectSlave): not down or
+            // disconnected, priority above 0, INFO read within 3 × 10 s, and
+            // cut off from the master for no more than 10 × down-after.
+            let ms = |r: &[(String, String)], key: &str| field(r, key).and_then(|v| v.parse::<i64>().ok());
+            let promotable = replicas.iter().any(|r| {
+                let flags = field(r, "flags").unwrap_or_default();
+                !flags.split(',').any(|f| matches!(f, "s_down" | "o_down" | "disconnected"))
+                    && field(r, "slave-priority").or_else(|| field(r, "replica-priority")).as_deref() != Some("0")
+                    && ms(r, "info-refresh").is_none_or(|t| t <= 30_000)
+                    && match (ms(r, "master-link-down-time"), ms(r, "down-after-milliseconds")) {
+                        (Some(down), Some(after)) => down <= 10 * after,
+                        _ => true,
+                    }
+            });
+            if !promotable {
+                let seen: Vec<String> = replicas
+                    .iter()
+                    .map(|r| {
+                        format!(
+                            "{}:{} {} link {} for {} ms priority {}",
+                            field(r, "ip").unwrap_or_default(),
+                            field(r, "port").unwrap_or_default(),
+                            field(r, "flags").unwrap_or_default(),
+                            field(r, "master-link-status").unwrap_or_else(|| "?".into()),
+                            ms(r, "master-link-down-time").unwrap_or(0).max(0),
+                            field(r, "slave-priority")
+                                .or_else(|| field(r, "replica-priority"))
+                                .unwrap_or_else(|| "?".into())
+                        )
+                    })
+                    .collect();
+                wrong.push(if seen.is_empty() {
+                    "knows no replica to promote: a failover has nowhere to go".to_string()
+                } else {
+                    format!("knows no replica it could promote ({})", seen.join(", "))
+                });
+            }
+        }
+    }
+    match &a.info {
+        Err(e) => wrong.push(format!("INFO sentinel: {e}")),
+        Ok(info) if info_field(info, "sentinel_tilt") == Some("1") => {
+            wrong.push("is in TILT mode: it acts on no failure until it leaves it".to_string())
+        }
+        Ok(_) => {}
+    }
+    // "OK 3 usable Sentinels. Quorum and failover authorization can be reached"
+    let usable = match &a.quorum {
+        Ok(text) => text.split_whitespace().nth(1).and_then(|n| n.parse().ok()),
+        Err((Some(code), said)) if code == "NOQUORUM" => {
+            wrong.push(format!("the group cannot fail the master over: {said}"));
+            None
+        }
+        Err((_, said)) => {
+            wrong.push(format!("cannot ask it whether the group can fail the master over (CKQUORUM): {said}"));
+            None
+        }
+    };
+    (usable, wrong)
 }
 
 /// A connection to the Redis endpoint `ep`, its database and the address
@@ -623,48 +762,59 @@ async fn open_redis(ep: &Endpoint) -> Result<(redis::aio::MultiplexedConnection,
 /// PING latency, version, role, memory and key counts of one Redis.
 pub async fn redis_info(ep: &Endpoint) -> Result<RedisInfo, String> {
     let ep = &ep.clone().with_sentinel_timeout(NODE_PING_TIMEOUT);
-    let scrub = |e: redis::RedisError| ep.scrub(&e.to_string());
     let work = async {
-        let (mut c, mut db, reached) = open_redis(ep).await?;
-        let started = Instant::now();
-        let _: String = redis::cmd("PING").query_async(&mut c).await.map_err(scrub)?;
-        let ping_ms = started.elapsed().as_secs_f64() * 1000.0;
-        let info: String = redis::cmd("INFO").query_async(&mut c).await.map_err(scrub)?;
-        let mut keys: u64 = redis::cmd("DBSIZE").query_async(&mut c).await.map_err(scrub)?;
-        let (_, mut expiring_keys) = crate::redis::keyspace(&info, db);
-        let mut run_ids: Vec<String> =
-            info_field(&info, "run_id").filter(|id| !id.is_empty()).map(str::to_string).into_iter().collect();
-        let mut other_dbs = crate::redis::other_dbs(&info, db);
-        let mut nodes = Vec::new();
-        let mut counters: Vec<LookupCounters> = lookup_counters(&info).into_iter().collect();
-        if info_field(&info, "cluster_enabled") == Some("1") {
-            // A cluster node holds only its shard's keys: count every primary's.
-            (nodes, counters) = ping_nodes(ep, &mut c).await?;
-            let cluster = crate::redis::cluster::Cluster::connect(ep, c.clone()).await?;
-            ((keys, expiring_keys), run_ids) = cluster.key_counts_and_run_ids().await?;
-            other_dbs.clear();
-            db = 0;
-        }
-        let sentinels = read_sentinels(ep, &reached).await;
-        Ok(RedisInfo {
-            ping_ms,
-            version: info_field(&info, "redis_version").unwrap_or("?").to_string(),
-            role: info_field(&info, "role").unwrap_or("?").to_string(),
-            used_memory: info_field(&info, "used_memory").and_then(|v| v.parse().ok()).unwrap_or(0),
-            keys,
-            expiring_keys,
-            nodes,
-            sentinels,
-            db,
-            run_ids,
-            other_dbs,
-            keyspace_hits: (!counters.is_empty()).then(|| counters.iter().map(|c| c.hits).sum()),
-            keyspace_misses: (!counters.is_empty()).then(|| counters.iter().map(|c| c.misses).sum()),
-            lookup_counters: counters,
-            lookups: None,
-        })
+        let (c, db, reached) = open_redis(ep).await?;
+        // The sentinels are read while the server is: the 2 s covers both.
+        let (sentinels, info) = tokio::join!(read_sentinels(ep, &reached), server_info(ep, c, db));
+        Ok(RedisInfo { sentinels, ..info? })
     };
     tokio::time::timeout(Duration::from_secs(2), work).await.unwrap_or_else(|_| Err("timed out after 2 s".into()))
+}
+
+/// `redis_info` of the server behind `c` (every primary's keys when it is
+/// a cluster node), its database `db`; no sentinels.
+async fn server_info(
+    ep: &Endpoint,
+    mut c: redis::aio::MultiplexedConnection,
+    mut db: u32,
+) -> Result<RedisInfo, String> {
+    let scrub = |e: redis::RedisError| ep.scrub(&e.to_string());
+    let started = Instant::now();
+    let _: String = redis::cmd("PING").query_async(&mut c).await.map_err(scrub)?;
+    let ping_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let info: String = redis::cmd("INFO").query_async(&mut c).await.map_err(scrub)?;
+    let mut keys: u64 = redis::cmd("DBSIZE").query_async(&mut c).await.map_err(scrub)?;
+    let (_, mut expiring_keys) = crate::redis::keyspace(&info, db);
+    let mut run_ids: Vec<String> =
+        info_field(&info, "run_id").filter(|id| !id.is_empty()).map(str::to_string).into_iter().collect();
+    let mut other_dbs = crate::redis::other_dbs(&info, db);
+    let mut nodes = Vec::new();
+    let mut counters: Vec<LookupCounters> = lookup_counters(&info).into_iter().collect();
+    if info_field(&info, "cluster_enabled") == Some("1") {
+        // A cluster node holds only its shard's keys: count every primary's.
+        (nodes, counters) = ping_nodes(ep, &mut c).await?;
+        let cluster = crate::redis::cluster::Cluster::connect(ep, c.clone()).await?;
+        ((keys, expiring_keys), run_ids) = cluster.key_counts_and_run_ids().await?;
+        other_dbs.clear();
+        db = 0;
+    }
+    Ok(RedisInfo {
+        ping_ms,
+        version: info_field(&info, "redis_version").unwrap_or("?").to_string(),
+        role: info_field(&info, "role").unwrap_or("?").to_string(),
+        used_memory: info_field(&info, "used_memory").and_then(|v| v.parse().ok()).unwrap_or(0),
+        keys,
+        expiring_keys,
+        nodes,
+        sentinels: Vec::new(),
+        db,
+        run_ids,
+        other_dbs,
+        keyspace_hits: (!counters.is_empty()).then(|| counters.iter().map(|c| c.hits).sum()),
+        keyspace_misses: (!counters.is_empty()).then(|| counters.iter().map(|c| c.misses).sum()),
+        lookup_counters: counters,
+        lookups: None,
+    })
 }
 
 /// What parity compares of one Redis: version and key count (INFO, DBSIZE),
@@ -748,6 +898,113 @@ async fn shape_of(
 
 #[cfg(test)]
 mod tests {
+    use super::{SentinelAnswers, judge_sentinel};
+
+    fn fields(kv: &[(&str, &str)]) -> Vec<(String, String)> {
+        kv.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    /// A sentinel of a healthy group of three, naming the master at m:6379.
+    fn healthy() -> SentinelAnswers {
+        SentinelAnswers {
+            ping: Ok(()),
+            named: Ok(Some("m:6379".into())),
+            master: Ok(fields(&[("flags", "master"), ("num-slaves", "1")])),
+            replicas: Ok(vec![fields(&[
+                ("ip", "r"),
+                ("port", "6379"),
+                ("flags", "slave"),
+                ("master-link-status", "ok"),
+                ("slave-priority", "100"),
+            ])]),
+            info: Ok("# Sentinel\r\nsentinel_masters:1\r\nsentinel_tilt:0\r\n".into()),
+            quorum: Ok("OK 3 usable Sentinels. Quorum and failover authorization can be reached".into()),
+        }
+    }
+
+    fn judged(a: SentinelAnswers) -> (Option<u32>, Vec<String>) {
+        judge_sentinel("mymaster", "m:6379", a)
+    }
+
+    #[test]
+    fn a_sentinel_is_wrong_unless_its_group_could_fail_the_master_over_now() {
+        assert_eq!(judged(healthy()), (Some(3), vec![]));
+        // A replica cut off from the master for `down` ms, with down-after 5 s.
+        let replica = |flags: &str, down: &str, priority: &str| {
+            fields(&[
+                ("ip", "r"),
+                ("port", "6379"),
+                ("flags", flags),
+                ("info-refresh", "4000"),
+                ("master-link-down-time", down),
+                ("master-link-status", if down == "0" { "ok" } else { "err" }),
+                ("down-after-milliseconds", "5000"),
+                ("slave-priority", priority),
+            ])
+        };
+        for (a, says) in [
+            (
+                SentinelAnswers { named: Ok(Some("old:6379".into())), ..healthy() },
+                "names old:6379 as master mymaster, not m:6379",
+            ),
+            (SentinelAnswers { named: Ok(None), ..healthy() }, "knows no master named \"mymaster\""),
+            (
+                SentinelAnswers { master: Ok(fields(&[("flags", "s_down,master")])), ..healthy() },
+                "sees the master down (flags s_down,master)",
+            ),
+            (
+                SentinelAnswers { master: Ok(fields(&[("flags", "master,failover_in_progress")])), ..healthy() },
+                "a failover is under way",
+            ),
+            (SentinelAnswers { replicas: Ok(vec![]), ..healthy() }, "knows no replica to promote"),
+            (
+                SentinelAnswers { replicas: Ok(vec![replica("s_down,slave,disconnected", "0", "100")]), ..healthy() },
+                "knows no replica it could promote (r:6379 s_down,slave,disconnected link ok for 0 ms priority 100)",
+            ),
+            (
+                SentinelAnswers { replicas: Ok(vec![replica("slave", "50001", "100")]), ..healthy() },
+                "knows no replica it could promote (r:6379 slave link err for 50001 ms priority 100)",
+            ),
+            (
+                SentinelAnswers { replicas: Ok(vec![replica("slave", "0", "0")]), ..healthy() },
+                "knows no replica it could promote (r:6379 slave link ok for 0 ms priority 0)",
+            ),
+            (
+                SentinelAnswers {
+                    replicas: Ok(vec![
+                        [&replica("slave", "0", "100")[..3], &fields(&[("info-refresh", "30001")])].concat(),
+                    ]),
+                    ..healthy()
+                },
+                "knows no replica it could promote",
+            ),
+            (SentinelAnswers { info: Ok("sentinel_tilt:1\r\n".into()), ..healthy() }, "is in TILT mode"),
+            (
+                SentinelAnswers {
+                    quorum: Err((Some("NOQUORUM".into()), "NOQUORUM 1 usable Sentinels. Not enough …".into())),
+                    ..healthy()
+                },
+                "the group cannot fail the master over: NOQUORUM 1 usable Sentinels",
+            ),
+            (
+                SentinelAnswers { quorum: Err((Some("NOPERM".into()), "NOPERM no permission".into())), ..healthy() },
+                "cannot ask it whether the group can fail the master over (CKQUORUM): NOPERM",
+            ),
+            (SentinelAnswers { master: Err("NOPERM x".into()), ..healthy() }, "cannot ask it about the master: NOPERM"),
+        ] {
+            let (_, wrong) = judged(a);
+            assert_eq!(wrong.len(), 1, "{says}: {wrong:?}");
+            assert!(wrong[0].starts_with(says), "{says}: {wrong:?}");
+        }
+        // One replica it could promote is enough; one cut off for less than
+        // 10 × down-after still is one, as Sentinel itself would pick it.
+        let two = SentinelAnswers {
+            replicas: Ok(vec![replica("s_down,slave", "0", "100"), replica("slave", "50000", "100")]),
+            ..healthy()
+        };
+        assert_eq!(judged(two).1, Vec::<String>::new());
+    }
+
     fn side(env: &str, weight: u8, healthy: Option<bool>) -> SideWeight {
         SideWeight {
             environment: env.into(),
@@ -802,6 +1059,7 @@ mod tests {
             url_env: Some("C_URL".into()),
             password_env: Some("C_PW".into()),
             sentinel_password_env: None,
+            sentinel_port: None,
             port: 6379,
             security_groups: vec![],
             elasticache: None,

@@ -367,8 +367,14 @@ impl Endpoint {
         let Some(g) = &self.sentinel else {
             return Ok(format!("{}:{}", self.url.host_str().unwrap_or(""), self.url.port().unwrap_or(6379)));
         };
-        let answers =
-            futures::future::join_all(g.sentinels.iter().map(|node| self.ask_sentinel(node, &g.master))).await;
+        // One deadline per sentinel for all its questions: a slow one costs
+        // the whole search no more than `sentinel_timeout`.
+        let answers = futures::future::join_all(g.sentinels.iter().map(|node| async move {
+            tokio::time::timeout(self.sentinel_timeout, self.ask_sentinel(node, &g.master))
+                .await
+                .unwrap_or_else(|_| Err(format!("no answer within {} ms", self.sentinel_timeout.as_millis())))
+        }))
+        .await;
         let mut failures = Vec::new();
         // (address, highest config epoch, sentinels naming it), in the order first named.
         let mut named: Vec<(String, u64, usize)> = Vec::new();

@@ -201,6 +201,10 @@ pub struct RedisEndpoint {
     pub sentinel_password_env: Option<String>,
     /// The port security-group rules must open (6379 unless the URL says otherwise).
     pub port: u16,
+    /// A Sentinel endpoint's: the port security-group rules must open to its
+    /// sentinels (its URL's sentinels' port, or `sentinel_port`). None: not
+    /// known to be one (a `url_env` endpoint that gives no `sentinel_port`).
+    pub sentinel_port: Option<u16>,
     pub security_groups: Vec<String>,
     /// Its ElastiCache replication group, when it is one: parity and
     /// `redis_persistence` then read what ElastiCache says of it.

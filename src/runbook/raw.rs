@@ -209,6 +209,11 @@ pub struct RawRedis {
     pub sentinel_password_env: Option<S<String>>,
     /// The port security-group rules must open (default: the URL's, else 6379).
     pub port: Option<S<i64>>,
+    /// The port security-group rules must open to the sentinels of a
+    /// Sentinel endpoint (default: the port of the sentinels its `url`
+    /// names, 26379 where none is given). Give it for a Sentinel endpoint
+    /// whose URL is in `url_env`: the path to its sentinels is checked then.
+    pub sentinel_port: Option<S<i64>>,
     /// Security group ids or names protecting the endpoint, for the path analysis.
     #[serde(default)]
     pub security_groups: Vec<S<String>>,

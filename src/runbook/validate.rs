@@ -702,6 +702,43 @@ impl<'a> Validator<'a> {
             Some(p) => *p.get_ref() as u16,
             None => url_port.unwrap_or(6379),
         };
+        let sentinel_url = r.url.as_ref().filter(|u| u.get_ref().contains("+sentinel://"));
+        let sentinel_port = match (&r.sentinel_port, sentinel_url) {
+            (Some(p), _) if !(1..=65535).contains(p.get_ref()) => {
+                self.err(
+                    p.span(),
+                    format!("sentinel_port {} is outside 1–65535", p.get_ref()),
+                    "give the TCP port the sentinels listen on, usually 26379",
+                );
+                None
+            }
+            (Some(p), None) if r.url.is_some() => {
+                self.err(
+                    p.span(),
+                    "sentinel_port is for a Redis Sentinel endpoint, and this endpoint's url is not one",
+                    "drop sentinel_port, or name the sentinels: url = \"redis+sentinel://sentinel-1:26379,sentinel-2:26379/mymaster/0\"",
+                );
+                None
+            }
+            (Some(p), _) => Some(*p.get_ref() as u16),
+            (None, Some(u)) => match sentinel_ports(u.get_ref()) {
+                Ok(p) => Some(p),
+                Err(ports) => {
+                    let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
+                    self.err(
+                        u.span(),
+                        format!(
+                            "the sentinels of `{}` listen on different ports ({}), and the security-group path to them is checked at one",
+                            u.get_ref(),
+                            ports.join(", ")
+                        ),
+                        "give sentinel_port = the port the rules must open to the sentinels",
+                    );
+                    None
+                }
+            },
+            (None, None) => None,
+        };
         if let Some(var) = &r.sentinel_password_env
             && r.url.as_ref().is_some_and(|u| !u.get_ref().contains("+sentinel://"))
         {
@@ -748,6 +785,7 @@ impl<'a> Validator<'a> {
             password_env: r.password_env.as_ref().map(|p| p.get_ref().clone()),
             sentinel_password_env: r.sentinel_password_env.as_ref().map(|p| p.get_ref().clone()),
             port,
+            sentinel_port,
             security_groups: r.security_groups.iter().map(|s| s.get_ref().clone()).collect(),
         }
     }
@@ -2103,6 +2141,30 @@ fn node_port(node: &str) -> Option<u16> {
     }
 }
 
+/// The port the sentinels of a `redis+sentinel://` URL listen on (26379
+/// where a sentinel gives none; `Err` with each port when they differ). A
+/// malformed port is left to `redis::url`, which refuses the URL.
+fn sentinel_ports(url: &str) -> Result<u16, Vec<u16>> {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let hosts = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+    let hosts = hosts.split('/').next().unwrap_or(hosts);
+    let mut ports: Vec<u16> = Vec::new();
+    for host in hosts.split(',').filter(|h| !h.is_empty()) {
+        let port = match host.rsplit_once(':') {
+            Some((h, p)) if !h.is_empty() && (!h.starts_with('[') || h.ends_with(']')) => p.parse().unwrap_or(26379),
+            _ => 26379,
+        };
+        if !ports.contains(&port) {
+            ports.push(port);
+        }
+    }
+    match ports.as_slice() {
+        [] => Ok(26379),
+        [one] => Ok(*one),
+        _ => Err(ports),
+    }
+}
+
 /// The port a Redis URL names for security-group rules: a plain URL's; a
 /// cluster's nodes' (6379 where a node gives none; `Err` with each port
 /// when they differ); none for Sentinel, whose URL names the sentinels,
@@ -2170,6 +2232,34 @@ mod tests {
         let rb = parse("t.toml", &with(url, "url = \"redis+sentinel://s1/blue\", sentinel_password_env = \"S_PW\""))
             .unwrap();
         assert_eq!(rb.environments["blue"].redis[0].sentinel_password_env.as_deref(), Some("S_PW"));
+    }
+
+    /// The port the sentinels' security-group path is checked at: the
+    /// URL's sentinels' (26379 where they give none), or `sentinel_port`.
+    #[test]
+    fn sentinel_ports_validate() {
+        let url = "url = \"redis://blue-cache.internal:6379/0\"";
+        let port = |given: &str| {
+            let rb = parse("t.toml", &with(url, given)).unwrap_or_else(|e| panic!("{given}: {e}"));
+            rb.environments["blue"].redis[0].sentinel_port
+        };
+        assert_eq!(port(url), None, "not a Sentinel endpoint");
+        assert_eq!(port("url = \"redis+sentinel://s1,s2/blue/0\""), Some(26379));
+        assert_eq!(port("url = \"redis+sentinel://s1:5000,s2:5000/blue/0\""), Some(5000));
+        assert_eq!(port("url = \"redis+sentinel://s1:5000,s2:5001/blue/0\", sentinel_port = 5001"), Some(5001));
+        assert_eq!(port("url_env = \"BLUE_URL\", sentinel_port = 26380"), Some(26380));
+        assert_eq!(port("url_env = \"BLUE_URL\""), None, "unknown until the runbook says");
+        for (bad, why) in [
+            (
+                "url = \"redis+sentinel://s1:5000,s2:5001/blue/0\"",
+                "the sentinels of `redis+sentinel://s1:5000,s2:5001/blue/0` listen on different ports (5000, 5001)",
+            ),
+            ("url = \"redis://h:6379/0\", sentinel_port = 26379", "sentinel_port is for a Redis Sentinel endpoint"),
+            ("url = \"redis+sentinel://s1/blue\", sentinel_port = 0", "sentinel_port 0 is outside 1–65535"),
+        ] {
+            let err = parse("t.toml", &with(url, bad)).unwrap_err().to_string();
+            assert!(err.contains(why) && err.contains("t.toml:"), "{bad}: {err}");
+        }
     }
 
     #[test]

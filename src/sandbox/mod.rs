@@ -162,8 +162,9 @@ impl Sandbox {
                     children.extend(nodes);
                 }
                 (None, Some(g)) => {
-                    // Sentinels notice a peer or master gone within 2 s.
-                    let timings = process::SentinelTimings { down_after_ms: 2000, failover_timeout_ms: 10_000 };
+                    // Sentinels notice a peer, replica or master gone within 5 s: soon
+                    // enough to watch, not so soon that a loaded machine fails over.
+                    let timings = process::SentinelTimings { down_after_ms: 5000, failover_timeout_ms: 10_000 };
                     let group = process::start_sentinel_group(&dir, &r.name, g.sentinels, g.quorum, timings).await?;
                     let sentinels: Vec<String> = group[2..].iter().map(|s| format!("127.0.0.1:{}", s.port)).collect();
                     let url = format!("redis+sentinel://{}/{}/0", sentinels.join(","), r.name);

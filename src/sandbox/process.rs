@@ -153,7 +153,13 @@ async fn start_on_free_port(
     for attempt in 0..5 {
         let port = free_port()?;
         let (program, args) = command(port);
-        let log = dir.join(format!("{}-{attempt}.log", name.split_whitespace().next().unwrap_or(name)));
+        // One log per process: `redis-server (blue-cache-replica)` → `redis-server-blue-cache-replica-0.log`.
+        let stem: String = name
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+            .filter(|w| !w.is_empty())
+            .collect::<Vec<_>>()
+            .join("-");
+        let log = dir.join(format!("{stem}-{attempt}.log"));
         let mut child = spawn(&program, &args, &log)?;
         match wait_for_port(&mut child, name, port, &log).await {
             Ok(()) => return Ok(ChildProcess { name: name.to_string(), port, child }),

@@ -132,6 +132,8 @@ fn http_ok(snap: &Snapshot, env: &str) -> Verdict {
 fn redis_reachable(snap: &Snapshot, rb: &Runbook, env: &str) -> Verdict {
     let Some(environment) = rb.environment(env) else { return unknown(format!("no environment {env}")) };
     let used = &environment.uses_redis;
+    // Sentinels found at run time (a `url_env` URL) whose port the runbook does not give.
+    let mut unchecked = Vec::new();
     for name in used {
         if let Some(r) = snap.redis.iter().find(|r| &r.name == name) {
             let info = match fresh(&r.view, &format!("cutover's own PING of {name}")) {
@@ -158,12 +160,23 @@ fn redis_reachable(snap: &Snapshot, rb: &Runbook, env: &str) -> Verdict {
             if !wrong.is_empty() {
                 return fail(format!("cutover's own reading of {name}'s sentinels: {}", wrong.join("; ")));
             }
+            if !info.sentinels.is_empty() && rb.redis_endpoint(name).is_some_and(|ep| ep.sentinel_port.is_none()) {
+                unchecked.push(format!(
+                    "{name} is found through sentinels, and their security-group path is not checked: give \
+                     sentinel_port (the port they listen on) in its runbook entry"
+                ));
+            }
         }
     }
-    each_instance(snap, env, |i| {
+    let verdict = each_instance(snap, env, |i| {
         for (ep, path) in &i.sg_paths {
             if !path.is_allowed() {
                 return fail(format!("security-group path to {ep}: {}", path.describe()));
+            }
+        }
+        for (ep, path) in &i.sentinel_paths {
+            if !path.is_allowed() {
+                return fail(format!("security-group path to {ep}'s sentinels: {}", path.describe()));
             }
         }
         match fresh(&i.health, "/health") {
@@ -176,7 +189,11 @@ fn redis_reachable(snap: &Snapshot, rb: &Runbook, env: &str) -> Verdict {
             Ok(HealthProbe::Failed { error, .. }) => fail(format!("/health failed: {error}")),
             Ok(HealthProbe::NotProbed { reason }) => unknown(reason.clone()),
         }
-    })
+    });
+    match verdict.0 {
+        CheckOutcome::Pass if !unchecked.is_empty() => unknown(unchecked.join("; ")),
+        _ => verdict,
+    }
 }
 
 fn stickiness(snap: &Snapshot, env: &str, secs: u64) -> Verdict {

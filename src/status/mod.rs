@@ -18,7 +18,7 @@ use crate::aws::elb::{LoadBalancer, Target, TargetGroupAttributes};
 use crate::aws::sts::Identity;
 use crate::live::fetch::SideWeight;
 use crate::live::{HealthProbe, LiveState, RedisInfo, Sourced};
-use crate::runbook::Runbook;
+use crate::runbook::{RedisEndpoint, Runbook};
 use crate::time::rfc3339;
 pub use checks::{CheckOutcome, CheckResult};
 
@@ -171,6 +171,11 @@ pub struct InstanceView {
     pub health: View<HealthProbe>,
     /// Per Redis endpoint the environment uses: the security-group path.
     pub sg_paths: BTreeMap<String, SgPath>,
+    /// Per Sentinel endpoint the environment uses: the security-group path
+    /// to its sentinels (at the runbook's `sentinel_port`), which clients
+    /// ask for the master before they reach it.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub sentinel_paths: BTreeMap<String, SgPath>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -244,19 +249,17 @@ pub fn snapshot(rb: &Runbook, live: &LiveState, region: &str, now: SystemTime) -
                             ipv6_addresses: &i.ipv6_addresses,
                             security_groups: &i.security_groups,
                         };
-                        let sg_paths = env
-                            .uses_redis
-                            .iter()
-                            .filter_map(|name| {
-                                let ep = rb.redis_endpoint(name)?;
-                                let groups = d.redis_groups.get(name).cloned().unwrap_or_default();
-                                Some((name.clone(), sg_path_named(&src, &groups, ep.port, &d.group_names)))
-                            })
-                            .collect();
+                        let path_at = |name: &String, port: fn(&RedisEndpoint) -> Option<u16>| {
+                            let port = port(rb.redis_endpoint(name)?)?;
+                            let groups = d.redis_groups.get(name).cloned().unwrap_or_default();
+                            Some((name.clone(), sg_path_named(&src, &groups, port, &d.group_names)))
+                        };
+                        let used = &env.uses_redis;
                         InstanceView {
                             instance: i.clone(),
                             health: View::of(live.health.get(&i.id), now, Clone::clone),
-                            sg_paths,
+                            sg_paths: used.iter().filter_map(|n| path_at(n, |ep| Some(ep.port))).collect(),
+                            sentinel_paths: used.iter().filter_map(|n| path_at(n, |ep| ep.sentinel_port)).collect(),
                         }
                     })
                     .collect();

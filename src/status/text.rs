@@ -145,6 +145,9 @@ pub fn render(s: &Snapshot) -> String {
             for (ep, path) in &iv.sg_paths {
                 let _ = writeln!(o, "      sg path to {ep}: {}", path.describe());
             }
+            for (ep, path) in &iv.sentinel_paths {
+                let _ = writeln!(o, "      sg path to {ep}'s sentinels: {}", path.describe());
+            }
         }
     }
 

@@ -7,6 +7,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Wrap};
 
 use super::{env_age, pane_block, selected_style, window};
+use crate::analysis::reachability::SgPath;
 use crate::live::HealthProbe;
 use crate::live::fetch::RedisInfo;
 use crate::status::View;
@@ -48,10 +49,14 @@ pub(super) fn redis(f: &mut Frame, app: &App, area: Rect) {
     let lines: Vec<Line> = window(rows.len(), sel, list.height as usize)
         .map(|i| {
             let r = &rows[i];
-            let path = &r.instance.sg_paths[r.endpoint];
-            let (sg, sg_style) = if path.is_allowed() {
+            // The master's port, and a Sentinel endpoint's sentinels' too.
+            let paths: Vec<&SgPath> = [r.instance.sg_paths.get(r.endpoint), r.instance.sentinel_paths.get(r.endpoint)]
+                .into_iter()
+                .flatten()
+                .collect();
+            let (sg, sg_style) = if paths.iter().all(|p| p.is_allowed()) {
                 ("ok".to_string(), Style::new().fg(th.ok))
-            } else if matches!(path, crate::analysis::reachability::SgPath::Blocked { .. }) {
+            } else if paths.iter().any(|p| matches!(p, SgPath::Blocked { .. })) {
                 ("BLOCKED".to_string(), Style::new().fg(th.bad).bold())
             } else {
                 ("?".to_string(), Style::new().fg(th.warn))
@@ -184,6 +189,9 @@ fn paths_summary(r: &rows::RedisRow<'_>, endpoint: Option<&View<RedisInfo>>) -> 
     let path = &r.instance.sg_paths[r.endpoint];
     if !path.is_allowed() {
         wrong.push(format!("sg path: {}", path.describe()));
+    }
+    if let Some(path) = r.instance.sentinel_paths.get(r.endpoint).filter(|p| !p.is_allowed()) {
+        wrong.push(format!("sg path to the sentinels: {}", path.describe()));
     }
     let health = &r.instance.health;
     match &health.value {
