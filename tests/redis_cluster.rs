@@ -464,17 +464,17 @@ async fn a_sandbox_cluster_from_the_runbook_shows_every_node_and_a_stopped_node_
     };
     assert_eq!(check(&snap, "redis").0, CheckOutcome::Pass, "{:?}", check(&snap, "redis"));
     let green = snap.redis.iter().find(|r| r.name == "green-cache").unwrap().view.value.as_ref().unwrap().keys;
-    assert_eq!(
-        check(&snap, "counts"),
-        (
-            CheckOutcome::Fail,
-            format!(
-                "blue-cache {} keys, green-cache {green} keys (difference {}, green-cache has fewer, tolerance 0)",
-                info.keys,
-                info.keys - green
-            )
-        )
+    let (outcome, detail) = check(&snap, "counts");
+    assert_eq!(outcome, CheckOutcome::Fail, "{detail}");
+    let said = format!(
+        "blue-cache {} keys, green-cache {green} keys (difference {}, green-cache has fewer, tolerance 0, read ",
+        info.keys,
+        info.keys - green
     );
+    // The two readings' ages, as the snapshot has them.
+    let age = |name: &str| snap.redis.iter().find(|r| r.name == name).unwrap().view.age_seconds.unwrap();
+    let apart = format!("{:.1} s apart)", (age("blue-cache") - age("green-cache")).abs());
+    assert_eq!(detail, format!("{said}{apart}"));
 
     // Equal counts that show no copy fail too: green's URL at one of blue's
     // nodes (a plain URL to a cluster node reads the whole cluster), then at

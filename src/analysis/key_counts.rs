@@ -22,6 +22,9 @@ pub struct Side<'a> {
     pub run_ids: &'a [String],
     /// The server's databases other than the URL's that hold keys.
     pub other_dbs: &'a [DbKeys],
+    /// How old its reading is, when known: the two sides are read on their
+    /// own timers, and counts read seconds apart may match by timing.
+    pub age_seconds: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,8 +77,12 @@ pub fn judge(from: &Side, to: &Side, tolerance: u64) -> KeyCounts {
         std::cmp::Ordering::Greater => format!(", {} has more", to.name),
         std::cmp::Ordering::Equal => String::new(),
     };
+    let apart = match (from.age_seconds, to.age_seconds) {
+        (Some(a), Some(b)) => format!(", read {:.1} s apart", (a - b).abs()),
+        _ => String::new(),
+    };
     let detail = format!(
-        "{} {} keys, {} {} keys (difference {diff}{which}, tolerance {tolerance})",
+        "{} {} keys, {} {} keys (difference {diff}{which}, tolerance {tolerance}{apart})",
         from.name, from.keys, to.name, to.keys
     );
     if diff <= tolerance { KeyCounts::Pass(detail) } else { KeyCounts::Fail(detail) }
@@ -86,7 +93,7 @@ mod tests {
     use super::*;
 
     fn side<'a>(name: &'a str, keys: u64, run_ids: &'a [String], other_dbs: &'a [DbKeys]) -> Side<'a> {
-        Side { name, keys, db: 0, run_ids, other_dbs }
+        Side { name, keys, db: 0, run_ids, other_dbs, age_seconds: None }
     }
 
     #[test]
@@ -103,6 +110,12 @@ mod tests {
         assert_eq!(
             judge(&side("old", 1000, &a, &[]), &side("new", 1011, &b, &[]), 10),
             KeyCounts::Fail("old 1000 keys, new 1011 keys (difference 11, new has more, tolerance 10)".into())
+        );
+        // How far apart the two readings were taken, whichever is older.
+        let (old, new) = (Side { age_seconds: Some(1.25), ..side("old", 1000, &a, &[]) }, side("new", 1000, &b, &[]));
+        assert_eq!(
+            judge(&old, &Side { age_seconds: Some(4.5), ..new }, 0),
+            KeyCounts::Pass("old 1000 keys, new 1000 keys (difference 0, tolerance 0, read 3.2 s apart)".into())
         );
     }
 

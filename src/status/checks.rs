@@ -246,10 +246,11 @@ fn key_counts(snap: &Snapshot, from: &str, to: &str, tolerance: u64) -> Verdict 
         (Err(v), _) | (_, Err(v)) => return v,
     };
     use crate::analysis::key_counts::{KeyCounts, Side, judge};
-    fn side<'a>(name: &'a str, r: &'a crate::live::RedisInfo) -> Side<'a> {
-        Side { name, keys: r.keys, db: r.db, run_ids: &r.run_ids, other_dbs: &r.other_dbs }
+    fn side<'a>(name: &'a str, r: &'a crate::live::RedisInfo, age_seconds: Option<f64>) -> Side<'a> {
+        Side { name, keys: r.keys, db: r.db, run_ids: &r.run_ids, other_dbs: &r.other_dbs, age_seconds }
     }
-    match judge(&side(from, a), &side(to, b), tolerance) {
+    let (a_age, b_age) = (get(from).and_then(|r| r.view.age_seconds), get(to).and_then(|r| r.view.age_seconds));
+    match judge(&side(from, a, a_age), &side(to, b, b_age), tolerance) {
         KeyCounts::Pass(d) => pass(d),
         KeyCounts::Fail(d) => fail(d),
     }
