@@ -372,9 +372,28 @@ pub async fn metric_totals(
     Ok((totals, covers))
 }
 
-/// Metric alarms in the AWS/ApplicationELB namespace whose dimensions name
-/// one of `load_balancers` or `target_groups` (ARN suffixes, the dimension
-/// values): what a side watches. DescribeAlarms, every page (AWS returns at
+/// Whether a metric with these dimensions is one of the side's: an ALB
+/// metric whose every `LoadBalancer` and `TargetGroup` dimension is the
+/// side's. One in common is not enough: on a load balancer both sides share,
+/// `{TargetGroup=old, LoadBalancer=shared}` watches the old side only.
+fn watches_side(
+    namespace: Option<&str>,
+    dims: &[(&str, &str)],
+    load_balancers: &[String],
+    target_groups: &[String],
+) -> bool {
+    let mut named = dims.iter().filter(|(n, _)| matches!(*n, "LoadBalancer" | "TargetGroup")).peekable();
+    namespace == Some("AWS/ApplicationELB")
+        && named.peek().is_some()
+        && named.all(|(n, v)| match *n {
+            "LoadBalancer" => load_balancers.iter().any(|l| l == v),
+            _ => target_groups.iter().any(|t| t == v),
+        })
+}
+
+/// Metric alarms in the AWS/ApplicationELB namespace whose load-balancer
+/// and target-group dimensions are all `load_balancers` or `target_groups`
+/// (ARN suffixes, the dimension values): what a side watches. DescribeAlarms, every page (AWS returns at
 /// most 100 alarms per page).
 pub async fn alarms_watching(
     cw: &aws_sdk::cloudwatch::Client,
@@ -387,12 +406,8 @@ pub async fn alarms_watching(
         let page = page.map_err(|e| sdk_error("DescribeAlarms", e))?;
         for a in page.metric_alarms() {
             let of_side = |namespace: Option<&str>, dims: &[aws_sdk::cloudwatch::types::Dimension]| {
-                namespace == Some("AWS/ApplicationELB")
-                    && dims.iter().any(|d| match (d.name(), d.value()) {
-                        (Some("LoadBalancer"), Some(v)) => load_balancers.iter().any(|l| l == v),
-                        (Some("TargetGroup"), Some(v)) => target_groups.iter().any(|t| t == v),
-                        _ => false,
-                    })
+                let dims: Vec<(&str, &str)> = dims.iter().filter_map(|d| Some((d.name()?, d.value()?))).collect();
+                watches_side(namespace, &dims, load_balancers, target_groups)
             };
             // Its own metric, or (a metric-math alarm) each metric its queries read.
             let mut metrics: Vec<String> = Vec::new();
@@ -505,6 +520,18 @@ pub async fn alarm_states_by_side(sides: &SideClients, rb: &Runbook) -> AwsResul
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_alarm_watches_a_side_only_when_each_of_its_alb_dimensions_is_the_sides() {
+        let (lbs, new_tg) = (["app/shared/1".to_string()], ["targetgroup/new/2".to_string()]);
+        let ns = Some("AWS/ApplicationELB");
+        let watches = |dims: &[(&str, &str)]| super::watches_side(ns, dims, &lbs, &new_tg);
+        assert!(!watches(&[("TargetGroup", "targetgroup/old/1"), ("LoadBalancer", "app/shared/1")]), "the old side's");
+        assert!(watches(&[("TargetGroup", "targetgroup/new/2"), ("LoadBalancer", "app/shared/1")]));
+        assert!(watches(&[("LoadBalancer", "app/shared/1")]), "the shared load balancer's own: both sides'");
+        assert!(!watches(&[("AvailabilityZone", "eu-west-1a")]), "no ALB dimension names the side");
+        assert!(!super::watches_side(Some("AWS/EC2"), &[("LoadBalancer", "app/shared/1")], &lbs, &new_tg));
+    }
+
     use super::*;
 
     #[test]

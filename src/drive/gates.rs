@@ -131,11 +131,31 @@ pub fn from_snapshot(rb: &Runbook, g: &GateKind, snap: &Snapshot) -> Option<Meas
             match fresh(&env.aws, environment) {
                 Err(m) => m,
                 Ok(aws) => {
-                    let healthy: usize = aws.target_groups.iter().map(|tg| tg.healthy).sum();
+                    // Each target once, however many groups hold it, and only
+                    // where it gets traffic: not in an AZ the load balancer
+                    // leaves out, whatever its health check says.
+                    let healthy: std::collections::BTreeSet<(&str, Option<u16>)> = aws
+                        .target_groups
+                        .iter()
+                        .flat_map(|tg| &tg.targets)
+                        .filter(|t| t.target.state == "healthy" && t.zone_enabled != Some(false))
+                        .map(|t| (t.target.id.as_str(), t.target.port))
+                        .collect();
+                    let outside = aws
+                        .target_groups
+                        .iter()
+                        .flat_map(|tg| &tg.targets)
+                        .filter(|t| t.target.state == "healthy" && t.zone_enabled == Some(false))
+                        .count();
+                    let healthy = healthy.len();
                     if healthy >= *min as usize {
                         Measurement::Pass
                     } else {
-                        Measurement::Fail(format!("{healthy} healthy targets in {environment}, need {min}"))
+                        let outside = match outside {
+                            0 => String::new(),
+                            n => format!(" ({n} more healthy in an AZ the load balancer does not enable)"),
+                        };
+                        Measurement::Fail(format!("{healthy} healthy targets in {environment}, need {min}{outside}"))
                     }
                 }
             }
@@ -414,6 +434,68 @@ mod tests {
         st.health.get_mut("i-1").unwrap().apply::<String>(t(16), Err("refused".into()));
         assert_eq!(reading(&st, &http), Some(t(13)), "no new environment poll yet");
         assert_eq!(reading(&st, &metric), None, "a metric query is its own reading");
+    }
+
+    /// One instance in two target groups is one healthy target, and one in
+    /// an AZ the load balancer does not enable gets no traffic: neither
+    /// makes up for a target that is down.
+    #[test]
+    fn healthy_targets_counts_each_target_once_and_only_where_it_gets_traffic() {
+        use crate::aws::elb::{LoadBalancer, Target, TargetGroup};
+        use crate::live::fetch::EnvironmentData;
+        let rb = crate::runbook::parse("m.toml", include_str!("../../tests/runbooks/minimal.toml")).unwrap();
+        let target = |id: &str, az: &str, state: &str| Target {
+            id: id.into(),
+            port: Some(80),
+            availability_zone: Some(az.into()),
+            state: state.into(),
+            reason: None,
+            description: None,
+        };
+        let group = |name: &str, targets: Vec<Target>| TargetGroup {
+            name: name.into(),
+            arn: format!("arn:aws:elasticloadbalancing:eu-west-1:1:targetgroup/{name}/1"),
+            load_balancer_arns: vec![],
+            health_check_path: None,
+            health_check_interval_seconds: None,
+            attributes: Default::default(),
+            targets,
+        };
+        let judge = |groups: Vec<TargetGroup>, min: u32| {
+            let data = EnvironmentData {
+                load_balancer: Some(LoadBalancer {
+                    name: "green-alb".into(),
+                    arn: "arn:aws:elasticloadbalancing:eu-west-1:1:loadbalancer/app/green-alb/1".into(),
+                    dns_name: "green.example".into(),
+                    zones: vec!["eu-west-1a".into()],
+                    vpc_id: None,
+                }),
+                target_groups: groups,
+                instances: vec![],
+                redis_groups: Default::default(),
+                group_names: Default::default(),
+            };
+            let now = SystemTime::now();
+            let mut st = LiveState::default();
+            st.environments.entry("green".into()).or_default().apply::<String>(now, Ok(data));
+            let snap = crate::status::snapshot(&rb, &st, "eu-west-1", now);
+            from_snapshot(&rb, &GateKind::HealthyTargets { environment: "green".into(), min }, &snap).unwrap()
+        };
+        let both = || vec![target("i-1", "eu-west-1a", "healthy"), target("i-2", "eu-west-1a", "unhealthy")];
+        assert_eq!(
+            judge(vec![group("web", both()), group("api", both())], 2),
+            Measurement::Fail("1 healthy targets in green, need 2".into()),
+            "i-1 twice is one target"
+        );
+        let outside = vec![target("i-1", "eu-west-1a", "healthy"), target("i-3", "eu-west-1b", "healthy")];
+        assert_eq!(
+            judge(vec![group("web", outside)], 2),
+            Measurement::Fail(
+                "1 healthy targets in green, need 2 (1 more healthy in an AZ the load balancer does not enable)".into()
+            )
+        );
+        let two = vec![target("i-1", "eu-west-1a", "healthy"), target("i-2", "eu-west-1a", "healthy")];
+        assert_eq!(judge(vec![group("web", two.clone()), group("api", two)], 2), Measurement::Pass);
     }
 
     #[test]

@@ -3,9 +3,10 @@
 //!
 //! A step: set the weights → wait until Route53 reports INSYNC → wait one TTL
 //! (resolvers still hold the old answer) → soak, evaluating the gates. A step
-//! passes when the soak time is over and every gate has passed at least once
-//! during it, with no error since its last reading (an empty result is never
-//! a success). Then the next step; after 100%, done.
+//! passes when the soak time is over and every gate's latest reading during
+//! it was a pass, with no error since (an empty result is never a success: a
+//! gate that passed once and then read no data or failed under its limit is
+//! not passing now). Then the next step; after 100%, done.
 //!
 //! Gates: a failed measurement counts toward the gate's failure limit, which
 //! aborts; a provider error counts toward its consecutive-error limit, which
@@ -199,6 +200,11 @@ pub struct GateCounters {
     /// The furthest a passing reading's datapoints reached in this soak.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub covered: Option<SystemTime>,
+    /// Its latest reading was a pass (a no-data policy's pass too); a
+    /// failure under the limit, or no data, since then clears it. A state
+    /// saved before this field reads false: the next pass sets it.
+    #[serde(default)]
+    pub passing: bool,
 }
 
 /// Everything the engine knows; serializable so a restart resumes.
@@ -305,7 +311,10 @@ impl Engine {
         // a gate on lagging datapoints must have passed on data reaching the end.
         now >= until
             && self.state.counters.iter().zip(&self.plan.gates).all(|(c, g)| {
-                c.passes > 0 && c.consecutive_errors == 0 && (g.settle.is_none() || c.covered >= Some(until))
+                c.passes > 0
+                    && c.passing
+                    && c.consecutive_errors == 0
+                    && (g.settle.is_none() || c.covered >= Some(until))
             })
     }
 
@@ -325,10 +334,12 @@ impl Engine {
             match spec.no_data {
                 NoDataPolicy::Pass => {
                     c.passes += 1;
+                    c.passing = true;
                     out.push(Output::Log(format!("{}: {why} (policy: pass)", spec.name)));
                 }
                 NoDataPolicy::Fail => {
                     c.failures += 1;
+                    c.passing = false;
                     let failures = c.failures;
                     if failures >= spec.failure_limit {
                         out.extend(
@@ -362,6 +373,8 @@ impl Engine {
         };
         if let Measurement::NoData = result {
             if now < until {
+                // Passing once is not passing now: the soak waits for a pass.
+                self.state.counters[gate].passing = false;
                 return vec![Output::Log(format!("{}: no data yet", spec.name))];
             }
             // Datapoints arrive late: no data is only final once data
@@ -370,6 +383,7 @@ impl Engine {
                 && covers < Some(until)
                 && now < until + settle
             {
+                self.state.counters[gate].passing = false;
                 return vec![Output::Log(format!(
                     "{}: no data yet; waiting up to {} s for datapoints covering the soak's end",
                     spec.name,
@@ -391,6 +405,7 @@ impl Engine {
         match result {
             Measurement::Pass => {
                 c.passes += 1;
+                c.passing = true;
                 c.consecutive_errors = 0;
                 // A pass on data reaching `covers` (a no-data policy's pass too).
                 if covers > c.covered {
@@ -400,6 +415,7 @@ impl Engine {
             }
             Measurement::Fail(why) => {
                 c.failures += 1;
+                c.passing = false;
                 c.consecutive_errors = 0;
                 let failures = c.failures;
                 if failures >= spec.failure_limit {

@@ -203,6 +203,32 @@ fn a_gate_whose_last_reading_was_an_error_holds_the_step_until_it_passes_again()
     assert_eq!(weights(&out), vec![((50, 50), Some(1))]);
 }
 
+/// Passing once is not passing now: a gate whose latest reading failed
+/// (under its limit) or read no data holds the step past the soak's end.
+#[test]
+fn a_step_passes_only_on_gates_whose_latest_reading_passed() {
+    let mut e = Engine::new(plan());
+    e.handle(Input::Start, t(0));
+    to_soak(&mut e, 0, 0); // soak from t(11) to t(71)
+    pass_all(&mut e, 20);
+    e.handle(Input::Measure { gate: 1, result: Measurement::Fail("p99 120 ms".into()) }, t(60));
+    assert!(weights(&e.handle(Input::Tick, t(80))).is_empty(), "gate 1 (limit 3) failed last");
+    assert_eq!(e.state.last_good, None);
+    e.handle(Input::Measure { gate: 1, result: Measurement::Pass }, t(81));
+    assert_eq!(weights(&e.handle(Input::Tick, t(82))), vec![((50, 50), Some(1))]);
+    // An alarm gone INSUFFICIENT_DATA after a pass: past the soak's end its
+    // policy decides (gate 0: pause), never the earlier pass.
+    let mut e = Engine::new(plan());
+    e.handle(Input::Start, t(0));
+    to_soak(&mut e, 0, 0);
+    pass_all(&mut e, 20);
+    e.handle(Input::Measure { gate: 0, result: Measurement::NoData }, t(60));
+    assert!(weights(&e.handle(Input::Tick, t(80))).is_empty(), "gate 0 read no data last");
+    assert_eq!(e.state.last_good, None);
+    let out = e.handle(Input::Measure { gate: 0, result: Measurement::NoData }, t(81));
+    assert!(matches!(&out[..], [Output::Paused(r)] if r.contains("no data")), "{out:?}");
+}
+
 #[test]
 fn no_data_waits_while_the_soak_runs() {
     let mut e = Engine::new(plan());
@@ -443,7 +469,7 @@ mod properties {
                         before.phase
                     );
                     prop_assert!(
-                        before.counters.iter().all(|c| c.passes > 0 && c.consecutive_errors == 0),
+                        before.counters.iter().all(|c| c.passes > 0 && c.passing && c.consecutive_errors == 0),
                         "passed without every gate passing last: {:?}",
                         before.counters
                     );

@@ -323,6 +323,20 @@ impl HealthProbe {
     }
 }
 
+/// The client `/health` is probed with: 2 s, no proxy, and no redirect
+/// followed. An ALB's health check does not follow one either, and a 301
+/// to the public name (or a 302 to a maintenance page answering 200) is not
+/// the instance saying it is healthy; nor may a probe held to loopback be
+/// sent elsewhere.
+pub fn health_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("building an HTTP client without TLS settings cannot fail")
+}
+
 pub async fn health(http: &reqwest::Client, env: &Environment, inst: &Instance, policy: ProbePolicy) -> HealthProbe {
     let url = match health_url(env, inst, policy) {
         Ok(u) => u,
@@ -562,8 +576,9 @@ async fn read_sentinels(ep: &Endpoint, master: &str) -> Vec<SentinelPing> {
                 .cmd("SENTINEL")
                 .arg("MASTER")
                 .arg(name)
+                // SLAVES: every version has it (REPLICAS came with 5.0).
                 .cmd("SENTINEL")
-                .arg("REPLICAS")
+                .arg("SLAVES")
                 .arg(name)
                 .cmd("INFO")
                 .arg("sentinel")
@@ -663,6 +678,9 @@ fn judge_sentinel(name: &str, reached: &str, a: SentinelAnswers) -> (Option<u32>
     let field = |fields: &[(String, String)], key: &str| fields.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
     match &a.master {
         Err(e) => wrong.push(format!("cannot ask it about the master: {e}")),
+        Ok(fields) if field(fields, "flags").is_none() => {
+            wrong.push("gave no flags for the master (an answer cutover cannot read)".to_string())
+        }
         Ok(fields) => {
             let flags = field(fields, "flags").unwrap_or_default();
             let flag = |f: &str| flags.split(',').any(|x| x == f);
@@ -678,14 +696,16 @@ fn judge_sentinel(name: &str, reached: &str, a: SentinelAnswers) -> (Option<u32>
         Err(e) => wrong.push(format!("cannot ask it about the replicas: {e}")),
         Ok(replicas) => {
             // Sentinel's own choice (sentinelSelectSlave): not down or
-            // disconnected, priority above 0, INFO read within 3 × 10 s, and
-            // cut off from the master for no more than 10 × down-after.
+            // disconnected, answering its PING within 5 s, priority above 0,
+            // INFO read (0: never) within 3 × 10 s, and cut off from the
+            // master for no more than 10 × down-after. Flags unread: not one.
             let ms = |r: &[(String, String)], key: &str| field(r, key).and_then(|v| v.parse::<i64>().ok());
             let promotable = replicas.iter().any(|r| {
-                let flags = field(r, "flags").unwrap_or_default();
+                let Some(flags) = field(r, "flags") else { return false };
                 !flags.split(',').any(|f| matches!(f, "s_down" | "o_down" | "disconnected"))
                     && field(r, "slave-priority").or_else(|| field(r, "replica-priority")).as_deref() != Some("0")
-                    && ms(r, "info-refresh").is_none_or(|t| t <= 30_000)
+                    && ms(r, "last-ok-ping-reply").is_none_or(|t| t <= 5_000)
+                    && ms(r, "info-refresh").is_none_or(|t| t > 0 && t <= 30_000)
                     && match (ms(r, "master-link-down-time"), ms(r, "down-after-milliseconds")) {
                         (Some(down), Some(after)) => down <= 10 * after,
                         _ => true,
@@ -926,6 +946,36 @@ mod tests {
         judge_sentinel("mymaster", "m:6379", a)
     }
 
+    /// A /health that redirects (to the public name, or to a maintenance
+    /// page answering 200) is judged on its own answer: the 302.
+    #[tokio::test]
+    async fn a_health_probe_never_follows_a_redirect() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = tokio::spawn(async move {
+            let mut paths = Vec::new();
+            while let Ok(Ok((mut s, _))) =
+                tokio::time::timeout(std::time::Duration::from_millis(500), listener.accept()).await
+            {
+                let mut buf = [0u8; 1024];
+                let n = s.read(&mut buf).await.unwrap_or(0);
+                let path = String::from_utf8_lossy(&buf[..n]).split_whitespace().nth(1).unwrap_or("").to_string();
+                let reply = if path == "/health" {
+                    format!("HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:{port}/ok\r\nContent-Length: 0\r\n\r\n")
+                } else {
+                    "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_string()
+                };
+                let _ = s.write_all(reply.as_bytes()).await;
+                paths.push(path);
+            }
+            paths
+        });
+        let resp = super::health_client().get(format!("http://127.0.0.1:{port}/health")).send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), 302);
+        assert_eq!(server.await.unwrap(), ["/health"], "the redirect was not followed");
+    }
+
     #[test]
     fn a_sentinel_is_wrong_unless_its_group_could_fail_the_master_over_now() {
         assert_eq!(judged(healthy()), (Some(3), vec![]));
@@ -978,6 +1028,20 @@ mod tests {
                 },
                 "knows no replica it could promote",
             ),
+            (
+                SentinelAnswers {
+                    replicas: Ok(vec![
+                        [&replica("slave", "0", "100")[..], &fields(&[("last-ok-ping-reply", "5001")])].concat(),
+                    ]),
+                    ..healthy()
+                },
+                "knows no replica it could promote",
+            ),
+            (
+                SentinelAnswers { replicas: Ok(vec![fields(&[("ip", "r")])]), ..healthy() },
+                "knows no replica it could promote",
+            ),
+            (SentinelAnswers { master: Ok(vec![]), ..healthy() }, "gave no flags for the master"),
             (SentinelAnswers { info: Ok("sentinel_tilt:1\r\n".into()), ..healthy() }, "is in TILT mode"),
             (
                 SentinelAnswers {

@@ -81,11 +81,7 @@ pub struct WorkerContext {
 
 impl WorkerContext {
     pub fn new(rb: Runbook, clients: SideClients, policy: ProbePolicy) -> Self {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(2))
-            .no_proxy()
-            .build()
-            .expect("building an HTTP client without TLS settings cannot fail");
+        let http = fetch::health_client();
         Self {
             rb: Arc::new(rb),
             clients,

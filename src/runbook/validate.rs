@@ -114,6 +114,8 @@ struct Names {
     lb_envs: BTreeSet<String>,
     /// Environments whose instances use some Redis.
     redis_envs: BTreeSet<String>,
+    /// Each environment's target groups, as listed.
+    target_groups: BTreeMap<String, Vec<String>>,
     alarms: BTreeSet<String>,
     redis: BTreeSet<String>,
     /// Redis endpoints that are ElastiCache replication groups.
@@ -302,6 +304,14 @@ impl<'a> Validator<'a> {
                     !e.get_ref().redis.is_empty() || e.get_ref().uses_redis.as_ref().is_some_and(|u| !u.is_empty())
                 })
                 .map(|(k, _)| k.get_ref().clone())
+                .collect(),
+            target_groups: raw
+                .environments
+                .get_ref()
+                .iter()
+                .map(|(k, e)| {
+                    (k.get_ref().clone(), e.get_ref().target_groups.iter().map(|t| t.get_ref().clone()).collect())
+                })
                 .collect(),
             alarms: BTreeSet::new(),
             redis: BTreeSet::new(),
@@ -712,7 +722,8 @@ impl<'a> Validator<'a> {
                 );
                 None
             }
-            (Some(p), None) if r.url.is_some() => {
+            // A url_env may hold a Sentinel URL whatever `url` says.
+            (Some(p), None) if r.url.is_some() && r.url_env.is_none() => {
                 self.err(
                     p.span(),
                     "sentinel_port is for a Redis Sentinel endpoint, and this endpoint's url is not one",
@@ -1007,6 +1018,11 @@ impl<'a> Validator<'a> {
                 if names.envs.contains(side) && !names.lb_envs.contains(side) {
                     self.err(g.get_ref().kind.span(), format!("`compare` needs ALB metrics from both rollout sides, but environment `{side}` has no load balancer"), "use a `metric` gate on the side that has one instead");
                 }
+                if let Some(m) = &g.get_ref().metric
+                    && let Some(metric) = Metric::from_cloudwatch_name(m.get_ref())
+                {
+                    self.one_target_group(names, side, metric, m.span());
+                }
             }
         }
         let gates = r.gates.iter().filter_map(|g| self.gate(names, g.get_ref(), gate_interval)).collect();
@@ -1022,6 +1038,38 @@ impl<'a> Validator<'a> {
             );
             Metric::RequestCount
         })
+    }
+
+    /// A metric or compare gate reads one target group's series (all but
+    /// the load balancer's own 5xx are per target group): with several
+    /// listed, errors on the others would go unseen.
+    fn one_target_group(&mut self, names: &Names, env: &str, metric: Metric, span: std::ops::Range<usize>) {
+        let groups = names.target_groups.get(env).map(Vec::as_slice).unwrap_or_default();
+        if metric != Metric::Elb5xx && groups.len() > 1 {
+            self.err(
+                span,
+                format!(
+                    "{} is read per target group, and environment `{env}` lists {} ({}): a gate on it reads only \
+                     the first, so the others' errors would go unseen",
+                    metric.cloudwatch_name(),
+                    groups.len(),
+                    groups.join(", ")
+                ),
+                "list the one target group that serves the traffic, or gate on HTTPCode_ELB_5XX_Count, which the \
+                 load balancer publishes for all of them",
+            );
+        }
+    }
+
+    /// HealthyHostCount held under a `max` passes on no healthy host at all.
+    fn no_healthy_host_bound(&mut self, metric: Metric, kind: &str, span: std::ops::Range<usize>) {
+        if metric == Metric::HealthyHostCount {
+            self.err(
+                span,
+                format!("a {kind} gate holds its metric under a bound, and HealthyHostCount at 0 would pass it"),
+                "gate on healthy targets instead: kind = \"healthy_targets\" with environment and min",
+            );
+        }
     }
 
     fn stat(&mut self, s: Option<&S<String>>, default: Stat) -> Stat {
@@ -1208,6 +1256,10 @@ impl<'a> Validator<'a> {
                         Some(*n.get_ref() as u64)
                     }
                 });
+                if let (Some(e), Some(m), Some(span)) = (&env, metric, g.metric.as_ref().map(|m| m.span())) {
+                    self.one_target_group(names, e, m, span.clone());
+                    self.no_healthy_host_bound(m, kind, span);
+                }
                 GateKind::Metric { environment: env?, metric: metric?, stat, max: max?, min_requests }
             }
             "compare" => {
@@ -1226,6 +1278,9 @@ impl<'a> Validator<'a> {
                     }
                     *f.get_ref()
                 });
+                if let (Some(m), Some(span)) = (metric, g.metric.as_ref().map(|m| m.span())) {
+                    self.no_healthy_host_bound(m, kind, span);
+                }
                 GateKind::Compare { metric: metric?, stat, factor: factor? }
             }
             other => {
@@ -2350,6 +2405,27 @@ mod tests {
             err.contains("Redis endpoint `green-cache` has a Sentinel URL, but the sandbox lists it in redis_clusters"),
             "{err}"
         );
+    }
+
+    /// A metric read per target group cannot be gated on an environment
+    /// listing several (only the first is read); HealthyHostCount under a
+    /// bound would pass with no healthy host.
+    #[test]
+    fn metric_gates_read_one_target_group_and_never_bound_healthy_hosts() {
+        let two = with("target_groups = [\"green-web\"]", "target_groups = [\"green-web\", \"green-api\"]");
+        let gate = "kind = \"alarm_ok\"\nalarms = [\"green-5xx\"]";
+        let metric = |m: &str| format!("kind = \"metric\"\nenvironment = \"green\"\nmetric = \"{m}\"\nmax = 0");
+        let err =
+            parse("t.toml", &two.replacen(gate, &metric("HTTPCode_Target_5XX_Count"), 1)).unwrap_err().to_string();
+        assert!(
+            err.contains("HTTPCode_Target_5XX_Count is read per target group, and environment `green` lists 2 (green-web, green-api)")
+                && err.contains("t.toml:"),
+            "{err}"
+        );
+        assert_valid(&two.replacen(gate, &metric("HTTPCode_ELB_5XX_Count"), 1), "the load balancer's own 5xx");
+        assert_valid(&with(gate, &metric("HTTPCode_Target_5XX_Count")), "one target group");
+        let err = parse("t.toml", &with(gate, &metric("HealthyHostCount"))).unwrap_err().to_string();
+        assert!(err.contains("HealthyHostCount at 0 would pass it"), "{err}");
     }
 
     /// The closed lists `cutover schema` offers are the ones validation accepts.

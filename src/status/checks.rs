@@ -84,6 +84,10 @@ fn zones_enabled(snap: &Snapshot, env: &str) -> Verdict {
         Err(v) => return v,
     };
     let targets: Vec<_> = aws.target_groups.iter().flat_map(|tg| tg.targets.iter()).collect();
+    if targets.is_empty() {
+        // No target in a disabled AZ because there is no target at all.
+        return fail(format!("{env} has no targets: no AZ to check"));
+    }
     if let Some(t) = targets.iter().find(|t| t.zone_enabled == Some(false)) {
         return fail(t.explanation.clone().unwrap_or_else(|| format!("{}: AZ not enabled", t.target.id)));
     }

@@ -148,6 +148,15 @@ pub fn render(s: &Snapshot) -> String {
             for (ep, path) in &iv.sentinel_paths {
                 let _ = writeln!(o, "      sg path to {ep}'s sentinels: {}", path.describe());
             }
+            for ep in iv.sg_paths.keys().filter(|ep| !iv.sentinel_paths.contains_key(*ep)) {
+                let found = s.redis.iter().find(|r| &r.name == ep).and_then(|r| r.view.value.as_ref());
+                if found.is_some_and(|i| !i.sentinels.is_empty()) {
+                    let _ = writeln!(
+                        o,
+                        "      sg path to {ep}'s sentinels: not checked (give sentinel_port in the runbook)"
+                    );
+                }
+            }
         }
     }
 

@@ -54,7 +54,8 @@ pub(super) fn redis(f: &mut Frame, app: &App, area: Rect) {
                 .into_iter()
                 .flatten()
                 .collect();
-            let (sg, sg_style) = if paths.iter().all(|p| p.is_allowed()) {
+            let unchecked = sentinels_unchecked(app, r);
+            let (sg, sg_style) = if paths.iter().all(|p| p.is_allowed()) && !unchecked {
                 ("ok".to_string(), Style::new().fg(th.ok))
             } else if paths.iter().any(|p| matches!(p, SgPath::Blocked { .. })) {
                 ("BLOCKED".to_string(), Style::new().fg(th.bad).bold())
@@ -121,6 +122,13 @@ pub(super) fn redis(f: &mut Frame, app: &App, area: Rect) {
         })
         .collect();
     f.render_widget(Paragraph::new(counts_line.join("  │  ")), counts);
+}
+
+/// A Sentinel endpoint (its reading found sentinels) whose sentinels'
+/// security-group path the runbook gives no port to check.
+fn sentinels_unchecked(app: &App, r: &rows::RedisRow<'_>) -> bool {
+    let found = app.snap.redis.iter().find(|x| x.name == r.endpoint).and_then(|x| x.view.value.as_ref());
+    found.is_some_and(|i| !i.sentinels.is_empty()) && !r.instance.sentinel_paths.contains_key(r.endpoint)
 }
 
 /// The part of each address that tells it from the others: their common
@@ -192,6 +200,10 @@ fn paths_summary(r: &rows::RedisRow<'_>, endpoint: Option<&View<RedisInfo>>) -> 
     }
     if let Some(path) = r.instance.sentinel_paths.get(r.endpoint).filter(|p| !p.is_allowed()) {
         wrong.push(format!("sg path to the sentinels: {}", path.describe()));
+    }
+    let sentinels_found = endpoint.and_then(|v| v.value.as_ref()).is_some_and(|i| !i.sentinels.is_empty());
+    if sentinels_found && !r.instance.sentinel_paths.contains_key(r.endpoint) {
+        wrong.push("sg path to the sentinels: not checked (give sentinel_port in the runbook)".into());
     }
     let health = &r.instance.health;
     match &health.value {
