@@ -134,20 +134,15 @@ pub fn from_snapshot(rb: &Runbook, g: &GateKind, snap: &Snapshot) -> Option<Meas
                     // Each target once, however many groups hold it, and only
                     // where it gets traffic: not in an AZ the load balancer
                     // leaves out, whatever its health check says.
-                    let healthy: std::collections::BTreeSet<(&str, Option<u16>)> = aws
+                    let (outside, serving): (Vec<_>, Vec<_>) = aws
                         .target_groups
                         .iter()
                         .flat_map(|tg| &tg.targets)
-                        .filter(|t| t.target.state == "healthy" && t.zone_enabled != Some(false))
-                        .map(|t| (t.target.id.as_str(), t.target.port))
-                        .collect();
-                    let outside = aws
-                        .target_groups
-                        .iter()
-                        .flat_map(|tg| &tg.targets)
-                        .filter(|t| t.target.state == "healthy" && t.zone_enabled == Some(false))
-                        .count();
-                    let healthy = healthy.len();
+                        .filter(|t| t.target.state == "healthy")
+                        .partition(|t| t.zone_enabled == Some(false));
+                    let healthy: std::collections::BTreeSet<(&str, Option<u16>)> =
+                        serving.iter().map(|t| (t.target.id.as_str(), t.target.port)).collect();
+                    let (healthy, outside) = (healthy.len(), outside.len());
                     if healthy >= *min as usize {
                         Measurement::Pass
                     } else {
