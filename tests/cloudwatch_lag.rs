@@ -74,3 +74,65 @@ async fn a_step_waits_for_the_datapoints_covering_its_soak_and_late_5xx_abort_it
     assert!(text.contains("staging HTTPCode_Target_5XX_Count Sum = 7.000"), "the gate saw the late 5xx: {text}");
     assert!(served.elapsed() >= Duration::from_secs(20), "not before the datapoints arrived: {:?}", served.elapsed());
 }
+
+/// An alarm judges a request only once its datapoint has arrived and the
+/// alarm was evaluated after: a state read at the soak's end has not judged
+/// the soak's last minutes. A step passes only on OK states read `lag` past
+/// its end, so 5xx served late in a soak still turn the alarm and abort it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alarm_gate_judges_a_step_on_states_read_its_lag_past_the_soak_so_late_5xx_abort_it() {
+    // SAFETY: set before any thread of this test binary reads the environment.
+    unsafe { std::env::set_var("CUTOVER_SANDBOX_METRICS_LAG", "20s") };
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("runbooks/demo.toml")).unwrap();
+    let (head, rest) = text.split_once("[[rollout.gates]]").unwrap();
+    // A 3-minute period holds the late datapoint in the alarm's window once
+    // it arrives (at most a minute plus the lag after it was served).
+    let alarms = rest[rest.find("[[alarms]]").unwrap()..].replacen("period = \"1m\"", "period = \"3m\"", 1);
+    let head = head
+        .replace("steps = [10, 25, 50, 100]", "steps = [50, 100]")
+        .replace("soak = \"30s\"", "soak = \"5s\"")
+        .replace("gate_interval = \"5s\"", "gate_interval = \"1s\"")
+        .replace("ttl = 10\n", "ttl = 1\n");
+    let gate = "[[rollout.gates]]\nkind = \"alarm_ok\"\nalarms = [\"demo-staging-5xx\"]\nlag = \"90s\"\n\n";
+    let text = format!("{head}{gate}{alarms}");
+    let path = dir.path().join("late-alarm.toml");
+    std::fs::write(&path, &text).unwrap();
+    let rb = cutover::runbook::parse(&path.display().to_string(), &text).unwrap();
+    let sb = sandbox(&rb, "eu-north-1").await;
+    let child = tokio::process::Command::from(cutover_command(
+        &sb,
+        &rb,
+        dir.path(),
+        &["rollout", path.to_str().unwrap(), "--yes"],
+    ))
+    .stdout(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
+    let state = dir.path().join("cutover/demo.rollout.json");
+    eventually(Duration::from_secs(60), "step 1 to soak", || async {
+        let s: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&state).ok()?).ok()?;
+        (s["engine"]["phase"]["phase"] == "soaking").then_some(())
+    })
+    .await;
+    // Step 1 soaking: staging serves 5xx, above the alarm's threshold of 5.
+    let datum = aws_sdk::cloudwatch::types::MetricDatum::builder()
+        .metric_name("HTTPCode_Target_5XX_Count")
+        .set_dimensions(sb.world.target_group_dimensions("staging"))
+        .value(7.0)
+        .build();
+    sb.clients.cloudwatch.put_metric_data().namespace("AWS/ApplicationELB").metric_data(datum).send().await.unwrap();
+    let served = Instant::now();
+    let out = tokio::time::timeout(Duration::from_secs(240), child.wait_with_output()).await.unwrap().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let final_weights = weights(&sb).await;
+    sb.down().await;
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "the alarm turns on step 1's 5xx only after they arrive; the step must not pass before: {text}"
+    );
+    assert!(text.contains("alarm demo-staging-5xx is ALARM"), "the gate saw the alarm turn: {text}");
+    assert!(served.elapsed() >= Duration::from_secs(20), "not before the datapoints arrived: {:?}", served.elapsed());
+    assert_eq!(final_weights, w(100, 0), "no step passed: back to the initial weights");
+}

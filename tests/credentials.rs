@@ -105,14 +105,14 @@ async fn keys_in_the_environment_that_expire_before_the_rollout_could_end_are_re
     let j: serde_json::Value = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}: {json}{err}"));
     assert_eq!(j["identity"]["value"]["expires_at"], expires.as_str(), "{}", j["identity"]);
 
-    // 4 steps × (INSYNC 30 s + TTL 1 s + soak 30 s) = 4m4s, more than 90 s.
+    // 4 steps × (INSYNC 30 s + TTL 1 s + soak 30 s + alarm lag 3 s) = 4m16s, more than 90 s.
     let mut c = on_keys(&sb, &rb, dir.path(), &keys, &["rollout", path, "--yes"]);
     c.env("AWS_CREDENTIAL_EXPIRATION", &expires);
     let (code, out, err) = output(c).await;
     assert_eq!(code, Some(2), "{out}{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(
-        err.contains("refused: the rollout takes at least 4m4s (4 steps × (INSYNC ~30s + TTL 1 s + soak 30s))")
+        err.contains("refused: the rollout takes at least 4m16s (4 steps × (INSYNC ~30s + TTL 1 s + soak 30s + the alarms' lag 3s))")
             && err.contains("cannot be refreshed; use refreshable credentials")
             && err.contains(&format!("({expires})")),
         "{err}"

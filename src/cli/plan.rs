@@ -53,7 +53,8 @@ pub fn render_plan(rb: &Runbook) -> String {
     let ttl = std::time::Duration::from_secs(u64::from(d.ttl));
     let last = r.steps.len().saturating_sub(1);
     let hold = |i: usize| if i == last { r.soak.max(r.bake) } else { r.soak };
-    let total: std::time::Duration = (0..r.steps.len()).map(|i| hold(i) + ttl).sum();
+    let alarm_lag = r.alarm_lag();
+    let total: std::time::Duration = (0..r.steps.len()).map(|i| hold(i) + alarm_lag + ttl).sum();
     let _ = writeln!(o, "\nRollout  {} → {}", r.from, r.to);
     for (i, s) in r.steps.iter().enumerate() {
         let _ = writeln!(
@@ -68,10 +69,13 @@ pub fn render_plan(rb: &Runbook) -> String {
             format_duration(hold(i))
         );
     }
-    let _ = writeln!(o, "  at least {} in all (soak or bake + one TTL per step)", format_duration(total));
+    let lag = if alarm_lag.is_zero() { String::new() } else { " + the alarms' lag".to_string() };
+    let _ = writeln!(o, "  at least {} in all (soak or bake{lag} + one TTL per step)", format_duration(total));
     for g in &r.gates {
         let what = match &g.kind {
-            GateKind::AlarmOk { alarms, .. } => format!("alarms OK: {}", alarms.join(", ")),
+            GateKind::AlarmOk { alarms, lag, .. } => {
+                format!("alarms OK: {}, read {} past each soak's end", alarms.join(", "), format_duration(*lag))
+            }
             GateKind::HealthyTargets { environment, min } => format!("≥ {min} healthy targets in {environment}"),
             GateKind::HttpHealth { environment } => format!("/health 200 on every {environment} instance"),
             GateKind::RedisReachable { environment } => format!("Redis reachable from every {environment} instance"),

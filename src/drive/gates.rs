@@ -51,6 +51,17 @@ pub fn reading(state: &LiveState, g: &GateKind) -> Option<SystemTime> {
     times.into_iter().flatten().min()
 }
 
+/// What a snapshot gate's reading covers: for an alarm gate, the requests
+/// until `lag` before its alarms were read (the state read at the soak's end
+/// has not judged the soak's last minutes yet). `None` for gates on live
+/// state, which has no lag, and metric gates (their query says).
+pub fn snapshot_covers(state: &LiveState, g: &GateKind) -> Option<SystemTime> {
+    match g {
+        GateKind::AlarmOk { lag, .. } => state.alarms.updated_at.and_then(|t| t.checked_sub(*lag)),
+        _ => None,
+    }
+}
+
 /// What a gate needs this tick.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Due {
@@ -100,7 +111,7 @@ pub fn from_snapshot(rb: &Runbook, g: &GateKind, snap: &Snapshot) -> Option<Meas
         return Some(m);
     }
     Some(match g {
-        GateKind::AlarmOk { alarms, insufficient_data } => {
+        GateKind::AlarmOk { alarms, insufficient_data, .. } => {
             let states = match fresh(&snap.alarms, "alarms") {
                 Ok(s) => s,
                 Err(m) => return Some(m),
@@ -577,5 +588,25 @@ mod tests {
         assert_eq!(compare(Metric::TargetResponseTime, 1.2, fast, slow), Measurement::Pass);
         assert!(matches!(compare(Metric::TargetResponseTime, 1.2, slow, fast), Measurement::Fail(_)));
         assert_eq!(compare(Metric::TargetResponseTime, 1.2, fast, side(None, None)), Measurement::NoData);
+    }
+
+    /// An alarm gate's reading covers the requests until `lag` before its
+    /// alarms were last read well; a failed poll moves nothing.
+    #[test]
+    fn an_alarm_reading_covers_the_requests_until_its_lag_before_it_was_read() {
+        let t = |s: u64| SystemTime::UNIX_EPOCH + Duration::from_secs(s);
+        let alarm = GateKind::AlarmOk {
+            alarms: vec!["5xx".into()],
+            insufficient_data: InsufficientData::Wait,
+            lag: Duration::from_secs(240),
+        };
+        let mut st = LiveState::default();
+        assert_eq!(snapshot_covers(&st, &alarm), None, "not read yet");
+        st.alarms.apply::<String>(t(1000), Ok(Vec::new()));
+        assert_eq!(snapshot_covers(&st, &alarm), Some(t(760)));
+        st.alarms.apply::<String>(t(1010), Err("Throttling".into()));
+        assert_eq!(snapshot_covers(&st, &alarm), Some(t(760)), "an error is no newer reading");
+        let live = GateKind::HealthyTargets { environment: "new".into(), min: 1 };
+        assert_eq!(snapshot_covers(&st, &live), None, "live state has no lag");
     }
 }

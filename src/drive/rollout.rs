@@ -496,7 +496,8 @@ pub const INSYNC_ALLOWANCE: Duration = Duration::from_secs(30);
 /// The shortest a rollout can take: steps × (INSYNC + TTL + soak), the last
 /// step's soak being its bake when that is longer.
 pub fn shortest_duration(rb: &Runbook) -> Duration {
-    let per_step = INSYNC_ALLOWANCE + Duration::from_secs(u64::from(rb.dns.ttl)) + rb.rollout.soak;
+    let per_step =
+        INSYNC_ALLOWANCE + Duration::from_secs(u64::from(rb.dns.ttl)) + rb.rollout.soak + rb.rollout.alarm_lag();
     per_step * rb.rollout.steps.len() as u32 + rb.rollout.bake.saturating_sub(rb.rollout.soak)
 }
 
@@ -520,12 +521,16 @@ pub fn credentials_outlast(rb: &Runbook, clients: &SideClients, now: SystemTime)
     let fmt = crate::runbook::duration::format_duration;
     let sides: Vec<String> = fixed.iter().map(|(s, _)| s.to_string()).collect();
     Err(format!(
-        "refused: the rollout takes at least {} ({} steps × (INSYNC ~{} + TTL {} s + soak {}){}) but the credentials in the environment (AWS_ACCESS_KEY_ID, used for {}) expire in {} ({}) and cannot be refreshed; use refreshable credentials (a profile with SSO, credential_process or a role: --profile, or `profile` per side), or get keys that last longer; nothing was changed",
+        "refused: the rollout takes at least {} ({} steps × (INSYNC ~{} + TTL {} s + soak {}{}){}) but the credentials in the environment (AWS_ACCESS_KEY_ID, used for {}) expire in {} ({}) and cannot be refreshed; use refreshable credentials (a profile with SSO, credential_process or a role: --profile, or `profile` per side), or get keys that last longer; nothing was changed",
         fmt(need),
         rb.rollout.steps.len(),
         fmt(INSYNC_ALLOWANCE),
         rb.dns.ttl,
         fmt(rb.rollout.soak),
+        match rb.rollout.alarm_lag() {
+            lag if lag.is_zero() => String::new(),
+            lag => format!(" + the alarms' lag {}", fmt(lag)),
+        },
         if rb.rollout.bake > rb.rollout.soak {
             format!(", the last baking {}", fmt(rb.rollout.bake))
         } else {
@@ -948,7 +953,7 @@ async fn measure_gates(
                 )),
                 None,
             ),
-            (_, Some(m)) => (m, None),
+            (_, Some(m)) => (m, super::gates::snapshot_covers(&session.state, &g.kind)),
             (_, None) => {
                 let r = super::gates::metric_reading(&cx.clients, &g.kind, &snap, rb, since).await;
                 (r.measurement, r.covers)

@@ -47,10 +47,11 @@ pub struct GateSpec {
     pub failure_limit: u32,
     pub consecutive_error_limit: u32,
     pub no_data: NoDataPolicy,
-    /// Gates on CloudWatch datapoints: a soak ends only once a passing reading
-    /// covers its end (the runner says what its data covers), waiting at most
-    /// this long past it; then the `no_data` policy decides. `None`: the gate
-    /// reads live state, which has no lag.
+    /// Gates on CloudWatch datapoints, or on alarms judging them late: a soak
+    /// ends only once a passing reading covers its end (the runner says what
+    /// its reading covers), waiting at most this long past it; then the
+    /// `no_data` policy decides. `None`: the gate reads live state, which has
+    /// no lag.
     pub settle: Option<Duration>,
 }
 
@@ -330,7 +331,7 @@ impl Engine {
             }
             // Decided: the policy stands in for the data that never came.
             c.covered = Some(until);
-            let why = format!("no datapoints covering the soak's end within {} s", settle.as_secs());
+            let why = format!("no reading covering the soak's end within {} s", settle.as_secs());
             match spec.no_data {
                 NoDataPolicy::Pass => {
                     c.passes += 1;
@@ -385,7 +386,7 @@ impl Engine {
             {
                 self.state.counters[gate].passing = false;
                 return vec![Output::Log(format!(
-                    "{}: no data yet; waiting up to {} s for datapoints covering the soak's end",
+                    "{}: no data yet; waiting up to {} s for a reading covering the soak's end",
                     spec.name,
                     settle.as_secs()
                 ))];

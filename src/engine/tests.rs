@@ -588,17 +588,18 @@ fn data_that_never_covers_the_soak_end_follows_the_no_data_policy_once_settle_is
             NoDataPolicy::Fail => assert_eq!(e.state.phase, RolloutPhase::Aborted, "{out:?}"),
             NoDataPolicy::Pause => assert_eq!(e.state.phase, RolloutPhase::Paused, "{out:?}"),
         }
-        assert!(format!("{out:?}").contains("no datapoints covering the soak's end within 120 s"), "{out:?}");
+        assert!(format!("{out:?}").contains("no reading covering the soak's end within 120 s"), "{out:?}");
     }
 }
 
 #[test]
-fn gates_on_live_state_have_no_settle_and_metric_gates_default_to_three_minutes() {
+fn gates_on_live_state_have_no_settle_metric_gates_default_to_three_minutes_and_alarm_gates_wait_their_lag() {
     let rb =
         crate::runbook::load(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/runbooks/demo.toml"))).unwrap();
     let p = RolloutPlan::from_runbook(&rb).unwrap();
     let settles: Vec<Option<u64>> = p.gates.iter().map(|g| g.settle.map(|d| d.as_secs())).collect();
-    assert_eq!(settles, [None, None, None, Some(180), Some(180)]);
+    // The alarm gate: its 3 s lag, then a minute for the poll that reads past it.
+    assert_eq!(settles, [Some(63), None, None, Some(180), Some(180)]);
 }
 
 #[test]

@@ -244,6 +244,18 @@ pub struct Rollout {
     pub gates: Vec<Gate>,
 }
 
+impl Rollout {
+    /// How long past each soak's end its alarm gates hold the step: the
+    /// longest `lag` of an `alarm_ok` gate, zero without one.
+    pub fn alarm_lag(&self) -> Duration {
+        let lags = self.gates.iter().filter_map(|g| match &g.kind {
+            GateKind::AlarmOk { lag, .. } => Some(*lag),
+            _ => None,
+        });
+        lags.max().unwrap_or_default()
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Gate {
     pub kind: GateKind,
@@ -264,12 +276,20 @@ pub struct Gate {
 /// covering its end: ALB datapoints arrive one to three minutes late.
 pub const DEFAULT_SETTLE: Duration = Duration::from_secs(180);
 
+/// How far an alarm's state lags the requests it judges, unless a gate says:
+/// ALB datapoints arrive one to three minutes late, and CloudWatch evaluates
+/// an alarm once a minute after that.
+pub const DEFAULT_ALARM_LAG: Duration = Duration::from_secs(240);
+
 impl Gate {
-    /// The wait for data covering the soak's end; `None` for gates that read
-    /// live state rather than CloudWatch datapoints.
+    /// The wait for a reading covering the soak's end; `None` for gates that
+    /// read live state, which has no lag.
     pub fn settle(&self) -> Option<Duration> {
-        match self.kind {
+        match &self.kind {
             GateKind::Metric { .. } | GateKind::Compare { .. } => Some(self.settle.unwrap_or(DEFAULT_SETTLE)),
+            // The alarms read `lag` past the soak's end come on a later poll:
+            // as long as a poll may take before it counts as stalled.
+            GateKind::AlarmOk { lag, .. } => Some(*lag + (self.interval * 3).max(Duration::from_secs(60))),
             _ => None,
         }
     }
@@ -283,6 +303,9 @@ pub enum GateKind {
         /// What an alarm in INSUFFICIENT_DATA counts as.
         #[serde(skip_serializing_if = "InsufficientData::is_default")]
         insufficient_data: InsufficientData,
+        /// How far the alarms' state lags the requests it judges: a state
+        /// read at t covers the requests until t − lag.
+        lag: Duration,
     },
     HealthyTargets {
         environment: String,

@@ -352,6 +352,8 @@ pub struct RawGate {
     pub insufficient_data: Option<S<String>>,
     /// `metric`, `compare`: how long past the soak to wait for datapoints (a duration; default `3m`).
     pub settle: Option<S<String>>,
+    /// `alarm_ok`: how far the alarms' state lags the requests it judges (a duration; default `4m`); a step passes only on OK states read this long past its soak's end.
+    pub lag: Option<S<String>>,
 }
 
 /// A CloudWatch alarm: a metric alarm (what the sandbox creates it on) or a

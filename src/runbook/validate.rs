@@ -32,6 +32,10 @@ pub fn parse(file: &str, text: &str) -> Result<Runbook, RunbookError> {
     }
 }
 
+/// The highest `max` a TargetResponseTime gate takes, in seconds: above an
+/// ALB's default idle timeout it is a figure in milliseconds.
+const MAX_RESPONSE_SECONDS: f64 = 60.0;
+
 const TOP_TABLES: [&str; 4] = ["runbook", "environments", "dns", "rollout"];
 
 fn toml_diagnostic(loc: &Locator, text: &str, e: &toml::de::Error) -> Diagnostic {
@@ -1130,10 +1134,11 @@ impl<'a> Validator<'a> {
             ("min_requests", g.min_requests.as_ref().map(|x| x.span())),
             ("insufficient_data", g.insufficient_data.as_ref().map(|x| x.span())),
             ("settle", g.settle.as_ref().map(|x| x.span())),
+            ("lag", g.lag.as_ref().map(|x| x.span())),
         ];
         let kind_value = match kind {
             "alarm_ok" => {
-                self.forbid(kind, "gate", &present, &["alarms", "insufficient_data"]);
+                self.forbid(kind, "gate", &present, &["alarms", "insufficient_data", "lag"]);
                 let alarms: Vec<String> = g
                     .alarms
                     .iter()
@@ -1169,7 +1174,22 @@ impl<'a> Validator<'a> {
                         InsufficientData::Wait
                     }
                 };
-                GateKind::AlarmOk { alarms, insufficient_data }
+                let lag = match g.lag.as_ref().map(|l| (l, self.duration(l, "lag"))) {
+                    None => DEFAULT_ALARM_LAG,
+                    Some((_, None)) => DEFAULT_ALARM_LAG,
+                    Some((l, Some(d))) if d.is_zero() || d > Duration::from_secs(3600) => {
+                        self.err(
+                            l.span(),
+                            format!("lag {} is out of range", l.get_ref()),
+                            "give how late the alarms judge a request, from 1s to 1h (default 4m: ALB datapoints \
+                             arrive 1–3 minutes late and CloudWatch evaluates alarms once a minute); 0 would pass a \
+                             step on states that have not judged its last minutes",
+                        );
+                        DEFAULT_ALARM_LAG
+                    }
+                    Some((_, Some(d))) => d,
+                };
+                GateKind::AlarmOk { alarms, insufficient_data, lag }
             }
             "healthy_targets" => {
                 self.forbid(kind, "gate", &present, &["environment", "min"]);
@@ -1259,6 +1279,19 @@ impl<'a> Validator<'a> {
                 if let (Some(e), Some(m), Some(span)) = (&env, metric, g.metric.as_ref().map(|m| m.span())) {
                     self.one_target_group(names, e, m, span.clone());
                     self.no_healthy_host_bound(m, kind, span);
+                }
+                if let (Some(Metric::TargetResponseTime), Some(m)) = (metric, g.max.as_ref())
+                    && *m.get_ref() > MAX_RESPONSE_SECONDS
+                {
+                    // Milliseconds read as seconds: a bound no request reaches passes every step.
+                    self.err(
+                        m.span(),
+                        format!("max {} is {} seconds: TargetResponseTime is in seconds", m.get_ref(), m.get_ref()),
+                        format!(
+                            "give the bound in seconds (100 ms is 0.1); above {MAX_RESPONSE_SECONDS} s (an ALB's \
+                             default idle timeout) it is refused as a figure in milliseconds"
+                        ),
+                    );
                 }
                 GateKind::Metric { environment: env?, metric: metric?, stat, max: max?, min_requests }
             }
@@ -2426,6 +2459,47 @@ mod tests {
         assert_valid(&with(gate, &metric("HTTPCode_Target_5XX_Count")), "one target group");
         let err = parse("t.toml", &with(gate, &metric("HealthyHostCount"))).unwrap_err().to_string();
         assert!(err.contains("HealthyHostCount at 0 would pass it"), "{err}");
+        // Latency in milliseconds would be a bound no request reaches.
+        let latency = |max: &str| metric("TargetResponseTime").replace("max = 0", &format!("max = {max}"));
+        let err = parse("t.toml", &with(gate, &latency("100"))).unwrap_err().to_string();
+        assert!(
+            err.contains("max 100 is 100 seconds: TargetResponseTime is in seconds")
+                && err.contains("100 ms is 0.1")
+                && err.contains("t.toml:"),
+            "{err}"
+        );
+        assert_valid(&with(gate, &latency("0.1")), "100 ms");
+        assert_valid(&with(gate, &latency("60")), "a minute, the default idle timeout");
+    }
+
+    /// An alarm gate's `lag`: 4m unless given, from 1s to 1h, and only on
+    /// alarm gates; its wait for a covering reading runs that long past the
+    /// soak, plus the time a poll may take before it counts as stalled.
+    #[test]
+    fn an_alarm_gates_lag_defaults_to_four_minutes_and_is_checked() {
+        let gate = "kind = \"alarm_ok\"\nalarms = [\"green-5xx\"]";
+        let alarm_gate = |text: &str| {
+            let rb = parse("t.toml", text).unwrap();
+            let g = rb.rollout.gates.into_iter().find(|g| matches!(g.kind, GateKind::AlarmOk { .. })).unwrap();
+            let GateKind::AlarmOk { lag, .. } = g.kind else { unreachable!() };
+            (lag, g.settle(), g.interval)
+        };
+        let (lag, settle, interval) = alarm_gate(&with(gate, gate));
+        assert_eq!(lag, DEFAULT_ALARM_LAG);
+        assert_eq!(settle, Some(DEFAULT_ALARM_LAG + (interval * 3).max(Duration::from_secs(60))));
+        let (lag, _, _) = alarm_gate(&with(gate, &format!("{gate}\nlag = \"90s\"")));
+        assert_eq!(lag, Duration::from_secs(90));
+        let (_, settle, _) = alarm_gate(&with(gate, &format!("{gate}\nlag = \"90s\"\ninterval = \"40s\"")));
+        assert_eq!(settle, Some(Duration::from_secs(90 + 120)), "three 40 s polls are longer than a minute");
+        for bad in ["0s", "2h"] {
+            let err = parse("t.toml", &with(gate, &format!("{gate}\nlag = \"{bad}\""))).unwrap_err().to_string();
+            assert!(err.contains(&format!("lag {bad} is out of range")) && err.contains("t.toml:"), "{err}");
+        }
+        let err = parse("t.toml", &with(gate, &format!("{gate}\nlag = \"soon\""))).unwrap_err().to_string();
+        assert!(err.contains("lag: "), "{err}");
+        let targets = "kind = \"healthy_targets\"\nenvironment = \"green\"\nmin = 1\nlag = \"1m\"";
+        let err = parse("t.toml", &with(gate, targets)).unwrap_err().to_string();
+        assert!(err.contains("lag"), "a lag on a gate that reads live state: {err}");
     }
 
     /// The closed lists `cutover schema` offers are the ones validation accepts.
