@@ -75,8 +75,8 @@ async fn sequential(c: &Ctx) {
     let mut envs = Vec::new();
     for e in c.rb.environments.values() {
         let d = fetch::environment(clients, &c.rb, e).await.unwrap();
-        for i in &d.instances {
-            fetch::health(&c.http, e, i, ProbePolicy::LoopbackOnly).await;
+        for url in cutover::live::probe::health_urls(e, &d.instances, ProbePolicy::LoopbackOnly) {
+            fetch::health(&c.http, url).await;
         }
         envs.push(d);
     }

@@ -214,7 +214,11 @@ async fn readiness_and_parity_checks_follow_what_aws_and_redis_say() {
     let (o, detail) = outcome(&snap, "redis-persistence");
     assert_eq!(o, Pass, "{detail}");
     assert!(detail.starts_with("staging-cache: AOF on"), "{detail}");
-    assert_eq!(outcome(&snap, "autoscaling-group"), (Pass, "shop-staging-asg (min 0, max 2, desired 0)".into()));
+    // Attached, but holding no instance: it replaces none that fails.
+    assert_eq!(
+        outcome(&snap, "autoscaling-group"),
+        (Fail, "holding no instance, so replacing none: shop-staging-asg (min 0, max 2, desired 0)".into())
+    );
     let expected = "staging: staging-web-2 security groups is staging-debug, its siblings' staging-app";
     assert_eq!(outcome(&snap, "instances-alike"), (Fail, expected.into()));
     let (o, detail) = outcome(&snap, "parity");
@@ -368,6 +372,36 @@ async fn alarm_on_5xx_counts_only_alarms_that_notify_someone_and_reads_metric_ma
     assert!(detail.contains("staging-5xx-rate: it has no alarm action"), "{detail}");
     put(true).await.unwrap();
     assert_eq!(outcome(&common::first_snapshot(&rb, &sb).await, "alarm-on-5xx"), (Pass, "staging-5xx-rate".into()));
+
+    // An alarm whose only action scales a group tells no one; one on the load
+    // balancer's own 5xx per target group reads a series AWS never publishes.
+    cw.delete_alarms().alarm_names("staging-5xx-rate").send().await.unwrap();
+    let plain = |name: &str, metric: &str, action: &str| {
+        cw.put_metric_alarm()
+            .alarm_name(name)
+            .namespace("AWS/ApplicationELB")
+            .metric_name(metric)
+            .set_dimensions(Some(dims.clone()))
+            .statistic(aws_sdk::cloudwatch::types::Statistic::Sum)
+            .period(60)
+            .evaluation_periods(1)
+            .threshold(0.0)
+            .comparison_operator(ComparisonOperator::GreaterThanThreshold)
+            .alarm_actions(action)
+            .send()
+    };
+    let scaling = "arn:aws:autoscaling:ap-east-2:123456789012:scalingPolicy:1:autoScalingGroupName/web:policyName/out";
+    plain("staging-5xx-scales", "HTTPCode_Target_5XX_Count", scaling).await.unwrap();
+    let (o, detail) = outcome(&common::first_snapshot(&rb, &sb).await, "alarm-on-5xx");
+    assert_eq!(o, Fail, "{detail}");
+    assert!(detail.contains("staging-5xx-scales: it has no alarm action that notifies anyone"), "{detail}");
+    cw.delete_alarms().alarm_names("staging-5xx-scales").send().await.unwrap();
+    plain("staging-elb-5xx-per-target-group", "HTTPCode_ELB_5XX_Count", "arn:aws:sns:ap-east-2:123456789012:oncall")
+        .await
+        .unwrap();
+    let (o, detail) = outcome(&common::first_snapshot(&rb, &sb).await, "alarm-on-5xx");
+    assert_eq!(o, Fail, "{detail}");
+    assert!(detail.starts_with("no alarm watches staging's 5xx"), "{detail}");
     sb.down().await;
 }
 

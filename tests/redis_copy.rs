@@ -1008,6 +1008,45 @@ async fn verify_finds_a_missing_key_a_wrong_value_a_wrong_type_and_a_wrong_ttl()
     assert!(out.contains("checked 10 keys"), "{out}");
 }
 
+/// Verify compares two copies of the data, or says it cannot: one server
+/// under two names, a replica of the source, or no key at all to compare
+/// never ends "OK".
+#[tokio::test(flavor = "multi_thread")]
+async fn verify_refuses_one_server_under_two_names_or_a_replica_and_never_calls_nothing_compared_ok() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let (src, dst, mut s, _d) = source_and_target(dir.path()).await;
+    seed_all_types(&mut s, "k", 5, None).await;
+    // The source again, by another name.
+    let alias = src.url.replace("127.0.0.1", "localhost");
+    let (code, out, err) = run(&state, &["redis", "verify", "--from", &src.url, "--to", &alias]);
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(err.contains("refused: the source and the target are one Redis server"), "{out}{err}");
+    // A replica of the source.
+    let replica = server(dir.path(), "replica").await;
+    let mut r = conn(&replica.url).await;
+    let port = src.url.trim_start_matches("redis://127.0.0.1:").trim_end_matches("/0");
+    let _: () = redis::cmd("REPLICAOF").arg("127.0.0.1").arg(port).query_async(&mut r).await.unwrap();
+    eventually_synced(&mut r, 30).await;
+    let (code, out, err) = run(&state, &["redis", "verify", "--from", &src.url, "--to", &replica.url]);
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(err.contains("one replication group"), "{out}{err}");
+    // Two servers, nothing matching: nothing compared is no "OK".
+    let (code, out, err) = run(&state, &["redis", "verify", "--from", &src.url, "--to", &dst.url, "--match", "nope:*"]);
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(out.contains("NOTHING COMPARED: the source gave no key matching nope:* to compare"), "{out}");
+    assert!(!out.lines().any(|l| l == "OK"), "{out}");
+}
+
+/// Waits until the replica holds `keys` keys.
+async fn eventually_synced(r: &mut MultiplexedConnection, keys: u64) {
+    let start = Instant::now();
+    while dbsize(r).await < keys {
+        assert!(start.elapsed() < Duration::from_secs(20), "the replica never synced");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// A big key rebuilt in chunks is looked at again on the source once read:
 /// deleted meanwhile (or evicted), no part of it is put in place and it
 /// counts as expired (a list, and a stream, whose XINFO then answers "no

@@ -422,6 +422,20 @@ async fn a_side_whose_health_check_fails_gets_no_traffic_and_no_gate_passes_it()
     })
     .await;
     assert_eq!(side(&sides, "staging")["effective_share_percent"], 50.0, "{sides:#?}");
+
+    // The health check's status refused (a reading role without
+    // route53:GetHealthCheckStatus): whether staging gets traffic is
+    // unknown, and no gate passes it.
+    sb.faults.deny_health_check_status.store(true, std::sync::atomic::Ordering::SeqCst);
+    let snap = first_snapshot(&rb, &sb).await;
+    let m = cutover::drive::gates::from_snapshot(&rb, &gate, &snap);
+    assert!(
+        matches!(&m, Some(cutover::engine::Measurement::Error(why)) if why.contains("cannot tell whether staging gets traffic")),
+        "a gate passed a side whose health check could not be judged: {m:?}"
+    );
+    let sides = status_sides(&sb, &rb, dir.path(), &path).await;
+    let unknown = side(&sides, "staging")["traffic_unknown"].as_str().unwrap_or_default().to_string();
+    assert!(unknown.contains("could not be judged") && unknown.contains("AccessDenied"), "{sides:#?}");
     sb.down().await;
 }
 

@@ -71,6 +71,14 @@ pub fn judge(from: &Side, to: &Side, tolerance: u64) -> KeyCounts {
             from.name, to.name, to.keys
         ));
     }
+    if tolerance >= from.keys {
+        // Then even an empty target would be within it.
+        return KeyCounts::Fail(format!(
+            "tolerance {tolerance} is not below {}'s {} keys: any count on {} (it holds {}), none at all too, would be \
+             within it; give a tolerance below the source's count",
+            from.name, from.keys, to.name, to.keys
+        ));
+    }
     let diff = from.keys.abs_diff(to.keys);
     let which = match to.keys.cmp(&from.keys) {
         std::cmp::Ordering::Less => format!(", {} has fewer", to.name),
@@ -178,5 +186,21 @@ mod tests {
         );
         // Keys in other databases beside the URL's own are no concern.
         assert!(matches!(judge(&side("old", 9, &a, &elsewhere), &side("new", 9, &b, &[]), 0), KeyCounts::Pass(_)));
+    }
+
+    /// A tolerance as large as the source's count passes an empty target.
+    #[test]
+    fn a_tolerance_not_below_the_sources_count_never_passes() {
+        let (a, b) = (["a1".to_string()], ["b1".to_string()]);
+        assert_eq!(
+            judge(&side("old", 80, &a, &[]), &side("new", 0, &b, &[]), 100),
+            KeyCounts::Fail(
+                "tolerance 100 is not below old's 80 keys: any count on new (it holds 0), none at all too, would be \
+                 within it; give a tolerance below the source's count"
+                    .into()
+            )
+        );
+        assert!(matches!(judge(&side("old", 80, &a, &[]), &side("new", 80, &b, &[]), 80), KeyCounts::Fail(_)));
+        assert!(matches!(judge(&side("old", 80, &a, &[]), &side("new", 75, &b, &[]), 79), KeyCounts::Pass(_)));
     }
 }

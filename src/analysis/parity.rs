@@ -229,6 +229,8 @@ pub struct AutoScalingShape {
     pub min: Option<u32>,
     pub max: Option<u32>,
     pub desired: Option<u32>,
+    /// The side's target groups it sends instances to.
+    pub target_group_arns: Vec<String>,
 }
 
 /// A metric alarm that watches one of a side's load balancer or target groups.
@@ -240,8 +242,10 @@ pub struct WatchingAlarm {
     pub metrics: Vec<String>,
     /// ActionsEnabled: false, the alarm changes state and tells no one.
     pub actions_enabled: bool,
-    /// Its ALARM actions (SNS topics, …): none, and it tells no one either.
-    pub alarm_actions: usize,
+    /// Its ALARM actions that tell a person: SNS topics, Systems Manager
+    /// OpsItems and incidents, Lambda functions. An Auto Scaling policy or
+    /// an EC2 action tells no one; none, and the alarm tells no one either.
+    pub notifying_actions: usize,
 }
 
 impl WatchingAlarm {
@@ -249,8 +253,8 @@ impl WatchingAlarm {
     pub fn silent(&self) -> Option<&'static str> {
         if !self.actions_enabled {
             Some("its actions are disabled")
-        } else if self.alarm_actions == 0 {
-            Some("it has no alarm action")
+        } else if self.notifying_actions == 0 {
+            Some("it has no alarm action that notifies anyone (an Auto Scaling or EC2 action tells no one)")
         } else {
             None
         }
@@ -842,7 +846,7 @@ mod tests {
                 name: format!("{p}-5xx"),
                 metrics: vec!["HTTPCode_Target_5XX_Count".into()],
                 actions_enabled: true,
-                alarm_actions: 1,
+                notifying_actions: 1,
             }],
             redis: vec![RedisRead::Ok(Box::new(RedisShape {
                 unreadable: Vec::new(),
@@ -961,7 +965,13 @@ mod tests {
     #[test]
     fn an_auto_scaling_group_on_one_side_only_is_drift_and_sizes_compare_when_both_have_one() {
         let (mut from, mut to) = (side("prod"), side("staging"));
-        let group = |desired| AutoScalingShape { name: "g".into(), min: Some(2), max: Some(6), desired: Some(desired) };
+        let group = |desired| AutoScalingShape {
+            name: "g".into(),
+            min: Some(2),
+            max: Some(6),
+            desired: Some(desired),
+            target_group_arns: vec![],
+        };
         to.autoscaling_groups.push(group(2));
         let d = compare(&from, &to, &BTreeMap::new());
         let got = what_from_to(&d);

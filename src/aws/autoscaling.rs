@@ -18,18 +18,23 @@ pub async fn groups_behind(
     while let Some(page) = pages.next().await {
         let page = page.map_err(|e| sdk_error("DescribeAutoScalingGroups", e))?;
         for g in page.auto_scaling_groups() {
-            let attached = g
+            let mut attached: Vec<String> = g
                 .target_group_arns()
                 .iter()
                 .map(String::as_str)
                 .chain(g.traffic_sources().iter().filter_map(|t| t.identifier()))
-                .any(|arn| target_group_arns.iter().any(|t| t == arn));
-            if attached {
+                .filter(|arn| target_group_arns.iter().any(|t| t == arn))
+                .map(str::to_string)
+                .collect();
+            attached.sort();
+            attached.dedup();
+            if !attached.is_empty() {
                 out.push(AutoScalingShape {
                     name: g.auto_scaling_group_name().unwrap_or_default().to_string(),
                     min: g.min_size().and_then(|v| u32::try_from(v).ok()),
                     max: g.max_size().and_then(|v| u32::try_from(v).ok()),
                     desired: g.desired_capacity().and_then(|v| u32::try_from(v).ok()),
+                    target_group_arns: attached,
                 });
             }
         }

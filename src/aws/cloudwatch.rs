@@ -376,14 +376,28 @@ pub async fn metric_totals(
 /// metric whose every `LoadBalancer` and `TargetGroup` dimension is the
 /// side's. One in common is not enough: on a load balancer both sides share,
 /// `{TargetGroup=old, LoadBalancer=shared}` watches the old side only.
+///
+/// A metric cutover knows must also carry a dimension set AWS publishes it
+/// under: on any other (`HTTPCode_ELB_5XX_Count` per target group, a metric
+/// of one AZ) the alarm reads no data, or a part of the side's, and never
+/// sees the side's failures.
 fn watches_side(
     namespace: Option<&str>,
+    metric: Option<&str>,
     dims: &[(&str, &str)],
     load_balancers: &[String],
     target_groups: &[String],
 ) -> bool {
+    let published = match metric.and_then(Metric::from_cloudwatch_name) {
+        Some(m) => published_dimensions(m).iter().any(|set| {
+            let names = set.names();
+            names.len() == dims.len() && dims.iter().all(|(n, _)| names.contains(n))
+        }),
+        None => true,
+    };
     let mut named = dims.iter().filter(|(n, _)| matches!(*n, "LoadBalancer" | "TargetGroup")).peekable();
     namespace == Some("AWS/ApplicationELB")
+        && published
         && named.peek().is_some()
         && named.all(|(n, v)| match *n {
             "LoadBalancer" => load_balancers.iter().any(|l| l == v),
@@ -405,17 +419,18 @@ pub async fn alarms_watching(
     while let Some(page) = pages.next().await {
         let page = page.map_err(|e| sdk_error("DescribeAlarms", e))?;
         for a in page.metric_alarms() {
-            let of_side = |namespace: Option<&str>, dims: &[aws_sdk::cloudwatch::types::Dimension]| {
-                let dims: Vec<(&str, &str)> = dims.iter().filter_map(|d| Some((d.name()?, d.value()?))).collect();
-                watches_side(namespace, &dims, load_balancers, target_groups)
-            };
+            let of_side =
+                |namespace: Option<&str>, metric: Option<&str>, dims: &[aws_sdk::cloudwatch::types::Dimension]| {
+                    let dims: Vec<(&str, &str)> = dims.iter().filter_map(|d| Some((d.name()?, d.value()?))).collect();
+                    watches_side(namespace, metric, &dims, load_balancers, target_groups)
+                };
             // Its own metric, or (a metric-math alarm) each metric its queries read.
             let mut metrics: Vec<String> = Vec::new();
-            if of_side(a.namespace(), a.dimensions()) {
+            if of_side(a.namespace(), a.metric_name(), a.dimensions()) {
                 metrics.extend(a.metric_name().map(str::to_string));
             }
             for m in a.metrics().iter().filter_map(|q| q.metric_stat()).filter_map(|s| s.metric()) {
-                if of_side(m.namespace(), m.dimensions()) {
+                if of_side(m.namespace(), m.metric_name(), m.dimensions()) {
                     metrics.extend(m.metric_name().map(str::to_string));
                 }
             }
@@ -426,12 +441,20 @@ pub async fn alarms_watching(
                     name: a.alarm_name().unwrap_or_default().to_string(),
                     metrics,
                     actions_enabled: a.actions_enabled().unwrap_or(true),
-                    alarm_actions: a.alarm_actions().len(),
+                    notifying_actions: a.alarm_actions().iter().filter(|arn| notifies(arn)).count(),
                 });
             }
         }
     }
     Ok(out)
+}
+
+/// Whether an alarm action tells a person: an SNS topic, a Systems Manager
+/// OpsItem or incident, a Lambda function; not an Auto Scaling policy
+/// (`arn:aws:autoscaling:`) or an EC2 action (`arn:aws:automate:`).
+fn notifies(arn: &str) -> bool {
+    let service = arn.split(':').nth(2).unwrap_or_default();
+    matches!(service, "sns" | "ssm" | "ssm-incidents" | "lambda")
 }
 
 /// The side a series is read through: its environment's.
@@ -524,12 +547,41 @@ mod tests {
     fn an_alarm_watches_a_side_only_when_each_of_its_alb_dimensions_is_the_sides() {
         let (lbs, new_tg) = (["app/shared/1".to_string()], ["targetgroup/new/2".to_string()]);
         let ns = Some("AWS/ApplicationELB");
-        let watches = |dims: &[(&str, &str)]| super::watches_side(ns, dims, &lbs, &new_tg);
+        let m = Some("HTTPCode_Target_5XX_Count");
+        let watches = |dims: &[(&str, &str)]| super::watches_side(ns, m, dims, &lbs, &new_tg);
         assert!(!watches(&[("TargetGroup", "targetgroup/old/1"), ("LoadBalancer", "app/shared/1")]), "the old side's");
         assert!(watches(&[("TargetGroup", "targetgroup/new/2"), ("LoadBalancer", "app/shared/1")]));
         assert!(watches(&[("LoadBalancer", "app/shared/1")]), "the shared load balancer's own: both sides'");
         assert!(!watches(&[("AvailabilityZone", "eu-west-1a")]), "no ALB dimension names the side");
-        assert!(!super::watches_side(Some("AWS/EC2"), &[("LoadBalancer", "app/shared/1")], &lbs, &new_tg));
+        assert!(!super::watches_side(Some("AWS/EC2"), m, &[("LoadBalancer", "app/shared/1")], &lbs, &new_tg));
+    }
+
+    /// An alarm on a dimension set AWS does not publish its metric under
+    /// reads no data (or one AZ's): it never sees the side's failures.
+    #[test]
+    fn an_alarm_watches_a_side_only_on_a_dimension_set_aws_publishes_its_metric_under() {
+        let (lbs, tgs) = (["app/new/1".to_string()], ["targetgroup/new/2".to_string()]);
+        let ns = Some("AWS/ApplicationELB");
+        let both = [("TargetGroup", "targetgroup/new/2"), ("LoadBalancer", "app/new/1")];
+        let watches = |metric: &str, dims: &[(&str, &str)]| super::watches_side(ns, Some(metric), dims, &lbs, &tgs);
+        assert!(!watches("HTTPCode_ELB_5XX_Count", &both), "the load balancer's own 5xx exist per LoadBalancer only");
+        assert!(watches("HTTPCode_ELB_5XX_Count", &both[1..]));
+        assert!(!watches("HTTPCode_Target_5XX_Count", &both[..1]), "never per target group alone");
+        assert!(watches("HTTPCode_Target_5XX_Count", &both));
+        let one_zone = [("AvailabilityZone", "eu-west-1a"), ("LoadBalancer", "app/new/1")];
+        assert!(!watches("HTTPCode_Target_5XX_Count", &one_zone), "one AZ's 5xx are a part of the side's");
+        assert!(watches("HTTPCode_Target_4XX_Count", &both), "a metric cutover does not know: its dimensions decide");
+    }
+
+    #[test]
+    fn only_actions_that_tell_a_person_notify() {
+        assert!(super::notifies("arn:aws:sns:eu-west-1:123456789012:oncall"));
+        assert!(super::notifies("arn:aws:ssm:eu-west-1:123456789012:opsitem:Severity#CATEGORY=Availability"));
+        assert!(super::notifies("arn:aws:lambda:eu-west-1:123456789012:function:page"));
+        assert!(!super::notifies(
+            "arn:aws:autoscaling:eu-west-1:123456789012:scalingPolicy:1:autoScalingGroupName/web:policyName/out"
+        ));
+        assert!(!super::notifies("arn:aws:automate:eu-west-1:ec2:reboot"));
     }
 
     use super::*;

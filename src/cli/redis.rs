@@ -626,7 +626,16 @@ fn run_verify(a: VerifyArgs) -> Result<u8, Failure> {
             for d in &r.first {
                 println!("  {d}");
             }
-            println!("{}", if r.ok() { "OK" } else { "DIFFERENT" });
+            if r.checked == 0 {
+                let matching = a.ends.pattern.as_deref().map(|p| format!(" matching {p}")).unwrap_or_default();
+                println!(
+                    "NOTHING COMPARED: the source gave no key{matching} to compare; check its URL's database (/{}) \
+                     and --match",
+                    opts.from.db()
+                );
+            } else {
+                println!("{}", if r.ok() { "OK" } else { "DIFFERENT" });
+            }
         }
         Ok(if r.ok() { 0 } else { 1 })
     })

@@ -93,9 +93,14 @@ pub fn due(
 
 /// A failure when the rollout's `to` side has a weight but gets no traffic
 /// (its health check fails, or its alias target has no healthy target): no
-/// gate may pass a side that receives nothing.
+/// gate may pass a side that receives nothing. An error when whether it
+/// does is unknown.
 pub fn to_side_gets_no_traffic(rb: &Runbook, snap: &Snapshot) -> Option<Measurement> {
     let side = snap.traffic.value.as_ref()?.iter().find(|s| s.environment == rb.rollout.to)?;
+    if let Some(unknown) = &side.traffic_unknown {
+        // A side that may get nothing passes no gate: its quiet is no evidence.
+        return Some(Measurement::Error(format!("cannot tell whether {} gets traffic: {unknown}", side.environment)));
+    }
     let why = side.no_traffic.as_ref()?;
     Some(Measurement::Fail(format!(
         "{} gets no traffic at weight {}: {why}",

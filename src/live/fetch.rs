@@ -12,7 +12,7 @@ use crate::analysis::weights::shares;
 use crate::aws::ec2::Instance;
 use crate::aws::elb::{LoadBalancer, LoadBalancing, TargetGroup};
 use crate::aws::{AwsResult, Clients};
-use crate::live::probe::{ProbePolicy, health_url};
+
 use crate::redis::info_field;
 use crate::redis::url::Endpoint;
 use crate::runbook::{Environment, RedisEndpoint, Runbook};
@@ -38,6 +38,10 @@ pub struct SideWeight {
     pub effective_share_percent: f64,
     /// Why it gets no traffic although its weight is above 0.
     pub no_traffic: Option<String>,
+    /// Why cutover cannot tell whether Route53 counts it healthy: its health
+    /// check's status unread, or its alias target's health unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traffic_unknown: Option<String>,
 }
 
 /// Sets each side's effective share. `alias_target_healthy(environment)`
@@ -74,6 +78,21 @@ pub fn apply_health(sides: &mut [SideWeight], alias_target_healthy: impl Fn(&str
             f64::from(w) * 100.0 / f64::from(total)
         };
         s.no_traffic = if up.contains(&i) || w == 0 { None } else { why[i].clone() };
+        s.traffic_unknown = if why[i].is_some() { None } else { unknown_health(s, &alias_target_healthy) };
+    }
+}
+
+/// Why Route53's view of a side's health is unknown to cutover, if it is.
+fn unknown_health(s: &SideWeight, alias_target_healthy: &impl Fn(&str) -> Option<bool>) -> Option<String> {
+    if let Some(hc) = s.health_check.as_ref().filter(|hc| hc.healthy.is_none()) {
+        return Some(format!("its health check {} could not be judged ({})", hc.id, hc.status));
+    }
+    match &s.alias_target {
+        Some(a) if a.evaluate_target_health && alias_target_healthy(&s.environment).is_none() => Some(format!(
+            "the health of its alias target {} is unknown (EvaluateTargetHealth; its load balancer's targets not read)",
+            a.dns_name
+        )),
+        _ => None,
     }
 }
 
@@ -207,6 +226,7 @@ pub fn sides(rb: &Runbook, records: &[crate::aws::route53::WeightedRecord]) -> V
             alias_target: r.and_then(|r| r.alias_target.clone()),
             effective_share_percent: if r.is_some() { share } else { 0.0 },
             no_traffic: None,
+            traffic_unknown: None,
         })
         .collect()
 }
@@ -337,8 +357,10 @@ pub fn health_client() -> reqwest::Client {
         .expect("building an HTTP client without TLS settings cannot fail")
 }
 
-pub async fn health(http: &reqwest::Client, env: &Environment, inst: &Instance, policy: ProbePolicy) -> HealthProbe {
-    let url = match health_url(env, inst, policy) {
+/// One instance's `/health` at `url` (from [`super::probe::health_urls`]),
+/// or why it is not probed.
+pub async fn health(http: &reqwest::Client, url: Result<String, String>) -> HealthProbe {
+    let url = match url {
         Ok(u) => u,
         Err(reason) => return HealthProbe::NotProbed { reason },
     };
@@ -1110,6 +1132,28 @@ mod tests {
         let mut s = vec![side("old", 100, None), side("new", 0, Some(false))];
         apply_health(&mut s, |_| None);
         assert_eq!(s[1].no_traffic, None);
+    }
+
+    /// Health cutover could not read is unknown, never "gets traffic".
+    #[test]
+    fn a_side_whose_health_cannot_be_read_is_unknown() {
+        let mut s = vec![side("old", 50, Some(true)), side("new", 50, Some(true))];
+        s[1].health_check.as_mut().unwrap().healthy = None;
+        apply_health(&mut s, |_| None);
+        assert_eq!(s[0].traffic_unknown, None);
+        assert!(s[1].traffic_unknown.as_deref().is_some_and(|w| w.contains("health check hc-new could not be judged")));
+        let mut s = vec![side("old", 50, None), side("new", 50, None)];
+        s[1].alias_target = Some(crate::aws::route53::Alias {
+            hosted_zone_id: "Z".into(),
+            dns_name: "alb.example".into(),
+            evaluate_target_health: true,
+        });
+        apply_health(&mut s, |_| None);
+        assert!(s[1].traffic_unknown.as_deref().is_some_and(|w| w.contains("alias target alb.example")));
+        apply_health(&mut s, |_| Some(true));
+        assert_eq!(s[1].traffic_unknown, None);
+        apply_health(&mut s, |_| Some(false));
+        assert_eq!((s[1].traffic_unknown.as_deref(), s[1].no_traffic.is_some()), (None, true), "known: none");
     }
 
     use super::*;

@@ -58,6 +58,36 @@ pub fn health_url(env: &Environment, inst: &Instance, policy: ProbePolicy) -> Re
     Ok(url)
 }
 
+/// Each instance's health URL (as [`health_url`]), none shared. Instances
+/// given one URL (a Name tag Auto Scaling copied to each, a template without
+/// `{instance_id}` or `{private_ip}`) would all be judged by whichever host
+/// answers it, so none of them is probed.
+pub fn health_urls(env: &Environment, instances: &[Instance], policy: ProbePolicy) -> Vec<Result<String, String>> {
+    let urls: Vec<Result<String, String>> = instances.iter().map(|i| health_url(env, i, policy)).collect();
+    urls.iter()
+        .enumerate()
+        .map(|(i, u)| {
+            let url = u.as_ref().map_err(Clone::clone)?;
+            let sharing: Vec<&str> = instances
+                .iter()
+                .zip(&urls)
+                .enumerate()
+                .filter(|(j, (_, other))| *j != i && other.as_ref() == Ok(url))
+                .map(|(_, (inst, _))| inst.id.as_str())
+                .collect();
+            if sharing.is_empty() {
+                Ok(url.clone())
+            } else {
+                Err(format!(
+                    "not probed: {url} is also the health URL of {}, so one host would answer for all of them; key \
+                     health_urls by instance id, or put {{instance_id}} or {{private_ip}} in the template",
+                    sharing.join(", ")
+                ))
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -125,5 +155,25 @@ mod tests {
         assert!(err.starts_with("not probed: http://10.0.0.5:8080/health is not loopback"), "{err}");
         let err = health_url(&env(None, &[]), &inst(&[]), ProbePolicy::Configured).unwrap_err();
         assert!(err.starts_with("not probed: no `cutover:health-url` tag"), "{err}");
+    }
+
+    /// Auto Scaling copies the Name tag to each instance it launches: a URL
+    /// keyed by Name (or a template on `{name}`) is one host for all.
+    #[test]
+    fn instances_sharing_a_health_url_are_none_of_them_probed() {
+        let e = env(Some("http://{name}.internal:8080/health"), &[]);
+        let two = [inst(&[]), Instance { id: "i-2".into(), ..inst(&[]) }];
+        let urls = health_urls(&e, &two, ProbePolicy::Configured);
+        assert!(
+            urls[0].as_ref().is_err_and(|e| e.starts_with(
+                "not probed: http://web-1.internal:8080/health is also the health URL of i-2, so one host"
+            )),
+            "{urls:?}"
+        );
+        assert!(urls[1].as_ref().is_err_and(|e| e.contains("is also the health URL of i-1")), "{urls:?}");
+        let e = env(Some("http://{private_ip}:8080/health"), &[]);
+        let apart = [inst(&[]), Instance { id: "i-2".into(), private_ip: Some("10.0.0.6".into()), ..inst(&[]) }];
+        let urls = health_urls(&e, &apart, ProbePolicy::Configured);
+        assert_eq!(urls, [Ok("http://10.0.0.5:8080/health".into()), Ok("http://10.0.0.6:8080/health".into())]);
     }
 }

@@ -277,8 +277,8 @@ pub fn spawn(ctx: Arc<WorkerContext>, tx: mpsc::Sender<LiveEvent>) -> Workers {
                     let _ = tokio::time::timeout(iv.health, rx.changed()).await;
                 }
                 let instances = inst_rx.borrow().clone();
-                let probes =
-                    futures::future::join_all(instances.iter().map(|i| fetch::health(&c.http, env, i, c.policy))).await;
+                let urls = super::probe::health_urls(env, &instances, c.policy);
+                let probes = futures::future::join_all(urls.into_iter().map(|u| fetch::health(&c.http, u))).await;
                 instances
                     .iter()
                     .zip(probes)

@@ -101,8 +101,12 @@ impl VerifyReport {
         self.source_persistent == self.target_persistent
     }
 
+    /// Equal, on at least one key compared: nothing compared proves nothing
+    /// (a URL naming the wrong database, a `--match` that matches nothing).
     pub fn ok(&self) -> bool {
-        self.counts_match() && self.missing + self.type_mismatch + self.value_mismatch + self.ttl_mismatch == 0
+        self.checked > 0
+            && self.counts_match()
+            && self.missing + self.type_mismatch + self.value_mismatch + self.ttl_mismatch == 0
     }
 
     fn note(&mut self, d: Difference) {
@@ -584,6 +588,53 @@ async fn nodes(
     Ok((readers.into_iter().map(|(_, _, c)| c).collect(), on_replicas))
 }
 
+/// A node's identity: its `run_id` and its replication id (a replica shares
+/// its primary's).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeIdentity {
+    pub run_id: String,
+    pub replid: String,
+}
+
+async fn identities(e: &Endpoint, nodes: &[MultiplexedConnection]) -> Result<Vec<NodeIdentity>, String> {
+    let mut out = Vec::with_capacity(nodes.len());
+    for n in nodes {
+        let mut p = redis::pipe();
+        p.cmd("INFO").arg("server").cmd("INFO").arg("replication");
+        let (server, replication): (String, String) = qp(e, &mut n.clone(), &p).await?;
+        let field = |info: &str, f: &str| super::info_field(info, f).unwrap_or_default().to_string();
+        out.push(NodeIdentity { run_id: field(&server, "run_id"), replid: field(&replication, "master_replid") });
+    }
+    Ok(out)
+}
+
+/// Why two sides read in one database are the same data, if they are: one
+/// server under two names, or a node of the other's cluster (a `run_id` in
+/// common), or a replica of the other (a replication id in common). Their
+/// keys then match with no copy at all.
+pub fn same_data(from: &[NodeIdentity], to: &[NodeIdentity]) -> Option<String> {
+    let known = |v: &str| !v.is_empty() && v != "?";
+    for f in from {
+        for t in to {
+            if known(&f.run_id) && f.run_id == t.run_id {
+                return Some(format!(
+                    "the source and the target are one Redis server (run_id {}) in the same database: their keys \
+                     match whatever was copied; check the two URLs",
+                    f.run_id.get(..8).unwrap_or(&f.run_id)
+                ));
+            }
+            if known(&f.replid) && f.replid == t.replid {
+                return Some(format!(
+                    "the source and the target are in one replication group (replication id {}): one replicates \
+                     the other, so their keys match with no copy; give the copy's target",
+                    f.replid.get(..8).unwrap_or(&f.replid)
+                ));
+            }
+        }
+    }
+    None
+}
+
 /// (all keys, keys without expiry), summed over `nodes`.
 async fn counts_over(
     e: &Endpoint,
@@ -627,6 +678,12 @@ pub async fn verify_with(
     };
     let (src_nodes, src_replicas) = nodes(&src, src_cluster.as_deref()).await?;
     let (dst_nodes, _) = nodes(&dst, dst_cluster.as_deref()).await?;
+    if opts.from.db() == opts.to.db() {
+        let (f, t) = tokio::try_join!(identities(&opts.from, &src_nodes), identities(&opts.to, &dst_nodes))?;
+        if let Some(why) = same_data(&f, &t) {
+            return Err(format!("refused: {why} ({} and {})", opts.from, opts.to));
+        }
+    }
     let ((sk, sp), (tk, tp)) = tokio::try_join!(
         counts_over(&opts.from, &src_nodes, pattern, opts.scan_count),
         counts_over(&opts.to, &dst_nodes, pattern, opts.scan_count)
@@ -782,5 +839,27 @@ mod tests {
             Difference::Ttl { key: "t".into(), source: 5000, target: -1 }.to_string(),
             "TTL differs: t (source 5000 ms, target none)"
         );
+    }
+
+    #[test]
+    fn sides_sharing_a_run_id_or_a_replication_id_are_the_same_data() {
+        let node = |run_id: &str, replid: &str| NodeIdentity { run_id: run_id.into(), replid: replid.into() };
+        let (a, b) = (node("aaaaaaaaaa", "r-a"), node("bbbbbbbbbb", "r-b"));
+        assert_eq!(same_data(std::slice::from_ref(&a), std::slice::from_ref(&b)), None, "two servers");
+        let why = same_data(std::slice::from_ref(&a), &[b.clone(), a.clone()]).unwrap();
+        assert!(why.contains("one Redis server (run_id aaaaaaaa)"), "a node of the target's cluster: {why}");
+        let replica = node("cccccccccc", "r-a");
+        let why = same_data(&[a], &[replica]).unwrap();
+        assert!(why.contains("one replication group"), "{why}");
+        // INFO that hides them decides nothing.
+        assert_eq!(same_data(&[node("?", "")], &[node("?", "")]), None);
+    }
+
+    #[test]
+    fn a_report_that_compared_no_key_is_not_ok() {
+        let r = VerifyReport::default();
+        assert!(r.counts_match());
+        assert!(!r.ok(), "0 keys on both sides, none compared");
+        assert!(VerifyReport { checked: 1, ..VerifyReport::default() }.ok());
     }
 }

@@ -86,6 +86,9 @@ pub struct AwsFaults {
     /// Every S3 request answered with AWS's `503 SlowDown` (S3's own
     /// throttling, which moto never sends).
     pub s3_slow_down: AtomicBool,
+    /// GetHealthCheckStatus refused with AccessDenied, as for a reading
+    /// role without `route53:GetHealthCheckStatus`.
+    pub deny_health_check_status: AtomicBool,
     /// Every S3 request left unanswered for two minutes (an S3 that froze:
     /// the client hears nothing until its own timeout).
     pub s3_frozen: AtomicBool,
@@ -612,6 +615,13 @@ async fn forward(State(p): State<Arc<Proxy>>, req: Request) -> Response {
         .and_then(|p| p.trim_end_matches('/').strip_suffix("/rrset"))
         .map(str::to_string);
     let status_of = route53.and_then(|p| p.strip_prefix("healthcheck/")).and_then(|p| p.strip_suffix("/status"));
+    if parts.method == axum::http::Method::GET
+        && status_of.is_some()
+        && p.counts.deny_health_check_status.load(Ordering::SeqCst)
+    {
+        let xml = "<?xml version=\"1.0\"?>\n<ErrorResponse xmlns=\"https://route53.amazonaws.com/doc/2013-04-01/\"><Error><Type>Sender</Type><Code>AccessDenied</Code><Message>User is not authorized to perform: route53:GetHealthCheckStatus</Message></Error><RequestId>proxy-denied</RequestId></ErrorResponse>";
+        return (StatusCode::FORBIDDEN, [("content-type", "text/xml")], xml).into_response();
+    }
     if parts.method == axum::http::Method::GET
         && let Some(id) = status_of
         && let Some(answer) = health_check_status(&p, &parts.headers, id).await

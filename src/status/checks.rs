@@ -54,13 +54,22 @@ fn env_aws<'a>(snap: &'a Snapshot, env: &str) -> Result<&'a EnvironmentAws, Verd
 }
 
 fn targets_healthy(snap: &Snapshot, env: &str) -> Verdict {
-    let aws = match env_aws(snap, env) {
-        Ok(a) => a,
-        Err(v) => return v,
-    };
-    let targets: Vec<_> = aws.target_groups.iter().flat_map(|tg| tg.targets.iter().map(move |t| (tg, t))).collect();
+    match env_aws(snap, env) {
+        Ok(aws) => judge_targets(env, &aws.target_groups),
+        Err(v) => v,
+    }
+}
+
+/// Every target healthy, in every target group: a group without targets
+/// answers its listener rule with 503 however healthy the others are.
+fn judge_targets(env: &str, groups: &[super::TargetGroupView]) -> Verdict {
+    let targets: Vec<_> = groups.iter().flat_map(|tg| tg.targets.iter().map(move |t| (tg, t))).collect();
     if targets.is_empty() {
         return fail(format!("{env} has no registered targets"));
+    }
+    let empty: Vec<&str> = groups.iter().filter(|tg| tg.targets.is_empty()).map(|tg| tg.name.as_str()).collect();
+    if !empty.is_empty() {
+        return fail(format!("no targets registered in {} (its requests get 503)", empty.join(", ")));
     }
     let bad: Vec<String> = targets
         .iter()
@@ -454,19 +463,32 @@ fn autoscaling_group(snap: &Snapshot, env: &str) -> Verdict {
     if shape.target_groups.is_empty() {
         return fail(format!("{env} has no target groups"));
     }
-    if shape.autoscaling_groups.is_empty() {
-        let tgs: Vec<&str> = shape.target_groups.iter().map(|t| t.name.as_str()).collect();
-        return fail(format!("no Auto Scaling group is attached to {}", tgs.join(", ")));
-    }
-    let groups: Vec<String> = shape
-        .autoscaling_groups
+    judge_autoscaling(&shape.target_groups, &shape.autoscaling_groups)
+}
+
+/// Each target group has an Auto Scaling group attached, and one holding
+/// instances: a group at desired (or max) 0 replaces none that fails.
+fn judge_autoscaling(
+    target_groups: &[crate::analysis::parity::TargetGroupShape],
+    groups: &[crate::analysis::parity::AutoScalingShape],
+) -> Verdict {
+    let bare: Vec<&str> = target_groups
         .iter()
-        .map(|g| {
-            let n = |v: Option<u32>| v.map_or("-".to_string(), |v| v.to_string());
-            format!("{} (min {}, max {}, desired {})", g.name, n(g.min), n(g.max), n(g.desired))
-        })
+        .filter(|tg| !groups.iter().any(|g| g.target_group_arns.contains(&tg.arn)))
+        .map(|tg| tg.name.as_str())
         .collect();
-    pass(groups.join(", "))
+    if !bare.is_empty() {
+        return fail(format!("no Auto Scaling group is attached to {}", bare.join(", ")));
+    }
+    let n = |v: Option<u32>| v.map_or("-".to_string(), |v| v.to_string());
+    let shown = |g: &crate::analysis::parity::AutoScalingShape| {
+        format!("{} (min {}, max {}, desired {})", g.name, n(g.min), n(g.max), n(g.desired))
+    };
+    let empty: Vec<String> = groups.iter().filter(|g| g.max == Some(0) || g.desired == Some(0)).map(&shown).collect();
+    if !empty.is_empty() {
+        return fail(format!("holding no instance, so replacing none: {}", empty.join(", ")));
+    }
+    pass(groups.iter().map(shown).collect::<Vec<_>>().join(", "))
 }
 
 pub fn check_name(c: &Check) -> &'static str {
@@ -525,4 +547,90 @@ pub fn evaluate(rb: &Runbook, snap: &Snapshot) -> Vec<CheckResult> {
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analysis::parity::{AutoScalingShape, TargetGroupShape};
+
+    fn target_group(name: &str, states: &[&str]) -> super::super::TargetGroupView {
+        let targets: Vec<super::super::TargetView> = states
+            .iter()
+            .enumerate()
+            .map(|(i, state)| super::super::TargetView {
+                target: crate::aws::elb::Target {
+                    id: format!("i-{name}-{i}"),
+                    port: Some(80),
+                    state: state.to_string(),
+                    reason: None,
+                    availability_zone: None,
+                    description: None,
+                },
+                zone_enabled: Some(true),
+                explanation: None,
+            })
+            .collect();
+        super::super::TargetGroupView {
+            name: name.into(),
+            arn: format!("arn:{name}"),
+            healthy: states.iter().filter(|s| **s == "healthy").count(),
+            total: states.len(),
+            health_check_path: None,
+            health_check_interval_seconds: None,
+            attributes: Default::default(),
+            targets,
+        }
+    }
+
+    /// A target group without targets answers 503, however healthy the others are.
+    #[test]
+    fn targets_healthy_fails_on_a_target_group_without_targets() {
+        let web = target_group("web-green", &["healthy", "healthy"]);
+        assert_eq!(judge_targets("green", std::slice::from_ref(&web)).0, CheckOutcome::Pass);
+        let v = judge_targets("green", &[web.clone(), target_group("api-green", &[])]);
+        assert_eq!(v.0, CheckOutcome::Fail, "{}", v.1);
+        assert!(v.1.contains("no targets registered in api-green"), "{}", v.1);
+        let v = judge_targets("green", &[web, target_group("api-green", &["unhealthy"])]);
+        assert_eq!(v.0, CheckOutcome::Fail, "{}", v.1);
+    }
+
+    /// Every target group needs a group attached, and one that can hold an instance.
+    #[test]
+    fn autoscaling_group_fails_on_a_bare_target_group_or_a_group_scaled_to_zero() {
+        let tg = |name: &str| TargetGroupShape {
+            name: name.into(),
+            arn: format!("arn:{name}"),
+            health_check_path: None,
+            health_check_interval_seconds: None,
+            health_check_timeout_seconds: None,
+            healthy_threshold: None,
+            unhealthy_threshold: None,
+            matcher: None,
+            stickiness: None,
+            stickiness_duration_seconds: None,
+            deregistration_delay_seconds: None,
+            algorithm: None,
+        };
+        let group = |max: u32, desired: u32, tgs: &[&str]| AutoScalingShape {
+            name: "green-asg".into(),
+            min: Some(0),
+            max: Some(max),
+            desired: Some(desired),
+            target_group_arns: tgs.iter().map(|t| format!("arn:{t}")).collect(),
+        };
+        let both = [tg("web"), tg("api")];
+        let v = judge_autoscaling(&both, &[group(4, 2, &["web", "api"])]);
+        assert_eq!(v.0, CheckOutcome::Pass, "{}", v.1);
+        let v = judge_autoscaling(&both, &[group(4, 2, &["web"])]);
+        assert_eq!(v, (CheckOutcome::Fail, "no Auto Scaling group is attached to api".to_string()));
+        let v = judge_autoscaling(&both, &[group(0, 0, &["web", "api"])]);
+        assert_eq!(v.0, CheckOutcome::Fail, "{}", v.1);
+        assert!(
+            v.1.starts_with("holding no instance, so replacing none: green-asg (min 0, max 0, desired 0)"),
+            "{}",
+            v.1
+        );
+        assert_eq!(judge_autoscaling(&both, &[group(4, 0, &["web", "api"])]).0, CheckOutcome::Fail);
+    }
 }

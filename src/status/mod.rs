@@ -299,7 +299,9 @@ pub fn snapshot(rb: &Runbook, live: &LiveState, region: &str, now: SystemTime) -
     // An alias evaluating target health gets no traffic while its load
     // balancer has no healthy target.
     let target_healthy = |env: &str| -> Option<bool> {
-        let aws = snap.environment(env)?.aws.value.as_ref()?;
+        let view = &snap.environment(env)?.aws;
+        // A stale reading is no judge of health now.
+        let aws = view.value.as_ref().filter(|_| !view.stale)?;
         let lb = aws.load_balancer.as_ref()?;
         let side = snap.traffic.value.as_ref()?.iter().find(|s| s.environment == env)?;
         let target = side.alias_target.as_ref()?.dns_name.trim_end_matches('.').to_ascii_lowercase();
@@ -308,10 +310,7 @@ pub fn snapshot(rb: &Runbook, live: &LiveState, region: &str, now: SystemTime) -
         if target != lb_name && target.strip_prefix("dualstack.") != Some(lb_name.as_str()) {
             return None;
         }
-        if aws.target_groups.is_empty() {
-            return None;
-        }
-        Some(aws.target_groups.iter().any(|tg| tg.healthy > 0))
+        alb_healthy(&aws.target_groups)
     };
     let health: Vec<Option<bool>> =
         snap.traffic.value.iter().flatten().map(|s| target_healthy(&s.environment)).collect();
@@ -322,6 +321,18 @@ pub fn snapshot(rb: &Runbook, live: &LiveState, region: &str, now: SystemTime) -
     }
     snap.checks = checks::evaluate(rb, &snap);
     snap
+}
+
+/// Whether Route53 counts an ALB with these target groups healthy for an
+/// alias evaluating target health: every target group holding targets has a
+/// healthy one (AliasTarget, EvaluateTargetHealth), and some target is
+/// healthy. `None` without target groups.
+fn alb_healthy(groups: &[TargetGroupView]) -> Option<bool> {
+    if groups.is_empty() {
+        return None;
+    }
+    let every_holding = groups.iter().filter(|tg| tg.total > 0).all(|tg| tg.healthy > 0);
+    Some(every_holding && groups.iter().any(|tg| tg.healthy > 0))
 }
 
 /// The rollout's `from` and `to` shapes compared, with the shapes' age; no
@@ -348,5 +359,29 @@ impl Snapshot {
     /// Every blocking check passes.
     pub fn blocking_checks_pass(&self) -> bool {
         self.checks.iter().filter(|c| c.blocking).all(|c| c.outcome == CheckOutcome::Pass)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_alb_is_healthy_to_route53_only_when_every_target_group_with_targets_has_a_healthy_one() {
+        let tg = |healthy: usize, total: usize| TargetGroupView {
+            name: "tg".into(),
+            arn: "arn".into(),
+            healthy,
+            total,
+            health_check_path: None,
+            health_check_interval_seconds: None,
+            attributes: Default::default(),
+            targets: vec![],
+        };
+        assert_eq!(alb_healthy(&[]), None);
+        assert_eq!(alb_healthy(&[tg(2, 2), tg(1, 3)]), Some(true));
+        assert_eq!(alb_healthy(&[tg(2, 2), tg(0, 2)]), Some(false), "one group with targets, none healthy");
+        assert_eq!(alb_healthy(&[tg(2, 2), tg(0, 0)]), Some(true), "a group without targets does not count");
+        assert_eq!(alb_healthy(&[tg(0, 0)]), Some(false), "no target at all");
     }
 }

@@ -35,12 +35,13 @@ pub(super) fn traffic(f: &mut Frame, app: &App, area: Rect) {
                     Some(None) => Span::styled(" hc ?", th.dim_style()),
                     None => Span::raw(""),
                 },
-                match &s.no_traffic {
-                    Some(_) => Span::styled(
+                match (&s.no_traffic, &s.traffic_unknown) {
+                    (Some(_), _) => Span::styled(
                         format!(" gets {:.0}%", s.effective_share_percent),
                         Style::new().fg(th.bad).add_modifier(ratatui::style::Modifier::BOLD),
                     ),
-                    None => Span::raw(""),
+                    (None, Some(_)) => Span::styled(" gets ?", Style::new().fg(th.warn)),
+                    (None, None) => Span::raw(""),
                 },
             ])
             .style(style.patch(selected_style(app, Pane::Traffic, i))),
