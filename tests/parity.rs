@@ -217,7 +217,11 @@ async fn readiness_and_parity_checks_follow_what_aws_and_redis_say() {
     // Attached, but holding no instance: it replaces none that fails.
     assert_eq!(
         outcome(&snap, "autoscaling-group"),
-        (Fail, "holding no instance, so replacing none: shop-staging-asg (min 0, max 2, desired 0)".into())
+        (
+            Fail,
+            "holding no instance, so replacing none: shop-staging-web: shop-staging-asg (min 0, max 2, desired 0)"
+                .into()
+        )
     );
     let expected = "staging: staging-web-2 security groups is staging-debug, its siblings' staging-app";
     assert_eq!(outcome(&snap, "instances-alike"), (Fail, expected.into()));

@@ -181,7 +181,7 @@ async fn read_only_refuses_every_mutation_headless_and_changes_nothing() {
     std::fs::write(
         &gated,
         format!(
-            "{}[[rollout.gates]]\nkind = \"alarm_ok\"\nalarms = [\"demo-staging-5xx\"]\nno_data = \"pass\"\n\n{alarms}",
+            "{}[[rollout.gates]]\nkind = \"alarm_ok\"\nalarms = [\"demo-staging-5xx\"]\nlag = \"3s\"\nno_data = \"pass\"\n\n{alarms}",
             rollout_head.replace("soak = \"30s\"", "soak = \"10m\"").replace("ttl = 10\n", "ttl = 1\n")
         ),
     )

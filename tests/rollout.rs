@@ -289,7 +289,7 @@ fn alarm_gate_only(dir: &Path, policy: &str) -> (Runbook, PathBuf) {
         let (head, rest) = t.split_once("[[rollout.gates]]").unwrap();
         let alarms = &rest[rest.find("[[alarms]]").unwrap()..];
         format!(
-            "{head}[[rollout.gates]]\nkind = \"alarm_ok\"\nalarms = [\"demo-staging-5xx\"]\nno_data = \"{policy}\"\n\n{alarms}"
+            "{head}[[rollout.gates]]\nkind = \"alarm_ok\"\nalarms = [\"demo-staging-5xx\"]\nlag = \"3s\"\nno_data = \"{policy}\"\n\n{alarms}"
         )
     })
 }

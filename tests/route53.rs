@@ -450,6 +450,37 @@ async fn an_alias_to_an_alb_with_no_healthy_target_gets_no_traffic() {
     reweight_as_another_client(&sb, &rb, "alb", 30).await;
     let sides = status_sides(&sb, &rb, dir.path(), &path).await;
     assert_eq!(side(&sides, "alb")["effective_share_percent"].as_f64().map(f64::round), Some(23.0), "{sides:#?}");
+    assert!(side(&sides, "alb").get("traffic_unknown").is_none(), "{sides:#?}");
+    // An alias to a target the runbook does not name (another load balancer,
+    // a CloudFront distribution): cutover cannot judge its health, and says
+    // so; calling it unknown would stop every gate for good.
+    let mut elsewhere = Vec::new();
+    for r in records(&sb, &rb).await.into_iter().filter(|r| r.set_identifier() == Some("alb")) {
+        let mut r = r;
+        r.alias_target.as_mut().unwrap().dns_name = "d111111abcdef8.cloudfront.net.".into();
+        elsewhere.push(Change::builder().action(ChangeAction::Upsert).resource_record_set(r).build().unwrap());
+    }
+    send_changes_as_another_client(&sb, elsewhere).await;
+    let sides = status_sides(&sb, &rb, dir.path(), &path).await;
+    let alb = side(&sides, "alb");
+    assert!(alb.get("traffic_unknown").is_none(), "{alb:#}");
+    assert!(
+        alb["health_not_judged"].as_str().is_some_and(|w| w.contains("not alb's load balancer shop-alb")),
+        "{alb:#}"
+    );
+    assert_eq!(alb["effective_share_percent"].as_f64().map(f64::round), Some(23.0), "{alb:#}");
+    let mut back = Vec::new();
+    for r in records(&sb, &rb).await.into_iter().filter(|r| r.set_identifier() == Some("alb")) {
+        let mut r = r;
+        let lb_dns = sb.clients.elb.describe_load_balancers().names("shop-alb").send().await.unwrap().load_balancers()
+            [0]
+        .dns_name()
+        .unwrap()
+        .to_string();
+        r.alias_target.as_mut().unwrap().dns_name = lb_dns;
+        back.push(Change::builder().action(ChangeAction::Upsert).resource_record_set(r).build().unwrap());
+    }
+    send_changes_as_another_client(&sb, back).await;
     let tg = &sb.world.target_groups["alb"][0].arn;
     let targets: Vec<_> = sb
         .world

@@ -628,11 +628,19 @@ fn run_verify(a: VerifyArgs) -> Result<u8, Failure> {
             }
             if r.checked == 0 {
                 let matching = a.ends.pattern.as_deref().map(|p| format!(" matching {p}")).unwrap_or_default();
-                println!(
-                    "NOTHING COMPARED: the source gave no key{matching} to compare; check its URL's database (/{}) \
-                     and --match",
-                    opts.from.db()
-                );
+                if r.vanished > 0 {
+                    println!(
+                        "NOTHING COMPARED: every key the source gave{matching} ({}) expired or was deleted while \
+                         checked; run it again when the source holds keys that live longer",
+                        r.vanished
+                    );
+                } else {
+                    println!(
+                        "NOTHING COMPARED: the source gave no key{matching} to compare; check its URL's database \
+                         (/{}) and --match",
+                        opts.from.db()
+                    );
+                }
             } else {
                 println!("{}", if r.ok() { "OK" } else { "DIFFERENT" });
             }

@@ -42,11 +42,26 @@ pub struct SideWeight {
     /// check's status unread, or its alias target's health unknown.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traffic_unknown: Option<String>,
+    /// Why cutover does not judge Route53's view of its health at all: an
+    /// alias target that is not the load balancer the runbook names for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_not_judged: Option<String>,
 }
 
-/// Sets each side's effective share. `alias_target_healthy(environment)`
-/// says whether an alias side's target has a healthy target (None: unknown).
-pub fn apply_health(sides: &mut [SideWeight], alias_target_healthy: impl Fn(&str) -> Option<bool>) {
+/// What cutover knows of an alias side's target health, as Route53 judges it
+/// with EvaluateTargetHealth.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AliasHealth {
+    Known(bool),
+    /// Its load balancer's targets are not (or no longer) known: why.
+    Unread(String),
+    /// Its target is not a load balancer cutover reads: why.
+    NotJudged(String),
+}
+
+/// Sets each side's effective share. `alias_target_health(environment)`
+/// says whether an alias side's target has a healthy target.
+pub fn apply_health(sides: &mut [SideWeight], alias_target_health: impl Fn(&str) -> AliasHealth) {
     let why: Vec<Option<String>> = sides
         .iter()
         .map(|s| {
@@ -56,7 +71,9 @@ pub fn apply_health(sides: &mut [SideWeight], alias_target_healthy: impl Fn(&str
                 return Some(format!("health check {} fails ({})", hc.id, hc.status));
             }
             match &s.alias_target {
-                Some(a) if a.evaluate_target_health && alias_target_healthy(&s.environment) == Some(false) => {
+                Some(a)
+                    if a.evaluate_target_health && alias_target_health(&s.environment) == AliasHealth::Known(false) =>
+                {
                     Some(format!("its alias target {} has no healthy target (EvaluateTargetHealth)", a.dns_name))
                 }
                 _ => None,
@@ -78,20 +95,25 @@ pub fn apply_health(sides: &mut [SideWeight], alias_target_healthy: impl Fn(&str
             f64::from(w) * 100.0 / f64::from(total)
         };
         s.no_traffic = if up.contains(&i) || w == 0 { None } else { why[i].clone() };
-        s.traffic_unknown = if why[i].is_some() { None } else { unknown_health(s, &alias_target_healthy) };
+        s.traffic_unknown = if why[i].is_some() { None } else { unknown_health(s, &alias_target_health) };
+        s.health_not_judged = match (&s.alias_target, alias_target_health(&s.environment)) {
+            (Some(a), AliasHealth::NotJudged(why)) if a.evaluate_target_health && s.traffic_unknown.is_none() => {
+                Some(format!("its alias target {} {why}", a.dns_name))
+            }
+            _ => None,
+        };
     }
 }
 
 /// Why Route53's view of a side's health is unknown to cutover, if it is.
-fn unknown_health(s: &SideWeight, alias_target_healthy: &impl Fn(&str) -> Option<bool>) -> Option<String> {
+fn unknown_health(s: &SideWeight, alias_target_health: &impl Fn(&str) -> AliasHealth) -> Option<String> {
     if let Some(hc) = s.health_check.as_ref().filter(|hc| hc.healthy.is_none()) {
         return Some(format!("its health check {} could not be judged ({})", hc.id, hc.status));
     }
-    match &s.alias_target {
-        Some(a) if a.evaluate_target_health && alias_target_healthy(&s.environment).is_none() => Some(format!(
-            "the health of its alias target {} is unknown (EvaluateTargetHealth; its load balancer's targets not read)",
-            a.dns_name
-        )),
+    match (&s.alias_target, alias_target_health(&s.environment)) {
+        (Some(a), AliasHealth::Unread(why)) if a.evaluate_target_health => {
+            Some(format!("the health of its alias target {} is unknown (EvaluateTargetHealth): {why}", a.dns_name))
+        }
         _ => None,
     }
 }
@@ -186,7 +208,7 @@ pub async fn traffic(clients: &Clients, rb: &Runbook, zone_id: &mut Option<Strin
         }
     }
     // Alias target health is judged with the environments' data (status).
-    apply_health(&mut sides, |_| None);
+    apply_health(&mut sides, |_| AliasHealth::Unread("its load balancer's targets not read yet".into()));
     // The store may be S3: read off the async threads, which a slow S3 must not hold.
     let held = rb.clone();
     let (lines, rollout) = tokio::task::spawn_blocking(move || {
@@ -227,6 +249,7 @@ pub fn sides(rb: &Runbook, records: &[crate::aws::route53::WeightedRecord]) -> V
             effective_share_percent: if r.is_some() { share } else { 0.0 },
             no_traffic: None,
             traffic_unknown: None,
+            health_not_judged: None,
         })
         .collect()
 }
@@ -1091,6 +1114,10 @@ mod tests {
         assert_eq!(judged(two).1, Vec::<String>::new());
     }
 
+    fn unread() -> AliasHealth {
+        AliasHealth::Unread("not read yet".into())
+    }
+
     fn side(env: &str, weight: u8, healthy: Option<bool>) -> SideWeight {
         SideWeight {
             environment: env.into(),
@@ -1107,17 +1134,17 @@ mod tests {
     #[test]
     fn an_unhealthy_side_gets_nothing_unless_every_side_is_unhealthy() {
         let mut s = vec![side("old", 70, None), side("new", 30, Some(false))];
-        apply_health(&mut s, |_| None);
+        apply_health(&mut s, |_| unread());
         assert_eq!((s[0].effective_share_percent, s[1].effective_share_percent), (100.0, 0.0));
         assert!(s[1].no_traffic.as_deref().is_some_and(|w| w.contains("hc-new")), "{:?}", s[1].no_traffic);
         // All unhealthy: Route53 answers as if all were healthy.
         let mut s = vec![side("old", 70, Some(false)), side("new", 30, Some(false))];
-        apply_health(&mut s, |_| None);
+        apply_health(&mut s, |_| unread());
         assert_eq!((s[0].effective_share_percent, s[1].effective_share_percent), (70.0, 30.0));
         assert!(s.iter().all(|s| s.no_traffic.is_none()));
         // The healthy side at weight 0 alone: it gets everything.
         let mut s = vec![side("old", 0, Some(true)), side("new", 30, Some(false))];
-        apply_health(&mut s, |_| None);
+        apply_health(&mut s, |_| unread());
         assert_eq!((s[0].effective_share_percent, s[1].effective_share_percent), (100.0, 0.0));
         // An alias evaluating target health with no healthy target.
         let mut s = vec![side("old", 50, None), side("new", 50, None)];
@@ -1126,11 +1153,11 @@ mod tests {
             dns_name: "alb.example".into(),
             evaluate_target_health: true,
         });
-        apply_health(&mut s, |env| (env == "new").then_some(false));
+        apply_health(&mut s, |env| if env == "new" { AliasHealth::Known(false) } else { unread() });
         assert_eq!(s[1].effective_share_percent, 0.0);
         // A side at weight 0 is not "without traffic despite its weight".
         let mut s = vec![side("old", 100, None), side("new", 0, Some(false))];
-        apply_health(&mut s, |_| None);
+        apply_health(&mut s, |_| unread());
         assert_eq!(s[1].no_traffic, None);
     }
 
@@ -1139,7 +1166,7 @@ mod tests {
     fn a_side_whose_health_cannot_be_read_is_unknown() {
         let mut s = vec![side("old", 50, Some(true)), side("new", 50, Some(true))];
         s[1].health_check.as_mut().unwrap().healthy = None;
-        apply_health(&mut s, |_| None);
+        apply_health(&mut s, |_| unread());
         assert_eq!(s[0].traffic_unknown, None);
         assert!(s[1].traffic_unknown.as_deref().is_some_and(|w| w.contains("health check hc-new could not be judged")));
         let mut s = vec![side("old", 50, None), side("new", 50, None)];
@@ -1148,12 +1175,21 @@ mod tests {
             dns_name: "alb.example".into(),
             evaluate_target_health: true,
         });
-        apply_health(&mut s, |_| None);
+        apply_health(&mut s, |_| unread());
         assert!(s[1].traffic_unknown.as_deref().is_some_and(|w| w.contains("alias target alb.example")));
-        apply_health(&mut s, |_| Some(true));
+        apply_health(&mut s, |_| AliasHealth::Known(true));
         assert_eq!(s[1].traffic_unknown, None);
-        apply_health(&mut s, |_| Some(false));
+        apply_health(&mut s, |_| AliasHealth::Known(false));
         assert_eq!((s[1].traffic_unknown.as_deref(), s[1].no_traffic.is_some()), (None, true), "known: none");
+        // A target cutover does not read is said to be unjudged, not unknown:
+        // it would stay unknown for good and stop every rollout.
+        apply_health(&mut s, |_| AliasHealth::NotJudged("is not the load balancer the runbook names".into()));
+        assert_eq!((s[1].traffic_unknown.as_deref(), s[1].no_traffic.as_deref()), (None, None));
+        assert_eq!(
+            s[1].health_not_judged.as_deref(),
+            Some("its alias target alb.example is not the load balancer the runbook names")
+        );
+        assert_eq!(s[1].effective_share_percent, 50.0);
     }
 
     use super::*;

@@ -588,12 +588,13 @@ async fn nodes(
     Ok((readers.into_iter().map(|(_, _, c)| c).collect(), on_replicas))
 }
 
-/// A node's identity: its `run_id` and its replication id (a replica shares
-/// its primary's).
+/// A node's identity: its `run_id`, its replication id (a replica shares
+/// its primary's) and whether it is a replica.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeIdentity {
     pub run_id: String,
     pub replid: String,
+    pub replica: bool,
 }
 
 async fn identities(e: &Endpoint, nodes: &[MultiplexedConnection]) -> Result<Vec<NodeIdentity>, String> {
@@ -603,15 +604,21 @@ async fn identities(e: &Endpoint, nodes: &[MultiplexedConnection]) -> Result<Vec
         p.cmd("INFO").arg("server").cmd("INFO").arg("replication");
         let (server, replication): (String, String) = qp(e, &mut n.clone(), &p).await?;
         let field = |info: &str, f: &str| super::info_field(info, f).unwrap_or_default().to_string();
-        out.push(NodeIdentity { run_id: field(&server, "run_id"), replid: field(&replication, "master_replid") });
+        out.push(NodeIdentity {
+            run_id: field(&server, "run_id"),
+            replid: field(&replication, "master_replid"),
+            replica: field(&replication, "role") == "slave",
+        });
     }
     Ok(out)
 }
 
 /// Why two sides read in one database are the same data, if they are: one
 /// server under two names, or a node of the other's cluster (a `run_id` in
-/// common), or a replica of the other (a replication id in common). Their
-/// keys then match with no copy at all.
+/// common), or a replica of the other (a replication id in common, one side a
+/// replica). Their keys then match with no copy at all. Two primaries may
+/// share a replication id without sharing data: a primary started from the
+/// other's RDB file keeps the id written in it.
 pub fn same_data(from: &[NodeIdentity], to: &[NodeIdentity]) -> Option<String> {
     let known = |v: &str| !v.is_empty() && v != "?";
     for f in from {
@@ -623,7 +630,7 @@ pub fn same_data(from: &[NodeIdentity], to: &[NodeIdentity]) -> Option<String> {
                     f.run_id.get(..8).unwrap_or(&f.run_id)
                 ));
             }
-            if known(&f.replid) && f.replid == t.replid {
+            if known(&f.replid) && f.replid == t.replid && (f.replica || t.replica) {
                 return Some(format!(
                     "the source and the target are in one replication group (replication id {}): one replicates \
                      the other, so their keys match with no copy; give the copy's target",
@@ -843,16 +850,20 @@ mod tests {
 
     #[test]
     fn sides_sharing_a_run_id_or_a_replication_id_are_the_same_data() {
-        let node = |run_id: &str, replid: &str| NodeIdentity { run_id: run_id.into(), replid: replid.into() };
+        let node =
+            |run_id: &str, replid: &str| NodeIdentity { run_id: run_id.into(), replid: replid.into(), replica: false };
         let (a, b) = (node("aaaaaaaaaa", "r-a"), node("bbbbbbbbbb", "r-b"));
         assert_eq!(same_data(std::slice::from_ref(&a), std::slice::from_ref(&b)), None, "two servers");
         let why = same_data(std::slice::from_ref(&a), &[b.clone(), a.clone()]).unwrap();
         assert!(why.contains("one Redis server (run_id aaaaaaaa)"), "a node of the target's cluster: {why}");
-        let replica = node("cccccccccc", "r-a");
-        let why = same_data(&[a], &[replica]).unwrap();
+        let replica = NodeIdentity { replica: true, ..node("cccccccccc", "r-a") };
+        let why = same_data(std::slice::from_ref(&a), &[replica]).unwrap();
         assert!(why.contains("one replication group"), "{why}");
+        // A primary started from the other's RDB file keeps its replication
+        // id, and holds data of its own from then on.
+        assert_eq!(same_data(&[a], &[node("dddddddddd", "r-a")]), None, "restored from the other's RDB");
         // INFO that hides them decides nothing.
-        assert_eq!(same_data(&[node("?", "")], &[node("?", "")]), None);
+        assert_eq!(same_data(&[node("?", "")], &[NodeIdentity { replica: true, ..node("?", "") }]), None);
     }
 
     #[test]

@@ -36,6 +36,36 @@ pub fn parse(file: &str, text: &str) -> Result<Runbook, RunbookError> {
 /// ALB's default idle timeout it is a figure in milliseconds.
 const MAX_RESPONSE_SECONDS: f64 = 60.0;
 
+/// An alarm gate without its own `lag` waits for its slowest alarm: a request
+/// served at the soak's end lands in a period that closes up to one period
+/// later, whose datapoint arrives 1-3 minutes after that and is evaluated
+/// within the next minute. DEFAULT_ALARM_LAG covers one-minute periods.
+fn lengthen_default_lags(rollout: &mut Rollout, raw_gates: &[S<RawGate>], alarms: &[Alarm]) {
+    // Gates that failed validation are left out of `rollout.gates`; the
+    // runbook is refused then, so there is nothing to pair.
+    if raw_gates.len() != rollout.gates.len() {
+        return;
+    }
+    let period = |name: &str| -> Duration {
+        let Some(a) = alarms.iter().find(|a| a.name == name) else { return Duration::ZERO };
+        match a.rule.as_deref().and_then(crate::runbook::alarm_rule_names) {
+            Some(children) => alarms
+                .iter()
+                .filter(|c| c.rule.is_none() && children.contains(&c.name))
+                .map(|c| c.period)
+                .max()
+                .unwrap_or(Duration::ZERO),
+            None => a.period,
+        }
+    };
+    for (gate, raw) in rollout.gates.iter_mut().zip(raw_gates) {
+        if let (GateKind::AlarmOk { alarms: names, lag, .. }, None) = (&mut gate.kind, &raw.get_ref().lag) {
+            let longest = names.iter().map(|n| period(n)).max().unwrap_or(Duration::ZERO);
+            *lag = (*lag).max(longest + DEFAULT_ALARM_LAG - Duration::from_secs(60));
+        }
+    }
+}
+
 const TOP_TABLES: [&str; 4] = ["runbook", "environments", "dns", "rollout"];
 
 fn toml_diagnostic(loc: &Locator, text: &str, e: &toml::de::Error) -> Diagnostic {
@@ -364,7 +394,9 @@ impl<'a> Validator<'a> {
             .collect();
         let rollout = self.rollout(&names, raw.rollout.get_ref());
         let dns = self.dns(&names, raw.dns.get_ref(), &rollout);
-        let alarms = raw.alarms.iter().map(|a| self.alarm(&names, a.get_ref())).collect();
+        let alarms: Vec<Alarm> = raw.alarms.iter().map(|a| self.alarm(&names, a.get_ref())).collect();
+        let mut rollout = rollout;
+        lengthen_default_lags(&mut rollout, &raw.rollout.get_ref().gates, &alarms);
         let phases = self.phases(&names, &raw.phases);
         let sandbox = raw.sandbox.as_ref().map(|s| self.sandbox(&names, raw.environments.get_ref(), s));
         let parity_allow = raw.parity.as_ref().map(|p| self.parity(p.get_ref())).unwrap_or_default();
@@ -1088,6 +1120,28 @@ impl<'a> Validator<'a> {
         })
     }
 
+    /// A TargetResponseTime summed adds every request's seconds together: it
+    /// grows with traffic and bounds no request's latency.
+    fn no_summed_latency(
+        &mut self,
+        metric: Option<Metric>,
+        stat: Stat,
+        s: Option<&S<String>>,
+        metric_span: Option<std::ops::Range<usize>>,
+    ) {
+        if metric != Some(Metric::TargetResponseTime) || stat != Stat::Sum {
+            return;
+        }
+        let Some(span) = s.map(|s| s.span()).or(metric_span) else { return };
+        self.err(
+            span,
+            "TargetResponseTime summed (the default statistic) adds every request's seconds together: it grows with \
+             traffic and bounds no request's latency"
+                .to_string(),
+            "give a statistic of one request's time: stat = \"p99\" (or \"Average\", \"Maximum\")",
+        );
+    }
+
     /// Reports each present field that the given kind does not take.
     fn forbid(&mut self, kind: &str, what: &str, present: &[(&str, Option<std::ops::Range<usize>>)], allowed: &[&str]) {
         for (name, span) in present {
@@ -1247,6 +1301,7 @@ impl<'a> Validator<'a> {
                     .require(g.metric.as_ref(), "metric", kind, at.clone(), "\"HTTPCode_Target_5XX_Count\"")
                     .map(|m| self.metric(m));
                 let stat = self.stat(g.stat.as_ref(), Stat::Sum);
+                self.no_summed_latency(metric, stat, g.stat.as_ref(), g.metric.as_ref().map(|m| m.span()));
                 let max = self.require(g.max.as_ref(), "max", kind, at, "0").map(|m| {
                     if !m.get_ref().is_finite() || *m.get_ref() < 0.0 {
                         self.err(
@@ -1281,6 +1336,7 @@ impl<'a> Validator<'a> {
                     self.no_healthy_host_bound(m, kind, span);
                 }
                 if let (Some(Metric::TargetResponseTime), Some(m)) = (metric, g.max.as_ref())
+                    && !matches!(stat, Stat::SampleCount | Stat::Sum)
                     && *m.get_ref() > MAX_RESPONSE_SECONDS
                 {
                     // Milliseconds read as seconds: a bound no request reaches passes every step.
@@ -1301,6 +1357,7 @@ impl<'a> Validator<'a> {
                     .require(g.metric.as_ref(), "metric", kind, at.clone(), "\"HTTPCode_Target_5XX_Count\"")
                     .map(|m| self.metric(m));
                 let stat = self.stat(g.stat.as_ref(), Stat::Sum);
+                self.no_summed_latency(metric, stat, g.stat.as_ref(), g.metric.as_ref().map(|m| m.span()));
                 let factor = self.require(g.factor.as_ref(), "factor", kind, at, "1.5").map(|f| {
                     if !f.get_ref().is_finite() || *f.get_ref() <= 0.0 {
                         self.err(
@@ -2460,7 +2517,8 @@ mod tests {
         let err = parse("t.toml", &with(gate, &metric("HealthyHostCount"))).unwrap_err().to_string();
         assert!(err.contains("HealthyHostCount at 0 would pass it"), "{err}");
         // Latency in milliseconds would be a bound no request reaches.
-        let latency = |max: &str| metric("TargetResponseTime").replace("max = 0", &format!("max = {max}"));
+        let latency =
+            |max: &str| metric("TargetResponseTime").replace("max = 0", &format!("stat = \"Average\"\nmax = {max}"));
         let err = parse("t.toml", &with(gate, &latency("100"))).unwrap_err().to_string();
         assert!(
             err.contains("max 100 is 100 seconds: TargetResponseTime is in seconds")
@@ -2470,9 +2528,23 @@ mod tests {
         );
         assert_valid(&with(gate, &latency("0.1")), "100 ms");
         assert_valid(&with(gate, &latency("60")), "a minute, the default idle timeout");
+        // A count of requests is no time per request.
+        let count = latency("1000").replace("Average", "SampleCount");
+        assert_valid(&with(gate, &count), "a count of requests");
+        // Summed, the default, it grows with traffic: no latency bound.
+        for summed in [metric("TargetResponseTime"), count.replace("SampleCount", "Sum")] {
+            let err = parse("t.toml", &with(gate, &summed)).unwrap_err().to_string();
+            assert!(err.contains("TargetResponseTime summed") && err.contains("stat = \"p99\""), "{err}");
+        }
+        let compare = "kind = \"compare\"\nmetric = \"TargetResponseTime\"\nfactor = 1.5";
+        let err = parse("t.toml", &with(gate, compare)).unwrap_err().to_string();
+        assert!(err.contains("TargetResponseTime summed"), "{err}");
+        let err = parse("t.toml", &with(gate, &format!("{compare}\nstat = \"p99\""))).unwrap_err().to_string();
+        assert!(!err.contains("TargetResponseTime summed"), "{err}");
     }
 
-    /// An alarm gate's `lag`: 4m unless given, from 1s to 1h, and only on
+    /// An alarm gate's `lag`: 4m unless given (3m past its longest alarm
+    /// period when that is over a minute), from 1s to 1h, and only on
     /// alarm gates; its wait for a covering reading runs that long past the
     /// soak, plus the time a poll may take before it counts as stalled.
     #[test]
@@ -2500,6 +2572,15 @@ mod tests {
         let targets = "kind = \"healthy_targets\"\nenvironment = \"green\"\nmin = 1\nlag = \"1m\"";
         let err = parse("t.toml", &with(gate, targets)).unwrap_err().to_string();
         assert!(err.contains("lag"), "a lag on a gate that reads live state: {err}");
+        // A 5-minute alarm judges a request up to 5 minutes later than a
+        // 1-minute one: the default waits that much longer, alone or through
+        // a composite; a lag given is kept.
+        let five = with("environment = \"green\"\n", "environment = \"green\"\nperiod = \"5m\"\n");
+        assert_eq!(alarm_gate(&five).0, Duration::from_secs(8 * 60));
+        assert_eq!(alarm_gate(&five.replacen(gate, &format!("{gate}\nlag = \"90s\""), 1)).0, Duration::from_secs(90));
+        let composite = five.replacen(gate, "kind = \"alarm_ok\"\nalarms = [\"green-any\"]", 1)
+            + "\n[[alarms]]\nname = \"green-any\"\nrule = 'ALARM(\"green-5xx\")'\n";
+        assert_eq!(alarm_gate(&composite).0, Duration::from_secs(8 * 60));
     }
 
     /// The closed lists `cutover schema` offers are the ones validation accepts.

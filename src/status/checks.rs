@@ -484,9 +484,19 @@ fn judge_autoscaling(
     let shown = |g: &crate::analysis::parity::AutoScalingShape| {
         format!("{} (min {}, max {}, desired {})", g.name, n(g.min), n(g.max), n(g.desired))
     };
-    let empty: Vec<String> = groups.iter().filter(|g| g.max == Some(0) || g.desired == Some(0)).map(&shown).collect();
+    // Each target group needs a group that holds instances; an extra empty
+    // group beside it (a spare kept at 0) replaces nothing but harms nothing.
+    let holds = |g: &&crate::analysis::parity::AutoScalingShape| g.max != Some(0) && g.desired != Some(0);
+    let empty: Vec<String> = target_groups
+        .iter()
+        .filter_map(|tg| {
+            let attached: Vec<_> = groups.iter().filter(|g| g.target_group_arns.contains(&tg.arn)).collect();
+            (!attached.iter().any(holds))
+                .then(|| format!("{}: {}", tg.name, attached.into_iter().map(shown).collect::<Vec<_>>().join(", ")))
+        })
+        .collect();
     if !empty.is_empty() {
-        return fail(format!("holding no instance, so replacing none: {}", empty.join(", ")));
+        return fail(format!("holding no instance, so replacing none: {}", empty.join("; ")));
     }
     pass(groups.iter().map(shown).collect::<Vec<_>>().join(", "))
 }
@@ -627,10 +637,26 @@ mod tests {
         let v = judge_autoscaling(&both, &[group(0, 0, &["web", "api"])]);
         assert_eq!(v.0, CheckOutcome::Fail, "{}", v.1);
         assert!(
-            v.1.starts_with("holding no instance, so replacing none: green-asg (min 0, max 0, desired 0)"),
+            v.1.starts_with("holding no instance, so replacing none: web: green-asg (min 0, max 0, desired 0)"),
             "{}",
             v.1
         );
         assert_eq!(judge_autoscaling(&both, &[group(4, 0, &["web", "api"])]).0, CheckOutcome::Fail);
+        // A spare group kept at 0 beside one holding instances harms nothing;
+        // a target group whose only group is empty still fails.
+        let spare = AutoScalingShape { name: "green-spare".into(), ..group(0, 0, &["web"]) };
+        let v = judge_autoscaling(&both, &[group(4, 2, &["web", "api"]), spare.clone()]);
+        assert_eq!(v.0, CheckOutcome::Pass, "{}", v.1);
+        let v = judge_autoscaling(
+            &both,
+            &[group(4, 2, &["web"]), AutoScalingShape { target_group_arns: vec!["arn:api".into()], ..spare }],
+        );
+        assert_eq!(
+            v,
+            (
+                CheckOutcome::Fail,
+                "holding no instance, so replacing none: api: green-spare (min 0, max 0, desired 0)".into()
+            )
+        );
     }
 }

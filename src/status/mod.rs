@@ -16,7 +16,7 @@ use crate::aws::cloudwatch::{AlarmState, Series};
 use crate::aws::ec2::Instance;
 use crate::aws::elb::{LoadBalancer, Target, TargetGroupAttributes};
 use crate::aws::sts::Identity;
-use crate::live::fetch::SideWeight;
+use crate::live::fetch::{AliasHealth, SideWeight};
 use crate::live::{HealthProbe, LiveState, RedisInfo, Sourced};
 use crate::runbook::{RedisEndpoint, Runbook};
 use crate::time::rfc3339;
@@ -298,26 +298,57 @@ pub fn snapshot(rb: &Runbook, live: &LiveState, region: &str, now: SystemTime) -
     };
     // An alias evaluating target health gets no traffic while its load
     // balancer has no healthy target.
-    let target_healthy = |env: &str| -> Option<bool> {
-        let view = &snap.environment(env)?.aws;
+    let target_health = |env: &str| -> AliasHealth {
+        let Some(side) = snap.traffic.value.iter().flatten().find(|s| s.environment == env) else {
+            return AliasHealth::NotJudged("belongs to no environment of the runbook".into());
+        };
+        let Some(target) = side.alias_target.as_ref() else {
+            return AliasHealth::NotJudged("is not an alias".into());
+        };
+        let Some(env_view) = snap.environment(env) else {
+            return AliasHealth::NotJudged("belongs to no environment of the runbook".into());
+        };
+        let Some(lb_name) = rb.environments.get(env).and_then(|e| e.load_balancer.as_deref()) else {
+            return AliasHealth::NotJudged(format!("is not judged: environment {env} names no load_balancer"));
+        };
+        let view = &env_view.aws;
+        let Some(aws) = view.value.as_ref() else {
+            return AliasHealth::Unread(match &view.error {
+                Some(e) => format!("load balancer {lb_name} could not be read: {e}"),
+                None => format!("load balancer {lb_name} not read yet"),
+            });
+        };
         // A stale reading is no judge of health now.
-        let aws = view.value.as_ref().filter(|_| !view.stale)?;
-        let lb = aws.load_balancer.as_ref()?;
-        let side = snap.traffic.value.as_ref()?.iter().find(|s| s.environment == env)?;
-        let target = side.alias_target.as_ref()?.dns_name.trim_end_matches('.').to_ascii_lowercase();
-        let lb_name = lb.dns_name.trim_end_matches('.').to_ascii_lowercase();
-        // An alias may name the ALB as `dualstack.<its DNS name>`.
-        if target != lb_name && target.strip_prefix("dualstack.") != Some(lb_name.as_str()) {
-            return None;
+        if view.stale {
+            return AliasHealth::Unread(format!("the reading of load balancer {lb_name} is stale"));
         }
-        alb_healthy(&aws.target_groups)
+        let Some(lb) = aws.load_balancer.as_ref() else {
+            return AliasHealth::Unread(format!("load balancer {lb_name} not read yet"));
+        };
+        let target = target.dns_name.trim_end_matches('.').to_ascii_lowercase();
+        let lb_dns = lb.dns_name.trim_end_matches('.').to_ascii_lowercase();
+        // An alias may name the ALB as `dualstack.<its DNS name>`.
+        if target != lb_dns && target.strip_prefix("dualstack.") != Some(lb_dns.as_str()) {
+            return AliasHealth::NotJudged(format!(
+                "is not judged: it is not {env}'s load balancer {lb_name} ({})",
+                lb.dns_name
+            ));
+        }
+        match alb_healthy(&aws.target_groups) {
+            Some(healthy) => AliasHealth::Known(healthy),
+            None => AliasHealth::NotJudged(format!("is not judged: environment {env} names no target_groups")),
+        }
     };
-    let health: Vec<Option<bool>> =
-        snap.traffic.value.iter().flatten().map(|s| target_healthy(&s.environment)).collect();
+    let health: Vec<AliasHealth> = snap.traffic.value.iter().flatten().map(|s| target_health(&s.environment)).collect();
     if let Some(sides) = snap.traffic.value.as_mut() {
-        let by_env: std::collections::BTreeMap<String, Option<bool>> =
+        let by_env: std::collections::BTreeMap<String, AliasHealth> =
             sides.iter().map(|s| s.environment.clone()).zip(health).collect();
-        crate::live::fetch::apply_health(sides, |env| by_env.get(env).copied().flatten());
+        crate::live::fetch::apply_health(sides, |env| {
+            by_env
+                .get(env)
+                .cloned()
+                .unwrap_or(AliasHealth::NotJudged("belongs to no environment of the runbook".into()))
+        });
     }
     snap.checks = checks::evaluate(rb, &snap);
     snap
