@@ -216,7 +216,12 @@ fn big_live(now: SystemTime) -> Vec<LiveEvent> {
         }));
     }
     out.push(ev(Update::Alarms(Ok((0..4)
-        .map(|i| AlarmState { name: format!("alarm-{i}"), state: "OK".into(), reason: String::new() })
+        .map(|i| AlarmState {
+            name: format!("alarm-{i}"),
+            state: "OK".into(),
+            reason: String::new(),
+            period_seconds: None,
+        })
         .collect()))));
     let pts: Vec<(i64, f64)> = (0..15).map(|i| (i * 60, (i * 7 % 11) as f64)).collect();
     out.push(ev(Update::Metrics(Ok(["blue", "green"]

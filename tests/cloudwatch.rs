@@ -199,3 +199,53 @@ async fn a_composite_alarm_is_read_and_follows_its_children() {
     assert!(matches!(&m, Measurement::Fail(w) if w.contains("demo-staging-any is ALARM")), "{m:?}");
     sb.down().await;
 }
+
+/// An alarm gate's default lag is counted from the periods the runbook
+/// declares; an alarm whose period on AWS is longer may not have judged the
+/// soak's last minutes when read, so its gate is an error (never a pass)
+/// until the runbook declares it, through a composite too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alarm_whose_period_on_aws_is_longer_than_declared_makes_its_gate_an_error() {
+    let composite = "[[alarms]]\nname = \"demo-staging-any\"\n\
+                     rule = \"ALARM(\\\"demo-staging-5xx\\\") OR ALARM(\\\"demo-prod-5xx\\\")\"\n";
+    let rb = parse(&demo_text(composite, |t| t));
+    let sb = sandbox(&rb, "ap-southeast-3").await;
+    until_state(&sb, "demo-staging-any", "OK").await;
+    let g = gate(&format!("[[rollout.gates]]\nkind = \"alarm_ok\"\nalarms = [\"demo-staging-any\"]\n{composite}"));
+    let snap = first_snapshot(&rb, &sb).await;
+    assert_eq!(gates::from_snapshot(&rb, &g, &snap).unwrap(), Measurement::Pass);
+    // Another client lengthens the child's period to 5 minutes.
+    let cw = &sb.clients.cloudwatch;
+    let old = cw.describe_alarms().alarm_names("demo-staging-5xx").send().await.unwrap().metric_alarms()[0].clone();
+    cw.put_metric_alarm()
+        .alarm_name("demo-staging-5xx")
+        .namespace(old.namespace().unwrap())
+        .metric_name(old.metric_name().unwrap())
+        .set_dimensions(Some(old.dimensions().to_vec()))
+        .set_statistic(old.statistic().cloned())
+        .period(300)
+        .evaluation_periods(old.evaluation_periods().unwrap())
+        .threshold(old.threshold().unwrap())
+        .set_comparison_operator(old.comparison_operator().cloned())
+        .set_treat_missing_data(old.treat_missing_data().map(str::to_string))
+        .send()
+        .await
+        .unwrap();
+    let snap = first_snapshot(&rb, &sb).await;
+    let m = gates::from_snapshot(&rb, &g, &snap).unwrap();
+    assert!(
+        matches!(&m, Measurement::Error(w) if w.contains("demo-staging-5xx has a period of 300 s on AWS, longer than the runbook's 60 s")),
+        "{m:?}"
+    );
+    // Declared, the gate reads it again.
+    let declared = parse(&demo_text(composite, |t| {
+        t.replacen(
+            "period = \"1m\"\ndescription = \"Staging serves 5xx\"",
+            "period = \"5m\"\ndescription = \"Staging serves 5xx\"",
+            1,
+        )
+    }));
+    let m = gates::from_snapshot(&declared, &g, &snap).unwrap();
+    assert!(!matches!(&m, Measurement::Error(_)), "{m:?}");
+    sb.down().await;
+}

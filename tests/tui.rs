@@ -197,8 +197,18 @@ fn demo_events(stopped_prod_web_1: bool) -> Vec<LiveEvent> {
             }),
         }),
         ev(Update::Alarms(Ok(vec![
-            AlarmState { name: "demo-staging-5xx".into(), state: "OK".into(), reason: String::new() },
-            AlarmState { name: "demo-prod-5xx".into(), state: "OK".into(), reason: String::new() },
+            AlarmState {
+                name: "demo-staging-5xx".into(),
+                state: "OK".into(),
+                reason: String::new(),
+                period_seconds: None,
+            },
+            AlarmState {
+                name: "demo-prod-5xx".into(),
+                state: "OK".into(),
+                reason: String::new(),
+                period_seconds: None,
+            },
         ]))),
     ];
     for (name, keys) in [("prod-cache", 202), ("staging-cache", 0)] {

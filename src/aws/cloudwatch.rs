@@ -17,6 +17,10 @@ pub struct AlarmState {
     /// OK, ALARM, INSUFFICIENT_DATA, or MISSING when no such alarm exists.
     pub state: String,
     pub reason: String,
+    /// A metric alarm's period as AWS has it: how much later than a request
+    /// it may judge it (a composite: none of its own).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub period_seconds: Option<u32>,
 }
 
 pub async fn alarm_states(cw: &aws_sdk::cloudwatch::Client, names: &[String]) -> AwsResult<Vec<AlarmState>> {
@@ -32,20 +36,27 @@ pub async fn alarm_states(cw: &aws_sdk::cloudwatch::Client, names: &[String]) ->
         .send()
         .await
         .map_err(|e| sdk_error("DescribeAlarms", e))?;
-    let metric = resp.metric_alarms().iter().map(|a| (a.alarm_name(), a.state_value(), a.state_reason()));
-    let composite = resp.composite_alarms().iter().map(|a| (a.alarm_name(), a.state_value(), a.state_reason()));
+    let metric = resp
+        .metric_alarms()
+        .iter()
+        .map(|a| (a.alarm_name(), a.state_value(), a.state_reason(), a.period().and_then(|p| u32::try_from(p).ok())));
+    let composite = resp.composite_alarms().iter().map(|a| (a.alarm_name(), a.state_value(), a.state_reason(), None));
     let found: Vec<_> = metric.chain(composite).collect();
     Ok(names
         .iter()
         .map(|n| match found.iter().find(|a| a.0 == Some(n.as_str())) {
-            Some((_, state, reason)) => AlarmState {
+            Some((_, state, reason, period)) => AlarmState {
                 name: n.clone(),
                 state: state.map(|s| s.as_str().to_string()).unwrap_or_default(),
                 reason: reason.unwrap_or_default().to_string(),
+                period_seconds: *period,
             },
-            None => {
-                AlarmState { name: n.clone(), state: "MISSING".into(), reason: "no such alarm in this region".into() }
-            }
+            None => AlarmState {
+                name: n.clone(),
+                state: "MISSING".into(),
+                reason: "no such alarm in this region".into(),
+                period_seconds: None,
+            },
         })
         .collect())
 }

@@ -5,7 +5,7 @@
 use std::time::{Duration, SystemTime};
 
 use crate::aws::SideClients;
-use crate::aws::cloudwatch::{Dimensions, SeriesKey, Total, metric_totals_by_side, query_dimensions};
+use crate::aws::cloudwatch::{AlarmState, Dimensions, SeriesKey, Total, metric_totals_by_side, query_dimensions};
 use crate::aws::elb::arn_suffix;
 use crate::engine::Measurement;
 use crate::live::{HealthProbe, LiveState};
@@ -109,6 +109,25 @@ pub fn to_side_gets_no_traffic(rb: &Runbook, snap: &Snapshot) -> Option<Measurem
     )))
 }
 
+/// Why an alarm gate's states do not cover its soak, if they do not: a
+/// metric alarm under it whose period on AWS is longer than the runbook
+/// declares. The gate's default `lag` is counted from the declared periods,
+/// so such an alarm may not yet have judged the soak's last minutes.
+fn longer_than_declared(rb: &Runbook, alarms: &[String], states: &[AlarmState]) -> Option<String> {
+    alarms.iter().flat_map(|n| crate::runbook::metric_alarms_under(&rb.alarms, n)).find_map(|declared| {
+        let actual = states.iter().find(|s| s.name == declared.name)?.period_seconds?;
+        (u64::from(actual) > declared.period.as_secs()).then(|| {
+            format!(
+                "alarm {} has a period of {actual} s on AWS, longer than the runbook's {} s: it may not yet have \
+                 judged the soak's last minutes; declare period = \"{actual}s\" under its [[alarms]] (the gate's \
+                 default lag grows with it)",
+                declared.name,
+                declared.period.as_secs()
+            )
+        })
+    })
+}
+
 /// A gate judged on the live snapshot; `None` for metric gates. Every gate
 /// fails while the `to` side gets no traffic.
 pub fn from_snapshot(rb: &Runbook, g: &GateKind, snap: &Snapshot) -> Option<Measurement> {
@@ -137,6 +156,9 @@ pub fn from_snapshot(rb: &Runbook, g: &GateKind, snap: &Snapshot) -> Option<Meas
                     Some(state) => return Some(Measurement::Fail(format!("alarm {name} is {state}"))),
                     None => return Some(Measurement::Error(format!("alarm {name} was not read"))),
                 }
+            }
+            if let Some(why) = longer_than_declared(rb, alarms, states) {
+                return Some(Measurement::Error(why));
             }
             if missing_data { Measurement::NoData } else { Measurement::Pass }
         }

@@ -42,10 +42,6 @@ pub struct SideWeight {
     /// check's status unread, or its alias target's health unknown.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traffic_unknown: Option<String>,
-    /// Why cutover does not judge Route53's view of its health at all: an
-    /// alias target that is not the load balancer the runbook names for it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub health_not_judged: Option<String>,
 }
 
 /// What cutover knows of an alias side's target health, as Route53 judges it
@@ -53,10 +49,9 @@ pub struct SideWeight {
 #[derive(Debug, Clone, PartialEq)]
 pub enum AliasHealth {
     Known(bool),
-    /// Its load balancer's targets are not (or no longer) known: why.
-    Unread(String),
-    /// Its target is not a load balancer cutover reads: why.
-    NotJudged(String),
+    /// Why cutover cannot tell: its load balancer unread or stale, or a
+    /// target that is not the load balancer the runbook names for it.
+    Unknown(String),
 }
 
 /// Sets each side's effective share. `alias_target_health(environment)`
@@ -96,12 +91,6 @@ pub fn apply_health(sides: &mut [SideWeight], alias_target_health: impl Fn(&str)
         };
         s.no_traffic = if up.contains(&i) || w == 0 { None } else { why[i].clone() };
         s.traffic_unknown = if why[i].is_some() { None } else { unknown_health(s, &alias_target_health) };
-        s.health_not_judged = match (&s.alias_target, alias_target_health(&s.environment)) {
-            (Some(a), AliasHealth::NotJudged(why)) if a.evaluate_target_health && s.traffic_unknown.is_none() => {
-                Some(format!("its alias target {} {why}", a.dns_name))
-            }
-            _ => None,
-        };
     }
 }
 
@@ -111,7 +100,7 @@ fn unknown_health(s: &SideWeight, alias_target_health: &impl Fn(&str) -> AliasHe
         return Some(format!("its health check {} could not be judged ({})", hc.id, hc.status));
     }
     match (&s.alias_target, alias_target_health(&s.environment)) {
-        (Some(a), AliasHealth::Unread(why)) if a.evaluate_target_health => {
+        (Some(a), AliasHealth::Unknown(why)) if a.evaluate_target_health => {
             Some(format!("the health of its alias target {} is unknown (EvaluateTargetHealth): {why}", a.dns_name))
         }
         _ => None,
@@ -208,7 +197,7 @@ pub async fn traffic(clients: &Clients, rb: &Runbook, zone_id: &mut Option<Strin
         }
     }
     // Alias target health is judged with the environments' data (status).
-    apply_health(&mut sides, |_| AliasHealth::Unread("its load balancer's targets not read yet".into()));
+    apply_health(&mut sides, |_| AliasHealth::Unknown("its load balancer's targets not read yet".into()));
     // The store may be S3: read off the async threads, which a slow S3 must not hold.
     let held = rb.clone();
     let (lines, rollout) = tokio::task::spawn_blocking(move || {
@@ -249,7 +238,6 @@ pub fn sides(rb: &Runbook, records: &[crate::aws::route53::WeightedRecord]) -> V
             effective_share_percent: if r.is_some() { share } else { 0.0 },
             no_traffic: None,
             traffic_unknown: None,
-            health_not_judged: None,
         })
         .collect()
 }
@@ -1115,7 +1103,7 @@ mod tests {
     }
 
     fn unread() -> AliasHealth {
-        AliasHealth::Unread("not read yet".into())
+        AliasHealth::Unknown("not read yet".into())
     }
 
     fn side(env: &str, weight: u8, healthy: Option<bool>) -> SideWeight {
@@ -1181,15 +1169,6 @@ mod tests {
         assert_eq!(s[1].traffic_unknown, None);
         apply_health(&mut s, |_| AliasHealth::Known(false));
         assert_eq!((s[1].traffic_unknown.as_deref(), s[1].no_traffic.is_some()), (None, true), "known: none");
-        // A target cutover does not read is said to be unjudged, not unknown:
-        // it would stay unknown for good and stop every rollout.
-        apply_health(&mut s, |_| AliasHealth::NotJudged("is not the load balancer the runbook names".into()));
-        assert_eq!((s[1].traffic_unknown.as_deref(), s[1].no_traffic.as_deref()), (None, None));
-        assert_eq!(
-            s[1].health_not_judged.as_deref(),
-            Some("its alias target alb.example is not the load balancer the runbook names")
-        );
-        assert_eq!(s[1].effective_share_percent, 50.0);
     }
 
     use super::*;

@@ -803,6 +803,25 @@ pub fn gate_label(g: &GateKind) -> String {
     }
 }
 
+/// The metric alarms `name` rests on: itself, or a composite's children at
+/// any depth (each once; a cycle is cut).
+pub fn metric_alarms_under<'a>(alarms: &'a [Alarm], name: &str) -> Vec<&'a Alarm> {
+    fn walk<'a>(alarms: &'a [Alarm], name: &str, seen: &mut Vec<String>, out: &mut Vec<&'a Alarm>) {
+        if seen.iter().any(|s| s == name) {
+            return;
+        }
+        seen.push(name.to_string());
+        let Some(a) = alarms.iter().find(|a| a.name == name) else { return };
+        match a.rule.as_deref().and_then(alarm_rule_names) {
+            Some(children) => children.iter().for_each(|c| walk(alarms, c, seen, out)),
+            None => out.push(a),
+        }
+    }
+    let mut out = Vec::new();
+    walk(alarms, name, &mut Vec::new(), &mut out);
+    out
+}
+
 /// The alarm names a composite alarm rule refers to, or `None` when the rule
 /// cannot be read: `ALARM("a") OR (OK(b) AND NOT INSUFFICIENT_DATA("c"))`;
 /// also `TRUE` and `FALSE`.

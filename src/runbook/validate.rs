@@ -47,16 +47,7 @@ fn lengthen_default_lags(rollout: &mut Rollout, raw_gates: &[S<RawGate>], alarms
         return;
     }
     let period = |name: &str| -> Duration {
-        let Some(a) = alarms.iter().find(|a| a.name == name) else { return Duration::ZERO };
-        match a.rule.as_deref().and_then(crate::runbook::alarm_rule_names) {
-            Some(children) => alarms
-                .iter()
-                .filter(|c| c.rule.is_none() && children.contains(&c.name))
-                .map(|c| c.period)
-                .max()
-                .unwrap_or(Duration::ZERO),
-            None => a.period,
-        }
+        crate::runbook::metric_alarms_under(alarms, name).iter().map(|a| a.period).max().unwrap_or(Duration::ZERO)
     };
     for (gate, raw) in rollout.gates.iter_mut().zip(raw_gates) {
         if let (GateKind::AlarmOk { alarms: names, lag, .. }, None) = (&mut gate.kind, &raw.get_ref().lag) {
@@ -2581,6 +2572,9 @@ mod tests {
         let composite = five.replacen(gate, "kind = \"alarm_ok\"\nalarms = [\"green-any\"]", 1)
             + "\n[[alarms]]\nname = \"green-any\"\nrule = 'ALARM(\"green-5xx\")'\n";
         assert_eq!(alarm_gate(&composite).0, Duration::from_secs(8 * 60));
+        let nested = composite.replacen("alarms = [\"green-any\"]", "alarms = [\"green-all\"]", 1)
+            + "\n[[alarms]]\nname = \"green-all\"\nrule = 'ALARM(\"green-any\")'\n";
+        assert_eq!(alarm_gate(&nested).0, Duration::from_secs(8 * 60), "a composite of a composite");
     }
 
     /// The closed lists `cutover schema` offers are the ones validation accepts.

@@ -298,45 +298,66 @@ pub fn snapshot(rb: &Runbook, live: &LiveState, region: &str, now: SystemTime) -
     };
     // An alias evaluating target health gets no traffic while its load
     // balancer has no healthy target.
+    let lb_dns = |env: &str| -> Option<(String, String)> {
+        let aws = snap.environment(env)?.aws.value.as_ref()?;
+        let lb = aws.load_balancer.as_ref()?;
+        Some((lb.name.clone(), lb.dns_name.trim_end_matches('.').to_ascii_lowercase()))
+    };
+    // An alias may name the ALB as `dualstack.<its DNS name>`.
+    let names_lb = |target: &str, dns: &str| target == dns || target.strip_prefix("dualstack.") == Some(dns);
+    // Whatever cutover cannot judge is unknown, never healthy: an alias to a
+    // load balancer the runbook does not name would let every gate pass
+    // while the side it names gets nothing.
     let target_health = |env: &str| -> AliasHealth {
-        let Some(side) = snap.traffic.value.iter().flatten().find(|s| s.environment == env) else {
-            return AliasHealth::NotJudged("belongs to no environment of the runbook".into());
+        let Some(target) =
+            snap.traffic.value.iter().flatten().find(|s| s.environment == env).and_then(|s| s.alias_target.as_ref())
+        else {
+            return AliasHealth::Unknown("not an alias".into());
         };
-        let Some(target) = side.alias_target.as_ref() else {
-            return AliasHealth::NotJudged("is not an alias".into());
-        };
-        let Some(env_view) = snap.environment(env) else {
-            return AliasHealth::NotJudged("belongs to no environment of the runbook".into());
-        };
+        let target = target.dns_name.trim_end_matches('.').to_ascii_lowercase();
         let Some(lb_name) = rb.environments.get(env).and_then(|e| e.load_balancer.as_deref()) else {
-            return AliasHealth::NotJudged(format!("is not judged: environment {env} names no load_balancer"));
+            return AliasHealth::Unknown(format!(
+                "environment {env} names no load_balancer; name the load balancer it points at, and its target_groups"
+            ));
         };
-        let view = &env_view.aws;
+        let Some(view) = snap.environment(env).map(|e| &e.aws) else {
+            return AliasHealth::Unknown(format!("environment {env} not read"));
+        };
         let Some(aws) = view.value.as_ref() else {
-            return AliasHealth::Unread(match &view.error {
+            return AliasHealth::Unknown(match &view.error {
                 Some(e) => format!("load balancer {lb_name} could not be read: {e}"),
                 None => format!("load balancer {lb_name} not read yet"),
             });
         };
         // A stale reading is no judge of health now.
         if view.stale {
-            return AliasHealth::Unread(format!("the reading of load balancer {lb_name} is stale"));
+            return AliasHealth::Unknown(format!("the reading of load balancer {lb_name} is stale"));
         }
-        let Some(lb) = aws.load_balancer.as_ref() else {
-            return AliasHealth::Unread(format!("load balancer {lb_name} not read yet"));
+        let Some((_, dns)) = lb_dns(env) else {
+            return AliasHealth::Unknown(format!("load balancer {lb_name} not read yet"));
         };
-        let target = target.dns_name.trim_end_matches('.').to_ascii_lowercase();
-        let lb_dns = lb.dns_name.trim_end_matches('.').to_ascii_lowercase();
-        // An alias may name the ALB as `dualstack.<its DNS name>`.
-        if target != lb_dns && target.strip_prefix("dualstack.") != Some(lb_dns.as_str()) {
-            return AliasHealth::NotJudged(format!(
-                "is not judged: it is not {env}'s load balancer {lb_name} ({})",
-                lb.dns_name
-            ));
+        if !names_lb(&target, &dns) {
+            let other = rb
+                .environments
+                .keys()
+                .filter(|o| o.as_str() != env)
+                .find_map(|o| lb_dns(o).filter(|(_, d)| names_lb(&target, d)).map(|(name, _)| (o.clone(), name)));
+            return AliasHealth::Unknown(match other {
+                Some((o, name)) => format!(
+                    "it is {o}'s load balancer {name}, not {env}'s {lb_name}: the weight given to {env} goes to {o}; \
+                     point the alias at {lb_name}"
+                ),
+                None => format!(
+                    "it is not {env}'s load balancer {lb_name} ({dns}); point the alias at it, or name in the runbook \
+                     the load balancer it points at"
+                ),
+            });
         }
         match alb_healthy(&aws.target_groups) {
             Some(healthy) => AliasHealth::Known(healthy),
-            None => AliasHealth::NotJudged(format!("is not judged: environment {env} names no target_groups")),
+            None => AliasHealth::Unknown(format!(
+                "environment {env} names no target_groups, so load balancer {lb_name}'s health is not read; list them"
+            )),
         }
     };
     let health: Vec<AliasHealth> = snap.traffic.value.iter().flatten().map(|s| target_health(&s.environment)).collect();
@@ -344,10 +365,7 @@ pub fn snapshot(rb: &Runbook, live: &LiveState, region: &str, now: SystemTime) -
         let by_env: std::collections::BTreeMap<String, AliasHealth> =
             sides.iter().map(|s| s.environment.clone()).zip(health).collect();
         crate::live::fetch::apply_health(sides, |env| {
-            by_env
-                .get(env)
-                .cloned()
-                .unwrap_or(AliasHealth::NotJudged("belongs to no environment of the runbook".into()))
+            by_env.get(env).cloned().unwrap_or_else(|| AliasHealth::Unknown(format!("environment {env} not read")))
         });
     }
     snap.checks = checks::evaluate(rb, &snap);

@@ -104,9 +104,6 @@ pub fn render(s: &Snapshot) -> String {
         if let Some(why) = &w.traffic_unknown {
             let _ = writeln!(o, "  {:<12} whether it gets traffic is unknown: {why}", "");
         }
-        if let Some(why) = &w.health_not_judged {
-            let _ = writeln!(o, "  {:<12} whether Route53 counts it healthy is not judged: {why}", "");
-        }
     }
 
     for env in &s.environments {

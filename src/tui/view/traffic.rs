@@ -41,8 +41,6 @@ pub(super) fn traffic(f: &mut Frame, app: &App, area: Rect) {
                         Style::new().fg(th.bad).add_modifier(ratatui::style::Modifier::BOLD),
                     ),
                     (None, Some(_)) => Span::styled(" gets ?", Style::new().fg(th.warn)),
-                    // An alias to a target the runbook does not name.
-                    (None, None) if s.health_not_judged.is_some() => Span::styled(" health unjudged", th.dim_style()),
                     (None, None) => Span::raw(""),
                 },
             ])
