@@ -255,6 +255,92 @@ async fn abort_from_another_shell_rolls_a_running_rollout_back() {
     sb.down().await;
 }
 
+/// Weights set by someone else during a soak (a colleague's rollback from
+/// the console, an abort without team mode): the step is no longer what the
+/// gates measure, so the rollout pauses for a person and never writes over
+/// them with its next step.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weights_changed_outside_a_running_rollout_pause_it_and_are_never_overwritten() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rb, path) = fast_runbook_with(dir.path(), |t| t.replace("soak = \"5s\"", "soak = \"15s\""));
+    let sb = fixed_sandbox(&rb, "eu-central-2").await;
+    let child = spawn_rollout(&sb, &rb, dir.path(), &path);
+    until_soaking(dir.path(), 1).await;
+    set_weights_as_another_client(&sb, &rb, &[("prod", 100), ("staging", 0)]).await;
+    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output()).await.expect("paused in time");
+    let out = out.unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "paused for a person: {text}");
+    assert!(text.contains("the weights were changed outside this rollout: 100/0 live"), "{text}");
+    let state = rollout_state(dir.path()).unwrap();
+    assert_eq!(
+        (state["engine"]["step"].as_u64(), state["engine"]["phase"]["phase"].as_str()),
+        (Some(1), Some("paused"))
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(weights(&sb).await, w(100, 0), "the colleague's weights stand");
+    let intents = audit(dir.path()).iter().filter(|l| l["stage"] == "intent").count();
+    assert_eq!(intents, 2, "steps 1 and 2 only: nothing sent over the colleague's change");
+    // Adopted, they go up again one gated step at a time: step 1 (10%)
+    // first, never straight back to step 2's 25%.
+    let mut adopt = tokio::process::Command::from(cutover_command(
+        &sb,
+        &rb,
+        dir.path(),
+        &["rollout", path.to_str().unwrap(), "--yes", "--adopt-live"],
+    ))
+    .kill_on_drop(true)
+    .spawn()
+    .unwrap();
+    until_soaking(dir.path(), 0).await;
+    assert_eq!(weights(&sb).await, w(90, 10));
+    adopt.kill().await.unwrap();
+    sb.down().await;
+}
+
+/// An abort reads the last good step from the saved state; against a runbook
+/// whose steps changed since, that step may give the new side more than it
+/// has live. A rollback never raises the new side's weight: refused, nothing
+/// sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abort_never_raises_the_new_sides_weight_after_the_steps_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rb, path) = fast_runbook_with(dir.path(), |t| t.replace("soak = \"5s\"", "soak = \"20s\""));
+    let sb = fixed_sandbox(&rb, "eu-south-2").await;
+    let mut child =
+        cutover_command(&sb, &rb, dir.path(), &["rollout", path.to_str().unwrap(), "--yes"]).spawn().unwrap();
+    until_soaking(dir.path(), 1).await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(weights(&sb).await, w(75, 25), "killed in step 2's soak; step 1 (10%) passed");
+    // A colleague's copy of the runbook: step 1 is now 30%.
+    let text = std::fs::read_to_string(&path).unwrap().replace("steps = [10, 25, 50, 100]", "steps = [30, 60, 100]");
+    std::fs::write(&path, text).unwrap();
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["abort", path.to_str().unwrap(), "--yes"]).await;
+    assert_ne!(code, Some(0), "{out}");
+    assert!(out.contains("rollback refused: it would raise staging's weight from 25 (live) to 30"), "{out}");
+    assert_eq!(weights(&sb).await, w(75, 25), "nothing sent");
+    sb.down().await;
+}
+
+/// An abort asked for just as a rollout began (its asker saw the lease of
+/// one that had just ended) ends the new run: never taken and dropped for a
+/// start forward.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abort_waiting_when_a_rollout_starts_ends_it_with_nothing_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rb, path) = fast_runbook(dir.path());
+    let sb = fixed_sandbox(&rb, "il-central-1").await;
+    std::fs::create_dir_all(dir.path().join("cutover")).unwrap();
+    std::fs::write(dir.path().join("cutover/demo.abort-request"), "alice: p99 looks wrong").unwrap();
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["rollout", path.to_str().unwrap(), "--yes"]).await;
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("an abort was waiting (alice: p99 looks wrong): not starting"), "{out}");
+    assert_eq!(weights(&sb).await, w(100, 0), "nothing sent");
+    assert!(!dir.path().join("cutover/demo.abort-request").exists(), "acted on once");
+    sb.down().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusals_change_nothing() {
     let dir = tempfile::tempdir().unwrap();

@@ -1192,6 +1192,7 @@ fn read_only_no_key_in_any_pane_or_row_plans_or_applies_a_change() {
                 | Command::PlanRollout { .. }
                 | Command::PauseRollout
                 | Command::Apply { .. }
+                | Command::EditChecklist(_)
         )
     };
     let fresh = |pane: Pane, row: usize| {
@@ -1233,11 +1234,25 @@ fn read_only_no_key_in_any_pane_or_row_plans_or_applies_a_change() {
             }
         }
     }
-    let must =
-        ["ShiftWeights", "StartRollout", "PauseRollout", "PromoteRollout", "AbortRollout", "RunCheck", "Rollback"];
+    let must = [
+        "ShiftWeights",
+        "StartRollout",
+        "PauseRollout",
+        "PromoteRollout",
+        "AbortRollout",
+        "RunCheck",
+        "Rollback",
+        "Tick",
+    ];
     for a in must {
         assert!(refused.contains(a), "{a} was never refused: {refused:?}");
     }
+    // A note typed and submitted: shared state too, refused.
+    let mut app = fresh(Pane::Checklist, 0);
+    app.overlay = Overlay::Note { key: "prepare/x".into(), input: "looks fine".into() };
+    let cmds = update(&mut app, key(KeyCode::Enter));
+    assert!(!cmds.iter().any(mutating), "{cmds:?}");
+    assert!(app.log.iter().any(|l| l.text.starts_with("refused: read-only; notes")), "{:?}", app.log);
     common::record(
         "read-only",
         format!(

@@ -56,6 +56,26 @@ fn demo_in_a_real_terminal_shows_targets_ticks_an_item_and_restores_the_terminal
     tmux.wait_for("the tick", Duration::from_secs(10), |s| s.contains("[x] e2e"));
     let progress = std::fs::read_to_string(dir.path().join("cutover/demo.progress.json")).unwrap();
     assert!(progress.contains("\"prepare/backup\"") && progress.contains("\"by\": \"e2e\""), "{progress}");
+    // A tick changes shared state: audited before and after, as the CLI's.
+    let audit_path = dir.path().join("cutover/demo.audit.jsonl");
+    let started = std::time::Instant::now();
+    let ticked = loop {
+        let audit = std::fs::read_to_string(&audit_path).unwrap_or_default();
+        if audit.lines().count() >= 2 || started.elapsed() > Duration::from_secs(10) {
+            break audit;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let stages: Vec<String> = ticked
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .map(|l| format!("{} [{}] {}", l["action"].as_str().unwrap(), l["stage"].as_str().unwrap(), l["operator"]))
+        .collect();
+    assert_eq!(
+        stages,
+        ["checklist prepare/backup [intent] \"e2e\"", "checklist prepare/backup [applied] \"e2e\""],
+        "{ticked}"
+    );
 
     // Row 6 is validate/redis-ingress: plan it, confirm it, watch it heal.
     tmux.keys(&["j", "j", "j", "Enter"]);
@@ -64,8 +84,8 @@ fn demo_in_a_real_terminal_shows_targets_ticks_an_item_and_restores_the_terminal
     });
     tmux.keys(&["y"]);
     tmux.wait_for("the fixed path", Duration::from_secs(40), |s| !s.contains("BLOCKED") && s.contains("✔ done"));
-    let audit = std::fs::read_to_string(dir.path().join("cutover/demo.audit.jsonl")).unwrap();
-    assert_eq!(audit.lines().count(), 2, "intent and applied: {audit}");
+    let audit = std::fs::read_to_string(&audit_path).unwrap();
+    assert_eq!(audit.lines().count(), 4, "the tick's, then the action's intent and applied: {audit}");
 
     // Shift by hand: w, the percent, the popup, y.
     let weights = |s: &str, prod: &str, staging: &str| {

@@ -197,7 +197,20 @@ impl Runner<'_> {
     async fn set_weights(&mut self, weights: Weights, step: Option<usize>) -> Result<Vec<Output>, String> {
         let plan = shift::plan(self.cx.clients.dns(), &self.cx.rb, weights).await?;
         if step.is_none() {
-            self.rolled_back_from = Some((plan.from.record.weight, plan.to.record.weight));
+            let live = (plan.from.record.weight, plan.to.record.weight);
+            // A rollback never sends more traffic to the new side: its step
+            // index read against a runbook whose steps changed, or weights
+            // lowered by hand since, would.
+            if weights.1 > live.1 {
+                let to = &self.cx.rb.rollout.to;
+                return Err(format!(
+                    "rollback refused: it would raise {to}'s weight from {} (live) to {}; the runbook's steps \
+                     changed since the saved state, or the weights were lowered by hand. Nothing sent; set the \
+                     weights with `cutover shift` if they must move",
+                    live.1, weights.1
+                ));
+            }
+            self.rolled_back_from = Some(live);
         }
         if plan.is_noop() && self.state.in_flight.is_none() {
             // Nothing in flight: these weights were seen INSYNC, or are the initial ones.
@@ -574,6 +587,26 @@ impl Drop for AbortOnDrop {
 
 /// Pauses the engine for `reason` (a pause from a phase that cannot pause
 /// says nothing).
+/// Why the live weights, read after `since`, are not the ones this rollout
+/// applied, if they are not (nothing in flight).
+fn weights_moved_outside(runner: &Runner<'_>, live: &crate::live::LiveState, since: SystemTime) -> Option<String> {
+    let applied = runner.state.applied?;
+    if runner.state.in_flight.is_some() || live.traffic.updated_at? <= since {
+        return None;
+    }
+    let sides = &live.traffic.value.as_ref()?.sides;
+    let rb = &runner.cx.rb;
+    let weight = |env: &str| sides.iter().find(|s| s.environment == *env).and_then(|s| s.weight);
+    let seen = (weight(&rb.rollout.from)?, weight(&rb.rollout.to)?);
+    (seen != applied).then(|| {
+        format!(
+            "the weights were changed outside this rollout: {}/{} live ({} / {}), {}/{} applied by it; paused, \
+             nothing sent (run the rollout again to adopt or refuse them, or abort)",
+            seen.0, seen.1, rb.rollout.from, rb.rollout.to, applied.0, applied.1
+        )
+    })
+}
+
 fn pause_for(engine: &mut Engine, reason: &str) -> Vec<Output> {
     let outputs = engine.handle(Input::Pause, SystemTime::now());
     if engine.state.phase == RolloutPhase::Paused {
@@ -673,6 +706,23 @@ pub async fn run(cx: &Context, say: &mut (dyn FnMut(&str) + Send)) -> Result<Out
                 continue;
             }
         }
+        // Weights moved by someone else (a colleague's abort without team
+        // mode, the console) leave this step unmeasured and must never be
+        // overwritten blind: pause for a person; the next run adopts or
+        // refuses them.
+        if let RolloutPhase::Soaking { since, .. } = runner.engine.state.phase
+            && let Some(why) = weights_moved_outside(&runner, &session.state, since)
+        {
+            // Moved by the holder that took this lease over while this
+            // process stood still: it stops, as any fenced-off holder does.
+            if let Err(lost) = runner.lease.check() {
+                return Err(failed(format!("{lost}; this process stops without sending anything more")));
+            }
+            (runner.say)(&why);
+            outputs = pause_for(&mut runner.engine, &why);
+            runner.persist().map_err(failed)?;
+            continue;
+        }
         outputs = runner.engine.handle(Input::Tick, now());
         if let RolloutPhase::Soaking { since, .. } = runner.engine.state.phase {
             let more = measure_gates(&mut runner, &session, since, &mut last_measured, &mut last_reading).await;
@@ -749,8 +799,23 @@ async fn begin<'a>(cx: &'a Context, say: &'a mut (dyn FnMut(&str) + Send)) -> Re
         let active = !matches!(engine.state.phase, RolloutPhase::Idle | RolloutPhase::Aborted | RolloutPhase::Done);
         let at_step = active && live == engine.plan.weights_at(engine.state.step);
         if active && !at_step {
-            engine.state.phase =
-                if live == engine.rollback_weights() { RolloutPhase::Aborted } else { RolloutPhase::Shifting };
+            engine.state.phase = if live == engine.rollback_weights() {
+                RolloutPhase::Aborted
+            } else {
+                // Live weights below the saved step (lowered by hand) go up
+                // again one gated step at a time, never straight to it; and
+                // a rollback never aims above them.
+                let total = u32::from(live.0) + u32::from(live.1);
+                let share = if total == 0 { 0.0 } else { f64::from(live.1) * 100.0 / f64::from(total) };
+                if let Some(first_above) = engine.plan.steps.iter().position(|&p| f64::from(p) > share)
+                    && first_above < engine.state.step
+                {
+                    engine.state.step = first_above;
+                    engine.state.last_good =
+                        engine.state.last_good.and_then(|g| first_above.checked_sub(1).map(|m| g.min(m)));
+                }
+                RolloutPhase::Shifting
+            };
         }
         // Weights someone else set are confirmed INSYNC before anything builds on them.
         let step = at_step.then_some(runner.engine.state.step);
@@ -784,7 +849,7 @@ async fn before_the_loop(
     let waiting = Request::Abort
         .take_one(&rb.name)
         .map_err(|e| failed(format!("cannot tell whether an abort waits ({e}); nothing was changed, try again")))?;
-    if let Some(reason) = waiting
+    if let Some(reason) = &waiting
         && !matches!(runner.engine.state.phase, RolloutPhase::Idle | RolloutPhase::Aborted | RolloutPhase::Done)
     {
         {
@@ -800,6 +865,18 @@ async fn before_the_loop(
             }
             return Ok(Some(Outcome::Aborted(reason.trim().to_string())));
         }
+    }
+    // An abort asked for as this run began (a colleague who saw the lease
+    // of a rollout that had just ended) is never dropped for a start
+    // forward: this run ends, nothing sent.
+    if let Some(reason) = &waiting
+        && matches!(runner.engine.state.phase, RolloutPhase::Idle | RolloutPhase::Aborted)
+    {
+        let reason = reason.trim().to_string();
+        (runner.say)(&format!(
+            "an abort was waiting ({reason}): not starting; nothing sent. Run the rollout again to start it"
+        ));
+        return Ok(Some(Outcome::Aborted(reason)));
     }
     // An abort interrupted before its rollback reached Route53 is finished first.
     if runner.engine.state.phase == RolloutPhase::Aborted && live != runner.engine.rollback_weights() && !cx.adopt_live
@@ -1229,6 +1306,13 @@ pub async fn abort_preview(rb: &Runbook, clients: &SideClients) -> Result<Vec<St
         out.push("a rollout is running: `cutover abort` would ask it to roll back and wait for INSYNC".into());
     } else {
         let sp = shift::plan(clients, rb, target).await?;
+        if target.1 > sp.to.record.weight {
+            out.push(format!(
+                "would refuse: the rollback would raise {}'s weight from {} (live) to {}",
+                rb.rollout.to, sp.to.record.weight, target.1
+            ));
+            return Ok(out);
+        }
         out.push(format!("would set {}", sp.describe()));
         if !sp.is_noop() {
             out.push(format!("change batch: {}", sp.batch_json()));

@@ -90,6 +90,43 @@ pub fn load(runbook: &str) -> Result<(ChecklistState, Option<Version>), String> 
 /// Applies `edit` over the latest ticks: read, change, write only over the
 /// version read; a write that loses re-reads and applies again, so two
 /// people's edits both land. Returns the state written.
+/// `apply`, audited before and after (intent, then applied or failed), as
+/// every change to shared state is: the cockpit's ticks and notes.
+pub fn apply_audited(runbook: &str, operator: &str, edit: &Edit) -> Result<ChecklistState, String> {
+    use super::audit::{AuditLine, AuditLog, Stage};
+    let (key, what) = match edit {
+        Edit::Tick { key, .. } => (key, format!("tick {key}")),
+        Edit::Untick { key } => (key, format!("untick {key}")),
+        Edit::Note { key, text: Some(t) } => (key, format!("note on {key}: {t}")),
+        Edit::Note { key, text: None } => (key, format!("remove the note on {key}")),
+    };
+    let line = |stage: Stage, detail: String| AuditLine {
+        time: crate::time::rfc3339(std::time::SystemTime::now()),
+        operator: operator.to_string(),
+        account: None,
+        region: String::new(),
+        runbook: runbook.to_string(),
+        action: format!("checklist {key}"),
+        stage,
+        before: serde_json::Value::Null,
+        after: serde_json::Value::Null,
+        detail,
+        change: None,
+    };
+    let log = AuditLog::for_runbook(runbook);
+    log.append(&line(Stage::Intent, what.clone())).map_err(|e| format!("{e}; nothing was changed"))?;
+    match apply(runbook, edit) {
+        Ok(s) => {
+            log.append(&line(Stage::Applied, what))?;
+            Ok(s)
+        }
+        Err(m) => {
+            let _ = log.append(&line(Stage::Failed, format!("{what}: {m}")));
+            Err(m)
+        }
+    }
+}
+
 pub fn apply(runbook: &str, edit: &Edit) -> Result<ChecklistState, String> {
     let backend = super::backend::current();
     for attempt in 0..40u32 {

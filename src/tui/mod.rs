@@ -191,9 +191,10 @@ pub async fn event_loop<B: ratatui::backend::Backend>(
                 Command::EditChecklist(edit) => {
                     // Off the loop: a slow or frozen store must not freeze the screen.
                     app.checklist_edits += 1;
-                    let (name, tx) = (app.rb.name.clone(), action_tx.clone());
+                    let (name, operator, tx) = (app.rb.name.clone(), app.operator.clone(), action_tx.clone());
                     tokio::task::spawn_blocking(move || {
-                        let _ = tx.send(Event::ChecklistSaved(crate::store::checklist::apply(&name, &edit)));
+                        let saved = crate::store::checklist::apply_audited(&name, &operator, &edit);
+                        let _ = tx.send(Event::ChecklistSaved(saved));
                     });
                 }
                 Command::Quit => app.quit = true,

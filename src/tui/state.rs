@@ -286,6 +286,10 @@ fn run_item(app: &mut App, rollback: bool) -> Vec<Command> {
 /// Ticks or unticks a manual item.
 fn tick(app: &mut App) -> Vec<Command> {
     let Some((phase, item)) = app.selected_item() else { return Vec::new() };
+    if app.header.read_only {
+        app.log("refused: read-only; the checklist is not changed from this cockpit");
+        return Vec::new();
+    }
     let manual = app.rb.item(&phase, &item).is_some_and(|(_, i)| matches!(i.kind, ItemKind::Manual));
     if !manual {
         app.log(format!("{phase}/{item} is not a manual item; only manual items are ticked by hand"));
@@ -446,6 +450,10 @@ fn overlay_key(app: &mut App, key: KeyEvent) -> Vec<Command> {
         },
         Overlay::Note { key: item, mut input } => match edit(&mut input, key.code) {
             Edit::Submit => {
+                if app.header.read_only {
+                    app.log("refused: read-only; notes are not changed from this cockpit");
+                    return Vec::new();
+                }
                 let text = input.trim().to_string();
                 if text.is_empty() {
                     app.checklist.notes.remove(&item);
