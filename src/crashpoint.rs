@@ -4,23 +4,36 @@
 //! `CUTOVER_CRASH_AT`; in a release build `here` does nothing.
 //!
 //! `CUTOVER_CRASH_AT=NAME` dies the first time the process passes `NAME`;
-//! `NAME@N` the N-th time (to reach a later step).
+//! `NAME@N` the N-th time (to reach a later step). `CUTOVER_STOP_AT` stops
+//! there instead (a process frozen between two writes, then continued).
 
-/// Dies here (SIGKILL to itself) when `CUTOVER_CRASH_AT` names this point.
+/// Dies here (SIGKILL to itself) when `CUTOVER_CRASH_AT` names this point,
+/// or stops (SIGSTOP to itself, as a laptop lid closing) when
+/// `CUTOVER_STOP_AT` does; a test continues it with SIGCONT.
 pub fn here(point: &str) {
     #[cfg(debug_assertions)]
     {
         use std::sync::atomic::{AtomicU32, Ordering};
-        static PASSED: AtomicU32 = AtomicU32::new(0);
-        let Ok(spec) = std::env::var("CUTOVER_CRASH_AT") else { return };
-        let (name, nth) = match spec.split_once('@') {
-            Some((name, n)) => (name, n.parse::<u32>().unwrap_or(1)),
-            None => (spec.as_str(), 1),
-        };
-        if name == point && PASSED.fetch_add(1, Ordering::SeqCst) + 1 == nth {
+        static CRASH_PASSED: AtomicU32 = AtomicU32::new(0);
+        static STOP_PASSED: AtomicU32 = AtomicU32::new(0);
+        if named(point, "CUTOVER_CRASH_AT", &CRASH_PASSED) {
             tracing::warn!(point, "CUTOVER_CRASH_AT: dying here");
             // SIGKILL, not abort(): no handler, no unwinding, no flush, as kill -9.
             unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+        }
+        if named(point, "CUTOVER_STOP_AT", &STOP_PASSED) {
+            tracing::warn!(point, "CUTOVER_STOP_AT: stopping here");
+            unsafe { libc::kill(libc::getpid(), libc::SIGSTOP) };
+        }
+
+        /// Whether `var` names `point` and this is the pass it counts to.
+        fn named(point: &str, var: &str, passed: &AtomicU32) -> bool {
+            let Ok(spec) = std::env::var(var) else { return false };
+            let (name, nth) = match spec.split_once('@') {
+                Some((name, n)) => (name, n.parse::<u32>().unwrap_or(1)),
+                None => (spec.as_str(), 1),
+            };
+            name == point && passed.fetch_add(1, Ordering::SeqCst) + 1 == nth
         }
     }
     #[cfg(not(debug_assertions))]

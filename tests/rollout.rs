@@ -117,6 +117,48 @@ async fn an_alarm_during_a_soak_rolls_back_to_the_last_good_step_and_the_audit_s
     sb.down().await;
 }
 
+/// Route53 refusing the rollback (PriorRequestNotComplete, past the SDK's
+/// own three attempts) does not leave the traffic on the failing step: the
+/// rollback is planned, audited and sent again, waiting longer each time,
+/// until it is taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollback_route53_refuses_is_sent_again_until_it_is_taken() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rb, path) = fast_runbook(dir.path());
+    let sb = fixed_sandbox(&rb, "ap-southeast-3").await;
+    let child = spawn_rollout(&sb, &rb, dir.path(), &path);
+    until_soaking(dir.path(), 1).await;
+    sb.faults.refuse_changes.store(4, std::sync::atomic::Ordering::SeqCst);
+    sb.clients
+        .cloudwatch
+        .set_alarm_state()
+        .alarm_name("demo-staging-5xx")
+        .state_value(aws_sdk::cloudwatch::types::StateValue::Alarm)
+        .state_reason("test: 5xx above threshold")
+        .send()
+        .await
+        .unwrap();
+    let out = tokio::time::timeout(Duration::from_secs(90), child.wait_with_output()).await.expect("ended").unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(sb.faults.changes_refused.load(std::sync::atomic::Ordering::SeqCst), 4, "{text}{err}");
+    assert_eq!(out.status.code(), Some(1), "{text}{err}");
+    assert!(
+        text.contains("rollout abort: the change was not accepted: ChangeResourceRecordSets: PriorRequestNotComplete"),
+        "{text}{err}"
+    );
+    assert!(text.contains("weights are unchanged; sending it again in 2 s"), "{text}{err}");
+    assert!(text.contains("rollout ABORTED and rolled back"), "{text}{err}");
+    assert_eq!(weights(&sb).await, w(90, 10), "back to step 1, the last good one");
+    let stages: Vec<String> = audit(dir.path())
+        .iter()
+        .filter(|l| l["action"] == "rollout abort")
+        .map(|l| l["stage"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(stages, ["intent", "failed", "intent", "applied", "insync", "done"], "each attempt audited");
+    sb.down().await;
+}
+
 /// The bake: the last step (100%) holds for the bake with its gates running;
 /// a gate failing during it rolls back to the last good step, as a soak's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

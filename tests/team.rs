@@ -212,6 +212,52 @@ async fn a_stalled_holder_is_taken_over_after_expiry_at_the_same_step_and_fenced
     sb.down().await;
 }
 
+/// A holder frozen between writing its intent and sending it, whose lease
+/// an abort then took: the abort left the weights as that holder had read
+/// them, so Route53's DELETE match would let its stale step through. It is
+/// fenced again right before the send and stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_holder_frozen_just_before_its_send_sends_nothing_after_an_abort_took_its_lease() {
+    let dir = tempfile::tempdir().unwrap();
+    let bucket = bucket("frozen");
+    let (rb, path) = team_runbook(dir.path(), &bucket, "");
+    let sb = fixed_sandbox(&rb, "eu-central-1").await;
+    let (a, b) = (Machine::new("ana", "laptop-a"), Machine::new("bob", "laptop-b"));
+    let p = path.to_str().unwrap();
+    let mut command = a.command(&sb, &rb, &["rollout", p, "--yes"]);
+    command.env("CUTOVER_STOP_AT", "step:after-in-flight-write");
+    let rollout_a = tokio::process::Command::from(command).kill_on_drop(true).spawn().unwrap();
+    let pid = rollout_a.id().unwrap();
+    eventually(Duration::from_secs(60), "A stopped before sending step 1", || async {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        stat.rsplit(')').next().filter(|rest| rest.trim_start().starts_with('T')).map(|_| ())
+    })
+    .await;
+    assert_eq!(weights(&sb).await, w(100, 0), "step 1 not sent yet");
+    // A's lease runs out unrenewed; bob's abort takes it and rolls back to
+    // 100/0, the weights A read.
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    let (code, out) = b.run(&sb, &rb, &["abort", p, "--yes", "--reason", "bob saw 5xx"]).await;
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(weights(&sb).await, w(100, 0));
+    // A wakes: its lease is gone, and nothing of its step is sent.
+    unsafe { libc::kill(pid as i32, libc::SIGCONT) };
+    let ended_a = tokio::time::timeout(Duration::from_secs(30), rollout_a.wait_with_output()).await.unwrap().unwrap();
+    let text_a = format!("{}{}", String::from_utf8_lossy(&ended_a.stdout), String::from_utf8_lossy(&ended_a.stderr));
+    assert_eq!(ended_a.status.code(), Some(1), "{text_a}");
+    assert!(text_a.contains("rollout step 1/4 (10%): not sent: "), "{text_a}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(weights(&sb).await, w(100, 0), "the abort stands: {text_a}");
+    let audit = team_audit(&sb, &bucket).await;
+    let by_ana: Vec<String> = audit
+        .iter()
+        .filter(|l| l["operator"] == "ana")
+        .map(|l| format!("{} [{}]", l["action"].as_str().unwrap(), l["stage"].as_str().unwrap()))
+        .collect();
+    assert_eq!(by_ana, ["rollout step 1/4 (10%) [intent]", "rollout step 1/4 (10%) [failed]"], "{audit:?}");
+    sb.down().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_ticks_from_ten_processes_at_once_all_land_with_who_and_when() {
     let dir = tempfile::tempdir().unwrap();

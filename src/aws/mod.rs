@@ -424,6 +424,11 @@ impl fmt::Display for AwsError {
 impl std::error::Error for AwsError {}
 
 impl AwsError {
+    /// Throttled or AWS not reached: the same request may pass later.
+    pub fn is_transient(&self) -> bool {
+        matches!(self.kind, AwsErrorKind::Throttled | AwsErrorKind::Unreachable)
+    }
+
     pub fn not_found(operation: &str, message: impl Into<String>) -> Self {
         Self { operation: operation.into(), kind: AwsErrorKind::NotFound, message: message.into() }
     }

@@ -173,7 +173,7 @@ impl ActionPlan {
 
 async fn env_data(clients: &Clients, rb: &Runbook, env: &str) -> Result<EnvironmentData, PlanError> {
     let e = rb.environment(env).ok_or_else(|| PlanError::Refused(format!("no environment {env}")))?;
-    fetch::environment(clients, rb, e).await.map_err(|e| PlanError::Aws(e.to_string()))
+    fetch::environment(clients, rb, e).await.map_err(PlanError::Aws)
 }
 
 fn tag(rb: &Runbook, env: &str) -> String {
@@ -282,7 +282,7 @@ async fn plan_revoke_ingress(
     let d = env_data(clients, rb, environment).await?;
     let want = tag(rb, environment);
     let ids: Vec<String> = d.redis_groups.values().flatten().map(|g| g.id.clone()).collect();
-    let rules = ec2::ingress_described(&clients.ec2, ids, &want).await.map_err(|e| PlanError::Aws(e.to_string()))?;
+    let rules = ec2::ingress_described(&clients.ec2, ids, &want).await.map_err(PlanError::Aws)?;
     p.steps.extend(rules.into_iter().map(|r| Step::RevokeIngress {
         group_id: r.group_id,
         port: r.port,
@@ -388,9 +388,7 @@ async fn plan_instances(
     p: &mut ActionPlan,
 ) -> Result<(), PlanError> {
     let e = rb.environment(environment).ok_or_else(|| PlanError::Refused("no environment".into()))?;
-    let list = crate::aws::ec2::describe_instances(&clients.ec2, &e.instances)
-        .await
-        .map_err(|e| PlanError::Aws(e.to_string()))?;
+    let list = crate::aws::ec2::describe_instances(&clients.ec2, &e.instances).await.map_err(PlanError::Aws)?;
     p.before =
         json!(list.iter().map(|i| (i.id.clone(), i.state.clone())).collect::<std::collections::BTreeMap<_, _>>());
     let ids: Vec<String> = list
@@ -421,7 +419,7 @@ async fn plan_images(
     p: &mut ActionPlan,
 ) -> Result<(), PlanError> {
     let e = rb.environment(environment).ok_or_else(|| PlanError::Refused("no environment".into()))?;
-    let list = ec2::describe_instances(&clients.ec2, &e.instances).await.map_err(|e| PlanError::Aws(e.to_string()))?;
+    let list = ec2::describe_instances(&clients.ec2, &e.instances).await.map_err(PlanError::Aws)?;
     p.before =
         json!(list.iter().map(|i| (i.id.clone(), i.state.clone())).collect::<std::collections::BTreeMap<_, _>>());
     if let Some(i) = list.iter().find(|i| i.state != "running" && i.state != "stopped") {
@@ -446,9 +444,8 @@ async fn plan_snapshot(clients: &Clients, rb: &Runbook, redis: &str, p: &mut Act
     let group = ep.elasticache.clone().ok_or_else(|| {
         PlanError::Refused(format!("{redis} is not an ElastiCache replication group (no `elasticache` in the runbook)"))
     })?;
-    let shape = crate::aws::elasticache::replication_group(&clients.elasticache, &group)
-        .await
-        .map_err(|e| PlanError::Aws(e.to_string()))?;
+    let shape =
+        crate::aws::elasticache::replication_group(&clients.elasticache, &group).await.map_err(PlanError::Aws)?;
     p.before =
         json!({ redis: { "replication_group": group, "snapshot_retention_days": shape.snapshot_retention_days } });
     p.after = json!({ redis: "+ a manual snapshot, available" });
@@ -466,7 +463,7 @@ async fn plan_terminate(
     p: &mut ActionPlan,
 ) -> Result<(), PlanError> {
     let e = rb.environment(environment).ok_or_else(|| PlanError::Refused("no environment".into()))?;
-    let list = ec2::describe_instances(&clients.ec2, &e.instances).await.map_err(|e| PlanError::Aws(e.to_string()))?;
+    let list = ec2::describe_instances(&clients.ec2, &e.instances).await.map_err(PlanError::Aws)?;
     let running: Vec<String> =
         list.iter().filter(|i| i.state != "stopped").map(|i| format!("{} is {}", i.id, i.state)).collect();
     if !running.is_empty() {
@@ -476,7 +473,7 @@ async fn plan_terminate(
         )));
     }
     let tags = [("cutover:runbook".to_string(), rb.name.clone())];
-    let images = ec2::describe_images(&clients.ec2, &[], &tags).await.map_err(|e| PlanError::Aws(e.to_string()))?;
+    let images = ec2::describe_images(&clients.ec2, &[], &tags).await.map_err(PlanError::Aws)?;
     let mut amis = std::collections::BTreeMap::new();
     for i in &list {
         // RFC 3339 times in one format sort as they happened: the newest last.
@@ -512,7 +509,7 @@ async fn plan_delete_groups(
     p: &mut ActionPlan,
 ) -> Result<(), PlanError> {
     let e = rb.environment(environment).ok_or_else(|| PlanError::Refused("no environment".into()))?;
-    let aws = |e: crate::aws::AwsError| PlanError::Aws(e.to_string());
+    let aws = |e: crate::aws::AwsError| PlanError::Aws(e);
     // The environment's VPC, where names are looked up (its load balancer may be gone by now).
     let lb = match &e.load_balancer {
         Some(name) => elb::load_balancer(&clients.elb, name).await.ok(),

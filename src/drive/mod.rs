@@ -12,7 +12,7 @@ pub mod shift;
 /// carrying it out failed (exit 1; the message says what stands).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PlanError {
-    Aws(String),
+    Aws(crate::aws::AwsError),
     /// A Redis endpoint could not be read (exit 1, try again).
     Redis(String),
     Refused(String),
@@ -32,7 +32,7 @@ impl PlanError {
 impl std::fmt::Display for PlanError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            PlanError::Aws(m) => write!(f, "cannot read AWS: {m}"),
+            PlanError::Aws(e) => write!(f, "cannot read AWS: {e}"),
             PlanError::Redis(m) => write!(f, "cannot read Redis: {m}"),
             PlanError::Refused(m) => write!(f, "refused: {m}"),
             PlanError::Failed(m) => f.write_str(m),

@@ -57,6 +57,54 @@ impl From<super::PlanError> for RolloutError {
     }
 }
 
+/// Why a change of the weights was not made.
+#[derive(Debug)]
+enum SendError {
+    /// Route53 throttled it or was not reached, and nothing of it is live
+    /// (the records read back as they were, or could not be read): the same
+    /// change may be sent again.
+    NotTaken(String),
+    Failed(String),
+}
+
+impl SendError {
+    /// The same error, its message naming the action it stopped.
+    fn of(self, action: &str) -> Self {
+        match self {
+            SendError::NotTaken(m) => SendError::NotTaken(format!("{action}: {m}")),
+            SendError::Failed(m) => SendError::Failed(format!("{action}: {m}")),
+        }
+    }
+}
+
+impl From<String> for SendError {
+    fn from(message: String) -> Self {
+        SendError::Failed(message)
+    }
+}
+
+impl From<super::PlanError> for SendError {
+    fn from(e: super::PlanError) -> Self {
+        match &e {
+            super::PlanError::Aws(aws) if aws.is_transient() => SendError::NotTaken(e.to_string()),
+            _ => SendError::Failed(e.to_string()),
+        }
+    }
+}
+
+impl From<SendError> for String {
+    fn from(e: SendError) -> Self {
+        match e {
+            SendError::NotTaken(m) | SendError::Failed(m) => m,
+        }
+    }
+}
+
+/// How long a rollback is sent again while Route53 throttles it or cannot be
+/// reached. AWS's advice for PriorRequestNotComplete: wait, in intervals of
+/// increasing duration, and try again.
+const ROLLBACK_RETRY_FOR: Duration = Duration::from_secs(300);
+
 impl From<RolloutError> for String {
     fn from(e: RolloutError) -> Self {
         e.to_string()
@@ -194,8 +242,11 @@ impl Runner<'_> {
     }
 
     /// Sets the weights and waits for INSYNC; feeds the engine.
-    async fn set_weights(&mut self, weights: Weights, step: Option<usize>) -> Result<Vec<Output>, String> {
-        let plan = shift::plan(self.cx.clients.dns(), &self.cx.rb, weights).await?;
+    async fn set_weights(&mut self, weights: Weights, step: Option<usize>) -> Result<Vec<Output>, SendError> {
+        let plan = match shift::plan(self.cx.clients.dns(), &self.cx.rb, weights).await {
+            Ok(p) => p,
+            Err(e) => return Err(SendError::from(e).of(&self.action(step))),
+        };
         if step.is_none() {
             let live = (plan.from.record.weight, plan.to.record.weight);
             // A rollback never sends more traffic to the new side: its step
@@ -203,12 +254,12 @@ impl Runner<'_> {
             // lowered by hand since, would.
             if weights.1 > live.1 {
                 let to = &self.cx.rb.rollout.to;
-                return Err(format!(
+                return Err(SendError::Failed(format!(
                     "rollback refused: it would raise {to}'s weight from {} (live) to {}; the runbook's steps \
                      changed since the saved state, or the weights were lowered by hand. Nothing sent; set the \
                      weights with `cutover shift` if they must move",
                     live.1, weights.1
-                ));
+                )));
             }
             self.rolled_back_from = Some(live);
         }
@@ -225,6 +276,32 @@ impl Runner<'_> {
         // change's INSYNC confirms that one's.
         let confirming = plan.is_noop().then_some("an earlier change is still in flight");
         self.send(&plan, step, confirming).await
+    }
+
+    /// Rolls back to `weights`, sending the change again while it is not
+    /// taken (throttled, Route53 not reached): the traffic must come back.
+    /// Each attempt is planned from the live records, fenced and audited as
+    /// any send; a failure of another kind ends the run at once.
+    async fn roll_back(&mut self, weights: Weights) -> Result<Vec<Output>, String> {
+        let started = std::time::Instant::now();
+        let mut pause = Duration::from_secs(2);
+        loop {
+            match self.set_weights(weights, None).await {
+                Ok(out) => return Ok(out),
+                Err(SendError::NotTaken(why)) if started.elapsed() + pause < ROLLBACK_RETRY_FOR => {
+                    (self.say)(&format!("{why}; sending it again in {} s", pause.as_secs()));
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(30));
+                }
+                Err(SendError::NotTaken(why)) => {
+                    return Err(format!(
+                        "{why}; the rollback was sent again for {} s and never taken: roll back by hand (`cutover abort` again, or `cutover shift`)",
+                        started.elapsed().as_secs()
+                    ));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 
     fn action(&self, step: Option<usize>) -> String {
@@ -265,7 +342,8 @@ impl Runner<'_> {
     ///    the live weights: the old ones, nothing was sent (audited `failed`,
     ///    then sent again); the new ones, it was sent, and a confirming change
     ///    is sent and waited for (`reconcile`).
-    /// 3. ChangeResourceRecordSets. Crash: as 2; the id is lost, the live weights tell.
+    /// 3. the lease checked again (a stall since the fence), then
+    ///    ChangeResourceRecordSets. Crash: as 2; the id is lost, the live weights tell.
     ///    An error or no reply: the records are read back; the new weights
     ///    live, `in_flight` stays (as a crash here); else it is cleared and
     ///    the run ends with what is live (someone else's change is never overwritten).
@@ -280,7 +358,7 @@ impl Runner<'_> {
         plan: &ShiftPlan,
         step: Option<usize>,
         confirming: Option<&str>,
-    ) -> Result<Vec<Output>, String> {
+    ) -> Result<Vec<Output>, SendError> {
         let weights = plan.weights;
         let before = (plan.from.record.weight, plan.to.record.weight);
         let action = self.action(step);
@@ -303,33 +381,27 @@ impl Runner<'_> {
         self.state.in_flight = Some(InFlight { before, weights, step, change: None });
         self.persist()?;
         crate::crashpoint::here(&format!("{point}:after-in-flight-write"));
+        // Fenced again right before the send: the writes above may have
+        // stalled (a slow store, this process stopped) past the lease, and
+        // Route53's DELETE match misses a taker's weights that came back to
+        // the ones this holder read (its abort of this very step).
+        if let Err(why) = self.lease.check() {
+            let _ = self.audit(&action, Stage::Failed, Some(before), weights, format!("not sent: {why}"));
+            return Err(SendError::Failed(format!("{action}: not sent: {why}; stopping")));
+        }
         let change = match shift::apply(self.cx.clients.dns(), &self.cx.actor, plan).await {
             Ok(c) => c,
-            Err(e) => match shift::read_back(self.cx.clients.dns(), &self.cx.rb, plan).await {
-                shift::ReadBack::Live => {
-                    // Applied, its reply lost: in flight with no change id, as
-                    // after a crash in window 3; the next run confirms it.
-                    let detail = shift::failed_send_message(&e, &shift::ReadBack::Live);
-                    let _ = self.audit(
-                        &action,
-                        Stage::Applied,
-                        Some(before),
-                        weights,
-                        format!("{detail}; change id unknown"),
-                    );
-                    return Err(format!(
-                        "{action}: {detail}; run `cutover rollout` again: it confirms the change (INSYNC) and carries on"
-                    ));
-                }
-                back => {
-                    // Not applied (or someone else's change is live): nothing of ours is in flight.
-                    self.state.in_flight = None;
-                    self.persist()?;
-                    let message = shift::failed_send_message(&e, &back);
-                    let _ = self.audit(&action, Stage::Failed, Some(before), weights, message.clone());
-                    return Err(format!("{action}: {message}"));
-                }
-            },
+            Err(e) => {
+                // A rollback changing nothing (confirming) reads back as live
+                // whatever became of it: a throttled or timed-out one is sent again.
+                let back = if step.is_none() && confirming.is_some() && e.is_transient() {
+                    shift::ReadBack::Unchanged
+                } else {
+                    shift::read_back(self.cx.clients.dns(), &self.cx.rb, plan).await
+                };
+                let ours = InFlight { before, weights, step, change: None };
+                return Err(self.not_sent(&action, e, back, (ours, confirming.is_some()), earlier));
+            }
         };
         crate::crashpoint::here(&format!("{point}:after-send"));
         self.audit_change(&action, Stage::Applied, (Some(before), weights), &change, format!("change {change}"))?;
@@ -358,6 +430,50 @@ impl Runner<'_> {
             self.audit_change(&self.action(step), Stage::InSync, (Some(before), weights), &c, detail)?;
         }
         Ok(out)
+    }
+
+    /// A send that failed (window 3 of `send`), as read back: what stays in
+    /// flight, the audit line, and whether it may be sent again.
+    fn not_sent(
+        &mut self,
+        action: &str,
+        e: crate::aws::AwsError,
+        back: shift::ReadBack,
+        (ours, confirming): (InFlight, bool),
+        earlier: Option<InFlight>,
+    ) -> SendError {
+        let (before, weights) = (ours.before, ours.weights);
+        if let shift::ReadBack::Live = back {
+            // Applied, its reply lost: in flight with no change id, as after
+            // a crash in window 3; the next run (a rollback: its next send)
+            // confirms it.
+            let detail = shift::failed_send_message(&e, &back);
+            let _ = self.audit(action, Stage::Applied, Some(before), weights, format!("{detail}; change id unknown"));
+            if ours.step.is_none() && e.is_transient() {
+                return SendError::NotTaken(format!("{action}: {detail}; it is confirmed by sending it again"));
+            }
+            return SendError::Failed(format!(
+                "{action}: {detail}; run `cutover rollout` again: it confirms the change (INSYNC) and carries on"
+            ));
+        }
+        let taken_again =
+            matches!(back, shift::ReadBack::Unchanged | shift::ReadBack::Unreadable(_)) && e.is_transient();
+        // Not applied, or someone else's change is live: an earlier change
+        // taken into this send stays in flight for its INSYNC. A rollback that
+        // timed out (or confirmed nothing) may still land: kept in flight with
+        // no id, so its next send confirms it even when the weights are set.
+        let may_land = e.kind == crate::aws::AwsErrorKind::Unreachable || confirming;
+        self.state.in_flight =
+            if ours.step.is_none() && taken_again && may_land { earlier.or(Some(ours)) } else { earlier };
+        let saved = self.persist();
+        let message = shift::failed_send_message(&e, &back);
+        let _ = self.audit(action, Stage::Failed, Some(before), weights, message.clone());
+        let message = format!("{action}: {message}");
+        match saved {
+            Err(why) => SendError::Failed(format!("{message}; {why}")),
+            Ok(()) if taken_again => SendError::NotTaken(message),
+            Ok(()) => SendError::Failed(message),
+        }
     }
 
     /// Steps 6 and 7 of `send`: None when an abort cut a forward step's wait short.
@@ -420,8 +536,8 @@ impl Runner<'_> {
     /// Route53 applies a zone's changes in order, so it confirms the earlier one.
     async fn confirm_by_resending(&mut self, flight: &InFlight, why: &str) -> Result<Vec<Output>, String> {
         self.state.in_flight = Some(InFlight { change: None, ..flight.clone() });
-        let plan = shift::plan(self.cx.clients.dns(), &self.cx.rb, flight.weights).await?;
-        self.send(&plan, flight.step, Some(why)).await
+        let plan = shift::plan(self.cx.clients.dns(), &self.cx.rb, flight.weights).await.map_err(|e| e.to_string())?;
+        Ok(self.send(&plan, flight.step, Some(why)).await?)
     }
 
     /// Settles a change an earlier run left in flight, before anything else
@@ -857,7 +973,7 @@ async fn before_the_loop(
             runner.persist().map_err(failed)?;
             for o in out {
                 if let Output::SetWeights { weights, step: None } = o {
-                    runner.set_weights(weights, None).await.map_err(failed)?;
+                    runner.roll_back(weights).await.map_err(failed)?;
                     runner
                         .audit("rollout abort", Stage::Done, runner.rolled_back_from, weights, reason.trim().into())
                         .map_err(failed)?;
@@ -884,7 +1000,7 @@ async fn before_the_loop(
         let target = runner.engine.rollback_weights();
         let line = format!("finishing the interrupted rollback to {}/{}", target.0, target.1);
         (runner.say)(&line);
-        runner.set_weights(target, None).await.map_err(failed)?;
+        runner.roll_back(target).await.map_err(failed)?;
     }
     // A paused rollout resumes where it paused.
     if runner.engine.state.phase == RolloutPhase::Paused {
@@ -952,7 +1068,10 @@ async fn carry_out(
                         // The abort decision is on disk before its rollback is sent.
                         runner.persist().map_err(failed)?;
                     }
-                    next.extend(runner.set_weights(weights, step).await.map_err(failed)?)
+                    next.extend(match step {
+                        Some(_) => runner.set_weights(weights, step).await.map_err(|e| failed(e.into()))?,
+                        None => runner.roll_back(weights).await.map_err(failed)?,
+                    })
                 }
                 Output::Log(line) => {
                     // "no data yet" is said once per gate and step, not every interval.
@@ -1095,7 +1214,9 @@ pub async fn abort(cx: &Context, reason: &str, say: &mut (dyn FnMut(&str) + Send
         }
         say("a rollout is running: asked it to abort; waiting for its rollback");
         let start = std::time::Instant::now();
-        while start.elapsed() < Duration::from_secs(120) {
+        // Long enough for a rollback Route53 does not take at first.
+        let limit = ROLLBACK_RETRY_FOR + Duration::from_secs(60);
+        while start.elapsed() < limit {
             tokio::time::sleep(Duration::from_millis(200)).await;
             if let Ok(Some(s)) = load_state(&rb.name)
                 && s.engine.phase == RolloutPhase::Aborted
@@ -1112,10 +1233,10 @@ pub async fn abort(cx: &Context, reason: &str, say: &mut (dyn FnMut(&str) + Send
                 }
             }
         }
-        return Err(failed(
-            "the running rollout did not confirm its rollback within 120 s; check `cutover status` and the audit log"
-                .into(),
-        ));
+        return Err(failed(format!(
+            "the running rollout did not confirm its rollback within {} s; check `cutover status` and the audit log",
+            limit.as_secs()
+        )));
     };
     let plan = RolloutPlan::from_runbook(rb).map_err(failed)?;
     let (saved, version) = load_versioned::<RolloutState>(&rb.name).map_err(failed)?;
@@ -1138,7 +1259,7 @@ pub async fn abort(cx: &Context, reason: &str, say: &mut (dyn FnMut(&str) + Send
         let live = live_weights(cx.clients.dns(), rb).await.map_err(failed)?;
         runner.reconcile(live).await.map_err(failed)?;
     }
-    runner.set_weights(target, None).await.map_err(failed)?;
+    runner.roll_back(target).await.map_err(failed)?;
     runner.persist().map_err(failed)?;
     runner.audit("rollout abort", Stage::Done, runner.rolled_back_from, target, reason.to_string()).map_err(failed)?;
     Ok(format!("weights set back to {}/{}", target.0, target.1))

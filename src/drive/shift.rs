@@ -103,7 +103,7 @@ impl ShiftPlan {
 /// Plans putting `to_weights` on the records; refuses anything unsafe before
 /// a single byte is sent.
 pub async fn plan(clients: &Clients, rb: &Runbook, weights: Weights) -> Result<ShiftPlan, PlanError> {
-    let aws = |e: AwsError| PlanError::Aws(e.to_string());
+    let aws = PlanError::Aws;
     let zone = zone_id(&clients.route53, &rb.dns.zone).await.map_err(aws)?;
     let types =
         if rb.dns.record_types.is_empty() { vec![rb.dns.record_type.clone()] } else { rb.dns.record_types.clone() };

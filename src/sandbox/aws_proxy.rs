@@ -5,7 +5,8 @@
 //!   retries included or, with `retries_pass`, first attempts only;
 //! - Route53 changes PENDING for a while before INSYNC (moto: INSYNC at once);
 //! - a ChangeResourceRecordSets applied whose reply never arrives (a timeout
-//!   after sending);
+//!   after sending), or refused with PriorRequestNotComplete (Route53 busy
+//!   with an earlier request for the zone);
 //! - a DELETE that does not match the live record exactly, or a CREATE of a
 //!   record that exists, refuses the whole batch with AWS's
 //!   InvalidChangeBatch (moto deletes by set identifier whatever the weight,
@@ -83,6 +84,13 @@ pub struct AwsFaults {
     pub reweight_before_change: Mutex<Option<(String, u8)>>,
     /// Changes accepted through the proxy.
     pub changes: AtomicU64,
+    /// The next this many ChangeResourceRecordSets requests (retries
+    /// included) are refused with PriorRequestNotComplete, as Route53 does
+    /// while it still processes an earlier request for the zone; nothing is
+    /// applied (moto never refuses one).
+    pub refuse_changes: AtomicU64,
+    /// ChangeResourceRecordSets requests refused so.
+    pub changes_refused: AtomicU64,
     /// Every S3 request answered with AWS's `503 SlowDown` (S3's own
     /// throttling, which moto never sends).
     pub s3_slow_down: AtomicBool,
@@ -629,6 +637,13 @@ async fn forward(State(p): State<Arc<Proxy>>, req: Request) -> Response {
         return answer;
     }
     if let Some(zone) = &rrset_zone {
+        if is_change
+            && p.counts.refuse_changes.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok()
+        {
+            p.counts.changes_refused.fetch_add(1, Ordering::SeqCst);
+            let xml = "<?xml version=\"1.0\"?>\n<ErrorResponse xmlns=\"https://route53.amazonaws.com/doc/2013-04-01/\"><Error><Type>Sender</Type><Code>PriorRequestNotComplete</Code><Message>The request was rejected because Route 53 was still processing a prior request.</Message></Error><RequestId>proxy-busy</RequestId></ErrorResponse>";
+            return (StatusCode::BAD_REQUEST, [("content-type", "text/xml")], xml).into_response();
+        }
         if is_change {
             let text = String::from_utf8_lossy(&body).into_owned();
             let other = p.counts.reweight_before_change.lock().unwrap_or_else(|e| e.into_inner()).take();
