@@ -18,26 +18,29 @@ async fn visible_5xx(sb: &cutover::sandbox::Sandbox, environment: &str) -> f64 {
     alb_metric_sum(sb, "HTTPCode_Target_5XX_Count", dims).await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_step_waits_for_the_datapoints_covering_its_soak_and_late_5xx_abort_it() {
-    // SAFETY: set before any thread of this test binary reads the environment.
-    unsafe { std::env::set_var("CUTOVER_SANDBOX_METRICS_LAG", "20s") };
+/// The demo runbook in two steps (50%, 100%) with `gate` alone and its 5xx
+/// alarm's period `period`, rolled out until step 1 soaks; then staging
+/// serves 5xx (7, as an ALB counts them). The rollout runs on.
+async fn step_1_serves_5xx(
+    gate: &str,
+    period: &str,
+    region: &str,
+) -> (tempfile::TempDir, cutover::sandbox::Sandbox, tokio::process::Child) {
     let dir = tempfile::tempdir().unwrap();
     let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("runbooks/demo.toml")).unwrap();
     let (head, rest) = text.split_once("[[rollout.gates]]").unwrap();
-    let alarms = &rest[rest.find("[[alarms]]").unwrap()..];
+    let alarms =
+        rest[rest.find("[[alarms]]").unwrap()..].replacen("period = \"1m\"", &format!("period = \"{period}\""), 1);
     let head = head
         .replace("steps = [10, 25, 50, 100]", "steps = [50, 100]")
         .replace("soak = \"30s\"", "soak = \"5s\"")
         .replace("gate_interval = \"5s\"", "gate_interval = \"1s\"")
         .replace("ttl = 10\n", "ttl = 1\n");
-    let gate = "[[rollout.gates]]\nkind = \"metric\"\nenvironment = \"staging\"\n\
-                metric = \"HTTPCode_Target_5XX_Count\"\nstat = \"Sum\"\nmax = 0\nno_data = \"pass\"\n\n";
     let text = format!("{head}{gate}{alarms}");
     let path = dir.path().join("late.toml");
     std::fs::write(&path, &text).unwrap();
     let rb = cutover::runbook::parse(&path.display().to_string(), &text).unwrap();
-    let sb = sandbox(&rb, "us-west-1").await;
+    let sb = sandbox(&rb, region).await;
     let child = tokio::process::Command::from(cutover_command(
         &sb,
         &rb,
@@ -47,7 +50,6 @@ async fn a_step_waits_for_the_datapoints_covering_its_soak_and_late_5xx_abort_it
     .stdout(std::process::Stdio::piped())
     .spawn()
     .unwrap();
-    // Step 1 soaking: staging serves 5xx (as an ALB counts them).
     let state = dir.path().join("cutover/demo.rollout.json");
     eventually(Duration::from_secs(60), "step 1 to soak", || async {
         let s: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&state).ok()?).ok()?;
@@ -60,6 +62,16 @@ async fn a_step_waits_for_the_datapoints_covering_its_soak_and_late_5xx_abort_it
         .value(7.0)
         .build();
     sb.clients.cloudwatch.put_metric_data().namespace("AWS/ApplicationELB").metric_data(datum).send().await.unwrap();
+    (dir, sb, child)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_waits_for_the_datapoints_covering_its_soak_and_late_5xx_abort_it() {
+    // SAFETY: set before any thread of this test binary reads the environment.
+    unsafe { std::env::set_var("CUTOVER_SANDBOX_METRICS_LAG", "20s") };
+    let metric_gate = "[[rollout.gates]]\nkind = \"metric\"\nenvironment = \"staging\"\n\
+                       metric = \"HTTPCode_Target_5XX_Count\"\nstat = \"Sum\"\nmax = 0\nno_data = \"pass\"\n\n";
+    let (_dir, sb, child) = step_1_serves_5xx(metric_gate, "1m", "us-west-1").await;
     let served = Instant::now();
     assert_eq!(visible_5xx(&sb, "staging").await, 0.0, "the datapoint is not visible at once, as on AWS");
     let out = tokio::time::timeout(Duration::from_secs(240), child.wait_with_output()).await.unwrap().unwrap();
@@ -83,45 +95,10 @@ async fn a_step_waits_for_the_datapoints_covering_its_soak_and_late_5xx_abort_it
 async fn an_alarm_gate_judges_a_step_on_states_read_its_lag_past_the_soak_so_late_5xx_abort_it() {
     // SAFETY: set before any thread of this test binary reads the environment.
     unsafe { std::env::set_var("CUTOVER_SANDBOX_METRICS_LAG", "20s") };
-    let dir = tempfile::tempdir().unwrap();
-    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("runbooks/demo.toml")).unwrap();
-    let (head, rest) = text.split_once("[[rollout.gates]]").unwrap();
     // A 3-minute period holds the late datapoint in the alarm's window once
     // it arrives (at most a minute plus the lag after it was served).
-    let alarms = rest[rest.find("[[alarms]]").unwrap()..].replacen("period = \"1m\"", "period = \"3m\"", 1);
-    let head = head
-        .replace("steps = [10, 25, 50, 100]", "steps = [50, 100]")
-        .replace("soak = \"30s\"", "soak = \"5s\"")
-        .replace("gate_interval = \"5s\"", "gate_interval = \"1s\"")
-        .replace("ttl = 10\n", "ttl = 1\n");
-    let gate = "[[rollout.gates]]\nkind = \"alarm_ok\"\nalarms = [\"demo-staging-5xx\"]\nlag = \"90s\"\n\n";
-    let text = format!("{head}{gate}{alarms}");
-    let path = dir.path().join("late-alarm.toml");
-    std::fs::write(&path, &text).unwrap();
-    let rb = cutover::runbook::parse(&path.display().to_string(), &text).unwrap();
-    let sb = sandbox(&rb, "eu-north-1").await;
-    let child = tokio::process::Command::from(cutover_command(
-        &sb,
-        &rb,
-        dir.path(),
-        &["rollout", path.to_str().unwrap(), "--yes"],
-    ))
-    .stdout(std::process::Stdio::piped())
-    .spawn()
-    .unwrap();
-    let state = dir.path().join("cutover/demo.rollout.json");
-    eventually(Duration::from_secs(60), "step 1 to soak", || async {
-        let s: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&state).ok()?).ok()?;
-        (s["engine"]["phase"]["phase"] == "soaking").then_some(())
-    })
-    .await;
-    // Step 1 soaking: staging serves 5xx, above the alarm's threshold of 5.
-    let datum = aws_sdk::cloudwatch::types::MetricDatum::builder()
-        .metric_name("HTTPCode_Target_5XX_Count")
-        .set_dimensions(sb.world.target_group_dimensions("staging"))
-        .value(7.0)
-        .build();
-    sb.clients.cloudwatch.put_metric_data().namespace("AWS/ApplicationELB").metric_data(datum).send().await.unwrap();
+    let alarm_gate = "[[rollout.gates]]\nkind = \"alarm_ok\"\nalarms = [\"demo-staging-5xx\"]\nlag = \"90s\"\n\n";
+    let (_dir, sb, child) = step_1_serves_5xx(alarm_gate, "3m", "eu-north-1").await;
     let served = Instant::now();
     let out = tokio::time::timeout(Duration::from_secs(240), child.wait_with_output()).await.unwrap().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);

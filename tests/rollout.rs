@@ -59,6 +59,19 @@ async fn until_soaking(state: &Path, step: u64) {
     }
 }
 
+/// The demo runbook's 5xx alarm on staging goes to ALARM.
+async fn staging_5xx_alarm_fires(sb: &Sandbox, reason: &str) {
+    sb.clients
+        .cloudwatch
+        .set_alarm_state()
+        .alarm_name("demo-staging-5xx")
+        .state_value(aws_sdk::cloudwatch::types::StateValue::Alarm)
+        .state_reason(reason)
+        .send()
+        .await
+        .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_rollout_reaches_100_with_every_gate_passing_and_every_step_audited() {
     let dir = tempfile::tempdir().unwrap();
@@ -95,15 +108,7 @@ async fn an_alarm_during_a_soak_rolls_back_to_the_last_good_step_and_the_audit_s
     let sb = fixed_sandbox(&rb, "us-west-2").await;
     let child = spawn_rollout(&sb, &rb, dir.path(), &path);
     until_soaking(dir.path(), 1).await;
-    sb.clients
-        .cloudwatch
-        .set_alarm_state()
-        .alarm_name("demo-staging-5xx")
-        .state_value(aws_sdk::cloudwatch::types::StateValue::Alarm)
-        .state_reason("test: 5xx above threshold")
-        .send()
-        .await
-        .unwrap();
+    staging_5xx_alarm_fires(&sb, "test: 5xx above threshold").await;
     let set_at = Instant::now();
     let out = child.wait_with_output().await.unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
@@ -129,15 +134,7 @@ async fn a_rollback_route53_refuses_is_sent_again_until_it_is_taken() {
     let child = spawn_rollout(&sb, &rb, dir.path(), &path);
     until_soaking(dir.path(), 1).await;
     sb.faults.refuse_changes.store(4, std::sync::atomic::Ordering::SeqCst);
-    sb.clients
-        .cloudwatch
-        .set_alarm_state()
-        .alarm_name("demo-staging-5xx")
-        .state_value(aws_sdk::cloudwatch::types::StateValue::Alarm)
-        .state_reason("test: 5xx above threshold")
-        .send()
-        .await
-        .unwrap();
+    staging_5xx_alarm_fires(&sb, "test: 5xx above threshold").await;
     let out = tokio::time::timeout(Duration::from_secs(90), child.wait_with_output()).await.expect("ended").unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     let err = String::from_utf8_lossy(&out.stderr);
@@ -174,15 +171,7 @@ async fn a_gate_failing_during_the_bake_rolls_back_to_the_last_good_step() {
     tokio::time::sleep(Duration::from_secs(7)).await;
     let s = rollout_state(dir.path()).unwrap();
     assert_eq!((&s["engine"]["step"], &s["engine"]["phase"]["phase"]), (&3.into(), &"soaking".into()), "{s}");
-    sb.clients
-        .cloudwatch
-        .set_alarm_state()
-        .alarm_name("demo-staging-5xx")
-        .state_value(aws_sdk::cloudwatch::types::StateValue::Alarm)
-        .state_reason("test: 5xx during the bake")
-        .send()
-        .await
-        .unwrap();
+    staging_5xx_alarm_fires(&sb, "test: 5xx during the bake").await;
     let out = child.wait_with_output().await.unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{text}");

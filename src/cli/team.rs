@@ -5,7 +5,6 @@ use std::time::SystemTime;
 
 use super::{Failure, GlobalArgs};
 use crate::runbook::{ItemKind, Runbook};
-use crate::store::audit::{AuditLine, AuditLog, Stage};
 use crate::store::checklist::{self, Edit, item_key};
 
 /// Where this process keeps its state: `--state` / `CUTOVER_STATE`, else the
@@ -89,47 +88,16 @@ pub fn tick(
         let text = Some(n.trim().to_string()).filter(|t| !t.is_empty());
         edits.push(Edit::Note { key: key.clone(), text });
     }
-    let what = edits
-        .iter()
-        .map(|e| match e {
-            Edit::Tick { .. } => format!("tick {key}"),
-            Edit::Untick { .. } => format!("untick {key}"),
-            Edit::Note { text: Some(t), .. } => format!("note on {key}: {t}"),
-            Edit::Note { text: None, .. } => format!("remove the note on {key}"),
-        })
-        .collect::<Vec<_>>()
-        .join("; ");
+    let what = checklist::describe(&edits);
     if dry_run {
         println!("would {what} in {}", checklist::location(&rb.name));
         return Ok(0);
     }
-    let line = |stage: Stage, detail: String| AuditLine {
-        time: now.clone(),
-        operator: operator.clone(),
-        account: None,
-        region: String::new(),
-        runbook: rb.name.clone(),
-        action: format!("checklist {key}"),
-        stage,
-        before: serde_json::Value::Null,
-        after: serde_json::Value::Null,
-        detail,
-        change: None,
-    };
-    let log = AuditLog::for_runbook(&rb.name);
     if g.read_only {
-        let _ = log.append(&line(Stage::Refused, format!("{what}: refused under --read-only")));
+        checklist::audit_refused(&rb.name, &operator, &edits, "refused under --read-only");
         return Err(Failure::bad_input(format!("refused: --read-only; nothing was changed ({what})")));
     }
-    log.append(&line(Stage::Intent, what.clone()))
-        .map_err(|e| Failure { status: 1, message: format!("{e}; nothing was changed") })?;
-    for e in &edits {
-        if let Err(m) = checklist::apply(&rb.name, e) {
-            let _ = log.append(&line(Stage::Failed, format!("{what}: {m}")));
-            return Err(Failure { status: 1, message: m });
-        }
-    }
-    log.append(&line(Stage::Applied, what.clone())).map_err(|e| Failure { status: 1, message: e })?;
+    checklist::apply_audited(&rb.name, &operator, &edits).map_err(|message| Failure { status: 1, message })?;
     println!("{what} (by {operator}, in {})", checklist::location(&rb.name));
     Ok(0)
 }

@@ -53,6 +53,23 @@ pub enum Edit {
 }
 
 impl Edit {
+    /// The item's key.
+    pub fn key(&self) -> &str {
+        match self {
+            Edit::Tick { key, .. } | Edit::Untick { key } | Edit::Note { key, .. } => key,
+        }
+    }
+
+    /// What the edit does, as the audit says it.
+    pub fn describe(&self) -> String {
+        match self {
+            Edit::Tick { key, .. } => format!("tick {key}"),
+            Edit::Untick { key } => format!("untick {key}"),
+            Edit::Note { key, text: Some(t) } => format!("note on {key}: {t}"),
+            Edit::Note { key, text: None } => format!("remove the note on {key}"),
+        }
+    }
+
     fn apply(&self, s: &mut ChecklistState) {
         match self {
             Edit::Tick { key, by, at } => {
@@ -90,17 +107,51 @@ pub fn load(runbook: &str) -> Result<(ChecklistState, Option<Version>), String> 
 /// Applies `edit` over the latest ticks: read, change, write only over the
 /// version read; a write that loses re-reads and applies again, so two
 /// people's edits both land. Returns the state written.
-/// `apply`, audited before and after (intent, then applied or failed), as
-/// every change to shared state is: the cockpit's ticks and notes.
-pub fn apply_audited(runbook: &str, operator: &str, edit: &Edit) -> Result<ChecklistState, String> {
-    use super::audit::{AuditLine, AuditLog, Stage};
-    let (key, what) = match edit {
-        Edit::Tick { key, .. } => (key, format!("tick {key}")),
-        Edit::Untick { key } => (key, format!("untick {key}")),
-        Edit::Note { key, text: Some(t) } => (key, format!("note on {key}: {t}")),
-        Edit::Note { key, text: None } => (key, format!("remove the note on {key}")),
-    };
-    let line = |stage: Stage, detail: String| AuditLine {
+/// `apply` of one item's `edits` in order, audited once before and after
+/// (intent, then applied or failed), as every change to shared state is:
+/// the CLI's `tick` and the cockpit's ticks and notes.
+pub fn apply_audited(runbook: &str, operator: &str, edits: &[Edit]) -> Result<ChecklistState, String> {
+    use super::audit::{AuditLog, Stage};
+    let Some(first) = edits.first() else { return load(runbook).map(|(s, _)| s) };
+    let what = describe(edits);
+    let line = |stage, detail| audit_line(runbook, operator, first.key(), stage, detail);
+    let log = AuditLog::for_runbook(runbook);
+    log.append(&line(Stage::Intent, what.clone())).map_err(|e| format!("{e}; nothing was changed"))?;
+    let mut saved = None;
+    for edit in edits {
+        match apply(runbook, edit) {
+            Ok(s) => saved = Some(s),
+            Err(m) => {
+                let _ = log.append(&line(Stage::Failed, format!("{what}: {m}")));
+                return Err(m);
+            }
+        }
+    }
+    log.append(&line(Stage::Applied, what))?;
+    saved.ok_or_else(|| "nothing was applied".to_string())
+}
+
+/// Audits `edits` refused (`--read-only`); nothing is changed.
+pub fn audit_refused(runbook: &str, operator: &str, edits: &[Edit], why: &str) {
+    let Some(first) = edits.first() else { return };
+    let detail = format!("{}: {why}", describe(edits));
+    let line = audit_line(runbook, operator, first.key(), super::audit::Stage::Refused, detail);
+    let _ = super::audit::AuditLog::for_runbook(runbook).append(&line);
+}
+
+/// What `edits` do, as the audit and the CLI say it.
+pub fn describe(edits: &[Edit]) -> String {
+    edits.iter().map(Edit::describe).collect::<Vec<_>>().join("; ")
+}
+
+fn audit_line(
+    runbook: &str,
+    operator: &str,
+    key: &str,
+    stage: super::audit::Stage,
+    detail: String,
+) -> super::audit::AuditLine {
+    super::audit::AuditLine {
         time: crate::time::rfc3339(std::time::SystemTime::now()),
         operator: operator.to_string(),
         account: None,
@@ -112,18 +163,6 @@ pub fn apply_audited(runbook: &str, operator: &str, edit: &Edit) -> Result<Check
         after: serde_json::Value::Null,
         detail,
         change: None,
-    };
-    let log = AuditLog::for_runbook(runbook);
-    log.append(&line(Stage::Intent, what.clone())).map_err(|e| format!("{e}; nothing was changed"))?;
-    match apply(runbook, edit) {
-        Ok(s) => {
-            log.append(&line(Stage::Applied, what))?;
-            Ok(s)
-        }
-        Err(m) => {
-            let _ = log.append(&line(Stage::Failed, format!("{what}: {m}")));
-            Err(m)
-        }
     }
 }
 

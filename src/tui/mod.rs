@@ -193,7 +193,8 @@ pub async fn event_loop<B: ratatui::backend::Backend>(
                     app.checklist_edits += 1;
                     let (name, operator, tx) = (app.rb.name.clone(), app.operator.clone(), action_tx.clone());
                     tokio::task::spawn_blocking(move || {
-                        let saved = crate::store::checklist::apply_audited(&name, &operator, &edit);
+                        let saved =
+                            crate::store::checklist::apply_audited(&name, &operator, std::slice::from_ref(&edit));
                         let _ = tx.send(Event::ChecklistSaved(saved));
                     });
                 }
