@@ -345,8 +345,10 @@ impl Runner<'_> {
     /// 3. the lease checked again (a stall since the fence), then
     ///    ChangeResourceRecordSets. Crash: as 2; the id is lost, the live weights tell.
     ///    An error or no reply: the records are read back; the new weights
-    ///    live, `in_flight` stays (as a crash here); else it is cleared and
-    ///    the run ends with what is live (someone else's change is never overwritten).
+    ///    live, `in_flight` stays (as a crash here); else it is cleared (an
+    ///    earlier change taken into this send stays) and the run ends with
+    ///    what is live (someone else's change is never overwritten). A
+    ///    rollback not taken (`not_sent`) is sent again by `roll_back`.
     /// 4. audit `applied` with the change id. Crash: as 2.
     /// 5. state: `in_flight` with the change id, `applied`, engine ShiftApplied.
     ///    Crash: the next run waits for that change's INSYNC and audits it.
