@@ -104,9 +104,6 @@ pub fn load(runbook: &str) -> Result<(ChecklistState, Option<Version>), String> 
     Ok((s, Some(o.version)))
 }
 
-/// Applies `edit` over the latest ticks: read, change, write only over the
-/// version read; a write that loses re-reads and applies again, so two
-/// people's edits both land. Returns the state written.
 /// `apply` of one item's `edits` in order, audited once before and after
 /// (intent, then applied or failed), as every change to shared state is:
 /// the CLI's `tick` and the cockpit's ticks and notes.
@@ -166,6 +163,9 @@ fn audit_line(
     }
 }
 
+/// Applies `edit` over the latest ticks: read, change, write only over the
+/// version read; a write that loses re-reads and applies again, so two
+/// people's edits both land. Returns the state written.
 pub fn apply(runbook: &str, edit: &Edit) -> Result<ChecklistState, String> {
     let backend = super::backend::current();
     for attempt in 0..40u32 {
