@@ -156,6 +156,45 @@ async fn a_rollback_route53_refuses_is_sent_again_until_it_is_taken() {
     sb.down().await;
 }
 
+/// A rollback Route53 applied but whose reply never came (the SDK timed out)
+/// is read back as live and confirmed by sending it again: the run waits for
+/// that change's INSYNC and ends rolled back, never told to run again by hand.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollback_applied_whose_reply_is_lost_is_confirmed_by_sending_it_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rb, path) = fast_runbook(dir.path());
+    let sb = fixed_sandbox(&rb, "ap-east-1").await;
+    let child = spawn_rollout(&sb, &rb, dir.path(), &path);
+    until_soaking(dir.path(), 1).await;
+    sb.faults.drop_change_replies.store(true, std::sync::atomic::Ordering::SeqCst);
+    staging_5xx_alarm_fires(&sb, "test: 5xx above threshold").await;
+    // The first send's reply is lost; every later one is answered.
+    let changes_before = sb.faults.changes.load(std::sync::atomic::Ordering::SeqCst);
+    let started = Instant::now();
+    while sb.faults.changes.load(std::sync::atomic::Ordering::SeqCst) == changes_before {
+        assert!(started.elapsed() < Duration::from_secs(30), "the rollback was never sent");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    sb.faults.drop_change_replies.store(false, std::sync::atomic::Ordering::SeqCst);
+    let out = tokio::time::timeout(Duration::from_secs(120), child.wait_with_output()).await.expect("ended").unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let err = String::from_utf8_lossy(&out.stderr);
+    let all = format!("{text}{err}");
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(all.contains("read back: the new weights are live"), "{all}");
+    assert!(all.contains("it is confirmed by sending it again"), "{all}");
+    assert!(text.contains("rollout ABORTED and rolled back"), "{all}");
+    assert!(!all.contains("run `cutover rollout` again"), "{all}");
+    assert_eq!(weights(&sb).await, w(90, 10), "back to step 1, the last good one");
+    let stages: Vec<String> = audit(dir.path())
+        .iter()
+        .filter(|l| l["action"] == "rollout abort")
+        .map(|l| l["stage"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(stages, ["intent", "applied", "intent", "applied", "insync", "done"], "each attempt audited");
+    sb.down().await;
+}
+
 /// The bake: the last step (100%) holds for the bake with its gates running;
 /// a gate failing during it rolls back to the last good step, as a soak's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

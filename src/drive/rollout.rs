@@ -448,10 +448,11 @@ impl Runner<'_> {
         if let shift::ReadBack::Live = back {
             // Applied, its reply lost: in flight with no change id, as after
             // a crash in window 3; the next run (a rollback: its next send)
-            // confirms it.
+            // confirms it. A rollback's error may be of any kind here: the
+            // SDK's retry of a change that landed is refused (InvalidChangeBatch).
             let detail = shift::failed_send_message(&e, &back);
             let _ = self.audit(action, Stage::Applied, Some(before), weights, format!("{detail}; change id unknown"));
-            if ours.step.is_none() && e.is_transient() {
+            if ours.step.is_none() && (e.is_transient() || !confirming) {
                 return SendError::NotTaken(format!("{action}: {detail}; it is confirmed by sending it again"));
             }
             return SendError::Failed(format!(
