@@ -128,6 +128,27 @@ async fn stickiness_registration_and_stopping_instances_do_what_they_say() {
     .await;
     assert_eq!(code, Some(2));
     assert!(health_ok(&sb, "prod-web-1").await, "read-only stopped nothing");
+    // Old production still has its weight: stopping it would take its traffic down.
+    let (code, out) =
+        run_cutover_all(&sb, &rb, dir.path(), &["run", "runbooks/demo.toml", "decommission/stop-old", "--yes"]).await;
+    assert_eq!(code, Some(2), "{out}");
+    assert!(
+        out.contains(
+            "refused: Route53 still sends production traffic (its weighted record `prod` of app.demo.cutover.test has weight 100), and stopping its instances would take that traffic down"
+        ),
+        "{out}"
+    );
+    assert!(health_ok(&sb, "prod-web-1").await, "nothing stopped while it had weight");
+    // Every record at 0: Route53 then shares traffic equally, so production has some.
+    set_weights_as_another_client(&sb, &rb, &[("prod", 0), ("staging", 0)]).await;
+    let (code, out) =
+        run_cutover_all(&sb, &rb, dir.path(), &["run", "runbooks/demo.toml", "decommission/stop-old", "--yes"]).await;
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("every weighted record of app.demo.cutover.test has weight 0, and Route53 then sends each of them an equal share"), "{out}");
+    assert!(health_ok(&sb, "prod-web-1").await, "nothing stopped while it had an equal share");
+    let (code, out) =
+        run_cutover_all(&sb, &rb, dir.path(), &["shift", "runbooks/demo.toml", "--to", "100", "--yes"]).await;
+    assert_eq!(code, Some(0), "{out}");
     let (code, out) =
         run_cutover_all(&sb, &rb, dir.path(), &["run", "runbooks/demo.toml", "decommission/stop-old", "--yes"]).await;
     assert_eq!(code, Some(0), "{out}");

@@ -41,6 +41,13 @@ async fn states(sb: &Sandbox, env: &str) -> Vec<(String, String)> {
     out
 }
 
+/// Every request to staging: old production carries no traffic, as before
+/// any decommission (its actions are refused while it does).
+async fn traffic_off_production(sb: &Sandbox, rb: &Runbook, state: &Path, path: &str) {
+    let (code, out) = run_cutover_all(sb, rb, state, &["shift", path, "--to", "100", "--yes"]).await;
+    assert_eq!(code, Some(0), "{out}");
+}
+
 async fn all_in(sb: &Sandbox, env: &str, state: &str) -> bool {
     states(sb, env).await.iter().all(|(_, s)| s == state)
 }
@@ -87,6 +94,7 @@ async fn decom_time_gate_refuses_early_counts_down_in_the_cockpit_and_opens_afte
         (Some("refused"), Some("start_instances production (decommission/start-again)"))
     );
 
+    traffic_off_production(&sb, &rb, dir.path(), p).await;
     let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["run", p, "decommission/stop-old", "--yes"]).await;
     assert_eq!(code, Some(0), "{out}");
     eventually(Duration::from_secs(30), "old production stopped", || async {
@@ -354,6 +362,7 @@ async fn decom_terminate_needs_stopped_instances_the_window_and_the_typed_name_a
     let (rb, path) = runbook_with_phases(dir.path(), DECOMMISSION);
     let p = path.to_str().unwrap();
     let sb = sandbox(&rb, "ap-southeast-5").await;
+    traffic_off_production(&sb, &rb, dir.path(), p).await;
     let run = |args: Vec<&'static str>| {
         let (sb, rb, dir) = (&sb, &rb, dir.path());
         async move {

@@ -728,6 +728,7 @@ fn redis_ingress_plan() -> cutover::drive::actions::ActionPlan {
         after: serde_json::json!(["allow 6379 from sg-batch on sg-stagingredis"]),
         noop: None,
         side: cutover::runbook::Side::Environment("staging".into()),
+        out_of_service: None,
     }
 }
 
@@ -1278,6 +1279,7 @@ fn a_terminate_popup_says_there_is_no_rollback_and_needs_the_environments_name_t
         after: serde_json::json!({"i-0prodweb1": "terminated"}),
         noop: None,
         side: cutover::runbook::Side::Environment("production".into()),
+        out_of_service: Some(("production".into(), "terminating its instances")),
     };
     let key_name = "decommission/terminate".to_string();
     update(&mut app, Event::Planned { key: key_name.clone(), result: Ok(PendingChange::Item(plan)) });

@@ -157,6 +157,9 @@ pub struct ActionPlan {
     pub noop: Option<String>,
     /// The side whose clients plan and apply it (`Action::side`).
     pub side: crate::runbook::Side,
+    /// The environment it takes out of service, and how: checked for
+    /// Route53 traffic when planned and again right before it is applied.
+    pub out_of_service: Option<(String, &'static str)>,
 }
 
 impl ActionPlan {
@@ -193,9 +196,21 @@ pub async fn plan_with_vars(
 ) -> Result<ActionPlan, PlanError> {
     let name = action.summary();
     let side = action.side(rb);
+    let out_of_service = out_of_service(action).map(|(e, what)| (e.to_string(), what));
+    if let Some((environment, what)) = &out_of_service {
+        carries_no_traffic(clients.dns(), rb, environment, what).await?;
+    }
     // Read and planned in the account and region of the side it changes.
     let clients = clients.side(&side);
-    let mut p = ActionPlan { name, steps: Vec::new(), before: json!(null), after: json!(null), noop: None, side };
+    let mut p = ActionPlan {
+        name,
+        steps: Vec::new(),
+        before: json!(null),
+        after: json!(null),
+        noop: None,
+        side,
+        out_of_service,
+    };
     match action {
         Action::AuthorizeRedisIngress { environment } => {
             plan_authorize_ingress(clients, rb, environment, &mut p).await?
@@ -224,6 +239,56 @@ pub async fn plan_with_vars(
         }
     }
     Ok(p)
+}
+
+/// The environment an action takes out of service, and how: stopped,
+/// rebooted, cut off from its targets or its Redis.
+fn out_of_service(action: &Action) -> Option<(&str, &'static str)> {
+    match action {
+        Action::StopInstances { environment } => Some((environment, "stopping its instances")),
+        Action::TerminateInstances { environment } => Some((environment, "terminating its instances")),
+        Action::DeregisterTargets { environment } => Some((environment, "deregistering its targets")),
+        Action::RevokeRedisIngress { environment } => Some((environment, "cutting its instances off from Redis")),
+        Action::CreateImage { environment, no_reboot: false } => {
+            Some((environment, "rebooting its instances for their AMIs"))
+        }
+        _ => None,
+    }
+}
+
+/// Refuses an action that takes `environment` out of service while Route53
+/// still sends it traffic: its weighted records' weight above 0, or every
+/// record of the group at 0 (Route53 then shares traffic equally among them).
+/// A group that cannot be read refuses too. An environment with no set
+/// identifier in `[dns]` is not one of the weighted records: nothing to read.
+async fn carries_no_traffic(dns: &Clients, rb: &Runbook, environment: &str, what: &str) -> Result<(), PlanError> {
+    let Some(id) = rb.dns.set_identifiers.get(environment) else { return Ok(()) };
+    let unread = |e: crate::aws::AwsError| {
+        PlanError::Refused(format!(
+            "whether Route53 still sends {environment} traffic is unknown: the weighted records of {} could \
+             not be read ({e}); {what} waits until they can be; nothing was changed",
+            rb.dns.record
+        ))
+    };
+    let zone = crate::aws::route53::zone_id(&dns.route53, &rb.dns.zone).await.map_err(unread)?;
+    let types =
+        if rb.dns.record_types.is_empty() { vec![rb.dns.record_type.clone()] } else { rb.dns.record_types.clone() };
+    let records =
+        crate::aws::route53::weighted_group(&dns.route53, &zone, &rb.dns.record, &types).await.map_err(unread)?;
+    let weight = records.iter().filter(|r| &r.set_identifier == id).map(|r| r.weight).max();
+    let all_zero = !records.is_empty() && records.iter().all(|r| r.weight == 0);
+    let why = match weight {
+        Some(w) if w > 0 => format!("its weighted record `{id}` of {} has weight {w}", rb.dns.record),
+        Some(_) if all_zero => format!(
+            "every weighted record of {} has weight 0, and Route53 then sends each of them an equal share",
+            rb.dns.record
+        ),
+        _ => return Ok(()),
+    };
+    Err(PlanError::Refused(format!(
+        "Route53 still sends {environment} traffic ({why}), and {what} would take that traffic down; shift \
+         its weight to 0 first (`cutover shift`), then run this again; nothing was changed"
+    )))
 }
 
 /// The ingress rules that open every instance's path to its Redis.
@@ -744,6 +809,16 @@ pub async fn execute(
         && matches!(&it.kind, crate::runbook::ItemKind::Action { action } if action.summary() == plan.name)
         && let Err(refusal) = super::not_before::check(rb, item, it, std::time::SystemTime::now())
     {
+        log.append(&line(Stage::Refused, refusal.clone()))?;
+        return Err(refusal);
+    }
+    // The traffic read again: the plan may have waited in a confirm popup
+    // while someone shifted weight back onto this environment.
+    if let Some((environment, what)) = &plan.out_of_service
+        && !plan.steps.is_empty()
+        && let Err(e) = carries_no_traffic(clients.dns(), rb, environment, what).await
+    {
+        let refusal = e.to_string();
         log.append(&line(Stage::Refused, refusal.clone()))?;
         return Err(refusal);
     }
