@@ -96,11 +96,11 @@ pub fn unknown_account(rb: &Runbook, side: &Side, how: &str, e: &crate::aws::Aws
 /// line, `what` in the refusal (`--read-only forbids {what}`).
 pub async fn authorise(scope: Scope<'_>, read_only: bool, action: &str, what: &str) -> Result<Actor, Refusal> {
     let operator = crate::store::operator();
-    let (rb, side, log) = match scope {
+    let (rb, clients, side, log) = match scope {
         Scope::Runbook { rb, clients, side } => {
-            (Some(rb), Some((clients.side(&side), clients.reach(&side), side)), None)
+            (Some(rb), Some(clients), Some((clients.side(&side), clients.reach(&side), side)), None)
         }
-        Scope::RedisUrls { log } => (None, None, Some(log)),
+        Scope::RedisUrls { log } => (None, None, None, Some(log)),
     };
     let region = side.as_ref().map(|(c, _, _)| c.region.clone()).unwrap_or_default();
     let runbook_log = rb.map(|rb| AuditLog::for_runbook(&rb.name));
@@ -143,6 +143,22 @@ pub async fn authorise(scope: Scope<'_>, read_only: bool, action: &str, what: &s
             return Err(refuse(detail, message));
         }
     }
+    // An environment's resources are found by tag and name: in another
+    // region the same tags can select another fleet (Route53 is global).
+    if let (Some(rb), Some(clients), Some((_, _, side @ Side::Environment(_)))) = (rb, clients, &side) {
+        match region_check(clients, rb, &region).await {
+            RegionCheck::Here => {}
+            RegionCheck::Elsewhere(message) => {
+                return Err(refuse(format!("runbook for another region than {region}"), message));
+            }
+            RegionCheck::Unknown(e) => {
+                return Err(Refusal {
+                    status: 1,
+                    message: format!("cannot check the runbook's region for {side}: {e}; nothing was changed"),
+                });
+            }
+        }
+    }
     Ok(Actor { account: known, region, operator })
 }
 
@@ -183,4 +199,52 @@ impl Actor {
             change: None,
         }
     }
+}
+
+/// What the region check found.
+pub enum RegionCheck {
+    /// One of the runbook's load balancers is in the region in use (or it names none).
+    Here,
+    /// The check ran and found none of them: the runbook is for another
+    /// region (a refusal, exit 2), with the message.
+    Elsewhere(String),
+    /// AWS could not be asked, so nothing is known about the region.
+    Unknown(String),
+}
+
+/// Whether any of the runbook's load balancers is in the region in use, each
+/// looked up through its environment's side.
+pub async fn region_check(clients: &SideClients, rb: &Runbook, region: &str) -> RegionCheck {
+    let named: Vec<(&str, &str)> =
+        rb.environments.values().filter_map(|e| Some((e.name.as_str(), e.load_balancer.as_deref()?))).collect();
+    let mut elsewhere = Vec::new();
+    for (env, name) in &named {
+        let side = clients.environment(env);
+        match crate::aws::elb::load_balancer(&side.elb, name).await {
+            Ok(_) => return RegionCheck::Here,
+            Err(e) if e.kind == crate::aws::AwsErrorKind::NotFound => elsewhere.push(side.region.clone()),
+            Err(e) => return RegionCheck::Unknown(e.to_string()),
+        }
+    }
+    if named.is_empty() {
+        return RegionCheck::Here;
+    }
+    elsewhere.sort();
+    elsewhere.dedup();
+    let searched = if elsewhere.len() == 1 && elsewhere[0] == region {
+        format!("region {region}")
+    } else {
+        format!("regions {}", elsewhere.join(", "))
+    };
+    let declared = match &rb.region {
+        Some(r) if r != region => {
+            format!("; the runbook says {r}, and --region, CUTOVER_REGION or AWS_REGION overrode it")
+        }
+        _ => String::new(),
+    };
+    RegionCheck::Elsewhere(format!(
+        "refused: none of runbook {}'s load balancers ({}) is in {searched}{declared}; run it in its own region; nothing was changed",
+        rb.source,
+        named.iter().map(|(_, n)| *n).collect::<Vec<_>>().join(", ")
+    ))
 }

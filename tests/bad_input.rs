@@ -195,7 +195,12 @@ async fn a_runbook_for_another_region_is_refused_where_regional_resources_are_re
             "{sub:?}: {err}"
         );
     }
-    assert!(state_files(dir.path()).is_empty(), "nothing written: {:?}", state_files(dir.path()));
+    // Nothing written but the refusal of the change to an environment,
+    // audited by the authorised path as any refusal is.
+    assert_eq!(state_files(dir.path()), ["demo.audit.jsonl"], "nothing else written");
+    let audit = common::tmux::audit_lines(dir.path(), "demo");
+    let stages: Vec<_> = audit.iter().map(|l| (l["action"].as_str(), l["stage"].as_str())).collect();
+    assert_eq!(stages, [(Some("authorize_redis_ingress staging (validate/redis-ingress)"), Some("refused"))]);
     // Route53 is global: a weight change or an abort is never blocked by a
     // regional read. Both run for real and the records say so.
     let live = || async {
@@ -221,7 +226,7 @@ async fn a_runbook_for_another_region_is_refused_where_regional_resources_are_re
         format!(
             "The demo runbook run against a region holding none of its load balancers by {} subcommand forms that \
              read regional resources (status, rollout, run): each refused in one line naming the load balancers, the \
-             region in use and the runbook's, exit 2, nothing written; `shift` and `abort` touch only Route53 \
+             region in use and the runbook's, exit 2, nothing written but the `run`'s refusal in the audit; `shift` and `abort` touch only Route53 \
              (global): both ran for real from the other region and the records read back 90/10, then 100/0",
             subs.len()
         ),

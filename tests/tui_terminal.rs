@@ -260,3 +260,59 @@ fn the_cockpit_refuses_every_change_in_another_account_than_the_runbooks() {
         ),
     );
 }
+
+/// The cockpit in another region than the runbook's (here CUTOVER_REGION):
+/// an action on an environment, found there by tag and name, could select
+/// another fleet of the same account. Enter on one is refused before it is
+/// planned, with the load balancers and both regions on screen and one
+/// `refused` audit line, as `cutover run` refuses it.
+#[test]
+fn the_cockpit_refuses_an_environments_action_in_another_region_than_the_runbooks() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let rb = common::runbook("demo.toml");
+    let sb = rt.block_on(common::sandbox(&rb, "eu-central-2"));
+    let marker = dir.path().join("exited");
+    let script = cockpit_script(&sb, &rb, dir.path(), &["tui", "runbooks/demo.toml"], &marker);
+    let text = std::fs::read_to_string(&script).unwrap();
+    std::fs::write(
+        &script,
+        text.replace("export XDG_STATE_HOME=", "export CUTOVER_REGION=us-west-2\nexport XDG_STATE_HOME="),
+    )
+    .unwrap();
+    let tmux = Tmux { socket: format!("cutover-region-{}", std::process::id()) };
+    let out = tmux.cmd(&["new-session", "-d", "-s", "t", "-x", "250", "-y", "50", &format!("sh {}", script.display())]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    tmux.wait_for("the screen", Duration::from_secs(60), |s| s.contains("account 123456789012"));
+    let reason = "refused: none of runbook runbooks/demo.toml's load balancers (demo-prod-alb, demo-staging-alb) is in region us-west-2; the runbook says eu-west-1";
+    let count = |s: &str, prefix: &str| s.lines().filter(|l| l.contains(&format!("{prefix}{reason}"))).count();
+    // Checklist rows: 6 validate/redis-ingress, 15 decommission/stop-old.
+    let presses: Vec<(Vec<&str>, &str, &str)> = vec![
+        (
+            vec!["5", "j", "j", "j", "j", "j", "j", "Enter"],
+            "validate/redis-ingress: cannot plan: ",
+            "authorize_redis_ingress staging (validate/redis-ingress)",
+        ),
+        (
+            vec!["5", "j", "j", "j", "j", "j", "j", "j", "j", "j", "Enter"],
+            "decommission/stop-old: cannot plan: ",
+            "stop_instances production (decommission/stop-old)",
+        ),
+    ];
+    tmux.keys(&["6", "z"]);
+    for (i, (keys, prefix, action)) in presses.iter().enumerate() {
+        let seen = count(&tmux.screen(), prefix);
+        tmux.keys(keys);
+        tmux.keys(&["6"]);
+        tmux.wait_for(&format!("the refusal of {keys:?}"), Duration::from_secs(20), |s| count(s, prefix) > seen);
+        let audit = audit_lines(dir.path(), "demo");
+        assert_eq!(audit.len(), i + 1, "one audit line per refusal, after {keys:?}: {audit:#?}");
+        let last = &audit[i];
+        assert_eq!(last["stage"], "refused", "{last}");
+        assert_eq!(last["action"], *action, "{last}");
+        assert_eq!(last["detail"], "runbook for another region than us-west-2", "{last}");
+    }
+    assert!(!tmux.screen().contains("confirm a change"), "no popup opened");
+    assert_eq!(tmux.quit(&marker), "exit=0");
+    rt.block_on(sb.down());
+}

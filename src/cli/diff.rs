@@ -35,8 +35,8 @@ pub fn run(rb: Runbook, g: &GlobalArgs, json: bool) -> Result<u8, Failure> {
         // Read-only: each environment is read through its own side; the region
         // check below refuses a runbook whose load balancers are elsewhere.
         let acting = super::acting(&rb, g, &crate::runbook::Side::Environment(rb.rollout.to.clone())).await?;
-        if let super::RegionCheck::Elsewhere(f) = super::region_check(&acting.clients, &rb, &acting.region).await {
-            return Err(f);
+        if let super::RegionCheck::Elsewhere(m) = super::region_check(&acting.clients, &rb, &acting.region).await {
+            return Err(Failure::bad_input(m));
         }
         let shapes =
             crate::live::parity::shapes(&acting.clients, &rb, |v| std::env::var(v).ok().filter(|v| !v.is_empty()))

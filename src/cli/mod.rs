@@ -361,52 +361,7 @@ pub async fn authorised(
     Ok((clients, region, who))
 }
 
-/// What the region check found.
-pub enum RegionCheck {
-    /// One of the runbook's load balancers is in the region in use (or it names none).
-    Here,
-    /// The check ran and found none of them: the runbook is for another region (exit 2).
-    Elsewhere(Failure),
-    /// AWS could not be asked, so nothing is known about the region.
-    Unknown(String),
-}
-
-/// Whether any of the runbook's load balancers is in the region in use, each
-/// looked up through its environment's side.
-pub async fn region_check(clients: &crate::aws::SideClients, rb: &Runbook, region: &str) -> RegionCheck {
-    let named: Vec<(&str, &str)> =
-        rb.environments.values().filter_map(|e| Some((e.name.as_str(), e.load_balancer.as_deref()?))).collect();
-    let mut elsewhere = Vec::new();
-    for (env, name) in &named {
-        let side = clients.environment(env);
-        match crate::aws::elb::load_balancer(&side.elb, name).await {
-            Ok(_) => return RegionCheck::Here,
-            Err(e) if e.kind == crate::aws::AwsErrorKind::NotFound => elsewhere.push(side.region.clone()),
-            Err(e) => return RegionCheck::Unknown(e.to_string()),
-        }
-    }
-    if named.is_empty() {
-        return RegionCheck::Here;
-    }
-    elsewhere.sort();
-    elsewhere.dedup();
-    let searched = if elsewhere.len() == 1 && elsewhere[0] == region {
-        format!("region {region}")
-    } else {
-        format!("regions {}", elsewhere.join(", "))
-    };
-    let declared = match &rb.region {
-        Some(r) if r != region => {
-            format!("; the runbook says {r}, and --region, CUTOVER_REGION or AWS_REGION overrode it")
-        }
-        _ => String::new(),
-    };
-    RegionCheck::Elsewhere(Failure::bad_input(format!(
-        "refused: none of runbook {}'s load balancers ({}) is in {searched}{declared}; run it in its own region; nothing was changed",
-        rb.source,
-        named.iter().map(|(_, n)| *n).collect::<Vec<_>>().join(", ")
-    )))
-}
+pub use crate::authority::{RegionCheck, region_check};
 
 /// For paths that change something: refuses (exit 2) a runbook for another
 /// region, and fails (exit 1) when the region cannot be checked. Not asked of
@@ -415,7 +370,7 @@ pub async fn region_check(clients: &crate::aws::SideClients, rb: &Runbook, regio
 pub async fn in_runbook_region(clients: &crate::aws::SideClients, rb: &Runbook, region: &str) -> Result<(), Failure> {
     match region_check(clients, rb, region).await {
         RegionCheck::Here => Ok(()),
-        RegionCheck::Elsewhere(f) => Err(f),
+        RegionCheck::Elsewhere(message) => Err(Failure::bad_input(message)),
         RegionCheck::Unknown(e) => {
             Err(Failure { status: 1, message: format!("cannot check the runbook's region: {e}") })
         }

@@ -66,7 +66,7 @@ pub fn run(rb: Runbook, g: &GlobalArgs, args: StatusArgs) -> Result<u8, Failure>
                 }
             };
             match found {
-                super::RegionCheck::Elsewhere(f) => return Err(f),
+                super::RegionCheck::Elsewhere(m) => return Err(Failure::bad_input(m)),
                 super::RegionCheck::Unknown(e) => {
                     tracing::warn!(error = %e, "status: cannot check the runbook's region")
                 }
