@@ -461,3 +461,60 @@ async fn decom_terminate_needs_stopped_instances_the_window_and_the_typed_name_a
     assert!(out.contains("nothing to do: none of prod-app exists"), "{out}");
     sb.down().await;
 }
+
+/// An instance of old production that an Auto Scaling group holds: stopping
+/// it would have the group replace it (terminating it and its disks, the
+/// rollback window's instance gone), so stop-old is refused naming the
+/// instance and its group, and nothing is stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decom_stop_refuses_instances_an_auto_scaling_group_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rb, path) = runbook_with_phases(dir.path(), &GATED.replace("WAIT", "40s"));
+    let p = path.to_str().unwrap();
+    let sb = sandbox(&rb, "me-south-1").await;
+    traffic_off_production(&sb, &rb, dir.path(), p).await;
+    let asg = &sb.clients.autoscaling;
+    asg.create_launch_configuration()
+        .launch_configuration_name("prod-web")
+        .image_id("ami-12c6146b")
+        .instance_type("t3.micro")
+        .send()
+        .await
+        .unwrap();
+    let tag = |k: &str, v: &str| {
+        aws_sdk::autoscaling::types::Tag::builder()
+            .key(k)
+            .value(v)
+            .propagate_at_launch(true)
+            .resource_id("prod-asg")
+            .resource_type("auto-scaling-group")
+            .build()
+    };
+    asg.create_auto_scaling_group()
+        .auto_scaling_group_name("prod-asg")
+        .launch_configuration_name("prod-web")
+        .min_size(1)
+        .max_size(1)
+        .desired_capacity(1)
+        .availability_zones(format!("{}a", sb.region))
+        .tags(tag("App", "shop"))
+        .tags(tag("Environment", "production"))
+        .send()
+        .await
+        .unwrap();
+    let held = asg.describe_auto_scaling_groups().auto_scaling_group_names("prod-asg").send().await.unwrap();
+    let held = held.auto_scaling_groups()[0].instances()[0].instance_id().unwrap().to_string();
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["run", p, "decommission/stop-old", "--yes"]).await;
+    assert_eq!(code, Some(2), "{out}");
+    assert!(
+        out.contains(&format!(
+            "{held} (group prod-asg) held by an Auto Scaling group, which replaces an instance stopped by another"
+        )),
+        "{out}"
+    );
+    assert!(all_in(&sb, "production", "running").await, "nothing stopped: {:?}", states(&sb, "production").await);
+    let r = sb.clients.ec2.describe_instances().instance_ids(&held).send().await.unwrap();
+    let state = r.reservations()[0].instances()[0].state().unwrap().name().unwrap().as_str().to_string();
+    assert_eq!(state, "running", "the group's instance was not stopped");
+    sb.down().await;
+}

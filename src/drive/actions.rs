@@ -461,6 +461,9 @@ async fn plan_instances(
         .filter(|i| if stop { i.state == "running" || i.state == "pending" } else { i.state == "stopped" })
         .map(|i| i.id.clone())
         .collect();
+    if stop {
+        in_no_autoscaling_group(&list, &ids, "stopped")?;
+    }
     p.after = json!(
         ids.iter()
             .map(|id| (id.clone(), if stop { "stopped" } else { "running" }))
@@ -472,6 +475,29 @@ async fn plan_instances(
         p.steps.push(if stop { Step::Stop { instance_ids: ids } } else { Step::Start { instance_ids: ids } });
     }
     Ok(())
+}
+
+/// The tag EC2 Auto Scaling puts on each instance it launches.
+const AUTOSCALING_GROUP_TAG: &str = "aws:autoscaling:groupName";
+
+/// Refuses to stop or terminate instances an Auto Scaling group holds: it
+/// counts a stopped instance unhealthy and replaces it (terminating it and
+/// its disks: the rollback window's instances are gone), and replaces a
+/// terminated one with a new instance of the old side.
+fn in_no_autoscaling_group(list: &[ec2::Instance], ids: &[String], done: &str) -> Result<(), PlanError> {
+    let held: Vec<String> = list
+        .iter()
+        .filter(|i| ids.contains(&i.id))
+        .filter_map(|i| Some(format!("{} (group {})", i.id, i.tags.get(AUTOSCALING_GROUP_TAG)?)))
+        .collect();
+    if held.is_empty() {
+        return Ok(());
+    }
+    Err(PlanError::Refused(format!(
+        "{} held by an Auto Scaling group, which replaces an instance {done} by another; scale the group to 0 or \
+         detach the instances from it first, then run this again; nothing was changed",
+        held.join(", ")
+    )))
 }
 
 /// An AMI of each of the environment's instances; each must be running or
@@ -537,6 +563,8 @@ async fn plan_terminate(
             running.join(", ")
         )));
     }
+    let ids: Vec<String> = list.iter().map(|i| i.id.clone()).collect();
+    in_no_autoscaling_group(&list, &ids, "terminated")?;
     let tags = [("cutover:runbook".to_string(), rb.name.clone())];
     let images = ec2::describe_images(&clients.ec2, &[], &tags).await.map_err(PlanError::Aws)?;
     let mut amis = std::collections::BTreeMap::new();
@@ -576,8 +604,13 @@ async fn plan_delete_groups(
     let e = rb.environment(environment).ok_or_else(|| PlanError::Refused("no environment".into()))?;
     let aws = |e: crate::aws::AwsError| PlanError::Aws(e);
     // The environment's VPC, where names are looked up (its load balancer may be gone by now).
+    // Gone is fine; unread is not: names would then be looked up region-wide.
     let lb = match &e.load_balancer {
-        Some(name) => elb::load_balancer(&clients.elb, name).await.ok(),
+        Some(name) => match elb::load_balancer(&clients.elb, name).await {
+            Ok(lb) => Some(lb),
+            Err(e) if e.kind == crate::aws::AwsErrorKind::NotFound => None,
+            Err(e) => return Err(aws(e)),
+        },
         None => None,
     };
     let instances = ec2::describe_instances(&clients.ec2, &e.instances).await.map_err(aws)?;
