@@ -576,3 +576,22 @@ async fn an_ipv6_range_holding_the_instances_ipv6_address_opens_its_path() {
     .await;
     sb.down().await;
 }
+
+/// A rollout's state that cannot be read (here a damaged file) makes the
+/// rollout UNKNOWN in `status`, with the reason, never "no rollout": a
+/// running rollout would be hidden behind a fresh-looking traffic reading.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollout_state_that_cannot_be_read_is_unknown_never_no_rollout() {
+    let rb = runbook("demo.toml");
+    let sb = sandbox(&rb, "eu-west-2").await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("cutover")).unwrap();
+    std::fs::write(dir.path().join("cutover/demo.rollout.json"), "{ \"engine\": ").unwrap();
+    let (_, stdout, stderr) = run_cutover(&sb, &rb, dir.path(), &["status", "runbooks/demo.toml"]).await;
+    assert!(stdout.contains("rollout and last change UNKNOWN: cannot read the rollout's state: "), "{stdout}{stderr}");
+    let (_, stdout, stderr) = run_cutover(&sb, &rb, dir.path(), &["status", "runbooks/demo.toml", "--json"]).await;
+    let j: serde_json::Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}{stderr}"));
+    assert!(j["store_unread"].as_str().is_some_and(|w| w.starts_with("the rollout's state: ")), "{j:#}");
+    assert!(j["rollout"].is_null(), "{j:#}");
+    sb.down().await;
+}

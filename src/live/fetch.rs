@@ -115,6 +115,11 @@ pub struct TrafficData {
     pub last_change: Option<LastChange>,
     /// The rollout, when one has state: step (1-based), steps, phase.
     pub rollout: Option<RolloutView>,
+    /// Why the rollout's state or the audit log could not be read (a store
+    /// timeout, a damaged file): then `rollout` and `last_change` are unknown,
+    /// not absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store_unread: Option<String>,
     /// Read by another machine of the team and shared through the store
     /// (team mode): who read it, and when.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -166,16 +171,20 @@ async fn last_change(clients: &Clients, lines: Option<Vec<crate::store::audit::A
     Some(LastChange { change_id, action: applied.action.clone(), submitted_at: applied.time.clone(), status })
 }
 
-fn rollout_view(rb: &Runbook) -> Option<RolloutView> {
-    let s = crate::store::rollout::load_state::<crate::engine::RolloutState>(&rb.name).ok()??;
+fn rollout_view(rb: &Runbook) -> Result<Option<RolloutView>, String> {
+    let Some(s) = crate::store::rollout::load_state::<crate::engine::RolloutState>(&rb.name)
+        .map_err(|e| format!("the rollout's state: {e}"))?
+    else {
+        return Ok(None);
+    };
     let phase = s.engine.phase.name().to_string();
-    Some(RolloutView {
+    Ok(Some(RolloutView {
         step: s.engine.step + 1,
         steps: rb.rollout.steps.len(),
         percent: rb.rollout.steps.get(s.engine.step).copied().unwrap_or(0),
         phase,
         reason: s.engine.reason,
-    })
+    }))
 }
 
 /// The runbook's weighted records. `zone_id` caches the zone lookup.
@@ -201,12 +210,23 @@ pub async fn traffic(clients: &Clients, rb: &Runbook, zone_id: &mut Option<Strin
     // The store may be S3: read off the async threads, which a slow S3 must not hold.
     let held = rb.clone();
     let (lines, rollout) = tokio::task::spawn_blocking(move || {
-        (crate::store::audit::AuditLog::for_runbook(&held.name).read().ok(), rollout_view(&held))
+        let lines =
+            crate::store::audit::AuditLog::for_runbook(&held.name).read().map_err(|e| format!("the audit log: {e}"));
+        (lines, rollout_view(&held))
     })
     .await
-    .unwrap_or((None, None));
-    let last_change = last_change(clients, lines).await;
-    Ok(TrafficData { zone_id: zone, sides, last_change, rollout, shared_by: None })
+    .unwrap_or_else(|e| (Err(format!("the audit log: {e}")), Err(format!("the rollout's state: {e}"))));
+    let unread: Vec<String> = [lines.as_ref().err(), rollout.as_ref().err()].into_iter().flatten().cloned().collect();
+    let store_unread = (!unread.is_empty()).then(|| unread.join("; "));
+    let last_change = last_change(clients, lines.ok()).await;
+    Ok(TrafficData {
+        zone_id: zone,
+        sides,
+        last_change,
+        rollout: rollout.ok().flatten(),
+        store_unread,
+        shared_by: None,
+    })
 }
 
 /// Each side's record and share; shares count only the records that exist.

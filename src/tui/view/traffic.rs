@@ -51,14 +51,19 @@ pub(super) fn traffic(f: &mut Frame, app: &App, area: Rect) {
         lines.push(Line::styled(v.error.clone().unwrap_or_else(|| "reading Route53…".into()), th.dim_style()));
     }
     if inner.height as usize > lines.len() {
-        let rollout = app.snap.rollout.as_ref().map_or("no rollout".to_string(), |r| {
-            format!("rollout step {}/{} ({}%) {}", r.step, r.steps, r.percent, r.phase)
-        });
-        let change = app.snap.last_change.as_ref().map_or(String::new(), |c| {
-            let age = crate::time::age_of(&c.submitted_at, app.now).map_or(String::new(), |a| format!(" {a} ago"));
-            format!("  last change {}{age}", c.status)
-        });
-        lines.push(Line::styled(format!("{rollout}{change}"), th.dim_style()));
+        if let Some(why) = &app.snap.store_unread {
+            // Unknown, not absent: "no rollout" here would hide a running one.
+            lines.push(Line::styled(format!("rollout UNKNOWN: cannot read {why}"), Style::new().fg(th.warn)));
+        } else {
+            let rollout = app.snap.rollout.as_ref().map_or("no rollout".to_string(), |r| {
+                format!("rollout step {}/{} ({}%) {}", r.step, r.steps, r.percent, r.phase)
+            });
+            let change = app.snap.last_change.as_ref().map_or(String::new(), |c| {
+                let age = crate::time::age_of(&c.submitted_at, app.now).map_or(String::new(), |a| format!(" {a} ago"));
+                format!("  last change {}{age}", c.status)
+            });
+            lines.push(Line::styled(format!("{rollout}{change}"), th.dim_style()));
+        }
     }
     f.render_widget(Paragraph::new(lines), inner);
 }
