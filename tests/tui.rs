@@ -479,7 +479,7 @@ fn every_key_in_every_pane() {
                 }
                 KeyAction::Note => assert_eq!(
                     app.overlay,
-                    Overlay::Note { key: "prepare/backup".into(), input: String::new() },
+                    Overlay::Note { key: "prepare/backup".into(), input: String::new(), seen: None },
                     "{ctx}"
                 ),
                 KeyAction::ShiftWeights => assert_eq!(app.overlay, Overlay::ShiftTo { input: String::new() }, "{ctx}"),
@@ -818,6 +818,37 @@ fn space_ticks_and_unticks_a_manual_item_but_not_a_check() {
     assert!(app.checklist.ticks.is_empty());
 }
 
+/// A tick shown at once whose save failed (a full disk, S3 unreachable)
+/// does not stay on the pane as done: the saved checklist comes back, and the
+/// log says so. A later edit still on its way waits for its own answer.
+#[test]
+fn a_tick_that_was_not_saved_does_not_stay_ticked() {
+    let mut app = demo_app();
+    app.focus = Pane::Checklist;
+    app.selected.insert(Pane::Checklist, 3);
+    update(&mut app, key(KeyCode::Char(' ')));
+    app.checklist_edits = 1;
+    assert!(app.checklist.ticks.contains_key("prepare/backup"), "shown at once");
+    update(&mut app, Event::ChecklistSaved(Err("No space left on device (os error 28)".into())));
+    assert!(!app.checklist.ticks.contains_key("prepare/backup"), "an unsaved tick is not shown as done");
+    let last = &app.log.back().unwrap().text;
+    assert!(last.starts_with("checklist NOT saved: No space left on device"), "{last}");
+    assert!(last.ends_with("the pane shows the saved checklist again"), "{last}");
+    // Saved, then a second edit: the first one's answer arrives while the
+    // second is still on its way; the second fails: back to the first's state.
+    update(&mut app, key(KeyCode::Char(' ')));
+    app.checklist_edits = 1;
+    let saved = app.checklist.clone();
+    update(&mut app, Event::ChecklistSaved(Ok(saved.clone())));
+    update(&mut app, key(KeyCode::Char('n')));
+    chars(&mut app, "rdb-1");
+    update(&mut app, key(KeyCode::Enter));
+    app.checklist_edits = 1;
+    assert_eq!(app.checklist.notes.get("prepare/backup").map(String::as_str), Some("rdb-1"));
+    update(&mut app, Event::ChecklistSaved(Err("timed out".into())));
+    assert_eq!(app.checklist, saved, "the tick saved stays; the unsaved note goes");
+}
+
 #[test]
 fn note_typed_and_saved() {
     let mut app = demo_app();
@@ -826,7 +857,11 @@ fn note_typed_and_saved() {
     update(&mut app, key(KeyCode::Char('n')));
     chars(&mut app, "rdb-1122x");
     update(&mut app, key(KeyCode::Backspace));
-    let note = cutover::store::checklist::Edit::Note { key: "prepare/backup".into(), text: Some("rdb-1122".into()) };
+    let note = cutover::store::checklist::Edit::Note {
+        key: "prepare/backup".into(),
+        text: Some("rdb-1122".into()),
+        over: cutover::store::checklist::NoteOver::Seen(None),
+    };
     assert_eq!(update(&mut app, key(KeyCode::Enter)), vec![Command::EditChecklist(note)]);
     assert_eq!(app.checklist.notes["prepare/backup"], "rdb-1122");
     assert_eq!(app.overlay, Overlay::None);
@@ -1122,7 +1157,7 @@ fn tiny_terminals_draw_every_overlay_and_the_screen_comes_back() {
         Overlay::Palette { input: "pa".into(), selected: 0 },
         Overlay::Filter { input: "staging".into() },
         Overlay::ShiftTo { input: "30".into() },
-        Overlay::Note { key: "prepare/backup".into(), input: "note".into() },
+        Overlay::Note { key: "prepare/backup".into(), input: "note".into(), seen: None },
     ];
     // Whether the whole message fits; where it does not, its start is drawn.
     let sizes = [(20, 10, true), (10, 3, false), (1, 1, false), (200, 2, true), (2, 200, true)];
@@ -1252,7 +1287,7 @@ fn read_only_no_key_in_any_pane_or_row_plans_or_applies_a_change() {
     }
     // A note typed and submitted: shared state too, refused.
     let mut app = fresh(Pane::Checklist, 0);
-    app.overlay = Overlay::Note { key: "prepare/x".into(), input: "looks fine".into() };
+    app.overlay = Overlay::Note { key: "prepare/x".into(), input: "looks fine".into(), seen: None };
     let cmds = update(&mut app, key(KeyCode::Enter));
     assert!(!cmds.iter().any(mutating), "{cmds:?}");
     assert!(app.log.iter().any(|l| l.text.starts_with("refused: read-only; notes")), "{:?}", app.log);

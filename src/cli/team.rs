@@ -86,7 +86,7 @@ pub fn tick(
     }
     if let Some(n) = note {
         let text = Some(n.trim().to_string()).filter(|t| !t.is_empty());
-        edits.push(Edit::Note { key: key.clone(), text });
+        edits.push(Edit::Note { key: key.clone(), text, over: checklist::NoteOver::Any });
     }
     let what = checklist::describe(&edits);
     if dry_run {

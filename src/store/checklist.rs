@@ -49,7 +49,19 @@ pub enum Edit {
     Note {
         key: String,
         text: Option<String>,
+        over: NoteOver,
     },
+}
+
+/// What a note is written over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NoteOver {
+    /// Whatever note is there (`cutover tick --note`: the writer read none).
+    Any,
+    /// The note the writer saw when it began editing (None: no note). The
+    /// edit is refused when the stored note has changed since, so a
+    /// teammate's newer note is never erased unseen.
+    Seen(Option<String>),
 }
 
 impl Edit {
@@ -65,12 +77,21 @@ impl Edit {
         match self {
             Edit::Tick { key, .. } => format!("tick {key}"),
             Edit::Untick { key } => format!("untick {key}"),
-            Edit::Note { key, text: Some(t) } => format!("note on {key}: {t}"),
-            Edit::Note { key, text: None } => format!("remove the note on {key}"),
+            Edit::Note { key, text: Some(t), .. } => format!("note on {key}: {t}"),
+            Edit::Note { key, text: None, .. } => format!("remove the note on {key}"),
         }
     }
 
-    fn apply(&self, s: &mut ChecklistState) {
+    fn apply(&self, s: &mut ChecklistState) -> Result<(), String> {
+        if let Edit::Note { key, over: NoteOver::Seen(seen), .. } = self
+            && s.notes.get(key) != seen.as_ref()
+        {
+            let now = s.notes.get(key).map_or("none".to_string(), |n| format!("\"{n}\""));
+            return Err(format!(
+                "the note on {key} was changed by someone else since it was opened (now: {now}); nothing was \
+                 saved: open it again and add to what is there"
+            ));
+        }
         match self {
             Edit::Tick { key, by, at } => {
                 s.ticks.insert(key.clone(), Tick { by: by.clone(), at: at.clone() });
@@ -78,13 +99,14 @@ impl Edit {
             Edit::Untick { key } => {
                 s.ticks.remove(key);
             }
-            Edit::Note { key, text: Some(t) } => {
+            Edit::Note { key, text: Some(t), .. } => {
                 s.notes.insert(key.clone(), t.clone());
             }
-            Edit::Note { key, text: None } => {
+            Edit::Note { key, text: None, .. } => {
                 s.notes.remove(key);
             }
         }
+        Ok(())
     }
 }
 
@@ -170,7 +192,7 @@ pub fn apply(runbook: &str, edit: &Edit) -> Result<ChecklistState, String> {
     let backend = super::backend::current();
     for attempt in 0..40u32 {
         let (mut s, version) = load(runbook)?;
-        edit.apply(&mut s);
+        edit.apply(&mut s)?;
         let body = serde_json::to_vec_pretty(&s).map_err(|e| e.to_string())?;
         match backend.put(runbook, ITEM, &body, Cond::replacing(version.as_ref())) {
             Ok(_) => return Ok(s),
@@ -213,13 +235,33 @@ mod tests {
     fn edits_say_what_they_mean_whatever_was_there() {
         let mut s = ChecklistState::default();
         let tick = Edit::Tick { key: "a/b".into(), by: "ana".into(), at: "t".into() };
-        tick.apply(&mut s);
-        tick.apply(&mut s);
+        tick.apply(&mut s).unwrap();
+        tick.apply(&mut s).unwrap();
         assert_eq!(s.ticks.len(), 1, "ticking a ticked item leaves it ticked");
-        Edit::Note { key: "a/b".into(), text: Some("done".into()) }.apply(&mut s);
-        Edit::Untick { key: "a/b".into() }.apply(&mut s);
-        Edit::Untick { key: "a/b".into() }.apply(&mut s);
+        Edit::Note { key: "a/b".into(), text: Some("done".into()), over: NoteOver::Any }.apply(&mut s).unwrap();
+        Edit::Untick { key: "a/b".into() }.apply(&mut s).unwrap();
+        Edit::Untick { key: "a/b".into() }.apply(&mut s).unwrap();
         assert!(s.ticks.is_empty());
         assert_eq!(s.notes["a/b"], "done");
+    }
+
+    /// A note edited over the one its writer saw: refused once someone else
+    /// changed it (their words would be erased unseen), taken otherwise.
+    #[test]
+    fn a_note_changed_since_it_was_opened_is_not_written_over() {
+        let mut s = ChecklistState::default();
+        let bob = Edit::Note { key: "a/b".into(), text: Some("DO NOT proceed".into()), over: NoteOver::Seen(None) };
+        bob.apply(&mut s).unwrap();
+        let ana = Edit::Note { key: "a/b".into(), text: None, over: NoteOver::Seen(None) };
+        let e = ana.apply(&mut s).unwrap_err();
+        assert!(e.contains("changed by someone else since it was opened (now: \"DO NOT proceed\")"), "{e}");
+        assert_eq!(s.notes["a/b"], "DO NOT proceed");
+        let ana = Edit::Note {
+            key: "a/b".into(),
+            text: Some("DO NOT proceed; ok now".into()),
+            over: NoteOver::Seen(Some("DO NOT proceed".into())),
+        };
+        ana.apply(&mut s).unwrap();
+        assert_eq!(s.notes["a/b"], "DO NOT proceed; ok now");
     }
 }

@@ -28,6 +28,8 @@ pub enum Overlay {
     Note {
         key: String,
         input: String,
+        /// The note when the box opened: saved only over that one.
+        seen: Option<String>,
     },
     /// A planned change waiting for y / n; the plan is `App::pending_change`.
     Confirm {
@@ -165,6 +167,9 @@ pub struct App {
     pub keymap: Keymap,
     pub theme: super::theme::Theme,
     pub checklist: ChecklistState,
+    /// The checklist as the store last gave it: what the pane goes back to
+    /// when an edit shown at once is not saved.
+    pub checklist_stored: ChecklistState,
     /// Checklist changes written but not yet answered: the team's view
     /// waits for them rather than showing the state from before.
     pub checklist_edits: usize,
@@ -215,6 +220,7 @@ impl App {
             filter: String::new(),
             keymap,
             theme: super::theme::Theme::default(),
+            checklist_stored: checklist.clone(),
             checklist,
             checklist_edits: 0,
             operator,

@@ -13,7 +13,7 @@ use super::pane::Pane;
 use crate::live;
 use crate::runbook::ItemKind;
 use crate::status::Snapshot;
-use crate::store::checklist::{Edit as ChecklistEdit, item_key};
+use crate::store::checklist::{Edit as ChecklistEdit, NoteOver, item_key};
 use crate::time::rfc3339;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -214,8 +214,9 @@ fn perform(app: &mut App, action: KeyAction) -> Vec<Command> {
         KeyAction::Note => {
             let Some((phase, item)) = app.selected_item() else { return Vec::new() };
             let key = item_key(&phase, &item);
-            let input = app.checklist.notes.get(&key).cloned().unwrap_or_default();
-            app.overlay = Overlay::Note { key, input };
+            let seen = app.checklist.notes.get(&key).cloned();
+            let input = seen.clone().unwrap_or_default();
+            app.overlay = Overlay::Note { key, input, seen };
         }
     }
     Vec::new()
@@ -448,7 +449,7 @@ fn overlay_key(app: &mut App, key: KeyEvent) -> Vec<Command> {
             Edit::Cancel => {}
             Edit::Changed | Edit::Other => app.overlay = Overlay::Filter { input },
         },
-        Overlay::Note { key: item, mut input } => match edit(&mut input, key.code) {
+        Overlay::Note { key: item, mut input, seen } => match edit(&mut input, key.code) {
             Edit::Submit => {
                 if app.header.read_only {
                     app.log("refused: read-only; notes are not changed from this cockpit");
@@ -461,11 +462,12 @@ fn overlay_key(app: &mut App, key: KeyEvent) -> Vec<Command> {
                     app.checklist.notes.insert(item.clone(), text.clone());
                 }
                 app.log(format!("note on {item}: {text}"));
-                let edit = ChecklistEdit::Note { key: item, text: Some(text).filter(|t| !t.is_empty()) };
+                let text = Some(text).filter(|t| !t.is_empty());
+                let edit = ChecklistEdit::Note { key: item, text, over: NoteOver::Seen(seen) };
                 return vec![Command::EditChecklist(edit)];
             }
             Edit::Cancel => {}
-            Edit::Changed | Edit::Other => app.overlay = Overlay::Note { key: item, input },
+            Edit::Changed | Edit::Other => app.overlay = Overlay::Note { key: item, input, seen },
         },
         Overlay::Palette { mut input, selected } => {
             let last = |input: &str| app.palette_entries(input).len().saturating_sub(1);
@@ -545,12 +547,12 @@ pub fn update(app: &mut App, event: Event) -> Vec<Command> {
                 _ => None,
             };
             live::update(&mut app.live, ev);
-            if let Some(c) = shared
-                && app.checklist_edits == 0
-                && c != app.checklist
-            {
-                app.log("checklist changed by the team (shared state)");
-                app.checklist = c;
+            if let Some(c) = shared {
+                if app.checklist_edits == 0 && c != app.checklist {
+                    app.log("checklist changed by the team (shared state)");
+                    app.checklist = c.clone();
+                }
+                app.checklist_stored = c;
             }
             app.resnap();
             for line in transitions(&before, &app.snap) {
@@ -597,9 +599,19 @@ pub fn update(app: &mut App, event: Event) -> Vec<Command> {
         Event::ChecklistSaved(result) => {
             app.checklist_edits = app.checklist_edits.saturating_sub(1);
             match result {
-                // A later edit still on its way answers with the newer state.
-                Ok(c) if app.checklist_edits == 0 => app.checklist = c,
-                Ok(_) => {}
+                Ok(c) => {
+                    // A later edit still on its way answers with the newer state.
+                    if app.checklist_edits == 0 {
+                        app.checklist = c.clone();
+                    }
+                    app.checklist_stored = c;
+                }
+                // The pane showed the edit at once; unsaved, it must not stay
+                // there as done. A later edit's answer brings the store's state.
+                Err(e) if app.checklist_edits == 0 => {
+                    app.checklist = app.checklist_stored.clone();
+                    app.log(format!("checklist NOT saved: {e}; the pane shows the saved checklist again"));
+                }
                 Err(e) => app.log(format!("checklist NOT saved: {e}")),
             }
             Vec::new()

@@ -19,7 +19,7 @@ pub(super) fn overlay(f: &mut Frame, app: &App, area: Rect) {
         Overlay::ShiftTo { input } => shift_to(f, app, area, input),
         Overlay::Confirm { key } => confirm(f, app, area, key, None),
         Overlay::ConfirmName { key, input } => confirm(f, app, area, key, Some(input)),
-        Overlay::Note { key, input } => note(f, app, area, key, input),
+        Overlay::Note { key, input, .. } => note(f, app, area, key, input),
     }
 }
 
