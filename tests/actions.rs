@@ -187,3 +187,35 @@ async fn stickiness_registration_and_stopping_instances_do_what_they_say() {
     assert!(out.contains("is not an action"), "{out}");
     sb.down().await;
 }
+
+/// Old production selected by `App = demo` alone, a tag staging's instances
+/// carry too: stop-old would stop staging, now serving every request. It is
+/// refused naming the instances both select, and nothing is stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_action_whose_selector_also_selects_the_other_sides_instances_is_refused() {
+    let rb = runbook("demo.toml");
+    let sb = sandbox(&rb, "sa-east-1").await;
+    let dir = tempfile::tempdir().unwrap();
+    let text =
+        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("runbooks/demo.toml")).unwrap();
+    let broad = text.replace(
+        r#"instances = { tags = { App = "demo", Environment = "production" } }"#,
+        r#"instances = { tags = { App = "demo" } }"#,
+    );
+    assert_ne!(broad, text);
+    let path = dir.path().join("broad.toml");
+    std::fs::write(&path, broad).unwrap();
+    let p = path.to_str().unwrap();
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["shift", p, "--to", "100", "--yes"]).await;
+    assert_eq!(code, Some(0), "{out}");
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["run", p, "decommission/stop-old", "--yes"]).await;
+    assert_eq!(code, Some(2), "{out}");
+    for i in sb.world.instances.iter().filter(|i| i.environment == "staging") {
+        assert!(out.contains(&format!("{} ({})", i.id, i.name)), "{}: {out}", i.name);
+    }
+    assert!(out.contains("selected by both production and staging"), "{out}");
+    for name in ["staging-web-1", "prod-web-1"] {
+        assert!(health_ok(&sb, name).await, "{name} still answers: nothing stopped");
+    }
+    sb.down().await;
+}

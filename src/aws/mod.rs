@@ -142,6 +142,11 @@ impl SideClients {
         self.reach.get(side).cloned().unwrap_or_default()
     }
 
+    /// Whether two sides are reached with the same clients (one account and region).
+    pub fn same_reach(&self, a: &Side, b: &Side) -> bool {
+        Arc::ptr_eq(&self.side(a).calls.0, &self.side(b).calls.0)
+    }
+
     /// The indices of `sides` grouped by the clients that reach them, so
     /// each distinct account and region is asked once.
     pub fn group<'a>(&'a self, sides: &[Side]) -> Vec<(&'a Clients, Vec<usize>)> {

@@ -200,6 +200,9 @@ pub async fn plan_with_vars(
     if let Some((environment, what)) = &out_of_service {
         carries_no_traffic(clients.dns(), rb, environment, what).await?;
     }
+    if let Some(environment) = instances_changed(action) {
+        selects_its_own(clients, rb, environment).await?;
+    }
     // Read and planned in the account and region of the side it changes.
     let clients = clients.side(&side);
     let mut p = ActionPlan {
@@ -254,6 +257,55 @@ fn out_of_service(action: &Action) -> Option<(&str, &'static str)> {
         }
         _ => None,
     }
+}
+
+/// The environment whose instances an action changes, found by its selector.
+fn instances_changed(action: &Action) -> Option<&str> {
+    match action {
+        Action::StopInstances { environment }
+        | Action::StartInstances { environment }
+        | Action::TerminateInstances { environment }
+        | Action::CreateImage { environment, .. }
+        | Action::RegisterTargets { environment }
+        | Action::DeregisterTargets { environment } => Some(environment),
+        _ => None,
+    }
+}
+
+/// Refuses an action on `environment`'s instances when another environment
+/// reached the same way (one account and region) selects one of them too:
+/// the runbook's selectors do not tell the sides apart (EC2 tag filters
+/// match any instance carrying those tags, whatever else it carries), so the
+/// action would stop, image or deregister the other side's instances.
+async fn selects_its_own(clients: &SideClients, rb: &Runbook, environment: &str) -> Result<(), PlanError> {
+    use crate::runbook::Side;
+    let here = Side::Environment(environment.to_string());
+    let Some(env) = rb.environment(environment) else { return Ok(()) };
+    let ec2 = &clients.side(&here).ec2;
+    let mine = ec2::describe_instances(ec2, &env.instances).await.map_err(PlanError::Aws)?;
+    let mine: std::collections::BTreeMap<&str, &ec2::Instance> =
+        mine.iter().filter(|i| i.state != "terminated").map(|i| (i.id.as_str(), i)).collect();
+    for other in rb.environments.values().filter(|o| o.name != environment) {
+        if !clients.same_reach(&here, &Side::Environment(other.name.clone())) {
+            continue;
+        }
+        let theirs = ec2::describe_instances(ec2, &other.instances).await.map_err(PlanError::Aws)?;
+        let both: Vec<String> = theirs
+            .iter()
+            .filter(|i| mine.contains_key(i.id.as_str()))
+            .map(|i| i.name.as_ref().map_or(i.id.clone(), |n| format!("{} ({n})", i.id)))
+            .collect();
+        if !both.is_empty() {
+            return Err(PlanError::Refused(format!(
+                "{} selected by both {environment} and {}: the runbook's instance selectors do not tell the sides \
+                 apart, and this would reach the other side's instances; give each environment a tag only its own \
+                 instances carry (or list its instance ids), then run this again; nothing was changed",
+                both.join(", "),
+                other.name
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Refuses an action that takes `environment` out of service while Route53
