@@ -219,3 +219,40 @@ async fn an_action_whose_selector_also_selects_the_other_sides_instances_is_refu
     }
     sb.down().await;
 }
+
+/// Targets registered on a port other than the group's (a port override):
+/// AWS matches a target by id and port, and answers success for one it does
+/// not have, so a deregistration by id alone left them in service while the
+/// audit said applied. Each is deregistered on the port it was registered on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn targets_registered_on_another_port_than_the_groups_are_deregistered_on_it() {
+    use aws_sdk::elasticloadbalancingv2::types::TargetDescription;
+    let rb = runbook("staging-parity.toml");
+    let sb = sandbox(&rb, "eu-west-1").await;
+    let dir = tempfile::tempdir().unwrap();
+    let p = "runbooks/staging-parity.toml";
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["run", p, "shape/register", "--yes"]).await;
+    assert_eq!(code, Some(0), "{out}");
+    let tg = &sb.world.target_groups["staging"][0].arn;
+    let listed = || async {
+        let h = sb.clients.elb.describe_target_health().target_group_arn(tg).send().await.unwrap();
+        h.target_health_descriptions()
+            .iter()
+            .map(|d| (d.target().unwrap().id().unwrap().to_string(), d.target().unwrap().port()))
+            .collect::<Vec<_>>()
+    };
+    // Moved to port 9090 by another client.
+    let registered = listed().await;
+    assert_eq!(registered.len(), 2, "{registered:?}");
+    for (id, port) in &registered {
+        let at = |p: Option<i32>| TargetDescription::builder().id(id).set_port(p).build();
+        sb.clients.elb.deregister_targets().target_group_arn(tg).targets(at(*port)).send().await.unwrap();
+        sb.clients.elb.register_targets().target_group_arn(tg).targets(at(Some(9090))).send().await.unwrap();
+    }
+    assert!(listed().await.iter().all(|(_, port)| *port == Some(9090)), "{:?}", listed().await);
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["run", p, "shape/register", "--rollback", "--yes"]).await;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains(":9090"), "the plan names each target's port: {out}");
+    assert_eq!(listed().await, [], "every target deregistered");
+    sb.down().await;
+}

@@ -211,13 +211,18 @@ pub async fn register_targets(
     Ok(())
 }
 
+/// Each target by id and port: AWS matches both, and answers success for
+/// a target it does not have (an id alone is looked for on the group's port).
 pub async fn deregister_targets(
     elb: &aws_sdk::elasticloadbalancingv2::Client,
     target_group_arn: &str,
-    instance_ids: &[String],
+    targets: &[(String, Option<u16>)],
 ) -> AwsResult<()> {
     use aws_sdk::elasticloadbalancingv2::types::TargetDescription;
-    let targets = instance_ids.iter().map(|id| TargetDescription::builder().id(id).build()).collect();
+    let targets = targets
+        .iter()
+        .map(|(id, port)| TargetDescription::builder().id(id).set_port(port.map(i32::from)).build())
+        .collect();
     elb.deregister_targets()
         .target_group_arn(target_group_arn)
         .set_targets(Some(targets))

@@ -31,9 +31,11 @@ pub enum Step {
         instance_ids: Vec<String>,
         port: Option<i32>,
     },
+    /// Each target as registered: its instance and port (AWS matches both;
+    /// a target named by id alone is looked for on the group's port).
     Deregister {
         target_group_arn: String,
-        instance_ids: Vec<String>,
+        targets: Vec<(String, Option<u16>)>,
     },
     SetAttributes {
         target_group_arn: String,
@@ -100,8 +102,10 @@ impl Step {
                 let port = port.map_or("the group's port".to_string(), |p| format!("port {p}"));
                 format!("register {} on {port} in {target_group_arn}", instance_ids.join(", "))
             }
-            Step::Deregister { target_group_arn, instance_ids } => {
-                format!("deregister {} from {target_group_arn}", instance_ids.join(", "))
+            Step::Deregister { target_group_arn, targets } => {
+                let named: Vec<String> =
+                    targets.iter().map(|(id, port)| port.map_or(id.clone(), |p| format!("{id}:{p}"))).collect();
+                format!("deregister {} from {target_group_arn}", named.join(", "))
             }
             Step::SetAttributes { target_group_arn, attributes } => {
                 format!(
@@ -428,21 +432,22 @@ async fn plan_targets(
         let registered: Vec<String> = tg.targets.iter().map(|t| t.id.clone()).collect();
         before.insert(tg.name.clone(), json!(registered));
         let mine: Vec<String> = d.instances.iter().filter(|i| i.state != "terminated").map(|i| i.id.clone()).collect();
-        let ids: Vec<String> = if register {
-            mine.into_iter().filter(|id| !registered.contains(id)).collect()
-        } else {
-            mine.into_iter().filter(|id| registered.contains(id)).collect()
-        };
+        if !register {
+            // Every target of the environment's instances, on whatever port it was registered.
+            let targets: Vec<(String, Option<u16>)> =
+                tg.targets.iter().filter(|t| mine.contains(&t.id)).map(|t| (t.id.clone(), t.port)).collect();
+            if !targets.is_empty() {
+                p.steps.push(Step::Deregister { target_group_arn: tg.arn.clone(), targets });
+            }
+            continue;
+        }
+        let ids: Vec<String> = mine.into_iter().filter(|id| !registered.contains(id)).collect();
         if ids.is_empty() {
             continue;
         }
         // Like the targets already there, or the group's own port.
         let port = tg.targets.first().and_then(|t| t.port).map(i32::from);
-        p.steps.push(if register {
-            Step::Register { target_group_arn: tg.arn.clone(), instance_ids: ids, port }
-        } else {
-            Step::Deregister { target_group_arn: tg.arn.clone(), instance_ids: ids }
-        });
+        p.steps.push(Step::Register { target_group_arn: tg.arn.clone(), instance_ids: ids, port });
     }
     p.before = json!(before);
     p.after = json!(p.steps.iter().map(Step::describe).collect::<Vec<_>>());
@@ -809,8 +814,8 @@ pub async fn apply(
                 .await
                 .map_err(|e| e.to_string())?;
         }
-        Step::Deregister { target_group_arn, instance_ids } => {
-            elb::deregister_targets(&clients.elb, target_group_arn, instance_ids).await.map_err(|e| e.to_string())?;
+        Step::Deregister { target_group_arn, targets } => {
+            elb::deregister_targets(&clients.elb, target_group_arn, targets).await.map_err(|e| e.to_string())?;
         }
         Step::SetAttributes { target_group_arn, attributes } => {
             elb::set_target_group_attributes(&clients.elb, target_group_arn, attributes)

@@ -32,6 +32,9 @@
 //!   at once; AWS: minutes), so a wait for them really waits; on demand, an
 //!   AMI that goes `failed` instead, with the StateReason AWS documents
 //!   (`Client.InstanceTerminated`; moto never fails one).
+//! - DeregisterTargets matches a target by id and port (the group's port
+//!   when none is given) and leaves any other alone, still answering
+//!   success, as AWS documents (moto removes by id whatever the port);
 //! - an instance's primary network interface goes with it when it is
 //!   terminated (DeleteOnTermination, AWS's default for the interface
 //!   RunInstances makes; moto says false and keeps it attached, so a group
@@ -612,6 +615,16 @@ async fn forward(State(p): State<Arc<Proxy>>, req: Request) -> Response {
         && (parts.headers.contains_key("if-match") || parts.headers.contains_key("if-none-match"));
     let _one_at_a_time = if conditional { Some(p.s3_conditional.lock().await) } else { None };
     let action = query_action(&body);
+    if action.as_deref() == Some("DeregisterTargets") {
+        match deregistered_as_aws(&p, &parts.headers, &body).await {
+            Ok(Some(kept)) => body = Bytes::from(kept),
+            Ok(None) => {
+                let xml = "<DeregisterTargetsResponse xmlns=\"http://elasticloadbalancing.amazonaws.com/doc/2015-12-01/\"><DeregisterTargetsResult/><ResponseMetadata><RequestId>proxy-deregister</RequestId></ResponseMetadata></DeregisterTargetsResponse>";
+                return (StatusCode::OK, [("content-type", "text/xml")], xml).into_response();
+            }
+            Err(e) => return (StatusCode::BAD_GATEWAY, format!("proxy: cannot read moto: {e}")).into_response(),
+        }
+    }
     let mut path = parts.uri.path_and_query().map_or("/", |q| q.as_str()).to_string();
     let route53 = parts.uri.path().strip_prefix("/2013-04-01/");
     // ChangeResourceRecordSets is a POST; ListResourceRecordSets a GET of the same path.
@@ -745,6 +758,59 @@ async fn forward(State(p): State<Arc<Proxy>>, req: Request) -> Response {
         }
         Err(_) => StatusCode::BAD_GATEWAY.into_response(),
     }
+}
+
+/// A DeregisterTargets request as AWS reads it: each target is its id and
+/// port (the group's own port when none is given), and one not registered
+/// so is no target of the group: AWS leaves it and answers success. Returns
+/// the request with only registered targets, or None when none is.
+async fn deregistered_as_aws(p: &Proxy, caller: &HeaderMap, body: &[u8]) -> Result<Option<String>, String> {
+    let form: Vec<(String, String)> = url::form_urlencoded::parse(body).into_owned().collect();
+    let get = |k: &str| form.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
+    let arn = get("TargetGroupArn").ok_or("DeregisterTargets without TargetGroupArn")?;
+    let ask = |action: &str, arg: &str| {
+        let body: String = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("Action", action)
+            .append_pair("Version", "2015-12-01")
+            .append_pair(arg, &arn)
+            .finish();
+        let req = p
+            .http
+            .post(format!("http://{}/", p.upstream))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body);
+        async move { as_caller(req, caller).send().await?.text().await }
+    };
+    let group = ask("DescribeTargetGroups", "TargetGroupArns.member.1").await.map_err(|e| e.to_string())?;
+    let group_port = xml_field(&group, "Port").unwrap_or_default().to_string();
+    let health = ask("DescribeTargetHealth", "TargetGroupArn").await.map_err(|e| e.to_string())?;
+    let registered: Vec<(String, String)> = xml_elements(&health, "Target")
+        .into_iter()
+        .map(|t| {
+            let field = |tag: &str| xml_field(t, tag).unwrap_or_default().to_string();
+            (field("Id"), field("Port"))
+        })
+        .collect();
+    let mut kept = Vec::new();
+    for n in 1.. {
+        let Some(id) = get(&format!("Targets.member.{n}.Id")) else { break };
+        let port = get(&format!("Targets.member.{n}.Port")).unwrap_or_else(|| group_port.clone());
+        if registered.contains(&(id.clone(), port.clone())) {
+            kept.push((id, port));
+        }
+    }
+    if kept.is_empty() {
+        return Ok(None);
+    }
+    let mut out = url::form_urlencoded::Serializer::new(String::new());
+    for (k, v) in form.iter().filter(|(k, _)| !k.starts_with("Targets.member.")) {
+        out.append_pair(k, v);
+    }
+    for (i, (id, port)) in kept.iter().enumerate() {
+        out.append_pair(&format!("Targets.member.{}.Id", i + 1), id);
+        out.append_pair(&format!("Targets.member.{}.Port", i + 1), port);
+    }
+    Ok(Some(out.finish()))
 }
 
 /// The `Action` of a query-protocol request (EC2, ElastiCache, …).
