@@ -122,6 +122,18 @@ async fn an_alarm_during_a_soak_rolls_back_to_the_last_good_step_and_the_audit_s
     sb.down().await;
 }
 
+/// The weights back at step 1 (90/10), and the abort's audit stages, each
+/// attempt's.
+async fn rolled_back_to_step_1(sb: &Sandbox, state: &Path, audited: &[&str]) {
+    assert_eq!(weights(sb).await, w(90, 10), "back to step 1, the last good one");
+    let stages: Vec<String> = audit(state)
+        .iter()
+        .filter(|l| l["action"] == "rollout abort")
+        .map(|l| l["stage"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(stages, audited, "each attempt audited");
+}
+
 /// Route53 refusing the rollback (PriorRequestNotComplete, past the SDK's
 /// own three attempts) does not leave the traffic on the failing step: the
 /// rollback is planned, audited and sent again, waiting longer each time,
@@ -146,13 +158,7 @@ async fn a_rollback_route53_refuses_is_sent_again_until_it_is_taken() {
     );
     assert!(text.contains("weights are unchanged; sending it again in 2 s"), "{text}{err}");
     assert!(text.contains("rollout ABORTED and rolled back"), "{text}{err}");
-    assert_eq!(weights(&sb).await, w(90, 10), "back to step 1, the last good one");
-    let stages: Vec<String> = audit(dir.path())
-        .iter()
-        .filter(|l| l["action"] == "rollout abort")
-        .map(|l| l["stage"].as_str().unwrap().to_string())
-        .collect();
-    assert_eq!(stages, ["intent", "failed", "intent", "applied", "insync", "done"], "each attempt audited");
+    rolled_back_to_step_1(&sb, dir.path(), &["intent", "failed", "intent", "applied", "insync", "done"]).await;
     sb.down().await;
 }
 
@@ -185,13 +191,7 @@ async fn a_rollback_applied_whose_reply_is_lost_is_confirmed_by_sending_it_again
     assert!(all.contains("it is confirmed by sending it again"), "{all}");
     assert!(text.contains("rollout ABORTED and rolled back"), "{all}");
     assert!(!all.contains("run `cutover rollout` again"), "{all}");
-    assert_eq!(weights(&sb).await, w(90, 10), "back to step 1, the last good one");
-    let stages: Vec<String> = audit(dir.path())
-        .iter()
-        .filter(|l| l["action"] == "rollout abort")
-        .map(|l| l["stage"].as_str().unwrap().to_string())
-        .collect();
-    assert_eq!(stages, ["intent", "applied", "intent", "applied", "insync", "done"], "each attempt audited");
+    rolled_back_to_step_1(&sb, dir.path(), &["intent", "applied", "intent", "applied", "insync", "done"]).await;
     sb.down().await;
 }
 

@@ -171,6 +171,31 @@ fn demo_in_a_real_terminal_shows_targets_ticks_an_item_and_restores_the_terminal
     );
 }
 
+/// Presses each `(keys, log prefix, audited action)` on the zoomed log's
+/// screen: each refused on screen (`count` of its prefix grows) and audited
+/// `refused` once, its line then checked by `also`.
+fn each_refused(
+    tmux: &Tmux,
+    state: &std::path::Path,
+    presses: &[(Vec<&str>, &str, &str)],
+    count: &dyn Fn(&str, &str) -> usize,
+    also: impl Fn(&serde_json::Value),
+) {
+    tmux.keys(&["6", "z"]);
+    for (i, (keys, prefix, action)) in presses.iter().enumerate() {
+        let seen = count(&tmux.screen(), prefix);
+        tmux.keys(keys);
+        tmux.keys(&["6"]);
+        tmux.wait_for(&format!("the refusal of {keys:?}"), Duration::from_secs(20), |s| count(s, prefix) > seen);
+        let audit = audit_lines(state, "demo");
+        assert_eq!(audit.len(), i + 1, "one audit line per refusal, after {keys:?}: {audit:#?}");
+        let last = &audit[i];
+        assert_eq!(last["stage"], "refused", "{last}");
+        assert!(last["action"].as_str().unwrap().starts_with(action), "{action}: {last}");
+        also(last);
+    }
+}
+
 /// The Route53 records of the sandbox's zone, read back with the SDK.
 async fn records(sb: &cutover::sandbox::Sandbox) -> String {
     let r = sb.clients.route53.list_resource_record_sets().hosted_zone_id(&sb.world.zone_id).send().await.unwrap();
@@ -231,20 +256,10 @@ fn the_cockpit_refuses_every_change_in_another_account_than_the_runbooks() {
             "stop_instances production (decommission/stop-old)",
         ),
     ];
-    tmux.keys(&["6", "z"]);
-    for (i, (keys, prefix, action)) in presses.iter().enumerate() {
-        let seen = count(&tmux.screen(), prefix);
-        tmux.keys(keys);
-        tmux.keys(&["6"]);
-        tmux.wait_for(&format!("the refusal of {keys:?}"), Duration::from_secs(20), |s| count(s, prefix) > seen);
-        let audit = audit_lines(dir.path(), "demo");
-        assert_eq!(audit.len(), i + 1, "one audit line per refusal, after {keys:?}: {audit:#?}");
-        let last = &audit[i];
-        assert_eq!(last["stage"], "refused", "{last}");
-        assert!(last["action"].as_str().unwrap().starts_with(action), "{action}: {last}");
+    each_refused(&tmux, dir.path(), &presses, &count, |last| {
         assert_eq!(last["account"], "123456789012", "{last}");
         assert!(last["detail"].as_str().unwrap().contains("999999999999"), "{last}");
-    }
+    });
     let s = tmux.screen();
     assert!(!s.contains("confirm a change") && !s.contains("shift weights:"), "no popup opened:\n{s}");
     assert_eq!(rt.block_on(records(&sb)), before, "Route53 reads back unchanged");
@@ -299,19 +314,9 @@ fn the_cockpit_refuses_an_environments_action_in_another_region_than_the_runbook
             "stop_instances production (decommission/stop-old)",
         ),
     ];
-    tmux.keys(&["6", "z"]);
-    for (i, (keys, prefix, action)) in presses.iter().enumerate() {
-        let seen = count(&tmux.screen(), prefix);
-        tmux.keys(keys);
-        tmux.keys(&["6"]);
-        tmux.wait_for(&format!("the refusal of {keys:?}"), Duration::from_secs(20), |s| count(s, prefix) > seen);
-        let audit = audit_lines(dir.path(), "demo");
-        assert_eq!(audit.len(), i + 1, "one audit line per refusal, after {keys:?}: {audit:#?}");
-        let last = &audit[i];
-        assert_eq!(last["stage"], "refused", "{last}");
-        assert_eq!(last["action"], *action, "{last}");
+    each_refused(&tmux, dir.path(), &presses, &count, |last| {
         assert_eq!(last["detail"], "runbook for another region than us-west-2", "{last}");
-    }
+    });
     assert!(!tmux.screen().contains("confirm a change"), "no popup opened");
     assert_eq!(tmux.quit(&marker), "exit=0");
     rt.block_on(sb.down());
