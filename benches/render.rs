@@ -100,7 +100,8 @@ fn big_live(now: SystemTime) -> Vec<LiveEvent> {
             zone_id: "Z".into(),
             last_change: None,
             rollout: None,
-            store_unread: None,
+            rollout_unread: None,
+            audit_unread: None,
             sides: ["blue", "green"]
                 .iter()
                 .map(|e| SideWeight {

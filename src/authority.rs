@@ -145,8 +145,8 @@ pub async fn authorise(scope: Scope<'_>, read_only: bool, action: &str, what: &s
     }
     // An environment's resources are found by tag and name: in another
     // region the same tags can select another fleet (Route53 is global).
-    if let (Some(rb), Some(clients), Some((_, _, side @ Side::Environment(_)))) = (rb, clients, &side) {
-        match region_check(clients, rb, &region).await {
+    if let (Some(rb), Some(clients), Some((_, _, side @ Side::Environment(env)))) = (rb, clients, &side) {
+        match environment_region_check(clients, rb, env, &region).await {
             RegionCheck::Here => {}
             RegionCheck::Elsewhere(message) => {
                 return Err(refuse(format!("runbook for another region than {region}"), message));
@@ -210,6 +210,38 @@ pub enum RegionCheck {
     Elsewhere(String),
     /// AWS could not be asked, so nothing is known about the region.
     Unknown(String),
+}
+
+/// Whether `environment` is in the region in use: its own load balancer
+/// found there (another side's being there says nothing of this one's); an
+/// environment naming none is judged as the runbook is (`region_check`).
+pub async fn environment_region_check(
+    clients: &SideClients,
+    rb: &Runbook,
+    environment: &str,
+    region: &str,
+) -> RegionCheck {
+    let Some(name) = rb.environment(environment).and_then(|e| e.load_balancer.as_deref()) else {
+        return region_check(clients, rb, region).await;
+    };
+    let side = clients.environment(environment);
+    match crate::aws::elb::load_balancer(&side.elb, name).await {
+        Ok(_) => RegionCheck::Here,
+        Err(e) if e.kind == crate::aws::AwsErrorKind::NotFound => {
+            let declared = match &rb.region {
+                Some(r) if r != region => {
+                    format!("; the runbook says {r}, and --region, CUTOVER_REGION or AWS_REGION overrode it")
+                }
+                _ => String::new(),
+            };
+            RegionCheck::Elsewhere(format!(
+                "refused: {environment}'s load balancer {name} (runbook {}) is not in region {}{declared}; run it in \
+                 its own region; nothing was changed",
+                rb.source, side.region
+            ))
+        }
+        Err(e) => RegionCheck::Unknown(e.to_string()),
+    }
 }
 
 /// Whether any of the runbook's load balancers is in the region in use, each

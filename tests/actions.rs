@@ -134,7 +134,7 @@ async fn stickiness_registration_and_stopping_instances_do_what_they_say() {
     assert_eq!(code, Some(2), "{out}");
     assert!(
         out.contains(
-            "refused: Route53 still sends production traffic (its weighted record `prod` of app.demo.cutover.test has weight 100), and stopping its instances would take that traffic down"
+            "refused: Route53 still sends production traffic (its weighted CNAME record `prod` of app.demo.cutover.test has weight 100), and stopping its instances would take that traffic down"
         ),
         "{out}"
     );
@@ -144,7 +144,11 @@ async fn stickiness_registration_and_stopping_instances_do_what_they_say() {
     let (code, out) =
         run_cutover_all(&sb, &rb, dir.path(), &["run", "runbooks/demo.toml", "decommission/stop-old", "--yes"]).await;
     assert_eq!(code, Some(2), "{out}");
-    assert!(out.contains("every weighted record of app.demo.cutover.test has weight 0, and Route53 then sends each of them an equal share"), "{out}");
+    assert!(
+        out.contains("every weighted CNAME record of app.demo.cutover.test has weight 0, and Route53 then sends each of them an equal share"),
+        "{out}"
+    );
+    assert!(out.contains("put the weight on another record first"), "{out}");
     assert!(health_ok(&sb, "prod-web-1").await, "nothing stopped while it had an equal share");
     let (code, out) =
         run_cutover_all(&sb, &rb, dir.path(), &["shift", "runbooks/demo.toml", "--to", "100", "--yes"]).await;

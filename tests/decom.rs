@@ -465,7 +465,8 @@ async fn decom_terminate_needs_stopped_instances_the_window_and_the_typed_name_a
 /// An instance of old production that an Auto Scaling group holds: stopping
 /// it would have the group replace it (terminating it and its disks, the
 /// rollback window's instance gone), so stop-old is refused naming the
-/// instance and its group, and nothing is stopped.
+/// instance, its group and the way out, and nothing is stopped. Put in
+/// Standby (no longer health-checked), it is stopped with the others.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn decom_stop_refuses_instances_an_auto_scaling_group_holds() {
     let dir = tempfile::tempdir().unwrap();
@@ -504,17 +505,37 @@ async fn decom_stop_refuses_instances_an_auto_scaling_group_holds() {
         .unwrap();
     let held = asg.describe_auto_scaling_groups().auto_scaling_group_names("prod-asg").send().await.unwrap();
     let held = held.auto_scaling_groups()[0].instances()[0].instance_id().unwrap().to_string();
+    let state_of = |id: String| {
+        let ec2 = sb.clients.ec2.clone();
+        async move {
+            let r = ec2.describe_instances().instance_ids(id).send().await.unwrap();
+            r.reservations()[0].instances()[0].state().unwrap().name().unwrap().as_str().to_string()
+        }
+    };
     let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["run", p, "decommission/stop-old", "--yes"]).await;
     assert_eq!(code, Some(2), "{out}");
     assert!(
         out.contains(&format!(
-            "{held} (group prod-asg) held by an Auto Scaling group, which replaces an instance stopped by another"
+            "{held} (group prod-asg, InService) held by an Auto Scaling group, which replaces an instance stopped by a new one"
         )),
         "{out}"
     );
+    assert!(out.contains("enter-standby"), "the way out is said: {out}");
     assert!(all_in(&sb, "production", "running").await, "nothing stopped: {:?}", states(&sb, "production").await);
-    let r = sb.clients.ec2.describe_instances().instance_ids(&held).send().await.unwrap();
-    let state = r.reservations()[0].instances()[0].state().unwrap().name().unwrap().as_str().to_string();
-    assert_eq!(state, "running", "the group's instance was not stopped");
+    assert_eq!(state_of(held.clone()).await, "running", "the group's instance was not stopped");
+    // In Standby the group no longer health-checks it: it may be stopped.
+    asg.enter_standby()
+        .auto_scaling_group_name("prod-asg")
+        .instance_ids(&held)
+        .should_decrement_desired_capacity(true)
+        .send()
+        .await
+        .unwrap();
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["run", p, "decommission/stop-old", "--yes"]).await;
+    assert_eq!(code, Some(0), "{out}");
+    eventually(Duration::from_secs(30), "old production stopped, the Standby instance too", || async {
+        (all_in(&sb, "production", "stopped").await && state_of(held.clone()).await == "stopped").then_some(())
+    })
+    .await;
     sb.down().await;
 }

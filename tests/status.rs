@@ -588,10 +588,12 @@ async fn a_rollout_state_that_cannot_be_read_is_unknown_never_no_rollout() {
     std::fs::create_dir_all(dir.path().join("cutover")).unwrap();
     std::fs::write(dir.path().join("cutover/demo.rollout.json"), "{ \"engine\": ").unwrap();
     let (_, stdout, stderr) = run_cutover(&sb, &rb, dir.path(), &["status", "runbooks/demo.toml"]).await;
-    assert!(stdout.contains("rollout and last change UNKNOWN: cannot read the rollout's state: "), "{stdout}{stderr}");
+    assert!(stdout.contains("rollout UNKNOWN: cannot read the rollout's state: "), "{stdout}{stderr}");
+    assert!(!stdout.contains("last change UNKNOWN"), "the audit log was read: {stdout}");
     let (_, stdout, stderr) = run_cutover(&sb, &rb, dir.path(), &["status", "runbooks/demo.toml", "--json"]).await;
     let j: serde_json::Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}{stderr}"));
-    assert!(j["store_unread"].as_str().is_some_and(|w| w.starts_with("the rollout's state: ")), "{j:#}");
+    assert!(j["rollout_unread"].as_str().is_some_and(|w| w.starts_with("the rollout's state: ")), "{j:#}");
+    assert!(j["audit_unread"].is_null(), "{j:#}");
     assert!(j["rollout"].is_null(), "{j:#}");
     sb.down().await;
 }

@@ -128,7 +128,8 @@ fn demo_events(stopped_prod_web_1: bool) -> Vec<LiveEvent> {
             zone_id: "Z1".into(),
             last_change: None,
             rollout: None,
-            store_unread: None,
+            rollout_unread: None,
+            audit_unread: None,
             sides: vec![
                 SideWeight {
                     environment: "production".into(),
@@ -911,7 +912,8 @@ fn pause_holds_live_data_and_resume_applies_it() {
         zone_id: "Z1".into(),
         last_change: None,
         rollout: None,
-        store_unread: None,
+        rollout_unread: None,
+        audit_unread: None,
         sides: vec![
             SideWeight {
                 environment: "production".into(),

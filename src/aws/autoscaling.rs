@@ -42,3 +42,32 @@ pub async fn groups_behind(
     out.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(out)
 }
+
+/// An instance an Auto Scaling group holds, and its lifecycle state there
+/// (`InService`, `Standby`, `Pending`, …).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Held {
+    pub instance_id: String,
+    pub group: String,
+    pub lifecycle_state: String,
+}
+
+/// Which of `instance_ids` a group holds (DescribeAutoScalingInstances, at
+/// most 50 ids a call, every page): asked of Auto Scaling itself, since the
+/// `aws:autoscaling:groupName` tag stays on an instance put in Standby.
+pub async fn holding(client: &aws_sdk::autoscaling::Client, instance_ids: &[String]) -> AwsResult<Vec<Held>> {
+    let mut out = Vec::new();
+    for ids in instance_ids.chunks(50) {
+        let mut pages =
+            client.describe_auto_scaling_instances().set_instance_ids(Some(ids.to_vec())).into_paginator().send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| sdk_error("DescribeAutoScalingInstances", e))?;
+            out.extend(page.auto_scaling_instances().iter().map(|i| Held {
+                instance_id: i.instance_id().unwrap_or_default().to_string(),
+                group: i.auto_scaling_group_name().unwrap_or_default().to_string(),
+                lifecycle_state: i.lifecycle_state().unwrap_or_default().to_string(),
+            }));
+        }
+    }
+    Ok(out)
+}

@@ -72,7 +72,19 @@ pub fn run(rb: Runbook, g: &GlobalArgs, args: RunArgs) -> Result<u8, Failure> {
                 }
             }
         }
-        super::in_runbook_region(&clients, &rb, &region).await?;
+        // A change to an environment had its region checked by `authorise`;
+        // a dry run is checked here. Route53 (a weight change) is global.
+        if who.is_none()
+            && let crate::runbook::Side::Environment(env) = &side
+        {
+            match crate::authority::environment_region_check(&clients, &rb, env, &region).await {
+                super::RegionCheck::Here => {}
+                super::RegionCheck::Elsewhere(m) => return Err(Failure::bad_input(m)),
+                super::RegionCheck::Unknown(e) => {
+                    return Err(Failure { status: 1, message: format!("cannot check the runbook's region: {e}") });
+                }
+            }
+        }
         let region = clients.side(&side).region.clone();
         let plan = actions::plan(&clients, &rb, &action)
             .await
@@ -114,9 +126,12 @@ pub fn run(rb: Runbook, g: &GlobalArgs, args: RunArgs) -> Result<u8, Failure> {
             )));
         }
         let mut say = |r: actions::Report<'_>| println!("  {r}");
-        let done = actions::execute(&clients, &rb, &who, &args.item, &plan, &mut say).await.map_err(|e| Failure {
-            status: 1,
-            message: format!("{e} (`cutover run {} {} --rollback --yes`)", rb.source, args.item),
+        let done = actions::execute(&clients, &rb, &who, &args.item, &plan, &mut say).await.map_err(|e| match e {
+            actions::ExecuteError::Refused(message) => Failure::bad_input(message),
+            actions::ExecuteError::Failed(e) => Failure {
+                status: 1,
+                message: format!("{e} (`cutover run {} {} --rollback --yes`)", rb.source, args.item),
+            },
         })?;
         println!("{done}");
         Ok(0)

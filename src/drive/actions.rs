@@ -263,26 +263,27 @@ fn out_of_service(action: &Action) -> Option<(&str, &'static str)> {
     }
 }
 
-/// The environment whose instances an action changes, found by its selector.
+/// The environment whose instances an action stops, images, terminates or
+/// takes out of its target groups, found by its selector. Starting and
+/// registering are left out: they restore, and are the others' rollbacks.
 fn instances_changed(action: &Action) -> Option<&str> {
     match action {
         Action::StopInstances { environment }
-        | Action::StartInstances { environment }
         | Action::TerminateInstances { environment }
         | Action::CreateImage { environment, .. }
-        | Action::RegisterTargets { environment }
         | Action::DeregisterTargets { environment } => Some(environment),
         _ => None,
     }
 }
 
 /// Refuses an action on `environment`'s instances when another environment
-/// reached the same way (one account and region) selects one of them too:
-/// the runbook's selectors do not tell the sides apart (EC2 tag filters
-/// match any instance carrying those tags, whatever else it carries), so the
-/// action would stop, image or deregister the other side's instances.
+/// in the same account and region selects one of them too: the runbook's
+/// selectors do not tell the sides apart (EC2 tag filters match any instance
+/// carrying those tags, whatever else it carries), so the action would stop,
+/// image or deregister the other side's instances. Accounts are the ones the
+/// runbook declares; undeclared, only sides reached the same way compare.
 async fn selects_its_own(clients: &SideClients, rb: &Runbook, environment: &str) -> Result<(), PlanError> {
-    use crate::runbook::Side;
+    use crate::runbook::{InstanceSelector, Side};
     let here = Side::Environment(environment.to_string());
     let Some(env) = rb.environment(environment) else { return Ok(()) };
     let ec2 = &clients.side(&here).ec2;
@@ -290,20 +291,39 @@ async fn selects_its_own(clients: &SideClients, rb: &Runbook, environment: &str)
     let mine: std::collections::BTreeMap<&str, &ec2::Instance> =
         mine.iter().filter(|i| i.state != "terminated").map(|i| (i.id.as_str(), i)).collect();
     for other in rb.environments.values().filter(|o| o.name != environment) {
-        if !clients.same_reach(&here, &Side::Environment(other.name.clone())) {
+        let there = Side::Environment(other.name.clone());
+        let same_account = match (rb.side_account(&here), rb.side_account(&there)) {
+            (Some(a), Some(b)) => a == b,
+            _ => clients.same_reach(&here, &there),
+        };
+        if !same_account || clients.side(&here).region != clients.side(&there).region {
             continue;
         }
-        let theirs = ec2::describe_instances(ec2, &other.instances).await.map_err(PlanError::Aws)?;
+        // Ids need no call: an id long gone would fail a DescribeInstances of them all.
+        let theirs: Vec<String> = match &other.instances {
+            InstanceSelector::Ids(ids) => ids.clone(),
+            selector => ec2::describe_instances(ec2, selector)
+                .await
+                .map_err(|e| {
+                    PlanError::Refused(format!(
+                        "cannot tell whether {} also selects {environment}'s instances: {e}",
+                        other.name
+                    ))
+                })?
+                .into_iter()
+                .map(|i| i.id)
+                .collect(),
+        };
         let both: Vec<String> = theirs
             .iter()
-            .filter(|i| mine.contains_key(i.id.as_str()))
+            .filter_map(|id| mine.get(id.as_str()))
             .map(|i| i.name.as_ref().map_or(i.id.clone(), |n| format!("{} ({n})", i.id)))
             .collect();
         if !both.is_empty() {
             return Err(PlanError::Refused(format!(
                 "{} selected by both {environment} and {}: the runbook's instance selectors do not tell the sides \
                  apart, and this would reach the other side's instances; give each environment a tag only its own \
-                 instances carry (or list its instance ids), then run this again; nothing was changed",
+                 instances carry (or list its instance ids), then run this again",
                 both.join(", "),
                 other.name
             )));
@@ -313,16 +333,18 @@ async fn selects_its_own(clients: &SideClients, rb: &Runbook, environment: &str)
 }
 
 /// Refuses an action that takes `environment` out of service while Route53
-/// still sends it traffic: its weighted records' weight above 0, or every
-/// record of the group at 0 (Route53 then shares traffic equally among them).
-/// A group that cannot be read refuses too. An environment with no set
-/// identifier in `[dns]` is not one of the weighted records: nothing to read.
+/// still sends it traffic. Route53 answers each record type (A, AAAA) from
+/// that type's records alone, so each type is judged on its own: the
+/// environment's record of that type weighted above 0, or every record of
+/// that type at 0 (Route53 then shares traffic equally among them). A group
+/// that cannot be read refuses too. An environment with no set identifier in
+/// `[dns]` is not one of the weighted records: nothing to read.
 async fn carries_no_traffic(dns: &Clients, rb: &Runbook, environment: &str, what: &str) -> Result<(), PlanError> {
     let Some(id) = rb.dns.set_identifiers.get(environment) else { return Ok(()) };
     let unread = |e: crate::aws::AwsError| {
         PlanError::Refused(format!(
             "whether Route53 still sends {environment} traffic is unknown: the weighted records of {} could \
-             not be read ({e}); {what} waits until they can be; nothing was changed",
+             not be read ({e}); {what} waits until they can be",
             rb.dns.record
         ))
     };
@@ -331,20 +353,26 @@ async fn carries_no_traffic(dns: &Clients, rb: &Runbook, environment: &str, what
         if rb.dns.record_types.is_empty() { vec![rb.dns.record_type.clone()] } else { rb.dns.record_types.clone() };
     let records =
         crate::aws::route53::weighted_group(&dns.route53, &zone, &rb.dns.record, &types).await.map_err(unread)?;
-    let weight = records.iter().filter(|r| &r.set_identifier == id).map(|r| r.weight).max();
-    let all_zero = !records.is_empty() && records.iter().all(|r| r.weight == 0);
-    let why = match weight {
-        Some(w) if w > 0 => format!("its weighted record `{id}` of {} has weight {w}", rb.dns.record),
-        Some(_) if all_zero => format!(
-            "every weighted record of {} has weight 0, and Route53 then sends each of them an equal share",
-            rb.dns.record
-        ),
-        _ => return Ok(()),
-    };
-    Err(PlanError::Refused(format!(
-        "Route53 still sends {environment} traffic ({why}), and {what} would take that traffic down; shift \
-         its weight to 0 first (`cutover shift`), then run this again; nothing was changed"
-    )))
+    for t in &types {
+        let of_type: Vec<_> = records.iter().filter(|r| &r.record_type == t).collect();
+        let Some(mine) = of_type.iter().find(|r| &r.set_identifier == id) else { continue };
+        let (record, w) = (&rb.dns.record, mine.weight);
+        if w > 0 {
+            return Err(PlanError::Refused(format!(
+                "Route53 still sends {environment} traffic (its weighted {t} record `{id}` of {record} has weight \
+                 {w}), and {what} would take that traffic down; shift its weight to 0 first (`cutover shift`), \
+                 then run this again"
+            )));
+        }
+        if of_type.iter().all(|r| r.weight == 0) {
+            return Err(PlanError::Refused(format!(
+                "Route53 still sends {environment} traffic (every weighted {t} record of {record} has weight 0, \
+                 and Route53 then sends each of them an equal share), and {what} would take that traffic down; \
+                 put the weight on another record first (`cutover shift`), then run this again"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// The ingress rules that open every instance's path to its Redis.
@@ -519,7 +547,7 @@ async fn plan_instances(
         .map(|i| i.id.clone())
         .collect();
     if stop {
-        in_no_autoscaling_group(&list, &ids, "stopped")?;
+        in_no_autoscaling_group(clients, &ids, true).await?;
     }
     p.after = json!(
         ids.iter()
@@ -534,25 +562,39 @@ async fn plan_instances(
     Ok(())
 }
 
-/// The tag EC2 Auto Scaling puts on each instance it launches.
-const AUTOSCALING_GROUP_TAG: &str = "aws:autoscaling:groupName";
-
 /// Refuses to stop or terminate instances an Auto Scaling group holds: it
 /// counts a stopped instance unhealthy and replaces it (terminating it and
 /// its disks: the rollback window's instances are gone), and replaces a
-/// terminated one with a new instance of the old side.
-fn in_no_autoscaling_group(list: &[ec2::Instance], ids: &[String], done: &str) -> Result<(), PlanError> {
-    let held: Vec<String> = list
+/// terminated one with a new instance of the old side. An instance in
+/// Standby is not health-checked, so it may be stopped (`stop`), never
+/// terminated: only one detached from its group is.
+async fn in_no_autoscaling_group(clients: &Clients, ids: &[String], stop: bool) -> Result<(), PlanError> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let held = crate::aws::autoscaling::holding(&clients.autoscaling, ids).await.map_err(|e| {
+        PlanError::Refused(format!("cannot tell whether an Auto Scaling group holds these instances: {e}"))
+    })?;
+    let held: Vec<String> = held
         .iter()
-        .filter(|i| ids.contains(&i.id))
-        .filter_map(|i| Some(format!("{} (group {})", i.id, i.tags.get(AUTOSCALING_GROUP_TAG)?)))
+        .filter(|h| !(stop && h.lifecycle_state == "Standby"))
+        .map(|h| format!("{} (group {}, {})", h.instance_id, h.group, h.lifecycle_state))
         .collect();
     if held.is_empty() {
         return Ok(());
     }
+    let (done, way_out) = if stop {
+        (
+            "stopped",
+            "put them in Standby (`aws autoscaling enter-standby --should-decrement-desired-capacity`) or detach \
+             them (`aws autoscaling detach-instances --should-decrement-desired-capacity`)",
+        )
+    } else {
+        ("terminated", "detach them (`aws autoscaling detach-instances --should-decrement-desired-capacity`)")
+    };
     Err(PlanError::Refused(format!(
-        "{} held by an Auto Scaling group, which replaces an instance {done} by another; scale the group to 0 or \
-         detach the instances from it first, then run this again; nothing was changed",
+        "{} held by an Auto Scaling group, which replaces an instance {done} by a new one (and terminates a \
+         stopped one); {way_out} first, then run this again",
         held.join(", ")
     )))
 }
@@ -621,7 +663,7 @@ async fn plan_terminate(
         )));
     }
     let ids: Vec<String> = list.iter().map(|i| i.id.clone()).collect();
-    in_no_autoscaling_group(&list, &ids, "terminated")?;
+    in_no_autoscaling_group(clients, &ids, false).await?;
     let tags = [("cutover:runbook".to_string(), rb.name.clone())];
     let images = ec2::describe_images(&clients.ec2, &[], &tags).await.map_err(PlanError::Aws)?;
     let mut amis = std::collections::BTreeMap::new();
@@ -865,6 +907,37 @@ pub async fn apply(
     Ok("done".into())
 }
 
+/// Why `execute` did not finish.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExecuteError {
+    /// Refused before anything was sent: a running rollout, a time gate not
+    /// yet open, traffic back on the side (exit 2; nothing to undo).
+    Refused(String),
+    /// A step failed (what was applied before it is said), or the audit
+    /// could not be written.
+    Failed(String),
+}
+
+impl std::fmt::Display for ExecuteError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ExecuteError::Refused(m) | ExecuteError::Failed(m) => f.write_str(m),
+        }
+    }
+}
+
+impl From<String> for ExecuteError {
+    fn from(message: String) -> Self {
+        ExecuteError::Failed(message)
+    }
+}
+
+impl From<ExecuteError> for String {
+    fn from(e: ExecuteError) -> Self {
+        e.to_string()
+    }
+}
+
 /// Applies a confirmed plan step by step, audited: intent before anything is
 /// sent, then each step. `say` hears each step done. A failed step stops and
 /// the error says what was applied and how to undo it.
@@ -875,21 +948,23 @@ pub async fn execute(
     item: &str,
     plan: &ActionPlan,
     say: &mut (dyn FnMut(Report<'_>) + Send),
-) -> Result<String, String> {
+) -> Result<String, ExecuteError> {
     let log = crate::store::audit::AuditLog::for_runbook(&rb.name);
     let line = |stage: Stage, detail: String| {
         let values = (plan.before.clone(), plan.after.clone());
         who.audit_line(&rb.name, format!("{} ({item})", plan.name), stage, values, detail)
     };
-    // A weight change never goes under a running rollout's feet.
-    let _lock = match plan.steps.iter().any(|s| matches!(s, Step::Shift(_))) {
+    // A weight change never goes under a running rollout's feet; nor does a
+    // side taken out of service: held, no shift of cutover's can put traffic
+    // back on it between the check below and the steps.
+    let _lock = match plan.steps.iter().any(|s| matches!(s, Step::Shift(_))) || plan.out_of_service.is_some() {
         true => Some(
             crate::store::lease::acquire(&rb.name, &plan.name, crate::store::lease::duration_for(rb), false, &mut |_| {})
                 .map_err(|e| {
-                    format!(
+                    ExecuteError::Refused(format!(
                         "refused: a rollout of {} is running or holds the lease ({e}); use `cutover abort` or wait; nothing was changed",
                         rb.name
-                    )
+                    ))
                 })?,
         ),
         false => None,
@@ -900,7 +975,7 @@ pub async fn execute(
         && let Err(refusal) = super::not_before::check(rb, item, it, std::time::SystemTime::now())
     {
         log.append(&line(Stage::Refused, refusal.clone()))?;
-        return Err(refusal);
+        return Err(ExecuteError::Refused(refusal));
     }
     // The traffic read again: the plan may have waited in a confirm popup
     // while someone shifted weight back onto this environment.
@@ -908,9 +983,9 @@ pub async fn execute(
         && !plan.steps.is_empty()
         && let Err(e) = carries_no_traffic(clients.dns(), rb, environment, what).await
     {
-        let refusal = e.to_string();
+        let refusal = format!("{e}; nothing was changed");
         log.append(&line(Stage::Refused, refusal.clone()))?;
-        return Err(refusal);
+        return Err(ExecuteError::Refused(refusal));
     }
     log.append(&line(Stage::Intent, plan.steps.iter().map(Step::describe).collect::<Vec<_>>().join("; ")))
         .map_err(|e| format!("{e}; nothing was changed"))?;
@@ -924,12 +999,12 @@ pub async fn execute(
             Err(e) => {
                 let _ = log.append(&line(Stage::Failed, format!("{}: {e}", s.describe())));
                 let applied = plan.steps[..i].iter().map(Step::describe).collect::<Vec<_>>();
-                return Err(format!(
+                return Err(ExecuteError::Failed(format!(
                     "step {} of {} failed: {e}; applied before it: {}; run the item's rollback to undo",
                     i + 1,
                     plan.steps.len(),
                     if applied.is_empty() { "nothing".to_string() } else { applied.join("; ") }
-                ));
+                )));
             }
         }
     }

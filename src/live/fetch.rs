@@ -115,11 +115,13 @@ pub struct TrafficData {
     pub last_change: Option<LastChange>,
     /// The rollout, when one has state: step (1-based), steps, phase.
     pub rollout: Option<RolloutView>,
-    /// Why the rollout's state or the audit log could not be read (a store
-    /// timeout, a damaged file): then `rollout` and `last_change` are unknown,
-    /// not absent.
+    /// Why the rollout's state could not be read (a store timeout, a
+    /// damaged file): then `rollout` is unknown, not absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub store_unread: Option<String>,
+    pub rollout_unread: Option<String>,
+    /// Why the audit log could not be read: then `last_change` is unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit_unread: Option<String>,
     /// Read by another machine of the team and shared through the store
     /// (team mode): who read it, and when.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -216,17 +218,13 @@ pub async fn traffic(clients: &Clients, rb: &Runbook, zone_id: &mut Option<Strin
     })
     .await
     .unwrap_or_else(|e| (Err(format!("the audit log: {e}")), Err(format!("the rollout's state: {e}"))));
-    let unread: Vec<String> = [lines.as_ref().err(), rollout.as_ref().err()].into_iter().flatten().cloned().collect();
-    let store_unread = (!unread.is_empty()).then(|| unread.join("; "));
+    let (rollout, rollout_unread) = match rollout {
+        Ok(r) => (r, None),
+        Err(e) => (None, Some(e)),
+    };
+    let audit_unread = lines.as_ref().err().cloned();
     let last_change = last_change(clients, lines.ok()).await;
-    Ok(TrafficData {
-        zone_id: zone,
-        sides,
-        last_change,
-        rollout: rollout.ok().flatten(),
-        store_unread,
-        shared_by: None,
-    })
+    Ok(TrafficData { zone_id: zone, sides, last_change, rollout, rollout_unread, audit_unread, shared_by: None })
 }
 
 /// Each side's record and share; shares count only the records that exist.

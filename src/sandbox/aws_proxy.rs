@@ -768,7 +768,7 @@ async fn deregistered_as_aws(p: &Proxy, caller: &HeaderMap, body: &[u8]) -> Resu
     let form: Vec<(String, String)> = url::form_urlencoded::parse(body).into_owned().collect();
     let get = |k: &str| form.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
     let arn = get("TargetGroupArn").ok_or("DeregisterTargets without TargetGroupArn")?;
-    let ask = |action: &str, arg: &str| {
+    let ask = |action: &'static str, arg: &str| {
         let body: String = url::form_urlencoded::Serializer::new(String::new())
             .append_pair("Action", action)
             .append_pair("Version", "2015-12-01")
@@ -779,11 +779,16 @@ async fn deregistered_as_aws(p: &Proxy, caller: &HeaderMap, body: &[u8]) -> Resu
             .post(format!("http://{}/", p.upstream))
             .header("content-type", "application/x-www-form-urlencoded")
             .body(body);
-        async move { as_caller(req, caller).send().await?.text().await }
+        async move {
+            let resp = as_caller(req, caller).send().await.map_err(|e| e.to_string())?;
+            let status = resp.status();
+            let text = resp.text().await.map_err(|e| e.to_string())?;
+            if status.is_success() { Ok(text) } else { Err(format!("{action}: {status}: {text}")) }
+        }
     };
-    let group = ask("DescribeTargetGroups", "TargetGroupArns.member.1").await.map_err(|e| e.to_string())?;
+    let group = ask("DescribeTargetGroups", "TargetGroupArns.member.1").await?;
     let group_port = xml_field(&group, "Port").unwrap_or_default().to_string();
-    let health = ask("DescribeTargetHealth", "TargetGroupArn").await.map_err(|e| e.to_string())?;
+    let health = ask("DescribeTargetHealth", "TargetGroupArn").await?;
     let registered: Vec<(String, String)> = xml_elements(&health, "Target")
         .into_iter()
         .map(|t| {

@@ -96,10 +96,13 @@ pub struct Snapshot {
     pub traffic: View<Vec<SideWeight>>,
     pub last_change: Option<crate::live::fetch::LastChange>,
     pub rollout: Option<crate::live::fetch::RolloutView>,
-    /// Why the rollout's state or the audit log could not be read: the
-    /// rollout and the last change are then unknown, not absent.
+    /// Why the rollout's state could not be read: the rollout is then
+    /// unknown, not absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub store_unread: Option<String>,
+    pub rollout_unread: Option<String>,
+    /// Why the audit log could not be read: the last change is then unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit_unread: Option<String>,
     pub environments: Vec<EnvironmentView>,
     pub redis: Vec<RedisView>,
     pub alarms: View<Vec<AlarmState>>,
@@ -292,7 +295,8 @@ pub fn snapshot(rb: &Runbook, live: &LiveState, region: &str, now: SystemTime) -
         traffic: View::of(Some(&live.traffic), now, |t| t.sides.clone()),
         last_change: live.traffic.value.as_ref().and_then(|t| t.last_change.clone()),
         rollout: live.traffic.value.as_ref().and_then(|t| t.rollout.clone()),
-        store_unread: live.traffic.value.as_ref().and_then(|t| t.store_unread.clone()),
+        rollout_unread: live.traffic.value.as_ref().and_then(|t| t.rollout_unread.clone()),
+        audit_unread: live.traffic.value.as_ref().and_then(|t| t.audit_unread.clone()),
         environments,
         redis,
         alarms: View::of(Some(&live.alarms), now, Clone::clone),

@@ -70,8 +70,11 @@ pub fn render(s: &Snapshot) -> String {
     if let Some(c) = &s.last_change {
         let _ = writeln!(o, "  last change {} ({}) at {}: {}", c.change_id, c.action, c.submitted_at, c.status);
     }
-    if let Some(why) = &s.store_unread {
-        let _ = writeln!(o, "  rollout and last change UNKNOWN: cannot read {why}");
+    if let Some(why) = &s.rollout_unread {
+        let _ = writeln!(o, "  rollout UNKNOWN: cannot read {why}");
+    }
+    if let Some(why) = &s.audit_unread {
+        let _ = writeln!(o, "  last change UNKNOWN: cannot read {why}");
     }
     if let Some(r) = &s.rollout {
         let _ = writeln!(

@@ -495,7 +495,7 @@ async fn apply_change(
     let mut say = |m: &str| tracing::info!("{m}");
     let result = match change {
         PendingChange::Item(plan) => {
-            crate::drive::actions::execute(&clients, &rb, &who, &key, &plan, &mut report).await
+            crate::drive::actions::execute(&clients, &rb, &who, &key, &plan, &mut report).await.map_err(String::from)
         }
         PendingChange::Shift(plan) => {
             crate::drive::shift::execute(clients.dns(), &rb, &who, &plan, &mut say).await.map_err(String::from)

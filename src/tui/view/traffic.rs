@@ -51,19 +51,23 @@ pub(super) fn traffic(f: &mut Frame, app: &App, area: Rect) {
         lines.push(Line::styled(v.error.clone().unwrap_or_else(|| "reading Route53…".into()), th.dim_style()));
     }
     if inner.height as usize > lines.len() {
-        if let Some(why) = &app.snap.store_unread {
-            // Unknown, not absent: "no rollout" here would hide a running one.
-            lines.push(Line::styled(format!("rollout UNKNOWN: cannot read {why}"), Style::new().fg(th.warn)));
-        } else {
-            let rollout = app.snap.rollout.as_ref().map_or("no rollout".to_string(), |r| {
-                format!("rollout step {}/{} ({}%) {}", r.step, r.steps, r.percent, r.phase)
-            });
-            let change = app.snap.last_change.as_ref().map_or(String::new(), |c| {
+        // Unknown, not absent: "no rollout" here would hide a running one.
+        let rollout = match (&app.snap.rollout_unread, &app.snap.rollout) {
+            (Some(why), _) => format!("rollout UNKNOWN: cannot read {why}"),
+            (None, None) => "no rollout".to_string(),
+            (None, Some(r)) => format!("rollout step {}/{} ({}%) {}", r.step, r.steps, r.percent, r.phase),
+        };
+        let change = match (&app.snap.audit_unread, &app.snap.last_change) {
+            (Some(why), _) => format!("  last change UNKNOWN: cannot read {why}"),
+            (None, None) => String::new(),
+            (None, Some(c)) => {
                 let age = crate::time::age_of(&c.submitted_at, app.now).map_or(String::new(), |a| format!(" {a} ago"));
                 format!("  last change {}{age}", c.status)
-            });
-            lines.push(Line::styled(format!("{rollout}{change}"), th.dim_style()));
-        }
+            }
+        };
+        let unread = app.snap.rollout_unread.is_some() || app.snap.audit_unread.is_some();
+        let style = if unread { Style::new().fg(th.warn) } else { th.dim_style() };
+        lines.push(Line::styled(format!("{rollout}{change}"), style));
     }
     f.render_widget(Paragraph::new(lines), inner);
 }
