@@ -228,12 +228,7 @@ pub async fn environment_region_check(
     match crate::aws::elb::load_balancer(&side.elb, name).await {
         Ok(_) => RegionCheck::Here,
         Err(e) if e.kind == crate::aws::AwsErrorKind::NotFound => {
-            let declared = match &rb.region {
-                Some(r) if r != region => {
-                    format!("; the runbook says {r}, and --region, CUTOVER_REGION or AWS_REGION overrode it")
-                }
-                _ => String::new(),
-            };
+            let declared = overridden(rb, region);
             RegionCheck::Elsewhere(format!(
                 "refused: {environment}'s load balancer {name} (runbook {}) is not in region {}{declared}; run it in \
                  its own region; nothing was changed",
@@ -268,15 +263,20 @@ pub async fn region_check(clients: &SideClients, rb: &Runbook, region: &str) -> 
     } else {
         format!("regions {}", elsewhere.join(", "))
     };
-    let declared = match &rb.region {
-        Some(r) if r != region => {
-            format!("; the runbook says {r}, and --region, CUTOVER_REGION or AWS_REGION overrode it")
-        }
-        _ => String::new(),
-    };
+    let declared = overridden(rb, region);
     RegionCheck::Elsewhere(format!(
         "refused: none of runbook {}'s load balancers ({}) is in {searched}{declared}; run it in its own region; nothing was changed",
         rb.source,
         named.iter().map(|(_, n)| *n).collect::<Vec<_>>().join(", ")
     ))
+}
+
+/// What a refusal adds when the region in use is not the runbook's own.
+fn overridden(rb: &Runbook, region: &str) -> String {
+    match &rb.region {
+        Some(r) if r != region => {
+            format!("; the runbook says {r}, and --region, CUTOVER_REGION or AWS_REGION overrode it")
+        }
+        _ => String::new(),
+    }
 }

@@ -368,7 +368,13 @@ pub use crate::authority::{RegionCheck, region_check};
 /// `shift` and `abort`, which change only Route53 (global) and must never be
 /// blocked by a regional read.
 pub async fn in_runbook_region(clients: &crate::aws::SideClients, rb: &Runbook, region: &str) -> Result<(), Failure> {
-    match region_check(clients, rb, region).await {
+    region_refusal(region_check(clients, rb, region).await)
+}
+
+/// A region check's answer for the command line: a refusal (exit 2), or a
+/// failure (exit 1) when it could not be asked.
+pub fn region_refusal(check: RegionCheck) -> Result<(), Failure> {
+    match check {
         RegionCheck::Here => Ok(()),
         RegionCheck::Elsewhere(message) => Err(Failure::bad_input(message)),
         RegionCheck::Unknown(e) => {

@@ -77,13 +77,7 @@ pub fn run(rb: Runbook, g: &GlobalArgs, args: RunArgs) -> Result<u8, Failure> {
         if who.is_none()
             && let crate::runbook::Side::Environment(env) = &side
         {
-            match crate::authority::environment_region_check(&clients, &rb, env, &region).await {
-                super::RegionCheck::Here => {}
-                super::RegionCheck::Elsewhere(m) => return Err(Failure::bad_input(m)),
-                super::RegionCheck::Unknown(e) => {
-                    return Err(Failure { status: 1, message: format!("cannot check the runbook's region: {e}") });
-                }
-            }
+            super::region_refusal(crate::authority::environment_region_check(&clients, &rb, env, &region).await)?;
         }
         let region = clients.side(&side).region.clone();
         let plan = actions::plan(&clients, &rb, &action)

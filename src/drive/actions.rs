@@ -349,8 +349,7 @@ async fn carries_no_traffic(dns: &Clients, rb: &Runbook, environment: &str, what
         ))
     };
     let zone = crate::aws::route53::zone_id(&dns.route53, &rb.dns.zone).await.map_err(unread)?;
-    let types =
-        if rb.dns.record_types.is_empty() { vec![rb.dns.record_type.clone()] } else { rb.dns.record_types.clone() };
+    let types = rb.dns.types();
     let records =
         crate::aws::route53::weighted_group(&dns.route53, &zone, &rb.dns.record, &types).await.map_err(unread)?;
     for t in &types {

@@ -105,8 +105,7 @@ impl ShiftPlan {
 pub async fn plan(clients: &Clients, rb: &Runbook, weights: Weights) -> Result<ShiftPlan, PlanError> {
     let aws = PlanError::Aws;
     let zone = zone_id(&clients.route53, &rb.dns.zone).await.map_err(aws)?;
-    let types =
-        if rb.dns.record_types.is_empty() { vec![rb.dns.record_type.clone()] } else { rb.dns.record_types.clone() };
+    let types = rb.dns.types();
     let records = weighted_group(&clients.route53, &zone, &rb.dns.record, &types).await.map_err(aws)?;
     let side = |env: &str| -> Result<Side, String> {
         let id = rb.dns.set_identifiers.get(env).ok_or_else(|| format!("environment {env} has no set identifier"))?;

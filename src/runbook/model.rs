@@ -231,6 +231,14 @@ pub struct Dns {
     pub access: Access,
 }
 
+impl Dns {
+    /// Every type of the weighted group: `record_types`, or `record_type`
+    /// alone when none is listed (records made up in tests).
+    pub fn types(&self) -> Vec<String> {
+        if self.record_types.is_empty() { vec![self.record_type.clone()] } else { self.record_types.clone() }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Rollout {
     pub from: String,
