@@ -314,14 +314,35 @@ fn read(backend: &dyn Backend, runbook: &str, item: &str) -> Result<Option<(Vers
 }
 
 /// True while some process holds the runbook's lease (locally: its flock).
+/// A shared lease expired by this machine's clock may still be renewed by a
+/// holder whose clock is behind: it is watched for two of its holder's
+/// renewals (a third of its lease) before it counts as not held.
 pub fn is_held(runbook: &str) -> Result<bool, String> {
     let backend = super::backend::current();
     if backend.shared() {
-        return Ok(read(&*backend, runbook, ITEM)
-            .map_err(|e| e.to_string())?
-            .is_some_and(|(_, r)| !r.expired(SystemTime::now())));
+        return is_held_on(&*backend, runbook, ITEM).map_err(|e| e.to_string());
     }
     Ok(crate::paths::try_lock(&local_path(runbook))?.is_none())
+}
+
+fn is_held_on(backend: &dyn Backend, runbook: &str, item: &str) -> Result<bool, StoreError> {
+    for _ in 0..10 {
+        let Some((v, held)) = read(backend, runbook, item)? else { return Ok(false) };
+        if !held.expired(SystemTime::now()) {
+            return Ok(true);
+        }
+        // Its holder renews every sixth of its own lease, by its own clock.
+        let theirs = Duration::from_millis(held.expires_at_ms.saturating_sub(held.renewed_at_ms));
+        let wait = theirs / 3 + (theirs / 6).clamp(Duration::from_millis(100), Duration::from_secs(2));
+        match watch(backend, runbook, item, (&v, &held.holder), wait) {
+            Watched::Unrenewed => return Ok(false),
+            Watched::Unread(e) => return Err(StoreError::Unavailable(e)),
+            Watched::Renewed(_) => return Ok(true),
+            Watched::Changed => continue,
+        }
+    }
+    // Changing at every look: someone is taking and renewing it.
+    Ok(true)
 }
 
 /// The local lock file (its contents name the holder).
@@ -370,6 +391,9 @@ enum Watched {
     Renewed(LeaseRecord),
     /// Released or replaced by a new holder: decide again.
     Changed,
+    /// Unchanged whenever read, but some reads failed: a renewal may have
+    /// gone unseen.
+    Unread(String),
 }
 
 /// Reads the lease until it has stayed at `version` for `duration` on this
@@ -383,19 +407,22 @@ fn watch(
 ) -> Watched {
     let start = Instant::now();
     let every = (duration / 6).clamp(Duration::from_millis(100), Duration::from_secs(2));
+    let mut failed = None;
     loop {
         let left = duration.saturating_sub(start.elapsed());
         if left.is_zero() {
-            return Watched::Unrenewed;
+            return failed.map_or(Watched::Unrenewed, Watched::Unread);
         }
         std::thread::sleep(every.min(left));
         match read(backend, runbook, item) {
             Ok(Some((v, _))) if &v == version => {}
             Ok(Some((_, r))) if &r.holder == holder => return Watched::Renewed(r),
             Ok(_) => return Watched::Changed,
-            // A failed read proves nothing either way; the take-over's
-            // conditional write on `version` is what guards it.
-            Err(e) => tracing::warn!(error = %e, "reading the lease while watching it"),
+            // A failed read proves nothing either way.
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the lease while watching it");
+                failed = Some(e.to_string());
+            }
         }
     }
 }
@@ -441,7 +468,9 @@ pub(crate) fn acquire_on(
                     wait.as_secs_f64().ceil()
                 ));
                 match watch(&*backend, runbook, item, (&v, &held.holder), wait) {
-                    Watched::Unrenewed => Cond::Matches(v),
+                    // The conditional write on `version` guards a renewal
+                    // a failed read missed.
+                    Watched::Unrenewed | Watched::Unread(_) => Cond::Matches(v),
                     Watched::Renewed(r) => return Err(Refusal::Renewed(r)),
                     Watched::Changed => continue,
                 }
@@ -592,6 +621,51 @@ mod tests {
         }
         let now: LeaseRecord = serde_json::from_slice(&s.get("demo", ITEM).unwrap().unwrap().body).unwrap();
         assert_eq!(now.holder, bob(), "still Bob's");
+    }
+
+    /// Bob renews every `lease / 6` a record his clock, `skew` behind, writes.
+    fn renewing_bob(
+        s: &Arc<SharedDir>,
+        skew: Duration,
+        lease: Duration,
+    ) -> (Arc<AtomicBool>, std::thread::JoinHandle<()>) {
+        s.put("demo", ITEM, &record_of_bob(skew, lease), Cond::Any).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let renewer = {
+            let (s, stop) = (s.clone(), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::SeqCst) {
+                    std::thread::sleep(lease / 6);
+                    s.put("demo", ITEM, &record_of_bob(skew, lease), Cond::Any).unwrap();
+                }
+            })
+        };
+        (stop, renewer)
+    }
+
+    /// A pause asks `is_held` whether a rollout runs: a holder whose clock is
+    /// 90 s behind still holds its lease (before, the pause was refused as
+    /// "no rollout is running"), and one that stopped renewing does not.
+    #[test]
+    fn a_lease_renewed_by_a_holder_whose_clock_is_behind_is_held_and_an_unrenewed_one_is_not() {
+        let (_dir, s) = store();
+        assert!(!is_held_on(&*s, "demo", ITEM).unwrap(), "no lease");
+        let lease = Duration::from_millis(1200);
+        let (stop, renewer) = renewing_bob(&s, Duration::ZERO, lease);
+        assert!(is_held_on(&*s, "demo", ITEM).unwrap(), "a lease in time by both clocks");
+        stop.store(true, Ordering::SeqCst);
+        renewer.join().unwrap();
+
+        let (stop, renewer) = renewing_bob(&s, Duration::from_secs(90), lease);
+        let held = is_held_on(&*s, "demo", ITEM);
+        stop.store(true, Ordering::SeqCst);
+        renewer.join().unwrap();
+        assert!(held.unwrap(), "a live holder whose clock is behind counted as gone");
+
+        s.put("demo", ITEM, &record_of_bob(Duration::from_secs(90), lease), Cond::Any).unwrap();
+        let start = Instant::now();
+        assert!(!is_held_on(&*s, "demo", ITEM).unwrap(), "an unrenewed lease");
+        assert!(start.elapsed() >= lease / 3, "judged gone after {:?}, before two renewals", start.elapsed());
     }
 
     #[test]
