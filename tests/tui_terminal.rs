@@ -321,3 +321,58 @@ fn the_cockpit_refuses_an_environments_action_in_another_region_than_the_runbook
     assert_eq!(tmux.quit(&marker), "exit=0");
     rt.block_on(sb.down());
 }
+
+/// A plan can wait in the confirm popup while someone puts traffic back on
+/// the side it takes out of service. `y` is then refused when applied (the
+/// traffic is read again right before the steps), audited `refused` with no
+/// intent, and nothing is stopped.
+#[test]
+fn an_action_confirmed_after_traffic_came_back_onto_its_side_is_refused_when_applied() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let rb = common::runbook("demo.toml");
+    let sb = rt.block_on(common::sandbox(&rb, "mx-central-1"));
+    rt.block_on(common::set_weights_as_another_client(&sb, &rb, &[("prod", 0), ("staging", 100)]));
+    let marker = dir.path().join("exited");
+    let script = cockpit_script(&sb, &rb, dir.path(), &["tui", "runbooks/demo.toml"], &marker);
+    let tmux = Tmux { socket: format!("cutover-late-{}", std::process::id()) };
+    let out = tmux.cmd(&["new-session", "-d", "-s", "t", "-x", "250", "-y", "50", &format!("sh {}", script.display())]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    tmux.wait_for("the live screen", Duration::from_secs(60), |s| {
+        s.contains("account 123456789012") && s.contains("4/4 healthy")
+    });
+    // Checklist row 15: decommission/stop-old.
+    let mut keys = vec!["5"];
+    keys.extend(["j"; 15]);
+    keys.push("Enter");
+    tmux.keys(&keys);
+    tmux.wait_for("the confirm popup", Duration::from_secs(30), |s| s.contains("confirm a change"));
+    rt.block_on(common::set_weights_as_another_client(&sb, &rb, &[("prod", 50), ("staging", 50)]));
+    tmux.keys(&["y"]);
+    tmux.keys(&["6", "z"]);
+    let refusal = "decommission/stop-old FAILED: refused: Route53 still sends production traffic (its weighted CNAME record `prod` of app.demo.cutover.test has weight 50)";
+    tmux.wait_for("the refusal", Duration::from_secs(30), |s| s.contains(refusal));
+    let audit = audit_lines(dir.path(), "demo");
+    let stages: Vec<&str> = audit.iter().map(|l| l["stage"].as_str().unwrap()).collect();
+    assert_eq!(stages, ["refused"], "{audit:#?}");
+    assert!(audit[0]["action"].as_str().unwrap().starts_with("stop_instances production (decommission/stop-old)"));
+    assert!(audit[0]["detail"].as_str().unwrap().ends_with("nothing was changed"), "{}", audit[0]);
+    let states = rt.block_on(async {
+        let r = sb
+            .clients
+            .ec2
+            .describe_instances()
+            .filters(aws_sdk::ec2::types::Filter::builder().name("tag:Environment").values("production").build())
+            .send()
+            .await
+            .unwrap();
+        r.reservations()
+            .iter()
+            .flat_map(|r| r.instances())
+            .map(|i| i.state().unwrap().name().unwrap().as_str().to_string())
+            .collect::<Vec<_>>()
+    });
+    assert_eq!(states, ["running", "running"], "nothing stopped");
+    assert_eq!(tmux.quit(&marker), "exit=0");
+    rt.block_on(sb.down());
+}
