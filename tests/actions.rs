@@ -177,6 +177,19 @@ async fn stickiness_registration_and_stopping_instances_do_what_they_say() {
         (!health_ok(&sb, "prod-web-1").await).then_some(())
     })
     .await;
+    // Its weight back onto stopped instances would send every user to 503s:
+    // refused, whether typed as a shift or planned as a dry run.
+    for extra in ["--yes", "--dry-run"] {
+        let (code, out) =
+            run_cutover_all(&sb, &rb, dir.path(), &["shift", "runbooks/demo.toml", "--to", "0", extra]).await;
+        assert_eq!(code, Some(2), "{extra}: {out}");
+        assert!(
+            out.contains("refused: raising production's weight from 0 to 100 would send that traffic to target group demo-prod-web, which has no target in service (i-")
+                && out.contains(" unused (Target.InvalidState)")
+                && out.contains("start or register healthy instances first; nothing was changed"),
+            "{extra}: {out}"
+        );
+    }
     let (code, out) = run_cutover_all(
         &sb,
         &rb,
@@ -186,6 +199,9 @@ async fn stickiness_registration_and_stopping_instances_do_what_they_say() {
     .await;
     assert_eq!(code, Some(0), "{out}");
     assert_eq!(states(&sb).await, ["running", "running"]);
+    let (code, out) =
+        run_cutover_all(&sb, &rb, dir.path(), &["shift", "runbooks/demo.toml", "--to", "0", "--yes"]).await;
+    assert_eq!(code, Some(0), "started again, production takes its weight back: {out}");
     let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["run", "runbooks/demo.toml", "validate/redis"]).await;
     assert_eq!(code, Some(2));
     assert!(out.contains("is not an action"), "{out}");

@@ -30,11 +30,17 @@ pub fn run(rb: Runbook, g: &GlobalArgs, args: ShiftArgs) -> Result<u8, Failure> 
             (clients, account, Some(who))
         };
         // The weights live in the hosted zone's account ([dns]).
-        let clients = clients.dns().clone();
+        let sides = clients;
+        let clients = sides.dns().clone();
         let region = clients.region.clone();
-        let plan = shift::plan(&clients, &rb, weights)
-            .await
-            .map_err(|e| Failure { status: e.exit_status(), message: format!("{e}; nothing was changed") })?;
+        let refused = |e: crate::drive::PlanError| Failure {
+            status: e.exit_status(),
+            message: format!("{e}; nothing was changed"),
+        };
+        let plan = shift::plan(&clients, &rb, weights).await.map_err(refused)?;
+        for line in shift::raised_sides_serve(&sides, &rb, &plan).await.map_err(refused)? {
+            println!("{line}");
+        }
         println!("account {account} region {region}: shift {}", plan.describe());
         if plan.is_noop() {
             println!("nothing to change: the records already have these weights");

@@ -207,6 +207,7 @@ pub async fn plan_with_vars(
     if let Some(environment) = instances_changed(action) {
         selects_its_own(clients, rb, environment).await?;
     }
+    let sides = clients;
     // Read and planned in the account and region of the side it changes.
     let clients = clients.side(&side);
     let mut p = ActionPlan {
@@ -244,6 +245,10 @@ pub async fn plan_with_vars(
         Action::DeleteSecurityGroups { environment, security_groups } => {
             plan_delete_groups(clients, rb, environment, security_groups, &mut p).await?
         }
+    }
+    if let Some(Step::Shift(sp)) = p.steps.first() {
+        // What could not be checked is in the log (the plan has no notes).
+        shift::raised_sides_serve(sides, rb, sp).await?;
     }
     Ok(p)
 }

@@ -145,6 +145,75 @@ pub async fn plan(clients: &Clients, rb: &Runbook, weights: Weights) -> Result<S
     Ok(ShiftPlan { zone_id: zone, name: rb.dns.record.clone(), record_type: types[0].clone(), from, to, weights })
 }
 
+/// Whether each side's share of the traffic grows from weights `old` to
+/// `new` (from, to). Route53 splits by each record's share of the group's
+/// total, and equally when every weight is 0.
+pub fn raises_share(old: Weights, new: Weights) -> (bool, bool) {
+    let total = |w: Weights| u32::from(w.0) + u32::from(w.1);
+    let share = |w: u8, total: u32| if total == 0 { (1, 2) } else { (u32::from(w), total) };
+    let grows = |o: u8, n: u8| {
+        let ((a, b), (c, d)) = (share(n, total(new)), share(o, total(old)));
+        a * d > c * b
+    };
+    (grows(old.0, new.0), grows(old.1, new.1))
+}
+
+/// Refuses a plan that raises the weight of a side with a target group
+/// holding no target in service: its load balancer answers 503 for that share
+/// of users (old production after stop-old, say, or a side still warming
+/// up). Taking share away from a side is never refused: it is how one is left.
+/// A side whose groups cannot be read (another region, a role allowed
+/// Route53 only) is not held back, since a weight change must stay possible
+/// in an emergency: Ok carries what was not checked, for the operator.
+pub async fn raised_sides_serve(
+    sides: &crate::aws::SideClients,
+    rb: &Runbook,
+    plan: &ShiftPlan,
+) -> Result<Vec<String>, PlanError> {
+    let mut unchecked = Vec::new();
+    let grows = raises_share((plan.from.record.weight, plan.to.record.weight), plan.weights);
+    let raised = [(&plan.from, plan.weights.0, grows.0), (&plan.to, plan.weights.1, grows.1)];
+    for (side, weight, _) in raised.into_iter().filter(|r| r.2) {
+        let name = &side.environment;
+        let Some(env) = rb.environment(name).filter(|e| !e.target_groups.is_empty()) else { continue };
+        let clients = sides.side(&crate::runbook::Side::Environment(name.clone()));
+        let groups = match crate::aws::elb::target_groups(&clients.elb, &env.target_groups).await {
+            Ok(groups) => groups,
+            Err(e) => {
+                tracing::warn!(environment = %name, error = %e, "target health not read before raising its weight");
+                unchecked.push(format!(
+                    "NOT CHECKED: whether {name} has a target in service to take the share this raises ({e})"
+                ));
+                continue;
+            }
+        };
+        // With every target unhealthy an ALB fails open and routes to all of
+        // them; unused (stopped, an AZ not enabled), initial, draining or none
+        // registered, it has nothing to route to.
+        let in_service =
+            |t: &crate::aws::elb::Target| matches!(t.state.as_str(), "healthy" | "unhealthy" | "unavailable");
+        if let Some(g) = groups.iter().find(|g| !g.targets.iter().any(in_service)) {
+            let states = match g.targets.is_empty() {
+                true => "none registered".to_string(),
+                false => g
+                    .targets
+                    .iter()
+                    .map(|t| {
+                        let reason = t.reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default();
+                        format!("{} {}{reason}", t.id, t.state)
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            };
+            return Err(PlanError::Refused(format!(
+                "raising {name}'s weight from {} to {weight} would send that traffic to target group {}, which has no target in service ({states}); start or register healthy instances first",
+                side.record.weight, g.name
+            )));
+        }
+    }
+    Ok(unchecked)
+}
+
 /// What the records say after a ChangeResourceRecordSets that failed or
 /// got no reply (it may still have been applied).
 #[derive(Debug, Clone, PartialEq)]
@@ -333,5 +402,24 @@ pub async fn execute(
                 if e.contains("will still apply") { "" } else { "; the change was accepted and will still apply" };
             Err(PlanError::Failed(format!("{e}{accepted}")))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::raises_share;
+
+    /// Shares, not raw weights: (90, 90) → (10, 90) takes `to` from half to
+    /// nine tenths though its weight stays; (0, 0) → (50, 50) is still an
+    /// equal split; (100, 0) → (0, 100) raises `to` only.
+    #[test]
+    fn a_side_is_raised_when_its_share_of_the_traffic_grows() {
+        assert_eq!(raises_share((90, 90), (10, 90)), (false, true));
+        assert_eq!(raises_share((100, 50), (50, 50)), (false, true));
+        assert_eq!(raises_share((0, 0), (50, 50)), (false, false));
+        assert_eq!(raises_share((0, 0), (100, 0)), (true, false));
+        assert_eq!(raises_share((100, 0), (0, 100)), (false, true));
+        assert_eq!(raises_share((30, 70), (0, 0)), (true, false));
+        assert_eq!(raises_share((70, 30), (70, 30)), (false, false));
     }
 }

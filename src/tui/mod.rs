@@ -356,10 +356,14 @@ fn spawn_change(app: &mut App, cx: &ActionContext, command: Command, tx: tokio::
                     let result = match authorise(&rb, &clients, Side::Dns, read_only, &action).await {
                         Ok(_) => {
                             let weights = crate::analysis::weights::weights_for_percent(percent);
-                            crate::drive::shift::plan(clients.dns(), &rb, weights)
-                                .await
-                                .map(|p| PendingChange::Shift(Box::new(p)))
-                                .map_err(String::from)
+                            match crate::drive::shift::plan(clients.dns(), &rb, weights).await {
+                                // What could not be checked goes to the log file.
+                                Ok(p) => crate::drive::shift::raised_sides_serve(&clients, &rb, &p)
+                                    .await
+                                    .map(|_| PendingChange::Shift(Box::new(p)))
+                                    .map_err(String::from),
+                                Err(e) => Err(String::from(e)),
+                            }
                         }
                         Err(e) => Err(e),
                     };
@@ -538,7 +542,7 @@ async fn plan_rollout(
     use crate::drive::rollout::{self, Verdict};
     use app::Control;
     let name = &cx.rb.name;
-    let running = crate::store::rollout::is_running(name)?;
+    let running = crate::store::off_async(|| crate::store::rollout::is_running(name))?;
     match control {
         Control::Start | Control::AdoptAndStart if running => {
             Err("a rollout of this runbook is already running".into())
