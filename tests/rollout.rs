@@ -851,3 +851,48 @@ async fn throttling_during_a_rollout_never_advances_blind_and_a_restart_complete
         ),
     );
 }
+
+/// A step that would raise staging's share while none of its targets is in
+/// service (both instances stopped) pauses the rollout before it is sent:
+/// nothing sent, the pause audited with the reason, exit 3. With the
+/// instances started again, the same command resumes the step and completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_onto_a_side_with_no_target_in_service_pauses_before_it_is_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rb, path) = fast_runbook(dir.path());
+    let sb = fixed_sandbox(&rb, "ap-southeast-7").await;
+    let p = path.to_str().unwrap();
+    let staging: Vec<String> =
+        sb.world.instances.iter().filter(|i| i.name.starts_with("staging-")).map(|i| i.id.clone()).collect();
+    sb.clients.ec2.stop_instances().set_instance_ids(Some(staging.clone())).send().await.unwrap();
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["rollout", p, "--dry-run"]).await;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("would pause before sending step 1: refused: raising staging's weight from 0 to 10"), "{out}");
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["rollout", p, "--yes"]).await;
+    assert_eq!(code, Some(3), "{out}");
+    assert!(
+        out.contains(
+            "rollout step 1/4 (10%): not sent: refused: raising staging's weight from 0 to 10 would send that traffic to target group demo-staging-web, which has no target in service (i-"
+        ),
+        "{out}"
+    );
+    assert_eq!(weights(&sb).await, w(100, 0), "nothing sent");
+    let lines: Vec<String> = audit(dir.path())
+        .iter()
+        .map(|l| format!("{} [{}]", l["action"].as_str().unwrap(), l["stage"].as_str().unwrap()))
+        .collect();
+    assert_eq!(lines, ["rollout pause [paused]"]);
+    assert_eq!(rollout_state(dir.path()).unwrap()["engine"]["phase"]["phase"], "paused");
+
+    sb.clients.ec2.start_instances().set_instance_ids(Some(staging)).send().await.unwrap();
+    for i in sb.world.instances.iter().filter(|i| i.name.starts_with("staging-")) {
+        eventually(Duration::from_secs(20), &format!("{} to answer /health", i.name), || async {
+            reqwest::get(&i.health_url).await.ok()?.status().is_success().then_some(())
+        })
+        .await;
+    }
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["rollout", p, "--yes"]).await;
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(weights(&sb).await, w(0, 100));
+    sb.down().await;
+}

@@ -263,6 +263,23 @@ impl Runner<'_> {
             }
             self.rolled_back_from = Some(live);
         }
+        // A step onto a side with no target in service would send its share
+        // to 503s for a whole soak before a gate could see it: paused for a
+        // person before it is sent (`cutover rollout` resumes the step).
+        if step.is_some() {
+            match shift::raised_sides_serve(&self.cx.clients, &self.cx.rb, &plan).await {
+                Ok(unchecked) => unchecked.iter().for_each(|line| (self.say)(line)),
+                Err(e) => {
+                    let reason = format!("{}: not sent: {e}", self.action(step));
+                    let out = pause_for(&mut self.engine, &reason);
+                    // Never a step silently not sent: a phase that takes no pause stops the run.
+                    if self.engine.state.phase != RolloutPhase::Paused {
+                        return Err(SendError::Failed(reason));
+                    }
+                    return Ok(out);
+                }
+            }
+        }
         if plan.is_noop() && self.state.in_flight.is_none() {
             // Nothing in flight: these weights were seen INSYNC, or are the initial ones.
             let line = format!("{}: weights already {}/{}", self.action(step), weights.0, weights.1);
@@ -1334,6 +1351,7 @@ pub async fn preview(
     adopt_live: bool,
     restart: bool,
 ) -> Result<Preview, RolloutError> {
+    let sides = clients;
     let clients = clients.dns();
     let plan = RolloutPlan::from_runbook(rb).map_err(failed)?;
     let (_, ttl) = step_ttl(rb.dns.ttl, live_ttl(clients, rb).await);
@@ -1408,6 +1426,11 @@ pub async fn preview(
     out.push(format!("would start at step {} of {}: {}", next + 1, plan.steps.len(), sp.describe()));
     if !sp.is_noop() {
         out.push(format!("change batch: {}", sp.batch_json()));
+    }
+    // As `set_weights` judges the step when it comes to send it.
+    match shift::raised_sides_serve(sides, rb, &sp).await {
+        Ok(unchecked) => out.extend(unchecked),
+        Err(e) => out.push(format!("would pause before sending step {}: {e}", next + 1)),
     }
     Ok(Preview { lines: out, verdict: Verdict::Go })
 }
