@@ -85,6 +85,23 @@ async fn dry_run_read_only_and_missing_yes_change_nothing_and_say_so() {
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("150 is not in 0..=100"), "{err}");
     assert_eq!(weights(&sb).await, w(100, 0));
+
+    // A target group the runbook names that is gone from beside staging's
+    // load balancer: whether staging can serve is unknown, so refused (not
+    // let through as NOT CHECKED, which is for a group that cannot be read).
+    let text = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("runbooks/demo.toml"))
+        .unwrap()
+        .replace(r#"target_groups = ["demo-staging-web"]"#, r#"target_groups = ["demo-staging-gone"]"#);
+    let gone = dir.path().join("demo.toml");
+    std::fs::write(&gone, text).unwrap();
+    let (code, _, err) =
+        run_cutover(&sb, &rb, dir.path(), &["shift", gone.to_str().unwrap(), "--to", "30", "--yes"]).await;
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.starts_with("refused: staging's target groups (demo-staging-gone) are not found beside its load balancer"),
+        "{err}"
+    );
+    assert_eq!(weights(&sb).await, w(100, 0));
     sb.down().await;
 }
 

@@ -325,9 +325,11 @@ fn the_cockpit_refuses_an_environments_action_in_another_region_than_the_runbook
 /// A plan can wait in the confirm popup while someone puts traffic back on
 /// the side it takes out of service. `y` is then refused when applied (the
 /// traffic is read again right before the steps), audited `refused` with no
-/// intent, and nothing is stopped.
+/// intent, and nothing is stopped. The other way round, a shift waiting in
+/// the popup while the side it raises is stopped is refused when applied,
+/// and the weights stay.
 #[test]
-fn an_action_confirmed_after_traffic_came_back_onto_its_side_is_refused_when_applied() {
+fn a_change_confirmed_after_the_world_changed_under_its_popup_is_refused_when_applied() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let rb = common::runbook("demo.toml");
@@ -373,6 +375,28 @@ fn an_action_confirmed_after_traffic_came_back_onto_its_side_is_refused_when_app
             .collect::<Vec<_>>()
     });
     assert_eq!(states, ["running", "running"], "nothing stopped");
+
+    // `w` 0: production back to 100%, planned while it runs; it is stopped
+    // (as by someone else's stop-old) while the popup waits.
+    rt.block_on(common::set_weights_as_another_client(&sb, &rb, &[("prod", 0), ("staging", 100)]));
+    let before = rt.block_on(records(&sb));
+    tmux.keys(&["w", "0", "Enter"]);
+    tmux.wait_for("the shift's confirm popup", Duration::from_secs(30), |s| s.contains("shift weights: staging to 0%"));
+    let prod: Vec<String> =
+        sb.world.instances.iter().filter(|i| i.name.starts_with("prod-")).map(|i| i.id.clone()).collect();
+    rt.block_on(sb.clients.ec2.stop_instances().set_instance_ids(Some(prod)).send()).unwrap();
+    tmux.keys(&["y"]);
+    let refusal = "weights FAILED: refused: raising production's weight from 0 to 100 would send that traffic to target group demo-prod-web, which has no target in service (i-";
+    tmux.wait_for("the shift's refusal", Duration::from_secs(30), |s| s.contains(refusal));
+    assert_eq!(rt.block_on(records(&sb)), before, "the weights stay");
+    let audit = audit_lines(dir.path(), "demo");
+    let last = audit.last().unwrap();
+    assert_eq!(
+        (last["action"].as_str(), last["stage"].as_str()),
+        (Some("shift_weights to 0%"), Some("refused")),
+        "{last}"
+    );
+    assert_eq!(audit.len(), 2, "no intent: {audit:#?}");
     assert_eq!(tmux.quit(&marker), "exit=0");
     rt.block_on(sb.down());
 }

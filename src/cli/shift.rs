@@ -57,7 +57,7 @@ pub fn run(rb: Runbook, g: &GlobalArgs, args: ShiftArgs) -> Result<u8, Failure> 
             ));
         }
         let mut say = |l: &str| println!("{l}");
-        let done = shift::execute(&clients, &rb, &who, &plan, &mut say)
+        let done = shift::execute(&sides, &rb, &who, &plan, &mut say)
             .await
             .map_err(|e| Failure { status: e.exit_status(), message: e.to_string() })?;
         println!("{done}");

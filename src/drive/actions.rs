@@ -991,6 +991,14 @@ pub async fn execute(
         log.append(&line(Stage::Refused, refusal.clone()))?;
         return Err(ExecuteError::Refused(refusal));
     }
+    // Likewise the side a shift raises: it may have been stopped meanwhile.
+    if let Some(Step::Shift(sp)) = plan.steps.first()
+        && let Err(e) = shift::raised_sides_serve(clients, rb, sp).await
+    {
+        let refusal = format!("{e}; nothing was changed");
+        log.append(&line(Stage::Refused, refusal.clone()))?;
+        return Err(ExecuteError::Refused(refusal));
+    }
     log.append(&line(Stage::Intent, plan.steps.iter().map(Step::describe).collect::<Vec<_>>().join("; ")))
         .map_err(|e| format!("{e}; nothing was changed"))?;
     let clients = clients.side(&plan.side);

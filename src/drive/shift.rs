@@ -179,6 +179,21 @@ pub async fn raised_sides_serve(
         let clients = sides.side(&crate::runbook::Side::Environment(name.clone()));
         let groups = match crate::aws::elb::target_groups(&clients.elb, &env.target_groups).await {
             Ok(groups) => groups,
+            // Not found where the environment's own load balancer is: the
+            // runbook names a group that is gone, not another region.
+            Err(e)
+                if e.kind == crate::aws::AwsErrorKind::NotFound
+                    && env.load_balancer.is_some()
+                    && matches!(
+                        crate::authority::environment_region_check(sides, rb, name, &clients.region).await,
+                        crate::authority::RegionCheck::Here
+                    ) =>
+            {
+                return Err(PlanError::Refused(format!(
+                    "{name}'s target groups ({}) are not found beside its load balancer ({e}), so whether it can take the share this raises is unknown; correct the runbook",
+                    env.target_groups.join(", ")
+                )));
+            }
             Err(e) => {
                 tracing::warn!(environment = %name, error = %e, "target health not read before raising its weight");
                 unchecked.push(format!(
@@ -329,15 +344,17 @@ pub async fn wait_insync_or(
     }
 }
 
-/// Carries out a confirmed shift: refused under a running rollout, the intent
-/// audited before anything is sent, then applied and INSYNC audited.
+/// Carries out a confirmed shift: refused under a running rollout or when
+/// the side it raises can no longer serve (read again under the lease), the
+/// intent audited before anything is sent, then applied and INSYNC audited.
 pub async fn execute(
-    clients: &Clients,
+    sides: &crate::aws::SideClients,
     rb: &Runbook,
     who: &crate::authority::Actor,
     plan: &ShiftPlan,
     say: &mut (dyn FnMut(&str) + Send),
 ) -> Result<String, PlanError> {
+    let clients = sides.dns();
     let log = crate::store::audit::AuditLog::for_runbook(&rb.name);
     let percent = plan.weights.1;
     let line = |stage: Stage, detail: String| {
@@ -363,6 +380,18 @@ pub async fn execute(
             rb.name
         )),
     })?;
+    // Read again under the lease: the plan may have waited in a confirm
+    // popup while the side it raises was stopped (a stop takes the lease too).
+    if let Err(e) = raised_sides_serve(sides, rb, plan).await {
+        let e = match e {
+            PlanError::Refused(m) => m,
+            other => other.to_string(),
+        };
+        let refusal = format!("{e}; nothing was changed");
+        log.append(&line(Stage::Refused, format!("refused: {refusal}")))
+            .map_err(|e| PlanError::Failed(format!("{e}; nothing was changed")))?;
+        return Err(PlanError::Refused(refusal));
+    }
     // The intent is on disk before anything is sent.
     log.append(&line(Stage::Intent, plan.describe()))
         .map_err(|e| PlanError::Failed(format!("{e}; nothing was changed")))?;

@@ -502,7 +502,7 @@ async fn apply_change(
             crate::drive::actions::execute(&clients, &rb, &who, &key, &plan, &mut report).await.map_err(String::from)
         }
         PendingChange::Shift(plan) => {
-            crate::drive::shift::execute(clients.dns(), &rb, &who, &plan, &mut say).await.map_err(String::from)
+            crate::drive::shift::execute(&clients, &rb, &who, &plan, &mut say).await.map_err(String::from)
         }
         PendingChange::Rollout { control: c @ (Control::Start | Control::AdoptAndStart), .. } => {
             let extra: &[&str] = if c == Control::AdoptAndStart { &["--adopt-live"] } else { &[] };
