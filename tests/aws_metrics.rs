@@ -72,14 +72,14 @@ async fn gates_on_the_load_balancers_own_5xx_see_them_and_fail() {
 }
 
 /// The demo runbook with one gate, on staging's `HTTPCode_ELB_5XX_Count`
-/// with `no_data = "pass"`, two steps, a 20 s soak and a 1 s TTL.
+/// with `no_data = "pass"`, two steps, a 40 s soak and a 1 s TTL.
 fn elb_5xx_gate_only(dir: &Path) -> (Runbook, PathBuf) {
     let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("runbooks/demo.toml")).unwrap();
     let (head, rest) = text.split_once("[[rollout.gates]]").unwrap();
     let alarms = &rest[rest.find("[[alarms]]").unwrap()..];
     let head = head
         .replace("steps = [10, 25, 50, 100]", "steps = [50, 100]")
-        .replace("soak = \"30s\"", "soak = \"20s\"")
+        .replace("soak = \"30s\"", "soak = \"40s\"")
         .replace("gate_interval = \"5s\"", "gate_interval = \"1s\"")
         .replace("ttl = 10\n", "ttl = 1\n");
     let gate = "[[rollout.gates]]\nkind = \"metric\"\nenvironment = \"staging\"\n\
@@ -90,13 +90,33 @@ fn elb_5xx_gate_only(dir: &Path) -> (Runbook, PathBuf) {
     (cutover::runbook::parse(&path.display().to_string(), &text).unwrap(), path)
 }
 
+/// Staging is stopped once step 1 (50/50) soaks: before it, the rollout
+/// would not send the step at all (no target in service; tests/rollout.rs).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rollout_gated_on_elb_5xx_aborts_when_the_new_side_refuses_every_connection() {
     let dir = tempfile::tempdir().unwrap();
     let (rb, path) = elb_5xx_gate_only(dir.path());
     let sb = sandbox(&rb, "ap-south-1").await;
+    let rollout = tokio::process::Command::from(cutover_command(
+        &sb,
+        &rb,
+        dir.path(),
+        &["rollout", path.to_str().unwrap(), "--yes"],
+    ))
+    .spawn()
+    .unwrap();
+    let state = dir.path().join("cutover/demo.rollout.json");
+    eventually(Duration::from_secs(60), "step 1 to soak", || async {
+        let s: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&state).ok()?).ok()?;
+        (s["engine"]["step"] == 0 && s["engine"]["phase"]["phase"] == "soaking").then_some(())
+    })
+    .await;
     stop_environment(&sb, "staging").await;
-    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["rollout", path.to_str().unwrap(), "--yes"]).await;
+    let done = rollout.wait_with_output().await.unwrap();
+    let (code, out) = (
+        done.status.code(),
+        format!("{}{}", String::from_utf8_lossy(&done.stdout), String::from_utf8_lossy(&done.stderr)),
+    );
     let sets = sb.clients.route53.list_resource_record_sets().hosted_zone_id(&sb.world.zone_id).send().await.unwrap();
     let staging = sets.resource_record_sets().iter().find(|r| r.set_identifier() == Some("staging")).unwrap().weight();
     sb.down().await;
