@@ -156,23 +156,7 @@ async fn stickiness_registration_and_stopping_instances_do_what_they_say() {
     let (code, out) =
         run_cutover_all(&sb, &rb, dir.path(), &["run", "runbooks/demo.toml", "decommission/stop-old", "--yes"]).await;
     assert_eq!(code, Some(0), "{out}");
-    let states = |sb: &Sandbox| {
-        let ec2 = sb.clients.ec2.clone();
-        async move {
-            let r = ec2
-                .describe_instances()
-                .filters(aws_sdk::ec2::types::Filter::builder().name("tag:Environment").values("production").build())
-                .send()
-                .await
-                .unwrap();
-            r.reservations()
-                .iter()
-                .flat_map(|r| r.instances())
-                .map(|i| i.state().unwrap().name().unwrap().as_str().to_string())
-                .collect::<Vec<_>>()
-        }
-    };
-    assert_eq!(states(&sb).await, ["stopped", "stopped"]);
+    assert_eq!(instance_states(&sb, "production").await, ["stopped", "stopped"]);
     eventually(Duration::from_secs(10), "the stopped app to stop answering", || async {
         (!health_ok(&sb, "prod-web-1").await).then_some(())
     })
@@ -198,7 +182,7 @@ async fn stickiness_registration_and_stopping_instances_do_what_they_say() {
     )
     .await;
     assert_eq!(code, Some(0), "{out}");
-    assert_eq!(states(&sb).await, ["running", "running"]);
+    assert_eq!(instance_states(&sb, "production").await, ["running", "running"]);
     let (code, out) =
         run_cutover_all(&sb, &rb, dir.path(), &["shift", "runbooks/demo.toml", "--to", "0", "--yes"]).await;
     assert_eq!(code, Some(0), "started again, production takes its weight back: {out}");

@@ -359,21 +359,7 @@ fn a_change_confirmed_after_the_world_changed_under_its_popup_is_refused_when_ap
     assert_eq!(stages, ["refused"], "{audit:#?}");
     assert!(audit[0]["action"].as_str().unwrap().starts_with("stop_instances production (decommission/stop-old)"));
     assert!(audit[0]["detail"].as_str().unwrap().ends_with("nothing was changed"), "{}", audit[0]);
-    let states = rt.block_on(async {
-        let r = sb
-            .clients
-            .ec2
-            .describe_instances()
-            .filters(aws_sdk::ec2::types::Filter::builder().name("tag:Environment").values("production").build())
-            .send()
-            .await
-            .unwrap();
-        r.reservations()
-            .iter()
-            .flat_map(|r| r.instances())
-            .map(|i| i.state().unwrap().name().unwrap().as_str().to_string())
-            .collect::<Vec<_>>()
-    });
+    let states = rt.block_on(common::instance_states(&sb, "production"));
     assert_eq!(states, ["running", "running"], "nothing stopped");
 
     // `w` 0: production back to 100%, planned while it runs; it is stopped

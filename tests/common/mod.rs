@@ -293,6 +293,24 @@ pub async fn alb_metric_sum(sb: &Sandbox, name: &str, dimensions: Vec<aws_sdk::c
     r.metric_data_results().iter().flat_map(|m| m.values()).sum()
 }
 
+/// The EC2 states of the instances tagged `Environment = environment`, read
+/// back with the SDK.
+pub async fn instance_states(sb: &Sandbox, environment: &str) -> Vec<String> {
+    let r = sb
+        .clients
+        .ec2
+        .describe_instances()
+        .filters(aws_sdk::ec2::types::Filter::builder().name("tag:Environment").values(environment).build())
+        .send()
+        .await
+        .unwrap();
+    r.reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .map(|i| i.state().unwrap().name().unwrap().as_str().to_string())
+        .collect()
+}
+
 /// Every weighted record's weight by set identifier, read with the SDK.
 pub async fn weights(sb: &Sandbox) -> std::collections::BTreeMap<String, i64> {
     let sets = sb.clients.route53.list_resource_record_sets().hosted_zone_id(&sb.world.zone_id).send().await.unwrap();
