@@ -1054,6 +1054,7 @@ fn shift_plan(from: u8, to: u8, weights: (u8, u8)) -> cutover::drive::shift::Shi
         from: side("production", "prod", from),
         to: side("staging", "staging", to),
         weights,
+        unchecked: Vec::new(),
     }
 }
 
@@ -1081,6 +1082,14 @@ fn w_asks_for_a_percent_plans_the_shift_and_y_applies_it() {
     assert!(text.contains(r#"before {"production":100,"staging":0}"#), "{text}");
     assert!(text.contains(r#"after  {"production":70,"staging":30}"#), "{text}");
     assert_eq!(update(&mut app, key(KeyCode::Char('y'))), vec![Command::Apply { key: "weights".into() }]);
+    // What could not be checked before it is in the popup, not only the log file.
+    let mut plan = shift_plan(100, 0, (70, 30));
+    plan.unchecked = vec!["NOT CHECKED: whether staging has a target in service (AccessDenied)".into()];
+    update(&mut app, Event::Planned { key: "weights".into(), result: Ok(PendingChange::Shift(Box::new(plan))) });
+    let text = screen(&app, 160, 48);
+    assert!(text.contains("NOT CHECKED: whether staging has a target in service (AccessDenied)"), "{text}");
+    assert!(update(&mut app, key(KeyCode::Char('n'))).is_empty(), "n applies nothing");
+    assert_eq!(app.overlay, Overlay::None);
     // Weights already there: no popup.
     let same = shift_plan(70, 30, (70, 30));
     update(&mut app, Event::Planned { key: "weights".into(), result: Ok(PendingChange::Shift(Box::new(same))) });

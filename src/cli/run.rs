@@ -92,6 +92,9 @@ pub fn run(rb: Runbook, g: &GlobalArgs, args: RunArgs) -> Result<u8, Failure> {
         }
         for s in &plan.steps {
             println!("  step: {}", s.describe());
+            if let actions::Step::Shift(p) = s {
+                p.unchecked.iter().for_each(|l| println!("  {l}"));
+            }
         }
         if let Some(name) = plan.confirm_name() {
             println!("  NO ROLLBACK: this cannot be undone; it runs with --yes --confirm-name {name}");

@@ -246,9 +246,8 @@ pub async fn plan_with_vars(
             plan_delete_groups(clients, rb, environment, security_groups, &mut p).await?
         }
     }
-    if let Some(Step::Shift(sp)) = p.steps.first() {
-        // What could not be checked is in the log (the plan has no notes).
-        shift::raised_sides_serve(sides, rb, sp).await?;
+    if let Some(Step::Shift(sp)) = p.steps.first_mut() {
+        sp.unchecked = shift::raised_sides_serve(sides, rb, sp).await?;
     }
     Ok(p)
 }

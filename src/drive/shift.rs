@@ -38,6 +38,10 @@ pub struct ShiftPlan {
     pub to: Side,
     /// The new weights (from, to).
     pub weights: Weights,
+    /// What could not be checked before it (`raised_sides_serve`), shown
+    /// with it in the confirm popup and by `cutover run`.
+    #[serde(skip)]
+    pub unchecked: Vec<String>,
 }
 
 impl ShiftPlan {
@@ -142,7 +146,15 @@ pub async fn plan(clients: &Clients, rb: &Runbook, weights: Weights) -> Result<S
             )));
         }
     }
-    Ok(ShiftPlan { zone_id: zone, name: rb.dns.record.clone(), record_type: types[0].clone(), from, to, weights })
+    Ok(ShiftPlan {
+        zone_id: zone,
+        name: rb.dns.record.clone(),
+        record_type: types[0].clone(),
+        from,
+        to,
+        weights,
+        unchecked: Vec::new(),
+    })
 }
 
 /// Whether each side's share of the traffic grows from weights `old` to

@@ -93,13 +93,16 @@ impl PendingChange {
                 name: p.name.clone(),
                 before: Some(p.before.to_string()),
                 after: Some(p.after.to_string()),
-                details: p.steps.iter().map(|s| s.describe()).collect(),
+                details: p.steps.iter().map(|s| s.describe()).chain(p.steps.iter().flat_map(unchecked)).collect(),
             },
             PendingChange::Shift(p) => Summary {
                 name: format!("shift weights: {} to {}%", p.to.environment, p.weights.1),
                 before: Some(p.before().to_string()),
                 after: Some(p.after().to_string()),
-                details: vec![p.describe(), "both records in one change batch, then a wait for INSYNC".into()],
+                details: [p.describe(), "both records in one change batch, then a wait for INSYNC".into()]
+                    .into_iter()
+                    .chain(p.unchecked.iter().cloned())
+                    .collect(),
             },
             PendingChange::Rollout { control, lines } => {
                 let (name, last) = match control {
@@ -120,6 +123,14 @@ impl PendingChange {
                 Summary { name: name.into(), before: None, after: None, details }
             }
         }
+    }
+}
+
+/// What a step's planning could not check (a shift's raised side unread).
+fn unchecked(step: &crate::drive::actions::Step) -> Vec<String> {
+    match step {
+        crate::drive::actions::Step::Shift(p) => p.unchecked.clone(),
+        _ => Vec::new(),
     }
 }
 

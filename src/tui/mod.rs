@@ -357,11 +357,13 @@ fn spawn_change(app: &mut App, cx: &ActionContext, command: Command, tx: tokio::
                         Ok(_) => {
                             let weights = crate::analysis::weights::weights_for_percent(percent);
                             match crate::drive::shift::plan(clients.dns(), &rb, weights).await {
-                                // What could not be checked goes to the log file.
-                                Ok(p) => crate::drive::shift::raised_sides_serve(&clients, &rb, &p)
-                                    .await
-                                    .map(|_| PendingChange::Shift(Box::new(p)))
-                                    .map_err(String::from),
+                                Ok(mut p) => match crate::drive::shift::raised_sides_serve(&clients, &rb, &p).await {
+                                    Ok(unchecked) => {
+                                        p.unchecked = unchecked;
+                                        Ok(PendingChange::Shift(Box::new(p)))
+                                    }
+                                    Err(e) => Err(String::from(e)),
+                                },
                                 Err(e) => Err(String::from(e)),
                             }
                         }
@@ -542,11 +544,11 @@ async fn plan_rollout(
     use crate::drive::rollout::{self, Verdict};
     use app::Control;
     let name = &cx.rb.name;
-    let running = crate::store::off_async(|| crate::store::rollout::is_running(name))?;
+    // Whether one runs is asked where needed, once: with a crashed holder's
+    // expired lease in team mode each ask watches it for seconds.
+    let running = || crate::store::off_async(|| crate::store::rollout::is_running(name));
     match control {
-        Control::Start | Control::AdoptAndStart if running => {
-            Err("a rollout of this runbook is already running".into())
-        }
+        // The preview says when one runs (Verdict::Running).
         Control::Start | Control::AdoptAndStart => {
             let shell = "; use `cutover rollout` in a shell to decide";
             let refusal = |p: &rollout::Preview| {
@@ -574,7 +576,7 @@ async fn plan_rollout(
                 Verdict::Running | Verdict::PlanChanged | Verdict::Complete => Err(format!("{}{shell}", refusal(&p))),
             }
         }
-        Control::Promote if !running => Err("no rollout is running; nothing to promote".into()),
+        Control::Promote if !running()? => Err("no rollout is running; nothing to promote".into()),
         Control::Promote => {
             let s = rollout::load_state(name)?.ok_or("the running rollout has saved no state yet")?;
             let steps = &cx.rb.rollout.steps;
