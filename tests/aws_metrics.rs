@@ -103,6 +103,7 @@ async fn a_rollout_gated_on_elb_5xx_aborts_when_the_new_side_refuses_every_conne
         dir.path(),
         &["rollout", path.to_str().unwrap(), "--yes"],
     ))
+    .kill_on_drop(true)
     .spawn()
     .unwrap();
     let state = dir.path().join("cutover/demo.rollout.json");
@@ -112,7 +113,10 @@ async fn a_rollout_gated_on_elb_5xx_aborts_when_the_new_side_refuses_every_conne
     })
     .await;
     stop_environment(&sb, "staging").await;
-    let done = rollout.wait_with_output().await.unwrap();
+    let done = tokio::time::timeout(Duration::from_secs(240), rollout.wait_with_output())
+        .await
+        .expect("the rollout ends within 240 s")
+        .unwrap();
     let (code, out) = (
         done.status.code(),
         format!("{}{}", String::from_utf8_lossy(&done.stdout), String::from_utf8_lossy(&done.stderr)),

@@ -224,6 +224,14 @@ async fn a_runbook_for_another_region_is_refused_where_regional_resources_are_re
         "{said}"
     );
     assert_eq!(live().await, [("prod".to_string(), 90), ("staging".to_string(), 10)], "shift applied");
+    // `cutover run` says it too, for a shift_weights item (the rollout's rollback, to 0).
+    let out = elsewhere(&["run", p, "traffic/rollout", "--rollback", "--dry-run"]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{said}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        said.contains("NOT CHECKED: whether production has a target in service to take the share this raises"),
+        "{said}"
+    );
     let out = elsewhere(&["abort", p, "--yes", "--reason", "region test"]);
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(live().await, [("prod".to_string(), 100), ("staging".to_string(), 0)], "abort applied");

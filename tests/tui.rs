@@ -1084,10 +1084,15 @@ fn w_asks_for_a_percent_plans_the_shift_and_y_applies_it() {
     assert_eq!(update(&mut app, key(KeyCode::Char('y'))), vec![Command::Apply { key: "weights".into() }]);
     // What could not be checked before it is in the popup, not only the log file.
     let mut plan = shift_plan(100, 0, (70, 30));
-    plan.unchecked = vec!["NOT CHECKED: whether staging has a target in service (AccessDenied)".into()];
+    let (said, why) = (
+        "NOT CHECKED: whether staging has a target in service to take the share this raises",
+        "(DescribeTargetGroups: AccessDenied: not authorized)",
+    );
+    plan.unchecked = vec![format!("{said} {why}")];
     update(&mut app, Event::Planned { key: "weights".into(), result: Ok(PendingChange::Shift(Box::new(plan))) });
     let text = screen(&app, 160, 48);
-    assert!(text.contains("NOT CHECKED: whether staging has a target in service (AccessDenied)"), "{text}");
+    // The popup wraps it after `raises`.
+    assert!(text.contains(said) && text.contains(why), "{text}");
     assert!(update(&mut app, key(KeyCode::Char('n'))).is_empty(), "n applies nothing");
     assert_eq!(app.overlay, Overlay::None);
     // Weights already there: no popup.

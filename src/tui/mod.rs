@@ -573,7 +573,10 @@ async fn plan_rollout(
                     a.lines.insert(0, why);
                     Ok((Control::AdoptAndStart, a.lines))
                 }
-                Verdict::Running | Verdict::PlanChanged | Verdict::Complete => Err(format!("{}{shell}", refusal(&p))),
+                Verdict::Running => {
+                    Err("a rollout of this runbook is already running (P pauses, + promotes, X aborts)".into())
+                }
+                Verdict::PlanChanged | Verdict::Complete => Err(format!("{}{shell}", refusal(&p))),
             }
         }
         Control::Promote if !running()? => Err("no rollout is running; nothing to promote".into()),
