@@ -170,7 +170,7 @@ pub fn raises_share(old: Weights, new: Weights) -> (bool, bool) {
     (grows(old.0, new.0), grows(old.1, new.1))
 }
 
-/// Refuses a plan that raises the weight of a side with a target group
+/// Refuses a plan that raises the share of a side with a target group
 /// holding no target in service: its load balancer answers 503 for that share
 /// of users (old production after stop-old, say, or a side still warming
 /// up). Taking share away from a side is never refused: it is how one is left.
