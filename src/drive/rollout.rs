@@ -1295,7 +1295,7 @@ pub async fn request(
     limit: Duration,
 ) -> Result<String, RolloutError> {
     let verb = if req == Request::Pause { "pause" } else { "promote" };
-    if !crate::store::off_async(|| is_running(name)).map_err(failed)? {
+    if !is_running(name).map_err(failed)? {
         let saved = load_state(name)
             .map_err(failed)?
             .map_or("no saved state".to_string(), |s| format!("saved phase {}", s.engine.phase.name()));
@@ -1365,7 +1365,7 @@ pub async fn preview(
     out.extend(plan.gates.iter().map(|g| format!("  {}", g.name)));
     let live = live_weights(clients, rb).await.map_err(failed)?;
     out.push(format!("live weights: {} {} / {} {}", rb.rollout.from, live.0, rb.rollout.to, live.1));
-    if crate::store::off_async(|| is_running(&rb.name)).map_err(failed)? {
+    if is_running(&rb.name).map_err(failed)? {
         out.push("a rollout of this runbook is running now: `cutover rollout` would be refused".into());
         return Ok(Preview { lines: out, verdict: Verdict::Running });
     }
@@ -1449,7 +1449,7 @@ pub async fn abort_preview(rb: &Runbook, clients: &SideClients) -> Result<Vec<St
         _ => "the initial weights (no step passed yet)".to_string(),
     };
     let mut out = vec![format!("rollback target: {}/{}, {why}", target.0, target.1)];
-    if crate::store::off_async(|| is_running(&rb.name)).map_err(failed)? {
+    if is_running(&rb.name).map_err(failed)? {
         out.push("a rollout is running: `cutover abort` would ask it to roll back and wait for INSYNC".into());
     } else {
         let sp = shift::plan(clients, rb, target).await?;

@@ -86,9 +86,10 @@ impl Request {
     }
 }
 
-/// True while a `cutover rollout` of this runbook holds its lease.
+/// True while a `cutover rollout` of this runbook holds its lease. It may
+/// watch a shared lease for seconds, so it runs off the async worker.
 pub fn is_running(name: &str) -> Result<bool, String> {
-    super::lease::is_held(name)
+    super::off_async(|| super::lease::is_held(name))
 }
 
 /// The rollout's saved state (its type is the engine's `RolloutState`).

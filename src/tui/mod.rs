@@ -546,7 +546,7 @@ async fn plan_rollout(
     let name = &cx.rb.name;
     // Whether one runs is asked where needed, once: with a crashed holder's
     // expired lease in team mode each ask watches it for seconds.
-    let running = || crate::store::off_async(|| crate::store::rollout::is_running(name));
+    let running = || crate::store::rollout::is_running(name);
     match control {
         // The preview says when one runs (Verdict::Running).
         Control::Start | Control::AdoptAndStart => {
