@@ -260,3 +260,80 @@ async fn targets_registered_on_another_port_than_the_groups_are_deregistered_on_
     assert_eq!(listed().await, [], "every target deregistered");
     sb.down().await;
 }
+
+/// Route53 answers with the records at weight 0 once every record above 0 is
+/// unhealthy. Production at 0 beside staging at 100 whose health check fails
+/// gets every user, so stopping it is refused (and while the check cannot be
+/// read, too); once staging's check passes, stop-old goes through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_side_at_weight_0_that_route53_falls_back_to_is_not_taken_out_of_service() {
+    use aws_sdk::route53::types::{
+        Change, ChangeAction, HealthCheckConfig, HealthCheckType, ResourceRecord, ResourceRecordSet, RrType,
+    };
+    let rb = runbook("demo.toml");
+    let sb = sandbox(&rb, "ap-southeast-6").await;
+    let dir = tempfile::tempdir().unwrap();
+    // staging-web-2's /health answers 503 until its Redis path is opened.
+    let port = sb.world.instances.iter().find(|i| i.name == "staging-web-2").unwrap().app_port;
+    let config = HealthCheckConfig::builder()
+        .ip_address("127.0.0.1")
+        .port(i32::from(port))
+        .r#type(HealthCheckType::Http)
+        .resource_path("/health")
+        .build()
+        .unwrap();
+    let hc = sb.clients.route53.create_health_check().caller_reference("staging-web-2").health_check_config(config);
+    let hc = hc.send().await.unwrap().health_check().unwrap().id().to_string();
+    let changes = [("prod", 0, None), ("staging", 100, Some(hc.clone()))]
+        .into_iter()
+        .map(|(id, w, check)| {
+            let set = ResourceRecordSet::builder()
+                .name(&rb.dns.record)
+                .r#type(RrType::from(rb.dns.record_type.as_str()))
+                .set_identifier(id)
+                .weight(w)
+                .ttl(i64::from(rb.dns.ttl))
+                .set_health_check_id(check)
+                .resource_records(ResourceRecord::builder().value(format!("{id}.example.test")).build().unwrap())
+                .build()
+                .unwrap();
+            Change::builder().action(ChangeAction::Upsert).resource_record_set(set).build().unwrap()
+        })
+        .collect();
+    send_changes_as_another_client(&sb, changes).await;
+    let stop_old = ["run", "runbooks/demo.toml", "decommission/stop-old"];
+    for extra in ["--yes", "--dry-run"] {
+        let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &[&stop_old[..], &[extra]].concat()).await;
+        assert_eq!(code, Some(2), "{extra}: {out}");
+        assert!(
+            out.contains(
+                "Route53 still sends production traffic although its CNAME record `prod` has weight 0: every CNAME record of app.demo.cutover.test weighted above 0 is unhealthy (`staging`: health check "
+            ) && out.contains(" fails (0 of 1 checkers healthy: Failure: HTTP Status Code 503)")
+                && out.contains("make the side with the weight healthy first"),
+            "{extra}: {out}"
+        );
+    }
+    assert_eq!(instance_states(&sb, "production").await, ["running", "running"], "nothing stopped");
+    // The check's status unreadable: unknown, so refused as well.
+    sb.faults.deny_health_check_status.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &[&stop_old[..], &["--yes"]].concat()).await;
+    assert_eq!(code, Some(2), "{out}");
+    assert!(
+        out.contains("whether Route53 still sends production traffic is unknown: its CNAME record `prod` has weight 0")
+            && out.contains("could not be judged (")
+            && out.contains("AccessDenied"),
+        "{out}"
+    );
+    sb.faults.deny_health_check_status.store(false, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(instance_states(&sb, "production").await, ["running", "running"], "nothing stopped");
+    // staging healthy again: Route53 answers with it alone.
+    sb.authorize_ingress("staging-redis", "staging-batch", 6379).await.unwrap();
+    let out = eventually(Duration::from_secs(30), "stop-old to go through once staging is healthy", || async {
+        let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &[&stop_old[..], &["--yes"]].concat()).await;
+        (code == Some(0)).then_some(out)
+    })
+    .await;
+    assert!(out.contains("stop"), "{out}");
+    assert_eq!(instance_states(&sb, "production").await, ["stopped", "stopped"]);
+    sb.down().await;
+}

@@ -492,7 +492,38 @@ async fn an_alias_to_an_alb_with_no_healthy_target_gets_no_traffic() {
     assert_eq!(alb["effective_share_percent"], 0.0, "{alb:#}");
     assert!(alb["no_traffic"].as_str().is_some_and(|w| w.contains("no healthy target")), "{alb:#}");
     assert_eq!(side(&sides, "single-box")["effective_share_percent"], 100.0, "{sides:#?}");
+    // The box at weight 0 still gets every user: Route53 answers with the
+    // records at 0 when each above 0 is unhealthy. Stopping it is refused.
+    reweight_as_another_client(&sb, &rb, "single-box", 0).await;
+    let runbook = path.to_str().unwrap();
+    let stop_box = ["run", runbook, "retire/stop-box", "--yes"];
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &stop_box).await;
+    assert_eq!(code, Some(2), "{out}");
+    assert!(
+        out.contains("Route53 still sends single-box traffic although its A record `single-box` has weight 0")
+            && out.contains("`alb`: an alias to shop-alb evaluating target health, whose target groups (shop-web) have no healthy target"),
+        "{out}"
+    );
+    assert_eq!(box_state(&sb).await, "running", "nothing stopped");
+    let targets: Vec<_> = sb
+        .world
+        .instances
+        .iter()
+        .filter(|i| i.environment == "alb")
+        .map(|i| TargetDescription::builder().id(&i.id).port(8080).build())
+        .collect();
+    sb.clients.elb.register_targets().target_group_arn(tg).set_targets(Some(targets)).send().await.unwrap();
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &stop_box).await;
+    assert_eq!(code, Some(0), "the ALB healthy again, the box gets nothing: {out}");
+    assert_eq!(box_state(&sb).await, "stopped");
     sb.down().await;
+}
+
+/// The EC2 state of the single box (selected by its Role tag, not Environment).
+async fn box_state(sb: &Sandbox) -> String {
+    let id = &sb.world.instances.iter().find(|i| i.environment == "single-box").unwrap().id;
+    let r = sb.clients.ec2.describe_instances().instance_ids(id).send().await.unwrap();
+    r.reservations()[0].instances()[0].state().unwrap().name().unwrap().as_str().to_string()
 }
 
 /// Point 4 in a rollout: a step's change applied but its reply lost stays in

@@ -19,9 +19,48 @@ pub fn weights_for_percent(percent: u8) -> (u8, u8) {
     (100 - p, p)
 }
 
+/// Whether Route53 counts an ALB healthy for an alias evaluating target
+/// health, from each of its target groups' (healthy, registered) counts:
+/// every group holding targets has a healthy one, and some target is
+/// healthy. None without target groups: nothing to judge by.
+pub fn alb_healthy(groups: impl IntoIterator<Item = (usize, usize)>) -> Option<bool> {
+    let groups: Vec<(usize, usize)> = groups.into_iter().collect();
+    if groups.is_empty() {
+        return None;
+    }
+    let every_holding = groups.iter().filter(|(_, total)| *total > 0).all(|(healthy, _)| *healthy > 0);
+    Some(every_holding && groups.iter().any(|(healthy, _)| *healthy > 0))
+}
+
+/// Whether an alias target's DNS name is the load balancer's (any case, a
+/// trailing dot, or the `dualstack.` prefix an alias to an ALB may carry).
+pub fn alias_names(target: &str, load_balancer_dns: &str) -> bool {
+    let norm = |d: &str| d.trim_end_matches('.').to_ascii_lowercase();
+    let (target, dns) = (norm(target), norm(load_balancer_dns));
+    target == dns || target.strip_prefix("dualstack.") == Some(dns.as_str())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_alb_is_healthy_to_route53_only_when_every_target_group_with_targets_has_a_healthy_one() {
+        assert_eq!(alb_healthy([]), None);
+        assert_eq!(alb_healthy([(2, 2), (1, 3)]), Some(true));
+        assert_eq!(alb_healthy([(2, 2), (0, 2)]), Some(false), "one group with targets, none healthy");
+        assert_eq!(alb_healthy([(2, 2), (0, 0)]), Some(true), "a group without targets does not count");
+        assert_eq!(alb_healthy([(0, 0)]), Some(false), "no target at all");
+    }
+
+    #[test]
+    fn an_alias_names_its_load_balancer_with_or_without_dualstack_and_the_trailing_dot() {
+        let lb = "shop-alb-1.eu-south-1.elb.amazonaws.com";
+        assert!(alias_names("dualstack.Shop-ALB-1.eu-south-1.elb.amazonaws.com.", lb));
+        assert!(alias_names("shop-alb-1.eu-south-1.elb.amazonaws.com", &format!("{lb}.")));
+        assert!(!alias_names("dualstack.other-alb-1.eu-south-1.elb.amazonaws.com.", lb));
+        assert!(!alias_names("x.shop-alb-1.eu-south-1.elb.amazonaws.com", lb));
+    }
 
     #[test]
     fn proportional_shares() {

@@ -202,7 +202,7 @@ pub async fn plan_with_vars(
     let side = action.side(rb);
     let out_of_service = out_of_service(action).map(|(e, what)| (e.to_string(), what));
     if let Some((environment, what)) = &out_of_service {
-        carries_no_traffic(clients.dns(), rb, environment, what).await?;
+        carries_no_traffic(clients, rb, environment, what).await?;
     }
     if let Some(environment) = instances_changed(action) {
         selects_its_own(clients, rb, environment).await?;
@@ -339,12 +339,15 @@ async fn selects_its_own(clients: &SideClients, rb: &Runbook, environment: &str)
 /// Refuses an action that takes `environment` out of service while Route53
 /// still sends it traffic. Route53 answers each record type (A, AAAA) from
 /// that type's records alone, so each type is judged on its own: the
-/// environment's record of that type weighted above 0, or every record of
-/// that type at 0 (Route53 then shares traffic equally among them). A group
-/// that cannot be read refuses too. An environment with no set identifier in
+/// environment's record of that type weighted above 0; every record of that
+/// type at 0 (Route53 then shares traffic equally among them); or every
+/// record above 0 unhealthy to Route53, which then answers with the records
+/// at 0 (a failed-over new side sends everyone back to the old one). What
+/// cannot be read refuses too. An environment with no set identifier in
 /// `[dns]` is not one of the weighted records: nothing to read.
-async fn carries_no_traffic(dns: &Clients, rb: &Runbook, environment: &str, what: &str) -> Result<(), PlanError> {
+async fn carries_no_traffic(sides: &SideClients, rb: &Runbook, environment: &str, what: &str) -> Result<(), PlanError> {
     let Some(id) = rb.dns.set_identifiers.get(environment) else { return Ok(()) };
+    let dns = sides.dns();
     let unread = |e: crate::aws::AwsError| {
         PlanError::Refused(format!(
             "whether Route53 still sends {environment} traffic is unknown: the weighted records of {} could \
@@ -374,8 +377,112 @@ async fn carries_no_traffic(dns: &Clients, rb: &Runbook, environment: &str, what
                  put the weight on another record first (`cutover shift`), then run this again"
             )));
         }
+        // One healthy record above 0 is enough: asked in turn, so plain
+        // records (always healthy) cost no read.
+        let (mut unhealthy, mut unknown) = (Vec::new(), Vec::new());
+        let mut served = false;
+        for r in of_type.iter().filter(|r| r.weight > 0) {
+            match record_health(sides, rb, r).await {
+                RecordHealth::Healthy => {
+                    served = true;
+                    break;
+                }
+                RecordHealth::Unhealthy(why) => unhealthy.push(why),
+                RecordHealth::Unknown(why) => unknown.push(why),
+            }
+        }
+        if served {
+            continue;
+        }
+        if !unknown.is_empty() {
+            unknown.extend(unhealthy);
+            return Err(PlanError::Refused(format!(
+                "whether Route53 still sends {environment} traffic is unknown: its {t} record `{id}` has weight 0, \
+                 but Route53 answers with it when every {t} record of {record} weighted above 0 is unhealthy, and \
+                 cutover cannot tell whether they are ({}); {what} waits until it can",
+                unknown.join("; ")
+            )));
+        }
+        return Err(PlanError::Refused(format!(
+            "Route53 still sends {environment} traffic although its {t} record `{id}` has weight 0: every {t} \
+             record of {record} weighted above 0 is unhealthy ({}), and Route53 then answers with the records at \
+             0; {what} would take that traffic down; make the side with the weight healthy first, then run this \
+             again",
+            unhealthy.join("; ")
+        )));
     }
     Ok(())
+}
+
+/// Route53's view of a record's health when it picks the records to answer with.
+enum RecordHealth {
+    Healthy,
+    Unhealthy(String),
+    /// Why cutover cannot tell.
+    Unknown(String),
+}
+
+/// Healthy unless its health check fails or, as an alias evaluating target
+/// health, its load balancer has no healthy target (the rule the live
+/// traffic pane applies); whatever cannot be read is unknown, never healthy.
+async fn record_health(sides: &SideClients, rb: &Runbook, r: &crate::aws::route53::WeightedRecord) -> RecordHealth {
+    let id = &r.set_identifier;
+    if let Some(hc) = &r.health_check_id {
+        let state = crate::aws::route53::health_check_state(&sides.dns().route53, hc).await;
+        match state.healthy {
+            Some(false) => {
+                return RecordHealth::Unhealthy(format!("`{id}`: health check {hc} fails ({})", state.status));
+            }
+            None => {
+                return RecordHealth::Unknown(format!(
+                    "`{id}`: health check {hc} could not be judged ({})",
+                    state.status
+                ));
+            }
+            Some(true) => {}
+        }
+    }
+    let Some(alias) = r.alias_target.as_ref().filter(|a| a.evaluate_target_health) else {
+        return RecordHealth::Healthy;
+    };
+    let target = &alias.dns_name;
+    let unknown =
+        |why: String| RecordHealth::Unknown(format!("`{id}`: an alias to {target} evaluating target health, {why}"));
+    let Some((name, env)) = rb
+        .dns
+        .set_identifiers
+        .iter()
+        .find(|(_, s)| *s == id)
+        .and_then(|(name, _)| rb.environment(name).map(|env| (name, env)))
+    else {
+        return unknown("and no environment of the runbook has that record".into());
+    };
+    let Some(lb_name) = env.load_balancer.as_deref() else {
+        return unknown(format!("and {name} names no load_balancer"));
+    };
+    if env.target_groups.is_empty() {
+        return unknown(format!("and {name} names no target_groups"));
+    }
+    let elb = &sides.environment(name).elb;
+    let lb = match elb::load_balancer(elb, lb_name).await {
+        Ok(lb) => lb,
+        Err(e) => return unknown(format!("and load balancer {lb_name} could not be read ({e})")),
+    };
+    if !crate::analysis::weights::alias_names(target, &lb.dns_name) {
+        return unknown(format!("which is not {name}'s load balancer {lb_name}"));
+    }
+    let groups = match elb::target_groups(elb, &env.target_groups).await {
+        Ok(groups) => groups,
+        Err(e) => return unknown(format!("and {name}'s target groups could not be read ({e})")),
+    };
+    match crate::analysis::weights::alb_healthy(groups.iter().map(|g| (g.healthy(), g.targets.len()))) {
+        Some(true) => RecordHealth::Healthy,
+        Some(false) => RecordHealth::Unhealthy(format!(
+            "`{id}`: an alias to {lb_name} evaluating target health, whose target groups ({}) have no healthy target",
+            env.target_groups.join(", ")
+        )),
+        None => unknown(format!("and {name} names no target_groups")),
+    }
 }
 
 /// The ingress rules that open every instance's path to its Redis.
@@ -984,7 +1091,7 @@ pub async fn execute(
     // while someone shifted weight back onto this environment.
     if let Some((environment, what)) = &plan.out_of_service
         && !plan.steps.is_empty()
-        && let Err(e) = carries_no_traffic(clients.dns(), rb, environment, what).await
+        && let Err(e) = carries_no_traffic(clients, rb, environment, what).await
     {
         let refusal = format!("{e}; nothing was changed");
         log.append(&line(Stage::Refused, refusal.clone()))?;

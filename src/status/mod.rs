@@ -312,8 +312,7 @@ pub fn snapshot(rb: &Runbook, live: &LiveState, region: &str, now: SystemTime) -
         let lb = aws.load_balancer.as_ref()?;
         Some((lb.name.clone(), lb.dns_name.trim_end_matches('.').to_ascii_lowercase()))
     };
-    // An alias may name the ALB as `dualstack.<its DNS name>`.
-    let names_lb = |target: &str, dns: &str| target == dns || target.strip_prefix("dualstack.") == Some(dns);
+    let names_lb = crate::analysis::weights::alias_names;
     // Whatever cutover cannot judge is unknown, never healthy: an alias to a
     // load balancer the runbook does not name would let every gate pass
     // while the side it names gets nothing.
@@ -323,7 +322,7 @@ pub fn snapshot(rb: &Runbook, live: &LiveState, region: &str, now: SystemTime) -
         else {
             return AliasHealth::Unknown("not an alias".into());
         };
-        let target = target.dns_name.trim_end_matches('.').to_ascii_lowercase();
+        let target = target.dns_name.as_str();
         let Some(lb_name) = rb.environments.get(env).and_then(|e| e.load_balancer.as_deref()) else {
             return AliasHealth::Unknown(format!(
                 "environment {env} names no load_balancer; name the load balancer it points at, and its target_groups"
@@ -345,12 +344,12 @@ pub fn snapshot(rb: &Runbook, live: &LiveState, region: &str, now: SystemTime) -
         let Some((_, dns)) = lb_dns(env) else {
             return AliasHealth::Unknown(format!("load balancer {lb_name} not read yet"));
         };
-        if !names_lb(&target, &dns) {
+        if !names_lb(target, &dns) {
             let other = rb
                 .environments
                 .keys()
                 .filter(|o| o.as_str() != env)
-                .find_map(|o| lb_dns(o).filter(|(_, d)| names_lb(&target, d)).map(|(name, _)| (o.clone(), name)));
+                .find_map(|o| lb_dns(o).filter(|(_, d)| names_lb(target, d)).map(|(name, _)| (o.clone(), name)));
             return AliasHealth::Unknown(match other {
                 Some((o, name)) => format!(
                     "it is {o}'s load balancer {name}, not {env}'s {lb_name}: the weight given to {env} goes to {o}; \
@@ -362,7 +361,7 @@ pub fn snapshot(rb: &Runbook, live: &LiveState, region: &str, now: SystemTime) -
                 ),
             });
         }
-        match alb_healthy(&aws.target_groups) {
+        match crate::analysis::weights::alb_healthy(aws.target_groups.iter().map(|tg| (tg.healthy, tg.total))) {
             Some(healthy) => AliasHealth::Known(healthy),
             None => AliasHealth::Unknown(format!(
                 "environment {env} names no target_groups, so load balancer {lb_name}'s health is not read; list them"
@@ -379,18 +378,6 @@ pub fn snapshot(rb: &Runbook, live: &LiveState, region: &str, now: SystemTime) -
     }
     snap.checks = checks::evaluate(rb, &snap);
     snap
-}
-
-/// Whether Route53 counts an ALB with these target groups healthy for an
-/// alias evaluating target health: every target group holding targets has a
-/// healthy one (AliasTarget, EvaluateTargetHealth), and some target is
-/// healthy. `None` without target groups.
-fn alb_healthy(groups: &[TargetGroupView]) -> Option<bool> {
-    if groups.is_empty() {
-        return None;
-    }
-    let every_holding = groups.iter().filter(|tg| tg.total > 0).all(|tg| tg.healthy > 0);
-    Some(every_holding && groups.iter().any(|tg| tg.healthy > 0))
 }
 
 /// The rollout's `from` and `to` shapes compared, with the shapes' age; no
@@ -417,29 +404,5 @@ impl Snapshot {
     /// Every blocking check passes.
     pub fn blocking_checks_pass(&self) -> bool {
         self.checks.iter().filter(|c| c.blocking).all(|c| c.outcome == CheckOutcome::Pass)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn an_alb_is_healthy_to_route53_only_when_every_target_group_with_targets_has_a_healthy_one() {
-        let tg = |healthy: usize, total: usize| TargetGroupView {
-            name: "tg".into(),
-            arn: "arn".into(),
-            healthy,
-            total,
-            health_check_path: None,
-            health_check_interval_seconds: None,
-            attributes: Default::default(),
-            targets: vec![],
-        };
-        assert_eq!(alb_healthy(&[]), None);
-        assert_eq!(alb_healthy(&[tg(2, 2), tg(1, 3)]), Some(true));
-        assert_eq!(alb_healthy(&[tg(2, 2), tg(0, 2)]), Some(false), "one group with targets, none healthy");
-        assert_eq!(alb_healthy(&[tg(2, 2), tg(0, 0)]), Some(true), "a group without targets does not count");
-        assert_eq!(alb_healthy(&[tg(0, 0)]), Some(false), "no target at all");
     }
 }
