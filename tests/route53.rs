@@ -516,6 +516,22 @@ async fn an_alias_to_an_alb_with_no_healthy_target_gets_no_traffic() {
     let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &stop_box).await;
     assert_eq!(code, Some(0), "the ALB healthy again, the box gets nothing: {out}");
     assert_eq!(box_state(&sb).await, "stopped");
+    // Its weight back onto the stopped box (no target group: its instance
+    // serves) would send every user to a dead address: refused.
+    for extra in ["--yes", "--dry-run"] {
+        let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["shift", runbook, "--to", "0", extra]).await;
+        assert_eq!(code, Some(2), "{extra}: {out}");
+        assert!(
+            out.contains("raising single-box's weight from 0 to 100 would send that traffic to its instances, none of which is running (i-")
+                && out.contains(" stopped); start them first"),
+            "{extra}: {out}"
+        );
+    }
+    let (code, out) =
+        run_cutover_all(&sb, &rb, dir.path(), &["run", runbook, "retire/stop-box", "--rollback", "--yes"]).await;
+    assert_eq!(code, Some(0), "{out}");
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["shift", runbook, "--to", "0", "--yes"]).await;
+    assert_eq!(code, Some(0), "the box running again takes its weight back: {out}");
     sb.down().await;
 }
 

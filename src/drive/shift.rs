@@ -173,7 +173,8 @@ pub fn raises_share(old: Weights, new: Weights) -> (bool, bool) {
 /// Refuses a plan that raises the share of a side with a target group
 /// holding no target in service: its load balancer answers 503 for that share
 /// of users (old production after stop-old, say, or a side still warming
-/// up). Taking share away from a side is never refused: it is how one is left.
+/// up). A side without target groups is judged by its instances: none
+/// running, refused. Taking share away from a side is never refused: it is how one is left.
 /// A side whose groups cannot be read (another region, a role allowed
 /// Route53 only) is not held back, since a weight change must stay possible
 /// in an emergency: Ok carries what was not checked, for the operator.
@@ -187,8 +188,32 @@ pub async fn raised_sides_serve(
     let raised = [(&plan.from, plan.weights.0, grows.0), (&plan.to, plan.weights.1, grows.1)];
     for (side, weight, _) in raised.into_iter().filter(|r| r.2) {
         let name = &side.environment;
-        let Some(env) = rb.environment(name).filter(|e| !e.target_groups.is_empty()) else { continue };
+        let Some(env) = rb.environment(name) else { continue };
         let clients = sides.side(&crate::runbook::Side::Environment(name.clone()));
+        // Without target groups (a box its record names directly), its
+        // instances serve: one must be running.
+        if env.target_groups.is_empty() {
+            match crate::aws::ec2::describe_instances(&clients.ec2, &env.instances).await {
+                Ok(found) if found.iter().any(|i| i.state == "running") => {}
+                Ok(found) if !found.is_empty() => {
+                    let states: Vec<String> = found.iter().map(|i| format!("{} {}", i.id, i.state)).collect();
+                    return Err(PlanError::Refused(format!(
+                        "raising {name}'s weight from {} to {weight} would send that traffic to its instances, none of which is running ({}); start them first",
+                        side.record.weight,
+                        states.join(", ")
+                    )));
+                }
+                // None found: another region, or instances outside EC2.
+                found => {
+                    let why = found.err().map_or("its instance selector finds none".to_string(), |e| e.to_string());
+                    tracing::warn!(environment = %name, error = %why, "instances not read before raising its weight");
+                    unchecked.push(format!(
+                        "NOT CHECKED: whether {name} has an instance running to take the share this raises ({why})"
+                    ));
+                }
+            }
+            continue;
+        }
         let groups = match crate::aws::elb::target_groups(&clients.elb, &env.target_groups).await {
             Ok(groups) => groups,
             // Not found where the environment's own load balancer is: the
