@@ -414,6 +414,14 @@ async fn a_side_whose_health_check_fails_gets_no_traffic_and_no_gate_passes_it()
         "a gate passed a side that gets no traffic: {m:?}"
     );
 
+    // Disabled, Route53 counts the failing check healthy: staging gets its half.
+    let update = || sb.clients.route53.update_health_check().health_check_id(&hc);
+    update().disabled(true).send().await.unwrap();
+    let sides = status_sides(&sb, &rb, dir.path(), &path).await;
+    assert_eq!(side(&sides, "staging")["health_check"]["healthy"], true, "{sides:#?}");
+    assert_eq!(side(&sides, "staging")["effective_share_percent"], 50.0, "{sides:#?}");
+    update().disabled(false).send().await.unwrap();
+
     // Fixed: the check passes and staging gets its half.
     sb.authorize_ingress("staging-redis", "staging-batch", 6379).await.unwrap();
     let sides = eventually(Duration::from_secs(30), "the health check to pass", || async {
@@ -422,6 +430,22 @@ async fn a_side_whose_health_check_fails_gets_no_traffic_and_no_gate_passes_it()
     })
     .await;
     assert_eq!(side(&sides, "staging")["effective_share_percent"], 50.0, "{sides:#?}");
+
+    // Inverted, the passing check is a failing one to Route53: staging gets
+    // nothing.
+    update().inverted(true).send().await.unwrap();
+    let sides = status_sides(&sb, &rb, dir.path(), &path).await;
+    let staging = side(&sides, "staging");
+    assert_eq!(staging["health_check"]["healthy"], false, "{staging:#}");
+    assert!(staging["health_check"]["status"].as_str().is_some_and(|s| s.starts_with("inverted")), "{staging:#}");
+    assert_eq!(staging["effective_share_percent"], 0.0, "{sides:#?}");
+    let snap = first_snapshot(&rb, &sb).await;
+    let m = cutover::drive::gates::from_snapshot(&rb, &gate, &snap);
+    assert!(
+        matches!(&m, Some(cutover::engine::Measurement::Fail(why)) if why.contains("no traffic")),
+        "a gate passed a side whose inverted check Route53 counts failing: {m:?}"
+    );
+    update().inverted(false).send().await.unwrap();
 
     // The health check's status refused (a reading role without
     // route53:GetHealthCheckStatus): whether staging gets traffic is

@@ -109,8 +109,28 @@ pub struct HealthCheckState {
     pub status: String,
 }
 
-/// GetHealthCheckStatus, judged as Route53 judges it.
+/// GetHealthCheck, then GetHealthCheckStatus, judged as Route53 judges it:
+/// the checkers report the endpoint as they find it, and Route53 then
+/// inverts an inverted check and counts a disabled one healthy whatever
+/// they report.
 pub async fn health_check_state(r53: &aws_sdk::route53::Client, id: &str) -> HealthCheckState {
+    let state = |healthy: Option<bool>, status: String| HealthCheckState { id: id.to_string(), healthy, status };
+    let config = match r53.get_health_check().health_check_id(id).send().await {
+        Err(e) => return state(None, sdk_error("GetHealthCheck", e).to_string()),
+        Ok(r) => r.health_check().and_then(|h| h.health_check_config()).cloned(),
+    };
+    let Some(config) = config else { return state(None, "GetHealthCheck returned no configuration".into()) };
+    if config.disabled() == Some(true) {
+        return state(Some(true), "disabled: Route53 counts it healthy whatever its checkers find".into());
+    }
+    if config.r#type() == &aws_sdk::route53::types::HealthCheckType::Calculated {
+        return state(
+            None,
+            "a calculated health check, whose status Route53 reports only in its console and CloudWatch \
+             (HealthCheckStatus), not through its API"
+                .into(),
+        );
+    }
     let (healthy, status) = match r53.get_health_check_status().health_check_id(id).send().await {
         Err(e) => (None, sdk_error("GetHealthCheckStatus", e).to_string()),
         Ok(r) => {
@@ -128,7 +148,10 @@ pub async fn health_check_state(r53: &aws_sdk::route53::Client, id: &str) -> Hea
             }
         }
     };
-    HealthCheckState { id: id.to_string(), healthy, status }
+    match config.inverted() == Some(true) {
+        true => state(healthy.map(|h| !h), format!("inverted, so Route53 reads it the other way round: {status}")),
+        false => state(healthy, status),
+    }
 }
 
 /// A record set as JSON in the API's own field names (for --dry-run).
