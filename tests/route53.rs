@@ -525,7 +525,7 @@ async fn an_alias_to_an_alb_with_no_healthy_target_gets_no_traffic() {
     assert_eq!(code, Some(2), "{out}");
     assert!(
         out.contains("Route53 still sends single-box traffic although its A record `single-box` has weight 0")
-            && out.contains("`alb`: an alias to shop-alb evaluating target health, whose target groups (shop-web) have no healthy target"),
+            && out.contains("`alb`: an alias to shop-alb evaluating target health, whose target group shop-web has no healthy target"),
         "{out}"
     );
     assert_eq!(box_state(&sb).await, "running", "nothing stopped");
@@ -556,6 +556,69 @@ async fn an_alias_to_an_alb_with_no_healthy_target_gets_no_traffic() {
     assert_eq!(code, Some(0), "{out}");
     let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["shift", runbook, "--to", "0", "--yes"]).await;
     assert_eq!(code, Some(0), "the box running again takes its weight back: {out}");
+
+    // Route53 judges the ALB by every target group it routes to: one the
+    // runbook does not list (a second listener's) makes its health unknown,
+    // and so does a DNS failover threshold, which AWS applies zone by zone.
+    use aws_sdk::elasticloadbalancingv2::types::{Action, ActionTypeEnum, ProtocolEnum, TargetGroupAttribute};
+    let lb =
+        sb.clients.elb.describe_load_balancers().names("shop-alb").send().await.unwrap().load_balancers()[0].clone();
+    let api = sb
+        .clients
+        .elb
+        .create_target_group()
+        .name("shop-api")
+        .protocol(ProtocolEnum::Http)
+        .port(8080)
+        .vpc_id(lb.vpc_id().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .target_groups()[0]
+        .target_group_arn()
+        .unwrap()
+        .to_string();
+    let forward = Action::builder().r#type(ActionTypeEnum::Forward).target_group_arn(&api).build();
+    let listener = sb
+        .clients
+        .elb
+        .create_listener()
+        .load_balancer_arn(lb.load_balancer_arn().unwrap())
+        .protocol(ProtocolEnum::Http)
+        .port(8081)
+        .default_actions(forward)
+        .send()
+        .await
+        .unwrap()
+        .listeners()[0]
+        .listener_arn()
+        .unwrap()
+        .to_string();
+    let sides = status_sides(&sb, &rb, dir.path(), &path).await;
+    let alb = side(&sides, "alb");
+    assert!(
+        alb["traffic_unknown"].as_str().is_some_and(|w| w.contains(
+            "load balancer shop-alb: it also routes to target group shop-api, which the runbook does not list"
+        )),
+        "{alb:#}"
+    );
+    sb.clients.elb.delete_listener().listener_arn(&listener).send().await.unwrap();
+    sb.clients.elb.delete_target_group().target_group_arn(&api).send().await.unwrap();
+    let sides = status_sides(&sb, &rb, dir.path(), &path).await;
+    assert!(side(&sides, "alb").get("traffic_unknown").is_none(), "{sides:#?}");
+    let threshold = TargetGroupAttribute::builder()
+        .key("target_group_health.dns_failover.minimum_healthy_targets.count")
+        .value("2")
+        .build();
+    sb.clients.elb.modify_target_group_attributes().target_group_arn(tg).attributes(threshold).send().await.unwrap();
+    let sides = status_sides(&sb, &rb, dir.path(), &path).await;
+    let alb = side(&sides, "alb");
+    assert!(
+        alb["traffic_unknown"]
+            .as_str()
+            .is_some_and(|w| w.contains("target group shop-web sets a DNS failover threshold (count 2)")),
+        "{alb:#}"
+    );
     sb.down().await;
 }
 

@@ -19,17 +19,44 @@ pub fn weights_for_percent(percent: u8) -> (u8, u8) {
     (100 - p, p)
 }
 
+/// A target group an ALB routes to, as Route53 weighs it for an alias
+/// evaluating target health.
+pub struct RoutedGroup<'a> {
+    pub name: &'a str,
+    pub healthy: usize,
+    pub registered: usize,
+    /// A DNS failover threshold other than AWS's default, as set.
+    pub dns_failover_threshold: Option<&'a str>,
+}
+
 /// Whether Route53 counts an ALB healthy for an alias evaluating target
-/// health, from each of its target groups' (healthy, registered) counts:
-/// every group holding targets has a healthy one, and some target is
-/// healthy. None without target groups: nothing to judge by.
-pub fn alb_healthy(groups: impl IntoIterator<Item = (usize, usize)>) -> Option<bool> {
-    let groups: Vec<(usize, usize)> = groups.into_iter().collect();
-    if groups.is_empty() {
-        return None;
+/// health: every target group holding targets has a healthy one, and some
+/// target is healthy (AliasTarget). `groups` are those it routes to that
+/// the runbook lists, `unlisted` the names of those it routes to that the
+/// runbook does not list. Err says why cutover cannot tell: a group not
+/// read, none at all, or a DNS failover threshold, which AWS applies zone
+/// by zone to targets whose zones cutover does not count.
+pub fn alb_healthy(groups: &[RoutedGroup<'_>], unlisted: &[String]) -> Result<bool, String> {
+    if !unlisted.is_empty() {
+        return Err(format!(
+            "it also routes to target group {}, which the runbook does not list, and Route53 judges a load \
+             balancer by every target group it routes to; add it to target_groups",
+            unlisted.join(", ")
+        ));
     }
-    let every_holding = groups.iter().filter(|(_, total)| *total > 0).all(|(healthy, _)| *healthy > 0);
-    Some(every_holding && groups.iter().any(|(healthy, _)| *healthy > 0))
+    if groups.is_empty() {
+        return Err("it routes to none of the target groups the runbook lists".into());
+    }
+    if let Some(g) = groups.iter().find(|g| g.dns_failover_threshold.is_some()) {
+        return Err(format!(
+            "target group {} sets a DNS failover threshold ({}), which AWS applies zone by zone; cutover judges \
+             only the default (one healthy target)",
+            g.name,
+            g.dns_failover_threshold.unwrap_or_default()
+        ));
+    }
+    let every_holding = groups.iter().filter(|g| g.registered > 0).all(|g| g.healthy > 0);
+    Ok(every_holding && groups.iter().any(|g| g.healthy > 0))
 }
 
 /// Whether an alias target's DNS name is the load balancer's (any case, a
@@ -46,11 +73,23 @@ mod tests {
 
     #[test]
     fn an_alb_is_healthy_to_route53_only_when_every_target_group_with_targets_has_a_healthy_one() {
-        assert_eq!(alb_healthy([]), None);
-        assert_eq!(alb_healthy([(2, 2), (1, 3)]), Some(true));
-        assert_eq!(alb_healthy([(2, 2), (0, 2)]), Some(false), "one group with targets, none healthy");
-        assert_eq!(alb_healthy([(2, 2), (0, 0)]), Some(true), "a group without targets does not count");
-        assert_eq!(alb_healthy([(0, 0)]), Some(false), "no target at all");
+        let g = |name: &'static str, healthy: usize, registered: usize| RoutedGroup {
+            name,
+            healthy,
+            registered,
+            dns_failover_threshold: None,
+        };
+        let healthy = |groups: &[RoutedGroup<'_>]| alb_healthy(groups, &[]);
+        assert!(healthy(&[]).is_err(), "no group: unknown");
+        assert_eq!(healthy(&[g("a", 2, 2), g("b", 1, 3)]), Ok(true));
+        assert_eq!(healthy(&[g("a", 2, 2), g("b", 0, 2)]), Ok(false), "one group with targets, none healthy");
+        assert_eq!(healthy(&[g("a", 2, 2), g("b", 0, 0)]), Ok(true), "a group without targets does not count");
+        assert_eq!(healthy(&[g("a", 0, 0)]), Ok(false), "no target at all");
+        let why = alb_healthy(&[g("a", 2, 2)], &["api".to_string()]).unwrap_err();
+        assert!(why.contains("also routes to target group api, which the runbook does not list"), "{why}");
+        let threshold = RoutedGroup { dns_failover_threshold: Some("count 2"), ..g("a", 2, 2) };
+        let why = healthy(&[threshold]).unwrap_err();
+        assert!(why.contains("target group a sets a DNS failover threshold (count 2)"), "{why}");
     }
 
     #[test]

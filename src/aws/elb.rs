@@ -22,6 +22,10 @@ pub struct TargetGroupAttributes {
     pub stickiness_type: Option<String>,
     pub stickiness_duration_seconds: Option<u32>,
     pub deregistration_delay_seconds: Option<u32>,
+    /// A DNS failover threshold other than AWS's default (one healthy
+    /// target, no percentage), as set: `count 2`, `percentage 50`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dns_failover_threshold: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -59,6 +63,26 @@ pub struct LoadBalancer {
     pub zones: Vec<String>,
     /// Its VPC: the environment's, where the runbook's group names are looked up.
     pub vpc_id: Option<String>,
+    /// The target groups it routes to (each one's ARN): Route53 judges an
+    /// alias to it by all of them.
+    pub target_group_arns: Vec<String>,
+}
+
+impl LoadBalancer {
+    /// Whether it routes to the target group `arn`.
+    pub fn routes_to(&self, arn: &str) -> bool {
+        self.target_group_arns.iter().any(|a| a == arn)
+    }
+
+    /// The names of the target groups it routes to that are not among `listed` (ARNs).
+    pub fn unlisted_groups<'a>(&self, listed: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+        let listed: Vec<&str> = listed.into_iter().collect();
+        self.target_group_arns
+            .iter()
+            .filter(|a| !listed.contains(&a.as_str()))
+            .map(|a| a.split(':').next_back().and_then(|r| r.split('/').nth(1)).unwrap_or(a).to_string())
+            .collect()
+    }
 }
 
 /// What cutover reads from ELBv2. Narrow on purpose: tests fake it for the
@@ -87,12 +111,26 @@ pub async fn load_balancer(
     let lb = resp.load_balancers().first().ok_or_else(|| {
         AwsError::not_found("DescribeLoadBalancers", format!("load balancer `{name_or_arn}` not found"))
     })?;
+    let arn = lb.load_balancer_arn().unwrap_or_default().to_string();
+    let mut target_group_arns = Vec::new();
+    let mut pages = elb.describe_target_groups().load_balancer_arn(&arn).into_paginator().send();
+    while let Some(page) = pages.next().await {
+        match page.map_err(|e| sdk_error("DescribeTargetGroups", e)) {
+            Ok(page) => target_group_arns
+                .extend(page.target_groups().iter().filter_map(|t| t.target_group_arn().map(str::to_string))),
+            // moto answers TargetGroupNotFound for a load balancer routing
+            // to none, where AWS answers an empty list.
+            Err(e) if e.kind == super::AwsErrorKind::NotFound => break,
+            Err(e) => return Err(e),
+        }
+    }
     Ok(LoadBalancer {
         name: lb.load_balancer_name().unwrap_or_default().to_string(),
-        arn: lb.load_balancer_arn().unwrap_or_default().to_string(),
+        arn,
         dns_name: lb.dns_name().unwrap_or_default().to_string(),
         zones: lb.availability_zones().iter().filter_map(|z| z.zone_name().map(str::to_string)).collect(),
         vpc_id: lb.vpc_id().map(str::to_string),
+        target_group_arns,
     })
 }
 
@@ -103,6 +141,18 @@ fn attributes(attrs: &[aws_sdk::elasticloadbalancingv2::types::TargetGroupAttrib
         stickiness_type: get("stickiness.type"),
         stickiness_duration_seconds: get("stickiness.lb_cookie.duration_seconds").and_then(|v| v.parse().ok()),
         deregistration_delay_seconds: get("deregistration_delay.timeout_seconds").and_then(|v| v.parse().ok()),
+        dns_failover_threshold: {
+            let count = get("target_group_health.dns_failover.minimum_healthy_targets.count")
+                .filter(|v| v != "1")
+                .map(|v| format!("count {v}"));
+            let percentage = get("target_group_health.dns_failover.minimum_healthy_targets.percentage")
+                .filter(|v| v != "off")
+                .map(|v| format!("percentage {v}"));
+            match [count, percentage].into_iter().flatten().collect::<Vec<_>>() {
+                set if set.is_empty() => None,
+                set => Some(set.join(", ")),
+            }
+        },
     }
 }
 

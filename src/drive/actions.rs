@@ -475,13 +475,31 @@ async fn record_health(sides: &SideClients, rb: &Runbook, r: &crate::aws::route5
         Ok(groups) => groups,
         Err(e) => return unknown(format!("and {name}'s target groups could not be read ({e})")),
     };
-    match crate::analysis::weights::alb_healthy(groups.iter().map(|g| (g.healthy(), g.targets.len()))) {
-        Some(true) => RecordHealth::Healthy,
-        Some(false) => RecordHealth::Unhealthy(format!(
-            "`{id}`: an alias to {lb_name} evaluating target health, whose target groups ({}) have no healthy target",
-            env.target_groups.join(", ")
-        )),
-        None => unknown(format!("and {name} names no target_groups")),
+    let routed: Vec<crate::analysis::weights::RoutedGroup<'_>> = groups
+        .iter()
+        .filter(|g| lb.routes_to(&g.arn))
+        .map(|g| crate::analysis::weights::RoutedGroup {
+            name: &g.name,
+            healthy: g.healthy(),
+            registered: g.targets.len(),
+            dns_failover_threshold: g.attributes.dns_failover_threshold.as_deref(),
+        })
+        .collect();
+    let unlisted = lb.unlisted_groups(groups.iter().map(|g| g.arn.as_str()));
+    match crate::analysis::weights::alb_healthy(&routed, &unlisted) {
+        Ok(true) => RecordHealth::Healthy,
+        Ok(false) => {
+            let bare: Vec<&str> = routed
+                .iter()
+                .filter(|g| g.healthy == 0 && (g.registered > 0 || routed.len() == 1))
+                .map(|g| g.name)
+                .collect();
+            RecordHealth::Unhealthy(format!(
+                "`{id}`: an alias to {lb_name} evaluating target health, whose target group {} has no healthy target",
+                bare.join(", ")
+            ))
+        }
+        Err(why) => unknown(format!("and load balancer {lb_name}: {why}")),
     }
 }
 
