@@ -273,43 +273,50 @@ async fn a_side_at_weight_0_that_route53_falls_back_to_is_not_taken_out_of_servi
     let rb = runbook("demo.toml");
     let sb = sandbox(&rb, "ap-southeast-6").await;
     let dir = tempfile::tempdir().unwrap();
+    // An HTTP health check of /health on a loopback port.
+    let check = |port: u16, name: &'static str| {
+        let config = HealthCheckConfig::builder()
+            .ip_address("127.0.0.1")
+            .port(i32::from(port))
+            .r#type(HealthCheckType::Http)
+            .resource_path("/health")
+            .build()
+            .unwrap();
+        let hc = sb.clients.route53.create_health_check().caller_reference(name).health_check_config(config);
+        async move { hc.send().await.unwrap().health_check().unwrap().id().to_string() }
+    };
+    let set_records = |records: [(&'static str, i64, Option<String>); 2]| {
+        let changes = records
+            .into_iter()
+            .map(|(id, w, check)| {
+                let set = ResourceRecordSet::builder()
+                    .name(&rb.dns.record)
+                    .r#type(RrType::from(rb.dns.record_type.as_str()))
+                    .set_identifier(id)
+                    .weight(w)
+                    .ttl(i64::from(rb.dns.ttl))
+                    .set_health_check_id(check)
+                    .resource_records(ResourceRecord::builder().value(format!("{id}.example.test")).build().unwrap())
+                    .build()
+                    .unwrap();
+                Change::builder().action(ChangeAction::Upsert).resource_record_set(set).build().unwrap()
+            })
+            .collect();
+        send_changes_as_another_client(&sb, changes)
+    };
     // staging-web-2's /health answers 503 until its Redis path is opened.
     let port = sb.world.instances.iter().find(|i| i.name == "staging-web-2").unwrap().app_port;
-    let config = HealthCheckConfig::builder()
-        .ip_address("127.0.0.1")
-        .port(i32::from(port))
-        .r#type(HealthCheckType::Http)
-        .resource_path("/health")
-        .build()
-        .unwrap();
-    let hc = sb.clients.route53.create_health_check().caller_reference("staging-web-2").health_check_config(config);
-    let hc = hc.send().await.unwrap().health_check().unwrap().id().to_string();
-    let changes = [("prod", 0, None), ("staging", 100, Some(hc.clone()))]
-        .into_iter()
-        .map(|(id, w, check)| {
-            let set = ResourceRecordSet::builder()
-                .name(&rb.dns.record)
-                .r#type(RrType::from(rb.dns.record_type.as_str()))
-                .set_identifier(id)
-                .weight(w)
-                .ttl(i64::from(rb.dns.ttl))
-                .set_health_check_id(check)
-                .resource_records(ResourceRecord::builder().value(format!("{id}.example.test")).build().unwrap())
-                .build()
-                .unwrap();
-            Change::builder().action(ChangeAction::Upsert).resource_record_set(set).build().unwrap()
-        })
-        .collect();
-    send_changes_as_another_client(&sb, changes).await;
+    let hc = check(port, "staging-web-2").await;
+    set_records([("prod", 0, None), ("staging", 100, Some(hc.clone()))]).await;
     let stop_old = ["run", "runbooks/demo.toml", "decommission/stop-old"];
     for extra in ["--yes", "--dry-run"] {
         let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &[&stop_old[..], &[extra]].concat()).await;
         assert_eq!(code, Some(2), "{extra}: {out}");
         assert!(
             out.contains(
-                "Route53 still sends production traffic although its CNAME record `prod` has weight 0: every CNAME record of app.demo.cutover.test weighted above 0 is unhealthy (`staging`: health check "
+                "Route53 still sends production traffic although its weighted CNAME record `prod` of app.demo.cutover.test has weight 0: every record weighted above 0 is unhealthy (`staging`: health check "
             ) && out.contains(" fails (0 of 1 checkers healthy: Failure: HTTP Status Code 503)")
-                && out.contains("make the side with the weight healthy first"),
+                && out.contains("so stopping its instances would take that traffic down; make `staging` healthy first"),
             "{extra}: {out}"
         );
     }
@@ -319,21 +326,32 @@ async fn a_side_at_weight_0_that_route53_falls_back_to_is_not_taken_out_of_servi
     let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &[&stop_old[..], &["--yes"]].concat()).await;
     assert_eq!(code, Some(2), "{out}");
     assert!(
-        out.contains("whether Route53 still sends production traffic is unknown: its CNAME record `prod` has weight 0")
+        out.contains("whether Route53 still sends production traffic is unknown: its weighted CNAME record `prod` of app.demo.cutover.test has weight 0")
+            && out.contains("every record weighted above 0 (`staging`) is unhealthy, and cutover cannot tell whether they are (`staging`: health check ")
             && out.contains("could not be judged (")
             && out.contains("AccessDenied"),
         "{out}"
     );
     sb.faults.deny_health_check_status.store(false, std::sync::atomic::Ordering::SeqCst);
     assert_eq!(instance_states(&sb, "production").await, ["running", "running"], "nothing stopped");
+    // production's own record failing its check too: Route53 sends it
+    // nothing either way (with every record unhealthy it answers by weight),
+    // so the plan goes through.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let prod_check = check(closed, "closed-port").await;
+    set_records([("prod", 0, Some(prod_check)), ("staging", 100, Some(hc.clone()))]).await;
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &[&stop_old[..], &["--dry-run"]].concat()).await;
+    assert_eq!(code, Some(0), "{out}");
+    set_records([("prod", 0, None), ("staging", 100, Some(hc.clone()))]).await;
     // staging healthy again: Route53 answers with it alone.
     sb.authorize_ingress("staging-redis", "staging-batch", 6379).await.unwrap();
-    let out = eventually(Duration::from_secs(30), "stop-old to go through once staging is healthy", || async {
-        let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &[&stop_old[..], &["--yes"]].concat()).await;
-        (code == Some(0)).then_some(out)
+    eventually(Duration::from_secs(30), "staging-web-2's /health to pass", || async {
+        health_ok(&sb, "staging-web-2").await.then_some(())
     })
     .await;
-    assert!(out.contains("stop"), "{out}");
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &[&stop_old[..], &["--yes"]].concat()).await;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("stop_instances production (decommission/stop-old)"), "{out}");
     assert_eq!(instance_states(&sb, "production").await, ["stopped", "stopped"]);
     sb.down().await;
 }

@@ -519,12 +519,14 @@ async fn an_alias_to_an_alb_with_no_healthy_target_gets_no_traffic() {
     // The box at weight 0 still gets every user: Route53 answers with the
     // records at 0 when each above 0 is unhealthy. Stopping it is refused.
     reweight_as_another_client(&sb, &rb, "single-box", 0).await;
+    let sides = status_sides(&sb, &rb, dir.path(), &path).await;
+    assert_eq!(side(&sides, "single-box")["effective_share_percent"], 100.0, "the pane agrees: {sides:#?}");
     let runbook = path.to_str().unwrap();
     let stop_box = ["run", runbook, "retire/stop-box", "--yes"];
     let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &stop_box).await;
     assert_eq!(code, Some(2), "{out}");
     assert!(
-        out.contains("Route53 still sends single-box traffic although its A record `single-box` has weight 0")
+        out.contains("Route53 still sends single-box traffic although its weighted A record `single-box` of shop.example.org has weight 0")
             && out.contains("`alb`: an alias to shop-alb evaluating target health, whose target group shop-web has no healthy target"),
         "{out}"
     );

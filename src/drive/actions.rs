@@ -394,21 +394,31 @@ async fn carries_no_traffic(sides: &SideClients, rb: &Runbook, environment: &str
         if served {
             continue;
         }
+        // Unhealthy itself, it gets nothing either way: Route53 picks a
+        // healthy record at 0, or with none healthy answers by weight.
+        if unknown.is_empty()
+            && let RecordHealth::Unhealthy(_) = record_health(sides, rb, mine).await
+        {
+            continue;
+        }
+        let above: Vec<String> =
+            of_type.iter().filter(|r| r.weight > 0).map(|r| format!("`{}`", r.set_identifier)).collect();
         if !unknown.is_empty() {
             unknown.extend(unhealthy);
             return Err(PlanError::Refused(format!(
-                "whether Route53 still sends {environment} traffic is unknown: its {t} record `{id}` has weight 0, \
-                 but Route53 answers with it when every {t} record of {record} weighted above 0 is unhealthy, and \
-                 cutover cannot tell whether they are ({}); {what} waits until it can",
+                "whether Route53 still sends {environment} traffic is unknown: its weighted {t} record `{id}` of \
+                 {record} has weight 0, but Route53 answers with the records at 0 when every record weighted above \
+                 0 ({}) is unhealthy, and cutover cannot tell whether they are ({}); {what} waits until it can",
+                above.join(", "),
                 unknown.join("; ")
             )));
         }
         return Err(PlanError::Refused(format!(
-            "Route53 still sends {environment} traffic although its {t} record `{id}` has weight 0: every {t} \
-             record of {record} weighted above 0 is unhealthy ({}), and Route53 then answers with the records at \
-             0; {what} would take that traffic down; make the side with the weight healthy first, then run this \
-             again",
-            unhealthy.join("; ")
+            "Route53 still sends {environment} traffic although its weighted {t} record `{id}` of {record} has \
+             weight 0: every record weighted above 0 is unhealthy ({}), and Route53 then answers with the records \
+             at 0, so {what} would take that traffic down; make {} healthy first, then run this again",
+            unhealthy.join("; "),
+            above.join(", ")
         )));
     }
     Ok(())
