@@ -238,8 +238,9 @@ fn demo_events(stopped_prod_web_1: bool) -> Vec<LiveEvent> {
             }),
         }));
     }
+    // One a minute, the newest two minutes before t0 (CloudWatch lags).
     let pts =
-        |vals: &[f64]| vals.iter().enumerate().map(|(i, v)| (1_794_999_000 + 60 * i as i64, *v)).collect::<Vec<_>>();
+        |vals: &[f64]| vals.iter().enumerate().map(|(i, v)| (1_794_999_700 + 60 * i as i64, *v)).collect::<Vec<_>>();
     out.push(ev(Update::Metrics(Ok(vec![
         Series {
             environment: "production".into(),
@@ -298,6 +299,18 @@ fn app_with(events: Vec<LiveEvent>) -> App {
 
 fn demo_app() -> App {
     app_with(demo_events(false))
+}
+
+/// A metric's newest datapoint is shown as its current value only while it
+/// is recent: a quarter of an hour later it says how old it is.
+#[test]
+fn an_old_datapoint_is_not_shown_as_the_current_value() {
+    let mut app = demo_app();
+    let s = screen(&app, 160, 48);
+    assert!(s.contains("production requests ▇█▇█ 350 "), "{s}");
+    app.now = t0() + Duration::from_secs(15 * 60);
+    let s = screen(&app, 160, 48);
+    assert!(s.contains("production requests ▇█▇█ 350 17m ago"), "{s}");
 }
 
 fn key(code: KeyCode) -> Event {

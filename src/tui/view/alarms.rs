@@ -10,15 +10,51 @@ use super::{age, pane_block, selected_style, state_style};
 use crate::tui::app::App;
 use crate::tui::pane::Pane;
 
-pub(super) fn sparkline(points: &[(i64, f64)], width: usize) -> String {
+/// The metrics' period (the workers ask GetMetricData for one minute).
+const PERIOD: i64 = 60;
+
+/// A datapoint older than this is not shown as the current value: ALB
+/// metrics arrive a few minutes late, and a count metric publishes nothing
+/// for a minute without requests or errors.
+const CURRENT_WITHIN: i64 = 5 * PERIOD;
+
+/// One column a minute, `newest` (the newest datapoint of any series, so
+/// the columns line up across series) at the right: a minute without a
+/// datapoint (none: CloudWatch publishes no count for a minute without any)
+/// is blank, so gaps are not squeezed out.
+pub(super) fn sparkline(points: &[(i64, f64)], width: usize, newest: i64) -> String {
     if points.is_empty() {
         return "no data".into();
     }
     const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
-    let vals: Vec<f64> = points.iter().rev().take(width).rev().map(|p| p.1).collect();
-    let max = vals.iter().cloned().fold(0.0f64, f64::max);
-    vals.iter().map(|v| if max <= 0.0 { '▁' } else { BARS[((v / max) * 7.0).round() as usize] }).collect()
+    let start = |t: i64| t.div_euclid(PERIOD) * PERIOD;
+    let newest = start(newest);
+    // From the series' oldest minute, at most `width` minutes back.
+    let oldest = points.iter().map(|p| start(p.0)).min().unwrap_or(newest);
+    let width = width.min(usize::try_from((newest - oldest) / PERIOD + 1).unwrap_or(0));
+    let minute = |i: usize| newest - PERIOD * (width - 1 - i) as i64;
+    let cols: Vec<Option<f64>> =
+        (0..width).map(|i| points.iter().rev().find(|p| start(p.0) == minute(i)).map(|p| p.1)).collect();
+    let max = cols.iter().flatten().cloned().fold(0.0f64, f64::max);
+    cols.iter()
+        .map(|v| match v {
+            None => ' ',
+            Some(_) if max <= 0.0 => '▁',
+            Some(v) => BARS[((v / max) * 7.0).round() as usize],
+        })
+        .collect()
 }
+
+/// The newest datapoint as the current value, or, when it is older than
+/// [`CURRENT_WITHIN`], with its age, since it says nothing of now.
+fn last_value(points: &[(i64, f64)], now: i64, missing: &str, show: impl Fn(f64) -> String) -> (String, bool) {
+    match points.last() {
+        None => (missing.to_string(), false),
+        Some(&(t, v)) if now - t > CURRENT_WITHIN => (format!("{} {}m ago", show(v), (now - t) / 60), true),
+        Some(&(_, v)) => (show(v), false),
+    }
+}
+
 pub(super) fn alarms(f: &mut Frame, app: &App, area: Rect) {
     let th = &app.theme;
     let block = pane_block(app, Pane::Alarms, vec![age(th, &app.snap.alarms)]);
@@ -35,6 +71,9 @@ pub(super) fn alarms(f: &mut Frame, app: &App, area: Rect) {
         );
     }
     let spark_w = inner.width.saturating_sub(30) as usize;
+    let now = app.now.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+    let series = app.snap.metrics.value.iter().flatten();
+    let newest = series.flat_map(|s| s.points.last()).map(|p| p.0).max().unwrap_or(now);
     for s in app.snap.metrics.value.iter().flatten() {
         use crate::runbook::Metric;
         let label = match s.metric {
@@ -46,21 +85,44 @@ pub(super) fn alarms(f: &mut Frame, app: &App, area: Rect) {
             _ => continue,
         };
         let missing = if s.error.is_some() { "n/a" } else { "—" };
-        let last = s.points.last().map_or(missing.into(), |p| {
-            if s.metric == Metric::TargetResponseTime {
-                format!("{:.0}ms", p.1 * 1000.0)
-            } else {
-                format!("{:.0}", p.1)
-            }
+        let latency = s.metric == Metric::TargetResponseTime;
+        let (last, old) = last_value(&s.points, now, missing, |v| match latency {
+            true => format!("{:.0}ms", v * 1000.0),
+            false => format!("{v:.0}"),
         });
         lines.push(Line::from(vec![
             Span::raw(format!("{:<10.10} {:<8} ", s.environment, label)),
-            Span::styled(sparkline(&s.points, spark_w), Style::new().fg(th.accent)),
-            Span::raw(format!(" {last}")),
+            Span::styled(sparkline(&s.points, spark_w, newest), Style::new().fg(th.accent)),
+            Span::raw(" "),
+            Span::styled(last, if old { th.dim_style() } else { Style::new() }),
         ]));
     }
     if app.snap.metrics.stale {
         lines.push(Line::styled("metrics STALE (e: why)", Style::new().fg(th.warn)));
     }
     f.render_widget(Paragraph::new(lines), inner);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_minute_without_a_datapoint_is_a_gap_and_an_old_value_says_its_age() {
+        let now = 10_000 * 60 + 30;
+        let m = |ago: i64| (10_000 - ago) * 60;
+        // Datapoints 1, 2 and 4 minutes ago: minute 3 is a gap, and so is
+        // the newest minute when another series has a datapoint there.
+        let points = [(m(4), 10.0), (m(2), 5.0), (m(1), 10.0)];
+        assert_eq!(sparkline(&points, 5, m(0)), "█ ▅█ ");
+        assert_eq!(sparkline(&points, 4, m(1) + 59), "█ ▅█");
+        assert_eq!(sparkline(&points, 3, m(1)), " ▅█", "the minutes up to the newest, at most `width`");
+        assert_eq!(sparkline(&points, 9, m(0)), "█ ▅█ ", "none before the oldest datapoint");
+        assert_eq!(sparkline(&[], 5, m(0)), "no data");
+        let show = |v: f64| format!("{v:.0}");
+        assert_eq!(last_value(&points, now, "—", show), ("10".to_string(), false));
+        let old = [(m(14), 57.0)];
+        assert_eq!(last_value(&old, now, "—", show), ("57 14m ago".to_string(), true));
+        assert_eq!(last_value(&[], now, "n/a", show), ("n/a".to_string(), false));
+    }
 }
