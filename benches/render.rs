@@ -176,7 +176,7 @@ fn big_live(now: SystemTime) -> Vec<LiveEvent> {
                     dns_name: "x".into(),
                     zones: vec!["eu-west-1a".into(), "eu-west-1b".into()],
                     vpc_id: None,
-                    target_group_arns: vec![format!("arn:tg/{env}")],
+                    routes_to: cutover::aws::elb::Routing::Groups(vec![format!("arn:tg/{env}")]),
                 }),
                 target_groups: vec![TargetGroup {
                     name: format!("{env}-web"),

@@ -351,6 +351,26 @@ async fn a_dual_stack_group_changes_a_and_aaaa_together_keeping_every_other_fiel
     let alias = &json["ChangeBatch"]["Changes"][6]["ResourceRecordSet"];
     assert_eq!((alias["SetIdentifier"].as_str(), alias["Weight"].as_i64()), (Some("alb"), Some(0)), "{json:#}");
     assert!(alias["AliasTarget"]["DNSName"].is_string() && alias.get("TTL").is_none(), "{json:#}");
+    // AAAA hand-edited to other weights than A (the box at 0 there), then
+    // the box stopped: a shift that keeps its A share but raises its AAAA
+    // one is refused, judged type by type.
+    let mut aaaa = Vec::new();
+    for mut r in records(&sb, &rb).await.into_iter().filter(|r| r.r#type() == &RrType::Aaaa) {
+        r.weight = Some(if r.set_identifier() == Some("alb") { 100 } else { 0 });
+        aaaa.push(Change::builder().action(ChangeAction::Upsert).resource_record_set(r).build().unwrap());
+    }
+    send_changes_as_another_client(&sb, aaaa).await;
+    let the_box = sb.world.instances.iter().find(|i| i.environment == "single-box").unwrap().id.clone();
+    sb.clients.ec2.stop_instances().instance_ids(&the_box).send().await.unwrap();
+    let (code, out) =
+        run_cutover_all(&sb, &rb, dir.path(), &["shift", path.to_str().unwrap(), "--to", "40", "--yes"]).await;
+    assert_eq!(code, Some(2), "{out}");
+    assert!(
+        out.contains(&format!(
+            "raising single-box's AAAA weight from 0 to 60 would send that traffic to its instances, none of which is running ({the_box} stopped)"
+        )),
+        "{out}"
+    );
     sb.down().await;
 }
 
@@ -420,7 +440,12 @@ async fn a_side_whose_health_check_fails_gets_no_traffic_and_no_gate_passes_it()
     let sides = status_sides(&sb, &rb, dir.path(), &path).await;
     assert_eq!(side(&sides, "staging")["health_check"]["healthy"], true, "{sides:#?}");
     assert_eq!(side(&sides, "staging")["effective_share_percent"], 50.0, "{sides:#?}");
-    update().disabled(false).send().await.unwrap();
+    // Disabled and inverted: unhealthy, AWS's way to stop routing to a record.
+    update().inverted(true).send().await.unwrap();
+    let sides = status_sides(&sb, &rb, dir.path(), &path).await;
+    assert_eq!(side(&sides, "staging")["health_check"]["healthy"], false, "{sides:#?}");
+    assert_eq!(side(&sides, "staging")["effective_share_percent"], 0.0, "{sides:#?}");
+    update().disabled(false).inverted(false).send().await.unwrap();
 
     // Fixed: the check passes and staging gets its half.
     sb.authorize_ingress("staging-redis", "staging-batch", 6379).await.unwrap();
@@ -527,7 +552,7 @@ async fn an_alias_to_an_alb_with_no_healthy_target_gets_no_traffic() {
     assert_eq!(code, Some(2), "{out}");
     assert!(
         out.contains("Route53 still sends single-box traffic although its weighted A record `single-box` of shop.example.org has weight 0")
-            && out.contains("`alb`: an alias to shop-alb evaluating target health, whose target group shop-web has no healthy target"),
+            && out.contains("`alb`: an alias to shop-alb evaluating target health, whose target group shop-web holds no target"),
         "{out}"
     );
     assert_eq!(box_state(&sb).await, "running", "nothing stopped");
@@ -549,7 +574,7 @@ async fn an_alias_to_an_alb_with_no_healthy_target_gets_no_traffic() {
         assert_eq!(code, Some(2), "{extra}: {out}");
         assert!(
             out.contains("raising single-box's weight from 0 to 100 would send that traffic to its instances, none of which is running (i-")
-                && out.contains(" stopped); start them first"),
+                && out.contains(" stopped); start them, or wait until they run"),
             "{extra}: {out}"
         );
     }
@@ -621,6 +646,14 @@ async fn an_alias_to_an_alb_with_no_healthy_target_gets_no_traffic() {
             .is_some_and(|w| w.contains("target group shop-web sets a DNS failover threshold (count 2)")),
         "{alb:#}"
     );
+    // A terminated box is never given the weight back either (EC2 still lists it).
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["shift", runbook, "--to", "100", "--yes"]).await;
+    assert_eq!(code, Some(0), "{out}");
+    let the_box = sb.world.instances.iter().find(|i| i.environment == "single-box").unwrap().id.clone();
+    sb.clients.ec2.terminate_instances().instance_ids(&the_box).send().await.unwrap();
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["shift", runbook, "--to", "0", "--yes"]).await;
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains(&format!("none of which is running ({the_box} terminated)")), "{out}");
     sb.down().await;
 }
 

@@ -214,7 +214,7 @@ impl cutover::aws::elb::LoadBalancing for FakeElb {
             dns_name: "x".into(),
             zones: self.zones.clone(),
             vpc_id: None,
-            target_group_arns: vec![],
+            routes_to: Default::default(),
         })
     }
     async fn target_groups(&self, names: &[String]) -> cutover::aws::AwsResult<Vec<cutover::aws::elb::TargetGroup>> {

@@ -81,9 +81,9 @@ fn env_data(side: &str, instances: Vec<Instance>, targets: Vec<Target>) -> Envir
             dns_name: format!("demo-{side}-alb.example"),
             zones: vec!["eu-west-1a".into(), "eu-west-1b".into()],
             vpc_id: None,
-            target_group_arns: vec![format!(
+            routes_to: cutover::aws::elb::Routing::Groups(vec![format!(
                 "arn:aws:elasticloadbalancing:eu-west-1:123456789012:targetgroup/demo-{side}-web/1"
-            )],
+            )]),
         }),
         target_groups: vec![TargetGroup {
             name: format!("demo-{side}-web"),

@@ -21,6 +21,7 @@ pub fn weights_for_percent(percent: u8) -> (u8, u8) {
 
 /// A target group an ALB routes to, as Route53 weighs it for an alias
 /// evaluating target health.
+#[derive(Debug, Clone, Copy)]
 pub struct RoutedGroup<'a> {
     pub name: &'a str,
     pub healthy: usize,
@@ -29,34 +30,60 @@ pub struct RoutedGroup<'a> {
     pub dns_failover_threshold: Option<&'a str>,
 }
 
-/// Whether Route53 counts an ALB healthy for an alias evaluating target
-/// health: every target group holding targets has a healthy one, and some
-/// target is healthy (AliasTarget). `groups` are those it routes to that
-/// the runbook lists, `unlisted` the names of those it routes to that the
-/// runbook does not list. Err says why cutover cannot tell: a group not
-/// read, none at all, or a DNS failover threshold, which AWS applies zone
-/// by zone to targets whose zones cutover does not count.
-pub fn alb_healthy(groups: &[RoutedGroup<'_>], unlisted: &[String]) -> Result<bool, String> {
+/// Route53's verdict on an ALB for an alias evaluating target health.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AlbHealth {
+    Healthy,
+    /// Which group has no healthy target.
+    Unhealthy(String),
+    /// Why cutover cannot tell.
+    Unknown(String),
+}
+
+/// Route53 counts an ALB healthy for an alias evaluating target health when
+/// every target group holding targets has a healthy one, and some target is
+/// healthy (AliasTarget). `groups` are those it routes to that the runbook
+/// lists, `unlisted` the names of those it routes to that the runbook does
+/// not list. Unknown: a group not read, none at all, a DNS failover
+/// threshold (AWS applies it zone by zone, to zones cutover does not
+/// count), or an empty group beside healthy ones (AWS documents both that
+/// it does not count and that it is unhealthy).
+pub fn alb_healthy(groups: &[RoutedGroup<'_>], unlisted: &[String]) -> AlbHealth {
     if !unlisted.is_empty() {
-        return Err(format!(
+        return AlbHealth::Unknown(format!(
             "it also routes to target group {}, which the runbook does not list, and Route53 judges a load \
              balancer by every target group it routes to; add it to target_groups",
             unlisted.join(", ")
         ));
     }
     if groups.is_empty() {
-        return Err("it routes to none of the target groups the runbook lists".into());
+        return AlbHealth::Unknown("it routes to none of the target groups the runbook lists".into());
     }
     if let Some(g) = groups.iter().find(|g| g.dns_failover_threshold.is_some()) {
-        return Err(format!(
+        return AlbHealth::Unknown(format!(
             "target group {} sets a DNS failover threshold ({}), which AWS applies zone by zone; cutover judges \
-             only the default (one healthy target)",
+             only the default (one healthy target): set target_group_health.dns_failover.minimum_healthy_targets \
+             .count to 1 and .percentage to off for the cutover",
             g.name,
             g.dns_failover_threshold.unwrap_or_default()
         ));
     }
-    let every_holding = groups.iter().filter(|g| g.registered > 0).all(|g| g.healthy > 0);
-    Ok(every_holding && groups.iter().any(|g| g.healthy > 0))
+    let bare: Vec<&str> = groups.iter().filter(|g| g.registered > 0 && g.healthy == 0).map(|g| g.name).collect();
+    if !bare.is_empty() {
+        return AlbHealth::Unhealthy(format!("target group {} has no healthy target", bare.join(", ")));
+    }
+    if groups.iter().all(|g| g.registered == 0) {
+        let names: Vec<&str> = groups.iter().map(|g| g.name).collect();
+        return AlbHealth::Unhealthy(format!("target group {} holds no target", names.join(", ")));
+    }
+    if let Some(g) = groups.iter().find(|g| g.registered == 0) {
+        return AlbHealth::Unknown(format!(
+            "target group {} holds no target, and AWS documents such a group both as not counted and as \
+             unhealthy; register its targets, or stop routing to it, for the cutover",
+            g.name
+        ));
+    }
+    AlbHealth::Healthy
 }
 
 /// Whether an alias target's DNS name is the load balancer's (any case, a
@@ -79,17 +106,33 @@ mod tests {
             registered,
             dns_failover_threshold: None,
         };
-        let healthy = |groups: &[RoutedGroup<'_>]| alb_healthy(groups, &[]);
-        assert!(healthy(&[]).is_err(), "no group: unknown");
-        assert_eq!(healthy(&[g("a", 2, 2), g("b", 1, 3)]), Ok(true));
-        assert_eq!(healthy(&[g("a", 2, 2), g("b", 0, 2)]), Ok(false), "one group with targets, none healthy");
-        assert_eq!(healthy(&[g("a", 2, 2), g("b", 0, 0)]), Ok(true), "a group without targets does not count");
-        assert_eq!(healthy(&[g("a", 0, 0)]), Ok(false), "no target at all");
-        let why = alb_healthy(&[g("a", 2, 2)], &["api".to_string()]).unwrap_err();
-        assert!(why.contains("also routes to target group api, which the runbook does not list"), "{why}");
+        let health = |groups: &[RoutedGroup<'_>]| alb_healthy(groups, &[]);
+        let unknown = |h: AlbHealth, says: &str| match h {
+            AlbHealth::Unknown(why) => assert!(why.contains(says), "{why}"),
+            other => panic!("{other:?}, not unknown ({says})"),
+        };
+        unknown(health(&[]), "routes to none of the target groups");
+        assert_eq!(health(&[g("a", 2, 2), g("b", 1, 3)]), AlbHealth::Healthy);
+        assert_eq!(
+            health(&[g("a", 2, 2), g("b", 0, 2)]),
+            AlbHealth::Unhealthy("target group b has no healthy target".into()),
+            "one group with targets, none healthy"
+        );
+        unknown(health(&[g("a", 2, 2), g("b", 0, 0)]), "target group b holds no target, and AWS documents");
+        assert_eq!(
+            health(&[g("a", 0, 2), g("b", 0, 0)]),
+            AlbHealth::Unhealthy("target group a has no healthy target".into())
+        );
+        assert_eq!(
+            health(&[g("a", 0, 0), g("b", 0, 0)]),
+            AlbHealth::Unhealthy("target group a, b holds no target".into())
+        );
+        unknown(
+            alb_healthy(&[g("a", 2, 2)], &["api".to_string()]),
+            "also routes to target group api, which the runbook does not list",
+        );
         let threshold = RoutedGroup { dns_failover_threshold: Some("count 2"), ..g("a", 2, 2) };
-        let why = healthy(&[threshold]).unwrap_err();
-        assert!(why.contains("target group a sets a DNS failover threshold (count 2)"), "{why}");
+        unknown(health(&[threshold]), "target group a sets a DNS failover threshold (count 2)");
     }
 
     #[test]

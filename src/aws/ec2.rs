@@ -28,6 +28,17 @@ pub struct Instance {
 }
 
 pub async fn describe_instances(ec2: &aws_sdk::ec2::Client, selector: &InstanceSelector) -> AwsResult<Vec<Instance>> {
+    let mut out = describe_instances_with_terminated(ec2, selector).await?;
+    out.retain(|i| i.state != "terminated");
+    Ok(out)
+}
+
+/// As [`describe_instances`], terminated instances included (EC2 lists them
+/// for about an hour after).
+pub async fn describe_instances_with_terminated(
+    ec2: &aws_sdk::ec2::Client,
+    selector: &InstanceSelector,
+) -> AwsResult<Vec<Instance>> {
     let mut req = ec2.describe_instances();
     match selector {
         InstanceSelector::Tags(tags) => {
@@ -70,7 +81,6 @@ pub async fn describe_instances(ec2: &aws_sdk::ec2::Client, selector: &InstanceS
             }
         }
     }
-    out.retain(|i| i.state != "terminated");
     out.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
     Ok(out)
 }

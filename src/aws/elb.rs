@@ -3,6 +3,7 @@
 use serde::Serialize;
 
 use super::{AwsError, AwsResult, sdk_error};
+use crate::analysis::weights::{AlbHealth, RoutedGroup, alb_healthy};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Target {
@@ -63,25 +64,50 @@ pub struct LoadBalancer {
     pub zones: Vec<String>,
     /// Its VPC: the environment's, where the runbook's group names are looked up.
     pub vpc_id: Option<String>,
-    /// The target groups it routes to (each one's ARN): Route53 judges an
-    /// alias to it by all of them.
-    pub target_group_arns: Vec<String>,
+    /// The target groups it routes to: Route53 judges an alias to it by all
+    /// of them.
+    pub routes_to: Routing,
+}
+
+/// The target groups a load balancer routes to, as far as they were read.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Routing {
+    /// Not asked (a region check needs only the load balancer).
+    #[default]
+    NotRead,
+    /// Each one's ARN.
+    Groups(Vec<String>),
+    /// Why they could not be read.
+    Unread(String),
 }
 
 impl LoadBalancer {
-    /// Whether it routes to the target group `arn`.
-    pub fn routes_to(&self, arn: &str) -> bool {
-        self.target_group_arns.iter().any(|a| a == arn)
+    /// The ARNs of the target groups it routes to, or why they are unknown.
+    pub fn routed_groups(&self) -> Result<&[String], String> {
+        match &self.routes_to {
+            Routing::Groups(arns) => Ok(arns),
+            Routing::NotRead => Err("the target groups it routes to were not read".into()),
+            Routing::Unread(e) => Err(format!("the target groups it routes to could not be read ({e})")),
+        }
     }
 
-    /// The names of the target groups it routes to that are not among `listed` (ARNs).
-    pub fn unlisted_groups<'a>(&self, listed: impl IntoIterator<Item = &'a str>) -> Vec<String> {
-        let listed: Vec<&str> = listed.into_iter().collect();
-        self.target_group_arns
+    /// Route53's verdict on an alias to it evaluating target health, from
+    /// the runbook's target groups (each one's ARN and counts): those it
+    /// routes to count, and one it routes to that they miss leaves it unknown.
+    pub fn alias_health(&self, listed: &[(&str, RoutedGroup<'_>)]) -> AlbHealth {
+        let routed = match self.routed_groups() {
+            Ok(arns) => arns,
+            Err(why) => return AlbHealth::Unknown(why),
+        };
+        let counted: Vec<RoutedGroup<'_>> =
+            listed.iter().filter(|(arn, _)| routed.iter().any(|r| r == arn)).map(|(_, g)| *g).collect();
+        let unlisted: Vec<String> = routed
             .iter()
-            .filter(|a| !listed.contains(&a.as_str()))
+            .filter(|r| !listed.iter().any(|(arn, _)| arn == r))
             .map(|a| a.split(':').next_back().and_then(|r| r.split('/').nth(1)).unwrap_or(a).to_string())
-            .collect()
+            .collect();
+        alb_healthy(&counted, &unlisted)
     }
 }
 
@@ -94,7 +120,7 @@ pub trait LoadBalancing: Send + Sync {
 
 impl LoadBalancing for aws_sdk::elasticloadbalancingv2::Client {
     async fn load_balancer(&self, name_or_arn: &str) -> AwsResult<LoadBalancer> {
-        load_balancer(self, name_or_arn).await
+        load_balancer_routing(self, name_or_arn).await
     }
     async fn target_groups(&self, names_or_arns: &[String]) -> AwsResult<Vec<TargetGroup>> {
         target_groups(self, names_or_arns).await
@@ -111,27 +137,39 @@ pub async fn load_balancer(
     let lb = resp.load_balancers().first().ok_or_else(|| {
         AwsError::not_found("DescribeLoadBalancers", format!("load balancer `{name_or_arn}` not found"))
     })?;
-    let arn = lb.load_balancer_arn().unwrap_or_default().to_string();
-    let mut target_group_arns = Vec::new();
-    let mut pages = elb.describe_target_groups().load_balancer_arn(&arn).into_paginator().send();
-    while let Some(page) = pages.next().await {
-        match page.map_err(|e| sdk_error("DescribeTargetGroups", e)) {
-            Ok(page) => target_group_arns
-                .extend(page.target_groups().iter().filter_map(|t| t.target_group_arn().map(str::to_string))),
-            // moto answers TargetGroupNotFound for a load balancer routing
-            // to none, where AWS answers an empty list.
-            Err(e) if e.kind == super::AwsErrorKind::NotFound => break,
-            Err(e) => return Err(e),
-        }
-    }
     Ok(LoadBalancer {
         name: lb.load_balancer_name().unwrap_or_default().to_string(),
-        arn,
+        arn: lb.load_balancer_arn().unwrap_or_default().to_string(),
         dns_name: lb.dns_name().unwrap_or_default().to_string(),
         zones: lb.availability_zones().iter().filter_map(|z| z.zone_name().map(str::to_string)).collect(),
         vpc_id: lb.vpc_id().map(str::to_string),
-        target_group_arns,
+        routes_to: Routing::NotRead,
     })
+}
+
+/// As [`load_balancer`], with the target groups it routes to read too
+/// (every page); a failure there is kept in `routes_to`, not returned, so
+/// the rest of a reading stands.
+pub async fn load_balancer_routing(
+    elb: &aws_sdk::elasticloadbalancingv2::Client,
+    name_or_arn: &str,
+) -> AwsResult<LoadBalancer> {
+    let mut lb = load_balancer(elb, name_or_arn).await?;
+    let mut arns = Vec::new();
+    let mut pages = elb.describe_target_groups().load_balancer_arn(&lb.arn).into_paginator().send();
+    lb.routes_to = loop {
+        match pages.next().await.map(|p| p.map_err(|e| sdk_error("DescribeTargetGroups", e))) {
+            None => break Routing::Groups(arns),
+            Some(Ok(page)) => {
+                arns.extend(page.target_groups().iter().filter_map(|t| t.target_group_arn().map(str::to_string)))
+            }
+            // moto answers TargetGroupNotFound for a load balancer routing
+            // to none, where AWS answers an empty list.
+            Some(Err(e)) if e.message.starts_with("TargetGroupNotFound") => break Routing::Groups(arns),
+            Some(Err(e)) => break Routing::Unread(e.to_string()),
+        }
+    };
+    Ok(lb)
 }
 
 fn attributes(attrs: &[aws_sdk::elasticloadbalancingv2::types::TargetGroupAttribute]) -> TargetGroupAttributes {

@@ -110,48 +110,54 @@ pub struct HealthCheckState {
 }
 
 /// GetHealthCheck, then GetHealthCheckStatus, judged as Route53 judges it:
-/// the checkers report the endpoint as they find it, and Route53 then
-/// inverts an inverted check and counts a disabled one healthy whatever
-/// they report.
-pub async fn health_check_state(r53: &aws_sdk::route53::Client, id: &str) -> HealthCheckState {
+/// the checkers report the endpoint as they find it, Route53 counts a
+/// disabled check healthy whatever they report, and then inverts an
+/// inverted one (disabled and inverted: unhealthy, AWS's way to stop
+/// routing to a record). What cannot be read is in the state as unknown;
+/// Err only for throttling, which the caller backs off from.
+pub async fn health_check_state(r53: &aws_sdk::route53::Client, id: &str) -> AwsResult<HealthCheckState> {
     let state = |healthy: Option<bool>, status: String| HealthCheckState { id: id.to_string(), healthy, status };
+    let unread = |e: AwsError| match e.kind {
+        super::AwsErrorKind::Throttled => Err(e),
+        _ => Ok(state(None, e.to_string())),
+    };
     let config = match r53.get_health_check().health_check_id(id).send().await {
-        Err(e) => return state(None, sdk_error("GetHealthCheck", e).to_string()),
+        Err(e) => return unread(sdk_error("GetHealthCheck", e)),
         Ok(r) => r.health_check().and_then(|h| h.health_check_config()).cloned(),
     };
-    let Some(config) = config else { return state(None, "GetHealthCheck returned no configuration".into()) };
-    if config.disabled() == Some(true) {
-        return state(Some(true), "disabled: Route53 counts it healthy whatever its checkers find".into());
-    }
-    if config.r#type() == &aws_sdk::route53::types::HealthCheckType::Calculated {
-        return state(
+    let Some(config) = config else { return Ok(state(None, "GetHealthCheck returned no configuration".into())) };
+    let (healthy, status) = if config.disabled() == Some(true) {
+        (Some(true), "disabled: Route53 counts it healthy whatever its checkers find".to_string())
+    } else if config.r#type() == &aws_sdk::route53::types::HealthCheckType::Calculated {
+        return Ok(state(
             None,
             "a calculated health check, whose status Route53 reports only in its console and CloudWatch \
              (HealthCheckStatus), not through its API"
                 .into(),
-        );
-    }
-    let (healthy, status) = match r53.get_health_check_status().health_check_id(id).send().await {
-        Err(e) => (None, sdk_error("GetHealthCheckStatus", e).to_string()),
-        Ok(r) => {
-            let obs = r.health_check_observations();
-            let report = |o: &aws_sdk::route53::types::HealthCheckObservation| {
-                o.status_report().and_then(|s| s.status()).unwrap_or_default().to_string()
-            };
-            let ok = obs.iter().filter(|o| report(o).starts_with("Success")).count();
-            match obs.first() {
-                None => (None, "no checker has reported yet".to_string()),
-                Some(first) => (
-                    Some(ok * 100 > obs.len() * 18),
-                    format!("{ok} of {} checkers healthy: {}", obs.len(), report(first)),
-                ),
+        ));
+    } else {
+        match r53.get_health_check_status().health_check_id(id).send().await {
+            Err(e) => return unread(sdk_error("GetHealthCheckStatus", e)),
+            Ok(r) => {
+                let obs = r.health_check_observations();
+                let report = |o: &aws_sdk::route53::types::HealthCheckObservation| {
+                    o.status_report().and_then(|s| s.status()).unwrap_or_default().to_string()
+                };
+                let ok = obs.iter().filter(|o| report(o).starts_with("Success")).count();
+                match obs.first() {
+                    None => (None, "no checker has reported yet".to_string()),
+                    Some(first) => (
+                        Some(ok * 100 > obs.len() * 18),
+                        format!("{ok} of {} checkers healthy: {}", obs.len(), report(first)),
+                    ),
+                }
             }
         }
     };
-    match config.inverted() == Some(true) {
+    Ok(match config.inverted() == Some(true) {
         true => state(healthy.map(|h| !h), format!("inverted, so Route53 reads it the other way round: {status}")),
         false => state(healthy, status),
-    }
+    })
 }
 
 /// A record set as JSON in the API's own field names (for --dry-run).

@@ -5,6 +5,7 @@ use serde_json::json;
 
 use super::{PlanError, shift};
 use crate::analysis::reachability::{SgPath, Source, sg_path_named};
+use crate::analysis::weights::{AlbHealth, RoutedGroup};
 use crate::aws::ec2::{self, GroupIngress};
 use crate::aws::{Clients, SideClients, elb};
 use crate::live::fetch::{self, EnvironmentData};
@@ -438,7 +439,10 @@ enum RecordHealth {
 async fn record_health(sides: &SideClients, rb: &Runbook, r: &crate::aws::route53::WeightedRecord) -> RecordHealth {
     let id = &r.set_identifier;
     if let Some(hc) = &r.health_check_id {
-        let state = crate::aws::route53::health_check_state(&sides.dns().route53, hc).await;
+        let state = match crate::aws::route53::health_check_state(&sides.dns().route53, hc).await {
+            Ok(state) => state,
+            Err(e) => return RecordHealth::Unknown(format!("`{id}`: health check {hc} not read ({e})")),
+        };
         match state.healthy {
             Some(false) => {
                 return RecordHealth::Unhealthy(format!("`{id}`: health check {hc} fails ({})", state.status));
@@ -474,7 +478,7 @@ async fn record_health(sides: &SideClients, rb: &Runbook, r: &crate::aws::route5
         return unknown(format!("and {name} names no target_groups"));
     }
     let elb = &sides.environment(name).elb;
-    let lb = match elb::load_balancer(elb, lb_name).await {
+    let lb = match elb::load_balancer_routing(elb, lb_name).await {
         Ok(lb) => lb,
         Err(e) => return unknown(format!("and load balancer {lb_name} could not be read ({e})")),
     };
@@ -485,31 +489,24 @@ async fn record_health(sides: &SideClients, rb: &Runbook, r: &crate::aws::route5
         Ok(groups) => groups,
         Err(e) => return unknown(format!("and {name}'s target groups could not be read ({e})")),
     };
-    let routed: Vec<crate::analysis::weights::RoutedGroup<'_>> = groups
+    let listed: Vec<(&str, RoutedGroup<'_>)> = groups
         .iter()
-        .filter(|g| lb.routes_to(&g.arn))
-        .map(|g| crate::analysis::weights::RoutedGroup {
-            name: &g.name,
-            healthy: g.healthy(),
-            registered: g.targets.len(),
-            dns_failover_threshold: g.attributes.dns_failover_threshold.as_deref(),
+        .map(|g| {
+            let routed = RoutedGroup {
+                name: &g.name,
+                healthy: g.healthy(),
+                registered: g.targets.len(),
+                dns_failover_threshold: g.attributes.dns_failover_threshold.as_deref(),
+            };
+            (g.arn.as_str(), routed)
         })
         .collect();
-    let unlisted = lb.unlisted_groups(groups.iter().map(|g| g.arn.as_str()));
-    match crate::analysis::weights::alb_healthy(&routed, &unlisted) {
-        Ok(true) => RecordHealth::Healthy,
-        Ok(false) => {
-            let bare: Vec<&str> = routed
-                .iter()
-                .filter(|g| g.healthy == 0 && (g.registered > 0 || routed.len() == 1))
-                .map(|g| g.name)
-                .collect();
-            RecordHealth::Unhealthy(format!(
-                "`{id}`: an alias to {lb_name} evaluating target health, whose target group {} has no healthy target",
-                bare.join(", ")
-            ))
+    match lb.alias_health(&listed) {
+        AlbHealth::Healthy => RecordHealth::Healthy,
+        AlbHealth::Unhealthy(why) => {
+            RecordHealth::Unhealthy(format!("`{id}`: an alias to {lb_name} evaluating target health, whose {why}"))
         }
-        Err(why) => unknown(format!("and load balancer {lb_name}: {why}")),
+        AlbHealth::Unknown(why) => unknown(format!("and load balancer {lb_name}: {why}")),
     }
 }
 

@@ -502,7 +502,7 @@ mod tests {
                     dns_name: "green.example".into(),
                     zones: vec!["eu-west-1a".into()],
                     vpc_id: None,
-                    target_group_arns: vec![],
+                    routes_to: Default::default(),
                 }),
                 target_groups: groups,
                 instances: vec![],

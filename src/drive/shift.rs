@@ -184,26 +184,65 @@ pub async fn raised_sides_serve(
     plan: &ShiftPlan,
 ) -> Result<Vec<String>, PlanError> {
     let mut unchecked = Vec::new();
-    let grows = raises_share((plan.from.record.weight, plan.to.record.weight), plan.weights);
-    let raised = [(&plan.from, plan.weights.0, grows.0), (&plan.to, plan.weights.1, grows.1)];
-    for (side, weight, _) in raised.into_iter().filter(|r| r.2) {
+    // Each record type on its own (Route53 answers A and AAAA apart), so a
+    // hand-edited AAAA pair with other weights than the A pair is judged
+    // too: a side's record of the first type whose share grows.
+    let pairs: Vec<_> = plan.from.records().zip(plan.to.records()).collect();
+    let raised_record = |from: bool| {
+        pairs.iter().find_map(|(f, t)| {
+            let grows = raises_share((f.weight, t.weight), plan.weights);
+            match from {
+                true => grows.0.then_some(*f),
+                false => grows.1.then_some(*t),
+            }
+        })
+    };
+    let raised = [(&plan.from, plan.weights.0, raised_record(true)), (&plan.to, plan.weights.1, raised_record(false))];
+    for (side, weight, record) in raised {
+        let Some(record) = record else { continue };
         let name = &side.environment;
+        // `production's weight`, or `production's AAAA weight` in a dual-stack group.
+        let whose = match side.others.is_empty() {
+            true => format!("{name}'s weight from {}", record.weight),
+            false => format!("{name}'s {} weight from {}", record.record_type, record.weight),
+        };
         let Some(env) = rb.environment(name) else { continue };
         let clients = sides.side(&crate::runbook::Side::Environment(name.clone()));
         // Without target groups (a box its record names directly), its
         // instances serve: one must be running.
         if env.target_groups.is_empty() {
-            match crate::aws::ec2::describe_instances(&clients.ec2, &env.instances).await {
+            let found = crate::aws::ec2::describe_instances_with_terminated(&clients.ec2, &env.instances).await;
+            let states = |found: &[crate::aws::ec2::Instance]| {
+                found.iter().map(|i| format!("{} {}", i.id, i.state)).collect::<Vec<_>>().join(", ")
+            };
+            let here = || async {
+                matches!(
+                    crate::authority::environment_region_check(sides, rb, name, &clients.region).await,
+                    crate::authority::RegionCheck::Here
+                )
+            };
+            match found {
                 Ok(found) if found.iter().any(|i| i.state == "running") => {}
                 Ok(found) if !found.is_empty() => {
-                    let states: Vec<String> = found.iter().map(|i| format!("{} {}", i.id, i.state)).collect();
                     return Err(PlanError::Refused(format!(
-                        "raising {name}'s weight from {} to {weight} would send that traffic to its instances, none of which is running ({}); start them first",
-                        side.record.weight,
-                        states.join(", ")
+                        "raising {whose} to {weight} would send that traffic to its instances, none of which is running ({}); start them, or wait until they run",
+                        states(&found)
                     )));
                 }
-                // None found: another region, or instances outside EC2.
+                // Found nowhere in the region the runbook's load balancers
+                // are in: gone (terminated over an hour ago), not elsewhere.
+                Ok(_) if here().await => {
+                    return Err(PlanError::Refused(format!(
+                        "raising {whose} to {weight} would send that traffic to its instances, but its instance selector finds none in {}; correct the runbook, or start the box it names",
+                        clients.region
+                    )));
+                }
+                Err(e) if e.kind == crate::aws::AwsErrorKind::NotFound && here().await => {
+                    return Err(PlanError::Refused(format!(
+                        "raising {whose} to {weight} would send that traffic to its instances, which are not found ({e}); correct the runbook"
+                    )));
+                }
+                // Another region, or instances outside EC2.
                 found => {
                     let why = found.err().map_or("its instance selector finds none".to_string(), |e| e.to_string());
                     tracing::warn!(environment = %name, error = %why, "instances not read before raising its weight");
@@ -258,8 +297,8 @@ pub async fn raised_sides_serve(
                     .join(", "),
             };
             return Err(PlanError::Refused(format!(
-                "raising {name}'s weight from {} to {weight} would send that traffic to target group {}, which has no target in service ({states}); start or register healthy instances first",
-                side.record.weight, g.name
+                "raising {whose} to {weight} would send that traffic to target group {}, which has no target in service ({states}); start or register healthy instances first",
+                g.name
             )));
         }
     }

@@ -204,7 +204,7 @@ pub async fn traffic(clients: &Clients, rb: &Runbook, zone_id: &mut Option<Strin
     let mut sides = sides(rb, &records);
     for s in &mut sides {
         if let Some(hc) = &mut s.health_check {
-            *hc = crate::aws::route53::health_check_state(&clients.route53, &hc.id).await;
+            *hc = crate::aws::route53::health_check_state(&clients.route53, &hc.id).await?;
         }
     }
     // Alias target health is judged with the environments' data (status).

@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::analysis::parity::Parity;
 use crate::analysis::reachability::{SgPath, Source, sg_path_named};
-use crate::analysis::weights::RoutedGroup;
+use crate::analysis::weights::{AlbHealth, RoutedGroup};
 use crate::aws::cloudwatch::{AlarmState, Series};
 use crate::aws::ec2::Instance;
 use crate::aws::elb::{LoadBalancer, Target, TargetGroupAttributes};
@@ -370,21 +370,23 @@ pub fn snapshot(rb: &Runbook, live: &LiveState, region: &str, now: SystemTime) -
         let Some(lb) = aws.load_balancer.as_ref() else {
             return AliasHealth::Unknown(format!("load balancer {lb_name} not read yet"));
         };
-        let routed: Vec<RoutedGroup<'_>> = aws
+        let listed: Vec<(&str, RoutedGroup<'_>)> = aws
             .target_groups
             .iter()
-            .filter(|tg| lb.routes_to(&tg.arn))
-            .map(|tg| RoutedGroup {
-                name: &tg.name,
-                healthy: tg.healthy,
-                registered: tg.total,
-                dns_failover_threshold: tg.attributes.dns_failover_threshold.as_deref(),
+            .map(|tg| {
+                let g = RoutedGroup {
+                    name: &tg.name,
+                    healthy: tg.healthy,
+                    registered: tg.total,
+                    dns_failover_threshold: tg.attributes.dns_failover_threshold.as_deref(),
+                };
+                (tg.arn.as_str(), g)
             })
             .collect();
-        let unlisted = lb.unlisted_groups(aws.target_groups.iter().map(|tg| tg.arn.as_str()));
-        match crate::analysis::weights::alb_healthy(&routed, &unlisted) {
-            Ok(healthy) => AliasHealth::Known(healthy),
-            Err(why) => AliasHealth::Unknown(format!("load balancer {lb_name}: {why}")),
+        match lb.alias_health(&listed) {
+            AlbHealth::Healthy => AliasHealth::Known(true),
+            AlbHealth::Unhealthy(_) => AliasHealth::Known(false),
+            AlbHealth::Unknown(why) => AliasHealth::Unknown(format!("load balancer {lb_name}: {why}")),
         }
     };
     let health: Vec<AliasHealth> = snap.traffic.value.iter().flatten().map(|s| target_health(&s.environment)).collect();
