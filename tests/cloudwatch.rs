@@ -101,6 +101,44 @@ async fn a_p99_gate_judges_the_whole_window_and_reports_its_requests() {
     sb.down().await;
 }
 
+/// An ALB publishes no 5xx count for a minute without any: a 5xx gate on a
+/// side that served requests and published none passes (none served), and
+/// on a side that served nothing is no data, never a pass: quiet from a
+/// side that gets no requests is no evidence.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_5xx_gate_passes_on_no_datapoint_only_when_the_side_served_requests() {
+    use aws_sdk::cloudwatch::types::{MetricDatum, StandardUnit};
+    let rb = runbook("demo.toml");
+    let sb = sandbox(&rb, "eu-west-2").await;
+    let snap = first_snapshot(&rb, &sb).await;
+    let since = SystemTime::now() - Duration::from_secs(120);
+    let five_xx = gate(
+        "[[rollout.gates]]\nkind = \"metric\"\nenvironment = \"staging\"\nmetric = \"HTTPCode_Target_5XX_Count\"\nmax = 0\n",
+    );
+    // Staging has weight 0: no requests, no 5xx.
+    assert_eq!(gates::metric(&sb.sides, &five_xx, &snap, &rb, since).await, Measurement::NoData);
+    let requests = MetricDatum::builder()
+        .metric_name("RequestCount")
+        .set_dimensions(sb.world.target_group_dimensions("staging"))
+        .timestamp((SystemTime::now() - Duration::from_secs(30)).into())
+        .value(120.0)
+        .unit(StandardUnit::Count)
+        .build();
+    sb.clients.cloudwatch.put_metric_data().namespace("AWS/ApplicationELB").metric_data(requests).send().await.unwrap();
+    assert_eq!(gates::metric(&sb.sides, &five_xx, &snap, &rb, since).await, Measurement::Pass, "120 requests, no 5xx");
+    let errors = MetricDatum::builder()
+        .metric_name("HTTPCode_Target_5XX_Count")
+        .set_dimensions(sb.world.target_group_dimensions("staging"))
+        .timestamp((SystemTime::now() - Duration::from_secs(30)).into())
+        .value(3.0)
+        .unit(StandardUnit::Count)
+        .build();
+    sb.clients.cloudwatch.put_metric_data().namespace("AWS/ApplicationELB").metric_data(errors).send().await.unwrap();
+    let m = gates::metric(&sb.sides, &five_xx, &snap, &rb, since).await;
+    assert!(matches!(&m, Measurement::Fail(why) if why.contains("= 3.000")), "{m:?}");
+    sb.down().await;
+}
+
 /// The ProStudio success criterion, p99 of TargetResponseTime under 100 ms,
 /// as a gate of a shortened demo rollout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -472,6 +472,29 @@ async fn a_side_whose_health_check_fails_gets_no_traffic_and_no_gate_passes_it()
     );
     update().inverted(false).send().await.unwrap();
 
+    // A stale traffic reading (a throttled read, say) is no evidence that
+    // staging gets traffic, nor is a record gone from Route53.
+    let fine = first_snapshot(&rb, &sb).await;
+    assert!(!matches!(
+        cutover::drive::gates::from_snapshot(&rb, &gate, &fine),
+        Some(cutover::engine::Measurement::Error(_))
+    ));
+    let mut stale = fine.clone();
+    stale.traffic.stale = true;
+    stale.traffic.error = Some("Route53 ListResourceRecordSets: Throttling: Rate exceeded".into());
+    let m = cutover::drive::gates::from_snapshot(&rb, &gate, &stale);
+    assert!(
+        matches!(&m, Some(cutover::engine::Measurement::Error(why)) if why.contains("whether staging gets traffic (Route53): Route53 ListResourceRecordSets: Throttling")),
+        "a gate judged a stale traffic reading: {m:?}"
+    );
+    let mut gone = fine.clone();
+    gone.traffic.value.as_mut().unwrap().iter_mut().find(|s| s.environment == "staging").unwrap().weight = None;
+    let m = cutover::drive::gates::from_snapshot(&rb, &gate, &gone);
+    assert!(
+        matches!(&m, Some(cutover::engine::Measurement::Fail(why)) if why.contains("its weighted record `staging` is not in Route53")),
+        "{m:?}"
+    );
+
     // The health check's status refused (a reading role without
     // route53:GetHealthCheckStatus): whether staging gets traffic is
     // unknown, and no gate passes it.

@@ -68,13 +68,19 @@ pub fn alb_healthy(groups: &[RoutedGroup<'_>], unlisted: &[String]) -> AlbHealth
             g.dns_failover_threshold.unwrap_or_default()
         ));
     }
+    let named = |names: Vec<&str>| match names.len() {
+        1 => format!("target group {}", names[0]),
+        _ => format!("target groups {}", names.join(", ")),
+    };
     let bare: Vec<&str> = groups.iter().filter(|g| g.registered > 0 && g.healthy == 0).map(|g| g.name).collect();
     if !bare.is_empty() {
-        return AlbHealth::Unhealthy(format!("target group {} has no healthy target", bare.join(", ")));
+        let verb = if bare.len() == 1 { "has" } else { "have" };
+        return AlbHealth::Unhealthy(format!("{} {verb} no healthy target", named(bare)));
     }
     if groups.iter().all(|g| g.registered == 0) {
         let names: Vec<&str> = groups.iter().map(|g| g.name).collect();
-        return AlbHealth::Unhealthy(format!("target group {} holds no target", names.join(", ")));
+        let verb = if names.len() == 1 { "holds" } else { "hold" };
+        return AlbHealth::Unhealthy(format!("{} {verb} no target", named(names)));
     }
     if let Some(g) = groups.iter().find(|g| g.registered == 0) {
         return AlbHealth::Unknown(format!(
@@ -125,7 +131,7 @@ mod tests {
         );
         assert_eq!(
             health(&[g("a", 0, 0), g("b", 0, 0)]),
-            AlbHealth::Unhealthy("target group a, b holds no target".into())
+            AlbHealth::Unhealthy("target groups a, b hold no target".into())
         );
         unknown(
             alb_healthy(&[g("a", 2, 2)], &["api".to_string()]),

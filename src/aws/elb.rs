@@ -148,8 +148,8 @@ pub async fn load_balancer(
 }
 
 /// As [`load_balancer`], with the target groups it routes to read too
-/// (every page); a failure there is kept in `routes_to`, not returned, so
-/// the rest of a reading stands.
+/// (every page); a failure there other than throttling is kept in
+/// `routes_to`, not returned, so the rest of a reading stands.
 pub async fn load_balancer_routing(
     elb: &aws_sdk::elasticloadbalancingv2::Client,
     name_or_arn: &str,
@@ -166,6 +166,8 @@ pub async fn load_balancer_routing(
             // moto answers TargetGroupNotFound for a load balancer routing
             // to none, where AWS answers an empty list.
             Some(Err(e)) if e.message.starts_with("TargetGroupNotFound") => break Routing::Groups(arns),
+            // Throttled: the reading fails, so its worker backs off.
+            Some(Err(e)) if e.kind == super::AwsErrorKind::Throttled => return Err(e),
             Some(Err(e)) => break Routing::Unread(e.to_string()),
         }
     };

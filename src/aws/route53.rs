@@ -154,7 +154,12 @@ pub async fn health_check_state(r53: &aws_sdk::route53::Client, id: &str) -> Aws
             }
         }
     };
+    let disabled = config.disabled() == Some(true);
     Ok(match config.inverted() == Some(true) {
+        true if disabled => state(
+            Some(false),
+            "disabled and inverted: Route53 counts it unhealthy (AWS's way to stop routing to a record)".into(),
+        ),
         true => state(healthy.map(|h| !h), format!("inverted, so Route53 reads it the other way round: {status}")),
         false => state(healthy, status),
     })

@@ -96,7 +96,20 @@ pub fn due(
 /// gate may pass a side that receives nothing. An error when whether it
 /// does is unknown.
 pub fn to_side_gets_no_traffic(rb: &Runbook, snap: &Snapshot) -> Option<Measurement> {
-    let side = snap.traffic.value.as_ref()?.iter().find(|s| s.environment == rb.rollout.to)?;
+    let to = &rb.rollout.to;
+    // Unread or stale, the weights and health may be from before the step's
+    // shift: no evidence either way.
+    let sides = match fresh(&snap.traffic, &format!("whether {to} gets traffic (Route53)")) {
+        Ok(sides) => sides,
+        Err(m) => return Some(m),
+    };
+    let side = sides.iter().find(|s| &s.environment == to)?;
+    if side.weight.is_none() {
+        return Some(Measurement::Fail(format!(
+            "{to} gets no traffic: its weighted record `{}` is not in Route53",
+            side.set_identifier
+        )));
+    }
     if let Some(unknown) = &side.traffic_unknown {
         // A side that may get nothing passes no gate: its quiet is no evidence.
         return Some(Measurement::Error(format!("cannot tell whether {} gets traffic: {unknown}", side.environment)));
@@ -323,10 +336,18 @@ pub async fn metric_reading(
             let Total { value, samples, .. } = &totals[0];
             let n = samples.unwrap_or(0.0);
             let what = if *metric == Metric::TargetResponseTime { "requests" } else { "samples" };
+            // An ALB publishes no count for a minute without any: none
+            // while requests were served is 0; none without requests is no
+            // data (a side that got nothing has shown nothing).
+            let requests = totals.get(1).and_then(|t| t.value).filter(|r| *r > 0.0);
+            let value = match (value, is_count(*metric), requests) {
+                (None, true, Some(_)) => Some(0.0),
+                (v, _, _) => *v,
+            };
             match value {
                 None => Measurement::NoData,
                 Some(_) if min_requests.is_some_and(|m| n < m as f64) => Measurement::NoData,
-                Some(v) if v <= max => Measurement::Pass,
+                Some(v) if v <= *max => Measurement::Pass,
                 Some(v) => Measurement::Fail(format!(
                     "{environment} {} {} = {v:.3} over {n} {what} > {max}",
                     metric.cloudwatch_name(),
@@ -512,6 +533,23 @@ mod tests {
             let now = SystemTime::now();
             let mut st = LiveState::default();
             st.environments.entry("green".into()).or_default().apply::<String>(now, Ok(data));
+            // Route53 read: green at weight 10, no health check.
+            let record = |id: &str, weight: u8| crate::aws::route53::WeightedRecord {
+                set_identifier: id.into(),
+                record_type: "A".into(),
+                weight,
+                ..Default::default()
+            };
+            let traffic = crate::live::fetch::TrafficData {
+                zone_id: "Z1".into(),
+                sides: crate::live::fetch::sides(&rb, &[record("blue", 90), record("green", 10)]),
+                last_change: None,
+                rollout: None,
+                rollout_unread: None,
+                audit_unread: None,
+                shared_by: None,
+            };
+            st.traffic.apply::<String>(now, Ok(traffic));
             let snap = crate::status::snapshot(&rb, &st, "eu-west-1", now);
             from_snapshot(&rb, &GateKind::HealthyTargets { environment: "green".into(), min }, &snap).unwrap()
         };

@@ -188,23 +188,40 @@ pub async fn raised_sides_serve(
     // hand-edited AAAA pair with other weights than the A pair is judged
     // too: a side's record of the first type whose share grows.
     let pairs: Vec<_> = plan.from.records().zip(plan.to.records()).collect();
+    // The side's record whose share grows, and the other side's of its type.
     let raised_record = |from: bool| {
         pairs.iter().find_map(|(f, t)| {
             let grows = raises_share((f.weight, t.weight), plan.weights);
             match from {
-                true => grows.0.then_some(*f),
-                false => grows.1.then_some(*t),
+                true => grows.0.then_some((*f, *t)),
+                false => grows.1.then_some((*t, *f)),
             }
         })
     };
-    let raised = [(&plan.from, plan.weights.0, raised_record(true)), (&plan.to, plan.weights.1, raised_record(false))];
-    for (side, weight, record) in raised {
-        let Some(record) = record else { continue };
+    let (w_from, w_to) = plan.weights;
+    let raised = [(&plan.from, w_from, w_to, raised_record(true)), (&plan.to, w_to, w_from, raised_record(false))];
+    for (side, weight, new_other, records) in raised {
+        let Some((record, other)) = records else { continue };
         let name = &side.environment;
-        // `production's weight`, or `production's AAAA weight` in a dual-stack group.
-        let whose = match side.others.is_empty() {
-            true => format!("{name}'s weight from {}", record.weight),
-            false => format!("{name}'s {} weight from {}", record.record_type, record.weight),
+        // `production's weight from 0 to 100`, `production's AAAA weight …`
+        // in a dual-stack group, or its share when only the other side's
+        // weight moves.
+        let of_type = match side.others.is_empty() {
+            true => String::new(),
+            false => format!("{} ", record.record_type),
+        };
+        let whose = if record.weight != weight {
+            format!("{name}'s {of_type}weight from {} to {weight}", record.weight)
+        } else {
+            let share = |w: u8, o: u8| match (w, o) {
+                (0, 0) => 50.0,
+                _ => f64::from(w) * 100.0 / (f64::from(w) + f64::from(o)),
+            };
+            format!(
+                "{name}'s {of_type}share of the traffic from {:.0}% to {:.0}% (its weight stays {weight})",
+                share(weight, other.weight),
+                share(weight, new_other)
+            )
         };
         let Some(env) = rb.environment(name) else { continue };
         let clients = sides.side(&crate::runbook::Side::Environment(name.clone()));
@@ -224,22 +241,27 @@ pub async fn raised_sides_serve(
             match found {
                 Ok(found) if found.iter().any(|i| i.state == "running") => {}
                 Ok(found) if !found.is_empty() => {
+                    let fix = match found.iter().all(|i| i.state == "terminated") {
+                        true => "launch a replacement and correct the runbook's instance selector",
+                        false => "start them, or wait until they run",
+                    };
                     return Err(PlanError::Refused(format!(
-                        "raising {whose} to {weight} would send that traffic to its instances, none of which is running ({}); start them, or wait until they run",
+                        "raising {whose} would send that traffic to its instances, none of which is running ({}); {fix}",
                         states(&found)
                     )));
                 }
                 // Found nowhere in the region the runbook's load balancers
-                // are in: gone (terminated over an hour ago), not elsewhere.
-                Ok(_) if here().await => {
+                // are in (it names some): gone (terminated over an hour
+                // ago), not elsewhere.
+                Ok(_) if rb.environments.values().any(|e| e.load_balancer.is_some()) && here().await => {
                     return Err(PlanError::Refused(format!(
-                        "raising {whose} to {weight} would send that traffic to its instances, but its instance selector finds none in {}; correct the runbook, or start the box it names",
+                        "raising {whose} would send that traffic to its instances, but its instance selector finds none in {}; correct the runbook, or start the box it names",
                         clients.region
                     )));
                 }
                 Err(e) if e.kind == crate::aws::AwsErrorKind::NotFound && here().await => {
                     return Err(PlanError::Refused(format!(
-                        "raising {whose} to {weight} would send that traffic to its instances, which are not found ({e}); correct the runbook"
+                        "raising {whose} would send that traffic to its instances, which are not found ({e}); correct the runbook"
                     )));
                 }
                 // Another region, or instances outside EC2.
@@ -297,7 +319,7 @@ pub async fn raised_sides_serve(
                     .join(", "),
             };
             return Err(PlanError::Refused(format!(
-                "raising {whose} to {weight} would send that traffic to target group {}, which has no target in service ({states}); start or register healthy instances first",
+                "raising {whose} would send that traffic to target group {}, which has no target in service ({states}); start or register healthy instances first",
                 g.name
             )));
         }

@@ -18,23 +18,19 @@ const PERIOD: i64 = 60;
 /// for a minute without requests or errors.
 const CURRENT_WITHIN: i64 = 5 * PERIOD;
 
-/// One column a minute, `newest` (the newest datapoint of any series, so
-/// the columns line up across series) at the right: a minute without a
-/// datapoint (none: CloudWatch publishes no count for a minute without any)
-/// is blank, so gaps are not squeezed out.
+/// Exactly `width` columns, one a minute, `newest` (the newest datapoint of
+/// any series) at the right, so the columns line up across series: a minute
+/// without a datapoint (none: CloudWatch publishes no count for a minute
+/// without any) is blank, so gaps are not squeezed out.
 pub(super) fn sparkline(points: &[(i64, f64)], width: usize, newest: i64) -> String {
     if points.is_empty() {
-        return "no data".into();
+        return format!("{:<width$}", "no data");
     }
     const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
-    let start = |t: i64| t.div_euclid(PERIOD) * PERIOD;
-    let newest = start(newest);
-    // From the series' oldest minute, at most `width` minutes back.
-    let oldest = points.iter().map(|p| start(p.0)).min().unwrap_or(newest);
-    let width = width.min(usize::try_from((newest - oldest) / PERIOD + 1).unwrap_or(0));
+    let newest = minute_of(newest);
     let minute = |i: usize| newest - PERIOD * (width - 1 - i) as i64;
     let cols: Vec<Option<f64>> =
-        (0..width).map(|i| points.iter().rev().find(|p| start(p.0) == minute(i)).map(|p| p.1)).collect();
+        (0..width).map(|i| points.iter().rev().find(|p| minute_of(p.0) == minute(i)).map(|p| p.1)).collect();
     let max = cols.iter().flatten().cloned().fold(0.0f64, f64::max);
     cols.iter()
         .map(|v| match v {
@@ -43,6 +39,17 @@ pub(super) fn sparkline(points: &[(i64, f64)], width: usize, newest: i64) -> Str
             Some(v) => BARS[((v / max) * 7.0).round() as usize],
         })
         .collect()
+}
+
+fn minute_of(t: i64) -> i64 {
+    t.div_euclid(PERIOD) * PERIOD
+}
+
+/// How many minute columns the sparklines take: from the oldest datapoint
+/// of any series to the newest, at most `room`.
+fn columns(series: &[&crate::aws::cloudwatch::Series], newest: i64, room: usize) -> usize {
+    let oldest = series.iter().flat_map(|s| s.points.first()).map(|p| minute_of(p.0)).min().unwrap_or(newest);
+    room.min(usize::try_from((minute_of(newest) - oldest) / PERIOD + 1).unwrap_or(1))
 }
 
 /// The newest datapoint as the current value, or, when it is older than
@@ -70,29 +77,37 @@ pub(super) fn alarms(f: &mut Frame, app: &App, area: Rect) {
             .style(selected_style(app, Pane::Alarms, i)),
         );
     }
-    let spark_w = inner.width.saturating_sub(30) as usize;
+    use crate::runbook::Metric;
     let now = app.now.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
-    let series = app.snap.metrics.value.iter().flatten();
-    let newest = series.flat_map(|s| s.points.last()).map(|p| p.0).max().unwrap_or(now);
-    for s in app.snap.metrics.value.iter().flatten() {
-        use crate::runbook::Metric;
-        let label = match s.metric {
-            Metric::RequestCount => "requests",
-            Metric::Target5xx => "5xx",
-            // The load balancer's own 5xx: a side whose targets refuse connections.
-            Metric::Elb5xx => "lb 5xx",
-            Metric::TargetResponseTime => "latency",
-            _ => continue,
-        };
-        let missing = if s.error.is_some() { "n/a" } else { "—" };
-        let latency = s.metric == Metric::TargetResponseTime;
-        let (last, old) = last_value(&s.points, now, missing, |v| match latency {
-            true => format!("{:.0}ms", v * 1000.0),
-            false => format!("{v:.0}"),
-        });
+    let label = |m: Metric| match m {
+        Metric::RequestCount => Some("requests"),
+        Metric::Target5xx => Some("5xx"),
+        // The load balancer's own 5xx: a side whose targets refuse connections.
+        Metric::Elb5xx => Some("lb 5xx"),
+        Metric::TargetResponseTime => Some("latency"),
+        _ => None,
+    };
+    let shown: Vec<_> = app.snap.metrics.value.iter().flatten().filter(|s| label(s.metric).is_some()).collect();
+    let newest = shown.iter().flat_map(|s| s.points.last()).map(|p| p.0).max().unwrap_or(now);
+    let lasts: Vec<(String, bool)> = shown
+        .iter()
+        .map(|s| {
+            let missing = if s.error.is_some() { "n/a" } else { "—" };
+            let latency = s.metric == Metric::TargetResponseTime;
+            last_value(&s.points, now, missing, |v| match latency {
+                true => format!("{:.0}ms", v * 1000.0),
+                false => format!("{v:.0}"),
+            })
+        })
+        .collect();
+    // Room for the widest value (an aged one is longer), so none is cut off.
+    let widest = lasts.iter().map(|(l, _)| l.chars().count()).max().unwrap_or(0);
+    let room = (inner.width as usize).saturating_sub(20 + 1 + widest).max(1);
+    let width = columns(&shown, newest, room);
+    for (s, (last, old)) in shown.iter().zip(lasts) {
         lines.push(Line::from(vec![
-            Span::raw(format!("{:<10.10} {:<8} ", s.environment, label)),
-            Span::styled(sparkline(&s.points, spark_w, newest), Style::new().fg(th.accent)),
+            Span::raw(format!("{:<10.10} {:<8} ", s.environment, label(s.metric).unwrap_or_default())),
+            Span::styled(sparkline(&s.points, width, newest), Style::new().fg(th.accent)),
             Span::raw(" "),
             Span::styled(last, if old { th.dim_style() } else { Style::new() }),
         ]));
@@ -116,9 +131,9 @@ mod tests {
         let points = [(m(4), 10.0), (m(2), 5.0), (m(1), 10.0)];
         assert_eq!(sparkline(&points, 5, m(0)), "█ ▅█ ");
         assert_eq!(sparkline(&points, 4, m(1) + 59), "█ ▅█");
-        assert_eq!(sparkline(&points, 3, m(1)), " ▅█", "the minutes up to the newest, at most `width`");
-        assert_eq!(sparkline(&points, 9, m(0)), "█ ▅█ ", "none before the oldest datapoint");
-        assert_eq!(sparkline(&[], 5, m(0)), "no data");
+        assert_eq!(sparkline(&points, 3, m(1)), " ▅█", "the minutes up to the newest");
+        assert_eq!(sparkline(&points, 7, m(0)), "  █ ▅█ ", "as wide as asked, so rows line up");
+        assert_eq!(sparkline(&[], 9, m(0)), "no data  ");
         let show = |v: f64| format!("{v:.0}");
         assert_eq!(last_value(&points, now, "—", show), ("10".to_string(), false));
         let old = [(m(14), 57.0)];
