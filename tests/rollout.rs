@@ -325,6 +325,31 @@ async fn abort_from_another_shell_rolls_a_running_rollout_back() {
     sb.down().await;
 }
 
+/// The `to` side's record deleted by someone else during a soak: no gate
+/// can judge it and no rollback can be planned over it, so the rollout
+/// pauses for a person, sending nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_deleted_during_a_soak_pauses_the_rollout() {
+    use aws_sdk::route53::types::{Change, ChangeAction};
+    let dir = tempfile::tempdir().unwrap();
+    let (rb, path) = fast_runbook_with(dir.path(), |t| t.replace("soak = \"5s\"", "soak = \"15s\""));
+    let sb = fixed_sandbox(&rb, "me-south-1").await;
+    let child = spawn_rollout(&sb, &rb, dir.path(), &path);
+    until_soaking(dir.path(), 1).await;
+    let listed = sb.clients.route53.list_resource_record_sets().hosted_zone_id(&sb.world.zone_id).send().await.unwrap();
+    let staging = listed.resource_record_sets().iter().find(|r| r.set_identifier() == Some("staging")).unwrap();
+    let delete = Change::builder().action(ChangeAction::Delete).resource_record_set(staging.clone()).build().unwrap();
+    send_changes_as_another_client(&sb, vec![delete]).await;
+    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output()).await.expect("paused in time");
+    let out = out.unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "paused for a person: {text}");
+    assert!(text.contains("staging's weighted record was removed from Route53 outside this rollout; paused"), "{text}");
+    let intents = audit(dir.path()).iter().filter(|l| l["stage"] == "intent").count();
+    assert_eq!(intents, 2, "steps 1 and 2 only: nothing sent after the record went");
+    sb.down().await;
+}
+
 /// Weights set by someone else during a soak (a colleague's rollback from
 /// the console, an abort without team mode): the step is no longer what the
 /// gates measure, so the rollout pauses for a person and never writes over

@@ -491,7 +491,7 @@ async fn a_side_whose_health_check_fails_gets_no_traffic_and_no_gate_passes_it()
     gone.traffic.value.as_mut().unwrap().iter_mut().find(|s| s.environment == "staging").unwrap().weight = None;
     let m = cutover::drive::gates::from_snapshot(&rb, &gate, &gone);
     assert!(
-        matches!(&m, Some(cutover::engine::Measurement::Fail(why)) if why.contains("its weighted record `staging` is not in Route53")),
+        matches!(&m, Some(cutover::engine::Measurement::Error(why)) if why.contains("its weighted record `staging` is not in Route53")),
         "{m:?}"
     );
 

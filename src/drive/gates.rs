@@ -104,8 +104,10 @@ pub fn to_side_gets_no_traffic(rb: &Runbook, snap: &Snapshot) -> Option<Measurem
         Err(m) => return Some(m),
     };
     let side = sides.iter().find(|s| &s.environment == to)?;
+    // Gone, it gets nothing; an error, not a failure, since no rollback can
+    // be planned over a missing record (the rollout pauses for a person).
     if side.weight.is_none() {
-        return Some(Measurement::Fail(format!(
+        return Some(Measurement::Error(format!(
             "{to} gets no traffic: its weighted record `{}` is not in Route53",
             side.set_identifier
         )));
@@ -194,7 +196,14 @@ pub fn from_snapshot(rb: &Runbook, g: &GateKind, snap: &Snapshot) -> Option<Meas
                     let healthy: std::collections::BTreeSet<(&str, Option<u16>)> =
                         serving.iter().map(|t| (t.target.id.as_str(), t.target.port)).collect();
                     let (healthy, outside) = (healthy.len(), outside.len());
-                    if healthy >= *min as usize {
+                    // Pooled, one group's targets would hide another's
+                    // having none: its share of the requests gets 503s.
+                    let bare = aws.target_groups.iter().find(|tg| {
+                        !tg.targets.iter().any(|t| t.target.state == "healthy" && t.zone_enabled != Some(false))
+                    });
+                    if let Some(tg) = bare {
+                        Measurement::Fail(format!("target group {} of {environment} has no healthy target", tg.name))
+                    } else if healthy >= *min as usize {
                         Measurement::Pass
                     } else {
                         let outside = match outside {
@@ -214,7 +223,11 @@ pub fn from_snapshot(rb: &Runbook, g: &GateKind, snap: &Snapshot) -> Option<Meas
                 Ok(a) => a,
                 Err(m) => return Some(m),
             };
-            let mut no_data = aws.instances.is_empty();
+            // None found: nothing answers /health (as the http_ok check says).
+            if aws.instances.is_empty() {
+                return Some(Measurement::Fail(format!("no instance of {environment} found to answer /health")));
+            }
+            let mut no_data = false;
             for i in &aws.instances {
                 match fresh(&i.health, "/health") {
                     Err(m) => return Some(m),
@@ -515,7 +528,7 @@ mod tests {
             attributes: Default::default(),
             targets,
         };
-        let judge = |groups: Vec<TargetGroup>, min: u32| {
+        let snapshot_of = |groups: Vec<TargetGroup>| {
             let data = EnvironmentData {
                 load_balancer: Some(LoadBalancer {
                     name: "green-alb".into(),
@@ -550,8 +563,11 @@ mod tests {
                 shared_by: None,
             };
             st.traffic.apply::<String>(now, Ok(traffic));
-            let snap = crate::status::snapshot(&rb, &st, "eu-west-1", now);
-            from_snapshot(&rb, &GateKind::HealthyTargets { environment: "green".into(), min }, &snap).unwrap()
+            crate::status::snapshot(&rb, &st, "eu-west-1", now)
+        };
+        let judge = |groups: Vec<TargetGroup>, min: u32| {
+            let gate = GateKind::HealthyTargets { environment: "green".into(), min };
+            from_snapshot(&rb, &gate, &snapshot_of(groups)).unwrap()
         };
         let both = || vec![target("i-1", "eu-west-1a", "healthy"), target("i-2", "eu-west-1a", "unhealthy")];
         assert_eq!(
@@ -567,7 +583,18 @@ mod tests {
             )
         );
         let two = vec![target("i-1", "eu-west-1a", "healthy"), target("i-2", "eu-west-1a", "healthy")];
-        assert_eq!(judge(vec![group("web", two.clone()), group("api", two)], 2), Measurement::Pass);
+        assert_eq!(judge(vec![group("web", two.clone()), group("api", two.clone())], 2), Measurement::Pass);
+        assert_eq!(
+            judge(vec![group("web", two.clone()), group("api", vec![target("i-9", "eu-west-1a", "unhealthy")])], 2),
+            Measurement::Fail("target group api of green has no healthy target".into()),
+            "enough in web does not make up for none in api"
+        );
+        // No instance found: nothing answers /health, a failure (never no data).
+        let http = GateKind::HttpHealth { environment: "green".into() };
+        assert_eq!(
+            from_snapshot(&rb, &http, &snapshot_of(vec![group("web", two)])).unwrap(),
+            Measurement::Fail("no instance of green found to answer /health".into())
+        );
     }
 
     #[test]

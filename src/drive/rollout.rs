@@ -732,8 +732,18 @@ fn weights_moved_outside(runner: &Runner<'_>, live: &crate::live::LiveState, sin
     }
     let sides = &live.traffic.value.as_ref()?.sides;
     let rb = &runner.cx.rb;
-    let weight = |env: &str| sides.iter().find(|s| s.environment == *env).and_then(|s| s.weight);
-    let seen = (weight(&rb.rollout.from)?, weight(&rb.rollout.to)?);
+    let weight = |env: &str| sides.iter().find(|s| s.environment == *env).map(|s| s.weight);
+    let (from, to) = (weight(&rb.rollout.from)?, weight(&rb.rollout.to)?);
+    // A record gone is a change outside this rollout too: no rollback can be
+    // planned over it, so it pauses for a person rather than fail a gate.
+    let (Some(from), Some(to)) = (from, to) else {
+        let gone = if from.is_none() { &rb.rollout.from } else { &rb.rollout.to };
+        return Some(format!(
+            "{gone}'s weighted record was removed from Route53 outside this rollout; paused, nothing sent (put it \
+             back, then run the rollout again, or abort)"
+        ));
+    };
+    let seen = (from, to);
     (seen != applied).then(|| {
         format!(
             "the weights were changed outside this rollout: {}/{} live ({} / {}), {}/{} applied by it; paused, \

@@ -217,10 +217,11 @@ pub async fn raised_sides_serve(
                 (0, 0) => 50.0,
                 _ => f64::from(w) * 100.0 / (f64::from(w) + f64::from(o)),
             };
+            let (was, will) = (share(weight, other.weight), share(weight, new_other));
+            // One decimal where whole percents would read the same.
+            let digits = usize::from(format!("{was:.0}") == format!("{will:.0}"));
             format!(
-                "{name}'s {of_type}share of the traffic from {:.0}% to {:.0}% (its weight stays {weight})",
-                share(weight, other.weight),
-                share(weight, new_other)
+                "{name}'s {of_type}share of the traffic from {was:.digits$}% to {will:.digits$}% (its weight stays {weight})"
             )
         };
         let Some(env) = rb.environment(name) else { continue };
@@ -259,7 +260,11 @@ pub async fn raised_sides_serve(
                         clients.region
                     )));
                 }
-                Err(e) if e.kind == crate::aws::AwsErrorKind::NotFound && here().await => {
+                Err(e)
+                    if e.kind == crate::aws::AwsErrorKind::NotFound
+                        && rb.environments.values().any(|e| e.load_balancer.is_some())
+                        && here().await =>
+                {
                     return Err(PlanError::Refused(format!(
                         "raising {whose} would send that traffic to its instances, which are not found ({e}); correct the runbook"
                     )));

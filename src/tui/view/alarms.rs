@@ -23,8 +23,9 @@ const CURRENT_WITHIN: i64 = 5 * PERIOD;
 /// without a datapoint (none: CloudWatch publishes no count for a minute
 /// without any) is blank, so gaps are not squeezed out.
 pub(super) fn sparkline(points: &[(i64, f64)], width: usize, newest: i64) -> String {
+    // No datapoint at all: blank columns, and the value says "no data".
     if points.is_empty() {
-        return format!("{:<width$}", "no data");
+        return " ".repeat(width);
     }
     const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
     let newest = minute_of(newest);
@@ -92,7 +93,7 @@ pub(super) fn alarms(f: &mut Frame, app: &App, area: Rect) {
     let lasts: Vec<(String, bool)> = shown
         .iter()
         .map(|s| {
-            let missing = if s.error.is_some() { "n/a" } else { "—" };
+            let missing = if s.error.is_some() { "n/a" } else { "no data" };
             let latency = s.metric == Metric::TargetResponseTime;
             last_value(&s.points, now, missing, |v| match latency {
                 true => format!("{:.0}ms", v * 1000.0),
@@ -133,7 +134,7 @@ mod tests {
         assert_eq!(sparkline(&points, 4, m(1) + 59), "█ ▅█");
         assert_eq!(sparkline(&points, 3, m(1)), " ▅█", "the minutes up to the newest");
         assert_eq!(sparkline(&points, 7, m(0)), "  █ ▅█ ", "as wide as asked, so rows line up");
-        assert_eq!(sparkline(&[], 9, m(0)), "no data  ");
+        assert_eq!(sparkline(&[], 4, m(0)), "    ", "as wide as the others, so rows line up");
         let show = |v: f64| format!("{v:.0}");
         assert_eq!(last_value(&points, now, "—", show), ("10".to_string(), false));
         let old = [(m(14), 57.0)];
