@@ -267,24 +267,10 @@ async fn targets_registered_on_another_port_than_the_groups_are_deregistered_on_
 /// read, too); once staging's check passes, stop-old goes through.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_side_at_weight_0_that_route53_falls_back_to_is_not_taken_out_of_service() {
-    use aws_sdk::route53::types::{
-        Change, ChangeAction, HealthCheckConfig, HealthCheckType, ResourceRecord, ResourceRecordSet, RrType,
-    };
+    use aws_sdk::route53::types::{Change, ChangeAction, ResourceRecord, ResourceRecordSet, RrType};
     let rb = runbook("demo.toml");
     let sb = sandbox(&rb, "ap-southeast-6").await;
     let dir = tempfile::tempdir().unwrap();
-    // An HTTP health check of /health on a loopback port.
-    let check = |port: u16, name: &'static str| {
-        let config = HealthCheckConfig::builder()
-            .ip_address("127.0.0.1")
-            .port(i32::from(port))
-            .r#type(HealthCheckType::Http)
-            .resource_path("/health")
-            .build()
-            .unwrap();
-        let hc = sb.clients.route53.create_health_check().caller_reference(name).health_check_config(config);
-        async move { hc.send().await.unwrap().health_check().unwrap().id().to_string() }
-    };
     let set_records = |records: [(&'static str, i64, Option<String>); 2]| {
         let changes = records
             .into_iter()
@@ -306,7 +292,7 @@ async fn a_side_at_weight_0_that_route53_falls_back_to_is_not_taken_out_of_servi
     };
     // staging-web-2's /health answers 503 until its Redis path is opened.
     let port = sb.world.instances.iter().find(|i| i.name == "staging-web-2").unwrap().app_port;
-    let hc = check(port, "staging-web-2").await;
+    let hc = loopback_health_check(&sb, port, "staging-web-2").await;
     set_records([("prod", 0, None), ("staging", 100, Some(hc.clone()))]).await;
     let stop_old = ["run", "runbooks/demo.toml", "decommission/stop-old"];
     for extra in ["--yes", "--dry-run"] {
@@ -338,7 +324,7 @@ async fn a_side_at_weight_0_that_route53_falls_back_to_is_not_taken_out_of_servi
     // nothing either way (with every record unhealthy it answers by weight),
     // so the plan goes through.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let prod_check = check(closed, "closed-port").await;
+    let prod_check = loopback_health_check(&sb, closed, "closed-port").await;
     set_records([("prod", 0, Some(prod_check)), ("staging", 100, Some(hc.clone()))]).await;
     let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &[&stop_old[..], &["--dry-run"]].concat()).await;
     assert_eq!(code, Some(0), "{out}");

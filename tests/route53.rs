@@ -390,21 +390,12 @@ fn side<'a>(sides: &'a [serde_json::Value], env: &str) -> &'a serde_json::Value 
 /// passes that side.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_side_whose_health_check_fails_gets_no_traffic_and_no_gate_passes_it() {
-    use aws_sdk::route53::types::{HealthCheckConfig, HealthCheckType};
     let dir = tempfile::tempdir().unwrap();
     let (rb, path) = demo(dir.path());
     let sb = sandbox(&rb, "us-west-1").await;
     // staging-web-2's /health answers 503 until its Redis path is opened.
     let port = sb.world.instances.iter().find(|i| i.name == "staging-web-2").unwrap().app_port;
-    let config = HealthCheckConfig::builder()
-        .ip_address("127.0.0.1")
-        .port(i32::from(port))
-        .r#type(HealthCheckType::Http)
-        .resource_path("/health")
-        .build()
-        .unwrap();
-    let hc = sb.clients.route53.create_health_check().caller_reference("staging-web-2").health_check_config(config);
-    let hc = hc.send().await.unwrap().health_check().unwrap().id().to_string();
+    let hc = loopback_health_check(&sb, port, "staging-web-2").await;
     let mut changes = Vec::new();
     for mut r in records(&sb, &rb).await {
         if r.set_identifier() == Some("staging") {
@@ -557,7 +548,8 @@ async fn an_alias_to_an_alb_with_no_healthy_target_gets_no_traffic() {
         .filter(|i| i.environment == "alb")
         .map(|i| TargetDescription::builder().id(&i.id).port(8080).build())
         .collect();
-    sb.clients.elb.deregister_targets().target_group_arn(tg).set_targets(Some(targets)).send().await.unwrap();
+    let deregister = sb.clients.elb.deregister_targets().target_group_arn(tg).set_targets(Some(targets.clone()));
+    deregister.send().await.unwrap();
     let sides = status_sides(&sb, &rb, dir.path(), &path).await;
     let alb = side(&sides, "alb");
     assert_eq!(alb["weight"], 30, "{alb:#}");
@@ -579,13 +571,6 @@ async fn an_alias_to_an_alb_with_no_healthy_target_gets_no_traffic() {
         "{out}"
     );
     assert_eq!(box_state(&sb).await, "running", "nothing stopped");
-    let targets: Vec<_> = sb
-        .world
-        .instances
-        .iter()
-        .filter(|i| i.environment == "alb")
-        .map(|i| TargetDescription::builder().id(&i.id).port(8080).build())
-        .collect();
     sb.clients.elb.register_targets().target_group_arn(tg).set_targets(Some(targets)).send().await.unwrap();
     let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &stop_box).await;
     assert_eq!(code, Some(0), "the ALB healthy again, the box gets nothing: {out}");

@@ -321,3 +321,18 @@ pub async fn weights(sb: &Sandbox) -> std::collections::BTreeMap<String, i64> {
 pub fn w(prod: i64, staging: i64) -> std::collections::BTreeMap<String, i64> {
     std::collections::BTreeMap::from([("prod".to_string(), prod), ("staging".to_string(), staging)])
 }
+
+/// An HTTP Route53 health check of `/health` on a loopback port (the
+/// sandbox answers its status from a real request there); its id.
+pub async fn loopback_health_check(sb: &Sandbox, port: u16, name: &str) -> String {
+    use aws_sdk::route53::types::{HealthCheckConfig, HealthCheckType};
+    let config = HealthCheckConfig::builder()
+        .ip_address("127.0.0.1")
+        .port(i32::from(port))
+        .r#type(HealthCheckType::Http)
+        .resource_path("/health")
+        .build()
+        .unwrap();
+    let hc = sb.clients.route53.create_health_check().caller_reference(name).health_check_config(config);
+    hc.send().await.unwrap().health_check().unwrap().id().to_string()
+}
