@@ -342,9 +342,10 @@ pub fn snapshot(rb: &Runbook, live: &LiveState, region: &str, now: SystemTime) -
         if view.stale {
             return AliasHealth::Unknown(format!("the reading of load balancer {lb_name} is stale"));
         }
-        let Some((_, dns)) = lb_dns(env) else {
+        let Some(lb) = aws.load_balancer.as_ref() else {
             return AliasHealth::Unknown(format!("load balancer {lb_name} not read yet"));
         };
+        let dns = lb.dns_name.trim_end_matches('.').to_ascii_lowercase();
         if !names_lb(target, &dns) {
             let other = rb
                 .environments
@@ -367,9 +368,6 @@ pub fn snapshot(rb: &Runbook, live: &LiveState, region: &str, now: SystemTime) -
                 "environment {env} names no target_groups, so load balancer {lb_name}'s health is not read; list them"
             ));
         }
-        let Some(lb) = aws.load_balancer.as_ref() else {
-            return AliasHealth::Unknown(format!("load balancer {lb_name} not read yet"));
-        };
         let listed: Vec<(&str, RoutedGroup<'_>)> = aws
             .target_groups
             .iter()
