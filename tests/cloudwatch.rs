@@ -101,13 +101,25 @@ async fn a_p99_gate_judges_the_whole_window_and_reports_its_requests() {
     sb.down().await;
 }
 
+/// A count of staging's target group, 30 s ago (inside a gate's window).
+async fn put_staging_count(sb: &Sandbox, metric: &str, n: f64) {
+    use aws_sdk::cloudwatch::types::{MetricDatum, StandardUnit};
+    let datum = MetricDatum::builder()
+        .metric_name(metric)
+        .set_dimensions(sb.world.target_group_dimensions("staging"))
+        .timestamp((SystemTime::now() - Duration::from_secs(30)).into())
+        .value(n)
+        .unit(StandardUnit::Count)
+        .build();
+    sb.clients.cloudwatch.put_metric_data().namespace("AWS/ApplicationELB").metric_data(datum).send().await.unwrap();
+}
+
 /// An ALB publishes no 5xx count for a minute without any: a 5xx gate on a
 /// side that served requests and published none passes (none served), and
 /// on a side that served nothing is no data, never a pass: quiet from a
 /// side that gets no requests is no evidence.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_5xx_gate_passes_on_no_datapoint_only_when_the_side_served_requests() {
-    use aws_sdk::cloudwatch::types::{MetricDatum, StandardUnit};
     let rb = runbook("demo.toml");
     let sb = sandbox(&rb, "eu-west-2").await;
     let snap = first_snapshot(&rb, &sb).await;
@@ -117,23 +129,9 @@ async fn a_5xx_gate_passes_on_no_datapoint_only_when_the_side_served_requests() 
     );
     // Staging has weight 0: no requests, no 5xx.
     assert_eq!(gates::metric(&sb.sides, &five_xx, &snap, &rb, since).await, Measurement::NoData);
-    let requests = MetricDatum::builder()
-        .metric_name("RequestCount")
-        .set_dimensions(sb.world.target_group_dimensions("staging"))
-        .timestamp((SystemTime::now() - Duration::from_secs(30)).into())
-        .value(120.0)
-        .unit(StandardUnit::Count)
-        .build();
-    sb.clients.cloudwatch.put_metric_data().namespace("AWS/ApplicationELB").metric_data(requests).send().await.unwrap();
+    put_staging_count(&sb, "RequestCount", 120.0).await;
     assert_eq!(gates::metric(&sb.sides, &five_xx, &snap, &rb, since).await, Measurement::Pass, "120 requests, no 5xx");
-    let errors = MetricDatum::builder()
-        .metric_name("HTTPCode_Target_5XX_Count")
-        .set_dimensions(sb.world.target_group_dimensions("staging"))
-        .timestamp((SystemTime::now() - Duration::from_secs(30)).into())
-        .value(3.0)
-        .unit(StandardUnit::Count)
-        .build();
-    sb.clients.cloudwatch.put_metric_data().namespace("AWS/ApplicationELB").metric_data(errors).send().await.unwrap();
+    put_staging_count(&sb, "HTTPCode_Target_5XX_Count", 3.0).await;
     let m = gates::metric(&sb.sides, &five_xx, &snap, &rb, since).await;
     assert!(matches!(&m, Measurement::Fail(why) if why.contains("= 3.000")), "{m:?}");
     sb.down().await;
