@@ -375,10 +375,22 @@ async fn a_dual_stack_group_changes_a_and_aaaa_together_keeping_every_other_fiel
 }
 
 /// `cutover status --json` for a runbook file: the traffic sides.
-async fn status_sides(sb: &Sandbox, rb: &Runbook, state: &Path, path: &Path) -> Vec<serde_json::Value> {
+async fn status_json(sb: &Sandbox, rb: &Runbook, state: &Path, path: &Path) -> serde_json::Value {
     let (_, json, err) = run_cutover(sb, rb, state, &["status", path.to_str().unwrap(), "--json"]).await;
-    let j: serde_json::Value = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}: {json} {err}"));
+    serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}: {json} {err}"))
+}
+
+async fn status_sides(sb: &Sandbox, rb: &Runbook, state: &Path, path: &Path) -> Vec<serde_json::Value> {
+    let j = status_json(sb, rb, state, path).await;
     j["traffic"]["value"].as_array().unwrap_or_else(|| panic!("no traffic: {j:#}")).clone()
+}
+
+/// The runbook check `item` of a status reading.
+fn check<'a>(status: &'a serde_json::Value, item: &str) -> &'a serde_json::Value {
+    status["checks"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["item"] == item))
+        .unwrap_or_else(|| panic!("no check {item} in {status:#}"))
 }
 
 fn side<'a>(sides: &'a [serde_json::Value], env: &str) -> &'a serde_json::Value {
@@ -629,18 +641,29 @@ async fn an_alias_to_an_alb_with_no_healthy_target_gets_no_traffic() {
         .listener_arn()
         .unwrap()
         .to_string();
-    let sides = status_sides(&sb, &rb, dir.path(), &path).await;
-    let alb = side(&sides, "alb");
+    let status = status_json(&sb, &rb, dir.path(), &path).await;
+    let alb = side(status["traffic"]["value"].as_array().unwrap(), "alb");
     assert!(
         alb["traffic_unknown"].as_str().is_some_and(|w| w.contains(
             "load balancer shop-alb: it also routes to target group shop-api, which the runbook does not list"
         )),
         "{alb:#}"
     );
+    // The targets check is judged where the requests go: shop-api's (none)
+    // answer the second listener with 503s, which shop-web's health hides.
+    let targets = check(&status, "targets");
+    assert_eq!(targets["outcome"], "unknown", "{targets:#}");
+    assert!(
+        targets["detail"].as_str().unwrap().contains(
+            "load balancer shop-alb routes requests to target group shop-api, which alb's target_groups do not list"
+        ),
+        "{targets:#}"
+    );
     sb.clients.elb.delete_listener().listener_arn(&listener).send().await.unwrap();
     sb.clients.elb.delete_target_group().target_group_arn(&api).send().await.unwrap();
-    let sides = status_sides(&sb, &rb, dir.path(), &path).await;
-    assert!(side(&sides, "alb").get("traffic_unknown").is_none(), "{sides:#?}");
+    let status = status_json(&sb, &rb, dir.path(), &path).await;
+    assert!(side(status["traffic"]["value"].as_array().unwrap(), "alb").get("traffic_unknown").is_none(), "{status:#}");
+    assert_eq!(check(&status, "targets")["outcome"], "pass", "{status:#}");
     let threshold = TargetGroupAttribute::builder()
         .key("target_group_health.dns_failover.minimum_healthy_targets.count")
         .value("2")

@@ -214,7 +214,9 @@ impl cutover::aws::elb::LoadBalancing for FakeElb {
             dns_name: "x".into(),
             zones: self.zones.clone(),
             vpc_id: None,
-            routes_to: Default::default(),
+            routes_to: cutover::aws::elb::Routing::Groups(vec![
+                "arn:aws:elasticloadbalancing:us-east-2:123456789012:targetgroup/demo-staging-web/1".into(),
+            ]),
         })
     }
     async fn target_groups(&self, names: &[String]) -> cutover::aws::AwsResult<Vec<cutover::aws::elb::TargetGroup>> {

@@ -105,10 +105,16 @@ impl LoadBalancer {
         let unlisted: Vec<String> = routed
             .iter()
             .filter(|r| !listed.iter().any(|(arn, _)| arn == r))
-            .map(|a| a.split(':').next_back().and_then(|r| r.split('/').nth(1)).unwrap_or(a).to_string())
+            .map(|a| target_group_name_of(a))
             .collect();
         alb_healthy(&counted, &unlisted)
     }
+}
+
+/// A target group's name, from its ARN (`…:targetgroup/NAME/ID`); the ARN
+/// itself when it has no such shape.
+pub fn target_group_name_of(arn: &str) -> String {
+    arn.split(':').next_back().and_then(|r| r.split('/').nth(1)).unwrap_or(arn).to_string()
 }
 
 /// What cutover reads from ELBv2. Narrow on purpose: tests fake it for the

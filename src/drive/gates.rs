@@ -184,11 +184,21 @@ pub fn from_snapshot(rb: &Runbook, g: &GateKind, snap: &Snapshot) -> Option<Meas
             match fresh(&env.aws, environment) {
                 Err(m) => m,
                 Ok(aws) => {
+                    // Only the groups requests go to count; one the load
+                    // balancer routes to but the runbook leaves out is unread.
+                    let groups = match aws.serving_groups(environment) {
+                        Err(why) => return Some(Measurement::Error(why)),
+                        Ok(g) if g.is_empty() => {
+                            return Some(Measurement::Fail(format!(
+                                "the load balancer of {environment} routes requests to none of its target groups"
+                            )));
+                        }
+                        Ok(g) => g,
+                    };
                     // Each target once, however many groups hold it, and only
                     // where it gets traffic: not in an AZ the load balancer
                     // leaves out, whatever its health check says.
-                    let (outside, serving): (Vec<_>, Vec<_>) = aws
-                        .target_groups
+                    let (outside, serving): (Vec<_>, Vec<_>) = groups
                         .iter()
                         .flat_map(|tg| &tg.targets)
                         .filter(|t| t.target.state == "healthy")
@@ -198,7 +208,7 @@ pub fn from_snapshot(rb: &Runbook, g: &GateKind, snap: &Snapshot) -> Option<Meas
                     let (healthy, outside) = (healthy.len(), outside.len());
                     // Pooled, one group's targets would hide another's
                     // having none: its share of the requests gets 503s.
-                    let bare = aws.target_groups.iter().find(|tg| {
+                    let bare = groups.iter().find(|tg| {
                         !tg.targets.iter().any(|t| t.target.state == "healthy" && t.zone_enabled != Some(false))
                     });
                     if let Some(tg) = bare {
@@ -528,7 +538,13 @@ mod tests {
             attributes: Default::default(),
             targets,
         };
-        let snapshot_of = |groups: Vec<TargetGroup>| {
+        let routed_snapshot = |groups: Vec<TargetGroup>, routes_to: &[&str]| {
+            let routes_to = crate::aws::elb::Routing::Groups(
+                routes_to
+                    .iter()
+                    .map(|n| format!("arn:aws:elasticloadbalancing:eu-west-1:1:targetgroup/{n}/1"))
+                    .collect(),
+            );
             let data = EnvironmentData {
                 load_balancer: Some(LoadBalancer {
                     name: "green-alb".into(),
@@ -536,7 +552,7 @@ mod tests {
                     dns_name: "green.example".into(),
                     zones: vec!["eu-west-1a".into()],
                     vpc_id: None,
-                    routes_to: Default::default(),
+                    routes_to,
                 }),
                 target_groups: groups,
                 instances: vec![],
@@ -565,6 +581,11 @@ mod tests {
             st.traffic.apply::<String>(now, Ok(traffic));
             crate::status::snapshot(&rb, &st, "eu-west-1", now)
         };
+        // The load balancer routes to every group given.
+        let snapshot_of = |groups: Vec<TargetGroup>| {
+            let names: Vec<String> = groups.iter().map(|g| g.name.clone()).collect();
+            routed_snapshot(groups, &names.iter().map(String::as_str).collect::<Vec<_>>())
+        };
         let judge = |groups: Vec<TargetGroup>, min: u32| {
             let gate = GateKind::HealthyTargets { environment: "green".into(), min };
             from_snapshot(&rb, &gate, &snapshot_of(groups)).unwrap()
@@ -588,6 +609,27 @@ mod tests {
             judge(vec![group("web", two.clone()), group("api", vec![target("i-9", "eu-west-1a", "unhealthy")])], 2),
             Measurement::Fail("target group api of green has no healthy target".into()),
             "enough in web does not make up for none in api"
+        );
+        // Only the groups the load balancer routes to count, and one it
+        // routes to that the runbook leaves out is unread: an error.
+        let gate = GateKind::HealthyTargets { environment: "green".into(), min: 2 };
+        let one = vec![target("i-1", "eu-west-1a", "healthy")];
+        let routed = |routes_to: &[&str]| {
+            let groups = vec![group("web", one.clone()), group("old-web", two.clone())];
+            from_snapshot(&rb, &gate, &routed_snapshot(groups, routes_to)).unwrap()
+        };
+        assert_eq!(routed(&["web"]), Measurement::Fail("1 healthy targets in green, need 2".into()));
+        assert_eq!(
+            routed(&["web", "old-web", "api"]),
+            Measurement::Error(
+                "load balancer green-alb routes requests to target group api, which green's target_groups do not \
+                 list, so its targets are not read; add it to target_groups"
+                    .into()
+            )
+        );
+        assert_eq!(
+            routed(&[]),
+            Measurement::Fail("the load balancer of green routes requests to none of its target groups".into())
         );
         // No instance found: nothing answers /health, a failure (never no data).
         let http = GateKind::HttpHealth { environment: "green".into() };

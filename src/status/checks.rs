@@ -54,15 +54,26 @@ fn env_aws<'a>(snap: &'a Snapshot, env: &str) -> Result<&'a EnvironmentAws, Verd
 }
 
 fn targets_healthy(snap: &Snapshot, env: &str) -> Verdict {
-    match env_aws(snap, env) {
-        Ok(aws) => judge_targets(env, &aws.target_groups),
-        Err(v) => v,
+    let aws = match env_aws(snap, env) {
+        Ok(aws) => aws,
+        Err(v) => return v,
+    };
+    // Judged where the requests go: a group the load balancer routes to but
+    // the runbook leaves out could be answering them with 503s.
+    match aws.serving_groups(env) {
+        Err(why) => unknown(why),
+        Ok(serving) if serving.is_empty() && !aws.target_groups.is_empty() => fail(format!(
+            "load balancer {} routes requests to none of {env}'s target groups ({})",
+            aws.load_balancer.as_ref().map_or("-", |lb| lb.name.as_str()),
+            aws.target_groups.iter().map(|tg| tg.name.as_str()).collect::<Vec<_>>().join(", ")
+        )),
+        Ok(serving) => judge_targets(env, &serving),
     }
 }
 
 /// Every target healthy, in every target group: a group without targets
 /// answers its listener rule with 503 however healthy the others are.
-fn judge_targets(env: &str, groups: &[super::TargetGroupView]) -> Verdict {
+fn judge_targets(env: &str, groups: &[&super::TargetGroupView]) -> Verdict {
     let targets: Vec<_> = groups.iter().flat_map(|tg| tg.targets.iter().map(move |t| (tg, t))).collect();
     if targets.is_empty() {
         return fail(format!("{env} has no registered targets"));
@@ -597,11 +608,11 @@ mod tests {
     #[test]
     fn targets_healthy_fails_on_a_target_group_without_targets() {
         let web = target_group("web-green", &["healthy", "healthy"]);
-        assert_eq!(judge_targets("green", std::slice::from_ref(&web)).0, CheckOutcome::Pass);
-        let v = judge_targets("green", &[web.clone(), target_group("api-green", &[])]);
+        assert_eq!(judge_targets("green", &[&web]).0, CheckOutcome::Pass);
+        let v = judge_targets("green", &[&web, &target_group("api-green", &[])]);
         assert_eq!(v.0, CheckOutcome::Fail, "{}", v.1);
         assert!(v.1.contains("no targets registered in api-green"), "{}", v.1);
-        let v = judge_targets("green", &[web, target_group("api-green", &["unhealthy"])]);
+        let v = judge_targets("green", &[&web, &target_group("api-green", &["unhealthy"])]);
         assert_eq!(v.0, CheckOutcome::Fail, "{}", v.1);
     }
 

@@ -150,6 +150,33 @@ pub struct EnvironmentAws {
     pub instances: Vec<InstanceView>,
 }
 
+impl EnvironmentAws {
+    /// The runbook's target groups that get requests: with a load balancer,
+    /// those it routes to. One it routes to that the runbook does not list
+    /// makes this an error (its targets are not read, and its share of the
+    /// requests could be getting 503s), as does routing not read.
+    pub fn serving_groups(&self, env: &str) -> Result<Vec<&TargetGroupView>, String> {
+        let Some(lb) = &self.load_balancer else {
+            return Ok(self.target_groups.iter().collect());
+        };
+        let routed = lb.routed_groups().map_err(|why| format!("load balancer {}: {why}", lb.name))?;
+        let unlisted: Vec<String> = routed
+            .iter()
+            .filter(|arn| !self.target_groups.iter().any(|tg| &tg.arn == *arn))
+            .map(|arn| crate::aws::elb::target_group_name_of(arn))
+            .collect();
+        if !unlisted.is_empty() {
+            return Err(format!(
+                "load balancer {} routes requests to target group {}, which {env}'s target_groups do not list, so \
+                 its targets are not read; add it to target_groups",
+                lb.name,
+                unlisted.join(", ")
+            ));
+        }
+        Ok(self.target_groups.iter().filter(|tg| routed.contains(&tg.arn)).collect())
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct TargetGroupView {
     pub name: String,
