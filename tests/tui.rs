@@ -785,6 +785,69 @@ fn enter_on_an_action_plans_it_and_y_applies_it_after_the_popup() {
     assert!(screen(&app, 160, 48).contains("✔ done"));
 }
 
+/// A plan that arrives while the person types elsewhere opens no popup:
+/// the `y` of "ready" in a note would otherwise confirm it unread.
+#[test]
+fn a_plan_arriving_while_a_note_is_typed_does_not_take_its_keys() {
+    let mut app = demo_app();
+    app.focus = Pane::Checklist;
+    app.selected.insert(Pane::Checklist, 3);
+    update(&mut app, key(KeyCode::Char('n')));
+    chars(&mut app, "read");
+    let plan = || Event::Planned {
+        key: "validate/redis-ingress".into(),
+        result: Ok(PendingChange::Item(redis_ingress_plan())),
+    };
+    assert!(update(&mut app, plan()).is_empty());
+    assert!(matches!(app.overlay, Overlay::Note { .. }), "{:?}", app.overlay);
+    assert!(app.pending_change.is_none());
+    assert!(app.log.back().unwrap().text.contains("planned while another window was open"), "{:?}", app.log.back());
+    assert!(chars(&mut app, "y").is_empty(), "y is typed into the note");
+    let note = cutover::store::checklist::Edit::Note {
+        key: "prepare/backup".into(),
+        text: Some("ready".into()),
+        over: cutover::store::checklist::NoteOver::Seen(None),
+    };
+    assert_eq!(update(&mut app, key(KeyCode::Enter)), vec![Command::EditChecklist(note)]);
+    // Asked again with no window open, it is shown.
+    update(&mut app, plan());
+    assert_eq!(app.overlay, Overlay::Confirm { key: "validate/redis-ingress".into() });
+}
+
+/// Quitting stops a change being applied part-way (only its intent is
+/// audited): the first press says so, the second quits anyway.
+#[test]
+fn quit_while_a_change_is_applied_warns_once_before_quitting() {
+    let mut app = demo_app();
+    let plan =
+        Event::Planned { key: "validate/redis-ingress".into(), result: Ok(PendingChange::Item(redis_ingress_plan())) };
+    update(&mut app, plan);
+    assert_eq!(
+        update(&mut app, key(KeyCode::Char('y'))),
+        vec![Command::Apply { key: "validate/redis-ingress".into() }]
+    );
+    assert!(update(&mut app, key(KeyCode::Char('q'))).is_empty());
+    assert!(!app.quit);
+    assert!(
+        app.log
+            .back()
+            .unwrap()
+            .text
+            .starts_with("validate/redis-ingress is still being applied: quitting now stops it"),
+        "{:?}",
+        app.log.back()
+    );
+    let ctrl_c = || Event::Key(KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL));
+    assert_eq!(update(&mut app, ctrl_c()), vec![Command::Quit], "the second press quits anyway");
+    // Once it has finished, quit is at once.
+    let mut app = demo_app();
+    update(&mut app, Event::Planned { key: "k".into(), result: Ok(PendingChange::Item(redis_ingress_plan())) });
+    update(&mut app, key(KeyCode::Char('y')));
+    update(&mut app, Event::ActionDone { key: "k".into(), result: Err("refused".into()) });
+    assert_eq!(update(&mut app, ctrl_c()), vec![Command::Quit]);
+    assert!(app.quit);
+}
+
 #[test]
 fn n_cancels_a_planned_change_and_read_only_never_plans() {
     let mut app = demo_app();

@@ -193,6 +193,11 @@ pub struct App {
     pub action_results: BTreeMap<String, (bool, SystemTime)>,
     /// How far each running action (a Redis copy) has got: (done, total, line).
     pub action_progress: BTreeMap<String, (u64, u64, String)>,
+    /// The changes confirmed and not yet finished, by key: quitting stops them.
+    pub applying: std::collections::BTreeSet<String>,
+    /// Quit was pressed once while a change was being applied: the next
+    /// press quits anyway.
+    pub quit_asked: bool,
     /// Derived from `live` after every change; what render draws.
     pub snap: Snapshot,
     /// The audit lines time-gated items wait on (`drive::not_before`),
@@ -241,6 +246,8 @@ impl App {
             pending_change: None,
             action_results: BTreeMap::new(),
             action_progress: BTreeMap::new(),
+            applying: Default::default(),
+            quit_asked: false,
             snap,
             gate_audit: Vec::new(),
         }

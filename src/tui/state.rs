@@ -200,10 +200,7 @@ fn perform(app: &mut App, action: KeyAction) -> Vec<Command> {
             app.log("refresh requested");
             return vec![Command::Refresh];
         }
-        KeyAction::Quit => {
-            app.quit = true;
-            return vec![Command::Quit];
-        }
+        KeyAction::Quit => return quit(app),
         KeyAction::RunCheck | KeyAction::Rollback => return run_item(app, action == KeyAction::Rollback),
         KeyAction::Tick => return tick(app),
         KeyAction::ShiftWeights
@@ -379,8 +376,7 @@ fn edit(input: &mut String, code: KeyCode) -> Edit {
 /// Keys while an overlay is open; text overlays take characters.
 fn overlay_key(app: &mut App, key: KeyEvent) -> Vec<Command> {
     if key.code == KeyCode::Char('c') && key.modifiers.contains(KeyModifiers::CONTROL) {
-        app.quit = true;
-        return vec![Command::Quit];
+        return quit(app);
     }
     match std::mem::replace(&mut app.overlay, Overlay::None) {
         // Any key closes help and errors.
@@ -390,6 +386,7 @@ fn overlay_key(app: &mut App, key: KeyEvent) -> Vec<Command> {
                 if let Some(change) = &app.pending_change {
                     let line = format!("applying {} ({item})", change.summary().name);
                     app.log(line);
+                    app.applying.insert(item.clone());
                     return vec![Command::Apply { key: item }];
                 }
             }
@@ -409,6 +406,7 @@ fn overlay_key(app: &mut App, key: KeyEvent) -> Vec<Command> {
                     if let Some(change) = &app.pending_change {
                         let line = format!("applying {} ({item})", change.summary().name);
                         app.log(line);
+                        app.applying.insert(item.clone());
                         return vec![Command::Apply { key: item }];
                     }
                 }
@@ -492,6 +490,23 @@ fn overlay_key(app: &mut App, key: KeyEvent) -> Vec<Command> {
     Vec::new()
 }
 
+/// Quits, unless a confirmed change is still being applied: quitting would
+/// stop it part-way with only its intent audited, so the first press warns
+/// and a second one quits anyway.
+fn quit(app: &mut App) -> Vec<Command> {
+    if !app.applying.is_empty() && !app.quit_asked {
+        app.quit_asked = true;
+        let keys = app.applying.iter().cloned().collect::<Vec<_>>().join(", ");
+        app.log(format!(
+            "{keys} is still being applied: quitting now stops it part-way, with only its intent in the audit log. \
+             Wait for it to finish, or press quit again to quit anyway"
+        ));
+        return Vec::new();
+    }
+    app.quit = true;
+    vec![Command::Quit]
+}
+
 pub fn update(app: &mut App, event: Event) -> Vec<Command> {
     match event {
         Event::Key(key) => {
@@ -499,8 +514,7 @@ pub fn update(app: &mut App, event: Event) -> Vec<Command> {
                 return overlay_key(app, key);
             }
             if key.code == KeyCode::Char('c') && key.modifiers.contains(KeyModifiers::CONTROL) {
-                app.quit = true;
-                return vec![Command::Quit];
+                return quit(app);
             }
             if key.code == KeyCode::Esc {
                 if app.zoomed {
@@ -566,6 +580,12 @@ pub fn update(app: &mut App, event: Event) -> Vec<Command> {
                 Ok(change) if change.noop().is_some() => {
                     app.log(format!("{key}: nothing to do: {}", change.noop().unwrap_or_default()))
                 }
+                // Never over another window: a key typed there (the `y` of
+                // a note) would confirm a change the person has not read.
+                Ok(_) if app.overlay != Overlay::None => app.log(format!(
+                    "{key}: planned while another window was open, so it is not shown and nothing was changed; \
+                     press its key again to review it"
+                )),
                 Ok(change) => {
                     let typed = matches!(&change, PendingChange::Item(plan) if plan.confirm_name().is_some());
                     app.pending_change = Some(change);
@@ -586,6 +606,7 @@ pub fn update(app: &mut App, event: Event) -> Vec<Command> {
                 Err(e) => app.log(format!("{key} FAILED: {e}")),
             }
             app.action_progress.remove(&key);
+            app.applying.remove(&key);
             app.action_results.insert(key, (ok, app.now));
             vec![Command::Refresh]
         }
