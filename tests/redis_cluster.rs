@@ -96,6 +96,28 @@ async fn seed_all_types(c: &mut MultiplexedConnection, prefix: &str, n: usize, t
     keys
 }
 
+/// Changes a key's value in place, keeping its type and its expiry.
+async fn spoil(c: &mut MultiplexedConnection, key: &str) {
+    let kind: String = redis::cmd("TYPE").arg(key).query_async(c).await.unwrap();
+    let mut cmd = match kind.as_str() {
+        "string" => redis::cmd("APPEND"),
+        "hash" => redis::cmd("HSET"),
+        "list" => redis::cmd("RPUSH"),
+        "set" => redis::cmd("SADD"),
+        "zset" => redis::cmd("ZADD"),
+        "stream" => redis::cmd("XADD"),
+        other => panic!("{key} is a {other}"),
+    };
+    cmd.arg(key);
+    match kind.as_str() {
+        "hash" => cmd.arg("spoilt").arg("1"),
+        "zset" => cmd.arg(9).arg("spoilt"),
+        "stream" => cmd.arg("*").arg("spoilt").arg("1"),
+        _ => cmd.arg("spoilt"),
+    };
+    let _: Value = cmd.query_async(c).await.unwrap();
+}
+
 /// Where a key is read: a single server, or the shard of a cluster owning it.
 enum Place<'a> {
     Single(MultiplexedConnection),
@@ -194,6 +216,49 @@ async fn every_type_with_ttls_copies_into_out_of_and_between_clusters() {
     verify_ok(&b.url(), &back_url, n, 32 << 20).await;
     verify_ok(&src_url, &a.url(), n, 1).await;
     verify_ok(&a.node_url(), &b.url(), n, 1).await;
+
+    // A sample of a cluster covers every shard: the keys of one shard
+    // changed on the target (counts and expiries kept) are found, whichever
+    // shard it is. Each shard gets its share of the 30, well under a SCAN batch.
+    for port in b.primary_ports().await {
+        let shard: Vec<String> = conn(&format!("redis://127.0.0.1:{port}")).await.keys("*").await.unwrap();
+        assert!(!shard.is_empty(), "shard {port} holds keys");
+        let mut back = conn(&back_url).await;
+        for k in &shard {
+            spoil(&mut back, k).await;
+        }
+        let opts = VerifyOptions {
+            from: ep("source", &b.url()),
+            to: ep("target", &back_url),
+            pattern: None,
+            sample: Some(30),
+            ttl_tolerance_ms: 2000,
+            scan_count: 100,
+            rate: None,
+            chunk_threshold: 32 << 20,
+        };
+        let (sc, _, scl) = copy::open_side(&opts.from).await.unwrap();
+        let (dc, _, _) = copy::open_side(&opts.to).await.unwrap();
+        let r = verify::verify_with(&opts, sc, scl, dc, None).await.unwrap();
+        assert!(r.counts_match(), "{r:?}");
+        assert!(!r.ok() && r.value_mismatch > 0, "shard {port}'s keys changed on the target, a sample of 30: {r:?}");
+        assert_eq!(r.checked, 30, "{r:?}");
+        // The same sample with --match.
+        let r = verify::verify_with(
+            &VerifyOptions { pattern: Some("*".into()), ..opts.clone() },
+            copy::open_side(&opts.from).await.unwrap().0,
+            copy::open_side(&opts.from).await.unwrap().2,
+            copy::open_side(&opts.to).await.unwrap().0,
+            None,
+        )
+        .await
+        .unwrap();
+        assert!(!r.ok() && r.value_mismatch > 0, "--match, shard {port}'s keys changed: {r:?}");
+        // Put back as the source has them.
+        let _: () = redis::cmd("FLUSHDB").query_async(&mut back).await.unwrap();
+        copy_with(&options(&b.url(), &back_url, Mode::Dump)).await.unwrap();
+        verify_ok(&b.url(), &back_url, n, 32 << 20).await;
+    }
 
     // A difference on one shard is found; and a second copy into a full cluster is refused before writing.
     let mut owner = ra.owner(&keys[5]).await;

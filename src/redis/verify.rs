@@ -643,18 +643,56 @@ pub fn same_data(from: &[NodeIdentity], to: &[NodeIdentity]) -> Option<String> {
 }
 
 /// (all keys, keys without expiry), summed over `nodes`.
-async fn counts_over(
+/// Each node's counts (keys, keys without expiry), in the order given.
+async fn counts_each(
     e: &Endpoint,
     nodes: &[MultiplexedConnection],
     pattern: Option<&str>,
     scan_count: usize,
-) -> Result<(u64, u64), String> {
-    let mut total = (0, 0);
+) -> Result<Vec<(u64, u64)>, String> {
+    let mut each = Vec::with_capacity(nodes.len());
     for n in nodes {
-        let (a, p) = counts(e, &mut n.clone(), pattern, scan_count).await?;
-        total = (total.0 + a, total.1 + p);
+        each.push(counts(e, &mut n.clone(), pattern, scan_count).await?);
     }
-    Ok(total)
+    Ok(each)
+}
+
+fn total(each: &[(u64, u64)]) -> (u64, u64) {
+    each.iter().fold((0, 0), |t, c| (t.0 + c.0, t.1 + c.1))
+}
+
+/// `n` split over shards holding `keys` each, in proportion (largest
+/// remainders first), so a random sample is uniform over the whole
+/// keyspace; every shard holding keys gets at least one when `n` allows,
+/// so none goes unlooked-at.
+fn apportion(n: u64, keys: &[u64]) -> Vec<u64> {
+    let all: u64 = keys.iter().sum();
+    if all == 0 {
+        return vec![0; keys.len()];
+    }
+    let exact: Vec<(u64, u64)> = keys
+        .iter()
+        .map(|&k| ((n as u128 * k as u128 / all as u128) as u64, (n as u128 * k as u128 % all as u128) as u64))
+        .collect();
+    let mut share: Vec<u64> = exact.iter().map(|e| e.0).collect();
+    let mut left = n - share.iter().sum::<u64>();
+    let mut order: Vec<usize> = (0..keys.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(exact[i].1));
+    for &i in order.iter().cycle().take(keys.len()) {
+        if left == 0 {
+            break;
+        }
+        share[i] += 1;
+        left -= 1;
+    }
+    for i in 0..keys.len() {
+        if keys[i] > 0 && share[i] == 0 {
+            let Some(big) = (0..keys.len()).filter(|&j| share[j] > 1).max_by_key(|&j| share[j]) else { break };
+            share[big] -= 1;
+            share[i] = 1;
+        }
+    }
+    share
 }
 
 /// Compares two sides opened by `copy::open_side` (a server, or a cluster
@@ -691,10 +729,11 @@ pub async fn verify_with(
             return Err(format!("refused: {why} ({} and {})", opts.from, opts.to));
         }
     }
-    let ((sk, sp), (tk, tp)) = tokio::try_join!(
-        counts_over(&opts.from, &src_nodes, pattern, opts.scan_count),
-        counts_over(&opts.to, &dst_nodes, pattern, opts.scan_count)
+    let (src_counts, dst_counts) = tokio::try_join!(
+        counts_each(&opts.from, &src_nodes, pattern, opts.scan_count),
+        counts_each(&opts.to, &dst_nodes, pattern, opts.scan_count)
     )?;
+    let ((sk, sp), (tk, tp)) = (total(&src_counts), total(&dst_counts));
     (report.source_keys, report.source_persistent, report.target_keys, report.target_persistent) = (sk, sp, tk, tp);
     let started = std::time::Instant::now();
     let sides = Sides {
@@ -710,56 +749,61 @@ pub async fn verify_with(
     let sample = opts.sample.filter(|n| *n < report.source_keys);
     match (sample, pattern) {
         (Some(n), None) => {
-            // RANDOMKEY, in batches, until n keys (repeats allowed).
-            // A cluster: each batch from the next shard in turn.
-            let mut left = n;
-            let mut round = 0usize;
-            let mut empty_rounds = 0;
-            while left > 0 && empty_rounds < src_nodes.len() {
-                let mut src = src_nodes[round % src_nodes.len()].clone();
-                round += 1;
-                let take = left.min(opts.scan_count as u64);
-                let mut p = redis::pipe();
-                for _ in 0..take {
-                    p.cmd("RANDOMKEY");
+            // RANDOMKEY, in batches, until n keys (repeats allowed). A
+            // cluster: each shard its share of n by its key count, so every
+            // shard is sampled, not only the first.
+            let quotas = apportion(n, &src_counts.iter().map(|c| c.0).collect::<Vec<_>>());
+            for (node, quota) in src_nodes.iter().zip(quotas) {
+                let mut src = node.clone();
+                let mut left = quota;
+                while left > 0 {
+                    let take = left.min(opts.scan_count as u64);
+                    let mut p = redis::pipe();
+                    for _ in 0..take {
+                        p.cmd("RANDOMKEY");
+                    }
+                    let keys: Vec<Option<Vec<u8>>> = qp(&opts.from, &mut src, &p).await?;
+                    let keys: Vec<Vec<u8>> = keys.into_iter().flatten().collect();
+                    // The shard emptied since it was counted.
+                    if keys.is_empty() {
+                        break;
+                    }
+                    pace(opts.rate, started, report.checked + report.vanished).await;
+                    sides.check(src.clone(), keys, &mut report).await?;
+                    left -= take;
                 }
-                let keys: Vec<Option<Vec<u8>>> = qp(&opts.from, &mut src, &p).await?;
-                let keys: Vec<Vec<u8>> = keys.into_iter().flatten().collect();
-                if keys.is_empty() {
-                    empty_rounds += 1;
-                    continue;
-                }
-                empty_rounds = 0;
-                pace(opts.rate, started, report.checked + report.vanished).await;
-                sides.check(src, keys, &mut report).await?;
-                left -= take;
             }
         }
         (sample, _) => {
-            // Every matching key, or the first n SCAN returns.
+            // Every matching key, or the first n SCAN returns: a page from
+            // each shard in turn, each round's share of what is left taken
+            // from each, so a sample of a cluster covers every shard.
             let limit = sample.unwrap_or(u64::MAX);
             let mut seen = 0u64;
-            for src in &src_nodes {
-                let mut src = src.clone();
-                let mut cursor = 0u64;
-                loop {
+            let mut scans: Vec<(MultiplexedConnection, Option<u64>)> =
+                src_nodes.iter().map(|n| (n.clone(), Some(0))).collect();
+            while seen < limit && scans.iter().any(|(_, cursor)| cursor.is_some()) {
+                let active = scans.iter().filter(|(_, cursor)| cursor.is_some()).count() as u64;
+                let share = (limit - seen).div_ceil(active);
+                for (src, cursor) in scans.iter_mut() {
+                    let Some(at) = *cursor else { continue };
+                    if seen >= limit {
+                        break;
+                    }
                     let mut c = redis::cmd("SCAN");
-                    c.arg(cursor);
+                    c.arg(at);
                     if let Some(p) = pattern {
                         c.arg("MATCH").arg(p);
                     }
                     c.arg("COUNT").arg(opts.scan_count);
-                    let (next, mut keys): (u64, Vec<Vec<u8>>) = q(&opts.from, &mut src, &c).await?;
-                    keys.truncate((limit - seen).min(keys.len() as u64) as usize);
+                    let (next, mut keys): (u64, Vec<Vec<u8>>) = q(&opts.from, src, &c).await?;
+                    keys.truncate((limit - seen).min(share).min(keys.len() as u64) as usize);
                     seen += keys.len() as u64;
                     if !keys.is_empty() {
                         pace(opts.rate, started, report.checked + report.vanished).await;
                         sides.check(src.clone(), keys, &mut report).await?;
                     }
-                    if next == 0 || seen >= limit {
-                        break;
-                    }
-                    cursor = next;
+                    *cursor = (next != 0).then_some(next);
                 }
             }
         }
@@ -792,6 +836,21 @@ pub async fn verify_with(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A sample is split over shards by their key counts, adds up to n, and
+    /// leaves no shard holding keys unsampled.
+    #[test]
+    fn a_sample_is_split_over_every_shard_holding_keys() {
+        assert_eq!(apportion(500, &[1000, 1000, 1000]), [167, 167, 166]);
+        assert_eq!(apportion(100, &[300, 0, 100]), [75, 0, 25]);
+        assert_eq!(apportion(10, &[1_000_000, 1, 1]), [8, 1, 1]);
+        assert_eq!(apportion(2, &[5, 5, 5]).iter().sum::<u64>(), 2);
+        assert_eq!(apportion(7, &[0, 0]), [0, 0]);
+        for (n, keys) in [(1000u64, vec![3u64, 999_997, 0, 12]), (1, vec![1, 1]), (u64::MAX / 4, vec![u64::MAX / 8, 3])]
+        {
+            assert_eq!(apportion(n, &keys).iter().sum::<u64>(), n, "{n} over {keys:?}");
+        }
+    }
 
     #[test]
     fn ttls_agree_within_the_tolerance_only() {
