@@ -85,6 +85,52 @@ async fn the_hit_rate_check_judges_the_lookups_between_two_readings_not_the_serv
     server.stop().await;
 }
 
+/// A `redis_hit_rate` gate judges every lookup since its last measurement
+/// (30 s apart in a soak), not only the last poll's (2 s): a cache missing
+/// all along and hit once just before the measurement fails.
+#[tokio::test]
+async fn the_hit_rate_gate_judges_every_lookup_since_its_last_measurement() {
+    use cutover::drive::gates::hit_rate_since;
+    use cutover::engine::Measurement;
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = cutover::sandbox::process::start_redis(dir.path(), "staging-cache").await.unwrap();
+    let url = format!("redis://127.0.0.1:{}/0", server.port);
+    let mut c = redis::Client::open(url.as_str()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let rb = runbook();
+    let gate = cutover::runbook::GateKind::RedisHitRate { redis: "staging-cache".into(), min_percent: 90.0 };
+    let mut live = LiveState::default();
+    let t0 = SystemTime::now();
+    let at = |i: u64| t0 + Duration::from_secs(2 * i);
+    let _: () = redis::cmd("SET").arg("session:1").arg("ana").query_async(&mut c).await.unwrap();
+    let measure = |live: &LiveState, at: SystemTime, baseline| {
+        let snap = cutover::status::snapshot(&rb, live, "eu-west-1", at);
+        hit_rate_since(&gate, live, &snap, baseline).unwrap()
+    };
+
+    // The soak's first measurement: one reading, no lookups known yet.
+    read(&rb, &url, &mut live, at(0)).await;
+    let (m, baseline) = measure(&live, at(0), None);
+    assert_eq!(m, Measurement::NoData);
+    let baseline = baseline.expect("counters read");
+    // 1000 misses over most of the interval, then one hit in the last poll.
+    gets(&mut c, "session:absent", 1000).await;
+    read(&rb, &url, &mut live, at(1)).await;
+    gets(&mut c, "session:1", 1).await;
+    read(&rb, &url, &mut live, at(2)).await;
+    let (m, next) = measure(&live, at(2), Some(&baseline));
+    assert_eq!(
+        m,
+        Measurement::Fail("staging-cache: hit rate 0.1% (1 hits, 1000 misses over the last 4 s; minimum 90%)".into())
+    );
+    // The next measurement starts from this one.
+    gets(&mut c, "session:1", 19).await;
+    gets(&mut c, "session:absent", 1).await;
+    read(&rb, &url, &mut live, at(3)).await;
+    let (m, _) = measure(&live, at(3), next.as_ref());
+    assert_eq!(m, Measurement::Pass);
+    server.stop().await;
+}
+
 /// A hash tag whose slot the node on `port` owns (a SET there of a key under
 /// it is accepted, not MOVED), with that key set.
 async fn owned_tag(port: u16) -> (redis::aio::MultiplexedConnection, String) {

@@ -279,6 +279,57 @@ pub fn from_snapshot(rb: &Runbook, g: &GateKind, snap: &Snapshot) -> Option<Meas
     })
 }
 
+/// The counters a `redis_hit_rate` gate was last measured at (when they
+/// were read): its next measurement judges every lookup since, not only
+/// those of the last poll (2 s of a 30 s interval).
+#[derive(Debug, Clone, PartialEq)]
+pub struct HitBaseline {
+    pub read_at: SystemTime,
+    pub counters: Vec<crate::analysis::hit_rate::LookupCounters>,
+}
+
+/// A `redis_hit_rate` gate over the lookups since `baseline` (its last
+/// measurement in this soak), or over the last poll's without one, with the
+/// baseline for its next measurement. None for any other gate.
+pub fn hit_rate_since(
+    g: &GateKind,
+    state: &LiveState,
+    snap: &Snapshot,
+    baseline: Option<&HitBaseline>,
+) -> Option<(Measurement, Option<HitBaseline>)> {
+    use crate::analysis::hit_rate::{HitRate, Lookups, judge};
+    let GateKind::RedisHitRate { redis, min_percent } = g else { return None };
+    let Some(r) = snap.redis.iter().find(|r| &r.name == redis) else {
+        return Some((Measurement::Error(format!("no Redis {redis}")), baseline.cloned()));
+    };
+    let info = match fresh(&r.view, &format!("INFO of {redis}")) {
+        Ok(info) => info,
+        Err(m) => return Some((m, baseline.cloned())),
+    };
+    let current = state
+        .redis
+        .get(redis)
+        .and_then(|s| s.updated_at)
+        .filter(|_| !info.lookup_counters.is_empty())
+        .map(|read_at| HitBaseline { read_at, counters: info.lookup_counters.clone() });
+    let lookups = match (baseline, &current) {
+        (Some(b), Some(c)) => {
+            let seconds = c.read_at.duration_since(b.read_at).unwrap_or_default().as_secs_f64();
+            Lookups::between_servers(&b.counters, &c.counters, seconds)
+        }
+        // The soak's first measurement, or counters unknown at the last.
+        (None, _) => info.lookups,
+        // Counters not all known now: the lookups since are unknown.
+        (Some(_), None) => None,
+    };
+    let m = match judge(redis, lookups.as_ref(), *min_percent) {
+        HitRate::Pass(_) => Measurement::Pass,
+        HitRate::Fail(d) => Measurement::Fail(d),
+        HitRate::NoData(_) => Measurement::NoData,
+    };
+    Some((m, current))
+}
+
 /// A metric gate's reading: the measurement, and the time its environment's
 /// datapoints reach so far (the end of the newest minute of requests), which
 /// the engine needs before it lets a soak end on them.

@@ -790,6 +790,7 @@ pub async fn run(cx: &Context, say: &mut (dyn FnMut(&str) + Send)) -> Result<Out
     runner.persist().map_err(failed)?;
     let mut last_measured: Vec<Option<SystemTime>> = vec![None; rb.rollout.gates.len()];
     let mut last_reading: Vec<Option<SystemTime>> = vec![None; rb.rollout.gates.len()];
+    let mut hit_baselines = HitBaselines::default();
     let mut quiet = std::collections::BTreeSet::new();
     // A watcher asks every 5 s, beside the loop, whether a side's
     // credentials expired.
@@ -871,7 +872,9 @@ pub async fn run(cx: &Context, say: &mut (dyn FnMut(&str) + Send)) -> Result<Out
         }
         outputs = runner.engine.handle(Input::Tick, now());
         if let RolloutPhase::Soaking { since, .. } = runner.engine.state.phase {
-            let more = measure_gates(&mut runner, &session, since, &mut last_measured, &mut last_reading).await;
+            let more =
+                measure_gates(&mut runner, &session, since, &mut last_measured, &mut last_reading, &mut hit_baselines)
+                    .await;
             outputs.extend(more);
             runner.persist().map_err(failed)?;
             crate::crashpoint::here("soak");
@@ -1147,6 +1150,14 @@ async fn carry_out(
     Ok(None)
 }
 
+/// Each `redis_hit_rate` gate's counters at its last measurement, for the
+/// soak that began at `soak`: a new soak starts from none.
+#[derive(Default)]
+struct HitBaselines {
+    soak: Option<SystemTime>,
+    by_gate: std::collections::BTreeMap<usize, super::gates::HitBaseline>,
+}
+
 /// One round of the gates during a soak: each gate due is measured (from
 /// the live snapshot, or CloudWatch over the soak since `since`) and fed to
 /// the engine; stops at the first that aborts or pauses.
@@ -1156,7 +1167,11 @@ async fn measure_gates(
     since: SystemTime,
     last_measured: &mut [Option<SystemTime>],
     last_reading: &mut [Option<SystemTime>],
+    hit_baselines: &mut HitBaselines,
 ) -> Vec<Output> {
+    if hit_baselines.soak != Some(since) {
+        *hit_baselines = HitBaselines { soak: Some(since), by_gate: Default::default() };
+    }
     let (cx, now) = (runner.cx, SystemTime::now);
     let rb = &cx.rb;
     let mut outputs = Vec::new();
@@ -1171,7 +1186,18 @@ async fn measure_gates(
         }
         last_measured[i] = Some(now());
         last_reading[i] = reading;
-        let (m, covers) = match (due, super::gates::from_snapshot(rb, &g.kind, &snap)) {
+        let hit_rate = super::gates::hit_rate_since(&g.kind, &session.state, &snap, hit_baselines.by_gate.get(&i));
+        let snapshot_gate = match hit_rate {
+            Some((m, next)) => {
+                match next {
+                    Some(b) => hit_baselines.by_gate.insert(i, b),
+                    None => hit_baselines.by_gate.remove(&i),
+                };
+                Some(m)
+            }
+            None => super::gates::from_snapshot(rb, &g.kind, &snap),
+        };
+        let (m, covers) = match (due, snapshot_gate) {
             (Due::Stalled(d), _) => (
                 crate::engine::Measurement::Error(format!(
                     "no new reading of its sources for {} s (a poll is stuck or backing off)",
