@@ -41,7 +41,8 @@ pub fn here(point: &str) {
 }
 
 /// Every point of a rollout, for tests that must reach each one. A Redis
-/// copy has one more: `copy:before-checkpoint-removed`.
+/// copy has one more, `copy:before-checkpoint-removed`, and an action one,
+/// `action:confirmed` (a confirmed plan about to be carried out).
 pub const POINTS: &[&str] = &[
     "step:after-intent",
     "step:after-in-flight-write",

@@ -826,6 +826,29 @@ async fn plan_terminate(
     Ok(())
 }
 
+/// What `plan_terminate` found, read again right before the terminate: each
+/// instance still there and stopped, none in an Auto Scaling group.
+async fn still_terminable(clients: &Clients, ids: &[String]) -> Result<(), PlanError> {
+    let selector = crate::runbook::InstanceSelector::Ids(ids.to_vec());
+    let list = ec2::describe_instances(&clients.ec2, &selector).await.map_err(PlanError::Aws)?;
+    let changed: Vec<String> = ids
+        .iter()
+        .filter_map(|id| match list.iter().find(|i| &i.id == id) {
+            Some(i) if i.state == "stopped" => None,
+            Some(i) => Some(format!("{id} is {}", i.state)),
+            None => Some(format!("{id} is no longer found")),
+        })
+        .collect();
+    if !changed.is_empty() {
+        return Err(PlanError::Refused(format!(
+            "the instances changed since the plan was confirmed: {}; only stopped instances are \
+             terminated, plan it again",
+            changed.join(", ")
+        )));
+    }
+    in_no_autoscaling_group(clients, ids, false).await
+}
+
 /// The named groups deleted: refused, naming what uses each, while anything
 /// does (a network interface, an instance, a load balancer, another group's rule).
 async fn plan_delete_groups(
@@ -1084,6 +1107,8 @@ pub async fn execute(
     plan: &ActionPlan,
     say: &mut (dyn FnMut(Report<'_>) + Send),
 ) -> Result<String, ExecuteError> {
+    // Where a plan waits in a confirm popup: tests change the world here.
+    crate::crashpoint::here("action:confirmed");
     let log = crate::store::audit::AuditLog::for_runbook(&rb.name);
     let line = |stage: Stage, detail: String| {
         let values = (plan.before.clone(), plan.after.clone());
@@ -1125,6 +1150,16 @@ pub async fn execute(
     // Likewise the side a shift raises: it may have been stopped meanwhile.
     if let Some(Step::Shift(sp)) = plan.steps.first()
         && let Err(e) = shift::raised_sides_serve(clients, rb, sp).await
+    {
+        let refusal = format!("{e}; nothing was changed");
+        log.append(&line(Stage::Refused, refusal.clone()))?;
+        return Err(ExecuteError::Refused(refusal));
+    }
+    // Terminating cannot be undone: what the plan found (every instance
+    // stopped, none in an Auto Scaling group) is read again, as someone may
+    // have started one (the rollback) while the popup waited.
+    if let Some(Step::Terminate { instance_ids, .. }) = plan.steps.iter().find(|s| matches!(s, Step::Terminate { .. }))
+        && let Err(e) = still_terminable(clients.side(&plan.side), instance_ids).await
     {
         let refusal = format!("{e}; nothing was changed");
         log.append(&line(Stage::Refused, refusal.clone()))?;
