@@ -556,6 +556,22 @@ async fn promote_and_pause_from_another_shell_and_dry_runs_that_change_nothing()
     assert!(out.contains("promoted: the rollout moved on to step 2"), "{out}");
     until_soaking(dir.path(), 1).await;
     assert_eq!(weights(&sb).await, w(75, 25));
+    // A promote confirmed for step 1 (a popup left open) that reaches the
+    // rollout at step 2 skips nothing: step 2's soak was never shown.
+    let request = dir.path().join("cutover/demo.promote-request");
+    std::fs::write(&request, r#"{"text":"promoted from the cockpit by ana","step":0}"#).unwrap();
+    common::eventually(Duration::from_secs(10), "the stale promote taken", || async {
+        (!request.exists()).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let state = rollout_state(dir.path()).unwrap();
+    assert_eq!(
+        (&state["engine"]["step"], &state["engine"]["phase"]["phase"]),
+        (&1.into(), &"soaking".into()),
+        "{state}"
+    );
+    assert_eq!(weights(&sb).await, w(75, 25));
     let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["pause", p, "--reason", "checking p99"]).await;
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains("the rollout paused at step 2"), "{out}");
@@ -563,6 +579,10 @@ async fn promote_and_pause_from_another_shell_and_dry_runs_that_change_nothing()
     let text = String::from_utf8_lossy(&done.stdout);
     assert_eq!(done.status.code(), Some(3), "{text}");
     assert!(text.contains("pause asked for: checking p99"), "{text}");
+    assert!(
+        text.contains("promote of step 1 ignored: the rollout is at step 2 now (promoted from the cockpit by ana)"),
+        "{text}"
+    );
     assert_eq!(weights(&sb).await, w(75, 25), "a pause moves no weight");
 
     // Dry runs while paused: they say what would happen and change nothing.

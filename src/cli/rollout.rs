@@ -5,7 +5,7 @@ use std::time::Duration;
 use super::{Failure, GlobalArgs};
 use crate::drive::rollout::{self, Context, Outcome, RolloutError};
 use crate::runbook::Runbook;
-use crate::store::rollout::Request;
+use crate::store::rollout::{Request, RequestNote};
 
 /// Authorised (`authority::authorise`: --read-only and the account, refusals
 /// audited), then --yes.
@@ -116,8 +116,9 @@ pub fn pause(rb: Runbook, g: &GlobalArgs, reason: Option<String>) -> Result<u8, 
     let text = reason.unwrap_or_else(|| format!("paused by {}", crate::store::operator()));
     super::runtime()?.block_on(async {
         let (_, _, who) = authorised(&rb, g, true, "rollout pause", "pausing a rollout").await?;
-        let done =
-            rollout::request(&who, &rb.name, Request::Pause, &text, Duration::from_secs(30)).await.map_err(failed)?;
+        let done = rollout::request(&who, &rb.name, Request::Pause, RequestNote::new(text), Duration::from_secs(30))
+            .await
+            .map_err(failed)?;
         println!("{done}");
         Ok(0)
     })
@@ -127,8 +128,15 @@ pub fn promote(rb: Runbook, g: &GlobalArgs, yes: bool) -> Result<u8, Failure> {
     let text = format!("promoted by {}", crate::store::operator());
     super::runtime()?.block_on(async {
         let (_, _, who) = authorised(&rb, g, yes, "rollout promote", "promoting a step").await?;
+        // The step read now is the one promoted: if the rollout moves on
+        // before it looks, the next step's soak is not skipped unseen.
+        let step = rollout::load_state(&rb.name).map_err(|e| failed(RolloutError::Failed(e)))?.map(|s| s.engine.step);
+        if let Some(step) = step {
+            println!("promoting step {} of {}", step + 1, rb.rollout.steps.len());
+        }
+        let note = RequestNote { text, step };
         let done =
-            rollout::request(&who, &rb.name, Request::Promote, &text, Duration::from_secs(30)).await.map_err(failed)?;
+            rollout::request(&who, &rb.name, Request::Promote, note, Duration::from_secs(30)).await.map_err(failed)?;
         println!("{done}");
         Ok(0)
     })

@@ -18,7 +18,7 @@ use crate::runbook::Runbook;
 use crate::store::audit::{AuditLine, AuditLog, Stage};
 use crate::store::backend::Version;
 use crate::store::lease::{Lease, Refusal};
-use crate::store::rollout::{Request, SaveError, is_running, load_versioned, save_state, state_location};
+use crate::store::rollout::{Request, RequestNote, SaveError, is_running, load_versioned, save_state, state_location};
 
 /// The rollout's saved state, if it has one.
 pub fn load_state(name: &str) -> Result<Option<RolloutState>, String> {
@@ -823,12 +823,22 @@ pub async fn run(cx: &Context, say: &mut (dyn FnMut(&str) + Send)) -> Result<Out
                 continue;
             }
         };
-        if let Some((request, text)) = taken {
+        if let Some((request, RequestNote { text, step: asked })) = taken {
             outputs = match request {
                 Request::Abort => runner.engine.handle(Input::Abort { reason: text }, now()),
                 Request::Pause => {
                     (runner.say)(&format!("pause asked for: {text}"));
                     runner.engine.handle(Input::Pause, now())
+                }
+                // Confirmed for a step that has since passed: the step now
+                // running was never shown, and its gates are not skipped.
+                Request::Promote if asked.is_some_and(|s| s != runner.engine.state.step) => {
+                    (runner.say)(&format!(
+                        "promote of step {} ignored: the rollout is at step {} now ({text})",
+                        asked.unwrap_or_default() + 1,
+                        runner.engine.state.step + 1
+                    ));
+                    Vec::new()
                 }
                 Request::Promote => {
                     let step = runner.engine.state.step;
@@ -998,7 +1008,7 @@ async fn before_the_loop(
     let waiting = Request::Abort
         .take_one(&rb.name)
         .map_err(|e| failed(format!("cannot tell whether an abort waits ({e}); nothing was changed, try again")))?;
-    if let Some(reason) = &waiting
+    if let Some(RequestNote { text: reason, .. }) = &waiting
         && !matches!(runner.engine.state.phase, RolloutPhase::Idle | RolloutPhase::Aborted | RolloutPhase::Done)
     {
         {
@@ -1018,7 +1028,7 @@ async fn before_the_loop(
     // An abort asked for as this run began (a colleague who saw the lease
     // of a rollout that had just ended) is never dropped for a start
     // forward: this run ends, nothing sent.
-    if let Some(reason) = &waiting
+    if let Some(RequestNote { text: reason, .. }) = &waiting
         && matches!(runner.engine.state.phase, RolloutPhase::Idle | RolloutPhase::Aborted)
     {
         let reason = reason.trim().to_string();
@@ -1243,7 +1253,7 @@ pub async fn abort(cx: &Context, reason: &str, say: &mut (dyn FnMut(&str) + Send
         Ok(l) => Some(l),
         Err(Refusal::Held(_) | Refusal::Locked(_) | Refusal::Renewed(_)) => None,
         Err(Refusal::Expired(_)) => {
-            Request::Abort.ask(&rb.name, reason).map_err(failed)?;
+            Request::Abort.ask(&rb.name, &RequestNote::new(reason)).map_err(failed)?;
             asked = true;
             say("asked a rollout that may still run to abort");
             let taken = crate::store::off_async(|| {
@@ -1266,7 +1276,7 @@ pub async fn abort(cx: &Context, reason: &str, say: &mut (dyn FnMut(&str) + Send
     };
     let Some(lease) = lease else {
         if !asked {
-            Request::Abort.ask(&rb.name, reason).map_err(failed)?;
+            Request::Abort.ask(&rb.name, &RequestNote::new(reason)).map_err(failed)?;
         }
         say("a rollout is running: asked it to abort; waiting for its rollback");
         let start = std::time::Instant::now();
@@ -1322,12 +1332,13 @@ pub async fn abort(cx: &Context, reason: &str, say: &mut (dyn FnMut(&str) + Send
 }
 
 /// Asks the running rollout to pause or promote, and waits (up to `limit`)
-/// until its saved state shows it did. Refused when none runs.
+/// until its saved state shows it did. Refused when none runs, and a
+/// promote confirmed for `step` (from 0) when the rollout has moved on.
 pub async fn request(
     _who: &crate::authority::Actor,
     name: &str,
     req: Request,
-    text: &str,
+    note: RequestNote,
     limit: Duration,
 ) -> Result<String, RolloutError> {
     let verb = if req == Request::Pause { "pause" } else { "promote" };
@@ -1340,7 +1351,19 @@ pub async fn request(
         )));
     }
     let before = load_state(name).map_err(failed)?.map(|s| s.engine);
-    req.ask(name, text).map_err(failed)?;
+    if let (Some(asked), Some(b)) = (note.step, &before)
+        && req == Request::Promote
+        && asked != b.step
+    {
+        return Err(RolloutError::Refused(format!(
+            "refused: promoting step {} was confirmed, but the rollout is at step {} now ({}); nothing was \
+             promoted: look at the new step and promote it if you mean to",
+            asked + 1,
+            b.step + 1,
+            b.phase.name()
+        )));
+    }
+    req.ask(name, &note).map_err(failed)?;
     let start = std::time::Instant::now();
     while start.elapsed() < limit {
         tokio::time::sleep(Duration::from_millis(200)).await;

@@ -22,6 +22,27 @@ pub enum Request {
     Promote,
 }
 
+/// What a request says: who asked and why, and for a promote the step the
+/// person saw, so a rollout that has moved on since skips nothing unseen.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct RequestNote {
+    pub text: String,
+    /// The step (from 0) the person confirmed; None: whichever is current.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<usize>,
+}
+
+impl RequestNote {
+    pub fn new(text: impl Into<String>) -> RequestNote {
+        RequestNote { text: text.into(), step: None }
+    }
+
+    /// As left: JSON, or (by a version before the step was kept) the text.
+    fn from_body(body: &[u8]) -> RequestNote {
+        serde_json::from_slice(body).unwrap_or_else(|_| RequestNote::new(String::from_utf8_lossy(body).trim()))
+    }
+}
+
 impl Request {
     /// In the order a rollout acts on them: abort wins.
     pub const ALL: [Request; 3] = [Request::Abort, Request::Pause, Request::Promote];
@@ -34,19 +55,20 @@ impl Request {
         }
     }
 
-    /// Leaves the request (the text says who and why) for the rollout.
-    pub fn ask(self, name: &str, text: &str) -> Result<(), String> {
+    /// Leaves the request for the rollout.
+    pub fn ask(self, name: &str, note: &RequestNote) -> Result<(), String> {
         let b = current();
-        b.put(name, self.item(), text.as_bytes(), Cond::Any)
+        let body = serde_json::to_vec(note).map_err(|e| format!("cannot write the {} request: {e}", self.item()))?;
+        b.put(name, self.item(), &body, Cond::Any)
             .map(|_| ())
             .map_err(|e| format!("{}: cannot leave the {} request: {e}", b.describe(), self.item()))
     }
 
-    /// The request's text, if one waits.
-    pub fn waiting(self, name: &str) -> Result<Option<String>, String> {
+    /// The request, if one waits.
+    pub fn waiting(self, name: &str) -> Result<Option<RequestNote>, String> {
         let b = current();
         let got = b.get(name, self.item()).map_err(|e| format!("{}: {e}", b.describe()))?;
-        Ok(got.map(|o| String::from_utf8_lossy(&o.body).trim().to_string()))
+        Ok(got.map(|o| RequestNote::from_body(&o.body)))
     }
 
     /// True when one waits, or when the store cannot say (a caller waiting
@@ -58,11 +80,11 @@ impl Request {
     /// Takes this request if one waits: read, then deleted only as read (a
     /// newer one left meanwhile stays for the next look). Err: the store
     /// cannot say whether one waits.
-    pub fn take_one(self, name: &str) -> Result<Option<String>, String> {
+    pub fn take_one(self, name: &str) -> Result<Option<RequestNote>, String> {
         let b = current();
         let Some(o) = b.get(name, self.item()).map_err(|e| format!("{}: {e}", b.describe()))? else { return Ok(None) };
         match b.delete(name, self.item(), Cond::Matches(o.version.clone())) {
-            Ok(()) => Ok(Some(String::from_utf8_lossy(&o.body).trim().to_string())),
+            Ok(()) => Ok(Some(RequestNote::from_body(&o.body))),
             // Replaced meanwhile: the newer one is taken at the next look.
             Err(StoreError::Conflict) => Ok(None),
             Err(e) => Err(format!("{}: {e}", b.describe())),
@@ -71,7 +93,7 @@ impl Request {
 
     /// The most urgent waiting request, removed as it is taken. Err when
     /// one could not be read: nothing less urgent is taken over it.
-    pub fn take(name: &str) -> Result<Option<(Request, String)>, String> {
+    pub fn take(name: &str) -> Result<Option<(Request, RequestNote)>, String> {
         for r in Request::ALL {
             if let Some(t) = r.take_one(name)? {
                 return Ok(Some((r, t)));

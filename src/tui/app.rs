@@ -66,7 +66,12 @@ pub enum Control {
 pub enum PendingChange {
     Item(ActionPlan),
     Shift(Box<ShiftPlan>),
-    Rollout { control: Control, lines: Vec<String> },
+    /// `step`: the step (from 0) shown, for a promote: only that one is skipped.
+    Rollout {
+        control: Control,
+        lines: Vec<String>,
+        step: Option<usize>,
+    },
 }
 
 /// What the confirm popup shows.
@@ -104,7 +109,7 @@ impl PendingChange {
                     .chain(p.unchecked.iter().cloned())
                     .collect(),
             },
-            PendingChange::Rollout { control, lines } => {
+            PendingChange::Rollout { control, lines, .. } => {
                 let (name, last) = match control {
                     Control::Start => {
                         ("start the gated rollout", "runs as its own process: quitting the cockpit does not stop it")

@@ -314,7 +314,7 @@ fn control_action(c: app::Control) -> &'static str {
 /// Each is authorised first (`authority::authorise`), planning and applying alike.
 fn spawn_change(app: &mut App, cx: &ActionContext, command: Command, tx: tokio::sync::mpsc::UnboundedSender<Event>) {
     use crate::drive::rollout;
-    use crate::store::rollout::Request;
+    use crate::store::rollout::{Request, RequestNote};
     use app::PendingChange;
     let (clients, rb) = (cx.clients.clone(), app.rb.clone());
     let (read_only, vars) = (cx.read_only, cx.vars.clone());
@@ -393,7 +393,10 @@ fn spawn_change(app: &mut App, cx: &ActionContext, command: Command, tx: tokio::
                         }
                         Err(e) => Err(e),
                     };
-                    planned("rollout", result.map(|(control, lines)| PendingChange::Rollout { control, lines }))
+                    planned(
+                        "rollout",
+                        result.map(|(control, lines, step)| PendingChange::Rollout { control, lines, step }),
+                    )
                 },
                 planning_panicked("rollout"),
             );
@@ -404,9 +407,15 @@ fn spawn_change(app: &mut App, cx: &ActionContext, command: Command, tx: tokio::
                 tx,
                 async move {
                     let result = match authorise(&rb, &clients, Side::Dns, read_only, "rollout pause").await {
-                        Ok(who) => rollout::request(&who, &rb.name, Request::Pause, &text, Duration::from_secs(30))
-                            .await
-                            .map_err(String::from),
+                        Ok(who) => rollout::request(
+                            &who,
+                            &rb.name,
+                            Request::Pause,
+                            RequestNote::new(text),
+                            Duration::from_secs(30),
+                        )
+                        .await
+                        .map_err(String::from),
                         Err(e) => Err(e),
                     };
                     Event::ActionDone { key: "rollout".into(), result }
@@ -478,7 +487,7 @@ async fn apply_change(
     progress_tx: tokio::sync::mpsc::UnboundedSender<Event>,
 ) -> Event {
     use crate::drive::rollout;
-    use crate::store::rollout::Request;
+    use crate::store::rollout::{Request, RequestNote};
     use app::{Control, PendingChange};
     let ChangeCx { rb, clients, read_only, vars, global, operator } = cx;
     let (action, side) = match &change {
@@ -511,9 +520,9 @@ async fn apply_change(
             rollout::spawn_detached(&who, &rb, &global, extra, &vars)
                 .map(|(pid, out)| format!("rollout started as process {pid}; its output: {}", out.display()))
         }
-        PendingChange::Rollout { control: Control::Promote, .. } => {
-            let text = format!("promoted from the cockpit by {operator}");
-            rollout::request(&who, &rb.name, Request::Promote, &text, Duration::from_secs(30))
+        PendingChange::Rollout { control: Control::Promote, step, .. } => {
+            let note = RequestNote { text: format!("promoted from the cockpit by {operator}"), step };
+            rollout::request(&who, &rb.name, Request::Promote, note, Duration::from_secs(30))
                 .await
                 .map_err(String::from)
         }
@@ -540,7 +549,7 @@ async fn apply_change(
 async fn plan_rollout(
     cx: &crate::drive::rollout::Context,
     control: app::Control,
-) -> Result<(app::Control, Vec<String>), String> {
+) -> Result<(app::Control, Vec<String>, Option<usize>), String> {
     use crate::drive::rollout::{self, Verdict};
     use app::Control;
     let name = &cx.rb.name;
@@ -560,7 +569,7 @@ async fn plan_rollout(
             };
             let p = rollout::preview(&cx.rb, &cx.clients, false, false).await?;
             match p.verdict {
-                Verdict::Go => Ok((Control::Start, p.lines)),
+                Verdict::Go => Ok((Control::Start, p.lines, None)),
                 Verdict::LiveWeightsDiffer { live, expected } => {
                     let mut a = rollout::preview(&cx.rb, &cx.clients, true, false).await?;
                     if a.verdict != Verdict::Go {
@@ -571,7 +580,7 @@ async fn plan_rollout(
                         live.0, live.1, expected.0, expected.1
                     );
                     a.lines.insert(0, why);
-                    Ok((Control::AdoptAndStart, a.lines))
+                    Ok((Control::AdoptAndStart, a.lines, None))
                 }
                 Verdict::Running => {
                     Err("a rollout of this runbook is already running (P pauses, + promotes, X aborts)".into())
@@ -592,9 +601,10 @@ async fn plan_rollout(
                     steps.get(s.engine.step).copied().unwrap_or(0),
                     s.engine.phase.name()
                 )],
+                Some(s.engine.step),
             ))
         }
-        Control::Abort => Ok((control, rollout::abort_preview(&cx.rb, &cx.clients).await?)),
+        Control::Abort => Ok((control, rollout::abort_preview(&cx.rb, &cx.clients).await?, None)),
     }
 }
 
