@@ -214,6 +214,7 @@ fn big_live(now: SystemTime) -> Vec<LiveEvent> {
                 db: 0,
                 run_ids: vec![format!("{r}-run-id")],
                 other_dbs: vec![],
+                replication_id: None,
                 sentinels: vec![],
             }),
         }));

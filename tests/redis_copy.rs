@@ -1031,11 +1031,37 @@ async fn verify_refuses_one_server_under_two_names_or_a_replica_and_never_calls_
     let (code, out, err) = run(&state, &["redis", "verify", "--from", &src.url, "--to", &replica.url]);
     assert_eq!(code, Some(1), "{out}{err}");
     assert!(err.contains("one replication group"), "{out}{err}");
+    // The key_counts_match check says so too: the counts match by
+    // replication, with no copy (a reader endpoint given as the target).
+    let (outcome, detail) = key_counts_check(&src.url, &replica.url).await;
+    assert_eq!(outcome, cutover::status::CheckOutcome::Fail, "{detail}");
+    assert!(detail.starts_with("staging-cache replicates prod-cache (one replication group, id "), "{detail}");
+    // Promoted, it has a replication id of its own: its keys are a copy.
+    let _: () = redis::cmd("REPLICAOF").arg("NO").arg("ONE").query_async(&mut r).await.unwrap();
+    let (outcome, detail) = key_counts_check(&src.url, &replica.url).await;
+    assert_eq!(outcome, cutover::status::CheckOutcome::Pass, "promoted: {detail}");
     // Two servers, nothing matching: nothing compared is no "OK".
     let (code, out, err) = run(&state, &["redis", "verify", "--from", &src.url, "--to", &dst.url, "--match", "nope:*"]);
     assert_eq!(code, Some(1), "{out}{err}");
     assert!(out.contains("NOTHING COMPARED: the source gave no key matching nope:* to compare"), "{out}");
     assert!(!out.lines().any(|l| l == "OK"), "{out}");
+}
+
+/// The demo runbook's `key_counts_match` check (prod-cache to
+/// staging-cache, tolerance 5) on one reading of each URL.
+async fn key_counts_check(from: &str, to: &str) -> (cutover::status::CheckOutcome, String) {
+    use cutover::live::{LiveEvent, LiveState, Update};
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("runbooks/demo.toml");
+    let rb = cutover::runbook::load(&path).unwrap();
+    let mut live = LiveState::default();
+    let at = std::time::SystemTime::now();
+    for (name, url) in [("prod-cache", from), ("staging-cache", to)] {
+        let result = cutover::live::fetch::redis_info(&Endpoint::parse("Redis", url, None, None).unwrap()).await;
+        cutover::live::update(&mut live, LiveEvent { at, update: Update::Redis { endpoint: name.into(), result } });
+    }
+    let snap = cutover::status::snapshot(&rb, &live, "eu-west-1", at);
+    let c = snap.checks.iter().find(|c| c.item == "key-counts").unwrap();
+    (c.outcome, c.detail.clone())
 }
 
 /// Waits until the replica holds `keys` keys.

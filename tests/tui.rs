@@ -234,6 +234,7 @@ fn demo_events(stopped_prod_web_1: bool) -> Vec<LiveEvent> {
                 db: 0,
                 run_ids: vec![format!("{name}-run-id")],
                 other_dbs: vec![],
+                replication_id: None,
                 sentinels: vec![],
             }),
         }));
@@ -1465,6 +1466,7 @@ fn a_cluster_endpoint_gets_a_row_per_node_and_a_down_node_fails_on_its_own_row()
                 db: 0,
                 run_ids: vec!["prod-cache-cluster-run-id".into()],
                 other_dbs: vec![],
+                replication_id: None,
                 sentinels: vec![],
             }),
         },

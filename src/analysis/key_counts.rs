@@ -25,6 +25,9 @@ pub struct Side<'a> {
     /// How old its reading is, when known: the two sides are read on their
     /// own timers, and counts read seconds apart may match by timing.
     pub age_seconds: Option<f64>,
+    /// One server's replication id, and whether it is a replica: a replica
+    /// shares its primary's id. None for a cluster, or unknown.
+    pub replication: Option<(&'a str, bool)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,8 +40,9 @@ pub enum KeyCounts {
 /// when they can show a copy: two databases (one read twice is always
 /// equal), a source with keys (0 and 0 is a wrong URL as often as an empty
 /// cache), and no side reading an empty database while another holds keys.
-/// A target that replicates the source is not told apart: its counts match
-/// by replication.
+/// A side that replicates the other fails too: its counts match by
+/// replication, with no copy (a reader endpoint of the old group given as
+/// the target), and a replica takes no writes at the cutover.
 pub fn judge(from: &Side, to: &Side, tolerance: u64) -> KeyCounts {
     let shared = from.run_ids.iter().find(|id| to.run_ids.contains(id));
     if let Some(id) = shared.filter(|_| from.db == to.db) {
@@ -49,6 +53,21 @@ pub fn judge(from: &Side, to: &Side, tolerance: u64) -> KeyCounts {
             to.name,
             id.get(..8).unwrap_or(id),
             from.db
+        ));
+    }
+    if let (Some((a, a_replica)), Some((b, b_replica))) = (from.replication, to.replication)
+        && a == b
+        && (a_replica || b_replica)
+    {
+        let (replica, primary) = if b_replica { (to, from) } else { (from, to) };
+        return KeyCounts::Fail(format!(
+            "{} replicates {} (one replication group, id {}): their counts match with no copy. Check {}'s URL; \
+             a target filled by replication must be promoted (REPLICAOF NO ONE) before the cutover, as a replica \
+             takes no writes",
+            replica.name,
+            primary.name,
+            a.get(..8).unwrap_or(a),
+            replica.name
         ));
     }
     for (side, other) in [(from, to), (to, from)] {
@@ -101,7 +120,7 @@ mod tests {
     use super::*;
 
     fn side<'a>(name: &'a str, keys: u64, run_ids: &'a [String], other_dbs: &'a [DbKeys]) -> Side<'a> {
-        Side { name, keys, db: 0, run_ids, other_dbs, age_seconds: None }
+        Side { name, keys, db: 0, run_ids, other_dbs, age_seconds: None, replication: None }
     }
 
     #[test]
@@ -141,6 +160,20 @@ mod tests {
         );
         // INFO without a run_id: nothing to compare, counts decide.
         assert!(matches!(judge(&side("old", 5, &[], &[]), &side("new", 5, &[], &[]), 0), KeyCounts::Pass(_)));
+    }
+
+    #[test]
+    fn a_side_replicating_the_other_fails_either_way_round() {
+        let (a, b) = (["a1".to_string()], ["b1".to_string()]);
+        let primary = Side { replication: Some(("5f1c0a8b9d", false)), ..side("old", 1000, &a, &[]) };
+        let replica = Side { replication: Some(("5f1c0a8b9d", true)), ..side("new", 1000, &b, &[]) };
+        let KeyCounts::Fail(why) = judge(&primary, &replica, 0) else { panic!("a replica as the target passed") };
+        assert!(why.starts_with("new replicates old (one replication group, id 5f1c0a8b)"), "{why}");
+        let KeyCounts::Fail(why) = judge(&replica, &primary, 0) else { panic!("a replica as the source passed") };
+        assert!(why.starts_with("new replicates old"), "{why}");
+        // Promoted (a new replication id), or two primaries: counts decide.
+        let promoted = Side { replication: Some(("77aa", false)), ..replica };
+        assert!(matches!(judge(&primary, &promoted, 0), KeyCounts::Pass(_)));
     }
 
     #[test]

@@ -484,6 +484,10 @@ pub struct RedisInfo {
     /// The server's databases other than the URL's that hold keys.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub other_dbs: Vec<crate::analysis::key_counts::DbKeys>,
+    /// One server's replication id (INFO `master_replid`): a replica shares
+    /// its primary's. None for a cluster, or when INFO does not say.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replication_id: Option<String>,
 }
 
 /// One sentinel of a `redis+sentinel://` endpoint: cutover's own PING of
@@ -859,6 +863,7 @@ async fn server_info(
     let mut run_ids: Vec<String> =
         info_field(&info, "run_id").filter(|id| !id.is_empty()).map(str::to_string).into_iter().collect();
     let mut other_dbs = crate::redis::other_dbs(&info, db);
+    let mut replication_id = info_field(&info, "master_replid").filter(|id| !id.is_empty()).map(str::to_string);
     let mut nodes = Vec::new();
     let mut counters: Vec<LookupCounters> = lookup_counters(&info).into_iter().collect();
     if info_field(&info, "cluster_enabled") == Some("1") {
@@ -867,6 +872,7 @@ async fn server_info(
         let cluster = crate::redis::cluster::Cluster::connect(ep, c.clone()).await?;
         ((keys, expiring_keys), run_ids) = cluster.key_counts_and_run_ids().await?;
         other_dbs.clear();
+        replication_id = None;
         db = 0;
     }
     Ok(RedisInfo {
@@ -881,6 +887,7 @@ async fn server_info(
         db,
         run_ids,
         other_dbs,
+        replication_id,
         keyspace_hits: (!counters.is_empty()).then(|| counters.iter().map(|c| c.hits).sum()),
         keyspace_misses: (!counters.is_empty()).then(|| counters.iter().map(|c| c.misses).sum()),
         lookup_counters: counters,

@@ -642,7 +642,6 @@ pub fn same_data(from: &[NodeIdentity], to: &[NodeIdentity]) -> Option<String> {
     None
 }
 
-/// (all keys, keys without expiry), summed over `nodes`.
 /// Each node's counts (keys, keys without expiry), in the order given.
 async fn counts_each(
     e: &Endpoint,

@@ -271,7 +271,15 @@ fn key_counts(snap: &Snapshot, from: &str, to: &str, tolerance: u64) -> Verdict 
     };
     use crate::analysis::key_counts::{KeyCounts, Side, judge};
     fn side<'a>(name: &'a str, r: &'a crate::live::RedisInfo, age_seconds: Option<f64>) -> Side<'a> {
-        Side { name, keys: r.keys, db: r.db, run_ids: &r.run_ids, other_dbs: &r.other_dbs, age_seconds }
+        Side {
+            name,
+            keys: r.keys,
+            db: r.db,
+            run_ids: &r.run_ids,
+            other_dbs: &r.other_dbs,
+            age_seconds,
+            replication: r.replication_id.as_deref().map(|id| (id, r.role == "slave")),
+        }
     }
     let (a_age, b_age) = (get(from).and_then(|r| r.view.age_seconds), get(to).and_then(|r| r.view.age_seconds));
     match judge(&side(from, a, a_age), &side(to, b, b_age), tolerance) {
