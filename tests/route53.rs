@@ -189,6 +189,18 @@ async fn a_change_whose_reply_is_lost_is_read_back_and_reported_as_live() {
     assert_eq!(last["stage"], "applied", "{lines:#?}");
     assert!(last["detail"].as_str().unwrap().contains("read back"), "{last}");
     eprintln!("shift with a lost reply took {took:?}:\n{out}");
+    // The same through a checklist item (the rollout item's rollback,
+    // shift_weights to 0): read back, it is applied, not "failed".
+    let args = ["run", path.to_str().unwrap(), "traffic/rollout", "--rollback", "--yes"];
+    let run = run_cutover_all(&sb, &rb, dir.path(), &args);
+    let (code, out) = tokio::time::timeout(Duration::from_secs(60), run).await.expect("the item ends within 60 s");
+    let live = records(&sb, &rb).await;
+    assert_eq!(by_id(&live, "staging", &RrType::Cname).weight(), Some(0), "{out}");
+    assert_eq!(code, Some(0), "{out}");
+    let lines = audit(dir.path(), "demo");
+    let last = lines.last().unwrap();
+    assert_eq!(last["stage"], "applied", "{lines:#?}");
+    assert!(last["detail"].as_str().unwrap().contains("read back: the new weights are live"), "{last}");
     sb.down().await;
 }
 

@@ -983,10 +983,11 @@ impl std::fmt::Display for Report<'_> {
 pub async fn apply(
     clients: &Clients,
     who: &crate::authority::Actor,
-    (runbook, item): (&str, &str),
+    (rb, item): (&Runbook, &str),
     step: &Step,
     say: &mut (dyn FnMut(Report<'_>) + Send),
 ) -> Result<String, String> {
+    let runbook = rb.name.as_str();
     match step {
         Step::CreateImages { instance_ids, no_reboot } => {
             return create_images(clients, (runbook, item), instance_ids, *no_reboot, say).await;
@@ -1054,7 +1055,19 @@ pub async fn apply(
         }
         Step::CopyRedis(c) => return copy_redis(who, c, say).await,
         Step::Shift(p) => {
-            let change = shift::apply(clients, who, p).await.map_err(|e| e.to_string())?;
+            let change = match shift::apply(clients, who, p).await {
+                Ok(change) => change,
+                // No reply is not "not applied": read the records back, as
+                // `cutover shift` does, so "failed" never hides live weights.
+                Err(e) => {
+                    let back = shift::read_back(clients, rb, p).await;
+                    let message = shift::failed_send_message(&e, &back);
+                    return match back {
+                        shift::ReadBack::Live => Ok(format!("{message}; change id unknown, INSYNC not confirmed")),
+                        _ => Err(message),
+                    };
+                }
+            };
             // Accepted is applied: a slow INSYNC is reported, not called a failure.
             return Ok(match shift::wait_insync(clients, &change, std::time::Duration::from_secs(300)).await {
                 Ok(_) => format!("change {change} INSYNC"),
@@ -1169,7 +1182,7 @@ pub async fn execute(
         .map_err(|e| format!("{e}; nothing was changed"))?;
     let clients = clients.side(&plan.side);
     for (i, s) in plan.steps.iter().enumerate() {
-        match apply(clients, who, (&rb.name, item), s, &mut *say).await {
+        match apply(clients, who, (rb, item), s, &mut *say).await {
             Ok(detail) => {
                 log.append(&line(Stage::Applied, format!("{}: {detail}", s.describe())))?;
                 say(Report::Done(&s.describe()));
