@@ -600,6 +600,11 @@ async fn promote_and_pause_from_another_shell_and_dry_runs_that_change_nothing()
     // The promotion is audited; the abort's line says what it moved away from.
     let promote = audit(dir.path()).into_iter().find(|l| l["action"] == "rollout promote").expect("promote audited");
     assert!(promote["detail"].as_str().unwrap().contains("step 1 promoted"), "{promote}");
+    let ignored = audit(dir.path()).into_iter().find(|l| l["action"] == "rollout promote" && l["stage"] == "refused");
+    assert!(
+        ignored.as_ref().is_some_and(|l| l["detail"].as_str().unwrap().starts_with("promote of step 1 ignored")),
+        "{ignored:?}"
+    );
     let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["abort", p, "--yes", "--reason", "enough"]).await;
     assert_eq!(code, Some(0), "{out}");
     assert_eq!(weights(&sb).await, w(90, 10));

@@ -214,9 +214,11 @@ impl cutover::aws::elb::LoadBalancing for FakeElb {
             dns_name: "x".into(),
             zones: self.zones.clone(),
             vpc_id: None,
-            routes_to: cutover::aws::elb::Routing::Groups(vec![
-                "arn:aws:elasticloadbalancing:us-east-2:123456789012:targetgroup/demo-staging-web/1".into(),
-            ]),
+            // Each load balancer routes to its environment's group (demo-staging-alb to demo-staging-web).
+            routes_to: cutover::aws::elb::Routing::Groups(vec![format!(
+                "arn:aws:elasticloadbalancing:us-east-2:123456789012:targetgroup/{}/1",
+                name.replace("-alb", "-web")
+            )]),
         })
     }
     async fn target_groups(&self, names: &[String]) -> cutover::aws::AwsResult<Vec<cutover::aws::elb::TargetGroup>> {

@@ -840,10 +840,19 @@ fn quit_while_a_change_is_applied_warns_once_before_quitting() {
     );
     let ctrl_c = || Event::Key(KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL));
     assert_eq!(update(&mut app, ctrl_c()), vec![Command::Quit], "the second press quits anyway");
-    // Once it has finished, quit is at once.
+    // A warning is about what was applying then: the next change warns again.
     let mut app = demo_app();
-    update(&mut app, Event::Planned { key: "k".into(), result: Ok(PendingChange::Item(redis_ingress_plan())) });
-    update(&mut app, key(KeyCode::Char('y')));
+    let apply = |app: &mut App| {
+        update(app, Event::Planned { key: "k".into(), result: Ok(PendingChange::Item(redis_ingress_plan())) });
+        assert_eq!(update(app, key(KeyCode::Char('y'))), vec![Command::Apply { key: "k".into() }]);
+    };
+    apply(&mut app);
+    assert!(update(&mut app, key(KeyCode::Char('q'))).is_empty());
+    update(&mut app, Event::ActionDone { key: "k".into(), result: Err("refused".into()) });
+    apply(&mut app);
+    assert!(update(&mut app, key(KeyCode::Char('q'))).is_empty(), "warned again for the second change");
+    assert!(!app.quit);
+    // Once it has finished, quit is at once.
     update(&mut app, Event::ActionDone { key: "k".into(), result: Err("refused".into()) });
     assert_eq!(update(&mut app, ctrl_c()), vec![Command::Quit]);
     assert!(app.quit);

@@ -187,12 +187,8 @@ pub fn from_snapshot(rb: &Runbook, g: &GateKind, snap: &Snapshot) -> Option<Meas
                     // Only the groups requests go to count; one the load
                     // balancer routes to but the runbook leaves out is unread.
                     let groups = match aws.serving_groups(environment) {
-                        Err(why) => return Some(Measurement::Error(why)),
-                        Ok(g) if g.is_empty() => {
-                            return Some(Measurement::Fail(format!(
-                                "the load balancer of {environment} routes requests to none of its target groups"
-                            )));
-                        }
+                        Err(crate::status::RoutingGap::Unknown(why)) => return Some(Measurement::Error(why)),
+                        Err(crate::status::RoutingGap::NotRouted(why)) => return Some(Measurement::Fail(why)),
                         Ok(g) => g,
                     };
                     // Each target once, however many groups hold it, and only
@@ -327,7 +323,9 @@ pub fn hit_rate_since(
         HitRate::Fail(d) => Measurement::Fail(d),
         HitRate::NoData(_) => Measurement::NoData,
     };
-    Some((m, current))
+    // Counters unknown now: the last ones stay, so the next reading still
+    // covers the whole interval since the last measurement.
+    Some((m, current.or_else(|| baseline.cloned())))
 }
 
 /// A metric gate's reading: the measurement, and the time its environment's
@@ -669,7 +667,15 @@ mod tests {
             let groups = vec![group("web", one.clone()), group("old-web", two.clone())];
             from_snapshot(&rb, &gate, &routed_snapshot(groups, routes_to)).unwrap()
         };
-        assert_eq!(routed(&["web"]), Measurement::Fail("1 healthy targets in green, need 2".into()));
+        assert_eq!(
+            routed(&["web"]),
+            Measurement::Fail(
+                "load balancer green-alb routes no requests to green's target group old-web (no listener rule \
+                 forwards to it): add the rule, or take the group out of target_groups"
+                    .into()
+            ),
+            "old-web's healthy targets do not count, and a listed group without requests is a failure"
+        );
         assert_eq!(
             routed(&["web", "old-web", "api"]),
             Measurement::Error(
@@ -678,9 +684,9 @@ mod tests {
                     .into()
             )
         );
-        assert_eq!(
-            routed(&[]),
-            Measurement::Fail("the load balancer of green routes requests to none of its target groups".into())
+        assert!(
+            matches!(routed(&[]), Measurement::Fail(w) if w.contains("routes no requests to green's target group web, old-web")),
+            "routed to none"
         );
         // No instance found: nothing answers /health, a failure (never no data).
         let http = GateKind::HttpHealth { environment: "green".into() };

@@ -833,11 +833,14 @@ pub async fn run(cx: &Context, say: &mut (dyn FnMut(&str) + Send)) -> Result<Out
                 // Confirmed for a step that has since passed: the step now
                 // running was never shown, and its gates are not skipped.
                 Request::Promote if asked.is_some_and(|s| s != runner.engine.state.step) => {
-                    (runner.say)(&format!(
+                    let why = format!(
                         "promote of step {} ignored: the rollout is at step {} now ({text})",
                         asked.unwrap_or_default() + 1,
                         runner.engine.state.step + 1
-                    ));
+                    );
+                    (runner.say)(&why);
+                    let w = runner.engine.plan.weights_at(runner.engine.state.step);
+                    runner.audit("rollout promote", Stage::Refused, Some(w), w, why).map_err(failed)?;
                     Vec::new()
                 }
                 Request::Promote => {

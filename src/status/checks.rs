@@ -61,12 +61,8 @@ fn targets_healthy(snap: &Snapshot, env: &str) -> Verdict {
     // Judged where the requests go: a group the load balancer routes to but
     // the runbook leaves out could be answering them with 503s.
     match aws.serving_groups(env) {
-        Err(why) => unknown(why),
-        Ok(serving) if serving.is_empty() && !aws.target_groups.is_empty() => fail(format!(
-            "load balancer {} routes requests to none of {env}'s target groups ({})",
-            aws.load_balancer.as_ref().map_or("-", |lb| lb.name.as_str()),
-            aws.target_groups.iter().map(|tg| tg.name.as_str()).collect::<Vec<_>>().join(", ")
-        )),
+        Err(super::RoutingGap::Unknown(why)) => unknown(why),
+        Err(super::RoutingGap::NotRouted(why)) => fail(why),
         Ok(serving) => judge_targets(env, &serving),
     }
 }

@@ -150,30 +150,51 @@ pub struct EnvironmentAws {
     pub instances: Vec<InstanceView>,
 }
 
+/// Why an environment's target groups are not the ones its load balancer
+/// routes requests to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoutingGap {
+    /// It routes to a group the runbook does not list (its targets are not
+    /// read, and its share of the requests could be getting 503s), or its
+    /// routing was not read: unknown.
+    Unknown(String),
+    /// A listed group gets no requests (a listener rule missing): a failure.
+    NotRouted(String),
+}
+
 impl EnvironmentAws {
-    /// The runbook's target groups that get requests: with a load balancer,
-    /// those it routes to. One it routes to that the runbook does not list
-    /// makes this an error (its targets are not read, and its share of the
-    /// requests could be getting 503s), as does routing not read.
-    pub fn serving_groups(&self, env: &str) -> Result<Vec<&TargetGroupView>, String> {
+    /// The runbook's target groups, when they are exactly the ones its load
+    /// balancer routes requests to (any, without a load balancer).
+    pub fn serving_groups(&self, env: &str) -> Result<Vec<&TargetGroupView>, RoutingGap> {
         let Some(lb) = &self.load_balancer else {
             return Ok(self.target_groups.iter().collect());
         };
-        let routed = lb.routed_groups().map_err(|why| format!("load balancer {}: {why}", lb.name))?;
+        let routed =
+            lb.routed_groups().map_err(|why| RoutingGap::Unknown(format!("load balancer {}: {why}", lb.name)))?;
         let unlisted: Vec<String> = routed
             .iter()
             .filter(|arn| !self.target_groups.iter().any(|tg| &tg.arn == *arn))
             .map(|arn| crate::aws::elb::target_group_name_of(arn))
             .collect();
         if !unlisted.is_empty() {
-            return Err(format!(
+            return Err(RoutingGap::Unknown(format!(
                 "load balancer {} routes requests to target group {}, which {env}'s target_groups do not list, so \
                  its targets are not read; add it to target_groups",
                 lb.name,
                 unlisted.join(", ")
-            ));
+            )));
         }
-        Ok(self.target_groups.iter().filter(|tg| routed.contains(&tg.arn)).collect())
+        let idle: Vec<&str> =
+            self.target_groups.iter().filter(|tg| !routed.contains(&tg.arn)).map(|tg| tg.name.as_str()).collect();
+        if !idle.is_empty() {
+            return Err(RoutingGap::NotRouted(format!(
+                "load balancer {} routes no requests to {env}'s target group {} (no listener rule forwards to it): \
+                 add the rule, or take the group out of target_groups",
+                lb.name,
+                idle.join(", ")
+            )));
+        }
+        Ok(self.target_groups.iter().collect())
     }
 }
 

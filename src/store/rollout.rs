@@ -58,7 +58,14 @@ impl Request {
     /// Leaves the request for the rollout.
     pub fn ask(self, name: &str, note: &RequestNote) -> Result<(), String> {
         let b = current();
-        let body = serde_json::to_vec(note).map_err(|e| format!("cannot write the {} request: {e}", self.item()))?;
+        // Plain text unless a step is named: a rollout of an earlier
+        // version reads the text as it always did.
+        let body = match note.step {
+            None => note.text.clone().into_bytes(),
+            Some(_) => {
+                serde_json::to_vec(note).map_err(|e| format!("cannot write the {} request: {e}", self.item()))?
+            }
+        };
         b.put(name, self.item(), &body, Cond::Any)
             .map(|_| ())
             .map_err(|e| format!("{}: cannot leave the {} request: {e}", b.describe(), self.item()))

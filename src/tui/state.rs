@@ -607,6 +607,10 @@ pub fn update(app: &mut App, event: Event) -> Vec<Command> {
             }
             app.action_progress.remove(&key);
             app.applying.remove(&key);
+            // A warning was about what was applying then, not what comes next.
+            if app.applying.is_empty() {
+                app.quit_asked = false;
+            }
             app.action_results.insert(key, (ok, app.now));
             vec![Command::Refresh]
         }
