@@ -455,6 +455,19 @@ async fn refusals_change_nothing() {
     assert_eq!(code, Some(2), "{out}");
     assert!(out.contains("the live weights are 60/40 but the rollout expects 100/0"), "{out}");
     assert_eq!(weights(&sb).await, w(60, 40));
+    // Adopting weights a person confirmed (the cockpit's "adopt and start")
+    // that someone changed since: refused, nothing sent.
+    let args = ["rollout", p, "--yes", "--adopt-live", "--expect-live", "70/30"];
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &args).await;
+    assert_eq!(code, Some(2), "{out}");
+    assert!(
+        out.contains("the live weights are 60/40 now, not the 70/30 that were confirmed (someone changed them since)"),
+        "{out}"
+    );
+    assert_eq!(weights(&sb).await, w(60, 40));
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["rollout", p, "--yes", "--expect-live", "70"]).await;
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("`70` is not FROM/TO weights (e.g. 70/30, each 0 to 255)"), "{out}");
     // Only the two --read-only refusals are audited (by `authority::authorise`); nothing was sent.
     let lines: Vec<String> = audit(dir.path())
         .iter()

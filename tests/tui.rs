@@ -1205,7 +1205,10 @@ fn rollout_keys_plan_start_promote_and_abort_for_confirmation_and_pause_at_once(
         let lines = vec!["rollback target: 90/10, step 1 (10%)".to_string()];
         update(
             &mut app,
-            Event::Planned { key: "rollout".into(), result: Ok(PendingChange::Rollout { control, lines, step: None }) },
+            Event::Planned {
+                key: "rollout".into(),
+                result: Ok(PendingChange::Rollout { control, lines, step: None, live: None }),
+            },
         );
         assert_eq!(app.overlay, Overlay::Confirm { key: "rollout".into() });
         let text = screen(&app, 160, 48);

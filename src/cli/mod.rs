@@ -110,6 +110,10 @@ pub enum Command {
         /// Continue from the live weights when they differ from the saved state.
         #[arg(long)]
         adopt_live: bool,
+        /// Refuse, sending nothing, unless the live weights are exactly
+        /// FROM/TO (e.g. 70/30): the weights a person looked at and confirmed.
+        #[arg(long, value_name = "FROM/TO", value_parser = parse_weights)]
+        expect_live: Option<(u8, u8)>,
         /// Forget the saved rollout state and start over.
         #[arg(long)]
         restart: bool,
@@ -498,9 +502,13 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             let rb = load_runbook(&runbook)?;
             shift::run(rb, &cli.global, shift::ShiftArgs { percent: to, yes, dry_run })
         }
-        Command::Rollout { runbook, yes, adopt_live, restart, dry_run, take_over } => {
+        Command::Rollout { runbook, yes, adopt_live, expect_live, restart, dry_run, take_over } => {
             let rb = load_runbook(&runbook)?;
-            rollout::run(rb, &cli.global, rollout::RolloutArgs { yes, adopt_live, restart, dry_run, take_over })
+            rollout::run(
+                rb,
+                &cli.global,
+                rollout::RolloutArgs { yes, adopt_live, expect_live, restart, dry_run, take_over },
+            )
         }
         Command::Tick { runbook, item, undo, note, dry_run } => {
             let rb = load_runbook(&runbook)?;
@@ -615,4 +623,11 @@ fn tui(rb: Runbook, g: &GlobalArgs) -> Result<u8, Failure> {
         crate::tui::run(ctx, region, opts).await.map_err(|m| Failure { status: 1, message: m })?;
         Ok(0)
     })
+}
+
+/// `FROM/TO` weights, e.g. `70/30` (each 0 to 255, as Route53 takes).
+fn parse_weights(s: &str) -> Result<(u8, u8), String> {
+    let bad = || format!("`{s}` is not FROM/TO weights (e.g. 70/30, each 0 to 255)");
+    let (from, to) = s.split_once('/').ok_or_else(bad)?;
+    Ok((from.trim().parse().map_err(|_| bad())?, to.trim().parse().map_err(|_| bad())?))
 }

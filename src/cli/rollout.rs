@@ -45,6 +45,7 @@ fn print_preview(lines: Vec<String>) {
 pub struct RolloutArgs {
     pub yes: bool,
     pub adopt_live: bool,
+    pub expect_live: Option<(u8, u8)>,
     pub restart: bool,
     pub dry_run: bool,
     pub take_over: bool,
@@ -64,7 +65,8 @@ pub fn run(rb: Runbook, g: &GlobalArgs, args: RolloutArgs) -> Result<u8, Failure
         rollout::credentials_outlast(&rb, &clients, std::time::SystemTime::now()).map_err(Failure::bad_input)?;
         super::in_runbook_region(&clients, &rb, &region).await?;
         let (adopt_live, restart, take_over) = (args.adopt_live, args.restart, args.take_over);
-        let cx = Context { rb, clients, actor, vars: Default::default(), adopt_live, restart, take_over };
+        let expect_live = args.expect_live;
+        let cx = Context { rb, clients, actor, vars: Default::default(), adopt_live, expect_live, restart, take_over };
         let mut say = |l: &str| println!("{} {l}", crate::time::rfc3339(std::time::SystemTime::now()).get(11..19).unwrap_or(""));
         match rollout::run(&cx, &mut say).await {
             Ok(Outcome::Done) => {
@@ -98,6 +100,7 @@ pub fn abort(rb: Runbook, g: &GlobalArgs, yes: bool, reason: Option<String>, dry
             actor,
             vars: Default::default(),
             adopt_live: true,
+            expect_live: None,
             restart: false,
             take_over: false,
         };

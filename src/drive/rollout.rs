@@ -142,6 +142,9 @@ pub struct Context {
     pub actor: crate::authority::Actor,
     pub vars: BTreeMap<String, String>,
     pub adopt_live: bool,
+    /// `--expect-live`: the live weights a person confirmed (the cockpit's
+    /// "adopt and start"): refused, nothing sent, when they are others now.
+    pub expect_live: Option<Weights>,
     pub restart: bool,
     /// `--take-over`: resume a rollout whose holder stopped renewing its lease.
     pub take_over: bool,
@@ -948,6 +951,15 @@ async fn begin<'a>(cx: &'a Context, say: &'a mut (dyn FnMut(&str) + Send)) -> Re
         live_weights(cx.clients.dns(), rb).await.map_err(failed)?
     };
     let expected = runner.state.applied.unwrap_or(runner.engine.plan.initial);
+    if let Some(confirmed) = cx.expect_live
+        && live != confirmed
+    {
+        return Err(RolloutError::Refused(format!(
+            "the live weights are {}/{} now, not the {}/{} that were confirmed (someone changed them since); nothing \
+             was sent: look again, then start the rollout",
+            live.0, live.1, confirmed.0, confirmed.1
+        )));
+    }
     if live != expected {
         if !cx.adopt_live {
             return Err(RolloutError::Refused(format!(

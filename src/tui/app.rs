@@ -66,11 +66,13 @@ pub enum Control {
 pub enum PendingChange {
     Item(ActionPlan),
     Shift(Box<ShiftPlan>),
-    /// `step`: the step (from 0) shown, for a promote: only that one is skipped.
+    /// `step`: the step (from 0) shown, for a promote: only that one is
+    /// skipped. `live`: the live weights shown, for an adopt: only those are.
     Rollout {
         control: Control,
         lines: Vec<String>,
         step: Option<usize>,
+        live: Option<(u8, u8)>,
     },
 }
 

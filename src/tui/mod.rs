@@ -386,6 +386,7 @@ fn spawn_change(app: &mut App, cx: &ActionContext, command: Command, tx: tokio::
                                 actor,
                                 vars,
                                 adopt_live: false,
+                                expect_live: None,
                                 restart: false,
                                 take_over: false,
                             };
@@ -393,10 +394,7 @@ fn spawn_change(app: &mut App, cx: &ActionContext, command: Command, tx: tokio::
                         }
                         Err(e) => Err(e),
                     };
-                    planned(
-                        "rollout",
-                        result.map(|(control, lines, step)| PendingChange::Rollout { control, lines, step }),
-                    )
+                    planned("rollout", result)
                 },
                 planning_panicked("rollout"),
             );
@@ -515,9 +513,16 @@ async fn apply_change(
         PendingChange::Shift(plan) => {
             crate::drive::shift::execute(&clients, &rb, &who, &plan, &mut say).await.map_err(String::from)
         }
-        PendingChange::Rollout { control: c @ (Control::Start | Control::AdoptAndStart), .. } => {
-            let extra: &[&str] = if c == Control::AdoptAndStart { &["--adopt-live"] } else { &[] };
-            rollout::spawn_detached(&who, &rb, &global, extra, &vars)
+        PendingChange::Rollout { control: c @ (Control::Start | Control::AdoptAndStart), live, .. } => {
+            // Only the weights the popup showed are adopted: changed since,
+            // the rollout refuses and sends nothing.
+            let confirmed = live.map(|(f, t)| format!("{f}/{t}"));
+            let extra: Vec<&str> = match (c, &confirmed) {
+                (Control::AdoptAndStart, Some(w)) => vec!["--adopt-live", "--expect-live", w],
+                (Control::AdoptAndStart, None) => vec!["--adopt-live"],
+                _ => vec![],
+            };
+            rollout::spawn_detached(&who, &rb, &global, &extra, &vars)
                 .map(|(pid, out)| format!("rollout started as process {pid}; its output: {}", out.display()))
         }
         PendingChange::Rollout { control: Control::Promote, step, .. } => {
@@ -533,6 +538,7 @@ async fn apply_change(
                 actor: who,
                 vars: vars.clone(),
                 adopt_live: false,
+                expect_live: None,
                 restart: false,
                 take_over: false,
             };
@@ -549,9 +555,9 @@ async fn apply_change(
 async fn plan_rollout(
     cx: &crate::drive::rollout::Context,
     control: app::Control,
-) -> Result<(app::Control, Vec<String>, Option<usize>), String> {
+) -> Result<app::PendingChange, String> {
     use crate::drive::rollout::{self, Verdict};
-    use app::Control;
+    use app::{Control, PendingChange};
     let name = &cx.rb.name;
     // Whether one runs is asked where needed, once: with a crashed holder's
     // expired lease in team mode each ask watches it for seconds.
@@ -569,7 +575,9 @@ async fn plan_rollout(
             };
             let p = rollout::preview(&cx.rb, &cx.clients, false, false).await?;
             match p.verdict {
-                Verdict::Go => Ok((Control::Start, p.lines, None)),
+                Verdict::Go => {
+                    Ok(PendingChange::Rollout { control: Control::Start, lines: p.lines, step: None, live: None })
+                }
                 Verdict::LiveWeightsDiffer { live, expected } => {
                     let mut a = rollout::preview(&cx.rb, &cx.clients, true, false).await?;
                     if a.verdict != Verdict::Go {
@@ -580,7 +588,12 @@ async fn plan_rollout(
                         live.0, live.1, expected.0, expected.1
                     );
                     a.lines.insert(0, why);
-                    Ok((Control::AdoptAndStart, a.lines, None))
+                    Ok(PendingChange::Rollout {
+                        control: Control::AdoptAndStart,
+                        lines: a.lines,
+                        step: None,
+                        live: Some(live),
+                    })
                 }
                 Verdict::Running => {
                     Err("a rollout of this runbook is already running (P pauses, + promotes, X aborts)".into())
@@ -592,19 +605,25 @@ async fn plan_rollout(
         Control::Promote => {
             let s = rollout::load_state(name)?.ok_or("the running rollout has saved no state yet")?;
             let steps = &cx.rb.rollout.steps;
-            Ok((
+            Ok(PendingChange::Rollout {
                 control,
-                vec![format!(
+                lines: vec![format!(
                     "step {} of {} ({}%), {}",
                     s.engine.step + 1,
                     steps.len(),
                     steps.get(s.engine.step).copied().unwrap_or(0),
                     s.engine.phase.name()
                 )],
-                Some(s.engine.step),
-            ))
+                step: Some(s.engine.step),
+                live: None,
+            })
         }
-        Control::Abort => Ok((control, rollout::abort_preview(&cx.rb, &cx.clients).await?, None)),
+        Control::Abort => Ok(PendingChange::Rollout {
+            control,
+            lines: rollout::abort_preview(&cx.rb, &cx.clients).await?,
+            step: None,
+            live: None,
+        }),
     }
 }
 
