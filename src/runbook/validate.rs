@@ -1111,6 +1111,26 @@ impl<'a> Validator<'a> {
         })
     }
 
+    /// An ALB's counts (5xx, requests) are worth only their Sum: AWS
+    /// documents their Minimum, Maximum and Average as 1 whatever the count,
+    /// so a bound on those passes at any number of errors.
+    fn counts_summed(&mut self, metric: Option<Metric>, stat: Stat, s: Option<&S<String>>) {
+        let Some(m) = metric.filter(|m| matches!(m, Metric::Target5xx | Metric::Elb5xx | Metric::RequestCount)) else {
+            return;
+        };
+        let Some(s) = s.filter(|_| stat != Stat::Sum) else { return };
+        self.err(
+            s.span(),
+            format!(
+                "{} is a count: its {} is 1 (or the number of datapoints) whatever the number of requests, so a \
+                 bound on it passes at any volume",
+                m.cloudwatch_name(),
+                stat.cloudwatch_name()
+            ),
+            "use stat = \"Sum\" (the default), or leave stat out",
+        );
+    }
+
     /// A TargetResponseTime summed adds every request's seconds together: it
     /// grows with traffic and bounds no request's latency.
     fn no_summed_latency(
@@ -1293,6 +1313,7 @@ impl<'a> Validator<'a> {
                     .map(|m| self.metric(m));
                 let stat = self.stat(g.stat.as_ref(), Stat::Sum);
                 self.no_summed_latency(metric, stat, g.stat.as_ref(), g.metric.as_ref().map(|m| m.span()));
+                self.counts_summed(metric, stat, g.stat.as_ref());
                 let max = self.require(g.max.as_ref(), "max", kind, at, "0").map(|m| {
                     if !m.get_ref().is_finite() || *m.get_ref() < 0.0 {
                         self.err(
@@ -1349,6 +1370,7 @@ impl<'a> Validator<'a> {
                     .map(|m| self.metric(m));
                 let stat = self.stat(g.stat.as_ref(), Stat::Sum);
                 self.no_summed_latency(metric, stat, g.stat.as_ref(), g.metric.as_ref().map(|m| m.span()));
+                self.counts_summed(metric, stat, g.stat.as_ref());
                 let factor = self.require(g.factor.as_ref(), "factor", kind, at, "1.5").map(|f| {
                     if !f.get_ref().is_finite() || *f.get_ref() <= 0.0 {
                         self.err(
@@ -1410,6 +1432,8 @@ impl<'a> Validator<'a> {
         let environment = a.environment.as_ref().map(|e| self.env_ref(names, e));
         let metric = a.metric.as_ref().map_or(Metric::Target5xx, |m| self.metric(m));
         let stat = self.stat(a.stat.as_ref(), Stat::Sum);
+        // An alarm on a count's Average never fires at a threshold of 1 or more.
+        self.counts_summed(Some(metric), stat, a.stat.as_ref());
         let period = match &a.period {
             Some(p) => {
                 let d = self.duration(p, "period").unwrap_or(Duration::from_secs(60));
@@ -2532,6 +2556,27 @@ mod tests {
         assert!(err.contains("TargetResponseTime summed"), "{err}");
         let err = parse("t.toml", &with(gate, &format!("{compare}\nstat = \"p99\""))).unwrap_err().to_string();
         assert!(!err.contains("TargetResponseTime summed"), "{err}");
+        // A count's Average (Minimum, Maximum, p99) is 1 whatever the count: only its Sum bounds it.
+        for stat in ["Average", "Maximum", "Minimum", "SampleCount", "p99"] {
+            let averaged =
+                metric("HTTPCode_Target_5XX_Count").replace("max = 0", &format!("stat = \"{stat}\"\nmax = 5"));
+            let err = parse("t.toml", &with(gate, &averaged)).unwrap_err().to_string();
+            assert!(
+                err.contains(&format!("HTTPCode_Target_5XX_Count is a count: its {stat} is 1"))
+                    && err.contains("stat = \"Sum\"")
+                    && err.contains("t.toml:"),
+                "{err}"
+            );
+        }
+        let err = parse(
+            "t.toml",
+            &with(gate, "kind = \"compare\"\nmetric = \"HTTPCode_ELB_5XX_Count\"\nstat = \"Average\"\nfactor = 1.5"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("HTTPCode_ELB_5XX_Count is a count: its Average is 1"), "{err}");
+        let summed = metric("HTTPCode_Target_5XX_Count").replace("max = 0", "stat = \"Sum\"\nmax = 5");
+        assert_valid(&with(gate, &summed), "a count summed");
     }
 
     /// An alarm gate's `lag`: 4m unless given (3m past its longest alarm
