@@ -225,6 +225,7 @@ fn big_live(now: SystemTime) -> Vec<LiveEvent> {
             state: "OK".into(),
             reason: String::new(),
             period_seconds: None,
+            ..Default::default()
         })
         .collect()))));
     let pts: Vec<(i64, f64)> = (0..15).map(|i| (i * 60, (i * 7 % 11) as f64)).collect();

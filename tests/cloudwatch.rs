@@ -240,6 +240,74 @@ async fn a_composite_alarm_is_read_and_follows_its_children() {
 /// declares; an alarm whose period on AWS is longer may not have judged the
 /// soak's last minutes when read, so its gate is an error (never a pass)
 /// until the runbook declares it, through a composite too.
+/// An alarm that cannot see the side says nothing by being OK: its ALB
+/// metric under dimensions AWS never publishes it with (an ELB 5xx count
+/// per target group reads no data, and `notBreaching` keeps it OK), or
+/// another environment's target group than the one it is declared for.
+/// Its gate is an error and its check unknown, never a pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alarm_that_cannot_see_its_side_passes_no_gate() {
+    let rb = parse(&demo_text("", |t| t));
+    let sb = sandbox(&rb, "eu-south-2").await;
+    until_state(&sb, "demo-staging-5xx", "OK").await;
+    let g = gate("[[rollout.gates]]\nkind = \"alarm_ok\"\nalarms = [\"demo-staging-5xx\"]\n");
+    let snap = first_snapshot(&rb, &sb).await;
+    assert_eq!(gates::from_snapshot(&rb, &g, &snap).unwrap(), Measurement::Pass);
+    let cw = &sb.clients.cloudwatch;
+    let old = cw.describe_alarms().alarm_names("demo-staging-5xx").send().await.unwrap().metric_alarms()[0].clone();
+    let put = |metric: &str, dims: Vec<aws_sdk::cloudwatch::types::Dimension>| {
+        cw.put_metric_alarm()
+            .alarm_name("demo-staging-5xx")
+            .namespace("AWS/ApplicationELB")
+            .metric_name(metric)
+            .set_dimensions(Some(dims))
+            .set_statistic(old.statistic().cloned())
+            .period(60)
+            .evaluation_periods(1)
+            .threshold(5.0)
+            .set_comparison_operator(old.comparison_operator().cloned())
+            .treat_missing_data("notBreaching")
+            .send()
+    };
+    // The ELB's own 5xx, per target group: AWS publishes it per load balancer only.
+    put("HTTPCode_ELB_5XX_Count", old.dimensions().to_vec()).await.unwrap();
+    until_state(&sb, "demo-staging-5xx", "OK").await;
+    let snap = first_snapshot(&rb, &sb).await;
+    let m = gates::from_snapshot(&rb, &g, &snap).unwrap();
+    assert!(
+        matches!(&m, Measurement::Error(w) if w.contains("alarm demo-staging-5xx: its metric HTTPCode_ELB_5XX_Count has dimensions {TargetGroup, LoadBalancer}, which AWS never publishes it under ({LoadBalancer})")),
+        "{m:?}"
+    );
+    let check = cutover::runbook::Check::AlarmOk { alarm: "demo-staging-5xx".into() };
+    let (outcome, detail) = cutover::status::checks::evaluate_one(&rb, &snap, &check);
+    assert_eq!(outcome, cutover::status::CheckOutcome::Unknown, "{detail}");
+    // Production's target group under the alarm declared for staging.
+    let prod_tg = &sb.world.target_groups["production"][0].arn;
+    let prod_dims: Vec<_> = old
+        .dimensions()
+        .iter()
+        .map(|d| match d.name() {
+            Some("TargetGroup") => aws_sdk::cloudwatch::types::Dimension::builder()
+                .name("TargetGroup")
+                .value(cutover::aws::elb::arn_suffix(prod_tg))
+                .build(),
+            _ => d.clone(),
+        })
+        .collect();
+    put("HTTPCode_Target_5XX_Count", prod_dims).await.unwrap();
+    let snap = first_snapshot(&rb, &sb).await;
+    let m = gates::from_snapshot(&rb, &g, &snap).unwrap();
+    assert!(
+        matches!(&m, Measurement::Error(w) if w.contains("alarm demo-staging-5xx is declared for staging but watches TargetGroup=targetgroup/demo-prod-web/")),
+        "{m:?}"
+    );
+    // Put back as it was: a pass again.
+    put("HTTPCode_Target_5XX_Count", old.dimensions().to_vec()).await.unwrap();
+    let snap = first_snapshot(&rb, &sb).await;
+    assert_eq!(gates::from_snapshot(&rb, &g, &snap).unwrap(), Measurement::Pass);
+    sb.down().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_alarm_whose_period_on_aws_is_longer_than_declared_makes_its_gate_an_error() {
     let composite = "[[alarms]]\nname = \"demo-staging-any\"\n\

@@ -207,12 +207,14 @@ fn demo_events(stopped_prod_web_1: bool) -> Vec<LiveEvent> {
                 state: "OK".into(),
                 reason: String::new(),
                 period_seconds: None,
+                ..Default::default()
             },
             AlarmState {
                 name: "demo-prod-5xx".into(),
                 state: "OK".into(),
                 reason: String::new(),
                 period_seconds: None,
+                ..Default::default()
             },
         ]))),
     ];

@@ -11,7 +11,7 @@ use serde::Serialize;
 use super::{AwsResult, SideClients, sdk_error};
 use crate::runbook::{Metric, Runbook, Side, Stat};
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct AlarmState {
     pub name: String,
     /// OK, ALARM, INSUFFICIENT_DATA, or MISSING when no such alarm exists.
@@ -21,6 +21,50 @@ pub struct AlarmState {
     /// it may judge it (a composite: none of its own).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub period_seconds: Option<u32>,
+    /// A metric alarm on an ALB metric: its `LoadBalancer` and `TargetGroup`
+    /// dimensions (ARN suffixes), whose requests it watches.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub watches: Vec<(String, String)>,
+    /// Why it can never see what its metric counts: an ALB metric under a
+    /// dimension set AWS never publishes it with reads no data.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub blind: Option<String>,
+}
+
+/// What a metric alarm on an ALB metric watches, and whether AWS publishes
+/// its metric under its dimensions at all.
+fn elb_watch(
+    namespace: Option<&str>,
+    metric: Option<&str>,
+    dims: &[Dimension],
+) -> (Vec<(String, String)>, Option<String>) {
+    if namespace != Some("AWS/ApplicationELB") {
+        return (Vec::new(), None);
+    }
+    let dims: Vec<(&str, &str)> = dims.iter().filter_map(|d| Some((d.name()?, d.value()?))).collect();
+    let watches = dims
+        .iter()
+        .filter(|(n, _)| matches!(*n, "LoadBalancer" | "TargetGroup"))
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect();
+    let blind = metric.and_then(|name| {
+        let m = Metric::from_cloudwatch_name(name)?;
+        let published = published_dimensions(m).iter().any(|set| {
+            let names = set.names();
+            names.len() == dims.len() && dims.iter().all(|(n, _)| names.contains(n))
+        });
+        (!published).then(|| {
+            let given: Vec<&str> = dims.iter().map(|(n, _)| *n).collect();
+            let sets: Vec<String> = published_dimensions(m).iter().map(|s| s.names().join(", ")).collect();
+            format!(
+                "its metric {name} has dimensions {{{}}}, which AWS never publishes it under ({}), so it reads no \
+                 data whatever the side does",
+                given.join(", "),
+                sets.iter().map(|s| format!("{{{s}}}")).collect::<Vec<_>>().join(" or ")
+            )
+        })
+    });
+    (watches, blind)
 }
 
 pub async fn alarm_states(cw: &aws_sdk::cloudwatch::Client, names: &[String]) -> AwsResult<Vec<AlarmState>> {
@@ -36,26 +80,38 @@ pub async fn alarm_states(cw: &aws_sdk::cloudwatch::Client, names: &[String]) ->
         .send()
         .await
         .map_err(|e| sdk_error("DescribeAlarms", e))?;
-    let metric = resp
-        .metric_alarms()
+    let metric = resp.metric_alarms().iter().map(|a| {
+        let (watches, blind) = elb_watch(a.namespace(), a.metric_name(), a.dimensions());
+        (
+            a.alarm_name(),
+            a.state_value(),
+            a.state_reason(),
+            a.period().and_then(|p| u32::try_from(p).ok()),
+            watches,
+            blind,
+        )
+    });
+    let composite = resp
+        .composite_alarms()
         .iter()
-        .map(|a| (a.alarm_name(), a.state_value(), a.state_reason(), a.period().and_then(|p| u32::try_from(p).ok())));
-    let composite = resp.composite_alarms().iter().map(|a| (a.alarm_name(), a.state_value(), a.state_reason(), None));
+        .map(|a| (a.alarm_name(), a.state_value(), a.state_reason(), None, Vec::new(), None));
     let found: Vec<_> = metric.chain(composite).collect();
     Ok(names
         .iter()
         .map(|n| match found.iter().find(|a| a.0 == Some(n.as_str())) {
-            Some((_, state, reason, period)) => AlarmState {
+            Some((_, state, reason, period, watches, blind)) => AlarmState {
                 name: n.clone(),
                 state: state.map(|s| s.as_str().to_string()).unwrap_or_default(),
                 reason: reason.unwrap_or_default().to_string(),
                 period_seconds: *period,
+                watches: watches.clone(),
+                blind: blind.clone(),
             },
             None => AlarmState {
                 name: n.clone(),
                 state: "MISSING".into(),
                 reason: "no such alarm in this region".into(),
-                period_seconds: None,
+                ..Default::default()
             },
         })
         .collect())

@@ -157,6 +157,14 @@ pub fn from_snapshot(rb: &Runbook, g: &GateKind, snap: &Snapshot) -> Option<Meas
             };
             let mut missing_data = false;
             for name in alarms {
+                // An alarm that cannot see the side is no evidence, OK or not.
+                if let Some(why) = states
+                    .iter()
+                    .find(|a| &a.name == name)
+                    .and_then(|a| crate::status::checks::alarm_blind(rb, snap, a))
+                {
+                    return Some(Measurement::Error(why));
+                }
                 match states.iter().find(|a| &a.name == name).map(|a| a.state.as_str()) {
                     Some("OK") => {}
                     Some("INSUFFICIENT_DATA") => match insufficient_data {

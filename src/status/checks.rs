@@ -246,12 +246,46 @@ fn stickiness(snap: &Snapshot, env: &str, secs: u64) -> Verdict {
     if bad.is_empty() { pass(format!("lb_cookie {secs}s")) } else { fail(bad.join("; ")) }
 }
 
-fn alarm_ok(snap: &Snapshot, alarm: &str) -> Verdict {
+/// Why an alarm cannot see what it is meant to, if so: its ALB metric
+/// under dimensions AWS never publishes it with, or (declared in the
+/// runbook for an environment) another load balancer or target group than
+/// that environment's. Its OK then says nothing of the side.
+pub fn alarm_blind(rb: &Runbook, snap: &Snapshot, a: &crate::aws::cloudwatch::AlarmState) -> Option<String> {
+    if let Some(why) = &a.blind {
+        return Some(format!("alarm {}: {why}; give it a dimension set AWS publishes", a.name));
+    }
+    let env = rb.alarms.iter().find(|d| d.name == a.name)?.environment.as_deref()?;
+    if a.watches.is_empty() {
+        return None;
+    }
+    // Not read yet: the environment's own readings say so elsewhere.
+    let aws = snap.environment(env)?.aws.value.as_ref()?;
+    let suffix = crate::aws::elb::arn_suffix;
+    let lbs: Vec<String> = aws.load_balancer.iter().map(|lb| suffix(&lb.arn)).collect();
+    let tgs: Vec<String> = aws.target_groups.iter().map(|tg| suffix(&tg.arn)).collect();
+    let foreign: Vec<String> = a
+        .watches
+        .iter()
+        .filter(|(n, v)| if n == "LoadBalancer" { !lbs.contains(v) } else { !tgs.contains(v) })
+        .map(|(n, v)| format!("{n}={v}"))
+        .collect();
+    (!foreign.is_empty()).then(|| {
+        format!(
+            "alarm {} is declared for {env} but watches {}, not {env}'s load balancer and target groups: it cannot \
+             see {env}'s failures; point its dimensions at {env}'s, or correct its environment",
+            a.name,
+            foreign.join(", ")
+        )
+    })
+}
+
+fn alarm_ok(rb: &Runbook, snap: &Snapshot, alarm: &str) -> Verdict {
     let alarms = match fresh(&snap.alarms, "alarms") {
         Ok(a) => a,
         Err(v) => return v,
     };
     match alarms.iter().find(|a| a.name == alarm) {
+        Some(a) if let Some(why) = alarm_blind(rb, snap, a) => unknown(why),
         Some(a) if a.state == "OK" => pass("OK"),
         Some(a) => fail(format!("{} {}", a.state, a.reason)),
         None => unknown(format!("alarm {alarm} not read")),
@@ -540,7 +574,7 @@ pub fn evaluate_one(rb: &Runbook, snap: &Snapshot, check: &Check) -> Verdict {
         Check::TargetsHealthy { environment } => targets_healthy(snap, environment),
         Check::RedisReachable { environment } => redis_reachable(snap, rb, environment),
         Check::Stickiness { environment, duration } => stickiness(snap, environment, duration.as_secs()),
-        Check::AlarmOk { alarm } => alarm_ok(snap, alarm),
+        Check::AlarmOk { alarm } => alarm_ok(rb, snap, alarm),
         Check::HttpOk { environment } => http_ok(snap, environment),
         Check::KeyCountsMatch { from_redis, to_redis, tolerance } => key_counts(snap, from_redis, to_redis, *tolerance),
         Check::ZonesEnabled { environment } => zones_enabled(snap, environment),
