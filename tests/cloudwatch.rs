@@ -236,10 +236,6 @@ async fn a_composite_alarm_is_read_and_follows_its_children() {
     sb.down().await;
 }
 
-/// An alarm gate's default lag is counted from the periods the runbook
-/// declares; an alarm whose period on AWS is longer may not have judged the
-/// soak's last minutes when read, so its gate is an error (never a pass)
-/// until the runbook declares it, through a composite too.
 /// An alarm that cannot see the side says nothing by being OK: its ALB
 /// metric under dimensions AWS never publishes it with (an ELB 5xx count
 /// per target group reads no data, and `notBreaching` keeps it OK), or
@@ -247,12 +243,18 @@ async fn a_composite_alarm_is_read_and_follows_its_children() {
 /// Its gate is an error and its check unknown, never a pass.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_alarm_that_cannot_see_its_side_passes_no_gate() {
-    let rb = parse(&demo_text("", |t| t));
+    let composite = "[[alarms]]\nname = \"demo-staging-any\"\n\
+                     rule = \"ALARM(\\\"demo-staging-5xx\\\") OR ALARM(\\\"demo-prod-5xx\\\")\"\n";
+    let rb = parse(&demo_text(composite, |t| t));
     let sb = sandbox(&rb, "eu-south-2").await;
     until_state(&sb, "demo-staging-5xx", "OK").await;
+    until_state(&sb, "demo-staging-any", "OK").await;
     let g = gate("[[rollout.gates]]\nkind = \"alarm_ok\"\nalarms = [\"demo-staging-5xx\"]\n");
+    // The composite's OK rests on its children: one blind, it proves nothing either.
+    let over = gate(&format!("[[rollout.gates]]\nkind = \"alarm_ok\"\nalarms = [\"demo-staging-any\"]\n{composite}"));
     let snap = first_snapshot(&rb, &sb).await;
     assert_eq!(gates::from_snapshot(&rb, &g, &snap).unwrap(), Measurement::Pass);
+    assert_eq!(gates::from_snapshot(&rb, &over, &snap).unwrap(), Measurement::Pass);
     let cw = &sb.clients.cloudwatch;
     let old = cw.describe_alarms().alarm_names("demo-staging-5xx").send().await.unwrap().metric_alarms()[0].clone();
     let put = |metric: &str, dims: Vec<aws_sdk::cloudwatch::types::Dimension>| {
@@ -278,6 +280,8 @@ async fn an_alarm_that_cannot_see_its_side_passes_no_gate() {
         matches!(&m, Measurement::Error(w) if w.contains("alarm demo-staging-5xx: its metric HTTPCode_ELB_5XX_Count has dimensions {TargetGroup, LoadBalancer}, which AWS never publishes it under ({LoadBalancer})")),
         "{m:?}"
     );
+    let m = gates::from_snapshot(&rb, &over, &snap).unwrap();
+    assert!(matches!(&m, Measurement::Error(w) if w.starts_with("alarm demo-staging-5xx: its metric")), "{m:?}");
     let check = cutover::runbook::Check::AlarmOk { alarm: "demo-staging-5xx".into() };
     let (outcome, detail) = cutover::status::checks::evaluate_one(&rb, &snap, &check);
     assert_eq!(outcome, cutover::status::CheckOutcome::Unknown, "{detail}");
@@ -308,6 +312,10 @@ async fn an_alarm_that_cannot_see_its_side_passes_no_gate() {
     sb.down().await;
 }
 
+/// An alarm gate's default lag is counted from the periods the runbook
+/// declares; an alarm whose period on AWS is longer may not have judged the
+/// soak's last minutes when read, so its gate is an error (never a pass)
+/// until the runbook declares it, through a composite too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_alarm_whose_period_on_aws_is_longer_than_declared_makes_its_gate_an_error() {
     let composite = "[[alarms]]\nname = \"demo-staging-any\"\n\

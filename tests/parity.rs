@@ -242,6 +242,28 @@ async fn readiness_and_parity_checks_follow_what_aws_and_redis_say() {
         detail.contains("redis.persistence (prod-cache / staging-cache): AOF off, RDB off → AOF on, RDB off"),
         "{detail}"
     );
+    // Holding an instance, but with Launch and ReplaceUnhealthy suspended
+    // (left so after a manual intervention): it replaces none that fails.
+    asg.update_auto_scaling_group()
+        .auto_scaling_group_name("shop-staging-asg")
+        .desired_capacity(1)
+        .send()
+        .await
+        .unwrap();
+    asg.suspend_processes()
+        .auto_scaling_group_name("shop-staging-asg")
+        .scaling_processes("Launch")
+        .scaling_processes("ReplaceUnhealthy")
+        .send()
+        .await
+        .unwrap();
+    let snap = common::first_snapshot(&rb, &sb).await;
+    let (o, detail) = outcome(&snap, "autoscaling-group");
+    assert_eq!(o, Fail, "{detail}");
+    assert!(detail.starts_with("shop-staging-asg has Launch, ReplaceUnhealthy suspended"), "{detail}");
+    asg.resume_processes().auto_scaling_group_name("shop-staging-asg").send().await.unwrap();
+    let snap = common::first_snapshot(&rb, &sb).await;
+    assert_eq!(outcome(&snap, "autoscaling-group").0, Pass, "resumed");
     sb.down().await;
 }
 

@@ -593,7 +593,10 @@ async fn promote_and_pause_from_another_shell_and_dry_runs_that_change_nothing()
     assert_eq!(done.status.code(), Some(3), "{text}");
     assert!(text.contains("pause asked for: checking p99"), "{text}");
     assert!(
-        text.contains("promote of step 1 ignored: the rollout is at step 2 now (promoted from the cockpit by ana)"),
+        text.contains(
+            "promote ignored: promoting step 1 was confirmed, but the rollout is at step 2 now (promoted from the \
+             cockpit by ana)"
+        ),
         "{text}"
     );
     assert_eq!(weights(&sb).await, w(75, 25), "a pause moves no weight");
@@ -615,7 +618,9 @@ async fn promote_and_pause_from_another_shell_and_dry_runs_that_change_nothing()
     assert!(promote["detail"].as_str().unwrap().contains("step 1 promoted"), "{promote}");
     let ignored = audit(dir.path()).into_iter().find(|l| l["action"] == "rollout promote" && l["stage"] == "refused");
     assert!(
-        ignored.as_ref().is_some_and(|l| l["detail"].as_str().unwrap().starts_with("promote of step 1 ignored")),
+        ignored
+            .as_ref()
+            .is_some_and(|l| l["detail"].as_str().unwrap().starts_with("promote ignored: promoting step 1")),
         "{ignored:?}"
     );
     let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["abort", p, "--yes", "--reason", "enough"]).await;

@@ -231,6 +231,9 @@ pub struct AutoScalingShape {
     pub desired: Option<u32>,
     /// The side's target groups it sends instances to.
     pub target_group_arns: Vec<String>,
+    /// Its suspended processes (`Launch`, `ReplaceUnhealthy`, …).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub suspended: Vec<String>,
 }
 
 /// A metric alarm that watches one of a side's load balancer or target groups.
@@ -971,6 +974,7 @@ mod tests {
             max: Some(6),
             desired: Some(desired),
             target_group_arns: vec![],
+            suspended: vec![],
         };
         to.autoscaling_groups.push(group(2));
         let d = compare(&from, &to, &BTreeMap::new());

@@ -35,6 +35,12 @@ pub async fn groups_behind(
                     max: g.max_size().and_then(|v| u32::try_from(v).ok()),
                     desired: g.desired_capacity().and_then(|v| u32::try_from(v).ok()),
                     target_group_arns: attached,
+                    suspended: g
+                        .suspended_processes()
+                        .iter()
+                        .filter_map(|p| p.process_name())
+                        .map(str::to_string)
+                        .collect(),
                 });
             }
         }

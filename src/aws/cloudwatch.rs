@@ -42,6 +42,10 @@ fn elb_watch(
         return (Vec::new(), None);
     }
     let dims: Vec<(&str, &str)> = dims.iter().filter_map(|d| Some((d.name()?, d.value()?))).collect();
+    if let Some((_, zone)) = dims.iter().find(|(n, _)| *n == "AvailabilityZone") {
+        let why = format!("its dimensions name one availability zone ({zone}), so it sees only that zone's requests");
+        return (Vec::new(), Some(why));
+    }
     let watches = dims
         .iter()
         .filter(|(n, _)| matches!(*n, "LoadBalancer" | "TargetGroup"))
@@ -81,7 +85,16 @@ pub async fn alarm_states(cw: &aws_sdk::cloudwatch::Client, names: &[String]) ->
         .await
         .map_err(|e| sdk_error("DescribeAlarms", e))?;
     let metric = resp.metric_alarms().iter().map(|a| {
-        let (watches, blind) = elb_watch(a.namespace(), a.metric_name(), a.dimensions());
+        // Its own metric, or (metric math) each metric its queries read:
+        // one it cannot see makes the whole expression blind.
+        let (mut watches, mut blind) = elb_watch(a.namespace(), a.metric_name(), a.dimensions());
+        for m in a.metrics().iter().filter_map(|q| q.metric_stat().and_then(|s| s.metric())) {
+            let (w, b) = elb_watch(m.namespace(), m.metric_name(), m.dimensions());
+            watches.extend(w);
+            blind = blind.or(b);
+        }
+        watches.sort();
+        watches.dedup();
         (
             a.alarm_name(),
             a.state_value(),

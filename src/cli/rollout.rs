@@ -133,11 +133,13 @@ pub fn promote(rb: Runbook, g: &GlobalArgs, yes: bool) -> Result<u8, Failure> {
         let (_, _, who) = authorised(&rb, g, yes, "rollout promote", "promoting a step").await?;
         // The step read now is the one promoted: if the rollout moves on
         // before it looks, the next step's soak is not skipped unseen.
-        let step = rollout::load_state(&rb.name).map_err(|e| failed(RolloutError::Failed(e)))?.map(|s| s.engine.step);
-        if let Some(step) = step {
-            println!("promoting step {} of {}", step + 1, rb.rollout.steps.len());
+        let engine = rollout::load_state(&rb.name).map_err(|e| failed(RolloutError::Failed(e)))?.map(|s| s.engine);
+        if let Some(e) = &engine {
+            println!("promoting step {} of {} ({})", e.step + 1, rb.rollout.steps.len(), e.phase.name());
         }
-        let note = RequestNote { text, step };
+        let (step, soak_since) =
+            (engine.as_ref().map(|e| e.step), engine.as_ref().and_then(|e| e.phase.soaking_since()));
+        let note = RequestNote { text, step, soak_since };
         let done =
             rollout::request(&who, &rb.name, Request::Promote, note, Duration::from_secs(30)).await.map_err(failed)?;
         println!("{done}");

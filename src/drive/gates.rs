@@ -156,15 +156,10 @@ pub fn from_snapshot(rb: &Runbook, g: &GateKind, snap: &Snapshot) -> Option<Meas
                 Err(m) => return Some(m),
             };
             let mut missing_data = false;
+            // An alarm that cannot see the side (or a composite built of
+            // one) is no evidence when OK; one in ALARM still fails below.
+            let blind = alarms.iter().find_map(|n| crate::status::checks::alarm_or_children_blind(rb, snap, states, n));
             for name in alarms {
-                // An alarm that cannot see the side is no evidence, OK or not.
-                if let Some(why) = states
-                    .iter()
-                    .find(|a| &a.name == name)
-                    .and_then(|a| crate::status::checks::alarm_blind(rb, snap, a))
-                {
-                    return Some(Measurement::Error(why));
-                }
                 match states.iter().find(|a| &a.name == name).map(|a| a.state.as_str()) {
                     Some("OK") => {}
                     Some("INSUFFICIENT_DATA") => match insufficient_data {
@@ -180,7 +175,7 @@ pub fn from_snapshot(rb: &Runbook, g: &GateKind, snap: &Snapshot) -> Option<Meas
                     None => return Some(Measurement::Error(format!("alarm {name} was not read"))),
                 }
             }
-            if let Some(why) = longer_than_declared(rb, alarms, states) {
+            if let Some(why) = longer_than_declared(rb, alarms, states).or(blind) {
                 return Some(Measurement::Error(why));
             }
             if missing_data { Measurement::NoData } else { Measurement::Pass }

@@ -826,7 +826,9 @@ pub async fn run(cx: &Context, say: &mut (dyn FnMut(&str) + Send)) -> Result<Out
                 continue;
             }
         };
-        if let Some((request, RequestNote { text, step: asked })) = taken {
+        if let Some((request, note)) = taken {
+            let stale = stale_promote(&note, &runner.engine.state);
+            let text = note.text;
             outputs = match request {
                 Request::Abort => runner.engine.handle(Input::Abort { reason: text }, now()),
                 Request::Pause => {
@@ -835,12 +837,8 @@ pub async fn run(cx: &Context, say: &mut (dyn FnMut(&str) + Send)) -> Result<Out
                 }
                 // Confirmed for a step that has since passed: the step now
                 // running was never shown, and its gates are not skipped.
-                Request::Promote if asked.is_some_and(|s| s != runner.engine.state.step) => {
-                    let why = format!(
-                        "promote of step {} ignored: the rollout is at step {} now ({text})",
-                        asked.unwrap_or_default() + 1,
-                        runner.engine.state.step + 1
-                    );
+                Request::Promote if let Some(stale) = stale => {
+                    let why = format!("promote ignored: {stale} ({text})");
                     (runner.say)(&why);
                     let w = runner.engine.plan.weights_at(runner.engine.state.step);
                     runner.audit("rollout promote", Stage::Refused, Some(w), w, why).map_err(failed)?;
@@ -944,13 +942,7 @@ async fn begin<'a>(cx: &'a Context, say: &'a mut (dyn FnMut(&str) + Send)) -> Re
     // A change an earlier run left in flight is settled first: confirmed
     // INSYNC and audited, or found never sent.
     let live = live_weights(cx.clients.dns(), rb).await.map_err(failed)?;
-    let mut outputs = runner.reconcile(live).await.map_err(failed)?;
-    let live = if outputs.is_empty() && runner.state.in_flight.is_none() {
-        live
-    } else {
-        live_weights(cx.clients.dns(), rb).await.map_err(failed)?
-    };
-    let expected = runner.state.applied.unwrap_or(runner.engine.plan.initial);
+    // Before anything is settled or sent: the weights a person confirmed.
     if let Some(confirmed) = cx.expect_live
         && live != confirmed
     {
@@ -960,6 +952,13 @@ async fn begin<'a>(cx: &'a Context, say: &'a mut (dyn FnMut(&str) + Send)) -> Re
             live.0, live.1, confirmed.0, confirmed.1
         )));
     }
+    let mut outputs = runner.reconcile(live).await.map_err(failed)?;
+    let live = if outputs.is_empty() && runner.state.in_flight.is_none() {
+        live
+    } else {
+        live_weights(cx.clients.dns(), rb).await.map_err(failed)?
+    };
+    let expected = runner.state.applied.unwrap_or(runner.engine.plan.initial);
     if live != expected {
         if !cx.adopt_live {
             return Err(RolloutError::Refused(format!(
@@ -1346,6 +1345,28 @@ pub async fn abort(cx: &Context, reason: &str, say: &mut (dyn FnMut(&str) + Send
     Ok(format!("weights set back to {}/{}", target.0, target.1))
 }
 
+/// Why a promote confirmed for one step's soak is not for the rollout's
+/// state now, if so: another step, or the same step's soak begun again.
+fn stale_promote(note: &RequestNote, now: &crate::engine::EngineState) -> Option<String> {
+    let asked = note.step?;
+    if asked != now.step {
+        return Some(format!(
+            "promoting step {} was confirmed, but the rollout is at step {} now",
+            asked + 1,
+            now.step + 1
+        ));
+    }
+    let seen = note.soak_since?;
+    (now.phase.soaking_since() != Some(seen)).then(|| {
+        format!(
+            "promoting step {}'s soak was confirmed, but that soak has ended and the step is {} again (after a pause \
+             or a retry)",
+            asked + 1,
+            now.phase.name()
+        )
+    })
+}
+
 /// Asks the running rollout to pause or promote, and waits (up to `limit`)
 /// until its saved state shows it did. Refused when none runs, and a
 /// promote confirmed for `step` (from 0) when the rollout has moved on.
@@ -1366,16 +1387,9 @@ pub async fn request(
         )));
     }
     let before = load_state(name).map_err(failed)?.map(|s| s.engine);
-    if let (Some(asked), Some(b)) = (note.step, &before)
-        && req == Request::Promote
-        && asked != b.step
-    {
+    if let Some(stale) = before.as_ref().and_then(|b| stale_promote(&note, b)).filter(|_| req == Request::Promote) {
         return Err(RolloutError::Refused(format!(
-            "refused: promoting step {} was confirmed, but the rollout is at step {} now ({}); nothing was \
-             promoted: look at the new step and promote it if you mean to",
-            asked + 1,
-            b.step + 1,
-            b.phase.name()
+            "refused: {stale}; nothing was promoted: look at the rollout now and promote it if you mean to"
         )));
     }
     req.ask(name, &note).map_err(failed)?;
@@ -1586,4 +1600,36 @@ pub fn spawn_detached(
         let _ = child.wait();
     });
     Ok((pid, out_path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A promote is for the soak it was confirmed in: another step, or the
+    /// same step soaking again (after a pause and resume, or a retry after
+    /// a rollback), is not what the person saw.
+    #[test]
+    fn a_promote_is_stale_once_its_step_or_its_soak_has_changed() {
+        let t = |s: u64| SystemTime::UNIX_EPOCH + Duration::from_secs(s);
+        let soaking = |step: usize, since: u64| EngineState {
+            step,
+            phase: RolloutPhase::Soaking { since: t(since), until: t(since + 300) },
+            ..EngineState::new(1)
+        };
+        let note = RequestNote { text: "ana".into(), step: Some(1), soak_since: Some(t(100)) };
+        assert_eq!(stale_promote(&note, &soaking(1, 100)), None);
+        assert_eq!(
+            stale_promote(&note, &soaking(2, 500)).as_deref(),
+            Some("promoting step 2 was confirmed, but the rollout is at step 3 now")
+        );
+        let again = stale_promote(&note, &soaking(1, 400)).unwrap_or_default();
+        assert!(again.starts_with("promoting step 2's soak was confirmed, but that soak has ended"), "{again}");
+        let waiting = EngineState { step: 1, phase: RolloutPhase::WaitingTtl { until: t(700) }, ..EngineState::new(1) };
+        assert!(stale_promote(&note, &waiting).is_some(), "a retry of the step, not yet soaking");
+        // Confirmed outside a soak (no start to compare), or with no step at all (an older version): the step decides.
+        let no_soak = RequestNote { soak_since: None, ..note.clone() };
+        assert_eq!(stale_promote(&no_soak, &waiting), None);
+        assert_eq!(stale_promote(&RequestNote::new("old"), &soaking(3, 900)), None);
+    }
 }

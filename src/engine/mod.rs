@@ -177,6 +177,14 @@ pub enum RolloutPhase {
 }
 
 impl RolloutPhase {
+    /// When the soak began, while soaking.
+    pub fn soaking_since(&self) -> Option<SystemTime> {
+        match self {
+            RolloutPhase::Soaking { since, .. } => Some(*since),
+            _ => None,
+        }
+    }
+
     /// The phase as people read it (and as `status --json` writes it).
     pub fn name(&self) -> &'static str {
         match self {

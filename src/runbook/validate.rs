@@ -1114,21 +1114,27 @@ impl<'a> Validator<'a> {
     /// An ALB's counts (5xx, requests) are worth only their Sum: AWS
     /// documents their Minimum, Maximum and Average as 1 whatever the count,
     /// so a bound on those passes at any number of errors.
-    fn counts_summed(&mut self, metric: Option<Metric>, stat: Stat, s: Option<&S<String>>) {
+    fn counts_summed(&mut self, metric: Option<Metric>, stat: Stat, s: Option<&S<String>>, compare: bool) {
         let Some(m) = metric.filter(|m| matches!(m, Metric::Target5xx | Metric::Elb5xx | Metric::RequestCount)) else {
             return;
         };
         let Some(s) = s.filter(|_| stat != Stat::Sum) else { return };
-        self.err(
-            s.span(),
+        let what = if compare {
+            // A compare gate divides the counts' sums whatever `stat` says.
+            format!(
+                "{} is a count: a compare gate reads its Sum per request whatever `stat` says, not its {}",
+                m.cloudwatch_name(),
+                stat.cloudwatch_name()
+            )
+        } else {
             format!(
                 "{} is a count: its {} is 1 (or the number of datapoints) whatever the number of requests, so a \
                  bound on it passes at any volume",
                 m.cloudwatch_name(),
                 stat.cloudwatch_name()
-            ),
-            "use stat = \"Sum\" (the default), or leave stat out",
-        );
+            )
+        };
+        self.err(s.span(), what, "use stat = \"Sum\" (the default), or leave stat out");
     }
 
     /// A TargetResponseTime summed adds every request's seconds together: it
@@ -1313,7 +1319,7 @@ impl<'a> Validator<'a> {
                     .map(|m| self.metric(m));
                 let stat = self.stat(g.stat.as_ref(), Stat::Sum);
                 self.no_summed_latency(metric, stat, g.stat.as_ref(), g.metric.as_ref().map(|m| m.span()));
-                self.counts_summed(metric, stat, g.stat.as_ref());
+                self.counts_summed(metric, stat, g.stat.as_ref(), false);
                 let max = self.require(g.max.as_ref(), "max", kind, at, "0").map(|m| {
                     if !m.get_ref().is_finite() || *m.get_ref() < 0.0 {
                         self.err(
@@ -1370,7 +1376,7 @@ impl<'a> Validator<'a> {
                     .map(|m| self.metric(m));
                 let stat = self.stat(g.stat.as_ref(), Stat::Sum);
                 self.no_summed_latency(metric, stat, g.stat.as_ref(), g.metric.as_ref().map(|m| m.span()));
-                self.counts_summed(metric, stat, g.stat.as_ref());
+                self.counts_summed(metric, stat, g.stat.as_ref(), true);
                 let factor = self.require(g.factor.as_ref(), "factor", kind, at, "1.5").map(|f| {
                     if !f.get_ref().is_finite() || *f.get_ref() <= 0.0 {
                         self.err(
@@ -1433,7 +1439,7 @@ impl<'a> Validator<'a> {
         let metric = a.metric.as_ref().map_or(Metric::Target5xx, |m| self.metric(m));
         let stat = self.stat(a.stat.as_ref(), Stat::Sum);
         // An alarm on a count's Average never fires at a threshold of 1 or more.
-        self.counts_summed(Some(metric), stat, a.stat.as_ref());
+        self.counts_summed(Some(metric), stat, a.stat.as_ref(), false);
         let period = match &a.period {
             Some(p) => {
                 let d = self.duration(p, "period").unwrap_or(Duration::from_secs(60));
@@ -2574,7 +2580,7 @@ mod tests {
         )
         .unwrap_err()
         .to_string();
-        assert!(err.contains("HTTPCode_ELB_5XX_Count is a count: its Average is 1"), "{err}");
+        assert!(err.contains("HTTPCode_ELB_5XX_Count is a count: a compare gate reads its Sum per request"), "{err}");
         let summed = metric("HTTPCode_Target_5XX_Count").replace("max = 0", "stat = \"Sum\"\nmax = 5");
         assert_valid(&with(gate, &summed), "a count summed");
     }

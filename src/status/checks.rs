@@ -258,15 +258,21 @@ pub fn alarm_blind(rb: &Runbook, snap: &Snapshot, a: &crate::aws::cloudwatch::Al
     if a.watches.is_empty() {
         return None;
     }
-    // Not read yet: the environment's own readings say so elsewhere.
-    let aws = snap.environment(env)?.aws.value.as_ref()?;
+    let Some(aws) = snap.environment(env).and_then(|e| e.aws.value.as_ref()) else {
+        return Some(format!("alarm {}: {env} is not read yet, so whose requests it watches is unknown", a.name));
+    };
     let suffix = crate::aws::elb::arn_suffix;
     let lbs: Vec<String> = aws.load_balancer.iter().map(|lb| suffix(&lb.arn)).collect();
     let tgs: Vec<String> = aws.target_groups.iter().map(|tg| suffix(&tg.arn)).collect();
     let foreign: Vec<String> = a
         .watches
         .iter()
-        .filter(|(n, v)| if n == "LoadBalancer" { !lbs.contains(v) } else { !tgs.contains(v) })
+        .filter(|(n, v)| match n.as_str() {
+            // An environment without a load balancer in the runbook: its
+            // target groups' say.
+            "LoadBalancer" => aws.load_balancer.is_some() && !lbs.contains(v),
+            _ => !tgs.contains(v),
+        })
         .map(|(n, v)| format!("{n}={v}"))
         .collect();
     (!foreign.is_empty()).then(|| {
@@ -279,15 +285,31 @@ pub fn alarm_blind(rb: &Runbook, snap: &Snapshot, a: &crate::aws::cloudwatch::Al
     })
 }
 
+/// Why `alarm`, or a metric alarm a composite `alarm` is built of (as the
+/// runbook declares it), cannot see its side: the composite's OK rests on them.
+pub fn alarm_or_children_blind(
+    rb: &Runbook,
+    snap: &Snapshot,
+    states: &[crate::aws::cloudwatch::AlarmState],
+    alarm: &str,
+) -> Option<String> {
+    let children = crate::runbook::metric_alarms_under(&rb.alarms, alarm);
+    std::iter::once(alarm)
+        .chain(children.iter().map(|c| c.name.as_str()))
+        .filter_map(|n| states.iter().find(|s| s.name == n))
+        .find_map(|s| alarm_blind(rb, snap, s))
+}
+
 fn alarm_ok(rb: &Runbook, snap: &Snapshot, alarm: &str) -> Verdict {
     let alarms = match fresh(&snap.alarms, "alarms") {
         Ok(a) => a,
         Err(v) => return v,
     };
+    // In ALARM it fails whatever else; OK is evidence only if it can see.
     match alarms.iter().find(|a| a.name == alarm) {
-        Some(a) if let Some(why) = alarm_blind(rb, snap, a) => unknown(why),
-        Some(a) if a.state == "OK" => pass("OK"),
-        Some(a) => fail(format!("{} {}", a.state, a.reason)),
+        Some(a) if a.state != "OK" => fail(format!("{} {}", a.state, a.reason)),
+        Some(_) if let Some(why) = alarm_or_children_blind(rb, snap, alarms, alarm) => unknown(why),
+        Some(_) => pass("OK"),
         None => unknown(format!("alarm {alarm} not read")),
     }
 }
@@ -547,6 +569,29 @@ fn judge_autoscaling(
     if !empty.is_empty() {
         return fail(format!("holding no instance, so replacing none: {}", empty.join("; ")));
     }
+    // Each of these, suspended (often left so after a manual intervention),
+    // stops the group replacing an instance that fails or putting a new one
+    // behind the target group.
+    const REPLACING: [&str; 5] = ["Launch", "Terminate", "HealthCheck", "ReplaceUnhealthy", "AddToLoadBalancer"];
+    let stuck: Vec<String> = groups
+        .iter()
+        .filter(|g| holds(g))
+        .filter_map(|g| {
+            let off: Vec<&str> = g.suspended.iter().map(String::as_str).filter(|p| REPLACING.contains(p)).collect();
+            (!off.is_empty()).then(|| {
+                format!(
+                    "{} has {} suspended, so it replaces no instance that fails (`aws autoscaling resume-processes \
+                     --auto-scaling-group-name {}`)",
+                    g.name,
+                    off.join(", "),
+                    g.name
+                )
+            })
+        })
+        .collect();
+    if !stuck.is_empty() {
+        return fail(stuck.join("; "));
+    }
     pass(groups.iter().map(shown).collect::<Vec<_>>().join(", "))
 }
 
@@ -677,6 +722,7 @@ mod tests {
             max: Some(max),
             desired: Some(desired),
             target_group_arns: tgs.iter().map(|t| format!("arn:{t}")).collect(),
+            suspended: vec![],
         };
         let both = [tg("web"), tg("api")];
         let v = judge_autoscaling(&both, &[group(4, 2, &["web", "api"])]);
@@ -707,5 +753,22 @@ mod tests {
                 "holding no instance, so replacing none: api: green-spare (min 0, max 0, desired 0)".into()
             )
         );
+        // One holding instances but not replacing them: Launch or
+        // ReplaceUnhealthy suspended. Scaling on a schedule suspended is no matter.
+        let stuck = AutoScalingShape {
+            suspended: vec!["ScheduledActions".into(), "ReplaceUnhealthy".into(), "Launch".into()],
+            ..group(4, 2, &["web", "api"])
+        };
+        assert_eq!(
+            judge_autoscaling(&both, &[stuck]),
+            (
+                CheckOutcome::Fail,
+                "green-asg has ReplaceUnhealthy, Launch suspended, so it replaces no instance that fails (`aws \
+                 autoscaling resume-processes --auto-scaling-group-name green-asg`)"
+                    .into()
+            )
+        );
+        let scheduled = AutoScalingShape { suspended: vec!["ScheduledActions".into()], ..group(4, 2, &["web", "api"]) };
+        assert_eq!(judge_autoscaling(&both, &[scheduled]).0, CheckOutcome::Pass);
     }
 }

@@ -176,14 +176,7 @@ impl EnvironmentAws {
             .filter(|arn| !self.target_groups.iter().any(|tg| &tg.arn == *arn))
             .map(|arn| crate::aws::elb::target_group_name_of(arn))
             .collect();
-        if !unlisted.is_empty() {
-            return Err(RoutingGap::Unknown(format!(
-                "load balancer {} routes requests to target group {}, which {env}'s target_groups do not list, so \
-                 its targets are not read; add it to target_groups",
-                lb.name,
-                unlisted.join(", ")
-            )));
-        }
+        // A listed group without requests fails whatever else is routed.
         let idle: Vec<&str> =
             self.target_groups.iter().filter(|tg| !routed.contains(&tg.arn)).map(|tg| tg.name.as_str()).collect();
         if !idle.is_empty() {
@@ -192,6 +185,14 @@ impl EnvironmentAws {
                  add the rule, or take the group out of target_groups",
                 lb.name,
                 idle.join(", ")
+            )));
+        }
+        if !unlisted.is_empty() {
+            return Err(RoutingGap::Unknown(format!(
+                "load balancer {} routes requests to target group {}, which {env}'s target_groups do not list, so \
+                 its targets are not read; add it to target_groups",
+                lb.name,
+                unlisted.join(", ")
             )));
         }
         Ok(self.target_groups.iter().collect())

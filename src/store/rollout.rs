@@ -30,11 +30,15 @@ pub struct RequestNote {
     /// The step (from 0) the person confirmed; None: whichever is current.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step: Option<usize>,
+    /// When the soak the person saw began: a soak begun again since (a
+    /// pause and resume, a retry after a rollback) was not seen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub soak_since: Option<std::time::SystemTime>,
 }
 
 impl RequestNote {
     pub fn new(text: impl Into<String>) -> RequestNote {
-        RequestNote { text: text.into(), step: None }
+        RequestNote { text: text.into(), step: None, soak_since: None }
     }
 
     /// As left: JSON, or (by a version before the step was kept) the text.

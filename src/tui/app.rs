@@ -66,12 +66,12 @@ pub enum Control {
 pub enum PendingChange {
     Item(ActionPlan),
     Shift(Box<ShiftPlan>),
-    /// `step`: the step (from 0) shown, for a promote: only that one is
-    /// skipped. `live`: the live weights shown, for an adopt: only those are.
+    /// `step`: the step (from 0) shown, and when its soak began, for a
+    /// promote: only that soak is skipped. `live`: the live weights shown, for an adopt: only those are.
     Rollout {
         control: Control,
         lines: Vec<String>,
-        step: Option<usize>,
+        step: Option<(usize, Option<std::time::SystemTime>)>,
         live: Option<(u8, u8)>,
     },
 }

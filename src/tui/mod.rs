@@ -526,7 +526,8 @@ async fn apply_change(
                 .map(|(pid, out)| format!("rollout started as process {pid}; its output: {}", out.display()))
         }
         PendingChange::Rollout { control: Control::Promote, step, .. } => {
-            let note = RequestNote { text: format!("promoted from the cockpit by {operator}"), step };
+            let text = format!("promoted from the cockpit by {operator}");
+            let note = RequestNote { text, step: step.map(|s| s.0), soak_since: step.and_then(|s| s.1) };
             rollout::request(&who, &rb.name, Request::Promote, note, Duration::from_secs(30))
                 .await
                 .map_err(String::from)
@@ -614,7 +615,7 @@ async fn plan_rollout(
                     steps.get(s.engine.step).copied().unwrap_or(0),
                     s.engine.phase.name()
                 )],
-                step: Some(s.engine.step),
+                step: Some((s.engine.step, s.engine.phase.soaking_since())),
                 live: None,
             })
         }
