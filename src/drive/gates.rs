@@ -260,22 +260,29 @@ pub fn from_snapshot(rb: &Runbook, g: &GateKind, snap: &Snapshot) -> Option<Meas
                 (CheckOutcome::Unknown, d) => Measurement::Error(d),
             }
         }
-        GateKind::RedisHitRate { redis, min_percent } => {
-            use crate::analysis::hit_rate::{HitRate, judge};
-            let Some(r) = snap.redis.iter().find(|r| &r.name == redis) else {
-                return Some(Measurement::Error(format!("no Redis {redis}")));
-            };
-            match fresh(&r.view, &format!("INFO of {redis}")) {
-                Err(m) => m,
-                Ok(info) => match judge(redis, info.lookups.as_ref(), *min_percent) {
-                    HitRate::Pass(_) => Measurement::Pass,
-                    HitRate::Fail(d) => Measurement::Fail(d),
-                    HitRate::NoData(_) => Measurement::NoData,
-                },
-            }
-        }
+        GateKind::RedisHitRate { redis, min_percent } => match redis_info(snap, redis) {
+            Err(m) => m,
+            Ok(info) => hit_measurement(redis, info.lookups.as_ref(), *min_percent),
+        },
         GateKind::Metric { .. } | GateKind::Compare { .. } => return None,
     })
+}
+
+/// The fresh INFO reading of `redis`, or the measurement saying why not.
+fn redis_info<'a>(snap: &'a Snapshot, redis: &str) -> Result<&'a crate::live::RedisInfo, Measurement> {
+    let r =
+        snap.redis.iter().find(|r| r.name == redis).ok_or_else(|| Measurement::Error(format!("no Redis {redis}")))?;
+    fresh(&r.view, &format!("INFO of {redis}"))
+}
+
+/// A hit-rate gate's measurement of `lookups` (None: not known).
+fn hit_measurement(redis: &str, lookups: Option<&crate::analysis::hit_rate::Lookups>, min_percent: f64) -> Measurement {
+    use crate::analysis::hit_rate::{HitRate, judge};
+    match judge(redis, lookups, min_percent) {
+        HitRate::Pass(_) => Measurement::Pass,
+        HitRate::Fail(d) => Measurement::Fail(d),
+        HitRate::NoData(_) => Measurement::NoData,
+    }
 }
 
 /// The counters a `redis_hit_rate` gate was last measured at (when they
@@ -296,12 +303,8 @@ pub fn hit_rate_since(
     snap: &Snapshot,
     baseline: Option<&HitBaseline>,
 ) -> Option<(Measurement, Option<HitBaseline>)> {
-    use crate::analysis::hit_rate::{HitRate, Lookups, judge};
     let GateKind::RedisHitRate { redis, min_percent } = g else { return None };
-    let Some(r) = snap.redis.iter().find(|r| &r.name == redis) else {
-        return Some((Measurement::Error(format!("no Redis {redis}")), baseline.cloned()));
-    };
-    let info = match fresh(&r.view, &format!("INFO of {redis}")) {
+    let info = match redis_info(snap, redis) {
         Ok(info) => info,
         Err(m) => return Some((m, baseline.cloned())),
     };
@@ -314,18 +317,14 @@ pub fn hit_rate_since(
     let lookups = match (baseline, &current) {
         (Some(b), Some(c)) => {
             let seconds = c.read_at.duration_since(b.read_at).unwrap_or_default().as_secs_f64();
-            Lookups::between_servers(&b.counters, &c.counters, seconds)
+            crate::analysis::hit_rate::Lookups::between_servers(&b.counters, &c.counters, seconds)
         }
         // The soak's first measurement, or counters unknown at the last.
         (None, _) => info.lookups,
         // Counters not all known now: the lookups since are unknown.
         (Some(_), None) => None,
     };
-    let m = match judge(redis, lookups.as_ref(), *min_percent) {
-        HitRate::Pass(_) => Measurement::Pass,
-        HitRate::Fail(d) => Measurement::Fail(d),
-        HitRate::NoData(_) => Measurement::NoData,
-    };
+    let m = hit_measurement(redis, lookups.as_ref(), *min_percent);
     // Counters unknown now: the last ones stay, so the next reading still
     // covers the whole interval since the last measurement.
     Some((m, current.or_else(|| baseline.cloned())))
