@@ -422,8 +422,7 @@ async fn decom_terminate_needs_stopped_instances_the_window_and_the_typed_name_a
     let waiting = tokio::process::Command::from(command).kill_on_drop(true).spawn().unwrap();
     let pid = waiting.id().unwrap();
     eventually(Duration::from_secs(60), "the terminate stopped between its plan and its steps", || async {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        stat.rsplit(')').next().filter(|rest| rest.trim_start().starts_with('T')).map(|_| ())
+        process_stopped(pid).then_some(())
     })
     .await;
     sb.clients.ec2.start_instances().instance_ids(&prod[1]).send().await.unwrap();

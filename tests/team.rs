@@ -229,8 +229,7 @@ async fn a_holder_frozen_just_before_its_send_sends_nothing_after_an_abort_took_
     let rollout_a = tokio::process::Command::from(command).kill_on_drop(true).spawn().unwrap();
     let pid = rollout_a.id().unwrap();
     eventually(Duration::from_secs(60), "A stopped before sending step 1", || async {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        stat.rsplit(')').next().filter(|rest| rest.trim_start().starts_with('T')).map(|_| ())
+        process_stopped(pid).then_some(())
     })
     .await;
     assert_eq!(weights(&sb).await, w(100, 0), "step 1 not sent yet");

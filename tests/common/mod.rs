@@ -47,12 +47,21 @@ where
     }
 }
 
+/// The process's state letter in /proc (`R`, `S`, `T` stopped, `Z`
+/// zombie, …); None when it is gone.
+fn process_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit(')').next()?.trim_start().chars().next()
+}
+
 /// True when the process is gone or a zombie.
 pub fn process_gone(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(stat) => stat.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')),
-    }
+    process_state(pid).is_none_or(|s| s == 'Z')
+}
+
+/// True when the process is stopped (SIGSTOP, as `CUTOVER_STOP_AT` does).
+pub fn process_stopped(pid: u32) -> bool {
+    process_state(pid) == Some('T')
 }
 
 /// Direct children of a process (all its threads).
