@@ -187,13 +187,14 @@ pub fn from_snapshot(rb: &Runbook, g: &GateKind, snap: &Snapshot) -> Option<Meas
             match fresh(&env.aws, environment) {
                 Err(m) => m,
                 Ok(aws) => {
-                    // Only the groups requests go to count; one the load
-                    // balancer routes to but the runbook leaves out is unread.
-                    let groups = match aws.serving_groups(environment) {
+                    // The listed groups must be those requests go to: one the
+                    // load balancer routes to but the runbook leaves out is unread.
+                    match aws.routing_gap(environment) {
                         Err(crate::status::RoutingGap::Unknown(why)) => return Some(Measurement::Error(why)),
                         Err(crate::status::RoutingGap::NotRouted(why)) => return Some(Measurement::Fail(why)),
-                        Ok(g) => g,
-                    };
+                        Ok(()) => {}
+                    }
+                    let groups = &aws.target_groups;
                     // Each target once, however many groups hold it, and only
                     // where it gets traffic: not in an AZ the load balancer
                     // leaves out, whatever its health check says.

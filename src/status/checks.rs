@@ -60,16 +60,16 @@ fn targets_healthy(snap: &Snapshot, env: &str) -> Verdict {
     };
     // Judged where the requests go: a group the load balancer routes to but
     // the runbook leaves out could be answering them with 503s.
-    match aws.serving_groups(env) {
+    match aws.routing_gap(env) {
         Err(super::RoutingGap::Unknown(why)) => unknown(why),
         Err(super::RoutingGap::NotRouted(why)) => fail(why),
-        Ok(serving) => judge_targets(env, &serving),
+        Ok(()) => judge_targets(env, &aws.target_groups),
     }
 }
 
 /// Every target healthy, in every target group: a group without targets
 /// answers its listener rule with 503 however healthy the others are.
-fn judge_targets(env: &str, groups: &[&super::TargetGroupView]) -> Verdict {
+fn judge_targets(env: &str, groups: &[super::TargetGroupView]) -> Verdict {
     let targets: Vec<_> = groups.iter().flat_map(|tg| tg.targets.iter().map(move |t| (tg, t))).collect();
     if targets.is_empty() {
         return fail(format!("{env} has no registered targets"));
@@ -691,11 +691,11 @@ mod tests {
     #[test]
     fn targets_healthy_fails_on_a_target_group_without_targets() {
         let web = target_group("web-green", &["healthy", "healthy"]);
-        assert_eq!(judge_targets("green", &[&web]).0, CheckOutcome::Pass);
-        let v = judge_targets("green", &[&web, &target_group("api-green", &[])]);
+        assert_eq!(judge_targets("green", std::slice::from_ref(&web)).0, CheckOutcome::Pass);
+        let v = judge_targets("green", &[web.clone(), target_group("api-green", &[])]);
         assert_eq!(v.0, CheckOutcome::Fail, "{}", v.1);
         assert!(v.1.contains("no targets registered in api-green"), "{}", v.1);
-        let v = judge_targets("green", &[&web, &target_group("api-green", &["unhealthy"])]);
+        let v = judge_targets("green", &[web, target_group("api-green", &["unhealthy"])]);
         assert_eq!(v.0, CheckOutcome::Fail, "{}", v.1);
     }
 

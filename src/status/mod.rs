@@ -163,12 +163,10 @@ pub enum RoutingGap {
 }
 
 impl EnvironmentAws {
-    /// The runbook's target groups, when they are exactly the ones its load
-    /// balancer routes requests to (any, without a load balancer).
-    pub fn serving_groups(&self, env: &str) -> Result<Vec<&TargetGroupView>, RoutingGap> {
-        let Some(lb) = &self.load_balancer else {
-            return Ok(self.target_groups.iter().collect());
-        };
+    /// Whether the runbook's target groups are exactly the ones its load
+    /// balancer routes requests to (any are, without a load balancer).
+    pub fn routing_gap(&self, env: &str) -> Result<(), RoutingGap> {
+        let Some(lb) = &self.load_balancer else { return Ok(()) };
         let routed =
             lb.routed_groups().map_err(|why| RoutingGap::Unknown(format!("load balancer {}: {why}", lb.name)))?;
         let unlisted: Vec<String> = routed
@@ -195,7 +193,7 @@ impl EnvironmentAws {
                 unlisted.join(", ")
             )));
         }
-        Ok(self.target_groups.iter().collect())
+        Ok(())
     }
 }
 
