@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
 use aws_sdk::cloudwatch::primitives::DateTime;
-use aws_sdk::cloudwatch::types::{AlarmType, Dimension, Metric as CwMetric, MetricDataQuery, MetricStat};
+use aws_sdk::cloudwatch::types::{AlarmType, Dimension, Metric as CwMetric, MetricDataQuery, MetricStat, StateValue};
 use serde::Serialize;
 
 use super::{AwsResult, SideClients, sdk_error};
@@ -31,6 +31,14 @@ pub struct AlarmState {
     pub blind: Option<String>,
 }
 
+/// Whether AWS publishes `metric` under exactly these dimensions.
+fn published_with(metric: Metric, dims: &[(&str, &str)]) -> bool {
+    published_dimensions(metric).iter().any(|set| {
+        let names = set.names();
+        names.len() == dims.len() && dims.iter().all(|(n, _)| names.contains(n))
+    })
+}
+
 /// What a metric alarm on an ALB metric watches, and whether AWS publishes
 /// its metric under its dimensions at all.
 fn elb_watch(
@@ -53,11 +61,7 @@ fn elb_watch(
         .collect();
     let blind = metric.and_then(|name| {
         let m = Metric::from_cloudwatch_name(name)?;
-        let published = published_dimensions(m).iter().any(|set| {
-            let names = set.names();
-            names.len() == dims.len() && dims.iter().all(|(n, _)| names.contains(n))
-        });
-        (!published).then(|| {
+        (!published_with(m, &dims)).then(|| {
             let given: Vec<&str> = dims.iter().map(|(n, _)| *n).collect();
             let sets: Vec<String> = published_dimensions(m).iter().map(|s| s.names().join(", ")).collect();
             format!(
@@ -84,6 +88,12 @@ pub async fn alarm_states(cw: &aws_sdk::cloudwatch::Client, names: &[String]) ->
         .send()
         .await
         .map_err(|e| sdk_error("DescribeAlarms", e))?;
+    let read = |name: Option<&str>, state: Option<&StateValue>, reason: Option<&str>| AlarmState {
+        name: name.unwrap_or_default().to_string(),
+        state: state.map(|s| s.as_str().to_string()).unwrap_or_default(),
+        reason: reason.unwrap_or_default().to_string(),
+        ..Default::default()
+    };
     let metric = resp.metric_alarms().iter().map(|a| {
         // Its own metric, or (metric math) each metric its queries read:
         // one it cannot see makes the whole expression blind.
@@ -95,31 +105,15 @@ pub async fn alarm_states(cw: &aws_sdk::cloudwatch::Client, names: &[String]) ->
         }
         watches.sort();
         watches.dedup();
-        (
-            a.alarm_name(),
-            a.state_value(),
-            a.state_reason(),
-            a.period().and_then(|p| u32::try_from(p).ok()),
-            watches,
-            blind,
-        )
+        let period_seconds = a.period().and_then(|p| u32::try_from(p).ok());
+        AlarmState { period_seconds, watches, blind, ..read(a.alarm_name(), a.state_value(), a.state_reason()) }
     });
-    let composite = resp
-        .composite_alarms()
-        .iter()
-        .map(|a| (a.alarm_name(), a.state_value(), a.state_reason(), None, Vec::new(), None));
-    let found: Vec<_> = metric.chain(composite).collect();
+    let composite = resp.composite_alarms().iter().map(|a| read(a.alarm_name(), a.state_value(), a.state_reason()));
+    let found: Vec<AlarmState> = metric.chain(composite).collect();
     Ok(names
         .iter()
-        .map(|n| match found.iter().find(|a| a.0 == Some(n.as_str())) {
-            Some((_, state, reason, period, watches, blind)) => AlarmState {
-                name: n.clone(),
-                state: state.map(|s| s.as_str().to_string()).unwrap_or_default(),
-                reason: reason.unwrap_or_default().to_string(),
-                period_seconds: *period,
-                watches: watches.clone(),
-                blind: blind.clone(),
-            },
+        .map(|n| match found.iter().find(|a| &a.name == n) {
+            Some(a) => a.clone(),
             None => AlarmState {
                 name: n.clone(),
                 state: "MISSING".into(),
@@ -468,13 +462,7 @@ fn watches_side(
     load_balancers: &[String],
     target_groups: &[String],
 ) -> bool {
-    let published = match metric.and_then(Metric::from_cloudwatch_name) {
-        Some(m) => published_dimensions(m).iter().any(|set| {
-            let names = set.names();
-            names.len() == dims.len() && dims.iter().all(|(n, _)| names.contains(n))
-        }),
-        None => true,
-    };
+    let published = metric.and_then(Metric::from_cloudwatch_name).is_none_or(|m| published_with(m, dims));
     let mut named = dims.iter().filter(|(n, _)| matches!(*n, "LoadBalancer" | "TargetGroup")).peekable();
     namespace == Some("AWS/ApplicationELB")
         && published
