@@ -577,7 +577,8 @@ fn judge_autoscaling(
         .iter()
         .filter(|g| holds(g))
         .filter_map(|g| {
-            let off: Vec<&str> = g.suspended.iter().map(String::as_str).filter(|p| REPLACING.contains(p)).collect();
+            // In one order, whichever order AWS lists them in.
+            let off: Vec<&str> = REPLACING.into_iter().filter(|p| g.suspended.iter().any(|s| s == p)).collect();
             (!off.is_empty()).then(|| {
                 format!(
                     "{} has {} suspended, so it replaces no instance that fails (`aws autoscaling resume-processes \
@@ -763,7 +764,7 @@ mod tests {
             judge_autoscaling(&both, &[stuck]),
             (
                 CheckOutcome::Fail,
-                "green-asg has ReplaceUnhealthy, Launch suspended, so it replaces no instance that fails (`aws \
+                "green-asg has Launch, ReplaceUnhealthy suspended, so it replaces no instance that fails (`aws \
                  autoscaling resume-processes --auto-scaling-group-name green-asg`)"
                     .into()
             )
