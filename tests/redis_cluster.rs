@@ -994,6 +994,53 @@ async fn a_failover_during_a_copy_out_of_a_cluster_stops_it_naming_the_shard_and
     assert_eq!(total, N);
 }
 
+/// Into a cluster whose shard fails over mid-copy: a primary that took
+/// writes is a replica now, and what it had not passed on (replication is
+/// asynchronous) is lost with no error to the copy, which follows the MOVED
+/// to the new primary. The copy must not end "copied": it stops, its
+/// checkpoint starts the scan over, and `--resume` writes every key again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failover_of_the_target_cluster_during_a_copy_fails_it_and_resume_writes_every_key_again() {
+    const N: u64 = 6_000;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let c = Cluster::start(dir.path(), "tfo", 3, true).await;
+    let src = start_redis(dir.path(), "src").await.unwrap();
+    let src_url = format!("redis://127.0.0.1:{}/0", src.port);
+    let mut s = conn(&src_url).await;
+    for i in 0..N {
+        let _: () = s.set(format!("t:{i}"), i).await.unwrap();
+    }
+    let old_primary = c.primary_ports().await[1];
+    let replica = c.replica_of(old_primary).await;
+    let args = ["redis", "copy", "--from", &src_url, "--to", &c.url(), "--yes", "--scan-count", "50"];
+    let mut child = KillOnDrop(Some(cutover(&state, &[&args[..], &["--rate", "2000"]].concat()).spawn().unwrap()));
+    let start = Instant::now();
+    while copied_so_far(&state) < N / 5 {
+        assert!(start.elapsed() < Duration::from_secs(30), "no checkpoint progress");
+        assert!(child.get().try_wait().unwrap().is_none(), "the copy ended before the failover");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut r = conn(&format!("redis://127.0.0.1:{replica}")).await;
+    let _: () = redis::cmd("CLUSTER").arg("FAILOVER").query_async(&mut r).await.unwrap();
+    let out = tokio::task::spawn_blocking(move || child.take().wait_with_output().unwrap()).await.unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "the copy stops: {stdout}{stderr}");
+    assert!(
+        stderr.contains(
+            "the target restarted or failed over during the copy (1 of its servers that took writes is gone)"
+        ) && stderr.contains("its checkpoint now starts the scan over: rerun with --resume"),
+        "{stderr}"
+    );
+    assert!(c.primary_ports().await.contains(&replica), "the replica was promoted");
+
+    let (code, out, err) = run(&state, &[&args[..], &["--resume"]].concat());
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(err.contains("the target restarted or failed over since the checkpoint"), "{err}");
+    assert!(out.starts_with(&format!("copied {N} keys (")), "{out}");
+    assert_eq!(c.sizes().await.iter().sum::<u64>(), N);
+}
+
 /// Keys copied so far, as the copy's checkpoint says (0 before it exists).
 fn copied_so_far(state: &Path) -> u64 {
     checkpoint(state).map_or(0, |cp| cp["counters"]["copied"].as_u64().unwrap_or(0))

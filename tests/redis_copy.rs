@@ -1924,11 +1924,13 @@ impl Drop for DurableRedis {
 
 /// Fault injection: the source, then the target, SIGKILLed mid-copy. The copy
 /// stops with a clear error and its checkpoint; once the server is back,
-/// `--resume` completes and verify finds no difference.
+/// `--resume` completes and verify finds no difference. A target that comes
+/// back without its data (no persistence, as ElastiCache by default) has lost
+/// every key before the checkpoint: the resume must not trust its place.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_redis_server_killed_mid_copy_stops_it_cleanly_and_resume_completes() {
     const N: u64 = 12_000;
-    for victim in ["source", "target"] {
+    for victim in ["source", "target", "target emptied"] {
         let dir = tempfile::tempdir().unwrap();
         let state = dir.path().join("state");
         let mut src = DurableRedis::start(dir.path(), "src");
@@ -1946,21 +1948,32 @@ async fn a_redis_server_killed_mid_copy_stops_it_cleanly_and_resume_completes() 
         let out = child.take().wait_with_output().unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{victim}: {err}");
-        assert!(err.contains(victim), "{victim}: the error names the server that failed: {err}");
+        let side = if victim == "source" { "source" } else { "target" };
+        assert!(err.contains(side), "{victim}: the error names the server that failed: {err}");
         assert!(err.contains("--resume"), "{victim}: the error says how to go on: {err}");
         let kept = checkpoint_copied(&state).expect("the checkpoint is kept");
         assert!((N / 4..N).contains(&kept), "{victim}: {kept}");
         let said = err.lines().find(|l| l.contains("--resume")).unwrap_or("").trim().to_string();
-        if victim == "source" {
-            src.restart()
-        } else {
-            dst.restart()
+        match victim {
+            "source" => src.restart(),
+            "target" => dst.restart(),
+            _ => {
+                std::fs::remove_dir_all(&dst.dir).unwrap();
+                std::fs::create_dir_all(&dst.dir).unwrap();
+                dst.restart();
+                assert_eq!(dbsize(&mut conn(&to).await).await, 0, "the target came back empty");
+            }
         }
         let (code, out, err) = run(&state, &[&args[..], &["--resume"]].concat());
         assert_eq!(code, Some(0), "{victim}: {out}{err}");
-        // A restarted source has a new hash seed: its old SCAN cursor would skip keys.
+        // A restarted source has a new hash seed: its old SCAN cursor would
+        // skip keys. A restarted target may have lost what it took: nothing
+        // but its run_id tells, so even one with every write on disk is
+        // written again.
         let restarted = err.contains("the source restarted since the checkpoint");
         assert_eq!(restarted, victim == "source", "{victim}: {err}");
+        let target_restarted = err.contains("the target restarted or failed over since the checkpoint");
+        assert_eq!(target_restarted, victim != "source", "{victim}: {err}");
         // Counted once, also when the scan started over: the first pass's keys are written again.
         assert!(out.starts_with(&format!("copied {N} keys (")), "{victim}: {out}");
         let (code, out, _) = run(&state, &["redis", "verify", "--from", &from, "--to", &to, "--full"]);
@@ -1972,11 +1985,12 @@ async fn a_redis_server_killed_mid_copy_stops_it_cleanly_and_resume_completes() 
         common::record(
             "redis-killed",
             format!(
-                "The {victim} Redis (AOF on) SIGKILLed after {kept} of {N} keys were checkpointed: the copy exited 1 \
-                 (\"{}\"), kept its checkpoint; after a restart `--resume` completed{} and `verify --full` found 0 \
-                 differences in {N} keys",
+                "The {} SIGKILLed after {kept} of {N} keys were checkpointed: the copy exited 1 (\"{}\"), kept its \
+                 checkpoint; after a restart{} `--resume` completed, rescanning because the {side}'s run_id changed, \
+                 and `verify --full` found 0 differences in {N} keys",
+                if victim == "target emptied" { "target Redis" } else { victim },
                 common::clip(&said, 160),
-                if restarted { ", rescanning because the source's run_id changed" } else { "" }
+                if victim == "target emptied" { " with its append-only file removed (so empty)" } else { " (AOF on)" },
             ),
         );
     }

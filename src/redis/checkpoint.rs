@@ -40,6 +40,13 @@ pub struct Checkpoint {
     /// key again.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub done: bool,
+    /// The `run_id` of the target (each primary of a cluster) that took the
+    /// writes before `cursor`. Another server there since (a restart, a
+    /// replica promoted) may not hold them: writes are acknowledged before
+    /// they are saved or replicated. Empty for a Sentinel target (its places
+    /// are the replicas' confirmed ones) and in older checkpoints.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub target_run_ids: Vec<String>,
 }
 
 /// Where the scan of one shard of a cluster source stands.
@@ -168,8 +175,12 @@ fn resume_shards(saved: &[ShardPlace], now: &[ShardRun]) -> (Vec<ScanPlace>, Vec
 impl Checkpoint {
     /// Where a resumed copy's scans start: `source_run_id` is the one
     /// server's, `shards` a cluster source's as found now (empty for one
-    /// server).
-    pub fn resume(&self, source_run_id: &str, shards: &[ShardRun]) -> Resume {
+    /// server), `target_run_ids` the target's servers' as found now.
+    pub fn resume(&self, source_run_id: &str, shards: &[ShardRun], target_run_ids: &[String]) -> Resume {
+        if let Some(why) = self.target_replaced(target_run_ids) {
+            let places = vec![ScanPlace::start(); shards.len().max(1)];
+            return Resume { places, carried: Counters::default(), why: vec![why] };
+        }
         if shards.is_empty() {
             // Nothing is left to scan, whatever the source did since.
             if self.done {
@@ -190,6 +201,27 @@ impl Checkpoint {
             self.counters.minus(&Counters::sum(self.shards.iter().map(|s| s.counters.unwrap_or_default())))
         };
         Resume { places, carried, why }
+    }
+
+    /// Why every write before the checkpoint may be missing from the target,
+    /// if it may: a server that took them is not there now (restarted, so
+    /// empty without persistence; or failed over to a replica that had not
+    /// received the last of them). Nothing tells which keys; only a scan
+    /// from the start puts them all back.
+    fn target_replaced(&self, now: &[String]) -> Option<String> {
+        let gone: Vec<&str> = self.target_run_ids.iter().filter(|id| !now.contains(id)).map(|id| short(id)).collect();
+        if gone.is_empty() {
+            return None;
+        }
+        let now: Vec<&str> = now.iter().map(|id| short(id)).collect();
+        Some(format!(
+            "the target restarted or failed over since the checkpoint (run_id {} → {}): a server that took the copy's \
+             writes is gone, and what it had not saved or passed to its replica is lost with it, so the scan starts \
+             over and writes every key again ({} keys copied before)",
+            gone.join(", "),
+            if now.is_empty() { "none".to_string() } else { now.join(", ") },
+            self.counters.copied
+        ))
     }
 
     /// Where a resumed copy starts SCAN: the saved cursor, or 0 with the
@@ -440,6 +472,7 @@ mod tests {
             source_run_id: None,
             shards: Vec::new(),
             done: false,
+            target_run_ids: Vec::new(),
         }
     }
 
@@ -467,10 +500,10 @@ mod tests {
         let p = a;
         assert_eq!(load(&p).unwrap(), None);
         let cp = Checkpoint { source_run_id: Some("a1b2c3d4e5".into()), ..checkpoint("redis://:***@h:1/0", 42, 7) };
-        let same = cp.resume("a1b2c3d4e5", &[]);
+        let same = cp.resume("a1b2c3d4e5", &[], &[]);
         assert_eq!(same.places, [ScanPlace { cursor: 42, done: false, counters: cp.counters }], "same server");
         assert!(same.why.is_empty());
-        let r = cp.resume("ffff0000", &[]);
+        let r = cp.resume("ffff0000", &[], &[]);
         assert_eq!(
             (&r.places[..], r.copied()),
             (&[ScanPlace::start()][..], 0),
@@ -481,7 +514,7 @@ mod tests {
         // nothing left to scan, the counts as saved, source restarted or not.
         let finished = Checkpoint { cursor: 0, done: true, ..cp.clone() };
         for run_id in ["a1b2c3d4e5", "ffff0000"] {
-            let r = finished.resume(run_id, &[]);
+            let r = finished.resume(run_id, &[], &[]);
             assert_eq!(
                 (&r.places[..], r.copied()),
                 (&[ScanPlace { cursor: 0, done: true, counters: cp.counters }][..], 7)
@@ -554,13 +587,13 @@ mod tests {
             r.places.iter().map(|p| (p.cursor, p.done, p.counters.copied)).collect()
         };
         let cp = Checkpoint { shards: saved.to_vec(), ..checkpoint("redis+cluster://h:1", 0, 3086) };
-        let r = cp.resume("", &now(["aaaa", "bbbb", "cccc"], [1; 3]));
+        let r = cp.resume("", &now(["aaaa", "bbbb", "cccc"], [1; 3]), &[]);
         assert_eq!(of(&r), [(0, true, 1000), (77, false, 1077), (9, false, 1009)]);
         assert!(r.why.is_empty());
         assert_eq!((r.carried, r.copied()), (Counters::default(), 3086));
         // A failover bumps the promoted node's epoch too: that shard alone
         // starts over, and counts its keys again from 0.
-        let r = cp.resume("", &now(["aaaa", "ffff", "cccc"], [1, 2, 1]));
+        let r = cp.resume("", &now(["aaaa", "ffff", "cccc"], [1, 2, 1]), &[]);
         assert_eq!(
             of(&r),
             [(0, true, 1000), (0, false, 0), (9, false, 1009)],
@@ -572,13 +605,13 @@ mod tests {
         assert!(why[0].contains("shard 5461-10922") && why[0].contains("bbbb → ffff"), "{}", why[0]);
         let resharded =
             vec![shard("0-5000", "aaaa", 1), shard("5001-10922", "bbbb", 1), shard("10923-16383", "cccc", 1)];
-        let r = cp.resume("", &resharded);
+        let r = cp.resume("", &resharded, &[]);
         assert_eq!((of(&r), r.copied()), (vec![(0, false, 0); 3], 0));
         assert!(r.why[0].contains("shards changed"), "{}", r.why[0]);
         // A slot went from the second shard to the third and back: the
         // layout is as before, the epochs of both are not. Those two start
         // over; the first, which took no slot, goes on.
-        let Resume { places, why, .. } = cp.resume("", &now(["aaaa", "bbbb", "cccc"], [1, 2, 3]));
+        let Resume { places, why, .. } = cp.resume("", &now(["aaaa", "bbbb", "cccc"], [1, 2, 3]), &[]);
         let places: Vec<(u64, bool)> = places.iter().map(|p| (p.cursor, p.done)).collect();
         assert_eq!(places, [(0, true), (0, false), (0, false)]);
         assert_eq!(why.len(), 2);
@@ -589,7 +622,7 @@ mod tests {
         let old: Vec<ShardPlace> =
             saved.iter().cloned().map(|p| ShardPlace { config_epoch: None, counters: None, ..p }).collect();
         let old = Checkpoint { shards: old, ..cp.clone() };
-        let r = old.resume("", &now(["aaaa", "bbbb", "cccc"], [1, 1, 3]));
+        let r = old.resume("", &now(["aaaa", "bbbb", "cccc"], [1, 1, 3]), &[]);
         assert_eq!(of(&r), [(0, true, 0), (77, false, 0), (9, false, 0)]);
         assert_eq!((r.carried.copied, r.copied()), (3086, 3086));
         assert_eq!(r.why.len(), 1);
@@ -604,10 +637,64 @@ mod tests {
                 .collect(),
             ..cp.clone()
         };
-        let r = again.resume("", &now(["aaaa", "bbbb", "cccc"], [1; 3]));
+        let r = again.resume("", &now(["aaaa", "bbbb", "cccc"], [1; 3]), &[]);
         assert_eq!((r.carried.copied, r.copied()), (3086, 3086));
         // Every shard starting over carries nothing.
-        let r = again.resume("", &resharded);
+        let r = again.resume("", &resharded, &[]);
         assert_eq!((r.carried.copied, r.copied()), (0, 0));
+    }
+
+    #[test]
+    fn a_target_server_gone_since_the_checkpoint_starts_every_scan_over() {
+        let ids = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let one = Checkpoint {
+            source_run_id: Some("5555".into()),
+            target_run_ids: ids(&["tttt0000"]),
+            ..checkpoint("redis://h:1/0", 42, 7)
+        };
+        let r = one.resume("5555", &[], &ids(&["tttt0000"]));
+        assert_eq!((r.places[0].cursor, r.copied(), r.why.len()), (42, 7, 0), "the same target: go on");
+        // Restarted (empty without persistence), even when the scan was over.
+        for cp in [one.clone(), Checkpoint { cursor: 0, done: true, ..one.clone() }] {
+            let r = cp.resume("5555", &[], &ids(&["uuuu1111"]));
+            assert_eq!((&r.places[..], r.copied()), (&[ScanPlace::start()][..], 0));
+            assert!(
+                r.why[0].contains("run_id tttt0000 → uuuu1111") && r.why[0].contains("7 keys copied before"),
+                "{:?}",
+                r.why
+            );
+        }
+        // A cluster target: one primary replaced by its replica starts every
+        // shard of the source over (any key may live on that shard); a
+        // primary added beside the same ones does not.
+        let shard = |slots: &str, run_id: &str| ShardPlace {
+            slots: slots.into(),
+            run_id: run_id.into(),
+            cursor: 5,
+            done: false,
+            config_epoch: Some(1),
+            counters: Some(Counters { copied: 3, ..Default::default() }),
+        };
+        let run = |slots: &str, run_id: &str| ShardRun {
+            slots: slots.into(),
+            primary: "127.0.0.1:1".into(),
+            read_on: "127.0.0.1:1".into(),
+            run_id: run_id.into(),
+            config_epoch: 1,
+        };
+        let cl = Checkpoint {
+            shards: vec![shard("0-8191", "aaaa"), shard("8192-16383", "bbbb")],
+            target_run_ids: ids(&["t1", "t2", "t3"]),
+            ..checkpoint("redis+cluster://h:1", 0, 6)
+        };
+        let now = [run("0-8191", "aaaa"), run("8192-16383", "bbbb")];
+        let r = cl.resume("", &now, &ids(&["t3", "t1", "t2", "t4"]));
+        assert_eq!((r.copied(), r.why.len()), (6, 0));
+        let r = cl.resume("", &now, &ids(&["t1", "t3", "r2"]));
+        assert_eq!((&r.places[..], r.copied()), (&[ScanPlace::start(); 2][..], 0));
+        assert!(r.why[0].contains("run_id t2 → t1, t3, r2"), "{:?}", r.why);
+        // An older checkpoint, or a Sentinel target's, names none: as before.
+        let r = Checkpoint { target_run_ids: Vec::new(), ..one }.resume("5555", &[], &ids(&["uuuu1111"]));
+        assert_eq!((r.places[0].cursor, r.why.len()), (42, 0));
     }
 }

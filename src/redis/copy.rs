@@ -119,6 +119,10 @@ pub struct Preflight {
     pub source_notes: Vec<String>,
     /// A cluster target: its shards (empty for one server).
     pub target_shards: Vec<Shard>,
+    /// The target's `run_id` (each primary's, for a cluster): the servers
+    /// this run's writes go to, kept in the checkpoint. Empty for a Sentinel
+    /// target, whose checkpoint keeps only what its replicas confirmed.
+    pub target_run_ids: Vec<String>,
     /// How expiries are read: exactly when every server scanned answers
     /// PEXPIRETIME and the target takes `SET … PXAT`.
     #[serde(skip)]
@@ -226,6 +230,15 @@ impl Conns {
             }
         }
         Ok(true)
+    }
+
+    /// The `run_id` of the target, or of each primary of a cluster target.
+    pub async fn target_run_ids(&self, to: &Endpoint) -> Result<Vec<String>, String> {
+        let ids = match &self.dst_cluster {
+            Some(c) => c.key_counts_and_run_ids().await?.1,
+            None => vec![server_info(to, &mut self.dst.clone()).await?.1],
+        };
+        Ok(ids.into_iter().filter(|id| !id.is_empty() && id != "?").collect())
     }
 
     /// (keys, expiring keys) of the target (summed over a cluster's shards).
@@ -344,6 +357,10 @@ pub async fn preflight(opts: &CopyOptions) -> Result<(Conns, Preflight), CopyErr
     let target_shards = dst_cluster.as_ref().map(|c| c.shards()).unwrap_or_default();
     let conns = Conns { src, dst, src_addr, dst_addr, src_cluster, dst_cluster };
     let (target_keys, target_expiring) = conns.target_counts(&opts.to).await.map_err(CopyError::Refused)?;
+    let target_run_ids = match opts.to.sentinel() {
+        Some(_) => Vec::new(),
+        None => conns.target_run_ids(&opts.to).await.map_err(CopyError::Refused)?,
+    };
     let pf = Preflight {
         source_version,
         target_version,
@@ -356,6 +373,7 @@ pub async fn preflight(opts: &CopyOptions) -> Result<(Conns, Preflight), CopyErr
         source_shards,
         source_notes,
         target_shards,
+        target_run_ids,
         expiry_read,
     };
     Ok((conns, pf))
@@ -1537,7 +1555,7 @@ fn source_parts(
 ) -> (Vec<Part>, Counters) {
     let (places, carried) = match resume {
         Some(cp) => {
-            let r = cp.resume(&pf.source_run_id, &pf.source_shards);
+            let r = cp.resume(&pf.source_run_id, &pf.source_shards, &pf.target_run_ids);
             (r.places, r.carried)
         }
         None => (vec![ScanPlace::start(); pf.source_shards.len().max(1)], Counters::default()),
@@ -1579,7 +1597,7 @@ fn total_of(carried: Counters, parts: &[Part]) -> Counters {
     Counters::sum(std::iter::once(carried).chain(parts.iter().map(|p| p.at.counters)))
 }
 
-fn save(opts: &CopyOptions, mode: Mode, parts: &[Part], carried: Counters) -> Result<(), String> {
+fn save(opts: &CopyOptions, pf: &Preflight, parts: &[Part], carried: Counters) -> Result<(), String> {
     let Some(path) = &opts.checkpoint else { return Ok(()) };
     let single = parts.len() == 1 && parts[0].slots.is_empty();
     let cp = Checkpoint {
@@ -1589,7 +1607,7 @@ fn save(opts: &CopyOptions, mode: Mode, parts: &[Part], carried: Counters) -> Re
         cursor: if single { parts[0].at.cursor } else { 0 },
         counters: total_of(carried, parts),
         on_conflict: opts.on_conflict,
-        mode,
+        mode: pf.mode,
         updated: crate::time::rfc3339(std::time::SystemTime::now()),
         source_run_id: single.then(|| parts[0].run_id.clone()),
         shards: if single {
@@ -1608,6 +1626,7 @@ fn save(opts: &CopyOptions, mode: Mode, parts: &[Part], carried: Counters) -> Re
                 .collect()
         },
         done: single && parts[0].at.done,
+        target_run_ids: pf.target_run_ids.clone(),
     };
     checkpoint::save(path, &cp)
 }
@@ -1769,7 +1788,7 @@ pub async fn copy(
     let (mut parts, mut carried) = source_parts(&conns, pf, nodes, opts.resume.as_ref());
     let mut run = Counters::default();
     // The first checkpoint exists before the first write.
-    save(opts, pf.mode, &parts, carried).map_err(CopyError::Failed)?;
+    save(opts, pf, &parts, carried).map_err(CopyError::Failed)?;
     let mut confirmed = Confirmed { places: places(&parts), run };
     let mut need_replicas = 0u64;
     let mut followed: Vec<String> = Vec::new();
@@ -1850,7 +1869,7 @@ pub async fn copy(
                 let finished = parts.iter().all(|p| p.at.done);
                 if finished || last_save.elapsed() >= opts.checkpoint_every {
                     if replicated(opts, &mut dst, &mut need_replicas).await? {
-                        save(opts, pf.mode, &parts, carried)?;
+                        save(opts, pf, &parts, carried)?;
                         confirmed = Confirmed { places: places(&parts), run };
                     } else if finished {
                         return Err(format!(
@@ -1921,7 +1940,7 @@ pub async fn copy(
                 if let Some(SourceChange::Resharded(_)) = &change {
                     start_over(&mut parts, &mut carried);
                 }
-                let saved = save(opts, pf.mode, &parts, carried);
+                let saved = save(opts, pf, &parts, carried);
                 match change {
                     Some(SourceChange::FailedOver(moved)) => {
                         return Err(CopyError::Failed(format!(
@@ -1992,7 +2011,7 @@ pub async fn copy(
             tracing::warn!("{m}; {place}");
             followed.push(format!("{m}; {place}"));
         }
-        save(opts, pf.mode, &parts, carried).map_err(CopyError::Failed)?;
+        save(opts, pf, &parts, carried).map_err(CopyError::Failed)?;
         // The place to go back to is this one: the confirmed place before a
         // source failover is a cursor of the old master, which means nothing
         // to the new one (the start of a scan is always safe to go back to).
@@ -2014,7 +2033,7 @@ pub async fn copy(
         if let Some(what) = what {
             let copied = total_of(carried, &parts).copied;
             start_over(&mut parts, &mut carried);
-            return Err(CopyError::Failed(match save(opts, pf.mode, &parts, carried) {
+            return Err(CopyError::Failed(match save(opts, pf, &parts, carried) {
                 Ok(()) => resharded(&what, copied, opts.run_by),
                 Err(why) => not_reset(&what, copied, &why, opts.run_by),
             }));
@@ -2040,7 +2059,7 @@ pub async fn copy(
             let what: Vec<&str> = behind.iter().map(|(_, why)| why.as_str()).collect();
             let what = what.join("; ");
             let (shard, it) = if behind.len() == 1 { ("that shard", "it") } else { ("those shards", "them") };
-            return Err(CopyError::Failed(match save(opts, pf.mode, &parts, carried) {
+            return Err(CopyError::Failed(match save(opts, pf, &parts, carried) {
                 Ok(()) => format!(
                     "{what}. The keys read there may be old, so the copy stopped ({copied} keys copied) and its \
                      checkpoint starts {shard} over: {} scans {it} again (on a replica in step, else on the \
@@ -2056,6 +2075,43 @@ pub async fn copy(
             }));
         }
     }
+    // The servers that took the writes must still be the target's: one
+    // restarted or replaced by its replica meanwhile may have lost some
+    // (acknowledged before saved or replicated), and nothing tells which.
+    if finished && !pf.target_run_ids.is_empty() {
+        let copied = total_of(carried, &parts).copied;
+        let gone = match conns.target_run_ids(&opts.to).await {
+            Ok(now) => pf.target_run_ids.iter().filter(|id| !now.contains(id)).count(),
+            Err(e) => {
+                save(opts, pf, &parts, carried).map_err(CopyError::Failed)?;
+                return Err(CopyError::Failed(format!(
+                    "every key was written ({copied}), but the target could not be asked afterwards whether the \
+                     servers that took them are still its own ({}); the checkpoint is kept: {} asks again",
+                    short(&e),
+                    opts.run_by.resumer()
+                )));
+            }
+        };
+        if gone > 0 {
+            start_over(&mut parts, &mut carried);
+            let saved = save(opts, pf, &parts, carried);
+            return Err(CopyError::Failed(format!(
+                "the target restarted or failed over during the copy ({gone} of its servers that took writes is \
+                 gone): what it had not saved or passed to its replica is lost, and nothing tells which keys. The \
+                 copy stopped ({copied} keys written); {}",
+                match saved {
+                    Ok(()) => format!(
+                        "its checkpoint now starts the scan over: {}, writing every key again",
+                        opts.run_by.resume()
+                    ),
+                    Err(why) => format!(
+                        "its checkpoint could not be set back ({why}): start over with `cutover redis copy --restart \
+                         --on-conflict replace`"
+                    ),
+                }
+            )));
+        }
+    }
     let interrupted = !finished;
     if interrupted {
         let mut dst = conns.dst.clone();
@@ -2063,7 +2119,7 @@ pub async fn copy(
             restore(&mut parts, &confirmed.places);
             run = confirmed.run;
         }
-        save(opts, pf.mode, &parts, carried).map_err(CopyError::Failed)?;
+        save(opts, pf, &parts, carried).map_err(CopyError::Failed)?;
     } else if let Some(path) = &opts.checkpoint {
         crate::crashpoint::here("copy:before-checkpoint-removed");
         checkpoint::remove(path).map_err(CopyError::Failed)?;
