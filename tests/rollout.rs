@@ -413,8 +413,40 @@ async fn an_abort_never_raises_the_new_sides_weight_after_the_steps_changed() {
     std::fs::write(&path, text).unwrap();
     let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["abort", path.to_str().unwrap(), "--yes"]).await;
     assert_ne!(code, Some(0), "{out}");
-    assert!(out.contains("rollback refused: it would raise staging's weight from 25 (live) to 30"), "{out}");
+    assert!(
+        out.contains(
+            "rollback refused: it would raise staging's share of the traffic from 25.0% (live 75/25) to 30.0% (70/30)"
+        ),
+        "{out}"
+    );
     assert_eq!(weights(&sb).await, w(75, 25), "nothing sent");
+    sb.down().await;
+}
+
+/// A rollback is judged by the share it gives the new side, not by its raw
+/// weight: initial weights of 255/20 give staging 7.3%, less than step 1's
+/// 90/10, though 20 is more than 10. Refusing it (as a guard on raw weights
+/// did) left the traffic on the failing side with every abort refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abort_to_initial_weights_on_another_scale_rolls_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rb, path) = fast_runbook_with(dir.path(), |t| {
+        t.replace("soak = \"5s\"", "soak = \"60s\"").replace(
+            "initial_weights = { production = 100, staging = 0 }",
+            "initial_weights = { production = 255, staging = 20 }",
+        )
+    });
+    let sb = fixed_sandbox(&rb, "eu-central-2").await;
+    assert_eq!(weights(&sb).await, w(255, 20), "the sandbox starts at the initial weights");
+    let mut child =
+        cutover_command(&sb, &rb, dir.path(), &["rollout", path.to_str().unwrap(), "--yes"]).spawn().unwrap();
+    until_soaking(dir.path(), 0).await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(weights(&sb).await, w(90, 10), "killed in step 1's soak");
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["abort", path.to_str().unwrap(), "--yes"]).await;
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(weights(&sb).await, w(255, 20), "rolled back to the initial weights");
     sb.down().await;
 }
 

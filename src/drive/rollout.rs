@@ -252,16 +252,11 @@ impl Runner<'_> {
         };
         if step.is_none() {
             let live = (plan.from.record.weight, plan.to.record.weight);
-            // A rollback never sends more traffic to the new side: its step
-            // index read against a runbook whose steps changed, or weights
-            // lowered by hand since, would.
-            if weights.1 > live.1 {
-                let to = &self.cx.rb.rollout.to;
+            if let Some(why) = rollback_raises(&self.cx.rb.rollout.to, live, weights) {
                 return Err(SendError::Failed(format!(
-                    "rollback refused: it would raise {to}'s weight from {} (live) to {}; the runbook's steps \
-                     changed since the saved state, or the weights were lowered by hand. Nothing sent; set the \
-                     weights with `cutover shift` if they must move",
-                    live.1, weights.1
+                    "rollback refused: {why}; the runbook's steps or initial weights changed since the saved \
+                     state, or the weights were lowered by hand. Nothing sent; set the weights with `cutover \
+                     shift` if they must move"
                 )));
             }
             self.rolled_back_from = Some(live);
@@ -752,6 +747,26 @@ fn weights_moved_outside(runner: &Runner<'_>, live: &crate::live::LiveState, sin
             "the weights were changed outside this rollout: {}/{} live ({} / {}), {}/{} applied by it; paused, \
              nothing sent (run the rollout again to adopt or refuse them, or abort)",
             seen.0, seen.1, rb.rollout.from, rb.rollout.to, applied.0, applied.1
+        )
+    })
+}
+
+/// Why a rollback from `live` to `target` is refused, if it is: it would
+/// give the new side `to` a larger share of the traffic. A rollback's step
+/// read against a runbook whose steps changed, or weights lowered by hand
+/// since, would. Shares, not weights: 255/30 gives less than 75/25, and
+/// 0/0 is an equal split to Route53.
+pub fn rollback_raises(to: &str, live: Weights, target: Weights) -> Option<String> {
+    let share = |w: Weights| crate::analysis::weights::shares(&[w.0, w.1])[1] * 100.0;
+    shift::raises_share(live, target).1.then(|| {
+        format!(
+            "it would raise {to}'s share of the traffic from {:.1}% (live {}/{}) to {:.1}% ({}/{})",
+            share(live),
+            live.0,
+            live.1,
+            share(target),
+            target.0,
+            target.1
         )
     })
 }
@@ -1541,11 +1556,8 @@ pub async fn abort_preview(rb: &Runbook, clients: &SideClients) -> Result<Vec<St
         out.push("a rollout is running: `cutover abort` would ask it to roll back and wait for INSYNC".into());
     } else {
         let sp = shift::plan(clients, rb, target).await?;
-        if target.1 > sp.to.record.weight {
-            out.push(format!(
-                "would refuse: the rollback would raise {}'s weight from {} (live) to {}",
-                rb.rollout.to, sp.to.record.weight, target.1
-            ));
+        if let Some(why) = rollback_raises(&rb.rollout.to, (sp.from.record.weight, sp.to.record.weight), target) {
+            out.push(format!("would refuse: {why}"));
             return Ok(out);
         }
         out.push(format!("would set {}", sp.describe()));
@@ -1605,6 +1617,21 @@ pub fn spawn_detached(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_rollback_is_refused_only_when_it_raises_the_new_sides_share() {
+        // 255/30 is 10.5%: a rollback to it from 75/25 lowers staging's share.
+        assert_eq!(rollback_raises("staging", (75, 25), (255, 30)), None);
+        assert_eq!(rollback_raises("staging", (75, 25), (100, 0)), None);
+        assert_eq!(rollback_raises("staging", (75, 25), (75, 25)), None);
+        // 0/0 is an equal split to Route53: 50%, more than 10%.
+        assert_eq!(
+            rollback_raises("staging", (90, 10), (0, 0)).as_deref(),
+            Some("it would raise staging's share of the traffic from 10.0% (live 90/10) to 50.0% (0/0)")
+        );
+        assert!(rollback_raises("staging", (75, 25), (70, 30)).is_some());
+        assert!(rollback_raises("staging", (200, 40), (75, 25)).is_some(), "16.7% to 25%");
+    }
 
     /// A promote is for the soak it was confirmed in: another step, or the
     /// same step soaking again (after a pause and resume, or a retry after

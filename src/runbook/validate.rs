@@ -952,6 +952,28 @@ impl<'a> Validator<'a> {
                     );
                 }
             }
+            // What an abort returns to must give the new side less than the
+            // first step: else an abort in step 1 would raise its share (and
+            // the rollback guard refuse it when it is needed).
+            if let (Some(&f), Some(&t), Some(&first)) =
+                (initial_weights.get(&rollout.from), initial_weights.get(&rollout.to), rollout.steps.first())
+                && rollout.from != rollout.to
+            {
+                let share = crate::analysis::weights::shares(&[f, t])[1] * 100.0;
+                if share >= f64::from(first) {
+                    self.err(
+                        w.span(),
+                        format!(
+                            "the initial weights give `{}` {share:.1}% of the traffic, not less than the first step's {first}%",
+                            rollout.to
+                        ),
+                        format!(
+                            "they are what an abort returns to: give `{}` a smaller share (e.g. {} = 100, {} = 0); all weights 0 is an equal split to Route53",
+                            rollout.to, rollout.from, rollout.to
+                        ),
+                    );
+                }
+            }
         } else {
             initial_weights.insert(rollout.from.clone(), 100);
             initial_weights.insert(rollout.to.clone(), 0);
