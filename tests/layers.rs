@@ -242,3 +242,38 @@ fn no_sdk_call_outside_the_aws_adapters_and_the_sandbox() {
         .collect();
     assert!(wrong.is_empty(), "the AWS SDK used outside src/aws and src/sandbox: {wrong:?}");
 }
+
+/// The sandbox stands for AWS: its firewall, traffic split, alarm
+/// evaluation and readings are its own simple implementations of AWS's
+/// rules, so a mistake in what cutover reads or concludes shows as a
+/// disagreement instead of being shared by both. It may use cutover's
+/// runbook (what to build), its clients and their configuration (how to
+/// reach moto), and the small utilities; nothing that reads or judges.
+#[test]
+fn the_sandbox_uses_none_of_the_code_it_checks() {
+    const MAY_USE: &[&str] = &["sandbox", "runbook", "aws", "time", "paths", "hash", "crashpoint"];
+    const MAY_USE_OF_AWS: &[&str] = &["Clients", "SideClients", "Reach", "sandbox_config"];
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src.join("sandbox"), &mut files);
+    assert!(files.len() > 5, "the sandbox's files: {files:?}");
+    let mut wrong = Vec::new();
+    for f in &files {
+        let code = code(&std::fs::read_to_string(f).unwrap());
+        let shown = f.strip_prefix(&src).unwrap().display();
+        for used in named_after(&code, "crate::") {
+            if !MAY_USE.contains(&used.as_str()) {
+                wrong.push(format!("{shown}: uses crate::{used}"));
+            }
+        }
+        for used in named_after(&code, "crate::aws::") {
+            if !MAY_USE_OF_AWS.contains(&used.as_str()) {
+                wrong.push(format!("{shown}: uses crate::aws::{used}"));
+            }
+        }
+        if code.contains("crate::aws;") || code.contains("crate::aws as") {
+            wrong.push(format!("{shown}: imports crate::aws whole"));
+        }
+    }
+    assert!(wrong.is_empty(), "the sandbox uses code it is meant to check:\n{}", wrong.join("\n"));
+}

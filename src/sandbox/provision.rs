@@ -11,7 +11,6 @@ use aws_sdk::route53::types::{
 };
 use color_eyre::eyre::{Result, WrapErr, bail, eyre};
 
-use crate::aws::elb::arn_suffix;
 use crate::aws::{Clients, Reach, SideClients};
 use crate::runbook::{InstanceSelector, Metric, Runbook, SandboxSpec, Side, Stat};
 
@@ -61,6 +60,16 @@ pub struct World {
 // LoadBalancer`; target metrics per `TargetGroup, LoadBalancer` and per
 // `LoadBalancer`; host counts per `TargetGroup, LoadBalancer`. A target group
 // behind no load balancer serves no traffic and has no metrics.
+/// The dimension value AWS gives a load balancer or target group ARN: what
+/// follows `loadbalancer/` (`app/name/id`), or `targetgroup/name/id`.
+/// The sandbox's own, so a mistake in cutover's shows as missing metrics.
+fn arn_suffix(arn: &str) -> String {
+    match arn.find(":loadbalancer/") {
+        Some(i) => arn[i + ":loadbalancer/".len()..].to_string(),
+        None => arn.rsplit(':').next().unwrap_or(arn).to_string(),
+    }
+}
+
 impl World {
     fn dimension(name: &str, value: impl Into<String>) -> Dimension {
         Dimension::builder().name(name).value(value).build()

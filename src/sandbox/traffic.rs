@@ -95,19 +95,9 @@ pub async fn run(rb: Runbook, world: World, aws: SideClients, cfg: TrafficConfig
                 w.unhealthy_samples.push((members.len() - up) as f64);
             }
         }
-        match crate::aws::route53::weighted_records(
-            &aws.dns().route53,
-            &world.zone_id,
-            &rb.dns.record,
-            &rb.dns.record_type,
-        )
-        .await
-        {
+        match live_weights(&aws.dns().route53, &world.zone_id, &rb.dns.record, &rb.dns.record_type).await {
             Ok(records) => {
-                let weights: Vec<u8> = sides
-                    .iter()
-                    .map(|(_, id)| records.iter().find(|r| &r.set_identifier == id).map_or(0, |r| r.weight))
-                    .collect();
+                let weights: Vec<u8> = sides.iter().map(|(_, id)| records.get(id).copied().unwrap_or(0)).collect();
                 last_shares = route53_shares(&weights);
             }
             Err(e) => tracing::warn!(error = %e, "traffic: cannot read weights; keeping the last split"),
@@ -145,6 +135,43 @@ pub async fn run(rb: Runbook, world: World, aws: SideClients, cfg: TrafficConfig
                 publish(&aws, &world, &env, &w).await;
             }
         }
+    }
+}
+
+/// The weight of each weighted record of `name` and `record_type` in the
+/// zone, by set identifier: the whole zone listed page by page (the
+/// sandbox's zones are small), not cutover's reader, which starts at the
+/// record and stops past it, so a mistake there shows as a disagreement.
+async fn live_weights(
+    route53: &aws_sdk::route53::Client,
+    zone_id: &str,
+    name: &str,
+    record_type: &str,
+) -> Result<BTreeMap<String, u8>, String> {
+    let wanted = |n: &str| n.trim_end_matches('.').eq_ignore_ascii_case(name.trim_end_matches('.'));
+    let mut out = BTreeMap::new();
+    let mut next: Option<(String, aws_sdk::route53::types::RrType, Option<String>)> = None;
+    loop {
+        let mut ask = route53.list_resource_record_sets().hosted_zone_id(zone_id);
+        if let Some((n, t, id)) = next.take() {
+            ask = ask.start_record_name(n).start_record_type(t).set_start_record_identifier(id);
+        }
+        let page = ask.send().await.map_err(|e| format!("ListResourceRecordSets: {e}"))?;
+        for r in page.resource_record_sets() {
+            if wanted(r.name())
+                && r.r#type().as_str() == record_type
+                && let (Some(id), Some(w)) = (r.set_identifier(), r.weight())
+            {
+                out.insert(id.to_string(), u8::try_from(w).map_err(|_| format!("weight {w} of {id}"))?);
+            }
+        }
+        if !page.is_truncated() {
+            return Ok(out);
+        }
+        let (Some(n), Some(t)) = (page.next_record_name(), page.next_record_type()) else {
+            return Err("ListResourceRecordSets: truncated with no next record".to_string());
+        };
+        next = Some((n.to_string(), t.clone(), page.next_record_identifier().map(str::to_string)));
     }
 }
 
