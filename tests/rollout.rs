@@ -423,6 +423,48 @@ async fn an_abort_never_raises_the_new_sides_weight_after_the_steps_changed() {
     sb.down().await;
 }
 
+/// An aborted rollout whose weights were lowered by hand since its rollback,
+/// then adopted: it starts again at the first step above the live share,
+/// one gated step at a time. It started at the step after its last good
+/// one, whatever the live weights (aborted at 50%, lowered to 0%: 100% in
+/// one batch).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_aborted_rollout_adopting_lowered_weights_goes_up_one_step_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rb, path) = fast_runbook_with(dir.path(), |t| t.replace("soak = \"5s\"", "soak = \"15s\""));
+    let sb = fixed_sandbox(&rb, "ap-southeast-4").await;
+    let child = spawn_rollout(&sb, &rb, dir.path(), &path);
+    until_soaking(dir.path(), 1).await;
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["abort", path.to_str().unwrap(), "--yes"]).await;
+    assert_eq!(code, Some(0), "{out}");
+    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output()).await.expect("ended").unwrap();
+    assert_ne!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(weights(&sb).await, w(90, 10), "rolled back to step 1, the last good");
+    set_weights_as_another_client(&sb, &rb, &[("prod", 100), ("staging", 0)]).await;
+    let mut adopt = tokio::process::Command::from(cutover_command(
+        &sb,
+        &rb,
+        dir.path(),
+        &["rollout", path.to_str().unwrap(), "--yes", "--adopt-live"],
+    ))
+    .kill_on_drop(true)
+    .spawn()
+    .unwrap();
+    let start = Instant::now();
+    let step = loop {
+        if let Some(s) = rollout_state(dir.path())
+            && s["engine"]["phase"]["phase"] == "soaking"
+        {
+            break s["engine"]["step"].as_u64();
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "never soaked: {:?}", rollout_state(dir.path()));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!((step, weights(&sb).await), (Some(0), w(90, 10)), "step 1 (10%) first, not step 2 (25%)");
+    adopt.kill().await.unwrap();
+    sb.down().await;
+}
+
 /// A rollback is judged by the share it gives the new side, not by its raw
 /// weight: initial weights of 255/20 give staging 7.3%, less than step 1's
 /// 90/10, though 20 is more than 10. Refusing it (as a guard on raw weights

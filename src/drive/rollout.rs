@@ -986,24 +986,33 @@ async fn begin<'a>(cx: &'a Context, say: &'a mut (dyn FnMut(&str) + Send)) -> Re
         let engine = &mut runner.engine;
         let active = !matches!(engine.state.phase, RolloutPhase::Idle | RolloutPhase::Aborted | RolloutPhase::Done);
         let at_step = active && live == engine.plan.weights_at(engine.state.step);
+        // The first step above the live share (0/0 is an equal split).
+        let share = crate::analysis::weights::shares(&[live.0, live.1])[1] * 100.0;
+        let first_above = engine.plan.steps.iter().position(|&p| f64::from(p) > share);
+        // Live weights below the saved steps (lowered by hand) go up again
+        // one gated step at a time, never straight back; and a rollback
+        // never aims above them.
+        let lower_last_good = |engine: &mut Engine| {
+            if let Some(first_above) = first_above {
+                engine.state.last_good =
+                    engine.state.last_good.and_then(|g| first_above.checked_sub(1).map(|m| g.min(m)));
+            }
+        };
         if active && !at_step {
             engine.state.phase = if live == engine.rollback_weights() {
                 RolloutPhase::Aborted
             } else {
-                // Live weights below the saved step (lowered by hand) go up
-                // again one gated step at a time, never straight to it; and
-                // a rollback never aims above them.
-                let total = u32::from(live.0) + u32::from(live.1);
-                let share = if total == 0 { 0.0 } else { f64::from(live.1) * 100.0 / f64::from(total) };
-                if let Some(first_above) = engine.plan.steps.iter().position(|&p| f64::from(p) > share)
+                if let Some(first_above) = first_above
                     && first_above < engine.state.step
                 {
                     engine.state.step = first_above;
-                    engine.state.last_good =
-                        engine.state.last_good.and_then(|g| first_above.checked_sub(1).map(|m| g.min(m)));
+                    lower_last_good(engine);
                 }
                 RolloutPhase::Shifting
             };
+        } else if !active {
+            // A start goes to the step after the last good one.
+            lower_last_good(engine);
         }
         // Weights someone else set are confirmed INSYNC before anything builds on them.
         let step = at_step.then_some(runner.engine.state.step);
