@@ -61,6 +61,8 @@ async fn throttling_keeps_values_live_or_honestly_stale_and_the_call_count_bound
         "{:?}",
         st.traffic.error
     );
+    let names: Vec<&String> = st.environments.keys().collect();
+    assert_eq!(names, rb.environments.keys().collect::<Vec<_>>(), "every environment read");
     for (name, env) in &st.environments {
         assert!(env.value.is_some() && env.error.is_none(), "{name}: {:?}", env.error);
     }
@@ -104,6 +106,7 @@ async fn throttling_keeps_values_live_or_honestly_stale_and_the_call_count_bound
     assert!(st.traffic.value.is_some(), "the last good weights are kept");
     throttled("alarms", st.alarms.error.as_deref(), st.alarms.is_stale());
     throttled("metrics", st.metrics.error.as_deref(), st.metrics.is_stale());
+    assert_eq!(st.environments.len(), rb.environments.len());
     for (name, env) in &st.environments {
         throttled(name, env.error.as_deref(), env.is_stale());
     }

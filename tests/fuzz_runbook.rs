@@ -193,7 +193,8 @@ fn check(text: &str, rejected: &AtomicUsize) -> Result<(), TestCaseError> {
 #[test]
 fn mutated_runbooks_never_panic_and_every_error_has_a_place() {
     let (valid, corpus) = corpus();
-    let cases = std::env::var("CUTOVER_FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(2000);
+    let cases: u32 = std::env::var("CUTOVER_FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(2000);
+    assert!(cases >= 1, "CUTOVER_FUZZ_CASES=0 would run no case and still pass");
     let seed: u64 = std::env::var("CUTOVER_FUZZ_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or(20261201);
     eprintln!("fuzz seed {seed} (CUTOVER_FUZZ_SEED={seed} repeats this run)");
     let mut seed_bytes = [0u8; 32];
@@ -217,9 +218,14 @@ fn mutated_runbooks_never_panic_and_every_error_has_a_place() {
             proptest::test_runner::TestError::Fail(_, (seed, muts)) => apply(&corpus[*seed], muts),
             proptest::test_runner::TestError::Abort(_) => String::new(),
         };
-        let keep = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/fuzz/found-seed-{seed}.toml"));
+        // Outside the work tree (a test run leaves it as it found it); moved
+        // into tests/fuzz by hand, it joins the corpus.
+        let keep = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("fuzz-found-seed-{seed}.toml"));
         std::fs::write(&keep, &input).unwrap();
-        panic!("{e}\nthe shrunk input is kept in {}", keep.display());
+        panic!(
+            "{e}\nthe shrunk input is kept in {} (move it into tests/fuzz to keep it in the corpus)",
+            keep.display()
+        );
     }
     let secs = started.elapsed().as_secs_f64();
     eprintln!("{cases} mutated runbooks parsed in {secs:.1} s");

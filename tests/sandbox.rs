@@ -165,10 +165,19 @@ async fn traffic_generator_metrics_follow_the_weights() {
     assert_eq!(request_sum(&sb, "staging", start).await, 0.0, "staging gets no traffic at weight 0");
 
     set_weights_as_another_client(&sb, &rb, &[("prod", 50), ("staging", 50)]).await;
-    eventually(Duration::from_secs(20), "staging requests to be published after the shift", || async {
-        (request_sum(&sb, "staging", start).await > 0.0).then_some(())
+    // Counted from one publishing period (5 s) after the shift, so no window
+    // counted holds requests sent before it: about half each (10 requests
+    // a second, split with largest remainders).
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let before = (request_sum(&sb, "production", start).await, request_sum(&sb, "staging", start).await);
+    let (prod, staging) = eventually(Duration::from_secs(40), "60 requests published after the shift", || async {
+        let p = request_sum(&sb, "production", start).await - before.0;
+        let s = request_sum(&sb, "staging", start).await - before.1;
+        (p + s >= 60.0).then_some((p, s))
     })
     .await;
+    let share = staging / (prod + staging);
+    assert!((0.4..=0.6).contains(&share), "staging got {staging} of {} requests at 50/50", prod + staging);
     sb.down().await;
 }
 

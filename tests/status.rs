@@ -122,9 +122,11 @@ async fn wrong_security_group_instance_fails_the_path_with_the_rule_named_and_ot
     let sb = sandbox(&rb, "us-west-2").await;
     let snap = first_snapshot(&rb, &sb).await;
     let g = &sb.world.groups;
+    let mut seen = Vec::new();
     for env in &snap.environments {
         for i in &env.aws.value.as_ref().unwrap().instances {
             let name = i.instance.name.clone().unwrap();
+            seen.push(name.clone());
             let path = i.sg_paths.values().next().expect("one Redis endpoint per environment");
             let Some(HealthProbe::Answered { redis_ok, .. }) = &i.health.value else {
                 panic!("{name}: {:?}", i.health)
@@ -147,6 +149,13 @@ async fn wrong_security_group_instance_fails_the_path_with_the_rule_named_and_ot
             }
         }
     }
+    // Every instance judged, the blocked one among them (a loop over none
+    // would pass).
+    seen.sort();
+    let mut all: Vec<String> = sb.world.instances.iter().map(|i| i.name.clone()).collect();
+    all.sort();
+    assert_eq!(seen, all);
+    assert!(seen.iter().any(|n| n == "staging-web-2"), "{seen:?}");
     sb.down().await;
 }
 
@@ -335,19 +344,24 @@ fn moto_frozen_mid_watch_goes_stale_with_the_error_redis_stays_live_and_it_recov
             }
         }
     };
+    let environments = |v: &serde_json::Value| v["environments"].as_array().unwrap().clone();
     let aws_fresh = |v: &serde_json::Value| {
         v["traffic"]["stale"] == false
             && v["traffic"]["value"].is_array()
-            && v["environments"].as_array().unwrap().iter().all(|e| e["aws"]["stale"] == false)
+            && environments(v).len() == 2
+            && environments(v).iter().all(|e| e["aws"]["stale"] == false)
     };
     wait_for("a fresh snapshot", Duration::from_secs(30), &aws_fresh);
 
     let thaw = freeze(sb.moto_pid().expect("the sandbox started moto"));
     let frozen_at = Instant::now();
     let stale = wait_for("AWS values to go stale", Duration::from_secs(60), &|v| {
-        v["traffic"]["stale"] == true && v["environments"].as_array().unwrap().iter().all(|e| e["aws"]["stale"] == true)
+        v["traffic"]["stale"] == true
+            && environments(v).len() == 2
+            && environments(v).iter().all(|e| e["aws"]["stale"] == true)
     });
     assert!(stale["traffic"]["value"].is_array(), "the last good weights are kept");
+    assert!(!stale["redis"].as_array().unwrap().is_empty(), "{}", stale["redis"]);
     assert!(stale["traffic"]["error"].as_str().unwrap().contains("ListResourceRecordSets"), "{}", stale["traffic"]);
     for r in stale["redis"].as_array().unwrap() {
         assert_eq!(r["stale"], false, "Redis is not behind moto: {r}");
@@ -412,6 +426,7 @@ fn status_with_moto_frozen_from_the_start_prints_every_value_and_exits_1() {
         .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {stdout}\nstderr: {stderr}"));
     assert!(j["traffic"]["value"].is_null(), "nothing was ever read from Route53: {}", j["traffic"]);
     assert!(j["traffic"]["error"].as_str().unwrap().contains("cannot reach AWS"), "{}", j["traffic"]);
+    assert_eq!(j["environments"].as_array().unwrap().len(), 2, "{}", j["environments"]);
     for e in j["environments"].as_array().unwrap() {
         assert!(e["aws"]["error"].is_string(), "each environment's AWS view carries its error: {e}");
     }
@@ -514,6 +529,7 @@ async fn a_rule_naming_a_managed_prefix_list_admits_the_addresses_it_holds() {
 
     let snap = first_snapshot(&rb, &sb).await;
     let staging = snap.environment("staging").unwrap().aws.value.as_ref().unwrap();
+    assert_eq!(staging.instances.len(), 2, "both staging instances judged");
     for i in &staging.instances {
         let path = &i.sg_paths["staging-cache"];
         println!("{}: {}", i.instance.name.clone().unwrap(), path.describe());

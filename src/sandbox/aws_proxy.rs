@@ -888,7 +888,8 @@ pub async fn start(upstream: SocketAddr, nth: u64) -> std::io::Result<(SocketAdd
     });
     let state = Arc::new(Proxy {
         upstream,
-        http: reqwest::Client::new(),
+        // Loopback only: never through a proxy the environment names.
+        http: reqwest::Client::builder().no_proxy().build().map_err(std::io::Error::other)?,
         counts: counts.clone(),
         s3_conditional: tokio::sync::Mutex::new(()),
     });
