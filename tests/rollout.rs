@@ -423,6 +423,89 @@ async fn an_abort_never_raises_the_new_sides_weight_after_the_steps_changed() {
     sb.down().await;
 }
 
+/// `cutover rollout --yes`, stopped (SIGSTOP) as it is about to plan step 2
+/// (its second forward step): after step 1's soak, before reading the
+/// records step 2 is planned from.
+async fn rollout_stopped_before_step_2(sb: &Sandbox, rb: &Runbook, state: &Path, path: &Path) -> tokio::process::Child {
+    let mut command = cutover_command(sb, rb, state, &["rollout", path.to_str().unwrap(), "--yes"]);
+    command.env("CUTOVER_STOP_AT", "step:before-plan@2");
+    let child = tokio::process::Command::from(command).kill_on_drop(true).spawn().unwrap();
+    let pid = child.id().unwrap();
+    eventually(Duration::from_secs(60), "the rollout stopped before step 2", || async {
+        process_stopped(pid).then_some(())
+    })
+    .await;
+    child
+}
+
+fn intents(state: &Path) -> Vec<String> {
+    audit(state).iter().filter(|l| l["stage"] == "intent").map(|l| l["action"].as_str().unwrap().to_string()).collect()
+}
+
+/// Weights changed by hand in the moment between step 1's soak and step 2
+/// (after the loop's last look at the live weights): step 2 was planned
+/// from the records as they were then, so its DELETE matched and it went
+/// out over the change. Now it is not sent, and the rollout pauses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weights_changed_just_before_a_step_are_never_sent_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rb, path) = fast_runbook(dir.path());
+    let sb = fixed_sandbox(&rb, "ap-northeast-3").await;
+    let child = rollout_stopped_before_step_2(&sb, &rb, dir.path(), &path).await;
+    assert_eq!(weights(&sb).await, w(90, 10), "step 1 applied");
+    set_weights_as_another_client(&sb, &rb, &[("prod", 100), ("staging", 0)]).await;
+    unsafe { libc::kill(child.id().unwrap() as i32, libc::SIGCONT) };
+    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output()).await.expect("ended").unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "paused for a person: {text}");
+    assert!(
+        text.contains(
+            "rollout step 2/4 (25%): not sent: the weights were changed outside this rollout: 100/0 live (production / staging), 90/10 applied by it; paused"
+        ),
+        "{text}"
+    );
+    assert_eq!(weights(&sb).await, w(100, 0), "the hand change stands");
+    assert_eq!(intents(dir.path()), ["rollout step 1/4 (10%)"], "step 2 never sent");
+    sb.down().await;
+}
+
+/// An abort asked for while a step is being planned: the step is not sent.
+/// It went out first, and only its INSYNC wait saw the abort and rolled it
+/// back (seconds of the next step's share on a side someone had just
+/// judged bad).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abort_asked_while_a_step_is_planned_sends_no_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rb, path) = fast_runbook(dir.path());
+    let sb = fixed_sandbox(&rb, "ap-northeast-2").await;
+    let child = rollout_stopped_before_step_2(&sb, &rb, dir.path(), &path).await;
+    let abort = tokio::process::Command::from(cutover_command(
+        &sb,
+        &rb,
+        dir.path(),
+        &["abort", path.to_str().unwrap(), "--yes", "--reason", "p99 looks wrong"],
+    ))
+    .kill_on_drop(true)
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
+    eventually(Duration::from_secs(30), "the abort asked", || async {
+        dir.path().join("cutover/demo.abort-request").exists().then_some(())
+    })
+    .await;
+    unsafe { libc::kill(child.id().unwrap() as i32, libc::SIGCONT) };
+    let asked = tokio::time::timeout(Duration::from_secs(60), abort.wait_with_output()).await.expect("ended").unwrap();
+    let said = format!("{}{}", String::from_utf8_lossy(&asked.stdout), String::from_utf8_lossy(&asked.stderr));
+    assert_eq!(asked.status.code(), Some(0), "{said}");
+    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output()).await.expect("ended").unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("rollout step 2/4 (25%): not sent: an abort was asked for"), "{text}");
+    assert_eq!(weights(&sb).await, w(90, 10), "at step 1, the last good");
+    assert_eq!(intents(dir.path()), ["rollout step 1/4 (10%)"], "step 2 never sent");
+    sb.down().await;
+}
+
 /// An aborted rollout whose weights were lowered by hand since its rollback,
 /// then adopted: it starts again at the first step above the live share,
 /// one gated step at a time. It started at the step after its last good

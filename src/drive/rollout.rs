@@ -246,6 +246,9 @@ impl Runner<'_> {
 
     /// Sets the weights and waits for INSYNC; feeds the engine.
     async fn set_weights(&mut self, weights: Weights, step: Option<usize>) -> Result<Vec<Output>, SendError> {
+        if step.is_some() {
+            crate::crashpoint::here("step:before-plan");
+        }
         let plan = match shift::plan(self.cx.clients.dns(), &self.cx.rb, weights).await {
             Ok(p) => p,
             Err(e) => return Err(SendError::from(e).of(&self.action(step))),
@@ -260,6 +263,34 @@ impl Runner<'_> {
                 )));
             }
             self.rolled_back_from = Some(live);
+        }
+        // Weights changed by someone else since this rollout's last change
+        // (the loop sees them during a soak; these came between its last
+        // look and this step): the step is never planned over them.
+        if step.is_some() && self.state.in_flight.is_none() {
+            let live = (plan.from.record.weight, plan.to.record.weight);
+            let applied = self.state.applied.unwrap_or(self.engine.plan.initial);
+            if live != applied {
+                if let Err(lost) = self.lease.check() {
+                    return Err(SendError::Failed(format!("{lost}; this process stops without sending anything more")));
+                }
+                let (from, to) = (&self.cx.rb.rollout.from, &self.cx.rb.rollout.to);
+                let reason = format!(
+                    "{}: not sent: the weights were changed outside this rollout: {}/{} live ({from} / {to}), {}/{} \
+                     applied by it; paused (run the rollout again to adopt or refuse them, or abort)",
+                    self.action(step),
+                    live.0,
+                    live.1,
+                    applied.0,
+                    applied.1
+                );
+                (self.say)(&reason);
+                let out = pause_for(&mut self.engine, &reason);
+                if self.engine.state.phase != RolloutPhase::Paused {
+                    return Err(SendError::Failed(reason));
+                }
+                return Ok(out);
+            }
         }
         // A step onto a side with no target in service would send its share
         // to 503s for a whole soak before a gate could see it: paused for a
@@ -286,6 +317,18 @@ impl Runner<'_> {
             let out = self.confirmed(step, "(already applied)");
             self.persist()?;
             return Ok(out);
+        }
+        // An abort asked for since the loop last looked (while this step was
+        // planned and checked) comes before it: the step is not sent.
+        if step.is_some() {
+            let asked = Request::Abort.take_one(&self.cx.rb.name).map_err(|e| {
+                SendError::Failed(format!("{}: not sent: cannot tell whether an abort waits ({e})", self.action(step)))
+            })?;
+            if let Some(RequestNote { text, .. }) = asked {
+                let line = format!("{}: not sent: an abort was asked for", self.action(step));
+                (self.say)(&line);
+                return Ok(self.engine.handle(Input::Abort { reason: text.trim().to_string() }, SystemTime::now()));
+            }
         }
         // With a change still in flight, even the same weights are sent: this
         // change's INSYNC confirms that one's.
