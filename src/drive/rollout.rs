@@ -1113,6 +1113,18 @@ async fn before_the_loop(
         && matches!(runner.engine.state.phase, RolloutPhase::Idle | RolloutPhase::Aborted)
     {
         let reason = reason.trim().to_string();
+        // An earlier abort cut short before its rollback reached Route53 is
+        // what this one asks for too: finished, never taken as done.
+        let target = runner.engine.rollback_weights();
+        if runner.engine.state.phase == RolloutPhase::Aborted && live != target {
+            (runner.say)(&format!("finishing the interrupted rollback to {}/{}", target.0, target.1));
+            runner.roll_back(target).await.map_err(failed)?;
+            runner.persist().map_err(failed)?;
+            runner
+                .audit("rollout abort", Stage::Done, runner.rolled_back_from, target, reason.clone())
+                .map_err(failed)?;
+            return Ok(Some(Outcome::Aborted(reason)));
+        }
         (runner.say)(&format!(
             "an abort was waiting ({reason}): not starting; nothing sent. Run the rollout again to start it"
         ));
