@@ -442,6 +442,42 @@ fn intents(state: &Path) -> Vec<String> {
     audit(state).iter().filter(|l| l["stage"] == "intent").map(|l| l["action"].as_str().unwrap().to_string()).collect()
 }
 
+/// A rollout that dies just as an abort is asked of it (here: killed while
+/// stopped before step 2): the abort, waiting for a rollback nobody would
+/// send, waited out its six minutes and failed. It takes the freed lease
+/// and carries the abort out itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abort_asked_of_a_rollout_that_then_dies_is_carried_out_by_the_abort() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rb, path) = fast_runbook(dir.path());
+    let sb = fixed_sandbox(&rb, "ap-south-2").await;
+    let mut child = rollout_stopped_before_step_2(&sb, &rb, dir.path(), &path).await;
+    let abort = tokio::process::Command::from(cutover_command(
+        &sb,
+        &rb,
+        dir.path(),
+        &["abort", path.to_str().unwrap(), "--yes", "--reason", "p99 looks wrong"],
+    ))
+    .kill_on_drop(true)
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
+    eventually(Duration::from_secs(30), "the abort asked", || async {
+        dir.path().join("cutover/demo.abort-request").exists().then_some(())
+    })
+    .await;
+    child.kill().await.unwrap();
+    let asked = tokio::time::timeout(Duration::from_secs(30), abort.wait_with_output()).await.expect("ended").unwrap();
+    let said = format!("{}{}", String::from_utf8_lossy(&asked.stdout), String::from_utf8_lossy(&asked.stderr));
+    assert_eq!(asked.status.code(), Some(0), "{said}");
+    assert!(said.contains("the rollout ended without rolling back: this abort carries it out"), "{said}");
+    assert_eq!(weights(&sb).await, w(90, 10), "at step 1, the last good");
+    assert_eq!(rollout_state(dir.path()).unwrap()["engine"]["phase"]["phase"], "aborted");
+    assert!(!dir.path().join("cutover/demo.abort-request").exists(), "not left to abort the next rollout");
+    sb.down().await;
+}
+
 /// Weights changed by hand in the moment between step 1's soak and step 2
 /// (after the loop's last look at the live weights): step 2 was planned
 /// from the records as they were then, so its DELETE matched and it went

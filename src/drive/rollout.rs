@@ -1367,35 +1367,18 @@ pub async fn abort(cx: &Context, reason: &str, say: &mut (dyn FnMut(&str) + Send
         }
         Err(e) => return Err(refused(e)),
     };
-    let Some(lease) = lease else {
-        if !asked {
-            Request::Abort.ask(&rb.name, &RequestNote::new(reason)).map_err(failed)?;
-        }
-        say("a rollout is running: asked it to abort; waiting for its rollback");
-        let start = std::time::Instant::now();
-        // Long enough for a rollback Route53 does not take at first.
-        let limit = ROLLBACK_RETRY_FOR + Duration::from_secs(60);
-        while start.elapsed() < limit {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            if let Ok(Some(s)) = load_state(&rb.name)
-                && s.engine.phase == RolloutPhase::Aborted
-                && s.in_flight.is_none()
-                && !Request::Abort.pending(&rb.name)
-            {
-                // Done only when the live weights are the rollback's, not merely
-                // when the decision is on disk.
-                let target = Engine { plan: RolloutPlan::from_runbook(rb).map_err(failed)?, state: s.engine.clone() }
-                    .rollback_weights();
-                let live = live_weights(cx.clients.dns(), rb).await.map_err(failed)?;
-                if live == target && s.applied == Some(target) {
-                    return Ok(format!("the running rollout rolled back to {}/{}", live.0, live.1));
-                }
+    let lease = match lease {
+        Some(lease) => lease,
+        None => {
+            if !asked {
+                Request::Abort.ask(&rb.name, &RequestNote::new(reason)).map_err(failed)?;
+            }
+            say("a rollout is running: asked it to abort; waiting for its rollback");
+            match wait_for_rollback(cx, duration, say).await? {
+                Ok(done) => return Ok(done),
+                Err(lease) => lease,
             }
         }
-        return Err(failed(format!(
-            "the running rollout did not confirm its rollback within {} s; check `cutover status` and the audit log",
-            limit.as_secs()
-        )));
     };
     let plan = RolloutPlan::from_runbook(rb).map_err(failed)?;
     let (saved, version) = load_versioned::<RolloutState>(&rb.name).map_err(failed)?;
@@ -1422,6 +1405,62 @@ pub async fn abort(cx: &Context, reason: &str, say: &mut (dyn FnMut(&str) + Send
     runner.persist().map_err(failed)?;
     runner.audit("rollout abort", Stage::Done, runner.rolled_back_from, target, reason.to_string()).map_err(failed)?;
     Ok(format!("weights set back to {}/{}", target.0, target.1))
+}
+
+/// Waits for the running rollout to carry out the abort asked of it: Ok
+/// with what it did, once the live weights are its rollback's. A rollout
+/// that ends without that (it paused, failed or died as it was asked, with
+/// the request taken or not) leaves the lease: this abort takes it and
+/// carries the abort out itself (Err with the lease), never waiting out
+/// its limit for a rollback nobody will send.
+async fn wait_for_rollback(
+    cx: &Context,
+    duration: Duration,
+    say: &mut (dyn FnMut(&str) + Send),
+) -> Result<Result<String, Lease>, RolloutError> {
+    let rb = &cx.rb;
+    let start = std::time::Instant::now();
+    // Long enough for a rollback Route53 does not take at first.
+    let limit = ROLLBACK_RETRY_FOR + Duration::from_secs(60);
+    while start.elapsed() < limit {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if let Ok(Some(s)) = load_state(&rb.name)
+            && s.engine.phase == RolloutPhase::Aborted
+            && s.in_flight.is_none()
+            && !Request::Abort.pending(&rb.name)
+        {
+            // Done only when the live weights are the rollback's, not merely
+            // when the decision is on disk.
+            let target = Engine { plan: RolloutPlan::from_runbook(rb).map_err(failed)?, state: s.engine.clone() }
+                .rollback_weights();
+            let live = live_weights(cx.clients.dns(), rb).await.map_err(failed)?;
+            if live == target && s.applied == Some(target) {
+                return Ok(Ok(format!("the running rollout rolled back to {}/{}", live.0, live.1)));
+            }
+        }
+        if is_running(&rb.name).unwrap_or(true) {
+            continue;
+        }
+        let taken = match crate::store::lease::acquire(&rb.name, "rollout abort", duration, false, &mut |_| {}) {
+            Ok(l) => Some(l),
+            // Its holder died: taken once it stays unrenewed a whole lease.
+            Err(Refusal::Expired(_)) => crate::store::off_async(|| {
+                crate::store::lease::acquire(&rb.name, "rollout abort", duration, true, &mut |m| say(m))
+            })
+            .ok(),
+            // Another run took it first (and the request with it): wait for that one.
+            Err(_) => None,
+        };
+        if let Some(lease) = taken {
+            Request::Abort.withdraw(&rb.name);
+            say("the rollout ended without rolling back: this abort carries it out");
+            return Ok(Err(lease));
+        }
+    }
+    Err(failed(format!(
+        "the running rollout did not confirm its rollback within {} s; check `cutover status` and the audit log",
+        limit.as_secs()
+    )))
 }
 
 /// Why a promote confirmed for one step's soak is not for the rollout's
