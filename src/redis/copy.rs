@@ -1171,9 +1171,11 @@ impl Ctx {
                 let outcome = match (kind, &last) {
                     (Kind::String, Value::Nil) => Outcome::Conflict,
                     // The expiry passed in flight: PEXPIREAT removed it. A
-                    // key without one lost its temporary copy: an error.
+                    // key whose expiry has not passed lost its temporary
+                    // copy (evicted, deleted): an error.
                     (_, Value::ServerError(e))
-                        if whole[i].exp != Expiry::Never && e.details().is_some_and(|d| d.contains("no such key")) =>
+                        if expiry_passed(whole[i].exp, super::now_ms())
+                            && e.details().is_some_and(|d| d.contains("no such key")) =>
                     {
                         Outcome::Expired
                     }
@@ -1409,7 +1411,8 @@ impl Ctx {
         match rename.query_async::<Value>(&mut dst).await {
             // The expiry passed while we copied: PEXPIREAT removed it. A
             // key without one lost its temporary copy: not copied.
-            Err(e) if e.detail() == Some("no such key") && exp != Expiry::Never => Ok(Outcome::Expired),
+            Err(e) if e.detail() == Some("no such key") && expiry_passed(exp, super::now_ms()) => Ok(Outcome::Expired),
+            Err(e) if e.detail() == Some("no such key") => Err(lost()),
             Err(e) => Err(format!("{} {}: {}", t.role, t.redacted(), t.scrub(&e.to_string()))),
             Ok(Value::Int(0)) => {
                 let _: u64 = q(t, &mut dst, redis::cmd("DEL").arg(tmp)).await?;
@@ -1637,6 +1640,17 @@ fn report(pf: &Preflight, started: Instant, run: &Counters, total: Counters, fin
 
 /// Into a cluster, at most this many times `scan_count` keys per SCAN.
 const MAX_SCAN_PER_SHARD_FACTOR: usize = 3;
+
+/// How far the target's clock may run ahead of cutover's: a key it removed
+/// this close to its expiry is taken as expired.
+const CLOCK_SKEW_MS: u64 = 2_000;
+
+/// Whether a key whose temporary copy is gone from the target may have
+/// expired there: its expiry has passed (within the clocks' skew). Else the
+/// target lost it (evicted under maxmemory, deleted): not an expiry.
+fn expiry_passed(exp: Expiry, now_ms: u64) -> bool {
+    matches!(exp, Expiry::At(ms) if ms <= now_ms + CLOCK_SKEW_MS)
+}
 
 /// Most failovers one copy follows.
 const MAX_FOLLOWS: usize = 5;
@@ -2253,6 +2267,16 @@ fn restore(parts: &mut [Part], places: &[ScanPlace]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_key_gone_from_the_target_before_its_expiry_is_lost_not_expired() {
+        let now = 1_000_000;
+        assert!(expiry_passed(Expiry::At(now - 5), now));
+        assert!(expiry_passed(Expiry::At(now + 1_500), now), "within the clocks' skew");
+        // Hours left on the source: evicted or deleted on the target.
+        assert!(!expiry_passed(Expiry::At(now + 3_600_000), now));
+        assert!(!expiry_passed(Expiry::Never, now));
+    }
 
     #[test]
     fn big_batches_are_dumped_in_groups_under_the_budget() {
