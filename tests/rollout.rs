@@ -98,6 +98,13 @@ async fn a_full_rollout_reaches_100_with_every_gate_passing_and_every_step_audit
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains("already complete"), "{out}");
     assert_eq!(audit(dir.path()).len(), lines_before);
+    // An abort has no step to go back to: refused, never "weights set back
+    // to 0/100".
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["abort", path.to_str().unwrap(), "--yes"]).await;
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("refused: the rollout is complete (100% on staging); nothing to abort"), "{out}");
+    assert_eq!(weights(&sb).await, w(0, 100));
+    assert_eq!(rollout_state(dir.path()).unwrap()["engine"]["phase"]["phase"], "done");
     sb.down().await;
 }
 
@@ -442,16 +449,19 @@ fn intents(state: &Path) -> Vec<String> {
     audit(state).iter().filter(|l| l["stage"] == "intent").map(|l| l["action"].as_str().unwrap().to_string()).collect()
 }
 
-/// A rollout that dies just as an abort is asked of it (here: killed while
-/// stopped before step 2): the abort, waiting for a rollback nobody would
-/// send, waited out its six minutes and failed. It takes the freed lease
-/// and carries the abort out itself.
+/// A rollout that dies just as an abort is asked of it (here: stopped in
+/// step 2's soak, then killed): the abort, waiting for a rollback nobody
+/// would send, waited out its six minutes and failed. It takes the freed
+/// lease and carries the abort out itself.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_abort_asked_of_a_rollout_that_then_dies_is_carried_out_by_the_abort() {
     let dir = tempfile::tempdir().unwrap();
-    let (rb, path) = fast_runbook(dir.path());
+    let (rb, path) = fast_runbook_with(dir.path(), |t| t.replace("soak = \"5s\"", "soak = \"30s\""));
     let sb = fixed_sandbox(&rb, "ap-south-2").await;
-    let mut child = rollout_stopped_before_step_2(&sb, &rb, dir.path(), &path).await;
+    let mut child = spawn_rollout(&sb, &rb, dir.path(), &path);
+    until_soaking(dir.path(), 1).await;
+    unsafe { libc::kill(child.id().unwrap() as i32, libc::SIGSTOP) };
+    assert_eq!(weights(&sb).await, w(75, 25), "in step 2's soak");
     let abort = tokio::process::Command::from(cutover_command(
         &sb,
         &rb,
@@ -472,7 +482,7 @@ async fn an_abort_asked_of_a_rollout_that_then_dies_is_carried_out_by_the_abort(
     let said = format!("{}{}", String::from_utf8_lossy(&asked.stdout), String::from_utf8_lossy(&asked.stderr));
     assert_eq!(asked.status.code(), Some(0), "{said}");
     assert!(said.contains("the rollout ended without rolling back: this abort carries it out"), "{said}");
-    assert_eq!(weights(&sb).await, w(90, 10), "at step 1, the last good");
+    assert_eq!(weights(&sb).await, w(90, 10), "rolled back to step 1, the last good");
     assert_eq!(rollout_state(dir.path()).unwrap()["engine"]["phase"]["phase"], "aborted");
     assert!(!dir.path().join("cutover/demo.abort-request").exists(), "not left to abort the next rollout");
     sb.down().await;

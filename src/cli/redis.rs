@@ -313,7 +313,7 @@ fn run_copy(a: CopyArgs, g: &GlobalArgs) -> Result<u8, Failure> {
                 "an interrupted copy from {from} to {to} has a checkpoint ({} keys copied{}, {}); \
                  continue it with --resume, or start over with --restart",
                 cp.counters.copied,
-                if cp.done { ", the whole source scanned: nothing left to copy" } else { "" },
+                if cp.done { ", the whole source scanned" } else { "" },
                 cp.updated
             )));
         }

@@ -1219,7 +1219,6 @@ async fn copy_redis(
     let lock = lock
         .map_err(|by| format!("a copy from {} to {} is already running ({by}); nothing was written", c.from, c.to))?;
     let resume = checkpoint::load(&place)?;
-    let resumed_done = resume.as_ref().is_some_and(|cp| cp.done);
     // A resume overwrites from its cursor on: only a copy begun with `fail` may be finished here.
     if let Some(cp) = resume.as_ref().filter(|cp| cp.on_conflict != crate::redis::OnConflict::Fail) {
         return Err(format!(
@@ -1246,6 +1245,11 @@ async fn copy_redis(
         run_by: copy::RunBy::ChecklistAction,
     };
     let (mut conns, pf) = copy::preflight(&opts).await.map_err(|e| e.message().to_string())?;
+    // Nothing left to scan as found now (a source or target that changed
+    // since starts a scan over).
+    let resumed_done = opts.resume.as_ref().is_some_and(|cp| {
+        cp.resume(&pf.source_run_id, &pf.source_shards, &pf.target_run_ids).places.iter().all(|p| p.done)
+    });
     // An empty target has nothing to conflict with (as `cutover redis copy`):
     // a key that appears on it during the copy still stops the copy.
     if opts.resume.is_none() && !conns.target_empty(&opts.to).await? {

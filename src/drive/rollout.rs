@@ -249,6 +249,10 @@ impl Runner<'_> {
         if step.is_some() {
             crate::crashpoint::here("step:before-plan");
         }
+        // An abort asked since the loop last looked comes before any pause.
+        if let Some(out) = self.abort_asked(step)? {
+            return Ok(out);
+        }
         let plan = match shift::plan(self.cx.clients.dns(), &self.cx.rb, weights).await {
             Ok(p) => p,
             Err(e) => return Err(SendError::from(e).of(&self.action(step))),
@@ -268,9 +272,11 @@ impl Runner<'_> {
         // (the loop sees them during a soak; these came between its last
         // look and this step): the step is never planned over them.
         if step.is_some() && self.state.in_flight.is_none() {
-            let live = (plan.from.record.weight, plan.to.record.weight);
             let applied = self.state.applied.unwrap_or(self.engine.plan.initial);
-            if live != applied {
+            // Each record type (a hand edit of the AAAA pair alone too).
+            let live =
+                plan.from.records().zip(plan.to.records()).map(|(f, t)| (f.weight, t.weight)).find(|&w| w != applied);
+            if let Some(live) = live {
                 if let Err(lost) = self.lease.check() {
                     return Err(SendError::Failed(format!("{lost}; this process stops without sending anything more")));
                 }
@@ -320,20 +326,29 @@ impl Runner<'_> {
         }
         // An abort asked for since the loop last looked (while this step was
         // planned and checked) comes before it: the step is not sent.
-        if step.is_some() {
-            let asked = Request::Abort.take_one(&self.cx.rb.name).map_err(|e| {
-                SendError::Failed(format!("{}: not sent: cannot tell whether an abort waits ({e})", self.action(step)))
-            })?;
-            if let Some(RequestNote { text, .. }) = asked {
-                let line = format!("{}: not sent: an abort was asked for", self.action(step));
-                (self.say)(&line);
-                return Ok(self.engine.handle(Input::Abort { reason: text.trim().to_string() }, SystemTime::now()));
-            }
+        if let Some(out) = self.abort_asked(step)? {
+            return Ok(out);
         }
         // With a change still in flight, even the same weights are sent: this
         // change's INSYNC confirms that one's.
         let confirming = plan.is_noop().then_some("an earlier change is still in flight");
         self.send(&plan, step, confirming).await
+    }
+
+    /// A forward step's abort asked for since the loop last looked: taken,
+    /// and the engine's outputs for it (the rollback), so the step is not
+    /// sent. None for a rollback or when none waits.
+    fn abort_asked(&mut self, step: Option<usize>) -> Result<Option<Vec<Output>>, SendError> {
+        if step.is_none() {
+            return Ok(None);
+        }
+        let asked = Request::Abort.take_one(&self.cx.rb.name).map_err(|e| {
+            SendError::Failed(format!("{}: not sent: cannot tell whether an abort waits ({e})", self.action(step)))
+        })?;
+        let Some(RequestNote { text, .. }) = asked else { return Ok(None) };
+        let line = format!("{}: not sent: an abort was asked for", self.action(step));
+        (self.say)(&line);
+        Ok(Some(self.engine.handle(Input::Abort { reason: text.trim().to_string() }, SystemTime::now())))
     }
 
     /// Rolls back to `weights`, sending the change again while it is not
@@ -1029,9 +1044,13 @@ async fn begin<'a>(cx: &'a Context, say: &'a mut (dyn FnMut(&str) + Send)) -> Re
         let engine = &mut runner.engine;
         let active = !matches!(engine.state.phase, RolloutPhase::Idle | RolloutPhase::Aborted | RolloutPhase::Done);
         let at_step = active && live == engine.plan.weights_at(engine.state.step);
-        // The first step above the live share (0/0 is an equal split).
-        let share = crate::analysis::weights::shares(&[live.0, live.1])[1] * 100.0;
-        let first_above = engine.plan.steps.iter().position(|&p| f64::from(p) > share);
+        // The first step above the live share (0/0 is an equal split), in
+        // integers: p% > to/total.
+        let (to, total) = match u32::from(live.0) + u32::from(live.1) {
+            0 => (1, 2),
+            t => (u32::from(live.1), t),
+        };
+        let first_above = engine.plan.steps.iter().position(|&p| u32::from(p) * total > to * 100);
         // Live weights below the saved steps (lowered by hand) go up again
         // one gated step at a time, never straight back; and a rollback
         // never aims above them.
@@ -1384,6 +1403,17 @@ pub async fn abort(cx: &Context, reason: &str, say: &mut (dyn FnMut(&str) + Send
     let (saved, version) = load_versioned::<RolloutState>(&rb.name).map_err(failed)?;
     let mut state = saved.unwrap_or_else(|| RolloutState::new(rb, &plan));
     let mut engine = Engine { plan, state: state.engine.clone() };
+    // A completed rollout has no step to go back to: moving traffic back is
+    // a new decision, never reported as a rollback.
+    if engine.state.phase == RolloutPhase::Done {
+        Request::Abort.withdraw(&rb.name);
+        return Err(RolloutError::Refused(format!(
+            "refused: the rollout is complete ({}% on {}); nothing to abort and nothing was changed. To move \
+             traffic back, set the weights with `cutover shift`",
+            engine.plan.steps.last().copied().unwrap_or(100),
+            rb.rollout.to
+        )));
+    }
     let target = engine.rollback_weights();
     // The decision is on disk before the rollback is sent: an interrupted
     // abort is finished by the next `cutover rollout`, never forgotten.
@@ -1440,6 +1470,18 @@ async fn wait_for_rollback(
         }
         if is_running(&rb.name).unwrap_or(true) {
             continue;
+        }
+        // Completed before it took the request: abort() refuses it.
+        if let Ok(Some(s)) = load_state(&rb.name)
+            && s.engine.phase == RolloutPhase::Done
+        {
+            Request::Abort.withdraw(&rb.name);
+            return Err(RolloutError::Refused(format!(
+                "refused: the rollout completed before it could take the abort ({}% on {}); nothing was changed. \
+                 To move traffic back, set the weights with `cutover shift`",
+                rb.rollout.steps.last().copied().unwrap_or(100),
+                rb.rollout.to
+            )));
         }
         let taken = match crate::store::lease::acquire(&rb.name, "rollout abort", duration, false, &mut |_| {}) {
             Ok(l) => Some(l),

@@ -23,7 +23,8 @@ pub struct Side {
 }
 
 impl Side {
-    fn records(&self) -> impl Iterator<Item = &WeightedRecord> {
+    /// Its record of each type, the runbook's first type first.
+    pub fn records(&self) -> impl Iterator<Item = &WeightedRecord> {
         std::iter::once(&self.record).chain(self.others.iter())
     }
 }

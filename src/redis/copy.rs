@@ -232,10 +232,15 @@ impl Conns {
         Ok(true)
     }
 
-    /// The `run_id` of the target, or of each primary of a cluster target.
+    /// The `run_id` of the target, or of each primary of a cluster target
+    /// as the cluster names them now (a failover after the last write to a
+    /// shard sent no MOVED to refresh the map).
     pub async fn target_run_ids(&self, to: &Endpoint) -> Result<Vec<String>, String> {
         let ids = match &self.dst_cluster {
-            Some(c) => c.key_counts_and_run_ids().await?.1,
+            Some(c) => {
+                c.refresh().await?;
+                c.key_counts_and_run_ids().await?.1
+            }
             None => vec![server_info(to, &mut self.dst.clone()).await?.1],
         };
         Ok(ids.into_iter().filter(|id| !id.is_empty() && id != "?").collect())
@@ -359,7 +364,25 @@ pub async fn preflight(opts: &CopyOptions) -> Result<(Conns, Preflight), CopyErr
     let (target_keys, target_expiring) = conns.target_counts(&opts.to).await.map_err(CopyError::Refused)?;
     let target_run_ids = match opts.to.sentinel() {
         Some(_) => Vec::new(),
-        None => conns.target_run_ids(&opts.to).await.map_err(CopyError::Refused)?,
+        None => {
+            let ids = conns.target_run_ids(&opts.to).await.map_err(CopyError::Refused)?;
+            // A server behind a proxy may answer INFO from another node on
+            // each connection: its run_id tells nothing, so it is not kept
+            // (else every check would call the target replaced).
+            let other = match &conns.dst_cluster {
+                Some(_) => None,
+                None => {
+                    let (mut again, _) = opts.to.open().await.map_err(CopyError::Refused)?;
+                    Some(server_info(&opts.to, &mut again).await.map_err(CopyError::Refused)?.1)
+                }
+            };
+            if other.is_some_and(|other| ids.first() != Some(&other)) {
+                tracing::warn!(target = %opts.to, "the target's run_id differs between connections; not kept");
+                Vec::new()
+            } else {
+                ids
+            }
+        }
     };
     let pf = Preflight {
         source_version,
@@ -1642,8 +1665,9 @@ fn report(pf: &Preflight, started: Instant, run: &Counters, total: Counters, fin
 const MAX_SCAN_PER_SHARD_FACTOR: usize = 3;
 
 /// How far the target's clock may run ahead of cutover's: a key it removed
-/// this close to its expiry is taken as expired.
-const CLOCK_SKEW_MS: u64 = 2_000;
+/// this close to its expiry is taken as expired (a key the target lost this
+/// close to its expiry would be gone soon anyway).
+const CLOCK_SKEW_MS: u64 = 30_000;
 
 /// Whether a key whose temporary copy is gone from the target may have
 /// expired there: its expiry has passed (within the clocks' skew). Else the
@@ -2272,7 +2296,7 @@ mod tests {
     fn a_key_gone_from_the_target_before_its_expiry_is_lost_not_expired() {
         let now = 1_000_000;
         assert!(expiry_passed(Expiry::At(now - 5), now));
-        assert!(expiry_passed(Expiry::At(now + 1_500), now), "within the clocks' skew");
+        assert!(expiry_passed(Expiry::At(now + 20_000), now), "within the clocks' skew");
         // Hours left on the source: evicted or deleted on the target.
         assert!(!expiry_passed(Expiry::At(now + 3_600_000), now));
         assert!(!expiry_passed(Expiry::Never, now));

@@ -960,7 +960,12 @@ impl<'a> Validator<'a> {
                 && rollout.from != rollout.to
             {
                 let share = crate::analysis::weights::shares(&[f, t])[1] * 100.0;
-                if share >= f64::from(first) {
+                // In integers (t/total ≥ first%; 0/0 is an equal split).
+                let (to, total) = match u32::from(f) + u32::from(t) {
+                    0 => (1, 2),
+                    total => (u32::from(t), total),
+                };
+                if to * 100 >= u32::from(first) * total {
                     self.err(
                         w.span(),
                         format!(
