@@ -103,6 +103,9 @@ async fn a_full_rollout_reaches_100_with_every_gate_passing_and_every_step_audit
     let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["abort", path.to_str().unwrap(), "--yes"]).await;
     assert_eq!(code, Some(2), "{out}");
     assert!(out.contains("refused: the rollout is complete (100% on staging); nothing to abort"), "{out}");
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["abort", path.to_str().unwrap(), "--dry-run"]).await;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("would refuse: the rollout is complete; nothing to abort"), "{out}");
     assert_eq!(weights(&sb).await, w(0, 100));
     assert_eq!(rollout_state(dir.path()).unwrap()["engine"]["phase"]["phase"], "done");
     sb.down().await;

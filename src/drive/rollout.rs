@@ -273,10 +273,11 @@ impl Runner<'_> {
         // look and this step): the step is never planned over them.
         if step.is_some() && self.state.in_flight.is_none() {
             let applied = self.state.applied.unwrap_or(self.engine.plan.initial);
-            // Each record type (a hand edit of the AAAA pair alone too).
-            let live =
-                plan.from.records().zip(plan.to.records()).map(|(f, t)| (f.weight, t.weight)).find(|&w| w != applied);
-            if let Some(live) = live {
+            // The first record type's pair, as every reading of the live
+            // weights takes them (one judging every type would pause on an
+            // AAAA pair edited alone, and no rerun could adopt it).
+            let live = (plan.from.record.weight, plan.to.record.weight);
+            if live != applied {
                 if let Err(lost) = self.lease.check() {
                     return Err(SendError::Failed(format!("{lost}; this process stops without sending anything more")));
                 }
@@ -339,7 +340,11 @@ impl Runner<'_> {
     /// and the engine's outputs for it (the rollback), so the step is not
     /// sent. None for a rollback or when none waits.
     fn abort_asked(&mut self, step: Option<usize>) -> Result<Option<Vec<Output>>, SendError> {
-        if step.is_none() {
+        // Only where the engine takes an abort (a forward step is Shifting):
+        // a request taken and then ignored would be lost.
+        let active =
+            !matches!(self.engine.state.phase, RolloutPhase::Idle | RolloutPhase::Aborted | RolloutPhase::Done);
+        if step.is_none() || !active {
             return Ok(None);
         }
         let asked = Request::Abort.take_one(&self.cx.rb.name).map_err(|e| {
@@ -1471,9 +1476,11 @@ async fn wait_for_rollback(
         if is_running(&rb.name).unwrap_or(true) {
             continue;
         }
-        // Completed before it took the request: abort() refuses it.
+        // Completed before it took the request: abort() refuses it. (A
+        // request taken, by a run that then stopped on it, is not this.)
         if let Ok(Some(s)) = load_state(&rb.name)
             && s.engine.phase == RolloutPhase::Done
+            && Request::Abort.pending(&rb.name)
         {
             Request::Abort.withdraw(&rb.name);
             return Err(RolloutError::Refused(format!(
@@ -1697,6 +1704,14 @@ pub async fn abort_preview(rb: &Runbook, clients: &SideClients) -> Result<Vec<St
         _ => "the initial weights (no step passed yet)".to_string(),
     };
     let mut out = vec![format!("rollback target: {}/{}, {why}", target.0, target.1)];
+    if engine.state.phase == RolloutPhase::Done {
+        out.push(format!(
+            "would refuse: the rollout is complete; nothing to abort (to move traffic back, set the weights with \
+             `cutover shift`); {} keeps 100%",
+            rb.rollout.to
+        ));
+        return Ok(out);
+    }
     if is_running(&rb.name).map_err(failed)? {
         out.push("a rollout is running: `cutover abort` would ask it to roll back and wait for INSYNC".into());
     } else {

@@ -376,7 +376,8 @@ pub async fn preflight(opts: &CopyOptions) -> Result<(Conns, Preflight), CopyErr
                     Some(server_info(&opts.to, &mut again).await.map_err(CopyError::Refused)?.1)
                 }
             };
-            if other.is_some_and(|other| ids.first() != Some(&other)) {
+            // No run_id (`?`), nothing to compare.
+            if other.is_some_and(|other| other != "?" && !ids.is_empty() && ids.first() != Some(&other)) {
                 tracing::warn!(target = %opts.to, "the target's run_id differs between connections; not kept");
                 Vec::new()
             } else {
