@@ -448,6 +448,27 @@ async fn rollout_stopped_before_step_2(sb: &Sandbox, rb: &Runbook, state: &Path,
     child
 }
 
+/// `cutover abort --yes` in the background, once it has asked the running
+/// rollout (its request is on disk); it then waits for the rollback.
+async fn abort_asked_in_background(sb: &Sandbox, rb: &Runbook, state: &Path, path: &Path) -> tokio::process::Child {
+    let abort = tokio::process::Command::from(cutover_command(
+        sb,
+        rb,
+        state,
+        &["abort", path.to_str().unwrap(), "--yes", "--reason", "p99 looks wrong"],
+    ))
+    .kill_on_drop(true)
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
+    eventually(Duration::from_secs(30), "the abort asked", || async {
+        state.join("cutover/demo.abort-request").exists().then_some(())
+    })
+    .await;
+    abort
+}
+
 fn intents(state: &Path) -> Vec<String> {
     audit(state).iter().filter(|l| l["stage"] == "intent").map(|l| l["action"].as_str().unwrap().to_string()).collect()
 }
@@ -465,21 +486,7 @@ async fn an_abort_asked_of_a_rollout_that_then_dies_is_carried_out_by_the_abort(
     until_soaking(dir.path(), 1).await;
     unsafe { libc::kill(child.id().unwrap() as i32, libc::SIGSTOP) };
     assert_eq!(weights(&sb).await, w(75, 25), "in step 2's soak");
-    let abort = tokio::process::Command::from(cutover_command(
-        &sb,
-        &rb,
-        dir.path(),
-        &["abort", path.to_str().unwrap(), "--yes", "--reason", "p99 looks wrong"],
-    ))
-    .kill_on_drop(true)
-    .stdout(std::process::Stdio::piped())
-    .stderr(std::process::Stdio::piped())
-    .spawn()
-    .unwrap();
-    eventually(Duration::from_secs(30), "the abort asked", || async {
-        dir.path().join("cutover/demo.abort-request").exists().then_some(())
-    })
-    .await;
+    let abort = abort_asked_in_background(&sb, &rb, dir.path(), &path).await;
     child.kill().await.unwrap();
     let asked = tokio::time::timeout(Duration::from_secs(30), abort.wait_with_output()).await.expect("ended").unwrap();
     let said = format!("{}{}", String::from_utf8_lossy(&asked.stdout), String::from_utf8_lossy(&asked.stderr));
@@ -528,21 +535,7 @@ async fn an_abort_asked_while_a_step_is_planned_sends_no_step() {
     let (rb, path) = fast_runbook(dir.path());
     let sb = fixed_sandbox(&rb, "ap-northeast-2").await;
     let child = rollout_stopped_before_step_2(&sb, &rb, dir.path(), &path).await;
-    let abort = tokio::process::Command::from(cutover_command(
-        &sb,
-        &rb,
-        dir.path(),
-        &["abort", path.to_str().unwrap(), "--yes", "--reason", "p99 looks wrong"],
-    ))
-    .kill_on_drop(true)
-    .stdout(std::process::Stdio::piped())
-    .stderr(std::process::Stdio::piped())
-    .spawn()
-    .unwrap();
-    eventually(Duration::from_secs(30), "the abort asked", || async {
-        dir.path().join("cutover/demo.abort-request").exists().then_some(())
-    })
-    .await;
+    let abort = abort_asked_in_background(&sb, &rb, dir.path(), &path).await;
     unsafe { libc::kill(child.id().unwrap() as i32, libc::SIGCONT) };
     let asked = tokio::time::timeout(Duration::from_secs(60), abort.wait_with_output()).await.expect("ended").unwrap();
     let said = format!("{}{}", String::from_utf8_lossy(&asked.stdout), String::from_utf8_lossy(&asked.stderr));
