@@ -281,22 +281,10 @@ impl Runner<'_> {
                 if let Err(lost) = self.lease.check() {
                     return Err(SendError::Failed(format!("{lost}; this process stops without sending anything more")));
                 }
-                let (from, to) = (&self.cx.rb.rollout.from, &self.cx.rb.rollout.to);
-                let reason = format!(
-                    "{}: not sent: the weights were changed outside this rollout: {}/{} live ({from} / {to}), {}/{} \
-                     applied by it; paused (run the rollout again to adopt or refuse them, or abort)",
-                    self.action(step),
-                    live.0,
-                    live.1,
-                    applied.0,
-                    applied.1
-                );
+                let reason =
+                    format!("{}: not sent: {}", self.action(step), changed_outside(&self.cx.rb, live, applied));
                 (self.say)(&reason);
-                let out = pause_for(&mut self.engine, &reason);
-                if self.engine.state.phase != RolloutPhase::Paused {
-                    return Err(SendError::Failed(reason));
-                }
-                return Ok(out);
+                return self.paused_not_sent(reason);
             }
         }
         // A step onto a side with no target in service would send its share
@@ -305,15 +293,7 @@ impl Runner<'_> {
         if step.is_some() {
             match shift::raised_sides_serve(&self.cx.clients, &self.cx.rb, &plan).await {
                 Ok(unchecked) => unchecked.iter().for_each(|line| (self.say)(line)),
-                Err(e) => {
-                    let reason = format!("{}: not sent: {e}", self.action(step));
-                    let out = pause_for(&mut self.engine, &reason);
-                    // Never a step silently not sent: a phase that takes no pause stops the run.
-                    if self.engine.state.phase != RolloutPhase::Paused {
-                        return Err(SendError::Failed(reason));
-                    }
-                    return Ok(out);
-                }
+                Err(e) => return self.paused_not_sent(format!("{}: not sent: {e}", self.action(step))),
             }
         }
         if plan.is_noop() && self.state.in_flight.is_none() {
@@ -334,6 +314,16 @@ impl Runner<'_> {
         // change's INSYNC confirms that one's.
         let confirming = plan.is_noop().then_some("an earlier change is still in flight");
         self.send(&plan, step, confirming).await
+    }
+
+    /// Pauses for a step not sent, for `reason`. Never a step silently not
+    /// sent: a phase that takes no pause stops the run.
+    fn paused_not_sent(&mut self, reason: String) -> Result<Vec<Output>, SendError> {
+        let out = pause_for(&mut self.engine, &reason);
+        if self.engine.state.phase != RolloutPhase::Paused {
+            return Err(SendError::Failed(reason));
+        }
+        Ok(out)
     }
 
     /// A forward step's abort asked for since the loop last looked: taken,
@@ -805,13 +795,17 @@ fn weights_moved_outside(runner: &Runner<'_>, live: &crate::live::LiveState, sin
         ));
     };
     let seen = (from, to);
-    (seen != applied).then(|| {
-        format!(
-            "the weights were changed outside this rollout: {}/{} live ({} / {}), {}/{} applied by it; paused, \
-             nothing sent (run the rollout again to adopt or refuse them, or abort)",
-            seen.0, seen.1, rb.rollout.from, rb.rollout.to, applied.0, applied.1
-        )
-    })
+    (seen != applied).then(|| changed_outside(rb, seen, applied))
+}
+
+/// Weights `live` that are not the `applied` ones this rollout set: what
+/// happened and what a person may do.
+fn changed_outside(rb: &Runbook, live: Weights, applied: Weights) -> String {
+    format!(
+        "the weights were changed outside this rollout: {}/{} live ({} / {}), {}/{} applied by it; paused, nothing \
+         sent (run the rollout again to adopt or refuse them, or abort)",
+        live.0, live.1, rb.rollout.from, rb.rollout.to, applied.0, applied.1
+    )
 }
 
 /// Why a rollback from `live` to `target` is refused, if it is: it would
