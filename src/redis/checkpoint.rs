@@ -209,7 +209,7 @@ impl Checkpoint {
     /// received the last of them). Nothing tells which keys; only a scan
     /// from the start puts them all back.
     fn target_replaced(&self, now: &[String]) -> Option<String> {
-        let gone: Vec<&str> = self.target_run_ids.iter().filter(|id| !now.contains(id)).map(|id| short(id)).collect();
+        let gone: Vec<&str> = servers_gone(&self.target_run_ids, now).into_iter().map(short).collect();
         if gone.is_empty() {
             return None;
         }
@@ -240,6 +240,12 @@ impl Checkpoint {
             _ => (self.cursor, None),
         }
     }
+}
+
+/// The `run_id`s of `took` (the servers that took a copy's writes) that are
+/// not among the target's servers `now`.
+pub fn servers_gone<'a>(took: &'a [String], now: &[String]) -> Vec<&'a str> {
+    took.iter().filter(|id| !now.contains(id)).map(String::as_str).collect()
 }
 
 fn short(id: &str) -> &str {

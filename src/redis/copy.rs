@@ -2120,7 +2120,7 @@ pub async fn copy(
     if finished && !pf.target_run_ids.is_empty() {
         let copied = total_of(carried, &parts).copied;
         let gone = match conns.target_run_ids(&opts.to).await {
-            Ok(now) => pf.target_run_ids.iter().filter(|id| !now.contains(id)).count(),
+            Ok(now) => checkpoint::servers_gone(&pf.target_run_ids, &now).len(),
             Err(e) => {
                 save(opts, pf, &parts, carried).map_err(CopyError::Failed)?;
                 return Err(CopyError::Failed(format!(
