@@ -310,6 +310,31 @@ async fn an_alarm_that_cannot_see_its_side_passes_no_gate() {
     put("HTTPCode_Target_5XX_Count", old.dimensions().to_vec()).await.unwrap();
     let snap = first_snapshot(&rb, &sb).await;
     assert_eq!(gates::from_snapshot(&rb, &g, &snap).unwrap(), Measurement::Pass);
+    // Its own side, but the Average of a count: always 1 on AWS, never above 5.
+    cw.put_metric_alarm()
+        .alarm_name("demo-staging-5xx")
+        .namespace("AWS/ApplicationELB")
+        .metric_name("HTTPCode_Target_5XX_Count")
+        .set_dimensions(Some(old.dimensions().to_vec()))
+        .statistic(aws_sdk::cloudwatch::types::Statistic::Average)
+        .period(60)
+        .evaluation_periods(1)
+        .threshold(5.0)
+        .set_comparison_operator(old.comparison_operator().cloned())
+        .treat_missing_data("notBreaching")
+        .send()
+        .await
+        .unwrap();
+    let snap = first_snapshot(&rb, &sb).await;
+    for g in [&g, &over] {
+        let m = gates::from_snapshot(&rb, g, &snap).unwrap();
+        assert!(
+            matches!(&m, Measurement::Error(w) if w.contains("alarm demo-staging-5xx: its statistic Average of HTTPCode_Target_5XX_Count is always 1")),
+            "{m:?}"
+        );
+    }
+    let (outcome, detail) = cutover::status::checks::evaluate_one(&rb, &snap, &check);
+    assert_eq!(outcome, cutover::status::CheckOutcome::Unknown, "{detail}");
     sb.down().await;
 }
 

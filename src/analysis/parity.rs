@@ -249,6 +249,9 @@ pub struct WatchingAlarm {
     /// OpsItems and incidents, Lambda functions. An Auto Scaling policy or
     /// an EC2 action tells no one; none, and the alarm tells no one either.
     pub notifying_actions: usize,
+    /// Why it never goes off whatever its metric does, if so (a count's
+    /// Average compared above 1, say).
+    pub never_fires: Option<String>,
 }
 
 impl WatchingAlarm {
@@ -850,6 +853,7 @@ mod tests {
                 metrics: vec!["HTTPCode_Target_5XX_Count".into()],
                 actions_enabled: true,
                 notifying_actions: 1,
+                never_fires: None,
             }],
             redis: vec![RedisRead::Ok(Box::new(RedisShape {
                 unreadable: Vec::new(),

@@ -25,8 +25,9 @@ pub struct AlarmState {
     /// dimensions (ARN suffixes), whose requests it watches.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub watches: Vec<(String, String)>,
-    /// Why it can never see what its metric counts: an ALB metric under a
-    /// dimension set AWS never publishes it with reads no data.
+    /// Why its OK says nothing of its metric: an ALB metric under a dimension
+    /// set AWS never publishes it with reads no data, and a count compared
+    /// in a way that never goes off ([`never_fires`]) never fires.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub blind: Option<String>,
 }
@@ -72,7 +73,65 @@ fn elb_watch(
             )
         })
     });
-    (watches, blind)
+    (watches, blind.map(|why| format!("{why}; give it a dimension set AWS publishes")))
+}
+
+/// Why a metric alarm on an ALB request count never goes off when that count
+/// rises, if so. AWS publishes a count only when it is not zero, and its
+/// Minimum, Maximum and Average are then always 1 ("CloudWatch metrics for
+/// your Application Load Balancer", each count's Statistics line), as is any
+/// percentile of it: compared above a threshold of 1 or more, such an alarm
+/// stays OK through any flood of requests or errors. A 5xx alarm that goes
+/// off below its threshold goes off on few errors, not on many.
+pub fn never_fires(
+    namespace: Option<&str>,
+    metric: Option<&str>,
+    statistic: Option<&str>,
+    comparison: Option<&str>,
+    threshold: Option<f64>,
+) -> Option<String> {
+    if namespace != Some("AWS/ApplicationELB") {
+        return None;
+    }
+    let name = metric?;
+    let errors = match Metric::from_cloudwatch_name(name)? {
+        Metric::Target5xx | Metric::Elb5xx => true,
+        Metric::RequestCount => false,
+        _ => return None,
+    };
+    let (comparison, threshold) = (comparison?, threshold?);
+    if errors && matches!(comparison, "LessThanThreshold" | "LessThanOrEqualToThreshold" | "LessThanLowerThreshold") {
+        return Some(format!(
+            "it goes off when {name} is below its threshold ({comparison} {threshold}), so more errors never set it \
+             off; compare with GreaterThanThreshold"
+        ));
+    }
+    let statistic = statistic?;
+    let always_one = matches!(statistic, "Average" | "Minimum" | "Maximum")
+        || statistic.strip_prefix('p').is_some_and(|n| n.parse::<f64>().is_ok());
+    let goes_off_at_one = match comparison {
+        "GreaterThanThreshold" => 1.0 > threshold,
+        "GreaterThanOrEqualToThreshold" => 1.0 >= threshold,
+        _ => return None,
+    };
+    (always_one && !goes_off_at_one).then(|| {
+        format!(
+            "its statistic {statistic} of {name} is always 1 (AWS publishes the count only when it is not zero), so \
+             {comparison} {threshold} never holds however many requests fail; use Sum"
+        )
+    })
+}
+
+/// [`never_fires`] of a metric alarm with its own metric (metric math is
+/// not judged).
+fn alarm_never_fires(a: &aws_sdk::cloudwatch::types::MetricAlarm) -> Option<String> {
+    never_fires(
+        a.namespace(),
+        a.metric_name(),
+        a.statistic().map(|s| s.as_str()).or(a.extended_statistic()),
+        a.comparison_operator().map(|c| c.as_str()),
+        a.threshold(),
+    )
 }
 
 pub async fn alarm_states(cw: &aws_sdk::cloudwatch::Client, names: &[String]) -> AwsResult<Vec<AlarmState>> {
@@ -105,6 +164,7 @@ pub async fn alarm_states(cw: &aws_sdk::cloudwatch::Client, names: &[String]) ->
         }
         watches.sort();
         watches.dedup();
+        let blind = blind.or_else(|| alarm_never_fires(a));
         let period_seconds = a.period().and_then(|p| u32::try_from(p).ok());
         AlarmState { period_seconds, watches, blind, ..read(a.alarm_name(), a.state_value(), a.state_reason()) }
     });
@@ -510,6 +570,7 @@ pub async fn alarms_watching(
                     metrics,
                     actions_enabled: a.actions_enabled().unwrap_or(true),
                     notifying_actions: a.alarm_actions().iter().filter(|arn| notifies(arn)).count(),
+                    never_fires: alarm_never_fires(a),
                 });
             }
         }
@@ -639,6 +700,40 @@ mod tests {
         let one_zone = [("AvailabilityZone", "eu-west-1a"), ("LoadBalancer", "app/new/1")];
         assert!(!watches("HTTPCode_Target_5XX_Count", &one_zone), "one AZ's 5xx are a part of the side's");
         assert!(watches("HTTPCode_Target_4XX_Count", &both), "a metric cutover does not know: its dimensions decide");
+    }
+
+    #[test]
+    fn a_counts_average_or_a_5xx_alarm_below_its_threshold_never_fires() {
+        let elb = Some("AWS/ApplicationELB");
+        let judge = |metric: &str, stat: &str, op: &str, threshold: f64| {
+            super::never_fires(elb, Some(metric), Some(stat), Some(op), Some(threshold))
+        };
+        let gt = "GreaterThanThreshold";
+        // Sum counts the errors: it fires.
+        assert_eq!(judge("HTTPCode_Target_5XX_Count", "Sum", gt, 5.0), None);
+        // Average, Minimum, Maximum and percentiles of a count are 1.
+        for stat in ["Average", "Minimum", "Maximum", "p99"] {
+            let why = judge("HTTPCode_Target_5XX_Count", stat, gt, 5.0).unwrap_or_default();
+            assert!(why.contains(&format!("its statistic {stat} of HTTPCode_Target_5XX_Count is always 1")), "{why}");
+            assert!(why.ends_with("use Sum"), "{why}");
+        }
+        assert!(judge("HTTPCode_ELB_5XX_Count", "Average", gt, 1.0).is_some(), "1 > 1 never holds");
+        assert!(judge("RequestCount", "Maximum", "GreaterThanOrEqualToThreshold", 1.5).is_some());
+        // Compared below 1, any datapoint sets it off: it fires.
+        assert_eq!(judge("HTTPCode_Target_5XX_Count", "Average", gt, 0.5), None);
+        assert_eq!(judge("HTTPCode_ELB_5XX_Count", "Maximum", "GreaterThanOrEqualToThreshold", 1.0), None);
+        // A 5xx alarm going off below its threshold goes off on few errors.
+        let why = judge("HTTPCode_ELB_5XX_Count", "Sum", "LessThanThreshold", 5.0).unwrap_or_default();
+        assert!(why.starts_with("it goes off when HTTPCode_ELB_5XX_Count is below its threshold"), "{why}");
+        // A request count below a threshold is a traffic drop: not judged.
+        assert_eq!(judge("RequestCount", "Sum", "LessThanThreshold", 5.0), None);
+        // Latency, host counts and other namespaces are not counts of requests.
+        assert_eq!(judge("TargetResponseTime", "Average", gt, 5.0), None);
+        assert_eq!(judge("HealthyHostCount", "Minimum", "LessThanThreshold", 2.0), None);
+        assert_eq!(
+            super::never_fires(Some("AWS/EC2"), Some("RequestCount"), Some("Average"), Some(gt), Some(5.0)),
+            None
+        );
     }
 
     #[test]

@@ -247,12 +247,13 @@ fn stickiness(snap: &Snapshot, env: &str, secs: u64) -> Verdict {
 }
 
 /// Why an alarm cannot see what it is meant to, if so: its ALB metric
-/// under dimensions AWS never publishes it with, or (declared in the
+/// under dimensions AWS never publishes it with, a count's statistic or
+/// comparison that never goes off, or (declared in the
 /// runbook for an environment) another load balancer or target group than
 /// that environment's. Its OK then says nothing of the side.
 pub fn alarm_blind(rb: &Runbook, snap: &Snapshot, a: &crate::aws::cloudwatch::AlarmState) -> Option<String> {
     if let Some(why) = &a.blind {
-        return Some(format!("alarm {}: {why}; give it a dimension set AWS publishes", a.name));
+        return Some(format!("alarm {}: {why}", a.name));
     }
     let env = rb.alarms.iter().find(|d| d.name == a.name)?.environment.as_deref()?;
     if a.watches.is_empty() {
@@ -445,19 +446,26 @@ fn alarm_on_5xx(snap: &Snapshot, env: &str) -> Verdict {
     let watches_5xx = |a: &&crate::analysis::parity::WatchingAlarm| {
         a.metrics.iter().any(|m| m == "HTTPCode_Target_5XX_Count" || m == "HTTPCode_ELB_5XX_Count")
     };
-    // An alarm that notifies no one when it goes off is not an alarm.
-    let (paging, silent): (Vec<_>, Vec<_>) =
-        shape.alarms.iter().filter(watches_5xx).partition(|a| a.silent().is_none());
+    // An alarm that never goes off, or notifies no one when it does, is not an alarm.
+    let (firing, never): (Vec<_>, Vec<_>) =
+        shape.alarms.iter().filter(watches_5xx).partition(|a| a.never_fires.is_none());
+    let (paging, silent): (Vec<_>, Vec<_>) = firing.into_iter().partition(|a| a.silent().is_none());
     if !paging.is_empty() {
         return pass(paging.iter().map(|a| a.name.as_str()).collect::<Vec<_>>().join(", "));
     }
-    if !silent.is_empty() {
-        let why: Vec<String> =
-            silent.iter().map(|a| format!("{}: {}", a.name, a.silent().unwrap_or_default())).collect();
-        return fail(format!(
-            "no alarm on {env}'s 5xx notifies anyone ({}); enable its actions and give it an alarm action",
-            why.join("; ")
-        ));
+    // Each alarm on the side's 5xx, and why it does not count.
+    let mut why: Vec<String> =
+        never.iter().map(|a| format!("{}: {}", a.name, a.never_fires.as_deref().unwrap_or_default())).collect();
+    why.extend(silent.iter().map(|a| format!("{}: {}", a.name, a.silent().unwrap_or_default())));
+    if !why.is_empty() {
+        let (what, fix) = if silent.is_empty() {
+            ("can go off", "")
+        } else if never.is_empty() {
+            ("notifies anyone", "; enable its actions and give it an alarm action")
+        } else {
+            ("both goes off and notifies anyone", "")
+        };
+        return fail(format!("no alarm on {env}'s 5xx {what} ({}){fix}", why.join("; ")));
     }
     let others: Vec<&str> = shape.alarms.iter().map(|a| a.name.as_str()).collect();
     fail(format!(
