@@ -11,12 +11,13 @@ use cutover::live::{LiveEvent, LiveState, Update};
 use cutover::redis::url::Endpoint;
 use cutover::status::CheckOutcome::{Fail, Pass, Unknown};
 
-/// The demo runbook with a `redis_hit_rate` check on staging-cache (90%).
+/// The demo runbook with a `redis_hit_rate` check on staging-cache (90%,
+/// judged on 10 lookups or more).
 fn runbook() -> cutover::runbook::Runbook {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("runbooks/demo.toml");
     let text = std::fs::read_to_string(&path).unwrap().replace(
         "tolerance = 5\n",
-        "tolerance = 5\n\n[[phases.items]]\nid = \"hit-rate\"\ntitle = \"Staging's cache serves from memory\"\nkind = \"check\"\ncheck = \"redis_hit_rate\"\nredis = \"staging-cache\"\nmin_hit_rate = 90\n",
+        "tolerance = 5\n\n[[phases.items]]\nid = \"hit-rate\"\ntitle = \"Staging's cache serves from memory\"\nkind = \"check\"\ncheck = \"redis_hit_rate\"\nredis = \"staging-cache\"\nmin_hit_rate = 90\nmin_lookups = 10\n",
     );
     cutover::runbook::parse(&path.display().to_string(), &text).unwrap_or_else(|e| panic!("{e}"))
 }
@@ -64,23 +65,34 @@ async fn the_hit_rate_check_judges_the_lookups_between_two_readings_not_the_serv
     let (o, d) = read(&rb, &url, &mut live, at(1)).await;
     assert_eq!((o, d.as_str()), (Unknown, "staging-cache: no key lookups over the last 5 s, so no hit rate"));
 
-    // 1 hit, 9 misses: 10%, though the server's counters say 1001 of 1010.
+    // 3 hits and no miss: 100% of fewer lookups than the check judges on.
+    gets(&mut c, "session:1", 3).await;
+    let (o, d) = read(&rb, &url, &mut live, at(2)).await;
+    assert_eq!(
+        (o, d.as_str()),
+        (
+            Unknown,
+            "staging-cache: 3 key lookups over the last 5 s (100.0% hits), fewer than the 10 a hit rate is judged on"
+        )
+    );
+
+    // 1 hit, 9 misses: 10%, though the server's counters say 1004 of 1013.
     gets(&mut c, "session:1", 1).await;
     gets(&mut c, "session:absent", 9).await;
-    let (o, d) = read(&rb, &url, &mut live, at(2)).await;
+    let (o, d) = read(&rb, &url, &mut live, at(3)).await;
     assert_eq!(o, Fail, "{d}");
     assert_eq!(d, "staging-cache: hit rate 10.0% (1 hits, 9 misses over the last 5 s; minimum 90%)");
 
     // 19 hits, 1 miss: 95%.
     gets(&mut c, "session:1", 19).await;
     gets(&mut c, "session:absent", 1).await;
-    let (o, d) = read(&rb, &url, &mut live, at(3)).await;
+    let (o, d) = read(&rb, &url, &mut live, at(4)).await;
     assert_eq!(o, Pass, "{d}");
     assert_eq!(d, "staging-cache: hit rate 95.0% (19 hits, 1 misses over the last 5 s; minimum 90%)");
 
     // A restart resets the counters: that interval is unknown, not negative.
     let _: () = redis::cmd("CONFIG").arg("RESETSTAT").query_async(&mut c).await.unwrap();
-    let (o, d) = read(&rb, &url, &mut live, at(4)).await;
+    let (o, d) = read(&rb, &url, &mut live, at(5)).await;
     assert_eq!(o, Unknown, "{d}");
     server.stop().await;
 }
@@ -97,7 +109,8 @@ async fn the_hit_rate_gate_judges_every_lookup_since_its_last_measurement() {
     let url = format!("redis://127.0.0.1:{}/0", server.port);
     let mut c = redis::Client::open(url.as_str()).unwrap().get_multiplexed_async_connection().await.unwrap();
     let rb = runbook();
-    let gate = cutover::runbook::GateKind::RedisHitRate { redis: "staging-cache".into(), min_percent: 90.0 };
+    let gate =
+        cutover::runbook::GateKind::RedisHitRate { redis: "staging-cache".into(), min_percent: 90.0, min_lookups: 10 };
     let mut live = LiveState::default();
     let t0 = SystemTime::now();
     let at = |i: u64| t0 + Duration::from_secs(2 * i);

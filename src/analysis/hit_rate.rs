@@ -82,13 +82,15 @@ impl Lookups {
 pub enum HitRate {
     Pass(String),
     Fail(String),
-    /// No lookups in the interval, or not two readings yet: never a pass.
+    /// Fewer than the least number of lookups in the interval, or not two
+    /// readings yet: never a pass.
     NoData(String),
 }
 
 /// `redis`'s hit rate over the interval `lookups` covers, against
-/// `min_percent`. None: there has been one INFO reading only.
-pub fn judge(redis: &str, lookups: Option<&Lookups>, min_percent: f64) -> HitRate {
+/// `min_percent`, judged on at least `min_lookups` lookups. None: there has
+/// been one INFO reading only.
+pub fn judge(redis: &str, lookups: Option<&Lookups>, min_percent: f64, min_lookups: u64) -> HitRate {
     let Some(l) = lookups else {
         return HitRate::NoData(format!(
             "{redis}: one INFO reading so far (or its counters were reset, or its servers changed); the hit rate needs two"
@@ -96,8 +98,13 @@ pub fn judge(redis: &str, lookups: Option<&Lookups>, min_percent: f64) -> HitRat
     };
     let on = if l.servers > 1 { format!(" on {} nodes", l.servers) } else { String::new() };
     let over = format!("over the last {:.0} s{on}", l.seconds);
+    let total = l.hits + l.misses;
     match l.hit_percent() {
         None => HitRate::NoData(format!("{redis}: no key lookups {over}, so no hit rate")),
+        // 3 hits of 3 is 100% of nothing much.
+        Some(p) if total < min_lookups => HitRate::NoData(format!(
+            "{redis}: {total} key lookups {over} ({p:.1}% hits), fewer than the {min_lookups} a hit rate is judged on"
+        )),
         Some(p) => {
             let detail = format!(
                 "{redis}: hit rate {p:.1}% ({} hits, {} misses {over}; minimum {min_percent}%)",
@@ -118,10 +125,10 @@ mod tests {
         let l = Lookups::between((1_000_000, 10), (1_000_001, 19), 5.0).unwrap();
         assert_eq!(l.hit_percent(), Some(10.0));
         assert!(
-            matches!(judge("cache", Some(&l), 90.0), HitRate::Fail(d) if d.contains("hit rate 10.0% (1 hits, 9 misses over the last 5 s; minimum 90%)"))
+            matches!(judge("cache", Some(&l), 90.0, 10), HitRate::Fail(d) if d.contains("hit rate 10.0% (1 hits, 9 misses over the last 5 s; minimum 90%)"))
         );
         let l = Lookups::between((5, 5), (14, 6), 5.0).unwrap();
-        assert!(matches!(judge("cache", Some(&l), 90.0), HitRate::Pass(d) if d.contains("90.0%")));
+        assert!(matches!(judge("cache", Some(&l), 90.0, 10), HitRate::Pass(d) if d.contains("90.0%")));
     }
 
     #[test]
@@ -129,10 +136,18 @@ mod tests {
         let idle = Lookups::between((7, 3), (7, 3), 5.0).unwrap();
         assert_eq!(idle.hit_percent(), None);
         assert!(
-            matches!(judge("cache", Some(&idle), 90.0), HitRate::NoData(d) if d.contains("no key lookups over the last 5 s"))
+            matches!(judge("cache", Some(&idle), 90.0, 10), HitRate::NoData(d) if d.contains("no key lookups over the last 5 s"))
         );
-        assert!(matches!(judge("cache", None, 90.0), HitRate::NoData(d) if d.contains("needs two")));
+        assert!(matches!(judge("cache", None, 90.0, 10), HitRate::NoData(d) if d.contains("needs two")));
         assert_eq!(Lookups::between((100, 3), (2, 0), 5.0), None, "counters reset");
+        // Three hits and no miss: 100% of too few to judge.
+        let few = Lookups::between((7, 3), (10, 3), 5.0).unwrap();
+        assert!(
+            matches!(judge("cache", Some(&few), 90.0, 10), HitRate::NoData(d) if d == "cache: 3 key lookups over the last 5 s (100.0% hits), fewer than the 10 a hit rate is judged on")
+        );
+        // As many as the least: judged.
+        let enough = Lookups::between((7, 3), (17, 3), 5.0).unwrap();
+        assert!(matches!(judge("cache", Some(&enough), 90.0, 10), HitRate::Pass(_)));
     }
 
     #[test]
@@ -144,7 +159,7 @@ mod tests {
         let l = Lookups::between_servers(&before, &after, 5.0).unwrap();
         assert_eq!((l.hits, l.misses, l.servers), (19, 81, 3));
         assert!(
-            matches!(judge("cache", Some(&l), 90.0), HitRate::Fail(d) if d.contains("19.0% (19 hits, 81 misses over the last 5 s on 3 nodes;"))
+            matches!(judge("cache", Some(&l), 90.0, 10), HitRate::Fail(d) if d.contains("19.0% (19 hits, 81 misses over the last 5 s on 3 nodes;"))
         );
         // A node restarted (new run_id), one gone, one added, a counter reset: unknown.
         let restarted = [c("a", 119, 1), c("b", 50, 90), c("c2", 0, 40)];

@@ -79,8 +79,8 @@ pub fn render_plan(rb: &Runbook) -> String {
             GateKind::HealthyTargets { environment, min } => format!("≥ {min} healthy targets in {environment}"),
             GateKind::HttpHealth { environment } => format!("/health 200 on every {environment} instance"),
             GateKind::RedisReachable { environment } => format!("Redis reachable from every {environment} instance"),
-            GateKind::RedisHitRate { redis, min_percent } => {
-                format!("{redis} hit rate ≥ {min_percent}% between two readings")
+            GateKind::RedisHitRate { redis, min_percent, min_lookups } => {
+                format!("{redis} hit rate ≥ {min_percent}% between two readings, over {min_lookups} lookups or more")
             }
             GateKind::Metric { environment, metric, stat, max, .. } => {
                 format!("{environment} {} {} ≤ {max}", metric.cloudwatch_name(), stat.cloudwatch_name())

@@ -261,9 +261,9 @@ pub fn from_snapshot(rb: &Runbook, g: &GateKind, snap: &Snapshot) -> Option<Meas
                 (CheckOutcome::Unknown, d) => Measurement::Error(d),
             }
         }
-        GateKind::RedisHitRate { redis, min_percent } => match redis_info(snap, redis) {
+        GateKind::RedisHitRate { redis, min_percent, min_lookups } => match redis_info(snap, redis) {
             Err(m) => m,
-            Ok(info) => hit_measurement(redis, info.lookups.as_ref(), *min_percent),
+            Ok(info) => hit_measurement(redis, info.lookups.as_ref(), *min_percent, *min_lookups),
         },
         GateKind::Metric { .. } | GateKind::Compare { .. } => return None,
     })
@@ -277,9 +277,14 @@ fn redis_info<'a>(snap: &'a Snapshot, redis: &str) -> Result<&'a crate::live::Re
 }
 
 /// A hit-rate gate's measurement of `lookups` (None: not known).
-fn hit_measurement(redis: &str, lookups: Option<&crate::analysis::hit_rate::Lookups>, min_percent: f64) -> Measurement {
+fn hit_measurement(
+    redis: &str,
+    lookups: Option<&crate::analysis::hit_rate::Lookups>,
+    min_percent: f64,
+    min_lookups: u64,
+) -> Measurement {
     use crate::analysis::hit_rate::{HitRate, judge};
-    match judge(redis, lookups, min_percent) {
+    match judge(redis, lookups, min_percent, min_lookups) {
         HitRate::Pass(_) => Measurement::Pass,
         HitRate::Fail(d) => Measurement::Fail(d),
         HitRate::NoData(_) => Measurement::NoData,
@@ -304,7 +309,7 @@ pub fn hit_rate_since(
     snap: &Snapshot,
     baseline: Option<&HitBaseline>,
 ) -> Option<(Measurement, Option<HitBaseline>)> {
-    let GateKind::RedisHitRate { redis, min_percent } = g else { return None };
+    let GateKind::RedisHitRate { redis, min_percent, min_lookups } = g else { return None };
     let info = match redis_info(snap, redis) {
         Ok(info) => info,
         Err(m) => return Some((m, baseline.cloned())),
@@ -325,7 +330,7 @@ pub fn hit_rate_since(
         // Counters not all known now: the lookups since are unknown.
         (Some(_), None) => None,
     };
-    let m = hit_measurement(redis, lookups.as_ref(), *min_percent);
+    let m = hit_measurement(redis, lookups.as_ref(), *min_percent, *min_lookups);
     // Counters unknown now: the last ones stay, so the next reading still
     // covers the whole interval since the last measurement.
     Some((m, current.or_else(|| baseline.cloned())))

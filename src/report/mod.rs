@@ -267,7 +267,7 @@ fn gate_title(i: usize, g: &GateKind) -> String {
         GateKind::HealthyTargets { environment, min } => format!("healthy_targets {environment} ≥ {min}"),
         GateKind::HttpHealth { environment } => format!("http_health {environment}"),
         GateKind::RedisReachable { environment } => format!("redis_reachable {environment}"),
-        GateKind::RedisHitRate { redis, min_percent } => format!("redis_hit_rate {redis} ≥ {min_percent}%"),
+        GateKind::RedisHitRate { redis, min_percent, .. } => format!("redis_hit_rate {redis} ≥ {min_percent}%"),
         GateKind::Metric { environment, metric, stat, max, .. } => {
             format!("metric {environment} {} {} ≤ {max}", metric.cloudwatch_name(), stat.cloudwatch_name())
         }

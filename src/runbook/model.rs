@@ -325,10 +325,12 @@ pub enum GateKind {
     RedisReachable {
         environment: String,
     },
-    /// The Redis hit rate between two readings is at least `min_percent`.
+    /// The Redis hit rate between two readings is at least `min_percent`,
+    /// over at least `min_lookups` lookups (fewer: no data).
     RedisHitRate {
         redis: String,
         min_percent: f64,
+        min_lookups: u64,
     },
     Metric {
         environment: String,
@@ -511,6 +513,10 @@ pub enum ItemKind {
     Action { action: Action },
 }
 
+/// The fewest lookups a `redis_hit_rate` rate is judged on when the
+/// runbook does not say: 3 hits of 3 is no evidence of a 90% hit rate.
+pub const DEFAULT_MIN_LOOKUPS: u64 = 100;
+
 #[derive(Debug, Clone, Serialize, PartialEq)]
 #[serde(tag = "check", rename_all = "snake_case")]
 pub enum Check {
@@ -560,10 +566,12 @@ pub enum Check {
     AutoscalingGroup {
         environment: String,
     },
-    /// The Redis hit rate between two readings is at least `min_percent`.
+    /// The Redis hit rate between two readings is at least `min_percent`,
+    /// over at least `min_lookups` lookups (fewer: no data).
     RedisHitRate {
         redis: String,
         min_percent: f64,
+        min_lookups: u64,
     },
 }
 
@@ -801,7 +809,7 @@ pub fn gate_label(g: &GateKind) -> String {
         GateKind::HealthyTargets { environment, min } => format!("≥{min} healthy in {environment}"),
         GateKind::HttpHealth { environment } => format!("/health of {environment}"),
         GateKind::RedisReachable { environment } => format!("Redis from {environment}"),
-        GateKind::RedisHitRate { redis, min_percent } => format!("{redis} hit rate ≥ {min_percent}%"),
+        GateKind::RedisHitRate { redis, min_percent, .. } => format!("{redis} hit rate ≥ {min_percent}%"),
         GateKind::Metric { environment, metric, stat, max, .. } => {
             format!("{environment} {} {} ≤ {max}", metric.cloudwatch_name(), stat.cloudwatch_name())
         }

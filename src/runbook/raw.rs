@@ -323,6 +323,8 @@ pub struct RawGate {
     pub redis: Option<S<String>>,
     /// `redis_hit_rate`: the least hit rate, in percent (0–100), over the interval between two readings.
     pub min_hit_rate: Option<S<f64>>,
+    /// `redis_hit_rate`: the fewest lookups a rate is judged on (default 100); fewer is no data.
+    pub min_lookups: Option<S<i64>>,
     /// `alarm_ok`: alarms declared under `[[alarms]]`.
     pub alarms: Option<Vec<S<String>>>,
     /// `healthy_targets`: at least this many healthy targets.
@@ -440,6 +442,8 @@ pub struct RawItem {
     pub redis: Option<S<String>>,
     /// `redis_hit_rate`: the least hit rate, in percent (0–100), over the interval between two readings.
     pub min_hit_rate: Option<S<f64>>,
+    /// `redis_hit_rate`: the fewest lookups a rate is judged on (default 100); fewer is no data.
+    pub min_lookups: Option<S<i64>>,
     /// `delete_security_groups`: the groups (names in the environment's VPC, or ids) to delete.
     pub security_groups: Option<S<Vec<S<String>>>>,
     /// Manual and action items: the action that undoes this one.
@@ -494,6 +498,8 @@ pub struct RawRollback {
     pub redis: Option<S<String>>,
     /// The least hit rate, in percent.
     pub min_hit_rate: Option<S<f64>>,
+    /// The fewest lookups a hit rate is judged on.
+    pub min_lookups: Option<S<i64>>,
     /// `delete_security_groups`: the groups to delete.
     pub security_groups: Option<S<Vec<S<String>>>>,
 }
@@ -631,6 +637,7 @@ pub struct Params<'a> {
     pub no_reboot: Option<&'a S<bool>>,
     pub redis: Option<&'a S<String>>,
     pub min_hit_rate: Option<&'a S<f64>>,
+    pub min_lookups: Option<&'a S<i64>>,
     pub security_groups: Option<&'a S<Vec<S<String>>>>,
 }
 
@@ -650,6 +657,7 @@ macro_rules! params_of {
                     no_reboot: self.no_reboot.as_ref(),
                     redis: self.redis.as_ref(),
                     min_hit_rate: self.min_hit_rate.as_ref(),
+                    min_lookups: self.min_lookups.as_ref(),
                     security_groups: self.security_groups.as_ref(),
                 }
             }

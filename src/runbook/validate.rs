@@ -1223,6 +1223,7 @@ impl<'a> Validator<'a> {
             ("environment", g.environment.as_ref().map(|x| x.span())),
             ("redis", g.redis.as_ref().map(|x| x.span())),
             ("min_hit_rate", g.min_hit_rate.as_ref().map(|x| x.span())),
+            ("min_lookups", g.min_lookups.as_ref().map(|x| x.span())),
             ("alarms", g.alarms.as_ref().and_then(|a| a.first()).map(|x| x.span())),
             ("min", g.min.as_ref().map(|x| x.span())),
             ("metric", g.metric.as_ref().map(|x| x.span())),
@@ -1324,9 +1325,10 @@ impl<'a> Validator<'a> {
                 }
             }
             "redis_hit_rate" => {
-                self.forbid(kind, "gate", &present, &["redis", "min_hit_rate"]);
-                let (redis, min_percent) = self.hit_rate(names, kind, g.redis.as_ref(), g.min_hit_rate.as_ref(), at);
-                GateKind::RedisHitRate { redis: redis?, min_percent: min_percent? }
+                self.forbid(kind, "gate", &present, &["redis", "min_hit_rate", "min_lookups"]);
+                let (redis, min_percent, min_lookups) =
+                    self.hit_rate(names, kind, g.redis.as_ref(), g.min_hit_rate.as_ref(), g.min_lookups.as_ref(), at);
+                GateKind::RedisHitRate { redis: redis?, min_percent: min_percent?, min_lookups: min_lookups? }
             }
             "metric" => {
                 self.forbid(
@@ -1814,9 +1816,10 @@ impl<'a> Validator<'a> {
                 Check::AlarmOk { alarm: a.get_ref().clone() }
             }
             "redis_hit_rate" => {
-                self.forbid(kind, "check", &present, &["redis", "min_hit_rate"]);
-                let (redis, min_percent) = self.hit_rate(names, kind, p.redis, p.min_hit_rate, at);
-                Check::RedisHitRate { redis: redis?, min_percent: min_percent? }
+                self.forbid(kind, "check", &present, &["redis", "min_hit_rate", "min_lookups"]);
+                let (redis, min_percent, min_lookups) =
+                    self.hit_rate(names, kind, p.redis, p.min_hit_rate, p.min_lookups, at);
+                Check::RedisHitRate { redis: redis?, min_percent: min_percent?, min_lookups: min_lookups? }
             }
             "key_counts_match" => {
                 self.forbid(kind, "check", &present, &["from_redis", "to_redis", "tolerance"]);
@@ -1842,15 +1845,17 @@ impl<'a> Validator<'a> {
         })
     }
 
-    /// A `redis_hit_rate` check's or gate's endpoint and least hit rate (percent).
+    /// A `redis_hit_rate` check's or gate's endpoint, least hit rate
+    /// (percent) and fewest lookups judged.
     fn hit_rate(
         &mut self,
         names: &Names,
         kind: &str,
         redis: Option<&S<String>>,
         min: Option<&S<f64>>,
+        min_lookups: Option<&S<i64>>,
         at: std::ops::Range<usize>,
-    ) -> (Option<String>, Option<f64>) {
+    ) -> (Option<String>, Option<f64>, Option<u64>) {
         let first = names.redis.iter().next().map_or("cache", |s| s.as_str());
         let redis =
             self.require(redis, "redis", kind, at.clone(), &format!("\"{first}\"")).map(|r| self.redis_ref(names, r));
@@ -1865,7 +1870,22 @@ impl<'a> Validator<'a> {
             }
             v
         });
-        (redis, min)
+        let min_lookups = match min_lookups {
+            None => Some(DEFAULT_MIN_LOOKUPS),
+            Some(n) if (1..=1_000_000_000).contains(n.get_ref()) => Some(*n.get_ref() as u64),
+            Some(n) => {
+                self.err(
+                    n.span(),
+                    format!("min_lookups {} is out of range", n.get_ref()),
+                    format!(
+                        "give the fewest lookups a hit rate is judged on, from 1 up (default {DEFAULT_MIN_LOOKUPS}): \
+                         fewer in an interval is no data"
+                    ),
+                );
+                None
+            }
+        };
+        (redis, min, min_lookups)
     }
 
     fn stickiness_duration(&mut self, kind: &str, p: &Params, at: std::ops::Range<usize>) -> Option<Duration> {
@@ -2309,6 +2329,7 @@ fn params_present(p: &Params) -> Vec<(&'static str, Option<std::ops::Range<usize
         ("no_reboot", p.no_reboot.map(|x| x.span())),
         ("redis", p.redis.map(|x| x.span())),
         ("min_hit_rate", p.min_hit_rate.map(|x| x.span())),
+        ("min_lookups", p.min_lookups.map(|x| x.span())),
         ("security_groups", p.security_groups.map(|x| x.span())),
     ]
 }

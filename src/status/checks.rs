@@ -343,7 +343,7 @@ fn key_counts(snap: &Snapshot, from: &str, to: &str, tolerance: u64) -> Verdict 
 
 /// The hit rate between the last two INFO readings; no lookups in that
 /// interval is no reading (unknown), never a pass.
-fn redis_hit_rate(snap: &Snapshot, redis: &str, min_percent: f64) -> Verdict {
+fn redis_hit_rate(snap: &Snapshot, redis: &str, min_percent: f64, min_lookups: u64) -> Verdict {
     use crate::analysis::hit_rate::{HitRate, judge};
     let Some(r) = snap.redis.iter().find(|r| r.name == redis) else {
         return unknown(format!("Redis {redis} not in snapshot"));
@@ -352,7 +352,7 @@ fn redis_hit_rate(snap: &Snapshot, redis: &str, min_percent: f64) -> Verdict {
         Ok(i) => i,
         Err(v) => return v,
     };
-    match judge(redis, info.lookups.as_ref(), min_percent) {
+    match judge(redis, info.lookups.as_ref(), min_percent, min_lookups) {
         HitRate::Pass(d) => pass(d),
         HitRate::Fail(d) => fail(d),
         HitRate::NoData(d) => unknown(d),
@@ -638,7 +638,9 @@ pub fn evaluate_one(rb: &Runbook, snap: &Snapshot, check: &Check) -> Verdict {
         Check::AlarmOn5xx { environment } => alarm_on_5xx(snap, environment),
         Check::RedisPersistence { environment } => redis_persistence(snap, environment),
         Check::AutoscalingGroup { environment } => autoscaling_group(snap, environment),
-        Check::RedisHitRate { redis, min_percent } => redis_hit_rate(snap, redis, *min_percent),
+        Check::RedisHitRate { redis, min_percent, min_lookups } => {
+            redis_hit_rate(snap, redis, *min_percent, *min_lookups)
+        }
     }
 }
 
