@@ -400,6 +400,22 @@ async fn weights_changed_outside_a_running_rollout_pause_it_and_are_never_overwr
     until_soaking(dir.path(), 0).await;
     assert_eq!(weights(&sb).await, w(90, 10));
     adopt.kill().await.unwrap();
+    // The adopted weights were confirmed by a batch the audit names for
+    // what it is: no abort was asked, and none is recorded.
+    let actions: Vec<String> = audit(dir.path())
+        .iter()
+        .filter(|l| l["stage"] == "intent")
+        .map(|l| format!("{} {}", l["action"].as_str().unwrap(), l["after"]))
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "rollout step 1/4 (10%) {\"production\":90,\"staging\":10}",
+            "rollout step 2/4 (25%) {\"production\":75,\"staging\":25}",
+            "rollout adopt-live {\"production\":100,\"staging\":0}",
+            "rollout step 1/4 (10%) {\"production\":90,\"staging\":10}",
+        ]
+    );
     sb.down().await;
 }
 

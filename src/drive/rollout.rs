@@ -105,6 +105,10 @@ impl From<SendError> for String {
 /// increasing duration, and try again.
 const ROLLBACK_RETRY_FOR: Duration = Duration::from_secs(300);
 
+/// The audit's name for the batch that confirms live weights a rollout
+/// adopted between its steps (`--adopt-live`): neither a step nor an abort.
+const ADOPTION: &str = "rollout adopt-live";
+
 impl From<RolloutError> for String {
     fn from(e: RolloutError) -> Self {
         e.to_string()
@@ -313,7 +317,7 @@ impl Runner<'_> {
         // With a change still in flight, even the same weights are sent: this
         // change's INSYNC confirms that one's.
         let confirming = plan.is_noop().then_some("an earlier change is still in flight");
-        self.send(&plan, step, confirming).await
+        self.send(&plan, step, confirming, false).await
     }
 
     /// Pauses for a step not sent, for `reason`. Never a step silently not
@@ -381,6 +385,11 @@ impl Runner<'_> {
         }
     }
 
+    /// What the audit calls the batch `flight` sends.
+    fn flight_action(&self, flight: &InFlight) -> String {
+        if flight.adopted && flight.step.is_none() { ADOPTION.to_string() } else { self.action(flight.step) }
+    }
+
     /// Feeds the engine a step's change as applied and INSYNC, as far as its
     /// phase still waits for them.
     fn confirmed(&mut self, step: Option<usize>, change: &str) -> Vec<Output> {
@@ -428,10 +437,11 @@ impl Runner<'_> {
         plan: &ShiftPlan,
         step: Option<usize>,
         confirming: Option<&str>,
+        adopted: bool,
     ) -> Result<Vec<Output>, SendError> {
         let weights = plan.weights;
         let before = (plan.from.record.weight, plan.to.record.weight);
-        let action = self.action(step);
+        let action = self.flight_action(&InFlight { before, weights, step, change: None, adopted });
         let point = if step.is_some() { "step" } else { "rollback" };
         let what = match confirming {
             Some(why) => format!("{} (confirming: {why})", plan.describe()),
@@ -448,7 +458,7 @@ impl Runner<'_> {
         });
         self.audit(&action, Stage::Intent, Some(before), weights, what.clone())?;
         crate::crashpoint::here(&format!("{point}:after-intent"));
-        self.state.in_flight = Some(InFlight { before, weights, step, change: None });
+        self.state.in_flight = Some(InFlight { before, weights, step, change: None, adopted });
         self.persist()?;
         crate::crashpoint::here(&format!("{point}:after-in-flight-write"));
         // Fenced again right before the send: the writes above may have
@@ -469,7 +479,7 @@ impl Runner<'_> {
                 } else {
                     shift::read_back(self.cx.clients.dns(), &self.cx.rb, plan).await
                 };
-                let ours = InFlight { before, weights, step, change: None };
+                let ours = InFlight { before, weights, step, change: None, adopted };
                 return Err(self.not_sent(&action, e, back, (ours, confirming.is_some()), earlier));
             }
         };
@@ -477,7 +487,7 @@ impl Runner<'_> {
         self.audit_change(&action, Stage::Applied, (Some(before), weights), &change, format!("change {change}"))?;
         crate::crashpoint::here(&format!("{point}:after-applied-audit"));
         self.state.applied = Some(weights);
-        self.state.in_flight = Some(InFlight { before, weights, step, change: Some(change.clone()) });
+        self.state.in_flight = Some(InFlight { before, weights, step, change: Some(change.clone()), adopted });
         let mut out = Vec::new();
         if let Some(s) = step
             && self.engine.state.phase == RolloutPhase::Shifting
@@ -493,11 +503,11 @@ impl Runner<'_> {
             Some(more) => out.extend(more),
             None => (self.say)(&format!("{action}: abort asked for while waiting for INSYNC")),
         }
-        if let Some(InFlight { before, weights, step, change: Some(c) }) = earlier
-            && !self.insync_audited(&c)
+        if let Some(f @ InFlight { change: Some(c), .. }) = &earlier
+            && !self.insync_audited(c)
         {
             let detail = format!("change {c} INSYNC (the later change {change} applied after it is INSYNC)");
-            self.audit_change(&self.action(step), Stage::InSync, (Some(before), weights), &c, detail)?;
+            self.audit_change(&self.flight_action(f), Stage::InSync, (Some(f.before), f.weights), c, detail)?;
         }
         Ok(out)
     }
@@ -569,7 +579,7 @@ impl Runner<'_> {
             && !self.insync_audited(change)
         {
             let detail = format!("change {change} INSYNC after {:.1} s", took.as_secs_f64());
-            self.audit_change(&self.action(step), Stage::InSync, (Some(f.before), f.weights), change, detail)?;
+            self.audit_change(&self.flight_action(&f), Stage::InSync, (Some(f.before), f.weights), change, detail)?;
         }
         crate::crashpoint::here(&format!("{point}:after-insync-audit"));
         self.state.in_flight = None;
@@ -581,7 +591,7 @@ impl Runner<'_> {
     /// The id of an in-flight change whose `applied` line reached the audit
     /// but whose state write did not (a crash between steps 4 and 5 of `send`).
     fn recorded_change(&self, flight: &InFlight) -> Option<String> {
-        let action = self.action(flight.step);
+        let action = self.flight_action(flight);
         let lines = self.log.read().ok()?;
         let last_intent = lines.iter().rposition(|l| l.action == action && l.stage == Stage::Intent)?;
         let (from, to) = (&self.cx.rb.rollout.from, &self.cx.rb.rollout.to);
@@ -608,7 +618,7 @@ impl Runner<'_> {
     async fn confirm_by_resending(&mut self, flight: &InFlight, why: &str) -> Result<Vec<Output>, String> {
         self.state.in_flight = Some(InFlight { change: None, ..flight.clone() });
         let plan = shift::plan(self.cx.clients.dns(), &self.cx.rb, flight.weights).await.map_err(|e| e.to_string())?;
-        Ok(self.send(&plan, flight.step, Some(why)).await?)
+        Ok(self.send(&plan, flight.step, Some(why), flight.adopted).await?)
     }
 
     /// Settles a change an earlier run left in flight, before anything else
@@ -616,7 +626,7 @@ impl Runner<'_> {
     /// `live` is what Route53 holds now; returns the engine's outputs.
     async fn reconcile(&mut self, live: Weights) -> Result<Vec<Output>, String> {
         let Some(mut flight) = self.state.in_flight.clone() else { return Ok(Vec::new()) };
-        let action = self.action(flight.step);
+        let action = self.flight_action(&flight);
         if flight.change.is_none() {
             flight.change = self.recorded_change(&flight);
             self.state.in_flight = Some(flight.clone());
@@ -1077,7 +1087,7 @@ async fn begin<'a>(cx: &'a Context, say: &'a mut (dyn FnMut(&str) + Send)) -> Re
         }
         // Weights someone else set are confirmed INSYNC before anything builds on them.
         let step = at_step.then_some(runner.engine.state.step);
-        let adopted = InFlight { before: expected, weights: live, step, change: None };
+        let adopted = InFlight { before: expected, weights: live, step, change: None, adopted: true };
         outputs.extend(
             runner
                 .confirm_by_resending(&adopted, "adopting live weights set outside this rollout")

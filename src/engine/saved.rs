@@ -31,6 +31,11 @@ pub struct InFlight {
     pub step: Option<usize>,
     /// Route53's change id, once it accepted the batch.
     pub change: Option<String>,
+    /// A confirming batch of live weights set outside the rollout and
+    /// adopted (`--adopt-live`), not a rollback, when `step` is None: the
+    /// audit names it so. Absent in states saved before it existed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub adopted: bool,
 }
 
 impl RolloutState {
