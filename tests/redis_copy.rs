@@ -2326,6 +2326,39 @@ async fn a_sentinel_failover_mid_copy_is_followed_and_every_key_arrives() {
     assert!(err.contains("knows no master named \"nosuchmaster\"") && err.contains("master name"), "{err}");
 }
 
+/// A Sentinel target whose master restarts without its data before the
+/// sentinels fail it over (a supervisor restarts it within
+/// `down-after-milliseconds`): its replica follows it and empties too, so
+/// the places the replica confirmed hold nothing now. A resume must not
+/// trust them: the master's replication ID tells a restart from a failover
+/// (a promoted replica carries the old one on).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sentinel_master_restarted_empty_without_a_failover_makes_resume_write_every_key_again() {
+    const N: u64 = 12_000;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let mut group = common::sentinel::SentinelGroup::start(dir.path()).await;
+    group.slow_to_fail_over().await;
+    let src = server(dir.path(), "src").await;
+    let mut s = conn(&src.url).await;
+    seed_all_types(&mut s, "k", (N / 6) as usize, Some(600_000)).await;
+    let (from, to) = (src.url.clone(), group.url());
+    let master = group.master.port;
+    let args = ["redis", "copy", "--from", &from, "--to", &to, "--yes", "--scan-count", "100"];
+    drop(copy_until_checkpointed(&state, &args, "3000", N / 4));
+    let kept = checkpoint_copied(&state).expect("the checkpoint is kept");
+    assert!((N / 4..N).contains(&kept), "{kept}");
+    let _restarted = group.restart_master_empty(dir.path()).await;
+    assert_eq!(group.master_port().await, master, "no failover: the same master, empty");
+    let (code, out, err) = run(&state, &[&args[..], &["--resume"]].concat());
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(err.contains("the target's master restarted without its data"), "{err}");
+    assert!(out.starts_with(&format!("copied {N} keys (")), "{out}");
+    let (code, out, _) = run(&state, &["redis", "verify", "--from", &from, "--to", &to, "--full"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains(&format!("checked {N} keys: 0 missing, 0 type mismatch, 0 value mismatch")), "{out}");
+}
+
 /// Sentinels that disagree: a lone one, listed first, names a master where
 /// nothing listens (as one cut off from its peers names the old master).
 /// The master the others name, with the same config epoch, is used; before,

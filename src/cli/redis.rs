@@ -363,7 +363,7 @@ fn run_copy(a: CopyArgs, g: &GlobalArgs) -> Result<u8, Failure> {
             eprintln!("{n}");
         }
         if let Some(cp) = &opts.resume {
-            let r = cp.resume(&pf.source_run_id, &pf.source_shards, &pf.target_run_ids);
+            let r = pf.resume_of(cp);
             for w in &r.why {
                 eprintln!("{w}");
             }

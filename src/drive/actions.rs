@@ -1247,9 +1247,7 @@ async fn copy_redis(
     let (mut conns, pf) = copy::preflight(&opts).await.map_err(|e| e.message().to_string())?;
     // Nothing left to scan as found now (a source or target that changed
     // since starts a scan over).
-    let resumed_done = opts.resume.as_ref().is_some_and(|cp| {
-        cp.resume(&pf.source_run_id, &pf.source_shards, &pf.target_run_ids).places.iter().all(|p| p.done)
-    });
+    let resumed_done = opts.resume.as_ref().is_some_and(|cp| pf.resume_of(cp).places.iter().all(|p| p.done));
     // An empty target has nothing to conflict with (as `cutover redis copy`):
     // a key that appears on it during the copy still stops the copy.
     if opts.resume.is_none() && !conns.target_empty(&opts.to).await? {

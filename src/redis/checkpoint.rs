@@ -47,6 +47,13 @@ pub struct Checkpoint {
     /// are the replicas' confirmed ones) and in older checkpoints.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub target_run_ids: Vec<String>,
+    /// A Sentinel target: its master's replication ID (`master_replid`)
+    /// when the run began. A replica promoted since carries it on (as
+    /// `master_replid2`), having confirmed the writes; a master that
+    /// restarted empty before the sentinels failed it over has a new one
+    /// and no history, and its replicas emptied themselves to follow it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_replid: Option<String>,
 }
 
 /// Where the scan of one shard of a cluster source stands.
@@ -102,6 +109,12 @@ pub struct Resume {
 }
 
 impl Resume {
+    /// Every scan of a source of `shards` shards (0: one server) from the
+    /// start, for `why`.
+    pub fn over(shards: usize, why: String) -> Resume {
+        Resume { places: vec![ScanPlace::start(); shards.max(1)], carried: Counters::default(), why: vec![why] }
+    }
+
     /// Keys copied by the scans that go on (a scan that starts over counts again from 0).
     pub fn copied(&self) -> u64 {
         Counters::sum(std::iter::once(self.carried).chain(self.places.iter().map(|p| p.counters))).copied
@@ -178,8 +191,7 @@ impl Checkpoint {
     /// server), `target_run_ids` the target's servers' as found now.
     pub fn resume(&self, source_run_id: &str, shards: &[ShardRun], target_run_ids: &[String]) -> Resume {
         if let Some(why) = self.target_replaced(target_run_ids) {
-            let places = vec![ScanPlace::start(); shards.len().max(1)];
-            return Resume { places, carried: Counters::default(), why: vec![why] };
+            return Resume::over(shards.len(), why);
         }
         if shards.is_empty() {
             // Nothing is left to scan, whatever the source did since.
@@ -224,6 +236,20 @@ impl Checkpoint {
         ))
     }
 
+    /// Why a Sentinel target may have lost the writes before the
+    /// checkpoint: its master's replication history now (`master_replid`
+    /// and `master_replid2`, `lineage`) does not reach back to the master
+    /// that took them. None for a checkpoint that kept no replication ID.
+    pub fn lineage_broken(&self, lineage: &[String]) -> Option<String> {
+        let took = self.target_replid.as_deref()?;
+        let why = replaced_master(took, lineage)?;
+        Some(format!(
+            "{why} since the checkpoint: it may have lost what it took, so the scan starts over and writes every key \
+             again ({} keys copied before)",
+            self.counters.copied
+        ))
+    }
+
     /// Where a resumed copy starts SCAN: the saved cursor, or 0 with the
     /// reason when the source restarted (or failed over) since it was saved.
     fn resume_cursor(&self, source_run_id: &str) -> (u64, Option<String>) {
@@ -246,6 +272,22 @@ impl Checkpoint {
 /// not among the target's servers `now`.
 pub fn servers_gone<'a>(took: &'a [String], now: &[String]) -> Vec<&'a str> {
     took.iter().filter(|id| !now.contains(id)).map(String::as_str).collect()
+}
+
+/// Why the master whose replication ID was `took` is not the history of the
+/// master whose `lineage` (its `master_replid`, then `master_replid2`) is
+/// read now, if it is not: a promoted replica keeps its old master's ID as
+/// `master_replid2`; a restarted master without its data starts a new one.
+pub fn replaced_master(took: &str, lineage: &[String]) -> Option<String> {
+    if lineage.iter().any(|id| id == took) {
+        return None;
+    }
+    Some(format!(
+        "the target's master restarted without its data, or was replaced by a server that never followed it \
+         (replication ID {} → {})",
+        short(took),
+        lineage.first().map_or("unknown", |id| short(id))
+    ))
 }
 
 fn short(id: &str) -> &str {
@@ -479,6 +521,7 @@ mod tests {
             shards: Vec::new(),
             done: false,
             target_run_ids: Vec::new(),
+            target_replid: None,
         }
     }
 
@@ -670,6 +713,20 @@ mod tests {
                 r.why
             );
         }
+        // A Sentinel target: a replica promoted since carries the master's
+        // replication ID on as its second; a master restarted empty has a
+        // new one and none before it.
+        let sentinel = Checkpoint { target_run_ids: Vec::new(), target_replid: Some("rrrr0000".into()), ..one.clone() };
+        assert_eq!(sentinel.lineage_broken(&ids(&["rrrr0000"])), None, "the same master");
+        assert_eq!(sentinel.lineage_broken(&ids(&["pppp1111", "rrrr0000"])), None, "its replica, promoted");
+        let why = sentinel.lineage_broken(&ids(&["ssss2222"])).unwrap_or_default();
+        assert!(
+            why.starts_with("the target's master restarted without its data")
+                && why.contains("(replication ID rrrr0000 → ssss2222)")
+                && why.contains("7 keys copied before"),
+            "{why}"
+        );
+        assert_eq!(one.lineage_broken(&ids(&["ssss2222"])), None, "a checkpoint that kept no replication ID");
         // A cluster target: one primary replaced by its replica starts every
         // shard of the source over (any key may live on that shard); a
         // primary added beside the same ones does not.

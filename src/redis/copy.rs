@@ -123,10 +123,25 @@ pub struct Preflight {
     /// this run's writes go to, kept in the checkpoint. Empty for a Sentinel
     /// target, whose checkpoint keeps only what its replicas confirmed.
     pub target_run_ids: Vec<String>,
+    /// A Sentinel target: its master's replication history as the run
+    /// began (`master_replid`, then `master_replid2` when it has one); the
+    /// first is kept in the checkpoint. Empty for any other target.
+    pub target_lineage: Vec<String>,
     /// How expiries are read: exactly when every server scanned answers
     /// PEXPIRETIME and the target takes `SET … PXAT`.
     #[serde(skip)]
     pub expiry_read: ExpiryRead,
+}
+
+impl Preflight {
+    /// Where a resume of `cp` starts each scan, as found now: every scan
+    /// from the start when the target may have lost what it took.
+    pub fn resume_of(&self, cp: &Checkpoint) -> checkpoint::Resume {
+        match cp.lineage_broken(&self.target_lineage) {
+            Some(why) => checkpoint::Resume::over(self.source_shards.len(), why),
+            None => cp.resume(&self.source_run_id, &self.source_shards, &self.target_run_ids),
+        }
+    }
 }
 
 /// Keys of the source that the target already has.
@@ -246,6 +261,32 @@ impl Conns {
         Ok(ids.into_iter().filter(|id| !id.is_empty() && id != "?").collect())
     }
 
+    /// A Sentinel target's master's replication history: its
+    /// `master_replid`, then its `master_replid2` unless it has none (all
+    /// zeros). Empty from a server older than Redis 4, which has neither.
+    pub async fn target_lineage(&self, to: &Endpoint) -> Result<Vec<String>, String> {
+        let info: String = q(to, &mut self.dst.clone(), redis::cmd("INFO").arg("replication")).await?;
+        let none = |id: &&str| id.is_empty() || id.bytes().all(|b| b == b'0');
+        Ok(["master_replid", "master_replid2"]
+            .iter()
+            .filter_map(|f| super::info_field(&info, f))
+            .filter(|id| !none(id))
+            .map(str::to_string)
+            .collect())
+    }
+
+    /// How many of the servers that took this run's writes (`pf`) the
+    /// target has lost since, as read now: restarted or replaced by a
+    /// replica (a Sentinel target: a master whose history does not reach
+    /// back to the one the run began on).
+    pub async fn target_gone(&self, to: &Endpoint, pf: &Preflight) -> Result<usize, String> {
+        if let Some(took) = pf.target_lineage.first() {
+            let now = self.target_lineage(to).await?;
+            return Ok(usize::from(checkpoint::replaced_master(took, &now).is_some()));
+        }
+        Ok(checkpoint::servers_gone(&pf.target_run_ids, &self.target_run_ids(to).await?).len())
+    }
+
     /// (keys, expiring keys) of the target (summed over a cluster's shards).
     pub async fn target_counts(&self, to: &Endpoint) -> Result<(u64, u64), String> {
         match &self.dst_cluster {
@@ -362,6 +403,10 @@ pub async fn preflight(opts: &CopyOptions) -> Result<(Conns, Preflight), CopyErr
     let target_shards = dst_cluster.as_ref().map(|c| c.shards()).unwrap_or_default();
     let conns = Conns { src, dst, src_addr, dst_addr, src_cluster, dst_cluster };
     let (target_keys, target_expiring) = conns.target_counts(&opts.to).await.map_err(CopyError::Refused)?;
+    let target_lineage = match opts.to.sentinel() {
+        Some(_) => conns.target_lineage(&opts.to).await.map_err(CopyError::Refused)?,
+        None => Vec::new(),
+    };
     let target_run_ids = match opts.to.sentinel() {
         Some(_) => Vec::new(),
         None => {
@@ -398,6 +443,7 @@ pub async fn preflight(opts: &CopyOptions) -> Result<(Conns, Preflight), CopyErr
         source_notes,
         target_shards,
         target_run_ids,
+        target_lineage,
         expiry_read,
     };
     Ok((conns, pf))
@@ -1582,7 +1628,7 @@ fn source_parts(
 ) -> (Vec<Part>, Counters) {
     let (places, carried) = match resume {
         Some(cp) => {
-            let r = cp.resume(&pf.source_run_id, &pf.source_shards, &pf.target_run_ids);
+            let r = pf.resume_of(cp);
             (r.places, r.carried)
         }
         None => (vec![ScanPlace::start(); pf.source_shards.len().max(1)], Counters::default()),
@@ -1654,6 +1700,7 @@ fn save(opts: &CopyOptions, pf: &Preflight, parts: &[Part], carried: Counters) -
         },
         done: single && parts[0].at.done,
         target_run_ids: pf.target_run_ids.clone(),
+        target_replid: pf.target_lineage.first().cloned(),
     };
     checkpoint::save(path, &cp)
 }
@@ -2117,10 +2164,10 @@ pub async fn copy(
     // The servers that took the writes must still be the target's: one
     // restarted or replaced by its replica meanwhile may have lost some
     // (acknowledged before saved or replicated), and nothing tells which.
-    if finished && !pf.target_run_ids.is_empty() {
+    if finished && (!pf.target_run_ids.is_empty() || !pf.target_lineage.is_empty()) {
         let copied = total_of(carried, &parts).copied;
-        let gone = match conns.target_run_ids(&opts.to).await {
-            Ok(now) => checkpoint::servers_gone(&pf.target_run_ids, &now).len(),
+        let gone = match conns.target_gone(&opts.to, pf).await {
+            Ok(n) => n,
             Err(e) => {
                 save(opts, pf, &parts, carried).map_err(CopyError::Failed)?;
                 return Err(CopyError::Failed(format!(

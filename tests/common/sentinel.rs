@@ -95,6 +95,40 @@ impl SentinelGroup {
         port
     }
 
+    /// Every sentinel waits a minute before it calls the master down: a
+    /// master restarted meanwhile is not failed over.
+    pub async fn slow_to_fail_over(&self) {
+        for s in &self.sentinels {
+            let set = redis::cmd("SENTINEL").arg("SET").arg(MASTER).arg("down-after-milliseconds").arg(60_000).clone();
+            let _: () = query(s.port, &set).await.unwrap();
+        }
+    }
+
+    /// The master SIGKILLed and started again on its port without its data
+    /// (it persists nothing, as `start_redis` runs it), as a supervisor
+    /// would restart it; its replica follows it and empties too. Returns
+    /// the new process (the caller kills it).
+    pub async fn restart_master_empty(&mut self, dir: &Path) -> super::KillOnDrop {
+        let port = self.master.port;
+        self.master.stop().await;
+        let data = dir.join("redis-master-again");
+        std::fs::create_dir_all(&data).unwrap();
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(["--dir", data.to_str().unwrap(), "--loglevel", "warning"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let rport = self.replica.port;
+        super::eventually(Duration::from_secs(30), "the replica in sync with the restarted master", || async {
+            let info: String = query(rport, redis::cmd("INFO").arg("replication")).await.ok()?;
+            let keys: u64 = query(rport, &redis::cmd("DBSIZE")).await.ok()?;
+            (info.contains("master_link_status:up") && keys == 0).then_some(())
+        })
+        .await;
+        super::KillOnDrop(Some(child))
+    }
+
     /// `SENTINEL FAILOVER`: the replica is promoted without waiting for a vote.
     pub async fn failover(&self) {
         let _: String =
