@@ -280,3 +280,71 @@ async fn a_side_whose_credentials_cannot_be_got_is_one_line_naming_the_side_its_
     assert!(!err.contains("cannot reach AWS"), "a credentials failure is not AWS being down: {err}");
     sb.down().await;
 }
+
+/// A stop first asks Route53, through `[dns]`, whether the environment still
+/// gets traffic. `[dns]` reached in another account (its role left out, so
+/// the default credentials' account; or a profile for another account) may
+/// hold a zone of the same name with the environment at weight 0 while the
+/// real zone sends it everything: the stop is refused, naming `[dns]`'s
+/// account and the fix, and nothing is stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_never_trusts_weights_read_through_dns_reached_in_another_account() {
+    use aws_sdk::route53::types::{Change, ChangeAction, ChangeBatch, ResourceRecord, ResourceRecordSet, RrType};
+    // The sandbox's default credentials' account.
+    const WRONG: &str = "123456789012";
+    let rb = runbook("shared-dns-account.toml");
+    let sb = sandbox(&rb, "eu-west-1").await;
+    let dir = tempfile::tempdir().unwrap();
+    // A zone of the same name in the wrong account: old production at 0.
+    let r53 = aws_sdk::route53::Client::new(&in_account(&sb, WRONG, "eu-west-1").await);
+    let zone = r53.create_hosted_zone().name(&rb.dns.zone).caller_reference("a copy").send().await.unwrap();
+    let zone = zone.hosted_zone().unwrap().id().to_string();
+    let mut batch = ChangeBatch::builder();
+    for (id, weight) in [("old", 0), ("new", 100)] {
+        let set = ResourceRecordSet::builder()
+            .name(&rb.dns.record)
+            .r#type(RrType::Cname)
+            .set_identifier(id)
+            .weight(weight)
+            .ttl(5)
+            .resource_records(ResourceRecord::builder().value(format!("{id}.elsewhere.test")).build().unwrap())
+            .build()
+            .unwrap();
+        batch = batch.changes(Change::builder().action(ChangeAction::Upsert).resource_record_set(set).build().unwrap());
+    }
+    r53.change_resource_record_sets().hosted_zone_id(zone).change_batch(batch.build().unwrap()).send().await.unwrap();
+    let stop = "[[phases]]\nid = \"decommission\"\ntitle = \"Decommission\"\n\n[[phases.items]]\nid = \"stop-old\"\n\
+                title = \"Stop old production\"\nkind = \"action\"\naction = \"stop_instances\"\nenvironment = \"old\"\n\
+                rollback = { action = \"start_instances\", environment = \"old\" }\n\n[sandbox]";
+    let text = std::fs::read_to_string(format!("{}/runbooks/shared-dns-account.toml", env!("CARGO_MANIFEST_DIR")))
+        .unwrap()
+        .replace(
+            "role_arn = \"arn:aws:iam::111111111111:role/cutover-dns\"\nexternal_id = \"cutover-shared-dns\"\n",
+            "",
+        )
+        .replacen("[sandbox]", stop, 1);
+    let path = dir.path().join("no-dns-role.toml");
+    std::fs::write(&path, text).unwrap();
+    let path = path.display().to_string();
+    let (code, out, err) = run_cutover(&sb, &rb, dir.path(), &["run", &path, "decommission/stop-old", "--yes"]).await;
+    assert_eq!(code, Some(2), "{out}{err}");
+    assert!(
+        err.contains(&format!(
+            "whether Route53 still sends old traffic cannot be read: [dns] of runbook {path} is in account \
+             {DNS_ACCOUNT} but its credentials (the default credentials) are for account {WRONG}"
+        )),
+        "{err}"
+    );
+    // Old production still runs, and the real zone still sends it everything.
+    let ec2 = aws_sdk::ec2::Client::new(&in_account(&sb, OLD_ACCOUNT, "eu-west-1").await);
+    let found = ec2.describe_instances().send().await.unwrap();
+    let states: Vec<String> = found
+        .reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .filter_map(|i| i.state().and_then(|s| s.name()).map(|n| n.as_str().to_string()))
+        .collect();
+    assert_eq!(states, ["running", "running"], "nothing stopped");
+    assert_eq!(weights_in(&in_account(&sb, DNS_ACCOUNT, "eu-west-1").await, &rb.dns.zone).await, w(100, 0));
+    sb.down().await;
+}

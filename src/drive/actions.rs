@@ -349,6 +349,22 @@ async fn selects_its_own(clients: &SideClients, rb: &Runbook, environment: &str)
 async fn carries_no_traffic(sides: &SideClients, rb: &Runbook, environment: &str, what: &str) -> Result<(), PlanError> {
     let Some(id) = rb.dns.set_identifiers.get(environment) else { return Ok(()) };
     let dns = sides.dns();
+    // The records are read through [dns]: in another account (a mistyped
+    // role) a zone of the same name may show a weight of 0 while the real
+    // one still sends this environment its traffic.
+    let how = sides.reach(&crate::runbook::Side::Dns).describe();
+    let account = crate::aws::sts::identity(dns).await.map_err(|e| {
+        PlanError::Refused(format!(
+            "whether Route53 still sends {environment} traffic is unknown: {}; {what} waits until it can be read",
+            crate::authority::unknown_account(rb, &crate::runbook::Side::Dns, &how, &e)
+        ))
+    })?;
+    if let Some(refusal) = crate::authority::account_mismatch(rb, &crate::runbook::Side::Dns, &account.account, &how) {
+        return Err(PlanError::Refused(format!(
+            "whether Route53 still sends {environment} traffic cannot be read: {}",
+            refusal.trim_start_matches("refused: ")
+        )));
+    }
     let unread = |e: crate::aws::AwsError| {
         PlanError::Refused(format!(
             "whether Route53 still sends {environment} traffic is unknown: the weighted records of {} could \
