@@ -788,6 +788,51 @@ fn enter_on_an_action_plans_it_and_y_applies_it_after_the_popup() {
     assert!(screen(&app, 160, 48).contains("✔ done"));
 }
 
+/// In a runbook whose sides are in accounts and regions of their own, the
+/// confirm popup names the account and region of the side the change is
+/// made on (new production's, for an item on it), not the cockpit's own
+/// (the `[dns]` side's); a side not read yet is `?`, never another's.
+#[test]
+fn the_confirm_popup_names_the_account_and_region_of_the_side_changed() {
+    let rb = cutover::runbook::load(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("runbooks/shared-dns-account.toml"),
+    )
+    .unwrap();
+    let header = Header { profile: None, read_only: false };
+    let mut app =
+        App::new(rb, "eu-west-1".into(), header, Keymap::default(), ChecklistState::default(), "ana".into(), t0());
+    let identity = |account: &str| Identity { account: account.into(), arn: String::new(), expires_at: None };
+    let at = |update| Event::Live(LiveEvent { at: t0(), update });
+    update(&mut app, at(Update::Identity(Ok(identity("111111111111")))));
+    for (side, account, region) in [
+        (cutover::runbook::Side::Dns, "111111111111", "eu-west-1"),
+        (cutover::runbook::Side::Environment("old".into()), "222222222222", "eu-west-1"),
+    ] {
+        let reach = cutover::live::SideReach { region: region.into(), via: "a role".into() };
+        update(&mut app, at(Update::Side { side, reach, result: Ok(identity(account)) }));
+    }
+    let plan = |env: &str| cutover::drive::actions::ActionPlan {
+        side: cutover::runbook::Side::Environment(env.into()),
+        name: format!("set_stickiness {env}"),
+        ..redis_ingress_plan()
+    };
+    update(
+        &mut app,
+        Event::Planned { key: "validate/stickiness".into(), result: Ok(PendingChange::Item(plan("old"))) },
+    );
+    let s = screen(&app, 160, 48);
+    assert!(s.contains("(validate/stickiness) in [environments.old] account 222222222222, eu-west-1"), "{s}");
+    update(&mut app, key(KeyCode::Esc));
+    // New production's identity is not read yet: not the cockpit's account.
+    update(
+        &mut app,
+        Event::Planned { key: "validate/stickiness".into(), result: Ok(PendingChange::Item(plan("new"))) },
+    );
+    let s = screen(&app, 160, 48);
+    assert!(s.contains("(validate/stickiness) in [environments.new] account ?, "), "{s}");
+    assert!(!s.contains("account 111111111111"), "{s}");
+}
+
 /// A plan that arrives while the person types elsewhere opens no popup:
 /// the `y` of "ready" in a note would otherwise confirm it unread.
 #[test]

@@ -85,6 +85,15 @@ pub struct Summary {
 }
 
 impl PendingChange {
+    /// The side it is made on: an item's own (its environment's account and
+    /// region), Route53's for weights and rollouts.
+    pub fn side(&self) -> crate::runbook::Side {
+        match self {
+            PendingChange::Item(p) => p.side.clone(),
+            PendingChange::Shift(_) | PendingChange::Rollout { .. } => crate::runbook::Side::Dns,
+        }
+    }
+
     /// Why there is nothing to confirm, if so.
     pub fn noop(&self) -> Option<String> {
         match self {

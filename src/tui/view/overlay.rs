@@ -123,15 +123,31 @@ fn shift_to(f: &mut Frame, app: &App, area: Rect, input: &str) {
     );
 }
 
+/// The account and region a change to `side` is made in, as read: the
+/// side's own when the runbook reaches its sides apart (an unread one is
+/// `?`, never another side's), else the cockpit's.
+fn where_applied(app: &App, side: &crate::runbook::Side) -> String {
+    let name = side.to_string();
+    match app.snap.sides.iter().find(|s| s.side == name) {
+        Some(s) => format!(
+            "{name} account {}, {}",
+            s.identity.value.as_ref().map_or("?", |i| i.account.as_str()),
+            s.region.as_deref().unwrap_or("?")
+        ),
+        None => {
+            format!("account {}, {}", app.snap.identity.value.as_ref().map_or("?", |i| i.account.as_str()), app.region)
+        }
+    }
+}
+
 /// The confirm popup; `typed`: the name typed so far, for a change with no rollback.
 fn confirm(f: &mut Frame, app: &App, area: Rect, key: &str, typed: Option<&str>) {
     let th = &app.theme;
     let Some(change) = &app.pending_change else { return };
     let summary = change.summary();
-    let account = app.snap.identity.value.as_ref().map_or("?".to_string(), |i| i.account.clone());
     let mut lines = vec![Line::from(vec![
         Span::styled(format!("{} ", summary.name), Style::new().bold()),
-        Span::raw(format!("({key}) in account {account}, {}", app.region)),
+        Span::raw(format!("({key}) in {}", where_applied(app, &change.side()))),
     ])];
     if let Some(b) = summary.before {
         lines.push(Line::from(vec![Span::styled("before ", th.dim_style()), Span::raw(b)]));
