@@ -788,6 +788,31 @@ fn enter_on_an_action_plans_it_and_y_applies_it_after_the_popup() {
     assert!(screen(&app, 160, 48).contains("✔ done"));
 }
 
+/// An alarm whose OK says nothing (blind to its side, or set so it never
+/// goes off) is never shown as a green OK: the Alarms pane says "OK, blind"
+/// and why, as `status` does.
+#[test]
+fn a_blind_alarms_ok_is_not_shown_as_a_plain_ok() {
+    let mut app = demo_app();
+    let why = "its statistic Average of HTTPCode_Target_5XX_Count is always 1";
+    let alarms = vec![
+        AlarmState {
+            name: "demo-staging-5xx".into(),
+            state: "OK".into(),
+            blind: Some(why.into()),
+            ..Default::default()
+        },
+        AlarmState { name: "demo-prod-5xx".into(), state: "OK".into(), ..Default::default() },
+    ];
+    update(&mut app, Event::Live(LiveEvent { at: t0(), update: Update::Alarms(Ok(alarms)) }));
+    let s = screen(&app, 160, 48);
+    assert!(s.contains("demo-staging-5xx         OK, blind"), "{s}");
+    assert!(s.contains("  alarm demo-staging-5xx: its statistic Average of HTTPCode_Target_5XX_Count"), "{s}");
+    assert!(s.contains("demo-prod-5xx            OK"), "{s}");
+    let text = cutover::status::text::render(&app.snap);
+    assert!(text.contains(&format!("demo-staging-5xx         OK, but blind: alarm demo-staging-5xx: {why}")), "{text}");
+}
+
 /// In a runbook whose sides are in accounts and regions of their own, the
 /// confirm popup names the account and region of the side the change is
 /// made on (new production's, for an item on it), not the cockpit's own

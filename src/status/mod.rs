@@ -116,6 +116,10 @@ pub struct Snapshot {
     /// as the shapes it was found in; read when `shapes` is.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub parity: Option<View<Parity>>,
+    /// Each alarm read whose OK says nothing (`checks::alarm_blind`): its
+    /// name and why. An `alarm_ok` gate on it is an error, its check unknown.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub blind_alarms: BTreeMap<String, String>,
     pub checks: Vec<CheckResult>,
 }
 
@@ -351,6 +355,7 @@ pub fn snapshot(rb: &Runbook, live: &LiveState, region: &str, now: SystemTime) -
         metrics: View::of(Some(&live.metrics), now, Clone::clone),
         shapes: reads_shapes.then(|| View::of(Some(&live.shapes), now, Clone::clone)),
         parity: reads_shapes.then(|| parity_view(rb, &live.shapes, now)),
+        blind_alarms: BTreeMap::new(),
         checks: Vec::new(),
     };
     // An alias evaluating target health gets no traffic while its load
@@ -442,6 +447,11 @@ pub fn snapshot(rb: &Runbook, live: &LiveState, region: &str, now: SystemTime) -
             by_env.get(env).cloned().unwrap_or_else(|| AliasHealth::Unknown(format!("environment {env} not read")))
         });
     }
+    let alarms = snap.alarms.value.clone().unwrap_or_default();
+    snap.blind_alarms = alarms
+        .iter()
+        .filter_map(|a| Some((a.name.clone(), checks::alarm_or_children_blind(rb, &snap, &alarms, &a.name)?)))
+        .collect();
     snap.checks = checks::evaluate(rb, &snap);
     snap
 }

@@ -212,7 +212,15 @@ pub fn render(s: &Snapshot) -> String {
 
     let _ = writeln!(o, "\nALARMS  ({})", age(&s.alarms));
     for a in s.alarms.value.iter().flatten() {
-        let _ = writeln!(o, "  {:<24} {}", a.name, a.state);
+        // An OK that cannot see its side is not shown as a plain OK.
+        match s.blind_alarms.get(&a.name).filter(|_| a.state == "OK") {
+            Some(why) => {
+                let _ = writeln!(o, "  {:<24} OK, but blind: {why}", a.name);
+            }
+            None => {
+                let _ = writeln!(o, "  {:<24} {}", a.name, a.state);
+            }
+        }
     }
 
     let _ = writeln!(o, "\nMETRICS, last 15 min  ({})", age(&s.metrics));

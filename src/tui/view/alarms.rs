@@ -70,13 +70,20 @@ pub(super) fn alarms(f: &mut Frame, app: &App, area: Rect) {
     f.render_widget(block, area);
     let mut lines = Vec::new();
     for (i, a) in app.snap.alarms.value.iter().flatten().enumerate() {
-        lines.push(
-            Line::from(vec![
-                Span::raw(format!("{:<24.24} ", a.name)),
-                Span::styled(a.state.clone(), state_style(th, &a.state)),
-            ])
-            .style(selected_style(app, Pane::Alarms, i)),
-        );
+        // An OK that cannot see its side is never a green OK.
+        let blind = app.snap.blind_alarms.get(&a.name).filter(|_| a.state == "OK");
+        let state = match blind {
+            Some(_) => Span::styled("OK, blind", Style::new().fg(th.warn).add_modifier(ratatui::style::Modifier::BOLD)),
+            None => Span::styled(a.state.clone(), state_style(th, &a.state)),
+        };
+        lines.push(Line::from(vec![Span::raw(format!("{:<24.24} ", a.name)), state]).style(selected_style(
+            app,
+            Pane::Alarms,
+            i,
+        )));
+        if let Some(why) = blind {
+            lines.push(Line::styled(format!("  {why}"), th.dim_style()));
+        }
     }
     use crate::runbook::Metric;
     let now = app.now.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
