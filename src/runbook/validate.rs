@@ -1627,7 +1627,41 @@ impl<'a> Validator<'a> {
                         format!("not_before names the rollout `{after}`, whose finish is not recorded as an item's"),
                         "add a manual item ticked once the rollout is complete and name it instead",
                     ),
-                    Some(_) => {}
+                    // A termination's rollback window runs from the stop of
+                    // the same instances, not from any other item.
+                    Some(i) => {
+                        let terminates = phases
+                            .iter()
+                            .find(|x| x.id == *p.id.get_ref())
+                            .and_then(|x| x.items.iter().find(|y| y.id == *it.id.get_ref()))
+                            .and_then(|y| match &y.kind {
+                                ItemKind::Action { action: Action::TerminateInstances { environment } } => {
+                                    Some(environment.clone())
+                                }
+                                _ => None,
+                            });
+                        let stops = |e: &str| matches!(&i.kind, ItemKind::Action { action: Action::StopInstances { environment } } if environment == e);
+                        if let Some(env) = terminates.filter(|e| !stops(e)) {
+                            let of_env: Vec<String> = phases
+                                .iter()
+                                .flat_map(|x| x.items.iter().map(move |y| (x, y)))
+                                .filter(|(_, y)| matches!(&y.kind, ItemKind::Action { action: Action::StopInstances { environment } } if *environment == env))
+                                .map(|(x, y)| format!("`{}/{}`", x.id, y.id))
+                                .collect();
+                            self.err(
+                                nb.get_ref().after.span(),
+                                format!(
+                                    "terminate_instances of {env} waits for `{after}`, which does not stop {env}'s \
+                                     instances: its rollback window must run from their stop"
+                                ),
+                                if of_env.is_empty() {
+                                    format!("add a stop_instances item for {env} and name it here")
+                                } else {
+                                    format!("name {}", of_env.join(" or "))
+                                },
+                            );
+                        }
+                    }
                 }
             }
         }
@@ -1728,7 +1762,18 @@ impl<'a> Validator<'a> {
         };
         let rollback = it.rollback.as_ref().and_then(|r| {
             let rb = r.get_ref();
-            self.action(names, &rb.action, &rb.params())
+            let undo = self.action(names, &rb.action, &rb.params())?;
+            // A rollback runs to undo, without the item's own time gate: one
+            // that destroys would skip the rollback window it exists for.
+            if undo.confirm_name().is_some() {
+                self.err(
+                    r.span(),
+                    format!("`{}` cannot be a rollback: it cannot be undone itself", undo.kind()),
+                    "make it an action item of its own, after a rollback window (not_before)",
+                );
+                return None;
+            }
+            Some(undo)
         });
         let not_before = match &kind {
             ItemKind::Action { action } => self.not_before(it, Some(action)),

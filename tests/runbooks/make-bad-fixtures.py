@@ -239,6 +239,23 @@ action = "start_instances"
 environment = "blue"
 not_before = { after = "traffic/shift", wait = "1d" }
 ''')
+fx("terminate-window-and-rollback", "terminate_instances as a rollback (which runs without a rollback window), and a termination whose window runs from another environment's stop", append=GATED_STOP + '''
+[[phases.items]]
+id = "stop-green"
+title = "Stop green"
+kind = "action"
+action = "stop_instances"
+environment = "green"
+rollback = { action = "terminate_instances", environment = "green" }
+
+[[phases.items]]
+id = "terminate"
+title = "Terminate blue, 48 h after the stop"
+kind = "action"
+action = "terminate_instances"
+environment = "blue"
+not_before = { after = "traffic/stop-green", wait = "48h" }
+''')
 fx("snapshot-redis-not-elasticache", "snapshot_redis of a Redis that is not ElastiCache, and create_image without its environment", append='''
 [[phases.items]]
 id = "snapshot"
