@@ -341,3 +341,64 @@ async fn a_side_at_weight_0_that_route53_falls_back_to_is_not_taken_out_of_servi
     assert_eq!(instance_states(&sb, "production").await, ["stopped", "stopped"]);
     sb.down().await;
 }
+
+/// A rule cutover added for one environment can be what another one reaches
+/// a shared Redis through: a production instance in the group staging's
+/// rule names (a base group both share) found its path open, so nothing was
+/// added for it. Revoking staging's rule would cut production off: refused,
+/// naming the instance, nothing revoked; once it has a rule of its own, the
+/// revoke goes through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoking_an_environments_ingress_never_cuts_another_environment_off_its_redis() {
+    let rb = runbook("staging-parity.toml");
+    let sb = sandbox(&rb, "ap-south-2").await;
+    let dir = tempfile::tempdir().unwrap();
+    let p = "runbooks/staging-parity.toml";
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["run", p, "redis/redis-ingress", "--yes"]).await;
+    assert_eq!(code, Some(0), "{out}");
+    // prod-web-1 moved into staging-batch alone, which only staging's new rule lets in.
+    let (batch, shared) = (&sb.world.groups["staging-batch"], &sb.world.groups["shared-redis"]);
+    let web1 = sb.world.instances.iter().find(|i| i.name == "prod-web-1").unwrap().id.clone();
+    sb.clients.ec2.modify_instance_attribute().instance_id(&web1).groups(batch).send().await.unwrap();
+    let sources = || async {
+        let g = sb.clients.ec2.describe_security_groups().group_ids(shared).send().await.unwrap();
+        let mut s: Vec<String> = g.security_groups()[0]
+            .ip_permissions()
+            .iter()
+            .flat_map(|p| p.user_id_group_pairs().iter().filter_map(|u| u.group_id().map(str::to_string)))
+            .collect();
+        s.sort();
+        s
+    };
+    let before = sources().await;
+    assert!(before.contains(batch), "{before:?}");
+    let (code, out) =
+        run_cutover_all(&sb, &rb, dir.path(), &["run", p, "redis/redis-ingress", "--rollback", "--yes"]).await;
+    assert_eq!(code, Some(2), "{out}");
+    assert!(
+        out.contains(&format!("would cut production's {web1} (prod-web-1) from shared-cache on port 6379")),
+        "{out}"
+    );
+    assert_eq!(sources().await, before, "nothing revoked");
+    // Given a rule of its own (by hand), production no longer needs staging's.
+    sb.clients
+        .ec2
+        .authorize_security_group_ingress()
+        .group_id(shared)
+        .ip_permissions(
+            aws_sdk::ec2::types::IpPermission::builder()
+                .ip_protocol("tcp")
+                .from_port(6379)
+                .to_port(6379)
+                .ip_ranges(aws_sdk::ec2::types::IpRange::builder().cidr_ip("10.0.0.0/8").build())
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let (code, out) =
+        run_cutover_all(&sb, &rb, dir.path(), &["run", p, "redis/redis-ingress", "--rollback", "--yes"]).await;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(!sources().await.contains(batch), "staging's rule revoked");
+    sb.down().await;
+}

@@ -123,6 +123,22 @@ fn cidr_contains(cidr: &str, ip: &str) -> bool {
 pub type GroupNames = std::collections::BTreeMap<String, String>;
 
 /// Decides whether any of `endpoint_groups` admits `source` on TCP `port`.
+/// `groups` as they would be with `group_id`'s rule allowing TCP `port`
+/// from `from_group_id` revoked (that source taken out of a rule of exactly
+/// that port; a rule left with no source goes).
+pub fn without_rule(groups: &[SecurityGroup], group_id: &str, port: u16, from_group_id: &str) -> Vec<SecurityGroup> {
+    let mut out = groups.to_vec();
+    for g in out.iter_mut().filter(|g| g.id == group_id) {
+        for r in g.ingress.iter_mut() {
+            if r.protocol == "tcp" && r.from_port == Some(port) && r.to_port == Some(port) {
+                r.groups.retain(|s| s != from_group_id);
+            }
+        }
+        g.ingress.retain(|r| !(r.groups.is_empty() && r.cidrs.is_empty() && r.prefix_lists.is_empty()));
+    }
+    out
+}
+
 pub fn sg_path(source: &Source, endpoint_groups: &[SecurityGroup], port: u16) -> SgPath {
     sg_path_named(source, endpoint_groups, port, &GroupNames::new())
 }

@@ -224,7 +224,9 @@ pub async fn plan_with_vars(
         Action::AuthorizeRedisIngress { environment } => {
             plan_authorize_ingress(clients, rb, environment, &mut p).await?
         }
-        Action::RevokeRedisIngress { environment } => plan_revoke_ingress(clients, rb, environment, &mut p).await?,
+        Action::RevokeRedisIngress { environment } => {
+            plan_revoke_ingress(sides, clients, rb, environment, &mut p).await?
+        }
         Action::RegisterTargets { environment } => plan_targets(clients, rb, environment, true, &mut p).await?,
         Action::DeregisterTargets { environment } => plan_targets(clients, rb, environment, false, &mut p).await?,
         Action::SetStickiness { environment, duration } => {
@@ -574,6 +576,7 @@ async fn plan_authorize_ingress(
 
 /// Only what cutover itself added for this runbook and environment.
 async fn plan_revoke_ingress(
+    sides: &SideClients,
     clients: &Clients,
     rb: &Runbook,
     environment: &str,
@@ -593,8 +596,66 @@ async fn plan_revoke_ingress(
     p.after = json!([]);
     if p.steps.is_empty() {
         p.noop = Some(format!("no ingress rule added by cutover for {environment} exists"));
+        return Ok(());
+    }
+    let cut = paths_cut(sides, clients, rb, environment, &p.steps).await?;
+    if !cut.is_empty() {
+        return Err(PlanError::Refused(format!(
+            "revoking what cutover added for {environment} would cut {}: {} through the same rule (a group both \
+             environments share, so the other's own authorize found the path open and added nothing); give them a \
+             rule of their own, or move them out of that group, then run this again",
+            cut.join("; "),
+            if cut.len() == 1 { "it reaches its Redis" } else { "they reach their Redis" }
+        )));
     }
     Ok(())
+}
+
+/// Each path of another environment's instance to its Redis that the
+/// `revokes` would close, described: in the same account and region (a rule
+/// cannot name another account's instances' groups otherwise).
+async fn paths_cut(
+    sides: &SideClients,
+    clients: &Clients,
+    rb: &Runbook,
+    environment: &str,
+    revokes: &[Step],
+) -> Result<Vec<String>, PlanError> {
+    use crate::runbook::Side;
+    let mine = Side::Environment(environment.to_string());
+    let mut cut = Vec::new();
+    for (other, env) in rb.environments.iter().filter(|(o, e)| o.as_str() != environment && !e.uses_redis.is_empty()) {
+        if !sides.same_reach(&mine, &Side::Environment(other.clone())) {
+            continue;
+        }
+        let d = env_data(clients, rb, other).await?;
+        for name in &env.uses_redis {
+            let Some(ep) = rb.redis_endpoint(name) else { continue };
+            let groups = d.redis_groups.get(name).cloned().unwrap_or_default();
+            let mut after = groups.clone();
+            for s in revokes {
+                if let Step::RevokeIngress { group_id, port, from_group_id, .. } = s {
+                    after = crate::analysis::reachability::without_rule(&after, group_id, *port, from_group_id);
+                }
+            }
+            for i in d.instances.iter().filter(|i| i.state != "terminated") {
+                let src = Source {
+                    instance_id: &i.id,
+                    private_ip: i.private_ip.as_deref(),
+                    ipv6_addresses: &i.ipv6_addresses,
+                    security_groups: &i.security_groups,
+                };
+                for port in [Some(ep.port), ep.sentinel_port].into_iter().flatten() {
+                    let now = sg_path_named(&src, &groups, port, &d.group_names);
+                    if now.is_allowed() && !sg_path_named(&src, &after, port, &d.group_names).is_allowed() {
+                        let who = i.name.as_deref().map_or(i.id.clone(), |n| format!("{} ({n})", i.id));
+                        cut.push(format!("{other}'s {who} from {name} on port {port} ({})", now.describe()));
+                    }
+                }
+            }
+        }
+    }
+    Ok(cut)
 }
 
 /// The environment's instances registered in (or deregistered from) its target groups.
