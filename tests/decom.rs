@@ -290,6 +290,12 @@ async fn decom_a_failed_image_fails_the_step_naming_instance_and_ami_and_finishe
         "the instance and AMI, and every AMI made: {failed}"
     );
     assert!(!out.contains("AMIs available:"), "no success said: {out}");
+    // The item has no rollback: none is offered.
+    assert!(
+        failed.ends_with("the item has no rollback: undo what was applied by hand, or run it again to finish")
+            && !out.contains("--rollback"),
+        "{out}"
+    );
     let audit = audit_lines(dir.path(), &rb.name);
     let stages: Vec<&str> = audit.iter().map(|l| l["stage"].as_str().unwrap()).collect();
     assert_eq!(stages, ["intent", "failed"], "{audit:#?}");

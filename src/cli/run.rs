@@ -125,10 +125,7 @@ pub fn run(rb: Runbook, g: &GlobalArgs, args: RunArgs) -> Result<u8, Failure> {
         let mut say = |r: actions::Report<'_>| println!("  {r}");
         let done = actions::execute(&clients, &rb, &who, &args.item, &plan, &mut say).await.map_err(|e| match e {
             actions::ExecuteError::Refused(message) => Failure::bad_input(message),
-            actions::ExecuteError::Failed(e) => Failure {
-                status: 1,
-                message: format!("{e} (`cutover run {} {} --rollback --yes`)", rb.source, args.item),
-            },
+            actions::ExecuteError::Failed(e) => Failure { status: 1, message: e },
         })?;
         println!("{done}");
         Ok(0)

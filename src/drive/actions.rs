@@ -1155,6 +1155,24 @@ pub async fn apply(
     Ok("done".into())
 }
 
+/// What a person can do after a step of `plan` (item `item`) failed: its
+/// rollback only where one exists, and never for what cannot be undone.
+fn recovery(rb: &Runbook, item: &str, plan: &ActionPlan) -> String {
+    let forward = rb.item_by_key(item).filter(
+        |(_, it)| matches!(&it.kind, crate::runbook::ItemKind::Action { action } if action.summary() == plan.name),
+    );
+    if plan.confirm_name().is_some() {
+        return "what was applied cannot be undone; run it again to finish once the cause is fixed".into();
+    }
+    match forward {
+        Some((_, it)) if it.rollback.is_some() => {
+            format!("run the item's rollback to undo (`cutover run {} {item} --rollback --yes`)", rb.source)
+        }
+        Some(_) => "the item has no rollback: undo what was applied by hand, or run it again to finish".into(),
+        None => "this was the item's rollback: run it again to finish once the cause is fixed".into(),
+    }
+}
+
 /// Why `execute` did not finish.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ExecuteError {
@@ -1268,10 +1286,11 @@ pub async fn execute(
                 let _ = log.append(&line(Stage::Failed, format!("{}: {e}", s.describe())));
                 let applied = plan.steps[..i].iter().map(Step::describe).collect::<Vec<_>>();
                 return Err(ExecuteError::Failed(format!(
-                    "step {} of {} failed: {e}; applied before it: {}; run the item's rollback to undo",
+                    "step {} of {} failed: {e}; applied before it: {}; {}",
                     i + 1,
                     plan.steps.len(),
-                    if applied.is_empty() { "nothing".to_string() } else { applied.join("; ") }
+                    if applied.is_empty() { "nothing".to_string() } else { applied.join("; ") },
+                    recovery(rb, item, plan)
                 )));
             }
         }
