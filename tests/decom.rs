@@ -568,3 +568,49 @@ async fn decom_stop_refuses_instances_an_auto_scaling_group_holds() {
     .await;
     sb.down().await;
 }
+
+/// A stop killed after AWS took it but before its `applied` line was
+/// written leaves the audit at `intent`: the item would never count as
+/// finished, and what waits on it (a termination's window) would wait for
+/// ever. Run again, the stop finds nothing to do and records it applied,
+/// so the window opens from then.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decom_a_stop_killed_before_its_audit_is_recorded_done_when_run_again() {
+    use common::tmux::audit_lines;
+    let dir = tempfile::tempdir().unwrap();
+    let (rb, path) = runbook_with_phases(dir.path(), &GATED.replace("WAIT", "1s"));
+    let p = path.to_str().unwrap();
+    let sb = sandbox(&rb, "eu-south-1").await;
+    traffic_off_production(&sb, &rb, dir.path(), p).await;
+    let mut killed = cutover_command(&sb, &rb, dir.path(), &["run", p, "decommission/stop-old", "--yes"]);
+    killed.env("CUTOVER_CRASH_AT", "action:after-apply");
+    let out = killed.output().unwrap();
+    assert_eq!(out.status.code(), None, "killed: {}", String::from_utf8_lossy(&out.stdout));
+    eventually(Duration::from_secs(30), "old production stopped", || async {
+        all_in(&sb, "production", "stopped").await.then_some(())
+    })
+    .await;
+    let stop = |l: &serde_json::Value| l["action"] == "stop_instances production (decommission/stop-old)";
+    let stages = || -> Vec<String> {
+        audit_lines(dir.path(), &rb.name).iter().filter(|l| stop(l)).map(|l| l["stage"].to_string()).collect()
+    };
+    assert_eq!(stages(), ["\"intent\""]);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let gated = "decommission/start-again";
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["run", p, gated, "--dry-run"]).await;
+    assert!(out.contains("has not"), "the window has not started: {code:?} {out}");
+    // Run again: nothing to do, recorded as done.
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["run", p, "decommission/stop-old", "--yes"]).await;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("recorded as applied: found done when run again"), "{out}");
+    assert_eq!(stages(), ["\"intent\"", "\"applied\""]);
+    // And again: nothing more recorded.
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["run", p, "decommission/stop-old", "--yes"]).await;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(!out.contains("recorded as applied"), "{out}");
+    assert_eq!(stages().len(), 2);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["run", p, gated, "--yes"]).await;
+    assert_eq!(code, Some(0), "the window opened from the record: {out}");
+    sb.down().await;
+}

@@ -88,6 +88,14 @@ pub fn run(rb: Runbook, g: &GlobalArgs, args: RunArgs) -> Result<u8, Failure> {
         println!("  after:  {}", plan.after);
         if let Some(why) = &plan.noop {
             println!("nothing to do: {why}");
+            if let Some(who) = &who
+                && let Some(line) = actions::record_found_done(&rb, who, &args.item, &plan).map_err(|e| Failure {
+                    status: 1,
+                    message: format!("the audit could not be read or written: {e}"),
+                })?
+            {
+                println!("recorded as applied: {line}");
+            }
             return Ok(0);
         }
         for s in &plan.steps {

@@ -1155,6 +1155,40 @@ pub async fn apply(
     Ok("done".into())
 }
 
+/// Records `applied` for an item's forward action found already done (a
+/// plan with nothing to do) whose latest run stopped after its `intent`
+/// (killed before `applied` was written): what it meant to do holds, and
+/// an item waiting on it (a termination's window after the stop) would
+/// otherwise wait for ever. The window then runs from now, later than the
+/// real finish. Returns what it recorded, if it did.
+pub fn record_found_done(
+    rb: &Runbook,
+    who: &crate::authority::Actor,
+    item: &str,
+    plan: &ActionPlan,
+) -> Result<Option<String>, String> {
+    let Some(why) = &plan.noop else { return Ok(None) };
+    let Some((_, it)) = rb.item_by_key(item) else { return Ok(None) };
+    if !matches!(&it.kind, crate::runbook::ItemKind::Action { action } if action.summary() == plan.name) {
+        return Ok(None);
+    }
+    let forward = format!("{} ({item})", plan.name);
+    let undo = it.rollback.as_ref().map(|r| format!("{} ({item})", r.summary()));
+    let log = crate::store::audit::AuditLog::for_runbook(&rb.name);
+    let lines = log.read()?;
+    let last = lines.iter().rev().find(|l| {
+        (l.action == forward || undo.as_deref() == Some(l.action.as_str()))
+            && matches!(l.stage, Stage::Intent | Stage::Applied | Stage::InSync | Stage::Failed | Stage::Done)
+    });
+    if !last.is_some_and(|l| l.action == forward && l.stage == Stage::Intent) {
+        return Ok(None);
+    }
+    let detail = format!("found done when run again ({why}): the run before stopped after its intent");
+    let values = (plan.before.clone(), plan.after.clone());
+    log.append(&who.audit_line(&rb.name, forward, Stage::Applied, values, detail.clone()))?;
+    Ok(Some(detail))
+}
+
 /// What a person can do after a step of `plan` (item `item`) failed: its
 /// rollback only where one exists, and never for what cannot be undone.
 fn recovery(rb: &Runbook, item: &str, plan: &ActionPlan) -> String {
@@ -1279,6 +1313,7 @@ pub async fn execute(
     for (i, s) in plan.steps.iter().enumerate() {
         match apply(clients, who, (rb, item), s, &mut *say).await {
             Ok(detail) => {
+                crate::crashpoint::here("action:after-apply");
                 log.append(&line(Stage::Applied, format!("{}: {detail}", s.describe())))?;
                 say(Report::Done(&s.describe()));
             }

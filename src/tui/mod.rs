@@ -467,7 +467,13 @@ async fn plan_action(
         Ok(a) => {
             let action = format!("{} ({key})", a.summary());
             match authorise(&rb, &clients, a.side(&rb), read_only, &action).await {
-                Ok(_) => crate::drive::actions::plan_with_vars(&clients, &rb, &a, &vars).await.map_err(String::from),
+                Ok(who) => match crate::drive::actions::plan_with_vars(&clients, &rb, &a, &vars).await {
+                    // Found done after a run that stopped before `applied`: recorded.
+                    Ok(plan) if plan.noop.is_some() => {
+                        crate::drive::actions::record_found_done(&rb, &who, &key, &plan).map(|_| plan)
+                    }
+                    r => r.map_err(String::from),
+                },
                 Err(e) => Err(e),
             }
         }
