@@ -228,10 +228,33 @@ pub async fn environment_region_check(
     match crate::aws::elb::load_balancer(&side.elb, name).await {
         Ok(_) => RegionCheck::Here,
         Err(e) if e.kind == crate::aws::AwsErrorKind::NotFound => {
+            // Deleted in a decommission (its own security group goes only
+            // after it)? Another environment's load balancer, reached the
+            // same way, says this is the runbook's region.
+            let mine = crate::runbook::Side::Environment(environment.to_string());
+            let others = rb.environments.values().filter(|e| e.name != environment).filter_map(|e| {
+                let theirs = crate::runbook::Side::Environment(e.name.clone());
+                clients.same_reach(&mine, &theirs).then_some((e.name.as_str(), e.load_balancer.as_deref()?))
+            });
+            let mut vouched = None;
+            for (other, lb) in others {
+                match crate::aws::elb::load_balancer(&clients.environment(other).elb, lb).await {
+                    Ok(_) => {
+                        vouched = Some(lb);
+                        break;
+                    }
+                    Err(e) if e.kind == crate::aws::AwsErrorKind::NotFound => {}
+                    Err(e) => return RegionCheck::Unknown(e.to_string()),
+                }
+            }
+            if let Some(lb) = vouched {
+                tracing::info!(environment, load_balancer = name, found = lb, "load balancer gone; region vouched");
+                return RegionCheck::Here;
+            }
             let declared = overridden(rb, region);
             RegionCheck::Elsewhere(format!(
-                "refused: {environment}'s load balancer {name} (runbook {}) is not in region {}{declared}; run it in \
-                 its own region; nothing was changed",
+                "refused: {environment}'s load balancer {name} (runbook {}) is not in region {}, nor is any other of \
+                 its load balancers reached the same way{declared}; run it in its own region; nothing was changed",
                 rb.source, side.region
             ))
         }

@@ -180,7 +180,7 @@ async fn a_runbook_for_another_region_is_refused_where_regional_resources_are_re
     // own load balancer for a change to it.
     let whole = "(demo-prod-alb, demo-staging-alb) is in region us-west-2; the runbook says eu-west-1";
     let staging = "staging's load balancer demo-staging-alb (runbook";
-    let staging_region = "is not in region us-west-2; the runbook says eu-west-1";
+    let staging_region = "is not in region us-west-2, nor is any other of its load balancers reached the same way; the runbook says eu-west-1";
     let subs = [
         (&["status"][..], [whole, "none of runbook"]),
         (&["status", "--json"], [whole, "none of runbook"]),

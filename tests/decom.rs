@@ -614,3 +614,26 @@ async fn decom_a_stop_killed_before_its_audit_is_recorded_done_when_run_again() 
     assert_eq!(code, Some(0), "the window opened from the record: {out}");
     sb.down().await;
 }
+
+/// Old production's load balancer deleted (its own security group can only
+/// go after it): its actions are not refused as "another region", since the
+/// runbook's other load balancer, reached the same way, is here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decom_old_productions_actions_go_on_once_its_load_balancer_is_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rb, path) = runbook_with_phases(dir.path(), &GATED.replace("WAIT", "1h"));
+    let p = path.to_str().unwrap();
+    let sb = sandbox(&rb, "ca-west-1").await;
+    traffic_off_production(&sb, &rb, dir.path(), p).await;
+    let prod = rb.environments["production"].load_balancer.clone().unwrap();
+    let found = sb.clients.elb.describe_load_balancers().names(&prod).send().await.unwrap();
+    let arn = found.load_balancers()[0].load_balancer_arn().unwrap().to_string();
+    sb.clients.elb.delete_load_balancer().load_balancer_arn(arn).send().await.unwrap();
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["run", p, "decommission/stop-old", "--yes"]).await;
+    assert_eq!(code, Some(0), "{out}");
+    eventually(Duration::from_secs(30), "old production stopped", || async {
+        all_in(&sb, "production", "stopped").await.then_some(())
+    })
+    .await;
+    sb.down().await;
+}
