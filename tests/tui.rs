@@ -691,6 +691,29 @@ fn parity_pane_shows_drift_with_both_values_and_allowed_differences_with_the_run
     assert!(check.detail.contains("instances.type (instances): t3.micro → t3.small"), "{}", check.detail);
 }
 
+/// The Parity pane's title says "no drift" in green only of a whole, fresh
+/// comparison: sides whose Redis could not be read (nor its rules, with no
+/// groups) make it "no drift seen, 4 not compared" in amber, as the parity
+/// check is unknown.
+#[test]
+fn the_parity_panes_no_drift_is_green_only_when_everything_was_compared() {
+    let mut shapes = [side_shape("production", "t3.micro", "ami-0old"), side_shape("staging", "t3.micro", "ami-0new")];
+    for (shape, name) in shapes.iter_mut().zip(["prod-cache", "staging-cache"]) {
+        let failed = cutover::analysis::parity::RedisRead::Failed { name: name.into(), error: "timed out".into() };
+        shape.redis = vec![failed];
+    }
+    let at = t0() - Duration::from_secs(3);
+    let event =
+        LiveEvent { at, update: Update::Shapes(Ok(shapes.into_iter().map(|s| (s.environment.clone(), s)).collect())) };
+    let mut app = parity_app(event);
+    update(&mut app, key(KeyCode::Char('7')));
+    let s = screen(&app, 160, 48);
+    let title = s.lines().find(|l| l.contains("7 Parity")).unwrap_or_else(|| panic!("no title:\n{s}"));
+    assert!(title.contains(" no drift seen, 4 not compared "), "{title}");
+    let check = app.snap.checks.iter().find(|c| c.item == "parity").unwrap();
+    assert_eq!(check.outcome, cutover::status::CheckOutcome::Unknown, "{}", check.detail);
+}
+
 /// A difference too long for one line (a cluster whose primaries disagree
 /// gives such values) takes a line per side: the `to` value starts on its
 /// own line, never cut off behind the `from` one.

@@ -20,8 +20,14 @@ pub(super) fn parity_pane(f: &mut Frame, app: &App, area: Rect) {
     let value = view.and_then(|v| v.value.as_ref());
     if let Some(p) = value {
         let drift = p.drift();
+        let stale = view.is_some_and(|v| v.stale);
+        // "No drift" in green only of a fresh, whole comparison.
         extra.push(if drift > 0 {
             Span::styled(format!(" {drift} drift "), Style::new().fg(th.bad).add_modifier(Modifier::BOLD))
+        } else if !p.not_compared.is_empty() {
+            Span::styled(format!(" no drift seen, {} not compared ", p.not_compared.len()), Style::new().fg(th.warn))
+        } else if stale {
+            Span::styled(" no drift when last read ", Style::new().fg(th.warn))
         } else {
             Span::styled(" no drift ", Style::new().fg(th.ok))
         });
@@ -45,8 +51,10 @@ pub(super) fn parity_pane(f: &mut Frame, app: &App, area: Rect) {
     };
     let rows = parity(app);
     if rows.is_empty() {
-        let text = if app.filter.is_empty() {
+        let text = if app.filter.is_empty() && p.not_compared.is_empty() {
             format!("no differences: {} and {} alike", p.from, p.to)
+        } else if app.filter.is_empty() {
+            format!("no differences seen; not compared: {}", p.not_compared.join("; "))
         } else {
             "no difference matches the filter".to_string()
         };
