@@ -386,6 +386,9 @@ fn snapshot_moto_down_marks_aws_values_stale() {
         update(&mut app, Event::Live(LiveEvent { at, update: u }));
     }
     assert!(app.log.iter().any(|l| l.text.starts_with("traffic failing, showing last good values")));
+    // Security-group paths read before AWS went away are never a green "ok".
+    let s = screen(&app, 160, 48);
+    assert!(!s.contains("all three paths ok") && s.contains("sg path: stale, the last reading of production"), "{s}");
     snap_both("moto_down", &mut app);
     update(&mut app, key(KeyCode::Char('e')));
     assert_eq!(app.overlay, Overlay::Errors);

@@ -56,7 +56,11 @@ pub(super) fn redis(f: &mut Frame, app: &App, area: Rect) {
                 .collect();
             let unchecked = sentinels_unchecked(app, r);
             let (sg, sg_style) = if paths.iter().all(|p| p.is_allowed()) && !unchecked {
-                ("ok".to_string(), Style::new().fg(th.ok))
+                // Never a green ok read before the environment's reads began failing.
+                match aws_stale(app, r) {
+                    Some(_) => ("stale".to_string(), Style::new().fg(th.warn)),
+                    None => ("ok".to_string(), Style::new().fg(th.ok)),
+                }
             } else if paths.iter().any(|p| matches!(p, SgPath::Blocked { .. })) {
                 ("BLOCKED".to_string(), Style::new().fg(th.bad).bold())
             } else {
@@ -109,7 +113,7 @@ pub(super) fn redis(f: &mut Frame, app: &App, area: Rect) {
     f.render_widget(Paragraph::new(lines), list);
     if let Some(r) = rows.get(sel) {
         let endpoint = app.snap.redis.iter().find(|x| x.name == r.endpoint).map(|x| &x.view);
-        let text = paths_summary(r, endpoint);
+        let text = paths_summary(r, endpoint, aws_stale(app, r));
         f.render_widget(Paragraph::new(text).style(th.dim_style()).wrap(Wrap { trim: true }), detail);
     }
     let counts_line: Vec<String> = app
@@ -117,11 +121,19 @@ pub(super) fn redis(f: &mut Frame, app: &App, area: Rect) {
         .redis
         .iter()
         .map(|r| match &r.view.value {
+            Some(i) if r.view.stale => format!("{} {} keys ({} exp), stale", r.name, i.keys, i.expiring_keys),
             Some(i) => format!("{} {} keys ({} exp)", r.name, i.keys, i.expiring_keys),
             None => format!("{} —", r.name),
         })
         .collect();
     f.render_widget(Paragraph::new(counts_line.join("  │  ")), counts);
+}
+
+/// Why the row's security-group path is not of now, if it is not: its
+/// environment's AWS reading is stale (the last one failed).
+fn aws_stale(app: &App, r: &rows::RedisRow<'_>) -> Option<String> {
+    let aws = &app.snap.environment(r.environment)?.aws;
+    aws.stale.then(|| aws.error.clone().unwrap_or_else(|| "no reason given".into()))
 }
 
 /// A Sentinel endpoint (its reading found sentinels) whose sentinels'
@@ -163,7 +175,7 @@ pub fn distinct_parts(addrs: &[&str]) -> Vec<String> {
 /// `endpoint`, with each of its sentinels), else "all three paths ok": said
 /// only when each path was read, is fresh and is ok. A cluster node's row
 /// names its node first.
-fn paths_summary(r: &rows::RedisRow<'_>, endpoint: Option<&View<RedisInfo>>) -> String {
+fn paths_summary(r: &rows::RedisRow<'_>, endpoint: Option<&View<RedisInfo>>, aws_stale: Option<String>) -> String {
     let (mut said, mut wrong) = (Vec::new(), Vec::new());
     if let Some(n) = r.node {
         let line = match (&n.error, n.ping_ms) {
@@ -195,6 +207,9 @@ fn paths_summary(r: &rows::RedisRow<'_>, endpoint: Option<&View<RedisInfo>>) -> 
         _ => wrong.push("PING: not read yet".into()),
     }
     let path = &r.instance.sg_paths[r.endpoint];
+    if let Some(why) = aws_stale {
+        wrong.push(format!("sg path: stale, the last reading of {} failed ({why})", r.environment));
+    }
     if !path.is_allowed() {
         wrong.push(format!("sg path: {}", path.describe()));
     }
