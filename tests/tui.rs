@@ -314,6 +314,12 @@ fn an_old_datapoint_is_not_shown_as_the_current_value() {
     app.now = t0() + Duration::from_secs(15 * 60);
     let s = screen(&app, 160, 48);
     assert!(s.contains("production requests ▇█▇█ 350 17m ago"), "{s}");
+    // `status` says so too, and a fresh one not.
+    let text = |at| cutover::status::text::render(&cutover::status::snapshot(&app.rb, &app.live, "eu-west-1", at));
+    let line =
+        |t: &str| t.lines().find(|l| l.contains("production") && l.contains("RequestCount")).unwrap().to_string();
+    assert!(line(&text(app.now)).contains("latest 350.000 (17m ago)"), "{}", text(app.now));
+    assert!(!line(&text(t0())).contains("ago"), "{}", text(t0()));
 }
 
 fn key(code: KeyCode) -> Event {

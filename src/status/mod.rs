@@ -84,6 +84,11 @@ fn side_views(rb: &Runbook, live: &LiveState, now: SystemTime) -> Vec<SideView> 
         .collect()
 }
 
+/// A metric datapoint older than this (seconds) is not shown as the current
+/// value: ALB metrics arrive a few minutes late, and a count metric
+/// publishes nothing for a minute without requests or errors.
+pub const CURRENT_WITHIN: i64 = 5 * 60;
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Snapshot {
     pub schema: u32,

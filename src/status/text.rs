@@ -224,13 +224,21 @@ pub fn render(s: &Snapshot) -> String {
     }
 
     let _ = writeln!(o, "\nMETRICS, last 15 min  ({})", age(&s.metrics));
+    let now = crate::time::parse_rfc3339(&s.generated_at)
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_secs() as i64);
     for series in s.metrics.value.iter().flatten() {
         let values = match (&series.error, series.points.last()) {
             (Some(e), _) => format!("not read: {e}"),
             (None, None) => "no data".to_string(),
             (None, Some(last)) => {
                 let total: f64 = series.points.iter().map(|p| p.1).sum();
-                format!("latest {:<10.3} points {:<3} sum {total:.3}", last.1, series.points.len())
+                // An old datapoint says nothing of now: its age is said.
+                let latest = match now - last.0 {
+                    old if old > super::CURRENT_WITHIN => format!("{:.3} ({}m ago)", last.1, old / 60),
+                    _ => format!("{:.3}", last.1),
+                };
+                format!("latest {latest:<10} points {:<3} sum {total:.3}", series.points.len())
             }
         };
         let _ = writeln!(

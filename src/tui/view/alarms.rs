@@ -13,10 +13,7 @@ use crate::tui::pane::Pane;
 /// The metrics' period (the workers ask GetMetricData for one minute).
 const PERIOD: i64 = 60;
 
-/// A datapoint older than this is not shown as the current value: ALB
-/// metrics arrive a few minutes late, and a count metric publishes nothing
-/// for a minute without requests or errors.
-const CURRENT_WITHIN: i64 = 5 * PERIOD;
+use crate::status::CURRENT_WITHIN;
 
 /// Exactly `width` columns, one a minute, `newest` (the newest datapoint of
 /// any series) at the right, so the columns line up across series: a minute
