@@ -372,6 +372,23 @@ async fn a_dual_stack_group_changes_a_and_aaaa_together_keeping_every_other_fiel
         aaaa.push(Change::builder().action(ChangeAction::Upsert).resource_record_set(r).build().unwrap());
     }
     send_changes_as_another_client(&sb, aaaa).await;
+    // The A pair alone no longer tells the split: status says so, and a
+    // rollout is neither started nor adopted over it.
+    let differ = "the record types weigh the sides differently (A alb 40, single-box 60; AAAA alb 100, single-box 0)";
+    let status = status_json(&sb, &rb, dir.path(), &path).await;
+    assert!(
+        status["traffic_types_differ"].as_str().is_some_and(|d| d.starts_with(differ)),
+        "{}",
+        status["traffic_types_differ"]
+    );
+    let (_, text, _) = run_cutover(&sb, &rb, dir.path(), &["status", path.to_str().unwrap()]).await;
+    assert!(text.contains(&format!("WEIGHTS DIFFER BY TYPE: {differ}")), "{text}");
+    for extra in [&[][..], &["--adopt-live"]] {
+        let args = [&["rollout", path.to_str().unwrap(), "--yes"][..], extra].concat();
+        let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &args).await;
+        assert_eq!(code, Some(2), "{extra:?}: {out}");
+        assert!(out.contains("nothing was sent: set every type alike with `cutover shift`"), "{extra:?}: {out}");
+    }
     let the_box = sb.world.instances.iter().find(|i| i.environment == "single-box").unwrap().id.clone();
     sb.clients.ec2.stop_instances().instance_ids(&the_box).send().await.unwrap();
     let (code, out) =

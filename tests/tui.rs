@@ -154,6 +154,7 @@ fn demo_events(stopped_prod_web_1: bool) -> Vec<LiveEvent> {
                 },
             ],
             shared_by: None,
+            types_differ: None,
         }))),
         ev(Update::Environment {
             environment: "production".into(),
@@ -1128,6 +1129,7 @@ fn pause_holds_live_data_and_resume_applies_it() {
             },
         ],
         shared_by: None,
+        types_differ: None,
     }));
     update(&mut app, Event::Live(LiveEvent { at: t0(), update: moved }));
     assert_eq!(app.snap.traffic.value.as_ref().unwrap()[0].weight, Some(100), "paused: the screen holds still");

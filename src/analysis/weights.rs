@@ -13,6 +13,32 @@ pub fn shares(weights: &[u8]) -> Vec<f64> {
     weights.iter().map(|&w| f64::from(w) / f64::from(total)).collect()
 }
 
+/// Why a dual-stack group's record types (A beside AAAA) do not give the
+/// sides the same weights, if they do not: IPv4 and IPv6 clients are then
+/// split otherwise, and one pair read alone hides the other. `sides` names
+/// the sides; `by_type` is each type with its weight of each side, in that
+/// order (None: no record of that type), the first type first.
+pub fn types_differ(sides: &[&str], by_type: &[(&str, Vec<Option<u8>>)]) -> Option<String> {
+    let (first, others) = by_type.split_first()?;
+    let differ: Vec<&(&str, Vec<Option<u8>>)> = others.iter().filter(|(_, w)| *w != first.1).collect();
+    if differ.is_empty() {
+        return None;
+    }
+    let say = |(t, w): &(&str, Vec<Option<u8>>)| {
+        let each: Vec<String> = sides
+            .iter()
+            .zip(w)
+            .map(|(s, w)| format!("{s} {}", w.map_or("none".to_string(), |w| w.to_string())))
+            .collect();
+        format!("{t} {}", each.join(", "))
+    };
+    Some(format!(
+        "the record types weigh the sides differently ({}; {}): IPv4 and IPv6 clients are split otherwise",
+        say(first),
+        differ.iter().map(|d| say(d)).collect::<Vec<_>>().join("; ")
+    ))
+}
+
 /// Weights that put `percent` of traffic on the new side: (old, new).
 pub fn weights_for_percent(percent: u8) -> (u8, u8) {
     let p = percent.min(100);
@@ -103,6 +129,22 @@ pub fn alias_names(target: &str, load_balancer_dns: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn record_types_that_weigh_the_sides_alike_say_nothing_and_otherwise_each_type_is_named() {
+        let sides = ["old", "new"];
+        let alike = [("A", vec![Some(90), Some(10)]), ("AAAA", vec![Some(90), Some(10)])];
+        assert_eq!(types_differ(&sides, &alike), None);
+        assert_eq!(types_differ(&sides, &alike[..1]), None, "one type");
+        let edited = [("A", vec![Some(90), Some(10)]), ("AAAA", vec![Some(100), None])];
+        assert_eq!(
+            types_differ(&sides, &edited).as_deref(),
+            Some(
+                "the record types weigh the sides differently (A old 90, new 10; AAAA old 100, new none): IPv4 and \
+                 IPv6 clients are split otherwise"
+            )
+        );
+    }
 
     #[test]
     fn an_alb_is_healthy_to_route53_only_when_every_target_group_with_targets_has_a_healthy_one() {

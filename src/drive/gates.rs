@@ -634,6 +634,7 @@ mod tests {
                 rollout_unread: None,
                 audit_unread: None,
                 shared_by: None,
+                types_differ: None,
             };
             st.traffic.apply::<String>(now, Ok(traffic));
             crate::status::snapshot(&rb, &st, "eu-west-1", now)

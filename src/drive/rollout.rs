@@ -281,6 +281,14 @@ impl Runner<'_> {
             // weights takes them (one judging every type would pause on an
             // AAAA pair edited alone, and no rerun could adopt it).
             let live = (plan.from.record.weight, plan.to.record.weight);
+            if let Some(why) = plan.types_differ() {
+                if let Err(lost) = self.lease.check() {
+                    return Err(SendError::Failed(format!("{lost}; this process stops without sending anything more")));
+                }
+                let reason = format!("{}: not sent: {}", self.action(step), types_differ_pause(&why));
+                (self.say)(&reason);
+                return self.paused_not_sent(reason);
+            }
             if live != applied {
                 if let Err(lost) = self.lease.check() {
                     return Err(SendError::Failed(format!("{lost}; this process stops without sending anything more")));
@@ -674,7 +682,13 @@ pub fn take_lease(
     })
 }
 
-/// The live weights (from, to), read from Route53.
+/// How the live group's record types (A and AAAA) weigh the sides
+/// differently, if they do.
+async fn live_types_differ(clients: &Clients, rb: &Runbook) -> Result<Option<String>, String> {
+    Ok(shift::plan(clients, rb, (0, 0)).await?.types_differ())
+}
+
+/// The live weights (from, to), read from Route53: the first record type's.
 pub async fn live_weights(clients: &Clients, rb: &Runbook) -> Result<Weights, String> {
     let p = shift::plan(clients, rb, (0, 0)).await?;
     Ok((p.from.record.weight, p.to.record.weight))
@@ -791,8 +805,13 @@ fn weights_moved_outside(runner: &Runner<'_>, live: &crate::live::LiveState, sin
     if runner.state.in_flight.is_some() || live.traffic.updated_at? <= since {
         return None;
     }
-    let sides = &live.traffic.value.as_ref()?.sides;
+    let traffic = live.traffic.value.as_ref()?;
     let rb = &runner.cx.rb;
+    // The pair read is the first type's: another type moved is a change too.
+    if let Some(why) = &traffic.types_differ {
+        return Some(types_differ_pause(why));
+    }
+    let sides = &traffic.sides;
     let weight = |env: &str| sides.iter().find(|s| s.environment == *env).map(|s| s.weight);
     let (from, to) = (weight(&rb.rollout.from)?, weight(&rb.rollout.to)?);
     // A record gone is a change outside this rollout too: no rollback can be
@@ -806,6 +825,14 @@ fn weights_moved_outside(runner: &Runner<'_>, live: &crate::live::LiveState, sin
     };
     let seen = (from, to);
     (seen != applied).then(|| changed_outside(rb, seen, applied))
+}
+
+/// A dual-stack group split otherwise by type (`why`): what a person may do.
+fn types_differ_pause(why: &str) -> String {
+    format!(
+        "{why}; paused, nothing sent (set every type alike with `cutover shift`, which sets them together, then run \
+         the rollout again; or abort)"
+    )
 }
 
 /// Weights `live` that are not the `applied` ones this rollout set: what
@@ -1040,6 +1067,14 @@ async fn begin<'a>(cx: &'a Context, say: &'a mut (dyn FnMut(&str) + Send)) -> Re
     } else {
         live_weights(cx.clients.dns(), rb).await.map_err(failed)?
     };
+    // The pair read is the first record type's: a group whose types weigh
+    // the sides otherwise is neither resumed nor adopted over.
+    if let Some(why) = live_types_differ(cx.clients.dns(), rb).await.map_err(failed)? {
+        return Err(RolloutError::Refused(format!(
+            "{why}; nothing was sent: set every type alike with `cutover shift` (it sets them together), then run \
+             the rollout again"
+        )));
+    }
     let expected = runner.state.applied.unwrap_or(runner.engine.plan.initial);
     if live != expected {
         if !cx.adopt_live {

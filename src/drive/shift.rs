@@ -59,6 +59,22 @@ impl ShiftPlan {
     pub fn is_noop(&self) -> bool {
         self.changes().all(|(r, w)| r.weight == w)
     }
+    /// Why the group's record types (A and AAAA) give the sides other
+    /// weights, if they do: the first type's pair then speaks for one kind
+    /// of client only.
+    pub fn types_differ(&self) -> Option<String> {
+        let by_type: Vec<(&str, Vec<Option<u8>>)> = self
+            .from
+            .records()
+            .map(|r| {
+                let t = r.record_type.as_str();
+                let of = |s: &Side| s.records().find(|x| x.record_type == t).map(|x| x.weight);
+                (t, vec![of(&self.from), of(&self.to)])
+            })
+            .collect();
+        crate::analysis::weights::types_differ(&[&self.from.environment, &self.to.environment], &by_type)
+    }
+
     /// The group's types: `A`, or `A+AAAA`.
     fn types(&self) -> String {
         if self.from.others.is_empty() {
@@ -71,9 +87,11 @@ impl ShiftPlan {
     pub fn live_ttl(&self) -> Option<u32> {
         self.from.records().chain(self.to.records()).filter_map(|r| r.ttl).max()
     }
-    /// `production (prod) 100 → 70, staging (staging) 0 → 30`.
+    /// `production (prod) 100 → 70, staging (staging) 0 → 30`; a group
+    /// whose types weigh the sides otherwise says so.
     pub fn describe(&self) -> String {
-        format!(
+        let differ = self.types_differ().map(|why| format!(" ({why}; every type gets the new weights)"));
+        let base = format!(
             "{} ({}) {} → {}, {} ({}) {} → {} on {} {}",
             self.from.environment,
             self.from.record.set_identifier,
@@ -85,7 +103,8 @@ impl ShiftPlan {
             self.weights.1,
             self.name,
             self.types()
-        )
+        );
+        base + &differ.unwrap_or_default()
     }
 
     /// The batch to send: every changed record as read, with its new weight.

@@ -126,6 +126,10 @@ pub struct TrafficData {
     /// (team mode): who read it, and when.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shared_by: Option<SharedBy>,
+    /// A dual-stack group whose record types weigh the sides differently
+    /// (`sides` are the first type's): how.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub types_differ: Option<String>,
 }
 
 /// Who read a shared reading, and when.
@@ -199,8 +203,21 @@ pub async fn traffic(clients: &Clients, rb: &Runbook, zone_id: &mut Option<Strin
             z
         }
     };
-    let records =
-        crate::aws::route53::weighted_records(&clients.route53, &zone, &rb.dns.record, &rb.dns.record_type).await?;
+    let types = rb.dns.types();
+    let all = crate::aws::route53::weighted_group(&clients.route53, &zone, &rb.dns.record, &types).await?;
+    let of_type = |t: &str| all.iter().filter(|r| r.record_type == t).cloned().collect::<Vec<_>>();
+    let records = of_type(&rb.dns.record_type);
+    let names: Vec<&str> = rb.dns.set_identifiers.keys().map(String::as_str).collect();
+    let by_type: Vec<(&str, Vec<Option<u8>>)> = types
+        .iter()
+        .map(|t| {
+            let rs = of_type(t);
+            let w =
+                rb.dns.set_identifiers.values().map(|id| rs.iter().find(|r| &r.set_identifier == id).map(|r| r.weight));
+            (t.as_str(), w.collect())
+        })
+        .collect();
+    let types_differ = crate::analysis::weights::types_differ(&names, &by_type);
     let mut sides = sides(rb, &records);
     for s in &mut sides {
         if let Some(hc) = &mut s.health_check {
@@ -224,7 +241,16 @@ pub async fn traffic(clients: &Clients, rb: &Runbook, zone_id: &mut Option<Strin
     };
     let audit_unread = lines.as_ref().err().cloned();
     let last_change = last_change(clients, lines.ok()).await;
-    Ok(TrafficData { zone_id: zone, sides, last_change, rollout, rollout_unread, audit_unread, shared_by: None })
+    Ok(TrafficData {
+        zone_id: zone,
+        sides,
+        last_change,
+        rollout,
+        rollout_unread,
+        audit_unread,
+        shared_by: None,
+        types_differ,
+    })
 }
 
 /// Each side's record and share; shares count only the records that exist.

@@ -109,6 +109,10 @@ pub struct Snapshot {
     /// Why the audit log could not be read: the last change is then unknown.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audit_unread: Option<String>,
+    /// A dual-stack group whose record types weigh the sides differently
+    /// (`traffic` is the first type's): how.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traffic_types_differ: Option<String>,
     pub environments: Vec<EnvironmentView>,
     pub redis: Vec<RedisView>,
     pub alarms: View<Vec<AlarmState>>,
@@ -354,6 +358,7 @@ pub fn snapshot(rb: &Runbook, live: &LiveState, region: &str, now: SystemTime) -
         rollout: live.traffic.value.as_ref().and_then(|t| t.rollout.clone()),
         rollout_unread: live.traffic.value.as_ref().and_then(|t| t.rollout_unread.clone()),
         audit_unread: live.traffic.value.as_ref().and_then(|t| t.audit_unread.clone()),
+        traffic_types_differ: live.traffic.value.as_ref().and_then(|t| t.types_differ.clone()),
         environments,
         redis,
         alarms: View::of(Some(&live.alarms), now, Clone::clone),

@@ -67,6 +67,9 @@ pub fn render(s: &Snapshot) -> String {
     }
 
     let _ = writeln!(o, "\nTRAFFIC  ({})", age(&s.traffic));
+    if let Some(why) = &s.traffic_types_differ {
+        let _ = writeln!(o, "  WEIGHTS DIFFER BY TYPE: {why}; the weights below are the first type's");
+    }
     if let Some(c) = &s.last_change {
         let _ = writeln!(o, "  last change {} ({}) at {}: {}", c.change_id, c.action, c.submitted_at, c.status);
     }

@@ -50,6 +50,16 @@ pub(super) fn traffic(f: &mut Frame, app: &App, area: Rect) {
     if lines.is_empty() {
         lines.push(Line::styled(v.error.clone().unwrap_or_else(|| "reading Route53…".into()), th.dim_style()));
     }
+    // The bars are the first type's: another type split otherwise is said first.
+    if let Some(why) = &app.snap.traffic_types_differ {
+        lines.insert(
+            0,
+            Line::styled(
+                format!("WEIGHTS DIFFER BY TYPE: {why}"),
+                Style::new().fg(th.bad).add_modifier(ratatui::style::Modifier::BOLD),
+            ),
+        );
+    }
     if inner.height as usize > lines.len() {
         // Unknown, not absent: "no rollout" here would hide a running one.
         let rollout = match (&app.snap.rollout_unread, &app.snap.rollout) {
