@@ -115,6 +115,7 @@ fn big_live(now: SystemTime) -> Vec<LiveEvent> {
                 })
                 .collect(),
             shared_by: None,
+            types_differ: None,
         }))),
     ];
     for (e, env) in ["blue", "green"].iter().enumerate() {
