@@ -213,7 +213,8 @@ pub enum RegionCheck {
 }
 
 /// Whether `environment` is in the region in use: its own load balancer
-/// found there (another side's being there says nothing of this one's); an
+/// found there, or, that one gone (deleted in a decommission), another
+/// environment's reached the same way (the same account and region); an
 /// environment naming none is judged as the runbook is (`region_check`).
 pub async fn environment_region_check(
     clients: &SideClients,

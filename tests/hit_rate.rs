@@ -139,8 +139,22 @@ async fn the_hit_rate_gate_judges_every_lookup_since_its_last_measurement() {
     gets(&mut c, "session:1", 19).await;
     gets(&mut c, "session:absent", 1).await;
     read(&rb, &url, &mut live, at(3)).await;
-    let (m, _) = measure(&live, at(3), next.as_ref());
+    let (m, next) = measure(&live, at(3), next.as_ref());
     assert_eq!(m, Measurement::Pass);
+    // A quiet cache: 4 lookups, fewer than the 10 judged, are no data, and
+    // add up with the next 8 (12 since the last judged measurement: 3 misses).
+    gets(&mut c, "session:1", 4).await;
+    read(&rb, &url, &mut live, at(4)).await;
+    let (m, kept) = measure(&live, at(4), next.as_ref());
+    assert_eq!((m, kept.as_ref()), (Measurement::NoData, next.as_ref()), "the baseline stays");
+    gets(&mut c, "session:1", 5).await;
+    gets(&mut c, "session:absent", 3).await;
+    read(&rb, &url, &mut live, at(5)).await;
+    let (m, _) = measure(&live, at(5), kept.as_ref());
+    assert_eq!(
+        m,
+        Measurement::Fail("staging-cache: hit rate 75.0% (9 hits, 3 misses over the last 4 s; minimum 90%)".into())
+    );
     server.stop().await;
 }
 

@@ -90,7 +90,7 @@ title = "terminate"
 kind = "action"
 action = "terminate_instances"
 environment = "production"
-not_before = { after = "every/start", wait = "1s" }
+not_before = { after = "decommission/stop-old", wait = "1s" }
 
 [[phases.items]]
 id = "groups"

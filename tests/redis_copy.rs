@@ -2352,8 +2352,49 @@ async fn a_sentinel_master_restarted_empty_without_a_failover_makes_resume_write
     assert_eq!(group.master_port().await, master, "no failover: the same master, empty");
     let (code, out, err) = run(&state, &[&args[..], &["--resume"]].concat());
     assert_eq!(code, Some(0), "{out}{err}");
-    assert!(err.contains("the target's master restarted without its data"), "{err}");
+    assert!(err.contains("the target's master restarted or was replaced, and its replication history"), "{err}");
     assert!(out.starts_with(&format!("copied {N} keys (")), "{out}");
+    let (code, out, _) = run(&state, &["redis", "verify", "--from", &from, "--to", &to, "--full"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains(&format!("checked {N} keys: 0 missing, 0 type mismatch, 0 value mismatch")), "{out}");
+}
+
+/// The same with a master restarted from an RDB file it saved a while
+/// before the checkpoint: Redis 7 keeps its old replication ID (as its
+/// second, valid up to that file), so the ID alone would pass it; its
+/// offset does not reach the last writes the replicas confirmed, and those
+/// are lost with the replicas' resync. The resume writes every key again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sentinel_master_restarted_from_an_older_snapshot_makes_resume_write_every_key_again() {
+    const N: u64 = 12_000;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let mut group = common::sentinel::SentinelGroup::start(dir.path()).await;
+    group.slow_to_fail_over().await;
+    let src = server(dir.path(), "src").await;
+    let mut s = conn(&src.url).await;
+    seed_all_types(&mut s, "k", (N / 6) as usize, Some(600_000)).await;
+    let (from, to) = (src.url.clone(), group.url());
+    let master_url = format!("redis://127.0.0.1:{}/0", group.master.port);
+    let args = ["redis", "copy", "--from", &from, "--to", &to, "--yes", "--scan-count", "100"];
+    let child = copy_until_checkpointed(&state, &args, "3000", N / 6);
+    let mut m = conn(&master_url).await;
+    let _: () = redis::cmd("SAVE").query_async(&mut m).await.unwrap();
+    let info: String = redis::cmd("INFO").arg("replication").query_async(&mut m).await.unwrap();
+    let replid = cutover::redis::info_field(&info, "master_replid").unwrap().to_string();
+    let saved = checkpoint_copied(&state).unwrap();
+    let start = Instant::now();
+    while checkpoint_copied(&state).unwrap_or(0) < saved + N / 6 {
+        assert!(start.elapsed() < Duration::from_secs(30), "no checkpoint progress after the save");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(child);
+    let _restarted = group.restart_master_from_its_rdb(dir.path()).await;
+    let info: String = redis::cmd("INFO").arg("replication").query_async(&mut conn(&master_url).await).await.unwrap();
+    assert_eq!(cutover::redis::info_field(&info, "master_replid2"), Some(replid.as_str()), "{info}");
+    let (code, out, err) = run(&state, &[&args[..], &["--resume"]].concat());
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(err.contains("its replication history does not reach the last confirmed writes"), "{err}");
     let (code, out, _) = run(&state, &["redis", "verify", "--from", &from, "--to", &to, "--full"]);
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains(&format!("checked {N} keys: 0 missing, 0 type mismatch, 0 value mismatch")), "{out}");

@@ -374,7 +374,7 @@ async fn a_dual_stack_group_changes_a_and_aaaa_together_keeping_every_other_fiel
     send_changes_as_another_client(&sb, aaaa).await;
     // The A pair alone no longer tells the split: status says so, and a
     // rollout is neither started nor adopted over it.
-    let differ = "the record types weigh the sides differently (A alb 40, single-box 60; AAAA alb 100, single-box 0)";
+    let differ = "the record types weigh the sides differently (A single-box 60, alb 40; AAAA single-box 0, alb 100)";
     let status = status_json(&sb, &rb, dir.path(), &path).await;
     assert!(
         status["traffic_types_differ"].as_str().is_some_and(|d| d.starts_with(differ)),
@@ -389,6 +389,8 @@ async fn a_dual_stack_group_changes_a_and_aaaa_together_keeping_every_other_fiel
         assert_eq!(code, Some(2), "{extra:?}: {out}");
         assert!(out.contains("nothing was sent: set every type alike with `cutover shift`"), "{extra:?}: {out}");
     }
+    let (_, out) = run_cutover_all(&sb, &rb, dir.path(), &["rollout", path.to_str().unwrap(), "--dry-run"]).await;
+    assert!(out.contains(&format!("would refuse: {differ}")), "the preview says so: {out}");
     let the_box = sb.world.instances.iter().find(|i| i.environment == "single-box").unwrap().id.clone();
     sb.clients.ec2.stop_instances().instance_ids(&the_box).send().await.unwrap();
     let (code, out) =

@@ -843,7 +843,7 @@ fn a_blind_alarms_ok_is_not_shown_as_a_plain_ok() {
     assert!(s.contains("  alarm demo-staging-5xx: its statistic Average of HTTPCode_Target_5XX_Count"), "{s}");
     assert!(s.contains("demo-prod-5xx            OK"), "{s}");
     let text = cutover::status::text::render(&app.snap);
-    assert!(text.contains(&format!("demo-staging-5xx         OK, but blind: alarm demo-staging-5xx: {why}")), "{text}");
+    assert!(text.contains(&format!("demo-staging-5xx         OK, blind: alarm demo-staging-5xx: {why}")), "{text}");
 }
 
 /// In a runbook whose sides are in accounts and regions of their own, the

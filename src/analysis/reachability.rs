@@ -122,7 +122,6 @@ fn cidr_contains(cidr: &str, ip: &str) -> bool {
 /// Group ids to names, for messages (`sg-0a00 (staging-redis)`).
 pub type GroupNames = std::collections::BTreeMap<String, String>;
 
-/// Decides whether any of `endpoint_groups` admits `source` on TCP `port`.
 /// `groups` as they would be with `group_id`'s rule allowing TCP `port`
 /// from `from_group_id` revoked (that source taken out of a rule of exactly
 /// that port; a rule left with no source goes).
@@ -139,6 +138,7 @@ pub fn without_rule(groups: &[SecurityGroup], group_id: &str, port: u16, from_gr
     out
 }
 
+/// Decides whether any of `endpoint_groups` admits `source` on TCP `port`.
 pub fn sg_path(source: &Source, endpoint_groups: &[SecurityGroup], port: u16) -> SgPath {
     sg_path_named(source, endpoint_groups, port, &GroupNames::new())
 }

@@ -100,15 +100,17 @@ pub fn never_fires(
         _ => return None,
     };
     let (comparison, threshold) = (comparison?, threshold?);
-    if errors && matches!(comparison, "LessThanThreshold" | "LessThanOrEqualToThreshold" | "LessThanLowerThreshold") {
+    if errors && matches!(comparison, "LessThanThreshold" | "LessThanOrEqualToThreshold") {
         return Some(format!(
             "it goes off when {name} is below its threshold ({comparison} {threshold}), so more errors never set it \
              off; compare with GreaterThanThreshold"
         ));
     }
     let statistic = statistic?;
-    let always_one = matches!(statistic, "Average" | "Minimum" | "Maximum")
-        || statistic.strip_prefix('p').is_some_and(|n| n.parse::<f64>().is_ok());
+    // Percentiles, trimmed and winsorized means of values all 1 are 1 too.
+    let of_values =
+        ["p", "tm", "wm"].iter().any(|k| statistic.strip_prefix(k).is_some_and(|n| n.parse::<f64>().is_ok()));
+    let always_one = matches!(statistic, "Average" | "Minimum" | "Maximum" | "IQM") || of_values;
     let goes_off_at_one = match comparison {
         "GreaterThanThreshold" => 1.0 > threshold,
         "GreaterThanOrEqualToThreshold" => 1.0 >= threshold,
@@ -712,7 +714,7 @@ mod tests {
         // Sum counts the errors: it fires.
         assert_eq!(judge("HTTPCode_Target_5XX_Count", "Sum", gt, 5.0), None);
         // Average, Minimum, Maximum and percentiles of a count are 1.
-        for stat in ["Average", "Minimum", "Maximum", "p99"] {
+        for stat in ["Average", "Minimum", "Maximum", "p99", "tm90", "wm99", "IQM"] {
             let why = judge("HTTPCode_Target_5XX_Count", stat, gt, 5.0).unwrap_or_default();
             assert!(why.contains(&format!("its statistic {stat} of HTTPCode_Target_5XX_Count is always 1")), "{why}");
             assert!(why.ends_with("use Sum"), "{why}");

@@ -628,7 +628,12 @@ async fn paths_cut(
         if !sides.same_reach(&mine, &Side::Environment(other.clone())) {
             continue;
         }
-        let d = env_data(clients, rb, other).await?;
+        let d = env_data(clients, rb, other).await.map_err(|e| {
+            PlanError::Refused(format!(
+                "whether {other}'s instances reach their Redis through the rules to revoke cannot be read ({e}); \
+                 nothing was changed"
+            ))
+        })?;
         for name in &env.uses_redis {
             let Some(ep) = rb.redis_endpoint(name) else { continue };
             let groups = d.redis_groups.get(name).cloned().unwrap_or_default();
@@ -638,7 +643,9 @@ async fn paths_cut(
                     after = crate::analysis::reachability::without_rule(&after, group_id, *port, from_group_id);
                 }
             }
-            for i in d.instances.iter().filter(|i| i.state != "terminated") {
+            // A stopped instance connects to nothing until started (its
+            // start is an action of its own, planned then).
+            for i in d.instances.iter().filter(|i| matches!(i.state.as_str(), "running" | "pending")) {
                 let src = Source {
                     instance_id: &i.id,
                     private_ip: i.private_ip.as_deref(),

@@ -331,9 +331,15 @@ pub fn hit_rate_since(
         (Some(_), None) => None,
     };
     let m = hit_measurement(redis, lookups.as_ref(), *min_percent, *min_lookups);
-    // Counters unknown now: the last ones stay, so the next reading still
-    // covers the whole interval since the last measurement.
-    Some((m, current.or_else(|| baseline.cloned())))
+    // Counters unknown now, or too few lookups since the baseline: the last
+    // ones stay, so the next reading covers the whole interval since (the
+    // lookups of a quiet cache add up until there are enough to judge).
+    let too_few = lookups.is_some_and(|l| l.hits + l.misses < *min_lookups);
+    let next = match baseline {
+        Some(b) if too_few => Some(b.clone()),
+        _ => current.or_else(|| baseline.cloned()),
+    };
+    Some((m, next))
 }
 
 /// A metric gate's reading: the measurement, and the time its environment's

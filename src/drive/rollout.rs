@@ -134,6 +134,9 @@ pub enum Verdict {
     LiveWeightsDiffer { live: Weights, expected: Weights },
     /// The rollout is complete.
     Complete,
+    /// The group's record types weigh the sides differently (set them
+    /// alike with `cutover shift`).
+    TypesDiffer,
 }
 
 /// What a rollout, or its abort, runs with; `actor` is the authorisation
@@ -1659,6 +1662,10 @@ pub async fn preview(
     out.extend(plan.gates.iter().map(|g| format!("  {}", g.name)));
     let live = live_weights(clients, rb).await.map_err(failed)?;
     out.push(format!("live weights: {} {} / {} {}", rb.rollout.from, live.0, rb.rollout.to, live.1));
+    if let Some(why) = live_types_differ(clients, rb).await.map_err(failed)? {
+        out.push(format!("would refuse: {why}; set every type alike with `cutover shift` first"));
+        return Ok(Preview { lines: out, verdict: Verdict::TypesDiffer });
+    }
     if is_running(&rb.name).map_err(failed)? {
         out.push("a rollout of this runbook is running now: `cutover rollout` would be refused".into());
         return Ok(Preview { lines: out, verdict: Verdict::Running });

@@ -207,14 +207,18 @@ pub async fn traffic(clients: &Clients, rb: &Runbook, zone_id: &mut Option<Strin
     let all = crate::aws::route53::weighted_group(&clients.route53, &zone, &rb.dns.record, &types).await?;
     let of_type = |t: &str| all.iter().filter(|r| r.record_type == t).cloned().collect::<Vec<_>>();
     let records = of_type(&rb.dns.record_type);
-    let names: Vec<&str> = rb.dns.set_identifiers.keys().map(String::as_str).collect();
+    // The rollout's two sides, as a shift sets them (another side's
+    // records are not cutover's to align).
+    let names = [rb.rollout.from.as_str(), rb.rollout.to.as_str()];
     let by_type: Vec<(&str, Vec<Option<u8>>)> = types
         .iter()
         .map(|t| {
             let rs = of_type(t);
-            let w =
-                rb.dns.set_identifiers.values().map(|id| rs.iter().find(|r| &r.set_identifier == id).map(|r| r.weight));
-            (t.as_str(), w.collect())
+            let weight = |env: &str| {
+                let id = rb.dns.set_identifiers.get(env)?;
+                rs.iter().find(|r| &r.set_identifier == id).map(|r| r.weight)
+            };
+            (t.as_str(), names.iter().map(|e| weight(e)).collect())
         })
         .collect();
     let types_differ = crate::analysis::weights::types_differ(&names, &by_type);

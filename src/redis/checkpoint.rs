@@ -47,13 +47,58 @@ pub struct Checkpoint {
     /// are the replicas' confirmed ones) and in older checkpoints.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub target_run_ids: Vec<String>,
-    /// A Sentinel target: its master's replication ID (`master_replid`)
-    /// when the run began. A replica promoted since carries it on (as
-    /// `master_replid2`), having confirmed the writes; a master that
-    /// restarted empty before the sentinels failed it over has a new one
-    /// and no history, and its replicas emptied themselves to follow it.
+    /// A Sentinel target: its master's replication ID and offset when the
+    /// replicas last confirmed the writes before the cursor ([`ReplMark`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub target_replid: Option<String>,
+    pub target_mark: Option<ReplMark>,
+}
+
+/// Where a Sentinel target's master stood when its replicas confirmed a
+/// checkpoint's writes: its `master_replid` and `master_repl_offset`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplMark {
+    pub replid: String,
+    pub offset: u64,
+}
+
+/// A master's replication history as read now (INFO replication): its
+/// `master_replid` up to `master_repl_offset`, and the ID before it
+/// (`master_replid2`, none when all zeros) up to `second_repl_offset`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReplHistory {
+    pub replid: String,
+    pub offset: u64,
+    pub replid2: Option<String>,
+    pub second_offset: u64,
+}
+
+impl ReplHistory {
+    /// Why this master may not hold what was confirmed at `took`, if so.
+    /// It does when its history reaches `took`: the same ID at or past its
+    /// offset, or (a replica promoted since, or a Redis 7 master restarted
+    /// from its RDB file) the ID before its own valid past it. A master
+    /// restarted without its data has a new ID and none before it; one
+    /// restarted from an older snapshot has the ID before it valid only up
+    /// to that snapshot's offset.
+    pub fn lost(&self, took: &ReplMark) -> Option<String> {
+        let reaches = (self.replid == took.replid && self.offset >= took.offset)
+            || (self.replid2.as_deref() == Some(took.replid.as_str()) && self.second_offset > took.offset);
+        (!reaches).then(|| {
+            format!(
+                "the target's master restarted or was replaced, and its replication history does not reach the \
+                 last confirmed writes (replication ID {} at offset {}; now {} at {}{})",
+                short(&took.replid),
+                took.offset,
+                short(&self.replid),
+                self.offset,
+                self.replid2.as_deref().map_or(String::new(), |r| format!(
+                    ", before it {} up to {}",
+                    short(r),
+                    self.second_offset.saturating_sub(1)
+                ))
+            )
+        })
+    }
 }
 
 /// Where the scan of one shard of a cluster source stands.
@@ -237,12 +282,10 @@ impl Checkpoint {
     }
 
     /// Why a Sentinel target may have lost the writes before the
-    /// checkpoint: its master's replication history now (`master_replid`
-    /// and `master_replid2`, `lineage`) does not reach back to the master
-    /// that took them. None for a checkpoint that kept no replication ID.
-    pub fn lineage_broken(&self, lineage: &[String]) -> Option<String> {
-        let took = self.target_replid.as_deref()?;
-        let why = replaced_master(took, lineage)?;
+    /// checkpoint: its master's replication history now does not reach the
+    /// mark the checkpoint kept. None without a mark or a history.
+    pub fn lineage_broken(&self, now: Option<&ReplHistory>) -> Option<String> {
+        let why = now?.lost(self.target_mark.as_ref()?)?;
         Some(format!(
             "{why} since the checkpoint: it may have lost what it took, so the scan starts over and writes every key \
              again ({} keys copied before)",
@@ -272,22 +315,6 @@ impl Checkpoint {
 /// not among the target's servers `now`.
 pub fn servers_gone<'a>(took: &'a [String], now: &[String]) -> Vec<&'a str> {
     took.iter().filter(|id| !now.contains(id)).map(String::as_str).collect()
-}
-
-/// Why the master whose replication ID was `took` is not the history of the
-/// master whose `lineage` (its `master_replid`, then `master_replid2`) is
-/// read now, if it is not: a promoted replica keeps its old master's ID as
-/// `master_replid2`; a restarted master without its data starts a new one.
-pub fn replaced_master(took: &str, lineage: &[String]) -> Option<String> {
-    if lineage.iter().any(|id| id == took) {
-        return None;
-    }
-    Some(format!(
-        "the target's master restarted without its data, or was replaced by a server that never followed it \
-         (replication ID {} → {})",
-        short(took),
-        lineage.first().map_or("unknown", |id| short(id))
-    ))
 }
 
 fn short(id: &str) -> &str {
@@ -521,7 +548,7 @@ mod tests {
             shards: Vec::new(),
             done: false,
             target_run_ids: Vec::new(),
-            target_replid: None,
+            target_mark: None,
         }
     }
 
@@ -713,20 +740,33 @@ mod tests {
                 r.why
             );
         }
-        // A Sentinel target: a replica promoted since carries the master's
-        // replication ID on as its second; a master restarted empty has a
-        // new one and none before it.
-        let sentinel = Checkpoint { target_run_ids: Vec::new(), target_replid: Some("rrrr0000".into()), ..one.clone() };
-        assert_eq!(sentinel.lineage_broken(&ids(&["rrrr0000"])), None, "the same master");
-        assert_eq!(sentinel.lineage_broken(&ids(&["pppp1111", "rrrr0000"])), None, "its replica, promoted");
-        let why = sentinel.lineage_broken(&ids(&["ssss2222"])).unwrap_or_default();
+        // A Sentinel target, marked at replid rrrr0000 offset 500: the same
+        // master further on, or a replica promoted since that had received
+        // past 500 (it carries rrrr0000 on as its second ID), hold the
+        // writes; a master restarted empty (new ID, none before it), or
+        // restarted from an RDB file taken at offset 300 (Redis 7 keeps the
+        // old ID as its second, valid up to 300), do not.
+        let mark = ReplMark { replid: "rrrr0000".into(), offset: 500 };
+        let sentinel = Checkpoint { target_run_ids: Vec::new(), target_mark: Some(mark), ..one.clone() };
+        let h = |replid: &str, offset: u64, before: Option<(&str, u64)>| ReplHistory {
+            replid: replid.into(),
+            offset,
+            replid2: before.map(|b| b.0.into()),
+            second_offset: before.map_or(0, |b| b.1),
+        };
+        assert_eq!(sentinel.lineage_broken(Some(&h("rrrr0000", 900, None))), None, "the same master");
+        assert_eq!(sentinel.lineage_broken(Some(&h("pppp1111", 950, Some(("rrrr0000", 801))))), None, "promoted");
+        let why = sentinel.lineage_broken(Some(&h("ssss2222", 0, None))).unwrap_or_default();
         assert!(
-            why.starts_with("the target's master restarted without its data")
-                && why.contains("(replication ID rrrr0000 → ssss2222)")
+            why.starts_with("the target's master restarted or was replaced, and its replication history does not")
+                && why.contains("(replication ID rrrr0000 at offset 500; now ssss2222 at 0)")
                 && why.contains("7 keys copied before"),
             "{why}"
         );
-        assert_eq!(one.lineage_broken(&ids(&["ssss2222"])), None, "a checkpoint that kept no replication ID");
+        let why = sentinel.lineage_broken(Some(&h("tttt3333", 320, Some(("rrrr0000", 301))))).unwrap_or_default();
+        assert!(why.contains("now tttt3333 at 320, before it rrrr0000 up to 300)"), "an older snapshot: {why}");
+        assert!(sentinel.lineage_broken(Some(&h("rrrr0000", 400, None))).is_some(), "the same ID behind the mark");
+        assert_eq!(one.lineage_broken(Some(&h("ssss2222", 0, None))), None, "a checkpoint that kept no mark");
         // A cluster target: one primary replaced by its replica starts every
         // shard of the source over (any key may live on that shard); a
         // primary added beside the same ones does not.

@@ -124,9 +124,13 @@ pub struct Preflight {
     /// target, whose checkpoint keeps only what its replicas confirmed.
     pub target_run_ids: Vec<String>,
     /// A Sentinel target: its master's replication history as the run
-    /// began (`master_replid`, then `master_replid2` when it has one); the
-    /// first is kept in the checkpoint. Empty for any other target.
-    pub target_lineage: Vec<String>,
+    /// began (None for any other target).
+    pub target_history: Option<checkpoint::ReplHistory>,
+    /// A Sentinel target: its master's mark when the replicas last
+    /// confirmed the writes, kept in each checkpoint saved (moved by the
+    /// copy as it goes; shared by the clones of this preflight).
+    #[serde(skip)]
+    pub target_mark: std::sync::Arc<std::sync::Mutex<Option<checkpoint::ReplMark>>>,
     /// How expiries are read: exactly when every server scanned answers
     /// PEXPIRETIME and the target takes `SET … PXAT`.
     #[serde(skip)]
@@ -137,7 +141,7 @@ impl Preflight {
     /// Where a resume of `cp` starts each scan, as found now: every scan
     /// from the start when the target may have lost what it took.
     pub fn resume_of(&self, cp: &Checkpoint) -> checkpoint::Resume {
-        match cp.lineage_broken(&self.target_lineage) {
+        match cp.lineage_broken(self.target_history.as_ref()) {
             Some(why) => checkpoint::Resume::over(self.source_shards.len(), why),
             None => cp.resume(&self.source_run_id, &self.source_shards, &self.target_run_ids),
         }
@@ -261,28 +265,22 @@ impl Conns {
         Ok(ids.into_iter().filter(|id| !id.is_empty() && id != "?").collect())
     }
 
-    /// A Sentinel target's master's replication history: its
-    /// `master_replid`, then its `master_replid2` unless it has none (all
-    /// zeros). Empty from a server older than Redis 4, which has neither.
-    pub async fn target_lineage(&self, to: &Endpoint) -> Result<Vec<String>, String> {
-        let info: String = q(to, &mut self.dst.clone(), redis::cmd("INFO").arg("replication")).await?;
-        let none = |id: &&str| id.is_empty() || id.bytes().all(|b| b == b'0');
-        Ok(["master_replid", "master_replid2"]
-            .iter()
-            .filter_map(|f| super::info_field(&info, f))
-            .filter(|id| !none(id))
-            .map(str::to_string)
-            .collect())
+    /// The target master's replication history (a Sentinel target's); None
+    /// from a server older than Redis 4, which has no replication ID.
+    pub async fn target_history(&self, to: &Endpoint) -> Result<Option<checkpoint::ReplHistory>, String> {
+        Ok(repl_history(&replication_info(to, &mut self.dst.clone()).await?))
     }
 
     /// How many of the servers that took this run's writes (`pf`) the
     /// target has lost since, as read now: restarted or replaced by a
     /// replica (a Sentinel target: a master whose history does not reach
-    /// back to the one the run began on).
+    /// the last confirmed mark).
     pub async fn target_gone(&self, to: &Endpoint, pf: &Preflight) -> Result<usize, String> {
-        if let Some(took) = pf.target_lineage.first() {
-            let now = self.target_lineage(to).await?;
-            return Ok(usize::from(checkpoint::replaced_master(took, &now).is_some()));
+        if pf.target_history.is_some() {
+            let mark = pf.target_mark.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            let now = self.target_history(to).await?;
+            let lost = matches!((&mark, &now), (Some(took), Some(now)) if now.lost(took).is_some());
+            return Ok(usize::from(lost));
         }
         Ok(checkpoint::servers_gone(&pf.target_run_ids, &self.target_run_ids(to).await?).len())
     }
@@ -294,6 +292,37 @@ impl Conns {
             None => key_counts(to, &mut self.dst.clone()).await,
         }
     }
+}
+
+async fn replication_info(e: &Endpoint, c: &mut MultiplexedConnection) -> Result<String, String> {
+    q(e, c, redis::cmd("INFO").arg("replication")).await
+}
+
+/// A master's replication history from its `INFO replication`; None
+/// before Redis 4 (no replication ID).
+fn repl_history(info: &str) -> Option<checkpoint::ReplHistory> {
+    let field = |f: &str| super::info_field(info, f);
+    let number = |f: &str| field(f).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    Some(checkpoint::ReplHistory {
+        replid: field("master_replid")?.to_string(),
+        offset: number("master_repl_offset"),
+        replid2: field("master_replid2").filter(|id| !id.bytes().all(|b| b == b'0')).map(str::to_string),
+        second_offset: number("second_repl_offset"),
+    })
+}
+
+/// What a master's replicas all hold, from its `INFO replication` read
+/// after a WAIT they confirmed: its replication ID at the least offset any
+/// replica acknowledged (its own offset with none). A replica promoted
+/// later holds at least that much.
+fn confirmed_mark(info: &str) -> Option<checkpoint::ReplMark> {
+    let h = repl_history(info)?;
+    let acked = info
+        .lines()
+        .filter(|l| l.starts_with("slave") && l.contains(":ip="))
+        .filter_map(|l| l.split(',').find_map(|kv| kv.strip_prefix("offset="))?.trim().parse::<u64>().ok())
+        .min();
+    Some(checkpoint::ReplMark { replid: h.replid, offset: acked.unwrap_or(h.offset) })
 }
 
 /// (redis_version, run_id) from `INFO server`.
@@ -403,10 +432,17 @@ pub async fn preflight(opts: &CopyOptions) -> Result<(Conns, Preflight), CopyErr
     let target_shards = dst_cluster.as_ref().map(|c| c.shards()).unwrap_or_default();
     let conns = Conns { src, dst, src_addr, dst_addr, src_cluster, dst_cluster };
     let (target_keys, target_expiring) = conns.target_counts(&opts.to).await.map_err(CopyError::Refused)?;
-    let target_lineage = match opts.to.sentinel() {
-        Some(_) => conns.target_lineage(&opts.to).await.map_err(CopyError::Refused)?,
-        None => Vec::new(),
+    let target_history = match opts.to.sentinel() {
+        Some(_) => conns.target_history(&opts.to).await.map_err(CopyError::Refused)?,
+        None => None,
     };
+    let target_mark = match &target_history {
+        Some(_) => {
+            confirmed_mark(&replication_info(&opts.to, &mut conns.dst.clone()).await.map_err(CopyError::Refused)?)
+        }
+        None => None,
+    };
+    let target_mark = std::sync::Arc::new(std::sync::Mutex::new(target_mark));
     let target_run_ids = match opts.to.sentinel() {
         Some(_) => Vec::new(),
         None => {
@@ -443,7 +479,8 @@ pub async fn preflight(opts: &CopyOptions) -> Result<(Conns, Preflight), CopyErr
         source_notes,
         target_shards,
         target_run_ids,
-        target_lineage,
+        target_history,
+        target_mark,
         expiry_read,
     };
     Ok((conns, pf))
@@ -1700,7 +1737,7 @@ fn save(opts: &CopyOptions, pf: &Preflight, parts: &[Part], carried: Counters) -
         },
         done: single && parts[0].at.done,
         target_run_ids: pf.target_run_ids.clone(),
-        target_replid: pf.target_lineage.first().cloned(),
+        target_mark: pf.target_mark.lock().unwrap_or_else(|e| e.into_inner()).clone(),
     };
     checkpoint::save(path, &cp)
 }
@@ -1955,6 +1992,11 @@ pub async fn copy(
                 let finished = parts.iter().all(|p| p.at.done);
                 if finished || last_save.elapsed() >= opts.checkpoint_every {
                     if replicated(opts, &mut dst, &mut need_replicas).await? {
+                        // What the replicas hold now: the mark this checkpoint keeps.
+                        if pf.target_history.is_some() {
+                            let mark = confirmed_mark(&replication_info(&opts.to, &mut dst).await?);
+                            *pf.target_mark.lock().unwrap_or_else(|e| e.into_inner()) = mark;
+                        }
                         save(opts, pf, &parts, carried)?;
                         confirmed = Confirmed { places: places(&parts), run };
                     } else if finished {
@@ -2059,6 +2101,36 @@ pub async fn copy(
         remove_tmps(&opts.to, &conns.dst, conns.dst_cluster.as_deref(), left).await;
         restore(&mut parts, &confirmed.places);
         run = confirmed.run;
+        // The master found (the same one restarted, or a promoted replica)
+        // must hold what the replicas confirmed: one restarted without its
+        // data, or from an older snapshot, before the sentinels failed it
+        // over does not, and its replicas emptied themselves to follow it.
+        if pf.target_history.is_some() {
+            let mark = pf.target_mark.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            let now = conns.target_history(&opts.to).await.map_err(CopyError::Failed)?;
+            if let (Some(took), Some(now)) = (&mark, &now)
+                && let Some(why) = now.lost(took)
+            {
+                start_over(&mut parts, &mut carried);
+                // Nothing is kept from before: the new master's history is where it starts.
+                let fresh = checkpoint::ReplMark { replid: now.replid.clone(), offset: now.offset };
+                *pf.target_mark.lock().unwrap_or_else(|e| e.into_inner()) = Some(fresh);
+                let saved = save(opts, pf, &parts, carried);
+                return Err(CopyError::Failed(format!(
+                    "{why}; what it had taken is lost, and nothing tells which keys. The copy stopped; {}",
+                    match saved {
+                        Ok(()) => format!(
+                            "its checkpoint now starts the scan over: {}, writing every key again",
+                            opts.run_by.resume()
+                        ),
+                        Err(why) => format!(
+                            "its checkpoint could not be set back ({why}): start over with `cutover redis copy \
+                             --restart --on-conflict replace`"
+                        ),
+                    }
+                )));
+            }
+        }
         // A target that moved: one replica became its master, and the others
         // must still confirm (one reattaching to it is not listed yet).
         if target_moved {
@@ -2164,7 +2236,7 @@ pub async fn copy(
     // The servers that took the writes must still be the target's: one
     // restarted or replaced by its replica meanwhile may have lost some
     // (acknowledged before saved or replicated), and nothing tells which.
-    if finished && (!pf.target_run_ids.is_empty() || !pf.target_lineage.is_empty()) {
+    if finished && (!pf.target_run_ids.is_empty() || pf.target_history.is_some()) {
         let copied = total_of(carried, &parts).copied;
         let gone = match conns.target_gone(&opts.to, pf).await {
             Ok(n) => n,

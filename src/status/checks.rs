@@ -463,7 +463,7 @@ fn alarm_on_5xx(snap: &Snapshot, env: &str) -> Verdict {
         } else if never.is_empty() {
             ("notifies anyone", "; enable its actions and give it an alarm action")
         } else {
-            ("both goes off and notifies anyone", "")
+            ("goes off and notifies anyone", "")
         };
         return fail(format!("no alarm on {env}'s 5xx {what} ({}){fix}", why.join("; ")));
     }

@@ -218,7 +218,7 @@ pub fn render(s: &Snapshot) -> String {
         // An OK that cannot see its side is not shown as a plain OK.
         match s.blind_alarms.get(&a.name).filter(|_| a.state == "OK") {
             Some(why) => {
-                let _ = writeln!(o, "  {:<24} OK, but blind: {why}", a.name);
+                let _ = writeln!(o, "  {:<24} OK, blind: {why}", a.name);
             }
             None => {
                 let _ = writeln!(o, "  {:<24} {}", a.name, a.state);

@@ -605,7 +605,9 @@ async fn plan_rollout(
                 Verdict::Running => {
                     Err("a rollout of this runbook is already running (P pauses, + promotes, X aborts)".into())
                 }
-                Verdict::PlanChanged | Verdict::Complete => Err(format!("{}{shell}", refusal(&p))),
+                Verdict::PlanChanged | Verdict::Complete | Verdict::TypesDiffer => {
+                    Err(format!("{}{shell}", refusal(&p)))
+                }
             }
         }
         Control::Promote if !running()? => Err("no rollout is running; nothing to promote".into()),

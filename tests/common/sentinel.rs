@@ -109,10 +109,21 @@ impl SentinelGroup {
     /// would restart it; its replica follows it and empties too. Returns
     /// the new process (the caller kills it).
     pub async fn restart_master_empty(&mut self, dir: &Path) -> super::KillOnDrop {
-        let port = self.master.port;
-        self.master.stop().await;
         let data = dir.join("redis-master-again");
         std::fs::create_dir_all(&data).unwrap();
+        self.restart_master_in(&data, true).await
+    }
+
+    /// As `restart_master_empty`, but from the RDB file it last saved (its
+    /// `SAVE`, in its data folder): a Redis 7 master keeps its old
+    /// replication ID as its second, valid up to that file's offset.
+    pub async fn restart_master_from_its_rdb(&mut self, dir: &Path) -> super::KillOnDrop {
+        self.restart_master_in(&dir.join("redis-master"), false).await
+    }
+
+    async fn restart_master_in(&mut self, data: &Path, empty: bool) -> super::KillOnDrop {
+        let port = self.master.port;
+        self.master.stop().await;
         let child = std::process::Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .args(["--dir", data.to_str().unwrap(), "--loglevel", "warning"])
@@ -123,7 +134,8 @@ impl SentinelGroup {
         super::eventually(Duration::from_secs(30), "the replica in sync with the restarted master", || async {
             let info: String = query(rport, redis::cmd("INFO").arg("replication")).await.ok()?;
             let keys: u64 = query(rport, &redis::cmd("DBSIZE")).await.ok()?;
-            (info.contains("master_link_status:up") && keys == 0).then_some(())
+            let master_keys: u64 = query(port, &redis::cmd("DBSIZE")).await.ok()?;
+            (info.contains("master_link_status:up") && keys == master_keys && (!empty || keys == 0)).then_some(())
         })
         .await;
         super::KillOnDrop(Some(child))
