@@ -257,13 +257,13 @@ async fn an_alarm_that_cannot_see_its_side_passes_no_gate() {
     assert_eq!(gates::from_snapshot(&rb, &over, &snap).unwrap(), Measurement::Pass);
     let cw = &sb.clients.cloudwatch;
     let old = cw.describe_alarms().alarm_names("demo-staging-5xx").send().await.unwrap().metric_alarms()[0].clone();
-    let put = |metric: &str, dims: Vec<aws_sdk::cloudwatch::types::Dimension>| {
+    let put_as = |metric: &str, dims: Vec<aws_sdk::cloudwatch::types::Dimension>, stat| {
         cw.put_metric_alarm()
             .alarm_name("demo-staging-5xx")
             .namespace("AWS/ApplicationELB")
             .metric_name(metric)
             .set_dimensions(Some(dims))
-            .set_statistic(old.statistic().cloned())
+            .set_statistic(stat)
             .period(60)
             .evaluation_periods(1)
             .threshold(5.0)
@@ -271,6 +271,7 @@ async fn an_alarm_that_cannot_see_its_side_passes_no_gate() {
             .treat_missing_data("notBreaching")
             .send()
     };
+    let put = |metric: &str, dims| put_as(metric, dims, old.statistic().cloned());
     // The ELB's own 5xx, per target group: AWS publishes it per load balancer only.
     put("HTTPCode_ELB_5XX_Count", old.dimensions().to_vec()).await.unwrap();
     until_state(&sb, "demo-staging-5xx", "OK").await;
@@ -311,20 +312,8 @@ async fn an_alarm_that_cannot_see_its_side_passes_no_gate() {
     let snap = first_snapshot(&rb, &sb).await;
     assert_eq!(gates::from_snapshot(&rb, &g, &snap).unwrap(), Measurement::Pass);
     // Its own side, but the Average of a count: always 1 on AWS, never above 5.
-    cw.put_metric_alarm()
-        .alarm_name("demo-staging-5xx")
-        .namespace("AWS/ApplicationELB")
-        .metric_name("HTTPCode_Target_5XX_Count")
-        .set_dimensions(Some(old.dimensions().to_vec()))
-        .statistic(aws_sdk::cloudwatch::types::Statistic::Average)
-        .period(60)
-        .evaluation_periods(1)
-        .threshold(5.0)
-        .set_comparison_operator(old.comparison_operator().cloned())
-        .treat_missing_data("notBreaching")
-        .send()
-        .await
-        .unwrap();
+    let average = Some(aws_sdk::cloudwatch::types::Statistic::Average);
+    put_as("HTTPCode_Target_5XX_Count", old.dimensions().to_vec(), average).await.unwrap();
     let snap = first_snapshot(&rb, &sb).await;
     for g in [&g, &over] {
         let m = gates::from_snapshot(&rb, g, &snap).unwrap();

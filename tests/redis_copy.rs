@@ -2326,6 +2326,21 @@ async fn a_sentinel_failover_mid_copy_is_followed_and_every_key_arrives() {
     assert!(err.contains("knows no master named \"nosuchmaster\"") && err.contains("master name"), "{err}");
 }
 
+/// A Sentinel group as the target, its sentinels slow to fail over (a
+/// minute), and a source with `n` keys of every type, each with a TTL: the
+/// group, the source, and their URLs (from, to).
+async fn seeded_into_a_slow_sentinel_group(
+    dir: &Path,
+    n: u64,
+) -> (common::sentinel::SentinelGroup, Srv, String, String) {
+    let group = common::sentinel::SentinelGroup::start(dir).await;
+    group.slow_to_fail_over().await;
+    let src = server(dir, "src").await;
+    seed_all_types(&mut conn(&src.url).await, "k", (n / 6) as usize, Some(600_000)).await;
+    let (from, to) = (src.url.clone(), group.url());
+    (group, src, from, to)
+}
+
 /// A Sentinel target whose master restarts without its data before the
 /// sentinels fail it over (a supervisor restarts it within
 /// `down-after-milliseconds`): its replica follows it and empties too, so
@@ -2337,12 +2352,7 @@ async fn a_sentinel_master_restarted_empty_without_a_failover_makes_resume_write
     const N: u64 = 12_000;
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
-    let mut group = common::sentinel::SentinelGroup::start(dir.path()).await;
-    group.slow_to_fail_over().await;
-    let src = server(dir.path(), "src").await;
-    let mut s = conn(&src.url).await;
-    seed_all_types(&mut s, "k", (N / 6) as usize, Some(600_000)).await;
-    let (from, to) = (src.url.clone(), group.url());
+    let (mut group, _src, from, to) = seeded_into_a_slow_sentinel_group(dir.path(), N).await;
     let master = group.master.port;
     let args = ["redis", "copy", "--from", &from, "--to", &to, "--yes", "--scan-count", "100"];
     drop(copy_until_checkpointed(&state, &args, "3000", N / 4));
@@ -2369,12 +2379,7 @@ async fn a_sentinel_master_restarted_from_an_older_snapshot_makes_resume_write_e
     const N: u64 = 12_000;
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
-    let mut group = common::sentinel::SentinelGroup::start(dir.path()).await;
-    group.slow_to_fail_over().await;
-    let src = server(dir.path(), "src").await;
-    let mut s = conn(&src.url).await;
-    seed_all_types(&mut s, "k", (N / 6) as usize, Some(600_000)).await;
-    let (from, to) = (src.url.clone(), group.url());
+    let (mut group, _src, from, to) = seeded_into_a_slow_sentinel_group(dir.path(), N).await;
     let master_url = format!("redis://127.0.0.1:{}/0", group.master.port);
     let args = ["redis", "copy", "--from", &from, "--to", &to, "--yes", "--scan-count", "100"];
     let child = copy_until_checkpointed(&state, &args, "3000", N / 6);
