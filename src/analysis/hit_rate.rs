@@ -69,6 +69,11 @@ impl Lookups {
         Some(sum)
     }
 
+    /// Fewer lookups than the `min_lookups` a hit rate is judged on.
+    pub fn too_few(&self, min_lookups: u64) -> bool {
+        self.hits + self.misses < min_lookups
+    }
+
     /// Hits per lookup, in percent; None when nothing was looked up (no
     /// reading, never a rate of 100%).
     pub fn hit_percent(&self) -> Option<f64> {
@@ -98,12 +103,12 @@ pub fn judge(redis: &str, lookups: Option<&Lookups>, min_percent: f64, min_looku
     };
     let on = if l.servers > 1 { format!(" on {} nodes", l.servers) } else { String::new() };
     let over = format!("over the last {:.0} s{on}", l.seconds);
-    let total = l.hits + l.misses;
     match l.hit_percent() {
         None => HitRate::NoData(format!("{redis}: no key lookups {over}, so no hit rate")),
         // 3 hits of 3 is 100% of nothing much.
-        Some(p) if total < min_lookups => HitRate::NoData(format!(
-            "{redis}: {total} key lookups {over} ({p:.1}% hits), fewer than the {min_lookups} a hit rate is judged on"
+        Some(p) if l.too_few(min_lookups) => HitRate::NoData(format!(
+            "{redis}: {} key lookups {over} ({p:.1}% hits), fewer than the {min_lookups} a hit rate is judged on",
+            l.hits + l.misses
         )),
         Some(p) => {
             let detail = format!(

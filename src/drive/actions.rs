@@ -1175,38 +1175,33 @@ pub fn record_found_done(
     plan: &ActionPlan,
 ) -> Result<Option<String>, String> {
     let Some(why) = &plan.noop else { return Ok(None) };
-    let Some((_, it)) = rb.item_by_key(item) else { return Ok(None) };
-    if !matches!(&it.kind, crate::runbook::ItemKind::Action { action } if action.summary() == plan.name) {
-        return Ok(None);
-    }
-    let forward = format!("{} ({item})", plan.name);
-    let undo = it.rollback.as_ref().map(|r| format!("{} ({item})", r.summary()));
+    let Some(it) = forward_item(rb, item, plan) else { return Ok(None) };
     let log = crate::store::audit::AuditLog::for_runbook(&rb.name);
     let lines = log.read()?;
-    let last = lines.iter().rev().find(|l| {
-        (l.action == forward || undo.as_deref() == Some(l.action.as_str()))
-            && matches!(l.stage, Stage::Intent | Stage::Applied | Stage::InSync | Stage::Failed | Stage::Done)
-    });
-    if !last.is_some_and(|l| l.action == forward && l.stage == Stage::Intent) {
+    let last = super::not_before::latest_run_line(it, item, &lines);
+    if !last.is_some_and(|(l, forward)| forward && l.stage == Stage::Intent) {
         return Ok(None);
     }
     let detail = format!("found done when run again ({why}): the run before stopped after its intent");
     let values = (plan.before.clone(), plan.after.clone());
-    log.append(&who.audit_line(&rb.name, forward, Stage::Applied, values, detail.clone()))?;
+    log.append(&who.audit_line(&rb.name, format!("{} ({item})", plan.name), Stage::Applied, values, detail.clone()))?;
     Ok(Some(detail))
+}
+
+/// Item `item` when `plan` is its own action, not its rollback.
+fn forward_item<'a>(rb: &'a Runbook, item: &str, plan: &ActionPlan) -> Option<&'a crate::runbook::Item> {
+    let (_, it) = rb.item_by_key(item)?;
+    matches!(&it.kind, crate::runbook::ItemKind::Action { action } if action.summary() == plan.name).then_some(it)
 }
 
 /// What a person can do after a step of `plan` (item `item`) failed: its
 /// rollback only where one exists, and never for what cannot be undone.
 fn recovery(rb: &Runbook, item: &str, plan: &ActionPlan) -> String {
-    let forward = rb.item_by_key(item).filter(
-        |(_, it)| matches!(&it.kind, crate::runbook::ItemKind::Action { action } if action.summary() == plan.name),
-    );
     if plan.confirm_name().is_some() {
         return "what was applied cannot be undone; run it again to finish once the cause is fixed".into();
     }
-    match forward {
-        Some((_, it)) if it.rollback.is_some() => {
+    match forward_item(rb, item, plan) {
+        Some(it) if it.rollback.is_some() => {
             format!("run the item's rollback to undo (`cutover run {} {item} --rollback --yes`)", rb.source)
         }
         Some(_) => "the item has no rollback: undo what was applied by hand, or run it again to finish".into(),
@@ -1279,8 +1274,7 @@ pub async fn execute(
         false => None,
     };
     // The item's own action waits for its time gate (its rollback never does).
-    if let Some((_, it)) = rb.item_by_key(item)
-        && matches!(&it.kind, crate::runbook::ItemKind::Action { action } if action.summary() == plan.name)
+    if let Some(it) = forward_item(rb, item, plan)
         && let Err(refusal) = super::not_before::check(rb, item, it, std::time::SystemTime::now())
     {
         log.append(&line(Stage::Refused, refusal.clone()))?;

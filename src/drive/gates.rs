@@ -334,7 +334,7 @@ pub fn hit_rate_since(
     // Counters unknown now, or too few lookups since the baseline: the last
     // ones stay, so the next reading covers the whole interval since (the
     // lookups of a quiet cache add up until there are enough to judge).
-    let too_few = lookups.is_some_and(|l| l.hits + l.misses < *min_lookups);
+    let too_few = lookups.is_some_and(|l| l.too_few(*min_lookups));
     let next = match baseline {
         Some(b) if too_few => Some(b.clone()),
         _ => current.or_else(|| baseline.cloned()),

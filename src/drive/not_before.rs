@@ -46,18 +46,27 @@ pub fn finished_at(rb: &Runbook, key: &str, checklist: &ChecklistState, audit: &
     let (_, item) = rb.item_by_key(key)?;
     match &item.kind {
         ItemKind::Manual => crate::time::parse_rfc3339(&checklist.ticks.get(key)?.at),
-        ItemKind::Action { action } => {
-            let forward = format!("{} ({key})", action.summary());
-            let undo = item.rollback.as_ref().map(|r| format!("{} ({key})", r.summary()));
-            let last = audit.iter().rev().find(|l| {
-                (l.action == forward || undo.as_deref() == Some(l.action.as_str()))
-                    && matches!(l.stage, Stage::Intent | Stage::Applied | Stage::InSync | Stage::Failed | Stage::Done)
-            })?;
-            let done = last.action == forward && matches!(last.stage, Stage::Applied | Stage::InSync | Stage::Done);
+        ItemKind::Action { .. } => {
+            let (last, forward) = latest_run_line(item, key, audit)?;
+            let done = forward && matches!(last.stage, Stage::Applied | Stage::InSync | Stage::Done);
             done.then(|| crate::time::parse_rfc3339(&last.time)).flatten()
         }
         ItemKind::Check { .. } => None,
     }
+}
+
+/// The latest line of a run of action item `item` (`key`) or of its
+/// rollback that says where that run got (intent, applied, insync, failed,
+/// done), and whether it is of the item's own action (not its rollback).
+pub fn latest_run_line<'a>(item: &Item, key: &str, audit: &'a [AuditLine]) -> Option<(&'a AuditLine, bool)> {
+    let ItemKind::Action { action } = &item.kind else { return None };
+    let forward = format!("{} ({key})", action.summary());
+    let undo = item.rollback.as_ref().map(|r| format!("{} ({key})", r.summary()));
+    let last = audit.iter().rev().find(|l| {
+        (l.action == forward || undo.as_deref() == Some(l.action.as_str()))
+            && matches!(l.stage, Stage::Intent | Stage::Applied | Stage::InSync | Stage::Failed | Stage::Done)
+    })?;
+    Some((last, last.action == forward))
 }
 
 /// The window of a gate, from what the checklist and audit say.

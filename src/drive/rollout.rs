@@ -281,23 +281,18 @@ impl Runner<'_> {
         if step.is_some() && self.state.in_flight.is_none() {
             let applied = self.state.applied.unwrap_or(self.engine.plan.initial);
             // The first record type's pair, as every reading of the live
-            // weights takes them (one judging every type would pause on an
-            // AAAA pair edited alone, and no rerun could adopt it).
+            // weights takes them; a group whose types weigh the sides
+            // otherwise (an AAAA pair edited alone) is said first.
             let live = (plan.from.record.weight, plan.to.record.weight);
-            if let Some(why) = plan.types_differ() {
+            let outside = match plan.types_differ() {
+                Some(why) => Some(types_differ_pause(&why)),
+                None => (live != applied).then(|| changed_outside(&self.cx.rb, live, applied)),
+            };
+            if let Some(outside) = outside {
                 if let Err(lost) = self.lease.check() {
                     return Err(SendError::Failed(format!("{lost}; this process stops without sending anything more")));
                 }
-                let reason = format!("{}: not sent: {}", self.action(step), types_differ_pause(&why));
-                (self.say)(&reason);
-                return self.paused_not_sent(reason);
-            }
-            if live != applied {
-                if let Err(lost) = self.lease.check() {
-                    return Err(SendError::Failed(format!("{lost}; this process stops without sending anything more")));
-                }
-                let reason =
-                    format!("{}: not sent: {}", self.action(step), changed_outside(&self.cx.rb, live, applied));
+                let reason = format!("{}: not sent: {outside}", self.action(step));
                 (self.say)(&reason);
                 return self.paused_not_sent(reason);
             }
@@ -685,16 +680,16 @@ pub fn take_lease(
     })
 }
 
-/// How the live group's record types (A and AAAA) weigh the sides
-/// differently, if they do.
-async fn live_types_differ(clients: &Clients, rb: &Runbook) -> Result<Option<String>, String> {
-    Ok(shift::plan(clients, rb, (0, 0)).await?.types_differ())
-}
-
 /// The live weights (from, to), read from Route53: the first record type's.
 pub async fn live_weights(clients: &Clients, rb: &Runbook) -> Result<Weights, String> {
+    Ok(live_reading(clients, rb).await?.0)
+}
+
+/// The live weights, as `live_weights`, with how the group's record types
+/// (A and AAAA) weigh the sides differently, if they do, from one reading.
+async fn live_reading(clients: &Clients, rb: &Runbook) -> Result<(Weights, Option<String>), String> {
     let p = shift::plan(clients, rb, (0, 0)).await?;
-    Ok((p.from.record.weight, p.to.record.weight))
+    Ok(((p.from.record.weight, p.to.record.weight), p.types_differ()))
 }
 
 /// What a step waits after INSYNC: resolvers hold the answer for the TTL
@@ -1053,7 +1048,7 @@ async fn begin<'a>(cx: &'a Context, say: &'a mut (dyn FnMut(&str) + Send)) -> Re
         Runner { cx, engine, state, log, say, rolled_back_from: None, lease, version, shared, last_saved: None };
     // A change an earlier run left in flight is settled first: confirmed
     // INSYNC and audited, or found never sent.
-    let live = live_weights(cx.clients.dns(), rb).await.map_err(failed)?;
+    let (live, types_differ) = live_reading(cx.clients.dns(), rb).await.map_err(failed)?;
     // Before anything is settled or sent: the weights a person confirmed.
     if let Some(confirmed) = cx.expect_live
         && live != confirmed
@@ -1065,14 +1060,14 @@ async fn begin<'a>(cx: &'a Context, say: &'a mut (dyn FnMut(&str) + Send)) -> Re
         )));
     }
     let mut outputs = runner.reconcile(live).await.map_err(failed)?;
-    let live = if outputs.is_empty() && runner.state.in_flight.is_none() {
-        live
+    let (live, types_differ) = if outputs.is_empty() && runner.state.in_flight.is_none() {
+        (live, types_differ)
     } else {
-        live_weights(cx.clients.dns(), rb).await.map_err(failed)?
+        live_reading(cx.clients.dns(), rb).await.map_err(failed)?
     };
     // The pair read is the first record type's: a group whose types weigh
     // the sides otherwise is neither resumed nor adopted over.
-    if let Some(why) = live_types_differ(cx.clients.dns(), rb).await.map_err(failed)? {
+    if let Some(why) = types_differ {
         return Err(RolloutError::Refused(format!(
             "{why}; nothing was sent: set every type alike with `cutover shift` (it sets them together), then run \
              the rollout again"
@@ -1660,9 +1655,9 @@ pub async fn preview(
         plan.gates.len()
     )];
     out.extend(plan.gates.iter().map(|g| format!("  {}", g.name)));
-    let live = live_weights(clients, rb).await.map_err(failed)?;
+    let (live, types_differ) = live_reading(clients, rb).await.map_err(failed)?;
     out.push(format!("live weights: {} {} / {} {}", rb.rollout.from, live.0, rb.rollout.to, live.1));
-    if let Some(why) = live_types_differ(clients, rb).await.map_err(failed)? {
+    if let Some(why) = types_differ {
         out.push(format!("would refuse: {why}; set every type alike with `cutover shift` first"));
         return Ok(Preview { lines: out, verdict: Verdict::TypesDiffer });
     }

@@ -146,6 +146,15 @@ impl Preflight {
             None => cp.resume(&self.source_run_id, &self.source_shards, &self.target_run_ids),
         }
     }
+
+    /// A Sentinel target's mark as last confirmed.
+    fn mark(&self) -> Option<checkpoint::ReplMark> {
+        self.target_mark.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn set_mark(&self, mark: Option<checkpoint::ReplMark>) {
+        *self.target_mark.lock().unwrap_or_else(|e| e.into_inner()) = mark;
+    }
 }
 
 /// Keys of the source that the target already has.
@@ -277,9 +286,8 @@ impl Conns {
     /// the last confirmed mark).
     pub async fn target_gone(&self, to: &Endpoint, pf: &Preflight) -> Result<usize, String> {
         if pf.target_history.is_some() {
-            let mark = pf.target_mark.lock().unwrap_or_else(|e| e.into_inner()).clone();
             let now = self.target_history(to).await?;
-            let lost = matches!((&mark, &now), (Some(took), Some(now)) if now.lost(took).is_some());
+            let lost = matches!((&pf.mark(), &now), (Some(took), Some(now)) if now.lost(took).is_some());
             return Ok(usize::from(lost));
         }
         Ok(checkpoint::servers_gone(&pf.target_run_ids, &self.target_run_ids(to).await?).len())
@@ -291,6 +299,18 @@ impl Conns {
             Some(c) => c.key_counts().await,
             None => key_counts(to, &mut self.dst.clone()).await,
         }
+    }
+}
+
+/// What became of a checkpoint set back to the start (`saved`), and how
+/// the copy goes on.
+fn set_back(saved: Result<(), String>, run_by: RunBy) -> String {
+    match saved {
+        Ok(()) => format!("its checkpoint now starts the scan over: {}, writing every key again", run_by.resume()),
+        Err(why) => format!(
+            "its checkpoint could not be set back ({why}): start over with `cutover redis copy --restart \
+             --on-conflict replace`"
+        ),
     }
 }
 
@@ -432,15 +452,12 @@ pub async fn preflight(opts: &CopyOptions) -> Result<(Conns, Preflight), CopyErr
     let target_shards = dst_cluster.as_ref().map(|c| c.shards()).unwrap_or_default();
     let conns = Conns { src, dst, src_addr, dst_addr, src_cluster, dst_cluster };
     let (target_keys, target_expiring) = conns.target_counts(&opts.to).await.map_err(CopyError::Refused)?;
-    let target_history = match opts.to.sentinel() {
-        Some(_) => conns.target_history(&opts.to).await.map_err(CopyError::Refused)?,
-        None => None,
-    };
-    let target_mark = match &target_history {
+    let (target_history, target_mark) = match opts.to.sentinel() {
         Some(_) => {
-            confirmed_mark(&replication_info(&opts.to, &mut conns.dst.clone()).await.map_err(CopyError::Refused)?)
+            let info = replication_info(&opts.to, &mut conns.dst.clone()).await.map_err(CopyError::Refused)?;
+            (repl_history(&info), confirmed_mark(&info))
         }
-        None => None,
+        None => (None, None),
     };
     let target_mark = std::sync::Arc::new(std::sync::Mutex::new(target_mark));
     let target_run_ids = match opts.to.sentinel() {
@@ -1737,7 +1754,7 @@ fn save(opts: &CopyOptions, pf: &Preflight, parts: &[Part], carried: Counters) -
         },
         done: single && parts[0].at.done,
         target_run_ids: pf.target_run_ids.clone(),
-        target_mark: pf.target_mark.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+        target_mark: pf.mark(),
     };
     checkpoint::save(path, &cp)
 }
@@ -1994,8 +2011,7 @@ pub async fn copy(
                     if replicated(opts, &mut dst, &mut need_replicas).await? {
                         // What the replicas hold now: the mark this checkpoint keeps.
                         if pf.target_history.is_some() {
-                            let mark = confirmed_mark(&replication_info(&opts.to, &mut dst).await?);
-                            *pf.target_mark.lock().unwrap_or_else(|e| e.into_inner()) = mark;
+                            pf.set_mark(confirmed_mark(&replication_info(&opts.to, &mut dst).await?));
                         }
                         save(opts, pf, &parts, carried)?;
                         confirmed = Confirmed { places: places(&parts), run };
@@ -2106,28 +2122,17 @@ pub async fn copy(
         // data, or from an older snapshot, before the sentinels failed it
         // over does not, and its replicas emptied themselves to follow it.
         if pf.target_history.is_some() {
-            let mark = pf.target_mark.lock().unwrap_or_else(|e| e.into_inner()).clone();
             let now = conns.target_history(&opts.to).await.map_err(CopyError::Failed)?;
-            if let (Some(took), Some(now)) = (&mark, &now)
+            if let (Some(took), Some(now)) = (&pf.mark(), &now)
                 && let Some(why) = now.lost(took)
             {
                 start_over(&mut parts, &mut carried);
                 // Nothing is kept from before: the new master's history is where it starts.
-                let fresh = checkpoint::ReplMark { replid: now.replid.clone(), offset: now.offset };
-                *pf.target_mark.lock().unwrap_or_else(|e| e.into_inner()) = Some(fresh);
+                pf.set_mark(Some(checkpoint::ReplMark { replid: now.replid.clone(), offset: now.offset }));
                 let saved = save(opts, pf, &parts, carried);
                 return Err(CopyError::Failed(format!(
                     "{why}; what it had taken is lost, and nothing tells which keys. The copy stopped; {}",
-                    match saved {
-                        Ok(()) => format!(
-                            "its checkpoint now starts the scan over: {}, writing every key again",
-                            opts.run_by.resume()
-                        ),
-                        Err(why) => format!(
-                            "its checkpoint could not be set back ({why}): start over with `cutover redis copy \
-                             --restart --on-conflict replace`"
-                        ),
-                    }
+                    set_back(saved, opts.run_by)
                 )));
             }
         }
@@ -2257,16 +2262,7 @@ pub async fn copy(
                 "the target restarted or failed over during the copy ({gone} of its servers that took writes is \
                  gone): what it had not saved or passed to its replica is lost, and nothing tells which keys. The \
                  copy stopped ({copied} keys written); {}",
-                match saved {
-                    Ok(()) => format!(
-                        "its checkpoint now starts the scan over: {}, writing every key again",
-                        opts.run_by.resume()
-                    ),
-                    Err(why) => format!(
-                        "its checkpoint could not be set back ({why}): start over with `cutover redis copy --restart \
-                         --on-conflict replace`"
-                    ),
-                }
+                set_back(saved, opts.run_by)
             )));
         }
     }
