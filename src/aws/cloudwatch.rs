@@ -421,13 +421,17 @@ pub struct Total {
 }
 
 /// The window `[start, end)` as CloudWatch takes it: the start rounded down to
-/// the minute and one period, a multiple of 60 s, spanning the rest.
-pub fn whole_window(start: SystemTime, end: SystemTime) -> (SystemTime, i32) {
+/// the minute, an end at least a second later (CloudWatch refuses a
+/// StartTime equal to EndTime, as a gate measured in the first second of a
+/// minute would ask), and one period, a multiple of 60 s, spanning it.
+pub fn whole_window(start: SystemTime, end: SystemTime) -> (SystemTime, SystemTime, i32) {
     let secs = |t: SystemTime| t.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let start_s = secs(start) / 60 * 60;
     let span = secs(end).saturating_sub(start_s).max(1);
     let period = span.div_ceil(60) * 60;
-    (SystemTime::UNIX_EPOCH + Duration::from_secs(start_s), i32::try_from(period).unwrap_or(i32::MAX / 60 * 60))
+    let start = SystemTime::UNIX_EPOCH + Duration::from_secs(start_s);
+    let end = if secs(end) > start_s { end } else { start + Duration::from_secs(1) };
+    (start, end, i32::try_from(period).unwrap_or(i32::MAX / 60 * 60))
 }
 
 fn stat_query(id: String, key: &SeriesKey, dims: Vec<Dimension>, stat: String, period: i32) -> MetricDataQuery {
@@ -484,7 +488,7 @@ pub async fn metric_totals(
     start: SystemTime,
     end: SystemTime,
 ) -> AwsResult<(Vec<Total>, Vec<Option<SystemTime>>)> {
-    let (start, period) = whole_window(start, end);
+    let (start, end, period) = whole_window(start, end);
     let dimensions: Vec<Result<Vec<Dimension>, String>> = keys.iter().map(SeriesKey::cloudwatch_dimensions).collect();
     let mut queries = Vec::new();
     for (i, (k, dims)) in keys.iter().zip(&dimensions).enumerate() {
@@ -776,11 +780,14 @@ mod tests {
     #[test]
     fn the_whole_window_is_one_period_of_whole_minutes_from_the_minute_it_starts() {
         let t = |s: u64| SystemTime::UNIX_EPOCH + Duration::from_secs(s);
-        assert_eq!(whole_window(t(6000), t(6001)), (t(6000), 60));
-        assert_eq!(whole_window(t(6030), t(6035)), (t(6000), 60), "rounded down to the minute");
-        assert_eq!(whole_window(t(6030), t(6090)), (t(6000), 120), "90 s from the minute: two minutes");
-        assert_eq!(whole_window(t(6000), t(6300)), (t(6000), 300));
-        assert_eq!(whole_window(t(6000), t(6000)), (t(6000), 60), "never an empty period");
+        assert_eq!(whole_window(t(6000), t(6001)), (t(6000), t(6001), 60));
+        assert_eq!(whole_window(t(6030), t(6035)), (t(6000), t(6035), 60), "rounded down to the minute");
+        assert_eq!(whole_window(t(6030), t(6090)), (t(6000), t(6090), 120), "90 s from the minute: two minutes");
+        assert_eq!(whole_window(t(6000), t(6300)), (t(6000), t(6300), 300));
+        assert_eq!(whole_window(t(6000), t(6000)), (t(6000), t(6001), 60), "never an empty period");
+        // Asked in the first second of a minute: never an end equal to the start.
+        let early = t(6000) + Duration::from_millis(400);
+        assert_eq!(whole_window(early, early), (t(6000), t(6001), 60));
     }
 
     #[test]
