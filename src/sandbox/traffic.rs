@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use aws_sdk::cloudwatch::types::builders::MetricDatumBuilder;
-use aws_sdk::cloudwatch::types::{Dimension, MetricDatum, StandardUnit};
+use aws_sdk::cloudwatch::types::{Dimension, MetricDatum, StandardUnit, StatisticSet};
 use tokio::sync::watch;
 
 use super::provision::World;
@@ -192,6 +192,16 @@ fn datum(metric: Metric, dims: &[Dimension], unit: StandardUnit) -> MetricDatumB
     MetricDatum::builder().metric_name(metric.cloudwatch_name()).set_dimensions(Some(dims.to_vec())).unit(unit)
 }
 
+/// A count as an ALB publishes it: each request or error is a sample of 1, so
+/// the Sum and SampleCount are the count and the Average, Minimum and Maximum
+/// are 1 (AWS's ELB metrics documentation). `None` for 0: an ALB publishes a
+/// count only when it is not zero.
+fn count(metric: Metric, dims: &[Dimension], n: u64) -> Option<MetricDatum> {
+    let n = n as f64;
+    let ones = StatisticSet::builder().sample_count(n).sum(n).minimum(1.0).maximum(1.0).build();
+    (n > 0.0).then(|| datum(metric, dims, StandardUnit::Count).statistic_values(ones).build())
+}
+
 /// One window of an environment as an ALB reports it, under the dimension
 /// sets AWS publishes each metric with (see `World`). Nothing without a load
 /// balancer: AWS has no metrics for a target group no load balancer uses.
@@ -201,11 +211,8 @@ fn datums(world: &World, env: &str, w: &Window) -> Vec<MetricDatum> {
     let mut data = Vec::new();
     // Target metrics: per target group and per load balancer.
     for dims in per_tg.iter().chain([&per_lb]) {
-        data.push(datum(Metric::RequestCount, dims, StandardUnit::Count).value(w.requests as f64).build());
-        // Like an ALB, publish 5xx counts only when there were some.
-        if w.target_5xx > 0 {
-            data.push(datum(Metric::Target5xx, dims, StandardUnit::Count).value(w.target_5xx as f64).build());
-        }
+        data.extend(count(Metric::RequestCount, dims, w.requests));
+        data.extend(count(Metric::Target5xx, dims, w.target_5xx));
         // Raw values with counts, as an ALB's are: percentiles need them.
         for chunk in latency_counts(&w.latencies).chunks(MAX_VALUES) {
             let (values, counts): (Vec<f64>, Vec<f64>) = chunk.iter().copied().unzip();
@@ -219,12 +226,10 @@ fn datums(world: &World, env: &str, w: &Window) -> Vec<MetricDatum> {
     }
     // The load balancer's own codes: per load balancer and per zone, never per target group.
     let elb_5xx: u64 = w.elb_5xx.values().sum();
-    if elb_5xx > 0 {
-        data.push(datum(Metric::Elb5xx, &per_lb, StandardUnit::Count).value(elb_5xx as f64).build());
-        for (zone, n) in &w.elb_5xx {
-            if let Some(dims) = world.zone_dimensions(env, zone) {
-                data.push(datum(Metric::Elb5xx, &dims, StandardUnit::Count).value(*n as f64).build());
-            }
+    data.extend(count(Metric::Elb5xx, &per_lb, elb_5xx));
+    for (zone, n) in &w.elb_5xx {
+        if let Some(dims) = world.zone_dimensions(env, zone) {
+            data.extend(count(Metric::Elb5xx, &dims, *n));
         }
     }
     // Host counts: per target group only.
@@ -325,9 +330,19 @@ mod tests {
         let total: Vec<f64> = datums(&world(), "new", &w)
             .iter()
             .filter(|d| d.metric_name() == Some("HTTPCode_ELB_5XX_Count") && d.dimensions().len() == 1)
-            .filter_map(|d| d.value())
+            .filter_map(|d| d.statistic_values().and_then(StatisticSet::sum))
             .collect();
         assert_eq!(total, [3.0], "the load balancer's count sums its zones");
+        for d in datums(&world(), "new", &w).iter().filter(|d| d.unit() == Some(&StandardUnit::Count)) {
+            let Some(set) = d.statistic_values() else { continue };
+            assert!(d.value().is_none(), "{d:?}");
+            assert_eq!((set.minimum(), set.maximum()), (Some(1.0), Some(1.0)), "each request a sample of 1: {d:?}");
+            assert_eq!(set.sum(), set.sample_count(), "{d:?}");
+        }
+        let quiet = Window { healthy_samples: vec![2.0], ..Window::default() };
+        let names: Vec<_> =
+            datums(&world(), "new", &quiet).iter().filter_map(|d| d.metric_name().map(str::to_string)).collect();
+        assert_eq!(names, ["HealthyHostCount"], "no count is published for none");
     }
 
     #[test]
