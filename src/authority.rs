@@ -197,6 +197,7 @@ impl Actor {
             after,
             detail,
             change: None,
+            step: None,
         }
     }
 }

@@ -257,6 +257,7 @@ fn run_copy(a: CopyArgs, g: &GlobalArgs) -> Result<u8, Failure> {
         action: action.clone(),
         stage,
         change: None,
+        step: None,
         before,
         after,
         detail,

@@ -1163,8 +1163,9 @@ pub async fn apply(
 }
 
 /// Records `applied` for an item's forward action found already done (a
-/// plan with nothing to do) whose latest run stopped after its `intent`
-/// (killed before `applied` was written): what it meant to do holds, and
+/// plan with nothing to do) whose latest run stopped after its `intent` or
+/// before its last step's `applied` (killed before it was written): what it
+/// meant to do holds, and
 /// an item waiting on it (a termination's window after the stop) would
 /// otherwise wait for ever. The window then runs from now, later than the
 /// real finish. Returns what it recorded, if it did.
@@ -1179,10 +1180,13 @@ pub fn record_found_done(
     let log = crate::store::audit::AuditLog::for_runbook(&rb.name);
     let lines = log.read()?;
     let last = super::not_before::latest_run_line(it, item, &lines);
-    if !last.is_some_and(|(l, forward)| forward && l.stage == Stage::Intent) {
-        return Ok(None);
-    }
-    let detail = format!("found done when run again ({why}): the run before stopped after its intent");
+    let Some((last, true)) = last else { return Ok(None) };
+    let stopped = match (last.stage, last.step) {
+        (Stage::Intent, _) => "its intent".to_string(),
+        (Stage::Applied, Some(s)) if !s.is_last() => format!("step {} of {}", s.number, s.of),
+        _ => return Ok(None),
+    };
+    let detail = format!("found done when run again ({why}): the run before stopped after {stopped}");
     let values = (plan.before.clone(), plan.after.clone());
     log.append(&who.audit_line(&rb.name, format!("{} ({item})", plan.name), Stage::Applied, values, detail.clone()))?;
     Ok(Some(detail))
@@ -1315,7 +1319,8 @@ pub async fn execute(
         match apply(clients, who, (rb, item), s, &mut *say).await {
             Ok(detail) => {
                 crate::crashpoint::here("action:after-apply");
-                log.append(&line(Stage::Applied, format!("{}: {detail}", s.describe())))?;
+                let applied = line(Stage::Applied, format!("{}: {detail}", s.describe()));
+                log.append(&applied.with_step(i + 1, plan.steps.len()))?;
                 say(Report::Done(&s.describe()));
             }
             Err(e) => {

@@ -40,15 +40,15 @@ pub fn left(opens: SystemTime, now: SystemTime) -> String {
 }
 
 /// When the item `key` finished, if it has: its tick (manual), or its
-/// action's latest run (intent → applied), unless that run failed or its
-/// rollback ran after it.
+/// action's latest run (intent → every step applied), unless that run
+/// stopped before its last step, failed, or its rollback ran after it.
 pub fn finished_at(rb: &Runbook, key: &str, checklist: &ChecklistState, audit: &[AuditLine]) -> Option<SystemTime> {
     let (_, item) = rb.item_by_key(key)?;
     match &item.kind {
         ItemKind::Manual => crate::time::parse_rfc3339(&checklist.ticks.get(key)?.at),
         ItemKind::Action { .. } => {
             let (last, forward) = latest_run_line(item, key, audit)?;
-            let done = forward && matches!(last.stage, Stage::Applied | Stage::InSync | Stage::Done);
+            let done = forward && ends_run(last);
             done.then(|| crate::time::parse_rfc3339(&last.time)).flatten()
         }
         ItemKind::Check { .. } => None,
@@ -67,6 +67,12 @@ pub fn latest_run_line<'a>(item: &Item, key: &str, audit: &'a [AuditLine]) -> Op
             && matches!(l.stage, Stage::Intent | Stage::Applied | Stage::InSync | Stage::Failed | Stage::Done)
     })?;
     Some((last, last.action == forward))
+}
+
+/// Whether `line` ends the run it belongs to: a run of several steps ends
+/// with its last step applied, not its first.
+pub fn ends_run(line: &AuditLine) -> bool {
+    matches!(line.stage, Stage::Applied | Stage::InSync | Stage::Done) && line.step.is_none_or(|s| s.is_last())
 }
 
 /// The window of a gate, from what the checklist and audit say.
@@ -162,6 +168,7 @@ not_before = { after = "traffic/stop", wait = "48h" }
             after: serde_json::Value::Null,
             detail: String::new(),
             change: None,
+            step: None,
         }
     }
 
@@ -201,6 +208,32 @@ not_before = { after = "traffic/stop", wait = "48h" }
         refused.push(line(&rb, stop, Stage::Refused, "2026-12-02T11:00:00Z"));
         refused.push(line(&rb, "stop_instances green", Stage::Applied, "2026-12-02T11:00:00Z"));
         assert_eq!(finished_at(&rb, key, &none, &refused), Some(at("2026-12-01T10:00:05Z")));
+    }
+
+    /// A run of three steps (three target groups, three rules) killed after
+    /// its first: the wait has not begun, as the other two were never sent.
+    #[test]
+    fn a_run_of_several_steps_finishes_with_its_last() {
+        let rb = runbook();
+        let (key, stop, none) = ("traffic/stop", "stop_instances blue", ChecklistState::default());
+        let mut ran = vec![
+            line(&rb, stop, Stage::Intent, "2026-12-01T10:00:00Z"),
+            line(&rb, stop, Stage::Applied, "2026-12-01T10:00:05Z").with_step(1, 3),
+        ];
+        assert_eq!(finished_at(&rb, key, &none, &ran), None, "killed after step 1 of 3");
+        ran.push(line(&rb, stop, Stage::Applied, "2026-12-01T10:00:06Z").with_step(2, 3));
+        assert_eq!(finished_at(&rb, key, &none, &ran), None, "after step 2 of 3");
+        ran.push(line(&rb, stop, Stage::Applied, "2026-12-01T10:00:09Z").with_step(3, 3));
+        assert_eq!(finished_at(&rb, key, &none, &ran), Some(at("2026-12-01T10:00:09Z")));
+        // A later run of one step finishes with it.
+        ran.push(line(&rb, stop, Stage::Intent, "2026-12-02T10:00:00Z"));
+        ran.push(line(&rb, stop, Stage::Applied, "2026-12-02T10:00:01Z").with_step(1, 1));
+        assert_eq!(finished_at(&rb, key, &none, &ran), Some(at("2026-12-02T10:00:01Z")));
+        // Serialised, the step is kept; a line written before steps were counted reads as none.
+        let back: AuditLine = serde_json::from_str(&serde_json::to_string(&ran[1]).unwrap()).unwrap();
+        assert_eq!(back.step, Some(crate::store::audit::StepOf { number: 1, of: 3 }));
+        let old = serde_json::to_value(&ran[0]).unwrap();
+        assert!(old.get("step").is_none(), "{old}");
     }
 
     #[test]

@@ -569,6 +569,7 @@ mod tests {
             after,
             detail: String::new(),
             change: None,
+            step: None,
         }
     }
 

@@ -22,12 +22,35 @@ pub struct AuditLine {
     /// Route53's id of the change this line is about (`applied`, `insync`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub change: Option<String>,
+    /// Which step of its run an action's `applied` line is: the run has
+    /// finished only once its last step is applied. None on lines of
+    /// one-change runs and on lines written before steps were counted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<StepOf>,
+}
+
+/// Step `number` (from 1) of a run of `of` steps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepOf {
+    pub number: usize,
+    pub of: usize,
+}
+
+impl StepOf {
+    pub fn is_last(self) -> bool {
+        self.number >= self.of
+    }
 }
 
 impl AuditLine {
     /// The line, naming the Route53 change it is about.
     pub fn with_change(self, id: &str) -> Self {
         AuditLine { change: Some(id.to_string()), ..self }
+    }
+
+    /// The line, saying which step of its run it is.
+    pub fn with_step(self, number: usize, of: usize) -> Self {
+        AuditLine { step: Some(StepOf { number, of }), ..self }
     }
 }
 
@@ -214,6 +237,7 @@ mod tests {
             after: serde_json::json!({"prod": 70, "staging": 30}),
             detail: String::new(),
             change: None,
+            step: None,
         }
     }
 

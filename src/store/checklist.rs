@@ -182,6 +182,7 @@ fn audit_line(
         after: serde_json::Value::Null,
         detail,
         change: None,
+        step: None,
     }
 }
 
