@@ -803,6 +803,15 @@ async fn promote_and_pause_from_another_shell_and_dry_runs_that_change_nothing()
     assert!(out.contains("would start at step 1 of 4"), "{out}");
     assert!(out.contains(r#""Weight":90"#) && out.contains(r#""Weight":10"#), "{out}");
     assert_eq!(weights(&sb).await, w(100, 0));
+    // Weights a person confirmed that are not the live ones: refused, as the run would be.
+    let (code, out) =
+        run_cutover_all(&sb, &rb, dir.path(), &["rollout", p, "--dry-run", "--expect-live", "70/30"]).await;
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("would refuse: the live weights are 100/0, not the 70/30 given to --expect-live"), "{out}");
+    let (code, out) =
+        run_cutover_all(&sb, &rb, dir.path(), &["rollout", p, "--dry-run", "--expect-live", "100/0"]).await;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("would start at step 1 of 4"), "{out}");
     assert!(rollout_state(dir.path()).is_none(), "a dry run writes no state");
 
     let child = spawn_rollout(&sb, &rb, dir.path(), &path);

@@ -57,8 +57,12 @@ pub fn run(rb: Runbook, g: &GlobalArgs, args: RolloutArgs) -> Result<u8, Failure
         if args.dry_run {
             let super::Acting { clients, region, .. } = super::acting(&rb, g, &crate::runbook::Side::Dns).await?;
             super::in_runbook_region(&clients, &rb, &region).await?;
-            print_preview(rollout::preview(&rb, &clients, args.adopt_live, args.restart).await.map_err(failed)?.lines);
-            return Ok(0);
+            let p = rollout::preview(&rb, &clients, args.adopt_live, args.expect_live, args.restart).await;
+            let p = p.map_err(failed)?;
+            // Exit as the run would: 2 where it would be refused.
+            let refused = p.verdict.refused();
+            print_preview(p.lines);
+            return Ok(if refused { 2 } else { 0 });
         }
         let (clients, region, actor) = authorised(&rb, g, args.yes, "rollout start", "a rollout").await?;
         // Credentials that cannot be refreshed must outlast the whole rollout.

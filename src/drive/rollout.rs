@@ -137,6 +137,15 @@ pub enum Verdict {
     /// The group's record types weigh the sides differently (set them
     /// alike with `cutover shift`).
     TypesDiffer,
+    /// The live weights are not the ones a person confirmed (`--expect-live`).
+    NotAsConfirmed { live: Weights, confirmed: Weights },
+}
+
+impl Verdict {
+    /// Whether `cutover rollout` would be refused (exit 2) as things stand.
+    pub fn refused(&self) -> bool {
+        !matches!(self, Verdict::Go | Verdict::Complete)
+    }
 }
 
 /// What a rollout, or its abort, runs with; `actor` is the authorisation
@@ -1641,6 +1650,7 @@ pub async fn preview(
     rb: &Runbook,
     clients: &SideClients,
     adopt_live: bool,
+    expect_live: Option<Weights>,
     restart: bool,
 ) -> Result<Preview, RolloutError> {
     let sides = clients;
@@ -1657,6 +1667,14 @@ pub async fn preview(
     out.extend(plan.gates.iter().map(|g| format!("  {}", g.name)));
     let (live, types_differ) = live_reading(clients, rb).await.map_err(failed)?;
     out.push(format!("live weights: {} {} / {} {}", rb.rollout.from, live.0, rb.rollout.to, live.1));
+    // As the run checks first: the weights a person confirmed.
+    if let Some(confirmed) = expect_live.filter(|c| *c != live) {
+        out.push(format!(
+            "would refuse: the live weights are {}/{}, not the {}/{} given to --expect-live",
+            live.0, live.1, confirmed.0, confirmed.1
+        ));
+        return Ok(Preview { lines: out, verdict: Verdict::NotAsConfirmed { live, confirmed } });
+    }
     if let Some(why) = types_differ {
         out.push(format!("would refuse: {why}; set every type alike with `cutover shift` first"));
         return Ok(Preview { lines: out, verdict: Verdict::TypesDiffer });
