@@ -171,6 +171,22 @@ impl Shared {
         if let Some(why) = self.lost_why() {
             return Err(why);
         }
+        // A renewal whose every reply was lost may have landed: the version
+        // then moved under this holder, and the next renewal is refused
+        // (412) although the lease is still its own. Renewed once more on
+        // the version found.
+        for again in [false, true] {
+            match self.renew_once(again)? {
+                Renewal::Landed => return Ok(()),
+                Renewal::MovedByUs => continue,
+            }
+        }
+        Err("cannot renew the lease: its version moved twice".into())
+    }
+
+    /// One conditional write of a new expiry; `again`: after a landed write
+    /// of ours moved the version.
+    fn renew_once(&self, again: bool) -> Result<Renewal, String> {
         let (version, mut record) = self.held.lock().map_err(|_| "lease poisoned".to_string())?.clone();
         let sent = Instant::now();
         let now = SystemTime::now();
@@ -188,23 +204,36 @@ impl Shared {
         match self.backend.put(&self.runbook, &self.item, &body, Cond::Matches(version.clone())) {
             Ok(v) => {
                 landed(v);
-                Ok(())
+                Ok(Renewal::Landed)
             }
             Err(StoreError::Conflict) => {
+                let there = self.backend.get(&self.runbook, &self.item);
                 // A write whose reply was lost and that the SDK sent again is
                 // refused although it landed: what is there now is ours.
-                if let Ok(Some(o)) = self.backend.get(&self.runbook, &self.item)
+                if let Ok(Some(o)) = &there
                     && o.body == body
                 {
-                    landed(o.version);
-                    return Ok(());
+                    landed(o.version.clone());
+                    return Ok(Renewal::Landed);
                 }
-                let by = match self.backend.get(&self.runbook, &self.item) {
-                    Ok(Some(o)) => serde_json::from_slice::<LeaseRecord>(&o.body)
-                        .map(|r| format!("taken over by {}", r.holder))
-                        .unwrap_or_else(|_| "replaced".into()),
-                    Ok(None) => "released by someone else".into(),
-                    Err(e) => format!("replaced ({e})"),
+                let stored = match &there {
+                    Ok(Some(o)) => serde_json::from_slice::<LeaseRecord>(&o.body).ok().map(|r| (o.version.clone(), r)),
+                    _ => None,
+                };
+                // An earlier renewal of this process's landed unanswered: the
+                // lease is ours on the version found (a taker writes its own
+                // name). Its expiry is not counted: `renewed` stays as it was.
+                if let Some((v, r)) = stored.as_ref().filter(|(_, r)| r.holder == record.holder && !again) {
+                    if let Ok(mut h) = self.held.lock() {
+                        *h = (v.clone(), r.clone());
+                    }
+                    return Ok(Renewal::MovedByUs);
+                }
+                let by = match (&there, stored) {
+                    (_, Some((_, r))) => format!("taken over by {}", r.holder),
+                    (Ok(Some(_)), None) => "replaced".into(),
+                    (Ok(None), _) => "released by someone else".into(),
+                    (Err(e), _) => format!("replaced ({e})"),
                 };
                 Err(self.lose(format!("this process lost the runbook's lease ({by})")))
             }
@@ -219,6 +248,13 @@ impl Shared {
             }
         }
     }
+}
+
+/// How one renewal write went, when it did not fail.
+enum Renewal {
+    Landed,
+    /// Refused because a write of this process's own landed unanswered.
+    MovedByUs,
 }
 
 impl Shared {
@@ -536,6 +572,9 @@ mod tests {
     struct SharedDir {
         files: LocalFiles,
         failing: AtomicBool,
+        /// Writes to land with every reply lost, as after the SDK's last
+        /// attempt timed out.
+        unanswered: std::sync::atomic::AtomicU32,
     }
 
     impl Backend for SharedDir {
@@ -552,7 +591,11 @@ mod tests {
             if self.failing.load(Ordering::SeqCst) {
                 return Err(StoreError::Unavailable("SlowDown".into()));
             }
-            self.files.put(runbook, item, body, cond)
+            let v = self.files.put(runbook, item, body, cond)?;
+            match self.unanswered.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)) {
+                Ok(_) => Err(StoreError::Unavailable("timed out: no reply".into())),
+                Err(_) => Ok(v),
+            }
         }
         fn delete(&self, runbook: &str, item: &str, cond: Cond) -> Result<(), StoreError> {
             self.files.delete(runbook, item, cond)
@@ -571,7 +614,7 @@ mod tests {
     fn store() -> (tempfile::TempDir, Arc<SharedDir>) {
         let dir = tempfile::tempdir().unwrap();
         let files = LocalFiles { dir: Some(dir.path().to_path_buf()) };
-        (dir, Arc::new(SharedDir { files, failing: AtomicBool::new(false) }))
+        (dir, Arc::new(SharedDir { files, failing: AtomicBool::new(false), unanswered: Default::default() }))
     }
 
     fn bob() -> Holder {
@@ -737,6 +780,23 @@ mod tests {
         drop(held);
         let now: LeaseRecord = serde_json::from_slice(&s.get("demo", ITEM).unwrap().unwrap().body).unwrap();
         assert_eq!(now.holder, bob(), "a lease taken over is not released by its old holder");
+    }
+
+    /// A renewal that landed with every reply lost moved the version: the
+    /// next one is refused (412), and the holder must not take its own
+    /// record for a taker's.
+    #[test]
+    fn a_renewal_that_landed_unanswered_is_still_the_holders_lease() {
+        let (_dir, s) = store();
+        let held = acquire_on(s.clone(), "demo", ITEM, "rollout", Duration::from_secs(600), false, &mut |_| {})
+            .unwrap_or_else(|e| panic!("{e}"));
+        s.unanswered.store(1, Ordering::SeqCst);
+        held.fence().unwrap_or_else(|e| panic!("the lease is still ours: {e}"));
+        assert_eq!(held.lost(), None);
+        assert_eq!(s.unanswered.load(Ordering::SeqCst), 0, "the unanswered write was made");
+        held.fence().unwrap();
+        drop(held);
+        assert!(s.get("demo", ITEM).unwrap().is_none(), "released by its holder");
     }
 
     #[test]
