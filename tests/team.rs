@@ -257,6 +257,58 @@ async fn a_holder_frozen_just_before_its_send_sends_nothing_after_an_abort_took_
     sb.down().await;
 }
 
+/// S3 slowing down just as a running rollout rolls back: for a while its
+/// intent cannot be audited. Nothing is sent without it, and the rollback,
+/// decided, is tried again until the store answers, never dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollback_whose_intent_cannot_be_audited_for_a_while_is_sent_once_it_can() {
+    let dir = tempfile::tempdir().unwrap();
+    let bucket = bucket("audit-down");
+    let (_, path) = team_runbook(dir.path(), &bucket, "");
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("lease = \"6s\"", "lease = \"15s\"")
+        .replace("soak = \"5s\"", "soak = \"10m\"");
+    std::fs::write(&path, &text).unwrap();
+    let rb = cutover::runbook::parse(&path.display().to_string(), &text).unwrap();
+    let sb = fixed_sandbox(&rb, "ap-southeast-3").await;
+    let (a, b) = (Machine::new("ana", "bastion"), Machine::new("bob", "laptop-b"));
+    let p = path.to_str().unwrap();
+    let mut command = a.command(&sb, &rb, &["rollout", p, "--yes"]);
+    command.env("CUTOVER_STOP_AT", "rollback:fenced");
+    let rollout = tokio::process::Command::from(command).kill_on_drop(true).spawn().unwrap();
+    let pid = rollout.id().unwrap();
+    until_soaking(&sb, &bucket, 0).await;
+    let abort = tokio::process::Command::from(b.command(&sb, &rb, &["abort", p, "--yes", "--reason", "bob saw 5xx"]))
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    eventually(Duration::from_secs(60), "the rollout about to write its rollback's intent", || async {
+        process_stopped(pid).then_some(())
+    })
+    .await;
+    sb.faults.s3_slow_down.store(true, std::sync::atomic::Ordering::SeqCst);
+    unsafe { libc::kill(pid as i32, libc::SIGCONT) };
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    sb.faults.s3_slow_down.store(false, std::sync::atomic::Ordering::SeqCst);
+    let out = tokio::time::timeout(Duration::from_secs(120), rollout.wait_with_output()).await.unwrap().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("rollout abort: not sent: its intent could not be audited"), "{text}");
+    assert!(text.contains("rollout ABORTED and rolled back"), "{text}");
+    assert_eq!(weights(&sb).await, w(100, 0));
+    let by_ana: Vec<String> = team_audit(&sb, &bucket)
+        .await
+        .iter()
+        .filter(|l| l["operator"] == "ana" && l["action"] == "rollout abort")
+        .map(|l| l["stage"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(by_ana.first().map(String::as_str), Some("intent"), "{by_ana:?}");
+    assert!(by_ana.iter().any(|s| s == "applied"), "the rollback sent by the rollout itself: {by_ana:?}");
+    drop(abort);
+    sb.down().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_ticks_from_ten_processes_at_once_all_land_with_who_and_when() {
     let dir = tempfile::tempdir().unwrap();

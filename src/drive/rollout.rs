@@ -467,11 +467,18 @@ impl Runner<'_> {
         // Fencing: a holder that lost its lease (taken over after it stalled)
         // learns it here, before writing or sending anything, and stops.
         self.lease.fence().map_err(|why| format!("{action}: not sent: {why}; stopping"))?;
-        let earlier = self.state.in_flight.take().and_then(|mut f| {
+        crate::crashpoint::here(&format!("{point}:fenced"));
+        // Read before this send's intent is written (it looks for the latest
+        // intent), and kept in the state should the intent not be written.
+        let earlier = self.state.in_flight.clone().and_then(|mut f| {
             f.change = f.change.clone().or_else(|| self.recorded_change(&f));
             f.change.is_some().then_some(f)
         });
-        self.audit(&action, Stage::Intent, Some(before), weights, what.clone())?;
+        // Nothing is sent without its intent on record; a store that fails
+        // for a while (S3 SlowDown) leaves nothing live, so a rollback is
+        // tried again rather than dropped.
+        self.audit(&action, Stage::Intent, Some(before), weights, what.clone())
+            .map_err(|e| SendError::NotTaken(format!("{action}: not sent: its intent could not be audited ({e})")))?;
         crate::crashpoint::here(&format!("{point}:after-intent"));
         self.state.in_flight = Some(InFlight { before, weights, step, change: None, adopted });
         self.persist()?;
