@@ -247,3 +247,27 @@ async fn a_runbook_for_another_region_is_refused_where_regional_resources_are_re
         ),
     );
 }
+
+/// Numbers a flag takes, out of range: clap's one line and exit 2, never a
+/// panic (an `--interval` of i64::MAX seconds overflowed the next refresh's
+/// instant after the first snapshot; `--seconds` the credentials' expiry).
+#[test]
+fn numbers_out_of_range_are_refused_before_anything_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let rb = Path::new(env!("CARGO_MANIFEST_DIR")).join("runbooks/demo.toml");
+    let rb = rb.to_str().unwrap();
+    let cases: &[(&[&str], &str)] = &[
+        (&["status", rb, "--watch", "--interval", "9223372036854775807"], "is not in 1..=86400"),
+        (&["status", rb, "--watch", "--interval", "0"], "is not in 1..=86400"),
+        (&["status", rb, "--interval", "5"], "--watch"),
+        (&["sandbox", "credentials", "--seconds", "18446744073709551615"], "is not in 1..=43200"),
+    ];
+    for (args, says) in cases {
+        let (code, out, err) = run(&state, args);
+        assert_eq!(code, Some(2), "{args:?}: {out}{err}");
+        assert!(err.contains(says) && !err.contains("panicked"), "{args:?}: {err}");
+        assert!(out.is_empty(), "{args:?}: {out}");
+    }
+    assert!(state_files(&state).is_empty(), "nothing written");
+}

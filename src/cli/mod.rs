@@ -71,8 +71,8 @@ pub enum Command {
         /// Refresh until Ctrl-C.
         #[arg(long)]
         watch: bool,
-        /// Seconds between refreshes with --watch.
-        #[arg(long, default_value_t = 5)]
+        /// Seconds between refreshes with --watch (1 to 86400).
+        #[arg(long, default_value_t = 5, requires = "watch", value_parser = clap::value_parser!(u64).range(1..=86_400))]
         interval: u64,
     },
     /// Compare the rollout's two sides live (load balancer, listeners, target
@@ -266,8 +266,8 @@ pub enum SandboxCommand {
     /// `credential_process` does: they expire after --seconds (the sandbox
     /// then answers ExpiredToken), so refresh and expiry can be rehearsed.
     Credentials {
-        /// How long they last.
-        #[arg(long)]
+        /// How long they last (1 to 43200, AWS's longest role session).
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=43_200))]
         seconds: u64,
         /// The role to assume (its account is theirs; default: the sandbox's own account).
         #[arg(long)]
@@ -491,7 +491,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
         }
         Command::Status { runbook, json, watch, interval } => {
             let rb = load_runbook(&runbook)?;
-            let args = status::StatusArgs { json, watch, interval: std::time::Duration::from_secs(interval.max(1)) };
+            let args = status::StatusArgs { json, watch, interval: std::time::Duration::from_secs(interval) };
             status::run(rb, &cli.global, args)
         }
         Command::Diff { runbook, json } => {

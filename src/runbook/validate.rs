@@ -1473,11 +1473,11 @@ impl<'a> Validator<'a> {
             Some(p) => {
                 let d = self.duration(p, "period").unwrap_or(Duration::from_secs(60));
                 let s = d.as_secs();
-                if d.subsec_millis() != 0 || !(s == 10 || s == 30 || (s >= 60 && s.is_multiple_of(60))) {
+                if d.subsec_millis() != 0 || !(s == 10 || s == 20 || s == 30 || (s >= 60 && s.is_multiple_of(60))) {
                     self.err(
                         p.span(),
                         format!("alarm period {} is not allowed by CloudWatch", p.get_ref()),
-                        "use 10s, 30s or a whole number of minutes",
+                        "use 10s, 20s, 30s or a whole number of minutes",
                     );
                 }
                 d
@@ -1492,6 +1492,21 @@ impl<'a> Validator<'a> {
             }
             None => 1,
         };
+        // PutMetricAlarm's own limit on the time an alarm looks back.
+        let (whole, limit) =
+            (period.as_secs().saturating_mul(u64::from(evaluation_periods)), alarm_range_limit(period));
+        if whole > limit {
+            let at = a.period.as_ref().map_or(a.name.span(), |p| p.span());
+            self.err(
+                at,
+                format!(
+                    "period × evaluation_periods is {} s, more than CloudWatch's {limit} s for a period {} an hour",
+                    whole,
+                    if period.as_secs() < 3600 { "under" } else { "of at least" }
+                ),
+                "shorten the period or give fewer evaluation_periods",
+            );
+        }
         let treat_missing_data = match &a.treat_missing_data {
             Some(t) if TREATMENTS.contains(&t.get_ref().as_str()) => t.get_ref().clone(),
             Some(t) => {
@@ -2380,6 +2395,12 @@ fn params_present(p: &Params) -> Vec<(&'static str, Option<std::ops::Range<usize
 }
 
 /// `s3://bucket/prefix` → (bucket, prefix without slashes at its ends).
+/// The longest an alarm may look back (period × evaluation periods), in
+/// seconds: a week, or a day for a period under an hour (PutMetricAlarm).
+fn alarm_range_limit(period: Duration) -> u64 {
+    if period.as_secs() < 3600 { 86_400 } else { 604_800 }
+}
+
 pub fn parse_state_url(url: &str) -> Result<(String, String), String> {
     let rest = url.strip_prefix("s3://").ok_or_else(|| format!("`{url}` is not an s3:// URL"))?;
     let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));

@@ -152,6 +152,7 @@ fx("bad-metric-name", "a metric cutover does not read", ('environment = "green"\
 fx("bad-stat", "a statistic CloudWatch does not have", ('environment = "green"\n\n[[phases]]', 'environment = "green"\nstat = "Median"\n\n[[phases]]'))
 fx("unknown-gate-kind", "an unknown gate kind", ('kind = "alarm_ok"', 'kind = "alarms_ok"'))
 fx("alarm-period-45s", "an alarm period CloudWatch does not allow", ('environment = "green"\n\n[[phases]]', 'environment = "green"\nperiod = "45s"\n\n[[phases]]'))
+fx("alarm-looks-back-too-far", "an alarm looking back further than CloudWatch allows (period × evaluation_periods over a day)", ('environment = "green"\n\n[[phases]]', 'environment = "green"\nperiod = "30m"\nevaluation_periods = 100\n\n[[phases]]'))
 fx("invalid-item-id", "an item id with a space", ('id = "shift"', 'id = "shift traffic"'))
 fx("instances-tags-and-ids", "instances selected by tags and ids at once", ('instances = { tags = { Environment = "green" } }', 'instances = { tags = { Environment = "green" }, ids = ["i-0123456789abcdef0"] }'))
 fx("account-id-integer", "account_id as a number, not a quoted string", ('name = "minimal"\n', 'name = "minimal"\naccount_id = 123456789012\n'))
@@ -295,8 +296,11 @@ fx("multi-error", "several mistakes, reported together in line order",
    ('alarms = ["green-5xx"]', 'alarms = ["green-500"]'),
    ('kind = "action"', 'kind = "task"'))
 
+# Its gate waits out the sandbox's 2 s alarm evaluation (the bad fixtures never run).
+LAG = ('alarms = ["green-5xx"]\n', 'alarms = ["green-5xx"]\nlag = "3s"   # the sandbox shows datapoints at once and evaluates alarms every 2 s\n')
+assert SANDBOX_BASE.count(LAG[0]) == 1
 open(os.path.join(ROOT, "tests/runbooks/minimal-sandbox.toml"), "w").write(
-    "# minimal.toml with a [sandbox] section; the sandbox-* bad fixtures change one thing.\n" + SANDBOX_BASE)
+    "# minimal.toml with a [sandbox] section; the sandbox-* bad fixtures change one thing.\n" + SANDBOX_BASE.replace(*LAG))
 for name, text in F.items():
     open(os.path.join(BAD, name + ".toml"), "w").write(text)
 print(len(F))
