@@ -350,7 +350,8 @@ pub fn build(
         id: "weights".into(),
         title: "Route53 weight of each side".into(),
         unit: "weight (%)".into(),
-        curves: weight_curves(&lines, &sides, start, end),
+        // Weights are audited for the rollout's pair only.
+        curves: weight_curves(&lines, &[rb.rollout.from.clone(), rb.rollout.to.clone()], start, end),
         notes: vec!["From the audit log: each applied and insync line's weights after the change.".into()],
     }];
     for (id, title, unit) in [
@@ -593,6 +594,25 @@ mod tests {
         );
         assert_eq!(curves[0].points.last(), Some(&(1030, 50.0)));
         assert!(weight_curves(&lines[3..4], &sides, t(1000), t(1030))[0].points.is_empty(), "no change, no line");
+    }
+
+    /// A third environment (one no weight is audited for) left the plot
+    /// empty: every line lacked its weight.
+    #[test]
+    fn the_weight_plot_follows_the_rollout_pair_whatever_other_environments_there_are() {
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/runbooks/demo.toml")).unwrap();
+        let third = "[environments.legacy]\ninstances = { tags = { Environment = \"legacy\" } }\n\n[dns]";
+        let rb =
+            crate::runbook::parse("demo.toml", &text.replacen("[dns]", third, 1)).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(rb.environments.len(), 3);
+        let w = |p: u8, s: u8| serde_json::json!({"production": p, "staging": s});
+        let lines = vec![line(1001, Stage::Applied, w(100, 0), w(90, 10))];
+        let t = |s: u64| SystemTime::UNIX_EPOCH + Duration::from_secs(s);
+        let report = build(&rb, &[], lines, &[], (t(1000), t(1030)), 60);
+        let weights = &report.plots[0];
+        assert_eq!(weights.id, "weights");
+        let staging = weights.curves.iter().find(|c| c.label == "staging").expect("a staging curve");
+        assert_eq!(staging.points, [(1000, 0.0), (1001, 0.0), (1001, 10.0), (1030, 10.0)]);
     }
 
     #[test]
