@@ -41,12 +41,29 @@ pub fn verdict(
         }
         .to_string();
     }
+    let m = datapoints_to_alarm.max(1);
     let missing = values.len() - present;
     let mut breaching = values.iter().flatten().filter(|v| breaches(**v)).count();
     if treat_missing == "breaching" {
         breaching += missing;
     }
-    if breaching >= datapoints_to_alarm.max(1) { "ALARM" } else { "OK" }.to_string()
+    if breaching >= m {
+        return "ALARM".into();
+    }
+    // CloudWatch's rule against a premature alarm, from the other side: the
+    // oldest breaching datapoint at least M periods old, with every later
+    // one breaching or missing, is an alarm even with fewer than M real
+    // datapoints (`- X - -` for 3 of 3); `ignore` keeps the state instead.
+    if missing > 0 && matches!(treat_missing, "missing" | "ignore") {
+        let oldest = values.iter().position(|v| v.is_some_and(&breaches));
+        if let Some(i) = oldest
+            && values.len() - i >= m
+            && values[i + 1..].iter().all(|v| v.is_none_or(&breaches))
+        {
+            return if treat_missing == "ignore" { current } else { "ALARM" }.to_string();
+        }
+    }
+    "OK".into()
 }
 
 fn compare(op: Option<&ComparisonOperator>, threshold: f64) -> impl Fn(f64) -> bool {
@@ -280,6 +297,38 @@ mod tests {
         assert_eq!(verdict(&[None, Some(9.0)], above, 2, "notBreaching", "OK"), "OK", "1 of 2 needed");
         assert_eq!(verdict(&[Some(9.0), Some(9.0)], above, 2, "missing", "OK"), "ALARM");
         assert_eq!(verdict(&[Some(1.0)], above, 1, "missing", "ALARM"), "OK");
+    }
+
+    /// The rows of CloudWatch's "alarms and missing data" tables (the last
+    /// three of five periods; 0 not breaching, X breaching, - missing), in
+    /// order MISSING, IGNORE (from OK), BREACHING, NOT BREACHING.
+    #[test]
+    fn missing_data_follows_cloudwatchs_tables() {
+        let above = |v: f64| v > 5.0;
+        let row = |points: &str| -> Vec<Option<f64>> {
+            points
+                .chars()
+                .filter(|c| !c.is_whitespace())
+                .map(|c| (c != '-').then_some(if c == 'X' { 9.0 } else { 1.0 }))
+                .collect()
+        };
+        let states = |points: &str, m: usize| {
+            ["missing", "ignore", "breaching", "notBreaching"].map(|t| verdict(&row(points), above, m, t, "OK"))
+        };
+        // Datapoints to Alarm and Evaluation Periods 3.
+        assert_eq!(states("0 X X", 3), ["OK", "OK", "OK", "OK"]);
+        assert_eq!(states("0 - -", 3), ["OK", "OK", "OK", "OK"]);
+        assert_eq!(states("- - -", 3), ["INSUFFICIENT_DATA", "OK", "ALARM", "OK"]);
+        assert_eq!(states("X X X", 3), ["ALARM", "ALARM", "ALARM", "ALARM"]);
+        assert_eq!(states("X - -", 3), ["ALARM", "OK", "ALARM", "OK"], "a premature alarm's other side");
+        // The text's own case: `- - - - X` does not go to ALARM at once.
+        assert_eq!(states("- - X", 3)[0], "OK");
+        // 2 out of 3.
+        assert_eq!(states("X 0 X", 2), ["ALARM", "ALARM", "ALARM", "ALARM"]);
+        assert_eq!(states("X 0 -", 2), ["OK", "OK", "ALARM", "OK"]);
+        assert_eq!(states("- - 0", 2), ["OK", "OK", "ALARM", "OK"]);
+        assert_eq!(states("- X -", 2), ["ALARM", "OK", "ALARM", "OK"]);
+        assert_eq!(verdict(&row("- X -"), above, 2, "ignore", "INSUFFICIENT_DATA"), "INSUFFICIENT_DATA", "kept");
     }
 
     #[test]
