@@ -87,6 +87,14 @@ async fn wrong_security_group_instance_really_cannot_reach_redis_until_the_rule_
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["redis"]["ok"], false);
     assert!(body["redis"]["error"].as_str().unwrap().contains("timed out"), "{body}");
+    // Its load balancer sees the 503 as an ALB would (moto calls it healthy).
+    assert_eq!(
+        staging_target_health(&sb).await,
+        [
+            ("staging-web-1".to_string(), "healthy".to_string(), String::new()),
+            ("staging-web-2".to_string(), "unhealthy".to_string(), "Target.ResponseCodeMismatch".to_string())
+        ]
+    );
 
     // The fix the analysis names: allow 6379 from staging-batch on staging-redis.
     sb.authorize_ingress("staging-redis", "staging-batch", 6379).await.unwrap();
@@ -95,7 +103,28 @@ async fn wrong_security_group_instance_really_cannot_reach_redis_until_the_rule_
         (status == 200 && body["redis"]["ok"] == true).then_some(())
     })
     .await;
+    assert!(staging_target_health(&sb).await.iter().all(|(_, state, _)| state == "healthy"));
     sb.down().await;
+}
+
+/// Each staging target's name, state and reason, as DescribeTargetHealth gives them.
+async fn staging_target_health(sb: &cutover::sandbox::Sandbox) -> Vec<(String, String, String)> {
+    let tg = &sb.world.target_groups["staging"][0].arn;
+    let health = sb.clients.elb.describe_target_health().target_group_arn(tg).send().await.unwrap();
+    let mut out: Vec<(String, String, String)> = health
+        .target_health_descriptions()
+        .iter()
+        .map(|d| {
+            let id = d.target().and_then(|t| t.id()).unwrap_or_default();
+            let name = sb.world.instances.iter().find(|i| i.id == id).map_or(id.to_string(), |i| i.name.clone());
+            let th = d.target_health();
+            let state = th.and_then(|h| h.state()).map(|s| s.as_str().to_string()).unwrap_or_default();
+            let reason = th.and_then(|h| h.reason()).map(|r| r.as_str().to_string()).unwrap_or_default();
+            (name, state, reason)
+        })
+        .collect();
+    out.sort();
+    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -126,6 +126,18 @@ pub struct AwsFaults {
     pub fail_new_images: AtomicBool,
     /// The AMIs that go `failed`.
     failing_images: Mutex<std::collections::HashSet<String>>,
+    /// Instance id → how an ALB health-checks it: DescribeTargetHealth is
+    /// answered from these, as moto calls every running target healthy.
+    pub targets: Mutex<HashMap<String, TargetCheck>>,
+}
+
+/// What an ALB health check of a sandbox instance reaches.
+#[derive(Debug, Clone)]
+pub struct TargetCheck {
+    /// Its app's `/health`, on 127.0.0.1.
+    pub health_url: String,
+    /// Its availability zone (`eu-west-1a`).
+    pub zone: String,
 }
 
 impl AwsFaults {
@@ -615,6 +627,9 @@ async fn forward(State(p): State<Arc<Proxy>>, req: Request) -> Response {
         && (parts.headers.contains_key("if-match") || parts.headers.contains_key("if-none-match"));
     let _one_at_a_time = if conditional { Some(p.s3_conditional.lock().await) } else { None };
     let action = query_action(&body);
+    let health_of = (action.as_deref() == Some("DescribeTargetHealth"))
+        .then(|| url::form_urlencoded::parse(&body).find(|(k, _)| k == "TargetGroupArn").map(|(_, v)| v.into_owned()))
+        .flatten();
     if action.as_deref() == Some("DeregisterTargets") {
         match deregistered_as_aws(&p, &parts.headers, &body).await {
             Ok(Some(kept)) => body = Bytes::from(kept),
@@ -726,6 +741,9 @@ async fn forward(State(p): State<Arc<Proxy>>, req: Request) -> Response {
                         "<deleteOnTermination>true</deleteOnTermination>",
                     );
                 }
+                if let Some(arn) = &health_of {
+                    text = target_health_as_aws(&p, &parts.headers, arn, text).await;
+                }
                 bytes = Bytes::from(text);
             }
             if is_change && status.is_success() {
@@ -758,6 +776,117 @@ async fn forward(State(p): State<Arc<Proxy>>, req: Request) -> Response {
         }
         Err(_) => StatusCode::BAD_GATEWAY.into_response(),
     }
+}
+
+/// An ELB query of moto's as the caller, with these parameters.
+async fn elb_query(p: &Proxy, caller: &HeaderMap, params: &[(&str, &str)]) -> Result<String, String> {
+    let body = {
+        let mut form = url::form_urlencoded::Serializer::new(String::new());
+        form.append_pair("Version", "2015-12-01");
+        for (k, v) in params {
+            form.append_pair(k, v);
+        }
+        form.finish()
+    };
+    let req = p
+        .http
+        .post(format!("http://{}/", p.upstream))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body);
+    let resp = as_caller(req, caller).send().await.map_err(|e| e.to_string())?;
+    let status = resp.status();
+    let text = resp.text().await.map_err(|e| e.to_string())?;
+    if status.is_success() { Ok(text) } else { Err(format!("{status}: {text}")) }
+}
+
+/// Whether an HTTP code matches a target group's success codes (`200`,
+/// `200,202`, `200-299`).
+fn matcher_accepts(matcher: &str, code: u16) -> bool {
+    matcher.split(',').any(|part| match part.trim().split_once('-') {
+        Some((lo, hi)) => lo.parse().is_ok_and(|lo: u16| hi.parse().is_ok_and(|hi: u16| (lo..=hi).contains(&code))),
+        None => part.trim().parse() == Ok(code),
+    })
+}
+
+/// A DescribeTargetHealth reply as an ALB's: moto calls every registered
+/// running instance healthy. A target moto calls healthy is checked here
+/// as AWS would: `unused` (Target.NotInUse) when its group serves no load
+/// balancer or its zone is not one the load balancer enables; else its
+/// `/health` is asked, and a code outside the group's matcher, a timeout
+/// or no answer is `unhealthy`. (At once, where an ALB waits for its
+/// thresholds: the sandbox's states change sooner, never differently.)
+async fn target_health_as_aws(p: &Proxy, caller: &HeaderMap, group_arn: &str, text: String) -> String {
+    let checks = p.counts.targets.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let healthy: Vec<(String, TargetCheck)> = xml_elements(&text, "member")
+        .into_iter()
+        .filter(|m| xml_field(m, "State") == Some("healthy"))
+        .filter_map(|m| {
+            let id = xml_field(m, "Id")?;
+            Some((m.to_string(), checks.get(id)?.clone()))
+        })
+        .collect();
+    if healthy.is_empty() {
+        return text;
+    }
+    let Ok(group) =
+        elb_query(p, caller, &[("Action", "DescribeTargetGroups"), ("TargetGroupArns.member.1", group_arn)]).await
+    else {
+        return text;
+    };
+    let matcher = xml_field(&group, "HttpCode").unwrap_or("200").to_string();
+    let timeout = xml_field(&group, "HealthCheckTimeoutSeconds").and_then(|t| t.parse().ok()).unwrap_or(5u64);
+    let lb = xml_elements(&group, "LoadBalancerArns").first().and_then(|l| xml_field(l, "member")).map(unxml);
+    let zones: Option<Vec<String>> = match &lb {
+        Some(lb) => {
+            match elb_query(p, caller, &[("Action", "DescribeLoadBalancers"), ("LoadBalancerArns.member.1", lb)]).await
+            {
+                Ok(found) => Some(
+                    xml_elements(&found, "ZoneName")
+                        .iter()
+                        .filter_map(|z| xml_field(z, "ZoneName"))
+                        .map(str::to_string)
+                        .collect(),
+                ),
+                Err(_) => return text,
+            }
+        }
+        None => None,
+    };
+    let mut out = text;
+    for (member, check) in healthy {
+        let health = match &zones {
+            None => Some((
+                "unused",
+                "Target.NotInUse",
+                "Target group is not configured to receive traffic from the load balancer".to_string(),
+            )),
+            Some(z) if !z.contains(&check.zone) => Some((
+                "unused",
+                "Target.NotInUse",
+                "Target is in an Availability Zone that is not enabled for the load balancer".to_string(),
+            )),
+            Some(_) => {
+                match p.http.get(&check.health_url).timeout(std::time::Duration::from_secs(timeout)).send().await {
+                    Ok(r) if matcher_accepts(&matcher, r.status().as_u16()) => None,
+                    Ok(r) => Some((
+                        "unhealthy",
+                        "Target.ResponseCodeMismatch",
+                        format!("Health checks failed with these codes: [{}]", r.status().as_u16()),
+                    )),
+                    Err(e) if e.is_timeout() => Some(("unhealthy", "Target.Timeout", "Request timed out".to_string())),
+                    Err(_) => Some(("unhealthy", "Target.FailedHealthChecks", "Health checks failed".to_string())),
+                }
+            }
+        };
+        let Some((state, reason, description)) = health else { continue };
+        let Some(old) = xml_elements(&member, "TargetHealth").first().map(|t| t.to_string()) else { continue };
+        let new = format!(
+            "<TargetHealth><State>{state}</State><Reason>{reason}</Reason><Description>{}</Description></TargetHealth>",
+            xml_escape(&description)
+        );
+        out = out.replacen(&member, &member.replacen(&old, &new, 1), 1);
+    }
+    out
 }
 
 /// A DeregisterTargets request as AWS reads it: each target is its id and

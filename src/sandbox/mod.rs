@@ -193,6 +193,10 @@ impl Sandbox {
         self.world = provision::provision(rb, spec, &self.sides, &app_ports)
             .await
             .wrap_err("creating the runbook's resources in moto")?;
+        // The proxy health-checks each instance as its load balancer would.
+        self.faults.targets.lock().unwrap_or_else(|e| e.into_inner()).extend(self.world.instances.iter().map(|i| {
+            (i.id.clone(), aws_proxy::TargetCheck { health_url: i.health_url.clone(), zone: i.zone.clone() })
+        }));
         let state = opts.team_state.as_ref().filter(|s| s.starts_with("s3://"));
         if let Some(url) = state.or(rb.team.as_ref().map(|t| &t.state)) {
             let region = rb.team.as_ref().and_then(|t| t.region.clone()).unwrap_or_else(|| opts.region.clone());
