@@ -26,7 +26,7 @@ fn demo_in_a_real_terminal_shows_targets_ticks_an_item_and_restores_the_terminal
 
     let s = tmux.wait_for("the demo's targets", Duration::from_secs(60), |s| {
         ["prod-web-1", "prod-web-2", "staging-web-1", "staging-web-2"].iter().all(|n| s.contains(n))
-            && s.contains("4/4 healthy")
+            && s.contains("3/4 healthy")
     });
     assert_eq!(tmux.var("#{alternate_on}"), "1", "the cockpit owns the alternate screen");
     assert!(s.contains("BLOCKED"), "the wrong security group shows:\n{s}");
@@ -48,7 +48,7 @@ fn demo_in_a_real_terminal_shows_targets_ticks_an_item_and_restores_the_terminal
     tmux.cmd(&["resize-window", "-t", "t", "-x", "20", "-y", "10"]);
     tmux.wait_for("a 20×10 frame", Duration::from_secs(10), |s| s.lines().count() <= 10 && !s.trim().is_empty());
     tmux.cmd(&["resize-window", "-t", "t", "-x", "160", "-y", "48"]);
-    tmux.wait_for("the full screen again", Duration::from_secs(10), |s| s.contains("4/4 healthy"));
+    tmux.wait_for("the full screen again", Duration::from_secs(10), |s| s.contains("3/4 healthy"));
     assert!(!common::process_gone(pid), "still running after the resize");
 
     // Checklist: row 3 is prepare/backup, a manual item.
@@ -227,7 +227,7 @@ fn the_cockpit_refuses_every_change_in_another_account_than_the_runbooks() {
     let out = tmux.cmd(&["new-session", "-d", "-s", "t", "-x", "250", "-y", "50", &format!("sh {}", script.display())]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     tmux.wait_for("the live screen", Duration::from_secs(60), |s| {
-        s.contains("account 123456789012") && s.contains("4/4 healthy")
+        s.contains("account 123456789012") && s.contains("3/4 healthy")
     });
 
     let reason = format!(
@@ -341,7 +341,7 @@ fn a_change_confirmed_after_the_world_changed_under_its_popup_is_refused_when_ap
     let out = tmux.cmd(&["new-session", "-d", "-s", "t", "-x", "250", "-y", "50", &format!("sh {}", script.display())]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     tmux.wait_for("the live screen", Duration::from_secs(60), |s| {
-        s.contains("account 123456789012") && s.contains("4/4 healthy")
+        s.contains("account 123456789012") && s.contains("3/4 healthy")
     });
     // Checklist row 15: decommission/stop-old.
     let mut keys = vec!["5"];
