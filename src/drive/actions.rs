@@ -1320,7 +1320,18 @@ pub async fn execute(
             Ok(detail) => {
                 crate::crashpoint::here("action:after-apply");
                 let applied = line(Stage::Applied, format!("{}: {detail}", s.describe()));
-                log.append(&applied.with_step(i + 1, plan.steps.len()))?;
+                if let Err(e) = log.append(&applied.with_step(i + 1, plan.steps.len())) {
+                    // Applied: said so, and nothing more is sent unrecorded.
+                    let done = plan.steps[..=i].iter().map(Step::describe).collect::<Vec<_>>();
+                    return Err(ExecuteError::Failed(format!(
+                        "step {} of {} is applied, but the audit log could not record it ({e}); stopped before the \
+                         rest; applied: {}; {}",
+                        i + 1,
+                        plan.steps.len(),
+                        done.join("; "),
+                        recovery(rb, item, plan)
+                    )));
+                }
                 say(Report::Done(&s.describe()));
             }
             Err(e) => {

@@ -525,36 +525,51 @@ pub async fn execute(
             let back = read_back(clients, rb, plan).await;
             if back == ReadBack::Live {
                 let detail = failed_send_message(&e, &back);
-                log.append(&line(Stage::Applied, format!("{detail}; change id unknown"))).map_err(PlanError::Failed)?;
-                return Ok(format!(
+                let said = format!(
                     "{}: {detail}; INSYNC not confirmed (the change id was lost): `cutover status` shows the records",
                     plan.describe()
-                ));
+                );
+                return match log.append(&line(Stage::Applied, format!("{detail}; change id unknown"))) {
+                    Ok(()) => Ok(said),
+                    Err(e) => Err(PlanError::Failed(unaudited(&said, &e))),
+                };
             }
             let message = failed_send_message(&e, &back);
             let _ = log.append(&line(Stage::Failed, message.clone()));
             return Err(PlanError::Failed(message));
         }
     };
-    log.append(&line(Stage::Applied, format!("change {change}")).with_change(&change)).map_err(PlanError::Failed)?;
+    crate::crashpoint::here("shift:after-send");
+    // Sent: whatever the audit log does now, the change stands, and is
+    // waited for and said so.
+    let unrecorded = log.append(&line(Stage::Applied, format!("change {change}")).with_change(&change)).err();
     say(&format!("change {change} sent; waiting for INSYNC"));
     match wait_insync(clients, &change, Duration::from_secs(300)).await {
         Ok(took) => {
             let detail = format!("change {change} INSYNC after {:.1} s", took.as_secs_f64());
-            log.append(&line(Stage::InSync, detail).with_change(&change)).map_err(PlanError::Failed)?;
-            Ok(format!(
-                "{} INSYNC after {:.1} s; resolvers may serve the old answer for one TTL more",
-                plan.describe(),
-                took.as_secs_f64()
-            ))
+            let unrecorded = unrecorded.or_else(|| log.append(&line(Stage::InSync, detail).with_change(&change)).err());
+            let said = format!("{} INSYNC after {:.1} s", plan.describe(), took.as_secs_f64());
+            match unrecorded {
+                None => Ok(format!("{said}; resolvers may serve the old answer for one TTL more")),
+                Some(e) => Err(PlanError::Failed(unaudited(&said, &e))),
+            }
         }
         Err(e) => {
             let _ = log.append(&line(Stage::Failed, e.clone()));
             let accepted =
                 if e.contains("will still apply") { "" } else { "; the change was accepted and will still apply" };
-            Err(PlanError::Failed(format!("{e}{accepted}")))
+            let message = format!("{e}{accepted}");
+            Err(PlanError::Failed(match unrecorded {
+                None => message,
+                Some(store) => unaudited(&message, &store),
+            }))
         }
     }
+}
+
+/// What stands, said although the audit log could not record it.
+fn unaudited(said: &str, error: &str) -> String {
+    format!("{said}; the change is live, but the audit log could not record it ({error}): note it by hand")
 }
 
 #[cfg(test)]
