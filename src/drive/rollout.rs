@@ -1422,7 +1422,7 @@ pub async fn abort(cx: &Context, reason: &str, say: &mut (dyn FnMut(&str) + Send
     let lease = match crate::store::lease::acquire(&rb.name, "rollout abort", duration, false, &mut |_| {}) {
         Ok(l) => Some(l),
         Err(Refusal::Held(_) | Refusal::Locked(_) | Refusal::Renewed(_)) => None,
-        Err(Refusal::Expired(_)) => {
+        Err(Refusal::Expired(_) | Refusal::ClockAhead(_)) => {
             Request::Abort.ask(&rb.name, &RequestNote::new(reason)).map_err(failed)?;
             asked = true;
             say("asked a rollout that may still run to abort");
@@ -1546,7 +1546,7 @@ async fn wait_for_rollback(
         let taken = match crate::store::lease::acquire(&rb.name, "rollout abort", duration, false, &mut |_| {}) {
             Ok(l) => Some(l),
             // Its holder died: taken once it stays unrenewed a whole lease.
-            Err(Refusal::Expired(_)) => crate::store::off_async(|| {
+            Err(Refusal::Expired(_) | Refusal::ClockAhead(_)) => crate::store::off_async(|| {
                 crate::store::lease::acquire(&rb.name, "rollout abort", duration, true, &mut |m| say(m))
             })
             .ok(),

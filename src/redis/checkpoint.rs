@@ -512,7 +512,7 @@ impl CopyLock {
             Ok(lease) => Ok(Ok(CopyLock { _local: file, lease: Some(Arc::new(lease)) })),
             Err(Refusal::Held(r)) => Ok(Err(format!("by {}", r.describe(std::time::SystemTime::now())))),
             Err(Refusal::Renewed(r)) => Ok(Err(format!(
-                "by {}, which still renews it although its expiry has passed by this machine's clock (the clocks differ)",
+                "by {}, which still renews it although its expiry disagrees with this machine's clock (the clocks differ)",
                 r.holder
             ))),
             Err(e) => Err(e.to_string()),

@@ -64,6 +64,13 @@ impl LeaseRecord {
         now > self.expires_at()
     }
 
+    /// Whether its holder's clock is ahead of this machine's: it was renewed
+    /// later than now (a second's slack). Its expiry then says nothing of
+    /// whether the holder lives: only watching for a renewal does.
+    fn clock_ahead(&self, now: SystemTime) -> bool {
+        self.renewed_at_ms > millis(now) + 1000
+    }
+
     /// "ana@laptop (pid 4242), for rollout, until 20:31:05 UTC (in 12 s)".
     pub fn describe(&self, now: SystemTime) -> String {
         let at = crate::time::rfc3339(self.expires_at());
@@ -86,9 +93,12 @@ pub enum Refusal {
     Held(LeaseRecord),
     /// Its holder stopped renewing it: `--take-over` takes it.
     Expired(LeaseRecord),
-    /// Expired by its holder's clock yet still renewed: that holder lives
-    /// and its clock is behind this machine's.
+    /// Expired (or written ahead) by its holder's clock yet still renewed:
+    /// that holder lives, and its clock differs from this machine's.
     Renewed(LeaseRecord),
+    /// Written by a clock ahead of this machine's: not expired by its
+    /// expiry, which proves nothing; `--take-over` (and an abort) watches it.
+    ClockAhead(LeaseRecord),
     /// Another process on this machine holds the local lock.
     Locked(String),
     /// The store did not answer: nothing that needs the lease may run.
@@ -111,9 +121,15 @@ impl std::fmt::Display for Refusal {
             ),
             Refusal::Renewed(r) => write!(
                 f,
-                "the runbook's lease is still being renewed by {} although its expiry has passed by this machine's clock ({}): that process is alive and the two machines' clocks differ (synchronise them); a live lease is never taken",
+                "the runbook's lease is still being renewed by {} although its expiry disagrees with this machine's clock ({}): that process is alive and the two machines' clocks differ (synchronise them); a live lease is never taken",
                 r.holder,
                 crate::time::rfc3339(r.expires_at())
+            ),
+            Refusal::ClockAhead(r) => write!(
+                f,
+                "the runbook's lease is held by {}, written by a clock {} s ahead of this machine's, so its expiry proves nothing; if that process is gone, `cutover rollout --take-over` or `cutover abort` takes it once it stays unrenewed for a whole lease",
+                r.describe(now),
+                r.renewed_at_ms.saturating_sub(millis(now)) / 1000
             ),
             Refusal::Locked(m) => f.write_str(m),
             Refusal::Unavailable(m) => {
@@ -364,7 +380,8 @@ pub fn is_held(runbook: &str) -> Result<bool, String> {
 fn is_held_on(backend: &dyn Backend, runbook: &str, item: &str) -> Result<bool, StoreError> {
     for _ in 0..10 {
         let Some((v, held)) = read(backend, runbook, item)? else { return Ok(false) };
-        if !held.expired(SystemTime::now()) {
+        let now = SystemTime::now();
+        if !held.expired(now) && !held.clock_ahead(now) {
             return Ok(true);
         }
         // Its holder renews every sixth of its own lease, by its own clock.
@@ -491,15 +508,26 @@ pub(crate) fn acquire_on(
     for _ in 0..10 {
         let cond = match read(&*backend, runbook, item).map_err(unavailable)? {
             None => Cond::Absent,
-            Some((_, held)) if !held.expired(SystemTime::now()) => return Err(Refusal::Held(held)),
-            Some((_, held)) if !take_over => return Err(Refusal::Expired(held)),
+            Some((_, held)) if !held.expired(SystemTime::now()) && !held.clock_ahead(SystemTime::now()) => {
+                return Err(Refusal::Held(held));
+            }
+            Some((_, held)) if !take_over && held.expired(SystemTime::now()) => return Err(Refusal::Expired(held)),
+            // A holder whose clock runs ahead writes expiries far off: with
+            // take_over it is watched as an expired one is, as it may be dead.
+            Some((_, held)) if !take_over => return Err(Refusal::ClockAhead(held)),
             Some((v, held)) => {
                 // The holder's own lease (its runbook may say another length),
                 // measured on one clock so skew cancels out, and a poll more.
                 let theirs = Duration::from_millis(held.expires_at_ms.saturating_sub(held.renewed_at_ms));
                 let wait = duration.max(theirs) + (duration.max(theirs) / 6).min(Duration::from_secs(2));
+                let why = if held.expired(SystemTime::now()) {
+                    "expired by its holder's clock".to_string()
+                } else {
+                    let ahead = held.renewed_at_ms.saturating_sub(millis(SystemTime::now())) / 1000;
+                    format!("was renewed by a clock {ahead} s ahead of this machine's, so its expiry proves nothing")
+                };
                 say(&format!(
-                    "the lease of {} expired by its holder's clock; watching it stay unrenewed for {} s by this machine's clock before taking it over (clocks differ)",
+                    "the lease of {} {why}; watching it stay unrenewed for {} s by this machine's clock before taking it over (clocks differ)",
                     held.holder,
                     wait.as_secs_f64().ceil()
                 ));
@@ -631,6 +659,33 @@ mod tests {
             expires_at_ms: millis(now + lease),
         };
         serde_json::to_vec(&r).unwrap()
+    }
+
+    /// Bob died holding the lease, his clock 10 minutes fast: its expiry,
+    /// by his clock, is minutes away by ours. A take-over (and an abort
+    /// asking whether it is held) watches it for a whole lease, as for an
+    /// expired one, and finds it unrenewed.
+    #[test]
+    fn a_dead_holder_whose_clock_ran_fast_is_taken_over_after_a_whole_lease() {
+        let (_dir, s) = store();
+        let lease = Duration::from_millis(900);
+        let ahead = SystemTime::now() + Duration::from_secs(600);
+        let r = LeaseRecord {
+            holder: bob(),
+            purpose: "rollout".into(),
+            renewed_at_ms: millis(ahead),
+            expires_at_ms: millis(ahead + lease),
+        };
+        s.put("demo", ITEM, &serde_json::to_vec(&r).unwrap(), Cond::Absent).unwrap();
+        assert!(!is_held_on(&*s, "demo", ITEM).unwrap(), "unrenewed while watched");
+        let started = Instant::now();
+        let held = take_over(&s, lease).unwrap_or_else(|e| panic!("{e:?}"));
+        assert!(started.elapsed() >= lease, "watched for a whole lease first: {:?}", started.elapsed());
+        drop(held);
+        // Without --take-over: refused, saying why its expiry is not trusted.
+        s.put("demo", ITEM, &serde_json::to_vec(&r).unwrap(), Cond::Absent).unwrap();
+        let plain = acquire_on(s.clone(), "demo", ITEM, "rollout", lease, false, &mut |_| {});
+        assert!(matches!(plain, Err(Refusal::ClockAhead(_))), "{:?}", plain.err());
     }
 
     fn take_over(s: &Arc<SharedDir>, lease: Duration) -> Result<Lease, Refusal> {
