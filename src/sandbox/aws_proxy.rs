@@ -751,6 +751,8 @@ async fn forward(State(p): State<Arc<Proxy>>, req: Request) -> Response {
                 if let Some(upstream_id) = xml_field(&text, "Id").map(change_id) {
                     let n = p.counts.changes.fetch_add(1, Ordering::SeqCst) + 1;
                     let id = format!("CPROXY{n:08}");
+                    // AWS answers a change PENDING, always; moto INSYNC.
+                    let text = text.replace("<Status>INSYNC</Status>", "<Status>PENDING</Status>");
                     bytes = Bytes::from(text.replace(&format!("/change/{upstream_id}<"), &format!("/change/{id}<")));
                     let mut accepted = p.counts.accepted.lock().unwrap_or_else(|e| e.into_inner());
                     accepted.insert(id, (upstream_id, Instant::now()));

@@ -105,13 +105,20 @@ fn ipv6_in_cidr(ip: &str, cidr: &str) -> bool {
 }
 
 /// Each weighted record's share of queries: weight / sum of weights; when
-/// every weight is 0, an equal split (Route53's rule for non-alias records).
-pub fn route53_shares(weights: &[u8]) -> Vec<f64> {
-    let sum: f64 = weights.iter().map(|&w| f64::from(w)).sum();
-    if sum == 0.0 {
-        return vec![1.0 / weights.len() as f64; weights.len()];
-    }
-    weights.iter().map(|&w| f64::from(w) / sum).collect()
+/// every weight is 0, an equal split among the records there are (Route53's
+/// rule for non-alias records). A record that does not exist (None) gets
+/// nothing; with none at all the name does not resolve: no traffic.
+pub fn route53_shares(weights: &[Option<u8>]) -> Vec<f64> {
+    let sum: f64 = weights.iter().flatten().map(|&w| f64::from(w)).sum();
+    let present = weights.iter().flatten().count();
+    weights
+        .iter()
+        .map(|w| match w {
+            None => 0.0,
+            Some(_) if sum == 0.0 => 1.0 / present as f64,
+            Some(w) => f64::from(*w) / sum,
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -228,16 +235,23 @@ mod tests {
 
     #[test]
     fn shares_are_weight_over_sum() {
-        assert_eq!(route53_shares(&[90, 10]), [0.9, 0.1]);
-        assert_eq!(route53_shares(&[255, 0]), [1.0, 0.0], "weight 0 gets nothing while another is above 0");
-        assert_eq!(route53_shares(&[1, 3]), [0.25, 0.75]);
-        assert_eq!(route53_shares(&[50, 50, 100]), [0.25, 0.25, 0.5]);
+        assert_eq!(route53_shares(&[Some(90), Some(10)]), [0.9, 0.1]);
+        assert_eq!(route53_shares(&[Some(255), Some(0)]), [1.0, 0.0], "weight 0 gets nothing while another is above 0");
+        assert_eq!(route53_shares(&[Some(1), Some(3)]), [0.25, 0.75]);
+        assert_eq!(route53_shares(&[Some(50), Some(50), Some(100)]), [0.25, 0.25, 0.5]);
+    }
+
+    #[test]
+    fn a_record_that_does_not_exist_gets_nothing() {
+        assert_eq!(route53_shares(&[Some(0), None]), [1.0, 0.0], "the one record there is answers every query");
+        assert_eq!(route53_shares(&[None, Some(10)]), [0.0, 1.0]);
+        assert_eq!(route53_shares(&[None, None]), [0.0, 0.0], "no record: the name does not resolve");
     }
 
     #[test]
     fn all_zero_weights_split_equally() {
-        assert_eq!(route53_shares(&[0, 0]), [0.5, 0.5]);
-        assert_eq!(route53_shares(&[0, 0, 0, 0]), [0.25; 4]);
+        assert_eq!(route53_shares(&[Some(0), Some(0)]), [0.5, 0.5]);
+        assert_eq!(route53_shares(&[Some(0); 4]), [0.25; 4]);
         assert!(route53_shares(&[]).is_empty());
     }
 }

@@ -97,7 +97,7 @@ pub async fn run(rb: Runbook, world: World, aws: SideClients, cfg: TrafficConfig
         }
         match live_weights(&aws.dns().route53, &world.zone_id, &rb.dns.record, &rb.dns.record_type).await {
             Ok(records) => {
-                let weights: Vec<u8> = sides.iter().map(|(_, id)| records.get(id).copied().unwrap_or(0)).collect();
+                let weights: Vec<Option<u8>> = sides.iter().map(|(_, id)| records.get(id).copied()).collect();
                 last_shares = route53_shares(&weights);
             }
             Err(e) => tracing::warn!(error = %e, "traffic: cannot read weights; keeping the last split"),
