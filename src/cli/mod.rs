@@ -423,16 +423,25 @@ fn init_logging(global: &GlobalArgs) -> Option<PathBuf> {
 
 /// `cutover <runbook.toml>` means `cutover tui <runbook.toml>`.
 fn args() -> Vec<std::ffi::OsString> {
-    let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    let first_positional = args.iter().skip(1).position(|a| !a.to_string_lossy().starts_with('-')).map(|i| i + 1);
-    if let Some(i) = first_positional
-        && args[i].to_string_lossy().ends_with(".toml")
-        && args[..i]
-            .iter()
-            .skip(1)
-            .all(|a| !["--profile", "--region", "--log-file", "--state"].contains(&a.to_string_lossy().as_ref()))
-    {
-        args.insert(i, "tui".into());
+    with_implicit_tui(std::env::args_os().collect())
+}
+
+/// `tui` put before the first word that is no flag nor a global flag's
+/// value, when that word is a runbook (`cutover --profile p demo.toml`).
+fn with_implicit_tui(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    const VALUED: [&str; 4] = ["--profile", "--region", "--log-file", "--state"];
+    let mut i = 1;
+    while let Some(a) = args.get(i).map(|a| a.to_string_lossy().into_owned()) {
+        if VALUED.contains(&a.as_str()) {
+            i += 2;
+        } else if a.starts_with('-') {
+            i += 1;
+        } else {
+            if a.ends_with(".toml") {
+                args.insert(i, "tui".into());
+            }
+            break;
+        }
     }
     args
 }
@@ -630,4 +639,30 @@ fn parse_weights(s: &str) -> Result<(u8, u8), String> {
     let bad = || format!("`{s}` is not FROM/TO weights (e.g. 70/30, each 0 to 255)");
     let (from, to) = s.split_once('/').ok_or_else(bad)?;
     Ok((from.trim().parse().map_err(|_| bad())?, to.trim().parse().map_err(|_| bad())?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_implicit_tui;
+
+    fn words(line: &str) -> Vec<String> {
+        let args = line.split_whitespace().map(std::ffi::OsString::from).collect();
+        with_implicit_tui(args).into_iter().map(|a| a.to_string_lossy().into_owned()).collect()
+    }
+
+    #[test]
+    fn a_runbook_alone_opens_the_cockpit_after_any_global_flag() {
+        assert_eq!(words("cutover demo.toml"), ["cutover", "tui", "demo.toml"]);
+        assert_eq!(words("cutover --profile p demo.toml"), ["cutover", "--profile", "p", "tui", "demo.toml"]);
+        assert_eq!(
+            words("cutover --read-only --region r x.toml"),
+            ["cutover", "--read-only", "--region", "r", "tui", "x.toml"]
+        );
+        assert_eq!(
+            words("cutover --log-file l.toml status x.toml"),
+            ["cutover", "--log-file", "l.toml", "status", "x.toml"]
+        );
+        assert_eq!(words("cutover status demo.toml"), ["cutover", "status", "demo.toml"]);
+        assert_eq!(words("cutover --profile=p demo.toml"), ["cutover", "--profile=p", "tui", "demo.toml"]);
+    }
 }
