@@ -764,3 +764,51 @@ async fn a_rollout_step_whose_reply_is_lost_is_read_back_and_confirmed_by_the_ne
     assert_eq!(by_id(&records(&sb, &rb).await, "alb", &RrType::A).weight(), Some(100));
     sb.down().await;
 }
+
+/// The sandbox's Route53 health checkers judge as AWS's do (moto says
+/// Success to every check): a search string must be in the body, a TCP
+/// check connects, and an address other than 127.0.0.1 is not reached.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sandbox_health_checks_match_search_strings_connect_tcp_and_reach_only_loopback() {
+    use aws_sdk::route53::types::{HealthCheckConfig, HealthCheckType};
+    let rb = runbook("demo.toml");
+    let sb = sandbox(&rb, "ap-southeast-1").await;
+    let port = i32::from(sb.world.instances.iter().find(|i| i.name == "staging-web-1").unwrap().app_port);
+    let status_of = |config: HealthCheckConfig, name: &'static str| {
+        let r53 = sb.clients.route53.clone();
+        async move {
+            let hc = r53.create_health_check().caller_reference(name).health_check_config(config).send().await.unwrap();
+            let id = hc.health_check().unwrap().id().to_string();
+            let got = r53.get_health_check_status().health_check_id(id).send().await.unwrap();
+            got.health_check_observations()[0].status_report().unwrap().status().unwrap().to_string()
+        }
+    };
+    let matching = |search: &str| {
+        HealthCheckConfig::builder()
+            .ip_address("127.0.0.1")
+            .port(port)
+            .r#type(HealthCheckType::HttpStrMatch)
+            .resource_path("/health")
+            .search_string(search)
+            .build()
+            .unwrap()
+    };
+    let missing = status_of(matching("no such words"), "str-missing").await;
+    assert!(missing.starts_with("Failure") && missing.contains("search string"), "{missing}");
+    let found = status_of(matching("redis"), "str-found").await;
+    assert!(found.starts_with("Success"), "{found}");
+    let tcp =
+        HealthCheckConfig::builder().ip_address("127.0.0.1").port(port).r#type(HealthCheckType::Tcp).build().unwrap();
+    let tcp = status_of(tcp, "tcp").await;
+    assert!(tcp.starts_with("Success"), "{tcp}");
+    let far = HealthCheckConfig::builder()
+        .ip_address("10.0.0.1")
+        .port(80)
+        .r#type(HealthCheckType::Http)
+        .resource_path("/health")
+        .build()
+        .unwrap();
+    let far = status_of(far, "far").await;
+    assert!(far.starts_with("Failure"), "never reached, never a success: {far}");
+    sb.down().await;
+}
