@@ -387,6 +387,10 @@ async fn fifty_ticks_from_ten_processes_at_once_all_land_with_who_and_when() {
     let (code, out) = other.run(&sb, &rb, &["tick", &p, "validate/targets"]).await;
     assert_eq!(code, Some(2), "{out}");
     assert!(out.contains("not a manual item"), "{out}");
+    // --undo on a check with a note: refused whole, never the note alone with --undo dropped.
+    let (code, out) = other.run(&sb, &rb, &["tick", &p, "validate/targets", "--undo", "--note", "x"]).await;
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("not a manual item"), "{out}");
     let (code, out) = other.run(&sb, &rb, &["--read-only", "tick", &p, "review/r08", "--undo"]).await;
     assert_eq!(code, Some(2), "{out}");
     let (_, out) = machines[3].run(&sb, &rb, &["checklist", &p]).await;

@@ -69,9 +69,9 @@ pub fn tick(
         )));
     };
     let key = item_key(&phase.id, &item.id);
-    if !matches!(item.kind, ItemKind::Manual) && note.is_none() {
+    if !matches!(item.kind, ItemKind::Manual) && (note.is_none() || undo) {
         return Err(Failure::bad_input(format!(
-            "{key} is not a manual item: checks and actions tick themselves (`cutover run` runs an action); only manual items are ticked by hand"
+            "{key} is not a manual item: checks and actions tick themselves (`cutover run` runs an action, --rollback undoes it); only manual items are ticked or unticked by hand (--note alone notes on any item)"
         )));
     }
     let operator = crate::store::operator();
