@@ -156,8 +156,8 @@ struct Shared {
     item: String,
     duration: Duration,
     /// When the last renewal that landed was sent, by this machine's
-    /// monotonic clock: the lease is ours for `duration` from then.
-    renewed: Mutex<Instant>,
+    /// clock of time since boot: the lease is ours for `duration` from then.
+    renewed: Mutex<BootClock>,
     /// One renewal at a time (the thread's, a fence, the release): two
     /// racing on one version would see the loser's refusal as a lost lease.
     renewing: Mutex<()>,
@@ -204,7 +204,7 @@ impl Shared {
     /// of ours moved the version.
     fn renew_once(&self, again: bool) -> Result<Renewal, String> {
         let (version, mut record) = self.held.lock().map_err(|_| "lease poisoned".to_string())?.clone();
-        let sent = Instant::now();
+        let sent = BootClock::now();
         let now = SystemTime::now();
         record.renewed_at_ms = millis(now);
         record.expires_at_ms = millis(now + self.duration);
@@ -262,6 +262,38 @@ impl Shared {
                 }
                 Err(format!("cannot renew the lease: {e}"))
             }
+        }
+    }
+}
+
+/// A reading of the time since boot, sleep included (Linux's
+/// CLOCK_BOOTTIME). `Instant` stops while a laptop sleeps: a holder closed
+/// for ten minutes would wake still counting on a lease someone has taken
+/// over meanwhile, and skip the fence before its next write.
+#[derive(Debug, Clone, Copy)]
+struct BootClock(Duration);
+
+impl BootClock {
+    fn now() -> Self {
+        #[cfg(target_os = "linux")]
+        const CLOCK: libc::clockid_t = libc::CLOCK_BOOTTIME;
+        // Elsewhere (macOS) the monotonic clock counts sleep already.
+        #[cfg(not(target_os = "linux"))]
+        const CLOCK: libc::clockid_t = libc::CLOCK_MONOTONIC;
+        let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        // SAFETY: clock_gettime writes the one timespec it is given.
+        if unsafe { libc::clock_gettime(CLOCK, &mut t) } != 0 {
+            // Never on a supported system; a lease counted from zero is
+            // counted as long gone, the safe way.
+            return BootClock(Duration::ZERO);
+        }
+        BootClock(Duration::new(t.tv_sec.max(0) as u64, t.tv_nsec.clamp(0, 999_999_999) as u32))
+    }
+
+    fn elapsed(self) -> Duration {
+        match BootClock::now().0 {
+            Duration::ZERO => Duration::MAX,
+            now => now.saturating_sub(self.0),
         }
     }
 }
@@ -540,7 +572,7 @@ pub(crate) fn acquire_on(
                 }
             }
         };
-        let sent = Instant::now();
+        let sent = BootClock::now();
         let now = SystemTime::now();
         let record = LeaseRecord {
             holder: me.clone(),
