@@ -19,6 +19,11 @@ fn bucket(test: &str) -> String {
 /// The demo runbook with short waits, in team mode on `bucket`, with a 6 s
 /// lease, and `extra` appended (phases, say).
 fn team_runbook(dir: &Path, bucket: &str, extra: &str) -> (Runbook, PathBuf) {
+    team_runbook_edited(dir, bucket, extra, |t| t)
+}
+
+/// As `team_runbook`, its text then edited by `edit` (a longer lease or soak).
+fn team_runbook_edited(dir: &Path, bucket: &str, extra: &str, edit: impl Fn(String) -> String) -> (Runbook, PathBuf) {
     let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("runbooks/demo.toml")).unwrap();
     let text = text
         .replace("soak = \"30s\"", "soak = \"5s\"")
@@ -28,6 +33,7 @@ fn team_runbook(dir: &Path, bucket: &str, extra: &str) -> (Runbook, PathBuf) {
             "[notify]",
             &format!("{extra}\n[team]\nstate = \"s3://{bucket}/cutover\"\nlease = \"6s\"\n\n[notify]"),
         );
+    let text = edit(text);
     let path = dir.join("team.toml");
     std::fs::write(&path, &text).unwrap();
     (cutover::runbook::parse(&path.display().to_string(), &text).unwrap(), path)
@@ -264,13 +270,9 @@ async fn a_holder_frozen_just_before_its_send_sends_nothing_after_an_abort_took_
 async fn a_rollback_whose_intent_cannot_be_audited_for_a_while_is_sent_once_it_can() {
     let dir = tempfile::tempdir().unwrap();
     let bucket = bucket("audit-down");
-    let (_, path) = team_runbook(dir.path(), &bucket, "");
-    let text = std::fs::read_to_string(&path)
-        .unwrap()
-        .replace("lease = \"6s\"", "lease = \"15s\"")
-        .replace("soak = \"5s\"", "soak = \"10m\"");
-    std::fs::write(&path, &text).unwrap();
-    let rb = cutover::runbook::parse(&path.display().to_string(), &text).unwrap();
+    let (rb, path) = team_runbook_edited(dir.path(), &bucket, "", |t| {
+        t.replace("lease = \"6s\"", "lease = \"15s\"").replace("soak = \"5s\"", "soak = \"10m\"")
+    });
     let sb = fixed_sandbox(&rb, "ap-southeast-3").await;
     let (a, b) = (Machine::new("ana", "bastion"), Machine::new("bob", "laptop-b"));
     let p = path.to_str().unwrap();
@@ -305,6 +307,47 @@ async fn a_rollback_whose_intent_cannot_be_audited_for_a_while_is_sent_once_it_c
         .collect();
     assert_eq!(by_ana.first().map(String::as_str), Some("intent"), "{by_ana:?}");
     assert!(by_ana.iter().any(|s| s == "applied"), "the rollback sent by the rollout itself: {by_ana:?}");
+    drop(abort);
+    sb.down().await;
+}
+
+/// A rollback Route53 took, whose applied line S3 then refused: the run
+/// ended with a bare store error. It says the rollback is live.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollback_sent_but_not_audited_says_it_is_live() {
+    let dir = tempfile::tempdir().unwrap();
+    let bucket = bucket("rollback-unaudited");
+    let (rb, path) = team_runbook_edited(dir.path(), &bucket, "", |t| {
+        t.replace("lease = \"6s\"", "lease = \"15s\"").replace("soak = \"5s\"", "soak = \"10m\"")
+    });
+    let sb = fixed_sandbox(&rb, "af-south-1").await;
+    let (a, b) = (Machine::new("ana", "bastion"), Machine::new("bob", "laptop-b"));
+    let p = path.to_str().unwrap();
+    let mut command = a.command(&sb, &rb, &["rollout", p, "--yes"]);
+    command.env("CUTOVER_STOP_AT", "rollback:after-send");
+    let rollout = tokio::process::Command::from(command).kill_on_drop(true).spawn().unwrap();
+    let pid = rollout.id().unwrap();
+    until_soaking(&sb, &bucket, 0).await;
+    let abort = tokio::process::Command::from(b.command(&sb, &rb, &["abort", p, "--yes", "--reason", "bob saw 5xx"]))
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    eventually(Duration::from_secs(60), "the rollback sent, its applied line not yet written", || async {
+        process_stopped(pid).then_some(())
+    })
+    .await;
+    // Long enough for the applied line's append to give up, short of the
+    // state save's ten tries.
+    sb.faults.s3_slow_down.store(true, std::sync::atomic::Ordering::SeqCst);
+    unsafe { libc::kill(pid as i32, libc::SIGCONT) };
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    sb.faults.s3_slow_down.store(false, std::sync::atomic::Ordering::SeqCst);
+    let out = tokio::time::timeout(Duration::from_secs(120), rollout.wait_with_output()).await.unwrap().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("rollout abort: ") && text.contains(" is live as "), "{text}");
+    assert!(text.contains("the audit log could not record it"), "{text}");
+    assert_eq!(weights(&sb).await, w(100, 0));
     drop(abort);
     sb.down().await;
 }
@@ -450,10 +493,7 @@ async fn s3_slowing_down_refuses_what_needs_the_lease_and_changes_nothing_then_r
 async fn a_rollout_rides_out_s3_slowing_down_mid_soak_and_completes_each_step_once() {
     let dir = tempfile::tempdir().unwrap();
     let bucket = bucket("ride");
-    let (_, path) = team_runbook(dir.path(), &bucket, "");
-    let text = std::fs::read_to_string(&path).unwrap().replace("lease = \"6s\"", "lease = \"15s\"");
-    std::fs::write(&path, &text).unwrap();
-    let rb = cutover::runbook::parse(&path.display().to_string(), &text).unwrap();
+    let (rb, path) = team_runbook_edited(dir.path(), &bucket, "", |t| t.replace("lease = \"6s\"", "lease = \"15s\""));
     let sb = fixed_sandbox(&rb, "ap-northeast-2").await;
     let p = path.to_str().unwrap();
     let rollout = Machine::new("ana", "bastion").spawn(&sb, &rb, &["rollout", p, "--yes"]);
@@ -485,14 +525,10 @@ async fn rates(sb: &Sandbox, window: Duration) -> (f64, f64) {
 async fn ten_watchers_in_team_mode_spend_less_than_one_route53_request_a_second_during_a_rollout() {
     let dir = tempfile::tempdir().unwrap();
     let bucket = bucket("budget");
-    let (_, path) = team_runbook(dir.path(), &bucket, "");
     // A long soak, and the default 30 s lease: the steady rates of a real window.
-    let text = std::fs::read_to_string(&path)
-        .unwrap()
-        .replace("soak = \"5s\"", "soak = \"10m\"")
-        .replace("lease = \"6s\"\n", "");
-    std::fs::write(&path, &text).unwrap();
-    let rb = cutover::runbook::parse(&path.display().to_string(), &text).unwrap();
+    let (rb, path) = team_runbook_edited(dir.path(), &bucket, "", |t| {
+        t.replace("soak = \"5s\"", "soak = \"10m\"").replace("lease = \"6s\"\n", "")
+    });
     let sb = fixed_sandbox(&rb, "eu-north-1").await;
     let p = path.to_str().unwrap();
     let _rollout = Machine::new("ana", "bastion").spawn(&sb, &rb, &["rollout", p, "--yes"]);

@@ -57,7 +57,7 @@ pub fn run(rb: Runbook, g: &GlobalArgs, args: RolloutArgs) -> Result<u8, Failure
         if args.dry_run {
             let super::Acting { clients, region, .. } = super::acting(&rb, g, &crate::runbook::Side::Dns).await?;
             super::in_runbook_region(&clients, &rb, &region).await?;
-            let p = rollout::preview(&rb, &clients, args.adopt_live, args.expect_live, args.restart).await;
+            let p = rollout::preview(&rb, &clients, args.adopt_live, args.expect_live, (args.restart, args.take_over)).await;
             let p = p.map_err(failed)?;
             // Exit as the run would: 2 where it would be refused.
             let refused = p.verdict.refused();

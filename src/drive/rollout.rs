@@ -139,6 +139,8 @@ pub enum Verdict {
     TypesDiffer,
     /// The live weights are not the ones a person confirmed (`--expect-live`).
     NotAsConfirmed { live: Weights, confirmed: Weights },
+    /// A lease left by a holder that stopped renewing it (`--take-over`).
+    LeaseLeft,
 }
 
 impl Verdict {
@@ -506,7 +508,11 @@ impl Runner<'_> {
             }
         };
         crate::crashpoint::here(&format!("{point}:after-send"));
-        self.audit_change(&action, Stage::Applied, (Some(before), weights), &change, format!("change {change}"))?;
+        // Sent: whatever the audit log does now, the change stands; it is
+        // waited for and said so, and the run stops after it if unrecorded.
+        let unrecorded = self
+            .audit_change(&action, Stage::Applied, (Some(before), weights), &change, format!("change {change}"))
+            .err();
         crate::crashpoint::here(&format!("{point}:after-applied-audit"));
         self.state.applied = Some(weights);
         self.state.in_flight = Some(InFlight { before, weights, step, change: Some(change.clone()), adopted });
@@ -518,12 +524,18 @@ impl Runner<'_> {
                 self.engine.handle(Input::ShiftApplied { step: s, change_id: change.clone() }, SystemTime::now()),
             );
         }
-        self.persist()?;
+        let live = |e: String| SendError::Failed(format!("{action}: {what} is live as {change}; {e}"));
+        self.persist().map_err(live)?;
         crate::crashpoint::here(&format!("{point}:after-state-write"));
         (self.say)(&format!("{action}: {what} sent as {change}"));
-        match self.await_insync(&change, step).await? {
+        match self.await_insync(&change, step).await.map_err(live)? {
             Some(more) => out.extend(more),
             None => (self.say)(&format!("{action}: abort asked for while waiting for INSYNC")),
+        }
+        if let Some(e) = unrecorded {
+            return Err(SendError::Failed(format!(
+                "{action}: {what} is live as {change}, but the audit log could not record it ({e}); stopping: note it by hand"
+            )));
         }
         if let Some(f @ InFlight { change: Some(c), .. }) = &earlier
             && !self.insync_audited(c)
@@ -1658,7 +1670,7 @@ pub async fn preview(
     clients: &SideClients,
     adopt_live: bool,
     expect_live: Option<Weights>,
-    restart: bool,
+    (restart, take_over): (bool, bool),
 ) -> Result<Preview, RolloutError> {
     let sides = clients;
     let clients = clients.dns();
@@ -1674,7 +1686,26 @@ pub async fn preview(
     out.extend(plan.gates.iter().map(|g| format!("  {}", g.name)));
     let (live, types_differ) = live_reading(clients, rb).await.map_err(failed)?;
     out.push(format!("live weights: {} {} / {} {}", rb.rollout.from, live.0, rb.rollout.to, live.1));
-    // As the run checks first: the weights a person confirmed.
+    // In the run's order: the lease, the saved state, then the live weights.
+    if is_running(&rb.name).map_err(failed)? {
+        out.push("a rollout of this runbook is running now: `cutover rollout` would be refused".into());
+        return Ok(Preview { lines: out, verdict: Verdict::Running });
+    }
+    // A lease left unrenewed (its holder died) is taken only with --take-over.
+    if !take_over && let Some(left) = crate::store::lease::holder(&rb.name).map_err(|e| failed(e.to_string()))? {
+        out.push(format!(
+            "would refuse: the runbook's lease is still written by {}, which stopped renewing it (or whose clock \
+             differs); --take-over takes it once it stays unrenewed for a whole lease",
+            left.holder
+        ));
+        return Ok(Preview { lines: out, verdict: Verdict::LeaseLeft });
+    }
+    let saved = load_state(&rb.name).map_err(failed)?;
+    if saved.as_ref().is_some_and(|s| s.plan_hash == plan_hash(rb) && s.engine.phase == RolloutPhase::Done) && !restart
+    {
+        out.push("would do nothing: the rollout is complete".into());
+        return Ok(Preview { lines: out, verdict: Verdict::Complete });
+    }
     if let Some(confirmed) = expect_live.filter(|c| *c != live) {
         out.push(format!(
             "would refuse: the live weights are {}/{}, not the {}/{} given to --expect-live",
@@ -1686,11 +1717,6 @@ pub async fn preview(
         out.push(format!("would refuse: {why}; set every type alike with `cutover shift` first"));
         return Ok(Preview { lines: out, verdict: Verdict::TypesDiffer });
     }
-    if is_running(&rb.name).map_err(failed)? {
-        out.push("a rollout of this runbook is running now: `cutover rollout` would be refused".into());
-        return Ok(Preview { lines: out, verdict: Verdict::Running });
-    }
-    let saved = load_state(&rb.name).map_err(failed)?;
     let state = match saved {
         Some(s) if s.plan_hash != plan_hash(rb) && !restart => {
             out.push("would refuse: the rollout changed since the saved state; --restart starts over".into());

@@ -547,7 +547,9 @@ pub async fn execute(
     match wait_insync(clients, &change, Duration::from_secs(300)).await {
         Ok(took) => {
             let detail = format!("change {change} INSYNC after {:.1} s", took.as_secs_f64());
-            let unrecorded = unrecorded.or_else(|| log.append(&line(Stage::InSync, detail).with_change(&change)).err());
+            // Tried whatever became of the applied line: the store may be back.
+            let insync = log.append(&line(Stage::InSync, detail).with_change(&change)).err();
+            let unrecorded = unrecorded.or(insync);
             let said = format!("{} INSYNC after {:.1} s", plan.describe(), took.as_secs_f64());
             match unrecorded {
                 None => Ok(format!("{said}; resolvers may serve the old answer for one TTL more")),

@@ -2394,13 +2394,13 @@ fn params_present(p: &Params) -> Vec<(&'static str, Option<std::ops::Range<usize
     ]
 }
 
-/// `s3://bucket/prefix` → (bucket, prefix without slashes at its ends).
 /// The longest an alarm may look back (period × evaluation periods), in
 /// seconds: a week, or a day for a period under an hour (PutMetricAlarm).
 fn alarm_range_limit(period: Duration) -> u64 {
     if period.as_secs() < 3600 { 86_400 } else { 604_800 }
 }
 
+/// `s3://bucket/prefix` → (bucket, prefix without slashes at its ends).
 pub fn parse_state_url(url: &str) -> Result<(String, String), String> {
     let rest = url.strip_prefix("s3://").ok_or_else(|| format!("`{url}` is not an s3:// URL"))?;
     let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));

@@ -166,7 +166,12 @@ async fn periods(cw: &aws_sdk::cloudwatch::Client, a: &MetricAlarm) -> Result<Ve
         .metric_stat(MetricStat::builder().metric(metric).period(period).set_stat(stat).build())
         .build();
     let end = SystemTime::now();
-    let start = end - Duration::from_secs((period * n) as u64);
+    // AWS refuses an alarm looking back over a week; moto takes any.
+    let range = u64::from(period.unsigned_abs()).saturating_mul(u64::from(n.unsigned_abs()));
+    if range > 604_800 {
+        return Err(format!("period × evaluation periods is {range} s, over CloudWatch's week"));
+    }
+    let start = end - Duration::from_secs(range);
     let r = cw
         .get_metric_data()
         .metric_data_queries(query)

@@ -195,8 +195,9 @@ async fn issue_credentials(p: &Proxy, query: &str) -> Response {
     let pairs: HashMap<String, String> = reqwest::Url::parse(&format!("http://x/?{query}"))
         .map(|u| u.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect())
         .unwrap_or_default();
-    let Some(seconds) = pairs.get("seconds").and_then(|s| s.parse::<u64>().ok()) else {
-        return (StatusCode::BAD_REQUEST, "seconds=N is required").into_response();
+    let Some(seconds) = pairs.get("seconds").and_then(|s| s.parse::<u64>().ok()).filter(|s| (1..=43_200).contains(s))
+    else {
+        return (StatusCode::BAD_REQUEST, "seconds=N (1 to 43200) is required").into_response();
     };
     let role = pairs.get("role_arn").cloned().unwrap_or_else(|| "arn:aws:iam::123456789012:role/sandbox-short".into());
     let form = format!(
@@ -861,7 +862,10 @@ async fn target_health_as_aws(p: &Proxy, caller: &HeaderMap, group_arn: &str, te
         return text;
     };
     let matcher = xml_field(&group, "HttpCode").unwrap_or("200").to_string();
+    // The group's timeout, at most 2 s: every target is asked at once, and
+    // the whole reply must come well within a client's own timeout.
     let timeout = xml_field(&group, "HealthCheckTimeoutSeconds").and_then(|t| t.parse().ok()).unwrap_or(5u64);
+    let timeout = std::time::Duration::from_secs(timeout).min(std::time::Duration::from_secs(2));
     let lb = xml_elements(&group, "LoadBalancerArns").first().and_then(|l| xml_field(l, "member")).map(unxml);
     let zones: Option<Vec<String>> = match &lb {
         Some(lb) => {
@@ -880,21 +884,22 @@ async fn target_health_as_aws(p: &Proxy, caller: &HeaderMap, group_arn: &str, te
         None => None,
     };
     let mut out = text;
-    for (member, check) in healthy {
-        let health = match &zones {
-            None => Some((
-                "unused",
-                "Target.NotInUse",
-                "Target group is not configured to receive traffic from the load balancer".to_string(),
-            )),
-            Some(z) if !z.contains(&check.zone) => Some((
-                "unused",
-                "Target.NotInUse",
-                "Target is in an Availability Zone that is not enabled for the load balancer".to_string(),
-            )),
-            Some(_) => {
-                match p.http.get(&check.health_url).timeout(std::time::Duration::from_secs(timeout)).send().await {
-                    Ok(r) if matcher_accepts(&matcher, r.status().as_u16()) => None,
+    let judged = futures::future::join_all(healthy.into_iter().map(|(member, check)| {
+        let (zones, matcher) = (&zones, &matcher);
+        async move {
+            let health = match zones {
+                None => Some((
+                    "unused",
+                    "Target.NotInUse",
+                    "Target group is not configured to receive traffic from the load balancer".to_string(),
+                )),
+                Some(z) if !z.contains(&check.zone) => Some((
+                    "unused",
+                    "Target.NotInUse",
+                    "Target is in an Availability Zone that is not enabled for the load balancer".to_string(),
+                )),
+                Some(_) => match p.http.get(&check.health_url).timeout(timeout).send().await {
+                    Ok(r) if matcher_accepts(matcher, r.status().as_u16()) => None,
                     Ok(r) => Some((
                         "unhealthy",
                         "Target.ResponseCodeMismatch",
@@ -902,9 +907,13 @@ async fn target_health_as_aws(p: &Proxy, caller: &HeaderMap, group_arn: &str, te
                     )),
                     Err(e) if e.is_timeout() => Some(("unhealthy", "Target.Timeout", "Request timed out".to_string())),
                     Err(_) => Some(("unhealthy", "Target.FailedHealthChecks", "Health checks failed".to_string())),
-                }
-            }
-        };
+                },
+            };
+            (member, health)
+        }
+    }))
+    .await;
+    for (member, health) in judged {
         let Some((state, reason, description)) = health else { continue };
         let Some(old) = xml_elements(&member, "TargetHealth").first().map(|t| t.to_string()) else { continue };
         let new = format!(
@@ -1044,8 +1053,13 @@ pub async fn start(upstream: SocketAddr, nth: u64) -> std::io::Result<(SocketAdd
     });
     let state = Arc::new(Proxy {
         upstream,
-        // Loopback only: never through a proxy the environment names.
-        http: reqwest::Client::builder().no_proxy().build().map_err(std::io::Error::other)?,
+        // Loopback only: never through a proxy the environment names, nor
+        // after a redirect (health checkers do not follow them either).
+        http: reqwest::Client::builder()
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(std::io::Error::other)?,
         counts: counts.clone(),
         s3_conditional: tokio::sync::Mutex::new(()),
     });

@@ -164,6 +164,9 @@ struct Shared {
     held: Mutex<(Version, LeaseRecord)>,
     /// Why the lease is no longer ours (taken over, or expired unrenewed).
     lost: Mutex<Option<String>>,
+    /// The bodies of this holder's latest renewals that got no answer: any
+    /// of them may have landed and moved the version.
+    unanswered: Mutex<Vec<Vec<u8>>>,
     stop: AtomicBool,
 }
 
@@ -236,10 +239,14 @@ impl Shared {
                     Ok(Some(o)) => serde_json::from_slice::<LeaseRecord>(&o.body).ok().map(|r| (o.version.clone(), r)),
                     _ => None,
                 };
-                // An earlier renewal of this process's landed unanswered: the
-                // lease is ours on the version found (a taker writes its own
-                // name). Its expiry is not counted: `renewed` stays as it was.
-                if let Some((v, r)) = stored.as_ref().filter(|(_, r)| r.holder == record.holder && !again) {
+                // An earlier renewal of this holder's landed unanswered: the
+                // lease is ours on the version found (that very body, not just
+                // our name: another process may share it). Its expiry is not
+                // counted: `renewed` stays as it was.
+                let ours =
+                    |o: &super::backend::Object| self.unanswered.lock().map(|u| u.contains(&o.body)).unwrap_or(false);
+                let landed_unanswered = matches!(&there, Ok(Some(o)) if ours(o));
+                if let Some((v, r)) = stored.as_ref().filter(|_| landed_unanswered && !again) {
                     if let Ok(mut h) = self.held.lock() {
                         *h = (v.clone(), r.clone());
                     }
@@ -254,6 +261,12 @@ impl Shared {
                 Err(self.lose(format!("this process lost the runbook's lease ({by})")))
             }
             Err(e) => {
+                // No answer is not "not written": remembered, in case it landed.
+                if let Ok(mut u) = self.unanswered.lock() {
+                    u.push(body.clone());
+                    let extra = u.len().saturating_sub(8);
+                    u.drain(..extra);
+                }
                 // Unrenewed for a whole lease, another operator may hold it now.
                 if self.left().is_none() {
                     return Err(
@@ -592,6 +605,7 @@ pub(crate) fn acquire_on(
                     renewing: Mutex::new(()),
                     held: Mutex::new((v, record)),
                     lost: Mutex::new(None),
+                    unanswered: Mutex::new(Vec::new()),
                     stop: AtomicBool::new(false),
                 });
                 let renewing = Arc::downgrade(&shared);
@@ -884,6 +898,20 @@ mod tests {
         held.fence().unwrap();
         drop(held);
         assert!(s.get("demo", ITEM).unwrap().is_none(), "released by its holder");
+        // A record in this process's very name that it never sent (a twin:
+        // same operator, host and pid in another container) is not its own.
+        let held = acquire_on(s.clone(), "demo", ITEM, "rollout", Duration::from_secs(600), false, &mut |_| {})
+            .unwrap_or_else(|e| panic!("{e}"));
+        let now = SystemTime::now() + Duration::from_secs(1);
+        let twin = LeaseRecord {
+            holder: Holder::me(),
+            purpose: "rollout".into(),
+            renewed_at_ms: millis(now),
+            expires_at_ms: millis(now + Duration::from_secs(600)),
+        };
+        s.put("demo", ITEM, &serde_json::to_vec(&twin).unwrap(), Cond::Any).unwrap();
+        let e = held.fence().unwrap_err();
+        assert!(e.contains("lost the runbook's lease"), "{e}");
     }
 
     #[test]

@@ -580,13 +580,13 @@ async fn plan_rollout(
                     .cloned()
                     .unwrap_or_default()
             };
-            let p = rollout::preview(&cx.rb, &cx.clients, false, None, false).await?;
+            let p = rollout::preview(&cx.rb, &cx.clients, false, None, (false, false)).await?;
             match p.verdict {
                 Verdict::Go => {
                     Ok(PendingChange::Rollout { control: Control::Start, lines: p.lines, step: None, live: None })
                 }
                 Verdict::LiveWeightsDiffer { live, expected } => {
-                    let mut a = rollout::preview(&cx.rb, &cx.clients, true, None, false).await?;
+                    let mut a = rollout::preview(&cx.rb, &cx.clients, true, None, (false, false)).await?;
                     if a.verdict != Verdict::Go {
                         return Err(format!("{}{shell}", refusal(&a)));
                     }
@@ -605,9 +605,11 @@ async fn plan_rollout(
                 Verdict::Running => {
                     Err("a rollout of this runbook is already running (P pauses, + promotes, X aborts)".into())
                 }
-                Verdict::PlanChanged | Verdict::Complete | Verdict::TypesDiffer | Verdict::NotAsConfirmed { .. } => {
-                    Err(format!("{}{shell}", refusal(&p)))
-                }
+                Verdict::PlanChanged
+                | Verdict::Complete
+                | Verdict::TypesDiffer
+                | Verdict::NotAsConfirmed { .. }
+                | Verdict::LeaseLeft => Err(format!("{}{shell}", refusal(&p))),
             }
         }
         Control::Promote if !running()? => Err("no rollout is running; nothing to promote".into()),
