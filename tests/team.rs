@@ -263,29 +263,33 @@ async fn a_holder_frozen_just_before_its_send_sends_nothing_after_an_abort_took_
     sb.down().await;
 }
 
-/// S3 slowing down just as a running rollout rolls back: for a while its
-/// intent cannot be audited. Nothing is sent without it, and the rollback,
-/// decided, is tried again until the store answers, never dropped.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_rollback_whose_intent_cannot_be_audited_for_a_while_is_sent_once_it_can() {
+/// A soaking rollout whose abort (asked from another machine) stops it at
+/// crashpoint `point`; S3 then slows down for six seconds (long enough for
+/// an append to give up, short of a state save's ten tries). The sandbox,
+/// the bucket, the rollout's exit code and output, and its state folder.
+async fn a_rollback_through_slow_s3(
+    region: &str,
+    name: &str,
+    point: &str,
+) -> (Sandbox, String, Option<i32>, String, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let bucket = bucket("audit-down");
+    let bucket = bucket(name);
     let (rb, path) = team_runbook_edited(dir.path(), &bucket, "", |t| {
         t.replace("lease = \"6s\"", "lease = \"15s\"").replace("soak = \"5s\"", "soak = \"10m\"")
     });
-    let sb = fixed_sandbox(&rb, "ap-southeast-3").await;
+    let sb = fixed_sandbox(&rb, region).await;
     let (a, b) = (Machine::new("ana", "bastion"), Machine::new("bob", "laptop-b"));
     let p = path.to_str().unwrap();
     let mut command = a.command(&sb, &rb, &["rollout", p, "--yes"]);
-    command.env("CUTOVER_STOP_AT", "rollback:fenced");
+    command.env("CUTOVER_STOP_AT", point);
     let rollout = tokio::process::Command::from(command).kill_on_drop(true).spawn().unwrap();
     let pid = rollout.id().unwrap();
     until_soaking(&sb, &bucket, 0).await;
-    let abort = tokio::process::Command::from(b.command(&sb, &rb, &["abort", p, "--yes", "--reason", "bob saw 5xx"]))
+    let _abort = tokio::process::Command::from(b.command(&sb, &rb, &["abort", p, "--yes", "--reason", "bob saw 5xx"]))
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    eventually(Duration::from_secs(60), "the rollout about to write its rollback's intent", || async {
+    eventually(Duration::from_secs(60), &format!("the rollout stopped at {point}"), || async {
         process_stopped(pid).then_some(())
     })
     .await;
@@ -295,7 +299,17 @@ async fn a_rollback_whose_intent_cannot_be_audited_for_a_while_is_sent_once_it_c
     sb.faults.s3_slow_down.store(false, std::sync::atomic::Ordering::SeqCst);
     let out = tokio::time::timeout(Duration::from_secs(120), rollout.wait_with_output()).await.unwrap().unwrap();
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert_eq!(out.status.code(), Some(1), "{text}");
+    (sb, bucket, out.status.code(), text, dir)
+}
+
+/// S3 slowing down just as a running rollout rolls back: for a while its
+/// intent cannot be audited. Nothing is sent without it, and the rollback,
+/// decided, is tried again until the store answers, never dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollback_whose_intent_cannot_be_audited_for_a_while_is_sent_once_it_can() {
+    let (sb, bucket, code, text, _dir) =
+        a_rollback_through_slow_s3("ap-southeast-3", "audit-down", "rollback:fenced").await;
+    assert_eq!(code, Some(1), "{text}");
     assert!(text.contains("rollout abort: not sent: its intent could not be audited"), "{text}");
     assert!(text.contains("rollout ABORTED and rolled back"), "{text}");
     assert_eq!(weights(&sb).await, w(100, 0));
@@ -307,7 +321,6 @@ async fn a_rollback_whose_intent_cannot_be_audited_for_a_while_is_sent_once_it_c
         .collect();
     assert_eq!(by_ana.first().map(String::as_str), Some("intent"), "{by_ana:?}");
     assert!(by_ana.iter().any(|s| s == "applied"), "the rollback sent by the rollout itself: {by_ana:?}");
-    drop(abort);
     sb.down().await;
 }
 
@@ -315,40 +328,12 @@ async fn a_rollback_whose_intent_cannot_be_audited_for_a_while_is_sent_once_it_c
 /// ended with a bare store error. It says the rollback is live.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rollback_sent_but_not_audited_says_it_is_live() {
-    let dir = tempfile::tempdir().unwrap();
-    let bucket = bucket("rollback-unaudited");
-    let (rb, path) = team_runbook_edited(dir.path(), &bucket, "", |t| {
-        t.replace("lease = \"6s\"", "lease = \"15s\"").replace("soak = \"5s\"", "soak = \"10m\"")
-    });
-    let sb = fixed_sandbox(&rb, "af-south-1").await;
-    let (a, b) = (Machine::new("ana", "bastion"), Machine::new("bob", "laptop-b"));
-    let p = path.to_str().unwrap();
-    let mut command = a.command(&sb, &rb, &["rollout", p, "--yes"]);
-    command.env("CUTOVER_STOP_AT", "rollback:after-send");
-    let rollout = tokio::process::Command::from(command).kill_on_drop(true).spawn().unwrap();
-    let pid = rollout.id().unwrap();
-    until_soaking(&sb, &bucket, 0).await;
-    let abort = tokio::process::Command::from(b.command(&sb, &rb, &["abort", p, "--yes", "--reason", "bob saw 5xx"]))
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    eventually(Duration::from_secs(60), "the rollback sent, its applied line not yet written", || async {
-        process_stopped(pid).then_some(())
-    })
-    .await;
-    // Long enough for the applied line's append to give up, short of the
-    // state save's ten tries.
-    sb.faults.s3_slow_down.store(true, std::sync::atomic::Ordering::SeqCst);
-    unsafe { libc::kill(pid as i32, libc::SIGCONT) };
-    tokio::time::sleep(Duration::from_secs(6)).await;
-    sb.faults.s3_slow_down.store(false, std::sync::atomic::Ordering::SeqCst);
-    let out = tokio::time::timeout(Duration::from_secs(120), rollout.wait_with_output()).await.unwrap().unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert_eq!(out.status.code(), Some(1), "{text}");
+    let (sb, _, code, text, _dir) =
+        a_rollback_through_slow_s3("af-south-1", "rollback-unaudited", "rollback:after-send").await;
+    assert_eq!(code, Some(1), "{text}");
     assert!(text.contains("rollout abort: ") && text.contains(" is live as "), "{text}");
     assert!(text.contains("the audit log could not record it"), "{text}");
     assert_eq!(weights(&sb).await, w(100, 0));
-    drop(abort);
     sb.down().await;
 }
 
