@@ -128,3 +128,53 @@ async fn a_rollout_gated_on_elb_5xx_aborts_when_the_new_side_refuses_every_conne
     assert!(out.contains("staging HTTPCode_ELB_5XX_Count"), "{out}");
     assert_eq!(staging, Some(0), "rolled back to the initial weights");
 }
+
+/// The demo with staging's load balancer in zone a only, and both staging
+/// instances allowed into Redis: staging-web-2 (zone b) is `unused`.
+fn staging_in_one_zone() -> Runbook {
+    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("runbooks/demo.toml")).unwrap();
+    for old in ["staging = [\"a\", \"b\"]", "security_groups = [\"staging-batch\"]"] {
+        assert!(text.contains(old), "demo.toml has {old}");
+    }
+    let text = text
+        .replace("staging = [\"a\", \"b\"]", "staging = [\"a\"]")
+        .replace("security_groups = [\"staging-batch\"]", "security_groups = [\"staging-app\"]");
+    cutover::runbook::parse("staging-in-one-zone.toml", &text).unwrap()
+}
+
+/// The requests an app has served, by its own counter in its Redis.
+async fn served(sb: &Sandbox, redis: &str, app: &str) -> i64 {
+    let client = redis::Client::open(sb.redis_urls[redis].as_str()).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    redis::cmd("GET").arg(format!("hits:{app}")).query_async::<Option<i64>>(&mut c).await.unwrap().unwrap_or(0)
+}
+
+/// An ALB sends requests only to targets in service: never to one in a zone
+/// it does not enable (`unused`), never to one deregistered, and with none
+/// left it answers 503 itself. A sandbox that sent traffic to every running
+/// instance would let a rollout onto a side with no target pass its 5xx gates.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_load_balancer_sends_requests_only_to_targets_in_service() {
+    let rb = staging_in_one_zone();
+    let sb = sandbox(&rb, "eu-north-1").await;
+    set_weights_as_another_client(&sb, &rb, &[("prod", 50), ("staging", 50)]).await;
+    eventually(Duration::from_secs(30), "staging-web-1 to serve requests", || async {
+        (served(&sb, "staging-cache", "staging-web-1").await >= 10).then_some(())
+    })
+    .await;
+    assert_eq!(served(&sb, "staging-cache", "staging-web-2").await, 0, "a target in a zone the ALB does not enable");
+
+    let web_1 = sb.world.instances.iter().find(|i| i.name == "staging-web-1").unwrap().id.clone();
+    let group = &sb.world.target_groups["staging"][0].arn;
+    let target = aws_sdk::elasticloadbalancingv2::types::TargetDescription::builder().id(&web_1).build();
+    sb.clients.elb.deregister_targets().target_group_arn(group).targets(target).send().await.unwrap();
+    eventually(Duration::from_secs(30), "staging's load balancer to answer 503 itself", || async {
+        (elb_5xx_per_load_balancer(&sb, "staging").await > 0.0).then_some(())
+    })
+    .await;
+    let before = served(&sb, "staging-cache", "staging-web-1").await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(served(&sb, "staging-cache", "staging-web-1").await, before, "a deregistered target gets no request");
+    assert_eq!(served(&sb, "staging-cache", "staging-web-2").await, 0, "nor does an unused one, failing open");
+    sb.down().await;
+}

@@ -1,8 +1,10 @@
 //! Traffic generator: reads the live Route53 weights, sends requests to each
-//! side's instances in proportion (split by the sandbox's own Route53 rule;
-//! only to instances passing their /health, as an ALB would, failing open
-//! when none pass), and publishes to moto the metrics an ALB would, under
-//! the dimension sets AWS uses.
+//! side in proportion (split by the sandbox's own Route53 rule), through its
+//! load balancer as an ALB routes them (`InService`: the target group's
+//! healthy targets, failing open to its unhealthy ones, a 503 of its own
+//! with none), and publishes to moto the metrics an ALB would, under the
+//! dimension sets AWS uses. A side with no load balancer gets its requests
+//! at its instances, those passing /health first.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -11,7 +13,7 @@ use aws_sdk::cloudwatch::types::builders::MetricDatumBuilder;
 use aws_sdk::cloudwatch::types::{Dimension, MetricDatum, StandardUnit, StatisticSet};
 use tokio::sync::watch;
 
-use super::provision::World;
+use super::provision::{ProvisionedInstance, World};
 use super::rules::route53_shares;
 use crate::aws::SideClients;
 use crate::runbook::{Metric, Runbook};
@@ -47,6 +49,70 @@ struct Window {
     unhealthy_samples: Vec<f64>,
 }
 
+/// An environment's target group as its load balancer routes to it, by the
+/// sandbox's own reading of AWS's rules (ELB documentation, "Health checks
+/// for your target groups"): requests go only to `healthy` targets; with
+/// none, to every `unhealthy` one (fail open); never to an `unused`,
+/// `initial` or `draining` one (a zone the load balancer does not enable, a
+/// stopped instance, a deregistered target); with no target to send to, the
+/// load balancer answers 503 itself.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct InService {
+    /// The instance ids requests go to, in order.
+    targets: Vec<String>,
+    healthy: usize,
+    unhealthy: usize,
+    /// The load balancer's zones, where its own 503s are counted.
+    zones: Vec<String>,
+}
+
+impl InService {
+    /// From each registered target's id and state, as DescribeTargetHealth gives them.
+    fn of(states: &[(String, String)], zones: Vec<String>) -> Self {
+        let ids = |state: &str| states.iter().filter(|(_, s)| s == state).map(|(id, _)| id.clone()).collect::<Vec<_>>();
+        let (healthy, unhealthy) = (ids("healthy"), ids("unhealthy"));
+        let (h, u) = (healthy.len(), unhealthy.len());
+        let targets = if healthy.is_empty() { unhealthy } else { healthy };
+        Self { targets, healthy: h, unhealthy: u, zones }
+    }
+}
+
+/// The registered targets of `group` with their states, and the zones of
+/// its load balancer `lb`, asked as any client would: through the proxy,
+/// which answers target health as an ALB (moto calls every running target
+/// healthy).
+async fn in_service(clients: &crate::aws::Clients, group: &str, lb: &str) -> Result<InService, String> {
+    let health = clients.elb.describe_target_health().target_group_arn(group).send().await.map_err(|e| {
+        format!("DescribeTargetHealth: {}", aws_sdk::elasticloadbalancingv2::error::DisplayErrorContext(&e))
+    })?;
+    let states: Vec<(String, String)> = health
+        .target_health_descriptions()
+        .iter()
+        .filter_map(|d| {
+            let id = d.target()?.id()?.to_string();
+            let state = d.target_health()?.state()?.as_str().to_string();
+            Some((id, state))
+        })
+        .collect();
+    let found = clients.elb.describe_load_balancers().load_balancer_arns(lb).send().await.map_err(|e| {
+        format!("DescribeLoadBalancers: {}", aws_sdk::elasticloadbalancingv2::error::DisplayErrorContext(&e))
+    })?;
+    let zones = found
+        .load_balancers()
+        .iter()
+        .flat_map(|l| l.availability_zones())
+        .filter_map(|z| z.zone_name().map(str::to_string))
+        .collect();
+    Ok(InService::of(&states, zones))
+}
+
+/// The target group an environment's load balancer sends its requests to
+/// (its first, which carries its metrics) and that load balancer's ARN.
+fn balanced<'w>(world: &'w World, env: &str) -> Option<(&'w str, &'w str)> {
+    let tg = world.target_groups.get(env)?.first()?;
+    Some((tg.arn.as_str(), tg.load_balancer_arn.as_deref()?))
+}
+
 /// Splits `n` requests by share with largest-remainder rounding.
 pub fn split(n: u32, shares: &[f64]) -> Vec<u32> {
     let raw: Vec<f64> = shares.iter().map(|s| s * f64::from(n)).collect();
@@ -69,7 +135,10 @@ pub fn split(n: u32, shares: &[f64]) -> Vec<u32> {
 pub async fn run(rb: Runbook, world: World, aws: SideClients, cfg: TrafficConfig, mut shutdown: watch::Receiver<bool>) {
     let http = reqwest::Client::builder().timeout(Duration::from_secs(2)).no_proxy().build().expect("reqwest client");
     let sides: Vec<(String, String)> = rb.dns.set_identifiers.iter().map(|(e, s)| (e.clone(), s.clone())).collect();
+    // Instances of sides without a load balancer: whether each passes /health.
     let mut healthy: BTreeMap<String, bool> = BTreeMap::new();
+    // Sides with a load balancer: where it sends requests, as last read.
+    let mut routes: BTreeMap<String, InService> = BTreeMap::new();
     let mut windows: BTreeMap<String, Window> = BTreeMap::new();
     let mut rr: BTreeMap<String, usize> = BTreeMap::new();
     let mut last_health = Instant::now() - cfg.health_every;
@@ -83,16 +152,25 @@ pub async fn run(rb: Runbook, world: World, aws: SideClients, cfg: TrafficConfig
         }
         if last_health.elapsed() >= cfg.health_every {
             last_health = Instant::now();
-            for inst in &world.instances {
-                let ok = http.get(&inst.health_url).send().await.map(|r| r.status().is_success()).unwrap_or(false);
-                healthy.insert(inst.id.clone(), ok);
-            }
             for (env, _) in &sides {
-                let members: Vec<_> = world.instances.iter().filter(|i| &i.environment == env).collect();
-                let up = members.iter().filter(|i| healthy.get(&i.id).copied().unwrap_or(false)).count();
                 let w = windows.entry(env.clone()).or_default();
-                w.healthy_samples.push(up as f64);
-                w.unhealthy_samples.push((members.len() - up) as f64);
+                if let Some((group, lb)) = balanced(&world, env) {
+                    match in_service(aws.environment(env), group, lb).await {
+                        Ok(s) => {
+                            w.healthy_samples.push(s.healthy as f64);
+                            w.unhealthy_samples.push(s.unhealthy as f64);
+                            routes.insert(env.clone(), s);
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, env, "traffic: cannot read target health; keeping the last")
+                        }
+                    }
+                    continue;
+                }
+                for inst in world.instances.iter().filter(|i| &i.environment == env) {
+                    let ok = http.get(&inst.health_url).send().await.map(|r| r.status().is_success()).unwrap_or(false);
+                    healthy.insert(inst.id.clone(), ok);
+                }
             }
         }
         match live_weights(&aws.dns().route53, &world.zone_id, &rb.dns.record, &rb.dns.record_type).await {
@@ -104,16 +182,32 @@ pub async fn run(rb: Runbook, world: World, aws: SideClients, cfg: TrafficConfig
         }
         let counts = split(cfg.requests_per_tick, &last_shares);
         for ((env, _), count) in sides.iter().zip(counts) {
-            let members: Vec<_> = world.instances.iter().filter(|i| &i.environment == env).collect();
-            if members.is_empty() || count == 0 {
+            if count == 0 {
                 continue;
             }
-            let up: Vec<_> = members.iter().filter(|i| healthy.get(&i.id).copied().unwrap_or(false)).copied().collect();
-            let pool = if up.is_empty() { members } else { up };
+            let pool: Vec<&ProvisionedInstance> = match routes.get(env) {
+                Some(s) => s.targets.iter().filter_map(|id| world.instances.iter().find(|i| &i.id == id)).collect(),
+                None if balanced(&world, env).is_some() => continue, // not read yet
+                None => {
+                    let members: Vec<_> = world.instances.iter().filter(|i| &i.environment == env).collect();
+                    let up: Vec<_> =
+                        members.iter().filter(|i| healthy.get(&i.id).copied().unwrap_or(false)).copied().collect();
+                    if up.is_empty() { members } else { up }
+                }
+            };
             for _ in 0..count {
                 let n = rr.entry(env.clone()).or_default();
-                let inst = pool[*n % pool.len()];
                 *n += 1;
+                let Some(inst) = pool.get(*n % pool.len().max(1)).copied() else {
+                    // No target in service: the load balancer answers 503 from
+                    // one of its zones; no RequestCount, which counts only
+                    // requests a target was chosen for.
+                    let zones = routes.get(env).map(|s| s.zones.as_slice()).unwrap_or_default();
+                    if let Some(zone) = zones.get(*n % zones.len().max(1)) {
+                        *windows.entry(env.clone()).or_default().elb_5xx.entry(zone.clone()).or_default() += 1;
+                    }
+                    continue;
+                };
                 let url = format!("http://127.0.0.1:{}/", inst.app_port);
                 let started = Instant::now();
                 let result = http.get(&url).send().await;
@@ -375,6 +469,21 @@ mod tests {
         let mut orphan = world();
         orphan.load_balancers.clear();
         assert!(datums(&orphan, "new", &w).is_empty());
+    }
+
+    #[test]
+    fn an_alb_routes_to_healthy_targets_fails_open_to_unhealthy_ones_and_never_to_others() {
+        let of = |states: &[(&str, &str)]| {
+            let states: Vec<(String, String)> = states.iter().map(|(i, s)| (i.to_string(), s.to_string())).collect();
+            InService::of(&states, vec!["eu-west-1a".into()])
+        };
+        let mixed = of(&[("i-1", "healthy"), ("i-2", "unhealthy"), ("i-3", "unused"), ("i-4", "healthy")]);
+        assert_eq!((mixed.targets, mixed.healthy, mixed.unhealthy), (vec!["i-1".into(), "i-4".into()], 2, 1));
+        let open = of(&[("i-1", "unhealthy"), ("i-2", "draining"), ("i-3", "unhealthy"), ("i-4", "initial")]);
+        assert_eq!((open.targets, open.healthy, open.unhealthy), (vec!["i-1".into(), "i-3".into()], 0, 2));
+        for none in [&[("i-1", "unused"), ("i-2", "draining"), ("i-3", "initial")][..], &[]] {
+            assert_eq!(of(none).targets, Vec::<String>::new(), "{none:?}: the load balancer answers 503 itself");
+        }
     }
 
     #[test]
