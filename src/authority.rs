@@ -90,6 +90,53 @@ pub fn unknown_account(rb: &Runbook, side: &Side, how: &str, e: &crate::aws::Aws
     }
 }
 
+/// Refuses a rollout whose gates would read AWS with credentials for
+/// another account than the one the runbook gives that side: there a
+/// namesake (a staging copy built from the same templates, with the same
+/// load balancer, group and alarm names) can be idle and healthy, and every
+/// gate pass on it while the real side serves 5xx. The `[dns]` check covers
+/// a runbook whose sides are all reached alike. `Err` is one line: the
+/// refusal, or why the account cannot be told; nothing is sent either way.
+pub async fn gates_read_in_their_accounts(rb: &Runbook, clients: &SideClients) -> Result<(), String> {
+    if !rb.has_side_access() {
+        return Ok(());
+    }
+    for reader in rb.gate_readers() {
+        let (side, want) = match &reader {
+            Some(env) => {
+                let side = Side::Environment(env.clone());
+                let want = rb.side_account(&side);
+                (Some(side), want)
+            }
+            None => (None, rb.account_id.clone()),
+        };
+        let Some(want) = want else { continue };
+        let (c, how, name) = match &side {
+            Some(side) => (clients.side(side), clients.reach(side).describe(), side.to_string()),
+            None => (clients.runbook(), "the runbook's own credentials".to_string(), "[runbook]".to_string()),
+        };
+        let account = match crate::aws::sts::identity(c).await {
+            Ok(i) => i.account,
+            Err(e) => {
+                let why = match &side {
+                    Some(side) => unknown_account(rb, side, &how, &e),
+                    None => format!("cannot tell which account {name} is in: {e}"),
+                };
+                return Err(format!("{why}; the rollout's gates read it; nothing was sent"));
+            }
+        };
+        if account != want {
+            return Err(format!(
+                "refused: the rollout's gates read {name} of runbook {}, which is in account {want}, but its \
+                 credentials ({how}) are for account {account}: its load balancer, metrics and alarms there may be \
+                 a namesake's; set `profile` or `role_arn` under {name} to reach {want}; nothing was sent",
+                rb.source
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The one way to an [`Actor`]: refuses under `--read-only` and in any account
 /// but the runbook's (asking STS who the caller is), writing the `refused`
 /// line to the audit log before it returns. `action` names the change in that

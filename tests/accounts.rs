@@ -348,3 +348,51 @@ async fn a_stop_never_trusts_weights_read_through_dns_reached_in_another_account
     assert_eq!(weights_in(&in_account(&sb, DNS_ACCOUNT, "eu-west-1").await, &rb.dns.zone).await, w(100, 0));
     sb.down().await;
 }
+
+/// New production's role left out: its credentials are the sandbox's own
+/// account's, where a staging copy could carry its load balancer's and
+/// alarms' names, idle and healthy. A rollout judged there is refused before
+/// anything is sent (its dry run too), naming the side and the fix; a shift
+/// raising new production says its target health was NOT CHECKED rather
+/// than reading the namesake.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollout_whose_gates_would_read_another_account_is_refused_before_anything_is_sent() {
+    const WRONG: &str = "123456789012";
+    let rb = runbook("shared-dns-account.toml");
+    let sb = sandbox(&rb, "eu-west-1").await;
+    let dns = in_account(&sb, DNS_ACCOUNT, "eu-west-1").await;
+    let dir = tempfile::tempdir().unwrap();
+    let role = "role_arn = \"arn:aws:iam::333333333333:role/cutover\"\n";
+    let text =
+        std::fs::read_to_string(format!("{}/runbooks/shared-dns-account.toml", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    assert!(text.contains(role));
+    let path = dir.path().join("no-new-role.toml");
+    std::fs::write(&path, text.replace(role, "")).unwrap();
+    let path = path.display().to_string();
+    let refusal = format!(
+        "the rollout's gates read [environments.new] of runbook {path}, which is in account {NEW_ACCOUNT}, but its \
+         credentials (the default credentials) are for account {WRONG}"
+    );
+    let (code, out, err) = run_cutover(&sb, &rb, dir.path(), &["rollout", &path, "--dry-run"]).await;
+    assert_eq!(code, Some(2), "{out}{err}");
+    assert!(out.contains(&format!("would refuse: {refusal}")), "{out}{err}");
+    let (code, out, err) = run_cutover(&sb, &rb, dir.path(), &["rollout", &path, "--yes"]).await;
+    assert_eq!(code, Some(2), "{out}{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains(&format!("refused: {refusal}")) && err.contains("set `profile` or `role_arn`"), "{err}");
+    assert_eq!(weights_in(&dns, &rb.dns.zone).await, w(100, 0), "nothing was sent");
+    let lines = audit(dir.path(), &rb.name);
+    assert!(lines.iter().any(|l| l["stage"] == "refused" && l["action"] == "rollout start"), "{lines:?}");
+
+    let (code, out, err) = run_cutover(&sb, &rb, dir.path(), &["shift", &path, "--to", "50", "--yes"]).await;
+    assert_eq!(code, Some(0), "a weight change stays possible: {out}{err}");
+    assert!(
+        format!("{out}{err}").contains(&format!(
+            "NOT CHECKED: whether new can take the share this raises (its credentials (the default credentials) are \
+             for account {WRONG}, not {NEW_ACCOUNT})"
+        )),
+        "{out}{err}"
+    );
+    assert_eq!(weights_in(&dns, &rb.dns.zone).await, w(50, 50));
+    sb.down().await;
+}

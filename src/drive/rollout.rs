@@ -141,6 +141,9 @@ pub enum Verdict {
     NotAsConfirmed { live: Weights, confirmed: Weights },
     /// A lease left by a holder that stopped renewing it (`--take-over`).
     LeaseLeft,
+    /// A side the gates read is reached in another account than the
+    /// runbook's for it, or its account cannot be told.
+    GatesReadElsewhere,
 }
 
 impl Verdict {
@@ -1049,6 +1052,16 @@ struct Begun<'a> {
 async fn begin<'a>(cx: &'a Context, say: &'a mut (dyn FnMut(&str) + Send)) -> Result<Option<Begun<'a>>, RolloutError> {
     let rb = &cx.rb;
     let mut plan = RolloutPlan::from_runbook(rb).map_err(failed)?;
+    // Before the lease and any send: gates judged in the wrong account pass
+    // on a namesake.
+    if let Err(why) = crate::authority::gates_read_in_their_accounts(rb, &cx.clients).await {
+        let line =
+            cx.actor.audit_line(&rb.name, "rollout start".into(), Stage::Refused, Default::default(), why.clone());
+        return Err(match AuditLog::for_runbook(&rb.name).append(&line) {
+            Ok(()) => RolloutError::Refused(why),
+            Err(e) => failed(format!("{why} (and the refusal could not be audited: {e})")),
+        });
+    }
     let lease = take_lease(rb, "rollout", cx.take_over, &mut |m| say(m))?;
     let (ttl, words) = step_ttl(rb.dns.ttl, live_ttl(cx.clients.dns(), rb).await);
     plan.ttl = ttl;
@@ -1686,7 +1699,12 @@ pub async fn preview(
     out.extend(plan.gates.iter().map(|g| format!("  {}", g.name)));
     let (live, types_differ) = live_reading(clients, rb).await.map_err(failed)?;
     out.push(format!("live weights: {} {} / {} {}", rb.rollout.from, live.0, rb.rollout.to, live.1));
-    // In the run's order: the lease, the saved state, then the live weights.
+    // In the run's order: the gates' accounts, the lease, the saved state,
+    // then the live weights.
+    if let Err(why) = crate::authority::gates_read_in_their_accounts(rb, sides).await {
+        out.push(format!("would refuse: {}", why.strip_prefix("refused: ").unwrap_or(&why)));
+        return Ok(Preview { lines: out, verdict: Verdict::GatesReadElsewhere });
+    }
     if is_running(&rb.name).map_err(failed)? {
         out.push("a rollout of this runbook is running now: `cutover rollout` would be refused".into());
         return Ok(Preview { lines: out, verdict: Verdict::Running });

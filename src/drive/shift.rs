@@ -245,7 +245,25 @@ pub async fn raised_sides_serve(
             )
         };
         let Some(env) = rb.environment(name) else { continue };
-        let clients = sides.side(&crate::runbook::Side::Environment(name.clone()));
+        let side = crate::runbook::Side::Environment(name.clone());
+        let clients = sides.side(&side);
+        // Read in another account than the side's, a namesake's load
+        // balancer could answer for it: not checked, never passed.
+        if rb.has_side_access()
+            && let Some(want) = rb.side_account(&side)
+        {
+            let how = sides.reach(&side).describe();
+            let wrong = match crate::aws::sts::identity(clients).await {
+                Ok(i) if i.account == want => None,
+                Ok(i) => Some(format!("its credentials ({how}) are for account {}, not {want}", i.account)),
+                Err(e) => Some(format!("its account cannot be told ({how}): {e}")),
+            };
+            if let Some(why) = wrong {
+                tracing::warn!(environment = %name, why, "target health not read before raising its weight");
+                unchecked.push(format!("NOT CHECKED: whether {name} can take the share this raises ({why})"));
+                continue;
+            }
+        }
         // Without target groups (a box its record names directly), its
         // instances serve: one must be running.
         if env.target_groups.is_empty() {
@@ -327,9 +345,20 @@ pub async fn raised_sides_serve(
         };
         // With every target unhealthy an ALB fails open and routes to all of
         // them; unused (stopped, an AZ not enabled), initial, draining or none
-        // registered, it has nothing to route to.
-        let in_service =
-            |t: &crate::aws::elb::Target| matches!(t.state.as_str(), "healthy" | "unhealthy" | "unavailable");
+        // registered, it has nothing to route to. `unavailable` is AWS not
+        // knowing (Elb.InternalError: an instance group's checks cannot be
+        // disabled): neither in service nor out, so not checked.
+        let in_service = |t: &crate::aws::elb::Target| matches!(t.state.as_str(), "healthy" | "unhealthy");
+        let unknown = |t: &crate::aws::elb::Target| t.state == "unavailable";
+        if let Some(g) = groups.iter().find(|g| !g.targets.iter().any(in_service) && g.targets.iter().any(unknown)) {
+            tracing::warn!(environment = %name, group = %g.name, "target health unavailable before raising its weight");
+            unchecked.push(format!(
+                "NOT CHECKED: whether {name} has a target in service to take the share this raises (target group {}: \
+                 AWS says its targets' health is unavailable)",
+                g.name
+            ));
+            continue;
+        }
         if let Some(g) = groups.iter().find(|g| !g.targets.iter().any(in_service)) {
             let states = match g.targets.is_empty() {
                 true => "none registered".to_string(),

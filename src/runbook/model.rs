@@ -103,6 +103,30 @@ impl Runbook {
             .or_else(|| self.account_id.clone())
     }
 
+    /// Where a rollout's gates read AWS: each environment they name (its
+    /// two sides, each gate's, each `alarm_ok` alarm's), and `None` for an
+    /// alarm naming no environment (read with the runbook's own credentials).
+    pub fn gate_readers(&self) -> std::collections::BTreeSet<Option<String>> {
+        let mut out: std::collections::BTreeSet<Option<String>> =
+            [Some(self.rollout.from.clone()), Some(self.rollout.to.clone())].into();
+        for g in &self.rollout.gates {
+            match &g.kind {
+                GateKind::HealthyTargets { environment, .. }
+                | GateKind::HttpHealth { environment }
+                | GateKind::RedisReachable { environment }
+                | GateKind::Metric { environment, .. } => {
+                    out.insert(Some(environment.clone()));
+                }
+                GateKind::AlarmOk { alarms, .. } => {
+                    let named = self.alarms.iter().filter(|a| alarms.contains(&a.name));
+                    out.extend(named.map(|a| a.environment.clone()));
+                }
+                GateKind::RedisHitRate { .. } | GateKind::Compare { .. } => {}
+            }
+        }
+        out
+    }
+
     /// Every side: the DNS side, then each environment.
     pub fn sides(&self) -> Vec<Side> {
         std::iter::once(Side::Dns).chain(self.environments.keys().map(|e| Side::Environment(e.clone()))).collect()

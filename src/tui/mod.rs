@@ -609,7 +609,8 @@ async fn plan_rollout(
                 | Verdict::Complete
                 | Verdict::TypesDiffer
                 | Verdict::NotAsConfirmed { .. }
-                | Verdict::LeaseLeft => Err(format!("{}{shell}", refusal(&p))),
+                | Verdict::LeaseLeft
+                | Verdict::GatesReadElsewhere => Err(format!("{}{shell}", refusal(&p))),
             }
         }
         Control::Promote if !running()? => Err("no rollout is running; nothing to promote".into()),
