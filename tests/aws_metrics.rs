@@ -178,3 +178,35 @@ async fn the_load_balancer_sends_requests_only_to_targets_in_service() {
     assert_eq!(served(&sb, "staging-cache", "staging-web-2").await, 0, "nor does an unused one, failing open");
     sb.down().await;
 }
+
+/// GetMetricData answers a query it failed with `StatusCode` InternalError
+/// and no datapoints (moto never does; the sandbox does when told). Read as
+/// "no 5xx datapoint while requests flowed", that is zero errors and the
+/// gate passes: it must be an error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_5xx_series_cloudwatch_failed_to_answer_is_an_error_never_zero() {
+    let rb = runbook("demo.toml");
+    let sb = sandbox(&rb, "sa-east-1").await;
+    let snap = first_snapshot(&rb, &sb).await;
+    let since = SystemTime::now();
+    set_weights_as_another_client(&sb, &rb, &[("prod", 50), ("staging", 50)]).await;
+    let gate = GateKind::Metric {
+        environment: "staging".into(),
+        metric: Metric::Target5xx,
+        stat: Stat::Sum,
+        max: 0.0,
+        min_requests: None,
+    };
+    let healthy = eventually(Duration::from_secs(30), "staging's requests to be published", || async {
+        let m = cutover::drive::gates::metric(&sb.sides, &gate, &snap, &rb, since).await;
+        matches!(m, Measurement::Pass).then_some(m)
+    })
+    .await;
+    sb.faults.cloudwatch.fail_metric("HTTPCode_Target_5XX_Count");
+    let failed = cutover::drive::gates::metric(&sb.sides, &gate, &snap, &rb, since).await;
+    assert!(
+        matches!(&failed, Measurement::Error(e) if e.contains("InternalError")),
+        "before: {healthy:?}; with the 5xx series failed: {failed:?}"
+    );
+    sb.down().await;
+}

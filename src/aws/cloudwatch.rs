@@ -395,7 +395,8 @@ pub async fn metric_series_between(
         .zip(dimensions)
         .enumerate()
         .map(|(i, (k, dims))| {
-            let mut pts = points.remove(&format!("q{i}")).unwrap_or_default();
+            let answer = points.remove(&format!("q{i}")).unwrap_or_default();
+            let mut pts = answer.points;
             pts.sort_by_key(|p| p.0);
             Series {
                 environment: k.environment.clone(),
@@ -403,7 +404,7 @@ pub async fn metric_series_between(
                 stat: k.stat.cloudwatch_name(),
                 dimensions: k.dimensions.names().iter().map(|n| n.to_string()).collect(),
                 points: pts,
-                error: dims.err(),
+                error: dims.err().or(answer.failed),
             }
         })
         .collect())
@@ -446,15 +447,31 @@ fn stat_query(id: String, key: &SeriesKey, dims: Vec<Dimension>, stat: String, p
         .build()
 }
 
+/// What GetMetricData answered for one query: its datapoints, or why they
+/// are not the whole answer.
+#[derive(Debug, Default)]
+struct Answer {
+    points: Vec<(i64, f64)>,
+    /// Its last page's status when not `Complete` (`InternalError`,
+    /// `Forbidden`, `PartialData` with no page left), or no result at all.
+    failed: Option<String>,
+}
+
 /// Every query's datapoints in `[start, end)`, by query id: one GetMetricData
-/// call, its pages followed. No queries, no call.
+/// call, its pages followed. A result whose last status is not `Complete`
+/// (AWS: "InternalError indicates that an error occurred"; a call over its
+/// limits still answers "as much as possible") or that never came back is
+/// `failed`: read as no data, a failed 5xx series would pass a gate as zero.
+/// No queries, no call.
 async fn data_points(
     cw: &aws_sdk::cloudwatch::Client,
     queries: &[MetricDataQuery],
     start: SystemTime,
     end: SystemTime,
-) -> AwsResult<BTreeMap<String, Vec<(i64, f64)>>> {
-    let mut points: BTreeMap<String, Vec<(i64, f64)>> = BTreeMap::new();
+) -> AwsResult<BTreeMap<String, Answer>> {
+    let mut answers: BTreeMap<String, Answer> = BTreeMap::new();
+    let mut status: BTreeMap<String, String> = BTreeMap::new();
+    let mut messages: Vec<String> = Vec::new();
     let mut next: Option<String> = None;
     while !queries.is_empty() {
         let resp = cw
@@ -466,16 +483,35 @@ async fn data_points(
             .send()
             .await
             .map_err(|e| sdk_error("GetMetricData", e))?;
+        let said = |m: &[aws_sdk::cloudwatch::types::MessageData]| {
+            m.iter().map(|m| format!("{}: {}", m.code().unwrap_or("?"), m.value().unwrap_or(""))).collect::<Vec<_>>()
+        };
+        messages.extend(said(resp.messages()));
         for r in resp.metric_data_results() {
-            let entry = points.entry(r.id().unwrap_or_default().to_string()).or_default();
-            entry.extend(r.timestamps().iter().map(|t| t.secs()).zip(r.values().iter().copied()));
+            let id = r.id().unwrap_or_default().to_string();
+            let entry = answers.entry(id.clone()).or_default();
+            entry.points.extend(r.timestamps().iter().map(|t| t.secs()).zip(r.values().iter().copied()));
+            let code = r.status_code().map_or("no status", |c| c.as_str());
+            let extra = said(r.messages());
+            status
+                .insert(id, if extra.is_empty() { code.to_string() } else { format!("{code} ({})", extra.join("; ")) });
         }
         next = resp.next_token().map(str::to_string);
         if next.is_none() {
             break;
         }
     }
-    Ok(points)
+    let also = if messages.is_empty() { String::new() } else { format!("; the call said: {}", messages.join("; ")) };
+    for q in queries {
+        let id = q.id().unwrap_or_default();
+        let answer = answers.entry(id.to_string()).or_default();
+        answer.failed = match status.get(id).map(String::as_str) {
+            Some("Complete") => None,
+            Some(code) => Some(format!("GetMetricData answered {code} for this series{also}")),
+            None => Some(format!("GetMetricData returned no result for this series{also}")),
+        };
+    }
+    Ok(answers)
 }
 
 /// Every key's statistic over the whole window `[start, end)`, as one period
@@ -502,10 +538,12 @@ pub async fn metric_totals(
     for (i, dims) in dimensions.into_iter().enumerate() {
         let values = points.remove(&format!("v{i}")).unwrap_or_default();
         let minutes = points.remove(&format!("n{i}")).unwrap_or_default();
+        let failed = values.failed.or(minutes.failed);
+        let (values, minutes) = (values.points, minutes.points);
         let samples = (!minutes.is_empty()).then(|| minutes.iter().map(|p| p.1).sum());
         // One period spans the window: more than one value would be a second
         // period past `end`, which cannot hold data.
-        totals.push(Total { value: values.first().map(|p| p.1), samples, error: dims.err() });
+        totals.push(Total { value: values.first().map(|p| p.1), samples, error: dims.err().or(failed) });
         let newest = minutes.iter().map(|p| p.0).max();
         covers.push(newest.map(|t| SystemTime::UNIX_EPOCH + Duration::from_secs(t.max(0) as u64 + 60)));
     }

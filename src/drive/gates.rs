@@ -410,8 +410,10 @@ pub async fn metric_reading(
         Ok(t) => t,
         Err(e) => return error(e.to_string()),
     };
-    // A series that could not be asked for is an error, never "no data".
-    if let Some(e) = totals[..measured].iter().find_map(|t| t.error.as_ref()) {
+    // A series that could not be asked for, or was not answered whole, is an
+    // error, never "no data": the requests' too, which tell a side's missing
+    // 5xx count from zero.
+    if let Some(e) = totals.iter().find_map(|t| t.error.as_ref()) {
         return error(e.clone());
     }
     // The newest either side has: both sides' datapoints arrive as late, and

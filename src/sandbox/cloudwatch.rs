@@ -52,6 +52,9 @@ pub struct CloudWatchState {
     pub lag_ms: AtomicU64,
     data: Mutex<Vec<Datum>>,
     composites: Mutex<BTreeMap<String, Composite>>,
+    /// Metric names whose GetMetricData results come back `InternalError`
+    /// with no datapoints, as AWS answers a query it failed (moto never does).
+    failing: Mutex<std::collections::BTreeSet<String>>,
 }
 
 /// What the proxy does with a request.
@@ -152,6 +155,11 @@ impl CloudWatchState {
 
     pub fn set_lag(&self, lag: Duration) {
         self.lag_ms.store(lag.as_millis() as u64, Ordering::SeqCst);
+    }
+
+    /// Makes every GetMetricData result for metric `name` an `InternalError`.
+    pub fn fail_metric(&self, name: &str) {
+        self.failing.lock().unwrap_or_else(|e| e.into_inner()).insert(name.to_string());
     }
 
     /// The composite alarms, by name.
@@ -284,7 +292,17 @@ impl CloudWatchState {
         let moto_end = if visible > start { visible } else { start + Duration::from_secs(1) };
         rest.push(("EndTime".into(), iso(moto_end)));
         let mut forwarded = 0;
+        let failing = self.failing.lock().unwrap_or_else(|e| e.into_inner()).clone();
         for q in queries.into_values() {
+            let name = get(&q, "MetricStat.Metric.MetricName").unwrap_or_default();
+            if failing.contains(name) {
+                ours.push_str(&format!(
+                    "<member><Id>{}</Id><Label>{}</Label><StatusCode>InternalError</StatusCode><Timestamps/><Values/></member>",
+                    escape(get(&q, "Id").unwrap_or_default()),
+                    escape(name)
+                ));
+                continue;
+            }
             match get(&q, "MetricStat.Stat").and_then(percentile) {
                 Some(p) => ours.push_str(&self.percentile_result(&q, p, start, end, visible)),
                 None => {
