@@ -225,7 +225,7 @@ fn big_live(now: SystemTime) -> Vec<LiveEvent> {
             name: format!("alarm-{i}"),
             state: "OK".into(),
             reason: String::new(),
-            period_seconds: None,
+            period_seconds: Some(60),
             ..Default::default()
         })
         .collect()))));

@@ -374,5 +374,40 @@ async fn an_alarm_whose_period_on_aws_is_longer_than_declared_makes_its_gate_an_
     }));
     let m = gates::from_snapshot(&declared, &g, &snap).unwrap();
     assert!(!matches!(&m, Measurement::Error(_)), "{m:?}");
+    // Rebuilt on metric math (5xx per request, the usual shape), the alarm
+    // has no Period of its own: AWS keeps it in each metric it reads.
+    let metric = |name: &str, period: i32| {
+        use aws_sdk::cloudwatch::types::{Metric, MetricDataQuery, MetricStat};
+        let m = Metric::builder()
+            .namespace("AWS/ApplicationELB")
+            .metric_name(name)
+            .set_dimensions(Some(old.dimensions().to_vec()))
+            .build();
+        let stat = MetricStat::builder().metric(m).period(period).stat("Sum").build();
+        MetricDataQuery::builder().id(name.to_lowercase().replace('_', "")).metric_stat(stat).return_data(false).build()
+    };
+    let ratio = aws_sdk::cloudwatch::types::MetricDataQuery::builder()
+        .id("ratio")
+        .expression("httpcodetarget5xxcount / requestcount")
+        .return_data(true)
+        .build();
+    cw.put_metric_alarm()
+        .alarm_name("demo-staging-5xx")
+        .metrics(metric("HTTPCode_Target_5XX_Count", 600))
+        .metrics(metric("RequestCount", 600))
+        .metrics(ratio)
+        .evaluation_periods(1)
+        .threshold(0.01)
+        .set_comparison_operator(old.comparison_operator().cloned())
+        .set_treat_missing_data(old.treat_missing_data().map(str::to_string))
+        .send()
+        .await
+        .unwrap();
+    let snap = first_snapshot(&rb, &sb).await;
+    let m = gates::from_snapshot(&declared, &g, &snap).unwrap();
+    assert!(
+        matches!(&m, Measurement::Error(w) if w.contains("demo-staging-5xx has a period of 600 s on AWS, longer than the runbook's 300 s")),
+        "{m:?}"
+    );
     sb.down().await;
 }

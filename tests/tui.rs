@@ -207,14 +207,14 @@ fn demo_events(stopped_prod_web_1: bool) -> Vec<LiveEvent> {
                 name: "demo-staging-5xx".into(),
                 state: "OK".into(),
                 reason: String::new(),
-                period_seconds: None,
+                period_seconds: Some(60),
                 ..Default::default()
             },
             AlarmState {
                 name: "demo-prod-5xx".into(),
                 state: "OK".into(),
                 reason: String::new(),
-                period_seconds: None,
+                period_seconds: Some(60),
                 ..Default::default()
             },
         ]))),

@@ -167,7 +167,10 @@ pub async fn alarm_states(cw: &aws_sdk::cloudwatch::Client, names: &[String]) ->
         watches.sort();
         watches.dedup();
         let blind = blind.or_else(|| alarm_never_fires(a));
-        let period_seconds = a.period().and_then(|p| u32::try_from(p).ok());
+        // An alarm on metric math has no Period of its own: each metric it
+        // reads has one (PutMetricAlarm), and the longest sets its pace.
+        let query_periods = a.metrics().iter().filter_map(|q| q.metric_stat().and_then(|m| m.period()).or(q.period()));
+        let period_seconds = a.period().or(query_periods.max()).and_then(|p| u32::try_from(p).ok());
         AlarmState { period_seconds, watches, blind, ..read(a.alarm_name(), a.state_value(), a.state_reason()) }
     });
     let composite = resp.composite_alarms().iter().map(|a| read(a.alarm_name(), a.state_value(), a.state_reason()));

@@ -130,7 +130,15 @@ pub fn to_side_gets_no_traffic(rb: &Runbook, snap: &Snapshot) -> Option<Measurem
 /// so such an alarm may not yet have judged the soak's last minutes.
 fn longer_than_declared(rb: &Runbook, alarms: &[String], states: &[AlarmState]) -> Option<String> {
     alarms.iter().flat_map(|n| crate::runbook::metric_alarms_under(&rb.alarms, n)).find_map(|declared| {
-        let actual = states.iter().find(|s| s.name == declared.name)?.period_seconds?;
+        let Some(actual) = states.iter().find(|s| s.name == declared.name)?.period_seconds else {
+            // A metric alarm always has one (its own, or its metrics'): one
+            // not read leaves the soak's coverage unknown.
+            return Some(format!(
+                "alarm {} has no period cutover could read on AWS (a composite where the runbook declares a metric \
+                 alarm?): whether it has judged the soak's last minutes is unknown",
+                declared.name
+            ));
+        };
         (u64::from(actual) > declared.period.as_secs()).then(|| {
             format!(
                 "alarm {} has a period of {actual} s on AWS, longer than the runbook's {} s: it may not yet have \
