@@ -411,3 +411,41 @@ async fn an_alarm_whose_period_on_aws_is_longer_than_declared_makes_its_gate_an_
     );
     sb.down().await;
 }
+
+/// DescribeAlarms takes at most 100 names and answers in pages (moto takes
+/// any number and answers at once; the sandbox answers as AWS). Every
+/// alarm asked for is read, however many: one on a later page is never
+/// MISSING (a false failure that aborts a rollout), and 120 names are no
+/// ValidationError.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alarms_are_read_whatever_their_number_in_batches_and_pages() {
+    let rb = runbook("demo.toml");
+    let sb = sandbox(&rb, "ap-northeast-3").await;
+    let cw = &sb.clients.cloudwatch;
+    let names: Vec<String> = (0..60).map(|i| format!("filler-{i:03}")).collect();
+    for n in &names {
+        cw.put_metric_alarm()
+            .alarm_name(n)
+            .namespace("AWS/ApplicationELB")
+            .metric_name("RequestCount")
+            .statistic(aws_sdk::cloudwatch::types::Statistic::Sum)
+            .period(60)
+            .evaluation_periods(1)
+            .threshold(1.0)
+            .comparison_operator(aws_sdk::cloudwatch::types::ComparisonOperator::GreaterThanThreshold)
+            .send()
+            .await
+            .unwrap();
+    }
+    let read = cutover::aws::cloudwatch::alarm_states(cw, &names).await.unwrap();
+    let missing: Vec<&str> = read.iter().filter(|a| a.state == "MISSING").map(|a| a.name.as_str()).collect();
+    assert!(missing.is_empty(), "60 alarms that exist read as MISSING: {missing:?}");
+    let absent: Vec<String> = (0..60).map(|i| format!("absent-{i:03}")).collect();
+    let asked: Vec<String> = names.iter().chain(&absent).cloned().collect();
+    let read = cutover::aws::cloudwatch::alarm_states(cw, &asked).await.unwrap();
+    assert_eq!(read.len(), 120);
+    for a in &read {
+        assert_eq!(a.state == "MISSING", a.name.starts_with("absent-"), "{a:?}");
+    }
+    sb.down().await;
+}

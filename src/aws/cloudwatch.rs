@@ -140,22 +140,38 @@ pub async fn alarm_states(cw: &aws_sdk::cloudwatch::Client, names: &[String]) ->
     if names.is_empty() {
         return Ok(Vec::new());
     }
-    // Composite alarms come back only when asked for by type.
-    let resp = cw
-        .describe_alarms()
-        .set_alarm_names(Some(names.to_vec()))
-        .alarm_types(AlarmType::MetricAlarm)
-        .alarm_types(AlarmType::CompositeAlarm)
-        .send()
-        .await
-        .map_err(|e| sdk_error("DescribeAlarms", e))?;
+    // Composite alarms come back only when asked for by type. AlarmNames
+    // takes at most 100 names, and the answer comes in pages: an alarm on a
+    // page not read would be MISSING, a failure.
+    let (mut metric_alarms, mut composite_alarms) = (Vec::new(), Vec::new());
+    for batch in names.chunks(100) {
+        let mut next: Option<String> = None;
+        loop {
+            let resp = cw
+                .describe_alarms()
+                .set_alarm_names(Some(batch.to_vec()))
+                .alarm_types(AlarmType::MetricAlarm)
+                .alarm_types(AlarmType::CompositeAlarm)
+                .max_records(100)
+                .set_next_token(next.take())
+                .send()
+                .await
+                .map_err(|e| sdk_error("DescribeAlarms", e))?;
+            metric_alarms.extend(resp.metric_alarms().iter().cloned());
+            composite_alarms.extend(resp.composite_alarms().iter().cloned());
+            match resp.next_token() {
+                Some(t) if !t.is_empty() => next = Some(t.to_string()),
+                _ => break,
+            }
+        }
+    }
     let read = |name: Option<&str>, state: Option<&StateValue>, reason: Option<&str>| AlarmState {
         name: name.unwrap_or_default().to_string(),
         state: state.map(|s| s.as_str().to_string()).unwrap_or_default(),
         reason: reason.unwrap_or_default().to_string(),
         ..Default::default()
     };
-    let metric = resp.metric_alarms().iter().map(|a| {
+    let metric = metric_alarms.iter().map(|a| {
         // Its own metric, or (metric math) each metric its queries read:
         // one it cannot see makes the whole expression blind.
         let (mut watches, mut blind) = elb_watch(a.namespace(), a.metric_name(), a.dimensions());
@@ -173,7 +189,7 @@ pub async fn alarm_states(cw: &aws_sdk::cloudwatch::Client, names: &[String]) ->
         let period_seconds = a.period().or(query_periods.max()).and_then(|p| u32::try_from(p).ok());
         AlarmState { period_seconds, watches, blind, ..read(a.alarm_name(), a.state_value(), a.state_reason()) }
     });
-    let composite = resp.composite_alarms().iter().map(|a| read(a.alarm_name(), a.state_value(), a.state_reason()));
+    let composite = composite_alarms.iter().map(|a| read(a.alarm_name(), a.state_value(), a.state_reason()));
     let found: Vec<AlarmState> = metric.chain(composite).collect();
     Ok(names
         .iter()

@@ -225,9 +225,22 @@ impl Evaluator {
 
     /// Judges the metric alarms of one account and region.
     async fn round_in(&mut self, cw: &aws_sdk::cloudwatch::Client, states: &mut BTreeMap<String, String>) {
-        let alarms = match cw.describe_alarms().send().await {
-            Ok(r) => r.metric_alarms().to_vec(),
-            Err(e) => {
+        // Every page: the proxy answers in pages, as AWS does.
+        let mut pages = cw.describe_alarms().into_paginator().send();
+        let mut alarms = Vec::new();
+        let mut failed = None;
+        while let Some(page) = pages.next().await {
+            match page {
+                Ok(r) => alarms.extend(r.metric_alarms().iter().cloned()),
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        let alarms = match failed {
+            None => alarms,
+            Some(e) => {
                 let e = aws_sdk::cloudwatch::error::DisplayErrorContext(e);
                 tracing::warn!(error = %e, "alarm evaluator: DescribeAlarms");
                 return;

@@ -72,9 +72,19 @@ pub enum Finish {
     Nothing,
     /// Percentile results to put into GetMetricData's answer.
     MetricResults(String),
-    /// Composite alarms to put into DescribeAlarms' answer.
-    Composites(String),
+    /// DescribeAlarms' answer as AWS pages it (moto answers every alarm at
+    /// once): the composite alarms to put in, then the alarms from `offset`,
+    /// at most `max`, with a NextToken when more are left.
+    Alarms {
+        composites: String,
+        offset: usize,
+        max: usize,
+    },
 }
+
+/// DescribeAlarms' page size when MaxRecords is not given. AWS documents
+/// only the range (1 to 100); 50 is what its other CloudWatch lists use.
+const ALARMS_PAGE: usize = 50;
 
 type Form = Vec<(String, String)>;
 
@@ -368,13 +378,24 @@ impl CloudWatchState {
         ))
     }
 
-    /// Composite alarms come back only when `AlarmTypes` asks for them.
+    /// Composite alarms come back only when `AlarmTypes` asks for them; at
+    /// most 100 names are taken, and the answer comes in pages.
     fn describe_alarms(&self, form: Form) -> Handling {
-        let body = encode(&form);
-        if !list(&form, "AlarmTypes").iter().any(|t| t == "CompositeAlarm") {
-            return Handling::Forward(body, Finish::Nothing);
-        }
         let names = list(&form, "AlarmNames");
+        if names.len() > 100 {
+            return Handling::Refuse(format!(
+                "<ErrorResponse xmlns=\"{XMLNS}\"><Error><Type>Sender</Type><Code>ValidationError</Code><Message>1 validation error detected: Value with {} members at 'alarmNames' failed to satisfy constraint: Member must have length less than or equal to 100</Message></Error><RequestId>sandbox-validation</RequestId></ErrorResponse>",
+                names.len()
+            ));
+        }
+        let max = get(&form, "MaxRecords").and_then(|m| m.parse().ok()).unwrap_or(ALARMS_PAGE).clamp(1, 100);
+        let offset = get(&form, "NextToken").and_then(|t| t.strip_prefix("sandbox-page-")?.parse().ok()).unwrap_or(0);
+        let page = |composites: String| Finish::Alarms { composites, offset, max };
+        let rest: Form = form.iter().filter(|(k, _)| k != "NextToken" && k != "MaxRecords").cloned().collect();
+        let body = encode(&rest);
+        if !list(&form, "AlarmTypes").iter().any(|t| t == "CompositeAlarm") {
+            return Handling::Forward(body, page(String::new()));
+        }
         let prefix = get(&form, "AlarmNamePrefix");
         let state = get(&form, "StateValue");
         let xml: String = self
@@ -395,7 +416,7 @@ impl CloudWatchState {
                 )
             })
             .collect();
-        Handling::Forward(body, Finish::Composites(xml))
+        Handling::Forward(body, page(xml))
     }
 }
 
@@ -427,14 +448,102 @@ impl Finish {
         match self {
             Finish::Nothing => xml,
             Finish::MetricResults(m) => insert_members(&xml, "MetricDataResults", &m, "</GetMetricDataResult>"),
-            Finish::Composites(m) => insert_members(&xml, "CompositeAlarms", &m, "</DescribeAlarmsResult>"),
+            Finish::Alarms { composites, offset, max } => {
+                let xml = match composites.is_empty() {
+                    true => xml,
+                    false => insert_members(&xml, "CompositeAlarms", &composites, "</DescribeAlarmsResult>"),
+                };
+                page_alarms(&xml, offset, max)
+            }
         }
     }
+}
+
+/// The `<member>` elements directly inside the list `tag` of `xml` (each
+/// may hold members of its own: dimensions, metrics), and the list's span.
+fn top_members<'a>(xml: &'a str, tag: &str) -> (Vec<&'a str>, Option<(usize, usize)>) {
+    let (open, close) = (format!("<{tag}>"), format!("</{tag}>"));
+    let Some(start) = xml.find(&open).map(|i| i + open.len()) else { return (Vec::new(), None) };
+    let Some(end) = xml[start..].find(&close).map(|i| start + i) else { return (Vec::new(), None) };
+    // Nested lists carry members too; only depth 1 is an alarm. A list of
+    // the same name cannot nest inside an alarm, so `end` is this list's.
+    let (mut out, mut depth, mut from, mut at) = (Vec::new(), 0usize, 0usize, start);
+    while let Some(i) = xml[at..end].find("member>").map(|i| at + i) {
+        let closing = xml[..i].ends_with("</");
+        let opening = xml[..i].ends_with('<');
+        if opening {
+            if depth == 0 {
+                from = i - 1;
+            }
+            depth += 1;
+        } else if closing {
+            depth = depth.saturating_sub(1);
+            if depth == 0 {
+                out.push(&xml[from..i + "member>".len()]);
+            }
+        }
+        at = i + "member>".len();
+    }
+    (out, Some((start, end)))
+}
+
+/// `xml` (a whole DescribeAlarms answer) cut to the alarms from `offset`,
+/// at most `max`, metric alarms first, with a NextToken when more are left.
+fn page_alarms(xml: &str, offset: usize, max: usize) -> String {
+    let (metric, metric_span) = top_members(xml, "MetricAlarms");
+    let (composite, composite_span) = top_members(xml, "CompositeAlarms");
+    let total = metric.len() + composite.len();
+    let keep = |i: usize| i >= offset && i < offset + max;
+    let kept_metric: String = metric.iter().enumerate().filter(|(i, _)| keep(*i)).map(|(_, m)| *m).collect();
+    let kept_composite: String =
+        composite.iter().enumerate().filter(|(i, _)| keep(metric.len() + i)).map(|(_, m)| *m).collect();
+    // Rebuilt from the back so the earlier span stays where it was.
+    let mut spans: Vec<((usize, usize), String)> = [(composite_span, kept_composite), (metric_span, kept_metric)]
+        .into_iter()
+        .filter_map(|(s, k)| Some((s?, k)))
+        .collect();
+    spans.sort_by_key(|((a, _), _)| std::cmp::Reverse(*a));
+    let mut out = xml.to_string();
+    for ((a, b), kept) in spans {
+        out.replace_range(a..b, &kept);
+    }
+    if offset + max < total {
+        out = out.replacen(
+            "</DescribeAlarmsResult>",
+            &format!("<NextToken>sandbox-page-{}</NextToken></DescribeAlarmsResult>", offset + max),
+            1,
+        );
+    }
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn alarms_come_in_pages_of_whole_alarms_with_a_token_while_more_are_left() {
+        let alarm = |n: u32| {
+            format!(
+                "<member><AlarmName>a{n}</AlarmName><Dimensions><member><Name>LoadBalancer</Name></member></Dimensions></member>"
+            )
+        };
+        let metric: String = (0..3).map(alarm).collect();
+        let xml = format!(
+            "<DescribeAlarmsResponse><DescribeAlarmsResult><MetricAlarms>{metric}</MetricAlarms><CompositeAlarms><member><AlarmName>c</AlarmName></member></CompositeAlarms></DescribeAlarmsResult></DescribeAlarmsResponse>"
+        );
+        let names = |page: &str| {
+            page.split("<AlarmName>").skip(1).map(|s| s.split('<').next().unwrap().to_string()).collect::<Vec<_>>()
+        };
+        let first = page_alarms(&xml, 0, 2);
+        assert_eq!(names(&first), ["a0", "a1"]);
+        assert!(first.contains("<NextToken>sandbox-page-2</NextToken>"), "{first}");
+        assert_eq!(first.matches("<Name>LoadBalancer</Name>").count(), 2, "each alarm whole: {first}");
+        let last = page_alarms(&xml, 2, 2);
+        assert_eq!(names(&last), ["a2", "c"]);
+        assert!(!last.contains("NextToken"), "{last}");
+        assert_eq!(names(&page_alarms(&xml, 0, 100)), ["a0", "a1", "a2", "c"]);
+    }
 
     #[test]
     fn nearest_rank_counts_each_value_as_often_as_given() {
@@ -543,7 +652,10 @@ mod tests {
         ]);
         assert!(matches!(cw.handle(&put), Some(Handling::Answer(_))));
         let plain = form(&[("Action", "DescribeAlarms"), ("Version", "2010-08-01"), ("AlarmNames.member.1", "any")]);
-        let Some(Handling::Forward(_, Finish::Nothing)) = cw.handle(&plain) else { panic!("metric alarms only") };
+        let Some(Handling::Forward(_, Finish::Alarms { composites, .. })) = cw.handle(&plain) else {
+            panic!("forwarded")
+        };
+        assert!(composites.is_empty(), "metric alarms only: {composites}");
         let typed = form(&[
             ("Action", "DescribeAlarms"),
             ("Version", "2010-08-01"),
