@@ -303,6 +303,17 @@ async fn with_role(config: SdkConfig, reach: &Reach) -> SdkConfig {
 pub struct FixedCredentials {
     /// When they expire (`AWS_CREDENTIAL_EXPIRATION`, RFC 3339), if said.
     pub expires_at: Option<std::time::SystemTime>,
+    /// `AWS_CREDENTIAL_EXPIRATION` when it is set but cannot be read: when
+    /// the keys expire is then unknown, not never.
+    pub unreadable_expiry: Option<String>,
+}
+
+/// An expiry as `AWS_CREDENTIAL_EXPIRATION` gives it: RFC 3339, `Z` or an
+/// offset (`aws configure export-credentials` writes `+00:00`).
+pub fn expiry_of(text: &str) -> Result<std::time::SystemTime, String> {
+    let t = aws_smithy_types::DateTime::from_str(text.trim(), aws_smithy_types::date_time::Format::DateTimeWithOffset)
+        .map_err(|e| format!("{EXPIRATION_VAR}={text:?} is not an RFC 3339 time ({e})"))?;
+    std::time::SystemTime::try_from(t).map_err(|e| format!("{EXPIRATION_VAR}={text:?}: {e}"))
 }
 
 pub const EXPIRATION_VAR: &str = "AWS_CREDENTIAL_EXPIRATION";
@@ -310,12 +321,16 @@ pub const EXPIRATION_VAR: &str = "AWS_CREDENTIAL_EXPIRATION";
 /// The keys in the environment, when cutover runs on them.
 fn fixed_credentials() -> Option<FixedCredentials> {
     std::env::var("AWS_ACCESS_KEY_ID").ok().filter(|k| !k.is_empty())?;
-    let expires_at = std::env::var(EXPIRATION_VAR).ok().and_then(|t| {
-        aws_smithy_types::DateTime::from_str(t.trim(), aws_smithy_types::date_time::Format::DateTime)
-            .ok()
-            .and_then(|d| std::time::SystemTime::try_from(d).ok())
-    });
-    Some(FixedCredentials { expires_at })
+    let said = std::env::var(EXPIRATION_VAR).ok().filter(|t| !t.trim().is_empty());
+    let (expires_at, unreadable_expiry) = match said.as_deref().map(expiry_of) {
+        None => (None, None),
+        Some(Ok(at)) => (Some(at), None),
+        Some(Err(e)) => {
+            tracing::warn!(error = %e, "the keys' expiry cannot be read");
+            (None, Some(e))
+        }
+    };
+    Some(FixedCredentials { expires_at, unreadable_expiry })
 }
 
 /// Counts HTTP requests sent to AWS per operation, retries included.
@@ -513,6 +528,18 @@ pub type AwsResult<T> = Result<T, AwsError>;
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_expiry_is_read_with_z_or_an_offset_and_anything_else_is_said() {
+        let at = |secs: u64| std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs);
+        // 2026-12-05T18:00:00Z
+        assert_eq!(super::expiry_of("2026-12-05T18:00:00Z"), Ok(at(1_796_493_600)));
+        // As `aws configure export-credentials --format env` writes it.
+        assert_eq!(super::expiry_of("2026-12-05T18:00:00+00:00"), Ok(at(1_796_493_600)));
+        assert_eq!(super::expiry_of("2026-12-05T20:00:00+02:00\n"), Ok(at(1_796_493_600)));
+        let e = super::expiry_of("tomorrow").unwrap_err();
+        assert!(e.starts_with("AWS_CREDENTIAL_EXPIRATION=\"tomorrow\" is not an RFC 3339 time"), "{e}");
+    }
+
     #[tokio::test]
     async fn an_unreachable_endpoint_is_one_readable_line_without_a_debug_dump() {
         // Port 9 on loopback: nothing listens, the connection is refused at once.

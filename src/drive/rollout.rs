@@ -757,6 +757,13 @@ pub fn shortest_duration(rb: &Runbook) -> Duration {
 /// Refuses a rollout that would outlast credentials nothing can refresh
 /// (keys in the environment with an expiry): it would stop halfway.
 pub fn credentials_outlast(rb: &Runbook, clients: &SideClients, now: SystemTime) -> Result<(), String> {
+    if let Some(e) = rb.sides().iter().find_map(|s| clients.side(s).fixed_keys.as_ref()?.unreadable_expiry.clone()) {
+        return Err(format!(
+            "refused: the credentials in the environment (AWS_ACCESS_KEY_ID) cannot be refreshed and when they expire \
+             is unknown: {e}; give it as RFC 3339 (2026-12-05T18:00:00Z), unset it for keys that never expire, or use \
+             refreshable credentials (--profile); nothing was changed"
+        ));
+    }
     let fixed: Vec<(crate::runbook::Side, SystemTime)> = rb
         .sides()
         .into_iter()
