@@ -109,12 +109,32 @@ async fn stickiness_registration_and_stopping_instances_do_what_they_say() {
 
     let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["run", p, "shape/register", "--rollback", "--yes"]).await;
     assert_eq!(code, Some(0), "{out}");
-    let health = sb.clients.elb.describe_target_health().target_group_arn(tg).send().await.unwrap();
-    assert!(health.target_health_descriptions().is_empty(), "deregistered");
+    // Deregistered targets stay listed as draining for the group's delay
+    // (300 s), as AWS lists them; registering them again within it is the
+    // rollback's usual moment, and must register them, not call them there.
+    let states = || async {
+        let health = sb.clients.elb.describe_target_health().target_group_arn(tg).send().await.unwrap();
+        let state = |d: &aws_sdk::elasticloadbalancingv2::types::TargetHealthDescription| {
+            d.target_health().and_then(|h| h.state()).map(|s| s.as_str().to_string()).unwrap_or_default()
+        };
+        health.target_health_descriptions().iter().map(state).collect::<Vec<_>>()
+    };
+    assert_eq!(states().await, ["draining", "draining"], "deregistered");
     let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["run", p, "shape/register", "--yes"]).await;
     assert_eq!(code, Some(0), "{out}");
-    let health = sb.clients.elb.describe_target_health().target_group_arn(tg).send().await.unwrap();
-    assert_eq!(health.target_health_descriptions().len(), 2, "registered again");
+    assert!(!out.contains("already registered"), "{out}");
+    let now = states().await;
+    assert!(now.len() == 2 && !now.iter().any(|s| s == "draining"), "registered again: {now:?}");
+    // AWS registers running instances only: a stopped one is left out, and said.
+    let stopped = sb.world.instances.iter().find(|i| i.environment == "staging").unwrap().id.clone();
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["run", p, "shape/register", "--rollback", "--yes"]).await;
+    assert_eq!(code, Some(0), "{out}");
+    sb.clients.ec2.stop_instances().instance_ids(&stopped).send().await.unwrap();
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["run", p, "shape/register", "--yes"]).await;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains(&format!("not registered, not running: {stopped} stopped")), "{out}");
+    assert_eq!(states().await.iter().filter(|s| *s != "draining").count(), 1, "the running one registered");
+    sb.clients.ec2.start_instances().instance_ids(&stopped).send().await.unwrap();
     sb.down().await;
 
     let rb = runbook("demo.toml");
@@ -240,8 +260,13 @@ async fn targets_registered_on_another_port_than_the_groups_are_deregistered_on_
     let tg = &sb.world.target_groups["staging"][0].arn;
     let listed = || async {
         let h = sb.clients.elb.describe_target_health().target_group_arn(tg).send().await.unwrap();
+        // Draining ones (deregistered, the delay not over) are no longer targets.
+        let draining = |d: &&aws_sdk::elasticloadbalancingv2::types::TargetHealthDescription| {
+            d.target_health().and_then(|h| h.state()).is_some_and(|s| s.as_str() == "draining")
+        };
         h.target_health_descriptions()
             .iter()
+            .filter(|d| !draining(d))
             .map(|d| (d.target().unwrap().id().unwrap().to_string(), d.target().unwrap().port()))
             .collect::<Vec<_>>()
     };

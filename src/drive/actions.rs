@@ -675,29 +675,54 @@ async fn plan_targets(
 ) -> Result<(), PlanError> {
     let d = env_data(clients, rb, environment).await?;
     let mut before = serde_json::Map::new();
+    // Instances AWS would not register (it takes running ones only).
+    let mut not_running: Vec<String> = Vec::new();
+    // A draining target is on its way out (the deregistration delay): no
+    // longer registered, so a rollback within the delay registers it again.
+    let draining = |t: &&crate::aws::elb::Target| t.state == "draining" || t.state == "unhealthy.draining";
     for tg in &d.target_groups {
-        let registered: Vec<String> = tg.targets.iter().map(|t| t.id.clone()).collect();
-        before.insert(tg.name.clone(), json!(registered));
-        let mine: Vec<String> = d.instances.iter().filter(|i| i.state != "terminated").map(|i| i.id.clone()).collect();
+        let listed: Vec<String> = tg
+            .targets
+            .iter()
+            .map(|t| if draining(&t) { format!("{} (draining)", t.id) } else { t.id.clone() })
+            .collect();
+        before.insert(tg.name.clone(), json!(listed));
+        let in_group: Vec<&crate::aws::elb::Target> = tg.targets.iter().filter(|t| !draining(t)).collect();
+        let registered: Vec<&str> = in_group.iter().map(|t| t.id.as_str()).collect();
+        let mine: Vec<&crate::aws::ec2::Instance> = d.instances.iter().filter(|i| i.state != "terminated").collect();
         if !register {
             // Every target of the environment's instances, on whatever port it was registered.
             let targets: Vec<(String, Option<u16>)> =
-                tg.targets.iter().filter(|t| mine.contains(&t.id)).map(|t| (t.id.clone(), t.port)).collect();
+                in_group.iter().filter(|t| mine.iter().any(|i| i.id == t.id)).map(|t| (t.id.clone(), t.port)).collect();
             if !targets.is_empty() {
                 p.steps.push(Step::Deregister { target_group_arn: tg.arn.clone(), targets });
             }
             continue;
         }
-        let ids: Vec<String> = mine.into_iter().filter(|id| !registered.contains(id)).collect();
+        let (ids, idle): (Vec<&crate::aws::ec2::Instance>, Vec<&crate::aws::ec2::Instance>) =
+            mine.into_iter().filter(|i| !registered.contains(&i.id.as_str())).partition(|i| i.state == "running");
+        not_running.extend(idle.iter().map(|i| format!("{} {} ({})", i.id, i.state, tg.name)));
         if ids.is_empty() {
             continue;
         }
+        let ids = ids.into_iter().map(|i| i.id.clone()).collect();
         // Like the targets already there, or the group's own port.
-        let port = tg.targets.first().and_then(|t| t.port).map(i32::from);
+        let port = in_group.first().copied().or(tg.targets.first()).and_then(|t| t.port).map(i32::from);
         p.steps.push(Step::Register { target_group_arn: tg.arn.clone(), instance_ids: ids, port });
     }
+    if p.steps.is_empty() && !not_running.is_empty() {
+        return Err(PlanError::Refused(format!(
+            "no instance of {environment} left to register is running ({}): AWS registers running instances \
+             only; start them first",
+            not_running.join(", ")
+        )));
+    }
     p.before = json!(before);
-    p.after = json!(p.steps.iter().map(Step::describe).collect::<Vec<_>>());
+    let mut after: Vec<String> = p.steps.iter().map(Step::describe).collect();
+    if !not_running.is_empty() {
+        after.push(format!("not registered, not running: {}", not_running.join(", ")));
+    }
+    p.after = json!(after);
     if p.steps.is_empty() {
         p.noop = Some(format!(
             "every instance of {environment} is already {}",

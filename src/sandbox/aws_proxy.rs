@@ -34,7 +34,10 @@
 //!   (`Client.InstanceTerminated`; moto never fails one).
 //! - DeregisterTargets matches a target by id and port (the group's port
 //!   when none is given) and leaves any other alone, still answering
-//!   success, as AWS documents (moto removes by id whatever the port);
+//!   success, as AWS documents (moto removes by id whatever the port); a
+//!   deregistered target stays listed by DescribeTargetHealth as `draining`
+//!   (Target.DeregistrationInProgress) for its group's deregistration delay
+//!   (moto drops it at once), unless registered again meanwhile;
 //! - an instance's primary network interface goes with it when it is
 //!   terminated (DeleteOnTermination, AWS's default for the interface
 //!   RunInstances makes; moto says false and keeps it attached, so a group
@@ -129,6 +132,8 @@ pub struct AwsFaults {
     /// Instance id → how an ALB health-checks it: DescribeTargetHealth is
     /// answered from these, as moto calls every running target healthy.
     pub targets: Mutex<HashMap<String, TargetCheck>>,
+    /// (target group ARN, target id, port) → until when it is `draining`.
+    draining: Mutex<HashMap<(String, String, String), Instant>>,
 }
 
 /// What an ALB health check of a sandbox instance reaches.
@@ -656,6 +661,9 @@ async fn forward(State(p): State<Arc<Proxy>>, req: Request) -> Response {
     let health_of = (action.as_deref() == Some("DescribeTargetHealth"))
         .then(|| url::form_urlencoded::parse(&body).find(|(k, _)| k == "TargetGroupArn").map(|(_, v)| v.into_owned()))
         .flatten();
+    if action.as_deref() == Some("RegisterTargets") {
+        registered_again(&p, &body);
+    }
     if action.as_deref() == Some("DeregisterTargets") {
         match deregistered_as_aws(&p, &parts.headers, &body).await {
             Ok(Some(kept)) => body = Bytes::from(kept),
@@ -769,6 +777,7 @@ async fn forward(State(p): State<Arc<Proxy>>, req: Request) -> Response {
                 }
                 if let Some(arn) = &health_of {
                     text = target_health_as_aws(&p, &parts.headers, arn, text).await;
+                    text = with_draining(&p, arn, text);
                 }
                 bytes = Bytes::from(text);
             }
@@ -953,6 +962,13 @@ async fn deregistered_as_aws(p: &Proxy, caller: &HeaderMap, body: &[u8]) -> Resu
     };
     let group = ask("DescribeTargetGroups", "TargetGroupArns.member.1").await?;
     let group_port = xml_field(&group, "Port").unwrap_or_default().to_string();
+    // AWS's default delay is 300 s; a group may set its own.
+    let attributes = ask("DescribeTargetGroupAttributes", "TargetGroupArn").await?;
+    let delay = xml_elements(&attributes, "member")
+        .into_iter()
+        .find(|m| xml_field(m, "Key") == Some("deregistration_delay.timeout_seconds"))
+        .and_then(|m| xml_field(m, "Value")?.parse().ok())
+        .unwrap_or(300u64);
     let health = ask("DescribeTargetHealth", "TargetGroupArn").await?;
     let registered: Vec<(String, String)> = xml_elements(&health, "Target")
         .into_iter()
@@ -972,6 +988,10 @@ async fn deregistered_as_aws(p: &Proxy, caller: &HeaderMap, body: &[u8]) -> Resu
     if kept.is_empty() {
         return Ok(None);
     }
+    let until = Instant::now() + std::time::Duration::from_secs(delay);
+    let mut draining = p.counts.draining.lock().unwrap_or_else(|e| e.into_inner());
+    draining.extend(kept.iter().map(|(id, port)| ((arn.clone(), id.clone(), port.clone()), until)));
+    drop(draining);
     let mut out = url::form_urlencoded::Serializer::new(String::new());
     for (k, v) in form.iter().filter(|(k, _)| !k.starts_with("Targets.member.")) {
         out.append_pair(k, v);
@@ -981,6 +1001,49 @@ async fn deregistered_as_aws(p: &Proxy, caller: &HeaderMap, body: &[u8]) -> Resu
         out.append_pair(&format!("Targets.member.{}.Port", i + 1), port);
     }
     Ok(Some(out.finish()))
+}
+
+/// A RegisterTargets request: its targets are no longer draining (on the
+/// port given, or any when none is).
+fn registered_again(p: &Proxy, body: &[u8]) {
+    let form: Vec<(String, String)> = url::form_urlencoded::parse(body).into_owned().collect();
+    let get = |k: &str| form.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
+    let Some(arn) = get("TargetGroupArn") else { return };
+    let mut draining = p.counts.draining.lock().unwrap_or_else(|e| e.into_inner());
+    for n in 1.. {
+        let Some(id) = get(&format!("Targets.member.{n}.Id")) else { break };
+        let port = get(&format!("Targets.member.{n}.Port"));
+        draining.retain(|(a, i, p), _| !(a == &arn && i == &id && port.as_ref().is_none_or(|want| want == p)));
+    }
+}
+
+/// A DescribeTargetHealth reply of group `arn` with its targets still
+/// draining, as AWS lists them until the deregistration delay ends.
+fn with_draining(p: &Proxy, arn: &str, text: String) -> String {
+    let now = Instant::now();
+    let mut draining = p.counts.draining.lock().unwrap_or_else(|e| e.into_inner());
+    draining.retain(|_, until| *until > now);
+    let listed: Vec<(String, String)> = xml_elements(&text, "Target")
+        .into_iter()
+        .map(|t| {
+            (xml_field(t, "Id").unwrap_or_default().to_string(), xml_field(t, "Port").unwrap_or_default().to_string())
+        })
+        .collect();
+    let members: String = draining
+        .keys()
+        .filter(|(a, id, port)| a == arn && !listed.contains(&(id.clone(), port.clone())))
+        .map(|(_, id, port)| {
+            format!(
+                "<member><Target><Id>{id}</Id><Port>{port}</Port></Target><HealthCheckPort>{port}</HealthCheckPort><TargetHealth><State>draining</State><Reason>Target.DeregistrationInProgress</Reason><Description>Target deregistration is in progress</Description></TargetHealth></member>",
+                id = xml_escape(id),
+                port = xml_escape(port)
+            )
+        })
+        .collect();
+    if members.is_empty() {
+        return text;
+    }
+    super::cloudwatch::insert_members(&text, "TargetHealthDescriptions", &members, "</DescribeTargetHealthResult>")
 }
 
 /// The `Action` of a query-protocol request (EC2, ElastiCache, …).

@@ -426,7 +426,7 @@ fn encode(form: &Form) -> Vec<u8> {
 
 /// Puts `members` into the list `tag` of an XML answer (empty, self-closed
 /// or missing), before `close` when missing.
-fn insert_members(xml: &str, tag: &str, members: &str, close: &str) -> String {
+pub(super) fn insert_members(xml: &str, tag: &str, members: &str, close: &str) -> String {
     let open = format!("<{tag}>");
     if let Some(i) = xml.find(&open) {
         let at = i + open.len();
