@@ -1465,6 +1465,11 @@ async fn copy_redis(
 
 /// Waits between polls of a backup: 1 s, doubling to 15 s; Err once
 /// `BACKUP_LIMIT` has passed since `start`.
+/// How long a new AMI or snapshot may be not found: EC2 and ElastiCache
+/// reads are eventually consistent, and a describe right after a create can
+/// answer NotFound (AWS: retry with backoff). Beyond it, not found is gone.
+const BACKUP_UNSEEN: std::time::Duration = std::time::Duration::from_secs(120);
+
 async fn backup_pause(what: &str, start: std::time::Instant, pause: &mut std::time::Duration) -> Result<(), String> {
     if start.elapsed() >= BACKUP_LIMIT {
         return Err(format!(
@@ -1511,9 +1516,22 @@ async fn create_images(
     let total = ids.len() as u64;
     let (start, mut pause) = (std::time::Instant::now(), std::time::Duration::from_secs(1));
     loop {
-        let images = ec2::describe_images(&clients.ec2, &ids, &[])
-            .await
-            .map_err(|e| format!("{e}; AMIs created: {}", listed(&made)))?;
+        let images = match ec2::describe_images(&clients.ec2, &ids, &[]).await {
+            Ok(images) => images,
+            // Just created, not listed yet: as pending.
+            Err(e) if e.kind == crate::aws::AwsErrorKind::NotFound && start.elapsed() < BACKUP_UNSEEN => {
+                say(Report::Progress {
+                    done: 0,
+                    total,
+                    line: &format!("0 of {total} AMIs available (not listed yet)"),
+                });
+                backup_pause("the AMIs", start, &mut pause)
+                    .await
+                    .map_err(|e| format!("{e}; AMIs created: {}", listed(&made)))?;
+                continue;
+            }
+            Err(e) => return Err(format!("{e}; AMIs created: {}", listed(&made))),
+        };
         // pending → available; anything else (failed, error, invalid, deregistered) is the end of it.
         if let Some(bad) = images.iter().find(|i| !matches!(i.state.as_str(), "pending" | "available")) {
             let of = made.iter().find(|(_, a)| *a == bad.id).map_or("?", |(i, _)| i.as_str());
@@ -1568,6 +1586,14 @@ async fn snapshot_redis(
                 say(Report::Progress { done: 0, total: 1, line: &format!("snapshot {name} creating") });
             }
             Some(other) => return Err(format!("snapshot {name} of {endpoint} is {other}, not available")),
+            // Just created, not listed yet: as creating.
+            None if start.elapsed() < BACKUP_UNSEEN => {
+                say(Report::Progress {
+                    done: 0,
+                    total: 1,
+                    line: &format!("snapshot {name} creating (not listed yet)"),
+                });
+            }
             None => {
                 return Err(format!("snapshot {name} of {endpoint} is gone (its creation failed, or it was deleted)"));
             }

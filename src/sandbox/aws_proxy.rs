@@ -29,7 +29,9 @@
 //!   `503 SlowDown` on demand;
 //! - AMIs (CreateImage) `pending` and ElastiCache snapshots (CreateSnapshot)
 //!   `creating` for `backup_pending_ms` before `available` (moto: available
-//!   at once; AWS: minutes), so a wait for them really waits; on demand, an
+//!   at once; AWS: minutes), so a wait for them really waits; not found at
+//!   all for their first `backup_unseen_ms` (AWS's eventual consistency: a
+//!   resource just created may not be described yet); on demand, an
 //!   AMI that goes `failed` instead, with the StateReason AWS documents
 //!   (`Client.InstanceTerminated`; moto never fails one).
 //! - DeregisterTargets matches a target by id and port (the group's port
@@ -122,6 +124,9 @@ pub struct AwsFaults {
     pub expired_refused: AtomicU64,
     /// How long a new AMI stays `pending` and a new snapshot `creating`.
     pub backup_pending_ms: AtomicU64,
+    /// How long a new AMI or snapshot is not found at all, as AWS's
+    /// eventually consistent reads answer right after a create.
+    pub backup_unseen_ms: AtomicU64,
     /// AMI ids and snapshot names created through the proxy, and when.
     backups: Mutex<HashMap<String, Instant>>,
     /// AMIs created while this is set go `failed`, not `available`, once
@@ -664,6 +669,9 @@ async fn forward(State(p): State<Arc<Proxy>>, req: Request) -> Response {
     if action.as_deref() == Some("RegisterTargets") {
         registered_again(&p, &body);
     }
+    if let Some(refusal) = action.as_deref().and_then(|a| unseen_backup(&p, a, &body)) {
+        return refusal;
+    }
     if action.as_deref() == Some("DeregisterTargets") {
         match deregistered_as_aws(&p, &parts.headers, &body).await {
             Ok(Some(kept)) => body = Bytes::from(kept),
@@ -1003,6 +1011,41 @@ async fn deregistered_as_aws(p: &Proxy, caller: &HeaderMap, body: &[u8]) -> Resu
     Ok(Some(out.finish()))
 }
 
+/// AWS's answer to a DescribeImages or DescribeSnapshots naming an AMI or
+/// snapshot created less than `backup_unseen_ms` ago: not found (EC2 and
+/// ElastiCache reads are eventually consistent). None for any other request.
+fn unseen_backup(p: &Proxy, action: &str, body: &[u8]) -> Option<axum::response::Response> {
+    let key = match action {
+        "DescribeImages" => "ImageId.",
+        "DescribeSnapshots" => "SnapshotName",
+        _ => return None,
+    };
+    let unseen = std::time::Duration::from_millis(p.counts.backup_unseen_ms.load(Ordering::SeqCst));
+    let backups = p.counts.backups.lock().unwrap_or_else(|e| e.into_inner());
+    let asked: Vec<String> =
+        url::form_urlencoded::parse(body).filter(|(k, _)| k.starts_with(key)).map(|(_, v)| v.into_owned()).collect();
+    let young = asked.into_iter().find(|id| backups.get(id).is_some_and(|t| t.elapsed() < unseen))?;
+    let young = xml_escape(&young);
+    Some(match action {
+        "DescribeImages" => (
+            StatusCode::BAD_REQUEST,
+            [("content-type", "text/xml")],
+            format!(
+                "<Response><Errors><Error><Code>InvalidAMIID.NotFound</Code><Message>The image id '[{young}]' does not exist</Message></Error></Errors><RequestID>proxy-unseen</RequestID></Response>"
+            ),
+        )
+            .into_response(),
+        _ => (
+            StatusCode::NOT_FOUND,
+            [("content-type", "text/xml")],
+            format!(
+                "<ErrorResponse xmlns=\"http://elasticache.amazonaws.com/doc/2015-02-02/\"><Error><Type>Sender</Type><Code>SnapshotNotFoundFault</Code><Message>Snapshot {young} not found.</Message></Error><RequestId>proxy-unseen</RequestId></ErrorResponse>"
+            ),
+        )
+            .into_response(),
+    })
+}
+
 /// A RegisterTargets request: its targets are no longer draining (on the
 /// port given, or any when none is).
 fn registered_again(p: &Proxy, body: &[u8]) {
@@ -1112,6 +1155,7 @@ pub async fn start(upstream: SocketAddr, nth: u64) -> std::io::Result<(SocketAdd
         every: AtomicU64::new(nth),
         // AWS takes minutes; long enough that a wait polls more than once.
         backup_pending_ms: AtomicU64::new(3000),
+        backup_unseen_ms: AtomicU64::new(1000),
         ..Default::default()
     });
     let state = Arc::new(Proxy {
