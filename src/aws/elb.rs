@@ -11,7 +11,7 @@ pub struct Target {
     pub port: Option<u16>,
     /// The AZ AWS reports for the target, when it does.
     pub availability_zone: Option<String>,
-    /// initial, healthy, unhealthy, unused, draining, unavailable.
+    /// initial, healthy, unhealthy, unhealthy.draining, unused, draining, unavailable.
     pub state: String,
     pub reason: Option<String>,
     pub description: Option<String>,

@@ -38,9 +38,12 @@ fn age<T>(th: &Theme, v: &View<T>) -> Span<'static> {
 fn state_style(th: &Theme, state: &str) -> Style {
     match state {
         "healthy" | "OK" | "running" => Style::new().fg(th.ok),
-        "unhealthy" | "ALARM" | "MISSING" => Style::new().fg(th.bad).add_modifier(Modifier::BOLD),
-        "initial" | "draining" | "INSUFFICIENT_DATA" | "pending" => Style::new().fg(th.warn),
-        "unused" | "unavailable" | "stopped" => Style::new().fg(th.idle),
+        "unhealthy" | "unhealthy.draining" | "ALARM" | "MISSING" => {
+            Style::new().fg(th.bad).add_modifier(Modifier::BOLD)
+        }
+        // `unavailable`: AWS cannot tell (Elb.InternalError), which is no rest state.
+        "initial" | "draining" | "unavailable" | "INSUFFICIENT_DATA" | "pending" => Style::new().fg(th.warn),
+        "unused" | "stopped" => Style::new().fg(th.idle),
         _ => Style::new(),
     }
 }
@@ -286,4 +289,19 @@ pub fn render(app: &App, f: &mut Frame) {
     }
     footer(f, app, foot);
     overlay::overlay(f, app, area);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every target state AWS gives is drawn for what it means: one leaving
+    /// while failing its checks is bad, one AWS cannot judge never at rest.
+    #[test]
+    fn target_states_are_drawn_for_what_they_mean() {
+        let th = Theme::default();
+        assert_eq!(state_style(&th, "unhealthy.draining"), state_style(&th, "unhealthy"));
+        assert_eq!(state_style(&th, "unavailable"), state_style(&th, "initial"));
+        assert_ne!(state_style(&th, "unavailable"), state_style(&th, "unused"));
+    }
 }
