@@ -119,3 +119,29 @@ async fn unequal_ttls_are_refused_before_anything_is_sent() {
     assert!(audit(dir.path()).is_empty(), "nothing was attempted");
     sb.down().await;
 }
+
+/// AWS answers `unavailable` (Elb.InternalError) when it cannot tell a
+/// target's health (moto never does; the sandbox does when told). A shift
+/// raising that side is not refused, since a weight change must stay
+/// possible, but says its targets were NOT CHECKED: never counted as in
+/// service.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_side_whose_target_health_aws_cannot_tell_is_not_checked_never_in_service() {
+    let rb = runbook("demo.toml");
+    let sb = sandbox(&rb, "eu-south-1").await;
+    let staging = sb.world.instances.iter().filter(|i| i.environment == "staging").map(|i| i.id.clone());
+    sb.faults.unavailable_targets.lock().unwrap().extend(staging);
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out, err) =
+        run_cutover(&sb, &rb, dir.path(), &["shift", "runbooks/demo.toml", "--to", "30", "--yes"]).await;
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        format!("{out}{err}").contains(
+            "NOT CHECKED: whether staging has a target in service to take the share this raises (target group \
+             demo-staging-web: AWS says its targets' health is unavailable)"
+        ),
+        "{out}{err}"
+    );
+    assert_eq!(weights(&sb).await, w(70, 30));
+    sb.down().await;
+}

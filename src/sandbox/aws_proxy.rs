@@ -137,6 +137,9 @@ pub struct AwsFaults {
     /// Instance id → how an ALB health-checks it: DescribeTargetHealth is
     /// answered from these, as moto calls every running target healthy.
     pub targets: Mutex<HashMap<String, TargetCheck>>,
+    /// Instance ids whose target health AWS cannot tell: `unavailable`
+    /// (Elb.InternalError), which moto never answers.
+    pub unavailable_targets: Mutex<std::collections::HashSet<String>>,
     /// (target group ARN, target id, port) → until when it is `draining`.
     draining: Mutex<HashMap<(String, String, String), Instant>>,
 }
@@ -862,6 +865,7 @@ fn matcher_accepts(matcher: &str, code: u16) -> bool {
 /// thresholds: the sandbox's states change sooner, never differently.)
 async fn target_health_as_aws(p: &Proxy, caller: &HeaderMap, group_arn: &str, text: String) -> String {
     let checks = p.counts.targets.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let unknown = p.counts.unavailable_targets.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let healthy: Vec<(String, TargetCheck)> = xml_elements(&text, "member")
         .into_iter()
         .filter(|m| xml_field(m, "State") == Some("healthy"))
@@ -902,9 +906,15 @@ async fn target_health_as_aws(p: &Proxy, caller: &HeaderMap, group_arn: &str, te
     };
     let mut out = text;
     let judged = futures::future::join_all(healthy.into_iter().map(|(member, check)| {
-        let (zones, matcher) = (&zones, &matcher);
+        let (zones, matcher, unknown) = (&zones, &matcher, &unknown);
         async move {
+            let id = xml_field(&member, "Id").unwrap_or_default();
             let health = match zones {
+                _ if unknown.contains(id) => Some((
+                    "unavailable",
+                    "Elb.InternalError",
+                    "Target health is unavailable due to an internal error".to_string(),
+                )),
                 None => Some((
                     "unused",
                     "Target.NotInUse",
