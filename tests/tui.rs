@@ -623,6 +623,7 @@ fn side_shape(env: &str, instance_type: &str, ami: &str) -> cutover::analysis::p
             imdsv2_required: Some(true),
             public_ip: None,
             security_groups: vec![],
+            state: "running".into(),
         }],
         groups: vec![],
         redis_groups: vec![],

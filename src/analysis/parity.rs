@@ -70,6 +70,9 @@ pub struct InstanceShape {
     pub public_ip: Option<String>,
     /// Security-group ids.
     pub security_groups: Vec<String>,
+    /// pending, running, stopping, stopped, shutting-down (terminated ones
+    /// are left out): a stopped instance is no capacity.
+    pub state: String,
 }
 
 impl InstanceShape {
@@ -350,7 +353,7 @@ impl Difference {
 }
 
 /// Every path a difference may have, with what it compares.
-pub const PATHS: [(&str, &str); 38] = [
+pub const PATHS: [(&str, &str); 39] = [
     ("load_balancer", "whether each side has a load balancer"),
     ("load_balancer.scheme", "internet-facing or internal"),
     ("load_balancer.zones", "availability zones enabled"),
@@ -374,7 +377,8 @@ pub const PATHS: [(&str, &str); 38] = [
     ("instances.count", "how many instances"),
     ("instances.type", "instance types"),
     ("instances.ami", "AMIs"),
-    ("instances.zones", "availability-zone spread"),
+    ("instances.zones", "availability-zone spread (instances per zone)"),
+    ("instances.state", "instances not running, per state"),
     ("instances.imdsv2", "IMDSv2 required"),
     ("instances.public_ip", "public IP addresses"),
     ("instances.alike", "an instance unlike its siblings (groups, type, AMI)"),
@@ -457,6 +461,18 @@ fn tally<'a>(values: impl Iterator<Item = &'a str>) -> String {
         return "none".into();
     }
     distinct.into_iter().collect::<Vec<_>>().join(", ")
+}
+
+/// `eu-west-1a: 3, eu-west-1b: 1`: each distinct value with how many have it.
+fn counted<'a>(values: impl Iterator<Item = &'a str>) -> String {
+    let mut n: BTreeMap<&str, usize> = BTreeMap::new();
+    for v in values {
+        *n.entry(v).or_default() += 1;
+    }
+    if n.is_empty() {
+        return "none".into();
+    }
+    n.into_iter().map(|(v, k)| format!("{v}: {k}")).collect::<Vec<_>>().join(", ")
 }
 
 /// Adds differences, pairing each with its allowance.
@@ -642,12 +658,19 @@ fn instances(c: &mut Collector, from: &SideShape, to: &SideShape) {
         tally(f.iter().map(|i| i.image_id.as_deref().unwrap_or("-"))),
         tally(t.iter().map(|i| i.image_id.as_deref().unwrap_or("-"))),
     );
+    // Counted, not only listed: 3 in one zone and 1 in another is not the
+    // spread of 2 and 2; 4 instances of which 2 are stopped are not 4 running.
     c.cmp(
         "instances.zones",
         "instances",
-        tally(f.iter().map(|i| i.zone.as_str())),
-        tally(t.iter().map(|i| i.zone.as_str())),
+        counted(f.iter().map(|i| i.zone.as_str())),
+        counted(t.iter().map(|i| i.zone.as_str())),
     );
+    let idle = |side: &[InstanceShape]| {
+        let idle: Vec<&str> = side.iter().filter(|i| i.state != "running").map(|i| i.state.as_str()).collect();
+        if idle.is_empty() { "all running".to_string() } else { counted(idle.into_iter()) }
+    };
+    c.cmp("instances.state", "instances", idle(f), idle(t));
     let imds = |i: &InstanceShape| match i.imdsv2_required {
         Some(true) => "required",
         Some(false) => "optional",
@@ -797,6 +820,7 @@ mod tests {
             imdsv2_required: Some(true),
             public_ip: None,
             security_groups: groups.iter().map(|s| s.to_string()).collect(),
+            state: "running".into(),
         }
     }
 
@@ -964,9 +988,31 @@ mod tests {
         ]);
         let d = compare(&from, &to, &allow);
         assert_eq!(d.len(), 2, "{d:?}");
-        assert_eq!(d[1].to_value, "eu-west-1a, eu-west-1b, eu-west-1c");
+        assert_eq!(d[1].to_value, "eu-west-1a: 1, eu-west-1b: 1, eu-west-1c: 1");
         assert!(d.iter().all(|d| !d.is_drift()));
         assert_eq!(d[0].allowed.as_deref(), Some("staging is sized up for the launch"));
+    }
+
+    /// Stopped instances are no capacity, and three in one zone are not the
+    /// spread of two and two: both are drift though count and zones match.
+    #[test]
+    fn stopped_instances_and_a_lopsided_zone_spread_are_drift() {
+        let (mut from, mut to) = (side("prod"), side("staging"));
+        for (side, zones) in [(&mut from, ["a", "a", "b"]), (&mut to, ["a", "b", "b"])] {
+            side.instances = zones
+                .iter()
+                .enumerate()
+                .map(|(n, z)| instance(&format!("w{n}"), &format!("eu-west-1{z}"), &[]))
+                .collect();
+        }
+        to.instances[0].state = "stopped".into();
+        let d = compare(&from, &to, &BTreeMap::new());
+        let got = what_from_to(&d);
+        assert!(
+            got.contains(&("instances.zones", "eu-west-1a: 2, eu-west-1b: 1", "eu-west-1a: 1, eu-west-1b: 2")),
+            "{got:?}"
+        );
+        assert!(got.contains(&("instances.state", "all running", "stopped: 1")), "{got:?}");
     }
 
     #[test]

@@ -353,6 +353,7 @@ pub async fn instance_shapes(
                     .map(|t| *t == HttpTokensState::Required),
                 public_ip: i.public_ip_address().map(str::to_string),
                 security_groups: i.security_groups().iter().filter_map(|g| g.group_id().map(str::to_string)).collect(),
+                state: i.state().and_then(|s| s.name()).map_or("unknown", |n| n.as_str()).to_string(),
             });
         }
     }
