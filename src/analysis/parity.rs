@@ -353,7 +353,7 @@ impl Difference {
 }
 
 /// Every path a difference may have, with what it compares.
-pub const PATHS: [(&str, &str); 39] = [
+pub const PATHS: [(&str, &str); 40] = [
     ("load_balancer", "whether each side has a load balancer"),
     ("load_balancer.scheme", "internet-facing or internal"),
     ("load_balancer.zones", "availability zones enabled"),
@@ -384,6 +384,7 @@ pub const PATHS: [(&str, &str); 39] = [
     ("instances.alike", "an instance unlike its siblings (groups, type, AMI)"),
     ("security_groups", "ingress rules by role (load balancer, app, redis)"),
     ("alarms", "metrics the side's alarms watch"),
+    ("alarms.notify", "metrics whose alarms tell someone when they go off"),
     ("redis", "how many Redis endpoints each side uses"),
     ("redis.version", "Redis version"),
     ("redis.maxmemory", "maxmemory and its policy"),
@@ -556,6 +557,18 @@ pub fn compare(from: &SideShape, to: &SideShape, allow: &BTreeMap<String, String
         if m.is_empty() { "none".to_string() } else { m.into_iter().collect::<Vec<_>>().join(", ") }
     };
     c.cmp("alarms", "metrics watched", metrics(from), metrics(to));
+    // Watched alike is not paged alike: a copy with its actions disabled,
+    // or without an SNS action, changes state and tells no one.
+    let told = |s: &SideShape| {
+        let m: BTreeSet<&str> = s
+            .alarms
+            .iter()
+            .filter(|a| a.silent().is_none() && a.never_fires.is_none())
+            .flat_map(|a| a.metrics.iter().map(String::as_str))
+            .collect();
+        if m.is_empty() { "none".to_string() } else { m.into_iter().collect::<Vec<_>>().join(", ") }
+    };
+    c.cmp("alarms.notify", "metrics whose alarms notify", told(from), told(to));
     redis(&mut c, from, to);
     c.out
 }
@@ -995,6 +1008,23 @@ mod tests {
 
     /// Stopped instances are no capacity, and three in one zone are not the
     /// spread of two and two: both are drift though count and zones match.
+    /// The same metrics watched on both sides, but the copy's alarm has its
+    /// actions disabled (or only an Auto Scaling action): it goes off and
+    /// pages no one, which is drift.
+    #[test]
+    fn an_alarm_copy_that_tells_no_one_is_drift() {
+        let (from, mut to) = (side("prod"), side("staging"));
+        assert!(compare(&from, &to, &BTreeMap::new()).iter().all(|d| d.what != "alarms.notify"));
+        to.alarms[0].actions_enabled = false;
+        let d = compare(&from, &to, &BTreeMap::new());
+        assert!(what_from_to(&d).contains(&("alarms.notify", "HTTPCode_Target_5XX_Count", "none")), "{d:?}");
+        to.alarms[0].actions_enabled = true;
+        to.alarms[0].notifying_actions = 0;
+        let d = compare(&from, &to, &BTreeMap::new());
+        assert!(what_from_to(&d).contains(&("alarms.notify", "HTTPCode_Target_5XX_Count", "none")), "{d:?}");
+        assert!(!what_from_to(&d).iter().any(|x| x.0 == "alarms"), "the metrics watched are alike: {d:?}");
+    }
+
     #[test]
     fn stopped_instances_and_a_lopsided_zone_spread_are_drift() {
         let (mut from, mut to) = (side("prod"), side("staging"));
