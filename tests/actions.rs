@@ -134,7 +134,24 @@ async fn stickiness_registration_and_stopping_instances_do_what_they_say() {
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains(&format!("not registered, not running: {stopped} stopped")), "{out}");
     assert_eq!(states().await.iter().filter(|s| *s != "draining").count(), 1, "the running one registered");
-    sb.clients.ec2.start_instances().instance_ids(&stopped).send().await.unwrap();
+    // Run again with a stopped spare: nothing to do, and said so.
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["run", p, "shape/register", "--yes"]).await;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("every running instance of staging is already registered (not running, so not registered: ")
+            && out.contains(&format!("{stopped} stopped")),
+        "{out}"
+    );
+    // Every instance stopped and none registered: the group would serve nothing.
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["run", p, "shape/register", "--rollback", "--yes"]).await;
+    assert_eq!(code, Some(0), "{out}");
+    let all: Vec<String> =
+        sb.world.instances.iter().filter(|i| i.environment == "staging").map(|i| i.id.clone()).collect();
+    sb.clients.ec2.stop_instances().set_instance_ids(Some(all.clone())).send().await.unwrap();
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["run", p, "shape/register", "--yes"]).await;
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("refused: target group shop-staging-web would hold no target"), "{out}");
+    sb.clients.ec2.start_instances().set_instance_ids(Some(all)).send().await.unwrap();
     sb.down().await;
 
     let rb = runbook("demo.toml");

@@ -440,6 +440,11 @@ async fn alarms_are_read_whatever_their_number_in_batches_and_pages() {
     let read = cutover::aws::cloudwatch::alarm_states(cw, &names).await.unwrap();
     let missing: Vec<&str> = read.iter().filter(|a| a.state == "MISSING").map(|a| a.name.as_str()).collect();
     assert!(missing.is_empty(), "60 alarms that exist read as MISSING: {missing:?}");
+    // AWS may answer fewer than MaxRecords, with a NextToken: 25 a page.
+    sb.faults.cloudwatch.cap_alarm_pages(25);
+    let read = cutover::aws::cloudwatch::alarm_states(cw, &names).await.unwrap();
+    let missing: Vec<&str> = read.iter().filter(|a| a.state == "MISSING").map(|a| a.name.as_str()).collect();
+    assert!(missing.is_empty(), "alarms on pages two and three read as MISSING: {missing:?}");
     let absent: Vec<String> = (0..60).map(|i| format!("absent-{i:03}")).collect();
     let asked: Vec<String> = names.iter().chain(&absent).cloned().collect();
     let read = cutover::aws::cloudwatch::alarm_states(cw, &asked).await.unwrap();

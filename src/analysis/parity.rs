@@ -377,7 +377,7 @@ pub const PATHS: [(&str, &str); 40] = [
     ("instances.count", "how many instances"),
     ("instances.type", "instance types"),
     ("instances.ami", "AMIs"),
-    ("instances.zones", "availability-zone spread (instances per zone)"),
+    ("instances.zones", "availability-zone spread (each zone's share of the instances)"),
     ("instances.state", "instances not running, per state"),
     ("instances.imdsv2", "IMDSv2 required"),
     ("instances.public_ip", "public IP addresses"),
@@ -474,6 +474,19 @@ fn counted<'a>(values: impl Iterator<Item = &'a str>) -> String {
         return "none".into();
     }
     n.into_iter().map(|(v, k)| format!("{v}: {k}")).collect::<Vec<_>>().join(", ")
+}
+
+/// `eu-west-1a: 75%, eu-west-1b: 25%`: each distinct value with its share.
+fn shares<'a>(values: impl Iterator<Item = &'a str>) -> String {
+    let mut n: BTreeMap<&str, usize> = BTreeMap::new();
+    for v in values {
+        *n.entry(v).or_default() += 1;
+    }
+    let total: usize = n.values().sum();
+    if total == 0 {
+        return "none".into();
+    }
+    n.into_iter().map(|(v, k)| format!("{v}: {}%", (k * 100 + total / 2) / total)).collect::<Vec<_>>().join(", ")
 }
 
 /// Adds differences, pairing each with its allowance.
@@ -671,13 +684,14 @@ fn instances(c: &mut Collector, from: &SideShape, to: &SideShape) {
         tally(f.iter().map(|i| i.image_id.as_deref().unwrap_or("-"))),
         tally(t.iter().map(|i| i.image_id.as_deref().unwrap_or("-"))),
     );
-    // Counted, not only listed: 3 in one zone and 1 in another is not the
-    // spread of 2 and 2; 4 instances of which 2 are stopped are not 4 running.
+    // Shares, not only the zones: 3 in one zone and 1 in another is not the
+    // spread of 2 and 2 (and 3 and 3 is, the size being `instances.count`'s);
+    // 4 instances of which 2 are stopped are not 4 running.
     c.cmp(
         "instances.zones",
         "instances",
-        counted(f.iter().map(|i| i.zone.as_str())),
-        counted(t.iter().map(|i| i.zone.as_str())),
+        shares(f.iter().map(|i| i.zone.as_str())),
+        shares(t.iter().map(|i| i.zone.as_str())),
     );
     let idle = |side: &[InstanceShape]| {
         let idle: Vec<&str> = side.iter().filter(|i| i.state != "running").map(|i| i.state.as_str()).collect();
@@ -1001,13 +1015,11 @@ mod tests {
         ]);
         let d = compare(&from, &to, &allow);
         assert_eq!(d.len(), 2, "{d:?}");
-        assert_eq!(d[1].to_value, "eu-west-1a: 1, eu-west-1b: 1, eu-west-1c: 1");
+        assert_eq!(d[1].to_value, "eu-west-1a: 33%, eu-west-1b: 33%, eu-west-1c: 33%");
         assert!(d.iter().all(|d| !d.is_drift()));
         assert_eq!(d[0].allowed.as_deref(), Some("staging is sized up for the launch"));
     }
 
-    /// Stopped instances are no capacity, and three in one zone are not the
-    /// spread of two and two: both are drift though count and zones match.
     /// The same metrics watched on both sides, but the copy's alarm has its
     /// actions disabled (or only an Auto Scaling action): it goes off and
     /// pages no one, which is drift.
@@ -1025,6 +1037,9 @@ mod tests {
         assert!(!what_from_to(&d).iter().any(|x| x.0 == "alarms"), "the metrics watched are alike: {d:?}");
     }
 
+    /// Stopped instances are no capacity, and two in one zone and one in
+    /// another is not the reverse: both are drift though count and zones
+    /// match; a side twice the size with the same spread is only a count.
     #[test]
     fn stopped_instances_and_a_lopsided_zone_spread_are_drift() {
         let (mut from, mut to) = (side("prod"), side("staging"));
@@ -1039,10 +1054,17 @@ mod tests {
         let d = compare(&from, &to, &BTreeMap::new());
         let got = what_from_to(&d);
         assert!(
-            got.contains(&("instances.zones", "eu-west-1a: 2, eu-west-1b: 1", "eu-west-1a: 1, eu-west-1b: 2")),
+            got.contains(&("instances.zones", "eu-west-1a: 67%, eu-west-1b: 33%", "eu-west-1a: 33%, eu-west-1b: 67%")),
             "{got:?}"
         );
         assert!(got.contains(&("instances.state", "all running", "stopped: 1")), "{got:?}");
+        let (from, mut to) = (side("prod"), side("staging"));
+        to.instances.extend(from.instances.iter().map(|i| InstanceShape { id: format!("{}-2", i.id), ..i.clone() }));
+        let whats: Vec<String> = compare(&from, &to, &BTreeMap::new()).into_iter().map(|d| d.what).collect();
+        assert!(
+            whats.contains(&"instances.count".to_string()) && !whats.contains(&"instances.zones".to_string()),
+            "{whats:?}"
+        );
     }
 
     #[test]

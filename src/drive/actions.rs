@@ -675,8 +675,10 @@ async fn plan_targets(
 ) -> Result<(), PlanError> {
     let d = env_data(clients, rb, environment).await?;
     let mut before = serde_json::Map::new();
-    // Instances AWS would not register (it takes running ones only).
+    // Instances AWS would not register (it takes running ones only), and
+    // the groups that would then hold no target at all.
     let mut not_running: Vec<String> = Vec::new();
+    let mut left_empty: Vec<&str> = Vec::new();
     // A draining target is on its way out (the deregistration delay): no
     // longer registered, so a rollback within the delay registers it again.
     let draining = |t: &&crate::aws::elb::Target| t.state == "draining" || t.state == "unhealthy.draining";
@@ -703,6 +705,9 @@ async fn plan_targets(
             mine.into_iter().filter(|i| !registered.contains(&i.id.as_str())).partition(|i| i.state == "running");
         not_running.extend(idle.iter().map(|i| format!("{} {} ({})", i.id, i.state, tg.name)));
         if ids.is_empty() {
+            if in_group.is_empty() && !idle.is_empty() {
+                left_empty.push(&tg.name);
+            }
             continue;
         }
         let ids = ids.into_iter().map(|i| i.id.clone()).collect();
@@ -710,10 +715,12 @@ async fn plan_targets(
         let port = in_group.first().copied().or(tg.targets.first()).and_then(|t| t.port).map(i32::from);
         p.steps.push(Step::Register { target_group_arn: tg.arn.clone(), instance_ids: ids, port });
     }
-    if p.steps.is_empty() && !not_running.is_empty() {
+    // A group left with no target serves nothing: refused, not "done".
+    if !left_empty.is_empty() {
         return Err(PlanError::Refused(format!(
-            "no instance of {environment} left to register is running ({}): AWS registers running instances \
-             only; start them first",
+            "target group {} would hold no target: {environment}'s instances to register are not running ({}), \
+             and AWS registers running instances only; start them first",
+            left_empty.join(", "),
             not_running.join(", ")
         )));
     }
@@ -724,8 +731,13 @@ async fn plan_targets(
     }
     p.after = json!(after);
     if p.steps.is_empty() {
+        let also = match not_running.is_empty() {
+            true => String::new(),
+            false => format!(" (not running, so not registered: {})", not_running.join(", ")),
+        };
         p.noop = Some(format!(
-            "every instance of {environment} is already {}",
+            "every {}instance of {environment} is already {}{also}",
+            if register && !also.is_empty() { "running " } else { "" },
             if register { "registered" } else { "deregistered" }
         ));
     }
@@ -1463,13 +1475,13 @@ async fn copy_redis(
     ))
 }
 
-/// Waits between polls of a backup: 1 s, doubling to 15 s; Err once
-/// `BACKUP_LIMIT` has passed since `start`.
 /// How long a new AMI or snapshot may be not found: EC2 and ElastiCache
 /// reads are eventually consistent, and a describe right after a create can
 /// answer NotFound (AWS: retry with backoff). Beyond it, not found is gone.
 const BACKUP_UNSEEN: std::time::Duration = std::time::Duration::from_secs(120);
 
+/// Waits between polls of a backup: 1 s, doubling to 15 s; Err once
+/// `BACKUP_LIMIT` has passed since `start`.
 async fn backup_pause(what: &str, start: std::time::Instant, pause: &mut std::time::Duration) -> Result<(), String> {
     if start.elapsed() >= BACKUP_LIMIT {
         return Err(format!(

@@ -130,7 +130,11 @@ pub fn to_side_gets_no_traffic(rb: &Runbook, snap: &Snapshot) -> Option<Measurem
 /// so such an alarm may not yet have judged the soak's last minutes.
 fn longer_than_declared(rb: &Runbook, alarms: &[String], states: &[AlarmState]) -> Option<String> {
     alarms.iter().flat_map(|n| crate::runbook::metric_alarms_under(&rb.alarms, n)).find_map(|declared| {
-        let Some(actual) = states.iter().find(|s| s.name == declared.name)?.period_seconds else {
+        let state = states.iter().find(|s| s.name == declared.name)?;
+        if state.state == "MISSING" {
+            return Some(format!("alarm {} does not exist on AWS ({})", declared.name, state.reason));
+        }
+        let Some(actual) = state.period_seconds else {
             // A metric alarm always has one (its own, or its metrics'): one
             // not read leaves the soak's coverage unknown.
             return Some(format!(

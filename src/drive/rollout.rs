@@ -144,6 +144,9 @@ pub enum Verdict {
     /// A side the gates read is reached in another account than the
     /// runbook's for it, or its account cannot be told.
     GatesReadElsewhere,
+    /// Keys in the environment expire before the rollout could end, or
+    /// when they expire cannot be read.
+    CredentialsExpire,
 }
 
 impl Verdict {
@@ -1706,8 +1709,12 @@ pub async fn preview(
     out.extend(plan.gates.iter().map(|g| format!("  {}", g.name)));
     let (live, types_differ) = live_reading(clients, rb).await.map_err(failed)?;
     out.push(format!("live weights: {} {} / {} {}", rb.rollout.from, live.0, rb.rollout.to, live.1));
-    // In the run's order: the gates' accounts, the lease, the saved state,
-    // then the live weights.
+    // In the run's order: the credentials' expiry, the gates' accounts, the
+    // lease, the saved state, then the live weights.
+    if let Err(why) = credentials_outlast(rb, sides, SystemTime::now()) {
+        out.push(format!("would refuse: {}", why.strip_prefix("refused: ").unwrap_or(&why)));
+        return Ok(Preview { lines: out, verdict: Verdict::CredentialsExpire });
+    }
     if let Err(why) = crate::authority::gates_read_in_their_accounts(rb, sides).await {
         out.push(format!("would refuse: {}", why.strip_prefix("refused: ").unwrap_or(&why)));
         return Ok(Preview { lines: out, verdict: Verdict::GatesReadElsewhere });

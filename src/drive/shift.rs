@@ -252,11 +252,18 @@ pub async fn raised_sides_serve(
         if rb.has_side_access()
             && let Some(want) = rb.side_account(&side)
         {
+            // Only a proven mismatch: an STS error (throttling) must not turn
+            // a refusal the target health would give into a printed line.
             let how = sides.reach(&side).describe();
             let wrong = match crate::aws::sts::identity(clients).await {
-                Ok(i) if i.account == want => None,
-                Ok(i) => Some(format!("its credentials ({how}) are for account {}, not {want}", i.account)),
-                Err(e) => Some(format!("its account cannot be told ({how}): {e}")),
+                Ok(i) if i.account != want => {
+                    Some(format!("its credentials ({how}) are for account {}, not {want}", i.account))
+                }
+                Ok(_) => None,
+                Err(e) => {
+                    tracing::warn!(environment = %name, error = %e, "account not told before raising its weight");
+                    None
+                }
             };
             if let Some(why) = wrong {
                 tracing::warn!(environment = %name, why, "target health not read before raising its weight");
@@ -350,16 +357,9 @@ pub async fn raised_sides_serve(
         // disabled): neither in service nor out, so not checked.
         let in_service = |t: &crate::aws::elb::Target| matches!(t.state.as_str(), "healthy" | "unhealthy");
         let unknown = |t: &crate::aws::elb::Target| t.state == "unavailable";
-        if let Some(g) = groups.iter().find(|g| !g.targets.iter().any(in_service) && g.targets.iter().any(unknown)) {
-            tracing::warn!(environment = %name, group = %g.name, "target health unavailable before raising its weight");
-            unchecked.push(format!(
-                "NOT CHECKED: whether {name} has a target in service to take the share this raises (target group {}: \
-                 AWS says its targets' health is unavailable)",
-                g.name
-            ));
-            continue;
-        }
-        if let Some(g) = groups.iter().find(|g| !g.targets.iter().any(in_service)) {
+        // A group surely out of service is refused first, whatever another
+        // group AWS cannot judge says.
+        if let Some(g) = groups.iter().find(|g| !g.targets.iter().any(|t| in_service(t) || unknown(t))) {
             let states = match g.targets.is_empty() {
                 true => "none registered".to_string(),
                 false => g
@@ -376,6 +376,14 @@ pub async fn raised_sides_serve(
                 "raising {whose} would send that traffic to target group {}, which has no target in service ({states}); start or register healthy instances first",
                 g.name
             )));
+        }
+        if let Some(g) = groups.iter().find(|g| !g.targets.iter().any(in_service)) {
+            tracing::warn!(environment = %name, group = %g.name, "target health unavailable before raising its weight");
+            unchecked.push(format!(
+                "NOT CHECKED: whether {name} has a target in service to take the share this raises (target group {}: \
+                 AWS says its targets' health is unavailable)",
+                g.name
+            ));
         }
     }
     Ok(unchecked)

@@ -104,7 +104,8 @@ impl Runbook {
     }
 
     /// Where a rollout's gates read AWS: each environment they name (its
-    /// two sides, each gate's, each `alarm_ok` alarm's), and `None` for an
+    /// two sides, each gate's, each `alarm_ok` alarm's and its declared
+    /// children's), and `None` for an
     /// alarm naming no environment (read with the runbook's own credentials).
     pub fn gate_readers(&self) -> std::collections::BTreeSet<Option<String>> {
         let mut out: std::collections::BTreeSet<Option<String>> =
@@ -118,8 +119,11 @@ impl Runbook {
                     out.insert(Some(environment.clone()));
                 }
                 GateKind::AlarmOk { alarms, .. } => {
+                    // A composite's declared children too: read in their own
+                    // environments, they decide whether it can see its side.
                     let named = self.alarms.iter().filter(|a| alarms.contains(&a.name));
-                    out.extend(named.map(|a| a.environment.clone()));
+                    let children = alarms.iter().flat_map(|n| metric_alarms_under(&self.alarms, n));
+                    out.extend(named.chain(children).map(|a| a.environment.clone()));
                 }
                 GateKind::RedisHitRate { .. } | GateKind::Compare { .. } => {}
             }

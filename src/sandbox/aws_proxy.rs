@@ -669,15 +669,19 @@ async fn forward(State(p): State<Arc<Proxy>>, req: Request) -> Response {
     let health_of = (action.as_deref() == Some("DescribeTargetHealth"))
         .then(|| url::form_urlencoded::parse(&body).find(|(k, _)| k == "TargetGroupArn").map(|(_, v)| v.into_owned()))
         .flatten();
-    if action.as_deref() == Some("RegisterTargets") {
-        registered_again(&p, &body);
-    }
+    // Applied once moto has taken the request: a registration's end of
+    // draining, a deregistration's start of it.
+    let register_body = (action.as_deref() == Some("RegisterTargets")).then(|| body.clone());
+    let mut drained: Vec<((String, String, String), Instant)> = Vec::new();
     if let Some(refusal) = action.as_deref().and_then(|a| unseen_backup(&p, a, &body)) {
         return refusal;
     }
     if action.as_deref() == Some("DeregisterTargets") {
         match deregistered_as_aws(&p, &parts.headers, &body).await {
-            Ok(Some(kept)) => body = Bytes::from(kept),
+            Ok(Some((kept, draining))) => {
+                body = Bytes::from(kept);
+                drained = draining;
+            }
             Ok(None) => {
                 let xml = "<DeregisterTargetsResponse xmlns=\"http://elasticloadbalancing.amazonaws.com/doc/2015-12-01/\"><DeregisterTargetsResult/><ResponseMetadata><RequestId>proxy-deregister</RequestId></ResponseMetadata></DeregisterTargetsResponse>";
                 return (StatusCode::OK, [("content-type", "text/xml")], xml).into_response();
@@ -776,6 +780,12 @@ async fn forward(State(p): State<Arc<Proxy>>, req: Request) -> Response {
                 && status.is_success()
             {
                 bytes = Bytes::from(finish.apply(String::from_utf8_lossy(&bytes).into_owned()));
+            }
+            if status.is_success() {
+                if let Some(b) = &register_body {
+                    registered_again(&p, b);
+                }
+                p.counts.draining.lock().unwrap_or_else(|e| e.into_inner()).extend(drained);
             }
             if let Some(action) = action.as_deref().filter(|_| status.is_success()) {
                 let mut text = young_backups(&p, action, String::from_utf8_lossy(&bytes).into_owned());
@@ -952,11 +962,15 @@ async fn target_health_as_aws(p: &Proxy, caller: &HeaderMap, group_arn: &str, te
     out
 }
 
+/// A DeregisterTargets request to forward, and the draining records it makes.
+type Deregistration = (String, Vec<((String, String, String), Instant)>);
+
 /// A DeregisterTargets request as AWS reads it: each target is its id and
 /// port (the group's own port when none is given), and one not registered
 /// so is no target of the group: AWS leaves it and answers success. Returns
-/// the request with only registered targets, or None when none is.
-async fn deregistered_as_aws(p: &Proxy, caller: &HeaderMap, body: &[u8]) -> Result<Option<String>, String> {
+/// the request with only registered targets and each one's draining
+/// record (to keep once moto has taken it), or None when none is.
+async fn deregistered_as_aws(p: &Proxy, caller: &HeaderMap, body: &[u8]) -> Result<Option<Deregistration>, String> {
     let form: Vec<(String, String)> = url::form_urlencoded::parse(body).into_owned().collect();
     let get = |k: &str| form.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
     let arn = get("TargetGroupArn").ok_or("DeregisterTargets without TargetGroupArn")?;
@@ -1007,9 +1021,7 @@ async fn deregistered_as_aws(p: &Proxy, caller: &HeaderMap, body: &[u8]) -> Resu
         return Ok(None);
     }
     let until = Instant::now() + std::time::Duration::from_secs(delay);
-    let mut draining = p.counts.draining.lock().unwrap_or_else(|e| e.into_inner());
-    draining.extend(kept.iter().map(|(id, port)| ((arn.clone(), id.clone(), port.clone()), until)));
-    drop(draining);
+    let draining = kept.iter().map(|(id, port)| ((arn.clone(), id.clone(), port.clone()), until)).collect();
     let mut out = url::form_urlencoded::Serializer::new(String::new());
     for (k, v) in form.iter().filter(|(k, _)| !k.starts_with("Targets.member.")) {
         out.append_pair(k, v);
@@ -1018,7 +1030,7 @@ async fn deregistered_as_aws(p: &Proxy, caller: &HeaderMap, body: &[u8]) -> Resu
         out.append_pair(&format!("Targets.member.{}.Id", i + 1), id);
         out.append_pair(&format!("Targets.member.{}.Port", i + 1), port);
     }
-    Ok(Some(out.finish()))
+    Ok(Some((out.finish(), draining)))
 }
 
 /// AWS's answer to a DescribeImages or DescribeSnapshots naming an AMI or

@@ -55,6 +55,10 @@ pub struct CloudWatchState {
     /// Metric names whose GetMetricData results come back `InternalError`
     /// with no datapoints, as AWS answers a query it failed (moto never does).
     failing: Mutex<std::collections::BTreeSet<String>>,
+    /// At most this many alarms a DescribeAlarms page whatever MaxRecords
+    /// asks (0: MaxRecords rules): AWS may answer fewer than asked, with a
+    /// NextToken, and a reader must follow it.
+    alarm_page_cap: AtomicU64,
 }
 
 /// What the proxy does with a request.
@@ -165,6 +169,11 @@ impl CloudWatchState {
 
     pub fn set_lag(&self, lag: Duration) {
         self.lag_ms.store(lag.as_millis() as u64, Ordering::SeqCst);
+    }
+
+    /// Answers DescribeAlarms at most `n` alarms a page.
+    pub fn cap_alarm_pages(&self, n: u64) {
+        self.alarm_page_cap.store(n, Ordering::SeqCst);
     }
 
     /// Makes every GetMetricData result for metric `name` an `InternalError`.
@@ -389,6 +398,10 @@ impl CloudWatchState {
             ));
         }
         let max = get(&form, "MaxRecords").and_then(|m| m.parse().ok()).unwrap_or(ALARMS_PAGE).clamp(1, 100);
+        let max = match self.alarm_page_cap.load(Ordering::SeqCst) {
+            0 => max,
+            cap => max.min(cap as usize),
+        };
         let offset = get(&form, "NextToken").and_then(|t| t.strip_prefix("sandbox-page-")?.parse().ok()).unwrap_or(0);
         let page = |composites: String| Finish::Alarms { composites, offset, max };
         let rest: Form = form.iter().filter(|(k, _)| k != "NextToken" && k != "MaxRecords").cloned().collect();

@@ -610,7 +610,8 @@ async fn plan_rollout(
                 | Verdict::TypesDiffer
                 | Verdict::NotAsConfirmed { .. }
                 | Verdict::LeaseLeft
-                | Verdict::GatesReadElsewhere => Err(format!("{}{shell}", refusal(&p))),
+                | Verdict::GatesReadElsewhere
+                | Verdict::CredentialsExpire => Err(format!("{}{shell}", refusal(&p))),
             }
         }
         Control::Promote if !running()? => Err("no rollout is running; nothing to promote".into()),
