@@ -358,12 +358,14 @@ async fn an_alarm_whose_period_on_aws_is_longer_than_declared_makes_its_gate_an_
         .send()
         .await
         .unwrap();
-    let snap = first_snapshot(&rb, &sb).await;
-    let m = gates::from_snapshot(&rb, &g, &snap).unwrap();
-    assert!(
-        matches!(&m, Measurement::Error(w) if w.contains("demo-staging-5xx has a period of 300 s on AWS, longer than the runbook's 60 s")),
-        "{m:?}"
-    );
+    // The gate on a fresh snapshot is an error saying `why`.
+    let an_error = async |rb: &Runbook, why: &str| {
+        let snap = first_snapshot(rb, &sb).await;
+        let m = gates::from_snapshot(rb, &g, &snap).unwrap();
+        assert!(matches!(&m, Measurement::Error(w) if w.contains(why)), "{m:?}");
+        snap
+    };
+    let snap = an_error(&rb, "demo-staging-5xx has a period of 300 s on AWS, longer than the runbook's 60 s").await;
     // Declared, the gate reads it again.
     let declared = parse(&demo_text(composite, |t| {
         t.replacen(
@@ -403,12 +405,7 @@ async fn an_alarm_whose_period_on_aws_is_longer_than_declared_makes_its_gate_an_
         .send()
         .await
         .unwrap();
-    let snap = first_snapshot(&rb, &sb).await;
-    let m = gates::from_snapshot(&declared, &g, &snap).unwrap();
-    assert!(
-        matches!(&m, Measurement::Error(w) if w.contains("demo-staging-5xx has a period of 600 s on AWS, longer than the runbook's 300 s")),
-        "{m:?}"
-    );
+    an_error(&declared, "demo-staging-5xx has a period of 600 s on AWS, longer than the runbook's 300 s").await;
     sb.down().await;
 }
 
