@@ -90,6 +90,14 @@ pub fn unknown_account(rb: &Runbook, side: &Side, how: &str, e: &crate::aws::Aws
     }
 }
 
+/// The account `clients` reach when it is not `want`: `Some(found)`; `None`
+/// when it is, or when no account is wanted. Err when STS cannot tell.
+pub async fn other_account(clients: &crate::aws::Clients, want: Option<&str>) -> crate::aws::AwsResult<Option<String>> {
+    let Some(want) = want else { return Ok(None) };
+    let found = crate::aws::sts::identity(clients).await?.account;
+    Ok((found != want).then_some(found))
+}
+
 /// Refuses a rollout whose gates would read AWS with credentials for
 /// another account than the one the runbook gives that side: there a
 /// namesake (a staging copy built from the same templates, with the same
@@ -110,13 +118,13 @@ pub async fn gates_read_in_their_accounts(rb: &Runbook, clients: &SideClients) -
             }
             None => (None, rb.account_id.clone()),
         };
-        let Some(want) = want else { continue };
         let (c, how, name) = match &side {
             Some(side) => (clients.side(side), clients.reach(side).describe(), side.to_string()),
             None => (clients.runbook(), "the runbook's own credentials".to_string(), "[runbook]".to_string()),
         };
-        let account = match crate::aws::sts::identity(c).await {
-            Ok(i) => i.account,
+        let account = match other_account(c, want.as_deref()).await {
+            Ok(None) => continue,
+            Ok(Some(account)) => account,
             Err(e) => {
                 let why = match &side {
                     Some(side) => unknown_account(rb, side, &how, &e),
@@ -125,14 +133,13 @@ pub async fn gates_read_in_their_accounts(rb: &Runbook, clients: &SideClients) -
                 return Err(format!("{why}; the rollout's gates read it; nothing was sent"));
             }
         };
-        if account != want {
-            return Err(format!(
-                "refused: the rollout's gates read {name} of runbook {}, which is in account {want}, but its \
-                 credentials ({how}) are for account {account}: its load balancer, metrics and alarms there may be \
-                 a namesake's; set `profile` or `role_arn` under {name} to reach {want}; nothing was sent",
-                rb.source
-            ));
-        }
+        let want = want.unwrap_or_default();
+        return Err(format!(
+            "refused: the rollout's gates read {name} of runbook {}, which is in account {want}, but its \
+             credentials ({how}) are for account {account}: its load balancer, metrics and alarms there may be \
+             a namesake's; set `profile` or `role_arn` under {name} to reach {want}; nothing was sent",
+            rb.source
+        ));
     }
     Ok(())
 }

@@ -249,17 +249,16 @@ pub async fn raised_sides_serve(
         let clients = sides.side(&side);
         // Read in another account than the side's, a namesake's load
         // balancer could answer for it: not checked, never passed.
-        if rb.has_side_access()
-            && let Some(want) = rb.side_account(&side)
-        {
+        if rb.has_side_access() {
             // Only a proven mismatch: an STS error (throttling) must not turn
             // a refusal the target health would give into a printed line.
             let how = sides.reach(&side).describe();
-            let wrong = match crate::aws::sts::identity(clients).await {
-                Ok(i) if i.account != want => {
-                    Some(format!("its credentials ({how}) are for account {}, not {want}", i.account))
+            let want = rb.side_account(&side);
+            let wrong = match crate::authority::other_account(clients, want.as_deref()).await {
+                Ok(Some(found)) => {
+                    Some(format!("its credentials ({how}) are for account {found}, not {}", want.unwrap_or_default()))
                 }
-                Ok(_) => None,
+                Ok(None) => None,
                 Err(e) => {
                     tracing::warn!(environment = %name, error = %e, "account not told before raising its weight");
                     None
