@@ -207,7 +207,8 @@ pub struct RawRedis {
     /// The environment variable holding the sentinels' own password (their
     /// `requirepass`), for a `redis+sentinel://` URL whose sentinels ask for one.
     pub sentinel_password_env: Option<S<String>>,
-    /// The port security-group rules must open (default: the URL's, else 6379).
+    /// The port security-group rules must open (default: the URL's, else
+    /// 6379; required with `url_env` and `security_groups` but no `url`).
     pub port: Option<S<i64>>,
     /// The port security-group rules must open to the sentinels of a
     /// Sentinel endpoint (default: the port of the sentinels its `url`

@@ -737,7 +737,25 @@ impl<'a> Validator<'a> {
                 6379
             }
             Some(p) => *p.get_ref() as u16,
-            None => url_port.unwrap_or(6379),
+            None => {
+                // The URL in `url_env` is read at run time, and its port may be a
+                // tunnel's; guessing 6379 would check (and open) the wrong rule.
+                if r.url.is_none()
+                    && let Some(var) = &r.url_env
+                    && !r.security_groups.is_empty()
+                {
+                    self.err(
+                        var.span(),
+                        format!(
+                            "Redis endpoint `{}` takes its URL from {} at run time, so the port its security groups must open is not known",
+                            r.name.get_ref(),
+                            var.get_ref()
+                        ),
+                        "give port = the port Redis listens on in AWS (usually 6379), or url = its URL",
+                    );
+                }
+                url_port.unwrap_or(6379)
+            }
         };
         let sentinel_url = r.url.as_ref().filter(|u| u.get_ref().contains("+sentinel://"));
         let sentinel_port = match (&r.sentinel_port, sentinel_url) {
@@ -2512,6 +2530,20 @@ mod tests {
         let rb = parse("t.toml", &with(url, "url = \"redis+sentinel://s1/blue\", sentinel_password_env = \"S_PW\""))
             .unwrap();
         assert_eq!(rb.environments["blue"].redis[0].sentinel_password_env.as_deref(), Some("S_PW"));
+    }
+
+    /// A URL read from `url_env` at run time may carry a tunnel's port, so
+    /// the rule a security group must hold is the runbook's to say.
+    #[test]
+    fn a_url_env_endpoint_with_security_groups_gives_its_port() {
+        let url = "url = \"redis://blue-cache.internal:6379/0\"";
+        let endpoint = |given: &str| parse("t.toml", &with(url, given)).map(|rb| rb.environments["blue"].redis[0].port);
+        let err = endpoint("url_env = \"BLUE_URL\", security_groups = [\"blue-redis\"]").unwrap_err().to_string();
+        assert!(err.contains("takes its URL from BLUE_URL at run time") && err.contains("give port ="), "{err}");
+        assert_eq!(endpoint("url_env = \"BLUE_URL\", port = 6380, security_groups = [\"blue-redis\"]").unwrap(), 6380);
+        let with_url = "url = \"redis://h:6381/0\", url_env = \"BLUE_URL\", security_groups = [\"blue-redis\"]";
+        assert_eq!(endpoint(with_url).unwrap(), 6381, "the runbook's URL says");
+        assert_eq!(endpoint("url_env = \"BLUE_URL\"").unwrap(), 6379, "no rule is checked or opened");
     }
 
     /// The port the sentinels' security-group path is checked at: the

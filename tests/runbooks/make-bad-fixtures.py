@@ -11,7 +11,7 @@ body = base[len(HEAD):]
 
 SANDBOX_BASE = body.replace(
     'redis = [{ name = "blue-cache", url = "redis://blue-cache.internal:6379/0" }]',
-    'redis = [{ name = "blue-cache", url_env = "BLUE_REDIS_URL", security_groups = ["blue-redis"] }]',
+    'redis = [{ name = "blue-cache", url_env = "BLUE_REDIS_URL", port = 6379, security_groups = ["blue-redis"] }]',
 ) + '''
 [sandbox]
 load_balancer_zones = { blue = ["a"], green = ["a"] }
@@ -170,6 +170,7 @@ fx("access-bad-region", "an environment region that is not a region", ('instance
 fx("sandbox-unknown-security-group", "a sandbox instance in a security group not declared", ('name = "green-1"\nenvironment = "green"\nzone = "a"\nsecurity_groups = ["app"]', 'name = "green-1"\nenvironment = "green"\nzone = "a"\nsecurity_groups = ["web"]'), base=SANDBOX_BASE)
 fx("sandbox-environment-by-ids", "the sandbox cannot create instances selected by id", ('instances = { tags = { Environment = "green" } }', 'instances = { ids = ["i-0123456789abcdef0"] }'), base=SANDBOX_BASE)
 fx("sandbox-redis-without-url-env", "a Redis endpoint the sandbox cannot point at its redis-server", ('url_env = "BLUE_REDIS_URL"', 'url = "redis://blue-cache.internal:6379/0"'), base=SANDBOX_BASE)
+fx("redis-url-env-without-port", "a Redis endpoint whose URL is read at run time, with no port for its security groups", ('url_env = "BLUE_REDIS_URL", port = 6379,', 'url_env = "BLUE_REDIS_URL",'), base=SANDBOX_BASE)
 fx("sandbox-bad-zone", "a zone written as a full AZ name", ('name = "blue-1"\nenvironment = "blue"\nzone = "a"', 'name = "blue-1"\nenvironment = "blue"\nzone = "eu-west-1a"'), base=SANDBOX_BASE)
 fx("dns-type-list-with-cname", "CNAME grouped with another type", ('type = "CNAME"', 'type = ["A", "CNAME"]'))
 fx("dns-type-not-a-string", "a record type given as a number", ('type = "CNAME"', 'type = 1'))
