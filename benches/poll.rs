@@ -74,7 +74,7 @@ async fn sequential(c: &Ctx) {
     fetch::traffic(clients, &c.rb, &mut zone).await.unwrap();
     let mut envs = Vec::new();
     for e in c.rb.environments.values() {
-        let d = fetch::environment(clients, &c.rb, e).await.unwrap();
+        let d = fetch::environment(&c.clients, &c.rb, e).await.unwrap();
         for url in cutover::live::probe::health_urls(e, &d.instances, ProbePolicy::LoopbackOnly) {
             fetch::health(&c.http, url).await;
         }

@@ -193,6 +193,7 @@ fn big_live(now: SystemTime) -> Vec<LiveEvent> {
                     ("cache-a".into(), vec![group("ra")]),
                     ("cache-b".into(), vec![group("rb")]),
                 ]),
+                redis_groups_unread: BTreeMap::new(),
                 group_names: BTreeMap::new(),
             }),
         }));

@@ -396,3 +396,63 @@ async fn a_rollout_whose_gates_would_read_another_account_is_refused_before_anyt
     assert_eq!(weights_in(&dns, &rb.dns.zone).await, w(50, 50));
     sb.down().await;
 }
+
+/// New production also uses old production's Redis (a shared one), whose
+/// groups are in old's account. New's account holds a namesake open to
+/// everyone: read through new's credentials it would pass new's path and
+/// take authorize's rule. It is never read: the path is not judged, and
+/// authorize refuses rather than call the paths open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_redis_in_another_account_is_never_judged_by_a_namesake_in_the_users_account() {
+    use aws_sdk::ec2::types::{IpPermission, IpRange};
+    let mut rb = runbook("shared-dns-account.toml");
+    let sb = sandbox(&rb, "eu-west-1").await;
+    let new = in_account(&sb, NEW_ACCOUNT, "eu-central-1").await;
+    let elb = aws_sdk::elasticloadbalancingv2::Client::new(&new);
+    let lbs = elb.describe_load_balancers().names("new-prod-alb").send().await.unwrap();
+    let new_vpc = lbs.load_balancers()[0].vpc_id().unwrap().to_string();
+    let ec2 = aws_sdk::ec2::Client::new(&new);
+    let namesake = ec2
+        .create_security_group()
+        .group_name("old-redis")
+        .description("new production's own, named like old's")
+        .vpc_id(&new_vpc)
+        .send()
+        .await
+        .unwrap()
+        .group_id()
+        .unwrap()
+        .to_string();
+    let open = IpPermission::builder()
+        .ip_protocol("tcp")
+        .from_port(6379)
+        .to_port(6379)
+        .ip_ranges(IpRange::builder().cidr_ip("0.0.0.0/0").build())
+        .build();
+    ec2.authorize_security_group_ingress().group_id(&namesake).ip_permissions(open).send().await.unwrap();
+    rb.environments.get_mut("new").unwrap().uses_redis.push("old-cache".into());
+
+    let sides = cutover::aws::SideClients::sandbox(&rb, &sb.endpoint, "eu-west-1").await;
+    let data = cutover::live::fetch::environment(&sides, &rb, rb.environment("new").unwrap()).await.unwrap();
+    println!("unread: {:?}", data.redis_groups_unread);
+    assert!(!data.redis_groups.contains_key("old-cache"), "{:?}", data.redis_groups.get("old-cache"));
+    assert!(data.redis_groups_unread["old-cache"].contains("in an account or region new's credentials do not reach"));
+    assert!(!data.redis_groups["new-cache"].is_empty(), "new's own Redis is still read");
+
+    let action = cutover::runbook::Action::AuthorizeRedisIngress { environment: "new".into() };
+    // Parity compares no rule read through the wrong account, and says so.
+    let shapes = cutover::live::parity::shapes(&sides, &rb, |_| None).await.unwrap();
+    let shape = &shapes["new"];
+    assert!(!shape.redis_groups.contains(&namesake), "{:?}", shape.redis_groups);
+    let unread = shape.unread().join("; ");
+    println!("parity, not compared: {unread}");
+    assert!(unread.contains("new: old-cache: its security groups are old's, in an account or region new's credentials do not reach; its app → Redis rules not compared"), "{unread}");
+
+    // New's own path is open (the sandbox's rule), so there is nothing else to do.
+    let err = cutover::drive::actions::plan(&sides, &rb, &action).await.map(|p| p.before).unwrap_err().to_string();
+    println!("{err}");
+    assert!(
+        err.contains("whether new's instances reach old-cache cannot be judged") && err.contains("nothing was changed")
+    );
+    sb.down().await;
+}

@@ -275,7 +275,10 @@ async fn not_in_use_initial_and_unhealthy_targets_are_shown_with_reasons_and_the
         ],
     };
     let env = rb.environment("staging").unwrap();
-    let data = cutover::live::fetch::environment_with(&fake, &sb.clients, &rb, env).await.unwrap();
+    let data =
+        cutover::live::fetch::environment_with(&fake, &cutover::aws::SideClients::one(sb.clients.clone()), &rb, env)
+            .await
+            .unwrap();
     let mut live = cutover::live::LiveState::default();
     cutover::live::update(
         &mut live,
@@ -493,7 +496,8 @@ async fn a_group_of_the_same_name_in_another_vpc_never_decides_the_path() {
     let real = sb.world.groups["staging-redis"].clone();
 
     let env = rb.environment("staging").unwrap();
-    let data = cutover::live::fetch::environment(&sb.clients, &rb, env).await.unwrap();
+    let data =
+        cutover::live::fetch::environment(&cutover::aws::SideClients::one(sb.clients.clone()), &rb, env).await.unwrap();
     let ids: Vec<String> = data.redis_groups["staging-cache"].iter().map(|g| g.id.clone()).collect();
     println!("staging-cache's groups: {ids:?} (staging's VPC {}, decoy {})", sb.world.vpc_id, decoys[0]);
     assert_eq!(ids, std::slice::from_ref(&real), "only the group in staging's VPC");
@@ -513,13 +517,114 @@ async fn a_group_of_the_same_name_in_another_vpc_never_decides_the_path() {
     let env2 = rb2.environments.get_mut("staging").unwrap();
     env2.redis[0].security_groups = vec!["shared-redis".into()];
     let env2 = rb2.environment("staging").unwrap();
-    let got = cutover::live::fetch::environment(&sb.clients, &rb2, env2).await;
+    let got = cutover::live::fetch::environment(&cutover::aws::SideClients::one(sb.clients.clone()), &rb2, env2).await;
     let err = match got {
         Ok(d) => panic!("a group of another VPC was used: {:?}", d.redis_groups["staging-cache"]),
         Err(e) => e.to_string(),
     };
     println!("{err}");
     assert!(err.contains("shared-redis") && err.contains(&sb.world.vpc_id), "{err}");
+    sb.down().await;
+}
+
+/// A Redis another environment declares (a shared one) is protected by
+/// groups in that environment's VPC. Staging's own VPC holds a namesake open
+/// to everyone: it must never decide staging's path, nor take the rule that
+/// authorize_redis_ingress adds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_redis_groups_are_looked_up_in_its_owners_vpc_never_a_namesake_in_the_users() {
+    use aws_sdk::ec2::types::{IpPermission, IpRange, ResourceType, Tag, TagSpecification};
+    use cutover::analysis::reachability::SgPath;
+    let mut rb = runbook("demo.toml");
+    let sb = sandbox(&rb, "sa-east-1").await;
+    let ec2 = &sb.clients.ec2;
+    // The owner, "legacy": one instance in a VPC of its own, and its Redis's group there.
+    let vpc = ec2.create_vpc().cidr_block("10.98.0.0/16").send().await.unwrap();
+    let legacy_vpc = vpc.vpc().unwrap().vpc_id().unwrap().to_string();
+    let subnet = ec2
+        .create_subnet()
+        .vpc_id(&legacy_vpc)
+        .cidr_block("10.98.1.0/24")
+        .availability_zone("sa-east-1a")
+        .send()
+        .await
+        .unwrap();
+    let tag = TagSpecification::builder()
+        .resource_type(ResourceType::Instance)
+        .tags(Tag::builder().key("Environment").value("legacy").build())
+        .build();
+    ec2.run_instances()
+        .image_id("ami-12c6146b")
+        .min_count(1)
+        .max_count(1)
+        .subnet_id(subnet.subnet().unwrap().subnet_id().unwrap())
+        .tag_specifications(tag)
+        .send()
+        .await
+        .unwrap();
+    let group = |vpc: String| {
+        ec2.create_security_group().group_name("legacy-redis").description("legacy's Redis").vpc_id(vpc).send()
+    };
+    let real = group(legacy_vpc.clone()).await.unwrap().group_id().unwrap().to_string();
+    let namesake = group(sb.world.vpc_id.clone()).await.unwrap().group_id().unwrap().to_string();
+    let open = IpPermission::builder()
+        .ip_protocol("tcp")
+        .from_port(6379)
+        .to_port(6379)
+        .ip_ranges(IpRange::builder().cidr_ip("0.0.0.0/0").build())
+        .build();
+    ec2.authorize_security_group_ingress().group_id(&namesake).ip_permissions(open).send().await.unwrap();
+
+    let mut legacy = rb.environments["staging"].clone();
+    legacy.name = "legacy".into();
+    legacy.load_balancer = None;
+    legacy.target_groups = vec![];
+    legacy.instances =
+        cutover::runbook::InstanceSelector::Tags(BTreeMap::from([("Environment".into(), "legacy".into())]));
+    let mut cache = legacy.redis[0].clone();
+    cache.name = "legacy-cache".into();
+    cache.environment = "legacy".into();
+    cache.security_groups = vec!["legacy-redis".into()];
+    legacy.redis = vec![cache];
+    legacy.uses_redis = vec!["legacy-cache".into()];
+    rb.environments.insert("legacy".into(), legacy);
+    rb.environments.get_mut("staging").unwrap().uses_redis.push("legacy-cache".into());
+
+    let sides = cutover::aws::SideClients::one(sb.clients.clone());
+    let staging = rb.environment("staging").unwrap();
+    let data = cutover::live::fetch::environment(&sides, &rb, staging).await.unwrap();
+    let ids: Vec<&str> = data.redis_groups["legacy-cache"].iter().map(|g| g.id.as_str()).collect();
+    println!("legacy-cache's groups seen from staging: {ids:?} (legacy's {real}, namesake {namesake})");
+    assert_eq!(ids, [real.as_str()], "the group in legacy's VPC, not staging's namesake");
+    for i in &data.instances {
+        let src = cutover::analysis::reachability::Source {
+            instance_id: &i.id,
+            private_ip: i.private_ip.as_deref(),
+            ipv6_addresses: &i.ipv6_addresses,
+            security_groups: &i.security_groups,
+        };
+        let path = cutover::analysis::reachability::sg_path_named(
+            &src,
+            &data.redis_groups["legacy-cache"],
+            6379,
+            &data.group_names,
+        );
+        assert!(matches!(path, SgPath::Blocked { .. }), "{}: {}", i.id, path.describe());
+    }
+
+    // The rule authorize would add goes on legacy's group.
+    let action = cutover::runbook::Action::AuthorizeRedisIngress { environment: "staging".into() };
+    let plan = cutover::drive::actions::plan(&sides, &rb, &action).await.unwrap_or_else(|e| panic!("{e}"));
+    let targets: BTreeSet<String> = plan
+        .steps
+        .iter()
+        .filter_map(|s| match s {
+            cutover::drive::actions::Step::AuthorizeIngress { group_id, .. } => Some(group_id.clone()),
+            _ => None,
+        })
+        .collect();
+    println!("authorize: {:?}", plan.steps.iter().map(|s| s.describe()).collect::<Vec<_>>());
+    assert!(targets.contains(&real) && !targets.contains(&namesake), "{targets:?}");
     sb.down().await;
 }
 

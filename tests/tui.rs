@@ -96,6 +96,7 @@ fn env_data(side: &str, instances: Vec<Instance>, targets: Vec<Target>) -> Envir
         }],
         instances,
         redis_groups: BTreeMap::from([(endpoint.to_string(), vec![group])]),
+        redis_groups_unread: BTreeMap::new(),
         group_names: names.into_iter().collect(),
     }
 }
@@ -627,6 +628,7 @@ fn side_shape(env: &str, instance_type: &str, ami: &str) -> cutover::analysis::p
         }],
         groups: vec![],
         redis_groups: vec![],
+        redis_groups_unread: vec![],
         alarms: vec![],
         redis: vec![],
     }

@@ -179,9 +179,9 @@ impl ActionPlan {
     }
 }
 
-async fn env_data(clients: &Clients, rb: &Runbook, env: &str) -> Result<EnvironmentData, PlanError> {
+async fn env_data(sides: &SideClients, rb: &Runbook, env: &str) -> Result<EnvironmentData, PlanError> {
     let e = rb.environment(env).ok_or_else(|| PlanError::Refused(format!("no environment {env}")))?;
-    fetch::environment(clients, rb, e).await.map_err(PlanError::Aws)
+    fetch::environment(sides, rb, e).await.map_err(PlanError::Aws)
 }
 
 fn tag(rb: &Runbook, env: &str) -> String {
@@ -221,18 +221,16 @@ pub async fn plan_with_vars(
         out_of_service,
     };
     match action {
-        Action::AuthorizeRedisIngress { environment } => {
-            plan_authorize_ingress(clients, rb, environment, &mut p).await?
-        }
+        Action::AuthorizeRedisIngress { environment } => plan_authorize_ingress(sides, rb, environment, &mut p).await?,
         Action::RevokeRedisIngress { environment } => {
             plan_revoke_ingress(sides, clients, rb, environment, &mut p).await?
         }
-        Action::RegisterTargets { environment } => plan_targets(clients, rb, environment, true, &mut p).await?,
-        Action::DeregisterTargets { environment } => plan_targets(clients, rb, environment, false, &mut p).await?,
+        Action::RegisterTargets { environment } => plan_targets(sides, rb, environment, true, &mut p).await?,
+        Action::DeregisterTargets { environment } => plan_targets(sides, rb, environment, false, &mut p).await?,
         Action::SetStickiness { environment, duration } => {
-            plan_stickiness(clients, rb, environment, Some(*duration), &mut p).await?
+            plan_stickiness(sides, rb, environment, Some(*duration), &mut p).await?
         }
-        Action::DisableStickiness { environment } => plan_stickiness(clients, rb, environment, None, &mut p).await?,
+        Action::DisableStickiness { environment } => plan_stickiness(sides, rb, environment, None, &mut p).await?,
         Action::StopInstances { environment } => plan_instances(clients, rb, environment, true, &mut p).await?,
         Action::StartInstances { environment } => plan_instances(clients, rb, environment, false, &mut p).await?,
         Action::ShiftWeights { to } => plan_shift(clients, rb, *to, &mut p).await?,
@@ -530,12 +528,12 @@ async fn record_health(sides: &SideClients, rb: &Runbook, r: &crate::aws::route5
 
 /// The ingress rules that open every instance's path to its Redis.
 async fn plan_authorize_ingress(
-    clients: &Clients,
+    sides: &SideClients,
     rb: &Runbook,
     environment: &str,
     p: &mut ActionPlan,
 ) -> Result<(), PlanError> {
-    let d = env_data(clients, rb, environment).await?;
+    let d = env_data(sides, rb, environment).await?;
     let env = rb.environment(environment).ok_or_else(|| PlanError::Refused("no environment".into()))?;
     let mut before = Vec::new();
     for i in &d.instances {
@@ -547,6 +545,10 @@ async fn plan_authorize_ingress(
         };
         for name in &env.uses_redis {
             let Some(ep) = rb.redis_endpoint(name) else { continue };
+            if let Some(why) = d.redis_groups_unread.get(name) {
+                before.push(json!({"instance": i.id, "endpoint": name, "path": format!("not checked: {why}")}));
+                continue;
+            }
             let groups = d.redis_groups.get(name).cloned().unwrap_or_default();
             // The master's port, and a Sentinel endpoint's sentinels' (clients ask them first).
             for port in [Some(ep.port), ep.sentinel_port].into_iter().flatten() {
@@ -569,6 +571,13 @@ async fn plan_authorize_ingress(
     p.before = json!(before);
     p.after = json!(p.steps.iter().map(Step::describe).collect::<Vec<_>>());
     if p.steps.is_empty() {
+        // Nothing to add is no proof every path is open when some were not read.
+        if let Some((name, why)) = d.redis_groups_unread.iter().find(|(n, _)| env.uses_redis.contains(n)) {
+            return Err(PlanError::Refused(format!(
+                "whether {environment}'s instances reach {name} cannot be judged from {environment}'s side ({why}); \
+                 nothing was changed: open the path in the account and region that hold {name}"
+            )));
+        }
         p.noop = Some(format!("every instance of {environment} already reaches its Redis through the security groups"));
     }
     Ok(())
@@ -582,7 +591,7 @@ async fn plan_revoke_ingress(
     environment: &str,
     p: &mut ActionPlan,
 ) -> Result<(), PlanError> {
-    let d = env_data(clients, rb, environment).await?;
+    let d = env_data(sides, rb, environment).await?;
     let want = tag(rb, environment);
     let ids: Vec<String> = d.redis_groups.values().flatten().map(|g| g.id.clone()).collect();
     let rules = ec2::ingress_described(&clients.ec2, ids, &want).await.map_err(PlanError::Aws)?;
@@ -598,7 +607,7 @@ async fn plan_revoke_ingress(
         p.noop = Some(format!("no ingress rule added by cutover for {environment} exists"));
         return Ok(());
     }
-    let cut = paths_cut(sides, clients, rb, environment, &p.steps).await?;
+    let cut = paths_cut(sides, rb, environment, &p.steps).await?;
     if !cut.is_empty() {
         return Err(PlanError::Refused(format!(
             "revoking what cutover added for {environment} would cut {}: {} through the same rule (a group both \
@@ -616,7 +625,6 @@ async fn plan_revoke_ingress(
 /// cannot name another account's instances' groups otherwise).
 async fn paths_cut(
     sides: &SideClients,
-    clients: &Clients,
     rb: &Runbook,
     environment: &str,
     revokes: &[Step],
@@ -628,7 +636,7 @@ async fn paths_cut(
         if !sides.same_reach(&mine, &Side::Environment(other.clone())) {
             continue;
         }
-        let d = env_data(clients, rb, other).await.map_err(|e| {
+        let d = env_data(sides, rb, other).await.map_err(|e| {
             PlanError::Refused(format!(
                 "whether {other}'s instances reach their Redis through the rules to revoke cannot be read ({e}); \
                  nothing was changed"
@@ -636,6 +644,16 @@ async fn paths_cut(
         })?;
         for name in &env.uses_redis {
             let Some(ep) = rb.redis_endpoint(name) else { continue };
+            // Rules in another account or region are none of the revoked ones.
+            if !sides.same_reach(&mine, &Side::Environment(ep.environment.clone())) {
+                continue;
+            }
+            if let Some(why) = d.redis_groups_unread.get(name) {
+                return Err(PlanError::Refused(format!(
+                    "whether {other}'s instances reach {name} through the rules to revoke cannot be read ({why}); \
+                     nothing was changed"
+                )));
+            }
             let groups = d.redis_groups.get(name).cloned().unwrap_or_default();
             let mut after = groups.clone();
             for s in revokes {
@@ -667,13 +685,13 @@ async fn paths_cut(
 
 /// The environment's instances registered in (or deregistered from) its target groups.
 async fn plan_targets(
-    clients: &Clients,
+    sides: &SideClients,
     rb: &Runbook,
     environment: &str,
     register: bool,
     p: &mut ActionPlan,
 ) -> Result<(), PlanError> {
-    let d = env_data(clients, rb, environment).await?;
+    let d = env_data(sides, rb, environment).await?;
     let mut before = serde_json::Map::new();
     // Instances AWS would not register (it takes running ones only), and
     // the groups that would then hold no target at all.
@@ -746,13 +764,13 @@ async fn plan_targets(
 
 /// lb_cookie stickiness of `duration` on the environment's target groups, or none.
 async fn plan_stickiness(
-    clients: &Clients,
+    sides: &SideClients,
     rb: &Runbook,
     environment: &str,
     duration: Option<std::time::Duration>,
     p: &mut ActionPlan,
 ) -> Result<(), PlanError> {
-    let d = env_data(clients, rb, environment).await?;
+    let d = env_data(sides, rb, environment).await?;
     let want: Vec<(String, String)> = match duration {
         Some(duration) => vec![
             ("stickiness.enabled".into(), "true".into()),

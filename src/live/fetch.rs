@@ -11,7 +11,7 @@ use crate::analysis::reachability::{GroupNames, SecurityGroup};
 use crate::analysis::weights::shares;
 use crate::aws::ec2::Instance;
 use crate::aws::elb::{LoadBalancer, LoadBalancing, TargetGroup};
-use crate::aws::{AwsResult, Clients};
+use crate::aws::{AwsResult, Clients, SideClients};
 
 use crate::redis::info_field;
 use crate::redis::url::Endpoint;
@@ -297,23 +297,29 @@ pub struct EnvironmentData {
     pub instances: Vec<Instance>,
     /// Security groups of each Redis endpoint the environment uses.
     pub redis_groups: BTreeMap<String, Vec<SecurityGroup>>,
+    /// Endpoints of another environment whose groups could not be read
+    /// from this one's side, with why: their paths are not judged.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub redis_groups_unread: BTreeMap<String, String>,
     /// Names of every group a message may mention.
     pub group_names: GroupNames,
 }
 
-/// Everything AWS says about one environment.
-pub async fn environment(clients: &Clients, rb: &Runbook, env: &Environment) -> AwsResult<EnvironmentData> {
-    environment_with(&clients.elb, clients, rb, env).await
+/// Everything AWS says about one environment, read through its side's
+/// clients (and a shared Redis's through its owner's).
+pub async fn environment(sides: &SideClients, rb: &Runbook, env: &Environment) -> AwsResult<EnvironmentData> {
+    environment_with(&sides.environment(&env.name).elb, sides, rb, env).await
 }
 
 /// As [`environment`], with ELBv2 read through `elb` (a test's fake for the
 /// target states moto never produces).
 pub async fn environment_with(
     elb: &impl LoadBalancing,
-    clients: &Clients,
+    sides: &SideClients,
     rb: &Runbook,
     env: &Environment,
 ) -> AwsResult<EnvironmentData> {
+    let clients = sides.environment(&env.name);
     let ec2 = &clients.ec2;
     let load_balancer = match &env.load_balancer {
         Some(name) => Some(elb.load_balancer(name).await?),
@@ -322,18 +328,35 @@ pub async fn environment_with(
     let target_groups = elb.target_groups(&env.target_groups).await?;
     let instances = crate::aws::ec2::describe_instances(ec2, &env.instances).await?;
     let used: Vec<&RedisEndpoint> = env.uses_redis.iter().filter_map(|n| rb.redis_endpoint(n)).collect();
-    let mut wanted: Vec<String> = used.iter().flat_map(|r| r.security_groups.clone()).collect();
+    // A group name means the group of that name in the VPC of the endpoint's
+    // own environment: another environment's VPC may hold a namesake.
+    let (own, shared): (Vec<&RedisEndpoint>, Vec<&RedisEndpoint>) =
+        used.iter().partition(|r| r.environment == env.name);
+    let mut wanted: Vec<String> = own.iter().flat_map(|r| r.security_groups.clone()).collect();
     wanted.sort();
     wanted.dedup();
     let vpc = environment_vpc(env, load_balancer.as_ref(), &instances);
-    let groups = crate::aws::ec2::describe_security_groups(ec2, &wanted, vpc.as_ref()).await?;
-    let redis_groups = used
-        .iter()
-        .map(|r| {
-            let mine = groups.iter().filter(|g| r.security_groups.iter().any(|s| s == &g.id || s == &g.name)).cloned();
-            (r.name.clone(), mine.collect())
-        })
-        .collect();
+    let own_groups = crate::aws::ec2::describe_security_groups(ec2, &wanted, vpc.as_ref()).await?;
+    let named = |r: &RedisEndpoint, found: &[SecurityGroup]| -> Vec<SecurityGroup> {
+        found.iter().filter(|g| r.security_groups.iter().any(|s| s == &g.id || s == &g.name)).cloned().collect()
+    };
+    let mut redis_groups: BTreeMap<String, Vec<SecurityGroup>> =
+        own.iter().map(|r| (r.name.clone(), named(r, &own_groups))).collect();
+    let mut groups = own_groups;
+    let mut redis_groups_unread = BTreeMap::new();
+    let mut owners: Vec<&str> = shared.iter().map(|r| r.environment.as_str()).collect();
+    owners.sort();
+    owners.dedup();
+    for owner in owners {
+        let theirs: Vec<&RedisEndpoint> = shared.iter().copied().filter(|r| r.environment == owner).collect();
+        match owner_groups(sides, rb, env, owner, &theirs).await {
+            Ok(found) => {
+                redis_groups.extend(theirs.iter().map(|r| (r.name.clone(), named(r, &found))));
+                groups.extend(found.into_iter().filter(|g| !groups.iter().any(|o| o.id == g.id)).collect::<Vec<_>>());
+            }
+            Err(why) => redis_groups_unread.extend(theirs.iter().map(|r| (r.name.clone(), why.clone()))),
+        }
+    }
     let mut mentioned: Vec<String> = instances.iter().flat_map(|i| i.security_groups.clone()).collect();
     mentioned.extend(groups.iter().flat_map(|g| g.ingress.iter().flat_map(|r| r.groups.clone())));
     mentioned.retain(|id| !groups.iter().any(|g| &g.id == id));
@@ -345,7 +368,46 @@ pub async fn environment_with(
         .map(|gs| gs.into_iter().map(|g| (g.id, g.name)).collect())
         .unwrap_or_default();
     group_names.extend(groups.iter().map(|g| (g.id.clone(), g.name.clone())));
-    Ok(EnvironmentData { load_balancer, target_groups, instances, redis_groups, group_names })
+    Ok(EnvironmentData { load_balancer, target_groups, instances, redis_groups, redis_groups_unread, group_names })
+}
+
+/// The security groups of `endpoints`, Redis endpoints `owner` declares and
+/// `env` uses: names looked up in `owner`'s VPC, through `owner`'s side.
+/// Err (why, said as a path not checked) when `env`'s credentials do not
+/// reach that side, or the groups cannot be read.
+pub(crate) async fn owner_groups(
+    sides: &SideClients,
+    rb: &Runbook,
+    env: &Environment,
+    owner: &str,
+    endpoints: &[&RedisEndpoint],
+) -> Result<Vec<SecurityGroup>, String> {
+    use crate::runbook::Side;
+    let names: Vec<String> = endpoints.iter().flat_map(|r| r.security_groups.clone()).collect();
+    if !sides.same_reach(&Side::Environment(env.name.clone()), &Side::Environment(owner.to_string())) {
+        // Its rules, in another account or region, cannot name this side's groups.
+        return Err(format!(
+            "its security groups are {owner}'s, in an account or region {}'s credentials do not reach",
+            env.name
+        ));
+    }
+    let owner_env = rb.environment(owner).ok_or_else(|| format!("no environment {owner}"))?;
+    let clients = sides.environment(owner);
+    let vpc = if names.iter().any(|n| !n.starts_with("sg-")) {
+        let load_balancer = match &owner_env.load_balancer {
+            Some(name) => Some(clients.elb.load_balancer(name).await.map_err(|e| e.to_string())?),
+            None => None,
+        };
+        let instances =
+            crate::aws::ec2::describe_instances(&clients.ec2, &owner_env.instances).await.map_err(|e| e.to_string())?;
+        environment_vpc(owner_env, load_balancer.as_ref(), &instances)
+    } else {
+        None
+    };
+    let mut names = names;
+    names.sort();
+    names.dedup();
+    crate::aws::ec2::describe_security_groups(&clients.ec2, &names, vpc.as_ref()).await.map_err(|e| e.to_string())
 }
 
 /// The environment's VPC, where the security groups its runbook names are

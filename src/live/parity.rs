@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use crate::analysis::parity::{RedisRead, SideShape, WatchingAlarm};
 use crate::aws::elb::arn_suffix;
-use crate::aws::{AwsError, Clients, SideClients};
+use crate::aws::{AwsError, SideClients};
 use crate::runbook::{Environment, Runbook};
 
 /// Every environment's shape, by name.
@@ -22,17 +22,18 @@ pub async fn shapes(
 ) -> Result<Shapes, AwsError> {
     let mut out = Shapes::new();
     for env in rb.environments.values() {
-        out.insert(env.name.clone(), side(clients.environment(&env.name), rb, env, &var).await?);
+        out.insert(env.name.clone(), side(clients, rb, env, &var).await?);
     }
     Ok(out)
 }
 
 async fn side(
-    clients: &Clients,
+    sides: &SideClients,
     rb: &Runbook,
     env: &Environment,
     var: &impl Fn(&str) -> Option<String>,
 ) -> Result<SideShape, AwsError> {
+    let clients = sides.environment(&env.name);
     let load_balancer = match &env.load_balancer {
         Some(name) => Some(crate::aws::elb::load_balancer_shape(&clients.elb, name).await?),
         None => None,
@@ -48,14 +49,30 @@ async fn side(
         .and_then(|l| l.vpc_id.clone())
         .map(|id| crate::aws::ec2::Vpc { id, how: format!("the VPC of {}'s load balancer", env.name) });
     let endpoints: Vec<_> = env.uses_redis.iter().filter_map(|n| rb.redis_endpoint(n)).collect();
-    let mut redis_named: Vec<String> = endpoints.iter().flat_map(|r| r.security_groups.clone()).collect();
+    // Another environment's endpoint (a shared Redis): its names in its VPC.
+    let (own, shared): (Vec<_>, Vec<_>) = endpoints.iter().copied().partition(|r| r.environment == env.name);
+    let mut redis_named: Vec<String> = own.iter().flat_map(|r| r.security_groups.clone()).collect();
     redis_named.sort();
     redis_named.dedup();
-    let redis_groups: Vec<String> = crate::aws::ec2::describe_security_groups(&clients.ec2, &redis_named, vpc.as_ref())
-        .await?
-        .into_iter()
-        .map(|g| g.id)
-        .collect();
+    let mut redis_groups: Vec<String> =
+        crate::aws::ec2::describe_security_groups(&clients.ec2, &redis_named, vpc.as_ref())
+            .await?
+            .into_iter()
+            .map(|g| g.id)
+            .collect();
+    let mut redis_groups_unread = Vec::new();
+    for ep in shared {
+        match crate::live::fetch::owner_groups(sides, rb, env, &ep.environment, &[ep]).await {
+            Ok(found) => {
+                for g in found {
+                    if !redis_groups.contains(&g.id) {
+                        redis_groups.push(g.id);
+                    }
+                }
+            }
+            Err(why) => redis_groups_unread.push(format!("{}: {why}", ep.name)),
+        }
+    }
     let mut ids: Vec<String> = load_balancer.iter().flat_map(|l| l.security_groups.clone()).collect();
     ids.extend(instances.iter().flat_map(|i| i.security_groups.clone()));
     ids.extend(redis_groups.iter().cloned());
@@ -91,7 +108,9 @@ async fn side(
             Err(e) => Err(e),
         };
         if let (Ok(shape), Some(group)) = (&mut read, &ep.elasticache) {
-            shape.elasticache = Some(crate::aws::elasticache::replication_group(&clients.elasticache, group).await?);
+            // Read where it lives: a shared Redis's group is its owner's.
+            let owner = sides.environment(&ep.environment);
+            shape.elasticache = Some(crate::aws::elasticache::replication_group(&owner.elasticache, group).await?);
         }
         redis.push(match read {
             Ok(shape) => RedisRead::Ok(Box::new(shape)),
@@ -106,6 +125,7 @@ async fn side(
         instances,
         groups,
         redis_groups,
+        redis_groups_unread,
         alarms,
         redis,
     })

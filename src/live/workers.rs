@@ -251,8 +251,7 @@ pub fn spawn(ctx: Arc<WorkerContext>, tx: mpsc::Sender<LiveEvent>) -> Workers {
             let (c, inst_tx, series_tx, name) = (c.clone(), inst_tx.clone(), series_tx.clone(), name.clone());
             async move {
                 let env = &c.rb.environments[&name];
-                let aws = c.clients.environment(&name);
-                let r = fetch::environment(aws, &c.rb, env).await;
+                let r = fetch::environment(&c.clients, &c.rb, env).await;
                 if let Ok(data) = &r {
                     inst_tx.send_replace(data.instances.clone());
                     let keys = series_of(&name, data);
