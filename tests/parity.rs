@@ -295,6 +295,11 @@ async fn elasticache_settings_are_compared_and_its_snapshots_count_as_persistenc
         "{e}"
     );
     assert_eq!((&e["transit_encryption"], &e["at_rest_encryption"]), (&true.into(), &true.into()), "{e}");
+    assert_eq!(
+        (&e["automatic_failover"], &e["multi_az"], &e["shards"], &e["nodes"], &e["transit_encryption_mode"]),
+        (&"enabled".into(), &"enabled".into(), &1.into(), &2.into(), &"required".into()),
+        "{e}"
+    );
     // The sandbox's redis-server keeps nothing itself; ElastiCache's snapshots count.
     let snap = common::first_snapshot(&rb, &sb).await;
     assert_eq!(outcome(&snap, "redis-persistence"), (Pass, "staging-cache: ElastiCache snapshots kept 1 day".into()));
@@ -319,6 +324,27 @@ async fn elasticache_settings_are_compared_and_its_snapshots_count_as_persistenc
     let (o, detail) = outcome(&snap, "redis-persistence");
     assert_eq!(o, Fail);
     assert_eq!(detail, "staging-cache: ElastiCache keeps no snapshots (retention 0 days) and AOF is off");
+
+    // And its failover off: a primary lost is then an outage, not a promotion.
+    sb.clients
+        .elasticache
+        .modify_replication_group()
+        .replication_group_id("staging-cache")
+        .automatic_failover_enabled(false)
+        .multi_az_enabled(false)
+        .apply_immediately(true)
+        .send()
+        .await
+        .unwrap();
+    let (code, out, err) = common::run_cutover(&sb, &rb, state.path(), &["diff", &runbook]).await;
+    assert_eq!(code, Some(1), "drift:\n{out}{err}");
+    let line = line_with(&out, "redis.failover");
+    println!("{line}");
+    assert!(
+        line.contains("failover enabled, Multi-AZ enabled") && line.contains("failover disabled, Multi-AZ disabled"),
+        "{line}"
+    );
+    assert!(line.ends_with("DRIFT"), "{line}");
     sb.down().await;
 }
 

@@ -121,8 +121,20 @@ pub struct ElastiCacheShape {
     /// Days automatic snapshots are kept; 0 means none are taken.
     pub snapshot_retention_days: Option<u32>,
     pub transit_encryption: Option<bool>,
+    /// `preferred` (plain connections still taken) or `required`.
+    pub transit_encryption_mode: Option<String>,
     pub at_rest_encryption: Option<bool>,
     pub auth_token: Option<bool>,
+    /// `enabled`, `disabled`, `enabling` or `disabling`: whether a replica
+    /// takes over when the primary fails.
+    pub automatic_failover: Option<String>,
+    /// `enabled` or `disabled`: replicas kept in other zones than the primary's.
+    pub multi_az: Option<String>,
+    /// Shards (node groups): 1 unless cluster mode is on.
+    pub shards: Option<usize>,
+    /// Nodes, primaries and replicas (member clusters).
+    pub nodes: Option<usize>,
+    pub cluster_mode: Option<bool>,
 }
 
 /// A Redis setting as parity shows it; None: not read.
@@ -359,7 +371,7 @@ impl Difference {
 }
 
 /// Every path a difference may have, with what it compares.
-pub const PATHS: [(&str, &str); 40] = [
+pub const PATHS: [(&str, &str); 42] = [
     ("load_balancer", "whether each side has a load balancer"),
     ("load_balancer.scheme", "internet-facing or internal"),
     ("load_balancer.zones", "availability zones enabled"),
@@ -398,6 +410,8 @@ pub const PATHS: [(&str, &str); 40] = [
     ("redis.keys", "key count"),
     ("redis.node_type", "ElastiCache node type and engine version"),
     ("redis.snapshot_retention", "ElastiCache snapshot retention (days)"),
+    ("redis.failover", "ElastiCache automatic failover and Multi-AZ"),
+    ("redis.nodes", "ElastiCache cluster mode, shards and nodes"),
     ("redis.encryption", "ElastiCache encryption in transit and at rest"),
     ("redis.auth", "ElastiCache AUTH token"),
 ];
@@ -808,9 +822,27 @@ fn redis(c: &mut Collector, from: &SideShape, to: &SideShape) {
         c.cmp("redis.node_type", &subject, node(ef), node(et));
         let retention = |e: Option<&ElastiCacheShape>| e.map_or("-".to_string(), |e| opt(&e.snapshot_retention_days));
         c.cmp("redis.snapshot_retention", &subject, retention(ef), retention(et));
+        let failover = |e: Option<&ElastiCacheShape>| {
+            e.map_or("-".to_string(), |e| {
+                format!("failover {}, Multi-AZ {}", opt(&e.automatic_failover), opt(&e.multi_az))
+            })
+        };
+        c.cmp("redis.failover", &subject, failover(ef), failover(et));
+        let nodes = |e: Option<&ElastiCacheShape>| {
+            e.map_or("-".to_string(), |e| {
+                let mode = match e.cluster_mode {
+                    Some(true) => "cluster mode on",
+                    Some(false) => "cluster mode off",
+                    None => "cluster mode -",
+                };
+                format!("{mode}, {} shards, {} nodes", opt(&e.shards), opt(&e.nodes))
+            })
+        };
+        c.cmp("redis.nodes", &subject, nodes(ef), nodes(et));
         let encryption = |e: Option<&ElastiCacheShape>| {
             e.map_or("-".to_string(), |e| {
-                format!("in transit {}, at rest {}", yes_no(e.transit_encryption), yes_no(e.at_rest_encryption))
+                let mode = e.transit_encryption_mode.as_deref().map_or(String::new(), |m| format!(" ({m})"));
+                format!("in transit {}{mode}, at rest {}", yes_no(e.transit_encryption), yes_no(e.at_rest_encryption))
             })
         };
         c.cmp("redis.encryption", &subject, encryption(ef), encryption(et));
@@ -966,6 +998,44 @@ mod tests {
         }
         assert_eq!(compare(&from, &to, &BTreeMap::new()), vec![]);
         assert_eq!(to.unread(), ["staging-cache (staging): save (ERR unknown command 'CONFIG') not readable"]);
+    }
+
+    /// One replica less, or no failover: alike in every setting Redis itself
+    /// tells, and a primary lost is then an outage.
+    #[test]
+    fn elasticache_nodes_and_failover_are_compared() {
+        let ha = |nodes: usize, failover: &str| ElastiCacheShape {
+            replication_group: "g".into(),
+            node_type: Some("cache.r7g.large".into()),
+            engine_version: Some("7.1".into()),
+            snapshot_retention_days: Some(1),
+            transit_encryption: Some(true),
+            transit_encryption_mode: Some("required".into()),
+            at_rest_encryption: Some(true),
+            auth_token: Some(false),
+            automatic_failover: Some(failover.into()),
+            multi_az: Some(failover.into()),
+            shards: Some(1),
+            nodes: Some(nodes),
+            cluster_mode: Some(false),
+        };
+        let with = |p: &str, e: ElastiCacheShape| {
+            let mut s = side(p);
+            if let RedisRead::Ok(r) = &mut s.redis[0] {
+                r.elasticache = Some(e);
+            }
+            s
+        };
+        let alike = compare(&with("prod", ha(3, "enabled")), &with("staging", ha(3, "enabled")), &BTreeMap::new());
+        assert_eq!(alike, vec![]);
+        let d = compare(&with("prod", ha(3, "enabled")), &with("staging", ha(1, "disabled")), &BTreeMap::new());
+        assert_eq!(
+            what_from_to(&d),
+            vec![
+                ("redis.failover", "failover enabled, Multi-AZ enabled", "failover disabled, Multi-AZ disabled"),
+                ("redis.nodes", "cluster mode off, 1 shards, 3 nodes", "cluster mode off, 1 shards, 1 nodes"),
+            ]
+        );
     }
 
     #[test]
@@ -1200,8 +1270,14 @@ mod tests {
             engine_version: Some("7.1".into()),
             snapshot_retention_days: Some(0),
             transit_encryption: Some(true),
+            transit_encryption_mode: None,
             at_rest_encryption: Some(true),
             auth_token: Some(false),
+            automatic_failover: None,
+            multi_az: None,
+            shards: None,
+            nodes: None,
+            cluster_mode: None,
         });
         assert_eq!(r.persistent(), Some(false));
         (r.aof_enabled, r.aof_write_failed) = (Some(true), true);

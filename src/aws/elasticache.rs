@@ -35,8 +35,14 @@ pub async fn replication_group(client: &aws_sdk::elasticache::Client, id: &str) 
         engine_version,
         snapshot_retention_days: g.snapshot_retention_limit().and_then(|d| u32::try_from(d).ok()),
         transit_encryption: g.transit_encryption_enabled(),
+        transit_encryption_mode: g.transit_encryption_mode().map(|m| m.as_str().to_string()),
         at_rest_encryption: g.at_rest_encryption_enabled(),
         auth_token: g.auth_token_enabled(),
+        automatic_failover: g.automatic_failover().map(|s| s.as_str().to_string()),
+        multi_az: g.multi_az().map(|s| s.as_str().to_string()),
+        shards: Some(g.node_groups().len()).filter(|n| *n > 0),
+        nodes: Some(g.member_clusters().len()).filter(|n| *n > 0),
+        cluster_mode: g.cluster_enabled(),
     })
 }
 

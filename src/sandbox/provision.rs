@@ -486,9 +486,14 @@ pub async fn provision(
                 .engine("redis")
                 .engine_version("7.1")
                 .cache_node_type("cache.t4g.small")
-                .num_cache_clusters(1)
+                // A primary and a replica in another zone, as production runs
+                // (moto makes the replica from ReplicasPerNodeGroup only).
+                .replicas_per_node_group(1)
+                .automatic_failover_enabled(true)
+                .multi_az_enabled(true)
                 .snapshot_retention_limit(1)
                 .transit_encryption_enabled(true)
+                .transit_encryption_mode(aws_sdk::elasticache::types::TransitEncryptionMode::Required)
                 .at_rest_encryption_enabled(true)
                 .send()
                 .await
