@@ -106,29 +106,6 @@ async fn planted_drift_is_reported_with_both_values_and_allowed_differences_do_n
     sb.down().await;
 }
 
-/// An ACM certificate for `domain`, requested from the sandbox's moto (which,
-/// like AWS, refuses a listener naming a certificate it does not hold). ACM
-/// speaks JSON; cutover has no ACM client, so the request is written out.
-async fn request_certificate(sb: &cutover::sandbox::Sandbox, domain: &str) -> String {
-    let auth = format!(
-        "AWS4-HMAC-SHA256 Credential=sandbox/20260101/{}/acm/aws4_request, SignedHeaders=host, Signature=0",
-        sb.region
-    );
-    let r: serde_json::Value = reqwest::Client::new()
-        .post(&sb.endpoint)
-        .header("X-Amz-Target", "CertificateManager.RequestCertificate")
-        .header("Content-Type", "application/x-amz-json-1.1")
-        .header("Authorization", auth)
-        .body(serde_json::json!({ "DomainName": domain }).to_string())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    r["CertificateArn"].as_str().unwrap_or_else(|| panic!("no certificate: {r}")).to_string()
-}
-
 fn check<'a>(snap: &'a cutover::status::Snapshot, item: &str) -> &'a cutover::status::CheckResult {
     snap.checks.iter().find(|c| c.item == item).unwrap_or_else(|| panic!("no check item {item}"))
 }
@@ -162,7 +139,7 @@ async fn readiness_and_parity_checks_follow_what_aws_and_redis_say() {
     // Fixed as an operator would: an HTTPS listener with a certificate, AOF on.
     let lb = &sb.world.load_balancers["staging"];
     let tg = &sb.world.target_groups["staging"][0].arn;
-    let cert = request_certificate(&sb, "www.example.com").await;
+    let cert = common::import_certificate(&sb, &["www.example.com"], 365).await;
     let cert = cert.as_str();
     sb.clients
         .elb
@@ -210,7 +187,11 @@ async fn readiness_and_parity_checks_follow_what_aws_and_redis_say() {
 
     let snap = common::first_snapshot(&rb, &sb).await;
     let (o, detail) = outcome(&snap, "tls");
-    assert_eq!((o, detail.as_str()), (Pass, format!("HTTPS on 443 with {cert}").as_str()));
+    assert_eq!(o, Pass, "{detail}");
+    assert!(
+        detail.starts_with(&format!("HTTPS on 443 with {cert} covering www.example.com, valid until ")),
+        "{detail}"
+    );
     let (o, detail) = outcome(&snap, "redis-persistence");
     assert_eq!(o, Pass, "{detail}");
     assert!(detail.starts_with("staging-cache: AOF on"), "{detail}");
@@ -264,6 +245,72 @@ async fn readiness_and_parity_checks_follow_what_aws_and_redis_say() {
     asg.resume_processes().auto_scaling_group_name("shop-staging-asg").send().await.unwrap();
     let snap = common::first_snapshot(&rb, &sb).await;
     assert_eq!(outcome(&snap, "autoscaling-group").0, Pass, "resumed");
+    sb.down().await;
+}
+
+/// Staging's HTTPS listener serves a certificate for staging.example.com
+/// only: once the record points at it, browsers refuse www.example.com. Then
+/// one for www.example.com that expires within days, then a wildcard that
+/// covers it for a year (chosen by SNI beside the default).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_certificate_that_does_not_cover_the_record_or_expires_soon_fails_the_https_check() {
+    use aws_sdk::elasticloadbalancingv2::types::{Action, ActionTypeEnum, Certificate, ProtocolEnum};
+    use cutover::status::CheckOutcome::{Fail, Pass};
+    let rb = common::runbook("staging-to-production.toml");
+    let sb = common::sandbox(&rb, "ap-southeast-3").await;
+    let staging_only = common::import_certificate(&sb, &["staging.example.com"], 365).await;
+    let listener = sb
+        .clients
+        .elb
+        .create_listener()
+        .load_balancer_arn(&sb.world.load_balancers["staging"])
+        .protocol(ProtocolEnum::Https)
+        .port(443)
+        .certificates(Certificate::builder().certificate_arn(&staging_only).build())
+        .default_actions(
+            Action::builder()
+                .r#type(ActionTypeEnum::Forward)
+                .target_group_arn(&sb.world.target_groups["staging"][0].arn)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let listener = listener.listeners()[0].listener_arn().unwrap().to_string();
+    let snap = common::first_snapshot(&rb, &sb).await;
+    let (o, detail) = outcome(&snap, "tls");
+    println!("{detail}");
+    assert_eq!(o, Fail, "{detail}");
+    assert_eq!(
+        detail,
+        "no certificate of shop-staging-alb's HTTPS listener covers www.example.com (they are for \
+         staging.example.com): clients would refuse it once it serves them"
+    );
+
+    let add = |arn: String| {
+        sb.clients
+            .elb
+            .add_listener_certificates()
+            .listener_arn(&listener)
+            .certificates(Certificate::builder().certificate_arn(arn).build())
+            .send()
+    };
+    let soon = common::import_certificate(&sb, &["www.example.com"], 3).await;
+    add(soon.clone()).await.unwrap();
+    let snap = common::first_snapshot(&rb, &sb).await;
+    let (o, detail) = outcome(&snap, "tls");
+    println!("{detail}");
+    assert_eq!(o, Fail, "{detail}");
+    let head = format!("certificate {soon} of shop-staging-alb's HTTPS listener, for www.example.com, expires at ");
+    assert!(detail.starts_with(&head) && detail.ends_with(", within 7 days"), "{detail}");
+
+    let wildcard = common::import_certificate(&sb, &["*.example.com"], 365).await;
+    add(wildcard.clone()).await.unwrap();
+    let snap = common::first_snapshot(&rb, &sb).await;
+    let (o, detail) = outcome(&snap, "tls");
+    println!("{detail}");
+    assert_eq!(o, Pass, "{detail}");
+    assert!(detail.starts_with(&format!("HTTPS on 443 with {wildcard} covering www.example.com")), "{detail}");
     sb.down().await;
 }
 

@@ -11,6 +11,39 @@ use serde::Serialize;
 
 use super::reachability::SecurityGroup;
 
+/// A certificate a listener serves, as ACM tells it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Certificate {
+    pub arn: String,
+    /// Its domain name, then its other subject alternative names.
+    pub names: Vec<String>,
+    /// `ISSUED`, `EXPIRED`, `REVOKED`, `PENDING_VALIDATION`…
+    pub status: Option<String>,
+    /// When it stops being valid (RFC 3339).
+    pub not_after: Option<String>,
+    /// Why ACM did not tell: its names are then unknown, never covering.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl Certificate {
+    /// Whether one of its names covers `host`: the same name, or a wildcard
+    /// (`*.example.com`) standing for exactly one label (`www.example.com`,
+    /// never `example.com` or `a.b.example.com`).
+    pub fn covers(&self, host: &str) -> bool {
+        let host = host.trim_end_matches('.').to_ascii_lowercase();
+        self.names.iter().any(|n| {
+            let n = n.trim_end_matches('.').to_ascii_lowercase();
+            match n.strip_prefix("*.") {
+                Some(rest) => {
+                    host.split_once('.').is_some_and(|(label, host_rest)| !label.is_empty() && host_rest == rest)
+                }
+                None => n == host,
+            }
+        })
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Listener {
     pub port: u16,
@@ -18,6 +51,9 @@ pub struct Listener {
     pub protocol: String,
     /// The default certificate's ARN (HTTPS and TLS listeners).
     pub certificate: Option<String>,
+    /// Every certificate it serves (the default first, then those chosen by
+    /// SNI), with what ACM says of each.
+    pub certificates: Vec<Certificate>,
     pub ssl_policy: Option<String>,
     /// The default action's type (`forward`, `redirect`, `fixed-response`…).
     pub default_action: String,
@@ -512,6 +548,8 @@ fn shares<'a>(values: impl Iterator<Item = &'a str>) -> String {
 /// Adds differences, pairing each with its allowance.
 struct Collector<'a> {
     allow: &'a BTreeMap<String, String>,
+    /// The name clients use, which certificates are judged by.
+    record: Option<&'a str>,
     out: Vec<Difference>,
 }
 
@@ -545,11 +583,13 @@ pub struct Parity {
 }
 
 impl Parity {
-    pub fn of(from: &SideShape, to: &SideShape, allow: &BTreeMap<String, String>) -> Parity {
+    /// `record`: the name clients use (`[dns] record`), which each side's
+    /// certificates must cover once it serves them.
+    pub fn of(from: &SideShape, to: &SideShape, allow: &BTreeMap<String, String>, record: &str) -> Parity {
         Parity {
             from: from.environment.clone(),
             to: to.environment.clone(),
-            differences: compare(from, to, allow),
+            differences: compare_serving(from, to, allow, Some(record)),
             not_compared: from.unread().into_iter().chain(to.unread()).collect(),
         }
     }
@@ -566,7 +606,18 @@ impl Parity {
 /// Every difference between `from` and `to`, and between each instance and
 /// its siblings on one side. `allow` maps a path to the runbook's reason.
 pub fn compare(from: &SideShape, to: &SideShape, allow: &BTreeMap<String, String>) -> Vec<Difference> {
-    let mut c = Collector { allow, out: Vec::new() };
+    compare_serving(from, to, allow, None)
+}
+
+/// As [`compare`], listener certificates judged by whether they cover
+/// `record` (None: compared by ARN, which always differs across accounts).
+pub fn compare_serving(
+    from: &SideShape,
+    to: &SideShape,
+    allow: &BTreeMap<String, String>,
+    record: Option<&str>,
+) -> Vec<Difference> {
+    let mut c = Collector { allow, record, out: Vec::new() };
     load_balancers(&mut c, from.load_balancer.as_ref(), to.load_balancer.as_ref());
     target_groups(&mut c, from, to);
     autoscaling(&mut c, from, to);
@@ -633,7 +684,12 @@ fn load_balancers(c: &mut Collector, from: Option<&LoadBalancerShape>, to: Optio
     for lf in &f.listeners {
         let Some(lt) = t.listeners.iter().find(|l| l.port == lf.port && l.protocol == lf.protocol) else { continue };
         let subject = format!("listener {} {}", lf.port, lf.protocol);
-        c.cmp("load_balancer.listener.certificate", &subject, opt(&lf.certificate), opt(&lt.certificate));
+        let certificate = |l: &Listener| match c.record {
+            Some(record) if !l.certificates.is_empty() => serving(l, record),
+            _ => opt(&l.certificate),
+        };
+        let (cf, ct) = (certificate(lf), certificate(lt));
+        c.cmp("load_balancer.listener.certificate", &subject, cf, ct);
         c.cmp("load_balancer.listener.ssl_policy", &subject, opt(&lf.ssl_policy), opt(&lt.ssl_policy));
         let action = |l: &Listener| match &l.default_action_target {
             Some(target) => format!("{} {target}", l.default_action),
@@ -641,6 +697,26 @@ fn load_balancers(c: &mut Collector, from: Option<&LoadBalancerShape>, to: Optio
         };
         c.cmp("load_balancer.listener.default_action", &subject, action(lf), action(lt));
     }
+}
+
+/// What a listener's certificates are for `record`: `covers
+/// www.example.com` (by an issued one), with the status when none covering
+/// it is issued, or `does not cover …` with the names they hold. A
+/// certificate ACM did not describe is shown by ARN: a difference, never
+/// hidden.
+fn serving(l: &Listener, record: &str) -> String {
+    if let Some(unread) = l.certificates.iter().find(|c| c.error.is_some()) {
+        return format!("{} (not read)", unread.arn);
+    }
+    let covering: Vec<&Certificate> = l.certificates.iter().filter(|c| c.covers(record)).collect();
+    if covering.iter().any(|c| c.status.as_deref() == Some("ISSUED")) {
+        return format!("covers {record}");
+    }
+    if let Some(c) = covering.first() {
+        return format!("covers {record}, {}", c.status.as_deref().unwrap_or("status unknown"));
+    }
+    let names: Vec<&str> = l.certificates.iter().flat_map(|c| c.names.iter().map(String::as_str)).collect();
+    format!("does not cover {record} ({})", names.join(", "))
 }
 
 /// A compared field of a target group: its path and how it is shown.
@@ -907,6 +983,7 @@ mod tests {
                     port: 443,
                     protocol: "HTTPS".into(),
                     certificate: Some("arn:cert".into()),
+                    certificates: vec![],
                     ssl_policy: Some("ELBSecurityPolicy-TLS13-1-2-2021-06".into()),
                     default_action: "forward".into(),
                     default_action_target: None,
@@ -998,6 +1075,76 @@ mod tests {
         }
         assert_eq!(compare(&from, &to, &BTreeMap::new()), vec![]);
         assert_eq!(to.unread(), ["staging-cache (staging): save (ERR unknown command 'CONFIG') not readable"]);
+    }
+
+    #[test]
+    fn a_certificate_covers_its_names_and_one_label_under_a_wildcard() {
+        let cert = |names: &[&str]| Certificate {
+            arn: "arn:aws:acm:eu-west-1:1:certificate/x".into(),
+            names: names.iter().map(|n| n.to_string()).collect(),
+            status: Some("ISSUED".into()),
+            ..Default::default()
+        };
+        let wildcard = cert(&["*.example.com"]);
+        assert!(wildcard.covers("www.example.com") && wildcard.covers("WWW.Example.com."));
+        assert!(!wildcard.covers("example.com") && !wildcard.covers("a.b.example.com"));
+        assert!(!wildcard.covers("www.example.com.evil") && !wildcard.covers(".example.com"));
+        let both = cert(&["example.com", "www.example.com"]);
+        assert!(both.covers("example.com") && both.covers("www.example.com") && !both.covers("api.example.com"));
+    }
+
+    /// Certificates of two accounts never share an ARN: judged by the record
+    /// they must cover, not by ARN, so an allowance is not needed (and cannot
+    /// hide a side that does not cover it).
+    #[test]
+    fn listener_certificates_are_compared_by_the_record_they_cover() {
+        let serve = |p: &str, names: &[&str], status: &str| {
+            let mut s = side(p);
+            let l = &mut s.load_balancer.as_mut().unwrap().listeners[0];
+            l.certificate = Some(format!("arn:aws:acm:eu-west-1:1:certificate/{p}"));
+            l.certificates = vec![Certificate {
+                arn: format!("arn:aws:acm:eu-west-1:1:certificate/{p}"),
+                names: names.iter().map(|n| n.to_string()).collect(),
+                status: Some(status.into()),
+                not_after: None,
+                error: None,
+            }];
+            s
+        };
+        let none = BTreeMap::new();
+        let www = Some("www.example.com");
+        let d = compare_serving(
+            &serve("prod", &["www.example.com"], "ISSUED"),
+            &serve("staging", &["*.example.com"], "ISSUED"),
+            &none,
+            www,
+        );
+        assert_eq!(d, vec![], "both cover it");
+        let d = compare_serving(
+            &serve("prod", &["www.example.com"], "ISSUED"),
+            &serve("staging", &["staging.example.com"], "ISSUED"),
+            &none,
+            www,
+        );
+        assert_eq!(
+            what_from_to(&d),
+            vec![(
+                "load_balancer.listener.certificate",
+                "covers www.example.com",
+                "does not cover www.example.com (staging.example.com)"
+            )]
+        );
+        let d = compare_serving(
+            &serve("prod", &["www.example.com"], "ISSUED"),
+            &serve("staging", &["www.example.com"], "EXPIRED"),
+            &none,
+            www,
+        );
+        assert_eq!(d[0].to_value, "covers www.example.com, EXPIRED");
+        let mut unread = serve("staging", &[], "ISSUED");
+        unread.load_balancer.as_mut().unwrap().listeners[0].certificates[0].error = Some("denied".into());
+        let d = compare_serving(&serve("prod", &["www.example.com"], "ISSUED"), &unread, &none, www);
+        assert_eq!(d[0].to_value, "arn:aws:acm:eu-west-1:1:certificate/staging (not read)", "never taken as alike");
     }
 
     /// One replica less, or no failover: alike in every setting Redis itself

@@ -382,10 +382,29 @@ pub async fn load_balancer_shape(
                     .map(|r| format!("{}:{}", r.protocol().unwrap_or("#{protocol}"), r.port().unwrap_or("#{port}")))
                     .or_else(|| a.fixed_response_config().and_then(|f| f.status_code()).map(str::to_string))
             });
+            let certificate = l.certificates().iter().find_map(|c| c.certificate_arn()).map(str::to_string);
+            // DescribeListeners names the default certificate only; an ALB
+            // picks among the others by SNI.
+            let mut certificates: Vec<String> = certificate.iter().cloned().collect();
+            if let Some(listener_arn) = l.listener_arn().filter(|_| certificate.is_some()) {
+                let mut pages = elb.describe_listener_certificates().listener_arn(listener_arn).into_paginator().send();
+                while let Some(page) = pages.next().await {
+                    let page = page.map_err(|e| sdk_error("DescribeListenerCertificates", e))?;
+                    for arn in page.certificates().iter().filter_map(|c| c.certificate_arn()) {
+                        if !certificates.iter().any(|c| c == arn) {
+                            certificates.push(arn.to_string());
+                        }
+                    }
+                }
+            }
             listeners.push(Listener {
                 port: l.port().and_then(|p| u16::try_from(p).ok()).unwrap_or(0),
                 protocol: l.protocol().map_or_else(|| "?".into(), |p| p.as_str().to_string()),
-                certificate: l.certificates().iter().find_map(|c| c.certificate_arn()).map(str::to_string),
+                certificate,
+                certificates: certificates
+                    .into_iter()
+                    .map(|arn| crate::analysis::parity::Certificate { arn, ..Default::default() })
+                    .collect(),
                 ssl_policy: l.ssl_policy().map(str::to_string),
                 default_action: action
                     .and_then(|a| a.r#type())

@@ -1,5 +1,6 @@
 //! AWS adapters. Each returns domain types; SDK types stay in this folder.
 
+pub mod acm;
 pub mod autoscaling;
 pub mod cloudwatch;
 pub mod ec2;
@@ -28,6 +29,8 @@ pub struct Clients {
     pub elb: aws_sdk::elasticloadbalancingv2::Client,
     pub elasticache: aws_sdk::elasticache::Client,
     pub cloudwatch: aws_sdk::cloudwatch::Client,
+    /// Certificates of HTTPS listeners (their names and expiry).
+    pub acm: aws_sdk::acm::Client,
     pub route53: aws_sdk::route53::Client,
     pub sts: aws_sdk::sts::Client,
     pub region: String,
@@ -53,6 +56,7 @@ impl Clients {
             elb: client!(elasticloadbalancingv2),
             elasticache: client!(elasticache),
             cloudwatch: client!(cloudwatch),
+            acm: client!(acm),
             route53: client!(route53),
             sts: client!(sts),
             region: config.region().map(|r| r.to_string()).unwrap_or_default(),

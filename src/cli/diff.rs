@@ -43,7 +43,7 @@ pub fn run(rb: Runbook, g: &GlobalArgs, json: bool) -> Result<u8, Failure> {
                 .await
                 .map_err(|e| Failure { status: 1, message: format!("cannot read the two sides: {e}") })?;
         let (from, to) = (&shapes[&rb.rollout.from], &shapes[&rb.rollout.to]);
-        let parity = Parity::of(from, to, &rb.parity_allow);
+        let parity = Parity::of(from, to, &rb.parity_allow, &rb.dns.record);
         let (differences, not_compared, drift) = (&parity.differences, &parity.not_compared, parity.drift());
         if json {
             let report = Report {

@@ -34,10 +34,16 @@ async fn side(
     var: &impl Fn(&str) -> Option<String>,
 ) -> Result<SideShape, AwsError> {
     let clients = sides.environment(&env.name);
-    let load_balancer = match &env.load_balancer {
+    let mut load_balancer = match &env.load_balancer {
         Some(name) => Some(crate::aws::elb::load_balancer_shape(&clients.elb, name).await?),
         None => None,
     };
+    // What each certificate covers and until when (ACM, in the side's account).
+    for l in load_balancer.iter_mut().flat_map(|lb| lb.listeners.iter_mut()) {
+        for c in &mut l.certificates {
+            *c = crate::aws::acm::certificate(&clients.acm, &c.arn).await;
+        }
+    }
     let target_groups = crate::aws::elb::target_group_shapes(&clients.elb, &env.target_groups).await?;
     let tg_arns: Vec<String> = target_groups.iter().map(|t| t.arn.clone()).collect();
     let autoscaling_groups = crate::aws::autoscaling::groups_behind(&clients.autoscaling, &tg_arns).await?;

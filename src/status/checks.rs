@@ -1,6 +1,8 @@
 //! The runbook's check items, evaluated on a snapshot. Stale or missing data
 //! gives `unknown`, never `pass`.
 
+use std::time::Duration;
+
 use serde::Serialize;
 
 use super::{EnvironmentAws, Snapshot, View};
@@ -417,24 +419,85 @@ fn instances_alike(snap: &Snapshot, env: &str) -> Verdict {
     }
 }
 
-fn https_listener(snap: &Snapshot, env: &str) -> Verdict {
+/// A certificate must stay valid this long past the check: a cutover, its
+/// soak and its rollback window should not meet an expiry.
+const CERTIFICATE_MARGIN: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// HTTPS on 443 (where clients of the record come), with an issued
+/// certificate that covers the record's name and is valid for another
+/// [`CERTIFICATE_MARGIN`]. A certificate ACM did not describe is not
+/// checked, never taken as covering.
+fn https_listener(snap: &Snapshot, rb: &Runbook, env: &str) -> Verdict {
     let shape = match side(snap, env) {
         Ok(s) => s,
         Err(v) => return v,
     };
     let Some(lb) = &shape.load_balancer else { return fail(format!("{env} has no load balancer")) };
     let https: Vec<_> = lb.listeners.iter().filter(|l| l.protocol == "HTTPS").collect();
-    if let Some(l) = https.iter().find(|l| l.certificate.is_some()) {
-        return pass(format!("HTTPS on {} with {}", l.port, l.certificate.as_deref().unwrap_or_default()));
+    if https.is_empty() {
+        let have: Vec<String> = lb.listeners.iter().map(|l| format!("{} {}", l.port, l.protocol)).collect();
+        return fail(format!(
+            "{} has no HTTPS listener (listeners: {})",
+            lb.name,
+            if have.is_empty() { "none".to_string() } else { have.join(", ") }
+        ));
     }
-    if !https.is_empty() {
+    let Some(l) = https.iter().find(|l| l.port == 443) else {
+        let ports: Vec<String> = https.iter().map(|l| l.port.to_string()).collect();
+        return fail(format!(
+            "{}'s HTTPS listens on {} only, and clients of {} come to 443",
+            lb.name,
+            ports.join(", "),
+            rb.dns.record
+        ));
+    };
+    if l.certificates.is_empty() {
         return fail(format!("{}'s HTTPS listener has no certificate", lb.name));
     }
-    let have: Vec<String> = lb.listeners.iter().map(|l| format!("{} {}", l.port, l.protocol)).collect();
+    let record = rb.dns.record.as_str();
+    let Some(now) = crate::time::parse_rfc3339(&snap.generated_at) else {
+        return unknown(format!("the snapshot's time `{}` cannot be read", snap.generated_at));
+    };
+    let until = |c: &crate::analysis::parity::Certificate| c.not_after.as_deref().and_then(crate::time::parse_rfc3339);
+    let good = |c: &&crate::analysis::parity::Certificate| {
+        c.covers(record)
+            && c.status.as_deref() == Some("ISSUED")
+            && until(c).is_some_and(|t| t > now + CERTIFICATE_MARGIN)
+    };
+    if let Some(c) = l.certificates.iter().find(good) {
+        return pass(format!(
+            "HTTPS on 443 with {} covering {record}, valid until {}",
+            c.arn,
+            c.not_after.as_deref().unwrap_or_default()
+        ));
+    }
+    if let Some(c) = l.certificates.iter().find(|c| c.error.is_some()) {
+        return unknown(format!(
+            "certificate {} of {}'s HTTPS listener not checked: {}",
+            c.arn,
+            lb.name,
+            c.error.as_deref().unwrap_or_default()
+        ));
+    }
+    if let Some(c) = l.certificates.iter().find(|c| c.covers(record)) {
+        let status = c.status.as_deref().unwrap_or("of unknown status");
+        let why = match until(c) {
+            _ if status != "ISSUED" => format!("is {status}"),
+            Some(t) if t <= now => format!("expired at {}", c.not_after.as_deref().unwrap_or_default()),
+            Some(_) => format!(
+                "expires at {}, within {} days",
+                c.not_after.as_deref().unwrap_or_default(),
+                CERTIFICATE_MARGIN.as_secs() / 86_400
+            ),
+            None => "has no expiry ACM tells".to_string(),
+        };
+        return fail(format!("certificate {} of {}'s HTTPS listener, for {record}, {why}", c.arn, lb.name));
+    }
+    let names: Vec<&str> = l.certificates.iter().flat_map(|c| c.names.iter().map(String::as_str)).collect();
     fail(format!(
-        "{} has no HTTPS listener (listeners: {})",
+        "no certificate of {}'s HTTPS listener covers {record} (they are for {}): clients would refuse it once it serves them",
         lb.name,
-        if have.is_empty() { "none".to_string() } else { have.join(", ") }
+        names.join(", ")
     ))
 }
 
@@ -634,7 +697,7 @@ pub fn evaluate_one(rb: &Runbook, snap: &Snapshot, check: &Check) -> Verdict {
         Check::ZonesEnabled { environment } => zones_enabled(snap, environment),
         Check::Parity => parity(snap, rb),
         Check::InstancesAlike { environment } => instances_alike(snap, environment),
-        Check::HttpsListener { environment } => https_listener(snap, environment),
+        Check::HttpsListener { environment } => https_listener(snap, rb, environment),
         Check::AlarmOn5xx { environment } => alarm_on_5xx(snap, environment),
         Check::RedisPersistence { environment } => redis_persistence(snap, environment),
         Check::AutoscalingGroup { environment } => autoscaling_group(snap, environment),

@@ -474,7 +474,7 @@ pub fn snapshot(rb: &Runbook, live: &LiveState, region: &str, now: SystemTime) -
 /// value until both sides have been read.
 fn parity_view(rb: &Runbook, shapes: &Sourced<crate::live::parity::Shapes>, now: SystemTime) -> View<Parity> {
     let v = View::of(Some(shapes), now, |s| match (s.get(&rb.rollout.from), s.get(&rb.rollout.to)) {
-        (Some(from), Some(to)) => Some(Parity::of(from, to, &rb.parity_allow)),
+        (Some(from), Some(to)) => Some(Parity::of(from, to, &rb.parity_allow, &rb.dns.record)),
         _ => None,
     });
     View {

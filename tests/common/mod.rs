@@ -345,3 +345,34 @@ pub async fn loopback_health_check(sb: &Sandbox, port: u16, name: &str) -> Strin
     let hc = sb.clients.route53.create_health_check().caller_reference(name).health_check_config(config);
     hc.send().await.unwrap().health_check().unwrap().id().to_string()
 }
+
+/// A self-signed certificate for `names` (the first is its subject), valid
+/// for `days`, made by openssl and imported into the sandbox's ACM, which
+/// keeps it ISSUED as AWS does an imported one. Returns its ARN.
+#[allow(dead_code)]
+pub async fn import_certificate(sb: &Sandbox, names: &[&str], days: u32) -> String {
+    use aws_sdk::acm::primitives::Blob;
+    let dir = tempfile::tempdir().unwrap();
+    let (key, cert) = (dir.path().join("key.pem"), dir.path().join("cert.pem"));
+    let san: Vec<String> = names.iter().map(|n| format!("DNS:{n}")).collect();
+    let out = std::process::Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", &days.to_string()])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .args(["-subj", &format!("/CN={}", names[0]), "-addext", &format!("subjectAltName={}", san.join(","))])
+        .output()
+        .expect("openssl (./scripts/test installs it)");
+    assert!(out.status.success(), "openssl: {}", String::from_utf8_lossy(&out.stderr));
+    let r = sb
+        .clients
+        .acm
+        .import_certificate()
+        .certificate(Blob::new(std::fs::read(&cert).unwrap()))
+        .private_key(Blob::new(std::fs::read(&key).unwrap()))
+        .send()
+        .await
+        .unwrap();
+    r.certificate_arn().unwrap().to_string()
+}

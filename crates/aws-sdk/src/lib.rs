@@ -9,6 +9,7 @@
 //! instead of whenever a tie falls its way; crates/aws-sdk-ec2 puts it ahead
 //! of the other SDK crates too. README's Development section has the figures.
 
+pub use aws_sdk_acm as acm;
 pub use aws_sdk_autoscaling as autoscaling;
 pub use aws_sdk_cloudwatch as cloudwatch;
 pub use aws_sdk_elasticache as elasticache;
