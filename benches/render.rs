@@ -193,7 +193,7 @@ fn big_live(now: SystemTime) -> Vec<LiveEvent> {
                     ("cache-a".into(), vec![group("ra")]),
                     ("cache-b".into(), vec![group("rb")]),
                 ]),
-                redis_groups_unread: BTreeMap::new(),
+                redis_groups_elsewhere: BTreeMap::new(),
                 group_names: BTreeMap::new(),
             }),
         }));

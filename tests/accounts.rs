@@ -400,11 +400,13 @@ async fn a_rollout_whose_gates_would_read_another_account_is_refused_before_anyt
 /// New production also uses old production's Redis (a shared one), whose
 /// groups are in old's account. New's account holds a namesake open to
 /// everyone: read through new's credentials it would pass new's path and
-/// take authorize's rule. It is never read: the path is not judged, and
-/// authorize refuses rather than call the paths open.
+/// take authorize's rule. Old's groups are read through old's side instead:
+/// new's path is judged on them (closed), and new's authorize, which cannot
+/// change old's account, refuses rather than leave it closed unsaid.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_shared_redis_in_another_account_is_never_judged_by_a_namesake_in_the_users_account() {
+async fn a_shared_redis_in_another_account_is_judged_on_its_owners_groups_never_a_namesake_in_the_users_account() {
     use aws_sdk::ec2::types::{IpPermission, IpRange};
+    use cutover::analysis::reachability::{SgPath, Source, sg_path_named};
     let mut rb = runbook("shared-dns-account.toml");
     let sb = sandbox(&rb, "eu-west-1").await;
     let new = in_account(&sb, NEW_ACCOUNT, "eu-central-1").await;
@@ -430,29 +432,47 @@ async fn a_shared_redis_in_another_account_is_never_judged_by_a_namesake_in_the_
         .ip_ranges(IpRange::builder().cidr_ip("0.0.0.0/0").build())
         .build();
     ec2.authorize_security_group_ingress().group_id(&namesake).ip_permissions(open).send().await.unwrap();
+    let old = aws_sdk::ec2::Client::new(&in_account(&sb, OLD_ACCOUNT, "eu-west-1").await);
+    let found = old
+        .describe_security_groups()
+        .filters(aws_sdk::ec2::types::Filter::builder().name("group-name").values("old-redis").build())
+        .send()
+        .await
+        .unwrap();
+    let olds: Vec<&str> = found.security_groups().iter().filter_map(|g| g.group_id()).collect();
+    assert_eq!(olds.len(), 1, "{olds:?}");
     rb.environments.get_mut("new").unwrap().uses_redis.push("old-cache".into());
 
     let sides = cutover::aws::SideClients::sandbox(&rb, &sb.endpoint, "eu-west-1").await;
     let data = cutover::live::fetch::environment(&sides, &rb, rb.environment("new").unwrap()).await.unwrap();
-    println!("unread: {:?}", data.redis_groups_unread);
-    assert!(!data.redis_groups.contains_key("old-cache"), "{:?}", data.redis_groups.get("old-cache"));
-    assert!(data.redis_groups_unread["old-cache"].contains("in an account or region new's credentials do not reach"));
+    let ids: Vec<&str> = data.redis_groups["old-cache"].iter().map(|g| g.id.as_str()).collect();
+    println!("old-cache's groups seen from new: {ids:?} (old's {olds:?}, namesake {namesake})");
+    assert_eq!(ids, olds, "read in old's account, never new's namesake");
+    assert_eq!(data.redis_groups_elsewhere["old-cache"], "old");
     assert!(!data.redis_groups["new-cache"].is_empty(), "new's own Redis is still read");
+    assert!(!data.instances.is_empty());
+    for i in &data.instances {
+        let src = Source {
+            instance_id: &i.id,
+            private_ip: i.private_ip.as_deref(),
+            ipv6_addresses: &i.ipv6_addresses,
+            security_groups: &i.security_groups,
+        };
+        let path = sg_path_named(&src, &data.redis_groups["old-cache"], 6379, &data.group_names);
+        assert!(matches!(path, SgPath::Blocked { .. }), "{}: {}", i.id, path.describe());
+    }
 
-    let action = cutover::runbook::Action::AuthorizeRedisIngress { environment: "new".into() };
-    // Parity compares no rule read through the wrong account, and says so.
+    // Parity reads the same groups, never the namesake.
     let shapes = cutover::live::parity::shapes(&sides, &rb, |_| None).await.unwrap();
     let shape = &shapes["new"];
+    assert!(shape.redis_groups.iter().any(|g| g == olds[0]), "{:?}", shape.redis_groups);
     assert!(!shape.redis_groups.contains(&namesake), "{:?}", shape.redis_groups);
-    let unread = shape.unread().join("; ");
-    println!("parity, not compared: {unread}");
-    assert!(unread.contains("new: old-cache: its security groups are old's, in an account or region new's credentials do not reach; its app → Redis rules not compared"), "{unread}");
 
-    // New's own path is open (the sandbox's rule), so there is nothing else to do.
+    // New's own path is open (the sandbox's rule); old's rule is not new's to add.
+    let action = cutover::runbook::Action::AuthorizeRedisIngress { environment: "new".into() };
     let err = cutover::drive::actions::plan(&sides, &rb, &action).await.map(|p| p.before).unwrap_err().to_string();
     println!("{err}");
-    assert!(
-        err.contains("whether new's instances reach old-cache cannot be judged") && err.contains("nothing was changed")
-    );
+    assert!(err.contains("closed: i-") && err.contains(" → old-cache on port 6379 (old's groups)"), "{err}");
+    assert!(err.contains("reached with other credentials or another region") && err.contains("nothing was changed"));
     sb.down().await;
 }

@@ -96,7 +96,7 @@ fn env_data(side: &str, instances: Vec<Instance>, targets: Vec<Target>) -> Envir
         }],
         instances,
         redis_groups: BTreeMap::from([(endpoint.to_string(), vec![group])]),
-        redis_groups_unread: BTreeMap::new(),
+        redis_groups_elsewhere: BTreeMap::new(),
         group_names: names.into_iter().collect(),
     }
 }
@@ -628,7 +628,6 @@ fn side_shape(env: &str, instance_type: &str, ami: &str) -> cutover::analysis::p
         }],
         groups: vec![],
         redis_groups: vec![],
-        redis_groups_unread: vec![],
         alarms: vec![],
         redis: vec![],
     }

@@ -331,9 +331,6 @@ pub struct SideShape {
     pub groups: Vec<SecurityGroup>,
     /// Ids of the groups of the side's Redis endpoints.
     pub redis_groups: Vec<String>,
-    /// Endpoints of another environment whose groups this side could not
-    /// read, with why (`shared-cache: …`): their rules are not compared.
-    pub redis_groups_unread: Vec<String>,
     pub alarms: Vec<WatchingAlarm>,
     /// Redis endpoints the side's instances use, in the runbook's order.
     pub redis: Vec<RedisRead>,
@@ -371,10 +368,7 @@ impl SideShape {
         if self.instances.is_empty() {
             out.push(format!("{env}: no instance matches the runbook's selector; instances not compared"));
         }
-        out.extend(
-            self.redis_groups_unread.iter().map(|why| format!("{env}: {why}; its app → Redis rules not compared")),
-        );
-        if !self.redis.is_empty() && self.redis_groups.is_empty() && self.redis_groups_unread.is_empty() {
+        if !self.redis.is_empty() && self.redis_groups.is_empty() {
             out.push(format!("{env}: its Redis endpoints name no security_groups; the app → Redis rules not compared"));
         }
         out
@@ -1014,7 +1008,6 @@ mod tests {
                 group(&id("redis"), &format!("{p}-redis"), 6379, &[&id("app")]),
             ],
             redis_groups: vec![id("redis")],
-            redis_groups_unread: vec![],
             alarms: vec![WatchingAlarm {
                 name: format!("{p}-5xx"),
                 metrics: vec!["HTTPCode_Target_5XX_Count".into()],

@@ -536,6 +536,9 @@ async fn plan_authorize_ingress(
     let d = env_data(sides, rb, environment).await?;
     let env = rb.environment(environment).ok_or_else(|| PlanError::Refused("no environment".into()))?;
     let mut before = Vec::new();
+    // Paths closed whose rule belongs to another side (a shared Redis reached
+    // with other credentials or region): never changed from this one.
+    let mut elsewhere: Vec<String> = Vec::new();
     for i in &d.instances {
         let src = Source {
             instance_id: &i.id,
@@ -545,15 +548,17 @@ async fn plan_authorize_ingress(
         };
         for name in &env.uses_redis {
             let Some(ep) = rb.redis_endpoint(name) else { continue };
-            if let Some(why) = d.redis_groups_unread.get(name) {
-                before.push(json!({"instance": i.id, "endpoint": name, "path": format!("not checked: {why}")}));
-                continue;
-            }
             let groups = d.redis_groups.get(name).cloned().unwrap_or_default();
             // The master's port, and a Sentinel endpoint's sentinels' (clients ask them first).
             for port in [Some(ep.port), ep.sentinel_port].into_iter().flatten() {
                 let path = sg_path_named(&src, &groups, port, &d.group_names);
                 before.push(json!({"instance": i.id, "endpoint": name, "port": port, "path": path.describe()}));
+                if let Some(owner) = d.redis_groups_elsewhere.get(name) {
+                    if !path.is_allowed() {
+                        elsewhere.push(format!("{} → {name} on port {port} ({owner}'s groups)", i.id));
+                    }
+                    continue;
+                }
                 if let SgPath::Blocked { fix: Some(f), .. } = path {
                     let dup = p.steps.iter().any(|s| matches!(s, Step::AuthorizeIngress { group_id, from_group_id, port, .. } if *group_id == f.group_id && *from_group_id == f.from_group_id && *port == f.port));
                     if !dup {
@@ -568,16 +573,18 @@ async fn plan_authorize_ingress(
             }
         }
     }
+    // Said before anything is changed: the plan would leave these closed.
+    if !elsewhere.is_empty() {
+        return Err(PlanError::Refused(format!(
+            "closed: {}; the rule belongs on a group of another environment, reached with other credentials or \
+             another region, which {environment}'s authorize never changes: add it in that environment's account \
+             and region, then run this again; nothing was changed",
+            elsewhere.join(", ")
+        )));
+    }
     p.before = json!(before);
     p.after = json!(p.steps.iter().map(Step::describe).collect::<Vec<_>>());
     if p.steps.is_empty() {
-        // Nothing to add is no proof every path is open when some were not read.
-        if let Some((name, why)) = d.redis_groups_unread.iter().find(|(n, _)| env.uses_redis.contains(n)) {
-            return Err(PlanError::Refused(format!(
-                "whether {environment}'s instances reach {name} cannot be judged from {environment}'s side ({why}); \
-                 nothing was changed: open the path in the account and region that hold {name}"
-            )));
-        }
         p.noop = Some(format!("every instance of {environment} already reaches its Redis through the security groups"));
     }
     Ok(())
@@ -593,8 +600,19 @@ async fn plan_revoke_ingress(
 ) -> Result<(), PlanError> {
     let d = env_data(sides, rb, environment).await?;
     let want = tag(rb, environment);
-    let ids: Vec<String> = d.redis_groups.values().flatten().map(|g| g.id.clone()).collect();
-    let rules = ec2::ingress_described(&clients.ec2, ids, &want).await.map_err(PlanError::Aws)?;
+    // Groups another side owns and reaches are not this side's to read or change.
+    let ids: Vec<String> = d
+        .redis_groups
+        .iter()
+        .filter(|(name, _)| !d.redis_groups_elsewhere.contains_key(*name))
+        .flat_map(|(_, groups)| groups.iter().map(|g| g.id.clone()))
+        .collect();
+    // No group is not every group (DescribeSecurityGroups with no id lists them all).
+    let rules = if ids.is_empty() {
+        Vec::new()
+    } else {
+        ec2::ingress_described(&clients.ec2, ids, &want).await.map_err(PlanError::Aws)?
+    };
     p.steps.extend(rules.into_iter().map(|r| Step::RevokeIngress {
         group_id: r.group_id,
         port: r.port,
@@ -647,12 +665,6 @@ async fn paths_cut(
             // Rules in another account or region are none of the revoked ones.
             if !sides.same_reach(&mine, &Side::Environment(ep.environment.clone())) {
                 continue;
-            }
-            if let Some(why) = d.redis_groups_unread.get(name) {
-                return Err(PlanError::Refused(format!(
-                    "whether {other}'s instances reach {name} through the rules to revoke cannot be read ({why}); \
-                     nothing was changed"
-                )));
             }
             let groups = d.redis_groups.get(name).cloned().unwrap_or_default();
             let mut after = groups.clone();

@@ -564,7 +564,7 @@ mod tests {
             target_groups: vec![],
             instances: vec![instance],
             redis_groups: Default::default(),
-            redis_groups_unread: Default::default(),
+            redis_groups_elsewhere: Default::default(),
             group_names: Default::default(),
         };
         let mut st = LiveState::default();
@@ -635,7 +635,7 @@ mod tests {
                 target_groups: groups,
                 instances: vec![],
                 redis_groups: Default::default(),
-                redis_groups_unread: Default::default(),
+                redis_groups_elsewhere: Default::default(),
                 group_names: Default::default(),
             };
             let now = SystemTime::now();

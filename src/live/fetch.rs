@@ -15,7 +15,7 @@ use crate::aws::{AwsResult, Clients, SideClients};
 
 use crate::redis::info_field;
 use crate::redis::url::Endpoint;
-use crate::runbook::{Environment, RedisEndpoint, Runbook};
+use crate::runbook::{Environment, RedisEndpoint, Runbook, Side};
 use crate::store::audit::Stage;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -297,10 +297,11 @@ pub struct EnvironmentData {
     pub instances: Vec<Instance>,
     /// Security groups of each Redis endpoint the environment uses.
     pub redis_groups: BTreeMap<String, Vec<SecurityGroup>>,
-    /// Endpoints of another environment whose groups could not be read
-    /// from this one's side, with why: their paths are not judged.
+    /// Endpoints whose groups another environment owns and reaches with
+    /// other credentials or another region (endpoint → owner): read through
+    /// the owner's side, so judged, but never changed from this one's.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub redis_groups_unread: BTreeMap<String, String>,
+    pub redis_groups_elsewhere: BTreeMap<String, String>,
     /// Names of every group a message may mention.
     pub group_names: GroupNames,
 }
@@ -343,18 +344,17 @@ pub async fn environment_with(
     let mut redis_groups: BTreeMap<String, Vec<SecurityGroup>> =
         own.iter().map(|r| (r.name.clone(), named(r, &own_groups))).collect();
     let mut groups = own_groups;
-    let mut redis_groups_unread = BTreeMap::new();
+    let mut redis_groups_elsewhere = BTreeMap::new();
     let mut owners: Vec<&str> = shared.iter().map(|r| r.environment.as_str()).collect();
     owners.sort();
     owners.dedup();
     for owner in owners {
         let theirs: Vec<&RedisEndpoint> = shared.iter().copied().filter(|r| r.environment == owner).collect();
-        match owner_groups(sides, rb, env, owner, &theirs).await {
-            Ok(found) => {
-                redis_groups.extend(theirs.iter().map(|r| (r.name.clone(), named(r, &found))));
-                groups.extend(found.into_iter().filter(|g| !groups.iter().any(|o| o.id == g.id)).collect::<Vec<_>>());
-            }
-            Err(why) => redis_groups_unread.extend(theirs.iter().map(|r| (r.name.clone(), why.clone()))),
+        let found = owner_groups(sides, rb, owner, &theirs).await?;
+        redis_groups.extend(theirs.iter().map(|r| (r.name.clone(), named(r, &found))));
+        groups.extend(found.into_iter().filter(|g| !groups.iter().any(|o| o.id == g.id)).collect::<Vec<_>>());
+        if !sides.same_reach(&Side::Environment(env.name.clone()), &Side::Environment(owner.to_string())) {
+            redis_groups_elsewhere.extend(theirs.iter().map(|r| (r.name.clone(), owner.to_string())));
         }
     }
     let mut mentioned: Vec<String> = instances.iter().flat_map(|i| i.security_groups.clone()).collect();
@@ -368,46 +368,37 @@ pub async fn environment_with(
         .map(|gs| gs.into_iter().map(|g| (g.id, g.name)).collect())
         .unwrap_or_default();
     group_names.extend(groups.iter().map(|g| (g.id.clone(), g.name.clone())));
-    Ok(EnvironmentData { load_balancer, target_groups, instances, redis_groups, redis_groups_unread, group_names })
+    Ok(EnvironmentData { load_balancer, target_groups, instances, redis_groups, redis_groups_elsewhere, group_names })
 }
 
-/// The security groups of `endpoints`, Redis endpoints `owner` declares and
-/// `env` uses: names looked up in `owner`'s VPC, through `owner`'s side.
-/// Err (why, said as a path not checked) when `env`'s credentials do not
-/// reach that side, or the groups cannot be read.
+/// The security groups of `endpoints`, Redis endpoints `owner` declares
+/// (a shared Redis another environment uses), read where they are: through
+/// `owner`'s side (its account and region), names in `owner`'s VPC.
 pub(crate) async fn owner_groups(
     sides: &SideClients,
     rb: &Runbook,
-    env: &Environment,
     owner: &str,
     endpoints: &[&RedisEndpoint],
-) -> Result<Vec<SecurityGroup>, String> {
-    use crate::runbook::Side;
-    let names: Vec<String> = endpoints.iter().flat_map(|r| r.security_groups.clone()).collect();
-    if !sides.same_reach(&Side::Environment(env.name.clone()), &Side::Environment(owner.to_string())) {
-        // Its rules, in another account or region, cannot name this side's groups.
-        return Err(format!(
-            "its security groups are {owner}'s, in an account or region {}'s credentials do not reach",
-            env.name
-        ));
-    }
-    let owner_env = rb.environment(owner).ok_or_else(|| format!("no environment {owner}"))?;
+) -> AwsResult<Vec<SecurityGroup>> {
+    let mut names: Vec<String> = endpoints.iter().flat_map(|r| r.security_groups.clone()).collect();
+    names.sort();
+    names.dedup();
+    let Some(owner_env) = rb.environment(owner) else { return Ok(Vec::new()) };
     let clients = sides.environment(owner);
     let vpc = if names.iter().any(|n| !n.starts_with("sg-")) {
         let load_balancer = match &owner_env.load_balancer {
-            Some(name) => Some(clients.elb.load_balancer(name).await.map_err(|e| e.to_string())?),
+            Some(name) => Some(clients.elb.load_balancer(name).await?),
             None => None,
         };
-        let instances =
-            crate::aws::ec2::describe_instances(&clients.ec2, &owner_env.instances).await.map_err(|e| e.to_string())?;
+        let instances = crate::aws::ec2::describe_instances(&clients.ec2, &owner_env.instances).await?;
         environment_vpc(owner_env, load_balancer.as_ref(), &instances)
     } else {
         None
     };
-    let mut names = names;
-    names.sort();
-    names.dedup();
-    crate::aws::ec2::describe_security_groups(&clients.ec2, &names, vpc.as_ref()).await.map_err(|e| e.to_string())
+    crate::aws::ec2::describe_security_groups(&clients.ec2, &names, vpc.as_ref()).await.map_err(|mut e| {
+        e.message = format!("{owner}'s groups of its Redis: {}", e.message);
+        e
+    })
 }
 
 /// The environment's VPC, where the security groups its runbook names are

@@ -66,25 +66,27 @@ async fn side(
             .into_iter()
             .map(|g| g.id)
             .collect();
-    let mut redis_groups_unread = Vec::new();
-    for ep in shared {
-        match crate::live::fetch::owner_groups(sides, rb, env, &ep.environment, &[ep]).await {
-            Ok(found) => {
-                for g in found {
-                    if !redis_groups.contains(&g.id) {
-                        redis_groups.push(g.id);
-                    }
-                }
-            }
-            Err(why) => redis_groups_unread.push(format!("{}: {why}", ep.name)),
-        }
-    }
     let mut ids: Vec<String> = load_balancer.iter().flat_map(|l| l.security_groups.clone()).collect();
     ids.extend(instances.iter().flat_map(|i| i.security_groups.clone()));
     ids.extend(redis_groups.iter().cloned());
     ids.sort();
     ids.dedup();
     let mut groups = crate::aws::ec2::describe_security_groups(&clients.ec2, &ids, None).await?;
+    // A shared Redis's groups, read through its owner's side (another
+    // account's cannot be described through this one's).
+    for ep in shared {
+        for g in crate::live::fetch::owner_groups(sides, rb, &ep.environment, &[ep]).await? {
+            if !redis_groups.contains(&g.id) {
+                redis_groups.push(g.id.clone());
+            }
+            if !groups.iter().any(|o| o.id == g.id) {
+                groups.push(g);
+            }
+        }
+    }
+    ids.extend(redis_groups.iter().cloned());
+    ids.sort();
+    ids.dedup();
     // Groups the rules name as sources (a bastion's) compare by name, not by
     // an id that differs between the sides' VPCs. One that cannot be read (in
     // a peered account) keeps its id: a difference shown, never one hidden.
@@ -131,7 +133,6 @@ async fn side(
         instances,
         groups,
         redis_groups,
-        redis_groups_unread,
         alarms,
         redis,
     })
