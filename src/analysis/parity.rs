@@ -79,6 +79,13 @@ pub struct LoadBalancerShape {
 pub struct TargetGroupShape {
     pub name: String,
     pub arn: String,
+    /// How the load balancer reaches its targets: `HTTP`, `HTTPS`…, and the port.
+    pub protocol: Option<String>,
+    pub port: Option<u16>,
+    /// How the health check reaches them: its protocol, and its port
+    /// (`traffic-port`: the targets' own).
+    pub health_check_protocol: Option<String>,
+    pub health_check_port: Option<String>,
     pub health_check_path: Option<String>,
     pub health_check_interval_seconds: Option<u32>,
     pub health_check_timeout_seconds: Option<u32>,
@@ -401,7 +408,7 @@ impl Difference {
 }
 
 /// Every path a difference may have, with what it compares.
-pub const PATHS: [(&str, &str); 42] = [
+pub const PATHS: [(&str, &str); 44] = [
     ("load_balancer", "whether each side has a load balancer"),
     ("load_balancer.scheme", "internet-facing or internal"),
     ("load_balancer.zones", "availability zones enabled"),
@@ -411,6 +418,8 @@ pub const PATHS: [(&str, &str); 42] = [
     ("load_balancer.listener.ssl_policy", "a listener's SSL policy"),
     ("load_balancer.listener.default_action", "a listener's default action"),
     ("target_groups", "how many target groups"),
+    ("target_group.protocol", "protocol and port the targets are reached on"),
+    ("target_group.health_check.port", "health-check protocol and port"),
     ("target_group.health_check.path", "health-check path"),
     ("target_group.health_check.interval", "health-check interval (seconds)"),
     ("target_group.health_check.timeout", "health-check timeout (seconds)"),
@@ -720,7 +729,11 @@ fn target_groups(c: &mut Collector, from: &SideShape, to: &SideShape) {
     c.cmp("target_groups", "target groups", from.target_groups.len().to_string(), to.target_groups.len().to_string());
     for (f, t) in from.target_groups.iter().zip(&to.target_groups) {
         let subject = format!("{} / {}", f.name, t.name);
-        let fields: [TargetGroupField; 9] = [
+        let fields: [TargetGroupField; 11] = [
+            ("target_group.protocol", |g| format!("{} {}", opt(&g.protocol), opt(&g.port))),
+            ("target_group.health_check.port", |g| {
+                format!("{} {}", opt(&g.health_check_protocol), opt(&g.health_check_port))
+            }),
             ("target_group.health_check.path", |g| opt(&g.health_check_path)),
             ("target_group.health_check.interval", |g| opt(&g.health_check_interval_seconds)),
             ("target_group.health_check.timeout", |g| opt(&g.health_check_timeout_seconds)),
@@ -986,6 +999,10 @@ mod tests {
             target_groups: vec![TargetGroupShape {
                 name: format!("{p}-web"),
                 arn: format!("arn:tg:{p}"),
+                protocol: Some("HTTP".into()),
+                port: Some(80),
+                health_check_protocol: Some("HTTP".into()),
+                health_check_port: Some("traffic-port".into()),
                 health_check_path: Some("/health".into()),
                 health_check_interval_seconds: Some(30),
                 health_check_timeout_seconds: Some(5),
@@ -1068,6 +1085,23 @@ mod tests {
         }
         assert_eq!(compare(&from, &to, &BTreeMap::new()), vec![]);
         assert_eq!(to.unread(), ["staging-cache (staging): save (ERR unknown command 'CONFIG') not readable"]);
+    }
+
+    /// Targets reached on another port, or checked on one the app does not
+    /// answer: every other field alike, and the groups would not serve alike.
+    #[test]
+    fn target_group_ports_and_health_check_ports_are_compared() {
+        let (from, mut to) = (side("prod"), side("staging"));
+        to.target_groups[0].port = Some(8080);
+        to.target_groups[0].health_check_port = Some("8081".into());
+        let d = compare(&from, &to, &BTreeMap::new());
+        assert_eq!(
+            what_from_to(&d),
+            vec![
+                ("target_group.protocol", "HTTP 80", "HTTP 8080"),
+                ("target_group.health_check.port", "HTTP traffic-port", "HTTP 8081"),
+            ]
+        );
     }
 
     #[test]

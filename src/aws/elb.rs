@@ -457,6 +457,10 @@ pub async fn target_group_shapes(
         out.push(TargetGroupShape {
             name: tg.target_group_name().unwrap_or_default().to_string(),
             arn,
+            protocol: tg.protocol().map(|p| p.as_str().to_string()),
+            port: tg.port().and_then(|p| u16::try_from(p).ok()),
+            health_check_protocol: tg.health_check_protocol().map(|p| p.as_str().to_string()),
+            health_check_port: tg.health_check_port().map(str::to_string),
             health_check_path: tg.health_check_path().map(str::to_string),
             health_check_interval_seconds: secs(tg.health_check_interval_seconds()),
             health_check_timeout_seconds: secs(tg.health_check_timeout_seconds()),

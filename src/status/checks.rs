@@ -779,6 +779,10 @@ mod tests {
         let tg = |name: &str| TargetGroupShape {
             name: name.into(),
             arn: format!("arn:{name}"),
+            protocol: None,
+            port: None,
+            health_check_protocol: None,
+            health_check_port: None,
             health_check_path: None,
             health_check_interval_seconds: None,
             health_check_timeout_seconds: None,
