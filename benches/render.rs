@@ -194,6 +194,7 @@ fn big_live(now: SystemTime) -> Vec<LiveEvent> {
                     ("cache-b".into(), vec![group("rb")]),
                 ]),
                 redis_groups_elsewhere: BTreeMap::new(),
+                redis_groups_unread: BTreeMap::new(),
                 group_names: BTreeMap::new(),
             }),
         }));

@@ -625,6 +625,25 @@ async fn a_shared_redis_groups_are_looked_up_in_its_owners_vpc_never_a_namesake_
         .collect();
     println!("authorize: {:?}", plan.steps.iter().map(|s| s.describe()).collect::<Vec<_>>());
     assert!(targets.contains(&real) && !targets.contains(&namesake), "{targets:?}");
+
+    // Legacy's side cannot be read (its load balancer gone): staging's own
+    // data stands, legacy-cache's path is not judged, and a revoke, which
+    // must see every group a rule of cutover's may be on, refuses.
+    rb.environments.get_mut("legacy").unwrap().load_balancer = Some("legacy-alb-gone".into());
+    let data = cutover::live::fetch::environment(&sides, &rb, rb.environment("staging").unwrap()).await.unwrap();
+    let e = &data.redis_groups_unread["legacy-cache"];
+    assert!(e.starts_with("read through legacy's side: DescribeLoadBalancers: LoadBalancerNotFound"), "{e}");
+    assert!(!data.redis_groups.contains_key("legacy-cache") && !data.instances.is_empty());
+    let snap = first_snapshot(&rb, &sb).await;
+    let staging = snap.environment("staging").unwrap().aws.value.as_ref().unwrap();
+    for i in &staging.instances {
+        let path = &i.sg_paths["legacy-cache"];
+        assert!(matches!(path, SgPath::Unknown { .. }), "{}", path.describe());
+    }
+    let revoke = cutover::runbook::Action::RevokeRedisIngress { environment: "staging".into() };
+    let err = cutover::drive::actions::plan(&sides, &rb, &revoke).await.map(|p| p.before).unwrap_err().to_string();
+    println!("{err}");
+    assert!(err.contains("legacy-cache's security groups could not be read") && err.contains("nothing was changed"));
     sb.down().await;
 }
 

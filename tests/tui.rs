@@ -97,6 +97,7 @@ fn env_data(side: &str, instances: Vec<Instance>, targets: Vec<Target>) -> Envir
         instances,
         redis_groups: BTreeMap::from([(endpoint.to_string(), vec![group])]),
         redis_groups_elsewhere: BTreeMap::new(),
+        redis_groups_unread: BTreeMap::new(),
         group_names: names.into_iter().collect(),
     }
 }

@@ -19,7 +19,11 @@ pub struct Certificate {
     pub names: Vec<String>,
     /// `ISSUED`, `EXPIRED`, `REVOKED`, `PENDING_VALIDATION`…
     pub status: Option<String>,
-    /// When it stops being valid (RFC 3339).
+    /// `AMAZON_ISSUED`, `IMPORTED` or `PRIVATE` (a private CA's, which
+    /// public clients do not trust).
+    pub kind: Option<String>,
+    /// When it starts and stops being valid (RFC 3339).
+    pub not_before: Option<String>,
     pub not_after: Option<String>,
     /// Why ACM did not tell: its names are then unknown, never covering.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -1133,8 +1137,7 @@ mod tests {
                 arn: format!("arn:aws:acm:eu-west-1:1:certificate/{p}"),
                 names: names.iter().map(|n| n.to_string()).collect(),
                 status: Some(status.into()),
-                not_after: None,
-                error: None,
+                ..Default::default()
             }];
             s
         };

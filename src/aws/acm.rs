@@ -24,10 +24,13 @@ pub async fn certificate(acm: &aws_sdk::acm::Client, arn: &str) -> Certificate {
                 }
                 out.names = names;
                 out.status = c.status().map(|s| s.as_str().to_string());
-                out.not_after = c.not_after().and_then(|t| {
+                out.kind = c.r#type().map(|t| t.as_str().to_string());
+                let time = |t: &aws_smithy_types::DateTime| {
                     let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(u64::try_from(t.secs()).ok()?);
                     Some(crate::time::rfc3339(t))
-                });
+                };
+                out.not_before = c.not_before().and_then(time);
+                out.not_after = c.not_after().and_then(time);
             }
             None => out.error = Some("ACM answered without the certificate".into()),
         },

@@ -386,13 +386,22 @@ pub async fn load_balancer_shape(
             // DescribeListeners names the default certificate only; an ALB
             // picks among the others by SNI.
             let mut certificates: Vec<String> = certificate.iter().cloned().collect();
+            let mut unread_sni = None;
             if let Some(listener_arn) = l.listener_arn().filter(|_| certificate.is_some()) {
                 let mut pages = elb.describe_listener_certificates().listener_arn(listener_arn).into_paginator().send();
                 while let Some(page) = pages.next().await {
-                    let page = page.map_err(|e| sdk_error("DescribeListenerCertificates", e))?;
-                    for arn in page.certificates().iter().filter_map(|c| c.certificate_arn()) {
-                        if !certificates.iter().any(|c| c == arn) {
-                            certificates.push(arn.to_string());
+                    match page {
+                        Ok(page) => {
+                            for arn in page.certificates().iter().filter_map(|c| c.certificate_arn()) {
+                                if !certificates.iter().any(|c| c == arn) {
+                                    certificates.push(arn.to_string());
+                                }
+                            }
+                        }
+                        // Those chosen by SNI unknown: said as a certificate not read.
+                        Err(e) => {
+                            unread_sni = Some(sdk_error("DescribeListenerCertificates", e).to_string());
+                            break;
                         }
                     }
                 }
@@ -404,6 +413,11 @@ pub async fn load_balancer_shape(
                 certificates: certificates
                     .into_iter()
                     .map(|arn| crate::analysis::parity::Certificate { arn, ..Default::default() })
+                    .chain(unread_sni.map(|e| crate::analysis::parity::Certificate {
+                        arn: "(the certificates chosen by SNI)".into(),
+                        error: Some(e),
+                        ..Default::default()
+                    }))
                     .collect(),
                 ssl_policy: l.ssl_policy().map(str::to_string),
                 default_action: action

@@ -539,6 +539,8 @@ async fn plan_authorize_ingress(
     // Paths closed whose rule belongs to another side (a shared Redis reached
     // with other credentials or region): never changed from this one.
     let mut elsewhere: Vec<String> = Vec::new();
+    // Paths that cannot be judged: no rule proves them open or closed.
+    let mut unjudged: Vec<String> = Vec::new();
     for i in &d.instances {
         let src = Source {
             instance_id: &i.id,
@@ -548,11 +550,21 @@ async fn plan_authorize_ingress(
         };
         for name in &env.uses_redis {
             let Some(ep) = rb.redis_endpoint(name) else { continue };
+            if let Some(e) = d.redis_groups_unread.get(name) {
+                let why = format!("its groups could not be read ({e})");
+                before.push(json!({"instance": i.id, "endpoint": name, "path": format!("not judged: {why}")}));
+                unjudged.push(format!("{} → {name}: {why}", i.id));
+                continue;
+            }
             let groups = d.redis_groups.get(name).cloned().unwrap_or_default();
             // The master's port, and a Sentinel endpoint's sentinels' (clients ask them first).
             for port in [Some(ep.port), ep.sentinel_port].into_iter().flatten() {
                 let path = sg_path_named(&src, &groups, port, &d.group_names);
                 before.push(json!({"instance": i.id, "endpoint": name, "port": port, "path": path.describe()}));
+                if let SgPath::Unknown { reason } = &path {
+                    unjudged.push(format!("{} → {name} on port {port}: {reason}", i.id));
+                    continue;
+                }
                 if let Some(owner) = d.redis_groups_elsewhere.get(name) {
                     if !path.is_allowed() {
                         elsewhere.push(format!("{} → {name} on port {port} ({owner}'s groups)", i.id));
@@ -585,6 +597,10 @@ async fn plan_authorize_ingress(
     p.before = json!(before);
     p.after = json!(p.steps.iter().map(Step::describe).collect::<Vec<_>>());
     if p.steps.is_empty() {
+        // Nothing to add is no proof every path is open.
+        if !unjudged.is_empty() {
+            return Err(PlanError::Refused(format!("not judged: {}; nothing was changed", unjudged.join(", "))));
+        }
         p.noop = Some(format!("every instance of {environment} already reaches its Redis through the security groups"));
     }
     Ok(())
@@ -600,6 +616,13 @@ async fn plan_revoke_ingress(
 ) -> Result<(), PlanError> {
     let d = env_data(sides, rb, environment).await?;
     let want = tag(rb, environment);
+    // A group not read may hold a rule cutover added: a revoke must see them all.
+    if let Some((name, e)) = d.redis_groups_unread.iter().next() {
+        return Err(PlanError::Refused(format!(
+            "{name}'s security groups could not be read ({e}), and a rule cutover added for {environment} may be \
+             there; nothing was changed: run this again once they can be read"
+        )));
+    }
     // Groups another side owns and reaches are not this side's to read or change.
     let ids: Vec<String> = d
         .redis_groups
@@ -665,6 +688,12 @@ async fn paths_cut(
             // Rules in another account or region are none of the revoked ones.
             if !sides.same_reach(&mine, &Side::Environment(ep.environment.clone())) {
                 continue;
+            }
+            if let Some(e) = d.redis_groups_unread.get(name) {
+                return Err(PlanError::Refused(format!(
+                    "whether {other}'s instances reach {name} through the rules to revoke cannot be read ({e}); \
+                     nothing was changed"
+                )));
             }
             let groups = d.redis_groups.get(name).cloned().unwrap_or_default();
             let mut after = groups.clone();

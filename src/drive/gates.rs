@@ -565,6 +565,7 @@ mod tests {
             instances: vec![instance],
             redis_groups: Default::default(),
             redis_groups_elsewhere: Default::default(),
+            redis_groups_unread: Default::default(),
             group_names: Default::default(),
         };
         let mut st = LiveState::default();
@@ -636,6 +637,7 @@ mod tests {
                 instances: vec![],
                 redis_groups: Default::default(),
                 redis_groups_elsewhere: Default::default(),
+                redis_groups_unread: Default::default(),
                 group_names: Default::default(),
             };
             let now = SystemTime::now();

@@ -302,6 +302,11 @@ pub struct EnvironmentData {
     /// the owner's side, so judged, but never changed from this one's.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub redis_groups_elsewhere: BTreeMap<String, String>,
+    /// A shared Redis whose groups its owner's side could not read (endpoint
+    /// → the error): its path is not judged, and nothing changes its rules
+    /// meanwhile; the environment's own data still stands.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub redis_groups_unread: BTreeMap<String, String>,
     /// Names of every group a message may mention.
     pub group_names: GroupNames,
 }
@@ -345,17 +350,25 @@ pub async fn environment_with(
         own.iter().map(|r| (r.name.clone(), named(r, &own_groups))).collect();
     let mut groups = own_groups;
     let mut redis_groups_elsewhere = BTreeMap::new();
+    let mut redis_groups_unread = BTreeMap::new();
     let mut owners: Vec<&str> = shared.iter().map(|r| r.environment.as_str()).collect();
     owners.sort();
     owners.dedup();
     for owner in owners {
         let theirs: Vec<&RedisEndpoint> = shared.iter().copied().filter(|r| r.environment == owner).collect();
-        let found = owner_groups(sides, rb, owner, &theirs).await?;
-        redis_groups.extend(theirs.iter().map(|r| (r.name.clone(), named(r, &found))));
-        groups.extend(found.into_iter().filter(|g| !groups.iter().any(|o| o.id == g.id)).collect::<Vec<_>>());
         if !sides.same_reach(&Side::Environment(env.name.clone()), &Side::Environment(owner.to_string())) {
             redis_groups_elsewhere.extend(theirs.iter().map(|r| (r.name.clone(), owner.to_string())));
         }
+        let found = match owner_groups(sides, rb, owner, &theirs).await {
+            Ok(found) => found,
+            Err(e) => {
+                let e = format!("read through {owner}'s side: {e}");
+                redis_groups_unread.extend(theirs.iter().map(|r| (r.name.clone(), e.clone())));
+                continue;
+            }
+        };
+        redis_groups.extend(theirs.iter().map(|r| (r.name.clone(), named(r, &found))));
+        groups.extend(found.into_iter().filter(|g| !groups.iter().any(|o| o.id == g.id)).collect::<Vec<_>>());
     }
     let mut mentioned: Vec<String> = instances.iter().flat_map(|i| i.security_groups.clone()).collect();
     mentioned.extend(groups.iter().flat_map(|g| g.ingress.iter().flat_map(|r| r.groups.clone())));
@@ -368,7 +381,15 @@ pub async fn environment_with(
         .map(|gs| gs.into_iter().map(|g| (g.id, g.name)).collect())
         .unwrap_or_default();
     group_names.extend(groups.iter().map(|g| (g.id.clone(), g.name.clone())));
-    Ok(EnvironmentData { load_balancer, target_groups, instances, redis_groups, redis_groups_elsewhere, group_names })
+    Ok(EnvironmentData {
+        load_balancer,
+        target_groups,
+        instances,
+        redis_groups,
+        redis_groups_elsewhere,
+        redis_groups_unread,
+        group_names,
+    })
 }
 
 /// The security groups of `endpoints`, Redis endpoints `owner` declares

@@ -40,7 +40,7 @@ async fn side(
     };
     // What each certificate covers and until when (ACM, in the side's account).
     for l in load_balancer.iter_mut().flat_map(|lb| lb.listeners.iter_mut()) {
-        for c in &mut l.certificates {
+        for c in l.certificates.iter_mut().filter(|c| c.error.is_none()) {
             *c = crate::aws::acm::certificate(&clients.acm, &c.arn).await;
         }
     }

@@ -578,7 +578,8 @@ pub enum Check {
     InstancesAlike {
         environment: String,
     },
-    /// The load balancer has an HTTPS listener with a certificate.
+    /// The load balancer has HTTPS on 443 whose certificates covering the
+    /// record are issued and valid a while yet.
     HttpsListener {
         environment: String,
     },

@@ -423,18 +423,29 @@ fn instances_alike(snap: &Snapshot, env: &str) -> Verdict {
 /// soak and its rollback window should not meet an expiry.
 const CERTIFICATE_MARGIN: Duration = Duration::from_secs(7 * 24 * 3600);
 
-/// HTTPS on 443 (where clients of the record come), with an issued
-/// certificate that covers the record's name and is valid for another
-/// [`CERTIFICATE_MARGIN`]. A certificate ACM did not describe is not
-/// checked, never taken as covering.
+/// HTTPS (or an NLB's TLS) on 443, where clients of the record come, whose
+/// certificates that cover the record's name are all ISSUED, already valid
+/// and valid for another [`CERTIFICATE_MARGIN`] (the load balancer may
+/// present any of them), and not a private CA's on an internet-facing load
+/// balancer. A certificate ACM did not describe may be the one presented:
+/// not checked, never a pass.
 fn https_listener(snap: &Snapshot, rb: &Runbook, env: &str) -> Verdict {
     let shape = match side(snap, env) {
         Ok(s) => s,
         Err(v) => return v,
     };
     let Some(lb) = &shape.load_balancer else { return fail(format!("{env} has no load balancer")) };
-    let https: Vec<_> = lb.listeners.iter().filter(|l| l.protocol == "HTTPS").collect();
-    if https.is_empty() {
+    let Some(now) = crate::time::parse_rfc3339(&snap.generated_at) else {
+        return unknown(format!("the snapshot's time `{}` cannot be read", snap.generated_at));
+    };
+    judge_https(lb, &rb.dns.record, now)
+}
+
+/// [`https_listener`] of a load balancer as read, at `now`, for `record`.
+fn judge_https(lb: &crate::analysis::parity::LoadBalancerShape, record: &str, now: std::time::SystemTime) -> Verdict {
+    use crate::analysis::parity::Certificate;
+    let secure: Vec<_> = lb.listeners.iter().filter(|l| l.protocol == "HTTPS" || l.protocol == "TLS").collect();
+    if secure.is_empty() {
         let have: Vec<String> = lb.listeners.iter().map(|l| format!("{} {}", l.port, l.protocol)).collect();
         return fail(format!(
             "{} has no HTTPS listener (listeners: {})",
@@ -442,63 +453,71 @@ fn https_listener(snap: &Snapshot, rb: &Runbook, env: &str) -> Verdict {
             if have.is_empty() { "none".to_string() } else { have.join(", ") }
         ));
     }
-    let Some(l) = https.iter().find(|l| l.port == 443) else {
-        let ports: Vec<String> = https.iter().map(|l| l.port.to_string()).collect();
+    let Some(l) = secure.iter().find(|l| l.port == 443) else {
+        let ports: Vec<String> = secure.iter().map(|l| format!("{} {}", l.port, l.protocol)).collect();
         return fail(format!(
-            "{}'s HTTPS listens on {} only, and clients of {} come to 443",
+            "{}'s HTTPS listens on {} only, and clients of {record} come to 443",
             lb.name,
             ports.join(", "),
-            rb.dns.record
         ));
     };
+    let what = format!("{}'s {} listener on 443", lb.name, l.protocol);
     if l.certificates.is_empty() {
-        return fail(format!("{}'s HTTPS listener has no certificate", lb.name));
-    }
-    let record = rb.dns.record.as_str();
-    let Some(now) = crate::time::parse_rfc3339(&snap.generated_at) else {
-        return unknown(format!("the snapshot's time `{}` cannot be read", snap.generated_at));
-    };
-    let until = |c: &crate::analysis::parity::Certificate| c.not_after.as_deref().and_then(crate::time::parse_rfc3339);
-    let good = |c: &&crate::analysis::parity::Certificate| {
-        c.covers(record)
-            && c.status.as_deref() == Some("ISSUED")
-            && until(c).is_some_and(|t| t > now + CERTIFICATE_MARGIN)
-    };
-    if let Some(c) = l.certificates.iter().find(good) {
-        return pass(format!(
-            "HTTPS on 443 with {} covering {record}, valid until {}",
-            c.arn,
-            c.not_after.as_deref().unwrap_or_default()
-        ));
+        return fail(format!("{what} has no certificate"));
     }
     if let Some(c) = l.certificates.iter().find(|c| c.error.is_some()) {
         return unknown(format!(
-            "certificate {} of {}'s HTTPS listener not checked: {}",
+            "certificate {} of {what} not checked: {}",
             c.arn,
-            lb.name,
             c.error.as_deref().unwrap_or_default()
         ));
     }
-    if let Some(c) = l.certificates.iter().find(|c| c.covers(record)) {
-        let status = c.status.as_deref().unwrap_or("of unknown status");
-        let why = match until(c) {
-            _ if status != "ISSUED" => format!("is {status}"),
-            Some(t) if t <= now => format!("expired at {}", c.not_after.as_deref().unwrap_or_default()),
-            Some(_) => format!(
+    let time = |t: &Option<String>| t.as_deref().and_then(crate::time::parse_rfc3339);
+    let fault = |c: &Certificate| -> Option<String> {
+        let (from, until) = (time(&c.not_before), time(&c.not_after));
+        let shown = |t: &Option<String>| t.clone().unwrap_or_default();
+        match c.status.as_deref() {
+            Some("ISSUED") => {}
+            other => return Some(format!("is {}", other.unwrap_or("of a status ACM does not tell"))),
+        }
+        if c.kind.as_deref() == Some("PRIVATE") && lb.scheme == "internet-facing" {
+            return Some("is a private CA's, which the internet's clients do not trust".into());
+        }
+        match (from, until) {
+            (Some(f), _) if f > now => Some(format!("is valid only from {}", shown(&c.not_before))),
+            (_, None) => Some("has no expiry ACM tells".into()),
+            (_, Some(t)) if t <= now => Some(format!("expired at {}", shown(&c.not_after))),
+            (_, Some(t)) if t <= now + CERTIFICATE_MARGIN => Some(format!(
                 "expires at {}, within {} days",
-                c.not_after.as_deref().unwrap_or_default(),
+                shown(&c.not_after),
                 CERTIFICATE_MARGIN.as_secs() / 86_400
-            ),
-            None => "has no expiry ACM tells".to_string(),
-        };
-        return fail(format!("certificate {} of {}'s HTTPS listener, for {record}, {why}", c.arn, lb.name));
+            )),
+            _ => None,
+        }
+    };
+    let covering: Vec<&Certificate> = l.certificates.iter().filter(|c| c.covers(record)).collect();
+    if covering.is_empty() {
+        let names: Vec<&str> = l.certificates.iter().flat_map(|c| c.names.iter().map(String::as_str)).collect();
+        return fail(format!(
+            "no certificate of {what} covers {record} (they are for {}): clients would refuse it once it serves them",
+            names.join(", ")
+        ));
     }
-    let names: Vec<&str> = l.certificates.iter().flat_map(|c| c.names.iter().map(String::as_str)).collect();
-    fail(format!(
-        "no certificate of {}'s HTTPS listener covers {record} (they are for {}): clients would refuse it once it serves them",
-        lb.name,
-        names.join(", ")
-    ))
+    let faults: Vec<String> = covering
+        .iter()
+        .filter_map(|c| fault(c).map(|why| format!("certificate {} for {record} {why}", c.arn)))
+        .collect();
+    if !faults.is_empty() {
+        return fail(format!("{what}: {} (it may present any certificate that covers the name)", faults.join("; ")));
+    }
+    let shown: Vec<String> = covering
+        .iter()
+        .map(|c| {
+            let imported = if c.kind.as_deref() == Some("IMPORTED") { ", imported" } else { "" };
+            format!("{} ({}{imported})", c.arn, c.not_after.as_deref().map_or(String::new(), |t| format!("until {t}")))
+        })
+        .collect();
+    pass(format!("{} on 443 covering {record}: {}", l.protocol, shown.join(", ")))
 }
 
 fn alarm_on_5xx(snap: &Snapshot, env: &str) -> Verdict {
@@ -759,6 +778,76 @@ mod tests {
             attributes: Default::default(),
             targets,
         }
+    }
+
+    /// The https_listener judgement on a load balancer as read: the port,
+    /// the protocol (an NLB's TLS counts), every covering certificate's
+    /// status, validity and issuer, and an unread one never a pass.
+    #[test]
+    fn https_judges_every_certificate_that_covers_the_record() {
+        use crate::analysis::parity::{Certificate, Listener, LoadBalancerShape};
+        let now = crate::time::parse_rfc3339("2026-12-05T12:00:00Z").unwrap();
+        let cert = |arn: &str, name: &str, kind: &str, from: &str, until: &str| Certificate {
+            arn: arn.into(),
+            names: vec![name.into()],
+            status: Some("ISSUED".into()),
+            kind: Some(kind.into()),
+            not_before: Some(from.into()),
+            not_after: Some(until.into()),
+            error: None,
+        };
+        let good = cert("a:good", "*.example.com", "AMAZON_ISSUED", "2026-01-01T00:00:00Z", "2027-01-01T00:00:00Z");
+        let lb = |port: u16, protocol: &str, scheme: &str, certificates: Vec<Certificate>| LoadBalancerShape {
+            name: "alb".into(),
+            arn: "arn:alb".into(),
+            scheme: scheme.into(),
+            zones: vec![],
+            security_groups: vec![],
+            vpc_id: None,
+            idle_timeout_seconds: None,
+            listeners: vec![Listener {
+                port,
+                protocol: protocol.into(),
+                certificate: certificates.first().map(|c| c.arn.clone()),
+                certificates,
+                ssl_policy: None,
+                default_action: "forward".into(),
+                default_action_target: None,
+            }],
+        };
+        let judge = |l: LoadBalancerShape| judge_https(&l, "www.example.com", now);
+        assert_eq!(judge(lb(443, "HTTPS", "internet-facing", vec![good.clone()])).0, CheckOutcome::Pass);
+        assert_eq!(judge(lb(443, "TLS", "internet-facing", vec![good.clone()])).0, CheckOutcome::Pass, "an NLB");
+        let v = judge(lb(8443, "HTTPS", "internet-facing", vec![good.clone()]));
+        assert_eq!(
+            v,
+            (
+                CheckOutcome::Fail,
+                "alb's HTTPS listens on 8443 HTTPS only, and clients of www.example.com come to 443".into()
+            )
+        );
+        let private = cert("a:private", "www.example.com", "PRIVATE", "2026-01-01T00:00:00Z", "2027-01-01T00:00:00Z");
+        let v = judge(lb(443, "HTTPS", "internet-facing", vec![good.clone(), private.clone()]));
+        assert_eq!(v.0, CheckOutcome::Fail, "{}", v.1);
+        assert!(v.1.contains("a:private for www.example.com is a private CA's"), "{}", v.1);
+        assert_eq!(judge(lb(443, "HTTPS", "internal", vec![private])).0, CheckOutcome::Pass, "inside the VPC");
+        let early = cert("a:early", "www.example.com", "IMPORTED", "2026-12-24T00:00:00Z", "2027-12-24T00:00:00Z");
+        let v = judge(lb(443, "HTTPS", "internet-facing", vec![early]));
+        assert!(v.0 == CheckOutcome::Fail && v.1.contains("is valid only from 2026-12-24T00:00:00Z"), "{}", v.1);
+        let mut revoked = good.clone();
+        revoked.status = Some("REVOKED".into());
+        let v = judge(lb(443, "HTTPS", "internet-facing", vec![revoked]));
+        assert!(v.0 == CheckOutcome::Fail && v.1.contains("a:good for www.example.com is REVOKED"), "{}", v.1);
+        let unread = Certificate {
+            arn: "arn:aws:iam::1:server-certificate/x".into(),
+            error: Some("not ACM".into()),
+            ..Default::default()
+        };
+        let v = judge(lb(443, "HTTPS", "internet-facing", vec![good.clone(), unread]));
+        assert_eq!(v.0, CheckOutcome::Unknown, "it may be the one presented: {}", v.1);
+        let mut apex = good;
+        apex.names = vec!["example.com".into()];
+        assert_eq!(judge(lb(443, "HTTPS", "internet-facing", vec![apex])).0, CheckOutcome::Fail);
     }
 
     /// A target group without targets answers 503, however healthy the others are.

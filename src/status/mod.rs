@@ -319,6 +319,10 @@ pub fn snapshot(rb: &Runbook, live: &LiveState, region: &str, now: SystemTime) -
                         };
                         let path_at = |name: &String, port: fn(&RedisEndpoint) -> Option<u16>| {
                             let port = port(rb.redis_endpoint(name)?)?;
+                            if let Some(e) = d.redis_groups_unread.get(name) {
+                                let reason = format!("{name}'s security groups could not be read: {e}");
+                                return Some((name.clone(), SgPath::Unknown { reason }));
+                            }
                             let groups = d.redis_groups.get(name).cloned().unwrap_or_default();
                             Some((name.clone(), sg_path_named(&src, &groups, port, &d.group_names)))
                         };
