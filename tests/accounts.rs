@@ -467,6 +467,9 @@ async fn a_shared_redis_in_another_account_is_judged_on_its_owners_groups_never_
     let shape = &shapes["new"];
     assert!(shape.redis_groups.iter().any(|g| g == olds[0]), "{:?}", shape.redis_groups);
     assert!(!shape.redis_groups.contains(&namesake), "{:?}", shape.redis_groups);
+    // Old's rule names old-app, described in old's account, so compared by name.
+    let names: Vec<&str> = shape.groups.iter().map(|g| g.name.as_str()).collect();
+    assert!(names.contains(&"old-app"), "{names:?}");
 
     // New's own path is open (the sandbox's rule); old's rule is not new's to add.
     let action = cutover::runbook::Action::AuthorizeRedisIngress { environment: "new".into() };

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use crate::analysis::parity::{RedisRead, SideShape, WatchingAlarm};
 use crate::aws::elb::arn_suffix;
 use crate::aws::{AwsError, SideClients};
-use crate::runbook::{Environment, Runbook};
+use crate::runbook::{Environment, Runbook, Side};
 
 /// Every environment's shape, by name.
 pub type Shapes = BTreeMap<String, SideShape>;
@@ -73,11 +73,18 @@ async fn side(
     ids.dedup();
     let mut groups = crate::aws::ec2::describe_security_groups(&clients.ec2, &ids, None).await?;
     // A shared Redis's groups, read through its owner's side (another
-    // account's cannot be described through this one's).
+    // account's cannot be described through this one's), and the groups its
+    // rules name as sources, described there too.
+    let mut theirs: Vec<(&crate::aws::Clients, Vec<String>)> = Vec::new();
     for ep in shared {
+        let owner = sides.environment(&ep.environment);
         for g in crate::live::fetch::owner_groups(sides, rb, &ep.environment, &[ep]).await? {
             if !redis_groups.contains(&g.id) {
                 redis_groups.push(g.id.clone());
+            }
+            if !sides.same_reach(&Side::Environment(env.name.clone()), &Side::Environment(ep.environment.clone())) {
+                let named: Vec<String> = g.ingress.iter().flat_map(|r| r.groups.iter().cloned()).collect();
+                theirs.push((owner, named));
             }
             if !groups.iter().any(|o| o.id == g.id) {
                 groups.push(g);
@@ -97,6 +104,13 @@ async fn side(
         .collect();
     sources.sort();
     sources.dedup();
+    for (owner, named) in theirs {
+        let named: Vec<String> = named.into_iter().filter(|id| sources.contains(id)).collect();
+        if let Ok(found) = crate::aws::ec2::describe_security_groups(&owner.ec2, &named, None).await {
+            sources.retain(|id| !found.iter().any(|g| &g.id == id));
+            groups.extend(found);
+        }
+    }
     if !sources.is_empty() {
         groups
             .extend(crate::aws::ec2::describe_security_groups(&clients.ec2, &sources, None).await.unwrap_or_default());
