@@ -853,6 +853,15 @@ impl<'a> Validator<'a> {
         if zone.is_empty() {
             self.err(d.zone.span(), "zone is empty", "give the hosted zone's name (example.com) or id (Z…)");
         }
+        // A zone given by id says nothing of its name: a record without a dot is
+        // a name relative to it, which Route53 (and a certificate) never matches.
+        if zone_is_id && !trim_dot(record).contains('.') {
+            self.err(
+                d.record.span(),
+                format!("record `{record}` is not a full name"),
+                "give the record's full name, like www.example.com",
+            );
+        }
         if !zone_is_id && !zone.is_empty() {
             let (r, z) = (trim_dot(record).to_ascii_lowercase(), trim_dot(zone).to_ascii_lowercase());
             if !(r == z || r.ends_with(&format!(".{z}"))) {

@@ -172,6 +172,7 @@ fx("sandbox-environment-by-ids", "the sandbox cannot create instances selected b
 fx("sandbox-redis-without-url-env", "a Redis endpoint the sandbox cannot point at its redis-server", ('url_env = "BLUE_REDIS_URL"', 'url = "redis://blue-cache.internal:6379/0"'), base=SANDBOX_BASE)
 fx("redis-url-env-without-port", "a Redis endpoint whose URL is read at run time, with no port for its security groups", ('url_env = "BLUE_REDIS_URL", port = 6379,', 'url_env = "BLUE_REDIS_URL",'), base=SANDBOX_BASE)
 fx("sandbox-bad-zone", "a zone written as a full AZ name", ('name = "blue-1"\nenvironment = "blue"\nzone = "a"', 'name = "blue-1"\nenvironment = "blue"\nzone = "eu-west-1a"'), base=SANDBOX_BASE)
+fx("dns-relative-record-with-zone-id", "a record written relative to a zone given by id", ('zone = "example.com"\nrecord = "app.example.com"', 'zone = "Z0123456789ABCDEFGHIJ"\nrecord = "app"'))
 fx("dns-type-list-with-cname", "CNAME grouped with another type", ('type = "CNAME"', 'type = ["A", "CNAME"]'))
 fx("dns-type-not-a-string", "a record type given as a number", ('type = "CNAME"', 'type = 1'))
 fx("dns-type-twice", "a type listed twice", ('type = "CNAME"', 'type = ["AAAA", "aaaa"]'))
