@@ -450,6 +450,10 @@ async fn a_shared_redis_in_another_account_is_judged_on_its_owners_groups_never_
     assert_eq!(ids, olds, "read in old's account, never new's namesake");
     assert_eq!(data.redis_groups_elsewhere["old-cache"], "old");
     assert!(!data.redis_groups["new-cache"].is_empty(), "new's own Redis is still read");
+    // Old's rule names old-app: named as old's side describes it, and new's
+    // own groups keep their names beside it.
+    let named: Vec<&str> = data.group_names.values().map(String::as_str).collect();
+    assert!(named.contains(&"old-app") && named.contains(&"new-app"), "{named:?}");
     assert!(!data.instances.is_empty());
     for i in &data.instances {
         let src = Source {

@@ -127,7 +127,10 @@ async fn readiness_and_parity_checks_follow_what_aws_and_redis_say() {
     assert_eq!(outcome(&snap, "parity"), (Pass, "no drift (1 allowed differences)".into()));
     assert_eq!(outcome(&snap, "instances-alike").0, Pass, "{:?}", outcome(&snap, "instances-alike"));
     assert_eq!(outcome(&snap, "alarm-on-5xx"), (Pass, "staging-5xx".into()));
-    assert_eq!(outcome(&snap, "tls"), (Fail, "shop-staging-alb has no HTTPS listener (listeners: 80 HTTP)".into()));
+    assert_eq!(
+        outcome(&snap, "tls"),
+        (Fail, "shop-staging-alb has no HTTPS or TLS listener (listeners: 80 HTTP)".into())
+    );
     let (o, detail) = outcome(&snap, "redis-persistence");
     assert_eq!(o, Fail, "{detail}");
     assert!(detail.contains("staging-cache: AOF off and no RDB save schedule"), "{detail}");

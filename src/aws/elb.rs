@@ -414,7 +414,8 @@ pub async fn load_balancer_shape(
                     .into_iter()
                     .map(|arn| crate::analysis::parity::Certificate { arn, ..Default::default() })
                     .chain(unread_sni.map(|e| crate::analysis::parity::Certificate {
-                        arn: "(the certificates chosen by SNI)".into(),
+                        // Named by its listener: two sides' unread lists never compare equal.
+                        arn: format!("(the certificates {} chooses by SNI)", l.listener_arn().unwrap_or("?")),
                         error: Some(e),
                         ..Default::default()
                     }))

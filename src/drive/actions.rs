@@ -565,6 +565,13 @@ async fn plan_authorize_ingress(
                     unjudged.push(format!("{} → {name} on port {port}: {reason}", i.id));
                     continue;
                 }
+                if let SgPath::Blocked { fix: None, reason } = &path {
+                    unjudged.push(format!(
+                        "{} → {name} on port {port} is closed and no rule here opens it: {reason}",
+                        i.id
+                    ));
+                    continue;
+                }
                 if let Some(owner) = d.redis_groups_elsewhere.get(name) {
                     if !path.is_allowed() {
                         elsewhere.push(format!("{} → {name} on port {port} ({owner}'s groups)", i.id));
@@ -594,13 +601,14 @@ async fn plan_authorize_ingress(
             elsewhere.join(", ")
         )));
     }
+    // Rules added for some paths would leave these as they are, unsaid;
+    // and nothing to add is no proof every path is open.
+    if !unjudged.is_empty() {
+        return Err(PlanError::Refused(format!("not judged: {}; nothing was changed", unjudged.join(", "))));
+    }
     p.before = json!(before);
     p.after = json!(p.steps.iter().map(Step::describe).collect::<Vec<_>>());
     if p.steps.is_empty() {
-        // Nothing to add is no proof every path is open.
-        if !unjudged.is_empty() {
-            return Err(PlanError::Refused(format!("not judged: {}; nothing was changed", unjudged.join(", "))));
-        }
         p.noop = Some(format!("every instance of {environment} already reaches its Redis through the security groups"));
     }
     Ok(())
@@ -616,8 +624,9 @@ async fn plan_revoke_ingress(
 ) -> Result<(), PlanError> {
     let d = env_data(sides, rb, environment).await?;
     let want = tag(rb, environment);
-    // A group not read may hold a rule cutover added: a revoke must see them all.
-    if let Some((name, e)) = d.redis_groups_unread.iter().next() {
+    // A group not read may hold a rule cutover added: a revoke must see them
+    // all (those of a side reached otherwise it never touches).
+    if let Some((name, e)) = d.redis_groups_unread.iter().find(|(n, _)| !d.redis_groups_elsewhere.contains_key(*n)) {
         return Err(PlanError::Refused(format!(
             "{name}'s security groups could not be read ({e}), and a rule cutover added for {environment} may be \
              there; nothing was changed: run this again once they can be read"

@@ -370,16 +370,31 @@ pub async fn environment_with(
         redis_groups.extend(theirs.iter().map(|r| (r.name.clone(), named(r, &found))));
         groups.extend(found.into_iter().filter(|g| !groups.iter().any(|o| o.id == g.id)).collect::<Vec<_>>());
     }
-    let mut mentioned: Vec<String> = instances.iter().flat_map(|i| i.security_groups.clone()).collect();
-    mentioned.extend(groups.iter().flat_map(|g| g.ingress.iter().flat_map(|r| r.groups.clone())));
-    mentioned.retain(|id| !groups.iter().any(|g| &g.id == id));
-    mentioned.sort();
-    mentioned.dedup();
-    // Names are a nicety: a group we may not describe is shown by id.
-    let mut group_names: GroupNames = crate::aws::ec2::describe_security_groups(ec2, &mentioned, None)
-        .await
-        .map(|gs| gs.into_iter().map(|g| (g.id, g.name)).collect())
-        .unwrap_or_default();
+    // Names are a nicety: a group we may not describe is shown by id. The
+    // instances' own groups are asked apart from the groups rules name, one
+    // of which (in a shared Redis owner's account) would fail the whole call.
+    let known = |ids: Vec<String>, names: &GroupNames| -> Vec<String> {
+        let mut ids: Vec<String> =
+            ids.into_iter().filter(|id| !groups.iter().any(|g| &g.id == id) && !names.contains_key(id)).collect();
+        ids.sort();
+        ids.dedup();
+        ids
+    };
+    let mut group_names: GroupNames = GroupNames::new();
+    let sources: Vec<String> = groups.iter().flat_map(|g| g.ingress.iter().flat_map(|r| r.groups.clone())).collect();
+    let mut owners: Vec<&str> = redis_groups_elsewhere.values().map(String::as_str).collect();
+    owners.sort();
+    owners.dedup();
+    // This side's instances' groups, then the sources here, then those left
+    // through each owner's side.
+    let mut asks = vec![(ec2, Some(instances.iter().flat_map(|i| i.security_groups.clone()).collect())), (ec2, None)];
+    asks.extend(owners.into_iter().map(|o| (&sides.environment(o).ec2, None)));
+    for (client, ids) in asks {
+        let ids = known(ids.unwrap_or_else(|| sources.clone()), &group_names);
+        if let Ok(gs) = crate::aws::ec2::describe_security_groups(client, &ids, None).await {
+            group_names.extend(gs.into_iter().map(|g| (g.id, g.name)));
+        }
+    }
     group_names.extend(groups.iter().map(|g| (g.id.clone(), g.name.clone())));
     Ok(EnvironmentData {
         load_balancer,

@@ -448,7 +448,7 @@ fn judge_https(lb: &crate::analysis::parity::LoadBalancerShape, record: &str, no
     if secure.is_empty() {
         let have: Vec<String> = lb.listeners.iter().map(|l| format!("{} {}", l.port, l.protocol)).collect();
         return fail(format!(
-            "{} has no HTTPS listener (listeners: {})",
+            "{} has no HTTPS or TLS listener (listeners: {})",
             lb.name,
             if have.is_empty() { "none".to_string() } else { have.join(", ") }
         ));
@@ -456,7 +456,7 @@ fn judge_https(lb: &crate::analysis::parity::LoadBalancerShape, record: &str, no
     let Some(l) = secure.iter().find(|l| l.port == 443) else {
         let ports: Vec<String> = secure.iter().map(|l| format!("{} {}", l.port, l.protocol)).collect();
         return fail(format!(
-            "{}'s HTTPS listens on {} only, and clients of {record} come to 443",
+            "{}'s HTTPS and TLS listeners are on {} only, and clients of {record} come to 443",
             lb.name,
             ports.join(", "),
         ));
@@ -823,7 +823,8 @@ mod tests {
             v,
             (
                 CheckOutcome::Fail,
-                "alb's HTTPS listens on 8443 HTTPS only, and clients of www.example.com come to 443".into()
+                "alb's HTTPS and TLS listeners are on 8443 HTTPS only, and clients of www.example.com come to 443"
+                    .into()
             )
         );
         let private = cert("a:private", "www.example.com", "PRIVATE", "2026-01-01T00:00:00Z", "2027-01-01T00:00:00Z");
