@@ -405,7 +405,6 @@ async fn a_rollout_whose_gates_would_read_another_account_is_refused_before_anyt
 /// change old's account, refuses rather than leave it closed unsaid.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shared_redis_in_another_account_is_judged_on_its_owners_groups_never_a_namesake_in_the_users_account() {
-    use aws_sdk::ec2::types::{IpPermission, IpRange};
     use cutover::analysis::reachability::{SgPath, Source, sg_path_named};
     let mut rb = runbook("shared-dns-account.toml");
     let sb = sandbox(&rb, "eu-west-1").await;
@@ -414,24 +413,7 @@ async fn a_shared_redis_in_another_account_is_judged_on_its_owners_groups_never_
     let lbs = elb.describe_load_balancers().names("new-prod-alb").send().await.unwrap();
     let new_vpc = lbs.load_balancers()[0].vpc_id().unwrap().to_string();
     let ec2 = aws_sdk::ec2::Client::new(&new);
-    let namesake = ec2
-        .create_security_group()
-        .group_name("old-redis")
-        .description("new production's own, named like old's")
-        .vpc_id(&new_vpc)
-        .send()
-        .await
-        .unwrap()
-        .group_id()
-        .unwrap()
-        .to_string();
-    let open = IpPermission::builder()
-        .ip_protocol("tcp")
-        .from_port(6379)
-        .to_port(6379)
-        .ip_ranges(IpRange::builder().cidr_ip("0.0.0.0/0").build())
-        .build();
-    ec2.authorize_security_group_ingress().group_id(&namesake).ip_permissions(open).send().await.unwrap();
+    let namesake = a_group_open_to_everyone(&ec2, "old-redis", &new_vpc).await;
     let old = aws_sdk::ec2::Client::new(&in_account(&sb, OLD_ACCOUNT, "eu-west-1").await);
     let found = old
         .describe_security_groups()

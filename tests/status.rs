@@ -465,7 +465,6 @@ fn status_with_moto_frozen_from_the_start_prints_every_value_and_exits_1() {
 /// naming that VPC.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_group_of_the_same_name_in_another_vpc_never_decides_the_path() {
-    use aws_sdk::ec2::types::{IpPermission, IpRange};
     let rb = runbook("demo.toml");
     let sb = sandbox(&rb, "ca-central-1").await;
     let ec2 = &sb.clients.ec2;
@@ -473,25 +472,7 @@ async fn a_group_of_the_same_name_in_another_vpc_never_decides_the_path() {
     let other_vpc = other.vpc().unwrap().vpc_id().unwrap().to_string();
     let mut decoys = Vec::new();
     for name in ["staging-redis", "shared-redis"] {
-        let id = ec2
-            .create_security_group()
-            .group_name(name)
-            .description("another team's group")
-            .vpc_id(&other_vpc)
-            .send()
-            .await
-            .unwrap()
-            .group_id()
-            .unwrap()
-            .to_string();
-        let open = IpPermission::builder()
-            .ip_protocol("tcp")
-            .from_port(6379)
-            .to_port(6379)
-            .ip_ranges(IpRange::builder().cidr_ip("0.0.0.0/0").build())
-            .build();
-        ec2.authorize_security_group_ingress().group_id(&id).ip_permissions(open).send().await.unwrap();
-        decoys.push(id);
+        decoys.push(a_group_open_to_everyone(ec2, name, &other_vpc).await);
     }
     let real = sb.world.groups["staging-redis"].clone();
 
@@ -533,7 +514,7 @@ async fn a_group_of_the_same_name_in_another_vpc_never_decides_the_path() {
 /// authorize_redis_ingress adds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shared_redis_groups_are_looked_up_in_its_owners_vpc_never_a_namesake_in_the_users() {
-    use aws_sdk::ec2::types::{IpPermission, IpRange, ResourceType, Tag, TagSpecification};
+    use aws_sdk::ec2::types::{ResourceType, Tag, TagSpecification};
     use cutover::analysis::reachability::SgPath;
     let mut rb = runbook("demo.toml");
     let sb = sandbox(&rb, "sa-east-1").await;
@@ -562,18 +543,9 @@ async fn a_shared_redis_groups_are_looked_up_in_its_owners_vpc_never_a_namesake_
         .send()
         .await
         .unwrap();
-    let group = |vpc: String| {
-        ec2.create_security_group().group_name("legacy-redis").description("legacy's Redis").vpc_id(vpc).send()
-    };
-    let real = group(legacy_vpc.clone()).await.unwrap().group_id().unwrap().to_string();
-    let namesake = group(sb.world.vpc_id.clone()).await.unwrap().group_id().unwrap().to_string();
-    let open = IpPermission::builder()
-        .ip_protocol("tcp")
-        .from_port(6379)
-        .to_port(6379)
-        .ip_ranges(IpRange::builder().cidr_ip("0.0.0.0/0").build())
-        .build();
-    ec2.authorize_security_group_ingress().group_id(&namesake).ip_permissions(open).send().await.unwrap();
+    let create = ec2.create_security_group().group_name("legacy-redis").description("legacy's Redis");
+    let real = create.vpc_id(&legacy_vpc).send().await.unwrap().group_id().unwrap().to_string();
+    let namesake = a_group_open_to_everyone(ec2, "legacy-redis", &sb.world.vpc_id).await;
 
     let mut legacy = rb.environments["staging"].clone();
     legacy.name = "legacy".into();

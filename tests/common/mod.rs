@@ -376,3 +376,30 @@ pub async fn import_certificate(sb: &Sandbox, names: &[&str], days: u32) -> Stri
         .unwrap();
     r.certificate_arn().unwrap().to_string()
 }
+
+/// A security group `name` in `vpc`, admitting TCP 6379 from anywhere (a
+/// namesake or decoy a lookup must never take for the endpoint's own), as
+/// another team would make it; returns its id.
+#[allow(dead_code)]
+pub async fn a_group_open_to_everyone(ec2: &aws_sdk::ec2::Client, name: &str, vpc: &str) -> String {
+    use aws_sdk::ec2::types::{IpPermission, IpRange};
+    let id = ec2
+        .create_security_group()
+        .group_name(name)
+        .description("another team's group, open to everyone")
+        .vpc_id(vpc)
+        .send()
+        .await
+        .unwrap()
+        .group_id()
+        .unwrap()
+        .to_string();
+    let open = IpPermission::builder()
+        .ip_protocol("tcp")
+        .from_port(6379)
+        .to_port(6379)
+        .ip_ranges(IpRange::builder().cidr_ip("0.0.0.0/0").build())
+        .build();
+    ec2.authorize_security_group_ingress().group_id(&id).ip_permissions(open).send().await.unwrap();
+    id
+}
