@@ -405,7 +405,7 @@ async fn a_rollout_whose_gates_would_read_another_account_is_refused_before_anyt
 /// change old's account, refuses rather than leave it closed unsaid.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shared_redis_in_another_account_is_judged_on_its_owners_groups_never_a_namesake_in_the_users_account() {
-    use cutover::analysis::reachability::{SgPath, Source, sg_path_named};
+    use cutover::analysis::reachability::{SgPath, sg_path_named};
     let mut rb = runbook("shared-dns-account.toml");
     let sb = sandbox(&rb, "eu-west-1").await;
     let new = in_account(&sb, NEW_ACCOUNT, "eu-central-1").await;
@@ -438,12 +438,7 @@ async fn a_shared_redis_in_another_account_is_judged_on_its_owners_groups_never_
     assert!(named.contains(&"old-app") && named.contains(&"new-app"), "{named:?}");
     assert!(!data.instances.is_empty());
     for i in &data.instances {
-        let src = Source {
-            instance_id: &i.id,
-            private_ip: i.private_ip.as_deref(),
-            ipv6_addresses: &i.ipv6_addresses,
-            security_groups: &i.security_groups,
-        };
+        let src = i.source();
         let path = sg_path_named(&src, &data.redis_groups["old-cache"], 6379, &data.group_names);
         assert!(matches!(path, SgPath::Blocked { .. }), "{}: {}", i.id, path.describe());
     }

@@ -569,12 +569,7 @@ async fn a_shared_redis_groups_are_looked_up_in_its_owners_vpc_never_a_namesake_
     println!("legacy-cache's groups seen from staging: {ids:?} (legacy's {real}, namesake {namesake})");
     assert_eq!(ids, [real.as_str()], "the group in legacy's VPC, not staging's namesake");
     for i in &data.instances {
-        let src = cutover::analysis::reachability::Source {
-            instance_id: &i.id,
-            private_ip: i.private_ip.as_deref(),
-            ipv6_addresses: &i.ipv6_addresses,
-            security_groups: &i.security_groups,
-        };
+        let src = i.source();
         let path = cutover::analysis::reachability::sg_path_named(
             &src,
             &data.redis_groups["legacy-cache"],

@@ -27,6 +27,18 @@ pub struct Instance {
     pub tags: BTreeMap<String, String>,
 }
 
+impl Instance {
+    /// The instance as the security-group path analysis sees it.
+    pub fn source(&self) -> crate::analysis::reachability::Source<'_> {
+        crate::analysis::reachability::Source {
+            instance_id: &self.id,
+            private_ip: self.private_ip.as_deref(),
+            ipv6_addresses: &self.ipv6_addresses,
+            security_groups: &self.security_groups,
+        }
+    }
+}
+
 pub async fn describe_instances(ec2: &aws_sdk::ec2::Client, selector: &InstanceSelector) -> AwsResult<Vec<Instance>> {
     let mut out = describe_instances_with_terminated(ec2, selector).await?;
     out.retain(|i| i.state != "terminated");

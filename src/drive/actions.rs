@@ -4,7 +4,7 @@
 use serde_json::json;
 
 use super::{PlanError, shift};
-use crate::analysis::reachability::{SgPath, Source, sg_path_named};
+use crate::analysis::reachability::{SgPath, sg_path_named};
 use crate::analysis::weights::{AlbHealth, RoutedGroup};
 use crate::aws::ec2::{self, GroupIngress};
 use crate::aws::{Clients, SideClients, elb};
@@ -542,12 +542,7 @@ async fn plan_authorize_ingress(
     // Paths that cannot be judged: no rule proves them open or closed.
     let mut unjudged: Vec<String> = Vec::new();
     for i in &d.instances {
-        let src = Source {
-            instance_id: &i.id,
-            private_ip: i.private_ip.as_deref(),
-            ipv6_addresses: &i.ipv6_addresses,
-            security_groups: &i.security_groups,
-        };
+        let src = i.source();
         for name in &env.uses_redis {
             let Some(ep) = rb.redis_endpoint(name) else { continue };
             if let Some(e) = d.redis_groups_unread.get(name) {
@@ -714,12 +709,7 @@ async fn paths_cut(
             // A stopped instance connects to nothing until started (its
             // start is an action of its own, planned then).
             for i in d.instances.iter().filter(|i| matches!(i.state.as_str(), "running" | "pending")) {
-                let src = Source {
-                    instance_id: &i.id,
-                    private_ip: i.private_ip.as_deref(),
-                    ipv6_addresses: &i.ipv6_addresses,
-                    security_groups: &i.security_groups,
-                };
+                let src = i.source();
                 for port in [Some(ep.port), ep.sentinel_port].into_iter().flatten() {
                     let now = sg_path_named(&src, &groups, port, &d.group_names);
                     if now.is_allowed() && !sg_path_named(&src, &after, port, &d.group_names).is_allowed() {

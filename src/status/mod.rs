@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 
 use crate::analysis::parity::Parity;
-use crate::analysis::reachability::{SgPath, Source, sg_path_named};
+use crate::analysis::reachability::{SgPath, sg_path_named};
 use crate::analysis::weights::{AlbHealth, RoutedGroup};
 use crate::aws::cloudwatch::{AlarmState, Series};
 use crate::aws::ec2::Instance;
@@ -311,12 +311,7 @@ pub fn snapshot(rb: &Runbook, live: &LiveState, region: &str, now: SystemTime) -
                     .instances
                     .iter()
                     .map(|i| {
-                        let src = Source {
-                            instance_id: &i.id,
-                            private_ip: i.private_ip.as_deref(),
-                            ipv6_addresses: &i.ipv6_addresses,
-                            security_groups: &i.security_groups,
-                        };
+                        let src = i.source();
                         let path_at = |name: &String, port: fn(&RedisEndpoint) -> Option<u16>| {
                             let port = port(rb.redis_endpoint(name)?)?;
                             if let Some(e) = d.redis_groups_unread.get(name) {
