@@ -545,16 +545,9 @@ async fn plan_authorize_ingress(
         let src = i.source();
         for name in &env.uses_redis {
             let Some(ep) = rb.redis_endpoint(name) else { continue };
-            if let Some(e) = d.redis_groups_unread.get(name) {
-                let why = format!("its groups could not be read ({e})");
-                before.push(json!({"instance": i.id, "endpoint": name, "path": format!("not judged: {why}")}));
-                unjudged.push(format!("{} → {name}: {why}", i.id));
-                continue;
-            }
-            let groups = d.redis_groups.get(name).cloned().unwrap_or_default();
             // The master's port, and a Sentinel endpoint's sentinels' (clients ask them first).
             for port in [Some(ep.port), ep.sentinel_port].into_iter().flatten() {
-                let path = sg_path_named(&src, &groups, port, &d.group_names);
+                let path = d.redis_path(&src, name, port);
                 before.push(json!({"instance": i.id, "endpoint": name, "port": port, "path": path.describe()}));
                 if let SgPath::Unknown { reason } = &path {
                     unjudged.push(format!("{} → {name} on port {port}: {reason}", i.id));

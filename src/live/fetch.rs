@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::analysis::hit_rate::LookupCounters;
-use crate::analysis::reachability::{GroupNames, SecurityGroup};
+use crate::analysis::reachability::{GroupNames, SecurityGroup, SgPath, Source, sg_path_named};
 use crate::analysis::weights::shares;
 use crate::aws::ec2::Instance;
 use crate::aws::elb::{LoadBalancer, LoadBalancing, TargetGroup};
@@ -311,6 +311,18 @@ pub struct EnvironmentData {
     pub group_names: GroupNames,
 }
 
+impl EnvironmentData {
+    /// The security-group path from `src` to `endpoint` on `port`; unknown
+    /// when the endpoint's groups could not be read.
+    pub fn redis_path(&self, src: &Source, endpoint: &str, port: u16) -> SgPath {
+        if let Some(e) = self.redis_groups_unread.get(endpoint) {
+            return SgPath::Unknown { reason: format!("{endpoint}'s security groups could not be read: {e}") };
+        }
+        let groups = self.redis_groups.get(endpoint).map_or(&[][..], Vec::as_slice);
+        sg_path_named(src, groups, port, &self.group_names)
+    }
+}
+
 /// Everything AWS says about one environment, read through its side's
 /// clients (and a shared Redis's through its owner's).
 pub async fn environment(sides: &SideClients, rb: &Runbook, env: &Environment) -> AwsResult<EnvironmentData> {
@@ -351,11 +363,7 @@ pub async fn environment_with(
     let mut groups = own_groups;
     let mut redis_groups_elsewhere = BTreeMap::new();
     let mut redis_groups_unread = BTreeMap::new();
-    let mut owners: Vec<&str> = shared.iter().map(|r| r.environment.as_str()).collect();
-    owners.sort();
-    owners.dedup();
-    for owner in owners {
-        let theirs: Vec<&RedisEndpoint> = shared.iter().copied().filter(|r| r.environment == owner).collect();
+    for (owner, theirs) in by_owner(&shared) {
         if !sides.same_reach(&Side::Environment(env.name.clone()), &Side::Environment(owner.to_string())) {
             redis_groups_elsewhere.extend(theirs.iter().map(|r| (r.name.clone(), owner.to_string())));
         }
@@ -373,24 +381,25 @@ pub async fn environment_with(
     // Names are a nicety: a group we may not describe is shown by id. The
     // instances' own groups are asked apart from the groups rules name, one
     // of which (in a shared Redis owner's account) would fail the whole call.
-    let known = |ids: Vec<String>, names: &GroupNames| -> Vec<String> {
+    let known = |ids: &[String], names: &GroupNames| -> Vec<String> {
         let mut ids: Vec<String> =
-            ids.into_iter().filter(|id| !groups.iter().any(|g| &g.id == id) && !names.contains_key(id)).collect();
+            ids.iter().filter(|id| !groups.iter().any(|g| &g.id == *id) && !names.contains_key(*id)).cloned().collect();
         ids.sort();
         ids.dedup();
         ids
     };
     let mut group_names: GroupNames = GroupNames::new();
+    let own: Vec<String> = instances.iter().flat_map(|i| i.security_groups.clone()).collect();
     let sources: Vec<String> = groups.iter().flat_map(|g| g.ingress.iter().flat_map(|r| r.groups.clone())).collect();
     let mut owners: Vec<&str> = redis_groups_elsewhere.values().map(String::as_str).collect();
     owners.sort();
     owners.dedup();
     // This side's instances' groups, then the sources here, then those left
     // through each owner's side.
-    let mut asks = vec![(ec2, Some(instances.iter().flat_map(|i| i.security_groups.clone()).collect())), (ec2, None)];
-    asks.extend(owners.into_iter().map(|o| (&sides.environment(o).ec2, None)));
+    let mut asks = vec![(ec2, &own), (ec2, &sources)];
+    asks.extend(owners.into_iter().map(|o| (&sides.environment(o).ec2, &sources)));
     for (client, ids) in asks {
-        let ids = known(ids.unwrap_or_else(|| sources.clone()), &group_names);
+        let ids = known(ids, &group_names);
         if let Ok(gs) = crate::aws::ec2::describe_security_groups(client, &ids, None).await {
             group_names.extend(gs.into_iter().map(|g| (g.id, g.name)));
         }
@@ -405,6 +414,16 @@ pub async fn environment_with(
         redis_groups_unread,
         group_names,
     })
+}
+
+/// Shared Redis endpoints by the environment that declares them, so each
+/// owner's side (and VPC) is read once.
+pub(crate) fn by_owner<'a>(shared: &[&'a RedisEndpoint]) -> BTreeMap<&'a str, Vec<&'a RedisEndpoint>> {
+    let mut out: BTreeMap<&str, Vec<&RedisEndpoint>> = BTreeMap::new();
+    for r in shared {
+        out.entry(r.environment.as_str()).or_default().push(r);
+    }
+    out
 }
 
 /// The security groups of `endpoints`, Redis endpoints `owner` declares

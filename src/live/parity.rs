@@ -76,13 +76,14 @@ async fn side(
     // account's cannot be described through this one's), and the groups its
     // rules name as sources, described there too.
     let mut theirs: Vec<(&crate::aws::Clients, Vec<String>)> = Vec::new();
-    for ep in shared {
-        let owner = sides.environment(&ep.environment);
-        for g in crate::live::fetch::owner_groups(sides, rb, &ep.environment, &[ep]).await? {
+    for (owner_name, endpoints) in crate::live::fetch::by_owner(&shared) {
+        let owner = sides.environment(owner_name);
+        let elsewhere = !sides.same_reach(&Side::Environment(env.name.clone()), &Side::Environment(owner_name.into()));
+        for g in crate::live::fetch::owner_groups(sides, rb, owner_name, &endpoints).await? {
             if !redis_groups.contains(&g.id) {
                 redis_groups.push(g.id.clone());
             }
-            if !sides.same_reach(&Side::Environment(env.name.clone()), &Side::Environment(ep.environment.clone())) {
+            if elsewhere {
                 let named: Vec<String> = g.ingress.iter().flat_map(|r| r.groups.iter().cloned()).collect();
                 theirs.push((owner, named));
             }

@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 
 use crate::analysis::parity::Parity;
-use crate::analysis::reachability::{SgPath, sg_path_named};
+use crate::analysis::reachability::SgPath;
 use crate::analysis::weights::{AlbHealth, RoutedGroup};
 use crate::aws::cloudwatch::{AlarmState, Series};
 use crate::aws::ec2::Instance;
@@ -314,12 +314,7 @@ pub fn snapshot(rb: &Runbook, live: &LiveState, region: &str, now: SystemTime) -
                         let src = i.source();
                         let path_at = |name: &String, port: fn(&RedisEndpoint) -> Option<u16>| {
                             let port = port(rb.redis_endpoint(name)?)?;
-                            if let Some(e) = d.redis_groups_unread.get(name) {
-                                let reason = format!("{name}'s security groups could not be read: {e}");
-                                return Some((name.clone(), SgPath::Unknown { reason }));
-                            }
-                            let groups = d.redis_groups.get(name).cloned().unwrap_or_default();
-                            Some((name.clone(), sg_path_named(&src, &groups, port, &d.group_names)))
+                            Some((name.clone(), d.redis_path(&src, name, port)))
                         };
                         let used = &env.uses_redis;
                         InstanceView {
