@@ -15,7 +15,7 @@ use std::fmt::Write;
 use std::time::SystemTime;
 
 use criterion::Criterion;
-use cutover::analysis::reachability::{IngressRule, SecurityGroup};
+use cutover::analysis::reachability::{GroupRule, SecurityGroup};
 use cutover::aws::cloudwatch::{AlarmState, Series};
 use cutover::aws::ec2::Instance;
 use cutover::aws::elb::{LoadBalancer, Target, TargetGroup};
@@ -146,7 +146,7 @@ fn big_live(now: SystemTime) -> Vec<LiveEvent> {
         let group = |n: &str| SecurityGroup {
             id: format!("sg-{n}"),
             name: n.into(),
-            ingress: vec![IngressRule {
+            ingress: vec![GroupRule {
                 protocol: "tcp".into(),
                 from_port: Some(6379),
                 to_port: Some(6379),
@@ -154,6 +154,7 @@ fn big_live(now: SystemTime) -> Vec<LiveEvent> {
                 cidrs: vec![],
                 prefix_lists: vec![],
             }],
+            egress: vec![],
         };
         for i in &instances {
             out.push(ev(Update::Health {
@@ -195,6 +196,9 @@ fn big_live(now: SystemTime) -> Vec<LiveEvent> {
                 ]),
                 redis_groups_elsewhere: BTreeMap::new(),
                 redis_groups_unread: BTreeMap::new(),
+                redis_addresses: BTreeMap::new(),
+                instance_groups: Vec::new(),
+                instance_groups_unread: None,
                 group_names: BTreeMap::new(),
             }),
         }));

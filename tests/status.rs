@@ -694,6 +694,159 @@ async fn an_ipv6_range_holding_the_instances_ipv6_address_opens_its_path() {
     sb.down().await;
 }
 
+/// staging-app's outbound rules are cut to HTTPS alone (its default "all
+/// traffic to 0.0.0.0/0" revoked): staging-web-1, let in by staging-redis,
+/// can no longer get out to it. The path is blocked with the outbound rule
+/// named, authorize refuses (its inbound rule would open nothing), and the
+/// sandbox's firewall agrees: its /health fails on Redis. An outbound rule
+/// naming staging-redis on 6379 opens the path again, through that rule.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_whose_groups_let_nothing_out_to_redis_is_blocked_whatever_the_endpoint_allows() {
+    use aws_sdk::ec2::types::{IpPermission, IpRange, UserIdGroupPair};
+    use cutover::analysis::reachability::SgPath;
+    let rb = runbook("demo.toml");
+    let sb = sandbox(&rb, "ap-southeast-2").await;
+    let ec2 = &sb.clients.ec2;
+    let (app, redis) = (sb.world.groups["staging-app"].clone(), sb.world.groups["staging-redis"].clone());
+    let everything =
+        IpPermission::builder().ip_protocol("-1").ip_ranges(IpRange::builder().cidr_ip("0.0.0.0/0").build()).build();
+    ec2.revoke_security_group_egress().group_id(&app).ip_permissions(everything).send().await.unwrap();
+    let https = IpPermission::builder()
+        .ip_protocol("tcp")
+        .from_port(443)
+        .to_port(443)
+        .ip_ranges(IpRange::builder().cidr_ip("0.0.0.0/0").build())
+        .build();
+    ec2.authorize_security_group_egress().group_id(&app).ip_permissions(https).send().await.unwrap();
+    let web1 = sb.world.instances.iter().find(|i| i.name == "staging-web-1").unwrap().clone();
+
+    let snap = first_snapshot(&rb, &sb).await;
+    let staging = snap.environment("staging").unwrap().aws.value.as_ref().unwrap();
+    let path = &staging.instances.iter().find(|i| i.instance.id == web1.id).unwrap().sg_paths["staging-cache"];
+    println!("staging-web-1: {}", path.describe());
+    assert_eq!(
+        path,
+        &SgPath::Blocked {
+            reason: format!(
+                "out: no outbound rule lets 6379 out of instance {}'s groups: {app} (staging-app)",
+                web1.id
+            ),
+            fix: None
+        }
+    );
+    let action = cutover::runbook::Action::AuthorizeRedisIngress { environment: "staging".into() };
+    let err = cutover::drive::actions::plan(&sb.sides, &rb, &action).await.map(|p| p.steps.len()).unwrap_err();
+    println!("authorize: {err}");
+    assert!(
+        err.to_string()
+            .contains(&format!("{} → staging-cache on port 6379 is closed and no rule here opens it", web1.id)),
+        "{err}"
+    );
+    eventually(Duration::from_secs(15), "the sandbox's firewall to stop staging-web-1 reaching Redis", || async {
+        let r = reqwest::get(&web1.health_url).await.ok()?;
+        (!r.status().is_success()).then_some(())
+    })
+    .await;
+
+    let to_redis = IpPermission::builder()
+        .ip_protocol("tcp")
+        .from_port(6379)
+        .to_port(6379)
+        .user_id_group_pairs(UserIdGroupPair::builder().group_id(&redis).build())
+        .build();
+    ec2.authorize_security_group_egress().group_id(&app).ip_permissions(to_redis).send().await.unwrap();
+    let snap = first_snapshot(&rb, &sb).await;
+    let staging = snap.environment("staging").unwrap().aws.value.as_ref().unwrap();
+    let path = &staging.instances.iter().find(|i| i.instance.id == web1.id).unwrap().sg_paths["staging-cache"];
+    println!("staging-web-1: {}", path.describe());
+    assert!(path.is_allowed(), "{}", path.describe());
+    assert!(
+        path.describe().ends_with(&format!("; {app} (staging-app) lets 6379 out to {redis} (staging-redis))")),
+        "{}",
+        path.describe()
+    );
+    eventually(Duration::from_secs(15), "staging-web-1 to reach Redis again", || async {
+        let r = reqwest::get(&web1.health_url).await.ok()?;
+        r.status().is_success().then_some(())
+    })
+    .await;
+    sb.down().await;
+}
+
+/// staging-app lets 6379 out only to 10.42.1.0/24. Where staging-redis has
+/// no network interface, nothing says whether that holds the endpoint: the
+/// path is unknown, not open. An interface in staging-redis inside that range
+/// (as ElastiCache gives each node) opens it; one outside blocks it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_narrow_outbound_rule_is_judged_on_the_addresses_of_the_endpoints_interfaces() {
+    use aws_sdk::ec2::types::{Filter, IpPermission, IpRange};
+    use cutover::analysis::reachability::SgPath;
+    let rb = runbook("demo.toml");
+    let sb = sandbox(&rb, "ap-southeast-4").await;
+    let ec2 = &sb.clients.ec2;
+    let (app, redis) = (sb.world.groups["staging-app"].clone(), sb.world.groups["staging-redis"].clone());
+    let everything =
+        IpPermission::builder().ip_protocol("-1").ip_ranges(IpRange::builder().cidr_ip("0.0.0.0/0").build()).build();
+    ec2.revoke_security_group_egress().group_id(&app).ip_permissions(everything).send().await.unwrap();
+    let narrow = IpPermission::builder()
+        .ip_protocol("tcp")
+        .from_port(6379)
+        .to_port(6379)
+        .ip_ranges(IpRange::builder().cidr_ip("10.42.1.0/24").build())
+        .build();
+    ec2.authorize_security_group_egress().group_id(&app).ip_permissions(narrow).send().await.unwrap();
+    let web1 = sb.world.instances.iter().find(|i| i.name == "staging-web-1").unwrap().clone();
+    let path_now = || async {
+        let snap = first_snapshot(&rb, &sb).await;
+        let staging = snap.environment("staging").unwrap().aws.value.as_ref().unwrap();
+        let path =
+            staging.instances.iter().find(|i| i.instance.id == web1.id).unwrap().sg_paths["staging-cache"].clone();
+        println!("staging-web-1: {}", path.describe());
+        path
+    };
+    let path = path_now().await;
+    let SgPath::Unknown { reason } = &path else { panic!("expected unknown, got {}", path.describe()) };
+    assert!(reason.contains("no network interface was found in the endpoint's groups"), "{reason}");
+
+    let vpc = sb.world.vpc_id.clone();
+    let subnet = |cidr: &'static str| {
+        let vpc = vpc.clone();
+        async move {
+            let s = ec2
+                .describe_subnets()
+                .filters(Filter::builder().name("vpc-id").values(vpc).build())
+                .filters(Filter::builder().name("cidr-block").values(cidr).build())
+                .send()
+                .await
+                .unwrap();
+            s.subnets()[0].subnet_id().unwrap().to_string()
+        }
+    };
+    let node = |subnet: String| {
+        let redis = redis.clone();
+        async move {
+            let n = ec2.create_network_interface().subnet_id(subnet).groups(redis).send().await.unwrap();
+            let n = n.network_interface().unwrap();
+            (n.network_interface_id().unwrap().to_string(), n.private_ip_address().unwrap().to_string())
+        }
+    };
+    let (inside, inside_ip) = node(subnet("10.42.1.0/24").await).await;
+    let path = path_now().await;
+    assert!(path.is_allowed(), "{}", path.describe());
+    assert!(
+        path.describe().contains(&format!("lets 6379 out to 10.42.1.0/24 (holds {inside_ip})")),
+        "{}",
+        path.describe()
+    );
+
+    ec2.delete_network_interface().network_interface_id(&inside).send().await.unwrap();
+    let (_, outside_ip) = node(subnet("10.42.2.0/24").await).await;
+    let path = path_now().await;
+    let SgPath::Blocked { reason, fix: None } = &path else { panic!("expected blocked, got {}", path.describe()) };
+    assert!(reason.contains(&format!("no outbound rule lets 6379 out to {outside_ip}")), "{reason}");
+    sb.down().await;
+}
+
 /// A rollout's state that cannot be read (here a damaged file) makes the
 /// rollout UNKNOWN in `status`, with the reason, never "no rollout": a
 /// running rollout would be hidden behind a fresh-looking traffic reading.

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseButton, MouseEvent, MouseEventKind};
-use cutover::analysis::reachability::{IngressRule, SecurityGroup};
+use cutover::analysis::reachability::{GroupRule, SecurityGroup};
 use cutover::aws::cloudwatch::{AlarmState, Series};
 use cutover::aws::ec2::Instance;
 use cutover::aws::elb::{LoadBalancer, Target, TargetGroup, TargetGroupAttributes};
@@ -60,7 +60,7 @@ fn env_data(side: &str, instances: Vec<Instance>, targets: Vec<Target>) -> Envir
     let group = SecurityGroup {
         id: redis.clone(),
         name: format!("{side}-redis"),
-        ingress: vec![IngressRule {
+        ingress: vec![GroupRule {
             protocol: "tcp".into(),
             from_port: Some(6379),
             to_port: Some(6379),
@@ -68,7 +68,23 @@ fn env_data(side: &str, instances: Vec<Instance>, targets: Vec<Target>) -> Envir
             cidrs: vec![],
             prefix_lists: vec![],
         }],
+        egress: vec![],
     };
+    // The app group as AWS makes it: everything let out.
+    let app_group = SecurityGroup {
+        id: app.clone(),
+        name: format!("{side}-app"),
+        ingress: vec![],
+        egress: vec![GroupRule {
+            protocol: "-1".into(),
+            from_port: None,
+            to_port: None,
+            groups: vec![],
+            cidrs: vec!["0.0.0.0/0".into()],
+            prefix_lists: vec![],
+        }],
+    };
+    let batch_group = SecurityGroup { id: "sg-batch".into(), name: "staging-batch".into(), ..app_group.clone() };
     let names = [
         (redis, format!("{side}-redis")),
         (app, format!("{side}-app")),
@@ -98,6 +114,9 @@ fn env_data(side: &str, instances: Vec<Instance>, targets: Vec<Target>) -> Envir
         redis_groups: BTreeMap::from([(endpoint.to_string(), vec![group])]),
         redis_groups_elsewhere: BTreeMap::new(),
         redis_groups_unread: BTreeMap::new(),
+        redis_addresses: BTreeMap::new(),
+        instance_groups: vec![app_group, batch_group],
+        instance_groups_unread: None,
         group_names: names.into_iter().collect(),
     }
 }

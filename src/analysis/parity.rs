@@ -463,8 +463,9 @@ pub fn is_path(what: &str) -> bool {
     PATHS.iter().any(|(p, _)| *p == what)
 }
 
-/// The rules of each role's groups, with group ids replaced by the role they
-/// play on this side: `tcp 6379 from app`.
+/// The rules of each role's groups, inbound and outbound, with group ids
+/// replaced by the role they play on this side: `tcp 6379 from app`,
+/// `all traffic to 0.0.0.0/0`.
 pub fn role_rules(side: &SideShape) -> BTreeMap<&'static str, BTreeSet<String>> {
     let lb: BTreeSet<&str> =
         side.load_balancer.iter().flat_map(|l| l.security_groups.iter()).map(String::as_str).collect();
@@ -489,7 +490,8 @@ pub fn role_rules(side: &SideShape) -> BTreeMap<&'static str, BTreeSet<String>> 
     for (role, ids) in [("load balancer", &lb), ("app", &app), ("redis", &redis)] {
         let rules = out.entry(role).or_default();
         for g in side.groups.iter().filter(|g| ids.contains(g.id.as_str())) {
-            for r in &g.ingress {
+            let inbound = g.ingress.iter().map(|r| ("from", r));
+            for (way, r) in inbound.chain(g.egress.iter().map(|r| ("to", r))) {
                 let proto = match r.protocol.as_str() {
                     "-1" | "all" => "all traffic".to_string(),
                     p => match (r.from_port, r.to_port) {
@@ -498,14 +500,14 @@ pub fn role_rules(side: &SideShape) -> BTreeMap<&'static str, BTreeSet<String>> 
                         _ => p.to_string(),
                     },
                 };
-                let sources = r
+                let peers = r
                     .groups
                     .iter()
                     .map(|id| role_of(id))
                     .chain(r.cidrs.iter().cloned())
                     .chain(r.prefix_lists.iter().map(|p| format!("prefix list {}", p.cidrs.join(" "))));
-                for s in sources {
-                    rules.insert(format!("{proto} from {s}"));
+                for s in peers {
+                    rules.insert(format!("{proto} {way} {s}"));
                 }
             }
         }
@@ -941,7 +943,7 @@ fn redis(c: &mut Collector, from: &SideShape, to: &SideShape) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::analysis::reachability::IngressRule;
+    use crate::analysis::reachability::GroupRule;
 
     fn group(id: &str, name: &str, port: u16, from: &[&str]) -> SecurityGroup {
         SecurityGroup {
@@ -950,7 +952,7 @@ mod tests {
             ingress: if from.is_empty() {
                 vec![]
             } else {
-                vec![IngressRule {
+                vec![GroupRule {
                     protocol: "tcp".into(),
                     from_port: Some(port),
                     to_port: Some(port),
@@ -959,6 +961,7 @@ mod tests {
                     prefix_lists: vec![],
                 }]
             },
+            egress: vec![],
         }
     }
 
@@ -1226,6 +1229,31 @@ mod tests {
                 "staging: no instance matches the runbook's selector; instances not compared",
                 "staging: its Redis endpoints name no security_groups; the app → Redis rules not compared",
             ]
+        );
+    }
+
+    #[test]
+    fn an_app_group_that_lets_less_out_on_one_side_is_drift() {
+        let (mut from, mut to) = (side("prod"), side("staging"));
+        let everything = GroupRule {
+            protocol: "-1".into(),
+            from_port: None,
+            to_port: None,
+            groups: vec![],
+            cidrs: vec!["0.0.0.0/0".into()],
+            prefix_lists: vec![],
+        };
+        from.groups[1].egress = vec![everything.clone()];
+        to.groups[1].egress =
+            vec![GroupRule { protocol: "tcp".into(), from_port: Some(443), to_port: Some(443), ..everything }];
+        let d = compare(&from, &to, &BTreeMap::new());
+        assert_eq!(
+            what_from_to(&d),
+            vec![(
+                "security_groups",
+                "all traffic to 0.0.0.0/0; tcp 8080 from load balancer",
+                "tcp 443 to 0.0.0.0/0; tcp 8080 from load balancer"
+            )]
         );
     }
 

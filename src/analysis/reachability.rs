@@ -1,5 +1,6 @@
-//! Security-group path from an instance to a Redis endpoint: is there an
-//! ingress rule on one of the endpoint's groups that admits the instance?
+//! Security-group path from an instance to a Redis endpoint: does an
+//! outbound rule of one of the instance's groups let the traffic out, and an
+//! inbound rule of one of the endpoint's groups let it in? AWS needs both.
 
 use std::net::IpAddr;
 
@@ -9,32 +10,36 @@ use serde::Serialize;
 pub struct SecurityGroup {
     pub id: String,
     pub name: String,
-    pub ingress: Vec<IngressRule>,
+    pub ingress: Vec<GroupRule>,
+    /// Outbound rules (a new group's default lets everything out).
+    pub egress: Vec<GroupRule>,
 }
 
+/// One permission of a security group: a protocol and ports, from (inbound)
+/// or to (outbound) its peers: groups, CIDRs and prefix lists.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct IngressRule {
+pub struct GroupRule {
     /// `tcp`, `udp`, `icmp` or `-1` (all).
     pub protocol: String,
     pub from_port: Option<u16>,
     pub to_port: Option<u16>,
-    /// Source security-group ids.
+    /// Peer security-group ids: an inbound rule's sources, an outbound one's destinations.
     pub groups: Vec<String>,
-    /// Source CIDRs: IPv4 (`IpRanges`) and IPv6 (`Ipv6Ranges`) alike; each
+    /// Peer CIDRs: IPv4 (`IpRanges`) and IPv6 (`Ipv6Ranges`) alike; each
     /// only ever matches an address of its own family.
     pub cidrs: Vec<String>,
-    /// Source managed prefix lists (`PrefixListIds`) with the CIDRs they hold.
+    /// Peer managed prefix lists (`PrefixListIds`) with the CIDRs they hold.
     pub prefix_lists: Vec<PrefixList>,
 }
 
-/// A managed prefix list as a rule's source: its CIDRs count like the rule's own.
+/// A managed prefix list as a rule's peer: its CIDRs count like the rule's own.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PrefixList {
     pub id: String,
     pub cidrs: Vec<String>,
 }
 
-impl IngressRule {
+impl GroupRule {
     fn covers_tcp_port(&self, port: u16) -> bool {
         match self.protocol.as_str() {
             "-1" | "all" => true,
@@ -210,15 +215,151 @@ pub fn sg_path_named(source: &Source, endpoint_groups: &[SecurityGroup], port: u
     SgPath::Blocked { reason: format!("{what}; instance {} has {has}{hint}", source.instance_id), fix }
 }
 
+/// Where the instance's traffic to an endpoint goes: the endpoint's groups,
+/// and the addresses of the network interfaces in them (None: not read).
+#[derive(Debug, Clone, Copy)]
+pub struct Destination<'a> {
+    pub group_ids: &'a [String],
+    pub addresses: Option<&'a [String]>,
+}
+
+/// Whether an outbound rule of one of the instance's groups (`instance_groups`,
+/// as described) lets TCP `port` out to `to`: one naming an endpoint group
+/// (AWS then lets out to every interface in it), or CIDRs and prefix lists
+/// holding every address of the endpoint's interfaces. Where those addresses
+/// are not known only a rule to every IPv4 address (`0.0.0.0/0`) proves the way out.
+/// Blocked carries no fix: cutover adds inbound rules only.
+pub fn egress_path(
+    source: &Source,
+    instance_groups: &[SecurityGroup],
+    to: Destination,
+    port: u16,
+    names: &GroupNames,
+) -> SgPath {
+    let label = |id: &str| match names.get(id) {
+        Some(n) if !n.is_empty() => format!("{id} ({n})"),
+        _ => id.to_string(),
+    };
+    let mine: Vec<&SecurityGroup> = instance_groups.iter().filter(|g| source.security_groups.contains(&g.id)).collect();
+    if let Some(missing) = source.security_groups.iter().find(|id| !mine.iter().any(|g| &g.id == *id)) {
+        return SgPath::Unknown {
+            reason: format!(
+                "instance {}'s group {} was not read, so its outbound rules are not judged",
+                source.instance_id,
+                label(missing)
+            ),
+        };
+    }
+    let blocked = |reason: String| SgPath::Blocked { reason, fix: None };
+    if mine.is_empty() {
+        return blocked(format!(
+            "instance {} has no security groups, so nothing lets its traffic out",
+            source.instance_id
+        ));
+    }
+    let rules = || mine.iter().flat_map(|g| g.egress.iter().filter(|r| r.covers_tcp_port(port)).map(move |r| (*g, r)));
+    for (g, r) in rules() {
+        if let Some(d) = r.groups.iter().find(|d| to.group_ids.contains(d)) {
+            return SgPath::Allowed { via: format!("{} lets {port} out to {}", label(&g.id), label(d)) };
+        }
+    }
+    // Every CIDR a rule lets the port out to, with its group: own or in a prefix list.
+    let cidrs = || {
+        rules().flat_map(|(g, r)| {
+            r.cidrs.iter().map(move |c| (g, c.clone(), None)).chain(
+                r.prefix_lists.iter().flat_map(move |pl| pl.cidrs.iter().map(move |c| (g, c.clone(), Some(&pl.id)))),
+            )
+        })
+    };
+    let says = |g: &SecurityGroup, c: &str, list: Option<&String>| match list {
+        Some(l) => format!("{} lets {port} out to prefix list {l} ({c})", label(&g.id)),
+        None => format!("{} lets {port} out to {c}", label(&g.id)),
+    };
+    let theirs = mine.iter().map(|g| label(&g.id)).collect::<Vec<_>>().join(", ");
+    match to.addresses.filter(|a| !a.is_empty()) {
+        Some(addresses) => {
+            // Each rule that lets out, with the addresses it holds.
+            let mut via: Vec<(String, Vec<&str>)> = Vec::new();
+            let mut not_out = Vec::new();
+            for a in addresses {
+                match cidrs().find(|(_, c, _)| cidr_contains(c, a)) {
+                    Some((g, c, list)) => {
+                        let rule = says(g, &c, list);
+                        match via.iter_mut().find(|(r, _)| *r == rule) {
+                            Some((_, held)) => held.push(a),
+                            None => via.push((rule, vec![a])),
+                        }
+                    }
+                    None => not_out.push(a.as_str()),
+                }
+            }
+            if not_out.is_empty() {
+                let via: Vec<String> =
+                    via.into_iter().map(|(r, held)| format!("{r} (holds {})", held.join(", "))).collect();
+                SgPath::Allowed { via: via.join(", ") }
+            } else {
+                blocked(format!(
+                    "no outbound rule lets {port} out to {} (in the endpoint's groups {}) from instance {}'s groups: {theirs}",
+                    not_out.join(", "),
+                    to.group_ids.iter().map(|g| label(g)).collect::<Vec<_>>().join(", "),
+                    source.instance_id,
+                ))
+            }
+        }
+        None => {
+            // Taken as IPv4, as ElastiCache's endpoints are unless made otherwise.
+            if let Some((g, c, list)) =
+                cidrs().find(|(_, c, _)| cidr_contains(c, "0.0.0.0") && cidr_contains(c, "255.255.255.255"))
+            {
+                return SgPath::Allowed { via: says(g, &c, list) };
+            }
+            let narrow: Vec<String> = cidrs().map(|(g, c, list)| says(g, &c, list)).collect();
+            if narrow.is_empty() {
+                blocked(format!(
+                    "no outbound rule lets {port} out of instance {}'s groups: {theirs}",
+                    source.instance_id
+                ))
+            } else {
+                let why = match to.addresses {
+                    None => "the network interfaces in the endpoint's groups could not be read",
+                    Some(_) => "no network interface was found in the endpoint's groups",
+                };
+                SgPath::Unknown {
+                    reason: format!("{}, and {why} to say whether that holds the endpoint", narrow.join(", ")),
+                }
+            }
+        }
+    }
+}
+
+/// The whole path: `ingress` (the endpoint's groups letting the instance in)
+/// joined with `egress` (its own letting the traffic out). A path blocked
+/// either way keeps the inbound fix only when the way out is open, since
+/// adding that rule opens nothing otherwise.
+pub fn both_ways(ingress: SgPath, egress: SgPath) -> SgPath {
+    match (ingress, egress) {
+        (SgPath::Allowed { via }, SgPath::Allowed { via: out }) => SgPath::Allowed { via: format!("{via}; {out}") },
+        (ingress, SgPath::Allowed { .. }) => ingress,
+        (SgPath::Allowed { .. }, SgPath::Blocked { reason, .. }) => {
+            SgPath::Blocked { reason: format!("out: {reason}"), fix: None }
+        }
+        (SgPath::Allowed { .. }, SgPath::Unknown { reason }) => SgPath::Unknown { reason: format!("out: {reason}") },
+        (SgPath::Blocked { reason, .. }, out) => {
+            SgPath::Blocked { reason: format!("{reason}; out: {}", out.describe()), fix: None }
+        }
+        (SgPath::Unknown { reason }, _) => SgPath::Unknown { reason },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn group(id: &str, rules: Vec<IngressRule>) -> SecurityGroup {
-        SecurityGroup { id: id.into(), name: id.into(), ingress: rules }
+    fn group(id: &str, rules: Vec<GroupRule>) -> SecurityGroup {
+        SecurityGroup { id: id.into(), name: id.into(), ingress: rules, egress: Vec::new() }
     }
-    fn tcp(from: u16, to: u16, groups: &[&str], cidrs: &[&str]) -> IngressRule {
-        IngressRule {
+    fn tcp(from: u16, to: u16, groups: &[&str], cidrs: &[&str]) -> GroupRule {
+        GroupRule {
             protocol: "tcp".into(),
             from_port: Some(from),
             to_port: Some(to),
@@ -361,5 +502,118 @@ mod tests {
         };
         assert!(reason.starts_with("sg-r allows 6379 from prefix list pl-1;"), "{reason}");
         assert!(!sg_path(&src(&sgs, Some("10.0.1.5"), &[]), &groups, 6380).is_allowed(), "another port");
+    }
+
+    fn app(egress: Vec<GroupRule>) -> SecurityGroup {
+        SecurityGroup { id: "sg-app".into(), name: "app".into(), ingress: Vec::new(), egress }
+    }
+    fn everything_to(cidr: &str) -> GroupRule {
+        GroupRule { protocol: "-1".into(), from_port: None, to_port: None, ..tcp(0, 0, &[], &[cidr]) }
+    }
+
+    #[test]
+    fn the_default_outbound_rule_lets_the_port_out_and_a_group_reference_does_too() {
+        let sgs = vec!["sg-app".to_string()];
+        let redis = vec!["sg-redis".to_string()];
+        let to = Destination { group_ids: &redis, addresses: None };
+        let src = src(&sgs, Some("10.0.1.5"), &[]);
+        let names = GroupNames::new();
+        assert_eq!(
+            egress_path(&src, &[app(vec![everything_to("0.0.0.0/0")])], to, 6379, &names),
+            SgPath::Allowed { via: "sg-app lets 6379 out to 0.0.0.0/0".into() }
+        );
+        assert_eq!(
+            egress_path(&src, &[app(vec![tcp(6379, 6379, &["sg-redis"], &[])])], to, 6379, &names),
+            SgPath::Allowed { via: "sg-app lets 6379 out to sg-redis".into() }
+        );
+        // Only IPv6 out, with the endpoint's address unknown: taken as IPv4, so not out.
+        assert!(!egress_path(&src, &[app(vec![everything_to("::/0")])], to, 6379, &names).is_allowed());
+    }
+
+    #[test]
+    fn no_outbound_rule_for_the_port_blocks_without_a_fix() {
+        let sgs = vec!["sg-app".to_string()];
+        let redis = vec!["sg-redis".to_string()];
+        let to = Destination { group_ids: &redis, addresses: None };
+        let src = src(&sgs, Some("10.0.1.5"), &[]);
+        let https_only = app(vec![tcp(443, 443, &[], &["0.0.0.0/0"])]);
+        assert_eq!(
+            egress_path(&src, &[https_only], to, 6379, &GroupNames::new()),
+            SgPath::Blocked {
+                reason: "no outbound rule lets 6379 out of instance i-1's groups: sg-app".into(),
+                fix: None
+            }
+        );
+        let other_group = app(vec![tcp(6379, 6379, &["sg-elsewhere"], &[])]);
+        assert!(matches!(
+            egress_path(&src, &[other_group], to, 6379, &GroupNames::new()),
+            SgPath::Blocked { fix: None, .. }
+        ));
+    }
+
+    #[test]
+    fn a_narrow_cidr_must_hold_every_address_of_the_endpoints_interfaces() {
+        let sgs = vec!["sg-app".to_string()];
+        let redis = vec!["sg-redis".to_string()];
+        let src = src(&sgs, Some("10.0.1.5"), &[]);
+        let vpc_only = [app(vec![tcp(6379, 6379, &[], &["10.0.0.0/16"])])];
+        let names = GroupNames::new();
+        let inside = vec!["10.0.3.7".to_string(), "10.0.4.8".to_string()];
+        let path =
+            egress_path(&src, &vpc_only, Destination { group_ids: &redis, addresses: Some(&inside) }, 6379, &names);
+        assert_eq!(
+            path,
+            SgPath::Allowed { via: "sg-app lets 6379 out to 10.0.0.0/16 (holds 10.0.3.7, 10.0.4.8)".into() }
+        );
+        let one_outside = vec!["10.0.3.7".to_string(), "10.1.0.9".to_string()];
+        let path = egress_path(
+            &src,
+            &vpc_only,
+            Destination { group_ids: &redis, addresses: Some(&one_outside) },
+            6379,
+            &names,
+        );
+        let SgPath::Blocked { reason, fix: None } = path else { panic!("expected blocked, got {path:?}") };
+        assert_eq!(
+            reason,
+            "no outbound rule lets 6379 out to 10.1.0.9 (in the endpoint's groups sg-redis) from instance i-1's groups: sg-app"
+        );
+        // Where the endpoint is not known, a narrow rule proves nothing either way.
+        let path = egress_path(&src, &vpc_only, Destination { group_ids: &redis, addresses: Some(&[]) }, 6379, &names);
+        assert!(matches!(path, SgPath::Unknown { .. }), "{path:?}");
+        let path = egress_path(&src, &vpc_only, Destination { group_ids: &redis, addresses: None }, 6379, &names);
+        let SgPath::Unknown { reason } = path else { panic!("expected unknown") };
+        assert!(reason.contains("could not be read"), "{reason}");
+    }
+
+    #[test]
+    fn an_instance_group_not_read_leaves_the_way_out_unknown() {
+        let sgs = vec!["sg-app".to_string(), "sg-extra".to_string()];
+        let redis = vec!["sg-redis".to_string()];
+        let to = Destination { group_ids: &redis, addresses: None };
+        let path = egress_path(&src(&sgs, None, &[]), &[app(vec![])], to, 6379, &GroupNames::new());
+        assert!(matches!(path, SgPath::Unknown { .. }), "{path:?}");
+    }
+
+    #[test]
+    fn both_ways_keeps_the_inbound_fix_only_when_the_way_out_is_open() {
+        let fix = MissingRule { group_id: "sg-r".into(), port: 6379, from_group_id: "sg-app".into() };
+        let blocked_in = SgPath::Blocked { reason: "in".into(), fix: Some(fix.clone()) };
+        let open = |v: &str| SgPath::Allowed { via: v.into() };
+        assert_eq!(both_ways(blocked_in.clone(), open("out")), blocked_in);
+        assert_eq!(
+            both_ways(blocked_in.clone(), SgPath::Blocked { reason: "shut".into(), fix: None }),
+            SgPath::Blocked { reason: "in; out: BLOCKED: shut".into(), fix: None }
+        );
+        assert_eq!(
+            both_ways(blocked_in, SgPath::Unknown { reason: "?".into() }),
+            SgPath::Blocked { reason: "in; out: unknown: ?".into(), fix: None }
+        );
+        assert_eq!(
+            both_ways(open("in"), SgPath::Blocked { reason: "shut".into(), fix: None }),
+            SgPath::Blocked { reason: "out: shut".into(), fix: None }
+        );
+        assert_eq!(both_ways(open("in"), open("out")), open("in; out"));
+        assert!(matches!(both_ways(open("in"), SgPath::Unknown { reason: "?".into() }), SgPath::Unknown { .. }));
     }
 }

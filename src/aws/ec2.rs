@@ -6,7 +6,7 @@ use aws_sdk::ec2::types::Filter;
 use serde::Serialize;
 
 use super::{AwsError, AwsResult, sdk_error};
-use crate::analysis::reachability::{IngressRule, PrefixList, SecurityGroup};
+use crate::analysis::reachability::{GroupRule, PrefixList, SecurityGroup};
 use crate::runbook::InstanceSelector;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -165,13 +165,16 @@ pub async fn describe_security_groups(
             }
         }
         let mut lists: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for id in resp
+        // Collected first: an iterator of closures held across the await would
+        // make the future not Send.
+        let named: Vec<String> = resp
             .security_groups()
             .iter()
-            .flat_map(|g| g.ip_permissions())
+            .flat_map(|g| g.ip_permissions().iter().chain(g.ip_permissions_egress()))
             .flat_map(|p| p.prefix_list_ids())
-            .filter_map(|p| p.prefix_list_id())
-        {
+            .filter_map(|p| p.prefix_list_id().map(str::to_string))
+            .collect();
+        for id in &named {
             if !lists.contains_key(id) {
                 lists.insert(id.to_string(), prefix_list_cidrs(ec2, id).await?);
             }
@@ -180,33 +183,8 @@ pub async fn describe_security_groups(
             out.push(SecurityGroup {
                 id: g.group_id().unwrap_or_default().to_string(),
                 name: g.group_name().unwrap_or_default().to_string(),
-                ingress: g
-                    .ip_permissions()
-                    .iter()
-                    .map(|p| IngressRule {
-                        protocol: p.ip_protocol().unwrap_or("-1").to_string(),
-                        from_port: p.from_port().and_then(|v| u16::try_from(v).ok()),
-                        to_port: p.to_port().and_then(|v| u16::try_from(v).ok()),
-                        groups: p
-                            .user_id_group_pairs()
-                            .iter()
-                            .filter_map(|u| u.group_id().map(str::to_string))
-                            .collect(),
-                        cidrs: p
-                            .ip_ranges()
-                            .iter()
-                            .filter_map(|r| r.cidr_ip())
-                            .chain(p.ipv6_ranges().iter().filter_map(|r| r.cidr_ipv6()))
-                            .map(str::to_string)
-                            .collect(),
-                        prefix_lists: p
-                            .prefix_list_ids()
-                            .iter()
-                            .filter_map(|l| l.prefix_list_id())
-                            .map(|id| PrefixList { id: id.to_string(), cidrs: lists[id].clone() })
-                            .collect(),
-                    })
-                    .collect(),
+                ingress: g.ip_permissions().iter().map(|p| group_rule(p, &lists)).collect(),
+                egress: g.ip_permissions_egress().iter().map(|p| group_rule(p, &lists)).collect(),
             });
         }
         for v in &values {
@@ -226,6 +204,65 @@ pub async fn describe_security_groups(
 }
 
 /// The CIDRs a managed prefix list holds now (every page).
+/// One permission as the analysis reads it, its prefix lists' CIDRs from `lists`.
+fn group_rule(p: &aws_sdk::ec2::types::IpPermission, lists: &BTreeMap<String, Vec<String>>) -> GroupRule {
+    GroupRule {
+        protocol: p.ip_protocol().unwrap_or("-1").to_string(),
+        from_port: p.from_port().and_then(|v| u16::try_from(v).ok()),
+        to_port: p.to_port().and_then(|v| u16::try_from(v).ok()),
+        groups: p.user_id_group_pairs().iter().filter_map(|u| u.group_id().map(str::to_string)).collect(),
+        cidrs: p
+            .ip_ranges()
+            .iter()
+            .filter_map(|r| r.cidr_ip())
+            .chain(p.ipv6_ranges().iter().filter_map(|r| r.cidr_ipv6()))
+            .map(str::to_string)
+            .collect(),
+        prefix_lists: p
+            .prefix_list_ids()
+            .iter()
+            .filter_map(|l| l.prefix_list_id())
+            .map(|id| PrefixList { id: id.to_string(), cidrs: lists.get(id).cloned().unwrap_or_default() })
+            .collect(),
+    }
+}
+
+/// The private addresses (IPv4 and IPv6) of the network interfaces in each
+/// of `group_ids` (group id → addresses): where traffic to that group goes
+/// (an ElastiCache node, an instance running Redis).
+pub async fn interface_addresses(
+    ec2: &aws_sdk::ec2::Client,
+    group_ids: &[String],
+) -> AwsResult<BTreeMap<String, Vec<String>>> {
+    let mut out: BTreeMap<String, Vec<String>> = group_ids.iter().map(|g| (g.clone(), Vec::new())).collect();
+    if group_ids.is_empty() {
+        return Ok(out);
+    }
+    let filter = Filter::builder().name("group-id").set_values(Some(group_ids.to_vec())).build();
+    let mut pages = ec2.describe_network_interfaces().filters(filter).into_paginator().send();
+    while let Some(page) = pages.next().await {
+        for n in page.map_err(|e| sdk_error("DescribeNetworkInterfaces", e))?.network_interfaces() {
+            let addresses: Vec<String> = n
+                .private_ip_addresses()
+                .iter()
+                .filter_map(|a| a.private_ip_address())
+                .chain(n.ipv6_addresses().iter().filter_map(|a| a.ipv6_address()))
+                .map(str::to_string)
+                .collect();
+            for g in n.groups().iter().filter_map(|g| g.group_id()) {
+                if let Some(list) = out.get_mut(g) {
+                    list.extend(addresses.iter().cloned());
+                }
+            }
+        }
+    }
+    for list in out.values_mut() {
+        list.sort();
+        list.dedup();
+    }
+    Ok(out)
+}
+
 async fn prefix_list_cidrs(ec2: &aws_sdk::ec2::Client, id: &str) -> AwsResult<Vec<String>> {
     let mut out = Vec::new();
     let mut pages = ec2.get_managed_prefix_list_entries().prefix_list_id(id).into_paginator().send();

@@ -566,6 +566,9 @@ mod tests {
             redis_groups: Default::default(),
             redis_groups_elsewhere: Default::default(),
             redis_groups_unread: Default::default(),
+            redis_addresses: Default::default(),
+            instance_groups: Default::default(),
+            instance_groups_unread: None,
             group_names: Default::default(),
         };
         let mut st = LiveState::default();
@@ -638,6 +641,9 @@ mod tests {
                 redis_groups: Default::default(),
                 redis_groups_elsewhere: Default::default(),
                 redis_groups_unread: Default::default(),
+                redis_addresses: Default::default(),
+                instance_groups: Default::default(),
+                instance_groups_unread: None,
                 group_names: Default::default(),
             };
             let now = SystemTime::now();

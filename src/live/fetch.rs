@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::analysis::hit_rate::LookupCounters;
-use crate::analysis::reachability::{GroupNames, SecurityGroup, SgPath, Source, sg_path_named};
+use crate::analysis::reachability::{
+    Destination, GroupNames, SecurityGroup, SgPath, Source, both_ways, egress_path, sg_path_named,
+};
 use crate::analysis::weights::shares;
 use crate::aws::ec2::Instance;
 use crate::aws::elb::{LoadBalancer, LoadBalancing, TargetGroup};
@@ -307,19 +309,46 @@ pub struct EnvironmentData {
     /// meanwhile; the environment's own data still stands.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub redis_groups_unread: BTreeMap<String, String>,
+    /// Addresses of the network interfaces in each endpoint's groups, where
+    /// its outbound rules must let traffic go; absent when they could not be
+    /// read.
+    pub redis_addresses: BTreeMap<String, Vec<String>>,
+    /// The instances' own security groups, as described: their outbound rules.
+    pub instance_groups: Vec<SecurityGroup>,
+    /// Why the instances' groups could not be read, when they could not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance_groups_unread: Option<String>,
     /// Names of every group a message may mention.
     pub group_names: GroupNames,
 }
 
 impl EnvironmentData {
-    /// The security-group path from `src` to `endpoint` on `port`; unknown
-    /// when the endpoint's groups could not be read.
+    /// The security-group path from `src` to `endpoint` on `port`, out of
+    /// the instance's groups and into the endpoint's; unknown when the
+    /// endpoint's groups could not be read.
     pub fn redis_path(&self, src: &Source, endpoint: &str, port: u16) -> SgPath {
         if let Some(e) = self.redis_groups_unread.get(endpoint) {
             return SgPath::Unknown { reason: format!("{endpoint}'s security groups could not be read: {e}") };
         }
         let groups = self.redis_groups.get(endpoint).map_or(&[][..], Vec::as_slice);
-        sg_path_named(src, groups, port, &self.group_names)
+        let ingress = sg_path_named(src, groups, port, &self.group_names);
+        if matches!(ingress, SgPath::Unknown { .. }) {
+            return ingress;
+        }
+        let egress = match &self.instance_groups_unread {
+            Some(e) => SgPath::Unknown {
+                reason: format!("instance {}'s security groups could not be read: {e}", src.instance_id),
+            },
+            None => {
+                let group_ids: Vec<String> = groups.iter().map(|g| g.id.clone()).collect();
+                let to = Destination {
+                    group_ids: &group_ids,
+                    addresses: self.redis_addresses.get(endpoint).map(Vec::as_slice),
+                };
+                egress_path(src, &self.instance_groups, to, port, &self.group_names)
+            }
+        };
+        both_ways(ingress, egress)
     }
 }
 
@@ -360,6 +389,27 @@ pub async fn environment_with(
     };
     let mut redis_groups: BTreeMap<String, Vec<SecurityGroup>> =
         own.iter().map(|r| (r.name.clone(), named(r, &own_groups))).collect();
+    let mut redis_addresses = BTreeMap::new();
+    // Where each endpoint's interfaces are, read where its groups are: a
+    // failure leaves them unknown, not the environment unread.
+    let addresses = |ec2, endpoints: Vec<(String, Vec<String>)>| async move {
+        let ids: Vec<String> = endpoints.iter().flat_map(|(_, ids)| ids.clone()).collect();
+        let Ok(by_group) = crate::aws::ec2::interface_addresses(ec2, &ids).await else { return Vec::new() };
+        endpoints
+            .into_iter()
+            .map(|(name, ids)| {
+                let mut all: Vec<String> =
+                    ids.iter().flat_map(|g| by_group.get(g).cloned().unwrap_or_default()).collect();
+                all.sort();
+                all.dedup();
+                (name, all)
+            })
+            .collect::<Vec<_>>()
+    };
+    let ids_of = |r: &RedisEndpoint, groups: &BTreeMap<String, Vec<SecurityGroup>>| {
+        (r.name.clone(), groups.get(&r.name).map(|gs| gs.iter().map(|g| g.id.clone()).collect()).unwrap_or_default())
+    };
+    redis_addresses.extend(addresses(ec2, own.iter().map(|r| ids_of(r, &redis_groups)).collect()).await);
     let mut groups = own_groups;
     let mut redis_groups_elsewhere = BTreeMap::new();
     let mut redis_groups_unread = BTreeMap::new();
@@ -376,6 +426,8 @@ pub async fn environment_with(
             }
         };
         redis_groups.extend(theirs.iter().map(|r| (r.name.clone(), named(r, &found))));
+        let owner_ec2 = &sides.environment(owner).ec2;
+        redis_addresses.extend(addresses(owner_ec2, theirs.iter().map(|r| ids_of(r, &redis_groups)).collect()).await);
         groups.extend(found.into_iter().filter(|g| !groups.iter().any(|o| o.id == g.id)).collect::<Vec<_>>());
     }
     // Names are a nicety: a group we may not describe is shown by id. The
@@ -390,13 +442,25 @@ pub async fn environment_with(
     };
     let mut group_names: GroupNames = GroupNames::new();
     let own: Vec<String> = instances.iter().flat_map(|i| i.security_groups.clone()).collect();
+    // The instances' groups whole, for their outbound rules: those not read
+    // already as an endpoint's.
+    let mut instance_groups: Vec<SecurityGroup> = groups.iter().filter(|g| own.contains(&g.id)).cloned().collect();
+    let mut instance_groups_unread = None;
+    let unread: Vec<String> = known(&own, &GroupNames::new());
+    match crate::aws::ec2::describe_security_groups(ec2, &unread, None).await {
+        Ok(gs) => {
+            group_names.extend(gs.iter().map(|g| (g.id.clone(), g.name.clone())));
+            instance_groups.extend(gs);
+        }
+        Err(e) => instance_groups_unread = Some(e.to_string()),
+    }
     let sources: Vec<String> = groups.iter().flat_map(|g| g.ingress.iter().flat_map(|r| r.groups.clone())).collect();
     let mut owners: Vec<&str> = redis_groups_elsewhere.values().map(String::as_str).collect();
     owners.sort();
     owners.dedup();
     // This side's instances' groups, then the sources here, then those left
     // through each owner's side.
-    let mut asks = vec![(ec2, &own), (ec2, &sources)];
+    let mut asks = vec![(ec2, &sources)];
     asks.extend(owners.into_iter().map(|o| (&sides.environment(o).ec2, &sources)));
     for (client, ids) in asks {
         let ids = known(ids, &group_names);
@@ -412,6 +476,9 @@ pub async fn environment_with(
         redis_groups,
         redis_groups_elsewhere,
         redis_groups_unread,
+        redis_addresses,
+        instance_groups,
+        instance_groups_unread,
         group_names,
     })
 }

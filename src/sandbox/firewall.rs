@@ -11,7 +11,7 @@ use color_eyre::eyre::{Result, WrapErr};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-use super::rules::{Group, Knock, Permission, reaches};
+use super::rules::{Group, Knock, Permission, lets_out, reaches};
 
 /// An instance as the sandbox sees it in moto.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -53,7 +53,9 @@ pub fn admits(world: &LiveWorld, spec: &ProxySpec) -> bool {
         ipv6_addresses: &inst.ipv6_addresses,
         port: spec.rule_port,
     };
-    reaches(&groups, &knock)
+    // AWS needs both: the instance's groups let the traffic out, the endpoint's let it in.
+    let own: Vec<Group> = world.groups.iter().filter(|g| inst.security_groups.contains(&g.id)).cloned().collect();
+    reaches(&groups, &knock) && lets_out(&own, &spec.endpoint_group_ids, spec.rule_port)
 }
 
 /// Reads the groups and instances from EC2 with the SDK alone.
@@ -68,8 +70,15 @@ pub async fn read_live(ec2: &aws_sdk::ec2::Client, group_ids: &[String], instanc
             .wrap_err("DescribeSecurityGroups")?;
         // Each managed prefix list a permission names, read once: its entries now.
         let mut lists: std::collections::BTreeMap<String, Vec<String>> = Default::default();
-        let named = resp.security_groups().iter().flat_map(|g| g.ip_permissions()).flat_map(|p| p.prefix_list_ids());
-        for id in named.filter_map(|l| l.prefix_list_id()) {
+        // Collected first: closures held across the await would make the task not Send.
+        let named: Vec<String> = resp
+            .security_groups()
+            .iter()
+            .flat_map(|g| g.ip_permissions().iter().chain(g.ip_permissions_egress()))
+            .flat_map(|p| p.prefix_list_ids())
+            .filter_map(|l| l.prefix_list_id().map(str::to_string))
+            .collect();
+        for id in &named {
             if lists.contains_key(id) {
                 continue;
             }
@@ -82,30 +91,23 @@ pub async fn read_live(ec2: &aws_sdk::ec2::Client, group_ids: &[String], instanc
             lists.insert(id.to_string(), cidrs);
         }
         for g in resp.security_groups() {
-            let inbound = g
-                .ip_permissions()
-                .iter()
-                .map(|p| Permission {
-                    protocol: p.ip_protocol().unwrap_or_default().to_string(),
-                    from_port: p.from_port(),
-                    to_port: p.to_port(),
-                    source_groups: p
-                        .user_id_group_pairs()
-                        .iter()
-                        .filter_map(|u| u.group_id())
-                        .map(str::to_string)
-                        .collect(),
-                    cidrs: p.ip_ranges().iter().filter_map(|r| r.cidr_ip()).map(str::to_string).collect(),
-                    ipv6_cidrs: p.ipv6_ranges().iter().filter_map(|r| r.cidr_ipv6()).map(str::to_string).collect(),
-                    prefix_list_cidrs: p
-                        .prefix_list_ids()
-                        .iter()
-                        .filter_map(|l| l.prefix_list_id())
-                        .flat_map(|id| lists[id].iter().cloned())
-                        .collect(),
-                })
-                .collect();
-            world.groups.push(Group { id: g.group_id().unwrap_or_default().to_string(), inbound });
+            let permission = |p: &aws_sdk::ec2::types::IpPermission| Permission {
+                protocol: p.ip_protocol().unwrap_or_default().to_string(),
+                from_port: p.from_port(),
+                to_port: p.to_port(),
+                peer_groups: p.user_id_group_pairs().iter().filter_map(|u| u.group_id()).map(str::to_string).collect(),
+                cidrs: p.ip_ranges().iter().filter_map(|r| r.cidr_ip()).map(str::to_string).collect(),
+                ipv6_cidrs: p.ipv6_ranges().iter().filter_map(|r| r.cidr_ipv6()).map(str::to_string).collect(),
+                prefix_list_cidrs: p
+                    .prefix_list_ids()
+                    .iter()
+                    .filter_map(|l| l.prefix_list_id())
+                    .flat_map(|id| lists[id].iter().cloned())
+                    .collect(),
+            };
+            let inbound = g.ip_permissions().iter().map(permission).collect();
+            let outbound = g.ip_permissions_egress().iter().map(permission).collect();
+            world.groups.push(Group { id: g.group_id().unwrap_or_default().to_string(), inbound, outbound });
         }
     }
     if !instance_ids.is_empty() {

@@ -1,34 +1,36 @@
-//! The sandbox's own reading of two AWS rules: security-group ingress and
-//! Route53 weighted routing. Deliberately simple, and written apart from
+//! The sandbox's own reading of two AWS rules: security groups (ingress and
+//! egress) and Route53 weighted routing. Deliberately simple, and written apart from
 //! `crate::analysis` (nothing here calls it): the sandbox plays AWS, so an
 //! end-to-end test checks cutover against an independent referee instead of
 //! agreeing with it by construction.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-/// One inbound permission of a security group, as EC2 describes it.
+/// One permission of a security group, inbound or outbound, as EC2 describes it.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Permission {
     /// `tcp`, `udp`, `icmp` or `-1` (every protocol and port).
     pub protocol: String,
     pub from_port: Option<i32>,
     pub to_port: Option<i32>,
-    /// Source security-group ids (UserIdGroupPairs).
-    pub source_groups: Vec<String>,
-    /// Source IPv4 CIDRs (IpRanges).
+    /// The other end's security-group ids (UserIdGroupPairs): sources of
+    /// an inbound permission, destinations of an outbound one.
+    pub peer_groups: Vec<String>,
+    /// The other end's IPv4 CIDRs (IpRanges).
     pub cidrs: Vec<String>,
-    /// Source IPv6 CIDRs (Ipv6Ranges).
+    /// The other end's IPv6 CIDRs (Ipv6Ranges).
     pub ipv6_cidrs: Vec<String>,
     /// Every CIDR held by the managed prefix lists the permission names
     /// (PrefixListIds), as GetManagedPrefixListEntries gives them: IPv4 or IPv6.
     pub prefix_list_cidrs: Vec<String>,
 }
 
-/// A security group: its id and inbound permissions.
+/// A security group: its id and permissions.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Group {
     pub id: String,
     pub inbound: Vec<Permission>,
+    pub outbound: Vec<Permission>,
 }
 
 /// The instance knocking on the endpoint's port.
@@ -54,7 +56,7 @@ impl Permission {
     }
 
     fn admits_source(&self, knock: &Knock) -> bool {
-        let by_group = self.source_groups.iter().any(|g| knock.security_groups.contains(g));
+        let by_group = self.peer_groups.iter().any(|g| knock.security_groups.contains(g));
         let v4 = |c: &String| knock.private_ip.is_some_and(|ip| ipv4_in_cidr(ip, c));
         let v6 = |c: &String| knock.ipv6_addresses.iter().any(|ip| ipv6_in_cidr(ip, c));
         let by_address = self.cidrs.iter().any(v4) || self.ipv6_cidrs.iter().any(v6);
@@ -69,6 +71,20 @@ impl Permission {
 /// private IP. Security groups only allow; no rule means no path.
 pub fn reaches(endpoint_groups: &[Group], knock: &Knock) -> bool {
     endpoint_groups.iter().flat_map(|g| &g.inbound).any(|p| p.covers_port(knock.port) && p.admits_source(knock))
+}
+
+/// Whether one of the instance's groups has an outbound permission covering
+/// the port to one of the endpoint's groups or to every IPv4 address. The
+/// sandbox's Redis has no network interface in moto, so no narrower CIDR can
+/// be said to hold it: such a rule lets nothing out to it here.
+pub fn lets_out(instance_groups: &[Group], endpoint_group_ids: &[String], port: u16) -> bool {
+    instance_groups.iter().flat_map(|g| &g.outbound).any(|p| {
+        let everywhere = |c: &String| c.split_once('/').is_some_and(|(_, prefix)| prefix == "0") && !c.contains(':');
+        p.covers_port(port)
+            && (p.peer_groups.iter().any(|g| endpoint_group_ids.contains(g))
+                || p.cidrs.iter().any(everywhere)
+                || p.prefix_list_cidrs.iter().any(everywhere))
+    })
 }
 
 /// `10.42.1.7` in `10.42.0.0/16`, by hand: both as 32-bit numbers, compared
@@ -130,7 +146,7 @@ mod tests {
     }
 
     fn redis_group(inbound: Vec<Permission>) -> Vec<Group> {
-        vec![Group { id: "sg-redis".into(), inbound }]
+        vec![Group { id: "sg-redis".into(), inbound, outbound: vec![] }]
     }
 
     fn knock<'a>(groups: &'a [String], ip: Option<&'a str>, port: u16) -> Knock<'a> {
@@ -140,10 +156,10 @@ mod tests {
     #[test]
     fn a_rule_from_the_instances_group_on_the_port_admits_it() {
         let app = vec!["sg-app".to_string()];
-        let groups = redis_group(vec![Permission { source_groups: vec!["sg-app".into()], ..tcp(6379, 6379) }]);
+        let groups = redis_group(vec![Permission { peer_groups: vec!["sg-app".into()], ..tcp(6379, 6379) }]);
         assert!(reaches(&groups, &knock(&app, None, 6379)));
         // A range covers the ports inside it, ends included.
-        let range = redis_group(vec![Permission { source_groups: vec!["sg-app".into()], ..tcp(6000, 6379) }]);
+        let range = redis_group(vec![Permission { peer_groups: vec!["sg-app".into()], ..tcp(6000, 6379) }]);
         assert!(reaches(&range, &knock(&app, None, 6000)));
         assert!(!reaches(&range, &knock(&app, None, 6380)));
     }
@@ -152,14 +168,14 @@ mod tests {
     fn another_group_another_port_or_protocol_is_blocked() {
         let batch = vec!["sg-batch".to_string()];
         let app = vec!["sg-app".to_string()];
-        let groups = redis_group(vec![Permission { source_groups: vec!["sg-app".into()], ..tcp(6379, 6379) }]);
+        let groups = redis_group(vec![Permission { peer_groups: vec!["sg-app".into()], ..tcp(6379, 6379) }]);
         assert!(!reaches(&groups, &knock(&batch, Some("10.42.1.7"), 6379)), "the instance's group is not a source");
         assert!(!reaches(&groups, &knock(&app, None, 6380)), "another port");
         let udp = redis_group(vec![Permission {
             protocol: "udp".into(),
             from_port: Some(6379),
             to_port: Some(6379),
-            source_groups: vec!["sg-app".into()],
+            peer_groups: vec!["sg-app".into()],
             ..Permission::default()
         }]);
         assert!(!reaches(&udp, &knock(&app, None, 6379)), "udp does not carry Redis");
@@ -172,7 +188,7 @@ mod tests {
         let app = vec!["sg-app".to_string()];
         let all = redis_group(vec![Permission {
             protocol: "-1".into(),
-            source_groups: vec!["sg-app".into()],
+            peer_groups: vec!["sg-app".into()],
             ..Permission::default()
         }]);
         assert!(reaches(&all, &knock(&app, None, 6379)));
@@ -253,5 +269,23 @@ mod tests {
         assert_eq!(route53_shares(&[Some(0), Some(0)]), [0.5, 0.5]);
         assert_eq!(route53_shares(&[Some(0); 4]), [0.25; 4]);
         assert!(route53_shares(&[]).is_empty());
+    }
+
+    #[test]
+    fn outbound_to_everywhere_or_to_the_endpoints_group_lets_out_and_nothing_else() {
+        let redis = vec!["sg-redis".to_string()];
+        let app = |outbound: Vec<Permission>| vec![Group { id: "sg-app".into(), inbound: vec![], outbound }];
+        let all = Permission { protocol: "-1".into(), cidrs: vec!["0.0.0.0/0".into()], ..Default::default() };
+        assert!(lets_out(&app(vec![all]), &redis, 6379), "the default outbound rule");
+        let to_group = Permission { peer_groups: redis.clone(), ..tcp(6379, 6379) };
+        assert!(lets_out(&app(vec![to_group]), &redis, 6379));
+        let to_other = Permission { peer_groups: vec!["sg-other".into()], ..tcp(6379, 6379) };
+        assert!(!lets_out(&app(vec![to_other]), &redis, 6379));
+        let https = Permission { cidrs: vec!["0.0.0.0/0".into()], ..tcp(443, 443) };
+        assert!(!lets_out(&app(vec![https]), &redis, 6379), "another port");
+        let narrow = Permission { cidrs: vec!["10.42.0.0/16".into()], ..tcp(6379, 6379) };
+        assert!(!lets_out(&app(vec![narrow]), &redis, 6379), "holds no address the sandbox's Redis has");
+        assert!(!lets_out(&app(vec![]), &redis, 6379), "no outbound rule");
+        assert!(!lets_out(&[], &redis, 6379), "no group");
     }
 }
