@@ -443,7 +443,10 @@ pub const PATHS: [(&str, &str); 44] = [
     ("instances.imdsv2", "IMDSv2 required"),
     ("instances.public_ip", "public IP addresses"),
     ("instances.alike", "an instance unlike its siblings (groups, type, AMI)"),
-    ("security_groups", "ingress rules by role (load balancer, app, redis)"),
+    (
+        "security_groups",
+        "inbound rules by role (load balancer, app, redis), and the outbound rules of the load balancer's and the app's",
+    ),
     ("alarms", "metrics the side's alarms watch"),
     ("alarms.notify", "metrics whose alarms tell someone when they go off"),
     ("redis", "how many Redis endpoints each side uses"),
@@ -463,9 +466,11 @@ pub fn is_path(what: &str) -> bool {
     PATHS.iter().any(|(p, _)| *p == what)
 }
 
-/// The rules of each role's groups, inbound and outbound, with group ids
-/// replaced by the role they play on this side: `tcp 6379 from app`,
-/// `all traffic to 0.0.0.0/0`.
+/// The rules of each role's groups, with group ids replaced by the role they
+/// play on this side: `tcp 6379 from app`, `all traffic to 0.0.0.0/0`.
+/// Outbound rules of the load balancer's and the app's groups only: Redis
+/// starts no connection, and its answers pass whatever its outbound rules say
+/// (security groups are stateful).
 pub fn role_rules(side: &SideShape) -> BTreeMap<&'static str, BTreeSet<String>> {
     let lb: BTreeSet<&str> =
         side.load_balancer.iter().flat_map(|l| l.security_groups.iter()).map(String::as_str).collect();
@@ -491,7 +496,8 @@ pub fn role_rules(side: &SideShape) -> BTreeMap<&'static str, BTreeSet<String>> 
         let rules = out.entry(role).or_default();
         for g in side.groups.iter().filter(|g| ids.contains(g.id.as_str())) {
             let inbound = g.ingress.iter().map(|r| ("from", r));
-            for (way, r) in inbound.chain(g.egress.iter().map(|r| ("to", r))) {
+            let outbound = g.egress.iter().filter(|_| role != "redis").map(|r| ("to", r));
+            for (way, r) in inbound.chain(outbound) {
                 let proto = match r.protocol.as_str() {
                     "-1" | "all" => "all traffic".to_string(),
                     p => match (r.from_port, r.to_port) {
@@ -554,9 +560,40 @@ fn shares<'a>(values: impl Iterator<Item = &'a str>) -> String {
     n.into_iter().map(|(v, k)| format!("{v}: {}%", (k * 100 + total / 2) / total)).collect::<Vec<_>>().join(", ")
 }
 
+/// One `[parity] allow` entry: the differences of a parity path it expects,
+/// narrowed by what is given, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ParityAllowance {
+    /// A parity path (`target_group.stickiness`).
+    pub what: String,
+    /// Only the difference about this subject (a target group pair, a role's
+    /// groups, an instance), as `cutover diff` names it.
+    pub subject: Option<String>,
+    /// Only while the `from` side's value is exactly this.
+    pub from: Option<String>,
+    /// Only while the `to` side's value is exactly this: a further change
+    /// there is drift again.
+    pub to: Option<String>,
+    pub reason: String,
+}
+
+impl ParityAllowance {
+    /// Whether this allowance expects the difference `what` about `subject`,
+    /// `from` → `to`.
+    pub fn expects(&self, what: &str, subject: &str, from: &str, to: &str) -> bool {
+        let given = |want: &Option<String>, value: &str| want.as_deref().is_none_or(|w| w == value);
+        self.what == what && given(&self.subject, subject) && given(&self.from, from) && given(&self.to, to)
+    }
+}
+
+/// The reason of the first allowance that expects the difference, if any.
+fn allowance(allow: &[ParityAllowance], what: &str, subject: &str, from: &str, to: &str) -> Option<String> {
+    allow.iter().find(|a| a.expects(what, subject, from, to)).map(|a| a.reason.clone())
+}
+
 /// Adds differences, pairing each with its allowance.
 struct Collector<'a> {
-    allow: &'a BTreeMap<String, String>,
+    allow: &'a [ParityAllowance],
     /// The name clients use, which certificates are judged by.
     record: Option<&'a str>,
     out: Vec<Difference>,
@@ -566,13 +603,14 @@ impl Collector<'_> {
     fn cmp(&mut self, what: &str, subject: &str, from: String, to: String) {
         if from != to {
             debug_assert!(is_path(what), "{what} is not a parity path");
+            let allowed = allowance(self.allow, what, subject, &from, &to);
             self.out.push(Difference {
                 what: what.into(),
                 subject: subject.into(),
                 within: None,
                 from_value: from,
                 to_value: to,
-                allowed: self.allow.get(what).cloned(),
+                allowed,
             });
         }
     }
@@ -594,7 +632,7 @@ pub struct Parity {
 impl Parity {
     /// `record`: the name clients use (`[dns] record`), which each side's
     /// certificates must cover once it serves them.
-    pub fn of(from: &SideShape, to: &SideShape, allow: &BTreeMap<String, String>, record: &str) -> Parity {
+    pub fn of(from: &SideShape, to: &SideShape, allow: &[ParityAllowance], record: &str) -> Parity {
         Parity {
             from: from.environment.clone(),
             to: to.environment.clone(),
@@ -613,8 +651,8 @@ impl Parity {
 }
 
 /// Every difference between `from` and `to`, and between each instance and
-/// its siblings on one side. `allow` maps a path to the runbook's reason.
-pub fn compare(from: &SideShape, to: &SideShape, allow: &BTreeMap<String, String>) -> Vec<Difference> {
+/// its siblings on one side. `allow`: the runbook's expected differences.
+pub fn compare(from: &SideShape, to: &SideShape, allow: &[ParityAllowance]) -> Vec<Difference> {
     compare_serving(from, to, allow, None)
 }
 
@@ -623,7 +661,7 @@ pub fn compare(from: &SideShape, to: &SideShape, allow: &BTreeMap<String, String
 pub fn compare_serving(
     from: &SideShape,
     to: &SideShape,
-    allow: &BTreeMap<String, String>,
+    allow: &[ParityAllowance],
     record: Option<&str>,
 ) -> Vec<Difference> {
     let mut c = Collector { allow, record, out: Vec::new() };
@@ -633,7 +671,7 @@ pub fn compare_serving(
     instances(&mut c, from, to);
     for side in [from, to] {
         for mut d in instances_alike(side) {
-            d.allowed = allow.get(&d.what).cloned();
+            d.allowed = allowance(allow, &d.what, &d.subject, &d.from_value, &d.to_value);
             c.out.push(d);
         }
     }
@@ -641,7 +679,7 @@ pub fn compare_serving(
     for role in ["load balancer", "app", "redis"] {
         let show = |r: &BTreeMap<&str, BTreeSet<String>>| {
             let v: Vec<&str> = r.get(role).into_iter().flatten().map(String::as_str).collect();
-            if v.is_empty() { "no ingress".to_string() } else { v.join("; ") }
+            if v.is_empty() { "no rules".to_string() } else { v.join("; ") }
         };
         c.cmp("security_groups", &format!("{role} groups"), show(&rf), show(&rt));
     }
@@ -1063,7 +1101,7 @@ mod tests {
 
     #[test]
     fn same_shape_with_other_ids_and_names_compares_equal() {
-        let d = compare(&side("prod"), &side("staging"), &BTreeMap::new());
+        let d = compare(&side("prod"), &side("staging"), &[]);
         assert_eq!(d, vec![], "only ids and names differ");
         let rules = role_rules(&side("prod"));
         assert_eq!(rules["redis"], BTreeSet::from(["tcp 6379 from app".to_string()]));
@@ -1078,7 +1116,7 @@ mod tests {
             r.name = "staging-sessions".into();
         }
         to.redis.push(extra);
-        let d = compare(&from, &to, &BTreeMap::new());
+        let d = compare(&from, &to, &[]);
         let got = what_from_to(&d);
         assert_eq!(got, vec![("redis", "1", "2")]);
 
@@ -1090,7 +1128,7 @@ mod tests {
                 r.unreadable.push("save (ERR unknown command 'CONFIG')".into());
             }
         }
-        assert_eq!(compare(&from, &to, &BTreeMap::new()), vec![]);
+        assert_eq!(compare(&from, &to, &[]), vec![]);
         assert_eq!(to.unread(), ["staging-cache (staging): save (ERR unknown command 'CONFIG') not readable"]);
     }
 
@@ -1101,7 +1139,7 @@ mod tests {
         let (from, mut to) = (side("prod"), side("staging"));
         to.target_groups[0].port = Some(8080);
         to.target_groups[0].health_check_port = Some("8081".into());
-        let d = compare(&from, &to, &BTreeMap::new());
+        let d = compare(&from, &to, &[]);
         assert_eq!(
             what_from_to(&d),
             vec![
@@ -1144,7 +1182,7 @@ mod tests {
             }];
             s
         };
-        let none = BTreeMap::new();
+        let none: Vec<ParityAllowance> = Vec::new();
         let www = Some("www.example.com");
         let d = compare_serving(
             &serve("prod", &["www.example.com"], "ISSUED"),
@@ -1206,9 +1244,9 @@ mod tests {
             }
             s
         };
-        let alike = compare(&with("prod", ha(3, "enabled")), &with("staging", ha(3, "enabled")), &BTreeMap::new());
+        let alike = compare(&with("prod", ha(3, "enabled")), &with("staging", ha(3, "enabled")), &[]);
         assert_eq!(alike, vec![]);
-        let d = compare(&with("prod", ha(3, "enabled")), &with("staging", ha(1, "disabled")), &BTreeMap::new());
+        let d = compare(&with("prod", ha(3, "enabled")), &with("staging", ha(1, "disabled")), &[]);
         assert_eq!(
             what_from_to(&d),
             vec![
@@ -1246,7 +1284,7 @@ mod tests {
         from.groups[1].egress = vec![everything.clone()];
         to.groups[1].egress =
             vec![GroupRule { protocol: "tcp".into(), from_port: Some(443), to_port: Some(443), ..everything }];
-        let d = compare(&from, &to, &BTreeMap::new());
+        let d = compare(&from, &to, &[]);
         assert_eq!(
             what_from_to(&d),
             vec![(
@@ -1269,7 +1307,7 @@ mod tests {
         // Redis admits a CIDR instead of the app group.
         to.groups[2].ingress[0].groups.clear();
         to.groups[2].ingress[0].cidrs.push("10.0.0.0/8".into());
-        let d = compare(&from, &to, &BTreeMap::new());
+        let d = compare(&from, &to, &[]);
         let got = what_from_to(&d);
         assert_eq!(
             got,
@@ -1291,15 +1329,59 @@ mod tests {
     fn an_allowed_difference_carries_its_reason_and_is_not_drift() {
         let (from, mut to) = (side("prod"), side("staging"));
         to.instances.push(instance("staging-web-3", "eu-west-1c", &["sg-staging-app"]));
-        let allow = BTreeMap::from([
-            ("instances.count".to_string(), "staging is sized up for the launch".to_string()),
-            ("instances.zones".to_string(), "a third instance".to_string()),
-        ]);
+        let allow = vec![
+            allow("instances.count", "staging is sized up for the launch"),
+            allow("instances.zones", "a third instance"),
+        ];
         let d = compare(&from, &to, &allow);
         assert_eq!(d.len(), 2, "{d:?}");
         assert_eq!(d[1].to_value, "eu-west-1a: 33%, eu-west-1b: 33%, eu-west-1c: 33%");
         assert!(d.iter().all(|d| !d.is_drift()));
         assert_eq!(d[0].allowed.as_deref(), Some("staging is sized up for the launch"));
+    }
+
+    fn allow(what: &str, reason: &str) -> ParityAllowance {
+        ParityAllowance { what: what.into(), subject: None, from: None, to: None, reason: reason.into() }
+    }
+
+    /// An allowance pinned to the `to` side's value expects that difference
+    /// only: staging's app group letting SSH in from the office is expected,
+    /// the same group then opened to everyone is drift again. One narrowed
+    /// to another subject expects nothing here.
+    #[test]
+    fn an_allowance_narrowed_by_value_or_subject_expects_only_that_difference() {
+        let (from, mut to) = (side("prod"), side("staging"));
+        let ssh = |cidr: &str| GroupRule {
+            protocol: "tcp".into(),
+            from_port: Some(22),
+            to_port: Some(22),
+            groups: vec![],
+            cidrs: vec![cidr.into()],
+            prefix_lists: vec![],
+        };
+        to.groups[1].ingress.push(ssh("203.0.113.0/24"));
+        let office = "tcp 22 from 203.0.113.0/24; tcp 8080 from load balancer";
+        let pinned = ParityAllowance {
+            subject: Some("app groups".into()),
+            to: Some(office.into()),
+            ..allow("security_groups", "the office reaches staging over SSH")
+        };
+        let d = compare(&from, &to, std::slice::from_ref(&pinned));
+        assert_eq!(what_from_to(&d), vec![("security_groups", "tcp 8080 from load balancer", office)]);
+        assert_eq!(d[0].allowed.as_deref(), Some("the office reaches staging over SSH"));
+
+        to.groups[1].ingress.push(ssh("0.0.0.0/0"));
+        let d = compare(&from, &to, std::slice::from_ref(&pinned));
+        assert_eq!(d.len(), 1);
+        assert!(d[0].is_drift(), "a further change to the pinned value is drift: {d:?}");
+        // Unpinned, the path's allowance would have hidden it.
+        assert!(!compare(&from, &to, &[allow("security_groups", "anything goes")])[0].is_drift());
+
+        let elsewhere =
+            ParityAllowance { subject: Some("redis groups".into()), ..allow("security_groups", "redis only") };
+        assert!(compare(&from, &to, &[elsewhere])[0].is_drift(), "an allowance for another subject");
+        let from_pinned = ParityAllowance { from: Some("nothing".into()), ..allow("security_groups", "stale") };
+        assert!(compare(&from, &to, &[from_pinned])[0].is_drift(), "the from side no longer as pinned");
     }
 
     /// The same metrics watched on both sides, but the copy's alarm has its
@@ -1308,13 +1390,13 @@ mod tests {
     #[test]
     fn an_alarm_copy_that_tells_no_one_is_drift() {
         let (from, mut to) = (side("prod"), side("staging"));
-        assert!(compare(&from, &to, &BTreeMap::new()).iter().all(|d| d.what != "alarms.notify"));
+        assert!(compare(&from, &to, &[]).iter().all(|d| d.what != "alarms.notify"));
         to.alarms[0].actions_enabled = false;
-        let d = compare(&from, &to, &BTreeMap::new());
+        let d = compare(&from, &to, &[]);
         assert!(what_from_to(&d).contains(&("alarms.notify", "HTTPCode_Target_5XX_Count", "none")), "{d:?}");
         to.alarms[0].actions_enabled = true;
         to.alarms[0].notifying_actions = 0;
-        let d = compare(&from, &to, &BTreeMap::new());
+        let d = compare(&from, &to, &[]);
         assert!(what_from_to(&d).contains(&("alarms.notify", "HTTPCode_Target_5XX_Count", "none")), "{d:?}");
         assert!(!what_from_to(&d).iter().any(|x| x.0 == "alarms"), "the metrics watched are alike: {d:?}");
     }
@@ -1333,7 +1415,7 @@ mod tests {
                 .collect();
         }
         to.instances[0].state = "stopped".into();
-        let d = compare(&from, &to, &BTreeMap::new());
+        let d = compare(&from, &to, &[]);
         let got = what_from_to(&d);
         assert!(
             got.contains(&("instances.zones", "eu-west-1a: 67%, eu-west-1b: 33%", "eu-west-1a: 33%, eu-west-1b: 67%")),
@@ -1342,7 +1424,7 @@ mod tests {
         assert!(got.contains(&("instances.state", "all running", "stopped: 1")), "{got:?}");
         let (from, mut to) = (side("prod"), side("staging"));
         to.instances.extend(from.instances.iter().map(|i| InstanceShape { id: format!("{}-2", i.id), ..i.clone() }));
-        let whats: Vec<String> = compare(&from, &to, &BTreeMap::new()).into_iter().map(|d| d.what).collect();
+        let whats: Vec<String> = compare(&from, &to, &[]).into_iter().map(|d| d.what).collect();
         assert!(
             whats.contains(&"instances.count".to_string()) && !whats.contains(&"instances.zones".to_string()),
             "{whats:?}"
@@ -1361,11 +1443,11 @@ mod tests {
             suspended: vec![],
         };
         to.autoscaling_groups.push(group(2));
-        let d = compare(&from, &to, &BTreeMap::new());
+        let d = compare(&from, &to, &[]);
         let got = what_from_to(&d);
         assert_eq!(got, vec![("autoscaling", "none", "yes")]);
         from.autoscaling_groups.push(group(4));
-        let d = compare(&from, &to, &BTreeMap::new());
+        let d = compare(&from, &to, &[]);
         let got = what_from_to(&d);
         assert_eq!(got, vec![("autoscaling.size", "min 2 max 6 desired 4", "min 2 max 6 desired 2")]);
     }
@@ -1378,8 +1460,7 @@ mod tests {
         to.instances[1].security_groups = vec!["sg-other".into()];
         to.instances[1].instance_type = "t3.large".into();
         to.groups.push(group("sg-other", "default", 22, &[]));
-        let d: Vec<Difference> =
-            compare(&from, &to, &BTreeMap::new()).into_iter().filter(|d| d.what == "instances.alike").collect();
+        let d: Vec<Difference> = compare(&from, &to, &[]).into_iter().filter(|d| d.what == "instances.alike").collect();
         assert_eq!(d.len(), 2, "{d:?}");
         assert_eq!(d[0].within.as_deref(), Some("staging"));
         assert_eq!(d[0].subject, "staging-web-2 security groups");
@@ -1404,7 +1485,7 @@ mod tests {
         assert_eq!((cluster.version.as_str(), cluster.persistent()), ("7.2.4", Some(true)));
         let mut to = side("staging");
         to.redis[0] = RedisRead::Ok(Box::new(RedisShape { name: "staging-cache".into(), ..cluster }));
-        let d = compare(&from, &to, &BTreeMap::new());
+        let d = compare(&from, &to, &[]);
         let got = what_from_to(&d);
         assert_eq!(
             got,
@@ -1431,7 +1512,7 @@ mod tests {
         if let RedisRead::Ok(r) = &mut to.redis[0] {
             r.keys = 5;
         }
-        assert!(compare(&from, &to, &BTreeMap::new()).iter().all(|d| !d.what.starts_with("redis")));
+        assert!(compare(&from, &to, &[]).iter().all(|d| !d.what.starts_with("redis")));
         let mut r = RedisShape {
             unreadable: Vec::new(),
             name: "r".into(),

@@ -25,9 +25,8 @@ pub struct Runbook {
     pub phases: Vec<Phase>,
     pub sandbox: Option<SandboxSpec>,
     pub notify: Option<Notify>,
-    /// `[parity] allow`: a parity path (`target_group.stickiness`) to the
-    /// reason its difference between the sides is expected.
-    pub parity_allow: BTreeMap<String, String>,
+    /// `[parity] allow`: the differences between the sides that are expected.
+    pub parity_allow: Vec<ParityAllowance>,
     /// `[team]`: the shared state, when the team uses one.
     pub team: Option<Team>,
 }
@@ -238,6 +237,8 @@ pub struct RedisEndpoint {
     /// `redis_persistence` then read what ElastiCache says of it.
     pub elasticache: Option<String>,
 }
+
+pub use crate::analysis::parity::ParityAllowance;
 
 pub const DEFAULT_HEALTH_URL_TAG: &str = "cutover:health-url";
 

@@ -111,6 +111,14 @@ pub struct RawParity {
 pub struct RawAllow {
     /// A parity path, such as `target_group.stickiness` (`cutover diff` lists them).
     pub what: S<String>,
+    /// Only the difference about this subject, as `cutover diff` names it
+    /// (`demo-prod-web / demo-staging-web`, `app`, `staging-web-2 security groups`).
+    pub subject: Option<S<String>>,
+    /// Only while the `from` side's value is exactly this, as `cutover diff` shows it.
+    pub from: Option<S<String>>,
+    /// Only while the `to` side's value is exactly this, as `cutover diff`
+    /// shows it: a further change there is drift again.
+    pub to: Option<S<String>>,
     /// Why the difference is expected (required).
     pub reason: Option<S<String>>,
 }

@@ -461,9 +461,9 @@ impl<'a> Validator<'a> {
         }
     }
 
-    fn parity(&mut self, p: &RawParity) -> BTreeMap<String, String> {
+    fn parity(&mut self, p: &RawParity) -> Vec<ParityAllowance> {
         use crate::analysis::parity::{PATHS, is_path};
-        let mut out = BTreeMap::new();
+        let mut out: Vec<ParityAllowance> = Vec::new();
         for a in &p.allow {
             let what = &a.get_ref().what;
             if !is_path(what.get_ref()) {
@@ -493,13 +493,41 @@ impl<'a> Validator<'a> {
                     continue;
                 }
             };
-            if out.insert(what.get_ref().clone(), reason).is_some() {
+            let a = a.get_ref();
+            let mut narrowed = |v: &Option<S<String>>, field: &str| -> Option<String> {
+                let v = v.as_ref()?;
+                if v.get_ref().trim().is_empty() {
+                    self.err(
+                        v.span(),
+                        format!("`{field}` is empty"),
+                        format!(
+                            "{} as `cutover diff` shows it, or leave `{field}` out",
+                            if field == "subject" { "name the subject" } else { "give the side's value" }
+                        ),
+                    );
+                }
+                Some(v.get_ref().clone())
+            };
+            let allowance = ParityAllowance {
+                what: what.get_ref().clone(),
+                subject: narrowed(&a.subject, "subject"),
+                from: narrowed(&a.from, "from"),
+                to: narrowed(&a.to, "to"),
+                reason,
+            };
+            let same = |o: &ParityAllowance| {
+                (&o.what, &o.subject, &o.from, &o.to)
+                    == (&allowance.what, &allowance.subject, &allowance.from, &allowance.to)
+            };
+            if out.iter().any(same) {
                 self.err(
                     what.span(),
-                    format!("`{}` is allowed twice", what.get_ref()),
-                    "allow each parity path once, with one reason",
+                    format!("`{}` is allowed twice for the same differences", what.get_ref()),
+                    "allow each difference once, with one reason (`subject`, `from` and `to` narrow an allowance)",
                 );
+                continue;
             }
+            out.push(allowance);
         }
         out
     }

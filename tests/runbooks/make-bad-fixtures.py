@@ -185,6 +185,7 @@ webhook_url_env = "https://hooks.example.com/services/T000/B000/XXXX"
 fx("parity-unknown-path", "[parity] allows a path that does not exist", append='\n[parity]\nallow = [{ what = "target_group.healthcheck.interval", reason = "staging checks faster" }]\n')
 fx("parity-no-reason", "[parity] allows a difference without saying why", append='\n[parity]\nallow = [\n  { what = "instances.type", reason = "staging is sized for load" },\n  { what = "alarms" },\n]\n')
 fx("parity-twice-and-empty-reason", "[parity] allows one path twice, and gives an empty reason", append='\n[parity]\nallow = [\n  { what = "instances.type", reason = "staging is sized for load" },\n  { what = "instances.type", reason = "and bigger" },\n  { what = "alarms", reason = " " },\n]\n')
+fx("parity-narrowed-twice-and-empty-to", "[parity] allows one difference twice with the same narrowing, and pins an empty value", append='\n[parity]\nallow = [\n  { what = "security_groups", subject = "app groups", reason = "the office reaches green over SSH" },\n  { what = "security_groups", subject = "redis groups", reason = "a narrowing of its own: allowed" },\n  { what = "security_groups", subject = "app groups", reason = "said again" },\n  { what = "alarms", to = "", reason = "pinned to nothing" },\n]\n')
 fx("redis-elasticache-bad-id", "an ElastiCache replication group id with an underscore", ('url = "redis://blue-cache.internal:6379/0" }', 'url = "redis://blue-cache.internal:6379/0", elasticache = "blue_cache" }'))
 GATED_STOP = '''
 [[phases.items]]
