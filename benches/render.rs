@@ -197,6 +197,7 @@ fn big_live(now: SystemTime) -> Vec<LiveEvent> {
                 redis_groups_elsewhere: BTreeMap::new(),
                 redis_groups_unread: BTreeMap::new(),
                 redis_addresses: BTreeMap::new(),
+                redis_addresses_unread: BTreeMap::new(),
                 instance_groups: Vec::new(),
                 instance_groups_unread: None,
                 group_names: BTreeMap::new(),

@@ -728,7 +728,7 @@ async fn an_instance_whose_groups_let_nothing_out_to_redis_is_blocked_whatever_t
         path,
         &SgPath::Blocked {
             reason: format!(
-                "out: no outbound rule lets 6379 out of instance {}'s groups: {app} (staging-app)",
+                "out: no outbound rule lets 6379 out of instance {}'s groups: {app} (staging-app); fix by hand: allow 6379 out to {redis} (staging-redis) on {app} (staging-app)",
                 web1.id
             ),
             fix: None
@@ -775,8 +775,10 @@ async fn an_instance_whose_groups_let_nothing_out_to_redis_is_blocked_whatever_t
 
 /// staging-app lets 6379 out only to 10.42.1.0/24. Where staging-redis has
 /// no network interface, nothing says whether that holds the endpoint: the
-/// path is unknown, not open. An interface in staging-redis inside that range
-/// (as ElastiCache gives each node) opens it; one outside blocks it.
+/// path is unknown, not open (and the sandbox's firewall, which then knows no
+/// address of it either, lets nothing out). An interface in staging-redis
+/// inside that range (as ElastiCache gives each node) opens it, and the
+/// firewall agrees; one outside blocks it, and the firewall agrees.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_narrow_outbound_rule_is_judged_on_the_addresses_of_the_endpoints_interfaces() {
     use aws_sdk::ec2::types::{Filter, IpPermission, IpRange};
@@ -807,6 +809,17 @@ async fn a_narrow_outbound_rule_is_judged_on_the_addresses_of_the_endpoints_inte
     let path = path_now().await;
     let SgPath::Unknown { reason } = &path else { panic!("expected unknown, got {}", path.describe()) };
     assert!(reason.contains("no network interface was found in the endpoint's groups"), "{reason}");
+    let health = |ok: bool, what: &'static str| {
+        let url = web1.health_url.clone();
+        eventually(Duration::from_secs(15), what, move || {
+            let url = url.clone();
+            async move {
+                let r = reqwest::get(&url).await.ok()?;
+                (r.status().is_success() == ok).then_some(())
+            }
+        })
+    };
+    health(false, "the sandbox's firewall to let nothing out to a Redis with no address").await;
 
     let vpc = sb.world.vpc_id.clone();
     let subnet = |cidr: &'static str| {
@@ -838,12 +851,25 @@ async fn a_narrow_outbound_rule_is_judged_on_the_addresses_of_the_endpoints_inte
         "{}",
         path.describe()
     );
+    health(true, "the sandbox's firewall to let staging-web-1 out to the node inside the range").await;
+    // A role that may not list interfaces: the narrow rule proves nothing, and the error says why.
+    sb.faults.deny_network_interfaces.store(true, std::sync::atomic::Ordering::SeqCst);
+    let path = path_now().await;
+    sb.faults.deny_network_interfaces.store(false, std::sync::atomic::Ordering::SeqCst);
+    let SgPath::Unknown { reason } = &path else { panic!("expected unknown, got {}", path.describe()) };
+    assert!(
+        reason.contains(
+            "the endpoint's network interfaces could not be read (DescribeNetworkInterfaces: UnauthorizedOperation"
+        ),
+        "{reason}"
+    );
 
     ec2.delete_network_interface().network_interface_id(&inside).send().await.unwrap();
     let (_, outside_ip) = node(subnet("10.42.2.0/24").await).await;
     let path = path_now().await;
     let SgPath::Blocked { reason, fix: None } = &path else { panic!("expected blocked, got {}", path.describe()) };
     assert!(reason.contains(&format!("no outbound rule lets 6379 out to {outside_ip}")), "{reason}");
+    health(false, "the sandbox's firewall to let nothing out to the node outside the range").await;
     sb.down().await;
 }
 

@@ -115,6 +115,7 @@ fn env_data(side: &str, instances: Vec<Instance>, targets: Vec<Target>) -> Envir
         redis_groups_elsewhere: BTreeMap::new(),
         redis_groups_unread: BTreeMap::new(),
         redis_addresses: BTreeMap::new(),
+        redis_addresses_unread: BTreeMap::new(),
         instance_groups: vec![app_group, batch_group],
         instance_groups_unread: None,
         group_names: names.into_iter().collect(),

@@ -37,6 +37,10 @@ pub struct GroupRule {
 pub struct PrefixList {
     pub id: String,
     pub cidrs: Vec<String>,
+    /// Why its entries could not be read (then `cidrs` is empty): a path
+    /// the list might open is unknown, never blocked on its account.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unread: Option<String>,
 }
 
 impl GroupRule {
@@ -71,11 +75,12 @@ impl Source<'_> {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "verdict", rename_all = "snake_case")]
 pub enum SgPath {
-    /// The rule that lets the instance in.
+    /// The rules that let the traffic out of the instance and into the endpoint.
     Allowed { via: String },
     /// Why not, naming the rule that is missing.
     Blocked { reason: String, fix: Option<MissingRule> },
-    /// The endpoint names no security groups, or they could not be found.
+    /// Not judged: the endpoint names no security groups, or some group,
+    /// prefix list or address a rule depends on could not be read.
     Unknown { reason: String },
 }
 
@@ -216,19 +221,33 @@ pub fn sg_path_named(source: &Source, endpoint_groups: &[SecurityGroup], port: u
 }
 
 /// Where the instance's traffic to an endpoint goes: the endpoint's groups,
-/// and the addresses of the network interfaces in them (None: not read).
+/// and the addresses of the network interfaces in them.
 #[derive(Debug, Clone, Copy)]
 pub struct Destination<'a> {
     pub group_ids: &'a [String],
-    pub addresses: Option<&'a [String]>,
+    pub addresses: Addresses<'a>,
+}
+
+/// The addresses traffic to an endpoint's groups goes to, as read.
+#[derive(Debug, Clone, Copy)]
+pub enum Addresses<'a> {
+    /// One per interface in the groups, as a client reaches it: its private
+    /// IPv4 address, or its IPv6 one when it has no IPv4 (an IPv6-only
+    /// ElastiCache node). Empty: no interface found.
+    Found(&'a [String]),
+    /// DescribeNetworkInterfaces failed: why.
+    Unread(&'a str),
 }
 
 /// Whether an outbound rule of one of the instance's groups (`instance_groups`,
 /// as described) lets TCP `port` out to `to`: one naming an endpoint group
 /// (AWS then lets out to every interface in it), or CIDRs and prefix lists
-/// holding every address of the endpoint's interfaces. Where those addresses
-/// are not known only a rule to every IPv4 address (`0.0.0.0/0`) proves the way out.
-/// Blocked carries no fix: cutover adds inbound rules only.
+/// holding every address of the endpoint's interfaces (the instance's own
+/// excepted: it does not pass its own groups to reach itself). Where those
+/// addresses are not known the endpoint is taken as IPv4, as ElastiCache's
+/// are by default, and only a rule to every IPv4 address (`0.0.0.0/0`)
+/// proves the way out, saying so. Blocked carries no fix: cutover adds
+/// inbound rules only; the reason names the rule to add by hand.
 pub fn egress_path(
     source: &Source,
     instance_groups: &[SecurityGroup],
@@ -240,8 +259,8 @@ pub fn egress_path(
         Some(n) if !n.is_empty() => format!("{id} ({n})"),
         _ => id.to_string(),
     };
-    let mine: Vec<&SecurityGroup> = instance_groups.iter().filter(|g| source.security_groups.contains(&g.id)).collect();
-    if let Some(missing) = source.security_groups.iter().find(|id| !mine.iter().any(|g| &g.id == *id)) {
+    let own: Vec<&SecurityGroup> = instance_groups.iter().filter(|g| source.security_groups.contains(&g.id)).collect();
+    if let Some(missing) = source.security_groups.iter().find(|id| !own.iter().any(|g| &g.id == *id)) {
         return SgPath::Unknown {
             reason: format!(
                 "instance {}'s group {} was not read, so its outbound rules are not judged",
@@ -251,13 +270,13 @@ pub fn egress_path(
         };
     }
     let blocked = |reason: String| SgPath::Blocked { reason, fix: None };
-    if mine.is_empty() {
+    if own.is_empty() {
         return blocked(format!(
             "instance {} has no security groups, so nothing lets its traffic out",
             source.instance_id
         ));
     }
-    let rules = || mine.iter().flat_map(|g| g.egress.iter().filter(|r| r.covers_tcp_port(port)).map(move |r| (*g, r)));
+    let rules = || own.iter().flat_map(|g| g.egress.iter().filter(|r| r.covers_tcp_port(port)).map(move |r| (*g, r)));
     for (g, r) in rules() {
         if let Some(d) = r.groups.iter().find(|d| to.group_ids.contains(d)) {
             return SgPath::Allowed { via: format!("{} lets {port} out to {}", label(&g.id), label(d)) };
@@ -275,8 +294,27 @@ pub fn egress_path(
         Some(l) => format!("{} lets {port} out to prefix list {l} ({c})", label(&g.id)),
         None => format!("{} lets {port} out to {c}", label(&g.id)),
     };
-    let theirs = mine.iter().map(|g| label(&g.id)).collect::<Vec<_>>().join(", ");
-    match to.addresses.filter(|a| !a.is_empty()) {
+    let theirs = own.iter().map(|g| label(&g.id)).collect::<Vec<_>>().join(", ");
+    let fix = match to.group_ids.first() {
+        Some(e) => format!("; fix by hand: allow {port} out to {} on {}", label(e), label(&own[0].id)),
+        None => String::new(),
+    };
+    // A rule whose prefix list could not be read may hold what is missing:
+    // the path is then unknown, not blocked.
+    let unread_list = || {
+        rules().flat_map(|(_, r)| &r.prefix_lists).find_map(|pl| {
+            pl.unread.as_ref().map(|e| format!("prefix list {} of an outbound rule could not be read: {e}", pl.id))
+        })
+    };
+    let found = match to.addresses {
+        Addresses::Found(all) => {
+            let mine: Vec<&str> = source.addresses().collect();
+            let theirs: Vec<&String> = all.iter().filter(|a| !mine.contains(&a.as_str())).collect();
+            (!theirs.is_empty()).then_some(theirs)
+        }
+        Addresses::Unread(_) => None,
+    };
+    match found {
         Some(addresses) => {
             // Each rule that lets out, with the addresses it holds.
             let mut via: Vec<(String, Vec<&str>)> = Vec::new();
@@ -296,34 +334,38 @@ pub fn egress_path(
             if not_out.is_empty() {
                 let via: Vec<String> =
                     via.into_iter().map(|(r, held)| format!("{r} (holds {})", held.join(", "))).collect();
-                SgPath::Allowed { via: via.join(", ") }
-            } else {
-                blocked(format!(
-                    "no outbound rule lets {port} out to {} (in the endpoint's groups {}) from instance {}'s groups: {theirs}",
-                    not_out.join(", "),
-                    to.group_ids.iter().map(|g| label(g)).collect::<Vec<_>>().join(", "),
-                    source.instance_id,
-                ))
+                return SgPath::Allowed { via: via.join(", ") };
             }
+            if let Some(why) = unread_list() {
+                return SgPath::Unknown { reason: why };
+            }
+            blocked(format!(
+                "no outbound rule lets {port} out to {} (in the endpoint's groups {}) from instance {}'s groups: {theirs}{fix}",
+                not_out.join(", "),
+                to.group_ids.iter().map(|g| label(g)).collect::<Vec<_>>().join(", "),
+                source.instance_id,
+            ))
         }
         None => {
-            // Taken as IPv4, as ElastiCache's endpoints are unless made otherwise.
+            let why = match to.addresses {
+                Addresses::Unread(e) => format!("the endpoint's network interfaces could not be read ({e})"),
+                Addresses::Found(_) => "no network interface was found in the endpoint's groups".to_string(),
+            };
             if let Some((g, c, list)) =
                 cidrs().find(|(_, c, _)| cidr_contains(c, "0.0.0.0") && cidr_contains(c, "255.255.255.255"))
             {
-                return SgPath::Allowed { via: says(g, &c, list) };
+                return SgPath::Allowed { via: format!("{} (the endpoint taken as IPv4: {why})", says(g, &c, list)) };
+            }
+            if let Some(why) = unread_list() {
+                return SgPath::Unknown { reason: why };
             }
             let narrow: Vec<String> = cidrs().map(|(g, c, list)| says(g, &c, list)).collect();
             if narrow.is_empty() {
                 blocked(format!(
-                    "no outbound rule lets {port} out of instance {}'s groups: {theirs}",
+                    "no outbound rule lets {port} out of instance {}'s groups: {theirs}{fix}",
                     source.instance_id
                 ))
             } else {
-                let why = match to.addresses {
-                    None => "the network interfaces in the endpoint's groups could not be read",
-                    Some(_) => "no network interface was found in the endpoint's groups",
-                };
                 SgPath::Unknown {
                     reason: format!("{}, and {why} to say whether that holds the endpoint", narrow.join(", ")),
                 }
@@ -490,8 +532,11 @@ mod tests {
     fn a_prefix_list_admits_the_addresses_it_holds_and_names_itself() {
         let sgs = vec!["sg-batch".to_string()];
         let mut r = tcp(6379, 6379, &[], &[]);
-        r.prefix_lists =
-            vec![PrefixList { id: "pl-1".into(), cidrs: vec!["10.9.0.0/16".into(), "10.0.1.0/24".into()] }];
+        r.prefix_lists = vec![PrefixList {
+            id: "pl-1".into(),
+            cidrs: vec!["10.9.0.0/16".into(), "10.0.1.0/24".into()],
+            unread: None,
+        }];
         let groups = vec![group("sg-r", vec![r])];
         assert_eq!(
             sg_path(&src(&sgs, Some("10.0.1.5"), &[]), &groups, 6379),
@@ -515,12 +560,14 @@ mod tests {
     fn the_default_outbound_rule_lets_the_port_out_and_a_group_reference_does_too() {
         let sgs = vec!["sg-app".to_string()];
         let redis = vec!["sg-redis".to_string()];
-        let to = Destination { group_ids: &redis, addresses: None };
+        let to = Destination { group_ids: &redis, addresses: Addresses::Found(&[]) };
         let src = src(&sgs, Some("10.0.1.5"), &[]);
         let names = GroupNames::new();
         assert_eq!(
             egress_path(&src, &[app(vec![everything_to("0.0.0.0/0")])], to, 6379, &names),
-            SgPath::Allowed { via: "sg-app lets 6379 out to 0.0.0.0/0".into() }
+            SgPath::Allowed {
+                via: "sg-app lets 6379 out to 0.0.0.0/0 (the endpoint taken as IPv4: no network interface was found in the endpoint's groups)".into()
+            }
         );
         assert_eq!(
             egress_path(&src, &[app(vec![tcp(6379, 6379, &["sg-redis"], &[])])], to, 6379, &names),
@@ -534,13 +581,13 @@ mod tests {
     fn no_outbound_rule_for_the_port_blocks_without_a_fix() {
         let sgs = vec!["sg-app".to_string()];
         let redis = vec!["sg-redis".to_string()];
-        let to = Destination { group_ids: &redis, addresses: None };
+        let to = Destination { group_ids: &redis, addresses: Addresses::Found(&[]) };
         let src = src(&sgs, Some("10.0.1.5"), &[]);
         let https_only = app(vec![tcp(443, 443, &[], &["0.0.0.0/0"])]);
         assert_eq!(
             egress_path(&src, &[https_only], to, 6379, &GroupNames::new()),
             SgPath::Blocked {
-                reason: "no outbound rule lets 6379 out of instance i-1's groups: sg-app".into(),
+                reason: "no outbound rule lets 6379 out of instance i-1's groups: sg-app; fix by hand: allow 6379 out to sg-redis on sg-app".into(),
                 fix: None
             }
         );
@@ -559,8 +606,13 @@ mod tests {
         let vpc_only = [app(vec![tcp(6379, 6379, &[], &["10.0.0.0/16"])])];
         let names = GroupNames::new();
         let inside = vec!["10.0.3.7".to_string(), "10.0.4.8".to_string()];
-        let path =
-            egress_path(&src, &vpc_only, Destination { group_ids: &redis, addresses: Some(&inside) }, 6379, &names);
+        let path = egress_path(
+            &src,
+            &vpc_only,
+            Destination { group_ids: &redis, addresses: Addresses::Found(&inside) },
+            6379,
+            &names,
+        );
         assert_eq!(
             path,
             SgPath::Allowed { via: "sg-app lets 6379 out to 10.0.0.0/16 (holds 10.0.3.7, 10.0.4.8)".into() }
@@ -569,19 +621,31 @@ mod tests {
         let path = egress_path(
             &src,
             &vpc_only,
-            Destination { group_ids: &redis, addresses: Some(&one_outside) },
+            Destination { group_ids: &redis, addresses: Addresses::Found(&one_outside) },
             6379,
             &names,
         );
         let SgPath::Blocked { reason, fix: None } = path else { panic!("expected blocked, got {path:?}") };
         assert_eq!(
             reason,
-            "no outbound rule lets 6379 out to 10.1.0.9 (in the endpoint's groups sg-redis) from instance i-1's groups: sg-app"
+            "no outbound rule lets 6379 out to 10.1.0.9 (in the endpoint's groups sg-redis) from instance i-1's groups: sg-app; fix by hand: allow 6379 out to sg-redis on sg-app"
         );
         // Where the endpoint is not known, a narrow rule proves nothing either way.
-        let path = egress_path(&src, &vpc_only, Destination { group_ids: &redis, addresses: Some(&[]) }, 6379, &names);
+        let path = egress_path(
+            &src,
+            &vpc_only,
+            Destination { group_ids: &redis, addresses: Addresses::Found(&[]) },
+            6379,
+            &names,
+        );
         assert!(matches!(path, SgPath::Unknown { .. }), "{path:?}");
-        let path = egress_path(&src, &vpc_only, Destination { group_ids: &redis, addresses: None }, 6379, &names);
+        let path = egress_path(
+            &src,
+            &vpc_only,
+            Destination { group_ids: &redis, addresses: Addresses::Unread("AccessDenied") },
+            6379,
+            &names,
+        );
         let SgPath::Unknown { reason } = path else { panic!("expected unknown") };
         assert!(reason.contains("could not be read"), "{reason}");
     }
@@ -590,7 +654,7 @@ mod tests {
     fn an_instance_group_not_read_leaves_the_way_out_unknown() {
         let sgs = vec!["sg-app".to_string(), "sg-extra".to_string()];
         let redis = vec!["sg-redis".to_string()];
-        let to = Destination { group_ids: &redis, addresses: None };
+        let to = Destination { group_ids: &redis, addresses: Addresses::Found(&[]) };
         let path = egress_path(&src(&sgs, None, &[]), &[app(vec![])], to, 6379, &GroupNames::new());
         assert!(matches!(path, SgPath::Unknown { .. }), "{path:?}");
     }
@@ -615,5 +679,94 @@ mod tests {
         );
         assert_eq!(both_ways(open("in"), open("out")), open("in; out"));
         assert!(matches!(both_ways(open("in"), SgPath::Unknown { reason: "?".into() }), SgPath::Unknown { .. }));
+    }
+
+    #[test]
+    fn where_no_interface_is_found_the_way_out_to_everywhere_says_it_took_the_endpoint_as_ipv4() {
+        let sgs = vec!["sg-app".to_string()];
+        let redis = vec!["sg-redis".to_string()];
+        let path = egress_path(
+            &src(&sgs, Some("10.0.1.5"), &[]),
+            &[app(vec![everything_to("0.0.0.0/0")])],
+            Destination { group_ids: &redis, addresses: Addresses::Unread("AccessDenied") },
+            6379,
+            &GroupNames::new(),
+        );
+        assert_eq!(
+            path,
+            SgPath::Allowed {
+                via: "sg-app lets 6379 out to 0.0.0.0/0 (the endpoint taken as IPv4: the endpoint's network interfaces could not be read (AccessDenied))".into()
+            }
+        );
+    }
+
+    #[test]
+    fn the_instances_groups_together_and_an_outbound_prefix_list_can_hold_the_endpoint() {
+        let sgs = vec!["sg-app".to_string(), "sg-extra".to_string()];
+        let redis = vec!["sg-redis".to_string()];
+        let nodes = vec!["10.0.3.7".to_string(), "10.9.0.4".to_string()];
+        let to = Destination { group_ids: &redis, addresses: Addresses::Found(&nodes) };
+        let mut listed = tcp(6379, 6379, &[], &[]);
+        listed.protocol = "6".into();
+        listed.prefix_lists = vec![PrefixList { id: "pl-9".into(), cidrs: vec!["10.9.0.0/16".into()], unread: None }];
+        let extra = SecurityGroup { id: "sg-extra".into(), egress: vec![listed], ..app(vec![]) };
+        let groups = [app(vec![tcp(6379, 6379, &[], &["10.0.3.0/24"])]), extra];
+        let source = src(&sgs, Some("10.0.1.5"), &[]);
+        assert_eq!(
+            egress_path(&source, &groups, to, 6379, &GroupNames::new()),
+            SgPath::Allowed {
+                via: "sg-app lets 6379 out to 10.0.3.0/24 (holds 10.0.3.7), sg-extra lets 6379 out to prefix list pl-9 (10.9.0.0/16) (holds 10.9.0.4)".into()
+            }
+        );
+        // The same list unread: what it might hold is not judged blocked.
+        let unread = PrefixList { id: "pl-9".into(), cidrs: vec![], unread: Some("AccessDenied".into()) };
+        let mut groups = groups;
+        groups[1].egress[0].prefix_lists = vec![unread];
+        let path = egress_path(&source, &groups, to, 6379, &GroupNames::new());
+        assert_eq!(
+            path,
+            SgPath::Unknown { reason: "prefix list pl-9 of an outbound rule could not be read: AccessDenied".into() }
+        );
+    }
+
+    #[test]
+    fn the_instances_own_interface_in_the_endpoints_group_is_not_where_its_traffic_goes() {
+        let sgs = vec!["sg-app".to_string()];
+        let shared = vec!["sg-app".to_string()];
+        let nodes = vec!["10.0.1.5".to_string(), "10.0.3.7".to_string()];
+        let only_the_node = [app(vec![tcp(6379, 6379, &[], &["10.0.3.7/32"])])];
+        let path = egress_path(
+            &src(&sgs, Some("10.0.1.5"), &[]),
+            &only_the_node,
+            Destination { group_ids: &shared, addresses: Addresses::Found(&nodes) },
+            6379,
+            &GroupNames::new(),
+        );
+        assert_eq!(path, SgPath::Allowed { via: "sg-app lets 6379 out to 10.0.3.7/32 (holds 10.0.3.7)".into() });
+    }
+
+    #[test]
+    fn a_blocked_way_out_names_the_rule_to_add_by_hand() {
+        let sgs = vec!["sg-0c33".to_string()];
+        let redis = vec!["sg-0a00".to_string()];
+        let names: GroupNames = [("sg-0a00", "redis"), ("sg-0c33", "app")]
+            .into_iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
+        let group = SecurityGroup { id: "sg-0c33".into(), ..app(vec![]) };
+        let path = egress_path(
+            &src(&sgs, None, &[]),
+            &[group],
+            Destination { group_ids: &redis, addresses: Addresses::Found(&[]) },
+            6379,
+            &names,
+        );
+        assert_eq!(
+            path,
+            SgPath::Blocked {
+                reason: "no outbound rule lets 6379 out of instance i-1's groups: sg-0c33 (app); fix by hand: allow 6379 out to sg-0a00 (redis) on sg-0c33 (app)".into(),
+                fix: None
+            }
+        );
     }
 }

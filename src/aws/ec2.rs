@@ -164,19 +164,30 @@ pub async fn describe_security_groups(
                 }
             }
         }
-        let mut lists: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut lists: BTreeMap<String, Result<Vec<String>, String>> = BTreeMap::new();
         // Collected first: an iterator of closures held across the await would
         // make the future not Send.
-        let named: Vec<String> = resp
-            .security_groups()
-            .iter()
-            .flat_map(|g| g.ip_permissions().iter().chain(g.ip_permissions_egress()))
-            .flat_map(|p| p.prefix_list_ids())
-            .filter_map(|p| p.prefix_list_id().map(str::to_string))
-            .collect();
-        for id in &named {
-            if !lists.contains_key(id) {
-                lists.insert(id.to_string(), prefix_list_cidrs(ec2, id).await?);
+        let named = |outbound: bool| -> Vec<String> {
+            resp.security_groups()
+                .iter()
+                .flat_map(|g| if outbound { g.ip_permissions_egress() } else { g.ip_permissions() })
+                .flat_map(|p| p.prefix_list_ids())
+                .filter_map(|p| p.prefix_list_id().map(str::to_string))
+                .collect()
+        };
+        // An inbound rule's list decides paths into the group: not read, the
+        // groups are not. An outbound one's (often an AWS service's, such as
+        // S3's) is kept as not read, which leaves only paths it might open unknown.
+        for (outbound, ids) in [(false, named(false)), (true, named(true))] {
+            for id in ids {
+                if lists.get(&id).is_some_and(Result::is_ok) {
+                    continue;
+                }
+                let read = prefix_list_cidrs(ec2, &id).await;
+                if let (Err(e), false) = (&read, outbound) {
+                    return Err(e.clone());
+                }
+                lists.insert(id, read.map_err(|e| e.to_string()));
             }
         }
         for g in resp.security_groups() {
@@ -203,9 +214,11 @@ pub async fn describe_security_groups(
     Ok(out)
 }
 
-/// The CIDRs a managed prefix list holds now (every page).
 /// One permission as the analysis reads it, its prefix lists' CIDRs from `lists`.
-fn group_rule(p: &aws_sdk::ec2::types::IpPermission, lists: &BTreeMap<String, Vec<String>>) -> GroupRule {
+fn group_rule(
+    p: &aws_sdk::ec2::types::IpPermission,
+    lists: &BTreeMap<String, Result<Vec<String>, String>>,
+) -> GroupRule {
     GroupRule {
         protocol: p.ip_protocol().unwrap_or("-1").to_string(),
         from_port: p.from_port().and_then(|v| u16::try_from(v).ok()),
@@ -222,14 +235,20 @@ fn group_rule(p: &aws_sdk::ec2::types::IpPermission, lists: &BTreeMap<String, Ve
             .prefix_list_ids()
             .iter()
             .filter_map(|l| l.prefix_list_id())
-            .map(|id| PrefixList { id: id.to_string(), cidrs: lists.get(id).cloned().unwrap_or_default() })
+            .map(|id| match lists.get(id) {
+                Some(Ok(cidrs)) => PrefixList { id: id.to_string(), cidrs: cidrs.clone(), unread: None },
+                Some(Err(e)) => PrefixList { id: id.to_string(), cidrs: Vec::new(), unread: Some(e.clone()) },
+                None => PrefixList { id: id.to_string(), cidrs: Vec::new(), unread: Some("not read".into()) },
+            })
             .collect(),
     }
 }
 
-/// The private addresses (IPv4 and IPv6) of the network interfaces in each
-/// of `group_ids` (group id → addresses): where traffic to that group goes
-/// (an ElastiCache node, an instance running Redis).
+/// The addresses of the network interfaces in each of `group_ids` (group id
+/// → addresses), as clients reach them: an interface's private IPv4
+/// addresses, or its IPv6 ones when it has no IPv4 (an IPv6-only ElastiCache
+/// node). Where traffic to that group goes: an ElastiCache node, an instance
+/// running Redis.
 pub async fn interface_addresses(
     ec2: &aws_sdk::ec2::Client,
     group_ids: &[String],
@@ -242,13 +261,13 @@ pub async fn interface_addresses(
     let mut pages = ec2.describe_network_interfaces().filters(filter).into_paginator().send();
     while let Some(page) = pages.next().await {
         for n in page.map_err(|e| sdk_error("DescribeNetworkInterfaces", e))?.network_interfaces() {
-            let addresses: Vec<String> = n
-                .private_ip_addresses()
-                .iter()
-                .filter_map(|a| a.private_ip_address())
-                .chain(n.ipv6_addresses().iter().filter_map(|a| a.ipv6_address()))
-                .map(str::to_string)
-                .collect();
+            let v4: Vec<String> =
+                n.private_ip_addresses().iter().filter_map(|a| a.private_ip_address()).map(str::to_string).collect();
+            let addresses = if v4.is_empty() {
+                n.ipv6_addresses().iter().filter_map(|a| a.ipv6_address()).map(str::to_string).collect()
+            } else {
+                v4
+            };
             for g in n.groups().iter().filter_map(|g| g.group_id()) {
                 if let Some(list) = out.get_mut(g) {
                     list.extend(addresses.iter().cloned());
@@ -263,6 +282,7 @@ pub async fn interface_addresses(
     Ok(out)
 }
 
+/// The CIDRs a managed prefix list holds now (every page).
 async fn prefix_list_cidrs(ec2: &aws_sdk::ec2::Client, id: &str) -> AwsResult<Vec<String>> {
     let mut out = Vec::new();
     let mut pages = ec2.get_managed_prefix_list_entries().prefix_list_id(id).into_paginator().send();

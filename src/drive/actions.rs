@@ -705,7 +705,10 @@ async fn paths_cut(
                 let src = i.source();
                 for port in [Some(ep.port), ep.sentinel_port].into_iter().flatten() {
                     let now = sg_path_named(&src, &groups, port, &d.group_names);
-                    if now.is_allowed() && !sg_path_named(&src, &after, port, &d.group_names).is_allowed() {
+                    // A path the instance's own outbound rules already shut is
+                    // not cut by the revoke; one they may leave open (unknown) is.
+                    let shut = matches!(d.redis_egress(&src, name, port), SgPath::Blocked { .. });
+                    if !shut && now.is_allowed() && !sg_path_named(&src, &after, port, &d.group_names).is_allowed() {
                         let who = i.name.as_deref().map_or(i.id.clone(), |n| format!("{} ({n})", i.id));
                         cut.push(format!("{other}'s {who} from {name} on port {port} ({})", now.describe()));
                     }

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::analysis::hit_rate::LookupCounters;
 use crate::analysis::reachability::{
-    Destination, GroupNames, SecurityGroup, SgPath, Source, both_ways, egress_path, sg_path_named,
+    Addresses, Destination, GroupNames, SecurityGroup, SgPath, Source, both_ways, egress_path, sg_path_named,
 };
 use crate::analysis::weights::shares;
 use crate::aws::ec2::Instance;
@@ -310,9 +310,11 @@ pub struct EnvironmentData {
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub redis_groups_unread: BTreeMap<String, String>,
     /// Addresses of the network interfaces in each endpoint's groups, where
-    /// its outbound rules must let traffic go; absent when they could not be
-    /// read.
+    /// the instances' outbound rules must let traffic go.
     pub redis_addresses: BTreeMap<String, Vec<String>>,
+    /// Endpoints whose interfaces could not be read (endpoint → the error).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub redis_addresses_unread: BTreeMap<String, String>,
     /// The instances' own security groups, as described: their outbound rules.
     pub instance_groups: Vec<SecurityGroup>,
     /// Why the instances' groups could not be read, when they could not.
@@ -335,20 +337,29 @@ impl EnvironmentData {
         if matches!(ingress, SgPath::Unknown { .. }) {
             return ingress;
         }
-        let egress = match &self.instance_groups_unread {
-            Some(e) => SgPath::Unknown {
+        both_ways(ingress, self.redis_egress(src, endpoint, port))
+    }
+
+    /// Whether `src`'s own groups let its traffic out to `endpoint` on `port`.
+    pub fn redis_egress(&self, src: &Source, endpoint: &str, port: u16) -> SgPath {
+        if let Some(e) = &self.instance_groups_unread {
+            return SgPath::Unknown {
                 reason: format!("instance {}'s security groups could not be read: {e}", src.instance_id),
-            },
-            None => {
-                let group_ids: Vec<String> = groups.iter().map(|g| g.id.clone()).collect();
-                let to = Destination {
-                    group_ids: &group_ids,
-                    addresses: self.redis_addresses.get(endpoint).map(Vec::as_slice),
-                };
-                egress_path(src, &self.instance_groups, to, port, &self.group_names)
-            }
+            };
+        }
+        let groups = self.redis_groups.get(endpoint).map_or(&[][..], Vec::as_slice);
+        let group_ids: Vec<String> = groups.iter().map(|g| g.id.clone()).collect();
+        let addresses = match self.redis_addresses_unread.get(endpoint) {
+            Some(e) => Addresses::Unread(e),
+            None => Addresses::Found(self.redis_addresses.get(endpoint).map_or(&[][..], Vec::as_slice)),
         };
-        both_ways(ingress, egress)
+        egress_path(
+            src,
+            &self.instance_groups,
+            Destination { group_ids: &group_ids, addresses },
+            port,
+            &self.group_names,
+        )
     }
 }
 
@@ -390,26 +401,43 @@ pub async fn environment_with(
     let mut redis_groups: BTreeMap<String, Vec<SecurityGroup>> =
         own.iter().map(|r| (r.name.clone(), named(r, &own_groups))).collect();
     let mut redis_addresses = BTreeMap::new();
+    let mut redis_addresses_unread = BTreeMap::new();
     // Where each endpoint's interfaces are, read where its groups are: a
-    // failure leaves them unknown, not the environment unread.
+    // failure leaves them unread (paths they decide unknown), not the
+    // environment.
     let addresses = |ec2, endpoints: Vec<(String, Vec<String>)>| async move {
         let ids: Vec<String> = endpoints.iter().flat_map(|(_, ids)| ids.clone()).collect();
-        let Ok(by_group) = crate::aws::ec2::interface_addresses(ec2, &ids).await else { return Vec::new() };
+        let by_group = crate::aws::ec2::interface_addresses(ec2, &ids).await.map_err(|e| e.to_string());
         endpoints
             .into_iter()
             .map(|(name, ids)| {
-                let mut all: Vec<String> =
-                    ids.iter().flat_map(|g| by_group.get(g).cloned().unwrap_or_default()).collect();
-                all.sort();
-                all.dedup();
-                (name, all)
+                let found = by_group.as_ref().map_err(Clone::clone).map(|by_group| {
+                    let mut all: Vec<String> =
+                        ids.iter().flat_map(|g| by_group.get(g).cloned().unwrap_or_default()).collect();
+                    all.sort();
+                    all.dedup();
+                    all
+                });
+                (name, found)
             })
             .collect::<Vec<_>>()
+    };
+    let mut keep = |read: Vec<(String, Result<Vec<String>, String>)>| {
+        for (name, found) in read {
+            match found {
+                Ok(all) => {
+                    redis_addresses.insert(name, all);
+                }
+                Err(e) => {
+                    redis_addresses_unread.insert(name, e);
+                }
+            }
+        }
     };
     let ids_of = |r: &RedisEndpoint, groups: &BTreeMap<String, Vec<SecurityGroup>>| {
         (r.name.clone(), groups.get(&r.name).map(|gs| gs.iter().map(|g| g.id.clone()).collect()).unwrap_or_default())
     };
-    redis_addresses.extend(addresses(ec2, own.iter().map(|r| ids_of(r, &redis_groups)).collect()).await);
+    keep(addresses(ec2, own.iter().map(|r| ids_of(r, &redis_groups)).collect()).await);
     let mut groups = own_groups;
     let mut redis_groups_elsewhere = BTreeMap::new();
     let mut redis_groups_unread = BTreeMap::new();
@@ -427,7 +455,7 @@ pub async fn environment_with(
         };
         redis_groups.extend(theirs.iter().map(|r| (r.name.clone(), named(r, &found))));
         let owner_ec2 = &sides.environment(owner).ec2;
-        redis_addresses.extend(addresses(owner_ec2, theirs.iter().map(|r| ids_of(r, &redis_groups)).collect()).await);
+        keep(addresses(owner_ec2, theirs.iter().map(|r| ids_of(r, &redis_groups)).collect()).await);
         groups.extend(found.into_iter().filter(|g| !groups.iter().any(|o| o.id == g.id)).collect::<Vec<_>>());
     }
     // Names are a nicety: a group we may not describe is shown by id. The
@@ -458,8 +486,7 @@ pub async fn environment_with(
     let mut owners: Vec<&str> = redis_groups_elsewhere.values().map(String::as_str).collect();
     owners.sort();
     owners.dedup();
-    // This side's instances' groups, then the sources here, then those left
-    // through each owner's side.
+    // Names of the rules' sources: here, then those left through each owner's side.
     let mut asks = vec![(ec2, &sources)];
     asks.extend(owners.into_iter().map(|o| (&sides.environment(o).ec2, &sources)));
     for (client, ids) in asks {
@@ -477,6 +504,7 @@ pub async fn environment_with(
         redis_groups_elsewhere,
         redis_groups_unread,
         redis_addresses,
+        redis_addresses_unread,
         instance_groups,
         instance_groups_unread,
         group_names,

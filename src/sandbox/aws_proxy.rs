@@ -105,6 +105,9 @@ pub struct AwsFaults {
     /// GetHealthCheckStatus refused with AccessDenied, as for a reading
     /// role without `route53:GetHealthCheckStatus`.
     pub deny_health_check_status: AtomicBool,
+    /// DescribeNetworkInterfaces refused with UnauthorizedOperation, as for a
+    /// reading role without `ec2:DescribeNetworkInterfaces`.
+    pub deny_network_interfaces: AtomicBool,
     /// Every S3 request left unanswered for two minutes (an S3 that froze:
     /// the client hears nothing until its own timeout).
     pub s3_frozen: AtomicBool,
@@ -666,6 +669,11 @@ async fn forward(State(p): State<Arc<Proxy>>, req: Request) -> Response {
         && (parts.headers.contains_key("if-match") || parts.headers.contains_key("if-none-match"));
     let _one_at_a_time = if conditional { Some(p.s3_conditional.lock().await) } else { None };
     let action = query_action(&body);
+    if action.as_deref() == Some("DescribeNetworkInterfaces") && p.counts.deny_network_interfaces.load(Ordering::SeqCst)
+    {
+        let xml = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>UnauthorizedOperation</Code><Message>You are not authorized to perform this operation. User is not authorized to perform: ec2:DescribeNetworkInterfaces</Message></Error></Errors><RequestID>proxy-denied</RequestID></Response>";
+        return (StatusCode::FORBIDDEN, [("content-type", "text/xml")], xml).into_response();
+    }
     let health_of = (action.as_deref() == Some("DescribeTargetHealth"))
         .then(|| url::form_urlencoded::parse(&body).find(|(k, _)| k == "TargetGroupArn").map(|(_, v)| v.into_owned()))
         .flatten();

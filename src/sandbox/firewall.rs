@@ -25,11 +25,21 @@ pub struct LiveInstance {
     pub security_groups: Vec<String>,
 }
 
-/// What moto says now: every sandbox security group and instance.
+/// A network interface in a sandbox group (one a test made, as ElastiCache
+/// makes one per node): where traffic to its groups goes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LiveInterface {
+    pub security_groups: Vec<String>,
+    /// Private IPv4 addresses.
+    pub addresses: Vec<String>,
+}
+
+/// What moto says now: every sandbox security group, instance and interface.
 #[derive(Debug, Clone, Default)]
 pub struct LiveWorld {
     pub groups: Vec<Group>,
     pub instances: Vec<LiveInstance>,
+    pub interfaces: Vec<LiveInterface>,
 }
 
 pub struct ProxySpec {
@@ -55,7 +65,14 @@ pub fn admits(world: &LiveWorld, spec: &ProxySpec) -> bool {
     };
     // AWS needs both: the instance's groups let the traffic out, the endpoint's let it in.
     let own: Vec<Group> = world.groups.iter().filter(|g| inst.security_groups.contains(&g.id)).cloned().collect();
-    reaches(&groups, &knock) && lets_out(&own, &spec.endpoint_group_ids, spec.rule_port)
+    let addresses: Vec<String> = world
+        .interfaces
+        .iter()
+        .filter(|n| n.security_groups.iter().any(|g| spec.endpoint_group_ids.contains(g)))
+        .flat_map(|n| n.addresses.iter().cloned())
+        .filter(|a| inst.private_ip.as_ref() != Some(a))
+        .collect();
+    reaches(&groups, &knock) && lets_out(&own, &spec.endpoint_group_ids, &addresses, spec.rule_port)
 }
 
 /// Reads the groups and instances from EC2 with the SDK alone.
@@ -108,6 +125,21 @@ pub async fn read_live(ec2: &aws_sdk::ec2::Client, group_ids: &[String], instanc
             let inbound = g.ip_permissions().iter().map(permission).collect();
             let outbound = g.ip_permissions_egress().iter().map(permission).collect();
             world.groups.push(Group { id: g.group_id().unwrap_or_default().to_string(), inbound, outbound });
+        }
+        let in_groups =
+            aws_sdk::ec2::types::Filter::builder().name("group-id").set_values(Some(group_ids.to_vec())).build();
+        let resp =
+            ec2.describe_network_interfaces().filters(in_groups).send().await.wrap_err("DescribeNetworkInterfaces")?;
+        for n in resp.network_interfaces() {
+            world.interfaces.push(LiveInterface {
+                security_groups: n.groups().iter().filter_map(|g| g.group_id()).map(str::to_string).collect(),
+                addresses: n
+                    .private_ip_addresses()
+                    .iter()
+                    .filter_map(|a| a.private_ip_address())
+                    .map(str::to_string)
+                    .collect(),
+            });
         }
     }
     if !instance_ids.is_empty() {

@@ -373,6 +373,7 @@ async fn read_live(aws: &SideClients, world: &World) -> Result<LiveWorld> {
         let part = firewall::read_live(&clients.ec2, &groups, &instances).await?;
         live.groups.extend(part.groups);
         live.instances.extend(part.instances);
+        live.interfaces.extend(part.interfaces);
     }
     Ok(live)
 }

@@ -73,18 +73,19 @@ pub fn reaches(endpoint_groups: &[Group], knock: &Knock) -> bool {
     endpoint_groups.iter().flat_map(|g| &g.inbound).any(|p| p.covers_port(knock.port) && p.admits_source(knock))
 }
 
-/// Whether one of the instance's groups has an outbound permission covering
-/// the port to one of the endpoint's groups or to every IPv4 address. The
-/// sandbox's Redis has no network interface in moto, so no narrower CIDR can
-/// be said to hold it: such a rule lets nothing out to it here.
-pub fn lets_out(instance_groups: &[Group], endpoint_group_ids: &[String], port: u16) -> bool {
-    instance_groups.iter().flat_map(|g| &g.outbound).any(|p| {
-        let everywhere = |c: &String| c.split_once('/').is_some_and(|(_, prefix)| prefix == "0") && !c.contains(':');
-        p.covers_port(port)
-            && (p.peer_groups.iter().any(|g| endpoint_group_ids.contains(g))
-                || p.cidrs.iter().any(everywhere)
-                || p.prefix_list_cidrs.iter().any(everywhere))
-    })
+/// Whether the instance's groups let the port out to the endpoint: one
+/// outbound permission covering the port names one of the endpoint's groups,
+/// or every IPv4 address of the interfaces in those groups (`addresses`) is
+/// held by such a permission's CIDRs. With no interface known, the endpoint
+/// has no address to hold and only `0.0.0.0/0` reaches it.
+pub fn lets_out(instance_groups: &[Group], endpoint_group_ids: &[String], addresses: &[String], port: u16) -> bool {
+    let out: Vec<&Permission> =
+        instance_groups.iter().flat_map(|g| &g.outbound).filter(|p| p.covers_port(port)).collect();
+    if out.iter().any(|p| p.peer_groups.iter().any(|g| endpoint_group_ids.contains(g))) {
+        return true;
+    }
+    let held = |ip: &str| out.iter().any(|p| p.cidrs.iter().chain(&p.prefix_list_cidrs).any(|c| ipv4_in_cidr(ip, c)));
+    if addresses.is_empty() { held("0.0.0.0") && held("255.255.255.255") } else { addresses.iter().all(|a| held(a)) }
 }
 
 /// `10.42.1.7` in `10.42.0.0/16`, by hand: both as 32-bit numbers, compared
@@ -276,16 +277,18 @@ mod tests {
         let redis = vec!["sg-redis".to_string()];
         let app = |outbound: Vec<Permission>| vec![Group { id: "sg-app".into(), inbound: vec![], outbound }];
         let all = Permission { protocol: "-1".into(), cidrs: vec!["0.0.0.0/0".into()], ..Default::default() };
-        assert!(lets_out(&app(vec![all]), &redis, 6379), "the default outbound rule");
+        assert!(lets_out(&app(vec![all]), &redis, &[], 6379), "the default outbound rule");
         let to_group = Permission { peer_groups: redis.clone(), ..tcp(6379, 6379) };
-        assert!(lets_out(&app(vec![to_group]), &redis, 6379));
+        assert!(lets_out(&app(vec![to_group]), &redis, &[], 6379));
         let to_other = Permission { peer_groups: vec!["sg-other".into()], ..tcp(6379, 6379) };
-        assert!(!lets_out(&app(vec![to_other]), &redis, 6379));
+        assert!(!lets_out(&app(vec![to_other]), &redis, &[], 6379));
         let https = Permission { cidrs: vec!["0.0.0.0/0".into()], ..tcp(443, 443) };
-        assert!(!lets_out(&app(vec![https]), &redis, 6379), "another port");
+        assert!(!lets_out(&app(vec![https]), &redis, &[], 6379), "another port");
         let narrow = Permission { cidrs: vec!["10.42.0.0/16".into()], ..tcp(6379, 6379) };
-        assert!(!lets_out(&app(vec![narrow]), &redis, 6379), "holds no address the sandbox's Redis has");
-        assert!(!lets_out(&app(vec![]), &redis, 6379), "no outbound rule");
-        assert!(!lets_out(&[], &redis, 6379), "no group");
+        assert!(!lets_out(&app(vec![narrow.clone()]), &redis, &[], 6379), "no interface: no address to hold");
+        assert!(lets_out(&app(vec![narrow.clone()]), &redis, &["10.42.1.9".into(), "10.42.2.9".into()], 6379));
+        assert!(!lets_out(&app(vec![narrow]), &redis, &["10.42.1.9".into(), "10.43.0.1".into()], 6379), "one outside");
+        assert!(!lets_out(&app(vec![]), &redis, &[], 6379), "no outbound rule");
+        assert!(!lets_out(&[], &redis, &[], 6379), "no group");
     }
 }
