@@ -382,6 +382,16 @@ impl SideShape {
         if !self.redis.is_empty() && self.redis_groups.is_empty() {
             out.push(format!("{env}: its Redis endpoints name no security_groups; the app → Redis rules not compared"));
         }
+        let mut lists: Vec<String> = self
+            .groups
+            .iter()
+            .flat_map(|g| g.egress.iter().flat_map(|r| &r.prefix_lists).map(move |pl| (g, pl)))
+            .filter_map(|(g, pl)| {
+                pl.unread.as_ref().map(|e| format!("{env}: prefix list {} of {}'s outbound rules: {e}", pl.id, g.name))
+            })
+            .collect();
+        lists.dedup();
+        out.extend(lists);
         out
     }
 }
@@ -506,12 +516,13 @@ pub fn role_rules(side: &SideShape) -> BTreeMap<&'static str, BTreeSet<String>> 
                         _ => p.to_string(),
                     },
                 };
-                let peers = r
-                    .groups
-                    .iter()
-                    .map(|id| role_of(id))
-                    .chain(r.cidrs.iter().cloned())
-                    .chain(r.prefix_lists.iter().map(|p| format!("prefix list {}", p.cidrs.join(" "))));
+                let peers = r.groups.iter().map(|id| role_of(id)).chain(r.cidrs.iter().cloned()).chain(
+                    r.prefix_lists.iter().map(|p| match &p.unread {
+                        // Its id differs across accounts; said so, as a value no other side has.
+                        Some(_) => format!("prefix list {} (not read)", p.id),
+                        None => format!("prefix list {}", p.cidrs.join(" ")),
+                    }),
+                );
                 for s in peers {
                     rules.insert(format!("{proto} {way} {s}"));
                 }
@@ -981,7 +992,7 @@ fn redis(c: &mut Collector, from: &SideShape, to: &SideShape) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::analysis::reachability::GroupRule;
+    use crate::analysis::reachability::{GroupRule, PrefixList};
 
     fn group(id: &str, name: &str, port: u16, from: &[&str]) -> SecurityGroup {
         SecurityGroup {
@@ -1293,6 +1304,22 @@ mod tests {
                 "tcp 443 to 0.0.0.0/0; tcp 8080 from load balancer"
             )]
         );
+    }
+
+    #[test]
+    fn an_outbound_prefix_list_that_cannot_be_read_is_not_compared() {
+        let mut s = side("staging");
+        let unread = PrefixList { id: "pl-s3".into(), cidrs: vec![], unread: Some("AccessDenied".into()) };
+        s.groups[1].egress = vec![GroupRule {
+            protocol: "tcp".into(),
+            from_port: Some(443),
+            to_port: Some(443),
+            groups: vec![],
+            cidrs: vec![],
+            prefix_lists: vec![unread],
+        }];
+        assert_eq!(s.unread(), ["staging: prefix list pl-s3 of staging-app's outbound rules: AccessDenied"]);
+        assert_eq!(role_rules(&s)["app"].iter().next().unwrap(), "tcp 443 to prefix list pl-s3 (not read)");
     }
 
     #[test]
