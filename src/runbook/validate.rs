@@ -145,6 +145,9 @@ struct Names {
     redis: BTreeSet<String>,
     /// Redis endpoints that are ElastiCache replication groups.
     elasticache: BTreeSet<String>,
+    /// Each environment's used Redis endpoints that name no security groups
+    /// (whose path no rule can be judged, or added, on).
+    groupless_redis: BTreeMap<String, Vec<String>>,
 }
 
 impl<'a> Validator<'a> {
@@ -193,6 +196,18 @@ impl<'a> Validator<'a> {
                 e.span(),
                 format!("`{kind}` needs Redis, but environment `{env}` uses none"),
                 "add a redis entry or uses_redis to the environment, or remove it",
+            );
+        }
+        if kind == "authorize_redis_ingress"
+            && let Some(groupless) = names.groupless_redis.get(env).filter(|g| !g.is_empty())
+        {
+            self.err(
+                e.span(),
+                format!(
+                    "`{kind}` adds rules on the security groups of the Redis environment `{env}` uses, but {} names none",
+                    groupless.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+                ),
+                "add security_groups = [\"…\"] to that redis entry (the groups its path is judged and opened on), or remove the item",
             );
         }
     }
@@ -341,6 +356,27 @@ impl<'a> Validator<'a> {
             alarms: BTreeSet::new(),
             redis: BTreeSet::new(),
             elasticache: BTreeSet::new(),
+            groupless_redis: {
+                let envs = raw.environments.get_ref();
+                let groupless: BTreeSet<&str> = envs
+                    .values()
+                    .flat_map(|e| &e.get_ref().redis)
+                    .filter(|r| r.get_ref().security_groups.is_empty())
+                    .map(|r| r.get_ref().name.get_ref().as_str())
+                    .collect();
+                envs.iter()
+                    .map(|(k, e)| {
+                        let e = e.get_ref();
+                        let used: Vec<&str> = match &e.uses_redis {
+                            Some(list) => list.iter().map(|r| r.get_ref().as_str()).collect(),
+                            None => e.redis.iter().map(|r| r.get_ref().name.get_ref().as_str()).collect(),
+                        };
+                        let none: Vec<String> =
+                            used.into_iter().filter(|n| groupless.contains(n)).map(str::to_string).collect();
+                        (k.get_ref().clone(), none)
+                    })
+                    .collect()
+            },
         };
         if raw.environments.get_ref().len() < 2 {
             self.err(raw.environments.span(), "a runbook needs at least two environments", "declare the side traffic leaves and the side it goes to, e.g. [environments.production] and [environments.staging]");

@@ -292,6 +292,14 @@ action = "delete_security_groups"
 environment = "blue"
 security_groups = []
 ''')
+fx("authorize-redis-without-groups", "authorize_redis_ingress for an environment whose Redis names no security groups", append=GATED_STOP + '''
+[[phases.items]]
+id = "open-redis"
+title = "Let blue's instances reach their Redis"
+kind = "action"
+action = "authorize_redis_ingress"
+environment = "blue"
+''')
 fx("multi-error", "several mistakes, reported together in line order",
    ('initial_weights = { blue = 100, green = 0 }', 'initial_weights = { blue = 300, green = 0 }'),
    ('steps = [10, 50, 100]', 'steps = [10, 50, 30, 100]'),
