@@ -198,7 +198,20 @@ fn big_live(now: SystemTime) -> Vec<LiveEvent> {
                 redis_groups_unread: BTreeMap::new(),
                 redis_addresses: BTreeMap::new(),
                 redis_addresses_unread: BTreeMap::new(),
-                instance_groups: Vec::new(),
+                // The app group as AWS makes it: everything let out.
+                instance_groups: vec![SecurityGroup {
+                    id: format!("sg-{env}app"),
+                    name: format!("{env}-app"),
+                    ingress: vec![],
+                    egress: vec![GroupRule {
+                        protocol: "-1".into(),
+                        from_port: None,
+                        to_port: None,
+                        groups: vec![],
+                        cidrs: vec!["0.0.0.0/0".into()],
+                        prefix_lists: vec![],
+                    }],
+                }],
                 instance_groups_unread: None,
                 group_names: BTreeMap::new(),
             }),

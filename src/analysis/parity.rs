@@ -382,14 +382,24 @@ impl SideShape {
         if !self.redis.is_empty() && self.redis_groups.is_empty() {
             out.push(format!("{env}: its Redis endpoints name no security_groups; the app → Redis rules not compared"));
         }
+        // Outbound rules are compared for the load balancer's and the app's groups only.
+        let compared: BTreeSet<&str> = self
+            .load_balancer
+            .iter()
+            .flat_map(|l| &l.security_groups)
+            .chain(self.instances.iter().flat_map(|i| &i.security_groups))
+            .map(String::as_str)
+            .collect();
         let mut lists: Vec<String> = self
             .groups
             .iter()
+            .filter(|g| compared.contains(g.id.as_str()))
             .flat_map(|g| g.egress.iter().flat_map(|r| &r.prefix_lists).map(move |pl| (g, pl)))
             .filter_map(|(g, pl)| {
                 pl.unread.as_ref().map(|e| format!("{env}: prefix list {} of {}'s outbound rules: {e}", pl.id, g.name))
             })
             .collect();
+        lists.sort();
         lists.dedup();
         out.extend(lists);
         out
@@ -1396,6 +1406,8 @@ mod tests {
         let d = compare(&from, &to, std::slice::from_ref(&pinned));
         assert_eq!(what_from_to(&d), vec![("security_groups", "tcp 8080 from load balancer", office)]);
         assert_eq!(d[0].allowed.as_deref(), Some("the office reaches staging over SSH"));
+        let both_pinned = ParityAllowance { from: Some("tcp 8080 from load balancer".into()), ..pinned.clone() };
+        assert!(!compare(&from, &to, &[both_pinned])[0].is_drift(), "both sides as pinned");
 
         to.groups[1].ingress.push(ssh("0.0.0.0/0"));
         let d = compare(&from, &to, std::slice::from_ref(&pinned));
@@ -1493,6 +1505,15 @@ mod tests {
         assert_eq!(d[0].subject, "staging-web-2 security groups");
         assert_eq!((d[0].from_value.as_str(), d[0].to_value.as_str()), ("staging-app", "default"));
         assert_eq!((d[1].from_value.as_str(), d[1].to_value.as_str()), ("t3.micro", "t3.large"));
+        // Narrowed to the odd instance by its subject: that one only.
+        let one = ParityAllowance {
+            subject: Some("staging-web-2 security groups".into()),
+            to: Some("default".into()),
+            ..allow("instances.alike", "staging-web-2 runs the batch")
+        };
+        let d: Vec<Difference> =
+            compare(&from, &to, &[one]).into_iter().filter(|d| d.what == "instances.alike").collect();
+        assert_eq!(d.iter().map(Difference::is_drift).collect::<Vec<_>>(), [false, true]);
     }
 
     #[test]

@@ -243,7 +243,10 @@ pub enum Addresses<'a> {
 /// as described) lets TCP `port` out to `to`: one naming an endpoint group
 /// (AWS then lets out to every interface in it), or CIDRs and prefix lists
 /// holding every address of the endpoint's interfaces (the instance's own
-/// excepted: it does not pass its own groups to reach itself). Where those
+/// excepted: it does not pass its own groups to reach itself). Those
+/// interfaces may be more than the endpoint's nodes (a group shared with a
+/// database, other instances): every one held proves the way open, none held
+/// proves it shut, and some held proves nothing, so that is unknown. Where those
 /// addresses are not known the endpoint is taken as IPv4, as ElastiCache's
 /// are by default, and only a rule to every IPv4 address (`0.0.0.0/0`)
 /// proves the way out, saying so. Blocked carries no fix: cutover adds
@@ -339,17 +342,31 @@ pub fn egress_path(
             if let Some(why) = unread_list() {
                 return SgPath::Unknown { reason: why };
             }
+            let groups = to.group_ids.iter().map(|g| label(g)).collect::<Vec<_>>().join(", ");
+            if !via.is_empty() {
+                let held: Vec<String> =
+                    via.into_iter().map(|(r, held)| format!("{r} (holds {})", held.join(", "))).collect();
+                return SgPath::Unknown {
+                    reason: format!(
+                        "{}, but no outbound rule lets {port} out to {} (interfaces in the endpoint's groups {groups}, which may not all be its nodes)",
+                        held.join(", "),
+                        not_out.join(", ")
+                    ),
+                };
+            }
             blocked(format!(
-                "no outbound rule lets {port} out to {} (in the endpoint's groups {}) from instance {}'s groups: {theirs}{fix}",
+                "no outbound rule lets {port} out to {} (in the endpoint's groups {groups}) from instance {}'s groups: {theirs}{fix}",
                 not_out.join(", "),
-                to.group_ids.iter().map(|g| label(g)).collect::<Vec<_>>().join(", "),
                 source.instance_id,
             ))
         }
         None => {
             let why = match to.addresses {
                 Addresses::Unread(e) => format!("the endpoint's network interfaces could not be read ({e})"),
-                Addresses::Found(_) => "no network interface was found in the endpoint's groups".to_string(),
+                Addresses::Found([]) => "no network interface was found in the endpoint's groups".to_string(),
+                Addresses::Found(_) => {
+                    "no network interface besides the instance's own was found in the endpoint's groups".to_string()
+                }
             };
             if let Some((g, c, list)) =
                 cidrs().find(|(_, c, _)| cidr_contains(c, "0.0.0.0") && cidr_contains(c, "255.255.255.255"))
@@ -625,6 +642,20 @@ mod tests {
             6379,
             &names,
         );
+        // Some held, some not: the interfaces may not all be nodes, so not judged.
+        let SgPath::Unknown { reason } = path else { panic!("expected unknown, got {path:?}") };
+        assert_eq!(
+            reason,
+            "sg-app lets 6379 out to 10.0.0.0/16 (holds 10.0.3.7), but no outbound rule lets 6379 out to 10.1.0.9 (interfaces in the endpoint's groups sg-redis, which may not all be its nodes)"
+        );
+        let all_outside = vec!["10.1.0.9".to_string()];
+        let path = egress_path(
+            &src,
+            &vpc_only,
+            Destination { group_ids: &redis, addresses: Addresses::Found(&all_outside) },
+            6379,
+            &names,
+        );
         let SgPath::Blocked { reason, fix: None } = path else { panic!("expected blocked, got {path:?}") };
         assert_eq!(
             reason,
@@ -743,6 +774,17 @@ mod tests {
             &GroupNames::new(),
         );
         assert_eq!(path, SgPath::Allowed { via: "sg-app lets 6379 out to 10.0.3.7/32 (holds 10.0.3.7)".into() });
+        // Its own address alone: nothing else is known of where the endpoint is.
+        let mine = vec!["10.0.1.5".to_string()];
+        let path = egress_path(
+            &src(&sgs, Some("10.0.1.5"), &[]),
+            &only_the_node,
+            Destination { group_ids: &shared, addresses: Addresses::Found(&mine) },
+            6379,
+            &GroupNames::new(),
+        );
+        let SgPath::Unknown { reason } = path else { panic!("expected unknown, got {path:?}") };
+        assert!(reason.ends_with("no network interface besides the instance's own was found in the endpoint's groups to say whether that holds the endpoint"), "{reason}");
     }
 
     #[test]

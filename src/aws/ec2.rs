@@ -180,7 +180,8 @@ pub async fn describe_security_groups(
         // S3's) is kept as not read, which leaves only paths it might open unknown.
         for (outbound, ids) in [(false, named(false)), (true, named(true))] {
             for id in ids {
-                if lists.get(&id).is_some_and(Result::is_ok) {
+                // Read once: an inbound list's failure has already returned.
+                if lists.contains_key(&id) {
                     continue;
                 }
                 let read = prefix_list_cidrs(ec2, &id).await;

@@ -112,12 +112,14 @@ pub struct RawAllow {
     /// A parity path, such as `target_group.stickiness` (`cutover diff` lists them).
     pub what: S<String>,
     /// Only the difference about this subject, as `cutover diff` names it
-    /// (`demo-prod-web / demo-staging-web`, `app`, `staging-web-2 security groups`).
+    /// (`demo-prod-web / demo-staging-web`, `app groups`, `staging-web-2 security groups`).
     pub subject: Option<S<String>>,
-    /// Only while the `from` side's value is exactly this, as `cutover diff` shows it.
+    /// Only while the `from` side's value is exactly this, as `cutover diff`
+    /// shows it (for `instances.alike.*`: the other instances' value).
     pub from: Option<S<String>>,
     /// Only while the `to` side's value is exactly this, as `cutover diff`
-    /// shows it: a further change there is drift again.
+    /// shows it (for `instances.alike.*`: the odd instance's): a further
+    /// change there is drift again.
     pub to: Option<S<String>>,
     /// Why the difference is expected (required).
     pub reason: Option<S<String>>,

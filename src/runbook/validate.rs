@@ -500,6 +500,8 @@ impl<'a> Validator<'a> {
     fn parity(&mut self, p: &RawParity) -> Vec<ParityAllowance> {
         use crate::analysis::parity::{PATHS, is_path};
         let mut out: Vec<ParityAllowance> = Vec::new();
+        // Where each kept allowance's `what` is, for errors between them.
+        let mut spans = Vec::new();
         for a in &p.allow {
             let what = &a.get_ref().what;
             if !is_path(what.get_ref()) {
@@ -532,14 +534,18 @@ impl<'a> Validator<'a> {
             let a = a.get_ref();
             let mut narrowed = |v: &Option<S<String>>, field: &str| -> Option<String> {
                 let v = v.as_ref()?;
+                let hint = format!(
+                    "{} as `cutover diff` shows it, or leave `{field}` out",
+                    if field == "subject" { "name the subject" } else { "give the side's value" }
+                );
                 if v.get_ref().trim().is_empty() {
+                    self.err(v.span(), format!("`{field}` is empty"), hint);
+                } else if v.get_ref().trim() != v.get_ref() {
+                    // Compared exactly: it would never match, and the difference stay drift unexplained.
                     self.err(
                         v.span(),
-                        format!("`{field}` is empty"),
-                        format!(
-                            "{} as `cutover diff` shows it, or leave `{field}` out",
-                            if field == "subject" { "name the subject" } else { "give the side's value" }
-                        ),
+                        format!("`{field}` has spaces at its ends, which `cutover diff` never shows"),
+                        hint,
                     );
                 }
                 Some(v.get_ref().clone())
@@ -564,6 +570,21 @@ impl<'a> Validator<'a> {
                 continue;
             }
             out.push(allowance);
+            spans.push(what.span());
+        }
+        // A whole allowance expects every difference of its path: beside it,
+        // a narrowed one (which the README tells people to write) does nothing.
+        for (a, span) in out.iter().zip(&spans) {
+            let narrowed = a.subject.is_some() || a.from.is_some() || a.to.is_some();
+            let whole =
+                |o: &ParityAllowance| o.what == a.what && o.subject.is_none() && o.from.is_none() && o.to.is_none();
+            if narrowed && out.iter().any(whole) {
+                self.err(
+                    span.clone(),
+                    format!("`{}` is also allowed whole, which expects every difference of it: this narrowing changes nothing", a.what),
+                    "remove the allowance without subject, from or to (the narrowed ones say what is expected), or this one",
+                );
+            }
         }
         out
     }

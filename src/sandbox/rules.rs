@@ -76,8 +76,10 @@ pub fn reaches(endpoint_groups: &[Group], knock: &Knock) -> bool {
 /// Whether the instance's groups let the port out to the endpoint: one
 /// outbound permission covering the port names one of the endpoint's groups,
 /// or every IPv4 address of the interfaces in those groups (`addresses`) is
-/// held by such a permission's CIDRs. With no interface known, the endpoint
-/// has no address to hold and only `0.0.0.0/0` reaches it.
+/// held by such a permission's CIDRs: the sandbox takes every interface in
+/// the endpoint's groups as a node of its Redis (a test makes them so). With
+/// no interface known, the endpoint has no address to hold and only
+/// `0.0.0.0/0` reaches it.
 pub fn lets_out(instance_groups: &[Group], endpoint_group_ids: &[String], addresses: &[String], port: u16) -> bool {
     let out: Vec<&Permission> =
         instance_groups.iter().flat_map(|g| &g.outbound).filter(|p| p.covers_port(port)).collect();
