@@ -702,31 +702,19 @@ async fn an_ipv6_range_holding_the_instances_ipv6_address_opens_its_path() {
 /// naming staging-redis on 6379 opens the path again, through that rule.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_instance_whose_groups_let_nothing_out_to_redis_is_blocked_whatever_the_endpoint_allows() {
-    use aws_sdk::ec2::types::{IpPermission, IpRange, UserIdGroupPair};
+    use aws_sdk::ec2::types::{IpPermission, UserIdGroupPair};
     use cutover::analysis::reachability::SgPath;
     let rb = runbook("demo.toml");
     let sb = sandbox(&rb, "ap-southeast-2").await;
     let ec2 = &sb.clients.ec2;
     let (app, redis) = (sb.world.groups["staging-app"].clone(), sb.world.groups["staging-redis"].clone());
-    let everything =
-        IpPermission::builder().ip_protocol("-1").ip_ranges(IpRange::builder().cidr_ip("0.0.0.0/0").build()).build();
-    ec2.revoke_security_group_egress().group_id(&app).ip_permissions(everything).send().await.unwrap();
-    let https = IpPermission::builder()
-        .ip_protocol("tcp")
-        .from_port(443)
-        .to_port(443)
-        .ip_ranges(IpRange::builder().cidr_ip("0.0.0.0/0").build())
-        .build();
-    ec2.authorize_security_group_egress().group_id(&app).ip_permissions(https).send().await.unwrap();
+    let_only_this_out(ec2, &app, tcp_with(443, "0.0.0.0/0")).await;
     let web1 = sb.world.instances.iter().find(|i| i.name == "staging-web-1").unwrap().clone();
 
-    let snap = first_snapshot(&rb, &sb).await;
-    let staging = snap.environment("staging").unwrap().aws.value.as_ref().unwrap();
-    let path = &staging.instances.iter().find(|i| i.instance.id == web1.id).unwrap().sg_paths["staging-cache"];
-    println!("staging-web-1: {}", path.describe());
+    let path = staging_path(&rb, &sb, &web1.id, "staging-cache").await;
     assert_eq!(
         path,
-        &SgPath::Blocked {
+        SgPath::Blocked {
             reason: format!(
                 "out: no outbound rule lets 6379 out of instance {}'s groups: {app} (staging-app); fix by hand: allow 6379 out to {redis} (staging-redis) on {app} (staging-app)",
                 web1.id
@@ -742,11 +730,7 @@ async fn an_instance_whose_groups_let_nothing_out_to_redis_is_blocked_whatever_t
             .contains(&format!("{} → staging-cache on port 6379 is closed and no rule here opens it", web1.id)),
         "{err}"
     );
-    eventually(Duration::from_secs(15), "the sandbox's firewall to stop staging-web-1 reaching Redis", || async {
-        let r = reqwest::get(&web1.health_url).await.ok()?;
-        (!r.status().is_success()).then_some(())
-    })
-    .await;
+    health_becomes(&web1.health_url, false, "the sandbox's firewall to stop staging-web-1 reaching Redis").await;
 
     let to_redis = IpPermission::builder()
         .ip_protocol("tcp")
@@ -755,22 +739,29 @@ async fn an_instance_whose_groups_let_nothing_out_to_redis_is_blocked_whatever_t
         .user_id_group_pairs(UserIdGroupPair::builder().group_id(&redis).build())
         .build();
     ec2.authorize_security_group_egress().group_id(&app).ip_permissions(to_redis).send().await.unwrap();
-    let snap = first_snapshot(&rb, &sb).await;
-    let staging = snap.environment("staging").unwrap().aws.value.as_ref().unwrap();
-    let path = &staging.instances.iter().find(|i| i.instance.id == web1.id).unwrap().sg_paths["staging-cache"];
-    println!("staging-web-1: {}", path.describe());
+    let path = staging_path(&rb, &sb, &web1.id, "staging-cache").await;
     assert!(path.is_allowed(), "{}", path.describe());
     assert!(
         path.describe().ends_with(&format!("; {app} (staging-app) lets 6379 out to {redis} (staging-redis))")),
         "{}",
         path.describe()
     );
-    eventually(Duration::from_secs(15), "staging-web-1 to reach Redis again", || async {
-        let r = reqwest::get(&web1.health_url).await.ok()?;
-        r.status().is_success().then_some(())
-    })
-    .await;
+    health_becomes(&web1.health_url, true, "staging-web-1 to reach Redis again").await;
     sb.down().await;
+}
+
+/// The path of staging's instance `id` to `endpoint`, as the first snapshot shows it.
+async fn staging_path(
+    rb: &cutover::runbook::Runbook,
+    sb: &cutover::sandbox::Sandbox,
+    id: &str,
+    endpoint: &str,
+) -> cutover::analysis::reachability::SgPath {
+    let snap = first_snapshot(rb, sb).await;
+    let staging = snap.environment("staging").unwrap().aws.value.as_ref().unwrap();
+    let path = staging.instances.iter().find(|i| i.instance.id == id).unwrap().sg_paths[endpoint].clone();
+    println!("{id} → {endpoint}: {}", path.describe());
+    path
 }
 
 /// staging-app lets 6379 out only to 10.42.1.0/24. Where staging-redis has
@@ -781,44 +772,19 @@ async fn an_instance_whose_groups_let_nothing_out_to_redis_is_blocked_whatever_t
 /// firewall agrees; one outside blocks it, and the firewall agrees.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_narrow_outbound_rule_is_judged_on_the_addresses_of_the_endpoints_interfaces() {
-    use aws_sdk::ec2::types::{Filter, IpPermission, IpRange};
+    use aws_sdk::ec2::types::Filter;
     use cutover::analysis::reachability::SgPath;
     let rb = runbook("demo.toml");
     let sb = sandbox(&rb, "ap-southeast-4").await;
     let ec2 = &sb.clients.ec2;
     let (app, redis) = (sb.world.groups["staging-app"].clone(), sb.world.groups["staging-redis"].clone());
-    let everything =
-        IpPermission::builder().ip_protocol("-1").ip_ranges(IpRange::builder().cidr_ip("0.0.0.0/0").build()).build();
-    ec2.revoke_security_group_egress().group_id(&app).ip_permissions(everything).send().await.unwrap();
-    let narrow = IpPermission::builder()
-        .ip_protocol("tcp")
-        .from_port(6379)
-        .to_port(6379)
-        .ip_ranges(IpRange::builder().cidr_ip("10.42.1.0/24").build())
-        .build();
-    ec2.authorize_security_group_egress().group_id(&app).ip_permissions(narrow).send().await.unwrap();
+    let_only_this_out(ec2, &app, tcp_with(6379, "10.42.1.0/24")).await;
     let web1 = sb.world.instances.iter().find(|i| i.name == "staging-web-1").unwrap().clone();
-    let path_now = || async {
-        let snap = first_snapshot(&rb, &sb).await;
-        let staging = snap.environment("staging").unwrap().aws.value.as_ref().unwrap();
-        let path =
-            staging.instances.iter().find(|i| i.instance.id == web1.id).unwrap().sg_paths["staging-cache"].clone();
-        println!("staging-web-1: {}", path.describe());
-        path
-    };
+    let path_now = || staging_path(&rb, &sb, &web1.id, "staging-cache");
     let path = path_now().await;
     let SgPath::Unknown { reason } = &path else { panic!("expected unknown, got {}", path.describe()) };
     assert!(reason.contains("no network interface was found in the endpoint's groups"), "{reason}");
-    let health = |ok: bool, what: &'static str| {
-        let url = web1.health_url.clone();
-        eventually(Duration::from_secs(15), what, move || {
-            let url = url.clone();
-            async move {
-                let r = reqwest::get(&url).await.ok()?;
-                (r.status().is_success() == ok).then_some(())
-            }
-        })
-    };
+    let health = |ok: bool, what: &'static str| health_becomes(&web1.health_url, ok, what);
     health(false, "the sandbox's firewall to let nothing out to a Redis with no address").await;
 
     let vpc = sb.world.vpc_id.clone();

@@ -75,14 +75,7 @@ fn env_data(side: &str, instances: Vec<Instance>, targets: Vec<Target>) -> Envir
         id: app.clone(),
         name: format!("{side}-app"),
         ingress: vec![],
-        egress: vec![GroupRule {
-            protocol: "-1".into(),
-            from_port: None,
-            to_port: None,
-            groups: vec![],
-            cidrs: vec!["0.0.0.0/0".into()],
-            prefix_lists: vec![],
-        }],
+        egress: vec![GroupRule::all_traffic("0.0.0.0/0")],
     };
     let batch_group = SecurityGroup { id: "sg-batch".into(), name: "staging-batch".into(), ..app_group.clone() };
     let names = [

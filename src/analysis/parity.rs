@@ -1294,14 +1294,7 @@ mod tests {
     #[test]
     fn an_app_group_that_lets_less_out_on_one_side_is_drift() {
         let (mut from, mut to) = (side("prod"), side("staging"));
-        let everything = GroupRule {
-            protocol: "-1".into(),
-            from_port: None,
-            to_port: None,
-            groups: vec![],
-            cidrs: vec!["0.0.0.0/0".into()],
-            prefix_lists: vec![],
-        };
+        let everything = GroupRule::all_traffic("0.0.0.0/0");
         from.groups[1].egress = vec![everything.clone()];
         to.groups[1].egress =
             vec![GroupRule { protocol: "tcp".into(), from_port: Some(443), to_port: Some(443), ..everything }];

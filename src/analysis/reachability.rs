@@ -44,6 +44,19 @@ pub struct PrefixList {
 }
 
 impl GroupRule {
+    /// Every protocol and port, to or from `cidr`: what AWS gives a new
+    /// group as its outbound rule (`0.0.0.0/0`).
+    pub fn all_traffic(cidr: &str) -> GroupRule {
+        GroupRule {
+            protocol: "-1".into(),
+            from_port: None,
+            to_port: None,
+            groups: Vec::new(),
+            cidrs: vec![cidr.into()],
+            prefix_lists: Vec::new(),
+        }
+    }
+
     fn covers_tcp_port(&self, port: u16) -> bool {
         match self.protocol.as_str() {
             "-1" | "all" => true,
@@ -569,9 +582,6 @@ mod tests {
     fn app(egress: Vec<GroupRule>) -> SecurityGroup {
         SecurityGroup { id: "sg-app".into(), name: "app".into(), ingress: Vec::new(), egress }
     }
-    fn everything_to(cidr: &str) -> GroupRule {
-        GroupRule { protocol: "-1".into(), from_port: None, to_port: None, ..tcp(0, 0, &[], &[cidr]) }
-    }
 
     #[test]
     fn the_default_outbound_rule_lets_the_port_out_and_a_group_reference_does_too() {
@@ -581,7 +591,7 @@ mod tests {
         let src = src(&sgs, Some("10.0.1.5"), &[]);
         let names = GroupNames::new();
         assert_eq!(
-            egress_path(&src, &[app(vec![everything_to("0.0.0.0/0")])], to, 6379, &names),
+            egress_path(&src, &[app(vec![GroupRule::all_traffic("0.0.0.0/0")])], to, 6379, &names),
             SgPath::Allowed {
                 via: "sg-app lets 6379 out to 0.0.0.0/0 (the endpoint taken as IPv4: no network interface was found in the endpoint's groups)".into()
             }
@@ -591,7 +601,7 @@ mod tests {
             SgPath::Allowed { via: "sg-app lets 6379 out to sg-redis".into() }
         );
         // Only IPv6 out, with the endpoint's address unknown: taken as IPv4, so not out.
-        assert!(!egress_path(&src, &[app(vec![everything_to("::/0")])], to, 6379, &names).is_allowed());
+        assert!(!egress_path(&src, &[app(vec![GroupRule::all_traffic("::/0")])], to, 6379, &names).is_allowed());
     }
 
     #[test]
@@ -718,7 +728,7 @@ mod tests {
         let redis = vec!["sg-redis".to_string()];
         let path = egress_path(
             &src(&sgs, Some("10.0.1.5"), &[]),
-            &[app(vec![everything_to("0.0.0.0/0")])],
+            &[app(vec![GroupRule::all_traffic("0.0.0.0/0")])],
             Destination { group_ids: &redis, addresses: Addresses::Unread("AccessDenied") },
             6379,
             &GroupNames::new(),

@@ -382,7 +382,6 @@ pub async fn import_certificate(sb: &Sandbox, names: &[&str], days: u32) -> Stri
 /// another team would make it; returns its id.
 #[allow(dead_code)]
 pub async fn a_group_open_to_everyone(ec2: &aws_sdk::ec2::Client, name: &str, vpc: &str) -> String {
-    use aws_sdk::ec2::types::{IpPermission, IpRange};
     let id = ec2
         .create_security_group()
         .group_name(name)
@@ -394,12 +393,45 @@ pub async fn a_group_open_to_everyone(ec2: &aws_sdk::ec2::Client, name: &str, vp
         .group_id()
         .unwrap()
         .to_string();
-    let open = IpPermission::builder()
-        .ip_protocol("tcp")
-        .from_port(6379)
-        .to_port(6379)
-        .ip_ranges(IpRange::builder().cidr_ip("0.0.0.0/0").build())
-        .build();
-    ec2.authorize_security_group_ingress().group_id(&id).ip_permissions(open).send().await.unwrap();
+    ec2.authorize_security_group_ingress()
+        .group_id(&id)
+        .ip_permissions(tcp_with(6379, "0.0.0.0/0"))
+        .send()
+        .await
+        .unwrap();
     id
+}
+
+/// TCP `port` to or from `cidr`, as a security-group permission.
+#[allow(dead_code)]
+pub fn tcp_with(port: i32, cidr: &str) -> aws_sdk::ec2::types::IpPermission {
+    use aws_sdk::ec2::types::{IpPermission, IpRange};
+    IpPermission::builder()
+        .ip_protocol("tcp")
+        .from_port(port)
+        .to_port(port)
+        .ip_ranges(IpRange::builder().cidr_ip(cidr).build())
+        .build()
+}
+
+/// `group` lets out only `rule`: AWS's default outbound rule (all traffic to
+/// 0.0.0.0/0) revoked, `rule` added, as a hardened group is made.
+#[allow(dead_code)]
+pub async fn let_only_this_out(ec2: &aws_sdk::ec2::Client, group: &str, rule: aws_sdk::ec2::types::IpPermission) {
+    use aws_sdk::ec2::types::{IpPermission, IpRange};
+    let everything =
+        IpPermission::builder().ip_protocol("-1").ip_ranges(IpRange::builder().cidr_ip("0.0.0.0/0").build()).build();
+    ec2.revoke_security_group_egress().group_id(group).ip_permissions(everything).send().await.unwrap();
+    ec2.authorize_security_group_egress().group_id(group).ip_permissions(rule).send().await.unwrap();
+}
+
+/// Waits until `health_url` answers 2xx (`ok`) or anything else: what the
+/// sandbox's firewall lets the instance's app reach of its Redis.
+#[allow(dead_code)]
+pub async fn health_becomes(health_url: &str, ok: bool, what: &str) {
+    eventually(Duration::from_secs(15), what, || async {
+        let r = reqwest::get(health_url).await.ok()?;
+        (r.status().is_success() == ok).then_some(())
+    })
+    .await;
 }
