@@ -402,6 +402,16 @@ impl SideShape {
         lists.sort();
         lists.dedup();
         out.extend(lists);
+        for l in self.load_balancer.iter().flat_map(|lb| &lb.listeners) {
+            for cert in &l.certificates {
+                if let Some(e) = &cert.error {
+                    out.push(format!(
+                        "{env}: certificate {} of listener {} {}: {e}; its listener's certificates not compared",
+                        cert.arn, l.port, l.protocol
+                    ));
+                }
+            }
+        }
         out
     }
 }
@@ -756,8 +766,13 @@ fn load_balancers(c: &mut Collector, from: Option<&LoadBalancerShape>, to: Optio
             Some(record) if !l.certificates.is_empty() => serving(l, record),
             _ => opt(&l.certificate),
         };
-        let (cf, ct) = (certificate(lf), certificate(lt));
-        c.cmp("load_balancer.listener.certificate", &subject, cf, ct);
+        // A certificate ACM did not describe may or may not cover the name:
+        // not compared (the side lists it as such), never a drift or a match.
+        let unread = |l: &Listener| c.record.is_some() && l.certificates.iter().any(|x| x.error.is_some());
+        if !unread(lf) && !unread(lt) {
+            let (cf, ct) = (certificate(lf), certificate(lt));
+            c.cmp("load_balancer.listener.certificate", &subject, cf, ct);
+        }
         c.cmp("load_balancer.listener.ssl_policy", &subject, opt(&lf.ssl_policy), opt(&lt.ssl_policy));
         let action = |l: &Listener| match &l.default_action_target {
             Some(target) => format!("{} {target}", l.default_action),
@@ -769,13 +784,9 @@ fn load_balancers(c: &mut Collector, from: Option<&LoadBalancerShape>, to: Optio
 
 /// What a listener's certificates are for `record`: `covers
 /// www.example.com` (by an issued one), with the status when none covering
-/// it is issued, or `does not cover …` with the names they hold. A
-/// certificate ACM did not describe is shown by ARN: a difference, never
-/// hidden.
+/// it is issued, or `does not cover …` with the names they hold. (A listener
+/// with a certificate ACM did not describe is not compared at all.)
 fn serving(l: &Listener, record: &str) -> String {
-    if let Some(unread) = l.certificates.iter().find(|c| c.error.is_some()) {
-        return format!("{} (not read)", unread.arn);
-    }
     let covering: Vec<&Certificate> = l.certificates.iter().filter(|c| c.covers(record)).collect();
     if covering.iter().any(|c| c.status.as_deref() == Some("ISSUED")) {
         return format!("covers {record}");
@@ -1236,7 +1247,15 @@ mod tests {
         let mut unread = serve("staging", &[], "ISSUED");
         unread.load_balancer.as_mut().unwrap().listeners[0].certificates[0].error = Some("denied".into());
         let d = compare_serving(&serve("prod", &["www.example.com"], "ISSUED"), &unread, &none, www);
-        assert_eq!(d[0].to_value, "arn:aws:acm:eu-west-1:1:certificate/staging (not read)", "never taken as alike");
+        assert_eq!(d, vec![], "neither a drift nor a match: not compared");
+        assert_eq!(
+            unread.unread(),
+            [
+                "staging: certificate arn:aws:acm:eu-west-1:1:certificate/staging of listener 443 HTTPS: denied; its listener's certificates not compared"
+            ]
+        );
+        let p = Parity::of(&serve("prod", &["www.example.com"], "ISSUED"), &unread, &none, "www.example.com");
+        assert_eq!((p.drift(), p.not_compared.len()), (0, 1), "the parity check is then not a pass");
     }
 
     /// One replica less, or no failover: alike in every setting Redis itself
