@@ -767,10 +767,18 @@ fn load_balancers(c: &mut Collector, from: Option<&LoadBalancerShape>, to: Optio
             _ => opt(&l.certificate),
         };
         // A certificate ACM did not describe may or may not cover the name:
-        // not compared (the side lists it as such), never a drift or a match.
+        // not compared (the side lists it as such), never a match. The other
+        // side's own fault (a certificate not covering it, or not issued)
+        // is still a drift.
         let unread = |l: &Listener| c.record.is_some() && l.certificates.iter().any(|x| x.error.is_some());
-        if !unread(lf) && !unread(lt) {
-            let (cf, ct) = (certificate(lf), certificate(lt));
+        let fine = |l: &Listener| c.record.is_some_and(|r| certificate(l) == format!("covers {r}"));
+        let compared = match (unread(lf), unread(lt)) {
+            (false, false) => Some((certificate(lf), certificate(lt))),
+            (true, false) if !fine(lt) => Some(("not read".to_string(), certificate(lt))),
+            (false, true) if !fine(lf) => Some((certificate(lf), "not read".to_string())),
+            _ => None,
+        };
+        if let Some((cf, ct)) = compared {
             c.cmp("load_balancer.listener.certificate", &subject, cf, ct);
         }
         c.cmp("load_balancer.listener.ssl_policy", &subject, opt(&lf.ssl_policy), opt(&lt.ssl_policy));
@@ -1248,6 +1256,16 @@ mod tests {
         unread.load_balancer.as_mut().unwrap().listeners[0].certificates[0].error = Some("denied".into());
         let d = compare_serving(&serve("prod", &["www.example.com"], "ISSUED"), &unread, &none, www);
         assert_eq!(d, vec![], "neither a drift nor a match: not compared");
+        // The readable side's own fault is still named.
+        let d = compare_serving(&serve("prod", &["other.example.com"], "ISSUED"), &unread, &none, www);
+        assert_eq!(
+            what_from_to(&d),
+            vec![(
+                "load_balancer.listener.certificate",
+                "does not cover www.example.com (other.example.com)",
+                "not read"
+            )]
+        );
         assert_eq!(
             unread.unread(),
             [
