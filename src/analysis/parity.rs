@@ -361,6 +361,16 @@ pub enum RedisRead {
 
 impl SideShape {
     /// What could not be read, so was not compared: `prod-cache: timed out`.
+    /// The load balancer's security-group ids.
+    fn load_balancer_groups(&self) -> BTreeSet<&str> {
+        self.load_balancer.iter().flat_map(|l| l.security_groups.iter()).map(String::as_str).collect()
+    }
+
+    /// The instances' security-group ids.
+    fn app_groups(&self) -> BTreeSet<&str> {
+        self.instances.iter().flat_map(|i| i.security_groups.iter()).map(String::as_str).collect()
+    }
+
     pub fn unread(&self) -> Vec<String> {
         let env = &self.environment;
         let mut out: Vec<String> = self
@@ -383,13 +393,7 @@ impl SideShape {
             out.push(format!("{env}: its Redis endpoints name no security_groups; the app → Redis rules not compared"));
         }
         // Outbound rules are compared for the load balancer's and the app's groups only.
-        let compared: BTreeSet<&str> = self
-            .load_balancer
-            .iter()
-            .flat_map(|l| &l.security_groups)
-            .chain(self.instances.iter().flat_map(|i| &i.security_groups))
-            .map(String::as_str)
-            .collect();
+        let compared: BTreeSet<&str> = self.load_balancer_groups().union(&self.app_groups()).copied().collect();
         let mut lists: Vec<String> = self
             .groups
             .iter()
@@ -502,10 +506,7 @@ pub fn is_path(what: &str) -> bool {
 /// starts no connection, and its answers pass whatever its outbound rules say
 /// (security groups are stateful).
 pub fn role_rules(side: &SideShape) -> BTreeMap<&'static str, BTreeSet<String>> {
-    let lb: BTreeSet<&str> =
-        side.load_balancer.iter().flat_map(|l| l.security_groups.iter()).map(String::as_str).collect();
-    let app: BTreeSet<&str> =
-        side.instances.iter().flat_map(|i| i.security_groups.iter()).map(String::as_str).collect();
+    let (lb, app) = (side.load_balancer_groups(), side.app_groups());
     let redis: BTreeSet<&str> = side.redis_groups.iter().map(String::as_str).collect();
     let name_of = |id: &str| side.groups.iter().find(|g| g.id == id).map_or(id.to_string(), |g| g.name.clone());
     let role_of = |id: &str| -> String {

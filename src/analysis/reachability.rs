@@ -166,12 +166,18 @@ pub fn sg_path(source: &Source, endpoint_groups: &[SecurityGroup], port: u16) ->
     sg_path_named(source, endpoint_groups, port, &GroupNames::new())
 }
 
-/// As `sg_path`, naming groups in messages where `names` knows them.
-pub fn sg_path_named(source: &Source, endpoint_groups: &[SecurityGroup], port: u16, names: &GroupNames) -> SgPath {
-    let label = |id: &str| match names.get(id) {
+/// A group for messages: `sg-0a00 (staging-redis)`, or its id alone where
+/// `names` does not know it.
+fn label(id: &str, names: &GroupNames) -> String {
+    match names.get(id) {
         Some(n) if !n.is_empty() => format!("{id} ({n})"),
         _ => id.to_string(),
-    };
+    }
+}
+
+/// As `sg_path`, naming groups in messages where `names` knows them.
+pub fn sg_path_named(source: &Source, endpoint_groups: &[SecurityGroup], port: u16, names: &GroupNames) -> SgPath {
+    let label = |id: &str| label(id, names);
     if endpoint_groups.is_empty() {
         return SgPath::Unknown {
             reason: "the Redis endpoint names no security groups; add security_groups to it in the runbook".into(),
@@ -271,10 +277,7 @@ pub fn egress_path(
     port: u16,
     names: &GroupNames,
 ) -> SgPath {
-    let label = |id: &str| match names.get(id) {
-        Some(n) if !n.is_empty() => format!("{id} ({n})"),
-        _ => id.to_string(),
-    };
+    let label = |id: &str| label(id, names);
     let own: Vec<&SecurityGroup> = instance_groups.iter().filter(|g| source.security_groups.contains(&g.id)).collect();
     if let Some(missing) = source.security_groups.iter().find(|id| !own.iter().any(|g| &g.id == *id)) {
         return SgPath::Unknown {
