@@ -236,6 +236,66 @@ async fn a_composite_alarm_is_read_and_follows_its_children() {
     sb.down().await;
 }
 
+/// cutover judges a composite by the children the runbook's rule names.
+/// One whose rule on AWS names others may rest on an alarm cutover never
+/// looked at: here one that reads nothing, so the composite stays OK while
+/// staging serves 5xx. Its gate is an error and its check unknown until the
+/// two rules are one; the same rule written AWS's other ways (unquoted,
+/// spaced, a child by its ARN) is the runbook's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_composite_whose_rule_on_aws_is_not_the_runbooks_passes_no_gate() {
+    let composite = "[[alarms]]\nname = \"demo-staging-any\"\n\
+                     rule = \"ALARM(\\\"demo-staging-5xx\\\") OR ALARM(\\\"demo-prod-5xx\\\")\"\n";
+    let rb = parse(&demo_text(composite, |t| t));
+    let sb = sandbox(&rb, "ca-central-1").await;
+    until_state(&sb, "demo-staging-any", "OK").await;
+    let g = gate(&format!("[[rollout.gates]]\nkind = \"alarm_ok\"\nalarms = [\"demo-staging-any\"]\n{composite}"));
+    let snap = first_snapshot(&rb, &sb).await;
+    assert_eq!(gates::from_snapshot(&rb, &g, &snap).unwrap(), Measurement::Pass);
+    let cw = &sb.clients.cloudwatch;
+    let staging = cw.describe_alarms().alarm_names("demo-staging-5xx").send().await.unwrap().metric_alarms()[0].clone();
+    // On AWS the composite now rests on an alarm the runbook does not
+    // declare: the ELB's own 5xx per target group, which AWS never publishes.
+    cw.put_metric_alarm()
+        .alarm_name("demo-staging-elb-5xx")
+        .namespace("AWS/ApplicationELB")
+        .metric_name("HTTPCode_ELB_5XX_Count")
+        .set_dimensions(Some(staging.dimensions().to_vec()))
+        .statistic(aws_sdk::cloudwatch::types::Statistic::Sum)
+        .period(60)
+        .evaluation_periods(1)
+        .threshold(5.0)
+        .comparison_operator(aws_sdk::cloudwatch::types::ComparisonOperator::GreaterThanThreshold)
+        .treat_missing_data("notBreaching")
+        .send()
+        .await
+        .unwrap();
+    let put_rule = |rule: String| cw.put_composite_alarm().alarm_name("demo-staging-any").alarm_rule(rule).send();
+    put_rule(r#"ALARM("demo-staging-elb-5xx")"#.into()).await.unwrap();
+    put_target_5xx(&sb, "staging", 10.0).await;
+    until_state(&sb, "demo-staging-5xx", "ALARM").await;
+    until_state(&sb, "demo-staging-any", "OK").await;
+    let snap = first_snapshot(&rb, &sb).await;
+    let m = gates::from_snapshot(&rb, &g, &snap).unwrap();
+    assert!(
+        matches!(&m, Measurement::Error(w) if w.contains(r#"composite alarm demo-staging-any's rule on AWS is `ALARM("demo-staging-elb-5xx")`, not the runbook's `ALARM("demo-staging-5xx") OR ALARM("demo-prod-5xx")`"#)),
+        "{m:?}"
+    );
+    let check = cutover::runbook::Check::AlarmOk { alarm: "demo-staging-any".into() };
+    let (outcome, detail) = cutover::status::checks::evaluate_one(&rb, &snap, &check);
+    assert_eq!(outcome, cutover::status::CheckOutcome::Unknown, "{detail}");
+    assert!(detail.contains("not the runbook's"), "{detail}");
+    // The runbook's rule, a child by its ARN, the other unquoted and spaced.
+    let arn = staging.alarm_arn().unwrap();
+    assert!(arn.ends_with(":alarm:demo-staging-5xx"), "{arn}");
+    put_rule(format!("ALARM({arn})  OR ALARM( demo-prod-5xx )")).await.unwrap();
+    until_state(&sb, "demo-staging-any", "ALARM").await;
+    let snap = first_snapshot(&rb, &sb).await;
+    let m = gates::from_snapshot(&rb, &g, &snap).unwrap();
+    assert!(matches!(&m, Measurement::Fail(w) if w.contains("demo-staging-any is ALARM")), "{m:?}");
+    sb.down().await;
+}
+
 /// An alarm that cannot see the side says nothing by being OK: its ALB
 /// metric under dimensions AWS never publishes it with (an ELB 5xx count
 /// per target group reads no data, and `notBreaching` keeps it OK), or

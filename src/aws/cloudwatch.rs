@@ -30,6 +30,11 @@ pub struct AlarmState {
     /// in a way that never goes off ([`never_fires`]) never fires.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub blind: Option<String>,
+    /// A composite alarm's rule as AWS has it (`None`: a metric alarm, or
+    /// no such alarm). Its children are the alarms this rule names, which
+    /// need not be the ones the runbook declares.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
 }
 
 /// Whether AWS publishes `metric` under exactly these dimensions.
@@ -189,7 +194,12 @@ pub async fn alarm_states(cw: &aws_sdk::cloudwatch::Client, names: &[String]) ->
         let period_seconds = a.period().or(query_periods.max()).and_then(|p| u32::try_from(p).ok());
         AlarmState { period_seconds, watches, blind, ..read(a.alarm_name(), a.state_value(), a.state_reason()) }
     });
-    let composite = composite_alarms.iter().map(|a| read(a.alarm_name(), a.state_value(), a.state_reason()));
+    // A composite without a rule read is still one: an empty rule is one
+    // cutover cannot read, never a metric alarm's none.
+    let composite = composite_alarms.iter().map(|a| AlarmState {
+        rule: Some(a.alarm_rule().unwrap_or_default().to_string()),
+        ..read(a.alarm_name(), a.state_value(), a.state_reason())
+    });
     let found: Vec<AlarmState> = metric.chain(composite).collect();
     Ok(names
         .iter()

@@ -852,15 +852,21 @@ pub fn gate_label(g: &GateKind) -> String {
 /// The metric alarms `name` rests on: itself, or a composite's children at
 /// any depth (each once; a cycle is cut).
 pub fn metric_alarms_under<'a>(alarms: &'a [Alarm], name: &str) -> Vec<&'a Alarm> {
+    alarms_under(alarms, name).into_iter().filter(|a| a.rule.as_deref().and_then(alarm_rule_names).is_none()).collect()
+}
+
+/// Every declared alarm `name` rests on, itself first: a composite, the
+/// composites under it and their metric alarms (each once; a cycle is cut).
+pub fn alarms_under<'a>(alarms: &'a [Alarm], name: &str) -> Vec<&'a Alarm> {
     fn walk<'a>(alarms: &'a [Alarm], name: &str, seen: &mut Vec<String>, out: &mut Vec<&'a Alarm>) {
         if seen.iter().any(|s| s == name) {
             return;
         }
         seen.push(name.to_string());
         let Some(a) = alarms.iter().find(|a| a.name == name) else { return };
-        match a.rule.as_deref().and_then(alarm_rule_names) {
-            Some(children) => children.iter().for_each(|c| walk(alarms, c, seen, out)),
-            None => out.push(a),
+        out.push(a);
+        if let Some(children) = a.rule.as_deref().and_then(alarm_rule_names) {
+            children.iter().for_each(|c| walk(alarms, c, seen, out));
         }
     }
     let mut out = Vec::new();
@@ -872,24 +878,68 @@ pub fn metric_alarms_under<'a>(alarms: &'a [Alarm], name: &str) -> Vec<&'a Alarm
 /// cannot be read: `ALARM("a") OR (OK(b) AND NOT INSUFFICIENT_DATA("c"))`;
 /// also `TRUE` and `FALSE`.
 pub fn alarm_rule_names(rule: &str) -> Option<Vec<String>> {
-    let mut names = Vec::new();
+    let names = alarm_rule_tokens(rule)?.into_iter().filter_map(|t| match t {
+        RuleToken::State(_, name) => Some(name.to_string()),
+        RuleToken::Symbol(_) => None,
+    });
+    Some(names.collect())
+}
+
+/// Whether two composite alarm rules are one rule as written, whatever
+/// their spacing and quotes, a child named or given by its ARN (AWS takes
+/// either: PutCompositeAlarm's `AlarmRule`); `None` when either cannot be
+/// read. Two rules written differently that mean the same (`a OR b`, `b OR
+/// a`) are not one: cutover does not reason about the logic.
+pub fn same_alarm_rule(one: &str, other: &str) -> Option<bool> {
+    // An alarm's ARN ends `:alarm:` and its name (names may hold colons).
+    fn named(t: RuleToken<'_>) -> RuleToken<'_> {
+        match t {
+            RuleToken::State(f, n) if n.starts_with("arn:") => {
+                RuleToken::State(f, n.split_once(":alarm:").map_or(n, |(_, name)| name))
+            }
+            t => t,
+        }
+    }
+    let one: Vec<RuleToken<'_>> = alarm_rule_tokens(one)?.into_iter().map(named).collect();
+    let other: Vec<RuleToken<'_>> = alarm_rule_tokens(other)?.into_iter().map(named).collect();
+    Some(one == other)
+}
+
+/// One token of a composite alarm rule.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum RuleToken<'a> {
+    /// `(`, `)`, `AND`, `OR`, `NOT`, `TRUE` or `FALSE`.
+    Symbol(&'a str),
+    /// `ALARM`, `OK` or `INSUFFICIENT_DATA` of an alarm, its name unquoted.
+    State(&'a str, &'a str),
+}
+
+/// A composite alarm rule's tokens, or `None` when it cannot be read (an
+/// empty rule too).
+fn alarm_rule_tokens(rule: &str) -> Option<Vec<RuleToken<'_>>> {
+    let mut tokens = Vec::new();
     let mut depth = 0i32;
     let mut rest = rule.trim();
     while !rest.is_empty() {
         if let Some(r) = rest.strip_prefix('(') {
             depth += 1;
+            tokens.push(RuleToken::Symbol("("));
             rest = r;
         } else if let Some(r) = rest.strip_prefix(')') {
             depth -= 1;
             if depth < 0 {
                 return None;
             }
+            tokens.push(RuleToken::Symbol(")"));
             rest = r;
         } else {
             let word_len = rest.find(|c: char| !(c.is_ascii_alphabetic() || c == '_')).unwrap_or(rest.len());
             let (word, r) = rest.split_at(word_len);
             match word {
-                "AND" | "OR" | "NOT" | "TRUE" | "FALSE" => rest = r,
+                "AND" | "OR" | "NOT" | "TRUE" | "FALSE" => {
+                    tokens.push(RuleToken::Symbol(word));
+                    rest = r;
+                }
                 "ALARM" | "OK" | "INSUFFICIENT_DATA" => {
                     let r = r.trim_start().strip_prefix('(')?;
                     let close = r.find(')')?;
@@ -897,7 +947,7 @@ pub fn alarm_rule_names(rule: &str) -> Option<Vec<String>> {
                     if name.is_empty() {
                         return None;
                     }
-                    names.push(name.to_string());
+                    tokens.push(RuleToken::State(word, name));
                     rest = &r[close + 1..];
                 }
                 _ => return None,
@@ -905,12 +955,12 @@ pub fn alarm_rule_names(rule: &str) -> Option<Vec<String>> {
         }
         rest = rest.trim_start();
     }
-    (depth == 0).then_some(names)
+    (depth == 0 && !tokens.is_empty()).then_some(tokens)
 }
 
 #[cfg(test)]
 mod rule_tests {
-    use super::alarm_rule_names;
+    use super::{alarm_rule_names, same_alarm_rule};
 
     #[test]
     fn composite_rules_name_their_children() {
@@ -922,5 +972,26 @@ mod rule_tests {
         assert_eq!(alarm_rule_names("ALARM(a"), None);
         assert_eq!(alarm_rule_names("ALARM(a))"), None);
         assert_eq!(alarm_rule_names("MAYBE(a)"), None);
+        assert_eq!(alarm_rule_names(" "), None);
+    }
+
+    #[test]
+    fn one_rule_is_one_whatever_its_spacing_quotes_and_arns() {
+        let rule = r#"ALARM("a-1") OR (OK(b) AND NOT INSUFFICIENT_DATA("c:d"))"#;
+        let same = "ALARM(a-1)  OR ( OK( \"b\" ) AND NOT INSUFFICIENT_DATA(arn:aws:cloudwatch:eu-west-1:123456789012:alarm:c:d))";
+        assert_eq!(same_alarm_rule(rule, same), Some(true));
+        assert_eq!(same_alarm_rule(rule, rule), Some(true));
+        // Another child, another state, another operator, the logic reordered.
+        for other in [
+            r#"ALARM("a-1") OR (OK(b) AND NOT INSUFFICIENT_DATA("e"))"#,
+            r#"ALARM("a-1") OR (ALARM(b) AND NOT INSUFFICIENT_DATA("c:d"))"#,
+            r#"ALARM("a-1") AND (OK(b) AND NOT INSUFFICIENT_DATA("c:d"))"#,
+            r#"(OK(b) AND NOT INSUFFICIENT_DATA("c:d")) OR ALARM("a-1")"#,
+            r#"ALARM("a-1")"#,
+        ] {
+            assert_eq!(same_alarm_rule(rule, other), Some(false), "{other}");
+        }
+        // A function cutover does not read (AWS's AT_LEAST): not judged.
+        assert_eq!(same_alarm_rule(rule, "AT_LEAST(2, ALARM, (a-1, b, c:d))"), None);
     }
 }

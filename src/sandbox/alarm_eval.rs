@@ -143,6 +143,11 @@ impl Rule<'_> {
                 let r = self.rest.trim_start().strip_prefix('(')?;
                 let close = r.find(')')?;
                 let name = r[..close].trim().trim_matches('"');
+                // AWS takes a child's ARN as well as its name.
+                let name = match name.strip_prefix("arn:") {
+                    Some(arn) => arn.split_once(":alarm:").map_or(name, |(_, n)| n),
+                    None => name,
+                };
                 self.rest = &r[close + 1..];
                 return Some(self.states.get(name).map(String::as_str) == Some(state));
             }
@@ -357,6 +362,7 @@ mod tests {
         assert_eq!(rule_holds(r#"ALARM(a) AND ALARM(b)"#, &states), Some(false));
         assert_eq!(rule_holds(r#"NOT OK(a) OR (INSUFFICIENT_DATA("c") AND TRUE)"#, &states), Some(true));
         assert_eq!(rule_holds(r#"ALARM("missing")"#, &states), Some(false));
+        assert_eq!(rule_holds("ALARM(arn:aws:cloudwatch:eu-west-1:123456789012:alarm:b)", &states), Some(true));
         assert_eq!(rule_holds("ALARM(a", &states), None);
         assert_eq!(rule_holds("OKAY(a)", &states), None);
     }

@@ -290,17 +290,60 @@ pub fn alarm_blind(rb: &Runbook, snap: &Snapshot, a: &crate::aws::cloudwatch::Al
 
 /// Why `alarm`, or a metric alarm a composite `alarm` is built of (as the
 /// runbook declares it), cannot see its side: the composite's OK rests on them.
+/// Also why the runbook's word on what they are built of may be wrong: a
+/// composite whose rule on AWS is not the runbook's rests on alarms cutover
+/// did not look at.
 pub fn alarm_or_children_blind(
     rb: &Runbook,
     snap: &Snapshot,
     states: &[crate::aws::cloudwatch::AlarmState],
     alarm: &str,
 ) -> Option<String> {
-    let children = crate::runbook::metric_alarms_under(&rb.alarms, alarm);
-    std::iter::once(alarm)
-        .chain(children.iter().map(|c| c.name.as_str()))
-        .filter_map(|n| states.iter().find(|s| s.name == n))
-        .find_map(|s| alarm_blind(rb, snap, s))
+    let under = crate::runbook::alarms_under(&rb.alarms, alarm);
+    let read: Vec<_> = under.iter().filter_map(|a| Some((*a, states.iter().find(|s| s.name == a.name)?))).collect();
+    read.iter()
+        .find_map(|(a, s)| declared_unlike_aws(a, s))
+        .or_else(|| read.iter().find_map(|(_, s)| alarm_blind(rb, snap, s)))
+}
+
+/// Why the runbook's alarm is not the one on AWS, if so: a composite whose
+/// rule there is another, or a composite on one side and a metric alarm on
+/// the other. cutover judges a composite by the children the runbook's rule
+/// names, so either way the OK may rest on an alarm it never looked at (one
+/// that cannot see its side). An alarm not on AWS is said where it is read.
+fn declared_unlike_aws(
+    declared: &crate::runbook::Alarm,
+    on_aws: &crate::aws::cloudwatch::AlarmState,
+) -> Option<String> {
+    if on_aws.state == "MISSING" {
+        return None;
+    }
+    let name = &declared.name;
+    match (declared.rule.as_deref(), on_aws.rule.as_deref()) {
+        (None, None) => None,
+        (Some(mine), Some(theirs)) => match crate::runbook::same_alarm_rule(mine, theirs) {
+            Some(true) => None,
+            Some(false) => Some(format!(
+                "composite alarm {name}'s rule on AWS is `{theirs}`, not the runbook's `{mine}`: its OK may rest on \
+                 alarms cutover does not look at; copy the rule on AWS into its [[alarms]] rule, declaring each \
+                 alarm it names"
+            )),
+            // AWS's own is the one that may not read (AT_LEAST, say): the runbook's was validated.
+            None => Some(format!(
+                "composite alarm {name}'s rule on AWS, `{theirs}`, is not one cutover can read, so which alarms its \
+                 OK rests on is unknown; write it with ALARM, OK, INSUFFICIENT_DATA, AND, OR, NOT and parentheses, \
+                 as the runbook's `{mine}`"
+            )),
+        },
+        (None, Some(theirs)) => Some(format!(
+            "alarm {name} is a composite alarm on AWS (rule `{theirs}`), but the runbook declares a metric alarm: \
+             its OK rests on alarms cutover does not look at; declare it with that rule, and each alarm it names"
+        )),
+        (Some(mine), None) => Some(format!(
+            "alarm {name} is a metric alarm on AWS, but the runbook declares a composite (rule `{mine}`): its OK \
+             rests on a metric cutover does not look at; declare it as the metric alarm it is"
+        )),
+    }
 }
 
 fn alarm_ok(rb: &Runbook, snap: &Snapshot, alarm: &str) -> Verdict {
@@ -778,6 +821,44 @@ mod tests {
             attributes: Default::default(),
             targets,
         }
+    }
+
+    /// The runbook's alarm against AWS's: a composite with another rule,
+    /// one AWS has in a form cutover cannot read, or a composite on one side
+    /// and a metric alarm on the other is never the alarm declared.
+    #[test]
+    fn an_alarm_on_aws_unlike_the_runbooks_is_said() {
+        use crate::aws::cloudwatch::AlarmState;
+        let declared = |rule: Option<&str>| crate::runbook::Alarm {
+            name: "any".into(),
+            environment: None,
+            metric: crate::runbook::Metric::Target5xx,
+            stat: crate::runbook::Stat::Sum,
+            threshold: 0.0,
+            period: std::time::Duration::from_secs(60),
+            evaluation_periods: 1,
+            treat_missing_data: "missing".into(),
+            rule: rule.map(str::to_string),
+            description: String::new(),
+        };
+        let on_aws = |state: &str, rule: Option<&str>| AlarmState {
+            name: "any".into(),
+            state: state.into(),
+            rule: rule.map(str::to_string),
+            ..Default::default()
+        };
+        let rule = r#"ALARM("a") OR ALARM("b")"#;
+        let judge =
+            |d: Option<&str>, state: &str, a: Option<&str>| declared_unlike_aws(&declared(d), &on_aws(state, a));
+        assert_eq!(judge(Some(rule), "OK", Some("ALARM(a) OR ALARM(b)")), None);
+        assert_eq!(judge(None, "OK", None), None);
+        assert_eq!(judge(Some(rule), "MISSING", None), None, "said where it is read");
+        let said = |d: Option<&str>, a: Option<&str>| judge(d, "OK", a).unwrap_or_default();
+        assert!(said(Some(rule), Some("ALARM(a)")).contains("rule on AWS is `ALARM(a)`, not the runbook's"));
+        assert!(said(Some(rule), Some("AT_LEAST(1, ALARM, (a, b))")).contains("is not one cutover can read"));
+        assert!(said(Some(rule), Some("")).contains("is not one cutover can read"));
+        assert!(said(None, Some(rule)).contains("is a composite alarm on AWS"));
+        assert!(said(Some(rule), None).contains("is a metric alarm on AWS"));
     }
 
     /// The https_listener judgement on a load balancer as read: the port,
