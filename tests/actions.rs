@@ -388,8 +388,9 @@ async fn a_side_at_weight_0_that_route53_falls_back_to_is_not_taken_out_of_servi
 /// a shared Redis through: a production instance in the group staging's
 /// rule names (a base group both share) found its path open, so nothing was
 /// added for it. Revoking staging's rule would cut production off: refused,
-/// naming the instance, nothing revoked; once it has a rule of its own, the
-/// revoke goes through.
+/// naming the instance, nothing revoked; so is a revoke planned before the
+/// instance moved, whose plan waited in its popup meanwhile. Once it has a
+/// rule of its own, the revoke goes through.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revoking_an_environments_ingress_never_cuts_another_environment_off_its_redis() {
     let rb = runbook("staging-parity.toml");
@@ -401,7 +402,17 @@ async fn revoking_an_environments_ingress_never_cuts_another_environment_off_its
     // prod-web-1 moved into staging-batch alone, which only staging's new rule lets in.
     let (batch, shared) = (&sb.world.groups["staging-batch"], &sb.world.groups["shared-redis"]);
     let web1 = sb.world.instances.iter().find(|i| i.name == "prod-web-1").unwrap().id.clone();
-    sb.clients.ec2.modify_instance_attribute().instance_id(&web1).groups(batch).send().await.unwrap();
+    let revoke = ["run", p, "redis/redis-ingress", "--rollback", "--yes"];
+    let moved = async {
+        sb.clients.ec2.modify_instance_attribute().instance_id(&web1).groups(batch).send().await.unwrap();
+    };
+    // Planned with nothing to cut; the move comes while the plan waits.
+    let (code, out) = run_cutover_changed_at(&sb, &rb, dir.path(), &revoke, "action:confirmed", moved).await;
+    assert_eq!(code, Some(2), "{out}");
+    assert!(
+        out.contains(&format!("would cut production's {web1} (prod-web-1) from shared-cache on port 6379")),
+        "{out}"
+    );
     let sources = || async {
         let g = sb.clients.ec2.describe_security_groups().group_ids(shared).send().await.unwrap();
         let mut s: Vec<String> = g.security_groups()[0]
@@ -413,9 +424,11 @@ async fn revoking_an_environments_ingress_never_cuts_another_environment_off_its
         s
     };
     let before = sources().await;
-    assert!(before.contains(batch), "{before:?}");
-    let (code, out) =
-        run_cutover_all(&sb, &rb, dir.path(), &["run", p, "redis/redis-ingress", "--rollback", "--yes"]).await;
+    assert!(before.contains(batch), "nothing revoked: {before:?}");
+    let refused = tmux::audit_lines(dir.path(), &rb.name);
+    assert!(refused.last().is_some_and(|l| l["stage"] == "refused"), "{refused:#?}");
+    // Planned now, it is refused before any popup.
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &revoke).await;
     assert_eq!(code, Some(2), "{out}");
     assert!(
         out.contains(&format!("would cut production's {web1} (prod-web-1) from shared-cache on port 6379")),

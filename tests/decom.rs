@@ -423,19 +423,11 @@ async fn decom_terminate_needs_stopped_instances_the_window_and_the_typed_name_a
     // Started again while the confirmed plan waits (a popup left open): the
     // instances are read again right before the terminate, which is refused.
     let args = ["run", p, "decommission/terminate", "--yes", "--confirm-name", "production"];
-    let mut command = cutover_command(&sb, &rb, dir.path(), &args);
-    command.env("CUTOVER_STOP_AT", "action:confirmed");
-    let waiting = tokio::process::Command::from(command).kill_on_drop(true).spawn().unwrap();
-    let pid = waiting.id().unwrap();
-    eventually(Duration::from_secs(60), "the terminate stopped between its plan and its steps", || async {
-        process_stopped(pid).then_some(())
-    })
-    .await;
-    sb.clients.ec2.start_instances().instance_ids(&prod[1]).send().await.unwrap();
-    unsafe { libc::kill(pid as i32, libc::SIGCONT) };
-    let ended = tokio::time::timeout(Duration::from_secs(60), waiting.wait_with_output()).await.unwrap().unwrap();
-    let out = format!("{}{}", String::from_utf8_lossy(&ended.stdout), String::from_utf8_lossy(&ended.stderr));
-    assert_eq!(ended.status.code(), Some(2), "{out}");
+    let start = async {
+        sb.clients.ec2.start_instances().instance_ids(&prod[1]).send().await.unwrap();
+    };
+    let (code, out) = run_cutover_changed_at(&sb, &rb, dir.path(), &args, "action:confirmed", start).await;
+    assert_eq!(code, Some(2), "{out}");
     assert!(out.contains("the instances changed since the plan was confirmed: ") && out.contains(&prod[1]), "{out}");
     assert!(!states(&sb, "production").await.iter().any(|(_, s)| s == "terminated"), "nothing terminated: {out}");
     sb.clients.ec2.stop_instances().instance_ids(&prod[1]).send().await.unwrap();

@@ -645,7 +645,18 @@ async fn plan_revoke_ingress(
         p.noop = Some(format!("no ingress rule added by cutover for {environment} exists"));
         return Ok(());
     }
-    let cut = paths_cut(sides, rb, environment, &p.steps).await?;
+    cuts_no_other(sides, rb, environment, &p.steps).await
+}
+
+/// Refuses `revokes` while they would cut another environment's instance
+/// off its Redis ([`paths_cut`]).
+async fn cuts_no_other(
+    sides: &SideClients,
+    rb: &Runbook,
+    environment: &str,
+    revokes: &[Step],
+) -> Result<(), PlanError> {
+    let cut = paths_cut(sides, rb, environment, revokes).await?;
     if !cut.is_empty() {
         return Err(PlanError::Refused(format!(
             "revoking what cutover added for {environment} would cut {}: {} through the same rule (a group both \
@@ -1400,6 +1411,17 @@ pub async fn execute(
         && let Err(e) = still_terminable(clients.side(&plan.side), instance_ids).await
     {
         let refusal = format!("{e}; nothing was changed");
+        log.append(&line(Stage::Refused, refusal.clone()))?;
+        return Err(ExecuteError::Refused(refusal));
+    }
+    // A revoke likewise: another environment's instance may have come to
+    // reach its Redis through the rule (moved into the group, started).
+    if let crate::runbook::Side::Environment(environment) = &plan.side
+        && plan.steps.iter().any(|s| matches!(s, Step::RevokeIngress { .. }))
+        && let Err(e) = cuts_no_other(clients, rb, environment, &plan.steps).await
+    {
+        let said = e.to_string();
+        let refusal = if said.ends_with("nothing was changed") { said } else { format!("{said}; nothing was changed") };
         log.append(&line(Stage::Refused, refusal.clone()))?;
         return Err(ExecuteError::Refused(refusal));
     }

@@ -231,6 +231,33 @@ pub async fn run_cutover_all(sb: &Sandbox, rb: &Runbook, state: &Path, args: &[&
     (code, format!("{out}{err}"))
 }
 
+/// Runs cutover until it stops at the crashpoint `point` (`CUTOVER_STOP_AT`:
+/// a confirmed plan waiting in its popup, say), awaits `meanwhile` (the
+/// world changed behind its back), continues it and runs it to the end:
+/// exit code, stdout and stderr together.
+pub async fn run_cutover_changed_at(
+    sb: &Sandbox,
+    rb: &Runbook,
+    state: &Path,
+    args: &[&str],
+    point: &str,
+    meanwhile: impl std::future::Future<Output = ()>,
+) -> (Option<i32>, String) {
+    let mut command = cutover_command(sb, rb, state, args);
+    command.env("CUTOVER_STOP_AT", point);
+    let waiting = tokio::process::Command::from(command).kill_on_drop(true).spawn().unwrap();
+    let pid = waiting.id().unwrap();
+    eventually(Duration::from_secs(60), &format!("cutover stopped at {point}"), || async {
+        process_stopped(pid).then_some(())
+    })
+    .await;
+    meanwhile.await;
+    unsafe { libc::kill(pid as i32, libc::SIGCONT) };
+    let ended = tokio::time::timeout(Duration::from_secs(60), waiting.wait_with_output()).await.unwrap().unwrap();
+    let out = format!("{}{}", String::from_utf8_lossy(&ended.stdout), String::from_utf8_lossy(&ended.stderr));
+    (ended.status.code(), out)
+}
+
 /// Replaces staging-redis's rule from staging-app with one naming a new
 /// managed prefix list that holds both staging instances' addresses (/32), as
 /// another client would; returns the list's id.
