@@ -244,14 +244,19 @@ async fn a_composite_alarm_is_read_and_follows_its_children() {
 /// spaced, a child by its ARN) is the runbook's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_composite_whose_rule_on_aws_is_not_the_runbooks_passes_no_gate() {
+    // A composite, and one over it: a difference under it is the outer's too.
     let composite = "[[alarms]]\nname = \"demo-staging-any\"\n\
-                     rule = \"ALARM(\\\"demo-staging-5xx\\\") OR ALARM(\\\"demo-prod-5xx\\\")\"\n";
+                     rule = \"ALARM(\\\"demo-staging-5xx\\\") OR ALARM(\\\"demo-prod-5xx\\\")\"\n\
+                     [[alarms]]\nname = \"demo-any\"\nrule = \"ALARM(\\\"demo-staging-any\\\")\"\n";
     let rb = parse(&demo_text(composite, |t| t));
     let sb = sandbox(&rb, "ca-central-1").await;
-    until_state(&sb, "demo-staging-any", "OK").await;
-    let g = gate(&format!("[[rollout.gates]]\nkind = \"alarm_ok\"\nalarms = [\"demo-staging-any\"]\n{composite}"));
+    until_state(&sb, "demo-any", "OK").await;
+    let gate_on =
+        |alarm: &str| gate(&format!("[[rollout.gates]]\nkind = \"alarm_ok\"\nalarms = [\"{alarm}\"]\n{composite}"));
+    let (g, outer) = (gate_on("demo-staging-any"), gate_on("demo-any"));
     let snap = first_snapshot(&rb, &sb).await;
     assert_eq!(gates::from_snapshot(&rb, &g, &snap).unwrap(), Measurement::Pass);
+    assert_eq!(gates::from_snapshot(&rb, &outer, &snap).unwrap(), Measurement::Pass);
     let cw = &sb.clients.cloudwatch;
     let staging = cw.describe_alarms().alarm_names("demo-staging-5xx").send().await.unwrap().metric_alarms()[0].clone();
     // On AWS the composite now rests on an alarm the runbook does not
@@ -275,24 +280,35 @@ async fn a_composite_whose_rule_on_aws_is_not_the_runbooks_passes_no_gate() {
     put_target_5xx(&sb, "staging", 10.0).await;
     until_state(&sb, "demo-staging-5xx", "ALARM").await;
     until_state(&sb, "demo-staging-any", "OK").await;
+    until_state(&sb, "demo-any", "OK").await;
     let snap = first_snapshot(&rb, &sb).await;
-    let m = gates::from_snapshot(&rb, &g, &snap).unwrap();
-    assert!(
-        matches!(&m, Measurement::Error(w) if w.contains(r#"composite alarm demo-staging-any's rule on AWS is `ALARM("demo-staging-elb-5xx")`, not the runbook's `ALARM("demo-staging-5xx") OR ALARM("demo-prod-5xx")`"#)),
-        "{m:?}"
-    );
-    let check = cutover::runbook::Check::AlarmOk { alarm: "demo-staging-any".into() };
-    let (outcome, detail) = cutover::status::checks::evaluate_one(&rb, &snap, &check);
-    assert_eq!(outcome, cutover::status::CheckOutcome::Unknown, "{detail}");
-    assert!(detail.contains("not the runbook's"), "{detail}");
-    // The runbook's rule, a child by its ARN, the other unquoted and spaced.
+    let differs = r#"composite alarm demo-staging-any's rule on AWS is `ALARM("demo-staging-elb-5xx")`, not the runbook's `ALARM("demo-staging-5xx") OR ALARM("demo-prod-5xx")`"#;
+    for g in [&g, &outer] {
+        let m = gates::from_snapshot(&rb, g, &snap).unwrap();
+        assert!(matches!(&m, Measurement::Error(w) if w.contains(differs)), "{m:?}");
+    }
+    for alarm in ["demo-staging-any", "demo-any"] {
+        let check = cutover::runbook::Check::AlarmOk { alarm: alarm.into() };
+        let (outcome, detail) = cutover::status::checks::evaluate_one(&rb, &snap, &check);
+        assert_eq!(outcome, cutover::status::CheckOutcome::Unknown, "{detail}");
+        assert!(detail.contains(differs), "{detail}");
+    }
+    // The runbook's rule again, a child by its ARN, the other unquoted and
+    // spaced: no difference, and the composite follows staging's 5xx.
     let arn = staging.alarm_arn().unwrap();
     assert!(arn.ends_with(":alarm:demo-staging-5xx"), "{arn}");
     put_rule(format!("ALARM({arn})  OR ALARM( demo-prod-5xx )")).await.unwrap();
     until_state(&sb, "demo-staging-any", "ALARM").await;
     let snap = first_snapshot(&rb, &sb).await;
+    assert_eq!(snap.blind_alarms.get("demo-staging-any"), None, "{:?}", snap.blind_alarms);
+    assert_eq!(snap.blind_alarms.get("demo-any"), None, "{:?}", snap.blind_alarms);
     let m = gates::from_snapshot(&rb, &g, &snap).unwrap();
     assert!(matches!(&m, Measurement::Fail(w) if w.contains("demo-staging-any is ALARM")), "{m:?}");
+    // A child gone from AWS is no alarm the composite's OK rests on.
+    cw.delete_alarms().alarm_names("demo-prod-5xx").send().await.unwrap();
+    let snap = first_snapshot(&rb, &sb).await;
+    let why = snap.blind_alarms.get("demo-staging-any").cloned().unwrap_or_default();
+    assert!(why.starts_with("alarm demo-prod-5xx, which composite demo-staging-any rests on, does not exist"), "{why}");
     sb.down().await;
 }
 

@@ -941,14 +941,24 @@ fn alarm_rule_tokens(rule: &str) -> Option<Vec<RuleToken<'_>>> {
                     rest = r;
                 }
                 "ALARM" | "OK" | "INSUFFICIENT_DATA" => {
-                    let r = r.trim_start().strip_prefix('(')?;
-                    let close = r.find(')')?;
-                    let name = r[..close].trim().trim_matches('"').trim();
-                    if name.is_empty() {
+                    let r = r.trim_start().strip_prefix('(')?.trim_start();
+                    // Quoted, a name runs to its closing quote (and may hold
+                    // parentheses); bare, to the `)`, holding no quote or `(`.
+                    let (name, after) = match r.strip_prefix('"') {
+                        Some(quoted) => {
+                            let end = quoted.find('"')?;
+                            (&quoted[..end], &quoted[end + 1..])
+                        }
+                        None => {
+                            let end = r.find(')')?;
+                            (r[..end].trim_end(), &r[end..])
+                        }
+                    };
+                    if name.is_empty() || (!r.starts_with('"') && name.contains(['"', '('])) {
                         return None;
                     }
                     tokens.push(RuleToken::State(word, name));
-                    rest = &r[close + 1..];
+                    rest = after.trim_start().strip_prefix(')')?;
                 }
                 _ => return None,
             }
@@ -993,5 +1003,15 @@ mod rule_tests {
         }
         // A function cutover does not read (AWS's AT_LEAST): not judged.
         assert_eq!(same_alarm_rule(rule, "AT_LEAST(2, ALARM, (a-1, b, c:d))"), None);
+        // A quoted name holding `) OR ALARM(` is one name, never two children.
+        let two = r#"ALARM("x") OR ALARM("y")"#;
+        assert_eq!(alarm_rule_names(r#"ALARM("x) OR ALARM(y")"#), Some(vec!["x) OR ALARM(y".to_string()]));
+        assert_eq!(same_alarm_rule(two, r#"ALARM("x) OR ALARM(y")"#), Some(false));
+        // Spaces inside quotes are the name's own; a quote or `(` in a bare name is not read.
+        assert_eq!(same_alarm_rule(two, r#"ALARM(" x") OR ALARM("y")"#), Some(false));
+        assert_eq!(alarm_rule_names(r#"ALARM(x"y)"#), None);
+        assert_eq!(alarm_rule_names("ALARM(a(b)"), None);
+        assert_eq!(alarm_rule_names(r#"ALARM("api (5xx)")"#), Some(vec!["api (5xx)".to_string()]));
+        assert_eq!(alarm_rule_names(r#"ALARM("x" y)"#), None);
     }
 }

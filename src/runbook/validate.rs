@@ -148,6 +148,11 @@ struct Names {
     /// Each environment's used Redis endpoints that name no security groups
     /// (whose path no rule can be judged, or added, on).
     groupless_redis: BTreeMap<String, Vec<String>>,
+    /// Environments reached otherwise than the runbook's own alarms (a role,
+    /// profile, external id or region of their own).
+    reached_otherwise: BTreeSet<String>,
+    /// Each alarm declared for an environment, and that environment.
+    alarm_environments: BTreeMap<String, String>,
 }
 
 impl<'a> Validator<'a> {
@@ -377,7 +382,27 @@ impl<'a> Validator<'a> {
                     })
                     .collect()
             },
+            reached_otherwise: BTreeSet::new(),
+            alarm_environments: BTreeMap::new(),
         };
+        names.reached_otherwise = raw
+            .environments
+            .get_ref()
+            .iter()
+            .filter(|(_, e)| {
+                let a = e.get_ref().access();
+                let region = |r: &S<String>| Some(r.get_ref()) != header.region.as_ref().map(|h| h.get_ref());
+                a.role_arn.is_some() || a.profile.is_some() || a.external_id.is_some() || a.region.is_some_and(region)
+            })
+            .map(|(k, _)| k.get_ref().clone())
+            .collect();
+        names.alarm_environments = raw
+            .alarms
+            .iter()
+            .filter_map(|a| {
+                Some((a.get_ref().name.get_ref().clone(), a.get_ref().environment.as_ref()?.get_ref().clone()))
+            })
+            .collect();
         if raw.environments.get_ref().len() < 2 {
             self.err(raw.environments.span(), "a runbook needs at least two environments", "declare the side traffic leaves and the side it goes to, e.g. [environments.production] and [environments.staging]");
         }
@@ -1649,6 +1674,26 @@ impl<'a> Validator<'a> {
                             format!("rule names unknown alarm `{c}`"),
                             format!("declare it under [[alarms]] or use one of {}", one_of(&names.alarms)),
                         );
+                    }
+                    // AWS finds a composite's children in its own account and
+                    // region; cutover reads a composite as the runbook's own
+                    // alarms, and a child in its environment's.
+                    for (c, env) in children.iter().filter_map(|c| Some((c, names.alarm_environments.get(c)?))) {
+                        if names.reached_otherwise.contains(env) {
+                            self.err(
+                                r.span(),
+                                format!(
+                                    "rule names `{c}`, declared for environment `{env}`, which is reached with its \
+                                     own role, profile or region: AWS looks a composite's children up in the \
+                                     composite's account and region, where cutover reads it (the runbook's own), so \
+                                     cutover would judge another alarm than the one the composite follows"
+                                ),
+                                format!(
+                                    "declare `{c}` without `environment`, or leave `{env}`'s alarms out of composite \
+                                     alarms and name them in the gate itself"
+                                ),
+                            );
+                        }
                     }
                 }
                 _ => self.err(

@@ -301,8 +301,18 @@ pub fn alarm_or_children_blind(
 ) -> Option<String> {
     let under = crate::runbook::alarms_under(&rb.alarms, alarm);
     let read: Vec<_> = under.iter().filter_map(|a| Some((*a, states.iter().find(|s| s.name == a.name)?))).collect();
+    // The alarm itself missing is its callers' failure; one under it is
+    // no alarm the composite's OK can rest on.
+    let missing = read.iter().find(|(a, s)| a.name != alarm && s.state == "MISSING").map(|(a, s)| {
+        format!(
+            "alarm {}, which composite {alarm} rests on, does not exist where cutover reads it ({}): the \
+             composite's OK says nothing of it",
+            a.name, s.reason
+        )
+    });
     read.iter()
         .find_map(|(a, s)| declared_unlike_aws(a, s))
+        .or(missing)
         .or_else(|| read.iter().find_map(|(_, s)| alarm_blind(rb, snap, s)))
 }
 
