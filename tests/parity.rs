@@ -244,8 +244,26 @@ async fn readiness_and_parity_checks_follow_what_aws_and_redis_say() {
     assert_eq!(o, Fail, "{detail}");
     assert!(detail.starts_with("shop-staging-asg has Launch, ReplaceUnhealthy suspended"), "{detail}");
     asg.resume_processes().auto_scaling_group_name("shop-staging-asg").send().await.unwrap();
+    // Resumed, but on EC2 health alone (AWS's default): an instance whose
+    // app fails the target group's check is never replaced.
     let snap = common::first_snapshot(&rb, &sb).await;
-    assert_eq!(outcome(&snap, "autoscaling-group").0, Pass, "resumed");
+    let (o, detail) = outcome(&snap, "autoscaling-group");
+    assert_eq!(o, Fail, "{detail}");
+    assert!(
+        detail.starts_with(
+            "shop-staging-asg does not count its target groups' health checks (HealthCheckType EC2, no ELB)"
+        ),
+        "{detail}"
+    );
+    asg.update_auto_scaling_group()
+        .auto_scaling_group_name("shop-staging-asg")
+        .health_check_type("ELB")
+        .health_check_grace_period(300)
+        .send()
+        .await
+        .unwrap();
+    let snap = common::first_snapshot(&rb, &sb).await;
+    assert_eq!(outcome(&snap, "autoscaling-group").0, Pass, "resumed, on ELB health");
     sb.down().await;
 }
 

@@ -296,6 +296,20 @@ pub struct AutoScalingShape {
     /// Its suspended processes (`Launch`, `ReplaceUnhealthy`, …).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub suspended: Vec<String>,
+    /// HealthCheckType as AWS has it: `EC2` (the default), or with `ELB`
+    /// among them (`ELB`, `EC2,ELB`) when a target group's health check
+    /// counts too.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health_check_type: Option<String>,
+}
+
+impl AutoScalingShape {
+    /// Whether it replaces an instance its target groups find unhealthy:
+    /// only with ELB among its health check types (EC2 alone looks at the
+    /// instance's status checks, never at the load balancer's).
+    pub fn replaces_unhealthy_targets(&self) -> bool {
+        self.health_check_type.as_deref().is_some_and(|t| t.split(',').any(|t| t.trim() == "ELB"))
+    }
 }
 
 /// A metric alarm that watches one of a side's load balancer or target groups.
@@ -446,7 +460,7 @@ impl Difference {
 }
 
 /// Every path a difference may have, with what it compares.
-pub const PATHS: [(&str, &str); 44] = [
+pub const PATHS: [(&str, &str); 45] = [
     ("load_balancer", "whether each side has a load balancer"),
     ("load_balancer.scheme", "internet-facing or internal"),
     ("load_balancer.zones", "availability zones enabled"),
@@ -469,6 +483,7 @@ pub const PATHS: [(&str, &str); 44] = [
     ("target_group.algorithm", "load-balancing algorithm"),
     ("autoscaling", "whether an Auto Scaling group feeds the target groups"),
     ("autoscaling.size", "the Auto Scaling groups' min, max and desired capacity"),
+    ("autoscaling.health_check", "the Auto Scaling groups' health check types (ELB: the target group's check counts)"),
     ("instances.count", "how many instances"),
     ("instances.type", "instance types"),
     ("instances.ami", "AMIs"),
@@ -855,6 +870,13 @@ fn autoscaling(c: &mut Collector, from: &SideShape, to: &SideShape) {
             .join("; ")
     };
     c.cmp("autoscaling.size", "Auto Scaling groups", sizes(f), sizes(t));
+    let checks = |g: &[AutoScalingShape]| {
+        g.iter()
+            .map(|g| g.health_check_type.clone().unwrap_or_else(|| "(not read)".into()))
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    c.cmp("autoscaling.health_check", "Auto Scaling groups", checks(f), checks(t));
 }
 
 fn instances(c: &mut Collector, from: &SideShape, to: &SideShape) {
@@ -1511,6 +1533,7 @@ mod tests {
             desired: Some(desired),
             target_group_arns: vec![],
             suspended: vec![],
+            health_check_type: Some("ELB".into()),
         };
         to.autoscaling_groups.push(group(2));
         let d = compare(&from, &to, &[]);
@@ -1520,6 +1543,13 @@ mod tests {
         let d = compare(&from, &to, &[]);
         let got = what_from_to(&d);
         assert_eq!(got, vec![("autoscaling.size", "min 2 max 6 desired 4", "min 2 max 6 desired 2")]);
+        // The new side's group checks EC2 health only: drift too.
+        to.autoscaling_groups[0] = AutoScalingShape { health_check_type: Some("EC2".into()), ..group(4) };
+        let got = what_from_to(&compare(&from, &to, &[]))
+            .into_iter()
+            .map(|(w, f, t)| (w.to_string(), f.to_string(), t.to_string()))
+            .collect::<Vec<_>>();
+        assert_eq!(got, vec![("autoscaling.health_check".to_string(), "ELB".to_string(), "EC2".to_string())]);
     }
 
     #[test]

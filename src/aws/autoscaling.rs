@@ -41,6 +41,7 @@ pub async fn groups_behind(
                         .filter_map(|p| p.process_name())
                         .map(str::to_string)
                         .collect(),
+                    health_check_type: g.health_check_type().map(str::to_string),
                 });
             }
         }

@@ -736,6 +736,26 @@ fn judge_autoscaling(
     if !stuck.is_empty() {
         return fail(stuck.join("; "));
     }
+    // EC2 health alone: an instance whose app fails the target group's
+    // check keeps its place in the group, unhealthy and never replaced.
+    let blind: Vec<String> = groups
+        .iter()
+        .filter(|g| holds(g) && !g.replaces_unhealthy_targets())
+        .map(|g| {
+            format!(
+                "{} does not count its target groups' health checks (HealthCheckType {}, no ELB), so an instance \
+                 failing one stays in service, unhealthy, and is never replaced (`aws autoscaling \
+                 update-auto-scaling-group --auto-scaling-group-name {} --health-check-type ELB \
+                 --health-check-grace-period 300`)",
+                g.name,
+                g.health_check_type.as_deref().unwrap_or("not read"),
+                g.name
+            )
+        })
+        .collect();
+    if !blind.is_empty() {
+        return fail(blind.join("; "));
+    }
     pass(groups.iter().map(shown).collect::<Vec<_>>().join(", "))
 }
 
@@ -982,6 +1002,7 @@ mod tests {
             desired: Some(desired),
             target_group_arns: tgs.iter().map(|t| format!("arn:{t}")).collect(),
             suspended: vec![],
+            health_check_type: Some("ELB".into()),
         };
         let both = [tg("web"), tg("api")];
         let v = judge_autoscaling(&both, &[group(4, 2, &["web", "api"])]);
@@ -1029,5 +1050,27 @@ mod tests {
         );
         let scheduled = AutoScalingShape { suspended: vec!["ScheduledActions".into()], ..group(4, 2, &["web", "api"]) };
         assert_eq!(judge_autoscaling(&both, &[scheduled]).0, CheckOutcome::Pass);
+        // EC2 health alone (AWS's default) replaces no instance its target
+        // group finds unhealthy; ELB among several types does.
+        let checked = |types: Option<&str>| AutoScalingShape {
+            health_check_type: types.map(str::to_string),
+            ..group(4, 2, &["web", "api"])
+        };
+        for types in [Some("EC2"), Some("EC2,EBS"), Some("VPC_LATTICE"), None] {
+            let v = judge_autoscaling(&both, &[checked(types)]);
+            assert_eq!(v.0, CheckOutcome::Fail, "{types:?}: {}", v.1);
+            assert!(
+                v.1.starts_with("green-asg does not count its target groups' health checks (HealthCheckType "),
+                "{}",
+                v.1
+            );
+        }
+        for types in ["ELB", "EC2,ELB", "ELB, EBS"] {
+            assert_eq!(judge_autoscaling(&both, &[checked(Some(types))]).0, CheckOutcome::Pass, "{types}");
+        }
+        // A spare kept at 0 replaces nothing either way: no matter.
+        let spare = AutoScalingShape { name: "green-spare".into(), ..checked(Some("EC2")) };
+        let spare = AutoScalingShape { min: Some(0), max: Some(0), desired: Some(0), ..spare };
+        assert_eq!(judge_autoscaling(&both, &[checked(Some("ELB")), spare]).0, CheckOutcome::Pass);
     }
 }
