@@ -254,6 +254,18 @@ impl Runner<'_> {
         self.log.append(&self.audit_line(action, stage, before, after, detail).with_change(change))
     }
 
+    /// The `insync` line of the change `flight` sent; a step's says which
+    /// step of the rollout it is (notifications pick steps reached by it).
+    fn audit_insync(&self, flight: &InFlight, change: &str, detail: String) -> Result<(), String> {
+        let line =
+            self.audit_line(&self.flight_action(flight), Stage::InSync, Some(flight.before), flight.weights, detail);
+        let line = match flight.step {
+            Some(s) => line.with_step(s + 1, self.engine.plan.steps.len()),
+            None => line,
+        };
+        self.log.append(&line.with_change(change))
+    }
+
     fn audit_line(
         &self,
         action: &str,
@@ -547,7 +559,7 @@ impl Runner<'_> {
             && !self.insync_audited(c)
         {
             let detail = format!("change {c} INSYNC (the later change {change} applied after it is INSYNC)");
-            self.audit_change(&self.flight_action(f), Stage::InSync, (Some(f.before), f.weights), c, detail)?;
+            self.audit_insync(f, c, detail)?;
         }
         Ok(out)
     }
@@ -619,7 +631,7 @@ impl Runner<'_> {
             && !self.insync_audited(change)
         {
             let detail = format!("change {change} INSYNC after {:.1} s", took.as_secs_f64());
-            self.audit_change(&self.flight_action(&f), Stage::InSync, (Some(f.before), f.weights), change, detail)?;
+            self.audit_insync(&f, change, detail)?;
         }
         crate::crashpoint::here(&format!("{point}:after-insync-audit"));
         self.state.in_flight = None;

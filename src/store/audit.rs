@@ -23,8 +23,9 @@ pub struct AuditLine {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub change: Option<String>,
     /// Which step of its run an action's `applied` line is: the run has
-    /// finished only once its last step is applied. None on lines of
-    /// one-change runs and on lines written before steps were counted.
+    /// finished only once its last step is applied. On a rollout's `insync`
+    /// line, which of its steps was reached. None on lines of one-change
+    /// runs and on lines written before steps were counted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step: Option<StepOf>,
 }
@@ -113,7 +114,8 @@ impl AuditLine {
         let (who, what, detail) = (&self.operator, &self.action, &self.detail);
         let text = match self.stage {
             Stage::Applied => format!("{what} applied by {who}{change}: {detail}"),
-            Stage::InSync if what.starts_with("rollout step") => format!("{what} reached (INSYNC): {detail}"),
+            // A rollout step's INSYNC says which step it is; other changes' are quiet.
+            Stage::InSync if self.step.is_some() => format!("{what} reached (INSYNC): {detail}"),
             Stage::Paused => format!("rollout paused: {detail}"),
             Stage::Done => format!("{what} done by {who}{change}: {detail}"),
             Stage::Failed => format!("{what} FAILED{change}: {detail}"),
@@ -254,6 +256,8 @@ mod tests {
         }
         let mut step = line(Stage::InSync);
         step.action = "rollout step 2/4 (25%)".into();
+        assert_eq!(step.notification(), None, "an INSYNC that names no step is quiet");
+        let step = step.with_step(2, 4);
         assert!(step.notification().is_some_and(|t| t.contains("rollout step 2/4 (25%) reached (INSYNC)")));
         let mut paused = line(Stage::Paused);
         paused.detail = "gate 1 has no data".into();
