@@ -258,6 +258,33 @@ async fn a_composite_whose_rule_on_aws_is_not_the_runbooks_passes_no_gate() {
     assert_eq!(gates::from_snapshot(&rb, &g, &snap).unwrap(), Measurement::Pass);
     assert_eq!(gates::from_snapshot(&rb, &outer, &snap).unwrap(), Measurement::Pass);
     let cw = &sb.clients.cloudwatch;
+    // A child gone from AWS, the composite still OK: no alarm its OK rests on.
+    let prod = cw.describe_alarms().alarm_names("demo-prod-5xx").send().await.unwrap().metric_alarms()[0].clone();
+    cw.delete_alarms().alarm_names("demo-prod-5xx").send().await.unwrap();
+    let snap = first_snapshot(&rb, &sb).await;
+    for alarm in ["demo-staging-any", "demo-any"] {
+        let check = cutover::runbook::Check::AlarmOk { alarm: alarm.into() };
+        let (outcome, detail) = cutover::status::checks::evaluate_one(&rb, &snap, &check);
+        assert_eq!(outcome, cutover::status::CheckOutcome::Unknown, "{detail}");
+        assert!(detail.starts_with("alarm demo-prod-5xx, which composite "), "{detail}");
+        assert!(detail.contains(" rests on, does not exist where cutover reads it"), "{detail}");
+    }
+    cw.put_metric_alarm()
+        .alarm_name("demo-prod-5xx")
+        .set_namespace(prod.namespace().map(str::to_string))
+        .set_metric_name(prod.metric_name().map(str::to_string))
+        .set_dimensions(Some(prod.dimensions().to_vec()))
+        .set_statistic(prod.statistic().cloned())
+        .set_period(prod.period())
+        .set_evaluation_periods(prod.evaluation_periods())
+        .set_threshold(prod.threshold())
+        .set_comparison_operator(prod.comparison_operator().cloned())
+        .set_treat_missing_data(prod.treat_missing_data().map(str::to_string))
+        .set_alarm_actions(Some(prod.alarm_actions().to_vec()))
+        .send()
+        .await
+        .unwrap();
+    until_state(&sb, "demo-prod-5xx", "OK").await;
     let staging = cw.describe_alarms().alarm_names("demo-staging-5xx").send().await.unwrap().metric_alarms()[0].clone();
     // On AWS the composite now rests on an alarm the runbook does not
     // declare: the ELB's own 5xx per target group, which AWS never publishes.
@@ -304,11 +331,36 @@ async fn a_composite_whose_rule_on_aws_is_not_the_runbooks_passes_no_gate() {
     assert_eq!(snap.blind_alarms.get("demo-any"), None, "{:?}", snap.blind_alarms);
     let m = gates::from_snapshot(&rb, &g, &snap).unwrap();
     assert!(matches!(&m, Measurement::Fail(w) if w.contains("demo-staging-any is ALARM")), "{m:?}");
-    // A child gone from AWS is no alarm the composite's OK rests on.
-    cw.delete_alarms().alarm_names("demo-prod-5xx").send().await.unwrap();
+    sb.down().await;
+}
+
+/// AWS finds a composite's children in the composite's own account and
+/// region. Staging declared in the runbook's region, run with another
+/// (`--region`, as the sandbox runs it): the composite is read there, its
+/// child staging's 5xx in staging's, another alarm than the one the
+/// composite follows. The composite is no evidence.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_composite_whose_child_is_read_in_another_region_passes_no_gate() {
+    let composite = "[[alarms]]\nname = \"demo-staging-any\"\n\
+                     rule = \"ALARM(\\\"demo-staging-5xx\\\") OR ALARM(\\\"demo-prod-5xx\\\")\"\n";
+    let rb = parse(&demo_text(composite, |t| {
+        t.replacen("region = \"eu-west-1\"", "region = \"eu-south-1\"", 1).replacen(
+            "label = \"Staging (promoted)\"",
+            "label = \"Staging (promoted)\"\nregion = \"eu-south-1\"",
+            1,
+        )
+    }));
+    let sb = sandbox(&rb, "il-central-1").await;
+    let states = cutover::aws::cloudwatch::alarm_states_by_side(&sb.sides, &rb).await.unwrap();
+    let state = |n: &str| states.iter().find(|s| s.name == n).unwrap().clone();
+    assert_eq!(state("demo-prod-5xx").blind, None);
+    let why = state("demo-staging-any").blind.unwrap_or_default();
+    assert!(why.starts_with("its child demo-staging-5xx is declared for staging, which is read in another"), "{why}");
+    let check = cutover::runbook::Check::AlarmOk { alarm: "demo-staging-any".into() };
     let snap = first_snapshot(&rb, &sb).await;
-    let why = snap.blind_alarms.get("demo-staging-any").cloned().unwrap_or_default();
-    assert!(why.starts_with("alarm demo-prod-5xx, which composite demo-staging-any rests on, does not exist"), "{why}");
+    let (outcome, detail) = cutover::status::checks::evaluate_one(&rb, &snap, &check);
+    assert_eq!(outcome, cutover::status::CheckOutcome::Unknown, "{detail}");
+    assert!(detail.contains("its child demo-staging-5xx is declared for staging"), "{detail}");
     sb.down().await;
 }
 

@@ -306,9 +306,25 @@ pub struct AutoScalingShape {
 impl AutoScalingShape {
     /// Whether it replaces an instance its target groups find unhealthy:
     /// only with ELB among its health check types (EC2 alone looks at the
-    /// instance's status checks, never at the load balancer's).
-    pub fn replaces_unhealthy_targets(&self) -> bool {
-        self.health_check_type.as_deref().is_some_and(|t| t.split(',').any(|t| t.trim() == "ELB"))
+    /// instance's status checks, never at the load balancer's); `None`
+    /// when its types were not read.
+    pub fn replaces_unhealthy_targets(&self) -> Option<bool> {
+        Some(self.health_check_types()?.contains(&"ELB"))
+    }
+
+    /// Its health check types as a set: sorted, each once, EC2 left out
+    /// (AWS always checks it, named or not). `None` when not read.
+    pub fn health_check_types(&self) -> Option<Vec<&str>> {
+        let mut types: Vec<&str> = self
+            .health_check_type
+            .as_deref()?
+            .split(',')
+            .map(str::trim)
+            .filter(|t| !t.is_empty() && *t != "EC2")
+            .collect();
+        types.sort_unstable();
+        types.dedup();
+        Some(types)
     }
 }
 
@@ -870,9 +886,14 @@ fn autoscaling(c: &mut Collector, from: &SideShape, to: &SideShape) {
             .join("; ")
     };
     c.cmp("autoscaling.size", "Auto Scaling groups", sizes(f), sizes(t));
+    // As sets: `EC2,ELB` is `ELB` (EC2 is always checked), `EBS,ELB` is `ELB,EBS`.
     let checks = |g: &[AutoScalingShape]| {
         g.iter()
-            .map(|g| g.health_check_type.clone().unwrap_or_else(|| "(not read)".into()))
+            .map(|g| match g.health_check_types() {
+                None => "(not read)".to_string(),
+                Some(t) if t.is_empty() => "EC2".to_string(),
+                Some(t) => format!("EC2,{}", t.join(",")),
+            })
             .collect::<Vec<_>>()
             .join("; ")
     };
@@ -1549,7 +1570,13 @@ mod tests {
             .into_iter()
             .map(|(w, f, t)| (w.to_string(), f.to_string(), t.to_string()))
             .collect::<Vec<_>>();
-        assert_eq!(got, vec![("autoscaling.health_check".to_string(), "ELB".to_string(), "EC2".to_string())]);
+        assert_eq!(got, vec![("autoscaling.health_check".to_string(), "EC2,ELB".to_string(), "EC2".to_string())]);
+        // The same types written otherwise are no drift (EC2 is always checked).
+        for (one, other) in [("EC2,ELB", "ELB"), ("ELB,EBS", "EBS, ELB"), ("EC2", "EC2")] {
+            from.autoscaling_groups[0] = AutoScalingShape { health_check_type: Some(one.into()), ..group(4) };
+            to.autoscaling_groups[0] = AutoScalingShape { health_check_type: Some(other.into()), ..group(4) };
+            assert_eq!(what_from_to(&compare(&from, &to, &[])), vec![], "{one} / {other}");
+        }
     }
 
     #[test]

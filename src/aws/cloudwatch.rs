@@ -739,6 +739,28 @@ pub async fn alarm_states_by_side(sides: &SideClients, rb: &Runbook) -> AwsResul
         let names: Vec<String> = idx.iter().map(|&j| rb.alarms[scoped[j]].name.clone()).collect();
         states.extend(alarm_states(&clients.cloudwatch, &names).await?);
     }
+    // AWS finds a composite's children in the composite's own account and
+    // region, where cutover reads the composite (the runbook's clients). A
+    // child declared for an environment reached otherwise (validate refuses
+    // its own role, profile or region; `--region` can still part them) is
+    // read elsewhere: another alarm than the one the composite follows.
+    for composite in rb.alarms.iter().filter(|a| a.rule.is_some()) {
+        let children = composite.rule.as_deref().and_then(crate::runbook::alarm_rule_names).unwrap_or_default();
+        let apart = children.iter().find_map(|c| {
+            let env = rb.alarms.iter().find(|a| &a.name == c)?.environment.as_ref()?;
+            (!sides.reached_as_runbook(&Side::Environment(env.clone()))).then_some((c, env))
+        });
+        if let Some((child, env)) = apart
+            && let Some(s) = states.iter_mut().find(|s| s.name == composite.name && s.blind.is_none())
+        {
+            s.blind = Some(format!(
+                "its child {child} is declared for {env}, which is read in another account or region than the \
+                 composite (AWS finds a composite's children in its own), so cutover would judge another alarm \
+                 than the one it follows; declare {child} without `environment`, or give no --region that parts \
+                 {env} from the runbook's"
+            ));
+        }
+    }
     states.sort_by_key(|s| rb.alarms.iter().position(|a| a.name == s.name));
     Ok(states)
 }

@@ -146,6 +146,12 @@ impl SideClients {
         self.reach.get(side).cloned().unwrap_or_default()
     }
 
+    /// Whether a side is reached with the runbook's own clients (as the
+    /// alarms that name no environment are read).
+    pub fn reached_as_runbook(&self, side: &Side) -> bool {
+        Arc::ptr_eq(&self.side(side).calls.0, &self.runbook.calls.0)
+    }
+
     /// Whether two sides are reached with the same clients (one account and region).
     pub fn same_reach(&self, a: &Side, b: &Side) -> bool {
         Arc::ptr_eq(&self.side(a).calls.0, &self.side(b).calls.0)

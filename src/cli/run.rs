@@ -82,7 +82,7 @@ pub fn run(rb: Runbook, g: &GlobalArgs, args: RunArgs) -> Result<u8, Failure> {
         let region = clients.side(&side).region.clone();
         let plan = actions::plan(&clients, &rb, &action)
             .await
-            .map_err(|e| Failure { status: e.exit_status(), message: format!("{e}; nothing was changed") })?;
+            .map_err(|e| Failure { status: e.exit_status(), message: e.nothing_changed() })?;
         println!("account {account} region {region}: {} ({})", plan.name, args.item);
         println!("  before: {}", plan.before);
         println!("  after:  {}", plan.after);

@@ -1420,8 +1420,7 @@ pub async fn execute(
         && plan.steps.iter().any(|s| matches!(s, Step::RevokeIngress { .. }))
         && let Err(e) = cuts_no_other(clients, rb, environment, &plan.steps).await
     {
-        let said = e.to_string();
-        let refusal = if said.ends_with("nothing was changed") { said } else { format!("{said}; nothing was changed") };
+        let refusal = e.nothing_changed();
         log.append(&line(Stage::Refused, refusal.clone()))?;
         return Err(ExecuteError::Refused(refusal));
     }

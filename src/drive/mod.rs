@@ -21,6 +21,13 @@ pub enum PlanError {
 }
 
 impl PlanError {
+    /// What it says, ending once with "nothing was changed" (some say so
+    /// themselves).
+    pub fn nothing_changed(&self) -> String {
+        let said = self.to_string();
+        if said.ends_with("nothing was changed") { said } else { format!("{said}; nothing was changed") }
+    }
+
     pub fn exit_status(&self) -> u8 {
         match self {
             PlanError::Aws(_) | PlanError::Redis(_) | PlanError::Failed(_) => 1,

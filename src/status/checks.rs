@@ -740,21 +740,37 @@ fn judge_autoscaling(
     // check keeps its place in the group, unhealthy and never replaced.
     let blind: Vec<String> = groups
         .iter()
-        .filter(|g| holds(g) && !g.replaces_unhealthy_targets())
+        .filter(|g| holds(g) && g.replaces_unhealthy_targets() == Some(false))
         .map(|g| {
+            // The types it has, kept, with ELB added.
+            let mut with_elb: Vec<&str> = g.health_check_types().unwrap_or_default();
+            with_elb.push("ELB");
             format!(
                 "{} does not count its target groups' health checks (HealthCheckType {}, no ELB), so an instance \
                  failing one stays in service, unhealthy, and is never replaced (`aws autoscaling \
-                 update-auto-scaling-group --auto-scaling-group-name {} --health-check-type ELB \
+                 update-auto-scaling-group --auto-scaling-group-name {} --health-check-type {} \
                  --health-check-grace-period 300`)",
                 g.name,
-                g.health_check_type.as_deref().unwrap_or("not read"),
-                g.name
+                g.health_check_type.as_deref().unwrap_or_default(),
+                g.name,
+                with_elb.join(",")
             )
         })
         .collect();
     if !blind.is_empty() {
         return fail(blind.join("; "));
+    }
+    let unread: Vec<&str> = groups
+        .iter()
+        .filter(|g| holds(g) && g.replaces_unhealthy_targets().is_none())
+        .map(|g| g.name.as_str())
+        .collect();
+    if !unread.is_empty() {
+        return unknown(format!(
+            "the health check types of {} were not read, so whether they replace an instance their target groups \
+             find unhealthy is unknown",
+            unread.join(", ")
+        ));
     }
     pass(groups.iter().map(shown).collect::<Vec<_>>().join(", "))
 }
@@ -1056,15 +1072,16 @@ mod tests {
             health_check_type: types.map(str::to_string),
             ..group(4, 2, &["web", "api"])
         };
-        for types in [Some("EC2"), Some("EC2,EBS"), Some("VPC_LATTICE"), None] {
-            let v = judge_autoscaling(&both, &[checked(types)]);
+        for (types, fix) in [("EC2", "ELB"), ("EC2,EBS", "EBS,ELB"), ("VPC_LATTICE", "VPC_LATTICE,ELB")] {
+            let v = judge_autoscaling(&both, &[checked(Some(types))]);
             assert_eq!(v.0, CheckOutcome::Fail, "{types:?}: {}", v.1);
-            assert!(
-                v.1.starts_with("green-asg does not count its target groups' health checks (HealthCheckType "),
-                "{}",
-                v.1
-            );
+            let said =
+                format!("green-asg does not count its target groups' health checks (HealthCheckType {types}, no ELB)");
+            assert!(v.1.starts_with(&said), "{}", v.1);
+            assert!(v.1.contains(&format!("--health-check-type {fix} ")), "the types it has are kept: {}", v.1);
         }
+        let v = judge_autoscaling(&both, &[checked(None)]);
+        assert_eq!(v.0, CheckOutcome::Unknown, "not read: {}", v.1);
         for types in ["ELB", "EC2,ELB", "ELB, EBS"] {
             assert_eq!(judge_autoscaling(&both, &[checked(Some(types))]).0, CheckOutcome::Pass, "{types}");
         }
