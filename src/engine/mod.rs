@@ -206,7 +206,8 @@ pub struct GateCounters {
     pub passes: u32,
     pub failures: u32,
     pub consecutive_errors: u32,
-    /// The furthest a passing reading's datapoints reached in this soak.
+    /// The furthest a reading's datapoints reached in this soak (a failing
+    /// one's too: its data came, so no policy stands in for it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub covered: Option<SystemTime>,
     /// Its latest reading was a pass (a no-data policy's pass too); a
@@ -214,6 +215,11 @@ pub struct GateCounters {
     /// saved before this field reads false: the next pass sets it.
     #[serde(default)]
     pub passing: bool,
+    /// Its latest reading on data was a failure (under the limit): only a
+    /// pass on data clears it, never a no-data policy's pass, which stands
+    /// in for data that did not come, not for data that failed.
+    #[serde(default)]
+    pub failing: bool,
 }
 
 /// Everything the engine knows; serializable so a restart resumes.
@@ -341,6 +347,14 @@ impl Engine {
             c.covered = Some(until);
             let why = format!("no reading covering the soak's end within {} s", settle.as_secs());
             match spec.no_data {
+                // Data that came and failed is not outweighed by data that did not come.
+                NoDataPolicy::Pass if c.failing => {
+                    out.push(Output::Log(format!(
+                        "{}: {why}; its latest reading failed, so the no-data policy does not pass it: it waits \
+                         for a passing reading",
+                        spec.name
+                    )));
+                }
                 NoDataPolicy::Pass => {
                     c.passes += 1;
                     c.passing = true;
@@ -402,6 +416,13 @@ impl Engine {
         }
         let result = match result {
             Measurement::NoData => match spec.no_data {
+                NoDataPolicy::Pass if self.state.counters[gate].failing => {
+                    self.state.counters[gate].passing = false;
+                    return vec![Output::Log(format!(
+                        "{}: no data; its latest reading failed, so the no-data policy does not pass it",
+                        spec.name
+                    ))];
+                }
                 NoDataPolicy::Pass => Measurement::Pass,
                 NoDataPolicy::Fail => Measurement::Fail("no data (policy: fail)".into()),
                 NoDataPolicy::Pause => {
@@ -416,6 +437,8 @@ impl Engine {
                 c.passes += 1;
                 c.passing = true;
                 c.consecutive_errors = 0;
+                // A no-data policy's pass was turned away above while failing.
+                c.failing = false;
                 // A pass on data reaching `covers` (a no-data policy's pass too).
                 if covers > c.covered {
                     c.covered = covers;
@@ -425,7 +448,12 @@ impl Engine {
             Measurement::Fail(why) => {
                 c.failures += 1;
                 c.passing = false;
+                c.failing = true;
                 c.consecutive_errors = 0;
+                // Its data came: the settle time's policy never stands in for it.
+                if covers > c.covered {
+                    c.covered = covers;
+                }
                 let failures = c.failures;
                 if failures >= spec.failure_limit {
                     self.abort(format!("{} failed {failures} time(s): {why}", spec.name))

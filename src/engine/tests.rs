@@ -562,6 +562,42 @@ fn a_failure_in_datapoints_arriving_after_the_soak_still_aborts_the_step() {
     assert_eq!(weights(&out), vec![((100, 0), None)]);
 }
 
+/// A failure under the limit in datapoints that reach the soak's end (or
+/// that stop short of it): the settle time running out, or a no-data
+/// reading after it, never lets the `no_data = "pass"` policy pass the step
+/// in its place; a passing reading on data does.
+#[test]
+fn a_failing_reading_is_never_passed_over_by_the_no_data_policy() {
+    let tolerant = || {
+        let mut e = lagging(NoDataPolicy::Pass);
+        e.plan.gates[0].failure_limit = 3;
+        covering(&mut e, Measurement::Pass, 50, 20);
+        e.handle(Input::Tick, t(72));
+        e
+    };
+    for reaches in [72, 65] {
+        let mut e = tolerant();
+        covering(&mut e, Measurement::Fail("5xx = 7".into()), reaches, 150);
+        assert!(matches!(e.state.phase, RolloutPhase::Soaking { .. }), "1 failure of 3: {:?}", e.state.phase);
+        let out = e.handle(Input::Tick, t(192));
+        e.handle(Input::Tick, t(193));
+        assert_eq!(e.state.last_good, None, "data reaching t({reaches}) failed: {out:?}");
+        // No data after it, past the settle time: no pass either.
+        covering(&mut e, Measurement::NoData, 72, 200);
+        e.handle(Input::Tick, t(201));
+        assert_eq!(e.state.last_good, None, "no data does not outweigh data that failed");
+        covering(&mut e, Measurement::Pass, 72, 210);
+        e.handle(Input::Tick, t(211));
+        assert_eq!(e.state.last_good, Some(0), "a pass on data reaching the soak's end");
+    }
+    // No data before the settle time is over, after a failure: a wait.
+    let mut e = tolerant();
+    covering(&mut e, Measurement::Fail("5xx = 7".into()), 60, 100);
+    covering(&mut e, Measurement::NoData, 72, 110);
+    e.handle(Input::Tick, t(111));
+    assert_eq!(e.state.last_good, None);
+}
+
 #[test]
 fn no_data_covering_the_soak_end_follows_the_policy_at_once() {
     let mut e = lagging(NoDataPolicy::Pass);
