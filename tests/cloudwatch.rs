@@ -137,6 +137,54 @@ async fn a_5xx_gate_passes_on_no_datapoint_only_when_the_side_served_requests() 
     sb.down().await;
 }
 
+/// A metric gate reads one target group's series. Staging's load balancer
+/// also routing requests (a second listener) to a group the runbook does not
+/// list: that group's 5xx would go unseen, so the gate is an error, never a
+/// pass (listing both, `validate` refuses a gate on a metric per group).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_metric_gate_on_a_side_whose_requests_go_to_another_group_too_is_an_error() {
+    use aws_sdk::elasticloadbalancingv2::types::{Action, ActionTypeEnum, ProtocolEnum};
+    let rb = runbook("demo.toml");
+    let sb = sandbox(&rb, "us-west-1").await;
+    let since = SystemTime::now() - Duration::from_secs(120);
+    let five_xx = gate(
+        "[[rollout.gates]]\nkind = \"metric\"\nenvironment = \"staging\"\nmetric = \"HTTPCode_Target_5XX_Count\"\nmax = 0\n",
+    );
+    put_staging_count(&sb, "RequestCount", 120.0).await;
+    let snap = first_snapshot(&rb, &sb).await;
+    assert_eq!(gates::metric(&sb.sides, &five_xx, &snap, &rb, since).await, Measurement::Pass, "120 requests, no 5xx");
+    let elb = &sb.clients.elb;
+    let lb = elb.describe_load_balancers().names("demo-staging-alb").send().await.unwrap().load_balancers()[0].clone();
+    let api = elb
+        .create_target_group()
+        .name("demo-staging-api")
+        .protocol(ProtocolEnum::Http)
+        .port(8080)
+        .vpc_id(lb.vpc_id().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .target_groups()[0]
+        .target_group_arn()
+        .unwrap()
+        .to_string();
+    elb.create_listener()
+        .load_balancer_arn(lb.load_balancer_arn().unwrap())
+        .protocol(ProtocolEnum::Http)
+        .port(8081)
+        .default_actions(Action::builder().r#type(ActionTypeEnum::Forward).target_group_arn(&api).build())
+        .send()
+        .await
+        .unwrap();
+    let snap = first_snapshot(&rb, &sb).await;
+    let m = gates::metric(&sb.sides, &five_xx, &snap, &rb, since).await;
+    assert!(
+        matches!(&m, Measurement::Error(w) if w.contains("routes requests to target group demo-staging-api, which staging's target_groups do not list")),
+        "{m:?}"
+    );
+    sb.down().await;
+}
+
 /// The ProStudio success criterion, p99 of TargetResponseTime under 100 ms,
 /// as a gate of a shortened demo rollout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

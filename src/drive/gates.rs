@@ -391,6 +391,30 @@ pub async fn metric_reading(
         let lb = aws.load_balancer.as_ref().map(|l| arn_suffix(&l.arn));
         Some(SeriesKey::new(env, tg.as_deref(), lb.as_deref(), metric, stat))
     };
+    // A metric per target group is read for the one group a side lists
+    // (validate refuses more): a side whose load balancer routes requests
+    // to another too would have that group's unseen, its 5xx and latency
+    // with them.
+    let one_group = |env: &str, metric: Metric| -> Result<(), String> {
+        if query_dimensions(metric) != Dimensions::TargetGroupLoadBalancer {
+            return Ok(());
+        }
+        let Some(aws) = snap.environment(env).and_then(|e| e.aws.value.as_ref()) else { return Ok(()) };
+        match aws.routing_gap(env) {
+            Err(crate::status::RoutingGap::Unknown(why) | crate::status::RoutingGap::NotRouted(why)) => Err(why),
+            Ok(()) => Ok(()),
+        }
+    };
+    let sides_read = match g {
+        GateKind::Metric { environment, metric, .. } => one_group(environment, *metric),
+        GateKind::Compare { metric, .. } => {
+            one_group(&rb.rollout.to, *metric).and_then(|()| one_group(&rb.rollout.from, *metric))
+        }
+        _ => Ok(()),
+    };
+    if let Err(why) = sides_read {
+        return error(why);
+    }
     let mut keys: Vec<SeriesKey> = match g {
         GateKind::Metric { environment, metric, stat, .. } => match key(environment, *metric, *stat) {
             Some(k) => vec![k],
