@@ -420,11 +420,12 @@ async fn weights_changed_outside_a_running_rollout_pause_it_and_are_never_overwr
 }
 
 /// An abort reads the last good step from the saved state; against a runbook
-/// whose steps changed since, that step may give the new side more than it
-/// has live. A rollback never raises the new side's weight: refused, nothing
-/// sent.
+/// whose steps changed since, that step's number names other weights (more
+/// for the new side than it has live, or the very weights live, a rollback
+/// that moves nothing). It rolls back to the runbook's initial weights, and
+/// says why.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_abort_never_raises_the_new_sides_weight_after_the_steps_changed() {
+async fn an_abort_after_the_steps_changed_rolls_back_to_the_initial_weights() {
     let dir = tempfile::tempdir().unwrap();
     let (rb, path) = fast_runbook_with(dir.path(), |t| t.replace("soak = \"5s\"", "soak = \"20s\""));
     let sb = fixed_sandbox(&rb, "eu-south-2").await;
@@ -437,15 +438,19 @@ async fn an_abort_never_raises_the_new_sides_weight_after_the_steps_changed() {
     // A colleague's copy of the runbook: step 1 is now 30%.
     let text = std::fs::read_to_string(&path).unwrap().replace("steps = [10, 25, 50, 100]", "steps = [30, 60, 100]");
     std::fs::write(&path, text).unwrap();
-    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["abort", path.to_str().unwrap(), "--yes"]).await;
-    assert_ne!(code, Some(0), "{out}");
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["abort", path.to_str().unwrap(), "--dry-run"]).await;
+    assert_eq!(code, Some(0), "{out}");
     assert!(
-        out.contains(
-            "rollback refused: it would raise staging's share of the traffic from 25.0% (live 75/25) to 30.0% (70/30)"
-        ),
+        out.contains("rollback target: 100/0, the initial weights (the runbook's rollout changed since it started)"),
         "{out}"
     );
-    assert_eq!(weights(&sb).await, w(75, 25), "nothing sent");
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["abort", path.to_str().unwrap(), "--yes"]).await;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("the runbook's rollout changed since this rollout started: rolling back to its initial weights"),
+        "{out}"
+    );
+    assert_eq!(weights(&sb).await, w(100, 0), "rolled back to the initial weights");
     sb.down().await;
 }
 

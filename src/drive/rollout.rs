@@ -412,10 +412,13 @@ impl Runner<'_> {
     }
 
     fn action(&self, step: Option<usize>) -> String {
+        let steps = &self.engine.plan.steps;
         match step {
-            Some(s) => {
-                format!("rollout step {}/{} ({}%)", s + 1, self.engine.plan.steps.len(), self.engine.plan.steps[s])
-            }
+            Some(s) => match steps.get(s) {
+                Some(percent) => format!("rollout step {}/{} ({percent}%)", s + 1, steps.len()),
+                // Sent under steps the runbook no longer has (an abort after it changed).
+                None => format!("rollout step {} (of an earlier plan)", s + 1),
+            },
             None => "rollout abort".to_string(),
         }
     }
@@ -1508,6 +1511,12 @@ pub async fn abort(cx: &Context, reason: &str, say: &mut (dyn FnMut(&str) + Send
     let (saved, version) = load_versioned::<RolloutState>(&rb.name).map_err(failed)?;
     let mut state = saved.unwrap_or_else(|| RolloutState::new(rb, &plan));
     let mut engine = Engine { plan, state: state.engine.clone() };
+    // Saved under other steps (the runbook changed since): its step numbers
+    // name other weights now, so the rollback goes to the initial ones.
+    if state.plan_hash != plan_hash(rb) {
+        engine.state.last_good = None;
+        say("the runbook's rollout changed since this rollout started: rolling back to its initial weights");
+    }
     // A completed rollout has no step to go back to: moving traffic back is
     // a new decision, never reported as a rollback.
     if engine.state.phase == RolloutPhase::Done {
@@ -1831,12 +1840,19 @@ pub async fn abort_preview(rb: &Runbook, clients: &SideClients) -> Result<Vec<St
     let clients = clients.dns();
     let plan = RolloutPlan::from_runbook(rb).map_err(failed)?;
     let state = load_state(&rb.name).map_err(failed)?;
-    let engine = Engine { plan: plan.clone(), state: state.map_or(EngineState::new(plan.gates.len()), |s| s.engine) };
+    let changed = state.as_ref().is_some_and(|s| s.plan_hash != plan_hash(rb));
+    let mut engine =
+        Engine { plan: plan.clone(), state: state.map_or(EngineState::new(plan.gates.len()), |s| s.engine) };
+    // As `abort` does: steps saved under another plan name other weights now.
+    if changed {
+        engine.state.last_good = None;
+    }
     let target = engine.rollback_weights();
     let why = match engine.state.last_good {
         Some(s) if s < plan.steps.len() => {
             format!("step {} ({}%), the last whose gates all passed", s + 1, plan.steps[s])
         }
+        _ if changed => "the initial weights (the runbook's rollout changed since it started)".to_string(),
         _ => "the initial weights (no step passed yet)".to_string(),
     };
     let mut out = vec![format!("rollback target: {}/{}, {why}", target.0, target.1)];
