@@ -423,7 +423,8 @@ async fn weights_changed_outside_a_running_rollout_pause_it_and_are_never_overwr
 /// whose steps changed since, that step's number names other weights (more
 /// for the new side than it has live, or the very weights live, a rollback
 /// that moves nothing). It rolls back to the runbook's initial weights, and
-/// says why.
+/// says why. With `from` and `to` swapped as well, those numbers are other
+/// environments' weights: refused, nothing sent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_abort_after_the_steps_changed_rolls_back_to_the_initial_weights() {
     let dir = tempfile::tempdir().unwrap();
@@ -435,8 +436,25 @@ async fn an_abort_after_the_steps_changed_rolls_back_to_the_initial_weights() {
     child.kill().unwrap();
     child.wait().unwrap();
     assert_eq!(weights(&sb).await, w(75, 25), "killed in step 2's soak; step 1 (10%) passed");
-    // A colleague's copy of the runbook: step 1 is now 30%.
+    // A colleague's copy of the runbook: step 1 is now 30%; and first, the
+    // sides swapped too (its initial weights give staging everything).
     let text = std::fs::read_to_string(&path).unwrap().replace("steps = [10, 25, 50, 100]", "steps = [30, 60, 100]");
+    let swapped =
+        text.replace("from = \"production\"\nto = \"staging\"", "from = \"staging\"\nto = \"production\"").replace(
+            "initial_weights = { production = 100, staging = 0 }",
+            "initial_weights = { production = 0, staging = 100 }",
+        );
+    assert_ne!(swapped, text);
+    std::fs::write(&path, swapped).unwrap();
+    let refused = "this rollout moved traffic from production to staging, and the runbook's rollout now goes from \
+                   staging to production, so an abort cannot tell which weights to go back to";
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["abort", path.to_str().unwrap(), "--dry-run"]).await;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains(&format!("would refuse: {refused}")), "{out}");
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["abort", path.to_str().unwrap(), "--yes"]).await;
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains(&format!("refused: {refused}; nothing was changed")), "{out}");
+    assert_eq!(weights(&sb).await, w(75, 25), "nothing sent");
     std::fs::write(&path, text).unwrap();
     let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["abort", path.to_str().unwrap(), "--dry-run"]).await;
     assert_eq!(code, Some(0), "{out}");

@@ -1511,12 +1511,6 @@ pub async fn abort(cx: &Context, reason: &str, say: &mut (dyn FnMut(&str) + Send
     let (saved, version) = load_versioned::<RolloutState>(&rb.name).map_err(failed)?;
     let mut state = saved.unwrap_or_else(|| RolloutState::new(rb, &plan));
     let mut engine = Engine { plan, state: state.engine.clone() };
-    // Saved under other steps (the runbook changed since): its step numbers
-    // name other weights now, so the rollback goes to the initial ones.
-    if state.plan_hash != plan_hash(rb) {
-        engine.state.last_good = None;
-        say("the runbook's rollout changed since this rollout started: rolling back to its initial weights");
-    }
     // A completed rollout has no step to go back to: moving traffic back is
     // a new decision, never reported as a rollback.
     if engine.state.phase == RolloutPhase::Done {
@@ -1527,6 +1521,20 @@ pub async fn abort(cx: &Context, reason: &str, say: &mut (dyn FnMut(&str) + Send
             engine.plan.steps.last().copied().unwrap_or(100),
             rb.rollout.to
         )));
+    }
+    // Saved under another plan with other sides: no weights are known safe.
+    if let Some(why) = state.sides_unlike(rb) {
+        Request::Abort.withdraw(&rb.name);
+        return Err(RolloutError::Refused(format!(
+            "refused: {why}, so an abort cannot tell which weights to go back to; nothing was changed. Set the \
+             weights with `cutover shift`"
+        )));
+    }
+    // Saved under other steps (the runbook changed since): its step numbers
+    // name other weights now, so the rollback goes to the initial ones.
+    if state.plan_hash != plan_hash(rb) {
+        engine.state.last_good = None;
+        say("the runbook's rollout changed since this rollout started: rolling back to its initial weights");
     }
     let target = engine.rollback_weights();
     // The decision is on disk before the rollback is sent: an interrupted
@@ -1841,6 +1849,7 @@ pub async fn abort_preview(rb: &Runbook, clients: &SideClients) -> Result<Vec<St
     let plan = RolloutPlan::from_runbook(rb).map_err(failed)?;
     let state = load_state(&rb.name).map_err(failed)?;
     let changed = state.as_ref().is_some_and(|s| s.plan_hash != plan_hash(rb));
+    let unlike = state.as_ref().and_then(|s| s.sides_unlike(rb));
     let mut engine =
         Engine { plan: plan.clone(), state: state.map_or(EngineState::new(plan.gates.len()), |s| s.engine) };
     // As `abort` does: steps saved under another plan name other weights now.
@@ -1861,6 +1870,13 @@ pub async fn abort_preview(rb: &Runbook, clients: &SideClients) -> Result<Vec<St
             "would refuse: the rollout is complete; nothing to abort (to move traffic back, set the weights with \
              `cutover shift`); {} keeps 100%",
             rb.rollout.to
+        ));
+        return Ok(out);
+    }
+    if let Some(why) = unlike {
+        out.push(format!(
+            "would refuse: {why}, so an abort cannot tell which weights to go back to (set the weights with \
+             `cutover shift`)"
         ));
         return Ok(out);
     }

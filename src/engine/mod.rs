@@ -206,8 +206,7 @@ pub struct GateCounters {
     pub passes: u32,
     pub failures: u32,
     pub consecutive_errors: u32,
-    /// The furthest a reading's datapoints reached in this soak (a failing
-    /// one's too: its data came, so no policy stands in for it).
+    /// The furthest a passing reading's datapoints reached in this soak.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub covered: Option<SystemTime>,
     /// Its latest reading was a pass (a no-data policy's pass too); a
@@ -217,7 +216,8 @@ pub struct GateCounters {
     pub passing: bool,
     /// Its latest reading on data was a failure (under the limit): only a
     /// pass on data clears it, never a no-data policy's pass, which stands
-    /// in for data that did not come, not for data that failed.
+    /// in for data that did not come, not for data that failed. Such a gate
+    /// whose data stops coming pauses for a person.
     #[serde(default)]
     pub failing: bool,
 }
@@ -349,11 +349,12 @@ impl Engine {
             match spec.no_data {
                 // Data that came and failed is not outweighed by data that did not come.
                 NoDataPolicy::Pass if c.failing => {
-                    out.push(Output::Log(format!(
-                        "{}: {why}; its latest reading failed, so the no-data policy does not pass it: it waits \
-                         for a passing reading",
+                    out.extend(self.pause(format!(
+                        "{}: {why}, and its latest reading failed, so the no-data policy does not pass it; a \
+                         person must decide",
                         spec.name
                     )));
+                    return out;
                 }
                 NoDataPolicy::Pass => {
                     c.passes += 1;
@@ -416,12 +417,18 @@ impl Engine {
         }
         let result = match result {
             Measurement::NoData => match spec.no_data {
+                // Data that came and failed is not outweighed by data that
+                // did not: a wait within the settle time, then a person.
                 NoDataPolicy::Pass if self.state.counters[gate].failing => {
                     self.state.counters[gate].passing = false;
-                    return vec![Output::Log(format!(
-                        "{}: no data; its latest reading failed, so the no-data policy does not pass it",
+                    if now < until + spec.settle.unwrap_or_default() {
+                        return vec![Output::Log(format!("{}: its latest reading failed; no data yet", spec.name))];
+                    }
+                    return self.pause(format!(
+                        "{}: no data, and its latest reading failed, so the no-data policy does not pass it; a \
+                         person must decide",
                         spec.name
-                    ))];
+                    ));
                 }
                 NoDataPolicy::Pass => Measurement::Pass,
                 NoDataPolicy::Fail => Measurement::Fail("no data (policy: fail)".into()),
@@ -450,10 +457,6 @@ impl Engine {
                 c.passing = false;
                 c.failing = true;
                 c.consecutive_errors = 0;
-                // Its data came: the settle time's policy never stands in for it.
-                if covers > c.covered {
-                    c.covered = covers;
-                }
                 let failures = c.failures;
                 if failures >= spec.failure_limit {
                     self.abort(format!("{} failed {failures} time(s): {why}", spec.name))

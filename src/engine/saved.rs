@@ -19,6 +19,11 @@ pub struct RolloutState {
     #[serde(default)]
     pub in_flight: Option<InFlight>,
     pub updated_at: String,
+    /// The rollout's `from` and `to` environments when it started: what its
+    /// weights' two numbers are the weights of. Absent in states saved
+    /// before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sides: Option<(String, String)>,
 }
 
 /// Weights on their way to Route53, written to the state before the send.
@@ -39,6 +44,29 @@ pub struct InFlight {
 }
 
 impl RolloutState {
+    /// Why an abort cannot roll back from this state under `rb`'s rollout,
+    /// if it cannot: saved under another plan whose sides are not `rb`'s (or
+    /// not known), its weights' two numbers may belong to other
+    /// environments, and the initial weights could send the traffic to the
+    /// very side being aborted.
+    pub fn sides_unlike(&self, rb: &Runbook) -> Option<String> {
+        if self.plan_hash == plan_hash(rb) {
+            return None;
+        }
+        match &self.sides {
+            Some((from, to)) if *from == rb.rollout.from && *to == rb.rollout.to => None,
+            Some((from, to)) => Some(format!(
+                "this rollout moved traffic from {from} to {to}, and the runbook's rollout now goes from {} to {}",
+                rb.rollout.from, rb.rollout.to
+            )),
+            None => Some(
+                "the runbook's rollout changed since this rollout started, and which environments its weights \
+                 were of was not saved"
+                    .to_string(),
+            ),
+        }
+    }
+
     pub fn new(rb: &Runbook, plan: &RolloutPlan) -> Self {
         RolloutState {
             runbook: rb.name.clone(),
@@ -47,6 +75,7 @@ impl RolloutState {
             applied: None,
             in_flight: None,
             updated_at: String::new(),
+            sides: Some((rb.rollout.from.clone(), rb.rollout.to.clone())),
         }
     }
 }

@@ -563,9 +563,11 @@ fn a_failure_in_datapoints_arriving_after_the_soak_still_aborts_the_step() {
 }
 
 /// A failure under the limit in datapoints that reach the soak's end (or
-/// that stop short of it): the settle time running out, or a no-data
-/// reading after it, never lets the `no_data = "pass"` policy pass the step
-/// in its place; a passing reading on data does.
+/// that stop short of it): neither the settle time running out nor a
+/// no-data reading lets the `no_data = "pass"` policy pass the step in its
+/// place. Within the settle time it waits; after it, a person decides (a
+/// pause, never a soak that waits for ever). A passing reading on data
+/// passes it.
 #[test]
 fn a_failing_reading_is_never_passed_over_by_the_no_data_policy() {
     let tolerant = || {
@@ -579,23 +581,35 @@ fn a_failing_reading_is_never_passed_over_by_the_no_data_policy() {
         let mut e = tolerant();
         covering(&mut e, Measurement::Fail("5xx = 7".into()), reaches, 150);
         assert!(matches!(e.state.phase, RolloutPhase::Soaking { .. }), "1 failure of 3: {:?}", e.state.phase);
+        // No data after it, within the settle time: a wait.
+        covering(&mut e, Measurement::NoData, 72, 160);
+        e.handle(Input::Tick, t(161));
+        assert!(matches!(e.state.phase, RolloutPhase::Soaking { .. }), "{:?}", e.state.phase);
+        assert_eq!(e.state.last_good, None, "no data does not outweigh data that failed");
+        // Then a pass on data reaching the soak's end passes it.
+        let mut passed = Engine { plan: e.plan.clone(), state: e.state.clone() };
+        covering(&mut passed, Measurement::Pass, 72, 170);
+        passed.handle(Input::Tick, t(171));
+        assert_eq!(passed.state.last_good, Some(0), "a pass on data reaching the soak's end");
+        // Or the settle time runs out: a person decides, the step not passed.
         let out = e.handle(Input::Tick, t(192));
         e.handle(Input::Tick, t(193));
         assert_eq!(e.state.last_good, None, "data reaching t({reaches}) failed: {out:?}");
-        // No data after it, past the settle time: no pass either.
-        covering(&mut e, Measurement::NoData, 72, 200);
-        e.handle(Input::Tick, t(201));
-        assert_eq!(e.state.last_good, None, "no data does not outweigh data that failed");
-        covering(&mut e, Measurement::Pass, 72, 210);
-        e.handle(Input::Tick, t(211));
-        assert_eq!(e.state.last_good, Some(0), "a pass on data reaching the soak's end");
+        assert_eq!(e.state.phase, RolloutPhase::Paused, "{out:?}");
+        assert!(e.state.reason.as_deref().is_some_and(|r| r.contains("its latest reading failed")), "{out:?}");
     }
-    // No data before the settle time is over, after a failure: a wait.
-    let mut e = tolerant();
-    covering(&mut e, Measurement::Fail("5xx = 7".into()), 60, 100);
-    covering(&mut e, Measurement::NoData, 72, 110);
-    e.handle(Input::Tick, t(111));
+    // A gate without settle: no data after a failure, once the soak is over, pauses.
+    let mut p = plan();
+    p.gates[1].failure_limit = 3;
+    let mut e = Engine::new(p);
+    e.handle(Input::Start, t(0));
+    to_soak(&mut e, 0, 0);
+    e.handle(Input::Measure { gate: 0, result: Measurement::Pass }, t(20));
+    e.handle(Input::Measure { gate: 1, result: Measurement::Fail("down".into()) }, t(30));
+    e.handle(Input::Measure { gate: 1, result: Measurement::NoData }, t(80));
+    e.handle(Input::Tick, t(81));
     assert_eq!(e.state.last_good, None);
+    assert_eq!(e.state.phase, RolloutPhase::Paused, "{:?}", e.state.reason);
 }
 
 #[test]
