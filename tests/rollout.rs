@@ -335,6 +335,31 @@ async fn abort_from_another_shell_rolls_a_running_rollout_back() {
     sb.down().await;
 }
 
+/// An abort asked from a copy of the runbook whose steps changed since the
+/// running rollout started: that rollout rolls back by its own plan (to its
+/// last good step), and the abort says so, sending no second rollback to
+/// the changed runbook's initial weights.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abort_from_a_changed_runbook_confirms_the_running_rollouts_own_rollback() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rb, path) = fast_runbook(dir.path());
+    let sb = fixed_sandbox(&rb, "ca-west-1").await;
+    let child = spawn_rollout(&sb, &rb, dir.path(), &path);
+    until_soaking(dir.path(), 2).await;
+    let changed = dir.path().join("changed.toml");
+    let text = std::fs::read_to_string(&path).unwrap().replace("steps = [10, 25, 50, 100]", "steps = [30, 60, 100]");
+    std::fs::write(&changed, text).unwrap();
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["abort", changed.to_str().unwrap(), "--yes"]).await;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("the running rollout rolled back by its own plan (the runbook changed since it started) to 75/25"),
+        "{out}"
+    );
+    let _ = child.wait_with_output().await.unwrap();
+    assert_eq!(weights(&sb).await, w(75, 25), "its last good step, and no second rollback");
+    sb.down().await;
+}
+
 /// The `to` side's record deleted by someone else during a soak: no gate
 /// can judge it and no rollback can be planned over it, so the rollout
 /// pauses for a person, sending nothing.

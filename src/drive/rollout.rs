@@ -1100,7 +1100,11 @@ async fn begin<'a>(cx: &'a Context, say: &'a mut (dyn FnMut(&str) + Send)) -> Re
                 state_location(&rb.name)
             )));
         }
-        Some(s) if s.plan_hash == hash && !cx.restart => s,
+        // The hash covers `from` and `to`: a state saved before its sides
+        // were kept has this runbook's.
+        Some(s) if s.plan_hash == hash && !cx.restart => {
+            RolloutState { sides: Some((rb.rollout.from.clone(), rb.rollout.to.clone())), ..s }
+        }
         _ => RolloutState::new(rb, &plan),
     };
     if state.engine.phase == RolloutPhase::Done {
@@ -1583,11 +1587,29 @@ async fn wait_for_rollback(
         {
             // Done only when the live weights are the rollback's, not merely
             // when the decision is on disk.
-            let target = Engine { plan: RolloutPlan::from_runbook(rb).map_err(failed)?, state: s.engine.clone() }
-                .rollback_weights();
             let live = live_weights(cx.clients.dns(), rb).await.map_err(failed)?;
-            if live == target && s.applied == Some(target) {
-                return Ok(Ok(format!("the running rollout rolled back to {}/{}", live.0, live.1)));
+            if s.plan_hash == plan_hash(rb) {
+                let target = Engine { plan: RolloutPlan::from_runbook(rb).map_err(failed)?, state: s.engine.clone() }
+                    .rollback_weights();
+                if live == target && s.applied == Some(target) {
+                    return Ok(Ok(format!("the running rollout rolled back to {}/{}", live.0, live.1)));
+                }
+            } else if let Some(applied) = s.applied {
+                // Run under another plan (this runbook changed since), it
+                // rolled back by its own: its weights, in its sides' order.
+                let (from, to) = (&rb.rollout.from, &rb.rollout.to);
+                let mine = match &s.sides {
+                    Some((f, t)) if f == from && t == to => Some(applied),
+                    Some((f, t)) if f == to && t == from => Some((applied.1, applied.0)),
+                    _ => None,
+                };
+                if mine == Some(live) {
+                    return Ok(Ok(format!(
+                        "the running rollout rolled back by its own plan (the runbook changed since it started) to \
+                         {}/{}",
+                        live.0, live.1
+                    )));
+                }
             }
         }
         if is_running(&rb.name).unwrap_or(true) {
@@ -1874,11 +1896,11 @@ pub async fn abort_preview(rb: &Runbook, clients: &SideClients) -> Result<Vec<St
         return Ok(out);
     }
     if let Some(why) = unlike {
-        out.push(format!(
+        // Its target would be the very weights it warns of: not shown.
+        return Ok(vec![format!(
             "would refuse: {why}, so an abort cannot tell which weights to go back to (set the weights with \
-             `cutover shift`)"
-        ));
-        return Ok(out);
+             `cutover shift`); a rollout still running rolls back by its own plan when asked"
+        )]);
     }
     if is_running(&rb.name).map_err(failed)? {
         out.push("a rollout is running: `cutover abort` would ask it to roll back and wait for INSYNC".into());
