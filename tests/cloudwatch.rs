@@ -143,7 +143,6 @@ async fn a_5xx_gate_passes_on_no_datapoint_only_when_the_side_served_requests() 
 /// pass (listing both, `validate` refuses a gate on a metric per group).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_metric_gate_on_a_side_whose_requests_go_to_another_group_too_is_an_error() {
-    use aws_sdk::elasticloadbalancingv2::types::{Action, ActionTypeEnum, ProtocolEnum};
     let rb = runbook("demo.toml");
     let sb = sandbox(&rb, "us-west-1").await;
     let since = SystemTime::now() - Duration::from_secs(120);
@@ -153,29 +152,7 @@ async fn a_metric_gate_on_a_side_whose_requests_go_to_another_group_too_is_an_er
     put_staging_count(&sb, "RequestCount", 120.0).await;
     let snap = first_snapshot(&rb, &sb).await;
     assert_eq!(gates::metric(&sb.sides, &five_xx, &snap, &rb, since).await, Measurement::Pass, "120 requests, no 5xx");
-    let elb = &sb.clients.elb;
-    let lb = elb.describe_load_balancers().names("demo-staging-alb").send().await.unwrap().load_balancers()[0].clone();
-    let api = elb
-        .create_target_group()
-        .name("demo-staging-api")
-        .protocol(ProtocolEnum::Http)
-        .port(8080)
-        .vpc_id(lb.vpc_id().unwrap())
-        .send()
-        .await
-        .unwrap()
-        .target_groups()[0]
-        .target_group_arn()
-        .unwrap()
-        .to_string();
-    elb.create_listener()
-        .load_balancer_arn(lb.load_balancer_arn().unwrap())
-        .protocol(ProtocolEnum::Http)
-        .port(8081)
-        .default_actions(Action::builder().r#type(ActionTypeEnum::Forward).target_group_arn(&api).build())
-        .send()
-        .await
-        .unwrap();
+    route_a_second_listener_to_a_new_group(&sb, "demo-staging-alb", "demo-staging-api").await;
     let snap = first_snapshot(&rb, &sb).await;
     let m = gates::metric(&sb.sides, &five_xx, &snap, &rb, since).await;
     assert!(

@@ -639,40 +639,8 @@ async fn an_alias_to_an_alb_with_no_healthy_target_gets_no_traffic() {
     // Route53 judges the ALB by every target group it routes to: one the
     // runbook does not list (a second listener's) makes its health unknown,
     // and so does a DNS failover threshold, which AWS applies zone by zone.
-    use aws_sdk::elasticloadbalancingv2::types::{Action, ActionTypeEnum, ProtocolEnum, TargetGroupAttribute};
-    let lb =
-        sb.clients.elb.describe_load_balancers().names("shop-alb").send().await.unwrap().load_balancers()[0].clone();
-    let api = sb
-        .clients
-        .elb
-        .create_target_group()
-        .name("shop-api")
-        .protocol(ProtocolEnum::Http)
-        .port(8080)
-        .vpc_id(lb.vpc_id().unwrap())
-        .send()
-        .await
-        .unwrap()
-        .target_groups()[0]
-        .target_group_arn()
-        .unwrap()
-        .to_string();
-    let forward = Action::builder().r#type(ActionTypeEnum::Forward).target_group_arn(&api).build();
-    let listener = sb
-        .clients
-        .elb
-        .create_listener()
-        .load_balancer_arn(lb.load_balancer_arn().unwrap())
-        .protocol(ProtocolEnum::Http)
-        .port(8081)
-        .default_actions(forward)
-        .send()
-        .await
-        .unwrap()
-        .listeners()[0]
-        .listener_arn()
-        .unwrap()
-        .to_string();
+    use aws_sdk::elasticloadbalancingv2::types::TargetGroupAttribute;
+    let (api, listener) = route_a_second_listener_to_a_new_group(&sb, "shop-alb", "shop-api").await;
     let status = status_json(&sb, &rb, dir.path(), &path).await;
     let alb = side(status["traffic"]["value"].as_array().unwrap(), "alb");
     assert!(

@@ -258,6 +258,42 @@ pub async fn run_cutover_changed_at(
     (ended.status.code(), out)
 }
 
+/// A new target group `name` in load balancer `lb`'s VPC, and a second
+/// listener on port 8081 forwarding to it, as another team's service
+/// behind the same load balancer: the group's ARN and the listener's.
+pub async fn route_a_second_listener_to_a_new_group(sb: &Sandbox, lb: &str, name: &str) -> (String, String) {
+    use aws_sdk::elasticloadbalancingv2::types::{Action, ActionTypeEnum, ProtocolEnum};
+    let elb = &sb.clients.elb;
+    let lb = elb.describe_load_balancers().names(lb).send().await.unwrap().load_balancers()[0].clone();
+    let group = elb
+        .create_target_group()
+        .name(name)
+        .protocol(ProtocolEnum::Http)
+        .port(8080)
+        .vpc_id(lb.vpc_id().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .target_groups()[0]
+        .target_group_arn()
+        .unwrap()
+        .to_string();
+    let listener = elb
+        .create_listener()
+        .load_balancer_arn(lb.load_balancer_arn().unwrap())
+        .protocol(ProtocolEnum::Http)
+        .port(8081)
+        .default_actions(Action::builder().r#type(ActionTypeEnum::Forward).target_group_arn(&group).build())
+        .send()
+        .await
+        .unwrap()
+        .listeners()[0]
+        .listener_arn()
+        .unwrap()
+        .to_string();
+    (group, listener)
+}
+
 /// Replaces staging-redis's rule from staging-app with one naming a new
 /// managed prefix list that holds both staging instances' addresses (/32), as
 /// another client would; returns the list's id.
