@@ -168,6 +168,7 @@ pub fn from_snapshot(rb: &Runbook, g: &GateKind, snap: &Snapshot) -> Option<Meas
                 Err(m) => return Some(m),
             };
             let mut missing_data = false;
+            let mut taken_as_ok = Vec::new();
             // An alarm that cannot see the side (or a composite built of
             // one) is no evidence when OK; one in ALARM still fails below.
             let blind = alarms.iter().find_map(|n| crate::status::checks::alarm_or_children_blind(rb, snap, states, n));
@@ -176,7 +177,7 @@ pub fn from_snapshot(rb: &Runbook, g: &GateKind, snap: &Snapshot) -> Option<Meas
                     Some("OK") => {}
                     Some("INSUFFICIENT_DATA") => match insufficient_data {
                         InsufficientData::Wait => missing_data = true,
-                        InsufficientData::Pass => {}
+                        InsufficientData::Pass => taken_as_ok.push(name.as_str()),
                         InsufficientData::Fail => {
                             return Some(Measurement::Fail(format!(
                                 "alarm {name} is INSUFFICIENT_DATA (insufficient_data = \"fail\")"
@@ -190,7 +191,19 @@ pub fn from_snapshot(rb: &Runbook, g: &GateKind, snap: &Snapshot) -> Option<Meas
             if let Some(why) = longer_than_declared(rb, alarms, states).or(blind) {
                 return Some(Measurement::Error(why));
             }
-            if missing_data { Measurement::NoData } else { Measurement::Pass }
+            if missing_data {
+                Measurement::NoData
+            } else if !taken_as_ok.is_empty() {
+                Measurement::PassWithoutData(format!(
+                    "alarm {} INSUFFICIENT_DATA (insufficient_data = \"pass\")",
+                    match taken_as_ok.as_slice() {
+                        [one] => format!("{one} is"),
+                        many => format!("{} are", many.join(", ")),
+                    }
+                ))
+            } else {
+                Measurement::Pass
+            }
         }
         GateKind::HealthyTargets { environment, min } => {
             let Some(env) = snap.environment(environment) else {

@@ -105,6 +105,10 @@ impl GateSpec {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Measurement {
     Pass,
+    /// A pass the runbook chose to stand in for a reading without data (an
+    /// alarm in INSUFFICIENT_DATA under `insufficient_data = "pass"`). It
+    /// never clears a failing reading: it waits, then a person decides.
+    PassWithoutData(String),
     Fail(String),
     NoData,
     /// The provider (AWS, Redis, HTTP) could not be asked.
@@ -215,8 +219,9 @@ pub struct GateCounters {
     #[serde(default)]
     pub passing: bool,
     /// Its latest reading on data was a failure (under the limit): only a
-    /// pass on data clears it, never a no-data policy's pass, which stands
-    /// in for data that did not come, not for data that failed. Such a gate
+    /// pass on data clears it, never a no-data policy's pass (nor a
+    /// `PassWithoutData`), which stands in for data that did not come, not
+    /// for data that failed. Such a gate
     /// whose data stops coming pauses for a person.
     #[serde(default)]
     pub failing: bool,
@@ -382,6 +387,28 @@ impl Engine {
         out
     }
 
+    /// A reading without data whose pass would stand in for a failing one:
+    /// data that came and failed is not outweighed by data that did not. A
+    /// wait within the settle time, then a person decides.
+    fn failing_without_data(
+        &mut self,
+        gate: usize,
+        spec: &GateSpec,
+        until: SystemTime,
+        now: SystemTime,
+        what: &str,
+        passer: &str,
+    ) -> Vec<Output> {
+        self.state.counters[gate].passing = false;
+        if now < until + spec.settle.unwrap_or_default() {
+            return vec![Output::Log(format!("{}: its latest reading failed; {what} since", spec.name))];
+        }
+        self.pause(format!(
+            "{}: {what}, and its latest reading failed, so {passer} does not pass it; a person must decide",
+            spec.name
+        ))
+    }
+
     fn measure(
         &mut self,
         gate: usize,
@@ -417,18 +444,8 @@ impl Engine {
         }
         let result = match result {
             Measurement::NoData => match spec.no_data {
-                // Data that came and failed is not outweighed by data that
-                // did not: a wait within the settle time, then a person.
                 NoDataPolicy::Pass if self.state.counters[gate].failing => {
-                    self.state.counters[gate].passing = false;
-                    if now < until + spec.settle.unwrap_or_default() {
-                        return vec![Output::Log(format!("{}: its latest reading failed; no data yet", spec.name))];
-                    }
-                    return self.pause(format!(
-                        "{}: no data, and its latest reading failed, so the no-data policy does not pass it; a \
-                         person must decide",
-                        spec.name
-                    ));
+                    return self.failing_without_data(gate, &spec, until, now, "no data", "the no-data policy");
                 }
                 NoDataPolicy::Pass => Measurement::Pass,
                 NoDataPolicy::Fail => Measurement::Fail("no data (policy: fail)".into()),
@@ -436,6 +453,10 @@ impl Engine {
                     return self.pause(format!("{}: no data; a person must decide (policy: pause)", spec.name));
                 }
             },
+            Measurement::PassWithoutData(why) if self.state.counters[gate].failing => {
+                return self.failing_without_data(gate, &spec, until, now, &why, "the runbook's choice");
+            }
+            Measurement::PassWithoutData(_) => Measurement::Pass,
             r => r,
         };
         let c = &mut self.state.counters[gate];
@@ -476,7 +497,7 @@ impl Engine {
                     ))]
                 }
             }
-            Measurement::NoData => unreachable!("mapped above"),
+            Measurement::NoData | Measurement::PassWithoutData(_) => unreachable!("mapped above"),
         }
     }
 

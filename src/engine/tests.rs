@@ -612,6 +612,38 @@ fn a_failing_reading_is_never_passed_over_by_the_no_data_policy() {
     assert_eq!(e.state.phase, RolloutPhase::Paused, "{:?}", e.state.reason);
 }
 
+/// An alarm that went ALARM and then INSUFFICIENT_DATA (its missing data
+/// treated as missing), under `insufficient_data = "pass"` and a failure
+/// limit above one: the chosen pass stands in for data that did not come,
+/// never for data that failed. The step is not passed; once the settle time
+/// is over a person decides. Without a failure it passes as chosen.
+#[test]
+fn an_alarm_taken_as_ok_without_data_never_passes_over_its_alarm() {
+    let without_data = || Measurement::PassWithoutData("alarm a is INSUFFICIENT_DATA".into());
+    let mut e = lagging(NoDataPolicy::Fail);
+    e.plan.gates[0].failure_limit = 2;
+    covering(&mut e, Measurement::Fail("alarm a is ALARM".into()), 40, 30);
+    covering(&mut e, without_data(), 72, 80);
+    e.handle(Input::Tick, t(81));
+    assert_eq!(e.state.last_good, None, "INSUFFICIENT_DATA after ALARM passed the step");
+    assert!(matches!(e.state.phase, RolloutPhase::Soaking { .. }), "{:?}", e.state.phase);
+    let out = covering(&mut e, without_data(), 72, 200);
+    assert_eq!(e.state.phase, RolloutPhase::Paused, "{out:?}");
+    assert!(e.state.reason.as_deref().is_some_and(|r| r.contains("INSUFFICIENT_DATA, and its latest reading failed")));
+    // An OK on data clears it.
+    let mut e = lagging(NoDataPolicy::Fail);
+    e.plan.gates[0].failure_limit = 2;
+    covering(&mut e, Measurement::Fail("alarm a is ALARM".into()), 40, 30);
+    covering(&mut e, Measurement::Pass, 72, 80);
+    e.handle(Input::Tick, t(81));
+    assert_eq!(e.state.last_good, Some(0));
+    // No failure: the runbook's choice passes it, whatever the no-data policy.
+    let mut e = lagging(NoDataPolicy::Fail);
+    covering(&mut e, without_data(), 72, 80);
+    e.handle(Input::Tick, t(81));
+    assert_eq!(e.state.last_good, Some(0));
+}
+
 #[test]
 fn no_data_covering_the_soak_end_follows_the_policy_at_once() {
     let mut e = lagging(NoDataPolicy::Pass);
