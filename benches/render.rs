@@ -105,7 +105,7 @@ fn big_live(now: SystemTime) -> Vec<LiveEvent> {
             sides: ["blue", "green"]
                 .iter()
                 .map(|e| SideWeight {
-                    environment: (*e).into(),
+                    environment: Some((*e).into()),
                     set_identifier: (*e).into(),
                     weight: Some(50),
                     share_percent: 50.0,

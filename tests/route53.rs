@@ -428,6 +428,40 @@ fn side<'a>(sides: &'a [serde_json::Value], env: &str) -> &'a serde_json::Value 
     sides.iter().find(|s| s["environment"] == env).unwrap_or_else(|| panic!("no {env} in {sides:#?}"))
 }
 
+/// A record of the weighted group that the runbook does not list (a `maint`
+/// record someone left at 100) takes its share of the traffic: the shares
+/// shown count it, and status says who gets that traffic, not 100% to
+/// production.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_weighted_record_the_runbook_does_not_list_is_counted_in_the_shares_and_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rb, path) = demo(dir.path());
+    let sb = sandbox(&rb, "ap-southeast-2").await;
+    let prod = by_id(&records(&sb, &rb).await, "prod", &RrType::Cname).clone();
+    let mut maint = prod.clone();
+    maint.set_identifier = Some("maint".into());
+    maint.weight = Some(100);
+    let create = Change::builder().action(ChangeAction::Create).resource_record_set(maint).build().unwrap();
+    send_changes_as_another_client(&sb, vec![create]).await;
+
+    let sides = status_sides(&sb, &rb, dir.path(), &path).await;
+    assert_eq!(side(&sides, "production")["share_percent"], 50.0, "{sides:#?}");
+    let maint = sides.iter().find(|s| s["set_identifier"] == "maint").unwrap_or_else(|| panic!("{sides:#?}"));
+    assert_eq!((maint["environment"].clone(), maint["share_percent"].clone()), (serde_json::Value::Null, 50.0.into()));
+    assert_eq!(maint["effective_share_percent"], 50.0, "{sides:#?}");
+    let (_, text, _) = run_cutover(&sb, &rb, dir.path(), &["status", path.to_str().unwrap()]).await;
+    assert!(text.contains("NOT IN THE RUNBOOK: Route53 also sends traffic to `maint` (weight 100, 50.0%)"), "{text}");
+    assert!(text.lines().any(|l| l.contains("not listed") && l.contains("maint") && l.contains("50.0%")), "{text}");
+    // A shift says what its weights will give each side, `maint` untouched.
+    let (_, out) =
+        run_cutover_all(&sb, &rb, dir.path(), &["shift", path.to_str().unwrap(), "--to", "100", "--dry-run"]).await;
+    assert!(
+        out.contains("`maint` at 100 is not in the runbook and stays unchanged: staging will get 50.0% of the traffic, production 0.0%"),
+        "{out}"
+    );
+    sb.down().await;
+}
+
 /// Point 5: a record whose health check fails gets no traffic whatever its
 /// weight; status shows the check and the effective share, and no gate
 /// passes that side.
@@ -522,7 +556,7 @@ async fn a_side_whose_health_check_fails_gets_no_traffic_and_no_gate_passes_it()
         "a gate judged a stale traffic reading: {m:?}"
     );
     let mut gone = fine.clone();
-    gone.traffic.value.as_mut().unwrap().iter_mut().find(|s| s.environment == "staging").unwrap().weight = None;
+    gone.traffic.value.as_mut().unwrap().iter_mut().find(|s| s.is("staging")).unwrap().weight = None;
     let m = cutover::drive::gates::from_snapshot(&rb, &gate, &gone);
     assert!(
         matches!(&m, Some(cutover::engine::Measurement::Error(why)) if why.contains("its weighted record `staging` is not in Route53")),

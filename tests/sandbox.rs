@@ -291,7 +291,7 @@ async fn every_shipped_runbook_rehearses_in_the_sandbox() {
             .await;
         let snap = first_snapshot(&rb, &sb).await;
         let weights: BTreeMap<String, u8> =
-            snap.traffic.value.as_ref().unwrap().iter().map(|w| (w.environment.clone(), w.weight.unwrap())).collect();
+            snap.traffic.value.as_ref().unwrap().iter().map(|w| (w.holder().to_string(), w.weight.unwrap())).collect();
         assert_eq!(weights, rb.dns.initial_weights, "{name}");
         let views = instance_views(&snap);
         assert_eq!(views.len(), rb.sandbox.as_ref().unwrap().instances.len(), "{name}");

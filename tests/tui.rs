@@ -150,7 +150,7 @@ fn demo_events(stopped_prod_web_1: bool) -> Vec<LiveEvent> {
             audit_unread: None,
             sides: vec![
                 SideWeight {
-                    environment: "production".into(),
+                    environment: Some("production".into()),
                     set_identifier: "prod".into(),
                     weight: Some(100),
                     share_percent: 100.0,
@@ -159,7 +159,7 @@ fn demo_events(stopped_prod_web_1: bool) -> Vec<LiveEvent> {
                     ..Default::default()
                 },
                 SideWeight {
-                    environment: "staging".into(),
+                    environment: Some("staging".into()),
                     set_identifier: "staging".into(),
                     weight: Some(0),
                     share_percent: 0.0,
@@ -1126,7 +1126,7 @@ fn pause_holds_live_data_and_resume_applies_it() {
         audit_unread: None,
         sides: vec![
             SideWeight {
-                environment: "production".into(),
+                environment: Some("production".into()),
                 set_identifier: "prod".into(),
                 weight: Some(70),
                 share_percent: 70.0,
@@ -1135,7 +1135,7 @@ fn pause_holds_live_data_and_resume_applies_it() {
                 ..Default::default()
             },
             SideWeight {
-                environment: "staging".into(),
+                environment: Some("staging".into()),
                 set_identifier: "staging".into(),
                 weight: Some(30),
                 share_percent: 30.0,
@@ -1265,6 +1265,7 @@ fn shift_plan(from: u8, to: u8, weights: (u8, u8)) -> cutover::drive::shift::Shi
         from: side("production", "prod", from),
         to: side("staging", "staging", to),
         weights,
+        unlisted: Vec::new(),
         unchecked: Vec::new(),
     }
 }

@@ -103,7 +103,7 @@ pub fn to_side_gets_no_traffic(rb: &Runbook, snap: &Snapshot) -> Option<Measurem
         Ok(sides) => sides,
         Err(m) => return Some(m),
     };
-    let side = sides.iter().find(|s| &s.environment == to)?;
+    let side = sides.iter().find(|s| s.is(to))?;
     // Gone, it gets nothing; an error, not a failure, since no rollback can
     // be planned over a missing record (the rollout pauses for a person).
     if side.weight.is_none() {
@@ -114,14 +114,10 @@ pub fn to_side_gets_no_traffic(rb: &Runbook, snap: &Snapshot) -> Option<Measurem
     }
     if let Some(unknown) = &side.traffic_unknown {
         // A side that may get nothing passes no gate: its quiet is no evidence.
-        return Some(Measurement::Error(format!("cannot tell whether {} gets traffic: {unknown}", side.environment)));
+        return Some(Measurement::Error(format!("cannot tell whether {to} gets traffic: {unknown}")));
     }
     let why = side.no_traffic.as_ref()?;
-    Some(Measurement::Fail(format!(
-        "{} gets no traffic at weight {}: {why}",
-        side.environment,
-        side.weight.unwrap_or(0)
-    )))
+    Some(Measurement::Fail(format!("{to} gets no traffic at weight {}: {why}", side.weight.unwrap_or(0))))
 }
 
 /// Why an alarm gate's states do not cover its soak, if they do not: a

@@ -866,7 +866,7 @@ fn weights_moved_outside(runner: &Runner<'_>, live: &crate::live::LiveState, sin
         return Some(types_differ_pause(why));
     }
     let sides = &traffic.sides;
-    let weight = |env: &str| sides.iter().find(|s| s.environment == *env).map(|s| s.weight);
+    let weight = |env: &str| sides.iter().find(|s| s.is(env)).map(|s| s.weight);
     let (from, to) = (weight(&rb.rollout.from)?, weight(&rb.rollout.to)?);
     // A record gone is a change outside this rollout too: no rollback can be
     // planned over it, so it pauses for a person rather than fail a gate.

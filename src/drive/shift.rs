@@ -39,6 +39,10 @@ pub struct ShiftPlan {
     pub to: Side,
     /// The new weights (from, to).
     pub weights: Weights,
+    /// The group's records of the first type that the runbook does not
+    /// list: untouched, they keep their share of the traffic.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unlisted: Vec<WeightedRecord>,
     /// What could not be checked before it (`raised_sides_serve`), shown
     /// with it in the confirm popup and by `cutover run`.
     #[serde(skip)]
@@ -104,7 +108,30 @@ impl ShiftPlan {
             self.name,
             self.types()
         );
-        base + &differ.unwrap_or_default()
+        base + &differ.unwrap_or_default() + &self.unlisted_share().unwrap_or_default()
+    }
+
+    /// What the records the runbook does not list leave the sides, when one
+    /// carries weight: the new weights are not the sides' shares then.
+    fn unlisted_share(&self) -> Option<String> {
+        let kept: Vec<&WeightedRecord> = self.unlisted.iter().filter(|r| r.weight > 0).collect();
+        if kept.is_empty() {
+            return None;
+        }
+        let weights: Vec<u8> =
+            [self.weights.0, self.weights.1].into_iter().chain(kept.iter().map(|r| r.weight)).collect();
+        let s = crate::analysis::weights::shares(&weights);
+        let names: Vec<String> = kept.iter().map(|r| format!("`{}` at {}", r.set_identifier, r.weight)).collect();
+        Some(format!(
+            "; {} {} not in the runbook and {} unchanged: {} will get {:.1}% of the traffic, {} {:.1}%",
+            names.join(", "),
+            if kept.len() == 1 { "is" } else { "are" },
+            if kept.len() == 1 { "stays" } else { "stay" },
+            self.to.environment,
+            s[1] * 100.0,
+            self.from.environment,
+            s[0] * 100.0
+        ))
     }
 
     /// The batch to send: every changed record as read, with its new weight.
@@ -166,6 +193,11 @@ pub async fn plan(clients: &Clients, rb: &Runbook, weights: Weights) -> Result<S
             )));
         }
     }
+    let unlisted = records
+        .iter()
+        .filter(|r| r.record_type == types[0] && !rb.dns.set_identifiers.values().any(|id| *id == r.set_identifier))
+        .cloned()
+        .collect();
     Ok(ShiftPlan {
         zone_id: zone,
         name: rb.dns.record.clone(),
@@ -173,6 +205,7 @@ pub async fn plan(clients: &Clients, rb: &Runbook, weights: Weights) -> Result<S
         from,
         to,
         weights,
+        unlisted,
         unchecked: Vec::new(),
     })
 }

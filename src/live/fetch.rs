@@ -22,7 +22,9 @@ use crate::store::audit::Stage;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SideWeight {
-    pub environment: String,
+    /// None: a record of the weighted group that the runbook does not list
+    /// (a `maint` record); it takes its share of the traffic all the same.
+    pub environment: Option<String>,
     pub set_identifier: String,
     /// None when the record does not exist.
     pub weight: Option<u8>,
@@ -46,6 +48,38 @@ pub struct SideWeight {
     pub traffic_unknown: Option<String>,
 }
 
+impl SideWeight {
+    /// Whether this is `environment`'s record.
+    pub fn is(&self, environment: &str) -> bool {
+        self.environment.as_deref() == Some(environment)
+    }
+
+    /// Whose record it is, to show: its environment, or that the runbook
+    /// does not list it.
+    pub fn holder(&self) -> &str {
+        self.environment.as_deref().unwrap_or("not listed")
+    }
+}
+
+/// What a person must know of the group's records the runbook does not
+/// list, when one carries weight: the shares shown count them, and neither
+/// a shift nor a rollout changes them.
+pub fn unlisted_records(sides: &[SideWeight]) -> Option<String> {
+    let weighted: Vec<String> = sides
+        .iter()
+        .filter(|s| s.environment.is_none() && s.weight.is_some_and(|w| w > 0))
+        .map(|s| format!("`{}` (weight {}, {:.1}%)", s.set_identifier, s.weight.unwrap_or(0), s.share_percent))
+        .collect();
+    (!weighted.is_empty()).then(|| {
+        format!(
+            "NOT IN THE RUNBOOK: Route53 also sends traffic to {}, a weighted record the runbook does not list; \
+             the shares count it, and no shift or rollout changes it (set its weight to 0 or delete it, or list it \
+             under [dns] set_identifiers)",
+            weighted.join(", ")
+        )
+    })
+}
+
 /// What cutover knows of an alias side's target health, as Route53 judges it
 /// with EvaluateTargetHealth.
 #[derive(Debug, Clone, PartialEq)]
@@ -59,6 +93,12 @@ pub enum AliasHealth {
 /// Sets each side's effective share. `alias_target_health(environment)`
 /// says whether an alias side's target has a healthy target.
 pub fn apply_health(sides: &mut [SideWeight], alias_target_health: impl Fn(&str) -> AliasHealth) {
+    let alias_target_health = |s: &SideWeight| match &s.environment {
+        Some(env) => alias_target_health(env),
+        None => {
+            AliasHealth::Unknown("the runbook does not list this record, so cutover does not read its target".into())
+        }
+    };
     let why: Vec<Option<String>> = sides
         .iter()
         .map(|s| {
@@ -68,9 +108,7 @@ pub fn apply_health(sides: &mut [SideWeight], alias_target_health: impl Fn(&str)
                 return Some(format!("health check {} fails ({})", hc.id, hc.status));
             }
             match &s.alias_target {
-                Some(a)
-                    if a.evaluate_target_health && alias_target_health(&s.environment) == AliasHealth::Known(false) =>
-                {
+                Some(a) if a.evaluate_target_health && alias_target_health(s) == AliasHealth::Known(false) => {
                     Some(format!("its alias target {} has no healthy target (EvaluateTargetHealth)", a.dns_name))
                 }
                 _ => None,
@@ -97,11 +135,11 @@ pub fn apply_health(sides: &mut [SideWeight], alias_target_health: impl Fn(&str)
 }
 
 /// Why Route53's view of a side's health is unknown to cutover, if it is.
-fn unknown_health(s: &SideWeight, alias_target_health: &impl Fn(&str) -> AliasHealth) -> Option<String> {
+fn unknown_health(s: &SideWeight, alias_target_health: &impl Fn(&SideWeight) -> AliasHealth) -> Option<String> {
     if let Some(hc) = s.health_check.as_ref().filter(|hc| hc.healthy.is_none()) {
         return Some(format!("its health check {} could not be judged ({})", hc.id, hc.status));
     }
-    match (&s.alias_target, alias_target_health(&s.environment)) {
+    match (&s.alias_target, alias_target_health(s)) {
         (Some(a), AliasHealth::Unknown(why)) if a.evaluate_target_health => {
             Some(format!("the health of its alias target {} is unknown (EvaluateTargetHealth): {why}", a.dns_name))
         }
@@ -259,22 +297,27 @@ pub async fn traffic(clients: &Clients, rb: &Runbook, zone_id: &mut Option<Strin
     })
 }
 
-/// Each side's record and share; shares count only the records that exist.
+/// Each side's record and share, then the group's records the runbook does
+/// not list: Route53 shares the traffic among every record of the group, so
+/// the shares count each record that exists.
 pub fn sides(rb: &Runbook, records: &[crate::aws::route53::WeightedRecord]) -> Vec<SideWeight> {
+    let listed =
+        |r: &&crate::aws::route53::WeightedRecord| rb.dns.set_identifiers.values().any(|id| *id == r.set_identifier);
     let found: Vec<_> = rb
         .dns
         .set_identifiers
         .iter()
-        .map(|(env, id)| (env, id, records.iter().find(|r| &r.set_identifier == id)))
+        .map(|(env, id)| (Some(env.clone()), id.clone(), records.iter().find(|r| &r.set_identifier == id)))
+        .chain(records.iter().filter(|r| !listed(r)).map(|r| (None, r.set_identifier.clone(), Some(r))))
         .collect();
     let present: Vec<u8> = found.iter().filter_map(|(_, _, r)| r.map(|r| r.weight)).collect();
     let mut sh = shares(&present).into_iter();
     found
         .into_iter()
         .map(|(env, id, r)| (env, id, r, if r.is_some() { sh.next().unwrap_or(0.0) * 100.0 } else { 0.0 }))
-        .map(|(env, id, r, share)| SideWeight {
-            environment: env.clone(),
-            set_identifier: id.clone(),
+        .map(|(environment, set_identifier, r, share)| SideWeight {
+            environment,
+            set_identifier,
             weight: r.map(|r| r.weight),
             share_percent: share,
             ttl: r.and_then(|r| r.ttl),
@@ -1366,7 +1409,7 @@ mod tests {
 
     fn side(env: &str, weight: u8, healthy: Option<bool>) -> SideWeight {
         SideWeight {
-            environment: env.into(),
+            environment: Some(env.into()),
             weight: Some(weight),
             health_check: healthy.map(|h| crate::aws::route53::HealthCheckState {
                 id: format!("hc-{env}"),

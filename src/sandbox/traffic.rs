@@ -175,7 +175,14 @@ pub async fn run(rb: Runbook, world: World, aws: SideClients, cfg: TrafficConfig
         }
         match live_weights(&aws.dns().route53, &world.zone_id, &rb.dns.record, &rb.dns.record_type).await {
             Ok(records) => {
-                let weights: Vec<Option<u8>> = sides.iter().map(|(_, id)| records.get(id).copied()).collect();
+                // Records the runbook does not list take their share as on
+                // AWS: the requests split to them reach neither side.
+                let unlisted = records.iter().filter(|(id, _)| !sides.iter().any(|(_, s)| s == *id));
+                let weights: Vec<Option<u8>> = sides
+                    .iter()
+                    .map(|(_, id)| records.get(id).copied())
+                    .chain(unlisted.map(|(_, w)| Some(*w)))
+                    .collect();
                 last_shares = route53_shares(&weights);
             }
             Err(e) => tracing::warn!(error = %e, "traffic: cannot read weights; keeping the last split"),

@@ -375,7 +375,7 @@ pub fn snapshot(rb: &Runbook, live: &LiveState, region: &str, now: SystemTime) -
     // while the side it names gets nothing.
     let target_health = |env: &str| -> AliasHealth {
         let Some(target) =
-            snap.traffic.value.iter().flatten().find(|s| s.environment == env).and_then(|s| s.alias_target.as_ref())
+            snap.traffic.value.iter().flatten().find(|s| s.is(env)).and_then(|s| s.alias_target.as_ref())
         else {
             return AliasHealth::Unknown("not an alias".into());
         };
@@ -443,10 +443,18 @@ pub fn snapshot(rb: &Runbook, live: &LiveState, region: &str, now: SystemTime) -
             AlbHealth::Unknown(why) => AliasHealth::Unknown(format!("load balancer {lb_name}: {why}")),
         }
     };
-    let health: Vec<AliasHealth> = snap.traffic.value.iter().flatten().map(|s| target_health(&s.environment)).collect();
+    let by_env: std::collections::BTreeMap<String, AliasHealth> = snap
+        .traffic
+        .value
+        .iter()
+        .flatten()
+        .filter_map(|s| s.environment.clone())
+        .map(|env| {
+            let health = target_health(&env);
+            (env, health)
+        })
+        .collect();
     if let Some(sides) = snap.traffic.value.as_mut() {
-        let by_env: std::collections::BTreeMap<String, AliasHealth> =
-            sides.iter().map(|s| s.environment.clone()).zip(health).collect();
         crate::live::fetch::apply_health(sides, |env| {
             by_env.get(env).cloned().unwrap_or_else(|| AliasHealth::Unknown(format!("environment {env} not read")))
         });

@@ -97,7 +97,11 @@ pub fn render(s: &Snapshot) -> String {
         let _ = writeln!(
             o,
             "  {:<12} {:<10} weight {:>7}  {:>5.1}%  {:<20} ttl {ttl}",
-            w.environment, w.set_identifier, weight, w.share_percent, bar
+            w.holder(),
+            w.set_identifier,
+            weight,
+            w.share_percent,
+            bar
         );
         if let Some(hc) = &w.health_check {
             let verdict = match hc.healthy {
@@ -113,6 +117,9 @@ pub fn render(s: &Snapshot) -> String {
         if let Some(why) = &w.traffic_unknown {
             let _ = writeln!(o, "  {:<12} whether it gets traffic is unknown: {why}", "");
         }
+    }
+    if let Some(why) = s.traffic.value.as_deref().and_then(crate::live::fetch::unlisted_records) {
+        let _ = writeln!(o, "  {why}");
     }
 
     for env in &s.environments {

@@ -92,7 +92,13 @@ pub fn transitions(old: &Snapshot, new: &Snapshot) -> Vec<String> {
     let weights = |s: &Snapshot| {
         s.traffic.value.as_ref().map(|v| {
             v.iter()
-                .map(|w| format!("{} {}", w.environment, w.weight.map_or("—".into(), |x| x.to_string())))
+                .map(|w| {
+                    format!(
+                        "{} {}",
+                        w.environment.clone().unwrap_or_else(|| format!("{} (not listed)", w.set_identifier)),
+                        w.weight.map_or("—".into(), |x| x.to_string())
+                    )
+                })
                 .collect::<Vec<_>>()
                 .join(" / ")
         })

@@ -23,9 +23,16 @@ pub(super) fn traffic(f: &mut Frame, app: &App, area: Rect) {
         let style = if v.stale { th.dim_style() } else { Style::new() };
         lines.push(
             Line::from(vec![
-                Span::raw(format!("{:<11.11} ", s.environment)),
+                Span::raw(format!("{:<11.11} ", s.holder())),
                 Span::raw(format!("w {:>3} ", s.weight.map_or("—".into(), |w| w.to_string()))),
-                Span::styled("█".repeat(filled), Style::new().fg(if i == 0 { th.info } else { th.ok })),
+                Span::styled(
+                    "█".repeat(filled),
+                    Style::new().fg(match (&s.environment, i) {
+                        (None, _) => th.warn,
+                        (Some(_), 0) => th.info,
+                        (Some(_), _) => th.ok,
+                    }),
+                ),
                 Span::styled("░".repeat(bar_width.saturating_sub(filled)), th.dim_style()),
                 Span::raw(format!(" {:>5.1}% ttl {}", s.share_percent, s.ttl.map_or("—".into(), |t| format!("{t}s")))),
                 // A health check's verdict, and a side that gets nothing whatever its weight.
@@ -49,6 +56,9 @@ pub(super) fn traffic(f: &mut Frame, app: &App, area: Rect) {
     }
     if lines.is_empty() {
         lines.push(Line::styled(v.error.clone().unwrap_or_else(|| "reading Route53…".into()), th.dim_style()));
+    }
+    if let Some(why) = v.value.as_deref().and_then(crate::live::fetch::unlisted_records) {
+        lines.insert(0, Line::styled(why, Style::new().fg(th.bad).add_modifier(ratatui::style::Modifier::BOLD)));
     }
     // The bars are the first type's: another type split otherwise is said first.
     if let Some(why) = &app.snap.traffic_types_differ {
