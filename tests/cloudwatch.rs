@@ -263,6 +263,40 @@ async fn a_composite_alarm_is_read_and_follows_its_children() {
     sb.down().await;
 }
 
+/// A composite's rule reads a child without data as not in ALARM, so a
+/// composite over a new alarm is OK with nothing judged: its gate takes
+/// that child as the gate's `insufficient_data` says (by default no data,
+/// never a pass), and its check is unknown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_composite_over_an_alarm_without_data_is_no_evidence() {
+    let composite = format!(
+        "{LATENCY_ALARM}[[alarms]]\nname = \"demo-staging-any\"\n\
+         rule = \"ALARM(\\\"demo-staging-latency\\\") OR ALARM(\\\"demo-staging-5xx\\\")\"\n"
+    );
+    let rb = parse(&demo_text(&composite, |t| t));
+    let sb = sandbox(&rb, "ap-south-1").await;
+    until_state(&sb, "demo-staging-any", "OK").await;
+    assert_eq!(alarm_state(&sb, "demo-staging-latency").await, "INSUFFICIENT_DATA");
+    let snap = first_snapshot(&rb, &sb).await;
+    let judge = |more: &str| {
+        let g = gate(&format!(
+            "[[rollout.gates]]\nkind = \"alarm_ok\"\nalarms = [\"demo-staging-any\"]\n{more}\n{composite}"
+        ));
+        gates::from_snapshot(&rb, &g, &snap).unwrap()
+    };
+    assert_eq!(judge(""), Measurement::NoData, "a composite OK over a child without data passed its gate");
+    let without = "alarm demo-staging-latency, under composite demo-staging-any, is INSUFFICIENT_DATA";
+    let taken = judge("insufficient_data = \"pass\"");
+    assert!(matches!(&taken, Measurement::PassWithoutData(w) if w.contains(without)), "{taken:?}");
+    let failed = judge("insufficient_data = \"fail\"");
+    assert!(matches!(&failed, Measurement::Fail(w) if w.contains(without)), "{failed:?}");
+    let check = cutover::runbook::Check::AlarmOk { alarm: "demo-staging-any".into() };
+    let (outcome, detail) = cutover::status::checks::evaluate_one(&rb, &snap, &check);
+    assert_eq!(outcome, cutover::status::CheckOutcome::Unknown, "{detail}");
+    assert!(detail.contains("demo-staging-latency, which it rests on, is INSUFFICIENT_DATA"), "{detail}");
+    sb.down().await;
+}
+
 /// cutover judges a composite by the children the runbook's rule names.
 /// One whose rule on AWS names others may rest on an alarm cutover never
 /// looked at: here one that reads nothing, so the composite stays OK while

@@ -163,42 +163,44 @@ pub fn from_snapshot(rb: &Runbook, g: &GateKind, snap: &Snapshot) -> Option<Meas
                 Ok(s) => s,
                 Err(m) => return Some(m),
             };
-            let mut missing_data = false;
-            let mut taken_as_ok = Vec::new();
+            // Alarms without data: named, or under a named composite that is
+            // OK (its rule reads a child without data as not in ALARM, so
+            // its OK says nothing of that child).
+            let mut insufficient = Vec::new();
             // An alarm that cannot see the side (or a composite built of
             // one) is no evidence when OK; one in ALARM still fails below.
             let blind = alarms.iter().find_map(|n| crate::status::checks::alarm_or_children_blind(rb, snap, states, n));
+            let state_of = |name: &str| states.iter().find(|a| a.name == name).map(|a| a.state.as_str());
             for name in alarms {
-                match states.iter().find(|a| &a.name == name).map(|a| a.state.as_str()) {
-                    Some("OK") => {}
-                    Some("INSUFFICIENT_DATA") => match insufficient_data {
-                        InsufficientData::Wait => missing_data = true,
-                        InsufficientData::Pass => taken_as_ok.push(name.as_str()),
-                        InsufficientData::Fail => {
-                            return Some(Measurement::Fail(format!(
-                                "alarm {name} is INSUFFICIENT_DATA (insufficient_data = \"fail\")"
-                            )));
-                        }
-                    },
+                match state_of(name) {
+                    Some("OK") => insufficient.extend(
+                        crate::runbook::alarms_under(&rb.alarms, name)
+                            .into_iter()
+                            .filter(|c| &c.name != name && state_of(&c.name) == Some("INSUFFICIENT_DATA"))
+                            .map(|c| format!("{}, under composite {name},", c.name)),
+                    ),
+                    Some("INSUFFICIENT_DATA") => insufficient.push(name.clone()),
                     Some(state) => return Some(Measurement::Fail(format!("alarm {name} is {state}"))),
                     None => return Some(Measurement::Error(format!("alarm {name} was not read"))),
                 }
             }
+            let insufficient = match insufficient.as_slice() {
+                [] => None,
+                [one] => Some(format!("alarm {one} is INSUFFICIENT_DATA")),
+                many => Some(format!("alarms {} are INSUFFICIENT_DATA", many.join("; "))),
+            };
+            if let (Some(what), InsufficientData::Fail) = (&insufficient, insufficient_data) {
+                return Some(Measurement::Fail(format!("{what} (insufficient_data = \"fail\")")));
+            }
             if let Some(why) = longer_than_declared(rb, alarms, states).or(blind) {
                 return Some(Measurement::Error(why));
             }
-            if missing_data {
-                Measurement::NoData
-            } else if !taken_as_ok.is_empty() {
-                Measurement::PassWithoutData(format!(
-                    "alarm {} INSUFFICIENT_DATA (insufficient_data = \"pass\")",
-                    match taken_as_ok.as_slice() {
-                        [one] => format!("{one} is"),
-                        many => format!("{} are", many.join(", ")),
-                    }
-                ))
-            } else {
-                Measurement::Pass
+            match (insufficient, insufficient_data) {
+                (None, _) => Measurement::Pass,
+                (Some(what), InsufficientData::Pass) => {
+                    Measurement::PassWithoutData(format!("{what} (insufficient_data = \"pass\")"))
+                }
+                (Some(_), _) => Measurement::NoData,
             }
         }
         GateKind::HealthyTargets { environment, min } => {

@@ -1451,7 +1451,13 @@ async fn measure_gates(
             outputs.extend(pause_for(&mut runner.engine, &reason));
             break;
         }
-        if matches!(m, crate::engine::Measurement::Fail(_) | crate::engine::Measurement::Error(_)) {
+        // A pass the runbook chose in place of data is said too: no one should take it for a reading.
+        if matches!(
+            m,
+            crate::engine::Measurement::Fail(_)
+                | crate::engine::Measurement::Error(_)
+                | crate::engine::Measurement::PassWithoutData(_)
+        ) {
             (runner.say)(&format!("gate {} ({}): {m:?}", i + 1, crate::runbook::gate_label(&g.kind)));
         }
         outputs.extend(runner.engine.handle(Input::MeasureCovering { gate: i, result: m, covers }, now()));

@@ -627,6 +627,20 @@ fn an_alarm_taken_as_ok_without_data_never_passes_over_its_alarm() {
     e.handle(Input::Tick, t(81));
     assert_eq!(e.state.last_good, None, "INSUFFICIENT_DATA after ALARM passed the step");
     assert!(matches!(e.state.phase, RolloutPhase::Soaking { .. }), "{:?}", e.state.phase);
+    // The settle time over, the no-data policy decides: here one more failure, the limit.
+    covering(&mut e, without_data(), 72, 190);
+    assert!(matches!(e.state.phase, RolloutPhase::Soaking { .. }), "{:?}", e.state.phase);
+    let out = e.handle(Input::Tick, t(192));
+    assert_eq!(e.state.phase, RolloutPhase::Aborted, "{out:?}");
+    assert_eq!(e.state.last_good, None);
+    // Its soak's end covered by an earlier pass, the settle time does not
+    // decide for it: a person does.
+    let mut e = lagging(NoDataPolicy::Fail);
+    e.plan.gates[0].failure_limit = 3;
+    covering(&mut e, Measurement::Fail("alarm a is ALARM".into()), 40, 30);
+    covering(&mut e, Measurement::Pass, 72, 80);
+    covering(&mut e, Measurement::Fail("alarm a is ALARM".into()), 72, 85);
+    e.handle(Input::Tick, t(192));
     let out = covering(&mut e, without_data(), 72, 200);
     assert_eq!(e.state.phase, RolloutPhase::Paused, "{out:?}");
     assert!(e.state.reason.as_deref().is_some_and(|r| r.contains("INSUFFICIENT_DATA, and its latest reading failed")));

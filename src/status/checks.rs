@@ -365,6 +365,17 @@ fn alarm_ok(rb: &Runbook, snap: &Snapshot, alarm: &str) -> Verdict {
     match alarms.iter().find(|a| a.name == alarm) {
         Some(a) if a.state != "OK" => fail(format!("{} {}", a.state, a.reason)),
         Some(_) if let Some(why) = alarm_or_children_blind(rb, snap, alarms, alarm) => unknown(why),
+        // A composite's rule reads a child without data as not in ALARM.
+        Some(_)
+            if let Some(child) = crate::runbook::alarms_under(&rb.alarms, alarm).into_iter().find(|c| {
+                c.name != alarm && alarms.iter().any(|a| a.name == c.name && a.state == "INSUFFICIENT_DATA")
+            }) =>
+        {
+            unknown(format!(
+                "OK, but alarm {}, which it rests on, is INSUFFICIENT_DATA: its OK says nothing of it",
+                child.name
+            ))
+        }
         Some(_) => pass("OK"),
         None => unknown(format!("alarm {alarm} not read")),
     }
