@@ -744,6 +744,32 @@ async fn a_copy_killed_before_removing_its_last_checkpoint_resumes_with_nothing_
     );
 }
 
+/// A checkpoint left by a copy that had finished, and a target emptied
+/// since (FLUSHALL leaves its run_id as it was): `--resume` must not call
+/// the copy done with nothing on the target. It scans again and writes
+/// every key, and says why.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_resume_onto_a_target_emptied_since_its_checkpoint_copies_every_key_again() {
+    use std::os::unix::process::ExitStatusExt;
+    const N: u64 = 600;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let (src, dst, mut s, mut d) = source_and_target(dir.path()).await;
+    seed_all_types(&mut s, "k", (N / 6) as usize, Some(600_000)).await;
+    let args = ["redis", "copy", "--from", &src.url, "--to", &dst.url, "--yes", "--scan-count", "100"];
+    let out = cutover(&state, &args).env("CUTOVER_CRASH_AT", "copy:before-checkpoint-removed").output().unwrap();
+    assert_eq!(out.status.signal(), Some(9), "killed at the crash point: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(checkpoint_json(&state).map(|c| c["done"].clone()), Some(true.into()));
+    let _: () = redis::cmd("FLUSHALL").query_async(&mut d).await.unwrap();
+
+    let (code, out, err) = run(&state, &[&args[..], &["--resume", "--json"]].concat());
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(err.contains(&format!("the target holds no key, though the checkpoint had copied {N} to it")), "{err}");
+    let report: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(report["run"]["copied"].as_u64(), Some(N), "{report}");
+    assert_eq!(dbsize(&mut d).await, N, "the resume left the emptied target empty");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_50_mb_string_and_a_hash_of_a_million_fields_copy_in_chunks() {
     let dir = tempfile::tempdir().unwrap();

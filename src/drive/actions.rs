@@ -1507,7 +1507,10 @@ async fn copy_redis(
     let (mut conns, pf) = copy::preflight(&opts).await.map_err(|e| e.message().to_string())?;
     // Nothing left to scan as found now (a source or target that changed
     // since starts a scan over).
-    let resumed_done = opts.resume.as_ref().is_some_and(|cp| pf.resume_of(cp).places.iter().all(|p| p.done));
+    let resumed = opts.resume.as_ref().map(|cp| pf.resume_of(cp));
+    let resumed_done = resumed.as_ref().is_some_and(|r| r.places.iter().all(|p| p.done));
+    // Why a resume starts over, and the failovers followed: each rewrote keys.
+    let mut notes: Vec<String> = resumed.map(|r| r.why).unwrap_or_default();
     // An empty target has nothing to conflict with (as `cutover redis copy`):
     // a key that appears on it during the copy still stops the copy.
     if opts.resume.is_none() && !conns.target_empty(&opts.to).await? {
@@ -1530,6 +1533,7 @@ async fn copy_redis(
         }
     };
     let r = copy::copy(who, &opts, conns, &pf, progress).await.map_err(|e| e.message().to_string())?;
+    notes.extend(r.followed.iter().cloned());
     let twice = match r.total.seen_twice {
         0 => String::new(),
         n => format!(", {n} already on the target as on the source (SCAN returned them twice)"),
@@ -1544,8 +1548,9 @@ async fn copy_redis(
     } else {
         ""
     };
+    let notes: String = notes.iter().map(|n| format!("; {n}")).collect();
     Ok(format!(
-        "copied {} keys ({} skipped as expired{twice}){finished_before} in {:.1} s; {}{temporary}",
+        "copied {} keys ({} skipped as expired{twice}){finished_before} in {:.1} s; {}{temporary}{notes}",
         r.total.copied, r.total.skipped_expired, r.seconds, pf.mode_reason
     ))
 }

@@ -260,6 +260,20 @@ impl Checkpoint {
         Resume { places, carried, why }
     }
 
+    /// Why the target lost every write before the checkpoint, when it holds
+    /// no key now (`target_keys`, its DBSIZE) though the checkpoint copied
+    /// some: emptied since (FLUSHALL, FLUSHDB), which leaves its run_id as
+    /// it was. Resuming would skip what it lost and call the copy done.
+    pub fn target_emptied(&self, target_keys: u64) -> Option<String> {
+        (target_keys == 0 && self.counters.copied > 0).then(|| {
+            format!(
+                "the target holds no key, though the checkpoint had copied {} to it: it was emptied since (FLUSHALL \
+                 or FLUSHDB, say), so the scan starts over and writes every key again",
+                self.counters.copied
+            )
+        })
+    }
+
     /// Why every write before the checkpoint may be missing from the target,
     /// if it may: a server that took them is not there now (restarted, so
     /// empty without persistence; or failed over to a replica that had not

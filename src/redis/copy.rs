@@ -141,9 +141,17 @@ impl Preflight {
     /// Where a resume of `cp` starts each scan, as found now: every scan
     /// from the start when the target may have lost what it took.
     pub fn resume_of(&self, cp: &Checkpoint) -> checkpoint::Resume {
-        match cp.lineage_broken(self.target_history.as_ref()) {
+        if let Some(why) = cp.lineage_broken(self.target_history.as_ref()) {
+            return checkpoint::Resume::over(self.source_shards.len(), why);
+        }
+        let r = cp.resume(&self.source_run_id, &self.source_shards, &self.target_run_ids);
+        // Every scan starting over already (a target restarted, say) needs no other reason.
+        if r.places.iter().all(|p| *p == checkpoint::ScanPlace::start()) {
+            return r;
+        }
+        match cp.target_emptied(self.target_keys) {
             Some(why) => checkpoint::Resume::over(self.source_shards.len(), why),
-            None => cp.resume(&self.source_run_id, &self.source_shards, &self.target_run_ids),
+            None => r,
         }
     }
 
