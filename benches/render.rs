@@ -116,6 +116,7 @@ fn big_live(now: SystemTime) -> Vec<LiveEvent> {
                 .collect(),
             shared_by: None,
             types_differ: None,
+            unlisted_other_types: None,
         }))),
     ];
     for (e, env) in ["blue", "green"].iter().enumerate() {

@@ -211,6 +211,20 @@ async fn stickiness_registration_and_stopping_instances_do_what_they_say() {
             "{extra}: {out}"
         );
     }
+    // Both sides at 0 beside a record the runbook does not list, at 100: an
+    // even split raises production's share from nothing to a quarter, onto
+    // stopped instances. Refused too (judged on the two weights alone, 0/0
+    // to 50/50 raised neither side's share, and was sent).
+    let ttl = rb.dns.ttl;
+    upsert_records_as_another_client(&sb, &rb, &[("prod", 0, ttl), ("staging", 0, ttl), ("maint", 100, ttl)]).await;
+    let (code, out) =
+        run_cutover_all(&sb, &rb, dir.path(), &["shift", "runbooks/demo.toml", "--to", "50", "--dry-run"]).await;
+    assert_eq!(code, Some(2), "{out}");
+    assert!(
+        out.contains("refused: raising production's weight from 0 to 50 would send that traffic to target group demo-prod-web, which has no target in service (i-"),
+        "{out}"
+    );
+    upsert_records_as_another_client(&sb, &rb, &[("staging", 100, ttl), ("maint", 0, ttl)]).await;
     let (code, out) = run_cutover_all(
         &sb,
         &rb,

@@ -285,7 +285,7 @@ async fn a_composite_over_an_alarm_without_data_is_no_evidence() {
         gates::from_snapshot(&rb, &g, &snap).unwrap()
     };
     assert_eq!(judge(""), Measurement::NoData, "a composite OK over a child without data passed its gate");
-    let without = "alarm demo-staging-latency, under composite demo-staging-any, is INSUFFICIENT_DATA";
+    let without = "alarm demo-staging-latency (under composite demo-staging-any) is INSUFFICIENT_DATA";
     let taken = judge("insufficient_data = \"pass\"");
     assert!(matches!(&taken, Measurement::PassWithoutData(w) if w.contains(without)), "{taken:?}");
     let failed = judge("insufficient_data = \"fail\"");

@@ -402,6 +402,20 @@ async fn a_dual_stack_group_changes_a_and_aaaa_together_keeping_every_other_fiel
         )),
         "{out}"
     );
+    // An AAAA record the runbook does not list: the rows are A's, so status
+    // says who else gets the IPv6 answers.
+    let mut maint = by_id(&records(&sb, &rb).await, "single-box", &RrType::Aaaa).clone();
+    maint.set_identifier = Some("maint".into());
+    maint.weight = Some(100);
+    let create = Change::builder().action(ChangeAction::Create).resource_record_set(maint).build().unwrap();
+    send_changes_as_another_client(&sb, vec![create]).await;
+    let status = status_json(&sb, &rb, dir.path(), &path).await;
+    let unlisted = status["traffic_unlisted_other_types"].as_str().unwrap_or_default();
+    assert!(unlisted.contains("Route53 also answers AAAA `maint` (weight 100, 50.0%)"), "{status:#}");
+    assert!(
+        status["traffic"]["value"].as_array().unwrap().iter().all(|s| s["set_identifier"] != "maint"),
+        "A rows only"
+    );
     sb.down().await;
 }
 

@@ -170,6 +170,7 @@ fn demo_events(stopped_prod_web_1: bool) -> Vec<LiveEvent> {
             ],
             shared_by: None,
             types_differ: None,
+            unlisted_other_types: None,
         }))),
         ev(Update::Environment {
             environment: "production".into(),
@@ -318,6 +319,57 @@ fn app_with(events: Vec<LiveEvent>) -> App {
 
 fn demo_app() -> App {
     app_with(demo_events(false))
+}
+
+/// A weighted record the runbook does not list, at 100: its own row, the
+/// red line naming it, and, in the small 80×24 pane too, both sides' rows
+/// and the rollout's line (the pane grows for them).
+#[test]
+fn a_record_the_runbook_does_not_list_is_shown_and_the_rollout_line_stays() {
+    let side = |environment: Option<&str>, id: &str, weight: u8, share: f64| SideWeight {
+        environment: environment.map(str::to_string),
+        set_identifier: id.into(),
+        weight: Some(weight),
+        share_percent: share,
+        effective_share_percent: share,
+        ttl: Some(10),
+        ..Default::default()
+    };
+    let mut events = demo_events(false);
+    events.push(LiveEvent {
+        at: t0() - Duration::from_secs(2),
+        update: Update::Traffic(Ok(TrafficData {
+            zone_id: "Z1".into(),
+            last_change: None,
+            rollout: Some(cutover::live::fetch::RolloutView {
+                step: 1,
+                steps: 4,
+                percent: 10,
+                phase: "soaking".into(),
+                reason: None,
+            }),
+            rollout_unread: None,
+            audit_unread: None,
+            sides: vec![
+                side(Some("production"), "prod", 90, 47.4),
+                side(Some("staging"), "staging", 0, 0.0),
+                side(None, "maint", 100, 52.6),
+            ],
+            shared_by: None,
+            types_differ: None,
+            unlisted_other_types: None,
+        })),
+    });
+    let mut app = app_with(events);
+    for (w, h) in [(80, 24), (160, 48)] {
+        app.size = (w, h);
+        let s = screen(&app, w, h);
+        assert!(s.contains("NOT IN THE RUNBOOK: Route53 also sends"), "{w}x{h}: {s}");
+        for row in ["production", "staging", "not listed"] {
+            assert!(s.lines().any(|l| l.contains(row) && l.contains("ttl 10s")), "{w}x{h}: no {row} row: {s}");
+        }
+        assert!(s.contains("rollout step 1/4 (10%) soaking"), "{w}x{h}: {s}");
+    }
 }
 
 /// A metric's newest datapoint is shown as its current value only while it
@@ -1146,6 +1198,7 @@ fn pause_holds_live_data_and_resume_applies_it() {
         ],
         shared_by: None,
         types_differ: None,
+        unlisted_other_types: None,
     }));
     update(&mut app, Event::Live(LiveEvent { at: t0(), update: moved }));
     assert_eq!(app.snap.traffic.value.as_ref().unwrap()[0].weight, Some(100), "paused: the screen holds still");

@@ -177,17 +177,20 @@ pub fn from_snapshot(rb: &Runbook, g: &GateKind, snap: &Snapshot) -> Option<Meas
                         crate::runbook::alarms_under(&rb.alarms, name)
                             .into_iter()
                             .filter(|c| &c.name != name && state_of(&c.name) == Some("INSUFFICIENT_DATA"))
-                            .map(|c| format!("{}, under composite {name},", c.name)),
+                            .map(|c| format!("{} (under composite {name})", c.name)),
                     ),
                     Some("INSUFFICIENT_DATA") => insufficient.push(name.clone()),
                     Some(state) => return Some(Measurement::Fail(format!("alarm {name} is {state}"))),
                     None => return Some(Measurement::Error(format!("alarm {name} was not read"))),
                 }
             }
+            // Each alarm once.
+            let mut seen = std::collections::BTreeSet::new();
+            insufficient.retain(|n| seen.insert(n.split(" (under ").next().unwrap_or(n).to_string()));
             let insufficient = match insufficient.as_slice() {
                 [] => None,
                 [one] => Some(format!("alarm {one} is INSUFFICIENT_DATA")),
-                many => Some(format!("alarms {} are INSUFFICIENT_DATA", many.join("; "))),
+                many => Some(format!("alarms {} are INSUFFICIENT_DATA", many.join(", "))),
             };
             if let (Some(what), InsufficientData::Fail) = (&insufficient, insufficient_data) {
                 return Some(Measurement::Fail(format!("{what} (insufficient_data = \"fail\")")));
@@ -702,6 +705,7 @@ mod tests {
                 audit_unread: None,
                 shared_by: None,
                 types_differ: None,
+                unlisted_other_types: None,
             };
             st.traffic.apply::<String>(now, Ok(traffic));
             crate::status::snapshot(&rb, &st, "eu-west-1", now)

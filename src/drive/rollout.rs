@@ -295,7 +295,9 @@ impl Runner<'_> {
         };
         if step.is_none() {
             let live = (plan.from.record.weight, plan.to.record.weight);
-            if let Some(why) = rollback_raises(&self.cx.rb.rollout.to, live, weights) {
+            if let Some(why) =
+                rollback_raises(&self.cx.rb.rollout.to, live, weights, &plan.unlisted_weights(&plan.record_type))
+            {
                 return Err(SendError::Failed(format!(
                     "rollback refused: {why}; the runbook's steps or initial weights changed since the saved \
                      state, or the weights were lowered by hand. Nothing sent; set the weights with `cutover \
@@ -904,9 +906,9 @@ fn changed_outside(rb: &Runbook, live: Weights, applied: Weights) -> String {
 /// read against a runbook whose steps changed, or weights lowered by hand
 /// since, would. Shares, not weights: 255/30 gives less than 75/25, and
 /// 0/0 is an equal split to Route53.
-pub fn rollback_raises(to: &str, live: Weights, target: Weights) -> Option<String> {
-    let share = |w: Weights| crate::analysis::weights::shares(&[w.0, w.1])[1] * 100.0;
-    shift::raises_share(live, target).1.then(|| {
+pub fn rollback_raises(to: &str, live: Weights, target: Weights, others: &[u8]) -> Option<String> {
+    let share = |w: Weights| crate::analysis::weights::shares(&[[w.0, w.1].as_slice(), others].concat())[1] * 100.0;
+    shift::raises_share(live, target, others).1.then(|| {
         format!(
             "it would raise {to}'s share of the traffic from {:.1}% (live {}/{}) to {:.1}% ({}/{})",
             share(live),
@@ -1452,13 +1454,13 @@ async fn measure_gates(
             break;
         }
         // A pass the runbook chose in place of data is said too: no one should take it for a reading.
-        if matches!(
-            m,
-            crate::engine::Measurement::Fail(_)
-                | crate::engine::Measurement::Error(_)
-                | crate::engine::Measurement::PassWithoutData(_)
-        ) {
-            (runner.say)(&format!("gate {} ({}): {m:?}", i + 1, crate::runbook::gate_label(&g.kind)));
+        let said = match &m {
+            crate::engine::Measurement::Fail(_) | crate::engine::Measurement::Error(_) => Some(format!("{m:?}")),
+            crate::engine::Measurement::PassWithoutData(why) => Some(format!("taken as a pass without data: {why}")),
+            _ => None,
+        };
+        if let Some(said) = said {
+            (runner.say)(&format!("gate {} ({}): {said}", i + 1, crate::runbook::gate_label(&g.kind)));
         }
         outputs.extend(runner.engine.handle(Input::MeasureCovering { gate: i, result: m, covers }, now()));
         if runner.engine.state.phase == RolloutPhase::Aborted || runner.engine.state.phase == RolloutPhase::Paused {
@@ -1912,7 +1914,8 @@ pub async fn abort_preview(rb: &Runbook, clients: &SideClients) -> Result<Vec<St
         out.push("a rollout is running: `cutover abort` would ask it to roll back and wait for INSYNC".into());
     } else {
         let sp = shift::plan(clients, rb, target).await?;
-        if let Some(why) = rollback_raises(&rb.rollout.to, (sp.from.record.weight, sp.to.record.weight), target) {
+        let live = (sp.from.record.weight, sp.to.record.weight);
+        if let Some(why) = rollback_raises(&rb.rollout.to, live, target, &sp.unlisted_weights(&sp.record_type)) {
             out.push(format!("would refuse: {why}"));
             return Ok(out);
         }
@@ -1977,16 +1980,17 @@ mod tests {
     #[test]
     fn a_rollback_is_refused_only_when_it_raises_the_new_sides_share() {
         // 255/30 is 10.5%: a rollback to it from 75/25 lowers staging's share.
-        assert_eq!(rollback_raises("staging", (75, 25), (255, 30)), None);
-        assert_eq!(rollback_raises("staging", (75, 25), (100, 0)), None);
-        assert_eq!(rollback_raises("staging", (75, 25), (75, 25)), None);
+        assert_eq!(rollback_raises("staging", (75, 25), (255, 30), &[]), None);
+        assert_eq!(rollback_raises("staging", (75, 25), (100, 0), &[]), None);
+        assert_eq!(rollback_raises("staging", (75, 25), (75, 25), &[]), None);
         // 0/0 is an equal split to Route53: 50%, more than 10%.
         assert_eq!(
-            rollback_raises("staging", (90, 10), (0, 0)).as_deref(),
+            rollback_raises("staging", (90, 10), (0, 0), &[]).as_deref(),
             Some("it would raise staging's share of the traffic from 10.0% (live 90/10) to 50.0% (0/0)")
         );
-        assert!(rollback_raises("staging", (75, 25), (70, 30)).is_some());
-        assert!(rollback_raises("staging", (200, 40), (75, 25)).is_some(), "16.7% to 25%");
+        assert!(rollback_raises("staging", (75, 25), (70, 30), &[]).is_some());
+        assert!(rollback_raises("staging", (200, 40), (75, 25), &[]).is_some(), "16.7% to 25%");
+        assert!(rollback_raises("staging", (10, 10), (80, 20), &[255]).is_some(), "3.6% to 5.6%, beside 255");
     }
 
     /// A promote is for the soak it was confirmed in: another step, or the

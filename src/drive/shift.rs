@@ -39,8 +39,8 @@ pub struct ShiftPlan {
     pub to: Side,
     /// The new weights (from, to).
     pub weights: Weights,
-    /// The group's records of the first type that the runbook does not
-    /// list: untouched, they keep their share of the traffic.
+    /// The group's records (of every type) that the runbook does not list:
+    /// untouched, they keep their share of the traffic.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub unlisted: Vec<WeightedRecord>,
     /// What could not be checked before it (`raised_sides_serve`), shown
@@ -111,27 +111,45 @@ impl ShiftPlan {
         base + &differ.unwrap_or_default() + &self.unlisted_share().unwrap_or_default()
     }
 
+    /// The weights of the records of `record_type` the runbook does not list.
+    pub fn unlisted_weights(&self, record_type: &str) -> Vec<u8> {
+        self.unlisted.iter().filter(|r| r.record_type == record_type).map(|r| r.weight).collect()
+    }
+
     /// What the records the runbook does not list leave the sides, when one
-    /// carries weight: the new weights are not the sides' shares then.
+    /// carries weight: the new weights are not the sides' shares then. Each
+    /// type on its own, as Route53 answers them.
     fn unlisted_share(&self) -> Option<String> {
-        let kept: Vec<&WeightedRecord> = self.unlisted.iter().filter(|r| r.weight > 0).collect();
-        if kept.is_empty() {
-            return None;
-        }
-        let weights: Vec<u8> =
-            [self.weights.0, self.weights.1].into_iter().chain(kept.iter().map(|r| r.weight)).collect();
-        let s = crate::analysis::weights::shares(&weights);
-        let names: Vec<String> = kept.iter().map(|r| format!("`{}` at {}", r.set_identifier, r.weight)).collect();
-        Some(format!(
-            "; {} {} not in the runbook and {} unchanged: {} will get {:.1}% of the traffic, {} {:.1}%",
-            names.join(", "),
-            if kept.len() == 1 { "is" } else { "are" },
-            if kept.len() == 1 { "stays" } else { "stay" },
-            self.to.environment,
-            s[1] * 100.0,
-            self.from.environment,
-            s[0] * 100.0
-        ))
+        let dual = !self.from.others.is_empty();
+        let each: Vec<String> = self
+            .from
+            .records()
+            .map(|r| r.record_type.as_str())
+            .filter_map(|t| {
+                let kept: Vec<&WeightedRecord> =
+                    self.unlisted.iter().filter(|r| r.record_type == t && r.weight > 0).collect();
+                if kept.is_empty() {
+                    return None;
+                }
+                let weights: Vec<u8> =
+                    [self.weights.0, self.weights.1].into_iter().chain(self.unlisted_weights(t)).collect();
+                let s = crate::analysis::weights::shares(&weights);
+                let names: Vec<String> =
+                    kept.iter().map(|r| format!("`{}` at {}", r.set_identifier, r.weight)).collect();
+                Some(format!(
+                    "{}{} {} not in the runbook and {} unchanged: {} will get {:.1}% of the traffic, {} {:.1}%",
+                    if dual { format!("{t}: ") } else { String::new() },
+                    names.join(", "),
+                    if kept.len() == 1 { "is" } else { "are" },
+                    if kept.len() == 1 { "stays" } else { "stay" },
+                    self.to.environment,
+                    s[1] * 100.0,
+                    self.from.environment,
+                    s[0] * 100.0
+                ))
+            })
+            .collect();
+        (!each.is_empty()).then(|| format!("; {}", each.join("; ")))
     }
 
     /// The batch to send: every changed record as read, with its new weight.
@@ -195,7 +213,7 @@ pub async fn plan(clients: &Clients, rb: &Runbook, weights: Weights) -> Result<S
     }
     let unlisted = records
         .iter()
-        .filter(|r| r.record_type == types[0] && !rb.dns.set_identifiers.values().any(|id| *id == r.set_identifier))
+        .filter(|r| !rb.dns.set_identifiers.values().any(|id| *id == r.set_identifier))
         .cloned()
         .collect();
     Ok(ShiftPlan {
@@ -211,11 +229,14 @@ pub async fn plan(clients: &Clients, rb: &Runbook, weights: Weights) -> Result<S
 }
 
 /// Whether each side's share of the traffic grows from weights `old` to
-/// `new` (from, to). Route53 splits by each record's share of the group's
-/// total, and equally when every weight is 0.
-pub fn raises_share(old: Weights, new: Weights) -> (bool, bool) {
-    let total = |w: Weights| u32::from(w.0) + u32::from(w.1);
-    let share = |w: u8, total: u32| if total == 0 { (1, 2) } else { (u32::from(w), total) };
+/// `new` (from, to), beside the group's `others` records (the runbook does
+/// not list them; unchanged). Route53 splits by each record's share of the
+/// group's total, and equally among every record when every weight is 0.
+pub fn raises_share(old: Weights, new: Weights, others: &[u8]) -> (bool, bool) {
+    let rest: u32 = others.iter().map(|&w| u32::from(w)).sum();
+    let total = |w: Weights| u32::from(w.0) + u32::from(w.1) + rest;
+    let records = 2 + others.len() as u32;
+    let share = |w: u8, total: u32| if total == 0 { (1, records) } else { (u32::from(w), total) };
     let grows = |o: u8, n: u8| {
         let ((a, b), (c, d)) = (share(n, total(new)), share(o, total(old)));
         a * d > c * b
@@ -244,7 +265,7 @@ pub async fn raised_sides_serve(
     // The side's record whose share grows, and the other side's of its type.
     let raised_record = |from: bool| {
         pairs.iter().find_map(|(f, t)| {
-            let grows = raises_share((f.weight, t.weight), plan.weights);
+            let grows = raises_share((f.weight, t.weight), plan.weights, &plan.unlisted_weights(&f.record_type));
             match from {
                 true => grows.0.then_some((*f, *t)),
                 false => grows.1.then_some((*t, *f)),
@@ -266,10 +287,10 @@ pub async fn raised_sides_serve(
         let whose = if record.weight != weight {
             format!("{name}'s {of_type}weight from {} to {weight}", record.weight)
         } else {
-            let share = |w: u8, o: u8| match (w, o) {
-                (0, 0) => 50.0,
-                _ => f64::from(w) * 100.0 / (f64::from(w) + f64::from(o)),
-            };
+            // Beside the records the runbook does not list, as Route53 splits.
+            let others = plan.unlisted_weights(&record.record_type);
+            let share =
+                |w: u8, o: u8| crate::analysis::weights::shares(&[[w, o].as_slice(), &others].concat())[0] * 100.0;
             let (was, will) = (share(weight, other.weight), share(weight, new_other));
             // One decimal where whole percents would read the same.
             let digits = usize::from(format!("{was:.0}") == format!("{will:.0}"));
@@ -652,12 +673,17 @@ mod tests {
     /// equal split; (100, 0) → (0, 100) raises `to` only.
     #[test]
     fn a_side_is_raised_when_its_share_of_the_traffic_grows() {
-        assert_eq!(raises_share((90, 90), (10, 90)), (false, true));
-        assert_eq!(raises_share((100, 50), (50, 50)), (false, true));
-        assert_eq!(raises_share((0, 0), (50, 50)), (false, false));
-        assert_eq!(raises_share((0, 0), (100, 0)), (true, false));
-        assert_eq!(raises_share((100, 0), (0, 100)), (false, true));
-        assert_eq!(raises_share((30, 70), (0, 0)), (true, false));
-        assert_eq!(raises_share((70, 30), (70, 30)), (false, false));
+        assert_eq!(raises_share((90, 90), (10, 90), &[]), (false, true));
+        assert_eq!(raises_share((100, 50), (50, 50), &[]), (false, true));
+        assert_eq!(raises_share((0, 0), (50, 50), &[]), (false, false));
+        // Beside a record the runbook does not list, kept at its weight.
+        assert_eq!(raises_share((0, 0), (50, 50), &[100]), (true, true), "0% to 25% each");
+        assert_eq!(raises_share((10, 10), (80, 20), &[255]), (true, true), "to: 3.6% to 5.6%");
+        assert_eq!(raises_share((0, 0), (0, 0), &[0, 0]), (false, false), "a fourth each, still");
+        assert_eq!(raises_share((0, 0), (1, 0), &[0]), (true, false));
+        assert_eq!(raises_share((0, 0), (100, 0), &[]), (true, false));
+        assert_eq!(raises_share((100, 0), (0, 100), &[]), (false, true));
+        assert_eq!(raises_share((30, 70), (0, 0), &[]), (true, false));
+        assert_eq!(raises_share((70, 30), (70, 30), &[]), (false, false));
     }
 }

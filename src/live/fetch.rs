@@ -80,6 +80,38 @@ pub fn unlisted_records(sides: &[SideWeight]) -> Option<String> {
     })
 }
 
+/// Records of a dual-stack group's other types (AAAA beside A) that the
+/// runbook does not list and that carry weight: what they take of that
+/// type's answers, as Route53 shares each type on its own.
+fn unlisted_beyond_first_type(
+    rb: &Runbook,
+    types: &[String],
+    all: &[crate::aws::route53::WeightedRecord],
+) -> Option<String> {
+    let each: Vec<String> = types
+        .iter()
+        .skip(1)
+        .flat_map(|t| {
+            let of_type: Vec<_> = all.iter().filter(|r| &r.record_type == t).collect();
+            let weights: Vec<u8> = of_type.iter().map(|r| r.weight).collect();
+            let shares = shares(&weights);
+            of_type
+                .into_iter()
+                .zip(shares)
+                .filter(|(r, _)| r.weight > 0 && !rb.dns.set_identifiers.values().any(|id| *id == r.set_identifier))
+                .map(|(r, s)| format!("{t} `{}` (weight {}, {:.1}%)", r.set_identifier, r.weight, s * 100.0))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    (!each.is_empty()).then(|| {
+        format!(
+            "NOT IN THE RUNBOOK: Route53 also answers {} for records the runbook does not list; no shift or rollout \
+             changes them (set their weight to 0 or delete them, or list them under [dns] set_identifiers)",
+            each.join(", ")
+        )
+    })
+}
+
 /// What cutover knows of an alias side's target health, as Route53 judges it
 /// with EvaluateTargetHealth.
 #[derive(Debug, Clone, PartialEq)]
@@ -170,6 +202,11 @@ pub struct TrafficData {
     /// (`sides` are the first type's): how.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub types_differ: Option<String>,
+    /// A dual-stack group's records of its other types (AAAA) that the
+    /// runbook does not list and that carry weight there: who else gets
+    /// those answers (`sides` count the first type's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unlisted_other_types: Option<String>,
 }
 
 /// Who read a shared reading, and when.
@@ -262,6 +299,7 @@ pub async fn traffic(clients: &Clients, rb: &Runbook, zone_id: &mut Option<Strin
         })
         .collect();
     let types_differ = crate::analysis::weights::types_differ(&names, &by_type);
+    let unlisted_other_types = unlisted_beyond_first_type(rb, &types, &all);
     let mut sides = sides(rb, &records);
     for s in &mut sides {
         if let Some(hc) = &mut s.health_check {
@@ -294,6 +332,7 @@ pub async fn traffic(clients: &Clients, rb: &Runbook, zone_id: &mut Option<Strin
         audit_unread,
         shared_by: None,
         types_differ,
+        unlisted_other_types,
     })
 }
 

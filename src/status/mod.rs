@@ -113,6 +113,10 @@ pub struct Snapshot {
     /// (`traffic` is the first type's): how.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traffic_types_differ: Option<String>,
+    /// A dual-stack group's records of its other types that the runbook
+    /// does not list and that carry weight: who else gets those answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traffic_unlisted_other_types: Option<String>,
     pub environments: Vec<EnvironmentView>,
     pub redis: Vec<RedisView>,
     pub alarms: View<Vec<AlarmState>>,
@@ -353,6 +357,7 @@ pub fn snapshot(rb: &Runbook, live: &LiveState, region: &str, now: SystemTime) -
         rollout_unread: live.traffic.value.as_ref().and_then(|t| t.rollout_unread.clone()),
         audit_unread: live.traffic.value.as_ref().and_then(|t| t.audit_unread.clone()),
         traffic_types_differ: live.traffic.value.as_ref().and_then(|t| t.types_differ.clone()),
+        traffic_unlisted_other_types: live.traffic.value.as_ref().and_then(|t| t.unlisted_other_types.clone()),
         environments,
         redis,
         alarms: View::of(Some(&live.alarms), now, Clone::clone),

@@ -121,6 +121,9 @@ pub fn render(s: &Snapshot) -> String {
     if let Some(why) = s.traffic.value.as_deref().and_then(crate::live::fetch::unlisted_records) {
         let _ = writeln!(o, "  {why}");
     }
+    if let Some(why) = &s.traffic_unlisted_other_types {
+        let _ = writeln!(o, "  {why}");
+    }
 
     for env in &s.environments {
         let _ = writeln!(o, "\n{} ({})  AWS {}", env.name.to_uppercase(), env.label, age(&env.aws));

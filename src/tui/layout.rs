@@ -64,9 +64,11 @@ fn grid(body: Rect, content: &Content) -> Vec<(Pane, Rect)> {
         let [alarms, checklist, log] = Layout::vertical(right_h.map(Constraint::Length)).areas(right);
         in_pane_order([traffic, targets, redis, alarms, checklist, log])
     } else {
-        // Narrow (80×24): a 2×3 grid, traffic small on top.
+        // Narrow (80×24): a 2×3 grid, traffic small on top: its rows and the
+        // rollout's line (no spare), taller only for a warning or a third record.
+        let traffic_h = content.lines[Pane::Traffic.index()].saturating_add(1).clamp(5, 9);
         let [top, mid, bottom] =
-            Layout::vertical([Constraint::Length(5), Constraint::Percentage(50), Constraint::Percentage(50)])
+            Layout::vertical([Constraint::Length(traffic_h), Constraint::Percentage(50), Constraint::Percentage(50)])
                 .areas(body);
         let [traffic, alarms] = Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(top);
         let [targets, redis] = Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(mid);

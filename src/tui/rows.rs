@@ -165,8 +165,13 @@ pub fn content(app: &App) -> Content {
     let n = |len: usize| u16::try_from(len).unwrap_or(u16::MAX);
     let mut lines = [0u16; 7];
     let sides = app.snap.traffic.value.as_ref().map_or(2, Vec::len);
-    // Each side, the rollout's line and a spare.
-    lines[Pane::Traffic.index()] = n(sides + 2);
+    // The red lines above the rows: records not listed, types split otherwise.
+    let warnings =
+        usize::from(app.snap.traffic.value.as_deref().and_then(crate::live::fetch::unlisted_records).is_some())
+            + usize::from(app.snap.traffic_types_differ.is_some())
+            + usize::from(app.snap.traffic_unlisted_other_types.is_some());
+    // Each side, the warnings, the rollout's line and a spare.
+    lines[Pane::Traffic.index()] = n(sides + warnings + 2);
     // The rows and the selected target's explanation.
     lines[Pane::Targets.index()] = n(targets(app).len() + 2);
     let metrics = app.snap.metrics.value.as_ref().map_or(0, Vec::len);

@@ -57,7 +57,8 @@ pub(super) fn traffic(f: &mut Frame, app: &App, area: Rect) {
     if lines.is_empty() {
         lines.push(Line::styled(v.error.clone().unwrap_or_else(|| "reading Route53…".into()), th.dim_style()));
     }
-    if let Some(why) = v.value.as_deref().and_then(crate::live::fetch::unlisted_records) {
+    let unlisted = v.value.as_deref().and_then(crate::live::fetch::unlisted_records);
+    for why in [unlisted, app.snap.traffic_unlisted_other_types.clone()].into_iter().flatten().rev() {
         lines.insert(0, Line::styled(why, Style::new().fg(th.bad).add_modifier(ratatui::style::Modifier::BOLD)));
     }
     // The bars are the first type's: another type split otherwise is said first.
