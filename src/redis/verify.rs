@@ -122,12 +122,30 @@ impl VerifyReport {
     }
 }
 
-/// Whether a difference found in a key is its expiry happening while it
+/// Whether a difference `d` found in a key is its expiry happening while it
 /// was read: the source's key gone by now, or the target's gone while the
 /// source's (PTTL `source_pttl` when read) expires within the TTL
 /// tolerance, as `ttl_ok` allows the target's to (its clock may run ahead).
-fn expired_meanwhile(on_source: bool, on_target: bool, source_pttl: i64, tol: u64) -> bool {
+/// Never a target key that outlives the source's (`outlives_source`).
+fn expired_meanwhile(on_source: bool, on_target: bool, d: &Difference, source_pttl: i64, tol: u64) -> bool {
+    if on_target && outlives_source(d, tol) {
+        return false;
+    }
     !on_source || (!on_target && (0..=tol as i64).contains(&source_pttl))
+}
+
+/// Whether a TTL difference has the target's key outliving the source's:
+/// no expiry on the target where the source's expired, or one later by more
+/// than the tolerance. The source's key being gone by now excuses nothing
+/// then: the copy lost (or stretched) the expiry, and the target keeps the
+/// key longer than the source did.
+fn outlives_source(d: &Difference, tol: u64) -> bool {
+    match d {
+        Difference::Ttl { source, target, .. } if *source >= 0 => {
+            *target == -1 || *target > source.saturating_add(tol as i64)
+        }
+        _ => false,
+    }
 }
 
 /// Whether two PTTLs agree: both without expiry, or both expiring within `tol` ms.
@@ -380,7 +398,7 @@ impl Sides {
             other => Err(format!("{} {}: EXISTS: {}", e.role, e.redacted(), e.scrub(&format!("{other:?}")))),
         };
         for (((_, sttl, d), s), t) in found.into_iter().zip(&on_src).zip(&on_dst) {
-            if expired_meanwhile(held(&self.from, s)?, held(&self.to, t)?, sttl, self.tol) {
+            if expired_meanwhile(held(&self.from, s)?, held(&self.to, t)?, &d, sttl, self.tol) {
                 report.checked -= 1;
                 report.vanished += 1;
             } else {
@@ -882,13 +900,32 @@ mod tests {
 
     #[test]
     fn a_difference_is_an_expiry_when_the_source_let_go_or_the_target_did_within_the_tolerance() {
-        assert!(expired_meanwhile(false, true, -1, 1000), "gone from the source");
-        assert!(expired_meanwhile(false, false, 5000, 1000));
-        assert!(expired_meanwhile(true, false, 800, 1000), "the target's clock ahead");
-        assert!(expired_meanwhile(true, false, 0, 1000));
-        assert!(!expired_meanwhile(true, false, 1001, 1000), "too far from its expiry");
-        assert!(!expired_meanwhile(true, false, -1, 1000), "no expiry on the source");
-        assert!(!expired_meanwhile(true, true, 800, 1000), "on both: a real difference");
+        let value = Difference::Value { key: "k".into() };
+        assert!(expired_meanwhile(false, true, &value, -1, 1000), "gone from the source");
+        assert!(expired_meanwhile(false, false, &value, 5000, 1000));
+        assert!(expired_meanwhile(true, false, &value, 800, 1000), "the target's clock ahead");
+        assert!(expired_meanwhile(true, false, &value, 0, 1000));
+        assert!(!expired_meanwhile(true, false, &value, 1001, 1000), "too far from its expiry");
+        assert!(!expired_meanwhile(true, false, &value, -1, 1000), "no expiry on the source");
+        assert!(!expired_meanwhile(true, true, &value, 800, 1000), "on both: a real difference");
+        // The source's key gone, the target's kept without its expiry (or
+        // with a far later one): the copy lost it, whatever the source did.
+        let ttl = |source, target| Difference::Ttl { key: "k".into(), source, target };
+        assert!(!expired_meanwhile(false, true, &ttl(300, -1), 300, 1000), "the expiry lost");
+        assert!(!expired_meanwhile(false, true, &ttl(300, 60_000), 300, 1000), "stretched by a minute");
+        assert!(expired_meanwhile(false, true, &ttl(300, 1200), 300, 1000), "within the tolerance");
+        assert!(expired_meanwhile(false, false, &ttl(300, -1), 300, 1000), "gone from both");
+    }
+
+    #[test]
+    fn a_target_key_outliving_the_source_is_a_difference_whatever_became_of_the_source() {
+        let ttl = |source, target| Difference::Ttl { key: "k".into(), source, target };
+        assert!(outlives_source(&ttl(300, -1), 1000), "the expiry lost");
+        assert!(outlives_source(&ttl(300, 60_000), 1000), "stretched by a minute");
+        assert!(!outlives_source(&ttl(300, 1200), 1000), "within the tolerance");
+        assert!(!outlives_source(&ttl(5000, 300), 1000), "the target's ends first");
+        assert!(!outlives_source(&ttl(-1, 300), 1000), "the source had none: a change on the source");
+        assert!(!outlives_source(&Difference::Value { key: "k".into() }, 1000));
     }
 
     #[test]
