@@ -744,6 +744,31 @@ async fn a_copy_killed_before_removing_its_last_checkpoint_resumes_with_nothing_
     );
 }
 
+/// A copy reads its URL's database alone. Keys in another database are
+/// said; none in its own beside some elsewhere (the wrong database named)
+/// is refused, where a copy of nothing would have ended "copied 0 keys".
+#[tokio::test(flavor = "multi_thread")]
+async fn a_copy_says_what_other_databases_hold_and_refuses_an_empty_one_beside_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let (src, dst, mut s, mut d) = source_and_target(dir.path()).await;
+    assert!(src.url.ends_with("/0"), "{}", src.url);
+    let mut db1 = conn(&format!("{}1", src.url.trim_end_matches('0'))).await;
+    for i in 0..3 {
+        let _: () = redis::cmd("SET").arg(format!("session:{i}")).arg("x").query_async(&mut db1).await.unwrap();
+    }
+    let args = ["redis", "copy", "--from", &src.url, "--to", &dst.url, "--yes"];
+    let (code, out, err) = run(&state, &args);
+    assert_eq!(code, Some(2), "{out}{err}");
+    assert!(err.contains("the source's database 0 holds no key, but db 1 holds 3 keys"), "{err}");
+    assert_eq!(dbsize(&mut d).await, 0);
+    let _: () = redis::cmd("SET").arg("k").arg("v").query_async(&mut s).await.unwrap();
+    let (code, out, err) = run(&state, &args);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(err.contains("only the source's database 0 is copied; db 1 holds 3 keys"), "{err}");
+    assert_eq!(dbsize(&mut d).await, 1);
+}
+
 /// A checkpoint left by a copy that had finished, and a target emptied
 /// since (FLUSHALL leaves its run_id as it was): `--resume` must not call
 /// the copy done with nothing on the target. It scans again and writes

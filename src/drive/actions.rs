@@ -1510,7 +1510,8 @@ async fn copy_redis(
     let resumed = opts.resume.as_ref().map(|cp| pf.resume_of(cp));
     let resumed_done = resumed.as_ref().is_some_and(|r| r.places.iter().all(|p| p.done));
     // Why a resume starts over, and the failovers followed: each rewrote keys.
-    let mut notes: Vec<String> = resumed.map(|r| r.why).unwrap_or_default();
+    let mut notes: Vec<String> = pf.source_notes.clone();
+    notes.extend(resumed.map(|r| r.why).unwrap_or_default());
     // An empty target has nothing to conflict with (as `cutover redis copy`):
     // a key that appears on it during the copy still stops the copy.
     if opts.resume.is_none() && !conns.target_empty(&opts.to).await? {

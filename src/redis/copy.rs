@@ -453,7 +453,29 @@ pub async fn preflight(opts: &CopyOptions) -> Result<(Conns, Preflight), CopyErr
         }
         None => {
             scanned_versions.push(source_version.clone());
-            q(&opts.from, &mut src, &redis::cmd("DBSIZE")).await.map_err(CopyError::Refused)?
+            let keys = q::<u64>(&opts.from, &mut src, &redis::cmd("DBSIZE")).await.map_err(CopyError::Refused)?;
+            // A copy reads its URL's database alone: keys in another are said,
+            // and none in its own beside some elsewhere is most likely the
+            // wrong database named (a copy of nothing would end "done").
+            let info: String =
+                q(&opts.from, &mut src, redis::cmd("INFO").arg("keyspace")).await.map_err(CopyError::Refused)?;
+            let db = opts.from.db();
+            let elsewhere = super::other_dbs(&info, db);
+            let listed: Vec<String> = elsewhere.iter().map(|d| format!("db {} holds {} keys", d.db, d.keys)).collect();
+            if keys == 0 && !elsewhere.is_empty() {
+                return Err(CopyError::Refused(format!(
+                    "the source's database {db} holds no key, but {}: name the database to copy in the URL \
+                     (redis://host:port/N); nothing was written",
+                    listed.join(", ")
+                )));
+            }
+            if !elsewhere.is_empty() {
+                source_notes.push(format!(
+                    "only the source's database {db} is copied; {} (copy each with its own URLs)",
+                    listed.join(", ")
+                ));
+            }
+            keys
         }
     };
     let expiry_read = ExpiryRead::choose(scanned_versions.iter().map(String::as_str), &target_version);
