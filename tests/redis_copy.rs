@@ -769,6 +769,32 @@ async fn a_copy_says_what_other_databases_hold_and_refuses_an_empty_one_beside_t
     assert_eq!(dbsize(&mut d).await, 1);
 }
 
+/// A target too small for the copy (maxmemory with an evicting policy, as
+/// ElastiCache's default volatile-lru) drops keys after answering OK to
+/// their writes: the copy fails saying so, never "copied", and its
+/// checkpoint starts over for when the target has room.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_copy_into_a_target_that_evicts_keys_fails_saying_so() {
+    const N: usize = 3_000;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let (src, dst, mut s, mut d) = source_and_target(dir.path()).await;
+    let mut p = redis::pipe();
+    for i in 0..N {
+        p.cmd("SET").arg(format!("k{i}")).arg(vec![b'x'; 1024]).arg("EX").arg(3600).ignore();
+    }
+    let _: () = p.query_async(&mut s).await.unwrap();
+    for (k, v) in [("maxmemory", "2mb"), ("maxmemory-policy", "volatile-lru")] {
+        let _: () = redis::cmd("CONFIG").arg("SET").arg(k).arg(v).query_async(&mut d).await.unwrap();
+    }
+    let args = ["redis", "copy", "--from", &src.url, "--to", &dst.url, "--yes"];
+    let (code, out, err) = run(&state, &args);
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(err.contains("the target evicted ") && err.contains(" keys during the copy"), "{err}");
+    assert!((dbsize(&mut d).await as usize) < N, "the target did evict");
+    assert_eq!(checkpoint_copied(&state), Some(0), "its checkpoint starts over");
+}
+
 /// A checkpoint left by a copy that had finished, and a target emptied
 /// since (FLUSHALL leaves its run_id as it was): `--resume` must not call
 /// the copy done with nothing on the target. It scans again and writes

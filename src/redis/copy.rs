@@ -135,6 +135,10 @@ pub struct Preflight {
     /// PEXPIRETIME and the target takes `SET … PXAT`.
     #[serde(skip)]
     pub expiry_read: ExpiryRead,
+    /// The target's `evicted_keys` as the run began: more at its end means
+    /// keys it took were dropped.
+    #[serde(skip)]
+    pub target_evicted: u64,
 }
 
 impl Preflight {
@@ -299,6 +303,22 @@ impl Conns {
             return Ok(usize::from(lost));
         }
         Ok(checkpoint::servers_gone(&pf.target_run_ids, &self.target_run_ids(to).await?).len())
+    }
+
+    /// Keys the target has evicted since it started (`evicted_keys`, summed
+    /// over a cluster's primaries): one full at its maxmemory drops keys
+    /// after answering OK to their writes.
+    pub async fn target_evicted(&self, to: &Endpoint) -> Result<u64, String> {
+        let nodes = match &self.dst_cluster {
+            Some(c) => c.primaries().await?.into_iter().map(|(_, c)| c).collect(),
+            None => vec![self.dst.clone()],
+        };
+        let mut evicted = 0;
+        for mut c in nodes {
+            let info: String = q(to, &mut c, redis::cmd("INFO").arg("stats")).await?;
+            evicted += super::info_field(&info, "evicted_keys").and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        }
+        Ok(evicted)
     }
 
     /// (keys, expiring keys) of the target (summed over a cluster's shards).
@@ -482,6 +502,7 @@ pub async fn preflight(opts: &CopyOptions) -> Result<(Conns, Preflight), CopyErr
     let target_shards = dst_cluster.as_ref().map(|c| c.shards()).unwrap_or_default();
     let conns = Conns { src, dst, src_addr, dst_addr, src_cluster, dst_cluster };
     let (target_keys, target_expiring) = conns.target_counts(&opts.to).await.map_err(CopyError::Refused)?;
+    let target_evicted = conns.target_evicted(&opts.to).await.map_err(CopyError::Refused)?;
     let (target_history, target_mark) = match opts.to.sentinel() {
         Some(_) => {
             let info = replication_info(&opts.to, &mut conns.dst.clone()).await.map_err(CopyError::Refused)?;
@@ -529,6 +550,7 @@ pub async fn preflight(opts: &CopyOptions) -> Result<(Conns, Preflight), CopyErr
         target_history,
         target_mark,
         expiry_read,
+        target_evicted,
     };
     Ok((conns, pf))
 }
@@ -2294,6 +2316,31 @@ pub async fn copy(
                  copy stopped ({copied} keys written); {}",
                 set_back(saved, opts.run_by)
             )));
+        }
+    }
+    // A target full at its maxmemory evicts keys after taking them: written,
+    // then gone, and nothing tells which (a server restarted since counts
+    // from 0, so no growth is read then).
+    if finished {
+        let copied = total_of(carried, &parts).copied;
+        let evicted = conns.target_evicted(&opts.to).await.map(|now| now.saturating_sub(pf.target_evicted));
+        let why = match evicted {
+            Ok(0) => None,
+            Ok(n) => Some(format!(
+                "the target evicted {n} keys during the copy: it reached its maxmemory, and its maxmemory-policy \
+                 drops keys after their writes were answered OK, so some of the {copied} keys written may be gone \
+                 and nothing tells which. Give it more memory (or a larger node type), then"
+            )),
+            Err(e) => Some(format!(
+                "every key was written ({copied}), but whether the target evicted any meanwhile could not be read \
+                 ({}); check its evicted_keys (INFO stats), then",
+                short(&e)
+            )),
+        };
+        if let Some(why) = why {
+            start_over(&mut parts, &mut carried);
+            let saved = save(opts, pf, &parts, carried);
+            return Err(CopyError::Failed(format!("{why} copy again: {}", set_back(saved, opts.run_by))));
         }
     }
     let interrupted = !finished;
