@@ -162,6 +162,36 @@ async fn wrong_security_group_instance_fails_the_path_with_the_rule_named_and_ot
     sb.down().await;
 }
 
+/// A Redis that is a replica answers PING, reads, and a PING-only /health,
+/// and refuses every write: a new Redis still replicating from the old one
+/// fails `redis_reachable`, named as such, never passes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_that_is_a_replica_fails_redis_reachable() {
+    let rb = runbook("demo.toml");
+    let sb = sandbox(&rb, "ap-east-1").await;
+    let (prod, staging) = (&sb.redis_urls["prod-cache"], &sb.redis_urls["staging-cache"]);
+    let port = |url: &str| url.rsplit(':').next().unwrap().split('/').next().unwrap().to_string();
+    let mut c = redis::Client::open(staging.as_str()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    // staging-web-2's path opened first, so the check passes before.
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["run", "runbooks/demo.toml", "validate/redis-ingress", "--yes"];
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &args).await;
+    assert_eq!(code, Some(0), "{out}");
+    let check = cutover::runbook::Check::RedisReachable { environment: "staging".into() };
+    let passes = || async {
+        let snap = first_snapshot(&rb, &sb).await;
+        (cutover::status::checks::evaluate_one(&rb, &snap, &check).0 == CheckOutcome::Pass).then_some(())
+    };
+    eventually(Duration::from_secs(60), "staging's redis_reachable to pass", passes).await;
+    let _: () = redis::cmd("REPLICAOF").arg("127.0.0.1").arg(port(prod)).query_async(&mut c).await.unwrap();
+    let snap = first_snapshot(&rb, &sb).await;
+    let (outcome, detail) = cutover::status::checks::evaluate_one(&rb, &snap, &check);
+    let _: () = redis::cmd("REPLICAOF").arg("NO").arg("ONE").query_async(&mut c).await.unwrap();
+    assert_eq!(outcome, CheckOutcome::Fail, "{detail}");
+    assert!(detail.contains("staging-cache: it is a replica (role:slave), which refuses writes"), "{detail}");
+    sb.down().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stopped_instance_shows_unused_invalid_state_on_the_next_poll() {
     let rb = runbook("demo.toml");

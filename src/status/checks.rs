@@ -162,6 +162,16 @@ fn redis_reachable(snap: &Snapshot, rb: &Runbook, env: &str) -> Verdict {
                 Ok(info) => info,
                 Err(v) => return if r.view.error.is_some() { fail(v.1) } else { v },
             };
+            // One server (or a Sentinel's master) that is a replica answers
+            // PING and reads, and refuses every write (READONLY): a URL
+            // naming a node that failed over, or a new Redis still
+            // replicating from the old. A cluster's clients find its primaries.
+            if info.nodes.is_empty() && info.role == "slave" {
+                return fail(format!(
+                    "cutover's own reading of {name}: it is a replica (role:slave), which refuses writes; point its \
+                     URL at the primary, or end the replication (REPLICAOF NO ONE) if it is the new primary"
+                ));
+            }
             // A cluster: every node, replicas too (a down replica is one failover from an outage).
             let down: Vec<String> = info
                 .nodes
