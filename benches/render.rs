@@ -180,6 +180,7 @@ fn big_live(now: SystemTime) -> Vec<LiveEvent> {
                     zones: vec!["eu-west-1a".into(), "eu-west-1b".into()],
                     vpc_id: None,
                     routes_to: cutover::aws::elb::Routing::Groups(vec![format!("arn:tg/{env}")]),
+                    listeners: cutover::aws::elb::Listeners::forwarding_to(vec![format!("arn:tg/{env}")]),
                 }),
                 target_groups: vec![TargetGroup {
                     name: format!("{env}-web"),

@@ -162,6 +162,77 @@ async fn wrong_security_group_instance_fails_the_path_with_the_rule_named_and_ot
     sb.down().await;
 }
 
+/// A load balancer whose listener answers a fixed 503 by default, its target
+/// group reached only through a rule for another host: DescribeTargetGroups
+/// still lists the group as routed, its targets are healthy, yet requests
+/// for the weighted record never reach them. The targets check is unknown
+/// and the healthy_targets gate an error (both passed), until a rule for
+/// the record's own host forwards to the group.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_reached_only_through_another_hosts_rule_is_no_evidence_for_the_records_requests() {
+    use aws_sdk::elasticloadbalancingv2::types::{
+        Action, ActionTypeEnum, FixedResponseActionConfig, HostHeaderConditionConfig, RuleCondition,
+    };
+    let rb = runbook("demo.toml");
+    let sb = sandbox(&rb, "ap-southeast-1").await;
+    let elb = &sb.clients.elb;
+    let lb = elb.describe_load_balancers().names("demo-prod-alb").send().await.unwrap().load_balancers()[0].clone();
+    let listener =
+        elb.describe_listeners().load_balancer_arn(lb.load_balancer_arn().unwrap()).send().await.unwrap().listeners()
+            [0]
+        .clone();
+    let listener_arn = listener.listener_arn().unwrap().to_string();
+    let tg_arn = listener.default_actions()[0].target_group_arn().unwrap().to_string();
+    let check = cutover::runbook::Check::TargetsHealthy { environment: "production".into() };
+    let gate = cutover::runbook::GateKind::HealthyTargets { environment: "production".into(), min: 1 };
+    let passes = || async {
+        let snap = first_snapshot(&rb, &sb).await;
+        (cutover::status::checks::evaluate_one(&rb, &snap, &check).0 == CheckOutcome::Pass).then_some(())
+    };
+    eventually(Duration::from_secs(60), "production's targets check to pass", passes).await;
+
+    let fixed = FixedResponseActionConfig::builder().status_code("503").content_type("text/plain").build();
+    let answer_503 = Action::builder().r#type(ActionTypeEnum::FixedResponse).fixed_response_config(fixed).build();
+    elb.modify_listener().listener_arn(&listener_arn).default_actions(answer_503).send().await.unwrap();
+    let host = |name: &str| {
+        RuleCondition::builder()
+            .field("host-header")
+            .host_header_config(HostHeaderConditionConfig::builder().values(name).build())
+            .build()
+    };
+    let forward = Action::builder().r#type(ActionTypeEnum::Forward).target_group_arn(&tg_arn).build();
+    let rule = elb
+        .create_rule()
+        .listener_arn(&listener_arn)
+        .priority(10)
+        .conditions(host("preview.demo.cutover.test"))
+        .actions(forward)
+        .send()
+        .await
+        .unwrap()
+        .rules()[0]
+        .clone();
+    let snap = first_snapshot(&rb, &sb).await;
+    let (outcome, detail) = cutover::status::checks::evaluate_one(&rb, &snap, &check);
+    assert_eq!(outcome, CheckOutcome::Unknown, "{detail}");
+    assert!(
+        detail.starts_with(
+            "no listener of load balancer demo-prod-alb sends every request for app.demo.cutover.test to a listed \
+             target group: HTTP 80 answers a fixed 503"
+        ),
+        "{detail}"
+    );
+    let m = cutover::drive::gates::from_snapshot(&rb, &gate, &snap);
+    assert!(matches!(&m, Some(cutover::engine::Measurement::Error(w)) if w.contains("answers a fixed 503")), "{m:?}");
+
+    // A rule for the record's own host (a wildcard) sends its requests there.
+    elb.modify_rule().rule_arn(rule.rule_arn().unwrap()).conditions(host("*.DEMO.cutover.test")).send().await.unwrap();
+    let snap = first_snapshot(&rb, &sb).await;
+    let (outcome, detail) = cutover::status::checks::evaluate_one(&rb, &snap, &check);
+    assert_eq!(outcome, CheckOutcome::Pass, "{detail}");
+    sb.down().await;
+}
+
 /// A Redis that is a replica answers PING, reads, and a PING-only /health,
 /// and refuses every write: a new Redis still replicating from the old one
 /// fails `redis_reachable`, named as such, never passes it.
@@ -260,6 +331,10 @@ impl cutover::aws::elb::LoadBalancing for FakeElb {
             vpc_id: None,
             // Each load balancer routes to its environment's group (demo-staging-alb to demo-staging-web).
             routes_to: cutover::aws::elb::Routing::Groups(vec![format!(
+                "arn:aws:elasticloadbalancing:us-east-2:123456789012:targetgroup/{}/1",
+                name.replace("-alb", "-web")
+            )]),
+            listeners: cutover::aws::elb::Listeners::forwarding_to(vec![format!(
                 "arn:aws:elasticloadbalancing:us-east-2:123456789012:targetgroup/{}/1",
                 name.replace("-alb", "-web")
             )]),

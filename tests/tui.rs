@@ -93,6 +93,9 @@ fn env_data(side: &str, instances: Vec<Instance>, targets: Vec<Target>) -> Envir
             routes_to: cutover::aws::elb::Routing::Groups(vec![format!(
                 "arn:aws:elasticloadbalancing:eu-west-1:123456789012:targetgroup/demo-{side}-web/1"
             )]),
+            listeners: cutover::aws::elb::Listeners::forwarding_to(vec![format!(
+                "arn:aws:elasticloadbalancing:eu-west-1:123456789012:targetgroup/demo-{side}-web/1"
+            )]),
         }),
         target_groups: vec![TargetGroup {
             name: format!("demo-{side}-web"),

@@ -55,7 +55,7 @@ pub fn arn_suffix(arn: &str) -> String {
         .unwrap_or_else(|| arn.to_string())
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct LoadBalancer {
     pub name: String,
     pub arn: String,
@@ -67,6 +67,167 @@ pub struct LoadBalancer {
     /// The target groups it routes to: Route53 judges an alias to it by all
     /// of them.
     pub routes_to: Routing,
+    /// Its listeners, each with its default action and rules: where a
+    /// request for a given host goes.
+    pub listeners: Listeners,
+}
+
+/// A load balancer's listeners, as far as they were read.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Listeners {
+    /// Not asked (a region check needs only the load balancer).
+    #[default]
+    NotRead,
+    Read(Vec<ListenerRouting>),
+    /// Why they could not be read.
+    Unread(String),
+}
+
+impl Listeners {
+    /// One HTTP listener on port 80 forwarding every request to `arns` by
+    /// default: the plainest load balancer (fakes and examples).
+    pub fn forwarding_to(arns: Vec<String>) -> Listeners {
+        Listeners::Read(vec![ListenerRouting {
+            port: 80,
+            protocol: "HTTP".into(),
+            default: ListenerAction::Forward(arns),
+            rules: Vec::new(),
+        }])
+    }
+}
+
+/// One listener: its default action and its rules in priority order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ListenerRouting {
+    pub port: u16,
+    pub protocol: String,
+    pub default: ListenerAction,
+    pub rules: Vec<ListenerRule>,
+}
+
+/// A listener rule other than the default.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ListenerRule {
+    pub priority: String,
+    /// Its host-header values (empty: no host condition).
+    pub hosts: Vec<String>,
+    /// Its other conditions (`path-pattern /api/*`): only some requests match.
+    pub other_conditions: Vec<String>,
+    pub action: ListenerAction,
+}
+
+/// What a listener or rule does with a request (its final action; an
+/// authenticate action before it is left out).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ListenerAction {
+    /// To these target groups (ARNs).
+    Forward(Vec<String>),
+    Redirect(String),
+    FixedResponse(String),
+    Other(String),
+}
+
+impl std::fmt::Display for ListenerAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ListenerAction::Forward(arns) => {
+                let names: Vec<String> = arns.iter().map(|a| target_group_name_of(a)).collect();
+                write!(f, "forwards to {}", names.join(", "))
+            }
+            ListenerAction::Redirect(to) => write!(f, "redirects to {to}"),
+            ListenerAction::FixedResponse(code) => write!(f, "answers a fixed {code}"),
+            ListenerAction::Other(kind) => write!(f, "does {kind}"),
+        }
+    }
+}
+
+/// Where requests for a host go on a load balancer, as its listeners say.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostRequests {
+    /// A listener sends every request for the host to a listed group.
+    Forwarded,
+    /// No listener does: why, and what each does instead.
+    Elsewhere(String),
+}
+
+/// Whether `pattern` (a host-header value: `*` any run, `?` one character,
+/// no case) matches `host`.
+fn host_matches(pattern: &str, host: &str) -> bool {
+    fn glob(p: &[u8], h: &[u8]) -> bool {
+        match (p.first(), h.first()) {
+            (None, None) => true,
+            (Some(b'*'), _) => glob(&p[1..], h) || (!h.is_empty() && glob(p, &h[1..])),
+            (Some(b'?'), Some(_)) => glob(&p[1..], &h[1..]),
+            (Some(a), Some(b)) if a.eq_ignore_ascii_case(b) => glob(&p[1..], &h[1..]),
+            _ => false,
+        }
+    }
+    glob(pattern.trim_end_matches('.').as_bytes(), host.trim_end_matches('.').as_bytes())
+}
+
+impl ListenerRouting {
+    /// What the listener does with every request for `host`: the first
+    /// rule that takes them all (a host condition matching it, nothing
+    /// else), else its default; with the rules that take some of them.
+    fn for_host(&self, host: &str) -> (&ListenerAction, Vec<&ListenerRule>) {
+        let mut some = Vec::new();
+        for r in &self.rules {
+            let host_ok = r.hosts.is_empty() || r.hosts.iter().any(|p| host_matches(p, host));
+            if !host_ok {
+                continue;
+            }
+            if r.other_conditions.is_empty() {
+                return (&r.action, some);
+            }
+            some.push(r);
+        }
+        (&self.default, some)
+    }
+}
+
+impl LoadBalancer {
+    /// Whether requests for `host` reach the `listed` target groups (ARNs):
+    /// a listener whose rule for every request of that host, or whose
+    /// default, forwards there. A group reached only through a rule for
+    /// another host or path (a `maintenance` default answering 503, say)
+    /// may get none of the traffic Route53 sends this load balancer.
+    pub fn requests_for(&self, host: &str, listed: &[&str]) -> Result<HostRequests, String> {
+        let listeners = match &self.listeners {
+            Listeners::Read(l) => l,
+            Listeners::NotRead => return Err("its listeners were not read".into()),
+            Listeners::Unread(e) => return Err(format!("its listeners could not be read ({e})")),
+        };
+        let mut said = Vec::new();
+        for l in listeners {
+            let (action, some) = l.for_host(host);
+            if let ListenerAction::Forward(arns) = action
+                && arns.iter().any(|a| listed.contains(&a.as_str()))
+            {
+                return Ok(HostRequests::Forwarded);
+            }
+            let partly: Vec<String> = some
+                .iter()
+                .map(|r| format!("rule {} ({}) {}", r.priority, r.other_conditions.join(", "), r.action))
+                .collect();
+            said.push(format!(
+                "{} {} {}{}",
+                l.protocol,
+                l.port,
+                action,
+                if partly.is_empty() { String::new() } else { format!(" (but {})", partly.join("; ")) }
+            ));
+        }
+        if listeners.is_empty() {
+            said.push("it has no listener".into());
+        }
+        Ok(HostRequests::Elsewhere(format!(
+            "no listener of load balancer {} sends every request for {host} to a listed target group: {}",
+            self.name,
+            said.join("; ")
+        )))
+    }
 }
 
 /// The target groups a load balancer routes to, as far as they were read.
@@ -150,6 +311,7 @@ pub async fn load_balancer(
         zones: lb.availability_zones().iter().filter_map(|z| z.zone_name().map(str::to_string)).collect(),
         vpc_id: lb.vpc_id().map(str::to_string),
         routes_to: Routing::NotRead,
+        listeners: Listeners::NotRead,
     })
 }
 
@@ -177,7 +339,108 @@ pub async fn load_balancer_routing(
             Some(Err(e)) => break Routing::Unread(e.to_string()),
         }
     };
+    lb.listeners = match listener_routing(elb, &lb.arn).await {
+        Ok(l) => Listeners::Read(l),
+        Err(e) if e.kind == super::AwsErrorKind::Throttled => return Err(e),
+        Err(e) => Listeners::Unread(e.to_string()),
+    };
     Ok(lb)
+}
+
+/// The load balancer's listeners with their default actions and rules,
+/// every page of each.
+async fn listener_routing(
+    elb: &aws_sdk::elasticloadbalancingv2::Client,
+    lb_arn: &str,
+) -> AwsResult<Vec<ListenerRouting>> {
+    use aws_sdk::elasticloadbalancingv2::types::{Action, ActionTypeEnum};
+    // The final action: an authenticate action only comes before it.
+    let action = |actions: &[Action]| {
+        let mut sorted: Vec<&Action> = actions.iter().collect();
+        sorted.sort_by_key(|a| a.order().unwrap_or(i32::MAX));
+        let Some(a) = sorted.into_iter().next_back() else { return ListenerAction::Other("nothing".into()) };
+        match a.r#type() {
+            Some(ActionTypeEnum::Forward) => {
+                let mut arns: Vec<String> = a.target_group_arn().map(str::to_string).into_iter().collect();
+                if let Some(fc) = a.forward_config() {
+                    for t in fc.target_groups() {
+                        if let Some(arn) = t.target_group_arn().filter(|arn| !arns.iter().any(|x| x == arn)) {
+                            // A group weighted 0 gets nothing.
+                            if t.weight() != Some(0) {
+                                arns.push(arn.to_string());
+                            }
+                        }
+                    }
+                }
+                ListenerAction::Forward(arns)
+            }
+            Some(ActionTypeEnum::Redirect) => ListenerAction::Redirect(a.redirect_config().map_or("?".into(), |r| {
+                format!("{}:{}", r.protocol().unwrap_or("#{protocol}"), r.port().unwrap_or("#{port}"))
+            })),
+            Some(ActionTypeEnum::FixedResponse) => ListenerAction::FixedResponse(
+                a.fixed_response_config().and_then(|f| f.status_code()).unwrap_or("?").to_string(),
+            ),
+            other => ListenerAction::Other(other.map_or("?".into(), |t| t.as_str().to_string())),
+        }
+    };
+    let mut out = Vec::new();
+    let mut pages = elb.describe_listeners().load_balancer_arn(lb_arn).into_paginator().send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| sdk_error("DescribeListeners", e))?;
+        for l in page.listeners() {
+            let mut rules = Vec::new();
+            if let Some(arn) = l.listener_arn() {
+                // DescribeRules pages by Marker; its SDK has no paginator.
+                let mut marker: Option<String> = None;
+                loop {
+                    let resp = elb
+                        .describe_rules()
+                        .listener_arn(arn)
+                        .set_marker(marker.take())
+                        .send()
+                        .await
+                        .map_err(|e| sdk_error("DescribeRules", e))?;
+                    for r in resp.rules().iter().filter(|r| r.is_default() != Some(true)) {
+                        let mut hosts = Vec::new();
+                        let mut other_conditions = Vec::new();
+                        for c in r.conditions() {
+                            match c.field() {
+                                Some("host-header") => {
+                                    let values = c.host_header_config().map(|h| h.values().to_vec());
+                                    hosts.extend(
+                                        values.filter(|v| !v.is_empty()).unwrap_or_else(|| c.values().to_vec()),
+                                    );
+                                }
+                                field => {
+                                    let values = c.values().join(" ");
+                                    other_conditions
+                                        .push(format!("{} {values}", field.unwrap_or("?")).trim().to_string());
+                                }
+                            }
+                        }
+                        rules.push(ListenerRule {
+                            priority: r.priority().unwrap_or("?").to_string(),
+                            hosts,
+                            other_conditions,
+                            action: action(r.actions()),
+                        });
+                    }
+                    match resp.next_marker() {
+                        Some(m) if !m.is_empty() => marker = Some(m.to_string()),
+                        _ => break,
+                    }
+                }
+            }
+            rules.sort_by_key(|r| r.priority.parse::<u32>().unwrap_or(u32::MAX));
+            out.push(ListenerRouting {
+                port: l.port().and_then(|p| u16::try_from(p).ok()).unwrap_or(0),
+                protocol: l.protocol().map_or_else(|| "?".into(), |p| p.as_str().to_string()),
+                default: action(l.default_actions()),
+                rules,
+            });
+        }
+    }
+    Ok(out)
 }
 
 fn attributes(attrs: &[aws_sdk::elasticloadbalancingv2::types::TargetGroupAttribute]) -> TargetGroupAttributes {
@@ -506,4 +769,56 @@ pub async fn load_balancers_using(
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_header_values_match_as_aws_matches_them() {
+        assert!(host_matches("app.example.org", "APP.example.org."));
+        assert!(host_matches("*.example.org", "app.example.org"));
+        assert!(host_matches("ap?.example.org", "app.example.org"));
+        assert!(!host_matches("*.example.org", "example.org"));
+        assert!(!host_matches("preview.example.org", "app.example.org"));
+    }
+
+    /// The first rule taking every request of the host decides; a rule
+    /// with another condition takes some only, and is said.
+    #[test]
+    fn requests_for_a_host_go_where_its_first_whole_rule_or_the_default_sends_them() {
+        let rule = |priority: &str, hosts: &[&str], other: &[&str], action: ListenerAction| ListenerRule {
+            priority: priority.into(),
+            hosts: hosts.iter().map(|h| h.to_string()).collect(),
+            other_conditions: other.iter().map(|o| o.to_string()).collect(),
+            action,
+        };
+        let to = |tg: &str| ListenerAction::Forward(vec![format!("arn:tg/{tg}")]);
+        let lb = |rules: Vec<ListenerRule>, default: ListenerAction| LoadBalancer {
+            name: "green-alb".into(),
+            listeners: Listeners::Read(vec![ListenerRouting { port: 443, protocol: "HTTPS".into(), default, rules }]),
+            ..LoadBalancer::default()
+        };
+        let fixed = || ListenerAction::FixedResponse("503".into());
+        let listed = ["arn:tg/web"];
+        let host = "app.example.org";
+        assert_eq!(lb(vec![], to("web")).requests_for(host, &listed), Ok(HostRequests::Forwarded));
+        let by_host = lb(vec![rule("5", &["app.example.org"], &[], to("web"))], fixed());
+        assert_eq!(by_host.requests_for(host, &listed), Ok(HostRequests::Forwarded));
+        // An earlier rule for every request sends them elsewhere.
+        let first = lb(vec![rule("1", &[], &[], fixed()), rule("5", &[host], &[], to("web"))], to("web"));
+        assert!(
+            matches!(first.requests_for(host, &listed), Ok(HostRequests::Elsewhere(w)) if w.contains("HTTPS 443 answers a fixed 503"))
+        );
+        // Only a path, or only another host, to the group: elsewhere, saying what.
+        let path = lb(vec![rule("5", &[host], &["path-pattern /api/*"], to("web"))], fixed());
+        let Ok(HostRequests::Elsewhere(why)) = path.requests_for(host, &listed) else { panic!() };
+        assert!(why.contains("(but rule 5 (path-pattern /api/*) forwards to web)"), "{why}");
+        let other = lb(vec![rule("5", &["preview.example.org"], &[], to("web"))], fixed());
+        assert!(matches!(other.requests_for(host, &listed), Ok(HostRequests::Elsewhere(_))));
+        // Unread listeners are no evidence.
+        let unread = LoadBalancer { listeners: Listeners::Unread("AccessDenied".into()), ..LoadBalancer::default() };
+        assert!(unread.requests_for(host, &listed).is_err());
+    }
 }

@@ -215,7 +215,7 @@ pub fn from_snapshot(rb: &Runbook, g: &GateKind, snap: &Snapshot) -> Option<Meas
                 Ok(aws) => {
                     // The listed groups must be those requests go to: one the
                     // load balancer routes to but the runbook leaves out is unread.
-                    match aws.routing_gap(environment) {
+                    match aws.routing_gap(environment, &rb.dns.record) {
                         Err(crate::status::RoutingGap::Unknown(why)) => return Some(Measurement::Error(why)),
                         Err(crate::status::RoutingGap::NotRouted(why)) => return Some(Measurement::Fail(why)),
                         Ok(()) => {}
@@ -414,7 +414,7 @@ pub async fn metric_reading(
             return Ok(());
         }
         let Some(aws) = snap.environment(env).and_then(|e| e.aws.value.as_ref()) else { return Ok(()) };
-        match aws.routing_gap(env) {
+        match aws.routing_gap(env, &rb.dns.record) {
             Err(crate::status::RoutingGap::Unknown(why) | crate::status::RoutingGap::NotRouted(why)) => Err(why),
             Ok(()) => Ok(()),
         }
@@ -660,12 +660,12 @@ mod tests {
             targets,
         };
         let routed_snapshot = |groups: Vec<TargetGroup>, routes_to: &[&str]| {
-            let routes_to = crate::aws::elb::Routing::Groups(
-                routes_to
-                    .iter()
-                    .map(|n| format!("arn:aws:elasticloadbalancing:eu-west-1:1:targetgroup/{n}/1"))
-                    .collect(),
-            );
+            let arns: Vec<String> = routes_to
+                .iter()
+                .map(|n| format!("arn:aws:elasticloadbalancing:eu-west-1:1:targetgroup/{n}/1"))
+                .collect();
+            let (routes_to, listeners) =
+                (crate::aws::elb::Routing::Groups(arns.clone()), crate::aws::elb::Listeners::forwarding_to(arns));
             let data = EnvironmentData {
                 load_balancer: Some(LoadBalancer {
                     name: "green-alb".into(),
@@ -674,6 +674,7 @@ mod tests {
                     zones: vec!["eu-west-1a".into()],
                     vpc_id: None,
                     routes_to,
+                    listeners,
                 }),
                 target_groups: groups,
                 instances: vec![],

@@ -55,14 +55,14 @@ fn env_aws<'a>(snap: &'a Snapshot, env: &str) -> Result<&'a EnvironmentAws, Verd
     fresh(&e.aws, &format!("AWS data of {env}"))
 }
 
-fn targets_healthy(snap: &Snapshot, env: &str) -> Verdict {
+fn targets_healthy(rb: &Runbook, snap: &Snapshot, env: &str) -> Verdict {
     let aws = match env_aws(snap, env) {
         Ok(aws) => aws,
         Err(v) => return v,
     };
     // Judged where the requests go: a group the load balancer routes to but
     // the runbook leaves out could be answering them with 503s.
-    match aws.routing_gap(env) {
+    match aws.routing_gap(env, &rb.dns.record) {
         Err(super::RoutingGap::Unknown(why)) => unknown(why),
         Err(super::RoutingGap::NotRouted(why)) => fail(why),
         Ok(()) => judge_targets(env, &aws.target_groups),
@@ -817,7 +817,7 @@ pub fn check_name(c: &Check) -> &'static str {
 
 pub fn evaluate_one(rb: &Runbook, snap: &Snapshot, check: &Check) -> Verdict {
     match check {
-        Check::TargetsHealthy { environment } => targets_healthy(snap, environment),
+        Check::TargetsHealthy { environment } => targets_healthy(rb, snap, environment),
         Check::RedisReachable { environment } => redis_reachable(snap, rb, environment),
         Check::Stickiness { environment, duration } => stickiness(snap, environment, duration.as_secs()),
         Check::AlarmOk { alarm } => alarm_ok(rb, snap, alarm),

@@ -181,8 +181,9 @@ pub enum RoutingGap {
 
 impl EnvironmentAws {
     /// Whether the runbook's target groups are exactly the ones its load
-    /// balancer routes requests to (any are, without a load balancer).
-    pub fn routing_gap(&self, env: &str) -> Result<(), RoutingGap> {
+    /// balancer routes requests to (any are, without a load balancer), and
+    /// requests for `host` (the weighted record's name) reach them.
+    pub fn routing_gap(&self, env: &str, host: &str) -> Result<(), RoutingGap> {
         let Some(lb) = &self.load_balancer else { return Ok(()) };
         let routed =
             lb.routed_groups().map_err(|why| RoutingGap::Unknown(format!("load balancer {}: {why}", lb.name)))?;
@@ -210,7 +211,18 @@ impl EnvironmentAws {
                 unlisted.join(", ")
             )));
         }
-        Ok(())
+        // Routed by some rule is not routed the record's requests: a
+        // default answering 503 with the group behind another host's rule
+        // gets it none of the traffic Route53 sends here.
+        let listed: Vec<&str> = self.target_groups.iter().map(|tg| tg.arn.as_str()).collect();
+        match lb.requests_for(host, &listed) {
+            Ok(crate::aws::elb::HostRequests::Forwarded) => Ok(()),
+            Ok(crate::aws::elb::HostRequests::Elsewhere(why)) => Err(RoutingGap::Unknown(format!(
+                "{why}; whether {env}'s targets get the record's requests is unknown (a host-header rule for a name \
+                 clients use instead of {host} is not judged)"
+            ))),
+            Err(why) => Err(RoutingGap::Unknown(format!("load balancer {}: {why}", lb.name))),
+        }
     }
 }
 
