@@ -795,6 +795,34 @@ async fn a_copy_into_a_target_that_evicts_keys_fails_saying_so() {
     assert_eq!(checkpoint_copied(&state), Some(0), "its checkpoint starts over");
 }
 
+/// Keys evicted during a run that was killed are seen when its resume ends:
+/// the count is kept from the first run in the checkpoint (read afresh at
+/// the resume, the target given room by then, the resume ended "copied").
+#[tokio::test(flavor = "multi_thread")]
+async fn keys_evicted_before_a_kill_fail_the_resumed_copy() {
+    const N: usize = 6_000;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let (src, dst, mut s, mut d) = source_and_target(dir.path()).await;
+    let mut p = redis::pipe();
+    for i in 0..N {
+        p.cmd("SET").arg(format!("k{i}")).arg(vec![b'x'; 1024]).arg("EX").arg(3600).ignore();
+    }
+    let _: () = p.query_async(&mut s).await.unwrap();
+    let config = |k: &'static str, v: &'static str| redis::cmd("CONFIG").arg("SET").arg(k).arg(v).clone();
+    let _: () = config("maxmemory-policy", "volatile-lru").query_async(&mut d).await.unwrap();
+    let _: () = config("maxmemory", "3mb").query_async(&mut d).await.unwrap();
+    let args = ["redis", "copy", "--from", &src.url, "--to", &dst.url, "--yes"];
+    let mut child = copy_until_checkpointed(&state, &args, "3000", 4_500);
+    child.take().kill().unwrap();
+    let info: String = redis::cmd("INFO").arg("stats").query_async(&mut d).await.unwrap();
+    assert!(!info.contains("evicted_keys:0\r"), "the first run evicted: {info}");
+    let _: () = config("maxmemory", "0").query_async(&mut d).await.unwrap();
+    let (code, out, err) = run(&state, &[&args[..], &["--resume"]].concat());
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(err.contains("the target evicted ") && err.contains(" keys during the copy"), "{err}");
+}
+
 /// A checkpoint left by a copy that had finished, and a target emptied
 /// since (FLUSHALL leaves its run_id as it was): `--resume` must not call
 /// the copy done with nothing on the target. It scans again and writes

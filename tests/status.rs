@@ -217,8 +217,8 @@ async fn a_group_reached_only_through_another_hosts_rule_is_no_evidence_for_the_
     assert_eq!(outcome, CheckOutcome::Unknown, "{detail}");
     assert!(
         detail.starts_with(
-            "no listener of load balancer demo-prod-alb sends every request for app.demo.cutover.test to a listed \
-             target group: HTTP 80 answers a fixed 503"
+            "not every listener of load balancer demo-prod-alb sends every request for app.demo.cutover.test to a \
+             listed target group: HTTP 80 answers a fixed 503"
         ),
         "{detail}"
     );

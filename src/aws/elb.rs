@@ -199,13 +199,21 @@ impl LoadBalancer {
             Listeners::NotRead => return Err("its listeners were not read".into()),
             Listeners::Unread(e) => return Err(format!("its listeners could not be read ({e})")),
         };
+        // Every listener clients may use for the host: which one they do
+        // is not known, so one answering otherwise (a test listener's
+        // forward elsewhere, a 503) is as likely as the one that forwards.
+        // A redirect only sends them to another listener.
         let mut said = Vec::new();
+        let mut forwarded = 0;
         for l in listeners {
             let (action, some) = l.for_host(host);
-            if let ListenerAction::Forward(arns) = action
-                && arns.iter().any(|a| listed.contains(&a.as_str()))
-            {
-                return Ok(HostRequests::Forwarded);
+            match action {
+                ListenerAction::Forward(arns) if arns.iter().any(|a| listed.contains(&a.as_str())) => {
+                    forwarded += 1;
+                    continue;
+                }
+                ListenerAction::Redirect(_) if some.is_empty() => continue,
+                _ => {}
             }
             let partly: Vec<String> = some
                 .iter()
@@ -219,11 +227,16 @@ impl LoadBalancer {
                 if partly.is_empty() { String::new() } else { format!(" (but {})", partly.join("; ")) }
             ));
         }
+        if said.is_empty() && forwarded > 0 {
+            return Ok(HostRequests::Forwarded);
+        }
         if listeners.is_empty() {
             said.push("it has no listener".into());
+        } else if said.is_empty() {
+            said.push("every listener redirects".into());
         }
         Ok(HostRequests::Elsewhere(format!(
-            "no listener of load balancer {} sends every request for {host} to a listed target group: {}",
+            "not every listener of load balancer {} sends every request for {host} to a listed target group: {}",
             self.name,
             said.join("; ")
         )))
@@ -347,6 +360,37 @@ pub async fn load_balancer_routing(
     Ok(lb)
 }
 
+/// A rule's host-header values, and its other conditions as they read:
+/// a path of `/*` or `*` takes every request, so it is no condition; a host
+/// given as a regular expression matches some hosts only, so it is one.
+fn conditions(all: &[aws_sdk::elasticloadbalancingv2::types::RuleCondition]) -> (Vec<String>, Vec<String>) {
+    let (mut hosts, mut other) = (Vec::new(), Vec::new());
+    for c in all {
+        let field = c.field().unwrap_or("?");
+        match field {
+            "host-header" => {
+                let config = c.host_header_config();
+                let values = config.map(|h| h.values().to_vec()).filter(|v| !v.is_empty());
+                let regex = config.map(|h| h.regex_values().to_vec()).unwrap_or_default();
+                let regex = if regex.is_empty() { c.regex_values().to_vec() } else { regex };
+                match values.or_else(|| (!c.values().is_empty()).then(|| c.values().to_vec())) {
+                    Some(v) => hosts.extend(v),
+                    None => other.push(format!("host-header matching {}", regex.join(" or "))),
+                }
+            }
+            "path-pattern" => {
+                let config = c.path_pattern_config().map(|p| p.values().to_vec()).filter(|v| !v.is_empty());
+                let values = config.unwrap_or_else(|| c.values().to_vec());
+                if values.is_empty() || !values.iter().all(|v| v == "*" || v == "/*") {
+                    other.push(format!("path-pattern {}", values.join(" ")).trim().to_string());
+                }
+            }
+            _ => other.push(format!("{field} {}", c.values().join(" ")).trim().to_string()),
+        }
+    }
+    (hosts, other)
+}
+
 /// The load balancer's listeners with their default actions and rules,
 /// every page of each.
 async fn listener_routing(
@@ -389,45 +433,21 @@ async fn listener_routing(
         let page = page.map_err(|e| sdk_error("DescribeListeners", e))?;
         for l in page.listeners() {
             let mut rules = Vec::new();
-            if let Some(arn) = l.listener_arn() {
-                // DescribeRules pages by Marker; its SDK has no paginator.
-                let mut marker: Option<String> = None;
-                loop {
-                    let resp = elb
-                        .describe_rules()
-                        .listener_arn(arn)
-                        .set_marker(marker.take())
-                        .send()
-                        .await
-                        .map_err(|e| sdk_error("DescribeRules", e))?;
-                    for r in resp.rules().iter().filter(|r| r.is_default() != Some(true)) {
-                        let mut hosts = Vec::new();
-                        let mut other_conditions = Vec::new();
-                        for c in r.conditions() {
-                            match c.field() {
-                                Some("host-header") => {
-                                    let values = c.host_header_config().map(|h| h.values().to_vec());
-                                    hosts.extend(
-                                        values.filter(|v| !v.is_empty()).unwrap_or_else(|| c.values().to_vec()),
-                                    );
-                                }
-                                field => {
-                                    let values = c.values().join(" ");
-                                    other_conditions
-                                        .push(format!("{} {values}", field.unwrap_or("?")).trim().to_string());
-                                }
-                            }
-                        }
+            // Only an ALB's HTTP and HTTPS listeners have rules (a Gateway
+            // load balancer's answers DescribeRules with ListenerNotFound).
+            let has_rules = matches!(l.protocol().map(|p| p.as_str()), Some("HTTP" | "HTTPS"));
+            if let Some(arn) = l.listener_arn().filter(|_| has_rules) {
+                let mut pages = elb.describe_rules().listener_arn(arn).into_paginator().send();
+                while let Some(page) = pages.next().await {
+                    let page = page.map_err(|e| sdk_error("DescribeRules", e))?;
+                    for r in page.rules().iter().filter(|r| r.is_default() != Some(true)) {
+                        let (hosts, other_conditions) = conditions(r.conditions());
                         rules.push(ListenerRule {
                             priority: r.priority().unwrap_or("?").to_string(),
                             hosts,
                             other_conditions,
                             action: action(r.actions()),
                         });
-                    }
-                    match resp.next_marker() {
-                        Some(m) if !m.is_empty() => marker = Some(m.to_string()),
-                        _ => break,
                     }
                 }
             }
@@ -817,6 +837,25 @@ mod tests {
         assert!(why.contains("(but rule 5 (path-pattern /api/*) forwards to web)"), "{why}");
         let other = lb(vec![rule("5", &["preview.example.org"], &[], to("web"))], fixed());
         assert!(matches!(other.requests_for(host, &listed), Ok(HostRequests::Elsewhere(_))));
+        // A host given as a regular expression takes some hosts only; a
+        // path of /* takes every request.
+        let regex = lb(vec![rule("1", &[], &["host-header matching ^admin\\."], to("web"))], fixed());
+        assert!(matches!(regex.requests_for(host, &listed), Ok(HostRequests::Elsewhere(_))));
+        // Every listener but a redirecting one: a test listener answering
+        // 503 is as likely as the one forwarding.
+        let two = |second: ListenerAction| LoadBalancer {
+            listeners: Listeners::Read(vec![
+                ListenerRouting { port: 443, protocol: "HTTPS".into(), default: to("web"), rules: vec![] },
+                ListenerRouting { port: 80, protocol: "HTTP".into(), default: second, rules: vec![] },
+            ]),
+            ..LoadBalancer::default()
+        };
+        assert_eq!(
+            two(ListenerAction::Redirect("HTTPS:443".into())).requests_for(host, &listed),
+            Ok(HostRequests::Forwarded)
+        );
+        let Ok(HostRequests::Elsewhere(why)) = two(fixed()).requests_for(host, &listed) else { panic!() };
+        assert!(why.ends_with(": HTTP 80 answers a fixed 503"), "{why}");
         // Unread listeners are no evidence.
         let unread = LoadBalancer { listeners: Listeners::Unread("AccessDenied".into()), ..LoadBalancer::default() };
         assert!(unread.requests_for(host, &listed).is_err());

@@ -51,6 +51,11 @@ pub struct Checkpoint {
     /// replicas last confirmed the writes before the cursor ([`ReplMark`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_mark: Option<ReplMark>,
+    /// The target's `evicted_keys` (summed over a cluster's primaries) as
+    /// the copy's first run began: evictions during an interrupted run are
+    /// still seen when a resume ends. None in older checkpoints.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_evicted: Option<u64>,
 }
 
 /// Where a Sentinel target's master stood when its replicas confirmed a
@@ -563,6 +568,7 @@ mod tests {
             done: false,
             target_run_ids: Vec::new(),
             target_mark: None,
+            target_evicted: None,
         }
     }
 

@@ -135,8 +135,8 @@ pub struct Preflight {
     /// PEXPIRETIME and the target takes `SET … PXAT`.
     #[serde(skip)]
     pub expiry_read: ExpiryRead,
-    /// The target's `evicted_keys` as the run began: more at its end means
-    /// keys it took were dropped.
+    /// The target's `evicted_keys` as the copy's first run began (kept in
+    /// its checkpoint): more at its end means keys it took were dropped.
     #[serde(skip)]
     pub target_evicted: u64,
 }
@@ -502,7 +502,13 @@ pub async fn preflight(opts: &CopyOptions) -> Result<(Conns, Preflight), CopyErr
     let target_shards = dst_cluster.as_ref().map(|c| c.shards()).unwrap_or_default();
     let conns = Conns { src, dst, src_addr, dst_addr, src_cluster, dst_cluster };
     let (target_keys, target_expiring) = conns.target_counts(&opts.to).await.map_err(CopyError::Refused)?;
-    let target_evicted = conns.target_evicted(&opts.to).await.map_err(CopyError::Refused)?;
+    // Counted from the copy's first run: a resume still sees what an
+    // interrupted run had evicted (a count lower now: the target restarted).
+    let evicted_now = conns.target_evicted(&opts.to).await.map_err(CopyError::Refused)?;
+    let target_evicted = match opts.resume.as_ref().and_then(|cp| cp.target_evicted) {
+        Some(before) if before <= evicted_now => before,
+        _ => evicted_now,
+    };
     let (target_history, target_mark) = match opts.to.sentinel() {
         Some(_) => {
             let info = replication_info(&opts.to, &mut conns.dst.clone()).await.map_err(CopyError::Refused)?;
@@ -1807,6 +1813,7 @@ fn save(opts: &CopyOptions, pf: &Preflight, parts: &[Part], carried: Counters) -
         done: single && parts[0].at.done,
         target_run_ids: pf.target_run_ids.clone(),
         target_mark: pf.mark(),
+        target_evicted: Some(pf.target_evicted),
     };
     checkpoint::save(path, &cp)
 }
@@ -2324,17 +2331,22 @@ pub async fn copy(
     if finished {
         let copied = total_of(carried, &parts).copied;
         let evicted = conns.target_evicted(&opts.to).await.map(|now| now.saturating_sub(pf.target_evicted));
+        if let Err(e) = &evicted {
+            // Unread is not lost: the checkpoint is kept, as when the target's servers cannot be asked.
+            save(opts, pf, &parts, carried).map_err(CopyError::Failed)?;
+            return Err(CopyError::Failed(format!(
+                "every key was written ({copied}), but whether the target evicted any meanwhile could not be read \
+                 ({}); the checkpoint is kept: {} asks again",
+                short(e),
+                opts.run_by.resumer()
+            )));
+        }
         let why = match evicted {
-            Ok(0) => None,
+            Ok(0) | Err(_) => None,
             Ok(n) => Some(format!(
                 "the target evicted {n} keys during the copy: it reached its maxmemory, and its maxmemory-policy \
                  drops keys after their writes were answered OK, so some of the {copied} keys written may be gone \
                  and nothing tells which. Give it more memory (or a larger node type), then"
-            )),
-            Err(e) => Some(format!(
-                "every key was written ({copied}), but whether the target evicted any meanwhile could not be read \
-                 ({}); check its evicted_keys (INFO stats), then",
-                short(&e)
             )),
         };
         if let Some(why) = why {

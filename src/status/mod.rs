@@ -218,8 +218,8 @@ impl EnvironmentAws {
         match lb.requests_for(host, &listed) {
             Ok(crate::aws::elb::HostRequests::Forwarded) => Ok(()),
             Ok(crate::aws::elb::HostRequests::Elsewhere(why)) => Err(RoutingGap::Unknown(format!(
-                "{why}; whether {env}'s targets get the record's requests is unknown (a host-header rule for a name \
-                 clients use instead of {host} is not judged)"
+                "{why}; whether {env}'s targets get the record's requests is unknown (cutover judges rules by the \
+                 record's own name: one for a name clients use instead, a CNAME to it, leaves this unknown)"
             ))),
             Err(why) => Err(RoutingGap::Unknown(format!("load balancer {}: {why}", lb.name))),
         }
