@@ -769,6 +769,24 @@ async fn a_copy_says_what_other_databases_hold_and_refuses_an_empty_one_beside_t
     assert_eq!(dbsize(&mut d).await, 1);
 }
 
+/// `n` keys of 1 KiB expiring in an hour on `s`, and `d` made to evict
+/// them (`volatile-lru`, as ElastiCache's default) beyond `maxmemory`.
+async fn kilobyte_keys_and_an_evicting_target(
+    s: &mut MultiplexedConnection,
+    d: &mut MultiplexedConnection,
+    n: usize,
+    maxmemory: &str,
+) {
+    let mut p = redis::pipe();
+    for i in 0..n {
+        p.cmd("SET").arg(format!("k{i}")).arg(vec![b'x'; 1024]).arg("EX").arg(3600).ignore();
+    }
+    let _: () = p.query_async(s).await.unwrap();
+    for (k, v) in [("maxmemory-policy", "volatile-lru"), ("maxmemory", maxmemory)] {
+        let _: () = redis::cmd("CONFIG").arg("SET").arg(k).arg(v).query_async(d).await.unwrap();
+    }
+}
+
 /// A target too small for the copy (maxmemory with an evicting policy, as
 /// ElastiCache's default volatile-lru) drops keys after answering OK to
 /// their writes: the copy fails saying so, never "copied", and its
@@ -779,14 +797,7 @@ async fn a_copy_into_a_target_that_evicts_keys_fails_saying_so() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let (src, dst, mut s, mut d) = source_and_target(dir.path()).await;
-    let mut p = redis::pipe();
-    for i in 0..N {
-        p.cmd("SET").arg(format!("k{i}")).arg(vec![b'x'; 1024]).arg("EX").arg(3600).ignore();
-    }
-    let _: () = p.query_async(&mut s).await.unwrap();
-    for (k, v) in [("maxmemory", "2mb"), ("maxmemory-policy", "volatile-lru")] {
-        let _: () = redis::cmd("CONFIG").arg("SET").arg(k).arg(v).query_async(&mut d).await.unwrap();
-    }
+    kilobyte_keys_and_an_evicting_target(&mut s, &mut d, N, "2mb").await;
     let args = ["redis", "copy", "--from", &src.url, "--to", &dst.url, "--yes"];
     let (code, out, err) = run(&state, &args);
     assert_eq!(code, Some(1), "{out}{err}");
@@ -804,20 +815,13 @@ async fn keys_evicted_before_a_kill_fail_the_resumed_copy() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let (src, dst, mut s, mut d) = source_and_target(dir.path()).await;
-    let mut p = redis::pipe();
-    for i in 0..N {
-        p.cmd("SET").arg(format!("k{i}")).arg(vec![b'x'; 1024]).arg("EX").arg(3600).ignore();
-    }
-    let _: () = p.query_async(&mut s).await.unwrap();
-    let config = |k: &'static str, v: &'static str| redis::cmd("CONFIG").arg("SET").arg(k).arg(v).clone();
-    let _: () = config("maxmemory-policy", "volatile-lru").query_async(&mut d).await.unwrap();
-    let _: () = config("maxmemory", "3mb").query_async(&mut d).await.unwrap();
+    kilobyte_keys_and_an_evicting_target(&mut s, &mut d, N, "3mb").await;
     let args = ["redis", "copy", "--from", &src.url, "--to", &dst.url, "--yes"];
     let mut child = copy_until_checkpointed(&state, &args, "3000", 4_500);
     child.take().kill().unwrap();
     let info: String = redis::cmd("INFO").arg("stats").query_async(&mut d).await.unwrap();
     assert!(!info.contains("evicted_keys:0\r"), "the first run evicted: {info}");
-    let _: () = config("maxmemory", "0").query_async(&mut d).await.unwrap();
+    let _: () = redis::cmd("CONFIG").arg("SET").arg("maxmemory").arg("0").query_async(&mut d).await.unwrap();
     let (code, out, err) = run(&state, &[&args[..], &["--resume"]].concat());
     assert_eq!(code, Some(1), "{out}{err}");
     assert!(err.contains("the target evicted ") && err.contains(" keys during the copy"), "{err}");
