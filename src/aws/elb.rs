@@ -373,9 +373,12 @@ fn conditions(all: &[aws_sdk::elasticloadbalancingv2::types::RuleCondition]) -> 
                 let values = config.map(|h| h.values().to_vec()).filter(|v| !v.is_empty());
                 let regex = config.map(|h| h.regex_values().to_vec()).unwrap_or_default();
                 let regex = if regex.is_empty() { c.regex_values().to_vec() } else { regex };
-                match values.or_else(|| (!c.values().is_empty()).then(|| c.values().to_vec())) {
-                    Some(v) => hosts.extend(v),
-                    None => other.push(format!("host-header matching {}", regex.join(" or "))),
+                if let Some(v) = values.or_else(|| (!c.values().is_empty()).then(|| c.values().to_vec())) {
+                    hosts.extend(v);
+                }
+                // A regex matches some hosts only: the rule takes some requests.
+                if !regex.is_empty() || hosts.is_empty() {
+                    other.push(format!("host-header matching {}", regex.join(" or ")).trim().to_string());
                 }
             }
             "path-pattern" => {

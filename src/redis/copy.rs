@@ -137,8 +137,10 @@ pub struct Preflight {
     pub expiry_read: ExpiryRead,
     /// The target's `evicted_keys` as the copy's first run began (kept in
     /// its checkpoint): more at its end means keys it took were dropped.
+    /// Moved to the count read at a failure for evictions, whose checkpoint
+    /// starts over (shared by the clones of this preflight).
     #[serde(skip)]
-    pub target_evicted: u64,
+    pub target_evicted: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Preflight {
@@ -556,7 +558,7 @@ pub async fn preflight(opts: &CopyOptions) -> Result<(Conns, Preflight), CopyErr
         target_history,
         target_mark,
         expiry_read,
-        target_evicted,
+        target_evicted: std::sync::Arc::new(std::sync::atomic::AtomicU64::new(target_evicted)),
     };
     Ok((conns, pf))
 }
@@ -1813,7 +1815,7 @@ fn save(opts: &CopyOptions, pf: &Preflight, parts: &[Part], carried: Counters) -
         done: single && parts[0].at.done,
         target_run_ids: pf.target_run_ids.clone(),
         target_mark: pf.mark(),
-        target_evicted: Some(pf.target_evicted),
+        target_evicted: Some(pf.target_evicted.load(std::sync::atomic::Ordering::SeqCst)),
     };
     checkpoint::save(path, &cp)
 }
@@ -2330,7 +2332,8 @@ pub async fn copy(
     // from 0, so no growth is read then).
     if finished {
         let copied = total_of(carried, &parts).copied;
-        let evicted = conns.target_evicted(&opts.to).await.map(|now| now.saturating_sub(pf.target_evicted));
+        let before = pf.target_evicted.load(std::sync::atomic::Ordering::SeqCst);
+        let evicted = conns.target_evicted(&opts.to).await;
         if let Err(e) = &evicted {
             // Unread is not lost: the checkpoint is kept, as when the target's servers cannot be asked.
             save(opts, pf, &parts, carried).map_err(CopyError::Failed)?;
@@ -2341,15 +2344,20 @@ pub async fn copy(
                 opts.run_by.resumer()
             )));
         }
-        let why = match evicted {
-            Ok(0) | Err(_) => None,
-            Ok(n) => Some(format!(
-                "the target evicted {n} keys during the copy: it reached its maxmemory, and its maxmemory-policy \
+        let why = match evicted.map(|now| (now, now.saturating_sub(before))) {
+            Ok((_, 0)) | Err(_) => None,
+            Ok((now, n)) => Some((
+                now,
+                format!(
+                    "the target evicted {n} keys during the copy: it reached its maxmemory, and its maxmemory-policy \
                  drops keys after their writes were answered OK, so some of the {copied} keys written may be gone \
                  and nothing tells which. Give it more memory (or a larger node type), then"
+                ),
             )),
         };
-        if let Some(why) = why {
+        if let Some((now, why)) = why {
+            // The scan starting over writes every key again: counted from here.
+            pf.target_evicted.store(now, std::sync::atomic::Ordering::SeqCst);
             start_over(&mut parts, &mut carried);
             let saved = save(opts, pf, &parts, carried);
             return Err(CopyError::Failed(format!("{why} copy again: {}", set_back(saved, opts.run_by))));
