@@ -211,11 +211,7 @@ pub async fn plan(clients: &Clients, rb: &Runbook, weights: Weights) -> Result<S
             )));
         }
     }
-    let unlisted = records
-        .iter()
-        .filter(|r| !rb.dns.set_identifiers.values().any(|id| *id == r.set_identifier))
-        .cloned()
-        .collect();
+    let unlisted = records.iter().filter(|r| !rb.dns.lists(&r.set_identifier)).cloned().collect();
     Ok(ShiftPlan {
         zone_id: zone,
         name: rb.dns.record.clone(),

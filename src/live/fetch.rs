@@ -98,7 +98,7 @@ fn unlisted_beyond_first_type(
             of_type
                 .into_iter()
                 .zip(shares)
-                .filter(|(r, _)| r.weight > 0 && !rb.dns.set_identifiers.values().any(|id| *id == r.set_identifier))
+                .filter(|(r, _)| r.weight > 0 && !rb.dns.lists(&r.set_identifier))
                 .map(|(r, s)| format!("{t} `{}` (weight {}, {:.1}%)", r.set_identifier, r.weight, s * 100.0))
                 .collect::<Vec<_>>()
         })
@@ -340,14 +340,17 @@ pub async fn traffic(clients: &Clients, rb: &Runbook, zone_id: &mut Option<Strin
 /// not list: Route53 shares the traffic among every record of the group, so
 /// the shares count each record that exists.
 pub fn sides(rb: &Runbook, records: &[crate::aws::route53::WeightedRecord]) -> Vec<SideWeight> {
-    let listed =
-        |r: &&crate::aws::route53::WeightedRecord| rb.dns.set_identifiers.values().any(|id| *id == r.set_identifier);
     let found: Vec<_> = rb
         .dns
         .set_identifiers
         .iter()
         .map(|(env, id)| (Some(env.clone()), id.clone(), records.iter().find(|r| &r.set_identifier == id)))
-        .chain(records.iter().filter(|r| !listed(r)).map(|r| (None, r.set_identifier.clone(), Some(r))))
+        .chain(
+            records
+                .iter()
+                .filter(|r| !rb.dns.lists(&r.set_identifier))
+                .map(|r| (None, r.set_identifier.clone(), Some(r))),
+        )
         .collect();
     let present: Vec<u8> = found.iter().filter_map(|(_, _, r)| r.map(|r| r.weight)).collect();
     let mut sh = shares(&present).into_iter();

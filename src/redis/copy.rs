@@ -257,16 +257,20 @@ impl Conns {
         Ok(out)
     }
 
+    /// A connection to the target's one server, or to each primary of a cluster.
+    async fn target_primaries(&self) -> Result<Vec<MultiplexedConnection>, String> {
+        Ok(match &self.dst_cluster {
+            Some(c) => c.primaries().await?.into_iter().map(|(_, c)| c).collect(),
+            None => vec![self.dst.clone()],
+        })
+    }
+
     /// Whether the target holds no key at all: DBSIZE 0 on its database, or
     /// on every primary of a cluster. Then a `fail` copy has no conflict to
     /// look for before writing; one that appears later still meets RESTORE
     /// without REPLACE (BUSYKEY) or RENAMENX and stops the copy.
     pub async fn target_empty(&self, to: &Endpoint) -> Result<bool, String> {
-        let nodes = match &self.dst_cluster {
-            Some(c) => c.primaries().await?.into_iter().map(|(_, c)| c).collect(),
-            None => vec![self.dst.clone()],
-        };
-        for mut c in nodes {
+        for mut c in self.target_primaries().await? {
             if q::<u64>(to, &mut c, &redis::cmd("DBSIZE")).await? > 0 {
                 return Ok(false);
             }
@@ -311,12 +315,8 @@ impl Conns {
     /// over a cluster's primaries): one full at its maxmemory drops keys
     /// after answering OK to their writes.
     pub async fn target_evicted(&self, to: &Endpoint) -> Result<u64, String> {
-        let nodes = match &self.dst_cluster {
-            Some(c) => c.primaries().await?.into_iter().map(|(_, c)| c).collect(),
-            None => vec![self.dst.clone()],
-        };
         let mut evicted = 0;
-        for mut c in nodes {
+        for mut c in self.target_primaries().await? {
             let info: String = q(to, &mut c, redis::cmd("INFO").arg("stats")).await?;
             evicted += super::info_field(&info, "evicted_keys").and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
         }

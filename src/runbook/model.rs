@@ -266,6 +266,11 @@ impl Dns {
     pub fn types(&self) -> Vec<String> {
         if self.record_types.is_empty() { vec![self.record_type.clone()] } else { self.record_types.clone() }
     }
+
+    /// Whether `set_identifier` is one of the runbook's weighted records.
+    pub fn lists(&self, set_identifier: &str) -> bool {
+        self.set_identifiers.values().any(|id| id == set_identifier)
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
