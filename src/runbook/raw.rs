@@ -332,7 +332,7 @@ pub struct RawGate {
     pub environment: Option<S<String>>,
     /// `redis_hit_rate`: the Redis endpoint measured.
     pub redis: Option<S<String>>,
-    /// `redis_hit_rate`: the least hit rate, in percent (0–100), over the interval between two readings.
+    /// `redis_hit_rate`: the least hit rate, in percent (above 1, at most 100), over the interval between two readings.
     pub min_hit_rate: Option<S<f64>>,
     /// `redis_hit_rate`: the fewest lookups a rate is judged on (default 100); fewer is no data.
     pub min_lookups: Option<S<i64>>,
@@ -451,7 +451,7 @@ pub struct RawItem {
     pub no_reboot: Option<S<bool>>,
     /// `snapshot_redis`: the Redis endpoint (one with `elasticache`) to snapshot; `redis_hit_rate`: the endpoint measured.
     pub redis: Option<S<String>>,
-    /// `redis_hit_rate`: the least hit rate, in percent (0–100), over the interval between two readings.
+    /// `redis_hit_rate`: the least hit rate, in percent (above 1, at most 100), over the interval between two readings.
     pub min_hit_rate: Option<S<f64>>,
     /// `redis_hit_rate`: the fewest lookups a rate is judged on (default 100); fewer is no data.
     pub min_lookups: Option<S<i64>>,

@@ -2084,6 +2084,18 @@ impl<'a> Validator<'a> {
                     format!("min_hit_rate {v} is not a percent above 0"),
                     "give the least share of lookups that must hit, in percent: more than 0, at most 100 (90 for 90%)",
                 );
+            } else if v <= 1.0 {
+                // A fraction (0.9 for 90%) would gate at under 1% and pass a
+                // cold cache; no cutover gates on a hit rate that low.
+                self.err(
+                    m.span(),
+                    format!("min_hit_rate {v} reads as {v}%, not {}%: the rate is in percent", v * 100.0),
+                    format!(
+                        "write {} for {}% (a least hit rate of 1% or less is taken as a fraction written by mistake)",
+                        v * 100.0,
+                        v * 100.0
+                    ),
+                );
             }
             v
         });
