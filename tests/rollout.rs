@@ -1266,3 +1266,53 @@ async fn a_step_onto_a_side_with_no_target_in_service_pauses_before_it_is_sent()
     assert_eq!(weights(&sb).await, w(0, 100));
     sb.down().await;
 }
+
+/// A rollback onto a side with nothing in service would send the share it
+/// raises to 503s, worse than the failing step it undoes: not sent, said,
+/// audited as refused, and sent by `cutover abort` once that side serves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollback_onto_a_side_with_no_target_in_service_is_not_sent_until_it_serves() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rb, path) = fast_runbook(dir.path());
+    let sb = fixed_sandbox(&rb, "us-east-2").await;
+    let p = path.to_str().unwrap();
+    let child = spawn_rollout(&sb, &rb, dir.path(), &path);
+    until_soaking(dir.path(), 1).await;
+    let production: Vec<String> =
+        sb.world.instances.iter().filter(|i| i.name.starts_with("prod-")).map(|i| i.id.clone()).collect();
+    assert!(!production.is_empty(), "the demo has production instances");
+    sb.clients.ec2.stop_instances().set_instance_ids(Some(production.clone())).send().await.unwrap();
+    staging_5xx_alarm_fires(&sb, "test: 5xx above threshold").await;
+    let out = child.wait_with_output().await.unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains(
+            "rollback to 90/10 NOT sent: raising production's weight from 75 to 90 would send that traffic to target \
+             group demo-prod-web, which has no target in service (i-"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("The weights stay 75/25"), "{text}");
+    assert_eq!(weights(&sb).await, w(75, 25), "nothing sent");
+    let refused: Vec<_> =
+        audit(dir.path()).into_iter().filter(|l| l["action"] == "rollout abort" && l["stage"] == "refused").collect();
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!(rollout_state(dir.path()).unwrap()["engine"]["phase"]["phase"], "aborted", "the decision is kept");
+
+    // The preview says the same; once production serves, the abort sends it.
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["abort", p, "--dry-run"]).await;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("would refuse: raising production's weight from 75 to 90"), "{out}");
+    sb.clients.ec2.start_instances().set_instance_ids(Some(production)).send().await.unwrap();
+    for i in sb.world.instances.iter().filter(|i| i.name.starts_with("prod-")) {
+        eventually(Duration::from_secs(20), &format!("{} to answer /health", i.name), || async {
+            reqwest::get(&i.health_url).await.ok()?.status().is_success().then_some(())
+        })
+        .await;
+    }
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["abort", p, "--yes"]).await;
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(weights(&sb).await, w(90, 10), "back to step 1 once production serves");
+    sb.down().await;
+}

@@ -304,6 +304,29 @@ impl Runner<'_> {
                      shift` if they must move"
                 )));
             }
+            // A rollback onto a side with nothing in service (old
+            // production stopped, its targets deregistered) would send the
+            // share it raises to 503s: worse than the failing step it undoes.
+            // Not sent; a person decides. Only a sure refusal holds it back:
+            // a side that cannot be read is rolled back onto, as a weight
+            // change must stay possible in an emergency.
+            match shift::raised_sides_serve(&self.cx.clients, &self.cx.rb, &plan).await {
+                Ok(unchecked) => unchecked.iter().for_each(|line| (self.say)(line)),
+                Err(super::PlanError::Refused(why)) => {
+                    let refused = format!(
+                        "rollback to {}/{} NOT sent: {why}. The weights stay {}/{}; once {} has a target in \
+                         service, `cutover abort` (or the next `cutover rollout`) sends it; to move the traffic \
+                         elsewhere, `cutover shift`",
+                        weights.0, weights.1, live.0, live.1, self.cx.rb.rollout.from
+                    );
+                    self.audit(&self.action(None), Stage::Refused, Some(live), weights, refused.clone())?;
+                    return Err(SendError::Failed(refused));
+                }
+                Err(e) => (self.say)(&format!(
+                    "NOT CHECKED: whether {} can take the share this rollback raises ({e})",
+                    self.cx.rb.rollout.from
+                )),
+            }
             self.rolled_back_from = Some(live);
         }
         // Weights changed by someone else since this rollout's last change
@@ -1874,8 +1897,8 @@ pub async fn preview(
 }
 
 /// What `cutover abort` would do now, without doing it.
-pub async fn abort_preview(rb: &Runbook, clients: &SideClients) -> Result<Vec<String>, RolloutError> {
-    let clients = clients.dns();
+pub async fn abort_preview(rb: &Runbook, sides: &SideClients) -> Result<Vec<String>, RolloutError> {
+    let clients = sides.dns();
     let plan = RolloutPlan::from_runbook(rb).map_err(failed)?;
     let state = load_state(&rb.name).map_err(failed)?;
     let changed = state.as_ref().is_some_and(|s| s.plan_hash != plan_hash(rb));
@@ -1911,13 +1934,31 @@ pub async fn abort_preview(rb: &Runbook, clients: &SideClients) -> Result<Vec<St
         )]);
     }
     if is_running(&rb.name).map_err(failed)? {
-        out.push("a rollout is running: `cutover abort` would ask it to roll back and wait for INSYNC".into());
+        // Its steps go on passing until it reads the request: the target
+        // shown is the one now, and the popup must not promise more.
+        out.push(
+            "a rollout is running: `cutover abort` would ask it to roll back and wait for INSYNC; it goes back to \
+             the last step whose gates all passed when it reads the request, so a step that passes before then \
+             is the target instead"
+                .into(),
+        );
     } else {
         let sp = shift::plan(clients, rb, target).await?;
         let live = (sp.from.record.weight, sp.to.record.weight);
         if let Some(why) = rollback_raises(&rb.rollout.to, live, target, &sp.unlisted_weights(&sp.record_type)) {
             out.push(format!("would refuse: {why}"));
             return Ok(out);
+        }
+        // As the rollback itself judges the side it raises.
+        match shift::raised_sides_serve(sides, rb, &sp).await {
+            Ok(unchecked) => out.extend(unchecked),
+            Err(super::PlanError::Refused(why)) => {
+                out.push(format!("would refuse: {why}"));
+                return Ok(out);
+            }
+            Err(e) => {
+                out.push(format!("NOT CHECKED: whether {} can take the share this raises ({e})", rb.rollout.from))
+            }
         }
         out.push(format!("would set {}", sp.describe()));
         if !sp.is_noop() {
