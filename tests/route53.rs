@@ -470,7 +470,57 @@ async fn a_weighted_record_the_runbook_does_not_list_is_counted_in_the_shares_an
     let (_, out) =
         run_cutover_all(&sb, &rb, dir.path(), &["shift", path.to_str().unwrap(), "--to", "100", "--dry-run"]).await;
     assert!(
-        out.contains("`maint` at 100 is not in the runbook and stays unchanged: staging will get 50.0% of the traffic, production 0.0%"),
+        out.contains("`maint` at 100 (not in the runbook) stays unchanged: staging will get 50.0% of the traffic, production 0.0%"),
+        "{out}"
+    );
+    sb.down().await;
+}
+
+/// A third environment of the runbook (a `dr` record carrying the traffic
+/// during an incident) takes its share as an unlisted record does: a shift
+/// from 0/0 to 50/50 beside it raises both sides from nothing to a quarter,
+/// so the raised side's targets are checked, and the plan names `dr`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_third_environments_record_is_counted_when_a_shift_judges_the_share_it_raises() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rb, path) = runbook_with(dir.path(), "demo.toml", |t| {
+        t.replace("ttl = 10\n", "ttl = 1\n")
+            .replace(
+                "set_identifiers = { production = \"prod\", staging = \"staging\" }",
+                "set_identifiers = { production = \"prod\", staging = \"staging\", dr = \"dr\" }",
+            )
+            .replace(
+                "initial_weights = { production = 100, staging = 0 }",
+                "initial_weights = { production = 100, staging = 0, dr = 0 }",
+            )
+            .replace(
+                "[dns]",
+                "[environments.dr]\ninstances = { tags = { App = \"demo\", Environment = \"dr\" } }\n\n[dns]",
+            )
+    });
+    let sb = sandbox(&rb, "eu-west-1").await;
+    set_weights_as_another_client(&sb, &rb, &[("prod", 0), ("staging", 0), ("dr", 100)]).await;
+    let staging: Vec<String> =
+        sb.world.instances.iter().filter(|i| i.name.starts_with("staging-")).map(|i| i.id.clone()).collect();
+    sb.clients.ec2.stop_instances().set_instance_ids(Some(staging)).send().await.unwrap();
+    let shift = ["shift", path.to_str().unwrap(), "--to", "50", "--dry-run"];
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &shift).await;
+    assert_eq!(code, Some(2), "{out}");
+    assert!(
+        out.contains(
+            "raising staging's weight from 0 to 50 would send that traffic to target group demo-staging-web, which \
+             has no target in service"
+        ),
+        "{out}"
+    );
+    // Onto production alone, the plan says what `dr` leaves each side.
+    let shift = ["shift", path.to_str().unwrap(), "--to", "0", "--dry-run"];
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &shift).await;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains(
+            "`dr` at 100 (dr's record) stays unchanged: staging will get 0.0% of the traffic, production 50.0%"
+        ),
         "{out}"
     );
     sb.down().await;

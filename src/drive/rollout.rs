@@ -296,7 +296,7 @@ impl Runner<'_> {
         if step.is_none() {
             let live = (plan.from.record.weight, plan.to.record.weight);
             if let Some(why) =
-                rollback_raises(&self.cx.rb.rollout.to, live, weights, &plan.unlisted_weights(&plan.record_type))
+                rollback_raises(&self.cx.rb.rollout.to, live, weights, &plan.other_weights(&plan.record_type))
             {
                 return Err(SendError::Failed(format!(
                     "rollback refused: {why}; the runbook's steps or initial weights changed since the saved \
@@ -1945,7 +1945,7 @@ pub async fn abort_preview(rb: &Runbook, sides: &SideClients) -> Result<Vec<Stri
     } else {
         let sp = shift::plan(clients, rb, target).await?;
         let live = (sp.from.record.weight, sp.to.record.weight);
-        if let Some(why) = rollback_raises(&rb.rollout.to, live, target, &sp.unlisted_weights(&sp.record_type)) {
+        if let Some(why) = rollback_raises(&rb.rollout.to, live, target, &sp.other_weights(&sp.record_type)) {
             out.push(format!("would refuse: {why}"));
             return Ok(out);
         }

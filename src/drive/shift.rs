@@ -29,6 +29,15 @@ impl Side {
     }
 }
 
+/// A record of the weighted group beside the two sides of a shift.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OtherRecord {
+    /// The runbook's environment whose record it is; None: not listed.
+    pub environment: Option<String>,
+    #[serde(flatten)]
+    pub record: WeightedRecord,
+}
+
 /// A weight change, fully planned from what Route53 says now.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ShiftPlan {
@@ -39,10 +48,12 @@ pub struct ShiftPlan {
     pub to: Side,
     /// The new weights (from, to).
     pub weights: Weights,
-    /// The group's records (of every type) that the runbook does not list:
-    /// untouched, they keep their share of the traffic.
+    /// The group's records (of every type) beside the two sides': another
+    /// environment's of the runbook (`Some` its name) or one it does not
+    /// list. Untouched, they keep their share of the traffic, so every
+    /// share this plan judges counts them.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub unlisted: Vec<WeightedRecord>,
+    pub others: Vec<OtherRecord>,
     /// What could not be checked before it (`raised_sides_serve`), shown
     /// with it in the confirm popup and by `cutover run`.
     #[serde(skip)]
@@ -108,39 +119,46 @@ impl ShiftPlan {
             self.name,
             self.types()
         );
-        base + &differ.unwrap_or_default() + &self.unlisted_share().unwrap_or_default()
+        base + &differ.unwrap_or_default() + &self.others_share().unwrap_or_default()
     }
 
-    /// The weights of the records of `record_type` the runbook does not list.
-    pub fn unlisted_weights(&self, record_type: &str) -> Vec<u8> {
-        self.unlisted.iter().filter(|r| r.record_type == record_type).map(|r| r.weight).collect()
+    /// The weights of the group's other records of `record_type`.
+    pub fn other_weights(&self, record_type: &str) -> Vec<u8> {
+        self.others.iter().filter(|o| o.record.record_type == record_type).map(|o| o.record.weight).collect()
     }
 
-    /// What the records the runbook does not list leave the sides, when one
-    /// carries weight: the new weights are not the sides' shares then. Each
-    /// type on its own, as Route53 answers them.
-    fn unlisted_share(&self) -> Option<String> {
+    /// What the group's other records leave the sides, when one carries
+    /// weight: the new weights are not the sides' shares then. Each type on
+    /// its own, as Route53 answers them.
+    fn others_share(&self) -> Option<String> {
         let dual = !self.from.others.is_empty();
         let each: Vec<String> = self
             .from
             .records()
             .map(|r| r.record_type.as_str())
             .filter_map(|t| {
-                let kept: Vec<&WeightedRecord> =
-                    self.unlisted.iter().filter(|r| r.record_type == t && r.weight > 0).collect();
+                let kept: Vec<&OtherRecord> =
+                    self.others.iter().filter(|o| o.record.record_type == t && o.record.weight > 0).collect();
                 if kept.is_empty() {
                     return None;
                 }
                 let weights: Vec<u8> =
-                    [self.weights.0, self.weights.1].into_iter().chain(self.unlisted_weights(t)).collect();
+                    [self.weights.0, self.weights.1].into_iter().chain(self.other_weights(t)).collect();
                 let s = crate::analysis::weights::shares(&weights);
-                let names: Vec<String> =
-                    kept.iter().map(|r| format!("`{}` at {}", r.set_identifier, r.weight)).collect();
+                let names: Vec<String> = kept
+                    .iter()
+                    .map(|o| {
+                        let whose = match &o.environment {
+                            Some(env) => format!("{env}'s record"),
+                            None => "not in the runbook".to_string(),
+                        };
+                        format!("`{}` at {} ({whose})", o.record.set_identifier, o.record.weight)
+                    })
+                    .collect();
                 Some(format!(
-                    "{}{} {} not in the runbook and {} unchanged: {} will get {:.1}% of the traffic, {} {:.1}%",
+                    "{}{} {} unchanged: {} will get {:.1}% of the traffic, {} {:.1}%",
                     if dual { format!("{t}: ") } else { String::new() },
                     names.join(", "),
-                    if kept.len() == 1 { "is" } else { "are" },
                     if kept.len() == 1 { "stays" } else { "stay" },
                     self.to.environment,
                     s[1] * 100.0,
@@ -211,7 +229,17 @@ pub async fn plan(clients: &Clients, rb: &Runbook, weights: Weights) -> Result<S
             )));
         }
     }
-    let unlisted = records.iter().filter(|r| !rb.dns.lists(&r.set_identifier)).cloned().collect();
+    // Every record but the two sides': a third environment of the runbook
+    // (dr, say) takes its share as one it does not list does.
+    let sides = [&from.record.set_identifier, &to.record.set_identifier];
+    let others = records
+        .iter()
+        .filter(|r| !sides.contains(&&r.set_identifier))
+        .map(|r| OtherRecord {
+            environment: rb.dns.set_identifiers.iter().find(|(_, id)| **id == r.set_identifier).map(|(e, _)| e.clone()),
+            record: r.clone(),
+        })
+        .collect();
     Ok(ShiftPlan {
         zone_id: zone,
         name: rb.dns.record.clone(),
@@ -219,7 +247,7 @@ pub async fn plan(clients: &Clients, rb: &Runbook, weights: Weights) -> Result<S
         from,
         to,
         weights,
-        unlisted,
+        others,
         unchecked: Vec::new(),
     })
 }
@@ -261,7 +289,7 @@ pub async fn raised_sides_serve(
     // The side's record whose share grows, and the other side's of its type.
     let raised_record = |from: bool| {
         pairs.iter().find_map(|(f, t)| {
-            let grows = raises_share((f.weight, t.weight), plan.weights, &plan.unlisted_weights(&f.record_type));
+            let grows = raises_share((f.weight, t.weight), plan.weights, &plan.other_weights(&f.record_type));
             match from {
                 true => grows.0.then_some((*f, *t)),
                 false => grows.1.then_some((*t, *f)),
@@ -284,7 +312,7 @@ pub async fn raised_sides_serve(
             format!("{name}'s {of_type}weight from {} to {weight}", record.weight)
         } else {
             // Beside the records the runbook does not list, as Route53 splits.
-            let others = plan.unlisted_weights(&record.record_type);
+            let others = plan.other_weights(&record.record_type);
             let share =
                 |w: u8, o: u8| crate::analysis::weights::shares(&[[w, o].as_slice(), &others].concat())[0] * 100.0;
             let (was, will) = (share(weight, other.weight), share(weight, new_other));
