@@ -551,22 +551,7 @@ impl Endpoint {
 }
 
 fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && i + 2 < bytes.len()
-            && let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16)
-        {
-            out.push(v);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned()
 }
 
 /// Hides userinfo of any URL in `text`, and `secret` wherever it appears.
@@ -809,5 +794,13 @@ mod tests {
         let e = Endpoint::parse("source", "redis://:a%40b@h:1", None, None).unwrap();
         assert_eq!(e.password.as_deref(), Some("a@b"));
         assert_eq!(e.scrub("x a@b y"), "x *** y");
+        // A `%` before a character of several bytes (it panicked slicing
+        // inside it), or before a sign, is taken as it stands.
+        for (url, pw) in [("redis://:p%C3%A9@h:1", "pé"), ("redis://:%aé@h:1", "%aé"), ("redis://:%+1@h:1", "%+1")] {
+            let e = Endpoint::parse("source", url, None, None).unwrap();
+            assert_eq!(e.password.as_deref(), Some(pw), "{url}");
+        }
+        let e = Endpoint::parse("source", "redis+sentinel://:%aé@h:26379/m", None, None).unwrap();
+        assert_eq!(e.password.as_deref(), Some("%aé"));
     }
 }

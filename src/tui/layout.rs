@@ -53,7 +53,9 @@ fn grid(body: Rect, content: &Content) -> Vec<(Pane, Rect)> {
         // Two columns: live data left, runbook right, as wide as the
         // checklist's titles need (between 42% and 60% of the screen).
         let want = content.checklist_width.saturating_add(2);
-        let right_w = want.clamp(body.width * 42 / 100, (body.width * 60 / 100).min(body.width - LEFT_MIN));
+        // In u32: width * 60 overflows u16 from 1093 columns.
+        let percent = |p: u32| u16::try_from(u32::from(body.width) * p / 100).unwrap_or(u16::MAX);
+        let right_w = want.clamp(percent(42), percent(60).min(body.width - LEFT_MIN));
         let [left, right] = Layout::horizontal([Constraint::Min(0), Constraint::Length(right_w)]).areas(body);
         let lines = |p: Pane| content.lines[p.index()].saturating_add(2);
         // Traffic and Targets as tall as their rows; Redis takes the rest.
@@ -119,6 +121,18 @@ mod tests {
             for (p, r) in &rects {
                 assert!(r.width >= 20 && r.height >= 3, "{p:?} at {w}x{h}: {r:?}");
             }
+        }
+    }
+
+    #[test]
+    fn a_terminal_of_any_width_is_laid_out() {
+        // body.width * 60 overflowed u16 from 1093 columns (a small font on a wide screen).
+        for w in [1092, 1093, 4000, u16::MAX] {
+            let content = Content { lines: [40; 7], checklist_width: 300, parity_open: false };
+            let rects = panes(Rect::new(0, 0, w, 50), Pane::Traffic, false, &content);
+            let r = |p: Pane| rects.iter().find(|(q, _)| *q == p).unwrap().1;
+            assert!(r(Pane::Checklist).width >= w / 100 * 42, "{w}: {rects:?}");
+            assert!(r(Pane::Traffic).width >= LEFT_MIN, "{w}: {rects:?}");
         }
     }
 
