@@ -546,6 +546,19 @@ struct Side {
 /// had none (ALBs publish no zero). A side with no requests cannot be judged.
 fn compare(metric: Metric, factor: f64, new: Side, old: Side) -> Measurement {
     let name = metric.cloudwatch_name();
+    // RequestCount counts only requests a target was chosen for: with none
+    // in service the load balancer answers 503 itself, counted in its 5xx
+    // alone. Errors without a request beside them are every request failing,
+    // not a rate that cannot be told.
+    if is_count(metric)
+        && let Some(errors) = new.value.filter(|v| *v > 0.0)
+        && new.requests.is_none_or(|r| r <= 0.0)
+    {
+        return Measurement::Fail(format!(
+            "{name}: new side {errors} with no request counted (the load balancer answered them before \
+             choosing a target: none in service)"
+        ));
+    }
     let (new_v, old_v, unit) = if is_count(metric) {
         let rate = |s: Side| match s.requests {
             Some(r) if r > 0.0 => Some(s.value.unwrap_or(0.0) / r),
@@ -853,6 +866,17 @@ mod tests {
         let some = side(Some(1.0), Some(100.0));
         assert_eq!(compare(Metric::Target5xx, 1.0, side(None, None), some), Measurement::NoData);
         assert_eq!(compare(Metric::Target5xx, 1.0, some, side(Some(0.0), Some(0.0))), Measurement::NoData);
+    }
+
+    #[test]
+    fn compare_fails_errors_on_the_new_side_without_a_request_counted() {
+        // 503s the load balancer answered with no target in service: no RequestCount.
+        for requests in [None, Some(0.0)] {
+            let m = compare(Metric::Elb5xx, 2.0, side(Some(40.0), requests), side(None, Some(1000.0)));
+            assert!(matches!(&m, Measurement::Fail(w) if w.contains("40 with no request counted")), "{m:?}");
+        }
+        // None on the new side and none counted stays no data.
+        assert_eq!(compare(Metric::Elb5xx, 2.0, side(Some(0.0), None), side(None, Some(10.0))), Measurement::NoData);
     }
 
     #[test]
