@@ -102,6 +102,20 @@ pub fn never_fires(
     let errors = match Metric::from_cloudwatch_name(name)? {
         Metric::Target5xx | Metric::Elb5xx => true,
         Metric::RequestCount => false,
+        // In seconds: a threshold over a minute is one written in
+        // milliseconds (1000 for 1 s), as `metric` gates refuse, and an
+        // alarm on it stays OK through any slowness that matters.
+        Metric::TargetResponseTime => {
+            let (comparison, threshold, statistic) = (comparison?, threshold?, statistic?);
+            let above = matches!(comparison, "GreaterThanThreshold" | "GreaterThanOrEqualToThreshold");
+            let summed = matches!(statistic, "Sum" | "SampleCount");
+            return (above && !summed && threshold > 60.0).then(|| {
+                format!(
+                    "its threshold {threshold} on {name} is in seconds, as CloudWatch gives it: over a minute, so \
+                     it never goes off on a slow response; a threshold in milliseconds? write 0.1 for 100 ms"
+                )
+            });
+        }
         _ => return None,
     };
     let (comparison, threshold) = (comparison?, threshold?);
@@ -824,6 +838,14 @@ mod tests {
         assert_eq!(judge("RequestCount", "Sum", "LessThanThreshold", 5.0), None);
         // Latency, host counts and other namespaces are not counts of requests.
         assert_eq!(judge("TargetResponseTime", "Average", gt, 5.0), None);
+        // Latency is in seconds: a threshold over a minute is milliseconds by mistake.
+        for stat in ["Average", "p99", "Maximum"] {
+            let why = judge("TargetResponseTime", stat, gt, 1000.0).unwrap_or_default();
+            assert!(why.contains("its threshold 1000 on TargetResponseTime is in seconds"), "{stat}: {why}");
+        }
+        assert_eq!(judge("TargetResponseTime", "p99", gt, 60.0), None, "a minute is a slow response");
+        assert_eq!(judge("TargetResponseTime", "SampleCount", gt, 1000.0), None, "a count of requests");
+        assert_eq!(judge("TargetResponseTime", "p99", "LessThanThreshold", 1000.0), None);
         assert_eq!(judge("HealthyHostCount", "Minimum", "LessThanThreshold", 2.0), None);
         assert_eq!(
             super::never_fires(Some("AWS/EC2"), Some("RequestCount"), Some("Average"), Some(gt), Some(5.0)),
