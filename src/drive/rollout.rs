@@ -766,8 +766,9 @@ async fn live_reading(clients: &Clients, rb: &Runbook) -> Result<(Weights, Optio
     Ok(((p.from.record.weight, p.to.record.weight), p.types_differ()))
 }
 
-/// What a step waits after INSYNC: resolvers hold the answer for the TTL
-/// the live records carry, so the larger of that and the runbook's `ttl`.
+/// What a step waits after INSYNC: resolvers hold the `from` side's answer
+/// for the TTL its live records carry (an alias's: its target's 60 s), so
+/// the larger of that and the runbook's `ttl`.
 /// Returns the wait and the words for it.
 pub fn step_ttl(runbook: u32, live: Option<u32>) -> (Duration, String) {
     match live {
@@ -779,10 +780,10 @@ pub fn step_ttl(runbook: u32, live: Option<u32>) -> (Duration, String) {
     }
 }
 
-/// The live records' largest TTL (None: all aliases, or unreadable: the
-/// first read of the rollout reports that).
+/// The live TTL of the `from` side's records, an alias's counted as its
+/// target's (None: unreadable: the first read of the rollout reports that).
 async fn live_ttl(clients: &Clients, rb: &Runbook) -> Option<u32> {
-    shift::plan(clients, rb, (0, 0)).await.ok().and_then(|p| p.live_ttl())
+    shift::plan(clients, rb, (0, 0)).await.ok().and_then(|p| p.from_side_ttl())
 }
 
 /// What a step's change takes to be INSYNC, at least, for the shortest

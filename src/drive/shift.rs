@@ -38,6 +38,12 @@ pub struct OtherRecord {
     pub record: WeightedRecord,
 }
 
+/// The TTL Route53 gives an alias's answers: an alias has none of its own
+/// and takes its target's, fixed at 60 s for an ELB load balancer or an S3
+/// website (Route53 FAQ, DNS failover). An alias to a record of the same
+/// zone takes that record's, which is not read: counted as this too.
+pub const ALIAS_TTL: u32 = 60;
+
 /// A weight change, fully planned from what Route53 says now.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ShiftPlan {
@@ -97,10 +103,13 @@ impl ShiftPlan {
         }
         self.from.records().map(|r| r.record_type.as_str()).collect::<Vec<_>>().join("+")
     }
-    /// The largest TTL of the group's plain records: what resolvers may hold
-    /// the old answer for (an alias has none of its own).
-    pub fn live_ttl(&self) -> Option<u32> {
-        self.from.records().chain(self.to.records()).filter_map(|r| r.ttl).max()
+    /// What resolvers may hold a `from` side's answer for: its records'
+    /// largest TTL, an alias's being its target's (`ALIAS_TTL`). A step
+    /// lowers that side's share, so once its answers expire the `to` side
+    /// has at least its new share (answers of the `to` side, however long
+    /// held, only add to it): what a soak must wait before judging it.
+    pub fn from_side_ttl(&self) -> Option<u32> {
+        self.from.records().map(|r| r.ttl.or(r.alias_target.as_ref().map(|_| ALIAS_TTL))).max().flatten()
     }
     /// `production (prod) 100 → 70, staging (staging) 0 → 30`; a group
     /// whose types weigh the sides otherwise says so.
@@ -690,7 +699,50 @@ fn unaudited(said: &str, error: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::raises_share;
+    use super::{ALIAS_TTL, ShiftPlan, Side, raises_share};
+    use crate::aws::route53::{Alias, WeightedRecord};
+
+    fn record(id: &str, ttl: Option<u32>) -> WeightedRecord {
+        WeightedRecord {
+            set_identifier: id.into(),
+            record_type: "A".into(),
+            weight: 50,
+            ttl,
+            values: vec![],
+            health_check_id: None,
+            alias_target: ttl.is_none().then(|| Alias {
+                hosted_zone_id: "Z35SXDOTRQ7X7K".into(),
+                dns_name: format!("{id}.eu-west-1.elb.amazonaws.com."),
+                evaluate_target_health: true,
+            }),
+            read: None,
+        }
+    }
+
+    fn plan(from: Option<u32>, to: Option<u32>) -> ShiftPlan {
+        let side = |env: &str, ttl| Side { environment: env.into(), record: record(env, ttl), others: vec![] };
+        ShiftPlan {
+            zone_id: "Z1".into(),
+            name: "app.example.com".into(),
+            record_type: "A".into(),
+            from: side("old", from),
+            to: side("new", to),
+            weights: (50, 50),
+            others: vec![],
+            unchecked: vec![],
+        }
+    }
+
+    /// A step waits for the answers of the side it lowers: an alias's are
+    /// held for its load balancer's 60 s, however short the runbook's TTL
+    /// (an alias was counted as no TTL, and steps soaked on the old split).
+    #[test]
+    fn a_step_waits_the_ttl_of_the_side_it_lowers_an_alias_counting_its_targets() {
+        assert_eq!(plan(None, Some(5)).from_side_ttl(), Some(ALIAS_TTL));
+        assert_eq!(plan(Some(5), None).from_side_ttl(), Some(5), "the raised side's answers only add to it");
+        assert_eq!(plan(Some(300), Some(5)).from_side_ttl(), Some(300));
+        assert_eq!(plan(None, None).from_side_ttl(), Some(ALIAS_TTL));
+    }
 
     /// Shares, not raw weights: (90, 90) → (10, 90) takes `to` from half to
     /// nine tenths though its weight stays; (0, 0) → (50, 50) is still an
