@@ -225,6 +225,11 @@ pub struct GateCounters {
     /// whose data stops coming pauses for a person.
     #[serde(default)]
     pub failing: bool,
+    /// When its latest pass was read. A gate on live state passes a soak
+    /// only on a pass read in the soak's second half: one read at its start
+    /// (an interval as long as the soak) says nothing of the rest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub passed_at: Option<SystemTime>,
 }
 
 /// Everything the engine knows; serializable so a restart resumes.
@@ -326,15 +331,20 @@ impl Engine {
         self.state.counters = vec![GateCounters::default(); self.plan.gates.len()];
     }
 
-    fn soak_complete(&self, now: SystemTime, until: SystemTime) -> bool {
+    fn soak_complete(&self, now: SystemTime, since: SystemTime, until: SystemTime) -> bool {
         // A gate whose latest reading was an error is not known to pass now;
-        // a gate on lagging datapoints must have passed on data reaching the end.
+        // a gate on lagging datapoints must have passed on data reaching the
+        // end, and one on live state on a reading from the soak's second half.
+        let second_half = since + until.duration_since(since).unwrap_or_default() / 2;
         now >= until
             && self.state.counters.iter().zip(&self.plan.gates).all(|(c, g)| {
                 c.passes > 0
                     && c.passing
                     && c.consecutive_errors == 0
-                    && (g.settle.is_none() || c.covered >= Some(until))
+                    && match g.settle {
+                        Some(_) => c.covered >= Some(until),
+                        None => c.passed_at >= Some(second_half),
+                    }
             })
     }
 
@@ -464,6 +474,7 @@ impl Engine {
             Measurement::Pass => {
                 c.passes += 1;
                 c.passing = true;
+                c.passed_at = Some(now);
                 c.consecutive_errors = 0;
                 // A no-data policy's pass was turned away above while failing.
                 c.failing = false;
@@ -531,7 +542,7 @@ impl Engine {
                     vec![Output::Log(format!("soaking for {}s", hold.as_secs()))]
                 }
             }
-            (Soaking { until, .. }, Input::Tick) if self.soak_complete(now, until) => self.step_passed(),
+            (Soaking { since, until }, Input::Tick) if self.soak_complete(now, since, until) => self.step_passed(),
             (Soaking { until, .. }, Input::Tick) if now >= until => self.settle_over(now, until),
             (Soaking { .. }, Input::Measure { gate, result }) => self.measure(gate, result, now, None),
             (Soaking { .. }, Input::MeasureCovering { gate, result, covers }) => {

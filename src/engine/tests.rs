@@ -67,7 +67,7 @@ fn a_full_rollout_reaches_100_with_every_step_gated() {
     let mut clock = 0;
     for step in 0..3 {
         to_soak(&mut e, step, clock);
-        pass_all(&mut e, clock + 20);
+        pass_all(&mut e, clock + 45);
         assert!(e.handle(Input::Tick, t(clock + 40)).is_empty(), "soak not over");
         let out = e.handle(Input::Tick, t(clock + 72));
         assert_eq!(e.state.last_good, Some(step));
@@ -86,7 +86,7 @@ fn soak_time_alone_never_passes_a_step() {
     let mut e = Engine::new(plan());
     e.handle(Input::Start, t(0));
     to_soak(&mut e, 0, 0);
-    e.handle(Input::Measure { gate: 0, result: Measurement::Pass }, t(20));
+    e.handle(Input::Measure { gate: 0, result: Measurement::Pass }, t(45));
     // Gate 1 has no measurement: the soak is over but the step holds.
     assert!(e.handle(Input::Tick, t(500)).is_empty());
     assert!(matches!(e.state.phase, RolloutPhase::Soaking { .. }));
@@ -115,7 +115,7 @@ fn a_failing_gate_aborts_to_the_last_good_step_and_says_why() {
     let mut e = Engine::new(plan());
     e.handle(Input::Start, t(0));
     to_soak(&mut e, 0, 0);
-    pass_all(&mut e, 20);
+    pass_all(&mut e, 45);
     e.handle(Input::Tick, t(80)); // step 0 good, shifting to step 1
     to_soak(&mut e, 1, 100);
     let out =
@@ -193,7 +193,7 @@ fn a_gate_whose_last_reading_was_an_error_holds_the_step_until_it_passes_again()
     let mut e = Engine::new(plan());
     e.handle(Input::Start, t(0));
     to_soak(&mut e, 0, 0);
-    pass_all(&mut e, 20);
+    pass_all(&mut e, 45);
     e.handle(Input::Measure { gate: 1, result: Measurement::Error("Throttling".into()) }, t(65));
     assert!(e.handle(Input::Tick, t(80)).is_empty(), "soak over, but gate 1 cannot be judged now");
     assert_eq!(e.state.last_good, None);
@@ -210,7 +210,7 @@ fn a_step_passes_only_on_gates_whose_latest_reading_passed() {
     let mut e = Engine::new(plan());
     e.handle(Input::Start, t(0));
     to_soak(&mut e, 0, 0); // soak from t(11) to t(71)
-    pass_all(&mut e, 20);
+    pass_all(&mut e, 45);
     e.handle(Input::Measure { gate: 1, result: Measurement::Fail("p99 120 ms".into()) }, t(60));
     assert!(weights(&e.handle(Input::Tick, t(80))).is_empty(), "gate 1 (limit 3) failed last");
     assert_eq!(e.state.last_good, None);
@@ -221,7 +221,7 @@ fn a_step_passes_only_on_gates_whose_latest_reading_passed() {
     let mut e = Engine::new(plan());
     e.handle(Input::Start, t(0));
     to_soak(&mut e, 0, 0);
-    pass_all(&mut e, 20);
+    pass_all(&mut e, 45);
     e.handle(Input::Measure { gate: 0, result: Measurement::NoData }, t(60));
     assert!(weights(&e.handle(Input::Tick, t(80))).is_empty(), "gate 0 read no data last");
     assert_eq!(e.state.last_good, None);
@@ -270,7 +270,7 @@ fn resume_after_a_pause_starts_a_fresh_soak_window() {
     let mut e = Engine::new(plan());
     e.handle(Input::Start, t(0));
     to_soak(&mut e, 0, 0);
-    pass_all(&mut e, 20);
+    pass_all(&mut e, 45);
     e.handle(Input::Pause, t(30));
     assert_eq!(e.state.phase, RolloutPhase::Paused);
     e.handle(Input::Resume, t(1000));
@@ -297,7 +297,7 @@ fn manual_abort_from_a_pause_and_retry_from_the_failed_step() {
     let mut e = Engine::new(plan());
     e.handle(Input::Start, t(0));
     to_soak(&mut e, 0, 0);
-    pass_all(&mut e, 20);
+    pass_all(&mut e, 45);
     e.handle(Input::Tick, t(80));
     to_soak(&mut e, 1, 100);
     e.handle(Input::Pause, t(120));
@@ -328,7 +328,7 @@ fn inputs_that_do_not_apply_change_nothing() {
     let mut e = Engine::new(RolloutPlan { steps: vec![100], ..plan() });
     e.handle(Input::Start, t(0));
     to_soak(&mut e, 0, 0);
-    pass_all(&mut e, 20);
+    pass_all(&mut e, 45);
     e.handle(Input::Tick, t(80));
     assert_eq!(e.state.phase, RolloutPhase::Done);
     assert!(weights(&e.handle(Input::Start, t(90))).is_empty());
@@ -348,23 +348,38 @@ fn rollback_never_uses_a_step_the_plan_no_longer_has() {
     assert_eq!(e.plan.weights_at(9), (100, 0));
 }
 
+/// A gate on live state read once, at the soak's start (an interval as long
+/// as the soak), says nothing of the rest of it: the step waits for a pass
+/// read in the soak's second half.
+#[test]
+fn a_live_gate_read_only_at_the_soaks_start_does_not_pass_the_step() {
+    let mut e = Engine::new(plan());
+    e.handle(Input::Start, t(0));
+    to_soak(&mut e, 0, 0); // soaking 11..71
+    pass_all(&mut e, 12);
+    assert!(weights(&e.handle(Input::Tick, t(75))).is_empty(), "passed on readings from the soak's start");
+    assert_eq!(e.state.last_good, None);
+    pass_all(&mut e, 76);
+    assert_eq!(weights(&e.handle(Input::Tick, t(77))), vec![((50, 50), Some(1))]);
+}
+
 #[test]
 fn state_round_trips_through_json_for_resume() {
     let mut e = Engine::new(plan());
     e.handle(Input::Start, t(0));
     to_soak(&mut e, 0, 0);
-    e.handle(Input::Measure { gate: 0, result: Measurement::Pass }, t(20));
+    e.handle(Input::Measure { gate: 0, result: Measurement::Pass }, t(45));
     let json = serde_json::to_string(&e.state).unwrap();
     let back: EngineState = serde_json::from_str(&json).unwrap();
     assert_eq!(back, e.state);
     let mut resumed = Engine { plan: plan(), state: back };
-    resumed.handle(Input::Measure { gate: 1, result: Measurement::Pass }, t(30));
+    resumed.handle(Input::Measure { gate: 1, result: Measurement::Pass }, t(50));
     assert!(!weights(&resumed.handle(Input::Tick, t(80))).is_empty());
     // A restart mid-soak starts a fresh window with fresh counters.
     let mut e = Engine::new(plan());
     e.handle(Input::Start, t(0));
     to_soak(&mut e, 0, 0);
-    pass_all(&mut e, 20);
+    pass_all(&mut e, 45);
     e.start_soak(t(5000));
     assert!(e.state.counters.iter().all(|c| c.passes == 0));
     assert!(e.handle(Input::Tick, t(5061)).is_empty(), "old passes do not finish the step");
@@ -530,7 +545,7 @@ fn lagging(no_data: NoDataPolicy) -> Engine {
     let mut e = Engine::new(p);
     e.handle(Input::Start, t(0));
     to_soak(&mut e, 0, 0);
-    e.handle(Input::Measure { gate: 1, result: Measurement::Pass }, t(20));
+    e.handle(Input::Measure { gate: 1, result: Measurement::Pass }, t(45));
     e
 }
 
@@ -604,7 +619,7 @@ fn a_failing_reading_is_never_passed_over_by_the_no_data_policy() {
     let mut e = Engine::new(p);
     e.handle(Input::Start, t(0));
     to_soak(&mut e, 0, 0);
-    e.handle(Input::Measure { gate: 0, result: Measurement::Pass }, t(20));
+    e.handle(Input::Measure { gate: 0, result: Measurement::Pass }, t(45));
     e.handle(Input::Measure { gate: 1, result: Measurement::Fail("down".into()) }, t(30));
     e.handle(Input::Measure { gate: 1, result: Measurement::NoData }, t(80));
     e.handle(Input::Tick, t(81));
@@ -725,7 +740,7 @@ fn the_last_step_bakes_with_its_gates_running_and_a_failure_in_the_bake_rolls_ba
         e.handle(Input::Start, t(0));
         for (step, at) in [(0, 0), (1, 100)] {
             to_soak(&mut e, step, at);
-            pass_all(&mut e, at + 20);
+            pass_all(&mut e, at + 45);
             e.handle(Input::Tick, t(at + 72));
             assert_eq!(e.state.last_good, Some(step), "the other steps soak 60 s");
         }
