@@ -1991,6 +1991,32 @@ async fn the_copy_redis_checklist_action_copies_once_and_then_refuses_to_overwri
         .collect();
     assert_eq!(stages, ["intent", "applied", "intent", "failed"]);
     assert!(audit.contains(&format!("copied {seeded} keys (0 skipped as expired)")), "{audit}");
+
+    // A fresh copy confirmed, then a checkpoint left meanwhile (another run
+    // killed before removing it): the resume, which overwrites, is not what
+    // was confirmed, so nothing is written.
+    let _: () = redis::cmd("FLUSHALL").query_async(&mut staging).await.unwrap();
+    let run = ["run", "runbooks/demo.toml", item, "--yes"];
+    let killed = async {
+        use std::os::unix::process::ExitStatusExt;
+        let mut c = common::cutover_command(&sb, &rb, dir.path(), &run);
+        let out = c.env("CUTOVER_CRASH_AT", "copy:before-checkpoint-removed").output().unwrap();
+        assert_eq!(out.status.signal(), Some(9), "killed: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    let (code, out) = common::run_cutover_changed_at(&sb, &rb, dir.path(), &run, "action:confirmed", killed).await;
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("the copy's checkpoint changed since the plan was confirmed (a fresh copy was confirmed, it would now be the resume of a checkpoint of"),
+        "{out}"
+    );
+    // The plan now says what a resume does, and it is carried out.
+    let (code, out) =
+        common::run_cutover_all(&sb, &rb, dir.path(), &["run", "runbooks/demo.toml", item, "--dry-run"]).await;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("step: resume the interrupted copy of keys from prod-cache"), "{out}");
+    assert!(out.contains("a key already on the target is OVERWRITTEN"), "{out}");
+    let (code, out) = common::run_cutover_all(&sb, &rb, dir.path(), &run).await;
+    assert_eq!(code, Some(0), "{out}");
 }
 
 /// A redis-server with an append-only file fsynced on every write, on a fixed

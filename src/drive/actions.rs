@@ -88,6 +88,11 @@ pub struct RedisCopy {
     pub from: crate::redis::url::Endpoint,
     pub to: crate::redis::url::Endpoint,
     pub pattern: Option<String>,
+    /// An interrupted copy of the pair found when planned: its checkpoint's
+    /// last write (RFC 3339) and the keys it had copied. A resume overwrites
+    /// from its place on, so the confirmation says so, and a checkpoint
+    /// other than this one when applied is refused.
+    pub resume: Option<(String, u64)>,
 }
 
 impl Step {
@@ -140,14 +145,24 @@ impl Step {
                 "delete security groups {} (no rollback)",
                 groups.iter().map(|(id, name)| format!("{name} ({id})")).collect::<Vec<_>>().join(", ")
             ),
-            Step::CopyRedis(c) => format!(
-                "copy keys{} from {} ({}) to {} ({}) with their TTLs; stop if the target has one of them",
-                c.pattern.as_deref().map(|p| format!(" matching {p}")).unwrap_or_default(),
-                c.from_name,
-                c.from,
-                c.to_name,
-                c.to
-            ),
+            Step::CopyRedis(c) => {
+                let what = format!(
+                    "keys{} from {} ({}) to {} ({}) with their TTLs",
+                    c.pattern.as_deref().map(|p| format!(" matching {p}")).unwrap_or_default(),
+                    c.from_name,
+                    c.from,
+                    c.to_name,
+                    c.to
+                );
+                match &c.resume {
+                    None => format!("copy {what}; stop if the target has one of them"),
+                    Some((updated, copied)) => format!(
+                        "resume the interrupted copy of {what} from its checkpoint of {updated} ({copied} keys \
+                         copied): from there on, a key already on the target is OVERWRITTEN (the interrupted run \
+                         may have written it)"
+                    ),
+                }
+            }
         }
     }
 }
@@ -1136,14 +1151,42 @@ async fn plan_copy(
         from_redis: {"keys": sk, "expiring": se}, to_redis: {"keys": tk, "expiring": te},
     });
     p.after = json!({ to_redis: format!("+ the keys of {from_redis}{}", pattern.map(|p| format!(" matching {p}")).unwrap_or_default()) });
+    let resume = planned_resume(&from, &to, pattern).map_err(PlanError::Refused)?;
     p.steps.push(Step::CopyRedis(Box::new(RedisCopy {
         from_name: from_redis.to_string(),
         to_name: to_redis.to_string(),
         from,
         to,
         pattern: pattern.map(str::to_string),
+        resume,
     })));
     Ok(())
+}
+
+/// The interrupted copy of the pair that `copy_redis` would resume, as its
+/// confirmation names it; Err when it is one this action does not finish.
+fn planned_resume(
+    from: &crate::redis::url::Endpoint,
+    to: &crate::redis::url::Endpoint,
+    pattern: Option<&str>,
+) -> Result<Option<(String, u64)>, String> {
+    use crate::redis::checkpoint;
+    let place = checkpoint::place_for(&from.server_id(), &to.server_id(), pattern);
+    let Some(cp) = checkpoint::load(&place)? else { return Ok(None) };
+    if cp.on_conflict != crate::redis::OnConflict::Fail {
+        return Err(not_ours(&cp));
+    }
+    Ok(Some((cp.updated.clone(), cp.counters.copied)))
+}
+
+/// Why a checkpoint of a copy begun with another conflict policy is not
+/// finished here.
+fn not_ours(cp: &crate::redis::checkpoint::Checkpoint) -> String {
+    format!(
+        "an interrupted `cutover redis copy --on-conflict {}` of this pair is waiting to be resumed; finish it with \
+         that command and --resume (this action copies only with `fail`); nothing was written",
+        cp.on_conflict.name()
+    )
 }
 
 /// What a running action reports as it goes.
@@ -1481,9 +1524,21 @@ async fn copy_redis(
     let resume = checkpoint::load(&place)?;
     // A resume overwrites from its cursor on: only a copy begun with `fail` may be finished here.
     if let Some(cp) = resume.as_ref().filter(|cp| cp.on_conflict != crate::redis::OnConflict::Fail) {
+        return Err(not_ours(cp));
+    }
+    // Only what was confirmed: a fresh copy that stops on a key the target
+    // has, or the resume of the checkpoint it named, which overwrites.
+    let found = resume.as_ref().map(|cp| (cp.updated.clone(), cp.counters.copied));
+    if found.as_ref().map(|f| &f.0) != c.resume.as_ref().map(|r| &r.0) {
+        let was = |r: Option<&(String, u64)>| match r {
+            Some((updated, copied)) => format!("the resume of a checkpoint of {updated} ({copied} keys copied)"),
+            None => "a fresh copy".to_string(),
+        };
         return Err(format!(
-            "an interrupted `cutover redis copy --on-conflict {}` of this pair is waiting to be resumed; finish it with that command and --resume (this action copies only with `fail`); nothing was written",
-            cp.on_conflict.name()
+            "the copy's checkpoint changed since the plan was confirmed ({} was confirmed, it would now be {}); \
+             nothing was written: plan it again",
+            was(c.resume.as_ref()),
+            was(found.as_ref())
         ));
     }
     let opts = CopyOptions {
