@@ -121,7 +121,13 @@ pub fn load(runbook: &str) -> Result<(ChecklistState, Option<Version>), String> 
     let got = super::backend::current().get(runbook, ITEM).map_err(|e| format!("{}: {e}", location(runbook)))?;
     let Some(o) = got else { return Ok((ChecklistState::default(), None)) };
     let s = serde_json::from_slice(&o.body).map_err(|e| {
-        format!("{}: cannot read checklist progress ({e}); fix or move the file away to start over", location(runbook))
+        // Unknown fields are refused so an older cutover never writes back
+        // a newer one's file without them; moving it away loses every tick.
+        format!(
+            "{}: cannot read checklist progress ({e}); written by a newer cutover (upgrade this one) or damaged \
+             (fix it by hand: it holds the team's ticks and notes); nothing was changed",
+            location(runbook)
+        )
     })?;
     Ok((s, Some(o.version)))
 }
@@ -136,18 +142,18 @@ pub fn apply_audited(runbook: &str, operator: &str, edits: &[Edit]) -> Result<Ch
     let line = |stage, detail| audit_line(runbook, operator, first.key(), stage, detail);
     let log = AuditLog::for_runbook(runbook);
     log.append(&line(Stage::Intent, what.clone())).map_err(|e| format!("{e}; nothing was changed"))?;
-    let mut saved = None;
-    for edit in edits {
-        match apply(runbook, edit) {
-            Ok(s) => saved = Some(s),
-            Err(m) => {
-                let _ = log.append(&line(Stage::Failed, format!("{what}: {m}")));
-                return Err(m);
-            }
+    // One write for every edit: a tick and its note are saved together or
+    // not at all, never a tick saved under an audit line saying it failed.
+    let saved = match apply(runbook, edits) {
+        Ok(s) => s,
+        Err(m) => {
+            let _ = log.append(&line(Stage::Failed, format!("{what}: {m}")));
+            return Err(m);
         }
-    }
-    log.append(&line(Stage::Applied, what))?;
-    saved.ok_or_else(|| "nothing was applied".to_string())
+    };
+    log.append(&line(Stage::Applied, what.clone()))
+        .map_err(|e| format!("{what} was saved, but its audit line could not be written: {e}"))?;
+    Ok(saved)
 }
 
 /// Audits `edits` refused (`--read-only`); nothing is changed.
@@ -186,14 +192,14 @@ fn audit_line(
     }
 }
 
-/// Applies `edit` over the latest ticks: read, change, write only over the
-/// version read; a write that loses re-reads and applies again, so two
-/// people's edits both land. Returns the state written.
-pub fn apply(runbook: &str, edit: &Edit) -> Result<ChecklistState, String> {
+/// Applies `edits` over the latest ticks, in one write: read, change, write
+/// only over the version read; a write that loses re-reads and applies
+/// again, so two people's edits both land. Returns the state written.
+pub fn apply(runbook: &str, edits: &[Edit]) -> Result<ChecklistState, String> {
     let backend = super::backend::current();
     for attempt in 0..40u32 {
-        let (mut s, version) = load(runbook)?;
-        edit.apply(&mut s)?;
+        let (s, version) = load(runbook)?;
+        let s = edited(s, edits)?;
         let body = serde_json::to_vec_pretty(&s).map_err(|e| e.to_string())?;
         match backend.put(runbook, ITEM, &body, Cond::replacing(version.as_ref())) {
             Ok(_) => return Ok(s),
@@ -206,6 +212,14 @@ pub fn apply(runbook: &str, edit: &Edit) -> Result<ChecklistState, String> {
         }
     }
     Err(format!("{}: the checklist kept changing under 40 attempts; nothing was lost, try again", location(runbook)))
+}
+
+/// `s` with every edit applied in order, or the first one's refusal.
+fn edited(mut s: ChecklistState, edits: &[Edit]) -> Result<ChecklistState, String> {
+    for edit in edits {
+        edit.apply(&mut s)?;
+    }
+    Ok(s)
 }
 
 impl ChecklistState {
@@ -264,5 +278,21 @@ mod tests {
         };
         ana.apply(&mut s).unwrap();
         assert_eq!(s.notes["a/b"], "DO NOT proceed; ok now");
+    }
+
+    /// A tick with a note that is refused leaves nothing: `apply` writes
+    /// what this gives, once (each edit was written on its own, and a
+    /// failed note left the tick saved under a `failed` audit line).
+    #[test]
+    fn edits_are_applied_together_or_not_at_all() {
+        let mut s = ChecklistState::default();
+        s.notes.insert("a/b".into(), "DO NOT proceed".into());
+        let tick = Edit::Tick { key: "a/b".into(), by: "ana".into(), at: "t".into() };
+        let note = Edit::Note { key: "a/b".into(), text: Some("ok".into()), over: NoteOver::Seen(None) };
+        let e = edited(s.clone(), &[tick.clone(), note]).unwrap_err();
+        assert!(e.contains("changed by someone else"), "{e}");
+        let ok = Edit::Note { key: "a/b".into(), text: Some("ok".into()), over: NoteOver::Any };
+        let both = edited(s, &[tick, ok]).unwrap();
+        assert_eq!((both.ticks.len(), both.notes["a/b"].as_str()), (1, "ok"));
     }
 }
