@@ -139,7 +139,7 @@ pub fn promote(rb: Runbook, g: &GlobalArgs, yes: bool) -> Result<u8, Failure> {
         // before it looks, the next step's soak is not skipped unseen.
         let engine = rollout::load_state(&rb.name).map_err(|e| failed(RolloutError::Failed(e)))?.map(|s| s.engine);
         if let Some(e) = &engine {
-            println!("promoting step {} of {} ({})", e.step + 1, rb.rollout.steps.len(), e.phase.name());
+            println!("promoting step {} of {} ({})", e.step.saturating_add(1), rb.rollout.steps.len(), e.phase.name());
         }
         let (step, soak_since) =
             (engine.as_ref().map(|e| e.step), engine.as_ref().and_then(|e| e.phase.soaking_since()));

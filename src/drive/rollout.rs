@@ -1133,6 +1133,13 @@ async fn begin<'a>(cx: &'a Context, say: &'a mut (dyn FnMut(&str) + Send)) -> Re
         }
         _ => RolloutState::new(rb, &plan),
     };
+    if let Some(why) = state.engine.misfit(&plan) {
+        return Err(RolloutError::Refused(format!(
+            "{}: the saved rollout state does not fit the runbook's rollout ({why}): it was edited or damaged; \
+             nothing was sent. Move it away, or rerun with --restart to start over from the live weights",
+            state_location(&rb.name)
+        )));
+    }
     if state.engine.phase == RolloutPhase::Done {
         say("this rollout is already complete (--restart runs it again)");
         return Ok(None);
@@ -1571,6 +1578,12 @@ pub async fn abort(cx: &Context, reason: &str, say: &mut (dyn FnMut(&str) + Send
     if state.plan_hash != plan_hash(rb) {
         engine.state.last_good = None;
         say("the runbook's rollout changed since this rollout started: rolling back to its initial weights");
+    } else if let Some(why) = engine.state.misfit(&engine.plan) {
+        // Edited or damaged: no step in it is known good.
+        engine.state = EngineState { phase: engine.state.phase, ..EngineState::new(engine.plan.gates.len()) };
+        say(&format!(
+            "the saved rollout state does not fit the runbook's rollout ({why}): rolling back to its initial weights"
+        ));
     }
     let target = engine.rollback_weights();
     // The decision is on disk before the rollback is sent: an interrupted
@@ -1835,6 +1848,13 @@ pub async fn preview(
     let state = match saved {
         Some(s) if s.plan_hash != plan_hash(rb) && !restart => {
             out.push("would refuse: the rollout changed since the saved state; --restart starts over".into());
+            return Ok(Preview { lines: out, verdict: Verdict::PlanChanged });
+        }
+        Some(s) if !restart && let Some(why) = s.engine.misfit(&plan) => {
+            out.push(format!(
+                "would refuse: the saved rollout state does not fit the runbook's rollout ({why}); --restart starts \
+                 over"
+            ));
             return Ok(Preview { lines: out, verdict: Verdict::PlanChanged });
         }
         Some(s) if !restart => {

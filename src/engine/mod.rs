@@ -258,6 +258,23 @@ impl EngineState {
             paused_from: None,
         }
     }
+
+    /// Why this state (read from a file someone may have edited, under the
+    /// same plan hash) does not fit `plan`, if it does not: a step or last
+    /// good step past its steps, or counters for another number of gates,
+    /// which the engine would index out of bounds or send as 0%.
+    pub fn misfit(&self, plan: &RolloutPlan) -> Option<String> {
+        let steps = plan.steps.len();
+        if self.step >= steps {
+            return Some(format!("it is at step {} of a plan with {steps}", self.step.saturating_add(1)));
+        }
+        if let Some(g) = self.last_good.filter(|g| *g >= steps) {
+            return Some(format!("its last good step is {} of a plan with {steps}", g.saturating_add(1)));
+        }
+        (self.counters.len() != plan.gates.len()).then(|| {
+            format!("it counts readings for {} gates of a plan with {}", self.counters.len(), plan.gates.len())
+        })
+    }
 }
 
 pub struct Engine {

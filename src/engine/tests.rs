@@ -363,6 +363,20 @@ fn a_live_gate_read_only_at_the_soaks_start_does_not_pass_the_step() {
     assert_eq!(weights(&e.handle(Input::Tick, t(77))), vec![((50, 50), Some(1))]);
 }
 
+/// A saved state edited by hand under the same plan hash: a step past the
+/// plan's would be sent as 0% and panic, counters for other gates would be
+/// indexed out of bounds. Told before any engine runs on it.
+#[test]
+fn a_saved_state_that_does_not_fit_the_plan_is_named() {
+    let fits = EngineState::new(2);
+    assert_eq!(fits.misfit(&plan()), None);
+    let past = EngineState { step: 7, ..EngineState::new(2) };
+    assert_eq!(past.misfit(&plan()).as_deref(), Some("it is at step 8 of a plan with 3"));
+    let good = EngineState { last_good: Some(usize::MAX), ..EngineState::new(2) };
+    assert!(good.misfit(&plan()).is_some_and(|w| w.starts_with("its last good step is")));
+    assert_eq!(EngineState::new(0).misfit(&plan()).as_deref(), Some("it counts readings for 0 gates of a plan with 2"));
+}
+
 #[test]
 fn state_round_trips_through_json_for_resume() {
     let mut e = Engine::new(plan());

@@ -262,7 +262,7 @@ fn rollout_view(rb: &Runbook) -> Result<Option<RolloutView>, String> {
     };
     let phase = s.engine.phase.name().to_string();
     Ok(Some(RolloutView {
-        step: s.engine.step + 1,
+        step: s.engine.step.saturating_add(1),
         steps: rb.rollout.steps.len(),
         percent: rb.rollout.steps.get(s.engine.step).copied().unwrap_or(0),
         phase,

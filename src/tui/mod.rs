@@ -622,7 +622,7 @@ async fn plan_rollout(
                 control,
                 lines: vec![format!(
                     "step {} of {} ({}%), {}",
-                    s.engine.step + 1,
+                    s.engine.step.saturating_add(1),
                     steps.len(),
                     steps.get(s.engine.step).copied().unwrap_or(0),
                     s.engine.phase.name()
