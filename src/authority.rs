@@ -278,7 +278,7 @@ pub async fn environment_region_check(
     region: &str,
 ) -> RegionCheck {
     let Some(name) = rb.environment(environment).and_then(|e| e.load_balancer.as_deref()) else {
-        return region_check(clients, rb, region).await;
+        return without_load_balancer(clients, rb, environment).await;
     };
     let side = clients.environment(environment);
     match crate::aws::elb::load_balancer(&side.elb, name).await {
@@ -315,6 +315,60 @@ pub async fn environment_region_check(
             ))
         }
         Err(e) => RegionCheck::Unknown(e.to_string()),
+    }
+}
+
+/// `environment_region_check` for an environment naming no load balancer:
+/// only one of another environment reached the same way (account and
+/// region) can say it is here; one found through another side, in its own
+/// region, says nothing of this one's. None reached so: its region is the
+/// one declared for it (its own `region`, else the runbook's), when one is.
+async fn without_load_balancer(clients: &SideClients, rb: &Runbook, environment: &str) -> RegionCheck {
+    let mine = crate::runbook::Side::Environment(environment.to_string());
+    let side = clients.side(&mine);
+    let same: Vec<(&str, &str)> = rb
+        .environments
+        .values()
+        .filter(|e| e.name != environment)
+        .filter_map(|e| {
+            let theirs = crate::runbook::Side::Environment(e.name.clone());
+            clients.same_reach(&mine, &theirs).then_some((e.name.as_str(), e.load_balancer.as_deref()?))
+        })
+        .collect();
+    for (other, lb) in &same {
+        match crate::aws::elb::load_balancer(&clients.environment(other).elb, lb).await {
+            Ok(_) => return RegionCheck::Here,
+            Err(e) if e.kind == crate::aws::AwsErrorKind::NotFound => {}
+            Err(e) => return RegionCheck::Unknown(e.to_string()),
+        }
+    }
+    if let Some((_, lb)) = same.first() {
+        return RegionCheck::Elsewhere(format!(
+            "refused: {environment} (runbook {}) names no load balancer of its own, and {lb}, reached the same way, \
+             is not in region {}{}; run it in its own region; nothing was changed",
+            rb.source,
+            side.region,
+            overridden(rb, &side.region)
+        ));
+    }
+    // A runbook naming no load balancer at all is judged as `region_check` does.
+    if rb.environments.values().all(|e| e.load_balancer.is_none()) {
+        return RegionCheck::Here;
+    }
+    let declared = rb.environment(environment).and_then(|e| e.access.region.clone()).or_else(|| rb.region.clone());
+    match declared {
+        Some(r) if r == side.region => RegionCheck::Here,
+        Some(r) => RegionCheck::Elsewhere(format!(
+            "refused: {environment} (runbook {}) is declared in region {r}, but would be reached in {}; run it in \
+             its own region; nothing was changed",
+            rb.source, side.region
+        )),
+        None => RegionCheck::Elsewhere(format!(
+            "refused: cannot tell whether {environment} (runbook {}) is in region {}: it names no load balancer, \
+             none of the runbook's is reached the same way, and no region is declared for it; declare `region` \
+             under [environments.{environment}] (or [runbook]); nothing was changed",
+            rb.source, side.region
+        )),
     }
 }
 
