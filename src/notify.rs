@@ -27,24 +27,30 @@ struct Notifier {
 
 static NOTIFIER: OnceLock<Notifier> = OnceLock::new();
 
-/// The webhook URL for a runbook: `CUTOVER_WEBHOOK_URL`, else the variable
-/// its `[notify]` names; None when neither is set (no posts).
-pub fn webhook_url(rb: &Runbook) -> Option<String> {
-    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+/// The webhook URL for a runbook and the variable it came from:
+/// `CUTOVER_WEBHOOK_URL`, else the variable its `[notify]` names; None when
+/// neither is set (no posts).
+pub fn webhook_url(rb: &Runbook) -> Option<(String, String)> {
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty()).map(|v| (name.to_string(), v));
     var(URL_OVERRIDE).or_else(|| rb.notify.as_ref().and_then(|n| var(&n.webhook_url_env)))
 }
 
 /// Sets where this process posts (the first call wins). Nothing is started
-/// until the first post.
-pub fn install(url: Option<String>) {
-    let url = url.filter(|u| match reqwest::Url::parse(u) {
-        Ok(parsed) if matches!(parsed.scheme(), "http" | "https") => true,
-        _ => {
-            tracing::warn!("the webhook URL is not an http(s) URL; no notifications will be posted");
-            false
-        }
-    });
+/// until the first post. A URL set but not http(s) is an error: the team
+/// would wait for posts that never come, with nothing said but a log line.
+pub fn install(webhook: Option<(String, String)>) -> Result<(), String> {
+    if let Some((var, url)) = &webhook
+        && !reqwest::Url::parse(url).is_ok_and(|u| matches!(u.scheme(), "http" | "https"))
+    {
+        // The URL itself is a secret (a Slack webhook's path is its key): not shown.
+        return Err(format!(
+            "${var} is set but is not an http(s) URL, so no notification could be posted; give the whole \
+             https://… URL, or unset it to post none"
+        ));
+    }
+    let url = webhook.map(|(_, url)| url);
     let _ = NOTIFIER.set(Notifier { url, sender: Mutex::new(None), pending: AtomicUsize::new(0) });
+    Ok(())
 }
 
 /// Queues `text` for the webhook; returns at once. A no-op without a webhook.

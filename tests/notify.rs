@@ -192,3 +192,26 @@ async fn an_unreachable_webhook_is_logged_without_its_url() {
     assert!(!shown.contains("s3cr3t-token"), "the webhook's URL leaked: {shown}");
     sb.down().await;
 }
+
+/// A webhook URL that is not one (the scheme left off when pasted) posted
+/// nothing, said only in the log, while the team waited for posts: the
+/// command now stops before doing anything, naming the variable, not the
+/// URL (a secret).
+#[test]
+fn a_webhook_url_that_is_not_one_stops_the_command_before_it_changes_anything() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cutover"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("XDG_STATE_HOME", dir.path())
+        .env("CUTOVER_OPERATOR", "ana")
+        .env("CUTOVER_WEBHOOK_URL", "hooks.slack.com/services/T0/B0/s3cr3t-token")
+        .args(["--log-file", &dir.path().join("log").display().to_string()])
+        .args(["tick", "runbooks/demo.toml", "prepare/backup"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("$CUTOVER_WEBHOOK_URL is set but is not an http(s) URL"), "{err}");
+    assert!(!err.contains("s3cr3t-token"), "the URL is a secret: {err}");
+    assert!(!dir.path().join("cutover/demo.progress.json").exists(), "nothing ticked");
+}

@@ -394,31 +394,48 @@ static GLOBAL: std::sync::OnceLock<GlobalArgs> = std::sync::OnceLock::new();
 /// (`--state` or `[team] state`) for this process.
 pub fn load_runbook(path: &Path) -> Result<Runbook, Failure> {
     let rb = runbook::load(path)?;
-    crate::notify::install(crate::notify::webhook_url(&rb));
+    crate::notify::install(crate::notify::webhook_url(&rb)).map_err(Failure::bad_input)?;
     if let Some(g) = GLOBAL.get() {
         team::install_store(&rb, g)?;
     }
     Ok(rb)
 }
 
-fn init_logging(global: &GlobalArgs) -> Option<PathBuf> {
+/// Logs to `--log-file` or the default file. One the person named that
+/// cannot be written, or a `CUTOVER_LOG` that is no filter, is an error (a
+/// cutover without the log they asked for); the default file unwritable is
+/// said on stderr, and the run goes on without a log.
+fn init_logging(global: &GlobalArgs) -> Result<Option<PathBuf>, String> {
     let path = global.log_file.clone().unwrap_or_else(crate::paths::default_log_file);
+    let filter = match std::env::var("CUTOVER_LOG") {
+        Ok(f) => tracing_subscriber::EnvFilter::try_new(&f).map_err(|e| {
+            format!("CUTOVER_LOG={f} is not a log filter ({e}); give levels such as `info` or `debug,aws_config=warn`")
+        })?,
+        Err(_) => tracing_subscriber::EnvFilter::new("info,aws_config=warn,aws_smithy_runtime=warn"),
+    };
     if let Some(dir) = path.parent() {
         let _ = std::fs::create_dir_all(dir);
     }
     let file = {
         use std::os::unix::fs::OpenOptionsExt;
-        std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(&path).ok()?
+        std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(&path)
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("CUTOVER_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,aws_config=warn,aws_smithy_runtime=warn"));
-    tracing_subscriber::fmt()
+    let file = match file {
+        Ok(f) => f,
+        Err(e) if global.log_file.is_some() => {
+            return Err(format!("cannot write the log file {} ({e}); give a writable --log-file", path.display()));
+        }
+        Err(e) => {
+            eprintln!("cutover: cannot write the log file {} ({e}); running without a log", path.display());
+            return Ok(None);
+        }
+    };
+    let installed = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(false)
         .with_writer(std::sync::Mutex::new(file))
-        .try_init()
-        .ok()?;
-    Some(path)
+        .try_init();
+    Ok(installed.ok().map(|()| path))
 }
 
 /// `cutover <runbook.toml>` means `cutover tui <runbook.toml>`.
@@ -449,7 +466,13 @@ fn with_implicit_tui(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsStrin
 pub fn main() -> ExitCode {
     let cli = Cli::parse_from(args());
     let _ = color_eyre::install();
-    let log = init_logging(&cli.global);
+    let log = match init_logging(&cli.global) {
+        Ok(log) => log,
+        Err(message) => {
+            eprintln!("{message}");
+            return ExitCode::from(2);
+        }
+    };
     let mut global = cli.global.clone();
     global.log_file = log.clone();
     let _ = GLOBAL.set(global.clone());
