@@ -188,6 +188,7 @@ impl Keymap {
         let table: BTreeMap<String, OneOrMany> = toml::from_str(text).map_err(|e| {
             format!("{file}: {}; write lines like quit = \"q\" or down = [\"j\", \"down\"]", e.message().trim())
         })?;
+        let mut overridden = Vec::new();
         for (name, value) in table {
             let action: KeyAction = serde::Deserialize::deserialize(serde::de::value::StrDeserializer::<
                 serde::de::value::Error,
@@ -204,8 +205,29 @@ impl Keymap {
                 .iter()
                 .map(|k| Key::parse(k).map_err(|e| format!("{file}: {name}: {e}")))
                 .collect::<Result<Vec<_>, _>>()?;
+            if parsed.is_empty() {
+                return Err(format!("{file}: {name} = [] leaves it no key; give it at least one"));
+            }
             if let Some(b) = self.bindings.iter_mut().find(|b| b.action == action) {
                 b.keys = parsed;
+                overridden.push(action);
+            }
+        }
+        // A key the file gives that another action has in the same place (two
+        // globals, or one pane's), or a pane's binding given a global key it
+        // would take from it there unseen (`tick = "down"` ticked on every
+        // Down in the checklist). A global given a pane's key is fine: the
+        // pane keeps it, as by default.
+        for b in self.bindings.iter().filter(|b| overridden.contains(&b.action)) {
+            let shared =
+                |o: &&Binding| o.action != b.action && (b.pane == o.pane || (b.pane.is_some() && o.pane.is_none()));
+            for o in self.bindings.iter().filter(shared) {
+                if let Some(k) = b.keys.iter().find(|k| o.keys.contains(k)) {
+                    let (name, other) = (action_name(b.action), action_name(o.action));
+                    return Err(format!(
+                        "{file}: {name} is given {k}, which is {other}'s key too; give one of them another key"
+                    ));
+                }
             }
         }
         Ok(self)
@@ -216,7 +238,9 @@ impl Keymap {
         let path = crate::paths::config_dir().join("keys.toml");
         match std::fs::read_to_string(&path) {
             Ok(text) => Keymap::default().with_overrides(&path.display().to_string(), &text),
-            Err(_) => Ok(Keymap::default()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Keymap::default()),
+            // Unreadable (permissions, not UTF-8, a directory): never the defaults unsaid.
+            Err(e) => Err(format!("{}: cannot read it ({e}); fix it or move it away", path.display())),
         }
     }
 
@@ -312,6 +336,14 @@ mod tests {
         assert!(e.starts_with("k.toml: quit: `xyz` is not a key"), "{e}");
         let e = Keymap::default().with_overrides("k.toml", "quit = 5").unwrap_err();
         assert!(e.starts_with("k.toml: "), "{e}");
+        // No key at all, or a key another action has where both work: the
+        // tick would have taken Down in the checklist, Down abort's X.
+        let e = Keymap::default().with_overrides("k.toml", "quit = []").unwrap_err();
+        assert_eq!(e, "k.toml: quit = [] leaves it no key; give it at least one");
+        let e = Keymap::default().with_overrides("k.toml", "tick = \"down\"").unwrap_err();
+        assert_eq!(e, "k.toml: tick is given ↓, which is down's key too; give one of them another key");
+        let e = Keymap::default().with_overrides("k.toml", "down = \"X\"").unwrap_err();
+        assert!(e.starts_with("k.toml: down is given X, which is abort_rollout's key too"), "{e}");
     }
 
     #[test]

@@ -72,7 +72,8 @@ impl Theme {
         let path = crate::paths::config_dir().join("theme.toml");
         match std::fs::read_to_string(&path) {
             Ok(text) => Theme::default().with_overrides(&path.display().to_string(), &text),
-            Err(_) => Ok(Theme::default()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Theme::default()),
+            Err(e) => Err(format!("{}: cannot read it ({e}); fix it or move it away", path.display())),
         }
     }
 }
