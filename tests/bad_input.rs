@@ -271,3 +271,87 @@ fn numbers_out_of_range_are_refused_before_anything_runs() {
     }
     assert!(state_files(&state).is_empty(), "nothing written");
 }
+
+/// An environment naming no load balancer (the single box) is in the region
+/// in use only by one reached the same way. The ALB's, pinned to the
+/// sandbox's region and found there, said nothing of the box's, reached in
+/// us-west-2 where the runbook declares eu-central-1: the same tags there
+/// could select another fleet to stop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_environment_without_a_load_balancer_is_not_vouched_for_by_one_in_another_region() {
+    let dir = tempfile::tempdir().unwrap();
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("runbooks/single-box-to-alb.toml")).unwrap();
+    let region = "eu-west-2";
+    assert!(text.contains("[environments.alb]\n") && text.contains("region = \"eu-central-1\""));
+    let text = text.replacen("[environments.alb]\n", &format!("[environments.alb]\nregion = \"{region}\"\n"), 1);
+    let path = dir.path().join("single-box.toml");
+    std::fs::write(&path, &text).unwrap();
+    let rb = cutover::runbook::parse(&path.display().to_string(), &text).unwrap();
+    let sb = sandbox(&rb, region).await;
+    let state = dir.path().join("state");
+    for flag in ["--dry-run", "--yes"] {
+        let mut c = cutover_command(&sb, &rb, &state, &["run", path.to_str().unwrap(), "retire/stop-box", flag]);
+        c.env("CUTOVER_REGION", "us-west-2");
+        let out = c.output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flag}: {}{err}", String::from_utf8_lossy(&out.stdout));
+        assert!(
+            err.contains("single-box (runbook")
+                && err.contains("is declared in region eu-central-1, but would be reached in us-west-2"),
+            "{flag}: {err}"
+        );
+    }
+    sb.down().await;
+}
+
+/// A log the person asked for that cannot be written, or a log filter that
+/// is none, ran on silently without a log: now one line and exit 2.
+#[test]
+fn a_log_file_that_cannot_be_written_or_a_bad_log_filter_stops_the_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |log: &str, filter: Option<&str>| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_cutover"));
+        c.current_dir(env!("CARGO_MANIFEST_DIR")).env("XDG_STATE_HOME", dir.path()).env_remove("CUTOVER_LOG");
+        if let Some(f) = filter {
+            c.env("CUTOVER_LOG", f);
+        }
+        c.args(["--log-file", log, "validate", "runbooks/demo.toml"]).output().unwrap()
+    };
+    let out = run("/proc/no-such-dir/cutover.log", None);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.starts_with("cannot write the log file /proc/no-such-dir/cutover.log ("), "{err}");
+    assert!(err.contains("give a writable --log-file"), "{err}");
+    let good = dir.path().join("log").display().to_string();
+    let out = run(&good, Some("debug,=[["));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.starts_with("CUTOVER_LOG=debug,=[[ is not a log filter"), "{err}");
+    assert_eq!(run(&good, Some("debug")).status.code(), Some(0));
+}
+
+/// A checklist file a newer cutover wrote (a field this one does not know)
+/// is neither read nor written over; the message no longer tells the
+/// reviewer to move it away, which would lose every tick and note.
+#[test]
+fn a_checklist_file_from_a_newer_cutover_is_kept_and_said_to_be_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("cutover/demo.progress.json");
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    let newer = r#"{"ticks":{"prepare/backup":{"by":"ana","at":"2026-12-06T06:00:00Z"}},"notes":{},"signed_off":{}}"#;
+    std::fs::write(&file, newer).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cutover"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("XDG_STATE_HOME", dir.path())
+        .env("CUTOVER_OPERATOR", "bo")
+        .args(["--log-file", &dir.path().join("log").display().to_string()])
+        .args(["tick", "runbooks/demo.toml", "prepare/backup", "--undo"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("written by a newer cutover (upgrade this one) or damaged"), "{err}");
+    assert!(!err.contains("move the file away"), "{err}");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), newer, "kept as it was");
+}

@@ -1321,7 +1321,7 @@ fn shift_plan(from: u8, to: u8, weights: (u8, u8)) -> cutover::drive::shift::Shi
         from: side("production", "prod", from),
         to: side("staging", "staging", to),
         weights,
-        unlisted: Vec::new(),
+        others: Vec::new(),
         unchecked: Vec::new(),
     }
 }
