@@ -1285,7 +1285,7 @@ async fn a_rollback_onto_a_side_with_no_target_in_service_is_not_sent_until_it_s
     staging_5xx_alarm_fires(&sb, "test: 5xx above threshold").await;
     let out = child.wait_with_output().await.unwrap();
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert_eq!(out.status.code(), Some(2), "a refusal, not 'rolled back': {text}");
     assert!(
         text.contains(
             "rollback to 90/10 NOT sent: raising production's weight from 75 to 90 would send that traffic to target \
@@ -1293,7 +1293,10 @@ async fn a_rollback_onto_a_side_with_no_target_in_service_is_not_sent_until_it_s
         ),
         "{text}"
     );
-    assert!(text.contains("The weights stay 75/25"), "{text}");
+    assert!(
+        text.contains("The weights stay 75/25; once production can serve again, `cutover abort` sends it"),
+        "{text}"
+    );
     assert_eq!(weights(&sb).await, w(75, 25), "nothing sent");
     let refused: Vec<_> =
         audit(dir.path()).into_iter().filter(|l| l["action"] == "rollout abort" && l["stage"] == "refused").collect();

@@ -38,7 +38,7 @@ pub fn run(rb: Runbook, g: &GlobalArgs, args: ShiftArgs) -> Result<u8, Failure> 
             message: format!("{e}; nothing was changed"),
         };
         let plan = shift::plan(&clients, &rb, weights).await.map_err(refused)?;
-        for line in shift::raised_sides_serve(&sides, &rb, &plan).await.map_err(refused)? {
+        for line in shift::raised_sides_serve(&sides, &rb, &plan, true).await.map_err(refused)? {
             println!("{line}");
         }
         println!("account {account} region {region}: shift {}", plan.describe());

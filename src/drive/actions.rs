@@ -263,7 +263,7 @@ pub async fn plan_with_vars(
         }
     }
     if let Some(Step::Shift(sp)) = p.steps.first_mut() {
-        sp.unchecked = shift::raised_sides_serve(sides, rb, sp).await?;
+        sp.unchecked = shift::raised_sides_serve(sides, rb, sp, true).await?;
     }
     Ok(p)
 }
@@ -1441,7 +1441,7 @@ pub async fn execute(
     }
     // Likewise the side a shift raises: it may have been stopped meanwhile.
     if let Some(Step::Shift(sp)) = plan.steps.first()
-        && let Err(e) = shift::raised_sides_serve(clients, rb, sp).await
+        && let Err(e) = shift::raised_sides_serve(clients, rb, sp, true).await
     {
         let refusal = format!("{e}; nothing was changed");
         log.append(&line(Stage::Refused, refusal.clone()))?;

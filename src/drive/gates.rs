@@ -550,7 +550,9 @@ fn compare(metric: Metric, factor: f64, new: Side, old: Side) -> Measurement {
     // in service the load balancer answers 503 itself, counted in its 5xx
     // alone. Errors without a request beside them are every request failing,
     // not a rate that cannot be told.
-    if is_count(metric)
+    // (A target's 5xx always has its request counted: only the load
+    // balancer's own can stand alone.)
+    if metric == Metric::Elb5xx
         && let Some(errors) = new.value.filter(|v| *v > 0.0)
         && new.requests.is_none_or(|r| r <= 0.0)
     {
@@ -869,7 +871,7 @@ mod tests {
     }
 
     #[test]
-    fn compare_fails_errors_on_the_new_side_without_a_request_counted() {
+    fn compare_fails_load_balancer_errors_on_the_new_side_without_a_request_counted() {
         // 503s the load balancer answered with no target in service: no RequestCount.
         for requests in [None, Some(0.0)] {
             let m = compare(Metric::Elb5xx, 2.0, side(Some(40.0), requests), side(None, Some(1000.0)));

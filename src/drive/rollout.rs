@@ -65,6 +65,9 @@ enum SendError {
     /// change may be sent again.
     NotTaken(String),
     Failed(String),
+    /// Not sent, by a check a person must answer (a rollback onto a side
+    /// with nothing in service): a refusal, exit 2.
+    Refused(String),
 }
 
 impl SendError {
@@ -73,6 +76,7 @@ impl SendError {
         match self {
             SendError::NotTaken(m) => SendError::NotTaken(format!("{action}: {m}")),
             SendError::Failed(m) => SendError::Failed(format!("{action}: {m}")),
+            SendError::Refused(m) => SendError::Refused(format!("{action}: {m}")),
         }
     }
 }
@@ -95,7 +99,7 @@ impl From<super::PlanError> for SendError {
 impl From<SendError> for String {
     fn from(e: SendError) -> Self {
         match e {
-            SendError::NotTaken(m) | SendError::Failed(m) => m,
+            SendError::NotTaken(m) | SendError::Failed(m) | SendError::Refused(m) => m,
         }
     }
 }
@@ -310,17 +314,16 @@ impl Runner<'_> {
             // Not sent; a person decides. Only a sure refusal holds it back:
             // a side that cannot be read is rolled back onto, as a weight
             // change must stay possible in an emergency.
-            match shift::raised_sides_serve(&self.cx.clients, &self.cx.rb, &plan).await {
+            match shift::raised_sides_serve(&self.cx.clients, &self.cx.rb, &plan, false).await {
                 Ok(unchecked) => unchecked.iter().for_each(|line| (self.say)(line)),
                 Err(super::PlanError::Refused(why)) => {
                     let refused = format!(
-                        "rollback to {}/{} NOT sent: {why}. The weights stay {}/{}; once {} has a target in \
-                         service, `cutover abort` (or the next `cutover rollout`) sends it; to move the traffic \
-                         elsewhere, `cutover shift`",
+                        "rollback to {}/{} NOT sent: {why}. The weights stay {}/{}; once {} can serve again, \
+                         `cutover abort` sends it; to move the traffic elsewhere, `cutover shift`",
                         weights.0, weights.1, live.0, live.1, self.cx.rb.rollout.from
                     );
                     self.audit(&self.action(None), Stage::Refused, Some(live), weights, refused.clone())?;
-                    return Err(SendError::Failed(refused));
+                    return Err(SendError::Refused(refused));
                 }
                 Err(e) => (self.say)(&format!(
                     "NOT CHECKED: whether {} can take the share this rollback raises ({e})",
@@ -355,7 +358,7 @@ impl Runner<'_> {
         // to 503s for a whole soak before a gate could see it: paused for a
         // person before it is sent (`cutover rollout` resumes the step).
         if step.is_some() {
-            match shift::raised_sides_serve(&self.cx.clients, &self.cx.rb, &plan).await {
+            match shift::raised_sides_serve(&self.cx.clients, &self.cx.rb, &plan, true).await {
                 Ok(unchecked) => unchecked.iter().for_each(|line| (self.say)(line)),
                 Err(e) => return self.paused_not_sent(format!("{}: not sent: {e}", self.action(step))),
             }
@@ -414,7 +417,7 @@ impl Runner<'_> {
     /// taken (throttled, Route53 not reached): the traffic must come back.
     /// Each attempt is planned from the live records, fenced and audited as
     /// any send; a failure of another kind ends the run at once.
-    async fn roll_back(&mut self, weights: Weights) -> Result<Vec<Output>, String> {
+    async fn roll_back(&mut self, weights: Weights) -> Result<Vec<Output>, RolloutError> {
         let started = std::time::Instant::now();
         let mut pause = Duration::from_secs(2);
         loop {
@@ -426,12 +429,13 @@ impl Runner<'_> {
                     pause = (pause * 2).min(Duration::from_secs(30));
                 }
                 Err(SendError::NotTaken(why)) => {
-                    return Err(format!(
+                    return Err(failed(format!(
                         "{why}; the rollback was sent again for {} s and never taken: roll back by hand (`cutover abort` again, or `cutover shift`)",
                         started.elapsed().as_secs()
-                    ));
+                    )));
                 }
-                Err(e) => return Err(e.into()),
+                Err(SendError::Refused(why)) => return Err(RolloutError::Refused(why)),
+                Err(e) => return Err(failed(e.into())),
             }
         }
     }
@@ -766,9 +770,9 @@ async fn live_reading(clients: &Clients, rb: &Runbook) -> Result<(Weights, Optio
     Ok(((p.from.record.weight, p.to.record.weight), p.types_differ()))
 }
 
-/// What a step waits after INSYNC: resolvers hold the `from` side's answer
-/// for the TTL its live records carry (an alias's: its target's 60 s), so
-/// the larger of that and the runbook's `ttl`.
+/// What a step waits after INSYNC: resolvers hold the answers whose share
+/// it lowers for the TTL their live records carry (an alias's: its target's
+/// 60 s), so the larger of that and the runbook's `ttl`.
 /// Returns the wait and the words for it.
 pub fn step_ttl(runbook: u32, live: Option<u32>) -> (Duration, String) {
     match live {
@@ -780,10 +784,11 @@ pub fn step_ttl(runbook: u32, live: Option<u32>) -> (Duration, String) {
     }
 }
 
-/// The live TTL of the `from` side's records, an alias's counted as its
-/// target's (None: unreadable: the first read of the rollout reports that).
+/// The live TTL of the records a step may lower (every one but the `to`
+/// side's), an alias's counted as its target's (None: unreadable: the first
+/// read of the rollout reports that).
 async fn live_ttl(clients: &Clients, rb: &Runbook) -> Option<u32> {
-    shift::plan(clients, rb, (0, 0)).await.ok().and_then(|p| p.from_side_ttl())
+    shift::plan(clients, rb, (0, 0)).await.ok().and_then(|p| p.lowered_ttl())
 }
 
 /// What a step's change takes to be INSYNC, at least, for the shortest
@@ -1261,7 +1266,7 @@ async fn before_the_loop(
             runner.persist().map_err(failed)?;
             for o in out {
                 if let Output::SetWeights { weights, step: None } = o {
-                    runner.roll_back(weights).await.map_err(failed)?;
+                    runner.roll_back(weights).await?;
                     runner
                         .audit("rollout abort", Stage::Done, runner.rolled_back_from, weights, reason.trim().into())
                         .map_err(failed)?;
@@ -1282,7 +1287,7 @@ async fn before_the_loop(
         let target = runner.engine.rollback_weights();
         if runner.engine.state.phase == RolloutPhase::Aborted && live != target {
             (runner.say)(&format!("finishing the interrupted rollback to {}/{}", target.0, target.1));
-            runner.roll_back(target).await.map_err(failed)?;
+            runner.roll_back(target).await?;
             runner.persist().map_err(failed)?;
             runner
                 .audit("rollout abort", Stage::Done, runner.rolled_back_from, target, reason.clone())
@@ -1300,7 +1305,7 @@ async fn before_the_loop(
         let target = runner.engine.rollback_weights();
         let line = format!("finishing the interrupted rollback to {}/{}", target.0, target.1);
         (runner.say)(&line);
-        runner.roll_back(target).await.map_err(failed)?;
+        runner.roll_back(target).await?;
     }
     // A paused rollout resumes where it paused.
     if runner.engine.state.phase == RolloutPhase::Paused {
@@ -1370,7 +1375,7 @@ async fn carry_out(
                     }
                     next.extend(match step {
                         Some(_) => runner.set_weights(weights, step).await.map_err(|e| failed(e.into()))?,
-                        None => runner.roll_back(weights).await.map_err(failed)?,
+                        None => runner.roll_back(weights).await?,
                     })
                 }
                 Output::Log(line) => {
@@ -1602,7 +1607,7 @@ pub async fn abort(cx: &Context, reason: &str, say: &mut (dyn FnMut(&str) + Send
         let live = live_weights(cx.clients.dns(), rb).await.map_err(failed)?;
         runner.reconcile(live).await.map_err(failed)?;
     }
-    runner.roll_back(target).await.map_err(failed)?;
+    runner.roll_back(target).await?;
     runner.persist().map_err(failed)?;
     runner.audit("rollout abort", Stage::Done, runner.rolled_back_from, target, reason.to_string()).map_err(failed)?;
     Ok(format!("weights set back to {}/{}", target.0, target.1))
@@ -1910,7 +1915,7 @@ pub async fn preview(
         out.push(format!("change batch: {}", sp.batch_json()));
     }
     // As `set_weights` judges the step when it comes to send it.
-    match shift::raised_sides_serve(sides, rb, &sp).await {
+    match shift::raised_sides_serve(sides, rb, &sp, true).await {
         Ok(unchecked) => out.extend(unchecked),
         Err(e) => out.push(format!("would pause before sending step {}: {e}", next + 1)),
     }
@@ -1963,6 +1968,11 @@ pub async fn abort_preview(rb: &Runbook, sides: &SideClients) -> Result<Vec<Stri
              is the target instead"
                 .into(),
         );
+        // It judges the side it raises as this process would.
+        let sp = shift::plan(clients, rb, target).await?;
+        if let Err(super::PlanError::Refused(why)) = shift::raised_sides_serve(sides, rb, &sp, false).await {
+            out.push(format!("it would not send the rollback now: {why}"));
+        }
     } else {
         let sp = shift::plan(clients, rb, target).await?;
         let live = (sp.from.record.weight, sp.to.record.weight);
@@ -1971,7 +1981,7 @@ pub async fn abort_preview(rb: &Runbook, sides: &SideClients) -> Result<Vec<Stri
             return Ok(out);
         }
         // As the rollback itself judges the side it raises.
-        match shift::raised_sides_serve(sides, rb, &sp).await {
+        match shift::raised_sides_serve(sides, rb, &sp, false).await {
             Ok(unchecked) => out.extend(unchecked),
             Err(super::PlanError::Refused(why)) => {
                 out.push(format!("would refuse: {why}"));

@@ -103,13 +103,16 @@ impl ShiftPlan {
         }
         self.from.records().map(|r| r.record_type.as_str()).collect::<Vec<_>>().join("+")
     }
-    /// What resolvers may hold a `from` side's answer for: its records'
-    /// largest TTL, an alias's being its target's (`ALIAS_TTL`). A step
-    /// lowers that side's share, so once its answers expire the `to` side
-    /// has at least its new share (answers of the `to` side, however long
-    /// held, only add to it): what a soak must wait before judging it.
-    pub fn from_side_ttl(&self) -> Option<u32> {
-        self.from.records().map(|r| r.ttl.or(r.alias_target.as_ref().map(|_| ALIAS_TTL))).max().flatten()
+    /// What resolvers may hold an answer other than the `to` side's for:
+    /// the largest TTL of every other record of the group (the `from`
+    /// side's, and a third environment's or an unlisted one's, whose share
+    /// a step beside them can lower too), an alias's being its target's
+    /// (`ALIAS_TTL`). Once those answers expire the `to` side has at least
+    /// its new share (its own answers, however long held, only add to it):
+    /// what a soak must wait before judging it.
+    pub fn lowered_ttl(&self) -> Option<u32> {
+        let ttl = |r: &WeightedRecord| r.ttl.or(r.alias_target.as_ref().map(|_| ALIAS_TTL));
+        self.from.records().chain(self.others.iter().map(|o| &o.record)).filter_map(ttl).max()
     }
     /// `production (prod) 100 → 70, staging (staging) 0 → 30`; a group
     /// whose types weigh the sides otherwise says so.
@@ -285,10 +288,14 @@ pub fn raises_share(old: Weights, new: Weights, others: &[u8]) -> (bool, bool) {
 /// A side whose groups cannot be read (another region, a role allowed
 /// Route53 only) is not held back, since a weight change must stay possible
 /// in an emergency: Ok carries what was not checked, for the operator.
+/// Groups or instances the runbook names that are not found refuse too when
+/// `unfound_refuses`; a rollback passes false, as only a side seen unable to
+/// serve holds it back (a group recreated under another name still serves).
 pub async fn raised_sides_serve(
     sides: &crate::aws::SideClients,
     rb: &Runbook,
     plan: &ShiftPlan,
+    unfound_refuses: bool,
 ) -> Result<Vec<String>, PlanError> {
     let mut unchecked = Vec::new();
     // Each record type on its own (Route53 answers A and AAAA apart), so a
@@ -385,14 +392,19 @@ pub async fn raised_sides_serve(
                 // Found nowhere in the region the runbook's load balancers
                 // are in (it names some): gone (terminated over an hour
                 // ago), not elsewhere.
-                Ok(_) if rb.environments.values().any(|e| e.load_balancer.is_some()) && here().await => {
+                Ok(_)
+                    if unfound_refuses
+                        && rb.environments.values().any(|e| e.load_balancer.is_some())
+                        && here().await =>
+                {
                     return Err(PlanError::Refused(format!(
                         "raising {whose} would send that traffic to its instances, but its instance selector finds none in {}; correct the runbook, or start the box it names",
                         clients.region
                     )));
                 }
                 Err(e)
-                    if e.kind == crate::aws::AwsErrorKind::NotFound
+                    if unfound_refuses
+                        && e.kind == crate::aws::AwsErrorKind::NotFound
                         && rb.environments.values().any(|e| e.load_balancer.is_some())
                         && here().await =>
                 {
@@ -416,7 +428,8 @@ pub async fn raised_sides_serve(
             // Not found where the environment's own load balancer is: the
             // runbook names a group that is gone, not another region.
             Err(e)
-                if e.kind == crate::aws::AwsErrorKind::NotFound
+                if unfound_refuses
+                    && e.kind == crate::aws::AwsErrorKind::NotFound
                     && env.load_balancer.is_some()
                     && matches!(
                         crate::authority::environment_region_check(sides, rb, name, &clients.region).await,
@@ -628,7 +641,7 @@ pub async fn execute(
     })?;
     // Read again under the lease: the plan may have waited in a confirm
     // popup while the side it raises was stopped (a stop takes the lease too).
-    if let Err(e) = raised_sides_serve(sides, rb, plan).await {
+    if let Err(e) = raised_sides_serve(sides, rb, plan, true).await {
         let e = match e {
             PlanError::Refused(m) => m,
             other => other.to_string(),
@@ -737,11 +750,16 @@ mod tests {
     /// held for its load balancer's 60 s, however short the runbook's TTL
     /// (an alias was counted as no TTL, and steps soaked on the old split).
     #[test]
-    fn a_step_waits_the_ttl_of_the_side_it_lowers_an_alias_counting_its_targets() {
-        assert_eq!(plan(None, Some(5)).from_side_ttl(), Some(ALIAS_TTL));
-        assert_eq!(plan(Some(5), None).from_side_ttl(), Some(5), "the raised side's answers only add to it");
-        assert_eq!(plan(Some(300), Some(5)).from_side_ttl(), Some(300));
-        assert_eq!(plan(None, None).from_side_ttl(), Some(ALIAS_TTL));
+    fn a_step_waits_the_ttl_of_the_records_it_may_lower_an_alias_counting_its_targets() {
+        assert_eq!(plan(None, Some(5)).lowered_ttl(), Some(ALIAS_TTL));
+        assert_eq!(plan(Some(5), None).lowered_ttl(), Some(5), "the raised side's answers only add to it");
+        assert_eq!(plan(Some(300), Some(5)).lowered_ttl(), Some(300));
+        assert_eq!(plan(None, None).lowered_ttl(), Some(ALIAS_TTL));
+        // A third record beside them (a dr record at 100 as a step raises
+        // both sides) holds its answers as long.
+        let mut beside = plan(Some(5), Some(5));
+        beside.others.push(super::OtherRecord { environment: Some("dr".into()), record: record("dr", Some(300)) });
+        assert_eq!(beside.lowered_ttl(), Some(300));
     }
 
     /// Shares, not raw weights: (90, 90) → (10, 90) takes `to` from half to

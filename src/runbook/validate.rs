@@ -2087,13 +2087,14 @@ impl<'a> Validator<'a> {
             } else if v <= 1.0 {
                 // A fraction (0.9 for 90%) would gate at under 1% and pass a
                 // cold cache; no cutover gates on a hit rate that low.
+                // Rounded: 0.57 * 100.0 is 56.99999999999999.
+                let meant = (v * 100_000.0).round() / 1000.0;
                 self.err(
                     m.span(),
-                    format!("min_hit_rate {v} reads as {v}%, not {}%: the rate is in percent", v * 100.0),
+                    format!("min_hit_rate {v} reads as {v}%, not {meant}%: the rate is in percent"),
                     format!(
-                        "write {} for {}% (a least hit rate of 1% or less is taken as a fraction written by mistake)",
-                        v * 100.0,
-                        v * 100.0
+                        "write {meant} for {meant}% (a least hit rate of 1% or less is taken as a fraction written by \
+                         mistake)"
                     ),
                 );
             }

@@ -357,13 +357,15 @@ fn spawn_change(app: &mut App, cx: &ActionContext, command: Command, tx: tokio::
                         Ok(_) => {
                             let weights = crate::analysis::weights::weights_for_percent(percent);
                             match crate::drive::shift::plan(clients.dns(), &rb, weights).await {
-                                Ok(mut p) => match crate::drive::shift::raised_sides_serve(&clients, &rb, &p).await {
-                                    Ok(unchecked) => {
-                                        p.unchecked = unchecked;
-                                        Ok(PendingChange::Shift(Box::new(p)))
+                                Ok(mut p) => {
+                                    match crate::drive::shift::raised_sides_serve(&clients, &rb, &p, true).await {
+                                        Ok(unchecked) => {
+                                            p.unchecked = unchecked;
+                                            Ok(PendingChange::Shift(Box::new(p)))
+                                        }
+                                        Err(e) => Err(String::from(e)),
                                     }
-                                    Err(e) => Err(String::from(e)),
-                                },
+                                }
                                 Err(e) => Err(String::from(e)),
                             }
                         }
