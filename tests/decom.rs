@@ -591,6 +591,11 @@ async fn decom_a_stop_killed_before_its_audit_is_recorded_done_when_run_again() 
     let gated = "decommission/start-again";
     let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["run", p, gated, "--dry-run"]).await;
     assert!(out.contains("has not"), "the window has not started: {code:?} {out}");
+    // A look without --yes records nothing (it opened the gated item's window).
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["run", p, "decommission/stop-old"]).await;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("nothing to do") && !out.contains("recorded as applied"), "{out}");
+    assert_eq!(stages(), ["\"intent\""]);
     // Run again: nothing to do, recorded as done.
     let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["run", p, "decommission/stop-old", "--yes"]).await;
     assert_eq!(code, Some(0), "{out}");

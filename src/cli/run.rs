@@ -88,7 +88,8 @@ pub fn run(rb: Runbook, g: &GlobalArgs, args: RunArgs) -> Result<u8, Failure> {
         println!("  after:  {}", plan.after);
         if let Some(why) = &plan.noop {
             println!("nothing to do: {why}");
-            if let Some(who) = &who
+            // Recorded only when asked to run (--yes): a look writes nothing.
+            if let Some(who) = who.as_ref().filter(|_| args.yes)
                 && let Some(line) = actions::record_found_done(&rb, who, &args.item, &plan).map_err(|e| Failure {
                     status: 1,
                     message: format!("the audit could not be read or written: {e}"),
