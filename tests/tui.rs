@@ -1578,6 +1578,19 @@ fn read_only_no_key_in_any_pane_or_row_plans_or_applies_a_change() {
     let cmds = update(&mut app, key(KeyCode::Enter));
     assert!(!cmds.iter().any(mutating), "{cmds:?}");
     assert!(app.log.iter().any(|l| l.text.starts_with("refused: read-only; notes")), "{:?}", app.log);
+    // Each refused edit goes to the loop to be audited as refused, as every
+    // refused change is (it was only logged on screen).
+    assert!(
+        matches!(&cmds[..], [Command::ChecklistRefused(cutover::store::checklist::Edit::Note { key, text: Some(t), .. })] if key == "prepare/x" && t == "looks fine"),
+        "{cmds:?}"
+    );
+    let ticks = (0..fresh(Pane::Checklist, 0).row_count(Pane::Checklist)).filter(|row| {
+        let mut app = fresh(Pane::Checklist, *row);
+        let k = app.keymap.for_pane(Pane::Checklist).into_iter().find(|b| b.action == KeyAction::Tick).unwrap().keys[0];
+        let cmds = update(&mut app, Event::Key(KeyEvent::new(k.code, k.mods)));
+        matches!(&cmds[..], [Command::ChecklistRefused(cutover::store::checklist::Edit::Tick { .. })])
+    });
+    assert!(ticks.count() > 0, "a manual item's tick is audited as refused");
     common::record(
         "read-only",
         format!(

@@ -198,6 +198,12 @@ pub async fn event_loop<B: ratatui::backend::Backend>(
                         let _ = tx.send(Event::ChecklistSaved(saved));
                     });
                 }
+                Command::ChecklistRefused(edit) => {
+                    let (name, operator) = (app.rb.name.clone(), app.operator.clone());
+                    tokio::task::spawn_blocking(move || {
+                        crate::store::checklist::audit_refused(&name, &operator, &[edit], "--read-only")
+                    });
+                }
                 Command::Quit => app.quit = true,
                 Command::PlanAction { .. }
                 | Command::PlanShift { .. }
@@ -440,7 +446,7 @@ fn spawn_change(app: &mut App, cx: &ActionContext, command: Command, tx: tokio::
             let work = apply_change(change_cx, change, key, progress_tx);
             spawn_outcome(tx, work, on_panic);
         }
-        Command::Refresh | Command::EditChecklist(_) | Command::Quit => {}
+        Command::Refresh | Command::EditChecklist(_) | Command::ChecklistRefused(_) | Command::Quit => {}
     }
 }
 

@@ -22,6 +22,9 @@ pub enum Command {
     Refresh,
     /// Write a checklist change to the store (off the loop; other cockpits see it).
     EditChecklist(crate::store::checklist::Edit),
+    /// A checklist change refused here under --read-only: the loop audits
+    /// it, as every refused change is.
+    ChecklistRefused(crate::store::checklist::Edit),
     Quit,
     /// Plan an item's action (or its rollback) from live data, off the loop.
     PlanAction {
@@ -290,10 +293,6 @@ fn run_item(app: &mut App, rollback: bool) -> Vec<Command> {
 /// Ticks or unticks a manual item.
 fn tick(app: &mut App) -> Vec<Command> {
     let Some((phase, item)) = app.selected_item() else { return Vec::new() };
-    if app.header.read_only {
-        app.log("refused: read-only; the checklist is not changed from this cockpit");
-        return Vec::new();
-    }
     let manual = app.rb.item(&phase, &item).is_some_and(|(_, i)| matches!(i.kind, ItemKind::Manual));
     if !manual {
         app.log(format!("{phase}/{item} is not a manual item; only manual items are ticked by hand"));
@@ -301,6 +300,14 @@ fn tick(app: &mut App) -> Vec<Command> {
     }
     let key = item_key(&phase, &item);
     let (by, at) = (app.operator.clone(), rfc3339(app.now));
+    if app.header.read_only {
+        app.log("refused: read-only; the checklist is not changed from this cockpit");
+        let edit = match app.checklist.ticks.contains_key(&key) {
+            true => ChecklistEdit::Untick { key },
+            false => ChecklistEdit::Tick { key, by, at },
+        };
+        return vec![Command::ChecklistRefused(edit)];
+    }
     let ticked = app.checklist.toggle(&key, &by, &at);
     app.log(format!("{key} {} by {by}", if ticked { "ticked" } else { "unticked" }));
     // The edit says what the person meant, so it lands right over anyone else's.
@@ -455,11 +462,16 @@ fn overlay_key(app: &mut App, key: KeyEvent) -> Vec<Command> {
         },
         Overlay::Note { key: item, mut input, seen } => match edit(&mut input, key.code) {
             Edit::Submit => {
+                let text = input.trim().to_string();
                 if app.header.read_only {
                     app.log("refused: read-only; notes are not changed from this cockpit");
-                    return Vec::new();
+                    let text = Some(text).filter(|t| !t.is_empty());
+                    return vec![Command::ChecklistRefused(ChecklistEdit::Note {
+                        key: item,
+                        text,
+                        over: NoteOver::Seen(seen),
+                    })];
                 }
-                let text = input.trim().to_string();
                 if text.is_empty() {
                     app.checklist.notes.remove(&item);
                 } else {
