@@ -634,3 +634,29 @@ async fn decom_old_productions_actions_go_on_once_its_load_balancer_is_deleted()
     .await;
     sb.down().await;
 }
+
+/// A finished stop written in another account (a rehearsal on the sandbox,
+/// whose lines share the runbook's name and this machine's local log; moto
+/// answers as account 123456789012, here as another) never opens the time
+/// gate of the item that waits for it: only lines of the account that
+/// item's side is in count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decom_a_stop_recorded_in_another_account_opens_no_time_gate() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rb, path) = runbook_with_phases(dir.path(), &GATED.replace("WAIT", "1s"));
+    let p = path.to_str().unwrap();
+    let sb = sandbox(&rb, "us-east-1").await;
+    let an_hour_ago = cutover::time::rfc3339(std::time::SystemTime::now() - Duration::from_secs(3600));
+    let line = serde_json::json!({
+        "time": an_hour_ago, "operator": "rehearsal", "account": "999999999999", "region": "eu-west-1",
+        "runbook": rb.name, "action": "stop_instances production (decommission/stop-old)", "stage": "applied",
+        "before": {}, "after": {}, "detail": "stopped in a rehearsal",
+    });
+    let log = dir.path().join(format!("cutover/{}.audit.jsonl", rb.name));
+    std::fs::create_dir_all(log.parent().unwrap()).unwrap();
+    std::fs::write(&log, format!("{line}\n")).unwrap();
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["run", p, "decommission/start-again", "--yes"]).await;
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("after decommission/stop-old finished, and it has not"), "{out}");
+    sb.down().await;
+}

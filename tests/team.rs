@@ -263,6 +263,37 @@ async fn a_holder_frozen_just_before_its_send_sends_nothing_after_an_abort_took_
     sb.down().await;
 }
 
+/// A shift whose holder stalls after taking the lease (a laptop asleep)
+/// while an abort from another machine takes the lease over and rolls
+/// back: the shift, woken, is fenced and sends nothing over the rollback
+/// (it held its lease unused and sent).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shift_that_lost_its_lease_while_stalled_sends_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let bucket = bucket("shift-fenced");
+    let (rb, path) = team_runbook(dir.path(), &bucket, "");
+    let sb = fixed_sandbox(&rb, "us-west-2").await;
+    let (a, b) = (Machine::new("ana", "laptop-a"), Machine::new("bob", "laptop-b"));
+    let p = path.to_str().unwrap();
+    let mut command = a.command(&sb, &rb, &["shift", p, "--to", "50", "--yes"]);
+    command.env("CUTOVER_STOP_AT", "shift:leased");
+    let shift_a = tokio::process::Command::from(command).kill_on_drop(true).spawn().unwrap();
+    let pid = shift_a.id().unwrap();
+    eventually(Duration::from_secs(60), "A stopped holding the lease", || async { process_stopped(pid).then_some(()) })
+        .await;
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    let (code, out) = b.run(&sb, &rb, &["abort", p, "--yes", "--reason", "bob rolls back"]).await;
+    assert_eq!(code, Some(0), "{out}");
+    unsafe { libc::kill(pid as i32, libc::SIGCONT) };
+    let ended = tokio::time::timeout(Duration::from_secs(30), shift_a.wait_with_output()).await.unwrap().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&ended.stdout), String::from_utf8_lossy(&ended.stderr));
+    assert_eq!(ended.status.code(), Some(2), "{text}");
+    assert!(text.contains("the lease was lost ("), "{text}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(weights(&sb).await, w(100, 0), "nothing sent over the rollback: {text}");
+    sb.down().await;
+}
+
 /// A soaking rollout whose abort (asked from another machine) stops it at
 /// crashpoint `point`; S3 then slows down for six seconds (long enough for
 /// an append to give up, short of a state save's ten tries). The sandbox,

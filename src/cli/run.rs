@@ -58,7 +58,13 @@ pub fn run(rb: Runbook, g: &GlobalArgs, args: RunArgs) -> Result<u8, Failure> {
         let mut gate_note = None;
         if !args.rollback
             && let Some((_, item)) = rb.item_by_key(&args.item)
-            && let Err(refusal) = crate::drive::not_before::check(&rb, &args.item, item, std::time::SystemTime::now())
+            && let Err(refusal) = crate::drive::not_before::check(
+                &rb,
+                &args.item,
+                item,
+                std::time::SystemTime::now(),
+                Some(account.as_str()).filter(|a| *a != "?"),
+            )
         {
             match &who {
                 None => gate_note = Some(refusal),

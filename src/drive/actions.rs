@@ -1410,7 +1410,7 @@ pub async fn execute(
     // A weight change never goes under a running rollout's feet; nor does a
     // side taken out of service: held, no shift of cutover's can put traffic
     // back on it between the check below and the steps.
-    let _lock = match plan.steps.iter().any(|s| matches!(s, Step::Shift(_))) || plan.out_of_service.is_some() {
+    let lock = match plan.steps.iter().any(|s| matches!(s, Step::Shift(_))) || plan.out_of_service.is_some() {
         true => Some(
             crate::store::lease::acquire(&rb.name, &plan.name, crate::store::lease::duration_for(rb), false, &mut |_| {})
                 .map_err(|e| {
@@ -1424,7 +1424,7 @@ pub async fn execute(
     };
     // The item's own action waits for its time gate (its rollback never does).
     if let Some(it) = forward_item(rb, item, plan)
-        && let Err(refusal) = super::not_before::check(rb, item, it, std::time::SystemTime::now())
+        && let Err(refusal) = super::not_before::check(rb, item, it, std::time::SystemTime::now(), who.account())
     {
         log.append(&line(Stage::Refused, refusal.clone()))?;
         return Err(ExecuteError::Refused(refusal));
@@ -1471,6 +1471,23 @@ pub async fn execute(
         .map_err(|e| format!("{e}; nothing was changed"))?;
     let clients = clients.side(&plan.side);
     for (i, s) in plan.steps.iter().enumerate() {
+        // Fenced before each step, as a rollout's send is: a lease lost (an
+        // image that took an hour while the holder stalled, then another took
+        // it over to roll back) stops the steps that rest on it.
+        if let Some(lease) = &lock
+            && let Err(why) = crate::store::off_async(|| lease.fence())
+        {
+            let _ =
+                log.append(&line(Stage::Failed, format!("{}: not started: the lease was lost ({why})", s.describe())));
+            let applied = plan.steps[..i].iter().map(Step::describe).collect::<Vec<_>>();
+            return Err(ExecuteError::Failed(format!(
+                "step {} of {} not started: the lease was lost ({why}); applied before it: {}; {}",
+                i + 1,
+                plan.steps.len(),
+                if applied.is_empty() { "nothing".to_string() } else { applied.join("; ") },
+                recovery(rb, item, plan)
+            )));
+        }
         match apply(clients, who, (rb, item), s, &mut *say).await {
             Ok(detail) => {
                 crate::crashpoint::here("action:after-apply");

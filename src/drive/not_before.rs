@@ -93,11 +93,24 @@ pub fn window(
 }
 
 /// Ok when `item` (`key`) has no time gate or its gate is open; else the
-/// refusal. Reads the runbook's checklist progress and audit log.
-pub fn check(rb: &Runbook, key: &str, item: &Item, now: SystemTime) -> Result<(), String> {
+/// refusal. Reads the runbook's checklist progress and audit log. `account`
+/// is the one the caller's credentials are for: the lines of the item it
+/// waits for count only when written in the account that item's side is
+/// in (the runbook's, else this one), so a rehearsal's on the sandbox
+/// (moto's account, the same runbook name, the same local log) never opens
+/// the window of a real one.
+pub fn check(rb: &Runbook, key: &str, item: &Item, now: SystemTime, account: Option<&str>) -> Result<(), String> {
     let Some(nb) = &item.not_before else { return Ok(()) };
     let (checklist, _) = crate::store::checklist::load(&rb.name)?;
-    let audit = crate::store::audit::AuditLog::for_runbook(&rb.name).read()?;
+    let mut audit = crate::store::audit::AuditLog::for_runbook(&rb.name).read()?;
+    let side = rb.item_by_key(&nb.after).and_then(|(_, it)| match &it.kind {
+        ItemKind::Action { action } => Some(action.side(rb)),
+        _ => None,
+    });
+    let want = side.and_then(|s| rb.side_account(&s)).or_else(|| account.map(str::to_string));
+    if let Some(want) = want {
+        audit.retain(|l| l.account.as_deref().is_none_or(|a| a == want));
+    }
     refusal(key, nb, &window(rb, nb, &checklist, &audit, now), now).map_or(Ok(()), Err)
 }
 

@@ -623,7 +623,7 @@ pub async fn execute(
         return Ok("nothing to change: the records already have these weights".into());
     }
     // Never under a running rollout's feet.
-    let _lease = crate::store::lease::acquire(
+    let lease = crate::store::lease::acquire(
         &rb.name,
         "shift_weights",
         crate::store::lease::duration_for(rb),
@@ -639,6 +639,7 @@ pub async fn execute(
             rb.name
         )),
     })?;
+    crate::crashpoint::here("shift:leased");
     // Read again under the lease: the plan may have waited in a confirm
     // popup while the side it raises was stopped (a stop takes the lease too).
     if let Err(e) = raised_sides_serve(sides, rb, plan, true).await {
@@ -651,9 +652,23 @@ pub async fn execute(
             .map_err(|e| PlanError::Failed(format!("{e}; nothing was changed")))?;
         return Err(PlanError::Refused(refusal));
     }
+    // Fenced, as a rollout's send is: a holder stalled past its lease (a
+    // laptop asleep in the popup) whose lease another took over (an abort
+    // rolling back) learns it here and sends nothing over that rollback.
+    if let Err(why) = crate::store::off_async(|| lease.fence()) {
+        let refusal = format!("the lease was lost ({why}); nothing was changed");
+        let _ = log.append(&line(Stage::Refused, format!("refused: {refusal}")));
+        return Err(PlanError::Refused(refusal));
+    }
     // The intent is on disk before anything is sent.
     log.append(&line(Stage::Intent, plan.describe()))
         .map_err(|e| PlanError::Failed(format!("{e}; nothing was changed")))?;
+    // Again right before the send: the intent's write may have stalled.
+    if let Err(why) = crate::store::off_async(|| lease.check()) {
+        let message = format!("not sent: the lease was lost ({why}); nothing was changed");
+        let _ = log.append(&line(Stage::Failed, message.clone()));
+        return Err(PlanError::Failed(message));
+    }
     let change = match apply(clients, who, plan).await {
         Ok(id) => id,
         Err(e) => {
