@@ -435,6 +435,33 @@ async fn decom_terminate_needs_stopped_instances_the_window_and_the_typed_name_a
         all_in(&sb, "production", "stopped").await.then_some(())
     })
     .await;
+    // One more under the same tags, launched and stopped outside the stop
+    // item (a standby): its window never ran, so nothing is terminated.
+    let tags = rb.environments["production"].instances.clone();
+    let cutover::runbook::InstanceSelector::Tags(tags) = tags else { panic!("production selects by tags") };
+    let mut spec =
+        aws_sdk::ec2::types::TagSpecification::builder().resource_type(aws_sdk::ec2::types::ResourceType::Instance);
+    for (k, v) in &tags {
+        spec = spec.tags(aws_sdk::ec2::types::Tag::builder().key(k).value(v).build());
+    }
+    let launched = sb
+        .clients
+        .ec2
+        .run_instances()
+        .image_id("ami-12c6146b")
+        .min_count(1)
+        .max_count(1)
+        .tag_specifications(spec.build())
+        .send()
+        .await
+        .unwrap();
+    let standby = launched.instances()[0].instance_id().unwrap().to_string();
+    sb.clients.ec2.stop_instances().instance_ids(&standby).send().await.unwrap();
+    let (code, out) = run([&["decommission/terminate"][..], &confirm].concat()).await;
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains(&format!("{standby} was not stopped by decommission/stop-old")), "{out}");
+    assert!(all_in(&sb, "production", "stopped").await, "nothing terminated");
+    sb.clients.ec2.terminate_instances().instance_ids(&standby).send().await.unwrap();
 
     // --yes alone, or the wrong name, is not enough.
     let (code, out) = run(vec!["decommission/terminate", "--yes"]).await;

@@ -999,6 +999,24 @@ async fn plan_terminate(
         )));
     }
     let ids: Vec<String> = list.iter().map(|i| i.id.clone()).collect();
+    // Only what the stop item the window runs from stopped: the selector also
+    // finds what it never touched (a standby fleet under the same tags,
+    // stopped before; an instance launched and stopped since), which the
+    // rollback window never covered.
+    if let Some((stop_key, stopped)) = stopped_by_its_stop(rb, environment).map_err(PlanError::Refused)?
+        && !stopped.is_empty()
+    {
+        let other: Vec<&String> = ids.iter().filter(|id| !stopped.contains(*id)).collect();
+        if !other.is_empty() {
+            return Err(PlanError::Refused(format!(
+                "{} {} not stopped by {stop_key}, whose window this waits out; only what it stopped is \
+                 terminated: run {stop_key} again for them (its window starts over), or leave them out of \
+                 {environment}'s instance selector",
+                other.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "),
+                if other.len() == 1 { "was" } else { "were" }
+            )));
+        }
+    }
     in_no_autoscaling_group(clients, &ids, false).await?;
     let tags = [("cutover:runbook".to_string(), rb.name.clone())];
     let images = ec2::describe_images(&clients.ec2, &[], &tags).await.map_err(PlanError::Aws)?;
@@ -1025,6 +1043,32 @@ async fn plan_terminate(
         p.steps.push(Step::Terminate { instance_ids: list.iter().map(|i| i.id.clone()).collect(), amis });
     }
     Ok(())
+}
+
+/// The stop item a `terminate_instances` of `environment` waits for (its
+/// `not_before`), and every instance its runs' intent and applied lines
+/// say it stopped. None: no such item.
+fn stopped_by_its_stop(
+    rb: &Runbook,
+    environment: &str,
+) -> Result<Option<(String, std::collections::BTreeSet<String>)>, String> {
+    let terminate = rb.phases.iter().flat_map(|ph| &ph.items).find(|it| {
+        matches!(&it.kind, crate::runbook::ItemKind::Action { action: Action::TerminateInstances { environment: e } } if e == environment)
+    });
+    let Some(stop_key) = terminate.and_then(|it| it.not_before.as_ref()).map(|nb| nb.after.clone()) else {
+        return Ok(None);
+    };
+    let Some((_, stop)) = rb.item_by_key(&stop_key) else { return Ok(None) };
+    let crate::runbook::ItemKind::Action { action } = &stop.kind else { return Ok(None) };
+    let name = format!("{} ({stop_key})", action.summary());
+    let lines = crate::store::audit::AuditLog::for_runbook(&rb.name).read()?;
+    let stopped = lines
+        .iter()
+        .filter(|l| l.action == name && matches!(l.stage, Stage::Intent | Stage::Applied))
+        .filter_map(|l| l.after.as_object())
+        .flat_map(|after| after.keys().cloned())
+        .collect();
+    Ok(Some((stop_key, stopped)))
 }
 
 /// What `plan_terminate` found, read again right before the terminate: each
