@@ -1518,19 +1518,22 @@ pub async fn execute(
         // Fenced before each step, as a rollout's send is: a lease lost (an
         // image that took an hour while the holder stalled, then another took
         // it over to roll back) stops the steps that rest on it.
-        if let Some(lease) = &lock
-            && let Err(why) = crate::store::off_async(|| lease.fence())
-        {
-            let _ =
-                log.append(&line(Stage::Failed, format!("{}: not started: the lease was lost ({why})", s.describe())));
+        // Step `i` stopped: `why` audited, then said with what was applied before it.
+        let stopped = |why: String, said: &str| {
+            let _ = log.append(&line(Stage::Failed, format!("{}: {why}", s.describe())));
             let applied = plan.steps[..i].iter().map(Step::describe).collect::<Vec<_>>();
-            return Err(ExecuteError::Failed(format!(
-                "step {} of {} not started: the lease was lost ({why}); applied before it: {}; {}",
+            ExecuteError::Failed(format!(
+                "step {} of {} {said}{why}; applied before it: {}; {}",
                 i + 1,
                 plan.steps.len(),
                 if applied.is_empty() { "nothing".to_string() } else { applied.join("; ") },
                 recovery(rb, item, plan)
-            )));
+            ))
+        };
+        if let Some(lease) = &lock
+            && let Err(why) = crate::store::off_async(|| lease.fence())
+        {
+            return Err(stopped(format!("not started: the lease was lost ({why})"), ""));
         }
         match apply(clients, who, (rb, item), s, &mut *say).await {
             Ok(detail) => {
@@ -1550,17 +1553,7 @@ pub async fn execute(
                 }
                 say(Report::Done(&s.describe()));
             }
-            Err(e) => {
-                let _ = log.append(&line(Stage::Failed, format!("{}: {e}", s.describe())));
-                let applied = plan.steps[..i].iter().map(Step::describe).collect::<Vec<_>>();
-                return Err(ExecuteError::Failed(format!(
-                    "step {} of {} failed: {e}; applied before it: {}; {}",
-                    i + 1,
-                    plan.steps.len(),
-                    if applied.is_empty() { "nothing".to_string() } else { applied.join("; ") },
-                    recovery(rb, item, plan)
-                )));
-            }
+            Err(e) => return Err(stopped(e.to_string(), "failed: ")),
         }
     }
     Ok(format!("{} done", plan.name))
