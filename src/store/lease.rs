@@ -550,8 +550,17 @@ pub(crate) fn acquire_on(
 ) -> Result<Lease, Refusal> {
     let me = Holder::me();
     let unavailable = |e: StoreError| Refusal::Unavailable(format!("{}: {e}", backend.describe()));
+    // This process's last write: it may have landed with its reply lost
+    // (the SDK's retry then answered 412), so it is read back as ours.
+    let mut mine: Option<(LeaseRecord, BootClock)> = None;
     for _ in 0..10 {
-        let cond = match read(&*backend, runbook, item).map_err(unavailable)? {
+        let got = read(&*backend, runbook, item).map_err(unavailable)?;
+        if let (Some((v, there)), Some((record, sent))) = (&got, &mine)
+            && there == record
+        {
+            return Ok(hold(&backend, runbook, item, duration, *sent, v.clone(), record.clone()));
+        }
+        let cond = match got {
             None => Cond::Absent,
             Some((_, held)) if !held.expired(SystemTime::now()) && !held.clock_ahead(SystemTime::now()) => {
                 return Err(Refusal::Held(held));
@@ -595,43 +604,63 @@ pub(crate) fn acquire_on(
         };
         let body = serde_json::to_vec(&record).map_err(|e| Refusal::Unavailable(e.to_string()))?;
         match backend.put(runbook, item, &body, cond) {
-            Ok(v) => {
-                let shared = Arc::new(Shared {
-                    backend: backend.clone(),
-                    runbook: runbook.to_string(),
-                    item: item.to_string(),
-                    duration,
-                    renewed: Mutex::new(sent),
-                    renewing: Mutex::new(()),
-                    held: Mutex::new((v, record)),
-                    lost: Mutex::new(None),
-                    unanswered: Mutex::new(Vec::new()),
-                    stop: AtomicBool::new(false),
-                });
-                let renewing = Arc::downgrade(&shared);
-                std::thread::spawn(move || {
-                    loop {
-                        std::thread::sleep(duration / 6);
-                        let Some(s) = renewing.upgrade() else { return };
-                        if s.stop.load(Ordering::SeqCst) {
-                            return;
-                        }
-                        if let Err(e) = s.renew() {
-                            tracing::warn!(error = %e, "lease renewal");
-                            if s.lost.lock().map(|l| l.is_some()).unwrap_or(true) {
-                                return;
-                            }
-                        }
-                    }
-                });
-                return Ok(Lease { inner: Inner::Shared(shared) });
-            }
-            // Someone else wrote it between our read and write: read again, decide again.
-            Err(StoreError::Conflict) => continue,
-            Err(e) => return Err(unavailable(e)),
+            Ok(v) => return Ok(hold(&backend, runbook, item, duration, sent, v, record)),
+            // Someone else wrote it between our read and write: read again,
+            // decide again (our own write, landed unanswered, is known then).
+            Err(StoreError::Conflict) => mine = Some((record, sent)),
+            // No reply is not "not written": our record there is our lease,
+            // never one left for everyone to wait out.
+            Err(e) => match read(&*backend, runbook, item) {
+                Ok(Some((v, there))) if there == record => {
+                    return Ok(hold(&backend, runbook, item, duration, sent, v, record));
+                }
+                _ => return Err(unavailable(e)),
+            },
         }
     }
     Err(Refusal::Unavailable("the lease kept changing under 10 attempts to take it".into()))
+}
+
+/// The lease this process holds, written at `v` as `record` (sent at
+/// `sent`), renewed every sixth of `duration` by a thread of its own.
+fn hold(
+    backend: &Arc<dyn Backend>,
+    runbook: &str,
+    item: &str,
+    duration: Duration,
+    sent: BootClock,
+    v: Version,
+    record: LeaseRecord,
+) -> Lease {
+    let shared = Arc::new(Shared {
+        backend: backend.clone(),
+        runbook: runbook.to_string(),
+        item: item.to_string(),
+        duration,
+        renewed: Mutex::new(sent),
+        renewing: Mutex::new(()),
+        held: Mutex::new((v, record)),
+        lost: Mutex::new(None),
+        unanswered: Mutex::new(Vec::new()),
+        stop: AtomicBool::new(false),
+    });
+    let renewing = Arc::downgrade(&shared);
+    std::thread::spawn(move || {
+        loop {
+            std::thread::sleep(duration / 6);
+            let Some(s) = renewing.upgrade() else { return };
+            if s.stop.load(Ordering::SeqCst) {
+                return;
+            }
+            if let Err(e) = s.renew() {
+                tracing::warn!(error = %e, "lease renewal");
+                if s.lost.lock().map(|l| l.is_some()).unwrap_or(true) {
+                    return;
+                }
+            }
+        }
+    });
+    Lease { inner: Inner::Shared(shared) }
 }
 
 #[cfg(test)]
@@ -881,6 +910,21 @@ mod tests {
         drop(held);
         let now: LeaseRecord = serde_json::from_slice(&s.get("demo", ITEM).unwrap().unwrap().body).unwrap();
         assert_eq!(now.holder, bob(), "a lease taken over is not released by its old holder");
+    }
+
+    /// A take whose write landed with every reply lost left a lease in this
+    /// process's name that nobody renewed: everyone, an emergency abort
+    /// too, waited it out. Read back, it is this process's lease.
+    #[test]
+    fn a_take_that_landed_unanswered_is_the_takers_lease() {
+        let (_dir, s) = store();
+        s.unanswered.store(1, Ordering::SeqCst);
+        let held = acquire_on(s.clone(), "demo", ITEM, "rollout", Duration::from_secs(600), false, &mut |_| {})
+            .unwrap_or_else(|e| panic!("the lease written is ours: {e}"));
+        assert_eq!(s.unanswered.load(Ordering::SeqCst), 0, "the unanswered write was made");
+        held.fence().unwrap_or_else(|e| panic!("{e}"));
+        drop(held);
+        assert!(s.get("demo", ITEM).unwrap().is_none(), "released by its holder, not left to expire");
     }
 
     /// A renewal that landed with every reply lost moved the version: the
