@@ -294,6 +294,31 @@ async fn a_shift_that_lost_its_lease_while_stalled_sends_nothing() {
     sb.down().await;
 }
 
+/// S3 has no append: each audit line is its own object, under a key that
+/// names its writer and sequence, written only if absent. A write that
+/// landed with its reply lost is sent again by the SDK and refused (412):
+/// that was taken for someone else's key and the line written again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_audit_line_whose_reply_was_lost_is_written_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let bucket = bucket("audit-once");
+    let (rb, path) = team_runbook(dir.path(), &bucket, "");
+    let sb = sandbox(&rb, "me-central-1").await;
+    let ana = Machine::new("ana", "laptop-a");
+    sb.faults.lose_s3_audit_put_replies.store(2, std::sync::atomic::Ordering::SeqCst);
+    let (code, out) = ana.run(&sb, &rb, &["tick", path.to_str().unwrap(), "prepare/backup"]).await;
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(sb.faults.lose_s3_audit_put_replies.load(std::sync::atomic::Ordering::SeqCst), 0, "both replies lost");
+    let lines: Vec<String> = team_audit(&sb, &bucket)
+        .await
+        .iter()
+        .filter(|l| l["action"] == "checklist prepare/backup")
+        .map(|l| l["stage"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(lines, ["intent", "applied"], "each line once");
+    sb.down().await;
+}
+
 /// A soaking rollout whose abort (asked from another machine) stops it at
 /// crashpoint `point`; S3 then slows down for six seconds (long enough for
 /// an append to give up, short of a state save's ten tries). The sandbox,

@@ -258,7 +258,13 @@ impl Backend for S3Backend {
             // Keys sort by time (fixed width), then writer: one object per entry.
             let item = format!("{folder}/{nanos:020}-{host}-{pid}-{seq:06}.json");
             match self.put(runbook, &item, entry, Cond::Absent) {
-                Err(StoreError::Conflict) => continue,
+                // The key names this process and its sequence: a 412 is most
+                // likely its own write, landed with its reply lost before the
+                // SDK sent it again. Read back, it is not written twice.
+                Err(StoreError::Conflict) => match self.get(runbook, &item) {
+                    Ok(Some(o)) if o.body == entry => return Ok(()),
+                    _ => continue,
+                },
                 other => return other.map(|_| ()),
             }
         }

@@ -111,6 +111,10 @@ pub struct AwsFaults {
     /// Every S3 request left unanswered for two minutes (an S3 that froze:
     /// the client hears nothing until its own timeout).
     pub s3_frozen: AtomicBool,
+    /// The next this many S3 PUTs of audit entries are written, then
+    /// answered 504 as a reply lost on the way: the SDK sends the same PUT
+    /// again, which its own If-None-Match then refuses (412).
+    pub lose_s3_audit_put_replies: AtomicU64,
     /// Requests per service, by the signature's credential scope
     /// (`.../<region>/<service>/aws4_request`): what a whole team spends.
     pub by_service: Mutex<std::collections::BTreeMap<String, u64>>,
@@ -630,6 +634,8 @@ async fn forward(State(p): State<Arc<Proxy>>, req: Request) -> Response {
         let verb = if list { "LIST" } else { parts.method.as_str() };
         *counts.entry(format!("{service} {verb}")).or_default() += 1;
     }
+    let s3_audit_put =
+        service == "s3" && parts.method == axum::http::Method::PUT && parts.uri.path().contains("/audit/");
     if service == "s3" && p.counts.s3_frozen.load(Ordering::SeqCst) {
         tokio::time::sleep(std::time::Duration::from_secs(120)).await;
         return StatusCode::GATEWAY_TIMEOUT.into_response();
@@ -784,6 +790,15 @@ async fn forward(State(p): State<Arc<Proxy>>, req: Request) -> Response {
                     return (StatusCode::BAD_GATEWAY, format!("proxy: cannot read moto's answer: {e}")).into_response();
                 }
             };
+            if s3_audit_put
+                && status.is_success()
+                && p.counts
+                    .lose_s3_audit_put_replies
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                    .is_ok()
+            {
+                return StatusCode::GATEWAY_TIMEOUT.into_response();
+            }
             if let Some(finish) = finish
                 && status.is_success()
             {
