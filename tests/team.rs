@@ -305,10 +305,10 @@ async fn an_audit_line_whose_reply_was_lost_is_written_once() {
     let (rb, path) = team_runbook(dir.path(), &bucket, "");
     let sb = sandbox(&rb, "me-central-1").await;
     let ana = Machine::new("ana", "laptop-a");
-    sb.faults.lose_s3_audit_put_replies.store(2, std::sync::atomic::Ordering::SeqCst);
+    *sb.faults.lose_s3_put_replies.lock().unwrap() = Some(("/audit/".into(), 2));
     let (code, out) = ana.run(&sb, &rb, &["tick", path.to_str().unwrap(), "prepare/backup"]).await;
     assert_eq!(code, Some(0), "{out}");
-    assert_eq!(sb.faults.lose_s3_audit_put_replies.load(std::sync::atomic::Ordering::SeqCst), 0, "both replies lost");
+    assert_eq!(*sb.faults.lose_s3_put_replies.lock().unwrap(), Some(("/audit/".into(), 0)), "both replies lost");
     let lines: Vec<String> = team_audit(&sb, &bucket)
         .await
         .iter()

@@ -111,10 +111,11 @@ pub struct AwsFaults {
     /// Every S3 request left unanswered for two minutes (an S3 that froze:
     /// the client hears nothing until its own timeout).
     pub s3_frozen: AtomicBool,
-    /// The next this many S3 PUTs of audit entries are written, then
-    /// answered 504 as a reply lost on the way: the SDK sends the same PUT
-    /// again, which its own If-None-Match then refuses (412).
-    pub lose_s3_audit_put_replies: AtomicU64,
+    /// The next this many S3 PUTs whose path holds this text (`/audit/`,
+    /// `progress.json`) are written, then answered 504 as a reply lost on
+    /// the way: the SDK sends the same PUT again, which its own condition
+    /// (If-None-Match, If-Match) then refuses (412).
+    pub lose_s3_put_replies: Mutex<Option<(String, u64)>>,
     /// Requests per service, by the signature's credential scope
     /// (`.../<region>/<service>/aws4_request`): what a whole team spends.
     pub by_service: Mutex<std::collections::BTreeMap<String, u64>>,
@@ -634,8 +635,8 @@ async fn forward(State(p): State<Arc<Proxy>>, req: Request) -> Response {
         let verb = if list { "LIST" } else { parts.method.as_str() };
         *counts.entry(format!("{service} {verb}")).or_default() += 1;
     }
-    let s3_audit_put =
-        service == "s3" && parts.method == axum::http::Method::PUT && parts.uri.path().contains("/audit/");
+    let s3_put_path =
+        (service == "s3" && parts.method == axum::http::Method::PUT).then(|| parts.uri.path().to_string());
     if service == "s3" && p.counts.s3_frozen.load(Ordering::SeqCst) {
         tokio::time::sleep(std::time::Duration::from_secs(120)).await;
         return StatusCode::GATEWAY_TIMEOUT.into_response();
@@ -790,14 +791,15 @@ async fn forward(State(p): State<Arc<Proxy>>, req: Request) -> Response {
                     return (StatusCode::BAD_GATEWAY, format!("proxy: cannot read moto's answer: {e}")).into_response();
                 }
             };
-            if s3_audit_put
-                && status.is_success()
-                && p.counts
-                    .lose_s3_audit_put_replies
-                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-                    .is_ok()
-            {
-                return StatusCode::GATEWAY_TIMEOUT.into_response();
+            if let Some(path) = s3_put_path.filter(|_| status.is_success()) {
+                let mut lose = p.counts.lose_s3_put_replies.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some((text, n)) = lose.as_mut()
+                    && *n > 0
+                    && path.contains(text.as_str())
+                {
+                    *n -= 1;
+                    return StatusCode::GATEWAY_TIMEOUT.into_response();
+                }
             }
             if let Some(finish) = finish
                 && status.is_success()
