@@ -385,7 +385,7 @@ pub struct RawAlarm {
     /// The statistic (default `Sum`).
     pub stat: Option<S<String>>,
     /// The alarm fires above this (default 0).
-    pub threshold: Option<f64>,
+    pub threshold: Option<S<f64>>,
     /// `10s`, `30s` or whole minutes (default `1m`).
     pub period: Option<S<String>>,
     /// Periods evaluated (default 1).

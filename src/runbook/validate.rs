@@ -1606,6 +1606,20 @@ impl<'a> Validator<'a> {
         let stat = self.stat(a.stat.as_ref(), Stat::Sum);
         // An alarm on a count's Average never fires at a threshold of 1 or more.
         self.counts_summed(Some(metric), stat, a.stat.as_ref(), false);
+        // nan or inf: no alarm CloudWatch would create, and the report's
+        // plots would scale to it.
+        let threshold = match &a.threshold {
+            Some(t) if !t.get_ref().is_finite() => {
+                self.err(
+                    t.span(),
+                    format!("alarm threshold {} is not a finite number", t.get_ref()),
+                    "give the value the alarm fires above, such as 5",
+                );
+                0.0
+            }
+            Some(t) => *t.get_ref(),
+            None => 0.0,
+        };
         let period = match &a.period {
             Some(p) => {
                 let d = self.duration(p, "period").unwrap_or(Duration::from_secs(60));
@@ -1709,7 +1723,7 @@ impl<'a> Validator<'a> {
             environment,
             metric,
             stat,
-            threshold: a.threshold.unwrap_or(0.0),
+            threshold,
             period,
             evaluation_periods,
             treat_missing_data,
