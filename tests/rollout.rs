@@ -342,7 +342,10 @@ async fn abort_from_another_shell_rolls_a_running_rollout_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_abort_from_a_changed_runbook_confirms_the_running_rollouts_own_rollback() {
     let dir = tempfile::tempdir().unwrap();
-    let (rb, path) = fast_runbook(dir.path());
+    // A 20 s soak: the abort (a process of its own, which checks account,
+    // region and lease first) must land within step 3's soak even on a busy
+    // machine; with 5 s it once came after step 3 had passed.
+    let (rb, path) = fast_runbook_with(dir.path(), |t| t.replace("soak = \"5s\"", "soak = \"20s\""));
     let sb = fixed_sandbox(&rb, "ca-west-1").await;
     let child = spawn_rollout(&sb, &rb, dir.path(), &path);
     until_soaking(dir.path(), 2).await;
