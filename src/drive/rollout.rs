@@ -1959,6 +1959,8 @@ pub async fn abort_preview(rb: &Runbook, sides: &SideClients) -> Result<Vec<Stri
              `cutover shift`); a rollout still running rolls back by its own plan when asked"
         )]);
     }
+    // Both ways the rollback is planned from the live records.
+    let sp = shift::plan(clients, rb, target).await?;
     if is_running(&rb.name).map_err(failed)? {
         // Its steps go on passing until it reads the request: the target
         // shown is the one now, and the popup must not promise more.
@@ -1969,12 +1971,10 @@ pub async fn abort_preview(rb: &Runbook, sides: &SideClients) -> Result<Vec<Stri
                 .into(),
         );
         // It judges the side it raises as this process would.
-        let sp = shift::plan(clients, rb, target).await?;
         if let Err(super::PlanError::Refused(why)) = shift::raised_sides_serve(sides, rb, &sp, false).await {
             out.push(format!("it would not send the rollback now: {why}"));
         }
     } else {
-        let sp = shift::plan(clients, rb, target).await?;
         let live = (sp.from.record.weight, sp.to.record.weight);
         if let Some(why) = rollback_raises(&rb.rollout.to, live, target, &sp.other_weights(&sp.record_type)) {
             out.push(format!("would refuse: {why}"));
