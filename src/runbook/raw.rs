@@ -307,7 +307,7 @@ pub struct RawRollout {
     pub to: S<String>,
     /// Percent on `to` at each step: increasing, 1–100, ending at 100.
     pub steps: S<Vec<S<i64>>>,
-    /// Time each step must hold (a duration: `30s`, `5m`, `1h30m`).
+    /// Time each step must hold (a duration: `30s`, `5m`, `1h30m`; not 0).
     pub soak: S<String>,
     /// How long the last step (100%) holds with every gate still running
     /// before the rollout is complete (a duration: `24h`); default: the soak.
@@ -349,7 +349,8 @@ pub struct RawGate {
     pub max: Option<S<f64>>,
     /// `compare`: the `to` side's value must be at most `factor` × the `from` side's.
     pub factor: Option<S<f64>>,
-    /// How often the gate measures (a duration; default: `gate_interval`).
+    /// How often the gate measures (a duration, not 0; default: `gate_interval`;
+    /// `metric`, `compare`: shorter than `settle`).
     pub interval: Option<S<String>>,
     /// Failed measurements in total that abort (default 1).
     pub failure_limit: Option<S<i64>>,
@@ -363,7 +364,7 @@ pub struct RawGate {
     /// `alarm_ok`: what an alarm in INSUFFICIENT_DATA counts as (default `wait`).
     #[schemars(transform = insufficient_data_choices)]
     pub insufficient_data: Option<S<String>>,
-    /// `metric`, `compare`: how long past the soak to wait for datapoints (a duration; default `3m`).
+    /// `metric`, `compare`: how long past the soak to wait for datapoints (a duration from `1m` to `1h`; default `3m`).
     pub settle: Option<S<String>>,
     /// `alarm_ok`: how far the alarms' state lags the requests it judges (a duration; default `4m`); a step passes only on OK states read this long past its soak's end.
     pub lag: Option<S<String>>,
@@ -384,7 +385,7 @@ pub struct RawAlarm {
     pub metric: Option<S<String>>,
     /// The statistic (default `Sum`).
     pub stat: Option<S<String>>,
-    /// The alarm fires above this (default 0).
+    /// The alarm fires above this (default 0; `TargetResponseTime`: seconds, at most 60).
     pub threshold: Option<S<f64>>,
     /// `10s`, `30s` or whole minutes (default `1m`).
     pub period: Option<S<String>>,

@@ -1182,6 +1182,15 @@ impl<'a> Validator<'a> {
             _ => {}
         }
         let soak = self.duration(&r.soak, "soak").unwrap_or_default();
+        if soak.is_zero() && parse_duration(r.soak.get_ref()).is_ok() {
+            // Every gate would pass its step on the first reading after the shift.
+            self.err(
+                r.soak.span(),
+                "soak is 0",
+                "give how long each step must hold before the next, e.g. 5m; a soak of 0 passes every step on its \
+                 first reading",
+            );
+        }
         let bake = r.bake.as_ref().and_then(|b| self.duration(b, "bake")).unwrap_or_default();
         if let Some(b) = &r.bake
             && !bake.is_zero()
@@ -1320,6 +1329,31 @@ impl<'a> Validator<'a> {
              traffic and bounds no request's latency"
                 .to_string(),
             "give a statistic of one request's time: stat = \"p99\" (or \"Average\", \"Maximum\")",
+        );
+    }
+
+    /// A gate bounds its statistic from above over the whole soak: a
+    /// Minimum (or a percentile under the median) is the fastest requests
+    /// or the best minute, so the bound passes while most are over it.
+    fn no_lowest_stat(&mut self, metric: Option<Metric>, stat: Stat, s: Option<&S<String>>) {
+        let Some(s) = s else { return };
+        let low = match stat {
+            Stat::Minimum => true,
+            Stat::Percentile(p) => p < 50.0,
+            _ => false,
+        };
+        if !low {
+            return;
+        }
+        let name = metric.map_or("the metric", |m| m.cloudwatch_name());
+        self.err(
+            s.span(),
+            format!(
+                "a gate holds {name}'s {} under its bound over the whole soak: that is its lowest values, so the \
+                 gate passes while most of them are over it",
+                stat.cloudwatch_name()
+            ),
+            "bound what most requests see or the worst of them: stat = \"p99\", \"Average\" or \"Maximum\"",
         );
     }
 
@@ -1486,6 +1520,7 @@ impl<'a> Validator<'a> {
                 let stat = self.stat(g.stat.as_ref(), Stat::Sum);
                 self.no_summed_latency(metric, stat, g.stat.as_ref(), g.metric.as_ref().map(|m| m.span()));
                 self.counts_summed(metric, stat, g.stat.as_ref(), false);
+                self.no_lowest_stat(metric, stat, g.stat.as_ref());
                 let max = self.require(g.max.as_ref(), "max", kind, at, "0").map(|m| {
                     if !m.get_ref().is_finite() || *m.get_ref() < 0.0 {
                         self.err(
@@ -1543,6 +1578,7 @@ impl<'a> Validator<'a> {
                 let stat = self.stat(g.stat.as_ref(), Stat::Sum);
                 self.no_summed_latency(metric, stat, g.stat.as_ref(), g.metric.as_ref().map(|m| m.span()));
                 self.counts_summed(metric, stat, g.stat.as_ref(), true);
+                self.no_lowest_stat(metric, stat, g.stat.as_ref());
                 let factor = self.require(g.factor.as_ref(), "factor", kind, at, "1.5").map(|f| {
                     if !f.get_ref().is_finite() || *f.get_ref() <= 0.0 {
                         self.err(
@@ -1593,7 +1629,47 @@ impl<'a> Validator<'a> {
                 NoDataPolicy::Pause
             }
         };
+        if let Some(i) = &g.interval
+            && interval.is_zero()
+        {
+            self.err(i.span(), "interval is zero", "give a positive interval such as 30s");
+        }
         let settle = g.settle.as_ref().and_then(|s| self.duration(s, "settle"));
+        if let (Some(s), Some(d)) = (&g.settle, settle)
+            && (d < Duration::from_secs(60) || d > Duration::from_secs(3600))
+        {
+            self.err(
+                s.span(),
+                format!("settle {} is out of range", s.get_ref()),
+                "give how long to wait past the soak for the datapoints covering its end, from 1m to 1h (default \
+                 3m: ALB datapoints arrive 1–3 minutes late); shorter, the no_data policy would judge the step's \
+                 last minutes unseen",
+            );
+        }
+        // A metric gate's query is its reading: measured at most once in its
+        // settle time, the last minutes of a soak may never be read before
+        // the no_data policy stands in for them.
+        let waits = settle
+            .filter(|d| (Duration::from_secs(60)..=Duration::from_secs(3600)).contains(d))
+            .unwrap_or(crate::runbook::DEFAULT_SETTLE);
+        if matches!(kind_value, GateKind::Metric { .. } | GateKind::Compare { .. })
+            && !interval.is_zero()
+            && interval >= waits
+        {
+            let at = g.interval.as_ref().map_or(g.kind.span(), |i| i.span());
+            self.err(
+                at,
+                format!(
+                    "interval {} is not shorter than the gate's settle time ({} s): the datapoints covering a \
+                     soak's end might never be read before its no_data policy decides",
+                    g.interval
+                        .as_ref()
+                        .map_or_else(|| format!("{} s (gate_interval)", interval.as_secs()), |i| i.get_ref().clone()),
+                    waits.as_secs()
+                ),
+                "measure it more often than it settles, e.g. interval = \"30s\" (settle defaults to 3m)",
+            );
+        }
         Some(Gate { kind: kind_value, interval, failure_limit, consecutive_error_limit, no_data, settle })
     }
 
@@ -1616,6 +1692,27 @@ impl<'a> Validator<'a> {
                     "give the value the alarm fires above, such as 5",
                 );
                 0.0
+            }
+            Some(t)
+                if metric == Metric::TargetResponseTime
+                    && !matches!(stat, Stat::Sum | Stat::SampleCount)
+                    && *t.get_ref() > MAX_RESPONSE_SECONDS =>
+            {
+                // As a metric gate's `max`: milliseconds read as seconds, an
+                // alarm that stays OK through any slowness (its gate errs).
+                self.err(
+                    t.span(),
+                    format!(
+                        "alarm threshold {} is {} seconds: TargetResponseTime is in seconds",
+                        t.get_ref(),
+                        t.get_ref()
+                    ),
+                    format!(
+                        "give the threshold in seconds (100 ms is 0.1); above {MAX_RESPONSE_SECONDS} s (an ALB's \
+                         default idle timeout) it is refused as a figure in milliseconds"
+                    ),
+                );
+                *t.get_ref()
             }
             Some(t) => *t.get_ref(),
             None => 0.0,
