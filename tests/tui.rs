@@ -1757,3 +1757,71 @@ fn a_sentinel_endpoints_ping_counts_its_sentinels_and_the_detail_names_the_one_t
     assert!(text.contains("sentinel 10.0.1.2:26379: no answer within 700 ms"), "{text}");
     assert!(!text.contains("all three paths ok"), "{text}");
 }
+
+/// Readings made with credentials for another account than the runbook's
+/// (a staging account holding the same names as production's) are not the
+/// runbook's: no check passes on them, and the header says whose they are.
+#[test]
+fn checks_read_in_another_account_than_the_runbooks_are_unknown_and_the_header_says_so() {
+    use cutover::status::CheckOutcome;
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("runbooks/demo.toml");
+    let text = std::fs::read_to_string(&path).unwrap().replacen(
+        "name = \"demo\"",
+        "name = \"demo\"\naccount_id = \"999999999999\"",
+        1,
+    );
+    let rb = cutover::runbook::parse("demo.toml", &text).unwrap();
+    let aws_checks = |app: &App| -> Vec<(String, CheckOutcome)> {
+        app.snap
+            .checks
+            .iter()
+            .filter(|c| !matches!(c.check.as_str(), "key_counts_match" | "redis_hit_rate"))
+            .map(|c| (c.item.clone(), c.outcome))
+            .collect()
+    };
+    let header = Header { profile: None, read_only: false };
+    let mut app =
+        App::new(rb, "eu-west-1".into(), header, Keymap::default(), ChecklistState::default(), "ana".into(), t0());
+    for e in demo_events(false) {
+        update(&mut app, Event::Live(e));
+    }
+    let checks = aws_checks(&app);
+    assert!(!checks.is_empty());
+    assert!(checks.iter().all(|(_, o)| *o == CheckOutcome::Unknown), "{checks:?}");
+    let detail = &app.snap.checks.iter().find(|c| c.check == "targets_healthy").unwrap().detail;
+    assert!(detail.contains("read in account 123456789012, not 999999999999"), "{detail}");
+    let s = screen(&app, 160, 48);
+    assert!(s.contains("account 123456789012 WRONG: the runbook's is 999999999999"), "{s}");
+    // The runbook's own account: the same readings pass where they pass.
+    let same = demo_app();
+    assert!(aws_checks(&same).iter().any(|(_, o)| *o == CheckOutcome::Pass), "{:?}", aws_checks(&same));
+}
+
+/// A runbook over several accounts: a check on a side read in another
+/// account than that side's is unknown, however its readings look.
+#[test]
+fn a_check_on_a_side_read_in_another_account_than_its_own_is_unknown() {
+    use cutover::status::CheckOutcome;
+    let rb = cutover::runbook::load(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("runbooks/shared-dns-account.toml"),
+    )
+    .unwrap();
+    let header = Header { profile: None, read_only: false };
+    let mut app =
+        App::new(rb, "eu-west-1".into(), header, Keymap::default(), ChecklistState::default(), "ana".into(), t0());
+    let identity = |account: &str| Identity { account: account.into(), arn: String::new(), expires_at: None };
+    let at = |update| Event::Live(LiveEvent { at: t0(), update });
+    update(&mut app, at(Update::Identity(Ok(identity("111111111111")))));
+    for (side, account) in [
+        (cutover::runbook::Side::Dns, "111111111111"),
+        (cutover::runbook::Side::Environment("old".into()), "222222222222"),
+        // New production's profile points at old production's account.
+        (cutover::runbook::Side::Environment("new".into()), "222222222222"),
+    ] {
+        let reach = cutover::live::SideReach { region: "eu-west-1".into(), via: "a role".into() };
+        update(&mut app, at(Update::Side { side, reach, result: Ok(identity(account)) }));
+    }
+    let check = app.snap.checks.iter().find(|c| c.check == "targets_healthy").unwrap();
+    assert_eq!(check.outcome, CheckOutcome::Unknown, "{}", check.detail);
+    assert!(check.detail.contains("read in account 222222222222, not 333333333333"), "{}", check.detail);
+}

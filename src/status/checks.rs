@@ -836,13 +836,73 @@ pub fn evaluate_one(rb: &Runbook, snap: &Snapshot, check: &Check) -> Verdict {
     }
 }
 
+/// Where a check reads AWS: each environment's side (None: the runbook's
+/// own credentials, an alarm declared for no environment). Redis checks
+/// read no AWS account.
+fn aws_readers(rb: &Runbook, check: &Check) -> Vec<Option<String>> {
+    match check {
+        Check::TargetsHealthy { environment }
+        | Check::RedisReachable { environment }
+        | Check::Stickiness { environment, .. }
+        | Check::HttpOk { environment }
+        | Check::ZonesEnabled { environment }
+        | Check::InstancesAlike { environment }
+        | Check::HttpsListener { environment }
+        | Check::AlarmOn5xx { environment }
+        | Check::RedisPersistence { environment }
+        | Check::AutoscalingGroup { environment } => vec![Some(environment.clone())],
+        Check::Parity => rb.environments.keys().cloned().map(Some).collect(),
+        Check::AlarmOk { alarm } => {
+            let under = crate::runbook::alarms_under(&rb.alarms, alarm);
+            let mut out: Vec<Option<String>> = under.iter().map(|a| a.environment.clone()).collect();
+            if under.is_empty() {
+                out.push(None);
+            }
+            out
+        }
+        Check::KeyCountsMatch { .. } | Check::RedisHitRate { .. } => Vec::new(),
+    }
+}
+
+/// Readings taken in another account than the runbook names for where they
+/// were read (a profile for the wrong account, or a staging account with the
+/// same names as production's): they say nothing of the runbook's sides.
+fn read_in_another_account(rb: &Runbook, snap: &Snapshot, reader: Option<&str>) -> Option<String> {
+    use crate::runbook::{Access, Side};
+    // Without any side's own access every side is read as the runbook is:
+    // the identity shown. Else the side's own, and for the runbook's own
+    // credentials a side that has none of its own.
+    let side = match reader {
+        Some(e) => Some(Side::Environment(e.to_string())),
+        None if snap.sides.is_empty() => None,
+        None => Some(rb.sides().into_iter().find(|s| rb.access(s) == Access::default())?),
+    };
+    let (want, identity) = match &side {
+        Some(side) if !snap.sides.is_empty() => {
+            let view = snap.sides.iter().find(|v| v.side == side.to_string())?;
+            (rb.side_account(side)?, &view.identity)
+        }
+        Some(side) => (rb.side_account(side)?, &snap.identity),
+        None => (rb.account_id.clone()?, &snap.identity),
+    };
+    let got = &identity.value.as_ref()?.account;
+    (got != &want).then(|| {
+        let whose = reader.map_or("the runbook's own credentials".to_string(), |e| format!("environment {e}"));
+        format!("read in account {got}, not {want} as the runbook says for {whose}: its readings are not of the runbook's resources; use that account's credentials (--profile)")
+    })
+}
+
 pub fn evaluate(rb: &Runbook, snap: &Snapshot) -> Vec<CheckResult> {
     rb.phases
         .iter()
         .flat_map(|p| p.items.iter().map(move |i| (p, i)))
         .filter_map(|(p, item)| {
             let ItemKind::Check { check } = &item.kind else { return None };
-            let (outcome, detail) = evaluate_one(rb, snap, check);
+            let (outcome, detail) =
+                match aws_readers(rb, check).iter().find_map(|r| read_in_another_account(rb, snap, r.as_deref())) {
+                    Some(why) => unknown(why),
+                    None => evaluate_one(rb, snap, check),
+                };
             Some(CheckResult {
                 phase: p.id.clone(),
                 item: item.id.clone(),

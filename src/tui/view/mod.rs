@@ -106,6 +106,14 @@ fn header(f: &mut Frame, app: &App, area: Rect) {
     let th = &app.theme;
     let mut account =
         app.snap.identity.value.as_ref().map_or("account ?".to_string(), |i| format!("account {}", i.account));
+    // Every side read with these credentials: readings of another account
+    // than the runbook's are no evidence of its sides.
+    if let (Some(i), Some(want)) = (&app.snap.identity.value, &app.rb.account_id)
+        && app.snap.sides.is_empty()
+        && &i.account != want
+    {
+        account.push_str(&format!(" WRONG: the runbook's is {want}"));
+    }
     // A runbook over several accounts or regions: each side's account and region.
     if !app.snap.sides.is_empty() {
         account = app
