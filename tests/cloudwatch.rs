@@ -595,6 +595,51 @@ async fn an_alarm_whose_period_on_aws_is_longer_than_declared_makes_its_gate_an_
         .await
         .unwrap();
     an_error(&declared, "demo-staging-5xx has a period of 600 s on AWS, longer than the runbook's 300 s").await;
+    // Its period as declared, but three breaching periods to go off (3 of
+    // 3, DatapointsToAlarm unset): errors from the soak's last minutes set
+    // it off three periods later, past the lag counted for one.
+    let three_of = |datapoints: Option<i32>| {
+        cw.put_metric_alarm()
+            .alarm_name("demo-staging-5xx")
+            .namespace(old.namespace().unwrap())
+            .metric_name(old.metric_name().unwrap())
+            .set_dimensions(Some(old.dimensions().to_vec()))
+            .set_statistic(old.statistic().cloned())
+            .period(300)
+            .evaluation_periods(3)
+            .set_datapoints_to_alarm(datapoints)
+            .threshold(old.threshold().unwrap())
+            .set_comparison_operator(old.comparison_operator().cloned())
+            .set_treat_missing_data(old.treat_missing_data().map(str::to_string))
+            .send()
+    };
+    three_of(None).await.unwrap();
+    let snap = an_error(
+        &declared,
+        "demo-staging-5xx goes off on 3 breaching periods of 300 s on AWS (900 s), more than the runbook's 1 of 300 s",
+    )
+    .await;
+    let with_gate = format!("[[rollout.gates]]\nkind = \"alarm_ok\"\nalarms = [\"demo-staging-any\"]\n{composite}");
+    let three = parse(&demo_text(&with_gate, |t| {
+        t.replacen(
+            "period = \"1m\"\ndescription = \"Staging serves 5xx\"",
+            "period = \"5m\"\nevaluation_periods = 3\ndescription = \"Staging serves 5xx\"",
+            1,
+        )
+    }));
+    let m = gates::from_snapshot(&three, &g, &snap).unwrap();
+    assert!(!matches!(&m, Measurement::Error(_)), "{m:?}");
+    // Declared, the gate's default lag waits the three periods.
+    let lag = three.rollout.gates.iter().rev().find_map(|g| match &g.kind {
+        cutover::runbook::GateKind::AlarmOk { lag, .. } => Some(*lag),
+        _ => None,
+    });
+    assert_eq!(lag, Some(Duration::from_secs(900 + 180)), "three 5-minute periods and 3 minutes");
+    // One breaching period of three (1 of 3) is as quick as one of one.
+    three_of(Some(1)).await.unwrap();
+    let snap = first_snapshot(&declared, &sb).await;
+    let m = gates::from_snapshot(&declared, &g, &snap).unwrap();
+    assert!(!matches!(&m, Measurement::Error(_)), "{m:?}");
     sb.down().await;
 }
 
@@ -638,5 +683,56 @@ async fn alarms_are_read_whatever_their_number_in_batches_and_pages() {
     for a in &read {
         assert_eq!(a.state == "MISSING", a.name.starts_with("absent-"), "{a:?}");
     }
+    sb.down().await;
+}
+
+/// An alarm whose `Unit` is not the one its ALB metric is published in
+/// reads no datapoint (PutMetricAlarm: "stuck"); with `notBreaching` it
+/// stays OK while the side serves 5xx. The sandbox's evaluator reads the
+/// alarm's unit as AWS does. Its gate is an error and its check unknown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alarm_with_a_unit_its_metric_is_not_published_in_passes_no_gate() {
+    use aws_sdk::cloudwatch::types::StandardUnit;
+    let rb = parse(&demo_text("", |t| t));
+    let sb = sandbox(&rb, "ap-southeast-1").await;
+    until_state(&sb, "demo-staging-5xx", "OK").await;
+    let g = gate("[[rollout.gates]]\nkind = \"alarm_ok\"\nalarms = [\"demo-staging-5xx\"]\n");
+    let cw = &sb.clients.cloudwatch;
+    let old = cw.describe_alarms().alarm_names("demo-staging-5xx").send().await.unwrap().metric_alarms()[0].clone();
+    let put_in = |unit: StandardUnit| {
+        cw.put_metric_alarm()
+            .alarm_name("demo-staging-5xx")
+            .namespace("AWS/ApplicationELB")
+            .metric_name("HTTPCode_Target_5XX_Count")
+            .set_dimensions(Some(old.dimensions().to_vec()))
+            .set_statistic(old.statistic().cloned())
+            .unit(unit)
+            .period(60)
+            .evaluation_periods(1)
+            .threshold(5.0)
+            .set_comparison_operator(old.comparison_operator().cloned())
+            .treat_missing_data("notBreaching")
+            .send()
+    };
+    // In its published unit the alarm sees staging's 5xx and goes off.
+    put_in(StandardUnit::Count).await.unwrap();
+    put_target_5xx(&sb, "staging", 10.0).await;
+    until_state(&sb, "demo-staging-5xx", "ALARM").await;
+    let snap = first_snapshot(&rb, &sb).await;
+    let m = gates::from_snapshot(&rb, &g, &snap).unwrap();
+    assert!(matches!(&m, Measurement::Fail(w) if w.contains("demo-staging-5xx is ALARM")), "{m:?}");
+    // In percent it reads nothing: OK through the same 5xx.
+    put_in(StandardUnit::Percent).await.unwrap();
+    put_target_5xx(&sb, "staging", 10.0).await;
+    until_state(&sb, "demo-staging-5xx", "OK").await;
+    let snap = first_snapshot(&rb, &sb).await;
+    let m = gates::from_snapshot(&rb, &g, &snap).unwrap();
+    assert!(
+        matches!(&m, Measurement::Error(w) if w.contains("alarm demo-staging-5xx: its unit Percent is not the one AWS publishes HTTPCode_Target_5XX_Count in (Count)")),
+        "{m:?}"
+    );
+    let check = cutover::runbook::Check::AlarmOk { alarm: "demo-staging-5xx".into() };
+    let (outcome, detail) = cutover::status::checks::evaluate_one(&rb, &snap, &check);
+    assert_eq!(outcome, cutover::status::CheckOutcome::Unknown, "{detail}");
     sb.down().await;
 }

@@ -21,6 +21,11 @@ pub struct AlarmState {
     /// it may judge it (a composite: none of its own).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub period_seconds: Option<u32>,
+    /// A metric alarm's breaching periods that set it off as AWS has them
+    /// (`DatapointsToAlarm`, else `EvaluationPeriods`): errors starting now
+    /// set it off this many periods later.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub datapoints_to_alarm: Option<u32>,
     /// A metric alarm on an ALB metric: its `LoadBalancer` and `TargetGroup`
     /// dimensions (ARN suffixes), whose requests it watches.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -143,16 +148,53 @@ pub fn never_fires(
     })
 }
 
+/// Why an alarm reading an ALB metric in `unit` sees no datapoint, if it
+/// does not: CloudWatch answers a unit the metric is not published in with
+/// none ("CloudWatch metrics for your Application Load Balancer": counts in
+/// `Count`, `TargetResponseTime` in `Seconds`). PutMetricAlarm documents
+/// such an alarm as stuck in INSUFFICIENT_DATA; with `notBreaching` it stays
+/// OK through any number of errors.
+fn unit_unpublished(
+    namespace: Option<&str>,
+    metric: Option<&str>,
+    unit: Option<&aws_sdk::cloudwatch::types::StandardUnit>,
+) -> Option<String> {
+    let unit = unit?.as_str();
+    if namespace != Some("AWS/ApplicationELB") {
+        return None;
+    }
+    let name = metric?;
+    let published = match Metric::from_cloudwatch_name(name)? {
+        Metric::TargetResponseTime => "Seconds",
+        _ => "Count",
+    };
+    (unit != published).then(|| {
+        format!(
+            "its unit {unit} is not the one AWS publishes {name} in ({published}): it reads no datapoint, so it \
+             never goes off; leave its unit out"
+        )
+    })
+}
+
 /// [`never_fires`] of a metric alarm with its own metric (metric math is
-/// not judged).
+/// judged only by the units its metrics are read in).
 fn alarm_never_fires(a: &aws_sdk::cloudwatch::types::MetricAlarm) -> Option<String> {
-    never_fires(
-        a.namespace(),
-        a.metric_name(),
-        a.statistic().map(|s| s.as_str()).or(a.extended_statistic()),
-        a.comparison_operator().map(|c| c.as_str()),
-        a.threshold(),
-    )
+    unit_unpublished(a.namespace(), a.metric_name(), a.unit())
+        .or_else(|| {
+            a.metrics().iter().filter_map(|q| q.metric_stat()).find_map(|st| {
+                let m = st.metric()?;
+                unit_unpublished(m.namespace(), m.metric_name(), st.unit())
+            })
+        })
+        .or_else(|| {
+            never_fires(
+                a.namespace(),
+                a.metric_name(),
+                a.statistic().map(|s| s.as_str()).or(a.extended_statistic()),
+                a.comparison_operator().map(|c| c.as_str()),
+                a.threshold(),
+            )
+        })
 }
 
 pub async fn alarm_states(cw: &aws_sdk::cloudwatch::Client, names: &[String]) -> AwsResult<Vec<AlarmState>> {
@@ -206,7 +248,15 @@ pub async fn alarm_states(cw: &aws_sdk::cloudwatch::Client, names: &[String]) ->
         // reads has one (PutMetricAlarm), and the longest sets its pace.
         let query_periods = a.metrics().iter().filter_map(|q| q.metric_stat().and_then(|m| m.period()).or(q.period()));
         let period_seconds = a.period().or(query_periods.max()).and_then(|p| u32::try_from(p).ok());
-        AlarmState { period_seconds, watches, blind, ..read(a.alarm_name(), a.state_value(), a.state_reason()) }
+        let datapoints_to_alarm =
+            a.datapoints_to_alarm().or(a.evaluation_periods()).and_then(|n| u32::try_from(n).ok());
+        AlarmState {
+            period_seconds,
+            datapoints_to_alarm,
+            watches,
+            blind,
+            ..read(a.alarm_name(), a.state_value(), a.state_reason())
+        }
     });
     // A composite without a rule read is still one: an empty rule is one
     // cutover cannot read, never a metric alarm's none.

@@ -139,12 +139,27 @@ fn longer_than_declared(rb: &Runbook, alarms: &[String], states: &[AlarmState]) 
                 declared.name
             ));
         };
-        (u64::from(actual) > declared.period.as_secs()).then(|| {
-            format!(
+        if u64::from(actual) > declared.period.as_secs() {
+            return Some(format!(
                 "alarm {} has a period of {actual} s on AWS, longer than the runbook's {} s: it may not yet have \
                  judged the soak's last minutes; declare period = \"{actual}s\" under its [[alarms]] (the gate's \
                  default lag grows with it)",
                 declared.name,
+                declared.period.as_secs()
+            ));
+        }
+        // M of N: it goes off on M breaching periods, so errors from the
+        // soak's last minutes set it off M periods later.
+        let m = state.datapoints_to_alarm.unwrap_or(1);
+        let (on_aws, in_runbook) =
+            (u64::from(actual) * u64::from(m), declared.period.as_secs() * u64::from(declared.evaluation_periods));
+        (on_aws > in_runbook).then(|| {
+            format!(
+                "alarm {} goes off on {m} breaching periods of {actual} s on AWS ({on_aws} s), more than the \
+                 runbook's {} of {} s: it may not yet have judged the soak's last minutes; declare \
+                 evaluation_periods = {m} under its [[alarms]] (the gate's default lag grows with it)",
+                declared.name,
+                declared.evaluation_periods,
                 declared.period.as_secs()
             )
         })

@@ -39,7 +39,10 @@ const MAX_RESPONSE_SECONDS: f64 = 60.0;
 /// An alarm gate without its own `lag` waits for its slowest alarm: a request
 /// served at the soak's end lands in a period that closes up to one period
 /// later, whose datapoint arrives 1-3 minutes after that and is evaluated
-/// within the next minute. DEFAULT_ALARM_LAG covers one-minute periods.
+/// within the next minute. DEFAULT_ALARM_LAG covers one-minute periods. An
+/// alarm of `evaluation_periods` N goes off on N breaching periods (M of N,
+/// M = N as the runbook declares it): errors starting at the soak's end set
+/// it off N periods later.
 fn lengthen_default_lags(rollout: &mut Rollout, raw_gates: &[S<RawGate>], alarms: &[Alarm]) {
     // Gates that failed validation are left out of `rollout.gates`; the
     // runbook is refused then, so there is nothing to pair.
@@ -47,7 +50,11 @@ fn lengthen_default_lags(rollout: &mut Rollout, raw_gates: &[S<RawGate>], alarms
         return;
     }
     let period = |name: &str| -> Duration {
-        crate::runbook::metric_alarms_under(alarms, name).iter().map(|a| a.period).max().unwrap_or(Duration::ZERO)
+        crate::runbook::metric_alarms_under(alarms, name)
+            .iter()
+            .map(|a| a.period.saturating_mul(a.evaluation_periods))
+            .max()
+            .unwrap_or(Duration::ZERO)
     };
     for (gate, raw) in rollout.gates.iter_mut().zip(raw_gates) {
         if let (GateKind::AlarmOk { alarms: names, lag, .. }, None) = (&mut gate.kind, &raw.get_ref().lag) {

@@ -168,7 +168,10 @@ async fn periods(cw: &aws_sdk::cloudwatch::Client, a: &MetricAlarm) -> Result<Ve
         .build();
     let query = MetricDataQuery::builder()
         .id("a")
-        .metric_stat(MetricStat::builder().metric(metric).period(period).set_stat(stat).build())
+        // Its unit too, as AWS reads it: one the metric is not published in finds nothing.
+        .metric_stat(
+            MetricStat::builder().metric(metric).period(period).set_stat(stat).set_unit(a.unit().cloned()).build(),
+        )
         .build();
     let end = SystemTime::now();
     // AWS refuses an alarm looking back over a week; moto takes any.
