@@ -616,3 +616,69 @@ fn the_cockpits_parity_pane_shows_a_drift_planted_with_the_sdk_with_both_values(
     assert_eq!(tmux.quit(&marker), "exit=0");
     rt.block_on(sb.down());
 }
+
+/// A listener that authenticates first does what its last action says:
+/// production authenticates, then forwards; staging authenticates, then
+/// answers 503. Compared by their first action (both `authenticate-oidc`)
+/// the two looked alike.
+#[tokio::test(flavor = "multi_thread")]
+async fn listeners_that_authenticate_first_are_compared_by_every_action() {
+    use aws_sdk::elasticloadbalancingv2::types::{
+        Action, ActionTypeEnum, AuthenticateOidcActionConfig, FixedResponseActionConfig,
+    };
+    let rb = common::runbook("staging-to-production.toml");
+    let sb = common::sandbox(&rb, "ap-south-2").await;
+    let state = tempfile::tempdir().unwrap();
+    let elb = &sb.clients.elb;
+    let oidc = || {
+        Action::builder()
+            .r#type(ActionTypeEnum::AuthenticateOidc)
+            .order(1)
+            .authenticate_oidc_config(
+                AuthenticateOidcActionConfig::builder()
+                    .issuer("https://idp.example.com")
+                    .authorization_endpoint("https://idp.example.com/authorize")
+                    .token_endpoint("https://idp.example.com/token")
+                    .user_info_endpoint("https://idp.example.com/userinfo")
+                    .client_id("cutover")
+                    .client_secret("secret")
+                    .build(),
+            )
+            .build()
+    };
+    for env in ["production", "staging"] {
+        let listeners = elb.describe_listeners().load_balancer_arn(&sb.world.load_balancers[env]).send().await.unwrap();
+        let then = if env == "production" {
+            Action::builder()
+                .r#type(ActionTypeEnum::Forward)
+                .order(2)
+                .target_group_arn(&sb.world.target_groups[env][0].arn)
+                .build()
+        } else {
+            Action::builder()
+                .r#type(ActionTypeEnum::FixedResponse)
+                .order(2)
+                .fixed_response_config(FixedResponseActionConfig::builder().status_code("503").build())
+                .build()
+        };
+        for l in listeners.listeners() {
+            elb.modify_listener()
+                .listener_arn(l.listener_arn().unwrap())
+                .default_actions(oidc())
+                .default_actions(then.clone())
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+    let (code, out, err) = common::run_cutover(&sb, &rb, state.path(), &["diff", RUNBOOK]).await;
+    assert_eq!(code, Some(1), "drift exits 1:\n{out}{err}");
+    let action = line_with(&out, "default_action");
+    assert!(
+        action.contains("authenticate-oidc then forward")
+            && action.contains("authenticate-oidc then fixed-response 503")
+            && action.ends_with("DRIFT"),
+        "{action}"
+    );
+    sb.down().await;
+}

@@ -59,7 +59,8 @@ pub struct Listener {
     /// SNI), with what ACM says of each.
     pub certificates: Vec<Certificate>,
     pub ssl_policy: Option<String>,
-    /// The default action's type (`forward`, `redirect`, `fixed-response`…).
+    /// The default actions' types in their order (`forward`, `redirect`,
+    /// `authenticate-oidc then fixed-response`…).
     pub default_action: String,
     /// A redirect's or fixed response's target (`HTTPS:443`, `404`); a
     /// forward's target group is side-specific and left out.

@@ -662,7 +662,11 @@ pub async fn load_balancer_shape(
     while let Some(page) = pages.next().await {
         let page = page.map_err(|e| sdk_error("DescribeListeners", e))?;
         for l in page.listeners() {
-            let action = l.default_actions().iter().min_by_key(|a| a.order().unwrap_or(i32::MAX));
+            // Authenticate actions come first and the last one says what
+            // the listener does: the chain is its shape, the last its target.
+            let mut chain: Vec<_> = l.default_actions().iter().collect();
+            chain.sort_by_key(|a| a.order().unwrap_or(i32::MAX));
+            let action = chain.last();
             let target = action.and_then(|a| {
                 a.redirect_config()
                     .map(|r| format!("{}:{}", r.protocol().unwrap_or("#{protocol}"), r.port().unwrap_or("#{port}")))
@@ -707,9 +711,11 @@ pub async fn load_balancer_shape(
                     }))
                     .collect(),
                 ssl_policy: l.ssl_policy().map(str::to_string),
-                default_action: action
-                    .and_then(|a| a.r#type())
-                    .map_or_else(|| "none".into(), |t| t.as_str().to_string()),
+                default_action: if chain.is_empty() {
+                    "none".into()
+                } else {
+                    chain.iter().map(|a| a.r#type().map_or("?", |t| t.as_str())).collect::<Vec<_>>().join(" then ")
+                },
                 default_action_target: target,
             });
         }

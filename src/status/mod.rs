@@ -272,6 +272,9 @@ pub struct RedisView {
 
 fn zone_explanation(t: &Target, az: Option<&str>, lb: Option<&LoadBalancer>) -> (Option<bool>, Option<String>) {
     let enabled = match (az, lb) {
+        // An IP target outside the load balancer's VPC is registered in
+        // `all` zones (RegisterTargets): every enabled zone sends it traffic.
+        (Some("all"), Some(_)) => Some(true),
         (Some(az), Some(lb)) => Some(lb.zones.iter().any(|z| z == az)),
         _ => None,
     };
@@ -509,5 +512,31 @@ impl Snapshot {
     /// Every blocking check passes.
     pub fn blocking_checks_pass(&self) -> bool {
         self.checks.iter().filter(|c| c.blocking).all(|c| c.outcome == CheckOutcome::Pass)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// An IP target outside the VPC, registered in `all` zones as AWS
+    /// requires, is in an enabled zone: a healthy one is counted.
+    #[test]
+    fn a_target_in_all_zones_is_in_an_enabled_zone() {
+        let lb = crate::aws::elb::LoadBalancer {
+            name: "alb".into(),
+            zones: vec!["eu-west-1a".into(), "eu-west-1b".into()],
+            ..Default::default()
+        };
+        let t = crate::aws::elb::Target {
+            id: "10.9.0.5".into(),
+            port: Some(80),
+            availability_zone: Some("all".into()),
+            state: "healthy".into(),
+            reason: None,
+            description: None,
+        };
+        assert_eq!(super::zone_explanation(&t, Some("all"), Some(&lb)), (Some(true), None));
+        let (enabled, why) = super::zone_explanation(&t, Some("eu-west-1c"), Some(&lb));
+        assert_eq!(enabled, Some(false));
+        assert!(why.unwrap().starts_with("AZ eu-west-1c is not enabled on load balancer alb"));
     }
 }
