@@ -1825,3 +1825,47 @@ fn a_check_on_a_side_read_in_another_account_than_its_own_is_unknown() {
     assert_eq!(check.outcome, CheckOutcome::Unknown, "{}", check.detail);
     assert!(check.detail.contains("read in account 222222222222, not 333333333333"), "{}", check.detail);
 }
+
+/// The cockpit counts a time gate's lines as the action will: a stop
+/// recorded in another account (a rehearsal on the sandbox, the same
+/// runbook name and local log) opens no window here, and the item is
+/// refused at Enter rather than planned.
+#[test]
+fn a_time_gate_opened_in_another_account_is_not_shown_open() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("runbooks/staging-to-production.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let (head, tail) = text.split_once("\n[environments.").unwrap();
+    let rb = cutover::runbook::parse(
+        "staging-to-production.toml",
+        &format!("{head}\naccount_id = \"999999999999\"\n\n[environments.{tail}"),
+    )
+    .unwrap();
+    let header = Header { profile: None, read_only: false };
+    let mut app =
+        App::new(rb, "eu-west-1".into(), header, Keymap::default(), ChecklistState::default(), "ana".into(), t0());
+    let name = app.rb.name.clone();
+    let line = |account: &str, stage| cutover::store::audit::AuditLine {
+        time: "2026-01-01T00:00:00Z".into(),
+        operator: "ana".into(),
+        account: Some(account.into()),
+        region: "eu-west-1".into(),
+        runbook: name.clone(),
+        action: "stop_instances production (decommission/stop-old)".into(),
+        stage,
+        before: serde_json::Value::Null,
+        after: serde_json::Value::Null,
+        detail: String::new(),
+        change: None,
+        step: None,
+    };
+    use cutover::store::audit::Stage;
+    let rehearsal = vec![line("123456789012", Stage::Intent), line("123456789012", Stage::Applied)];
+    update(&mut app, Event::GateAudit(Ok(rehearsal)));
+    let (_, item) = app.rb.item_by_key("decommission/terminate").unwrap();
+    let item = item.clone();
+    assert_eq!(app.gate_window(&item), Some(cutover::drive::not_before::Window::NotStarted));
+    // Written in the runbook's account, the same lines open it (long past 48 h).
+    let real = vec![line("999999999999", Stage::Intent), line("999999999999", Stage::Applied)];
+    update(&mut app, Event::GateAudit(Ok(real)));
+    assert_eq!(app.gate_window(&item), Some(cutover::drive::not_before::Window::Open));
+}

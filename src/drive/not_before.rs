@@ -102,16 +102,34 @@ pub fn window(
 pub fn check(rb: &Runbook, key: &str, item: &Item, now: SystemTime, account: Option<&str>) -> Result<(), String> {
     let Some(nb) = &item.not_before else { return Ok(()) };
     let (checklist, _) = crate::store::checklist::load(&rb.name)?;
-    let mut audit = crate::store::audit::AuditLog::for_runbook(&rb.name).read()?;
+    let audit = crate::store::audit::AuditLog::for_runbook(&rb.name).read()?;
+    refusal(key, nb, &window_in(rb, nb, &checklist, &audit, now, account), now).map_or(Ok(()), Err)
+}
+
+/// [`window`] over the lines written in the account that `nb`'s item's
+/// side is in (the runbook's, else `account`, the caller's): what [`check`]
+/// enforces, and so what a display of the gate must show.
+pub fn window_in(
+    rb: &Runbook,
+    nb: &NotBefore,
+    checklist: &ChecklistState,
+    audit: &[AuditLine],
+    now: SystemTime,
+    account: Option<&str>,
+) -> Window {
     let side = rb.item_by_key(&nb.after).and_then(|(_, it)| match &it.kind {
         ItemKind::Action { action } => Some(action.side(rb)),
         _ => None,
     });
     let want = side.and_then(|s| rb.side_account(&s)).or_else(|| account.map(str::to_string));
-    if let Some(want) = want {
-        audit.retain(|l| l.account.as_deref().is_none_or(|a| a == want));
+    match want {
+        Some(want) => {
+            let theirs: Vec<AuditLine> =
+                audit.iter().filter(|l| l.account.as_deref().is_none_or(|a| a == want)).cloned().collect();
+            window(rb, nb, checklist, &theirs, now)
+        }
+        None => window(rb, nb, checklist, audit, now),
     }
-    refusal(key, nb, &window(rb, nb, &checklist, &audit, now), now).map_or(Ok(()), Err)
 }
 
 /// Why `key` may not run yet: what it waits for, the time left and when

@@ -279,7 +279,10 @@ impl App {
     /// The window of a time-gated item, None when it has no gate.
     pub fn gate_window(&self, it: &crate::runbook::Item) -> Option<crate::drive::not_before::Window> {
         let nb = it.not_before.as_ref()?;
-        Some(crate::drive::not_before::window(&self.rb, nb, &self.checklist, &self.gate_audit, self.now))
+        // Counted as the action will count it: lines of its side's account
+        // (the runbook's, else the one these credentials are for).
+        let account = self.snap.identity.value.as_ref().map(|i| i.account.as_str());
+        Some(crate::drive::not_before::window_in(&self.rb, nb, &self.checklist, &self.gate_audit, self.now, account))
     }
 
     pub(super) fn resnap(&mut self) {
