@@ -1869,3 +1869,68 @@ fn a_time_gate_opened_in_another_account_is_not_shown_open() {
     update(&mut app, Event::GateAudit(Ok(real)));
     assert_eq!(app.gate_window(&item), Some(cutover::drive::not_before::Window::Open));
 }
+
+/// What Route53 sends, not only what the weights say: production at weight
+/// 0 gets every request while staging's health check fails, and in a group
+/// all at 0 a failing side gets nothing of its even share. Both the cockpit
+/// and `status` say so.
+#[test]
+fn a_side_getting_another_share_than_its_weight_says_so() {
+    let hc = |healthy: bool| cutover::aws::route53::HealthCheckState {
+        id: "hc-staging".into(),
+        healthy: Some(healthy),
+        status: if healthy { "Success".into() } else { "Failure: HTTP 503".into() },
+    };
+    let side = |environment: &str, weight: u8, share: f64, health| SideWeight {
+        environment: Some(environment.into()),
+        set_identifier: environment.into(),
+        weight: Some(weight),
+        share_percent: share,
+        effective_share_percent: share,
+        ttl: Some(10),
+        health_check: health,
+        ..Default::default()
+    };
+    let traffic = |mut sides: Vec<SideWeight>| {
+        cutover::live::fetch::apply_health(&mut sides, |_| cutover::live::fetch::AliasHealth::Known(true));
+        LiveEvent {
+            at: t0() - Duration::from_secs(2),
+            update: Update::Traffic(Ok(TrafficData {
+                zone_id: "Z1".into(),
+                last_change: None,
+                rollout: None,
+                rollout_unread: None,
+                audit_unread: None,
+                sides,
+                shared_by: None,
+                types_differ: None,
+                unlisted_other_types: None,
+            })),
+        }
+    };
+    let row = |s: &str, name: &str| {
+        let at = format!("┃{name} ");
+        s.lines().find(|l| l.starts_with(&at) && l.contains("ttl 10s")).unwrap().to_string()
+    };
+    let status_line = |app: &App, needle: &str| {
+        let text = cutover::status::text::render(&app.snap);
+        text.lines().any(|l| l.contains(needle)).then_some(()).ok_or(text)
+    };
+    // Production at weight 0 with a healthy check; staging's fails.
+    let mut events = demo_events(false);
+    events.push(traffic(vec![side("production", 0, 0.0, Some(hc(true))), side("staging", 30, 100.0, Some(hc(false)))]));
+    let app = app_with(events);
+    let s = screen(&app, 160, 48);
+    assert!(row(&s, "production").contains("gets 100%"), "{s}");
+    assert!(row(&s, "staging").contains("gets 0%"), "{s}");
+    status_line(&app, "gets 100.0% of the traffic: Route53 answers only with records whose health does not fail")
+        .unwrap_or_else(|t| panic!("{t}"));
+    // Both at 0: an even split, but staging fails its check.
+    let mut events = demo_events(false);
+    events.push(traffic(vec![side("production", 0, 50.0, Some(hc(true))), side("staging", 0, 50.0, Some(hc(false)))]));
+    let app = app_with(events);
+    let s = screen(&app, 160, 48);
+    assert!(row(&s, "production").contains("gets 100%"), "{s}");
+    assert!(row(&s, "staging").contains("gets 0%"), "{s}");
+    status_line(&app, "gets 0.0% of the traffic: health check hc-staging fails").unwrap_or_else(|t| panic!("{t}"));
+}

@@ -122,6 +122,12 @@ pub enum AliasHealth {
     Unknown(String),
 }
 
+/// Whether Route53 sends `s` another share than its weight gives it (the
+/// others' health fails, or its own): what a display must say beside the weight.
+pub fn share_differs(s: &SideWeight) -> bool {
+    s.traffic_unknown.is_none() && (s.effective_share_percent - s.share_percent).abs() >= 0.05
+}
+
 /// Sets each side's effective share. `alias_target_health(environment)`
 /// says whether an alias side's target has a healthy target.
 pub fn apply_health(sides: &mut [SideWeight], alias_target_health: impl Fn(&str) -> AliasHealth) {
@@ -152,6 +158,7 @@ pub fn apply_health(sides: &mut [SideWeight], alias_target_health: impl Fn(&str)
     let all_down = present.iter().all(|&i| why[i].is_some());
     let up: Vec<usize> = present.iter().copied().filter(|&i| all_down || why[i].is_none()).collect();
     let total: u32 = up.iter().map(|&i| u32::from(sides[i].weight.unwrap_or(0))).sum();
+    let all_zero = present.iter().all(|&i| sides[i].weight == Some(0));
     for (i, s) in sides.iter_mut().enumerate() {
         let w = s.weight.unwrap_or(0);
         s.effective_share_percent = if !up.contains(&i) {
@@ -161,7 +168,9 @@ pub fn apply_health(sides: &mut [SideWeight], alias_target_health: impl Fn(&str)
         } else {
             f64::from(w) * 100.0 / f64::from(total)
         };
-        s.no_traffic = if up.contains(&i) || w == 0 { None } else { why[i].clone() };
+        // A weight of 0 in a group all at 0 is a share all the same.
+        let has_share = w > 0 || all_zero;
+        s.no_traffic = if up.contains(&i) || !has_share { None } else { why[i].clone() };
         s.traffic_unknown = if why[i].is_some() { None } else { unknown_health(s, &alias_target_health) };
     }
 }
@@ -1490,6 +1499,10 @@ mod tests {
         let mut s = vec![side("old", 100, None), side("new", 0, Some(false))];
         apply_health(&mut s, |_| unread());
         assert_eq!(s[1].no_traffic, None);
+        // Unless every weight is 0: an even share, lost to its failing check.
+        let mut s = vec![side("old", 0, None), side("new", 0, Some(false))];
+        apply_health(&mut s, |_| unread());
+        assert!(s[1].no_traffic.as_deref().is_some_and(|w| w.contains("hc-new")), "{:?}", s[1].no_traffic);
     }
 
     /// Health cutover could not read is unknown, never "gets traffic".

@@ -113,6 +113,12 @@ pub fn render(s: &Snapshot) -> String {
         }
         if let Some(why) = &w.no_traffic {
             let _ = writeln!(o, "  {:<12} gets {:.1}% of the traffic: {why}", "", w.effective_share_percent);
+        } else if crate::live::fetch::share_differs(w) {
+            let _ = writeln!(
+                o,
+                "  {:<12} gets {:.1}% of the traffic: Route53 answers only with records whose health does not fail",
+                "", w.effective_share_percent
+            );
         }
         if let Some(why) = &w.traffic_unknown {
             let _ = writeln!(o, "  {:<12} whether it gets traffic is unknown: {why}", "");

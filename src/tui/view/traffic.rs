@@ -17,42 +17,50 @@ pub(super) fn traffic(f: &mut Frame, app: &App, area: Rect) {
     let inner = block.inner(area);
     f.render_widget(block, area);
     let mut lines = Vec::new();
-    let bar_width = inner.width.saturating_sub(34) as usize;
     for (i, s) in v.value.iter().flatten().enumerate() {
+        // A health check's verdict, and a side that gets another share than
+        // its weight: said first, the bar takes what room is left.
+        let tail = vec![
+            match s.health_check.as_ref().map(|h| h.healthy) {
+                Some(Some(true)) => Span::styled(" hc ok", Style::new().fg(th.ok)),
+                Some(Some(false)) => Span::styled(" hc FAIL", Style::new().fg(th.bad)),
+                Some(None) => Span::styled(" hc ?", th.dim_style()),
+                None => Span::raw(""),
+            },
+            match (&s.no_traffic, &s.traffic_unknown) {
+                (Some(_), _) => Span::styled(
+                    format!(" gets {:.0}%", s.effective_share_percent),
+                    Style::new().fg(th.bad).add_modifier(ratatui::style::Modifier::BOLD),
+                ),
+                (None, Some(_)) => Span::styled(" gets ?", Style::new().fg(th.warn)),
+                // More than its weight: the others' health fails.
+                (None, None) if crate::live::fetch::share_differs(s) => Span::styled(
+                    format!(" gets {:.0}%", s.effective_share_percent),
+                    Style::new().fg(th.bad).add_modifier(ratatui::style::Modifier::BOLD),
+                ),
+                (None, None) => Span::raw(""),
+            },
+        ];
+        let tail_width: usize = tail.iter().map(|t| t.width()).sum();
+        let bar_width = (inner.width as usize).saturating_sub(34 + tail_width);
         let filled = ((s.share_percent / 100.0) * bar_width as f64).round() as usize;
         let style = if v.stale { th.dim_style() } else { Style::new() };
-        lines.push(
-            Line::from(vec![
-                Span::raw(format!("{:<11.11} ", s.holder())),
-                Span::raw(format!("w {:>3} ", s.weight.map_or("—".into(), |w| w.to_string()))),
-                Span::styled(
-                    "█".repeat(filled),
-                    Style::new().fg(match (&s.environment, i) {
-                        (None, _) => th.warn,
-                        (Some(_), 0) => th.info,
-                        (Some(_), _) => th.ok,
-                    }),
-                ),
-                Span::styled("░".repeat(bar_width.saturating_sub(filled)), th.dim_style()),
-                Span::raw(format!(" {:>5.1}% ttl {}", s.share_percent, s.ttl.map_or("—".into(), |t| format!("{t}s")))),
-                // A health check's verdict, and a side that gets nothing whatever its weight.
-                match s.health_check.as_ref().map(|h| h.healthy) {
-                    Some(Some(true)) => Span::styled(" hc ok", Style::new().fg(th.ok)),
-                    Some(Some(false)) => Span::styled(" hc FAIL", Style::new().fg(th.bad)),
-                    Some(None) => Span::styled(" hc ?", th.dim_style()),
-                    None => Span::raw(""),
-                },
-                match (&s.no_traffic, &s.traffic_unknown) {
-                    (Some(_), _) => Span::styled(
-                        format!(" gets {:.0}%", s.effective_share_percent),
-                        Style::new().fg(th.bad).add_modifier(ratatui::style::Modifier::BOLD),
-                    ),
-                    (None, Some(_)) => Span::styled(" gets ?", Style::new().fg(th.warn)),
-                    (None, None) => Span::raw(""),
-                },
-            ])
-            .style(style.patch(selected_style(app, Pane::Traffic, i))),
-        );
+        let mut spans = vec![
+            Span::raw(format!("{:<11.11} ", s.holder())),
+            Span::raw(format!("w {:>3} ", s.weight.map_or("—".into(), |w| w.to_string()))),
+            Span::styled(
+                "█".repeat(filled),
+                Style::new().fg(match (&s.environment, i) {
+                    (None, _) => th.warn,
+                    (Some(_), 0) => th.info,
+                    (Some(_), _) => th.ok,
+                }),
+            ),
+            Span::styled("░".repeat(bar_width.saturating_sub(filled)), th.dim_style()),
+            Span::raw(format!(" {:>5.1}% ttl {}", s.share_percent, s.ttl.map_or("—".into(), |t| format!("{t}s")))),
+        ];
+        spans.extend(tail);
+        lines.push(Line::from(spans).style(style.patch(selected_style(app, Pane::Traffic, i))));
     }
     if lines.is_empty() {
         lines.push(Line::styled(v.error.clone().unwrap_or_else(|| "reading Route53…".into()), th.dim_style()));
