@@ -230,6 +230,12 @@ pub struct GateCounters {
     /// (an interval as long as the soak) says nothing of the rest.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub passed_at: Option<SystemTime>,
+    /// When its `no_data = "fail"` policy last counted a failure for the
+    /// data covering the soak's end that did not come: the next is counted
+    /// a settle time later. A failure stands in for no data, never for a
+    /// reading: the soak still needs a pass covering its end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub no_data_failed_at: Option<SystemTime>,
 }
 
 /// Everything the engine knows; serializable so a restart resumes.
@@ -372,12 +378,17 @@ impl Engine {
         for (i, spec) in self.plan.gates.clone().iter().enumerate() {
             let Some(settle) = spec.settle else { continue };
             let c = &mut self.state.counters[i];
-            if now < until + settle || c.covered >= Some(until) {
+            if now < c.no_data_failed_at.unwrap_or(until) + settle || c.covered >= Some(until) {
                 continue;
             }
-            // Decided: the policy stands in for the data that never came.
-            c.covered = Some(until);
             let why = format!("no reading covering the soak's end within {} s", settle.as_secs());
+            // Decided: a pass or a person stands in for the data that never
+            // came; a failure is counted and the wait for it goes on.
+            if spec.no_data == NoDataPolicy::Fail {
+                c.no_data_failed_at = Some(now);
+            } else {
+                c.covered = Some(until);
+            }
             match spec.no_data {
                 // Data that came and failed is not outweighed by data that did not come.
                 NoDataPolicy::Pass if c.failing => {

@@ -775,3 +775,31 @@ fn the_last_step_bakes_with_its_gates_running_and_a_failure_in_the_bake_rolls_ba
     let out = e.handle(Input::Tick, t(3812));
     assert!(out.contains(&Output::Done), "complete once the bake is over: {out:?}");
 }
+
+/// `no_data = "fail"` under its failure limit counts a failure for the data
+/// covering the soak's end that did not come; it does not stand in for that
+/// data: a later pass on data still short of the end does not pass the
+/// step, and each settle time more without it counts another failure.
+#[test]
+fn a_no_data_failure_under_the_limit_does_not_cover_the_soaks_end() {
+    let mut e = lagging(NoDataPolicy::Fail);
+    e.plan.gates[0].failure_limit = 2;
+    covering(&mut e, Measurement::Pass, 50, 20);
+    let out = e.handle(Input::Tick, t(192));
+    assert!(format!("{out:?}").contains("failed (1/2)"), "{out:?}");
+    assert!(matches!(e.state.phase, RolloutPhase::Soaking { .. }), "{:?}", e.state.phase);
+    // A pass on data that still ends before the soak's end (t(72)).
+    covering(&mut e, Measurement::Pass, 60, 195);
+    e.handle(Input::Tick, t(196));
+    assert_eq!(e.state.last_good, None, "passed on data short of the soak's end");
+    assert!(e.handle(Input::Tick, t(300)).is_empty(), "the next failure waits a settle time");
+    e.handle(Input::Tick, t(313));
+    assert_eq!(e.state.phase, RolloutPhase::Aborted);
+    // Data covering the end, in time: the step passes.
+    let mut e = lagging(NoDataPolicy::Fail);
+    e.plan.gates[0].failure_limit = 2;
+    e.handle(Input::Tick, t(192));
+    covering(&mut e, Measurement::Pass, 72, 200);
+    e.handle(Input::Tick, t(201));
+    assert_eq!(e.state.last_good, Some(0));
+}
