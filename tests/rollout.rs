@@ -732,6 +732,46 @@ async fn a_waiting_abort_finishes_a_rollback_an_earlier_abort_left_unsent() {
     sb.down().await;
 }
 
+/// An abort killed before its rollback reached Route53, then `cutover
+/// rollout` with no abort waiting: it finishes the rollback, audits the
+/// abort done and stops there (exit 1). It finished the rollback and then
+/// sent the step that had been aborted again, as a fresh start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollout_run_after_an_unsent_rollback_finishes_it_and_stops() {
+    use std::os::unix::process::ExitStatusExt;
+    let dir = tempfile::tempdir().unwrap();
+    let (rb, path) = fast_runbook_with(dir.path(), |t| t.replace("soak = \"5s\"", "soak = \"20s\""));
+    let sb = fixed_sandbox(&rb, "ap-southeast-1").await;
+    let p = path.to_str().unwrap();
+    let mut child = cutover_command(&sb, &rb, dir.path(), &["rollout", p, "--yes"]).spawn().unwrap();
+    until_soaking(dir.path(), 1).await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(weights(&sb).await, w(75, 25), "killed in step 2's soak; step 1 (10%) passed");
+    let mut abort = cutover_command(&sb, &rb, dir.path(), &["abort", p, "--yes"]);
+    abort.env("CUTOVER_CRASH_AT", "rollback:after-intent");
+    let status = abort.status().unwrap();
+    assert_eq!(status.signal(), Some(libc::SIGKILL), "the abort died before sending its rollback");
+    assert_eq!(weights(&sb).await, w(75, 25), "nothing sent");
+    let intents = |dir: &Path| audit(dir).iter().filter(|l| l["stage"] == "intent").count();
+    let before = intents(dir.path());
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["rollout", p, "--yes", "--dry-run"]).await;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("would finish the interrupted rollback to 90/10"), "{out}");
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["rollout", p, "--yes"]).await;
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("finishing the interrupted rollback to 90/10"), "{out}");
+    assert_eq!(weights(&sb).await, w(90, 10), "rolled back to step 1, the last good, and left there");
+    let lines = audit(dir.path());
+    let after: Vec<&serde_json::Value> = lines.iter().filter(|l| l["stage"] == "intent").skip(before).collect();
+    assert!(
+        after.iter().all(|l| !l["action"].as_str().unwrap_or_default().starts_with("rollout step 2/4")),
+        "step 2 sent again: {after:?}"
+    );
+    assert!(lines.iter().any(|l| l["action"] == "rollout abort" && l["stage"] == "done"), "{lines:?}");
+    sb.down().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusals_change_nothing() {
     let dir = tempfile::tempdir().unwrap();

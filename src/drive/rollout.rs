@@ -1299,13 +1299,20 @@ async fn before_the_loop(
         ));
         return Ok(Some(Outcome::Aborted(reason)));
     }
-    // An abort interrupted before its rollback reached Route53 is finished first.
+    // An abort interrupted before its rollback reached Route53 is finished,
+    // audited and reported, and the run ends there: sending the step that
+    // failed again, as a fresh start would, undoes the abort unseen.
     if runner.engine.state.phase == RolloutPhase::Aborted && live != runner.engine.rollback_weights() && !cx.adopt_live
     {
         let target = runner.engine.rollback_weights();
         let line = format!("finishing the interrupted rollback to {}/{}", target.0, target.1);
         (runner.say)(&line);
         runner.roll_back(target).await?;
+        runner.persist().map_err(failed)?;
+        let reason = runner.engine.state.reason.clone().unwrap_or_else(|| "an earlier abort".into());
+        runner.audit("rollout abort", Stage::Done, runner.rolled_back_from, target, reason.clone()).map_err(failed)?;
+        (runner.say)("rolled back; nothing else was sent. Run the rollout again to start it");
+        return Ok(Some(Outcome::Aborted(reason)));
     }
     // A paused rollout resumes where it paused.
     if runner.engine.state.phase == RolloutPhase::Paused {
@@ -1900,6 +1907,16 @@ pub async fn preview(
         return Ok(Preview { lines: out, verdict: Verdict::LiveWeightsDiffer { live, expected } });
     }
     let engine = Engine { plan: plan.clone(), state: state.map_or(EngineState::new(plan.gates.len()), |s| s.engine) };
+    let target = engine.rollback_weights();
+    if engine.state.phase == RolloutPhase::Aborted && live != target && !adopt_live {
+        out.push(format!(
+            "would finish the interrupted rollback to {}/{} ({}) and stop there; run it again to start",
+            target.0,
+            target.1,
+            engine.state.reason.as_deref().unwrap_or("an earlier abort")
+        ));
+        return Ok(Preview { lines: out, verdict: Verdict::Go });
+    }
     let next = match engine.state.phase {
         RolloutPhase::Done => {
             out.push("would do nothing: the rollout is complete".into());
