@@ -204,6 +204,11 @@ async fn every_type_with_and_without_ttl_arrives_identical_in_both_modes() {
         redis::cmd("XADD").arg("empty-stream").arg("5-5").arg("f").arg("v").query_async(&mut s).await.unwrap();
     let _: u64 = redis::cmd("XDEL").arg("empty-stream").arg("5-5").query_async(&mut s).await.unwrap();
     keys.push("empty-stream".into());
+    // A consumer group set up before any producer writes (MKSTREAM): empty,
+    // its last ID 0-0, nothing added or deleted.
+    let _: () =
+        redis::cmd("XGROUP").arg(&["CREATE", "jobs", "workers", "$", "MKSTREAM"]).query_async(&mut s).await.unwrap();
+    keys.push("jobs".into());
     for mode in [Mode::Dump, Mode::Types] {
         let dst = server(dir.path(), &format!("dst-{mode:?}")).await;
         let mut d = conn(&dst.url).await;
@@ -217,6 +222,19 @@ async fn every_type_with_and_without_ttl_arrives_identical_in_both_modes() {
         assert_identical(&mut s, &mut d, &keys).await;
         let last: Value = redis::cmd("XINFO").arg("STREAM").arg("empty-stream").query_async(&mut d).await.unwrap();
         assert!(format!("{last:?}").contains("5-5"), "{mode:?}: the empty stream keeps its last ID: {last:?}");
+        assert_eq!(stream_groups(&mut d, "jobs").await, [("workers".into(), "0-0".into(), 0)], "{mode:?}");
+        // Its ID counters as the source has them: rebuilt by adding and
+        // deleting an entry, it arrived with a deleted ID (0-1) and an entry
+        // counted as added, which consumer-group lag reads.
+        let info = |c: &mut MultiplexedConnection| {
+            let mut c = c.clone();
+            async move {
+                let v: std::collections::HashMap<String, Value> =
+                    redis::cmd("XINFO").arg("STREAM").arg("jobs").query_async(&mut c).await.unwrap();
+                ["last-generated-id", "max-deleted-entry-id", "entries-added"].map(|f| format!("{:?}", v.get(f)))
+            }
+        };
+        assert_eq!(info(&mut d).await, info(&mut s).await, "{mode:?}");
         let groups = stream_groups(&mut d, "plain:stream:0").await;
         assert_eq!(groups.len(), 1, "{mode:?}: the consumer group arrives");
         let want_pending = if mode == Mode::Dump { 1 } else { 0 };
@@ -565,6 +583,7 @@ async fn bad_input_is_one_line_exit_2_and_writes_nothing() {
     let from = src.url.as_str();
     // The same database written another way: without the /0.
     let same_db = from.strip_suffix("/0").expect("the test server's URL names db 0").to_string();
+    let by_name = from.replace("127.0.0.1", "localhost");
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (
             vec!["copy", "--from", "http://x:1", "--to", &auth_to, "--yes"],
@@ -578,6 +597,8 @@ async fn bad_input_is_one_line_exit_2_and_writes_nothing() {
         (vec!["copy", "--from", from, "--to", &auth_to, "--yes", "--rate", "0"], "--rate must be at least 1"),
         (vec!["copy", "--from", from, "--to", from, "--yes"], "are the same Redis"),
         (vec!["copy", "--from", from, "--to", &same_db, "--yes"], "are the same Redis"),
+        // The same server by another name: told by its run_id.
+        (vec!["copy", "--from", from, "--to", &by_name, "--yes", "--on-conflict", "replace"], "are one Redis server"),
         (
             vec!["copy", "--from", from, "--to", &auth_to, "--yes", "--to-password-env", "NOT_SET_ANYWHERE"],
             "NOT_SET_ANYWHERE is not set",

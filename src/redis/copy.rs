@@ -435,7 +435,24 @@ pub async fn preflight(opts: &CopyOptions) -> Result<(Conns, Preflight), CopyErr
     let (mut src, src_addr, src_cluster) = open_side(&opts.from).await.map_err(CopyError::Refused)?;
     let (mut dst, dst_addr, dst_cluster) = open_side(&opts.to).await.map_err(CopyError::Refused)?;
     let (source_version, source_run_id) = server_info(&opts.from, &mut src).await.map_err(CopyError::Refused)?;
-    let (target_version, _) = server_info(&opts.to, &mut dst).await.map_err(CopyError::Refused)?;
+    let (target_version, target_run_id) = server_info(&opts.to, &mut dst).await.map_err(CopyError::Refused)?;
+    // Two names of one server (an address and a DNS name, a primary
+    // endpoint and its node's): the URLs differ, the database is the same.
+    if src_cluster.is_none()
+        && dst_cluster.is_none()
+        && source_run_id != "?"
+        && source_run_id == target_run_id
+        && opts.from.db() == opts.to.db()
+    {
+        return Err(CopyError::Refused(format!(
+            "the source {} and the target {} are one Redis server (run_id {}) and database {}: a copy onto itself \
+             would rewrite every key in place; check the two URLs",
+            opts.from.redacted(),
+            opts.to.redacted(),
+            source_run_id.get(..8).unwrap_or(&source_run_id),
+            opts.to.db()
+        )));
+    }
     takes_writes(&opts.to, &dst, dst_cluster.as_deref()).await.map_err(CopyError::Refused)?;
     let (mode, mode_reason) =
         super::choose_mode(opts.mode, &source_version, &target_version).map_err(CopyError::Refused)?;
@@ -1639,9 +1656,14 @@ impl Ctx {
         }
         let Some(meta) = super::stream::meta(f, src, key).await? else { return Ok(None) };
         if !any {
-            // An empty stream: create it, then drop the placeholder entry.
-            let _: String = q(t, dst, redis::cmd("XADD").arg(tmp).arg("0-1").arg("_").arg("_")).await?;
-            let _: u64 = q(t, dst, redis::cmd("XDEL").arg(tmp).arg("0-1")).await?;
+            // An empty stream: made by a group's MKSTREAM, the group then
+            // dropped. An entry added and deleted left Redis 7's counters
+            // a deleted ID and an added entry the source never had (a
+            // consumer group's lag is read from them).
+            let mut mk = redis::cmd("XGROUP");
+            mk.arg("CREATE").arg(tmp).arg("__cutover_mkstream").arg("0").arg("MKSTREAM");
+            let _: () = q(t, dst, &mk).await?;
+            let _: u64 = q(t, dst, redis::cmd("XGROUP").arg("DESTROY").arg(tmp).arg("__cutover_mkstream")).await?;
         }
         let _: () = q(t, dst, redis::cmd("XSETID").arg(tmp).arg(&meta.last_id)).await?;
         // Consumer groups with their last delivered ID; not their consumers or pending entries.

@@ -325,12 +325,19 @@ impl Endpoint {
         secrets.into_iter().fold(redact_text(text, None), |t, s| redact_text(&t, Some(s)))
     }
 
-    fn connection_info(&self, mut u: url::Url, password: Option<&str>) -> Result<redis::ConnectionInfo, String> {
-        if let Some(pw) = password {
-            u.set_password(Some(pw))
-                .map_err(|_| format!("cannot put a password on the {role} URL", role = self.role))?;
-        }
-        redis::IntoConnectionInfo::into_connection_info(u.as_str()).map_err(|e| self.scrub(&e.to_string()))
+    fn connection_info(&self, u: url::Url, password: Option<&str>) -> Result<redis::ConnectionInfo, String> {
+        let info =
+            redis::IntoConnectionInfo::into_connection_info(u.as_str()).map_err(|e| self.scrub(&e.to_string()))?;
+        // Given as it is, never through the URL: redis-rs decodes a URL's
+        // password, so a `%41` in one (an auth token may hold `%`) would
+        // reach the server as `A`.
+        Ok(match password {
+            Some(pw) => {
+                let settings = info.redis_settings().clone().set_password(pw);
+                info.set_redis_settings(settings)
+            }
+            None => info,
+        })
     }
 
     /// A multiplexed connection (with Sentinel, to the master); errors are
@@ -802,5 +809,22 @@ mod tests {
         }
         let e = Endpoint::parse("source", "redis+sentinel://:%aé@h:26379/m", None, None).unwrap();
         assert_eq!(e.password.as_deref(), Some("%aé"));
+    }
+
+    /// The password a connection logs in with is the one given: from a
+    /// variable as it stands, from a URL decoded once. Put back into the
+    /// URL, `%41` reached the server as `A` (redis-rs decodes it again).
+    #[test]
+    fn a_password_holding_percent_signs_logs_in_as_given() {
+        let login = |e: &Endpoint| {
+            let u = url::Url::parse("redis://h:1").unwrap();
+            e.connection_info(u, e.password.as_deref()).unwrap().redis_settings().password().map(str::to_string)
+        };
+        let from_env = Endpoint::parse("source", "redis://h:1", Some(("PW", Some("Ab%41cd".into()))), None).unwrap();
+        assert_eq!(login(&from_env).as_deref(), Some("Ab%41cd"));
+        let from_url = Endpoint::parse("source", "redis://:Ab%2541cd@h:1", None, None).unwrap();
+        assert_eq!(login(&from_url).as_deref(), Some("Ab%41cd"));
+        let plain = Endpoint::parse("source", "redis://:a%40b@h:1", None, None).unwrap();
+        assert_eq!(login(&plain).as_deref(), Some("a@b"));
     }
 }
