@@ -360,6 +360,13 @@ async fn an_abort_from_a_changed_runbook_confirms_the_running_rollouts_own_rollb
     );
     let _ = child.wait_with_output().await.unwrap();
     assert_eq!(weights(&sb).await, w(75, 25), "its last good step, and no second rollback");
+    // Read with the changed runbook, the saved state's step is no step of
+    // its: "step 3/3 (100%)" named weights the rollout never sent.
+    let (_, out) = run_cutover_all(&sb, &rb, dir.path(), &["status", changed.to_str().unwrap()]).await;
+    assert!(
+        out.contains("rollout step 3 of a rollout plan changed since it was saved (not this runbook's steps)"),
+        "{out}"
+    );
     sb.down().await;
 }
 

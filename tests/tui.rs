@@ -350,6 +350,7 @@ fn a_record_the_runbook_does_not_list_is_shown_and_the_rollout_line_stays() {
                 percent: 10,
                 phase: "soaking".into(),
                 reason: None,
+                plan_changed: false,
             }),
             rollout_unread: None,
             audit_unread: None,
@@ -1933,4 +1934,48 @@ fn a_side_getting_another_share_than_its_weight_says_so() {
     assert!(row(&s, "production").contains("gets 100%"), "{s}");
     assert!(row(&s, "staging").contains("gets 0%"), "{s}");
     status_line(&app, "gets 0.0% of the traffic: health check hc-staging fails").unwrap_or_else(|t| panic!("{t}"));
+}
+
+/// An instance gone from its environment (terminated, replaced) is probed
+/// no more: a check run finishes on the instances still listed. It stayed
+/// "running" for the rest of the session, waiting for the gone one's probe.
+#[test]
+fn a_check_run_finishes_once_an_instance_is_gone() {
+    let mut app = demo_app();
+    update(&mut app, key(KeyCode::Char('5')));
+    app.selected.insert(Pane::Checklist, 7); // validate/redis
+    assert_eq!(update(&mut app, key(KeyCode::Enter)), vec![Command::Refresh]);
+    app.now = t0() + Duration::from_secs(1);
+    for mut e in demo_events(false) {
+        e.at = t0() + Duration::from_secs(2);
+        match &mut e.update {
+            // prod-web-1 terminated: listed no more, and so not probed.
+            Update::Environment { environment, result: Ok(data) } if environment == "production" => {
+                data.instances.retain(|i| i.id != "i-0prodweb1");
+                for tg in &mut data.target_groups {
+                    tg.targets.retain(|t| t.id != "i-0prodweb1");
+                }
+            }
+            Update::Health { instance_id, .. } if instance_id == "i-0prodweb1" => continue,
+            _ => {}
+        }
+        update(&mut app, Event::Live(e));
+    }
+    assert!(matches!(app.runs["validate/redis"], CheckRun::Done { .. }), "{:?}", app.runs["validate/redis"]);
+}
+
+/// The rollout's state is read with the weights: while they cannot be read
+/// (throttled, denied), whether a rollout runs is unknown, never "no rollout".
+#[test]
+fn the_rollout_is_unknown_while_the_weights_are_unread() {
+    let mut app = app_with(vec![]);
+    let s = screen(&app, 160, 48);
+    assert!(!s.contains("no rollout") && s.contains("rollout UNKNOWN"), "{s}");
+    update(
+        &mut app,
+        Event::Live(LiveEvent { at: t0(), update: Update::Traffic(Err("Throttling: Rate exceeded".into())) }),
+    );
+    let s = screen(&app, 160, 48);
+    assert!(!s.contains("no rollout") && s.contains("rollout UNKNOWN"), "{s}");
+    assert!(screen(&demo_app(), 160, 48).contains("no rollout"), "read, and none");
 }

@@ -242,6 +242,25 @@ pub struct RolloutView {
     pub percent: u8,
     pub phase: String,
     pub reason: Option<String>,
+    /// Saved under another version of the runbook's rollout (its steps
+    /// edited since): `step` numbers the saved plan's steps, `steps` and
+    /// `percent` are this runbook's and say nothing of it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub plan_changed: bool,
+}
+
+impl RolloutView {
+    /// `step 2/4 (25%) soaking`, or the saved step alone when the plan changed since.
+    pub fn describe(&self) -> String {
+        if self.plan_changed {
+            format!(
+                "step {} of a rollout plan changed since it was saved (not this runbook's steps) {}",
+                self.step, self.phase
+            )
+        } else {
+            format!("step {}/{} ({}%) {}", self.step, self.steps, self.percent, self.phase)
+        }
+    }
 }
 
 /// The last change cutover sent for `rb`, from its audit log; GetChange asked
@@ -270,12 +289,14 @@ fn rollout_view(rb: &Runbook) -> Result<Option<RolloutView>, String> {
         return Ok(None);
     };
     let phase = s.engine.phase.name().to_string();
+    let plan_changed = s.plan_hash != crate::engine::plan_hash(rb);
     Ok(Some(RolloutView {
         step: s.engine.step.saturating_add(1),
         steps: rb.rollout.steps.len(),
-        percent: rb.rollout.steps.get(s.engine.step).copied().unwrap_or(0),
+        percent: if plan_changed { 0 } else { rb.rollout.steps.get(s.engine.step).copied().unwrap_or(0) },
         phase,
         reason: s.engine.reason,
+        plan_changed,
     }))
 }
 

@@ -80,15 +80,12 @@ pub fn render(s: &Snapshot) -> String {
         let _ = writeln!(o, "  last change UNKNOWN: cannot read {why}");
     }
     if let Some(r) = &s.rollout {
-        let _ = writeln!(
-            o,
-            "  rollout step {}/{} ({}%): {}{}",
-            r.step,
-            r.steps,
-            r.percent,
-            r.phase,
-            r.reason.as_ref().map(|x| format!(" ({x})")).unwrap_or_default()
-        );
+        let what = if r.plan_changed {
+            r.describe()
+        } else {
+            format!("step {}/{} ({}%): {}", r.step, r.steps, r.percent, r.phase)
+        };
+        let _ = writeln!(o, "  rollout {what}{}", r.reason.as_ref().map(|x| format!(" ({x})")).unwrap_or_default());
     }
     for w in s.traffic.value.iter().flatten() {
         let weight = w.weight.map_or("missing".to_string(), |w| w.to_string());

@@ -339,13 +339,20 @@ impl App {
     }
 }
 
-/// Every AWS, health and Redis source has reported after `t`.
+/// Every AWS, health and Redis source has reported after `t`: the health of
+/// each instance still listed (one terminated or replaced is probed no more).
 fn reported_since(live: &LiveState, t: SystemTime) -> bool {
     let after = |at: Option<SystemTime>| at.is_some_and(|a| a >= t);
     let s = |u: Option<SystemTime>, e: Option<SystemTime>| after(u) || after(e);
+    let listed: std::collections::BTreeSet<&str> = live
+        .environments
+        .values()
+        .filter_map(|e| e.value.as_ref())
+        .flat_map(|d| d.instances.iter().map(|i| i.id.as_str()))
+        .collect();
     s(live.traffic.updated_at, live.traffic.error_at)
         && live.environments.values().all(|x| s(x.updated_at, x.error_at))
-        && live.health.values().all(|x| s(x.updated_at, x.error_at))
+        && live.health.iter().filter(|(id, _)| listed.contains(id.as_str())).all(|(_, x)| s(x.updated_at, x.error_at))
         && live.redis.values().all(|x| s(x.updated_at, x.error_at))
         && s(live.alarms.updated_at, live.alarms.error_at)
 }
