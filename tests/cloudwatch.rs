@@ -392,6 +392,12 @@ async fn a_composite_whose_rule_on_aws_is_not_the_runbooks_passes_no_gate() {
     assert_eq!(snap.blind_alarms.get("demo-any"), None, "{:?}", snap.blind_alarms);
     let m = gates::from_snapshot(&rb, &g, &snap).unwrap();
     assert!(matches!(&m, Measurement::Fail(w) if w.contains("demo-staging-any is ALARM")), "{m:?}");
+    // The composite over it follows, as on AWS (the sandbox judged a rule
+    // naming a composite as never in ALARM).
+    until_state(&sb, "demo-any", "ALARM").await;
+    let snap = first_snapshot(&rb, &sb).await;
+    let m = gates::from_snapshot(&rb, &outer, &snap).unwrap();
+    assert!(matches!(&m, Measurement::Fail(w) if w.contains("demo-any is ALARM")), "{m:?}");
     sb.down().await;
 }
 

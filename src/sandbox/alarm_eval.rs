@@ -221,13 +221,30 @@ impl Evaluator {
         for cw in self.cws.clone() {
             self.round_in(&cw, &mut states).await;
         }
-        for c in self.proxy.cloudwatch.composites().into_values() {
-            let (state, reason) = match rule_holds(&c.rule, &states) {
-                Some(true) => ("ALARM", format!("rule holds: {}", c.rule)),
-                Some(false) => ("OK", format!("rule does not hold: {}", c.rule)),
-                None => ("INSUFFICIENT_DATA", format!("cannot read rule: {}", c.rule)),
-            };
-            self.proxy.cloudwatch.set_composite_state(&c.name, state, &reason);
+        // A rule may name another composite: judged again until nothing
+        // changes (at most once per composite, as rules cannot loop on AWS).
+        let composites: Vec<_> = self.proxy.cloudwatch.composites().into_values().collect();
+        let mut judged: BTreeMap<String, (&str, String)> = BTreeMap::new();
+        for _ in 0..=composites.len() {
+            let mut changed = false;
+            for c in &composites {
+                let verdict = match rule_holds(&c.rule, &states) {
+                    Some(true) => ("ALARM", format!("rule holds: {}", c.rule)),
+                    Some(false) => ("OK", format!("rule does not hold: {}", c.rule)),
+                    None => ("INSUFFICIENT_DATA", format!("cannot read rule: {}", c.rule)),
+                };
+                if states.get(&c.name).map(String::as_str) != Some(verdict.0) {
+                    states.insert(c.name.clone(), verdict.0.to_string());
+                    changed = true;
+                }
+                judged.insert(c.name.clone(), verdict);
+            }
+            if !changed {
+                break;
+            }
+        }
+        for (name, (state, reason)) in judged {
+            self.proxy.cloudwatch.set_composite_state(&name, state, &reason);
         }
     }
 

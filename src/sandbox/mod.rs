@@ -135,6 +135,13 @@ impl Sandbox {
             .trim_end_matches('/')
             .parse()
             .wrap_err_with(|| format!("moto endpoint {} is not http://127.0.0.1:PORT", self.moto_endpoint))?;
+        // Signed requests go to loopback only, never to an address given by mistake.
+        if !moto.ip().is_loopback() {
+            color_eyre::eyre::bail!(
+                "moto endpoint {} is not on loopback: give http://127.0.0.1:PORT",
+                self.moto_endpoint
+            );
+        }
         let (proxy, task, faults) = aws_proxy::start(moto, 0).await?;
         self.tasks.push(task);
         // ALB datapoints arrive minutes late on AWS; the sandbox shows them at
