@@ -879,3 +879,79 @@ async fn sandbox_health_checks_match_search_strings_connect_tcp_and_reach_only_l
     assert!(far.starts_with("Failure"), "never reached, never a success: {far}");
     sb.down().await;
 }
+
+/// Targets in service serve nothing their load balancer does not route to
+/// them. Staging's listener forwards to a new, empty group the runbook does
+/// not list: a shift raising staging says it did not check that staging's
+/// targets get the share. A default answering a fixed 503, staging's group
+/// behind a path rule only: the same. Without the routing read, the shift
+/// said nothing. (moto keeps a group associated with its load balancer once
+/// forwarded to, so the refusal for a listed group that gets no request,
+/// which AWS's DescribeTargetGroups shows, cannot be set up here.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shift_onto_a_load_balancer_that_routes_the_record_elsewhere_says_it_is_not_checked() {
+    use aws_sdk::elasticloadbalancingv2::types::{
+        Action, ActionTypeEnum, FixedResponseActionConfig, PathPatternConditionConfig, RuleCondition,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (rb, path) = demo(dir.path());
+    let p = path.to_str().unwrap();
+    let sb = sandbox(&rb, "ap-east-2").await;
+    let elb = &sb.clients.elb;
+    let listeners =
+        elb.describe_listeners().load_balancer_arn(&sb.world.load_balancers["staging"]).send().await.unwrap();
+    let listener = listeners.listeners()[0].listener_arn().unwrap().to_string();
+    let vpc = elb
+        .describe_target_groups()
+        .target_group_arns(&sb.world.target_groups["staging"][0].arn)
+        .send()
+        .await
+        .unwrap()
+        .target_groups()[0]
+        .vpc_id()
+        .unwrap()
+        .to_string();
+    let v2 = elb
+        .create_target_group()
+        .name("demo-staging-web-v2")
+        .protocol(aws_sdk::elasticloadbalancingv2::types::ProtocolEnum::Http)
+        .port(8080)
+        .vpc_id(vpc)
+        .send()
+        .await
+        .unwrap();
+    let v2 = v2.target_groups()[0].target_group_arn().unwrap().to_string();
+    let forward = |arn: &str| Action::builder().r#type(ActionTypeEnum::Forward).target_group_arn(arn).build();
+    elb.modify_listener().listener_arn(&listener).default_actions(forward(&v2)).send().await.unwrap();
+    let state = dir.path().join("state");
+    let (code, out) = run_cutover_all(&sb, &rb, &state, &["shift", p, "--to", "30", "--dry-run"]).await;
+    assert_eq!(code, Some(0), "{out}");
+    let line = out
+        .lines()
+        .find(|l| l.contains("NOT CHECKED: whether staging's targets get the share"))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(line.contains("HTTP 80 forwards to demo-staging-web-v2"), "{line}");
+    // A fixed 503 by default; the listed group only behind /api/*.
+    let fixed = Action::builder()
+        .r#type(ActionTypeEnum::FixedResponse)
+        .fixed_response_config(FixedResponseActionConfig::builder().status_code("503").build())
+        .build();
+    elb.modify_listener().listener_arn(&listener).default_actions(fixed).send().await.unwrap();
+    elb.delete_target_group().target_group_arn(&v2).send().await.unwrap();
+    let api = RuleCondition::builder()
+        .field("path-pattern")
+        .path_pattern_config(PathPatternConditionConfig::builder().values("/api/*").build())
+        .build();
+    elb.create_rule()
+        .listener_arn(&listener)
+        .priority(10)
+        .conditions(api)
+        .actions(forward(&sb.world.target_groups["staging"][0].arn))
+        .send()
+        .await
+        .unwrap();
+    let (code, out) = run_cutover_all(&sb, &rb, &state, &["shift", p, "--to", "30", "--dry-run"]).await;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("NOT CHECKED: whether staging's targets get the share this raises"), "{out}");
+    sb.down().await;
+}

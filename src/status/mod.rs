@@ -185,44 +185,52 @@ impl EnvironmentAws {
     /// requests for `host` (the weighted record's name) reach them.
     pub fn routing_gap(&self, env: &str, host: &str) -> Result<(), RoutingGap> {
         let Some(lb) = &self.load_balancer else { return Ok(()) };
-        let routed =
-            lb.routed_groups().map_err(|why| RoutingGap::Unknown(format!("load balancer {}: {why}", lb.name)))?;
-        let unlisted: Vec<String> = routed
-            .iter()
-            .filter(|arn| !self.target_groups.iter().any(|tg| &tg.arn == *arn))
-            .map(|arn| crate::aws::elb::target_group_name_of(arn))
-            .collect();
-        // A listed group without requests fails whatever else is routed.
-        let idle: Vec<&str> =
-            self.target_groups.iter().filter(|tg| !routed.contains(&tg.arn)).map(|tg| tg.name.as_str()).collect();
-        if !idle.is_empty() {
-            return Err(RoutingGap::NotRouted(format!(
-                "load balancer {} routes no requests to {env}'s target group {} (no listener rule forwards to it): \
+        let listed: Vec<(&str, &str)> =
+            self.target_groups.iter().map(|tg| (tg.name.as_str(), tg.arn.as_str())).collect();
+        routing_gap(lb, &listed, env, host)
+    }
+}
+
+/// Whether `lb` routes requests for `host` to the groups listed for `env`
+/// (name, ARN), and to no group unlisted: what the gates demand of a side,
+/// and a shift of the side it raises.
+pub fn routing_gap(lb: &LoadBalancer, listed: &[(&str, &str)], env: &str, host: &str) -> Result<(), RoutingGap> {
+    let routed = lb.routed_groups().map_err(|why| RoutingGap::Unknown(format!("load balancer {}: {why}", lb.name)))?;
+    let unlisted: Vec<String> = routed
+        .iter()
+        .filter(|arn| !listed.iter().any(|(_, a)| a == arn))
+        .map(|arn| crate::aws::elb::target_group_name_of(arn))
+        .collect();
+    // A listed group without requests fails whatever else is routed.
+    let idle: Vec<&str> =
+        listed.iter().filter(|(_, arn)| !routed.iter().any(|r| r == arn)).map(|(name, _)| *name).collect();
+    if !idle.is_empty() {
+        return Err(RoutingGap::NotRouted(format!(
+            "load balancer {} routes no requests to {env}'s target group {} (no listener rule forwards to it): \
                  add the rule, or take the group out of target_groups",
-                lb.name,
-                idle.join(", ")
-            )));
-        }
-        if !unlisted.is_empty() {
-            return Err(RoutingGap::Unknown(format!(
-                "load balancer {} routes requests to target group {}, which {env}'s target_groups do not list, so \
+            lb.name,
+            idle.join(", ")
+        )));
+    }
+    if !unlisted.is_empty() {
+        return Err(RoutingGap::Unknown(format!(
+            "load balancer {} routes requests to target group {}, which {env}'s target_groups do not list, so \
                  its targets are not read; add it to target_groups",
-                lb.name,
-                unlisted.join(", ")
-            )));
-        }
-        // Routed by some rule is not routed the record's requests: a
-        // default answering 503 with the group behind another host's rule
-        // gets it none of the traffic Route53 sends here.
-        let listed: Vec<&str> = self.target_groups.iter().map(|tg| tg.arn.as_str()).collect();
-        match lb.requests_for(host, &listed) {
-            Ok(crate::aws::elb::HostRequests::Forwarded) => Ok(()),
-            Ok(crate::aws::elb::HostRequests::Elsewhere(why)) => Err(RoutingGap::Unknown(format!(
-                "{why}; whether {env}'s targets get the record's requests is unknown (cutover judges rules by the \
+            lb.name,
+            unlisted.join(", ")
+        )));
+    }
+    // Routed by some rule is not routed the record's requests: a
+    // default answering 503 with the group behind another host's rule
+    // gets it none of the traffic Route53 sends here.
+    let listed: Vec<&str> = listed.iter().map(|(_, arn)| *arn).collect();
+    match lb.requests_for(host, &listed) {
+        Ok(crate::aws::elb::HostRequests::Forwarded) => Ok(()),
+        Ok(crate::aws::elb::HostRequests::Elsewhere(why)) => Err(RoutingGap::Unknown(format!(
+            "{why}; whether {env}'s targets get the record's requests is unknown (cutover judges rules by the \
                  record's own name: one for a name clients use instead, a CNAME to it, leaves this unknown)"
-            ))),
-            Err(why) => Err(RoutingGap::Unknown(format!("load balancer {}: {why}", lb.name))),
-        }
+        ))),
+        Err(why) => Err(RoutingGap::Unknown(format!("load balancer {}: {why}", lb.name))),
     }
 }
 
