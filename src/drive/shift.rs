@@ -490,18 +490,23 @@ pub async fn raised_sides_serve(
         let Some(lb_name) = &env.load_balancer else { continue };
         let listed: Vec<(&str, &str)> = groups.iter().map(|g| (g.name.as_str(), g.arn.as_str())).collect();
         match crate::aws::elb::load_balancer_routing(&clients.elb, lb_name).await {
-            Ok(lb) => match crate::status::routing_gap(&lb, &listed, name, &rb.dns.record) {
-                Ok(()) => {}
-                Err(crate::status::RoutingGap::NotRouted(why)) => {
-                    return Err(PlanError::Refused(format!(
-                        "raising {whose} would send that traffic to a load balancer that routes none of it to its \
+            Ok(lb) => {
+                match crate::status::routing_gap(&lb, &listed, name, &rb.dns.record) {
+                    Ok(()) => {}
+                    // A rollback is held back only by a side seen unable to
+                    // serve: one routing to groups the runbook does not list may.
+                    Err(crate::status::RoutingGap::NotRouted(why)) if !unfound_refuses => unchecked
+                        .push(format!("NOT CHECKED: whether {name}'s targets get the share this raises ({why})")),
+                    Err(crate::status::RoutingGap::NotRouted(why)) => {
+                        return Err(PlanError::Refused(format!(
+                            "raising {whose} would send that traffic to a load balancer that routes none of it to its \
                          targets: {why}"
-                    )));
+                        )));
+                    }
+                    Err(crate::status::RoutingGap::Unknown(why)) => unchecked
+                        .push(format!("NOT CHECKED: whether {name}'s targets get the share this raises ({why})")),
                 }
-                Err(crate::status::RoutingGap::Unknown(why)) => {
-                    unchecked.push(format!("NOT CHECKED: whether {name}'s targets get the share this raises ({why})"))
-                }
-            },
+            }
             Err(e) => {
                 tracing::warn!(environment = %name, error = %e, "routing not read before raising its weight");
                 unchecked.push(format!(
