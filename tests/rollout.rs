@@ -765,6 +765,11 @@ async fn a_rollout_run_after_an_unsent_rollback_finishes_it_and_stops() {
     let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["rollout", p, "--yes", "--dry-run"]).await;
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains("would finish the interrupted rollback to 90/10"), "{out}");
+    // --adopt-live adopts nothing here (the live weights are the ones expected).
+    let adopt = ["rollout", p, "--yes", "--adopt-live", "--dry-run"];
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &adopt).await;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("would finish the interrupted rollback to 90/10"), "--adopt-live: {out}");
     let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["rollout", p, "--yes"]).await;
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("finishing the interrupted rollback to 90/10"), "{out}");

@@ -481,7 +481,7 @@ pub async fn metric_reading(
     if let Some(e) = totals.iter().find_map(|t| t.error.as_ref()) {
         return error(e.clone());
     }
-    let covers = covered_by_all(&covers[measured..]);
+    let covers = covered_by_judged_side(&covers[measured..]);
     let measurement = match g {
         GateKind::Metric { metric, max, environment, stat, min_requests } => {
             let Total { value, samples, .. } = &totals[0];
@@ -516,19 +516,19 @@ pub async fn metric_reading(
     MetricReading { measurement, covers }
 }
 
+/// How far a gate's data reaches: the newest request datapoint of the side
+/// it judges, first in `covers` (a metric gate's environment, a compare
+/// gate's new side). The old side's newer minute says nothing of the new
+/// side's (each load balancer publishes on its own schedule), and at the
+/// last step the old side, at weight 0, stops publishing partway.
+fn covered_by_judged_side(covers: &[Option<SystemTime>]) -> Option<SystemTime> {
+    covers.first().copied().flatten()
+}
+
 /// The series a compare gate reads: the new and the old side's metric, then
 /// for counts each side's requests over the same dimensions as its metric (a
 /// target group's requests for target codes, the load balancer's for its own
 /// codes), so the rate is a share of the requests it counts.
-/// How far a gate's data reaches: the oldest of its sides' newest request
-/// datapoints. A compare gate judges both sides, and one load balancer's
-/// datapoints arrive on their own schedule: the old side's last minute says
-/// nothing of the new side's. A side without any request datapoint (no
-/// traffic) has none to wait for.
-fn covered_by_all(covers: &[Option<SystemTime>]) -> Option<SystemTime> {
-    covers.iter().flatten().min().copied()
-}
-
 fn compare_keys(new: SeriesKey, old: SeriesKey) -> Result<Vec<SeriesKey>, String> {
     if new.dimensions == Dimensions::LoadBalancer
         && new.load_balancer.is_some()
@@ -601,15 +601,16 @@ fn compare(metric: Metric, factor: f64, new: Side, old: Side) -> Measurement {
 
 #[cfg(test)]
 mod tests {
-    /// A compare gate's data reaches the soak's end only when both sides'
-    /// does: the old side's newer minute stood in for the new side's.
+    /// A compare gate's data reaches the soak's end when the new side's
+    /// does: the old side's newer minute stood in for the new side's, and
+    /// the old side's last datapoint (at weight 0) must not hold it back.
     #[test]
-    fn a_compare_gates_data_reaches_as_far_as_its_later_side() {
+    fn a_compare_gates_data_reaches_as_far_as_its_new_sides() {
         let t = |s: u64| std::time::UNIX_EPOCH + std::time::Duration::from_secs(s);
-        assert_eq!(super::covered_by_all(&[Some(t(60)), Some(t(120))]), Some(t(60)));
-        assert_eq!(super::covered_by_all(&[Some(t(120)), Some(t(60))]), Some(t(60)));
-        assert_eq!(super::covered_by_all(&[None, Some(t(120))]), Some(t(120)), "a side without requests");
-        assert_eq!(super::covered_by_all(&[]), None);
+        assert_eq!(super::covered_by_judged_side(&[Some(t(60)), Some(t(120))]), Some(t(60)));
+        assert_eq!(super::covered_by_judged_side(&[Some(t(120)), Some(t(60))]), Some(t(120)));
+        assert_eq!(super::covered_by_judged_side(&[None, Some(t(120))]), None, "the new side without requests");
+        assert_eq!(super::covered_by_judged_side(&[]), None);
     }
 
     use super::*;

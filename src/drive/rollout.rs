@@ -981,7 +981,10 @@ pub async fn run(cx: &Context, say: &mut (dyn FnMut(&str) + Send)) -> Result<Out
     session.first_round(rb, Duration::from_secs(30)).await;
 
     let now = SystemTime::now;
-    if let Some(outcome) = before_the_loop(&mut runner, live, &mut outputs).await? {
+    // Live weights taken over (--adopt-live with weights other than the
+    // expected ones) stand in for an interrupted rollback; else it is finished.
+    let adopted = cx.adopt_live && live != expected;
+    if let Some(outcome) = before_the_loop(&mut runner, live, adopted, &mut outputs).await? {
         return Ok(outcome);
     }
     runner.persist().map_err(failed)?;
@@ -1245,6 +1248,7 @@ async fn begin<'a>(cx: &'a Context, say: &'a mut (dyn FnMut(&str) + Send)) -> Re
 async fn before_the_loop(
     runner: &mut Runner<'_>,
     live: Weights,
+    adopted: bool,
     outputs: &mut Vec<Output>,
 ) -> Result<Option<Outcome>, RolloutError> {
     let cx = runner.cx;
@@ -1302,8 +1306,7 @@ async fn before_the_loop(
     // An abort interrupted before its rollback reached Route53 is finished,
     // audited and reported, and the run ends there: sending the step that
     // failed again, as a fresh start would, undoes the abort unseen.
-    if runner.engine.state.phase == RolloutPhase::Aborted && live != runner.engine.rollback_weights() && !cx.adopt_live
-    {
+    if runner.engine.state.phase == RolloutPhase::Aborted && live != runner.engine.rollback_weights() && !adopted {
         let target = runner.engine.rollback_weights();
         let line = format!("finishing the interrupted rollback to {}/{}", target.0, target.1);
         (runner.say)(&line);
@@ -1908,7 +1911,7 @@ pub async fn preview(
     }
     let engine = Engine { plan: plan.clone(), state: state.map_or(EngineState::new(plan.gates.len()), |s| s.engine) };
     let target = engine.rollback_weights();
-    if engine.state.phase == RolloutPhase::Aborted && live != target && !adopt_live {
+    if engine.state.phase == RolloutPhase::Aborted && live != target && !(adopt_live && live != expected) {
         out.push(format!(
             "would finish the interrupted rollback to {}/{} ({}) and stop there; run it again to start",
             target.0,

@@ -40,7 +40,8 @@ pub struct SideWeight {
     /// failing health check, or an alias evaluating target health with no
     /// healthy target), whatever its weight, unless every side is unhealthy.
     pub effective_share_percent: f64,
-    /// Why it gets no traffic although its weight is above 0.
+    /// Why it gets no traffic although its weight gives it a share (above
+    /// 0, or 0 in a group all at 0).
     pub no_traffic: Option<String>,
     /// Why cutover cannot tell whether Route53 counts it healthy: its health
     /// check's status unread, or its alias target's health unknown.

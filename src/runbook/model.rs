@@ -910,6 +910,101 @@ pub fn same_alarm_rule(one: &str, other: &str) -> Option<bool> {
     Some(one == other)
 }
 
+/// Whether a composite alarm rule can be in ALARM for some states of the
+/// alarms it names (each ALARM, OK or INSUFFICIENT_DATA): `None` when the
+/// rule cannot be read (terms without an operator between them too). A
+/// rule that never can (`ALARM("a") AND FALSE`, the usual way to mute a
+/// composite) keeps its alarm OK whatever its children say. Rules naming
+/// more than eight alarms are taken as able (3^8 states are tried at most).
+pub fn alarm_rule_can_alarm(rule: &str) -> Option<bool> {
+    let tokens = alarm_rule_tokens(rule)?;
+    let mut names: Vec<&str> = tokens
+        .iter()
+        .filter_map(|t| match t {
+            RuleToken::State(_, n) => Some(*n),
+            RuleToken::Symbol(_) => None,
+        })
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    // Read once with every alarm OK: a grammar error shows whatever the states.
+    let states = ["ALARM", "OK", "INSUFFICIENT_DATA"];
+    let holds = |assign: &[usize]| {
+        let state = |n: &str| states[names.iter().position(|x| *x == n).map_or(1, |i| assign[i])];
+        let mut p = RuleEval { tokens: &tokens, at: 0, state: &state };
+        let v = p.or()?;
+        (p.at == tokens.len()).then_some(v)
+    };
+    let first = holds(&vec![1; names.len()])?;
+    if first || names.len() > 8 {
+        return Some(true);
+    }
+    let mut assign = vec![0usize; names.len()];
+    loop {
+        if holds(&assign)? {
+            return Some(true);
+        }
+        // The next assignment, counting in base 3.
+        let Some(i) = assign.iter().position(|&a| a < 2) else { return Some(false) };
+        assign[i] += 1;
+        assign[..i].iter_mut().for_each(|a| *a = 0);
+    }
+}
+
+/// A composite rule read by its grammar: OR of ANDs of NOT-able terms.
+struct RuleEval<'t, 'a> {
+    tokens: &'t [RuleToken<'a>],
+    at: usize,
+    state: &'t dyn Fn(&str) -> &'static str,
+}
+
+impl RuleEval<'_, '_> {
+    fn symbol(&mut self, s: &str) -> bool {
+        let hit = self.tokens.get(self.at) == Some(&RuleToken::Symbol(s));
+        self.at += usize::from(hit);
+        hit
+    }
+
+    fn or(&mut self) -> Option<bool> {
+        let mut v = self.and()?;
+        while self.symbol("OR") {
+            v |= self.and()?;
+        }
+        Some(v)
+    }
+
+    fn and(&mut self) -> Option<bool> {
+        let mut v = self.not()?;
+        while self.symbol("AND") {
+            v &= self.not()?;
+        }
+        Some(v)
+    }
+
+    fn not(&mut self) -> Option<bool> {
+        if self.symbol("NOT") {
+            return self.not().map(|v| !v);
+        }
+        if self.symbol("(") {
+            let v = self.or()?;
+            return self.symbol(")").then_some(v);
+        }
+        if self.symbol("TRUE") {
+            return Some(true);
+        }
+        if self.symbol("FALSE") {
+            return Some(false);
+        }
+        match self.tokens.get(self.at)? {
+            RuleToken::State(want, name) => {
+                self.at += 1;
+                Some((self.state)(name) == *want)
+            }
+            RuleToken::Symbol(_) => None,
+        }
+    }
+}
+
 /// One token of a composite alarm rule.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum RuleToken<'a> {
@@ -975,7 +1070,21 @@ fn alarm_rule_tokens(rule: &str) -> Option<Vec<RuleToken<'_>>> {
 
 #[cfg(test)]
 mod rule_tests {
-    use super::{alarm_rule_names, same_alarm_rule};
+    use super::{alarm_rule_can_alarm, alarm_rule_names, same_alarm_rule};
+
+    #[test]
+    fn a_rule_that_can_never_be_in_alarm_is_told() {
+        assert_eq!(alarm_rule_can_alarm(r#"ALARM("a") OR (OK(b) AND NOT INSUFFICIENT_DATA("c"))"#), Some(true));
+        assert_eq!(alarm_rule_can_alarm(r#"ALARM("a") AND FALSE"#), Some(false));
+        assert_eq!(alarm_rule_can_alarm(r#"ALARM("a") AND OK("a")"#), Some(false));
+        assert_eq!(alarm_rule_can_alarm(r#"NOT (ALARM("a") OR NOT ALARM("a"))"#), Some(false));
+        assert_eq!(alarm_rule_can_alarm(r#"OK("a") AND NOT ALARM("b")"#), Some(true), "OK itself may hold");
+        assert_eq!(alarm_rule_can_alarm("TRUE"), Some(true));
+        // Terms without an operator, an operator without a term: unreadable.
+        assert_eq!(alarm_rule_can_alarm(r#"ALARM("x") ALARM("y")"#), None);
+        assert_eq!(alarm_rule_can_alarm(r#"ALARM("x") AND"#), None);
+        assert_eq!(alarm_rule_can_alarm(r#"(ALARM("x"))"#), Some(true));
+    }
 
     #[test]
     fn composite_rules_name_their_children() {

@@ -851,7 +851,8 @@ fn aws_readers(rb: &Runbook, check: &Check) -> Vec<Option<String>> {
         | Check::AlarmOn5xx { environment }
         | Check::RedisPersistence { environment }
         | Check::AutoscalingGroup { environment } => vec![Some(environment.clone())],
-        Check::Parity => rb.environments.keys().cloned().map(Some).collect(),
+        // Parity compares the rollout's two sides only.
+        Check::Parity => vec![Some(rb.rollout.from.clone()), Some(rb.rollout.to.clone())],
         Check::AlarmOk { alarm } => {
             let under = crate::runbook::alarms_under(&rb.alarms, alarm);
             let mut out: Vec<Option<String>> = under.iter().map(|a| a.environment.clone()).collect();

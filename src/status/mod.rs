@@ -377,7 +377,11 @@ pub fn snapshot(rb: &Runbook, live: &LiveState, region: &str, now: SystemTime) -
         traffic: View::of(Some(&live.traffic), now, |t| t.sides.clone()),
         last_change: live.traffic.value.as_ref().and_then(|t| t.last_change.clone()),
         rollout: live.traffic.value.as_ref().and_then(|t| t.rollout.clone()),
-        rollout_unread: live.traffic.value.as_ref().and_then(|t| t.rollout_unread.clone()),
+        // Read with the weights: while they are unread, so is the rollout.
+        rollout_unread: match &live.traffic.value {
+            Some(t) => t.rollout_unread.clone(),
+            None => Some("its state (read with the weights, not read yet)".into()),
+        },
         audit_unread: live.traffic.value.as_ref().and_then(|t| t.audit_unread.clone()),
         traffic_types_differ: live.traffic.value.as_ref().and_then(|t| t.types_differ.clone()),
         traffic_unlisted_other_types: live.traffic.value.as_ref().and_then(|t| t.unlisted_other_types.clone()),

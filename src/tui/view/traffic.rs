@@ -83,8 +83,6 @@ pub(super) fn traffic(f: &mut Frame, app: &App, area: Rect) {
         // Unknown, not absent: "no rollout" here would hide a running one.
         let rollout = match (&app.snap.rollout_unread, &app.snap.rollout) {
             (Some(why), _) => format!("rollout UNKNOWN: cannot read {why}"),
-            // Read with the weights: none read yet, none known.
-            (None, None) if v.value.is_none() => "rollout UNKNOWN: read with the weights, not read yet".to_string(),
             (None, None) => "no rollout".to_string(),
             (None, Some(r)) => format!("rollout {}", r.describe()),
         };
@@ -96,7 +94,7 @@ pub(super) fn traffic(f: &mut Frame, app: &App, area: Rect) {
                 format!("  last change {}{age}", c.status)
             }
         };
-        let unread = app.snap.rollout_unread.is_some() || app.snap.audit_unread.is_some() || v.value.is_none();
+        let unread = app.snap.rollout_unread.is_some() || app.snap.audit_unread.is_some();
         let style = if unread { Style::new().fg(th.warn) } else { th.dim_style() };
         lines.push(Line::styled(format!("{rollout}{change}"), style));
     }
