@@ -1784,7 +1784,17 @@ impl<'a> Validator<'a> {
                 ("treat_missing_data", a.treat_missing_data.as_ref().map(|x| x.span())),
             ];
             self.forbid("composite", "alarm", &metric_keys, &[]);
-            match crate::runbook::alarm_rule_names(r.get_ref()) {
+            let can_alarm = crate::runbook::alarm_rule_can_alarm(r.get_ref());
+            if can_alarm == Some(false) {
+                // `… AND FALSE` mutes a composite: a gate on it passes whatever its alarms say.
+                self.err(
+                    r.span(),
+                    format!("rule `{}` can never be in ALARM, whatever its alarms' states", r.get_ref()),
+                    "a gate on it could not fail: remove what mutes it (FALSE, a contradiction), or gate on the alarms \
+                     it names",
+                );
+            }
+            match crate::runbook::alarm_rule_names(r.get_ref()).filter(|_| can_alarm.is_some()) {
                 Some(children) if !children.is_empty() => {
                     for c in children.iter().filter(|c| !names.alarms.contains(*c)) {
                         self.err(
