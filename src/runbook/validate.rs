@@ -506,6 +506,9 @@ impl<'a> Validator<'a> {
                     "give the holder time to renew it: 10s or more (default 30s)",
                 );
             }
+            if let Some(r) = &t.region {
+                self.region(r);
+            }
             Team { state: t.state.get_ref().clone(), lease, region: t.region.as_ref().map(|r| r.get_ref().clone()) }
         });
 
@@ -623,8 +626,11 @@ impl<'a> Validator<'a> {
 
     fn environment(&mut self, names: &Names, key: &S<String>, e: &RawEnvironment) -> Environment {
         self.ident(key, "environment");
-        for tg in &e.target_groups {
+        for (i, tg) in e.target_groups.iter().enumerate() {
             self.elb_name(tg, "target group", "targetgroup");
+            if e.target_groups[..i].iter().any(|t| t.get_ref() == tg.get_ref()) {
+                self.err(tg.span(), format!("target group `{}` is listed twice", tg.get_ref()), "list it once");
+            }
         }
         if let Some(lb) = &e.load_balancer {
             self.elb_name(lb, "load balancer", "loadbalancer");
