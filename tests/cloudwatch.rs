@@ -748,5 +748,49 @@ async fn an_alarm_with_a_unit_its_metric_is_not_published_in_passes_no_gate() {
     let check = cutover::runbook::Check::AlarmOk { alarm: "demo-staging-5xx".into() };
     let (outcome, detail) = cutover::status::checks::evaluate_one(&rb, &snap, &check);
     assert_eq!(outcome, cutover::status::CheckOutcome::Unknown, "{detail}");
+    // A p99 latency alarm (percentiles are the sandbox's own, not moto's)
+    // in Milliseconds: TargetResponseTime is published in Seconds.
+    let latency_in = |unit: StandardUnit| {
+        cw.put_metric_alarm()
+            .alarm_name("demo-staging-slow")
+            .namespace("AWS/ApplicationELB")
+            .metric_name("TargetResponseTime")
+            .set_dimensions(Some(old.dimensions().to_vec()))
+            .extended_statistic("p99")
+            .unit(unit)
+            .period(60)
+            .evaluation_periods(1)
+            .threshold(0.5)
+            .comparison_operator(aws_sdk::cloudwatch::types::ComparisonOperator::GreaterThanThreshold)
+            .treat_missing_data("notBreaching")
+            .send()
+    };
+    let evaluated = |state: &'static str, values: &'static str| {
+        let cw = cw.clone();
+        async move {
+            let r = cw.describe_alarms().alarm_names("demo-staging-slow").send().await.unwrap();
+            let a = r.metric_alarms()[0].clone();
+            let by_evaluator = a.state_reason().is_some_and(|r| r.starts_with(values));
+            (by_evaluator && a.state_value().map(|s| s.as_str()) == Some(state)).then_some(())
+        }
+    };
+    latency_in(StandardUnit::Seconds).await.unwrap();
+    put_latency(&sb, "staging", SystemTime::now(), &[(2.0, 10.0)]).await;
+    eventually(Duration::from_secs(30), "the p99 alarm in seconds to go off", || {
+        evaluated("ALARM", "sandbox evaluator: [2]")
+    })
+    .await;
+    latency_in(StandardUnit::Milliseconds).await.unwrap();
+    put_latency(&sb, "staging", SystemTime::now(), &[(2.0, 10.0)]).await;
+    eventually(Duration::from_secs(30), "the p99 alarm in milliseconds to read nothing", || {
+        evaluated("OK", "sandbox evaluator: [-]")
+    })
+    .await;
+    let states = cutover::aws::cloudwatch::alarm_states(cw, &["demo-staging-slow".to_string()]).await.unwrap();
+    let blind = states[0].blind.clone().unwrap_or_default();
+    assert!(
+        blind.contains("its unit Milliseconds is not the one AWS publishes TargetResponseTime in (Seconds)"),
+        "{blind}"
+    );
     sb.down().await;
 }

@@ -33,6 +33,8 @@ struct Datum {
     dimensions: Vec<(String, String)>,
     at: SystemTime,
     values: Vec<(f64, f64)>,
+    /// As put (`Seconds`, `Count`); None when none was given.
+    unit: Option<String>,
 }
 
 /// A composite alarm the sandbox keeps itself.
@@ -242,6 +244,7 @@ impl CloudWatchState {
                 dimensions: dimensions(&m, "Dimensions"),
                 at: get(&m, "Timestamp").and_then(time).unwrap_or(now),
                 values,
+                unit: get(&m, "Unit").map(str::to_string),
             });
         }
     }
@@ -346,10 +349,13 @@ impl CloudWatchState {
         let name = get(q, "MetricStat.Metric.MetricName").unwrap_or_default();
         let dims = dimensions(q, "MetricStat.Metric.Dimensions");
         let period = Duration::from_secs(get(q, "MetricStat.Period").and_then(|v| v.parse().ok()).unwrap_or(60).max(1));
+        // A unit asked for finds only data put in it, as on AWS.
+        let unit = get(q, "MetricStat.Unit");
         let data = self.data.lock().unwrap_or_else(|e| e.into_inner());
         let matching: Vec<&Datum> = data
             .iter()
             .filter(|d| d.namespace == namespace && d.name == name && d.dimensions == dims)
+            .filter(|d| unit.is_none_or(|u| d.unit.as_deref() == Some(u)))
             .filter(|d| d.at >= start && d.at < visible)
             .collect();
         let (mut stamps, mut values) = (String::new(), String::new());
