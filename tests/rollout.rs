@@ -709,27 +709,33 @@ async fn an_abort_waiting_when_a_rollout_starts_ends_it_with_nothing_sent() {
     sb.down().await;
 }
 
+/// A rollout killed in step 2's soak (75/25), then an abort killed after
+/// its intent, before its rollback was sent: the weights stay 75/25.
+async fn rollout_killed_in_step_2_then_its_abort_before_the_rollback(sb: &Sandbox, rb: &Runbook, dir: &Path, p: &str) {
+    use std::os::unix::process::ExitStatusExt;
+    let mut child = cutover_command(sb, rb, dir, &["rollout", p, "--yes"]).spawn().unwrap();
+    until_soaking(dir, 1).await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(weights(sb).await, w(75, 25), "killed in step 2's soak; step 1 (10%) passed");
+    let mut abort = cutover_command(sb, rb, dir, &["abort", p, "--yes"]);
+    abort.env("CUTOVER_CRASH_AT", "rollback:after-intent");
+    let status = abort.status().unwrap();
+    assert_eq!(status.signal(), Some(libc::SIGKILL), "the abort died before sending its rollback");
+    assert_eq!(weights(sb).await, w(75, 25), "nothing sent");
+}
+
 /// An abort killed before its rollback reached Route53, then another abort
 /// left waiting: the next `cutover rollout` finishes the rollback. It said
 /// "an abort was waiting: not starting; nothing sent", took the request,
 /// and left the aborted step's weights live.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_waiting_abort_finishes_a_rollback_an_earlier_abort_left_unsent() {
-    use std::os::unix::process::ExitStatusExt;
     let dir = tempfile::tempdir().unwrap();
     let (rb, path) = fast_runbook_with(dir.path(), |t| t.replace("soak = \"5s\"", "soak = \"20s\""));
     let sb = fixed_sandbox(&rb, "me-central-1").await;
     let p = path.to_str().unwrap();
-    let mut child = cutover_command(&sb, &rb, dir.path(), &["rollout", p, "--yes"]).spawn().unwrap();
-    until_soaking(dir.path(), 1).await;
-    child.kill().unwrap();
-    child.wait().unwrap();
-    assert_eq!(weights(&sb).await, w(75, 25), "killed in step 2's soak; step 1 (10%) passed");
-    let mut abort = cutover_command(&sb, &rb, dir.path(), &["abort", p, "--yes"]);
-    abort.env("CUTOVER_CRASH_AT", "rollback:after-intent");
-    let status = abort.status().unwrap();
-    assert_eq!(status.signal(), Some(libc::SIGKILL), "the abort died before sending its rollback");
-    assert_eq!(weights(&sb).await, w(75, 25), "nothing sent");
+    rollout_killed_in_step_2_then_its_abort_before_the_rollback(&sb, &rb, dir.path(), p).await;
     std::fs::write(dir.path().join("cutover/demo.abort-request"), "bob: still 5xx").unwrap();
     let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["rollout", p, "--yes"]).await;
     assert_eq!(code, Some(1), "{out}");
@@ -745,21 +751,11 @@ async fn a_waiting_abort_finishes_a_rollback_an_earlier_abort_left_unsent() {
 /// sent the step that had been aborted again, as a fresh start.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rollout_run_after_an_unsent_rollback_finishes_it_and_stops() {
-    use std::os::unix::process::ExitStatusExt;
     let dir = tempfile::tempdir().unwrap();
     let (rb, path) = fast_runbook_with(dir.path(), |t| t.replace("soak = \"5s\"", "soak = \"20s\""));
     let sb = fixed_sandbox(&rb, "ap-southeast-1").await;
     let p = path.to_str().unwrap();
-    let mut child = cutover_command(&sb, &rb, dir.path(), &["rollout", p, "--yes"]).spawn().unwrap();
-    until_soaking(dir.path(), 1).await;
-    child.kill().unwrap();
-    child.wait().unwrap();
-    assert_eq!(weights(&sb).await, w(75, 25), "killed in step 2's soak; step 1 (10%) passed");
-    let mut abort = cutover_command(&sb, &rb, dir.path(), &["abort", p, "--yes"]);
-    abort.env("CUTOVER_CRASH_AT", "rollback:after-intent");
-    let status = abort.status().unwrap();
-    assert_eq!(status.signal(), Some(libc::SIGKILL), "the abort died before sending its rollback");
-    assert_eq!(weights(&sb).await, w(75, 25), "nothing sent");
+    rollout_killed_in_step_2_then_its_abort_before_the_rollback(&sb, &rb, dir.path(), p).await;
     let intents = |dir: &Path| audit(dir).iter().filter(|l| l["stage"] == "intent").count();
     let before = intents(dir.path());
     let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["rollout", p, "--yes", "--dry-run"]).await;

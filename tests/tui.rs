@@ -305,13 +305,17 @@ fn demo_events(stopped_prod_web_1: bool) -> Vec<LiveEvent> {
 fn app_logged(events: Vec<LiveEvent>) -> App {
     let rb =
         cutover::runbook::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("runbooks/demo.toml")).unwrap();
-    let header = Header { profile: None, read_only: false };
-    let mut app =
-        App::new(rb, "eu-west-1".into(), header, Keymap::default(), ChecklistState::default(), "ana".into(), t0());
+    let mut app = app_of(rb);
     for e in events {
         update(&mut app, Event::Live(e));
     }
     app
+}
+
+/// A fresh cockpit on `rb` (in eu-west-1, as ana), nothing read yet.
+fn app_of(rb: cutover::runbook::Runbook) -> App {
+    let header = Header { profile: None, read_only: false };
+    App::new(rb, "eu-west-1".into(), header, Keymap::default(), ChecklistState::default(), "ana".into(), t0())
 }
 
 fn app_with(events: Vec<LiveEvent>) -> App {
@@ -722,9 +726,7 @@ fn parity_app(shapes: LiveEvent) -> App {
         "[[phases.items]]\nid = \"parity\"\ntitle = \"No drift from production\"\nkind = \"check\"\ncheck = \"parity\"\n\n[[phases.items]]\nid = \"copy\"",
     ) + "\n[parity]\nallow = [{ what = \"instances.ami\", reason = \"staging runs the new image\" }]\n";
     let rb = cutover::runbook::parse(&path.display().to_string(), &text).unwrap_or_else(|e| panic!("{e}"));
-    let header = Header { profile: None, read_only: false };
-    let mut app =
-        App::new(rb, "eu-west-1".into(), header, Keymap::default(), ChecklistState::default(), "ana".into(), t0());
+    let mut app = app_of(rb);
     for e in demo_events(false).into_iter().chain([shapes]) {
         update(&mut app, Event::Live(e));
     }
@@ -928,9 +930,7 @@ fn the_confirm_popup_names_the_account_and_region_of_the_side_changed() {
         &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("runbooks/shared-dns-account.toml"),
     )
     .unwrap();
-    let header = Header { profile: None, read_only: false };
-    let mut app =
-        App::new(rb, "eu-west-1".into(), header, Keymap::default(), ChecklistState::default(), "ana".into(), t0());
+    let mut app = app_of(rb);
     let identity = |account: &str| Identity { account: account.into(), arn: String::new(), expires_at: None };
     let at = |update| Event::Live(LiveEvent { at: t0(), update });
     update(&mut app, at(Update::Identity(Ok(identity("111111111111")))));
@@ -1780,9 +1780,7 @@ fn checks_read_in_another_account_than_the_runbooks_are_unknown_and_the_header_s
             .map(|c| (c.item.clone(), c.outcome))
             .collect()
     };
-    let header = Header { profile: None, read_only: false };
-    let mut app =
-        App::new(rb, "eu-west-1".into(), header, Keymap::default(), ChecklistState::default(), "ana".into(), t0());
+    let mut app = app_of(rb);
     for e in demo_events(false) {
         update(&mut app, Event::Live(e));
     }
@@ -1807,9 +1805,7 @@ fn a_check_on_a_side_read_in_another_account_than_its_own_is_unknown() {
         &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("runbooks/shared-dns-account.toml"),
     )
     .unwrap();
-    let header = Header { profile: None, read_only: false };
-    let mut app =
-        App::new(rb, "eu-west-1".into(), header, Keymap::default(), ChecklistState::default(), "ana".into(), t0());
+    let mut app = app_of(rb);
     let identity = |account: &str| Identity { account: account.into(), arn: String::new(), expires_at: None };
     let at = |update| Event::Live(LiveEvent { at: t0(), update });
     update(&mut app, at(Update::Identity(Ok(identity("111111111111")))));
@@ -1841,9 +1837,7 @@ fn a_time_gate_opened_in_another_account_is_not_shown_open() {
         &format!("{head}\naccount_id = \"999999999999\"\n\n[environments.{tail}"),
     )
     .unwrap();
-    let header = Header { profile: None, read_only: false };
-    let mut app =
-        App::new(rb, "eu-west-1".into(), header, Keymap::default(), ChecklistState::default(), "ana".into(), t0());
+    let mut app = app_of(rb);
     let name = app.rb.name.clone();
     let line = |account: &str, stage| cutover::store::audit::AuditLine {
         time: "2026-01-01T00:00:00Z".into(),
