@@ -312,6 +312,24 @@ fn app_logged(events: Vec<LiveEvent>) -> App {
     app
 }
 
+/// The cockpit on shared-dns-account.toml with each side's identity read
+/// (every side in eu-west-1, through a role): the header's is `[dns]`'s.
+fn shared_dns_app(sides: &[(cutover::runbook::Side, &str)]) -> App {
+    let rb = cutover::runbook::load(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("runbooks/shared-dns-account.toml"),
+    )
+    .unwrap();
+    let mut app = app_of(rb);
+    let identity = |account: &str| Identity { account: account.into(), arn: String::new(), expires_at: None };
+    let at = |update| Event::Live(LiveEvent { at: t0(), update });
+    update(&mut app, at(Update::Identity(Ok(identity(sides[0].1)))));
+    for (side, account) in sides {
+        let reach = cutover::live::SideReach { region: "eu-west-1".into(), via: "a role".into() };
+        update(&mut app, at(Update::Side { side: side.clone(), reach, result: Ok(identity(account)) }));
+    }
+    app
+}
+
 /// A fresh cockpit on `rb` (in eu-west-1, as ana), nothing read yet.
 fn app_of(rb: cutover::runbook::Runbook) -> App {
     let header = Header { profile: None, read_only: false };
@@ -926,21 +944,10 @@ fn a_blind_alarms_ok_is_not_shown_as_a_plain_ok() {
 /// (the `[dns]` side's); a side not read yet is `?`, never another's.
 #[test]
 fn the_confirm_popup_names_the_account_and_region_of_the_side_changed() {
-    let rb = cutover::runbook::load(
-        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("runbooks/shared-dns-account.toml"),
-    )
-    .unwrap();
-    let mut app = app_of(rb);
-    let identity = |account: &str| Identity { account: account.into(), arn: String::new(), expires_at: None };
-    let at = |update| Event::Live(LiveEvent { at: t0(), update });
-    update(&mut app, at(Update::Identity(Ok(identity("111111111111")))));
-    for (side, account, region) in [
-        (cutover::runbook::Side::Dns, "111111111111", "eu-west-1"),
-        (cutover::runbook::Side::Environment("old".into()), "222222222222", "eu-west-1"),
-    ] {
-        let reach = cutover::live::SideReach { region: region.into(), via: "a role".into() };
-        update(&mut app, at(Update::Side { side, reach, result: Ok(identity(account)) }));
-    }
+    let mut app = shared_dns_app(&[
+        (cutover::runbook::Side::Dns, "111111111111"),
+        (cutover::runbook::Side::Environment("old".into()), "222222222222"),
+    ]);
     let plan = |env: &str| cutover::drive::actions::ActionPlan {
         side: cutover::runbook::Side::Environment(env.into()),
         name: format!("set_stickiness {env}"),
@@ -1801,23 +1808,12 @@ fn checks_read_in_another_account_than_the_runbooks_are_unknown_and_the_header_s
 #[test]
 fn a_check_on_a_side_read_in_another_account_than_its_own_is_unknown() {
     use cutover::status::CheckOutcome;
-    let rb = cutover::runbook::load(
-        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("runbooks/shared-dns-account.toml"),
-    )
-    .unwrap();
-    let mut app = app_of(rb);
-    let identity = |account: &str| Identity { account: account.into(), arn: String::new(), expires_at: None };
-    let at = |update| Event::Live(LiveEvent { at: t0(), update });
-    update(&mut app, at(Update::Identity(Ok(identity("111111111111")))));
-    for (side, account) in [
+    let app = shared_dns_app(&[
         (cutover::runbook::Side::Dns, "111111111111"),
         (cutover::runbook::Side::Environment("old".into()), "222222222222"),
         // New production's profile points at old production's account.
         (cutover::runbook::Side::Environment("new".into()), "222222222222"),
-    ] {
-        let reach = cutover::live::SideReach { region: "eu-west-1".into(), via: "a role".into() };
-        update(&mut app, at(Update::Side { side, reach, result: Ok(identity(account)) }));
-    }
+    ]);
     let check = app.snap.checks.iter().find(|c| c.check == "targets_healthy").unwrap();
     assert_eq!(check.outcome, CheckOutcome::Unknown, "{}", check.detail);
     assert!(check.detail.contains("read in account 222222222222, not 333333333333"), "{}", check.detail);
