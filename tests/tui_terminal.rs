@@ -24,9 +24,12 @@ fn demo_in_a_real_terminal_shows_targets_ticks_an_item_and_restores_the_terminal
     let out = tmux.cmd(&["new-session", "-d", "-s", "t", "-x", "160", "-y", "48", &command]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 
-    let s = tmux.wait_for("the demo's targets", Duration::from_secs(60), |s| {
+    // The Redis pane fills as each instance is probed: wait for staging's
+    // blocked path too (a busy machine showed the targets first).
+    let s = tmux.wait_for("the demo's targets and staging's blocked Redis path", Duration::from_secs(60), |s| {
         ["prod-web-1", "prod-web-2", "staging-web-1", "staging-web-2"].iter().all(|n| s.contains(n))
             && s.contains("3/4 healthy")
+            && s.contains("BLOCKED")
     });
     assert_eq!(tmux.var("#{alternate_on}"), "1", "the cockpit owns the alternate screen");
     assert!(s.contains("BLOCKED"), "the wrong security group shows:\n{s}");

@@ -490,21 +490,15 @@ pub async fn raised_sides_serve(
         let Some(lb_name) = &env.load_balancer else { continue };
         let listed: Vec<(&str, &str)> = groups.iter().map(|g| (g.name.as_str(), g.arn.as_str())).collect();
         match crate::aws::elb::load_balancer_routing(&clients.elb, lb_name).await {
+            // Not a refusal: a listed group no listener forwards to leaves
+            // the side unknown, not seen unable to serve (it may serve
+            // through a group the runbook does not list), and a rollback or
+            // a `shift --to 0` must stay possible.
             Ok(lb) => {
-                match crate::status::routing_gap(&lb, &listed, name, &rb.dns.record) {
-                    Ok(()) => {}
-                    // A rollback is held back only by a side seen unable to
-                    // serve: one routing to groups the runbook does not list may.
-                    Err(crate::status::RoutingGap::NotRouted(why)) if !unfound_refuses => unchecked
-                        .push(format!("NOT CHECKED: whether {name}'s targets get the share this raises ({why})")),
-                    Err(crate::status::RoutingGap::NotRouted(why)) => {
-                        return Err(PlanError::Refused(format!(
-                            "raising {whose} would send that traffic to a load balancer that routes none of it to its \
-                         targets: {why}"
-                        )));
-                    }
-                    Err(crate::status::RoutingGap::Unknown(why)) => unchecked
-                        .push(format!("NOT CHECKED: whether {name}'s targets get the share this raises ({why})")),
+                if let Err(crate::status::RoutingGap::NotRouted(why) | crate::status::RoutingGap::Unknown(why)) =
+                    crate::status::routing_gap(&lb, &listed, name, &rb.dns.record)
+                {
+                    unchecked.push(format!("NOT CHECKED: whether {name}'s targets get the share this raises ({why})"))
                 }
             }
             Err(e) => {

@@ -914,8 +914,9 @@ pub fn same_alarm_rule(one: &str, other: &str) -> Option<bool> {
 /// alarms it names (each ALARM, OK or INSUFFICIENT_DATA): `None` when the
 /// rule cannot be read (terms without an operator between them too). A
 /// rule that never can (`ALARM("a") AND FALSE`, the usual way to mute a
-/// composite) keeps its alarm OK whatever its children say. Rules naming
-/// more than eight alarms are taken as able (3^8 states are tried at most).
+/// composite) keeps its alarm OK whatever its children say. For a rule
+/// naming more than eight alarms (3^8 states are tried at most) only its
+/// constants are judged.
 pub fn alarm_rule_can_alarm(rule: &str) -> Option<bool> {
     let tokens = alarm_rule_tokens(rule)?;
     let mut names: Vec<&str> = tokens
@@ -936,8 +937,15 @@ pub fn alarm_rule_can_alarm(rule: &str) -> Option<bool> {
         (p.at == tokens.len()).then_some(v)
     };
     let first = holds(&vec![1; names.len()])?;
-    if first || names.len() > 8 {
+    if first {
         return Some(true);
+    }
+    // Too many alarms to try every state: muted by its constants alone
+    // (`(…) AND FALSE`) whatever the alarms say, or taken as able.
+    if names.len() > 8 {
+        let state = |_: &str| "";
+        let mut p = RuleEval { tokens: &tokens, at: 0, state: &state };
+        return Some(p.constant_or()? != Some(false));
     }
     let mut assign = vec![0usize; names.len()];
     loop {
@@ -959,6 +967,57 @@ struct RuleEval<'t, 'a> {
 }
 
 impl RuleEval<'_, '_> {
+    /// The rule's value from its constants alone: Some(v) when `TRUE` and
+    /// `FALSE` decide it whatever its alarms' states, None when they do not.
+    fn constant_or(&mut self) -> Option<Option<bool>> {
+        let mut v = self.constant_and()?;
+        while self.symbol("OR") {
+            let r = self.constant_and()?;
+            v = match (v, r) {
+                (Some(true), _) | (_, Some(true)) => Some(true),
+                (Some(false), Some(false)) => Some(false),
+                _ => None,
+            };
+        }
+        Some(v)
+    }
+
+    fn constant_and(&mut self) -> Option<Option<bool>> {
+        let mut v = self.constant_not()?;
+        while self.symbol("AND") {
+            let r = self.constant_not()?;
+            v = match (v, r) {
+                (Some(false), _) | (_, Some(false)) => Some(false),
+                (Some(true), Some(true)) => Some(true),
+                _ => None,
+            };
+        }
+        Some(v)
+    }
+
+    fn constant_not(&mut self) -> Option<Option<bool>> {
+        if self.symbol("NOT") {
+            return self.constant_not().map(|v| v.map(|b| !b));
+        }
+        if self.symbol("(") {
+            let v = self.constant_or()?;
+            return self.symbol(")").then_some(v);
+        }
+        if self.symbol("TRUE") {
+            return Some(Some(true));
+        }
+        if self.symbol("FALSE") {
+            return Some(Some(false));
+        }
+        match self.tokens.get(self.at)? {
+            RuleToken::State(..) => {
+                self.at += 1;
+                Some(None)
+            }
+            RuleToken::Symbol(_) => None,
+        }
+    }
+
     fn symbol(&mut self, s: &str) -> bool {
         let hit = self.tokens.get(self.at) == Some(&RuleToken::Symbol(s));
         self.at += usize::from(hit);
@@ -1084,6 +1143,12 @@ mod rule_tests {
         assert_eq!(alarm_rule_can_alarm(r#"ALARM("x") ALARM("y")"#), None);
         assert_eq!(alarm_rule_can_alarm(r#"ALARM("x") AND"#), None);
         assert_eq!(alarm_rule_can_alarm(r#"(ALARM("x"))"#), Some(true));
+        // Nine alarms and more: too many to try every state, but muted by a constant all the same.
+        let nine = (1..=9).map(|i| format!("ALARM(\"a{i}\")")).collect::<Vec<_>>().join(" OR ");
+        assert_eq!(alarm_rule_can_alarm(&format!("({nine}) AND FALSE")), Some(false));
+        assert_eq!(alarm_rule_can_alarm(&format!("NOT (TRUE OR {nine})")), Some(false));
+        assert_eq!(alarm_rule_can_alarm(&nine), Some(true));
+        assert_eq!(alarm_rule_can_alarm(&format!("({nine}) AND OK(\"a1\")")), Some(true), "taken as able");
     }
 
     #[test]
