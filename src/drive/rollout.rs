@@ -1654,9 +1654,14 @@ async fn wait_for_rollback(
                 if live == target && s.applied == Some(target) {
                     return Ok(Ok(format!("the running rollout rolled back to {}/{}", live.0, live.1)));
                 }
-            } else if let Some(applied) = s.applied {
+            } else if let Some(applied) = s.applied
+                && !is_running(&rb.name).unwrap_or(true)
+            {
                 // Run under another plan (this runbook changed since), it
                 // rolled back by its own: its weights, in its sides' order.
+                // Its target is not this plan's to compute, so only once it
+                // has ended: saved Aborted, it had decided the abort, and the
+                // weights it last sent were still the failed step's.
                 let (from, to) = (&rb.rollout.from, &rb.rollout.to);
                 let mine = match &s.sides {
                     Some((f, t)) if f == from && t == to => Some(applied),
