@@ -928,28 +928,26 @@ pub fn alarm_rule_can_alarm(rule: &str) -> Option<bool> {
         .collect();
     names.sort_unstable();
     names.dedup();
-    // Read once with every alarm OK: a grammar error shows whatever the states.
-    let states = ["ALARM", "OK", "INSUFFICIENT_DATA"];
-    let holds = |assign: &[usize]| {
-        let state = |n: &str| states[names.iter().position(|x| *x == n).map_or(1, |i| assign[i])];
-        let mut p = RuleEval { tokens: &tokens, at: 0, state: &state };
+    // The rule's value with each alarm's state given, or (None) unknown.
+    let value = |state: &dyn Fn(&str, &str) -> Option<bool>| {
+        let mut p = RuleEval { tokens: &tokens, at: 0, state };
         let v = p.or()?;
         (p.at == tokens.len()).then_some(v)
     };
-    let first = holds(&vec![1; names.len()])?;
-    if first {
-        return Some(true);
+    // Its constants alone: a grammar error shows whatever the states, and
+    // `(…) AND FALSE` is muted whatever its alarms say, however many.
+    match value(&|_, _| None)? {
+        Some(false) => return Some(false),
+        Some(true) => return Some(true),
+        None if names.len() > 8 => return Some(true),
+        None => {}
     }
-    // Too many alarms to try every state: muted by its constants alone
-    // (`(…) AND FALSE`) whatever the alarms say, or taken as able.
-    if names.len() > 8 {
-        let state = |_: &str| "";
-        let mut p = RuleEval { tokens: &tokens, at: 0, state: &state };
-        return Some(p.constant_or()? != Some(false));
-    }
+    let states = ["ALARM", "OK", "INSUFFICIENT_DATA"];
     let mut assign = vec![0usize; names.len()];
     loop {
-        if holds(&assign)? {
+        let state =
+            |want: &str, n: &str| Some(states[names.iter().position(|x| *x == n).map_or(1, |i| assign[i])] == want);
+        if value(&state)? == Some(true) {
             return Some(true);
         }
         // The next assignment, counting in base 3.
@@ -959,20 +957,26 @@ pub fn alarm_rule_can_alarm(rule: &str) -> Option<bool> {
     }
 }
 
-/// A composite rule read by its grammar: OR of ANDs of NOT-able terms.
+/// A composite rule read by its grammar (OR of ANDs of NOT-able terms), in
+/// three values: a term's `state` is None when unknown, and the rule's value
+/// is None when its known parts do not decide it.
 struct RuleEval<'t, 'a> {
     tokens: &'t [RuleToken<'a>],
     at: usize,
-    state: &'t dyn Fn(&str) -> &'static str,
+    state: &'t dyn Fn(&str, &str) -> Option<bool>,
 }
 
 impl RuleEval<'_, '_> {
-    /// The rule's value from its constants alone: Some(v) when `TRUE` and
-    /// `FALSE` decide it whatever its alarms' states, None when they do not.
-    fn constant_or(&mut self) -> Option<Option<bool>> {
-        let mut v = self.constant_and()?;
+    fn symbol(&mut self, s: &str) -> bool {
+        let hit = self.tokens.get(self.at) == Some(&RuleToken::Symbol(s));
+        self.at += usize::from(hit);
+        hit
+    }
+
+    fn or(&mut self) -> Option<Option<bool>> {
+        let mut v = self.and()?;
         while self.symbol("OR") {
-            let r = self.constant_and()?;
+            let r = self.and()?;
             v = match (v, r) {
                 (Some(true), _) | (_, Some(true)) => Some(true),
                 (Some(false), Some(false)) => Some(false),
@@ -982,10 +986,10 @@ impl RuleEval<'_, '_> {
         Some(v)
     }
 
-    fn constant_and(&mut self) -> Option<Option<bool>> {
-        let mut v = self.constant_not()?;
+    fn and(&mut self) -> Option<Option<bool>> {
+        let mut v = self.not()?;
         while self.symbol("AND") {
-            let r = self.constant_not()?;
+            let r = self.not()?;
             v = match (v, r) {
                 (Some(false), _) | (_, Some(false)) => Some(false),
                 (Some(true), Some(true)) => Some(true),
@@ -995,12 +999,12 @@ impl RuleEval<'_, '_> {
         Some(v)
     }
 
-    fn constant_not(&mut self) -> Option<Option<bool>> {
+    fn not(&mut self) -> Option<Option<bool>> {
         if self.symbol("NOT") {
-            return self.constant_not().map(|v| v.map(|b| !b));
+            return self.not().map(|v| v.map(|b| !b));
         }
         if self.symbol("(") {
-            let v = self.constant_or()?;
+            let v = self.or()?;
             return self.symbol(")").then_some(v);
         }
         if self.symbol("TRUE") {
@@ -1010,54 +1014,9 @@ impl RuleEval<'_, '_> {
             return Some(Some(false));
         }
         match self.tokens.get(self.at)? {
-            RuleToken::State(..) => {
-                self.at += 1;
-                Some(None)
-            }
-            RuleToken::Symbol(_) => None,
-        }
-    }
-
-    fn symbol(&mut self, s: &str) -> bool {
-        let hit = self.tokens.get(self.at) == Some(&RuleToken::Symbol(s));
-        self.at += usize::from(hit);
-        hit
-    }
-
-    fn or(&mut self) -> Option<bool> {
-        let mut v = self.and()?;
-        while self.symbol("OR") {
-            v |= self.and()?;
-        }
-        Some(v)
-    }
-
-    fn and(&mut self) -> Option<bool> {
-        let mut v = self.not()?;
-        while self.symbol("AND") {
-            v &= self.not()?;
-        }
-        Some(v)
-    }
-
-    fn not(&mut self) -> Option<bool> {
-        if self.symbol("NOT") {
-            return self.not().map(|v| !v);
-        }
-        if self.symbol("(") {
-            let v = self.or()?;
-            return self.symbol(")").then_some(v);
-        }
-        if self.symbol("TRUE") {
-            return Some(true);
-        }
-        if self.symbol("FALSE") {
-            return Some(false);
-        }
-        match self.tokens.get(self.at)? {
             RuleToken::State(want, name) => {
                 self.at += 1;
-                Some((self.state)(name) == *want)
+                Some((self.state)(want, name))
             }
             RuleToken::Symbol(_) => None,
         }
