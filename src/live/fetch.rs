@@ -289,16 +289,21 @@ fn rollout_view(rb: &Runbook) -> Result<Option<RolloutView>, String> {
     else {
         return Ok(None);
     };
-    let phase = s.engine.phase.name().to_string();
+    Ok(Some(rollout_view_of(rb, s)))
+}
+
+/// A saved rollout state as `rb` shows it: its step and percent, unless the
+/// plan changed since it was saved.
+pub fn rollout_view_of(rb: &Runbook, s: crate::engine::RolloutState) -> RolloutView {
     let plan_changed = s.plan_hash != crate::engine::plan_hash(rb);
-    Ok(Some(RolloutView {
+    RolloutView {
         step: s.engine.step.saturating_add(1),
         steps: rb.rollout.steps.len(),
         percent: if plan_changed { 0 } else { rb.rollout.steps.get(s.engine.step).copied().unwrap_or(0) },
-        phase,
+        phase: s.engine.phase.name().to_string(),
         reason: s.engine.reason,
         plan_changed,
-    }))
+    }
 }
 
 /// The runbook's weighted records. `zone_id` caches the zone lookup.

@@ -625,29 +625,10 @@ async fn plan_rollout(
         Control::Promote if !running()? => Err("no rollout is running; nothing to promote".into()),
         Control::Promote => {
             let s = rollout::load_state(name)?.ok_or("the running rollout has saved no state yet")?;
-            let steps = &cx.rb.rollout.steps;
+            let step = Some((s.engine.step, s.engine.phase.soaking_since()));
             // A plan edited since: its step numbers name other weights here.
-            let line = if s.plan_hash != crate::engine::plan_hash(&cx.rb) {
-                format!(
-                    "step {} of the rollout as it started (the runbook's steps changed since), {}",
-                    s.engine.step.saturating_add(1),
-                    s.engine.phase.name()
-                )
-            } else {
-                format!(
-                    "step {} of {} ({}%), {}",
-                    s.engine.step.saturating_add(1),
-                    steps.len(),
-                    steps.get(s.engine.step).copied().unwrap_or(0),
-                    s.engine.phase.name()
-                )
-            };
-            Ok(PendingChange::Rollout {
-                control,
-                lines: vec![line],
-                step: Some((s.engine.step, s.engine.phase.soaking_since())),
-                live: None,
-            })
+            let line = crate::live::fetch::rollout_view_of(&cx.rb, s).describe();
+            Ok(PendingChange::Rollout { control, lines: vec![line], step, live: None })
         }
         Control::Abort => Ok(PendingChange::Rollout {
             control,

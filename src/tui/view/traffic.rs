@@ -28,17 +28,16 @@ pub(super) fn traffic(f: &mut Frame, app: &App, area: Rect) {
                 None => Span::raw(""),
             },
             match (&s.no_traffic, &s.traffic_unknown) {
-                (Some(_), _) => Span::styled(
-                    format!(" gets {:.0}%", s.effective_share_percent),
-                    Style::new().fg(th.bad).add_modifier(ratatui::style::Modifier::BOLD),
-                ),
                 (None, Some(_)) => Span::styled(" gets ?", Style::new().fg(th.warn)),
-                // More than its weight: the others' health fails.
-                (None, None) if crate::live::fetch::share_differs(s) => Span::styled(
-                    format!(" gets {:.0}%", s.effective_share_percent),
-                    Style::new().fg(th.bad).add_modifier(ratatui::style::Modifier::BOLD),
-                ),
-                (None, None) => Span::raw(""),
+                // None of its share (its health fails), or more than its
+                // weight gives it (the others' does).
+                (Some(_), _) | (None, None) if s.no_traffic.is_some() || crate::live::fetch::share_differs(s) => {
+                    Span::styled(
+                        format!(" gets {:.0}%", s.effective_share_percent),
+                        Style::new().fg(th.bad).add_modifier(ratatui::style::Modifier::BOLD),
+                    )
+                }
+                _ => Span::raw(""),
             },
         ];
         let tail_width: usize = tail.iter().map(|t| t.width()).sum();
