@@ -210,6 +210,158 @@ async fn traffic_generator_metrics_follow_the_weights() {
     sb.down().await;
 }
 
+/// Upserts every record of `set_id` (each type) after `change` has edited it.
+async fn edit_records(
+    sb: &cutover::sandbox::Sandbox,
+    rb: &cutover::runbook::Runbook,
+    set_id: &str,
+    change: impl Fn(&mut aws_sdk::route53::types::ResourceRecordSet),
+) {
+    use aws_sdk::route53::types::{Change, ChangeAction};
+    let name = format!("{}.", rb.dns.record.trim_end_matches('.'));
+    let listed = sb.clients.route53.list_resource_record_sets().hosted_zone_id(&sb.world.zone_id).send().await.unwrap();
+    assert!(!listed.is_truncated(), "the sandbox's zone fits a page");
+    let changes: Vec<Change> = listed
+        .resource_record_sets()
+        .iter()
+        .filter(|r| r.name() == name && r.set_identifier() == Some(set_id))
+        .map(|r| {
+            let mut r = r.clone();
+            change(&mut r);
+            Change::builder().action(ChangeAction::Upsert).resource_record_set(r).build().unwrap()
+        })
+        .collect();
+    assert!(!changes.is_empty(), "{set_id} has records");
+    send_changes_as_another_client(sb, changes).await;
+}
+
+/// The requests a load balancer took for `env`: those it sent a target
+/// (`RequestCount` of its target group) and those it answered 503 itself
+/// with no target to send to (`HTTPCode_ELB_5XX_Count` per LoadBalancer).
+async fn taken(sb: &cutover::sandbox::Sandbox, env: &str, since: aws_smithy_types::DateTime) -> f64 {
+    let lb = &sb.world.load_balancers[env];
+    let suffix = lb.split_once(":loadbalancer/").map(|(_, s)| s).unwrap();
+    let dims = vec![aws_sdk::cloudwatch::types::Dimension::builder().name("LoadBalancer").value(suffix).build()];
+    request_sum(sb, env, since).await + alb_metric_sum(sb, "HTTPCode_ELB_5XX_Count", dims).await
+}
+
+async fn taken_each(sb: &cutover::sandbox::Sandbox, envs: &[&str], since: aws_smithy_types::DateTime) -> Vec<f64> {
+    let mut out = Vec::new();
+    for env in envs {
+        out.push(taken(sb, env, since).await);
+    }
+    out
+}
+
+/// Each side's requests in a window that starts once every request sent
+/// before it is published (one 5 s publishing period) and ends when
+/// `at_least` more are counted in all.
+async fn window(
+    sb: &cutover::sandbox::Sandbox,
+    envs: &[&str],
+    at_least: f64,
+    since: aws_smithy_types::DateTime,
+) -> Vec<f64> {
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let before = taken_each(sb, envs, since).await;
+    eventually(Duration::from_secs(60), &format!("{at_least} more requests published"), || async {
+        let now = taken_each(sb, envs, since).await;
+        let got: Vec<f64> = now.iter().zip(&before).map(|(n, b)| n - b).collect();
+        (got.iter().sum::<f64>() >= at_least).then_some(got)
+    })
+    .await
+}
+
+/// Waits for Route53's new answer to be in force: a publishing period in
+/// which `quiet` took no request while `busy` took at least 10 (health
+/// changes after three readings 3 s apart, a health check's default
+/// FailureThreshold).
+async fn until_quiet(sb: &cutover::sandbox::Sandbox, quiet: &str, busy: &[&str], since: aws_smithy_types::DateTime) {
+    eventually(Duration::from_secs(90), &format!("{quiet} to take no request"), || async {
+        let (q, b) = (taken(sb, quiet, since).await, taken_each(sb, busy, since).await);
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        let (q2, b2) = (taken(sb, quiet, since).await, taken_each(sb, busy, since).await);
+        let grew: f64 = b2.iter().zip(&b).map(|(n, b)| n - b).sum();
+        (q2 == q && (busy.is_empty() || grew >= 10.0)).then_some(())
+    })
+    .await;
+}
+
+/// Route53 answers with a record only while it counts it healthy: a record
+/// whose health check fails gets nothing beside a healthy one above 0, and a
+/// healthy record at 0 gets everything once every record above 0 fails. The
+/// sandbox's traffic follows that rule of its own, so a gate that passes a
+/// side Route53 sends nothing shows as a disagreement with what it sends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traffic_goes_only_to_records_route53_counts_healthy() {
+    let rb = runbook("demo.toml");
+    let sb = sandbox(&rb, "eu-central-1").await;
+    let start = aws_smithy_types::DateTime::from_secs(
+        aws_smithy_types::DateTime::from(std::time::SystemTime::now()).secs() - 5,
+    );
+    let sides = ["production", "staging"];
+    set_weights_as_another_client(&sb, &rb, &[("prod", 50), ("staging", 50)]).await;
+    let got = window(&sb, &sides, 40.0, start).await;
+    assert!(got[1] > 0.0, "staging gets its half while healthy: {got:?}");
+    // staging-web-2's /health answers 503 (its Redis path is blocked).
+    let port = sb.world.instances.iter().find(|i| i.name == "staging-web-2").unwrap().app_port;
+    let hc = loopback_health_check(&sb, port, "staging-web-2").await;
+    edit_records(&sb, &rb, "staging", |r| r.health_check_id = Some(hc.clone())).await;
+    until_quiet(&sb, "staging", &["production"], start).await;
+    let got = window(&sb, &sides, 40.0, start).await;
+    assert_eq!(got[1], 0.0, "staging's health check fails: Route53 sends it nothing at 50/50 ({got:?})");
+
+    // Production at 0 and healthy, staging above 0 and failing: production
+    // answers every query.
+    set_weights_as_another_client(&sb, &rb, &[("prod", 0), ("staging", 100)]).await;
+    edit_records(&sb, &rb, "staging", |r| r.health_check_id = Some(hc.clone())).await;
+    until_quiet(&sb, "staging", &["production"], start).await;
+    let got = window(&sb, &sides, 40.0, start).await;
+    assert_eq!(got[1], 0.0, "the only record above 0 fails: the healthy one at 0 answers ({got:?})");
+    // Disabled, Route53 counts the check healthy whatever it finds: staging
+    // answers alone again.
+    sb.clients.route53.update_health_check().health_check_id(&hc).disabled(true).send().await.unwrap();
+    until_quiet(&sb, "production", &["staging"], start).await;
+    sb.down().await;
+}
+
+/// An alias evaluating target health to a load balancer whose target group
+/// has no healthy target gets nothing: no request sent a target, and none
+/// answered 503 by the load balancer itself (the sandbox reads its
+/// listeners' groups through the proxy, as Route53 judges them); it gets its
+/// share again once a target is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alias_to_a_load_balancer_with_no_healthy_target_gets_no_traffic() {
+    use aws_sdk::elasticloadbalancingv2::types::TargetDescription;
+    let rb = runbook("single-box-to-alb.toml");
+    let sb = sandbox(&rb, "ap-south-1").await;
+    let start = aws_smithy_types::DateTime::from_secs(
+        aws_smithy_types::DateTime::from(std::time::SystemTime::now()).secs() - 5,
+    );
+    edit_records(&sb, &rb, "alb", |r| r.weight = Some(50)).await;
+    let got = window(&sb, &["alb"], 10.0, start).await;
+    assert!(got[0] >= 10.0, "the alias gets traffic while a target is healthy: {got:?}");
+    let tg = &sb.world.target_groups["alb"][0].arn;
+    let targets: Vec<_> = sb
+        .world
+        .instances
+        .iter()
+        .filter(|i| i.environment == "alb")
+        .map(|i| TargetDescription::builder().id(&i.id).port(cutover::sandbox::provision::TARGET_PORT).build())
+        .collect();
+    let deregister = sb.clients.elb.deregister_targets().target_group_arn(tg).set_targets(Some(targets.clone()));
+    deregister.send().await.unwrap();
+    until_quiet(&sb, "alb", &[], start).await;
+    // Two more publishing periods: still nothing (the box serves it all).
+    let before = taken(&sb, "alb", start).await;
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    assert_eq!(taken(&sb, "alb", start).await, before, "no healthy target: Route53 sends the alias nothing");
+    sb.clients.elb.register_targets().target_group_arn(tg).set_targets(Some(targets)).send().await.unwrap();
+    let got = window(&sb, &["alb"], 10.0, start).await;
+    assert!(got[0] >= 10.0, "a healthy target again: the alias gets its share back ({got:?})");
+    sb.down().await;
+}
+
 #[test]
 fn sigkill_of_cutover_leaves_no_child_behind() {
     let dir = tempfile::tempdir().unwrap();

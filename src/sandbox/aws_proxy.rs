@@ -456,11 +456,8 @@ async fn reweight(p: &Proxy, caller: &HeaderMap, zone: &str, batch: &str, id: &s
 }
 
 /// GetHealthCheckStatus answered from a real check, as Route53's checkers
-/// would make it (moto always says Success): an HTTP(S) check of 127.0.0.1
-/// by its status (2xx and 3xx pass), and for `*_STR_MATCH` by its search
-/// string in the first 5,120 bytes of the body; a TCP check by connecting.
-/// A check of any other address fails: the sandbox's checkers reach only
-/// 127.0.0.1. Other types (calculated, CloudWatch) are moto's.
+/// would make it (moto always says Success; `checker_report`). Other types
+/// (calculated, CloudWatch) are moto's.
 async fn health_check_status(p: &Proxy, caller: &HeaderMap, id: &str) -> Option<Response> {
     let url = format!("http://{}/2013-04-01/healthcheck/{id}", p.upstream);
     let config = as_caller(p.http.get(url), caller).send().await.ok()?.text().await.ok()?;
@@ -470,8 +467,34 @@ async fn health_check_status(p: &Proxy, caller: &HeaderMap, id: &str) -> Option<
     }
     let ip = xml_field(&config, "IPAddress").unwrap_or_default();
     let port: u16 = xml_field(&config, "Port").and_then(|p| p.parse().ok()).unwrap_or(80);
+    let path = xml_field(&config, "ResourcePath").map_or("/".to_string(), unxml);
+    let search = xml_field(&config, "SearchString").map(unxml);
+    let status = checker_report(&p.http, &kind, ip, port, &path, search.as_deref()).await;
+    let xml = format!(
+        "<?xml version=\"1.0\"?>\n<GetHealthCheckStatusResponse xmlns=\"https://route53.amazonaws.com/doc/2013-04-01/\"><HealthCheckObservations><HealthCheckObservation><Region>us-east-1</Region><IPAddress>{}</IPAddress><StatusReport><Status>{}</Status><CheckedTime>{}</CheckedTime></StatusReport></HealthCheckObservation></HealthCheckObservations></GetHealthCheckStatusResponse>",
+        xml_escape(ip),
+        xml_escape(&status),
+        crate::time::rfc3339(std::time::SystemTime::now())
+    );
+    Some((StatusCode::OK, [("content-type", "text/xml")], xml).into_response())
+}
+
+/// What one of Route53's checkers reports of an HTTP(S) or TCP check
+/// (`Success: …` or `Failure: …`), checking it for real: of 127.0.0.1 by its
+/// status (2xx and 3xx pass), and for `*_STR_MATCH` by `search` in the
+/// first 5,120 bytes of the body; a TCP check by connecting. Any other
+/// address fails: the sandbox's checkers reach only 127.0.0.1.
+pub async fn checker_report(
+    http: &reqwest::Client,
+    kind: &str,
+    ip: &str,
+    port: u16,
+    path: &str,
+    search: Option<&str>,
+) -> String {
     let timeout = std::time::Duration::from_secs(2);
-    let status = if ip != "127.0.0.1" {
+    let search = search.filter(|_| kind.ends_with("_STR_MATCH"));
+    if ip != "127.0.0.1" {
         "Failure: the sandbox's health checkers reach only 127.0.0.1".to_string()
     } else if kind == "TCP" {
         match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(("127.0.0.1", port))).await {
@@ -480,15 +503,13 @@ async fn health_check_status(p: &Proxy, caller: &HeaderMap, id: &str) -> Option<
             Err(_) => "Failure: The health checker could not establish a connection within the timeout limit".into(),
         }
     } else {
-        let path = xml_field(&config, "ResourcePath").map_or("/".to_string(), unxml);
-        let search = xml_field(&config, "SearchString").map(unxml).filter(|_| kind.ends_with("_STR_MATCH"));
-        match p.http.get(format!("http://127.0.0.1:{port}{path}")).timeout(timeout).send().await {
+        match http.get(format!("http://127.0.0.1:{port}{path}")).timeout(timeout).send().await {
             Ok(r) if r.status().is_success() || r.status().is_redirection() => {
                 let code = r.status().as_u16();
                 let body = r.bytes().await.unwrap_or_default();
                 let head = String::from_utf8_lossy(&body[..body.len().min(5120)]).into_owned();
                 match search {
-                    Some(s) if !head.contains(&s) => {
+                    Some(s) if !head.contains(s) => {
                         format!(
                             "Failure: HTTP Status Code {code}, but the search string was not in the first 5120 bytes of the body"
                         )
@@ -502,14 +523,7 @@ async fn health_check_status(p: &Proxy, caller: &HeaderMap, id: &str) -> Option<
             }
             Err(_) => "Failure: Connection refused".into(),
         }
-    };
-    let xml = format!(
-        "<?xml version=\"1.0\"?>\n<GetHealthCheckStatusResponse xmlns=\"https://route53.amazonaws.com/doc/2013-04-01/\"><HealthCheckObservations><HealthCheckObservation><Region>us-east-1</Region><IPAddress>{}</IPAddress><StatusReport><Status>{}</Status><CheckedTime>{}</CheckedTime></StatusReport></HealthCheckObservation></HealthCheckObservations></GetHealthCheckStatusResponse>",
-        xml_escape(ip),
-        xml_escape(&status),
-        crate::time::rfc3339(std::time::SystemTime::now())
-    );
-    Some((StatusCode::OK, [("content-type", "text/xml")], xml).into_response())
+    }
 }
 
 /// ListResourceRecordSets paged as AWS pages it (by name, type and set

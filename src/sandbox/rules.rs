@@ -123,21 +123,69 @@ fn ipv6_in_cidr(ip: &str, cidr: &str) -> bool {
     u128::from(ip) & mask == u128::from(network) & mask
 }
 
-/// Each weighted record's share of queries: weight / sum of weights; when
-/// every weight is 0, an equal split among the records there are (Route53's
-/// rule for non-alias records). A record that does not exist (None) gets
-/// nothing; with none at all the name does not resolve: no traffic.
-pub fn route53_shares(weights: &[Option<u8>]) -> Vec<f64> {
-    let sum: f64 = weights.iter().flatten().map(|&w| f64::from(w)).sum();
-    let present = weights.iter().flatten().count();
-    weights
+/// A weighted record as Route53 chooses among them: its weight (`None`: no
+/// such record) and whether Route53 counts it healthy (its health check, and
+/// for an alias evaluating target health, its target's).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct WeightedRecord {
+    pub weight: Option<u8>,
+    pub healthy: bool,
+}
+
+/// Each weighted record's share of queries, by the Route53 Developer Guide
+/// ("Health checks and weighted routing", "How Route 53 chooses records when
+/// health checking is configured"): the healthy records above 0, by weight;
+/// with none, the healthy records at 0, equally; with none healthy at all,
+/// every record as if healthy (above 0 by weight, else all at 0 equally).
+/// A record that does not exist gets nothing; with none the name does not
+/// resolve.
+pub fn route53_shares(records: &[WeightedRecord]) -> Vec<f64> {
+    let present = |r: &WeightedRecord| r.weight.is_some();
+    let above = |r: &WeightedRecord| r.weight.is_some_and(|w| w > 0);
+    let zero = |r: &WeightedRecord| r.weight == Some(0);
+    let picked: Vec<bool> = if records.iter().any(|r| above(r) && r.healthy) {
+        records.iter().map(|r| above(r) && r.healthy).collect()
+    } else if records.iter().any(|r| zero(r) && r.healthy) {
+        records.iter().map(|r| zero(r) && r.healthy).collect()
+    } else if records.iter().any(above) {
+        records.iter().map(above).collect()
+    } else {
+        records.iter().map(present).collect()
+    };
+    let chosen = || records.iter().zip(&picked).filter(|(_, p)| **p).map(|(r, _)| r);
+    let sum: f64 = chosen().filter_map(|r| r.weight).map(f64::from).sum();
+    let n = chosen().count();
+    records
         .iter()
-        .map(|w| match w {
-            None => 0.0,
-            Some(_) if sum == 0.0 => 1.0 / present as f64,
-            Some(w) => f64::from(*w) / sum,
+        .zip(&picked)
+        .map(|(r, p)| match (p, r.weight) {
+            (false, _) | (_, None) => 0.0,
+            (true, Some(_)) if sum == 0.0 => 1.0 / n as f64,
+            (true, Some(w)) => f64::from(w) / sum,
         })
         .collect()
+}
+
+/// A Route53 health check's status from its checkers' latest reports: healthy
+/// when more than 18% of them report healthy; a disabled check is healthy
+/// whatever they find, an inverted one the opposite of what they find, and
+/// one both disabled and inverted never healthy (HealthCheckConfig in the
+/// Route53 API Reference: invert a check, not disable it, to stop routing).
+pub fn health_check_healthy(disabled: bool, inverted: bool, reports_ok: usize, reports: usize) -> bool {
+    match (disabled, inverted) {
+        (true, inverted) => !inverted,
+        (false, inverted) => (reports_ok * 100 > reports * 18) != inverted,
+    }
+}
+
+/// An alias to an application load balancer, evaluating target health, as
+/// Route53 judges it (AliasTarget, EvaluateTargetHealth, in the Route53 API
+/// Reference): healthy when every target group its listeners route to has a
+/// healthy target. A group with no registered target counts as unhealthy, as
+/// the current text says (older copies said healthy), and so does a load
+/// balancer routing to no group: it has nothing to serve with.
+pub fn alb_alias_healthy(groups: &[(usize, usize)]) -> bool {
+    !groups.is_empty() && groups.iter().all(|&(registered, healthy)| registered > 0 && healthy > 0)
 }
 
 #[cfg(test)]
@@ -252,26 +300,82 @@ mod tests {
         assert!(!ipv6_in_cidr("::1", "::/129"));
     }
 
+    fn up(weights: &[Option<u8>]) -> Vec<WeightedRecord> {
+        weights.iter().map(|&weight| WeightedRecord { weight, healthy: true }).collect()
+    }
+
+    /// Weights with each record's health: `(weight, healthy)`.
+    fn records(rs: &[(u8, bool)]) -> Vec<WeightedRecord> {
+        rs.iter().map(|&(w, healthy)| WeightedRecord { weight: Some(w), healthy }).collect()
+    }
+
     #[test]
     fn shares_are_weight_over_sum() {
-        assert_eq!(route53_shares(&[Some(90), Some(10)]), [0.9, 0.1]);
-        assert_eq!(route53_shares(&[Some(255), Some(0)]), [1.0, 0.0], "weight 0 gets nothing while another is above 0");
-        assert_eq!(route53_shares(&[Some(1), Some(3)]), [0.25, 0.75]);
-        assert_eq!(route53_shares(&[Some(50), Some(50), Some(100)]), [0.25, 0.25, 0.5]);
+        assert_eq!(route53_shares(&up(&[Some(90), Some(10)])), [0.9, 0.1]);
+        let zero_beside = route53_shares(&up(&[Some(255), Some(0)]));
+        assert_eq!(zero_beside, [1.0, 0.0], "weight 0 gets nothing while another is above 0");
+        assert_eq!(route53_shares(&up(&[Some(1), Some(3)])), [0.25, 0.75]);
+        assert_eq!(route53_shares(&up(&[Some(50), Some(50), Some(100)])), [0.25, 0.25, 0.5]);
     }
 
     #[test]
     fn a_record_that_does_not_exist_gets_nothing() {
-        assert_eq!(route53_shares(&[Some(0), None]), [1.0, 0.0], "the one record there is answers every query");
-        assert_eq!(route53_shares(&[None, Some(10)]), [0.0, 1.0]);
-        assert_eq!(route53_shares(&[None, None]), [0.0, 0.0], "no record: the name does not resolve");
+        let only = route53_shares(&up(&[Some(0), None]));
+        assert_eq!(only, [1.0, 0.0], "the one record there is answers every query");
+        assert_eq!(route53_shares(&up(&[None, Some(10)])), [0.0, 1.0]);
+        assert_eq!(route53_shares(&up(&[None, None])), [0.0, 0.0], "no record: the name does not resolve");
     }
 
     #[test]
     fn all_zero_weights_split_equally() {
-        assert_eq!(route53_shares(&[Some(0), Some(0)]), [0.5, 0.5]);
-        assert_eq!(route53_shares(&[Some(0); 4]), [0.25; 4]);
+        assert_eq!(route53_shares(&up(&[Some(0), Some(0)])), [0.5, 0.5]);
+        assert_eq!(route53_shares(&up(&[Some(0); 4])), [0.25; 4]);
         assert!(route53_shares(&[]).is_empty());
+    }
+
+    /// The Developer Guide's table for weights 1, 1 and 0, every record with
+    /// a health check ("Health checks and weighted routing").
+    #[test]
+    fn unhealthy_records_get_nothing_as_the_developer_guide_tabulates() {
+        let (h, u) = (true, false);
+        let table = [
+            ([h, h, h], [0.5, 0.5, 0.0]),
+            ([h, h, u], [0.5, 0.5, 0.0]),
+            ([h, u, h], [1.0, 0.0, 0.0]),
+            ([u, h, u], [0.0, 1.0, 0.0]),
+            ([u, u, h], [0.0, 0.0, 1.0]),
+            ([u, u, u], [0.5, 0.5, 0.0]),
+        ];
+        for (health, shares) in table {
+            let rs = records(&[(1, health[0]), (1, health[1]), (0, health[2])]);
+            assert_eq!(route53_shares(&rs), shares, "health {health:?}");
+        }
+        // Two records at 0, one healthy: it answers alone.
+        assert_eq!(route53_shares(&records(&[(0, false), (0, true)])), [0.0, 1.0]);
+        // A missing record is never healthy enough to answer.
+        let missing =
+            [WeightedRecord { weight: None, healthy: true }, WeightedRecord { weight: Some(5), healthy: false }];
+        assert_eq!(route53_shares(&missing), [0.0, 1.0], "the only record, unhealthy, answers as if healthy");
+    }
+
+    #[test]
+    fn a_health_check_is_healthy_above_18_percent_of_its_checkers_unless_disabled_or_inverted() {
+        assert!(health_check_healthy(false, false, 1, 5), "20% > 18%");
+        assert!(!health_check_healthy(false, false, 0, 1));
+        assert!(!health_check_healthy(false, false, 0, 0), "no checker has reported");
+        assert!(!health_check_healthy(false, true, 1, 1), "inverted");
+        assert!(health_check_healthy(false, true, 0, 1), "inverted");
+        assert!(health_check_healthy(true, false, 0, 1), "disabled: healthy whatever its checkers find");
+        assert!(!health_check_healthy(true, true, 1, 1), "disabled and inverted: never healthy");
+    }
+
+    #[test]
+    fn an_alb_alias_is_healthy_when_each_routed_group_has_a_healthy_target() {
+        assert!(alb_alias_healthy(&[(2, 1)]));
+        assert!(alb_alias_healthy(&[(2, 1), (1, 1)]));
+        assert!(!alb_alias_healthy(&[(2, 1), (1, 0)]), "one routed group with none healthy");
+        assert!(!alb_alias_healthy(&[(2, 1), (0, 0)]), "an empty group counts as unhealthy");
+        assert!(!alb_alias_healthy(&[]), "routing to no group");
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! Traffic generator: reads the live Route53 weights, sends requests to each
-//! side in proportion (split by the sandbox's own Route53 rule), through its
+//! side in proportion (split by the sandbox's own Route53 rule, which skips a
+//! record whose health check fails or whose alias's load balancer has a
+//! routed target group with no healthy target), through its
 //! load balancer as an ALB routes them (`InService`: the target group's
 //! healthy targets, failing open to its unhealthy ones, a 503 of its own
 //! with none), and publishes to moto the metrics an ALB would, under the
@@ -14,7 +16,7 @@ use aws_sdk::cloudwatch::types::{Dimension, MetricDatum, StandardUnit, Statistic
 use tokio::sync::watch;
 
 use super::provision::{ProvisionedInstance, World};
-use super::rules::route53_shares;
+use super::rules::{WeightedRecord, alb_alias_healthy, health_check_healthy, route53_shares};
 use crate::aws::SideClients;
 use crate::runbook::{Metric, Runbook};
 
@@ -134,6 +136,12 @@ pub fn split(n: u32, shares: &[f64]) -> Vec<u32> {
 
 pub async fn run(rb: Runbook, world: World, aws: SideClients, cfg: TrafficConfig, mut shutdown: watch::Receiver<bool>) {
     let http = reqwest::Client::builder().timeout(Duration::from_secs(2)).no_proxy().build().expect("reqwest client");
+    // Route53's checkers take a redirect's status as it is, never following it.
+    let checker = reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("reqwest client");
     let sides: Vec<(String, String)> = rb.dns.set_identifiers.iter().map(|(e, s)| (e.clone(), s.clone())).collect();
     // Instances of sides without a load balancer: whether each passes /health.
     let mut healthy: BTreeMap<String, bool> = BTreeMap::new();
@@ -144,11 +152,22 @@ pub async fn run(rb: Runbook, world: World, aws: SideClients, cfg: TrafficConfig
     let mut last_health = Instant::now() - cfg.health_every;
     let mut last_publish = Instant::now();
     let mut last_shares: Vec<f64> = Vec::new();
+    // The weighted records as last read, and Route53's view of their health:
+    // by health check id, and by the load balancer an alias names.
+    let mut records: Option<BTreeMap<String, LiveRecord>> = None;
+    let mut checks: BTreeMap<String, HeldCheck> = BTreeMap::new();
+    let mut aliases: BTreeMap<String, Held> = BTreeMap::new();
+    // A load balancer's DNS name (`lb_dns_key`) → its environment and ARN.
+    let mut lb_names: BTreeMap<String, (String, String)> = BTreeMap::new();
     let mut tick = tokio::time::interval(cfg.tick);
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             _ = shutdown.changed() => return,
+        }
+        match live_records(&aws.dns().route53, &world.zone_id, &rb.dns.record, &rb.dns.record_type).await {
+            Ok(r) => records = Some(r),
+            Err(e) => tracing::warn!(error = %e, "traffic: cannot read weights; keeping the last split"),
         }
         if last_health.elapsed() >= cfg.health_every {
             last_health = Instant::now();
@@ -172,20 +191,54 @@ pub async fn run(rb: Runbook, world: World, aws: SideClients, cfg: TrafficConfig
                     healthy.insert(inst.id.clone(), ok);
                 }
             }
-        }
-        match live_weights(&aws.dns().route53, &world.zone_id, &rb.dns.record, &rb.dns.record_type).await {
-            Ok(records) => {
-                // Records the runbook does not list take their share as on
-                // AWS: the requests split to them reach neither side.
-                let unlisted = records.iter().filter(|(id, _)| !sides.iter().any(|(_, s)| s == *id));
-                let weights: Vec<Option<u8>> = sides
-                    .iter()
-                    .map(|(_, id)| records.get(id).copied())
-                    .chain(unlisted.map(|(_, w)| Some(*w)))
-                    .collect();
-                last_shares = route53_shares(&weights);
+            let live = records.as_ref().map(|r| r.values().cloned().collect::<Vec<_>>()).unwrap_or_default();
+            if lb_names.is_empty() && live.iter().any(|r| r.evaluated_alias.is_some()) {
+                lb_names = load_balancer_names(&world, &aws).await;
             }
-            Err(e) => tracing::warn!(error = %e, "traffic: cannot read weights; keeping the last split"),
+            // Each check and each load balancer once a round, however many
+            // records share it: one reading a round is what the threshold counts.
+            let ids: std::collections::BTreeSet<&String> =
+                live.iter().filter_map(|r| r.health_check.as_ref()).collect();
+            for id in ids {
+                match health_check_reading(&aws.dns().route53, &checker, id).await {
+                    Ok(r) => checks.entry(id.clone()).or_default().read(&r),
+                    Err(e) => tracing::warn!(error = %e, id, "traffic: cannot read a health check; keeping the last"),
+                }
+            }
+            // An alias to no load balancer of the sandbox's: AWS would not
+            // have taken it; counted healthy.
+            let keys: std::collections::BTreeSet<String> =
+                live.iter().filter_map(|r| r.evaluated_alias.as_deref()).map(lb_dns_key).collect();
+            for key in keys {
+                let Some((env, arn)) = lb_names.get(&key) else { continue };
+                match alias_target_healthy(aws.environment(env), arn).await {
+                    Ok(ok) => aliases.entry(key).or_default().read(ok, ALIAS_THRESHOLD),
+                    Err(e) => {
+                        tracing::warn!(error = %e, env, "traffic: cannot read an alias's target health; keeping the last")
+                    }
+                }
+            }
+        }
+        if let Some(records) = &records {
+            let healthy = |r: &LiveRecord| {
+                let check = r.health_check.as_ref().and_then(|id| checks.get(id)).is_none_or(HeldCheck::healthy);
+                let alias =
+                    r.evaluated_alias.as_deref().and_then(|d| aliases.get(&lb_dns_key(d))).is_none_or(|h| h.healthy);
+                check && alias
+            };
+            let weighted = |r: Option<&LiveRecord>| match r {
+                Some(r) => WeightedRecord { weight: Some(r.weight), healthy: healthy(r) },
+                None => WeightedRecord { weight: None, healthy: false },
+            };
+            // Records the runbook does not list take their share as on
+            // AWS: the requests split to them reach neither side.
+            let unlisted = records.iter().filter(|(id, _)| !sides.iter().any(|(_, s)| s == *id));
+            let weighted: Vec<WeightedRecord> = sides
+                .iter()
+                .map(|(_, id)| weighted(records.get(id)))
+                .chain(unlisted.map(|(_, r)| weighted(Some(r))))
+                .collect();
+            last_shares = route53_shares(&weighted);
         }
         let counts = split(cfg.requests_per_tick, &last_shares);
         for ((env, _), count) in sides.iter().zip(counts) {
@@ -239,16 +292,25 @@ pub async fn run(rb: Runbook, world: World, aws: SideClients, cfg: TrafficConfig
     }
 }
 
-/// The weight of each weighted record of `name` and `record_type` in the
-/// zone, by set identifier: the whole zone listed page by page (the
-/// sandbox's zones are small), not cutover's reader, which starts at the
-/// record and stops past it, so a mistake there shows as a disagreement.
-async fn live_weights(
+/// A weighted record as the sandbox reads it from Route53.
+#[derive(Debug, Clone, PartialEq)]
+struct LiveRecord {
+    weight: u8,
+    health_check: Option<String>,
+    /// An alias's target DNS name, when it evaluates target health.
+    evaluated_alias: Option<String>,
+}
+
+/// Each weighted record of `name` and `record_type` in the zone, by set
+/// identifier: the whole zone listed page by page (the sandbox's zones are
+/// small), not cutover's reader, which starts at the record and stops past
+/// it, so a mistake there shows as a disagreement.
+async fn live_records(
     route53: &aws_sdk::route53::Client,
     zone_id: &str,
     name: &str,
     record_type: &str,
-) -> Result<BTreeMap<String, u8>, String> {
+) -> Result<BTreeMap<String, LiveRecord>, String> {
     let wanted = |n: &str| n.trim_end_matches('.').eq_ignore_ascii_case(name.trim_end_matches('.'));
     let mut out = BTreeMap::new();
     let mut next: Option<(String, aws_sdk::route53::types::RrType, Option<String>)> = None;
@@ -263,7 +325,11 @@ async fn live_weights(
                 && r.r#type().as_str() == record_type
                 && let (Some(id), Some(w)) = (r.set_identifier(), r.weight())
             {
-                out.insert(id.to_string(), u8::try_from(w).map_err(|_| format!("weight {w} of {id}"))?);
+                let weight = u8::try_from(w).map_err(|_| format!("weight {w} of {id}"))?;
+                let evaluated_alias =
+                    r.alias_target().filter(|a| a.evaluate_target_health()).map(|a| a.dns_name().to_string());
+                let health_check = r.health_check_id().map(str::to_string);
+                out.insert(id.to_string(), LiveRecord { weight, health_check, evaluated_alias });
             }
         }
         if !page.is_truncated() {
@@ -274,6 +340,171 @@ async fn live_weights(
         };
         next = Some((n.to_string(), t.clone(), page.next_record_identifier().map(str::to_string)));
     }
+}
+
+/// How many readings in a row it takes Route53 to change its mind about an
+/// alias's target health: undocumented; a health check's own default
+/// `FailureThreshold`, so a side that stops serving answers errors for a few
+/// readings before its traffic goes elsewhere, as on AWS.
+const ALIAS_THRESHOLD: u32 = 3;
+
+/// A health reading as Route53 holds it: it changes only after `threshold`
+/// readings in a row say otherwise (a health check's `FailureThreshold`).
+/// New, it is healthy (Route53 counts a new check healthy until it has
+/// failed enough times).
+#[derive(Debug, Clone, Copy)]
+struct Held {
+    healthy: bool,
+    against: u32,
+}
+
+impl Default for Held {
+    fn default() -> Self {
+        Self { healthy: true, against: 0 }
+    }
+}
+
+impl Held {
+    fn read(&mut self, healthy: bool, threshold: u32) {
+        if healthy == self.healthy {
+            self.against = 0;
+            return;
+        }
+        self.against += 1;
+        if self.against >= threshold.max(1) {
+            *self = Self { healthy, against: 0 };
+        }
+    }
+}
+
+/// A Route53 health check as its checkers find it now, and how Route53
+/// reads that: its config from GetHealthCheck (moto), one real check by the
+/// sandbox's own checker (as the proxy answers GetHealthCheckStatus; other
+/// types pass, as moto says them to).
+struct CheckReading {
+    passes: bool,
+    failure_threshold: u32,
+    disabled: bool,
+    inverted: bool,
+}
+
+async fn health_check_reading(
+    route53: &aws_sdk::route53::Client,
+    checker: &reqwest::Client,
+    id: &str,
+) -> Result<CheckReading, String> {
+    let check =
+        route53.get_health_check().health_check_id(id).send().await.map_err(|e| format!("GetHealthCheck: {e}"))?;
+    let config = check.health_check().and_then(|c| c.health_check_config()).ok_or("GetHealthCheck: no config")?;
+    let kind = config.r#type().as_str();
+    let passes = if kind.starts_with("HTTP") || kind == "TCP" {
+        let port = config.port().and_then(|p| u16::try_from(p).ok()).unwrap_or(80);
+        let (ip, path) = (config.ip_address().unwrap_or_default(), config.resource_path().unwrap_or("/"));
+        super::aws_proxy::checker_report(checker, kind, ip, port, path, config.search_string())
+            .await
+            .starts_with("Success")
+    } else {
+        true
+    };
+    Ok(CheckReading {
+        passes,
+        failure_threshold: config.failure_threshold().and_then(|t| u32::try_from(t).ok()).unwrap_or(3),
+        disabled: config.disabled().unwrap_or(false),
+        inverted: config.inverted().unwrap_or(false),
+    })
+}
+
+/// A health check as Route53 holds it: its checkers' result held over its
+/// `FailureThreshold`; `Disabled` and `Inverted` as last read, which take
+/// effect at once.
+#[derive(Debug, Default)]
+struct HeldCheck {
+    passes: Held,
+    disabled: bool,
+    inverted: bool,
+}
+
+impl HeldCheck {
+    fn read(&mut self, r: &CheckReading) {
+        self.passes.read(r.passes, r.failure_threshold);
+        (self.disabled, self.inverted) = (r.disabled, r.inverted);
+    }
+
+    fn healthy(&self) -> bool {
+        health_check_healthy(self.disabled, self.inverted, usize::from(self.passes.healthy), 1)
+    }
+}
+
+/// Whether a load balancer, as the target of an alias evaluating target
+/// health, is healthy: each target group its listeners (default actions and
+/// rules) forward to, read through the proxy, which answers target health
+/// as an ALB would.
+async fn alias_target_healthy(clients: &crate::aws::Clients, lb: &str) -> Result<bool, String> {
+    use aws_sdk::elasticloadbalancingv2::types::Action;
+    let elb = &clients.elb;
+    let forwarded = |a: &Action| -> Vec<String> {
+        let single = a.target_group_arn().map(str::to_string);
+        let weighted = a.forward_config().map(|f| f.target_groups()).unwrap_or_default();
+        single.into_iter().chain(weighted.iter().filter_map(|t| t.target_group_arn().map(str::to_string))).collect()
+    };
+    let listeners =
+        elb.describe_listeners().load_balancer_arn(lb).send().await.map_err(|e| elb_error("DescribeListeners", &e))?;
+    let mut groups = std::collections::BTreeSet::new();
+    for l in listeners.listeners() {
+        groups.extend(l.default_actions().iter().flat_map(forwarded));
+        let Some(arn) = l.listener_arn() else { continue };
+        let rules = elb.describe_rules().listener_arn(arn).send().await.map_err(|e| elb_error("DescribeRules", &e))?;
+        groups.extend(rules.rules().iter().flat_map(|r| r.actions()).flat_map(forwarded));
+    }
+    let mut counts = Vec::new();
+    for g in groups {
+        let h = elb
+            .describe_target_health()
+            .target_group_arn(&g)
+            .send()
+            .await
+            .map_err(|e| elb_error("DescribeTargetHealth", &e))?;
+        let states: Vec<&str> = h
+            .target_health_descriptions()
+            .iter()
+            .filter_map(|d| d.target_health()?.state())
+            .map(|s| s.as_str())
+            .collect();
+        counts.push((states.len(), states.iter().filter(|s| **s == "healthy").count()));
+    }
+    Ok(alb_alias_healthy(&counts))
+}
+
+fn elb_error<E: std::error::Error + 'static>(what: &str, e: &E) -> String {
+    format!("{what}: {}", aws_sdk::elasticloadbalancingv2::error::DisplayErrorContext(e))
+}
+
+/// Each of the sandbox's load balancers by DNS name (`lb_dns_key`): its
+/// environment and ARN. Empty when they cannot be read (tried again later).
+async fn load_balancer_names(world: &World, aws: &SideClients) -> BTreeMap<String, (String, String)> {
+    let mut out = BTreeMap::new();
+    for (env, arn) in &world.load_balancers {
+        match aws.environment(env).elb.describe_load_balancers().load_balancer_arns(arn).send().await {
+            Ok(found) => out.extend(
+                found
+                    .load_balancers()
+                    .iter()
+                    .filter_map(|l| Some((lb_dns_key(l.dns_name()?), (env.clone(), arn.clone())))),
+            ),
+            Err(e) => {
+                tracing::warn!(error = %aws_sdk::elasticloadbalancingv2::error::DisplayErrorContext(&e), env, "traffic: cannot read a load balancer's name");
+                return BTreeMap::new();
+            }
+        }
+    }
+    out
+}
+
+/// A load balancer's DNS name as an alias names it: any case, a trailing
+/// dot, `dualstack.` in front (Route53 accepts each).
+fn lb_dns_key(name: &str) -> String {
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    name.strip_prefix("dualstack.").map(str::to_string).unwrap_or(name)
 }
 
 /// Distinct values one PutMetricData datum may carry.
