@@ -753,6 +753,38 @@ async fn calls(port: u16, command: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// Two URLs naming nodes of one cluster are one database: a copy between
+/// them would RESTORE every key onto itself (undoing writes made in
+/// between), so it is refused before anything is written, as `verify` is.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_copy_between_two_names_of_one_cluster_is_refused_with_nothing_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let c = Cluster::start(dir.path(), "self", 3, true).await;
+    c.seed_half_expiring("s", 300).await;
+    let ports: Vec<u16> = c.nodes.iter().map(|n| n.port).collect();
+    let (first, last) = (
+        format!("redis+cluster://127.0.0.1:{}", ports[0]),
+        format!("redis+cluster://127.0.0.1:{}", ports[ports.len() - 1]),
+    );
+    let replica = format!("redis://127.0.0.1:{}", c.replica_of(c.primary_ports().await[0]).await);
+    for (from, to) in
+        [(first.as_str(), last.as_str()), (c.node_url().as_str(), c.url().as_str()), (last.as_str(), replica.as_str())]
+    {
+        let (code, out, err) =
+            run(&state, &["redis", "copy", "--from", from, "--to", to, "--on-conflict", "replace", "--yes"]);
+        assert_eq!(code, Some(2), "{from} → {to}: {out}{err}");
+        assert!(
+            err.contains("are one Redis server (run_id ") || err.contains("are in one replication group"),
+            "{from} → {to}: {err}"
+        );
+        assert!(err.contains("a copy onto itself would rewrite every key in place"), "{err}");
+    }
+    for port in ports {
+        assert_eq!(calls(port, "restore").await, 0, "nothing written on node {port}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_copy_from_replicas_is_complete_and_the_primaries_serve_no_scan() {
     const N: u64 = 3_000;

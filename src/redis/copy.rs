@@ -363,13 +363,15 @@ fn repl_history(info: &str) -> Option<checkpoint::ReplHistory> {
 
 /// What a master's replicas all hold, from its `INFO replication` read
 /// after a WAIT they confirmed: its replication ID at the least offset any
-/// replica acknowledged (its own offset with none). A replica promoted
+/// online replica acknowledged (its own offset with none). A replica promoted
 /// later holds at least that much.
 fn confirmed_mark(info: &str) -> Option<checkpoint::ReplMark> {
     let h = repl_history(info)?;
     let acked = info
         .lines()
-        .filter(|l| l.starts_with("slave") && l.contains(":ip="))
+        // A replica still in its full sync (`wait_bgsave`, `send_bulk`)
+        // reports offset 0 and counts in no WAIT: only online ones hold data.
+        .filter(|l| l.starts_with("slave") && l.contains(":ip=") && l.contains(",state=online,"))
         .filter_map(|l| l.split(',').find_map(|kv| kv.strip_prefix("offset="))?.trim().parse::<u64>().ok())
         .min();
     Some(checkpoint::ReplMark { replid: h.replid, offset: acked.unwrap_or(h.offset) })
@@ -435,23 +437,33 @@ pub async fn preflight(opts: &CopyOptions) -> Result<(Conns, Preflight), CopyErr
     let (mut src, src_addr, src_cluster) = open_side(&opts.from).await.map_err(CopyError::Refused)?;
     let (mut dst, dst_addr, dst_cluster) = open_side(&opts.to).await.map_err(CopyError::Refused)?;
     let (source_version, source_run_id) = server_info(&opts.from, &mut src).await.map_err(CopyError::Refused)?;
-    let (target_version, target_run_id) = server_info(&opts.to, &mut dst).await.map_err(CopyError::Refused)?;
+    let (target_version, _) = server_info(&opts.to, &mut dst).await.map_err(CopyError::Refused)?;
     // Two names of one server (an address and a DNS name, a primary
-    // endpoint and its node's): the URLs differ, the database is the same.
-    if src_cluster.is_none()
-        && dst_cluster.is_none()
-        && source_run_id != "?"
-        && source_run_id == target_run_id
-        && opts.from.db() == opts.to.db()
-    {
-        return Err(CopyError::Refused(format!(
-            "the source {} and the target {} are one Redis server (run_id {}) and database {}: a copy onto itself \
-             would rewrite every key in place; check the two URLs",
-            opts.from.redacted(),
-            opts.to.redacted(),
-            source_run_id.get(..8).unwrap_or(&source_run_id),
-            opts.to.db()
-        )));
+    // endpoint and its node's), two nodes of one cluster, or a replica of the
+    // target: the URLs differ, the data is the same, and a copy would
+    // rewrite every key in place (undoing writes made meanwhile).
+    if opts.from.db() == opts.to.db() {
+        let (from, to) = tokio::try_join!(
+            verify::side_identities(&opts.from, &src, src_cluster.as_deref()),
+            verify::side_identities(&opts.to, &dst, dst_cluster.as_deref())
+        )
+        .map_err(CopyError::Refused)?;
+        let why = match verify::shared(&from, &to) {
+            None => None,
+            Some(verify::Shared::Server(run_id)) => Some(format!("are one Redis server (run_id {run_id})")),
+            Some(verify::Shared::Replication(replid)) => {
+                Some(format!("are in one replication group (replication id {replid}): one replicates the other"))
+            }
+        };
+        if let Some(why) = why {
+            return Err(CopyError::Refused(format!(
+                "the source {} and the target {} {why}, database {}: a copy onto itself would rewrite every key in \
+                 place; check the two URLs",
+                opts.from.redacted(),
+                opts.to.redacted(),
+                opts.to.db()
+            )));
+        }
     }
     takes_writes(&opts.to, &dst, dst_cluster.as_deref()).await.map_err(CopyError::Refused)?;
     let (mode, mode_reason) =
@@ -2535,6 +2547,29 @@ mod tests {
         // Hours left on the source: evicted or deleted on the target.
         assert!(!expiry_passed(Expiry::At(now + 3_600_000), now));
         assert!(!expiry_passed(Expiry::Never, now));
+    }
+
+    /// A replica in its full sync reports offset 0 and holds nothing yet: the
+    /// mark is what the online ones acknowledged, so a master restarted from
+    /// an older snapshot is seen to have lost the writes after it.
+    #[test]
+    fn the_confirmed_mark_is_what_the_online_replicas_hold() {
+        let info = "role:master\r\nconnected_slaves:2\r\n\
+                    slave0:ip=127.0.0.1,port=7001,state=online,offset=9000,lag=0\r\n\
+                    slave1:ip=127.0.0.1,port=7002,state=wait_bgsave,offset=0,lag=0\r\n\
+                    master_replid:aaaa\r\nmaster_replid2:0000000000000000000000000000000000000000\r\n\
+                    master_repl_offset:9100\r\nsecond_repl_offset:-1\r\n";
+        let mark = confirmed_mark(info).unwrap();
+        assert_eq!((mark.replid.as_str(), mark.offset), ("aaaa", 9000));
+        let restarted = checkpoint::ReplHistory {
+            replid: "bbbb".into(),
+            offset: 4001,
+            replid2: Some("aaaa".into()),
+            second_offset: 4001,
+        };
+        assert!(restarted.lost(&mark).is_some(), "restarted at 4001 of 9000 acknowledged");
+        let none_online = info.replace("state=online", "state=send_bulk");
+        assert_eq!(confirmed_mark(&none_online).unwrap().offset, 9100, "no replica holds it: the master's own");
     }
 
     #[test]

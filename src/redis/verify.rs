@@ -631,33 +631,57 @@ async fn identities(e: &Endpoint, nodes: &[MultiplexedConnection]) -> Result<Vec
     Ok(out)
 }
 
-/// Why two sides read in one database are the same data, if they are: one
-/// server under two names, or a node of the other's cluster (a `run_id` in
-/// common), or a replica of the other (a replication id in common, one side a
-/// replica). Their keys then match with no copy at all. Two primaries may
-/// share a replication id without sharing data: a primary started from the
-/// other's RDB file keeps the id written in it.
-pub fn same_data(from: &[NodeIdentity], to: &[NodeIdentity]) -> Option<String> {
+/// What makes two sides read in one database the same data: one server
+/// under two names, or a node of the other's cluster (a `run_id` in common),
+/// or a replica of the other (a replication id in common, one side a
+/// replica). Two primaries sharing a replication id are not taken for one:
+/// only a replica's id says it follows the other.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Shared {
+    /// The `run_id` both sides have a node with.
+    Server(String),
+    /// The replication id of a primary and its replica on the other side.
+    Replication(String),
+}
+
+pub fn shared(from: &[NodeIdentity], to: &[NodeIdentity]) -> Option<Shared> {
     let known = |v: &str| !v.is_empty() && v != "?";
+    let short = |v: &str| v.get(..8).unwrap_or(v).to_string();
     for f in from {
         for t in to {
             if known(&f.run_id) && f.run_id == t.run_id {
-                return Some(format!(
-                    "the source and the target are one Redis server (run_id {}) in the same database: their keys \
-                     match whatever was copied; check the two URLs",
-                    f.run_id.get(..8).unwrap_or(&f.run_id)
-                ));
+                return Some(Shared::Server(short(&f.run_id)));
             }
             if known(&f.replid) && f.replid == t.replid && (f.replica || t.replica) {
-                return Some(format!(
-                    "the source and the target are in one replication group (replication id {}): one replicates \
-                     the other, so their keys match with no copy; give the copy's target",
-                    f.replid.get(..8).unwrap_or(&f.replid)
-                ));
+                return Some(Shared::Replication(short(&f.replid)));
             }
         }
     }
     None
+}
+
+/// Why two sides read in one database are the same data, if they are (see
+/// `Shared`): their keys then match with no copy at all.
+pub fn same_data(from: &[NodeIdentity], to: &[NodeIdentity]) -> Option<String> {
+    Some(match shared(from, to)? {
+        Shared::Server(run_id) => format!(
+            "the source and the target are one Redis server (run_id {run_id}) in the same database: their keys \
+             match whatever was copied; check the two URLs"
+        ),
+        Shared::Replication(replid) => format!(
+            "the source and the target are in one replication group (replication id {replid}): one replicates \
+             the other, so their keys match with no copy; give the copy's target"
+        ),
+    })
+}
+
+/// The identities of the nodes holding each side's keys (see `nodes`).
+pub async fn side_identities(
+    e: &Endpoint,
+    c: &MultiplexedConnection,
+    cluster: Option<&Cluster>,
+) -> Result<Vec<NodeIdentity>, String> {
+    identities(e, &nodes(c, cluster).await?.0).await
 }
 
 /// Each node's counts (keys, keys without expiry), in the order given.
