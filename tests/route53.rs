@@ -565,6 +565,19 @@ async fn a_side_whose_health_check_fails_gets_no_traffic_and_no_gate_passes_it()
         matches!(&m, Some(cutover::engine::Measurement::Fail(why)) if why.contains("no traffic")),
         "a gate passed a side that gets no traffic: {m:?}"
     );
+    // Nor a hit-rate gate, which a rollout measures apart (a cache the other
+    // side shares keeps its hit rate while this side gets nothing).
+    let mut live = session(&rb, &sb);
+    live.first_round(&rb, Duration::from_secs(30)).await;
+    let now = std::time::SystemTime::now();
+    let hit =
+        cutover::runbook::GateKind::RedisHitRate { redis: "staging-cache".into(), min_percent: 0.0, min_lookups: 0 };
+    let hit_snap = cutover::status::snapshot(&rb, &live.state, &sb.region, now);
+    let m = cutover::drive::gates::hit_rate_gate(&rb, &hit, &live.state, &hit_snap, None).map(|(m, _)| m);
+    assert!(
+        matches!(&m, Some(cutover::engine::Measurement::Fail(why)) if why.contains("no traffic")),
+        "a hit-rate gate passed a side that gets no traffic: {m:?}"
+    );
 
     // Disabled, Route53 counts the failing check healthy: staging gets its half.
     let update = || sb.clients.route53.update_health_check().health_check_id(&hc);

@@ -383,6 +383,21 @@ pub fn hit_rate_since(
     Some((m, next))
 }
 
+/// A `redis_hit_rate` gate as a rollout measures it: as every gate of
+/// [`from_snapshot`], no pass while the `to` side gets no traffic (a cache
+/// the other side shares keeps its hit rate then); else
+/// [`hit_rate_since`]. None for any other gate.
+pub fn hit_rate_gate(
+    rb: &Runbook,
+    g: &GateKind,
+    state: &LiveState,
+    snap: &Snapshot,
+    baseline: Option<&HitBaseline>,
+) -> Option<(Measurement, Option<HitBaseline>)> {
+    let (m, next) = hit_rate_since(g, state, snap, baseline)?;
+    Some((to_side_gets_no_traffic(rb, snap).unwrap_or(m), next))
+}
+
 /// A metric gate's reading: the measurement, and the time its environment's
 /// datapoints reach so far (the end of the newest minute of requests), which
 /// the engine needs before it lets a soak end on them.

@@ -1468,7 +1468,7 @@ async fn measure_gates(
         }
         last_measured[i] = Some(now());
         last_reading[i] = reading;
-        let hit_rate = super::gates::hit_rate_since(&g.kind, &session.state, &snap, hit_baselines.by_gate.get(&i));
+        let hit_rate = super::gates::hit_rate_gate(rb, &g.kind, &session.state, &snap, hit_baselines.by_gate.get(&i));
         let snapshot_gate = match hit_rate {
             Some((m, next)) => {
                 match next {
