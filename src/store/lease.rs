@@ -184,6 +184,15 @@ impl Shared {
         why
     }
 
+    /// A renewal's body that may have landed unanswered (the last 8).
+    fn remember_unanswered(&self, body: &[u8]) {
+        if let Ok(mut u) = self.unanswered.lock() {
+            u.push(body.to_vec());
+            let extra = u.len().saturating_sub(8);
+            u.drain(..extra);
+        }
+    }
+
     /// Writes a new expiry on the version this holder wrote last.
     fn renew(&self) -> Result<(), String> {
         let _one = self.renewing.lock().map_err(|_| "lease poisoned".to_string())?;
@@ -235,6 +244,20 @@ impl Shared {
                     landed(o.version.clone());
                     return Ok(Renewal::Landed);
                 }
+                if let Err(e) = &there {
+                    // Refused, and what is there unread (the store slow): a
+                    // renewal of ours may have landed unanswered (what the
+                    // SDK sent again is what was refused), and no one takes
+                    // the lease while it is ours by this holder's clock.
+                    // Unknown, not lost: asked again while time is left.
+                    self.remember_unanswered(&body);
+                    if self.left().is_none() {
+                        return Err(self.lose(format!(
+                            "the lease expired while the shared state could not be read after a refused renewal ({e})"
+                        )));
+                    }
+                    return Err(format!("cannot renew the lease: refused, and the lease could not be read ({e})"));
+                }
                 let stored = match &there {
                     Ok(Some(o)) => serde_json::from_slice::<LeaseRecord>(&o.body).ok().map(|r| (o.version.clone(), r)),
                     _ => None,
@@ -254,19 +277,14 @@ impl Shared {
                 }
                 let by = match (&there, stored) {
                     (_, Some((_, r))) => format!("taken over by {}", r.holder),
-                    (Ok(Some(_)), None) => "replaced".into(),
                     (Ok(None), _) => "released by someone else".into(),
-                    (Err(e), _) => format!("replaced ({e})"),
+                    _ => "replaced".into(),
                 };
                 Err(self.lose(format!("this process lost the runbook's lease ({by})")))
             }
             Err(e) => {
                 // No answer is not "not written": remembered, in case it landed.
-                if let Ok(mut u) = self.unanswered.lock() {
-                    u.push(body.clone());
-                    let extra = u.len().saturating_sub(8);
-                    u.drain(..extra);
-                }
+                self.remember_unanswered(&body);
                 // Unrenewed for a whole lease, another operator may hold it now.
                 if self.left().is_none() {
                     return Err(
@@ -678,6 +696,8 @@ mod tests {
         /// Writes to land with every reply lost, as after the SDK's last
         /// attempt timed out.
         unanswered: std::sync::atomic::AtomicU32,
+        /// Reads to fail as a slow store's do (SlowDown).
+        failing_gets: std::sync::atomic::AtomicU32,
     }
 
     impl Backend for SharedDir {
@@ -688,6 +708,9 @@ mod tests {
             true
         }
         fn get(&self, runbook: &str, item: &str) -> Result<Option<Object>, StoreError> {
+            if self.failing_gets.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
+                return Err(StoreError::Unavailable("SlowDown".into()));
+            }
             self.files.get(runbook, item)
         }
         fn put(&self, runbook: &str, item: &str, body: &[u8], cond: Cond) -> Result<Version, StoreError> {
@@ -717,7 +740,8 @@ mod tests {
     fn store() -> (tempfile::TempDir, Arc<SharedDir>) {
         let dir = tempfile::tempdir().unwrap();
         let files = LocalFiles { dir: Some(dir.path().to_path_buf()) };
-        (dir, Arc::new(SharedDir { files, failing: AtomicBool::new(false), unanswered: Default::default() }))
+        let failing = AtomicBool::new(false);
+        (dir, Arc::new(SharedDir { files, failing, unanswered: Default::default(), failing_gets: Default::default() }))
     }
 
     fn bob() -> Holder {
@@ -956,6 +980,23 @@ mod tests {
         s.put("demo", ITEM, &serde_json::to_vec(&twin).unwrap(), Cond::Any).unwrap();
         let e = held.fence().unwrap_err();
         assert!(e.contains("lost the runbook's lease"), "{e}");
+    }
+
+    /// A renewal landed unanswered, the next one refused (412), and the
+    /// read that would tell whose record is there failed (a slow store): not
+    /// known lost, so asked again, and found to be the holder's own.
+    #[test]
+    fn a_refused_renewal_whose_record_cannot_be_read_is_asked_again_not_lost() {
+        let (_dir, s) = store();
+        let held = acquire_on(s.clone(), "demo", ITEM, "rollout", Duration::from_secs(600), false, &mut |_| {})
+            .unwrap_or_else(|e| panic!("{e}"));
+        s.unanswered.store(1, Ordering::SeqCst);
+        s.failing_gets.store(1, Ordering::SeqCst);
+        held.fence().unwrap_or_else(|e| panic!("the lease is still ours: {e}"));
+        assert_eq!(held.lost(), None);
+        assert_eq!(s.failing_gets.load(Ordering::SeqCst), 0, "the failing read was made");
+        drop(held);
+        assert!(s.get("demo", ITEM).unwrap().is_none(), "released by its holder");
     }
 
     #[test]
