@@ -199,29 +199,10 @@ pub fn now_ms() -> u64 {
 
 /// Rejects glob patterns Redis would read differently than the user meant.
 pub fn check_pattern(p: &str) -> Result<(), String> {
-    if p.is_empty() {
-        return Err("--match is empty; give a glob such as 'user:*' or drop the flag".into());
+    match crate::runbook::key_pattern_problem(p) {
+        Some((what, fix)) => Err(format!("--match {what}; {fix}")),
+        None => Ok(()),
     }
-    let b = p.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'\\' if i + 1 == b.len() => {
-                return Err(format!("--match {p:?} ends with a lone backslash; escape it as \\\\ or remove it"));
-            }
-            b'\\' => i += 1,
-            b'[' => {
-                let close = b[i + 1..].iter().position(|c| *c == b']');
-                match close {
-                    Some(c) => i += c + 1,
-                    None => return Err(format!("--match {p:?} has an unclosed '['; close it or escape it as \\[")),
-                }
-            }
-            _ => {}
-        }
-        i += 1;
-    }
-    Ok(())
 }
 
 /// `INFO` field value.

@@ -138,7 +138,8 @@ impl<'a> Locator<'a> {
         let before = &self.text[..floor_char_boundary(self.text, offset)];
         let line = before.matches('\n').count() + 1;
         let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-        let col = before[line_start..].chars().count() + 1;
+        // A byte-order mark at the file's start is no column an editor shows.
+        let col = before[line_start..].trim_start_matches('\u{feff}').chars().count() + 1;
         (line, col)
     }
 
@@ -183,6 +184,11 @@ mod tests {
         let eq = text.find("= \"").unwrap();
         assert_eq!(loc.line_col(eq), (2, 4));
         assert_eq!(loc.line_col(10_000), (3, 1));
+        // A byte-order mark before the first line is no column.
+        let bom = "\u{feff}schema = 2\n";
+        let loc = Locator::new("f.toml", bom);
+        assert_eq!(loc.line_col(bom.find("schema").unwrap()), (1, 1));
+        assert_eq!(loc.line_col(bom.find('=').unwrap()), (1, 8));
     }
 
     #[test]

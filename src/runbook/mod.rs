@@ -67,10 +67,42 @@ pub fn load(path: &Path) -> Result<Runbook, RunbookError> {
         fail(format!("cannot read: {e}"), hint)
     })?;
     let text = String::from_utf8(bytes).map_err(|e| {
-        fail(
-            format!("is not UTF-8 text (invalid byte at offset {})", e.utf8_error().valid_up_to()),
+        // Located by the valid text before the first invalid byte.
+        let valid = e.utf8_error().valid_up_to();
+        let before = String::from_utf8_lossy(&e.as_bytes()[..valid]).into_owned();
+        let at = error::Locator::new(&file, &before).at(
+            valid..valid,
+            format!("is not UTF-8 text (an invalid byte, at offset {valid})"),
             "save the runbook as UTF-8",
-        )
+        );
+        RunbookError::from(at)
     })?;
     parse(&file, &text)
+}
+
+/// What Redis would read in a SCAN MATCH glob otherwise than meant, and how
+/// to fix it: an empty one matches only a key named "" (a copy of nothing
+/// that ends "done"), a lone trailing backslash or an unclosed `[` matches
+/// by rules of Redis's own.
+pub fn key_pattern_problem(p: &str) -> Option<(String, &'static str)> {
+    if p.is_empty() {
+        return Some(("is empty".into(), "give a glob such as 'user:*', or leave it out for every key"));
+    }
+    let b = p.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'\\' if i + 1 == b.len() => {
+                return Some((format!("{p:?} ends with a lone backslash"), "escape it as \\\\ or remove it"));
+            }
+            b'\\' => i += 1,
+            b'[' if !b[i + 1..].contains(&b']') => {
+                return Some((format!("{p:?} has an unclosed '['"), "close it or escape it as \\["));
+            }
+            b'[' => i += b[i + 1..].iter().position(|c| *c == b']').map_or(0, |c| c + 1),
+            _ => {}
+        }
+        i += 1;
+    }
+    None
 }

@@ -66,6 +66,9 @@ fn lengthen_default_lags(rollout: &mut Rollout, raw_gates: &[S<RawGate>], alarms
 
 const TOP_TABLES: [&str; 4] = ["runbook", "environments", "dns", "rollout"];
 
+/// The longest composite alarm rule AWS takes (PutCompositeAlarm, AlarmRule).
+const MAX_ALARM_RULE: usize = 10_240;
+
 fn toml_diagnostic(loc: &Locator, text: &str, e: &toml::de::Error) -> Diagnostic {
     let message = e
         .message()
@@ -100,7 +103,11 @@ fn toml_diagnostic(loc: &Locator, text: &str, e: &toml::de::Error) -> Diagnostic
     } else {
         "fix the TOML syntax here (strings need quotes, tables need [brackets])".to_string()
     };
+    // A key misspelt in [notify] (`webhook_url`) likely holds the webhook
+    // URL itself, a secret: located, but its line never echoed.
+    let secret_line = message.contains("webhook_url_env");
     match e.span() {
+        Some(span) if secret_line => Diagnostic { span: None, ..loc.at(span, message, hint) },
         Some(span) => loc.at(span, message, hint),
         None => loc.whole_file(message, hint),
     }
@@ -474,7 +481,7 @@ impl<'a> Validator<'a> {
             let var = &n.get_ref().webhook_url_env;
             if !is_env_var(var.get_ref()) {
                 // A URL here is the secret itself: never echoed back.
-                let url = var.get_ref().contains("://");
+                let url = var.get_ref().contains("://") || var.get_ref().contains('/');
                 let what = if url { "a URL".to_string() } else { format!("`{}`", var.get_ref()) };
                 let mut d = self.loc.at(
                     var.span(),
@@ -1204,6 +1211,15 @@ impl<'a> Validator<'a> {
                  first reading",
             );
         }
+        let second = Duration::from_secs(1);
+        if !soak.is_zero() && soak < second {
+            self.err(
+                r.soak.span(),
+                format!("soak {} is under a second", r.soak.get_ref()),
+                "give how long each step must hold before the next, e.g. 5m; a soak under a second passes every \
+                 step on its first reading",
+            );
+        }
         let bake = r.bake.as_ref().and_then(|b| self.duration(b, "bake")).unwrap_or_default();
         if let Some(b) = &r.bake
             && !bake.is_zero()
@@ -1224,6 +1240,16 @@ impl<'a> Validator<'a> {
                 r.gate_interval.as_ref().map_or(r.soak.span(), |g| g.span()),
                 "gate_interval is zero",
                 "give a positive interval such as 30s",
+            );
+        } else if let Some(g) = &r.gate_interval
+            && gate_interval < second
+        {
+            // Alarms are polled as often as the gates measure: every
+            // millisecond would spend the account's CloudWatch quota.
+            self.err(
+                g.span(),
+                format!("gate_interval {} is under a second", g.get_ref()),
+                "give an interval of a second or more, such as 30s: the alarms are read that often",
             );
         }
         for g in r.gates.iter().filter(|g| g.get_ref().kind.get_ref() == "compare") {
@@ -1646,6 +1672,14 @@ impl<'a> Validator<'a> {
             && interval.is_zero()
         {
             self.err(i.span(), "interval is zero", "give a positive interval such as 30s");
+        } else if let Some(i) = &g.interval
+            && interval < Duration::from_secs(1)
+        {
+            self.err(
+                i.span(),
+                format!("interval {} is under a second", i.get_ref()),
+                "give an interval of a second or more, such as 30s: its sources are read that often",
+            );
         }
         let settle = g.settle.as_ref().and_then(|s| self.duration(s, "settle"));
         if let (Some(s), Some(d)) = (&g.settle, settle)
@@ -1681,6 +1715,24 @@ impl<'a> Validator<'a> {
                     waits.as_secs()
                 ),
                 "measure it more often than it settles, e.g. interval = \"30s\" (settle defaults to 3m)",
+            );
+        }
+        // An alarm gate judges the state read when it measures: CloudWatch
+        // evaluates an alarm every minute (every 10 s at a sub-minute
+        // period), so an ALARM may last one minute and fall between two
+        // readings further apart.
+        if matches!(kind_value, GateKind::AlarmOk { .. }) && interval > Duration::from_secs(60) {
+            let at = g.interval.as_ref().map_or(g.kind.span(), |i| i.span());
+            self.err(
+                at,
+                format!(
+                    "interval {} is longer than a minute: CloudWatch evaluates an alarm every minute, so an ALARM \
+                     lasting a minute between two readings would never be seen",
+                    g.interval
+                        .as_ref()
+                        .map_or_else(|| format!("{} s (gate_interval)", interval.as_secs()), |i| i.get_ref().clone()),
+                ),
+                "measure an alarm_ok gate at least once a minute, e.g. interval = \"30s\"",
             );
         }
         Some(Gate { kind: kind_value, interval, failure_limit, consecutive_error_limit, no_data, settle })
@@ -1790,6 +1842,19 @@ impl<'a> Validator<'a> {
                 ("treat_missing_data", a.treat_missing_data.as_ref().map(|x| x.span())),
             ];
             self.forbid("composite", "alarm", &metric_keys, &[]);
+            // PutCompositeAlarm takes a rule of at most 10,240 characters; a
+            // longer one is no alarm AWS holds (and is not read further).
+            if r.get_ref().chars().count() > MAX_ALARM_RULE {
+                self.err(
+                    r.span(),
+                    format!(
+                        "rule is {} characters long: AWS takes at most {MAX_ALARM_RULE} (PutCompositeAlarm's AlarmRule)",
+                        r.get_ref().chars().count()
+                    ),
+                    "split it: a composite may name other composites",
+                );
+                return r.get_ref().clone();
+            }
             let can_alarm = crate::runbook::alarm_rule_can_alarm(r.get_ref());
             if can_alarm == Some(false) {
                 // `… AND FALSE` mutes a composite: a gate on it passes whatever its alarms say.
@@ -2352,6 +2417,11 @@ impl<'a> Validator<'a> {
             "copy_redis" => {
                 self.forbid(kind, "action", &present, &["from_redis", "to_redis", "match"]);
                 let (from_redis, to_redis) = self.redis_pair(names, kind, p, at);
+                if let Some(m) = &p.pattern
+                    && let Some((what, fix)) = super::key_pattern_problem(m.get_ref())
+                {
+                    self.err(m.span(), format!("match {what}"), fix);
+                }
                 Action::CopyRedis {
                     from_redis: from_redis?,
                     to_redis: to_redis?,
