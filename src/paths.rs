@@ -3,12 +3,17 @@
 use std::path::PathBuf;
 
 fn base(var: &str, fallback: &str) -> PathBuf {
-    match std::env::var_os(var) {
-        Some(v) if !v.is_empty() => PathBuf::from(v),
-        _ => {
-            let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from);
-            home.join(fallback)
-        }
+    base_of(std::env::var_os(var), std::env::var_os("HOME"), fallback)
+}
+
+/// An XDG base directory: the variable's value when it is an absolute path
+/// (the XDG Base Directory spec has a relative one ignored: it would put the
+/// audit log and the rollout state wherever cutover was started), else
+/// `fallback` under the home directory.
+fn base_of(value: Option<std::ffi::OsString>, home: Option<std::ffi::OsString>, fallback: &str) -> PathBuf {
+    match value.map(PathBuf::from) {
+        Some(v) if v.is_absolute() => v,
+        _ => home.map_or_else(|| PathBuf::from("."), PathBuf::from).join(fallback),
     }
 }
 
@@ -67,4 +72,20 @@ pub fn try_lock(path: &std::path::Path) -> Result<Option<std::fs::File>, String>
     // SAFETY: flock on a descriptor we own; no memory is involved.
     let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
     Ok((rc == 0).then_some(f))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::base_of;
+    use std::path::PathBuf;
+
+    #[test]
+    fn a_relative_or_empty_xdg_directory_is_ignored() {
+        let home = Some("/home/ana".into());
+        let state = ".local/state";
+        assert_eq!(base_of(Some("/var/state".into()), home.clone(), state), PathBuf::from("/var/state"));
+        assert_eq!(base_of(Some("relstate".into()), home.clone(), state), PathBuf::from("/home/ana/.local/state"));
+        assert_eq!(base_of(Some("".into()), home.clone(), state), PathBuf::from("/home/ana/.local/state"));
+        assert_eq!(base_of(None, home, state), PathBuf::from("/home/ana/.local/state"));
+    }
 }

@@ -183,6 +183,9 @@ fn unit_unpublished(
 /// alarms and low data samples"). Its OK says nothing of them.
 fn ignores_low_samples(a: &aws_sdk::cloudwatch::types::MetricAlarm) -> Option<String> {
     let percentile = |s: &str| s.strip_prefix(['p', 'P']).is_some_and(|n| n.parse::<f64>().is_ok());
+    if a.namespace().is_some_and(|n| n != "AWS/ApplicationELB") {
+        return None;
+    }
     let stat = a
         .extended_statistic()
         .filter(|s| percentile(s))

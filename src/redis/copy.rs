@@ -439,26 +439,21 @@ pub async fn preflight(opts: &CopyOptions) -> Result<(Conns, Preflight), CopyErr
     let (source_version, source_run_id) = server_info(&opts.from, &mut src).await.map_err(CopyError::Refused)?;
     let (target_version, _) = server_info(&opts.to, &mut dst).await.map_err(CopyError::Refused)?;
     // Two names of one server (an address and a DNS name, a primary
-    // endpoint and its node's), two nodes of one cluster, or a replica of the
-    // target: the URLs differ, the data is the same, and a copy would
-    // rewrite every key in place (undoing writes made meanwhile).
+    // endpoint and its node's) or two nodes of one cluster: the URLs differ,
+    // the data is the same, and a copy would rewrite every key in place
+    // (undoing writes made meanwhile). A replication id in common is not
+    // enough: a target seeded from the source's snapshot may carry it
+    // without following it (a replica target takes no writes anyway).
     if opts.from.db() == opts.to.db() {
         let (from, to) = tokio::try_join!(
             verify::side_identities(&opts.from, &src, src_cluster.as_deref()),
             verify::side_identities(&opts.to, &dst, dst_cluster.as_deref())
         )
         .map_err(CopyError::Refused)?;
-        let why = match verify::shared(&from, &to) {
-            None => None,
-            Some(verify::Shared::Server(run_id)) => Some(format!("are one Redis server (run_id {run_id})")),
-            Some(verify::Shared::Replication(replid)) => {
-                Some(format!("are in one replication group (replication id {replid}): one replicates the other"))
-            }
-        };
-        if let Some(why) = why {
+        if let Some(verify::Shared::Server(run_id)) = verify::shared(&from, &to) {
             return Err(CopyError::Refused(format!(
-                "the source {} and the target {} {why}, database {}: a copy onto itself would rewrite every key in \
-                 place; check the two URLs",
+                "the source {} and the target {} are one Redis server (run_id {run_id}), database {}: a copy onto \
+                 itself would rewrite every key in place; check the two URLs",
                 opts.from.redacted(),
                 opts.to.redacted(),
                 opts.to.db()

@@ -139,7 +139,10 @@ impl<'a> Locator<'a> {
         let line = before.matches('\n').count() + 1;
         let line_start = before.rfind('\n').map_or(0, |i| i + 1);
         // A byte-order mark at the file's start is no column an editor shows.
-        let col = before[line_start..].trim_start_matches('\u{feff}').chars().count() + 1;
+        let line_text = &before[line_start..];
+        let line_text =
+            if line_start == 0 { line_text.strip_prefix('\u{feff}').unwrap_or(line_text) } else { line_text };
+        let col = line_text.chars().count() + 1;
         (line, col)
     }
 

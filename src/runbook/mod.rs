@@ -93,11 +93,11 @@ pub fn key_pattern_problem(p: &str) -> Option<(String, &'static str)> {
     while i < b.len() {
         match b[i] {
             b'\\' if i + 1 == b.len() => {
-                return Some((format!("{p:?} ends with a lone backslash"), "escape it as \\\\ or remove it"));
+                return Some((format!("`{p}` ends with a lone backslash"), "escape it as \\\\ or remove it"));
             }
             b'\\' => i += 1,
             b'[' if !b[i + 1..].contains(&b']') => {
-                return Some((format!("{p:?} has an unclosed '['"), "close it or escape it as \\["));
+                return Some((format!("`{p}` has an unclosed '['"), "close it or escape it as \\["));
             }
             b'[' => i += b[i + 1..].iter().position(|c| *c == b']').map_or(0, |c| c + 1),
             _ => {}

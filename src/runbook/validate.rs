@@ -66,6 +66,10 @@ fn lengthen_default_lags(rollout: &mut Rollout, raw_gates: &[S<RawGate>], alarms
 
 const TOP_TABLES: [&str; 4] = ["runbook", "environments", "dns", "rollout"];
 
+/// How often CloudWatch evaluates an alarm of a minute or more: the longest
+/// an `alarm_ok` gate may go between readings without missing an ALARM.
+const ALARM_EVALUATED_EVERY: Duration = Duration::from_secs(60);
+
 /// The longest composite alarm rule AWS takes (PutCompositeAlarm, AlarmRule).
 const MAX_ALARM_RULE: usize = 10_240;
 
@@ -103,13 +107,24 @@ fn toml_diagnostic(loc: &Locator, text: &str, e: &toml::de::Error) -> Diagnostic
     } else {
         "fix the TOML syntax here (strings need quotes, tables need [brackets])".to_string()
     };
-    // A key misspelt in [notify] (`webhook_url`) likely holds the webhook
-    // URL itself, a secret: located, but its line never echoed.
-    let secret_line = message.contains("webhook_url_env");
-    match e.span() {
-        Some(span) if secret_line => Diagnostic { span: None, ..loc.at(span, message, hint) },
-        Some(span) => loc.at(span, message, hint),
-        None => loc.whole_file(message, hint),
+    // A misspelt key whose line holds a URL (`webhook_url = "https://…"`,
+    // a Redis URL with its password) may hold a secret: the error points at
+    // the value, shown masked, never echoed.
+    let secret_value = e.span().and_then(|span| {
+        let start = text[..span.start.min(text.len())].rfind('\n').map_or(0, |i| i + 1);
+        let end = text[start..].find('\n').map_or(text.len(), |i| start + i);
+        let line = &text[start..end];
+        if !line.contains("://") {
+            return None;
+        }
+        let value = line.find('=').map_or(0, |i| i + 1);
+        let value = value + (line.len() - value - line[value..].trim_start().len());
+        Some(start + value..start + line.trim_end().len().max(value))
+    });
+    match (e.span(), secret_value) {
+        (Some(_), Some(value)) => Diagnostic { secret: true, ..loc.at(value, message, hint) },
+        (Some(span), None) => loc.at(span, message, hint),
+        (None, _) => loc.whole_file(message, hint),
     }
 }
 
@@ -1252,6 +1267,22 @@ impl<'a> Validator<'a> {
                 "give an interval of a second or more, such as 30s: the alarms are read that often",
             );
         }
+        // The alarm_ok gates measured at gate_interval (see `gate`).
+        if let Some(g) = &r.gate_interval
+            && gate_interval > ALARM_EVALUATED_EVERY
+            && r.gates.iter().any(|x| x.get_ref().kind.get_ref() == "alarm_ok" && x.get_ref().interval.is_none())
+        {
+            self.err(
+                g.span(),
+                format!(
+                    "gate_interval {} is longer than a minute, and an alarm_ok gate is measured at it: CloudWatch \
+                     evaluates an alarm every minute, so an ALARM lasting a minute between two readings would never \
+                     be seen",
+                    g.get_ref()
+                ),
+                "measure alarm_ok gates at least once a minute: gate_interval = \"30s\", or an interval of their own",
+            );
+        }
         for g in r.gates.iter().filter(|g| g.get_ref().kind.get_ref() == "compare") {
             for side in [&from, &to] {
                 if names.envs.contains(side) && !names.lb_envs.contains(side) {
@@ -1721,16 +1752,15 @@ impl<'a> Validator<'a> {
         // evaluates an alarm every minute (every 10 s at a sub-minute
         // period), so an ALARM may last one minute and fall between two
         // readings further apart.
-        if matches!(kind_value, GateKind::AlarmOk { .. }) && interval > Duration::from_secs(60) {
-            let at = g.interval.as_ref().map_or(g.kind.span(), |i| i.span());
+        if let (GateKind::AlarmOk { .. }, Some(i)) = (&kind_value, &g.interval)
+            && interval > ALARM_EVALUATED_EVERY
+        {
             self.err(
-                at,
+                i.span(),
                 format!(
                     "interval {} is longer than a minute: CloudWatch evaluates an alarm every minute, so an ALARM \
                      lasting a minute between two readings would never be seen",
-                    g.interval
-                        .as_ref()
-                        .map_or_else(|| format!("{} s (gate_interval)", interval.as_secs()), |i| i.get_ref().clone()),
+                    i.get_ref()
                 ),
                 "measure an alarm_ok gate at least once a minute, e.g. interval = \"30s\"",
             );
@@ -2418,9 +2448,14 @@ impl<'a> Validator<'a> {
                 self.forbid(kind, "action", &present, &["from_redis", "to_redis", "match"]);
                 let (from_redis, to_redis) = self.redis_pair(names, kind, p, at);
                 if let Some(m) = &p.pattern
-                    && let Some((what, fix)) = super::key_pattern_problem(m.get_ref())
+                    && let Some((what, _)) = super::key_pattern_problem(m.get_ref())
                 {
-                    self.err(m.span(), format!("match {what}"), fix);
+                    self.err(
+                        m.span(),
+                        format!("match {what}"),
+                        "give a glob such as 'user:*' (in a literal string, 'user:\\[1\\]', each backslash is \
+                         Redis's own escape), or leave match out to copy every key",
+                    );
                 }
                 Action::CopyRedis {
                     from_redis: from_redis?,

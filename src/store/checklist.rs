@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::backend::{Cond, StoreError, Version};
+use super::backend::{Backend, Cond, StoreError, Version};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tick {
@@ -118,7 +118,11 @@ pub fn location(runbook: &str) -> String {
 /// The ticks and notes and the version read; none yet is an empty
 /// checklist, a damaged one an error naming it.
 pub fn load(runbook: &str) -> Result<(ChecklistState, Option<Version>), String> {
-    let got = super::backend::current().get(runbook, ITEM).map_err(|e| format!("{}: {e}", location(runbook)))?;
+    load_on(&*super::backend::current(), runbook)
+}
+
+fn load_on(backend: &dyn Backend, runbook: &str) -> Result<(ChecklistState, Option<Version>), String> {
+    let got = backend.get(runbook, ITEM).map_err(|e| format!("{}: {e}", location(runbook)))?;
     let Some(o) = got else { return Ok((ChecklistState::default(), None)) };
     let s = serde_json::from_slice(&o.body).map_err(|e| {
         // Unknown fields are refused so an older cutover never writes back
@@ -196,19 +200,38 @@ fn audit_line(
 /// only over the version read; a write that loses re-reads and applies
 /// again, so two people's edits both land. Returns the state written.
 pub fn apply(runbook: &str, edits: &[Edit]) -> Result<ChecklistState, String> {
-    let backend = super::backend::current();
+    apply_on(&*super::backend::current(), runbook, edits)
+}
+
+fn apply_on(backend: &dyn Backend, runbook: &str, edits: &[Edit]) -> Result<ChecklistState, String> {
+    // The state this process last sent: a write whose reply was lost and
+    // that the SDK sent again is refused (412) although it landed, and a
+    // note edited over the one seen would then read as someone else's.
+    let mut sent: Option<ChecklistState> = None;
     for attempt in 0..40u32 {
-        let (s, version) = load(runbook)?;
+        let (s, version) = load_on(backend, runbook)?;
+        if sent.as_ref() == Some(&s) {
+            return Ok(s);
+        }
         let s = edited(s, edits)?;
         let body = serde_json::to_vec_pretty(&s).map_err(|e| e.to_string())?;
         match backend.put(runbook, ITEM, &body, Cond::replacing(version.as_ref())) {
             Ok(_) => return Ok(s),
             Err(StoreError::Conflict) => {
+                sent = Some(s);
                 // Spread the retries of writers that collided.
                 let ms = 5 + fastrand::u64(0..(20 * u64::from(attempt + 1)).min(400));
                 std::thread::sleep(std::time::Duration::from_millis(ms));
             }
-            Err(e) => return Err(format!("{}: cannot save checklist progress: {e}", location(runbook))),
+            Err(e) => {
+                // No answer is not "not written": what is there says.
+                if let Ok((now, _)) = load_on(backend, runbook)
+                    && now == s
+                {
+                    return Ok(now);
+                }
+                return Err(format!("{}: cannot save checklist progress: {e}", location(runbook)));
+            }
         }
     }
     Err(format!("{}: the checklist kept changing under 40 attempts; nothing was lost, try again", location(runbook)))
@@ -278,6 +301,63 @@ mod tests {
         };
         ana.apply(&mut s).unwrap();
         assert_eq!(s.notes["a/b"], "DO NOT proceed; ok now");
+    }
+
+    /// Local files whose first put lands and answers 412, as S3 answers the
+    /// SDK's retry of a write whose reply was lost; or fails unanswered.
+    struct LostReply {
+        files: super::super::backend::LocalFiles,
+        lose: std::sync::atomic::AtomicU32,
+        refuse: bool,
+    }
+
+    impl Backend for LostReply {
+        fn describe(&self) -> String {
+            self.files.describe()
+        }
+        fn shared(&self) -> bool {
+            true
+        }
+        fn get(&self, runbook: &str, item: &str) -> Result<Option<super::super::backend::Object>, StoreError> {
+            self.files.get(runbook, item)
+        }
+        fn put(&self, runbook: &str, item: &str, body: &[u8], cond: Cond) -> Result<Version, StoreError> {
+            use std::sync::atomic::Ordering;
+            let v = self.files.put(runbook, item, body, cond)?;
+            match self.lose.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)) {
+                Ok(_) if self.refuse => Err(StoreError::Conflict),
+                Ok(_) => Err(StoreError::Unavailable("timed out: no reply".into())),
+                Err(_) => Ok(v),
+            }
+        }
+        fn delete(&self, runbook: &str, item: &str, cond: Cond) -> Result<(), StoreError> {
+            self.files.delete(runbook, item, cond)
+        }
+        fn list(&self, runbook: &str, prefix: &str) -> Result<Vec<super::super::backend::Listed>, StoreError> {
+            self.files.list(runbook, prefix)
+        }
+        fn append(&self, runbook: &str, log: &str, entry: &[u8]) -> Result<(), StoreError> {
+            self.files.append(runbook, log, entry)
+        }
+        fn entries(&self, runbook: &str, log: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+            self.files.entries(runbook, log)
+        }
+    }
+
+    /// A note written over none, whose write landed with its reply lost:
+    /// saved, not "changed by someone else (now: its own words)".
+    #[test]
+    fn a_note_saved_whose_reply_was_lost_is_saved() {
+        for refuse in [true, false] {
+            let dir = tempfile::tempdir().unwrap();
+            let files = super::super::backend::LocalFiles { dir: Some(dir.path().to_path_buf()) };
+            let store = LostReply { files, lose: 1.into(), refuse };
+            let note =
+                Edit::Note { key: "a/b".into(), text: Some("backup verified".into()), over: NoteOver::Seen(None) };
+            let saved = apply_on(&store, "demo", &[note]).unwrap_or_else(|e| panic!("refuse {refuse}: {e}"));
+            assert_eq!(saved.notes["a/b"], "backup verified");
+            assert_eq!(load_on(&store, "demo").unwrap().0, saved);
+        }
     }
 
     /// A tick with a note that is refused leaves nothing: `apply` writes

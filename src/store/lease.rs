@@ -256,7 +256,10 @@ impl Shared {
                             "the lease expired while the shared state could not be read after a refused renewal ({e})"
                         )));
                     }
-                    return Err(format!("cannot renew the lease: refused, and the lease could not be read ({e})"));
+                    return Err(format!(
+                        "cannot renew the lease: its version moved (maybe by a renewal of ours answered too late) and \
+                         it could not be read ({e})"
+                    ));
                 }
                 let stored = match &there {
                     Ok(Some(o)) => serde_json::from_slice::<LeaseRecord>(&o.body).ok().map(|r| (o.version.clone(), r)),
@@ -990,6 +993,9 @@ mod tests {
         let (_dir, s) = store();
         let held = acquire_on(s.clone(), "demo", ITEM, "rollout", Duration::from_secs(600), false, &mut |_| {})
             .unwrap_or_else(|e| panic!("{e}"));
+        // A renewal in the same millisecond as the take would write the same
+        // record, leaving the version where it was: no refusal to follow.
+        std::thread::sleep(Duration::from_millis(5));
         s.unanswered.store(1, Ordering::SeqCst);
         s.failing_gets.store(1, Ordering::SeqCst);
         held.fence().unwrap_or_else(|e| panic!("the lease is still ours: {e}"));
