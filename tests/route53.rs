@@ -660,7 +660,6 @@ async fn a_side_whose_health_check_fails_gets_no_traffic_and_no_gate_passes_it()
 /// healthy target behind the ALB it gets no traffic whatever its weight.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_alias_to_an_alb_with_no_healthy_target_gets_no_traffic() {
-    use aws_sdk::elasticloadbalancingv2::types::TargetDescription;
     let dir = tempfile::tempdir().unwrap();
     let (rb, path) = single_box(dir.path());
     let sb = sandbox(&rb, "eu-south-1").await;
@@ -695,13 +694,7 @@ async fn an_alias_to_an_alb_with_no_healthy_target_gets_no_traffic() {
     }
     send_changes_as_another_client(&sb, back).await;
     let tg = &sb.world.target_groups["alb"][0].arn;
-    let targets: Vec<_> = sb
-        .world
-        .instances
-        .iter()
-        .filter(|i| i.environment == "alb")
-        .map(|i| TargetDescription::builder().id(&i.id).port(8080).build())
-        .collect();
+    let targets = registered_targets(&sb, "alb");
     let deregister = sb.clients.elb.deregister_targets().target_group_arn(tg).set_targets(Some(targets.clone()));
     deregister.send().await.unwrap();
     let sides = status_sides(&sb, &rb, dir.path(), &path).await;

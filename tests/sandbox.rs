@@ -332,7 +332,6 @@ async fn traffic_goes_only_to_records_route53_counts_healthy() {
 /// share again once a target is back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_alias_to_a_load_balancer_with_no_healthy_target_gets_no_traffic() {
-    use aws_sdk::elasticloadbalancingv2::types::TargetDescription;
     let rb = runbook("single-box-to-alb.toml");
     let sb = sandbox(&rb, "ap-south-1").await;
     let start = aws_smithy_types::DateTime::from_secs(
@@ -342,13 +341,7 @@ async fn an_alias_to_a_load_balancer_with_no_healthy_target_gets_no_traffic() {
     let got = window(&sb, &["alb"], 10.0, start).await;
     assert!(got[0] >= 10.0, "the alias gets traffic while a target is healthy: {got:?}");
     let tg = &sb.world.target_groups["alb"][0].arn;
-    let targets: Vec<_> = sb
-        .world
-        .instances
-        .iter()
-        .filter(|i| i.environment == "alb")
-        .map(|i| TargetDescription::builder().id(&i.id).port(cutover::sandbox::provision::TARGET_PORT).build())
-        .collect();
+    let targets = registered_targets(&sb, "alb");
     let deregister = sb.clients.elb.deregister_targets().target_group_arn(tg).set_targets(Some(targets.clone()));
     deregister.send().await.unwrap();
     until_quiet(&sb, "alb", &[], start).await;

@@ -24,12 +24,23 @@ pub struct Diagnostic {
 
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (file, message, hint) = (printable(&self.file), printable(&self.message), printable(&self.hint));
         if self.line == 0 {
-            write!(f, "{}: {}; {}", self.file, self.message, self.hint)
+            write!(f, "{file}: {message}; {hint}")
         } else {
-            write!(f, "{}:{}:{}: {}; {}", self.file, self.line, self.col, self.message, self.hint)
+            write!(f, "{file}:{}:{}: {message}; {hint}", self.line, self.col)
         }
     }
+}
+
+/// `s` with its control characters escaped (`\u{1b}`): a runbook value
+/// echoed in a message (a TOML "\u001b[2K\r… ok" in a region) must not
+/// move the terminal's cursor and rewrite a refusal as "ok".
+fn printable(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(char::is_control) {
+        return s.into();
+    }
+    s.chars().map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() }).collect()
 }
 
 /// Every problem found in one runbook, in source order.
@@ -192,6 +203,15 @@ mod tests {
         let loc = Locator::new("f.toml", bom);
         assert_eq!(loc.line_col(bom.find("schema").unwrap()), (1, 1));
         assert_eq!(loc.line_col(bom.find('=').unwrap()), (1, 8));
+    }
+
+    #[test]
+    fn control_characters_in_a_message_are_shown_escaped() {
+        let loc = Locator::new("r.toml", "region = \"x\"\n");
+        let d = loc.at(9..12, "bad region `\u{1b}[2K\rr.toml: ok`", "give a region");
+        let shown = d.to_string();
+        assert!(!shown.chars().any(char::is_control), "{shown:?}");
+        assert!(shown.contains("bad region `\\u{1b}[2K\\rr.toml: ok`"), "{shown}");
     }
 
     #[test]

@@ -498,3 +498,20 @@ pub async fn health_becomes(health_url: &str, ok: bool, what: &str) {
     })
     .await;
 }
+
+/// Each instance of `environment` as the sandbox registered it in its target
+/// groups (on `TARGET_PORT`), to deregister or register again.
+#[allow(dead_code)]
+pub fn registered_targets(
+    sb: &Sandbox,
+    environment: &str,
+) -> Vec<aws_sdk::elasticloadbalancingv2::types::TargetDescription> {
+    use aws_sdk::elasticloadbalancingv2::types::TargetDescription;
+    let port = cutover::sandbox::provision::TARGET_PORT;
+    sb.world
+        .instances
+        .iter()
+        .filter(|i| i.environment == environment)
+        .map(|i| TargetDescription::builder().id(&i.id).port(port).build())
+        .collect()
+}
