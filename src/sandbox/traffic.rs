@@ -84,9 +84,13 @@ impl InService {
 /// which answers target health as an ALB (moto calls every running target
 /// healthy).
 async fn in_service(clients: &crate::aws::Clients, group: &str, lb: &str) -> Result<InService, String> {
-    let health = clients.elb.describe_target_health().target_group_arn(group).send().await.map_err(|e| {
-        format!("DescribeTargetHealth: {}", aws_sdk::elasticloadbalancingv2::error::DisplayErrorContext(&e))
-    })?;
+    let health = clients
+        .elb
+        .describe_target_health()
+        .target_group_arn(group)
+        .send()
+        .await
+        .map_err(|e| elb_error("DescribeTargetHealth", &e))?;
     let states: Vec<(String, String)> = health
         .target_health_descriptions()
         .iter()
@@ -96,9 +100,13 @@ async fn in_service(clients: &crate::aws::Clients, group: &str, lb: &str) -> Res
             Some((id, state))
         })
         .collect();
-    let found = clients.elb.describe_load_balancers().load_balancer_arns(lb).send().await.map_err(|e| {
-        format!("DescribeLoadBalancers: {}", aws_sdk::elasticloadbalancingv2::error::DisplayErrorContext(&e))
-    })?;
+    let found = clients
+        .elb
+        .describe_load_balancers()
+        .load_balancer_arns(lb)
+        .send()
+        .await
+        .map_err(|e| elb_error("DescribeLoadBalancers", &e))?;
     let zones = found
         .load_balancers()
         .iter()
@@ -492,7 +500,7 @@ async fn load_balancer_names(world: &World, aws: &SideClients) -> BTreeMap<Strin
                     .filter_map(|l| Some((lb_dns_key(l.dns_name()?), (env.clone(), arn.clone())))),
             ),
             Err(e) => {
-                tracing::warn!(error = %aws_sdk::elasticloadbalancingv2::error::DisplayErrorContext(&e), env, "traffic: cannot read a load balancer's name");
+                tracing::warn!(error = %elb_error("DescribeLoadBalancers", &e), env, "traffic: cannot read a load balancer's name");
                 return BTreeMap::new();
             }
         }
