@@ -2500,6 +2500,59 @@ async fn a_sentinel_failover_mid_copy_is_followed_and_every_key_arrives() {
     assert!(err.contains("knows no master named \"nosuchmaster\"") && err.contains("master name"), "{err}");
 }
 
+/// A Sentinel target whose master evicts keys it took (full at its
+/// maxmemory, `volatile-lru`) and then fails over: the promoted replica
+/// lost those keys too (the master sent it the deletions), and it counts
+/// no eviction of its own, so the copy's end check, which reads the
+/// master's `evicted_keys`, sees none. The copy must not end "copied"
+/// without them: it writes every key again on the new master.
+#[tokio::test(flavor = "multi_thread")]
+async fn keys_the_old_master_evicted_before_a_followed_failover_are_written_again() {
+    const N: usize = 6_000;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let group = common::sentinel::SentinelGroup::start(dir.path()).await;
+    let src = server(dir.path(), "src").await;
+    let (mut s, mut m) = (conn(&src.url).await, conn(&format!("redis://127.0.0.1:{}/0", group.master.port)).await);
+    // No limit yet: the policy evicts once one is set.
+    kilobyte_keys_and_an_evicting_target(&mut s, &mut m, N, "0").await;
+    let to = group.url();
+    let args = ["redis", "copy", "--from", &src.url, "--to", &to, "--yes"];
+    let child = copy_until_checkpointed(&state, &args, "1000", N as u64 / 3);
+    let evicted = |info: &str| cutover::redis::info_field(info, "evicted_keys").and_then(|v| v.parse::<u64>().ok());
+    let used: String = redis::cmd("INFO").arg("memory").query_async(&mut m).await.unwrap();
+    let used: u64 = cutover::redis::info_field(&used, "used_memory").unwrap().parse().unwrap();
+    let config = |k: &'static str, v: String| redis::cmd("CONFIG").arg("SET").arg(k).arg(v).clone();
+    let _: () = config("maxmemory", (used - 512 * 1024).to_string()).query_async(&mut m).await.unwrap();
+    let start = Instant::now();
+    loop {
+        let info: String = redis::cmd("INFO").arg("stats").query_async(&mut m).await.unwrap();
+        if evicted(&info).unwrap() > 0 {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "the master never evicted");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _: () = config("maxmemory", "0".into()).query_async(&mut m).await.unwrap();
+    // A checkpoint past the evictions: the replica confirmed the places before them.
+    let after = checkpoint_copied(&state).unwrap_or(0) + 300;
+    while checkpoint_copied(&state).unwrap_or(0) < after {
+        assert!(start.elapsed() < Duration::from_secs(60), "no checkpoint after the evictions");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    group.failover().await;
+    let mut child = child;
+    let out = tokio::task::spawn_blocking(move || child.take().wait_with_output().unwrap()).await.unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains("followed a failover of the target"), "{stdout}{stderr}");
+    let new_master = group.master_port().await;
+    assert_eq!(new_master, group.replica.port, "the replica was promoted");
+    let mut t = conn(&format!("redis://127.0.0.1:{new_master}/0")).await;
+    assert_eq!(dbsize(&mut t).await as usize, N, "every key on the new master");
+    assert!(stdout.contains("starts its scan again"), "{stdout}{stderr}");
+}
+
 /// A Sentinel group as the target, its sentinels slow to fail over (a
 /// minute), and a source with `n` keys of every type, each with a TTL: the
 /// group, the source, and their URLs (from, to).

@@ -56,6 +56,11 @@ pub struct Checkpoint {
     /// still seen when a resume ends. None in older checkpoints.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_evicted: Option<u64>,
+    /// A Sentinel target: the `run_id` of the master `target_evicted` was
+    /// read on. Another server's count says nothing of what this one
+    /// evicted (a promoted replica counts its own, a restart counts from 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_evicted_on: Option<String>,
 }
 
 /// Where a Sentinel target's master stood when its replicas confirmed a
@@ -310,6 +315,24 @@ impl Checkpoint {
              again ({} keys copied before)",
             self.counters.copied
         ))
+    }
+
+    /// Why a resume must write every key again: a Sentinel target's master
+    /// is another server than the one whose evictions were counted (a
+    /// failover, a restart), and the target evicts (`evicts`), so what the
+    /// old one dropped after taking it can be read nowhere now.
+    pub fn evictions_unread(&self, master_now: &str, evicts: bool) -> Option<String> {
+        let then = self.target_evicted_on.as_deref()?;
+        (then != master_now && evicts).then(|| {
+            format!(
+                "the target's master is another server than the one that took the writes (run_id {} then, {} now) \
+                 and its maxmemory-policy evicts keys: what the old one evicted cannot be read any more, so the scan \
+                 starts over and writes every key again ({} keys copied before)",
+                short(then),
+                short(master_now),
+                self.counters.copied
+            )
+        })
     }
 
     /// Where a resumed copy starts SCAN: the saved cursor, or 0 with the
@@ -569,7 +592,22 @@ mod tests {
             target_run_ids: Vec::new(),
             target_mark: None,
             target_evicted: None,
+            target_evicted_on: None,
         }
+    }
+
+    /// A resume onto a Sentinel master other than the one whose evictions
+    /// were counted cannot read what the old one dropped: with an evicting
+    /// policy every key is written again.
+    #[test]
+    fn evictions_on_another_master_are_unread_only_where_the_target_evicts() {
+        let mut cp = checkpoint("redis://h:1/0", 42, 900);
+        assert_eq!(cp.evictions_unread("bbbb", true), None, "an older checkpoint names no master");
+        cp.target_evicted_on = Some("aaaa".into());
+        assert_eq!(cp.evictions_unread("aaaa", true), None, "the same master: its count is read");
+        assert_eq!(cp.evictions_unread("bbbb", false), None, "noeviction: nothing was dropped");
+        let why = cp.evictions_unread("bbbb", true).unwrap();
+        assert!(why.contains("run_id aaaa then, bbbb now") && why.contains("900 keys copied before"), "{why}");
     }
 
     #[test]

@@ -138,9 +138,21 @@ pub struct Preflight {
     /// The target's `evicted_keys` as the copy's first run began (kept in
     /// its checkpoint): more at its end means keys it took were dropped.
     /// Moved to the count read at a failure for evictions, whose checkpoint
-    /// starts over (shared by the clones of this preflight).
+    /// starts over, and to a new Sentinel master's own count (shared by the
+    /// clones of this preflight).
     #[serde(skip)]
-    pub target_evicted: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    pub target_evicted: std::sync::Arc<std::sync::Mutex<EvictionBase>>,
+    /// A Sentinel target: its master's `maxmemory-policy` evicts keys, so a
+    /// master gone with its count of evictions may have dropped some.
+    pub target_may_evict: bool,
+}
+
+/// Where a copy counts the target's evictions from: its `evicted_keys`
+/// then, and (a Sentinel target) the `run_id` of the master it was read on.
+#[derive(Debug, Clone, Default)]
+pub struct EvictionBase {
+    pub count: u64,
+    pub on: Option<String>,
 }
 
 impl Preflight {
@@ -148,6 +160,11 @@ impl Preflight {
     /// from the start when the target may have lost what it took.
     pub fn resume_of(&self, cp: &Checkpoint) -> checkpoint::Resume {
         if let Some(why) = cp.lineage_broken(self.target_history.as_ref()) {
+            return checkpoint::Resume::over(self.source_shards.len(), why);
+        }
+        if let Some(master) = self.evicted_base().on
+            && let Some(why) = cp.evictions_unread(&master, self.target_may_evict)
+        {
             return checkpoint::Resume::over(self.source_shards.len(), why);
         }
         let r = cp.resume(&self.source_run_id, &self.source_shards, &self.target_run_ids);
@@ -168,6 +185,14 @@ impl Preflight {
 
     fn set_mark(&self, mark: Option<checkpoint::ReplMark>) {
         *self.target_mark.lock().unwrap_or_else(|e| e.into_inner()) = mark;
+    }
+
+    fn evicted_base(&self) -> EvictionBase {
+        self.target_evicted.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn set_evicted_base(&self, base: EvictionBase) {
+        *self.target_evicted.lock().unwrap_or_else(|e| e.into_inner()) = base;
     }
 }
 
@@ -344,6 +369,14 @@ fn set_back(saved: Result<(), String>, run_by: RunBy) -> String {
     }
 }
 
+/// Whether the server behind `c` drops keys it took once full: its
+/// `maxmemory-policy` is not `noeviction` (the policy decides, as
+/// `maxmemory` may be set at any time; none read: it may).
+async fn may_evict(e: &Endpoint, c: &mut MultiplexedConnection) -> Result<bool, String> {
+    let info: String = q(e, c, redis::cmd("INFO").arg("memory")).await?;
+    Ok(super::info_field(&info, "maxmemory_policy") != Some("noeviction"))
+}
+
 async fn replication_info(e: &Endpoint, c: &mut MultiplexedConnection) -> Result<String, String> {
     q(e, c, redis::cmd("INFO").arg("replication")).await
 }
@@ -437,7 +470,12 @@ pub async fn preflight(opts: &CopyOptions) -> Result<(Conns, Preflight), CopyErr
     let (mut src, src_addr, src_cluster) = open_side(&opts.from).await.map_err(CopyError::Refused)?;
     let (mut dst, dst_addr, dst_cluster) = open_side(&opts.to).await.map_err(CopyError::Refused)?;
     let (source_version, source_run_id) = server_info(&opts.from, &mut src).await.map_err(CopyError::Refused)?;
-    let (target_version, _) = server_info(&opts.to, &mut dst).await.map_err(CopyError::Refused)?;
+    let (target_version, target_master) = server_info(&opts.to, &mut dst).await.map_err(CopyError::Refused)?;
+    // A Sentinel target's evictions are counted on its master: which one is kept.
+    let (target_master, target_may_evict) = match opts.to.sentinel() {
+        Some(_) => (Some(target_master), may_evict(&opts.to, &mut dst).await.map_err(CopyError::Refused)?),
+        None => (None, false),
+    };
     // Two names of one server (an address and a DNS name, a primary
     // endpoint and its node's) or two nodes of one cluster: the URLs differ,
     // the data is the same, and a copy would rewrite every key in place
@@ -529,9 +567,12 @@ pub async fn preflight(opts: &CopyOptions) -> Result<(Conns, Preflight), CopyErr
     let conns = Conns { src, dst, src_addr, dst_addr, src_cluster, dst_cluster };
     let (target_keys, target_expiring) = conns.target_counts(&opts.to).await.map_err(CopyError::Refused)?;
     // Counted from the copy's first run: a resume still sees what an
-    // interrupted run had evicted (a count lower now: the target restarted).
+    // interrupted run had evicted (a count lower now: the target restarted;
+    // another Sentinel master: its own count, and `resume_of` says whether
+    // the scan must start over).
     let evicted_now = conns.target_evicted(&opts.to).await.map_err(CopyError::Refused)?;
-    let target_evicted = match opts.resume.as_ref().and_then(|cp| cp.target_evicted) {
+    let same_master = |cp: &Checkpoint| cp.target_evicted_on.is_none() || cp.target_evicted_on == target_master;
+    let target_evicted = match opts.resume.as_ref().filter(|cp| same_master(cp)).and_then(|cp| cp.target_evicted) {
         Some(before) if before <= evicted_now => before,
         _ => evicted_now,
     };
@@ -582,7 +623,11 @@ pub async fn preflight(opts: &CopyOptions) -> Result<(Conns, Preflight), CopyErr
         target_history,
         target_mark,
         expiry_read,
-        target_evicted: std::sync::Arc::new(std::sync::atomic::AtomicU64::new(target_evicted)),
+        target_evicted: std::sync::Arc::new(std::sync::Mutex::new(EvictionBase {
+            count: target_evicted,
+            on: target_master,
+        })),
+        target_may_evict,
     };
     Ok((conns, pf))
 }
@@ -1844,7 +1889,8 @@ fn save(opts: &CopyOptions, pf: &Preflight, parts: &[Part], carried: Counters) -
         done: single && parts[0].at.done,
         target_run_ids: pf.target_run_ids.clone(),
         target_mark: pf.mark(),
-        target_evicted: Some(pf.target_evicted.load(std::sync::atomic::Ordering::SeqCst)),
+        target_evicted: Some(pf.evicted_base().count),
+        target_evicted_on: pf.evicted_base().on,
     };
     checkpoint::save(path, &cp)
 }
@@ -2232,8 +2278,20 @@ pub async fn copy(
             need_replicas = need_replicas.saturating_sub(1);
         }
         need_replicas = need_replicas.max(replica_count(&opts.to, &mut conns.dst).await.unwrap_or(0));
-        if target_moved {
-            target_version = server_info(&opts.to, &mut conns.dst).await.map_err(CopyError::Failed)?.0;
+        // Evictions are counted on the master that took the writes: another
+        // one (promoted, or restarted) counts its own, and what the old one
+        // dropped after taking it can be read nowhere now. Where the target
+        // evicts, every key is written again.
+        let mut evictions_unread = false;
+        if opts.to.sentinel().is_some() {
+            let (version, master) = server_info(&opts.to, &mut conns.dst).await.map_err(CopyError::Failed)?;
+            target_version = version;
+            if pf.evicted_base().on.as_deref() != Some(master.as_str()) {
+                let count = conns.target_evicted(&opts.to).await.map_err(CopyError::Failed)?;
+                evictions_unread =
+                    pf.target_may_evict || may_evict(&opts.to, &mut conns.dst).await.map_err(CopyError::Failed)?;
+                pf.set_evicted_base(EvictionBase { count, on: Some(master) });
+            }
         }
         // A cluster source did not move (its scanned servers' versions stand).
         let mut source_version = None;
@@ -2251,7 +2309,12 @@ pub async fn copy(
         if expiry_read == ExpiryRead::Absolute {
             expiry_read = ExpiryRead::choose(source_version.as_deref(), &target_version);
         }
-        let place = if run_id != parts[0].run_id {
+        let place = if evictions_unread {
+            start_over(&mut parts, &mut carried);
+            "the target's master is another server now and its maxmemory-policy evicts keys: what the old one \
+             evicted cannot be read any more, so the copy starts its scan again (overwriting)"
+                .to_string()
+        } else if run_id != parts[0].run_id {
             // A new source master scans in another order: start over, overwriting.
             parts[0].at = ScanPlace::start();
             "the source's new master scans in another order, so the copy starts its scan again (overwriting)"
@@ -2361,7 +2424,7 @@ pub async fn copy(
     // from 0, so no growth is read then).
     if finished {
         let copied = total_of(carried, &parts).copied;
-        let before = pf.target_evicted.load(std::sync::atomic::Ordering::SeqCst);
+        let before = pf.evicted_base().count;
         let evicted = conns.target_evicted(&opts.to).await;
         if let Err(e) = &evicted {
             // Unread is not lost: the checkpoint is kept, as when the target's servers cannot be asked.
@@ -2386,7 +2449,7 @@ pub async fn copy(
         };
         if let Some((now, why)) = why {
             // The scan starting over writes every key again: counted from here.
-            pf.target_evicted.store(now, std::sync::atomic::Ordering::SeqCst);
+            pf.set_evicted_base(EvictionBase { count: now, ..pf.evicted_base() });
             start_over(&mut parts, &mut carried);
             let saved = save(opts, pf, &parts, carried);
             return Err(CopyError::Failed(format!("{why} copy again: {}", set_back(saved, opts.run_by))));
