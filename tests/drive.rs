@@ -145,3 +145,59 @@ async fn a_side_whose_target_health_aws_cannot_tell_is_not_checked_never_in_serv
     assert_eq!(weights(&sb).await, w(70, 30));
     sb.down().await;
 }
+
+/// Staging's weighted CNAME pointed at `value`, as another client would.
+async fn point_staging_at(sb: &cutover::sandbox::Sandbox, rb: &cutover::runbook::Runbook, value: &str) {
+    use aws_sdk::route53::types::{Change, ChangeAction, ResourceRecord, ResourceRecordSet, RrType};
+    let set = ResourceRecordSet::builder()
+        .name(&rb.dns.record)
+        .r#type(RrType::Cname)
+        .set_identifier("staging")
+        .weight(0)
+        .ttl(10)
+        .resource_records(ResourceRecord::builder().value(value).build().unwrap())
+        .build()
+        .unwrap();
+    let change = Change::builder().action(ChangeAction::Upsert).resource_record_set(set).build().unwrap();
+    send_changes_as_another_client(sb, vec![change]).await;
+}
+
+/// A record sends its share where it points. Staging's record copied from
+/// production's (at production's load balancer) would hand production the
+/// share a shift gives staging while staging's own targets pass every
+/// check: refused, naming both. A name of one's own, which may lead to
+/// staging's load balancer, is shifted with a NOT CHECKED line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_pointing_at_another_load_balancer_is_refused_and_one_elsewhere_is_not_checked() {
+    let rb = runbook("demo.toml");
+    let sb = sandbox(&rb, "ap-northeast-2").await;
+    let prod = &sb.world.load_balancers["production"];
+    let lbs = sb.clients.elb.describe_load_balancers().load_balancer_arns(prod).send().await.unwrap();
+    let prod_dns = lbs.load_balancers()[0].dns_name().unwrap().to_string();
+    point_staging_at(&sb, &rb, &prod_dns).await;
+    let dir = tempfile::tempdir().unwrap();
+    let shift = ["shift", "runbooks/demo.toml", "--to", "30", "--yes"];
+    let (code, out, err) = run_cutover(&sb, &rb, dir.path(), &shift).await;
+    assert_eq!(code, Some(2), "{out}{err}");
+    assert!(
+        err.starts_with(&format!(
+            "refused: raising staging's weight from 0 to 30 would send that traffic to another load balancer: its \
+             CNAME record points at {prod_dns}, not at demo-staging-alb ("
+        )),
+        "{err}"
+    );
+    assert_eq!(weights(&sb).await, w(100, 0));
+
+    point_staging_at(&sb, &rb, "staging-origin.example.test").await;
+    let (code, out, err) = run_cutover(&sb, &rb, dir.path(), &shift).await;
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        format!("{out}{err}").contains(
+            "NOT CHECKED: whether the share this raises reaches staging's targets (its CNAME record points at \
+             staging-origin.example.test, not at load balancer demo-staging-alb ("
+        ),
+        "{out}{err}"
+    );
+    assert_eq!(weights(&sb).await, w(70, 30));
+    sb.down().await;
+}

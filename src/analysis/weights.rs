@@ -126,6 +126,13 @@ pub fn alias_names(target: &str, load_balancer_dns: &str) -> bool {
     target == dns || target.strip_prefix("dualstack.") == Some(dns.as_str())
 }
 
+/// Whether `name` is an Elastic Load Balancing DNS name
+/// (`<name>-<id>.<region>.elb.amazonaws.com`, `.com.cn` in China).
+pub fn is_load_balancer_name(name: &str) -> bool {
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    name.ends_with(".elb.amazonaws.com") || name.ends_with(".elb.amazonaws.com.cn")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -190,6 +197,10 @@ mod tests {
         assert!(alias_names("shop-alb-1.eu-south-1.elb.amazonaws.com", &format!("{lb}.")));
         assert!(!alias_names("dualstack.other-alb-1.eu-south-1.elb.amazonaws.com.", lb));
         assert!(!alias_names("x.shop-alb-1.eu-south-1.elb.amazonaws.com", lb));
+        assert!(is_load_balancer_name("dualstack.Shop-ALB-1.eu-south-1.ELB.amazonaws.com."));
+        assert!(is_load_balancer_name("shop-alb-1.cn-north-1.elb.amazonaws.com.cn"));
+        assert!(!is_load_balancer_name("shop.example.org"), "a name of one's own may lead anywhere");
+        assert!(!is_load_balancer_name("elb.amazonaws.com.example.org"));
     }
 
     #[test]

@@ -57,6 +57,16 @@ impl WeightedRecord {
         })
     }
 
+    /// The name the record sends its share to: an alias's target or a
+    /// CNAME's value (None for addresses).
+    pub fn points_at(&self) -> Option<&str> {
+        match (&self.alias_target, self.record_type.as_str()) {
+            (Some(a), _) => Some(a.dns_name.as_str()),
+            (None, "CNAME") => self.values.first().map(String::as_str),
+            _ => None,
+        }
+    }
+
     /// The record as read (for a DELETE, which must match it exactly).
     pub fn as_read(&self, name: &str) -> Result<ResourceRecordSet, String> {
         match &self.read {

@@ -339,15 +339,15 @@ pub async fn raised_sides_serve(
             )
         };
         let Some(env) = rb.environment(name) else { continue };
-        let side = crate::runbook::Side::Environment(name.clone());
-        let clients = sides.side(&side);
+        let reached = crate::runbook::Side::Environment(name.clone());
+        let clients = sides.side(&reached);
         // Read in another account than the side's, a namesake's load
         // balancer could answer for it: not checked, never passed.
         if rb.has_side_access() {
             // Only a proven mismatch: an STS error (throttling) must not turn
             // a refusal the target health would give into a printed line.
-            let how = sides.reach(&side).describe();
-            let want = rb.side_account(&side);
+            let how = sides.reach(&reached).describe();
+            let want = rb.side_account(&reached);
             let wrong = match crate::authority::other_account(clients, want.as_deref()).await {
                 Ok(Some(found)) => {
                     Some(format!("its credentials ({how}) are for account {found}, not {}", want.unwrap_or_default()))
@@ -495,6 +495,23 @@ pub async fn raised_sides_serve(
             // through a group the runbook does not list), and a rollback or
             // a `shift --to 0` must stay possible.
             Ok(lb) => {
+                // Its targets answering says nothing of a record sending the
+                // share elsewhere (one copied from the other side's, or
+                // left on a retired load balancer).
+                for r in side.records() {
+                    match record_reaches(r, &lb) {
+                        Reaches::Yes => {}
+                        Reaches::Another(why) if unfound_refuses => {
+                            return Err(PlanError::Refused(format!(
+                                "raising {whose} would send that traffic to {why}; point {name}'s record at its own \
+                                 load balancer, or name in the runbook the one it points at"
+                            )));
+                        }
+                        Reaches::Another(why) | Reaches::Unknown(why) => unchecked.push(format!(
+                            "NOT CHECKED: whether the share this raises reaches {name}'s targets ({why})"
+                        )),
+                    }
+                }
                 if let Err(crate::status::RoutingGap::NotRouted(why) | crate::status::RoutingGap::Unknown(why)) =
                     crate::status::routing_gap(&lb, &listed, name, &rb.dns.record)
                 {
@@ -510,6 +527,42 @@ pub async fn raised_sides_serve(
         }
     }
     Ok(unchecked)
+}
+
+/// Whether a side's record sends its share to the side's load balancer.
+enum Reaches {
+    Yes,
+    /// Surely not: another load balancer's name.
+    Another(String),
+    /// Not known: addresses, or a name of one's own that may lead to it.
+    Unknown(String),
+}
+
+fn record_reaches(r: &crate::aws::route53::WeightedRecord, lb: &crate::aws::elb::LoadBalancer) -> Reaches {
+    use crate::analysis::weights::{alias_names, is_load_balancer_name};
+    let dns = lb.dns_name.trim_end_matches('.');
+    match r.points_at() {
+        Some(t) if alias_names(t, dns) => Reaches::Yes,
+        Some(t) if is_load_balancer_name(t) => Reaches::Another(format!(
+            "another load balancer: its {} record points at {}, not at {} ({dns})",
+            r.record_type,
+            t.trim_end_matches('.'),
+            lb.name
+        )),
+        Some(t) => Reaches::Unknown(format!(
+            "its {} record points at {}, not at load balancer {} ({dns})",
+            r.record_type,
+            t.trim_end_matches('.'),
+            lb.name
+        )),
+        None => Reaches::Unknown(format!(
+            "its {} record holds addresses ({}), not load balancer {}'s name: a load balancer's addresses change, so \
+             a record for one is an alias",
+            r.record_type,
+            r.values.join(", "),
+            lb.name
+        )),
+    }
 }
 
 /// What the records say after a ChangeResourceRecordSets that failed or
