@@ -200,31 +200,51 @@ fn redis_reachable(snap: &Snapshot, rb: &Runbook, env: &str) -> Verdict {
             }
         }
     }
-    let verdict = each_instance(snap, env, |i| {
-        for (ep, path) in &i.sg_paths {
-            if !path.is_allowed() {
-                return fail(format!("security-group path to {ep}: {}", path.describe()));
-            }
-        }
-        for (ep, path) in &i.sentinel_paths {
-            if !path.is_allowed() {
-                return fail(format!("security-group path to {ep}'s sentinels: {}", path.describe()));
-            }
-        }
-        match fresh(&i.health, "/health") {
-            Err(v) => v,
-            Ok(HealthProbe::Answered { redis_ok: Some(true), .. }) => pass("ok"),
-            Ok(HealthProbe::Answered { redis_ok: Some(false), redis_error, .. }) => {
-                fail(format!("/health reports Redis down: {}", redis_error.as_deref().unwrap_or("?")))
-            }
-            Ok(HealthProbe::Answered { .. }) => unknown("/health does not report Redis"),
-            Ok(HealthProbe::Failed { error, .. }) => fail(format!("/health failed: {error}")),
-            Ok(HealthProbe::NotProbed { reason }) => unknown(reason.clone()),
-        }
-    });
+    let verdict = each_instance(snap, env, instance_reaches_redis);
     match verdict.0 {
         CheckOutcome::Pass if !unchecked.is_empty() => unknown(unchecked.join("; ")),
         _ => verdict,
+    }
+}
+
+/// One instance's way to its Redis endpoints: each security-group path,
+/// and what its own /health says of Redis.
+fn instance_reaches_redis(i: &super::InstanceView) -> Verdict {
+    use crate::analysis::reachability::SgPath;
+    let paths = i
+        .sg_paths
+        .iter()
+        .map(|(ep, p)| (ep.clone(), p))
+        .chain(i.sentinel_paths.iter().map(|(ep, p)| (format!("{ep}'s sentinels"), p)));
+    // A path not judged (a group unread) is not known blocked: unknown,
+    // unless something else shows Redis unreachable.
+    let mut unjudged = Vec::new();
+    for (to, path) in paths {
+        match path {
+            SgPath::Allowed { .. } => {}
+            SgPath::Blocked { .. } => return fail(format!("security-group path to {to}: {}", path.describe())),
+            SgPath::Unknown { .. } => unjudged.push(format!("security-group path to {to}: {}", path.describe())),
+        }
+    }
+    let health = instance_health_of_redis(i);
+    match health.0 {
+        CheckOutcome::Fail => health,
+        _ if !unjudged.is_empty() => unknown(unjudged.join("; ")),
+        _ => health,
+    }
+}
+
+/// What an instance's own /health says of Redis.
+fn instance_health_of_redis(i: &super::InstanceView) -> Verdict {
+    match fresh(&i.health, "/health") {
+        Err(v) => v,
+        Ok(HealthProbe::Answered { redis_ok: Some(true), .. }) => pass("ok"),
+        Ok(HealthProbe::Answered { redis_ok: Some(false), redis_error, .. }) => {
+            fail(format!("/health reports Redis down: {}", redis_error.as_deref().unwrap_or("?")))
+        }
+        Ok(HealthProbe::Answered { .. }) => unknown("/health does not report Redis"),
+        Ok(HealthProbe::Failed { error, .. }) => fail(format!("/health failed: {error}")),
+        Ok(HealthProbe::NotProbed { reason }) => unknown(reason.clone()),
     }
 }
 
@@ -949,6 +969,55 @@ mod tests {
             attributes: Default::default(),
             targets,
         }
+    }
+
+    /// A security-group path that could not be judged (a group unread
+    /// under throttling) is unknown, never a failure: a `redis_reachable`
+    /// gate measuring a failure rolls a healthy rollout back. A blocked
+    /// path, or /health saying Redis is down, still fails.
+    #[test]
+    fn an_unjudged_security_group_path_is_unknown_and_a_blocked_one_fails() {
+        use crate::analysis::reachability::SgPath;
+        let instance = |path: SgPath, redis_ok: bool| super::super::InstanceView {
+            instance: crate::aws::ec2::Instance {
+                id: "i-1".into(),
+                name: None,
+                state: "running".into(),
+                instance_type: "t3.small".into(),
+                availability_zone: "eu-west-1a".into(),
+                private_ip: None,
+                ipv6_addresses: Vec::new(),
+                vpc_id: None,
+                security_groups: Vec::new(),
+                tags: Default::default(),
+            },
+            health: View {
+                value: Some(HealthProbe::Answered {
+                    url: "http://127.0.0.1:1/health".into(),
+                    status: if redis_ok { 200 } else { 503 },
+                    latency_ms: 1.0,
+                    redis_ok: Some(redis_ok),
+                    redis_error: (!redis_ok).then(|| "connection refused".into()),
+                    body: String::new(),
+                }),
+                updated_at: None,
+                age_seconds: Some(1.0),
+                stale: false,
+                error: None,
+            },
+            sg_paths: [("cache".to_string(), path)].into(),
+            sentinel_paths: Default::default(),
+        };
+        let unread = || SgPath::Unknown { reason: "security group sg-1 not read: Throttling".into() };
+        let (outcome, why) = instance_reaches_redis(&instance(unread(), true));
+        assert_eq!(outcome, CheckOutcome::Unknown, "{why}");
+        assert!(why.contains("sg-1 not read"), "{why}");
+        let (outcome, why) = instance_reaches_redis(&instance(unread(), false));
+        assert_eq!(outcome, CheckOutcome::Fail, "/health says Redis is down: {why}");
+        let blocked = SgPath::Blocked { reason: "no ingress on 6379".into(), fix: None };
+        assert_eq!(instance_reaches_redis(&instance(blocked, true)).0, CheckOutcome::Fail);
+        let allowed = SgPath::Allowed { via: "sg-1 → sg-2".into() };
+        assert_eq!(instance_reaches_redis(&instance(allowed, true)).0, CheckOutcome::Pass);
     }
 
     /// The runbook's alarm against AWS's: a composite with another rule,
