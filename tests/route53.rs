@@ -166,6 +166,34 @@ async fn a_record_changed_between_plan_and_apply_is_refused_and_not_overwritten(
     sb.down().await;
 }
 
+/// Route53 finishes a change whose client gave up: held longer than the
+/// SDK waits (every attempt times out), it lands a moment after the call
+/// failed. A first read back still sees the old records; reading again
+/// while they read unchanged finds the change live, never "weights are
+/// unchanged" with the new weights live a second later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_that_lands_after_the_call_gave_up_is_read_back_as_live() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rb, path) = demo(dir.path());
+    let sb = sandbox(&rb, "ap-northeast-3").await;
+    sb.faults.hold_changes_ms.store(14_000, Ordering::SeqCst);
+    let args = ["shift", path.to_str().unwrap(), "--to", "30", "--yes"];
+    let run = run_cutover_all(&sb, &rb, dir.path(), &args);
+    let (code, out) = tokio::time::timeout(Duration::from_secs(90), run).await.expect("shift ends within 90 s");
+    // Landed by now, whatever the shift said.
+    let start = Instant::now();
+    while by_id(&records(&sb, &rb).await, "staging", &RrType::Cname).weight() != Some(30) {
+        assert!(start.elapsed() < Duration::from_secs(20), "the held change never landed");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(!out.contains("weights are unchanged"), "said unchanged although the change is live: {out}");
+    assert!(out.contains("read back") && out.contains("are live"), "{out}");
+    assert_eq!(code, Some(0), "{out}");
+    let lines = audit(dir.path(), "demo");
+    assert_eq!(lines.last().unwrap()["stage"], "applied", "{lines:#?}");
+    sb.down().await;
+}
+
 /// Point 4: ChangeResourceRecordSets applied but its reply lost (the SDK
 /// times out): the records are read back and what is live is reported.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1333,7 +1333,7 @@ pub async fn apply(
                 // No reply is not "not applied": read the records back, as
                 // `cutover shift` does, so "failed" never hides live weights.
                 Err(e) => {
-                    let back = shift::read_back(clients, rb, p).await;
+                    let back = shift::read_back_after(clients, rb, p, &e).await;
                     let message = shift::failed_send_message(&e, &back);
                     return match back {
                         shift::ReadBack::Live => Ok(format!("{message}; change id unknown, INSYNC not confirmed")),

@@ -589,6 +589,27 @@ pub async fn read_back(clients: &Clients, rb: &Runbook, sent: &ShiftPlan) -> Rea
     }
 }
 
+/// How long a send that got no answer (timed out, throttled) is read back
+/// while the records read unchanged: Route53 finishes a request whose
+/// client gave up, so a first read may come before it lands.
+pub const SETTLE: Duration = Duration::from_secs(30);
+
+/// As [`read_back`] after the send failed with `e`: where no answer may
+/// hide a change still being processed, read again (2, 4, 8, 16 s apart)
+/// until the records move or [`SETTLE`] has passed.
+pub async fn read_back_after(clients: &Clients, rb: &Runbook, sent: &ShiftPlan, e: &AwsError) -> ReadBack {
+    let started = Instant::now();
+    let mut wait = Duration::from_secs(2);
+    loop {
+        let back = read_back(clients, rb, sent).await;
+        if back != ReadBack::Unchanged || !e.is_transient() || started.elapsed() + wait > SETTLE {
+            return back;
+        }
+        tokio::time::sleep(wait).await;
+        wait *= 2;
+    }
+}
+
 /// Route53 refused the batch as a whole (a DELETE that no longer matches).
 pub fn refused_batch(e: &AwsError) -> bool {
     e.message.starts_with("InvalidChangeBatch")
@@ -750,7 +771,7 @@ pub async fn execute(
         Ok(id) => id,
         Err(e) => {
             // No reply is not "not applied": read the records back.
-            let back = read_back(clients, rb, plan).await;
+            let back = read_back_after(clients, rb, plan, &e).await;
             if back == ReadBack::Live {
                 let detail = failed_send_message(&e, &back);
                 let said = format!(

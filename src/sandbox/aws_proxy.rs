@@ -86,6 +86,10 @@ pub struct AwsFaults {
     /// ChangeResourceRecordSets is applied, then its reply dropped (the
     /// connection closes with no answer).
     pub drop_change_replies: AtomicBool,
+    /// Each ChangeResourceRecordSets is processed this many milliseconds
+    /// before it is applied and answered, whether or not the caller still
+    /// waits (Route53 finishes a request its client gave up on); 0: at once.
+    pub hold_changes_ms: AtomicU64,
     /// Before the next ChangeResourceRecordSets is looked at, the record with
     /// this set identifier gets this weight (every other field kept), as if
     /// another client changed it between cutover's read and its send.
@@ -782,7 +786,22 @@ async fn forward(State(p): State<Arc<Proxy>>, req: Request) -> Response {
             rb = rb.header(k.as_str(), v.as_bytes());
         }
     }
-    match rb.send().await {
+    let hold = std::time::Duration::from_millis(p.counts.hold_changes_ms.load(Ordering::SeqCst));
+    let sent = if is_change && !hold.is_zero() {
+        // Its own task: a caller that leaves does not stop it.
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            tokio::time::sleep(hold).await;
+            let _ = tx.send(rb.send().await);
+        });
+        match rx.await {
+            Ok(sent) => sent,
+            Err(_) => return StatusCode::BAD_GATEWAY.into_response(),
+        }
+    } else {
+        rb.send().await
+    };
+    match sent {
         Ok(resp) => {
             let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
             let mut headers = HeaderMap::new();
