@@ -429,8 +429,9 @@ pub struct Series {
     pub dimensions: Vec<String>,
     /// Oldest first: (seconds since the epoch, value).
     pub points: Vec<(i64, f64)>,
-    /// Why the series was not asked for; `points` is then empty, and that is
-    /// not "no data".
+    /// Why the series was not asked for (`points` empty, which is not "no
+    /// data"), or why its reading failed (GetMetricData's status not
+    /// `Complete`: `points` may stop short).
     pub error: Option<String>,
 }
 

@@ -52,11 +52,24 @@ fn columns(series: &[&crate::aws::cloudwatch::Series], newest: i64, room: usize)
 
 /// The newest datapoint as the current value, or, when it is older than
 /// [`CURRENT_WITHIN`], with its age, since it says nothing of now.
-fn last_value(points: &[(i64, f64)], now: i64, missing: &str, show: impl Fn(f64) -> String) -> (String, bool) {
+/// How a series' last value reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Last {
+    Current,
+    /// Older than [`CURRENT_WITHIN`]: its age is said.
+    Old,
+    /// The series' reading failed: what points came back are partial.
+    Failed,
+}
+
+fn last_value(points: &[(i64, f64)], now: i64, failed: bool, show: impl Fn(f64) -> String) -> (String, Last) {
     match points.last() {
-        None => (missing.to_string(), false),
-        Some(&(t, v)) if now - t > CURRENT_WITHIN => (format!("{} {}m ago", show(v), (now - t) / 60), true),
-        Some(&(_, v)) => (show(v), false),
+        // A failed reading's points may stop short (GetMetricData's
+        // InternalError comes with what it had): never a current value.
+        _ if failed => ("n/a".to_string(), Last::Failed),
+        None => ("no data".to_string(), Last::Current),
+        Some(&(t, v)) if now - t > CURRENT_WITHIN => (format!("{} {}m ago", show(v), (now - t) / 60), Last::Old),
+        Some(&(_, v)) => (show(v), Last::Current),
     }
 }
 
@@ -94,12 +107,11 @@ pub(super) fn alarms(f: &mut Frame, app: &App, area: Rect) {
     };
     let shown: Vec<_> = app.snap.metrics.value.iter().flatten().filter(|s| label(s.metric).is_some()).collect();
     let newest = shown.iter().flat_map(|s| s.points.last()).map(|p| p.0).max().unwrap_or(now);
-    let lasts: Vec<(String, bool)> = shown
+    let lasts: Vec<(String, Last)> = shown
         .iter()
         .map(|s| {
-            let missing = if s.error.is_some() { "n/a" } else { "no data" };
             let latency = s.metric == Metric::TargetResponseTime;
-            last_value(&s.points, now, missing, |v| match latency {
+            last_value(&s.points, now, s.error.is_some(), |v| match latency {
                 true => format!("{:.0}ms", v * 1000.0),
                 false => format!("{v:.0}"),
             })
@@ -109,12 +121,19 @@ pub(super) fn alarms(f: &mut Frame, app: &App, area: Rect) {
     let widest = lasts.iter().map(|(l, _)| l.chars().count()).max().unwrap_or(0);
     let room = (inner.width as usize).saturating_sub(20 + 1 + widest).max(1);
     let width = columns(&shown, newest, room);
-    for (s, (last, old)) in shown.iter().zip(lasts) {
+    for (s, (last, shade)) in shown.iter().zip(lasts) {
         lines.push(Line::from(vec![
             Span::raw(format!("{:<10.10} {:<8} ", s.environment, label(s.metric).unwrap_or_default())),
             Span::styled(sparkline(&s.points, width, newest), Style::new().fg(th.accent)),
             Span::raw(" "),
-            Span::styled(last, if old { th.dim_style() } else { Style::new() }),
+            Span::styled(
+                last,
+                match shade {
+                    Last::Current => Style::new(),
+                    Last::Old => th.dim_style(),
+                    Last::Failed => Style::new().fg(th.warn),
+                },
+            ),
         ]));
     }
     if app.snap.metrics.stale {
@@ -140,9 +159,12 @@ mod tests {
         assert_eq!(sparkline(&points, 7, m(0)), "  █ ▅█ ", "as wide as asked, so rows line up");
         assert_eq!(sparkline(&[], 4, m(0)), "    ", "as wide as the others, so rows line up");
         let show = |v: f64| format!("{v:.0}");
-        assert_eq!(last_value(&points, now, "—", show), ("10".to_string(), false));
+        assert_eq!(last_value(&points, now, false, show), ("10".to_string(), Last::Current));
         let old = [(m(14), 57.0)];
-        assert_eq!(last_value(&old, now, "—", show), ("57 14m ago".to_string(), true));
-        assert_eq!(last_value(&[], now, "n/a", show), ("n/a".to_string(), false));
+        assert_eq!(last_value(&old, now, false, show), ("57 14m ago".to_string(), Last::Old));
+        assert_eq!(last_value(&[], now, false, show), ("no data".to_string(), Last::Current));
+        assert_eq!(last_value(&[], now, true, show), ("n/a".to_string(), Last::Failed));
+        // Partial points of a failed reading are no current value.
+        assert_eq!(last_value(&points, now, true, show), ("n/a".to_string(), Last::Failed));
     }
 }

@@ -63,6 +63,9 @@ fn errors(f: &mut Frame, app: &App, area: Rect) {
     }
     add("alarms", &app.snap.alarms.error);
     add("metrics", &app.snap.metrics.error);
+    for m in app.snap.metrics.value.iter().flatten().filter(|m| m.error.is_some()) {
+        add(&format!("{} {} ({})", m.environment, m.metric.cloudwatch_name(), m.stat), &m.error);
+    }
     if let Some(p) = &app.snap.parity {
         add("the two sides (parity)", &p.error);
     }
