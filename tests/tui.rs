@@ -1103,7 +1103,7 @@ fn a_tick_that_was_not_saved_does_not_stay_ticked() {
     update(&mut app, key(KeyCode::Char(' ')));
     app.checklist_edits = 1;
     assert!(app.checklist.ticks.contains_key("prepare/backup"), "shown at once");
-    update(&mut app, Event::ChecklistSaved(Err("No space left on device (os error 28)".into())));
+    update(&mut app, Event::ChecklistSaved(Err("No space left on device (os error 28)".into()), SystemTime::now()));
     assert!(!app.checklist.ticks.contains_key("prepare/backup"), "an unsaved tick is not shown as done");
     let last = &app.log.back().unwrap().text;
     assert!(last.starts_with("checklist NOT saved: No space left on device"), "{last}");
@@ -1113,14 +1113,46 @@ fn a_tick_that_was_not_saved_does_not_stay_ticked() {
     update(&mut app, key(KeyCode::Char(' ')));
     app.checklist_edits = 1;
     let saved = app.checklist.clone();
-    update(&mut app, Event::ChecklistSaved(Ok(saved.clone())));
+    update(&mut app, Event::ChecklistSaved(Ok(saved.clone()), SystemTime::now()));
     update(&mut app, key(KeyCode::Char('n')));
     chars(&mut app, "rdb-1");
     update(&mut app, key(KeyCode::Enter));
     app.checklist_edits = 1;
     assert_eq!(app.checklist.notes.get("prepare/backup").map(String::as_str), Some("rdb-1"));
-    update(&mut app, Event::ChecklistSaved(Err("timed out".into())));
+    update(&mut app, Event::ChecklistSaved(Err("timed out".into()), SystemTime::now()));
     assert_eq!(app.checklist, saved, "the tick saved stays; the unsaved note goes");
+}
+
+/// A team poll begun before a checklist edit's answer came may not hold
+/// the edit (S3 read, then our write, then the poll's answer): it does not
+/// put the old checklist back, nor log that the team changed it. A poll
+/// begun after the answer shows the team's state.
+#[test]
+fn a_team_poll_older_than_a_saved_edit_does_not_undo_it() {
+    let mut app = demo_app();
+    app.focus = Pane::Checklist;
+    app.selected.insert(Pane::Checklist, 3);
+    let before = app.checklist.clone();
+    update(&mut app, key(KeyCode::Char(' ')));
+    app.checklist_edits = 1;
+    let saved_at = t0() + Duration::from_secs(10);
+    let saved = app.checklist.clone();
+    update(&mut app, Event::ChecklistSaved(Ok(saved), saved_at));
+    let poll = |checklist: ChecklistState, read_at: SystemTime| {
+        let view = cutover::live::TeamView {
+            store: "s3://team-bucket/cutover".into(),
+            checklist,
+            lease: None,
+            present: Vec::new(),
+            read_at,
+        };
+        Event::Live(LiveEvent { at: read_at + Duration::from_secs(1), update: Update::Team(Ok(view)) })
+    };
+    update(&mut app, poll(before.clone(), saved_at - Duration::from_millis(500)));
+    assert!(app.checklist.ticks.contains_key("prepare/backup"), "the saved tick stays");
+    assert!(!app.log.iter().any(|l| l.text.contains("changed by the team")), "nobody else changed it");
+    update(&mut app, poll(before, saved_at + Duration::from_millis(500)));
+    assert!(!app.checklist.ticks.contains_key("prepare/backup"), "a later poll: someone unticked it");
 }
 
 #[test]

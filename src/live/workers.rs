@@ -348,6 +348,7 @@ pub fn team_view(
     runbook: &str,
     present: &std::sync::Mutex<(u32, Vec<crate::store::team::Presence>)>,
 ) -> Result<super::TeamView, String> {
+    let read_at = std::time::SystemTime::now();
     let me = crate::store::lease::Holder::me();
     let store = crate::store::backend::current().describe();
     let fail = |e: crate::store::backend::StoreError| format!("{store}: {e}");
@@ -367,7 +368,7 @@ pub fn team_view(
             .collect();
     }
     kept.0 = kept.0.wrapping_add(1);
-    Ok(super::TeamView { store, checklist, lease, present: kept.1.clone() })
+    Ok(super::TeamView { store, checklist, lease, present: kept.1.clone(), read_at })
 }
 
 /// Team mode: the weights as one machine read them for everyone, so the

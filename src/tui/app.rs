@@ -200,6 +200,9 @@ pub struct App {
     /// Checklist changes written but not yet answered: the team's view
     /// waits for them rather than showing the state from before.
     pub checklist_edits: usize,
+    /// When the last answer to a checklist edit came: a team poll begun
+    /// before it may not hold that edit, so its checklist is not shown.
+    pub checklist_saved_at: Option<SystemTime>,
     pub operator: String,
     pub runs: BTreeMap<String, CheckRun>,
     pub log: VecDeque<LogLine>,
@@ -255,6 +258,7 @@ impl App {
             checklist_stored: checklist.clone(),
             checklist,
             checklist_edits: 0,
+            checklist_saved_at: None,
             operator,
             runs: BTreeMap::new(),
             log: VecDeque::new(),

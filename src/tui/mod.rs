@@ -161,6 +161,11 @@ pub async fn event_loop<B: ratatui::backend::Backend>(
     let mut audit_seen = (None, None);
     // Planning and applying run off the loop; their results come back here.
     let (action_tx, mut action_rx) = tokio::sync::mpsc::unbounded_channel::<Event>();
+    let (name, operator) = (app.rb.name.clone(), app.operator.clone());
+    let mut edits = EditSaver::start(
+        move |edit| crate::store::checklist::apply_audited(&name, &operator, std::slice::from_ref(&edit)),
+        action_tx.clone(),
+    );
     loop {
         reload_gate_audit(app, &mut audit_seen, &action_tx);
         terminal.draw(|f| view::render(app, f)).map_err(|e| format!("cannot draw: {e}"))?;
@@ -189,14 +194,8 @@ pub async fn event_loop<B: ratatui::backend::Backend>(
             match c {
                 Command::Refresh => workers.refresh_now(),
                 Command::EditChecklist(edit) => {
-                    // Off the loop: a slow or frozen store must not freeze the screen.
                     app.checklist_edits += 1;
-                    let (name, operator, tx) = (app.rb.name.clone(), app.operator.clone(), action_tx.clone());
-                    tokio::task::spawn_blocking(move || {
-                        let saved =
-                            crate::store::checklist::apply_audited(&name, &operator, std::slice::from_ref(&edit));
-                        let _ = tx.send(Event::ChecklistSaved(saved));
-                    });
+                    edits.save(edit);
                 }
                 Command::ChecklistRefused(edit) => {
                     let (name, operator) = (app.rb.name.clone(), app.operator.clone());
@@ -218,7 +217,57 @@ pub async fn event_loop<B: ratatui::backend::Backend>(
             }
         }
         if app.quit {
+            edits.finish().await;
             return Ok(());
+        }
+    }
+}
+
+/// Saves the cockpit's checklist edits off the loop (a slow or frozen store
+/// must not freeze the screen), one at a time in the order they were made:
+/// a tick then an untick saved side by side could land the other way round.
+struct EditSaver {
+    queue: Option<tokio::sync::mpsc::UnboundedSender<crate::store::checklist::Edit>>,
+    worker: tokio::task::JoinHandle<()>,
+}
+
+/// How long quitting waits for edits still being saved.
+const SAVE_ON_QUIT: Duration = Duration::from_secs(15);
+
+impl EditSaver {
+    /// `save` runs each edit (blocking), and its answer goes to `answers`.
+    fn start(
+        save: impl Fn(crate::store::checklist::Edit) -> Result<crate::store::checklist::ChecklistState, String>
+        + Send
+        + Sync
+        + 'static,
+        answers: tokio::sync::mpsc::UnboundedSender<Event>,
+    ) -> EditSaver {
+        let (queue, mut edits) = tokio::sync::mpsc::unbounded_channel::<crate::store::checklist::Edit>();
+        let save = Arc::new(save);
+        let worker = tokio::spawn(async move {
+            while let Some(edit) = edits.recv().await {
+                let save = save.clone();
+                let saved = tokio::task::spawn_blocking(move || save(edit))
+                    .await
+                    .unwrap_or_else(|e| Err(format!("the save stopped: {e}")));
+                let _ = answers.send(Event::ChecklistSaved(saved, SystemTime::now()));
+            }
+        });
+        EditSaver { queue: Some(queue), worker }
+    }
+
+    fn save(&self, edit: crate::store::checklist::Edit) {
+        if let Some(q) = &self.queue {
+            let _ = q.send(edit);
+        }
+    }
+
+    /// Waits (a while) for the edits still queued to be saved.
+    async fn finish(&mut self) {
+        self.queue = None;
+        if tokio::time::timeout(SAVE_ON_QUIT, &mut self.worker).await.is_err() {
+            tracing::warn!("checklist edits still unsaved after {} s on quit", SAVE_ON_QUIT.as_secs());
         }
     }
 }
@@ -654,6 +703,45 @@ fn item_action(rb: &crate::runbook::Runbook, key: &str, rollback: bool) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Edits are saved in the order they were made, one at a time: a tick
+    /// whose save is slow is not overtaken by the untick after it (saved
+    /// side by side, the store ended ticked); quitting waits for the queue.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn checklist_edits_are_saved_in_order_and_before_quitting() {
+        use crate::store::checklist::{ChecklistState, Edit};
+        let stored = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let kept = stored.clone();
+        let mut saver = EditSaver::start(
+            move |edit| {
+                let what = match &edit {
+                    Edit::Tick { .. } => {
+                        // A slow store for the first edit.
+                        std::thread::sleep(Duration::from_millis(300));
+                        "tick"
+                    }
+                    Edit::Untick { .. } => "untick",
+                    _ => "other",
+                };
+                kept.lock().unwrap().push(what.to_string());
+                Ok(ChecklistState::default())
+            },
+            tx,
+        );
+        let key = "prepare/backup".to_string();
+        saver.save(Edit::Tick { key: key.clone(), by: "me".into(), at: "2026-12-06T18:00:00Z".into() });
+        saver.save(Edit::Untick { key: key.clone() });
+        saver.save(Edit::Tick { key: key.clone(), by: "me".into(), at: "2026-12-06T18:00:01Z".into() });
+        saver.finish().await;
+        assert_eq!(*stored.lock().unwrap(), ["tick", "untick", "tick"], "in order, and all before quitting");
+        let mut answers = Vec::new();
+        while let Ok(Event::ChecklistSaved(r, at)) = rx.try_recv() {
+            answers.push((r.is_ok(), at));
+        }
+        assert_eq!(answers.len(), 3, "one answer each");
+        assert!(answers.windows(2).all(|w| w[0].1 <= w[1].1), "answered in order");
+    }
 
     #[tokio::test]
     async fn a_panicking_planning_or_apply_task_still_ends_with_an_outcome() {

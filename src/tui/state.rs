@@ -83,7 +83,8 @@ pub enum Event {
         line: String,
     },
     /// A checklist change written (the checklist as written), or why not.
-    ChecklistSaved(Result<crate::store::checklist::ChecklistState, String>),
+    /// A checklist edit's answer, and when it came.
+    ChecklistSaved(Result<crate::store::checklist::ChecklistState, String>, SystemTime),
     /// The audit lines time-gated items wait on, read from a shared store.
     GateAudit(Result<Vec<crate::store::audit::AuditLine>, String>),
 }
@@ -575,7 +576,10 @@ pub fn update(app: &mut App, event: Event) -> Vec<Command> {
             }
             let before = app.snap.clone();
             let shared = match &ev.update {
-                live::Update::Team(Ok(view)) => Some(view.checklist.clone()),
+                // A poll begun before an edit's answer came may not hold it.
+                live::Update::Team(Ok(view)) if app.checklist_saved_at.is_none_or(|s| view.read_at >= s) => {
+                    Some(view.checklist.clone())
+                }
                 _ => None,
             };
             live::update(&mut app.live, ev);
@@ -639,8 +643,9 @@ pub fn update(app: &mut App, event: Event) -> Vec<Command> {
             }
             Vec::new()
         }
-        Event::ChecklistSaved(result) => {
+        Event::ChecklistSaved(result, at) => {
             app.checklist_edits = app.checklist_edits.saturating_sub(1);
+            app.checklist_saved_at = app.checklist_saved_at.max(Some(at));
             match result {
                 Ok(c) => {
                     // A later edit still on its way answers with the newer state.
