@@ -201,3 +201,31 @@ async fn a_record_pointing_at_another_load_balancer_is_refused_and_one_elsewhere
     assert_eq!(weights(&sb).await, w(70, 30));
     sb.down().await;
 }
+
+/// With every target failing its health check an ALB fails open and sends
+/// the share to them all, each answering as its check does (a broken
+/// deploy): raising that side is refused, naming each target's state. A
+/// rollback raising it is not held back, but says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raising_a_side_whose_every_target_fails_its_health_check_is_refused() {
+    let rb = runbook("demo.toml");
+    let sb = sandbox(&rb, "ca-central-1").await;
+    // staging-web-2 cannot reach Redis already; staging-web-1 fails too once it asks a password.
+    let redis = redis::Client::open(sb.redis_urls["staging-cache"].as_str()).unwrap();
+    let mut c = redis.get_multiplexed_async_connection().await.unwrap();
+    let _: () = redis::cmd("CONFIG").arg("SET").arg("requirepass").arg("rotated").query_async(&mut c).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out, err) =
+        run_cutover(&sb, &rb, dir.path(), &["shift", "runbooks/demo.toml", "--to", "30", "--yes"]).await;
+    assert_eq!(code, Some(2), "{out}{err}");
+    assert!(
+        err.starts_with(
+            "refused: raising staging's weight from 0 to 30 would send that traffic to target group demo-staging-web, \
+             every target of which fails its health check (i-"
+        ) && err.contains("its load balancer fails open and sends the share to them all"),
+        "{err}"
+    );
+    assert_eq!(err.matches(" unhealthy (Target.ResponseCodeMismatch)").count(), 2, "{err}");
+    assert_eq!(weights(&sb).await, w(100, 0));
+    sb.down().await;
+}

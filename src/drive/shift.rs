@@ -458,23 +458,43 @@ pub async fn raised_sides_serve(
         let unknown = |t: &crate::aws::elb::Target| t.state == "unavailable";
         // A group surely out of service is refused first, whatever another
         // group AWS cannot judge says.
+        let states = |g: &crate::aws::elb::TargetGroup| match g.targets.is_empty() {
+            true => "none registered".to_string(),
+            false => g
+                .targets
+                .iter()
+                .map(|t| {
+                    let reason = t.reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default();
+                    format!("{} {}{reason}", t.id, t.state)
+                })
+                .collect::<Vec<_>>()
+                .join(", "),
+        };
         if let Some(g) = groups.iter().find(|g| !g.targets.iter().any(|t| in_service(t) || unknown(t))) {
-            let states = match g.targets.is_empty() {
-                true => "none registered".to_string(),
-                false => g
-                    .targets
-                    .iter()
-                    .map(|t| {
-                        let reason = t.reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default();
-                        format!("{} {}{reason}", t.id, t.state)
-                    })
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            };
             return Err(PlanError::Refused(format!(
-                "raising {whose} would send that traffic to target group {}, which has no target in service ({states}); start or register healthy instances first",
-                g.name
+                "raising {whose} would send that traffic to target group {}, which has no target in service ({}); start or register healthy instances first",
+                g.name,
+                states(g)
             )));
+        }
+        // Every target failing its health check serves (the load balancer
+        // fails open), and each answers as its check does: a broken deploy.
+        // A rollback is not held back by it.
+        if let Some(g) =
+            groups.iter().find(|g| !g.targets.is_empty() && g.targets.iter().all(|t| t.state == "unhealthy"))
+        {
+            let why = format!(
+                "target group {}, every target of which fails its health check ({}): its load balancer fails open \
+                 and sends the share to them all",
+                g.name,
+                states(g)
+            );
+            if unfound_refuses {
+                return Err(PlanError::Refused(format!(
+                    "raising {whose} would send that traffic to {why}; make them pass their health check first"
+                )));
+            }
+            unchecked.push(format!("NOT CHECKED: whether {name} can serve the share this raises ({why})"));
         }
         if let Some(g) = groups.iter().find(|g| !g.targets.iter().any(in_service)) {
             tracing::warn!(environment = %name, group = %g.name, "target health unavailable before raising its weight");
