@@ -69,8 +69,10 @@ where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
     let status = status_of(&e);
-    // 412: the condition failed; 409: a concurrent conditional write won.
-    if matches!(status, Some(412) | Some(409)) {
+    // 412: the condition failed. 409 (ConditionalRequestConflict) is not
+    // a write that won: another operation on the key was in progress, and
+    // AWS says to try again (the retry meets a 412 if that one landed).
+    if status == Some(412) {
         return StoreError::Conflict;
     }
     let code = e.code().map(str::to_string);

@@ -486,6 +486,8 @@ pub fn save(place: &Place, cp: &Checkpoint) -> Result<(), String> {
             match crate::store::off_async(|| place.store.get("", &place.item)) {
                 Ok(Some(o)) if o.body == body => Ok(o.version),
                 Ok(Some(o)) if unanswered.as_ref() == Some(&o.body) => put(Cond::Matches(o.version)),
+                // Refused and unread: unknown (kept as unanswered), not another copy's.
+                Err(e) => Err(e),
                 _ => Err(StoreError::Conflict),
             }
         }

@@ -165,26 +165,121 @@ impl From<SaveError> for String {
 /// Saves over the version read (`version`, updated to the one written). A
 /// state someone else wrote meanwhile is never overwritten: Err says so.
 pub fn save_state<T: Serialize>(name: &str, s: &T, version: &mut Option<Version>) -> Result<(), SaveError> {
+    save_state_on(&*current(), name, s, version)
+}
+
+fn save_state_on<T: Serialize>(
+    store: &dyn super::backend::Backend,
+    name: &str,
+    s: &T,
+    version: &mut Option<Version>,
+) -> Result<(), SaveError> {
     let body = serde_json::to_vec_pretty(s).map_err(|e| SaveError::Unavailable(e.to_string()))?;
-    match current().put(name, STATE, &body, Cond::replacing(version.as_ref())) {
+    match store.put(name, STATE, &body, Cond::replacing(version.as_ref())) {
         Ok(v) => {
             *version = Some(v);
             Ok(())
         }
-        Err(StoreError::Conflict) => {
+        Err(StoreError::Conflict) => match store.get(name, STATE) {
             // A write whose reply was lost and that was sent again is refused
             // although it landed: what is there now is this state.
-            if let Ok(Some(o)) = current().get(name, STATE)
-                && o.body == body
-            {
+            Ok(Some(o)) if o.body == body => {
                 *version = Some(o.version);
-                return Ok(());
+                Ok(())
             }
-            Err(SaveError::Conflict(format!(
+            // Refused and unread is not "changed by someone": asked again,
+            // as a rollback decided must not be dropped for one request.
+            Err(e) => Err(SaveError::Unavailable(format!(
+                "{}: the rollout state's save was refused and what is there could not be read ({e})",
+                state_location(name)
+            ))),
+            Ok(_) => Err(SaveError::Conflict(format!(
                 "{}: the rollout state changed under this process (another operator resumed or aborted it); stopping without sending anything more",
                 state_location(name)
-            )))
-        }
+            ))),
+        },
         Err(e) => Err(SaveError::Unavailable(format!("{}: cannot save the rollout state: {e}", state_location(name)))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::backend::{Backend, Listed, LocalFiles, Object};
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    /// Local files whose next puts land and are refused (412: the SDK's
+    /// retry of a write whose reply was lost), and whose next gets fail.
+    struct Unsure {
+        files: LocalFiles,
+        refuse_landed: AtomicU32,
+        fail_gets: AtomicU32,
+    }
+
+    fn take(n: &AtomicU32) -> bool {
+        n.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok()
+    }
+
+    impl Backend for Unsure {
+        fn describe(&self) -> String {
+            self.files.describe()
+        }
+        fn shared(&self) -> bool {
+            true
+        }
+        fn get(&self, runbook: &str, item: &str) -> Result<Option<Object>, StoreError> {
+            match take(&self.fail_gets) {
+                true => Err(StoreError::Unavailable("S3 GetObject: timed out".into())),
+                false => self.files.get(runbook, item),
+            }
+        }
+        fn put(&self, runbook: &str, item: &str, body: &[u8], cond: Cond) -> Result<Version, StoreError> {
+            let v = self.files.put(runbook, item, body, cond)?;
+            match take(&self.refuse_landed) {
+                true => Err(StoreError::Conflict),
+                false => Ok(v),
+            }
+        }
+        fn delete(&self, runbook: &str, item: &str, cond: Cond) -> Result<(), StoreError> {
+            self.files.delete(runbook, item, cond)
+        }
+        fn list(&self, runbook: &str, prefix: &str) -> Result<Vec<Listed>, StoreError> {
+            self.files.list(runbook, prefix)
+        }
+        fn append(&self, runbook: &str, log: &str, entry: &[u8]) -> Result<(), StoreError> {
+            self.files.append(runbook, log, entry)
+        }
+        fn entries(&self, runbook: &str, log: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+            self.files.entries(runbook, log)
+        }
+    }
+
+    /// A save refused whose state cannot be read back is unknown, so asked
+    /// again (the rollout's `persist` retries Unavailable), never "changed
+    /// by another operator", which stopped a rollout before the rollback it
+    /// had decided. Asked again, its own state is found and it is saved.
+    #[test]
+    fn a_refused_save_that_cannot_be_read_back_is_asked_again_not_a_conflict() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = LocalFiles { dir: Some(dir.path().to_path_buf()) };
+        let store = Unsure { files, refuse_landed: 0.into(), fail_gets: 0.into() };
+        let mut version = None;
+        save_state_on(&store, "demo", &serde_json::json!({"step": 1}), &mut version).unwrap();
+        let first = version.clone();
+        store.refuse_landed.store(1, Ordering::SeqCst);
+        store.fail_gets.store(1, Ordering::SeqCst);
+        let state = serde_json::json!({"step": 1, "rolling_back": true});
+        match save_state_on(&store, "demo", &state, &mut version) {
+            Err(SaveError::Unavailable(why)) => assert!(why.contains("could not be read"), "{why}"),
+            other => panic!("refused and unread is unknown, not {other:?}"),
+        }
+        assert_eq!(version, first, "nothing known written");
+        save_state_on(&store, "demo", &state, &mut version).unwrap();
+        assert_ne!(version, first);
+        // Someone else's state there: a conflict, said so.
+        let other = serde_json::json!({"step": 2});
+        let mut theirs = version.clone();
+        save_state_on(&store, "demo", &other, &mut theirs).unwrap();
+        assert!(matches!(save_state_on(&store, "demo", &state, &mut version), Err(SaveError::Conflict(_))));
     }
 }
