@@ -1252,6 +1252,21 @@ fn pause_holds_live_data_and_resume_applies_it() {
     );
 }
 
+/// Paused, the screen holds its readings, and their ages go on counting:
+/// ten minutes later the traffic pane does not still say "0s ago".
+#[test]
+fn paused_readings_grow_older() {
+    let mut app = demo_app();
+    let now = app.now;
+    update(&mut app, Event::Tick(now));
+    let title =
+        |app: &App| screen(app, 120, 40).lines().find(|l| l.contains("Traffic")).unwrap_or_default().to_string();
+    assert!(title(&app).contains(" 3s ago "), "{}", title(&app));
+    update(&mut app, key(KeyCode::Char('p')));
+    update(&mut app, Event::Tick(now + Duration::from_secs(600)));
+    assert!(title(&app).contains(" 603s ago "), "{}", title(&app));
+}
+
 #[test]
 fn log_records_target_transitions_but_not_first_readings() {
     let app = app_logged(demo_events(false));

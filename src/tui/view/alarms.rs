@@ -75,7 +75,7 @@ fn last_value(points: &[(i64, f64)], now: i64, failed: bool, show: impl Fn(f64) 
 
 pub(super) fn alarms(f: &mut Frame, app: &App, area: Rect) {
     let th = &app.theme;
-    let block = pane_block(app, Pane::Alarms, vec![age(th, &app.snap.alarms)]);
+    let block = pane_block(app, Pane::Alarms, vec![age(app, &app.snap.alarms)]);
     let inner = block.inner(area);
     f.render_widget(block, area);
     let mut lines = Vec::new();

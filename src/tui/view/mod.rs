@@ -26,9 +26,13 @@ fn hhmmss(t: std::time::SystemTime) -> String {
     s.get(11..19).unwrap_or("--:--:--").to_string()
 }
 
-/// ` 3s`, `STALE`, `—`: a source's age for a pane title.
-fn age<T>(th: &Theme, v: &View<T>) -> Span<'static> {
-    match (&v.error, v.age_seconds) {
+/// ` 3s ago`, `STALE`, `—`: a source's age for a pane title, counted to
+/// the clock now (paused, the readings stay as they were and grow older).
+fn age<T>(app: &App, v: &View<T>) -> Span<'static> {
+    let th = &app.theme;
+    let read = v.updated_at.as_deref().and_then(crate::time::parse_rfc3339);
+    let age = read.map(|t| app.now.duration_since(t).unwrap_or_default().as_secs_f64()).or(v.age_seconds);
+    match (&v.error, age) {
         (Some(_), _) => Span::styled(" STALE (e: why) ", Style::new().fg(Color::Black).bg(th.warn)),
         (None, Some(a)) => Span::styled(format!(" {a:.0}s ago "), th.dim_style()),
         (None, None) => Span::styled(" waiting… ", th.dim_style()),

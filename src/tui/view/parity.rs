@@ -33,7 +33,7 @@ pub(super) fn parity_pane(f: &mut Frame, app: &App, area: Rect) {
         });
     }
     if let Some(v) = view {
-        extra.push(age(th, v));
+        extra.push(age(app, v));
     }
     if let Some(p) = value {
         extra.push(Span::styled(format!("{} allowed ", p.allowed()), th.dim_style()));

@@ -13,7 +13,7 @@ use crate::tui::pane::Pane;
 pub(super) fn traffic(f: &mut Frame, app: &App, area: Rect) {
     let th = &app.theme;
     let v = &app.snap.traffic;
-    let block = pane_block(app, Pane::Traffic, vec![age(th, v)]);
+    let block = pane_block(app, Pane::Traffic, vec![age(app, v)]);
     let inner = block.inner(area);
     f.render_widget(block, area);
     let mut lines = Vec::new();
