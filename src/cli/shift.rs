@@ -37,8 +37,9 @@ pub fn run(rb: Runbook, g: &GlobalArgs, args: ShiftArgs) -> Result<u8, Failure> 
             status: e.exit_status(),
             message: format!("{e}; nothing was changed"),
         };
-        let plan = shift::plan(&clients, &rb, weights).await.map_err(refused)?;
-        for line in shift::raised_sides_serve(&sides, &rb, &plan, true).await.map_err(refused)? {
+        let mut plan = shift::plan(&clients, &rb, weights).await.map_err(refused)?;
+        plan.unchecked = shift::raised_sides_serve(&sides, &rb, &plan, true).await.map_err(refused)?;
+        for line in &plan.unchecked {
             println!("{line}");
         }
         println!("account {account} region {region}: shift {}", plan.describe());

@@ -1484,12 +1484,16 @@ pub async fn execute(
         return Err(ExecuteError::Refused(refusal));
     }
     // Likewise the side a shift raises: it may have been stopped meanwhile.
-    if let Some(Step::Shift(sp)) = plan.steps.first()
-        && let Err(e) = shift::raised_sides_serve(clients, rb, sp, true).await
-    {
-        let refusal = format!("{e}; nothing was changed");
-        log.append(&line(Stage::Refused, refusal.clone()))?;
-        return Err(ExecuteError::Refused(refusal));
+    let mut unchecked_now = Vec::new();
+    if let Some(Step::Shift(sp)) = plan.steps.first() {
+        match shift::raised_sides_serve(clients, rb, sp, true).await {
+            Ok(lines) => unchecked_now = sp.unchecked_anew(lines),
+            Err(e) => {
+                let refusal = format!("{e}; nothing was changed");
+                log.append(&line(Stage::Refused, refusal.clone()))?;
+                return Err(ExecuteError::Refused(refusal));
+            }
+        }
     }
     // Terminating cannot be undone: what the plan found (every instance
     // stopped, none in an Auto Scaling group) is read again, as someone may
@@ -1511,7 +1515,8 @@ pub async fn execute(
         log.append(&line(Stage::Refused, refusal.clone()))?;
         return Err(ExecuteError::Refused(refusal));
     }
-    log.append(&line(Stage::Intent, plan.steps.iter().map(Step::describe).collect::<Vec<_>>().join("; ")))
+    let steps = plan.steps.iter().map(Step::describe).collect::<Vec<_>>().join("; ");
+    log.append(&line(Stage::Intent, shift::with_unchecked(steps, &unchecked_now)))
         .map_err(|e| format!("{e}; nothing was changed"))?;
     let clients = clients.side(&plan.side);
     for (i, s) in plan.steps.iter().enumerate() {
@@ -1556,7 +1561,7 @@ pub async fn execute(
             Err(e) => return Err(stopped(e.to_string(), "failed: ")),
         }
     }
-    Ok(format!("{} done", plan.name))
+    Ok(shift::with_unchecked(format!("{} done", plan.name), &unchecked_now))
 }
 
 /// Copies with `--on-conflict fail` semantics: checks every key first and

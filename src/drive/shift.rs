@@ -549,6 +549,22 @@ pub async fn raised_sides_serve(
     Ok(unchecked)
 }
 
+impl ShiftPlan {
+    /// Of the NOT CHECKED lines of a check made again, those the plan as
+    /// confirmed did not show (the check passed then; a read fails now).
+    pub fn unchecked_anew(&self, lines: Vec<String>) -> Vec<String> {
+        lines.into_iter().filter(|l| !self.unchecked.contains(l)).collect()
+    }
+}
+
+/// An intent's detail with the NOT CHECKED lines it goes ahead without.
+pub fn with_unchecked(detail: String, unchecked: &[String]) -> String {
+    match unchecked.is_empty() {
+        true => detail,
+        false => format!("{detail}; {}", unchecked.join("; ")),
+    }
+}
+
 /// Whether a side's record sends its share to the side's load balancer.
 enum Reaches {
     Yes,
@@ -760,15 +776,21 @@ pub async fn execute(
     crate::crashpoint::here("shift:leased");
     // Read again under the lease: the plan may have waited in a confirm
     // popup while the side it raises was stopped (a stop takes the lease too).
-    if let Err(e) = raised_sides_serve(sides, rb, plan, true).await {
-        let e = match e {
-            PlanError::Refused(m) => m,
-            other => other.to_string(),
-        };
-        let refusal = format!("{e}; nothing was changed");
-        log.append(&line(Stage::Refused, format!("refused: {refusal}")))
-            .map_err(|e| PlanError::Failed(format!("{e}; nothing was changed")))?;
-        return Err(PlanError::Refused(refusal));
+    let unchecked_now = match raised_sides_serve(sides, rb, plan, true).await {
+        Ok(lines) => plan.unchecked_anew(lines),
+        Err(e) => {
+            let e = match e {
+                PlanError::Refused(m) => m,
+                other => other.to_string(),
+            };
+            let refusal = format!("{e}; nothing was changed");
+            log.append(&line(Stage::Refused, format!("refused: {refusal}")))
+                .map_err(|e| PlanError::Failed(format!("{e}; nothing was changed")))?;
+            return Err(PlanError::Refused(refusal));
+        }
+    };
+    for l in &unchecked_now {
+        say(l);
     }
     // Fenced, as a rollout's send is: a holder stalled past its lease (a
     // laptop asleep in the popup) whose lease another took over (an abort
@@ -778,8 +800,9 @@ pub async fn execute(
         let _ = log.append(&line(Stage::Refused, format!("refused: {refusal}")));
         return Err(PlanError::Refused(refusal));
     }
-    // The intent is on disk before anything is sent.
-    log.append(&line(Stage::Intent, plan.describe()))
+    // The intent is on disk before anything is sent, with what its last
+    // check could not see.
+    log.append(&line(Stage::Intent, with_unchecked(plan.describe(), &unchecked_now)))
         .map_err(|e| PlanError::Failed(format!("{e}; nothing was changed")))?;
     // Again right before the send: the intent's write may have stalled.
     if let Err(why) = crate::store::off_async(|| lease.check()) {
@@ -799,7 +822,7 @@ pub async fn execute(
                     plan.describe()
                 );
                 return match log.append(&line(Stage::Applied, format!("{detail}; change id unknown"))) {
-                    Ok(()) => Ok(said),
+                    Ok(()) => Ok(with_unchecked(said, &unchecked_now)),
                     Err(e) => Err(PlanError::Failed(unaudited(&said, &e))),
                 };
             }
@@ -821,7 +844,10 @@ pub async fn execute(
             let unrecorded = unrecorded.or(insync);
             let said = format!("{} INSYNC after {:.1} s", plan.describe(), took.as_secs_f64());
             match unrecorded {
-                None => Ok(format!("{said}; resolvers may serve the old answer for one TTL more")),
+                None => Ok(with_unchecked(
+                    format!("{said}; resolvers may serve the old answer for one TTL more"),
+                    &unchecked_now,
+                )),
                 Some(e) => Err(PlanError::Failed(unaudited(&said, &e))),
             }
         }
