@@ -714,6 +714,12 @@ async fn an_abort_waiting_when_a_rollout_starts_ends_it_with_nothing_sent() {
 /// A rollout killed in step 2's soak (75/25), then an abort killed after
 /// its intent, before its rollback was sent: the weights stay 75/25.
 async fn rollout_killed_in_step_2_then_its_abort_before_the_rollback(sb: &Sandbox, rb: &Runbook, dir: &Path, p: &str) {
+    rollout_killed_in_step_2_then_its_abort_at(sb, rb, dir, p, "rollback:after-intent").await;
+    assert_eq!(weights(sb).await, w(75, 25), "nothing sent");
+}
+
+/// As above, the abort killed at `point`.
+async fn rollout_killed_in_step_2_then_its_abort_at(sb: &Sandbox, rb: &Runbook, dir: &Path, p: &str, point: &str) {
     use std::os::unix::process::ExitStatusExt;
     let mut child = cutover_command(sb, rb, dir, &["rollout", p, "--yes"]).spawn().unwrap();
     until_soaking(dir, 1).await;
@@ -721,10 +727,41 @@ async fn rollout_killed_in_step_2_then_its_abort_before_the_rollback(sb: &Sandbo
     child.wait().unwrap();
     assert_eq!(weights(sb).await, w(75, 25), "killed in step 2's soak; step 1 (10%) passed");
     let mut abort = cutover_command(sb, rb, dir, &["abort", p, "--yes"]);
-    abort.env("CUTOVER_CRASH_AT", "rollback:after-intent");
+    abort.env("CUTOVER_CRASH_AT", point);
     let status = abort.status().unwrap();
-    assert_eq!(status.signal(), Some(libc::SIGKILL), "the abort died before sending its rollback");
-    assert_eq!(weights(sb).await, w(75, 25), "nothing sent");
+    assert_eq!(status.signal(), Some(libc::SIGKILL), "the abort died at {point}");
+}
+
+/// An abort killed after Route53 accepted its rollback (before its change
+/// was confirmed or the abort audited done), then `cutover rollout`: it
+/// confirms the rollback, audits the abort done and stops (exit 1). It
+/// confirmed the rollback, then started afresh and sent the aborted step 2
+/// again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollout_run_after_a_rollback_killed_once_sent_confirms_it_and_stops() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rb, path) = fast_runbook_with(dir.path(), |t| t.replace("soak = \"5s\"", "soak = \"20s\""));
+    let sb = fixed_sandbox(&rb, "ap-southeast-5").await;
+    let p = path.to_str().unwrap();
+    rollout_killed_in_step_2_then_its_abort_at(&sb, &rb, dir.path(), p, "rollback:after-send").await;
+    assert_eq!(weights(&sb).await, w(90, 10), "the rollback reached Route53");
+    let intents = |dir: &Path| audit(dir).iter().filter(|l| l["stage"] == "intent").count();
+    let before = intents(dir.path());
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["rollout", p, "--yes", "--dry-run"]).await;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("would finish the interrupted rollback to 90/10"), "{out}");
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["rollout", p, "--yes"]).await;
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("rolled back; nothing else was sent"), "{out}");
+    assert_eq!(weights(&sb).await, w(90, 10), "left rolled back");
+    let lines = audit(dir.path());
+    let after: Vec<&serde_json::Value> = lines.iter().filter(|l| l["stage"] == "intent").skip(before).collect();
+    assert!(
+        after.iter().all(|l| !l["action"].as_str().unwrap_or_default().starts_with("rollout step 2/4")),
+        "step 2 sent again: {after:?}"
+    );
+    assert!(lines.iter().any(|l| l["action"] == "rollout abort" && l["stage"] == "done"), "{lines:?}");
+    sb.down().await;
 }
 
 /// An abort killed before its rollback reached Route53, then another abort

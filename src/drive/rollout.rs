@@ -201,6 +201,9 @@ struct Runner<'a> {
     shared: bool,
     /// The last state saved, without its time.
     last_saved: Option<Vec<u8>>,
+    /// A rollback an earlier run left in flight was confirmed as this run
+    /// began: that abort is finished, never a fresh start.
+    rollback_confirmed: bool,
 }
 
 impl Runner<'_> {
@@ -715,7 +718,10 @@ impl Runner<'_> {
             flight.change = self.recorded_change(&flight);
             self.state.in_flight = Some(flight.clone());
         }
+        // A rollback of cutover's own (not weights adopted) that reached Route53.
+        let rollback = flight.step.is_none() && !flight.adopted;
         if let Some(change) = &flight.change {
+            self.rollback_confirmed = rollback;
             (self.say)(&format!("{action}: confirming change {change}, sent before an interruption"));
             self.state.applied = Some(flight.weights);
             return Ok(self.await_insync(change, flight.step).await?.unwrap_or_default());
@@ -726,6 +732,7 @@ impl Runner<'_> {
                 "{action}: {}/{} is live but its change was never recorded (interrupted after sending); sending a confirming change",
                 live.0, live.1
             ));
+            self.rollback_confirmed = rollback;
             return self.confirm_by_resending(&flight, "the first send's change id was lost to an interruption").await;
         }
         if live == previous {
@@ -1155,8 +1162,19 @@ async fn begin<'a>(cx: &'a Context, say: &'a mut (dyn FnMut(&str) + Send)) -> Re
     let engine = Engine { plan, state: state.engine.clone() };
     let log = AuditLog::for_runbook(&rb.name);
     let shared = crate::store::backend::current().shared();
-    let mut runner =
-        Runner { cx, engine, state, log, say, rolled_back_from: None, lease, version, shared, last_saved: None };
+    let mut runner = Runner {
+        cx,
+        engine,
+        state,
+        log,
+        say,
+        rolled_back_from: None,
+        lease,
+        version,
+        shared,
+        last_saved: None,
+        rollback_confirmed: false,
+    };
     // A change an earlier run left in flight is settled first: confirmed
     // INSYNC and audited, or found never sent.
     let (live, types_differ) = live_reading(cx.clients.dns(), rb).await.map_err(failed)?;
@@ -1303,14 +1321,16 @@ async fn before_the_loop(
         ));
         return Ok(Some(Outcome::Aborted(reason)));
     }
-    // An abort interrupted before its rollback reached Route53 is finished,
-    // audited and reported, and the run ends there: sending the step that
-    // failed again, as a fresh start would, undoes the abort unseen.
-    if runner.engine.state.phase == RolloutPhase::Aborted && live != runner.engine.rollback_weights() && !adopted {
-        let target = runner.engine.rollback_weights();
-        let line = format!("finishing the interrupted rollback to {}/{}", target.0, target.1);
-        (runner.say)(&line);
-        runner.roll_back(target).await?;
+    // An abort interrupted before its rollback reached Route53, or before
+    // its change was confirmed, is finished, audited and reported, and the
+    // run ends there: sending the step that failed again, as a fresh start
+    // would, undoes the abort unseen.
+    let target = runner.engine.rollback_weights();
+    if runner.engine.state.phase == RolloutPhase::Aborted && (live != target || runner.rollback_confirmed) && !adopted {
+        if live != target {
+            (runner.say)(&format!("finishing the interrupted rollback to {}/{}", target.0, target.1));
+            runner.roll_back(target).await?;
+        }
         runner.persist().map_err(failed)?;
         let reason = runner.engine.state.reason.clone().unwrap_or_else(|| "an earlier abort".into());
         runner.audit("rollout abort", Stage::Done, runner.rolled_back_from, target, reason.clone()).map_err(failed)?;
@@ -1608,8 +1628,19 @@ pub async fn abort(cx: &Context, reason: &str, say: &mut (dyn FnMut(&str) + Send
     state.engine = engine.state.clone();
     let log = AuditLog::for_runbook(&rb.name);
     let shared = crate::store::backend::current().shared();
-    let mut runner =
-        Runner { cx, engine, state, log, say, rolled_back_from: None, lease, version, shared, last_saved: None };
+    let mut runner = Runner {
+        cx,
+        engine,
+        state,
+        log,
+        say,
+        rolled_back_from: None,
+        lease,
+        version,
+        shared,
+        last_saved: None,
+        rollback_confirmed: false,
+    };
     runner.persist().map_err(failed)?;
     // A rollback an earlier run left in flight is settled first; a forward
     // step's is confirmed by this rollback's own INSYNC (see `send`).
@@ -1892,9 +1923,12 @@ pub async fn preview(
         }
     };
     let mut expected = state.as_ref().and_then(|s| s.applied).unwrap_or(plan.initial);
+    // A rollback of an earlier run's that would be confirmed ends the run too.
+    let mut rollback_confirmed = false;
     if let Some(f) = state.as_ref().and_then(|s| s.in_flight.as_ref()) {
         let change = f.change.as_deref().unwrap_or("whose id was lost");
         if f.change.is_some() || live == f.weights {
+            rollback_confirmed = f.step.is_none() && !f.adopted;
             out.push(format!(
                 "would first confirm the change an interrupted run left in flight ({}/{}, change {change}) and audit it",
                 f.weights.0, f.weights.1
@@ -1916,7 +1950,10 @@ pub async fn preview(
     }
     let engine = Engine { plan: plan.clone(), state: state.map_or(EngineState::new(plan.gates.len()), |s| s.engine) };
     let target = engine.rollback_weights();
-    if engine.state.phase == RolloutPhase::Aborted && live != target && !(adopt_live && live != expected) {
+    if engine.state.phase == RolloutPhase::Aborted
+        && (live != target || rollback_confirmed)
+        && !(adopt_live && live != expected)
+    {
         out.push(format!(
             "would finish the interrupted rollback to {}/{} ({}) and stop there; run it again to start",
             target.0,
