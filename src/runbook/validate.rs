@@ -474,6 +474,15 @@ impl<'a> Validator<'a> {
             .map(|(k, e)| (k.get_ref().clone(), self.environment(&names, k, e.get_ref())))
             .collect();
         let rollout = self.rollout(&names, raw.rollout.get_ref());
+        if raw.rollout.get_ref().gates.is_empty() {
+            // Nothing measured: every step passes on its soak time alone.
+            self.err(
+                raw.rollout.span(),
+                "the rollout has no gates",
+                "add at least one [[rollout.gates]] (healthy_targets, alarm_ok, metric, ...); without one every step \
+                 passes on its soak time alone, whatever the new side answers",
+            );
+        }
         let dns = self.dns(&names, raw.dns.get_ref(), &rollout);
         let alarms: Vec<Alarm> = raw.alarms.iter().map(|a| self.alarm(&names, a.get_ref())).collect();
         let mut rollout = rollout;

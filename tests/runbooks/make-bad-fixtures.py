@@ -77,6 +77,7 @@ fx("steps-not-ending-at-100", "the last step is not 100", ('steps = [10, 50, 100
 fx("step-zero", "a step of 0%", ('steps = [10, 50, 100]', 'steps = [0, 50, 100]'))
 fx("step-150", "a step above 100%", ('steps = [10, 50, 100]', 'steps = [10, 50, 150]'))
 fx("empty-steps", "no steps", ('steps = [10, 50, 100]', 'steps = []'))
+fx("rollout-without-gates", "a rollout with no gates: every step would pass on its soak time alone", ('[[rollout.gates]]\nkind = "alarm_ok"\nalarms = ["green-5xx"]\n\n', ''))
 fx("gate-unknown-alarm", "a gate naming an alarm not declared", ('alarms = ["green-5xx"]', 'alarms = ["green-500"]'))
 fx("gate-unknown-environment", "a gate naming an environment not declared", ('kind = "alarm_ok"\nalarms = ["green-5xx"]', 'kind = "alarm_ok"\nalarms = ["green-5xx"]\n\n[[rollout.gates]]\nkind = "healthy_targets"\nenvironment = "gren"\nmin = 2'))
 fx("rollout-from-equals-to", "rollout from and to the same environment", ('to = "green"', 'to = "blue"'))
