@@ -444,7 +444,7 @@ impl Endpoint {
     /// the sentinels' password and this endpoint's TLS settings; `timeout`
     /// bounds the connection and each answer. The error is raw (unscrubbed).
     pub async fn sentinel_connection(&self, node: &str, timeout: Duration) -> Result<MultiplexedConnection, String> {
-        let (host, port) = node.rsplit_once(':').unwrap_or((node, "26379"));
+        let (host, port) = split_addr(node, "26379");
         let u = url::Url::parse(&format!("{}://{host}:{port}", self.url.scheme())).map_err(|e| e.to_string())?;
         let client = self.client(u, self.sentinel_password.as_deref())?;
         let config =
@@ -470,13 +470,8 @@ impl Endpoint {
 
     /// Connects to the server at `addr` (`host:port`); with Sentinel it must be a master.
     pub async fn open_at(&self, addr: &str) -> Result<MultiplexedConnection, String> {
-        let mut u = self.url.clone();
-        // With Sentinel the master, in a cluster any node: not the URL's address.
-        if u.host_str().zip(u.port()).is_none_or(|(h, p)| format!("{h}:{p}") != addr) {
-            let (host, port) = addr.rsplit_once(':').unwrap_or((addr, "6379"));
-            u.set_host(Some(host)).map_err(|e| format!("the {} named a bad server address {addr}: {e}", self.role))?;
-            let _ = u.set_port(port.parse().ok());
-        }
+        let u = at_addr(&self.url, addr)
+            .map_err(|e| format!("the {} named a bad server address {addr}: {e}", self.role))?;
         let mut conn = self.connect_url(u).await?;
         if let Some(g) = &self.sentinel {
             let role: Vec<redis::Value> =
@@ -650,8 +645,46 @@ fn pick_master(named: &[(String, u64, usize)]) -> Option<String> {
     named.iter().rev().max_by_key(|n| (n.1, n.2)).map(|n| n.0.clone())
 }
 
+/// `host:port` as servers name one (a MOVED redirect, CLUSTER NODES, a
+/// sentinel's master address): an IPv6 host comes unbracketed
+/// (`2001:db8::1:7000`), which a URL takes only in brackets.
+fn split_addr<'a>(addr: &'a str, default_port: &'a str) -> (String, &'a str) {
+    let (host, port) = addr.rsplit_once(':').unwrap_or((addr, default_port));
+    match host.contains(':') && !host.starts_with('[') {
+        true => (format!("[{host}]"), port),
+        false => (host.to_string(), port),
+    }
+}
+
+/// `url` pointed at the server `addr` names (with Sentinel the master, in a
+/// cluster any node), everything else kept.
+fn at_addr(url: &url::Url, addr: &str) -> Result<url::Url, String> {
+    let mut u = url.clone();
+    let (host, port) = split_addr(addr, "6379");
+    let same = u.host_str().zip(u.port()).is_some_and(|(h, p)| h == host && p.to_string() == port);
+    if !same {
+        u.set_host(Some(&host)).map_err(|e| e.to_string())?;
+        u.set_port(Some(port.parse().map_err(|_| format!("port {port:?} is not a number"))?))
+            .map_err(|_| "the URL takes no port".to_string())?;
+    }
+    Ok(u)
+}
+
 #[cfg(test)]
 mod tests {
+    /// A server named by address (a MOVED redirect, a sentinel's master)
+    /// over IPv6 comes unbracketed; the URL connected to brackets it.
+    #[test]
+    fn an_ipv6_server_address_is_bracketed_in_the_url() {
+        let url = url::Url::parse("rediss://user:pw@cache.internal:6379/0").unwrap();
+        let at = |addr: &str| super::at_addr(&url, addr).map(|u| u.to_string());
+        assert_eq!(at("2001:db8::1:7000").unwrap(), "rediss://user:pw@[2001:db8::1]:7000/0");
+        assert_eq!(at("[2001:db8::1]:7000").unwrap(), "rediss://user:pw@[2001:db8::1]:7000/0");
+        assert_eq!(at("10.0.0.7:6380").unwrap(), "rediss://user:pw@10.0.0.7:6380/0");
+        assert_eq!(at("cache.internal:6379").unwrap(), "rediss://user:pw@cache.internal:6379/0");
+        assert!(at("10.0.0.7:port").is_err());
+    }
+
     use super::*;
 
     #[test]
