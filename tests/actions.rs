@@ -190,8 +190,20 @@ async fn stickiness_registration_and_stopping_instances_do_what_they_say() {
     let (code, out) =
         run_cutover_all(&sb, &rb, dir.path(), &["shift", "runbooks/demo.toml", "--to", "100", "--yes"]).await;
     assert_eq!(code, Some(0), "{out}");
-    let (code, out) =
-        run_cutover_all(&sb, &rb, dir.path(), &["run", "runbooks/demo.toml", "decommission/stop-old", "--yes"]).await;
+    // Resolvers hold the answer from before the shift (its equal share) for
+    // the records' TTL (10 s) past INSYNC: not stopped until then.
+    let stop_old = ["run", "runbooks/demo.toml", "decommission/stop-old", "--yes"];
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &stop_old).await;
+    assert_eq!(code, Some(2), "{out}");
+    assert!(
+        out.contains(
+            "resolvers may still send production traffic: its share was taken by shift_weights to 100% (INSYNC at "
+        ) && out.contains("they keep the answer from before for its TTL of 10 s, until "),
+        "{out}"
+    );
+    assert_eq!(instance_states(&sb, "production").await, ["running", "running"], "nothing stopped yet");
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &stop_old).await;
     assert_eq!(code, Some(0), "{out}");
     assert_eq!(instance_states(&sb, "production").await, ["stopped", "stopped"]);
     eventually(Duration::from_secs(10), "the stopped app to stop answering", || async {
@@ -234,6 +246,12 @@ async fn stickiness_registration_and_stopping_instances_do_what_they_say() {
     .await;
     assert_eq!(code, Some(0), "{out}");
     assert_eq!(instance_states(&sb, "production").await, ["running", "running"]);
+    // Its apps answer their health checks again before it takes a share
+    // (every target failing them, a shift onto it is refused).
+    eventually(Duration::from_secs(20), "production's apps to answer /health", || async {
+        (health_ok(&sb, "prod-web-1").await && health_ok(&sb, "prod-web-2").await).then_some(())
+    })
+    .await;
     let (code, out) =
         run_cutover_all(&sb, &rb, dir.path(), &["shift", "runbooks/demo.toml", "--to", "0", "--yes"]).await;
     assert_eq!(code, Some(0), "started again, production takes its weight back: {out}");

@@ -42,10 +42,10 @@ async fn states(sb: &Sandbox, env: &str) -> Vec<(String, String)> {
 }
 
 /// Every request to staging: old production carries no traffic, as before
-/// any decommission (its actions are refused while it does).
-async fn traffic_off_production(sb: &Sandbox, rb: &Runbook, state: &Path, path: &str) {
-    let (code, out) = run_cutover_all(sb, rb, state, &["shift", path, "--to", "100", "--yes"]).await;
-    assert_eq!(code, Some(0), "{out}");
+/// any decommission (its actions are refused while it does). Shifted long
+/// ago (not in this state's audit, so no resolver's TTL is waited out).
+async fn traffic_off_production(sb: &Sandbox, rb: &Runbook, _state: &Path, _path: &str) {
+    reweight_as_another_client(sb, rb, &[("production", 0), ("staging", 100)]).await;
 }
 
 async fn all_in(sb: &Sandbox, env: &str, state: &str) -> bool {

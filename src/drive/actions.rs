@@ -217,11 +217,12 @@ pub async fn plan_with_vars(
     let name = action.summary();
     let side = action.side(rb);
     let out_of_service = out_of_service(action).map(|(e, what)| (e.to_string(), what));
-    if let Some((environment, what)) = &out_of_service {
-        carries_no_traffic(clients, rb, environment, what).await?;
-    }
+    // A runbook whose selectors overlap is said first: waiting fixes nothing there.
     if let Some(environment) = instances_changed(action) {
         selects_its_own(clients, rb, environment).await?;
+    }
+    if let Some((environment, what)) = &out_of_service {
+        carries_no_traffic(clients, rb, environment, what).await?;
     }
     let sides = clients;
     // Read and planned in the account and region of the side it changes.
@@ -453,7 +454,73 @@ async fn carries_no_traffic(sides: &SideClients, rb: &Runbook, environment: &str
             above.join(", ")
         )));
     }
+    // Resolvers keep an answer for its TTL after Route53's servers change:
+    // a side whose share was taken a moment ago still gets the clients
+    // holding the answer from before.
+    let ttl = records.iter().map(|r| r.ttl.unwrap_or(crate::drive::shift::ALIAS_TTL)).max().unwrap_or(0);
+    let log = crate::store::audit::AuditLog::for_runbook(&rb.name);
+    let lines = crate::store::off_async(|| log.read()).map_err(|e| {
+        PlanError::Refused(format!(
+            "whether resolvers still send {environment} traffic is unknown: the audit log, which says when its share \
+             was last taken, could not be read ({e}); {what} waits until it can be"
+        ))
+    })?;
+    if let Some(until) = share_taken_until(&lines, environment, ttl)
+        && let Some(left) = until.at.duration_since(std::time::SystemTime::now()).ok().filter(|d| !d.is_zero())
+    {
+        return Err(PlanError::Refused(format!(
+            "resolvers may still send {environment} traffic: its share was taken by {} ({}), and they keep the \
+             answer from before for its TTL of {ttl} s, until {}; {what} waits until then (another {} s)",
+            until.action,
+            until.when,
+            crate::time::rfc3339(until.at),
+            left.as_secs().max(1)
+        )));
+    }
     Ok(())
+}
+
+/// When the clients' resolvers let go of the last answer that gave an
+/// environment a share: the change that took it (from the audit log).
+struct ShareTaken {
+    action: String,
+    /// When Route53's servers had it, in words.
+    when: String,
+    at: std::time::SystemTime,
+}
+
+/// The last audited weight change that took `environment`'s share (its
+/// weight above 0 before, or every weight 0, which shares alike; 0 after
+/// with another above 0), and until when resolvers may hold the answer from
+/// before: `ttl` after its INSYNC, or after its send plus a minute where
+/// INSYNC is not on record (Route53 propagates in under a minute).
+fn share_taken_until(lines: &[crate::store::audit::AuditLine], environment: &str, ttl: u32) -> Option<ShareTaken> {
+    use crate::store::audit::Stage;
+    let weights = |v: &serde_json::Value| -> Option<Vec<(String, u64)>> {
+        v.as_object()?.iter().map(|(k, w)| Some((k.clone(), w.as_u64()?))).collect()
+    };
+    let weight_of = |ws: &[(String, u64)]| ws.iter().find(|(k, _)| k == environment).map(|(_, w)| *w);
+    let took = |l: &crate::store::audit::AuditLine| {
+        let (Some(before), Some(after)) = (weights(&l.before), weights(&l.after)) else { return false };
+        let had = weight_of(&before).is_some_and(|w| w > 0 || before.iter().all(|(_, w)| *w == 0));
+        let has = weight_of(&after).is_some_and(|w| w > 0 || after.iter().all(|(_, w)| *w == 0));
+        had && !has
+    };
+    let i = lines.iter().rposition(|l| matches!(l.stage, Stage::Applied | Stage::InSync) && took(l))?;
+    let line = &lines[i];
+    let insync = match line.stage {
+        Stage::InSync => Some(line),
+        _ => lines[i..].iter().find(|l| l.stage == Stage::InSync && l.change.is_some() && l.change == line.change),
+    };
+    let ttl = std::time::Duration::from_secs(u64::from(ttl));
+    let (at, when) = match insync {
+        Some(l) => (crate::time::parse_rfc3339(&l.time)? + ttl, format!("INSYNC at {}", l.time)),
+        None => (
+            crate::time::parse_rfc3339(&line.time)? + std::time::Duration::from_secs(60) + ttl,
+            format!("sent at {}, INSYNC not on record", line.time),
+        ),
+    };
+    Some(ShareTaken { action: line.action.clone(), when, at })
 }
 
 /// Route53's view of a record's health when it picks the records to answer with.
@@ -1807,5 +1874,73 @@ async fn snapshot_redis(
         }
         backup_pause(&format!("snapshot {name}"), start, &mut pause).await?;
         status = elasticache::snapshot_status(&clients.elasticache, &name).await.map_err(|e| e.to_string())?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::audit::{AuditLine, Stage};
+
+    fn line(stage: Stage, time: &str, before: serde_json::Value, after: serde_json::Value) -> AuditLine {
+        AuditLine {
+            time: time.into(),
+            operator: "ana".into(),
+            account: None,
+            region: "eu-west-1".into(),
+            runbook: "demo".into(),
+            action: "shift_weights to 100%".into(),
+            stage,
+            before,
+            after,
+            detail: String::new(),
+            change: Some("C1".into()),
+            step: None,
+        }
+    }
+
+    /// Resolvers hold the answer from before a change for its TTL: the
+    /// share of a side taken by the last weight change is gone TTL after its
+    /// INSYNC (after its send plus a minute when INSYNC is not on record).
+    /// Every weight at 0 shares alike, so 0/0 → 0/100 takes a share too.
+    #[test]
+    fn a_share_taken_lasts_a_ttl_past_its_insync() {
+        use serde_json::json;
+        let at = |t: &str| crate::time::parse_rfc3339(t).unwrap();
+        let took = |lines: &[AuditLine]| share_taken_until(lines, "production", 10).map(|s| s.at);
+        let sent = line(
+            Stage::Applied,
+            "2026-12-06T18:00:00Z",
+            json!({"production": 100, "staging": 0}),
+            json!({"production": 0, "staging": 100}),
+        );
+        let insync = AuditLine { stage: Stage::InSync, time: "2026-12-06T18:00:20Z".into(), ..sent.clone() };
+        assert_eq!(took(&[sent.clone(), insync.clone()]), Some(at("2026-12-06T18:00:30Z")));
+        assert_eq!(took(std::slice::from_ref(&sent)), Some(at("2026-12-06T18:01:10Z")), "no INSYNC: a minute more");
+        let even = line(
+            Stage::InSync,
+            "2026-12-06T18:05:00Z",
+            json!({"production": 0, "staging": 0}),
+            json!({"production": 0, "staging": 100}),
+        );
+        assert_eq!(took(&[sent.clone(), insync.clone(), even]), Some(at("2026-12-06T18:05:10Z")));
+        // Raising it, or a change leaving it at 0 beside another above 0, takes nothing.
+        let raised = line(
+            Stage::InSync,
+            "2026-12-06T18:00:20Z",
+            json!({"production": 0, "staging": 100}),
+            json!({"production": 10, "staging": 90}),
+        );
+        assert_eq!(took(&[raised]), None);
+        let kept = line(
+            Stage::InSync,
+            "2026-12-06T18:00:20Z",
+            json!({"production": 0, "staging": 90}),
+            json!({"production": 0, "staging": 100}),
+        );
+        assert_eq!(took(&[kept]), None);
+        // Lines of other actions (no weights) are not weight changes.
+        let other = line(Stage::Applied, "2026-12-06T18:09:00Z", json!({"instances": ["i-1"]}), json!(null));
+        assert_eq!(took(&[sent, insync, other]), Some(at("2026-12-06T18:00:30Z")));
     }
 }

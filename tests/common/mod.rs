@@ -123,6 +123,29 @@ pub async fn set_weights_as_another_client(sb: &Sandbox, rb: &Runbook, weights: 
     upsert_records_as_another_client(sb, rb, &records).await;
 }
 
+/// Sets the weights of the records with these set identifiers as another
+/// client would (the console), every other field of each record kept. Not
+/// audited: to cutover, a change made long ago.
+pub async fn reweight_as_another_client(sb: &Sandbox, rb: &Runbook, weights: &[(&str, i64)]) {
+    use aws_sdk::route53::types::{Change, ChangeAction};
+    let name = format!("{}.", rb.dns.record.trim_end_matches('.'));
+    let listed = sb.clients.route53.list_resource_record_sets().hosted_zone_id(&sb.world.zone_id).send().await.unwrap();
+    assert!(!listed.is_truncated(), "the sandbox's zone fits a page");
+    let changes: Vec<Change> = listed
+        .resource_record_sets()
+        .iter()
+        .filter(|r| r.name() == name)
+        .filter_map(|r| {
+            let (_, w) = weights.iter().find(|(id, _)| r.set_identifier() == Some(*id))?;
+            let mut r = r.clone();
+            r.weight = Some(*w);
+            Some(Change::builder().action(ChangeAction::Upsert).resource_record_set(r).build().unwrap())
+        })
+        .collect();
+    assert_eq!(changes.len(), weights.len() * rb.dns.types().len(), "every record named");
+    send_changes_as_another_client(sb, changes).await;
+}
+
 /// Upserts weighted records (set identifier, weight, TTL) in one batch.
 pub async fn upsert_records_as_another_client(sb: &Sandbox, rb: &Runbook, records: &[(&str, i64, u32)]) {
     use aws_sdk::route53::types::{Change, ChangeAction, ResourceRecord, ResourceRecordSet, RrType};
