@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::FutureExt;
-use tokio::sync::{Notify, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use super::{LiveEvent, Update, fetch};
@@ -102,13 +102,16 @@ impl WorkerContext {
 /// The running workers; dropping this stops them.
 pub struct Workers {
     handles: Vec<JoinHandle<()>>,
-    pub refresh: Arc<Notify>,
+    /// Bumped to ask every source for a poll begun after now.
+    pub refresh: Arc<watch::Sender<u64>>,
 }
 
 impl Workers {
-    /// Polls every source now instead of at its next interval.
+    /// Polls every source now instead of at its next interval; a worker in
+    /// the middle of a poll polls again once it is done (its reading may
+    /// come from before this).
     pub fn refresh_now(&self) {
-        self.refresh.notify_waiters();
+        self.refresh.send_modify(|g| *g = g.wrapping_add(1));
     }
 }
 
@@ -140,16 +143,28 @@ pub(crate) fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
 
 /// Runs `poll` forever: send its update, wait (with backoff), repeat. A poll
 /// that panics fails the sources it reported last, and polling goes on.
-fn every<F, Fut>(interval: Duration, refresh: Arc<Notify>, tx: mpsc::Sender<LiveEvent>, mut poll: F) -> JoinHandle<()>
+fn every<F, Fut>(
+    interval: Duration,
+    refresh: Arc<watch::Sender<u64>>,
+    tx: mpsc::Sender<LiveEvent>,
+    mut poll: F,
+) -> JoinHandle<()>
 where
     F: FnMut() -> Fut + Send + 'static,
     Fut: Future<Output = Vec<(Update, bool)>> + Send,
 {
+    let mut asked = refresh.subscribe();
     tokio::spawn(async move {
+        // Kept while the worker runs: a sender gone would end every wait at once.
+        let _refresh = refresh;
         let mut throttles = 0u32;
         // What this worker reported last: a panicking poll fails these.
         let mut last: Vec<Update> = Vec::new();
         loop {
+            // A refresh asked from here on is for a later poll than this one.
+            asked.mark_unchanged();
+            // Stamped when the poll began: what it read is at least that old.
+            let began = std::time::SystemTime::now();
             let updates = match std::panic::AssertUnwindSafe(poll()).catch_unwind().await {
                 Ok(u) => {
                     last = u.iter().map(|(u, _)| u.failed("")).collect();
@@ -164,7 +179,7 @@ where
             };
             let throttled = updates.iter().any(|(_, t)| *t);
             for (u, _) in updates {
-                if tx.send(LiveEvent::now(u)).await.is_err() {
+                if tx.send(LiveEvent { at: began, update: u }).await.is_err() {
                     return;
                 }
             }
@@ -172,14 +187,14 @@ where
             let delay = next_delay(interval, throttles, fastrand::f64());
             tokio::select! {
                 _ = tokio::time::sleep(delay) => {}
-                _ = refresh.notified() => {}
+                _ = asked.changed() => {}
             }
         }
     })
 }
 
 pub fn spawn(ctx: Arc<WorkerContext>, tx: mpsc::Sender<LiveEvent>) -> Workers {
-    let refresh = Arc::new(Notify::new());
+    let refresh = Arc::new(watch::channel(0u64).0);
     let iv = ctx.intervals.clone();
     let mut handles = Vec::new();
 
@@ -471,6 +486,30 @@ mod tests {
     }
 
     use super::*;
+
+    /// A refresh asked while a worker is in the middle of a poll gets a
+    /// poll begun after it, at once (the one under way may have read before
+    /// it; notified then, the worker slept a whole interval), and each
+    /// reading is stamped when its poll began.
+    #[tokio::test]
+    async fn a_refresh_asked_during_a_poll_gets_a_poll_begun_after_it() {
+        let (tx, mut rx) = mpsc::channel(16);
+        let (refresh, _) = watch::channel(0u64);
+        let refresh = Arc::new(refresh);
+        let workers = Workers { handles: Vec::new(), refresh: refresh.clone() };
+        let worker = every(Duration::from_secs(3600), refresh, tx, || async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            vec![(Update::Alarms(Ok(Vec::new())), false)]
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let asked = std::time::SystemTime::now();
+        workers.refresh_now();
+        let first = rx.recv().await.unwrap();
+        assert!(first.at < asked, "the poll under way began before the refresh");
+        let second = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await.expect("polled again at once");
+        assert!(second.unwrap().at >= asked, "a poll begun after the refresh");
+        worker.abort();
+    }
 
     #[test]
     fn no_throttle_means_the_plain_interval() {

@@ -172,7 +172,13 @@ pub async fn event_loop<B: ratatui::backend::Backend>(
         drawn(app);
         let commands = tokio::select! {
             ev = input.next() => match ev {
-                Some(Ok(TermEvent::Key(k))) if k.kind != KeyEventKind::Release => state::update(app, Event::Key(k)),
+                Some(Ok(TermEvent::Key(k))) if k.kind != KeyEventKind::Release => {
+                    // The clock at the key, not at the last tick: a check run
+                    // on fresh data takes readings begun after this.
+                    let mut cmds = state::update(app, Event::Tick(SystemTime::now()));
+                    cmds.extend(state::update(app, Event::Key(k)));
+                    cmds
+                }
                 Some(Ok(TermEvent::Mouse(m))) => state::update(app, Event::Mouse(m)),
                 Some(Ok(TermEvent::Resize(w, h))) => state::update(app, Event::Resize(w, h)),
                 Some(Ok(_)) => Vec::new(),
