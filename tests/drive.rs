@@ -227,5 +227,22 @@ async fn raising_a_side_whose_every_target_fails_its_health_check_is_refused() {
     );
     assert_eq!(err.matches(" unhealthy (Target.ResponseCodeMismatch)").count(), 2, "{err}");
     assert_eq!(weights(&sb).await, w(100, 0));
+    // Back the other way, production failing alike: a rollback (`shift
+    // --to 0`) is never held back by it, and says so.
+    reweight_as_another_client(&sb, &rb, &[("prod", 0), ("staging", 100)]).await;
+    let redis = redis::Client::open(sb.redis_urls["prod-cache"].as_str()).unwrap();
+    let mut c = redis.get_multiplexed_async_connection().await.unwrap();
+    let _: () = redis::cmd("CONFIG").arg("SET").arg("requirepass").arg("rotated").query_async(&mut c).await.unwrap();
+    let (code, out, err) =
+        run_cutover(&sb, &rb, dir.path(), &["shift", "runbooks/demo.toml", "--to", "0", "--yes"]).await;
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        format!("{out}{err}").contains(
+            "NOT CHECKED: whether production can serve the share this raises (target group demo-prod-web, every \
+             target of which fails its health check (i-"
+        ),
+        "{out}{err}"
+    );
+    assert_eq!(weights(&sb).await, w(100, 0));
     sb.down().await;
 }

@@ -5,7 +5,7 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseButton, MouseEvent, MouseEventKind};
 use cutover::analysis::reachability::{GroupRule, SecurityGroup};
@@ -1103,7 +1103,7 @@ fn a_tick_that_was_not_saved_does_not_stay_ticked() {
     update(&mut app, key(KeyCode::Char(' ')));
     app.checklist_edits = 1;
     assert!(app.checklist.ticks.contains_key("prepare/backup"), "shown at once");
-    update(&mut app, Event::ChecklistSaved(Err("No space left on device (os error 28)".into()), SystemTime::now()));
+    update(&mut app, Event::ChecklistSaved(Err("No space left on device (os error 28)".into()), Instant::now()));
     assert!(!app.checklist.ticks.contains_key("prepare/backup"), "an unsaved tick is not shown as done");
     let last = &app.log.back().unwrap().text;
     assert!(last.starts_with("checklist NOT saved: No space left on device"), "{last}");
@@ -1113,13 +1113,13 @@ fn a_tick_that_was_not_saved_does_not_stay_ticked() {
     update(&mut app, key(KeyCode::Char(' ')));
     app.checklist_edits = 1;
     let saved = app.checklist.clone();
-    update(&mut app, Event::ChecklistSaved(Ok(saved.clone()), SystemTime::now()));
+    update(&mut app, Event::ChecklistSaved(Ok(saved.clone()), Instant::now()));
     update(&mut app, key(KeyCode::Char('n')));
     chars(&mut app, "rdb-1");
     update(&mut app, key(KeyCode::Enter));
     app.checklist_edits = 1;
     assert_eq!(app.checklist.notes.get("prepare/backup").map(String::as_str), Some("rdb-1"));
-    update(&mut app, Event::ChecklistSaved(Err("timed out".into()), SystemTime::now()));
+    update(&mut app, Event::ChecklistSaved(Err("timed out".into()), Instant::now()));
     assert_eq!(app.checklist, saved, "the tick saved stays; the unsaved note goes");
 }
 
@@ -1135,10 +1135,10 @@ fn a_team_poll_older_than_a_saved_edit_does_not_undo_it() {
     let before = app.checklist.clone();
     update(&mut app, key(KeyCode::Char(' ')));
     app.checklist_edits = 1;
-    let saved_at = t0() + Duration::from_secs(10);
+    let saved_at = Instant::now() + Duration::from_secs(10);
     let saved = app.checklist.clone();
     update(&mut app, Event::ChecklistSaved(Ok(saved), saved_at));
-    let poll = |checklist: ChecklistState, read_at: SystemTime| {
+    let poll = |checklist: ChecklistState, read_at: Instant| {
         let view = cutover::live::TeamView {
             store: "s3://team-bucket/cutover".into(),
             checklist,
@@ -1146,7 +1146,7 @@ fn a_team_poll_older_than_a_saved_edit_does_not_undo_it() {
             present: Vec::new(),
             read_at,
         };
-        Event::Live(LiveEvent { at: read_at + Duration::from_secs(1), update: Update::Team(Ok(view)) })
+        Event::Live(LiveEvent { at: t0(), update: Update::Team(Ok(view)) })
     };
     update(&mut app, poll(before.clone(), saved_at - Duration::from_millis(500)));
     assert!(app.checklist.ticks.contains_key("prepare/backup"), "the saved tick stays");
@@ -1259,12 +1259,21 @@ fn paused_readings_grow_older() {
     let mut app = demo_app();
     let now = app.now;
     update(&mut app, Event::Tick(now));
-    let title =
-        |app: &App| screen(app, 120, 40).lines().find(|l| l.contains("Traffic")).unwrap_or_default().to_string();
-    assert!(title(&app).contains(" 3s ago "), "{}", title(&app));
+    // A pane's title: from its name to its top right corner.
+    let title = |app: &App, pane: &str| {
+        let shown = screen(app, 120, 40);
+        let line = shown.lines().find(|l| l.contains(pane)).unwrap_or_default().to_string();
+        let at = line.find(pane).unwrap_or(0);
+        line[at..].split(['┓', '┐']).next().unwrap_or_default().to_string()
+    };
+    for pane in ["Traffic", "Targets"] {
+        assert!(title(&app, pane).contains(" 3s ago "), "{}", title(&app, pane));
+    }
     update(&mut app, key(KeyCode::Char('p')));
     update(&mut app, Event::Tick(now + Duration::from_secs(600)));
-    assert!(title(&app).contains(" 603s ago "), "{}", title(&app));
+    for pane in ["Traffic", "Targets"] {
+        assert!(title(&app, pane).contains(" 603s ago "), "{}", title(&app, pane));
+    }
 }
 
 #[test]

@@ -517,7 +517,7 @@ fn share_taken_until(lines: &[crate::store::audit::AuditLine], environment: &str
         Some(l) => (crate::time::parse_rfc3339(&l.time)? + ttl, format!("INSYNC at {}", l.time)),
         None => (
             crate::time::parse_rfc3339(&line.time)? + std::time::Duration::from_secs(60) + ttl,
-            format!("sent at {}, INSYNC not on record", line.time),
+            format!("applied as of {}, INSYNC not on record in a line of its own", line.time),
         ),
     };
     Some(ShareTaken { action: line.action.clone(), when, at })

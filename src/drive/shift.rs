@@ -477,19 +477,23 @@ pub async fn raised_sides_serve(
                 states(g)
             )));
         }
-        // Every target failing its health check serves (the load balancer
-        // fails open), and each answers as its check does: a broken deploy.
-        // A rollback is not held back by it.
-        if let Some(g) =
-            groups.iter().find(|g| !g.targets.is_empty() && g.targets.iter().all(|t| t.state == "unhealthy"))
-        {
+        // No healthy target: the load balancer fails open and sends the
+        // share to the unhealthy ones (the others get nothing), each
+        // answering as its check does: a broken deploy. Traffic going back
+        // to the rollout's `from` side (a rollback, `shift --to 0`) is not
+        // held back by it.
+        let forward = unfound_refuses && *name == rb.rollout.to;
+        if let Some(g) = groups.iter().find(|g| {
+            !g.targets.iter().any(|t| t.state == "healthy" || unknown(t))
+                && g.targets.iter().any(|t| t.state == "unhealthy")
+        }) {
             let why = format!(
                 "target group {}, every target of which fails its health check ({}): its load balancer fails open \
                  and sends the share to them all",
                 g.name,
                 states(g)
             );
-            if unfound_refuses {
+            if forward {
                 return Err(PlanError::Refused(format!(
                     "raising {whose} would send that traffic to {why}; make them pass their health check first"
                 )));
@@ -521,7 +525,7 @@ pub async fn raised_sides_serve(
                 for r in side.records() {
                     match record_reaches(r, &lb) {
                         Reaches::Yes => {}
-                        Reaches::Another(why) if unfound_refuses => {
+                        Reaches::Another(why) if forward => {
                             return Err(PlanError::Refused(format!(
                                 "raising {whose} would send that traffic to {why}; point {name}'s record at its own \
                                  load balancer, or name in the runbook the one it points at"

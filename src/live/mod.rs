@@ -111,8 +111,9 @@ pub struct TeamView {
     pub lease: Option<crate::store::lease::LeaseRecord>,
     /// Everyone else with the runbook open, newest first.
     pub present: Vec<crate::store::team::Presence>,
-    /// When the poll began: a checklist saved here after it may be missing.
-    pub read_at: std::time::SystemTime,
+    /// When the poll began (monotonic: a clock stepped back must not hide
+    /// polls): a checklist saved here after it may be missing.
+    pub read_at: std::time::Instant,
 }
 
 impl Update {

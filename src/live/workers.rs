@@ -363,7 +363,7 @@ pub fn team_view(
     runbook: &str,
     present: &std::sync::Mutex<(u32, Vec<crate::store::team::Presence>)>,
 ) -> Result<super::TeamView, String> {
-    let read_at = std::time::SystemTime::now();
+    let read_at = std::time::Instant::now();
     let me = crate::store::lease::Holder::me();
     let store = crate::store::backend::current().describe();
     let fail = |e: crate::store::backend::StoreError| format!("{store}: {e}");

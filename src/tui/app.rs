@@ -202,7 +202,7 @@ pub struct App {
     pub checklist_edits: usize,
     /// When the last answer to a checklist edit came: a team poll begun
     /// before it may not hold that edit, so its checklist is not shown.
-    pub checklist_saved_at: Option<SystemTime>,
+    pub checklist_saved_at: Option<std::time::Instant>,
     pub operator: String,
     pub runs: BTreeMap<String, CheckRun>,
     pub log: VecDeque<LogLine>,

@@ -257,7 +257,7 @@ impl EditSaver {
                 let saved = tokio::task::spawn_blocking(move || save(edit))
                     .await
                     .unwrap_or_else(|e| Err(format!("the save stopped: {e}")));
-                let _ = answers.send(Event::ChecklistSaved(saved, SystemTime::now()));
+                let _ = answers.send(Event::ChecklistSaved(saved, std::time::Instant::now()));
             }
         });
         EditSaver { queue: Some(queue), worker }

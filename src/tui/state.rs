@@ -84,7 +84,7 @@ pub enum Event {
     },
     /// A checklist change written (the checklist as written), or why not.
     /// A checklist edit's answer, and when it came.
-    ChecklistSaved(Result<crate::store::checklist::ChecklistState, String>, SystemTime),
+    ChecklistSaved(Result<crate::store::checklist::ChecklistState, String>, std::time::Instant),
     /// The audit lines time-gated items wait on, read from a shared store.
     GateAudit(Result<Vec<crate::store::audit::AuditLine>, String>),
 }

@@ -30,9 +30,7 @@ fn hhmmss(t: std::time::SystemTime) -> String {
 /// the clock now (paused, the readings stay as they were and grow older).
 fn age<T>(app: &App, v: &View<T>) -> Span<'static> {
     let th = &app.theme;
-    let read = v.updated_at.as_deref().and_then(crate::time::parse_rfc3339);
-    let age = read.map(|t| app.now.duration_since(t).unwrap_or_default().as_secs_f64()).or(v.age_seconds);
-    match (&v.error, age) {
+    match (&v.error, age_now(app, v)) {
         (Some(_), _) => Span::styled(" STALE (e: why) ", Style::new().fg(Color::Black).bg(th.warn)),
         (None, Some(a)) => Span::styled(format!(" {a:.0}s ago "), th.dim_style()),
         (None, None) => Span::styled(" waiting… ", th.dim_style()),
@@ -52,6 +50,13 @@ fn state_style(th: &Theme, state: &str) -> Style {
     }
 }
 
+/// A reading's age counted to the clock now, not to the last snapshot
+/// (paused, the snapshot stays as it was).
+fn age_now<T>(app: &App, v: &View<T>) -> Option<f64> {
+    let read = v.updated_at.as_deref().and_then(crate::time::parse_rfc3339);
+    read.map(|t| app.now.duration_since(t).unwrap_or_default().as_secs_f64()).or(v.age_seconds)
+}
+
 fn env_age(app: &App) -> Vec<Span<'static>> {
     let th = &app.theme;
     let stale = app.snap.environments.iter().find(|e| e.aws.stale);
@@ -59,7 +64,7 @@ fn env_age(app: &App) -> Vec<Span<'static>> {
         .snap
         .environments
         .iter()
-        .filter_map(|e| e.aws.age_seconds)
+        .filter_map(|e| age_now(app, &e.aws))
         .fold(None, |m: Option<f64>, a| Some(m.map_or(a, |m| m.max(a))));
     match (stale, oldest) {
         (Some(_), _) => vec![Span::styled(" STALE (e: why) ", Style::new().fg(Color::Black).bg(th.warn))],
