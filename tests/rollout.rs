@@ -718,6 +718,18 @@ async fn rollout_killed_in_step_2_then_its_abort_before_the_rollback(sb: &Sandbo
     assert_eq!(weights(sb).await, w(75, 25), "nothing sent");
 }
 
+/// The audit after the `before`-th intent: no intent of step 2 (the step
+/// aborted), and the abort audited done.
+fn abort_done_and_step_2_not_sent_again(dir: &Path, before: usize) {
+    let lines = audit(dir);
+    let after: Vec<&serde_json::Value> = lines.iter().filter(|l| l["stage"] == "intent").skip(before).collect();
+    assert!(
+        after.iter().all(|l| !l["action"].as_str().unwrap_or_default().starts_with("rollout step 2/4")),
+        "step 2 sent again: {after:?}"
+    );
+    assert!(lines.iter().any(|l| l["action"] == "rollout abort" && l["stage"] == "done"), "{lines:?}");
+}
+
 /// As above, the abort killed at `point`.
 async fn rollout_killed_in_step_2_then_its_abort_at(sb: &Sandbox, rb: &Runbook, dir: &Path, p: &str, point: &str) {
     use std::os::unix::process::ExitStatusExt;
@@ -754,13 +766,7 @@ async fn a_rollout_run_after_a_rollback_killed_once_sent_confirms_it_and_stops()
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("rolled back; nothing else was sent"), "{out}");
     assert_eq!(weights(&sb).await, w(90, 10), "left rolled back");
-    let lines = audit(dir.path());
-    let after: Vec<&serde_json::Value> = lines.iter().filter(|l| l["stage"] == "intent").skip(before).collect();
-    assert!(
-        after.iter().all(|l| !l["action"].as_str().unwrap_or_default().starts_with("rollout step 2/4")),
-        "step 2 sent again: {after:?}"
-    );
-    assert!(lines.iter().any(|l| l["action"] == "rollout abort" && l["stage"] == "done"), "{lines:?}");
+    abort_done_and_step_2_not_sent_again(dir.path(), before);
     sb.down().await;
 }
 
@@ -809,13 +815,7 @@ async fn a_rollout_run_after_an_unsent_rollback_finishes_it_and_stops() {
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("finishing the interrupted rollback to 90/10"), "{out}");
     assert_eq!(weights(&sb).await, w(90, 10), "rolled back to step 1, the last good, and left there");
-    let lines = audit(dir.path());
-    let after: Vec<&serde_json::Value> = lines.iter().filter(|l| l["stage"] == "intent").skip(before).collect();
-    assert!(
-        after.iter().all(|l| !l["action"].as_str().unwrap_or_default().starts_with("rollout step 2/4")),
-        "step 2 sent again: {after:?}"
-    );
-    assert!(lines.iter().any(|l| l["action"] == "rollout abort" && l["stage"] == "done"), "{lines:?}");
+    abort_done_and_step_2_not_sent_again(dir.path(), before);
     sb.down().await;
 }
 

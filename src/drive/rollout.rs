@@ -206,6 +206,33 @@ struct Runner<'a> {
     rollback_confirmed: bool,
 }
 
+impl<'a> Runner<'a> {
+    /// A run of `cx`'s rollout from `state`, holding `lease`; `version`: the
+    /// saved state's, which every save replaces.
+    fn new(
+        cx: &'a Context,
+        engine: Engine,
+        state: RolloutState,
+        say: &'a mut (dyn FnMut(&str) + Send),
+        lease: Lease,
+        version: Option<Version>,
+    ) -> Self {
+        Runner {
+            cx,
+            engine,
+            state,
+            log: AuditLog::for_runbook(&cx.rb.name),
+            say,
+            rolled_back_from: None,
+            lease,
+            version,
+            shared: crate::store::backend::current().shared(),
+            last_saved: None,
+            rollback_confirmed: false,
+        }
+    }
+}
+
 impl Runner<'_> {
     fn persist(&mut self) -> Result<(), String> {
         self.state.engine = self.engine.state.clone();
@@ -1160,21 +1187,7 @@ async fn begin<'a>(cx: &'a Context, say: &'a mut (dyn FnMut(&str) + Send)) -> Re
         return Ok(None);
     }
     let engine = Engine { plan, state: state.engine.clone() };
-    let log = AuditLog::for_runbook(&rb.name);
-    let shared = crate::store::backend::current().shared();
-    let mut runner = Runner {
-        cx,
-        engine,
-        state,
-        log,
-        say,
-        rolled_back_from: None,
-        lease,
-        version,
-        shared,
-        last_saved: None,
-        rollback_confirmed: false,
-    };
+    let mut runner = Runner::new(cx, engine, state, say, lease, version);
     // A change an earlier run left in flight is settled first: confirmed
     // INSYNC and audited, or found never sent.
     let (live, types_differ) = live_reading(cx.clients.dns(), rb).await.map_err(failed)?;
@@ -1626,21 +1639,7 @@ pub async fn abort(cx: &Context, reason: &str, say: &mut (dyn FnMut(&str) + Send
     engine.state.phase = RolloutPhase::Aborted;
     engine.state.reason = Some(reason.to_string());
     state.engine = engine.state.clone();
-    let log = AuditLog::for_runbook(&rb.name);
-    let shared = crate::store::backend::current().shared();
-    let mut runner = Runner {
-        cx,
-        engine,
-        state,
-        log,
-        say,
-        rolled_back_from: None,
-        lease,
-        version,
-        shared,
-        last_saved: None,
-        rollback_confirmed: false,
-    };
+    let mut runner = Runner::new(cx, engine, state, say, lease, version);
     runner.persist().map_err(failed)?;
     // A rollback an earlier run left in flight is settled first; a forward
     // step's is confirmed by this rollback's own INSYNC (see `send`).
