@@ -73,6 +73,10 @@ from = "blue"
 to = "green"
 steps = [10, 50, 100]
 soak = "5m"
+[[rollout.gates]]
+kind = "healthy_targets"
+environment = "green"
+min = 1
 "#,
     );
     for p in 0..8 {

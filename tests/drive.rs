@@ -202,10 +202,10 @@ async fn a_record_pointing_at_another_load_balancer_is_refused_and_one_elsewhere
     sb.down().await;
 }
 
-/// With every target failing its health check an ALB fails open and sends
-/// the share to them all, each answering as its check does (a broken
-/// deploy): raising that side is refused, naming each target's state. A
-/// rollback raising it is not held back, but says so.
+/// With no target passing its health check an ALB fails open and sends the
+/// share to the unhealthy ones, each answering as its check does (a broken
+/// deploy): raising the rollout's `to` side onto them is refused, naming
+/// each target's state. Traffic going back is not held back, but says so.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn raising_a_side_whose_every_target_fails_its_health_check_is_refused() {
     let rb = runbook("demo.toml");
@@ -221,8 +221,8 @@ async fn raising_a_side_whose_every_target_fails_its_health_check_is_refused() {
     assert!(
         err.starts_with(
             "refused: raising staging's weight from 0 to 30 would send that traffic to target group demo-staging-web, \
-             every target of which fails its health check (i-"
-        ) && err.contains("its load balancer fails open and sends the share to them all"),
+             none of whose targets passes its health check (i-"
+        ) && err.contains("its load balancer fails open and sends the share to the unhealthy ones"),
         "{err}"
     );
     assert_eq!(err.matches(" unhealthy (Target.ResponseCodeMismatch)").count(), 2, "{err}");
@@ -238,8 +238,8 @@ async fn raising_a_side_whose_every_target_fails_its_health_check_is_refused() {
     assert_eq!(code, Some(0), "{out}{err}");
     assert!(
         format!("{out}{err}").contains(
-            "NOT CHECKED: whether production can serve the share this raises (target group demo-prod-web, every \
-             target of which fails its health check (i-"
+            "NOT CHECKED: whether production can serve the share this raises (target group demo-prod-web, none \
+             of whose targets passes its health check (i-"
         ),
         "{out}{err}"
     );

@@ -481,15 +481,24 @@ pub async fn raised_sides_serve(
         // share to the unhealthy ones (the others get nothing), each
         // answering as its check does: a broken deploy. Traffic going back
         // to the rollout's `from` side (a rollback, `shift --to 0`) is not
-        // held back by it.
+        // held back by it (it may be that side's dependency failing, while
+        // its apps serve).
         let forward = unfound_refuses && *name == rb.rollout.to;
-        if let Some(g) = groups.iter().find(|g| {
-            !g.targets.iter().any(|t| t.state == "healthy" || unknown(t))
-                && g.targets.iter().any(|t| t.state == "unhealthy")
-        }) {
+        let unhealthy_only = |g: &&crate::aws::elb::TargetGroup| {
+            !g.targets.iter().any(|t| t.state == "healthy") && g.targets.iter().any(|t| t.state == "unhealthy")
+        };
+        if let Some(g) = groups.iter().filter(unhealthy_only).find(|g| g.targets.iter().any(unknown)) {
+            unchecked.push(format!(
+                "NOT CHECKED: whether {name} can serve the share this raises (target group {}: no target passes its \
+                 health check, and AWS cannot tell some targets' health: {})",
+                g.name,
+                states(g)
+            ));
+        }
+        if let Some(g) = groups.iter().filter(unhealthy_only).find(|g| !g.targets.iter().any(unknown)) {
             let why = format!(
-                "target group {}, every target of which fails its health check ({}): its load balancer fails open \
-                 and sends the share to them all",
+                "target group {}, none of whose targets passes its health check ({}): its load balancer fails open \
+                 and sends the share to the unhealthy ones",
                 g.name,
                 states(g)
             );
@@ -525,7 +534,9 @@ pub async fn raised_sides_serve(
                 for r in side.records() {
                     match record_reaches(r, &lb) {
                         Reaches::Yes => {}
-                        Reaches::Another(why) if forward => {
+                        // Certain to miss the side: refused even going back,
+                        // except for the rollout's own rollback.
+                        Reaches::Another(why) if unfound_refuses => {
                             return Err(PlanError::Refused(format!(
                                 "raising {whose} would send that traffic to {why}; point {name}'s record at its own \
                                  load balancer, or name in the runbook the one it points at"

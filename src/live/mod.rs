@@ -64,7 +64,8 @@ impl<T> Sourced<T> {
         self.updated_at.is_some() || self.error_at.is_some()
     }
 
-    /// When the latest poll ended, successfully or not.
+    /// When the latest poll began, successfully or not (what it read is at
+    /// least that old).
     pub fn last_outcome(&self) -> Option<SystemTime> {
         self.updated_at.max(self.error_at)
     }

@@ -175,7 +175,7 @@ pub async fn event_loop<B: ratatui::backend::Backend>(
                 Some(Ok(TermEvent::Key(k))) if k.kind != KeyEventKind::Release => {
                     // The clock at the key, not at the last tick: a check run
                     // on fresh data takes readings begun after this.
-                    let mut cmds = state::update(app, Event::Tick(SystemTime::now()));
+                    let mut cmds = state::update(app, Event::Clock(SystemTime::now()));
                     cmds.extend(state::update(app, Event::Key(k)));
                     cmds
                 }

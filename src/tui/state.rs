@@ -67,6 +67,9 @@ pub enum Event {
     Live(live::LiveEvent),
     /// The clock moved (ages are computed against it).
     Tick(SystemTime),
+    /// The clock read at a key: only `now` moves (a run asked for by the
+    /// key takes readings begun after it); the screen is redrawn on a tick.
+    Clock(SystemTime),
     Planned {
         key: String,
         result: Result<PendingChange, String>,
@@ -666,6 +669,10 @@ pub fn update(app: &mut App, event: Event) -> Vec<Command> {
         }
         Event::ActionProgress { key, done, total, line } => {
             app.action_progress.insert(key, (done, total, line));
+            Vec::new()
+        }
+        Event::Clock(now) => {
+            app.now = now;
             Vec::new()
         }
         Event::Tick(now) => {
