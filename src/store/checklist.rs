@@ -303,47 +303,6 @@ mod tests {
         assert_eq!(s.notes["a/b"], "DO NOT proceed; ok now");
     }
 
-    /// Local files whose first put lands and answers 412, as S3 answers the
-    /// SDK's retry of a write whose reply was lost; or fails unanswered.
-    struct LostReply {
-        files: super::super::backend::LocalFiles,
-        lose: std::sync::atomic::AtomicU32,
-        refuse: bool,
-    }
-
-    impl Backend for LostReply {
-        fn describe(&self) -> String {
-            self.files.describe()
-        }
-        fn shared(&self) -> bool {
-            true
-        }
-        fn get(&self, runbook: &str, item: &str) -> Result<Option<super::super::backend::Object>, StoreError> {
-            self.files.get(runbook, item)
-        }
-        fn put(&self, runbook: &str, item: &str, body: &[u8], cond: Cond) -> Result<Version, StoreError> {
-            use std::sync::atomic::Ordering;
-            let v = self.files.put(runbook, item, body, cond)?;
-            match self.lose.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)) {
-                Ok(_) if self.refuse => Err(StoreError::Conflict),
-                Ok(_) => Err(StoreError::Unavailable("timed out: no reply".into())),
-                Err(_) => Ok(v),
-            }
-        }
-        fn delete(&self, runbook: &str, item: &str, cond: Cond) -> Result<(), StoreError> {
-            self.files.delete(runbook, item, cond)
-        }
-        fn list(&self, runbook: &str, prefix: &str) -> Result<Vec<super::super::backend::Listed>, StoreError> {
-            self.files.list(runbook, prefix)
-        }
-        fn append(&self, runbook: &str, log: &str, entry: &[u8]) -> Result<(), StoreError> {
-            self.files.append(runbook, log, entry)
-        }
-        fn entries(&self, runbook: &str, log: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-            self.files.entries(runbook, log)
-        }
-    }
-
     /// A note written over none, whose write landed with its reply lost:
     /// saved, not "changed by someone else (now: its own words)".
     #[test]
@@ -351,7 +310,7 @@ mod tests {
         for refuse in [true, false] {
             let dir = tempfile::tempdir().unwrap();
             let files = super::super::backend::LocalFiles { dir: Some(dir.path().to_path_buf()) };
-            let store = LostReply { files, lose: 1.into(), refuse };
+            let store = super::super::testing::Unsure::new(files, 1, refuse, 0);
             let note =
                 Edit::Note { key: "a/b".into(), text: Some("backup verified".into()), over: NoteOver::Seen(None) };
             let saved = apply_on(&store, "demo", &[note]).unwrap_or_else(|e| panic!("refuse {refuse}: {e}"));

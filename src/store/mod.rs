@@ -9,6 +9,8 @@ pub mod checklist;
 pub mod lease;
 pub mod rollout;
 pub mod team;
+#[cfg(test)]
+mod testing;
 
 /// Who is operating: `CUTOVER_OPERATOR`, else `USER`, else `unknown`.
 pub fn operator() -> String {

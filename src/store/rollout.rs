@@ -204,55 +204,10 @@ fn save_state_on<T: Serialize>(
 
 #[cfg(test)]
 mod tests {
-    use super::super::backend::{Backend, Listed, LocalFiles, Object};
+    use super::super::backend::LocalFiles;
+    use super::super::testing::Unsure;
     use super::*;
-    use std::sync::atomic::{AtomicU32, Ordering};
-
-    /// Local files whose next puts land and are refused (412: the SDK's
-    /// retry of a write whose reply was lost), and whose next gets fail.
-    struct Unsure {
-        files: LocalFiles,
-        refuse_landed: AtomicU32,
-        fail_gets: AtomicU32,
-    }
-
-    fn take(n: &AtomicU32) -> bool {
-        n.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok()
-    }
-
-    impl Backend for Unsure {
-        fn describe(&self) -> String {
-            self.files.describe()
-        }
-        fn shared(&self) -> bool {
-            true
-        }
-        fn get(&self, runbook: &str, item: &str) -> Result<Option<Object>, StoreError> {
-            match take(&self.fail_gets) {
-                true => Err(StoreError::Unavailable("S3 GetObject: timed out".into())),
-                false => self.files.get(runbook, item),
-            }
-        }
-        fn put(&self, runbook: &str, item: &str, body: &[u8], cond: Cond) -> Result<Version, StoreError> {
-            let v = self.files.put(runbook, item, body, cond)?;
-            match take(&self.refuse_landed) {
-                true => Err(StoreError::Conflict),
-                false => Ok(v),
-            }
-        }
-        fn delete(&self, runbook: &str, item: &str, cond: Cond) -> Result<(), StoreError> {
-            self.files.delete(runbook, item, cond)
-        }
-        fn list(&self, runbook: &str, prefix: &str) -> Result<Vec<Listed>, StoreError> {
-            self.files.list(runbook, prefix)
-        }
-        fn append(&self, runbook: &str, log: &str, entry: &[u8]) -> Result<(), StoreError> {
-            self.files.append(runbook, log, entry)
-        }
-        fn entries(&self, runbook: &str, log: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-            self.files.entries(runbook, log)
-        }
-    }
+    use std::sync::atomic::Ordering;
 
     /// A save refused whose state cannot be read back is unknown, so asked
     /// again (the rollout's `persist` retries Unavailable), never "changed
@@ -262,11 +217,11 @@ mod tests {
     fn a_refused_save_that_cannot_be_read_back_is_asked_again_not_a_conflict() {
         let dir = tempfile::tempdir().unwrap();
         let files = LocalFiles { dir: Some(dir.path().to_path_buf()) };
-        let store = Unsure { files, refuse_landed: 0.into(), fail_gets: 0.into() };
+        let store = Unsure::new(files, 0, true, 0);
         let mut version = None;
         save_state_on(&store, "demo", &serde_json::json!({"step": 1}), &mut version).unwrap();
         let first = version.clone();
-        store.refuse_landed.store(1, Ordering::SeqCst);
+        store.lose.store(1, Ordering::SeqCst);
         store.fail_gets.store(1, Ordering::SeqCst);
         let state = serde_json::json!({"step": 1, "rolling_back": true});
         match save_state_on(&store, "demo", &state, &mut version) {

@@ -1,0 +1,61 @@
+//! A store for unit tests: local files whose writes land with their reply
+//! lost, and whose reads fail, as a slow S3 does.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use super::backend::{Backend, Cond, Listed, LocalFiles, Object, StoreError, Version};
+
+pub(crate) struct Unsure {
+    pub files: LocalFiles,
+    /// The next this many puts land, then answer as lost: 412 (the SDK's
+    /// retry refused) with `refuse`, else no answer.
+    pub lose: AtomicU32,
+    pub refuse: bool,
+    /// The next this many gets fail unanswered.
+    pub fail_gets: AtomicU32,
+}
+
+impl Unsure {
+    pub fn new(files: LocalFiles, lose: u32, refuse: bool, fail_gets: u32) -> Unsure {
+        Unsure { files, lose: lose.into(), refuse, fail_gets: fail_gets.into() }
+    }
+}
+
+fn take(n: &AtomicU32) -> bool {
+    n.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok()
+}
+
+impl Backend for Unsure {
+    fn describe(&self) -> String {
+        self.files.describe()
+    }
+    fn shared(&self) -> bool {
+        true
+    }
+    fn get(&self, runbook: &str, item: &str) -> Result<Option<Object>, StoreError> {
+        match take(&self.fail_gets) {
+            true => Err(StoreError::Unavailable("S3 GetObject: timed out".into())),
+            false => self.files.get(runbook, item),
+        }
+    }
+    fn put(&self, runbook: &str, item: &str, body: &[u8], cond: Cond) -> Result<Version, StoreError> {
+        let v = self.files.put(runbook, item, body, cond)?;
+        match take(&self.lose) {
+            true if self.refuse => Err(StoreError::Conflict),
+            true => Err(StoreError::Unavailable("timed out: no reply".into())),
+            false => Ok(v),
+        }
+    }
+    fn delete(&self, runbook: &str, item: &str, cond: Cond) -> Result<(), StoreError> {
+        self.files.delete(runbook, item, cond)
+    }
+    fn list(&self, runbook: &str, prefix: &str) -> Result<Vec<Listed>, StoreError> {
+        self.files.list(runbook, prefix)
+    }
+    fn append(&self, runbook: &str, log: &str, entry: &[u8]) -> Result<(), StoreError> {
+        self.files.append(runbook, log, entry)
+    }
+    fn entries(&self, runbook: &str, log: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        self.files.entries(runbook, log)
+    }
+}
