@@ -2425,6 +2425,18 @@ async fn mutual_tls_takes_the_right_client_certificate_and_refuses_others_in_one
     }
 }
 
+/// `SENTINEL FAILOVER` of `group`, then the end of the copy `child`: its
+/// exit code, stdout and stderr.
+async fn fail_over_and_wait(
+    group: &common::sentinel::SentinelGroup,
+    mut child: KillOnDrop,
+) -> (Option<i32>, String, String) {
+    group.failover().await;
+    let out = tokio::task::spawn_blocking(move || child.take().wait_with_output().unwrap()).await.unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.code(), text(&out.stdout), text(&out.stderr))
+}
+
 /// A copy into a Sentinel group survives a failover: `SENTINEL FAILOVER`
 /// mid-copy promotes the replica; the copy asks the sentinels again, goes on
 /// against the new master from its last checkpoint the replica confirmed, and
@@ -2458,11 +2470,8 @@ async fn a_sentinel_failover_mid_copy_is_followed_and_every_key_arrives() {
         assert!(start.elapsed() < Duration::from_secs(30), "no checkpoint progress");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    group.failover().await;
-    let mut child = child;
-    let out = tokio::task::spawn_blocking(move || child.take().wait_with_output().unwrap()).await.unwrap();
-    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    let (code, stdout, stderr) = fail_over_and_wait(&group, child).await;
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
     let new_master = group.master_port().await;
     assert_eq!(new_master, group.replica.port, "the replica was promoted");
     let moved =
@@ -2540,11 +2549,8 @@ async fn keys_the_old_master_evicted_before_a_followed_failover_are_written_agai
         assert!(start.elapsed() < Duration::from_secs(60), "no checkpoint after the evictions");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    group.failover().await;
-    let mut child = child;
-    let out = tokio::task::spawn_blocking(move || child.take().wait_with_output().unwrap()).await.unwrap();
-    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    let (code, stdout, stderr) = fail_over_and_wait(&group, child).await;
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
     assert!(stdout.contains("followed a failover of the target"), "{stdout}{stderr}");
     let new_master = group.master_port().await;
     assert_eq!(new_master, group.replica.port, "the replica was promoted");
