@@ -218,15 +218,11 @@ async fn edit_records(
     change: impl Fn(&mut aws_sdk::route53::types::ResourceRecordSet),
 ) {
     use aws_sdk::route53::types::{Change, ChangeAction};
-    let name = format!("{}.", rb.dns.record.trim_end_matches('.'));
-    let listed = sb.clients.route53.list_resource_record_sets().hosted_zone_id(&sb.world.zone_id).send().await.unwrap();
-    assert!(!listed.is_truncated(), "the sandbox's zone fits a page");
-    let changes: Vec<Change> = listed
-        .resource_record_sets()
-        .iter()
-        .filter(|r| r.name() == name && r.set_identifier() == Some(set_id))
-        .map(|r| {
-            let mut r = r.clone();
+    let changes: Vec<Change> = group_records(sb, rb)
+        .await
+        .into_iter()
+        .filter(|r| r.set_identifier() == Some(set_id))
+        .map(|mut r| {
             change(&mut r);
             Change::builder().action(ChangeAction::Upsert).resource_record_set(r).build().unwrap()
         })

@@ -123,18 +123,22 @@ pub async fn set_weights_as_another_client(sb: &Sandbox, rb: &Runbook, weights: 
     upsert_records_as_another_client(sb, rb, &records).await;
 }
 
+/// The records of the runbook's weighted name, as Route53 lists them.
+pub async fn group_records(sb: &Sandbox, rb: &Runbook) -> Vec<aws_sdk::route53::types::ResourceRecordSet> {
+    let name = format!("{}.", rb.dns.record.trim_end_matches('.'));
+    let listed = sb.clients.route53.list_resource_record_sets().hosted_zone_id(&sb.world.zone_id).send().await.unwrap();
+    assert!(!listed.is_truncated(), "the sandbox's zone fits a page");
+    listed.resource_record_sets().iter().filter(|r| r.name() == name).cloned().collect()
+}
+
 /// Sets the weights of the records with these set identifiers as another
 /// client would (the console), every other field of each record kept. Not
 /// audited: to cutover, a change made long ago.
 pub async fn reweight_as_another_client(sb: &Sandbox, rb: &Runbook, weights: &[(&str, i64)]) {
     use aws_sdk::route53::types::{Change, ChangeAction};
-    let name = format!("{}.", rb.dns.record.trim_end_matches('.'));
-    let listed = sb.clients.route53.list_resource_record_sets().hosted_zone_id(&sb.world.zone_id).send().await.unwrap();
-    assert!(!listed.is_truncated(), "the sandbox's zone fits a page");
-    let changes: Vec<Change> = listed
-        .resource_record_sets()
+    let changes: Vec<Change> = group_records(sb, rb)
+        .await
         .iter()
-        .filter(|r| r.name() == name)
         .filter_map(|r| {
             let (_, w) = weights.iter().find(|(id, _)| r.set_identifier() == Some(*id))?;
             let mut r = r.clone();
