@@ -258,8 +258,11 @@ async fn stickiness_registration_and_stopping_instances_do_what_they_say() {
 }
 
 /// Old production selected by `App = demo` alone, a tag staging's instances
-/// carry too: stop-old would stop staging, now serving every request. It is
-/// refused naming the instances both select, and nothing is stopped.
+/// carry too: stop-old would stop staging, now serving every request. The
+/// runbook is refused where the selector stands (one set of tags within the
+/// other); and the action itself, reading the instances, refuses naming the
+/// instances both select (tags added since get there past validation), and
+/// nothing is stopped.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_action_whose_selector_also_selects_the_other_sides_instances_is_refused() {
     let rb = runbook("demo.toml");
@@ -273,8 +276,21 @@ async fn an_action_whose_selector_also_selects_the_other_sides_instances_is_refu
     );
     assert_ne!(broad, text);
     let path = dir.path().join("broad.toml");
-    std::fs::write(&path, broad).unwrap();
+    std::fs::write(&path, &broad).unwrap();
     let p = path.to_str().unwrap();
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["validate", p]).await;
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("the instance tags of `staging` and `production` are one within the other"), "{out}");
+    // Past validation: a tag of production's own selector that staging's
+    // instances get later (tagged by hand), so both select them.
+    let tiered = broad.replace(
+        r#"instances = { tags = { App = "demo" } }"#,
+        r#"instances = { tags = { App = "demo", Tier = "web" } }"#,
+    );
+    std::fs::write(&path, tiered).unwrap();
+    let all: Vec<String> = sb.world.instances.iter().map(|i| i.id.clone()).collect();
+    let tier = aws_sdk::ec2::types::Tag::builder().key("Tier").value("web").build();
+    sb.clients.ec2.create_tags().set_resources(Some(all)).tags(tier).send().await.unwrap();
     let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["shift", p, "--to", "100", "--yes"]).await;
     assert_eq!(code, Some(0), "{out}");
     let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["run", p, "decommission/stop-old", "--yes"]).await;

@@ -476,10 +476,16 @@ async fn an_abort_after_the_steps_changed_rolls_back_to_the_initial_weights() {
     // A colleague's copy of the runbook: step 1 is now 30%; and first, the
     // sides swapped too (its initial weights give staging everything).
     let text = std::fs::read_to_string(&path).unwrap().replace("steps = [10, 25, 50, 100]", "steps = [30, 60, 100]");
-    let swapped =
-        text.replace("from = \"production\"\nto = \"staging\"", "from = \"staging\"\nto = \"production\"").replace(
+    let swapped = text
+        .replace("from = \"production\"\nto = \"staging\"", "from = \"staging\"\nto = \"production\"")
+        .replace(
             "initial_weights = { production = 100, staging = 0 }",
             "initial_weights = { production = 0, staging = 100 }",
+        )
+        // A gate on the side the traffic now moves to, as validation asks.
+        .replace(
+            "kind = \"healthy_targets\"\nenvironment = \"staging\"",
+            "kind = \"healthy_targets\"\nenvironment = \"production\"",
         );
     assert_ne!(swapped, text);
     std::fs::write(&path, swapped).unwrap();
@@ -522,6 +528,51 @@ async fn rollout_stopped_before_step_2(sb: &Sandbox, rb: &Runbook, state: &Path,
     })
     .await;
     child
+}
+
+/// A step whose intent is audited but whose state cannot be saved after
+/// (another writer changed it meanwhile) is not sent, and the audit says
+/// so: the intent had no line after it, which reads as a send that may
+/// have gone out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_whose_state_cannot_be_saved_after_its_intent_is_audited_as_not_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rb, path) = fast_runbook(dir.path());
+    let sb = fixed_sandbox(&rb, "mx-central-1").await;
+    let mut command = cutover_command(&sb, &rb, dir.path(), &["rollout", path.to_str().unwrap(), "--yes"]);
+    command.env("CUTOVER_STOP_AT", "step:after-intent");
+    let child = tokio::process::Command::from(command)
+        .kill_on_drop(true)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id().unwrap();
+    eventually(Duration::from_secs(60), "the rollout stopped after step 1's intent", || async {
+        process_stopped(pid).then_some(())
+    })
+    .await;
+    // Another writer's state in place of this process's.
+    let file = dir.path().join("cutover/demo.rollout.json");
+    let mut other = rollout_state(dir.path()).expect("a saved state");
+    other["updated_at"] = serde_json::json!("2026-01-01T00:00:00Z");
+    other["operator"] = serde_json::json!("someone else");
+    std::fs::write(&file, serde_json::to_vec_pretty(&other).unwrap()).unwrap();
+    unsafe { libc::kill(pid as i32, libc::SIGCONT) };
+    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output()).await.expect("ended").unwrap();
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_ne!(out.status.code(), Some(0), "{said}");
+    assert_eq!(weights(&sb).await, w(100, 0), "nothing sent: {said}");
+    let lines: Vec<(String, String)> = audit(dir.path())
+        .iter()
+        .map(|l| {
+            (l["action"].as_str().unwrap_or_default().to_string(), l["stage"].as_str().unwrap_or_default().to_string())
+        })
+        .filter(|(a, _)| a.starts_with("rollout step 1/"))
+        .collect();
+    let stages: Vec<&str> = lines.iter().map(|(_, s)| s.as_str()).collect();
+    assert_eq!(stages, ["intent", "failed"], "{lines:?}\n{said}");
+    sb.down().await;
 }
 
 /// `cutover abort --yes` in the background, once it has asked the running

@@ -20,6 +20,9 @@ pub struct Diagnostic {
     /// The span holds a secret (a webhook URL written where its variable's
     /// name belongs): the excerpt shows it masked.
     pub secret: bool,
+    /// Other spans holding a secret that the excerpt may show (a Redis URL's
+    /// password on the line of another mistake): masked too.
+    pub hidden: Vec<Range<usize>>,
 }
 
 impl fmt::Display for Diagnostic {
@@ -75,8 +78,9 @@ impl RunbookError {
             if let (Some(span), Some(text)) = (&d.span, &self.source) {
                 out.push('\n');
                 let masked;
-                let text = if d.secret {
-                    masked = mask(text, span.clone());
+                let text = if d.secret || !d.hidden.is_empty() {
+                    let own = d.secret.then(|| span.clone());
+                    masked = own.iter().chain(&d.hidden).fold(text.clone(), |t, s| mask(&t, s.clone()));
                     &masked
                 } else {
                     text
@@ -168,12 +172,22 @@ impl<'a> Locator<'a> {
             hint: hint.into(),
             span,
             secret: false,
+            hidden: Vec::new(),
         }
     }
 
     pub fn whole_file(&self, message: impl Into<String>, hint: impl Into<String>) -> Diagnostic {
         let (message, hint) = (message.into(), hint.into());
-        Diagnostic { file: self.file.to_string(), line: 0, col: 0, message, hint, span: None, secret: false }
+        Diagnostic {
+            file: self.file.to_string(),
+            line: 0,
+            col: 0,
+            message,
+            hint,
+            span: None,
+            secret: false,
+            hidden: Vec::new(),
+        }
     }
 }
 

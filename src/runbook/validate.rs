@@ -21,8 +21,10 @@ pub fn parse(file: &str, text: &str) -> Result<Runbook, RunbookError> {
             return Err(RunbookError { diagnostics: vec![toml_diagnostic(&loc, text, &e)], source: Some(text.into()) });
         }
     };
-    let mut v = Validator { loc, diags: Vec::new() };
+    let mut v = Validator { loc, diags: Vec::new(), first_step: None, secrets: Vec::new() };
+    v.control_characters(text);
     let runbook = v.runbook(file, raw);
+    v.mask_secrets();
     if v.diags.is_empty() {
         Ok(runbook)
     } else {
@@ -128,9 +130,132 @@ fn toml_diagnostic(loc: &Locator, text: &str, e: &toml::de::Error) -> Diagnostic
     }
 }
 
+/// Whether `undo` undoes `action` (Ok), or why not: a rollback is run in an
+/// emergency without a second look, so one that repeats the change, changes
+/// another environment, or keeps or raises the new side's share after a
+/// rollout would make the emergency worse. (A `shift_weights` item's share
+/// before it is not known here: its rollback need only differ.)
+fn undoes(action: &Action, undo: &Action, first_step: Option<u8>) -> Result<(), (String, String)> {
+    use Action::*;
+    let (env, undo_env) = match (action, undo) {
+        (ShiftWeights { to }, ShiftWeights { to: back }) if to == back => {
+            return Err((
+                format!("the rollback shifts to {back}%, as the item itself does: it would undo nothing"),
+                "give the share of traffic the item's change is undone to (the share before it, e.g. to = 0)".into(),
+            ));
+        }
+        (ShiftWeights { .. }, ShiftWeights { .. }) => return Ok(()),
+        (Rollout, ShiftWeights { to: back }) => {
+            return match first_step {
+                Some(first) if *back >= first => Err((
+                    format!(
+                        "the rollout's rollback shifts to {back}%, at or above its first step ({first}%): it would \
+                         keep or raise the new side's share instead of taking it back"
+                    ),
+                    format!("roll back to the share before the rollout, below {first}% (e.g. to = 0)"),
+                )),
+                _ => Ok(()),
+            };
+        }
+        (RegisterTargets { environment: e }, DeregisterTargets { environment: u })
+        | (DeregisterTargets { environment: e }, RegisterTargets { environment: u })
+        | (SetStickiness { environment: e, .. }, DisableStickiness { environment: u })
+        | (DisableStickiness { environment: e }, SetStickiness { environment: u, .. })
+        | (AuthorizeRedisIngress { environment: e }, RevokeRedisIngress { environment: u })
+        | (RevokeRedisIngress { environment: e }, AuthorizeRedisIngress { environment: u })
+        | (StopInstances { environment: e }, StartInstances { environment: u })
+        | (StartInstances { environment: e }, StopInstances { environment: u }) => (e, u),
+        // Back to the stickiness it had before.
+        (SetStickiness { environment: e, duration: d }, SetStickiness { environment: u, duration: back })
+            if d != back =>
+        {
+            (e, u)
+        }
+        _ => {
+            let how = match (action, inverse_of(action)) {
+                (Action::ShiftWeights { .. } | Action::Rollout, _) => {
+                    "undo it with `shift_weights` to the share before it (e.g. to = 0)".to_string()
+                }
+                (_, Some(inverse)) => format!("undo it with `{inverse}` on the same environment"),
+                (_, None) => format!("remove the rollback: no action undoes `{}`", action.kind()),
+            };
+            return Err((format!("`{}` does not undo `{}`", undo.summary(), action.summary()), how));
+        }
+    };
+    if env != undo_env {
+        return Err((
+            format!("the rollback `{}` acts on `{undo_env}`, but the item changes `{env}`", undo.summary()),
+            format!("undo the change where it was made: environment = \"{env}\""),
+        ));
+    }
+    Ok(())
+}
+
+/// The action kind that undoes `action`'s kind, if one does.
+fn inverse_of(action: &Action) -> Option<&'static str> {
+    Some(match action {
+        Action::ShiftWeights { .. } | Action::Rollout => "shift_weights",
+        Action::RegisterTargets { .. } => "deregister_targets",
+        Action::DeregisterTargets { .. } => "register_targets",
+        Action::SetStickiness { .. } => "disable_stickiness",
+        Action::DisableStickiness { .. } => "set_stickiness",
+        Action::AuthorizeRedisIngress { .. } => "revoke_redis_ingress",
+        Action::RevokeRedisIngress { .. } => "authorize_redis_ingress",
+        Action::StopInstances { .. } => "start_instances",
+        Action::StartInstances { .. } => "stop_instances",
+        _ => return None,
+    })
+}
+
+/// `url` with the password in its user info (`redis://:pw@host`) masked,
+/// for messages.
+fn masked_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
+    let Some((userinfo, hosts)) = rest.rsplit_once('@') else { return url.to_string() };
+    match userinfo.split_once(':') {
+        Some((user, pw)) if !pw.is_empty() => format!("{scheme}://{user}:***@{hosts}"),
+        _ => url.to_string(),
+    }
+}
+
+/// A load balancer's or target group's name, given as a name or an ARN
+/// (`…:loadbalancer/app/NAME/ID`, `…:targetgroup/NAME/ID`).
+fn resource_name<'s>(given: &'s str, kind: &str) -> &'s str {
+    match given.split_once(kind) {
+        Some((_, rest)) if given.starts_with("arn:") => {
+            let rest = rest.strip_prefix("app/").or_else(|| rest.strip_prefix("net/")).unwrap_or(rest);
+            rest.split('/').next().unwrap_or(rest)
+        }
+        _ => given,
+    }
+}
+
+/// Whether `gate` measures environment `env` (a compare gate measures both
+/// sides; an alarm not declared for an environment may watch either).
+fn gate_watches(gate: &GateKind, env: &str, environments: &BTreeMap<String, Environment>, alarms: &[Alarm]) -> bool {
+    match gate {
+        GateKind::Compare { .. } => true,
+        GateKind::HealthyTargets { environment, .. }
+        | GateKind::HttpHealth { environment }
+        | GateKind::RedisReachable { environment }
+        | GateKind::Metric { environment, .. } => environment == env,
+        GateKind::RedisHitRate { redis, .. } => environments
+            .get(env)
+            .is_some_and(|e| e.uses_redis.iter().any(|r| r == redis) || e.redis.iter().any(|r| &r.name == redis)),
+        GateKind::AlarmOk { alarms: names, .. } => names.iter().any(|n| {
+            let under = crate::runbook::alarms_under(alarms, n);
+            under.is_empty() || under.iter().any(|a| a.environment.as_deref().is_none_or(|e| e == env))
+        }),
+    }
+}
+
 struct Validator<'a> {
     loc: Locator<'a>,
     diags: Vec<Diagnostic>,
+    /// The rollout's first step, once read: its rollback must return below it.
+    first_step: Option<u8>,
+    /// Secrets written in the runbook (span, text, text shown instead).
+    secrets: Vec<(std::ops::Range<usize>, String, String)>,
 }
 
 fn is_ident(s: &str) -> bool {
@@ -185,6 +310,38 @@ struct Names {
 }
 
 impl<'a> Validator<'a> {
+    /// Text with a control character (other than a line break or tab), as
+    /// TOML's escapes allow (`"\u001b[2K\r ok"`): a terminal acts on it, so
+    /// a title could erase a line of `plan` and print "ALL CHECKS PASSED"
+    /// in its place, or hide the rest. Refused wherever it is, keys too.
+    fn control_characters(&mut self, text: &str) {
+        fn walk(v: &toml::de::DeValue, span: std::ops::Range<usize>, out: &mut Vec<(std::ops::Range<usize>, char)>) {
+            // A line break written as CRLF is a line break.
+            let bad = |s: &str| s.replace("\r\n", "\n").chars().find(|c| c.is_control() && *c != '\n' && *c != '\t');
+            match v {
+                toml::de::DeValue::String(s) => out.extend(bad(s).map(|c| (span, c))),
+                toml::de::DeValue::Array(a) => a.iter().for_each(|x| walk(x.get_ref(), x.span(), out)),
+                toml::de::DeValue::Table(t) => {
+                    for (k, x) in t.iter() {
+                        out.extend(bad(k.get_ref()).map(|c| (k.span(), c)));
+                        walk(x.get_ref(), x.span(), out);
+                    }
+                }
+                _ => {}
+            }
+        }
+        let Ok(doc) = toml::de::DeTable::parse(text) else { return };
+        let mut found = Vec::new();
+        walk(&toml::de::DeValue::Table(doc.get_ref().clone()), doc.span(), &mut found);
+        for (span, c) in found {
+            self.err(
+                span,
+                format!("this text holds the control character U+{:04X}, which a terminal would act on", c as u32),
+                "remove it (and any escape such as \\u001b): a title or note is shown as it is written",
+            );
+        }
+    }
+
     fn err(&mut self, span: std::ops::Range<usize>, msg: impl Into<String>, hint: impl Into<String>) {
         let d = self.loc.at(span, msg, hint);
         self.diags.push(d);
@@ -474,6 +631,7 @@ impl<'a> Validator<'a> {
             .map(|(k, e)| (k.get_ref().clone(), self.environment(&names, k, e.get_ref())))
             .collect();
         let rollout = self.rollout(&names, raw.rollout.get_ref());
+        self.first_step = rollout.steps.first().copied();
         if raw.rollout.get_ref().gates.is_empty() {
             // Nothing measured: every step passes on its soak time alone.
             self.err(
@@ -487,6 +645,25 @@ impl<'a> Validator<'a> {
         let alarms: Vec<Alarm> = raw.alarms.iter().map(|a| self.alarm(&names, a.get_ref())).collect();
         let mut rollout = rollout;
         lengthen_default_lags(&mut rollout, &raw.rollout.get_ref().gates, &alarms);
+        self.sides_apart(raw.environments.get_ref(), &rollout);
+        let watched = rollout.gates.iter().any(|g| gate_watches(&g.kind, &rollout.to, &environments, &alarms));
+        // Said only of a rollout whose sides and gates are otherwise sound.
+        let sound = rollout.from != rollout.to
+            && environments.contains_key(&rollout.to)
+            && environments.contains_key(&rollout.from)
+            && raw.rollout.get_ref().gates.len() == rollout.gates.len();
+        if !rollout.gates.is_empty() && sound && !watched {
+            // Gates on the side being drained say nothing of the side taking the traffic.
+            self.err(
+                raw.rollout.span(),
+                format!("no rollout gate measures `{}`, the side the traffic moves to", rollout.to),
+                format!(
+                    "add a gate on `{to}`: healthy_targets, http_health or metric with environment = \"{to}\", an \
+                     alarm_ok gate on an alarm declared with environment = \"{to}\", or a compare gate",
+                    to = rollout.to
+                ),
+            );
+        }
         let phases = self.phases(&names, &raw.phases);
         let sandbox = raw.sandbox.as_ref().map(|s| self.sandbox(&names, raw.environments.get_ref(), s));
         let parity_allow = raw.parity.as_ref().map(|p| self.parity(p.get_ref())).unwrap_or_default();
@@ -790,6 +967,49 @@ impl<'a> Validator<'a> {
     }
 
     fn redis(&mut self, env: &str, r: &RawRedis) -> RedisEndpoint {
+        self.note_redis_secrets(r);
+        self.redis_unmasked(env, r)
+    }
+
+    /// Endpoint `r`'s secrets, masked in every diagnostic at the end: a
+    /// password written in its URL, and a value given where a variable's
+    /// name belongs (`password_env = "hunter2"`, a URL in `url_env`), which
+    /// may be the secret itself.
+    fn note_redis_secrets(&mut self, r: &RawRedis) {
+        if let Some(u) = r.url.as_ref().filter(|u| masked_url(u.get_ref()) != *u.get_ref()) {
+            self.secrets.push((u.span(), u.get_ref().clone(), masked_url(u.get_ref())));
+        }
+        for var in [&r.url_env, &r.password_env, &r.sentinel_password_env].into_iter().flatten() {
+            if !is_env_var(var.get_ref()) {
+                self.secrets.push((var.span(), var.get_ref().clone(), "***".into()));
+            }
+        }
+    }
+
+    /// No diagnostic echoes a secret noted: its text is masked in the
+    /// message, and its span in any excerpt that shows its line.
+    fn mask_secrets(&mut self) {
+        for d in &mut self.diags {
+            for (span, text, masked) in &self.secrets {
+                if text.is_empty() {
+                    continue;
+                }
+                // A URL is replaced wherever it is; a value written where a
+                // variable's name belongs only where it is quoted whole.
+                d.message = match masked.as_str() {
+                    "***" => d.message.replace(&format!("`{text}`"), "`***`"),
+                    _ => d.message.replace(text.as_str(), masked),
+                };
+                if d.span.as_ref() == Some(span) {
+                    d.secret = true;
+                } else {
+                    d.hidden.push(span.clone());
+                }
+            }
+        }
+    }
+
+    fn redis_unmasked(&mut self, env: &str, r: &RawRedis) -> RedisEndpoint {
         self.ident(&r.name, "Redis endpoint");
         if r.url.is_none() && r.url_env.is_none() {
             self.err(
@@ -901,7 +1121,7 @@ impl<'a> Validator<'a> {
                     self.err(
                         var.span(),
                         format!(
-                            "Redis endpoint `{}` takes its URL from {} at run time, so the port its security groups must open is not known",
+                            "Redis endpoint `{}` takes its URL from `{}` at run time, so the port its security groups must open is not known",
                             r.name.get_ref(),
                             var.get_ref()
                         ),
@@ -963,7 +1183,8 @@ impl<'a> Validator<'a> {
                 self.err(
                     var.span(),
                     format!("`{}` is not an environment variable name", var.get_ref()),
-                    "use upper-case letters, digits and `_`, e.g. STAGING_REDIS_PASSWORD",
+                    "name the variable that holds it (upper-case letters, digits and `_`, e.g. \
+                     STAGING_REDIS_PASSWORD); a password or URL itself is a secret and stays out of the runbook",
                 );
             }
         }
@@ -1829,7 +2050,18 @@ impl<'a> Validator<'a> {
                     self.err(
                         p.span(),
                         format!("alarm period {} is not allowed by CloudWatch", p.get_ref()),
-                        "use 10s, 20s, 30s or a whole number of minutes",
+                        "use a whole number of minutes (60s, 5m): a load balancer publishes its metrics once a minute",
+                    );
+                } else if s < 60 {
+                    // Every metric an [[alarms]] entry takes is a load balancer's.
+                    self.err(
+                        p.span(),
+                        format!(
+                            "alarm period {} is under a minute, and a load balancer publishes its metrics once a \
+                             minute: most of the alarm's evaluations would see no data (and with notBreaching read OK)",
+                            p.get_ref()
+                        ),
+                        "use a whole number of minutes (60s, 5m)",
                     );
                 }
                 d
@@ -1953,6 +2185,93 @@ impl<'a> Validator<'a> {
             treat_missing_data,
             rule,
             description: a.description.clone().unwrap_or_default(),
+        }
+    }
+
+    /// The rollout's two sides are two sets of things: a load balancer, a
+    /// target group or an instance shared by both would move no traffic,
+    /// and the gates on `to` would measure the side already serving. Two
+    /// Redis endpoints at one URL would make a copy write onto its source
+    /// and a key count compare a server with itself.
+    fn sides_apart(&mut self, raw: &BTreeMap<S<String>, S<RawEnvironment>>, rollout: &Rollout) {
+        let env = |name: &str| raw.iter().find(|(k, _)| k.get_ref() == name).map(|(_, e)| e.get_ref());
+        // Names are compared only where they name one account's things: two
+        // accounts (or regions) may each have a `web-alb`.
+        let reached = |e: &RawEnvironment| {
+            [&e.account_id, &e.region, &e.profile, &e.role_arn].map(|v| v.as_ref().map(|v| v.get_ref().clone()))
+        };
+        if let (Some(from), Some(to)) = (env(&rollout.from), env(&rollout.to))
+            && rollout.from != rollout.to
+            && reached(from) == reached(to)
+        {
+            let (f, t) = (&rollout.from, &rollout.to);
+            if let (Some(a), Some(b)) = (&from.load_balancer, &to.load_balancer)
+                && resource_name(a.get_ref(), "loadbalancer/") == resource_name(b.get_ref(), "loadbalancer/")
+            {
+                self.err(
+                    b.span(),
+                    format!("`{t}` names the same load balancer as `{f}`: the rollout would move no traffic"),
+                    format!("give `{t}` its own load balancer (the one the new side's record points at)"),
+                );
+            }
+            for b in &to.target_groups {
+                let name = resource_name(b.get_ref(), "targetgroup/");
+                if from.target_groups.iter().any(|a| resource_name(a.get_ref(), "targetgroup/") == name) {
+                    self.err(
+                        b.span(),
+                        format!("target group `{name}` is listed by both `{f}` and `{t}`"),
+                        format!("list under `{t}` only the target groups of its own load balancer"),
+                    );
+                }
+            }
+            let (a, b) = (from.instances.get_ref(), to.instances.get_ref());
+            let shared = match (&a.tags, &b.tags, &a.ids, &b.ids) {
+                // Tags select by all of them: one set within the other selects shared instances.
+                (Some(x), Some(y), _, _) => {
+                    let within = |x: &BTreeMap<String, String>, y: &BTreeMap<String, String>| {
+                        x.iter().all(|(k, v)| y.get(k) == Some(v))
+                    };
+                    (within(x, y) || within(y, x)).then(|| {
+                        format!(
+                            "the instance tags of `{t}` and `{f}` are one within the other (every instance the longer \
+                             list selects, the shorter selects too)"
+                        )
+                    })
+                }
+                (_, _, Some(x), Some(y)) => y
+                    .iter()
+                    .find(|i| x.iter().any(|j| j.get_ref() == i.get_ref()))
+                    .map(|i| format!("`{t}` and `{f}` both select instance {}", i.get_ref())),
+                _ => None,
+            };
+            if let Some(what) = shared {
+                self.err(
+                    to.instances.span(),
+                    format!("{what}: the two sides would share instances"),
+                    format!("select `{t}`'s own instances (a tag only they carry, or their ids)"),
+                );
+            }
+        }
+        let mut urls: BTreeMap<(String, [Option<String>; 4]), &str> = BTreeMap::new();
+        for e in raw.values() {
+            for r in &e.get_ref().redis {
+                let r = r.get_ref();
+                let Some(url) = &r.url else { continue };
+                let key = (url.get_ref().trim_end_matches('/').to_string(), reached(e.get_ref()));
+                match urls.get(&key) {
+                    Some(other) => self.err(
+                        url.span(),
+                        format!("Redis endpoint `{}` has the URL of `{other}`", r.name.get_ref()),
+                        format!(
+                            "give each endpoint its own server; an environment that shares another's Redis says so \
+                             with uses_redis = [\"{other}\"]"
+                        ),
+                    ),
+                    None => {
+                        urls.insert(key, r.name.get_ref());
+                    }
+                }
+            }
         }
     }
 
@@ -2181,6 +2500,14 @@ impl<'a> Validator<'a> {
                     format!("`{}` cannot be a rollback: it cannot be undone itself", undo.kind()),
                     "make it an action item of its own, after a rollback window (not_before)",
                 );
+                return None;
+            }
+            // An action nothing undoes is refused its rollback below.
+            if let ItemKind::Action { action } = &kind
+                && action.confirm_name().is_none()
+                && let Err((what, how)) = undoes(action, &undo, self.first_step)
+            {
+                self.err(r.span(), what, how);
                 return None;
             }
             Some(undo)
@@ -2939,7 +3266,7 @@ mod tests {
         let url = "url = \"redis://blue-cache.internal:6379/0\"";
         let endpoint = |given: &str| parse("t.toml", &with(url, given)).map(|rb| rb.environments["blue"].redis[0].port);
         let err = endpoint("url_env = \"BLUE_URL\", security_groups = [\"blue-redis\"]").unwrap_err().to_string();
-        assert!(err.contains("takes its URL from BLUE_URL at run time") && err.contains("give port ="), "{err}");
+        assert!(err.contains("takes its URL from `BLUE_URL` at run time") && err.contains("give port ="), "{err}");
         assert_eq!(endpoint("url_env = \"BLUE_URL\", port = 6380, security_groups = [\"blue-redis\"]").unwrap(), 6380);
         let with_url = "url = \"redis://h:6381/0\", url_env = \"BLUE_URL\", security_groups = [\"blue-redis\"]";
         assert_eq!(endpoint(with_url).unwrap(), 6381, "the runbook's URL says");
@@ -2971,6 +3298,28 @@ mod tests {
         ] {
             let err = parse("t.toml", &with(url, bad)).unwrap_err().to_string();
             assert!(err.contains(why) && err.contains("t.toml:"), "{bad}: {err}");
+        }
+    }
+
+    /// A password written in a Redis URL, or given where a variable's name
+    /// belongs, is refused without being echoed: the errors go to CI logs.
+    #[test]
+    fn redis_secrets_are_never_echoed_in_errors() {
+        let url = "url = \"redis://blue-cache.internal:6379/0\"";
+        for (bad, secret) in [
+            ("url = \"redis://:hunter2@blue-cache.internal:6379/0\"", "hunter2"),
+            ("url = \"redis+cluster://:hunter2@n1:7000,n2:7001\"", "hunter2"),
+            ("url = \"redis+sentinel://:hunter2@s1:26379,/blue\"", "hunter2"),
+            ("url = \"redis://:hunter2@h:99999/0\"", "hunter2"),
+            ("url = \"redis://h:6379/0\", password_env = \"Tr0ub4dor&3\"", "Tr0ub4dor"),
+            ("url_env = \"rediss://:Tr0ub4dor&3@prod-cache:6380\", port = 6380", "Tr0ub4dor"),
+            ("url_env = \"rediss://:Tr0ub4dor&3@prod-cache:6380\", security_groups = [\"sg-1\"]", "Tr0ub4dor"),
+            ("url = \"redis+sentinel://s1/blue\", sentinel_password_env = \"s3cret-pw\"", "s3cret"),
+        ] {
+            let err = parse("t.toml", &with(url, bad)).unwrap_err();
+            let shown = format!("{err}\n{}", err.render(false));
+            assert!(shown.contains("t.toml:"), "{bad}: {shown}");
+            assert!(!shown.contains(secret), "{bad}: {shown}");
         }
     }
 

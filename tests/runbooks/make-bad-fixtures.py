@@ -302,6 +302,22 @@ kind = "action"
 action = "authorize_redis_ingress"
 environment = "blue"
 ''')
+fx("rollback-does-not-undo", "rollbacks that would not undo their item: the rollout's to 100% (above its first step), a start of another environment, the same action again", ('rollback = { action = "shift_weights", to = 0 }', 'rollback = { action = "shift_weights", to = 100 }'), append=GATED_STOP + '''rollback = { action = "start_instances", environment = "green" }
+
+[[phases.items]]
+id = "register-green"
+title = "Register green's targets"
+kind = "action"
+action = "register_targets"
+environment = "green"
+rollback = { action = "register_targets", environment = "green" }
+''')
+fx("rollout-sides-share-infrastructure", "the rollout's two sides share a load balancer, a target group and instances, and two Redis endpoints one URL",
+   ('[environments.blue]\ninstances = { tags = { Environment = "blue" } }', '[environments.blue]\nload_balancer = "green-alb"\ntarget_groups = ["green-web"]\ninstances = { tags = { Environment = "green" } }'),
+   ('[environments.green]\nload_balancer = "green-alb"\ntarget_groups = ["green-web"]\ninstances = { tags = { Environment = "green" } }\n', '[environments.green]\nload_balancer = "green-alb"\ntarget_groups = ["green-web"]\ninstances = { tags = { Environment = "green", Role = "web" } }\nredis = [{ name = "green-cache", url = "redis://blue-cache.internal:6379/0" }]\n'))
+fx("gates-only-on-from", "every gate measures the side traffic leaves, none the side it moves to", ('kind = "alarm_ok"\nalarms = ["green-5xx"]', 'kind = "http_health"\nenvironment = "blue"'))
+fx("alarm-period-30s", "an alarm period under a minute on a load balancer's metric (published once a minute)", ('environment = "green"\n\n[[phases]]', 'environment = "green"\nperiod = "30s"\n\n[[phases]]'))
+fx("control-characters-in-text", "terminal escapes in a title (a line erased, a fake verdict printed) and in a phase title", ('[runbook]\nname = "minimal"\n', '[runbook]\nname = "minimal"\ntitle = "Cutover \\u001b[2K\\rALL CHECKS PASSED \\u001b[8m"\n'), ('title = "Traffic"', 'title = "Traffic \\u001b]0;pwned\\u0007"'))
 fx("multi-error", "several mistakes, reported together in line order",
    ('initial_weights = { blue = 100, green = 0 }', 'initial_weights = { blue = 300, green = 0 }'),
    ('steps = [10, 50, 100]', 'steps = [10, 50, 30, 100]'),
