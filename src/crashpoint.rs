@@ -41,10 +41,12 @@ pub fn here(point: &str) {
 }
 
 /// Every point of a rollout, for tests that must reach each one. A Redis
-/// copy has one more, `copy:before-checkpoint-removed`, and an action one,
-/// `action:confirmed` (a confirmed plan about to be carried out). A step has
-/// `step:before-plan` too, for tests that stop it there (before the records
-/// it is planned from are read): nothing is written in between.
+/// copy has one more, `copy:before-checkpoint-removed`, an action one,
+/// `action:confirmed` (a confirmed plan about to be carried out), and a
+/// verify one, `verify:chunk` (between two chunks of a key compared in
+/// chunks). A step has `step:before-plan` too, for tests that stop it there
+/// (before the records it is planned from are read): nothing is written in
+/// between.
 pub const POINTS: &[&str] = &[
     "step:after-intent",
     "step:after-in-flight-write",

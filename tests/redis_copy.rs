@@ -1347,6 +1347,42 @@ async fn verify_counts_a_key_gone_from_the_target_within_the_ttl_tolerance_of_it
     assert_eq!((v.checked, v.vanished, v.missing), (3, 0, 2), "{v:?}");
 }
 
+/// A big key compared in chunks that the source expires meanwhile (here:
+/// deleted while verify is stopped between two chunks), whose target copy
+/// expires nine minutes after the source's: a TTL difference (the copy
+/// stretched its expiry), not a key that vanished. Before, the compare's
+/// "gone from the source" skipped the TTLs already read, and verify said OK.
+#[tokio::test(flavor = "multi_thread")]
+async fn verify_reports_a_big_keys_later_expiry_on_the_target_even_when_the_source_expires_mid_compare() {
+    let dir = tempfile::tempdir().unwrap();
+    let (src, dst, mut s, mut d) = source_and_target(dir.path()).await;
+    for (c, ttl) in [(&mut s, 60_000), (&mut d, 600_000)] {
+        let mut p = redis::pipe();
+        for i in 0..5_000 {
+            p.cmd("HSET").arg("big").arg(format!("field:{i}")).arg(format!("value:{i}")).ignore();
+        }
+        p.cmd("PEXPIRE").arg("big").arg(ttl).ignore().cmd("SET").arg("kept").arg("v").ignore();
+        let _: () = p.query_async(c).await.unwrap();
+    }
+    let mut verify =
+        cutover(dir.path(), &["redis", "verify", "--from", &src.url, "--to", &dst.url, "--chunk-threshold", "1"]);
+    verify.env("CUTOVER_STOP_AT", "verify:chunk");
+    let mut child = KillOnDrop(Some(verify.spawn().unwrap()));
+    let pid = child.get().id();
+    let start = Instant::now();
+    while !common::process_stopped(pid) {
+        assert!(start.elapsed() < Duration::from_secs(60), "verify never reached its second chunk");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _: () = s.del("big").await.unwrap();
+    assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGCONT) }, 0);
+    let out = child.take().wait_with_output().unwrap();
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(said.contains("DIFFERENT"), "{said}");
+    assert!(said.contains("big"), "the key is named: {said}");
+}
+
 /// A CA and a server certificate for 127.0.0.1 signed by it, made with openssl.
 fn make_certs(dir: &Path) {
     let sh = |args: &[&str]| {

@@ -339,6 +339,15 @@ impl Checkpoint {
     /// reason when the source restarted (or failed over) since it was saved.
     fn resume_cursor(&self, source_run_id: &str) -> (u64, Option<String>) {
         match &self.source_run_id {
+            // A server whose INFO gives no run_id (a proxy in front of
+            // Redis) cannot show a restart: its cursor is not trusted.
+            Some(id) if id == "?" || source_run_id == "?" => (
+                0,
+                Some(format!(
+                    "the source's INFO gives no run_id, so whether it restarted since the checkpoint (after which a SCAN cursor no longer holds) cannot be told: the scan starts over and overwrites what it copied before ({} keys)",
+                    self.counters.copied
+                )),
+            ),
             Some(id) if id != source_run_id => (
                 0,
                 Some(format!(
@@ -646,6 +655,12 @@ mod tests {
             "a restarted source: the scan starts over"
         );
         assert!(r.why[0].contains("run_id a1b2c3d4 → ffff0000"), "{:?}", r.why);
+        // A source whose INFO gives no run_id (read as "?"): a restart cannot
+        // be seen, so its cursor is not trusted ("?" was taken as the same).
+        let blind = Checkpoint { source_run_id: Some("?".into()), ..cp.clone() };
+        let r = blind.resume("?", &[], &[]);
+        assert_eq!(r.places, [ScanPlace::start()], "{:?}", r.why);
+        assert!(r.why[0].contains("gives no run_id"), "{:?}", r.why);
         // Scanned to the end, stopped before the checkpoint was removed:
         // nothing left to scan, the counts as saved, source restarted or not.
         let finished = Checkpoint { cursor: 0, done: true, ..cp.clone() };

@@ -365,8 +365,15 @@ impl Sides {
                         report.compared_in_chunks += u64::from(length_cmd(&sk).is_some());
                         same
                     }
-                    // Gone from the source while it was read.
+                    // Gone from the source while it was read: vanished,
+                    // unless the target's copy outlives the source's by its
+                    // TTLs (read before), which no expiry excuses.
                     None => {
+                        let d = Difference::Ttl { key: name, source: sttl, target: tttl };
+                        if !ttl_ok(sttl, tttl, self.tol) && outlives_source(&d, self.tol) {
+                            found.push((key, sttl, d));
+                            continue;
+                        }
                         report.checked -= 1;
                         report.vanished += 1;
                         continue;
@@ -566,6 +573,8 @@ async fn held_by(
             return Ok(true);
         }
         cursor = next;
+        // Between two chunks: where a key read this way can expire.
+        crate::crashpoint::here("verify:chunk");
     }
 }
 
