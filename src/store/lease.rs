@@ -687,64 +687,17 @@ fn hold(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::backend::{Listed, LocalFiles, Object};
+    use crate::store::backend::LocalFiles;
+    use crate::store::testing::Unsure;
 
     /// Real files with S3's conditional-write rules, seen as a shared store,
-    /// and a switch that makes every write fail as an unreachable store does.
-    /// (A sandbox S3 cannot hold a lease's holder to an exact clock or fail
-    /// one write on cue; the S3 path itself is tested in tests/team.rs.)
-    struct SharedDir {
-        files: LocalFiles,
-        failing: AtomicBool,
-        /// Writes to land with every reply lost, as after the SDK's last
-        /// attempt timed out.
-        unanswered: std::sync::atomic::AtomicU32,
-        /// Reads to fail as a slow store's do (SlowDown).
-        failing_gets: std::sync::atomic::AtomicU32,
-    }
-
-    impl Backend for SharedDir {
-        fn describe(&self) -> String {
-            self.files.describe()
-        }
-        fn shared(&self) -> bool {
-            true
-        }
-        fn get(&self, runbook: &str, item: &str) -> Result<Option<Object>, StoreError> {
-            if self.failing_gets.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
-                return Err(StoreError::Unavailable("SlowDown".into()));
-            }
-            self.files.get(runbook, item)
-        }
-        fn put(&self, runbook: &str, item: &str, body: &[u8], cond: Cond) -> Result<Version, StoreError> {
-            if self.failing.load(Ordering::SeqCst) {
-                return Err(StoreError::Unavailable("SlowDown".into()));
-            }
-            let v = self.files.put(runbook, item, body, cond)?;
-            match self.unanswered.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)) {
-                Ok(_) => Err(StoreError::Unavailable("timed out: no reply".into())),
-                Err(_) => Ok(v),
-            }
-        }
-        fn delete(&self, runbook: &str, item: &str, cond: Cond) -> Result<(), StoreError> {
-            self.files.delete(runbook, item, cond)
-        }
-        fn list(&self, runbook: &str, prefix: &str) -> Result<Vec<Listed>, StoreError> {
-            self.files.list(runbook, prefix)
-        }
-        fn append(&self, runbook: &str, log: &str, entry: &[u8]) -> Result<(), StoreError> {
-            self.files.append(runbook, log, entry)
-        }
-        fn entries(&self, runbook: &str, log: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-            self.files.entries(runbook, log)
-        }
-    }
-
-    fn store() -> (tempfile::TempDir, Arc<SharedDir>) {
+    /// whose writes can fail or land unanswered on cue. (A sandbox S3 cannot
+    /// hold a lease's holder to an exact clock or fail one write on cue; the
+    /// S3 path itself is tested in tests/team.rs.)
+    fn store() -> (tempfile::TempDir, Arc<Unsure>) {
         let dir = tempfile::tempdir().unwrap();
         let files = LocalFiles { dir: Some(dir.path().to_path_buf()) };
-        let failing = AtomicBool::new(false);
-        (dir, Arc::new(SharedDir { files, failing, unanswered: Default::default(), failing_gets: Default::default() }))
+        (dir, Arc::new(Unsure::new(files, 0, false, 0)))
     }
 
     fn bob() -> Holder {
@@ -790,7 +743,7 @@ mod tests {
         assert!(matches!(plain, Err(Refusal::ClockAhead(_))), "{:?}", plain.err());
     }
 
-    fn take_over(s: &Arc<SharedDir>, lease: Duration) -> Result<Lease, Refusal> {
+    fn take_over(s: &Arc<Unsure>, lease: Duration) -> Result<Lease, Refusal> {
         acquire_on(s.clone(), "demo", ITEM, "rollout", lease, true, &mut |_| {})
     }
 
@@ -825,7 +778,7 @@ mod tests {
 
     /// Bob renews every `lease / 6` a record his clock, `skew` behind, writes.
     fn renewing_bob(
-        s: &Arc<SharedDir>,
+        s: &Arc<Unsure>,
         skew: Duration,
         lease: Duration,
     ) -> (Arc<AtomicBool>, std::thread::JoinHandle<()>) {
@@ -945,10 +898,10 @@ mod tests {
     #[test]
     fn a_take_that_landed_unanswered_is_the_takers_lease() {
         let (_dir, s) = store();
-        s.unanswered.store(1, Ordering::SeqCst);
+        s.lose.store(1, Ordering::SeqCst);
         let held = acquire_on(s.clone(), "demo", ITEM, "rollout", Duration::from_secs(600), false, &mut |_| {})
             .unwrap_or_else(|e| panic!("the lease written is ours: {e}"));
-        assert_eq!(s.unanswered.load(Ordering::SeqCst), 0, "the unanswered write was made");
+        assert_eq!(s.lose.load(Ordering::SeqCst), 0, "the unanswered write was made");
         held.fence().unwrap_or_else(|e| panic!("{e}"));
         drop(held);
         assert!(s.get("demo", ITEM).unwrap().is_none(), "released by its holder, not left to expire");
@@ -962,10 +915,10 @@ mod tests {
         let (_dir, s) = store();
         let held = acquire_on(s.clone(), "demo", ITEM, "rollout", Duration::from_secs(600), false, &mut |_| {})
             .unwrap_or_else(|e| panic!("{e}"));
-        s.unanswered.store(1, Ordering::SeqCst);
+        s.lose.store(1, Ordering::SeqCst);
         held.fence().unwrap_or_else(|e| panic!("the lease is still ours: {e}"));
         assert_eq!(held.lost(), None);
-        assert_eq!(s.unanswered.load(Ordering::SeqCst), 0, "the unanswered write was made");
+        assert_eq!(s.lose.load(Ordering::SeqCst), 0, "the unanswered write was made");
         held.fence().unwrap();
         drop(held);
         assert!(s.get("demo", ITEM).unwrap().is_none(), "released by its holder");
@@ -996,11 +949,11 @@ mod tests {
         // A renewal in the same millisecond as the take would write the same
         // record, leaving the version where it was: no refusal to follow.
         std::thread::sleep(Duration::from_millis(5));
-        s.unanswered.store(1, Ordering::SeqCst);
-        s.failing_gets.store(1, Ordering::SeqCst);
+        s.lose.store(1, Ordering::SeqCst);
+        s.fail_gets.store(1, Ordering::SeqCst);
         held.fence().unwrap_or_else(|e| panic!("the lease is still ours: {e}"));
         assert_eq!(held.lost(), None);
-        assert_eq!(s.failing_gets.load(Ordering::SeqCst), 0, "the failing read was made");
+        assert_eq!(s.fail_gets.load(Ordering::SeqCst), 0, "the failing read was made");
         drop(held);
         assert!(s.get("demo", ITEM).unwrap().is_none(), "released by its holder");
     }
@@ -1011,7 +964,7 @@ mod tests {
         let lease = Duration::from_millis(3500);
         let held =
             acquire_on(s.clone(), "demo", ITEM, "rollout", lease, false, &mut |_| {}).unwrap_or_else(|e| panic!("{e}"));
-        s.failing.store(true, Ordering::SeqCst);
+        s.fail_puts.store(true, Ordering::SeqCst);
         // Retried while more than 2 s of the lease is left, then refused, not lost.
         let e = held.fence().unwrap_err();
         assert!(e.contains("cannot renew the lease"), "{e}");
@@ -1025,7 +978,7 @@ mod tests {
         let e = held.fence().unwrap_err();
         assert!(e.contains("the lease expired while the shared state could not be reached"), "{e}");
         assert!(held.lost().is_some(), "gone for good: another operator may hold it now");
-        s.failing.store(false, Ordering::SeqCst);
+        s.fail_puts.store(false, Ordering::SeqCst);
         assert!(held.fence().is_err(), "a lease lost stays lost when the store answers again");
     }
 }

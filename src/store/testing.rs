@@ -1,7 +1,7 @@
 //! A store for unit tests: local files whose writes land with their reply
 //! lost, and whose reads fail, as a slow S3 does.
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use super::backend::{Backend, Cond, Listed, LocalFiles, Object, StoreError, Version};
 
@@ -13,11 +13,13 @@ pub(crate) struct Unsure {
     pub refuse: bool,
     /// The next this many gets fail unanswered.
     pub fail_gets: AtomicU32,
+    /// While set, every put fails as an unreachable store's does.
+    pub fail_puts: AtomicBool,
 }
 
 impl Unsure {
     pub fn new(files: LocalFiles, lose: u32, refuse: bool, fail_gets: u32) -> Unsure {
-        Unsure { files, lose: lose.into(), refuse, fail_gets: fail_gets.into() }
+        Unsure { files, lose: lose.into(), refuse, fail_gets: fail_gets.into(), fail_puts: AtomicBool::new(false) }
     }
 }
 
@@ -39,6 +41,9 @@ impl Backend for Unsure {
         }
     }
     fn put(&self, runbook: &str, item: &str, body: &[u8], cond: Cond) -> Result<Version, StoreError> {
+        if self.fail_puts.load(Ordering::SeqCst) {
+            return Err(StoreError::Unavailable("S3 PutObject: SlowDown".into()));
+        }
         let v = self.files.put(runbook, item, body, cond)?;
         match take(&self.lose) {
             true if self.refuse => Err(StoreError::Conflict),
