@@ -355,3 +355,29 @@ fn a_checklist_file_from_a_newer_cutover_is_kept_and_said_to_be_so() {
     assert!(!err.contains("move the file away"), "{err}");
     assert_eq!(std::fs::read_to_string(&file).unwrap(), newer, "kept as it was");
 }
+
+/// A reader that goes away (`cutover plan … | head -1`) is no crash: the
+/// output is lost, the command ends as it would have (a `println!` panicked
+/// here, and the panic hook, writing to the same closed pipe, aborted).
+#[test]
+fn output_to_a_reader_that_went_away_is_no_crash() {
+    use std::process::Stdio;
+    let state = tempfile::tempdir().unwrap();
+    for (args, stream) in
+        [(["plan", "runbooks/demo.toml"], "stdout"), (["validate", "tests/runbooks/bad/multi-error.toml"], "stderr")]
+    {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_cutover"));
+        c.args(args).current_dir(env!("CARGO_MANIFEST_DIR")).env("XDG_STATE_HOME", state.path());
+        // A pipe whose reading end is closed before the command writes.
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = match stream {
+            "stdout" => c.stdout(writer).stderr(Stdio::piped()).output().unwrap(),
+            _ => c.stderr(writer).stdout(Stdio::piped()).output().unwrap(),
+        };
+        let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        let want = if args[0] == "plan" { Some(0) } else { Some(2) };
+        assert_eq!(out.status.code(), want, "{args:?} to a closed {stream}: {said}");
+        assert!(!said.contains("panicked"), "{said}");
+    }
+}

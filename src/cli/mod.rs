@@ -1,6 +1,28 @@
 //! The command line: parses arguments, sets up logging, runs a subcommand and
 //! maps its outcome to an exit status (0 ok, 1 a check failed, 2 bad input).
 
+// Output that a reader gone away (`| head`, a closed `tee`) cannot turn into
+// a panic: `println!` panics on a broken pipe, which would kill a rollout
+// mid-step over its log; what is lost is only the display.
+macro_rules! outln {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($t)*);
+    }};
+}
+macro_rules! out {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout(), $($t)*);
+    }};
+}
+macro_rules! errln {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($t)*);
+    }};
+}
+
 pub mod diff;
 pub mod plan;
 pub mod redis;
@@ -426,7 +448,7 @@ fn init_logging(global: &GlobalArgs) -> Result<Option<PathBuf>, String> {
             return Err(format!("cannot write the log file {} ({e}); give a writable --log-file", path.display()));
         }
         Err(e) => {
-            eprintln!("cutover: cannot write the log file {} ({e}); running without a log", path.display());
+            errln!("cutover: cannot write the log file {} ({e}); running without a log", path.display());
             return Ok(None);
         }
     };
@@ -469,7 +491,7 @@ pub fn main() -> ExitCode {
     let log = match init_logging(&cli.global) {
         Ok(log) => log,
         Err(message) => {
-            eprintln!("{message}");
+            errln!("{message}");
             return ExitCode::from(2);
         }
     };
@@ -484,11 +506,11 @@ pub fn main() -> ExitCode {
     match result {
         Ok(status) => ExitCode::from(status),
         Err(f) => {
-            eprintln!("{}", f.message);
+            errln!("{}", f.message);
             if f.status != 2
                 && let Some(log) = log
             {
-                eprintln!("(log: {})", log.display());
+                errln!("(log: {})", log.display());
             }
             ExitCode::from(f.status)
         }
@@ -500,7 +522,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Validate { runbook } => {
             let rb = load_runbook(&runbook)?;
             let items: usize = rb.phases.iter().map(|p| p.items.len()).sum();
-            println!(
+            outln!(
                 "{}: ok ({} environments, {} steps, {} gates, {} phases, {} items)",
                 runbook.display(),
                 rb.environments.len(),
@@ -511,14 +533,14 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             );
             if rb.has_side_access() {
                 for line in plan::side_mapping(&rb) {
-                    println!("  {line}");
+                    outln!("  {line}");
                 }
             }
             Ok(0)
         }
         Command::Plan { runbook } => {
             let rb = load_runbook(&runbook)?;
-            print!("{}", plan::render_plan(&rb));
+            out!("{}", plan::render_plan(&rb));
             Ok(0)
         }
         Command::Status { runbook, json, watch, interval } => {
@@ -571,10 +593,10 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             let log = crate::store::audit::AuditLog::for_runbook(&rb.name);
             let lines = log.read().map_err(|e| Failure { status: 1, message: e })?;
             if markdown {
-                print!("{}", crate::store::audit::markdown(&rb.name, &lines));
+                out!("{}", crate::store::audit::markdown(&rb.name, &lines));
             } else {
                 for l in &lines {
-                    println!(
+                    outln!(
                         "{} {} {} {} [{}] {} → {} {}",
                         l.time,
                         l.operator,
@@ -587,7 +609,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                     );
                 }
                 if lines.is_empty() {
-                    println!("no audit lines yet ({})", log.describe());
+                    outln!("no audit lines yet ({})", log.describe());
                 }
             }
             Ok(0)

@@ -279,7 +279,7 @@ fn run_copy(a: CopyArgs, g: &GlobalArgs) -> Result<u8, Failure> {
     let lock = if a.dry_run {
         None
     } else {
-        let lock = checkpoint::CopyLock::try_take(&place, &action, &mut |m| eprintln!("{m}"))
+        let lock = checkpoint::CopyLock::try_take(&place, &action, &mut |m| errln!("{m}"))
             .map_err(|e| Failure { status: 1, message: e })?;
         Some(lock.map_err(|by| {
             bad(format!(
@@ -355,34 +355,34 @@ fn run_copy(a: CopyArgs, g: &GlobalArgs) -> Result<u8, Failure> {
             if opts.chunk_threshold.is_none() && pf.mode == Mode::Dump { "; no size check: every key DUMPed whole" } else { "" },
             opts.on_conflict.name()
         );
-        eprintln!("{what}");
+        errln!("{what}");
         if opts.from.reads_replicas() {
             let on: Vec<String> = pf.source_shards.iter().map(|s| format!("{} on {}", s.slots, s.read_on)).collect();
-            eprintln!("reading the source's shards on replicas: {}", on.join(", "));
+            errln!("reading the source's shards on replicas: {}", on.join(", "));
         }
         for n in &pf.source_notes {
-            eprintln!("{n}");
+            errln!("{n}");
         }
         if let Some(cp) = &opts.resume {
             let r = pf.resume_of(cp);
             for w in &r.why {
-                eprintln!("{w}");
+                errln!("{w}");
             }
             if !pf.source_shards.is_empty() {
                 let done = r.places.iter().filter(|p| p.done).count();
-                eprintln!(
+                errln!(
                     "resuming {} shards ({done} already scanned; {} keys already copied)",
                     r.places.len(),
                     r.copied()
                 );
             } else if r.places[0].done {
-                eprintln!(
+                errln!(
                     "the interrupted copy had scanned the whole source ({} keys copied) and stopped before it \
                      removed its checkpoint: nothing is left to copy",
                     r.copied()
                 );
             } else if r.why.is_empty() {
-                eprintln!("resuming at SCAN cursor {} ({} keys already copied)", r.places[0].cursor, r.copied());
+                errln!("resuming at SCAN cursor {} ({} keys already copied)", r.places[0].cursor, r.copied());
             }
         }
         let mut precheck = a.dry_run || (opts.on_conflict == OnConflict::Fail && opts.resume.is_none());
@@ -391,13 +391,13 @@ fn run_copy(a: CopyArgs, g: &GlobalArgs) -> Result<u8, Failure> {
         // scans, to say how many keys match.
         let empty = |e: String| Failure { status: 1, message: format!("{e}; nothing was written") };
         if precheck && !a.dry_run && conns.target_empty(&opts.to).await.map_err(empty)? {
-            eprintln!(
+            errln!(
                 "the target is empty: no conflict to look for; a key that appears on it during the copy stops the copy"
             );
             precheck = false;
         }
         if precheck {
-            eprintln!("checking which keys the target already has (reads only)…");
+            errln!("checking which keys the target already has (reads only)…");
             let c = copy::find_conflicts(&opts, &mut conns)
                 .await
                 .map_err(|e| Failure { status: 1, message: format!("{e}; nothing was written") })?;
@@ -409,7 +409,7 @@ fn run_copy(a: CopyArgs, g: &GlobalArgs) -> Result<u8, Failure> {
                     OnConflict::Replace => "they would be overwritten",
                     OnConflict::Skip => "they would be left alone and counted",
                 };
-                println!(
+                outln!(
                     "dry run: nothing was written. {} keys match on the source; {} already exist on the target{first}: {fate}",
                     c.scanned, c.count
                 );
@@ -441,7 +441,7 @@ fn run_copy(a: CopyArgs, g: &GlobalArgs) -> Result<u8, Failure> {
                     _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
                 }
                 stop.store(true, Ordering::SeqCst);
-                eprintln!("\nstopping after the batches in flight…");
+                errln!("\nstopping after the batches in flight…");
             }
         });
         tracing::info!(from = %opts.from, to = %opts.to, mode = ?pf.mode, "redis copy starting");
@@ -481,29 +481,29 @@ fn run_copy(a: CopyArgs, g: &GlobalArgs) -> Result<u8, Failure> {
                     r.run.done() as f64 / r.seconds.max(1e-9)
                 );
                 if a.json {
-                    println!("{rj}");
+                    outln!("{rj}");
                 } else {
-                    println!("{summary}");
+                    outln!("{summary}");
                     if r.run.copied > t.copied {
-                        println!(
+                        outln!(
                             "this run counts every write: keys written again after a scan started over count twice in it, once in the total"
                         );
                     }
                     if t.seen_twice > 0 {
-                        println!(
+                        outln!(
                             "{} keys came twice from SCAN (it may, while the source's table is resized) and were already on the target as on the source",
                             t.seen_twice
                         );
                     }
                     if t.skipped_temporary > 0 {
-                        println!("{}", copy::temporary_left(t.skipped_temporary));
+                        outln!("{}", copy::temporary_left(t.skipped_temporary));
                     }
                     for f in &r.followed {
-                        println!("{f}");
+                        outln!("{f}");
                     }
                 }
                 if r.interrupted {
-                    eprintln!(
+                    errln!(
                         "interrupted: the checkpoint keeps the place; continue with the same command and --resume"
                     );
                     return Ok(1);
@@ -560,7 +560,7 @@ impl ProgressView {
             }
             None => {
                 if self.last.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) || (p.finished && !self.done) {
-                    eprintln!("{}", p.line());
+                    errln!("{}", p.line());
                     self.last = Some(Instant::now());
                     self.done = p.finished;
                 }
@@ -603,9 +603,9 @@ fn run_verify(a: VerifyArgs) -> Result<u8, Failure> {
             .await
             .map_err(|e| Failure { status: 1, message: e })?;
         if a.json {
-            println!("{}", serde_json::to_string(&r).unwrap_or_default());
+            outln!("{}", serde_json::to_string(&r).unwrap_or_default());
         } else {
-            println!(
+            outln!(
                 "keys without expiry: source {}, target {}{} (all keys: source {}, target {})",
                 r.source_persistent,
                 r.target_persistent,
@@ -613,7 +613,7 @@ fn run_verify(a: VerifyArgs) -> Result<u8, Failure> {
                 r.source_keys,
                 r.target_keys
             );
-            println!(
+            outln!(
                 "checked {} keys: {} missing, {} type mismatch, {} value mismatch, {} TTL mismatch ({} expired while \
                  checked, {} compared in chunks)",
                 r.checked,
@@ -625,25 +625,25 @@ fn run_verify(a: VerifyArgs) -> Result<u8, Failure> {
                 r.compared_in_chunks
             );
             for d in &r.first {
-                println!("  {d}");
+                outln!("  {d}");
             }
             if r.checked == 0 {
                 let matching = a.ends.pattern.as_deref().map(|p| format!(" matching {p}")).unwrap_or_default();
                 if r.vanished > 0 {
-                    println!(
+                    outln!(
                         "NOTHING COMPARED: every key the source gave{matching} ({}) expired or was deleted while \
                          checked; run it again when the source holds keys that live longer",
                         r.vanished
                     );
                 } else {
-                    println!(
+                    outln!(
                         "NOTHING COMPARED: the source gave no key{matching} to compare; check its URL's database \
                          (/{}) and --match",
                         opts.from.db()
                     );
                 }
             } else {
-                println!("{}", if r.ok() { "OK" } else { "DIFFERENT" });
+                outln!("{}", if r.ok() { "OK" } else { "DIFFERENT" });
             }
         }
         Ok(if r.ok() { 0 } else { 1 })

@@ -109,7 +109,7 @@ pub fn run(rb: Runbook, g: &GlobalArgs, args: ReportArgs) -> Result<u8, Failure>
         (report, warnings)
     });
     for w in &warnings {
-        eprintln!("warning: {w}");
+        errln!("warning: {w}");
     }
     let page = crate::report::html(&report).map_err(|message| Failure { status: 1, message })?;
     crate::paths::write_atomic(&args.html, page.as_bytes()).map_err(|e| {
@@ -118,7 +118,7 @@ pub fn run(rb: Runbook, g: &GlobalArgs, args: ReportArgs) -> Result<u8, Failure>
             args.html.display()
         ))
     })?;
-    println!(
+    outln!(
         "wrote {}: {} plots and {} audit lines from {} to {}",
         args.html.display(),
         report.plots.len() + 1,

@@ -36,9 +36,9 @@ fn failed(e: RolloutError) -> Failure {
 }
 
 fn print_preview(lines: Vec<String>) {
-    println!("dry run: nothing was sent and no state was written");
+    outln!("dry run: nothing was sent and no state was written");
     for l in lines {
-        println!("{l}");
+        outln!("{l}");
     }
 }
 
@@ -71,18 +71,18 @@ pub fn run(rb: Runbook, g: &GlobalArgs, args: RolloutArgs) -> Result<u8, Failure
         let (adopt_live, restart, take_over) = (args.adopt_live, args.restart, args.take_over);
         let expect_live = args.expect_live;
         let cx = Context { rb, clients, actor, vars: Default::default(), adopt_live, expect_live, restart, take_over };
-        let mut say = |l: &str| println!("{} {l}", crate::time::rfc3339(std::time::SystemTime::now()).get(11..19).unwrap_or(""));
+        let mut say = |l: &str| outln!("{} {l}", crate::time::rfc3339(std::time::SystemTime::now()).get(11..19).unwrap_or(""));
         match rollout::run(&cx, &mut say).await {
             Ok(Outcome::Done) => {
-                println!("rollout complete: {} has 100%", cx.rb.rollout.to);
+                outln!("rollout complete: {} has 100%", cx.rb.rollout.to);
                 Ok(0)
             }
             Ok(Outcome::Aborted(why)) => {
-                println!("rollout ABORTED and rolled back: {why}");
+                outln!("rollout ABORTED and rolled back: {why}");
                 Ok(1)
             }
             Ok(Outcome::Paused(why)) => {
-                println!("rollout PAUSED for a person: {why}\nrun `cutover rollout` again to resume, or `cutover abort` to roll back");
+                outln!("rollout PAUSED for a person: {why}\nrun `cutover rollout` again to resume, or `cutover abort` to roll back");
                 Ok(3)
             }
             Err(e) => Err(failed(e)),
@@ -109,10 +109,10 @@ pub fn abort(rb: Runbook, g: &GlobalArgs, yes: bool, reason: Option<String>, dry
             take_over: false,
         };
         let reason = reason.unwrap_or_else(|| format!("aborted by {}", crate::store::operator()));
-        let mut say = |l: &str| println!("{l}");
+        let mut say = |l: &str| outln!("{l}");
         let started = std::time::Instant::now();
         let done = rollout::abort(&cx, &reason, &mut say).await.map_err(failed)?;
-        println!("{done} ({:.2} s)", started.elapsed().as_secs_f64());
+        outln!("{done} ({:.2} s)", started.elapsed().as_secs_f64());
         Ok(0)
     })
 }
@@ -126,7 +126,7 @@ pub fn pause(rb: Runbook, g: &GlobalArgs, reason: Option<String>) -> Result<u8, 
         let done = rollout::request(&who, &rb.name, Request::Pause, RequestNote::new(text), Duration::from_secs(30))
             .await
             .map_err(failed)?;
-        println!("{done}");
+        outln!("{done}");
         Ok(0)
     })
 }
@@ -139,14 +139,14 @@ pub fn promote(rb: Runbook, g: &GlobalArgs, yes: bool) -> Result<u8, Failure> {
         // before it looks, the next step's soak is not skipped unseen.
         let engine = rollout::load_state(&rb.name).map_err(|e| failed(RolloutError::Failed(e)))?.map(|s| s.engine);
         if let Some(e) = &engine {
-            println!("promoting step {} of {} ({})", e.step.saturating_add(1), rb.rollout.steps.len(), e.phase.name());
+            outln!("promoting step {} of {} ({})", e.step.saturating_add(1), rb.rollout.steps.len(), e.phase.name());
         }
         let (step, soak_since) =
             (engine.as_ref().map(|e| e.step), engine.as_ref().and_then(|e| e.phase.soaking_since()));
         let note = RequestNote { text, step, soak_since };
         let done =
             rollout::request(&who, &rb.name, Request::Promote, note, Duration::from_secs(30)).await.map_err(failed)?;
-        println!("{done}");
+        outln!("{done}");
         Ok(0)
     })
 }

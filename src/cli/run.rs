@@ -89,11 +89,11 @@ pub fn run(rb: Runbook, g: &GlobalArgs, args: RunArgs) -> Result<u8, Failure> {
         let plan = actions::plan(&clients, &rb, &action)
             .await
             .map_err(|e| Failure { status: e.exit_status(), message: e.nothing_changed() })?;
-        println!("account {account} region {region}: {} ({})", plan.name, args.item);
-        println!("  before: {}", plan.before);
-        println!("  after:  {}", plan.after);
+        outln!("account {account} region {region}: {} ({})", plan.name, args.item);
+        outln!("  before: {}", plan.before);
+        outln!("  after:  {}", plan.after);
         if let Some(why) = &plan.noop {
-            println!("nothing to do: {why}");
+            outln!("nothing to do: {why}");
             // Recorded only when asked to run (--yes): a look writes nothing.
             if let Some(who) = who.as_ref().filter(|_| args.yes)
                 && let Some(line) = actions::record_found_done(&rb, who, &args.item, &plan).map_err(|e| Failure {
@@ -101,24 +101,24 @@ pub fn run(rb: Runbook, g: &GlobalArgs, args: RunArgs) -> Result<u8, Failure> {
                     message: format!("the audit could not be read or written: {e}"),
                 })?
             {
-                println!("recorded as applied: {line}");
+                outln!("recorded as applied: {line}");
             }
             return Ok(0);
         }
         for s in &plan.steps {
-            println!("  step: {}", s.describe());
+            outln!("  step: {}", s.describe());
             if let actions::Step::Shift(p) = s {
-                p.unchecked.iter().for_each(|l| println!("  {l}"));
+                p.unchecked.iter().for_each(|l| outln!("  {l}"));
             }
         }
         if let Some(name) = plan.confirm_name() {
-            println!("  NO ROLLBACK: this cannot be undone; it runs with --yes --confirm-name {name}");
+            outln!("  NO ROLLBACK: this cannot be undone; it runs with --yes --confirm-name {name}");
         }
         let Some(who) = who else {
             if let Some(note) = gate_note {
-                println!("  not yet: {}", note.trim_start_matches("refused: "));
+                outln!("  not yet: {}", note.trim_start_matches("refused: "));
             }
-            println!("dry run: nothing was sent");
+            outln!("dry run: nothing was sent");
             return Ok(0);
         };
         if !args.yes {
@@ -137,12 +137,12 @@ pub fn run(rb: Runbook, g: &GlobalArgs, args: RunArgs) -> Result<u8, Failure> {
                 plan.name
             )));
         }
-        let mut say = |r: actions::Report<'_>| println!("  {r}");
+        let mut say = |r: actions::Report<'_>| outln!("  {r}");
         let done = actions::execute(&clients, &rb, &who, &args.item, &plan, &mut say).await.map_err(|e| match e {
             actions::ExecuteError::Refused(message) => Failure::bad_input(message),
             actions::ExecuteError::Failed(e) => Failure { status: 1, message: e },
         })?;
-        println!("{done}");
+        outln!("{done}");
         Ok(0)
     })
 }

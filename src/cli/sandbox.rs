@@ -59,7 +59,7 @@ pub fn credentials(seconds: u64, role_arn: Option<String>, endpoint: Option<Stri
         if !ok {
             return Err(fail(body));
         }
-        println!("{body}");
+        outln!("{body}");
         Ok(0)
     })
 }
@@ -88,7 +88,7 @@ pub fn up(
             sb.down().await;
             return Err(Failure { status: 1, message: format!("sandbox: {e:#}") });
         }
-        println!(
+        outln!(
             "sandbox ready: moto at {}, region {}, {} instances, {} Redis",
             sb.endpoint,
             sb.region,
@@ -96,12 +96,12 @@ pub fn up(
             sb.redis_urls.len()
         );
         for (k, v) in sb.env_vars(&rb) {
-            println!("  {k}={v}");
+            outln!("  {k}={v}");
         }
         if let Some(p) = &env_file {
-            println!("environment written to {} (source it in another shell)", p.display());
+            outln!("environment written to {} (source it in another shell)", p.display());
         }
-        println!("Ctrl-C stops the sandbox.");
+        outln!("Ctrl-C stops the sandbox.");
         // What cutover posts to the runbook's webhook is shown here as it arrives.
         let stop = interrupted();
         tokio::pin!(stop);
@@ -109,7 +109,7 @@ pub fn up(
         let mut show = |sb: &Sandbox| {
             let texts = sb.webhook.texts();
             for text in &texts[shown..] {
-                println!("webhook: {text}");
+                outln!("webhook: {text}");
             }
             shown = texts.len();
         };
@@ -122,7 +122,7 @@ pub fn up(
         }
         show(&sb);
         sb.down().await;
-        println!("sandbox stopped");
+        outln!("sandbox stopped");
         Ok(0)
     })
 }
@@ -160,7 +160,7 @@ pub fn demo(rb: Runbook, g: &GlobalArgs, plain: bool) -> Result<u8, Failure> {
             };
             let result = crate::tui::run(ctx, sb.region.clone(), tui_opts).await;
             sb.down().await;
-            println!("sandbox stopped");
+            outln!("sandbox stopped");
             return result.map(|()| 0).map_err(|m| Failure { status: 1, message: m });
         }
         let mut ctx = WorkerContext::new(rb.clone(), sb.cutover_clients(&rb).await, ProbePolicy::LoopbackOnly);
@@ -171,7 +171,7 @@ pub fn demo(rb: Runbook, g: &GlobalArgs, plain: bool) -> Result<u8, Failure> {
         tokio::pin!(stop);
         loop {
             let snap = snapshot(&rb, &session.state, &sb.region, std::time::SystemTime::now());
-            print!(
+            out!(
                 "\x1b[2J\x1b[H{}\n(live sandbox; refreshes every 2 s; Ctrl-C stops it and tears everything down)\n",
                 text::render(&snap)
             );
@@ -181,7 +181,7 @@ pub fn demo(rb: Runbook, g: &GlobalArgs, plain: bool) -> Result<u8, Failure> {
             }
         }
         sb.down().await;
-        println!("sandbox stopped");
+        outln!("sandbox stopped");
         Ok(0)
     })
 }

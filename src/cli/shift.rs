@@ -40,16 +40,16 @@ pub fn run(rb: Runbook, g: &GlobalArgs, args: ShiftArgs) -> Result<u8, Failure> 
         let mut plan = shift::plan(&clients, &rb, weights).await.map_err(refused)?;
         plan.unchecked = shift::raised_sides_serve(&sides, &rb, &plan, true).await.map_err(refused)?;
         for line in &plan.unchecked {
-            println!("{line}");
+            outln!("{line}");
         }
-        println!("account {account} region {region}: shift {}", plan.describe());
+        outln!("account {account} region {region}: shift {}", plan.describe());
         if plan.is_noop() {
-            println!("nothing to change: the records already have these weights");
+            outln!("nothing to change: the records already have these weights");
             return Ok(0);
         }
         let Some(who) = who else {
-            println!("dry run: nothing was sent. This change batch would be:");
-            println!("{}", serde_json::to_string_pretty(&plan.batch_json()).unwrap_or_default());
+            outln!("dry run: nothing was sent. This change batch would be:");
+            outln!("{}", serde_json::to_string_pretty(&plan.batch_json()).unwrap_or_default());
             return Ok(0);
         };
         if !args.yes {
@@ -57,11 +57,11 @@ pub fn run(rb: Runbook, g: &GlobalArgs, args: ShiftArgs) -> Result<u8, Failure> 
                 "refused: changing weights needs --yes (or use the cockpit, which asks); nothing was changed".into(),
             ));
         }
-        let mut say = |l: &str| println!("{l}");
+        let mut say = |l: &str| outln!("{l}");
         let done = shift::execute(&sides, &rb, &who, &plan, &mut say)
             .await
             .map_err(|e| Failure { status: e.exit_status(), message: e.to_string() })?;
-        println!("{done}");
+        outln!("{done}");
         Ok(0)
     })
 }

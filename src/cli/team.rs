@@ -90,7 +90,7 @@ pub fn tick(
     }
     let what = checklist::describe(&edits);
     if dry_run {
-        println!("would {what} in {}", checklist::location(&rb.name));
+        outln!("would {what} in {}", checklist::location(&rb.name));
         return Ok(0);
     }
     if g.read_only {
@@ -98,7 +98,7 @@ pub fn tick(
         return Err(Failure::bad_input(format!("refused: --read-only; nothing was changed ({what})")));
     }
     checklist::apply_audited(&rb.name, &operator, &edits).map_err(|message| Failure { status: 1, message })?;
-    println!("{what} (by {operator}, in {})", checklist::location(&rb.name));
+    outln!("{what} (by {operator}, in {})", checklist::location(&rb.name));
     Ok(0)
 }
 
@@ -128,12 +128,12 @@ pub fn show(rb: &Runbook, json: bool) -> Result<u8, Failure> {
         .collect();
     if json {
         let doc = serde_json::json!({ "runbook": rb.name, "store": checklist::location(&rb.name), "items": items });
-        println!("{}", serde_json::to_string_pretty(&doc).map_err(|e| Failure { status: 1, message: e.to_string() })?);
+        outln!("{}", serde_json::to_string_pretty(&doc).map_err(|e| Failure { status: 1, message: e.to_string() })?);
         return Ok(0);
     }
-    println!("{} ({})", rb.title, checklist::location(&rb.name));
+    outln!("{} ({})", rb.title, checklist::location(&rb.name));
     for p in &rb.phases {
-        println!("{}", p.title);
+        outln!("{}", p.title);
         for i in &p.items {
             let key = item_key(&p.id, &i.id);
             let mark = match (&i.kind, state.ticks.get(&key)) {
@@ -141,9 +141,9 @@ pub fn show(rb: &Runbook, json: bool) -> Result<u8, Failure> {
                 (ItemKind::Manual, None) => format!("[ ] {key}  {}", i.title),
                 _ => format!("    {key}  {} (runs from the cockpit or `cutover run`/`status`)", i.title),
             };
-            println!("  {mark}");
+            outln!("  {mark}");
             if let Some(n) = state.notes.get(&key) {
-                println!("      note: {n}");
+                outln!("      note: {n}");
             }
         }
     }
