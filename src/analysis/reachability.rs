@@ -166,6 +166,71 @@ pub fn sg_path(source: &Source, endpoint_groups: &[SecurityGroup], port: u16) ->
     sg_path_named(source, endpoint_groups, port, &GroupNames::new())
 }
 
+/// As `sg_path_named`, judged on the instance's addresses of the family it
+/// reaches the endpoint over: an IPv4 endpoint sees the instance's IPv4
+/// address, an IPv6 one its IPv6 addresses, so a rule of the other family
+/// admits nothing (a rule naming the instance's group admits either). An
+/// endpoint whose addresses are not known is taken as IPv4, as `egress_path`
+/// takes it; one with addresses of both families must admit both.
+pub fn ingress_path(
+    source: &Source,
+    endpoint_groups: &[SecurityGroup],
+    port: u16,
+    to: Addresses,
+    names: &GroupNames,
+) -> SgPath {
+    let mine: Vec<&str> = source.addresses().collect();
+    let theirs: Vec<&str> = match to {
+        Addresses::Found(all) => all.iter().map(String::as_str).filter(|a| !mine.contains(a)).collect(),
+        Addresses::Unread(_) => Vec::new(),
+    };
+    let v6 = theirs.iter().any(|a| a.contains(':'));
+    let v4 = !v6 || theirs.iter().any(|a| !a.contains(':'));
+    // The family not known because the addresses could not be read: taken
+    // as IPv4, but a rule admitting the instance's IPv6 address leaves it
+    // unknown, not blocked (a failed read is no failed path). With none
+    // found, it is IPv4, as `egress_path` takes it.
+    if let Addresses::Unread(e) = to {
+        let as_v4 = sg_path_named(&Source { ipv6_addresses: &[], ..source.clone() }, endpoint_groups, port, names);
+        if let (SgPath::Blocked { .. }, SgPath::Allowed { via }) =
+            (&as_v4, sg_path_named(source, endpoint_groups, port, names))
+        {
+            return SgPath::Unknown {
+                reason: format!(
+                    "whether the endpoint is reached over IPv4 (which no rule admits) or IPv6 ({via}) is unknown: \
+                     its network interfaces could not be read ({e})"
+                ),
+            };
+        }
+    }
+    let mut via = Vec::new();
+    for (ipv6, over) in [(false, v4), (true, v6)] {
+        if !over {
+            continue;
+        }
+        let (family, only) = match ipv6 {
+            false => ("IPv4", Source { ipv6_addresses: &[], ..source.clone() }),
+            true => ("IPv6", Source { private_ip: None, ..source.clone() }),
+        };
+        match sg_path_named(&only, endpoint_groups, port, names) {
+            SgPath::Allowed { via: v } => via.push(v),
+            SgPath::Blocked { reason, fix } => {
+                let from: Vec<&str> = only.addresses().collect();
+                let from = if from.is_empty() { "none".to_string() } else { from.join(", ") };
+                return SgPath::Blocked {
+                    reason: format!(
+                        "{reason} (the endpoint is reached over {family}; the instance's {family} addresses: {from})"
+                    ),
+                    fix,
+                };
+            }
+            unknown => return unknown,
+        }
+    }
+    via.dedup();
+    SgPath::Allowed { via: via.join("; ") }
+}
+
 /// A group for messages: `sg-0a00 (staging-redis)`, or its id alone where
 /// `names` does not know it.
 fn label(id: &str, names: &GroupNames) -> String {
@@ -559,6 +624,47 @@ mod tests {
         // An IPv6 address is not let in by an IPv4 range, even 0.0.0.0/0.
         assert!(!sg_path(&src(&sgs, None, &v6), &rule("0.0.0.0/0"), 6379).is_allowed());
         assert!(!sg_path(&src(&sgs, None, &v6), &rule("2001:db8:2::/48"), 6379).is_allowed());
+    }
+
+    /// A dual-stack instance reaches an IPv4 endpoint from its IPv4 address:
+    /// a rule admitting its IPv6 range lets nothing in (it was allowed).
+    #[test]
+    fn the_endpoints_family_decides_which_of_the_instances_addresses_is_judged() {
+        let sgs = vec!["sg-x".to_string()];
+        let v6 = vec!["2001:db8:1:2::7".to_string()];
+        let dual = src(&sgs, Some("10.0.1.5"), &v6);
+        let rule = |c: &str| vec![group("sg-r", vec![tcp(6379, 6379, &[], &[c])])];
+        let names = GroupNames::new();
+        let v4_node = vec!["10.0.3.7".to_string()];
+        let v6_node = vec!["2001:db8:3::9".to_string()];
+        let both = vec!["10.0.3.7".to_string(), "2001:db8:3::9".to_string()];
+        let p = ingress_path(&dual, &rule("2001:db8:1::/48"), 6379, Addresses::Found(&v4_node), &names);
+        let SgPath::Blocked { reason, .. } = p else { panic!("an IPv4 endpoint admitted over IPv6: {p:?}") };
+        assert!(
+            reason.ends_with("(the endpoint is reached over IPv4; the instance's IPv4 addresses: 10.0.1.5)"),
+            "{reason}"
+        );
+        assert!(ingress_path(&dual, &rule("2001:db8:1::/48"), 6379, Addresses::Found(&v6_node), &names).is_allowed());
+        assert!(!ingress_path(&dual, &rule("10.0.0.0/16"), 6379, Addresses::Found(&v6_node), &names).is_allowed());
+        // Unknown addresses: taken as IPv4; a rule only for its IPv6 address
+        // leaves the path unknown (a failed read is no failed path).
+        let p = ingress_path(&dual, &rule("::/0"), 6379, Addresses::Unread("throttled"), &names);
+        assert!(matches!(&p, SgPath::Unknown { reason } if reason.ends_with("(throttled)")), "{p:?}");
+        assert!(ingress_path(&dual, &rule("10.0.0.0/16"), 6379, Addresses::Found(&[]), &names).is_allowed());
+        assert!(
+            !ingress_path(&dual, &rule("::/0"), 6379, Addresses::Found(&[]), &names).is_allowed(),
+            "none found: IPv4"
+        );
+        let v4_only = src(&sgs, Some("10.0.1.5"), &[]);
+        let p = ingress_path(&v4_only, &rule("::/0"), 6379, Addresses::Unread("throttled"), &names);
+        assert!(matches!(p, SgPath::Blocked { .. }), "{p:?}");
+        // Nodes of both families: both must be let in.
+        assert!(!ingress_path(&dual, &rule("10.0.0.0/16"), 6379, Addresses::Found(&both), &names).is_allowed());
+        let two = vec![group("sg-r", vec![tcp(6379, 6379, &[], &["10.0.0.0/16", "2001:db8:1::/48"])])];
+        assert!(ingress_path(&dual, &two, 6379, Addresses::Found(&both), &names).is_allowed());
+        // A rule naming the instance's group admits either family.
+        let by_group = vec![group("sg-r", vec![tcp(6379, 6379, &["sg-x"], &[])])];
+        assert!(ingress_path(&dual, &by_group, 6379, Addresses::Found(&both), &names).is_allowed());
     }
 
     #[test]

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::analysis::hit_rate::LookupCounters;
 use crate::analysis::reachability::{
-    Addresses, Destination, GroupNames, SecurityGroup, SgPath, Source, both_ways, egress_path, sg_path_named,
+    Addresses, Destination, GroupNames, SecurityGroup, SgPath, Source, both_ways, egress_path, ingress_path,
 };
 use crate::analysis::weights::shares;
 use crate::aws::ec2::Instance;
@@ -454,11 +454,25 @@ impl EnvironmentData {
             return SgPath::Unknown { reason: format!("{endpoint}'s security groups could not be read: {e}") };
         }
         let groups = self.redis_groups.get(endpoint).map_or(&[][..], Vec::as_slice);
-        let ingress = sg_path_named(src, groups, port, &self.group_names);
+        let ingress = self.redis_ingress(src, endpoint, groups, port);
         if matches!(ingress, SgPath::Unknown { .. }) {
             return ingress;
         }
         both_ways(ingress, self.redis_egress(src, endpoint, port))
+    }
+
+    /// Whether `groups` (the endpoint's, or what a change would leave of
+    /// them) let `src` in on `port`, over the family the endpoint's
+    /// addresses are reached on.
+    pub fn redis_ingress(&self, src: &Source, endpoint: &str, groups: &[SecurityGroup], port: u16) -> SgPath {
+        ingress_path(src, groups, port, self.redis_addresses_of(endpoint), &self.group_names)
+    }
+
+    fn redis_addresses_of(&self, endpoint: &str) -> Addresses<'_> {
+        match self.redis_addresses_unread.get(endpoint) {
+            Some(e) => Addresses::Unread(e),
+            None => Addresses::Found(self.redis_addresses.get(endpoint).map_or(&[][..], Vec::as_slice)),
+        }
     }
 
     /// Whether `src`'s own groups let its traffic out to `endpoint` on `port`.
@@ -470,10 +484,7 @@ impl EnvironmentData {
         }
         let groups = self.redis_groups.get(endpoint).map_or(&[][..], Vec::as_slice);
         let group_ids: Vec<String> = groups.iter().map(|g| g.id.clone()).collect();
-        let addresses = match self.redis_addresses_unread.get(endpoint) {
-            Some(e) => Addresses::Unread(e),
-            None => Addresses::Found(self.redis_addresses.get(endpoint).map_or(&[][..], Vec::as_slice)),
-        };
+        let addresses = self.redis_addresses_of(endpoint);
         egress_path(
             src,
             &self.instance_groups,

@@ -57,10 +57,14 @@ pub fn admits(world: &LiveWorld, spec: &ProxySpec) -> bool {
         return false;
     };
     let groups: Vec<Group> = world.groups.iter().filter(|g| spec.endpoint_group_ids.contains(&g.id)).cloned().collect();
+    // The sandbox's Redis stands for a node at a private IPv4 address (the
+    // interfaces in its groups have no other): AWS sees the instance's
+    // connection come from its own IPv4 address, so an IPv6 rule admits
+    // nothing here.
     let knock = Knock {
         security_groups: &inst.security_groups,
         private_ip: inst.private_ip.as_deref(),
-        ipv6_addresses: &inst.ipv6_addresses,
+        ipv6_addresses: &[],
         port: spec.rule_port,
     };
     // AWS needs both: the instance's groups let the traffic out, the endpoint's let it in.
