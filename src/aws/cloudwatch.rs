@@ -221,6 +221,54 @@ fn alarm_never_fires(a: &aws_sdk::cloudwatch::types::MetricAlarm) -> Option<Stri
         })
 }
 
+/// Why a metric alarm's state is not CloudWatch's fresh judgement of its
+/// data, if so: its evaluation state (DescribeAlarms' `EvaluationState`)
+/// says it could not be evaluated (EVALUATION_ERROR, a fault in its own
+/// set-up; EVALUATION_FAILURE, CloudWatch's own trouble, when AWS advises
+/// watching by hand) or judged part of its data (PARTIAL_DATA). Its OK
+/// then says nothing of the side. A state cutover does not know is taken
+/// the same way: a gate rests on no judgement it cannot read.
+fn unevaluated(a: &aws_sdk::cloudwatch::types::MetricAlarm) -> Option<String> {
+    let state = a.evaluation_state()?.as_str();
+    Some(match state {
+        "" => return None,
+        "EVALUATION_ERROR" => {
+            "CloudWatch cannot evaluate it (EVALUATION_ERROR: a fault in its set-up, which its state \
+                               reason names), so its state is no judgement of its data"
+                .into()
+        }
+        "EVALUATION_FAILURE" => {
+            "CloudWatch failed to evaluate it (EVALUATION_FAILURE, a CloudWatch issue: AWS advises \
+                                 watching by hand until it clears), so its state is no judgement of its data"
+                .into()
+        }
+        "PARTIAL_DATA" => "CloudWatch evaluates it on part of its data only (PARTIAL_DATA: its query matches over \
+                           10,000 metrics)"
+            .into(),
+        other => format!(
+            "its evaluation state is {other}, which cutover does not know: its state is not taken as a judgement"
+        ),
+    })
+}
+
+/// Why a metric alarm on an ALB metric judges periods shorter than a
+/// minute, if it does: the load balancer publishes its metrics every 60
+/// seconds, and CloudWatch does not evaluate such an alarm on the
+/// evaluations that fall between them (PutMetricAlarm, `Period`), so one
+/// with `notBreaching` reads OK most of the time whatever the side does.
+fn sub_minute_on_alb(a: &aws_sdk::cloudwatch::types::MetricAlarm) -> Option<String> {
+    let own = (a.namespace() == Some("AWS/ApplicationELB")).then(|| a.period()).flatten();
+    let queried = a.metrics().iter().filter_map(|q| {
+        let st = q.metric_stat()?;
+        (st.metric()?.namespace() == Some("AWS/ApplicationELB")).then(|| st.period()).flatten()
+    });
+    let period = own.into_iter().chain(queried).filter(|p| *p < 60).min()?;
+    Some(format!(
+        "it judges periods of {period} s, and the load balancer publishes its metrics once a minute: most of its \
+         evaluations see no data; give it a period of 60 s or more"
+    ))
+}
+
 pub async fn alarm_states(cw: &aws_sdk::cloudwatch::Client, names: &[String]) -> AwsResult<Vec<AlarmState>> {
     if names.is_empty() {
         return Ok(Vec::new());
@@ -267,7 +315,7 @@ pub async fn alarm_states(cw: &aws_sdk::cloudwatch::Client, names: &[String]) ->
         }
         watches.sort();
         watches.dedup();
-        let blind = blind.or_else(|| alarm_never_fires(a));
+        let blind = blind.or_else(|| alarm_never_fires(a)).or_else(|| sub_minute_on_alb(a)).or_else(|| unevaluated(a));
         // An alarm on metric math has no Period of its own: each metric it
         // reads has one (PutMetricAlarm), and the longest sets its pace.
         let query_periods = a.metrics().iter().filter_map(|q| q.metric_stat().and_then(|m| m.period()).or(q.period()));
@@ -884,6 +932,61 @@ mod tests {
         let one_zone = [("AvailabilityZone", "eu-west-1a"), ("LoadBalancer", "app/new/1")];
         assert!(!watches("HTTPCode_Target_5XX_Count", &one_zone), "one AZ's 5xx are a part of the side's");
         assert!(watches("HTTPCode_Target_4XX_Count", &both), "a metric cutover does not know: its dimensions decide");
+    }
+
+    /// An alarm CloudWatch could not evaluate (or judged on part of its
+    /// data) keeps its last state: its OK is no judgement, so it is blind.
+    #[test]
+    fn an_alarm_whose_evaluation_failed_is_no_evidence() {
+        use aws_sdk::cloudwatch::types::{EvaluationState, MetricAlarm};
+        let alarm = |state: Option<&str>| {
+            let a = MetricAlarm::builder().alarm_name("5xx").namespace("AWS/ApplicationELB").period(60);
+            match state {
+                Some(s) => a.evaluation_state(EvaluationState::from(s)).build(),
+                None => a.build(),
+            }
+        };
+        assert_eq!(super::unevaluated(&alarm(None)), None);
+        for (state, says) in [
+            ("EVALUATION_FAILURE", "AWS advises watching by hand"),
+            ("EVALUATION_ERROR", "a fault in its set-up"),
+            ("PARTIAL_DATA", "part of its data"),
+            ("SOMETHING_NEW", "which cutover does not know"),
+        ] {
+            let why = super::unevaluated(&alarm(Some(state))).unwrap_or_default();
+            assert!(why.contains(says), "{state}: {why}");
+        }
+    }
+
+    /// An ALB publishes once a minute: an alarm judging 10 s periods sees no
+    /// data in five evaluations of six (with notBreaching, OK through 5xx).
+    #[test]
+    fn an_alarm_judging_sub_minute_periods_of_an_alb_metric_is_blind() {
+        use aws_sdk::cloudwatch::types::{Metric as CwMetric, MetricAlarm, MetricDataQuery, MetricStat};
+        let own = |ns: &str, period: i32| {
+            MetricAlarm::builder().namespace(ns).metric_name("HTTPCode_Target_5XX_Count").period(period).build()
+        };
+        let why = super::sub_minute_on_alb(&own("AWS/ApplicationELB", 10)).unwrap_or_default();
+        assert!(why.starts_with("it judges periods of 10 s"), "{why}");
+        assert_eq!(super::sub_minute_on_alb(&own("AWS/ApplicationELB", 60)), None);
+        assert_eq!(super::sub_minute_on_alb(&own("Custom/App", 10)), None, "high-resolution metrics of one's own");
+        let math = MetricAlarm::builder()
+            .metrics(
+                MetricDataQuery::builder()
+                    .id("e")
+                    .metric_stat(
+                        MetricStat::builder()
+                            .metric(
+                                CwMetric::builder().namespace("AWS/ApplicationELB").metric_name("RequestCount").build(),
+                            )
+                            .period(30)
+                            .stat("Sum")
+                            .build(),
+                    )
+                    .build(),
+            )
+            .build();
+        assert!(super::sub_minute_on_alb(&math).is_some(), "a metric-math alarm reading one");
     }
 
     #[test]
