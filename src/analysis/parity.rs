@@ -563,6 +563,17 @@ pub fn role_rules(side: &SideShape) -> BTreeMap<&'static str, BTreeSet<String>> 
             for (way, r) in inbound.chain(outbound) {
                 let proto = match r.protocol.as_str() {
                     "-1" | "all" => "all traffic".to_string(),
+                    // ICMP keeps its type in FromPort and its code in ToPort
+                    // (-1: any), not a port range: type 3 (path MTU discovery)
+                    // and type 8 (echo) must not read alike.
+                    p @ ("icmp" | "1" | "icmpv6" | "58") => {
+                        let name = if matches!(p, "icmp" | "1") { "icmp" } else { "icmpv6" };
+                        match (r.from_port, r.to_port) {
+                            (None, _) => format!("{name} every type"),
+                            (Some(t), None) => format!("{name} type {t} every code"),
+                            (Some(t), Some(c)) => format!("{name} type {t} code {c}"),
+                        }
+                    }
                     p => match (r.from_port, r.to_port) {
                         (Some(f), Some(t)) if f == t => format!("{p} {f}"),
                         (Some(f), Some(t)) => format!("{p} {f}-{t}"),
@@ -1405,6 +1416,28 @@ mod tests {
         }];
         assert_eq!(s.unread(), ["staging: prefix list pl-s3 of staging-app's outbound rules: AccessDenied"]);
         assert_eq!(role_rules(&s)["app"].iter().next().unwrap(), "tcp 443 to prefix list pl-s3 (not read)");
+    }
+
+    /// ICMP's type and code (in FromPort and ToPort, -1 any) read as such:
+    /// a side that lost type 3 (path MTU discovery) for type 8 differs.
+    #[test]
+    fn icmp_rules_differ_by_type_and_code() {
+        let icmp = |t: Option<u16>, c: Option<u16>| {
+            let mut s = side("staging");
+            s.groups[1].ingress = vec![GroupRule {
+                protocol: "icmp".into(),
+                from_port: t,
+                to_port: c,
+                groups: vec![],
+                cidrs: vec!["10.0.0.0/16".into()],
+                prefix_lists: vec![],
+            }];
+            role_rules(&s)["app"].iter().find(|r| r.starts_with("icmp")).cloned().unwrap()
+        };
+        assert_eq!(icmp(Some(3), None), "icmp type 3 every code from 10.0.0.0/16");
+        assert_eq!(icmp(Some(8), None), "icmp type 8 every code from 10.0.0.0/16");
+        assert_eq!(icmp(Some(3), Some(4)), "icmp type 3 code 4 from 10.0.0.0/16");
+        assert_eq!(icmp(None, None), "icmp every type from 10.0.0.0/16");
     }
 
     #[test]

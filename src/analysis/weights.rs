@@ -126,11 +126,21 @@ pub fn alias_names(target: &str, load_balancer_dns: &str) -> bool {
     target == dns || target.strip_prefix("dualstack.") == Some(dns.as_str())
 }
 
-/// Whether `name` is an Elastic Load Balancing DNS name
-/// (`<name>-<id>.<region>.elb.amazonaws.com`, `.com.cn` in China).
+/// Whether `name` is an Elastic Load Balancing DNS name: an Application
+/// or Classic Load Balancer's `<name>-<id>.<region>.elb.amazonaws.com`, or a
+/// Network Load Balancer's `<name>-<id>.elb.<region>.amazonaws.com`
+/// (`.com.cn` in China).
 pub fn is_load_balancer_name(name: &str) -> bool {
     let name = name.trim_end_matches('.').to_ascii_lowercase();
-    name.ends_with(".elb.amazonaws.com") || name.ends_with(".elb.amazonaws.com.cn")
+    let Some(rest) = name.strip_suffix(".amazonaws.com").or_else(|| name.strip_suffix(".amazonaws.com.cn")) else {
+        return false;
+    };
+    let labels: Vec<&str> = rest.split('.').collect();
+    match labels.as_slice() {
+        [.., _, "elb"] => true,
+        [.., _, "elb", region] => !region.is_empty(),
+        _ => false,
+    }
 }
 
 #[cfg(test)]
@@ -199,6 +209,9 @@ mod tests {
         assert!(!alias_names("x.shop-alb-1.eu-south-1.elb.amazonaws.com", lb));
         assert!(is_load_balancer_name("dualstack.Shop-ALB-1.eu-south-1.ELB.amazonaws.com."));
         assert!(is_load_balancer_name("shop-alb-1.cn-north-1.elb.amazonaws.com.cn"));
+        assert!(is_load_balancer_name("shop-nlb-0123abcd.elb.eu-west-1.amazonaws.com"), "a Network Load Balancer's");
+        assert!(is_load_balancer_name("shop-nlb-0123abcd.elb.cn-north-1.amazonaws.com.cn"));
+        assert!(!is_load_balancer_name("elb.eu-west-1.amazonaws.com"), "the service's own endpoint");
         assert!(!is_load_balancer_name("shop.example.org"), "a name of one's own may lead anywhere");
         assert!(!is_load_balancer_name("elb.amazonaws.com.example.org"));
     }
