@@ -462,6 +462,22 @@ async fn decom_terminate_needs_stopped_instances_the_window_and_the_typed_name_a
     assert!(out.contains(&format!("{standby} was not stopped by decommission/stop-old")), "{out}");
     assert!(all_in(&sb, "production", "stopped").await, "nothing terminated");
     sb.clients.ec2.terminate_instances().instance_ids(&standby).send().await.unwrap();
+    // Termination protection on one: AWS would terminate the others and
+    // refuse it (half the action, ending failed); refused before, nothing sent.
+    let protect = |on: bool| {
+        sb.clients
+            .ec2
+            .modify_instance_attribute()
+            .instance_id(&prod[0])
+            .disable_api_termination(aws_sdk::ec2::types::AttributeBooleanValue::builder().value(on).build())
+            .send()
+    };
+    protect(true).await.unwrap();
+    let (code, out) = run([&["decommission/terminate"][..], &confirm].concat()).await;
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains(&format!("{} has termination protection", prod[0])), "{out}");
+    assert!(all_in(&sb, "production", "stopped").await, "nothing terminated: {out}");
+    protect(false).await.unwrap();
 
     // --yes alone, or the wrong name, is not enough.
     let (code, out) = run(vec!["decommission/terminate", "--yes"]).await;

@@ -133,6 +133,13 @@ async fn a_second_machines_rollout_is_refused_naming_the_holder_and_its_abort_ro
     assert_eq!(code, Some(2), "{out}");
     assert!(out.contains("lease is held by ana@laptop-a"), "names the holder: {out}");
     assert!(out.contains("for rollout, until"), "and when it expires: {out}");
+    // A shift under the rollout's feet: refused, and the attempt is on the timeline.
+    let (code, out) = b.run(&sb, &rb, &["shift", p, "--to", "50", "--yes"]).await;
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("is running or holds the lease"), "{out}");
+    let audit = team_audit(&sb, &bucket).await;
+    let refused = audit.iter().find(|l| l["action"] == "shift_weights to 50%").expect("the refused shift audited");
+    assert_eq!((&refused["stage"], &refused["operator"]), (&serde_json::json!("refused"), &serde_json::json!("bob")));
 
     let (code, out) = b.run(&sb, &rb, &["abort", p, "--yes", "--reason", "bob saw 5xx"]).await;
     assert_eq!(code, Some(0), "{out}");
@@ -607,6 +614,45 @@ async fn ten_watchers_in_team_mode_spend_less_than_one_route53_request_a_second_
         assert!(r < 1.0, "{n} watchers: {r:.2} Route53 requests/s");
     }
     drop(watchers);
+    sb.down().await;
+}
+
+/// A watcher allowed only to read, or one whose `[dns]` credentials are in
+/// another account than the runbook names, reads the team's weights but
+/// publishes none: its reading would show every teammate another
+/// account's weights (or nothing it may write) as live. The same watcher
+/// with write access publishes, so the test can fail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_or_wrong_account_watcher_publishes_no_weights_for_the_team() {
+    let dir = tempfile::tempdir().unwrap();
+    let bucket = bucket("publish");
+    let (rb, path) = team_runbook(dir.path(), &bucket, "");
+    let sb = sandbox(&rb, "ap-southeast-1").await;
+    let p = path.to_str().unwrap();
+    let published = || async {
+        objects(&sb, &bucket).await.into_keys().filter(|k| k.ends_with("readings/traffic.json")).collect::<Vec<_>>()
+    };
+    let watch = |args: &[&str]| {
+        let m = Machine::new("watcher", "desk");
+        let mut c = m.command(&sb, &rb, args);
+        c.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+        (tokio::process::Command::from(c).kill_on_drop(true).spawn().unwrap(), m)
+    };
+    let read_only = watch(&["--read-only", "status", p, "--watch", "--interval", "1"]);
+    // [dns] said to be in another account than the sandbox's.
+    let other = dir.path().join("other-account.toml");
+    let text =
+        std::fs::read_to_string(&path).unwrap().replacen("ttl = 1\n", "ttl = 1\naccount_id = \"999999999999\"\n", 1);
+    std::fs::write(&other, text).unwrap();
+    let wrong = watch(&["status", other.to_str().unwrap(), "--watch", "--interval", "1"]);
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    assert_eq!(published().await, Vec::<String>::new());
+    drop((read_only, wrong));
+    let _writer = watch(&["status", p, "--watch", "--interval", "1"]);
+    eventually(Duration::from_secs(30), "a watcher with write access to publish", || async {
+        (!published().await.is_empty()).then_some(())
+    })
+    .await;
     sb.down().await;
 }
 

@@ -913,6 +913,28 @@ fn enter_on_an_action_plans_it_and_y_applies_it_after_the_popup() {
     assert!(screen(&app, 160, 48).contains("✔ done"));
 }
 
+/// An item found done after a run that stopped after its intent: Enter
+/// only plans it, and its `applied` line (which starts a time gate after
+/// it) is written only once a person confirms; a plain nothing-to-do is
+/// only said.
+#[test]
+fn an_item_found_done_is_recorded_only_after_the_popup() {
+    let mut app = demo_app();
+    let done = cutover::drive::actions::ActionPlan {
+        steps: Vec::new(),
+        noop: Some("sg-stagingredis already allows 6379 from sg-batch".into()),
+        ..redis_ingress_plan()
+    };
+    let item = "validate/redis-ingress".to_string();
+    update(&mut app, Event::Planned { key: item.clone(), result: Ok(PendingChange::Item(done.clone())) });
+    assert_eq!(app.overlay, Overlay::None, "nothing to do, nothing to confirm");
+    update(&mut app, Event::Planned { key: item.clone(), result: Ok(PendingChange::FoundDone(done)) });
+    assert_eq!(app.overlay, Overlay::Confirm { key: item.clone() });
+    let s = screen(&app, 160, 48);
+    assert!(s.contains("record it as applied?"), "{s}");
+    assert_eq!(update(&mut app, key(KeyCode::Char('y'))), vec![Command::Apply { key: item }]);
+}
+
 /// An alarm whose OK says nothing (blind to its side, or set so it never
 /// goes off) is never shown as a green OK: the Alarms pane says "OK, blind"
 /// and why, as `status` does.
@@ -1857,6 +1879,43 @@ fn checks_read_in_another_account_than_the_runbooks_are_unknown_and_the_header_s
     // The runbook's own account: the same readings pass where they pass.
     let same = demo_app();
     assert!(aws_checks(&same).iter().any(|(_, o)| *o == CheckOutcome::Pass), "{:?}", aws_checks(&same));
+}
+
+/// A runbook that names its account, read before (or without) knowing
+/// which account the credentials are in: the checks are unknown, not
+/// judged on readings that may be a same-named staging account's.
+#[test]
+fn a_check_read_before_its_account_is_known_is_unknown() {
+    use cutover::status::CheckOutcome;
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("runbooks/demo.toml");
+    let text = std::fs::read_to_string(&path).unwrap().replacen(
+        "name = \"demo\"",
+        "name = \"demo\"\naccount_id = \"123456789012\"",
+        1,
+    );
+    let rb = cutover::runbook::parse("demo.toml", &text).unwrap();
+    let mut app = app_of(rb.clone());
+    for e in demo_events(false) {
+        let failed = LiveEvent { at: e.at, update: Update::Identity(Err("Throttling: Rate exceeded".into())) };
+        let e = if matches!(e.update, Update::Identity(_)) { failed } else { e };
+        update(&mut app, Event::Live(e));
+    }
+    let check = app.snap.checks.iter().find(|c| c.check == "targets_healthy").unwrap();
+    assert_eq!(check.outcome, CheckOutcome::Unknown, "{}", check.detail);
+    assert!(
+        check
+            .detail
+            .contains("which account these readings were made in is not known (STS GetCallerIdentity: Throttling"),
+        "{}",
+        check.detail
+    );
+    // Read in it: judged.
+    let mut app = app_of(rb);
+    for e in demo_events(false) {
+        update(&mut app, Event::Live(e));
+    }
+    let check = app.snap.checks.iter().find(|c| c.check == "targets_healthy").unwrap();
+    assert_ne!(check.outcome, CheckOutcome::Unknown, "{}", check.detail);
 }
 
 /// A runbook over several accounts: a check on a side read in another

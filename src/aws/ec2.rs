@@ -369,6 +369,26 @@ pub async fn ingress_described(
     Ok(out)
 }
 
+/// The instances of `ids` with termination protection on
+/// (DescribeInstanceAttribute `disableApiTermination`, one call each: the
+/// attribute is not in DescribeInstances).
+pub async fn termination_protected(ec2: &aws_sdk::ec2::Client, ids: &[String]) -> AwsResult<Vec<String>> {
+    let mut out = Vec::new();
+    for id in ids {
+        let r = ec2
+            .describe_instance_attribute()
+            .instance_id(id)
+            .attribute(aws_sdk::ec2::types::InstanceAttributeName::DisableApiTermination)
+            .send()
+            .await
+            .map_err(|e| sdk_error("DescribeInstanceAttribute", e))?;
+        if r.disable_api_termination().and_then(|b| b.value()).unwrap_or(false) {
+            out.push(id.clone());
+        }
+    }
+    Ok(out)
+}
+
 pub async fn stop_instances(ec2: &aws_sdk::ec2::Client, ids: &[String]) -> AwsResult<()> {
     ec2.stop_instances()
         .set_instance_ids(Some(ids.to_vec()))

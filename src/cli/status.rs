@@ -47,7 +47,9 @@ fn print(snap: &Snapshot, args: &StatusArgs) {
 pub fn run(rb: Runbook, g: &GlobalArgs, args: StatusArgs) -> Result<u8, Failure> {
     super::runtime()?.block_on(async {
         let (clients, region) = super::aws_clients(&rb, g).await;
-        let ctx = Arc::new(WorkerContext::new(rb.clone(), clients.clone(), ProbePolicy::from_env()));
+        let mut ctx = WorkerContext::new(rb.clone(), clients.clone(), ProbePolicy::from_env());
+        ctx.publish_readings = !g.read_only;
+        let ctx = Arc::new(ctx);
         let mut session = Session::start(ctx);
         // The region check runs beside the first round, and only a check that
         // ran and found none of the load balancers refuses: during an AWS

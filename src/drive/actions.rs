@@ -4,7 +4,7 @@
 use serde_json::json;
 
 use super::{PlanError, shift};
-use crate::analysis::reachability::{SgPath, sg_path_named};
+use crate::analysis::reachability::SgPath;
 use crate::analysis::weights::{AlbHealth, RoutedGroup};
 use crate::aws::ec2::{self, GroupIngress};
 use crate::aws::{Clients, SideClients, elb};
@@ -797,11 +797,11 @@ async fn paths_cut(
             for i in d.instances.iter().filter(|i| matches!(i.state.as_str(), "running" | "pending")) {
                 let src = i.source();
                 for port in [Some(ep.port), ep.sentinel_port].into_iter().flatten() {
-                    let now = sg_path_named(&src, &groups, port, &d.group_names);
+                    let now = d.redis_ingress(&src, name, &groups, port);
                     // A path the instance's own outbound rules already shut is
                     // not cut by the revoke; one they may leave open (unknown) is.
                     let shut = matches!(d.redis_egress(&src, name, port), SgPath::Blocked { .. });
-                    if !shut && now.is_allowed() && !sg_path_named(&src, &after, port, &d.group_names).is_allowed() {
+                    if !shut && now.is_allowed() && !d.redis_ingress(&src, name, &after, port).is_allowed() {
                         let who = i.name.as_deref().map_or(i.id.clone(), |n| format!("{} ({n})", i.id));
                         cut.push(format!("{other}'s {who} from {name} on port {port} ({})", now.describe()));
                     }
@@ -1085,6 +1085,22 @@ async fn plan_terminate(
         }
     }
     in_no_autoscaling_group(clients, &ids, false).await?;
+    // AWS terminates the others and refuses these (TerminateInstances with
+    // one protected instance terminates those in other zones, then fails):
+    // half an action, reported as failed.
+    let protected = ec2::termination_protected(&clients.ec2, &ids).await.map_err(PlanError::Aws)?;
+    if !protected.is_empty() {
+        return Err(PlanError::Refused(format!(
+            "{} {} termination protection (DisableApiTermination), and AWS would refuse {} and terminate the \
+             others in other Availability Zones, half the action; nothing was changed: turn it off on purpose \
+             (aws ec2 modify-instance-attribute --no-disable-api-termination) and run this again, or leave {} out \
+             of {environment}'s instance selector",
+            protected.join(", "),
+            if protected.len() == 1 { "has" } else { "have" },
+            if protected.len() == 1 { "it" } else { "them" },
+            if protected.len() == 1 { "it" } else { "them" },
+        )));
+    }
     let tags = [("cutover:runbook".to_string(), rb.name.clone())];
     let images = ec2::describe_images(&clients.ec2, &[], &tags).await.map_err(PlanError::Aws)?;
     let mut amis = std::collections::BTreeMap::new();
@@ -1156,6 +1172,14 @@ async fn still_terminable(clients: &Clients, ids: &[String]) -> Result<(), PlanE
             "the instances changed since the plan was confirmed: {}; only stopped instances are \
              terminated, plan it again",
             changed.join(", ")
+        )));
+    }
+    let protected = ec2::termination_protected(&clients.ec2, ids).await.map_err(PlanError::Aws)?;
+    if !protected.is_empty() {
+        return Err(PlanError::Refused(format!(
+            "termination protection was turned on since the plan was confirmed ({}): AWS would refuse those and \
+             terminate the others in other Availability Zones; nothing was changed, plan it again",
+            protected.join(", ")
         )));
     }
     in_no_autoscaling_group(clients, ids, false).await
@@ -1370,7 +1394,26 @@ pub async fn apply(
             ec2::start_instances(&clients.ec2, instance_ids).await.map_err(|e| e.to_string())?;
         }
         Step::Terminate { instance_ids, amis } => {
-            ec2::terminate_instances(&clients.ec2, instance_ids).await.map_err(|e| e.to_string())?;
+            if let Err(e) = ec2::terminate_instances(&clients.ec2, instance_ids).await {
+                // TerminateInstances may end some and fail on others (or its
+                // reply may be lost): what they are now is said.
+                let selector = crate::runbook::InstanceSelector::Ids(instance_ids.clone());
+                let now = match ec2::describe_instances_with_terminated(&clients.ec2, &selector).await {
+                    Ok(list) => {
+                        let gone: Vec<String> = list
+                            .iter()
+                            .filter(|i| matches!(i.state.as_str(), "shutting-down" | "terminated"))
+                            .map(|i| format!("{} {}", i.id, i.state))
+                            .collect();
+                        match gone.is_empty() {
+                            true => "none of them is terminating".to_string(),
+                            false => format!("terminating or terminated even so: {}", gone.join(", ")),
+                        }
+                    }
+                    Err(r) => format!("what became of them could not be read ({r})"),
+                };
+                return Err(format!("{e}; {now}"));
+            }
             let amis: Vec<String> = amis.iter().map(|(i, a)| format!("{a} of {i}")).collect();
             return Ok(format!(
                 "terminated {}; AMIs kept: {}",
@@ -1431,10 +1474,20 @@ pub fn record_found_done(
     item: &str,
     plan: &ActionPlan,
 ) -> Result<Option<String>, String> {
+    let Some(detail) = found_done(rb, item, plan)? else { return Ok(None) };
+    let log = crate::store::audit::AuditLog::for_runbook(&rb.name);
+    let values = (plan.before.clone(), plan.after.clone());
+    log.append(&who.audit_line(&rb.name, format!("{} ({item})", plan.name), Stage::Applied, values, detail.clone()))?;
+    Ok(Some(detail))
+}
+
+/// What `record_found_done` would record for a plan with nothing to do,
+/// if anything: the last run of the item stopped after its intent (or a
+/// step before its last), and the plan finds the change made.
+pub fn found_done(rb: &Runbook, item: &str, plan: &ActionPlan) -> Result<Option<String>, String> {
     let Some(why) = &plan.noop else { return Ok(None) };
     let Some(it) = forward_item(rb, item, plan) else { return Ok(None) };
-    let log = crate::store::audit::AuditLog::for_runbook(&rb.name);
-    let lines = log.read()?;
+    let lines = crate::store::audit::AuditLog::for_runbook(&rb.name).read()?;
     let last = super::not_before::latest_run_line(it, item, &lines);
     let Some((last, true)) = last else { return Ok(None) };
     let stopped = match (last.stage, last.step) {
@@ -1442,10 +1495,7 @@ pub fn record_found_done(
         (Stage::Applied, Some(s)) if !s.is_last() => format!("step {} of {}", s.number, s.of),
         _ => return Ok(None),
     };
-    let detail = format!("found done when run again ({why}): the run before stopped after {stopped}");
-    let values = (plan.before.clone(), plan.after.clone());
-    log.append(&who.audit_line(&rb.name, format!("{} ({item})", plan.name), Stage::Applied, values, detail.clone()))?;
-    Ok(Some(detail))
+    Ok(Some(format!("found done when run again ({why}): the run before stopped after {stopped}")))
 }
 
 /// Item `item` when `plan` is its own action, not its rollback.
@@ -1525,10 +1575,13 @@ pub async fn execute(
         true => Some(
             crate::store::lease::acquire(&rb.name, &plan.name, crate::store::lease::duration_for(rb), false, &mut |_| {})
                 .map_err(|e| {
-                    ExecuteError::Refused(format!(
+                    let refusal = format!(
                         "refused: a rollout of {} is running or holds the lease ({e}); use `cutover abort` or wait; nothing was changed",
                         rb.name
-                    ))
+                    );
+                    // The attempt is on the timeline too.
+                    let _ = log.append(&line(Stage::Refused, refusal.clone()));
+                    ExecuteError::Refused(refusal)
                 })?,
         ),
         false => None,

@@ -563,7 +563,11 @@ impl Runner<'_> {
             .map_err(|e| SendError::NotTaken(format!("{action}: not sent: its intent could not be audited ({e})")))?;
         crate::crashpoint::here(&format!("{point}:after-intent"));
         self.state.in_flight = Some(InFlight { before, weights, step, change: None, adopted });
-        self.persist()?;
+        // Its intent is on record: so is why it was not sent.
+        if let Err(why) = self.persist() {
+            let _ = self.audit(&action, Stage::Failed, Some(before), weights, format!("not sent: {why}"));
+            return Err(SendError::Failed(format!("{action}: not sent: {why}")));
+        }
         crate::crashpoint::here(&format!("{point}:after-in-flight-write"));
         // Fenced again right before the send: the writes above may have
         // stalled (a slow store, this process stopped) past the lease, and

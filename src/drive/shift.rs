@@ -779,14 +779,20 @@ pub async fn execute(
         false,
         &mut |_| {},
     )
-    .map_err(|e| match e {
-        crate::store::lease::Refusal::Unavailable(m) => {
-            PlanError::Refused(format!("the shared state cannot be read ({m}); nothing was changed"))
-        }
-        e => PlanError::Refused(format!(
-            "a rollout of {} is running or holds the lease ({e}); use `cutover abort` or wait; nothing was changed",
-            rb.name
-        )),
+    .map_err(|e| {
+        let refusal = match e {
+            crate::store::lease::Refusal::Unavailable(m) => {
+                format!("the shared state cannot be read ({m}); nothing was changed")
+            }
+            e => format!(
+                "a rollout of {} is running or holds the lease ({e}); use `cutover abort` or wait; nothing was changed",
+                rb.name
+            ),
+        };
+        // The attempt is on the timeline too (a store that cannot be read
+        // may not take the line either).
+        let _ = log.append(&line(Stage::Refused, format!("refused: {refusal}")));
+        PlanError::Refused(refusal)
     })?;
     crate::crashpoint::here("shift:leased");
     // Read again under the lease: the plan may have waited in a confirm

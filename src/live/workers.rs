@@ -77,6 +77,12 @@ pub struct WorkerContext {
     /// Read the sides' shapes even when no check needs them: the cockpit's
     /// Parity pane shows them.
     pub read_shapes: bool,
+    /// Team mode: claim and publish the weights for the team (false under
+    /// `--read-only`, which writes nothing shared).
+    pub publish_readings: bool,
+    /// Whether the `[dns]` credentials are in the runbook's account for
+    /// them, once STS said: only then is a reading published for the team.
+    dns_account_confirmed: std::sync::OnceLock<bool>,
 }
 
 impl WorkerContext {
@@ -91,6 +97,8 @@ impl WorkerContext {
             intervals: Intervals::default(),
             use_shared_readings: true,
             read_shapes: false,
+            publish_readings: true,
+            dns_account_confirmed: std::sync::OnceLock::new(),
         }
     }
 
@@ -386,6 +394,35 @@ pub fn team_view(
     Ok(super::TeamView { store, checklist, lease, present: kept.1.clone(), read_at })
 }
 
+/// Whether this process may publish its Route53 reading for the team: not
+/// under `--read-only`, and only once its `[dns]` credentials are known to
+/// be in the account the runbook names for them (a profile for a staging
+/// account with a same-named zone would show every teammate staging's
+/// weights as live).
+async fn may_publish(c: &WorkerContext) -> bool {
+    if !c.publish_readings {
+        return false;
+    }
+    let Some(want) = c.rb.side_account(&crate::runbook::Side::Dns) else { return true };
+    if let Some(known) = c.dns_account_confirmed.get() {
+        return *known;
+    }
+    // Asked until STS answers (a throttled call is asked again next poll).
+    match crate::aws::sts::identity(c.clients.dns()).await {
+        Ok(id) => {
+            let same = id.account == want;
+            if !same {
+                tracing::warn!(account = %id.account, %want, "not publishing the weights: [dns] is read in another account");
+            }
+            *c.dns_account_confirmed.get_or_init(|| same)
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, "not publishing the weights: the account they are read in is not known yet");
+            false
+        }
+    }
+}
+
 /// Team mode: the weights as one machine read them for everyone, so the
 /// team's Route53 rate does not grow with its watchers: a fresh shared
 /// reading is used as it is; a stale one is claimed (a conditional write)
@@ -398,18 +435,22 @@ async fn team_traffic(c: &WorkerContext, zone: &mut Option<String>, every: Durat
     let now = std::time::SystemTime::now();
     if !c.use_shared_readings {
         let (r, t) = aws_update(fetch::traffic(c.clients.dns(), &c.rb, zone).await);
-        if let Ok(data) = &r {
+        if let Ok(data) = &r
+            && may_publish(c).await
+        {
             let data = data.clone();
             let _ = tokio::task::spawn_blocking(move || publish(&name, "traffic", None, &reader, &data, now)).await;
         }
         return (Update::Traffic(r), t);
     }
     let r = reader.clone();
-    let decided =
-        tokio::task::spawn_blocking(move || shared_reading::<fetch::TrafficData>(&name, "traffic", every, &r, now))
-            .await
-            .map_err(|e| e.to_string())
-            .and_then(|r| r.map_err(|e| e.to_string()));
+    let may_claim = may_publish(c).await;
+    let decided = tokio::task::spawn_blocking(move || {
+        shared_reading::<fetch::TrafficData>(&name, "traffic", every, &r, now, may_claim)
+    })
+    .await
+    .map_err(|e| e.to_string())
+    .and_then(|r| r.map_err(|e| e.to_string()));
     let claim = match decided {
         Ok(Shared::Use(reading)) => {
             if let (Some(mut data), Some(read_at)) = (reading.data.clone(), reading.read_at()) {
@@ -418,7 +459,7 @@ async fn team_traffic(c: &WorkerContext, zone: &mut Option<String>, every: Durat
             }
             None
         }
-        Ok(Shared::Read(claim, _)) => Some(claim),
+        Ok(Shared::Read(claim, _)) => claim,
         Err(e) => {
             tracing::warn!(error = %e, "shared traffic reading; reading Route53 directly");
             None

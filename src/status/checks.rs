@@ -900,13 +900,29 @@ fn read_in_another_account(rb: &Runbook, snap: &Snapshot, reader: Option<&str>) 
     };
     let (want, identity) = match &side {
         Some(side) if !snap.sides.is_empty() => {
-            let view = snap.sides.iter().find(|v| v.side == side.to_string())?;
-            (rb.side_account(side)?, &view.identity)
+            let want = rb.side_account(side)?;
+            match snap.sides.iter().find(|v| v.side == side.to_string()) {
+                Some(view) => (want, &view.identity),
+                None => {
+                    return Some(format!(
+                        "no reading says which account {side} was read in (the runbook says {want}): its readings \
+                         may be another account's"
+                    ));
+                }
+            }
         }
         Some(side) => (rb.side_account(side)?, &snap.identity),
         None => (rb.account_id.clone()?, &snap.identity),
     };
-    let got = &identity.value.as_ref()?.account;
+    // Unknown is not "the same": a staging account with production's names
+    // would pass every check.
+    let Some(got) = identity.value.as_ref().map(|i| &i.account) else {
+        let why = identity.error.clone().unwrap_or_else(|| "not read yet".into());
+        return Some(format!(
+            "which account these readings were made in is not known (STS GetCallerIdentity: {why}); the runbook \
+             says {want}: they may be another account's"
+        ));
+    };
     (got != &want).then(|| {
         let whose = reader.map_or("the runbook's own credentials".to_string(), |e| format!("environment {e}"));
         format!("read in account {got}, not {want} as the runbook says for {whose}: its readings are not of the runbook's resources; use that account's credentials (--profile)")

@@ -89,19 +89,24 @@ fn millis(t: SystemTime) -> u64 {
 pub enum Shared<T> {
     /// Fresh enough: use it (it says who read it, and when).
     Use(Reading<T>),
-    /// This process claimed the next reading: read the source, then `publish`.
-    Read(Version, Option<Reading<T>>),
+    /// Read the source: this process claimed the next reading (then
+    /// `publish` over the claim), or (None) it may claim nothing and
+    /// publishes nothing.
+    Read(Option<Version>, Option<Reading<T>>),
 }
 
 /// Decides, for a reading due every `every`, whether to use the team's or
 /// to read the source (at most one reader per interval across the team:
-/// the claim is a conditional write).
+/// the claim is a conditional write). Without `may_claim` (a watcher that
+/// writes nothing shared) nothing is written: a stale reading is read anew
+/// for this process alone.
 pub fn shared_reading<T: Serialize + DeserializeOwned + Clone>(
     runbook: &str,
     name: &str,
     every: Duration,
     me: &str,
     now: SystemTime,
+    may_claim: bool,
 ) -> Result<Shared<T>, StoreError> {
     let b = current();
     let item = format!("readings/{name}.json");
@@ -127,6 +132,9 @@ pub fn shared_reading<T: Serialize + DeserializeOwned + Clone>(
             return Ok(Shared::Use(r.clone()));
         }
     }
+    if !may_claim {
+        return Ok(Shared::Read(None, old));
+    }
     let claim = Reading {
         read_at_ms: old.as_ref().and_then(|r| r.read_at_ms),
         read_by: old.as_ref().map(|r| r.read_by.clone()).unwrap_or_default(),
@@ -136,7 +144,7 @@ pub fn shared_reading<T: Serialize + DeserializeOwned + Clone>(
     };
     let body = serde_json::to_vec(&claim).map_err(|e| StoreError::Unavailable(e.to_string()))?;
     match b.put(runbook, &item, &body, Cond::replacing(version.as_ref())) {
-        Ok(v) => Ok(Shared::Read(v, old)),
+        Ok(v) => Ok(Shared::Read(Some(v), old)),
         // Another watcher claimed it first: use what there is.
         Err(StoreError::Conflict) => match old {
             Some(r) if r.data.is_some() => Ok(Shared::Use(r)),

@@ -65,6 +65,10 @@ pub enum Control {
 #[derive(Debug, Clone)]
 pub enum PendingChange {
     Item(ActionPlan),
+    /// An item with nothing left to do whose last run stopped before its
+    /// end: confirming records it applied (which starts a time gate
+    /// after it), so a look at it writes nothing.
+    FoundDone(ActionPlan),
     Shift(Box<ShiftPlan>),
     /// `step`: the step (from 0) shown, and when its soak began, for a
     /// promote: only that soak is skipped. `live`: the live weights shown, for an adopt: only those are.
@@ -89,7 +93,7 @@ impl PendingChange {
     /// region), Route53's for weights and rollouts.
     pub fn side(&self) -> crate::runbook::Side {
         match self {
-            PendingChange::Item(p) => p.side.clone(),
+            PendingChange::Item(p) | PendingChange::FoundDone(p) => p.side.clone(),
             PendingChange::Shift(_) | PendingChange::Rollout { .. } => crate::runbook::Side::Dns,
         }
     }
@@ -110,6 +114,17 @@ impl PendingChange {
                 before: Some(p.before.to_string()),
                 after: Some(p.after.to_string()),
                 details: p.steps.iter().map(|s| s.describe()).chain(p.steps.iter().flat_map(unchecked)).collect(),
+            },
+            PendingChange::FoundDone(p) => Summary {
+                name: format!("{}: record it as applied?", p.name),
+                before: Some(p.before.to_string()),
+                after: Some(p.after.to_string()),
+                details: vec![
+                    format!("nothing to do: {}", p.noop.clone().unwrap_or_default()),
+                    "its last run stopped before its end: nothing is sent; confirming writes its `applied` line \
+                     (a time gate after this item starts from it)"
+                        .into(),
+                ],
             },
             PendingChange::Shift(p) => Summary {
                 name: format!("shift weights: {} to {}%", p.to.environment, p.weights.1),

@@ -87,6 +87,7 @@ pub struct TuiOptions {
 pub async fn run(mut ctx: WorkerContext, region: String, opts: TuiOptions) -> Result<(), String> {
     // The Parity pane shows the sides' shapes whether or not a check needs them.
     ctx.read_shapes = true;
+    ctx.publish_readings = !opts.read_only;
     let rb = (*ctx.rb).clone();
     let keymap = keys::Keymap::load()?;
     let theme = theme::Theme::load()?;
@@ -530,19 +531,22 @@ async fn plan_action(
         Ok(a) => {
             let action = format!("{} ({key})", a.summary());
             match authorise(&rb, &clients, a.side(&rb), read_only, &action).await {
-                Ok(who) => match crate::drive::actions::plan_with_vars(&clients, &rb, &a, &vars).await {
-                    // Found done after a run that stopped before `applied`: recorded.
-                    Ok(plan) if plan.noop.is_some() => {
-                        crate::drive::actions::record_found_done(&rb, &who, &key, &plan).map(|_| plan)
-                    }
-                    r => r.map_err(String::from),
+                Ok(_) => match crate::drive::actions::plan_with_vars(&clients, &rb, &a, &vars).await {
+                    // Found done after a run that stopped before `applied`:
+                    // recorded only once confirmed (a look writes nothing).
+                    Ok(plan) if plan.noop.is_some() => match crate::drive::actions::found_done(&rb, &key, &plan) {
+                        Ok(Some(_)) => Ok(PendingChange::FoundDone(plan)),
+                        Ok(None) => Ok(PendingChange::Item(plan)),
+                        Err(e) => Err(e),
+                    },
+                    r => r.map(PendingChange::Item).map_err(String::from),
                 },
                 Err(e) => Err(e),
             }
         }
         Err(e) => Err(e),
     };
-    Event::Planned { key, result: result.map(PendingChange::Item) }
+    Event::Planned { key, result }
 }
 
 /// Applies the change a person confirmed, authorised first: an item's steps,
@@ -558,7 +562,9 @@ async fn apply_change(
     use app::{Control, PendingChange};
     let ChangeCx { rb, clients, read_only, vars, global, operator } = cx;
     let (action, side) = match &change {
-        PendingChange::Item(plan) => (format!("{} ({key})", plan.name), plan.side.clone()),
+        PendingChange::Item(plan) | PendingChange::FoundDone(plan) => {
+            (format!("{} ({key})", plan.name), plan.side.clone())
+        }
         PendingChange::Shift(plan) => (format!("shift_weights to {}%", plan.weights.1), Side::Dns),
         PendingChange::Rollout { control, .. } => (control_action(*control).to_string(), Side::Dns),
     };
@@ -579,6 +585,9 @@ async fn apply_change(
         PendingChange::Item(plan) => {
             crate::drive::actions::execute(&clients, &rb, &who, &key, &plan, &mut report).await.map_err(String::from)
         }
+        PendingChange::FoundDone(plan) => crate::drive::actions::record_found_done(&rb, &who, &key, &plan).map(|d| {
+            d.map_or_else(|| "nothing to record any more".to_string(), |d| format!("recorded as applied: {d}"))
+        }),
         PendingChange::Shift(plan) => {
             crate::drive::shift::execute(&clients, &rb, &who, &plan, &mut say).await.map_err(String::from)
         }
