@@ -184,51 +184,71 @@ pub fn ingress_path(
         Addresses::Found(all) => all.iter().map(String::as_str).filter(|a| !mine.contains(a)).collect(),
         Addresses::Unread(_) => Vec::new(),
     };
-    let v6 = theirs.iter().any(|a| a.contains(':'));
-    let v4 = !v6 || theirs.iter().any(|a| !a.contains(':'));
-    // The family not known because the addresses could not be read: taken
-    // as IPv4, but a rule admitting the instance's IPv6 address leaves it
-    // unknown, not blocked (a failed read is no failed path). With none
-    // found, it is IPv4, as `egress_path` takes it.
-    if let Addresses::Unread(e) = to {
-        let as_v4 = sg_path_named(&Source { ipv6_addresses: &[], ..source.clone() }, endpoint_groups, port, names);
-        if let (SgPath::Blocked { .. }, SgPath::Allowed { via }) =
-            (&as_v4, sg_path_named(source, endpoint_groups, port, names))
-        {
-            return SgPath::Unknown {
-                reason: format!(
-                    "whether the endpoint is reached over IPv4 (which no rule admits) or IPv6 ({via}) is unknown: \
-                     its network interfaces could not be read ({e})"
-                ),
-            };
-        }
-    }
-    let mut via = Vec::new();
-    for (ipv6, over) in [(false, v4), (true, v6)] {
-        if !over {
-            continue;
-        }
+    // Judged as seen from the instance's addresses of one family.
+    let judged = |ipv6: bool| {
         let (family, only) = match ipv6 {
             false => ("IPv4", Source { ipv6_addresses: &[], ..source.clone() }),
             true => ("IPv6", Source { private_ip: None, ..source.clone() }),
         };
+        // The family is said where the instance has an address of the other.
+        let dual = if ipv6 { source.private_ip.is_some() } else { !source.ipv6_addresses.is_empty() };
         match sg_path_named(&only, endpoint_groups, port, names) {
-            SgPath::Allowed { via: v } => via.push(v),
-            SgPath::Blocked { reason, fix } => {
+            SgPath::Blocked { reason, fix } if dual => {
                 let from: Vec<&str> = only.addresses().collect();
                 let from = if from.is_empty() { "none".to_string() } else { from.join(", ") };
-                return SgPath::Blocked {
-                    reason: format!(
-                        "{reason} (the endpoint is reached over {family}; the instance's {family} addresses: {from})"
-                    ),
-                    fix,
-                };
+                let reason = format!(
+                    "{reason} (the endpoint is reached over {family}; the instance's {family} addresses: {from})"
+                );
+                SgPath::Blocked { reason, fix }
             }
-            unknown => return unknown,
+            other => other,
+        }
+    };
+    let (v4, v6) = (theirs.iter().any(|a| !a.contains(':')), theirs.iter().any(|a| a.contains(':')));
+    match (v4, v6) {
+        (true, false) => judged(false),
+        (false, true) => judged(true),
+        // Interfaces of both families in the endpoint's groups, which need
+        // not all be its nodes: a path one family admits and the other not
+        // is unknown.
+        (true, true) => match (judged(false), judged(true)) {
+            (SgPath::Allowed { via: a }, SgPath::Allowed { via: b }) if a == b => SgPath::Allowed { via: a },
+            (SgPath::Allowed { via: a }, SgPath::Allowed { via: b }) => SgPath::Allowed { via: format!("{a}; {b}") },
+            (SgPath::Blocked { .. }, SgPath::Blocked { reason, fix }) => SgPath::Blocked { reason, fix },
+            (SgPath::Unknown { reason }, _) | (_, SgPath::Unknown { reason }) => SgPath::Unknown { reason },
+            (four, six) => SgPath::Unknown {
+                reason: format!(
+                    "the endpoint's groups hold interfaces of both families, which may not all be its nodes: over \
+                     IPv4 {}; over IPv6 {}",
+                    four.describe(),
+                    six.describe()
+                ),
+            },
+        },
+        // No address: taken as IPv4, as `egress_path` takes it, unless it
+        // could not be read or the instance has no IPv4 address: then a
+        // rule admitting its IPv6 address leaves the path unknown, not
+        // blocked (a failed read is no failed path).
+        (false, false) => {
+            let as_v4 = judged(false);
+            let unsure = matches!(to, Addresses::Unread(_)) || source.private_ip.is_none();
+            match (&as_v4, unsure, sg_path_named(source, endpoint_groups, port, names)) {
+                (SgPath::Blocked { .. }, true, SgPath::Allowed { via }) => {
+                    let why = match to {
+                        Addresses::Unread(e) => format!("its network interfaces could not be read ({e})"),
+                        Addresses::Found(_) => "no network interface of its was found".to_string(),
+                    };
+                    SgPath::Unknown {
+                        reason: format!(
+                            "whether the endpoint is reached over IPv4 (which no rule admits) or IPv6 ({via}) is \
+                             unknown: {why}"
+                        ),
+                    }
+                }
+                _ => as_v4,
+            }
         }
     }
-    via.dedup();
-    SgPath::Allowed { via: via.join("; ") }
 }
 
 /// A group for messages: `sg-0a00 (staging-redis)`, or its id alone where
@@ -658,8 +678,16 @@ mod tests {
         let v4_only = src(&sgs, Some("10.0.1.5"), &[]);
         let p = ingress_path(&v4_only, &rule("::/0"), 6379, Addresses::Unread("throttled"), &names);
         assert!(matches!(p, SgPath::Blocked { .. }), "{p:?}");
-        // Nodes of both families: both must be let in.
-        assert!(!ingress_path(&dual, &rule("10.0.0.0/16"), 6379, Addresses::Found(&both), &names).is_allowed());
+        // An IPv6-only instance, no interface found: unknown, not blocked.
+        let v6_only = src(&sgs, None, &v6);
+        let p = ingress_path(&v6_only, &rule("::/0"), 6379, Addresses::Found(&[]), &names);
+        assert!(matches!(&p, SgPath::Unknown { reason } if reason.contains("no network interface")), "{p:?}");
+        // Interfaces of both families (not all need be nodes): one family
+        // let in and the other not is unknown; neither is blocked.
+        let p = ingress_path(&dual, &rule("10.0.0.0/16"), 6379, Addresses::Found(&both), &names);
+        assert!(matches!(&p, SgPath::Unknown { reason } if reason.contains("both families")), "{p:?}");
+        let p = ingress_path(&dual, &rule("10.9.0.0/16"), 6379, Addresses::Found(&both), &names);
+        assert!(matches!(p, SgPath::Blocked { .. }), "{p:?}");
         let two = vec![group("sg-r", vec![tcp(6379, 6379, &[], &["10.0.0.0/16", "2001:db8:1::/48"])])];
         assert!(ingress_path(&dual, &two, 6379, Addresses::Found(&both), &names).is_allowed());
         // A rule naming the instance's group admits either family.
