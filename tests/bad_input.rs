@@ -380,4 +380,17 @@ fn output_to_a_reader_that_went_away_is_no_crash() {
         assert_eq!(out.status.code(), want, "{args:?} to a closed {stream}: {said}");
         assert!(!said.contains("panicked"), "{said}");
     }
+    // Any other write error (a full disk) is no success: a document cut
+    // short must not pass for whole.
+    let full = std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_cutover"))
+        .args(["plan", "runbooks/demo.toml"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("XDG_STATE_HOME", state.path())
+        .stdout(full)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(said.contains("cannot write the output: No space left on device"), "{said}");
 }

@@ -3,24 +3,38 @@
 
 // Output that a reader gone away (`| head`, a closed `tee`) cannot turn into
 // a panic: `println!` panics on a broken pipe, which would kill a rollout
-// mid-step over its log; what is lost is only the display.
+// mid-step over its log; what is lost is only the display. Any other write
+// error (a full disk under `--json > f`) fails the command at its end.
 macro_rules! outln {
     ($($t:tt)*) => {{
         use std::io::Write as _;
-        let _ = writeln!(std::io::stdout(), $($t)*);
+        $crate::cli::wrote(writeln!(std::io::stdout(), $($t)*));
     }};
 }
 macro_rules! out {
     ($($t:tt)*) => {{
         use std::io::Write as _;
-        let _ = write!(std::io::stdout(), $($t)*);
+        $crate::cli::wrote(write!(std::io::stdout(), $($t)*));
     }};
 }
 macro_rules! errln {
     ($($t:tt)*) => {{
         use std::io::Write as _;
-        let _ = writeln!(std::io::stderr(), $($t)*);
+        $crate::cli::wrote(writeln!(std::io::stderr(), $($t)*));
     }};
+}
+
+/// The first write error other than a reader gone away: the command then
+/// exits 1 saying so, as a document cut short must not pass for whole.
+static WRITE_FAILED: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+#[doc(hidden)]
+pub fn wrote(r: std::io::Result<()>) {
+    if let Err(e) = r
+        && e.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        let _ = WRITE_FAILED.set(e.to_string());
+    }
 }
 
 pub mod diff;
@@ -503,6 +517,10 @@ pub fn main() -> ExitCode {
     let result = run(cli);
     // Posts still queued get a moment, never more: the work is done already.
     crate::notify::flush(std::time::Duration::from_secs(2));
+    let result = match (result, WRITE_FAILED.get()) {
+        (Ok(_), Some(e)) => Err(Failure { status: 1, message: format!("cannot write the output: {e}") }),
+        (r, _) => r,
+    };
     match result {
         Ok(status) => ExitCode::from(status),
         Err(f) => {
