@@ -165,6 +165,7 @@ pub fn demo(rb: Runbook, g: &GlobalArgs, plain: bool) -> Result<u8, Failure> {
         }
         let mut ctx = WorkerContext::new(rb.clone(), sb.cutover_clients(&rb).await, ProbePolicy::LoopbackOnly);
         ctx.vars.extend(sb.env_vars(&rb));
+        ctx.publish_readings = !g.read_only;
         let mut session = Session::start(std::sync::Arc::new(ctx));
         session.first_round(&rb, Duration::from_secs(20)).await;
         let stop = interrupted();

@@ -83,6 +83,9 @@ pub struct WorkerContext {
     /// Whether the `[dns]` credentials are in the runbook's account for
     /// them, once STS said: only then is a reading published for the team.
     dns_account_confirmed: std::sync::OnceLock<bool>,
+    /// When STS last failed to say it: not asked again for a minute, so an
+    /// STS outage does not hold every weights reading up.
+    dns_account_failed_at: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 impl WorkerContext {
@@ -99,6 +102,7 @@ impl WorkerContext {
             read_shapes: false,
             publish_readings: true,
             dns_account_confirmed: std::sync::OnceLock::new(),
+            dns_account_failed_at: std::sync::Mutex::new(None),
         }
     }
 
@@ -407,7 +411,11 @@ async fn may_publish(c: &WorkerContext) -> bool {
     if let Some(known) = c.dns_account_confirmed.get() {
         return *known;
     }
-    // Asked until STS answers (a throttled call is asked again next poll).
+    // Asked until STS answers, at most once a minute while it fails.
+    let failed_at = || c.dns_account_failed_at.lock().unwrap_or_else(|e| e.into_inner());
+    if failed_at().is_some_and(|t| t.elapsed() < Duration::from_secs(60)) {
+        return false;
+    }
     match crate::aws::sts::identity(c.clients.dns()).await {
         Ok(id) => {
             let same = id.account == want;
@@ -417,7 +425,8 @@ async fn may_publish(c: &WorkerContext) -> bool {
             *c.dns_account_confirmed.get_or_init(|| same)
         }
         Err(e) => {
-            tracing::debug!(error = %e, "not publishing the weights: the account they are read in is not known yet");
+            tracing::warn!(error = %e, "not publishing the weights for a minute: the account they are read in is not known");
+            *failed_at() = Some(std::time::Instant::now());
             false
         }
     }
