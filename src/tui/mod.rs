@@ -585,9 +585,21 @@ async fn apply_change(
         PendingChange::Item(plan) => {
             crate::drive::actions::execute(&clients, &rb, &who, &key, &plan, &mut report).await.map_err(String::from)
         }
-        PendingChange::FoundDone(plan) => crate::drive::actions::record_found_done(&rb, &who, &key, &plan).map(|d| {
-            d.map_or_else(|| "nothing to record any more".to_string(), |d| format!("recorded as applied: {d}"))
-        }),
+        // Planned a while ago (the popup waited): read again, and recorded
+        // only if still done, since the record opens time gates after it.
+        PendingChange::FoundDone(_) => match item_action(&rb, &key, false) {
+            Err(e) => Err(e),
+            Ok(a) => match crate::drive::actions::plan_with_vars(&clients, &rb, &a, &vars).await {
+                Err(e) => Err(format!("not recorded: {}", String::from(e))),
+                Ok(again) if again.noop.is_none() => Err(format!(
+                    "not recorded: it is no longer done ({}); plan it again",
+                    again.steps.iter().map(|s| s.describe()).collect::<Vec<_>>().join("; ")
+                )),
+                Ok(again) => crate::drive::actions::record_found_done(&rb, &who, &key, &again).map(|d| {
+                    d.map_or_else(|| "nothing to record any more".to_string(), |d| format!("recorded as applied: {d}"))
+                }),
+            },
+        },
         PendingChange::Shift(plan) => {
             crate::drive::shift::execute(&clients, &rb, &who, &plan, &mut say).await.map_err(String::from)
         }
