@@ -96,11 +96,13 @@ impl RunbookError {
 /// same byte offsets.
 fn mask(text: &str, span: Range<usize>) -> String {
     let (start, end) = (span.start.min(text.len()), span.end.min(text.len()));
-    let inner: String = text[start..end].chars().map(|c| if c == '"' || c == '\'' { c } else { '*' }).collect();
-    if inner.len() != end - start {
-        // Multi-byte characters: mask by bytes rather than shift the columns.
-        return format!("{}{}{}", &text[..start], "*".repeat(end - start), &text[end..]);
-    }
+    let (start, end) = (floor_char_boundary(text, start), floor_char_boundary(text, end));
+    // By bytes (a multi-byte character becomes several `*`, so the offsets
+    // after it hold); quotes and line breaks stay, so no line moves.
+    let inner: String = text.as_bytes()[start..end]
+        .iter()
+        .map(|b| if matches!(b, b'"' | b'\'' | b'\n' | b'\r') { *b as char } else { '*' })
+        .collect();
     format!("{}{inner}{}", &text[..start], &text[end..])
 }
 

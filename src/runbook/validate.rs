@@ -995,9 +995,11 @@ impl<'a> Validator<'a> {
                     continue;
                 }
                 // A URL is replaced wherever it is; a value written where a
-                // variable's name belongs only where it is quoted whole.
+                // variable's name belongs (it may be a name used elsewhere,
+                // `blue`) only in the message about it.
                 d.message = match masked.as_str() {
-                    "***" => d.message.replace(&format!("`{text}`"), "`***`"),
+                    "***" if d.span.as_ref() == Some(span) => d.message.replace(&format!("`{text}`"), "`***`"),
+                    "***" => d.message.clone(),
                     _ => d.message.replace(text.as_str(), masked),
                 };
                 if d.span.as_ref() == Some(span) {
@@ -2197,8 +2199,12 @@ impl<'a> Validator<'a> {
         let env = |name: &str| raw.iter().find(|(k, _)| k.get_ref() == name).map(|(_, e)| e.get_ref());
         // Names are compared only where they name one account's things: two
         // accounts (or regions) may each have a `web-alb`.
-        let reached = |e: &RawEnvironment| {
-            [&e.account_id, &e.region, &e.profile, &e.role_arn].map(|v| v.as_ref().map(|v| v.get_ref().clone()))
+        // An account the runbook names is that account whatever reaches it.
+        let reached = |e: &RawEnvironment| match &e.account_id {
+            Some(a) => [Some(a.get_ref().clone()), e.region.as_ref().map(|r| r.get_ref().clone()), None, None],
+            None => {
+                [&e.account_id, &e.region, &e.profile, &e.role_arn].map(|v| v.as_ref().map(|v| v.get_ref().clone()))
+            }
         };
         if let (Some(from), Some(to)) = (env(&rollout.from), env(&rollout.to))
             && rollout.from != rollout.to
