@@ -345,6 +345,10 @@ pub struct WatchingAlarm {
     /// Why it never goes off whatever its metric does, if so (a count's
     /// Average compared above 1, say).
     pub never_fires: Option<String>,
+    /// How it judges its own metric (`Sum > 5, 1 of 1 × 60 s`); None for a
+    /// metric-math alarm (its expression is not compared).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub judges: Option<String>,
 }
 
 impl WatchingAlarm {
@@ -477,7 +481,7 @@ impl Difference {
 }
 
 /// Every path a difference may have, with what it compares.
-pub const PATHS: [(&str, &str); 45] = [
+pub const PATHS: [(&str, &str); 46] = [
     ("load_balancer", "whether each side has a load balancer"),
     ("load_balancer.scheme", "internet-facing or internal"),
     ("load_balancer.zones", "availability zones enabled"),
@@ -515,6 +519,7 @@ pub const PATHS: [(&str, &str); 45] = [
     ),
     ("alarms", "metrics the side's alarms watch"),
     ("alarms.notify", "metrics whose alarms tell someone when they go off"),
+    ("alarms.thresholds", "how the side's alarms judge each metric (statistic, comparison, threshold, periods)"),
     ("redis", "how many Redis endpoints each side uses"),
     ("redis.version", "Redis version"),
     ("redis.maxmemory", "maxmemory and its policy"),
@@ -775,6 +780,18 @@ pub fn compare_serving(
         if m.is_empty() { "none".to_string() } else { m.into_iter().collect::<Vec<_>>().join(", ") }
     };
     c.cmp("alarms.notify", "metrics whose alarms notify", told(from), told(to));
+    // Watched alike is not judged alike: `> 10 per minute` on one side and
+    // `> 100000 a day` on the other see different failures.
+    let judged = |s: &SideShape| {
+        let m: BTreeSet<String> = s
+            .alarms
+            .iter()
+            .flat_map(|a| a.metrics.iter().map(move |m| (m, a.judges.as_ref())))
+            .filter_map(|(m, j)| Some(format!("{m}: {}", j?)))
+            .collect();
+        if m.is_empty() { "none".to_string() } else { m.into_iter().collect::<Vec<_>>().join("; ") }
+    };
+    c.cmp("alarms.thresholds", "how alarms judge their metrics", judged(from), judged(to));
     redis(&mut c, from, to);
     c.out
 }
@@ -1172,6 +1189,7 @@ mod tests {
                 actions_enabled: true,
                 notifying_actions: 1,
                 never_fires: None,
+                judges: Some("Sum > 5, 1 of 1 × 60 s".into()),
             }],
             redis: vec![RedisRead::Ok(Box::new(RedisShape {
                 unreadable: Vec::new(),
@@ -1545,6 +1563,25 @@ mod tests {
         to.alarms[0].notifying_actions = 0;
         let d = compare(&from, &to, &[]);
         assert!(what_from_to(&d).contains(&("alarms.notify", "HTTPCode_Target_5XX_Count", "none")), "{d:?}");
+        assert!(!what_from_to(&d).iter().any(|x| x.0 == "alarms"), "the metrics watched are alike: {d:?}");
+    }
+
+    /// The same metric watched on both sides, judged otherwise: a threshold
+    /// a thousand times higher (or over a day) sees other failures.
+    #[test]
+    fn an_alarm_copy_with_another_threshold_or_period_is_drift() {
+        let (from, mut to) = (side("prod"), side("staging"));
+        assert!(compare(&from, &to, &[]).iter().all(|d| d.what != "alarms.thresholds"));
+        to.alarms[0].judges = Some("Sum > 100000, 1 of 1 × 86400 s".into());
+        let d = compare(&from, &to, &[]);
+        let t = d.iter().find(|d| d.what == "alarms.thresholds").expect("drift");
+        assert_eq!(
+            (t.from_value.as_str(), t.to_value.as_str()),
+            (
+                "HTTPCode_Target_5XX_Count: Sum > 5, 1 of 1 × 60 s",
+                "HTTPCode_Target_5XX_Count: Sum > 100000, 1 of 1 × 86400 s"
+            )
+        );
         assert!(!what_from_to(&d).iter().any(|x| x.0 == "alarms"), "the metrics watched are alike: {d:?}");
     }
 

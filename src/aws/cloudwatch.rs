@@ -781,11 +781,31 @@ pub async fn alarms_watching(
                     actions_enabled: a.actions_enabled().unwrap_or(true),
                     notifying_actions: a.alarm_actions().iter().filter(|arn| notifies(arn)).count(),
                     never_fires: alarm_never_fires(a),
+                    judges: judges(a),
                 });
             }
         }
     }
     Ok(out)
+}
+
+/// How a metric alarm judges its own metric, for parity: statistic,
+/// comparison, threshold, and M of N periods (`Sum > 5, 1 of 1 × 60 s`).
+/// None for a metric-math alarm, whose expression is not compared.
+fn judges(a: &aws_sdk::cloudwatch::types::MetricAlarm) -> Option<String> {
+    a.metric_name()?;
+    let stat = a.statistic().map(|s| s.as_str().to_string()).or(a.extended_statistic().map(str::to_string))?;
+    let op = match a.comparison_operator()?.as_str() {
+        "GreaterThanThreshold" => ">",
+        "GreaterThanOrEqualToThreshold" => ">=",
+        "LessThanThreshold" => "<",
+        "LessThanOrEqualToThreshold" => "<=",
+        other => other,
+    };
+    let n = a.evaluation_periods().unwrap_or(1);
+    let m = a.datapoints_to_alarm().unwrap_or(n);
+    let threshold = a.threshold().map_or_else(|| "?".to_string(), |t| t.to_string());
+    Some(format!("{stat} {op} {threshold}, {m} of {n} × {} s", a.period().unwrap_or(0)))
 }
 
 /// Whether an alarm action tells a person: an SNS topic, a Systems Manager
