@@ -966,11 +966,6 @@ impl<'a> Validator<'a> {
         }
     }
 
-    fn redis(&mut self, env: &str, r: &RawRedis) -> RedisEndpoint {
-        self.note_redis_secrets(r);
-        self.redis_unmasked(env, r)
-    }
-
     /// Endpoint `r`'s secrets, masked in every diagnostic at the end: a
     /// password written in its URL, and a value given where a variable's
     /// name belongs (`password_env = "hunter2"`, a URL in `url_env`), which
@@ -1011,7 +1006,8 @@ impl<'a> Validator<'a> {
         }
     }
 
-    fn redis_unmasked(&mut self, env: &str, r: &RawRedis) -> RedisEndpoint {
+    fn redis(&mut self, env: &str, r: &RawRedis) -> RedisEndpoint {
+        self.note_redis_secrets(r);
         self.ident(&r.name, "Redis endpoint");
         if r.url.is_none() && r.url_env.is_none() {
             self.err(
