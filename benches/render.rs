@@ -133,6 +133,7 @@ fn big_live(now: SystemTime) -> Vec<LiveEvent> {
                 availability_zone: format!("eu-west-1{}", ['a', 'b', 'c'][i % 3]),
                 private_ip: Some(format!("10.0.{e}.{i}")),
                 ipv6_addresses: vec![],
+                target_addresses: vec![],
                 vpc_id: None,
                 security_groups: vec![format!("sg-{env}app")],
                 tags: BTreeMap::new(),

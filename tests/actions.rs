@@ -203,6 +203,19 @@ async fn stickiness_registration_and_stopping_instances_do_what_they_say() {
     );
     assert_eq!(instance_states(&sb, "production").await, ["running", "running"], "nothing stopped yet");
     tokio::time::sleep(Duration::from_secs(11)).await;
+    // Still targets of its load balancer: refused until drained out of it.
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &stop_old).await;
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("in demo-prod-web (healthy)") && out.contains("deregister them first"), "{out}");
+    let delay = aws_sdk::elasticloadbalancingv2::types::TargetGroupAttribute::builder()
+        .key("deregistration_delay.timeout_seconds")
+        .value("0")
+        .build();
+    let prod_tg = &sb.world.target_groups["production"][0].arn;
+    sb.clients.elb.modify_target_group_attributes().target_group_arn(prod_tg).attributes(delay).send().await.unwrap();
+    let deregister = ["run", "runbooks/demo.toml", "decommission/deregister-old", "--yes"];
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &deregister).await;
+    assert_eq!(code, Some(0), "{out}");
     let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &stop_old).await;
     assert_eq!(code, Some(0), "{out}");
     assert_eq!(instance_states(&sb, "production").await, ["stopped", "stopped"]);
@@ -210,15 +223,14 @@ async fn stickiness_registration_and_stopping_instances_do_what_they_say() {
         (!health_ok(&sb, "prod-web-1").await).then_some(())
     })
     .await;
-    // Its weight back onto stopped instances would send every user to 503s:
+    // Its weight back onto instances stopped and out of their group would send every user to 503s:
     // refused, whether typed as a shift or planned as a dry run.
     for extra in ["--yes", "--dry-run"] {
         let (code, out) =
             run_cutover_all(&sb, &rb, dir.path(), &["shift", "runbooks/demo.toml", "--to", "0", extra]).await;
         assert_eq!(code, Some(2), "{extra}: {out}");
         assert!(
-            out.contains("refused: raising production's weight from 0 to 100 would send that traffic to target group demo-prod-web, which has no target in service (i-")
-                && out.contains(" unused (Target.InvalidState)")
+            out.contains("refused: raising production's weight from 0 to 100 would send that traffic to target group demo-prod-web, which has no target in service (none registered)")
                 && out.contains("start or register healthy instances first; nothing was changed"),
             "{extra}: {out}"
         );
@@ -233,7 +245,7 @@ async fn stickiness_registration_and_stopping_instances_do_what_they_say() {
         run_cutover_all(&sb, &rb, dir.path(), &["shift", "runbooks/demo.toml", "--to", "50", "--dry-run"]).await;
     assert_eq!(code, Some(2), "{out}");
     assert!(
-        out.contains("refused: raising production's weight from 0 to 50 would send that traffic to target group demo-prod-web, which has no target in service (i-"),
+        out.contains("refused: raising production's weight from 0 to 50 would send that traffic to target group demo-prod-web, which has no target in service (none registered)"),
         "{out}"
     );
     upsert_records_as_another_client(&sb, &rb, &[("staging", 100, ttl), ("maint", 0, ttl)]).await;
@@ -246,6 +258,9 @@ async fn stickiness_registration_and_stopping_instances_do_what_they_say() {
     .await;
     assert_eq!(code, Some(0), "{out}");
     assert_eq!(instance_states(&sb, "production").await, ["running", "running"]);
+    let (code, out) =
+        run_cutover_all(&sb, &rb, dir.path(), &[&deregister[..3], &["--rollback", "--yes"]].concat()).await;
+    assert_eq!(code, Some(0), "registered again: {out}");
     // At once, its apps maybe not answering yet: traffic going back to the
     // old side is never held back by their health checks.
     let (code, out) =
@@ -381,6 +396,7 @@ async fn a_side_at_weight_0_that_route53_falls_back_to_is_not_taken_out_of_servi
     let hc = loopback_health_check(&sb, port, "staging-web-2").await;
     set_records([("prod", 0, None), ("staging", 100, Some(hc.clone()))]).await;
     let stop_old = ["run", "runbooks/demo.toml", "decommission/stop-old"];
+    drained_out_of_target_groups(&sb, "production").await;
     for extra in ["--yes", "--dry-run"] {
         let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &[&stop_old[..], &[extra]].concat()).await;
         assert_eq!(code, Some(2), "{extra}: {out}");

@@ -43,9 +43,11 @@ async fn states(sb: &Sandbox, env: &str) -> Vec<(String, String)> {
 
 /// Every request to staging: old production carries no traffic, as before
 /// any decommission (its actions are refused while it does). Shifted long
-/// ago (not in this state's audit, so no resolver's TTL is waited out).
+/// ago (not in this state's audit, so no resolver's TTL is waited out), and
+/// its instances drained out of their target group.
 async fn traffic_off_production(sb: &Sandbox, rb: &Runbook, _state: &Path, _path: &str) {
     reweight_as_another_client(sb, rb, &[("production", 0), ("staging", 100)]).await;
+    drained_out_of_target_groups(sb, "production").await;
 }
 
 async fn all_in(sb: &Sandbox, env: &str, state: &str) -> bool {
@@ -657,14 +659,17 @@ async fn decom_a_stop_killed_before_its_audit_is_recorded_done_when_run_again() 
 
 /// Old production's load balancer deleted (its own security group can only
 /// go after it): its actions are not refused as "another region", since the
-/// runbook's other load balancer, reached the same way, is here.
+/// runbook's other load balancer, reached the same way, is here, nor for
+/// targets of a group that no load balancer uses any more.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn decom_old_productions_actions_go_on_once_its_load_balancer_is_deleted() {
     let dir = tempfile::tempdir().unwrap();
     let (rb, path) = runbook_with_phases(dir.path(), &GATED.replace("WAIT", "1h"));
     let p = path.to_str().unwrap();
     let sb = sandbox(&rb, "ca-west-1").await;
-    traffic_off_production(&sb, &rb, dir.path(), p).await;
+    // Still registered in its group, which then serves no load balancer:
+    // its targets are `unused`, and the stop is not held back by them.
+    reweight_as_another_client(&sb, &rb, &[("production", 0), ("staging", 100)]).await;
     let prod = rb.environments["production"].load_balancer.clone().unwrap();
     let found = sb.clients.elb.describe_load_balancers().names(&prod).send().await.unwrap();
     let arn = found.load_balancers()[0].load_balancer_arn().unwrap().to_string();
@@ -701,5 +706,165 @@ async fn decom_a_stop_recorded_in_another_account_opens_no_time_gate() {
     let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["run", p, "decommission/start-again", "--yes"]).await;
     assert_eq!(code, Some(2), "{out}");
     assert!(out.contains("after decommission/stop-old finished, and it has not"), "{out}");
+    sb.down().await;
+}
+
+const DRAINED_FIRST: &str = r#"
+[[phases]]
+id = "decommission"
+title = "Decommission old production"
+
+[[phases.items]]
+id = "deregister-old"
+title = "Take old production out of its target group"
+kind = "action"
+action = "deregister_targets"
+environment = "production"
+rollback = { action = "register_targets", environment = "production" }
+
+[[phases.items]]
+id = "stop-old"
+title = "Stop the old production instances"
+kind = "action"
+action = "stop_instances"
+environment = "production"
+rollback = { action = "start_instances", environment = "production" }
+
+[[phases.items]]
+id = "images"
+title = "An AMI of each old production instance, rebooting it"
+kind = "action"
+action = "create_image"
+environment = "production"
+"#;
+
+/// Old production at weight 0 is still a target of its load balancer:
+/// clients kept alive on it, and callers of its own name, still send it
+/// requests, and stopping (or rebooting for an AMI) would fail them. So
+/// stop-old (and an AMI taken rebooting them) is refused while
+/// any instance is a target of any group in any state but `unused`: one
+/// the runbook does not name behind another listener, an `ip` group holding
+/// its address, and its own group while deregistered targets still drain.
+/// Read again right before the stop is sent: registered again meanwhile,
+/// refused and audited, nothing stopped. Once drained, it stops them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decom_stop_waits_until_no_load_balancer_can_send_the_instances_requests() {
+    use aws_sdk::elasticloadbalancingv2::types::{
+        Action as ElbAction, ActionTypeEnum, ProtocolEnum, TargetDescription, TargetGroupAttribute, TargetTypeEnum,
+    };
+    use common::tmux::audit_lines;
+    let dir = tempfile::tempdir().unwrap();
+    let (rb, path) = runbook_with_phases(dir.path(), DRAINED_FIRST);
+    let p = path.to_str().unwrap();
+    let sb = sandbox(&rb, "ap-southeast-2").await;
+    reweight_as_another_client(&sb, &rb, &[("production", 0), ("staging", 100)]).await;
+    let prod: Vec<String> =
+        sb.world.instances.iter().filter(|i| i.environment == "production").map(|i| i.id.clone()).collect();
+    let stop = ["run", p, "decommission/stop-old", "--yes"];
+    let deregister = ["run", p, "decommission/deregister-old", "--yes"];
+    let reregister = ["run", p, "decommission/deregister-old", "--rollback", "--yes"];
+
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &stop).await;
+    assert_eq!(code, Some(2), "{out}");
+    for id in &prod {
+        assert!(out.contains(&format!("{id} in shop-prod-web (healthy)")), "{out}");
+    }
+    assert!(out.contains("still targets of a load balancer") && out.contains("deregister them first"), "{out}");
+    assert!(all_in(&sb, "production", "running").await, "nothing stopped: {:?}", states(&sb, "production").await);
+    // An AMI taken rebooting them would fail those requests too.
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["run", p, "decommission/images", "--dry-run"]).await;
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains(&format!("{} in shop-prod-web (healthy)", prod[0])), "{out}");
+    assert!(out.contains("and rebooting them for their AMIs would fail those requests"), "{out}");
+
+    // A group the runbook does not name, behind a second listener, with the
+    // first instance; an `ip` group behind a third, with the second's address.
+    let elb = &sb.clients.elb;
+    let (admin, _) = route_a_second_listener_to_a_new_group(&sb, "shop-prod-alb", "shop-prod-admin").await;
+    let first = TargetDescription::builder().id(&prod[0]).port(8080).build();
+    elb.register_targets().target_group_arn(&admin).targets(first.clone()).send().await.unwrap();
+    let lb = elb.describe_load_balancers().names("shop-prod-alb").send().await.unwrap().load_balancers()[0].clone();
+    let tasks = elb
+        .create_target_group()
+        .name("shop-prod-tasks")
+        .target_type(TargetTypeEnum::Ip)
+        .protocol(ProtocolEnum::Http)
+        .port(8080)
+        .vpc_id(lb.vpc_id().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let tasks = tasks.target_groups()[0].target_group_arn().unwrap().to_string();
+    let forward = ElbAction::builder().r#type(ActionTypeEnum::Forward).target_group_arn(&tasks).build();
+    let lb_arn = lb.load_balancer_arn().unwrap();
+    elb.create_listener()
+        .load_balancer_arn(lb_arn)
+        .protocol(ProtocolEnum::Http)
+        .port(8082)
+        .default_actions(forward)
+        .send()
+        .await
+        .unwrap();
+    let described = sb.clients.ec2.describe_instances().instance_ids(&prod[1]).send().await.unwrap();
+    let address = described.reservations()[0].instances()[0].private_ip_address().unwrap().to_string();
+    let second = TargetDescription::builder().id(&address).port(8080).build();
+    elb.register_targets().target_group_arn(&tasks).targets(second.clone()).send().await.unwrap();
+    // Its own group drains for ten minutes.
+    let delay = |s: &str| TargetGroupAttribute::builder().key("deregistration_delay.timeout_seconds").value(s).build();
+    let web = &sb.world.target_groups["production"][0].arn;
+    elb.modify_target_group_attributes().target_group_arn(web).attributes(delay("600")).send().await.unwrap();
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &deregister).await;
+    assert_eq!(code, Some(0), "{out}");
+
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &stop).await;
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains(&format!("{} in shop-prod-admin (healthy)", prod[0])), "{out}");
+    assert!(out.contains(&format!("{} (as {address}) in shop-prod-tasks (healthy)", prod[1])), "{out}");
+    assert!(out.contains(&format!("{} in shop-prod-web (draining)", prod[0])), "{out}");
+    assert!(out.contains("deregister them first"), "{out}");
+    assert!(all_in(&sb, "production", "running").await, "nothing stopped");
+
+    // Out of both at once; its own group still drains: refused, waiting.
+    for (group, target) in [(&admin, first.clone()), (&tasks, second)] {
+        elb.modify_target_group_attributes().target_group_arn(group).attributes(delay("0")).send().await.unwrap();
+        elb.deregister_targets().target_group_arn(group).targets(target).send().await.unwrap();
+    }
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &stop).await;
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains(&format!("{} in shop-prod-web (draining)", prod[0])), "{out}");
+    assert!(!out.contains("shop-prod-admin") && !out.contains("shop-prod-tasks"), "{out}");
+    assert!(out.contains("wait until their draining ends"), "{out}");
+    assert!(all_in(&sb, "production", "running").await, "nothing stopped");
+
+    // Registered again and out at once (no delay now): drained. Registered
+    // again by someone while the stop is confirmed: refused when applied.
+    elb.modify_target_group_attributes().target_group_arn(web).attributes(delay("0")).send().await.unwrap();
+    for args in [&reregister[..], &deregister[..]] {
+        let (code, out) = run_cutover_all(&sb, &rb, dir.path(), args).await;
+        assert_eq!(code, Some(0), "{out}");
+    }
+    let back_in = async {
+        elb.register_targets().target_group_arn(&admin).targets(first.clone()).send().await.unwrap();
+    };
+    let (code, out) = run_cutover_changed_at(&sb, &rb, dir.path(), &stop, "action:confirmed", back_in).await;
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains(&format!("{} in shop-prod-admin (healthy)", prod[0])), "{out}");
+    assert!(out.contains("nothing was changed"), "{out}");
+    let stops = || -> Vec<String> {
+        let lines = audit_lines(dir.path(), &rb.name);
+        let stop = |l: &&serde_json::Value| l["action"] == "stop_instances production (decommission/stop-old)";
+        lines.iter().filter(stop).map(|l| l["stage"].as_str().unwrap().to_string()).collect()
+    };
+    assert_eq!(stops(), ["refused"], "no intent, nothing sent");
+    assert!(all_in(&sb, "production", "running").await, "nothing stopped");
+
+    elb.deregister_targets().target_group_arn(&admin).targets(first).send().await.unwrap();
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &stop).await;
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(stops(), ["refused", "intent", "applied"]);
+    eventually(Duration::from_secs(30), "old production stopped", || async {
+        all_in(&sb, "production", "stopped").await.then_some(())
+    })
+    .await;
     sb.down().await;
 }

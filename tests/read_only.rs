@@ -220,9 +220,25 @@ async fn read_only_refuses_every_mutation_headless_and_changes_nothing() {
     // A state from which every other change would change something: weights
     // off the initial ones (step 1 of the rollout above left 90/10), one
     // staging target deregistered, one staging and one production instance
-    // stopped, both sides sticky, and the rollout's state saved mid-soak.
+    // stopped, the other production instance deregistered, both sides
+    // sticky, and the rollout's state saved mid-soak.
     let staging = sb.world.instances.iter().filter(|i| i.environment == "staging").collect::<Vec<_>>();
     let tg = |env: &str| sb.world.target_groups[env][0].arn.clone();
+    // Deregistered targets drain for 50 minutes, so no reading below sees one end.
+    for env in ["production", "staging"] {
+        let delay = aws_sdk::elasticloadbalancingv2::types::TargetGroupAttribute::builder()
+            .key("deregistration_delay.timeout_seconds")
+            .value("3000")
+            .build();
+        sb.clients
+            .elb
+            .modify_target_group_attributes()
+            .target_group_arn(tg(env))
+            .attributes(delay)
+            .send()
+            .await
+            .unwrap();
+    }
     sb.clients
         .elb
         .deregister_targets()
@@ -237,6 +253,19 @@ async fn read_only_refuses_every_mutation_headless_and_changes_nothing() {
     // One production instance stopped too: stopping the others and starting it both change something.
     let production = sb.world.instances.iter().find(|i| i.environment == "production").unwrap();
     sb.clients.ec2.stop_instances().instance_ids(&production.id).send().await.unwrap();
+    // The running one out of its group: deregistering (the stopped one) and
+    // registering again (the running one) both change something.
+    let running = sb.world.instances.iter().find(|i| i.environment == "production" && i.id != production.id).unwrap();
+    sb.clients
+        .elb
+        .deregister_targets()
+        .target_group_arn(tg("production"))
+        .targets(
+            aws_sdk::elasticloadbalancingv2::types::TargetDescription::builder().id(&running.id).port(8080).build(),
+        )
+        .send()
+        .await
+        .unwrap();
     // Both sides sticky for 24 h: setting 1 h and disabling it both change something.
     for env in ["production", "staging"] {
         let attr = |k: &str, v: &str| {
@@ -392,12 +421,12 @@ fn read_only_in_the_cockpit_refuses_and_audits_every_change() {
         (vec!["X"], "rollout abort"),
         (vec!["+"], "rollout promote"),
         (vec!["P"], "rollout pause"),
-        // Checklist rows: 6 validate/redis-ingress, 8 validate/copy, 11 traffic/rollout, 15 decommission/stop-old.
+        // Checklist rows: 6 validate/redis-ingress, 8 validate/copy, 11 traffic/rollout, 16 decommission/stop-old.
         (vec!["5", "j", "j", "j", "j", "j", "j", "Enter"], "authorize_redis_ingress staging (validate/redis-ingress)"),
         (vec!["b"], "revoke_redis_ingress staging (validate/redis-ingress)"),
         (vec!["j", "j", "Enter"], "copy_redis"),
         (vec!["j", "j", "j", "Enter"], "rollout (traffic/rollout)"),
-        (vec!["j", "j", "j", "j", "Enter"], "stop_instances production (decommission/stop-old)"),
+        (vec!["j", "j", "j", "j", "j", "Enter"], "stop_instances production (decommission/stop-old)"),
     ];
     for (i, (keys, action)) in presses.iter().enumerate() {
         tmux.keys(keys);

@@ -37,6 +37,7 @@ fn instance(id: &str, name: &str, az: &str, sg: &str, state: &str) -> Instance {
         availability_zone: az.into(),
         private_ip: Some("10.42.1.10".into()),
         ipv6_addresses: vec![],
+        target_addresses: vec![],
         vpc_id: None,
         security_groups: vec![sg.into()],
         tags: BTreeMap::new(),

@@ -245,7 +245,7 @@ fn the_cockpit_refuses_every_change_in_another_account_than_the_runbooks() {
         (vec!["X"], "rollout: cannot plan: ", "rollout abort"),
         (vec!["+"], "rollout: cannot plan: ", "rollout promote"),
         (vec!["P"], "rollout FAILED: ", "rollout pause"),
-        // Checklist rows: 6 validate/redis-ingress, 8 validate/copy, 11 traffic/rollout, 15 decommission/stop-old.
+        // Checklist rows: 6 validate/redis-ingress, 8 validate/copy, 11 traffic/rollout, 16 decommission/stop-old.
         (
             vec!["5", "j", "j", "j", "j", "j", "j", "Enter"],
             "validate/redis-ingress: cannot plan: ",
@@ -254,7 +254,7 @@ fn the_cockpit_refuses_every_change_in_another_account_than_the_runbooks() {
         (vec!["5", "j", "j", "Enter"], "validate/copy: cannot plan: ", "copy_redis"),
         (vec!["5", "j", "j", "j", "Enter"], "rollout: cannot plan: ", "rollout start"),
         (
-            vec!["5", "j", "j", "j", "j", "Enter"],
+            vec!["5", "j", "j", "j", "j", "j", "Enter"],
             "decommission/stop-old: cannot plan: ",
             "stop_instances production (decommission/stop-old)",
         ),
@@ -304,7 +304,7 @@ fn the_cockpit_refuses_an_environments_action_in_another_region_than_the_runbook
     tmux.wait_for("the screen", Duration::from_secs(60), |s| s.contains("account 123456789012"));
     // Each environment judged by its own load balancer.
     let count = |s: &str, said: &str| s.lines().filter(|l| l.contains(said)).count();
-    // Checklist rows: 6 validate/redis-ingress, 15 decommission/stop-old.
+    // Checklist rows: 6 validate/redis-ingress, 16 decommission/stop-old.
     let presses: Vec<(Vec<&str>, &str, &str)> = vec![
         (
             vec!["5", "j", "j", "j", "j", "j", "j", "Enter"],
@@ -312,7 +312,7 @@ fn the_cockpit_refuses_an_environments_action_in_another_region_than_the_runbook
             "authorize_redis_ingress staging (validate/redis-ingress)",
         ),
         (
-            vec!["5", "j", "j", "j", "j", "j", "j", "j", "j", "j", "Enter"],
+            vec!["5", "j", "j", "j", "j", "j", "j", "j", "j", "j", "j", "Enter"],
             "decommission/stop-old: cannot plan: refused: production's load balancer demo-prod-alb (runbook runbooks/demo.toml) is not in region us-west-2",
             "stop_instances production (decommission/stop-old)",
         ),
@@ -346,9 +346,11 @@ fn a_change_confirmed_after_the_world_changed_under_its_popup_is_refused_when_ap
     tmux.wait_for("the live screen", Duration::from_secs(60), |s| {
         s.contains("account 123456789012") && s.contains("3/4 healthy")
     });
-    // Checklist row 15: decommission/stop-old.
+    // Out of its target group already: only the traffic refuses the stop.
+    rt.block_on(common::drained_out_of_target_groups(&sb, "production"));
+    // Checklist row 16: decommission/stop-old.
     let mut keys = vec!["5"];
-    keys.extend(["j"; 15]);
+    keys.extend(["j"; 16]);
     keys.push("Enter");
     tmux.keys(&keys);
     tmux.wait_for("the confirm popup", Duration::from_secs(30), |s| s.contains("confirm a change"));
@@ -365,8 +367,14 @@ fn a_change_confirmed_after_the_world_changed_under_its_popup_is_refused_when_ap
     let states = rt.block_on(common::instance_states(&sb, "production"));
     assert_eq!(states, ["running", "running"], "nothing stopped");
 
-    // `w` 0: production back to 100%, planned while it runs; it is stopped
-    // (as by someone else's stop-old) while the popup waits.
+    // `w` 0: production back to 100%, planned while it runs (registered
+    // again); it is stopped (as by someone else's stop-old) while the popup
+    // waits.
+    let prod_tg = &sb.world.target_groups["production"][0].arn;
+    for i in sb.world.instances.iter().filter(|i| i.environment == "production") {
+        let target = aws_sdk::elasticloadbalancingv2::types::TargetDescription::builder().id(&i.id).port(8080).build();
+        rt.block_on(sb.clients.elb.register_targets().target_group_arn(prod_tg).targets(target).send()).unwrap();
+    }
     rt.block_on(common::set_weights_as_another_client(&sb, &rb, &[("prod", 0), ("staging", 100)]));
     let before = rt.block_on(records(&sb));
     tmux.keys(&["w", "0", "Enter"]);

@@ -120,6 +120,16 @@ pub struct MissingRule {
     pub from_group_id: String,
 }
 
+/// Whether `ip` is one of `addresses` (each an address or a CIDR prefix),
+/// compared as addresses, not as text (`::1` is `0:0::1`).
+pub fn names_address(addresses: &[String], ip: &str) -> bool {
+    let Ok(wanted) = ip.parse::<IpAddr>() else { return false };
+    addresses.iter().any(|a| match a.contains('/') {
+        true => cidr_contains(a, ip),
+        false => a.parse::<IpAddr>() == Ok(wanted),
+    })
+}
+
 /// Whether `ip` lies in `cidr`. IPv4 and IPv6 never match each other (an
 /// IPv4-mapped IPv6 range is IPv6); anything unparsable contains nothing.
 fn cidr_contains(cidr: &str, ip: &str) -> bool {
@@ -616,6 +626,18 @@ mod tests {
         assert!(!cidr_contains("nonsense", "10.0.0.1"));
         assert!(!cidr_contains("10.0.0.0/33", "10.0.0.1"));
         assert!(!cidr_contains("10.0.0.0/8", "not-an-ip"));
+    }
+
+    #[test]
+    fn a_target_address_is_named_by_an_address_or_a_delegated_prefix_compared_as_addresses() {
+        let mine = ["10.0.1.5".to_string(), "10.0.1.16/28".to_string(), "2001:db8::7".to_string()];
+        assert!(names_address(&mine, "10.0.1.5"));
+        assert!(names_address(&mine, "10.0.1.20"), "in the delegated /28");
+        assert!(names_address(&mine, "2001:db8:0:0::7"), "the same IPv6 address written otherwise");
+        assert!(!names_address(&mine, "10.0.1.50"));
+        assert!(!names_address(&mine, "10.0.1.55"));
+        assert!(!names_address(&mine, "i-10.0.1.5"), "an instance id is no address");
+        assert!(!names_address(&[], "10.0.1.5"));
     }
 
     #[test]

@@ -25,6 +25,11 @@ pub struct Instance {
     pub vpc_id: Option<String>,
     pub security_groups: Vec<String>,
     pub tags: BTreeMap<String, String>,
+    /// Every private address of its interfaces (IPv4 and IPv6) and each
+    /// prefix delegated to them (a CIDR): what an `ip` target group may
+    /// name it, or a task or pod on it, by.
+    #[serde(skip)]
+    pub target_addresses: Vec<String>,
 }
 
 impl Instance {
@@ -89,6 +94,7 @@ pub async fn describe_instances_with_terminated(
                         .filter_map(|g| g.group_id().map(str::to_string))
                         .collect(),
                     tags,
+                    target_addresses: target_addresses(i),
                 });
             }
         }
@@ -104,6 +110,21 @@ fn ipv6_addresses(i: &aws_sdk::ec2::types::Instance) -> Vec<String> {
             out.push(a.to_string());
         }
     }
+    out
+}
+
+fn target_addresses(i: &aws_sdk::ec2::types::Instance) -> Vec<String> {
+    let mut out: Vec<String> = i.private_ip_address().map(str::to_string).into_iter().collect();
+    for n in i.network_interfaces() {
+        let v4 = n.private_ip_addresses().iter().filter_map(|a| a.private_ip_address());
+        let v6 = n.ipv6_addresses().iter().filter_map(|a| a.ipv6_address());
+        let p4 = n.ipv4_prefixes().iter().filter_map(|p| p.ipv4_prefix());
+        let p6 = n.ipv6_prefixes().iter().filter_map(|p| p.ipv6_prefix());
+        out.extend(v4.chain(v6).chain(p4).chain(p6).map(str::to_string));
+    }
+    out.extend(i.ipv6_address().map(str::to_string));
+    out.sort();
+    out.dedup();
     out
 }
 

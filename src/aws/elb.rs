@@ -547,22 +547,7 @@ pub async fn target_groups(
             .send()
             .await
             .map_err(|e| sdk_error("DescribeTargetGroupAttributes", e))?;
-        let targets = health
-            .target_health_descriptions()
-            .iter()
-            .map(|d| {
-                let t = d.target();
-                let h = d.target_health();
-                Target {
-                    id: t.and_then(|t| t.id()).unwrap_or_default().to_string(),
-                    port: t.and_then(|t| t.port()).and_then(|p| u16::try_from(p).ok()),
-                    availability_zone: t.and_then(|t| t.availability_zone()).map(str::to_string),
-                    state: h.and_then(|h| h.state()).map_or_else(|| "unknown".into(), |s| s.as_str().to_string()),
-                    reason: h.and_then(|h| h.reason()).map(|r| r.as_str().to_string()),
-                    description: h.and_then(|h| h.description()).map(str::to_string),
-                }
-            })
-            .collect();
+        let targets = health.target_health_descriptions().iter().map(target_of).collect();
         out.push(TargetGroup {
             name: tg.target_group_name().unwrap_or_default().to_string(),
             arn,
@@ -572,6 +557,88 @@ pub async fn target_groups(
             attributes: attributes(attrs.attributes()),
             targets,
         });
+    }
+    Ok(out)
+}
+
+fn target_of(d: &aws_sdk::elasticloadbalancingv2::types::TargetHealthDescription) -> Target {
+    let t = d.target();
+    let h = d.target_health();
+    Target {
+        id: t.and_then(|t| t.id()).unwrap_or_default().to_string(),
+        port: t.and_then(|t| t.port()).and_then(|p| u16::try_from(p).ok()),
+        availability_zone: t.and_then(|t| t.availability_zone()).map(str::to_string),
+        state: h.and_then(|h| h.state()).map_or_else(|| "unknown".into(), |s| s.as_str().to_string()),
+        reason: h.and_then(|h| h.reason()).map(|r| r.as_str().to_string()),
+        description: h.and_then(|h| h.description()).map(str::to_string),
+    }
+}
+
+/// One target of a group, as a registration of one of the instances asked about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Registration {
+    pub target_group: String,
+    /// The group's VPC: an address is an instance's only within it (or, for
+    /// a target in zone `all`, outside it: a peered VPC's, whose ranges
+    /// cannot overlap).
+    pub vpc_id: Option<String>,
+    pub target: Target,
+}
+
+/// The targets of every target group of the region (every page) that may
+/// hold one of `instances` (`(id, its VPC, its addresses)`), matched by
+/// instance id, or for an `ip` group by an address or delegated prefix of
+/// the instance: a group the runbook does not name routes to it as well
+/// as one it does. A group serving no load balancer is left out (its
+/// targets are `unused`), and so is one deleted while read.
+pub async fn registrations(
+    elb: &aws_sdk::elasticloadbalancingv2::Client,
+    instances: &[(&str, Option<&str>, &[String])],
+) -> AwsResult<Vec<(usize, Registration)>> {
+    use aws_sdk::elasticloadbalancingv2::types::TargetTypeEnum;
+    let mut out = Vec::new();
+    if instances.is_empty() {
+        return Ok(out);
+    }
+    let mut groups = Vec::new();
+    let mut pages = elb.describe_target_groups().into_paginator().send();
+    while let Some(page) = pages.next().await {
+        groups.extend(page.map_err(|e| sdk_error("DescribeTargetGroups", e))?.target_groups().to_vec());
+    }
+    // An instance is a target by id only of a group in its own VPC; an
+    // `ip` group of another VPC may still hold its address (zone `all`).
+    let may_hold = |tg: &aws_sdk::elasticloadbalancingv2::types::TargetGroup| {
+        !tg.load_balancer_arns().is_empty()
+            && (tg.target_type() == Some(&TargetTypeEnum::Ip)
+                || instances.iter().any(|(_, vpc, _)| vpc.is_none() || *vpc == tg.vpc_id()))
+    };
+    for tg in groups.into_iter().filter(may_hold) {
+        let arn = tg.target_group_arn().unwrap_or_default();
+        let health = match elb.describe_target_health().target_group_arn(arn).send().await {
+            Ok(h) => h,
+            Err(e) => match sdk_error("DescribeTargetHealth", e) {
+                gone if gone.kind == super::AwsErrorKind::NotFound => continue,
+                e => return Err(e),
+            },
+        };
+        for target in health.target_health_descriptions().iter().map(target_of) {
+            let outside = target.availability_zone.as_deref() == Some("all");
+            let found = instances.iter().position(|(id, vpc, addresses)| {
+                *id == target.id
+                    || ((outside || vpc.is_some() && *vpc == tg.vpc_id())
+                        && crate::analysis::reachability::names_address(addresses, &target.id))
+            });
+            if let Some(i) = found {
+                out.push((
+                    i,
+                    Registration {
+                        target_group: tg.target_group_name().unwrap_or(arn).to_string(),
+                        vpc_id: tg.vpc_id().map(str::to_string),
+                        target,
+                    },
+                ));
+            }
+        }
     }
     Ok(out)
 }

@@ -951,6 +951,8 @@ async fn plan_instances(
         .collect();
     if stop {
         in_no_autoscaling_group(clients, &ids, true).await?;
+        let stopping: Vec<&ec2::Instance> = list.iter().filter(|i| ids.contains(&i.id)).collect();
+        no_load_balancer_sends_to(clients, &stopping, "stopping them").await?;
     }
     p.after = json!(
         ids.iter()
@@ -963,6 +965,56 @@ async fn plan_instances(
         p.steps.push(if stop { Step::Stop { instance_ids: ids } } else { Step::Start { instance_ids: ids } });
     }
     Ok(())
+}
+
+/// Refuses to stop instances a load balancer may still send requests to:
+/// a target of any group in the region (by instance id, or by address in
+/// an `ip` group) in any state but `unused`. Route53 at weight 0 stops new
+/// lookups only: clients kept alive on the load balancer, and whatever
+/// calls its own DNS name, still reach it, and an ALB whose targets are all
+/// unhealthy sends to them all (fail-open). A `draining` target still
+/// finishes requests in flight. Deregistering first (`deregister_targets`)
+/// and waiting out the group's deregistration delay is the way.
+async fn no_load_balancer_sends_to(
+    clients: &Clients,
+    instances: &[&ec2::Instance],
+    doing: &str,
+) -> Result<(), PlanError> {
+    let asked: Vec<(&str, Option<&str>, &[String])> =
+        instances.iter().map(|i| (i.id.as_str(), i.vpc_id.as_deref(), i.target_addresses.as_slice())).collect();
+    let found = elb::registrations(&clients.elb, &asked).await.map_err(|e| {
+        PlanError::Refused(format!("cannot tell whether a load balancer still sends requests to these instances: {e}"))
+    })?;
+    // `unused` is no routing, but for an instance still starting: its
+    // target (Target.InvalidState) is in service once it runs.
+    let served: Vec<(&elb::Registration, String)> = found
+        .iter()
+        .filter(|(i, r)| {
+            r.target.state != "unused"
+                || instances[*i].state == "pending" && r.target.reason.as_deref() == Some("Target.InvalidState")
+        })
+        .map(|(i, r)| {
+            let id = &instances[*i].id;
+            let who = if *id == r.target.id { id.clone() } else { format!("{id} (as {})", r.target.id) };
+            (r, format!("{who} in {} ({})", r.target_group, r.target.state))
+        })
+        .collect();
+    if served.is_empty() {
+        return Ok(());
+    }
+    let draining_only = served.iter().all(|(r, _)| r.target.state == "draining");
+    let served: Vec<String> = served.into_iter().map(|(_, s)| s).collect();
+    let way = if draining_only {
+        "wait until their draining ends (the group's deregistration delay), then run this again"
+    } else {
+        "deregister them first (`deregister_targets`, or `aws elbv2 deregister-targets` for a group the runbook \
+         does not name), wait until their draining ends, then run this again"
+    };
+    Err(PlanError::Refused(format!(
+        "still targets of a load balancer: {}; it sends them requests from clients kept alive on it and from \
+         callers of its own name whatever Route53 answers, and {doing} would fail those requests; {way}",
+        served.join(", ")
+    )))
 }
 
 /// Refuses to stop or terminate instances an Auto Scaling group holds: it
@@ -1020,6 +1072,10 @@ async fn plan_images(
             "{} of {environment} is {}; an AMI is taken of a running or stopped instance: wait and run it again",
             i.id, i.state
         )));
+    }
+    if !no_reboot {
+        let running: Vec<&ec2::Instance> = list.iter().filter(|i| i.state == "running").collect();
+        no_load_balancer_sends_to(clients, &running, "rebooting them for their AMIs").await?;
     }
     let ids: Vec<String> = list.iter().map(|i| i.id.clone()).collect();
     p.after = json!(ids.iter().map(|id| (id.clone(), "AMI available")).collect::<std::collections::BTreeMap<_, _>>());
@@ -1183,6 +1239,21 @@ async fn still_terminable(clients: &Clients, ids: &[String]) -> Result<(), PlanE
         )));
     }
     in_no_autoscaling_group(clients, ids, false).await
+}
+
+/// What a stop's or a reboot's plan found of its instances, read again
+/// before it is sent: no load balancer sends the running ones requests, and
+/// (for a stop) no Auto Scaling group holds them.
+async fn still_out_of_service(clients: &Clients, ids: &[String], stop: bool) -> Result<(), PlanError> {
+    let selector = crate::runbook::InstanceSelector::Ids(ids.to_vec());
+    let list = ec2::describe_instances(&clients.ec2, &selector).await.map_err(PlanError::Aws)?;
+    let up: Vec<&ec2::Instance> = list.iter().filter(|i| i.state == "running" || i.state == "pending").collect();
+    let doing = if stop { "stopping them" } else { "rebooting them for their AMIs" };
+    no_load_balancer_sends_to(clients, &up, doing).await?;
+    match stop {
+        true => in_no_autoscaling_group(clients, ids, true).await,
+        false => Ok(()),
+    }
 }
 
 /// The named groups deleted: refused, naming what uses each, while anything
@@ -1620,6 +1691,20 @@ pub async fn execute(
     // have started one (the rollback) while the popup waited.
     if let Some(Step::Terminate { instance_ids, .. }) = plan.steps.iter().find(|s| matches!(s, Step::Terminate { .. }))
         && let Err(e) = still_terminable(clients.side(&plan.side), instance_ids).await
+    {
+        let refusal = format!("{e}; nothing was changed");
+        log.append(&line(Stage::Refused, refusal.clone()))?;
+        return Err(ExecuteError::Refused(refusal));
+    }
+    // A stop or a reboot likewise: its instances may have been registered
+    // again (the deregistration rolled back) while the popup waited.
+    let taken_down = plan.steps.iter().find_map(|s| match s {
+        Step::Stop { instance_ids } => Some((instance_ids, true)),
+        Step::CreateImages { instance_ids, no_reboot: false } => Some((instance_ids, false)),
+        _ => None,
+    });
+    if let Some((instance_ids, stop)) = taken_down
+        && let Err(e) = still_out_of_service(clients.side(&plan.side), instance_ids, stop).await
     {
         let refusal = format!("{e}; nothing was changed");
         log.append(&line(Stage::Refused, refusal.clone()))?;

@@ -657,6 +657,7 @@ mod tests {
             availability_zone: "a".into(),
             private_ip: None,
             ipv6_addresses: vec![],
+            target_addresses: vec![],
             vpc_id: None,
             security_groups: vec![],
             tags: Default::default(),

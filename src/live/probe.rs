@@ -117,6 +117,7 @@ mod tests {
             availability_zone: "eu-west-1a".into(),
             private_ip: Some("10.0.0.5".into()),
             ipv6_addresses: vec![],
+            target_addresses: vec![],
             vpc_id: None,
             security_groups: vec![],
             tags: tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>(),

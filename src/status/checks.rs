@@ -1003,6 +1003,7 @@ mod tests {
                 availability_zone: "eu-west-1a".into(),
                 private_ip: None,
                 ipv6_addresses: Vec::new(),
+                target_addresses: vec![],
                 vpc_id: None,
                 security_groups: Vec::new(),
                 tags: Default::default(),

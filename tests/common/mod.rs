@@ -150,6 +150,28 @@ pub async fn reweight_as_another_client(sb: &Sandbox, rb: &Runbook, weights: &[(
     send_changes_as_another_client(sb, changes).await;
 }
 
+/// Takes `env`'s instances out of each of its target groups, as another
+/// client would, with no deregistration delay: drained at once, so a stop
+/// no load balancer could send requests to is not refused for them.
+pub async fn drained_out_of_target_groups(sb: &Sandbox, env: &str) {
+    use aws_sdk::elasticloadbalancingv2::types::{TargetDescription, TargetGroupAttribute};
+    let elb = &sb.clients.elb;
+    for tg in sb.world.target_groups.get(env).into_iter().flatten() {
+        let delay = TargetGroupAttribute::builder().key("deregistration_delay.timeout_seconds").value("0").build();
+        elb.modify_target_group_attributes().target_group_arn(&tg.arn).attributes(delay).send().await.unwrap();
+        let health = elb.describe_target_health().target_group_arn(&tg.arn).send().await.unwrap();
+        let targets: Vec<TargetDescription> = health
+            .target_health_descriptions()
+            .iter()
+            .filter_map(|d| d.target())
+            .map(|t| TargetDescription::builder().set_id(t.id().map(str::to_string)).set_port(t.port()).build())
+            .collect();
+        if !targets.is_empty() {
+            elb.deregister_targets().target_group_arn(&tg.arn).set_targets(Some(targets)).send().await.unwrap();
+        }
+    }
+}
+
 /// Upserts weighted records (set identifier, weight, TTL) in one batch.
 pub async fn upsert_records_as_another_client(sb: &Sandbox, rb: &Runbook, records: &[(&str, i64, u32)]) {
     use aws_sdk::route53::types::{Change, ChangeAction, ResourceRecord, ResourceRecordSet, RrType};
