@@ -295,19 +295,14 @@ pub fn alarm_blind(rb: &Runbook, snap: &Snapshot, a: &crate::aws::cloudwatch::Al
         return Some(format!("alarm {}: {env} is not read yet, so whose requests it watches is unknown", a.name));
     };
     let suffix = crate::aws::elb::arn_suffix;
-    let lbs: Vec<String> = aws.load_balancer.iter().map(|lb| suffix(&lb.arn)).collect();
+    // An environment without a load balancer in the runbook: those its
+    // target groups serve (none, for a single box: any is another's).
+    let lbs: Vec<String> = match &aws.load_balancer {
+        Some(lb) => vec![suffix(&lb.arn)],
+        None => aws.target_groups.iter().flat_map(|tg| &tg.load_balancer_arns).map(|arn| suffix(arn)).collect(),
+    };
     let tgs: Vec<String> = aws.target_groups.iter().map(|tg| suffix(&tg.arn)).collect();
-    let foreign: Vec<String> = a
-        .watches
-        .iter()
-        .filter(|(n, v)| match n.as_str() {
-            // An environment without a load balancer in the runbook: its
-            // target groups' say.
-            "LoadBalancer" => aws.load_balancer.is_some() && !lbs.contains(v),
-            _ => !tgs.contains(v),
-        })
-        .map(|(n, v)| format!("{n}={v}"))
-        .collect();
+    let foreign = foreign_dimensions(&a.watches, &lbs, &tgs);
     (!foreign.is_empty()).then(|| {
         format!(
             "alarm {} is declared for {env} but watches {}, not {env}'s load balancer and target groups: it cannot \
@@ -316,6 +311,20 @@ pub fn alarm_blind(rb: &Runbook, snap: &Snapshot, a: &crate::aws::cloudwatch::Al
             foreign.join(", ")
         )
     })
+}
+
+/// The `LoadBalancer` and `TargetGroup` dimensions of `watches` naming
+/// another load balancer than one of `lbs`, or another target group than
+/// one of `tgs` (ARN suffixes), as `Name=value`.
+fn foreign_dimensions(watches: &[(String, String)], lbs: &[String], tgs: &[String]) -> Vec<String> {
+    watches
+        .iter()
+        .filter(|(n, v)| match n.as_str() {
+            "LoadBalancer" => !lbs.contains(v),
+            _ => !tgs.contains(v),
+        })
+        .map(|(n, v)| format!("{n}={v}"))
+        .collect()
 }
 
 /// Why `alarm`, or a metric alarm a composite `alarm` is built of (as the
@@ -958,6 +967,30 @@ mod tests {
     use super::*;
     use crate::analysis::parity::{AutoScalingShape, TargetGroupShape};
 
+    /// An environment without a load balancer of its own (a single box, or
+    /// target groups only) judges a `LoadBalancer` dimension by the load
+    /// balancers its target groups serve: with none, any is another's.
+    #[test]
+    fn an_alarms_load_balancer_is_foreign_unless_the_environments_own_or_its_groups() {
+        let w = |pairs: &[(&str, &str)]| pairs.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect::<Vec<_>>();
+        let mine = ["app/box-alb/1".to_string()];
+        let tgs = ["targetgroup/web/2".to_string()];
+        assert_eq!(foreign_dimensions(&w(&[("LoadBalancer", "app/box-alb/1")]), &mine, &tgs), Vec::<String>::new());
+        assert_eq!(
+            foreign_dimensions(&w(&[("LoadBalancer", "app/other/9")]), &mine, &tgs),
+            ["LoadBalancer=app/other/9"]
+        );
+        assert_eq!(
+            foreign_dimensions(&w(&[("LoadBalancer", "app/other/9")]), &[], &[]),
+            ["LoadBalancer=app/other/9"],
+            "no load balancer at all: any is another's"
+        );
+        assert_eq!(
+            foreign_dimensions(&w(&[("TargetGroup", "targetgroup/other/3")]), &mine, &tgs),
+            ["TargetGroup=targetgroup/other/3"]
+        );
+    }
+
     fn target_group(name: &str, states: &[&str]) -> super::super::TargetGroupView {
         let targets: Vec<super::super::TargetView> = states
             .iter()
@@ -978,6 +1011,7 @@ mod tests {
         super::super::TargetGroupView {
             name: name.into(),
             arn: format!("arn:{name}"),
+            load_balancer_arns: vec![],
             healthy: states.iter().filter(|s| **s == "healthy").count(),
             total: states.len(),
             health_check_path: None,

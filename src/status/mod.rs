@@ -238,6 +238,9 @@ pub fn routing_gap(lb: &LoadBalancer, listed: &[(&str, &str)], env: &str, host: 
 pub struct TargetGroupView {
     pub name: String,
     pub arn: String,
+    /// The load balancers it serves: whose requests an alarm on them watches.
+    #[serde(skip)]
+    pub load_balancer_arns: Vec<String>,
     pub healthy: usize,
     pub total: usize,
     pub health_check_path: Option<String>,
@@ -315,6 +318,7 @@ pub fn snapshot(rb: &Runbook, live: &LiveState, region: &str, now: SystemTime) -
                     .map(|tg| TargetGroupView {
                         name: tg.name.clone(),
                         arn: tg.arn.clone(),
+                        load_balancer_arns: tg.load_balancer_arns.clone(),
                         healthy: tg.healthy(),
                         total: tg.targets.len(),
                         health_check_path: tg.health_check_path.clone(),
