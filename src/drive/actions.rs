@@ -1280,6 +1280,22 @@ async fn plan_delete_groups(
     let instances = ec2::describe_instances(&clients.ec2, &e.instances).await.map_err(aws)?;
     let vpc = fetch::environment_vpc(e, lb.as_ref(), &instances);
     let found = ec2::groups_found(&clients.ec2, names, vpc.as_ref()).await.map_err(aws)?;
+    // With no VPC to look in, a name is found region-wide: possibly another
+    // VPC's namesake, once this environment's own group is gone. Ids are
+    // the same wherever they are found.
+    let by_name: Vec<String> = found
+        .iter()
+        .filter(|g| vpc.is_none() && g.asked != g.id)
+        .map(|g| format!("`{}` ({} in {})", g.asked, g.id, g.vpc_id.as_deref().unwrap_or("no VPC")))
+        .collect();
+    if !by_name.is_empty() {
+        return Err(PlanError::Refused(format!(
+            "{environment}'s VPC is not known (no load balancer or instance of it left to tell), so a group \
+             found by name ({}) may be another VPC's of the same name; name each group by id (sg-…) in the \
+             runbook, then run this again",
+            by_name.join(", ")
+        )));
+    }
     if let Some(g) = found.iter().find(|g| g.name == "default") {
         return Err(PlanError::Refused(format!("{} is a VPC's default group, which cannot be deleted", g.id)));
     }
