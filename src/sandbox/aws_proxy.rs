@@ -146,6 +146,10 @@ pub struct AwsFaults {
     pub fail_new_images: AtomicBool,
     /// The AMIs that go `failed`.
     failing_images: Mutex<std::collections::HashSet<String>>,
+    /// The next this many successful requests of this EC2 action
+    /// (`CreateImage`) are applied, then answered 504 as a reply lost on the
+    /// way: the SDK sends the same request again.
+    pub lose_ec2_replies: Mutex<Option<(String, u64)>>,
     /// Instance id → how an ALB health-checks it: DescribeTargetHealth is
     /// answered from these, as moto calls every running target healthy.
     pub targets: Mutex<HashMap<String, TargetCheck>>,
@@ -709,6 +713,11 @@ async fn forward(State(p): State<Arc<Proxy>>, req: Request) -> Response {
     if let Some(refusal) = action.as_deref().and_then(|a| unseen_backup(&p, a, &body)) {
         return refusal;
     }
+    if action.as_deref() == Some("CreateImage")
+        && let Some(refusal) = ami_name_taken(&p, &parts.headers, &body).await
+    {
+        return refusal;
+    }
     if action.as_deref() == Some("DeregisterTargets") {
         match deregistered_as_aws(&p, &parts.headers, &body).await {
             Ok(Some((kept, draining))) => {
@@ -847,6 +856,19 @@ async fn forward(State(p): State<Arc<Proxy>>, req: Request) -> Response {
             }
             if let Some(action) = action.as_deref().filter(|_| status.is_success()) {
                 let mut text = young_backups(&p, action, String::from_utf8_lossy(&bytes).into_owned());
+                let lost = {
+                    let mut lose = p.counts.lose_ec2_replies.lock().unwrap_or_else(|e| e.into_inner());
+                    match lose.as_mut() {
+                        Some((lost, n)) if *n > 0 && lost == action => {
+                            *n -= 1;
+                            true
+                        }
+                        _ => false,
+                    }
+                };
+                if lost {
+                    return StatusCode::GATEWAY_TIMEOUT.into_response();
+                }
                 if action == "DescribeNetworkInterfaces" {
                     // The sandbox makes only primary interfaces, each with AWS's default.
                     text = text.replace(
@@ -892,6 +914,34 @@ async fn forward(State(p): State<Arc<Proxy>>, req: Request) -> Response {
         }
         Err(_) => StatusCode::BAD_GATEWAY.into_response(),
     }
+}
+
+/// AWS's answer to a CreateImage naming an AMI name the account already
+/// has in the region (AMI names are unique there; moto takes any):
+/// InvalidAMIName.Duplicate. None when the name is free (or unread).
+async fn ami_name_taken(p: &Proxy, caller: &HeaderMap, body: &[u8]) -> Option<axum::response::Response> {
+    let name = url::form_urlencoded::parse(body).find(|(k, _)| k == "Name").map(|(_, v)| v.into_owned())?;
+    let query: String = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("Action", "DescribeImages")
+        .append_pair("Version", "2016-11-15")
+        .append_pair("Owner.1", "self")
+        .append_pair("Filter.1.Name", "name")
+        .append_pair("Filter.1.Value.1", &name)
+        .finish();
+    let req = p
+        .http
+        .post(format!("http://{}/", p.upstream))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(query);
+    let text = as_caller(req, caller).send().await.ok()?.text().await.ok()?;
+    let id = xml_field(&text, "imageId")?;
+    let xml = format!(
+        "<Response><Errors><Error><Code>InvalidAMIName.Duplicate</Code><Message>AMI name {} is already in use by \
+         AMI {}</Message></Error></Errors><RequestID>proxy-duplicate</RequestID></Response>",
+        xml_escape(&name),
+        xml_escape(id)
+    );
+    Some((StatusCode::BAD_REQUEST, [("content-type", "text/xml")], xml).into_response())
 }
 
 /// An ELB query of moto's as the caller, with these parameters.
