@@ -224,12 +224,18 @@ async fn decom_create_image_and_snapshot_redis_wait_until_available_tagged_and_a
     let images = sb.clients.ec2.describe_images().owners("self").send().await.unwrap();
     assert!(images.images().is_empty(), "a dry run creates nothing");
 
+    // The first CreateImage's reply is lost after AWS took it: the SDK sends
+    // it again, which AWS refuses (the AMI's name is taken). The AMI made is
+    // found by its name: one per instance, the run not failed.
+    *sb.faults.lose_ec2_replies.lock().unwrap() = Some(("CreateImage".into(), 1));
     let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["run", p, "backup/images", "--yes"]).await;
     assert_eq!(code, Some(0), "{out}");
+    assert_eq!(*sb.faults.lose_ec2_replies.lock().unwrap(), Some(("CreateImage".into(), 0)), "the reply was lost");
     // The proxy keeps new AMIs pending (as AWS does): the run waited through it.
     assert!(out.contains("progress 0/2: 0 of 2 AMIs available"), "{out}");
     assert!(out.contains("progress 2/2: 2 of 2 AMIs available"), "{out}");
     let images = sb.clients.ec2.describe_images().owners("self").send().await.unwrap();
+    assert_eq!(images.images().len(), 2, "one AMI per instance: {:?}", images.images());
     let mut of_instance = std::collections::BTreeMap::new();
     for i in images.images() {
         let tag = |k: &str| i.tags().iter().find(|t| t.key() == Some(k)).and_then(|t| t.value()).map(str::to_string);

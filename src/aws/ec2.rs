@@ -513,6 +513,19 @@ pub async fn create_image(
     out.image_id().map(str::to_string).ok_or_else(|| AwsError::not_found("CreateImage", "no image id in the reply"))
 }
 
+/// The id of the caller's own AMI of this name, if there is one (AMI names
+/// are unique in an account and region).
+pub async fn image_named(ec2: &aws_sdk::ec2::Client, name: &str) -> AwsResult<Option<String>> {
+    let found = ec2
+        .describe_images()
+        .owners("self")
+        .filters(Filter::builder().name("name").values(name).build())
+        .send()
+        .await
+        .map_err(|e| sdk_error("DescribeImages", e))?;
+    Ok(found.images().first().and_then(|i| i.image_id()).map(str::to_string))
+}
+
 /// DescribeImages of the caller's own images, by id or by tags (every page).
 pub async fn describe_images(
     ec2: &aws_sdk::ec2::Client,

@@ -1937,7 +1937,13 @@ async fn create_images(
         tags.push(("Name".into(), name.clone()));
         match ec2::create_image(&clients.ec2, id, &name, no_reboot, &tags).await {
             Ok(ami) => made.push((id.clone(), ami)),
-            Err(e) => return Err(format!("{e}; AMIs created before it: {}", listed(&made))),
+            // A reply lost after AWS took the request (the SDK's retry then
+            // finds the name taken): the AMI exists under its name, and a
+            // run again would take another and reboot the instance again.
+            Err(e) => match made_anyway(clients, &name, &e).await {
+                Some(ami) => made.push((id.clone(), ami)),
+                None => return Err(format!("{e}; AMIs created before it: {}", listed(&made))),
+            },
         }
     }
     let ids: Vec<String> = made.iter().map(|(_, a)| a.clone()).collect();
@@ -1980,6 +1986,24 @@ async fn create_images(
         backup_pause("the AMIs", start, &mut pause)
             .await
             .map_err(|e| format!("{e}; AMIs created: {}", listed(&made)))?;
+    }
+}
+
+/// The AMI a CreateImage that failed with `error` made all the same, found by
+/// its name: asked at once, and while AWS's reads may not list it yet
+/// (`BACKUP_UNSEEN`) when the error says the name is taken.
+async fn made_anyway(clients: &Clients, name: &str, error: &crate::aws::AwsError) -> Option<String> {
+    let taken = error.message.contains("InvalidAMIName.Duplicate");
+    let (start, mut pause) = (std::time::Instant::now(), std::time::Duration::from_secs(1));
+    loop {
+        if let Ok(Some(ami)) = ec2::image_named(&clients.ec2, name).await {
+            return Some(ami);
+        }
+        if !taken || start.elapsed() >= BACKUP_UNSEEN {
+            return None;
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(std::time::Duration::from_secs(15));
     }
 }
 
