@@ -227,10 +227,10 @@ async fn decom_create_image_and_snapshot_redis_wait_until_available_tagged_and_a
     // The first CreateImage's reply is lost after AWS took it: the SDK sends
     // it again, which AWS refuses (the AMI's name is taken). The AMI made is
     // found by its name: one per instance, the run not failed.
-    *sb.faults.lose_ec2_replies.lock().unwrap() = Some(("CreateImage".into(), 1));
+    *sb.faults.lose_replies.lock().unwrap() = Some(("CreateImage".into(), 1));
     let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["run", p, "backup/images", "--yes"]).await;
     assert_eq!(code, Some(0), "{out}");
-    assert_eq!(*sb.faults.lose_ec2_replies.lock().unwrap(), Some(("CreateImage".into(), 0)), "the reply was lost");
+    assert_eq!(*sb.faults.lose_replies.lock().unwrap(), Some(("CreateImage".into(), 0)), "the reply was lost");
     // The proxy keeps new AMIs pending (as AWS does): the run waited through it.
     assert!(out.contains("progress 0/2: 0 of 2 AMIs available"), "{out}");
     assert!(out.contains("progress 2/2: 2 of 2 AMIs available"), "{out}");
@@ -253,8 +253,12 @@ async fn decom_create_image_and_snapshot_redis_wait_until_available_tagged_and_a
         assert!(applied.contains(&format!("{ami} of {instance}")), "the audit names each AMI: {applied}");
     }
 
+    // Its reply lost too: the SDK's retry finds the name taken, and the
+    // snapshot made is waited on, not a second one taken.
+    *sb.faults.lose_replies.lock().unwrap() = Some(("CreateSnapshot".into(), 1));
     let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["run", p, "backup/redis", "--yes"]).await;
     assert_eq!(code, Some(0), "{out}");
+    assert_eq!(*sb.faults.lose_replies.lock().unwrap(), Some(("CreateSnapshot".into(), 0)), "the reply was lost");
     assert!(out.contains("creating"), "waited while the snapshot was creating: {out}");
     let snaps = sb.clients.elasticache.describe_snapshots().send().await.unwrap();
     let manual: Vec<_> =

@@ -2022,12 +2022,19 @@ async fn snapshot_redis(
     let safe: String =
         runbook.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' }).collect();
     let name = format!("cutover-{safe}-{replication_group}-{stamp}");
-    let status =
-        elasticache::create_snapshot(&clients.elasticache, replication_group, &name, &backup_tags(runbook, item))
-            .await
-            .map_err(|e| e.to_string())?;
+    let created =
+        elasticache::create_snapshot(&clients.elasticache, replication_group, &name, &backup_tags(runbook, item)).await;
+    let mut status = match created {
+        Ok(status) => Some(status),
+        // A reply lost after AWS took it (the SDK's retry then finds the
+        // name taken): the snapshot exists under its name, and is waited on.
+        Err(e) if e.message.contains("SnapshotAlreadyExistsFault") => None,
+        Err(e) => match elasticache::snapshot_status(&clients.elasticache, &name).await {
+            Ok(Some(status)) => Some(status),
+            _ => return Err(e.to_string()),
+        },
+    };
     let (start, mut pause) = (std::time::Instant::now(), std::time::Duration::from_secs(1));
-    let mut status = Some(status);
     loop {
         match status.as_deref() {
             Some("available") => {

@@ -146,10 +146,11 @@ pub struct AwsFaults {
     pub fail_new_images: AtomicBool,
     /// The AMIs that go `failed`.
     failing_images: Mutex<std::collections::HashSet<String>>,
-    /// The next this many successful requests of this EC2 action
-    /// (`CreateImage`) are applied, then answered 504 as a reply lost on the
-    /// way: the SDK sends the same request again.
-    pub lose_ec2_replies: Mutex<Option<(String, u64)>>,
+    /// The next this many successful requests of this query action (EC2's
+    /// `CreateImage`, ElastiCache's `CreateSnapshot`) are applied, then
+    /// answered 504 as a reply lost on the way: the SDK sends the same
+    /// request again.
+    pub lose_replies: Mutex<Option<(String, u64)>>,
     /// Instance id → how an ALB health-checks it: DescribeTargetHealth is
     /// answered from these, as moto calls every running target healthy.
     pub targets: Mutex<HashMap<String, TargetCheck>>,
@@ -857,7 +858,7 @@ async fn forward(State(p): State<Arc<Proxy>>, req: Request) -> Response {
             if let Some(action) = action.as_deref().filter(|_| status.is_success()) {
                 let mut text = young_backups(&p, action, String::from_utf8_lossy(&bytes).into_owned());
                 let lost = {
-                    let mut lose = p.counts.lose_ec2_replies.lock().unwrap_or_else(|e| e.into_inner());
+                    let mut lose = p.counts.lose_replies.lock().unwrap_or_else(|e| e.into_inner());
                     match lose.as_mut() {
                         Some((lost, n)) if *n > 0 && lost == action => {
                             *n -= 1;
