@@ -252,7 +252,7 @@ async fn a_runbook_for_another_region_is_refused_where_regional_resources_are_re
 /// panic (an `--interval` of i64::MAX seconds overflowed the next refresh's
 /// instant after the first snapshot; `--seconds` the credentials' expiry).
 #[test]
-fn numbers_out_of_range_are_refused_before_anything_runs() {
+fn numbers_out_of_range_and_misspelt_regions_are_refused_before_anything_runs() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let rb = Path::new(env!("CARGO_MANIFEST_DIR")).join("runbooks/demo.toml");
@@ -262,6 +262,9 @@ fn numbers_out_of_range_are_refused_before_anything_runs() {
         (&["status", rb, "--watch", "--interval", "0"], "is not in 1..=86400"),
         (&["status", rb, "--interval", "5"], "--watch"),
         (&["sandbox", "credentials", "--seconds", "18446744073709551615"], "is not in 1..=43200"),
+        (&["status", rb, "--region", "eu-west1"], "`eu-west1` is not an AWS region: write it like eu-west-1"),
+        (&["plan", rb, "--region", "EU-WEST-1"], "`EU-WEST-1` is not an AWS region"),
+        (&["status", rb, "--region", "eu-west-"], "`eu-west-` is not an AWS region"),
     ];
     for (args, says) in cases {
         let (code, out, err) = run(&state, args);
@@ -269,6 +272,17 @@ fn numbers_out_of_range_are_refused_before_anything_runs() {
         assert!(err.contains(says) && !err.contains("panicked"), "{args:?}: {err}");
         assert!(out.is_empty(), "{args:?}: {out}");
     }
+    // The same from CUTOVER_REGION, as `sandbox up` writes it.
+    let out = Command::new(env!("CARGO_BIN_EXE_cutover"))
+        .args(["status", rb])
+        .env("XDG_STATE_HOME", &state)
+        .env("CUTOVER_REGION", "eu_west_1")
+        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("`eu_west_1` is not an AWS region"), "{err}");
     assert!(state_files(&state).is_empty(), "nothing written");
 }
 

@@ -70,7 +70,7 @@ pub struct GlobalArgs {
     #[arg(long, global = true)]
     pub profile: Option<String>,
     /// AWS region (overrides the runbook's; `sandbox up` writes CUTOVER_REGION).
-    #[arg(long, global = true, env = "CUTOVER_REGION")]
+    #[arg(long, global = true, env = "CUTOVER_REGION", value_parser = region_arg)]
     pub region: Option<String>,
     /// Refuse every change to AWS or Redis.
     #[arg(long, global = true)]
@@ -402,6 +402,15 @@ pub async fn authorised(
 }
 
 pub use crate::authority::{RegionCheck, region_check};
+
+/// `--region` (or CUTOVER_REGION) as a region is written: a typo would
+/// otherwise reach an endpoint that does not exist, or read nothing.
+fn region_arg(s: &str) -> Result<String, String> {
+    match runbook::is_region(s) {
+        true => Ok(s.to_string()),
+        false => Err(format!("`{s}` is not an AWS region: write it like eu-west-1 or us-east-1")),
+    }
+}
 
 /// For paths that change something: refuses (exit 2) a runbook for another
 /// region, and fails (exit 1) when the region cannot be checked. Not asked of

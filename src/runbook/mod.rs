@@ -10,7 +10,7 @@ mod validate;
 pub use error::{Diagnostic, RunbookError};
 pub use kinds::ACTIONS as ACTION_KINDS;
 pub use model::*;
-pub use validate::parse_state_url;
+pub use validate::{is_region, parse_state_url};
 
 use std::path::Path;
 

@@ -273,6 +273,14 @@ fn is_cidr(s: &str) -> bool {
     ip.parse::<std::net::Ipv4Addr>().is_ok() && bits.parse::<u8>().is_ok_and(|b| b <= 32)
 }
 
+/// Whether `s` is written as an AWS region is (`eu-west-1`, `us-gov-west-1`).
+pub fn is_region(s: &str) -> bool {
+    s.split('-').count() >= 3
+        && s.split('-').all(|part| !part.is_empty())
+        && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && s.rsplit('-').next().is_some_and(|n| n.chars().all(|c| c.is_ascii_digit()))
+}
+
 fn is_account_id(s: &str) -> bool {
     s.len() == 12 && s.chars().all(|c| c.is_ascii_digit())
 }
@@ -415,9 +423,7 @@ impl<'a> Validator<'a> {
     }
 
     fn region(&mut self, region: &S<String>) {
-        let ok = region.get_ref().split('-').count() >= 3
-            && region.get_ref().chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-        if !ok {
+        if !is_region(region.get_ref()) {
             self.err(
                 region.span(),
                 format!("`{}` is not an AWS region", region.get_ref()),
