@@ -1286,13 +1286,14 @@ async fn plan_delete_groups(
     let by_name: Vec<String> = found
         .iter()
         .filter(|g| vpc.is_none() && g.asked != g.id)
-        .map(|g| format!("`{}` ({} in {})", g.asked, g.id, g.vpc_id.as_deref().unwrap_or("no VPC")))
+        .map(|g| format!("`{}` in {}", g.asked, g.vpc_id.as_deref().unwrap_or("no VPC")))
         .collect();
     if !by_name.is_empty() {
         return Err(PlanError::Refused(format!(
-            "{environment}'s VPC is not known (no load balancer or instance of it left to tell), so a group \
-             found by name ({}) may be another VPC's of the same name; name each group by id (sg-…) in the \
-             runbook, then run this again",
+            "nothing tells {environment}'s VPC any more (no load balancer of it left, and its instances are in \
+             no VPC or several), and a group of that name found elsewhere may be another VPC's: {}; check in \
+             the console whether it is {environment}'s, and if so delete it there or name it by its id in the \
+             runbook",
             by_name.join(", ")
         )));
     }
@@ -1942,7 +1943,13 @@ async fn create_images(
             // run again would take another and reboot the instance again.
             Err(e) => match made_anyway(clients, &name, &e).await {
                 Some(ami) => made.push((id.clone(), ami)),
-                None => return Err(format!("{e}; AMIs created before it: {}", listed(&made))),
+                None => {
+                    return Err(format!(
+                        "{e}; no AMI named `{name}` found (if one appears, it was made all the same); AMIs \
+                         created before it: {}",
+                        listed(&made)
+                    ));
+                }
             },
         }
     }
@@ -1989,17 +1996,26 @@ async fn create_images(
     }
 }
 
-/// The AMI a CreateImage that failed with `error` made all the same, found by
-/// its name: asked at once, and while AWS's reads may not list it yet
-/// (`BACKUP_UNSEEN`) when the error says the name is taken.
+/// The AMI a CreateImage that failed with `error` made all the same: the
+/// one AWS names when it says the name is taken (a retry of a request it
+/// had taken), else found by its name, asked at once and, when the request
+/// may have landed (no answer, throttled), while AWS's reads may not list
+/// it yet (`BACKUP_UNSEEN`).
 async fn made_anyway(clients: &Clients, name: &str, error: &crate::aws::AwsError) -> Option<String> {
-    let taken = error.message.contains("InvalidAMIName.Duplicate");
+    use crate::aws::AwsErrorKind::{Throttled, Unreachable};
+    // "AMI name … is already in use by AMI ami-…".
+    if error.message.contains("InvalidAMIName.Duplicate")
+        && let Some(ami) = error.message.split_whitespace().last().filter(|w| w.starts_with("ami-"))
+    {
+        return Some(ami.trim_end_matches('.').to_string());
+    }
+    let landed = error.message.contains("InvalidAMIName.Duplicate") || matches!(error.kind, Unreachable | Throttled);
     let (start, mut pause) = (std::time::Instant::now(), std::time::Duration::from_secs(1));
     loop {
         if let Ok(Some(ami)) = ec2::image_named(&clients.ec2, name).await {
             return Some(ami);
         }
-        if !taken || start.elapsed() >= BACKUP_UNSEEN {
+        if !landed || start.elapsed() >= BACKUP_UNSEEN {
             return None;
         }
         tokio::time::sleep(pause).await;
@@ -2030,8 +2046,8 @@ async fn snapshot_redis(
         // name taken): the snapshot exists under its name, and is waited on.
         Err(e) if e.message.contains("SnapshotAlreadyExistsFault") => None,
         Err(e) => match elasticache::snapshot_status(&clients.elasticache, &name).await {
-            Ok(Some(status)) => Some(status),
-            _ => return Err(e.to_string()),
+            Ok(Some(status)) if status != "failed" => Some(status),
+            _ => return Err(format!("{e}; no snapshot named {name} found (if one appears, it was made all the same)")),
         },
     };
     let (start, mut pause) = (std::time::Instant::now(), std::time::Duration::from_secs(1));

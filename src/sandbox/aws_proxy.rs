@@ -922,19 +922,13 @@ async fn forward(State(p): State<Arc<Proxy>>, req: Request) -> Response {
 /// InvalidAMIName.Duplicate. None when the name is free (or unread).
 async fn ami_name_taken(p: &Proxy, caller: &HeaderMap, body: &[u8]) -> Option<axum::response::Response> {
     let name = url::form_urlencoded::parse(body).find(|(k, _)| k == "Name").map(|(_, v)| v.into_owned())?;
-    let query: String = url::form_urlencoded::Serializer::new(String::new())
-        .append_pair("Action", "DescribeImages")
-        .append_pair("Version", "2016-11-15")
-        .append_pair("Owner.1", "self")
-        .append_pair("Filter.1.Name", "name")
-        .append_pair("Filter.1.Value.1", &name)
-        .finish();
-    let req = p
-        .http
-        .post(format!("http://{}/", p.upstream))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(query);
-    let text = as_caller(req, caller).send().await.ok()?.text().await.ok()?;
+    let params = [
+        ("Action", "DescribeImages"),
+        ("Owner.1", "self"),
+        ("Filter.1.Name", "name"),
+        ("Filter.1.Value.1", name.as_str()),
+    ];
+    let text = moto_query(p, caller, "2016-11-15", &params).await.ok()?;
     let id = xml_field(&text, "imageId")?;
     let xml = format!(
         "<Response><Errors><Error><Code>InvalidAMIName.Duplicate</Code><Message>AMI name {} is already in use by \
@@ -947,9 +941,14 @@ async fn ami_name_taken(p: &Proxy, caller: &HeaderMap, body: &[u8]) -> Option<ax
 
 /// An ELB query of moto's as the caller, with these parameters.
 async fn elb_query(p: &Proxy, caller: &HeaderMap, params: &[(&str, &str)]) -> Result<String, String> {
+    moto_query(p, caller, "2015-12-01", params).await
+}
+
+/// A query (ELB's, EC2's: the API `version`) of moto's as the caller.
+async fn moto_query(p: &Proxy, caller: &HeaderMap, version: &str, params: &[(&str, &str)]) -> Result<String, String> {
     let body = {
         let mut form = url::form_urlencoded::Serializer::new(String::new());
-        form.append_pair("Version", "2015-12-01");
+        form.append_pair("Version", version);
         for (k, v) in params {
             form.append_pair(k, v);
         }

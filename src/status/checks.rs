@@ -295,12 +295,7 @@ pub fn alarm_blind(rb: &Runbook, snap: &Snapshot, a: &crate::aws::cloudwatch::Al
         return Some(format!("alarm {}: {env} is not read yet, so whose requests it watches is unknown", a.name));
     };
     let suffix = crate::aws::elb::arn_suffix;
-    // An environment without a load balancer in the runbook: those its
-    // target groups serve (none, for a single box: any is another's).
-    let lbs: Vec<String> = match &aws.load_balancer {
-        Some(lb) => vec![suffix(&lb.arn)],
-        None => aws.target_groups.iter().flat_map(|tg| &tg.load_balancer_arns).map(|arn| suffix(arn)).collect(),
-    };
+    let lbs = own_load_balancers(aws.load_balancer.as_ref().map(|lb| lb.arn.as_str()), &aws.target_groups);
     let tgs: Vec<String> = aws.target_groups.iter().map(|tg| suffix(&tg.arn)).collect();
     let foreign = foreign_dimensions(&a.watches, &lbs, &tgs);
     (!foreign.is_empty()).then(|| {
@@ -311,6 +306,17 @@ pub fn alarm_blind(rb: &Runbook, snap: &Snapshot, a: &crate::aws::cloudwatch::Al
             foreign.join(", ")
         )
     })
+}
+
+/// The load balancers (ARN suffixes) whose requests are an environment's:
+/// its own (`lb`), or, without one in the runbook, those its target groups
+/// serve (none, for a single box: any is another's).
+fn own_load_balancers(lb: Option<&str>, target_groups: &[super::TargetGroupView]) -> Vec<String> {
+    let suffix = crate::aws::elb::arn_suffix;
+    match lb {
+        Some(arn) => vec![suffix(arn)],
+        None => target_groups.iter().flat_map(|tg| &tg.load_balancer_arns).map(|arn| suffix(arn)).collect(),
+    }
 }
 
 /// The `LoadBalancer` and `TargetGroup` dimensions of `watches` naming
@@ -989,6 +995,15 @@ mod tests {
             foreign_dimensions(&w(&[("TargetGroup", "targetgroup/other/3")]), &mine, &tgs),
             ["TargetGroup=targetgroup/other/3"]
         );
+        // Whose load balancers: its own, else its groups'; a single box none.
+        let arn = |s: &str| format!("arn:aws:elasticloadbalancing:eu-west-1:1:loadbalancer/{s}");
+        let served = super::super::TargetGroupView {
+            load_balancer_arns: vec![arn("app/box-alb/1")],
+            ..target_group("web", &["healthy"])
+        };
+        assert_eq!(own_load_balancers(Some(&arn("app/own/5")), std::slice::from_ref(&served)), ["app/own/5"]);
+        assert_eq!(own_load_balancers(None, &[served]), mine);
+        assert_eq!(own_load_balancers(None, &[target_group("web", &["healthy"])]), Vec::<String>::new());
     }
 
     fn target_group(name: &str, states: &[&str]) -> super::super::TargetGroupView {
