@@ -2047,6 +2047,7 @@ async fn snapshot_redis(
         Err(e) if e.message.contains("SnapshotAlreadyExistsFault") => None,
         Err(e) => match elasticache::snapshot_status(&clients.elasticache, &name).await {
             Ok(Some(status)) if status != "failed" => Some(status),
+            Ok(Some(status)) => return Err(format!("{e}; snapshot {name} was made all the same, and is {status}")),
             _ => return Err(format!("{e}; no snapshot named {name} found (if one appears, it was made all the same)")),
         },
     };
