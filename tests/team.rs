@@ -623,7 +623,7 @@ async fn ten_watchers_in_team_mode_spend_less_than_one_route53_request_a_second_
 /// account's weights (or nothing it may write) as live. The same watcher
 /// with write access publishes, so the test can fail.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_read_only_or_wrong_account_watcher_publishes_no_weights_for_the_team() {
+async fn a_read_only_or_wrong_account_watcher_publishes_no_weights_for_the_team_and_a_read_only_one_no_presence() {
     let dir = tempfile::tempdir().unwrap();
     let bucket = bucket("publish");
     let (rb, path) = team_runbook(dir.path(), &bucket, "");
@@ -647,6 +647,11 @@ async fn a_read_only_or_wrong_account_watcher_publishes_no_weights_for_the_team(
     let wrong = watch(&["status", other.to_str().unwrap(), "--watch", "--interval", "1"]);
     tokio::time::sleep(Duration::from_secs(12)).await;
     assert_eq!(published().await, Vec::<String>::new());
+    // Nor does the read-only one announce itself: presence is shared state too.
+    let pid = read_only.0.id().unwrap();
+    let announced: Vec<String> = objects(&sb, &bucket).await.into_keys().filter(|k| k.contains("presence/")).collect();
+    assert!(!announced.iter().any(|k| k.ends_with(&format!("@{pid}"))), "{announced:?}");
+    assert!(!announced.is_empty(), "the other watcher announced itself: {announced:?}");
     drop((read_only, wrong));
     let _writer = watch(&["status", p, "--watch", "--interval", "1"]);
     eventually(Duration::from_secs(30), "a watcher with write access to publish", || async {

@@ -257,8 +257,10 @@ pub fn spawn(ctx: Arc<WorkerContext>, tx: mpsc::Sender<LiveEvent>) -> Workers {
         let present = Arc::new(std::sync::Mutex::new((0u32, Vec::new())));
         handles.push(every(iv.team, refresh.clone(), tx.clone(), move || {
             let (name, present) = (c.rb.name.clone(), present.clone());
+            // Presence is shared state too: never written under --read-only.
+            let announce = c.publish_readings;
             async move {
-                let r = tokio::task::spawn_blocking(move || team_view(&name, &present))
+                let r = tokio::task::spawn_blocking(move || team_view(&name, &present, announce))
                     .await
                     .unwrap_or_else(|e| Err(format!("the shared-state poll failed: {e}")));
                 vec![(Update::Team(r), false)]
@@ -368,12 +370,14 @@ pub fn spawn(ctx: Arc<WorkerContext>, tx: mpsc::Sender<LiveEvent>) -> Workers {
     Workers { handles, refresh }
 }
 
-/// Team mode: announces this cockpit, and reads the shared checklist, the
-/// lease and who else is here (blocking: run off the async workers).
-/// `present` keeps the poll count and the last presence read between polls.
+/// Team mode: announces this cockpit (when it may write: `announce`), and
+/// reads the shared checklist, the lease and who else is here (blocking:
+/// run off the async workers). `present` keeps the poll count and the last
+/// presence read between polls.
 pub fn team_view(
     runbook: &str,
     present: &std::sync::Mutex<(u32, Vec<crate::store::team::Presence>)>,
+    announce: bool,
 ) -> Result<super::TeamView, String> {
     let read_at = std::time::Instant::now();
     let me = crate::store::lease::Holder::me();
@@ -384,7 +388,7 @@ pub fn team_view(
     let mut kept = present.lock().map_err(|_| "presence poisoned".to_string())?;
     if kept.0.is_multiple_of(3) {
         // A teammate allowed only to read still sees the checklist and lease.
-        if let Err(e) = crate::store::team::announce(runbook, &me) {
+        if announce && let Err(e) = crate::store::team::announce(runbook, &me) {
             tracing::warn!(error = %e, "cannot announce this cockpit's presence");
         }
         let now = std::time::SystemTime::now();

@@ -130,7 +130,8 @@ pub async fn run(mut ctx: WorkerContext, region: String, opts: TuiOptions) -> Re
     let services = Services { workers: &workers, actions: Some(&actions) };
     let ended = event_loop(&mut terminal, &mut app, input, rx, services, |_| {}).await;
     drop(workers);
-    if crate::store::backend::current().shared() {
+    // A read-only cockpit never announced itself.
+    if crate::store::backend::current().shared() && !opts.read_only {
         let name = app.rb.name.clone();
         let _ = tokio::task::spawn_blocking(move || {
             crate::store::team::withdraw(&name, &crate::store::lease::Holder::me())
