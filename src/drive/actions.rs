@@ -2003,13 +2003,12 @@ async fn create_images(
 /// it yet (`BACKUP_UNSEEN`).
 async fn made_anyway(clients: &Clients, name: &str, error: &crate::aws::AwsError) -> Option<String> {
     use crate::aws::AwsErrorKind::{Throttled, Unreachable};
+    let taken = error.message.contains("InvalidAMIName.Duplicate");
     // "AMI name … is already in use by AMI ami-…".
-    if error.message.contains("InvalidAMIName.Duplicate")
-        && let Some(ami) = error.message.split_whitespace().last().filter(|w| w.starts_with("ami-"))
-    {
+    if taken && let Some(ami) = error.message.split_whitespace().last().filter(|w| w.starts_with("ami-")) {
         return Some(ami.trim_end_matches('.').to_string());
     }
-    let landed = error.message.contains("InvalidAMIName.Duplicate") || matches!(error.kind, Unreachable | Throttled);
+    let landed = taken || matches!(error.kind, Unreachable | Throttled);
     let (start, mut pause) = (std::time::Instant::now(), std::time::Duration::from_secs(1));
     loop {
         if let Ok(Some(ami)) = ec2::image_named(&clients.ec2, name).await {
