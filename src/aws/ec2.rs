@@ -115,14 +115,13 @@ fn ipv6_addresses(i: &aws_sdk::ec2::types::Instance) -> Vec<String> {
 
 fn target_addresses(i: &aws_sdk::ec2::types::Instance) -> Vec<String> {
     let mut out: Vec<String> = i.private_ip_address().map(str::to_string).into_iter().collect();
+    out.extend(ipv6_addresses(i));
     for n in i.network_interfaces() {
         let v4 = n.private_ip_addresses().iter().filter_map(|a| a.private_ip_address());
-        let v6 = n.ipv6_addresses().iter().filter_map(|a| a.ipv6_address());
         let p4 = n.ipv4_prefixes().iter().filter_map(|p| p.ipv4_prefix());
         let p6 = n.ipv6_prefixes().iter().filter_map(|p| p.ipv6_prefix());
-        out.extend(v4.chain(v6).chain(p4).chain(p6).map(str::to_string));
+        out.extend(v4.chain(p4).chain(p6).map(str::to_string));
     }
-    out.extend(i.ipv6_address().map(str::to_string));
     out.sort();
     out.dedup();
     out

@@ -578,10 +578,6 @@ fn target_of(d: &aws_sdk::elasticloadbalancingv2::types::TargetHealthDescription
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Registration {
     pub target_group: String,
-    /// The group's VPC: an address is an instance's only within it (or, for
-    /// a target in zone `all`, outside it: a peered VPC's, whose ranges
-    /// cannot overlap).
-    pub vpc_id: Option<String>,
     pub target: Target,
 }
 
@@ -622,6 +618,8 @@ pub async fn registrations(
             },
         };
         for target in health.target_health_descriptions().iter().map(target_of) {
+            // An address is an instance's within its VPC, or from a peered
+            // one (zone `all`), whose ranges cannot overlap.
             let outside = target.availability_zone.as_deref() == Some("all");
             let found = instances.iter().position(|(id, vpc, addresses)| {
                 *id == target.id
@@ -629,14 +627,7 @@ pub async fn registrations(
                         && crate::analysis::reachability::names_address(addresses, &target.id))
             });
             if let Some(i) = found {
-                out.push((
-                    i,
-                    Registration {
-                        target_group: tg.target_group_name().unwrap_or(arn).to_string(),
-                        vpc_id: tg.vpc_id().map(str::to_string),
-                        target,
-                    },
-                ));
+                out.push((i, Registration { target_group: tg.target_group_name().unwrap_or(arn).to_string(), target }));
             }
         }
     }

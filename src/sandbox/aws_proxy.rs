@@ -1085,23 +1085,9 @@ async fn deregistered_as_aws(p: &Proxy, caller: &HeaderMap, body: &[u8]) -> Resu
     let form: Vec<(String, String)> = url::form_urlencoded::parse(body).into_owned().collect();
     let get = |k: &str| form.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
     let arn = get("TargetGroupArn").ok_or("DeregisterTargets without TargetGroupArn")?;
-    let ask = |action: &'static str, arg: &str| {
-        let body: String = url::form_urlencoded::Serializer::new(String::new())
-            .append_pair("Action", action)
-            .append_pair("Version", "2015-12-01")
-            .append_pair(arg, &arn)
-            .finish();
-        let req = p
-            .http
-            .post(format!("http://{}/", p.upstream))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(body);
-        async move {
-            let resp = as_caller(req, caller).send().await.map_err(|e| e.to_string())?;
-            let status = resp.status();
-            let text = resp.text().await.map_err(|e| e.to_string())?;
-            if status.is_success() { Ok(text) } else { Err(format!("{action}: {status}: {text}")) }
-        }
+    let ask = |action: &'static str, arg: &'static str| {
+        let arn = arn.clone();
+        async move { elb_query(p, caller, &[("Action", action), (arg, &arn)]).await.map_err(|e| format!("{action}: {e}")) }
     };
     let group = ask("DescribeTargetGroups", "TargetGroupArns.member.1").await?;
     let group_port = xml_field(&group, "Port").unwrap_or_default().to_string();
