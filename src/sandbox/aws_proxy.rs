@@ -847,7 +847,7 @@ async fn forward(State(p): State<Arc<Proxy>>, req: Request) -> Response {
             if let Some(finish) = finish
                 && status.is_success()
             {
-                bytes = Bytes::from(finish.apply(String::from_utf8_lossy(&bytes).into_owned()));
+                bytes = Bytes::from(finish.apply(&p.counts.cloudwatch, String::from_utf8_lossy(&bytes).into_owned()));
             }
             if status.is_success() {
                 if let Some(b) = &register_body {

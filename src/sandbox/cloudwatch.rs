@@ -8,13 +8,17 @@
 //!   the minute ended (the end of every query is moved back accordingly);
 //! - composite alarms (moto answers PutCompositeAlarm with 500): kept here,
 //!   served by DescribeAlarms when it asks for them (`AlarmTypes`), their
-//!   state set by the sandbox's alarm evaluator (`alarm_eval`).
+//!   state set by the sandbox's alarm evaluator (`alarm_eval`);
+//! - DescribeAlarmHistory (moto keeps a history it never answers): every
+//!   state change made through the proxy, a metric alarm's (SetAlarmState)
+//!   or a composite's, answered as AWS pages it; and DescribeAlarms can be
+//!   throttled, so a reader misses what happens between its readings.
 //!
 //! CloudWatch speaks awsQuery: form-encoded requests, XML answers.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use aws_smithy_types::DateTime;
@@ -48,6 +52,17 @@ pub struct Composite {
     pub updated: SystemTime,
 }
 
+/// One change of an alarm's state, as its history keeps it.
+#[derive(Debug, Clone)]
+struct StateChange {
+    name: String,
+    composite: bool,
+    at: SystemTime,
+    old: String,
+    new: String,
+    reason: String,
+}
+
 #[derive(Debug, Default)]
 pub struct CloudWatchState {
     /// Datapoints newer than now − lag are not returned (milliseconds).
@@ -61,6 +76,11 @@ pub struct CloudWatchState {
     /// asks (0: MaxRecords rules): AWS may answer fewer than asked, with a
     /// NextToken, and a reader must follow it.
     alarm_page_cap: AtomicU64,
+    /// Every state change made through the proxy, oldest first.
+    history: Mutex<Vec<StateChange>>,
+    /// DescribeAlarms answered `Throttling` (the SDK's retries too), as AWS
+    /// answers a reader over its rate.
+    pub throttle_alarm_reads: AtomicBool,
 }
 
 /// What the proxy does with a request.
@@ -78,6 +98,12 @@ pub enum Finish {
     Nothing,
     /// Percentile results to put into GetMetricData's answer.
     MetricResults(String),
+    /// SetAlarmState taken by moto: the change goes into the history.
+    StateSet {
+        name: String,
+        state: String,
+        reason: String,
+    },
     /// DescribeAlarms' answer as AWS pages it (moto answers every alarm at
     /// once): the composite alarms to put in, then the alarms from `offset`,
     /// at most `max`, with a NextToken when more are left.
@@ -91,6 +117,10 @@ pub enum Finish {
 /// DescribeAlarms' page size when MaxRecords is not given. AWS documents
 /// only the range (1 to 100); 50 is what its other CloudWatch lists use.
 const ALARMS_PAGE: usize = 50;
+
+/// DescribeAlarmHistory's page size when MaxRecords is not given (AWS
+/// documents only the range, 1 to 100).
+const HISTORY_PAGE: usize = 50;
 
 type Form = Vec<(String, String)>;
 
@@ -194,10 +224,98 @@ impl CloudWatchState {
         if let Some(c) = all.get_mut(name)
             && c.state != state
         {
+            self.changed(name, true, &c.state, state, reason);
             c.state = state.to_string();
             c.reason = reason.to_string();
             c.updated = SystemTime::now();
         }
+    }
+
+    /// A state change into the history; the same state again is none, as
+    /// on AWS.
+    fn changed(&self, name: &str, composite: bool, old: &str, new: &str, reason: &str) {
+        if old == new {
+            return;
+        }
+        self.history.lock().unwrap_or_else(|e| e.into_inner()).push(StateChange {
+            name: name.to_string(),
+            composite,
+            at: SystemTime::now(),
+            old: old.to_string(),
+            new: new.to_string(),
+            reason: reason.to_string(),
+        });
+    }
+
+    /// A metric alarm's state set through SetAlarmState: its state before is
+    /// the last the history has, else INSUFFICIENT_DATA (a new alarm's on
+    /// AWS, which the sandbox sets each alarm it makes to).
+    fn state_set(&self, name: &str, state: &str, reason: &str) {
+        let old = {
+            let history = self.history.lock().unwrap_or_else(|e| e.into_inner());
+            history.iter().rev().find(|c| c.name == name && !c.composite).map(|c| c.new.clone())
+        };
+        self.changed(name, false, old.as_deref().unwrap_or("INSUFFICIENT_DATA"), state, reason);
+    }
+
+    /// DescribeAlarmHistory as AWS answers it: one alarm's or all, metric
+    /// alarms only unless `AlarmTypes` asks for composites, between
+    /// `StartDate` and `EndDate`, newest first unless `ScanBy` says
+    /// otherwise, in pages.
+    fn describe_alarm_history(&self, form: &Form) -> Handling {
+        let types = list(form, "AlarmTypes");
+        let (metric, composite) = match types.is_empty() {
+            true => (true, false),
+            false => (types.iter().any(|t| t == "MetricAlarm"), types.iter().any(|t| t == "CompositeAlarm")),
+        };
+        let name = get(form, "AlarmName");
+        let kind = get(form, "HistoryItemType");
+        let (start, end) = (get(form, "StartDate").and_then(time), get(form, "EndDate").and_then(time));
+        let mut items: Vec<StateChange> = self
+            .history
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|c| name.is_none_or(|n| c.name == n))
+            .filter(|c| if c.composite { composite } else { metric })
+            .filter(|_| kind.is_none_or(|k| k == "StateUpdate"))
+            .filter(|c| start.is_none_or(|t| c.at >= t) && end.is_none_or(|t| c.at <= t))
+            .cloned()
+            .collect();
+        if get(form, "ScanBy") != Some("TimestampAscending") {
+            items.reverse();
+        }
+        let max = get(form, "MaxRecords").and_then(|m| m.parse().ok()).unwrap_or(HISTORY_PAGE).clamp(1, 100);
+        let offset: usize =
+            get(form, "NextToken").and_then(|t| t.strip_prefix("sandbox-history-")?.parse().ok()).unwrap_or(0);
+        let members: String = items
+            .iter()
+            .skip(offset)
+            .take(max)
+            .map(|c| {
+                let data = serde_json::json!({
+                    "version": "1.0",
+                    "oldState": { "stateValue": c.old },
+                    "newState": { "stateValue": c.new, "stateReason": c.reason },
+                });
+                format!(
+                    "<member><AlarmName>{n}</AlarmName><AlarmType>{t}</AlarmType><Timestamp>{at}</Timestamp><HistoryItemType>StateUpdate</HistoryItemType><HistorySummary>Alarm updated from {old} to {new}</HistorySummary><HistoryData>{d}</HistoryData></member>",
+                    n = escape(&c.name),
+                    t = if c.composite { "CompositeAlarm" } else { "MetricAlarm" },
+                    at = iso(c.at),
+                    old = c.old,
+                    new = c.new,
+                    d = escape(&data.to_string())
+                )
+            })
+            .collect();
+        let next = match offset + max < items.len() {
+            true => format!("<NextToken>sandbox-history-{}</NextToken>", offset + max),
+            false => String::new(),
+        };
+        Handling::Answer(format!(
+            "<DescribeAlarmHistoryResponse xmlns=\"{XMLNS}\"><DescribeAlarmHistoryResult><AlarmHistoryItems>{members}</AlarmHistoryItems>{next}</DescribeAlarmHistoryResult><ResponseMetadata><RequestId>sandbox-history</RequestId></ResponseMetadata></DescribeAlarmHistoryResponse>"
+        ))
     }
 
     /// How the proxy treats `body`; `None` when it is no CloudWatch request
@@ -215,7 +333,20 @@ impl CloudWatchState {
             }
             "GetMetricData" => Some(self.get_metric_data(form)),
             "PutCompositeAlarm" => Some(self.put_composite(&form)),
+            "DescribeAlarms" if self.throttle_alarm_reads.load(Ordering::SeqCst) => Some(Handling::Refuse(format!(
+                "<ErrorResponse xmlns=\"{XMLNS}\"><Error><Type>Sender</Type><Code>Throttling</Code><Message>Rate exceeded</Message></Error><RequestId>sandbox-throttled</RequestId></ErrorResponse>"
+            ))),
             "DescribeAlarms" => Some(self.describe_alarms(form)),
+            "DescribeAlarmHistory" => Some(self.describe_alarm_history(&form)),
+            "SetAlarmState" => {
+                let field = |k: &str| get(&form, k).unwrap_or_default().to_string();
+                let set = Finish::StateSet {
+                    name: field("AlarmName"),
+                    state: field("StateValue"),
+                    reason: field("StateReason"),
+                };
+                Some(Handling::Forward(body.to_vec(), set))
+            }
             _ => None,
         }
     }
@@ -425,7 +556,7 @@ impl CloudWatchState {
             .filter(|c| state.is_none_or(|s| c.state == s))
             .map(|c| {
                 format!(
-                    "<member><AlarmName>{n}</AlarmName><AlarmArn>arn:aws:cloudwatch:sandbox:123456789012:alarm:{n}</AlarmArn><AlarmDescription>{d}</AlarmDescription><AlarmRule>{r}</AlarmRule><ActionsEnabled>true</ActionsEnabled><StateValue>{s}</StateValue><StateReason>{why}</StateReason><StateUpdatedTimestamp>{t}</StateUpdatedTimestamp></member>",
+                    "<member><AlarmName>{n}</AlarmName><AlarmArn>arn:aws:cloudwatch:sandbox:123456789012:alarm:{n}</AlarmArn><AlarmDescription>{d}</AlarmDescription><AlarmRule>{r}</AlarmRule><ActionsEnabled>true</ActionsEnabled><StateValue>{s}</StateValue><StateReason>{why}</StateReason><StateUpdatedTimestamp>{t}</StateUpdatedTimestamp><StateTransitionedTimestamp>{t}</StateTransitionedTimestamp></member>",
                     n = escape(&c.name),
                     d = escape(&c.description),
                     r = escape(&c.rule),
@@ -463,9 +594,13 @@ pub(super) fn insert_members(xml: &str, tag: &str, members: &str, close: &str) -
 
 impl Finish {
     /// moto's answer with what the sandbox adds.
-    pub fn apply(self, xml: String) -> String {
+    pub fn apply(self, cloudwatch: &CloudWatchState, xml: String) -> String {
         match self {
             Finish::Nothing => xml,
+            Finish::StateSet { name, state, reason } => {
+                cloudwatch.state_set(&name, &state, &reason);
+                xml
+            }
             Finish::MetricResults(m) => insert_members(&xml, "MetricDataResults", &m, "</GetMetricDataResult>"),
             Finish::Alarms { composites, offset, max } => {
                 let xml = match composites.is_empty() {
@@ -654,10 +789,80 @@ mod tests {
         assert_eq!(get(&sent, "MetricDataQueries.member.1.MetricStat.Stat"), Some("SampleCount"));
         assert_eq!(get(&sent, "MetricDataQueries.member.2.Id"), None, "the percentile is not sent to moto");
         let moto = "<GetMetricDataResponse><GetMetricDataResult><MetricDataResults><member><Id>q1</Id></member></MetricDataResults></GetMetricDataResult></GetMetricDataResponse>";
-        let answer = finish.apply(moto.to_string());
+        let answer = finish.apply(&cw, moto.to_string());
         assert!(answer.contains("<Id>q2</Id>"), "{answer}");
         assert!(answer.contains("<Values><member>0.02</member></Values>"), "{answer}");
         assert!(answer.contains("<Id>q1</Id>"), "{answer}");
+    }
+
+    #[test]
+    fn alarm_history_holds_each_change_taken_and_answers_as_aws_in_pages() {
+        let cw = CloudWatchState::default();
+        let set = |name: &str, state: &str| {
+            let body = form(&[
+                ("Action", "SetAlarmState"),
+                ("Version", "2010-08-01"),
+                ("AlarmName", name),
+                ("StateValue", state),
+                ("StateReason", "test"),
+            ]);
+            let Some(Handling::Forward(_, finish)) = cw.handle(&body) else { panic!("forwarded to moto") };
+            finish.apply(&cw, "<SetAlarmStateResponse/>".into());
+        };
+        // One refused by moto never reaches `apply`: no change.
+        let refused = form(&[
+            ("Action", "SetAlarmState"),
+            ("Version", "2010-08-01"),
+            ("AlarmName", "gone"),
+            ("StateValue", "ALARM"),
+        ]);
+        assert!(matches!(cw.handle(&refused), Some(Handling::Forward(..))));
+        for state in ["ALARM", "ALARM", "OK", "ALARM"] {
+            set("a", state);
+        }
+        set("b", "OK");
+        let put = form(&[
+            ("Action", "PutCompositeAlarm"),
+            ("Version", "2010-08-01"),
+            ("AlarmName", "c"),
+            ("AlarmRule", "ALARM(a)"),
+        ]);
+        cw.handle(&put);
+        cw.set_composite_state("c", "ALARM", "rule holds");
+        let history = |pairs: &[(&str, &str)]| {
+            let mut all = vec![("Action", "DescribeAlarmHistory"), ("Version", "2010-08-01")];
+            all.extend_from_slice(pairs);
+            let Some(Handling::Answer(xml)) = cw.handle(&form(&all)) else { panic!("answered by the sandbox") };
+            xml
+        };
+        let count = |xml: &str| xml.matches("<member>").count();
+        let a = history(&[("AlarmName", "a"), ("ScanBy", "TimestampAscending")]);
+        assert_eq!(count(&a), 3, "the same state again is no change: {a}");
+        let first = a.find("Alarm updated from INSUFFICIENT_DATA to ALARM").unwrap();
+        assert!(first < a.find("Alarm updated from ALARM to OK").unwrap(), "oldest first when asked: {a}");
+        assert!(a.contains("&quot;newState&quot;:{&quot;stateReason&quot;:&quot;test&quot;,&quot;stateValue&quot;:&quot;ALARM&quot;}"), "{a}");
+        assert!(!history(&[("AlarmName", "gone")]).contains("<member>"));
+        assert_eq!(count(&history(&[])), 4, "metric alarms only, unless asked for composites");
+        let both = [("AlarmTypes.member.1", "MetricAlarm"), ("AlarmTypes.member.2", "CompositeAlarm")];
+        let all = history(&both);
+        assert_eq!(count(&all), 5, "{all}");
+        assert!(
+            all.find("<AlarmName>c</AlarmName>").unwrap() < all.find("<AlarmName>b</AlarmName>").unwrap(),
+            "newest first: {all}"
+        );
+        assert!(all.contains("<AlarmType>CompositeAlarm</AlarmType>"), "{all}");
+        let page = history(&[both[0], both[1], ("MaxRecords", "2")]);
+        assert_eq!(count(&page), 2);
+        assert!(page.contains("<NextToken>sandbox-history-2</NextToken>"), "{page}");
+        let last = history(&[both[0], both[1], ("MaxRecords", "2"), ("NextToken", "sandbox-history-4")]);
+        assert_eq!(count(&last), 1);
+        assert!(!last.contains("NextToken"), "{last}");
+        let future = history(&[("StartDate", "2999-01-01T00:00:00Z")]);
+        assert!(!future.contains("<member>"), "{future}");
+        assert!(!history(&[("HistoryItemType", "Action")]).contains("<member>"));
+        cw.throttle_alarm_reads.store(true, Ordering::SeqCst);
+        let read = form(&[("Action", "DescribeAlarms"), ("Version", "2010-08-01")]);
+        assert!(matches!(cw.handle(&read), Some(Handling::Refuse(x)) if x.contains("<Code>Throttling</Code>")));
     }
 
     #[test]
@@ -682,7 +887,8 @@ mod tests {
             ("AlarmTypes.member.1", "CompositeAlarm"),
         ]);
         let Some(Handling::Forward(_, finish)) = cw.handle(&typed) else { panic!("forwarded") };
-        let xml = finish.apply("<DescribeAlarmsResult><MetricAlarms/><CompositeAlarms/></DescribeAlarmsResult>".into());
+        let xml =
+            finish.apply(&cw, "<DescribeAlarmsResult><MetricAlarms/><CompositeAlarms/></DescribeAlarmsResult>".into());
         assert!(xml.contains("<AlarmName>any</AlarmName>"), "{xml}");
         assert!(xml.contains("<StateValue>INSUFFICIENT_DATA</StateValue>"), "{xml}");
     }
