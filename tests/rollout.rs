@@ -132,6 +132,92 @@ async fn an_alarm_during_a_soak_rolls_back_to_the_last_good_step_and_the_audit_s
     sb.down().await;
 }
 
+/// The demo runbook's 5xx alarm on staging is set to `state`.
+async fn staging_5xx_alarm_is(sb: &Sandbox, state: aws_sdk::cloudwatch::types::StateValue, reason: &str) {
+    sb.clients
+        .cloudwatch
+        .set_alarm_state()
+        .alarm_name("demo-staging-5xx")
+        .state_value(state)
+        .state_reason(reason)
+        .send()
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alarm_that_went_off_and_back_between_two_readings_still_fails_its_gate() {
+    use aws_sdk::cloudwatch::types::StateValue;
+    use std::sync::atomic::Ordering;
+    let dir = tempfile::tempdir().unwrap();
+    // Readings that fail while alarms are throttled are errors the gate waits through.
+    let (rb, path) = fast_runbook_with(dir.path(), |t| {
+        t.replacen(
+            "alarms = [\"demo-staging-5xx\"]\n",
+            "alarms = [\"demo-staging-5xx\"]\nconsecutive_error_limit = 50\n",
+            1,
+        )
+    });
+    let sb = fixed_sandbox(&rb, "af-south-1").await;
+    let child = spawn_rollout(&sb, &rb, dir.path(), &path);
+    until_soaking(dir.path(), 1).await;
+    // No reading of the alarms gets through while it is in ALARM.
+    sb.faults.cloudwatch.throttle_alarm_reads.store(true, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    staging_5xx_alarm_is(&sb, StateValue::Alarm, "test: 5xx above threshold for a minute").await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    staging_5xx_alarm_is(&sb, StateValue::Ok, "test: 5xx back under the threshold").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    sb.faults.cloudwatch.throttle_alarm_reads.store(false, Ordering::SeqCst);
+    let out = child.wait_with_output().await.unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("rollout ABORTED and rolled back: gate 1 (alarms demo-staging-5xx) failed 1 time(s): alarm demo-staging-5xx went to ALARM at "), "{text}");
+    assert!(text.contains("and left it before a reading saw it (its history says)"), "{text}");
+    assert_eq!(weights(&sb).await, w(90, 10), "back to step 1, the last good one");
+    sb.down().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_alarm_between_readings_counts_one_failure_once() {
+    use aws_sdk::cloudwatch::types::StateValue;
+    use std::sync::atomic::Ordering;
+    let dir = tempfile::tempdir().unwrap();
+    let (rb, path) = fast_runbook_with(dir.path(), |t| {
+        t.replacen(
+            "alarms = [\"demo-staging-5xx\"]\n",
+            "alarms = [\"demo-staging-5xx\"]\nconsecutive_error_limit = 50\nfailure_limit = 3\n",
+            1,
+        )
+    });
+    let sb = fixed_sandbox(&rb, "ap-southeast-6").await;
+    let child = spawn_rollout(&sb, &rb, dir.path(), &path);
+    until_soaking(dir.path(), 1).await;
+    sb.faults.cloudwatch.throttle_alarm_reads.store(true, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Two ALARMs, further apart than one evaluation, neither read.
+    for _ in 0..2 {
+        staging_5xx_alarm_is(&sb, StateValue::Alarm, "test: 5xx above threshold").await;
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        staging_5xx_alarm_is(&sb, StateValue::Ok, "test: 5xx back under the threshold").await;
+        tokio::time::sleep(Duration::from_millis(6000)).await;
+    }
+    sb.faults.cloudwatch.throttle_alarm_reads.store(false, Ordering::SeqCst);
+    let out = child.wait_with_output().await.unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    // Under its limit of 3: counted twice, once each, and the rollout goes on.
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    let failed: Vec<&str> = text.lines().filter(|l| l.contains(") failed (")).collect();
+    assert_eq!(failed.len(), 2, "{text}");
+    assert!(
+        failed[0].contains("gate 1 (alarms demo-staging-5xx) failed (1/3): alarm demo-staging-5xx went to ALARM at "),
+        "{text}"
+    );
+    assert!(failed[1].contains("failed (2/3): alarm demo-staging-5xx went to ALARM at "), "{text}");
+    assert_eq!(weights(&sb).await, w(0, 100));
+    sb.down().await;
+}
+
 /// The weights back at step 1 (90/10), and the abort's audit stages, each
 /// attempt's.
 async fn rolled_back_to_step_1(sb: &Sandbox, state: &Path, audited: &[&str]) {

@@ -40,6 +40,13 @@ pub struct AlarmState {
     /// need not be the ones the runbook declares.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rule: Option<String>,
+    /// When its state last changed, by AWS's clock
+    /// (`StateTransitionedTimestamp`, else `StateUpdatedTimestamp`, which
+    /// also moves on other updates): a change after a reading means it left
+    /// that state since, maybe for ALARM and back, which only its history
+    /// tells.
+    #[serde(skip)]
+    pub state_changed: Option<SystemTime>,
 }
 
 /// Whether AWS publishes `metric` under exactly these dimensions.
@@ -298,12 +305,14 @@ pub async fn alarm_states(cw: &aws_sdk::cloudwatch::Client, names: &[String]) ->
             }
         }
     }
-    let read = |name: Option<&str>, state: Option<&StateValue>, reason: Option<&str>| AlarmState {
-        name: name.unwrap_or_default().to_string(),
-        state: state.map(|s| s.as_str().to_string()).unwrap_or_default(),
-        reason: reason.unwrap_or_default().to_string(),
-        ..Default::default()
-    };
+    let read =
+        |name: Option<&str>, state: Option<&StateValue>, reason: Option<&str>, changed: Option<&DateTime>| AlarmState {
+            name: name.unwrap_or_default().to_string(),
+            state: state.map(|s| s.as_str().to_string()).unwrap_or_default(),
+            reason: reason.unwrap_or_default().to_string(),
+            state_changed: changed.and_then(|t| SystemTime::try_from(*t).ok()),
+            ..Default::default()
+        };
     let metric = metric_alarms.iter().map(|a| {
         // Its own metric, or (metric math) each metric its queries read:
         // one it cannot see makes the whole expression blind.
@@ -327,14 +336,24 @@ pub async fn alarm_states(cw: &aws_sdk::cloudwatch::Client, names: &[String]) ->
             datapoints_to_alarm,
             watches,
             blind,
-            ..read(a.alarm_name(), a.state_value(), a.state_reason())
+            ..read(
+                a.alarm_name(),
+                a.state_value(),
+                a.state_reason(),
+                a.state_transitioned_timestamp().or(a.state_updated_timestamp()),
+            )
         }
     });
     // A composite without a rule read is still one: an empty rule is one
     // cutover cannot read, never a metric alarm's none.
     let composite = composite_alarms.iter().map(|a| AlarmState {
         rule: Some(a.alarm_rule().unwrap_or_default().to_string()),
-        ..read(a.alarm_name(), a.state_value(), a.state_reason())
+        ..read(
+            a.alarm_name(),
+            a.state_value(),
+            a.state_reason(),
+            a.state_transitioned_timestamp().or(a.state_updated_timestamp()),
+        )
     });
     let found: Vec<AlarmState> = metric.chain(composite).collect();
     Ok(names
@@ -349,6 +368,112 @@ pub async fn alarm_states(cw: &aws_sdk::cloudwatch::Client, names: &[String]) ->
             },
         })
         .collect())
+}
+
+/// Pages of alarm history read for one alarm at most: a thousand state
+/// changes since a soak began is an alarm that cannot be judged.
+const HISTORY_PAGES: usize = 10;
+
+/// One change of an alarm's state, from its history (by AWS's clock).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateChange {
+    pub at: SystemTime,
+    pub old: String,
+    pub new: String,
+}
+
+/// Reads one page of alarm `name`'s state changes (metric or composite).
+async fn history_page(
+    cw: &aws_sdk::cloudwatch::Client,
+    name: &str,
+    (start, end): (Option<SystemTime>, Option<SystemTime>),
+    ascending: bool,
+    next: Option<String>,
+) -> AwsResult<(Vec<StateChange>, Option<String>)> {
+    use aws_sdk::cloudwatch::types::{HistoryItemType, ScanBy};
+    // Without AlarmTypes only a metric alarm's history comes back.
+    let resp = cw
+        .describe_alarm_history()
+        .alarm_name(name)
+        .alarm_types(AlarmType::MetricAlarm)
+        .alarm_types(AlarmType::CompositeAlarm)
+        .history_item_type(HistoryItemType::StateUpdate)
+        .set_start_date(start.map(DateTime::from))
+        .set_end_date(end.map(DateTime::from))
+        .scan_by(if ascending { ScanBy::TimestampAscending } else { ScanBy::TimestampDescending })
+        .max_records(100)
+        .set_next_token(next)
+        .send()
+        .await
+        .map_err(|e| sdk_error("DescribeAlarmHistory", e))?;
+    let unreadable = |why: String| super::AwsError {
+        operation: "DescribeAlarmHistory".into(),
+        kind: super::AwsErrorKind::Other,
+        message: why,
+    };
+    let mut changes = Vec::new();
+    for item in resp.alarm_history_items() {
+        let data = item.history_data().unwrap_or_default();
+        let json = serde_json::from_str::<serde_json::Value>(data).unwrap_or_default();
+        let state = |which: &str| json[which]["stateValue"].as_str().map(str::to_string);
+        let at = item.timestamp().and_then(|t| SystemTime::try_from(*t).ok());
+        // An item that cannot be read may be an ALARM: never skipped.
+        let (Some(old), Some(new), Some(at)) = (state("oldState"), state("newState"), at) else {
+            return Err(unreadable(format!("a state change of alarm {name} that cannot be read: {data:?}")));
+        };
+        changes.push(StateChange { at, old, new });
+    }
+    let next = resp.next_token().filter(|t| !t.is_empty()).map(str::to_string);
+    Ok((changes, next))
+}
+
+/// Alarm `name`'s state changes from `from` on, oldest first (AWS keeps
+/// its history for weeks). When the first left ALARM, the change that put
+/// it in ALARM before `from` comes first: that ALARM lasted into the window.
+pub async fn state_changes_since(
+    cw: &aws_sdk::cloudwatch::Client,
+    name: &str,
+    from: SystemTime,
+) -> AwsResult<Vec<StateChange>> {
+    let mut changes = Vec::new();
+    let mut next = None;
+    for _ in 0..HISTORY_PAGES {
+        let (page, more) = history_page(cw, name, (Some(from), None), true, next).await?;
+        changes.extend(page);
+        next = more;
+        if next.is_none() {
+            break;
+        }
+    }
+    if next.is_some() {
+        return Err(super::AwsError {
+            operation: "DescribeAlarmHistory".into(),
+            kind: super::AwsErrorKind::Other,
+            message: format!("alarm {name} changed state more than {} times since the soak began", HISTORY_PAGES * 100),
+        });
+    }
+    if changes.first().is_some_and(|c| c.old == "ALARM") {
+        let (before, _) = history_page(cw, name, (None, Some(from)), false, None).await?;
+        if let Some(entered) = before.into_iter().find(|c| c.new == "ALARM" && c.old != "ALARM") {
+            changes.insert(0, entered);
+        }
+    }
+    Ok(changes)
+}
+
+/// [`state_changes_since`] for alarm `name` of `rb`, read where its state is.
+pub async fn state_changes_by_side(
+    sides: &SideClients,
+    rb: &Runbook,
+    name: &str,
+    from: SystemTime,
+) -> AwsResult<Vec<StateChange>> {
+    let side = rb.alarms.iter().find(|a| a.name == name).and_then(|a| a.environment.clone()).map(Side::Environment);
+    let clients = match &side {
+        Some(s) => sides.side(s),
+        None => sides.runbook(),
+    };
+    state_changes_since(&clients.cloudwatch, name, from).await
 }
 
 /// A dimension set of the AWS/ApplicationELB namespace. The per-zone variants

@@ -2,6 +2,7 @@
 //! --read-only or without confirmation, audited before and after.
 
 pub mod actions;
+pub mod alarm_episodes;
 pub mod gates;
 pub mod not_before;
 pub mod rollout;

@@ -204,6 +204,9 @@ struct Runner<'a> {
     /// A rollback an earlier run left in flight was confirmed as this run
     /// began: that abort is finished, never a fresh start.
     rollback_confirmed: bool,
+    /// When this process last sent a step's weights: an alarm's ALARM
+    /// before it judged other weights.
+    shifted_at: Option<SystemTime>,
 }
 
 impl<'a> Runner<'a> {
@@ -229,6 +232,7 @@ impl<'a> Runner<'a> {
             shared: crate::store::backend::current().shared(),
             last_saved: None,
             rollback_confirmed: false,
+            shifted_at: None,
         }
     }
 }
@@ -576,6 +580,9 @@ impl Runner<'_> {
         if let Err(why) = self.lease.check() {
             let _ = self.audit(&action, Stage::Failed, Some(before), weights, format!("not sent: {why}"));
             return Err(SendError::Failed(format!("{action}: not sent: {why}; stopping")));
+        }
+        if step.is_some() {
+            self.shifted_at = Some(SystemTime::now());
         }
         let change = match shift::apply(self.cx.clients.dns(), &self.cx.actor, plan).await {
             Ok(c) => c,
@@ -1022,6 +1029,12 @@ pub async fn run(cx: &Context, say: &mut (dyn FnMut(&str) + Send)) -> Result<Out
     // Live weights taken over (--adopt-live with weights other than the
     // expected ones) stand in for an interrupted rollback; else it is finished.
     let adopted = cx.adopt_live && live != expected;
+    // A soak this process resumes afresh: an ALARM while no one read the
+    // alarms (since the interrupted run last saved its soak) counts against it.
+    let interrupted_soak = runner.engine.state.phase.soaking_since().map(|since| {
+        let saved = crate::time::parse_rfc3339(&runner.state.updated_at);
+        saved.map_or(since, |t| t.max(since))
+    });
     if let Some(outcome) = before_the_loop(&mut runner, live, adopted, &mut outputs).await? {
         return Ok(outcome);
     }
@@ -1029,6 +1042,10 @@ pub async fn run(cx: &Context, say: &mut (dyn FnMut(&str) + Send)) -> Result<Out
     let mut last_measured: Vec<Option<SystemTime>> = vec![None; rb.rollout.gates.len()];
     let mut last_reading: Vec<Option<SystemTime>> = vec![None; rb.rollout.gates.len()];
     let mut hit_baselines = HitBaselines::default();
+    let mut episodes = Episodes {
+        resumed: interrupted_soak.zip(runner.engine.state.phase.soaking_since()).map(|(old, new)| (new, old)),
+        ..Default::default()
+    };
     let mut quiet = std::collections::BTreeSet::new();
     // A watcher asks every 5 s, beside the loop, whether a side's
     // credentials expired.
@@ -1121,9 +1138,13 @@ pub async fn run(cx: &Context, say: &mut (dyn FnMut(&str) + Send)) -> Result<Out
         }
         outputs = runner.engine.handle(Input::Tick, now());
         if let RolloutPhase::Soaking { since, .. } = runner.engine.state.phase {
-            let more =
-                measure_gates(&mut runner, &session, since, &mut last_measured, &mut last_reading, &mut hit_baselines)
-                    .await;
+            let mut kept = Kept {
+                last_measured: &mut last_measured,
+                last_reading: &mut last_reading,
+                hit_baselines: &mut hit_baselines,
+                episodes: &mut episodes,
+            };
+            let more = measure_gates(&mut runner, &session, since, &mut kept).await;
             outputs.extend(more);
             runner.persist().map_err(failed)?;
             crate::crashpoint::here("soak");
@@ -1477,6 +1498,68 @@ struct HitBaselines {
     by_gate: std::collections::BTreeMap<usize, super::gates::HitBaseline>,
 }
 
+/// The ALARMs the alarm gates counted, and the soak this process resumed
+/// afresh: `(its since, when the interrupted run last saved its soak)`.
+#[derive(Default)]
+struct Episodes {
+    counted: super::alarm_episodes::AlarmEpisodes,
+    resumed: Option<(SystemTime, SystemTime)>,
+}
+
+/// What the gates keep from one round to the next.
+struct Kept<'a> {
+    last_measured: &'a mut [Option<SystemTime>],
+    last_reading: &'a mut [Option<SystemTime>],
+    hit_baselines: &'a mut HitBaselines,
+    episodes: &'a mut Episodes,
+}
+
+/// An alarm gate's reading `m`, or a failure for each ALARM between
+/// readings that its alarms' history tells (read for alarms whose state
+/// changed since `from`); an error when that history cannot be read and
+/// tells no ALARM.
+async fn with_alarm_history(
+    cx: &Context,
+    gate: usize,
+    alarms: &[String],
+    states: &[crate::aws::cloudwatch::AlarmState],
+    from: SystemTime,
+    counted: &mut super::alarm_episodes::AlarmEpisodes,
+    m: crate::engine::Measurement,
+) -> Vec<crate::engine::Measurement> {
+    use crate::engine::Measurement;
+    match m {
+        Measurement::Fail(_) => {
+            counted.saw(gate, states, alarms);
+            return vec![m];
+        }
+        Measurement::Error(_) => return vec![m],
+        Measurement::Pass | Measurement::PassWithoutData(_) | Measurement::NoData => {}
+    }
+    let mut found = Vec::new();
+    let mut unread = None;
+    for (name, changed) in counted.to_read(gate, states, alarms, from) {
+        match crate::aws::cloudwatch::state_changes_by_side(&cx.clients, &cx.rb, &name, from).await {
+            Ok(changes) => found.extend(
+                counted.uncounted(gate, &name, (from, changed), &changes).into_iter().map(|t| (name.clone(), t)),
+            ),
+            Err(e) => {
+                unread.get_or_insert(format!(
+                    "alarm {name} changed state at {} during the soak, and whether it was in ALARM since cannot be \
+                     read: {e}",
+                    crate::time::rfc3339(changed)
+                ));
+            }
+        }
+    }
+    // An ALARM found outweighs another alarm's history not read.
+    match (super::alarm_episodes::unseen_alarms(&found), unread) {
+        (fails, _) if !fails.is_empty() => fails,
+        (_, Some(why)) => vec![Measurement::Error(why)],
+        (_, None) => vec![m],
+    }
+}
+
 /// One round of the gates during a soak: each gate due is measured (from
 /// the live snapshot, or CloudWatch over the soak since `since`) and fed to
 /// the engine; stops at the first that aborts or pauses.
@@ -1484,13 +1567,13 @@ async fn measure_gates(
     runner: &mut Runner<'_>,
     session: &Session,
     since: SystemTime,
-    last_measured: &mut [Option<SystemTime>],
-    last_reading: &mut [Option<SystemTime>],
-    hit_baselines: &mut HitBaselines,
+    kept: &mut Kept<'_>,
 ) -> Vec<Output> {
+    let Kept { last_measured, last_reading, hit_baselines, episodes } = kept;
     if hit_baselines.soak != Some(since) {
-        *hit_baselines = HitBaselines { soak: Some(since), by_gate: Default::default() };
+        **hit_baselines = HitBaselines { soak: Some(since), by_gate: Default::default() };
     }
+    let history_from = super::alarm_episodes::history_from(since, runner.shifted_at, episodes.resumed);
     let (cx, now) = (runner.cx, SystemTime::now);
     let rb = &cx.rb;
     let mut outputs = Vec::new();
@@ -1516,38 +1599,50 @@ async fn measure_gates(
             }
             None => super::gates::from_snapshot(rb, &g.kind, &snap),
         };
-        let (m, covers) = match (due, snapshot_gate) {
+        let (measured, covers) = match (due, snapshot_gate) {
             (Due::Stalled(d), _) => (
-                crate::engine::Measurement::Error(format!(
+                vec![crate::engine::Measurement::Error(format!(
                     "no new reading of its sources for {} s (a poll is stuck or backing off)",
                     d.as_secs()
-                )),
+                ))],
                 None,
             ),
-            (_, Some(m)) => (m, super::gates::snapshot_covers(&session.state, &g.kind)),
+            (_, Some(m)) => {
+                let measured = match (&g.kind, snap.alarms.value.as_deref()) {
+                    (crate::runbook::GateKind::AlarmOk { alarms, .. }, Some(states)) => {
+                        with_alarm_history(cx, i, alarms, states, history_from, &mut episodes.counted, m).await
+                    }
+                    _ => vec![m],
+                };
+                (measured, super::gates::snapshot_covers(&session.state, &g.kind))
+            }
             (_, None) => {
                 let r = super::gates::metric_reading(&cx.clients, &g.kind, &snap, rb, since).await;
-                (r.measurement, r.covers)
+                (vec![r.measurement], r.covers)
             }
         };
-        if matches!(m, crate::engine::Measurement::Error(_))
+        if measured.iter().any(|m| matches!(m, crate::engine::Measurement::Error(_)))
             && let Some(reason) = expired_credentials(rb, &cx.clients).await
         {
             outputs.extend(pause_for(&mut runner.engine, &reason));
             break;
         }
-        // A pass the runbook chose in place of data is said too: no one should take it for a reading.
-        let said = match &m {
-            crate::engine::Measurement::Fail(_) | crate::engine::Measurement::Error(_) => Some(format!("{m:?}")),
-            crate::engine::Measurement::PassWithoutData(why) => Some(format!("taken as a pass without data: {why}")),
-            _ => None,
-        };
-        if let Some(said) = said {
-            (runner.say)(&format!("gate {} ({}): {said}", i + 1, crate::runbook::gate_label(&g.kind)));
-        }
-        outputs.extend(runner.engine.handle(Input::MeasureCovering { gate: i, result: m, covers }, now()));
-        if runner.engine.state.phase == RolloutPhase::Aborted || runner.engine.state.phase == RolloutPhase::Paused {
-            break;
+        for m in measured {
+            // A pass the runbook chose in place of data is said too: no one should take it for a reading.
+            let said = match &m {
+                crate::engine::Measurement::Fail(_) | crate::engine::Measurement::Error(_) => Some(format!("{m:?}")),
+                crate::engine::Measurement::PassWithoutData(why) => {
+                    Some(format!("taken as a pass without data: {why}"))
+                }
+                _ => None,
+            };
+            if let Some(said) = said {
+                (runner.say)(&format!("gate {} ({}): {said}", i + 1, crate::runbook::gate_label(&g.kind)));
+            }
+            outputs.extend(runner.engine.handle(Input::MeasureCovering { gate: i, result: m, covers }, now()));
+            if matches!(runner.engine.state.phase, RolloutPhase::Aborted | RolloutPhase::Paused) {
+                return outputs;
+            }
         }
     }
     outputs

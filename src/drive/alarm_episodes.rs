@@ -1,0 +1,214 @@
+//! An `alarm_ok` gate reads alarm states, and an alarm can go to ALARM and
+//! back between two readings: a throttled or failed poll, a slow one, a
+//! cockpit that stood still. A state changed since the soak began is
+//! checked against the alarm's history, and each ALARM found there that no
+//! reading saw counts as one failure of the gate, as a reading of it would.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
+use crate::aws::cloudwatch::{AlarmState, StateChange};
+use crate::engine::Measurement;
+
+/// How long before the soak's start its alarm history is read: an ALARM
+/// while the step's weights settled (INSYNC, then a TTL) judged this step's
+/// requests.
+const BEFORE_SOAK: Duration = Duration::from_secs(60);
+
+/// How far AWS's clock may be behind this machine's.
+const CLOCK_SKEW: Duration = Duration::from_secs(5);
+
+/// The same change into ALARM as a reading's timestamp and as its history
+/// item's time differs by milliseconds; two changes into ALARM are an
+/// evaluation apart, ten seconds at the least.
+const SAME_CHANGE: Duration = Duration::from_secs(5);
+
+/// Where the history of a soak beginning at `since` starts: a minute
+/// before it, but never before this process sent the step's weights
+/// (`shifted`: an ALARM before judged other weights, and may be the one an
+/// earlier run aborted on). A soak this process resumed afresh (`resumed`:
+/// its since, and when the interrupted run last saved its soak, about its
+/// last reading) reads from a minute before that, as no one read the
+/// alarms in between.
+pub fn history_from(
+    since: SystemTime,
+    shifted: Option<SystemTime>,
+    resumed: Option<(SystemTime, SystemTime)>,
+) -> SystemTime {
+    let before = |t: SystemTime, d: Duration| t.checked_sub(d).unwrap_or(t);
+    match (shifted, resumed) {
+        (Some(shifted), _) => before(since, BEFORE_SOAK).max(before(shifted, CLOCK_SKEW)),
+        (None, Some((new, old))) if new == since => before(old.min(since), BEFORE_SOAK),
+        (None, _) => before(since, BEFORE_SOAK),
+    }
+}
+
+/// The ALARMs each gate has counted while this process runs, and how far
+/// each alarm's history has been read, so one ALARM is one failure, in
+/// whichever soak its history is read.
+#[derive(Debug, Default)]
+pub struct AlarmEpisodes {
+    /// (gate, alarm) → when each counted ALARM began, by AWS's clock.
+    counted: BTreeMap<(usize, String), Vec<SystemTime>>,
+    /// (gate, alarm) → the state change whose history was read through.
+    read_through: BTreeMap<(usize, String), SystemTime>,
+}
+
+impl AlarmEpisodes {
+    /// A reading of gate `gate` failed while these alarms were in ALARM:
+    /// their ALARMs are counted.
+    pub fn saw(&mut self, gate: usize, states: &[AlarmState], alarms: &[String]) {
+        for s in states.iter().filter(|s| s.state == "ALARM" && alarms.contains(&s.name)) {
+            if let Some(t) = s.state_changed {
+                self.counted.entry((gate, s.name.clone())).or_default().push(t);
+            }
+        }
+    }
+
+    /// The alarms of gate `gate` not in ALARM now whose state changed at or
+    /// after `from` since their history was last read, with that change.
+    pub fn to_read(
+        &self,
+        gate: usize,
+        states: &[AlarmState],
+        alarms: &[String],
+        from: SystemTime,
+    ) -> Vec<(String, SystemTime)> {
+        states
+            .iter()
+            .filter(|s| alarms.contains(&s.name) && s.state != "ALARM")
+            .filter_map(|s| Some((s.name.clone(), s.state_changed.filter(|t| *t >= from)?)))
+            .filter(|(name, t)| self.read_through.get(&(gate, name.clone())) != Some(t))
+            .collect()
+    }
+
+    /// Alarm `alarm`'s state changes from `from` on (`changes`, oldest
+    /// first), read after a reading showed its last change at `through`:
+    /// when it went into ALARM where no reading and no earlier history
+    /// counted it, now counted. A change after `through` waits for the
+    /// reading that shows it (counted twice else); the history counts as
+    /// read through `through` only once it holds that change (AWS's history
+    /// may lag the state).
+    pub fn uncounted(
+        &mut self,
+        gate: usize,
+        alarm: &str,
+        (from, through): (SystemTime, SystemTime),
+        changes: &[StateChange],
+    ) -> Vec<SystemTime> {
+        let near = |a: SystemTime, b: SystemTime| {
+            a.duration_since(b).or_else(|_| b.duration_since(a)).is_ok_and(|d| d <= SAME_CHANGE)
+        };
+        let key = (gate, alarm.to_string());
+        if changes.iter().any(|c| near(c.at, through)) {
+            self.read_through.insert(key.clone(), through);
+        }
+        // In ALARM when the window opened, and its start not found: from then.
+        let ongoing = changes.first().filter(|c| c.old == "ALARM").map(|_| from);
+        let entered = changes.iter().filter(|c| c.new == "ALARM" && c.old != "ALARM").map(|c| c.at);
+        let counted = self.counted.entry(key).or_default();
+        let new: Vec<SystemTime> = ongoing
+            .into_iter()
+            .chain(entered)
+            .filter(|t| *t <= through + SAME_CHANGE && !counted.iter().any(|c| near(*c, *t)))
+            .collect();
+        counted.extend(&new);
+        new
+    }
+}
+
+/// A failure for each ALARM no reading saw: `(alarm, when it went into
+/// ALARM)`, as a reading of each would have counted.
+pub fn unseen_alarms(found: &[(String, SystemTime)]) -> Vec<Measurement> {
+    found
+        .iter()
+        .map(|(name, at)| {
+            Measurement::Fail(format!(
+                "alarm {name} went to ALARM at {} and left it before a reading saw it (its history says)",
+                crate::time::rfc3339(*at)
+            ))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000 + s)
+    }
+
+    fn state(name: &str, state: &str, updated: u64) -> AlarmState {
+        AlarmState { name: name.into(), state: state.into(), state_changed: Some(t(updated)), ..Default::default() }
+    }
+
+    fn change(at: u64, old: &str, new: &str) -> StateChange {
+        StateChange { at: t(at), old: old.into(), new: new.into() }
+    }
+
+    #[test]
+    fn only_alarms_of_the_gate_changed_in_the_soak_and_not_read_since_are_read() {
+        let alarms = vec!["a".to_string(), "b".to_string(), "c".to_string()];
+        let states = vec![state("a", "OK", 100), state("b", "OK", 10), state("c", "ALARM", 120), state("d", "OK", 130)];
+        let e = &mut AlarmEpisodes::default();
+        // b changed before the soak; c is in ALARM (a reading counts it); d is no alarm of this gate.
+        assert_eq!(e.to_read(0, &states, &alarms, t(50)), vec![("a".to_string(), t(100))]);
+        assert!(e.uncounted(0, "a", (t(50), t(100)), &[]).is_empty());
+        assert_eq!(e.to_read(0, &states, &alarms, t(50)).len(), 1, "a history without the change is read again");
+        assert!(e.uncounted(0, "a", (t(50), t(100)), &[change(100, "INSUFFICIENT_DATA", "OK")]).is_empty());
+        assert!(e.to_read(0, &states, &alarms, t(50)).is_empty(), "read through its last change");
+        assert_eq!(e.to_read(1, &states, &alarms, t(50)).len(), 1, "another gate reads for itself");
+        let changed = vec![state("a", "INSUFFICIENT_DATA", 160)];
+        assert_eq!(e.to_read(0, &changed, &alarms, t(50)), vec![("a".to_string(), t(160))], "changed again");
+    }
+
+    #[test]
+    fn an_alarm_a_reading_saw_is_not_counted_again_from_its_history() {
+        let alarms = vec!["a".to_string()];
+        let mut e = AlarmEpisodes::default();
+        e.saw(0, &[state("a", "ALARM", 100)], &alarms);
+        // Its history item is a few milliseconds off the state's time.
+        let mut seen = change(100, "OK", "ALARM");
+        seen.at += Duration::from_millis(20);
+        let changes = [seen, change(150, "ALARM", "OK"), change(200, "OK", "ALARM"), change(230, "ALARM", "OK")];
+        assert_eq!(e.uncounted(0, "a", (t(0), t(230)), &changes), vec![t(200)], "only the ALARM no reading saw");
+        assert!(e.uncounted(0, "a", (t(0), t(240)), &changes).is_empty(), "each ALARM counts once, in any soak");
+        assert_eq!(e.uncounted(1, "a", (t(0), t(240)), &changes).len(), 2, "each gate counts for itself");
+    }
+
+    #[test]
+    fn an_alarm_after_the_reading_waits_for_it_and_one_begun_before_the_window_counts() {
+        let mut e = AlarmEpisodes::default();
+        // The reading showed the change at 150; the ALARM at 200 came after it.
+        let changes = [change(150, "INSUFFICIENT_DATA", "OK"), change(200, "OK", "ALARM")];
+        assert!(e.uncounted(0, "a", (t(0), t(150)), &changes).is_empty());
+        // Composites record updates that keep ALARM: no new ALARM.
+        let kept = [change(100, "OK", "ALARM"), change(120, "ALARM", "ALARM"), change(130, "ALARM", "OK")];
+        assert_eq!(e.uncounted(1, "a", (t(0), t(130)), &kept), vec![t(100)]);
+        // In ALARM when the window opened, its start not found: counted from the window.
+        let ongoing = [change(130, "ALARM", "OK")];
+        assert_eq!(e.uncounted(2, "a", (t(60), t(130)), &ongoing), vec![t(60)]);
+    }
+
+    #[test]
+    fn history_is_read_from_a_minute_before_the_soak_but_never_before_this_processs_shift() {
+        assert_eq!(history_from(t(600), None, None), t(540));
+        assert_eq!(history_from(t(600), Some(t(570)), None), t(565), "shifted 30 s before: from then, less the skew");
+        assert_eq!(history_from(t(600), Some(t(100)), None), t(540));
+        assert_eq!(history_from(t(600), None, Some((t(600), t(300)))), t(240), "resumed: from the interrupted run");
+        assert_eq!(history_from(t(900), None, Some((t(600), t(300)))), t(840), "a later soak of the resumed run");
+    }
+
+    #[test]
+    fn each_alarm_seen_between_readings_is_a_failure_that_says_when() {
+        assert!(unseen_alarms(&[]).is_empty());
+        let fails = unseen_alarms(&[("a".into(), t(0)), ("b".into(), t(5))]);
+        assert_eq!(fails.len(), 2);
+        let Measurement::Fail(why) = &fails[0] else { panic!("a failure") };
+        assert_eq!(
+            why,
+            "alarm a went to ALARM at 2027-01-15T08:00:00Z and left it before a reading saw it (its history says)"
+        );
+    }
+}
