@@ -69,8 +69,11 @@ async fn step_1_serves_5xx(
 async fn a_step_waits_for_the_datapoints_covering_its_soak_and_late_5xx_abort_it() {
     // SAFETY: set before any thread of this test binary reads the environment.
     unsafe { std::env::set_var("CUTOVER_SANDBOX_METRICS_LAG", "20s") };
+    // The load balancer's own 5xx bounded too, as a runbook must beside its targets'.
     let metric_gate = "[[rollout.gates]]\nkind = \"metric\"\nenvironment = \"staging\"\n\
-                       metric = \"HTTPCode_Target_5XX_Count\"\nstat = \"Sum\"\nmax = 0\nno_data = \"pass\"\n\n";
+                       metric = \"HTTPCode_Target_5XX_Count\"\nstat = \"Sum\"\nmax = 0\nno_data = \"pass\"\n\n\
+                       [[rollout.gates]]\nkind = \"metric\"\nenvironment = \"staging\"\n\
+                       metric = \"HTTPCode_ELB_5XX_Count\"\nstat = \"Sum\"\nmax = 0\nno_data = \"pass\"\n\n";
     let (_dir, sb, child) = step_1_serves_5xx(metric_gate, "1m", "us-west-1").await;
     let served = Instant::now();
     assert_eq!(visible_5xx(&sb, "staging").await, 0.0, "the datapoint is not visible at once, as on AWS");

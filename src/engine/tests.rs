@@ -55,7 +55,7 @@ fn plan_from_the_demo_runbook_is_valid() {
     let p = RolloutPlan::from_runbook(&rb).unwrap();
     assert_eq!(p.steps, vec![10, 25, 50, 100]);
     assert_eq!(p.initial, (100, 0));
-    assert_eq!(p.gates.len(), 5);
+    assert_eq!(p.gates.len(), 6);
     assert_eq!(p.weights_at(1), (75, 25));
 }
 
@@ -724,7 +724,7 @@ fn gates_on_live_state_have_no_settle_metric_gates_default_to_three_minutes_and_
     let p = RolloutPlan::from_runbook(&rb).unwrap();
     let settles: Vec<Option<u64>> = p.gates.iter().map(|g| g.settle.map(|d| d.as_secs())).collect();
     // The alarm gate: its 3 s lag, then a minute for the poll that reads past it.
-    assert_eq!(settles, [Some(63), None, None, Some(180), Some(180)]);
+    assert_eq!(settles, [Some(63), None, None, Some(180), Some(180), Some(180)]);
 }
 
 #[test]

@@ -670,6 +670,9 @@ impl<'a> Validator<'a> {
                 ),
             );
         }
+        if sound {
+            self.load_balancer_5xx_watched(&raw.rollout.get_ref().gates, &rollout, &alarms);
+        }
         let phases = self.phases(&names, &raw.phases);
         let sandbox = raw.sandbox.as_ref().map(|s| self.sandbox(&names, raw.environments.get_ref(), s));
         let parity_allow = raw.parity.as_ref().map(|p| self.parity(p.get_ref())).unwrap_or_default();
@@ -1586,6 +1589,51 @@ impl<'a> Validator<'a> {
             );
             default
         })
+    }
+
+    /// A rollout bounding the `to` side's HTTPCode_Target_5XX_Count must
+    /// bound its HTTPCode_ELB_5XX_Count too: the 5xx its load balancer
+    /// answers itself (502 when a target closes the connection, 503 with no
+    /// target in service, 504 when one times out) are never in the target
+    /// count, so the 5xx gate passes while clients get them. `gates` and
+    /// `rollout.gates` are the same gates, raw and read.
+    fn load_balancer_5xx_watched(&mut self, gates: &[S<RawGate>], rollout: &Rollout, alarms: &[Alarm]) {
+        let to = rollout.to.as_str();
+        let bounds = |g: &GateKind, m: Metric| match g {
+            GateKind::Metric { environment, metric, .. } => environment == to && *metric == m,
+            GateKind::Compare { metric, .. } => *metric == m,
+            GateKind::AlarmOk { alarms: names, .. } => names.iter().any(|n| {
+                crate::runbook::alarms_under(alarms, n)
+                    .iter()
+                    .any(|a| a.rule.is_none() && a.metric == m && a.environment.as_deref() == Some(to))
+            }),
+            _ => false,
+        };
+        if rollout.gates.iter().any(|g| bounds(&g.kind, Metric::Elb5xx)) {
+            return;
+        }
+        let target_gate = gates.iter().zip(&rollout.gates).find(|(_, g)| {
+            matches!(g.kind, GateKind::Metric { .. } | GateKind::Compare { .. }) && bounds(&g.kind, Metric::Target5xx)
+        });
+        let Some((raw, gate)) = target_gate else { return };
+        let span = raw.get_ref().metric.as_ref().map_or(raw.span(), |m| m.span());
+        let (kind, metric_gate) = match gate.kind {
+            GateKind::Compare { .. } => ("compare", ""),
+            _ => ("metric", ", max = 0 and no_data = \"pass\" (an ALB publishes none while it answers no 5xx)"),
+        };
+        self.err(
+            span,
+            format!(
+                "the rollout bounds the 5xx of `{to}`'s targets but not those its load balancer answers itself: a \
+                 502 (a target closed the connection), 503 (no target in service) or 504 (a target timed out) is \
+                 never in HTTPCode_Target_5XX_Count, so this gate passes while clients get them"
+            ),
+            format!(
+                "add a gate on HTTPCode_ELB_5XX_Count: a {kind} gate like this one with metric = \
+                 \"HTTPCode_ELB_5XX_Count\"{metric_gate}, or an alarm_ok gate on an alarm declared on that metric \
+                 for `{to}`"
+            ),
+        );
     }
 
     /// An ALB's counts (5xx, requests) are worth only their Sum: AWS
@@ -3437,7 +3485,8 @@ mod tests {
             "{err}"
         );
         assert_valid(&two.replacen(gate, &metric("HTTPCode_ELB_5XX_Count"), 1), "the load balancer's own 5xx");
-        assert_valid(&with(gate, &metric("HTTPCode_Target_5XX_Count")), "one target group");
+        let elb = format!("\n\n[[rollout.gates]]\n{}", metric("HTTPCode_ELB_5XX_Count"));
+        assert_valid(&with(gate, &(metric("HTTPCode_Target_5XX_Count") + &elb)), "one target group");
         let err = parse("t.toml", &with(gate, &metric("HealthyHostCount"))).unwrap_err().to_string();
         assert!(err.contains("HealthyHostCount at 0 would pass it"), "{err}");
         // Latency in milliseconds would be a bound no request reaches.
@@ -3485,7 +3534,59 @@ mod tests {
         .to_string();
         assert!(err.contains("HTTPCode_ELB_5XX_Count is a count: a compare gate reads its Sum per request"), "{err}");
         let summed = metric("HTTPCode_Target_5XX_Count").replace("max = 0", "stat = \"Sum\"\nmax = 5");
-        assert_valid(&with(gate, &summed), "a count summed");
+        assert_valid(&with(gate, &(summed + &elb)), "a count summed");
+    }
+
+    #[test]
+    fn a_rollout_bounding_its_targets_5xx_bounds_its_load_balancers_own_too() {
+        let gate = "kind = \"alarm_ok\"\nalarms = [\"green-5xx\"]";
+        let metric = |env: &str, m: &str| {
+            format!("kind = \"metric\"\nenvironment = \"{env}\"\nmetric = \"{m}\"\nmax = 0\nno_data = \"pass\"")
+        };
+        let and = |a: &str, b: &str| format!("{a}\n\n[[rollout.gates]]\n{b}");
+        let target = metric("green", "HTTPCode_Target_5XX_Count");
+        let refused = |text: &str| {
+            let err = parse("t.toml", text).unwrap_err().to_string();
+            assert!(
+                err.contains(
+                    "the rollout bounds the 5xx of `green`'s targets but not those its load balancer answers itself"
+                ) && err.contains("metric = \"HTTPCode_ELB_5XX_Count\"")
+                    && err.contains("t.toml:32:10:"),
+                "{err}"
+            );
+        };
+        refused(&with(gate, &target));
+        // Another side's load balancer says nothing of this one's.
+        refused(&with(gate, &and(&target, &metric("blue", "HTTPCode_ELB_5XX_Count"))));
+        assert_valid(&with(gate, &and(&target, &metric("green", "HTTPCode_ELB_5XX_Count"))), "both counts bounded");
+        // A compare gate reads both sides: blue gets a load balancer.
+        let compare = |m: &str| format!("kind = \"compare\"\nmetric = \"{m}\"\nfactor = 1.5");
+        let both_sides = |gates: &str| {
+            with(gate, gates).replacen(
+                "[environments.blue]\n",
+                "[environments.blue]\nload_balancer = \"blue-alb\"\ntarget_groups = [\"blue-web\"]\n",
+                1,
+            )
+        };
+        let err = parse("t.toml", &both_sides(&compare("HTTPCode_Target_5XX_Count"))).unwrap_err().to_string();
+        assert!(err.contains("add a gate on HTTPCode_ELB_5XX_Count: a compare gate like this one"), "{err}");
+        assert_valid(
+            &both_sides(&and(&compare("HTTPCode_Target_5XX_Count"), &compare("HTTPCode_ELB_5XX_Count"))),
+            "both compared",
+        );
+        // An alarm on the load balancer's own 5xx of `green`, gated on, bounds them.
+        let on_elb = |text: String| {
+            text.replacen(
+                "name = \"green-5xx\"\nenvironment = \"green\"",
+                "name = \"green-5xx\"\nenvironment = \"green\"\nmetric = \"HTTPCode_ELB_5XX_Count\"",
+                1,
+            )
+        };
+        assert_valid(&on_elb(with(gate, &and(gate, &target))), "an alarm on the load balancer's 5xx");
+        let err = parse("t.toml", &with(gate, &and(gate, &target))).unwrap_err().to_string();
+        assert!(err.contains("the rollout bounds the 5xx of `green`'s targets"), "an alarm on the target count: {err}");
+        // Without a bound on the target count, nothing is asked.
+        assert_valid(MINIMAL, "an alarm gate alone");
     }
 
     /// An alarm gate's `lag`: 4m unless given (3m past its longest alarm
