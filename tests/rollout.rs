@@ -179,6 +179,30 @@ async fn an_alarm_that_went_off_and_back_between_two_readings_still_fails_its_ga
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollout_whose_alarm_history_cannot_be_read_is_refused_before_anything_is_sent() {
+    use std::sync::atomic::Ordering;
+    let dir = tempfile::tempdir().unwrap();
+    let (rb, path) = fast_runbook(dir.path());
+    let sb = fixed_sandbox(&rb, "ap-southeast-6").await;
+    sb.faults.cloudwatch.deny_alarm_history.store(true, Ordering::SeqCst);
+    let changes = sb.faults.changes.load(Ordering::SeqCst);
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["rollout", path.to_str().unwrap(), "--yes"]).await;
+    assert_eq!(code, Some(2), "{out}");
+    assert!(
+        out.contains(
+            "refused: the history of alarm demo-staging-5xx cannot be read (DescribeAlarmHistory: AccessDenied"
+        ),
+        "{out}"
+    );
+    assert!(out.contains("grant cloudwatch:DescribeAlarmHistory on all alarms"), "{out}");
+    assert_eq!(weights(&sb).await, w(100, 0), "nothing sent");
+    assert_eq!(sb.faults.changes.load(Ordering::SeqCst), changes, "no change sent");
+    let last = audit(dir.path()).last().unwrap().clone();
+    assert_eq!((last["action"].as_str(), last["stage"].as_str()), (Some("rollout start"), Some("refused")), "{last}");
+    sb.down().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_alarm_between_readings_counts_one_failure_once() {
     use aws_sdk::cloudwatch::types::StateValue;
     use std::sync::atomic::Ordering;
@@ -190,7 +214,7 @@ async fn each_alarm_between_readings_counts_one_failure_once() {
             1,
         )
     });
-    let sb = fixed_sandbox(&rb, "ap-southeast-6").await;
+    let sb = fixed_sandbox(&rb, "ap-east-2").await;
     let child = spawn_rollout(&sb, &rb, dir.path(), &path);
     until_soaking(dir.path(), 1).await;
     sb.faults.cloudwatch.throttle_alarm_reads.store(true, Ordering::SeqCst);

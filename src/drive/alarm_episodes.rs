@@ -20,8 +20,12 @@ const CLOCK_SKEW: Duration = Duration::from_secs(5);
 
 /// The same change into ALARM as a reading's timestamp and as its history
 /// item's time differs by milliseconds; two changes into ALARM are an
-/// evaluation apart, ten seconds at the least.
-const SAME_CHANGE: Duration = Duration::from_secs(5);
+/// evaluation apart, ten seconds at the least on AWS (two in the sandbox).
+const SAME_CHANGE: Duration = Duration::from_secs(1);
+
+fn near(a: SystemTime, b: SystemTime) -> bool {
+    a.duration_since(b).or_else(|_| b.duration_since(a)).is_ok_and(|d| d <= SAME_CHANGE)
+}
 
 /// Where the history of a soak beginning at `since` starts: a minute
 /// before it, but never before this process sent the step's weights
@@ -59,8 +63,9 @@ impl AlarmEpisodes {
     /// their ALARMs are counted.
     pub fn saw(&mut self, gate: usize, states: &[AlarmState], alarms: &[String]) {
         for s in states.iter().filter(|s| s.state == "ALARM" && alarms.contains(&s.name)) {
-            if let Some(t) = s.state_changed {
-                self.counted.entry((gate, s.name.clone())).or_default().push(t);
+            let counted = self.counted.entry((gate, s.name.clone())).or_default();
+            if let Some(t) = s.state_changed.filter(|t| !counted.iter().any(|c| near(*c, *t))) {
+                counted.push(t);
             }
         }
     }
@@ -84,23 +89,21 @@ impl AlarmEpisodes {
 
     /// Alarm `alarm`'s state changes from `from` on (`changes`, oldest
     /// first), read after a reading showed its last change at `through`:
-    /// when it went into ALARM where no reading and no earlier history
-    /// counted it, now counted. A change after `through` waits for the
-    /// reading that shows it (counted twice else); the history counts as
-    /// read through `through` only once it holds that change (AWS's history
-    /// may lag the state).
-    pub fn uncounted(
+    /// counts the times it went into ALARM that no reading and no earlier
+    /// history counted, and returns them, with whether the history holds
+    /// that change (AWS's history may lag the state: one without it is read
+    /// again, and tells nothing of the time since). A change after
+    /// `through` waits for the reading that shows it (counted twice else).
+    pub fn count_unseen(
         &mut self,
         gate: usize,
         alarm: &str,
         (from, through): (SystemTime, SystemTime),
         changes: &[StateChange],
-    ) -> Vec<SystemTime> {
-        let near = |a: SystemTime, b: SystemTime| {
-            a.duration_since(b).or_else(|_| b.duration_since(a)).is_ok_and(|d| d <= SAME_CHANGE)
-        };
+    ) -> (Vec<SystemTime>, bool) {
         let key = (gate, alarm.to_string());
-        if changes.iter().any(|c| near(c.at, through)) {
+        let caught_up = changes.iter().any(|c| near(c.at, through));
+        if caught_up {
             self.read_through.insert(key.clone(), through);
         }
         // In ALARM when the window opened, and its start not found: from then.
@@ -113,7 +116,7 @@ impl AlarmEpisodes {
             .filter(|t| *t <= through + SAME_CHANGE && !counted.iter().any(|c| near(*c, *t)))
             .collect();
         counted.extend(&new);
-        new
+        (new, caught_up)
     }
 }
 
@@ -154,9 +157,9 @@ mod tests {
         let e = &mut AlarmEpisodes::default();
         // b changed before the soak; c is in ALARM (a reading counts it); d is no alarm of this gate.
         assert_eq!(e.to_read(0, &states, &alarms, t(50)), vec![("a".to_string(), t(100))]);
-        assert!(e.uncounted(0, "a", (t(50), t(100)), &[]).is_empty());
+        assert_eq!(e.count_unseen(0, "a", (t(50), t(100)), &[]), (vec![], false), "its history lags");
         assert_eq!(e.to_read(0, &states, &alarms, t(50)).len(), 1, "a history without the change is read again");
-        assert!(e.uncounted(0, "a", (t(50), t(100)), &[change(100, "INSUFFICIENT_DATA", "OK")]).is_empty());
+        assert_eq!(e.count_unseen(0, "a", (t(50), t(100)), &[change(100, "INSUFFICIENT_DATA", "OK")]), (vec![], true));
         assert!(e.to_read(0, &states, &alarms, t(50)).is_empty(), "read through its last change");
         assert_eq!(e.to_read(1, &states, &alarms, t(50)).len(), 1, "another gate reads for itself");
         let changed = vec![state("a", "INSUFFICIENT_DATA", 160)];
@@ -167,14 +170,16 @@ mod tests {
     fn an_alarm_a_reading_saw_is_not_counted_again_from_its_history() {
         let alarms = vec!["a".to_string()];
         let mut e = AlarmEpisodes::default();
+        // Two failing readings of one ALARM: counted once.
+        e.saw(0, &[state("a", "ALARM", 100)], &alarms);
         e.saw(0, &[state("a", "ALARM", 100)], &alarms);
         // Its history item is a few milliseconds off the state's time.
         let mut seen = change(100, "OK", "ALARM");
         seen.at += Duration::from_millis(20);
         let changes = [seen, change(150, "ALARM", "OK"), change(200, "OK", "ALARM"), change(230, "ALARM", "OK")];
-        assert_eq!(e.uncounted(0, "a", (t(0), t(230)), &changes), vec![t(200)], "only the ALARM no reading saw");
-        assert!(e.uncounted(0, "a", (t(0), t(240)), &changes).is_empty(), "each ALARM counts once, in any soak");
-        assert_eq!(e.uncounted(1, "a", (t(0), t(240)), &changes).len(), 2, "each gate counts for itself");
+        assert_eq!(e.count_unseen(0, "a", (t(0), t(230)), &changes).0, vec![t(200)], "only the ALARM no reading saw");
+        assert!(e.count_unseen(0, "a", (t(0), t(240)), &changes).0.is_empty(), "each ALARM counts once, in any soak");
+        assert_eq!(e.count_unseen(1, "a", (t(0), t(240)), &changes).0.len(), 2, "each gate counts for itself");
     }
 
     #[test]
@@ -182,13 +187,13 @@ mod tests {
         let mut e = AlarmEpisodes::default();
         // The reading showed the change at 150; the ALARM at 200 came after it.
         let changes = [change(150, "INSUFFICIENT_DATA", "OK"), change(200, "OK", "ALARM")];
-        assert!(e.uncounted(0, "a", (t(0), t(150)), &changes).is_empty());
+        assert_eq!(e.count_unseen(0, "a", (t(0), t(150)), &changes), (vec![], true));
         // Composites record updates that keep ALARM: no new ALARM.
         let kept = [change(100, "OK", "ALARM"), change(120, "ALARM", "ALARM"), change(130, "ALARM", "OK")];
-        assert_eq!(e.uncounted(1, "a", (t(0), t(130)), &kept), vec![t(100)]);
+        assert_eq!(e.count_unseen(1, "a", (t(0), t(130)), &kept).0, vec![t(100)]);
         // In ALARM when the window opened, its start not found: counted from the window.
         let ongoing = [change(130, "ALARM", "OK")];
-        assert_eq!(e.uncounted(2, "a", (t(60), t(130)), &ongoing), vec![t(60)]);
+        assert_eq!(e.count_unseen(2, "a", (t(60), t(130)), &ongoing).0, vec![t(60)]);
     }
 
     #[test]

@@ -1163,6 +1163,33 @@ struct Begun<'a> {
     expected: Weights,
 }
 
+/// Whether the history of each alarm an `alarm_ok` gate reads can be read:
+/// without it an ALARM between two readings goes unseen, and the gate
+/// stops at the first state change of the soak (found out then, mid-step).
+async fn alarm_history_readable(rb: &Runbook, clients: &SideClients) -> Result<(), String> {
+    let mut names: Vec<&String> = rb
+        .rollout
+        .gates
+        .iter()
+        .flat_map(|g| match &g.kind {
+            crate::runbook::GateKind::AlarmOk { alarms, .. } => alarms.as_slice(),
+            _ => &[],
+        })
+        .collect();
+    names.sort();
+    names.dedup();
+    for name in names {
+        if let Err(e) = crate::aws::cloudwatch::state_changes_by_side(clients, rb, name, SystemTime::now()).await {
+            return Err(format!(
+                "refused: the history of alarm {name} cannot be read ({e}); an alarm_ok gate reads it to find an \
+                 ALARM between two readings: grant cloudwatch:DescribeAlarmHistory on all alarms (\"*\") to the \
+                 credentials that read it; nothing was sent"
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The lock, the plan with the live TTL, the saved state (or a new one), a
 /// change an earlier run left in flight settled, and live weights set
 /// outside the rollout adopted (or refused); None when the rollout is
@@ -1173,6 +1200,14 @@ async fn begin<'a>(cx: &'a Context, say: &'a mut (dyn FnMut(&str) + Send)) -> Re
     // Before the lease and any send: gates judged in the wrong account pass
     // on a namesake.
     if let Err(why) = crate::authority::gates_read_in_their_accounts(rb, &cx.clients).await {
+        let line =
+            cx.actor.audit_line(&rb.name, "rollout start".into(), Stage::Refused, Default::default(), why.clone());
+        return Err(match AuditLog::for_runbook(&rb.name).append(&line) {
+            Ok(()) => RolloutError::Refused(why),
+            Err(e) => failed(format!("{why} (and the refusal could not be audited: {e})")),
+        });
+    }
+    if let Err(why) = alarm_history_readable(rb, &cx.clients).await {
         let line =
             cx.actor.audit_line(&rb.name, "rollout start".into(), Stage::Refused, Default::default(), why.clone());
         return Err(match AuditLog::for_runbook(&rb.name).append(&line) {
@@ -1516,8 +1551,8 @@ struct Kept<'a> {
 
 /// An alarm gate's reading `m`, or a failure for each ALARM between
 /// readings that its alarms' history tells (read for alarms whose state
-/// changed since `from`); an error when that history cannot be read and
-/// tells no ALARM.
+/// changed since `from`); an error when that history cannot be read, or
+/// does not show the reading's change yet, and tells no ALARM.
 async fn with_alarm_history(
     cx: &Context,
     gate: usize,
@@ -1540,9 +1575,18 @@ async fn with_alarm_history(
     let mut unread = None;
     for (name, changed) in counted.to_read(gate, states, alarms, from) {
         match crate::aws::cloudwatch::state_changes_by_side(&cx.clients, &cx.rb, &name, from).await {
-            Ok(changes) => found.extend(
-                counted.uncounted(gate, &name, (from, changed), &changes).into_iter().map(|t| (name.clone(), t)),
-            ),
+            Ok(changes) => {
+                let (new, caught_up) = counted.count_unseen(gate, &name, (from, changed), &changes);
+                found.extend(new.into_iter().map(|t| (name.clone(), t)));
+                if !caught_up {
+                    // What it did since its last change seen is unknown yet: no pass on it.
+                    unread.get_or_insert(format!(
+                        "alarm {name} changed state at {} during the soak, and its history does not show that \
+                         change yet",
+                        crate::time::rfc3339(changed)
+                    ));
+                }
+            }
             Err(e) => {
                 unread.get_or_insert(format!(
                     "alarm {name} changed state at {} during the soak, and whether it was in ALARM since cannot be \

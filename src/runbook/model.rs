@@ -879,6 +879,40 @@ pub fn alarms_under<'a>(alarms: &'a [Alarm], name: &str) -> Vec<&'a Alarm> {
     out
 }
 
+/// The declared alarms whose ALARM alone sets off alarm `name`, every other
+/// alarm OK: itself, and through a composite each child whose ALARM makes
+/// its rule hold (`ALARM(a) OR ALARM(b)`: both; `ALARM(a) AND ALARM(b)`:
+/// neither, as one in ALARM says nothing of the composite), each once.
+pub fn alarms_setting_off<'a>(alarms: &'a [Alarm], name: &str) -> Vec<&'a Alarm> {
+    fn walk<'a>(alarms: &'a [Alarm], name: &str, seen: &mut Vec<String>, out: &mut Vec<&'a Alarm>) {
+        if seen.iter().any(|s| s == name) {
+            return;
+        }
+        seen.push(name.to_string());
+        let Some(a) = alarms.iter().find(|a| a.name == name) else { return };
+        out.push(a);
+        let Some(rule) = a.rule.as_deref() else { return };
+        for child in alarm_rule_names(rule).unwrap_or_default() {
+            if alarm_rule_holds_with_alone(rule, &child) == Some(true) {
+                walk(alarms, &child, seen, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(alarms, name, &mut Vec::new(), &mut out);
+    out
+}
+
+/// Whether a composite rule holds with alarm `child` in ALARM and every
+/// other alarm it names OK; `None` when the rule cannot be read.
+pub fn alarm_rule_holds_with_alone(rule: &str, child: &str) -> Option<bool> {
+    let tokens = alarm_rule_tokens(rule)?;
+    let state = |want: &str, n: &str| Some(want == if n == child { "ALARM" } else { "OK" });
+    let mut p = RuleEval { tokens: &tokens, at: 0, state: &state };
+    let v = p.or()?;
+    (p.at == tokens.len()).then_some(v?)
+}
+
 /// The alarm names a composite alarm rule refers to, or `None` when the rule
 /// cannot be read: `ALARM("a") OR (OK(b) AND NOT INSUFFICIENT_DATA("c"))`;
 /// also `TRUE` and `FALSE`.

@@ -670,7 +670,8 @@ impl<'a> Validator<'a> {
                 ),
             );
         }
-        if sound {
+        // Without a load balancer, its gates on ALB metrics are refused already.
+        if sound && names.lb_envs.contains(&rollout.to) {
             self.load_balancer_5xx_watched(&raw.rollout.get_ref().gates, &rollout, &alarms);
         }
         let phases = self.phases(&names, &raw.phases);
@@ -1602,8 +1603,10 @@ impl<'a> Validator<'a> {
         let bounds = |g: &GateKind, m: Metric| match g {
             GateKind::Metric { environment, metric, .. } => environment == to && *metric == m,
             GateKind::Compare { metric, .. } => *metric == m,
+            // An alarm the gate's composite follows only with another in
+            // ALARM too bounds nothing alone.
             GateKind::AlarmOk { alarms: names, .. } => names.iter().any(|n| {
-                crate::runbook::alarms_under(alarms, n)
+                crate::runbook::alarms_setting_off(alarms, n)
                     .iter()
                     .any(|a| a.rule.is_none() && a.metric == m && a.environment.as_deref() == Some(to))
             }),
@@ -1630,8 +1633,8 @@ impl<'a> Validator<'a> {
             ),
             format!(
                 "add a gate on HTTPCode_ELB_5XX_Count: a {kind} gate like this one with metric = \
-                 \"HTTPCode_ELB_5XX_Count\"{metric_gate}, or an alarm_ok gate on an alarm declared on that metric \
-                 for `{to}`"
+                 \"HTTPCode_ELB_5XX_Count\"{metric_gate}, or an alarm_ok gate on an alarm declared with metric = \
+                 \"HTTPCode_ELB_5XX_Count\" and environment = \"{to}\""
             ),
         );
     }
@@ -3585,6 +3588,20 @@ mod tests {
         assert_valid(&on_elb(with(gate, &and(gate, &target))), "an alarm on the load balancer's 5xx");
         let err = parse("t.toml", &with(gate, &and(gate, &target))).unwrap_err().to_string();
         assert!(err.contains("the rollout bounds the 5xx of `green`'s targets"), "an alarm on the target count: {err}");
+        // Through a composite: only a child whose ALARM alone sets it off.
+        let composite = |op: &str| {
+            on_elb(with(gate, &and("kind = \"alarm_ok\"\nalarms = [\"green-any\"]", &target))).replacen(
+                "[[phases]]",
+                &format!(
+                    "[[alarms]]\nname = \"green-tg\"\nenvironment = \"green\"\n\n[[alarms]]\nname = \"green-any\"\n\
+                     rule = 'ALARM(\"green-tg\") {op} ALARM(\"green-5xx\")'\n\n[[phases]]"
+                ),
+                1,
+            )
+        };
+        assert_valid(&composite("OR"), "a composite any of whose alarms sets it off");
+        let err = parse("t.toml", &composite("AND")).unwrap_err().to_string();
+        assert!(err.contains("the rollout bounds the 5xx of `green`'s targets"), "both needed: {err}");
         // Without a bound on the target count, nothing is asked.
         assert_valid(MINIMAL, "an alarm gate alone");
     }

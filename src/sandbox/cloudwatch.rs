@@ -81,6 +81,9 @@ pub struct CloudWatchState {
     /// DescribeAlarms answered `Throttling` (the SDK's retries too), as AWS
     /// answers a reader over its rate.
     pub throttle_alarm_reads: AtomicBool,
+    /// DescribeAlarmHistory refused (AccessDenied), as for credentials
+    /// without `cloudwatch:DescribeAlarmHistory`.
+    pub deny_alarm_history: AtomicBool,
 }
 
 /// What the proxy does with a request.
@@ -247,6 +250,32 @@ impl CloudWatchState {
         });
     }
 
+    /// Each metric alarm of a DescribeAlarms answer with the time its state
+    /// last changed through the proxy (`StateTransitionedTimestamp`, which
+    /// AWS sends; moto's `StateUpdatedTimestamp` moves on a SetAlarmState of
+    /// the state it already has, which changes nothing on AWS).
+    fn with_transitions(&self, xml: &str) -> String {
+        let (members, span) = top_members(xml, "MetricAlarms");
+        let Some((start, end)) = span else { return xml.to_string() };
+        let history = self.history.lock().unwrap_or_else(|e| e.into_inner());
+        let close = "</StateUpdatedTimestamp>";
+        let rebuilt: String = members
+            .iter()
+            .map(|m| {
+                let name = m.split_once("<AlarmName>").and_then(|(_, r)| r.split_once("</AlarmName>")).map(|(n, _)| n);
+                let last = history.iter().rev().find(|c| !c.composite && Some(escape(&c.name).as_str()) == name);
+                match (last, m.find(close)) {
+                    (Some(c), Some(i)) => {
+                        let (head, tail) = m.split_at(i + close.len());
+                        format!("{head}<StateTransitionedTimestamp>{}</StateTransitionedTimestamp>{tail}", iso(c.at))
+                    }
+                    _ => m.to_string(),
+                }
+            })
+            .collect();
+        format!("{}{rebuilt}{}", &xml[..start], &xml[end..])
+    }
+
     /// A metric alarm's state set through SetAlarmState: its state before is
     /// the last the history has, else INSUFFICIENT_DATA (a new alarm's on
     /// AWS, which the sandbox sets each alarm it makes to).
@@ -337,6 +366,11 @@ impl CloudWatchState {
                 "<ErrorResponse xmlns=\"{XMLNS}\"><Error><Type>Sender</Type><Code>Throttling</Code><Message>Rate exceeded</Message></Error><RequestId>sandbox-throttled</RequestId></ErrorResponse>"
             ))),
             "DescribeAlarms" => Some(self.describe_alarms(form)),
+            "DescribeAlarmHistory" if self.deny_alarm_history.load(Ordering::SeqCst) => {
+                Some(Handling::Refuse(format!(
+                    "<ErrorResponse xmlns=\"{XMLNS}\"><Error><Type>Sender</Type><Code>AccessDenied</Code><Message>User is not authorized to perform: cloudwatch:DescribeAlarmHistory</Message></Error><RequestId>sandbox-denied</RequestId></ErrorResponse>"
+                )))
+            }
             "DescribeAlarmHistory" => Some(self.describe_alarm_history(&form)),
             "SetAlarmState" => {
                 let field = |k: &str| get(&form, k).unwrap_or_default().to_string();
@@ -607,7 +641,7 @@ impl Finish {
                     true => xml,
                     false => insert_members(&xml, "CompositeAlarms", &composites, "</DescribeAlarmsResult>"),
                 };
-                page_alarms(&xml, offset, max)
+                cloudwatch.with_transitions(&page_alarms(&xml, offset, max))
             }
         }
     }
@@ -860,6 +894,14 @@ mod tests {
         let future = history(&[("StartDate", "2999-01-01T00:00:00Z")]);
         assert!(!future.contains("<member>"), "{future}");
         assert!(!history(&[("HistoryItemType", "Action")]).contains("<member>"));
+        let moto = "<DescribeAlarmsResult><MetricAlarms><member><AlarmName>a</AlarmName><StateValue>ALARM</StateValue><StateUpdatedTimestamp>2030-01-01T00:00:00Z</StateUpdatedTimestamp></member><member><AlarmName>gone</AlarmName><StateUpdatedTimestamp>2030-01-01T00:00:00Z</StateUpdatedTimestamp></member></MetricAlarms></DescribeAlarmsResult>";
+        let read = cw.with_transitions(moto);
+        assert_eq!(
+            read.matches("<StateTransitionedTimestamp>").count(),
+            1,
+            "only an alarm changed through the proxy: {read}"
+        );
+        assert!(read.contains("2030-01-01T00:00:00Z</StateUpdatedTimestamp><StateTransitionedTimestamp>"), "{read}");
         cw.throttle_alarm_reads.store(true, Ordering::SeqCst);
         let read = form(&[("Action", "DescribeAlarms"), ("Version", "2010-08-01")]);
         assert!(matches!(cw.handle(&read), Some(Handling::Refuse(x)) if x.contains("<Code>Throttling</Code>")));
