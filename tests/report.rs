@@ -110,7 +110,8 @@ async fn a_report_on_a_real_rollout_plots_weights_metrics_gates_and_marks_every_
 
     // One plot per series: weights, requests, 5xx, latency, every gate with
     // a numeric reading (redis_reachable, gate 3, has none), the timeline.
-    let plotted = ["weights", "requests", "5xx", "latency", "gate-1", "gate-2", "gate-4", "gate-5", "timeline"];
+    let plotted =
+        ["weights", "requests", "5xx", "latency", "gate-1", "gate-2", "gate-4", "gate-5", "gate-6", "timeline"];
     assert_eq!(html.matches("<svg").count(), plotted.len());
     let svgs: BTreeMap<&str, Vec<Element>> =
         plotted.iter().map(|id| (*id, parse_svg(one_svg(section(&html, id))))).collect();
@@ -168,7 +169,7 @@ async fn a_report_on_a_real_rollout_plots_weights_metrics_gates_and_marks_every_
     }
     // Each plotted gate has its limit drawn, flat, beside its reading.
     let limit = cutover::report::colour_hex(cutover::report::THRESHOLD_COLOUR);
-    for id in ["gate-1", "gate-2", "gate-4", "gate-5"] {
+    for id in ["gate-1", "gate-2", "gate-4", "gate-5", "gate-6"] {
         let line = polylines(&svgs[id], &limit);
         assert_eq!(line.len(), 1, "{id}: one limit line");
         let v = vertices(line[0]);

@@ -145,30 +145,39 @@ async fn staging_5xx_alarm_is(sb: &Sandbox, state: aws_sdk::cloudwatch::types::S
         .unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_alarm_that_went_off_and_back_between_two_readings_still_fails_its_gate() {
+/// The fast runbook whose alarm gate (gate 1) waits through 50 errors in a
+/// row (its readings fail while alarms are throttled), with `more` fields.
+fn alarm_gate_waits_out_throttling(dir: &Path, more: &str) -> (Runbook, PathBuf) {
+    fast_runbook_with(dir, |t| {
+        let gate = "alarms = [\"demo-staging-5xx\"]\n";
+        t.replacen(gate, &format!("{gate}consecutive_error_limit = 50\n{more}"), 1)
+    })
+}
+
+/// While no reading of the alarms gets through, the staging 5xx alarm goes
+/// to ALARM and back `times` times, each OK held `ok_for`.
+async fn alarm_off_and_back_unread(sb: &Sandbox, times: usize, ok_for: Duration) {
     use aws_sdk::cloudwatch::types::StateValue;
     use std::sync::atomic::Ordering;
+    sb.faults.cloudwatch.throttle_alarm_reads.store(true, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for _ in 0..times {
+        staging_5xx_alarm_is(sb, StateValue::Alarm, "test: 5xx above threshold for a minute").await;
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        staging_5xx_alarm_is(sb, StateValue::Ok, "test: 5xx back under the threshold").await;
+        tokio::time::sleep(ok_for).await;
+    }
+    sb.faults.cloudwatch.throttle_alarm_reads.store(false, Ordering::SeqCst);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alarm_that_went_off_and_back_between_two_readings_still_fails_its_gate() {
     let dir = tempfile::tempdir().unwrap();
-    // Readings that fail while alarms are throttled are errors the gate waits through.
-    let (rb, path) = fast_runbook_with(dir.path(), |t| {
-        t.replacen(
-            "alarms = [\"demo-staging-5xx\"]\n",
-            "alarms = [\"demo-staging-5xx\"]\nconsecutive_error_limit = 50\n",
-            1,
-        )
-    });
+    let (rb, path) = alarm_gate_waits_out_throttling(dir.path(), "");
     let sb = fixed_sandbox(&rb, "af-south-1").await;
     let child = spawn_rollout(&sb, &rb, dir.path(), &path);
     until_soaking(dir.path(), 1).await;
-    // No reading of the alarms gets through while it is in ALARM.
-    sb.faults.cloudwatch.throttle_alarm_reads.store(true, Ordering::SeqCst);
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    staging_5xx_alarm_is(&sb, StateValue::Alarm, "test: 5xx above threshold for a minute").await;
-    tokio::time::sleep(Duration::from_millis(1000)).await;
-    staging_5xx_alarm_is(&sb, StateValue::Ok, "test: 5xx back under the threshold").await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    sb.faults.cloudwatch.throttle_alarm_reads.store(false, Ordering::SeqCst);
+    alarm_off_and_back_unread(&sb, 1, Duration::from_millis(500)).await;
     let out = child.wait_with_output().await.unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{text}");
@@ -204,29 +213,13 @@ async fn a_rollout_whose_alarm_history_cannot_be_read_is_refused_before_anything
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_alarm_between_readings_counts_one_failure_once() {
-    use aws_sdk::cloudwatch::types::StateValue;
-    use std::sync::atomic::Ordering;
     let dir = tempfile::tempdir().unwrap();
-    let (rb, path) = fast_runbook_with(dir.path(), |t| {
-        t.replacen(
-            "alarms = [\"demo-staging-5xx\"]\n",
-            "alarms = [\"demo-staging-5xx\"]\nconsecutive_error_limit = 50\nfailure_limit = 3\n",
-            1,
-        )
-    });
+    let (rb, path) = alarm_gate_waits_out_throttling(dir.path(), "failure_limit = 3\n");
     let sb = fixed_sandbox(&rb, "ap-east-2").await;
     let child = spawn_rollout(&sb, &rb, dir.path(), &path);
     until_soaking(dir.path(), 1).await;
-    sb.faults.cloudwatch.throttle_alarm_reads.store(true, Ordering::SeqCst);
-    tokio::time::sleep(Duration::from_millis(1500)).await;
     // Two ALARMs, further apart than one evaluation, neither read.
-    for _ in 0..2 {
-        staging_5xx_alarm_is(&sb, StateValue::Alarm, "test: 5xx above threshold").await;
-        tokio::time::sleep(Duration::from_millis(1000)).await;
-        staging_5xx_alarm_is(&sb, StateValue::Ok, "test: 5xx back under the threshold").await;
-        tokio::time::sleep(Duration::from_millis(6000)).await;
-    }
-    sb.faults.cloudwatch.throttle_alarm_reads.store(false, Ordering::SeqCst);
+    alarm_off_and_back_unread(&sb, 2, Duration::from_secs(6)).await;
     let out = child.wait_with_output().await.unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     // Under its limit of 3: counted twice, once each, and the rollout goes on.
@@ -1412,17 +1405,16 @@ async fn throttling_during_a_rollout_never_advances_blind_and_a_restart_complete
     let dir = tempfile::tempdir().unwrap();
     let (rb, path) = fast_runbook_with(dir.path(), |t| t.replace("soak = \"5s\"", "soak = \"20s\""));
     let sb = fixed_sandbox(&rb, "ap-northeast-3").await;
-    let moto: std::net::SocketAddr = sb.endpoint.trim_start_matches("http://").parse().unwrap();
-    let (addr, proxy, counts) = cutover::sandbox::aws_proxy::start(moto, 10).await.unwrap();
+    // The sandbox's own proxy throttles (a second one in front of it would
+    // answer the alarms' history from a record of its own, which is empty):
+    // every caller in the account is throttled alike, the sandbox's too.
+    let counts = sb.faults.clone();
     // Every tenth call throttled once: a retry goes through, so the SDK
     // surely absorbs it (with retries throttled too, a call sometimes ran
     // out of attempts and the first step never soaked in time).
     counts.retries_pass.store(true, Ordering::SeqCst);
-    let through_proxy = |args: &[&str]| {
-        let mut c = cutover_command(&sb, &rb, dir.path(), args);
-        c.env("AWS_ENDPOINT_URL", format!("http://{addr}"));
-        tokio::process::Command::from(c)
-    };
+    counts.every.store(10, Ordering::SeqCst);
+    let through_proxy = |args: &[&str]| tokio::process::Command::from(cutover_command(&sb, &rb, dir.path(), args));
     let p = path.to_str().unwrap();
     let child = through_proxy(&["rollout", p, "--yes"]).spawn().unwrap();
     until_soaking(dir.path(), 1).await;
@@ -1442,11 +1434,11 @@ async fn throttling_during_a_rollout_never_advances_blind_and_a_restart_complete
     assert!(why.contains("Throttling") || why.contains("Rate exceeded") || text.contains("Throttling"), "{text}");
     let state = rollout_state(dir.path()).unwrap();
     assert_eq!(state["engine"]["step"], 1, "never advanced: {state}");
-    assert_eq!(weights(&sb).await, w(75, 25), "no weight moved while throttled");
 
     // Throttling eases to every tenth call: a restart resumes step 2 and completes.
     counts.every.store(10, Ordering::SeqCst);
     counts.retries_pass.store(true, Ordering::SeqCst);
+    assert_eq!(weights(&sb).await, w(75, 25), "no weight moved while throttled");
     let out = through_proxy(&["rollout", p, "--yes"]).output().await.unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{text}{}", String::from_utf8_lossy(&out.stderr));
@@ -1459,7 +1451,6 @@ async fn throttling_during_a_rollout_never_advances_blind_and_a_restart_complete
         assert!(lines.iter().any(|l| l["action"] == action.as_str() && l["stage"] == "insync"), "{action}");
     }
     let (seen, throttled) = (counts.seen.load(Ordering::SeqCst), counts.throttled.load(Ordering::SeqCst));
-    proxy.abort();
     sb.down().await;
     record(
         "throttling",
@@ -1467,7 +1458,7 @@ async fn throttling_during_a_rollout_never_advances_blind_and_a_restart_complete
             "A rollout through the proxy with every tenth call throttled took its steps as planned; with every \
              call throttled during step 2's soak it paused (exit 3: \"{}\"), weights held at 75/25; eased back to \
              every tenth call, a restart completed to 0/100 with each of the 4 steps sent once and INSYNC \
-             ({throttled} of {seen} calls throttled)",
+             ({throttled} of {seen} calls through the proxy throttled, the sandbox's own included)",
             why
         ),
     );

@@ -18,9 +18,10 @@ const BEFORE_SOAK: Duration = Duration::from_secs(60);
 /// How far AWS's clock may be behind this machine's.
 const CLOCK_SKEW: Duration = Duration::from_secs(5);
 
-/// The same change into ALARM as a reading's timestamp and as its history
-/// item's time differs by milliseconds; two changes into ALARM are an
-/// evaluation apart, ten seconds at the least on AWS (two in the sandbox).
+/// The same change as a reading's timestamp and as its history item's time
+/// (AWS CLI's examples for one alarm show the same millisecond in both);
+/// two changes into ALARM are an evaluation apart, ten seconds at the
+/// least on AWS (two in the sandbox).
 const SAME_CHANGE: Duration = Duration::from_secs(1);
 
 fn near(a: SystemTime, b: SystemTime) -> bool {

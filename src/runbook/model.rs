@@ -863,28 +863,19 @@ pub fn metric_alarms_under<'a>(alarms: &'a [Alarm], name: &str) -> Vec<&'a Alarm
 /// Every declared alarm `name` rests on, itself first: a composite, the
 /// composites under it and their metric alarms (each once; a cycle is cut).
 pub fn alarms_under<'a>(alarms: &'a [Alarm], name: &str) -> Vec<&'a Alarm> {
-    fn walk<'a>(alarms: &'a [Alarm], name: &str, seen: &mut Vec<String>, out: &mut Vec<&'a Alarm>) {
-        if seen.iter().any(|s| s == name) {
-            return;
-        }
-        seen.push(name.to_string());
-        let Some(a) = alarms.iter().find(|a| a.name == name) else { return };
-        out.push(a);
-        if let Some(children) = a.rule.as_deref().and_then(alarm_rule_names) {
-            children.iter().for_each(|c| walk(alarms, c, seen, out));
-        }
-    }
-    let mut out = Vec::new();
-    walk(alarms, name, &mut Vec::new(), &mut out);
-    out
+    walk_alarms(alarms, name, &|_, _| true)
 }
 
-/// The declared alarms whose ALARM alone sets off alarm `name`, every other
-/// alarm OK: itself, and through a composite each child whose ALARM makes
-/// its rule hold (`ALARM(a) OR ALARM(b)`: both; `ALARM(a) AND ALARM(b)`:
-/// neither, as one in ALARM says nothing of the composite), each once.
-pub fn alarms_setting_off<'a>(alarms: &'a [Alarm], name: &str) -> Vec<&'a Alarm> {
-    fn walk<'a>(alarms: &'a [Alarm], name: &str, seen: &mut Vec<String>, out: &mut Vec<&'a Alarm>) {
+/// Alarm `name`, then each child of a composite that `follows(rule,
+/// child)`, depth first, each once (a cycle is cut).
+fn walk_alarms<'a>(alarms: &'a [Alarm], name: &str, follows: &dyn Fn(&str, &str) -> bool) -> Vec<&'a Alarm> {
+    fn walk<'a>(
+        alarms: &'a [Alarm],
+        name: &str,
+        follows: &dyn Fn(&str, &str) -> bool,
+        seen: &mut Vec<String>,
+        out: &mut Vec<&'a Alarm>,
+    ) {
         if seen.iter().any(|s| s == name) {
             return;
         }
@@ -893,14 +884,22 @@ pub fn alarms_setting_off<'a>(alarms: &'a [Alarm], name: &str) -> Vec<&'a Alarm>
         out.push(a);
         let Some(rule) = a.rule.as_deref() else { return };
         for child in alarm_rule_names(rule).unwrap_or_default() {
-            if alarm_rule_holds_with_alone(rule, &child) == Some(true) {
-                walk(alarms, &child, seen, out);
+            if follows(rule, &child) {
+                walk(alarms, &child, follows, seen, out);
             }
         }
     }
     let mut out = Vec::new();
-    walk(alarms, name, &mut Vec::new(), &mut out);
+    walk(alarms, name, follows, &mut Vec::new(), &mut out);
     out
+}
+
+/// The declared alarms whose ALARM alone sets off alarm `name`, every other
+/// alarm OK: itself, and through a composite each child whose ALARM makes
+/// its rule hold (`ALARM(a) OR ALARM(b)`: both; `ALARM(a) AND ALARM(b)`:
+/// neither, as one in ALARM says nothing of the composite), each once.
+pub fn alarms_setting_off<'a>(alarms: &'a [Alarm], name: &str) -> Vec<&'a Alarm> {
+    walk_alarms(alarms, name, &|rule, child| alarm_rule_holds_with_alone(rule, child) == Some(true))
 }
 
 /// Whether a composite rule holds with alarm `child` in ALARM and every
