@@ -374,6 +374,12 @@ pub async fn alarm_states(cw: &aws_sdk::cloudwatch::Client, names: &[String]) ->
 /// changes since a soak began is an alarm that cannot be judged.
 const HISTORY_PAGES: usize = 10;
 
+/// An alarm history cutover cannot judge (a reply it cannot read, too
+/// many changes): no request to try again.
+fn history_error(message: String) -> super::AwsError {
+    super::AwsError { operation: "DescribeAlarmHistory".into(), kind: super::AwsErrorKind::Other, message }
+}
+
 /// One change of an alarm's state, from its history (by AWS's clock).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StateChange {
@@ -406,11 +412,6 @@ async fn history_page(
         .send()
         .await
         .map_err(|e| sdk_error("DescribeAlarmHistory", e))?;
-    let unreadable = |why: String| super::AwsError {
-        operation: "DescribeAlarmHistory".into(),
-        kind: super::AwsErrorKind::Other,
-        message: why,
-    };
     let mut changes = Vec::new();
     for item in resp.alarm_history_items() {
         let data = item.history_data().unwrap_or_default();
@@ -419,7 +420,7 @@ async fn history_page(
         let at = item.timestamp().and_then(|t| SystemTime::try_from(*t).ok());
         // An item that cannot be read may be an ALARM: never skipped.
         let (Some(old), Some(new), Some(at)) = (state("oldState"), state("newState"), at) else {
-            return Err(unreadable(format!("a state change of alarm {name} that cannot be read: {data:?}")));
+            return Err(history_error(format!("a state change of alarm {name} that cannot be read: {data:?}")));
         };
         changes.push(StateChange { at, old, new });
     }
@@ -446,11 +447,8 @@ pub async fn state_changes_since(
         }
     }
     if next.is_some() {
-        return Err(super::AwsError {
-            operation: "DescribeAlarmHistory".into(),
-            kind: super::AwsErrorKind::Other,
-            message: format!("alarm {name} changed state more than {} times since the soak began", HISTORY_PAGES * 100),
-        });
+        let times = HISTORY_PAGES * 100;
+        return Err(history_error(format!("alarm {name} changed state more than {times} times since the soak began")));
     }
     if changes.first().is_some_and(|c| c.old == "ALARM") {
         let (before, _) = history_page(cw, name, (None, Some(from)), false, None).await?;

@@ -63,6 +63,11 @@ struct StateChange {
     reason: String,
 }
 
+/// The last change through the proxy of the metric alarm `named`.
+fn last_metric_change(history: &[StateChange], named: impl Fn(&str) -> bool) -> Option<&StateChange> {
+    history.iter().rev().find(|c| !c.composite && named(&c.name))
+}
+
 #[derive(Debug, Default)]
 pub struct CloudWatchState {
     /// Datapoints newer than now − lag are not returned (milliseconds).
@@ -263,7 +268,8 @@ impl CloudWatchState {
             .iter()
             .map(|m| {
                 let name = m.split_once("<AlarmName>").and_then(|(_, r)| r.split_once("</AlarmName>")).map(|(n, _)| n);
-                let last = history.iter().rev().find(|c| !c.composite && Some(escape(&c.name).as_str()) == name);
+                // As the answer writes it: escaped.
+                let last = name.and_then(|n| last_metric_change(&history, |c| escape(c) == n));
                 match (last, m.find(close)) {
                     (Some(c), Some(i)) => {
                         let (head, tail) = m.split_at(i + close.len());
@@ -282,7 +288,7 @@ impl CloudWatchState {
     fn state_set(&self, name: &str, state: &str, reason: &str) {
         let old = {
             let history = self.history.lock().unwrap_or_else(|e| e.into_inner());
-            history.iter().rev().find(|c| c.name == name && !c.composite).map(|c| c.new.clone())
+            last_metric_change(&history, |c| c == name).map(|c| c.new.clone())
         };
         self.changed(name, false, old.as_deref().unwrap_or("INSUFFICIENT_DATA"), state, reason);
     }
