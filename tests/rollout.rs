@@ -188,13 +188,22 @@ async fn an_alarm_that_went_off_and_back_between_two_readings_still_fails_its_ga
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_rollout_whose_alarm_history_cannot_be_read_is_refused_before_anything_is_sent() {
+async fn a_rollout_whose_alarm_history_cannot_be_read_is_refused_before_anything_is_sent_and_its_dry_run_says_so() {
     use std::sync::atomic::Ordering;
     let dir = tempfile::tempdir().unwrap();
     let (rb, path) = fast_runbook(dir.path());
     let sb = fixed_sandbox(&rb, "ap-southeast-6").await;
     sb.faults.cloudwatch.deny_alarm_history.store(true, Ordering::SeqCst);
     let changes = sb.faults.changes.load(Ordering::SeqCst);
+    // The dry run says so, and exits as the run would.
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["rollout", path.to_str().unwrap(), "--dry-run"]).await;
+    assert_eq!(code, Some(2), "{out}");
+    assert!(
+        out.contains(
+            "would refuse: the history of alarm demo-staging-5xx cannot be read (DescribeAlarmHistory: AccessDenied"
+        ),
+        "{out}"
+    );
     let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["rollout", path.to_str().unwrap(), "--yes"]).await;
     assert_eq!(code, Some(2), "{out}");
     assert!(

@@ -148,6 +148,9 @@ pub enum Verdict {
     /// A side the gates read is reached in another account than the
     /// runbook's for it, or its account cannot be told.
     GatesReadElsewhere,
+    /// An `alarm_ok` gate's alarm history cannot be read by the
+    /// credentials that read the alarm.
+    AlarmHistoryUnreadable,
     /// Keys in the environment expire before the rollout could end, or
     /// when they expire cannot be read.
     CredentialsExpire,
@@ -1994,8 +1997,8 @@ pub async fn preview(
     out.extend(plan.gates.iter().map(|g| format!("  {}", g.name)));
     let (live, types_differ) = live_reading(clients, rb).await.map_err(failed)?;
     out.push(format!("live weights: {} {} / {} {}", rb.rollout.from, live.0, rb.rollout.to, live.1));
-    // In the run's order: the credentials' expiry, the gates' accounts, the
-    // lease, the saved state, then the live weights.
+    // In the run's order: the credentials' expiry, the gates' accounts and
+    // their alarms' history, the lease, the saved state, then the live weights.
     if let Err(why) = credentials_outlast(rb, sides, SystemTime::now()) {
         out.push(format!("would refuse: {}", why.strip_prefix("refused: ").unwrap_or(&why)));
         return Ok(Preview { lines: out, verdict: Verdict::CredentialsExpire });
@@ -2003,6 +2006,10 @@ pub async fn preview(
     if let Err(why) = crate::authority::gates_read_in_their_accounts(rb, sides).await {
         out.push(format!("would refuse: {}", why.strip_prefix("refused: ").unwrap_or(&why)));
         return Ok(Preview { lines: out, verdict: Verdict::GatesReadElsewhere });
+    }
+    if let Err(why) = alarm_history_readable(rb, sides).await {
+        out.push(format!("would refuse: {}", why.strip_prefix("refused: ").unwrap_or(&why)));
+        return Ok(Preview { lines: out, verdict: Verdict::AlarmHistoryUnreadable });
     }
     if is_running(&rb.name).map_err(failed)? {
         out.push("a rollout of this runbook is running now: `cutover rollout` would be refused".into());

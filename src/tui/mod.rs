@@ -696,6 +696,7 @@ async fn plan_rollout(
                 | Verdict::NotAsConfirmed { .. }
                 | Verdict::LeaseLeft
                 | Verdict::GatesReadElsewhere
+                | Verdict::AlarmHistoryUnreadable
                 | Verdict::CredentialsExpire => Err(format!("{}{shell}", refusal(&p))),
             }
         }
