@@ -162,6 +162,47 @@ async fn a_metric_gate_on_a_side_whose_requests_go_to_another_group_too_is_an_er
     sb.down().await;
 }
 
+/// A count of `env`'s load balancer, 30 s ago (inside a gate's window).
+async fn put_load_balancer_count(sb: &Sandbox, env: &str, metric: &str, n: f64) {
+    use aws_sdk::cloudwatch::types::{MetricDatum, StandardUnit};
+    let datum = MetricDatum::builder()
+        .metric_name(metric)
+        .set_dimensions(sb.world.load_balancer_dimensions(env))
+        .timestamp((SystemTime::now() - Duration::from_secs(30)).into())
+        .value(n)
+        .unit(StandardUnit::Count)
+        .build();
+    sb.clients.cloudwatch.put_metric_data().namespace("AWS/ApplicationELB").metric_data(datum).send().await.unwrap();
+}
+
+/// AWS publishes `HTTPCode_ELB_5XX_Count` and `RequestCount` per load
+/// balancer only, so a compare gate on it rates the errors of every host the
+/// load balancer serves. Staging's also serving another group's requests
+/// would dilute the new side's rate with them: the gate is an error, as a
+/// per-group metric's is, never a pass on the diluted rate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compare_gate_on_load_balancer_5xx_whose_load_balancer_serves_another_group_is_an_error() {
+    let rb = runbook("demo.toml");
+    let sb = sandbox(&rb, "eu-central-2").await;
+    let since = SystemTime::now() - Duration::from_secs(120);
+    let compare = gate("[[rollout.gates]]\nkind = \"compare\"\nmetric = \"HTTPCode_ELB_5XX_Count\"\nfactor = 2\n");
+    // Staging 5 of 1,000 requests, production 3 of 1,000: within 2×.
+    put_load_balancer_count(&sb, "staging", "RequestCount", 1000.0).await;
+    put_load_balancer_count(&sb, "staging", "HTTPCode_ELB_5XX_Count", 5.0).await;
+    put_load_balancer_count(&sb, "production", "RequestCount", 1000.0).await;
+    put_load_balancer_count(&sb, "production", "HTTPCode_ELB_5XX_Count", 3.0).await;
+    let snap = first_snapshot(&rb, &sb).await;
+    assert_eq!(gates::metric(&sb.sides, &compare, &snap, &rb, since).await, Measurement::Pass);
+    route_a_second_listener_to_a_new_group(&sb, "demo-staging-alb", "demo-staging-api").await;
+    let snap = first_snapshot(&rb, &sb).await;
+    let m = gates::metric(&sb.sides, &compare, &snap, &rb, since).await;
+    assert!(
+        matches!(&m, Measurement::Error(w) if w.contains("routes requests to target group demo-staging-api, which staging's target_groups do not list")),
+        "{m:?}"
+    );
+    sb.down().await;
+}
+
 /// The ProStudio success criterion, p99 of TargetResponseTime under 100 ms,
 /// as a gate of a shortened demo rollout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -438,9 +438,10 @@ pub async fn metric_reading(
     // A metric per target group is read for the one group a side lists
     // (validate refuses more): a side whose load balancer routes requests
     // to another too would have that group's unseen, its 5xx and latency
-    // with them.
-    let one_group = |env: &str, metric: Metric| -> Result<(), String> {
-        if query_dimensions(metric) != Dimensions::TargetGroupLoadBalancer {
+    // with them. A rate of the load balancer's own 5xx (a compare gate's)
+    // is over all its requests, so another group's would dilute it.
+    let one_group = |env: &str, metric: Metric, rate: bool| -> Result<(), String> {
+        if query_dimensions(metric) != Dimensions::TargetGroupLoadBalancer && !(rate && metric == Metric::Elb5xx) {
             return Ok(());
         }
         let Some(aws) = snap.environment(env).and_then(|e| e.aws.value.as_ref()) else { return Ok(()) };
@@ -450,9 +451,9 @@ pub async fn metric_reading(
         }
     };
     let sides_read = match g {
-        GateKind::Metric { environment, metric, .. } => one_group(environment, *metric),
+        GateKind::Metric { environment, metric, .. } => one_group(environment, *metric, false),
         GateKind::Compare { metric, .. } => {
-            one_group(&rb.rollout.to, *metric).and_then(|()| one_group(&rb.rollout.from, *metric))
+            one_group(&rb.rollout.to, *metric, true).and_then(|()| one_group(&rb.rollout.from, *metric, true))
         }
         _ => Ok(()),
     };
