@@ -220,6 +220,49 @@ async fn a_rollout_whose_alarm_history_cannot_be_read_is_refused_before_anything
     sb.down().await;
 }
 
+/// A step whose ChangeResourceRecordSets Route53 finishes after the SDK gave
+/// up (every attempt timed out) lands a moment after the call failed. The
+/// rollout reads the records back while they read unchanged, as `cutover
+/// shift` does: never "weights are unchanged" with the step live a second
+/// later, ungated, audited as failed and forgotten by the saved state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_that_lands_after_its_call_gave_up_is_read_back_as_live_and_the_next_run_carries_on() {
+    use std::sync::atomic::Ordering;
+    let dir = tempfile::tempdir().unwrap();
+    let (rb, path) = fast_runbook_with(dir.path(), |t| t.replace("soak = \"5s\"", "soak = \"8s\""));
+    let sb = fixed_sandbox(&rb, "us-west-1").await;
+    let child = spawn_rollout(&sb, &rb, dir.path(), &path);
+    until_soaking(dir.path(), 0).await;
+    sb.faults.hold_changes_ms.store(14_000, Ordering::SeqCst);
+    let out = tokio::time::timeout(Duration::from_secs(90), child.wait_with_output())
+        .await
+        .expect("the rollout ends within 90 s")
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    sb.faults.hold_changes_ms.store(0, Ordering::SeqCst);
+    // Landed by now, whatever the rollout said.
+    let start = Instant::now();
+    while weights(&sb).await != w(75, 25) {
+        assert!(start.elapsed() < Duration::from_secs(20), "the held step never landed: {text}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(!text.contains("weights are unchanged"), "said unchanged although step 2 is live: {text}");
+    assert!(text.contains("read back: the new weights are live"), "{text}");
+    assert_ne!(out.status.code(), Some(0), "{text}");
+    let steps: Vec<(String, String)> = audit(dir.path())
+        .iter()
+        .filter(|l| l["action"].as_str().is_some_and(|a| a.contains("step 2")))
+        .map(|l| (l["stage"].as_str().unwrap().to_string(), l["detail"].as_str().unwrap_or_default().to_string()))
+        .collect();
+    assert_eq!(steps.last().map(|s| s.0.as_str()), Some("applied"), "{steps:?}");
+    // The state keeps the step in flight: the next run confirms it and gates it.
+    let (code, again) = run_cutover_all(&sb, &rb, dir.path(), &["rollout", path.to_str().unwrap(), "--yes"]).await;
+    assert_eq!(code, Some(0), "{again}");
+    assert!(again.contains("is live but its change was never recorded"), "{again}");
+    assert_eq!(weights(&sb).await, w(0, 100));
+    sb.down().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_alarm_between_readings_counts_one_failure_once() {
     let dir = tempfile::tempdir().unwrap();

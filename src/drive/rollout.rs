@@ -595,7 +595,9 @@ impl Runner<'_> {
                 let back = if step.is_none() && confirming.is_some() && e.is_transient() {
                     shift::ReadBack::Unchanged
                 } else {
-                    shift::read_back(self.cx.clients.dns(), &self.cx.rb, plan).await
+                    // Read again while unchanged, as `cutover shift` does: a
+                    // change whose call timed out may land a moment later.
+                    shift::read_back_after(self.cx.clients.dns(), &self.cx.rb, plan, &e).await
                 };
                 let ours = InFlight { before, weights, step, change: None, adopted };
                 return Err(self.not_sent(&action, e, back, (ours, confirming.is_some()), earlier));
@@ -668,12 +670,12 @@ impl Runner<'_> {
         let taken_again =
             matches!(back, shift::ReadBack::Unchanged | shift::ReadBack::Unreadable(_)) && e.is_transient();
         // Not applied, or someone else's change is live: an earlier change
-        // taken into this send stays in flight for its INSYNC. A rollback that
-        // timed out (or confirmed nothing) may still land: kept in flight with
-        // no id, so its next send confirms it even when the weights are set.
+        // taken into this send stays in flight for its INSYNC. A send that
+        // timed out (or a rollback that confirmed nothing) may still land:
+        // kept in flight with no id, so the next run (a rollback: its next
+        // send) confirms it if it did, and sends it again if it did not.
         let may_land = e.kind == crate::aws::AwsErrorKind::Unreachable || confirming;
-        self.state.in_flight =
-            if ours.step.is_none() && taken_again && may_land { earlier.or(Some(ours)) } else { earlier };
+        self.state.in_flight = if taken_again && may_land { earlier.or(Some(ours)) } else { earlier };
         let saved = self.persist();
         let message = shift::failed_send_message(&e, &back);
         let _ = self.audit(action, Stage::Failed, Some(before), weights, message.clone());
