@@ -224,8 +224,9 @@ async fn stickiness_registration_and_stopping_instances_do_what_they_say() {
     })
     .await;
     // Its weight back onto instances stopped and out of their group would send every user to 503s:
-    // refused, whether typed as a shift or planned as a dry run.
+    // refused, whether typed as a shift or planned as a dry run; the shift's refusal is audited.
     for extra in ["--yes", "--dry-run"] {
+        let lines = tmux::audit_lines(dir.path(), &rb.name).len();
         let (code, out) =
             run_cutover_all(&sb, &rb, dir.path(), &["shift", "runbooks/demo.toml", "--to", "0", extra]).await;
         assert_eq!(code, Some(2), "{extra}: {out}");
@@ -234,6 +235,17 @@ async fn stickiness_registration_and_stopping_instances_do_what_they_say() {
                 && out.contains("start or register healthy instances first; nothing was changed"),
             "{extra}: {out}"
         );
+        let audited = tmux::audit_lines(dir.path(), &rb.name);
+        let new: Vec<(&str, &str)> = audited[lines..]
+            .iter()
+            .map(|l| (l["action"].as_str().unwrap_or_default(), l["stage"].as_str().unwrap_or_default()))
+            .collect();
+        let expected: &[(&str, &str)] = if extra == "--yes" { &[("shift_weights to 0%", "refused")] } else { &[] };
+        assert_eq!(new, expected, "{extra}: {:?}", &audited[lines..]);
+        if extra == "--yes" {
+            let detail = audited.last().unwrap()["detail"].as_str().unwrap_or_default().to_string();
+            assert!(detail.contains("would send that traffic to target group demo-prod-web"), "{detail}");
+        }
     }
     // Both sides at 0 beside a record the runbook does not list, at 100: an
     // even split raises production's share from nothing to a quarter, onto

@@ -37,8 +37,8 @@ pub fn run(rb: Runbook, g: &GlobalArgs, args: ShiftArgs) -> Result<u8, Failure> 
             status: e.exit_status(),
             message: format!("{e}; nothing was changed"),
         };
-        let mut plan = shift::plan(&clients, &rb, weights).await.map_err(refused)?;
-        plan.unchecked = shift::raised_sides_serve(&sides, &rb, &plan, true).await.map_err(refused)?;
+        let audited = who.as_ref().map(|w| (w, action.as_str()));
+        let plan = shift::plan_judged(&sides, &rb, weights, audited).await.map_err(refused)?;
         for line in &plan.unchecked {
             outln!("{line}");
         }

@@ -280,6 +280,31 @@ pub fn raises_share(old: Weights, new: Weights, others: &[u8]) -> (bool, bool) {
     (grows(old.0, new.0), grows(old.1, new.1))
 }
 
+/// The plan of a shift to `weights` with the sides it raises judged, as
+/// the send judges them (`raised_sides_serve`, groups not found refused).
+/// A refusal is audited `refused` as `action` by `who` (a dry run gives
+/// none: it changes nothing).
+pub async fn plan_judged(
+    sides: &crate::aws::SideClients,
+    rb: &Runbook,
+    weights: Weights,
+    audit: Option<(&crate::authority::Actor, &str)>,
+) -> Result<ShiftPlan, PlanError> {
+    let judged = async {
+        let mut p = plan(sides.dns(), rb, weights).await?;
+        p.unchecked = raised_sides_serve(sides, rb, &p, true).await?;
+        Ok(p)
+    }
+    .await;
+    if let (Err(PlanError::Refused(why)), Some((who, action))) = (&judged, audit) {
+        let line = who.audit_line(&rb.name, action.to_string(), Stage::Refused, Default::default(), why.clone());
+        if let Err(e) = crate::store::audit::AuditLog::for_runbook(&rb.name).append(&line) {
+            return Err(PlanError::Refused(format!("{why} (and the refusal could not be audited: {e})")));
+        }
+    }
+    judged
+}
+
 /// Refuses a plan that raises the share of a side with a target group
 /// holding no target in service: its load balancer answers 503 for that share
 /// of users (old production after stop-old, say, or a side still warming

@@ -417,20 +417,12 @@ fn spawn_change(app: &mut App, cx: &ActionContext, command: Command, tx: tokio::
                 async move {
                     let action = format!("shift_weights to {percent}%");
                     let result = match authorise(&rb, &clients, Side::Dns, read_only, &action).await {
-                        Ok(_) => {
+                        Ok(who) => {
                             let weights = crate::analysis::weights::weights_for_percent(percent);
-                            match crate::drive::shift::plan(clients.dns(), &rb, weights).await {
-                                Ok(mut p) => {
-                                    match crate::drive::shift::raised_sides_serve(&clients, &rb, &p, true).await {
-                                        Ok(unchecked) => {
-                                            p.unchecked = unchecked;
-                                            Ok(PendingChange::Shift(Box::new(p)))
-                                        }
-                                        Err(e) => Err(String::from(e)),
-                                    }
-                                }
-                                Err(e) => Err(String::from(e)),
-                            }
+                            crate::drive::shift::plan_judged(&clients, &rb, weights, Some((&who, &action)))
+                                .await
+                                .map(|p| PendingChange::Shift(Box::new(p)))
+                                .map_err(String::from)
                         }
                         Err(e) => Err(e),
                     };
