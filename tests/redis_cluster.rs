@@ -416,6 +416,84 @@ async fn a_killed_copy_out_of_a_cluster_resumes_per_shard_and_a_failed_over_shar
     finished_whole(&state, &mut d, &c.url(), &dst_url, N).await;
 }
 
+/// A copy out of a cluster asks at its end whether a slot moved during its
+/// scan (a key moving behind a cursor is seen by neither shard's SCAN). A
+/// shard failing over after its scan finished shows there too, and must not
+/// hide a slot being moved meanwhile: before, the failover was the whole
+/// answer, and the copy ended successfully with the slot still open.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failover_at_the_end_of_a_copy_out_of_a_cluster_does_not_hide_a_slot_being_moved() {
+    const N: u64 = 1_500;
+    const MORE: u64 = 4_000;
+    let OutOfCluster { dir: _dir, state, c, dst: _dst, dst_url } = out_of_cluster("fo", true).await;
+    c.seed_half_expiring("f", N).await;
+    // Most keys on the second shard (under one hash tag): the others' scans end first.
+    let ports = c.primary_ports().await;
+    let mut reader = c.reader().await;
+    let mut tag = String::new();
+    for i in 0.. {
+        tag = format!("{{t{i}}}");
+        if reader.owner_port(&tag).await == ports[1] {
+            break;
+        }
+    }
+    let mut second = reader.owner(&tag).await;
+    let mut pipe = redis::pipe();
+    for i in 0..MORE {
+        pipe.cmd("SET").arg(format!("{tag}:{i}")).arg(i).ignore();
+    }
+    let _: () = pipe.query_async(&mut second).await.unwrap();
+    let args = ["redis", "copy", "--from", &c.url(), "--to", &dst_url, "--yes", "--scan-count", "50"];
+    let mut child = KillOnDrop(Some(cutover(&state, &[&args[..], &["--rate", "600"]].concat()).spawn().unwrap()));
+    let done = |cp: &serde_json::Value, i: usize| cp["shards"][i]["done"].as_bool() == Some(true);
+    let start = Instant::now();
+    loop {
+        assert!(child.get().try_wait().unwrap().is_none(), "the copy ended before the other shards' scans did");
+        if let Some(cp) = checkpoint(&state)
+            && done(&cp, 0)
+            && done(&cp, 2)
+        {
+            assert!(!done(&cp, 1), "the second shard is scanned last: {cp}");
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "the first and third shards' scans never ended");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The first shard, scanned, fails over; a slot of the second starts
+    // moving to the third, scanned already: its keys would be seen by neither.
+    let replica = c.replica_of(ports[0]).await;
+    let mut r = conn(&format!("redis://127.0.0.1:{replica}")).await;
+    let _: () = redis::cmd("CLUSTER").arg("FAILOVER").query_async(&mut r).await.unwrap();
+    common::eventually(Duration::from_secs(20), "the replica promoted", || async {
+        (c.primary_ports().await[0] == replica).then_some(())
+    })
+    .await;
+    let (mut from, mut to) = (conn_at(ports[1]).await, conn_at(ports[2]).await);
+    let id = |c: &MultiplexedConnection| {
+        let mut c = c.clone();
+        async move { redis::cmd("CLUSTER").arg("MYID").query_async::<String>(&mut c).await.unwrap() }
+    };
+    let (from_id, to_id) = (id(&from).await, id(&to).await);
+    let listing: String = redis::cmd("CLUSTER").arg("NODES").query_async(&mut from).await.unwrap();
+    let own = listing.lines().find(|l| l.contains("myself")).unwrap();
+    let slot: u16 = own.split_whitespace().nth(8).unwrap().split('-').next().unwrap().parse().unwrap();
+    let setslot = |how: &str, id: &str| redis::cmd("CLUSTER").arg("SETSLOT").arg(slot).arg(how).arg(id).clone();
+    let _: () = setslot("IMPORTING", &from_id).query_async(&mut to).await.unwrap();
+    let _: () = setslot("MIGRATING", &to_id).query_async(&mut from).await.unwrap();
+    assert!(child.get().try_wait().unwrap().is_none(), "the copy ended before the slot was opened");
+    let out = child.take().wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "a copy whose source moved a slot under it does not succeed: {err}");
+    assert!(
+        err.contains(&format!(
+            "the source cluster is moving slots between its shards (127.0.0.1:{} migrating slot {slot}, 127.0.0.1:{} \
+             importing slot {slot})",
+            ports[1], ports[2]
+        )),
+        "{err}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn ask_and_moved_are_followed_while_a_slot_moves() {
     let dir = tempfile::tempdir().unwrap();
@@ -862,6 +940,33 @@ async fn a_copy_from_replicas_is_complete_and_the_primaries_serve_no_scan() {
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains(&format!("checked {} keys: 0 missing", N + 1)), "{out}");
     c.reconnect_replica(primary, cut_off).await;
+
+    // A replica whose link is up but that has not applied its primary's
+    // last writes (CLIENT PAUSE WRITE holds them back; it serves reads from
+    // what it applied) is waited for, and read once it holds them; one that
+    // stays behind is not read: a key written just before the copy is
+    // copied either way. Before, it was read at once and the key missed.
+    let primary = primaries[1];
+    let replica = c.replica_of(primary).await;
+    for (pause_ms, read_on_replica) in [(1_000, true), (6_000, false)] {
+        c.replica_in_step(primary, replica).await;
+        let pause = redis::cmd("CLIENT").arg("PAUSE").arg(pause_ms).arg("WRITE").clone();
+        let _: () = pause.query_async(&mut conn_at(replica).await).await.unwrap();
+        let fresh = set_a_key_of(primary, &format!("fresh{pause_ms}")).await;
+        let (code, out, err) = run(&state, &[&["redis", "copy"][..], &args].concat());
+        assert_eq!(code, Some(0), "{out}{err}");
+        let got: Option<String> = redis::cmd("GET").arg(&fresh).query_async(&mut conn(&dst_url).await).await.unwrap();
+        assert_eq!(got.as_deref(), Some("v"), "{fresh} copied: {err}");
+        let on_line = err.lines().find(|l| l.starts_with("reading the source's shards on replicas: ")).unwrap_or("");
+        assert_eq!(on_line.contains(&format!("127.0.0.1:{replica}")), read_on_replica, "{err}");
+        if !read_on_replica {
+            let said = format!(
+                "read on its primary 127.0.0.1:{primary} (127.0.0.1:{replica}: it has applied its primary's writes up to offset "
+            );
+            assert!(err.lines().any(|l| l.contains(&said) && l.contains("so it would serve old data")), "{err}");
+        }
+    }
+    let _: () = redis::cmd("CLIENT").arg("UNPAUSE").query_async(&mut conn_at(replica).await).await.unwrap();
 
     // A cluster without replicas: every shard read on its primary, each saying so; a single server is refused.
     let bare = Cluster::start(dir.path(), "bare", 3, false).await;

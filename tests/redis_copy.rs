@@ -892,6 +892,47 @@ async fn a_resume_onto_a_target_emptied_since_its_checkpoint_copies_every_key_ag
     assert_eq!(dbsize(&mut d).await, N, "the resume left the emptied target empty");
 }
 
+/// A target that failed over and back keeps its run_id: demoted, it took
+/// its new master's data in place of its own (a full sync), then was
+/// promoted again. The copy's writes before the checkpoint are gone, though
+/// the server is the same one and not empty: `--resume` must not take the
+/// checkpoint's word. Its replication ID tells (a promotion gives a new
+/// one), so the scan starts over and every key is written again. Before,
+/// the resume called the copy done with the keys missing.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_resume_onto_a_target_that_failed_over_and_back_copies_every_key_again() {
+    const N: u64 = 600;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let (src, dst, mut s, mut d) = source_and_target(dir.path()).await;
+    let args = copied_and_killed_before_removing_the_checkpoint(&state, &src, &dst, &mut s, N).await;
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    assert_eq!(dbsize(&mut d).await, N);
+    let run_id = |info: String| info.lines().find_map(|l| l.strip_prefix("run_id:")).unwrap().trim().to_string();
+    let before = run_id(redis::cmd("INFO").arg("server").query_async(&mut d).await.unwrap());
+    // The target follows another server for a while (its one key replaces
+    // the copy's), then is promoted back.
+    let other = server(dir.path(), "other").await;
+    let mut o = conn(&other.url).await;
+    let _: () = o.set("unrelated", "x").await.unwrap();
+    let port = other.url.trim_start_matches("redis://127.0.0.1:").trim_end_matches("/0");
+    let _: () = redis::cmd("REPLICAOF").arg("127.0.0.1").arg(port).query_async(&mut d).await.unwrap();
+    let start = Instant::now();
+    while dbsize(&mut d).await != 1 {
+        assert!(start.elapsed() < Duration::from_secs(20), "the target never synced from the other server");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _: () = redis::cmd("REPLICAOF").arg("NO").arg("ONE").query_async(&mut d).await.unwrap();
+    assert_eq!(run_id(redis::cmd("INFO").arg("server").query_async(&mut d).await.unwrap()), before);
+
+    let (code, out, err) = run(&state, &[&args[..], &["--resume", "--json"]].concat());
+    assert_eq!(code, Some(0), "{out}{err}");
+    let report: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(report["run"]["copied"].as_u64(), Some(N), "{report}");
+    assert_eq!(dbsize(&mut d).await, N + 1, "every key written again");
+    assert!(err.contains("the target was a replica since the checkpoint (its replication ID "), "{err}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_50_mb_string_and_a_hash_of_a_million_fields_copy_in_chunks() {
     let dir = tempfile::tempdir().unwrap();

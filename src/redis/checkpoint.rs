@@ -47,6 +47,12 @@ pub struct Checkpoint {
     /// are the replicas' confirmed ones) and in older checkpoints.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub target_run_ids: Vec<String>,
+    /// The `master_replid` of each server of `target_run_ids`, in order. A
+    /// server demoted (taking its new master's data in place of its own)
+    /// and promoted again keeps its run_id, not its replication ID. Empty
+    /// from servers before Redis 4 and in older checkpoints.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub target_replids: Vec<String>,
     /// A Sentinel target: its master's replication ID and offset when the
     /// replicas last confirmed the writes before the cursor ([`ReplMark`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -243,9 +249,9 @@ fn resume_shards(saved: &[ShardPlace], now: &[ShardRun]) -> (Vec<ScanPlace>, Vec
 impl Checkpoint {
     /// Where a resumed copy's scans start: `source_run_id` is the one
     /// server's, `shards` a cluster source's as found now (empty for one
-    /// server), `target_run_ids` the target's servers' as found now.
-    pub fn resume(&self, source_run_id: &str, shards: &[ShardRun], target_run_ids: &[String]) -> Resume {
-        if let Some(why) = self.target_replaced(target_run_ids) {
+    /// server), `target` the target's servers as found now.
+    pub fn resume(&self, source_run_id: &str, shards: &[ShardRun], target: &TargetServers) -> Resume {
+        if let Some(why) = self.target_replaced(target) {
             return Resume::over(shards.len(), why);
         }
         if shards.is_empty() {
@@ -289,12 +295,25 @@ impl Checkpoint {
     /// empty without persistence; or failed over to a replica that had not
     /// received the last of them). Nothing tells which keys; only a scan
     /// from the start puts them all back.
-    fn target_replaced(&self, now: &[String]) -> Option<String> {
-        let gone: Vec<&str> = servers_gone(&self.target_run_ids, now).into_iter().map(short).collect();
+    fn target_replaced(&self, now: &TargetServers) -> Option<String> {
+        let took = TargetServers { run_ids: self.target_run_ids.clone(), replids: self.target_replids.clone() };
+        let gone: Vec<&str> = servers_gone(&self.target_run_ids, &now.run_ids).into_iter().map(short).collect();
         if gone.is_empty() {
-            return None;
+            let demoted: Vec<&str> = took.demoted_in(now).into_iter().map(short).collect();
+            if demoted.is_empty() {
+                return None;
+            }
+            let now: Vec<&str> = now.replids.iter().map(|id| short(id)).collect();
+            return Some(format!(
+                "the target was a replica since the checkpoint (its replication ID {} → {}): a server that follows \
+                 another takes that one's data in place of its own, so the copy's writes before the checkpoint may \
+                 be gone; the scan starts over and writes every key again ({} keys copied before)",
+                demoted.join(", "),
+                now.join(", "),
+                self.counters.copied
+            ));
         }
-        let now: Vec<&str> = now.iter().map(|id| short(id)).collect();
+        let now: Vec<&str> = now.run_ids.iter().map(|id| short(id)).collect();
         Some(format!(
             "the target restarted or failed over since the checkpoint (run_id {} → {}): a server that took the copy's \
              writes is gone, and what it had not saved or passed to its replica is lost with it, so the scan starts \
@@ -359,6 +378,39 @@ impl Checkpoint {
             ),
             _ => (self.cursor, None),
         }
+    }
+}
+
+/// The target's servers as read at one time (each primary of a cluster):
+/// their `run_id`s, and in the same order the replication ID
+/// (`master_replid`) each writes under, where it has one.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct TargetServers {
+    pub run_ids: Vec<String>,
+    pub replids: Vec<String>,
+}
+
+impl TargetServers {
+    /// The servers `self` read, as `now` reads them: how many restarted or
+    /// were replaced (their run_id gone), and how many of the rest were a
+    /// replica meanwhile (their run_id there, their replication ID not).
+    pub fn lost_in(&self, now: &TargetServers) -> (usize, usize) {
+        (servers_gone(&self.run_ids, &now.run_ids).len(), self.demoted_in(now).len())
+    }
+
+    /// The replication IDs of the servers of `self` still in `now` by
+    /// run_id whose replication ID is not among `now`'s: each was a replica
+    /// since. None when either side does not tell every server's.
+    fn demoted_in(&self, now: &TargetServers) -> Vec<&str> {
+        if self.replids.len() != self.run_ids.len() || now.replids.len() != now.run_ids.len() {
+            return Vec::new();
+        }
+        self.run_ids
+            .iter()
+            .zip(&self.replids)
+            .filter(|(id, replid)| now.run_ids.contains(id) && !now.replids.contains(replid))
+            .map(|(_, replid)| replid.as_str())
+            .collect()
     }
 }
 
@@ -601,6 +653,7 @@ mod tests {
             shards: Vec::new(),
             done: false,
             target_run_ids: Vec::new(),
+            target_replids: Vec::new(),
             target_mark: None,
             target_evicted: None,
             target_evicted_on: None,
@@ -645,10 +698,10 @@ mod tests {
         let p = a;
         assert_eq!(load(&p).unwrap(), None);
         let cp = Checkpoint { source_run_id: Some("a1b2c3d4e5".into()), ..checkpoint("redis://:***@h:1/0", 42, 7) };
-        let same = cp.resume("a1b2c3d4e5", &[], &[]);
+        let same = cp.resume("a1b2c3d4e5", &[], &TargetServers::default());
         assert_eq!(same.places, [ScanPlace { cursor: 42, done: false, counters: cp.counters }], "same server");
         assert!(same.why.is_empty());
-        let r = cp.resume("ffff0000", &[], &[]);
+        let r = cp.resume("ffff0000", &[], &TargetServers::default());
         assert_eq!(
             (&r.places[..], r.copied()),
             (&[ScanPlace::start()][..], 0),
@@ -658,14 +711,14 @@ mod tests {
         // A source whose INFO gives no run_id (read as "?"): a restart cannot
         // be seen, so its cursor is not trusted ("?" was taken as the same).
         let blind = Checkpoint { source_run_id: Some("?".into()), ..cp.clone() };
-        let r = blind.resume("?", &[], &[]);
+        let r = blind.resume("?", &[], &TargetServers::default());
         assert_eq!(r.places, [ScanPlace::start()], "{:?}", r.why);
         assert!(r.why[0].contains("gives no run_id"), "{:?}", r.why);
         // Scanned to the end, stopped before the checkpoint was removed:
         // nothing left to scan, the counts as saved, source restarted or not.
         let finished = Checkpoint { cursor: 0, done: true, ..cp.clone() };
         for run_id in ["a1b2c3d4e5", "ffff0000"] {
-            let r = finished.resume(run_id, &[], &[]);
+            let r = finished.resume(run_id, &[], &TargetServers::default());
             assert_eq!(
                 (&r.places[..], r.copied()),
                 (&[ScanPlace { cursor: 0, done: true, counters: cp.counters }][..], 7)
@@ -738,13 +791,13 @@ mod tests {
             r.places.iter().map(|p| (p.cursor, p.done, p.counters.copied)).collect()
         };
         let cp = Checkpoint { shards: saved.to_vec(), ..checkpoint("redis+cluster://h:1", 0, 3086) };
-        let r = cp.resume("", &now(["aaaa", "bbbb", "cccc"], [1; 3]), &[]);
+        let r = cp.resume("", &now(["aaaa", "bbbb", "cccc"], [1; 3]), &TargetServers::default());
         assert_eq!(of(&r), [(0, true, 1000), (77, false, 1077), (9, false, 1009)]);
         assert!(r.why.is_empty());
         assert_eq!((r.carried, r.copied()), (Counters::default(), 3086));
         // A failover bumps the promoted node's epoch too: that shard alone
         // starts over, and counts its keys again from 0.
-        let r = cp.resume("", &now(["aaaa", "ffff", "cccc"], [1, 2, 1]), &[]);
+        let r = cp.resume("", &now(["aaaa", "ffff", "cccc"], [1, 2, 1]), &TargetServers::default());
         assert_eq!(
             of(&r),
             [(0, true, 1000), (0, false, 0), (9, false, 1009)],
@@ -756,13 +809,14 @@ mod tests {
         assert!(why[0].contains("shard 5461-10922") && why[0].contains("bbbb → ffff"), "{}", why[0]);
         let resharded =
             vec![shard("0-5000", "aaaa", 1), shard("5001-10922", "bbbb", 1), shard("10923-16383", "cccc", 1)];
-        let r = cp.resume("", &resharded, &[]);
+        let r = cp.resume("", &resharded, &TargetServers::default());
         assert_eq!((of(&r), r.copied()), (vec![(0, false, 0); 3], 0));
         assert!(r.why[0].contains("shards changed"), "{}", r.why[0]);
         // A slot went from the second shard to the third and back: the
         // layout is as before, the epochs of both are not. Those two start
         // over; the first, which took no slot, goes on.
-        let Resume { places, why, .. } = cp.resume("", &now(["aaaa", "bbbb", "cccc"], [1, 2, 3]), &[]);
+        let Resume { places, why, .. } =
+            cp.resume("", &now(["aaaa", "bbbb", "cccc"], [1, 2, 3]), &TargetServers::default());
         let places: Vec<(u64, bool)> = places.iter().map(|p| (p.cursor, p.done)).collect();
         assert_eq!(places, [(0, true), (0, false), (0, false)]);
         assert_eq!(why.len(), 2);
@@ -773,7 +827,7 @@ mod tests {
         let old: Vec<ShardPlace> =
             saved.iter().cloned().map(|p| ShardPlace { config_epoch: None, counters: None, ..p }).collect();
         let old = Checkpoint { shards: old, ..cp.clone() };
-        let r = old.resume("", &now(["aaaa", "bbbb", "cccc"], [1, 1, 3]), &[]);
+        let r = old.resume("", &now(["aaaa", "bbbb", "cccc"], [1, 1, 3]), &TargetServers::default());
         assert_eq!(of(&r), [(0, true, 0), (77, false, 0), (9, false, 0)]);
         assert_eq!((r.carried.copied, r.copied()), (3086, 3086));
         assert_eq!(r.why.len(), 1);
@@ -788,26 +842,45 @@ mod tests {
                 .collect(),
             ..cp.clone()
         };
-        let r = again.resume("", &now(["aaaa", "bbbb", "cccc"], [1; 3]), &[]);
+        let r = again.resume("", &now(["aaaa", "bbbb", "cccc"], [1; 3]), &TargetServers::default());
         assert_eq!((r.carried.copied, r.copied()), (3086, 3086));
         // Every shard starting over carries nothing.
-        let r = again.resume("", &resharded, &[]);
+        let r = again.resume("", &resharded, &TargetServers::default());
         assert_eq!((r.carried.copied, r.copied()), (0, 0));
     }
 
     #[test]
     fn a_target_server_gone_since_the_checkpoint_starts_every_scan_over() {
         let ids = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let servers = |v: &[&str]| TargetServers { run_ids: ids(v), replids: Vec::new() };
         let one = Checkpoint {
             source_run_id: Some("5555".into()),
             target_run_ids: ids(&["tttt0000"]),
+            target_replids: ids(&["rrrr0000"]),
             ..checkpoint("redis://h:1/0", 42, 7)
         };
-        let r = one.resume("5555", &[], &ids(&["tttt0000"]));
+        let same = TargetServers { run_ids: ids(&["tttt0000"]), replids: ids(&["rrrr0000"]) };
+        let r = one.resume("5555", &[], &same);
         assert_eq!((r.places[0].cursor, r.copied(), r.why.len()), (42, 7, 0), "the same target: go on");
+        // A server that tells no replication ID (before Redis 4) is judged by its run_id.
+        let r = one.resume("5555", &[], &servers(&["tttt0000"]));
+        assert_eq!((r.places[0].cursor, r.why.len()), (42, 0));
+        // The same server, failed over and back (a replica meanwhile): a new replication ID.
+        let back = TargetServers { run_ids: ids(&["tttt0000"]), replids: ids(&["ssss1111"]) };
+        for cp in [one.clone(), Checkpoint { cursor: 0, done: true, ..one.clone() }] {
+            let r = cp.resume("5555", &[], &back);
+            assert_eq!((&r.places[..], r.copied()), (&[ScanPlace::start()][..], 0));
+            assert!(
+                r.why[0]
+                    .contains("the target was a replica since the checkpoint (its replication ID rrrr0000 → ssss1111)")
+                    && r.why[0].contains("7 keys copied before"),
+                "{:?}",
+                r.why
+            );
+        }
         // Restarted (empty without persistence), even when the scan was over.
         for cp in [one.clone(), Checkpoint { cursor: 0, done: true, ..one.clone() }] {
-            let r = cp.resume("5555", &[], &ids(&["uuuu1111"]));
+            let r = cp.resume("5555", &[], &servers(&["uuuu1111"]));
             assert_eq!((&r.places[..], r.copied()), (&[ScanPlace::start()][..], 0));
             assert!(
                 r.why[0].contains("run_id tttt0000 → uuuu1111") && r.why[0].contains("7 keys copied before"),
@@ -866,13 +939,17 @@ mod tests {
             ..checkpoint("redis+cluster://h:1", 0, 6)
         };
         let now = [run("0-8191", "aaaa"), run("8192-16383", "bbbb")];
-        let r = cl.resume("", &now, &ids(&["t3", "t1", "t2", "t4"]));
+        let r = cl.resume("", &now, &servers(&["t3", "t1", "t2", "t4"]));
         assert_eq!((r.copied(), r.why.len()), (6, 0));
-        let r = cl.resume("", &now, &ids(&["t1", "t3", "r2"]));
+        let r = cl.resume("", &now, &servers(&["t1", "t3", "r2"]));
         assert_eq!((&r.places[..], r.copied()), (&[ScanPlace::start(); 2][..], 0));
         assert!(r.why[0].contains("run_id t2 → t1, t3, r2"), "{:?}", r.why);
         // An older checkpoint, or a Sentinel target's, names none: as before.
-        let r = Checkpoint { target_run_ids: Vec::new(), ..one }.resume("5555", &[], &ids(&["uuuu1111"]));
+        let r = Checkpoint { target_run_ids: Vec::new(), target_replids: Vec::new(), ..one }.resume(
+            "5555",
+            &[],
+            &servers(&["uuuu1111"]),
+        );
         assert_eq!((r.places[0].cursor, r.why.len()), (42, 0));
     }
 }

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::future::try_join_all;
 use redis::Value;
@@ -601,23 +601,46 @@ impl Cluster {
         for s in self.shards() {
             let mut read = None;
             let mut tried = Vec::new();
+            // What the primary has written by now: a replica read must hold
+            // it, or the writes just before the copy (the app stopped for
+            // it) would be missing or old.
+            let written = match s.replicas.is_empty() || !self.endpoint.reads_replicas() {
+                true => None,
+                false => {
+                    let mut p = self.node(&s.primary).await?;
+                    let info: String = query(&self.endpoint, &mut p, redis::cmd("INFO").arg("replication")).await?;
+                    super::info_field(&info, "master_repl_offset").and_then(|o| o.parse::<u64>().ok())
+                }
+            };
             for addr in s.replicas.iter().filter(|_| self.endpoint.reads_replicas()) {
                 let opened = async {
                     let mut c = self.endpoint.open_at(addr).await?;
                     query::<()>(&self.endpoint, &mut c, &redis::cmd("READONLY")).await?;
-                    let info: String = query(&self.endpoint, &mut c, redis::cmd("INFO").arg("replication")).await?;
-                    if let Some(why) = out_of_sync(&info) {
-                        return Err(format!("{addr}: {why}"));
+                    let asked = Instant::now();
+                    loop {
+                        let info: String = query(&self.endpoint, &mut c, redis::cmd("INFO").arg("replication")).await?;
+                        if let Some(why) = out_of_sync(&info) {
+                            return Err(format!("{addr}: {why}"));
+                        }
+                        match behind(&info, written) {
+                            None => break,
+                            Some(why) if asked.elapsed() >= CATCH_UP => return Err(format!("{addr}: {why}")),
+                            Some(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                        }
                     }
                     Ok::<_, String>(c)
                 };
-                match tokio::time::timeout(Duration::from_secs(2), opened).await {
+                // Two seconds to answer, and the time to catch up.
+                match tokio::time::timeout(Duration::from_secs(2) + CATCH_UP, opened).await {
                     Ok(Ok(c)) => {
                         read = Some((addr.clone(), c));
                         break;
                     }
                     Ok(Err(e)) => tried.push(e),
-                    Err(_) => tried.push(format!("{addr}: no answer within 2 s")),
+                    Err(_) => tried.push(format!(
+                        "{addr}: no answer within {} s",
+                        (Duration::from_secs(2) + CATCH_UP).as_secs_f32()
+                    )),
                 }
             }
             let (addr, c) = match read {
@@ -689,7 +712,14 @@ impl Cluster {
     /// (keys, expiring keys) summed over the primaries, and each primary's
     /// `run_id` (what tells one cluster from another).
     pub async fn key_counts_and_run_ids(&self) -> Result<((u64, u64), Vec<String>), String> {
-        // The default sections hold both (`INFO server keyspace` needs Redis 7), asked of every primary at once.
+        let (counts, servers) = self.key_counts_and_servers().await?;
+        Ok((counts, servers.run_ids))
+    }
+
+    /// (keys, expiring keys) summed over the primaries, and the primaries'
+    /// `run_id`s and replication IDs, from one reading of each.
+    pub async fn key_counts_and_servers(&self) -> Result<((u64, u64), super::checkpoint::TargetServers), String> {
+        // The default sections hold them all (`INFO server keyspace` needs Redis 7), asked of every primary at once.
         let infos = futures::future::try_join_all(
             self.primaries()
                 .await?
@@ -698,13 +728,15 @@ impl Cluster {
         )
         .await?;
         let mut total = (0, 0);
-        let mut run_ids = Vec::new();
+        let mut servers = super::checkpoint::TargetServers::default();
         for info in &infos {
             let (k, x) = super::keyspace(info, 0);
             total = (total.0 + k, total.1 + x);
-            run_ids.extend(super::info_field(info, "run_id").filter(|id| !id.is_empty()).map(str::to_string));
+            let field = |f| super::info_field(info, f).filter(|v| !v.is_empty()).map(str::to_string);
+            servers.run_ids.extend(field("run_id"));
+            servers.replids.extend(field("master_replid"));
         }
-        Ok((total, run_ids))
+        Ok((total, servers))
     }
 }
 
@@ -735,6 +767,32 @@ pub async fn fallen_behind(
 /// `repl-ping-replica-period`), while a link cut without a reset shows as
 /// down only after `repl-timeout` (60 s).
 const MOST_SILENT_S: u64 = 30;
+
+/// How long a replica that has not applied all its primary wrote before
+/// the copy is waited for: one in step catches up in milliseconds.
+const CATCH_UP: Duration = Duration::from_millis(1500);
+
+/// Why a replica (its `INFO replication`) lacks writes its primary made
+/// by `written` (its `master_repl_offset` then), if it does: it has not
+/// applied them yet (`slave_repl_offset`, what it applied; received is
+/// not served). None when `written` is unknown.
+fn behind(info: &str, written: Option<u64>) -> Option<String> {
+    let written = written?;
+    let applied = super::info_field(info, "slave_repl_offset").and_then(|o| o.parse::<u64>().ok());
+    match applied {
+        Some(a) if a >= written => None,
+        Some(a) => Some(format!(
+            "it has applied its primary's writes up to offset {a}, {} bytes short of the {written} its primary had \
+             written when it was chosen, so it would serve old data",
+            written - a
+        )),
+        None => Some(
+            "its INFO replication tells no slave_repl_offset, so nothing shows it holds its primary's \
+                      writes"
+                .into(),
+        ),
+    }
+}
 
 /// Why a replica (its `INFO replication`) would serve old data, if it
 /// would: its link to its primary down or silent (Redis answers reads from
@@ -767,6 +825,21 @@ fn out_of_sync(info: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_replica_is_read_only_once_it_applied_what_its_primary_wrote_before() {
+        let info = |applied: &str| format!("# Replication\r\nrole:slave\r\nslave_read_repl_offset:2000\r\n{applied}");
+        assert_eq!(behind(&info("slave_repl_offset:1518\r\n"), None), None, "nothing to wait for");
+        assert_eq!(behind(&info("slave_repl_offset:1518\r\n"), Some(1518)), None);
+        assert_eq!(behind(&info("slave_repl_offset:1600\r\n"), Some(1518)), None);
+        // Received (slave_read_repl_offset) is not applied.
+        assert_eq!(
+            behind(&info("slave_repl_offset:1487\r\n"), Some(1518)).unwrap(),
+            "it has applied its primary's writes up to offset 1487, 31 bytes short of the 1518 its primary had \
+             written when it was chosen, so it would serve old data"
+        );
+        assert!(behind(&info(""), Some(1518)).unwrap().contains("no slave_repl_offset"));
+    }
 
     #[test]
     fn a_replica_whose_link_is_down_syncing_or_silent_is_not_read() {

@@ -119,10 +119,11 @@ pub struct Preflight {
     pub source_notes: Vec<String>,
     /// A cluster target: its shards (empty for one server).
     pub target_shards: Vec<Shard>,
-    /// The target's `run_id` (each primary's, for a cluster): the servers
-    /// this run's writes go to, kept in the checkpoint. Empty for a Sentinel
-    /// target, whose checkpoint keeps only what its replicas confirmed.
-    pub target_run_ids: Vec<String>,
+    /// The target's `run_id` and replication ID (each primary's, for a
+    /// cluster): the servers this run's writes go to, kept in the
+    /// checkpoint. Empty for a Sentinel target, whose checkpoint keeps only
+    /// what its replicas confirmed.
+    pub target_servers: checkpoint::TargetServers,
     /// A Sentinel target: its master's replication history as the run
     /// began (None for any other target).
     pub target_history: Option<checkpoint::ReplHistory>,
@@ -167,7 +168,7 @@ impl Preflight {
         {
             return checkpoint::Resume::over(self.source_shards.len(), why);
         }
-        let r = cp.resume(&self.source_run_id, &self.source_shards, &self.target_run_ids);
+        let r = cp.resume(&self.source_run_id, &self.source_shards, &self.target_servers);
         // Every scan starting over already (a target restarted, say) needs no other reason.
         if r.places.iter().all(|p| *p == checkpoint::ScanPlace::start()) {
             return r;
@@ -303,18 +304,25 @@ impl Conns {
         Ok(true)
     }
 
-    /// The `run_id` of the target, or of each primary of a cluster target
-    /// as the cluster names them now (a failover after the last write to a
-    /// shard sent no MOVED to refresh the map).
-    pub async fn target_run_ids(&self, to: &Endpoint) -> Result<Vec<String>, String> {
-        let ids = match &self.dst_cluster {
+    /// The `run_id` and replication ID of the target, or of each primary of
+    /// a cluster target as the cluster names them now (a failover after the
+    /// last write to a shard sent no MOVED to refresh the map).
+    pub async fn target_servers(&self, to: &Endpoint) -> Result<checkpoint::TargetServers, String> {
+        match &self.dst_cluster {
             Some(c) => {
                 c.refresh().await?;
-                c.key_counts_and_run_ids().await?.1
+                Ok(c.key_counts_and_servers().await?.1)
             }
-            None => vec![server_info(to, &mut self.dst.clone()).await?.1],
-        };
-        Ok(ids.into_iter().filter(|id| !id.is_empty() && id != "?").collect())
+            None => {
+                let (_, run_id) = server_info(to, &mut self.dst.clone()).await?;
+                let replid = repl_history(&replication_info(to, &mut self.dst.clone()).await?).map(|h| h.replid);
+                let known = |id: &String| !id.is_empty() && id != "?";
+                Ok(checkpoint::TargetServers {
+                    run_ids: Some(run_id).filter(known).into_iter().collect(),
+                    replids: replid.filter(known).into_iter().collect(),
+                })
+            }
+        }
     }
 
     /// The target master's replication history (a Sentinel target's); None
@@ -326,14 +334,15 @@ impl Conns {
     /// How many of the servers that took this run's writes (`pf`) the
     /// target has lost since, as read now: restarted or replaced by a
     /// replica (a Sentinel target: a master whose history does not reach
-    /// the last confirmed mark).
-    pub async fn target_gone(&self, to: &Endpoint, pf: &Preflight) -> Result<usize, String> {
+    /// the last confirmed mark), and how many of the rest were a replica
+    /// meanwhile (failed over and back: another's data in place of theirs).
+    pub async fn target_gone(&self, to: &Endpoint, pf: &Preflight) -> Result<(usize, usize), String> {
         if pf.target_history.is_some() {
             let now = self.target_history(to).await?;
             let lost = matches!((&pf.mark(), &now), (Some(took), Some(now)) if now.lost(took).is_some());
-            return Ok(usize::from(lost));
+            return Ok((usize::from(lost), 0));
         }
-        Ok(checkpoint::servers_gone(&pf.target_run_ids, &self.target_run_ids(to).await?).len())
+        Ok(pf.target_servers.lost_in(&self.target_servers(to).await?))
     }
 
     /// Keys the target has evicted since it started (`evicted_keys`, summed
@@ -584,10 +593,10 @@ pub async fn preflight(opts: &CopyOptions) -> Result<(Conns, Preflight), CopyErr
         None => (None, None),
     };
     let target_mark = std::sync::Arc::new(std::sync::Mutex::new(target_mark));
-    let target_run_ids = match opts.to.sentinel() {
-        Some(_) => Vec::new(),
+    let target_servers = match opts.to.sentinel() {
+        Some(_) => checkpoint::TargetServers::default(),
         None => {
-            let ids = conns.target_run_ids(&opts.to).await.map_err(CopyError::Refused)?;
+            let servers = conns.target_servers(&opts.to).await.map_err(CopyError::Refused)?;
             // A server behind a proxy may answer INFO from another node on
             // each connection: its run_id tells nothing, so it is not kept
             // (else every check would call the target replaced).
@@ -599,11 +608,11 @@ pub async fn preflight(opts: &CopyOptions) -> Result<(Conns, Preflight), CopyErr
                 }
             };
             // No run_id (`?`), nothing to compare.
-            if other.is_some_and(|other| other != "?" && !ids.is_empty() && ids.first() != Some(&other)) {
+            if other.is_some_and(|other| other != "?" && servers.run_ids.first().is_some_and(|id| *id != other)) {
                 tracing::warn!(target = %opts.to, "the target's run_id differs between connections; not kept");
-                Vec::new()
+                checkpoint::TargetServers::default()
             } else {
-                ids
+                servers
             }
         }
     };
@@ -619,7 +628,7 @@ pub async fn preflight(opts: &CopyOptions) -> Result<(Conns, Preflight), CopyErr
         source_shards,
         source_notes,
         target_shards,
-        target_run_ids,
+        target_servers,
         target_history,
         target_mark,
         expiry_read,
@@ -1887,7 +1896,8 @@ fn save(opts: &CopyOptions, pf: &Preflight, parts: &[Part], carried: Counters) -
                 .collect()
         },
         done: single && parts[0].at.done,
-        target_run_ids: pf.target_run_ids.clone(),
+        target_run_ids: pf.target_servers.run_ids.clone(),
+        target_replids: pf.target_servers.replids.clone(),
         target_mark: pf.mark(),
         target_evicted: Some(pf.evicted_base().count),
         target_evicted_on: pf.evicted_base().on,
@@ -2394,7 +2404,7 @@ pub async fn copy(
     // The servers that took the writes must still be the target's: one
     // restarted or replaced by its replica meanwhile may have lost some
     // (acknowledged before saved or replicated), and nothing tells which.
-    if finished && (!pf.target_run_ids.is_empty() || pf.target_history.is_some()) {
+    if finished && (!pf.target_servers.run_ids.is_empty() || pf.target_history.is_some()) {
         let copied = total_of(carried, &parts).copied;
         let gone = match conns.target_gone(&opts.to, pf).await {
             Ok(n) => n,
@@ -2408,13 +2418,21 @@ pub async fn copy(
                 )));
             }
         };
-        if gone > 0 {
+        if gone != (0, 0) {
             start_over(&mut parts, &mut carried);
             let saved = save(opts, pf, &parts, carried);
+            let what = match gone {
+                (0, demoted) => format!(
+                    "the target was a replica during the copy ({demoted} of its servers that took writes followed \
+                     another meanwhile, taking its data in place of their own): the copy's writes may be gone"
+                ),
+                (gone, _) => format!(
+                    "the target restarted or failed over during the copy ({gone} of its servers that took writes is \
+                     gone): what it had not saved or passed to its replica is lost"
+                ),
+            };
             return Err(CopyError::Failed(format!(
-                "the target restarted or failed over during the copy ({gone} of its servers that took writes is \
-                 gone): what it had not saved or passed to its replica is lost, and nothing tells which keys. The \
-                 copy stopped ({copied} keys written); {}",
+                "{what}, and nothing tells which keys. The copy stopped ({copied} keys written); {}",
                 set_back(saved, opts.run_by)
             )));
         }
@@ -2513,20 +2531,24 @@ async fn source_change(cl: &Cluster, pf: &Preflight) -> Result<Option<SourceChan
         let views = views.as_ref().ok()?;
         views.iter().find(|v| v.primary == primary)?.replica_of.clone()
     };
-    let moved: Vec<String> = pf
+    // Each shard's new primary, if it failed over.
+    let failed_over: Vec<Option<String>> = pf
         .source_shards
         .iter()
         .zip(&now)
-        .filter_map(|(s, n)| {
-            let new = if s.primary != n.primary { Some(n.primary.clone()) } else { demoted(&s.primary) }?;
-            Some(format!("shard {} failed over during the copy (primary {} → {new})", s.slots, s.primary))
+        .map(|(s, n)| if s.primary != n.primary { Some(n.primary.clone()) } else { demoted(&s.primary) })
+        .collect();
+    let moved: Vec<String> = pf
+        .source_shards
+        .iter()
+        .zip(&failed_over)
+        .filter_map(|(s, new)| {
+            Some(format!("shard {} failed over during the copy (primary {} → {})", s.slots, s.primary, new.as_ref()?))
         })
         .collect();
-    if !moved.is_empty() {
-        return Ok(Some(SourceChange::FailedOver(moved.join("; "))));
-    }
-    // No failover, so every primary of the preflight should have answered.
-    let views = views?;
+    // A failover does not hide a slot being moved, or one moved and back:
+    // the primaries now are asked again (one of the preflight's may be down).
+    let views = if moved.is_empty() { views? } else { cl.own_views().await? };
     let open = cluster::open_slots(&views);
     if !open.is_empty() {
         return Ok(Some(SourceChange::Resharded(format!(
@@ -2534,11 +2556,14 @@ async fn source_change(cl: &Cluster, pf: &Preflight) -> Result<Option<SourceChan
             open.join(", ")
         ))));
     }
-    // Slots moved and moved back leave the map as it was, but not the epochs.
+    // Slots moved and moved back leave the map as it was, but not the epochs
+    // (a failover bumps its winner's: a shard that failed over tells nothing).
     let bumped: Vec<String> = pf
         .source_shards
         .iter()
-        .filter_map(|s| {
+        .zip(&failed_over)
+        .filter(|(_, new)| new.is_none())
+        .filter_map(|(s, _)| {
             let v = views.iter().find(|v| v.primary == s.primary)?;
             (v.config_epoch != s.config_epoch)
                 .then(|| format!("{} (config epoch {} → {})", s.primary, s.config_epoch, v.config_epoch))
@@ -2551,7 +2576,7 @@ async fn source_change(cl: &Cluster, pf: &Preflight) -> Result<Option<SourceChan
             bumped.join(", ")
         ))));
     }
-    Ok(None)
+    Ok((!moved.is_empty()).then(|| SourceChange::FailedOver(moved.join("; "))))
 }
 
 /// The message of a copy stopped by a resharding of its source; every

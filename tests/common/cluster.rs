@@ -212,8 +212,14 @@ impl Reader {
 
     /// A connection to the primary owning `key`.
     pub async fn owner(&mut self, key: &str) -> redis::aio::MultiplexedConnection {
+        let port = self.owner_port(key).await;
+        self.conns[&port].clone()
+    }
+
+    /// The port of the primary owning `key`.
+    pub async fn owner_port(&mut self, key: &str) -> u16 {
         let slot: u16 = redis::cmd("CLUSTER").arg("KEYSLOT").arg(key).query_async(&mut self.any).await.unwrap();
         let (_, _, port) = self.slots.iter().find(|(a, b, _)| (*a..=*b).contains(&slot)).expect("an owner");
-        self.conns[port].clone()
+        *port
     }
 }
