@@ -220,6 +220,53 @@ async fn a_rollout_whose_alarm_history_cannot_be_read_is_refused_before_anything
     sb.down().await;
 }
 
+/// Step 2's ChangeResourceRecordSets held by the sandbox for `hold_ms`
+/// (Route53 finishing a request whose client gave up), the rollout run
+/// until it stops; returns its output, once the step has landed, and its
+/// step 2 audit lines' stages.
+async fn step_2_landing_late(
+    sb: &Sandbox,
+    (rb, path): (&Runbook, &Path),
+    state: &Path,
+    hold_ms: u64,
+) -> (Option<i32>, String, Vec<String>) {
+    use std::sync::atomic::Ordering;
+    let child = spawn_rollout(sb, rb, state, path);
+    until_soaking(state, 0).await;
+    sb.faults.hold_changes_ms.store(hold_ms, Ordering::SeqCst);
+    let out = tokio::time::timeout(Duration::from_secs(120), child.wait_with_output())
+        .await
+        .expect("the rollout ends within 120 s")
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    sb.faults.hold_changes_ms.store(0, Ordering::SeqCst);
+    // The step is still in the saved state, whether it has landed yet or not.
+    let kept = rollout_state(state).map(|s| s["in_flight"]["step"].clone());
+    assert_eq!(kept, Some(serde_json::json!(1)), "step 2 kept in flight: {text}");
+    // Landed by now, whatever the rollout said.
+    let start = Instant::now();
+    while weights(sb).await != w(75, 25) {
+        assert!(start.elapsed() < Duration::from_secs(30), "the held step never landed: {text}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let stages = audit(state)
+        .iter()
+        .filter(|l| l["action"].as_str().is_some_and(|a| a.contains("step 2")))
+        .map(|l| l["stage"].as_str().unwrap().to_string())
+        .collect();
+    (out.status.code(), text, stages)
+}
+
+/// The next run after `step_2_landing_late` confirms the step it kept in
+/// flight, gates it and completes.
+async fn the_next_run_confirms_step_2_and_completes(sb: &Sandbox, (rb, path): (&Runbook, &Path), state: &Path) {
+    let (code, again) = run_cutover_all(sb, rb, state, &["rollout", path.to_str().unwrap(), "--yes"]).await;
+    assert_eq!(code, Some(0), "{again}");
+    assert!(again.contains("is live but its change was never recorded"), "{again}");
+    assert!(again.contains("step 2/4 passed"), "step 2 gated: {again}");
+    assert_eq!(weights(sb).await, w(0, 100));
+}
+
 /// A step whose ChangeResourceRecordSets Route53 finishes after the SDK gave
 /// up (every attempt timed out) lands a moment after the call failed. The
 /// rollout reads the records back while they read unchanged, as `cutover
@@ -227,39 +274,37 @@ async fn a_rollout_whose_alarm_history_cannot_be_read_is_refused_before_anything
 /// later, ungated, audited as failed and forgotten by the saved state.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_step_that_lands_after_its_call_gave_up_is_read_back_as_live_and_the_next_run_carries_on() {
-    use std::sync::atomic::Ordering;
     let dir = tempfile::tempdir().unwrap();
     let (rb, path) = fast_runbook_with(dir.path(), |t| t.replace("soak = \"5s\"", "soak = \"8s\""));
     let sb = fixed_sandbox(&rb, "us-west-1").await;
-    let child = spawn_rollout(&sb, &rb, dir.path(), &path);
-    until_soaking(dir.path(), 0).await;
-    sb.faults.hold_changes_ms.store(14_000, Ordering::SeqCst);
-    let out = tokio::time::timeout(Duration::from_secs(90), child.wait_with_output())
-        .await
-        .expect("the rollout ends within 90 s")
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    sb.faults.hold_changes_ms.store(0, Ordering::SeqCst);
-    // Landed by now, whatever the rollout said.
-    let start = Instant::now();
-    while weights(&sb).await != w(75, 25) {
-        assert!(start.elapsed() < Duration::from_secs(20), "the held step never landed: {text}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let (code, text, stages) = step_2_landing_late(&sb, (&rb, &path), dir.path(), 14_000).await;
     assert!(!text.contains("weights are unchanged"), "said unchanged although step 2 is live: {text}");
     assert!(text.contains("read back: the new weights are live"), "{text}");
-    assert_ne!(out.status.code(), Some(0), "{text}");
-    let steps: Vec<(String, String)> = audit(dir.path())
-        .iter()
-        .filter(|l| l["action"].as_str().is_some_and(|a| a.contains("step 2")))
-        .map(|l| (l["stage"].as_str().unwrap().to_string(), l["detail"].as_str().unwrap_or_default().to_string()))
-        .collect();
-    assert_eq!(steps.last().map(|s| s.0.as_str()), Some("applied"), "{steps:?}");
-    // The state keeps the step in flight: the next run confirms it and gates it.
-    let (code, again) = run_cutover_all(&sb, &rb, dir.path(), &["rollout", path.to_str().unwrap(), "--yes"]).await;
-    assert_eq!(code, Some(0), "{again}");
-    assert!(again.contains("is live but its change was never recorded"), "{again}");
-    assert_eq!(weights(&sb).await, w(0, 100));
+    assert_ne!(code, Some(0), "{text}");
+    assert_eq!(stages.last().map(String::as_str), Some("applied"), "{stages:?}");
+    the_next_run_confirms_step_2_and_completes(&sb, (&rb, &path), dir.path()).await;
+    sb.down().await;
+}
+
+/// As above, but the step lands only after the rollout stopped reading it
+/// back (30 s): the rollout cannot tell, so it never says the weights are
+/// unchanged, and keeps the step in flight for the next run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_that_lands_after_the_rollout_stopped_reading_it_back_is_kept_in_flight() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rb, path) = fast_runbook_with(dir.path(), |t| t.replace("soak = \"5s\"", "soak = \"8s\""));
+    let sb = fixed_sandbox(&rb, "eu-west-2").await;
+    let (code, text, stages) = step_2_landing_late(&sb, (&rb, &path), dir.path(), 50_000).await;
+    assert!(!text.contains("weights are unchanged"), "{text}");
+    assert!(
+        text.contains("the call got no answer (")
+            && text.contains("read back: the records are still unchanged, but Route53 may yet apply it")
+            && text.contains("kept in flight: `cutover rollout` confirms it if it landed, or sends it again"),
+        "{text}"
+    );
+    assert_ne!(code, Some(0), "{text}");
+    assert_eq!(stages.last().map(String::as_str), Some("failed"), "{stages:?}");
+    the_next_run_confirms_step_2_and_completes(&sb, (&rb, &path), dir.path()).await;
     sb.down().await;
 }
 

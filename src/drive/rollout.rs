@@ -525,11 +525,15 @@ impl Runner<'_> {
     ///    is sent and waited for (`reconcile`).
     /// 3. the lease checked again (a stall since the fence), then
     ///    ChangeResourceRecordSets. Crash: as 2; the id is lost, the live weights tell.
-    ///    An error or no reply: the records are read back; the new weights
-    ///    live, `in_flight` stays (as a crash here); else it is cleared (an
-    ///    earlier change taken into this send stays) and the run ends with
-    ///    what is live (someone else's change is never overwritten). A
-    ///    rollback not taken (`not_sent`) is sent again by `roll_back`.
+    ///    An error or no reply: the records are read back (a step's again
+    ///    while unchanged, up to 30 s: a timed-out call may land late); the
+    ///    new weights live, `in_flight` stays (as a crash here); a call with
+    ///    no reply (timed out) read back unchanged stays too, as it may
+    ///    still land: the next run confirms it or sends it again; else it is
+    ///    cleared (an earlier change taken into this send stays) and the run
+    ///    ends with what is live (someone else's change is never
+    ///    overwritten). A rollback not taken (`not_sent`) is sent again by
+    ///    `roll_back`.
     /// 4. audit `applied` with the change id. Crash: as 2.
     /// 5. state: `in_flight` with the change id, `applied`, engine ShiftApplied.
     ///    Crash: the next run waits for that change's INSYNC and audits it.
@@ -594,10 +598,14 @@ impl Runner<'_> {
                 // whatever became of it: a throttled or timed-out one is sent again.
                 let back = if step.is_none() && confirming.is_some() && e.is_transient() {
                     shift::ReadBack::Unchanged
-                } else {
+                } else if step.is_some() {
                     // Read again while unchanged, as `cutover shift` does: a
-                    // change whose call timed out may land a moment later.
+                    // step whose call timed out may land a moment later.
                     shift::read_back_after(self.cx.clients.dns(), &self.cx.rb, plan, &e).await
+                } else {
+                    // A rollback is sent again within seconds (`roll_back`),
+                    // kept in flight while it may land: read once.
+                    shift::read_back(self.cx.clients.dns(), &self.cx.rb, plan).await
                 };
                 let ours = InFlight { before, weights, step, change: None, adopted };
                 return Err(self.not_sent(&action, e, back, (ours, confirming.is_some()), earlier));
@@ -675,9 +683,14 @@ impl Runner<'_> {
         // kept in flight with no id, so the next run (a rollback: its next
         // send) confirms it if it did, and sends it again if it did not.
         let may_land = e.kind == crate::aws::AwsErrorKind::Unreachable || confirming;
-        self.state.in_flight = if taken_again && may_land { earlier.or(Some(ours)) } else { earlier };
+        let kept = taken_again && may_land;
+        let step = ours.step;
+        self.state.in_flight = if kept { earlier.or(Some(ours)) } else { earlier };
         let saved = self.persist();
-        let message = shift::failed_send_message(&e, &back);
+        let mut message = shift::failed_send_message(&e, &back);
+        if kept && step.is_some() {
+            message.push_str("; kept in flight: `cutover rollout` confirms it if it landed, or sends it again");
+        }
         let _ = self.audit(action, Stage::Failed, Some(before), weights, message.clone());
         let message = format!("{action}: {message}");
         match saved {
@@ -779,11 +792,14 @@ impl Runner<'_> {
             return self.confirm_by_resending(&flight, "the first send's change id was lost to an interruption").await;
         }
         if live == previous {
-            let detail = "interrupted before Route53 accepted it; the weights are unchanged".to_string();
+            // Interrupted before the send, or sent with no answer and never applied.
+            let detail = "an earlier run's send never took effect (interrupted before Route53 accepted it, or its \
+                          call got no answer and it was not applied); the weights are unchanged"
+                .to_string();
             self.audit(&action, Stage::Failed, Some(live), flight.weights, detail)?;
             self.state.in_flight = None;
             self.persist()?;
-            (self.say)(&format!("{action}: an earlier run was interrupted before sending; it is sent again"));
+            (self.say)(&format!("{action}: an earlier run's send of it never took effect; it is sent again"));
         }
         // Anything else: someone changed the weights; the live-weights check decides.
         Ok(Vec::new())

@@ -696,6 +696,11 @@ pub fn failed_send_message(e: &AwsError, back: &ReadBack) -> String {
     match back {
         // No reply; or the SDK's retry of a change already applied, refused.
         ReadBack::Live => format!("the call failed ({e}), but read back: the new weights are live (it was applied)"),
+        // No reply: Route53 may have taken it and apply it later still.
+        ReadBack::Unchanged if e.kind == crate::aws::AwsErrorKind::Unreachable => format!(
+            "the call got no answer ({e}); read back: the records are still unchanged, but Route53 may yet apply it: \
+             read the weights again before acting on them"
+        ),
         ReadBack::Unchanged => {
             format!("the change was not accepted: {e}; read back: the records are unchanged; weights are unchanged")
         }
