@@ -197,7 +197,7 @@ async fn a_compare_gate_on_load_balancer_5xx_whose_load_balancer_serves_another_
     let snap = first_snapshot(&rb, &sb).await;
     let m = gates::metric(&sb.sides, &compare, &snap, &rb, since).await;
     assert!(
-        matches!(&m, Measurement::Error(w) if w.contains("routes requests to target group demo-staging-api, which staging's target_groups do not list")),
+        matches!(&m, Measurement::Error(w) if w.contains("load balancer demo-staging-alb also routes requests to target group demo-staging-api, which staging's target_groups do not list: AWS counts HTTPCode_ELB_5XX_Count and RequestCount per load balancer only")),
         "{m:?}"
     );
     sb.down().await;

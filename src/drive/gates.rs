@@ -439,12 +439,15 @@ pub async fn metric_reading(
     // (validate refuses more): a side whose load balancer routes requests
     // to another too would have that group's unseen, its 5xx and latency
     // with them. A rate of the load balancer's own 5xx (a compare gate's)
-    // is over all its requests, so another group's would dilute it.
+    // is over all its requests, so another service's would dilute it.
     let one_group = |env: &str, metric: Metric, rate: bool| -> Result<(), String> {
-        if query_dimensions(metric) != Dimensions::TargetGroupLoadBalancer && !(rate && metric == Metric::Elb5xx) {
+        let Some(aws) = snap.environment(env).and_then(|e| e.aws.value.as_ref()) else { return Ok(()) };
+        if rate && metric == Metric::Elb5xx {
+            return aws.serves_only_listed(env);
+        }
+        if query_dimensions(metric) != Dimensions::TargetGroupLoadBalancer {
             return Ok(());
         }
-        let Some(aws) = snap.environment(env).and_then(|e| e.aws.value.as_ref()) else { return Ok(()) };
         match aws.routing_gap(env, &rb.dns.record) {
             Err(crate::status::RoutingGap::Unknown(why) | crate::status::RoutingGap::NotRouted(why)) => Err(why),
             Ok(()) => Ok(()),

@@ -189,6 +189,45 @@ impl EnvironmentAws {
             self.target_groups.iter().map(|tg| (tg.name.as_str(), tg.arn.as_str())).collect();
         routing_gap(lb, &listed, env, host)
     }
+
+    /// Whether the side's load balancer routes requests to no group its
+    /// `target_groups` do not list (another service's), as a rate of its
+    /// own 5xx needs: Err saying which, or why that cannot be told.
+    pub fn serves_only_listed(&self, env: &str) -> Result<(), String> {
+        let Some(lb) = &self.load_balancer else { return Ok(()) };
+        let listed: Vec<(&str, &str)> =
+            self.target_groups.iter().map(|tg| (tg.name.as_str(), tg.arn.as_str())).collect();
+        match unlisted_groups(lb, &listed)? {
+            unlisted if unlisted.is_empty() => Ok(()),
+            unlisted => Err(format!(
+                "load balancer {} also routes requests to target group {}, which {env}'s target_groups do not \
+                 list: AWS counts HTTPCode_ELB_5XX_Count and RequestCount per load balancer only, so that group's \
+                 requests would dilute {env}'s rate; bound {env}'s load balancer 5xx with a `metric` gate (a count) \
+                 instead",
+                lb.name,
+                unlisted.join(", ")
+            )),
+        }
+    }
+}
+
+/// The groups `lb` routes requests to that `listed` (name, ARN) does not hold.
+fn unlisted_groups(lb: &LoadBalancer, listed: &[(&str, &str)]) -> Result<Vec<String>, String> {
+    let routed = lb.routed_groups().map_err(|why| format!("load balancer {}: {why}", lb.name))?;
+    Ok(routed
+        .iter()
+        .filter(|arn| !listed.iter().any(|(_, a)| a == *arn))
+        .map(|arn| crate::aws::elb::target_group_name_of(arn))
+        .collect())
+}
+
+fn unlisted_message(lb: &LoadBalancer, unlisted: &[String], env: &str) -> String {
+    format!(
+        "load balancer {} routes requests to target group {}, which {env}'s target_groups do not list, so its \
+         targets are not read; add it to target_groups",
+        lb.name,
+        unlisted.join(", ")
+    )
 }
 
 /// Whether `lb` routes requests for `host` to the groups listed for `env`
@@ -196,11 +235,7 @@ impl EnvironmentAws {
 /// and a shift of the side it raises.
 pub fn routing_gap(lb: &LoadBalancer, listed: &[(&str, &str)], env: &str, host: &str) -> Result<(), RoutingGap> {
     let routed = lb.routed_groups().map_err(|why| RoutingGap::Unknown(format!("load balancer {}: {why}", lb.name)))?;
-    let unlisted: Vec<String> = routed
-        .iter()
-        .filter(|arn| !listed.iter().any(|(_, a)| a == arn))
-        .map(|arn| crate::aws::elb::target_group_name_of(arn))
-        .collect();
+    let unlisted = unlisted_groups(lb, listed).map_err(RoutingGap::Unknown)?;
     // A listed group without requests fails whatever else is routed.
     let idle: Vec<&str> =
         listed.iter().filter(|(_, arn)| !routed.iter().any(|r| r == arn)).map(|(name, _)| *name).collect();
@@ -213,12 +248,7 @@ pub fn routing_gap(lb: &LoadBalancer, listed: &[(&str, &str)], env: &str, host: 
         )));
     }
     if !unlisted.is_empty() {
-        return Err(RoutingGap::Unknown(format!(
-            "load balancer {} routes requests to target group {}, which {env}'s target_groups do not list, so \
-                 its targets are not read; add it to target_groups",
-            lb.name,
-            unlisted.join(", ")
-        )));
+        return Err(RoutingGap::Unknown(unlisted_message(lb, &unlisted, env)));
     }
     // Routed by some rule is not routed the record's requests: a
     // default answering 503 with the group behind another host's rule
