@@ -116,7 +116,11 @@ async fn unequal_ttls_are_refused_before_anything_is_sent() {
     assert_eq!(code, Some(2));
     assert!(err.starts_with("refused: the weighted records' TTLs differ (prod has 10 s, staging has 300 s)"), "{err}");
     assert_eq!(weights(&sb).await, w(100, 0));
-    assert!(audit(dir.path()).is_empty(), "nothing was attempted");
+    // Nothing sent; the refused attempt is on record.
+    let lines = audit(dir.path());
+    let stages: Vec<(&str, &str)> =
+        lines.iter().map(|l| (l["action"].as_str().unwrap_or(""), l["stage"].as_str().unwrap_or(""))).collect();
+    assert_eq!(stages, [("shift_weights to 30%", "refused")], "{lines:?}");
     sb.down().await;
 }
 
