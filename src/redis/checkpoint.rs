@@ -296,7 +296,11 @@ impl Checkpoint {
     /// received the last of them). Nothing tells which keys; only a scan
     /// from the start puts them all back.
     fn target_replaced(&self, now: &TargetServers) -> Option<String> {
-        let took = TargetServers { run_ids: self.target_run_ids.clone(), replids: self.target_replids.clone() };
+        let took = TargetServers {
+            run_ids: self.target_run_ids.clone(),
+            replids: self.target_replids.clone(),
+            followed: Vec::new(),
+        };
         let gone: Vec<&str> = servers_gone(&self.target_run_ids, &now.run_ids).into_iter().map(short).collect();
         if gone.is_empty() {
             let demoted: Vec<&str> = took.demoted_in(now).into_iter().map(short).collect();
@@ -304,6 +308,7 @@ impl Checkpoint {
                 return None;
             }
             let now: Vec<&str> = now.replids.iter().map(|id| short(id)).collect();
+            // A server still in `now`: demoted and promoted again.
             return Some(format!(
                 "the target was a replica since the checkpoint (its replication ID {} → {}): a server that follows \
                  another takes that one's data in place of its own, so the copy's writes before the checkpoint may \
@@ -383,11 +388,15 @@ impl Checkpoint {
 
 /// The target's servers as read at one time (each primary of a cluster):
 /// their `run_id`s, and in the same order the replication ID
-/// (`master_replid`) each writes under, where it has one.
+/// (`master_replid`) each writes under, where it has one, and whether it
+/// followed another master before it (`master_replid2` set: a replica
+/// promoted keeps the ID it followed; a new replication backlog, for a
+/// first replica or after one was freed, renews the ID and clears that).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct TargetServers {
     pub run_ids: Vec<String>,
     pub replids: Vec<String>,
+    pub followed: Vec<bool>,
 }
 
 impl TargetServers {
@@ -398,17 +407,23 @@ impl TargetServers {
         (servers_gone(&self.run_ids, &now.run_ids).len(), self.demoted_in(now).len())
     }
 
-    /// The replication IDs of the servers of `self` still in `now` by
-    /// run_id whose replication ID is not among `now`'s: each was a replica
-    /// since. None when either side does not tell every server's.
+    /// The replication IDs of the servers of `self` that `now` finds by
+    /// run_id under another replication ID, having followed another master:
+    /// each was a replica since. None when a side does not tell every
+    /// server's.
     fn demoted_in(&self, now: &TargetServers) -> Vec<&str> {
-        if self.replids.len() != self.run_ids.len() || now.replids.len() != now.run_ids.len() {
+        if self.replids.len() != self.run_ids.len()
+            || now.replids.len() != now.run_ids.len()
+            || now.followed.len() != now.run_ids.len()
+        {
             return Vec::new();
         }
         self.run_ids
             .iter()
             .zip(&self.replids)
-            .filter(|(id, replid)| now.run_ids.contains(id) && !now.replids.contains(replid))
+            .filter(|(id, replid)| {
+                now.run_ids.iter().position(|n| n == *id).is_some_and(|j| now.replids[j] != **replid && now.followed[j])
+            })
             .map(|(_, replid)| replid.as_str())
             .collect()
     }
@@ -852,21 +867,27 @@ mod tests {
     #[test]
     fn a_target_server_gone_since_the_checkpoint_starts_every_scan_over() {
         let ids = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        let servers = |v: &[&str]| TargetServers { run_ids: ids(v), replids: Vec::new() };
+        let servers = |v: &[&str]| TargetServers { run_ids: ids(v), ..Default::default() };
         let one = Checkpoint {
             source_run_id: Some("5555".into()),
             target_run_ids: ids(&["tttt0000"]),
             target_replids: ids(&["rrrr0000"]),
             ..checkpoint("redis://h:1/0", 42, 7)
         };
-        let same = TargetServers { run_ids: ids(&["tttt0000"]), replids: ids(&["rrrr0000"]) };
+        let same = TargetServers { run_ids: ids(&["tttt0000"]), replids: ids(&["rrrr0000"]), followed: vec![false] };
         let r = one.resume("5555", &[], &same);
         assert_eq!((r.places[0].cursor, r.copied(), r.why.len()), (42, 7, 0), "the same target: go on");
         // A server that tells no replication ID (before Redis 4) is judged by its run_id.
         let r = one.resume("5555", &[], &servers(&["tttt0000"]));
         assert_eq!((r.places[0].cursor, r.why.len()), (42, 0));
-        // The same server, failed over and back (a replica meanwhile): a new replication ID.
-        let back = TargetServers { run_ids: ids(&["tttt0000"]), replids: ids(&["ssss1111"]) };
+        // A new replication ID without a previous one (a first replica
+        // attached, or the backlog freed with none): the same data, go on.
+        let backlog = TargetServers { run_ids: ids(&["tttt0000"]), replids: ids(&["ssss1111"]), followed: vec![false] };
+        let r = one.resume("5555", &[], &backlog);
+        assert_eq!((r.places[0].cursor, r.why.len()), (42, 0));
+        // The same server, failed over and back (a replica meanwhile): a new
+        // replication ID, with the one it followed as its previous.
+        let back = TargetServers { run_ids: ids(&["tttt0000"]), replids: ids(&["ssss1111"]), followed: vec![true] };
         for cp in [one.clone(), Checkpoint { cursor: 0, done: true, ..one.clone() }] {
             let r = cp.resume("5555", &[], &back);
             assert_eq!((&r.places[..], r.copied()), (&[ScanPlace::start()][..], 0));

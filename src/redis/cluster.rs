@@ -604,12 +604,17 @@ impl Cluster {
             // What the primary has written by now: a replica read must hold
             // it, or the writes just before the copy (the app stopped for
             // it) would be missing or old.
+            // A primary that cannot be asked tells nothing: its replicas are
+            // judged by their link alone (one whose primary is gone shows it down).
             let written = match s.replicas.is_empty() || !self.endpoint.reads_replicas() {
                 true => None,
                 false => {
-                    let mut p = self.node(&s.primary).await?;
-                    let info: String = query(&self.endpoint, &mut p, redis::cmd("INFO").arg("replication")).await?;
-                    super::info_field(&info, "master_repl_offset").and_then(|o| o.parse::<u64>().ok())
+                    let asked = async {
+                        let mut p = self.node(&s.primary).await?;
+                        query::<String>(&self.endpoint, &mut p, redis::cmd("INFO").arg("replication")).await
+                    };
+                    let info = tokio::time::timeout(Duration::from_secs(2), asked).await.ok().and_then(Result::ok);
+                    info.and_then(|i| super::info_field(&i, "master_repl_offset").and_then(|o| o.parse::<u64>().ok()))
                 }
             };
             for addr in s.replicas.iter().filter(|_| self.endpoint.reads_replicas()) {
@@ -735,6 +740,9 @@ impl Cluster {
             let field = |f| super::info_field(info, f).filter(|v| !v.is_empty()).map(str::to_string);
             servers.run_ids.extend(field("run_id"));
             servers.replids.extend(field("master_replid"));
+            // An ID of zeros (or none, before Redis 4) is no previous one.
+            let followed = field("master_replid2").map(|id| !id.bytes().all(|b| b == b'0'));
+            servers.followed.extend(followed);
         }
         Ok((total, servers))
     }

@@ -315,11 +315,12 @@ impl Conns {
             }
             None => {
                 let (_, run_id) = server_info(to, &mut self.dst.clone()).await?;
-                let replid = repl_history(&replication_info(to, &mut self.dst.clone()).await?).map(|h| h.replid);
+                let history = repl_history(&replication_info(to, &mut self.dst.clone()).await?);
                 let known = |id: &String| !id.is_empty() && id != "?";
                 Ok(checkpoint::TargetServers {
                     run_ids: Some(run_id).filter(known).into_iter().collect(),
-                    replids: replid.filter(known).into_iter().collect(),
+                    followed: history.iter().map(|h| h.replid2.is_some()).collect(),
+                    replids: history.map(|h| h.replid).filter(known).into_iter().collect(),
                 })
             }
         }
