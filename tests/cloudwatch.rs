@@ -103,10 +103,15 @@ async fn a_p99_gate_judges_the_whole_window_and_reports_its_requests() {
 
 /// A count of staging's target group, 30 s ago (inside a gate's window).
 async fn put_staging_count(sb: &Sandbox, metric: &str, n: f64) {
+    put_count(sb, sb.world.target_group_dimensions("staging"), metric, n).await;
+}
+
+/// A count under `dimensions`, 30 s ago.
+async fn put_count(sb: &Sandbox, dimensions: Option<Vec<aws_sdk::cloudwatch::types::Dimension>>, metric: &str, n: f64) {
     use aws_sdk::cloudwatch::types::{MetricDatum, StandardUnit};
     let datum = MetricDatum::builder()
         .metric_name(metric)
-        .set_dimensions(sb.world.target_group_dimensions("staging"))
+        .set_dimensions(dimensions)
         .timestamp((SystemTime::now() - Duration::from_secs(30)).into())
         .value(n)
         .unit(StandardUnit::Count)
@@ -164,15 +169,7 @@ async fn a_metric_gate_on_a_side_whose_requests_go_to_another_group_too_is_an_er
 
 /// A count of `env`'s load balancer, 30 s ago (inside a gate's window).
 async fn put_load_balancer_count(sb: &Sandbox, env: &str, metric: &str, n: f64) {
-    use aws_sdk::cloudwatch::types::{MetricDatum, StandardUnit};
-    let datum = MetricDatum::builder()
-        .metric_name(metric)
-        .set_dimensions(sb.world.load_balancer_dimensions(env))
-        .timestamp((SystemTime::now() - Duration::from_secs(30)).into())
-        .value(n)
-        .unit(StandardUnit::Count)
-        .build();
-    sb.clients.cloudwatch.put_metric_data().namespace("AWS/ApplicationELB").metric_data(datum).send().await.unwrap();
+    put_count(sb, sb.world.load_balancer_dimensions(env), metric, n).await;
 }
 
 /// AWS publishes `HTTPCode_ELB_5XX_Count` and `RequestCount` per load

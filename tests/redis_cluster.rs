@@ -468,18 +468,7 @@ async fn a_failover_at_the_end_of_a_copy_out_of_a_cluster_does_not_hide_a_slot_b
         (c.primary_ports().await[0] == replica).then_some(())
     })
     .await;
-    let (mut from, mut to) = (conn_at(ports[1]).await, conn_at(ports[2]).await);
-    let id = |c: &MultiplexedConnection| {
-        let mut c = c.clone();
-        async move { redis::cmd("CLUSTER").arg("MYID").query_async::<String>(&mut c).await.unwrap() }
-    };
-    let (from_id, to_id) = (id(&from).await, id(&to).await);
-    let listing: String = redis::cmd("CLUSTER").arg("NODES").query_async(&mut from).await.unwrap();
-    let own = listing.lines().find(|l| l.contains("myself")).unwrap();
-    let slot: u16 = own.split_whitespace().nth(8).unwrap().split('-').next().unwrap().parse().unwrap();
-    let setslot = |how: &str, id: &str| redis::cmd("CLUSTER").arg("SETSLOT").arg(slot).arg(how).arg(id).clone();
-    let _: () = setslot("IMPORTING", &from_id).query_async(&mut to).await.unwrap();
-    let _: () = setslot("MIGRATING", &to_id).query_async(&mut from).await.unwrap();
+    let slot = open_a_slot(ports[1], ports[2]).await;
     assert!(child.get().try_wait().unwrap().is_none(), "the copy ended before the slot was opened");
     let out = child.take().wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
@@ -1327,19 +1316,7 @@ async fn a_copy_out_of_a_cluster_being_resharded_stops_saying_so_and_resume_scan
 
     // A slot left open (a resharding under way, or one stopped half done): a copy out of the cluster is refused.
     let ports = c.primary_ports().await;
-    let node = |port: u16| conn_at(port);
-    let (mut from, mut to) = (node(ports[1]).await, node(ports[2]).await);
-    let id = |c: &MultiplexedConnection| {
-        let mut c = c.clone();
-        async move { redis::cmd("CLUSTER").arg("MYID").query_async::<String>(&mut c).await.unwrap() }
-    };
-    let (from_id, to_id) = (id(&from).await, id(&to).await);
-    let listing: String = redis::cmd("CLUSTER").arg("NODES").query_async(&mut from).await.unwrap();
-    let own = listing.lines().find(|l| l.contains("myself")).unwrap();
-    let slot: u16 = own.split_whitespace().nth(8).unwrap().split('-').next().unwrap().parse().unwrap();
-    let setslot = |how: &str, id: &str| redis::cmd("CLUSTER").arg("SETSLOT").arg(slot).arg(how).arg(id).clone();
-    let _: () = setslot("IMPORTING", &from_id).query_async(&mut to).await.unwrap();
-    let _: () = setslot("MIGRATING", &to_id).query_async(&mut from).await.unwrap();
+    let slot = open_a_slot(ports[1], ports[2]).await;
     let (code, _, err) = run(state, &args);
     assert_eq!(code, Some(2), "{err}");
     assert!(
@@ -1351,6 +1328,25 @@ async fn a_copy_out_of_a_cluster_being_resharded_stops_saying_so_and_resume_scan
         )),
         "{err}"
     );
+}
+
+/// Opens the first slot of the primary on port `from` towards the primary on
+/// `to` (SETSLOT IMPORTING, then MIGRATING), as a resharding begins, and
+/// moves no key; returns the slot.
+async fn open_a_slot(from: u16, to: u16) -> u16 {
+    let (mut from, mut to) = (conn_at(from).await, conn_at(to).await);
+    let id = |c: &MultiplexedConnection| {
+        let mut c = c.clone();
+        async move { redis::cmd("CLUSTER").arg("MYID").query_async::<String>(&mut c).await.unwrap() }
+    };
+    let (from_id, to_id) = (id(&from).await, id(&to).await);
+    let listing: String = redis::cmd("CLUSTER").arg("NODES").query_async(&mut from).await.unwrap();
+    let own = listing.lines().find(|l| l.contains("myself")).unwrap();
+    let slot: u16 = own.split_whitespace().nth(8).unwrap().split('-').next().unwrap().parse().unwrap();
+    let setslot = |how: &str, id: &str| redis::cmd("CLUSTER").arg("SETSLOT").arg(slot).arg(how).arg(id).clone();
+    let _: () = setslot("IMPORTING", &from_id).query_async(&mut to).await.unwrap();
+    let _: () = setslot("MIGRATING", &to_id).query_async(&mut from).await.unwrap();
+    slot
 }
 
 /// `fail`, the default and the checklist action's: a key seen twice is a

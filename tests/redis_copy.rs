@@ -869,12 +869,21 @@ async fn keys_evicted_before_a_kill_fail_the_resumed_copy() {
     assert!(err.contains("the target evicted ") && err.contains(" keys during the copy"), "{err}");
 }
 
-/// A checkpoint left by a copy that had finished, and a target emptied
-/// since (FLUSHALL leaves its run_id as it was): `--resume` must not call
-/// the copy done with nothing on the target. It scans again and writes
-/// every key, and says why.
-#[tokio::test(flavor = "multi_thread")]
-async fn a_resume_onto_a_target_emptied_since_its_checkpoint_copies_every_key_again() {
+/// What happened to a target between a copy that finished (killed before
+/// it removed its checkpoint) and its `--resume`.
+enum TargetSince {
+    /// FLUSHALL, which leaves its run_id as it was.
+    Emptied,
+    /// Made a replica of another server (one key there), then promoted
+    /// again: the same run_id, the other's data in place of its own.
+    FailedOverAndBack,
+}
+
+/// A copy of `N` keys that finished but kept its checkpoint, then `since`
+/// done to its target, then `--resume --json`: the resume must not call the
+/// copy done. It scans again and writes every key (the target then holds
+/// them and `others`), and says `why`.
+async fn a_resume_onto_a_target(since: TargetSince, why: &str, others: u64) {
     const N: u64 = 600;
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
@@ -882,55 +891,66 @@ async fn a_resume_onto_a_target_emptied_since_its_checkpoint_copies_every_key_ag
     let args = copied_and_killed_before_removing_the_checkpoint(&state, &src, &dst, &mut s, N).await;
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     assert_eq!(checkpoint_json(&state).map(|c| c["done"].clone()), Some(true.into()));
-    let _: () = redis::cmd("FLUSHALL").query_async(&mut d).await.unwrap();
+    assert_eq!(dbsize(&mut d).await, N);
+    let _other;
+    match since {
+        TargetSince::Emptied => {
+            let _: () = redis::cmd("FLUSHALL").query_async(&mut d).await.unwrap();
+        }
+        TargetSince::FailedOverAndBack => {
+            let run_id =
+                |info: String| info.lines().find_map(|l| l.strip_prefix("run_id:")).unwrap().trim().to_string();
+            let before = run_id(redis::cmd("INFO").arg("server").query_async(&mut d).await.unwrap());
+            _other = server(dir.path(), "other").await;
+            let mut o = conn(&_other.url).await;
+            let _: () = o.set("unrelated", "x").await.unwrap();
+            let port = _other.url.trim_start_matches("redis://127.0.0.1:").trim_end_matches("/0");
+            let _: () = redis::cmd("REPLICAOF").arg("127.0.0.1").arg(port).query_async(&mut d).await.unwrap();
+            let start = Instant::now();
+            while dbsize(&mut d).await != 1 {
+                assert!(start.elapsed() < Duration::from_secs(20), "the target never synced from the other server");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            let _: () = redis::cmd("REPLICAOF").arg("NO").arg("ONE").query_async(&mut d).await.unwrap();
+            assert_eq!(run_id(redis::cmd("INFO").arg("server").query_async(&mut d).await.unwrap()), before);
+        }
+    }
 
     let (code, out, err) = run(&state, &[&args[..], &["--resume", "--json"]].concat());
     assert_eq!(code, Some(0), "{out}{err}");
-    assert!(err.contains(&format!("the target holds no key, though the checkpoint had copied {N} to it")), "{err}");
     let report: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(report["run"]["copied"].as_u64(), Some(N), "{report}");
-    assert_eq!(dbsize(&mut d).await, N, "the resume left the emptied target empty");
+    assert_eq!(dbsize(&mut d).await, N + others, "every key written again");
+    assert!(err.contains(&why.replace("{N}", &N.to_string())), "{err}");
+}
+
+/// Emptied since (FLUSHALL leaves its run_id as it was): `--resume` must not
+/// call the copy done with nothing on the target.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_resume_onto_a_target_emptied_since_its_checkpoint_copies_every_key_again() {
+    a_resume_onto_a_target(
+        TargetSince::Emptied,
+        "the target holds no key, though the checkpoint had copied {N} to it",
+        0,
+    )
+    .await;
 }
 
 /// A target that failed over and back keeps its run_id: demoted, it took
 /// its new master's data in place of its own (a full sync), then was
 /// promoted again. The copy's writes before the checkpoint are gone, though
-/// the server is the same one and not empty: `--resume` must not take the
-/// checkpoint's word. Its replication ID tells (a promotion gives a new
-/// one), so the scan starts over and every key is written again. Before,
-/// the resume called the copy done with the keys missing.
+/// the server is the same one and not empty. Its replication ID tells (a
+/// promotion gives a new one, keeping the one it followed as its second),
+/// so the scan starts over. Before, the resume called the copy done with
+/// the keys missing.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_resume_onto_a_target_that_failed_over_and_back_copies_every_key_again() {
-    const N: u64 = 600;
-    let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("state");
-    let (src, dst, mut s, mut d) = source_and_target(dir.path()).await;
-    let args = copied_and_killed_before_removing_the_checkpoint(&state, &src, &dst, &mut s, N).await;
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    assert_eq!(dbsize(&mut d).await, N);
-    let run_id = |info: String| info.lines().find_map(|l| l.strip_prefix("run_id:")).unwrap().trim().to_string();
-    let before = run_id(redis::cmd("INFO").arg("server").query_async(&mut d).await.unwrap());
-    // The target follows another server for a while (its one key replaces
-    // the copy's), then is promoted back.
-    let other = server(dir.path(), "other").await;
-    let mut o = conn(&other.url).await;
-    let _: () = o.set("unrelated", "x").await.unwrap();
-    let port = other.url.trim_start_matches("redis://127.0.0.1:").trim_end_matches("/0");
-    let _: () = redis::cmd("REPLICAOF").arg("127.0.0.1").arg(port).query_async(&mut d).await.unwrap();
-    let start = Instant::now();
-    while dbsize(&mut d).await != 1 {
-        assert!(start.elapsed() < Duration::from_secs(20), "the target never synced from the other server");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let _: () = redis::cmd("REPLICAOF").arg("NO").arg("ONE").query_async(&mut d).await.unwrap();
-    assert_eq!(run_id(redis::cmd("INFO").arg("server").query_async(&mut d).await.unwrap()), before);
-
-    let (code, out, err) = run(&state, &[&args[..], &["--resume", "--json"]].concat());
-    assert_eq!(code, Some(0), "{out}{err}");
-    let report: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
-    assert_eq!(report["run"]["copied"].as_u64(), Some(N), "{report}");
-    assert_eq!(dbsize(&mut d).await, N + 1, "every key written again");
-    assert!(err.contains("the target was a replica since the checkpoint (its replication ID "), "{err}");
+    a_resume_onto_a_target(
+        TargetSince::FailedOverAndBack,
+        "the target was a replica since the checkpoint (its replication ID ",
+        1,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
