@@ -296,14 +296,10 @@ impl Checkpoint {
     /// received the last of them). Nothing tells which keys; only a scan
     /// from the start puts them all back.
     fn target_replaced(&self, now: &TargetServers) -> Option<String> {
-        let took = TargetServers {
-            run_ids: self.target_run_ids.clone(),
-            replids: self.target_replids.clone(),
-            followed: Vec::new(),
-        };
         let gone: Vec<&str> = servers_gone(&self.target_run_ids, &now.run_ids).into_iter().map(short).collect();
         if gone.is_empty() {
-            let demoted: Vec<&str> = took.demoted_in(now).into_iter().map(short).collect();
+            let demoted: Vec<&str> =
+                demoted(&self.target_run_ids, &self.target_replids, now).into_iter().map(short).collect();
             if demoted.is_empty() {
                 return None;
             }
@@ -400,33 +396,44 @@ pub struct TargetServers {
 }
 
 impl TargetServers {
+    /// Adds the server whose `INFO` (its server and replication sections)
+    /// is `info`; a field it does not give (before Redis 4: no replication
+    /// ID) is left out, and the lists' lengths then tell it.
+    pub fn add_from_info(&mut self, info: &str) {
+        let field = |f| super::info_field(info, f).filter(|v| !v.is_empty() && *v != "?").map(str::to_string);
+        self.run_ids.extend(field("run_id"));
+        self.replids.extend(field("master_replid"));
+        // An ID of zeros is no previous one.
+        self.followed.extend(field("master_replid2").map(|id| !id.bytes().all(|b| b == b'0')));
+    }
+
     /// The servers `self` read, as `now` reads them: how many restarted or
     /// were replaced (their run_id gone), and how many of the rest were a
     /// replica meanwhile (their run_id there, their replication ID not).
     pub fn lost_in(&self, now: &TargetServers) -> (usize, usize) {
-        (servers_gone(&self.run_ids, &now.run_ids).len(), self.demoted_in(now).len())
+        (servers_gone(&self.run_ids, &now.run_ids).len(), demoted(&self.run_ids, &self.replids, now).len())
     }
+}
 
-    /// The replication IDs of the servers of `self` that `now` finds by
-    /// run_id under another replication ID, having followed another master:
-    /// each was a replica since. None when a side does not tell every
-    /// server's.
-    fn demoted_in(&self, now: &TargetServers) -> Vec<&str> {
-        if self.replids.len() != self.run_ids.len()
-            || now.replids.len() != now.run_ids.len()
-            || now.followed.len() != now.run_ids.len()
-        {
-            return Vec::new();
-        }
-        self.run_ids
-            .iter()
-            .zip(&self.replids)
-            .filter(|(id, replid)| {
-                now.run_ids.iter().position(|n| n == *id).is_some_and(|j| now.replids[j] != **replid && now.followed[j])
-            })
-            .map(|(_, replid)| replid.as_str())
-            .collect()
+/// The replication IDs of the servers that took writes (`run_ids`, with
+/// `replids` in order) that `now` finds by run_id under another replication
+/// ID, having followed another master: each was a replica since. None when
+/// a side does not tell every server's.
+fn demoted<'a>(run_ids: &[String], replids: &'a [String], now: &TargetServers) -> Vec<&'a str> {
+    if replids.len() != run_ids.len()
+        || now.replids.len() != now.run_ids.len()
+        || now.followed.len() != now.run_ids.len()
+    {
+        return Vec::new();
     }
+    run_ids
+        .iter()
+        .zip(replids)
+        .filter(|(id, replid)| {
+            now.run_ids.iter().position(|n| n == *id).is_some_and(|j| now.replids[j] != **replid && now.followed[j])
+        })
+        .map(|(_, replid)| replid.as_str())
+        .collect()
 }
 
 /// The `run_id`s of `took` (the servers that took a copy's writes) that are

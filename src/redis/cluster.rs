@@ -737,12 +737,7 @@ impl Cluster {
         for info in &infos {
             let (k, x) = super::keyspace(info, 0);
             total = (total.0 + k, total.1 + x);
-            let field = |f| super::info_field(info, f).filter(|v| !v.is_empty()).map(str::to_string);
-            servers.run_ids.extend(field("run_id"));
-            servers.replids.extend(field("master_replid"));
-            // An ID of zeros (or none, before Redis 4) is no previous one.
-            let followed = field("master_replid2").map(|id| !id.bytes().all(|b| b == b'0'));
-            servers.followed.extend(followed);
+            servers.add_from_info(info);
         }
         Ok((total, servers))
     }

@@ -314,14 +314,11 @@ impl Conns {
                 Ok(c.key_counts_and_servers().await?.1)
             }
             None => {
-                let (_, run_id) = server_info(to, &mut self.dst.clone()).await?;
-                let history = repl_history(&replication_info(to, &mut self.dst.clone()).await?);
-                let known = |id: &String| !id.is_empty() && id != "?";
-                Ok(checkpoint::TargetServers {
-                    run_ids: Some(run_id).filter(known).into_iter().collect(),
-                    followed: history.iter().map(|h| h.replid2.is_some()).collect(),
-                    replids: history.map(|h| h.replid).filter(known).into_iter().collect(),
-                })
+                // The default sections hold both server and replication, in one reading.
+                let info: String = q(to, &mut self.dst.clone(), &redis::cmd("INFO")).await?;
+                let mut servers = checkpoint::TargetServers::default();
+                servers.add_from_info(&info);
+                Ok(servers)
             }
         }
     }
