@@ -220,6 +220,48 @@ async fn a_rollout_whose_alarm_history_cannot_be_read_is_refused_before_anything
     sb.down().await;
 }
 
+/// A gate judges AWS's datapoints over a soak timed by this machine's
+/// clock: with this clock a minute behind AWS's it would judge the minute
+/// before the step and never the soak's last. A clock further off than
+/// allowed (by the Date of AWS's answers) refuses the rollout before
+/// anything is sent, and stops a running one from judging: it pauses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clock_off_from_aws_refuses_a_rollout_and_pauses_a_running_one_without_advancing() {
+    use std::sync::atomic::Ordering;
+    let dir = tempfile::tempdir().unwrap();
+    let (rb, path) = fast_runbook_with(dir.path(), |t| t.replace("soak = \"5s\"", "soak = \"90s\""));
+    let sb = fixed_sandbox(&rb, "eu-west-1").await;
+    let changes = sb.faults.changes.load(Ordering::SeqCst);
+    sb.faults.clock_ahead_ms.store(60_000, Ordering::SeqCst);
+    let p = path.to_str().unwrap();
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["rollout", p, "--dry-run"]).await;
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("would refuse: this machine's clock is at least "), "{out}");
+    assert!(out.contains("s behind AWS's"), "{out}");
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["rollout", p, "--yes"]).await;
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("refused: this machine's clock is at least "), "{out}");
+    assert!(out.contains("timedatectl set-ntp true"), "how to fix it: {out}");
+    assert_eq!(sb.faults.changes.load(Ordering::SeqCst), changes, "no change sent");
+    let last = audit(dir.path()).last().unwrap().clone();
+    assert_eq!((last["action"].as_str(), last["stage"].as_str()), (Some("rollout start"), Some("refused")), "{last}");
+    // In step; then, mid-soak, AWS's clock a minute behind this one.
+    sb.faults.clock_ahead_ms.store(0, Ordering::SeqCst);
+    let child = spawn_rollout(&sb, &rb, dir.path(), &path);
+    until_soaking(dir.path(), 0).await;
+    sb.faults.clock_ahead_ms.store(-60_000, Ordering::SeqCst);
+    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output()).await.expect("paused in time");
+    let text = String::from_utf8_lossy(&out.as_ref().unwrap().stdout).to_string();
+    assert_eq!(out.unwrap().status.code(), Some(3), "paused for a person, never passed: {text}");
+    assert!(text.contains("cannot judge: this machine's clock is at least"), "{text}");
+    assert!(text.contains("s ahead of AWS's"), "{text}");
+    let state = rollout_state(dir.path()).unwrap();
+    assert_eq!(state["engine"]["step"], 0, "never advanced: {state}");
+    assert_eq!(state["engine"]["phase"]["phase"], "paused");
+    assert_eq!(weights(&sb).await, w(90, 10), "step 1 only");
+    sb.down().await;
+}
+
 /// Step 2's ChangeResourceRecordSets held by the sandbox for `hold_ms`
 /// (Route53 finishing a request whose client gave up), the rollout run
 /// until it stops; returns its output, once the step has landed, and its

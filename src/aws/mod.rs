@@ -13,7 +13,7 @@ pub mod sts;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use aws_config::{BehaviorVersion, SdkConfig};
 use aws_sdk::ec2::config::{Credentials, Region};
@@ -35,6 +35,8 @@ pub struct Clients {
     pub sts: aws_sdk::sts::Client,
     pub region: String,
     pub calls: CallCounter,
+    /// AWS's clock against this machine's, from the answers' `Date` headers.
+    pub clock: AwsClock,
     /// Some when these clients run on keys from the environment, which
     /// nothing can refresh.
     pub fixed_keys: Option<FixedCredentials>,
@@ -43,10 +45,14 @@ pub struct Clients {
 impl Clients {
     pub fn new(config: &SdkConfig) -> Self {
         let calls = CallCounter::default();
+        let clock = AwsClock::default();
         macro_rules! client {
             ($svc:ident) => {
                 aws_sdk::$svc::Client::from_conf(
-                    aws_sdk::$svc::config::Builder::from(config).interceptor(calls.clone()).build(),
+                    aws_sdk::$svc::config::Builder::from(config)
+                        .interceptor(calls.clone())
+                        .interceptor(clock.clone())
+                        .build(),
                 )
             };
         }
@@ -61,6 +67,7 @@ impl Clients {
             sts: client!(sts),
             region: config.region().map(|r| r.to_string()).unwrap_or_default(),
             calls,
+            clock,
             fixed_keys: None,
         }
     }
@@ -200,6 +207,18 @@ impl SideClients {
             }
         }
         all
+    }
+
+    /// How far this machine's clock is from AWS's, in words, when it is
+    /// surely further than [`CLOCK_SKEW_ALLOWED`] by the latest answer any
+    /// side got (one AWS, one clock).
+    pub fn clock_differs(&self) -> Option<String> {
+        self.clock_read().and_then(|r| r.differs())
+    }
+
+    /// The latest reading of AWS's clock, by any side; None before any.
+    pub fn clock_read(&self) -> Option<ClockReading> {
+        self.distinct().iter().filter_map(|c| c.clock.latest()).max_by_key(|r| r.received)
     }
 
     pub fn reset_calls(&self) {
@@ -384,6 +403,119 @@ impl aws_sdk::ec2::config::Intercept for CallCounter {
     }
 }
 
+/// How far this machine's clock may be from AWS's. A gate judges AWS's
+/// datapoints and alarm history over a soak timed by this machine's clock:
+/// a clock behind AWS's judges minutes before the step and leaves the
+/// soak's last ones unjudged (the SDK corrects its signing for any skew, so
+/// nothing else would tell).
+pub const CLOCK_SKEW_ALLOWED: Duration = Duration::from_secs(5);
+
+/// One answer's `Date` against this machine's clock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClockReading {
+    /// AWS's clock minus this machine's, in milliseconds, at least and at
+    /// most: the header has whole seconds, and AWS wrote it at some moment
+    /// between the send and the answer.
+    pub ahead_ms: (i64, i64),
+    /// When the answer came, by this machine's clock.
+    pub received: SystemTime,
+}
+
+fn signed_ms(a: SystemTime, b: SystemTime) -> i64 {
+    match a.duration_since(b) {
+        Ok(d) => d.as_millis() as i64,
+        Err(e) => -(e.duration().as_millis() as i64),
+    }
+}
+
+impl ClockReading {
+    /// `date`: the header's time; sent and received by this machine's clock.
+    pub fn new(date: SystemTime, sent: SystemTime, received: SystemTime) -> Self {
+        let at_least = signed_ms(date, received);
+        let at_most = signed_ms(date + Duration::from_secs(1), sent);
+        Self { ahead_ms: (at_least, at_most.max(at_least)), received }
+    }
+
+    /// In words, when the clocks surely differ by more than allowed.
+    pub fn differs(&self) -> Option<String> {
+        let allowed = CLOCK_SKEW_ALLOWED.as_millis() as i64;
+        let secs = |ms: i64| format!("{:.1}", ms.unsigned_abs() as f64 / 1000.0);
+        let (least, most) = self.ahead_ms;
+        let (how, by) = if least > allowed {
+            ("behind", least)
+        } else if most < -allowed {
+            ("ahead of", most)
+        } else {
+            return None;
+        };
+        Some(format!(
+            "this machine's clock is at least {} s {how} AWS's (by the Date of AWS's answers; {} s allowed): gates \
+             judge AWS's datapoints over soaks timed by this clock. Set the clock right (`timedatectl \
+             set-ntp true`, or `chronyc makestep`)",
+            secs(by),
+            CLOCK_SKEW_ALLOWED.as_secs()
+        ))
+    }
+}
+
+/// Reads AWS's clock from each answer's `Date` header.
+#[derive(Clone, Debug, Default)]
+pub struct AwsClock(Arc<Mutex<Option<ClockReading>>>);
+
+/// When an attempt was sent, by this machine's clock.
+#[derive(Clone, Copy, Debug)]
+struct SentAt(SystemTime);
+
+impl aws_smithy_types::config_bag::Storable for SentAt {
+    type Storer = aws_smithy_types::config_bag::StoreReplace<Self>;
+}
+
+impl AwsClock {
+    /// The latest answer's reading; None before any answer with a `Date`.
+    pub fn latest(&self) -> Option<ClockReading> {
+        self.0.lock().ok().and_then(|r| *r)
+    }
+}
+
+impl aws_sdk::ec2::config::Intercept for AwsClock {
+    fn name(&self) -> &'static str {
+        "AwsClock"
+    }
+
+    fn read_before_transmit(
+        &self,
+        _ctx: &aws_sdk::ec2::config::interceptors::BeforeTransmitInterceptorContextRef<'_>,
+        _rc: &aws_sdk::ec2::config::RuntimeComponents,
+        cfg: &mut aws_sdk::ec2::config::ConfigBag,
+    ) -> Result<(), aws_sdk::ec2::error::BoxError> {
+        cfg.interceptor_state().store_put(SentAt(SystemTime::now()));
+        Ok(())
+    }
+
+    fn read_before_deserialization(
+        &self,
+        ctx: &aws_sdk::ec2::config::interceptors::BeforeDeserializationInterceptorContextRef<'_>,
+        _rc: &aws_sdk::ec2::config::RuntimeComponents,
+        cfg: &mut aws_sdk::ec2::config::ConfigBag,
+    ) -> Result<(), aws_sdk::ec2::error::BoxError> {
+        let received = SystemTime::now();
+        let date = ctx
+            .response()
+            .headers()
+            .get("date")
+            .and_then(|d| aws_smithy_types::DateTime::from_str(d, aws_smithy_types::date_time::Format::HttpDate).ok())
+            .and_then(|d| SystemTime::try_from(d).ok());
+        // A cached answer's Date is not AWS's clock now.
+        let cached = ctx.response().headers().get("age").is_some();
+        if let (Some(date), Some(SentAt(sent)), false) = (date, cfg.load::<SentAt>().copied(), cached)
+            && let Ok(mut latest) = self.0.lock()
+        {
+            *latest = Some(ClockReading::new(date, sent, received));
+        }
+        Ok(())
+    }
+}
+
 /// Bounds every call: a hung endpoint must never hang the cockpit.
 fn timeouts() -> aws_config::timeout::TimeoutConfig {
     aws_config::timeout::TimeoutConfig::builder()
@@ -538,6 +670,34 @@ pub type AwsResult<T> = Result<T, AwsError>;
 
 #[cfg(test)]
 mod tests {
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use super::ClockReading;
+
+    /// AWS's Date has whole seconds and was written between the send and
+    /// the answer: the clocks differ only when every moment in there says so.
+    #[test]
+    fn a_clock_differs_only_when_the_whole_round_trip_says_so() {
+        let t = |ms: u64| UNIX_EPOCH + Duration::from_millis(ms);
+        // Sent at 100.0 s, answered at 100.4 s, Date 100 s: in step.
+        let r = ClockReading::new(t(100_000), t(100_000), t(100_400));
+        assert_eq!(r.ahead_ms, (-400, 1_000));
+        assert_eq!(r.differs(), None);
+        // Date 106 s: AWS is 5.6 s ahead at least, over the 5 s allowed.
+        let r = ClockReading::new(t(106_000), t(100_000), t(100_400));
+        let why = r.differs().expect("this machine is behind");
+        assert!(why.starts_with("this machine's clock is at least 5.6 s behind AWS's"), "{why}");
+        // Date 105 s: AWS could be 4.6 s ahead only, within what is allowed.
+        assert_eq!(ClockReading::new(t(105_000), t(100_000), t(100_400)).differs(), None);
+        // Date 94 s: AWS is at least 5 s behind at most 5.0 s: not surely over.
+        assert_eq!(ClockReading::new(t(94_000), t(100_000), t(100_400)).differs(), None);
+        // Date 93 s: AWS is 6 s behind at least.
+        let why = ClockReading::new(t(93_000), t(100_000), t(100_400)).differs().expect("ahead");
+        assert!(why.starts_with("this machine's clock is at least 6.0 s ahead of AWS's"), "{why}");
+        // A slow answer (30 s round trip) cannot tell 20 s off.
+        assert_eq!(ClockReading::new(t(120_000), t(100_000), t(130_000)).differs(), None);
+    }
+
     #[test]
     fn an_expiry_is_read_with_z_or_an_offset_and_anything_else_is_said() {
         let at = |secs: u64| std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs);

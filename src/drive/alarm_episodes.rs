@@ -15,8 +15,9 @@ use crate::engine::Measurement;
 /// requests.
 const BEFORE_SOAK: Duration = Duration::from_secs(60);
 
-/// How far AWS's clock may be behind this machine's.
-const CLOCK_SKEW: Duration = Duration::from_secs(5);
+/// How far AWS's clock may be behind this machine's: a rollout whose
+/// clock is further off is refused, and its gates do not judge.
+const CLOCK_SKEW: Duration = crate::aws::CLOCK_SKEW_ALLOWED;
 
 /// The same change as a reading's timestamp and as its history item's time
 /// (AWS CLI's examples for one alarm show the same millisecond in both);

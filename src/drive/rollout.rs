@@ -151,6 +151,9 @@ pub enum Verdict {
     /// An `alarm_ok` gate's alarm history cannot be read by the
     /// credentials that read the alarm.
     AlarmHistoryUnreadable,
+    /// This machine's clock is too far from AWS's for the gates to judge
+    /// the soak's minutes, or AWS's clock cannot be read.
+    ClockDiffers,
     /// Keys in the environment expire before the rollout could end, or
     /// when they expire cannot be read.
     CredentialsExpire,
@@ -1211,6 +1214,27 @@ async fn alarm_history_readable(rb: &Runbook, clients: &SideClients) -> Result<(
     Ok(())
 }
 
+/// Whether this machine's clock is near enough AWS's for the gates: by the
+/// latest answer from AWS, or a fresh one when none came yet.
+async fn clock_agrees(clients: &SideClients) -> Result<(), String> {
+    if clients.clock_differs().is_none() && clients.clock_read().is_none() {
+        // Only to read AWS's clock: an error leaves it unread, said below.
+        let _ = crate::aws::sts::identity(clients.runbook()).await;
+    }
+    if let Some(why) = clients.clock_differs() {
+        return Err(format!("refused: {why}; nothing was sent"));
+    }
+    if clients.clock_read().is_none() {
+        return Err(format!(
+            "refused: AWS's clock cannot be read (its answers carried no Date header, or STS did not answer): the \
+             gates judge AWS's datapoints over soaks timed by this machine's clock, which must be within {} s of \
+             AWS's; nothing was sent",
+            crate::aws::CLOCK_SKEW_ALLOWED.as_secs()
+        ));
+    }
+    Ok(())
+}
+
 /// The lock, the plan with the live TTL, the saved state (or a new one), a
 /// change an earlier run left in flight settled, and live weights set
 /// outside the rollout adopted (or refused); None when the rollout is
@@ -1222,7 +1246,10 @@ async fn begin<'a>(cx: &'a Context, say: &'a mut (dyn FnMut(&str) + Send)) -> Re
     // on a namesake, and gates blind to their alarms' history miss an ALARM.
     let refused = match crate::authority::gates_read_in_their_accounts(rb, &cx.clients).await {
         Err(why) => Some(why),
-        Ok(()) => alarm_history_readable(rb, &cx.clients).await.err(),
+        Ok(()) => match alarm_history_readable(rb, &cx.clients).await {
+            Err(why) => Some(why),
+            Ok(()) => clock_agrees(&cx.clients).await.err(),
+        },
     };
     if let Some(why) = refused {
         let line =
@@ -1639,6 +1666,8 @@ async fn measure_gates(
     let rb = &cx.rb;
     let mut outputs = Vec::new();
     let snap = crate::status::snapshot(rb, &session.state, cx.actor.region(), now());
+    // By AWS's latest answer: a clock that moved off since the start.
+    let clock_differs = cx.clients.clock_differs();
     for (i, g) in rb.rollout.gates.iter().enumerate() {
         use super::gates::Due;
         let reading = super::gates::reading(&session.state, &g.kind);
@@ -1661,6 +1690,9 @@ async fn measure_gates(
             None => super::gates::from_snapshot(rb, &g.kind, &snap),
         };
         let (measured, covers) = match (due, snapshot_gate) {
+            _ if let Some(why) = &clock_differs => {
+                (vec![crate::engine::Measurement::Error(format!("cannot judge: {why}"))], None)
+            }
             (Due::Stalled(d), _) => (
                 vec![crate::engine::Measurement::Error(format!(
                     "no new reading of its sources for {} s (a poll is stuck or backing off)",
@@ -2016,7 +2048,7 @@ pub async fn preview(
     let (live, types_differ) = live_reading(clients, rb).await.map_err(failed)?;
     out.push(format!("live weights: {} {} / {} {}", rb.rollout.from, live.0, rb.rollout.to, live.1));
     // In the run's order: the credentials' expiry, the gates' accounts and
-    // their alarms' history, the lease, the saved state, then the live weights.
+    // their alarms' history, the clock, the lease, the saved state, then the live weights.
     if let Err(why) = credentials_outlast(rb, sides, SystemTime::now()) {
         out.push(format!("would refuse: {}", why.strip_prefix("refused: ").unwrap_or(&why)));
         return Ok(Preview { lines: out, verdict: Verdict::CredentialsExpire });
@@ -2028,6 +2060,10 @@ pub async fn preview(
     if let Err(why) = alarm_history_readable(rb, sides).await {
         out.push(format!("would refuse: {}", why.strip_prefix("refused: ").unwrap_or(&why)));
         return Ok(Preview { lines: out, verdict: Verdict::AlarmHistoryUnreadable });
+    }
+    if let Err(why) = clock_agrees(sides).await {
+        out.push(format!("would refuse: {}", why.strip_prefix("refused: ").unwrap_or(&why)));
+        return Ok(Preview { lines: out, verdict: Verdict::ClockDiffers });
     }
     if is_running(&rb.name).map_err(failed)? {
         out.push("a rollout of this runbook is running now: `cutover rollout` would be refused".into());

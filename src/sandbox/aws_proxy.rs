@@ -43,7 +43,9 @@
 //! - an instance's primary network interface goes with it when it is
 //!   terminated (DeleteOnTermination, AWS's default for the interface
 //!   RunInstances makes; moto says false and keeps it attached, so a group
-//!   would look used by a terminated instance for ever).
+//!   would look used by a terminated instance for ever);
+//! - AWS's clock, in every answer's `Date`, ahead of or behind this
+//!   machine's on demand (moto's is this machine's).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -151,6 +153,10 @@ pub struct AwsFaults {
     /// answered 504 as a reply lost on the way: the SDK sends the same
     /// request again.
     pub lose_replies: Mutex<Option<(String, u64)>>,
+    /// How far AWS's clock runs ahead of this machine's (negative: behind),
+    /// in milliseconds, as every answer's `Date` header tells it (moto's
+    /// clock is this machine's).
+    pub clock_ahead_ms: std::sync::atomic::AtomicI64,
     /// Instance id → how an ALB health-checks it: DescribeTargetHealth is
     /// answered from these, as moto calls every running target healthy.
     pub targets: Mutex<HashMap<String, TargetCheck>>,
@@ -637,7 +643,22 @@ fn service_of(headers: &HeaderMap) -> String {
     if own { format!("sandbox/{service}") } else { service.to_string() }
 }
 
+/// Every answer, its `Date` written by the sandbox's AWS clock.
 async fn forward(State(p): State<Arc<Proxy>>, req: Request) -> Response {
+    let ahead_ms = p.counts.clock_ahead_ms.load(Ordering::SeqCst);
+    let mut resp = forward_to_moto(State(p), req).await;
+    if ahead_ms != 0 {
+        let now = std::time::SystemTime::now();
+        let shift = std::time::Duration::from_millis(ahead_ms.unsigned_abs());
+        let aws_now = if ahead_ms > 0 { now + shift } else { now - shift };
+        if let Ok(v) = axum::http::HeaderValue::from_str(&httpdate::fmt_http_date(aws_now)) {
+            resp.headers_mut().insert(axum::http::header::DATE, v);
+        }
+    }
+    resp
+}
+
+async fn forward_to_moto(State(p): State<Arc<Proxy>>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let Ok(body) = axum::body::to_bytes(body, 64 << 20).await else {
         return StatusCode::BAD_REQUEST.into_response();

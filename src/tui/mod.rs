@@ -689,6 +689,7 @@ async fn plan_rollout(
                 | Verdict::LeaseLeft
                 | Verdict::GatesReadElsewhere
                 | Verdict::AlarmHistoryUnreadable
+                | Verdict::ClockDiffers
                 | Verdict::CredentialsExpire => Err(format!("{}{shell}", refusal(&p))),
             }
         }
