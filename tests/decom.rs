@@ -750,6 +750,41 @@ async fn decom_a_stop_recorded_in_another_account_opens_no_time_gate() {
     sb.down().await;
 }
 
+/// The same for a manual item: a tick made in a rehearsal (moto's account,
+/// the same runbook name, the same local checklist) does not count; one
+/// made here records this account and opens the window.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decom_a_tick_made_in_another_account_opens_no_time_gate() {
+    let dir = tempfile::tempdir().unwrap();
+    let phases = "\n[[phases]]\nid = \"decommission\"\ntitle = \"Decommission\"\n\n[[phases.items]]\nid = \"sign-off\"\n\
+                  title = \"Old production is no longer needed\"\nkind = \"manual\"\n\n[[phases.items]]\nid = \"start-again\"\n\
+                  title = \"Start old production again\"\nkind = \"action\"\naction = \"start_instances\"\n\
+                  environment = \"production\"\nnot_before = { after = \"decommission/sign-off\", wait = \"1s\" }\n";
+    let (rb, path) = runbook_with_phases(dir.path(), phases);
+    let p = path.to_str().unwrap();
+    let sb = sandbox(&rb, "us-east-2").await;
+    let an_hour_ago = cutover::time::rfc3339(std::time::SystemTime::now() - Duration::from_secs(3600));
+    let ticks = serde_json::json!({"ticks": {"decommission/sign-off": {
+        "by": "rehearsal", "at": an_hour_ago, "account": "999999999999"}}, "notes": {}});
+    let file = dir.path().join(format!("cutover/{}.progress.json", rb.name));
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    std::fs::write(&file, ticks.to_string()).unwrap();
+    let run = ["run", p, "decommission/start-again", "--yes"];
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &run).await;
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("after decommission/sign-off finished, and it has not"), "{out}");
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["tick", p, "decommission/sign-off", "--undo"]).await;
+    assert_eq!(code, Some(0), "{out}");
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["tick", p, "decommission/sign-off"]).await;
+    assert_eq!(code, Some(0), "{out}");
+    let saved: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    assert_eq!(saved["ticks"]["decommission/sign-off"]["account"], "123456789012", "{saved}");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &run).await;
+    assert_eq!(code, Some(0), "the window is open (and the instances run: nothing to do): {out}");
+    sb.down().await;
+}
+
 const DRAINED_FIRST: &str = r#"
 [[phases]]
 id = "decommission"

@@ -250,3 +250,42 @@ async fn raising_a_side_whose_every_target_fails_its_health_check_is_refused() {
     assert_eq!(weights(&sb).await, w(100, 0));
     sb.down().await;
 }
+
+/// A checklist item's weight shift is on record as `applied` (with its
+/// change id) once Route53 accepts it, before the INSYNC wait: a run
+/// stopped during that wait (Ctrl-C, a closed cockpit) leaves the share it
+/// took in the audit, so a later stop of that side waits out the
+/// resolvers' TTL instead of finding only an intent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checklist_shift_is_audited_applied_before_its_insync_wait() {
+    use std::sync::atomic::Ordering;
+    let rb = runbook("demo.toml");
+    let sb = sandbox(&rb, "sa-east-1").await;
+    let dir = tempfile::tempdir().unwrap();
+    let p = "runbooks/demo.toml";
+    let (code, out, err) = run_cutover(&sb, &rb, dir.path(), &["shift", p, "--to", "50", "--yes"]).await;
+    assert_eq!(code, Some(0), "{out}{err}");
+    sb.faults.pending_ms.store(60_000, Ordering::SeqCst);
+    let mut child = cutover_command(&sb, &rb, dir.path(), &["run", p, "traffic/rollout", "--rollback", "--yes"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let action = "shift_weights to 0% (traffic/rollout)";
+    let start = std::time::Instant::now();
+    let applied = loop {
+        let lines = audit(dir.path());
+        if let Some(l) = lines.iter().find(|l| l["action"] == action && l["stage"] == "applied") {
+            break l.clone();
+        }
+        assert!(start.elapsed() < std::time::Duration::from_secs(20), "no applied line while PENDING: {lines:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    assert!(child.try_wait().unwrap().is_none(), "still waiting for INSYNC");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(applied["change"].as_str().is_some_and(|c| !c.is_empty()), "with its change id: {applied}");
+    assert_eq!(applied["after"], serde_json::json!({"production": 100, "staging": 0}), "{applied}");
+    assert_eq!(weights(&sb).await, w(100, 0));
+    sb.faults.pending_ms.store(0, Ordering::SeqCst);
+    sb.down().await;
+}

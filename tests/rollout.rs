@@ -111,6 +111,53 @@ async fn a_full_rollout_reaches_100_with_every_gate_passing_and_every_step_audit
     sb.down().await;
 }
 
+/// A sandbox rehearsal and the real run keep their state in one folder
+/// (`$XDG_STATE_HOME/cutover`), as do two accounts' runbooks of one name.
+/// A completed rollout saved by a run in another account is never this
+/// account's: its "complete" would end the real rollout with nothing sent,
+/// and its abort would be refused with the traffic on the new side.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollout_saved_by_a_run_in_another_account_is_not_taken_for_this_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rb, path) = fast_runbook(dir.path());
+    let sb = fixed_sandbox(&rb, "ca-central-1").await;
+    let p = path.to_str().unwrap();
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["rollout", p, "--yes"]).await;
+    assert_eq!(code, Some(0), "{out}");
+    let file = dir.path().join("cutover/demo.rollout.json");
+    let mut state = rollout_state(dir.path()).unwrap();
+    assert_eq!(state["account"], "123456789012", "the account whose records it changed: {state}");
+    // As a rehearsal (or another account) left it; then the real run.
+    state["account"] = serde_json::json!("111122223333");
+    std::fs::write(&file, serde_json::to_vec(&state).unwrap()).unwrap();
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["shift", p, "--to", "0", "--yes"]).await;
+    assert_eq!(code, Some(0), "{out}");
+    let changes = sb.faults.changes.load(std::sync::atomic::Ordering::SeqCst);
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["rollout", p, "--dry-run"]).await;
+    assert_eq!(code, Some(2), "{out}");
+    assert!(
+        out.contains("would refuse: the saved rollout state was written by a rollout in account 111122223333"),
+        "{out}"
+    );
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["rollout", p, "--yes"]).await;
+    assert_eq!(code, Some(2), "never \"already complete\": {out}");
+    assert!(out.contains("not in account 123456789012, where this one changes the records"), "{out}");
+    assert!(out.contains("--restart"), "{out}");
+    assert_eq!(sb.faults.changes.load(std::sync::atomic::Ordering::SeqCst), changes, "nothing sent");
+    assert_eq!(weights(&sb).await, w(100, 0));
+    // An abort goes to the initial weights, never refused as complete.
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["shift", p, "--to", "50", "--yes"]).await;
+    assert_eq!(code, Some(0), "{out}");
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["abort", p, "--dry-run"]).await;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("rollback target: 100/0, the initial weights (the saved rollout state was written"), "{out}");
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["abort", p, "--yes"]).await;
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(weights(&sb).await, w(100, 0));
+    assert_eq!(rollout_state(dir.path()).unwrap()["account"], "123456789012", "now this account's: {out}");
+    sb.down().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_alarm_during_a_soak_rolls_back_to_the_last_good_step_and_the_audit_says_why() {
     let dir = tempfile::tempdir().unwrap();
@@ -956,6 +1003,35 @@ async fn an_aborted_rollout_adopting_lowered_weights_goes_up_one_step_at_a_time(
     };
     assert_eq!((step, weights(&sb).await), (Some(0), w(90, 10)), "step 1 (10%) first, not step 2 (25%)");
     adopt.kill().await.unwrap();
+    sb.down().await;
+}
+
+/// A rollback that would raise the new side (the weights were lowered by
+/// hand below the last good step since) is refused, exit 2, and audited
+/// `refused` like every attempt, so the webhook tells the team that the
+/// abort moved nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollback_that_would_raise_the_new_side_is_refused_and_audited() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rb, path) = fast_runbook_with(dir.path(), |t| t.replace("soak = \"5s\"", "soak = \"15s\""));
+    let sb = fixed_sandbox(&rb, "ap-southeast-5").await;
+    let p = path.to_str().unwrap();
+    let child = spawn_rollout(&sb, &rb, dir.path(), &path);
+    until_soaking(dir.path(), 1).await;
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["abort", p, "--yes"]).await;
+    assert_eq!(code, Some(0), "{out}");
+    tokio::time::timeout(Duration::from_secs(60), child.wait_with_output()).await.expect("ended").unwrap();
+    assert_eq!(weights(&sb).await, w(90, 10), "rolled back to step 1, the last good");
+    set_weights_as_another_client(&sb, &rb, &[("prod", 100), ("staging", 0)]).await;
+    let changes = sb.faults.changes.load(std::sync::atomic::Ordering::SeqCst);
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["abort", p, "--yes"]).await;
+    assert_eq!(code, Some(2), "a refusal: {out}");
+    assert!(out.contains("rollback refused"), "{out}");
+    assert_eq!(sb.faults.changes.load(std::sync::atomic::Ordering::SeqCst), changes, "nothing sent");
+    assert_eq!(weights(&sb).await, w(100, 0));
+    let last = audit(dir.path()).last().unwrap().clone();
+    assert_eq!((last["action"].as_str(), last["stage"].as_str()), (Some("rollout abort"), Some("refused")), "{last}");
+    assert!(last["detail"].as_str().unwrap().contains("rollback refused"), "{last}");
     sb.down().await;
 }
 

@@ -589,6 +589,7 @@ fn every_key_in_every_pane() {
                         key: "prepare/backup".into(),
                         by: "ana".into(),
                         at: app.checklist.ticks["prepare/backup"].at.clone(),
+                        account: app.snap.identity.value.as_ref().map(|i| i.account.clone()),
                     };
                     assert_eq!(cmds, vec![Command::EditChecklist(tick)], "{ctx}");
                     assert_eq!(app.checklist.ticks["prepare/backup"].by, "ana");

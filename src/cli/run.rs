@@ -86,9 +86,17 @@ pub fn run(rb: Runbook, g: &GlobalArgs, args: RunArgs) -> Result<u8, Failure> {
             super::region_refusal(crate::authority::environment_region_check(&clients, &rb, env, &region).await)?;
         }
         let region = clients.side(&side).region.clone();
-        let plan = actions::plan(&clients, &rb, &action)
-            .await
-            .map_err(|e| Failure { status: e.exit_status(), message: e.nothing_changed() })?;
+        let plan = match actions::plan(&clients, &rb, &action).await {
+            Ok(plan) => plan,
+            Err(e) => {
+                if let Some(who) = &who {
+                    let name = format!("{} ({})", action.summary(), args.item);
+                    actions::audit_plan_refused(&rb, who, name, &e)
+                        .map_err(|message| Failure { status: 1, message })?;
+                }
+                return Err(Failure { status: e.exit_status(), message: e.nothing_changed() });
+            }
+        };
         outln!("account {account} region {region}: {} ({})", plan.name, args.item);
         outln!("  before: {}", plan.before);
         outln!("  after:  {}", plan.after);

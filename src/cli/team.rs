@@ -81,7 +81,22 @@ pub fn tick(
         edits.push(if undo {
             Edit::Untick { key: key.clone() }
         } else {
-            Edit::Tick { key: key.clone(), by: operator.clone(), at: now.clone() }
+            // The account it is ticked in, when the credentials tell one: a
+            // rehearsal's tick (moto's account) opens no real time gate.
+            let account = if dry_run {
+                None
+            } else {
+                // Never a wait on credentials that are not there (a
+                // reviewer's laptop): a tick without an account counts.
+                super::runtime()?.block_on(async {
+                    let ask = async {
+                        let (clients, _) = super::aws_clients(rb, g).await;
+                        crate::aws::sts::identity(clients.runbook()).await.ok().map(|i| i.account)
+                    };
+                    tokio::time::timeout(std::time::Duration::from_secs(4), ask).await.ok().flatten()
+                })
+            };
+            Edit::Tick { key: key.clone(), by: operator.clone(), at: now.clone(), account }
         });
     }
     if let Some(n) = note {

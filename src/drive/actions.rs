@@ -1525,28 +1525,48 @@ pub async fn apply(
             ));
         }
         Step::CopyRedis(c) => return copy_redis(who, c, say).await,
-        Step::Shift(p) => {
-            let change = match shift::apply(clients, who, p).await {
-                Ok(change) => change,
-                // No reply is not "not applied": read the records back, as
-                // `cutover shift` does, so "failed" never hides live weights.
-                Err(e) => {
-                    let back = shift::read_back_after(clients, rb, p, &e).await;
-                    let message = shift::failed_send_message(&e, &back);
-                    return match back {
-                        shift::ReadBack::Live => Ok(format!("{message}; change id unknown, INSYNC not confirmed")),
-                        _ => Err(message),
-                    };
-                }
-            };
-            // Accepted is applied: a slow INSYNC is reported, not called a failure.
-            return Ok(match shift::wait_insync(clients, &change, std::time::Duration::from_secs(300)).await {
-                Ok(_) => format!("change {change} INSYNC"),
-                Err(e) => format!("change {change} accepted; {e}"),
-            });
-        }
+        Step::Shift(p) => return send_shift(clients, who, rb, p).await.map(|(detail, _)| detail),
     }
     Ok("done".into())
+}
+
+/// A weight shift sent: what to audit as applied, and Route53's change id
+/// when it answered (the INSYNC wait comes after the `applied` line).
+async fn send_shift(
+    clients: &Clients,
+    who: &crate::authority::Actor,
+    rb: &Runbook,
+    p: &shift::ShiftPlan,
+) -> Result<(String, Option<String>), String> {
+    match shift::apply(clients, who, p).await {
+        Ok(change) => Ok((format!("change {change} accepted"), Some(change))),
+        // No reply is not "not applied": read the records back, as
+        // `cutover shift` does, so "failed" never hides live weights.
+        Err(e) => {
+            let back = shift::read_back_after(clients, rb, p, &e).await;
+            let message = shift::failed_send_message(&e, &back);
+            match back {
+                shift::ReadBack::Live => Ok((format!("{message}; change id unknown, INSYNC not confirmed"), None)),
+                _ => Err(message),
+            }
+        }
+    }
+}
+
+/// Audits a plan refused (`PlanError::Refused`: a check said no before
+/// anything was planned to send) as `refused` under `action` (`name
+/// (item)`), as every attempt is; any other error is not an attempt.
+pub fn audit_plan_refused(
+    rb: &Runbook,
+    who: &crate::authority::Actor,
+    action: String,
+    e: &super::PlanError,
+) -> Result<(), String> {
+    let super::PlanError::Refused(why) = e else { return Ok(()) };
+    let line = who.audit_line(&rb.name, action, Stage::Refused, Default::default(), why.clone());
+    crate::store::audit::AuditLog::for_runbook(&rb.name)
+        .append(&line)
+        .map_err(|err| format!("{} (and the refusal could not be audited: {err})", e.nothing_changed()))
 }
 
 /// Records `applied` for an item's forward action found already done (a
@@ -1580,7 +1600,7 @@ pub fn found_done(rb: &Runbook, item: &str, plan: &ActionPlan) -> Result<Option<
     let Some((last, true)) = last else { return Ok(None) };
     let stopped = match (last.stage, last.step) {
         (Stage::Intent, _) => "its intent".to_string(),
-        (Stage::Applied, Some(s)) if !s.is_last() => format!("step {} of {}", s.number, s.of),
+        (Stage::Applied | Stage::InSync, Some(s)) if !s.is_last() => format!("step {} of {}", s.number, s.of),
         _ => return Ok(None),
     };
     Ok(Some(format!("found done when run again ({why}): the run before stopped after {stopped}")))
@@ -1762,10 +1782,18 @@ pub async fn execute(
         {
             return Err(stopped(format!("not started: the lease was lost ({why})"), ""));
         }
-        match apply(clients, who, (rb, item), s, &mut *say).await {
-            Ok(detail) => {
+        let sent = match s {
+            Step::Shift(p) => send_shift(clients, who, rb, p).await,
+            _ => apply(clients, who, (rb, item), s, &mut *say).await.map(|detail| (detail, None)),
+        };
+        match sent {
+            Ok((detail, change)) => {
                 crate::crashpoint::here("action:after-apply");
                 let applied = line(Stage::Applied, format!("{}: {detail}", s.describe()));
+                let applied = match &change {
+                    Some(c) => applied.with_change(c),
+                    None => applied,
+                };
                 if let Err(e) = log.append(&applied.with_step(i + 1, plan.steps.len())) {
                     // Applied: said so, and nothing more is sent unrecorded.
                     let done = plan.steps[..=i].iter().map(Step::describe).collect::<Vec<_>>();
@@ -1778,7 +1806,25 @@ pub async fn execute(
                         recovery(rb, item, plan)
                     )));
                 }
-                say(Report::Done(&s.describe()));
+                // A shift is on record as applied before its INSYNC wait: a
+                // run stopped during the wait still leaves the share it took
+                // (a stop of that side waits out the resolvers' TTL on it).
+                // Accepted is applied: a slow INSYNC is said, not a failure.
+                let mut done = s.describe();
+                if let Some(change) = change {
+                    match shift::wait_insync(clients, &change, std::time::Duration::from_secs(300)).await {
+                        Ok(_) => {
+                            // No step: a shift is an action's only step, and an
+                            // INSYNC with one is a rollout step's (it notifies).
+                            let insync = line(Stage::InSync, format!("{}: change {change} INSYNC", s.describe()));
+                            if let Err(e) = log.append(&insync.with_change(&change)) {
+                                tracing::warn!(error = %e, "the INSYNC of an applied shift could not be audited");
+                            }
+                        }
+                        Err(e) => done = format!("{done} (change {change} accepted; {e})"),
+                    }
+                }
+                say(Report::Done(&done));
             }
             Err(e) => return Err(stopped(e.to_string(), "failed: ")),
         }

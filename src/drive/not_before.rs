@@ -126,10 +126,23 @@ pub fn window_in(
         Some(want) => {
             let theirs: Vec<AuditLine> =
                 audit.iter().filter(|l| l.account.as_deref().is_none_or(|a| a == want)).cloned().collect();
-            window(rb, nb, checklist, &theirs, now)
+            // A tick is made where its ticker's credentials are (the
+            // cockpit's `[dns]` side, the CLI's runbook side): one in any
+            // account the runbook reaches counts, a rehearsal's does not.
+            let mut ticks = checklist.clone();
+            let ours = |a: &str| a == want || account == Some(a) || runbook_accounts(rb).iter().any(|r| r == a);
+            ticks.ticks.retain(|_, t| t.account.as_deref().is_none_or(ours));
+            window(rb, nb, &ticks, &theirs, now)
         }
         None => window(rb, nb, checklist, audit, now),
     }
+}
+
+/// The accounts a runbook names: its own and each side's.
+fn runbook_accounts(rb: &Runbook) -> Vec<String> {
+    let sides = std::iter::once(crate::runbook::Side::Dns)
+        .chain(rb.environments.keys().map(|e| crate::runbook::Side::Environment(e.clone())));
+    rb.account_id.iter().cloned().chain(sides.filter_map(|s| rb.side_account(&s))).collect()
 }
 
 /// Why `key` may not run yet: what it waits for, the time left and when
@@ -273,8 +286,31 @@ not_before = { after = "traffic/stop", wait = "48h" }
         let key = "traffic/ticked";
         let mut ticks = ChecklistState::default();
         assert_eq!(finished_at(&rb, key, &ticks, &[]), None);
-        ticks.toggle(key, "ana", "2026-12-01T10:00:00Z");
+        ticks.toggle(key, "ana", "2026-12-01T10:00:00Z", None);
         assert_eq!(finished_at(&rb, key, &ticks, &[]), Some(at("2026-12-01T10:00:00Z")));
+    }
+
+    /// A tick made in a sandbox rehearsal (moto's account) in the same
+    /// local folder never opens the window of a run in a real account.
+    #[test]
+    fn a_tick_in_another_account_opens_no_window() {
+        let rb = runbook();
+        let key = "traffic/ticked";
+        let nb = NotBefore { after: key.into(), wait: Duration::from_secs(3600) };
+        let now = at("2026-12-01T10:30:00Z");
+        let mut ticks = ChecklistState::default();
+        ticks.toggle(key, "ana", "2026-12-01T10:00:00Z", Some("123456789012"));
+        let waiting = Window::Waiting { finished: at("2026-12-01T10:00:00Z"), opens: at("2026-12-01T11:00:00Z") };
+        assert_eq!(window_in(&rb, &nb, &ticks, &[], now, Some("123456789012")), waiting);
+        assert_eq!(window_in(&rb, &nb, &ticks, &[], now, Some("210987654321")), Window::NotStarted);
+        // Made in another account the runbook names (the cockpit's `[dns]`
+        // side, acting in an environment's account): it counts.
+        let mut named = rb.clone();
+        named.account_id = Some("123456789012".into());
+        assert_eq!(window_in(&named, &nb, &ticks, &[], now, Some("210987654321")), waiting);
+        // A tick from before accounts were kept counts, as its audit lines do.
+        ticks.ticks.get_mut(key).unwrap().account = None;
+        assert_eq!(window_in(&rb, &nb, &ticks, &[], now, Some("210987654321")), waiting);
     }
 
     #[test]

@@ -154,6 +154,9 @@ pub enum Verdict {
     /// This machine's clock is too far from AWS's for the gates to judge
     /// the soak's minutes, or AWS's clock cannot be read.
     ClockDiffers,
+    /// The saved state was written by a rollout in another account (a
+    /// sandbox rehearsal's): `--restart`.
+    StateOfAnotherAccount,
     /// Keys in the environment expire before the rollout could end, or
     /// when they expire cannot be read.
     CredentialsExpire,
@@ -342,11 +345,14 @@ impl Runner<'_> {
             if let Some(why) =
                 rollback_raises(&self.cx.rb.rollout.to, live, weights, &plan.other_weights(&plan.record_type))
             {
-                return Err(SendError::Failed(format!(
+                let refused = format!(
                     "rollback refused: {why}; the runbook's steps or initial weights changed since the saved \
                      state, or the weights were lowered by hand. Nothing sent; set the weights with `cutover \
                      shift` if they must move"
-                )));
+                );
+                // Audited as every attempt is: an abort that moved nothing.
+                self.audit(&self.action(None), Stage::Refused, Some(live), weights, refused.clone())?;
+                return Err(SendError::Refused(refused));
             }
             // A rollback onto a side with nothing in service (old
             // production stopped, its targets deregistered) would send the
@@ -1265,6 +1271,15 @@ async fn begin<'a>(cx: &'a Context, say: &'a mut (dyn FnMut(&str) + Send)) -> Re
     say(&format!("each step waits {words} after INSYNC, for resolvers"));
     let hash = plan_hash(rb);
     let (existing, version) = load_versioned::<RolloutState>(&rb.name).map_err(failed)?;
+    // Another account's state says nothing of this one's records: its
+    // "complete" would end this rollout with nothing sent.
+    if let Some(why) = existing.as_ref().and_then(|s| s.of_another_account(cx.actor.account())).filter(|_| !cx.restart)
+    {
+        return Err(RolloutError::Refused(format!(
+            "{}: {why}; nothing was sent. Rerun with --restart to start over from the live weights, or move it away",
+            state_location(&rb.name)
+        )));
+    }
     let state = match existing {
         Some(s) if s.plan_hash != hash && !cx.restart => {
             return Err(RolloutError::Refused(format!(
@@ -1279,6 +1294,7 @@ async fn begin<'a>(cx: &'a Context, say: &'a mut (dyn FnMut(&str) + Send)) -> Re
         }
         _ => RolloutState::new(rb, &plan),
     };
+    let state = RolloutState { account: cx.actor.account().map(String::from).or(state.account.clone()), ..state };
     if let Some(why) = state.engine.misfit(&plan) {
         return Err(RolloutError::Refused(format!(
             "{}: the saved rollout state does not fit the runbook's rollout ({why}): it was edited or damaged; \
@@ -1666,8 +1682,14 @@ async fn measure_gates(
     let rb = &cx.rb;
     let mut outputs = Vec::new();
     let snap = crate::status::snapshot(rb, &session.state, cx.actor.region(), now());
-    // By AWS's latest answer: a clock that moved off since the start.
+    // By AWS's latest answer: a clock that moved off since the start. Only
+    // the gates on AWS's timestamps are blind then; one on live state still
+    // fails, and rolls back.
     let clock_differs = cx.clients.clock_differs();
+    let on_aws_time = |g: &crate::runbook::GateKind| {
+        use crate::runbook::GateKind::*;
+        matches!(g, Metric { .. } | Compare { .. } | AlarmOk { .. })
+    };
     for (i, g) in rb.rollout.gates.iter().enumerate() {
         use super::gates::Due;
         let reading = super::gates::reading(&session.state, &g.kind);
@@ -1690,7 +1712,7 @@ async fn measure_gates(
             None => super::gates::from_snapshot(rb, &g.kind, &snap),
         };
         let (measured, covers) = match (due, snapshot_gate) {
-            _ if let Some(why) = &clock_differs => {
+            _ if let Some(why) = clock_differs.as_ref().filter(|_| on_aws_time(&g.kind)) => {
                 (vec![crate::engine::Measurement::Error(format!("cannot judge: {why}"))], None)
             }
             (Due::Stalled(d), _) => (
@@ -1792,7 +1814,14 @@ pub async fn abort(cx: &Context, reason: &str, say: &mut (dyn FnMut(&str) + Send
     };
     let plan = RolloutPlan::from_runbook(rb).map_err(failed)?;
     let (saved, version) = load_versioned::<RolloutState>(&rb.name).map_err(failed)?;
-    let mut state = saved.unwrap_or_else(|| RolloutState::new(rb, &plan));
+    // Another account's state (a rehearsal's) knows no good step of this
+    // one's: the rollback goes to the initial weights.
+    let elsewhere = saved.as_ref().and_then(|s| s.of_another_account(cx.actor.account()));
+    if let Some(why) = &elsewhere {
+        say(&format!("{why}: rolling back to the initial weights"));
+    }
+    let mut state = saved.filter(|_| elsewhere.is_none()).unwrap_or_else(|| RolloutState::new(rb, &plan));
+    state.account = cx.actor.account().map(String::from).or(state.account);
     let mut engine = Engine { plan, state: state.engine.clone() };
     // A completed rollout has no step to go back to: moving traffic back is
     // a new decision, never reported as a rollback.
@@ -2079,6 +2108,13 @@ pub async fn preview(
         return Ok(Preview { lines: out, verdict: Verdict::LeaseLeft });
     }
     let saved = load_state(&rb.name).map_err(failed)?;
+    if !restart && let Some(saved) = &saved {
+        let account = crate::aws::sts::identity(clients).await.ok().map(|i| i.account);
+        if let Some(why) = saved.of_another_account(account.as_deref()) {
+            out.push(format!("would refuse: {why}; --restart starts over from the live weights"));
+            return Ok(Preview { lines: out, verdict: Verdict::StateOfAnotherAccount });
+        }
+    }
     if saved.as_ref().is_some_and(|s| s.plan_hash == plan_hash(rb) && s.engine.phase == RolloutPhase::Done) && !restart
     {
         out.push("would do nothing: the rollout is complete".into());
@@ -2188,18 +2224,31 @@ pub async fn abort_preview(rb: &Runbook, sides: &SideClients) -> Result<Vec<Stri
     let clients = sides.dns();
     let plan = RolloutPlan::from_runbook(rb).map_err(failed)?;
     let state = load_state(&rb.name).map_err(failed)?;
+    // As `abort` does: another account's state is none, steps saved under
+    // another plan name other weights now, and an unfitting state knows no
+    // good step.
+    let account = crate::aws::sts::identity(clients).await.ok().map(|i| i.account);
+    let elsewhere = state.as_ref().and_then(|s| s.of_another_account(account.as_deref()));
+    let state = state.filter(|_| elsewhere.is_none());
     let changed = state.as_ref().is_some_and(|s| s.plan_hash != plan_hash(rb));
     let unlike = state.as_ref().and_then(|s| s.sides_unlike(rb));
+    let misfit = state.as_ref().filter(|_| !changed).and_then(|s| s.engine.misfit(&plan));
     let mut engine =
         Engine { plan: plan.clone(), state: state.map_or(EngineState::new(plan.gates.len()), |s| s.engine) };
-    // As `abort` does: steps saved under another plan name other weights now.
     if changed {
         engine.state.last_good = None;
     }
+    if misfit.is_some() {
+        engine.state = EngineState { phase: engine.state.phase, ..EngineState::new(plan.gates.len()) };
+    }
     let target = engine.rollback_weights();
-    let why = match engine.state.last_good {
-        Some(s) if s < plan.steps.len() => {
+    let why = match (engine.state.last_good, elsewhere, misfit) {
+        (Some(s), _, _) if s < plan.steps.len() => {
             format!("step {} ({}%), the last whose gates all passed", s + 1, plan.steps[s])
+        }
+        (_, Some(why), _) => format!("the initial weights ({why})"),
+        (_, _, Some(why)) => {
+            format!("the initial weights (the saved rollout state does not fit the runbook's rollout: {why})")
         }
         _ if changed => "the initial weights (the runbook's rollout changed since it started)".to_string(),
         _ => "the initial weights (no step passed yet)".to_string(),

@@ -24,6 +24,12 @@ pub struct RolloutState {
     /// before it was kept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sides: Option<(String, String)>,
+    /// The account whose records the rollout changes (the `[dns]` side's,
+    /// as STS named it): a state another account's run saved in the same
+    /// folder (a sandbox rehearsal's, a namesake runbook's) is not this
+    /// rollout's. Absent in states saved before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
 }
 
 /// Weights on their way to Route53, written to the state before the send.
@@ -44,6 +50,18 @@ pub struct InFlight {
 }
 
 impl RolloutState {
+    /// Why this state is not the rollout of a run in `account`, if it is
+    /// not: saved by a run in another account.
+    pub fn of_another_account(&self, account: Option<&str>) -> Option<String> {
+        match (self.account.as_deref(), account) {
+            (Some(saved), Some(now)) if saved != now => Some(format!(
+                "the saved rollout state was written by a rollout in account {saved} (a sandbox rehearsal's, or a \
+                 namesake runbook's in another account), not in account {now}, where this one changes the records"
+            )),
+            _ => None,
+        }
+    }
+
     /// Why an abort cannot roll back from this state under `rb`'s rollout,
     /// if it cannot: saved under another plan whose sides are not `rb`'s (or
     /// not known), its weights' two numbers may belong to other
@@ -76,6 +94,7 @@ impl RolloutState {
             in_flight: None,
             updated_at: String::new(),
             sides: Some((rb.rollout.from.clone(), rb.rollout.to.clone())),
+            account: None,
         }
     }
 }

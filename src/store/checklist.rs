@@ -14,6 +14,11 @@ pub struct Tick {
     pub by: String,
     /// RFC 3339.
     pub at: String,
+    /// The AWS account the ticker's credentials were for, when known: a
+    /// sandbox rehearsal's tick (moto's account), kept in the same local
+    /// folder, never opens a real run's time gate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,6 +46,7 @@ pub enum Edit {
         key: String,
         by: String,
         at: String,
+        account: Option<String>,
     },
     Untick {
         key: String,
@@ -93,8 +99,8 @@ impl Edit {
             ));
         }
         match self {
-            Edit::Tick { key, by, at } => {
-                s.ticks.insert(key.clone(), Tick { by: by.clone(), at: at.clone() });
+            Edit::Tick { key, by, at, account } => {
+                s.ticks.insert(key.clone(), Tick { by: by.clone(), at: at.clone(), account: account.clone() });
             }
             Edit::Untick { key } => {
                 s.ticks.remove(key);
@@ -247,11 +253,12 @@ fn edited(mut s: ChecklistState, edits: &[Edit]) -> Result<ChecklistState, Strin
 
 impl ChecklistState {
     /// Ticks an unticked item or unticks a ticked one; returns the new state.
-    pub fn toggle(&mut self, key: &str, by: &str, at: &str) -> bool {
+    pub fn toggle(&mut self, key: &str, by: &str, at: &str, account: Option<&str>) -> bool {
         if self.ticks.remove(key).is_some() {
             false
         } else {
-            self.ticks.insert(key.to_string(), Tick { by: by.to_string(), at: at.to_string() });
+            let account = account.map(str::to_string);
+            self.ticks.insert(key.to_string(), Tick { by: by.to_string(), at: at.to_string(), account });
             true
         }
     }
@@ -264,15 +271,15 @@ mod tests {
     #[test]
     fn toggle_twice_unticks() {
         let mut p = ChecklistState::default();
-        assert!(p.toggle("a/b", "x", "t"));
-        assert!(!p.toggle("a/b", "x", "t"));
+        assert!(p.toggle("a/b", "x", "t", None));
+        assert!(!p.toggle("a/b", "x", "t", None));
         assert!(p.ticks.is_empty());
     }
 
     #[test]
     fn edits_say_what_they_mean_whatever_was_there() {
         let mut s = ChecklistState::default();
-        let tick = Edit::Tick { key: "a/b".into(), by: "ana".into(), at: "t".into() };
+        let tick = Edit::Tick { key: "a/b".into(), by: "ana".into(), at: "t".into(), account: None };
         tick.apply(&mut s).unwrap();
         tick.apply(&mut s).unwrap();
         assert_eq!(s.ticks.len(), 1, "ticking a ticked item leaves it ticked");
@@ -326,7 +333,7 @@ mod tests {
     fn edits_are_applied_together_or_not_at_all() {
         let mut s = ChecklistState::default();
         s.notes.insert("a/b".into(), "DO NOT proceed".into());
-        let tick = Edit::Tick { key: "a/b".into(), by: "ana".into(), at: "t".into() };
+        let tick = Edit::Tick { key: "a/b".into(), by: "ana".into(), at: "t".into(), account: None };
         let note = Edit::Note { key: "a/b".into(), text: Some("ok".into()), over: NoteOver::Seen(None) };
         let e = edited(s.clone(), &[tick.clone(), note]).unwrap_err();
         assert!(e.contains("changed by someone else"), "{e}");

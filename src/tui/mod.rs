@@ -524,7 +524,7 @@ async fn plan_action(
         Ok(a) => {
             let action = format!("{} ({key})", a.summary());
             match authorise(&rb, &clients, a.side(&rb), read_only, &action).await {
-                Ok(_) => match crate::drive::actions::plan_with_vars(&clients, &rb, &a, &vars).await {
+                Ok(who) => match crate::drive::actions::plan_with_vars(&clients, &rb, &a, &vars).await {
                     // Found done after a run that stopped before `applied`:
                     // recorded only once confirmed (a look writes nothing).
                     Ok(plan) if plan.noop.is_some() => match crate::drive::actions::found_done(&rb, &key, &plan) {
@@ -532,7 +532,11 @@ async fn plan_action(
                         Ok(None) => Ok(PendingChange::Item(plan)),
                         Err(e) => Err(e),
                     },
-                    r => r.map(PendingChange::Item).map_err(String::from),
+                    Ok(plan) => Ok(PendingChange::Item(plan)),
+                    Err(e) => match crate::drive::actions::audit_plan_refused(&rb, &who, action, &e) {
+                        Ok(()) => Err(String::from(e)),
+                        Err(unaudited) => Err(unaudited),
+                    },
                 },
                 Err(e) => Err(e),
             }
@@ -690,6 +694,7 @@ async fn plan_rollout(
                 | Verdict::GatesReadElsewhere
                 | Verdict::AlarmHistoryUnreadable
                 | Verdict::ClockDiffers
+                | Verdict::StateOfAnotherAccount
                 | Verdict::CredentialsExpire => Err(format!("{}{shell}", refusal(&p))),
             }
         }
@@ -752,9 +757,9 @@ mod tests {
             tx,
         );
         let key = "prepare/backup".to_string();
-        saver.save(Edit::Tick { key: key.clone(), by: "me".into(), at: "2026-12-06T18:00:00Z".into() });
+        saver.save(Edit::Tick { key: key.clone(), by: "me".into(), at: "2026-12-06T18:00:00Z".into(), account: None });
         saver.save(Edit::Untick { key: key.clone() });
-        saver.save(Edit::Tick { key: key.clone(), by: "me".into(), at: "2026-12-06T18:00:01Z".into() });
+        saver.save(Edit::Tick { key: key.clone(), by: "me".into(), at: "2026-12-06T18:00:01Z".into(), account: None });
         saver.finish().await;
         assert_eq!(*stored.lock().unwrap(), ["tick", "untick", "tick"], "in order, and all before quitting");
         let mut answers = Vec::new();

@@ -304,18 +304,19 @@ fn tick(app: &mut App) -> Vec<Command> {
     }
     let key = item_key(&phase, &item);
     let (by, at) = (app.operator.clone(), rfc3339(app.now));
+    let account = app.snap.identity.value.as_ref().map(|i| i.account.clone());
     if app.header.read_only {
         app.log("refused: read-only; the checklist is not changed from this cockpit");
         let edit = match app.checklist.ticks.contains_key(&key) {
             true => ChecklistEdit::Untick { key },
-            false => ChecklistEdit::Tick { key, by, at },
+            false => ChecklistEdit::Tick { key, by, at, account },
         };
         return vec![Command::ChecklistRefused(edit)];
     }
-    let ticked = app.checklist.toggle(&key, &by, &at);
+    let ticked = app.checklist.toggle(&key, &by, &at, account.as_deref());
     app.log(format!("{key} {} by {by}", if ticked { "ticked" } else { "unticked" }));
     // The edit says what the person meant, so it lands right over anyone else's.
-    let edit = if ticked { ChecklistEdit::Tick { key, by, at } } else { ChecklistEdit::Untick { key } };
+    let edit = if ticked { ChecklistEdit::Tick { key, by, at, account } } else { ChecklistEdit::Untick { key } };
     vec![Command::EditChecklist(edit)]
 }
 
