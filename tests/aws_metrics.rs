@@ -57,7 +57,7 @@ async fn gates_on_the_load_balancers_own_5xx_see_them_and_fail() {
     };
     let metric = cutover::drive::gates::metric(&sb.sides, &gate, &snap, &rb, since).await;
     // Compare: staging's ELB 5xx per request against production's (none).
-    let compare = GateKind::Compare { metric: Metric::Elb5xx, stat: Stat::Sum, factor: 2.0 };
+    let compare = GateKind::Compare { metric: Metric::Elb5xx, stat: Stat::Sum, factor: 2.0, min_requests: None };
     let compared = cutover::drive::gates::metric(&sb.sides, &compare, &snap, &rb, since).await;
     let seen = format!("metric gate: {metric:?}; compare gate: {compared:?}");
     assert!(

@@ -97,6 +97,33 @@ async fn the_hit_rate_check_judges_the_lookups_between_two_readings_not_the_serv
     server.stop().await;
 }
 
+/// Redis counts hits and misses for the whole server, not per database:
+/// db1 missing every lookup hides behind db0's hits on the same server.
+/// Another database holding keys makes the hit rate unknown, never a pass.
+#[tokio::test]
+async fn the_hit_rate_of_a_database_sharing_its_server_with_another_is_unknown() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = cutover::sandbox::process::start_redis(dir.path(), "staging-cache").await.unwrap();
+    let url = format!("redis://127.0.0.1:{}/1", server.port);
+    let other = format!("redis://127.0.0.1:{}/0", server.port);
+    let mut c = redis::Client::open(other.as_str()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let mut c1 = redis::Client::open(url.as_str()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let rb = runbook();
+    let mut live = LiveState::default();
+    let t0 = SystemTime::now();
+    let at = |i: u64| t0 + Duration::from_secs(5 * i);
+    let _: () = redis::cmd("SET").arg("old-app:1").arg("x").query_async(&mut c).await.unwrap();
+    read(&rb, &url, &mut live, at(0)).await;
+    // db0's 95 hits; db1 (the URL's) 5 misses of 5: 0% of its own.
+    gets(&mut c, "old-app:1", 95).await;
+    gets(&mut c1, "session:absent", 5).await;
+    let (o, d) = read(&rb, &url, &mut live, at(1)).await;
+    assert_eq!(o, Unknown, "never a pass on another database's hits: {d}");
+    assert!(d.contains("its server also holds keys in db0 (1 keys)"), "{d}");
+    assert!(d.contains("the hit rate of db1 cannot be told"), "{d}");
+    server.stop().await;
+}
+
 /// A `redis_hit_rate` gate judges every lookup since its last measurement
 /// (30 s apart in a soak), not only the last poll's (2 s): a cache missing
 /// all along and hit once just before the measurement fails.

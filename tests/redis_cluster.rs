@@ -881,7 +881,9 @@ async fn a_copy_from_replicas_is_complete_and_the_primaries_serve_no_scan() {
         run(&state, &["redis", "verify", "--from", &c.url(), "--to", &dst_url, "--from-replicas", "--full"]);
     assert_eq!(code, Some(0), "{out}");
     assert!(
-        out.contains(&format!("checked {N} keys: 0 missing, 0 type mismatch, 0 value mismatch, 0 TTL mismatch")),
+        out.contains(&format!(
+            "checked {N} keys: 0 missing, 0 on target only, 0 type mismatch, 0 value mismatch, 0 TTL mismatch"
+        )),
         "{out}"
     );
     for p in &primaries {
@@ -1234,7 +1236,9 @@ async fn a_copy_into_a_cluster_being_resharded_ends_complete_and_identical() {
     let (code, out, _) = run(&state, &["redis", "verify", "--from", &src_url, "--to", &c.url(), "--full"]);
     assert_eq!(code, Some(0), "{out}");
     assert!(
-        out.contains(&format!("checked {n} keys: 0 missing, 0 type mismatch, 0 value mismatch, 0 TTL mismatch")),
+        out.contains(&format!(
+            "checked {n} keys: 0 missing, 0 on target only, 0 type mismatch, 0 value mismatch, 0 TTL mismatch"
+        )),
         "{out}"
     );
 }
@@ -1365,7 +1369,9 @@ async fn finished_whole(state: &Path, d: &mut MultiplexedConnection, from: &str,
     let (code, out, _) = run(state, &["redis", "verify", "--from", from, "--to", to, "--full"]);
     assert_eq!(code, Some(0), "{out}");
     assert!(
-        out.contains(&format!("checked {n} keys: 0 missing, 0 type mismatch, 0 value mismatch, 0 TTL mismatch")),
+        out.contains(&format!(
+            "checked {n} keys: 0 missing, 0 on target only, 0 type mismatch, 0 value mismatch, 0 TTL mismatch"
+        )),
         "{out}"
     );
 }

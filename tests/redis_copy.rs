@@ -717,7 +717,9 @@ async fn a_killed_copy_resumes_without_copying_everything_again() {
     let (code, out, _) = run(&state, &["redis", "verify", "--from", &src.url, "--to", &dst.url, "--full"]);
     assert_eq!(code, Some(0), "{out}");
     assert!(
-        out.contains(&format!("checked {N} keys: 0 missing, 0 type mismatch, 0 value mismatch, 0 TTL mismatch")),
+        out.contains(&format!(
+            "checked {N} keys: 0 missing, 0 on target only, 0 type mismatch, 0 value mismatch, 0 TTL mismatch"
+        )),
         "{out}"
     );
     let stages: Vec<String> = audit_stages(&state).iter().map(|l| l["stage"].as_str().unwrap().to_string()).collect();
@@ -1170,6 +1172,35 @@ async fn keys_under_temporary_names_on_the_source_are_counted_and_never_copied()
     assert_eq!(code, Some(0), "{out}{err}");
     assert!(out.contains("2 keys under cutover's temporary names"), "{out}");
     assert_identical(&mut s, &mut d, &keys).await;
+}
+
+/// A key only the target has: a session revoked (deleted) on the source
+/// since an earlier copy, alive again once traffic moves. With an expiry
+/// it escapes the counts (only keys without one are counted), so a full
+/// verify walks the target too; one about to expire is its source's copy
+/// expiring while read. A sample says it did not look.
+#[tokio::test(flavor = "multi_thread")]
+async fn verify_finds_a_key_only_the_target_has_even_with_an_expiry() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let (src, dst, mut s, mut d) = source_and_target(dir.path()).await;
+    seed_all_types(&mut s, "k", 10, Some(300_000)).await;
+    copy_with(&options(&src.url, &dst.url)).await.unwrap();
+    let _: () = d.set_ex("session:revoked", "alice", 3600).await.unwrap();
+    let _: () = d.pset_ex("session:expiring", "bob", 500).await.unwrap();
+    let v =
+        verify::verify(&verify_options(&src.url, &dst.url), conn(&src.url).await, conn(&dst.url).await).await.unwrap();
+    assert!(v.counts_match(), "no key without an expiry differs: {v:?}");
+    assert_eq!(v.extra, 1, "{v:?}");
+    assert_eq!(v.first, vec![Difference::Extra { key: "session:revoked".into() }]);
+    assert!(!v.ok());
+    let (code, out, _) = run(&state, &["redis", "verify", "--from", &src.url, "--to", &dst.url]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("1 on target only") && out.contains("on target only: session:revoked"), "{out}");
+    assert!(out.contains("DIFFERENT"), "{out}");
+    let (code, out, _) = run(&state, &["redis", "verify", "--from", &src.url, "--to", &dst.url, "--sample", "5"]);
+    assert_eq!(code, Some(0), "the sample finds nothing wrong in the keys it read: {out}");
+    assert!(out.contains("(a sample of 5, repeats possible; keys only the target has were not looked for"), "{out}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -2250,7 +2281,7 @@ async fn a_redis_server_killed_mid_copy_stops_it_cleanly_and_resume_completes() 
         let (code, out, _) = run(&state, &["redis", "verify", "--from", &from, "--to", &to, "--full"]);
         assert_eq!(code, Some(0), "{victim}: {out}");
         assert!(
-            out.contains(&format!("checked {N} keys: 0 missing, 0 type mismatch, 0 value mismatch")),
+            out.contains(&format!("checked {N} keys: 0 missing, 0 on target only, 0 type mismatch, 0 value mismatch")),
             "{victim}: {out}"
         );
         common::record(
@@ -2595,7 +2626,9 @@ async fn a_sentinel_failover_mid_copy_is_followed_and_every_key_arrives() {
     let (code, out, err) = run(&state, &["redis", "verify", "--from", &src.url, "--to", &to, "--full"]);
     assert_eq!(code, Some(0), "{out}{err}");
     assert!(
-        out.contains(&format!("checked {N} keys: 0 missing, 0 type mismatch, 0 value mismatch, 0 TTL mismatch")),
+        out.contains(&format!(
+            "checked {N} keys: 0 missing, 0 on target only, 0 type mismatch, 0 value mismatch, 0 TTL mismatch"
+        )),
         "{out}"
     );
     // A master name the sentinels do not know: one line, exit 2.
@@ -2696,7 +2729,10 @@ async fn a_sentinel_master_restarted_empty_without_a_failover_makes_resume_write
     assert!(out.starts_with(&format!("copied {N} keys (")), "{out}");
     let (code, out, _) = run(&state, &["redis", "verify", "--from", &from, "--to", &to, "--full"]);
     assert_eq!(code, Some(0), "{out}");
-    assert!(out.contains(&format!("checked {N} keys: 0 missing, 0 type mismatch, 0 value mismatch")), "{out}");
+    assert!(
+        out.contains(&format!("checked {N} keys: 0 missing, 0 on target only, 0 type mismatch, 0 value mismatch")),
+        "{out}"
+    );
 }
 
 /// The same with a master restarted from an RDB file it saved a while
@@ -2732,7 +2768,10 @@ async fn a_sentinel_master_restarted_from_an_older_snapshot_makes_resume_write_e
     assert!(err.contains("its replication history does not reach the last confirmed writes"), "{err}");
     let (code, out, _) = run(&state, &["redis", "verify", "--from", &from, "--to", &to, "--full"]);
     assert_eq!(code, Some(0), "{out}");
-    assert!(out.contains(&format!("checked {N} keys: 0 missing, 0 type mismatch, 0 value mismatch")), "{out}");
+    assert!(
+        out.contains(&format!("checked {N} keys: 0 missing, 0 on target only, 0 type mismatch, 0 value mismatch")),
+        "{out}"
+    );
 }
 
 /// Sentinels that disagree: a lone one, listed first, names a master where
@@ -2855,7 +2894,10 @@ async fn a_copy_stopped_after_following_its_sources_failover_never_resumes_at_th
     assert!(out.starts_with(&format!("copied {N} keys (")), "{out}");
     let (code, out, err) = run(&state, &["redis", "verify", "--from", &from, "--to", &to, "--full"]);
     assert_eq!(code, Some(0), "{out}{err}");
-    assert!(out.contains(&format!("checked {N} keys: 0 missing, 0 type mismatch, 0 value mismatch")), "{out}");
+    assert!(
+        out.contains(&format!("checked {N} keys: 0 missing, 0 on target only, 0 type mismatch, 0 value mismatch")),
+        "{out}"
+    );
 }
 
 /// An endpoint as the live pane reads it (`live::fetch::redis_info`).

@@ -92,6 +92,20 @@ pub enum HitRate {
     NoData(String),
 }
 
+/// Why a server's hit rate is not one database's, if it is not: INFO's
+/// `keyspace_hits` and `keyspace_misses` count every database's lookups, so
+/// another database holding keys (another application, an old copy) may
+/// hide this one's misses.
+pub fn not_this_databases(redis: &str, db: u32, other_dbs: &[super::key_counts::DbKeys]) -> Option<String> {
+    let first = other_dbs.first()?;
+    let more = if other_dbs.len() > 1 { format!(" and {} more", other_dbs.len() - 1) } else { String::new() };
+    Some(format!(
+        "{redis}: its server also holds keys in db{} ({} keys){more}, and Redis counts hits and misses for the \
+         whole server, so the hit rate of db{db} cannot be told; judge it on a server whose only keys are its own",
+        first.db, first.keys
+    ))
+}
+
 /// `redis`'s hit rate over the interval `lookups` covers, against
 /// `min_percent`, judged on at least `min_lookups` lookups. None: there has
 /// been one INFO reading only.

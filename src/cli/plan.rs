@@ -85,8 +85,15 @@ pub fn render_plan(rb: &Runbook) -> String {
             GateKind::Metric { environment, metric, stat, max, .. } => {
                 format!("{environment} {} {} ≤ {max}", metric.cloudwatch_name(), stat.cloudwatch_name())
             }
-            GateKind::Compare { metric, stat, factor } => {
-                format!("{} {} of {} ≤ {factor}× {}", metric.cloudwatch_name(), stat.cloudwatch_name(), r.to, r.from)
+            GateKind::Compare { metric, stat, factor, min_requests } => {
+                let least = min_requests.map(|n| format!(", on {n} requests or more a side")).unwrap_or_default();
+                format!(
+                    "{} {} of {} ≤ {factor}× {}{least}",
+                    metric.cloudwatch_name(),
+                    stat.cloudwatch_name(),
+                    r.to,
+                    r.from
+                )
             }
         };
         let no_data = match g.no_data {

@@ -613,11 +613,19 @@ fn run_verify(a: VerifyArgs) -> Result<u8, Failure> {
                 r.source_keys,
                 r.target_keys
             );
+            let sampled = match r.sampled {
+                Some(n) => format!(
+                    " (a sample of {n}, repeats possible; keys only the target has were not looked for: verify \
+                     without --sample for that)"
+                ),
+                None => String::new(),
+            };
             outln!(
-                "checked {} keys: {} missing, {} type mismatch, {} value mismatch, {} TTL mismatch ({} expired while \
-                 checked, {} compared in chunks)",
+                "checked {} keys{sampled}: {} missing, {} on target only, {} type mismatch, {} value mismatch, {} TTL \
+                 mismatch ({} expired while checked, {} compared in chunks)",
                 r.checked,
                 r.missing,
+                r.extra,
                 r.type_mismatch,
                 r.value_mismatch,
                 r.ttl_mismatch,

@@ -355,6 +355,10 @@ pub fn hit_rate_since(
         Ok(info) => info,
         Err(m) => return Some((m, baseline.cloned())),
     };
+    // Never no data, which a `no_data` policy could pass.
+    if let Some(why) = crate::analysis::hit_rate::not_this_databases(redis, info.db, &info.other_dbs) {
+        return Some((Measurement::Error(why), baseline.cloned()));
+    }
     let current = state
         .redis
         .get(redis)
@@ -525,10 +529,10 @@ pub async fn metric_reading(
                 )),
             }
         }
-        GateKind::Compare { metric, factor, .. } => {
+        GateKind::Compare { metric, factor, min_requests, .. } => {
             let value = |i: usize| totals.get(i).and_then(|t| t.value);
             let side = |i: usize| Side { value: value(i), requests: value(i + 2) };
-            compare(*metric, *factor, side(0), side(1))
+            compare(*metric, *factor, *min_requests, side(0), side(1))
         }
         _ => unreachable!("matched above"),
     };
@@ -585,7 +589,7 @@ struct Side {
 /// The new side must stay within `factor` × the old side. Counts become rates
 /// per request; a side that served requests but published no 5xx datapoint
 /// had none (ALBs publish no zero). A side with no requests cannot be judged.
-fn compare(metric: Metric, factor: f64, new: Side, old: Side) -> Measurement {
+fn compare(metric: Metric, factor: f64, min_requests: Option<u64>, new: Side, old: Side) -> Measurement {
     let name = metric.cloudwatch_name();
     // RequestCount counts only requests a target was chosen for: with none
     // in service the load balancer answers 503 itself, counted in its 5xx
@@ -601,6 +605,13 @@ fn compare(metric: Metric, factor: f64, new: Side, old: Side) -> Measurement {
             "{name}: new side {errors} with no request counted (the load balancer answered them before \
              choosing a target: none in service)"
         ));
+    }
+    // A rate or percentile of a few requests is noise: 0 errors in 20
+    // requests passes beside 1% with no evidence of it.
+    if let Some(least) = min_requests
+        && [new, old].iter().any(|s| s.requests.unwrap_or(0.0) < least as f64)
+    {
+        return Measurement::NoData;
     }
     let (new_v, old_v, unit) = if is_count(metric) {
         let rate = |s: Side| match s.requests {
@@ -904,43 +915,68 @@ mod tests {
         // 10 errors in 1,000 requests (1%) against 50 in 10,000 (0.5%).
         let new = side(Some(10.0), Some(1000.0));
         let old = side(Some(50.0), Some(10000.0));
-        assert_eq!(compare(Metric::Target5xx, 2.0, new, old), Measurement::Pass, "1% ≤ 2 × 0.5%");
-        assert!(matches!(compare(Metric::Target5xx, 1.5, new, old), Measurement::Fail(m) if m.contains("per request")));
+        assert_eq!(compare(Metric::Target5xx, 2.0, None, new, old), Measurement::Pass, "1% ≤ 2 × 0.5%");
+        assert!(
+            matches!(compare(Metric::Target5xx, 1.5, None, new, old), Measurement::Fail(m) if m.contains("per request"))
+        );
         // Totals alone would have passed: 10 ≤ 1.5 × 50.
     }
 
     #[test]
     fn compare_treats_a_side_with_requests_but_no_5xx_datapoints_as_zero() {
         let clean = side(None, Some(1000.0));
-        assert_eq!(compare(Metric::Target5xx, 1.0, clean, side(Some(3.0), Some(1000.0))), Measurement::Pass);
-        assert!(matches!(compare(Metric::Target5xx, 10.0, side(Some(1.0), Some(1000.0)), clean), Measurement::Fail(_)));
-        assert_eq!(compare(Metric::Target5xx, 1.0, clean, clean), Measurement::Pass, "0 ≤ 0");
+        assert_eq!(compare(Metric::Target5xx, 1.0, None, clean, side(Some(3.0), Some(1000.0))), Measurement::Pass);
+        assert!(matches!(
+            compare(Metric::Target5xx, 10.0, None, side(Some(1.0), Some(1000.0)), clean),
+            Measurement::Fail(_)
+        ));
+        assert_eq!(compare(Metric::Target5xx, 1.0, None, clean, clean), Measurement::Pass, "0 ≤ 0");
     }
 
     #[test]
     fn compare_without_requests_on_either_side_is_no_data() {
         let some = side(Some(1.0), Some(100.0));
-        assert_eq!(compare(Metric::Target5xx, 1.0, side(None, None), some), Measurement::NoData);
-        assert_eq!(compare(Metric::Target5xx, 1.0, some, side(Some(0.0), Some(0.0))), Measurement::NoData);
+        assert_eq!(compare(Metric::Target5xx, 1.0, None, side(None, None), some), Measurement::NoData);
+        assert_eq!(compare(Metric::Target5xx, 1.0, None, some, side(Some(0.0), Some(0.0))), Measurement::NoData);
     }
 
     #[test]
     fn compare_fails_load_balancer_errors_on_the_new_side_without_a_request_counted() {
         // 503s the load balancer answered with no target in service: no RequestCount.
         for requests in [None, Some(0.0)] {
-            let m = compare(Metric::Elb5xx, 2.0, side(Some(40.0), requests), side(None, Some(1000.0)));
+            let m = compare(Metric::Elb5xx, 2.0, None, side(Some(40.0), requests), side(None, Some(1000.0)));
             assert!(matches!(&m, Measurement::Fail(w) if w.contains("40 with no request counted")), "{m:?}");
         }
         // None on the new side and none counted stays no data.
-        assert_eq!(compare(Metric::Elb5xx, 2.0, side(Some(0.0), None), side(None, Some(10.0))), Measurement::NoData);
+        assert_eq!(
+            compare(Metric::Elb5xx, 2.0, None, side(Some(0.0), None), side(None, Some(10.0))),
+            Measurement::NoData
+        );
+    }
+
+    /// 0 errors in 20 requests beside 1%: no evidence, not a pass; a p99
+    /// of 20 requests is their worst, not a percentile.
+    #[test]
+    fn compare_on_fewer_requests_than_its_minimum_is_no_data() {
+        let (few, many) = (side(None, Some(20.0)), side(Some(100.0), Some(10_000.0)));
+        assert_eq!(compare(Metric::Target5xx, 1.0, None, few, many), Measurement::Pass, "without a minimum");
+        assert_eq!(compare(Metric::Target5xx, 1.0, Some(500), few, many), Measurement::NoData);
+        assert_eq!(compare(Metric::Target5xx, 1.0, Some(500), many, few), Measurement::NoData, "either side");
+        let enough = side(None, Some(500.0));
+        assert_eq!(compare(Metric::Target5xx, 1.0, Some(500), enough, many), Measurement::Pass);
+        let (fast, slow) = (side(Some(0.05), Some(20.0)), side(Some(0.2), Some(10_000.0)));
+        assert_eq!(compare(Metric::TargetResponseTime, 1.2, Some(100), fast, slow), Measurement::NoData);
+        // Errors the load balancer answered alone fail whatever the minimum.
+        let refused = compare(Metric::Elb5xx, 2.0, Some(500), side(Some(40.0), None), many);
+        assert!(matches!(refused, Measurement::Fail(_)), "{refused:?}");
     }
 
     #[test]
     fn compare_latency_on_the_statistic_itself() {
         let (fast, slow) = (side(Some(0.05), None), side(Some(0.2), None));
-        assert_eq!(compare(Metric::TargetResponseTime, 1.2, fast, slow), Measurement::Pass);
-        assert!(matches!(compare(Metric::TargetResponseTime, 1.2, slow, fast), Measurement::Fail(_)));
-        assert_eq!(compare(Metric::TargetResponseTime, 1.2, fast, side(None, None)), Measurement::NoData);
+        assert_eq!(compare(Metric::TargetResponseTime, 1.2, None, fast, slow), Measurement::Pass);
+        assert!(matches!(compare(Metric::TargetResponseTime, 1.2, None, slow, fast), Measurement::Fail(_)));
+        assert_eq!(compare(Metric::TargetResponseTime, 1.2, None, fast, side(None, None)), Measurement::NoData);
     }
 
     /// An alarm gate's reading covers the requests until `lag` before its

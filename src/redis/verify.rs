@@ -1,6 +1,7 @@
 //! `cutover redis verify`: key counts (keys minus expiring keys, which drift),
 //! then every key or a sample: missing, type, value (DUMP bytes, else the
-//! logical value), TTL within a tolerance. Reads only.
+//! logical value), TTL within a tolerance; a full verify then every key of
+//! the target's, for keys only it has. Reads only.
 
 use redis::Value;
 use redis::aio::MultiplexedConnection;
@@ -47,6 +48,10 @@ pub enum Difference {
     Missing {
         key: String,
     },
+    /// On the target only (found by a full verify's walk of the target).
+    Extra {
+        key: String,
+    },
     Type {
         key: String,
         source: String,
@@ -68,6 +73,7 @@ impl std::fmt::Display for Difference {
         let ttl = |v: i64| if v < 0 { "none".to_string() } else { format!("{v} ms") };
         match self {
             Difference::Missing { key } => write!(f, "missing on target: {key}"),
+            Difference::Extra { key } => write!(f, "on target only: {key}"),
             Difference::Type { key, source, target } => write!(f, "type differs: {key} ({source} → {target})"),
             Difference::Value { key } => write!(f, "value differs: {key}"),
             Difference::Ttl { key, source, target } => {
@@ -86,6 +92,12 @@ pub struct VerifyReport {
     pub target_keys: u64,
     pub checked: u64,
     pub missing: u64,
+    /// Keys on the target the source does not have (a full verify only).
+    pub extra: u64,
+    /// The sample's size when keys were sampled (`--sample`): the
+    /// target's own keys were not looked for, and the counts of keys with
+    /// an expiry were not compared.
+    pub sampled: Option<u64>,
     pub type_mismatch: u64,
     pub value_mismatch: u64,
     pub ttl_mismatch: u64,
@@ -106,12 +118,13 @@ impl VerifyReport {
     pub fn ok(&self) -> bool {
         self.checked > 0
             && self.counts_match()
-            && self.missing + self.type_mismatch + self.value_mismatch + self.ttl_mismatch == 0
+            && self.missing + self.extra + self.type_mismatch + self.value_mismatch + self.ttl_mismatch == 0
     }
 
     fn note(&mut self, d: Difference) {
         match d {
             Difference::Missing { .. } => self.missing += 1,
+            Difference::Extra { .. } => self.extra += 1,
             Difference::Type { .. } => self.type_mismatch += 1,
             Difference::Value { .. } => self.value_mismatch += 1,
             Difference::Ttl { .. } => self.ttl_mismatch += 1,
@@ -601,18 +614,27 @@ pub async fn verify(
 /// (its primary, or a replica with `--from-replicas`), or the one server;
 /// and of those read on a replica, each shard's slots, the replica and the
 /// connection (for `cluster::fallen_behind`).
-async fn nodes(
-    c: &MultiplexedConnection,
-    cluster: Option<&Cluster>,
-) -> Result<(Vec<MultiplexedConnection>, Vec<(String, String, MultiplexedConnection)>), String> {
-    let Some(cl) = cluster else { return Ok((vec![c.clone()], Vec::new())) };
+/// Each shard's reader (a replica with `--from-replicas`, else its primary)
+/// with the slots it reads, or the one server (all slots); and the readers
+/// that are replicas (slots, address, connection).
+async fn nodes(c: &MultiplexedConnection, cluster: Option<&Cluster>) -> Result<(Vec<Reader>, Vec<OnReplica>), String> {
+    let Some(cl) = cluster else { return Ok((vec![(vec![(0, u16::MAX)], c.clone())], Vec::new())) };
     let readers = cl.readers().await?.0;
     let on_replicas = readers
         .iter()
         .filter(|(s, addr, _)| *addr != s.primary)
         .map(|(s, addr, c)| (s.slots_text(), addr.clone(), c.clone()))
         .collect();
-    Ok((readers.into_iter().map(|(_, _, c)| c).collect(), on_replicas))
+    Ok((readers.into_iter().map(|(s, _, c)| (s.slots, c)).collect(), on_replicas))
+}
+
+/// A server a side is read on, with the slots it holds.
+type Reader = (Vec<(u16, u16)>, MultiplexedConnection);
+type OnReplica = (String, String, MultiplexedConnection);
+
+/// The connections of `readers`, in order.
+fn connections(readers: &[Reader]) -> Vec<MultiplexedConnection> {
+    readers.iter().map(|(_, c)| c.clone()).collect()
 }
 
 /// A node's identity: its `run_id`, its replication id (a replica shares
@@ -690,7 +712,7 @@ pub async fn side_identities(
     c: &MultiplexedConnection,
     cluster: Option<&Cluster>,
 ) -> Result<Vec<NodeIdentity>, String> {
-    identities(e, &nodes(c, cluster).await?.0).await
+    identities(e, &connections(&nodes(c, cluster).await?.0)).await
 }
 
 /// Each node's counts (keys, keys without expiry), in the order given.
@@ -745,6 +767,62 @@ fn apportion(n: u64, keys: &[u64]) -> Vec<u64> {
     share
 }
 
+/// Every key of one target server (matching `--match`) the source does not
+/// have, unless it expires within the TTL tolerance (its source's copy
+/// expired while read, as the target's is about to).
+/// The source is asked where its own walk read it (a shard's replica with
+/// `--from-replicas`), at the verify's `--rate` (`walked` keys so far).
+async fn extra_on_target(
+    opts: &VerifyOptions,
+    src_readers: &[Reader],
+    mut dst: MultiplexedConnection,
+    (started, walked): (std::time::Instant, &mut u64),
+    report: &mut VerifyReport,
+) -> Result<(), String> {
+    let mut cursor = 0u64;
+    loop {
+        let mut c = redis::cmd("SCAN");
+        c.arg(cursor);
+        if let Some(p) = &opts.pattern {
+            c.arg("MATCH").arg(p);
+        }
+        c.arg("COUNT").arg(opts.scan_count);
+        let (next, keys): (u64, Vec<Vec<u8>>) = q(&opts.to, &mut dst, &c).await?;
+        if !keys.is_empty() {
+            pace(opts.rate, started, report.checked + report.vanished + *walked).await;
+            *walked += keys.len() as u64;
+            let mut gone: Vec<&Vec<u8>> = Vec::new();
+            for (slots, src) in src_readers {
+                let held = |k: &&Vec<u8>| {
+                    let slot = super::cluster::key_slot(k);
+                    slots.iter().any(|(a, b)| (*a..=*b).contains(&slot))
+                };
+                let theirs: Vec<&Vec<u8>> = keys.iter().filter(held).collect();
+                if theirs.is_empty() {
+                    continue;
+                }
+                let on_source = probe_some(&opts.from, src, None, &theirs, &vec![false; theirs.len()]).await?;
+                gone.extend(
+                    theirs.into_iter().zip(on_source).filter(|(_, (kind, _, _))| kind == "none").map(|(k, _)| k),
+                );
+            }
+            if !gone.is_empty() {
+                let on_target = probe_some(&opts.to, &dst, None, &gone, &vec![false; gone.len()]).await?;
+                for (key, (kind, pttl, _)) in gone.into_iter().zip(on_target) {
+                    let expiring = (0..=opts.ttl_tolerance_ms as i64).contains(&pttl);
+                    if kind != "none" && !expiring {
+                        report.note(Difference::Extra { key: super::show_key(key) });
+                    }
+                }
+            }
+        }
+        if next == 0 {
+            return Ok(());
+        }
+        cursor = next;
+    }
+}
+
 /// Compares two sides opened by `copy::open_side` (a server, or a cluster
 /// with its router): counts summed over shards, every key read on the shard
 /// owning it.
@@ -771,8 +849,9 @@ pub async fn verify_with(
         Some(cl) => Some(snapshot(cl.clone()).await?),
         None => None,
     };
-    let (src_nodes, src_replicas) = nodes(&src, src_cluster.as_deref()).await?;
-    let (dst_nodes, _) = nodes(&dst, dst_cluster.as_deref()).await?;
+    let (src_readers, src_replicas) = nodes(&src, src_cluster.as_deref()).await?;
+    let (dst_readers, _) = nodes(&dst, dst_cluster.as_deref()).await?;
+    let (src_nodes, dst_nodes) = (connections(&src_readers), connections(&dst_readers));
     if opts.from.db() == opts.to.db() {
         let (f, t) = tokio::try_join!(identities(&opts.from, &src_nodes), identities(&opts.to, &dst_nodes))?;
         if let Some(why) = same_data(&f, &t) {
@@ -797,6 +876,7 @@ pub async fn verify_with(
     };
     // A sample as large as the keyspace checks every key once instead.
     let sample = opts.sample.filter(|n| *n < report.source_keys);
+    report.sampled = sample;
     match (sample, pattern) {
         (Some(n), None) => {
             // RANDOMKEY, in batches, until n keys (repeats allowed). A
@@ -856,6 +936,17 @@ pub async fn verify_with(
                     *cursor = (next != 0).then_some(next);
                 }
             }
+        }
+    }
+    // The source's walk never sees a key only the target has: an extra key
+    // with an expiry (a session revoked on the source since an earlier
+    // copy) escapes the count of keys without one. A full verify walks the
+    // target too.
+    if sample.is_none() {
+        let mut walked = 0;
+        for node in &dst_nodes {
+            let walk = (started, &mut walked);
+            extra_on_target(opts, &src_readers, node.clone(), walk, &mut report).await?;
         }
     }
     if let (Some(cl), Some(before)) = (src_cluster, before) {

@@ -217,7 +217,7 @@ fn gate_spec(rb: &Runbook, g: &GateKind, dims: &[SideDimensions]) -> Vec<GateSpe
             }],
             _ => vec![GateSpec::Unplotted(format!("{environment} has no target group to read"))],
         },
-        GateKind::Compare { metric, stat, factor } => {
+        GateKind::Compare { metric, stat, factor, .. } => {
             let (Some(new), Some(old)) = (side(&rb.rollout.to), side(&rb.rollout.from)) else {
                 return vec![GateSpec::Unplotted("a side has no load balancer to read".into())];
             };
@@ -271,7 +271,7 @@ fn gate_title(i: usize, g: &GateKind) -> String {
         GateKind::Metric { environment, metric, stat, max, .. } => {
             format!("metric {environment} {} {} ≤ {max}", metric.cloudwatch_name(), stat.cloudwatch_name())
         }
-        GateKind::Compare { metric, stat, factor } => {
+        GateKind::Compare { metric, stat, factor, .. } => {
             format!("compare {} {} within {factor}× the old side's", metric.cloudwatch_name(), stat.cloudwatch_name())
         }
     };

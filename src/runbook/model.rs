@@ -380,6 +380,10 @@ pub enum GateKind {
         metric: Metric,
         stat: Stat,
         factor: f64,
+        /// Fewer requests than this on either side over the soak is no
+        /// data: a rate or percentile of a few requests is noise.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        min_requests: Option<u64>,
     },
 }
 
@@ -848,7 +852,7 @@ pub fn gate_label(g: &GateKind) -> String {
         GateKind::Metric { environment, metric, stat, max, .. } => {
             format!("{environment} {} {} ≤ {max}", metric.cloudwatch_name(), stat.cloudwatch_name())
         }
-        GateKind::Compare { metric, stat, factor } => {
+        GateKind::Compare { metric, stat, factor, .. } => {
             format!("{} {} ≤ {factor}× old side", metric.cloudwatch_name(), stat.cloudwatch_name())
         }
     }
@@ -907,6 +911,17 @@ pub fn alarms_setting_off<'a>(alarms: &'a [Alarm], name: &str) -> Vec<&'a Alarm>
 pub fn alarm_rule_holds_with_alone(rule: &str, child: &str) -> Option<bool> {
     let tokens = alarm_rule_tokens(rule)?;
     let state = |want: &str, n: &str| Some(want == if n == child { "ALARM" } else { "OK" });
+    let mut p = RuleEval { tokens: &tokens, at: 0, state: &state };
+    let v = p.or()?;
+    (p.at == tokens.len()).then_some(v?)
+}
+
+/// Whether a composite rule holds with the alarms `in_alarm` names in
+/// ALARM and every other alarm it names OK; `None` when the rule cannot be
+/// read.
+pub fn alarm_rule_holds_with(rule: &str, in_alarm: &dyn Fn(&str) -> bool) -> Option<bool> {
+    let tokens = alarm_rule_tokens(rule)?;
+    let state = |want: &str, n: &str| Some(want == if in_alarm(n) { "ALARM" } else { "OK" });
     let mut p = RuleEval { tokens: &tokens, at: 0, state: &state };
     let v = p.or()?;
     (p.at == tokens.len()).then_some(v?)

@@ -242,11 +242,30 @@ fn gate_watches(gate: &GateKind, env: &str, environments: &BTreeMap<String, Envi
         GateKind::RedisHitRate { redis, .. } => environments
             .get(env)
             .is_some_and(|e| e.uses_redis.iter().any(|r| r == redis) || e.redis.iter().any(|r| &r.name == redis)),
-        GateKind::AlarmOk { alarms: names, .. } => names.iter().any(|n| {
-            let under = crate::runbook::alarms_under(alarms, n);
-            under.is_empty() || under.iter().any(|a| a.environment.as_deref().is_none_or(|e| e == env))
-        }),
+        GateKind::AlarmOk { alarms: names, .. } => names.iter().any(|n| alarm_watches(alarms, n, env, &mut Vec::new())),
     }
+}
+
+/// Whether alarm `name` goes off on trouble in `env` alone: a metric alarm
+/// declared for it (or for no environment), one not declared (it may), or
+/// a composite whose rule holds with those of its alarms in ALARM and the
+/// rest OK. A composite over the other side's alarm, or needing both
+/// sides' (`AND`), never goes off once that side takes no traffic.
+/// `path`: the composites above it (a cycle is cut).
+fn alarm_watches(alarms: &[Alarm], name: &str, env: &str, path: &mut Vec<String>) -> bool {
+    let Some(a) = alarms.iter().find(|a| a.name == name) else { return true };
+    let Some(rule) = a.rule.as_deref() else { return a.environment.as_deref().is_none_or(|e| e == env) };
+    if path.iter().any(|s| s == name) {
+        return false;
+    }
+    path.push(name.to_string());
+    let watching: Vec<String> = crate::runbook::alarm_rule_names(rule)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|child| alarm_watches(alarms, child, env, path))
+        .collect();
+    path.pop();
+    crate::runbook::alarm_rule_holds_with(rule, &|n| watching.iter().any(|w| w == n)) == Some(true)
 }
 
 struct Validator<'a> {
@@ -855,7 +874,22 @@ impl<'a> Validator<'a> {
         }
         let sel = e.instances.get_ref();
         let instances = match (&sel.tags, &sel.ids) {
-            (Some(tags), None) if !tags.is_empty() => InstanceSelector::Tags(tags.clone()),
+            (Some(tags), None) if !tags.is_empty() => {
+                // EC2's filters read `*` and `?` in a value as wildcards: a
+                // side would select every instance matching, another
+                // application's too, and stop or terminate them with its own.
+                for (k, v) in tags.iter().filter(|(_, v)| v.contains(['*', '?'])) {
+                    self.err(
+                        e.instances.span(),
+                        format!(
+                            "the value of instance tag `{k}` (`{v}`) holds `*` or `?`, which EC2 reads as a \
+                                 wildcard: it would select other instances than this environment's"
+                        ),
+                        "give the tag's exact value, or select the instances by `ids`",
+                    );
+                }
+                InstanceSelector::Tags(tags.clone())
+            }
             (None, Some(ids)) if !ids.is_empty() => {
                 for id in ids {
                     if !id.get_ref().starts_with("i-") {
@@ -1359,6 +1393,26 @@ impl<'a> Validator<'a> {
                         w.span(),
                         format!("environment `{}` has a set identifier but no initial weight", env.get_ref()),
                         format!("add {} = <0–255> to initial_weights (the weights abort returns to)", env.get_ref()),
+                    );
+                }
+            }
+            // The steps move weight between `from` and `to` only: a third
+            // record with weight keeps its share, so "100%" would be a split.
+            for (env, weight) in w.get_ref() {
+                let third = env.get_ref() != &rollout.from && env.get_ref() != &rollout.to;
+                if third && *weight.get_ref() > 0 && (0..=255).contains(weight.get_ref()) {
+                    self.err(
+                        weight.span(),
+                        format!(
+                            "`{}` keeps weight {} through the rollout, which moves weight between `{}` and `{}` \
+                             only: its last step would give `{}` less than 100% of the traffic",
+                            env.get_ref(),
+                            weight.get_ref(),
+                            rollout.from,
+                            rollout.to,
+                            rollout.to
+                        ),
+                        format!("give {} = 0 (shift its traffic away first), or leave its record out", env.get_ref()),
                     );
                 }
             }
@@ -1926,7 +1980,7 @@ impl<'a> Validator<'a> {
                 GateKind::Metric { environment: env?, metric: metric?, stat, max: max?, min_requests }
             }
             "compare" => {
-                self.forbid(kind, "gate", &present, &["metric", "stat", "factor", "settle"]);
+                self.forbid(kind, "gate", &present, &["metric", "stat", "factor", "min_requests", "settle"]);
                 let metric = self
                     .require(g.metric.as_ref(), "metric", kind, at.clone(), "\"HTTPCode_Target_5XX_Count\"")
                     .map(|m| self.metric(m));
@@ -1947,7 +2001,19 @@ impl<'a> Validator<'a> {
                 if let (Some(m), Some(span)) = (metric, g.metric.as_ref().map(|m| m.span())) {
                     self.no_healthy_host_bound(m, kind, span);
                 }
-                GateKind::Compare { metric: metric?, stat, factor: factor? }
+                let min_requests = g.min_requests.as_ref().and_then(|n| {
+                    if (1..=1_000_000_000).contains(n.get_ref()) {
+                        Some(*n.get_ref() as u64)
+                    } else {
+                        self.err(
+                            n.span(),
+                            format!("min_requests {} is out of range", n.get_ref()),
+                            "give a count of requests from 1 up",
+                        );
+                        None
+                    }
+                });
+                GateKind::Compare { metric: metric?, stat, factor: factor?, min_requests }
             }
             other => {
                 self.err(at, format!("unknown gate kind `{other}`"), format!("use one of {}", one_of(GATES)));
@@ -3293,6 +3359,63 @@ mod tests {
         if let Err(e) = parse("t.toml", text) {
             panic!("{what} is offered by the schema but refused:\n{e}");
         }
+    }
+
+    /// A composite over the old side's alarm alone, or needing both sides'
+    /// alarms at once, never goes off on the new side's trouble once the
+    /// old side takes no traffic: no gate then measures the new side.
+    #[test]
+    fn a_composite_gate_measures_a_side_only_through_a_child_that_sets_it_off_alone() {
+        let gate = |rule: &str| {
+            with(
+                "[[alarms]]\nname = \"green-5xx\"\nenvironment = \"green\"\n",
+                &format!(
+                    "[[alarms]]\nname = \"green-5xx\"\nenvironment = \"green\"\n\n[[alarms]]\nname = \"blue-5xx\"\n\
+                     environment = \"blue\"\n\n[[alarms]]\nname = \"any\"\nrule = '{rule}'\n"
+                ),
+            )
+            .replace("alarms = [\"green-5xx\"]", "alarms = [\"any\"]")
+        };
+        for rule in [r#"ALARM("blue-5xx")"#, r#"ALARM("green-5xx") AND ALARM("blue-5xx")"#] {
+            let err = parse("t.toml", &gate(rule)).unwrap_err().to_string();
+            assert!(err.contains("no rollout gate measures `green`, the side the traffic moves to"), "{rule}: {err}");
+        }
+        for rule in [
+            r#"ALARM("green-5xx")"#,
+            r#"ALARM("green-5xx") OR ALARM("blue-5xx")"#,
+            r#"ALARM("green-5xx") AND ALARM("green-5xx")"#,
+        ] {
+            assert_valid(&gate(rule), rule);
+        }
+    }
+
+    /// EC2 reads `*` and `?` in a filter's value as wildcards: `App = "*"`
+    /// would select every instance with an `App` tag.
+    #[test]
+    fn an_instance_tag_value_with_a_wildcard_is_refused() {
+        for value in ["*", "web-?", "blue*"] {
+            let text = with("tags = { Environment = \"blue\" }", &format!("tags = {{ Environment = \"{value}\" }}"));
+            let err = parse("t.toml", &text).unwrap_err().to_string();
+            assert!(err.contains("which EC2 reads as a wildcard") && err.contains("t.toml:7:"), "{value}: {err}");
+        }
+    }
+
+    /// A third weighted record keeps its share through the rollout: its
+    /// "100%" step would be a split.
+    #[test]
+    fn a_third_record_with_weight_is_refused() {
+        let third = |w: u8| {
+            with("[dns]", "[environments.red]\ninstances = { tags = { Environment = \"red\" } }\n\n[dns]")
+                .replace(
+                    "{ blue = \"blue\", green = \"green\" }",
+                    "{ blue = \"blue\", green = \"green\", red = \"red\" }",
+                )
+                .replace("{ blue = 100, green = 0 }", &format!("{{ blue = 100, green = 0, red = {w} }}"))
+        };
+        let err = parse("t.toml", &third(100)).unwrap_err().to_string();
+        assert!(err.contains("`red` keeps weight 100 through the rollout"), "{err}");
+        assert!(err.contains("give red = 0"), "{err}");
+        assert_valid(&third(0), "a third record at weight 0");
     }
 
     #[test]

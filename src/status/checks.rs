@@ -463,6 +463,9 @@ fn redis_hit_rate(snap: &Snapshot, redis: &str, min_percent: f64, min_lookups: u
         Ok(i) => i,
         Err(v) => return v,
     };
+    if let Some(why) = crate::analysis::hit_rate::not_this_databases(redis, info.db, &info.other_dbs) {
+        return unknown(why);
+    }
     match judge(redis, info.lookups.as_ref(), min_percent, min_lookups) {
         HitRate::Pass(d) => pass(d),
         HitRate::Fail(d) => fail(d),
