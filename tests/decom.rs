@@ -931,13 +931,14 @@ async fn decom_stop_waits_until_no_load_balancer_can_send_the_instances_requests
         let stop = |l: &&serde_json::Value| l["action"] == "stop_instances production (decommission/stop-old)";
         lines.iter().filter(stop).map(|l| l["stage"].as_str().unwrap().to_string()).collect()
     };
-    assert_eq!(stops(), ["refused"], "no intent, nothing sent");
+    // Each refusal audited, the three at planning and the one when applied.
+    assert_eq!(stops(), ["refused"; 4], "no intent, nothing sent");
     assert!(all_in(&sb, "production", "running").await, "nothing stopped");
 
     elb.deregister_targets().target_group_arn(&admin).targets(first).send().await.unwrap();
     let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &stop).await;
     assert_eq!(code, Some(0), "{out}");
-    assert_eq!(stops(), ["refused", "intent", "applied"]);
+    assert_eq!(stops(), ["refused", "refused", "refused", "refused", "intent", "applied"]);
     eventually(Duration::from_secs(30), "old production stopped", || async {
         all_in(&sb, "production", "stopped").await.then_some(())
     })

@@ -1220,12 +1220,19 @@ async fn refusals_change_nothing() {
     let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["rollout", p, "--yes", "--expect-live", "70"]).await;
     assert_eq!(code, Some(2), "{out}");
     assert!(out.contains("`70` is not FROM/TO weights (e.g. 70/30, each 0 to 255)"), "{out}");
-    // Only the two --read-only refusals are audited (by `authority::authorise`); nothing was sent.
+    // Every refused start is audited (the --read-only ones by
+    // `authority::authorise`), a bad argument is not an attempt; nothing was sent.
     let lines: Vec<String> = audit(dir.path())
         .iter()
-        .map(|l| format!("{} [{}] {}", l["action"].as_str().unwrap(), l["stage"].as_str().unwrap(), l["detail"]))
+        .map(|l| format!("{} [{}]", l["action"].as_str().unwrap(), l["stage"].as_str().unwrap()))
         .collect();
-    assert_eq!(lines, ["rollout start [refused] \"--read-only\"", "rollout abort [refused] \"--read-only\""]);
+    assert_eq!(
+        lines,
+        ["rollout start [refused]", "rollout abort [refused]", "rollout start [refused]", "rollout start [refused]"]
+    );
+    let details: Vec<String> = audit(dir.path()).iter().map(|l| l["detail"].as_str().unwrap().to_string()).collect();
+    assert!(details[2].contains("the live weights are 60/40 but the rollout expects 100/0"), "{details:?}");
+    assert!(details[3].contains("not the 70/30 that were confirmed"), "{details:?}");
     sb.down().await;
 }
 

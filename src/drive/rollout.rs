@@ -1241,6 +1241,17 @@ async fn clock_agrees(clients: &SideClients) -> Result<(), String> {
     Ok(())
 }
 
+/// A start refused, audited as every attempt is (a lease another holds is
+/// said by `take_lease`, not audited: another run is no attempt of this one's).
+fn refused_start(cx: &Context, why: String) -> RolloutError {
+    let line =
+        cx.actor.audit_line(&cx.rb.name, "rollout start".into(), Stage::Refused, Default::default(), why.clone());
+    match AuditLog::for_runbook(&cx.rb.name).append(&line) {
+        Ok(()) => RolloutError::Refused(why),
+        Err(e) => failed(format!("{why} (and the refusal could not be audited: {e})")),
+    }
+}
+
 /// The lock, the plan with the live TTL, the saved state (or a new one), a
 /// change an earlier run left in flight settled, and live weights set
 /// outside the rollout adopted (or refused); None when the rollout is
@@ -1258,12 +1269,7 @@ async fn begin<'a>(cx: &'a Context, say: &'a mut (dyn FnMut(&str) + Send)) -> Re
         },
     };
     if let Some(why) = refused {
-        let line =
-            cx.actor.audit_line(&rb.name, "rollout start".into(), Stage::Refused, Default::default(), why.clone());
-        return Err(match AuditLog::for_runbook(&rb.name).append(&line) {
-            Ok(()) => RolloutError::Refused(why),
-            Err(e) => failed(format!("{why} (and the refusal could not be audited: {e})")),
-        });
+        return Err(refused_start(cx, why));
     }
     let lease = take_lease(rb, "rollout", cx.take_over, &mut |m| say(m))?;
     let (ttl, words) = step_ttl(rb.dns.ttl, live_ttl(cx.clients.dns(), rb).await);
@@ -1275,17 +1281,23 @@ async fn begin<'a>(cx: &'a Context, say: &'a mut (dyn FnMut(&str) + Send)) -> Re
     // "complete" would end this rollout with nothing sent.
     if let Some(why) = existing.as_ref().and_then(|s| s.of_another_account(cx.actor.account())).filter(|_| !cx.restart)
     {
-        return Err(RolloutError::Refused(format!(
-            "{}: {why}; nothing was sent. Rerun with --restart to start over from the live weights, or move it away",
-            state_location(&rb.name)
-        )));
+        return Err(refused_start(
+            cx,
+            format!(
+                "{}: {why}; nothing was sent. Rerun with --restart to start over from the live weights, or move it away",
+                state_location(&rb.name)
+            ),
+        ));
     }
     let state = match existing {
         Some(s) if s.plan_hash != hash && !cx.restart => {
-            return Err(RolloutError::Refused(format!(
-                "the runbook's rollout (steps, soak, TTL or gates) changed since this rollout started ({}); rerun with --restart to start over from the live weights",
-                state_location(&rb.name)
-            )));
+            return Err(refused_start(
+                cx,
+                format!(
+                    "the runbook's rollout (steps, soak, TTL or gates) changed since this rollout started ({}); rerun with --restart to start over from the live weights",
+                    state_location(&rb.name)
+                ),
+            ));
         }
         // The hash covers `from` and `to`: a state saved before its sides
         // were kept has this runbook's.
@@ -1296,11 +1308,14 @@ async fn begin<'a>(cx: &'a Context, say: &'a mut (dyn FnMut(&str) + Send)) -> Re
     };
     let state = RolloutState { account: cx.actor.account().map(String::from).or(state.account.clone()), ..state };
     if let Some(why) = state.engine.misfit(&plan) {
-        return Err(RolloutError::Refused(format!(
-            "{}: the saved rollout state does not fit the runbook's rollout ({why}): it was edited or damaged; \
+        return Err(refused_start(
+            cx,
+            format!(
+                "{}: the saved rollout state does not fit the runbook's rollout ({why}): it was edited or damaged; \
              nothing was sent. Move it away, or rerun with --restart to start over from the live weights",
-            state_location(&rb.name)
-        )));
+                state_location(&rb.name)
+            ),
+        ));
     }
     if state.engine.phase == RolloutPhase::Done {
         say("this rollout is already complete (--restart runs it again)");
@@ -1315,11 +1330,14 @@ async fn begin<'a>(cx: &'a Context, say: &'a mut (dyn FnMut(&str) + Send)) -> Re
     if let Some(confirmed) = cx.expect_live
         && live != confirmed
     {
-        return Err(RolloutError::Refused(format!(
-            "the live weights are {}/{} now, not the {}/{} that were confirmed (someone changed them since); nothing \
+        return Err(refused_start(
+            cx,
+            format!(
+                "the live weights are {}/{} now, not the {}/{} that were confirmed (someone changed them since); nothing \
              was sent: look again, then start the rollout",
-            live.0, live.1, confirmed.0, confirmed.1
-        )));
+                live.0, live.1, confirmed.0, confirmed.1
+            ),
+        ));
     }
     let mut outputs = runner.reconcile(live).await.map_err(failed)?;
     let (live, types_differ) = if outputs.is_empty() && runner.state.in_flight.is_none() {
@@ -1330,18 +1348,24 @@ async fn begin<'a>(cx: &'a Context, say: &'a mut (dyn FnMut(&str) + Send)) -> Re
     // The pair read is the first record type's: a group whose types weigh
     // the sides otherwise is neither resumed nor adopted over.
     if let Some(why) = types_differ {
-        return Err(RolloutError::Refused(format!(
-            "{why}; nothing was sent: set every type alike with `cutover shift` (it sets them together), then run \
+        return Err(refused_start(
+            cx,
+            format!(
+                "{why}; nothing was sent: set every type alike with `cutover shift` (it sets them together), then run \
              the rollout again"
-        )));
+            ),
+        ));
     }
     let expected = runner.state.applied.unwrap_or(runner.engine.plan.initial);
     if live != expected {
         if !cx.adopt_live {
-            return Err(RolloutError::Refused(format!(
-                "the live weights are {}/{} but the rollout expects {}/{} (someone changed them, or the rollout was interrupted mid-change); check, then rerun with --adopt-live to continue from the live weights",
-                live.0, live.1, expected.0, expected.1
-            )));
+            return Err(refused_start(
+                cx,
+                format!(
+                    "the live weights are {}/{} but the rollout expects {}/{} (someone changed them, or the rollout was interrupted mid-change); check, then rerun with --adopt-live to continue from the live weights",
+                    live.0, live.1, expected.0, expected.1
+                ),
+            ));
         }
         (runner.say)(&format!("adopting the live weights {}/{}", live.0, live.1));
         // Continue from what the live weights mean, never from a phase they contradict.

@@ -68,6 +68,10 @@ fn lengthen_default_lags(rollout: &mut Rollout, raw_gates: &[S<RawGate>], alarms
 
 const TOP_TABLES: [&str; 4] = ["runbook", "environments", "dns", "rollout"];
 
+/// The keys whose value is a duration written as a string (`"30s"`).
+const DURATION_KEYS: [&str; 10] =
+    ["soak", "bake", "gate_interval", "interval", "lag", "settle", "lease", "period", "duration", "wait"];
+
 /// How often CloudWatch evaluates an alarm of a minute or more: the longest
 /// an `alarm_ok` gate may go between readings without missing an ALARM.
 const ALARM_EVALUATED_EVERY: Duration = Duration::from_secs(60);
@@ -98,7 +102,24 @@ fn toml_diagnostic(loc: &Locator, text: &str, e: &toml::de::Error) -> Diagnostic
             "each key may appear once per table; remove the repeat",
         );
     }
-    let hint = if message.starts_with("unknown field") {
+    // The key on the error's line, for a hint in its own terms.
+    let key = e.span().and_then(|span| {
+        let start = text[..span.start.min(text.len())].rfind('\n').map_or(0, |i| i + 1);
+        let line = text[start..].lines().next()?;
+        let (k, _) = line.split_once('=')?;
+        Some(k.trim().trim_start_matches('{').trim().to_string())
+    });
+    let duration_key = key.as_deref().is_some_and(|k| DURATION_KEYS.contains(&k));
+    let hint = if message.starts_with("invalid type: integer") && duration_key {
+        let n = message
+            .strip_prefix("invalid type: integer ")
+            .and_then(|m| m.split(',').next())
+            .map(|n| n.trim_matches('`'))
+            .unwrap_or("30");
+        format!("a duration is a string with its unit: write \"{n}s\" (or \"5m\", \"1h\")")
+    } else if message.contains("as i128") || message.contains("number too large") {
+        "the number is too large for this key; give one in its range".to_string()
+    } else if message.starts_with("unknown field") {
         "remove the key or fix its spelling (the keys allowed here are listed)".to_string()
     } else if message.starts_with("missing field") {
         format!("add it to this table; {FORMAT_REF}")
@@ -670,6 +691,7 @@ impl<'a> Validator<'a> {
         let alarms: Vec<Alarm> = raw.alarms.iter().map(|a| self.alarm(&names, a.get_ref())).collect();
         let mut rollout = rollout;
         lengthen_default_lags(&mut rollout, &raw.rollout.get_ref().gates, &alarms);
+        self.failure_limits_reachable(&rollout, &raw.rollout.get_ref().gates);
         self.sides_apart(raw.environments.get_ref(), &rollout);
         let watched = rollout.gates.iter().any(|g| gate_watches(&g.kind, &rollout.to, &environments, &alarms));
         // Said only of a rollout whose sides and gates are otherwise sound.
@@ -1589,6 +1611,36 @@ impl<'a> Validator<'a> {
         }
         let gates = r.gates.iter().filter_map(|g| self.gate(names, g.get_ref(), gate_interval)).collect();
         Rollout { from, to, steps, soak, bake, gate_interval, gates }
+    }
+
+    /// A gate whose `failure_limit` is more than the readings it takes in a
+    /// step (the soak, and the wait past it for data covering the soak's
+    /// end) could never fail one: its failures would only delay the step,
+    /// which passes on its next pass.
+    fn failure_limits_reachable(&mut self, rollout: &Rollout, raw_gates: &[S<RawGate>]) {
+        if raw_gates.len() != rollout.gates.len() || rollout.soak.is_zero() {
+            return;
+        }
+        for (g, raw) in rollout.gates.iter().zip(raw_gates) {
+            let Some(limit) = &raw.get_ref().failure_limit else { continue };
+            let past = g.settle().unwrap_or_default();
+            let readings = ((rollout.soak + past).as_millis() / g.interval.as_millis().max(1)) as u64 + 1;
+            if u64::from(g.failure_limit) > readings {
+                let fmt = crate::runbook::duration::format_duration;
+                let waits = if past.is_zero() { String::new() } else { format!(" and up to {} past it", fmt(past)) };
+                self.err(
+                    limit.span(),
+                    format!(
+                        "failure_limit {} is more than the {readings} readings this gate takes in a step (every {} \
+                         over a soak of {}{waits}), so it could never fail one",
+                        g.failure_limit,
+                        fmt(g.interval),
+                        fmt(rollout.soak)
+                    ),
+                    format!("give at most {readings}, or a longer soak or a shorter interval"),
+                );
+            }
+        }
     }
 
     fn metric(&mut self, m: &S<String>) -> Metric {
@@ -2519,6 +2571,49 @@ impl<'a> Validator<'a> {
                 }
             }
         }
+        self.not_before_cycles(raw);
+    }
+
+    /// Items that wait for each other in a ring (a waits for b, b for a)
+    /// can never run: each is said once, at the first of the ring.
+    fn not_before_cycles(&mut self, raw: &[S<RawPhase>]) {
+        let mut after: BTreeMap<String, &S<String>> = BTreeMap::new();
+        for p in raw {
+            for it in &p.get_ref().items {
+                if let Some(nb) = &it.get_ref().not_before {
+                    after.insert(
+                        format!("{}/{}", p.get_ref().id.get_ref(), it.get_ref().id.get_ref()),
+                        &nb.get_ref().after,
+                    );
+                }
+            }
+        }
+        let mut said: Vec<String> = Vec::new();
+        for start in after.keys() {
+            let mut ring = vec![start.clone()];
+            let mut at = start.clone();
+            while let Some(next) = after.get(&at).map(|a| a.get_ref().clone()) {
+                if next == *start && ring.len() > 1 {
+                    if !ring.iter().any(|k| said.contains(k)) {
+                        self.err(
+                            after[start].span(),
+                            format!(
+                                "items wait for each other in a ring ({} → {start}): none of them can ever run",
+                                ring.join(" → ")
+                            ),
+                            "make one of them wait for an item outside the ring, or drop its not_before",
+                        );
+                    }
+                    said.extend(ring);
+                    break;
+                }
+                if ring.contains(&next) || next == at {
+                    break;
+                }
+                ring.push(next.clone());
+                at = next;
+            }
+        }
     }
 
     /// An action item's time gate, its wait parsed; `after` is resolved by
@@ -3416,6 +3511,51 @@ mod tests {
         assert!(err.contains("`red` keeps weight 100 through the rollout"), "{err}");
         assert!(err.contains("give red = 0"), "{err}");
         assert_valid(&third(0), "a third record at weight 0");
+    }
+
+    /// `soak = 300`: a duration is a string with its unit, and the hint says so.
+    #[test]
+    fn a_duration_written_as_a_number_is_told_how_to_write_it() {
+        let err = parse("t.toml", &with("soak = \"5m\"", "soak = 300")).unwrap_err().to_string();
+        assert!(err.contains("t.toml:27:8") && err.contains("write \"300s\""), "{err}");
+    }
+
+    /// A failure limit the gate cannot reach in a step's readings could
+    /// never fail one: its failures would only hold the step.
+    #[test]
+    fn a_failure_limit_beyond_a_steps_readings_is_refused() {
+        let limit = |n: u32| {
+            with(
+                "alarms = [\"green-5xx\"]",
+                &format!("alarms = [\"green-5xx\"]\ninterval = \"30s\"\nfailure_limit = {n}"),
+            )
+        };
+        // A soak of 5m read every 30s, and past it the alarms' lag (4m) and
+        // three intervals of polls (90s): 630 s, 22 readings.
+        assert_valid(&limit(22), "a reachable failure_limit");
+        let err = parse("t.toml", &limit(23)).unwrap_err().to_string();
+        assert!(err.contains("failure_limit 23 is more than the 22 readings this gate takes in a step"), "{err}");
+    }
+
+    /// Items waiting for each other can never run.
+    #[test]
+    fn items_waiting_for_each_other_in_a_ring_are_refused() {
+        let item = |id: &str, after: &str| {
+            format!(
+                "\n[[phases.items]]\nid = \"{id}\"\ntitle = \"{id}\"\nkind = \"action\"\naction = \"start_instances\"\n\
+                 environment = \"blue\"\nnot_before = {{ after = \"traffic/{after}\", wait = \"1h\" }}\n"
+            )
+        };
+        let text = format!("{MINIMAL}{}{}{}", item("d", "e"), item("e", "f"), item("f", "d"));
+        let err = parse("t.toml", &text).unwrap_err().to_string();
+        assert!(
+            err.contains("items wait for each other in a ring (traffic/d → traffic/e → traffic/f → traffic/d)"),
+            "{err}"
+        );
+        assert_eq!(err.matches("in a ring").count(), 1, "said once: {err}");
+        let text = format!("{MINIMAL}{}{}", item("d", "e"), item("e", "shift-done"))
+            .replace("traffic/shift-done", "traffic/d2");
+        assert!(!parse("t.toml", &text).unwrap_err().to_string().contains("in a ring"));
     }
 
     #[test]
