@@ -1431,21 +1431,23 @@ impl std::fmt::Display for Report<'_> {
 }
 
 /// Applies one step of `item` (`phase/item`) of `runbook`; a long one (a
-/// Redis copy, a backup) reports progress to `say`.
+/// Redis copy, a backup) reports progress to `say`. What to audit as
+/// applied, and Route53's change id for a shift (its INSYNC is waited for
+/// after the `applied` line).
 pub async fn apply(
     clients: &Clients,
     who: &crate::authority::Actor,
     (rb, item): (&Runbook, &str),
     step: &Step,
     say: &mut (dyn FnMut(Report<'_>) + Send),
-) -> Result<String, String> {
+) -> Result<(String, Option<String>), String> {
     let runbook = rb.name.as_str();
     match step {
         Step::CreateImages { instance_ids, no_reboot } => {
-            return create_images(clients, (runbook, item), instance_ids, *no_reboot, say).await;
+            return create_images(clients, (runbook, item), instance_ids, *no_reboot, say).await.map(|d| (d, None));
         }
         Step::SnapshotRedis { endpoint, replication_group } => {
-            return snapshot_redis(clients, (runbook, item), endpoint, replication_group, say).await;
+            return snapshot_redis(clients, (runbook, item), endpoint, replication_group, say).await.map(|d| (d, None));
         }
         Step::AuthorizeIngress { group_id, port, from_group_id, description }
         | Step::RevokeIngress { group_id, port, from_group_id, description } => {
@@ -1503,10 +1505,13 @@ pub async fn apply(
                 return Err(format!("{e}; {now}"));
             }
             let amis: Vec<String> = amis.iter().map(|(i, a)| format!("{a} of {i}")).collect();
-            return Ok(format!(
-                "terminated {}; AMIs kept: {}",
-                instance_ids.join(", "),
-                if amis.is_empty() { "none".to_string() } else { amis.join(", ") }
+            return Ok((
+                format!(
+                    "terminated {}; AMIs kept: {}",
+                    instance_ids.join(", "),
+                    if amis.is_empty() { "none".to_string() } else { amis.join(", ") }
+                ),
+                None,
             ));
         }
         Step::DeleteGroups { groups } => {
@@ -1519,15 +1524,18 @@ pub async fn apply(
                     ));
                 }
             }
-            return Ok(format!(
-                "deleted {}",
-                groups.iter().map(|(id, n)| format!("{n} ({id})")).collect::<Vec<_>>().join(", ")
+            return Ok((
+                format!(
+                    "deleted {}",
+                    groups.iter().map(|(id, n)| format!("{n} ({id})")).collect::<Vec<_>>().join(", ")
+                ),
+                None,
             ));
         }
-        Step::CopyRedis(c) => return copy_redis(who, c, say).await,
-        Step::Shift(p) => return send_shift(clients, who, rb, p).await.map(|(detail, _)| detail),
+        Step::CopyRedis(c) => return copy_redis(who, c, say).await.map(|d| (d, None)),
+        Step::Shift(p) => return send_shift(clients, who, rb, p).await,
     }
-    Ok("done".into())
+    Ok(("done".into(), None))
 }
 
 /// A weight shift sent: what to audit as applied, and Route53's change id
@@ -1782,11 +1790,7 @@ pub async fn execute(
         {
             return Err(stopped(format!("not started: the lease was lost ({why})"), ""));
         }
-        let sent = match s {
-            Step::Shift(p) => send_shift(clients, who, rb, p).await,
-            _ => apply(clients, who, (rb, item), s, &mut *say).await.map(|detail| (detail, None)),
-        };
-        match sent {
+        match apply(clients, who, (rb, item), s, &mut *say).await {
             Ok((detail, change)) => {
                 crate::crashpoint::here("action:after-apply");
                 let applied = line(Stage::Applied, format!("{}: {detail}", s.describe()));
