@@ -1840,13 +1840,9 @@ pub async fn abort(cx: &Context, reason: &str, say: &mut (dyn FnMut(&str) + Send
     let (saved, version) = load_versioned::<RolloutState>(&rb.name).map_err(failed)?;
     // Another account's state (a rehearsal's) knows no good step of this
     // one's: the rollback goes to the initial weights.
-    let elsewhere = saved.as_ref().and_then(|s| s.of_another_account(cx.actor.account()));
-    if let Some(why) = &elsewhere {
-        say(&format!("{why}: rolling back to the initial weights"));
-    }
-    let mut state = saved.filter(|_| elsewhere.is_none()).unwrap_or_else(|| RolloutState::new(rb, &plan));
+    let RollbackBasis { mut state, engine: from, initial } = rollback_basis(saved, rb, &plan, cx.actor.account());
     state.account = cx.actor.account().map(String::from).or(state.account);
-    let mut engine = Engine { plan, state: state.engine.clone() };
+    let mut engine = Engine { plan, state: from };
     // A completed rollout has no step to go back to: moving traffic back is
     // a new decision, never reported as a rollback.
     if engine.state.phase == RolloutPhase::Done {
@@ -1866,17 +1862,15 @@ pub async fn abort(cx: &Context, reason: &str, say: &mut (dyn FnMut(&str) + Send
              weights with `cutover shift`"
         )));
     }
-    // Saved under other steps (the runbook changed since): its step numbers
-    // name other weights now, so the rollback goes to the initial ones.
-    if state.plan_hash != plan_hash(rb) {
-        engine.state.last_good = None;
-        say("the runbook's rollout changed since this rollout started: rolling back to its initial weights");
-    } else if let Some(why) = engine.state.misfit(&engine.plan) {
-        // Edited or damaged: no step in it is known good.
-        engine.state = EngineState { phase: engine.state.phase, ..EngineState::new(engine.plan.gates.len()) };
-        say(&format!(
+    match initial {
+        Some(Initial::Elsewhere(why)) => say(&format!("{why}: rolling back to the initial weights")),
+        Some(Initial::PlanChanged) => {
+            say("the runbook's rollout changed since this rollout started: rolling back to its initial weights")
+        }
+        Some(Initial::Misfit(why)) => say(&format!(
             "the saved rollout state does not fit the runbook's rollout ({why}): rolling back to its initial weights"
-        ));
+        )),
+        None => {}
     }
     let target = engine.rollback_weights();
     // The decision is on disk before the rollback is sent: an interrupted
@@ -2077,6 +2071,48 @@ pub async fn request(
     )))
 }
 
+/// Why an abort goes back to the initial weights rather than a saved step.
+enum Initial {
+    /// The saved state was written in another account (this reason).
+    Elsewhere(String),
+    /// Saved under other steps: its step numbers name other weights now.
+    PlanChanged,
+    /// Edited or damaged (this misfit): no step in it is known good.
+    Misfit(String),
+}
+
+/// The state an abort rolls back from, and its engine state with any step
+/// it cannot trust dropped: `abort` and its preview decide it alike.
+struct RollbackBasis {
+    state: RolloutState,
+    engine: EngineState,
+    initial: Option<Initial>,
+}
+
+/// `saved` (None: none) as an abort by a caller in `account` reads it.
+fn rollback_basis(
+    saved: Option<RolloutState>,
+    rb: &Runbook,
+    plan: &RolloutPlan,
+    account: Option<&str>,
+) -> RollbackBasis {
+    let elsewhere = saved.as_ref().and_then(|s| s.of_another_account(account));
+    let state = saved.filter(|_| elsewhere.is_none()).unwrap_or_else(|| RolloutState::new(rb, plan));
+    let mut engine = state.engine.clone();
+    let initial = if let Some(why) = elsewhere {
+        Some(Initial::Elsewhere(why))
+    } else if state.plan_hash != plan_hash(rb) {
+        engine.last_good = None;
+        Some(Initial::PlanChanged)
+    } else if let Some(why) = engine.misfit(plan) {
+        engine = EngineState { phase: engine.phase, ..EngineState::new(plan.gates.len()) };
+        Some(Initial::Misfit(why))
+    } else {
+        None
+    };
+    RollbackBasis { state, engine, initial }
+}
+
 /// What `cutover rollout` would do now, without doing any of it: the plan,
 /// the live weights, the saved state and the next change batch.
 pub async fn preview(
@@ -2247,34 +2283,23 @@ pub async fn preview(
 pub async fn abort_preview(rb: &Runbook, sides: &SideClients) -> Result<Vec<String>, RolloutError> {
     let clients = sides.dns();
     let plan = RolloutPlan::from_runbook(rb).map_err(failed)?;
-    let state = load_state(&rb.name).map_err(failed)?;
-    // As `abort` does: another account's state is none, steps saved under
-    // another plan name other weights now, and an unfitting state knows no
-    // good step.
+    let saved = load_state(&rb.name).map_err(failed)?;
     let account = crate::aws::sts::identity(clients).await.ok().map(|i| i.account);
-    let elsewhere = state.as_ref().and_then(|s| s.of_another_account(account.as_deref()));
-    let state = state.filter(|_| elsewhere.is_none());
-    let changed = state.as_ref().is_some_and(|s| s.plan_hash != plan_hash(rb));
-    let unlike = state.as_ref().and_then(|s| s.sides_unlike(rb));
-    let misfit = state.as_ref().filter(|_| !changed).and_then(|s| s.engine.misfit(&plan));
-    let mut engine =
-        Engine { plan: plan.clone(), state: state.map_or(EngineState::new(plan.gates.len()), |s| s.engine) };
-    if changed {
-        engine.state.last_good = None;
-    }
-    if misfit.is_some() {
-        engine.state = EngineState { phase: engine.state.phase, ..EngineState::new(plan.gates.len()) };
-    }
+    let RollbackBasis { state, engine: from, initial } = rollback_basis(saved, rb, &plan, account.as_deref());
+    let unlike = state.sides_unlike(rb);
+    let engine = Engine { plan: plan.clone(), state: from };
     let target = engine.rollback_weights();
-    let why = match (engine.state.last_good, elsewhere, misfit) {
-        (Some(s), _, _) if s < plan.steps.len() => {
+    let why = match (engine.state.last_good, initial) {
+        (Some(s), _) if s < plan.steps.len() => {
             format!("step {} ({}%), the last whose gates all passed", s + 1, plan.steps[s])
         }
-        (_, Some(why), _) => format!("the initial weights ({why})"),
-        (_, _, Some(why)) => {
+        (_, Some(Initial::Elsewhere(why))) => format!("the initial weights ({why})"),
+        (_, Some(Initial::Misfit(why))) => {
             format!("the initial weights (the saved rollout state does not fit the runbook's rollout: {why})")
         }
-        _ if changed => "the initial weights (the runbook's rollout changed since it started)".to_string(),
+        (_, Some(Initial::PlanChanged)) => {
+            "the initial weights (the runbook's rollout changed since it started)".to_string()
+        }
         _ => "the initial weights (no step passed yet)".to_string(),
     };
     let mut out = vec![format!("rollback target: {}/{}, {why}", target.0, target.1)];
