@@ -234,6 +234,41 @@ async fn an_alarm_that_went_off_and_back_between_two_readings_still_fails_its_ga
     sb.down().await;
 }
 
+/// A rollout paused mid-soak stands with the step's weights live, and no
+/// one reads its gates. An ALARM while it stood, over more than a minute
+/// before it resumed, judged those weights: the resumed soak counts it, as
+/// a reading would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alarm_that_went_off_and_back_while_the_rollout_was_paused_fails_the_resumed_step() {
+    use aws_sdk::cloudwatch::types::StateValue;
+    let dir = tempfile::tempdir().unwrap();
+    let (rb, path) = fast_runbook_with(dir.path(), |t| t.replace("soak = \"5s\"", "soak = \"10m\""));
+    let sb = fixed_sandbox(&rb, "eu-west-1").await;
+    let p = path.to_str().unwrap();
+    let child = spawn_rollout(&sb, &rb, dir.path(), &path);
+    until_soaking(dir.path(), 0).await;
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["pause", p, "--reason", "lunch"]).await;
+    assert_eq!(code, Some(0), "{out}");
+    let paused = child.wait_with_output().await.unwrap();
+    assert_eq!(paused.status.code(), Some(3), "{}", String::from_utf8_lossy(&paused.stdout));
+    assert_eq!(weights(&sb).await, w(90, 10));
+    // While it stands: an ALARM, and back to OK before anyone resumes.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    staging_5xx_alarm_is(&sb, StateValue::Alarm, "test: 5xx above threshold while paused").await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    staging_5xx_alarm_is(&sb, StateValue::Ok, "test: 5xx back under the threshold").await;
+    // Resumed over a minute later: past the minute read before any soak.
+    tokio::time::sleep(Duration::from_secs(65)).await;
+    let (code, out) =
+        tokio::time::timeout(Duration::from_secs(120), run_cutover_all(&sb, &rb, dir.path(), &["rollout", p, "--yes"]))
+            .await
+            .expect("the resumed step is judged, not soaked for 10 minutes");
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("rollout ABORTED and rolled back: gate 1 (alarms demo-staging-5xx) failed 1 time(s): alarm demo-staging-5xx went to ALARM at "), "{out}");
+    assert_eq!(weights(&sb).await, w(100, 0), "no step passed: back to the initial weights");
+    sb.down().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rollout_whose_alarm_history_cannot_be_read_is_refused_before_anything_is_sent_and_its_dry_run_says_so() {
     use std::sync::atomic::Ordering;

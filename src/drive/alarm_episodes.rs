@@ -35,18 +35,22 @@ fn near(a: SystemTime, b: SystemTime) -> bool {
 /// earlier run aborted on). A soak this process resumed afresh (`resumed`:
 /// its since, and when the interrupted run last saved its soak, about its
 /// last reading) reads from a minute before that, as no one read the
-/// alarms in between.
+/// alarms in between. A step resumed from a pause with its weights live
+/// (`paused`: when it paused) reads from the pause on, as no reading saw
+/// what those weights did while it stood.
 pub fn history_from(
     since: SystemTime,
     shifted: Option<SystemTime>,
     resumed: Option<(SystemTime, SystemTime)>,
+    paused: Option<SystemTime>,
 ) -> SystemTime {
     let before = |t: SystemTime, d: Duration| t.checked_sub(d).unwrap_or(t);
-    match (shifted, resumed) {
+    let from = match (shifted, resumed) {
         (Some(shifted), _) => before(since, BEFORE_SOAK).max(before(shifted, CLOCK_SKEW)),
         (None, Some((new, old))) if new == since => before(old.min(since), BEFORE_SOAK),
         (None, _) => before(since, BEFORE_SOAK),
-    }
+    };
+    paused.map_or(from, |at| from.min(before(at, CLOCK_SKEW)))
 }
 
 /// The ALARMs each gate has counted while this process runs, and how far
@@ -199,12 +203,23 @@ mod tests {
     }
 
     #[test]
-    fn history_is_read_from_a_minute_before_the_soak_but_never_before_this_processs_shift() {
-        assert_eq!(history_from(t(600), None, None), t(540));
-        assert_eq!(history_from(t(600), Some(t(570)), None), t(565), "shifted 30 s before: from then, less the skew");
-        assert_eq!(history_from(t(600), Some(t(100)), None), t(540));
-        assert_eq!(history_from(t(600), None, Some((t(600), t(300)))), t(240), "resumed: from the interrupted run");
-        assert_eq!(history_from(t(900), None, Some((t(600), t(300)))), t(840), "a later soak of the resumed run");
+    fn history_is_read_from_a_minute_before_the_soak_but_never_before_this_processs_shift_unless_it_paused() {
+        assert_eq!(history_from(t(600), None, None, None), t(540));
+        assert_eq!(
+            history_from(t(600), Some(t(570)), None, None),
+            t(565),
+            "shifted 30 s before: from then, less the skew"
+        );
+        assert_eq!(history_from(t(600), Some(t(100)), None, None), t(540));
+        assert_eq!(
+            history_from(t(600), None, Some((t(600), t(300))), None),
+            t(240),
+            "resumed: from the interrupted run"
+        );
+        assert_eq!(history_from(t(900), None, Some((t(600), t(300))), None), t(840), "a later soak of the resumed run");
+        assert_eq!(history_from(t(5000), None, None, Some(t(300))), t(295), "paused at 300: from then, less the skew");
+        assert_eq!(history_from(t(5000), Some(t(4990)), None, Some(t(300))), t(295), "its weights sent again");
+        assert_eq!(history_from(t(600), None, None, Some(t(590))), t(540), "a short pause: a minute before the soak");
     }
 
     #[test]

@@ -1065,6 +1065,15 @@ pub async fn run(cx: &Context, say: &mut (dyn FnMut(&str) + Send)) -> Result<Out
         let saved = crate::time::parse_rfc3339(&runner.state.updated_at);
         saved.map_or(since, |t| t.max(since))
     });
+    // A rollout paused with its step's weights live: an ALARM while it
+    // stood, which no reading saw, counts against that step when it resumes.
+    let paused = match (runner.engine.state.phase, runner.engine.state.paused_from.as_deref()) {
+        (
+            RolloutPhase::Paused,
+            Some(RolloutPhase::WaitingInsync | RolloutPhase::WaitingTtl { .. } | RolloutPhase::Soaking { .. }),
+        ) => runner.engine.state.paused_at.map(|at| (runner.engine.state.step, at)),
+        _ => None,
+    };
     if let Some(outcome) = before_the_loop(&mut runner, live, adopted, &mut outputs).await? {
         return Ok(outcome);
     }
@@ -1074,6 +1083,7 @@ pub async fn run(cx: &Context, say: &mut (dyn FnMut(&str) + Send)) -> Result<Out
     let mut hit_baselines = HitBaselines::default();
     let mut episodes = Episodes {
         resumed: interrupted_soak.zip(runner.engine.state.phase.soaking_since()).map(|(old, new)| (new, old)),
+        paused,
         ..Default::default()
     };
     let mut quiet = std::collections::BTreeSet::new();
@@ -1617,12 +1627,15 @@ struct HitBaselines {
     by_gate: std::collections::BTreeMap<usize, super::gates::HitBaseline>,
 }
 
-/// The ALARMs the alarm gates counted, and the soak this process resumed
-/// afresh: `(its since, when the interrupted run last saved its soak)`.
+/// The ALARMs the alarm gates counted, the soak this process resumed
+/// afresh: `(its since, when the interrupted run last saved its soak)`,
+/// and the step it resumed from a pause with that step's weights live:
+/// `(step, when it paused)`.
 #[derive(Default)]
 struct Episodes {
     counted: super::alarm_episodes::AlarmEpisodes,
     resumed: Option<(SystemTime, SystemTime)>,
+    paused: Option<(usize, SystemTime)>,
 }
 
 /// What the gates keep from one round to the next.
@@ -1701,7 +1714,8 @@ async fn measure_gates(
     if hit_baselines.soak != Some(since) {
         **hit_baselines = HitBaselines { soak: Some(since), by_gate: Default::default() };
     }
-    let history_from = super::alarm_episodes::history_from(since, runner.shifted_at, episodes.resumed);
+    let paused = episodes.paused.filter(|(step, _)| *step == runner.engine.state.step).map(|(_, at)| at);
+    let history_from = super::alarm_episodes::history_from(since, runner.shifted_at, episodes.resumed, paused);
     let (cx, now) = (runner.cx, SystemTime::now);
     let rb = &cx.rb;
     let mut outputs = Vec::new();

@@ -251,6 +251,10 @@ pub struct EngineState {
     pub reason: Option<String>,
     /// What to do on Resume: the phase it paused in.
     pub paused_from: Option<Box<RolloutPhase>>,
+    /// When it paused, while paused: the alarms' history is read from then
+    /// when it resumes. Absent in states saved before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused_at: Option<SystemTime>,
 }
 
 impl EngineState {
@@ -262,6 +266,7 @@ impl EngineState {
             counters: vec![GateCounters::default(); gates],
             reason: None,
             paused_from: None,
+            paused_at: None,
         }
     }
 
@@ -541,6 +546,17 @@ impl Engine {
     }
 
     pub fn handle(&mut self, input: Input, now: SystemTime) -> Vec<Output> {
+        let was_paused = self.state.phase == RolloutPhase::Paused;
+        let out = self.transition(input, now);
+        self.state.paused_at = match (was_paused, self.state.phase == RolloutPhase::Paused) {
+            (false, true) => Some(now),
+            (true, true) => self.state.paused_at,
+            (_, false) => None,
+        };
+        out
+    }
+
+    fn transition(&mut self, input: Input, now: SystemTime) -> Vec<Output> {
         use RolloutPhase::*;
         match (self.state.phase, input) {
             (Idle | Aborted, Input::Start) => {

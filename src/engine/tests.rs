@@ -273,8 +273,13 @@ fn resume_after_a_pause_starts_a_fresh_soak_window() {
     pass_all(&mut e, 45);
     e.handle(Input::Pause, t(30));
     assert_eq!(e.state.phase, RolloutPhase::Paused);
+    assert_eq!(e.state.paused_at, Some(t(30)), "when it paused: the alarms are read from then on resuming");
+    e.handle(Input::Tick, t(500));
+    e.handle(Input::Promote, t(600));
+    assert_eq!(e.state.paused_at, Some(t(30)), "kept while paused");
     e.handle(Input::Resume, t(1000));
     assert_eq!(e.state.phase, RolloutPhase::Soaking { since: t(1000), until: t(1060) });
+    assert_eq!(e.state.paused_at, None);
     assert!(e.handle(Input::Tick, t(1030)).is_empty());
     // Passes from before the pause are not evidence: the soak needs new ones.
     assert!(e.handle(Input::Tick, t(1061)).is_empty());
