@@ -89,17 +89,11 @@ impl Request {
     }
 
     /// Takes this request if one waits: read, then deleted only as read (a
-    /// newer one left meanwhile stays for the next look). Err: the store
-    /// cannot say whether one waits.
+    /// newer one left meanwhile is read and taken in its place). Err: the
+    /// store cannot say whether one waits.
     pub fn take_one(self, name: &str) -> Result<Option<RequestNote>, String> {
         let b = current();
-        let Some(o) = b.get(name, self.item()).map_err(|e| format!("{}: {e}", b.describe()))? else { return Ok(None) };
-        match b.delete(name, self.item(), Cond::Matches(o.version.clone())) {
-            Ok(()) => Ok(Some(RequestNote::from_body(&o.body))),
-            // Replaced meanwhile: the newer one is taken at the next look.
-            Err(StoreError::Conflict) => Ok(None),
-            Err(e) => Err(format!("{}: {e}", b.describe())),
-        }
+        take_one_on(&*b, name, self.item()).map_err(|e| format!("{}: {e}", b.describe()))
     }
 
     /// The most urgent waiting request, removed as it is taken. Err when
@@ -117,6 +111,37 @@ impl Request {
     pub fn withdraw(self, name: &str) {
         let _ = current().delete(name, self.item(), Cond::Any);
     }
+}
+
+/// `Request::take_one` on `store`. A delete whose answer was lost may have
+/// landed: read again, a request gone is taken (else an abort asked for
+/// would be lost, and the rollout step on past it). A request replaced
+/// before its delete is the newer one to take now, not at the next look:
+/// a forward step must not be sent past an abort waiting.
+fn take_one_on(store: &dyn super::backend::Backend, name: &str, item: &str) -> Result<Option<RequestNote>, StoreError> {
+    let Some(mut o) = store.get(name, item)? else { return Ok(None) };
+    for _ in 0..3 {
+        let taken = RequestNote::from_body(&o.body);
+        match store.delete(name, item, Cond::Matches(o.version.clone())) {
+            Ok(()) => return Ok(Some(taken)),
+            Err(StoreError::Conflict) => {}
+            Err(StoreError::Unavailable(why)) => match store.get(name, item) {
+                Ok(None) => return Ok(Some(taken)),
+                Ok(Some(now)) if now.version == o.version => return Err(StoreError::Unavailable(why)),
+                Ok(Some(_)) => {}
+                Err(e) => {
+                    return Err(StoreError::Unavailable(format!(
+                        "{why}; whether its delete landed cannot be read ({e})"
+                    )));
+                }
+            },
+        }
+        match store.get(name, item)? {
+            Some(newer) => o = newer,
+            None => return Ok(None),
+        }
+    }
+    Err(StoreError::Unavailable(format!("the {item} keeps being replaced while it is taken")))
 }
 
 /// True while a `cutover rollout` of this runbook holds its lease. It may
@@ -207,7 +232,7 @@ mod tests {
     use super::super::backend::LocalFiles;
     use super::super::testing::Unsure;
     use super::*;
-    use std::sync::atomic::Ordering;
+    use std::sync::atomic::{AtomicU32, Ordering};
 
     /// A save refused whose state cannot be read back is unknown, so asked
     /// again (the rollout's `persist` retries Unavailable), never "changed
@@ -236,5 +261,81 @@ mod tests {
         let mut theirs = version.clone();
         save_state_on(&store, "demo", &other, &mut theirs).unwrap();
         assert!(matches!(save_state_on(&store, "demo", &state, &mut version), Err(SaveError::Conflict(_))));
+    }
+
+    fn left(files: &LocalFiles, text: &str) {
+        use super::super::backend::Backend;
+        files.put("demo", Request::Abort.item(), text.as_bytes(), Cond::Any).unwrap();
+    }
+
+    /// Fails every get after the first `ok` (a store slowing down).
+    struct GetsFailAfter<'a>(&'a Unsure, AtomicU32);
+
+    impl super::super::backend::Backend for GetsFailAfter<'_> {
+        fn describe(&self) -> String {
+            self.0.describe()
+        }
+        fn shared(&self) -> bool {
+            true
+        }
+        fn get(&self, r: &str, i: &str) -> Result<Option<super::super::backend::Object>, StoreError> {
+            match self.1.fetch_sub(1, Ordering::SeqCst) {
+                1.. => self.0.get(r, i),
+                _ => Err(StoreError::Unavailable("S3 GetObject: SlowDown".into())),
+            }
+        }
+        fn put(&self, r: &str, i: &str, b: &[u8], c: Cond) -> Result<Version, StoreError> {
+            self.0.put(r, i, b, c)
+        }
+        fn delete(&self, r: &str, i: &str, c: Cond) -> Result<(), StoreError> {
+            self.0.delete(r, i, c)
+        }
+        fn list(&self, r: &str, p: &str) -> Result<Vec<super::super::backend::Listed>, StoreError> {
+            self.0.list(r, p)
+        }
+        fn append(&self, r: &str, l: &str, e: &[u8]) -> Result<(), StoreError> {
+            self.0.append(r, l, e)
+        }
+        fn entries(&self, r: &str, l: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+            self.0.entries(r, l)
+        }
+    }
+
+    /// An abort whose delete landed but whose answer was lost is taken,
+    /// never dropped: the next look would find nothing, and the rollout
+    /// would step on while `cutover abort` waited for its rollback.
+    #[test]
+    fn an_abort_whose_delete_answer_was_lost_is_taken_not_lost() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = LocalFiles { dir: Some(dir.path().to_path_buf()) };
+        left(&files, "on-call: 5xx");
+        let store = Unsure::new(files, 0, false, 0);
+        store.lose_deletes.store(1, Ordering::SeqCst);
+        let item = Request::Abort.item();
+        assert_eq!(take_one_on(&store, "demo", item).unwrap().map(|n| n.text), Some("on-call: 5xx".into()));
+        assert_eq!(take_one_on(&store, "demo", item).unwrap(), None, "taken once");
+        // Its delete's answer lost and the store unreadable after: unknown.
+        left(&store.files, "on-call: again");
+        store.lose_deletes.store(1, Ordering::SeqCst);
+        let got = take_one_on(&GetsFailAfter(&store, AtomicU32::new(1)), "demo", item);
+        assert!(matches!(&got, Err(StoreError::Unavailable(why)) if why.contains("cannot be read")), "{got:?}");
+    }
+
+    /// A request left anew between its read and its delete is taken in its
+    /// place: "none waits" would let a forward step be sent past an abort.
+    #[test]
+    fn an_abort_replaced_while_it_is_taken_is_taken_in_its_newer_form() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = LocalFiles { dir: Some(dir.path().to_path_buf()) };
+        left(&files, "ana: abort");
+        let store = Unsure::new(files, 0, false, 0);
+        store.replace_before_delete.store(1, Ordering::SeqCst);
+        let item = Request::Abort.item();
+        assert_eq!(take_one_on(&store, "demo", item).unwrap().map(|n| n.text), Some("replaced 1".into()));
+        assert_eq!(take_one_on(&store, "demo", item).unwrap(), None, "taken once");
+        // Replaced at every try: unknown, never "none waits".
+        left(&store.files, "bob: abort");
+        store.replace_before_delete.store(5, Ordering::SeqCst);
+        assert!(matches!(take_one_on(&store, "demo", item), Err(StoreError::Unavailable(_))));
     }
 }

@@ -15,11 +15,24 @@ pub(crate) struct Unsure {
     pub fail_gets: AtomicU32,
     /// While set, every put fails as an unreachable store's does.
     pub fail_puts: AtomicBool,
+    /// The next this many deletes land, then answer as lost.
+    pub lose_deletes: AtomicU32,
+    /// Before each of the next this many deletes, another process leaves
+    /// the item anew (its body `replaced N`).
+    pub replace_before_delete: AtomicU32,
 }
 
 impl Unsure {
     pub fn new(files: LocalFiles, lose: u32, refuse: bool, fail_gets: u32) -> Unsure {
-        Unsure { files, lose: lose.into(), refuse, fail_gets: fail_gets.into(), fail_puts: AtomicBool::new(false) }
+        Unsure {
+            files,
+            lose: lose.into(),
+            refuse,
+            fail_gets: fail_gets.into(),
+            fail_puts: AtomicBool::new(false),
+            lose_deletes: 0.into(),
+            replace_before_delete: 0.into(),
+        }
     }
 }
 
@@ -52,7 +65,15 @@ impl Backend for Unsure {
         }
     }
     fn delete(&self, runbook: &str, item: &str, cond: Cond) -> Result<(), StoreError> {
-        self.files.delete(runbook, item, cond)
+        let left = self.replace_before_delete.load(Ordering::SeqCst);
+        if take(&self.replace_before_delete) {
+            self.files.put(runbook, item, format!("replaced {left}").as_bytes(), Cond::Any)?;
+        }
+        self.files.delete(runbook, item, cond)?;
+        match take(&self.lose_deletes) {
+            true => Err(StoreError::Unavailable("S3 DeleteObject: timed out: no reply".into())),
+            false => Ok(()),
+        }
     }
     fn list(&self, runbook: &str, prefix: &str) -> Result<Vec<Listed>, StoreError> {
         self.files.list(runbook, prefix)
