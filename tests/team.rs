@@ -528,9 +528,20 @@ async fn s3_slowing_down_refuses_what_needs_the_lease_and_changes_nothing_then_r
     assert_eq!(weights(&sb).await, w(70, 30));
     let (code, out) = m.run(&sb, &rb, &["--state", "local", "--read-only", "checklist", p]).await;
     assert_eq!(code, Some(0), "{out}");
+    // So would another bucket or prefix (a CUTOVER_STATE left from a rehearsal).
+    let elsewhere = format!("s3://{bucket}/elsewhere");
+    for other in [elsewhere.as_str(), "s3://no-such-bucket-here/x"] {
+        let (code, out) = m.run(&sb, &rb, &["--state", other, "shift", p, "--to", "50", "--yes"]).await;
+        assert_eq!(code, Some(2), "{out}");
+        assert!(out.contains("would keep a lease, requests, ticks and an audit log the team never sees"), "{out}");
+        let (code, out) = m.run(&sb, &rb, &["--state", other, "tick", p, "prepare/backup"]).await;
+        assert_eq!(code, Some(2), "{out}");
+    }
+    assert_eq!(weights(&sb).await, w(70, 30));
+    assert!(objects(&sb, &bucket).await.keys().all(|k| !k.contains("elsewhere")), "nothing written there");
     // A bucket that does not exist is a clear error, not a wait.
     let started = Instant::now();
-    let (code, out) = m.run(&sb, &rb, &["--state", "s3://no-such-bucket-here/x", "tick", p, "prepare/backup"]).await;
+    let (code, out) = m.run(&sb, &rb, &["--state", "s3://no-such-bucket-here/x", "--read-only", "checklist", p]).await;
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("NoSuchBucket"), "{out}");
     assert!(started.elapsed() < Duration::from_secs(30), "{:?}", started.elapsed());

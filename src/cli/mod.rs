@@ -79,7 +79,8 @@ pub struct GlobalArgs {
     #[arg(long, global = true, value_hint = ValueHint::FilePath)]
     pub log_file: Option<PathBuf>,
     /// Where the rollout's state, lease, requests, checklist and audit live:
-    /// `s3://bucket/prefix` (team mode) or `local` (overrides `[team] state`).
+    /// `s3://bucket/prefix` (team mode) or `local`; another than a runbook's
+    /// `[team] state` only with --read-only.
     #[arg(long, global = true, env = "CUTOVER_STATE")]
     pub state: Option<String>,
 }

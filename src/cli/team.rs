@@ -21,6 +21,20 @@ pub fn install_store(rb: &Runbook, g: &GlobalArgs) -> Result<(), Failure> {
             team.state
         )));
     }
+    // Another bucket or prefix (a shell's CUTOVER_STATE left from a
+    // rehearsal): its own lease, requests, ticks and audit, where the team
+    // never looks, beside the team's rollout.
+    let same = |a: &str, b: &str| a.trim_end_matches('/') == b.trim_end_matches('/');
+    if let (Some(flag), Some(team)) = (g.state.as_deref(), &rb.team)
+        && flag != "local"
+        && !same(flag, &team.state)
+        && !g.read_only
+    {
+        return Err(Failure::bad_input(format!(
+            "refused: this runbook's team shares its state in {}; `--state {flag}` (or CUTOVER_STATE) would keep a lease, requests, ticks and an audit log the team never sees. Drop it, give the team's, or use it only with --read-only",
+            team.state
+        )));
+    }
     let Some(url) = url.filter(|u| u != "local") else { return Ok(()) };
     let region =
         rb.team.as_ref().and_then(|t| t.region.clone()).or_else(|| g.region.clone()).or_else(|| rb.region.clone());
