@@ -118,7 +118,11 @@ async fn keys_in_the_environment_that_expire_before_the_rollout_could_end_are_re
         "{err}"
     );
     assert_eq!(weights(&sb).await, w(100, 0), "nothing was changed");
-    assert!(audit(dir.path()).is_empty(), "nothing was started");
+    // Refused, and audited as every start refused is.
+    let lines = audit(dir.path());
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!((&lines[0]["action"], &lines[0]["stage"]), (&"rollout start".into(), &"refused".into()), "{lines:?}");
+    assert!(lines[0]["detail"].as_str().unwrap().contains("cannot be refreshed"), "{lines:?}");
     sb.down().await;
 }
 

@@ -1346,6 +1346,15 @@ async fn promote_and_pause_from_another_shell_and_dry_runs_that_change_nothing()
     let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["pause", p]).await;
     assert_eq!(code, Some(2), "{out}");
     assert!(out.contains("no rollout of demo is running"), "{out}");
+    // A rollout in another region than the runbook's: refused and audited,
+    // as every start refused is.
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["--region", "us-west-2", "rollout", p, "--yes"]).await;
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("load balancers (demo-prod-alb, demo-staging-alb) is in region us-west-2"), "{out}");
+    let lines = audit(dir.path());
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!((&lines[0]["action"], &lines[0]["stage"]), (&"rollout start".into(), &"refused".into()), "{lines:?}");
+    std::fs::remove_file(dir.path().join("cutover/demo.audit.jsonl")).unwrap();
     // Dry run before anything: the plan and the first batch, nothing sent.
     let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["rollout", p, "--dry-run"]).await;
     assert_eq!(code, Some(0), "{out}");

@@ -27,6 +27,21 @@ async fn authorised(
     Ok(authorised)
 }
 
+/// A start refused (exit 2) once the caller is known, audited as every
+/// start refused is; a failure to check (exit 1) refused nothing.
+fn audited_refusal(rb: &Runbook, actor: &crate::authority::Actor, f: Failure) -> Failure {
+    use crate::store::audit::{AuditLog, Stage};
+    if f.status != 2 {
+        return f;
+    }
+    let line =
+        actor.audit_line(&rb.name, "rollout start".into(), Stage::Refused, Default::default(), f.message.clone());
+    match AuditLog::for_runbook(&rb.name).append(&line) {
+        Ok(()) => f,
+        Err(e) => Failure { status: 1, message: format!("{} (and the refusal could not be audited: {e})", f.message) },
+    }
+}
+
 /// A drive error: refusals (bad input, state to reconcile) exit 2, the rest 1.
 fn failed(e: RolloutError) -> Failure {
     match e {
@@ -66,8 +81,11 @@ pub fn run(rb: Runbook, g: &GlobalArgs, args: RolloutArgs) -> Result<u8, Failure
         }
         let (clients, region, actor) = authorised(&rb, g, args.yes, "rollout start", "a rollout").await?;
         // Credentials that cannot be refreshed must outlast the whole rollout.
-        rollout::credentials_outlast(&rb, &clients, std::time::SystemTime::now()).map_err(Failure::bad_input)?;
-        super::in_runbook_region(&clients, &rb, &region).await?;
+        let checked = match rollout::credentials_outlast(&rb, &clients, std::time::SystemTime::now()) {
+            Err(why) => Err(Failure::bad_input(why)),
+            Ok(()) => super::in_runbook_region(&clients, &rb, &region).await,
+        };
+        checked.map_err(|f| audited_refusal(&rb, &actor, f))?;
         let (adopt_live, restart, take_over) = (args.adopt_live, args.restart, args.take_over);
         let expect_live = args.expect_live;
         let cx = Context { rb, clients, actor, vars: Default::default(), adopt_live, expect_live, restart, take_over };
