@@ -342,8 +342,9 @@ pub struct WatchingAlarm {
     /// OpsItems and incidents, Lambda functions. An Auto Scaling policy or
     /// an EC2 action tells no one; none, and the alarm tells no one either.
     pub notifying_actions: usize,
-    /// Why it never goes off whatever its metric does, if so (a count's
-    /// Average compared above 1, say).
+    /// Why it never goes off whatever its metric does, or is left unjudged
+    /// by CloudWatch, if so (a count's Average compared above 1, a period
+    /// under a minute on an ALB metric, an `EvaluationState`).
     pub never_fires: Option<String>,
     /// How it judges its own metric (`Sum > 5, 1 of 1 × 60 s`); None for a
     /// metric-math alarm (its expression is not compared).

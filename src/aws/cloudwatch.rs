@@ -903,7 +903,9 @@ pub async fn alarms_watching(
                     metrics,
                     actions_enabled: a.actions_enabled().unwrap_or(true),
                     notifying_actions: a.alarm_actions().iter().filter(|arn| notifies(arn)).count(),
-                    never_fires: alarm_never_fires(a),
+                    // As an alarm gate reads it: one CloudWatch leaves
+                    // unjudged tells no one either.
+                    never_fires: alarm_never_fires(a).or_else(|| sub_minute_on_alb(a)).or_else(|| unevaluated(a)),
                     judges: judges(a),
                 });
             }
