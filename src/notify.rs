@@ -69,13 +69,19 @@ pub fn post(text: String) {
     }
 }
 
-/// Waits, at most `limit`, for queued posts to be sent (at exit).
-pub fn flush(limit: Duration) {
-    let Some(n) = NOTIFIER.get() else { return };
+/// Waits, at most `limit`, for queued posts to be sent (at exit); returns
+/// how many were not, which the log says (the process ends them).
+pub fn flush(limit: Duration) -> usize {
+    let Some(n) = NOTIFIER.get() else { return 0 };
     let start = Instant::now();
     while n.pending.load(Ordering::SeqCst) > 0 && start.elapsed() < limit {
         std::thread::sleep(Duration::from_millis(20));
     }
+    let unsent = n.pending.load(Ordering::SeqCst);
+    if unsent > 0 {
+        tracing::warn!(unsent, "webhook: notifications not delivered at exit (the webhook did not answer in time)");
+    }
+    unsent
 }
 
 fn spawn_sender(url: String) -> SyncSender<String> {

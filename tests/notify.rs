@@ -163,6 +163,9 @@ async fn a_webhook_that_never_answers_does_not_hold_up_an_abort() {
         exited < done + Duration::from_millis(3500),
         "exited {exited:?} after starting, {done:?} after the rollback (baseline exit {baseline_exit:?})"
     );
+    // The posts it gave up on at exit are said, never dropped silently.
+    let log = std::fs::read_to_string(dir.path().join("log")).unwrap();
+    assert!(log.contains("notifications not delivered at exit"), "{log}");
     let weights =
         sb.clients.route53.list_resource_record_sets().hosted_zone_id(&sb.world.zone_id).send().await.unwrap();
     let staging = weights.resource_record_sets().iter().find(|r| r.set_identifier() == Some("staging")).unwrap();

@@ -526,7 +526,13 @@ pub fn main() -> ExitCode {
     tracing::info!(command = ?cli.command, "cutover starting");
     let result = run(cli);
     // Posts still queued get a moment, never more: the work is done already.
-    crate::notify::flush(std::time::Duration::from_secs(2));
+    let unsent = crate::notify::flush(std::time::Duration::from_secs(2));
+    if unsent > 0 {
+        errln!(
+            "warning: {unsent} webhook notification(s) not delivered: the webhook did not answer in time (the audit \
+             log has what they said)"
+        );
+    }
     let result = match (result, WRITE_FAILED.get()) {
         (Ok(_), Some(e)) => Err(Failure { status: 1, message: format!("cannot write the output: {e}") }),
         (r, _) => r,
