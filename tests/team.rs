@@ -688,7 +688,8 @@ fn cockpit(sb: &Sandbox, rb: &Runbook, path: &str, m: &Machine, socket: &str) ->
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_tick_in_one_cockpit_shows_in_the_other_and_a_frozen_s3_is_shown_stale_while_aws_stays_live() {
+async fn a_tick_in_one_cockpit_shows_in_the_other_and_a_frozen_s3_is_shown_stale_while_aws_stays_live_even_in_one_opened_then()
+ {
     let dir = tempfile::tempdir().unwrap();
     let bucket = bucket("cockpits");
     let (rb, path) = team_runbook(dir.path(), &bucket, "");
@@ -714,6 +715,14 @@ async fn a_tick_in_one_cockpit_shows_in_the_other_and_a_frozen_s3_is_shown_stale
     sb.faults.s3_frozen.store(true, std::sync::atomic::Ordering::SeqCst);
     let s = tb.wait_for("the stale badge", Duration::from_secs(40), |s| s.contains("SHARED STATE STALE"));
     assert!(s.contains("3/4 healthy"), "AWS still shown:\n{s}");
+    // A cockpit opened while S3 stands still watches AWS all the same, its
+    // checklist marked unread (no tick shown is no tick known).
+    let c = Machine::new("cai", "laptop-c");
+    let tc = cockpit(&sb, &rb, p, &c, "team-c");
+    let s = tc.wait_for("C open, its checklist unread", Duration::from_secs(90), |s| {
+        s.contains("3/4 healthy") && s.contains("NOT READ, ticks unknown")
+    });
+    assert!(!s.contains("[x] ana"), "{s}");
     let before = sb.faults.by_service.lock().unwrap().get("route53").copied().unwrap_or(0);
     eventually(Duration::from_secs(30), "Route53 read directly while S3 is frozen", || async {
         let now = sb.faults.by_service.lock().unwrap().get("route53").copied().unwrap_or(0);
@@ -722,7 +731,8 @@ async fn a_tick_in_one_cockpit_shows_in_the_other_and_a_frozen_s3_is_shown_stale
     .await;
     sb.faults.s3_frozen.store(false, std::sync::atomic::Ordering::SeqCst);
     tb.wait_for("the badge gone", Duration::from_secs(60), |s| !s.contains("SHARED STATE STALE") && s.contains("TEAM"));
-    for t in [&ta, &tb] {
+    tc.wait_for("C's checklist read", Duration::from_secs(60), |s| !s.contains("NOT READ") && s.contains("[x] ana"));
+    for t in [&ta, &tb, &tc] {
         t.keys(&["q"]);
     }
     sb.down().await;

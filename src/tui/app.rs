@@ -218,6 +218,9 @@ pub struct App {
     /// When the last answer to a checklist edit came: a team poll begun
     /// before it may not hold that edit, so its checklist is not shown.
     pub checklist_saved_at: Option<std::time::Instant>,
+    /// Why the shared checklist has not been read yet (the store did not
+    /// answer when the cockpit opened): its ticks are unknown, not none.
+    pub checklist_unread: Option<String>,
     pub operator: String,
     pub runs: BTreeMap<String, CheckRun>,
     pub log: VecDeque<LogLine>,
@@ -271,6 +274,7 @@ impl App {
             keymap,
             theme: super::theme::Theme::default(),
             checklist_stored: checklist.clone(),
+            checklist_unread: None,
             checklist,
             checklist_edits: 0,
             checklist_saved_at: None,

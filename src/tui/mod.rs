@@ -91,7 +91,13 @@ pub async fn run(mut ctx: WorkerContext, region: String, opts: TuiOptions) -> Re
     let rb = (*ctx.rb).clone();
     let keymap = keys::Keymap::load()?;
     let theme = theme::Theme::load()?;
-    let (checklist, _) = crate::store::checklist::load(&rb.name)?;
+    // In team mode a store that does not answer yet leaves AWS and Redis to
+    // watch: the checklist is marked unread until the team poll reads it.
+    let (checklist, checklist_unread) = match crate::store::checklist::load(&rb.name) {
+        Ok((c, _)) => (c, None),
+        Err(e) if crate::store::backend::current().shared() => (Default::default(), Some(e)),
+        Err(e) => return Err(e),
+    };
     let checklist_at = crate::store::checklist::location(&rb.name);
     let mut app = App::new(
         rb,
@@ -104,6 +110,10 @@ pub async fn run(mut ctx: WorkerContext, region: String, opts: TuiOptions) -> Re
     );
     app.theme = theme;
     app.log(format!("checklist ticks and notes: {checklist_at}"));
+    if let Some(e) = &checklist_unread {
+        app.log(format!("the shared checklist cannot be read yet: {e}"));
+    }
+    app.checklist_unread = checklist_unread;
 
     let (action_clients, action_vars) = (ctx.clients.clone(), ctx.vars.clone());
     let (tx, rx) = tokio::sync::mpsc::channel(1024);

@@ -588,6 +588,7 @@ pub fn update(app: &mut App, event: Event) -> Vec<Command> {
             };
             live::update(&mut app.live, ev);
             if let Some(c) = shared {
+                app.checklist_unread = None;
                 if app.checklist_edits == 0 && c != app.checklist {
                     app.log("checklist changed by the team (shared state)");
                     app.checklist = c.clone();

@@ -18,7 +18,13 @@ use crate::tui::rows::{self, ChecklistRow};
 pub(super) fn checklist(f: &mut Frame, app: &App, area: Rect) {
     let th = &app.theme;
     let rows = rows::checklist(app);
-    let block = pane_block(app, Pane::Checklist, Vec::new());
+    let unread = app.checklist_unread.as_ref().map(|e| {
+        Span::styled(
+            format!(" NOT READ, ticks unknown: {e} "),
+            Style::new().bold().fg(ratatui::style::Color::White).bg(th.bad),
+        )
+    });
+    let block = pane_block(app, Pane::Checklist, unread.into_iter().collect());
     let inner = block.inner(area);
     f.render_widget(block, area);
     let [list, detail] = Layout::vertical([Constraint::Min(1), Constraint::Length(2)]).areas(inner);
