@@ -426,6 +426,48 @@ async fn elasticache_settings_are_compared_and_its_snapshots_count_as_persistenc
         "{line}"
     );
     assert!(line.ends_with("DRIFT"), "{line}");
+
+    // Production's clients authenticate as RBAC users (a user group, no AUTH
+    // token); staging lets anyone in. A group of its own, as
+    // ModifyReplicationGroup on moto does not take user groups.
+    let ec = &sb.clients.elasticache;
+    let made = ec
+        .create_replication_group()
+        .replication_group_id("prod-cache-rbac")
+        .replication_group_description("production, its users authenticated")
+        .engine("redis")
+        .engine_version("7.1")
+        .cache_node_type("cache.t4g.small")
+        .replicas_per_node_group(1)
+        .automatic_failover_enabled(true)
+        .multi_az_enabled(true)
+        .snapshot_retention_limit(1)
+        .transit_encryption_enabled(true)
+        .at_rest_encryption_enabled(true)
+        .user_group_ids("prod-app-users")
+        .send()
+        .await
+        .unwrap();
+    // AWS creates the member clusters; moto only names them (as the sandbox does).
+    for member in made.replication_group().unwrap().member_clusters() {
+        ec.create_cache_cluster()
+            .cache_cluster_id(member)
+            .replication_group_id("prod-cache-rbac")
+            .engine("redis")
+            .engine_version("7.1")
+            .cache_node_type("cache.t4g.small")
+            .num_cache_nodes(1)
+            .send()
+            .await
+            .unwrap();
+    }
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, text.replace(r#"elasticache = "prod-cache""#, r#"elasticache = "prod-cache-rbac""#)).unwrap();
+    let (code, out, err) = common::run_cutover(&sb, &rb, state.path(), &["diff", &runbook]).await;
+    assert_eq!(code, Some(1), "drift:\n{out}{err}");
+    let all = format!("{out}{err}");
+    let line = line_with(&all, "redis.auth");
+    assert!(line.contains("RBAC user groups") && line.contains("off") && line.ends_with("DRIFT"), "{line}");
     sb.down().await;
 }
 

@@ -173,6 +173,10 @@ pub struct ElastiCacheShape {
     pub transit_encryption_mode: Option<String>,
     pub at_rest_encryption: Option<bool>,
     pub auth_token: Option<bool>,
+    /// Its RBAC user groups (`UserGroupIds`): authentication by user, with
+    /// `auth_token` off.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub user_groups: Vec<String>,
     /// `enabled`, `disabled`, `enabling` or `disabling`: whether a replica
     /// takes over when the primary fails.
     pub automatic_failover: Option<String>,
@@ -1087,7 +1091,15 @@ fn redis(c: &mut Collector, from: &SideShape, to: &SideShape) {
             })
         };
         c.cmp("redis.encryption", &subject, encryption(ef), encryption(et));
-        let auth = |e: Option<&ElastiCacheShape>| e.map_or("-".to_string(), |e| yes_no(e.auth_token).to_string());
+        // By how clients authenticate: an AUTH token, RBAC users, or not at
+        // all (each side's user groups have their own names).
+        let auth = |e: Option<&ElastiCacheShape>| {
+            e.map_or("-".to_string(), |e| match (e.user_groups.is_empty(), e.auth_token) {
+                (true, token) => yes_no(token).to_string(),
+                (false, Some(true)) => "on, and RBAC user groups".to_string(),
+                (false, _) => "RBAC user groups".to_string(),
+            })
+        };
         c.cmp("redis.auth", &subject, auth(ef), auth(et));
     }
 }
@@ -1364,6 +1376,7 @@ mod tests {
             transit_encryption_mode: Some("required".into()),
             at_rest_encryption: Some(true),
             auth_token: Some(false),
+            user_groups: vec![],
             automatic_failover: Some(failover.into()),
             multi_az: Some(failover.into()),
             shards: Some(1),
@@ -1379,6 +1392,12 @@ mod tests {
         };
         let alike = compare(&with("prod", ha(3, "enabled")), &with("staging", ha(3, "enabled")), &[]);
         assert_eq!(alike, vec![]);
+        // Users authenticated on one side, anyone on the other.
+        let rbac = ElastiCacheShape { user_groups: vec!["app-users".into()], ..ha(3, "enabled") };
+        let d = compare(&with("prod", rbac.clone()), &with("staging", ha(3, "enabled")), &[]);
+        assert_eq!(what_from_to(&d), vec![("redis.auth", "RBAC user groups", "off")]);
+        let renamed = ElastiCacheShape { user_groups: vec!["staging-users".into()], ..rbac.clone() };
+        assert_eq!(compare(&with("prod", rbac), &with("staging", renamed), &[]), vec![], "each side's own groups");
         let d = compare(&with("prod", ha(3, "enabled")), &with("staging", ha(1, "disabled")), &[]);
         assert_eq!(
             what_from_to(&d),
@@ -1767,6 +1786,7 @@ mod tests {
             transit_encryption_mode: None,
             at_rest_encryption: Some(true),
             auth_token: Some(false),
+            user_groups: vec![],
             automatic_failover: None,
             multi_az: None,
             shards: None,

@@ -38,6 +38,7 @@ pub async fn replication_group(client: &aws_sdk::elasticache::Client, id: &str) 
         transit_encryption_mode: g.transit_encryption_mode().map(|m| m.as_str().to_string()),
         at_rest_encryption: g.at_rest_encryption_enabled(),
         auth_token: g.auth_token_enabled(),
+        user_groups: g.user_group_ids().to_vec(),
         automatic_failover: g.automatic_failover().map(|s| s.as_str().to_string()),
         multi_az: g.multi_az().map(|s| s.as_str().to_string()),
         shards: Some(g.node_groups().len()).filter(|n| *n > 0),
