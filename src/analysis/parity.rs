@@ -418,10 +418,21 @@ impl SideShape {
             .iter()
             .map(|r| match r {
                 RedisRead::Failed { name, error } => format!("{name} ({env}): {error}"),
-                RedisRead::Ok(shape) if !shape.unreadable.is_empty() => {
-                    format!("{} ({env}): {} not readable", shape.name, shape.unreadable.join(", "))
+                RedisRead::Ok(shape) => {
+                    // ElastiCache refuses CONFIG: its snapshot retention,
+                    // compared (`redis.snapshot_retention`), stands for the
+                    // RDB schedule, as it does for `redis_persistence`.
+                    let unread: Vec<&str> = shape
+                        .unreadable
+                        .iter()
+                        .map(String::as_str)
+                        .filter(|u| shape.elasticache.is_none() || !u.starts_with("save "))
+                        .collect();
+                    match unread.is_empty() {
+                        true => String::new(),
+                        false => format!("{} ({env}): {} not readable", shape.name, unread.join(", ")),
+                    }
                 }
-                RedisRead::Ok(_) => String::new(),
             })
             .filter(|l| !l.is_empty())
             .collect();
@@ -1257,6 +1268,31 @@ mod tests {
         }
         assert_eq!(compare(&from, &to, &[]), vec![]);
         assert_eq!(to.unread(), ["staging-cache (staging): save (ERR unknown command 'CONFIG') not readable"]);
+        // Named as ElastiCache: its snapshot retention, compared, stands for
+        // the schedule, so the parity check can pass; nothing else is excused.
+        if let RedisRead::Ok(r) = &mut to.redis[0] {
+            r.elasticache = Some(ElastiCacheShape {
+                replication_group: "staging-cache".into(),
+                node_type: None,
+                engine_version: None,
+                snapshot_retention_days: Some(1),
+                transit_encryption: None,
+                transit_encryption_mode: None,
+                at_rest_encryption: None,
+                auth_token: None,
+                user_groups: vec![],
+                automatic_failover: None,
+                multi_az: None,
+                shards: None,
+                nodes: None,
+                cluster_mode: None,
+            });
+        }
+        assert_eq!(to.unread(), Vec::<String>::new());
+        if let RedisRead::Ok(r) = &mut to.redis[0] {
+            r.unreadable.push("maxmemory (INFO gave no answer)".into());
+        }
+        assert_eq!(to.unread(), ["staging-cache (staging): maxmemory (INFO gave no answer) not readable"]);
     }
 
     /// Targets reached on another port, or checked on one the app does not
