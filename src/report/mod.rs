@@ -153,21 +153,39 @@ fn first_tg(d: &SideDimensions) -> Option<&str> {
     d.target_groups.first().map(String::as_str)
 }
 
-/// The series each side's traffic plots read: requests, target and load
-/// balancer 5xx, and latency (average and p99), through the first target
-/// group, as the cockpit reads them.
+/// The series each side's traffic plots read: requests, target 5xx and
+/// latency (average and p99) through each of its target groups (a second
+/// group's errors are the side's too), and the load balancer's own 5xx.
 fn traffic_keys(d: &SideDimensions) -> Vec<(String, SeriesKey)> {
-    let tg = first_tg(d);
-    [
+    let groups: Vec<Option<&str>> = match d.target_groups.is_empty() {
+        true => vec![None],
+        false => d.target_groups.iter().map(|t| Some(t.as_str())).collect(),
+    };
+    let mut out = Vec::new();
+    for (plot, m, s) in [
         ("requests", Metric::RequestCount, Stat::Sum),
         ("5xx", Metric::Target5xx, Stat::Sum),
         ("5xx", Metric::Elb5xx, Stat::Sum),
         ("latency", Metric::TargetResponseTime, Stat::Average),
         ("latency", Metric::TargetResponseTime, Stat::Percentile(99.0)),
-    ]
-    .into_iter()
-    .map(|(plot, m, s)| (plot.to_string(), key(d, tg, m, s)))
-    .collect()
+    ] {
+        // Published per load balancer only: one series.
+        let tgs = if m == Metric::Elb5xx { &groups[..1] } else { &groups[..] };
+        out.extend(tgs.iter().map(|tg| (plot.to_string(), key(d, *tg, m, s))));
+    }
+    out
+}
+
+/// A traffic curve's label: the side, and its target group when it has
+/// several (ARN suffix `targetgroup/NAME/ID`: the name).
+fn traffic_label(d: &SideDimensions, k: &SeriesKey) -> String {
+    let group = match (&k.target_group, d.target_groups.len() > 1, k.metric) {
+        (Some(tg), true, m) if m != Metric::Elb5xx => {
+            format!(" {}", tg.split('/').nth(1).unwrap_or(tg))
+        }
+        _ => String::new(),
+    };
+    format!("{}{group} {} {}", d.environment, k.metric.cloudwatch_name(), k.stat.cloudwatch_name())
 }
 
 fn is_count(m: Metric) -> bool {
@@ -367,7 +385,7 @@ pub fn build(
                 let s = series_for(fetched, &k);
                 read.push(s);
                 curves.push(Curve {
-                    label: format!("{} {} {}", d.environment, k.metric.cloudwatch_name(), k.stat.cloudwatch_name()),
+                    label: traffic_label(d, &k),
                     points: s.map(|s| s.points.clone()).unwrap_or_default(),
                     // Each side keeps its colour; its second series a lighter one.
                     colour: side + n * sides.len(),
@@ -624,6 +642,33 @@ mod tests {
         assert_eq!(audit_window(&[]), None);
         let cut = lines_in(&lines, t(0), t(1500));
         assert_eq!(cut.iter().map(|l| l.stage).collect::<Vec<_>>(), [Stage::Intent]);
+    }
+
+    /// A side with two target groups: its second group's requests, errors
+    /// and latency are the side's too, each named; the load balancer's own
+    /// 5xx is one series.
+    #[test]
+    fn each_target_group_of_a_side_is_plotted_and_named() {
+        let d = SideDimensions {
+            environment: "staging".into(),
+            load_balancer: Some("app/staging-alb/1".into()),
+            target_groups: vec!["targetgroup/web/1".into(), "targetgroup/api/2".into()],
+        };
+        let keys = traffic_keys(&d);
+        let labels: Vec<String> = keys.iter().filter(|(p, _)| p == "5xx").map(|(_, k)| traffic_label(&d, k)).collect();
+        assert_eq!(
+            labels,
+            [
+                "staging web HTTPCode_Target_5XX_Count Sum",
+                "staging api HTTPCode_Target_5XX_Count Sum",
+                "staging HTTPCode_ELB_5XX_Count Sum"
+            ]
+        );
+        assert_eq!(keys.iter().filter(|(p, _)| p == "requests").count(), 2);
+        assert_eq!(keys.iter().filter(|(p, _)| p == "latency").count(), 4);
+        let one = SideDimensions { target_groups: vec!["targetgroup/web/1".into()], ..d };
+        let labels: Vec<String> = traffic_keys(&one).iter().map(|(_, k)| traffic_label(&one, k)).collect();
+        assert_eq!(labels[0], "staging RequestCount Sum", "one group: the side's name alone");
     }
 
     #[test]
