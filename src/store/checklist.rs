@@ -89,8 +89,12 @@ impl Edit {
     }
 
     fn apply(&self, s: &mut ChecklistState) -> Result<(), String> {
-        if let Edit::Note { key, over: NoteOver::Seen(seen), .. } = self
+        // A note already as this edit leaves it erases nothing: this edit's
+        // own write that landed with its answer lost, read back after a
+        // teammate's.
+        if let Edit::Note { key, over: NoteOver::Seen(seen), text } = self
             && s.notes.get(key) != seen.as_ref()
+            && s.notes.get(key) != text.as_ref()
         {
             let now = s.notes.get(key).map_or("none".to_string(), |n| format!("\"{n}\""));
             return Err(format!(
@@ -324,6 +328,19 @@ mod tests {
             assert_eq!(saved.notes["a/b"], "backup verified");
             assert_eq!(load_on(&store, "demo").unwrap().0, saved);
         }
+        // A teammate's tick lands before it is read back: the note there is
+        // this edit's own, so it is saved, never "changed by someone else".
+        let dir = tempfile::tempdir().unwrap();
+        let files = super::super::backend::LocalFiles { dir: Some(dir.path().to_path_buf()) };
+        let store = super::super::testing::Unsure::new(files, 1, true, 0);
+        *store.after_lost_put.lock().unwrap() = Some(Box::new(|files| {
+            let tick = Edit::Tick { key: "c/d".into(), by: "bob".into(), at: "t".into(), account: None };
+            apply_on(files, "demo", &[tick]).unwrap();
+        }));
+        let note = Edit::Note { key: "a/b".into(), text: Some("backup verified".into()), over: NoteOver::Seen(None) };
+        let saved = apply_on(&store, "demo", &[note]).unwrap();
+        assert_eq!((saved.notes["a/b"].as_str(), saved.ticks.len()), ("backup verified", 1));
+        assert_eq!(load_on(&store, "demo").unwrap().0, saved);
     }
 
     /// A tick with a note that is refused leaves nothing: `apply` writes

@@ -20,6 +20,9 @@ pub(crate) struct Unsure {
     /// Before each of the next this many deletes, another process leaves
     /// the item anew (its body `replaced N`).
     pub replace_before_delete: AtomicU32,
+    /// Another process's write, made right after a put whose answer is lost.
+    #[allow(clippy::type_complexity)]
+    pub after_lost_put: std::sync::Mutex<Option<Box<dyn FnOnce(&LocalFiles) + Send>>>,
 }
 
 impl Unsure {
@@ -32,6 +35,7 @@ impl Unsure {
             fail_puts: AtomicBool::new(false),
             lose_deletes: 0.into(),
             replace_before_delete: 0.into(),
+            after_lost_put: std::sync::Mutex::new(None),
         }
     }
 }
@@ -58,6 +62,10 @@ impl Backend for Unsure {
             return Err(StoreError::Unavailable("S3 PutObject: SlowDown".into()));
         }
         let v = self.files.put(runbook, item, body, cond)?;
+        let lost = self.lose.load(Ordering::SeqCst) > 0;
+        if lost && let Some(meanwhile) = self.after_lost_put.lock().unwrap().take() {
+            meanwhile(&self.files);
+        }
         match take(&self.lose) {
             true if self.refuse => Err(StoreError::Conflict),
             true => Err(StoreError::Unavailable("timed out: no reply".into())),
