@@ -252,6 +252,7 @@ impl Actor {
             detail,
             change: None,
             step: None,
+            aws_ahead_ms: None,
         }
     }
 }

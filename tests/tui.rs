@@ -1965,6 +1965,7 @@ fn a_time_gate_opened_in_another_account_is_not_shown_open() {
         detail: String::new(),
         change: None,
         step: None,
+        aws_ahead_ms: None,
     };
     use cutover::store::audit::Stage;
     let rehearsal = vec![line("123456789012", Stage::Intent), line("123456789012", Stage::Applied)];

@@ -258,6 +258,7 @@ fn run_copy(a: CopyArgs, g: &GlobalArgs) -> Result<u8, Failure> {
         stage,
         change: None,
         step: None,
+        aws_ahead_ms: None,
         before,
         after,
         detail,

@@ -465,8 +465,11 @@ async fn carries_no_traffic(sides: &SideClients, rb: &Runbook, environment: &str
              was last taken, could not be read ({e}); {what} waits until it can be"
         ))
     })?;
+    // Now by AWS's clock, at the earliest, when this machine has read it.
+    let ahead_least = sides.clock_read().map_or(0, |r| r.ahead_ms.0);
+    let now = shifted_ms(std::time::SystemTime::now(), ahead_least);
     if let Some(until) = share_taken_until(&lines, environment, ttl)
-        && let Some(left) = until.at.duration_since(std::time::SystemTime::now()).ok().filter(|d| !d.is_zero())
+        && let Some(left) = until.at.duration_since(now).ok().filter(|d| !d.is_zero())
     {
         return Err(PlanError::Refused(format!(
             "resolvers may still send {environment} traffic: its share was taken by {} ({}), and they keep the \
@@ -513,14 +516,26 @@ fn share_taken_until(lines: &[crate::store::audit::AuditLine], environment: &str
         _ => lines[i..].iter().find(|l| l.stage == Stage::InSync && l.change.is_some() && l.change == line.change),
     };
     let ttl = std::time::Duration::from_secs(u64::from(ttl));
+    // An INSYNC by its writer's clock, moved to AWS's at the latest where
+    // the writer read how far they were apart: a teammate's clock a minute
+    // behind would else let a stop through a minute early.
+    let by_aws = |l: &crate::store::audit::AuditLine| {
+        Some(shifted_ms(crate::time::parse_rfc3339(&l.time)?, l.aws_ahead_ms.map_or(0, |(_, most)| most)))
+    };
     let (at, when) = match insync {
-        Some(l) => (crate::time::parse_rfc3339(&l.time)? + ttl, format!("INSYNC at {}", l.time)),
+        Some(l) => (by_aws(l)? + ttl, format!("INSYNC at {}", l.time)),
         None => (
             crate::time::parse_rfc3339(&line.time)? + std::time::Duration::from_secs(60) + ttl,
             format!("applied as of {}, INSYNC not on record in a line of its own", line.time),
         ),
     };
     Some(ShareTaken { action: line.action.clone(), when, at })
+}
+
+/// `t` moved by `ms` (later when positive).
+fn shifted_ms(t: std::time::SystemTime, ms: i64) -> std::time::SystemTime {
+    let d = std::time::Duration::from_millis(ms.unsigned_abs());
+    if ms >= 0 { t + d } else { t.checked_sub(d).unwrap_or(t) }
 }
 
 /// Route53's view of a record's health when it picks the records to answer with.
@@ -1820,7 +1835,8 @@ pub async fn execute(
                         Ok(_) => {
                             // No step: a shift is an action's only step, and an
                             // INSYNC with one is a rollout step's (it notifies).
-                            let insync = line(Stage::InSync, format!("{}: change {change} INSYNC", s.describe()));
+                            let insync = line(Stage::InSync, format!("{}: change {change} INSYNC", s.describe()))
+                                .with_aws_ahead_ms(clients.clock.latest().map(|r| r.ahead_ms));
                             if let Err(e) = log.append(&insync.with_change(&change)) {
                                 tracing::warn!(error = %e, "the INSYNC of an applied shift could not be audited");
                             }
@@ -2147,6 +2163,7 @@ mod tests {
             detail: String::new(),
             change: Some("C1".into()),
             step: None,
+            aws_ahead_ms: None,
         }
     }
 
@@ -2167,6 +2184,12 @@ mod tests {
         );
         let insync = AuditLine { stage: Stage::InSync, time: "2026-12-06T18:00:20Z".into(), ..sent.clone() };
         assert_eq!(took(&[sent.clone(), insync.clone()]), Some(at("2026-12-06T18:00:30Z")));
+        // Written on a machine whose clock was a minute behind AWS's: its
+        // INSYNC was a minute later by AWS's clock, which the wait keeps to.
+        let behind = AuditLine { aws_ahead_ms: Some((60_000, 61_000)), ..insync.clone() };
+        assert_eq!(took(&[sent.clone(), behind]), Some(at("2026-12-06T18:01:31Z")));
+        let ahead = AuditLine { aws_ahead_ms: Some((-30_000, -29_000)), ..insync.clone() };
+        assert_eq!(took(&[sent.clone(), ahead]), Some(at("2026-12-06T18:00:01Z")));
         assert_eq!(took(std::slice::from_ref(&sent)), Some(at("2026-12-06T18:01:10Z")), "no INSYNC: a minute more");
         let even = line(
             Stage::InSync,

@@ -213,6 +213,7 @@ not_before = { after = "traffic/stop", wait = "48h" }
             detail: String::new(),
             change: None,
             step: None,
+            aws_ahead_ms: None,
         }
     }
 

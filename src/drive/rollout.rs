@@ -310,7 +310,8 @@ impl Runner<'_> {
             Some(s) => line.with_step(s + 1, self.engine.plan.steps.len()),
             None => line,
         };
-        self.log.append(&line.with_change(change))
+        let ahead = self.cx.clients.clock_read().map(|r| r.ahead_ms);
+        self.log.append(&line.with_change(change).with_aws_ahead_ms(ahead))
     }
 
     fn audit_line(

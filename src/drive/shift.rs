@@ -891,7 +891,8 @@ pub async fn execute(
         Ok(took) => {
             let detail = format!("change {change} INSYNC after {:.1} s", took.as_secs_f64());
             // Tried whatever became of the applied line: the store may be back.
-            let insync = log.append(&line(Stage::InSync, detail).with_change(&change)).err();
+            let ahead = clients.clock.latest().map(|r| r.ahead_ms);
+            let insync = log.append(&line(Stage::InSync, detail).with_change(&change).with_aws_ahead_ms(ahead)).err();
             let unrecorded = unrecorded.or(insync);
             let said = format!("{} INSYNC after {:.1} s", plan.describe(), took.as_secs_f64());
             match unrecorded {

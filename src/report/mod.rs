@@ -589,6 +589,7 @@ mod tests {
             detail: String::new(),
             change: None,
             step: None,
+            aws_ahead_ms: None,
         }
     }
 

@@ -28,6 +28,12 @@ pub struct AuditLine {
     /// runs and on lines written before steps were counted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step: Option<StepOf>,
+    /// AWS's clock minus the writer's when it wrote the line, in
+    /// milliseconds, at least and at most (from the `Date` of AWS's latest
+    /// answer; on `insync` lines): `time` by AWS's clock, so a teammate on
+    /// another machine, with another clock, can wait from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aws_ahead_ms: Option<(i64, i64)>,
 }
 
 /// Step `number` (from 1) of a run of `of` steps.
@@ -52,6 +58,11 @@ impl AuditLine {
     /// The line, saying which step of its run it is.
     pub fn with_step(self, number: usize, of: usize) -> Self {
         AuditLine { step: Some(StepOf { number, of }), ..self }
+    }
+
+    /// The line, with how far AWS's clock was ahead of the writer's.
+    pub fn with_aws_ahead_ms(self, ahead_ms: Option<(i64, i64)>) -> Self {
+        AuditLine { aws_ahead_ms: ahead_ms, ..self }
     }
 }
 
@@ -240,6 +251,7 @@ mod tests {
             detail: String::new(),
             change: None,
             step: None,
+            aws_ahead_ms: None,
         }
     }
 

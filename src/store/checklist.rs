@@ -203,6 +203,7 @@ fn audit_line(
         detail,
         change: None,
         step: None,
+        aws_ahead_ms: None,
     }
 }
 
