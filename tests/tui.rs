@@ -1462,11 +1462,11 @@ fn w_asks_for_a_percent_plans_the_shift_and_y_applies_it() {
 fn rollout_keys_plan_start_promote_and_abort_for_confirmation_and_pause_at_once() {
     let mut app = demo_app();
     let cases = [
-        ('R', Control::Start, "start the gated rollout"),
-        ('+', Control::Promote, "promote: skip the rest of this step's soak"),
-        ('X', Control::Abort, "ABORT the rollout and roll back"),
+        ('R', Control::Start, "start the gated rollout", "rollout start"),
+        ('+', Control::Promote, "promote: skip the rest of this step's soak", "rollout promote"),
+        ('X', Control::Abort, "ABORT the rollout and roll back", "rollout abort"),
     ];
-    for (k, control, title) in cases {
+    for (k, control, title, applied_as) in cases {
         assert_eq!(update(&mut app, key(KeyCode::Char(k))), vec![Command::PlanRollout { control }], "{k}");
         assert_eq!(app.overlay, Overlay::None, "nothing to confirm before the plan");
         let lines = vec!["rollback target: 90/10, step 1 (10%)".to_string()];
@@ -1477,7 +1477,8 @@ fn rollout_keys_plan_start_promote_and_abort_for_confirmation_and_pause_at_once(
                 result: Ok(PendingChange::Rollout { control, lines, step: None, live: None }),
             },
         );
-        assert_eq!(app.overlay, Overlay::Confirm { key: "rollout".into() });
+        // Each control is applied under its own key (its answer is its own).
+        assert_eq!(app.overlay, Overlay::Confirm { key: applied_as.into() });
         let text = screen(&app, 160, 48);
         assert!(text.contains(title), "{text}");
         assert!(text.contains("rollback target: 90/10"), "{text}");
@@ -2086,4 +2087,53 @@ fn the_rollout_is_unknown_while_the_weights_are_unread() {
     let s = screen(&app, 160, 48);
     assert!(!s.contains("no rollout") && s.contains("rollout UNKNOWN"), "{s}");
     assert!(screen(&demo_app(), 160, 48).contains("no rollout"), "read, and none");
+}
+
+/// An abort being applied (no rollout runs: the cockpit rolls back itself)
+/// keeps its quit guard when a pause asked meanwhile answers: each is its own
+/// operation. Both answered under `rollout`, the pause's refusal cleared the
+/// abort's guard, and `q` quit mid-rollback.
+#[test]
+fn the_pause_answer_does_not_drop_the_quit_guard_of_an_abort_being_applied() {
+    let mut app = demo_app();
+    let abort = PendingChange::Rollout {
+        control: Control::Abort,
+        lines: vec!["rollback target: 100/0".into()],
+        step: None,
+        live: None,
+    };
+    update(&mut app, Event::Planned { key: "rollout".into(), result: Ok(abort) });
+    assert_eq!(update(&mut app, key(KeyCode::Char('y'))), vec![Command::Apply { key: "rollout abort".into() }]);
+    assert_eq!(update(&mut app, key(KeyCode::Char('P'))), vec![Command::PauseRollout]);
+    // The pause's quick answer, under the key the loop sends it with.
+    let pause_answer = Event::ActionDone { key: "rollout pause".into(), result: Err("no rollout is running".into()) };
+    update(&mut app, pause_answer);
+    assert!(app.log.back().unwrap().text.starts_with("rollout pause FAILED"), "{:?}", app.log.back());
+    assert!(!update(&mut app, key(KeyCode::Char('q'))).contains(&Command::Quit), "quit while the abort is applied");
+    assert!(app.log.back().unwrap().text.starts_with("rollout abort is still being applied"), "{:?}", app.log.back());
+}
+
+/// A second change confirmed under the key of one still being applied (a
+/// second shift while the first waits for INSYNC, a second copy of a Redis
+/// item) is refused, saying so: its answer would clear the first's quit
+/// guard, and a refusal would turn the row FAILED while the first runs.
+#[test]
+fn a_second_change_under_a_key_still_being_applied_is_refused() {
+    let mut app = demo_app();
+    let plan = || Event::Planned {
+        key: "weights".into(),
+        result: Ok(PendingChange::Shift(Box::new(shift_plan(100, 0, (70, 30))))),
+    };
+    update(&mut app, plan());
+    assert_eq!(update(&mut app, key(KeyCode::Char('y'))), vec![Command::Apply { key: "weights".into() }]);
+    update(&mut app, plan());
+    assert!(update(&mut app, key(KeyCode::Char('y'))).is_empty(), "a second shift sent while the first is applied");
+    assert!(app.pending_change.is_none());
+    let said = &app.log.back().unwrap().text;
+    assert!(said.contains("was not applied") && said.contains("still being applied"), "{said}");
+    assert!(update(&mut app, key(KeyCode::Char('q'))).is_empty(), "the first shift still guards quitting");
+    // Once the first has answered, the next one is applied.
+    update(&mut app, Event::ActionDone { key: "weights".into(), result: Ok("INSYNC".into()) });
+    update(&mut app, plan());
+    assert_eq!(update(&mut app, key(KeyCode::Char('y'))), vec![Command::Apply { key: "weights".into() }]);
 }

@@ -107,7 +107,9 @@ fn demo_in_a_real_terminal_shows_targets_ticks_an_item_and_restores_the_terminal
         s.contains("adopt them and continue?") && s.contains("the live weights 70/30 differ from the expected 100/0")
     });
     tmux.keys(&["n"]);
-    tmux.wait_for("the cancel", Duration::from_secs(10), |s| s.contains("rollout: cancelled, nothing was changed"));
+    tmux.wait_for("the cancel", Duration::from_secs(10), |s| {
+        s.contains("rollout start: cancelled, nothing was changed")
+    });
     // Abort with no rollout running: back to the initial weights.
     tmux.keys(&["X"]);
     tmux.wait_for("the abort popup", Duration::from_secs(20), |s| {
@@ -241,10 +243,10 @@ fn the_cockpit_refuses_every_change_in_another_account_than_the_runbooks() {
     // (keys, what the log line starts with, the audited action)
     let presses: Vec<(Vec<&str>, &str, &str)> = vec![
         (vec!["w", "3", "0", "Enter"], "weights: cannot plan: ", "shift_weights to 30%"),
-        (vec!["R"], "rollout: cannot plan: ", "rollout start"),
-        (vec!["X"], "rollout: cannot plan: ", "rollout abort"),
-        (vec!["+"], "rollout: cannot plan: ", "rollout promote"),
-        (vec!["P"], "rollout FAILED: ", "rollout pause"),
+        (vec!["R"], "rollout start: cannot plan: ", "rollout start"),
+        (vec!["X"], "rollout abort: cannot plan: ", "rollout abort"),
+        (vec!["+"], "rollout promote: cannot plan: ", "rollout promote"),
+        (vec!["P"], "rollout pause FAILED: ", "rollout pause"),
         // Checklist rows: 6 validate/redis-ingress, 8 validate/copy, 11 traffic/rollout, 16 decommission/stop-old.
         (
             vec!["5", "j", "j", "j", "j", "j", "j", "Enter"],
@@ -252,7 +254,7 @@ fn the_cockpit_refuses_every_change_in_another_account_than_the_runbooks() {
             "authorize_redis_ingress staging (validate/redis-ingress)",
         ),
         (vec!["5", "j", "j", "Enter"], "validate/copy: cannot plan: ", "copy_redis"),
-        (vec!["5", "j", "j", "j", "Enter"], "rollout: cannot plan: ", "rollout start"),
+        (vec!["5", "j", "j", "j", "Enter"], "rollout start: cannot plan: ", "rollout start"),
         (
             vec!["5", "j", "j", "j", "j", "j", "Enter"],
             "decommission/stop-old: cannot plan: ",

@@ -61,6 +61,23 @@ pub enum Control {
     Abort,
 }
 
+impl Control {
+    /// The control's own name, and the key it is planned, applied and
+    /// answered under: each is its own operation, so one's answer never
+    /// clears another's quit guard.
+    pub fn action(self) -> &'static str {
+        match self {
+            Control::Start | Control::AdoptAndStart => "rollout start",
+            Control::Promote => "rollout promote",
+            Control::Abort => "rollout abort",
+        }
+    }
+}
+
+/// The key a pause's answer comes under: not a rollout control's, since a
+/// pause is asked while an abort or promote may still be applied.
+pub const PAUSE_KEY: &str = "rollout pause";
+
 /// A change planned from live data, shown in the confirm popup.
 #[derive(Debug, Clone)]
 pub enum PendingChange {

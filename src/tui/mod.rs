@@ -375,14 +375,6 @@ async fn authorise(
     crate::authority::authorise(scope, read_only, action, "changes from this cockpit").await.map_err(String::from)
 }
 
-fn control_action(c: app::Control) -> &'static str {
-    match c {
-        app::Control::Start | app::Control::AdoptAndStart => "rollout start",
-        app::Control::Promote => "rollout promote",
-        app::Control::Abort => "rollout abort",
-    }
-}
-
 /// Plans or applies a change off the loop; the result comes back as an event.
 /// Each is authorised first (`authority::authorise`), planning and applying alike.
 fn spawn_change(app: &mut App, cx: &ActionContext, command: Command, tx: tokio::sync::mpsc::UnboundedSender<Event>) {
@@ -445,7 +437,7 @@ fn spawn_change(app: &mut App, cx: &ActionContext, command: Command, tx: tokio::
             spawn_outcome(
                 tx,
                 async move {
-                    let result = match authorise(&rb, &clients, Side::Dns, read_only, control_action(control)).await {
+                    let result = match authorise(&rb, &clients, Side::Dns, read_only, control.action()).await {
                         Ok(actor) => {
                             let rcx = rollout::Context {
                                 rb: (*rb).clone(),
@@ -461,9 +453,9 @@ fn spawn_change(app: &mut App, cx: &ActionContext, command: Command, tx: tokio::
                         }
                         Err(e) => Err(e),
                     };
-                    planned("rollout", result)
+                    planned(control.action(), result)
                 },
-                planning_panicked("rollout"),
+                planning_panicked(control.action()),
             );
         }
         Command::PauseRollout => {
@@ -483,9 +475,9 @@ fn spawn_change(app: &mut App, cx: &ActionContext, command: Command, tx: tokio::
                         .map_err(String::from),
                         Err(e) => Err(e),
                     };
-                    Event::ActionDone { key: "rollout".into(), result }
+                    Event::ActionDone { key: app::PAUSE_KEY.into(), result }
                 },
-                |m| Event::ActionDone { key: "rollout".into(), result: Err(format!("internal error ({m})")) },
+                |m| Event::ActionDone { key: app::PAUSE_KEY.into(), result: Err(format!("internal error ({m})")) },
             );
         }
         Command::Apply { key } => {
@@ -573,7 +565,7 @@ async fn apply_change(
             (format!("{} ({key})", plan.name), plan.side.clone())
         }
         PendingChange::Shift(plan) => (format!("shift_weights to {}%", plan.weights.1), Side::Dns),
-        PendingChange::Rollout { control, .. } => (control_action(*control).to_string(), Side::Dns),
+        PendingChange::Rollout { control, .. } => (control.action().to_string(), Side::Dns),
     };
     let who = match authorise(&rb, &clients, side, read_only, &action).await {
         Ok(who) => who,

@@ -400,14 +400,7 @@ fn overlay_key(app: &mut App, key: KeyEvent) -> Vec<Command> {
         // Any key closes help and errors.
         Overlay::None | Overlay::Help | Overlay::Errors => {}
         Overlay::Confirm { key: item } => match key.code {
-            KeyCode::Char('y') => {
-                if let Some(change) = &app.pending_change {
-                    let line = format!("applying {} ({item})", change.summary().name);
-                    app.log(line);
-                    app.applying.insert(item.clone());
-                    return vec![Command::Apply { key: item }];
-                }
-            }
+            KeyCode::Char('y') => return apply_confirmed(app, item),
             KeyCode::Char('n') | KeyCode::Esc => {
                 app.pending_change = None;
                 app.log(format!("{item}: cancelled, nothing was changed"));
@@ -420,14 +413,7 @@ fn overlay_key(app: &mut App, key: KeyEvent) -> Vec<Command> {
                 _ => None,
             };
             match (edit(&mut input, key.code), name) {
-                (Edit::Submit, Some(name)) if input.trim() == name => {
-                    if let Some(change) = &app.pending_change {
-                        let line = format!("applying {} ({item})", change.summary().name);
-                        app.log(line);
-                        app.applying.insert(item.clone());
-                        return vec![Command::Apply { key: item }];
-                    }
-                }
+                (Edit::Submit, Some(name)) if input.trim() == name => return apply_confirmed(app, item),
                 (Edit::Submit, Some(name)) => {
                     app.log(format!("{item}: `{}` is not `{name}`; type the environment's name", input.trim()));
                     app.overlay = Overlay::ConfirmName { key: item, input: String::new() };
@@ -511,6 +497,34 @@ fn overlay_key(app: &mut App, key: KeyEvent) -> Vec<Command> {
         }
     }
     Vec::new()
+}
+
+/// Applies the confirmed change, unless one under the same key is still
+/// being applied: answers come back by key, so the second one's answer (a
+/// copy refused on its lock) would clear the first's quit guard and row.
+fn apply_confirmed(app: &mut App, item: String) -> Vec<Command> {
+    let Some(change) = app.pending_change.as_ref() else { return Vec::new() };
+    let name = change.summary().name;
+    if app.applying.contains(&item) {
+        app.pending_change = None;
+        app.log(format!(
+            "{item}: {name} was not applied: the change confirmed before under {item} is still being applied; \
+             plan it again once that has finished"
+        ));
+        return Vec::new();
+    }
+    app.log(format!("applying {name} ({item})"));
+    app.applying.insert(item.clone());
+    vec![Command::Apply { key: item }]
+}
+
+/// The key a planned change is confirmed and applied under: a rollout
+/// control's own, whatever key it was planned under.
+fn operation_key(key: String, change: &PendingChange) -> String {
+    match change {
+        PendingChange::Rollout { control, .. } => control.action().to_string(),
+        _ => key,
+    }
 }
 
 /// Quits, unless a confirmed change is still being applied: quitting would
@@ -614,6 +628,7 @@ pub fn update(app: &mut App, event: Event) -> Vec<Command> {
                      press its key again to review it"
                 )),
                 Ok(change) => {
+                    let key = operation_key(key, &change);
                     let typed = matches!(&change, PendingChange::Item(plan) if plan.confirm_name().is_some());
                     app.pending_change = Some(change);
                     app.overlay = if typed {
