@@ -2137,3 +2137,65 @@ fn a_second_change_under_a_key_still_being_applied_is_refused() {
     update(&mut app, plan());
     assert_eq!(update(&mut app, key(KeyCode::Char('y'))), vec![Command::Apply { key: "weights".into() }]);
 }
+
+/// A rollout start's popup with a change batch that wraps over many rows
+/// still shows the warning said after the batch and the y / n line: the
+/// popup's height counted lines, not the rows they wrap to, and cut both.
+#[test]
+fn the_start_popup_shows_the_warning_after_a_long_batch_and_its_y_n_line() {
+    let mut app = demo_app();
+    let rec = |action: &str, id: &str, w: u8| {
+        format!(
+            r#"{{"Action":"{action}","ResourceRecordSet":{{"Name":"app.demo.cutover.test.","Type":"A","SetIdentifier":"{id}","Weight":{w},"AliasTarget":{{"HostedZoneId":"Z35SXDOTRQ7X7K","DNSName":"demo-{id}-alb-1234567890.eu-west-1.elb.amazonaws.com.","EvaluateTargetHealth":true}}}}}}"#
+        )
+    };
+    let batch = format!(
+        r#"{{"HostedZoneId":"Z0123456789ABCDEFGHIJ","ChangeBatch":{{"Changes":[{},{},{},{}]}}}}"#,
+        rec("DELETE", "prod", 100),
+        rec("DELETE", "staging", 0),
+        rec("CREATE", "prod", 90),
+        rec("CREATE", "staging", 10)
+    );
+    let lines = vec![
+        "plan: 10% → 50% → 100% (soak 300 s, ttl 10 s, 2 gate(s))".to_string(),
+        "  staging targets healthy".into(),
+        "  staging 5xx alarm OK".into(),
+        "live weights: production 100 / staging 0".into(),
+        "saved state: none; the rollout starts at step 1".into(),
+        "would start at step 1 of 3: production 90 / staging 10".into(),
+        format!("change batch: {batch}"),
+        "would pause before sending step 1: staging's target group demo-staging-web has no target in service".into(),
+    ];
+    let start = PendingChange::Rollout { control: Control::Start, lines, step: None, live: None };
+    update(&mut app, Event::Planned { key: "rollout".into(), result: Ok(start) });
+    for (w, h) in [(160, 48), (80, 24)] {
+        let s = screen(&app, w, h);
+        assert!(s.contains("would pause before sending step 1"), "{w}x{h}: {s}");
+        assert!(s.contains(" y  apply (audited)"), "{w}x{h}: {s}");
+    }
+    // Too small for the whole batch: it is cut, and says so.
+    let s = screen(&app, 80, 24);
+    assert!(s.contains("… (the batch is cut here"), "{s}");
+    assert!(screen(&app, 160, 48).contains(r#""Weight":10"#), "room enough: the whole batch");
+}
+
+/// The READ-ONLY and PAUSED badges come before the accounts and regions of
+/// a runbook over several accounts, whose list pushed them off the header.
+#[test]
+fn read_only_and_paused_badges_are_visible_on_a_multi_account_runbook() {
+    use cutover::runbook::Side;
+    let mut app = shared_dns_app(&[
+        (Side::Dns, "111111111111"),
+        (Side::Environment("old".into()), "222222222222"),
+        (Side::Environment("new".into()), "333333333333"),
+    ]);
+    app.header.read_only = true;
+    update(&mut app, key(KeyCode::Char('p')));
+    assert!(app.paused);
+    for (w, h) in [(80, 24), (160, 48), (200, 50)] {
+        app.size = (w, h);
+        let s = screen(&app, w, h);
+        let head = s.lines().next().unwrap().to_string();
+        assert!(head.contains("PAUSED") && head.contains("READ-ONLY"), "{w}x{h}: {head}");
+    }
+}

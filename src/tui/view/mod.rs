@@ -152,15 +152,9 @@ fn header(f: &mut Frame, app: &App, area: Rect) {
         (_, Some(at)) => account.push_str(&format!(" │ keys expire {}", at.get(11..19).unwrap_or(at))),
         _ => {}
     }
-    let mut spans = vec![
-        Span::styled(" cutover ", Style::new().bold().fg(Color::Black).bg(th.accent)),
-        Span::raw(format!(
-            " {} │ {account} │ {} │ profile {} ",
-            app.rb.name,
-            app.region,
-            app.header.profile.as_deref().unwrap_or("default")
-        )),
-    ];
+    // The badges first: a runbook over several accounts lists each side's
+    // account and region, which pushed them off the right of the screen.
+    let mut spans = vec![Span::styled(" cutover ", Style::new().bold().fg(Color::Black).bg(th.accent)), Span::raw(" ")];
     if app.rb.production {
         spans.push(Span::styled(" PRODUCTION ", Style::new().bold().fg(Color::White).bg(th.bad)));
         spans.push(Span::raw(" "));
@@ -173,6 +167,13 @@ fn header(f: &mut Frame, app: &App, area: Rect) {
         spans.push(Span::styled(" PAUSED (p) ", Style::new().bold().fg(Color::Black).bg(th.warn)));
         spans.push(Span::raw(" "));
     }
+    spans.extend(shared_state_stale(app));
+    spans.push(Span::raw(format!(
+        "{} │ {account} │ {} │ profile {} ",
+        app.rb.name,
+        app.region,
+        app.header.profile.as_deref().unwrap_or("default")
+    )));
     if !app.filter.is_empty() {
         spans.push(Span::styled(format!(" filter: {} ", app.filter), Style::new().fg(Color::Black).bg(th.info)));
         spans.push(Span::raw(" "));
@@ -182,8 +183,19 @@ fn header(f: &mut Frame, app: &App, area: Rect) {
     f.render_widget(Paragraph::new(Line::from(spans)), area);
 }
 
-/// Team mode: who holds the lease, who else has the runbook open, and the
-/// shared state's staleness (changes that need the lease are refused then).
+/// Team mode: the shared state's badge when it cannot be read (changes
+/// that need the lease are refused then).
+fn shared_state_stale(app: &App) -> Vec<Span<'static>> {
+    let team = &app.live.team;
+    let Some(e) = team.error.as_ref().filter(|_| team.has_reported()) else { return Vec::new() };
+    let age = team.updated_at.map_or("never read".to_string(), |t| {
+        format!("{} s old", app.now.duration_since(t).unwrap_or_default().as_secs())
+    });
+    let style = Style::new().bold().fg(Color::White).bg(app.theme.bad);
+    vec![Span::styled(format!(" SHARED STATE STALE ({age}): {e} "), style), Span::raw(" ")]
+}
+
+/// Team mode: who holds the lease and who else has the runbook open.
 fn team_spans(app: &App) -> Vec<Span<'static>> {
     let th = &app.theme;
     let team = &app.live.team;
@@ -191,16 +203,6 @@ fn team_spans(app: &App) -> Vec<Span<'static>> {
         return Vec::new();
     }
     let mut spans = vec![Span::styled(" TEAM ", Style::new().bold().fg(Color::Black).bg(th.info)), Span::raw(" ")];
-    if let Some(e) = &team.error {
-        let age = team.updated_at.map_or("never read".to_string(), |t| {
-            format!("{} s old", app.now.duration_since(t).unwrap_or_default().as_secs())
-        });
-        spans.push(Span::styled(
-            format!(" SHARED STATE STALE ({age}): {e} "),
-            Style::new().bold().fg(Color::White).bg(th.bad),
-        ));
-        spans.push(Span::raw(" "));
-    }
     if let Some(v) = &team.value {
         let lease = match &v.lease {
             Some(l) if !l.expired(app.now) => format!("lease {}@{} ({}) ", l.holder.operator, l.holder.host, l.purpose),
@@ -271,14 +273,17 @@ fn centered(area: Rect, w: u16, h: u16) -> Rect {
     Rect::new(area.x + (area.width - w) / 2, area.y + (area.height - h) / 2, w, h)
 }
 
-fn popup(f: &mut Frame, th: &Theme, area: Rect, title: &str, lines: Vec<Line>) {
-    f.render_widget(Clear, area);
-    let block = Block::default()
+fn popup_block<'a>(th: &Theme, title: &str) -> Block<'a> {
+    Block::default()
         .borders(Borders::ALL)
         .border_type(BorderType::Double)
         .title(format!(" {title} "))
-        .border_style(Style::new().fg(th.accent));
-    f.render_widget(Paragraph::new(lines).block(block).wrap(Wrap { trim: false }), area);
+        .border_style(Style::new().fg(th.accent))
+}
+
+fn popup(f: &mut Frame, th: &Theme, area: Rect, title: &str, lines: Vec<Line>) {
+    f.render_widget(Clear, area);
+    f.render_widget(Paragraph::new(lines).block(popup_block(th, title)).wrap(Wrap { trim: false }), area);
 }
 
 pub fn render(app: &App, f: &mut Frame) {

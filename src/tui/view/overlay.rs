@@ -4,9 +4,9 @@ use ratatui::Frame;
 use ratatui::layout::Rect;
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Clear, Paragraph};
+use ratatui::widgets::{Clear, Paragraph, Wrap};
 
-use super::{centered, popup};
+use super::{centered, popup, popup_block};
 use crate::tui::app::{App, Overlay};
 
 pub(super) fn overlay(f: &mut Frame, app: &App, area: Rect) {
@@ -144,40 +144,47 @@ fn where_applied(app: &App, side: &crate::runbook::Side) -> String {
 }
 
 /// The confirm popup; `typed`: the name typed so far, for a change with no rollback.
+/// What is said about the change and the y / n line always show: a change
+/// batch (JSON over many rows) goes last and is cut short with `…` when the
+/// screen cannot hold it, where it used to push the warnings after it and the
+/// y / n line out of the popup.
 fn confirm(f: &mut Frame, app: &App, area: Rect, key: &str, typed: Option<&str>) {
     let th = &app.theme;
     let Some(change) = &app.pending_change else { return };
     let summary = change.summary();
-    let mut lines = vec![Line::from(vec![
+    let mut head = vec![Line::from(vec![
         Span::styled(format!("{} ", summary.name), Style::new().bold()),
         Span::raw(format!("({key}) in {}", where_applied(app, &change.side()))),
     ])];
     if let Some(b) = summary.before {
-        lines.push(Line::from(vec![Span::styled("before ", th.dim_style()), Span::raw(b)]));
+        head.push(Line::from(vec![Span::styled("before ", th.dim_style()), Span::raw(b)]));
     }
     if let Some(a) = summary.after {
-        lines.push(Line::from(vec![Span::styled("after  ", th.dim_style()), Span::raw(a)]));
+        head.push(Line::from(vec![Span::styled("after  ", th.dim_style()), Span::raw(a)]));
     }
-    for d in &summary.details {
-        lines.push(Line::raw(format!("  • {d}")));
+    let (batches, said): (Vec<&String>, Vec<&String>) =
+        summary.details.iter().partition(|d| d.starts_with("change batch:"));
+    for d in said {
+        head.push(Line::raw(format!("  • {d}")));
     }
-    lines.push(Line::raw(""));
+    let batches: Vec<String> = batches.iter().map(|d| format!("  • {d}")).collect();
+    let mut tail = vec![Line::raw("")];
     let name = match &app.pending_change {
         Some(crate::tui::app::PendingChange::Item(plan)) => plan.confirm_name(),
         _ => None,
     };
     match (typed, name) {
         (Some(input), Some(name)) => {
-            lines.push(Line::styled(
+            tail.push(Line::styled(
                 "NO ROLLBACK EXISTS: this cannot be undone",
                 Style::new().fg(th.bad).add_modifier(Modifier::BOLD),
             ));
-            lines.push(Line::from(vec![
+            tail.push(Line::from(vec![
                 Span::raw(format!("type {name} and press enter to apply (audited); esc cancels: ")),
                 Span::styled(format!("{input}▏"), Style::new().bold()),
             ]));
         }
-        _ => lines.push(Line::from(vec![
+        _ => tail.push(Line::from(vec![
             Span::styled(" y ", Style::new().fg(Color::Black).bg(th.ok)),
             Span::raw(" apply (audited)   "),
             Span::styled(" n / esc ", Style::new().fg(Color::Black).bg(Color::Gray)),
@@ -185,8 +192,66 @@ fn confirm(f: &mut Frame, app: &App, area: Rect, key: &str, typed: Option<&str>)
         ])),
     }
     let title = if app.rb.production { "CONFIRM A CHANGE TO PRODUCTION" } else { "confirm a change" };
-    let h = (lines.len() as u16 + 6).min(area.height);
-    popup(f, th, centered(area, area.width.saturating_sub(8).min(110), h), title, lines);
+    let w = area.width.saturating_sub(8).min(110);
+    let width = usize::from(w.saturating_sub(2)).max(1);
+    let rows = |lines: &[Line]| lines.iter().map(|l| wrapped_rows(&line_text(l), width)).sum::<usize>();
+    let batch_rows: usize = batches.iter().map(|b| wrapped_rows(b, width)).sum();
+    // Borders, and air below as before.
+    let wanted = rows(&head) + batch_rows + rows(&tail) + 6;
+    let rect = centered(area, w, u16::try_from(wanted).unwrap_or(u16::MAX).min(area.height));
+    f.render_widget(Clear, rect);
+    let block = popup_block(th, title);
+    let inner = block.inner(rect);
+    f.render_widget(block, rect);
+    let tail_h = u16::try_from(rows(&tail)).unwrap_or(u16::MAX).min(inner.height);
+    let room = inner.height - tail_h;
+    let left = usize::from(room).saturating_sub(rows(&head));
+    if batch_rows <= left {
+        head.extend(batches.into_iter().map(Line::raw));
+    } else if left > 0 {
+        // The rows left, less one for the `…` that says it is cut.
+        let mut text = batches.join(" ");
+        let mut keep = (left - 1) * width;
+        while keep > 0 && wrapped_rows(&text.chars().take(keep).collect::<String>(), width) > left - 1 {
+            keep = keep.saturating_sub(width.div_ceil(2));
+        }
+        text = text.chars().take(keep).collect();
+        if !text.is_empty() {
+            head.push(Line::raw(text));
+        }
+        head.push(Line::styled("  … (the batch is cut here: the screen is too small for all of it)", th.dim_style()));
+    }
+    // The y / n line right under the text, and always inside the popup.
+    let head_h = u16::try_from(rows(&head)).unwrap_or(u16::MAX).min(room);
+    let head_at = Rect { height: head_h, ..inner };
+    let tail_at = Rect { y: inner.y + head_h, height: tail_h, ..inner };
+    f.render_widget(Paragraph::new(head).wrap(Wrap { trim: false }), head_at);
+    f.render_widget(Paragraph::new(tail).wrap(Wrap { trim: false }), tail_at);
+}
+
+fn line_text(line: &Line) -> String {
+    line.spans.iter().map(|s| s.content.as_ref()).collect()
+}
+
+/// The rows `text` takes wrapped at word boundaries in `width` columns (a
+/// word longer than a row is broken): the popup's height is counted from them.
+fn wrapped_rows(text: &str, width: usize) -> usize {
+    let (mut rows, mut col) = (1, 0);
+    for word in text.split(' ') {
+        let n = word.chars().count();
+        let need = if col == 0 { n } else { col + 1 + n };
+        if need <= width {
+            col = need;
+        } else if n <= width {
+            rows += 1;
+            col = n;
+        } else {
+            // Broken over rows, begun on a new one.
+            rows += usize::from(col > 0) + (n - 1) / width;
+            col = n - (n - 1) / width * width;
+        }
+    }
+    rows
 }
 
 fn note(f: &mut Frame, app: &App, area: Rect, key: &str, input: &str) {
