@@ -2199,3 +2199,39 @@ fn read_only_and_paused_badges_are_visible_on_a_multi_account_runbook() {
         assert!(head.contains("PAUSED") && head.contains("READ-ONLY"), "{w}x{h}: {head}");
     }
 }
+
+/// Metrics failing while the alarms read fine is said in the pane's title:
+/// the line saying it sat below the metric rows, and the pane, sized to its
+/// rows, cut it off.
+#[test]
+fn metrics_failing_alone_is_said_in_the_alarms_pane_title() {
+    for (w, h) in [(80, 24), (160, 48)] {
+        let mut app = demo_app();
+        let failed = Update::Metrics(Err("GetMetricData: AccessDenied".into()));
+        update(&mut app, Event::Live(LiveEvent { at: t0(), update: failed }));
+        app.size = (w, h);
+        let s = screen(&app, w, h);
+        let title = s.lines().find(|l| l.contains("Alarms")).unwrap_or_default().to_string();
+        assert!(title.contains("metrics STALE"), "{w}x{h}: metrics failing, the title says: {title}\n{s}");
+    }
+}
+
+/// While an environment has neither a reading nor an error, the Targets and
+/// Redis titles name it `waiting…` beside the others' age, rather than an
+/// age that looks like the whole picture.
+#[test]
+fn targets_and_redis_titles_say_an_unread_environment_is_waiting() {
+    let events: Vec<LiveEvent> = demo_events(false)
+        .into_iter()
+        .filter(|e| !matches!(&e.update, Update::Environment { environment, .. } if environment == "staging"))
+        .collect();
+    let app = app_with(events);
+    let s = screen(&app, 160, 48);
+    for pane in ["2 Targets", "3 Redis"] {
+        let title = s.lines().find(|l| l.contains(pane)).unwrap().to_string();
+        assert!(title.contains("staging waiting…"), "{title}");
+    }
+    let s = screen(&app_with(demo_events(false)), 160, 48);
+    let title = s.lines().find(|l| l.contains("2 Targets")).unwrap().to_string();
+    assert!(title.contains("s ago") && !title.contains("waiting"), "all read: {title}");
+}

@@ -2,7 +2,7 @@
 
 use ratatui::Frame;
 use ratatui::layout::Rect;
-use ratatui::style::Style;
+use ratatui::style::{Color, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 
@@ -75,7 +75,16 @@ fn last_value(points: &[(i64, f64)], now: i64, failed: bool, show: impl Fn(f64) 
 
 pub(super) fn alarms(f: &mut Frame, app: &App, area: Rect) {
     let th = &app.theme;
-    let block = pane_block(app, Pane::Alarms, vec![age(app, &app.snap.alarms)]);
+    // The metrics' failure is in the title, not on a line under their rows:
+    // the pane is sized to its rows and cut that line off. Both failing,
+    // the one STALE says it of the whole pane.
+    let title = match (app.snap.metrics.stale, app.snap.alarms.stale) {
+        (true, false) => {
+            vec![Span::styled(" metrics STALE ", Style::new().fg(Color::Black).bg(th.warn)), age(app, &app.snap.alarms)]
+        }
+        _ => vec![age(app, &app.snap.alarms)],
+    };
+    let block = pane_block(app, Pane::Alarms, title);
     let inner = block.inner(area);
     f.render_widget(block, area);
     let mut lines = Vec::new();
@@ -135,9 +144,6 @@ pub(super) fn alarms(f: &mut Frame, app: &App, area: Rect) {
                 },
             ),
         ]));
-    }
-    if app.snap.metrics.stale {
-        lines.push(Line::styled("metrics STALE (e: why)", Style::new().fg(th.warn)));
     }
     f.render_widget(Paragraph::new(lines), inner);
 }

@@ -66,11 +66,24 @@ fn env_age(app: &App) -> Vec<Span<'static>> {
         .iter()
         .filter_map(|e| age_now(app, &e.aws))
         .fold(None, |m: Option<f64>, a| Some(m.map_or(a, |m| m.max(a))));
-    match (stale, oldest) {
+    let mut spans = match (stale, oldest) {
         (Some(_), _) => vec![Span::styled(" STALE (e: why) ", Style::new().fg(Color::Black).bg(th.warn))],
         (None, Some(a)) => vec![Span::styled(format!(" {a:.0}s ago "), th.dim_style())],
-        _ => vec![Span::styled(" waiting… ", th.dim_style())],
+        _ => return vec![Span::styled(" waiting… ", th.dim_style())],
+    };
+    // The age is only the others': an environment with neither a reading
+    // nor an error yet is not in it, so the title must not look complete.
+    let unread: Vec<&str> = app
+        .snap
+        .environments
+        .iter()
+        .filter(|e| e.aws.value.is_none() && e.aws.error.is_none())
+        .map(|e| e.name.as_str())
+        .collect();
+    if !unread.is_empty() {
+        spans.push(Span::styled(format!(" {} waiting… ", unread.join(", ")), Style::new().fg(th.warn)));
     }
+    spans
 }
 
 fn pane_block<'a>(app: &App, pane: Pane, extra: Vec<Span<'a>>) -> Block<'a> {
