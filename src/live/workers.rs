@@ -155,10 +155,13 @@ pub(crate) fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
 
 /// Runs `poll` forever: send its update, wait (with backoff), repeat. A poll
 /// that panics fails the sources it reported last, and polling goes on.
+/// `sources`: what its polls report (only which source each is counts): a
+/// first poll that panics fails these, or they would stay `waiting…` unsaid.
 fn every<F, Fut>(
     interval: Duration,
     refresh: Arc<watch::Sender<u64>>,
     tx: mpsc::Sender<LiveEvent>,
+    sources: Vec<Update>,
     mut poll: F,
 ) -> JoinHandle<()>
 where
@@ -171,7 +174,7 @@ where
         let _refresh = refresh;
         let mut throttles = 0u32;
         // What this worker reported last: a panicking poll fails these.
-        let mut last: Vec<Update> = Vec::new();
+        let mut last: Vec<Update> = sources;
         loop {
             // A refresh asked from here on is for a later poll than this one.
             asked.mark_unchanged();
@@ -205,13 +208,31 @@ where
     })
 }
 
+/// A source's place in `every`'s `sources`: its value is never sent.
+fn unread<T>() -> Result<T, String> {
+    Err(String::new())
+}
+
 pub fn spawn(ctx: Arc<WorkerContext>, tx: mpsc::Sender<LiveEvent>) -> Workers {
     let refresh = Arc::new(watch::channel(0u64).0);
     let iv = ctx.intervals.clone();
     let mut handles = Vec::new();
 
     let c = ctx.clone();
-    handles.push(every(iv.identity, refresh.clone(), tx.clone(), move || {
+    let identities = ctx
+        .rb
+        .sides()
+        .into_iter()
+        .flat_map(|side| {
+            let reach = crate::live::SideReach {
+                region: ctx.clients.side(&side).region.clone(),
+                via: ctx.clients.reach(&side).describe(),
+            };
+            let dns = (side == crate::runbook::Side::Dns).then(|| Update::Identity(unread()));
+            dns.into_iter().chain(std::iter::once(Update::Side { side, reach, result: unread() }))
+        })
+        .collect();
+    handles.push(every(iv.identity, refresh.clone(), tx.clone(), identities, move || {
         let c = c.clone();
         async move {
             // One GetCallerIdentity per distinct side; [dns]'s is the identity shown.
@@ -238,7 +259,7 @@ pub fn spawn(ctx: Arc<WorkerContext>, tx: mpsc::Sender<LiveEvent>) -> Workers {
     let c = ctx.clone();
     let zone = Arc::new(tokio::sync::Mutex::new(None));
     let shared = crate::store::backend::current().shared();
-    handles.push(every(iv.traffic, refresh.clone(), tx.clone(), move || {
+    handles.push(every(iv.traffic, refresh.clone(), tx.clone(), vec![Update::Traffic(unread())], move || {
         let (c, zone) = (c.clone(), zone.clone());
         async move {
             let mut z = zone.lock().await;
@@ -255,7 +276,7 @@ pub fn spawn(ctx: Arc<WorkerContext>, tx: mpsc::Sender<LiveEvent>) -> Workers {
         // Presence is announced and listed every third poll (PUT and LIST
         // cost ten times a GET); the checklist and the lease every poll.
         let present = Arc::new(std::sync::Mutex::new((0u32, Vec::new())));
-        handles.push(every(iv.team, refresh.clone(), tx.clone(), move || {
+        handles.push(every(iv.team, refresh.clone(), tx.clone(), vec![Update::Team(unread())], move || {
             let (name, present) = (c.rb.name.clone(), present.clone());
             // Presence is shared state too: never written under --read-only.
             let announce = c.publish_readings;
@@ -276,7 +297,8 @@ pub fn spawn(ctx: Arc<WorkerContext>, tx: mpsc::Sender<LiveEvent>) -> Workers {
         let c = ctx.clone();
         let series_tx = series_tx.clone();
         let name = env_name.clone();
-        handles.push(every(iv.environment, refresh.clone(), tx.clone(), move || {
+        let source = vec![Update::Environment { environment: name.clone(), result: unread() }];
+        handles.push(every(iv.environment, refresh.clone(), tx.clone(), source, move || {
             let (c, inst_tx, series_tx, name) = (c.clone(), inst_tx.clone(), series_tx.clone(), name.clone());
             async move {
                 let env = &c.rb.environments[&name];
@@ -295,7 +317,8 @@ pub fn spawn(ctx: Arc<WorkerContext>, tx: mpsc::Sender<LiveEvent>) -> Workers {
 
         let c = ctx.clone();
         let name = env_name.clone();
-        handles.push(every(iv.health, refresh.clone(), tx.clone(), move || {
+        // Its sources are the instances the environment lists, unknown yet.
+        handles.push(every(iv.health, refresh.clone(), tx.clone(), Vec::new(), move || {
             let (c, inst_rx, name) = (c.clone(), inst_rx.clone(), name.clone());
             async move {
                 let env = &c.rb.environments[&name];
@@ -319,7 +342,8 @@ pub fn spawn(ctx: Arc<WorkerContext>, tx: mpsc::Sender<LiveEvent>) -> Workers {
     for (_, ep) in ctx.rb.redis_endpoints() {
         let c = ctx.clone();
         let name = ep.name.clone();
-        handles.push(every(iv.redis, refresh.clone(), tx.clone(), move || {
+        let source = vec![Update::Redis { endpoint: name.clone(), result: unread() }];
+        handles.push(every(iv.redis, refresh.clone(), tx.clone(), source, move || {
             let (c, name) = (c.clone(), name.clone());
             async move {
                 let Some(ep) = c.rb.redis_endpoint(&name) else { return Vec::new() };
@@ -333,7 +357,7 @@ pub fn spawn(ctx: Arc<WorkerContext>, tx: mpsc::Sender<LiveEvent>) -> Workers {
     }
 
     let c = ctx.clone();
-    handles.push(every(iv.alarms, refresh.clone(), tx.clone(), move || {
+    handles.push(every(iv.alarms, refresh.clone(), tx.clone(), vec![Update::Alarms(unread())], move || {
         let c = c.clone();
         async move {
             let (r, t) = aws_update(crate::aws::cloudwatch::alarm_states_by_side(&c.clients, &c.rb).await);
@@ -342,7 +366,7 @@ pub fn spawn(ctx: Arc<WorkerContext>, tx: mpsc::Sender<LiveEvent>) -> Workers {
     }));
 
     let c = ctx.clone();
-    handles.push(every(iv.metrics, refresh.clone(), tx.clone(), move || {
+    handles.push(every(iv.metrics, refresh.clone(), tx.clone(), vec![Update::Metrics(unread())], move || {
         let (c, series_rx) = (c.clone(), series_rx.clone());
         async move {
             // Wait (up to one interval) until every environment with target groups has said which.
@@ -358,7 +382,7 @@ pub fn spawn(ctx: Arc<WorkerContext>, tx: mpsc::Sender<LiveEvent>) -> Workers {
 
     if ctx.rb.reads_shapes() || ctx.read_shapes {
         let c = ctx.clone();
-        handles.push(every(iv.shapes, refresh.clone(), tx.clone(), move || {
+        handles.push(every(iv.shapes, refresh.clone(), tx.clone(), vec![Update::Shapes(unread())], move || {
             let c = c.clone();
             async move {
                 let (r, t) = aws_update(super::parity::shapes(&c.clients, &c.rb, |v| c.var(v)).await);
@@ -511,7 +535,7 @@ mod tests {
         let (tx, mut rx) = super::mpsc::channel(16);
         let polls = super::Arc::new(AtomicU32::new(0));
         let p = polls.clone();
-        let worker = super::every(super::Duration::from_millis(5), Default::default(), tx, move || {
+        let worker = super::every(super::Duration::from_millis(5), Default::default(), tx, Vec::new(), move || {
             let k = p.fetch_add(1, Ordering::SeqCst);
             async move {
                 assert_ne!(k, 1, "injected panic");
@@ -539,6 +563,30 @@ mod tests {
         );
     }
 
+    /// A worker whose very first poll panics has reported nothing to fail:
+    /// it fails the sources it was given, naming the panic (before, it sent
+    /// nothing and the source stayed `waiting…` with nothing said).
+    #[tokio::test]
+    async fn a_first_poll_that_panics_fails_its_sources_naming_the_panic() {
+        let (tx, mut rx) = super::mpsc::channel(16);
+        let sources = vec![super::Update::Alarms(super::unread())];
+        let worker =
+            super::every(super::Duration::from_secs(3600), Default::default(), tx, sources, move || async move {
+                if true {
+                    panic!("injected first-poll panic");
+                }
+                vec![(super::Update::Alarms(Ok(Vec::new())), false)]
+            });
+        let got = tokio::time::timeout(super::Duration::from_secs(2), rx.recv()).await;
+        worker.abort();
+        match got {
+            Ok(Some(super::LiveEvent { update: super::Update::Alarms(Err(e)), .. })) => {
+                assert!(e.contains("injected first-poll panic"), "{e}")
+            }
+            other => panic!("a first poll that panicked reported {other:?}, not its source failed"),
+        }
+    }
+
     use super::*;
 
     /// A refresh asked while a worker is in the middle of a poll gets a
@@ -551,7 +599,7 @@ mod tests {
         let (refresh, _) = watch::channel(0u64);
         let refresh = Arc::new(refresh);
         let workers = Workers { handles: Vec::new(), refresh: refresh.clone() };
-        let worker = every(Duration::from_secs(3600), refresh, tx, || async {
+        let worker = every(Duration::from_secs(3600), refresh, tx, Vec::new(), || async {
             tokio::time::sleep(Duration::from_millis(300)).await;
             vec![(Update::Alarms(Ok(Vec::new())), false)]
         });
