@@ -911,7 +911,7 @@ fn enter_on_an_action_plans_it_and_y_applies_it_after_the_popup() {
         },
     );
     assert_eq!(cmds, vec![Command::Refresh]);
-    assert!(app.action_results["validate/redis-ingress"].0);
+    assert!(app.action_results["validate/redis-ingress"].ok);
     assert!(screen(&app, 160, 48).contains("✔ done"));
 }
 
@@ -2234,4 +2234,49 @@ fn targets_and_redis_titles_say_an_unread_environment_is_waiting() {
     let s = screen(&app_with(demo_events(false)), 160, 48);
     let title = s.lines().find(|l| l.contains("2 Targets")).unwrap().to_string();
     assert!(title.contains("s ago") && !title.contains("waiting"), "all read: {title}");
+}
+
+/// An item's rollback (`b`, then `y`) is applied under the item's key: its
+/// row says it was rolled back (or that the rollback failed), never "✔ done"
+/// as if the action itself had been applied again.
+#[test]
+fn a_rolled_back_item_is_not_shown_as_done() {
+    let mut app = demo_app();
+    let item = "validate/redis-ingress".to_string();
+    update(&mut app, Event::Planned { key: item.clone(), result: Ok(PendingChange::Item(redis_ingress_plan())) });
+    update(&mut app, key(KeyCode::Char('y')));
+    update(
+        &mut app,
+        Event::ActionDone { key: item.clone(), result: Ok("authorize_redis_ingress staging done".into()) },
+    );
+    app.focus = Pane::Checklist;
+    app.selected.insert(Pane::Checklist, 6);
+    let row = |app: &App| {
+        let s = screen(app, 160, 48);
+        s.lines().find(|l| l.contains("Allow the staging instances")).unwrap().to_string()
+    };
+    assert!(row(&app).contains("✔ done"), "{}", row(&app));
+    let revoke =
+        cutover::drive::actions::ActionPlan { name: "revoke_redis_ingress staging".into(), ..redis_ingress_plan() };
+    let roll_back = |app: &mut App, result: Result<String, String>| {
+        assert_eq!(
+            update(app, key(KeyCode::Char('b'))),
+            vec![Command::PlanAction { key: item.clone(), rollback: true }]
+        );
+        update(app, Event::Planned { key: item.clone(), result: Ok(PendingChange::Item(revoke.clone())) });
+        assert_eq!(update(app, key(KeyCode::Char('y'))), vec![Command::Apply { key: item.clone() }]);
+        update(app, Event::ActionDone { key: item.clone(), result });
+    };
+    roll_back(&mut app, Ok("revoke_redis_ingress staging done".into()));
+    assert!(row(&app).contains("↶ rolled back") && !row(&app).contains("✔ done"), "{}", row(&app));
+    assert!(screen(&app, 160, 48).contains("rolled back at"), "the time on the detail line");
+    assert!(app.log.back().unwrap().text.starts_with("validate/redis-ingress rollback:"), "{:?}", app.log.back());
+    roll_back(&mut app, Err("AccessDenied".into()));
+    assert!(row(&app).contains("✘ rollback FAILED"), "{}", row(&app));
+    // The action applied again after it is done again.
+    assert_eq!(update(&mut app, key(KeyCode::Enter)), vec![Command::PlanAction { key: item.clone(), rollback: false }]);
+    update(&mut app, Event::Planned { key: item.clone(), result: Ok(PendingChange::Item(redis_ingress_plan())) });
+    update(&mut app, key(KeyCode::Char('y')));
+    update(&mut app, Event::ActionDone { key: item.clone(), result: Ok("done".into()) });
+    assert!(row(&app).contains("✔ done"), "{}", row(&app));
 }

@@ -195,6 +195,15 @@ pub enum CheckRun {
     },
 }
 
+/// How the last change applied to an item ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ActionResult {
+    pub ok: bool,
+    pub at: SystemTime,
+    /// It was the item's rollback: its row must not say the action is done.
+    pub rollback: bool,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogLine {
     pub at: SystemTime,
@@ -243,8 +252,12 @@ pub struct App {
     pub log: VecDeque<LogLine>,
     pub quit: bool,
     pub pending_change: Option<PendingChange>,
-    /// Outcome of the last action run per item: (succeeded, when).
-    pub action_results: BTreeMap<String, (bool, SystemTime)>,
+    /// Outcome of the last action or rollback applied per item.
+    pub action_results: BTreeMap<String, ActionResult>,
+    /// Items whose last plan asked for was their rollback (`b`).
+    pub rollback_planned: std::collections::BTreeSet<String>,
+    /// The keys in `applying` whose change is an item's rollback.
+    pub rolling_back: std::collections::BTreeSet<String>,
     /// How far each running action (a Redis copy) has got: (done, total, line).
     pub action_progress: BTreeMap<String, (u64, u64, String)>,
     /// The changes confirmed and not yet finished, by key: quitting stops them.
@@ -301,6 +314,8 @@ impl App {
             quit: false,
             pending_change: None,
             action_results: BTreeMap::new(),
+            rollback_planned: Default::default(),
+            rolling_back: Default::default(),
             action_progress: BTreeMap::new(),
             applying: Default::default(),
             quit_asked: false,

@@ -7,7 +7,7 @@ use std::time::SystemTime;
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseButton, MouseEvent, MouseEventKind};
 use ratatui::layout::{Position, Rect};
 
-use super::app::{App, CheckRun, Control, Overlay, PendingChange};
+use super::app::{ActionResult, App, CheckRun, Control, Overlay, PendingChange};
 use super::keys::KeyAction;
 use super::pane::Pane;
 use crate::live;
@@ -283,6 +283,11 @@ fn run_item(app: &mut App, rollback: bool) -> Vec<Command> {
         }
         let what = if rollback { "the rollback of " } else { "" };
         app.log(format!("planning {what}{key} from live data…"));
+        // The plan comes back under the item's key alone: which it was is kept here.
+        match rollback {
+            true => app.rollback_planned.insert(key.clone()),
+            false => app.rollback_planned.remove(&key),
+        };
         return vec![Command::PlanAction { key, rollback }];
     }
     if !matches!(it.kind, ItemKind::Check { .. }) {
@@ -513,6 +518,9 @@ fn apply_confirmed(app: &mut App, item: String) -> Vec<Command> {
         ));
         return Vec::new();
     }
+    if matches!(change, PendingChange::Item(_)) && app.rollback_planned.contains(&item) {
+        app.rolling_back.insert(item.clone());
+    }
     app.log(format!("applying {name} ({item})"));
     app.applying.insert(item.clone());
     vec![Command::Apply { key: item }]
@@ -643,9 +651,11 @@ pub fn update(app: &mut App, event: Event) -> Vec<Command> {
         }
         Event::ActionDone { key, result } => {
             let ok = result.is_ok();
+            let rollback = app.rolling_back.remove(&key);
+            let what = if rollback { " rollback" } else { "" };
             match result {
-                Ok(s) => app.log(format!("{key}: {s}")),
-                Err(e) => app.log(format!("{key} FAILED: {e}")),
+                Ok(s) => app.log(format!("{key}{what}: {s}")),
+                Err(e) => app.log(format!("{key}{what} FAILED: {e}")),
             }
             app.action_progress.remove(&key);
             app.applying.remove(&key);
@@ -653,7 +663,7 @@ pub fn update(app: &mut App, event: Event) -> Vec<Command> {
             if app.applying.is_empty() {
                 app.quit_asked = false;
             }
-            app.action_results.insert(key, (ok, app.now));
+            app.action_results.insert(key, ActionResult { ok, at: app.now, rollback });
             vec![Command::Refresh]
         }
         Event::GateAudit(result) => {

@@ -108,10 +108,15 @@ pub(super) fn checklist(f: &mut Frame, app: &App, area: Rect) {
                             (format!("{gauge} {}%", d * 100 / n), Style::new().fg(th.warn))
                         }
                         ItemKind::Action { .. } => match (app.action_results.get(&key), app.gate_window(it)) {
-                            (Some((true, at)), _) => (format!("✔ done {}", hhmmss(*at)), Style::new().fg(th.ok)),
-                            (Some((false, at)), _) => {
-                                (format!("✘ FAILED {}", hhmmss(*at)), Style::new().fg(th.bad).bold())
+                            // Its time is on the detail line: the mark's 18 columns cut it.
+                            (Some(r), _) if r.rollback && r.ok => {
+                                ("↶ rolled back".to_string(), Style::new().fg(th.warn))
                             }
+                            (Some(r), _) if r.rollback => {
+                                ("✘ rollback FAILED".to_string(), Style::new().fg(th.bad).bold())
+                            }
+                            (Some(r), _) if r.ok => (format!("✔ done {}", hhmmss(r.at)), Style::new().fg(th.ok)),
+                            (Some(r), _) => (format!("✘ FAILED {}", hhmmss(r.at)), Style::new().fg(th.bad).bold()),
                             (None, Some(Window::Waiting { opens, .. })) => {
                                 (format!("⧗ {}", not_before::left(opens, app.now)), Style::new().fg(th.warn))
                             }
@@ -159,6 +164,11 @@ fn detail_line(app: &App, phase: &str, item: &str, list_width: u16) -> String {
     }
     if let Some((_, _, line)) = app.action_progress.get(&key) {
         parts.push(line.clone());
+    }
+    match app.action_results.get(&key) {
+        Some(r) if r.rollback && r.ok => parts.push(format!("rolled back at {}", hhmmss(r.at))),
+        Some(r) if r.rollback => parts.push(format!("rollback FAILED at {}", hhmmss(r.at))),
+        _ => {}
     }
     let live = app.snap.checks.iter().find(|c| item_key(&c.phase, &c.item) == key);
     match (app.runs.get(&key), live) {
