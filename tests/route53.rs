@@ -358,6 +358,50 @@ async fn shift_says_the_records_changed_and_replans_from_the_live_ones() {
     sb.down().await;
 }
 
+/// A runbook listing A alone over a dual-stack group: its shift moves A
+/// only, and the box keeps every IPv6 client through its AAAA record. A
+/// stop of the box is refused while a type the runbook does not list
+/// still gives it weight; listed and shifted, it goes through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_is_refused_while_a_record_type_the_runbook_does_not_list_still_sends_the_side_traffic() {
+    let dir = tempfile::tempdir().unwrap();
+    let (dual, dual_path) = runbook_with(dir.path(), "single-box-to-alb.toml", |t| {
+        t.replace("type = \"A\"\n", "type = [\"A\", \"AAAA\"]\n").replace("ttl = 60\n", "ttl = 1\n")
+    });
+    let a_only = dir.path().join("a-only");
+    std::fs::create_dir_all(&a_only).unwrap();
+    let (rb, path) = runbook_with(&a_only, "single-box-to-alb.toml", |t| t.replace("ttl = 60\n", "ttl = 1\n"));
+    let sb = sandbox(&dual, "ca-central-1").await;
+    assert_eq!(records(&sb, &dual).await.len(), 4, "A and AAAA of each side");
+    let p = path.to_str().unwrap();
+    // A moved alone, by hand (moto's DELETE takes every type of a set
+    // identifier, unlike AWS, so this is an UPSERT of the A records).
+    let mut a = Vec::new();
+    for mut r in records(&sb, &dual).await.into_iter().filter(|r| r.r#type() == &RrType::A) {
+        r.weight = Some(if r.set_identifier() == Some("alb") { 100 } else { 0 });
+        a.push(Change::builder().action(ChangeAction::Upsert).resource_record_set(r).build().unwrap());
+    }
+    send_changes_as_another_client(&sb, a).await;
+    let now = records(&sb, &dual).await;
+    assert_eq!(by_id(&now, "single-box", &RrType::A).weight(), Some(0));
+    assert_eq!(by_id(&now, "single-box", &RrType::Aaaa).weight(), Some(100), "A moved alone");
+    let stop = ["run", p, "retire/stop-box", "--dry-run"];
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &stop).await;
+    assert_eq!(code, Some(2), "{out}");
+    assert!(
+        out.contains("Route53 still sends single-box traffic through its weighted AAAA record `single-box`"),
+        "{out}"
+    );
+    // Listed and shifted: the stop goes through.
+    let dp = dual_path.to_str().unwrap();
+    let (code, out) = run_cutover_all(&sb, &dual, dir.path(), &["shift", dp, "--to", "100", "--yes"]).await;
+    assert_eq!(code, Some(0), "{out}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &stop).await;
+    assert_eq!(code, Some(0), "{out}");
+    sb.down().await;
+}
+
 /// Point 1, dual stack: `type = ["A", "AAAA"]` reads both groups and changes
 /// all four records in one batch, each kept whole but for its weight.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -390,6 +390,24 @@ async fn carries_no_traffic(sides: &SideClients, rb: &Runbook, environment: &str
     };
     let zone = crate::aws::route53::zone_id(&dns.route53, &rb.dns.zone).await.map_err(unread)?;
     let types = rb.dns.types();
+    // A type the runbook does not list (AAAA beside its A) answers clients
+    // all the same, and no shift moves it: its weight here is traffic.
+    let unlisted: Vec<String> =
+        ["A", "AAAA", "CNAME"].iter().map(|t| t.to_string()).filter(|t| !types.contains(t)).collect();
+    let others =
+        crate::aws::route53::weighted_group(&dns.route53, &zone, &rb.dns.record, &unlisted).await.map_err(unread)?;
+    for t in &unlisted {
+        let of_type: Vec<_> = others.iter().filter(|r| &r.record_type == t).collect();
+        let Some(mine) = of_type.iter().find(|r| &r.set_identifier == id) else { continue };
+        if mine.weight > 0 || of_type.iter().all(|r| r.weight == 0) {
+            let record = &rb.dns.record;
+            return Err(PlanError::Refused(format!(
+                "Route53 still sends {environment} traffic through its weighted {t} record `{id}` of {record}                  (weight {}{}), a type the runbook's [dns] type does not list, so no shift moves it; list it                  (type = [\"A\", \"AAAA\"]) and shift its weight to 0 (`cutover shift`), then run this again",
+                mine.weight,
+                if mine.weight == 0 { ", every one of its type at 0, which shares alike" } else { "" }
+            )));
+        }
+    }
     let records =
         crate::aws::route53::weighted_group(&dns.route53, &zone, &rb.dns.record, &types).await.map_err(unread)?;
     for t in &types {
