@@ -447,6 +447,26 @@ async fn decom_terminate_needs_stopped_instances_the_window_and_the_typed_name_a
         all_in(&sb, "production", "stopped").await.then_some(())
     })
     .await;
+    // Lines of the stop item that name nothing it stopped (hand-edited, or
+    // of a version that did not keep them) vouch for no instance: every one
+    // is refused, never every one let through.
+    let log = dir.path().join(format!("cutover/{}.audit.jsonl", rb.name));
+    let kept = std::fs::read_to_string(&log).unwrap();
+    let blanked: Vec<String> = kept
+        .lines()
+        .map(|l| {
+            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+            if v["action"] == "stop_instances production (decommission/stop-old)" {
+                v["after"] = serde_json::json!({});
+            }
+            v.to_string()
+        })
+        .collect();
+    std::fs::write(&log, blanked.join("\n") + "\n").unwrap();
+    let (code, out) = run(vec!["decommission/terminate", "--dry-run"]).await;
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("not stopped by decommission/stop-old") && out.contains(&prod[0]), "{out}");
+    std::fs::write(&log, kept).unwrap();
     // One more under the same tags, launched and stopped outside the stop
     // item (a standby): its window never ran, so nothing is terminated.
     let tags = rb.environments["production"].instances.clone();

@@ -1159,9 +1159,9 @@ async fn plan_terminate(
     // finds what it never touched (a standby fleet under the same tags,
     // stopped before; an instance launched and stopped since), which the
     // rollback window never covered.
-    if let Some((stop_key, stopped)) = stopped_by_its_stop(rb, environment).map_err(PlanError::Refused)?
-        && !stopped.is_empty()
-    {
+    // A stop item whose lines name nothing stopped nothing it can vouch for:
+    // every instance is then one it never stopped, never all of them.
+    if let Some((stop_key, stopped)) = stopped_by_its_stop(rb, environment).map_err(PlanError::Refused)? {
         let other: Vec<&String> = ids.iter().filter(|id| !stopped.contains(*id)).collect();
         if !other.is_empty() {
             return Err(PlanError::Refused(format!(
