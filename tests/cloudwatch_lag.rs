@@ -116,3 +116,46 @@ async fn an_alarm_gate_judges_a_step_on_states_read_its_lag_past_the_soak_so_lat
     assert!(served.elapsed() >= Duration::from_secs(20), "not before the datapoints arrived: {:?}", served.elapsed());
     assert_eq!(final_weights, w(100, 0), "no step passed: back to the initial weights");
 }
+
+/// A window begun after the last datapoint that has arrived holds none: the
+/// sandbox answers it empty, as AWS would, never with what moto holds in the
+/// second its window would span (a 5xx put just after a soak began was then
+/// read at once, a gate judging data AWS would not have shown yet).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_window_begun_since_the_last_arrival_shows_no_datapoint() {
+    use aws_sdk::cloudwatch::primitives::DateTime;
+    use aws_sdk::cloudwatch::types::{Metric, MetricDataQuery, MetricDatum, MetricStat};
+    use std::time::{SystemTime, UNIX_EPOCH};
+    // SAFETY: set before any thread of this test binary reads the environment.
+    unsafe { std::env::set_var("CUTOVER_SANDBOX_METRICS_LAG", "20s") };
+    let rb = runbook("demo.toml");
+    let sb = sandbox(&rb, "eu-west-2").await;
+    // Half past a whole second, and a window from a tenth before it.
+    let secs = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+    let at = UNIX_EPOCH + Duration::from_millis(secs * 1000 + 500);
+    let dims = sb.world.target_group_dimensions("staging");
+    let datum = MetricDatum::builder()
+        .metric_name("HTTPCode_Target_5XX_Count")
+        .set_dimensions(dims.clone())
+        .value(7.0)
+        .timestamp(DateTime::from(at))
+        .build();
+    sb.clients.cloudwatch.put_metric_data().namespace("AWS/ApplicationELB").metric_data(datum).send().await.unwrap();
+    let metric =
+        Metric::builder().namespace("AWS/ApplicationELB").metric_name("HTTPCode_Target_5XX_Count").set_dimensions(dims);
+    let stat = MetricStat::builder().metric(metric.build()).period(60).stat("Sum").build();
+    let query = MetricDataQuery::builder().id("e").metric_stat(stat).build();
+    let out = sb
+        .clients
+        .cloudwatch
+        .get_metric_data()
+        .metric_data_queries(query)
+        .start_time(DateTime::from(at - Duration::from_millis(100)))
+        .end_time(DateTime::from(SystemTime::now() + Duration::from_secs(60)))
+        .send()
+        .await
+        .unwrap();
+    let values: Vec<f64> = out.metric_data_results().iter().flat_map(|r| r.values().to_vec()).collect();
+    sb.down().await;
+    assert!(values.is_empty(), "a datapoint not arrived yet was shown: {values:?}");
+}
