@@ -202,7 +202,8 @@ async fn stickiness_registration_and_stopping_instances_do_what_they_say() {
         "{out}"
     );
     assert_eq!(instance_states(&sb, "production").await, ["running", "running"], "nothing stopped yet");
-    tokio::time::sleep(Duration::from_secs(11)).await;
+    // The TTL by AWS's clock, read from `Date`s of whole seconds: up to two more.
+    tokio::time::sleep(Duration::from_secs(13)).await;
     // Still targets of its load balancer: refused until drained out of it.
     let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &stop_old).await;
     assert_eq!(code, Some(2), "{out}");

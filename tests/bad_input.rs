@@ -196,12 +196,18 @@ async fn a_runbook_for_another_region_is_refused_where_regional_resources_are_re
         assert_eq!(err.trim().lines().count(), 1, "{sub:?}: one line: {err}");
         assert!(said.iter().all(|s| err.contains(s)), "{sub:?}: {err}");
     }
-    // Nothing written but the refusal of the change to an environment,
-    // audited by the authorised path as any refusal is.
+    // Nothing written but the refusals of the changes (the rollout's start
+    // and the change to an environment), audited as any refusal is.
     assert_eq!(state_files(dir.path()), ["demo.audit.jsonl"], "nothing else written");
     let audit = common::tmux::audit_lines(dir.path(), "demo");
     let stages: Vec<_> = audit.iter().map(|l| (l["action"].as_str(), l["stage"].as_str())).collect();
-    assert_eq!(stages, [(Some("authorize_redis_ingress staging (validate/redis-ingress)"), Some("refused"))]);
+    assert_eq!(
+        stages,
+        [
+            (Some("rollout start"), Some("refused")),
+            (Some("authorize_redis_ingress staging (validate/redis-ingress)"), Some("refused"))
+        ]
+    );
     // Route53 is global: a weight change or an abort is never blocked by a
     // regional read. Both run for real and the records say so.
     let live = || async {

@@ -237,7 +237,7 @@ async fn an_alarm_that_went_off_and_back_between_two_readings_still_fails_its_ga
 /// A rollout paused mid-soak stands with the step's weights live, and no
 /// one reads its gates. An ALARM while it stood, over more than a minute
 /// before it resumed, judged those weights: the resumed soak counts it, as
-/// a reading would.
+/// a reading would, even after a resume that died before reading it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_alarm_that_went_off_and_back_while_the_rollout_was_paused_fails_the_resumed_step() {
     use aws_sdk::cloudwatch::types::StateValue;
@@ -258,7 +258,16 @@ async fn an_alarm_that_went_off_and_back_while_the_rollout_was_paused_fails_the_
     tokio::time::sleep(Duration::from_secs(2)).await;
     staging_5xx_alarm_is(&sb, StateValue::Ok, "test: 5xx back under the threshold").await;
     // Resumed over a minute later: past the minute read before any soak.
+    // The first resume dies before any gate has read the alarms: the pause
+    // is still the next run's to read.
     tokio::time::sleep(Duration::from_secs(65)).await;
+    let mut killed = cutover_command(&sb, &rb, dir.path(), &["rollout", p, "--yes"]);
+    killed.env("CUTOVER_CRASH_AT", "rollout:begun");
+    let out = killed.output().unwrap();
+    assert_eq!(out.status.code(), None, "killed: {}", String::from_utf8_lossy(&out.stdout));
+    let saved = rollout_state(dir.path()).unwrap();
+    assert_eq!(saved["engine"]["phase"]["phase"], "soaking", "resumed before it died: {saved}");
+    assert!(saved["engine"]["paused_at"].is_object(), "the pause kept until read: {saved}");
     let (code, out) =
         tokio::time::timeout(Duration::from_secs(120), run_cutover_all(&sb, &rb, dir.path(), &["rollout", p, "--yes"]))
             .await

@@ -1116,6 +1116,25 @@ fn space_ticks_and_unticks_a_manual_item_but_not_a_check() {
     assert!(app.checklist.ticks.is_empty());
 }
 
+/// A cockpit opened while the shared store did not answer has not read the
+/// checklist: an item a teammate ticked shows unticked, so Space changes
+/// nothing (a tick would land over theirs) until the team poll reads it.
+#[test]
+fn space_changes_nothing_while_the_shared_checklist_is_not_read() {
+    let mut app = demo_app();
+    app.focus = Pane::Checklist;
+    app.selected.insert(Pane::Checklist, 3);
+    app.checklist_unread = Some("S3 GetObject: SlowDown".into());
+    assert!(update(&mut app, key(KeyCode::Char(' '))).is_empty());
+    assert!(app.checklist.ticks.is_empty());
+    let last = &app.log.back().unwrap().text;
+    assert!(last.starts_with("prepare/backup: not changed: the shared checklist is not read yet"), "{last}");
+    assert!(screen(&app, 160, 48).contains("NOT READ, ticks unknown"));
+    app.checklist_unread = None;
+    assert!(!update(&mut app, key(KeyCode::Char(' '))).is_empty());
+    assert!(app.checklist.ticks.contains_key("prepare/backup"));
+}
+
 /// A tick shown at once whose save failed (a full disk, S3 unreachable)
 /// does not stay on the pane as done: the saved checklist comes back, and the
 /// log says so. A later edit still on its way waits for its own answer.
@@ -2279,4 +2298,18 @@ fn a_rolled_back_item_is_not_shown_as_done() {
     update(&mut app, key(KeyCode::Char('y')));
     update(&mut app, Event::ActionDone { key: item.clone(), result: Ok("done".into()) });
     assert!(row(&app).contains("✔ done"), "{}", row(&app));
+    // Enter, then `b` before the first plan came back: the plan shown (the
+    // action's) is what is applied, and its row says so; and the reverse.
+    update(&mut app, key(KeyCode::Enter));
+    update(&mut app, key(KeyCode::Char('b')));
+    update(&mut app, Event::Planned { key: item.clone(), result: Ok(PendingChange::Item(redis_ingress_plan())) });
+    update(&mut app, key(KeyCode::Char('y')));
+    update(&mut app, Event::ActionDone { key: item.clone(), result: Ok("done".into()) });
+    assert!(row(&app).contains("✔ done"), "the action applied, not its rollback: {}", row(&app));
+    update(&mut app, key(KeyCode::Char('b')));
+    update(&mut app, key(KeyCode::Enter));
+    update(&mut app, Event::Planned { key: item.clone(), result: Ok(PendingChange::Item(revoke.clone())) });
+    update(&mut app, key(KeyCode::Char('y')));
+    update(&mut app, Event::ActionDone { key: item.clone(), result: Ok("done".into()) });
+    assert!(row(&app).contains("↶ rolled back"), "the rollback applied: {}", row(&app));
 }

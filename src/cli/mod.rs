@@ -529,8 +529,8 @@ pub fn main() -> ExitCode {
     let unsent = crate::notify::flush(std::time::Duration::from_secs(2));
     if unsent > 0 {
         errln!(
-            "warning: {unsent} webhook notification(s) not delivered: the webhook did not answer in time (the audit \
-             log has what they said)"
+            "warning: {unsent} webhook notification(s) not delivered: the webhook did not answer in time (the changes \
+             they told of are in the audit log)"
         );
     }
     let result = match (result, WRITE_FAILED.get()) {

@@ -402,7 +402,9 @@ async fn carries_no_traffic(sides: &SideClients, rb: &Runbook, environment: &str
         if mine.weight > 0 || of_type.iter().all(|r| r.weight == 0) {
             let record = &rb.dns.record;
             return Err(PlanError::Refused(format!(
-                "Route53 still sends {environment} traffic through its weighted {t} record `{id}` of {record}                  (weight {}{}), a type the runbook's [dns] type does not list, so no shift moves it; list it                  (type = [\"A\", \"AAAA\"]) and shift its weight to 0 (`cutover shift`), then run this again",
+                "Route53 still sends {environment} traffic through its weighted {t} record `{id}` of {record} \
+                 (weight {}{}), a type the runbook's [dns] type does not list, so no shift moves it; list it \
+                 (type = [\"A\", \"AAAA\"]) and shift its weight to 0 (`cutover shift`), then run this again",
                 mine.weight,
                 if mine.weight == 0 { ", every one of its type at 0, which shares alike" } else { "" }
             )));
@@ -483,12 +485,13 @@ async fn carries_no_traffic(sides: &SideClients, rb: &Runbook, environment: &str
              was last taken, could not be read ({e}); {what} waits until it can be"
         ))
     })?;
-    // Now by AWS's clock, at the earliest, when this machine has read it.
+    // Now by AWS's clock, at the earliest, when this machine has read it; a
+    // line whose writer did not know AWS's clock is judged as it was
+    // written, and now is never moved later for it.
     let ahead_least = sides.clock_read().map_or(0, |r| r.ahead_ms.0);
-    let now = shifted_ms(std::time::SystemTime::now(), ahead_least);
-    if let Some(until) = share_taken_until(&lines, environment, ttl)
-        && let Some(left) = until.at.duration_since(now).ok().filter(|d| !d.is_zero())
-    {
+    let Some(until) = share_taken_until(&lines, environment, ttl) else { return Ok(()) };
+    let now = shifted_ms(std::time::SystemTime::now(), if until.by_aws { ahead_least } else { ahead_least.min(0) });
+    if let Some(left) = until.at.duration_since(now).ok().filter(|d| !d.is_zero()) {
         return Err(PlanError::Refused(format!(
             "resolvers may still send {environment} traffic: its share was taken by {} ({}), and they keep the \
              answer from before for its TTL of {ttl} s, until {}; {what} waits until then (another {} s)",
@@ -508,6 +511,8 @@ struct ShareTaken {
     /// When Route53's servers had it, in words.
     when: String,
     at: std::time::SystemTime,
+    /// `at` is by AWS's clock (its line says how far its writer's was off).
+    by_aws: bool,
 }
 
 /// The last audited weight change that took `environment`'s share (its
@@ -540,14 +545,15 @@ fn share_taken_until(lines: &[crate::store::audit::AuditLine], environment: &str
     let by_aws = |l: &crate::store::audit::AuditLine| {
         Some(shifted_ms(crate::time::parse_rfc3339(&l.time)?, l.aws_ahead_ms.map_or(0, |(_, most)| most)))
     };
-    let (at, when) = match insync {
-        Some(l) => (by_aws(l)? + ttl, format!("INSYNC at {}", l.time)),
+    let (at, when, known) = match insync {
+        Some(l) => (by_aws(l)? + ttl, format!("INSYNC at {}", l.time), l.aws_ahead_ms.is_some()),
         None => (
-            crate::time::parse_rfc3339(&line.time)? + std::time::Duration::from_secs(60) + ttl,
+            by_aws(line)? + std::time::Duration::from_secs(60) + ttl,
             format!("applied as of {}, INSYNC not on record in a line of its own", line.time),
+            line.aws_ahead_ms.is_some(),
         ),
     };
-    Some(ShareTaken { action: line.action.clone(), when, at })
+    Some(ShareTaken { action: line.action.clone(), when, at, by_aws: known })
 }
 
 /// `t` moved by `ms` (later when positive).
@@ -1166,8 +1172,8 @@ async fn plan_terminate(
         if !other.is_empty() {
             return Err(PlanError::Refused(format!(
                 "{} {} not stopped by {stop_key}, whose window this waits out; only what it stopped is \
-                 terminated: run {stop_key} again for them (its window starts over), or leave them out of \
-                 {environment}'s instance selector",
+                 terminated: start them and run {stop_key} again (its window starts over; a stop names only \
+                 what it stops), or leave them out of {environment}'s instance selector",
                 other.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "),
                 if other.len() == 1 { "was" } else { "were" }
             )));
@@ -1828,7 +1834,8 @@ pub async fn execute(
                 crate::crashpoint::here("action:after-apply");
                 let applied = line(Stage::Applied, format!("{}: {detail}", s.describe()));
                 let applied = match &change {
-                    Some(c) => applied.with_change(c),
+                    // A weight change's time is waited from (the TTL after it): by AWS's clock.
+                    Some(c) => applied.with_change(c).with_aws_ahead_ms(clients.clock.latest().map(|r| r.ahead_ms)),
                     None => applied,
                 };
                 if let Err(e) = log.append(&applied.with_step(i + 1, plan.steps.len())) {
@@ -2208,6 +2215,9 @@ mod tests {
         assert_eq!(took(&[sent.clone(), behind]), Some(at("2026-12-06T18:01:31Z")));
         let ahead = AuditLine { aws_ahead_ms: Some((-30_000, -29_000)), ..insync.clone() };
         assert_eq!(took(&[sent.clone(), ahead]), Some(at("2026-12-06T18:00:01Z")));
+        // Its INSYNC not on record: its send, by AWS's clock, plus a minute.
+        let sent_behind = AuditLine { aws_ahead_ms: Some((60_000, 61_000)), ..sent.clone() };
+        assert_eq!(took(std::slice::from_ref(&sent_behind)), Some(at("2026-12-06T18:02:11Z")));
         assert_eq!(took(std::slice::from_ref(&sent)), Some(at("2026-12-06T18:01:10Z")), "no INSYNC: a minute more");
         let even = line(
             Stage::InSync,

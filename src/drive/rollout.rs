@@ -298,7 +298,9 @@ impl Runner<'_> {
         change: &str,
         detail: String,
     ) -> Result<(), String> {
-        self.log.append(&self.audit_line(action, stage, before, after, detail).with_change(change))
+        let ahead = self.cx.clients.clock_read().map(|r| r.ahead_ms);
+        self.log
+            .append(&self.audit_line(action, stage, before, after, detail).with_change(change).with_aws_ahead_ms(ahead))
     }
 
     /// The `insync` line of the change `flight` sent; a step's says which
@@ -1066,19 +1068,20 @@ pub async fn run(cx: &Context, say: &mut (dyn FnMut(&str) + Send)) -> Result<Out
         let saved = crate::time::parse_rfc3339(&runner.state.updated_at);
         saved.map_or(since, |t| t.max(since))
     });
-    // A rollout paused with its step's weights live: an ALARM while it
-    // stood, which no reading saw, counts against that step when it resumes.
+    // A step whose weights stood live through a pause, not judged since (a
+    // run resumed and interrupted before its gates read the alarms counts
+    // too): an ALARM then, which no reading saw, counts against the step.
     let paused = match (runner.engine.state.phase, runner.engine.state.paused_from.as_deref()) {
-        (
-            RolloutPhase::Paused,
-            Some(RolloutPhase::WaitingInsync | RolloutPhase::WaitingTtl { .. } | RolloutPhase::Soaking { .. }),
-        ) => runner.engine.state.paused_at.map(|at| (runner.engine.state.step, at)),
-        _ => None,
+        // Paused before the step's weights were sent: the step before's stood.
+        (RolloutPhase::Paused, Some(RolloutPhase::Shifting) | None) => None,
+        _ => runner.engine.state.paused_at.map(|at| (runner.engine.state.step, at)),
     };
     if let Some(outcome) = before_the_loop(&mut runner, live, adopted, &mut outputs).await? {
         return Ok(outcome);
     }
     runner.persist().map_err(failed)?;
+    // Begun or resumed and saved so, before any gate has read anything.
+    crate::crashpoint::here("rollout:begun");
     let mut last_measured: Vec<Option<SystemTime>> = vec![None; rb.rollout.gates.len()];
     let mut last_reading: Vec<Option<SystemTime>> = vec![None; rb.rollout.gates.len()];
     let mut hit_baselines = HitBaselines::default();
@@ -1630,13 +1633,15 @@ struct HitBaselines {
 
 /// The ALARMs the alarm gates counted, the soak this process resumed
 /// afresh: `(its since, when the interrupted run last saved its soak)`,
-/// and the step it resumed from a pause with that step's weights live:
-/// `(step, when it paused)`.
+/// the step it resumed from a pause with that step's weights live:
+/// `(step, when it paused)`, and the alarm gates that have read the
+/// alarms' history from then.
 #[derive(Default)]
 struct Episodes {
     counted: super::alarm_episodes::AlarmEpisodes,
     resumed: Option<(SystemTime, SystemTime)>,
     paused: Option<(usize, SystemTime)>,
+    read_since_pause: std::collections::BTreeSet<usize>,
 }
 
 /// What the gates keep from one round to the next.
@@ -1650,7 +1655,8 @@ struct Kept<'a> {
 /// An alarm gate's reading `m`, or a failure for each ALARM between
 /// readings that its alarms' history tells (read for alarms whose state
 /// changed since `from`); an error when that history cannot be read, or
-/// does not show the reading's change yet, and tells no ALARM.
+/// does not show the reading's change yet, and tells no ALARM. With
+/// whether the history since `from` was read through.
 async fn with_alarm_history(
     cx: &Context,
     gate: usize,
@@ -1659,14 +1665,14 @@ async fn with_alarm_history(
     from: SystemTime,
     counted: &mut super::alarm_episodes::AlarmEpisodes,
     m: crate::engine::Measurement,
-) -> Vec<crate::engine::Measurement> {
+) -> (Vec<crate::engine::Measurement>, bool) {
     use crate::engine::Measurement;
     match m {
         Measurement::Fail(_) => {
             counted.saw(gate, states, alarms);
-            return vec![m];
+            return (vec![m], false);
         }
-        Measurement::Error(_) => return vec![m],
+        Measurement::Error(_) => return (vec![m], false),
         Measurement::Pass | Measurement::PassWithoutData(_) | Measurement::NoData => {}
     }
     let mut found = Vec::new();
@@ -1695,11 +1701,13 @@ async fn with_alarm_history(
         }
     }
     // An ALARM found outweighs another alarm's history not read.
-    match (super::alarm_episodes::unseen_alarms(&found), unread) {
+    let read = unread.is_none();
+    let measured = match (super::alarm_episodes::unseen_alarms(&found), unread) {
         (fails, _) if !fails.is_empty() => fails,
         (_, Some(why)) => vec![Measurement::Error(why)],
         (_, None) => vec![m],
-    }
+    };
+    (measured, read)
 }
 
 /// One round of the gates during a soak: each gate due is measured (from
@@ -1764,7 +1772,23 @@ async fn measure_gates(
             (_, Some(m)) => {
                 let measured = match (&g.kind, snap.alarms.value.as_deref()) {
                     (crate::runbook::GateKind::AlarmOk { alarms, .. }, Some(states)) => {
-                        with_alarm_history(cx, i, alarms, states, history_from, &mut episodes.counted, m).await
+                        let (measured, read) =
+                            with_alarm_history(cx, i, alarms, states, history_from, &mut episodes.counted, m).await;
+                        if read && paused.is_some() {
+                            episodes.read_since_pause.insert(i);
+                            // Every alarm gate has read the pause: counted, and kept
+                            // in the counters saved from now on.
+                            let alarm_gates = rb
+                                .rollout
+                                .gates
+                                .iter()
+                                .enumerate()
+                                .filter(|(_, g)| matches!(g.kind, crate::runbook::GateKind::AlarmOk { .. }));
+                            if alarm_gates.map(|(j, _)| j).all(|j| episodes.read_since_pause.contains(&j)) {
+                                runner.engine.state.paused_at = None;
+                            }
+                        }
+                        measured
                     }
                     _ => vec![m],
                 };

@@ -885,7 +885,9 @@ pub async fn execute(
     crate::crashpoint::here("shift:after-send");
     // Sent: whatever the audit log does now, the change stands, and is
     // waited for and said so.
-    let unrecorded = log.append(&line(Stage::Applied, format!("change {change}")).with_change(&change)).err();
+    let ahead = clients.clock.latest().map(|r| r.ahead_ms);
+    let applied = line(Stage::Applied, format!("change {change}")).with_change(&change).with_aws_ahead_ms(ahead);
+    let unrecorded = log.append(&applied).err();
     say(&format!("change {change} sent; waiting for INSYNC"));
     match wait_insync(clients, &change, Duration::from_secs(300)).await {
         Ok(took) => {

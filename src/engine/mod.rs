@@ -251,8 +251,11 @@ pub struct EngineState {
     pub reason: Option<String>,
     /// What to do on Resume: the phase it paused in.
     pub paused_from: Option<Box<RolloutPhase>>,
-    /// When it paused, while paused: the alarms' history is read from then
-    /// when it resumes. Absent in states saved before it was kept.
+    /// When this step's weights began to stand live unjudged (it paused
+    /// after they were sent): kept through the resume, so a run interrupted
+    /// before its gates read the alarms' history from then still reads it,
+    /// until they have (`Runner` clears it) or other weights are sent.
+    /// Absent in states saved before it was kept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub paused_at: Option<SystemTime>,
 }
@@ -546,13 +549,16 @@ impl Engine {
     }
 
     pub fn handle(&mut self, input: Input, now: SystemTime) -> Vec<Output> {
-        let was_paused = self.state.phase == RolloutPhase::Paused;
+        use RolloutPhase::*;
+        let was_paused = self.state.phase == Paused;
         let out = self.transition(input, now);
-        self.state.paused_at = match (was_paused, self.state.phase == RolloutPhase::Paused) {
-            (false, true) => Some(now),
-            (true, true) => self.state.paused_at,
-            (_, false) => None,
-        };
+        match self.state.phase {
+            // The earliest pause not judged yet: a second one keeps it.
+            Paused if !was_paused => self.state.paused_at = self.state.paused_at.or(Some(now)),
+            // Other weights, or none: what stood during the pause was not these.
+            Idle | Shifting | RollingBack | Aborted | Done => self.state.paused_at = None,
+            _ => {}
+        }
         out
     }
 

@@ -279,12 +279,19 @@ fn resume_after_a_pause_starts_a_fresh_soak_window() {
     assert_eq!(e.state.paused_at, Some(t(30)), "kept while paused");
     e.handle(Input::Resume, t(1000));
     assert_eq!(e.state.phase, RolloutPhase::Soaking { since: t(1000), until: t(1060) });
-    assert_eq!(e.state.paused_at, None);
+    assert_eq!(e.state.paused_at, Some(t(30)), "kept until the gates read the alarms from then");
     assert!(e.handle(Input::Tick, t(1030)).is_empty());
     // Passes from before the pause are not evidence: the soak needs new ones.
     assert!(e.handle(Input::Tick, t(1061)).is_empty());
     pass_all(&mut e, 1062);
     assert!(!weights(&e.handle(Input::Tick, t(1063))).is_empty());
+    assert_eq!(e.state.paused_at, None, "the next step's weights sent");
+    // Paused before a step's weights were sent: nothing of the step stood.
+    e.handle(Input::Pause, t(1064));
+    assert_eq!(e.state.paused_at, Some(t(1064)));
+    e.handle(Input::Resume, t(1100));
+    assert_eq!(e.state.phase, RolloutPhase::Shifting);
+    assert_eq!(e.state.paused_at, None);
 }
 
 #[test]

@@ -268,7 +268,8 @@ mod tests {
         files.put("demo", Request::Abort.item(), text.as_bytes(), Cond::Any).unwrap();
     }
 
-    /// Fails every get after the first `ok` (a store slowing down).
+    /// Answers the first gets it is given (its count), then fails the next
+    /// (a store slowing down).
     struct GetsFailAfter<'a>(&'a Unsure, AtomicU32);
 
     impl super::super::backend::Backend for GetsFailAfter<'_> {

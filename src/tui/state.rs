@@ -308,6 +308,13 @@ fn tick(app: &mut App) -> Vec<Command> {
         return Vec::new();
     }
     let key = item_key(&phase, &item);
+    // Unread, an item ticked by a teammate shows unticked: a tick would
+    // land over theirs, and an untick is unknowable.
+    if let Some(e) = &app.checklist_unread {
+        let line = format!("{key}: not changed: the shared checklist is not read yet ({e}); try again once it is");
+        app.log(line);
+        return Vec::new();
+    }
     let (by, at) = (app.operator.clone(), rfc3339(app.now));
     let account = app.snap.identity.value.as_ref().map(|i| i.account.clone());
     if app.header.read_only {
@@ -518,8 +525,24 @@ fn apply_confirmed(app: &mut App, item: String) -> Vec<Command> {
         ));
         return Vec::new();
     }
-    if matches!(change, PendingChange::Item(_)) && app.rollback_planned.contains(&item) {
-        app.rolling_back.insert(item.clone());
+    // The plan shown says which it is (its name is its action's): Enter and
+    // `b` pressed in turn may come back in either order. Only when the
+    // action and its rollback read alike does the last key asked decide.
+    if let PendingChange::Item(plan) = change {
+        let it = app.rb.item_by_key(&item).map(|(_, it)| it);
+        let named = |a: Option<&crate::runbook::Action>| a.is_some_and(|a| a.summary() == plan.name);
+        let forward = it.and_then(|it| match &it.kind {
+            ItemKind::Action { action } => Some(action),
+            _ => None,
+        });
+        let rollback = match (named(forward), named(it.and_then(|it| it.rollback.as_ref()))) {
+            (false, true) => true,
+            (true, false) => false,
+            _ => app.rollback_planned.contains(&item),
+        };
+        if rollback {
+            app.rolling_back.insert(item.clone());
+        }
     }
     app.log(format!("applying {name} ({item})"));
     app.applying.insert(item.clone());
