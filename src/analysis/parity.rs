@@ -161,7 +161,7 @@ pub struct RedisShape {
     pub primaries_differ: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct ElastiCacheShape {
     pub replication_group: String,
     pub node_type: Option<String>,
@@ -1273,19 +1273,8 @@ mod tests {
         if let RedisRead::Ok(r) = &mut to.redis[0] {
             r.elasticache = Some(ElastiCacheShape {
                 replication_group: "staging-cache".into(),
-                node_type: None,
-                engine_version: None,
                 snapshot_retention_days: Some(1),
-                transit_encryption: None,
-                transit_encryption_mode: None,
-                at_rest_encryption: None,
-                auth_token: None,
-                user_groups: vec![],
-                automatic_failover: None,
-                multi_az: None,
-                shards: None,
-                nodes: None,
-                cluster_mode: None,
+                ..Default::default()
             });
         }
         assert_eq!(to.unread(), Vec::<String>::new());
