@@ -336,9 +336,11 @@ async fn an_action_whose_selector_also_selects_the_other_sides_instances_is_refu
 /// Targets registered on a port other than the group's (a port override):
 /// AWS matches a target by id and port, and answers success for one it does
 /// not have, so a deregistration by id alone left them in service while the
-/// audit said applied. Each is deregistered on the port it was registered on.
+/// audit said applied. Each is deregistered on the port it was registered on,
+/// and registered again on that port: on the group's own it would fail its
+/// health checks.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn targets_registered_on_another_port_than_the_groups_are_deregistered_on_it() {
+async fn targets_registered_on_another_port_than_the_groups_are_deregistered_and_registered_again_on_it() {
     use aws_sdk::elasticloadbalancingv2::types::TargetDescription;
     let rb = runbook("staging-parity.toml");
     let sb = sandbox(&rb, "eu-west-1").await;
@@ -359,19 +361,36 @@ async fn targets_registered_on_another_port_than_the_groups_are_deregistered_on_
             .map(|d| (d.target().unwrap().id().unwrap().to_string(), d.target().unwrap().port()))
             .collect::<Vec<_>>()
     };
-    // Moved to port 9090 by another client.
+    // The first moved to port 9090 by another client; the other left on the group's port.
     let registered = listed().await;
     assert_eq!(registered.len(), 2, "{registered:?}");
-    for (id, port) in &registered {
-        let at = |p: Option<i32>| TargetDescription::builder().id(id).set_port(p).build();
-        sb.clients.elb.deregister_targets().target_group_arn(tg).targets(at(*port)).send().await.unwrap();
-        sb.clients.elb.register_targets().target_group_arn(tg).targets(at(Some(9090))).send().await.unwrap();
-    }
-    assert!(listed().await.iter().all(|(_, port)| *port == Some(9090)), "{:?}", listed().await);
+    let group_port = registered[1].1;
+    assert_ne!(group_port, Some(9090));
+    let (id, port) = &registered[0];
+    let at = |p: Option<i32>| TargetDescription::builder().id(id).set_port(p).build();
+    sb.clients.elb.deregister_targets().target_group_arn(tg).targets(at(*port)).send().await.unwrap();
+    sb.clients.elb.register_targets().target_group_arn(tg).targets(at(Some(9090))).send().await.unwrap();
+    let moved = vec![(registered[0].0.clone(), Some(9090)), registered[1].clone()];
+    let sorted = |mut v: Vec<(String, Option<i32>)>| {
+        v.sort();
+        v
+    };
+    assert_eq!(sorted(listed().await), sorted(moved.clone()));
+    // No deregistration delay: nothing is left listed draining, on its port, to register like.
+    let delay = aws_sdk::elasticloadbalancingv2::types::TargetGroupAttribute::builder()
+        .key("deregistration_delay.timeout_seconds")
+        .value("0")
+        .build();
+    sb.clients.elb.modify_target_group_attributes().target_group_arn(tg).attributes(delay).send().await.unwrap();
     let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["run", p, "shape/register", "--rollback", "--yes"]).await;
     assert_eq!(code, Some(0), "{out}");
-    assert!(out.contains(":9090"), "the plan names each target's port: {out}");
+    assert!(out.contains(&format!("{id}:9090")), "the plan names each target's port: {out}");
     assert_eq!(listed().await, [], "every target deregistered");
+    // Registered again: each where it was.
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["run", p, "shape/register", "--yes"]).await;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains(&format!("register {id} on port 9090 in")), "{out}");
+    assert_eq!(sorted(listed().await), sorted(moved), "each registered on the port it was deregistered from");
     sb.down().await;
 }
 

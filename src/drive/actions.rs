@@ -868,12 +868,14 @@ async fn plan_targets(
     // A draining target is on its way out (the deregistration delay): no
     // longer registered, so a rollback within the delay registers it again.
     let draining = |t: &&crate::aws::elb::Target| t.state == "draining" || t.state == "unhealthy.draining";
+    // Where each instance was last deregistered from, on which port: a
+    // registration puts it back there (a port override of 9090 in a group
+    // on 8080 registered on 8080 would fail its health checks).
+    let last_ports = if register { ports_last_deregistered(rb, environment).map_err(PlanError::Refused)? } else { Default::default() };
     for tg in &d.target_groups {
-        let listed: Vec<String> = tg
-            .targets
-            .iter()
-            .map(|t| if draining(&t) { format!("{} (draining)", t.id) } else { t.id.clone() })
-            .collect();
+        // Each target as AWS lists it, its port kept: a later registration reads it back from the audit.
+        let listed: Vec<serde_json::Value> =
+            tg.targets.iter().map(|t| json!({"id": t.id, "port": t.port, "state": t.state})).collect();
         before.insert(tg.name.clone(), json!(listed));
         let in_group: Vec<&crate::aws::elb::Target> = tg.targets.iter().filter(|t| !draining(t)).collect();
         let registered: Vec<&str> = in_group.iter().map(|t| t.id.as_str()).collect();
@@ -896,10 +898,17 @@ async fn plan_targets(
             }
             continue;
         }
-        let ids = ids.into_iter().map(|i| i.id.clone()).collect();
-        // Like the targets already there, or the group's own port.
-        let port = in_group.first().copied().or(tg.targets.first()).and_then(|t| t.port).map(i32::from);
-        p.steps.push(Step::Register { target_group_arn: tg.arn.clone(), instance_ids: ids, port });
+        // Where cutover last deregistered it from; else like the targets already there, or the group's own port.
+        let usual = in_group.first().copied().or(tg.targets.first()).and_then(|t| t.port);
+        let mut by_port: std::collections::BTreeMap<Option<u16>, Vec<String>> = Default::default();
+        for i in ids {
+            let port = last_ports.get(&(tg.name.clone(), i.id.clone())).copied().or(usual);
+            by_port.entry(port).or_default().push(i.id.clone());
+        }
+        for (port, instance_ids) in by_port {
+            let port = port.map(i32::from);
+            p.steps.push(Step::Register { target_group_arn: tg.arn.clone(), instance_ids, port });
+        }
     }
     // A group left with no target serves nothing: refused, not "done".
     if !left_empty.is_empty() {
@@ -928,6 +937,45 @@ async fn plan_targets(
         ));
     }
     Ok(())
+}
+
+/// The port each of `environment`'s targets was on when cutover last
+/// deregistered it, by (target group name, instance id): read from the
+/// `before` of the newest applied `deregister_targets` of the environment
+/// (an item's action or a rollback). Lines written before ports were kept
+/// name none.
+fn ports_last_deregistered(
+    rb: &Runbook,
+    environment: &str,
+) -> Result<std::collections::BTreeMap<(String, String), u16>, String> {
+    let deregister = Action::DeregisterTargets { environment: environment.to_string() };
+    let names: std::collections::BTreeSet<String> = rb
+        .phases
+        .iter()
+        .flat_map(|ph| ph.items.iter().map(move |it| (ph, it)))
+        .filter(|(_, it)| {
+            matches!(&it.kind, crate::runbook::ItemKind::Action { action } if *action == deregister)
+                || it.rollback.as_ref() == Some(&deregister)
+        })
+        .map(|(ph, it)| format!("{} ({}/{})", deregister.summary(), ph.id, it.id))
+        .collect();
+    if names.is_empty() {
+        return Ok(Default::default());
+    }
+    let lines = crate::store::audit::AuditLog::for_runbook(&rb.name).read()?;
+    let mut ports = std::collections::BTreeMap::new();
+    // Oldest first, so the newest deregistration's port stands.
+    for l in lines.iter().filter(|l| l.stage == Stage::Applied && names.contains(&l.action)) {
+        let Some(groups) = l.before.as_object() else { continue };
+        for (group, targets) in groups {
+            for t in targets.as_array().into_iter().flatten() {
+                if let (Some(id), Some(port)) = (t["id"].as_str(), t["port"].as_u64().and_then(|p| u16::try_from(p).ok())) {
+                    ports.insert((group.clone(), id.to_string()), port);
+                }
+            }
+        }
+    }
+    Ok(ports)
 }
 
 /// lb_cookie stickiness of `duration` on the environment's target groups, or none.
