@@ -389,7 +389,8 @@ async fn a_stop_is_refused_while_a_record_type_the_runbook_does_not_list_still_s
     let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &stop).await;
     assert_eq!(code, Some(2), "{out}");
     assert!(
-        out.contains("Route53 still sends single-box traffic through its weighted AAAA record `single-box`"),
+        out.contains("Route53 still sends single-box traffic (its weighted AAAA record `single-box` of")
+            && out.contains("list AAAA in [dns] type"),
         "{out}"
     );
     // Listed and shifted: the stop goes through.
@@ -398,6 +399,69 @@ async fn a_stop_is_refused_while_a_record_type_the_runbook_does_not_list_still_s
     assert_eq!(code, Some(0), "{out}");
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &stop).await;
+    assert_eq!(code, Some(0), "{out}");
+    sb.down().await;
+}
+
+/// A type the runbook does not list is shown where the weights are:
+/// `status` names each AAAA record beside an A runbook's, its side, weight
+/// and share. And it is judged as a listed type is: the box's AAAA at 0
+/// while the only AAAA above 0 fails its health check gets every IPv6
+/// client (Route53 answers with the records at 0), so its stop is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_type_the_runbook_does_not_list_is_shown_and_its_health_judged() {
+    let dir = tempfile::tempdir().unwrap();
+    let (dual, _) = runbook_with(dir.path(), "single-box-to-alb.toml", |t| {
+        t.replace("type = \"A\"\n", "type = [\"A\", \"AAAA\"]\n").replace("ttl = 60\n", "ttl = 1\n")
+    });
+    let a_only = dir.path().join("a-only");
+    std::fs::create_dir_all(&a_only).unwrap();
+    let (rb, path) = runbook_with(&a_only, "single-box-to-alb.toml", |t| t.replace("ttl = 60\n", "ttl = 1\n"));
+    let sb = sandbox(&dual, "eu-north-1").await;
+    let p = path.to_str().unwrap();
+    // Each record as read, its weight (and health check) set by another client.
+    let set = |want: Vec<(RrType, &'static str, i64, Option<String>)>| {
+        let sb = &sb;
+        let dual = &dual;
+        async move {
+            let mut changes = Vec::new();
+            for mut r in records(sb, dual).await {
+                let Some((_, _, w, check)) =
+                    want.iter().find(|(t, id, _, _)| r.r#type() == t && r.set_identifier() == Some(*id))
+                else {
+                    continue;
+                };
+                r.weight = Some(*w);
+                r.health_check_id = check.clone();
+                changes.push(Change::builder().action(ChangeAction::Upsert).resource_record_set(r).build().unwrap());
+            }
+            send_changes_as_another_client(sb, changes).await;
+        }
+    };
+    set(vec![(RrType::A, "alb", 100, None), (RrType::A, "single-box", 0, None)]).await;
+    let status = status_json(&sb, &rb, dir.path(), &path).await;
+    let said = status["traffic_unlisted_other_types"].as_str().unwrap_or_default();
+    assert!(
+        said.contains("AAAA `alb` (alb, weight 0, 0.0%)")
+            && said.contains("`single-box` (single-box, weight 100, 100.0%)")
+            && said.contains("a record type the runbook's [dns] type does not list"),
+        "{status:#}"
+    );
+    // IPv6 moved to the load balancer, whose AAAA record fails its check.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let check = loopback_health_check(&sb, closed, "closed-port").await;
+    set(vec![(RrType::Aaaa, "alb", 100, Some(check)), (RrType::Aaaa, "single-box", 0, None)]).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["run", p, "retire/stop-box", "--dry-run"]).await;
+    assert_eq!(code, Some(2), "{out}");
+    assert!(
+        out.contains("Route53 still sends single-box traffic although its weighted AAAA record `single-box` of")
+            && out.contains("every record weighted above 0 is unhealthy (`alb`: health check "),
+        "{out}"
+    );
+    // Its check passing (none): the stop goes through.
+    set(vec![(RrType::Aaaa, "alb", 100, None)]).await;
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["run", p, "retire/stop-box", "--dry-run"]).await;
     assert_eq!(code, Some(0), "{out}");
     sb.down().await;
 }

@@ -391,43 +391,41 @@ async fn carries_no_traffic(sides: &SideClients, rb: &Runbook, environment: &str
     let zone = crate::aws::route53::zone_id(&dns.route53, &rb.dns.zone).await.map_err(unread)?;
     let types = rb.dns.types();
     // A type the runbook does not list (AAAA beside its A) answers clients
-    // all the same, and no shift moves it: its weight here is traffic.
-    let unlisted: Vec<String> =
-        ["A", "AAAA", "CNAME"].iter().map(|t| t.to_string()).filter(|t| !types.contains(t)).collect();
-    let others =
-        crate::aws::route53::weighted_group(&dns.route53, &zone, &rb.dns.record, &unlisted).await.map_err(unread)?;
-    for t in &unlisted {
-        let of_type: Vec<_> = others.iter().filter(|r| &r.record_type == t).collect();
-        let Some(mine) = of_type.iter().find(|r| &r.set_identifier == id) else { continue };
-        if mine.weight > 0 || of_type.iter().all(|r| r.weight == 0) {
-            let record = &rb.dns.record;
-            return Err(PlanError::Refused(format!(
-                "Route53 still sends {environment} traffic through its weighted {t} record `{id}` of {record} \
-                 (weight {}{}), a type the runbook's [dns] type does not list, so no shift moves it; list it \
-                 (type = [\"A\", \"AAAA\"]) and shift its weight to 0 (`cutover shift`), then run this again",
-                mine.weight,
-                if mine.weight == 0 { ", every one of its type at 0, which shares alike" } else { "" }
-            )));
-        }
-    }
+    // all the same, and no shift moves it: its weight here is traffic,
+    // judged as a listed type's (health included).
+    let unlisted = rb.dns.unlisted_types();
     let records =
-        crate::aws::route53::weighted_group(&dns.route53, &zone, &rb.dns.record, &types).await.map_err(unread)?;
-    for t in &types {
+        crate::aws::route53::weighted_group(&dns.route53, &zone, &rb.dns.record, &[&types[..], &unlisted[..]].concat())
+            .await
+            .map_err(unread)?;
+    for t in types.iter().chain(&unlisted) {
         let of_type: Vec<_> = records.iter().filter(|r| &r.record_type == t).collect();
         let Some(mine) = of_type.iter().find(|r| &r.set_identifier == id) else { continue };
+        // How to put its weight elsewhere: a type the runbook does not list is listed first.
+        let shift = match unlisted.contains(t) {
+            true => format!(
+                "list {t} in [dns] type (type = [\"A\", \"AAAA\"]; no shift moves a type the runbook does not list) \
+                 and shift its weight to 0 (`cutover shift`)"
+            ),
+            false => "shift its weight to 0 first (`cutover shift`)".to_string(),
+        };
         let (record, w) = (&rb.dns.record, mine.weight);
         if w > 0 {
             return Err(PlanError::Refused(format!(
                 "Route53 still sends {environment} traffic (its weighted {t} record `{id}` of {record} has weight \
-                 {w}), and {what} would take that traffic down; shift its weight to 0 first (`cutover shift`), \
-                 then run this again"
+                 {w}), and {what} would take that traffic down; {shift}, then run this again"
             )));
         }
         if of_type.iter().all(|r| r.weight == 0) {
             return Err(PlanError::Refused(format!(
                 "Route53 still sends {environment} traffic (every weighted {t} record of {record} has weight 0, \
                  and Route53 then sends each of them an equal share), and {what} would take that traffic down; \
-                 put the weight on another record first (`cutover shift`), then run this again"
+                 put the weight on another record first ({}), then run this again",
+                if unlisted.contains(t) {
+                    format!("list {t} in [dns] type, then `cutover shift`")
+                } else {
+                    "`cutover shift`".into()
+                }
             )));
         }
         // One healthy record above 0 is enough: asked in turn, so plain
@@ -871,7 +869,11 @@ async fn plan_targets(
     // Where each instance was last deregistered from, on which port: a
     // registration puts it back there (a port override of 9090 in a group
     // on 8080 registered on 8080 would fail its health checks).
-    let last_ports = if register { ports_last_deregistered(rb, environment).map_err(PlanError::Refused)? } else { Default::default() };
+    let last_ports = if register {
+        ports_last_deregistered(rb, environment).map_err(PlanError::Refused)?
+    } else {
+        Default::default()
+    };
     for tg in &d.target_groups {
         // Each target as AWS lists it, its port kept: a later registration reads it back from the audit.
         let listed: Vec<serde_json::Value> =
@@ -969,7 +971,9 @@ fn ports_last_deregistered(
         let Some(groups) = l.before.as_object() else { continue };
         for (group, targets) in groups {
             for t in targets.as_array().into_iter().flatten() {
-                if let (Some(id), Some(port)) = (t["id"].as_str(), t["port"].as_u64().and_then(|p| u16::try_from(p).ok())) {
+                if let (Some(id), Some(port)) =
+                    (t["id"].as_str(), t["port"].as_u64().and_then(|p| u16::try_from(p).ok()))
+                {
                     ports.insert((group.clone(), id.to_string()), port);
                 }
             }

@@ -113,6 +113,42 @@ fn unlisted_beyond_first_type(
     })
 }
 
+/// Weighted records of a type the runbook does not list at all (AAAA beside
+/// its A): each record's weight and share of that type's answers, whose
+/// side it is, as no shift or rollout moves them.
+fn of_unlisted_types(
+    rb: &Runbook,
+    unlisted: &[String],
+    others: &[crate::aws::route53::WeightedRecord],
+) -> Option<String> {
+    let each: Vec<String> = unlisted
+        .iter()
+        .filter_map(|t| {
+            let of_type: Vec<_> = others.iter().filter(|r| &r.record_type == t).collect();
+            let weights: Vec<u8> = of_type.iter().map(|r| r.weight).collect();
+            let records: Vec<String> = of_type
+                .iter()
+                .zip(shares(&weights))
+                .map(|(r, s)| {
+                    let side = rb.dns.set_identifiers.iter().find(|(_, id)| **id == r.set_identifier);
+                    let side = side.map_or("not listed".to_string(), |(env, _)| env.clone());
+                    format!("`{}` ({side}, weight {}, {:.1}%)", r.set_identifier, r.weight, s * 100.0)
+                })
+                .collect();
+            (!records.is_empty()).then(|| format!("{t} {}", records.join(", ")))
+        })
+        .collect();
+    (!each.is_empty()).then(|| {
+        format!(
+            "NOT IN THE RUNBOOK: Route53 also answers {} for {}, a record type the runbook's [dns] type does not \
+             list, so no shift or rollout moves it and its clients stay where it sends them (list it: type = \
+             [\"A\", \"AAAA\"])",
+            each.join("; "),
+            rb.dns.record
+        )
+    })
+}
+
 /// What cutover knows of an alias side's target health, as Route53 judges it
 /// with EvaluateTargetHealth.
 #[derive(Debug, Clone, PartialEq)]
@@ -154,25 +190,67 @@ pub fn apply_health(sides: &mut [SideWeight], alias_target_health: impl Fn(&str)
             }
         })
         .collect();
+    let sides_ids: Vec<String> = sides.iter().map(|s| s.set_identifier.clone()).collect();
     let present: Vec<usize> = (0..sides.len()).filter(|&i| sides[i].weight.is_some()).collect();
-    // Route53 answers as if all were healthy when none is.
-    let all_down = present.iter().all(|&i| why[i].is_some());
-    let up: Vec<usize> = present.iter().copied().filter(|&i| all_down || why[i].is_none()).collect();
-    let total: u32 = up.iter().map(|&i| u32::from(sides[i].weight.unwrap_or(0))).sum();
+    let weight = |i: usize| sides[i].weight.unwrap_or(0);
+    // Each side's share, the sides `down(i)` says taken as unhealthy.
+    let shares_given = |down: &dyn Fn(usize) -> bool| -> Vec<f64> {
+        // Route53 answers as if all were healthy when none is.
+        let all_down = present.iter().all(|&i| down(i));
+        let up: Vec<usize> = present.iter().copied().filter(|&i| all_down || !down(i)).collect();
+        let total: u32 = up.iter().map(|&i| u32::from(weight(i))).sum();
+        (0..sides.len())
+            .map(|i| match (up.contains(&i), total) {
+                (false, _) => 0.0,
+                (true, 0) => 100.0 / up.len() as f64,
+                (true, _) => f64::from(weight(i)) * 100.0 / f64::from(total),
+            })
+            .collect()
+    };
+    let effective = shares_given(&|i| why[i].is_some());
+    // A side whose health cutover cannot tell may be down to Route53, and
+    // then others get what it would: whether one of them gets anything at
+    // all (a side at 0 behind a side above 0) rests on it too.
+    let unknown: Vec<(usize, String)> = present
+        .iter()
+        .filter(|&&i| why[i].is_none())
+        .filter_map(|&i| unknown_health(&sides[i], &alias_target_health).map(|w| (i, w)))
+        .collect();
+    let mut rests_on: Vec<bool> = vec![unknown.len() > 10; sides.len()];
+    if unknown.len() <= 10 {
+        for mask in 1u32..(1 << unknown.len()) {
+            let down = |i: usize| {
+                why[i].is_some() || unknown.iter().enumerate().any(|(b, (j, _))| *j == i && mask & (1 << b) != 0)
+            };
+            for (i, share) in shares_given(&down).into_iter().enumerate() {
+                rests_on[i] |= (share > 0.0) != (effective[i] > 0.0);
+            }
+        }
+    }
     let all_zero = present.iter().all(|&i| sides[i].weight == Some(0));
     for (i, s) in sides.iter_mut().enumerate() {
         let w = s.weight.unwrap_or(0);
-        s.effective_share_percent = if !up.contains(&i) {
-            0.0
-        } else if total == 0 {
-            100.0 / up.len() as f64
-        } else {
-            f64::from(w) * 100.0 / f64::from(total)
-        };
+        s.effective_share_percent = effective[i];
         // A weight of 0 in a group all at 0 is a share all the same.
         let has_share = w > 0 || all_zero;
-        s.no_traffic = if up.contains(&i) || !has_share { None } else { why[i].clone() };
-        s.traffic_unknown = if why[i].is_some() { None } else { unknown_health(s, &alias_target_health) };
+        let up = effective[i] > 0.0;
+        s.no_traffic = if up || !has_share { None } else { why[i].clone() };
+        s.traffic_unknown = match (&why[i], unknown_health(s, &alias_target_health)) {
+            (Some(_), _) => None,
+            (None, Some(own)) => Some(own),
+            (None, None) if rests_on[i] => {
+                let others: Vec<String> = unknown
+                    .iter()
+                    .filter(|(j, _)| *j != i)
+                    .map(|(j, why)| format!("`{}` ({why})", sides_ids[*j]))
+                    .collect();
+                Some(format!(
+                    "whether Route53 sends it any traffic rests on the health of {}, which cutover cannot tell",
+                    others.join(", ")
+                ))
+            }
+            (None, None) => None,
+        };
     }
 }
 
@@ -335,7 +413,14 @@ pub async fn traffic(clients: &Clients, rb: &Runbook, zone_id: &mut Option<Strin
         })
         .collect();
     let types_differ = crate::analysis::weights::types_differ(&names, &by_type);
-    let unlisted_other_types = unlisted_beyond_first_type(rb, &types, &all);
+    // AAAA beside an A runbook's records: IPv6 clients go where they say.
+    let unlisted = rb.dns.unlisted_types();
+    let others = crate::aws::route53::weighted_group(&clients.route53, &zone, &rb.dns.record, &unlisted).await?;
+    let unlisted_other_types =
+        [unlisted_beyond_first_type(rb, &types, &all), of_unlisted_types(rb, &unlisted, &others)]
+            .into_iter()
+            .flatten()
+            .reduce(|a, b| format!("{a}; {b}"));
     let mut sides = sides(rb, &records);
     for s in &mut sides {
         if let Some(hc) = &mut s.health_check {
@@ -1499,6 +1584,7 @@ mod tests {
     fn side(env: &str, weight: u8, healthy: Option<bool>) -> SideWeight {
         SideWeight {
             environment: Some(env.into()),
+            set_identifier: env.into(),
             weight: Some(weight),
             health_check: healthy.map(|h| crate::aws::route53::HealthCheckState {
                 id: format!("hc-{env}"),
@@ -1563,6 +1649,28 @@ mod tests {
         assert_eq!(s[1].traffic_unknown, None);
         apply_health(&mut s, |_| AliasHealth::Known(false));
         assert_eq!((s[1].traffic_unknown.as_deref(), s[1].no_traffic.is_some()), (None, true), "known: none");
+    }
+
+    /// A side at 0 behind one above 0 whose health cannot be read: were
+    /// that one down, Route53 would send it everything, so whether it gets
+    /// any traffic is unknown too, never a definite 0%.
+    #[test]
+    fn a_side_whose_traffic_rests_on_anothers_unknown_health_is_unknown() {
+        let mut s = vec![side("old", 0, None), side("new", 100, Some(true))];
+        s[1].health_check.as_mut().unwrap().healthy = None;
+        apply_health(&mut s, |_| unread());
+        assert_eq!(s[0].effective_share_percent, 0.0);
+        let why = s[0].traffic_unknown.as_deref().unwrap_or_default();
+        assert!(why.contains("rests on the health of `new`") && why.contains("hc-new could not be judged"), "{why}");
+        // Known healthy: old gets nothing, and that is known.
+        s[1].health_check.as_mut().unwrap().healthy = Some(true);
+        apply_health(&mut s, |_| unread());
+        assert_eq!((s[0].traffic_unknown.as_deref(), s[0].effective_share_percent), (None, 0.0));
+        // Above 0 itself, old gets traffic whatever new's health is.
+        let mut s = vec![side("old", 10, None), side("new", 90, Some(true))];
+        s[1].health_check.as_mut().unwrap().healthy = None;
+        apply_health(&mut s, |_| unread());
+        assert_eq!(s[0].traffic_unknown, None);
     }
 
     use super::*;

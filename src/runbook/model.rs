@@ -267,6 +267,18 @@ impl Dns {
         if self.record_types.is_empty() { vec![self.record_type.clone()] } else { self.record_types.clone() }
     }
 
+    /// The address types a group at the record's name may also hold that
+    /// the runbook does not list (AAAA beside its A): Route53 answers them
+    /// all the same, and no shift moves them. None beside a CNAME, which
+    /// stands alone at its name.
+    pub fn unlisted_types(&self) -> Vec<String> {
+        let types = self.types();
+        if types.iter().any(|t| t == "CNAME") {
+            return Vec::new();
+        }
+        ["A", "AAAA"].iter().map(|t| t.to_string()).filter(|t| !types.contains(t)).collect()
+    }
+
     /// Whether `set_identifier` is one of the runbook's weighted records.
     pub fn lists(&self, set_identifier: &str) -> bool {
         self.set_identifiers.values().any(|id| id == set_identifier)
