@@ -731,3 +731,36 @@ async fn listeners_that_authenticate_first_are_compared_by_every_action() {
     );
     sb.down().await;
 }
+
+/// A side without a load balancer names its Redis group by name: looked up
+/// in the VPC of its instances, never in every VPC, where a group of that
+/// name elsewhere alone would be read as its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_side_without_a_load_balancer_finds_its_redis_group_in_its_instances_vpc_only() {
+    let rb = common::runbook("single-box-to-alb.toml");
+    let sb = common::sandbox(&rb, "us-west-1").await;
+    let state = tempfile::tempdir().unwrap();
+    // `box-only` exists, in another VPC alone.
+    let ec2 = &sb.clients.ec2;
+    let vpc = ec2.create_vpc().cidr_block("10.77.0.0/16").send().await.unwrap();
+    let other = vpc.vpc().and_then(|v| v.vpc_id()).unwrap().to_string();
+    ec2.create_security_group().group_name("box-only").description("elsewhere").vpc_id(&other).send().await.unwrap();
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("runbooks/single-box-to-alb.toml"),
+    )
+    .unwrap()
+    .replace("security_groups = [\"single-box\"]", "security_groups = [\"box-only\"]");
+    // Its sandbox section declares the groups it builds, which `box-only` is not.
+    let text = text.split("\n[sandbox]").next().unwrap().to_string();
+    assert!(text.contains("\"box-only\""));
+    let path = state.path().join("single-box-to-alb.toml");
+    std::fs::write(&path, &text).unwrap();
+    let (code, out, err) = common::run_cutover(&sb, &rb, state.path(), &["diff", path.to_str().unwrap()]).await;
+    assert_ne!(code, Some(0), "{out}{err}");
+    assert!(
+        format!("{out}{err}").contains("security group `box-only` does not exist in vpc-")
+            && format!("{out}{err}").contains("the VPC of single-box's instances"),
+        "{out}{err}"
+    );
+    sb.down().await;
+}

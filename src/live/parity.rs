@@ -48,18 +48,24 @@ async fn side(
     let tg_arns: Vec<String> = target_groups.iter().map(|t| t.arn.clone()).collect();
     let autoscaling_groups = crate::aws::autoscaling::groups_behind(&clients.autoscaling, &tg_arns).await?;
     let instances = crate::aws::ec2::instance_shapes(&clients.ec2, &env.instances).await?;
-    // The runbook names Redis groups by id or name; names are looked up in
-    // the side's VPC (its load balancer's), as `status` does.
-    let vpc = load_balancer
-        .as_ref()
-        .and_then(|l| l.vpc_id.clone())
-        .map(|id| crate::aws::ec2::Vpc { id, how: format!("the VPC of {}'s load balancer", env.name) });
     let endpoints: Vec<_> = env.uses_redis.iter().filter_map(|n| rb.redis_endpoint(n)).collect();
     // Another environment's endpoint (a shared Redis): its names in its VPC.
     let (own, shared): (Vec<_>, Vec<_>) = endpoints.iter().copied().partition(|r| r.environment == env.name);
     let mut redis_named: Vec<String> = own.iter().flat_map(|r| r.security_groups.clone()).collect();
     redis_named.sort();
     redis_named.dedup();
+    // The runbook names Redis groups by id or name; names are looked up in
+    // the side's VPC (its load balancer's, else its instances' one VPC), as
+    // `status` does: looked up everywhere, a group of that name in the other
+    // side's VPC alone would be read as this side's.
+    let vpc = match load_balancer.as_ref().and_then(|l| l.vpc_id.clone()) {
+        Some(id) => Some(crate::aws::ec2::Vpc { id, how: format!("the VPC of {}'s load balancer", env.name) }),
+        None if redis_named.iter().any(|n| !n.starts_with("sg-")) => {
+            let instances = crate::aws::ec2::describe_instances(&clients.ec2, &env.instances).await?;
+            crate::live::fetch::environment_vpc(env, None, &instances)
+        }
+        None => None,
+    };
     let mut redis_groups: Vec<String> =
         crate::aws::ec2::describe_security_groups(&clients.ec2, &redis_named, vpc.as_ref())
             .await?
