@@ -147,6 +147,75 @@ async fn stopped_instance_stops_answering_and_comes_back_when_started() {
     sb.down().await;
 }
 
+/// EC2 takes seconds to minutes to stop, start or terminate an instance
+/// (moto: at once). With a window set, the proxy shows it `stopping`,
+/// `pending` or `shutting-down` meanwhile, in DescribeInstances and in the
+/// call's reply, and refuses what AWS refuses (IncorrectInstanceState: a
+/// start of one stopping, a stop of one pending, either of one shutting
+/// down or terminated, which moto would bring back); its app serves only
+/// while it is `running`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_pass_through_the_states_aws_shows_and_serve_only_while_running() {
+    let rb = runbook("demo.toml");
+    let sb = sandbox(&rb, "eu-north-1").await;
+    let ec2 = &sb.clients.ec2;
+    let inst = sb.world.instances.iter().find(|i| i.name == "prod-web-1").unwrap().clone();
+    let other = sb.world.instances.iter().find(|i| i.name == "prod-web-2").unwrap().id.clone();
+    let http = reqwest::Client::new();
+    let answers = || async {
+        http.get(&inst.health_url).timeout(Duration::from_secs(1)).send().await.is_ok_and(|r| r.status().is_success())
+    };
+    let state_of = |id: String| async move {
+        let r = ec2.describe_instances().instance_ids(id).send().await.unwrap();
+        r.reservations()[0].instances()[0].state().unwrap().name().unwrap().as_str().to_string()
+    };
+    let window = Duration::from_secs(6);
+    sb.faults.instance_transition_ms.store(window.as_millis() as u64, std::sync::atomic::Ordering::SeqCst);
+    assert!(answers().await);
+
+    let stopped = ec2.stop_instances().instance_ids(&inst.id).send().await.unwrap();
+    let change = &stopped.stopping_instances()[0];
+    let name = |s: Option<&aws_sdk::ec2::types::InstanceState>| s.unwrap().name().unwrap().as_str().to_string();
+    assert_eq!((name(change.previous_state()), name(change.current_state())), ("running".into(), "stopping".into()));
+    assert_eq!(state_of(inst.id.clone()).await, "stopping");
+    let err = ec2.start_instances().instance_ids(&inst.id).send().await.unwrap_err();
+    assert!(format!("{err:?}").contains("IncorrectInstanceState"), "a stopping instance is not started: {err:?}");
+    eventually(Duration::from_secs(10), "the stopping instance to refuse connections", || async {
+        (!answers().await).then_some(())
+    })
+    .await;
+    eventually(Duration::from_secs(10), "the instance to be stopped", || async {
+        (state_of(inst.id.clone()).await == "stopped").then_some(())
+    })
+    .await;
+
+    let started = ec2.start_instances().instance_ids(&inst.id).send().await.unwrap();
+    let change = &started.starting_instances()[0];
+    assert_eq!((name(change.previous_state()), name(change.current_state())), ("stopped".into(), "pending".into()));
+    assert_eq!(state_of(inst.id.clone()).await, "pending");
+    assert!(!answers().await, "a pending instance is still booting");
+    let err = ec2.stop_instances().instance_ids(&inst.id).send().await.unwrap_err();
+    assert!(format!("{err:?}").contains("IncorrectInstanceState"), "a pending instance is not stopped: {err:?}");
+    eventually(Duration::from_secs(15), "the started instance to run and answer", || async {
+        (state_of(inst.id.clone()).await == "running" && answers().await).then_some(())
+    })
+    .await;
+
+    ec2.terminate_instances().instance_ids(&other).send().await.unwrap();
+    assert_eq!(state_of(other.clone()).await, "shutting-down");
+    eventually(Duration::from_secs(10), "the instance to be terminated", || async {
+        (state_of(other.clone()).await == "terminated").then_some(())
+    })
+    .await;
+    let stop = format!("{:?}", ec2.stop_instances().instance_ids(&other).send().await.unwrap_err());
+    let start = format!("{:?}", ec2.start_instances().instance_ids(&other).send().await.unwrap_err());
+    for err in [stop, start] {
+        assert!(err.contains("IncorrectInstanceState"), "{err}");
+    }
+    assert_eq!(state_of(other.clone()).await, "terminated", "never brought back");
+    sb.down().await;
+}
+
 async fn request_sum(sb: &cutover::sandbox::Sandbox, env: &str, since: aws_smithy_types::DateTime) -> f64 {
     use aws_sdk::cloudwatch::types::{Metric, MetricDataQuery, MetricStat};
     let dims = sb.world.target_group_dimensions(env).unwrap();

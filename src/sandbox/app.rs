@@ -84,8 +84,10 @@ async fn index(State(app): State<Arc<AppSpec>>) -> impl IntoResponse {
     }
 }
 
+/// Whether the instance serves: running (a `pending` one is still booting,
+/// a `stopping` one shutting down; neither serves on AWS).
 fn is_running(world: &LiveWorld, id: &str) -> bool {
-    world.instances.iter().find(|i| i.id == id).is_none_or(|i| i.state == "running" || i.state == "pending")
+    world.instances.iter().find(|i| i.id == id).is_none_or(|i| i.state == "running")
 }
 
 /// Serves while the instance runs; closes the port while it is stopped.

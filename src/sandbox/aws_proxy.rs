@@ -45,7 +45,17 @@
 //!   RunInstances makes; moto says false and keeps it attached, so a group
 //!   would look used by a terminated instance for ever);
 //! - AWS's clock, in every answer's `Date`, ahead of or behind this
-//!   machine's on demand (moto's is this machine's).
+//!   machine's on demand (moto's is this machine's);
+//! - instances `stopping`, `pending` or `shutting-down` for
+//!   `instance_transition_ms` after StopInstances, StartInstances or
+//!   TerminateInstances (moto: the end state at once; AWS: tens of seconds
+//!   to minutes), in DescribeInstances and the calls' own replies; and
+//!   AWS's IncorrectInstanceState, whatever the window, for a start of an
+//!   instance stopping, shutting down or terminated, and a stop of one
+//!   pending, shutting down or terminated (moto starts or stops any);
+//! - a target registered while `registration_ms` is set is `initial`
+//!   (Elb.RegistrationInProgress) for that long, as an ALB keeps it for its
+//!   health check's interval × healthy threshold (moto: healthy at once).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -165,7 +175,22 @@ pub struct AwsFaults {
     pub unavailable_targets: Mutex<std::collections::HashSet<String>>,
     /// (target group ARN, target id, port) → until when it is `draining`.
     draining: Mutex<HashMap<(String, String, String), Instant>>,
+    /// How long an instance stays `stopping`, `pending` or `shutting-down`
+    /// after a stop, start or terminate sent while this is above 0; 0
+    /// answers as moto does (the end state at once).
+    pub instance_transition_ms: AtomicU64,
+    /// Instance id → the state it passes through, and since when.
+    transitions: Mutex<HashMap<String, (&'static str, Instant)>>,
+    /// How long a target registered while this is above 0 stays `initial`;
+    /// 0 answers as moto does (healthy at once).
+    pub registration_ms: AtomicU64,
+    /// (target group ARN, target id) → the port it was registered on (none:
+    /// the group's) and when.
+    registering: Mutex<Registrations>,
 }
+
+/// (target group ARN, target id) → the port given, if any, and when.
+type Registrations = HashMap<(String, String), (Option<String>, Instant)>;
 
 /// What an ALB health check of a sandbox instance reaches.
 #[derive(Debug, Clone)]
@@ -753,6 +778,24 @@ async fn forward_to_moto(State(p): State<Arc<Proxy>>, req: Request) -> Response 
             Err(e) => return (StatusCode::BAD_GATEWAY, format!("proxy: cannot read moto: {e}")).into_response(),
         }
     }
+    // What AWS shows of the instances a stop, start or terminate names, read
+    // before it is sent: refused as AWS refuses, and its transitions begun
+    // from it once moto has taken it.
+    let instances_before = match action.as_deref() {
+        Some("StopInstances" | "StartInstances" | "TerminateInstances") => {
+            states_before(&p, &parts.headers, &body).await
+        }
+        _ => None,
+    };
+    if let (Some(a), Some(before)) = (action.as_deref(), &instances_before)
+        && let Some(refusal) = wrong_state(a, before)
+    {
+        return refusal;
+    }
+    let registering = match register_body.as_ref() {
+        Some(b) => newly_registered(&p, &parts.headers, b).await,
+        None => Vec::new(),
+    };
     let mut path = parts.uri.path_and_query().map_or("/", |q| q.as_str()).to_string();
     let route53 = parts.uri.path().strip_prefix("/2013-04-01/");
     // ChangeResourceRecordSets is a POST; ListResourceRecordSets a GET of the same path.
@@ -874,10 +917,23 @@ async fn forward_to_moto(State(p): State<Arc<Proxy>>, req: Request) -> Response 
                 if let Some(b) = &register_body {
                     registered_again(&p, b);
                 }
+                let now = Instant::now();
+                let mut young = p.counts.registering.lock().unwrap_or_else(|e| e.into_inner());
+                for ((arn, id, _), _) in &drained {
+                    young.remove(&(arn.clone(), id.clone()));
+                }
+                young.extend(registering.into_iter().map(|(arn, id, port)| ((arn, id), (port, now))));
+                drop(young);
                 p.counts.draining.lock().unwrap_or_else(|e| e.into_inner()).extend(drained);
             }
             if let Some(action) = action.as_deref().filter(|_| status.is_success()) {
                 let mut text = young_backups(&p, action, String::from_utf8_lossy(&bytes).into_owned());
+                if action == "DescribeInstances" {
+                    text = described_as_aws(&p, text);
+                }
+                if let Some(before) = &instances_before {
+                    text = changed_as_aws(&p, action, before, text);
+                }
                 let lost = {
                     let mut lose = p.counts.lose_replies.lock().unwrap_or_else(|e| e.into_inner());
                     match lose.as_mut() {
@@ -900,6 +956,7 @@ async fn forward_to_moto(State(p): State<Arc<Proxy>>, req: Request) -> Response 
                 }
                 if let Some(arn) = &health_of {
                     text = target_health_as_aws(&p, &parts.headers, arn, text).await;
+                    text = with_registering(&p, arn, text);
                     text = with_draining(&p, arn, text);
                 }
                 bytes = Bytes::from(text);
@@ -1234,6 +1291,244 @@ fn query_action(body: &[u8]) -> Option<String> {
     url::form_urlencoded::parse(body).find(|(k, _)| k == "Action").map(|(_, v)| v.into_owned())
 }
 
+/// The state an instance passes through on its way to `end` (AWS's
+/// names), if any.
+fn passing_to(end: &str) -> Option<&'static str> {
+    match end {
+        "stopped" => Some("stopping"),
+        "running" => Some("pending"),
+        "terminated" => Some("shutting-down"),
+        _ => None,
+    }
+}
+
+/// An EC2 instance state element, `<tag><code>N</code><name>S</name></tag>`.
+fn state_element(tag: &str, name: &str) -> String {
+    let code = match name {
+        "pending" => 0,
+        "running" => 16,
+        "shutting-down" => 32,
+        "terminated" => 48,
+        "stopping" => 64,
+        "stopped" => 80,
+        _ => 0,
+    };
+    format!("<{tag}><code>{code}</code><name>{}</name></{tag}>", xml_escape(name))
+}
+
+/// What AWS shows of instance `id`, which moto has in state `moto`: the
+/// state it passes through while its window lasts (moto reaches the end at
+/// once), else moto's.
+fn seen_state(p: &Proxy, id: &str, moto: &str) -> String {
+    let window = std::time::Duration::from_millis(p.counts.instance_transition_ms.load(Ordering::SeqCst));
+    let transitions = p.counts.transitions.lock().unwrap_or_else(|e| e.into_inner());
+    match transitions.get(id) {
+        Some((through, since)) if since.elapsed() < window && passing_to(moto) == Some(*through) => through.to_string(),
+        _ => moto.to_string(),
+    }
+}
+
+/// Each `<item>` directly inside an `<instancesSet>`, whole: an instance of
+/// a DescribeInstances reply, or one result of a stop, start or terminate.
+/// Items nest (an instance's groups, interfaces), so depth is counted.
+fn instance_items(text: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut from = 0;
+    while let Some(set) = text[from..].find("<instancesSet>") {
+        let mut at = from + set + "<instancesSet>".len();
+        loop {
+            at += text[at..].len() - text[at..].trim_start().len();
+            if !text[at..].starts_with("<item>") {
+                break;
+            }
+            let (mut depth, mut i) = (0i64, at);
+            loop {
+                let (open, close) = (text[i..].find("<item>"), text[i..].find("</item>"));
+                match (open, close) {
+                    (Some(o), Some(c)) if o < c => {
+                        depth += 1;
+                        i += o + "<item>".len();
+                    }
+                    (_, Some(c)) => {
+                        depth -= 1;
+                        i += c + "</item>".len();
+                        if depth <= 0 {
+                            break;
+                        }
+                    }
+                    _ => return out,
+                }
+            }
+            out.push(&text[at..i]);
+            at = i;
+        }
+        from = at;
+    }
+    out
+}
+
+/// Each instance of a reply, as its id and its `<tag>` state element, whole.
+fn instance_states<'a>(text: &'a str, tag: &str) -> Vec<(&'a str, &'a str, &'a str)> {
+    instance_items(text)
+        .into_iter()
+        .filter_map(|item| Some((item, xml_field(item, "instanceId")?, xml_elements(item, tag).first().copied()?)))
+        .collect()
+}
+
+/// A DescribeInstances reply with each instance still passing through a
+/// state shown in it.
+fn described_as_aws(p: &Proxy, text: String) -> String {
+    if p.counts.transitions.lock().unwrap_or_else(|e| e.into_inner()).is_empty() {
+        return text;
+    }
+    let mut out = text.clone();
+    for (item, id, state) in instance_states(&text, "instanceState") {
+        let Some(moto) = xml_field(state, "name") else { continue };
+        let seen = seen_state(p, id, moto);
+        if seen != moto {
+            out = out.replacen(item, &item.replacen(state, &state_element("instanceState", &seen), 1), 1);
+        }
+    }
+    out
+}
+
+/// What AWS shows of each instance a stop, start or terminate request
+/// names (`InstanceId.N`), by id, read from moto before it is sent; None
+/// when moto cannot say (it then answers the request itself).
+async fn states_before(p: &Proxy, caller: &HeaderMap, body: &[u8]) -> Option<Vec<(String, String)>> {
+    let ids: Vec<(String, String)> = url::form_urlencoded::parse(body)
+        .filter(|(k, _)| k.starts_with("InstanceId."))
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    if ids.is_empty() {
+        return None;
+    }
+    let mut params = vec![("Action", "DescribeInstances")];
+    params.extend(ids.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let text = moto_query(p, caller, "2016-11-15", &params).await.ok()?;
+    let states = instance_states(&text, "instanceState");
+    Some(
+        states
+            .into_iter()
+            .filter_map(|(_, id, s)| Some((id.to_string(), seen_state(p, id, xml_field(s, "name")?))))
+            .collect(),
+    )
+}
+
+/// AWS's IncorrectInstanceState, the whole request refused, for a start of
+/// an instance stopping, shutting down or terminated, or a stop of one
+/// pending (AWS stops a running instance), shutting down or terminated;
+/// None when AWS takes it (a stop of one stopping or stopped, a start of
+/// one pending or running, change nothing).
+fn wrong_state(action: &str, before: &[(String, String)]) -> Option<Response> {
+    let (refused, done): (&[&str], &str) = match action {
+        "StartInstances" => (&["stopping", "shutting-down", "terminated"], "started"),
+        "StopInstances" => (&["pending", "shutting-down", "terminated"], "stopped"),
+        _ => return None,
+    };
+    let (id, _) = before.iter().find(|(_, s)| refused.contains(&s.as_str()))?;
+    let xml = format!(
+        "<Response><Errors><Error><Code>IncorrectInstanceState</Code><Message>This instance '{}' is not in a state \
+         from which it can be {done}.</Message></Error></Errors><RequestID>proxy-state</RequestID></Response>",
+        xml_escape(id)
+    );
+    Some((StatusCode::BAD_REQUEST, [("content-type", "text/xml")], xml).into_response())
+}
+
+/// A stop's, start's or terminate's reply as AWS's, once moto has taken
+/// it: each instance it moves (`before`: as shown until then) passes
+/// through `stopping`, `pending` or `shutting-down` for the window, and
+/// the reply says so, with the state shown before. Unchanged while the
+/// window is 0.
+fn changed_as_aws(p: &Proxy, action: &str, before: &[(String, String)], text: String) -> String {
+    let window = std::time::Duration::from_millis(p.counts.instance_transition_ms.load(Ordering::SeqCst));
+    let (end, moves): (&str, &[&str]) = match action {
+        "StopInstances" => ("stopped", &["running"]),
+        "StartInstances" => ("running", &["stopped"]),
+        "TerminateInstances" => ("terminated", &["pending", "running", "stopping", "stopped"]),
+        _ => return text,
+    };
+    if window.is_zero() {
+        return text;
+    }
+    {
+        let mut transitions = p.counts.transitions.lock().unwrap_or_else(|e| e.into_inner());
+        transitions.retain(|_, (_, since)| since.elapsed() < window);
+        let (Some(through), now) = (passing_to(end), Instant::now()) else { return text };
+        for (id, _) in before.iter().filter(|(_, was)| moves.contains(&was.as_str())) {
+            transitions.insert(id.clone(), (through, now));
+        }
+    }
+    let mut out = text.clone();
+    for item in instance_items(&text) {
+        let Some(id) = xml_field(item, "instanceId") else { continue };
+        let Some((_, was)) = before.iter().find(|(i, _)| i == id) else { continue };
+        let mut new = item.to_string();
+        for (tag, state) in [("currentState", seen_state(p, id, end)), ("previousState", was.clone())] {
+            if let Some(old) = xml_elements(item, tag).first() {
+                new = new.replacen(old, &state_element(tag, &state), 1);
+            }
+        }
+        out = out.replacen(item, &new, 1);
+    }
+    out
+}
+
+/// The targets of a RegisterTargets request moto does not list in the
+/// group yet (one registered already stays as it is), as (group ARN, id,
+/// port if given); none while `registration_ms` is 0.
+async fn newly_registered(p: &Proxy, caller: &HeaderMap, body: &[u8]) -> Vec<(String, String, Option<String>)> {
+    if p.counts.registration_ms.load(Ordering::SeqCst) == 0 {
+        return Vec::new();
+    }
+    let form: Vec<(String, String)> = url::form_urlencoded::parse(body).into_owned().collect();
+    let get = |k: &str| form.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
+    let Some(arn) = get("TargetGroupArn") else { return Vec::new() };
+    let listed = elb_query(p, caller, &[("Action", "DescribeTargetHealth"), ("TargetGroupArn", &arn)]).await;
+    let listed: Vec<(String, String)> = xml_elements(listed.as_deref().unwrap_or_default(), "Target")
+        .into_iter()
+        .map(|t| {
+            (xml_field(t, "Id").unwrap_or_default().to_string(), xml_field(t, "Port").unwrap_or_default().to_string())
+        })
+        .collect();
+    let mut out = Vec::new();
+    for n in 1.. {
+        let Some(id) = get(&format!("Targets.member.{n}.Id")) else { break };
+        let port = get(&format!("Targets.member.{n}.Port"));
+        if !listed.iter().any(|(i, at)| *i == id && port.as_ref().is_none_or(|want| want == at)) {
+            out.push((arn.clone(), id, port));
+        }
+    }
+    out
+}
+
+/// A DescribeTargetHealth reply of group `arn` with its targets registered
+/// less than `registration_ms` ago `initial` (Elb.RegistrationInProgress),
+/// as an ALB shows them until their health checks have passed its
+/// threshold; one out of service for another reason (`unused`) stays so.
+fn with_registering(p: &Proxy, arn: &str, text: String) -> String {
+    let window = std::time::Duration::from_millis(p.counts.registration_ms.load(Ordering::SeqCst));
+    let registering = p.counts.registering.lock().unwrap_or_else(|e| e.into_inner());
+    if registering.is_empty() {
+        return text;
+    }
+    let mut out = text.clone();
+    for member in xml_elements(&text, "member") {
+        let (Some(id), Some(port)) = (xml_field(member, "Id"), xml_field(member, "Port")) else { continue };
+        let young = registering
+            .get(&(arn.to_string(), id.to_string()))
+            .is_some_and(|(want, at)| at.elapsed() < window && want.as_deref().is_none_or(|w| w == port));
+        if !young || !matches!(xml_field(member, "State"), Some("healthy" | "unhealthy")) {
+            continue;
+        }
+        let Some(old) = xml_elements(member, "TargetHealth").first().copied() else { continue };
+        let new = "<TargetHealth><State>initial</State><Reason>Elb.RegistrationInProgress</Reason>\
+                   <Description>Target registration is in progress</Description></TargetHealth>";
+        out = out.replacen(member, &member.replacen(old, new, 1), 1);
+    }
+    out
+}
+
 /// The reply of a backup's creation or description, as AWS gives it while
 /// the backup is young: each AMI (`imageId`, `imageState`) or snapshot
 /// (`SnapshotName`, `SnapshotStatus`) made through the proxy less than the
@@ -1317,4 +1612,29 @@ pub async fn start(upstream: SocketAddr, nth: u64) -> std::io::Result<(SocketAdd
         let _ = axum::serve(listener, app).await;
     });
     Ok((addr, task, counts))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Instances are told apart by depth: an instance's own items (its
+    /// groups, interfaces) are inside it, never instances of their own.
+    #[test]
+    fn each_instance_of_a_reply_is_found_whole_with_its_own_state() {
+        let reply = "<DescribeInstancesResponse><reservationSet><item><instancesSet>\
+            <item><groupSet><item><groupId>sg-1</groupId></item></groupSet><instanceId>i-1</instanceId>\
+            <instanceState><code>80</code><name>stopped</name></instanceState></item>\
+            <item><instanceId>i-2</instanceId><instanceState><code>16</code><name>running</name></instanceState>\
+            </item></instancesSet></item><item><instancesSet><item><instanceId>i-3</instanceId>\
+            <instanceState><code>48</code><name>terminated</name></instanceState></item></instancesSet></item>\
+            </reservationSet></DescribeInstancesResponse>";
+        let found: Vec<(&str, Option<&str>)> =
+            instance_states(reply, "instanceState").into_iter().map(|(_, id, s)| (id, xml_field(s, "name"))).collect();
+        assert_eq!(found, [("i-1", Some("stopped")), ("i-2", Some("running")), ("i-3", Some("terminated"))]);
+        assert_eq!(
+            state_element("currentState", "stopping"),
+            "<currentState><code>64</code><name>stopping</name></currentState>"
+        );
+    }
 }
