@@ -718,6 +718,76 @@ async fn decom_a_stop_killed_before_its_audit_is_recorded_done_when_run_again() 
     sb.down().await;
 }
 
+/// AWS takes seconds to minutes to stop an instance, and starts a stopped
+/// one only (one `stopping`: IncorrectInstanceState; moto stops it at
+/// once, the proxy keeps it `stopping` for a window). A stop's rollback run
+/// while its instances still stop is refused, saying what to wait for and
+/// how, never "nothing to do" (they would then stop, the rollback having
+/// done nothing); once they are stopped, it starts them. A stop while they
+/// are `pending` is refused likewise (AWS stops a running instance), and
+/// the start run again then has nothing to do: they are on their way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decom_a_stops_rollback_while_its_instances_are_still_stopping_is_refused_then_starts_them() {
+    use common::tmux::audit_lines;
+    let dir = tempfile::tempdir().unwrap();
+    let (rb, path) = runbook_with_phases(dir.path(), &GATED.replace("WAIT", "1h"));
+    let p = path.to_str().unwrap();
+    let sb = sandbox(&rb, "af-south-1").await;
+    traffic_off_production(&sb, &rb, dir.path(), p).await;
+    sb.faults.instance_transition_ms.store(20_000, std::sync::atomic::Ordering::SeqCst);
+    let stop = ["run", p, "decommission/stop-old", "--yes"];
+    let rollback = ["run", p, "decommission/stop-old", "--rollback", "--yes"];
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &stop).await;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(all_in(&sb, "production", "stopping").await, "{:?}", states(&sb, "production").await);
+
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &rollback).await;
+    assert_eq!(code, Some(2), "refused, not a rollback that starts nothing: {out}");
+    assert!(
+        out.contains(
+            " of production are stopping, and AWS starts a stopped instance only: wait until they are stopped \
+             (`aws ec2 wait instance-stopped --instance-ids "
+        ) && out.contains("then run this again; nothing was changed"),
+        "{out}"
+    );
+    let last = audit_lines(dir.path(), &rb.name).pop().unwrap();
+    assert_eq!(
+        (last["action"].as_str(), last["stage"].as_str()),
+        (Some("start_instances production (decommission/stop-old)"), Some("refused")),
+        "{last}"
+    );
+    assert!(all_in(&sb, "production", "stopping").await, "nothing started: {:?}", states(&sb, "production").await);
+    // The stop run again meanwhile: AWS took it, and nothing is left to send.
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &stop).await;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("nothing to do: no instance of production to stop (") && out.contains(" stopping"), "{out}");
+
+    eventually(Duration::from_secs(40), "old production stopped", || async {
+        all_in(&sb, "production", "stopped").await.then_some(())
+    })
+    .await;
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &rollback).await;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(all_in(&sb, "production", "pending").await, "{:?}", states(&sb, "production").await);
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &stop).await;
+    assert_eq!(code, Some(2), "{out}");
+    assert!(
+        out.contains(
+            " of production are pending, and AWS stops a running instance only: wait until they are running \
+             (`aws ec2 wait instance-running --instance-ids "
+        ),
+        "{out}"
+    );
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &rollback).await;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("nothing to do: no instance of production to start (") && out.contains(" pending"), "{out}");
+    eventually(Duration::from_secs(40), "old production running again", || async {
+        all_in(&sb, "production", "running").await.then_some(())
+    })
+    .await;
+    sb.down().await;
+}
+
 /// Old production's load balancer deleted (its own security group can only
 /// go after it): its actions are not refused as "another region", since the
 /// runbook's other load balancer, reached the same way, is here, nor for

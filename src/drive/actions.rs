@@ -1035,11 +1035,26 @@ async fn plan_instances(
     let list = crate::aws::ec2::describe_instances(&clients.ec2, &e.instances).await.map_err(PlanError::Aws)?;
     p.before =
         json!(list.iter().map(|i| (i.id.clone(), i.state.clone())).collect::<std::collections::BTreeMap<_, _>>());
-    let ids: Vec<String> = list
-        .iter()
-        .filter(|i| if stop { i.state == "running" || i.state == "pending" } else { i.state == "stopped" })
-        .map(|i| i.id.clone())
-        .collect();
+    // AWS stops a running instance and starts a stopped one, and an
+    // instance takes seconds to minutes to get there: one still on its way
+    // is refused, never passed over (a stop's rollback run while it settles
+    // would start nothing, and the instances would then stop).
+    let (on_the_way, to, aws_does, wait) = match stop {
+        true => ("pending", "running", "stops a running instance only", "instance-running"),
+        false => ("stopping", "stopped", "starts a stopped instance only", "instance-stopped"),
+    };
+    let moving: Vec<&str> = list.iter().filter(|i| i.state == on_the_way).map(|i| i.id.as_str()).collect();
+    if !moving.is_empty() {
+        let (is, they) = if moving.len() == 1 { ("is", "it is") } else { ("are", "they are") };
+        return Err(PlanError::Refused(format!(
+            "{} of {environment} {is} {on_the_way}, and AWS {aws_does}: wait until {they} {to} (`aws ec2 wait \
+             {wait} --instance-ids {}`), then run this again",
+            moving.join(", "),
+            moving.join(" ")
+        )));
+    }
+    let ids: Vec<String> =
+        list.iter().filter(|i| i.state == if stop { "running" } else { "stopped" }).map(|i| i.id.clone()).collect();
     if stop {
         in_no_autoscaling_group(clients, &ids, true).await?;
         let stopping: Vec<&ec2::Instance> = list.iter().filter(|i| ids.contains(&i.id)).collect();
@@ -1051,7 +1066,9 @@ async fn plan_instances(
             .collect::<std::collections::BTreeMap<_, _>>()
     );
     if ids.is_empty() {
-        p.noop = Some(format!("no instance of {environment} to {}", if stop { "stop" } else { "start" }));
+        let states: Vec<String> = list.iter().map(|i| format!("{} {}", i.id, i.state)).collect();
+        let states = if states.is_empty() { String::new() } else { format!(" ({})", states.join(", ")) };
+        p.noop = Some(format!("no instance of {environment} to {}{states}", if stop { "stop" } else { "start" }));
     } else {
         p.steps.push(if stop { Step::Stop { instance_ids: ids } } else { Step::Start { instance_ids: ids } });
     }
@@ -1204,11 +1221,22 @@ async fn plan_terminate(
 ) -> Result<(), PlanError> {
     let e = rb.environment(environment).ok_or_else(|| PlanError::Refused("no environment".into()))?;
     let list = ec2::describe_instances(&clients.ec2, &e.instances).await.map_err(PlanError::Aws)?;
+    // One shutting down is being terminated already (by whoever sent it):
+    // gone, as a terminated one is.
+    let list: Vec<ec2::Instance> = list.into_iter().filter(|i| i.state != "shutting-down").collect();
     let running: Vec<String> =
         list.iter().filter(|i| i.state != "stopped").map(|i| format!("{} is {}", i.id, i.state)).collect();
     if !running.is_empty() {
+        // One stopping gets to `stopped` on its own: waiting is the way.
+        let way = match list.iter().all(|i| matches!(i.state.as_str(), "stopped" | "stopping")) {
+            true => {
+                "wait until they are stopped (one stuck in `stopping` for more than 10 minutes may be stopped with \
+                     `aws ec2 stop-instances --force`), then run this again"
+            }
+            false => "stop them first (stop_instances) and wait out the rollback window",
+        };
         return Err(PlanError::Refused(format!(
-            "only stopped instances are terminated: {}; stop them first (stop_instances) and wait out the rollback window",
+            "only stopped instances are terminated: {}; {way}",
             running.join(", ")
         )));
     }
