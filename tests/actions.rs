@@ -285,6 +285,46 @@ async fn stickiness_registration_and_stopping_instances_do_what_they_say() {
     sb.down().await;
 }
 
+/// A target just registered is `initial` (Elb.RegistrationInProgress)
+/// until its health checks pass, the group's interval × healthy threshold
+/// (moto: healthy at once; the proxy keeps it so for `registration_ms`),
+/// and its load balancer sends it nothing: a shift raising a side whose
+/// targets are all `initial` is refused, saying to wait, and goes once
+/// they have passed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shift_onto_targets_still_initial_after_their_registration_is_refused_until_they_pass() {
+    let rb = runbook("demo.toml");
+    let sb = sandbox(&rb, "eu-central-2").await;
+    let dir = tempfile::tempdir().unwrap();
+    let tg = sb.world.target_groups["staging"][0].arn.clone();
+    let elb = &sb.clients.elb;
+    let health = elb.describe_target_health().target_group_arn(&tg).send().await.unwrap();
+    let targets: Vec<_> = health.target_health_descriptions().iter().filter_map(|d| d.target().cloned()).collect();
+    assert_eq!(targets.len(), 2, "{health:?}");
+    // Taken out of the group and registered again, as a deregistration's rollback does.
+    elb.deregister_targets().target_group_arn(&tg).set_targets(Some(targets.clone())).send().await.unwrap();
+    let window = Duration::from_secs(10);
+    sb.faults.registration_ms.store(window.as_millis() as u64, std::sync::atomic::Ordering::SeqCst);
+    elb.register_targets().target_group_arn(&tg).set_targets(Some(targets)).send().await.unwrap();
+    let registered = std::time::Instant::now();
+    let shift = ["shift", "runbooks/demo.toml", "--to", "50", "--dry-run"];
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &shift).await;
+    assert!(registered.elapsed() < window, "judged within the window");
+    assert_eq!(code, Some(2), "{out}");
+    assert!(
+        out.contains(
+            "refused: raising staging's weight from 0 to 50 would send that traffic to target group \
+             demo-staging-web, which has no target in service ("
+        ) && out.contains(" initial (Elb.RegistrationInProgress)")
+            && out.contains("wait until its `initial` targets pass their health checks"),
+        "{out}"
+    );
+    tokio::time::sleep(window.saturating_sub(registered.elapsed())).await;
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &shift).await;
+    assert_eq!(code, Some(0), "their checks passed: {out}");
+    sb.down().await;
+}
+
 /// Old production selected by `App = demo` alone, a tag staging's instances
 /// carry too: stop-old would stop staging, now serving every request. The
 /// runbook is refused where the selector stands (one set of tags within the

@@ -496,8 +496,17 @@ pub async fn raised_sides_serve(
                 .join(", "),
         };
         if let Some(g) = groups.iter().find(|g| !g.targets.iter().any(|t| in_service(t) || unknown(t))) {
+            // Just registered (or started), a target is `initial` until its
+            // health checks pass: waiting, not registering, is the way.
+            let fix = match g.targets.iter().any(|t| t.state == "initial") {
+                true => {
+                    "wait until its `initial` targets pass their health checks (the group's interval × healthy \
+                         threshold after they were registered), then run this again"
+                }
+                false => "start or register healthy instances first",
+            };
             return Err(PlanError::Refused(format!(
-                "raising {whose} would send that traffic to target group {}, which has no target in service ({}); start or register healthy instances first",
+                "raising {whose} would send that traffic to target group {}, which has no target in service ({}); {fix}",
                 g.name,
                 states(g)
             )));
