@@ -1283,7 +1283,7 @@ async fn copy_out_through_a_reshard(policy: &str) -> Resharded {
     assert!(
         stderr.contains(
             "its checkpoint now starts every shard over. Once the resharding is over (`redis-cli --cluster check \
-             HOST:PORT` shows no open slot), rerun with --resume: it scans every shard again, overwriting"
+             HOST:PORT` shows no open slot), rerun with --resume: it scans every shard again"
         ),
         "{stderr}"
     );

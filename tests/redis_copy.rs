@@ -1635,13 +1635,15 @@ async fn a_key_appearing_on_the_target_stops_a_fail_copy_without_the_precheck() 
         );
         let next = match run_by {
             RunBy::Command => {
-                "stopped; rerun with --resume to continue (it overwrites), or start over with --restart \
-                 --on-conflict skip"
+                "stopped, the target's key kept; if it is nobody else's, delete it on the target and rerun with \
+                 --resume to continue; or start over with --restart and --on-conflict skip (keeping the target's \
+                 keys) or replace (overwriting them)"
             }
             RunBy::ChecklistAction => {
-                "stopped; run this checklist action again (it resumes from the checkpoint) to continue (it \
-                 overwrites), or start over with `cutover redis copy --restart --on-conflict skip` (this action \
-                 copies only with fail)"
+                "stopped, the target's key kept; if it is nobody else's, delete it on the target and run this \
+                 checklist action again (it resumes from the checkpoint) to continue; or start over with `cutover \
+                 redis copy --restart` and --on-conflict skip (keeping the target's keys) or replace (overwriting \
+                 them) (this action copies only with fail)"
             }
         };
         assert!(e.message().contains(next), "{run_by:?}: {e:?}");
@@ -2084,6 +2086,87 @@ async fn ctrl_c_stops_after_the_batches_in_flight_and_says_how_to_resume() {
     assert_eq!(code, Some(0), "{out}");
 }
 
+/// A `fail` copy killed mid-way, then someone else writes keys the copy had
+/// not reached yet to the target (the new application, say): `--resume`
+/// must still stop on them, naming one, and keep their values. Before, a
+/// resumed `fail` copy wrote with REPLACE, destroying them, counted them as
+/// copied, and `verify` then found nothing wrong. The keys the killed run
+/// wrote after its last checkpoint hold the source's values: those are its
+/// own, and the resume goes through them without stopping, counting each
+/// once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_resumed_fail_copy_still_stops_on_a_key_someone_else_wrote_and_keeps_it() {
+    const N: u64 = 12_000;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let (src, dst, mut s, mut d) = source_and_target(dir.path()).await;
+    seed_all_types(&mut s, "plain", (N / 12) as usize, None).await;
+    seed_all_types(&mut s, "ttl", (N / 12) as usize, Some(600_000)).await;
+    let args = ["redis", "copy", "--from", &src.url, "--to", &dst.url, "--yes", "--scan-count", "50"];
+    let mut child = KillOnDrop(Some(cutover(&state, &[&args[..], &["--rate", "4000"]].concat()).spawn().unwrap()));
+    // Killed between two checkpoints (0.5 s apart): what it wrote since the
+    // last one is on the target and counted in no checkpoint.
+    let start = Instant::now();
+    let mut seen = checkpoint_copied(&state).unwrap_or(0);
+    loop {
+        assert!(start.elapsed() < Duration::from_secs(30), "no checkpoint progress");
+        assert!(child.get().try_wait().unwrap().is_none(), "the copy ended before it was killed");
+        let now = checkpoint_copied(&state).unwrap_or(0);
+        if now != seen && now >= N / 10 {
+            break;
+        }
+        seen = now;
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(250));
+    let mut c = child.take();
+    c.kill().unwrap();
+    c.wait().unwrap();
+    let checkpointed = checkpoint_copied(&state).unwrap();
+    let on_target = dbsize(&mut d).await;
+    assert!(on_target > checkpointed && on_target < N, "{on_target} on the target, {checkpointed} checkpointed");
+    // Keys the copy has not written yet, written by someone else.
+    let keys = all_keys(&mut s).await;
+    let mut foreign = Vec::new();
+    for k in &keys {
+        let set: Option<String> = redis::cmd("SET").arg(k).arg("foreign").arg("NX").query_async(&mut d).await.unwrap();
+        if set.is_some() {
+            foreign.push(k.clone());
+        }
+        if foreign.len() == 5 {
+            break;
+        }
+    }
+
+    let (code, out, err) = run(&state, &[&args[..], &["--resume"]].concat());
+    for k in &foreign {
+        let kind: String = redis::cmd("TYPE").arg(k).query_async(&mut d).await.unwrap();
+        assert_eq!(kind, "string", "{k} is still the foreign string: {out}{err}");
+        assert_eq!(d.get::<_, String>(k).await.unwrap(), "foreign", "{k} kept: {out}{err}");
+    }
+    assert_eq!(code, Some(1), "{out}{err}");
+    let marker = " is on the target otherwise than on the source (type, value or expiry): someone else's, or this \
+                  copy's own write from before it went back to its checkpoint, of a value the source changed since; \
+                  stopped, the target's key kept; if it is nobody else's, delete it on the target and rerun with \
+                  --resume to continue";
+    let at = err.find(marker).unwrap_or_else(|| panic!("no key named: {err}"));
+    let named = err[..at].rsplit("key ").next().unwrap().to_string();
+    assert!(foreign.contains(&named), "{named} is one of the keys written by another: {err}");
+
+    // As the message says: those keys deleted, the resume ends, every key
+    // counted once and as on the source.
+    for k in &foreign {
+        let _: () = d.del(k).await.unwrap();
+    }
+    let (code, out, err) = run(&state, &[&args[..], &["--resume", "--json"]].concat());
+    assert_eq!(code, Some(0), "{out}{err}");
+    let report: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(report["total"]["copied"].as_u64(), Some(N), "{report}");
+    assert_eq!(report["total"]["seen_twice"].as_u64(), Some(0), "{report}");
+    let (code, out, _) = run(&state, &["redis", "verify", "--from", &src.url, "--to", &dst.url, "--full"]);
+    assert_eq!(code, Some(0), "{out}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_copy_redis_checklist_action_copies_once_and_then_refuses_to_overwrite() {
     let rb = common::runbook("demo.toml");
@@ -2142,8 +2225,8 @@ async fn the_copy_redis_checklist_action_copies_once_and_then_refuses_to_overwri
     assert!(audit.contains(&format!("copied {seeded} keys (0 skipped as expired)")), "{audit}");
 
     // A fresh copy confirmed, then a checkpoint left meanwhile (another run
-    // killed before removing it): the resume, which overwrites, is not what
-    // was confirmed, so nothing is written.
+    // killed before removing it): the resume is not what was confirmed, so
+    // nothing is written.
     let _: () = redis::cmd("FLUSHALL").query_async(&mut staging).await.unwrap();
     let run = ["run", "runbooks/demo.toml", item, "--yes"];
     let killed = async {
@@ -2163,7 +2246,13 @@ async fn the_copy_redis_checklist_action_copies_once_and_then_refuses_to_overwri
         common::run_cutover_all(&sb, &rb, dir.path(), &["run", "runbooks/demo.toml", item, "--dry-run"]).await;
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains("step: resume the interrupted copy of keys from prod-cache"), "{out}");
-    assert!(out.contains("a key already on the target is OVERWRITTEN"), "{out}");
+    assert!(
+        out.contains(
+            "a key already on the target is left as it is if it holds the source's value (the interrupted run may \
+             have written it), and otherwise stops the copy"
+        ),
+        "{out}"
+    );
     let (code, out) = common::run_cutover_all(&sb, &rb, dir.path(), &run).await;
     assert_eq!(code, Some(0), "{out}");
 }

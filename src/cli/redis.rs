@@ -386,6 +386,10 @@ fn run_copy(a: CopyArgs, g: &GlobalArgs) -> Result<u8, Failure> {
                 errln!("resuming at SCAN cursor {} ({} keys already copied)", r.places[0].cursor, r.copied());
             }
         }
+        // A resume does not look again: the keys it copied are on the target.
+        // It compares each key it meets there with the source's instead, and
+        // stops on one held otherwise, as a fresh copy stops on one that
+        // appears during it.
         let mut precheck = a.dry_run || (opts.on_conflict == OnConflict::Fail && opts.resume.is_none());
         // An empty target has nothing to conflict with: the scan would only
         // cost the time of a second pass over the source. A dry run still
@@ -505,7 +509,7 @@ fn run_copy(a: CopyArgs, g: &GlobalArgs) -> Result<u8, Failure> {
                 }
                 if r.interrupted {
                     errln!(
-                        "interrupted: the checkpoint keeps the place; continue with the same command and --resume"
+                        "interrupted: the checkpoint keeps the place; continue with the same command and --resume (in place of --restart, if given)"
                     );
                     return Ok(1);
                 }

@@ -89,9 +89,10 @@ pub struct RedisCopy {
     pub to: crate::redis::url::Endpoint,
     pub pattern: Option<String>,
     /// An interrupted copy of the pair found when planned: its checkpoint's
-    /// last write (RFC 3339) and the keys it had copied. A resume overwrites
-    /// from its place on, so the confirmation says so, and a checkpoint
-    /// other than this one when applied is refused.
+    /// last write (RFC 3339) and the keys it had copied. A resume meets the
+    /// keys the interrupted run wrote after it, so the confirmation says how
+    /// it treats them, and a checkpoint other than this one when applied is
+    /// refused.
     pub resume: Option<(String, u64)>,
 }
 
@@ -158,8 +159,8 @@ impl Step {
                     None => format!("copy {what}; stop if the target has one of them"),
                     Some((updated, copied)) => format!(
                         "resume the interrupted copy of {what} from its checkpoint of {updated} ({copied} keys \
-                         copied): from there on, a key already on the target is OVERWRITTEN (the interrupted run \
-                         may have written it)"
+                         copied): from there on, a key already on the target is left as it is if it holds the \
+                         source's value (the interrupted run may have written it), and otherwise stops the copy"
                     ),
                 }
             }
@@ -1974,12 +1975,12 @@ async fn copy_redis(
     let lock = lock
         .map_err(|by| format!("a copy from {} to {} is already running ({by}); nothing was written", c.from, c.to))?;
     let resume = checkpoint::load(&place)?;
-    // A resume overwrites from its cursor on: only a copy begun with `fail` may be finished here.
+    // A resume keeps the policy its copy began with: only one begun with `fail` may be finished here.
     if let Some(cp) = resume.as_ref().filter(|cp| cp.on_conflict != crate::redis::OnConflict::Fail) {
         return Err(not_ours(cp));
     }
     // Only what was confirmed: a fresh copy that stops on a key the target
-    // has, or the resume of the checkpoint it named, which overwrites.
+    // has, or the resume of the checkpoint it named.
     let found = resume.as_ref().map(|cp| (cp.updated.clone(), cp.counters.copied));
     if found.as_ref().map(|f| &f.0) != c.resume.as_ref().map(|r| &r.0) {
         let was = |r: Option<&(String, u64)>| match r {

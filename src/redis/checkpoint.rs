@@ -207,7 +207,7 @@ pub struct ShardRun {
 fn resume_shards(saved: &[ShardPlace], now: &[ShardRun]) -> (Vec<ScanPlace>, Vec<String>) {
     let same_layout = saved.len() == now.len() && now.iter().all(|n| saved.iter().any(|p| p.slots == n.slots));
     if !same_layout {
-        let why = "the cluster's shards changed since the checkpoint (slots moved): every shard's scan starts over, overwriting what was copied".to_string();
+        let why = "the cluster's shards changed since the checkpoint (slots moved): every shard's scan starts over, going over what was copied again".to_string();
         return (vec![ScanPlace::start(); now.len()], vec![why]);
     }
     let mut why = Vec::new();
@@ -226,7 +226,7 @@ fn resume_shards(saved: &[ShardPlace], now: &[ShardRun]) -> (Vec<ScanPlace>, Vec
             } else if p.run_id != n.run_id {
                 // The node read: its primary, or with --from-replicas a replica.
                 why.push(format!(
-                    "shard {}: the node it is read on changed or restarted since the checkpoint (run_id {} → {}: a failover, or another node read), so its scan starts over (overwriting); the other shards resume",
+                    "shard {}: the node it is read on changed or restarted since the checkpoint (run_id {} → {}: a failover, or another node read), so its scan starts over; the other shards resume",
                     n.slots,
                     short(&p.run_id),
                     short(&n.run_id)
@@ -234,7 +234,7 @@ fn resume_shards(saved: &[ShardPlace], now: &[ShardRun]) -> (Vec<ScanPlace>, Vec
                 ScanPlace::start()
             } else if let Some(was) = p.config_epoch.filter(|was| *was != n.config_epoch) {
                 why.push(format!(
-                    "shard {}: its primary {} took a slot since the checkpoint (or failed over and back, or onto the replica this copy reads; config epoch {was} → {}), though the slot map may look as before, so its scan starts over (overwriting); the other shards resume",
+                    "shard {}: its primary {} took a slot since the checkpoint (or failed over and back, or onto the replica this copy reads; config epoch {was} → {}), though the slot map may look as before, so its scan starts over; the other shards resume",
                     n.slots, n.primary, n.config_epoch
                 ));
                 ScanPlace::start()
@@ -364,14 +364,14 @@ impl Checkpoint {
             Some(id) if id == "?" || source_run_id == "?" => (
                 0,
                 Some(format!(
-                    "the source's INFO gives no run_id, so whether it restarted since the checkpoint (after which a SCAN cursor no longer holds) cannot be told: the scan starts over and overwrites what it copied before ({} keys)",
+                    "the source's INFO gives no run_id, so whether it restarted since the checkpoint (after which a SCAN cursor no longer holds) cannot be told: the scan starts over and goes over what it copied before again ({} keys)",
                     self.counters.copied
                 )),
             ),
             Some(id) if id != source_run_id => (
                 0,
                 Some(format!(
-                    "the source restarted since the checkpoint (run_id {} → {}): a SCAN cursor does not survive a restart, so the scan starts over and overwrites what it copied before ({} keys)",
+                    "the source restarted since the checkpoint (run_id {} → {}): a SCAN cursor does not survive a restart, so the scan starts over and goes over what it copied before again ({} keys)",
                     short(id),
                     short(source_run_id),
                     self.counters.copied

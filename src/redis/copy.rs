@@ -71,7 +71,7 @@ pub enum RunBy {
 }
 
 impl RunBy {
-    /// How to continue from the checkpoint (overwriting from its places).
+    /// How to continue from the checkpoint.
     fn resume(self) -> &'static str {
         match self {
             RunBy::Command => "rerun with --resume",
@@ -87,15 +87,22 @@ impl RunBy {
         }
     }
 
-    /// How to keep the target's keys instead (a checkpoint keeps its
-    /// policy: only a fresh start may change it).
-    fn skip(self) -> &'static str {
-        match self {
-            RunBy::Command => "start over with --restart --on-conflict skip",
-            RunBy::ChecklistAction => {
-                "start over with `cutover redis copy --restart --on-conflict skip` (this action copies only with fail)"
+    /// How to go on after a `fail` copy stopped on a key the target holds.
+    /// A resume meets the key again, under the same policy (a checkpoint
+    /// keeps it: only a fresh start may change it).
+    fn after_conflict(self) -> String {
+        let fresh = match self {
+            RunBy::Command => {
+                "start over with --restart and --on-conflict skip (keeping the target's keys) or replace \
+                               (overwriting them)"
             }
-        }
+            RunBy::ChecklistAction => {
+                "start over with `cutover redis copy --restart` and --on-conflict skip (keeping \
+                                       the target's keys) or replace (overwriting them) (this action copies only with \
+                                       fail)"
+            }
+        };
+        format!("if it is nobody else's, delete it on the target and {} to continue; or {fresh}", self.resume())
     }
 }
 
@@ -701,8 +708,11 @@ struct Ctx {
     dst_cluster: Option<Arc<Cluster>>,
     mode: Mode,
     overwrite: bool,
-    /// A conflict stops the copy (a fresh `fail` copy whose pre-check passed).
+    /// A conflict stops the copy (`fail`).
     conflict_is_error: bool,
+    /// The copy went back to a checkpoint (resumed, or after a failover):
+    /// the target may hold keys it wrote after that checkpoint.
+    again: bool,
     chunk_threshold: u64,
     target_rdb: Option<u16>,
     /// No MEMORY USAGE: the source refused it once, or the copy was told
@@ -918,9 +928,11 @@ const COMPARE_VALUES_BYTES: u64 = 1 << 20;
 /// What the target holds under a key a write met there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Held {
-    /// The source's type, value and expiry: written by this copy before (a
-    /// key SCAN returned twice), or by another writer exactly so.
-    AsOnSource,
+    /// The source's type, value and expiry (its DUMP payload's length):
+    /// written by this copy before (a key SCAN returned twice, or one written
+    /// after the checkpoint the copy went back to), or by another writer
+    /// exactly so.
+    AsOnSource(u64),
     /// Gone from the source, and gone from the target or about to go.
     Expired,
     /// Anything else: someone else's.
@@ -1001,17 +1013,22 @@ impl Counters {
 
 impl Ctx {
     fn conflict(&self, key: &[u8]) -> Result<Outcome, String> {
-        if self.conflict_is_error {
-            Err(format!(
-                "key {} appeared on the target during the copy (the pre-check found none); stopped; \
-                 {} to continue (it overwrites), or {}",
-                super::show_key(key),
-                self.run_by.resume(),
-                self.run_by.skip()
-            ))
-        } else {
-            Ok(Outcome::Conflict)
+        if !self.conflict_is_error {
+            return Ok(Outcome::Conflict);
         }
+        // Back from a checkpoint, a key this copy wrote whose value the source
+        // changed since differs too: stopping on it is the safe mistake.
+        let what = if self.again {
+            "is on the target otherwise than on the source (type, value or expiry): someone else's, or this copy's \
+             own write from before it went back to its checkpoint, of a value the source changed since"
+        } else {
+            "appeared on the target during the copy (the pre-check found none)"
+        };
+        Err(format!(
+            "key {} {what}; stopped, the target's key kept; {}",
+            super::show_key(key),
+            self.run_by.after_conflict()
+        ))
     }
 
     async fn batch(self: Arc<Self>, keys: Vec<Vec<u8>>) -> Result<Counters, String> {
@@ -1171,7 +1188,11 @@ impl Ctx {
         let held = self.held_as_on_source(met).await?;
         for (k, held) in met.iter().zip(held) {
             c.count(&match held {
-                Held::AsOnSource => Outcome::SeenTwice,
+                // Back at a checkpoint, such a key was written after it and
+                // counted nowhere yet: it counts as copied, so the total
+                // counts it once.
+                Held::AsOnSource(bytes) if self.again => Outcome::Copied(bytes),
+                Held::AsOnSource(_) => Outcome::SeenTwice,
                 Held::Expired => Outcome::Expired,
                 Held::Otherwise => self.conflict(k)?,
                 Held::NotCompared => return Err(self.not_compared(k)),
@@ -1186,14 +1207,18 @@ impl Ctx {
 
     /// The stop for a key met on the target that is too big to read whole.
     fn not_compared(&self, key: &[u8]) -> String {
+        let own = if self.again {
+            "written before the copy went back to its checkpoint, or returned twice by SCAN"
+        } else {
+            "SCAN returns a key twice at times"
+        };
         format!(
             "key {} is on the target, and over {} MiB on one side or of a size a side will not tell (MEMORY USAGE), \
-             so it was not read whole to compare: it may be this copy's own (SCAN returns a key twice at times) or \
-             someone else's; stopped; {} to continue (it overwrites), or {}",
+             so it was not read whole to compare: it may be this copy's own ({own}) or someone else's; stopped, the \
+             target's key kept; {}",
             super::show_key(key),
             MET_KEY_READ_BYTES >> 20,
-            self.run_by.resume(),
-            self.run_by.skip()
+            self.run_by.after_conflict()
         )
     }
 
@@ -1206,7 +1231,9 @@ impl Ctx {
     /// versions and settings encode lists and strings differently). SCAN
     /// may return a key twice (while the source's table is resized; the
     /// SCAN documentation leaves duplicates to the client), and the second
-    /// RESTORE then meets the key this copy wrote. Such a key, and one
+    /// RESTORE then meets the key this copy wrote; so does a copy back at a
+    /// checkpoint (resumed, or after a failover) meeting what it wrote after
+    /// that checkpoint. Such a key, and one
     /// another writer put there exactly as the source has it, is no
     /// conflict: nothing on the target differs. Any difference is one.
     /// A key bigger than `MET_KEY_READ_BYTES` on either side, or on a side
@@ -1269,7 +1296,7 @@ impl Ctx {
                     verify::logical(&self.from, &mut src, k, &kind).await?
                         == verify::logical(&self.to, &mut dst, k, &t_kind).await?
                 });
-            held.push(if same { Held::AsOnSource } else { Held::Otherwise });
+            held.push(if same { Held::AsOnSource(a as u64) } else { Held::Otherwise });
         }
         Ok(held)
     }
@@ -2081,8 +2108,9 @@ pub async fn copy(
     let mut target_version = pf.target_version.clone();
     let mut expiry_read = pf.expiry_read;
     let finished = loop {
-        // After a failover the copy overwrites, as a resumed one does: keys
-        // written since the last checkpoint cannot be told from foreign ones.
+        // Resumed, or back at a checkpoint after a failover: the target may
+        // hold keys written since that checkpoint (a `fail` copy tells them
+        // from foreign ones by their value, `settle_met`).
         let again = resumed || !followed.is_empty();
         let live = parts.iter().filter(|p| !p.at.done).count().max(1) as u64;
         // A batch from one server splits over the target's shards: scanning
@@ -2107,8 +2135,9 @@ pub async fn copy(
                     dst: conns.dst.clone(),
                     dst_cluster: conns.dst_cluster.clone(),
                     mode: pf.mode,
-                    overwrite: super::overwrite(opts.on_conflict, again),
-                    conflict_is_error: opts.on_conflict == OnConflict::Fail && !again,
+                    overwrite: super::overwrite(opts.on_conflict),
+                    conflict_is_error: opts.on_conflict == OnConflict::Fail,
+                    again,
                     chunk_threshold: opts.chunk_threshold.unwrap_or(u64::MAX),
                     target_rdb: super::rdb_version(&target_version),
                     no_memory_usage: AtomicBool::new(opts.chunk_threshold.is_none()),
@@ -2320,13 +2349,12 @@ pub async fn copy(
         let place = if evictions_unread {
             start_over(&mut parts, &mut carried);
             "the target's master is another server now and its maxmemory-policy evicts keys: what the old one \
-             evicted cannot be read any more, so the copy starts its scan again (overwriting)"
+             evicted cannot be read any more, so the copy starts its scan again"
                 .to_string()
         } else if run_id != parts[0].run_id {
-            // A new source master scans in another order: start over, overwriting.
+            // A new source master scans in another order: start over.
             parts[0].at = ScanPlace::start();
-            "the source's new master scans in another order, so the copy starts its scan again (overwriting)"
-                .to_string()
+            "the source's new master scans in another order, so the copy starts its scan again".to_string()
         } else {
             format!("the copy went on from its checkpoint ({} keys copied)", total_of(carried, &parts).copied)
         };
@@ -2387,7 +2415,7 @@ pub async fn copy(
                 Ok(()) => format!(
                     "{what}. The keys read there may be old, so the copy stopped ({copied} keys copied) and its \
                      checkpoint starts {shard} over: {} scans {it} again (on a replica in step, else on the \
-                     primary), overwriting, and the other shards stay done",
+                     primary), and the other shards stay done",
                     opts.run_by.resumer()
                 ),
                 Err(why) => format!(
@@ -2583,8 +2611,7 @@ fn resharded(what: &str, copied: u64, run_by: RunBy) -> String {
     format!(
         "{what}. A shard's SCAN misses keys that move into it behind its cursor, so this copy may lack some: it \
          stopped ({copied} keys copied so far) and its checkpoint now starts every shard over. Once the resharding \
-         is over (`redis-cli --cluster check HOST:PORT` shows no open slot), {}: it scans every shard again, \
-         overwriting",
+         is over (`redis-cli --cluster check HOST:PORT` shows no open slot), {}: it scans every shard again",
         run_by.resume()
     )
 }

@@ -48,15 +48,12 @@ impl OnConflict {
     }
 }
 
-/// Whether a write may overwrite. A resumed `fail` copy overwrites: its
-/// pre-check passed on the first run, and keys it wrote after its last
-/// checkpoint cannot be told from foreign ones.
-pub fn overwrite(policy: OnConflict, resumed: bool) -> bool {
-    match policy {
-        OnConflict::Replace => true,
-        OnConflict::Skip => false,
-        OnConflict::Fail => resumed,
-    }
+/// Whether a write may overwrite: only under `replace`. A resumed `fail`
+/// copy does not either: a key it meets on the target is its own write
+/// (from after its last checkpoint) only if it holds the source's value,
+/// which the copy looks at (`held_as_on_source`) before going on.
+pub fn overwrite(policy: OnConflict) -> bool {
+    policy == OnConflict::Replace
 }
 
 /// The highest RDB (DUMP) version a Redis version writes and reads.
@@ -328,10 +325,9 @@ mod tests {
 
     #[test]
     fn conflict_policies_decide_overwrites() {
-        assert!(overwrite(OnConflict::Replace, false));
-        assert!(!overwrite(OnConflict::Skip, true));
-        assert!(!overwrite(OnConflict::Fail, false));
-        assert!(overwrite(OnConflict::Fail, true));
+        assert!(overwrite(OnConflict::Replace));
+        assert!(!overwrite(OnConflict::Skip));
+        assert!(!overwrite(OnConflict::Fail));
     }
 
     #[test]
