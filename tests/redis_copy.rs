@@ -88,7 +88,17 @@ async fn copy_with(opts: &CopyOptions) -> Result<CopyReport, CopyError> {
 }
 
 async fn copy_checked(opts: &CopyOptions, precheck: bool) -> Result<CopyReport, CopyError> {
-    let (mut conns, pf) = copy::preflight(opts).await?;
+    copy_adjusted(opts, precheck, |_| {}).await
+}
+
+/// As `copy_checked`, with the preflight's findings changed by `adjust` first.
+async fn copy_adjusted(
+    opts: &CopyOptions,
+    precheck: bool,
+    adjust: impl FnOnce(&mut copy::Preflight),
+) -> Result<CopyReport, CopyError> {
+    let (mut conns, mut pf) = copy::preflight(opts).await?;
+    adjust(&mut pf);
     if precheck && opts.on_conflict == OnConflict::Fail {
         let c = copy::find_conflicts(opts, &mut conns).await.map_err(CopyError::Failed)?;
         if c.count > 0 {
@@ -280,6 +290,57 @@ async fn expiries_arrive_to_the_millisecond_however_slowly_the_source_answers() 
         }
     }
     proxy.abort();
+}
+
+/// A source older than Redis 7.0 answers PTTL, not PEXPIRETIME. Each was
+/// placed on this machine's clock and written as an absolute time, which
+/// the target judges by its own clock: a machine 90 s behind the target
+/// wrote a 60 s key already expired (RESTORE … ABSTTL in the past answers
+/// OK and creates nothing: counted as copied) and every other 90 s short;
+/// one 90 s ahead, every key 90 s too long. Now a PTTL goes back as a TTL,
+/// less the time since it was read. The 7.0 source here is read by PTTL as
+/// an older one is, and this machine's clock is moved as the copy reads it
+/// (a redis-server's clock cannot be). Every path: DUMP/RESTORE, type by
+/// type, and in chunks.
+#[tokio::test(flavor = "multi_thread")]
+async fn ttls_read_as_pttl_arrive_right_whatever_this_machines_clock_says() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = server(dir.path(), "src").await;
+    let mut s = conn(&src.url).await;
+    let mut keys = seed_all_types(&mut s, "minute", 2, Some(60_000)).await;
+    keys.extend(seed_all_types(&mut s, "hour", 2, Some(3_600_000)).await);
+    keys.extend(seed_all_types(&mut s, "plain", 1, None).await);
+    let paths =
+        [("dump", Mode::Dump, Some(32 << 20)), ("types", Mode::Types, Some(32 << 20)), ("chunks", Mode::Dump, Some(1))];
+    for (name, mode, chunk_threshold) in paths {
+        for shift in [-90_000i64, 90_000] {
+            let dst = server(dir.path(), &format!("dst-{name}{shift}")).await;
+            let mut d = conn(&dst.url).await;
+            let mut o = options(&src.url, &dst.url);
+            (o.mode, o.chunk_threshold) = (mode, chunk_threshold);
+            let r = copy_adjusted(&o, false, |pf| {
+                pf.expiry_read = cutover::redis::ExpiryRead::Relative;
+                pf.clock_shift_ms = shift;
+            })
+            .await
+            .unwrap();
+            assert_eq!(r.total.copied, keys.len() as u64, "{name} {shift}: {r:?}");
+            for k in &keys {
+                let (want, got) = (pexpiretime(&mut s, k).await, pexpiretime(&mut d, k).await);
+                if want == -1 {
+                    assert_eq!(got, -1, "{name} {shift}: {k} has no expiry on the source");
+                } else {
+                    // Half a read's round trip and a write's transit, on one machine.
+                    assert!(
+                        (want - 1_000..=want + 1_000).contains(&got),
+                        "{name}, this machine's clock {shift} ms off: {k} expires at {got} on the target, {want} on \
+                         the source ({} ms apart)",
+                        got - want
+                    );
+                }
+            }
+        }
+    }
 }
 
 /// `--mode types` reads small keys whole in one pipeline per batch and hands

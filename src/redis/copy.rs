@@ -1,7 +1,8 @@
 //! The copy: SCAN the source (COUNT, rate limit), MEMORY USAGE of each key
 //! of a batch (unless `--no-size-check`), then the expiry (PEXPIRETIME, or
-//! PTTL before Redis 7.0) + DUMP pipelined, then RESTORE … ABSTTL pipelined
-//! on the target; at most `pipeline` batches in
+//! PTTL before Redis 7.0) + DUMP pipelined, then RESTORE … ABSTTL (a PTTL:
+//! RESTORE with what is left of it) pipelined on the target; at most
+//! `pipeline` batches in
 //! flight. Big keys, and every key in `types` mode, are rebuilt in chunks
 //! under a temporary name and renamed.
 
@@ -22,7 +23,7 @@ use super::query::{error_text, key_counts, node_for_key, per_key, q, qp, short};
 use super::size;
 use super::url::Endpoint;
 use super::verify;
-use super::{Expiry, ExpiryRead, Mode, OnConflict};
+use super::{Expiry, ExpiryRead, ExpiryWrite, Mode, OnConflict};
 
 /// Sees (and may change, as SCAN may return a key twice) each SCAN batch.
 pub type ScanHook = Arc<dyn Fn(&mut Vec<Vec<u8>>) + Send + Sync>;
@@ -153,6 +154,11 @@ pub struct Preflight {
     /// A Sentinel target: its master's `maxmemory-policy` evicts keys, so a
     /// master gone with its count of evictions may have dropped some.
     pub target_may_evict: bool,
+    /// For tests: moves this machine's clock, as the copy reads it, by this
+    /// many ms (a machine whose clock is off from the target's); 0 else.
+    #[serde(skip)]
+    #[doc(hidden)]
+    pub clock_shift_ms: i64,
 }
 
 /// Where a copy counts the target's evictions from: its `evicted_keys`
@@ -642,6 +648,7 @@ pub async fn preflight(opts: &CopyOptions) -> Result<(Conns, Preflight), CopyErr
             on: target_master,
         })),
         target_may_evict,
+        clock_shift_ms: 0,
     };
     Ok((conns, pf))
 }
@@ -721,6 +728,8 @@ struct Ctx {
     /// The target takes `SET … PXAT` (Redis 6.2 and later).
     target_pxat: bool,
     expiry_read: ExpiryRead,
+    /// `Preflight::clock_shift_ms`.
+    clock_shift_ms: i64,
     run_by: RunBy,
     /// Keys `by_type` rebuilds now, each with its turn; shared by the
     /// shards of a cluster source (a key moving between them comes twice).
@@ -904,10 +913,11 @@ const GROUP_BYTES: u64 = 8 << 20;
 
 /// How far apart the source's and the target's PTTL of one key, read at
 /// once, may be for the two to be one expiry: this copy wrote the absolute
-/// time the source keeps (PEXPIRETIME), or before Redis 7.0 its PTTL placed
-/// within half that read's round trip on this machine's clock; a target
-/// whose clock is further off than this shows another expiry, and the copy
-/// stops: fail closed.
+/// time the source keeps (PEXPIRETIME), or before Redis 7.0 its PTTL less
+/// the time since the read (off by half that read's round trip and by the
+/// write's transit); a target whose clock is further off than this from
+/// the source's shows another absolute expiry, and the copy stops: fail
+/// closed.
 const SAME_EXPIRY_MS: u64 = 2_000;
 
 /// Largest key (MEMORY USAGE, on either side) that a write found on the
@@ -960,15 +970,6 @@ fn group_sizes(sizes: &[u64], budget: u64) -> Vec<usize> {
     out
 }
 
-/// When the source most likely answered a PTTL asked at `asked` (Unix ms):
-/// halfway to its reply, so a busy connection (replies queued behind other
-/// batches' payloads) moves the computed expiry by half its delay at most,
-/// not by all of it.
-fn read_at(asked: u64) -> u64 {
-    let answered = super::now_ms();
-    asked + answered.saturating_sub(asked) / 2
-}
-
 /// `words` then `key`, sized once: the profile of a copy showed the
 /// allocator (growing each command's buffers) as cutover's first cost.
 fn key_cmd(words: &[&str], key: &[u8]) -> redis::Cmd {
@@ -1012,6 +1013,19 @@ impl Counters {
 }
 
 impl Ctx {
+    /// This machine's clock (Unix ms), as the copy reads it.
+    fn now(&self) -> u64 {
+        super::now_ms().saturating_add_signed(self.clock_shift_ms)
+    }
+
+    /// When the source most likely answered a PTTL asked at `asked` (by
+    /// `now`): halfway to its reply, so a busy connection (replies queued
+    /// behind other batches' payloads) moves the computed expiry by half
+    /// its delay at most, not by all of it.
+    fn read_at(&self, asked: u64) -> u64 {
+        asked + self.now().saturating_sub(asked) / 2
+    }
+
     fn conflict(&self, key: &[u8]) -> Result<Outcome, String> {
         if !self.conflict_is_error {
             return Ok(Outcome::Conflict);
@@ -1106,10 +1120,11 @@ impl Ctx {
         for k in &keys {
             p.add_command(key_cmd(&[self.expiry_read.command()], k)).add_command(key_cmd(&["DUMP"], k));
         }
-        let asked = super::now_ms();
+        let asked = self.now();
         let got: Vec<Value> = qp(&self.from, &mut src, &p).await?;
         drop(p);
-        let now = read_at(asked);
+        let now = self.read_at(asked);
+        let written_at = self.now();
         let mut restore: Vec<(&[u8], redis::Cmd)> = Vec::with_capacity(keys.len());
         // Per RESTORE: the key's place in `keys` and the payload's length.
         let mut sent: Vec<(usize, u64)> = Vec::with_capacity(keys.len());
@@ -1138,7 +1153,11 @@ impl Ctx {
                 big.push(k.clone());
                 continue;
             }
-            let (ttl, abs) = super::restore_ttl(exp);
+            // A TTL used up in flight: RESTORE would take 0 as none.
+            let Some((ttl, abs)) = super::restore_ttl(self.expiry_read.write(exp, written_at)) else {
+                c.skipped_expired += 1;
+                continue;
+            };
             // Sized once: RESTORE, key, ttl, payload, REPLACE, ABSTTL and their headers.
             let mut cmd = redis::Cmd::with_capacity(6, k.len() + payload.len() + 96);
             cmd.arg("RESTORE").arg(k).arg(ttl).arg(&payload);
@@ -1354,12 +1373,12 @@ impl Ctx {
                 }
             }
         }
-        let asked = super::now_ms();
+        let asked = self.now();
         let values: Vec<Value> = if read.is_empty() { Vec::new() } else { qp(&self.from, &mut src, &p).await? };
         drop(p);
-        let at = read_at(asked);
+        let at = self.read_at(asked);
         // The whole of each key, or `None`: it goes to `by_type`.
-        let now = super::now_ms();
+        let now = self.now();
         let mut whole: Vec<WholeKey> = Vec::with_capacity(read.len());
         let mut values = values.into_iter();
         for (k, kind) in read {
@@ -1377,11 +1396,7 @@ impl Ctx {
                 // since (judged by this machine's clock only for a PTTL
                 // placed on it; an absolute expiry is the source's clock,
                 // and the target's own clock judges it as it writes).
-                Some(items)
-                    if items.is_empty()
-                        || exp == Expiry::Gone
-                        || (self.expiry_read == ExpiryRead::Relative && matches!(exp, Expiry::At(ms) if ms <= now)) =>
-                {
+                Some(items) if items.is_empty() || self.expiry_read.write(exp, now) == ExpiryWrite::Passed => {
                     c.skipped_expired += 1
                 }
                 Some(items) => whole.push(WholeKey { key: k, kind, exp, items }),
@@ -1404,13 +1419,13 @@ impl Ctx {
                     if !self.overwrite {
                         set.arg("NX");
                     }
-                    if let Expiry::At(ms) = *exp {
-                        if self.target_pxat {
-                            set.arg("PXAT").arg(ms);
-                        } else {
-                            set.arg("PX").arg(ms.saturating_sub(now).max(1));
-                        }
-                    }
+                    match self.expiry_read.write(*exp, now) {
+                        ExpiryWrite::At(ms) if self.target_pxat => set.arg("PXAT").arg(ms),
+                        // Never so: an absolute read needs a target taking PXAT.
+                        ExpiryWrite::At(ms) => set.arg("PX").arg(ms.saturating_sub(now).max(1)),
+                        ExpiryWrite::In(ms) => set.arg("PX").arg(ms),
+                        ExpiryWrite::Never | ExpiryWrite::Passed => &mut set,
+                    };
                     writes.push((k, set));
                 }
                 Some(tmp) => {
@@ -1427,8 +1442,10 @@ impl Ctx {
                         w.arg(items);
                     }
                     writes.push((k, w));
-                    if let Expiry::At(ms) = *exp {
-                        writes.push((k, redis::cmd("PEXPIREAT").arg(tmp).arg(ms).clone()));
+                    match self.expiry_read.write(*exp, now) {
+                        ExpiryWrite::At(ms) => writes.push((k, redis::cmd("PEXPIREAT").arg(tmp).arg(ms).clone())),
+                        ExpiryWrite::In(ms) => writes.push((k, redis::cmd("PEXPIRE").arg(tmp).arg(ms).clone())),
+                        ExpiryWrite::Never | ExpiryWrite::Passed => {}
                     }
                     let rename = if self.overwrite { "RENAME" } else { "RENAMENX" };
                     writes.push((k, redis::cmd(rename).arg(tmp).arg(k).clone()));
@@ -1461,7 +1478,7 @@ impl Ctx {
                     // key whose expiry has not passed lost its temporary
                     // copy (evicted, deleted): an error.
                     (_, Value::ServerError(e))
-                        if expiry_passed(whole[i].exp, super::now_ms())
+                        if expiry_passed(whole[i].exp, self.now())
                             && e.details().is_some_and(|d| d.contains("no such key")) =>
                     {
                         Outcome::Expired
@@ -1563,9 +1580,9 @@ impl Ctx {
     async fn type_and_expiry(&self, src: &mut MultiplexedConnection, key: &[u8]) -> Result<(String, Expiry), String> {
         let mut p = redis::pipe();
         p.cmd("TYPE").arg(key).cmd(self.expiry_read.command()).arg(key);
-        let asked = super::now_ms();
+        let asked = self.now();
         let (kind, expiry): (String, i64) = qp(&self.from, src, &p).await?;
-        Ok((kind, self.expiry_read.expiry(expiry, read_at(asked))))
+        Ok((kind, self.expiry_read.expiry(expiry, self.read_at(asked))))
     }
 
     /// Rebuilds one key on the target in chunks under its temporary name
@@ -1689,8 +1706,18 @@ impl Ctx {
             return Err(lost());
         }
         // 0: no such key (a past expiry removes the key and answers 1).
-        if let Expiry::At(ms) = exp
-            && q::<u64>(t, &mut dst, redis::cmd("PEXPIREAT").arg(tmp).arg(ms)).await? == 0
+        let expire = match self.expiry_read.write(exp, self.now()) {
+            ExpiryWrite::At(ms) => Some(redis::cmd("PEXPIREAT").arg(tmp).arg(ms).clone()),
+            ExpiryWrite::In(ms) => Some(redis::cmd("PEXPIRE").arg(tmp).arg(ms).clone()),
+            ExpiryWrite::Never => None,
+            // Its TTL used up since it was read: expired.
+            ExpiryWrite::Passed => {
+                let _: u64 = q(t, &mut dst, redis::cmd("DEL").arg(tmp)).await?;
+                return Ok(Outcome::Expired);
+            }
+        };
+        if let Some(expire) = expire
+            && q::<u64>(t, &mut dst, &expire).await? == 0
         {
             return Err(lost());
         }
@@ -1698,7 +1725,7 @@ impl Ctx {
         match rename.query_async::<Value>(&mut dst).await {
             // The expiry passed while we copied: PEXPIREAT removed it. A
             // key without one lost its temporary copy: not copied.
-            Err(e) if e.detail() == Some("no such key") && expiry_passed(exp, super::now_ms()) => Ok(Outcome::Expired),
+            Err(e) if e.detail() == Some("no such key") && expiry_passed(exp, self.now()) => Ok(Outcome::Expired),
             Err(e) if e.detail() == Some("no such key") => Err(lost()),
             Err(e) => Err(format!("{} {}: {}", t.role, t.redacted(), t.scrub(&e.to_string()))),
             Ok(Value::Int(0)) => {
@@ -2143,6 +2170,7 @@ pub async fn copy(
                     no_memory_usage: AtomicBool::new(opts.chunk_threshold.is_none()),
                     target_pxat: super::takes_pxat(&target_version),
                     expiry_read,
+                    clock_shift_ms: pf.clock_shift_ms,
                     run_by: opts.run_by,
                     in_rebuild: in_rebuild.clone(),
                     building: building.clone(),

@@ -95,7 +95,9 @@ pub enum ExpiryRead {
     /// keeps, to the millisecond, whatever the round trip.
     Absolute,
     /// PTTL, placed on this machine's clock halfway through the round trip
-    /// (older sources): off by up to half of it, either way.
+    /// (older sources): off by up to half of it, either way. Written back
+    /// as a TTL (`ExpiryRead::write`), so that clock need not agree with
+    /// the target's.
     Relative,
 }
 
@@ -114,6 +116,24 @@ impl ExpiryRead {
         match self {
             ExpiryRead::Absolute => "PEXPIRETIME",
             ExpiryRead::Relative => "PTTL",
+        }
+    }
+
+    /// How an expiry read this way is written at `now_ms` (this machine's
+    /// clock, on which `expiry` placed a PTTL). An absolute time is the
+    /// source's, written as it is for the target's clock to judge (the two
+    /// servers' clocks are kept in step). A PTTL goes back as a TTL less
+    /// the time since it was read: written as an absolute time, it would
+    /// be judged by the target's clock, and this machine's, off from it,
+    /// would move every expiry by the difference (a key expired on arrival
+    /// where this clock is behind by more than its TTL).
+    pub fn write(self, e: Expiry, now_ms: u64) -> ExpiryWrite {
+        match (self, e) {
+            (_, Expiry::Gone) => ExpiryWrite::Passed,
+            (_, Expiry::Never) => ExpiryWrite::Never,
+            (ExpiryRead::Absolute, Expiry::At(ms)) => ExpiryWrite::At(ms),
+            (ExpiryRead::Relative, Expiry::At(ms)) if ms > now_ms => ExpiryWrite::In(ms - now_ms),
+            (ExpiryRead::Relative, Expiry::At(_)) => ExpiryWrite::Passed,
         }
     }
 
@@ -182,11 +202,27 @@ pub fn expiry(pttl: i64, now_ms: u64) -> Expiry {
     }
 }
 
-/// RESTORE's TTL argument and whether ABSTTL goes with it.
-pub fn restore_ttl(e: Expiry) -> (u64, bool) {
-    match e {
-        Expiry::At(ms) => (ms, true),
-        _ => (0, false),
+/// How a key's expiry is written on the target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExpiryWrite {
+    Never,
+    /// At this Unix time in ms, by the target's clock (RESTORE … ABSTTL,
+    /// `SET … PXAT`, PEXPIREAT).
+    At(u64),
+    /// This many ms after the target takes the write (RESTORE's TTL,
+    /// `SET … PX`, PEXPIRE): never 0, which RESTORE reads as no expiry.
+    In(u64),
+    /// Gone already: nothing to write.
+    Passed,
+}
+
+/// RESTORE's TTL argument and whether ABSTTL goes with it; None: passed.
+pub fn restore_ttl(w: ExpiryWrite) -> Option<(u64, bool)> {
+    match w {
+        ExpiryWrite::Never => Some((0, false)),
+        ExpiryWrite::At(ms) => Some((ms, true)),
+        ExpiryWrite::In(ms) => Some((ms, false)),
+        ExpiryWrite::Passed => None,
     }
 }
 
@@ -319,8 +355,31 @@ mod tests {
         assert_eq!(expiry(-2, 1000), Expiry::Gone);
         assert_eq!(expiry(-1, 1000), Expiry::Never);
         assert_eq!(expiry(500, 1000), Expiry::At(1500));
-        assert_eq!(restore_ttl(Expiry::At(1500)), (1500, true));
-        assert_eq!(restore_ttl(Expiry::Never), (0, false));
+        assert_eq!(restore_ttl(ExpiryWrite::At(1500)), Some((1500, true)));
+        assert_eq!(restore_ttl(ExpiryWrite::In(1500)), Some((1500, false)));
+        assert_eq!(restore_ttl(ExpiryWrite::Never), Some((0, false)));
+        assert_eq!(restore_ttl(ExpiryWrite::Passed), None);
+    }
+
+    /// A PTTL goes back as a TTL: this machine's clock enters only as the
+    /// time between the read and the write, so a clock 90 s off from the
+    /// target's moves nothing. Written as an absolute time, it did: a 60 s
+    /// key read by a clock 90 s behind was due 30 s before it arrived.
+    #[test]
+    fn a_pttl_is_written_as_what_is_left_of_it_whatever_this_clock_says() {
+        let rel = ExpiryRead::Relative;
+        for clock in [0u64, 1_000_000_000, 1_700_000_000_000] {
+            let read = rel.expiry(60_000, clock);
+            assert_eq!(rel.write(read, clock + 250), ExpiryWrite::In(59_750), "{clock}");
+            assert_eq!(rel.write(read, clock + 60_000), ExpiryWrite::Passed, "expired in flight");
+            assert_eq!(rel.write(rel.expiry(0, clock), clock), ExpiryWrite::Passed, "PTTL 0: never a TTL of 0");
+        }
+        assert_eq!(rel.write(rel.expiry(-1, 5), 9), ExpiryWrite::Never);
+        assert_eq!(rel.write(rel.expiry(-2, 5), 9), ExpiryWrite::Passed);
+        // An absolute time is the source's clock's: written as it is, whatever this one says.
+        let abs = ExpiryRead::Absolute;
+        assert_eq!(abs.write(abs.expiry(1_000, 0), 5_000), ExpiryWrite::At(1_000));
+        assert_eq!(abs.write(abs.expiry(-1, 0), 5_000), ExpiryWrite::Never);
     }
 
     #[test]
