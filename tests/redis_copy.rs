@@ -2703,6 +2703,73 @@ async fn mutual_tls_takes_the_right_client_certificate_and_refuses_others_in_one
     }
 }
 
+/// TLS failures a CA file does not fix get their own advice. A server that
+/// asks for a client certificate ends a TLS 1.2 handshake without one with
+/// a HandshakeFailure alert (TLS 1.3 says CertificateRequired); a
+/// certificate that names another address than the one connected to
+/// (NotValidForName: here localhost alone, reached as 127.0.0.1) needs that
+/// name. Both said "pass the server's CA with --tls-ca PATH", which the
+/// command had already.
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_failures_a_ca_file_does_not_fix_say_what_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    make_certs(dir.path());
+    let sh = |args: &[&str]| {
+        let out = std::process::Command::new("openssl").args(args).current_dir(dir.path()).output().unwrap();
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    // A server certificate of the same CA naming localhost alone.
+    sh(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "named.key",
+        "-out",
+        "named.csr",
+        "-subj",
+        "/CN=localhost",
+    ]);
+    std::fs::write(dir.path().join("named.ext"), "subjectAltName=DNS:localhost\n").unwrap();
+    sh(&["x509", "-req", "-in", "named.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial"]
+        .into_iter()
+        .chain(["-out", "named.pem", "-days", "2", "-extfile", "named.ext"])
+        .collect::<Vec<_>>());
+    let tls_server = |name: &'static str, cert: &'static str, extra: &'static [&'static str]| {
+        let d = dir.path().to_path_buf();
+        start_redis_with(dir.path(), name, move |port| {
+            let f = |n: &str| d.join(n).display().to_string();
+            ["--port", "0", "--tls-port", &port.to_string(), "--tls-cert-file", &f(&format!("{cert}.pem"))]
+                .into_iter()
+                .map(String::from)
+                .chain(["--tls-key-file".into(), f(&format!("{cert}.key")), "--tls-ca-cert-file".into(), f("ca.pem")])
+                .chain(extra.iter().map(|a| a.to_string()))
+                .collect()
+        })
+    };
+    let mutual = tls_server("tls12", "server", &["--tls-auth-clients", "yes", "--tls-protocols", "TLSv1.2"])
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let named = tls_server("named", "named", &["--tls-auth-clients", "no"]).await.unwrap_or_else(|e| panic!("{e:#}"));
+    let src = server(dir.path(), "src").await;
+    let ca = dir.path().join("ca.pem").display().to_string();
+    let cases = [
+        (mutual.port, "ended the TLS handshake (HandshakeFailure): it most likely asks for a client certificate"),
+        (named.port, "its certificate does not name the address connected to"),
+    ];
+    for (port, said) in cases {
+        let to = format!("rediss://127.0.0.1:{port}/0");
+        let (code, out, err) =
+            run(&state, &["redis", "copy", "--from", &src.url, "--to", &to, "--yes", "--tls-ca", &ca]);
+        assert_eq!(code, Some(2), "{out}{err}");
+        assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+        assert!(err.contains(said) && err.contains("target"), "{err}");
+        assert!(!err.contains("--tls-ca"), "the CA was given: {err}");
+    }
+}
+
 /// `SENTINEL FAILOVER` of `group`, then the end of the copy `child`: its
 /// exit code, stdout and stderr.
 async fn fail_over_and_wait(

@@ -874,7 +874,9 @@ impl Kind {
                 Value::BulkString(b) if !b.is_empty() && (b.len() as u64) < BATCH_READ_BYTES => Some(vec![b]),
                 _ => None,
             },
-            Kind::Hash | Kind::Set | Kind::Zset => scanned(v),
+            // Members and scores in pairs, else no ZSCAN reply: `by_type` says so.
+            Kind::Zset => scanned(v).filter(|items| items.len() % 2 == 0),
+            Kind::Hash | Kind::Set => scanned(v),
             Kind::List => {
                 let items: Vec<Vec<u8>> = redis::from_redis_value(v).ok()?;
                 (items.len() < BATCH_READ_ELEMENTS).then_some(items)
@@ -1434,8 +1436,9 @@ impl Ctx {
                     let mut w = redis::Cmd::with_capacity(items.len() + 2, size);
                     w.arg(kind.write()).arg(tmp);
                     if *kind == Kind::Zset {
-                        // ZSCAN gives member, score; ZADD wants score, member.
-                        for pair in items.chunks(2) {
+                        // ZSCAN gives member, score; ZADD wants score, member
+                        // (`Kind::items` let through only pairs).
+                        for pair in items.chunks_exact(2) {
                             w.arg(&pair[1]).arg(&pair[0]);
                         }
                     } else {
@@ -1635,7 +1638,15 @@ impl Ctx {
                         w.arg(tmp);
                         if kind == "zset" {
                             // ZSCAN gives member, score; ZADD wants score, member.
-                            for pair in items.chunks(2) {
+                            if items.len() % 2 != 0 {
+                                return Err(format!(
+                                    "ZSCAN on the {} {f} answered {} items, not members and scores in pairs; it is \
+                                     not copied",
+                                    f.role,
+                                    items.len()
+                                ));
+                            }
+                            for pair in items.chunks_exact(2) {
                                 w.arg(&pair[1]).arg(&pair[0]);
                             }
                         } else {
@@ -2706,6 +2717,21 @@ mod tests {
         assert!(restarted.lost(&mark).is_some(), "restarted at 4001 of 9000 acknowledged");
         let none_online = info.replace("state=online", "state=send_bulk");
         assert_eq!(confirmed_mark(&none_online).unwrap().offset, 9100, "no replica holds it: the master's own");
+    }
+
+    /// A ZSCAN reply of an odd number of items (no Redis sends one; a proxy
+    /// or a module might) is no sorted set read whole: the batched path
+    /// hands the key to `by_type`, which stops with an error, where
+    /// `pair[1]` panicked.
+    #[test]
+    fn an_odd_zscan_reply_is_not_taken_as_members_and_scores() {
+        let bulk = |s: &str| Value::BulkString(s.as_bytes().to_vec());
+        let reply =
+            |items: &[&str]| Value::Array(vec![bulk("0"), Value::Array(items.iter().map(|i| bulk(i)).collect())]);
+        assert_eq!(Kind::Zset.items(reply(&["a", "1", "b", "2"])).map(|i| i.len()), Some(4));
+        assert_eq!(Kind::Zset.items(reply(&["a", "1", "b"])), None);
+        // A set's members are not pairs.
+        assert_eq!(Kind::Set.items(reply(&["a", "b", "c"])).map(|i| i.len()), Some(3));
     }
 
     #[test]

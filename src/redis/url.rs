@@ -532,6 +532,13 @@ impl Endpoint {
                     "the {who} needs a password; put it in the URL (redis://:PASSWORD@host:port) or use --from-password-env / --to-password-env"
                 )
             }
+        } else if low.contains("not valid for name") || low.contains("notvalidforname") {
+            // A CA file would not help: the certificate is trusted, for other names.
+            format!(
+                "TLS to the {who} failed: its certificate does not name the address connected to ({msg}); connect by \
+                 a name the certificate holds, or give the server a certificate naming this address (an IP address \
+                 needs an IP entry in its subjectAltName)"
+            )
         } else if runbook && (low.contains("certificate") || low.contains("tls") || low.contains("handshake")) {
             format!("TLS to the {who} failed: {msg}; a runbook's endpoint is given no CA file or client certificate")
         } else if low.contains("certificaterequired") {
@@ -543,6 +550,13 @@ impl Endpoint {
             format!(
                 "the {who} refused the client certificate ({}); pass one signed by the CA it trusts with --tls-cert FILE --tls-key FILE",
                 msg.trim_start_matches("received fatal alert: ")
+            )
+        } else if low.contains("received fatal alert: handshakefailure") {
+            // Under TLS 1.2 a server that asks for a client certificate and
+            // gets none ends the handshake so (TLS 1.3: CertificateRequired).
+            format!(
+                "the {who} ended the TLS handshake (HandshakeFailure): it most likely asks for a client certificate \
+                 (mutual TLS); pass one its CA signed with --tls-cert FILE --tls-key FILE"
             )
         } else if low.contains("certificate") || low.contains("tls") || low.contains("handshake") {
             format!("TLS to the {who} failed: {msg}; pass the server's CA with --tls-ca PATH")
