@@ -3041,6 +3041,37 @@ async fn a_sentinel_naming_another_master_than_the_others_is_outvoted() {
     assert!(said[1..].iter().all(|s| s.1.is_none()), "the group's own sentinels are right: {said:?}");
 }
 
+/// Of the three sentinels a URL lists, two stopped: the one left may be the
+/// one cut off from its peers, still naming the master they failed over
+/// from. A copy took its answer and wrote there; now more than half of the
+/// listed sentinels must answer, else the copy (and a verify) is refused in
+/// one line, nothing written.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_copy_takes_the_master_only_from_a_majority_of_the_listed_sentinels() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let mut group = common::sentinel::SentinelGroup::start(dir.path()).await;
+    let src = server(dir.path(), "src").await;
+    let mut s = conn(&src.url).await;
+    for i in 0..100 {
+        let _: () = s.set(format!("k:{i}"), i).await.unwrap();
+    }
+    let to = group.url();
+    for sentinel in &mut group.sentinels[..2] {
+        sentinel.stop().await;
+    }
+    let (code, out, err) = run(&state, &["redis", "copy", "--from", &src.url, "--to", &to, "--yes"]);
+    let mut t = conn(&format!("redis://127.0.0.1:{}/0", group.master.port)).await;
+    assert_eq!(dbsize(&mut t).await, 0, "nothing written: {out}{err}");
+    assert_eq!(code, Some(2), "{out}{err}");
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    let said = "only 1 of the 3 sentinels of the target redis+sentinel://";
+    assert!(err.contains(said) && err.contains("bring the others back"), "{err}");
+    let (code, out, err) = run(&state, &["redis", "verify", "--from", &src.url, "--to", &to]);
+    assert_eq!(code, Some(2), "{out}{err}");
+    assert!(err.contains(said), "{err}");
+}
+
 /// A copy out of a Sentinel group follows its source's failover by scanning
 /// the new master from the start: a SCAN cursor belongs to the server that
 /// gave it. Stopped then before the target's replica confirms a checkpoint

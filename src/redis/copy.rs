@@ -463,6 +463,7 @@ async fn takes_writes(to: &Endpoint, dst: &MultiplexedConnection, cluster: Optio
 /// Connects to `e`; a cluster (a `redis+cluster://` URL, or a node that
 /// says `cluster_enabled:1`) also gets its shards discovered.
 pub async fn open_side(e: &Endpoint) -> Result<(MultiplexedConnection, String, Option<Arc<Cluster>>), String> {
+    let e = &e.clone().with_sentinel_majority();
     let (mut c, addr) = e.open().await?;
     let is_cluster = e.cluster_nodes().is_some() || cluster::enabled(e, &mut c).await?;
     if e.reads_replicas() && !is_cluster {
@@ -614,7 +615,8 @@ pub async fn preflight(opts: &CopyOptions) -> Result<(Conns, Preflight), CopyErr
             let other = match &conns.dst_cluster {
                 Some(_) => None,
                 None => {
-                    let (mut again, _) = opts.to.open().await.map_err(CopyError::Refused)?;
+                    let (mut again, _) =
+                        opts.to.clone().with_sentinel_majority().open().await.map_err(CopyError::Refused)?;
                     Some(server_info(&opts.to, &mut again).await.map_err(CopyError::Refused)?.1)
                 }
             };
@@ -2051,7 +2053,7 @@ async fn side(e: &Endpoint, old: &MultiplexedConnection, old_addr: &str) -> Side
     if e.sentinel().is_none() {
         return if healthy { Side::Same } else { Side::Down(format!("the {} {e} does not answer", e.role)) };
     }
-    let addr = match e.locate().await {
+    let addr = match e.clone().with_sentinel_majority().locate().await {
         Ok(a) => a,
         Err(why) => return Side::Waiting(why),
     };

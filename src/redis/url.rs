@@ -25,6 +25,9 @@ pub struct Endpoint {
     sentinel_password: Option<String>,
     /// How long one sentinel may take to connect and to answer each question.
     sentinel_timeout: Duration,
+    /// The master is taken only from a majority of the listed sentinels
+    /// (`with_sentinel_majority`).
+    sentinel_majority: bool,
     /// Given as `redis+cluster://`: the nodes to ask for the cluster's shards.
     cluster: Option<Vec<String>>,
     /// A cluster is read from its replicas (`--from-replicas`), not its primaries.
@@ -125,6 +128,7 @@ impl Endpoint {
             sentinel: None,
             sentinel_password: None,
             sentinel_timeout: SENTINEL_TIMEOUT,
+            sentinel_majority: false,
             cluster: None,
             replica_reads: false,
             in_runbook: false,
@@ -218,6 +222,16 @@ impl Endpoint {
     /// take the whole reading with it.
     pub fn with_sentinel_timeout(mut self, timeout: Duration) -> Self {
         self.sentinel_timeout = timeout;
+        self
+    }
+
+    /// Takes the master only when more than half of the listed sentinels
+    /// answer (a copy and a verify): one cut off from its peers may still
+    /// name the master they failed over from, and its answer alone would
+    /// send the writes there. A reading that shows what it can (the live
+    /// pane) takes any answer.
+    pub fn with_sentinel_majority(mut self) -> Self {
+        self.sentinel_majority = true;
         self
     }
 
@@ -369,7 +383,9 @@ impl Endpoint {
     /// old master), the address named with the highest config epoch wins (a
     /// failover raises it), then the one most sentinels name, then the
     /// first. The master named is never passed over for another answer: a
-    /// master that does not answer is waited for.
+    /// master that does not answer is waited for. With
+    /// `with_sentinel_majority`, more than half of the listed sentinels must
+    /// answer.
     pub async fn locate(&self) -> Result<String, String> {
         let Some(g) = &self.sentinel else {
             return Ok(format!("{}:{}", self.url.host_str().unwrap_or(""), self.url.port().unwrap_or(6379)));
@@ -393,6 +409,18 @@ impl Endpoint {
                 },
                 Err(e) => failures.push(format!("{node}: {}", self.scrub(&e))),
             }
+        }
+        let answered: usize = named.iter().map(|n| n.2).sum();
+        if self.sentinel_majority && answered > 0 && answered * 2 <= g.sentinels.len() {
+            return Err(format!(
+                "only {answered} of the {} sentinels of the {} {} answered ({}); fewer than half may name a master \
+                 the others have failed over from, so none is taken: bring the others back, or list only the \
+                 group's sentinels in the URL",
+                g.sentinels.len(),
+                self.role,
+                self.redacted(),
+                failures.join("; ")
+            ));
         }
         if let Some(best) = pick_master(&named) {
             return Ok(best);
