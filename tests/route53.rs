@@ -46,6 +46,11 @@ fn demo(dir: &Path) -> (Runbook, PathBuf) {
 /// Every record of the runbook's name, as the SDK reads it.
 async fn records(sb: &Sandbox, rb: &Runbook) -> Vec<ResourceRecordSet> {
     let name = format!("{}.", rb.dns.record.trim_end_matches('.'));
+    zone_records(sb).await.into_iter().filter(|r| r.name() == name).collect()
+}
+
+/// Every record of the sandbox's zone, as the SDK reads it.
+async fn zone_records(sb: &Sandbox) -> Vec<ResourceRecordSet> {
     let mut out = Vec::new();
     let mut start: Option<(String, RrType, Option<String>)> = None;
     for _ in 0..50 {
@@ -54,7 +59,7 @@ async fn records(sb: &Sandbox, rb: &Runbook) -> Vec<ResourceRecordSet> {
             req = req.start_record_name(n).start_record_type(t).set_start_record_identifier(id);
         }
         let resp = req.send().await.unwrap();
-        out.extend(resp.resource_record_sets().iter().filter(|r| r.name() == name).cloned());
+        out.extend(resp.resource_record_sets().iter().cloned());
         if !resp.is_truncated() {
             return out;
         }
@@ -374,14 +379,9 @@ async fn a_stop_is_refused_while_a_record_type_the_runbook_does_not_list_still_s
     let sb = sandbox(&dual, "ca-central-1").await;
     assert_eq!(records(&sb, &dual).await.len(), 4, "A and AAAA of each side");
     let p = path.to_str().unwrap();
-    // A moved alone, by hand (moto's DELETE takes every type of a set
-    // identifier, unlike AWS, so this is an UPSERT of the A records).
-    let mut a = Vec::new();
-    for mut r in records(&sb, &dual).await.into_iter().filter(|r| r.r#type() == &RrType::A) {
-        r.weight = Some(if r.set_identifier() == Some("alb") { 100 } else { 0 });
-        a.push(Change::builder().action(ChangeAction::Upsert).resource_record_set(r).build().unwrap());
-    }
-    send_changes_as_another_client(&sb, a).await;
+    // A moved alone, by the A-only runbook's shift.
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["shift", p, "--to", "100", "--yes"]).await;
+    assert_eq!(code, Some(0), "{out}");
     let now = records(&sb, &dual).await;
     assert_eq!(by_id(&now, "single-box", &RrType::A).weight(), Some(0));
     assert_eq!(by_id(&now, "single-box", &RrType::Aaaa).weight(), Some(100), "A moved alone");
@@ -393,13 +393,113 @@ async fn a_stop_is_refused_while_a_record_type_the_runbook_does_not_list_still_s
             && out.contains("list AAAA in [dns] type"),
         "{out}"
     );
-    // Listed and shifted: the stop goes through.
+    // Listed and shifted: the AAAA record no longer holds the stop; only
+    // the resolvers' answer from before the A shift does, for the alias's
+    // 60 s TTL (checked after the record types).
     let dp = dual_path.to_str().unwrap();
     let (code, out) = run_cutover_all(&sb, &dual, dir.path(), &["shift", dp, "--to", "100", "--yes"]).await;
     assert_eq!(code, Some(0), "{out}");
-    tokio::time::sleep(Duration::from_secs(2)).await;
     let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &stop).await;
+    assert_eq!(code, Some(2), "{out}");
+    assert!(!out.contains("AAAA"), "{out}");
+    assert!(
+        out.contains("resolvers may still send single-box traffic: its share was taken by shift_weights to 100%"),
+        "{out}"
+    );
+    sb.down().await;
+}
+
+/// A shift changes its own records and nothing else: AAAA records beside an
+/// A-only runbook's, and another name's records with the same set
+/// identifiers, stay as they were (AWS's DELETE takes only the record of
+/// its name, type and set identifier; moto's takes every record of the set
+/// identifier, which the sandbox puts back).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shift_leaves_other_names_and_types_with_its_set_identifiers_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let (dual, _) = runbook_with(dir.path(), "single-box-to-alb.toml", |t| {
+        t.replace("type = \"A\"\n", "type = [\"A\", \"AAAA\"]\n").replace("ttl = 60\n", "ttl = 1\n")
+    });
+    let a_only = dir.path().join("a-only");
+    std::fs::create_dir_all(&a_only).unwrap();
+    let (rb, path) = runbook_with(&a_only, "single-box-to-alb.toml", |t| t.replace("ttl = 60\n", "ttl = 1\n"));
+    let sb = sandbox(&dual, "eu-west-3").await;
+    let mut api = Vec::new();
+    for (id, weight, value) in [("single-box", 100, "192.0.2.10"), ("alb", 0, "192.0.2.11")] {
+        let set = ResourceRecordSet::builder()
+            .name("api.example.org")
+            .r#type(RrType::A)
+            .set_identifier(id)
+            .weight(weight)
+            .ttl(60)
+            .resource_records(aws_sdk::route53::types::ResourceRecord::builder().value(value).build().unwrap())
+            .build()
+            .unwrap();
+        api.push(Change::builder().action(ChangeAction::Create).resource_record_set(set).build().unwrap());
+    }
+    send_changes_as_another_client(&sb, api).await;
+    let key = |r: &ResourceRecordSet| {
+        (r.name().to_string(), r.r#type().as_str().to_string(), r.set_identifier().map(str::to_string))
+    };
+    let others = |mut rs: Vec<ResourceRecordSet>| {
+        rs.retain(|r| !(r.name() == "shop.example.org." && r.r#type() == &RrType::A));
+        rs.sort_by_key(key);
+        rs
+    };
+    let before = zone_records(&sb).await;
+    let shop_a: Vec<_> =
+        before.iter().filter(|r| r.name() == "shop.example.org." && r.r#type() == &RrType::A).cloned().collect();
+    assert_eq!(shop_a.len(), 2, "{before:#?}");
+    assert_eq!(others(before.clone()).iter().filter(|r| r.name() == "api.example.org.").count(), 2, "{before:#?}");
+    let (code, out) =
+        run_cutover_all(&sb, &rb, dir.path(), &["shift", path.to_str().unwrap(), "--to", "30", "--yes"]).await;
     assert_eq!(code, Some(0), "{out}");
+    let after = zone_records(&sb).await;
+    assert_eq!(others(after.clone()), others(before), "records the shift does not name changed or vanished");
+    let shop_a_after: Vec<_> =
+        after.into_iter().filter(|r| r.name() == "shop.example.org." && r.r#type() == &RrType::A).collect();
+    same_but_weights(&shop_a, &shop_a_after, |id| if id == "alb" { 30 } else { 70 });
+    sb.down().await;
+}
+
+/// AWS refuses a batch that deletes one record twice, or creates one twice
+/// (each change meets the zone as the changes before it left it), and
+/// applies none of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_deleting_or_creating_one_record_twice_is_refused_whole() {
+    use aws_sdk::route53::error::ProvideErrorMetadata;
+    let dir = tempfile::tempdir().unwrap();
+    let (rb, _) = demo(dir.path());
+    let sb = sandbox(&rb, "eu-north-1").await;
+    let before = records(&sb, &rb).await;
+    let staging = by_id(&before, "staging", &RrType::Cname).clone();
+    let change = |action: ChangeAction, weight: i64| {
+        let mut r = staging.clone();
+        r.weight = Some(weight);
+        Change::builder().action(action).resource_record_set(r).build().unwrap()
+    };
+    let w = staging.weight().unwrap();
+    let batches = [
+        ("one record deleted twice", vec![change(ChangeAction::Delete, w), change(ChangeAction::Delete, w)]),
+        (
+            "one record created twice",
+            vec![change(ChangeAction::Delete, w), change(ChangeAction::Create, 5), change(ChangeAction::Create, 6)],
+        ),
+    ];
+    for (what, changes) in batches {
+        let batch = ChangeBatch::builder().set_changes(Some(changes)).build().unwrap();
+        let sent = sb
+            .clients
+            .route53
+            .change_resource_record_sets()
+            .hosted_zone_id(&sb.world.zone_id)
+            .change_batch(batch)
+            .send()
+            .await;
+        let e = sent.expect_err(&format!("a batch with {what} was accepted"));
+        assert_eq!(e.code(), Some("InvalidChangeBatch"), "{what}: {e:?}");
+        assert_eq!(records(&sb, &rb).await, before, "{what}: the refused batch changed records");
+    }
     sb.down().await;
 }
 

@@ -7,10 +7,16 @@
 //! - a ChangeResourceRecordSets applied whose reply never arrives (a timeout
 //!   after sending), or refused with PriorRequestNotComplete (Route53 busy
 //!   with an earlier request for the zone);
-//! - a DELETE that does not match the live record exactly, or a CREATE of a
-//!   record that exists, refuses the whole batch with AWS's
-//!   InvalidChangeBatch (moto deletes by set identifier whatever the weight,
-//!   TTL or values say, and refuses a CREATE identical to any earlier one);
+//! - a ChangeResourceRecordSets batch walked in order, as AWS does: a DELETE
+//!   that does not match a record exactly (one the batch already deleted
+//!   included), or a CREATE of a record that exists (one the batch already
+//!   created included), refuses the whole batch with AWS's
+//!   InvalidChangeBatch (moto checks neither the weight nor the values);
+//!   a DELETE removes only the record of its name, type and set identifier
+//!   (moto's removes every record of the set identifier in the zone, of any
+//!   name or type: the proxy puts the others back in the same batch); a
+//!   CREATE is sent as an UPSERT (moto refuses one identical to any earlier
+//!   CREATE, even one deleted since);
 //! - another client's change to a record just before cutover's batch arrives;
 //! - GetHealthCheckStatus of an HTTP check on 127.0.0.1 answered from a real
 //!   request to that address (moto always says Success); checks on any
@@ -416,57 +422,90 @@ async fn list_all(
     resp.text().await.map_err(|e| e.to_string())
 }
 
-/// AWS's refusal of a batch, checked against the live records before
-/// anything is applied: a DELETE must match a live record exactly; a CREATE
-/// must not meet a live record the batch did not delete first. None when
-/// AWS would take the batch.
-async fn refused_batch(p: &Proxy, caller: &HeaderMap, zone: &str, body: &str) -> Option<Response> {
-    let mut live: HashMap<(String, String), Vec<Rrs>> = HashMap::new();
-    let mut deleted: Vec<(String, String, Option<String>)> = Vec::new();
+/// A record's place in a zone: name, type and set identifier.
+type RecordKey = (String, String, Option<String>);
+
+/// A batch as AWS takes it, or AWS's refusal. Walked in order against the
+/// zone's records (read once): a DELETE must match a record exactly and
+/// removes it, a CREATE must meet none and adds it, an UPSERT adds or
+/// replaces; one change refused refuses the batch (InvalidChangeBatch), so
+/// deleting or creating one record twice is refused, as AWS documents.
+/// Taken, it is what moto is sent: CREATEs as UPSERTs (moto refuses a CREATE
+/// identical to any earlier one, its journal), then an UPSERT of each record
+/// a DELETE of moto's would take beside the one named (every record of the
+/// set identifier, of any name or type; with none, of the name and type),
+/// so they stay as AWS leaves them.
+async fn as_aws_batch(p: &Proxy, caller: &HeaderMap, zone: &str, body: &str) -> Result<String, Response> {
+    let text = list_all(p, caller, zone, None, None)
+        .await
+        .map_err(|e| (StatusCode::BAD_GATEWAY, format!("proxy: cannot read moto: {e}")).into_response())?;
+    if !text.contains("<ListResourceRecordSetsResponse") {
+        // No such zone: moto's own answer is AWS's.
+        return Ok(body.to_string());
+    }
+    let mut zone_now: std::collections::BTreeMap<RecordKey, String> = xml_elements(&text, "ResourceRecordSet")
+        .into_iter()
+        .map(|el| {
+            let r = rrs(el);
+            ((r.name, r.rtype, r.id), el.to_string())
+        })
+        .collect();
+    // What each DELETE takes in moto: by set identifier, else by name and type.
+    let mut swept: Vec<RecordKey> = Vec::new();
+    let takes = |by: &RecordKey, k: &RecordKey| match &by.2 {
+        Some(id) => k.2.as_ref() == Some(id),
+        None => k.0 == by.0 && k.1 == by.1,
+    };
     for change in xml_elements(body, "Change") {
         let action = xml_field(change, "Action").unwrap_or_default();
         let Some(el) = xml_elements(change, "ResourceRecordSet").first().copied() else { continue };
         let want = rrs(el);
-        let key = (want.name.clone(), want.rtype.clone());
-        if !live.contains_key(&key) {
-            let text = match list_all(p, caller, zone, Some(&want.name), Some(&want.rtype)).await {
-                Ok(t) => t,
-                Err(e) => {
-                    return Some((StatusCode::BAD_GATEWAY, format!("proxy: cannot read moto: {e}")).into_response());
-                }
-            };
-            let sets = xml_elements(&text, "ResourceRecordSet").into_iter().map(rrs);
-            live.insert(key.clone(), sets.filter(|r| r.name == want.name && r.rtype == want.rtype).collect());
-        }
-        let found = live[&key].iter().find(|r| r.id == want.id);
         let what = format!(
             "[name='{}', type='{}'{}]",
             want.name,
             want.rtype,
             want.id.as_ref().map_or(String::new(), |i| format!(", set-identifier='{i}'"))
         );
-        let id = (want.name.clone(), want.rtype.clone(), want.id.clone());
-        match (action, found) {
-            ("DELETE", None) => {
-                return Some(invalid_change_batch(&format!(
-                    "[Tried to delete resource record set {what} but it was not found]"
-                )));
+        let key = (want.name.clone(), want.rtype.clone(), want.id.clone());
+        match action {
+            "DELETE" => {
+                match zone_now.remove(&key) {
+                    None => {
+                        return Err(invalid_change_batch(&format!(
+                            "[Tried to delete resource record set {what} but it was not found]"
+                        )));
+                    }
+                    Some(live) if rrs(&live).all != want.all => {
+                        return Err(invalid_change_batch(&format!(
+                            "[Tried to delete resource record set {what} but the values provided do not match the current values]"
+                        )));
+                    }
+                    Some(_) => {}
+                }
+                swept.push(key);
             }
-            ("DELETE", Some(r)) if r.all != want.all => {
-                return Some(invalid_change_batch(&format!(
-                    "[Tried to delete resource record set {what} but the values provided do not match the current values]"
-                )));
-            }
-            ("DELETE", Some(_)) => deleted.push(id),
-            ("CREATE", Some(_)) if !deleted.contains(&id) => {
-                return Some(invalid_change_batch(&format!(
+            "CREATE" if zone_now.contains_key(&key) => {
+                return Err(invalid_change_batch(&format!(
                     "[Tried to create resource record set {what} but it already exists]"
                 )));
             }
+            "CREATE" | "UPSERT" => {
+                zone_now.insert(key, el.to_string());
+            }
+            // Moto refuses an unknown action itself.
             _ => {}
         }
     }
-    None
+    let kept: String = zone_now
+        .iter()
+        .filter(|(k, _)| swept.iter().any(|by| takes(by, k)))
+        .map(|(_, el)| format!("<Change><Action>UPSERT</Action>{el}</Change>"))
+        .collect();
+    let sent = body.replace("<Action>CREATE</Action>", "<Action>UPSERT</Action>");
+    Ok(match sent.rfind("</Changes>") {
+        Some(at) => format!("{}{kept}{}", &sent[..at], &sent[at..]),
+        None => sent,
+    })
 }
 
 /// Another client's change: the live record `id` (of the batch's name) with
@@ -837,12 +876,10 @@ async fn forward_to_moto(State(p): State<Arc<Proxy>>, req: Request) -> Response 
                 return (StatusCode::BAD_GATEWAY, format!("proxy: another client's change failed: {e}"))
                     .into_response();
             }
-            if let Some(refused) = refused_batch(&p, &parts.headers, zone, &text).await {
-                return refused;
+            match as_aws_batch(&p, &parts.headers, zone, &text).await {
+                Ok(sent) => body = Bytes::from(sent),
+                Err(refused) => return refused,
             }
-            // Checked as AWS checks it; moto would refuse a CREATE identical to
-            // any earlier one (its journal), even after the batch's DELETE.
-            body = Bytes::from(text.replace("<Action>CREATE</Action>", "<Action>UPSERT</Action>"));
         } else if parts.method == axum::http::Method::GET {
             return list_page(&p, &parts.headers, zone, parts.uri.query().unwrap_or("")).await;
         }
