@@ -566,6 +566,35 @@ async fn a_record_type_the_runbook_does_not_list_is_shown_and_its_health_judged(
     sb.down().await;
 }
 
+/// GetChange of an id Route53 never gave out is NoSuchChange, HTTP 404
+/// (moto says INSYNC of any id); one it gave out is found.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_change_of_an_id_route53_never_gave_out_is_no_such_change() {
+    use aws_sdk::route53::error::ProvideErrorMetadata;
+    let dir = tempfile::tempdir().unwrap();
+    let (rb, _) = demo(dir.path());
+    let sb = sandbox(&rb, "eu-south-2").await;
+    let r53 = &sb.clients.route53;
+    let e = r53.get_change().id("C0NEVERGIVENOUT").send().await.expect_err("GetChange of an unknown id was answered");
+    assert_eq!(e.code(), Some("NoSuchChange"), "{e:?}");
+    assert_eq!(e.raw_response().map(|r| r.status().as_u16()), Some(404), "{e:?}");
+    let mut staging = by_id(&records(&sb, &rb).await, "staging", &RrType::Cname).clone();
+    staging.weight = Some(3);
+    let change = Change::builder().action(ChangeAction::Upsert).resource_record_set(staging).build().unwrap();
+    let sent = r53
+        .change_resource_record_sets()
+        .hosted_zone_id(&sb.world.zone_id)
+        .change_batch(ChangeBatch::builder().changes(change).build().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let id = sent.change_info().unwrap().id();
+    let got = r53.get_change().id(id).send().await.unwrap();
+    let bare = |id: &str| id.trim_start_matches("/change/").to_string();
+    assert_eq!(bare(got.change_info().unwrap().id()), bare(id));
+    sb.down().await;
+}
+
 /// Point 1, dual stack: `type = ["A", "AAAA"]` reads both groups and changes
 /// all four records in one batch, each kept whole but for its weight.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -17,6 +17,8 @@
 //!   name or type: the proxy puts the others back in the same batch); a
 //!   CREATE is sent as an UPSERT (moto refuses one identical to any earlier
 //!   CREATE, even one deleted since);
+//! - GetChange of an id the proxy never handed out answered NoSuchChange
+//!   (HTTP 404), as AWS does (moto says INSYNC of any id);
 //! - another client's change to a record just before cutover's batch arrives;
 //! - GetHealthCheckStatus of an HTTP check on 127.0.0.1 answered from a real
 //!   request to that address (moto always says Success); checks on any
@@ -380,6 +382,12 @@ fn invalid_change_batch(message: &str) -> Response {
         xml_escape(message)
     );
     (StatusCode::BAD_REQUEST, [("content-type", "text/xml")], xml).into_response()
+}
+
+/// GetChange of an id Route53 never gave out, as AWS answers it.
+fn no_such_change() -> Response {
+    let xml = "<?xml version=\"1.0\"?>\n<ErrorResponse xmlns=\"https://route53.amazonaws.com/doc/2013-04-01/\"><Error><Type>Sender</Type><Code>NoSuchChange</Code><Message>A change with the specified change ID does not exist.</Message></Error><RequestId>proxy-no-such-change</RequestId></ErrorResponse>";
+    (StatusCode::NOT_FOUND, [("content-type", "text/xml")], xml).into_response()
 }
 
 /// A request of the proxy's own to moto, signed as the caller's was: moto
@@ -884,10 +892,13 @@ async fn forward_to_moto(State(p): State<Arc<Proxy>>, req: Request) -> Response 
             return list_page(&p, &parts.headers, zone, parts.uri.query().unwrap_or("")).await;
         }
     }
-    if let Some(id) = &asked_change
-        && let Some((upstream_id, _)) = p.counts.accepted.lock().unwrap_or_else(|e| e.into_inner()).get(id)
-    {
-        path = format!("/2013-04-01/change/{upstream_id}");
+    if let Some(id) = &asked_change {
+        let upstream_id = p.counts.accepted.lock().unwrap_or_else(|e| e.into_inner()).get(id).map(|(u, _)| u.clone());
+        match upstream_id {
+            Some(upstream_id) => path = format!("/2013-04-01/change/{upstream_id}"),
+            // AWS knows only the changes it gave out; moto says INSYNC of any id.
+            None => return no_such_change(),
+        }
     }
     let url = format!("http://{}{path}", p.upstream);
     let method = reqwest::Method::from_bytes(parts.method.as_str().as_bytes()).unwrap_or(reqwest::Method::GET);
