@@ -22,6 +22,17 @@ fn runbook_with(dir: &Path, file: &str, edit: impl FnOnce(String) -> String) -> 
     (cutover::runbook::parse(&path.display().to_string(), &text).unwrap(), path)
 }
 
+/// single-box-to-alb over a dual-stack group (A and AAAA listed), and the
+/// same runbook listing A alone (in `a-only/`), both with a 1 s TTL.
+fn dual_stack_and_a_only(dir: &Path) -> ((Runbook, PathBuf), (Runbook, PathBuf)) {
+    let dual = runbook_with(dir, "single-box-to-alb.toml", |t| {
+        t.replace("type = \"A\"\n", "type = [\"A\", \"AAAA\"]\n").replace("ttl = 60\n", "ttl = 1\n")
+    });
+    let a_only = dir.join("a-only");
+    std::fs::create_dir_all(&a_only).unwrap();
+    (dual, runbook_with(&a_only, "single-box-to-alb.toml", |t| t.replace("ttl = 60\n", "ttl = 1\n")))
+}
+
 /// single-box-to-alb with short waits, two steps and no metric gates (moto
 /// has no percentiles).
 fn single_box(dir: &Path) -> (Runbook, PathBuf) {
@@ -370,12 +381,7 @@ async fn shift_says_the_records_changed_and_replans_from_the_live_ones() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stop_is_refused_while_a_record_type_the_runbook_does_not_list_still_sends_the_side_traffic() {
     let dir = tempfile::tempdir().unwrap();
-    let (dual, dual_path) = runbook_with(dir.path(), "single-box-to-alb.toml", |t| {
-        t.replace("type = \"A\"\n", "type = [\"A\", \"AAAA\"]\n").replace("ttl = 60\n", "ttl = 1\n")
-    });
-    let a_only = dir.path().join("a-only");
-    std::fs::create_dir_all(&a_only).unwrap();
-    let (rb, path) = runbook_with(&a_only, "single-box-to-alb.toml", |t| t.replace("ttl = 60\n", "ttl = 1\n"));
+    let ((dual, dual_path), (rb, path)) = dual_stack_and_a_only(dir.path());
     let sb = sandbox(&dual, "ca-central-1").await;
     assert_eq!(records(&sb, &dual).await.len(), 4, "A and AAAA of each side");
     let p = path.to_str().unwrap();
@@ -417,12 +423,7 @@ async fn a_stop_is_refused_while_a_record_type_the_runbook_does_not_list_still_s
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shift_leaves_other_names_and_types_with_its_set_identifiers_untouched() {
     let dir = tempfile::tempdir().unwrap();
-    let (dual, _) = runbook_with(dir.path(), "single-box-to-alb.toml", |t| {
-        t.replace("type = \"A\"\n", "type = [\"A\", \"AAAA\"]\n").replace("ttl = 60\n", "ttl = 1\n")
-    });
-    let a_only = dir.path().join("a-only");
-    std::fs::create_dir_all(&a_only).unwrap();
-    let (rb, path) = runbook_with(&a_only, "single-box-to-alb.toml", |t| t.replace("ttl = 60\n", "ttl = 1\n"));
+    let ((dual, _), (rb, path)) = dual_stack_and_a_only(dir.path());
     let sb = sandbox(&dual, "eu-west-3").await;
     let mut api = Vec::new();
     for (id, weight, value) in [("single-box", 100, "192.0.2.10"), ("alb", 0, "192.0.2.11")] {
@@ -511,12 +512,7 @@ async fn a_batch_deleting_or_creating_one_record_twice_is_refused_whole() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_record_type_the_runbook_does_not_list_is_shown_and_its_health_judged() {
     let dir = tempfile::tempdir().unwrap();
-    let (dual, _) = runbook_with(dir.path(), "single-box-to-alb.toml", |t| {
-        t.replace("type = \"A\"\n", "type = [\"A\", \"AAAA\"]\n").replace("ttl = 60\n", "ttl = 1\n")
-    });
-    let a_only = dir.path().join("a-only");
-    std::fs::create_dir_all(&a_only).unwrap();
-    let (rb, path) = runbook_with(&a_only, "single-box-to-alb.toml", |t| t.replace("ttl = 60\n", "ttl = 1\n"));
+    let ((dual, _), (rb, path)) = dual_stack_and_a_only(dir.path());
     let sb = sandbox(&dual, "eu-north-1").await;
     let p = path.to_str().unwrap();
     // Each record as read, its weight (and health check) set by another client.
