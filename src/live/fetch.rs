@@ -235,7 +235,9 @@ pub fn apply_health(sides: &mut [SideWeight], alias_target_health: impl Fn(&str)
         let has_share = w > 0 || all_zero;
         let up = effective[i] > 0.0;
         s.no_traffic = if up || !has_share { None } else { why[i].clone() };
-        s.traffic_unknown = match (&why[i], unknown_health(s, &alias_target_health)) {
+        // Its own health unknown was found above (a side without a record has none to judge).
+        let own = unknown.iter().find(|(j, _)| *j == i).map(|(_, why)| why.clone());
+        s.traffic_unknown = match (&why[i], own) {
             (Some(_), _) => None,
             (None, Some(own)) => Some(own),
             (None, None) if rests_on[i] => {
