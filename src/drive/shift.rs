@@ -248,7 +248,7 @@ pub async fn plan(clients: &Clients, rb: &Runbook, weights: Weights) -> Result<S
         .iter()
         .filter(|r| !sides.contains(&&r.set_identifier))
         .map(|r| OtherRecord {
-            environment: rb.dns.set_identifiers.iter().find(|(_, id)| **id == r.set_identifier).map(|(e, _)| e.clone()),
+            environment: rb.dns.environment_of(&r.set_identifier).map(str::to_string),
             record: r.clone(),
         })
         .collect();

@@ -130,8 +130,7 @@ fn of_unlisted_types(
                 .iter()
                 .zip(shares(&weights))
                 .map(|(r, s)| {
-                    let side = rb.dns.set_identifiers.iter().find(|(_, id)| **id == r.set_identifier);
-                    let side = side.map_or("not listed".to_string(), |(env, _)| env.clone());
+                    let side = rb.dns.environment_of(&r.set_identifier).unwrap_or("not listed");
                     format!("`{}` ({side}, weight {}, {:.1}%)", r.set_identifier, r.weight, s * 100.0)
                 })
                 .collect();

@@ -279,6 +279,11 @@ impl Dns {
         ["A", "AAAA"].iter().map(|t| t.to_string()).filter(|t| !types.contains(t)).collect()
     }
 
+    /// The environment whose weighted record `set_identifier` is, if any.
+    pub fn environment_of(&self, set_identifier: &str) -> Option<&str> {
+        self.set_identifiers.iter().find(|(_, id)| *id == set_identifier).map(|(env, _)| env.as_str())
+    }
+
     /// Whether `set_identifier` is one of the runbook's weighted records.
     pub fn lists(&self, set_identifier: &str) -> bool {
         self.set_identifiers.values().any(|id| id == set_identifier)
