@@ -415,6 +415,42 @@ async fn a_stop_is_refused_while_a_record_type_the_runbook_does_not_list_still_s
     sb.down().await;
 }
 
+/// A dual-stack group whose A records already sent every IPv4 client to the
+/// ALB (moved by another client, out of the audit) while AAAA still sent
+/// every IPv6 client to the box: the shift that takes the AAAA share keeps
+/// each type's weights before it, and the box's stop waits out the TTL of
+/// the answers resolvers hold from before it. With A's weights alone on
+/// record (the box 0 → 0), the stop went through at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_share_taken_on_aaaa_alone_holds_a_stop_for_its_ttl() {
+    let dir = tempfile::tempdir().unwrap();
+    let ((dual, dual_path), _) = dual_stack_and_a_only(dir.path());
+    let sb = sandbox(&dual, "il-central-1").await;
+    let mut changes = Vec::new();
+    for mut r in records(&sb, &dual).await.into_iter().filter(|r| r.r#type() == &RrType::A) {
+        r.weight = Some(if r.set_identifier() == Some("single-box") { 0 } else { 100 });
+        changes.push(Change::builder().action(ChangeAction::Upsert).resource_record_set(r).build().unwrap());
+    }
+    send_changes_as_another_client(&sb, changes).await;
+    let dp = dual_path.to_str().unwrap();
+    let (code, out) = run_cutover_all(&sb, &dual, dir.path(), &["shift", dp, "--to", "100", "--yes"]).await;
+    assert_eq!(code, Some(0), "{out}");
+    let lines = audit(dir.path(), &dual.name);
+    let insync = lines.iter().rfind(|l| l["stage"] == "insync").unwrap_or_else(|| panic!("{lines:#?}"));
+    assert_eq!(
+        insync["before"],
+        serde_json::json!({"A": {"single-box": 0, "alb": 100}, "AAAA": {"single-box": 100, "alb": 0}}),
+        "{lines:#?}"
+    );
+    let (code, out) = run_cutover_all(&sb, &dual, dir.path(), &["run", dp, "retire/stop-box", "--dry-run"]).await;
+    assert_eq!(code, Some(2), "{out}");
+    assert!(
+        out.contains("resolvers may still send single-box traffic: its share was taken by shift_weights to 100%"),
+        "{out}"
+    );
+    sb.down().await;
+}
+
 /// A shift changes its own records and nothing else: AAAA records beside an
 /// A-only runbook's, and another name's records with the same set
 /// identifiers, stay as they were (AWS's DELETE takes only the record of

@@ -524,12 +524,16 @@ fn share_taken_until(lines: &[crate::store::audit::AuditLine], environment: &str
     let weights = |v: &serde_json::Value| -> Option<Vec<(String, u64)>> {
         v.as_object()?.iter().map(|(k, w)| Some((k.clone(), w.as_u64()?))).collect()
     };
+    // `{environment: weight}`, or each type's where the types differed
+    // (`ShiftPlan::before`): the share is had if any type gave it one.
+    let by_type = |v: &serde_json::Value| -> Option<Vec<Vec<(String, u64)>>> {
+        weights(v).map(|w| vec![w]).or_else(|| v.as_object()?.values().map(weights).collect())
+    };
     let weight_of = |ws: &[(String, u64)]| ws.iter().find(|(k, _)| k == environment).map(|(_, w)| *w);
+    let shares = |ws: &Vec<(String, u64)>| weight_of(ws).is_some_and(|w| w > 0 || ws.iter().all(|(_, w)| *w == 0));
     let took = |l: &crate::store::audit::AuditLine| {
-        let (Some(before), Some(after)) = (weights(&l.before), weights(&l.after)) else { return false };
-        let had = weight_of(&before).is_some_and(|w| w > 0 || before.iter().all(|(_, w)| *w == 0));
-        let has = weight_of(&after).is_some_and(|w| w > 0 || after.iter().all(|(_, w)| *w == 0));
-        had && !has
+        let (Some(before), Some(after)) = (by_type(&l.before), by_type(&l.after)) else { return false };
+        before.iter().any(shares) && !after.iter().any(shares)
     };
     let i = lines.iter().rposition(|l| matches!(l.stage, Stage::Applied | Stage::InSync) && took(l))?;
     let line = &lines[i];
@@ -2322,6 +2326,23 @@ mod tests {
             json!({"production": 0, "staging": 100}),
         );
         assert_eq!(took(&[kept]), None);
+        // A group whose types weighed the sides otherwise has each type's on
+        // record: the AAAA share taken is a share taken, though A had none.
+        let by_type = line(
+            Stage::InSync,
+            "2026-12-06T18:07:00Z",
+            json!({"A": {"production": 0, "staging": 100}, "AAAA": {"production": 100, "staging": 0}}),
+            json!({"production": 0, "staging": 100}),
+        );
+        let by_type = AuditLine { change: Some("C2".into()), ..by_type };
+        assert_eq!(took(&[sent.clone(), insync.clone(), by_type]), Some(at("2026-12-06T18:07:10Z")));
+        let neither = line(
+            Stage::InSync,
+            "2026-12-06T18:07:00Z",
+            json!({"A": {"production": 0, "staging": 100}, "AAAA": {"production": 0, "staging": 90}}),
+            json!({"production": 0, "staging": 100}),
+        );
+        assert_eq!(took(&[neither]), None);
         // Lines of other actions (no weights) are not weight changes.
         let other = line(Stage::Applied, "2026-12-06T18:09:00Z", json!({"instances": ["i-1"]}), json!(null));
         assert_eq!(took(&[sent, insync, other]), Some(at("2026-12-06T18:00:30Z")));

@@ -286,6 +286,20 @@ impl Runner<'_> {
         after: Weights,
         detail: String,
     ) -> Result<(), String> {
+        let before = before.map_or(serde_json::Value::Null, |w| self.weights_json(w));
+        self.audit_weighed(action, stage, before, after, detail)
+    }
+
+    /// As `audit`, with `before` as the audit has weights: each type's
+    /// where they differ (`ShiftPlan::before`).
+    fn audit_weighed(
+        &self,
+        action: &str,
+        stage: Stage,
+        before: serde_json::Value,
+        after: Weights,
+        detail: String,
+    ) -> Result<(), String> {
         self.log.append(&self.audit_line(action, stage, before, after, detail))
     }
 
@@ -294,7 +308,7 @@ impl Runner<'_> {
         &self,
         action: &str,
         stage: Stage,
-        (before, after): (Option<Weights>, Weights),
+        (before, after): (serde_json::Value, Weights),
         change: &str,
         detail: String,
     ) -> Result<(), String> {
@@ -306,8 +320,8 @@ impl Runner<'_> {
     /// The `insync` line of the change `flight` sent; a step's says which
     /// step of the rollout it is (notifications pick steps reached by it).
     fn audit_insync(&self, flight: &InFlight, change: &str, detail: String) -> Result<(), String> {
-        let line =
-            self.audit_line(&self.flight_action(flight), Stage::InSync, Some(flight.before), flight.weights, detail);
+        let before = self.weights_json(flight.before);
+        let line = self.audit_line(&self.flight_action(flight), Stage::InSync, before, flight.weights, detail);
         let line = match flight.step {
             Some(s) => line.with_step(s + 1, self.engine.plan.steps.len()),
             None => line,
@@ -316,18 +330,24 @@ impl Runner<'_> {
         self.log.append(&line.with_change(change).with_aws_ahead_ms(ahead))
     }
 
+    /// `before` as the audit has weights: `{environment: weight}`, or
+    /// each type's (`ShiftPlan::before`).
     fn audit_line(
         &self,
         action: &str,
         stage: Stage,
-        before: Option<Weights>,
+        before: serde_json::Value,
         after: Weights,
         detail: String,
     ) -> AuditLine {
-        let (from, to) = (&self.cx.rb.rollout.from, &self.cx.rb.rollout.to);
-        let w = |w: Weights| serde_json::json!({ from: w.0, to: w.1 });
-        let values = (before.map_or(serde_json::Value::Null, w), w(after));
+        let values = (before, self.weights_json(after));
         self.cx.actor.audit_line(&self.cx.rb.name, action.into(), stage, values, detail)
+    }
+
+    /// `{from: weight, to: weight}`, as the audit has them.
+    fn weights_json(&self, w: Weights) -> serde_json::Value {
+        let (from, to) = (&self.cx.rb.rollout.from, &self.cx.rb.rollout.to);
+        serde_json::json!({ from: w.0, to: w.1 })
     }
 
     /// Sets the weights and waits for INSYNC; feeds the engine.
@@ -561,6 +581,8 @@ impl Runner<'_> {
     ) -> Result<Vec<Output>, SendError> {
         let weights = plan.weights;
         let before = (plan.from.record.weight, plan.to.record.weight);
+        // Each type's where they differ: a share taken on AAAA alone is on record.
+        let before_json = plan.before();
         let action = self.flight_action(&InFlight { before, weights, step, change: None, adopted });
         let point = if step.is_some() { "step" } else { "rollback" };
         let what = match confirming {
@@ -582,13 +604,14 @@ impl Runner<'_> {
         // Nothing is sent without its intent on record; a store that fails
         // for a while (S3 SlowDown) leaves nothing live, so a rollback is
         // tried again rather than dropped.
-        self.audit(&action, Stage::Intent, Some(before), weights, what.clone())
+        self.audit_weighed(&action, Stage::Intent, before_json.clone(), weights, what.clone())
             .map_err(|e| SendError::NotTaken(format!("{action}: not sent: its intent could not be audited ({e})")))?;
         crate::crashpoint::here(&format!("{point}:after-intent"));
         self.state.in_flight = Some(InFlight { before, weights, step, change: None, adopted });
         // Its intent is on record: so is why it was not sent.
         if let Err(why) = self.persist() {
-            let _ = self.audit(&action, Stage::Failed, Some(before), weights, format!("not sent: {why}"));
+            let _ =
+                self.audit_weighed(&action, Stage::Failed, before_json.clone(), weights, format!("not sent: {why}"));
             return Err(SendError::Failed(format!("{action}: not sent: {why}")));
         }
         crate::crashpoint::here(&format!("{point}:after-in-flight-write"));
@@ -597,7 +620,8 @@ impl Runner<'_> {
         // Route53's DELETE match misses a taker's weights that came back to
         // the ones this holder read (its abort of this very step).
         if let Err(why) = self.lease.check() {
-            let _ = self.audit(&action, Stage::Failed, Some(before), weights, format!("not sent: {why}"));
+            let _ =
+                self.audit_weighed(&action, Stage::Failed, before_json.clone(), weights, format!("not sent: {why}"));
             return Err(SendError::Failed(format!("{action}: not sent: {why}; stopping")));
         }
         if step.is_some() {
@@ -620,14 +644,14 @@ impl Runner<'_> {
                     shift::read_back(self.cx.clients.dns(), &self.cx.rb, plan).await
                 };
                 let ours = InFlight { before, weights, step, change: None, adopted };
-                return Err(self.not_sent(&action, e, back, (ours, confirming.is_some()), earlier));
+                return Err(self.not_sent(&action, e, back, (ours, before_json, confirming.is_some()), earlier));
             }
         };
         crate::crashpoint::here(&format!("{point}:after-send"));
         // Sent: whatever the audit log does now, the change stands; it is
         // waited for and said so, and the run stops after it if unrecorded.
         let unrecorded = self
-            .audit_change(&action, Stage::Applied, (Some(before), weights), &change, format!("change {change}"))
+            .audit_change(&action, Stage::Applied, (before_json, weights), &change, format!("change {change}"))
             .err();
         crate::crashpoint::here(&format!("{point}:after-applied-audit"));
         self.state.applied = Some(weights);
@@ -669,17 +693,17 @@ impl Runner<'_> {
         action: &str,
         e: crate::aws::AwsError,
         back: shift::ReadBack,
-        (ours, confirming): (InFlight, bool),
+        (ours, before, confirming): (InFlight, serde_json::Value, bool),
         earlier: Option<InFlight>,
     ) -> SendError {
-        let (before, weights) = (ours.before, ours.weights);
+        let weights = ours.weights;
         if let shift::ReadBack::Live = back {
             // Applied, its reply lost: in flight with no change id, as after
             // a crash in window 3; the next run (a rollback: its next send)
             // confirms it. A rollback's error may be of any kind here: the
             // SDK's retry of a change that landed is refused (InvalidChangeBatch).
             let detail = shift::failed_send_message(&e, &back);
-            let _ = self.audit(action, Stage::Applied, Some(before), weights, format!("{detail}; change id unknown"));
+            let _ = self.audit_weighed(action, Stage::Applied, before, weights, format!("{detail}; change id unknown"));
             if ours.step.is_none() && (e.is_transient() || !confirming) {
                 return SendError::NotTaken(format!("{action}: {detail}; it is confirmed by sending it again"));
             }
@@ -703,7 +727,7 @@ impl Runner<'_> {
         if kept && step.is_some() {
             message.push_str("; kept in flight: `cutover rollout` confirms it if it landed, or sends it again");
         }
-        let _ = self.audit(action, Stage::Failed, Some(before), weights, message.clone());
+        let _ = self.audit_weighed(action, Stage::Failed, before, weights, message.clone());
         let message = format!("{action}: {message}");
         match saved {
             Err(why) => SendError::Failed(format!("{message}; {why}")),

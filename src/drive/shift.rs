@@ -67,8 +67,19 @@ pub struct ShiftPlan {
 }
 
 impl ShiftPlan {
+    /// The weights before, `{environment: weight}`; where the group's types
+    /// weigh the sides otherwise, each type's, `{type: {environment:
+    /// weight}}`: a share this change takes on one type alone (AAAA, with A
+    /// already at 0) is then on record, and a stop waits out its TTL.
     pub fn before(&self) -> serde_json::Value {
-        serde_json::json!({ &self.from.environment: self.from.record.weight, &self.to.environment: self.to.record.weight })
+        let pair = |t: &str| {
+            let of = |s: &Side| s.records().find(|r| r.record_type == t).map(|r| r.weight);
+            serde_json::json!({ &self.from.environment: of(&self.from), &self.to.environment: of(&self.to) })
+        };
+        if self.types_differ().is_none() {
+            return pair(&self.record_type);
+        }
+        self.from.records().map(|r| (r.record_type.clone(), pair(&r.record_type))).collect()
     }
     pub fn after(&self) -> serde_json::Value {
         serde_json::json!({ &self.from.environment: self.weights.0, &self.to.environment: self.weights.1 })
