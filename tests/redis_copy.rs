@@ -3072,6 +3072,43 @@ async fn a_copy_takes_the_master_only_from_a_majority_of_the_listed_sentinels() 
     assert!(err.contains(said), "{err}");
 }
 
+/// A URL listing one sentinel of a group of three: that one answering is
+/// no majority (it may be the one cut off from its peers), whatever the URL
+/// lists; the group's size is what its sentinels count (`SENTINEL MASTER`).
+/// It took the one sentinel's answer as a majority of the one listed.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_url_listing_fewer_sentinels_than_the_group_has_is_no_majority() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let group = common::sentinel::SentinelGroup::start(dir.path()).await;
+    let src = server(dir.path(), "src").await;
+    let mut s = conn(&src.url).await;
+    for i in 0..100 {
+        let _: () = s.set(format!("k:{i}"), i).await.unwrap();
+    }
+    let one = format!("redis+sentinel://127.0.0.1:{}/mymaster/0", group.sentinels[0].port);
+    assert!(group.url().ends_with("/mymaster/0"), "{}", group.url());
+    let (code, out, err) = run(&state, &["redis", "copy", "--from", &src.url, "--to", &one, "--yes"]);
+    let mut t = conn(&format!("redis://127.0.0.1:{}/0", group.master.port)).await;
+    assert_eq!(dbsize(&mut t).await, 0, "nothing written: {out}{err}");
+    assert_eq!(code, Some(2), "{out}{err}");
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    assert!(
+        err.contains("only 1 of the 3 sentinels of the target redis+sentinel://")
+            && err.contains("(the URL lists 1; the group has 3, as its sentinels count themselves)")
+            && err.contains("list at least 2 of the group's sentinels in the URL"),
+        "{err}"
+    );
+    // Two of the three listed and answering are a majority of the group.
+    let two = format!(
+        "redis+sentinel://127.0.0.1:{},127.0.0.1:{}/mymaster/0",
+        group.sentinels[0].port, group.sentinels[1].port
+    );
+    let (code, out, err) = run(&state, &["redis", "copy", "--from", &src.url, "--to", &two, "--yes"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert_eq!(dbsize(&mut t).await, 100, "{out}{err}");
+}
+
 /// A copy out of a Sentinel group follows its source's failover by scanning
 /// the new master from the start: a SCAN cursor belongs to the server that
 /// gave it. Stopped then before the target's replica confirms a checkpoint

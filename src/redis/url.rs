@@ -384,8 +384,10 @@ impl Endpoint {
     /// failover raises it), then the one most sentinels name, then the
     /// first. The master named is never passed over for another answer: a
     /// master that does not answer is waited for. With
-    /// `with_sentinel_majority`, more than half of the listed sentinels must
-    /// answer.
+    /// `with_sentinel_majority`, more than half of the group's sentinels must
+    /// answer: of those listed, or of those the answering ones count in the
+    /// group (`SENTINEL MASTER`), whichever is more: one sentinel listed
+    /// alone is no majority of three.
     pub async fn locate(&self) -> Result<String, String> {
         let Some(g) = &self.sentinel else {
             return Ok(format!("{}:{}", self.url.host_str().unwrap_or(""), self.url.port().unwrap_or(6379)));
@@ -401,25 +403,47 @@ impl Endpoint {
         let mut failures = Vec::new();
         // (address, highest config epoch, sentinels naming it), in the order first named.
         let mut named: Vec<(String, u64, usize)> = Vec::new();
+        // The most sentinels an answering one counts in the group.
+        let mut counted = 0;
         for (node, answer) in g.sentinels.iter().zip(answers) {
             match answer {
-                Ok((addr, epoch)) => match named.iter_mut().find(|n| n.0 == addr) {
-                    Some(n) => (n.1, n.2) = (n.1.max(epoch), n.2 + 1),
-                    None => named.push((addr, epoch, 1)),
-                },
+                Ok(Named { addr, epoch, group }) => {
+                    counted = counted.max(group.unwrap_or(0));
+                    match named.iter_mut().find(|n| n.0 == addr) {
+                        Some(n) => (n.1, n.2) = (n.1.max(epoch), n.2 + 1),
+                        None => named.push((addr, epoch, 1)),
+                    }
+                }
                 Err(e) => failures.push(format!("{node}: {}", self.scrub(&e))),
             }
         }
         let answered: usize = named.iter().map(|n| n.2).sum();
-        if self.sentinel_majority && answered > 0 && answered * 2 <= g.sentinels.len() {
+        let listed = g.sentinels.len();
+        let group = listed.max(counted);
+        if self.sentinel_majority && answered > 0 && answered * 2 <= group {
+            let (size, fix) = if counted > listed {
+                (
+                    format!(" (the URL lists {listed}; the group has {counted}, as its sentinels count themselves)"),
+                    format!("list at least {} of the group's sentinels in the URL", group / 2 + 1),
+                )
+            } else if failures.iter().any(|f| f.contains("knows no master named")) {
+                (
+                    String::new(),
+                    format!(
+                        "drop from the URL the sentinels that know no master named {:?} (they watch another group), \
+                         or bring the others back",
+                        g.master
+                    ),
+                )
+            } else {
+                (String::new(), "bring the others back".to_string())
+            };
+            let failed = if failures.is_empty() { String::new() } else { format!(": {}", failures.join("; ")) };
             return Err(format!(
-                "only {answered} of the {} sentinels of the {} {} answered ({}); fewer than half may name a master \
-                 the others have failed over from, so none is taken: bring the others back, or list only the \
-                 group's sentinels in the URL",
-                g.sentinels.len(),
+                "only {answered} of the {group} sentinels of the {} {} answered{size}{failed}; half or fewer may \
+                 name a master the others have failed over from, so none is taken: {fix}",
                 self.role,
                 self.redacted(),
-                failures.join("; ")
             ));
         }
         if let Some(best) = pick_master(&named) {
@@ -446,9 +470,8 @@ impl Endpoint {
         ))
     }
 
-    /// The master's `host:port` one sentinel names, and the config epoch it
-    /// holds for it (0 when `SENTINEL MASTER` is refused).
-    async fn ask_sentinel(&self, node: &str, master: &str) -> Result<(String, u64), String> {
+    /// The master one sentinel names.
+    async fn ask_sentinel(&self, node: &str, master: &str) -> Result<Named, String> {
         let mut conn = self.sentinel_connection(node, self.sentinel_timeout).await?;
         let reply: Option<(String, u16)> = redis::cmd("SENTINEL")
             .arg("get-master-addr-by-name")
@@ -459,13 +482,10 @@ impl Endpoint {
         let (host, port) = reply.ok_or_else(|| format!("knows no master named {master:?}"))?;
         let fields: Vec<String> =
             redis::cmd("SENTINEL").arg("MASTER").arg(master).query_async(&mut conn).await.unwrap_or_default();
-        let epoch = fields
-            .chunks(2)
-            .find(|kv| kv[0] == "config-epoch")
-            .and_then(|kv| kv.get(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        Ok((format!("{host}:{port}"), epoch))
+        let field = |name: &str| fields.chunks(2).find(|kv| kv[0] == name).and_then(|kv| kv.get(1));
+        let epoch = field("config-epoch").and_then(|v| v.parse().ok()).unwrap_or(0);
+        let group = field("num-other-sentinels").and_then(|v| v.parse::<usize>().ok()).map(|n| n + 1);
+        Ok(Named { addr: format!("{host}:{port}"), epoch, group })
     }
 
     /// A connection to the sentinel at `node` (`host:port`), logged in with
@@ -622,6 +642,17 @@ pub fn redact_text(text: &str, secret: Option<&str>) -> String {
     }
 }
 
+/// What one sentinel says of the master it watches.
+struct Named {
+    /// `host:port` of the master.
+    addr: String,
+    /// Its config epoch (0 when `SENTINEL MASTER` is refused).
+    epoch: u64,
+    /// How many sentinels it counts in the group, itself included
+    /// (`num-other-sentinels` + 1); None when `SENTINEL MASTER` is refused.
+    group: Option<usize>,
+}
+
 /// What a `redis+sentinel://` and a `redis+cluster://` URL share after the
 /// scheme: a user and password, a HOST:PORT list, and a path.
 struct HostList<'a> {
@@ -657,7 +688,12 @@ fn host_list<'a>(
         if host.is_empty() || host.contains(['[', ']', ' ']) {
             return Err(bad(format!("{what} {h:?} is not HOST:PORT")));
         }
-        out.push(format!("{}:{port}", host.to_ascii_lowercase()));
+        let node = format!("{}:{port}", host.to_ascii_lowercase());
+        // Listed twice, a sentinel would count twice toward a majority.
+        if out.contains(&node) {
+            return Err(bad(format!("{what} {node} is listed twice")));
+        }
+        out.push(node);
     }
     let (user, password) = match userinfo.map(|u| u.split_once(':').unwrap_or((u, ""))) {
         Some((user, pw)) => (user, (!pw.is_empty()).then(|| percent_decode(pw))),
@@ -835,6 +871,7 @@ mod tests {
             ("redis+sentinel://h:1/", "no master name"),
             ("redis+sentinel://h:x/m", "sentinel port \"x\" is not a number"),
             ("redis+sentinel://h:1,/m", "sentinel \"\" is not HOST:PORT"),
+            ("redis+sentinel://h:26379,H/m", "sentinel h:26379 is listed twice"),
             ("redis+sentinel://h:1/m/x", "database \"x\" is not a number"),
             ("redis+sentinel://:pw@h:1/m/1/2", "is not a number"),
         ] {

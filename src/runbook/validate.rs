@@ -1102,6 +1102,22 @@ impl<'a> Validator<'a> {
                     "write it like redis+sentinel://sentinel-1:26379,sentinel-2:26379/mymaster/0",
                 );
             }
+            // Listed twice, a sentinel would count twice toward the majority
+            // a copy needs.
+            let mut seen = Vec::new();
+            for h in hosts.split(',').filter(|h| !h.is_empty()) {
+                let h = h.to_ascii_lowercase();
+                let node = if h.contains(':') { h } else { format!("{h}:26379") };
+                if seen.contains(&node) {
+                    self.err(
+                        url.span(),
+                        format!("sentinel {node} is listed twice in `{}`", url.get_ref()),
+                        "list each sentinel of the group once",
+                    );
+                    break;
+                }
+                seen.push(node);
+            }
         } else if let Some(url) = &r.url
             && let Some(rest) = url
                 .get_ref()
@@ -3579,6 +3595,8 @@ mod tests {
         let rb = parse("t.toml", &with(url, "url = \"redis+sentinel://s1/blue\", sentinel_password_env = \"S_PW\""))
             .unwrap();
         assert_eq!(rb.environments["blue"].redis[0].sentinel_password_env.as_deref(), Some("S_PW"));
+        let err = parse("t.toml", &with(url, "url = \"redis+sentinel://S1,s1:26379/blue/0\"")).unwrap_err().to_string();
+        assert!(err.contains("sentinel s1:26379 is listed twice") && err.contains("t.toml:"), "{err}");
     }
 
     /// A URL read from `url_env` at run time may carry a tunnel's port, so
