@@ -415,6 +415,43 @@ async fn a_stop_is_refused_while_a_record_type_the_runbook_does_not_list_still_s
     sb.down().await;
 }
 
+/// Another client's change sent while cutover's is still being applied
+/// (held by the sandbox, as Route53 finishing a request) waits its turn and
+/// is checked against what cutover's left, as Route53 takes one batch at a
+/// time: it is never undone by the records the sandbox puts back after
+/// moto's DELETE of cutover's batch, as read before either landed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_sent_while_another_is_held_is_applied_after_it_and_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let ((dual, _), (rb, path)) = dual_stack_and_a_only(dir.path());
+    let sb = sandbox(&dual, "me-south-1").await;
+    sb.faults.hold_changes_ms.store(3_000, Ordering::SeqCst);
+    let args = ["shift", path.to_str().unwrap(), "--to", "100", "--yes"];
+    let shift = run_cutover_all(&sb, &rb, dir.path(), &args);
+    let other = async {
+        // Cutover's batch is on its way once its intent is on record.
+        let start = Instant::now();
+        while !audit(dir.path(), &rb.name).iter().any(|l| l["stage"] == "intent") {
+            assert!(start.elapsed() < Duration::from_secs(60), "no intent written");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        // The other client's own change is not held.
+        sb.faults.hold_changes_ms.store(0, Ordering::SeqCst);
+        let mut aaaa = by_id(&records(&sb, &dual).await, "single-box", &RrType::Aaaa).clone();
+        aaaa.weight = Some(40);
+        let change = Change::builder().action(ChangeAction::Upsert).resource_record_set(aaaa).build().unwrap();
+        send_changes_as_another_client(&sb, vec![change]).await;
+    };
+    let ((code, out), ()) = tokio::join!(shift, other);
+    assert_eq!(code, Some(0), "{out}");
+    let now = records(&sb, &dual).await;
+    assert_eq!(by_id(&now, "single-box", &RrType::A).weight(), Some(0), "{out}");
+    assert_eq!(by_id(&now, "alb", &RrType::A).weight(), Some(100), "{out}");
+    assert_eq!(by_id(&now, "single-box", &RrType::Aaaa).weight(), Some(40), "the other client's change kept");
+    sb.down().await;
+}
+
 /// A dual-stack group whose A records already sent every IPv4 client to the
 /// ALB (moved by another client, out of the audit) while AAAA still sent
 /// every IPv6 client to the box: the shift that takes the AAAA share keeps

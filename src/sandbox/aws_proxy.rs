@@ -311,6 +311,11 @@ struct Proxy {
     counts: Arc<AwsFaults>,
     /// Held while a conditional S3 write is checked and applied upstream.
     s3_conditional: tokio::sync::Mutex<()>,
+    /// Held from a ChangeResourceRecordSets' check until moto has applied
+    /// it (a held change's too): Route53 takes one batch at a time, each
+    /// checked against the records the one before left. One for every zone:
+    /// the sandbox's changes are few.
+    route53_changes: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// The text between `<tag>` and `</tag>`, first occurrence.
@@ -867,6 +872,7 @@ async fn forward_to_moto(State(p): State<Arc<Proxy>>, req: Request) -> Response 
     {
         return answer;
     }
+    let mut change_turn = None;
     if let Some(zone) = &rrset_zone {
         if is_change
             && p.counts.refuse_changes.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok()
@@ -876,6 +882,7 @@ async fn forward_to_moto(State(p): State<Arc<Proxy>>, req: Request) -> Response 
             return (StatusCode::BAD_REQUEST, [("content-type", "text/xml")], xml).into_response();
         }
         if is_change {
+            change_turn = Some(p.route53_changes.clone().lock_owned().await);
             let text = String::from_utf8_lossy(&body).into_owned();
             let other = p.counts.reweight_before_change.lock().unwrap_or_else(|e| e.into_inner()).take();
             if let Some((id, weight)) = other
@@ -910,11 +917,15 @@ async fn forward_to_moto(State(p): State<Arc<Proxy>>, req: Request) -> Response 
     }
     let hold = std::time::Duration::from_millis(p.counts.hold_changes_ms.load(Ordering::SeqCst));
     let sent = if is_change && !hold.is_zero() {
-        // Its own task: a caller that leaves does not stop it.
+        // Its own task: a caller that leaves does not stop it, nor lets
+        // another change be checked before it lands.
         let (tx, rx) = tokio::sync::oneshot::channel();
+        let turn = change_turn.take();
         tokio::spawn(async move {
             tokio::time::sleep(hold).await;
-            let _ = tx.send(rb.send().await);
+            let sent = rb.send().await;
+            drop(turn);
+            let _ = tx.send(sent);
         });
         match rx.await {
             Ok(sent) => sent,
@@ -923,6 +934,7 @@ async fn forward_to_moto(State(p): State<Arc<Proxy>>, req: Request) -> Response 
     } else {
         rb.send().await
     };
+    drop(change_turn);
     match sent {
         Ok(resp) => {
             let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
@@ -1652,6 +1664,7 @@ pub async fn start(upstream: SocketAddr, nth: u64) -> std::io::Result<(SocketAdd
             .map_err(std::io::Error::other)?,
         counts: counts.clone(),
         s3_conditional: tokio::sync::Mutex::new(()),
+        route53_changes: Arc::default(),
     });
     let app = axum::Router::new().fallback(forward).with_state(state);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
