@@ -72,14 +72,14 @@ impl ShiftPlan {
     /// weight}}`: a share this change takes on one type alone (AAAA, with A
     /// already at 0) is then on record, and a stop waits out its TTL.
     pub fn before(&self) -> serde_json::Value {
-        let pair = |t: &str| {
-            let of = |s: &Side| s.records().find(|r| r.record_type == t).map(|r| r.weight);
-            serde_json::json!({ &self.from.environment: of(&self.from), &self.to.environment: of(&self.to) })
+        let pair = |f: &WeightedRecord, t: &WeightedRecord| {
+            serde_json::json!({ &self.from.environment: f.weight, &self.to.environment: t.weight })
         };
         if self.types_differ().is_none() {
-            return pair(&self.record_type);
+            return pair(&self.from.record, &self.to.record);
         }
-        self.from.records().map(|r| (r.record_type.clone(), pair(&r.record_type))).collect()
+        // Both sides' records are in the group's order of types (`plan`).
+        self.from.records().zip(self.to.records()).map(|(f, t)| (f.record_type.clone(), pair(f, t))).collect()
     }
     pub fn after(&self) -> serde_json::Value {
         serde_json::json!({ &self.from.environment: self.weights.0, &self.to.environment: self.weights.1 })
