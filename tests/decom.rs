@@ -544,7 +544,15 @@ async fn decom_terminate_needs_stopped_instances_the_window_and_the_typed_name_a
         assert!(applied["detail"].as_str().unwrap().contains(&format!("{} of {id}", ami_of(id))), "{applied}");
     }
 
-    // prod-redis is used by nothing: it goes. Then prod-app, whose users are gone.
+    // prod-redis holds its Redis node's interface until that Redis is
+    // deleted (on AWS, its ElastiCache cluster); then it is used by
+    // nothing and goes. Then prod-app, whose users are gone.
+    let (code, out) = run([&["decommission/redis-group"][..], &confirm].concat()).await;
+    assert_eq!(code, Some(2), "{out}");
+    let node = sb.world.redis_interfaces["prod-cache"].clone();
+    assert!(out.contains(&format!("is used by network interface {node} (ElastiCache ")), "{out}");
+    assert!(group_exists(&sb, "prod-redis").await);
+    sb.clients.ec2.delete_network_interface().network_interface_id(&node).send().await.unwrap();
     let (code, out) = run([&["decommission/redis-group"][..], &confirm].concat()).await;
     assert_eq!(code, Some(0), "{out}");
     assert!(!group_exists(&sb, "prod-redis").await);

@@ -250,6 +250,9 @@ async fn read_only_refuses_every_mutation_headless_and_changes_nothing() {
         .await
         .unwrap();
     sb.clients.ec2.stop_instances().instance_ids(&staging[1].id).send().await.unwrap();
+    // Production's Redis node gone (its interface deleted): its group could be deleted.
+    let node = &sb.world.redis_interfaces["prod-cache"];
+    sb.clients.ec2.delete_network_interface().network_interface_id(node).send().await.unwrap();
     // One production instance stopped too: stopping the others and starting it both change something.
     let production = sb.world.instances.iter().find(|i| i.environment == "production").unwrap();
     sb.clients.ec2.stop_instances().instance_ids(&production.id).send().await.unwrap();

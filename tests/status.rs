@@ -651,6 +651,9 @@ async fn a_shared_redis_groups_are_looked_up_in_its_owners_vpc_never_a_namesake_
     let create = ec2.create_security_group().group_name("legacy-redis").description("legacy's Redis");
     let real = create.vpc_id(&legacy_vpc).send().await.unwrap().group_id().unwrap().to_string();
     let namesake = a_group_open_to_everyone(ec2, "legacy-redis", &sb.world.vpc_id).await;
+    // Its node's interface, in its group as on AWS.
+    let legacy_subnet = subnet.subnet().unwrap().subnet_id().unwrap();
+    ec2.create_network_interface().subnet_id(legacy_subnet).groups(&real).send().await.unwrap();
 
     let mut legacy = rb.environments["staging"].clone();
     legacy.name = "legacy".into();
@@ -819,15 +822,14 @@ async fn an_instance_whose_groups_let_nothing_out_to_redis_is_blocked_whatever_t
     let web1 = sb.world.instances.iter().find(|i| i.name == "staging-web-1").unwrap().clone();
 
     let path = staging_path(&rb, &sb, &web1.id, "staging-cache").await;
+    let SgPath::Blocked { reason, fix: None } = &path else { panic!("expected blocked, got {}", path.describe()) };
+    let node = node_address(&sb, "staging-cache").await;
     assert_eq!(
-        path,
-        SgPath::Blocked {
-            reason: format!(
-                "out: no outbound rule lets 6379 out of instance {}'s groups: {app} (staging-app); fix by hand: allow 6379 out to {redis} (staging-redis) on {app} (staging-app)",
-                web1.id
-            ),
-            fix: None
-        }
+        reason,
+        &format!(
+            "out: no outbound rule lets 6379 out to {node} (in the endpoint's groups {redis} (staging-redis)) from instance {}'s groups: {app} (staging-app); fix by hand: allow 6379 out to {redis} (staging-redis) on {app} (staging-app)",
+            web1.id
+        )
     );
     let action = cutover::runbook::Action::AuthorizeRedisIngress { environment: "staging".into() };
     let err = cutover::drive::actions::plan(&sb.sides, &rb, &action).await.map(|p| p.steps.len()).unwrap_err();
@@ -857,6 +859,35 @@ async fn an_instance_whose_groups_let_nothing_out_to_redis_is_blocked_whatever_t
     sb.down().await;
 }
 
+/// Groups a runbook names for a Redis that hold no network interface (on
+/// AWS each ElastiCache node has one in its groups) are likely not the
+/// endpoint's: their rules prove nothing of it, and the path is unknown.
+/// It showed ok ("the endpoint taken as IPv4") whenever they let the
+/// instance in and its own groups let everything out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn groups_that_hold_no_network_interface_prove_no_path_to_the_redis() {
+    use cutover::analysis::reachability::SgPath;
+    let rb = runbook("demo.toml");
+    let sb = sandbox(&rb, "eu-central-2").await;
+    let web1 = sb.world.instances.iter().find(|i| i.name == "staging-web-1").unwrap().clone();
+    let path = staging_path(&rb, &sb, &web1.id, "staging-cache").await;
+    let node = node_address(&sb, "staging-cache").await;
+    assert!(path.is_allowed() && path.describe().contains(&format!("(holds {node})")), "{}", path.describe());
+    let made = &sb.world.redis_interfaces["staging-cache"];
+    sb.clients.ec2.delete_network_interface().network_interface_id(made).send().await.unwrap();
+    let path = staging_path(&rb, &sb, &web1.id, "staging-cache").await;
+    let SgPath::Unknown { reason } = &path else { panic!("expected unknown, got {}", path.describe()) };
+    assert!(reason.contains("no network interface is in staging-cache's security groups"), "{reason}");
+    sb.down().await;
+}
+
+/// The address of the interface the sandbox made for `endpoint`'s node.
+async fn node_address(sb: &cutover::sandbox::Sandbox, endpoint: &str) -> String {
+    let id = &sb.world.redis_interfaces[endpoint];
+    let found = sb.clients.ec2.describe_network_interfaces().network_interface_ids(id).send().await.unwrap();
+    found.network_interfaces()[0].private_ip_address().unwrap().to_string()
+}
+
 /// The path of staging's instance `id` to `endpoint`, as the first snapshot shows it.
 async fn staging_path(
     rb: &cutover::runbook::Runbook,
@@ -872,9 +903,10 @@ async fn staging_path(
 }
 
 /// staging-app lets 6379 out only to 10.42.1.0/24. Where staging-redis has
-/// no network interface, nothing says whether that holds the endpoint: the
-/// path is unknown, not open (and the sandbox's firewall, which then knows no
-/// address of it either, lets nothing out). An interface in staging-redis
+/// no network interface (its node's, which the sandbox makes, deleted),
+/// nothing says whether that holds the endpoint, nor whether these are its
+/// groups at all: the path is unknown, not open (and the sandbox's
+/// firewall, which then knows no address of it either, lets nothing out). An interface in staging-redis
 /// inside that range (as ElastiCache gives each node) opens it, and the
 /// firewall agrees; one outside blocks it, and the firewall agrees.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -887,10 +919,18 @@ async fn a_narrow_outbound_rule_is_judged_on_the_addresses_of_the_endpoints_inte
     let (app, redis) = (sb.world.groups["staging-app"].clone(), sb.world.groups["staging-redis"].clone());
     let_only_this_out(ec2, &app, tcp_with(6379, "10.42.1.0/24")).await;
     let web1 = sb.world.instances.iter().find(|i| i.name == "staging-web-1").unwrap().clone();
+    let made = &sb.world.redis_interfaces["staging-cache"];
+    ec2.delete_network_interface().network_interface_id(made).send().await.unwrap();
     let path_now = || staging_path(&rb, &sb, &web1.id, "staging-cache");
     let path = path_now().await;
     let SgPath::Unknown { reason } = &path else { panic!("expected unknown, got {}", path.describe()) };
-    assert!(reason.contains("no network interface was found in the endpoint's groups"), "{reason}");
+    assert!(
+        reason.contains(&format!(
+            "no network interface is in staging-cache's security groups ({redis} (staging-redis)): each ElastiCache \
+             node, or the instance running Redis, has one in its groups, so these are likely not the groups"
+        )),
+        "{reason}"
+    );
     let health = |ok: bool, what: &'static str| health_becomes(&web1.health_url, ok, what);
     health(false, "the sandbox's firewall to let nothing out to a Redis with no address").await;
 

@@ -111,7 +111,8 @@ fn env_data(side: &str, instances: Vec<Instance>, targets: Vec<Target>) -> Envir
         redis_groups: BTreeMap::from([(endpoint.to_string(), vec![group])]),
         redis_groups_elsewhere: BTreeMap::new(),
         redis_groups_unread: BTreeMap::new(),
-        redis_addresses: BTreeMap::new(),
+        // The endpoint's node's interface, in its group as on AWS.
+        redis_addresses: BTreeMap::from([(endpoint.to_string(), vec!["10.0.9.10".to_string()])]),
         redis_addresses_unread: BTreeMap::new(),
         instance_groups: vec![app_group, batch_group],
         instance_groups_unread: None,

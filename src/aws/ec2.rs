@@ -646,7 +646,12 @@ pub async fn group_users(ec2: &aws_sdk::ec2::Client, group: &GroupFound) -> AwsR
             let going = n.attachment().is_some_and(|a| a.delete_on_termination() != Some(false))
                 && instance.is_some_and(|i| terminated.contains(i));
             if !going {
-                let on = instance.map(|i| format!(" of {i}")).unwrap_or_default();
+                let on = match (instance, n.description().filter(|d| !d.is_empty())) {
+                    (Some(i), _) => format!(" of {i}"),
+                    // An ElastiCache node's says whose it is.
+                    (None, Some(d)) => format!(" ({d})"),
+                    (None, None) => String::new(),
+                };
                 users.push(format!("network interface {}{on}", n.network_interface_id().unwrap_or("?")));
             }
         }

@@ -72,9 +72,7 @@ impl ShiftPlan {
     /// weight}}`: a share this change takes on one type alone (AAAA, with A
     /// already at 0) is then on record, and a stop waits out its TTL.
     pub fn before(&self) -> serde_json::Value {
-        let pair = |f: &WeightedRecord, t: &WeightedRecord| {
-            serde_json::json!({ &self.from.environment: f.weight, &self.to.environment: t.weight })
-        };
+        let pair = |f: &WeightedRecord, t: &WeightedRecord| serde_json::json!({ &self.from.environment: f.weight, &self.to.environment: t.weight });
         if self.types_differ().is_none() {
             return pair(&self.from.record, &self.to.record);
         }

@@ -540,6 +540,20 @@ impl EnvironmentData {
             return SgPath::Unknown { reason: format!("{endpoint}'s security groups could not be read: {e}") };
         }
         let groups = self.redis_groups.get(endpoint).map_or(&[][..], Vec::as_slice);
+        // On AWS each ElastiCache node (an instance running Redis likewise)
+        // has a network interface in its groups: groups that hold none are
+        // likely not the endpoint's, and their rules prove nothing of it.
+        if let (Addresses::Found([]), false) = (self.redis_addresses_of(endpoint), groups.is_empty()) {
+            let names: Vec<String> = groups.iter().map(|g| format!("{} ({})", g.id, g.name)).collect();
+            return SgPath::Unknown {
+                reason: format!(
+                    "no network interface is in {endpoint}'s security groups ({}): each ElastiCache node, or \
+                     the instance running Redis, has one in its groups, so these are likely not the groups \
+                     {endpoint} uses; check its security groups in AWS and name them in the runbook",
+                    names.join(", ")
+                ),
+            };
+        }
         let ingress = self.redis_ingress(src, endpoint, groups, port);
         if matches!(ingress, SgPath::Unknown { .. }) {
             return ingress;

@@ -52,6 +52,10 @@ pub struct World {
     /// Environment → its target groups (the first carries its metrics).
     pub target_groups: BTreeMap<String, Vec<ProvisionedTargetGroup>>,
     pub zone_id: String,
+    /// Redis endpoint → the network interface standing for its node (an
+    /// ElastiCache node has one in the endpoint's groups), for an endpoint
+    /// whose groups hold no sandbox instance.
+    pub redis_interfaces: BTreeMap<String, String>,
 }
 
 // The dimension sets below are the sandbox's own copy of what AWS publishes
@@ -266,6 +270,31 @@ pub async fn provision(
             app_port: port,
             redis: inst.redis.clone(),
         });
+    }
+
+    // Each managed Redis's node has a network interface in its groups, as
+    // on AWS; a Redis whose groups hold an instance runs on it (its own
+    // interface is there).
+    for (env, r) in rb.redis_endpoints() {
+        let ids: Vec<String> = r.security_groups.iter().filter_map(|g| world.groups.get(g).cloned()).collect();
+        let on_instance = sb.instances.iter().any(|i| i.security_groups.iter().any(|g| r.security_groups.contains(g)));
+        let n = net(&env.name)?;
+        let Some(subnet) = n.subnets.values().next() else { continue };
+        if ids.is_empty() || on_instance || world.redis_interfaces.contains_key(&r.name) {
+            continue;
+        }
+        let eni = n
+            .clients
+            .ec2
+            .create_network_interface()
+            .subnet_id(subnet)
+            .set_groups(Some(ids))
+            .description(format!("ElastiCache {} (cutover sandbox)", r.name))
+            .send()
+            .await
+            .wrap_err_with(|| format!("CreateNetworkInterface for Redis {}", r.name))?;
+        let id = eni.network_interface().and_then(|e| e.network_interface_id()).unwrap_or_default();
+        world.redis_interfaces.insert(r.name.clone(), id.to_string());
     }
 
     let mut lb_dns: BTreeMap<String, String> = BTreeMap::new();
