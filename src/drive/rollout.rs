@@ -320,7 +320,9 @@ impl Runner<'_> {
     /// The `insync` line of the change `flight` sent; a step's says which
     /// step of the rollout it is (notifications pick steps reached by it).
     fn audit_insync(&self, flight: &InFlight, change: &str, detail: String) -> Result<(), String> {
-        let before = self.weights_json(flight.before);
+        let sides = (self.cx.rb.rollout.from.as_str(), self.cx.rb.rollout.to.as_str());
+        // Each type's where they differed, as its `applied` line has them.
+        let before = shift::weights_before(sides, flight.before, flight.before_by_type.as_ref());
         let line = self.audit_line(&self.flight_action(flight), Stage::InSync, before, flight.weights, detail);
         let line = match flight.step {
             Some(s) => line.with_step(s + 1, self.engine.plan.steps.len()),
@@ -346,8 +348,7 @@ impl Runner<'_> {
 
     /// `{from: weight, to: weight}`, as the audit has them.
     fn weights_json(&self, w: Weights) -> serde_json::Value {
-        let (from, to) = (&self.cx.rb.rollout.from, &self.cx.rb.rollout.to);
-        serde_json::json!({ from: w.0, to: w.1 })
+        shift::weights_before((&self.cx.rb.rollout.from, &self.cx.rb.rollout.to), w, None)
     }
 
     /// Sets the weights and waits for INSYNC; feeds the engine.
@@ -582,8 +583,16 @@ impl Runner<'_> {
         let weights = plan.weights;
         let before = (plan.from.record.weight, plan.to.record.weight);
         // Each type's where they differ: a share taken on AAAA alone is on record.
-        let before_json = plan.before();
-        let action = self.flight_action(&InFlight { before, weights, step, change: None, adopted });
+        let (before_json, before_by_type) = (plan.before(), plan.before_by_type());
+        let flight = |change: Option<String>| InFlight {
+            before,
+            before_by_type: before_by_type.clone(),
+            weights,
+            step,
+            change,
+            adopted,
+        };
+        let action = self.flight_action(&flight(None));
         let point = if step.is_some() { "step" } else { "rollback" };
         let what = match confirming {
             Some(why) => format!("{} (confirming: {why})", plan.describe()),
@@ -607,7 +616,7 @@ impl Runner<'_> {
         self.audit_weighed(&action, Stage::Intent, before_json.clone(), weights, what.clone())
             .map_err(|e| SendError::NotTaken(format!("{action}: not sent: its intent could not be audited ({e})")))?;
         crate::crashpoint::here(&format!("{point}:after-intent"));
-        self.state.in_flight = Some(InFlight { before, weights, step, change: None, adopted });
+        self.state.in_flight = Some(flight(None));
         // Its intent is on record: so is why it was not sent.
         if let Err(why) = self.persist() {
             let _ =
@@ -643,7 +652,7 @@ impl Runner<'_> {
                     // kept in flight while it may land: read once.
                     shift::read_back(self.cx.clients.dns(), &self.cx.rb, plan).await
                 };
-                let ours = InFlight { before, weights, step, change: None, adopted };
+                let ours = flight(None);
                 return Err(self.not_sent(&action, e, back, (ours, before_json, confirming.is_some()), earlier));
             }
         };
@@ -655,7 +664,7 @@ impl Runner<'_> {
             .err();
         crate::crashpoint::here(&format!("{point}:after-applied-audit"));
         self.state.applied = Some(weights);
-        self.state.in_flight = Some(InFlight { before, weights, step, change: Some(change.clone()), adopted });
+        self.state.in_flight = Some(flight(Some(change.clone())));
         let mut out = Vec::new();
         if let Some(s) = step
             && self.engine.state.phase == RolloutPhase::Shifting
@@ -1444,7 +1453,8 @@ async fn begin<'a>(cx: &'a Context, say: &'a mut (dyn FnMut(&str) + Send)) -> Re
         }
         // Weights someone else set are confirmed INSYNC before anything builds on them.
         let step = at_step.then_some(runner.engine.state.step);
-        let adopted = InFlight { before: expected, weights: live, step, change: None, adopted: true };
+        let adopted =
+            InFlight { before: expected, before_by_type: None, weights: live, step, change: None, adopted: true };
         outputs.extend(
             runner
                 .confirm_by_resending(&adopted, "adopting live weights set outside this rollout")

@@ -67,17 +67,25 @@ pub struct ShiftPlan {
 }
 
 impl ShiftPlan {
-    /// The weights before, `{environment: weight}`; where the group's types
-    /// weigh the sides otherwise, each type's, `{type: {environment:
-    /// weight}}`: a share this change takes on one type alone (AAAA, with A
-    /// already at 0) is then on record, and a stop waits out its TTL.
-    pub fn before(&self) -> serde_json::Value {
-        let pair = |f: &WeightedRecord, t: &WeightedRecord| serde_json::json!({ &self.from.environment: f.weight, &self.to.environment: t.weight });
-        if self.types_differ().is_none() {
-            return pair(&self.from.record, &self.to.record);
-        }
+    /// Each type's weights before (from, to) where the group's types weigh
+    /// the sides otherwise; None where the first type's pair speaks for all.
+    pub fn before_by_type(&self) -> Option<std::collections::BTreeMap<String, Weights>> {
+        self.types_differ()?;
         // Both sides' records are in the group's order of types (`plan`).
-        self.from.records().zip(self.to.records()).map(|(f, t)| (f.record_type.clone(), pair(f, t))).collect()
+        Some(
+            self.from
+                .records()
+                .zip(self.to.records())
+                .map(|(f, t)| (f.record_type.clone(), (f.weight, t.weight)))
+                .collect(),
+        )
+    }
+    /// The weights before, as the audit has them (`weights_before`): a
+    /// share this change takes on one type alone (AAAA, with A already at
+    /// 0) is then on record, and a stop waits out its TTL.
+    pub fn before(&self) -> serde_json::Value {
+        let first = (self.from.record.weight, self.to.record.weight);
+        weights_before((&self.from.environment, &self.to.environment), first, self.before_by_type().as_ref())
     }
     pub fn after(&self) -> serde_json::Value {
         serde_json::json!({ &self.from.environment: self.weights.0, &self.to.environment: self.weights.1 })
@@ -205,6 +213,21 @@ impl ShiftPlan {
     fn same_records(&self, other: &ShiftPlan) -> bool {
         let read = |p: &ShiftPlan| p.changes().map(|(r, _)| r.as_read(&p.name).ok()).collect::<Vec<_>>();
         read(self) == read(other)
+    }
+}
+
+/// Weights as the audit has them: `{from: weight, to: weight}`, or, for
+/// the weights before a change where the group's types weighed the sides
+/// otherwise, each type's `{type: {from: weight, to: weight}}` (`by_type`).
+pub fn weights_before(
+    (from, to): (&str, &str),
+    first: Weights,
+    by_type: Option<&std::collections::BTreeMap<String, Weights>>,
+) -> serde_json::Value {
+    let pair = |w: &Weights| serde_json::json!({ from: w.0, to: w.1 });
+    match by_type {
+        None => pair(&first),
+        Some(each) => each.iter().map(|(t, w)| (t.clone(), pair(w))).collect(),
     }
 }
 
@@ -1010,5 +1033,24 @@ mod tests {
         assert_eq!(raises_share((100, 0), (0, 100), &[]), (false, true));
         assert_eq!(raises_share((30, 70), (0, 0), &[]), (true, false));
         assert_eq!(raises_share((70, 30), (70, 30), &[]), (false, false));
+    }
+
+    /// A dual-stack plan's `before`: one pair while the types agree, each
+    /// type's once they differ, in the order both sides hold them; a
+    /// rollout's `insync` line writes it from its saved state alike.
+    #[test]
+    fn before_is_each_types_weights_only_where_the_types_differ() {
+        let mut p = plan(Some(5), Some(5));
+        let aaaa = |env: &str, weight| WeightedRecord { record_type: "AAAA".into(), weight, ..record(env, Some(5)) };
+        p.from.others = vec![aaaa("old", 50)];
+        p.to.others = vec![aaaa("new", 50)];
+        assert_eq!(p.before(), serde_json::json!({"old": 50, "new": 50}));
+        assert_eq!(p.before_by_type(), None);
+        p.from.others = vec![aaaa("old", 100)];
+        p.to.others = vec![aaaa("new", 0)];
+        let each = serde_json::json!({"A": {"old": 50, "new": 50}, "AAAA": {"old": 100, "new": 0}});
+        assert_eq!(p.before(), each);
+        let saved = p.before_by_type();
+        assert_eq!(super::weights_before(("old", "new"), (50, 50), saved.as_ref()), each);
     }
 }

@@ -37,6 +37,12 @@ pub struct RolloutState {
 pub struct InFlight {
     /// The live weights it moves away from (for the audit).
     pub before: Weights,
+    /// Each record type's, where a dual-stack group's types weighed the
+    /// sides otherwise (`before` is then the first type's): the audit's
+    /// `insync` line says what its `applied` line said. Absent in states
+    /// saved before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before_by_type: Option<std::collections::BTreeMap<String, Weights>>,
     pub weights: Weights,
     /// The rollout step (0-based) they belong to; None for a rollback.
     pub step: Option<usize>,
