@@ -100,10 +100,14 @@ fn weights_of(line: &AuditLine, sides: &[String]) -> Option<(Weights, Weights)> 
     if !matches!(line.stage, Stage::Applied | Stage::InSync) {
         return None;
     }
-    let read = |v: &serde_json::Value| -> Option<Weights> {
+    let flat = |v: &serde_json::Value| -> Option<Weights> {
         let o = v.as_object()?;
         sides.iter().map(|s| Some((s.clone(), o.get(s)?.as_f64()?))).collect()
     };
+    // A dual-stack group whose types weighed the sides otherwise has each
+    // type's (`ShiftPlan::before`); the curve follows the first type by
+    // name (A before AAAA).
+    let read = |v: &serde_json::Value| flat(v).or_else(|| v.as_object()?.values().find_map(flat));
     Some((read(&line.before)?, read(&line.after)?))
 }
 
@@ -613,6 +617,12 @@ mod tests {
         );
         assert_eq!(curves[0].points.last(), Some(&(1030, 50.0)));
         assert!(weight_curves(&lines[3..4], &sides, t(1000), t(1030))[0].points.is_empty(), "no change, no line");
+        // A dual-stack shift whose types weighed the sides otherwise has each
+        // type's before: the change is plotted, on A's. It was dropped.
+        let by_type = serde_json::json!({"A": w(90, 10), "AAAA": w(100, 0)});
+        let dual = [line(1001, Stage::Applied, by_type, w(50, 50))];
+        let curves = weight_curves(&dual, &sides, t(1000), t(1030));
+        assert_eq!(curves[1].points, [(1000, 10.0), (1001, 10.0), (1001, 50.0), (1030, 50.0)]);
     }
 
     /// A third environment (one no weight is audited for) left the plot
