@@ -155,6 +155,10 @@ impl Endpoint {
         let (scheme, rest) = raw.split_once("://").unwrap_or(("", raw));
         let tls = scheme == "rediss+sentinel";
         let HostList { user, password, hosts: sentinels, path } = host_list(rest, 26379, "sentinel", &bad)?;
+        // Listed twice, a sentinel would count twice toward a majority.
+        if let Some((_, twice)) = sentinels.iter().enumerate().find(|(i, s)| sentinels[..*i].contains(s)) {
+            return Err(bad(format!("sentinel {twice} is listed twice")));
+        }
         let mut parts = path.split('/');
         let master = parts.next().unwrap_or("").to_string();
         if master.is_empty() {
@@ -421,10 +425,23 @@ impl Endpoint {
         let listed = g.sentinels.len();
         let group = listed.max(counted);
         if self.sentinel_majority && answered > 0 && answered * 2 <= group {
-            let (size, fix) = if counted > listed {
+            let needed = group / 2 + 1;
+            // A sentinel forgets no peer until `SENTINEL RESET`: one gone for
+            // good (a new address, a group shrunk) is still counted.
+            let reset = format!(
+                " (if the group counts sentinels that no longer exist, `SENTINEL RESET {}` on each sentinel makes \
+                 them count again)",
+                g.master
+            );
+            let (size, fix) = if counted > listed && listed < needed {
                 (
                     format!(" (the URL lists {listed}; the group has {counted}, as its sentinels count themselves)"),
-                    format!("list at least {} of the group's sentinels in the URL", group / 2 + 1),
+                    format!("list at least {needed} of the group's sentinels in the URL{reset}"),
+                )
+            } else if counted > listed {
+                (
+                    format!(" (the group has {counted}, as its sentinels count themselves)"),
+                    format!("bring the others back{reset}"),
                 )
             } else if failures.iter().any(|f| f.contains("knows no master named")) {
                 (
@@ -688,12 +705,7 @@ fn host_list<'a>(
         if host.is_empty() || host.contains(['[', ']', ' ']) {
             return Err(bad(format!("{what} {h:?} is not HOST:PORT")));
         }
-        let node = format!("{}:{port}", host.to_ascii_lowercase());
-        // Listed twice, a sentinel would count twice toward a majority.
-        if out.contains(&node) {
-            return Err(bad(format!("{what} {node} is listed twice")));
-        }
-        out.push(node);
+        out.push(format!("{}:{port}", host.to_ascii_lowercase()));
     }
     let (user, password) = match userinfo.map(|u| u.split_once(':').unwrap_or((u, ""))) {
         Some((user, pw)) => (user, (!pw.is_empty()).then(|| percent_decode(pw))),
@@ -861,6 +873,8 @@ mod tests {
         assert!(tls.tls());
         assert_eq!(tls.redacted(), "rediss+sentinel://u:***@h:1/m/0");
         assert_eq!(tls.db(), 0);
+        // A cluster's seed nodes may repeat (only sentinels are counted).
+        assert!(Endpoint::parse("target", "redis+cluster://n1:7000,N1:7000", None, None).is_ok());
     }
 
     #[test]
