@@ -876,9 +876,10 @@ impl Kind {
                 Value::BulkString(b) if !b.is_empty() && (b.len() as u64) < BATCH_READ_BYTES => Some(vec![b]),
                 _ => None,
             },
-            // Members and scores in pairs, else no ZSCAN reply: `by_type` says so.
-            Kind::Zset => scanned(v).filter(|items| items.len() % 2 == 0),
-            Kind::Hash | Kind::Set => scanned(v),
+            // Members and scores (fields and values) in pairs, else no ZSCAN
+            // (HSCAN) reply: `by_type` says so.
+            Kind::Zset | Kind::Hash => scanned(v).filter(|items| items.len() % 2 == 0),
+            Kind::Set => scanned(v),
             Kind::List => {
                 let items: Vec<Vec<u8>> = redis::from_redis_value(v).ok()?;
                 (items.len() < BATCH_READ_ELEMENTS).then_some(items)
@@ -1638,16 +1639,18 @@ impl Ctx {
                     if !items.is_empty() {
                         let mut w = redis::cmd(write);
                         w.arg(tmp);
+                        // A reply the target would refuse (HSET: wrong number of
+                        // arguments) is the source's, and said so.
+                        if kind != "set" && items.len() % 2 != 0 {
+                            let pairs = if kind == "zset" { "members and scores" } else { "fields and values" };
+                            return Err(format!(
+                                "{scan} on the {} {f} answered {} items, not {pairs} in pairs; it is not copied",
+                                f.role,
+                                items.len()
+                            ));
+                        }
                         if kind == "zset" {
                             // ZSCAN gives member, score; ZADD wants score, member.
-                            if items.len() % 2 != 0 {
-                                return Err(format!(
-                                    "ZSCAN on the {} {f} answered {} items, not members and scores in pairs; it is \
-                                     not copied",
-                                    f.role,
-                                    items.len()
-                                ));
-                            }
                             for pair in items.chunks_exact(2) {
                                 w.arg(&pair[1]).arg(&pair[0]);
                             }
@@ -2721,8 +2724,8 @@ mod tests {
         assert_eq!(confirmed_mark(&none_online).unwrap().offset, 9100, "no replica holds it: the master's own");
     }
 
-    /// A ZSCAN reply of an odd number of items (no Redis sends one; a proxy
-    /// or a module might) is no sorted set read whole: the batched path
+    /// A ZSCAN (HSCAN) reply of an odd number of items (no Redis sends one;
+    /// a proxy or a module might) is no sorted set (hash) read whole: the batched path
     /// hands the key to `by_type`, which stops with an error, where
     /// `pair[1]` panicked.
     #[test]
@@ -2732,6 +2735,10 @@ mod tests {
             |items: &[&str]| Value::Array(vec![bulk("0"), Value::Array(items.iter().map(|i| bulk(i)).collect())]);
         assert_eq!(Kind::Zset.items(reply(&["a", "1", "b", "2"])).map(|i| i.len()), Some(4));
         assert_eq!(Kind::Zset.items(reply(&["a", "1", "b"])), None);
+        // A hash's fields and values likewise: HSET on the target refused
+        // the odd count, blamed on the target.
+        assert_eq!(Kind::Hash.items(reply(&["f", "v"])).map(|i| i.len()), Some(2));
+        assert_eq!(Kind::Hash.items(reply(&["f", "v", "g"])), None);
         // A set's members are not pairs.
         assert_eq!(Kind::Set.items(reply(&["a", "b", "c"])).map(|i| i.len()), Some(3));
     }
