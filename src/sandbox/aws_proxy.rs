@@ -1008,7 +1008,8 @@ async fn forward_to_moto(State(p): State<Arc<Proxy>>, req: Request) -> Response 
                     return StatusCode::GATEWAY_TIMEOUT.into_response();
                 }
                 if action == "DescribeNetworkInterfaces" {
-                    // The sandbox makes only primary interfaces, each with AWS's default.
+                    // The instances' primary interfaces, each with AWS's default
+                    // (the Redis nodes' stand alone, with no attachment to say it).
                     text = text.replace(
                         "<deleteOnTermination>false</deleteOnTermination>",
                         "<deleteOnTermination>true</deleteOnTermination>",

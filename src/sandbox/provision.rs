@@ -278,16 +278,33 @@ pub async fn provision(
     for (env, r) in rb.redis_endpoints() {
         let ids: Vec<String> = r.security_groups.iter().filter_map(|g| world.groups.get(g).cloned()).collect();
         let on_instance = sb.instances.iter().any(|i| i.security_groups.iter().any(|g| r.security_groups.contains(g)));
-        let n = net(&env.name)?;
-        let Some(subnet) = n.subnets.values().next() else { continue };
         if ids.is_empty() || on_instance || world.redis_interfaces.contains_key(&r.name) {
             continue;
         }
+        let n = net(&env.name)?;
+        // A side with no instance or load balancer has no subnet yet: one for its caches.
+        let subnet = match n.subnets.values().next() {
+            Some(s) => s.clone(),
+            None => n
+                .clients
+                .ec2
+                .create_subnet()
+                .vpc_id(&n.vpc_id)
+                .cidr_block("10.42.250.0/24")
+                .availability_zone(format!("{}a", n.clients.region))
+                .send()
+                .await
+                .wrap_err("CreateSubnet for the Redis nodes")?
+                .subnet()
+                .and_then(|s| s.subnet_id())
+                .unwrap_or_default()
+                .to_string(),
+        };
         let eni = n
             .clients
             .ec2
             .create_network_interface()
-            .subnet_id(subnet)
+            .subnet_id(&subnet)
             .set_groups(Some(ids))
             .description(format!("ElastiCache {} (cutover sandbox)", r.name))
             .send()
