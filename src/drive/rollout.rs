@@ -320,10 +320,8 @@ impl Runner<'_> {
     /// The `insync` line of the change `flight` sent; a step's says which
     /// step of the rollout it is (notifications pick steps reached by it).
     fn audit_insync(&self, flight: &InFlight, change: &str, detail: String) -> Result<(), String> {
-        let sides = (self.cx.rb.rollout.from.as_str(), self.cx.rb.rollout.to.as_str());
-        // Each type's where they differed, as its `applied` line has them.
-        let before = shift::weights_before(sides, flight.before, flight.before_by_type.as_ref());
-        let line = self.audit_line(&self.flight_action(flight), Stage::InSync, before, flight.weights, detail);
+        let line =
+            self.audit_line(&self.flight_action(flight), Stage::InSync, self.before_of(flight), flight.weights, detail);
         let line = match flight.step {
             Some(s) => line.with_step(s + 1, self.engine.plan.steps.len()),
             None => line,
@@ -349,6 +347,13 @@ impl Runner<'_> {
     /// `{from: weight, to: weight}`, as the audit has them.
     fn weights_json(&self, w: Weights) -> serde_json::Value {
         shift::weights_before((&self.cx.rb.rollout.from, &self.cx.rb.rollout.to), w, None)
+    }
+
+    /// The weights `flight` moves away from, as the audit has them: each
+    /// type's where they differed (`ShiftPlan::before`).
+    fn before_of(&self, flight: &InFlight) -> serde_json::Value {
+        let sides = (self.cx.rb.rollout.from.as_str(), self.cx.rb.rollout.to.as_str());
+        shift::weights_before(sides, flight.before, flight.before_by_type.as_ref())
     }
 
     /// Sets the weights and waits for INSYNC; feeds the engine.
@@ -583,7 +588,7 @@ impl Runner<'_> {
         let weights = plan.weights;
         let before = (plan.from.record.weight, plan.to.record.weight);
         // Each type's where they differ: a share taken on AAAA alone is on record.
-        let (before_json, before_by_type) = (plan.before(), plan.before_by_type());
+        let before_by_type = plan.before_by_type();
         let flight = |change: Option<String>| InFlight {
             before,
             before_by_type: before_by_type.clone(),
@@ -593,6 +598,7 @@ impl Runner<'_> {
             adopted,
         };
         let action = self.flight_action(&flight(None));
+        let before_json = self.before_of(&flight(None));
         let point = if step.is_some() { "step" } else { "rollback" };
         let what = match confirming {
             Some(why) => format!("{} (confirming: {why})", plan.describe()),
@@ -653,7 +659,7 @@ impl Runner<'_> {
                     shift::read_back(self.cx.clients.dns(), &self.cx.rb, plan).await
                 };
                 let ours = flight(None);
-                return Err(self.not_sent(&action, e, back, (ours, before_json, confirming.is_some()), earlier));
+                return Err(self.not_sent(&action, e, back, (ours, confirming.is_some()), earlier));
             }
         };
         crate::crashpoint::here(&format!("{point}:after-send"));
@@ -702,10 +708,10 @@ impl Runner<'_> {
         action: &str,
         e: crate::aws::AwsError,
         back: shift::ReadBack,
-        (ours, before, confirming): (InFlight, serde_json::Value, bool),
+        (ours, confirming): (InFlight, bool),
         earlier: Option<InFlight>,
     ) -> SendError {
-        let weights = ours.weights;
+        let (before, weights) = (self.before_of(&ours), ours.weights);
         if let shift::ReadBack::Live = back {
             // Applied, its reply lost: in flight with no change id, as after
             // a crash in window 3; the next run (a rollback: its next send)
