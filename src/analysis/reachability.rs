@@ -263,7 +263,7 @@ pub fn ingress_path(
 
 /// A group for messages: `sg-0a00 (staging-redis)`, or its id alone where
 /// `names` does not know it.
-fn label(id: &str, names: &GroupNames) -> String {
+pub fn label(id: &str, names: &GroupNames) -> String {
     match names.get(id) {
         Some(n) if !n.is_empty() => format!("{id} ({n})"),
         _ => id.to_string(),

@@ -544,7 +544,8 @@ impl EnvironmentData {
         // has a network interface in its groups: groups that hold none are
         // likely not the endpoint's, and their rules prove nothing of it.
         if let (Addresses::Found([]), false) = (self.redis_addresses_of(endpoint), groups.is_empty()) {
-            let names: Vec<String> = groups.iter().map(|g| format!("{} ({})", g.id, g.name)).collect();
+            let names: Vec<String> =
+                groups.iter().map(|g| crate::analysis::reachability::label(&g.id, &self.group_names)).collect();
             return SgPath::Unknown {
                 reason: format!(
                     "no network interface is in {endpoint}'s security groups ({}): each ElastiCache node, or \
