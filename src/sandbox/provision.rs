@@ -275,6 +275,7 @@ pub async fn provision(
     // Each managed Redis's node has a network interface in its groups, as
     // on AWS; a Redis whose groups hold an instance runs on it (its own
     // interface is there).
+    let mut node_subnets: BTreeMap<Reach, String> = BTreeMap::new();
     for (env, r) in rb.redis_endpoints() {
         let ids: Vec<String> = r.security_groups.iter().filter_map(|g| world.groups.get(g).cloned()).collect();
         let on_instance = sb.instances.iter().any(|i| i.security_groups.iter().any(|g| r.security_groups.contains(g)));
@@ -282,8 +283,9 @@ pub async fn provision(
             continue;
         }
         let n = net(&env.name)?;
-        // A side with no instance or load balancer has no subnet yet: one for its caches.
-        let subnet = match n.subnets.values().next() {
+        // A side with no instance or load balancer has no subnet yet: one
+        // for its caches, made once.
+        let subnet = match n.subnets.values().next().or(node_subnets.get(&env_side(&env.name))) {
             Some(s) => s.clone(),
             None => n
                 .clients
@@ -300,6 +302,7 @@ pub async fn provision(
                 .unwrap_or_default()
                 .to_string(),
         };
+        node_subnets.entry(env_side(&env.name)).or_insert_with(|| subnet.clone());
         let eni = n
             .clients
             .ec2
