@@ -1646,6 +1646,18 @@ async fn a_kill_at_every_crash_point_is_reconciled_by_the_next_run() {
         for step in ["rollout step 1/2 (50%)", "rollout step 2/2 (100%)"] {
             assert!(lines.iter().any(|l| l["action"] == step && l["stage"] == "insync"), "{point}: {step}: {lines:#?}");
         }
+        // The step that took production's share is on record as taking it (a
+        // box's stop waits on that line), also where the next run confirmed
+        // a send whose id the kill lost: its lines keep what that send moved from.
+        if !rollback {
+            assert!(
+                lines.iter().any(|l| l["action"] == "rollout step 2/2 (100%)"
+                    && l["stage"] == "insync"
+                    && l["before"]["production"] == 50
+                    && l["after"]["production"] == 0),
+                "{point}: {lines:#?}"
+            );
+        }
         if rollback {
             assert!(
                 lines.iter().any(|l| l["action"] == "rollout abort" && l["stage"] == "insync"),

@@ -488,6 +488,38 @@ async fn a_share_taken_on_aaaa_alone_holds_a_stop_for_its_ttl() {
     sb.down().await;
 }
 
+/// `cutover shift` killed between its send and its `applied` line (a
+/// laptop closed, an OOM kill) leaves its intent alone in the audit, yet
+/// Route53 has the change: the box's stop waits out the TTL from that
+/// intent, as from an `applied` line. It went through at once: no line said
+/// a share was taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shift_killed_after_its_send_holds_a_stop_for_its_ttl() {
+    let dir = tempfile::tempdir().unwrap();
+    let ((dual, dual_path), _) = dual_stack_and_a_only(dir.path());
+    let sb = sandbox(&dual, "me-central-1").await;
+    let dp = dual_path.to_str().unwrap();
+    let mut killed = cutover_command(&sb, &dual, dir.path(), &["shift", dp, "--to", "100", "--yes"]);
+    killed.env("CUTOVER_CRASH_AT", "shift:after-send");
+    let out = tokio::process::Command::from(killed).output().await.unwrap();
+    assert_eq!(out.status.code(), None, "killed at its crash point: {}", String::from_utf8_lossy(&out.stdout));
+    let live = records(&sb, &dual).await;
+    assert!(live.iter().all(|r| (r.set_identifier() == Some("single-box")) == (r.weight() == Some(0))), "{live:#?}");
+    let lines = audit(dir.path(), &dual.name);
+    assert_eq!(lines.last().map(|l| l["stage"].clone()), Some("intent".into()), "{lines:#?}");
+    let (code, out) = run_cutover_all(&sb, &dual, dir.path(), &["run", dp, "retire/stop-box", "--dry-run"]).await;
+    assert_eq!(code, Some(2), "{out}");
+    assert!(
+        out.contains(
+            "resolvers may still send single-box traffic: its share was taken by shift_weights to 100% \
+                      (intended at"
+        ),
+        "{out}"
+    );
+    assert!(out.contains("whether it was sent is not on record"), "{out}");
+    sb.down().await;
+}
+
 /// A shift changes its own records and nothing else: AAAA records beside an
 /// A-only runbook's, and another name's records with the same set
 /// identifiers, stay as they were (AWS's DELETE takes only the record of

@@ -518,7 +518,9 @@ struct ShareTaken {
 /// weight above 0 before, or every weight 0, which shares alike; 0 after
 /// with another above 0), and until when resolvers may hold the answer from
 /// before: `ttl` after its INSYNC, or after its send plus a minute where
-/// INSYNC is not on record (Route53 propagates in under a minute).
+/// INSYNC is not on record (Route53 propagates in under a minute), or
+/// after its intent plus a minute where its writer never said whether it
+/// was sent (it died between the send and its `applied` line).
 fn share_taken_until(lines: &[crate::store::audit::AuditLine], environment: &str, ttl: u32) -> Option<ShareTaken> {
     use crate::store::audit::Stage;
     let weights = |v: &serde_json::Value| -> Option<Vec<(String, u64)>> {
@@ -535,12 +537,6 @@ fn share_taken_until(lines: &[crate::store::audit::AuditLine], environment: &str
         let (Some(before), Some(after)) = (by_type(&l.before), by_type(&l.after)) else { return false };
         before.iter().any(shares) && !after.iter().any(shares)
     };
-    let i = lines.iter().rposition(|l| matches!(l.stage, Stage::Applied | Stage::InSync) && took(l))?;
-    let line = &lines[i];
-    let insync = match line.stage {
-        Stage::InSync => Some(line),
-        _ => lines[i..].iter().find(|l| l.stage == Stage::InSync && l.change.is_some() && l.change == line.change),
-    };
     let ttl = std::time::Duration::from_secs(u64::from(ttl));
     // An INSYNC by its writer's clock, moved to AWS's at the latest where
     // the writer read how far they were apart: a teammate's clock a minute
@@ -548,15 +544,53 @@ fn share_taken_until(lines: &[crate::store::audit::AuditLine], environment: &str
     let by_aws = |l: &crate::store::audit::AuditLine| {
         Some(shifted_ms(crate::time::parse_rfc3339(&l.time)?, l.aws_ahead_ms.map_or(0, |(_, most)| most)))
     };
-    let (at, when, known) = match insync {
-        Some(l) => (by_aws(l)? + ttl, format!("INSYNC at {}", l.time), l.aws_ahead_ms.is_some()),
-        None => (
-            by_aws(line)? + std::time::Duration::from_secs(60) + ttl,
-            format!("applied as of {}, INSYNC not on record in a line of its own", line.time),
-            line.aws_ahead_ms.is_some(),
-        ),
+    let minute = std::time::Duration::from_secs(60);
+    let sent = lines.iter().rposition(|l| matches!(l.stage, Stage::Applied | Stage::InSync) && took(l)).and_then(|i| {
+        let line = &lines[i];
+        let insync = match line.stage {
+            Stage::InSync => Some(line),
+            _ => lines[i..].iter().find(|l| l.stage == Stage::InSync && l.change.is_some() && l.change == line.change),
+        };
+        let (at, when, known) = match insync {
+            Some(l) => (by_aws(l)? + ttl, format!("INSYNC at {}", l.time), l.aws_ahead_ms.is_some()),
+            None => (
+                by_aws(line)? + minute + ttl,
+                format!("applied as of {}, INSYNC not on record in a line of its own", line.time),
+                line.aws_ahead_ms.is_some(),
+            ),
+        };
+        Some(ShareTaken { action: line.action.clone(), when, at, by_aws: known })
+    });
+    // An intent its writer never concluded (no `applied`, `insync` or
+    // `failed` of its own before its next intent) may have been sent: the
+    // process died between the send and its `applied` line, or is sending
+    // now. Its share is taken as of the intent, as an `applied` line's is.
+    let unconcluded = |i: usize| {
+        let intent = &lines[i];
+        let same = |l: &&crate::store::audit::AuditLine| l.operator == intent.operator && l.action == intent.action;
+        let next = lines[i + 1..]
+            .iter()
+            .filter(same)
+            .find(|l| matches!(l.stage, Stage::Intent | Stage::Applied | Stage::InSync | Stage::Failed));
+        next.is_none_or(|l| l.stage == Stage::Intent)
     };
-    Some(ShareTaken { action: line.action.clone(), when, at, by_aws: known })
+    let maybe_sent = (0..lines.len())
+        .rev()
+        .find(|&i| lines[i].stage == Stage::Intent && took(&lines[i]) && unconcluded(i))
+        .and_then(|i| {
+            let line = &lines[i];
+            Some(ShareTaken {
+                action: line.action.clone(),
+                when: format!("intended at {}; whether it was sent is not on record", line.time),
+                at: by_aws(line)? + minute + ttl,
+                by_aws: line.aws_ahead_ms.is_some(),
+            })
+        });
+    // The later of the two: each alone may be what resolvers hold.
+    match (sent, maybe_sent) {
+        (Some(a), Some(b)) => Some(if b.at > a.at { b } else { a }),
+        (a, b) => a.or(b),
+    }
 }
 
 /// `t` moved by `ms` (later when positive).
@@ -2346,5 +2380,54 @@ mod tests {
         // Lines of other actions (no weights) are not weight changes.
         let other = line(Stage::Applied, "2026-12-06T18:09:00Z", json!({"instances": ["i-1"]}), json!(null));
         assert_eq!(took(&[sent, insync, other]), Some(at("2026-12-06T18:00:30Z")));
+    }
+
+    /// A writer that died between its send and its `applied` line left its
+    /// intent alone: the change may be live, so its share is taken as of
+    /// the intent plus a minute, as an `applied` line's would be. An intent
+    /// its writer concluded (applied, insync or failed before its next
+    /// intent) is not counted again.
+    #[test]
+    fn an_intent_never_concluded_takes_the_share_as_of_its_time() {
+        use serde_json::json;
+        let at = |t: &str| crate::time::parse_rfc3339(t).unwrap();
+        let took = |lines: &[AuditLine]| share_taken_until(lines, "production", 10).map(|s| s.at);
+        let intent = line(
+            Stage::Intent,
+            "2026-12-06T18:00:00Z",
+            json!({"production": 100, "staging": 0}),
+            json!({"production": 0, "staging": 100}),
+        );
+        assert_eq!(took(std::slice::from_ref(&intent)), Some(at("2026-12-06T18:01:10Z")));
+        let failed = AuditLine { stage: Stage::Failed, time: "2026-12-06T18:00:02Z".into(), ..intent.clone() };
+        assert_eq!(took(&[intent.clone(), failed]), None, "a failed send took nothing");
+        // Its run came back and confirmed it with a change whose weights
+        // were already live (before = after): the first intent still counts.
+        let confirming = |stage: Stage, time: &str| {
+            let w = json!({"production": 0, "staging": 100});
+            AuditLine { time: time.into(), ..line(stage, time, w.clone(), w) }
+        };
+        let again = [
+            intent.clone(),
+            confirming(Stage::Intent, "2026-12-06T18:03:00Z"),
+            confirming(Stage::Applied, "2026-12-06T18:03:01Z"),
+            confirming(Stage::InSync, "2026-12-06T18:03:20Z"),
+        ];
+        assert_eq!(took(&again), Some(at("2026-12-06T18:01:10Z")));
+        // Another operator's (or another action's) lines conclude nothing of it.
+        let theirs = AuditLine {
+            operator: "bo".into(),
+            stage: Stage::Failed,
+            time: "2026-12-06T18:00:02Z".into(),
+            ..intent.clone()
+        };
+        assert_eq!(took(&[intent.clone(), theirs]), Some(at("2026-12-06T18:01:10Z")));
+        // A later INSYNC of its own, or an earlier one, is the later of the two.
+        let applied = AuditLine { stage: Stage::Applied, time: "2026-12-06T18:00:01Z".into(), ..intent.clone() };
+        let insync = AuditLine { stage: Stage::InSync, time: "2026-12-06T18:00:40Z".into(), ..intent.clone() };
+        assert_eq!(took(&[intent.clone(), applied, insync.clone()]), Some(at("2026-12-06T18:00:50Z")));
+        let older = AuditLine { time: "2026-12-06T17:00:00Z".into(), ..insync };
+        let later_intent = AuditLine { time: "2026-12-06T18:10:00Z".into(), ..intent };
+        assert_eq!(took(&[older, later_intent]), Some(at("2026-12-06T18:11:10Z")));
     }
 }

@@ -586,9 +586,18 @@ impl Runner<'_> {
         adopted: bool,
     ) -> Result<Vec<Output>, SendError> {
         let weights = plan.weights;
-        let before = (plan.from.record.weight, plan.to.record.weight);
-        // Each type's where they differ: a share taken on AAAA alone is on record.
-        let before_by_type = plan.before_by_type();
+        // Confirming a send of its own whose id was lost (a crash after it),
+        // its lines keep what that send moved away from: the fresh plan's
+        // records already hold these weights, and a share taken would else
+        // not be on record. Weights adopted from outside keep the plan's.
+        let resent = confirming
+            .and(self.state.in_flight.as_ref())
+            .filter(|f| !f.adopted && f.change.is_none() && f.step == step && f.weights == weights);
+        let (before, before_by_type) = match resent {
+            Some(f) => (f.before, f.before_by_type.clone()),
+            // Each type's where they differ: a share taken on AAAA alone is on record.
+            None => ((plan.from.record.weight, plan.to.record.weight), plan.before_by_type()),
+        };
         let flight = |change: Option<String>| InFlight {
             before,
             before_by_type: before_by_type.clone(),
