@@ -93,7 +93,11 @@ impl Request {
     /// store cannot say whether one waits.
     pub fn take_one(self, name: &str) -> Result<Option<RequestNote>, String> {
         let b = current();
-        take_one_on(&*b, name, self.item()).map_err(|e| format!("{}: {e}", b.describe()))
+        // Taking an abort or a pause twice is harmless (a second one finds
+        // the rollback under way, or the rollout paused); a promote twice
+        // would skip a second soak.
+        let unsure_is_taken = !matches!(self, Request::Promote);
+        take_one_on(&*b, name, self.item(), unsure_is_taken).map_err(|e| format!("{}: {e}", b.describe()))
     }
 
     /// The most urgent waiting request, removed as it is taken. Err when
@@ -117,8 +121,16 @@ impl Request {
 /// landed: read again, a request gone is taken (else an abort asked for
 /// would be lost, and the rollout step on past it). A request replaced
 /// before its delete is the newer one to take now, not at the next look:
-/// a forward step must not be sent past an abort waiting.
-fn take_one_on(store: &dyn super::backend::Backend, name: &str, item: &str) -> Result<Option<RequestNote>, StoreError> {
+/// a forward step must not be sent past an abort waiting. Where the store
+/// cannot even be read again, whether the delete landed is unknown: with
+/// `unsure_is_taken` the request (read, so asked for) is taken all the
+/// same, as one left behind may be taken again but one dropped is lost.
+fn take_one_on(
+    store: &dyn super::backend::Backend,
+    name: &str,
+    item: &str,
+    unsure_is_taken: bool,
+) -> Result<Option<RequestNote>, StoreError> {
     let Some(mut o) = store.get(name, item)? else { return Ok(None) };
     for _ in 0..3 {
         let taken = RequestNote::from_body(&o.body);
@@ -129,6 +141,10 @@ fn take_one_on(store: &dyn super::backend::Backend, name: &str, item: &str) -> R
                 Ok(None) => return Ok(Some(taken)),
                 Ok(Some(now)) if now.version == o.version => return Err(StoreError::Unavailable(why)),
                 Ok(Some(_)) => {}
+                Err(e) if unsure_is_taken => {
+                    tracing::warn!(%why, error = %e, item, "taken though whether its delete landed is unknown");
+                    return Ok(Some(taken));
+                }
                 Err(e) => {
                     return Err(StoreError::Unavailable(format!(
                         "{why}; whether its delete landed cannot be read ({e})"
@@ -264,8 +280,12 @@ mod tests {
     }
 
     fn left(files: &LocalFiles, text: &str) {
+        left_as(files, Request::Abort.item(), text);
+    }
+
+    fn left_as(files: &LocalFiles, item: &str, text: &str) {
         use super::super::backend::Backend;
-        files.put("demo", Request::Abort.item(), text.as_bytes(), Cond::Any).unwrap();
+        files.put("demo", item, text.as_bytes(), Cond::Any).unwrap();
     }
 
     /// Answers the first gets it is given (its count), then fails the next
@@ -313,12 +333,22 @@ mod tests {
         let store = Unsure::new(files, 0, false, 0);
         store.lose_deletes.store(1, Ordering::SeqCst);
         let item = Request::Abort.item();
-        assert_eq!(take_one_on(&store, "demo", item).unwrap().map(|n| n.text), Some("on-call: 5xx".into()));
-        assert_eq!(take_one_on(&store, "demo", item).unwrap(), None, "taken once");
-        // Its delete's answer lost and the store unreadable after: unknown.
+        assert_eq!(take_one_on(&store, "demo", item, true).unwrap().map(|n| n.text), Some("on-call: 5xx".into()));
+        assert_eq!(take_one_on(&store, "demo", item, true).unwrap(), None, "taken once");
+        // Its delete's answer lost and the store unreadable after: whether
+        // it is gone is unknown, and an abort read is an abort asked for:
+        // taken (it was an error, and the next look, finding the delete
+        // landed, dropped the abort).
         left(&store.files, "on-call: again");
         store.lose_deletes.store(1, Ordering::SeqCst);
-        let got = take_one_on(&GetsFailAfter(&store, AtomicU32::new(1)), "demo", item);
+        let got = take_one_on(&GetsFailAfter(&store, AtomicU32::new(1)), "demo", item, true);
+        assert_eq!(got.unwrap().map(|n| n.text), Some("on-call: again".into()));
+        assert_eq!(take_one_on(&store, "demo", item, true).unwrap(), None, "its delete landed: taken once");
+        // A promote taken twice would skip a second soak: unknown, an error.
+        let item = Request::Promote.item();
+        left_as(&store.files, item, "on-call: go on");
+        store.lose_deletes.store(1, Ordering::SeqCst);
+        let got = take_one_on(&GetsFailAfter(&store, AtomicU32::new(1)), "demo", item, false);
         assert!(matches!(&got, Err(StoreError::Unavailable(why)) if why.contains("cannot be read")), "{got:?}");
     }
 
@@ -332,11 +362,11 @@ mod tests {
         let store = Unsure::new(files, 0, false, 0);
         store.replace_before_delete.store(1, Ordering::SeqCst);
         let item = Request::Abort.item();
-        assert_eq!(take_one_on(&store, "demo", item).unwrap().map(|n| n.text), Some("replaced 1".into()));
-        assert_eq!(take_one_on(&store, "demo", item).unwrap(), None, "taken once");
+        assert_eq!(take_one_on(&store, "demo", item, true).unwrap().map(|n| n.text), Some("replaced 1".into()));
+        assert_eq!(take_one_on(&store, "demo", item, true).unwrap(), None, "taken once");
         // Replaced at every try: unknown, never "none waits".
         left(&store.files, "bob: abort");
         store.replace_before_delete.store(5, Ordering::SeqCst);
-        assert!(matches!(take_one_on(&store, "demo", item), Err(StoreError::Unavailable(_))));
+        assert!(matches!(take_one_on(&store, "demo", item, true), Err(StoreError::Unavailable(_))));
     }
 }
