@@ -117,7 +117,37 @@ pub struct TeamView {
     pub read_at: std::time::Instant,
 }
 
+/// Which source an update is of (one value shown on screen), whatever it says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    Identity,
+    Side(Side),
+    Traffic,
+    Environment(String),
+    Health(String),
+    Redis(String),
+    Alarms,
+    Metrics,
+    Shapes,
+    Team,
+}
+
 impl Update {
+    pub fn source(&self) -> Source {
+        match self {
+            Update::Identity(_) => Source::Identity,
+            Update::Side { side, .. } => Source::Side(side.clone()),
+            Update::Traffic(_) => Source::Traffic,
+            Update::Environment { environment, .. } => Source::Environment(environment.clone()),
+            Update::Health { instance_id, .. } => Source::Health(instance_id.clone()),
+            Update::Redis { endpoint, .. } => Source::Redis(endpoint.clone()),
+            Update::Alarms(_) => Source::Alarms,
+            Update::Metrics(_) => Source::Metrics,
+            Update::Shapes(_) => Source::Shapes,
+            Update::Team(_) => Source::Team,
+        }
+    }
+
     /// The same source, failed with `error` (a worker that panicked reports
     /// this for what it last reported, so its values go stale, not silent).
     pub fn failed(&self, error: &str) -> Update {

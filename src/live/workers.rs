@@ -154,7 +154,9 @@ pub(crate) fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
 }
 
 /// Runs `poll` forever: send its update, wait (with backoff), repeat. A poll
-/// that panics fails the sources it reported last, and polling goes on.
+/// that panics fails every source the worker has reported, and polling goes
+/// on: one a later poll left out (an instance it could not list that time)
+/// would else keep its last value, unsaid.
 /// `sources`: what its polls report (only which source each is counts): a
 /// first poll that panics fails these, or they would stay `waiting…` unsaid.
 fn every<F, Fut>(
@@ -173,8 +175,8 @@ where
         // Kept while the worker runs: a sender gone would end every wait at once.
         let _refresh = refresh;
         let mut throttles = 0u32;
-        // What this worker reported last: a panicking poll fails these.
-        let mut last: Vec<Update> = sources;
+        // What this worker has reported: a panicking poll fails these.
+        let mut reported: Vec<Update> = sources;
         loop {
             // A refresh asked from here on is for a later poll than this one.
             asked.mark_unchanged();
@@ -182,14 +184,19 @@ where
             let began = std::time::SystemTime::now();
             let updates = match std::panic::AssertUnwindSafe(poll()).catch_unwind().await {
                 Ok(u) => {
-                    last = u.iter().map(|(u, _)| u.failed("")).collect();
+                    for (update, _) in &u {
+                        let source = update.source();
+                        if !reported.iter().any(|r| r.source() == source) {
+                            reported.push(update.failed(""));
+                        }
+                    }
                     u
                 }
                 Err(panic) => {
                     let why = panic_message(&*panic);
                     tracing::error!(panic = %why, "a live-data worker panicked; it carries on");
                     let error = format!("internal error while polling (reported in the log): {why}");
-                    last.iter().map(|u| (u.failed(&error), false)).collect()
+                    reported.iter().map(|u| (u.failed(&error), false)).collect()
                 }
             };
             let throttled = updates.iter().any(|(_, t)| *t);
@@ -561,6 +568,45 @@ mod tests {
                 crate::reliability::clip(&shown, 100)
             ),
         );
+    }
+
+    /// A panic fails every source the worker has reported, also one its
+    /// last poll left out (an instance it could not list that time): only
+    /// the last poll's were failed, and the other kept its old value unsaid.
+    #[tokio::test]
+    async fn a_panic_fails_sources_an_earlier_poll_reported_too() {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        let (tx, mut rx) = super::mpsc::channel(16);
+        let polls = super::Arc::new(AtomicU32::new(0));
+        let p = polls.clone();
+        let health = |id: &str, result: Result<crate::live::HealthProbe, String>| super::Update::Health {
+            instance_id: id.into(),
+            result,
+        };
+        let worker = super::every(super::Duration::from_millis(5), Default::default(), tx, Vec::new(), move || {
+            let k = p.fetch_add(1, Ordering::SeqCst);
+            async move {
+                assert_ne!(k, 2, "injected panic");
+                let ids: &[&str] = if k == 0 { &["i-1", "i-2"] } else { &["i-1"] };
+                ids.iter().map(|id| (health(id, Err("unreachable".into())), false)).collect()
+            }
+        });
+        // The panic's reports come together; the next poll's after them.
+        let mut failed = Vec::new();
+        loop {
+            let event = tokio::time::timeout(super::Duration::from_secs(5), rx.recv()).await;
+            match event.expect("the worker reports").expect("the worker is alive").update {
+                super::Update::Health { instance_id, result: Err(e) } if e.contains("injected panic") => {
+                    failed.push(instance_id)
+                }
+                super::Update::Health { .. } if failed.is_empty() => {}
+                super::Update::Health { .. } => break,
+                other => panic!("{other:?}"),
+            }
+        }
+        worker.abort();
+        failed.sort();
+        assert_eq!(failed, ["i-1", "i-2"]);
     }
 
     /// A worker whose very first poll panics has reported nothing to fail:
