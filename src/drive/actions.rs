@@ -565,18 +565,11 @@ fn share_taken_until(lines: &[crate::store::audit::AuditLine], environment: &str
     // `failed` of its own before its next intent) may have been sent: the
     // process died between the send and its `applied` line, or is sending
     // now. Its share is taken as of the intent, as an `applied` line's is.
-    let unconcluded = |i: usize| {
-        let intent = &lines[i];
-        let same = |l: &&crate::store::audit::AuditLine| l.operator == intent.operator && l.action == intent.action;
-        let next = lines[i + 1..]
-            .iter()
-            .filter(same)
-            .find(|l| matches!(l.stage, Stage::Intent | Stage::Applied | Stage::InSync | Stage::Failed));
-        next.is_none_or(|l| l.stage == Stage::Intent)
-    };
     let maybe_sent = (0..lines.len())
         .rev()
-        .find(|&i| lines[i].stage == Stage::Intent && took(&lines[i]) && unconcluded(i))
+        .find(|&i| {
+            lines[i].stage == Stage::Intent && took(&lines[i]) && crate::store::audit::conclusion(lines, i).is_none()
+        })
         .and_then(|i| {
             let line = &lines[i];
             Some(ShareTaken {
@@ -1359,13 +1352,25 @@ fn stopped_by_its_stop(
     let crate::runbook::ItemKind::Action { action } = &stop.kind else { return Ok(None) };
     let name = format!("{} ({stop_key})", action.summary());
     let lines = crate::store::audit::AuditLog::for_runbook(&rb.name).read()?;
-    let stopped = lines
-        .iter()
-        .filter(|l| l.action == name && matches!(l.stage, Stage::Intent | Stage::Applied))
-        .filter_map(|l| l.after.as_object())
+    Ok(Some((stop_key, stopped_in(&lines, &name))))
+}
+
+/// Every instance the lines of the stop action `name` say it stopped: its
+/// `applied` lines', and its intents' but where their run failed (nothing
+/// stopped: such an intent vouched for instances someone else stopped
+/// later, and they were terminated outside any rollback window). An intent
+/// left alone (its run died after the send) may have stopped them.
+fn stopped_in(lines: &[crate::store::audit::AuditLine], name: &str) -> std::collections::BTreeSet<String> {
+    (0..lines.len())
+        .filter(|&i| lines[i].action == name)
+        .filter(|&i| match lines[i].stage {
+            Stage::Applied => true,
+            Stage::Intent => crate::store::audit::conclusion(lines, i) != Some(Stage::Failed),
+            _ => false,
+        })
+        .filter_map(|i| lines[i].after.as_object())
         .flat_map(|after| after.keys().cloned())
-        .collect();
-    Ok(Some((stop_key, stopped)))
+        .collect()
 }
 
 /// What `plan_terminate` found, read again right before the terminate: each
@@ -2380,6 +2385,37 @@ mod tests {
         // Lines of other actions (no weights) are not weight changes.
         let other = line(Stage::Applied, "2026-12-06T18:09:00Z", json!({"instances": ["i-1"]}), json!(null));
         assert_eq!(took(&[sent, insync, other]), Some(at("2026-12-06T18:00:30Z")));
+    }
+
+    /// A stop vouches for what its lines say it stopped: an intent whose
+    /// run failed stopped nothing (it vouched for what someone else stopped
+    /// later); one left alone (the run died after its send) may have.
+    #[test]
+    fn a_stop_vouches_for_its_applied_lines_and_unfailed_intents() {
+        use serde_json::json;
+        let name = "stop_instances old (retire/stop)";
+        let stop = |stage: Stage, time: &str, ids: &[&str]| AuditLine {
+            action: name.into(),
+            change: None,
+            ..line(
+                stage,
+                time,
+                json!(null),
+                json!(ids.iter().map(|i| (i.to_string(), json!("stopped"))).collect::<serde_json::Map<_, _>>()),
+            )
+        };
+        let ids = |lines: &[AuditLine]| stopped_in(lines, name).into_iter().collect::<Vec<_>>();
+        let failed_run = [
+            stop(Stage::Intent, "2026-12-06T18:00:00Z", &["i-a", "i-b"]),
+            stop(Stage::Failed, "2026-12-06T18:00:01Z", &["i-a", "i-b"]),
+            stop(Stage::Intent, "2026-12-06T19:00:00Z", &["i-a"]),
+            stop(Stage::Applied, "2026-12-06T19:00:01Z", &["i-a"]),
+        ];
+        assert_eq!(ids(&failed_run), ["i-a"]);
+        let died = [stop(Stage::Intent, "2026-12-06T18:00:00Z", &["i-a", "i-b"])];
+        assert_eq!(ids(&died), ["i-a", "i-b"]);
+        let other = AuditLine { action: "start_instances old (retire/start)".into(), ..died[0].clone() };
+        assert!(ids(&[other]).is_empty());
     }
 
     /// A writer that died between its send and its `applied` line left its

@@ -66,6 +66,21 @@ impl AuditLine {
     }
 }
 
+/// What became of the `intent` line at `i`, by its writer's own account:
+/// the stage of that writer's next line about the same action that
+/// concludes it (`applied`, `insync` or `failed`). None where it said
+/// nothing of it before its next intent: it died between the send and its
+/// `applied` line, or is sending now, so the change may be live.
+pub fn conclusion(lines: &[AuditLine], i: usize) -> Option<Stage> {
+    let intent = &lines[i];
+    lines[i + 1..]
+        .iter()
+        .filter(|l| l.operator == intent.operator && l.action == intent.action)
+        .map(|l| l.stage)
+        .find(|s| matches!(s, Stage::Intent | Stage::Applied | Stage::InSync | Stage::Failed))
+        .filter(|s| *s != Stage::Intent)
+}
+
 /// Where a change stands in its life, as the audit records it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
