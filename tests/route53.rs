@@ -569,8 +569,8 @@ async fn a_shift_leaves_other_names_and_types_with_its_set_identifiers_untouched
 }
 
 /// AWS refuses a batch that deletes one record twice, or creates one twice
-/// (each change meets the zone as the changes before it left it), and
-/// applies none of it.
+/// (each change meets the zone as the changes before it left it), or names
+/// a record outside the zone, and applies none of it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_deleting_or_creating_one_record_twice_is_refused_whole() {
     use aws_sdk::route53::error::ProvideErrorMetadata;
@@ -590,6 +590,15 @@ async fn a_batch_deleting_or_creating_one_record_twice_is_refused_whole() {
         (
             "one record created twice",
             vec![change(ChangeAction::Delete, w), change(ChangeAction::Create, 5), change(ChangeAction::Create, 6)],
+        ),
+        // moto applied the first change, then refused the second: half a batch.
+        (
+            "a name outside the zone",
+            vec![change(ChangeAction::Upsert, 5), {
+                let mut r = staging.clone();
+                r.name = "app.elsewhere.example.net.".into();
+                Change::builder().action(ChangeAction::Upsert).resource_record_set(r).build().unwrap()
+            }],
         ),
     ];
     for (what, changes) in batches {

@@ -456,8 +456,9 @@ fn run_copy(a: CopyArgs, g: &GlobalArgs) -> Result<u8, Failure> {
         watcher.abort();
         let mut after_counts = conns.target_counts(&opts.to).await.ok();
         if after_counts.is_none() && opts.to.sentinel().is_some() {
-            // The master moved during the copy: count on the new one.
-            if let Ok(mut c) = opts.to.connect().await {
+            // The master moved during the copy: count on the new one, as a
+            // majority of the sentinels name it (one cut off names an old one).
+            if let Ok(mut c) = opts.to.clone().with_sentinel_majority().connect().await {
                 after_counts = crate::redis::query::key_counts(&opts.to, &mut c).await.ok();
             }
         }

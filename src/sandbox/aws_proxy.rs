@@ -11,7 +11,8 @@
 //!   that does not match a record exactly (one the batch already deleted
 //!   included), or a CREATE of a record that exists (one the batch already
 //!   created included), refuses the whole batch with AWS's
-//!   InvalidChangeBatch (moto checks neither the weight nor the values);
+//!   InvalidChangeBatch (moto checks neither the weight nor the values), as
+//!   does a name outside the zone (moto applies the changes before it);
 //!   a DELETE removes only the record of its name, type and set identifier
 //!   (moto's removes every record of the set identifier in the zone, of any
 //!   name or type: the proxy puts the others back in the same batch); a
@@ -463,6 +464,10 @@ async fn as_aws_batch(p: &Proxy, caller: &HeaderMap, zone: &str, body: &str) -> 
             ((r.name, r.rtype, r.id), el.to_string())
         })
         .collect();
+    // The zone's own name: its SOA record's (every zone has one). A change
+    // to a name outside it refuses the batch, as AWS's does; moto applies
+    // the changes before it and then refuses, half a batch.
+    let apex = zone_now.keys().find(|k| k.1 == "SOA").map(|k| k.0.clone());
     // What each DELETE takes in moto: by set identifier, else by name and type.
     let mut swept: Vec<RecordKey> = Vec::new();
     let takes = |by: &RecordKey, k: &RecordKey| match &by.2 {
@@ -479,6 +484,15 @@ async fn as_aws_batch(p: &Proxy, caller: &HeaderMap, zone: &str, body: &str) -> 
             want.rtype,
             want.id.as_ref().map_or(String::new(), |i| format!(", set-identifier='{i}'"))
         );
+        if let Some(apex) = &apex
+            && want.name != *apex
+            && !want.name.ends_with(&format!(".{apex}"))
+        {
+            return Err(invalid_change_batch(&format!(
+                "[RRSet with DNS name {} is not permitted in zone {apex}]",
+                want.name
+            )));
+        }
         let key = (want.name.clone(), want.rtype.clone(), want.id.clone());
         match action {
             "DELETE" => {
