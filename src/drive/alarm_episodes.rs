@@ -62,16 +62,27 @@ pub struct AlarmEpisodes {
     counted: BTreeMap<(usize, String), Vec<SystemTime>>,
     /// (gate, alarm) → the state change whose history was read through.
     read_through: BTreeMap<(usize, String), SystemTime>,
+    /// (gate, alarm) → (when an ALARM began, the latest reading that saw
+    /// it still on): one a reading saw after a window opened was on when
+    /// it opened, so the window's ongoing ALARM is that one.
+    seen_on: BTreeMap<(usize, String), Vec<(SystemTime, SystemTime)>>,
 }
 
 impl AlarmEpisodes {
-    /// A reading of gate `gate` failed while these alarms were in ALARM:
-    /// their ALARMs are counted.
-    pub fn saw(&mut self, gate: usize, states: &[AlarmState], alarms: &[String]) {
+    /// A reading of gate `gate` (taken at `read_at` or later) failed while
+    /// these alarms were in ALARM: their ALARMs are counted.
+    pub fn saw(&mut self, gate: usize, states: &[AlarmState], alarms: &[String], read_at: SystemTime) {
         for s in states.iter().filter(|s| s.state == "ALARM" && alarms.contains(&s.name)) {
-            let counted = self.counted.entry((gate, s.name.clone())).or_default();
-            if let Some(t) = s.state_changed.filter(|t| !counted.iter().any(|c| near(*c, *t))) {
+            let key = (gate, s.name.clone());
+            let counted = self.counted.entry(key.clone()).or_default();
+            let Some(t) = s.state_changed else { continue };
+            if !counted.iter().any(|c| near(*c, t)) {
                 counted.push(t);
+            }
+            let seen = self.seen_on.entry(key).or_default();
+            match seen.iter_mut().find(|(began, _)| near(*began, t)) {
+                Some((_, last)) => *last = (*last).max(read_at),
+                None => seen.push((t, read_at)),
             }
         }
     }
@@ -112,8 +123,13 @@ impl AlarmEpisodes {
         if caught_up {
             self.read_through.insert(key.clone(), through);
         }
-        // In ALARM when the window opened, and its start not found: from then.
-        let ongoing = changes.first().filter(|c| c.old == "ALARM").map(|_| from);
+        // In ALARM when the window opened, and its start not found: from
+        // then, unless a reading since saw it on from before (that one).
+        let seen_before = self
+            .seen_on
+            .get(&key)
+            .is_some_and(|seen| seen.iter().any(|(began, read)| *began <= from + SAME_CHANGE && *read >= from));
+        let ongoing = changes.first().filter(|c| c.old == "ALARM" && !seen_before).map(|_| from);
         let entered = changes.iter().filter(|c| c.new == "ALARM" && c.old != "ALARM").map(|c| c.at);
         let counted = self.counted.entry(key).or_default();
         let new: Vec<SystemTime> = ongoing
@@ -177,8 +193,8 @@ mod tests {
         let alarms = vec!["a".to_string()];
         let mut e = AlarmEpisodes::default();
         // Two failing readings of one ALARM: counted once.
-        e.saw(0, &[state("a", "ALARM", 100)], &alarms);
-        e.saw(0, &[state("a", "ALARM", 100)], &alarms);
+        e.saw(0, &[state("a", "ALARM", 100)], &alarms, t(110));
+        e.saw(0, &[state("a", "ALARM", 100)], &alarms, t(110));
         // Its history item is a few milliseconds off the state's time.
         let mut seen = change(100, "OK", "ALARM");
         seen.at += Duration::from_millis(20);
@@ -186,6 +202,22 @@ mod tests {
         assert_eq!(e.count_unseen(0, "a", (t(0), t(230)), &changes).0, vec![t(200)], "only the ALARM no reading saw");
         assert!(e.count_unseen(0, "a", (t(0), t(240)), &changes).0.is_empty(), "each ALARM counts once, in any soak");
         assert_eq!(e.count_unseen(1, "a", (t(0), t(240)), &changes).0.len(), 2, "each gate counts for itself");
+    }
+
+    /// An ALARM begun before the window and seen by a reading in it is the
+    /// one the window opened on: it ends in the window without a second
+    /// failure (it counted twice, and a `failure_limit` of 2 aborted on it).
+    /// One seen only before the window may have ended and come back: counted.
+    #[test]
+    fn an_alarm_on_when_the_window_opened_that_a_reading_saw_counts_once() {
+        let alarms = vec!["a".to_string()];
+        let ended = [change(130, "ALARM", "OK")];
+        let mut e = AlarmEpisodes::default();
+        e.saw(0, &[state("a", "ALARM", 30)], &alarms, t(70));
+        assert!(e.count_unseen(0, "a", (t(60), t(130)), &ended).0.is_empty(), "seen at 70, in the window from 60");
+        let mut e = AlarmEpisodes::default();
+        e.saw(0, &[state("a", "ALARM", 30)], &alarms, t(50));
+        assert_eq!(e.count_unseen(0, "a", (t(60), t(130)), &ended).0, vec![t(60)], "seen only before the window");
     }
 
     #[test]

@@ -1710,7 +1710,7 @@ async fn with_alarm_history(
     cx: &Context,
     gate: usize,
     alarms: &[String],
-    states: &[crate::aws::cloudwatch::AlarmState],
+    (states, read_at): (&[crate::aws::cloudwatch::AlarmState], SystemTime),
     from: SystemTime,
     counted: &mut super::alarm_episodes::AlarmEpisodes,
     m: crate::engine::Measurement,
@@ -1718,7 +1718,7 @@ async fn with_alarm_history(
     use crate::engine::Measurement;
     match m {
         Measurement::Fail(_) => {
-            counted.saw(gate, states, alarms);
+            counted.saw(gate, states, alarms, read_at);
             return (vec![m], false);
         }
         Measurement::Error(_) => return (vec![m], false),
@@ -1821,6 +1821,9 @@ async fn measure_gates(
             (_, Some(m)) => {
                 let measured = match (&g.kind, snap.alarms.value.as_deref()) {
                     (crate::runbook::GateKind::AlarmOk { alarms, .. }, Some(states)) => {
+                        // When the poll began: the states are at least that recent.
+                        let read_at = snap.alarms.updated_at.as_deref().and_then(crate::time::parse_rfc3339);
+                        let states = (states, read_at.unwrap_or(std::time::UNIX_EPOCH));
                         let (measured, read) =
                             with_alarm_history(cx, i, alarms, states, history_from, &mut episodes.counted, m).await;
                         if read && paused.is_some() {
