@@ -238,15 +238,29 @@ pub fn from_snapshot(rb: &Runbook, g: &GateKind, snap: &Snapshot) -> Option<Meas
                     let groups = &aws.target_groups;
                     // Each target once, however many groups hold it, and only
                     // where it gets traffic: not in an AZ the load balancer
-                    // leaves out, whatever its health check says.
-                    let (outside, serving): (Vec<_>, Vec<_>) = groups
+                    // leaves out, whatever its health check says. One instance
+                    // in two groups on two ports is one machine; on two ports
+                    // of one group (containers) it is two targets.
+                    let outside = groups
                         .iter()
                         .flat_map(|tg| &tg.targets)
-                        .filter(|t| t.target.state == "healthy")
-                        .partition(|t| t.zone_enabled == Some(false));
-                    let healthy: std::collections::BTreeSet<(&str, Option<u16>)> =
-                        serving.iter().map(|t| (t.target.id.as_str(), t.target.port)).collect();
-                    let (healthy, outside) = (healthy.len(), outside.len());
+                        .filter(|t| t.target.state == "healthy" && t.zone_enabled == Some(false))
+                        .count();
+                    let mut ports_by_id: std::collections::BTreeMap<&str, usize> = Default::default();
+                    for tg in groups {
+                        let mut in_group: std::collections::BTreeMap<&str, std::collections::BTreeSet<Option<u16>>> =
+                            Default::default();
+                        for t in
+                            tg.targets.iter().filter(|t| t.target.state == "healthy" && t.zone_enabled != Some(false))
+                        {
+                            in_group.entry(t.target.id.as_str()).or_default().insert(t.target.port);
+                        }
+                        for (id, ports) in in_group {
+                            let most = ports_by_id.entry(id).or_default();
+                            *most = (*most).max(ports.len());
+                        }
+                    }
+                    let healthy: usize = ports_by_id.values().sum();
                     // Pooled, one group's targets would hide another's
                     // having none: its share of the requests gets 503s.
                     let bare = groups.iter().find(|tg| {
@@ -813,6 +827,16 @@ mod tests {
                 "1 healthy targets in green, need 2 (1 more healthy in an AZ the load balancer does not enable)".into()
             )
         );
+        // One instance in two groups on two ports is one machine: one target.
+        let on_port = |port: u16| vec![Target { port: Some(port), ..target("i-1", "eu-west-1a", "healthy") }];
+        assert_eq!(
+            judge(vec![group("web", on_port(80)), group("api", on_port(8080))], 2),
+            Measurement::Fail("1 healthy targets in green, need 2".into()),
+            "i-1 on 80 in web and on 8080 in api is one target"
+        );
+        // Two ports of one instance in one group are two targets (containers on one host).
+        let containers = [on_port(32768), on_port(32769)].concat();
+        assert_eq!(judge(vec![group("web", containers.clone()), group("api", on_port(8080))], 2), Measurement::Pass);
         let two = vec![target("i-1", "eu-west-1a", "healthy"), target("i-2", "eu-west-1a", "healthy")];
         assert_eq!(judge(vec![group("web", two.clone()), group("api", two.clone())], 2), Measurement::Pass);
         assert_eq!(
