@@ -971,11 +971,39 @@ pub struct SentinelPing {
     /// named than the one cutover reached, or a group that cannot reach its
     /// quorum or the majority that authorises a failover.
     pub error: Option<String>,
+    /// It named the master cutover reached (`get-master-addr-by-name`).
+    pub names_master: bool,
+    /// The sentinels of the group as it counts them (`num-other-sentinels`
+    /// + 1 in `SENTINEL MASTER`); None when it did not say.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<u32>,
 }
 
 impl SentinelPing {
     pub fn is_up(&self) -> bool {
         self.error.is_none()
+    }
+}
+
+impl RedisInfo {
+    /// Why what was read of a Sentinel endpoint may not be its master's:
+    /// half or fewer of the group's sentinels (those its URL lists, or those
+    /// they count, whichever is more) named the server cutover reached. One
+    /// cut off from its peers names the master they failed over from, which
+    /// may still answer, with its old keys. None for any other endpoint.
+    pub fn master_unconfirmed(&self) -> Option<String> {
+        if self.sentinels.is_empty() {
+            return None;
+        }
+        let named = self.sentinels.iter().filter(|s| s.names_master).count();
+        let counted = self.sentinels.iter().filter_map(|s| s.group).max().unwrap_or(0) as usize;
+        let group = self.sentinels.len().max(counted);
+        (named * 2 <= group).then(|| {
+            format!(
+                "only {named} of the group's {group} sentinels named the master it was read on: half or fewer may \
+                 name one the others have failed over from"
+            )
+        })
     }
 }
 
@@ -1110,15 +1138,21 @@ async fn read_sentinels(ep: &Endpoint, master: &str) -> Vec<SentinelPing> {
                 p.query_async(&mut c).await.map_err(|e| ep.scrub(&e.to_string()))?;
             Ok::<_, String>((started.elapsed().as_secs_f64() * 1000.0, replies))
         };
-        let (ping_ms, usable, error) = match tokio::time::timeout(NODE_PING_TIMEOUT, read).await {
-            Err(_) => (None, None, Some(format!("no answer within {} ms", NODE_PING_TIMEOUT.as_millis()))),
-            Ok(Err(e)) => (None, None, Some(e)),
+        let (ping_ms, usable, error, names_master, group) = match tokio::time::timeout(NODE_PING_TIMEOUT, read).await {
+            Err(_) => (None, None, Some(format!("no answer within {} ms", NODE_PING_TIMEOUT.as_millis())), false, None),
+            Ok(Err(e)) => (None, None, Some(e), false, None),
             Ok(Ok((ms, replies))) => {
-                let (usable, wrong) = judge_sentinel(name, master, SentinelAnswers::of(replies, |e| ep.scrub(e)));
-                (Some(ms), usable, (!wrong.is_empty()).then(|| wrong.join("; ")))
+                let answers = SentinelAnswers::of(replies, |e| ep.scrub(e));
+                let names = matches!(&answers.named, Ok(Some(a)) if a == master);
+                let group = answers.master.as_ref().ok().and_then(|fields| {
+                    let n = fields.iter().find(|(k, _)| k == "num-other-sentinels")?;
+                    n.1.parse::<u32>().ok().map(|n| n + 1)
+                });
+                let (usable, wrong) = judge_sentinel(name, master, answers);
+                (Some(ms), usable, (!wrong.is_empty()).then(|| wrong.join("; ")), names, group)
             }
         };
-        SentinelPing { addr: addr.clone(), ping_ms, usable, error }
+        SentinelPing { addr: addr.clone(), ping_ms, usable, error, names_master, group }
     }))
     .await
 }

@@ -433,6 +433,11 @@ fn key_counts(snap: &Snapshot, from: &str, to: &str, tolerance: u64) -> Verdict 
         (Ok(a), Ok(b)) => (a, b),
         (Err(v), _) | (_, Err(v)) => return v,
     };
+    for (name, info) in [(from, a), (to, b)] {
+        if let Some(why) = info.master_unconfirmed() {
+            return unknown(format!("{name}'s count may not be its master's: {why}"));
+        }
+    }
     use crate::analysis::key_counts::{KeyCounts, Side, judge};
     fn side<'a>(name: &'a str, r: &'a crate::live::RedisInfo, age_seconds: Option<f64>) -> Side<'a> {
         Side {
