@@ -3406,6 +3406,8 @@ async fn a_sandbox_sentinel_group_passes_redis_reachable_only_while_it_could_fai
         "{:?}",
         info.sentinels
     );
+    assert!(info.sentinels.iter().all(|s| s.names_master && s.group == Some(3)), "{:?}", info.sentinels);
+    assert_eq!(info.master_unconfirmed(), None);
     assert_eq!(check(&snap, "redis").0, CheckOutcome::Pass, "{:?}", check(&snap, "redis"));
     let text = cutover::status::text::render(&snap);
     let rows: Vec<&str> = text.lines().filter(|l| l.trim_start().starts_with("sentinel 127.0.0.1:")).collect();
@@ -3511,4 +3513,8 @@ async fn a_sandbox_sentinel_group_passes_redis_reachable_only_while_it_could_fai
         detail.contains(&format!("sentinel {}: the group cannot fail the master over: NOQUORUM", last.addr)),
         "{detail}"
     );
+    // One sentinel of three named the master: its count is not judged.
+    let (outcome, detail) = check(&snap, "counts");
+    assert_eq!(outcome, CheckOutcome::Unknown, "{detail}");
+    assert!(detail.starts_with("blue-cache's count may not be its master's: only 1 of the group's 3"), "{detail}");
 }
