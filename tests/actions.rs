@@ -589,3 +589,48 @@ async fn revoking_an_environments_ingress_never_cuts_another_environment_off_its
     assert!(!sources().await.contains(batch), "staging's rule revoked");
     sb.down().await;
 }
+
+/// A revoke whose rule someone removed by hand while its plan waited in the
+/// popup: AWS answers success for a rule a VPC group does not hold (naming
+/// it in `UnknownIpPermissions`; the sandbox answers so, where moto
+/// refuses), and cutover says nothing was there to revoke, never "revoked".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoke_whose_rule_is_already_gone_says_nothing_was_there_to_revoke() {
+    let rb = runbook("staging-parity.toml");
+    let sb = sandbox(&rb, "ap-east-1").await;
+    let dir = tempfile::tempdir().unwrap();
+    let p = "runbooks/staging-parity.toml";
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["run", p, "redis/redis-ingress", "--yes"]).await;
+    assert_eq!(code, Some(0), "{out}");
+    let (batch, shared) = (&sb.world.groups["staging-batch"], &sb.world.groups["shared-redis"]);
+    // The rule as the group holds it (with cutover's description).
+    let g = sb.clients.ec2.describe_security_groups().group_ids(shared).send().await.unwrap();
+    let rule = g.security_groups()[0]
+        .ip_permissions()
+        .iter()
+        .find(|p| p.user_id_group_pairs().iter().any(|u| u.group_id() == Some(batch.as_str())))
+        .cloned()
+        .unwrap_or_else(|| panic!("{g:#?}"));
+    let pairs = rule.user_id_group_pairs().iter().filter(|u| u.group_id() == Some(batch.as_str())).cloned();
+    let rule = aws_sdk::ec2::types::IpPermission::builder()
+        .set_ip_protocol(rule.ip_protocol().map(str::to_string))
+        .set_from_port(rule.from_port())
+        .set_to_port(rule.to_port())
+        .set_user_id_group_pairs(Some(pairs.collect()))
+        .build();
+    let by_hand = async {
+        let out =
+            sb.clients.ec2.revoke_security_group_ingress().group_id(shared).ip_permissions(rule).send().await.unwrap();
+        assert!(out.unknown_ip_permissions().is_empty(), "removed by hand: {out:?}");
+    };
+    let revoke = ["run", p, "redis/redis-ingress", "--rollback", "--yes"];
+    let (code, out) = run_cutover_changed_at(&sb, &rb, dir.path(), &revoke, "action:confirmed", by_hand).await;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("done: revoke 6379 from "), "{out}");
+    assert!(out.contains(": not there (removed since the plan): nothing to revoke"), "{out}");
+    let lines = tmux::audit_lines(dir.path(), &rb.name);
+    let applied = lines.last().unwrap_or_else(|| panic!("{lines:#?}"));
+    assert_eq!(applied["stage"], "applied", "{lines:#?}");
+    assert!(applied["detail"].as_str().is_some_and(|d| d.contains("nothing to revoke")), "{applied}");
+    sb.down().await;
+}

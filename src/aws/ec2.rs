@@ -350,14 +350,17 @@ pub async fn authorize_ingress(ec2: &aws_sdk::ec2::Client, rule: &GroupIngress) 
     Ok(())
 }
 
-pub async fn revoke_ingress(ec2: &aws_sdk::ec2::Client, rule: &GroupIngress) -> AwsResult<()> {
-    ec2.revoke_security_group_ingress()
+/// Whether AWS found the rule: for a VPC group it answers success for a
+/// rule the group does not hold, naming it in `UnknownIpPermissions`.
+pub async fn revoke_ingress(ec2: &aws_sdk::ec2::Client, rule: &GroupIngress) -> AwsResult<bool> {
+    let out = ec2
+        .revoke_security_group_ingress()
         .group_id(&rule.group_id)
         .ip_permissions(rule.permission())
         .send()
         .await
         .map_err(|e| sdk_error("RevokeSecurityGroupIngress", e))?;
-    Ok(())
+    Ok(out.unknown_ip_permissions().is_empty())
 }
 
 /// The group-to-group ingress rules of `group_ids` whose description is

@@ -1621,11 +1621,13 @@ pub async fn apply(
                 description: description.clone(),
             };
             if matches!(step, Step::AuthorizeIngress { .. }) {
-                ec2::authorize_ingress(&clients.ec2, &rule).await
-            } else {
-                ec2::revoke_ingress(&clients.ec2, &rule).await
+                ec2::authorize_ingress(&clients.ec2, &rule).await.map_err(|e| e.to_string())?;
+                return Ok(("added".into(), None));
             }
-            .map_err(|e| e.to_string())?;
+            if !ec2::revoke_ingress(&clients.ec2, &rule).await.map_err(|e| e.to_string())? {
+                return revoked_nothing(clients, &rule, step).await;
+            }
+            return Ok(("revoked".into(), None));
         }
         Step::Register { target_group_arn, instance_ids, port } => {
             elb::register_targets(&clients.elb, target_group_arn, instance_ids, *port)
@@ -1699,6 +1701,28 @@ pub async fn apply(
         Step::Shift(p) => return send_shift(clients, who, rb, p).await,
     }
     Ok(("done".into(), None))
+}
+
+/// A revoke AWS answered without finding the rule (its `UnknownIpPermissions`):
+/// gone since the plan, nothing to revoke; still there (a rule AWS did not
+/// match as sent), an error, never "revoked".
+async fn revoked_nothing(
+    clients: &Clients,
+    rule: &GroupIngress,
+    step: &Step,
+) -> Result<(String, Option<String>), String> {
+    let rules =
+        ec2::ingress_described(&clients.ec2, vec![rule.group_id.clone()], &rule.description).await.map_err(|e| {
+            format!("AWS found no rule to revoke for {}, and whether it is there cannot be read: {e}", step.describe())
+        })?;
+    if rules.iter().any(|r| r.port == rule.port && r.from_group_id == rule.from_group_id) {
+        return Err(format!(
+            "AWS found no rule matching {} and revoked nothing, yet {} still holds it; nothing was changed",
+            step.describe(),
+            rule.group_id
+        ));
+    }
+    Ok(("not there (removed since the plan): nothing to revoke".into(), None))
 }
 
 /// A weight shift sent: what to audit as applied, and Route53's change id
@@ -1979,6 +2003,10 @@ pub async fn execute(
                 // (a stop of that side waits out the resolvers' TTL on it).
                 // Accepted is applied: a slow INSYNC is said, not a failure.
                 let mut done = s.describe();
+                // What AWS did with a rule is said: a revoke may find none.
+                if matches!(s, Step::AuthorizeIngress { .. } | Step::RevokeIngress { .. }) {
+                    done = format!("{done}: {detail}");
+                }
                 if let Some(change) = change {
                     match shift::wait_insync(clients, &change, std::time::Duration::from_secs(300)).await {
                         Ok(_) => {

@@ -18,6 +18,9 @@
 //!   name or type: the proxy puts the others back in the same batch); a
 //!   CREATE is sent as an UPSERT (moto refuses one identical to any earlier
 //!   CREATE, even one deleted since);
+//! - RevokeSecurityGroupIngress of a rule the group does not hold answered
+//!   with success and the rule in `unknownIpPermissionSet`, as AWS answers
+//!   for a VPC group (moto refuses it with InvalidPermission.NotFound);
 //! - GetChange of an id the proxy never handed out answered NoSuchChange
 //!   (HTTP 404), as AWS does (moto says INSYNC of any id);
 //! - another client's change to a record just before cutover's batch arrives;
@@ -822,6 +825,7 @@ async fn forward_to_moto(State(p): State<Arc<Proxy>>, req: Request) -> Response 
     // Applied once moto has taken the request: a registration's end of
     // draining, a deregistration's start of it.
     let register_body = (action.as_deref() == Some("RegisterTargets")).then(|| body.clone());
+    let revoke_body = (action.as_deref() == Some("RevokeSecurityGroupIngress")).then(|| body.clone());
     let mut drained: Vec<((String, String, String), Instant)> = Vec::new();
     if let Some(refusal) = action.as_deref().and_then(|a| unseen_backup(&p, a, &body)) {
         return refusal;
@@ -972,6 +976,12 @@ async fn forward_to_moto(State(p): State<Arc<Proxy>>, req: Request) -> Response 
                     return (StatusCode::BAD_GATEWAY, format!("proxy: cannot read moto's answer: {e}")).into_response();
                 }
             };
+            if let Some(asked) = &revoke_body
+                && status == StatusCode::BAD_REQUEST
+                && String::from_utf8_lossy(&bytes).contains("InvalidPermission.NotFound")
+            {
+                return revoked_nothing(asked);
+            }
             if let Some(path) = s3_put_path.filter(|_| status.is_success()) {
                 let mut lose = p.counts.lose_s3_put_replies.lock().unwrap_or_else(|e| e.into_inner());
                 if let Some((text, n)) = lose.as_mut()
@@ -1359,6 +1369,36 @@ fn with_draining(p: &Proxy, arn: &str, text: String) -> String {
         return text;
     }
     super::cloudwatch::insert_members(&text, "TargetHealthDescriptions", &members, "</DescribeTargetHealthResult>")
+}
+
+/// RevokeSecurityGroupIngress of a rule the group does not hold, as AWS
+/// answers it for a VPC group: success, with the rules it did not find in
+/// `unknownIpPermissionSet` (moto refuses with InvalidPermission.NotFound).
+fn revoked_nothing(body: &[u8]) -> Response {
+    let params: Vec<(String, String)> = url::form_urlencoded::parse(body).into_owned().collect();
+    let get = |k: String| params.iter().find(|(n, _)| *n == k).map(|(_, v)| xml_escape(v));
+    let mut unknown = String::new();
+    for n in 1.. {
+        let Some(protocol) = get(format!("IpPermissions.{n}.IpProtocol")) else { break };
+        let port = |which: &str| get(format!("IpPermissions.{n}.{which}")).unwrap_or_default();
+        let groups: String = (1..)
+            .map_while(|g| get(format!("IpPermissions.{n}.Groups.{g}.GroupId")))
+            .map(|id| format!("<item><groupId>{id}</groupId></item>"))
+            .collect();
+        let ranges: String = (1..)
+            .map_while(|r| get(format!("IpPermissions.{n}.IpRanges.{r}.CidrIp")))
+            .map(|cidr| format!("<item><cidrIp>{cidr}</cidrIp></item>"))
+            .collect();
+        unknown.push_str(&format!(
+            "<item><ipProtocol>{protocol}</ipProtocol><fromPort>{}</fromPort><toPort>{}</toPort><groups>{groups}</groups><ipRanges>{ranges}</ipRanges></item>",
+            port("FromPort"),
+            port("ToPort")
+        ));
+    }
+    let xml = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<RevokeSecurityGroupIngressResponse xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\"><requestId>proxy-revoke</requestId><return>true</return><unknownIpPermissionSet>{unknown}</unknownIpPermissionSet></RevokeSecurityGroupIngressResponse>"
+    );
+    (StatusCode::OK, [("content-type", "text/xml")], xml).into_response()
 }
 
 /// The `Action` of a query-protocol request (EC2, ElastiCache, …).
