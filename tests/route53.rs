@@ -520,6 +520,37 @@ async fn a_shift_killed_after_its_send_holds_a_stop_for_its_ttl() {
     sb.down().await;
 }
 
+/// A checklist shift killed between its send and its `applied` line, run
+/// again: it finds its weights live and records itself applied. That line
+/// keeps what the killed run moved from, so the box's stop still waits out
+/// the TTL; written with the live weights (before = after), it concluded the
+/// intent and no line said a share was taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checklist_shift_found_done_when_run_again_still_holds_a_stop_for_its_ttl() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rb, path) = runbook_with(dir.path(), "single-box-to-alb.toml", |t| {
+        let shift = "[[phases.items]]\nid = \"all-to-alb\"\ntitle = \"All traffic to the ALB\"\nkind = \"action\"\n\
+                     action = \"shift_weights\"\nto = 100\n\n[[phases.items]]\nid = \"stop-box\"";
+        t.replace("ttl = 60\n", "ttl = 1\n").replacen("[[phases.items]]\nid = \"stop-box\"", shift, 1)
+    });
+    let p = path.to_str().unwrap();
+    let sb = sandbox(&rb, "ap-southeast-4").await;
+    let mut killed = cutover_command(&sb, &rb, dir.path(), &["run", p, "retire/all-to-alb", "--yes"]);
+    killed.env("CUTOVER_CRASH_AT", "action:after-apply");
+    let out = tokio::process::Command::from(killed).output().await.unwrap();
+    assert_eq!(out.status.code(), None, "killed at its crash point: {}", String::from_utf8_lossy(&out.stdout));
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["run", p, "retire/all-to-alb", "--yes"]).await;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("recorded as applied: found done when run again"), "{out}");
+    let lines = audit(dir.path(), &rb.name);
+    let found = lines.last().unwrap_or_else(|| panic!("{lines:#?}"));
+    assert_eq!((&found["stage"], &found["before"]["single-box"]), (&"applied".into(), &100.into()), "{found:#?}");
+    let (code, out) = run_cutover_all(&sb, &rb, dir.path(), &["run", p, "retire/stop-box", "--dry-run"]).await;
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("resolvers may still send single-box traffic: its share was taken by shift_weights"), "{out}");
+    sb.down().await;
+}
+
 /// A shift changes its own records and nothing else: AAAA records beside an
 /// A-only runbook's, and another name's records with the same set
 /// identifiers, stay as they were (AWS's DELETE takes only the record of

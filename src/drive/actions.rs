@@ -1779,8 +1779,13 @@ pub fn record_found_done(
 ) -> Result<Option<String>, String> {
     let Some(detail) = found_done(rb, item, plan)? else { return Ok(None) };
     let log = crate::store::audit::AuditLog::for_runbook(&rb.name);
-    let values = (plan.before.clone(), plan.after.clone());
-    log.append(&who.audit_line(&rb.name, format!("{} ({item})", plan.name), Stage::Applied, values, detail.clone()))?;
+    let action = format!("{} ({item})", plan.name);
+    // What the run found done moved from, as its intent said: the plan's
+    // `before` is the state after it (a shift's share taken would vanish).
+    let lines = log.read()?;
+    let intent = lines.iter().rev().find(|l| l.action == action && l.stage == Stage::Intent);
+    let before = intent.map_or_else(|| plan.before.clone(), |l| l.before.clone());
+    log.append(&who.audit_line(&rb.name, action, Stage::Applied, (before, plan.after.clone()), detail.clone()))?;
     Ok(Some(detail))
 }
 

@@ -68,7 +68,8 @@ impl AuditLine {
 
 /// What became of the `intent` line at `i`, by its writer's own account:
 /// the stage of that writer's next line about the same action that
-/// concludes it (`applied`, `insync` or `failed`). None where it said
+/// concludes it (`applied`, `insync`, `failed`, or a copy's `interrupted`,
+/// part of it done). None where it said
 /// nothing of it before its next intent: it died between the send and its
 /// `applied` line, or is sending now, so the change may be live.
 pub fn conclusion(lines: &[AuditLine], i: usize) -> Option<Stage> {
@@ -77,7 +78,7 @@ pub fn conclusion(lines: &[AuditLine], i: usize) -> Option<Stage> {
         .iter()
         .filter(|l| l.operator == intent.operator && l.action == intent.action)
         .map(|l| l.stage)
-        .find(|s| matches!(s, Stage::Intent | Stage::Applied | Stage::InSync | Stage::Failed))
+        .find(|s| matches!(s, Stage::Intent | Stage::Applied | Stage::InSync | Stage::Failed | Stage::Interrupted))
         .filter(|s| *s != Stage::Intent)
 }
 
