@@ -124,11 +124,12 @@ impl AlarmEpisodes {
             self.read_through.insert(key.clone(), through);
         }
         // In ALARM when the window opened, and its start not found: from
-        // then, unless a reading since saw it on from before (that one).
-        let seen_before = self
-            .seen_on
-            .get(&key)
-            .is_some_and(|seen| seen.iter().any(|(began, read)| *began <= from + SAME_CHANGE && *read >= from));
+        // then, unless a reading since saw it on from before (that one). A
+        // reading within the clock allowance of the window's start may be
+        // the step before's (the window opens that much before its send).
+        let seen_before = self.seen_on.get(&key).is_some_and(|seen| {
+            seen.iter().any(|(began, read)| *began <= from + SAME_CHANGE && *read >= from + CLOCK_SKEW)
+        });
         let ongoing = changes.first().filter(|c| c.old == "ALARM" && !seen_before).map(|_| from);
         let entered = changes.iter().filter(|c| c.new == "ALARM" && c.old != "ALARM").map(|c| c.at);
         let counted = self.counted.entry(key).or_default();
@@ -218,6 +219,11 @@ mod tests {
         let mut e = AlarmEpisodes::default();
         e.saw(0, &[state("a", "ALARM", 30)], &alarms, t(50));
         assert_eq!(e.count_unseen(0, "a", (t(60), t(130)), &ended).0, vec![t(60)], "seen only before the window");
+        // Within the clock allowance of the window's start: maybe the step
+        // before's reading, promoted on at once; counted.
+        let mut e = AlarmEpisodes::default();
+        e.saw(0, &[state("a", "ALARM", 30)], &alarms, t(62));
+        assert_eq!(e.count_unseen(0, "a", (t(60), t(130)), &ended).0, vec![t(60)], "seen at the window's edge");
     }
 
     #[test]

@@ -216,6 +216,10 @@ struct Runner<'a> {
     /// When this process last sent a step's weights: an alarm's ALARM
     /// before it judged other weights.
     shifted_at: Option<SystemTime>,
+    /// A send that timed out and may still land, kept out of the state
+    /// because an earlier change holds its place there: the send that
+    /// confirms it keeps what it moved from.
+    may_land: Option<InFlight>,
 }
 
 impl<'a> Runner<'a> {
@@ -242,6 +246,7 @@ impl<'a> Runner<'a> {
             last_saved: None,
             rollback_confirmed: false,
             shifted_at: None,
+            may_land: None,
         }
     }
 }
@@ -587,12 +592,15 @@ impl Runner<'_> {
     ) -> Result<Vec<Output>, SendError> {
         let weights = plan.weights;
         // Confirming a send of its own whose id was lost (a crash after it),
-        // its lines keep what that send moved away from: the fresh plan's
+        // or one that timed out and may have landed behind an earlier change
+        // (`may_land`), its lines keep what that send moved away from: the fresh plan's
         // records already hold these weights, and a share taken would else
         // not be on record. Weights adopted from outside keep the plan's.
-        let resent = confirming
-            .and(self.state.in_flight.as_ref())
-            .filter(|f| !f.adopted && f.change.is_none() && f.step == step && f.weights == weights);
+        let ours = |f: &&InFlight| !f.adopted && f.step == step && f.weights == weights;
+        let resent = confirming.and_then(|_| {
+            let unsent = self.state.in_flight.as_ref().filter(|f| f.change.is_none()).filter(ours);
+            unsent.or(self.may_land.as_ref().filter(ours))
+        });
         let (before, before_by_type) = match resent {
             Some(f) => (f.before, f.before_by_type.clone()),
             // Each type's where they differ: a share taken on AAAA alone is on record.
@@ -652,7 +660,10 @@ impl Runner<'_> {
             self.shifted_at = Some(SystemTime::now());
         }
         let change = match shift::apply(self.cx.clients.dns(), &self.cx.actor, plan).await {
-            Ok(c) => c,
+            Ok(c) => {
+                self.may_land = None;
+                c
+            }
             Err(e) => {
                 // A rollback changing nothing (confirming) reads back as live
                 // whatever became of it: a throttled or timed-out one is sent again.
@@ -745,6 +756,9 @@ impl Runner<'_> {
         let may_land = e.kind == crate::aws::AwsErrorKind::Unreachable || confirming;
         let kept = taken_again && may_land;
         let step = ours.step;
+        // Kept behind an earlier change, it is remembered here: confirmed
+        // later, its lines must still say what it moved from.
+        self.may_land = (kept && earlier.is_some()).then(|| ours.clone());
         self.state.in_flight = if kept { earlier.or(Some(ours)) } else { earlier };
         let saved = self.persist();
         let mut message = shift::failed_send_message(&e, &back);
