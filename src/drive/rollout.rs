@@ -216,10 +216,6 @@ struct Runner<'a> {
     /// When this process last sent a step's weights: an alarm's ALARM
     /// before it judged other weights.
     shifted_at: Option<SystemTime>,
-    /// A send that timed out and may still land, kept out of the state
-    /// because an earlier change holds its place there: the send that
-    /// confirms it keeps what it moved from.
-    may_land: Option<InFlight>,
 }
 
 impl<'a> Runner<'a> {
@@ -246,7 +242,6 @@ impl<'a> Runner<'a> {
             last_saved: None,
             rollback_confirmed: false,
             shifted_at: None,
-            may_land: None,
         }
     }
 }
@@ -599,7 +594,7 @@ impl Runner<'_> {
         let ours = |f: &&InFlight| !f.adopted && f.step == step && f.weights == weights;
         let resent = confirming.and_then(|_| {
             let unsent = self.state.in_flight.as_ref().filter(|f| f.change.is_none()).filter(ours);
-            unsent.or(self.may_land.as_ref().filter(ours))
+            unsent.or(self.state.may_land.as_ref().filter(ours))
         });
         let (before, before_by_type) = match resent {
             Some(f) => (f.before, f.before_by_type.clone()),
@@ -661,7 +656,7 @@ impl Runner<'_> {
         }
         let change = match shift::apply(self.cx.clients.dns(), &self.cx.actor, plan).await {
             Ok(c) => {
-                self.may_land = None;
+                self.state.may_land = None;
                 c
             }
             Err(e) => {
@@ -756,9 +751,10 @@ impl Runner<'_> {
         let may_land = e.kind == crate::aws::AwsErrorKind::Unreachable || confirming;
         let kept = taken_again && may_land;
         let step = ours.step;
-        // Kept behind an earlier change, it is remembered here: confirmed
-        // later, its lines must still say what it moved from.
-        self.may_land = (kept && earlier.is_some()).then(|| ours.clone());
+        // Kept behind an earlier change, it is saved beside it: confirmed
+        // later (by this run or, after a crash, the next), its lines must
+        // still say what it moved from.
+        self.state.may_land = (kept && earlier.is_some()).then(|| ours.clone());
         self.state.in_flight = if kept { earlier.or(Some(ours)) } else { earlier };
         let saved = self.persist();
         let mut message = shift::failed_send_message(&e, &back);

@@ -18,6 +18,12 @@ pub struct RolloutState {
     /// `Runner::send` for the order of writes around it.
     #[serde(default)]
     pub in_flight: Option<InFlight>,
+    /// A send that timed out and may still land, kept out of `in_flight`
+    /// because an earlier change holds that place: the send that confirms
+    /// it (this run's, or the next's) keeps on its lines what it moved
+    /// from. Absent in states saved before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub may_land: Option<InFlight>,
     pub updated_at: String,
     /// The rollout's `from` and `to` environments when it started: what its
     /// weights' two numbers are the weights of. Absent in states saved
@@ -98,6 +104,7 @@ impl RolloutState {
             engine: EngineState::new(plan.gates.len()),
             applied: None,
             in_flight: None,
+            may_land: None,
             updated_at: String::new(),
             sides: Some((rb.rollout.from.clone(), rb.rollout.to.clone())),
             account: None,
