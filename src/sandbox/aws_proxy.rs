@@ -980,7 +980,7 @@ async fn forward_to_moto(State(p): State<Arc<Proxy>>, req: Request) -> Response 
                 && status == StatusCode::BAD_REQUEST
                 && String::from_utf8_lossy(&bytes).contains("InvalidPermission.NotFound")
             {
-                return revoked_nothing(asked);
+                return revoked_nothing(asked, &bytes);
             }
             if let Some(path) = s3_put_path.filter(|_| status.is_success()) {
                 let mut lose = p.counts.lose_s3_put_replies.lock().unwrap_or_else(|e| e.into_inner());
@@ -1373,14 +1373,25 @@ fn with_draining(p: &Proxy, arn: &str, text: String) -> String {
 
 /// RevokeSecurityGroupIngress of a rule the group does not hold, as AWS
 /// answers it for a VPC group: success, with the rules it did not find in
-/// `unknownIpPermissionSet` (moto refuses with InvalidPermission.NotFound).
-fn revoked_nothing(body: &[u8]) -> Response {
+/// `unknownIpPermissionSet` (moto refuses with InvalidPermission.NotFound,
+/// answered here as `not_found` where AWS refuses too). A revoke of several
+/// rules moto took part of is answered with all of them (cutover revokes
+/// one at a time).
+fn revoked_nothing(body: &[u8], not_found: &[u8]) -> Response {
     let params: Vec<(String, String)> = url::form_urlencoded::parse(body).into_owned().collect();
     let get = |k: String| params.iter().find(|(n, _)| *n == k).map(|(_, v)| xml_escape(v));
+    // By rule id, AWS refuses an unknown one (InvalidSecurityGroupRuleId.NotFound): moto's refusal stands.
+    if params.iter().any(|(k, _)| k.starts_with("SecurityGroupRuleIds.")) {
+        return (StatusCode::BAD_REQUEST, [("content-type", "text/xml")], not_found.to_vec()).into_response();
+    }
     let mut unknown = String::new();
     for n in 1.. {
         let Some(protocol) = get(format!("IpPermissions.{n}.IpProtocol")) else { break };
-        let port = |which: &str| get(format!("IpPermissions.{n}.{which}")).unwrap_or_default();
+        // No ports (protocol -1): no elements, as AWS leaves them out.
+        let port = |which: &str| {
+            let tag = format!("{}{}", which[..1].to_ascii_lowercase(), &which[1..]);
+            get(format!("IpPermissions.{n}.{which}")).map_or(String::new(), |v| format!("<{tag}>{v}</{tag}>"))
+        };
         let groups: String = (1..)
             .map_while(|g| get(format!("IpPermissions.{n}.Groups.{g}.GroupId")))
             .map(|id| format!("<item><groupId>{id}</groupId></item>"))
@@ -1390,7 +1401,7 @@ fn revoked_nothing(body: &[u8]) -> Response {
             .map(|cidr| format!("<item><cidrIp>{cidr}</cidrIp></item>"))
             .collect();
         unknown.push_str(&format!(
-            "<item><ipProtocol>{protocol}</ipProtocol><fromPort>{}</fromPort><toPort>{}</toPort><groups>{groups}</groups><ipRanges>{ranges}</ipRanges></item>",
+            "<item><ipProtocol>{protocol}</ipProtocol>{}{}<groups>{groups}</groups><ipRanges>{ranges}</ipRanges></item>",
             port("FromPort"),
             port("ToPort")
         ));
