@@ -1777,12 +1777,15 @@ pub fn record_found_done(
     item: &str,
     plan: &ActionPlan,
 ) -> Result<Option<String>, String> {
-    let Some(detail) = found_done(rb, item, plan)? else { return Ok(None) };
+    if plan.noop.is_none() || forward_item(rb, item, plan).is_none() {
+        return Ok(None);
+    }
     let log = crate::store::audit::AuditLog::for_runbook(&rb.name);
+    let lines = log.read()?;
+    let Some(detail) = found_done_in(rb, item, plan, &lines) else { return Ok(None) };
     let action = format!("{} ({item})", plan.name);
     // What the run found done moved from, as its intent said: the plan's
     // `before` is the state after it (a shift's share taken would vanish).
-    let lines = log.read()?;
     let intent = lines.iter().rev().find(|l| l.action == action && l.stage == Stage::Intent);
     let before = intent.map_or_else(|| plan.before.clone(), |l| l.before.clone());
     log.append(&who.audit_line(&rb.name, action, Stage::Applied, (before, plan.after.clone()), detail.clone()))?;
@@ -1793,17 +1796,29 @@ pub fn record_found_done(
 /// if anything: the last run of the item stopped after its intent (or a
 /// step before its last), and the plan finds the change made.
 pub fn found_done(rb: &Runbook, item: &str, plan: &ActionPlan) -> Result<Option<String>, String> {
-    let Some(why) = &plan.noop else { return Ok(None) };
-    let Some(it) = forward_item(rb, item, plan) else { return Ok(None) };
+    if plan.noop.is_none() || forward_item(rb, item, plan).is_none() {
+        return Ok(None);
+    }
     let lines = crate::store::audit::AuditLog::for_runbook(&rb.name).read()?;
-    let last = super::not_before::latest_run_line(it, item, &lines);
-    let Some((last, true)) = last else { return Ok(None) };
+    Ok(found_done_in(rb, item, plan, &lines))
+}
+
+/// `found_done` on the audit's `lines`.
+fn found_done_in(
+    rb: &Runbook,
+    item: &str,
+    plan: &ActionPlan,
+    lines: &[crate::store::audit::AuditLine],
+) -> Option<String> {
+    let why = plan.noop.as_ref()?;
+    let it = forward_item(rb, item, plan)?;
+    let Some((last, true)) = super::not_before::latest_run_line(it, item, lines) else { return None };
     let stopped = match (last.stage, last.step) {
         (Stage::Intent, _) => "its intent".to_string(),
         (Stage::Applied | Stage::InSync, Some(s)) if !s.is_last() => format!("step {} of {}", s.number, s.of),
-        _ => return Ok(None),
+        _ => return None,
     };
-    Ok(Some(format!("found done when run again ({why}): the run before stopped after {stopped}")))
+    Some(format!("found done when run again ({why}): the run before stopped after {stopped}"))
 }
 
 /// Item `item` when `plan` is its own action, not its rollback.
