@@ -1715,7 +1715,7 @@ async fn revoked_nothing(
         ec2::ingress_described(&clients.ec2, vec![rule.group_id.clone()], &rule.description).await.map_err(|e| {
             format!("AWS found no rule to revoke for {}, and whether it is there cannot be read: {e}", step.describe())
         })?;
-    if rules.iter().any(|r| r.port == rule.port && r.from_group_id == rule.from_group_id) {
+    if rules.contains(rule) {
         return Err(format!(
             "AWS found no rule matching {} and revoked nothing, yet {} still holds it; nothing was changed",
             step.describe(),

@@ -997,7 +997,7 @@ impl RedisInfo {
         }
         let named = self.sentinels.iter().filter(|s| s.names_master).count();
         let counted = self.sentinels.iter().filter_map(|s| s.group).max().unwrap_or(0) as usize;
-        let group = self.sentinels.len().max(counted);
+        let group = crate::redis::url::sentinel_group(self.sentinels.len(), counted);
         (named * 2 <= group).then(|| {
             format!(
                 "only {named} of the group's {group} sentinels named the master it was read on: half or fewer may \

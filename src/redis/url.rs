@@ -423,7 +423,7 @@ impl Endpoint {
         }
         let answered: usize = named.iter().map(|n| n.2).sum();
         let listed = g.sentinels.len();
-        let group = listed.max(counted);
+        let group = sentinel_group(listed, counted);
         if self.sentinel_majority && answered > 0 && answered * 2 <= group {
             let needed = group / 2 + 1;
             // A sentinel forgets no peer until `SENTINEL RESET`: one gone for
@@ -668,6 +668,15 @@ struct Named {
     /// How many sentinels it counts in the group, itself included
     /// (`num-other-sentinels` + 1); None when `SENTINEL MASTER` is refused.
     group: Option<usize>,
+}
+
+/// The size of a Sentinel group that a majority is taken of: the sentinels
+/// a URL lists, or those its sentinels count in the group
+/// (`num-other-sentinels` + 1), whichever is more: one listed alone is no
+/// majority of three, and one cut off from its peers names the master they
+/// failed over from.
+pub fn sentinel_group(listed: usize, counted: usize) -> usize {
+    listed.max(counted)
 }
 
 /// What a `redis+sentinel://` and a `redis+cluster://` URL share after the
