@@ -118,7 +118,7 @@ pub struct TeamView {
 }
 
 /// Which source an update is of (one value shown on screen), whatever it says.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Source {
     Identity,
     Side(Side),

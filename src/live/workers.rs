@@ -175,8 +175,9 @@ where
         // Kept while the worker runs: a sender gone would end every wait at once.
         let _refresh = refresh;
         let mut throttles = 0u32;
-        // What this worker has reported: a panicking poll fails these.
-        let mut reported: Vec<Update> = sources;
+        // What this worker has reported, by source: a panicking poll fails these.
+        let mut reported: std::collections::BTreeMap<crate::live::Source, Update> =
+            sources.into_iter().map(|u| (u.source(), u)).collect();
         loop {
             // A refresh asked from here on is for a later poll than this one.
             asked.mark_unchanged();
@@ -185,10 +186,7 @@ where
             let updates = match std::panic::AssertUnwindSafe(poll()).catch_unwind().await {
                 Ok(u) => {
                     for (update, _) in &u {
-                        let source = update.source();
-                        if !reported.iter().any(|r| r.source() == source) {
-                            reported.push(update.failed(""));
-                        }
+                        reported.entry(update.source()).or_insert_with(|| update.failed(""));
                     }
                     u
                 }
@@ -196,7 +194,7 @@ where
                     let why = panic_message(&*panic);
                     tracing::error!(panic = %why, "a live-data worker panicked; it carries on");
                     let error = format!("internal error while polling (reported in the log): {why}");
-                    reported.iter().map(|u| (u.failed(&error), false)).collect()
+                    reported.values().map(|u| (u.failed(&error), false)).collect()
                 }
             };
             let throttled = updates.iter().any(|(_, t)| *t);
